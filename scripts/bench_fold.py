@@ -1,0 +1,802 @@
+"""Benchmark: fold weight normalization out of exported ONNX models, wnpass against its peers.
+
+Method
+------
+1. Export. Every example model in ``models/*.py`` (``build_model()`` / ``example_inputs()``) is
+   exported with both of PyTorch's exporters: TorchScript (``dynamo=False``) and dynamo
+   (``dynamo=True``, one file, the exporter's own optimizer on as users get it). Models that
+   also define ``build_model_large()`` / ``example_inputs_large()`` (the ~221 MB HiFi-GAN and
+   the wav2vec2-base positional convolution) are exported the same way. Each export runs in its
+   own process with a time limit and is cached in the work folder (skipped when the file
+   exists); its example inputs are saved beside it (``<stem>.inputs.npz``).
+
+2. Run. Every tool runs in a fresh child process per (model, tool, repeat), so that the peak
+   resident memory it reports is that process's own. Inside the child the tool's modules are
+   imported first; then the child records its RSS (the baseline: interpreter plus imports),
+   times the work itself with ``time.perf_counter`` (load + transform + save, not interpreter
+   start-up or imports) and reads ``getrusage(RUSAGE_SELF).ru_maxrss`` (the peak). Tools:
+
+   - ``floor``: ``onnx.load`` + ``onnx.save``, the least any file-to-file tool can do;
+   - ``wnpass``: ``wnpass.fold_onnx(src, dst)``;
+   - ``onnxsim``: ``onnxsim.simplify(onnx.load(src))`` + ``onnx.save``;
+   - ``onnxslim``: ``onnxslim.slim(src, dst)``;
+   - ``polygraphy``: the CLI ``polygraphy surgeon sanitize --fold-constants src -o dst`` as a
+     grandchild process. Its time is wall time minus the time of the same command on a
+     one-node model run just before (interpreter start-up and imports); its peak is
+     ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` and its baseline that of the one-node run;
+   - ``ort-basic``: ONNX Runtime offline optimization, ``ORT_ENABLE_BASIC`` with
+     ``optimized_model_filepath`` (CPU provider);
+   - ``onnxscript``: ``onnxscript.optimizer.optimize(onnx.load(src))`` + ``onnx.save``.
+
+   All tools run with their default settings. Within each repeat every tool runs once on the
+   model before the next repeat starts, the order rotated by one each repeat; times and peaks
+   are the median over repeats.
+
+3. Check every output once (the last repeat's file):
+
+   - ``sites left``: ``len(wnpass.inspect_onnx(out).sites)``, foldable or declined;
+   - ``ORT ok``: ONNX Runtime (CPU, default optimization level) creates a session and runs it;
+   - ``max err``: the largest absolute difference between the output model's and the original
+     model's outputs on the saved example inputs, both run by ONNX Runtime CPU with graph
+     optimizations disabled (each graph computed as written); ``right`` means every output has
+     the original's shape and ``allclose(rtol=1e-4, atol=1e-5)``; ``exact`` means max err == 0;
+   - ``names kept``: the fraction of the original's parameter names found as tensor names
+     (initializers or ``Constant`` outputs) of the output's main graph. The names are the
+     original's plain ``*.weight`` / ``*.bias`` initializers and, for each weight-normed
+     parameter, the name it had before weight norm: ``X.parametrizations.W.original1`` ->
+     ``X.W`` and ``X.W_v`` (with ``X.W_g`` beside it) -> ``X.W``.
+
+Output: a markdown report (per model and tool, and a per-tool summary) printed and written to
+``--out-md``, and every raw number in ``--out-json``.
+
+Usage::
+
+    python scripts/bench_fold.py                      # everything, 3 repeats
+    python scripts/bench_fold.py --models mlp hifigan --tools floor wnpass --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+TOOLS = ("floor", "wnpass", "onnxsim", "onnxslim", "polygraphy", "ort-basic", "onnxscript")
+PEERS = ("onnxsim", "onnxslim", "polygraphy", "ort-basic", "onnxscript")
+EXPORTERS = ("torchscript", "dynamo")
+RTOL, ATOL = 1e-4, 1e-5
+PACKAGES = (
+    "torch",
+    "onnx",
+    "onnx-ir",
+    "onnxruntime",
+    "onnxscript",
+    "onnxsim",
+    "onnxslim",
+    "polygraphy",
+    "onnx-graphsurgeon",
+    "numpy",
+    "wnpass",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Models and exports
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One exported model: which file of ``models/``, which size, which exporter."""
+
+    module: str  # file stem in models/
+    variant: str  # "" (build_model) or "_large" (build_model_large)
+    exporter: str  # "torchscript" or "dynamo"
+
+    @property
+    def name(self) -> str:
+        return f"{self.module}{self.variant}/{self.exporter}"
+
+    @property
+    def stem(self) -> str:
+        return f"{self.module}{self.variant}.{self.exporter}"
+
+    @property
+    def large(self) -> bool:
+        return bool(self.variant)
+
+
+def discover_models(
+    models_dir: Path, exporters: Sequence[str], large: bool, only: Sequence[str] | None
+) -> list[ModelSpec]:
+    """Every model of ``models_dir`` with each exporter; large variants where a file has one."""
+    specs = []
+    for path in sorted(models_dir.glob("*.py")):
+        text = path.read_text()
+        variants = [""] if "def build_model(" in text else []
+        if large and "def build_model_large(" in text:
+            variants.append("_large")
+        for variant in variants:
+            for exporter in exporters:
+                spec = ModelSpec(path.stem, variant, exporter)
+                if not only or any(word in spec.name for word in only):
+                    specs.append(spec)
+    return specs
+
+
+def export_model(
+    spec: ModelSpec, models_dir: Path, work: Path, timeout: float
+) -> tuple[Path, str | None]:
+    """Export ``spec`` in a child process unless cached; the file and an error (or None)."""
+    target = work / "models" / f"{spec.stem}.onnx"
+    if target.exists() and inputs_path(target).exists():
+        return target, None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, __file__, "_export", str(models_dir / f"{spec.module}.py")]
+    cmd += [spec.variant, spec.exporter, str(target)]
+    log = target.with_suffix(".export.log")
+    try:
+        with log.open("w") as out:
+            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        target.unlink(missing_ok=True)
+        return target, f"export took over {timeout:.0f} s"
+    if proc.returncode != 0 or not target.exists():
+        target.unlink(missing_ok=True)
+        return target, f"export failed: {tail(log.read_text())}"
+    return target, None
+
+
+def inputs_path(model_path: Path) -> Path:
+    return model_path.with_suffix(".inputs.npz")
+
+
+def child_export(module_file: str, variant: str, exporter: str, target: str) -> None:
+    """(child) Build, export and save example inputs for one model."""
+    import importlib.util
+    import warnings
+
+    import numpy as np
+    import torch
+
+    warnings.simplefilter("ignore")
+    spec = importlib.util.spec_from_file_location(Path(module_file).stem, module_file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = getattr(module, f"build_model{variant}")()
+    inputs = getattr(module, f"example_inputs{variant}")()
+    start = time.perf_counter()
+    partial = Path(target).with_suffix(".partial.onnx")
+    with torch.no_grad():
+        if exporter == "dynamo":
+            torch.onnx.export(model, inputs, str(partial), dynamo=True, external_data=False)
+        else:
+            torch.onnx.export(model, inputs, str(partial), dynamo=False)
+    os.replace(partial, target)
+    np.savez(inputs_path(Path(target)), *[t.numpy() for t in inputs])
+    print(f"exported {target} in {time.perf_counter() - start:.1f} s")
+
+
+# --------------------------------------------------------------------------------------------
+# Tools (each prepared inside its own child process)
+# --------------------------------------------------------------------------------------------
+
+Work = Callable[[str, str], dict[str, Any]]
+
+
+def prepare_floor() -> Work:
+    import onnx
+
+    def work(src: str, dst: str) -> dict[str, Any]:
+        onnx.save(onnx.load(src), dst)
+        return {}
+
+    return work
+
+
+def prepare_wnpass() -> Work:
+    from wnpass import fold_onnx
+
+    def work(src: str, dst: str) -> dict[str, Any]:
+        _, report = fold_onnx(src, dst)
+        return {"folded": report.folded, "declined": report.declined}
+
+    return work
+
+
+def prepare_onnxsim() -> Work:
+    import onnx
+    import onnxsim
+
+    def work(src: str, dst: str) -> dict[str, Any]:
+        model, check_ok = onnxsim.simplify(onnx.load(src))
+        onnx.save(model, dst)
+        return {"check_ok": bool(check_ok)}
+
+    return work
+
+
+def prepare_onnxslim() -> Work:
+    import onnxslim
+
+    def work(src: str, dst: str) -> dict[str, Any]:
+        onnxslim.slim(src, dst)
+        return {}
+
+    return work
+
+
+def prepare_ort_basic() -> Work:
+    import onnxruntime as ort
+
+    def work(src: str, dst: str) -> dict[str, Any]:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = dst
+        ort.InferenceSession(src, options, providers=["CPUExecutionProvider"])
+        return {}
+
+    return work
+
+
+def prepare_onnxscript() -> Work:
+    import onnx
+    import onnxscript.optimizer
+
+    def work(src: str, dst: str) -> dict[str, Any]:
+        onnx.save(onnxscript.optimizer.optimize(onnx.load(src)), dst)
+        return {}
+
+    return work
+
+
+PREPARE: dict[str, Callable[[], Work]] = {
+    "floor": prepare_floor,
+    "wnpass": prepare_wnpass,
+    "onnxsim": prepare_onnxsim,
+    "onnxslim": prepare_onnxslim,
+    "ort-basic": prepare_ort_basic,
+    "onnxscript": prepare_onnxscript,
+}
+
+
+def current_rss() -> int:
+    """This process's resident set size in bytes now."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def max_rss(who: int) -> int:
+    """Peak RSS in bytes from ``getrusage`` (Linux reports KiB)."""
+    return resource.getrusage(who).ru_maxrss * 1024
+
+
+def child_tool(tool: str, src: str, dst: str) -> dict[str, Any]:
+    """(child) Import one tool, then time it on src -> dst; the measurements as a dict."""
+    if tool == "polygraphy":
+        return child_polygraphy(src, dst)
+    work = PREPARE[tool]()
+    base = current_rss()
+    start = time.perf_counter()
+    extra = work(src, dst)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "peak": max_rss(resource.RUSAGE_SELF), "base": base, **extra}
+
+
+def child_polygraphy(src: str, dst: str) -> dict[str, Any]:
+    """(child) Run the polygraphy CLI as a grandchild, less its start-up on a one-node model."""
+    probe = Path(dst).with_name("polygraphy-probe.onnx")
+    write_probe_model(probe)
+    exe = shutil.which("polygraphy", path=str(Path(sys.executable).parent)) or "polygraphy"
+
+    def sanitize(source: str, target: str) -> float:
+        cmd = [exe, "surgeon", "sanitize", "--fold-constants", source, "-o", target]
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"polygraphy exited {proc.returncode}: {tail(proc.stderr)}")
+        return seconds
+
+    startup = sanitize(str(probe), str(probe.with_suffix(".out.onnx")))
+    base = max_rss(resource.RUSAGE_CHILDREN)
+    wall = sanitize(src, dst)
+    peak = max_rss(resource.RUSAGE_CHILDREN)
+    return {"seconds": max(wall - startup, 0.0), "wall": wall, "startup": startup,
+            "peak": peak, "base": base}  # fmt: skip
+
+
+def write_probe_model(path: Path) -> None:
+    """A one-node model (Identity) for measuring a CLI's start-up."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def run_tool(tool: str, src: Path, dst: Path, timeout: float) -> dict[str, Any]:
+    """Run one tool in a fresh child; its measurements, or ``{"error": ...}``."""
+    for stale in (dst, dst.with_name(dst.name + ".data")):
+        stale.unlink(missing_ok=True)
+    cmd = [sys.executable, __file__, "_tool", tool, str(src), str(dst)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    result = last_json_line(proc.stdout)
+    if result is None:
+        return {"error": f"exit {proc.returncode}: {tail(proc.stderr or proc.stdout)}"}
+    if "error" not in result and not dst.exists():
+        result["error"] = "no output file written"
+    return result
+
+
+def last_json_line(text: str) -> dict[str, Any] | None:
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                return None
+    return None
+
+
+def tail(text: str, lines: int = 3) -> str:
+    kept = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(kept[-lines:])[-400:]
+
+
+# --------------------------------------------------------------------------------------------
+# Checking outputs
+# --------------------------------------------------------------------------------------------
+
+
+def load_inputs(model_path: Path) -> list[Any]:
+    import numpy as np
+
+    with np.load(inputs_path(model_path)) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
+def run_ort(path: Path, inputs: Sequence[Any], optimize: bool) -> list[Any]:
+    """Outputs of ``path`` on ``inputs`` with ONNX Runtime CPU (optimizations on or off)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    return session.run(None, dict(zip(names, inputs, strict=True)))
+
+
+def compare(reference: Sequence[Any], outputs: Sequence[Any]) -> dict[str, Any]:
+    """Shapes, max abs error and closeness of ``outputs`` against ``reference``."""
+    import numpy as np
+
+    shapes_ok = len(reference) == len(outputs) and all(
+        r.shape == o.shape for r, o in zip(reference, outputs, strict=False)
+    )
+    if not shapes_ok:
+        return {"shapes_ok": False, "max_err": None, "close": False}
+    errors = [
+        float(np.max(np.abs(r.astype(np.float64) - o.astype(np.float64)))) if r.size else 0.0
+        for r, o in zip(reference, outputs, strict=True)
+    ]
+    max_err = max(errors, default=0.0)
+    close = all(
+        np.allclose(o, r, rtol=RTOL, atol=ATOL) for r, o in zip(reference, outputs, strict=True)
+    )
+    return {"shapes_ok": True, "max_err": max_err if math.isfinite(max_err) else None,
+            "close": bool(close)}  # fmt: skip
+
+
+def parameter_names(model_path: Path) -> set[str]:
+    """The original's parameter names: plain weights/biases and weight-normed ones' own names."""
+    names = tensor_names(model_path)
+    wanted = set()
+    for name in names:
+        match = re.fullmatch(r"(.+)\.parametrizations\.([^.]+)\.original1", name)
+        if match:
+            wanted.add(f"{match[1]}.{match[2]}")
+        elif name.endswith("_v") and name[:-2] + "_g" in names:
+            wanted.add(name[:-2])
+        elif name.endswith((".weight", ".bias")):
+            wanted.add(name)
+    return wanted
+
+
+def tensor_names(model_path: Path) -> set[str]:
+    """Initializer and ``Constant`` output names of the main graph."""
+    import onnx
+
+    graph = onnx.load(model_path, load_external_data=False).graph
+    names = {init.name for init in graph.initializer}
+    names.update(out for node in graph.node if node.op_type == "Constant" for out in node.output)
+    return names
+
+
+def check_output(
+    original: Path, output: Path, inputs: Sequence[Any], reference: Sequence[Any]
+) -> dict[str, Any]:
+    """Sites left, ONNX Runtime acceptance, output error and names kept of one output file."""
+    from wnpass import inspect_onnx
+
+    result: dict[str, Any] = {}
+    try:
+        sites = inspect_onnx(output).sites
+        result["sites_left"] = len(sites)
+        result["sites_declined"] = sum(site.status == "declined" for site in sites)
+    except Exception as error:
+        result["sites_left"] = None
+        result["inspect_error"] = f"{type(error).__name__}: {tail(str(error), 1)}"
+    try:
+        run_ort(output, inputs, optimize=True)
+        result["ort_ok"] = True
+    except Exception as error:
+        result["ort_ok"] = False
+        result["ort_error"] = f"{type(error).__name__}: {tail(str(error), 1)}"
+    try:
+        result.update(compare(reference, run_ort(output, inputs, optimize=False)))
+    except Exception as error:
+        result.update(shapes_ok=False, max_err=None, close=False)
+        result["run_error"] = f"{type(error).__name__}: {tail(str(error), 1)}"
+    wanted = parameter_names(original)
+    kept = wanted & tensor_names(output)
+    result["names_kept"] = len(kept) / len(wanted) if wanted else None
+    result["bytes"] = output.stat().st_size + data_file_size(output)
+    return result
+
+
+def data_file_size(path: Path) -> int:
+    data = path.with_name(path.name + ".data")
+    return data.stat().st_size if data.exists() else 0
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+def rotated(items: Sequence[str], shift: int) -> list[str]:
+    shift %= len(items)
+    return [*items[shift:], *items[:shift]]
+
+
+def bench_model(
+    spec: ModelSpec, source: Path, tools: Sequence[str], repeats: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """All tools on one model: raw runs, medians and output checks."""
+    from wnpass import inspect_onnx
+
+    out_dir = args.work / "outputs" / spec.stem
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, list[dict[str, Any]]] = {tool: [] for tool in tools}
+    for repeat in range(repeats):
+        for tool in rotated(tools, repeat):
+            result = run_tool(tool, source, out_dir / f"{tool}.onnx", args.timeout)
+            runs[tool].append(result)
+            log(f"  {spec.name:32} {tool:11} {describe_run(result)}")
+    inputs = load_inputs(source)
+    reference = run_ort(source, inputs, optimize=False)
+    record: dict[str, Any] = {
+        "model": spec.name,
+        "bytes": source.stat().st_size,
+        "sites": len(inspect_onnx(source).sites),
+        "parameter_names": len(parameter_names(source)),
+        "repeats": repeats,
+        "tools": {},
+    }
+    for tool in tools:
+        entry = summarize_runs(runs[tool])
+        output = out_dir / f"{tool}.onnx"
+        if "error" not in entry and output.exists():
+            entry.update(check_output(source, output, inputs, reference))
+        record["tools"][tool] = entry
+    if not args.keep_outputs:
+        shutil.rmtree(out_dir)
+    return record
+
+
+def describe_run(result: dict[str, Any]) -> str:
+    if "error" in result:
+        return f"ERROR {result['error']}"
+    return f"{result['seconds']:8.3f} s  peak {result['peak'] / 2**20:7.1f} MB"
+
+
+def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the successful runs; the first error if any run failed."""
+    errors = [run["error"] for run in runs if "error" in run]
+    if errors:
+        return {"error": errors[0], "runs": runs}
+    return {
+        "seconds": statistics.median(run["seconds"] for run in runs),
+        "peak_mb": statistics.median(run["peak"] for run in runs) / 2**20,
+        "base_mb": statistics.median(run["base"] for run in runs) / 2**20,
+        "runs": runs,
+    }
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+        memory_gb = int(mem) / 2**20
+    except OSError:
+        memory_gb = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": memory_gb,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for package in PACKAGES:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Reports
+# --------------------------------------------------------------------------------------------
+
+
+def ratio(entry: dict[str, Any], floor: dict[str, Any] | None) -> float | None:
+    if not floor or "seconds" not in entry or "seconds" not in floor or floor["seconds"] <= 0:
+        return None
+    return entry["seconds"] / floor["seconds"]
+
+
+def fmt(value: float | None, spec: str = ".2f", missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def fmt_err(entry: dict[str, Any]) -> str:
+    if not entry.get("shapes_ok", False):
+        return "shape!" if "max_err" in entry else "-"
+    text = "0" if entry["max_err"] == 0 else fmt(entry["max_err"], ".1e", "nan")
+    return text if entry.get("close") else f"{text} ✗"
+
+
+def is_wrong(entry: dict[str, Any]) -> bool:
+    """A failed tool, a rejected file or outputs that are not close to the original's."""
+    return "error" in entry or not entry.get("ort_ok") or not entry.get("close")
+
+
+def model_table(records: Sequence[dict[str, Any]]) -> list[str]:
+    head = "| model | MB | sites | tool | time s | × floor | peak MB | Δ base MB | sites left"
+    head += " | max err | ORT ok | names kept |"
+    lines = [head, "|" + "---|" * 12]
+    for record in records:
+        floor = record["tools"].get("floor")
+        for i, (tool, entry) in enumerate(record["tools"].items()):
+            first = i == 0
+            cells = [
+                f"{record['model']}" if first else "",
+                f"{record['bytes'] / 1e6:.1f}" if first else "",
+                str(record["sites"]) if first else "",
+                tool,
+            ]
+            if "error" in entry:
+                cells += [f"failed: {entry['error'][:80]}", *[""] * 7]
+            else:
+                cells += [
+                    fmt(entry["seconds"], ".3f"),
+                    fmt(ratio(entry, floor)),
+                    fmt(entry["peak_mb"], ".0f"),
+                    fmt(entry["peak_mb"] - entry["base_mb"], ".0f"),
+                    fmt(entry.get("sites_left"), "d", "?"),
+                    fmt_err(entry),
+                    "yes" if entry.get("ort_ok") else "NO",
+                    fmt(entry.get("names_kept"), ".0%"),
+                ]
+            lines.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
+    return lines
+
+
+def summary(records: Sequence[dict[str, Any]], tools: Sequence[str]) -> dict[str, Any]:
+    """Per tool: geomean time ratio, max peak, total sites left, wrong/rejected, exact, names."""
+    rows = {}
+    for tool in tools:
+        entries = [(r["tools"][tool], r["tools"].get("floor")) for r in records]
+        ratios = [x for x in (ratio(e, f) for e, f in entries) if x]
+        done = [e for e, _ in entries if "error" not in e]
+        names = [e["names_kept"] for e in done if e.get("names_kept") is not None]
+        rows[tool] = {
+            "models": len(entries),
+            "failed": sum("error" in e for e, _ in entries),
+            "geomean_ratio": geomean(ratios),
+            "max_peak_mb": max((e["peak_mb"] for e in done), default=None),
+            "max_delta_mb": max((e["peak_mb"] - e["base_mb"] for e in done), default=None),
+            "sites_left": sum(e.get("sites_left") or 0 for e in done),
+            "wrong_or_rejected": sum(is_wrong(e) for e, _ in entries),
+            "exact": sum(e.get("max_err") == 0 and e.get("shapes_ok", False) for e in done),
+            "mean_names_kept": statistics.fmean(names) if names else None,
+        }
+    return rows
+
+
+def geomean(values: Iterable[float]) -> float | None:
+    values = list(values)
+    return math.exp(statistics.fmean(math.log(v) for v in values)) if values else None
+
+
+def summary_table(rows: dict[str, dict[str, Any]]) -> list[str]:
+    head = "| tool | time × floor (geomean) | max peak MB | max Δ base MB | sites left (total)"
+    head += " | wrong / rejected / failed | exact outputs | names kept (mean) |"
+    lines = [head, "|" + "---|" * 8]
+    for tool, row in rows.items():
+        cells = [
+            tool,
+            fmt(row["geomean_ratio"]),
+            fmt(row["max_peak_mb"], ".0f"),
+            fmt(row["max_delta_mb"], ".0f"),
+            str(row["sites_left"]),
+            f"{row['wrong_or_rejected']} of {row['models']}",
+            f"{row['exact']} of {row['models']}",
+            fmt(row["mean_names_kept"], ".0%"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def targets(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How many models meet each of wnpass's targets (and which do not)."""
+    misses: dict[str, list[str]] = {"zero sites": [], "exact": [], "time <= floor": []}
+    misses["peak < every peer"] = []
+    for record in records:
+        entry, model = record["tools"].get("wnpass"), record["model"]
+        if entry is None:
+            continue
+        if "error" in entry:
+            for key in misses:
+                misses[key].append(model)
+            continue
+        if entry.get("sites_left") != 0:
+            misses["zero sites"].append(model)
+        if not (entry.get("shapes_ok") and entry.get("max_err") == 0):
+            misses["exact"].append(model)
+        floor = record["tools"].get("floor")
+        if (ratio(entry, floor) or math.inf) > 1.0:
+            misses["time <= floor"].append(model)
+        peers = [e["peak_mb"] for t, e in record["tools"].items() if t in PEERS and "peak_mb" in e]
+        if peers and entry["peak_mb"] >= min(peers):
+            misses["peak < every peer"].append(model)
+    return {"models": len(records), "misses": misses}
+
+
+def targets_table(result: dict[str, Any]) -> list[str]:
+    lines = ["| target | models met | missed on |", "|---|---|---|"]
+    for target, missed in result["misses"].items():
+        met = result["models"] - len(missed)
+        lines.append(f"| {target} | {met} of {result['models']} | {', '.join(missed) or '-'} |")
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    parts = ["## Summary", "", *summary_table(report["summary"]), ""]
+    if "wnpass" in report["tools"]:
+        parts += ["## wnpass targets", "", *targets_table(report["targets"]), ""]
+    parts += ["## Per model", "", *model_table(report["models"]), ""]
+    if report["export_errors"]:
+        parts += ["## Exports that failed", ""]
+        parts += [f"- {name}: {error}" for name, error in report["export_errors"].items()]
+        parts.append("")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=REPO / "bench-out", help="work folder")
+    parser.add_argument("--models-dir", type=Path, default=REPO / "models")
+    parser.add_argument("--models", nargs="*", help="keep models whose name has one of these")
+    parser.add_argument("--tools", nargs="*", choices=TOOLS, default=list(TOOLS))
+    parser.add_argument("--exporters", nargs="*", choices=EXPORTERS, default=list(EXPORTERS))
+    parser.add_argument("--no-large", action="store_true", help="skip build_model_large()")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per (model, tool)")
+    parser.add_argument("--large-repeats", type=int, help="runs for large models (default: same)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per tool run")
+    parser.add_argument("--export-timeout", type=float, default=600, help="seconds per export")
+    parser.add_argument("--keep-outputs", action="store_true", help="keep the tools' outputs")
+    parser.add_argument("--out-md", type=Path, help="default: <work>/bench_fold.md")
+    parser.add_argument("--out-json", type=Path, help="default: <work>/bench_fold.json")
+    args = parser.parse_args(argv)
+    if "floor" not in args.tools:
+        args.tools.insert(0, "floor")
+    args.tools = [tool for tool in TOOLS if tool in args.tools]
+    return args
+
+
+def bench(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    specs = discover_models(args.models_dir, args.exporters, not args.no_large, args.models)
+    records, export_errors = [], {}
+    for spec in specs:
+        source, error = export_model(spec, args.models_dir, args.work, args.export_timeout)
+        if error:
+            log(f"{spec.name}: {error}")
+            export_errors[spec.name] = error
+            continue
+        repeats = args.large_repeats if spec.large and args.large_repeats else args.repeats
+        records.append(bench_model(spec, source, args.tools, repeats, args))
+    report = {
+        "command": " ".join(["python", "scripts/bench_fold.py", *(argv or sys.argv[1:])]),
+        "machine": machine_info(),
+        "versions": versions(),
+        "tools": args.tools,
+        "tolerance": {"rtol": RTOL, "atol": ATOL},
+        "models": records,
+        "export_errors": export_errors,
+        "summary": summary(records, args.tools),
+        "targets": targets(records),
+        "seconds": time.perf_counter() - started,
+    }
+    text = markdown(report)
+    out_md = args.out_md or args.work / "bench_fold.md"
+    out_json = args.out_json or args.work / "bench_fold.json"
+    out_md.write_text(text)
+    out_json.write_text(json.dumps(report, indent=2) + "\n")
+    print(text)
+    log(f"wrote {out_md} and {out_json} in {report['seconds']:.0f} s")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_export"]:
+        child_export(*argv[1:])
+        return 0
+    if argv[:1] == ["_tool"]:
+        try:
+            print(json.dumps(child_tool(*argv[1:])))
+        except Exception as error:
+            print(json.dumps({"error": f"{type(error).__name__}: {tail(str(error), 2)}"}))
+            return 1
+        return 0
+    bench(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

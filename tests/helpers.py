@@ -1,0 +1,72 @@
+"""Shared test helpers: tiny ONNX models from text, ONNX Runtime runs, site counts."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from wnpass import inspect_onnx
+
+# Folding computes w = g*v/||v|| in float64 and rounds once; ONNX Runtime rounds after every op
+# in float32. w then differs by a few float32 ulps (~1e-7 relative), which a consumer that sums
+# K products can grow to ~sqrt(K)*1e-7: 1e-5 relative (plus 1e-6 absolute for outputs near zero)
+# leaves an order of magnitude of room without hiding a wrong axis (errors of order 1).
+FP32_RTOL, FP32_ATOL = 1e-5, 1e-6
+# float16 weights carry 11 bits: one rounding step is 2**-11 ~ 4.9e-4 relative.
+FP16_RTOL, FP16_ATOL = 2e-3, 1e-3
+
+RNG = np.random.default_rng(0)
+
+
+def rand(*shape: int, dtype: type = np.float32) -> np.ndarray:
+    return RNG.standard_normal(shape).astype(dtype)
+
+
+def onnx_model(
+    text: str, names: dict[str, str] | None = None, **initializers: np.ndarray
+) -> onnx.ModelProto:
+    """A model from ONNX text, with the given arrays as initializers; checked.
+
+    ``names`` renames values after parsing, for names ONNX text cannot spell (``conv.weight_v``).
+    """
+    model = onnx.parser.parse_model(textwrap.dedent(text))
+    names = names or {}
+    for name, array in initializers.items():
+        model.graph.initializer.append(onnx.numpy_helper.from_array(array, names.get(name, name)))
+    for node in model.graph.node:
+        renamed = [names.get(i, i) for i in node.input]
+        del node.input[:]
+        node.input.extend(renamed)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def run(model: onnx.ModelProto | ir.Model | str | Path, feeds: dict[str, np.ndarray]) -> list:
+    import onnxruntime as ort
+
+    if isinstance(model, ir.Model):
+        model = ir.serde.serialize_model(model)
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+def sites_left(model: onnx.ModelProto | ir.Model | str | Path) -> int:
+    return len(inspect_onnx(model).sites)
+
+
+def op_types(model: ir.Model | onnx.ModelProto) -> list[str]:
+    if isinstance(model, onnx.ModelProto):
+        return [n.op_type for n in model.graph.node]
+    return [n.op_type for n in model.graph]
+
+
+def assert_close(actual: list, expected: list, rtol: float = FP32_RTOL, atol: float = FP32_ATOL):
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected, strict=True):
+        assert a.shape == e.shape and a.dtype == e.dtype
+        np.testing.assert_allclose(a.astype(np.float64), e.astype(np.float64), rtol=rtol, atol=atol)

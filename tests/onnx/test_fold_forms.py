@@ -1,0 +1,240 @@
+"""Every way of writing g * v / ||v|| folds to one initializer with the same outputs."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import onnx
+import pytest
+
+from tests.helpers import FP16_ATOL, FP16_RTOL, assert_close, onnx_model, op_types, rand, run
+from wnpass import fold_onnx, inspect_onnx
+
+HEADER17 = '<ir_version: 8, opset_import: ["" : 17]>'
+HEADER18 = '<ir_version: 8, opset_import: ["" : 18]>'
+V, G = rand(3, 4), np.abs(rand(3, 1)) + 0.5  # a Gemm(transB=1) weight: units on axis 0
+X = rand(2, 4)
+
+
+def gemm_model(body: str, header: str = HEADER17, **extra: np.ndarray) -> onnx.ModelProto:
+    """x[2,4] -> Gemm(x, w, transB=1) -> y[2,3], where ``body`` computes w from v and g."""
+    text = f"""
+        {header}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            {body}
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    return onnx_model(text, v=V, g=G, **extra)
+
+
+def assert_folds(model: onnx.ModelProto, sites: int = 1, feeds: dict | None = None, **tol):
+    """Fold, then: every site folded, none left, same outputs, a valid model."""
+    feeds = feeds if feeds is not None else {"x": X}
+    folded, report = fold_onnx(model)
+    assert report.folded == sites, [s.reason for s in report.sites]
+    assert report.declined == 0
+    assert len(inspect_onnx(folded).sites) == 0
+    onnx.checker.check_model(folded, full_check=True)
+    assert_close(run(folded, feeds), run(model, feeds), **tol)
+    return folded, report
+
+
+ASSOCIATIONS = {
+    "(v/n)*g": "n = ReduceL2 <axes = [1]> (v)\n d = Div(v, n)\n w = Mul(d, g)",
+    "g*(v/n)": "n = ReduceL2 <axes = [1]> (v)\n d = Div(v, n)\n w = Mul(g, d)",
+    "v*(g/n)": "n = ReduceL2 <axes = [1]> (v)\n d = Div(g, n)\n w = Mul(v, d)",
+    "(g/n)*v": "n = ReduceL2 <axes = [1]> (v)\n d = Div(g, n)\n w = Mul(d, v)",
+    "(g*v)/n": "n = ReduceL2 <axes = [1]> (v)\n p = Mul(g, v)\n w = Div(p, n)",
+    "(v*g)/n": "n = ReduceL2 <axes = [1]> (v)\n p = Mul(v, g)\n w = Div(p, n)",
+    "g*v*(1/n)": "n = ReduceL2 <axes = [1]> (v)\n r = Reciprocal(n)\n p = Mul(g, v)\n w = Mul(p, r)",
+    "v*(1/n)*g": "n = ReduceL2 <axes = [1]> (v)\n r = Reciprocal(n)\n p = Mul(v, r)\n w = Mul(p, g)",
+    "g/(n/v)... no: v/(n/g)": "n = ReduceL2 <axes = [1]> (v)\n q = Div(n, g)\n w = Div(v, q)",
+}
+
+
+@pytest.mark.parametrize("form", ASSOCIATIONS)
+def test_any_association_and_operand_order(form: str) -> None:
+    """Every association and operand order of g, v and the norm folds."""
+    folded, _ = assert_folds(gemm_model(ASSOCIATIONS[form]))
+    assert op_types(folded) == ["Gemm"]
+    assert [i.name for i in folded.graph.initializer] == ["v.folded"]
+
+
+def test_torchscript_form_opset17_axes_attribute() -> None:
+    """TorchScript exporter, opset < 18: axes are an attribute, keepdims=1."""
+    body = "n = ReduceL2 <axes = [1], keepdims = 1> (v)\n d = Div(v, n)\n w = Mul(d, g)"
+    assert_folds(gemm_model(body))
+
+
+def test_torchscript_form_opset18_axes_from_constant_node() -> None:
+    """TorchScript exporter, opset >= 18: axes come from a Constant node, which is removed."""
+    body = (
+        "a = Constant <value = int64[1] {1}> ()\n n = ReduceL2 <keepdims = 1> (v, a)\n"
+        " d = Div(v, n)\n w = Mul(d, g)"
+    )
+    folded, report = assert_folds(gemm_model(body, HEADER18))
+    assert op_types(folded) == ["Gemm"]
+    assert report.sites[0].nodes_removed == 4
+
+
+def test_dynamo_form_axes_initializer() -> None:
+    """Dynamo exporter: ReduceL2(v, axes) -> Div(g, norm) -> Mul(v, div); the axes go too."""
+    body = "n = ReduceL2 (v, axes)\n d = Div(g, n)\n w = Mul(v, d)"
+    folded, _ = assert_folds(gemm_model(body, HEADER18, axes=np.array([1], np.int64)))
+    assert [i.name for i in folded.graph.initializer] == ["v.folded"]
+
+
+def test_keepdims_0_then_unsqueeze() -> None:
+    body = (
+        "n = ReduceL2 <axes = [1], keepdims = 0> (v)\n u = Unsqueeze <axes = [1]> (n)\n"
+        " d = Div(v, u)\n w = Mul(d, g)"
+    )
+    assert_folds(gemm_model(body, '<ir_version: 8, opset_import: ["" : 12]>'))
+
+
+def test_keepdims_0_broadcasting_on_the_last_axis() -> None:
+    """MatMul weight [in, out]: norm over axis 0 with keepdims=0 broadcasts as [out]."""
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            n = ReduceL2 <axes = [0], keepdims = 0> (v)
+            d = Div(v, n)
+            w = Mul(d, g)
+            y = MatMul(x, w)
+        }}
+    """
+    assert_folds(onnx_model(text, v=rand(4, 3), g=rand(3)))
+
+
+def test_whole_tensor_norm_empty_axes() -> None:
+    """dim=None: no axes means the norm of the whole tensor, with one scalar g."""
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            n = ReduceL2 (v)
+            d = Div(v, n)
+            w = Mul(d, g)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, v=V, g=np.array(2.5, np.float32))
+    _, report = assert_folds(model)
+    assert report.sites[0].axes is None
+
+
+NORM_SPELLINGS = {
+    "Sqrt(ReduceSum(v*v))": "s = Mul(v, v)\n q = ReduceSum <keepdims = 1> (s, ax)\n n = Sqrt(q)",
+    "Sqrt(ReduceSum(Pow(v,2)))": (
+        "s = Pow(v, two)\n q = ReduceSum <keepdims = 1> (s, ax)\n n = Sqrt(q)"
+    ),
+    "Sqrt(ReduceSumSquare)": "q = ReduceSumSquare <axes = [1]> (v)\n n = Sqrt(q)",
+    "Pow(ReduceSumSquare, 0.5)": "q = ReduceSumSquare <axes = [1]> (v)\n n = Pow(q, half)",
+    "Max(ReduceL2, eps)": "m = ReduceL2 <axes = [1]> (v)\n n = Max(m, eps)",
+    "Clip(ReduceL2, eps)": "m = ReduceL2 <axes = [1]> (v)\n n = Clip(m, eps)",
+    "ReduceL2 + eps": "m = ReduceL2 <axes = [1]> (v)\n n = Add(m, eps)",
+    "Cast(ReduceL2)": "m = ReduceL2 <axes = [1]> (v)\n n = Cast <to = 1> (m)",
+}
+CONSTANTS = {
+    "ax": np.array([1], np.int64),
+    "two": np.array(2.0, np.float32),
+    "half": np.array(0.5, np.float32),
+    "eps": np.array(1e-12, np.float32),
+}
+
+
+@pytest.mark.parametrize("spelling", NORM_SPELLINGS)
+def test_norm_spellings(spelling: str) -> None:
+    body = NORM_SPELLINGS[spelling] + "\n d = Div(v, n)\n w = Mul(d, g)"
+    used = {k: a for k, a in CONSTANTS.items() if re.search(rf"\b{k}\b", body)}
+    folded, report = assert_folds(gemm_model(body, **used))
+    assert op_types(folded) == ["Gemm"]
+    assert [i.name for i in folded.graph.initializer] == ["v.folded"]
+    assert report.sites[0].axes == [1]
+
+
+def test_reciprocal_square_root_of_sum_of_squares() -> None:
+    """rsqrt written as Pow(sumsq, -0.5): the norm sits in the numerator with exponent -1."""
+    body = (
+        "q = ReduceSumSquare <axes = [1]> (v)\n r = Pow(q, mhalf)\n p = Mul(v, r)\n w = Mul(p, g)"
+    )
+    assert_folds(gemm_model(body, mhalf=np.array(-0.5, np.float32)))
+
+
+def test_reciprocal_of_sqrt() -> None:
+    body = "q = ReduceSumSquare <axes = [1]> (v)\n s = Sqrt(q)\n r = Reciprocal(s)\n w = Mul(Mul(v, r), g)"
+    body = body.replace("w = Mul(Mul(v, r), g)", "p = Mul(v, r)\n w = Mul(p, g)")
+    assert_folds(gemm_model(body))
+
+
+def test_lp_normalization_times_g() -> None:
+    body = "d = LpNormalization <axis = 1, p = 2> (v)\n w = Mul(d, g)"
+    folded, report = assert_folds(gemm_model(body))
+    assert report.sites[0].form.startswith("LpNormalization")
+
+
+def test_epsilon_value_is_honoured() -> None:
+    """normalize() semantics: a unit whose norm is below eps is divided by eps, not its norm."""
+    v = V.copy()
+    v[0] = 1e-9  # norm 2e-9 < eps 1e-6
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            m = ReduceL2 <axes = [1]> (v)
+            n = Max(m, eps)
+            d = Div(v, n)
+            w = Mul(d, g)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, v=v, g=G, eps=np.array(1e-6, np.float32))
+    folded, _ = assert_folds(model)
+    w = onnx.numpy_helper.to_array(folded.graph.initializer[0])
+    np.testing.assert_allclose(w[0], G[0] * v[0] / 1e-6, rtol=1e-6)
+
+
+def test_float16_weights_cast_around_the_norm() -> None:
+    """fp16 v and g are cast to float32 for the norm and the product is cast back to fp16."""
+    text = f"""
+        {HEADER17}
+        agraph (float16[2, 4] x) => (float16[2, 3] y) {{
+            vf = Cast <to = 1> (v)
+            gf = Cast <to = 1> (g)
+            n = ReduceL2 <axes = [1]> (vf)
+            d = Div(vf, n)
+            wf = Mul(d, gf)
+            w = Cast <to = 10> (wf)
+            wt = Transpose <perm = [1, 0]> (w)
+            y = MatMul(x, wt)
+        }}
+    """
+    model = onnx_model(text, v=V.astype(np.float16), g=G.astype(np.float16))
+    feeds = {"x": X.astype(np.float16)}
+    folded, report = assert_folds(model, feeds=feeds, rtol=FP16_RTOL, atol=FP16_ATOL)
+    assert op_types(folded) == ["MatMul"]
+    (weight,) = folded.graph.initializer
+    assert weight.data_type == onnx.TensorProto.FLOAT16 and list(weight.dims) == [4, 3]
+    v64, g64 = V.astype(np.float16).astype(np.float64), G.astype(np.float16).astype(np.float64)
+    expected = (g64 * v64 / np.linalg.norm(v64, axis=1, keepdims=True)).T.astype(np.float16)
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(weight), expected)
+    assert report.sites[0].dtype == "float16"
+
+
+def test_bfloat16_weights_cast_to_float() -> None:
+    import ml_dtypes
+
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            vf = Cast <to = 1> (v)
+            gf = Cast <to = 1> (g)
+            n = ReduceL2 <axes = [1]> (vf)
+            d = Div(vf, n)
+            w = Mul(d, gf)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, v=V.astype(ml_dtypes.bfloat16), g=G.astype(ml_dtypes.bfloat16))
+    folded, report = assert_folds(model)
+    assert report.sites[0].dtype == "float"

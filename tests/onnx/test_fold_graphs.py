@@ -1,0 +1,353 @@
+"""Folding across consumers, layout ops, shared weights, subgraphs and functions; and refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+
+from tests.helpers import assert_close, onnx_model, op_types, rand, run
+from tests.onnx.test_fold_forms import HEADER17, HEADER18, assert_folds
+from wnpass import fold_onnx, inspect_onnx
+
+WN = "n = ReduceL2 <axes = {axes}, keepdims = 1> (v)\n d = Div(v, n)\n w = Mul(d, g)"
+
+
+def wn(axes: list[int]) -> str:
+    return WN.format(axes=str(axes))
+
+
+def test_conv_and_names_from_the_parametrization_api() -> None:
+    text = f"""
+        {HEADER17}
+        agraph (float[1, 4, 9] x) => (float[1, 6, 7] y) {{
+            {wn([1, 2])}
+            y = Conv(x, w)
+        }}
+    """
+    v, g = rand(6, 4, 3), rand(6, 1, 1)
+    names = {
+        "v": "conv.parametrizations.weight.original1",
+        "g": "conv.parametrizations.weight.original0",
+    }
+    model = onnx_model(text, names=names, v=v, g=g)
+    folded, report = assert_folds(model, feeds={"x": rand(1, 4, 9)})
+    assert [i.name for i in folded.graph.initializer] == ["conv.weight"]
+    assert report.sites[0].consumers == ["Conv"] and report.sites[0].axes == [1, 2]
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+def test_conv_transpose_either_axis_and_legacy_names(dim: int) -> None:
+    """ConvTranspose weight [in, out, k]: PyTorch's dim=0 (per input channel) and the paper's 1."""
+    axes = [1, 2] if dim == 0 else [0, 2]
+    text = f"""
+        {HEADER17}
+        agraph (float[1, 4, 5] x) => (float[1, 3, 10] y) {{
+            {wn(axes)}
+            y = ConvTranspose <strides = [2]> (x, w)
+        }}
+    """
+    g = rand(4, 1, 1) if dim == 0 else rand(1, 3, 1)
+    names = {"v": "up.weight_v", "g": "up.weight_g"}
+    model = onnx_model(text, names=names, v=rand(4, 3, 2), g=g)
+    folded, _ = assert_folds(model, feeds={"x": rand(1, 4, 5)})
+    assert [i.name for i in folded.graph.initializer] == ["up.weight"]
+
+
+def test_wav2vec2_positional_conv_dim_2() -> None:
+    """weight_norm(dim=2) on a grouped Conv1d: one g per kernel tap, g of shape [1, 1, k]."""
+    text = f"""
+        {HEADER17}
+        agraph (float[1, 8, 12] x) => (float[1, 8, 13] y) {{
+            {wn([0, 1])}
+            y = Conv <group = 2, pads = [2, 2]> (x, w)
+        }}
+    """
+    model = onnx_model(text, v=rand(8, 4, 4), g=rand(1, 1, 4))
+    _, report = assert_folds(model, feeds={"x": rand(1, 8, 12)})
+    assert report.sites[0].axes == [0, 1]
+
+
+@pytest.mark.parametrize("trans_b", [0, 1])
+def test_gemm_either_transposition(trans_b: int) -> None:
+    v_shape, axes = ([3, 4], [1]) if trans_b else ([4, 3], [0])
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            {wn(axes)}
+            y = Gemm <transB = {trans_b}> (x, w)
+        }}
+    """
+    g_shape = [3, 1] if trans_b else [1, 3]
+    model = onnx_model(text, v=rand(*v_shape), g=rand(*g_shape))
+    _, report = assert_folds(model, feeds={"x": rand(2, 4)})
+    assert report.sites[0].consumers == [f"Gemm(transB={trans_b})"]
+
+
+def test_gather_embedding_rows() -> None:
+    text = f"""
+        {HEADER17}
+        agraph (int64[5] ids) => (float[5, 4] y) {{
+            {wn([1])}
+            y = Gather(w, ids)
+        }}
+    """
+    model = onnx_model(text, v=rand(10, 4), g=rand(10, 1))
+    _, report = assert_folds(model, feeds={"ids": np.array([0, 3, 9, 3, 1])})
+    assert report.sites[0].consumers == ["Gather"]
+
+
+@pytest.mark.parametrize("layout", ["Transpose <perm = [1, 0]>", "Reshape", "Cast <to = 1>"])
+def test_layout_op_between_product_and_consumer_is_folded_through(layout: str) -> None:
+    shape = "wl = Reshape(w, shape)" if layout == "Reshape" else f"wl = {layout} (w)"
+    perm_t = layout.startswith("Transpose")
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            {wn([1])}
+            {shape}
+            y = Gemm <transB = {0 if perm_t else 1}> (x, wl)
+        }}
+    """
+    extra = {"shape": np.array([3, 4], np.int64)} if layout == "Reshape" else {}
+    model = onnx_model(text, v=rand(3, 4), g=rand(3, 1), **extra)
+    folded, report = assert_folds(model, feeds={"x": rand(2, 4)})
+    assert op_types(folded) == ["Gemm"]
+    assert report.sites[0].form.endswith("->" + layout.split()[0])
+
+
+def test_shared_weight_feeds_several_consumers_one_initializer() -> None:
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y, float[2, 3] z) {{
+            {wn([1])}
+            y = Gemm <transB = 1> (x, w)
+            t = Transpose <perm = [1, 0]> (w)
+            z = MatMul(x, t)
+        }}
+    """
+    model = onnx_model(text, v=rand(3, 4), g=rand(3, 1))
+    folded, report = assert_folds(model, feeds={"x": rand(2, 4)})
+    assert op_types(folded) == ["Gemm", "Transpose", "MatMul"]
+    assert len(folded.graph.initializer) == 1
+    assert report.sites[0].consumers == ["Gemm(transB=1)", "MatMul"]
+
+
+def test_v_shared_by_two_sites_gets_two_unique_names() -> None:
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y, float[2, 3] z) {{
+            n = ReduceL2 <axes = [1]> (a_v)
+            d = Div(a_v, n)
+            w = Mul(d, a_g)
+            y = Gemm <transB = 1> (x, w)
+            n2 = ReduceL2 <axes = [1]> (a_v)
+            d2 = Div(a_v, n2)
+            w2 = Mul(d2, b)
+            z = Gemm <transB = 1> (x, w2)
+        }}
+    """
+    model = onnx_model(text, a_v=rand(3, 4), a_g=rand(3, 1), b=rand(3, 1))
+    folded, _ = assert_folds(model, sites=2, feeds={"x": rand(2, 4)})
+    assert sorted(i.name for i in folded.graph.initializer) == ["a", "a__1"]
+
+
+def _if_model(then_body: str, then_out: str) -> onnx.ModelProto:
+    then_branch = onnx.parser.parse_graph(f"then_g () => ({then_out}) {{ {then_body} }}")
+    else_branch = onnx.parser.parse_graph(
+        then_out.startswith("float[2")
+        and "else_g () => (float[2, 3] y) { y = MatMul(x, b) }"
+        or "else_g () => (float[3, 4] w) { w = Identity(b) }"
+    )
+    if then_out.startswith("float[2"):
+        main_text = "main (bool c, float[2, 4] x) => (float[2, 3] y) { y = If(c) }"
+    else:
+        main_text = (
+            "main (bool c, float[2, 4] x) => (float[2, 3] y) "
+            "{ w = If(c) \n y = Gemm <transB = 1> (x, w) }"
+        )
+    main = onnx.parser.parse_graph(main_text)
+    main.node[0].attribute.extend(
+        [
+            onnx.helper.make_attribute("then_branch", then_branch),
+            onnx.helper.make_attribute("else_branch", else_branch),
+        ]
+    )
+    b = rand(4, 3) if then_out.startswith("float[2") else rand(3, 4)
+    for name, array in {"v": rand(3, 4), "g": rand(3, 1), "b": b}.items():
+        main.initializer.append(onnx.numpy_helper.from_array(array, name))
+    opsets = [onnx.helper.make_opsetid("", 17)]
+    model = onnx.helper.make_model(main, opset_imports=opsets, ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def test_site_inside_an_if_branch() -> None:
+    """The site and its consumer live in a branch; v and g are outer-scope initializers."""
+    body = wn([1]).replace("\n", " ") + " y = Gemm <transB = 1> (x, w)"
+    model = _if_model(body, "float[2, 3] y")
+    for cond in (True, False):
+        folded, report = assert_folds(model, feeds={"c": np.array(cond), "x": rand(2, 4)})
+    assert report.sites[0].graph == "subgraph then_g"
+    branch = folded.graph.node[0].attribute[0].g
+    assert [n.op_type for n in branch.node] == ["Gemm"]
+    assert [i.name for i in branch.initializer] == ["v.folded"]
+
+
+def test_folded_weight_that_is_a_branch_output_keeps_the_output_name() -> None:
+    model = _if_model(wn([1]).replace("\n", " "), "float[3, 4] w")
+    for cond in (True, False):
+        folded, _ = assert_folds(model, feeds={"c": np.array(cond), "x": rand(2, 4)})
+    branch = folded.graph.node[0].attribute[0].g
+    assert [n.op_type for n in branch.node] == ["Identity"]
+    assert [o.name for o in branch.output] == ["w"]
+
+
+def test_site_inside_a_local_function_becomes_a_constant() -> None:
+    text = f"""
+        <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            y = local.WnLinear(x)
+        }}
+        <domain: "local", opset_import: ["" : 17]>
+        WnLinear (x) => (y) {{
+            v = Constant <value = float[3, 4] {{{", ".join(map(str, rand(3, 4).ravel()))}}}> ()
+            g = Constant <value = float[3, 1] {{1.5, 0.5, 2.0}}> ()
+            {wn([1])}
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text)
+    folded, report = assert_folds(model, feeds={"x": rand(2, 4)})
+    assert [n.op_type for n in folded.functions[0].node] == ["Constant", "Gemm"]
+    assert report.sites[0].graph == "function local::WnLinear"
+
+
+@pytest.mark.parametrize(
+    ("graph_input", "reason"),
+    [("v", "v 'v' is a graph input"), ("g", "g 'g' is a graph input")],
+)
+def test_graph_input_weights_are_declined_and_left_alone(graph_input: str, reason: str) -> None:
+    """Negative case: a weight fed at run time is not a constant; nothing is rewritten."""
+    other = "g" if graph_input == "v" else "v"
+    shape = "[3, 4]" if graph_input == "v" else "[3, 1]"
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x, float{shape} {graph_input}) => (float[2, 3] y) {{
+            {wn([1])}
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, **{other: rand(3, 4) if other == "v" else rand(3, 1)})
+    folded, report = fold_onnx(model)
+    assert report.folded == 0 and report.declined == 1 and not report
+    assert report.sites[0].reason == reason
+    assert folded.SerializeToString() == model.SerializeToString()
+
+
+def test_overridable_initializer_counts_as_graph_input() -> None:
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x, float[3, 4] v) => (float[2, 3] y) {{
+            {wn([1])}
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, v=rand(3, 4), g=rand(3, 1))
+    _, report = fold_onnx(model)
+    assert report.declined == 1 and "graph input" in (report.sites[0].reason or "")
+
+
+def test_norm_of_a_runtime_tensor_is_declined() -> None:
+    """F.normalize(x) * g on an activation is not a weight: declined with the reason."""
+    text = f"""
+        {HEADER17}
+        agraph (float[3, 4] v) => (float[3, 4] y) {{
+            n = ReduceL2 <axes = [1]> (v)
+            d = Div(v, n)
+            y = Mul(d, g)
+        }}
+    """
+    model = onnx_model(text, g=rand(3, 1))
+    _, report = fold_onnx(model)
+    assert report.declined == 1 and report.folded == 0
+
+
+def test_norm_of_another_tensor_is_not_weight_norm() -> None:
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            n = ReduceL2 <axes = [1]> (u)
+            d = Div(v, n)
+            w = Mul(d, g)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, u=rand(3, 4), v=rand(3, 4), g=rand(3, 1))
+    folded, report = fold_onnx(model)
+    assert report.declined == 1 and "not v itself" in (report.sites[0].reason or "")
+    assert op_types(folded) == op_types(model)
+
+
+def test_zero_norm_unit_is_left_exact_and_reported() -> None:
+    v = rand(3, 4)
+    v[1] = 0.0
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            {wn([1])}
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, v=v, g=rand(3, 1))
+    folded, report = fold_onnx(model)
+    assert report.folded == 0 and "zero-norm" in (report.sites[0].reason or "")
+    assert folded.SerializeToString() == model.SerializeToString()
+
+
+def test_nothing_else_changes_and_second_run_is_a_no_op() -> None:
+    text = f"""
+        {HEADER18}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            {wn([1]).replace("<axes = [1], keepdims = 1> (v)", "(v, ax)")}
+            h = Gemm <transB = 1> (x, w)
+            y = Relu(h)
+        }}
+    """
+    model = onnx_model(text, v=rand(3, 4), g=rand(3, 1), ax=np.array([1], np.int64))
+    model.doc_string = "doc"
+    model.graph.node[-1].doc_string = "relu doc"
+    onnx.helper.set_model_props(model, {"author": "me"})
+    model.graph.value_info.append(onnx.helper.make_tensor_value_info("h", 1, [2, 3]))
+    once, report = fold_onnx(model)
+    assert report.folded == 1
+    assert once.doc_string == "doc" and once.graph.node[-1].doc_string == "relu doc"
+    assert [(p.key, p.value) for p in once.metadata_props] == [("author", "me")]
+    assert [v.name for v in once.graph.value_info] == ["h"]
+    assert once.opset_import == model.opset_import and once.ir_version == model.ir_version
+    twice, second = fold_onnx(once)
+    assert second.folded == 0 and not second.sites
+    assert twice.SerializeToString() == once.SerializeToString()
+    again, _ = fold_onnx(model)
+    assert again.SerializeToString() == once.SerializeToString()
+
+
+def test_ir_model_is_copied_unless_in_place() -> None:
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            {wn([1])}
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = ir.serde.deserialize_model(onnx_model(text, v=rand(3, 4), g=rand(3, 1)))
+    folded, _ = fold_onnx(model)
+    assert len(model.graph) == 4 and len(folded.graph) == 1
+    same, _ = fold_onnx(model, in_place=True)
+    assert same is model and len(model.graph) == 1
+    assert len(inspect_onnx(model).sites) == 0
+    assert_close(
+        run(model, {"x": np.ones((2, 4), np.float32)}),
+        run(folded, {"x": np.ones((2, 4), np.float32)}),
+    )

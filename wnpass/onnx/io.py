@@ -1,0 +1,194 @@
+"""Load and save ONNX models safely: clear errors for bad input, atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import google.protobuf.message
+import onnx
+import onnx_ir as ir
+
+from wnpass.errors import InvalidModelError, OutputError
+
+__all__ = [
+    "copy",
+    "default_output",
+    "from_proto",
+    "has_external_data",
+    "load",
+    "model_bytes",
+    "save",
+    "to_proto",
+]
+
+logger = logging.getLogger(__name__)
+
+# Protobuf cannot serialise a message over 2 GiB: larger models must keep weights outside.
+PROTOBUF_LIMIT = 2**31 - 1
+
+
+def load(path: str | os.PathLike[str]) -> ir.Model:
+    """Load ``path`` as an onnx-ir model (external data mapped lazily), or raise one clear line."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidModelError(f"{path}: no such file")
+    if path.is_dir():
+        raise InvalidModelError(f"{path}: is a directory, not an ONNX file")
+    if path.stat().st_size == 0:
+        raise InvalidModelError(f"{path}: empty file, not an ONNX model")
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except (google.protobuf.message.DecodeError, ValueError, RuntimeError) as error:
+        raise InvalidModelError(
+            f"{path}: not a readable ONNX model ({_first_line(error)})"
+        ) from None
+    except OSError as error:
+        raise InvalidModelError(f"{path}: cannot read ({error.strerror or error})") from None
+    if not proto.HasField("graph") or proto.ir_version == 0:
+        raise InvalidModelError(f"{path}: not an ONNX model (no graph or IR version)")
+    try:
+        model = from_proto(proto)
+    except Exception as error:  # the deserializer raises many types on malformed graphs
+        raise InvalidModelError(f"{path}: invalid ONNX graph ({_first_line(error)})") from None
+    ir.external_data.set_base_dir(model.graph, str(path.parent))
+    return model
+
+
+# onnx-ir gives every initializer a type and shape and then writes a value_info entry for each;
+# the names of the entries the file really had are kept here so that saving adds none.
+_VALUE_INFO_KEY = "wnpass.value_info_names"
+
+
+def _value_info_names(graph: onnx.GraphProto) -> set[str]:
+    names = {info.name for info in graph.value_info}
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                names |= _value_info_names(sub)
+    return names
+
+
+def from_proto(proto: onnx.ModelProto) -> ir.Model:
+    """Deserialize, remembering which value_info entries the proto had."""
+    model = ir.serde.deserialize_model(proto)
+    model.meta[_VALUE_INFO_KEY] = _value_info_names(proto.graph)
+    return model
+
+
+def _drop_added_value_info(model: ir.Model) -> None:
+    """Clear the type of initializers that had no value_info, so none is written for them."""
+    known = model.meta.get(_VALUE_INFO_KEY)
+    if known is None:
+        return
+    from wnpass.onnx.match import graphs_of
+
+    for graph in graphs_of(model):
+        if not isinstance(graph, ir.Graph):
+            continue
+        for value in graph.initializers.values():
+            if value.name not in known and not value.is_graph_input():
+                value.type, value.shape = None, None
+
+
+def to_proto(model: ir.Model) -> onnx.ModelProto:
+    """Serialize without adding value_info entries the source did not have."""
+    _drop_added_value_info(model)
+    return ir.serde.serialize_model(model)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def has_external_data(model: ir.Model) -> bool:
+    """Whether any initializer of the main graph lives in an external data file."""
+    return any(
+        isinstance(v.const_value, ir.ExternalTensor) for v in model.graph.initializers.values()
+    )
+
+
+def model_bytes(path: str | os.PathLike[str]) -> int:
+    """Size of an ONNX file plus the external data files it references."""
+    path = Path(path)
+    total = path.stat().st_size
+    locations: set[str] = set()
+    with contextlib.suppress(Exception):
+        proto = onnx.load(path, load_external_data=False)
+        for tensor in onnx.external_data_helper._get_all_tensors(proto):
+            if onnx.external_data_helper.uses_external_data(tensor):
+                for entry in tensor.external_data:
+                    if entry.key == "location":
+                        locations.add(entry.value)
+    for location in locations:
+        data = path.parent / location
+        if data.is_file():
+            total += data.stat().st_size
+    return total
+
+
+def default_output(path: str | os.PathLike[str]) -> Path:
+    """``<stem>.folded.onnx`` beside the input."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.folded{path.suffix or '.onnx'}")
+
+
+def _weights_bytes(model: ir.Model) -> int:
+    return sum(
+        v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None
+    )
+
+
+def save(
+    model: ir.Model, path: str | os.PathLike[str], *, external_data: bool | None = None
+) -> None:
+    """Write ``model`` to ``path`` atomically: into a temporary folder beside it, then renamed.
+
+    ``external_data=None`` keeps weights external when the input had them or when they would
+    not fit in one protobuf; the data file is ``<name>.data`` beside the model.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory")
+    if not path.parent.is_dir():
+        raise OutputError(f"{path.parent}: no such directory")
+    if external_data is None:
+        external_data = has_external_data(model) or _weights_bytes(model) > PROTOBUF_LIMIT
+    data_name = f"{path.name}.data"
+    _drop_added_value_info(model)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".wnpass-", dir=path.parent))
+    except OSError as error:
+        raise OutputError(f"{path.parent}: cannot write ({error.strerror or error})") from None
+    try:
+        if external_data:
+            ir.save(model, staging / path.name, external_data=data_name)
+            if (staging / data_name).exists():
+                os.replace(staging / data_name, path.parent / data_name)
+        else:
+            ir.save(model, staging / path.name)
+        os.replace(staging / path.name, path)
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("wrote %s%s", path, f" with external data {data_name}" if external_data else "")
+
+
+def copy(source: Path, target: str | os.PathLike[str]) -> None:
+    """Copy ``source`` to ``target`` atomically (used when nothing was folded)."""
+    target = Path(target)
+    handle, temporary = tempfile.mkstemp(prefix=".wnpass-", dir=target.parent)
+    os.close(handle)
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise OutputError(f"{target}: cannot write ({error.strerror or error})") from None

@@ -1,0 +1,480 @@
+"""Find weight-norm sites in an onnx-ir graph: the subgraphs that compute ``g * v / ||v||``.
+
+A site is recognised algebraically rather than by a fixed list of node patterns. From every
+norm seed (``ReduceL2``, ``ReduceSumSquare``, ``ReduceSum`` of ``v*v`` or ``v**2``,
+``LpNormalization``) the matcher walks forward to the root of the product it feeds, then
+flattens that root's ``Mul``/``Div``/``Reciprocal``/``Cast`` tree into factors with exponents
++1/-1. A site is valid when the factors are exactly ``v^+1 * ||v||^-1 * g^+1`` with the norm
+taken of that same ``v``. This covers every association and operand order (``(v/n)*g``,
+``v*(g/n)``, ``(g*v)/n``, ``g*v*(1/n)`` ...) with one rule.
+
+A norm expression is ``ReduceL2(v)``, ``Sqrt`` or ``Pow(., 0.5)`` of a sum of squares
+(``ReduceSumSquare(v)``, ``ReduceSum(v*v)``, ``ReduceSum(Pow(v, 2))``), optionally behind
+``Pow(., -0.5)``/``Reciprocal`` (the exponent flips), an epsilon (``Max``/``Clip(min)``/``Add``
+with a constant scalar), ``Cast`` and a re-shape of the reduced tensor (``Unsqueeze``,
+``Reshape``, ``Expand``) for ``keepdims=0``. ``v`` and ``g`` may reach the product through
+``Cast``/``Reshape``/``Unsqueeze``/``Squeeze``/``Transpose``/``Identity`` of a constant.
+
+Below the root, a single-use chain of layout ops (``Transpose``, ``Reshape``, ``Cast``,
+``Identity``, ``Unsqueeze``, ``Squeeze``, ``Flatten``) towards the consumer is folded too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import onnx_ir as ir
+
+from wnpass.onnx import evaluate as ev
+
+__all__ = ["Site", "find_sites", "graphs_of"]
+
+logger = logging.getLogger(__name__)
+
+_SEEDS = frozenset({"ReduceL2", "ReduceSumSquare", "ReduceSum", "LpNormalization"})
+# Ops that carry a norm value unchanged in meaning towards the product (forward walk).
+_NORM_WRAPPERS = frozenset(
+    {"Sqrt", "Pow", "Max", "Clip", "Add", "Cast", "Reciprocal", "Unsqueeze", "Reshape", "Expand"}
+)
+_PRODUCT_OPS = frozenset({"Mul", "Div"})
+# Ops through which a constant leaf (v or g) may reach the product.
+_CONST_PASSTHROUGH = frozenset({"Cast", "Reshape", "Unsqueeze", "Squeeze", "Transpose", "Identity"})
+# Ops between the product and its consumer that are folded with the site.
+_LAYOUT_OPS = frozenset(
+    {"Transpose", "Reshape", "Cast", "Identity", "Unsqueeze", "Squeeze", "Flatten"}
+)
+# Ops the report looks through to name the op that really consumes the weight.
+_REPORT_THROUGH = _LAYOUT_OPS | {"Slice", "Concat", "Split", "Expand"}
+_FLOATS = frozenset(
+    {ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE}
+)
+
+
+@dataclasses.dataclass
+class Norm:
+    """A recognised ``||v||`` expression."""
+
+    v: ir.Value  # the tensor whose norm is taken, Cast stripped
+    axes: tuple[int, ...] | None  # reduction axes as written; None: the whole tensor
+    kind: str  # how the norm is written, for the report
+    eps: float | None = None
+
+
+@dataclasses.dataclass
+class Site:
+    """One weight-norm site: where it is, what it is made of, and whether it can be folded."""
+
+    graph: ir.Graph | ir.Function
+    root: ir.Value  # the product g * v / ||v||
+    target: ir.Value  # the value replaced by the folded weight (root, or after layout ops)
+    v: ir.Value | None = None
+    g: ir.Value | None = None
+    norm: Norm | None = None
+    layout: tuple[str, ...] = ()
+    reason: str | None = None  # why it cannot be folded; None when it can
+
+    @property
+    def foldable(self) -> bool:
+        return self.reason is None
+
+    @property
+    def form(self) -> str:
+        """A short description of how the site is written."""
+        if self.norm is None:
+            return "?"
+        parts = [self.norm.kind]
+        if self.norm.eps is not None:
+            parts.append(f"eps={self.norm.eps:g}")
+        if self.layout:
+            parts.append("->" + "->".join(self.layout))
+        return " ".join(parts)
+
+    def axes(self) -> list[int] | None:
+        """Reduction axes, non-negative; ``None`` for a whole-tensor norm."""
+        if self.norm is None or self.norm.axes is None:
+            return None
+        rank = _rank(self.norm.v)
+        if rank is None:
+            return list(self.norm.axes)
+        axes = sorted({a % rank for a in self.norm.axes}) if rank else []
+        return None if len(axes) == rank and rank > 1 else axes
+
+    def consumers(self) -> list[str]:
+        """The op types that consume the weight, looking through layout ops and slices."""
+        found: list[str] = []
+        seen: set[int] = set()
+        stack = [self.target]
+        while stack:
+            value = stack.pop()
+            for use in value.uses():
+                node = use.node
+                if id(node) in seen:
+                    continue
+                seen.add(id(node))
+                if node.op_type in _REPORT_THROUGH:
+                    stack.extend(node.outputs)
+                else:
+                    found.append(_describe_consumer(node, use.idx))
+        if any(v.is_graph_output() for v in [self.target]):
+            found.append("graph output")
+        return sorted(set(found))
+
+
+def _describe_consumer(node: ir.Node, index: int) -> str:
+    if node.op_type == "Gemm":
+        trans = "transB" if index == 1 else "transA"
+        attr = node.attributes.get(trans)
+        return f"Gemm({trans}={attr.value if attr is not None else 0})"
+    return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+
+
+def _rank(value: ir.Value) -> int | None:
+    const = ir.convenience.get_const_tensor(value)
+    if const is not None:
+        return len(const.shape)
+    return None if value.shape is None else len(value.shape)
+
+
+def _producer(value: ir.Value | None, *ops: str) -> ir.Node | None:
+    """The producer of ``value`` if it is a standard-domain node of one of ``ops``."""
+    if value is None:
+        return None
+    node = value.producer()
+    if node is None or node.domain not in ("", "ai.onnx") or node.op_type not in ops:
+        return None
+    return node
+
+
+def _attr_int(node: ir.Node, name: str, default: int) -> int:
+    attr = node.attributes.get(name)
+    return default if attr is None else int(attr.value)
+
+
+def _const_scalar(value: ir.Value | None) -> float | None:
+    """The value of a constant scalar (or one-element tensor), else None."""
+    if value is None or value.is_graph_input():
+        return None
+    const = ir.convenience.get_const_tensor(value)
+    if const is None or const.size != 1:
+        return None
+    return float(np.asarray(const.numpy()).reshape(-1)[0])
+
+
+def _strip_cast(value: ir.Value) -> ir.Value:
+    while (node := _producer(value, "Cast", "Identity")) is not None and node.inputs[0] is not None:
+        value = node.inputs[0]
+    return value
+
+
+# ---------------------------------------------------------------- norm expressions
+
+
+def _sum_of_squares_source(node: ir.Node) -> tuple[ir.Value, str] | None:
+    """For ReduceSumSquare(v) / ReduceSum(v*v) / ReduceSum(Pow(v,2)): (v, description)."""
+    x = node.inputs[0]
+    if node.op_type == "ReduceSumSquare" and x is not None:
+        return _strip_cast(x), "ReduceSumSquare"
+    if node.op_type != "ReduceSum" or x is None:
+        return None
+    if (mul := _producer(x, "Mul")) is not None:
+        a, b = mul.inputs
+        if a is not None and b is not None and _strip_cast(a) is _strip_cast(b):
+            return _strip_cast(a), "ReduceSum(v*v)"
+    if (pow_ := _producer(x, "Pow")) is not None and _const_scalar(pow_.inputs[1]) == 2.0:
+        base = pow_.inputs[0]
+        if base is not None:
+            return _strip_cast(base), "ReduceSum(Pow(v,2))"
+    return None
+
+
+def _reduction_axes(node: ir.Node) -> tuple[int, ...] | str | None:
+    """Axes of a Reduce* node; None for all; a string reason when they cannot be read."""
+    if len(node.inputs) > 1 and node.inputs[1] is not None:
+        axes_value = node.inputs[1]
+        const = None if axes_value.is_graph_input() else ir.convenience.get_const_tensor(axes_value)
+        if const is None:
+            return "reduction axes are not constant"
+        axes = tuple(int(a) for a in np.asarray(const.numpy()).reshape(-1))
+    else:
+        attr = node.attributes.get("axes")
+        axes = () if attr is None else tuple(int(a) for a in attr.value)
+    if not axes:
+        if _attr_int(node, "noop_with_empty_axes", 0):
+            return "empty axes with noop_with_empty_axes=1 reduce nothing"
+        return None
+    return axes
+
+
+def _as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
+    """Recognise ``value`` as ``||v||**power`` (power +1 or -1).
+
+    Returns None when ``value`` is no norm expression, or a reason when it is one that cannot
+    be used.
+    """
+    power = 1
+    eps: float | None = None
+    squared = False  # True once we stand on a sum of squares (needs a square root)
+    while True:
+        node = value.producer()
+        if node is None or node.domain not in ("", "ai.onnx"):
+            return None
+        op, inputs = node.op_type, node.inputs
+        if op in ("Cast", "Identity", "Unsqueeze", "Reshape", "Expand") and inputs[0] is not None:
+            value = inputs[0]
+        elif op == "Reciprocal" and inputs[0] is not None:
+            power, value = -power, inputs[0]
+        elif op in ("Max", "Add") and len(inputs) == 2 and inputs[0] is not None:
+            a, b = inputs
+            if (c := _const_scalar(b)) is not None and a is not None:
+                value = a
+            elif (c := _const_scalar(a)) is not None and b is not None:
+                value = b
+            else:
+                return None
+            eps = c
+        elif op == "Clip" and inputs[0] is not None:
+            low = _const_scalar(inputs[1]) if len(inputs) > 1 else None
+            if low is None and "min" in node.attributes:
+                low = float(node.attributes["min"].value)
+            has_max = (len(inputs) > 2 and inputs[2] is not None) or "max" in node.attributes
+            if low is None or has_max:
+                return None
+            eps, value = low, inputs[0]
+        elif op == "Sqrt" and inputs[0] is not None and not squared:
+            squared, value = True, inputs[0]
+        elif op == "Pow" and inputs[0] is not None and not squared:
+            exponent = _const_scalar(inputs[1])
+            if exponent in (0.5, -0.5):
+                squared, value = True, inputs[0]
+                power = power if exponent > 0 else -power
+            elif exponent == -1.0:
+                power, value = -power, inputs[0]
+            else:
+                return None
+        elif op == "ReduceL2" and not squared and inputs[0] is not None:
+            axes = _reduction_axes(node)
+            if isinstance(axes, str):
+                return axes
+            return Norm(_strip_cast(inputs[0]), axes, "ReduceL2", eps), power
+        elif op in ("ReduceSumSquare", "ReduceSum") and squared:
+            source = _sum_of_squares_source(node)
+            if source is None:
+                return None
+            axes = _reduction_axes(node)
+            if isinstance(axes, str):
+                return axes
+            return Norm(source[0], axes, f"sqrt({source[1]})", eps), power
+        else:
+            return None
+
+
+# ---------------------------------------------------------------- products
+
+
+@dataclasses.dataclass
+class _Factor:
+    kind: str  # "leaf" or "norm"
+    value: ir.Value
+    exponent: int
+    norm: Norm | None = None
+
+
+def _factors(value: ir.Value, exponent: int, out: list[_Factor]) -> str | None:
+    """Flatten the product tree under ``value`` into ``out``; a reason string on failure."""
+    node = value.producer()
+    standard = node is not None and node.domain in ("", "ai.onnx")
+    if standard and node is not None:
+        op, inputs = node.op_type, node.inputs
+        if op in ("Mul", "Div") and len(inputs) == 2 and None not in inputs:
+            a, b = inputs
+            assert a is not None and b is not None
+            return _factors(a, exponent, out) or _factors(
+                b, exponent if op == "Mul" else -exponent, out
+            )
+        if op == "Reciprocal" and inputs[0] is not None:
+            return _factors(inputs[0], -exponent, out)
+        if op in ("Cast", "Identity") and _producer(
+            inputs[0], "Mul", "Div", "Reciprocal", "LpNormalization"
+        ):
+            assert inputs[0] is not None
+            return _factors(inputs[0], exponent, out)
+        if op == "LpNormalization" and inputs[0] is not None:
+            if _attr_int(node, "p", 2) != 2:
+                return "LpNormalization with p != 2 is not a weight norm"
+            v = _strip_cast(inputs[0])
+            axis = _attr_int(node, "axis", -1)
+            out.append(_Factor("leaf", inputs[0], exponent))
+            out.append(_Factor("norm", v, -exponent, Norm(v, (axis,), "LpNormalization(p=2)")))
+            return None
+    norm = _as_norm(value)
+    if isinstance(norm, str):
+        return norm
+    if norm is not None:
+        out.append(_Factor("norm", value, exponent * norm[1], norm[0]))
+    else:
+        out.append(_Factor("leaf", value, exponent))
+    return None
+
+
+def _constant_reason(value: ir.Value, role: str) -> str | None:
+    """Why ``value`` (through pass-through ops) is not a constant; None when it is."""
+    while True:
+        if value.is_graph_input():
+            return f"{role} '{value.name}' is a graph input"
+        if ir.convenience.get_const_tensor(value) is not None:
+            return None
+        node = _producer(value, *_CONST_PASSTHROUGH)
+        if node is None:
+            producer = value.producer()
+            what = "a graph input" if producer is None else f"computed by {producer.op_type}"
+            return f"{role} '{value.name}' is not a constant ({what})"
+        for extra in node.inputs[1:]:
+            if extra is not None and _constant_reason(extra, f"{role} shape") is not None:
+                return f"{role} '{value.name}' is reshaped by a non-constant"
+        assert node.inputs[0] is not None
+        value = node.inputs[0]
+
+
+def _cone_ops_known(value: ir.Value) -> str | None:
+    """A reason if the cone of ``value`` holds an op the evaluator does not know."""
+    stack, seen = [value], set()
+    while stack:
+        current = stack.pop()
+        if current in seen or current.is_initializer():
+            continue
+        seen.add(current)
+        node = current.producer()
+        if node is None:
+            continue
+        if node.op_type not in ev.EVALUABLE_OPS or node.domain not in ("", "ai.onnx"):
+            return f"{node.op_type} in the weight computation is not supported"
+        stack.extend(i for i in node.inputs if i is not None)
+    return None
+
+
+def _root_of(seed: ir.Node) -> ir.Value | None:
+    """Walk forward from a norm seed to the top of the product it feeds."""
+    value = seed.outputs[0]
+    if seed.op_type != "LpNormalization":
+        while len(value.uses()) == 1:
+            user = next(iter(value.uses())).node
+            if user.op_type not in _NORM_WRAPPERS or user.domain not in ("", "ai.onnx"):
+                break
+            value = user.outputs[0]
+    if seed.op_type == "LpNormalization" or _producer(value, "Mul", "Div"):
+        pass
+    elif len(value.uses()) == 1 and next(iter(value.uses())).node.op_type in _PRODUCT_OPS:
+        value = next(iter(value.uses())).node.outputs[0]
+    else:
+        return None
+    # Climb the product tree (through Cast) while the value has a single product user.
+    while len(value.uses()) == 1 and not value.is_graph_output():
+        user = next(iter(value.uses())).node
+        if user.domain not in ("", "ai.onnx"):
+            break
+        through_cast = user.op_type == "Cast" and _single_product_user(user.outputs[0])
+        if user.op_type in _PRODUCT_OPS or through_cast:
+            value = user.outputs[0]
+        else:
+            break
+    return value
+
+
+def _single_product_user(value: ir.Value) -> bool:
+    uses = value.uses()
+    return len(uses) == 1 and next(iter(uses)).node.op_type in _PRODUCT_OPS
+
+
+def _layout_chain(root: ir.Value) -> tuple[ir.Value, tuple[str, ...]]:
+    """Follow a single-use chain of layout ops with constant side inputs below ``root``."""
+    value, ops = root, []
+    while len(value.uses()) == 1 and not value.is_graph_output():
+        user = next(iter(value.uses())).node
+        if user.op_type not in _LAYOUT_OPS or user.domain not in ("", "ai.onnx"):
+            break
+        if next(iter(value.uses())).idx != 0:
+            break
+        if any(_constant_reason(i, "shape") for i in user.inputs[1:] if i is not None):
+            break
+        if user.op_type == "Cast" and ir.DataType(int(user.attributes["to"].value)) not in _FLOATS:
+            break
+        value = user.outputs[0]
+        ops.append(user.op_type)
+    return value, tuple(ops)
+
+
+def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site:
+    site = Site(graph=graph, root=root, target=root)
+    factors: list[_Factor] = []
+    reason = _factors(root, 1, factors)
+    norms = [f for f in factors if f.kind == "norm"]
+    if norms:
+        site.norm = norms[0].norm
+    if reason is not None:
+        site.reason = reason
+        return site
+    if len(norms) != 1 or norms[0].exponent != -1:
+        site.reason = "unsupported form: expected exactly one norm in the denominator"
+        return site
+    norm = norms[0].norm
+    assert norm is not None
+    leaves = [f for f in factors if f.kind == "leaf"]
+    site.v = norm.v
+    numerators = [f for f in leaves if _strip_cast(f.value) is norm.v]
+    if len(numerators) != 1 or numerators[0].exponent != 1:
+        site.reason = "unsupported form: the normalised tensor is not v itself"
+        return site
+    others = [f for f in leaves if f is not numerators[0]]
+    if len(others) != 1 or others[0].exponent != 1:
+        site.reason = "unsupported form: expected one gain g multiplying v / ||v||"
+        return site
+    site.g = _strip_cast(others[0].value)
+    site.reason = (
+        _constant_reason(norm.v, "v")
+        or _constant_reason(others[0].value, "g")
+        or _cone_ops_known(root)
+    )
+    if site.reason is None:
+        site.target, site.layout = _layout_chain(root)
+    return site
+
+
+def graphs_of(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
+    """The main graph, every subgraph (If/Loop/Scan bodies) and every local function."""
+    yield model.graph
+    yield from model.graph.subgraphs()
+    for function in model.functions.values():
+        yield function
+        for node in function:
+            for attr in node.attributes.values():
+                if attr.type == ir.AttributeType.GRAPH:
+                    yield attr.value
+                    yield from attr.value.subgraphs()
+                elif attr.type == ir.AttributeType.GRAPHS:
+                    for sub in attr.value:
+                        yield sub
+                        yield from sub.subgraphs()
+
+
+def find_sites(model: ir.Model) -> list[Site]:
+    """Every weight-norm site in the model, in graph order, foldable or with a reason."""
+    sites: list[Site] = []
+    for graph in graphs_of(model):
+        roots: dict[ir.Value, None] = {}
+        for node in graph:
+            if node.op_type in _SEEDS and node.domain in ("", "ai.onnx"):
+                if node.op_type == "ReduceSum" and _sum_of_squares_source(node) is None:
+                    continue
+                root = _root_of(node)
+                if root is None:
+                    logger.debug("norm %s feeds no product; not a weight-norm site", node.name)
+                    continue
+                roots.setdefault(root)
+        for root in roots:
+            site = _analyse(graph, root)
+            logger.debug("site %s: %s", root.name, site.reason or "foldable")
+            sites.append(site)
+    return sites

@@ -1,0 +1,130 @@
+"""Reports are data: dataclasses that know whether they passed, serialise to JSON, and render.
+
+Rendering is split into pure row builders (``*_rows``) and one function that turns rows into a
+``rich`` table; only the CLI prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+__all__ = ["FoldReport", "SiteReport", "fold_summary", "human_bytes", "site_rows", "table"]
+
+
+@dataclasses.dataclass
+class SiteReport:
+    """One weight-norm site: what it is and what was done with it."""
+
+    name: str  # the folded weight's name (the PyTorch parameter's)
+    graph: str  # "main", "subgraph <name>" or "function <domain>::<name>"
+    consumers: list[str]
+    shape: list[int] | None
+    dtype: str | None
+    axes: list[int] | None  # reduction axes of ||v||; None: the whole tensor
+    form: str  # how the norm is written
+    status: str  # "folded", "declined" or "foldable" (inspect)
+    reason: str | None = None  # why it was declined
+    nodes_removed: int = 0
+
+
+@dataclasses.dataclass
+class FoldReport:
+    """What a fold (or an inspection) found and did."""
+
+    sites: list[SiteReport] = dataclasses.field(default_factory=list)
+    input: str | None = None
+    output: str | None = None
+    nodes_before: int = 0
+    nodes_after: int = 0
+    bytes_before: int | None = None
+    bytes_after: int | None = None
+    seconds: float | None = None
+
+    @property
+    def folded(self) -> int:
+        return sum(site.status == "folded" for site in self.sites)
+
+    @property
+    def declined(self) -> int:
+        return sum(site.status == "declined" for site in self.sites)
+
+    def __bool__(self) -> bool:
+        """True when no weight-norm site is left declined."""
+        return self.declined == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["folded"], data["declined"] = self.folded, self.declined
+        data["ok"] = bool(self)
+        return data
+
+    def write_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def human_bytes(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+_SITE_COLUMNS = ("weight", "consumer", "shape", "axes", "form", "status")
+
+
+def site_rows(sites: Sequence[SiteReport]) -> list[tuple[str, ...]]:
+    """One row per site, in the columns of ``_SITE_COLUMNS``."""
+    rows: list[tuple[str, ...]] = []
+    for site in sites:
+        where = "" if site.graph == "main" else f" [{site.graph}]"
+        shape = "x".join(map(str, site.shape)) if site.shape is not None else "?"
+        axes = "all" if site.axes is None else ",".join(map(str, site.axes))
+        status = site.status if site.reason is None else f"{site.status}: {site.reason}"
+        rows.append(
+            (site.name + where, ", ".join(site.consumers) or "-", shape, axes, site.form, status)
+        )
+    return rows
+
+
+def fold_summary(report: FoldReport, *, inspect: bool = False) -> str:
+    """The one-paragraph summary under the table."""
+    if inspect:
+        foldable = sum(site.status == "foldable" for site in report.sites)
+        return (
+            f"{len(report.sites)} weight-norm sites: {foldable} foldable, "
+            f"{report.declined} declined; {report.nodes_before} nodes."
+        )
+    text = (
+        f"folded {report.folded} of {len(report.sites)} weight-norm sites; "
+        f"nodes {report.nodes_before} -> {report.nodes_after}"
+    )
+    if report.bytes_before is not None and report.bytes_after is not None:
+        text += f"; size {human_bytes(report.bytes_before)} -> {human_bytes(report.bytes_after)}"
+    if report.seconds is not None:
+        text += f"; {report.seconds:.2f} s"
+    if report.output:
+        text += f"\nwrote {report.output}"
+    return text
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
+    """A rich table from pure rows."""
+    result = Table(title=title, title_justify="left")
+    for column in columns:
+        result.add_column(column, overflow="fold")
+    for row in rows:
+        result.add_row(*row)
+    return result
+
+
+SITE_COLUMNS = _SITE_COLUMNS
