@@ -156,9 +156,9 @@ def test_v_shared_by_two_sites_gets_two_unique_names() -> None:
 def _if_model(then_body: str, then_out: str) -> onnx.ModelProto:
     then_branch = onnx.parser.parse_graph(f"then_g () => ({then_out}) {{ {then_body} }}")
     else_branch = onnx.parser.parse_graph(
-        then_out.startswith("float[2")
-        and "else_g () => (float[2, 3] y) { y = MatMul(x, b) }"
-        or "else_g () => (float[3, 4] w) { w = Identity(b) }"
+        "else_g () => (float[2, 3] y) { y = MatMul(x, b) }"
+        if then_out.startswith("float[2")
+        else "else_g () => (float[3, 4] w) { w = Identity(b) }"
     )
     if then_out.startswith("float[2"):
         main_text = "main (bool c, float[2, 4] x) => (float[2, 3] y) { y = If(c) }"

@@ -38,7 +38,10 @@ _SEEDS = frozenset({"ReduceL2", "ReduceSumSquare", "ReduceSum", "LpNormalization
 # Ops that carry a norm value unchanged in meaning towards the product (forward walk).
 _NORM_WRAPPERS = frozenset(
     {"Sqrt", "Pow", "Max", "Clip", "Add", "Cast", "Reciprocal", "Unsqueeze", "Reshape", "Expand"}
+    | {"Transpose", "Identity"}
 )
+# Ops that re-shape or re-type a norm value without changing its meaning.
+_NORM_RESHAPES = frozenset({"Cast", "Identity", "Unsqueeze", "Reshape", "Expand", "Transpose"})
 _PRODUCT_OPS = frozenset({"Mul", "Div"})
 # Ops through which a constant leaf (v or g) may reach the product.
 _CONST_PASSTHROUGH = frozenset({"Cast", "Reshape", "Unsqueeze", "Squeeze", "Transpose", "Identity"})
@@ -61,6 +64,7 @@ class Norm:
     axes: tuple[int, ...] | None  # reduction axes as written; None: the whole tensor
     kind: str  # how the norm is written, for the report
     eps: float | None = None
+    layout: bool = False  # reduces a reshaped/transposed v: axes not in terms of v
 
 
 @dataclasses.dataclass
@@ -94,13 +98,26 @@ class Site:
 
     def axes(self) -> list[int] | None:
         """Reduction axes, non-negative; ``None`` for a whole-tensor norm."""
-        if self.norm is None or self.norm.axes is None:
+        if self.norm is None:
+            return None
+        if self.norm.layout:
+            return self._axes_from_g()
+        if self.norm.axes is None:
             return None
         rank = _rank(self.norm.v)
         if rank is None:
             return list(self.norm.axes)
         axes = sorted({a % rank for a in self.norm.axes}) if rank else []
         return None if len(axes) == rank and rank > 1 else axes
+
+    def _axes_from_g(self) -> list[int] | None:
+        """The axes where g (broadcast against v) has size 1: the reduced ones."""
+        v = None if self.v is None else ir.convenience.get_const_tensor(self.v)
+        g = None if self.g is None else ir.convenience.get_const_tensor(self.g)
+        if v is None or g is None or len(g.shape) != len(v.shape):
+            return None
+        axes = [a for a, size in enumerate(g.shape.numpy()) if size == 1]
+        return None if len(axes) == len(v.shape) else axes
 
     def consumers(self) -> list[str]:
         """The op types that consume the weight, looking through layout ops and slices."""
@@ -190,6 +207,37 @@ def _sum_of_squares_source(node: ir.Node) -> tuple[ir.Value, str] | None:
     return None
 
 
+def _known_rank(value: ir.Value) -> int | None:
+    if value.shape is not None:
+        return len(value.shape)
+    if (node := _producer(value, "Reshape")) is not None and node.inputs[1] is not None:
+        shape = ir.convenience.get_const_tensor(node.inputs[1])
+        return None if shape is None else int(shape.size)
+    return 2 if _producer(value, "Flatten") is not None else None
+
+
+def _norm_source(
+    value: ir.Value, axes: tuple[int, ...] | None
+) -> tuple[ir.Value, tuple[int, ...] | None, bool]:
+    """Look through layout ops between v and the reduction: (v, axes, whether it looked).
+
+    The norm of every element does not depend on layout (the dynamo exporter writes PyTorch's
+    ``dim=None`` as ``ReduceL2(Reshape(v, [-1]))``), and for ``dim != 0`` it reduces a
+    transposed, reshaped v. The fold evaluates what the graph computes either way; the axes in
+    terms of v are then read from the shape of g (``Site.axes``).
+    """
+    through = False
+    while True:
+        rank = _known_rank(value)
+        whole = axes is None or (rank is not None and len({a % rank for a in axes}) == rank)
+        node = _producer(value, "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
+        if node is None or node.inputs[0] is None:
+            return value, (None if whole else axes), through and not whole
+        value, through = _strip_cast(node.inputs[0]), True
+        if whole:
+            axes = None
+
+
 def _reduction_axes(node: ir.Node) -> tuple[int, ...] | str | None:
     """Axes of a Reduce* node; None for all; a string reason when they cannot be read."""
     if len(node.inputs) > 1 and node.inputs[1] is not None:
@@ -222,7 +270,7 @@ def _as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
         if node is None or node.domain not in ("", "ai.onnx"):
             return None
         op, inputs = node.op_type, node.inputs
-        if op in ("Cast", "Identity", "Unsqueeze", "Reshape", "Expand") and inputs[0] is not None:
+        if op in _NORM_RESHAPES and inputs[0] is not None:
             value = inputs[0]
         elif op == "Reciprocal" and inputs[0] is not None:
             power, value = -power, inputs[0]
@@ -258,7 +306,8 @@ def _as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
             axes = _reduction_axes(node)
             if isinstance(axes, str):
                 return axes
-            return Norm(_strip_cast(inputs[0]), axes, "ReduceL2", eps), power
+            v, axes, layout = _norm_source(_strip_cast(inputs[0]), axes)
+            return Norm(v, axes, "ReduceL2", eps, layout), power
         elif op in ("ReduceSumSquare", "ReduceSum") and squared:
             source = _sum_of_squares_source(node)
             if source is None:
@@ -266,7 +315,8 @@ def _as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
             axes = _reduction_axes(node)
             if isinstance(axes, str):
                 return axes
-            return Norm(source[0], axes, f"sqrt({source[1]})", eps), power
+            v, axes, layout = _norm_source(source[0], axes)
+            return Norm(v, axes, f"sqrt({source[1]})", eps, layout), power
         else:
             return None
 

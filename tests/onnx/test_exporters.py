@@ -1,0 +1,142 @@
+"""Real exports from both torch exporters fold to plain weights with the same outputs."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrizations
+
+from tests.helpers import assert_close, run, sites_left
+from wnpass import fold_onnx
+
+
+def _wn(module: nn.Module, name: str = "weight", dim: int | None = 0) -> nn.Module:
+    return parametrizations.weight_norm(module, name=name, dim=dim)
+
+
+def _legacy(module: nn.Module, dim: int | None = 0) -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return nn.utils.weight_norm(module, dim=dim)
+
+
+class Lstm(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(64, 96, batch_first=True)
+        for name in ("weight_ih_l0", "weight_hh_l0"):
+            _wn(self.rnn, name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0]
+
+
+class PosConv(nn.Module):
+    """wav2vec2's positional convolution: weight norm along dim 2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = _wn(nn.Conv1d(64, 64, 16, padding=8, groups=4), dim=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x)[..., :-1]
+
+
+# name -> (build, example input, parameter names the folded model must carry)
+CASES: dict[str, tuple[Callable[[], nn.Module], Callable[[], torch.Tensor], list[str]]] = {
+    "linear": (
+        lambda: nn.Sequential(_wn(nn.Linear(128, 160))),
+        lambda: torch.randn(2, 128),
+        ["0.weight"],
+    ),
+    "linear_legacy_dim_none": (
+        lambda: nn.Sequential(_legacy(nn.Linear(128, 160), dim=None)),
+        lambda: torch.randn(2, 128),
+        ["0.weight"],
+    ),
+    "conv1d": (
+        lambda: nn.Sequential(_wn(nn.Conv1d(32, 64, 7))),
+        lambda: torch.randn(1, 32, 40),
+        ["0.weight"],
+    ),
+    "conv2d_legacy": (
+        lambda: nn.Sequential(_legacy(nn.Conv2d(16, 32, 5))),
+        lambda: torch.randn(1, 16, 12, 12),
+        ["0.weight"],
+    ),
+    "convtranspose1d_dim0": (
+        lambda: nn.Sequential(_wn(nn.ConvTranspose1d(128, 96, 8, stride=4))),
+        lambda: torch.randn(1, 128, 10),
+        ["0.weight"],
+    ),
+    "convtranspose1d_dim1": (
+        lambda: nn.Sequential(_wn(nn.ConvTranspose1d(128, 96, 8, stride=4), dim=1)),
+        lambda: torch.randn(1, 128, 10),
+        ["0.weight"],
+    ),
+    "wav2vec2_posconv_dim2": (PosConv, lambda: torch.randn(1, 64, 30), ["conv.weight"]),
+    "lstm": (Lstm, lambda: torch.randn(1, 5, 64), ["rnn.weight_ih_l0", "rnn.weight_hh_l0"]),
+    "embedding": (
+        lambda: nn.Sequential(_wn(nn.Embedding(200, 64))),
+        lambda: torch.tensor([[1, 5, 199, 5]]),
+        ["0.weight"],
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=["torchscript", "dynamo"])
+def exporter(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def export(name: str, exporter: str, folder: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    build, example, _ = CASES[name]
+    torch.manual_seed(0)
+    model = build().eval()
+    x = example()
+    path = folder / f"{name}.{exporter}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), path, dynamo=exporter == "dynamo", verbose=False)
+    input_name = onnx.load(path, load_external_data=False).graph.input[0].name
+    return path, {input_name: x.numpy()}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_export_folds_to_plain_weights(name: str, exporter: str, tmp_path: Path) -> None:
+    path, feeds = export(name, exporter, tmp_path)
+    before = sites_left(path)
+    assert before > 0, "the export should still compute weight norm at run time"
+    out = tmp_path / "folded.onnx"
+    _, report = fold_onnx(path, out)
+    assert report.folded == before and report.declined == 0
+    assert sites_left(out) == 0
+    onnx.checker.check_model(out, full_check=True)
+    assert_close(run(out, feeds), run(path, feeds))
+    names = {i.name for i in onnx.load(out).graph.initializer}
+    expected = [n for n in CASES[name][2] if any(s.name == n for s in report.sites)]
+    assert expected and set(expected) <= names
+
+
+def test_quantize_dynamic_fails_before_folding_and_works_after(tmp_path: Path) -> None:
+    """ONNX Runtime's quantizer needs initializer weights: folding is what makes it work."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    path, feeds = export("conv1d", "torchscript", tmp_path)
+    with pytest.raises(ValueError, match="to be an initializer"):
+        quantize_dynamic(path, tmp_path / "q_unfolded.onnx")
+    folded = tmp_path / "folded.onnx"
+    fold_onnx(path, folded)
+    quantize_dynamic(folded, tmp_path / "q.onnx")
+    quantized = onnx.load(tmp_path / "q.onnx")
+    assert "ConvInteger" in {n.op_type for n in quantized.graph.node}
+    (expected,), (actual,) = run(path, feeds), run(tmp_path / "q.onnx", feeds)
+    # int8 weights and activations: errors of a few percent of the output range, not of order 1.
+    assert np.abs(actual - expected).max() < 0.05 * np.abs(expected).max()
