@@ -70,6 +70,8 @@ def fold_onnx(
         output = _check_output(Path(model), output, in_place)  # type: ignore[arg-type]
     ir_model = _as_ir(model, copy=not in_place)
     nodes_before = count_nodes(ir_model)
+    if external_data is None and io.has_external_data(ir_model):
+        external_data = True  # weights stay outside when they came from outside
     result = FoldWeightNormPass()(ir_model)
     report: FoldReport = result.report  # type: ignore[attr-defined]
     report.nodes_before, report.nodes_after = nodes_before, count_nodes(ir_model)
