@@ -46,7 +46,7 @@ def inspect_onnx(model: str | os.PathLike[str] | ir.Model | onnx.ModelProto) -> 
     report.nodes_before = report.nodes_after = count_nodes(ir_model)
     if isinstance(model, (str, os.PathLike)):
         report.input = str(model)
-        report.bytes_before = io.model_bytes(model)
+        report.bytes_before = io.model_bytes(model, ir_model)
     return report
 
 
@@ -70,6 +70,8 @@ def fold_onnx(
         output = _check_output(Path(model), output, in_place)  # type: ignore[arg-type]
     ir_model = _as_ir(model, copy=not in_place)
     nodes_before = count_nodes(ir_model)
+    if is_path:
+        bytes_before = io.model_bytes(model, ir_model)  # type: ignore[arg-type]
     if external_data is None and io.has_external_data(ir_model):
         external_data = True  # weights stay outside when they came from outside
     result = FoldWeightNormPass()(ir_model)
@@ -77,7 +79,7 @@ def fold_onnx(
     report.nodes_before, report.nodes_after = nodes_before, count_nodes(ir_model)
     if is_path:
         report.input = str(model)
-        report.bytes_before = io.model_bytes(model)  # type: ignore[arg-type]
+        report.bytes_before = bytes_before
     if (
         output is not None
         and not result.modified
@@ -89,7 +91,10 @@ def fold_onnx(
         io.save(ir_model, output, external_data=external_data)
     if output is not None:
         report.output = str(output)
-        report.bytes_after = io.model_bytes(output)
+        # a single file is its own size; with external data, read where the weights went
+        report.bytes_after = (
+            io.model_bytes(output) if external_data else Path(output).stat().st_size
+        )
     report.seconds = time.perf_counter() - start
     if isinstance(model, onnx.ModelProto):
         if not result.modified:  # nothing folded: the caller's model, unchanged

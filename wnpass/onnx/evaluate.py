@@ -1,9 +1,11 @@
 """Evaluate the constant cone of a weight-norm site in float64, with ONNX semantics.
 
 Only the ops that make up weight-norm subgraphs (and the layout ops around them) are known.
-Every floating-point value is carried in float64 whatever the graph says; a ``Cast`` between
-float types only changes the dtype the result is finally rounded to. So ``w = g * v / ||v||``
-is rounded once, to the dtype of the value that gets replaced (habit 5 in STYLE.md).
+Every arithmetic op computes in float64 whatever the graph says (constants stay in their
+stored dtype until an op reads them, so a large ``v`` is never copied to float64 whole); a
+``Cast`` between float types only changes the dtype the result is finally rounded to. So
+``w = g * v / ||v||`` is rounded once, to the dtype of the value that gets replaced (habit 5
+in STYLE.md).
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ _FLOAT_TYPES = frozenset(
 )
 
 
+F64 = np.float64
+
+
 def tensor_array(tensor: ir.TensorProtocol) -> Evaluated:
-    """A constant tensor as a numpy array: floats widened to float64, others as stored."""
+    """A constant tensor as a numpy array, as stored (bfloat16 widened exactly to float32)."""
     array = tensor.numpy()
-    if tensor.dtype in _FLOAT_TYPES:
-        array = array.astype(np.float64)
+    if tensor.dtype == ir.DataType.BFLOAT16:
+        array = array.astype(np.float32)
     return array, tensor.dtype
 
 
@@ -36,7 +41,7 @@ def round_to(array: np.ndarray, dtype: ir.DataType) -> np.ndarray:
     """Round a float64 result once to ``dtype``."""
     if dtype == ir.DataType.BFLOAT16:
         return array.astype(ml_dtypes.bfloat16)
-    return array.astype(dtype.numpy())
+    return array.astype(dtype.numpy(), copy=False)
 
 
 def _attr(node: ir.Node, name: str, default: Any = None) -> Any:
@@ -75,12 +80,23 @@ def _arg(args: list[Evaluated | None], i: int) -> np.ndarray:
     return entry[0]
 
 
-def _l2(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
-    return np.sqrt(np.sum(np.square(x), axis=axis, keepdims=keepdims))
-
-
 def _sumsq(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
-    return np.sum(np.square(x), axis=axis, keepdims=keepdims)
+    """Sum of squares in float64 without a squared temporary (einsum accumulates in place)."""
+    letters = "abcdefghijklmnopqrstuvwxyz"[: x.ndim]
+    axes = {a % x.ndim for a in axis} if x.ndim else set()
+    kept = "".join(c for i, c in enumerate(letters) if i not in axes)
+    result = np.einsum(f"{letters},{letters}->{kept}", x, x, dtype=F64)
+    if keepdims:
+        result = np.reshape(result, [1 if i in axes else d for i, d in enumerate(x.shape)])
+    return np.asarray(result)
+
+
+def _l2(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+    return np.sqrt(_sumsq(x, axis, keepdims))
+
+
+def _sum(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+    return np.asarray(np.sum(x, axis=axis, keepdims=keepdims, dtype=F64))
 
 
 def _clip(node: ir.Node, args: list[Evaluated | None]) -> np.ndarray:
@@ -88,9 +104,9 @@ def _clip(node: ir.Node, args: list[Evaluated | None]) -> np.ndarray:
     low = args[1][0] if len(args) > 1 and args[1] is not None else _attr(node, "min")
     high = args[2][0] if len(args) > 2 and args[2] is not None else _attr(node, "max")
     if low is not None:
-        x = np.maximum(x, low)
+        x = np.maximum(x, low, dtype=F64)
     if high is not None:
-        x = np.minimum(x, high)
+        x = np.minimum(x, high, dtype=F64)
     return x
 
 
@@ -120,7 +136,7 @@ def _lp_normalization(node: ir.Node, args: list[Evaluated | None]) -> np.ndarray
     axis = int(_attr(node, "axis", -1))
     if int(_attr(node, "p", 2)) != 2:
         raise ValueError("only p=2 is evaluated")
-    return x / _l2(x, (axis,), True)
+    return np.divide(x, _l2(x, (axis,), True), dtype=F64)
 
 
 def _flatten(node: ir.Node, args: list[Evaluated | None]) -> np.ndarray:
@@ -134,16 +150,16 @@ _Op = Callable[[ir.Node, list[Evaluated | None]], np.ndarray]
 
 _OPS: dict[str, _Op] = {
     "Identity": lambda n, a: _arg(a, 0),
-    "Mul": lambda n, a: np.multiply(_arg(a, 0), _arg(a, 1)),
-    "Div": lambda n, a: np.divide(_arg(a, 0), _arg(a, 1)),
-    "Add": lambda n, a: np.add(_arg(a, 0), _arg(a, 1)),
-    "Reciprocal": lambda n, a: np.reciprocal(_arg(a, 0)),
-    "Sqrt": lambda n, a: np.sqrt(_arg(a, 0)),
-    "Pow": lambda n, a: np.power(_arg(a, 0), _arg(a, 1)),
-    "Max": lambda n, a: np.maximum(_arg(a, 0), _arg(a, 1)) if len(a) > 1 else _arg(a, 0),
+    "Mul": lambda n, a: np.multiply(_arg(a, 0), _arg(a, 1), dtype=F64),
+    "Div": lambda n, a: np.divide(_arg(a, 0), _arg(a, 1), dtype=F64),
+    "Add": lambda n, a: np.add(_arg(a, 0), _arg(a, 1), dtype=F64),
+    "Reciprocal": lambda n, a: np.reciprocal(_arg(a, 0), dtype=F64),
+    "Sqrt": lambda n, a: np.sqrt(_arg(a, 0), dtype=F64),
+    "Pow": lambda n, a: np.power(_arg(a, 0), _arg(a, 1), dtype=F64),
+    "Max": lambda n, a: np.maximum(_arg(a, 0), _arg(a, 1), dtype=F64) if len(a) > 1 else _arg(a, 0),
     "Clip": _clip,
     "ReduceL2": _reduce(_l2),
-    "ReduceSum": _reduce(np.sum),
+    "ReduceSum": _reduce(_sum),
     "ReduceSumSquare": _reduce(_sumsq),
     "LpNormalization": _lp_normalization,
     "Transpose": lambda n, a: np.transpose(_arg(a, 0), _attr(n, "perm")),
@@ -151,7 +167,9 @@ _OPS: dict[str, _Op] = {
     "Flatten": _flatten,
     "Unsqueeze": _unsqueeze,
     "Squeeze": _squeeze,
-    "Expand": lambda n, a: _arg(a, 0) * np.ones([int(d) for d in _arg(a, 1)]),
+    "Expand": lambda n, a: np.multiply(
+        _arg(a, 0), np.ones([int(d) for d in _arg(a, 1)]), dtype=F64
+    ),
 }
 
 EVALUABLE_OPS = frozenset({*_OPS, "Cast", "Constant"})

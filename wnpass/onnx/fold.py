@@ -139,21 +139,48 @@ def _remove_dead(nodes: list[ir.Node], leaves: list[ir.Value]) -> int:
     return removed
 
 
+def _product(site: Site, memo: dict[ir.Value, ev.Evaluated]) -> np.ndarray | None:
+    """``v * (g / ||v||)`` rounded once to the site's dtype, in one pass over v; or None.
+
+    The graph's own order (``(v / n) * g``) makes two full-size float64 passes; scaling v by
+    the small ``g / n`` is the same product in float64, and numpy computes it in float64 in
+    buffered blocks while writing the rounded result, so no full-size float64 copy is made.
+    Sites with layout ops after the product, implicit norms (LpNormalization) or dtypes numpy
+    cannot hold go through the general evaluator instead.
+    """
+    if site.factors is None or site.factors[2] is None or site.target is not site.root:
+        return None
+    dtype = _declared_dtype(site.root)
+    if dtype not in (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE):
+        return None
+    v_leaf, g_leaf, norm_value, divides = site.factors
+    assert norm_value is not None
+    v = ev.evaluate(v_leaf, memo)[0]
+    g, norm = ev.evaluate(g_leaf, memo)[0], ev.evaluate(norm_value, memo)[0]
+    scale = (np.divide if divides else np.multiply)(g, norm, dtype=ev.F64)
+    out = np.empty(np.broadcast_shapes(v.shape, scale.shape), dtype=dtype.numpy())
+    return np.multiply(v, scale, out=out, dtype=ev.F64, casting="unsafe")
+
+
 def _folded_weight(site: Site) -> tuple[np.ndarray, ir.DataType] | str:
     """The folded weight, rounded once; or the reason it must stay unfolded."""
     memo: dict[ir.Value, ev.Evaluated] = {}
-    array, dtype = ev.evaluate(site.target, memo)
-    dtype = _declared_dtype(site.target) or dtype
-    if not np.all(np.isfinite(array)):
-        assert site.v is not None
-        v = memo.get(site.v) or ev.evaluate(site.v, memo)
-        if not np.all(np.isfinite(v[0])):
-            return "v holds NaN or Inf"
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # a zero-norm unit gives 0/0 here; it is detected below and the site declined
+        rounded = _product(site, memo)
+        if rounded is None:
+            array, dtype = ev.evaluate(site.target, memo)
+            rounded = ev.round_to(array, _declared_dtype(site.target) or dtype)
+    dtype = ir.DataType.from_numpy(rounded.dtype)
+    if np.all(np.isfinite(rounded)):
+        return rounded, dtype
+    assert site.v is not None and site.g is not None
+    for role, value in (("v", site.v), ("g", site.g)):
+        if not np.all(np.isfinite(ev.evaluate(value, memo)[0])):
+            return f"{role} holds NaN or Inf"
+    if np.any(np.isnan(rounded)):
         return "v has zero-norm units, where the graph computes NaN; left as it is"
-    rounded = ev.round_to(array, dtype)
-    if not np.all(np.isfinite(rounded.astype(np.float64))):
-        return f"the folded weight overflows {dtype.name.lower()}"
-    return rounded, dtype
+    return f"the folded weight overflows {dtype.name.lower()}"
 
 
 class FoldWeightNormPass(ir.passes.InPlacePass):

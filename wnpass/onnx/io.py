@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
 import shutil
 import tempfile
@@ -14,6 +15,7 @@ import onnx
 import onnx_ir as ir
 
 from wnpass.errors import InvalidModelError, OutputError
+from wnpass.onnx.writer import write_model
 
 __all__ = [
     "copy",
@@ -42,7 +44,7 @@ def load(path: str | os.PathLike[str]) -> ir.Model:
     if path.stat().st_size == 0:
         raise InvalidModelError(f"{path}: empty file, not an ONNX model")
     try:
-        proto = onnx.load(path, load_external_data=False)
+        proto = _parse(path)
     except (google.protobuf.message.DecodeError, ValueError, RuntimeError) as error:
         raise InvalidModelError(
             f"{path}: not a readable ONNX model ({_first_line(error)})"
@@ -101,6 +103,18 @@ def to_proto(model: ir.Model) -> onnx.ModelProto:
     return ir.serde.serialize_model(model)
 
 
+def _parse(path: Path) -> onnx.ModelProto:
+    """Parse a binary ONNX file straight from a memory map (no intermediate bytes copy)."""
+    proto = onnx.ModelProto()
+    with open(path, "rb") as stream, mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        view = memoryview(mm)
+        try:
+            proto.ParseFromString(view)
+        finally:
+            view.release()
+    return proto
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
@@ -113,23 +127,32 @@ def has_external_data(model: ir.Model) -> bool:
     )
 
 
-def model_bytes(path: str | os.PathLike[str]) -> int:
-    """Size of an ONNX file plus the external data files it references."""
+def model_bytes(path: str | os.PathLike[str], model: ir.Model | None = None) -> int:
+    """Size of an ONNX file plus the external data files its initializers live in.
+
+    The locations come from ``model`` (the loaded file) when given, else from the file.
+    """
     path = Path(path)
+    if model is None:
+        model = load(path)
+    locations = {
+        tensor.location
+        for graph in _graphs(model)
+        for value in graph.initializers.values()
+        if isinstance(tensor := value.const_value, ir.ExternalTensor)
+    }
     total = path.stat().st_size
-    locations: set[str] = set()
-    with contextlib.suppress(Exception):
-        proto = onnx.load(path, load_external_data=False)
-        for tensor in onnx.external_data_helper._get_all_tensors(proto):
-            if onnx.external_data_helper.uses_external_data(tensor):
-                for entry in tensor.external_data:
-                    if entry.key == "location":
-                        locations.add(entry.value)
     for location in locations:
         data = path.parent / location
         if data.is_file():
             total += data.stat().st_size
     return total
+
+
+def _graphs(model: ir.Model) -> list[ir.Graph]:
+    from wnpass.onnx.match import graphs_of
+
+    return [g for g in graphs_of(model) if isinstance(g, ir.Graph)]
 
 
 def default_output(path: str | os.PathLike[str]) -> Path:
@@ -171,7 +194,8 @@ def save(
             if (staging / data_name).exists():
                 os.replace(staging / data_name, path.parent / data_name)
         else:
-            ir.save(model, staging / path.name)
+            with open(staging / path.name, "wb") as stream:
+                write_model(model, stream)
         os.replace(staging / path.name, path)
     except OSError as error:
         raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None

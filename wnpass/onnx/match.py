@@ -79,6 +79,10 @@ class Site:
     norm: Norm | None = None
     layout: tuple[str, ...] = ()
     reason: str | None = None  # why it cannot be folded; None when it can
+    # The product's factors as they appear in the graph: v (maybe behind a Cast), g, the norm
+    # value (None for LpNormalization, whose norm is implicit), and whether that value divides
+    # (``||v||``) or multiplies (``||v||**-1``, as in ``Pow(sumsq, -0.5)``).
+    factors: tuple[ir.Value, ir.Value, ir.Value | None, bool] | None = None
 
     @property
     def foldable(self) -> bool:
@@ -330,6 +334,7 @@ class _Factor:
     value: ir.Value
     exponent: int
     norm: Norm | None = None
+    divides: bool = True  # for a norm factor: the value divides the product (else multiplies)
 
 
 def _factors(value: ir.Value, exponent: int, out: list[_Factor]) -> str | None:
@@ -363,7 +368,7 @@ def _factors(value: ir.Value, exponent: int, out: list[_Factor]) -> str | None:
     if isinstance(norm, str):
         return norm
     if norm is not None:
-        out.append(_Factor("norm", value, exponent * norm[1], norm[0]))
+        out.append(_Factor("norm", value, exponent * norm[1], norm[0], divides=exponent < 0))
     else:
         out.append(_Factor("leaf", value, exponent))
     return None
@@ -482,6 +487,8 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site:
         site.reason = "unsupported form: expected one gain g multiplying v / ||v||"
         return site
     site.g = _strip_cast(others[0].value)
+    norm_value = None if norm.kind.startswith("LpNormalization") else norms[0].value
+    site.factors = (numerators[0].value, others[0].value, norm_value, norms[0].divides)
     site.reason = (
         _constant_reason(norm.v, "v")
         or _constant_reason(others[0].value, "g")

@@ -1,0 +1,119 @@
+"""Write a single-file ONNX model without building it as one serialized string.
+
+``onnx.save`` serializes the whole model into one bytes object, a full copy of every weight,
+before writing it. Here the model is serialized without its main-graph initializers, and the
+initializers are written one by one after it, as length-delimited protobuf fields of the
+graph (protobuf parsers accept fields in any order). Weights that are numpy arrays are written
+straight from their memory (the ``raw_data`` field is encoded by hand), so peak memory stays
+near the model's own size and the time near the disk's.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import BinaryIO
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+__all__ = ["write_model"]
+
+_GRAPH_FIELD = 7  # ModelProto.graph
+_INITIALIZER_FIELD = 5  # GraphProto.initializer
+_RAW_DATA_FIELD = 9  # TensorProto.raw_data
+_LENGTH_DELIMITED = 2
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = number & 0x7F
+        number >>= 7
+        if number:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _key(field: int) -> bytes:
+    return _varint((field << 3) | _LENGTH_DELIMITED)
+
+
+class _Record:
+    """One initializer as a GraphProto field: its size known up front, its bytes made late."""
+
+    def __init__(self, tensor: ir.TensorProtocol, name: str) -> None:
+        self.tensor, self.name = tensor, name
+        self.array: np.ndarray | None = None
+        self.proto: onnx.TensorProto | None = None
+        if (
+            isinstance(tensor, ir.Tensor)
+            and sys.byteorder == "little"
+            and tensor.dtype
+            not in (
+                ir.DataType.STRING,
+                ir.DataType.INT4,
+                ir.DataType.UINT4,
+                ir.DataType.FLOAT4E2M1,
+            )
+        ):
+            self.array = np.ascontiguousarray(tensor.numpy())
+            header = onnx.TensorProto(name=name, data_type=int(tensor.dtype), dims=self.array.shape)
+            self.header = header.SerializeToString()
+            payload = self.array.nbytes
+            body = len(self.header) + len(_key(_RAW_DATA_FIELD)) + len(_varint(payload)) + payload
+        else:
+            if isinstance(tensor, ir.serde.TensorProtoTensor):
+                tensor.name = name
+                self.proto = tensor.raw
+            else:
+                self.proto = ir.serde.serialize_tensor(tensor)
+                self.proto.name = name
+            body = self.proto.ByteSize()
+        self.prefix = _key(_INITIALIZER_FIELD) + _varint(body)
+        self.size = len(self.prefix) + body
+
+    def write(self, stream: BinaryIO) -> None:
+        stream.write(self.prefix)
+        if self.array is not None:
+            stream.write(self.header)
+            stream.write(_key(_RAW_DATA_FIELD) + _varint(self.array.nbytes))
+            stream.write(self.array.reshape(-1).view(np.uint8).data)
+        else:
+            assert self.proto is not None
+            stream.write(self.proto.SerializeToString())
+
+
+def write_model(model: ir.Model, stream: BinaryIO) -> None:
+    """Serialize ``model`` to ``stream`` as one ONNX protobuf, weights written one at a time."""
+    graph = model.graph
+    values = list(graph.initializers.values())
+    real = {value: value.const_value for value in values}
+    proto = onnx.ModelProto()
+    try:
+        # Serialize the model with empty stand-ins for the main graph's initializers ...
+        for value in values:
+            if value.const_value is not None:
+                value.const_value = ir.Tensor(
+                    np.empty((0,), np.float32), dtype=ir.DataType.FLOAT, name=value.name
+                )
+        ir.serde.serialize_model_into(proto, model)
+    finally:
+        for value, tensor in real.items():
+            value.const_value = tensor
+    # ... then drop the stand-ins and append the real tensors after the rest of the graph.
+    del proto.graph.initializer[:]
+    graph_bytes = proto.graph.SerializeToString()
+    proto.ClearField("graph")
+    records = [
+        _Record(value.const_value, value.name)
+        for value in values
+        if value.const_value is not None and value.name is not None
+    ]
+    stream.write(proto.SerializeToString())
+    stream.write(_key(_GRAPH_FIELD) + _varint(len(graph_bytes) + sum(r.size for r in records)))
+    stream.write(graph_bytes)
+    for record in records:
+        record.write(stream)
