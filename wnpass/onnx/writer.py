@@ -59,8 +59,11 @@ class _Record:
                 ir.DataType.FLOAT4E2M1,
             )
         ):
-            self.array = np.ascontiguousarray(tensor.numpy())
-            header = onnx.TensorProto(name=name, data_type=int(tensor.dtype), dims=self.array.shape)
+            array = tensor.numpy()
+            # (np.ascontiguousarray would turn a 0-d array into 1-d: keep the tensor's dims)
+            self.array = array if array.flags.c_contiguous else np.ascontiguousarray(array)
+            dims = tensor.shape.numpy()
+            header = onnx.TensorProto(name=name, data_type=int(tensor.dtype), dims=dims)
             self.header = header.SerializeToString()
             payload = self.array.nbytes
             body = len(self.header) + len(_key(_RAW_DATA_FIELD)) + len(_varint(payload)) + payload
