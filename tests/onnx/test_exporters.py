@@ -27,10 +27,12 @@ def _legacy(module: nn.Module, dim: int | None = 0) -> nn.Module:
         return nn.utils.weight_norm(module, dim=dim)
 
 
-class Lstm(nn.Module):
-    def __init__(self) -> None:
+class Recurrent(nn.Module):
+    """An RNN, GRU or LSTM with its input and hidden weights weight-normed."""
+
+    def __init__(self, kind: type[nn.RNNBase] = nn.LSTM) -> None:
         super().__init__()
-        self.rnn = nn.LSTM(64, 96, batch_first=True)
+        self.rnn = kind(64, 96, batch_first=True)
         for name in ("weight_ih_l0", "weight_hh_l0"):
             _wn(self.rnn, name)
 
@@ -82,7 +84,17 @@ CASES: dict[str, tuple[Callable[[], nn.Module], Callable[[], torch.Tensor], list
         ["0.weight"],
     ),
     "wav2vec2_posconv_dim2": (PosConv, lambda: torch.randn(1, 64, 30), ["conv.weight"]),
-    "lstm": (Lstm, lambda: torch.randn(1, 5, 64), ["rnn.weight_ih_l0", "rnn.weight_hh_l0"]),
+    "lstm": (Recurrent, lambda: torch.randn(1, 5, 64), ["rnn.weight_ih_l0", "rnn.weight_hh_l0"]),
+    "gru": (
+        lambda: Recurrent(nn.GRU),
+        lambda: torch.randn(1, 5, 64),
+        ["rnn.weight_ih_l0", "rnn.weight_hh_l0"],
+    ),
+    "rnn": (
+        lambda: Recurrent(nn.RNN),
+        lambda: torch.randn(1, 5, 64),
+        ["rnn.weight_ih_l0", "rnn.weight_hh_l0"],
+    ),
     "embedding": (
         lambda: nn.Sequential(_wn(nn.Embedding(200, 64))),
         lambda: torch.tensor([[1, 5, 199, 5]]),

@@ -351,3 +351,25 @@ def test_ir_model_is_copied_unless_in_place() -> None:
         run(model, {"x": np.ones((2, 4), np.float32)}),
         run(folded, {"x": np.ones((2, 4), np.float32)}),
     )
+
+
+def test_site_inside_a_loop_body() -> None:
+    """A Loop whose body applies a weight-normed Gemm to its carried state, three times."""
+    body = onnx.parser.parse_graph(
+        "body (int64 i, bool c, float[2, 3] s) => (bool c_out, float[2, 3] s_out) {"
+        + wn([1]).replace("\n", " ")
+        + " s_out = Gemm <transB = 1> (s, w) c_out = Identity(c) }"
+    )
+    main = onnx.parser.parse_graph(
+        "main (float[2, 3] x) => (float[2, 3] y) { y = Loop(trips, cond, x) }"
+    )
+    main.node[0].attribute.append(onnx.helper.make_attribute("body", body))
+    arrays = {"v": rand(3, 3), "g": rand(3, 1) * 0.3, "trips": np.array(3), "cond": np.array(True)}
+    for name, array in arrays.items():
+        main.initializer.append(onnx.numpy_helper.from_array(array, name))
+    opsets = [onnx.helper.make_opsetid("", 17)]
+    model = onnx.helper.make_model(main, opset_imports=opsets, ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    folded, report = assert_folds(model, feeds={"x": rand(2, 3)})
+    assert report.sites[0].graph == "subgraph body"
+    assert [n.op_type for n in folded.graph.node[0].attribute[0].g.node] == ["Gemm", "Identity"]
