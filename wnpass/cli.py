@@ -6,10 +6,12 @@ Exit codes: 0 success, 1 a check failed, 2 bad input or usage.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -62,11 +64,119 @@ def _cmd_fold(args: argparse.Namespace, console: Console) -> int:
     from wnpass.onnx.api import fold_onnx
 
     _require_onnx(args.model, "fold")
+    if args.verify:
+        _check_options(args)  # bad check options are reported before anything is written
+    reference = args.model
+    if args.verify and args.in_place:
+        raise UsageError("--verify compares the input with the output: it cannot use --in-place")
     _, report = fold_onnx(args.model, args.output, in_place=args.in_place)
     _print_sites(console, report, str(args.model), inspect=False)
+    if not args.verify:
+        if args.json:
+            report.write_json(args.json)
+        return EXIT_OK
+    assert report.output is not None
+    checked = _run_check(console, reference, Path(report.output), args)
     if args.json:
-        report.write_json(args.json)
-    return EXIT_OK
+        data = {"fold": report.to_dict(), "check": checked.to_dict()}
+        args.json.write_text(json.dumps(data, indent=2) + "\n")
+    return EXIT_OK if checked else EXIT_CHECK_FAILED
+
+
+def _cmd_check(args: argparse.Namespace, console: Console) -> int:
+    """Check that CANDIDATE computes what REFERENCE computes, and compare their latency."""
+    _check_options(args)
+    checked = _run_check(console, args.reference, args.candidate, args)
+    if args.json:
+        checked.write_json(args.json)
+    return EXIT_OK if checked else EXIT_CHECK_FAILED
+
+
+def _check_options(args: argparse.Namespace) -> dict[str, Any]:
+    from wnpass.verify.inputs import parse_shapes
+
+    return {
+        "providers": args.provider,
+        "shapes": parse_shapes(args.shape),
+        "inputs": args.inputs,
+        "rtol": args.rtol,
+        "atol": args.atol,
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "threads": args.threads,
+        "optimizations": ("default", "disabled")
+        if args.optimization == "both"
+        else (args.optimization,),
+    }
+
+
+def _run_check(console: Console, reference: Path, candidate: Path, args: argparse.Namespace) -> Any:
+    from rich.progress import Progress
+
+    from wnpass.verify.check import check
+    from wnpass.verify.report import (
+        COMPARISON_COLUMNS,
+        LATENCY_COLUMNS,
+        comparison_rows,
+        latency_rows,
+    )
+
+    options = _check_options(args)
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(f"timing {label}", total=total)
+            bar.update(tasks[label], completed=done)
+
+        report = check(reference, candidate, progress=progress, **options)
+    inputs = ", ".join(f"{i['name']} {i['dtype']}{i['shape']}" for i in report.inputs)
+    console.print(f"inputs: {inputs}")
+    for note in report.notes:
+        console.print(f"  {note}")
+    console.print(table("equivalence", COMPARISON_COLUMNS, comparison_rows(report)))
+    console.print(table("latency (candidate vs reference)", LATENCY_COLUMNS, latency_rows(report)))
+    for provider in report.not_available:
+        console.print(f"{provider}: not available")
+    if report:
+        console.print(f"equivalent: {candidate} matches {reference}")
+    else:
+        console.print(f"NOT EQUIVALENT: {candidate} differs from {reference}")
+        for line in report.failures():
+            console.print(f"  {line}")
+    return report
+
+
+def _add_check_options(parser: argparse.ArgumentParser) -> None:
+    from wnpass.verify.check import DEFAULT_RUNS, DEFAULT_WARMUP
+
+    group = parser.add_argument_group("check options")
+    group.add_argument(
+        "--provider",
+        action="append",
+        choices=("cpu", "cuda"),
+        help="run on this provider (repeatable); default: every one available",
+    )
+    group.add_argument(
+        "--shape",
+        action="append",
+        metavar="NAME=DIMS",
+        help="size of a dynamic input, e.g. mel=1,80,200 (repeatable)",
+    )
+    group.add_argument("--inputs", type=Path, metavar="FILE.npz", help="inputs to use instead")
+    group.add_argument("--rtol", type=float, help="relative tolerance (default: per dtype)")
+    group.add_argument("--atol", type=float, help="absolute tolerance (default: per dtype)")
+    group.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="timed runs per model")
+    group.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed runs first")
+    group.add_argument("--threads", type=int, help="intra-op threads (default: ONNX Runtime's)")
+    group.add_argument(
+        "--optimization",
+        choices=("default", "disabled", "both"),
+        default="default",
+        help="ONNX Runtime graph optimization level; disabled shows what a runtime that does "
+        "not fold constants pays",
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -96,6 +206,16 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     fold.add_argument("--in-place", action="store_true", help="overwrite the input file")
     fold.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
+    fold.add_argument(
+        "--verify", action="store_true", help="then check the output against the input"
+    )
+    _add_check_options(fold)
+
+    check = add("check", _cmd_check)
+    check.add_argument("reference", type=Path, metavar="REFERENCE.onnx")
+    check.add_argument("candidate", type=Path, metavar="CANDIDATE.onnx")
+    check.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
+    _add_check_options(check)
     return parser
 
 

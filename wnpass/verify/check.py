@@ -1,0 +1,178 @@
+"""``check``: is a candidate model equivalent to a reference, and how fast is it, per provider.
+
+For each provider (CPU, and CUDA where ONNX Runtime really runs on it) and each graph
+optimization level asked for, both models get a session (its creation timed), run once on the
+same inputs for the comparison, then run ``warmup`` times and ``runs`` times interleaved, run
+by run and alternating which goes first, so that a noisy machine slows both alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from wnpass.errors import UsageError
+from wnpass.onnx import io
+from wnpass.verify import inputs as inputs_mod
+from wnpass.verify import providers as prov
+from wnpass.verify.compare import compare_outputs
+from wnpass.verify.report import CheckReport, LatencyStats, ProviderRun
+
+__all__ = ["DEFAULT_RUNS", "DEFAULT_WARMUP", "check"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RUNS = 20
+DEFAULT_WARMUP = 3
+
+Progress = Callable[[str, int, int], None]
+
+
+def _stats(seconds: list[float]) -> LatencyStats:
+    ms = sorted(s * 1e3 for s in seconds)
+    p90 = ms[min(len(ms) - 1, round(0.9 * (len(ms) - 1)))]
+    return LatencyStats(len(ms), statistics.median(ms), p90, ms[0])
+
+
+def _run_names(session: object) -> list[str]:
+    return [o.name for o in session.get_outputs()]  # type: ignore[attr-defined]
+
+
+def _timed_runs(
+    ref: prov.Session,
+    cand: prov.Session,
+    feeds: dict[str, np.ndarray],
+    runs: int,
+    warmup: int,
+    progress: Progress | None,
+    label: str,
+) -> tuple[LatencyStats, LatencyStats]:
+    for _ in range(warmup):
+        ref.session.run(None, feeds)
+        cand.session.run(None, feeds)
+    times: dict[str, list[float]] = {"ref": [], "cand": []}
+    for i in range(runs):
+        order = [("ref", ref), ("cand", cand)] if i % 2 == 0 else [("cand", cand), ("ref", ref)]
+        for key, session in order:
+            start = time.perf_counter()
+            session.session.run(None, feeds)
+            times[key].append(time.perf_counter() - start)
+        if progress:
+            progress(label, i + 1, runs)
+    return _stats(times["ref"]), _stats(times["cand"])
+
+
+def _feeds(
+    reference: Path, shapes: dict[str, list[int]], inputs: Path | None
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    specs = inputs_mod.signature(io.load(reference))
+    if inputs is not None:
+        if shapes:
+            raise UsageError("give either --inputs or --shape, not both")
+        return inputs_mod.load_npz(inputs, specs), [f"inputs from {inputs}"]
+    feeds, notes = inputs_mod.synthesize(specs, shapes)
+    return feeds, [f"inputs synthesized (seed {inputs_mod.SEED})", *notes]
+
+
+def check(
+    reference: str | os.PathLike[str],
+    candidate: str | os.PathLike[str],
+    *,
+    providers: Sequence[str] | None = None,
+    shapes: dict[str, list[int]] | None = None,
+    inputs: str | os.PathLike[str] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    runs: int = DEFAULT_RUNS,
+    warmup: int = DEFAULT_WARMUP,
+    threads: int | None = None,
+    optimizations: Sequence[str] = ("default",),
+    progress: Progress | None = None,
+) -> CheckReport:
+    """Compare ``candidate`` with ``reference`` on each provider; see the module docstring.
+
+    ``providers`` are short names (``"cpu"``, ``"cuda"``); by default every one available.
+    Asking for one that this onnxruntime build lacks raises ``UsageError``.
+    """
+    reference, candidate = Path(reference), Path(candidate)
+    if runs < 1 or warmup < 0:
+        raise UsageError("--runs must be at least 1 and --warmup at least 0")
+    bad = [o for o in optimizations if o not in prov.OPTIMIZATION_LEVELS]
+    if bad:
+        raise UsageError(f"unknown optimization level {bad[0]!r}: choose from default, disabled")
+    io.load(candidate)  # a clear error for a bad candidate before any work
+    chosen = prov.resolve(list(providers) if providers else None)
+    feeds, notes = _feeds(reference, shapes or {}, Path(inputs) if inputs else None)
+    report = CheckReport(str(reference), str(candidate), notes=notes)
+    report.inputs = [
+        {"name": n, "shape": list(a.shape), "dtype": str(a.dtype)} for n, a in feeds.items()
+    ]
+    report.not_available = [p for p in prov.PROVIDERS if p not in prov.available()]
+    candidate_outputs: dict[str, tuple[list[str], list[np.ndarray]]] = {}
+    for provider in chosen:
+        prov.warm_up(provider)
+        for level in optimizations:
+            run = _check_one(reference, candidate, provider, level, feeds, rtol, atol, threads)
+            report.runs.append(run.result)
+            if run.result.status != "ok":
+                continue
+            candidate_outputs.setdefault(provider, run.candidate_outputs)
+            ref_s, cand_s = run.sessions
+            label = f"{provider}/{level}"
+            run.result.reference, run.result.candidate = _timed_runs(
+                ref_s, cand_s, feeds, runs, warmup, progress, label
+            )
+    if "cuda" in candidate_outputs and "cpu" in candidate_outputs:
+        cpu_names, cpu_values = candidate_outputs["cpu"]
+        cuda_names, cuda_values = candidate_outputs["cuda"]
+        report.cross_provider = compare_outputs(
+            cpu_names, cpu_values, cuda_names, cuda_values, rtol=rtol, atol=atol
+        )
+    logger.info("check %s: %s", candidate, "equivalent" if report else "FAILED")
+    return report
+
+
+class _OneRun:
+    def __init__(
+        self,
+        result: ProviderRun,
+        sessions: tuple[prov.Session, prov.Session],
+        candidate_outputs: tuple[list[str], list[np.ndarray]],
+    ) -> None:
+        self.result, self.sessions, self.candidate_outputs = result, sessions, candidate_outputs
+
+
+def _check_one(
+    reference: Path,
+    candidate: Path,
+    provider: str,
+    level: str,
+    feeds: dict[str, np.ndarray],
+    rtol: float | None,
+    atol: float | None,
+    threads: int | None,
+) -> _OneRun:
+    ref = prov.open_session(reference, provider, optimization=level, threads=threads)
+    cand = prov.open_session(candidate, provider, optimization=level, threads=threads)
+    result = ProviderRun(provider, level, "ok")
+    if ref.fell_back or cand.fell_back:
+        result.status = f"fell back to {(ref if ref.fell_back else cand).actual.upper()}"
+        logger.warning("%s session fell back to %s; not measured", provider, result.status)
+        return _OneRun(result, (ref, cand), ([], []))
+    result.reference_session_s, result.candidate_session_s = (
+        ref.seconds_to_create,
+        cand.seconds_to_create,
+    )
+    ref_out = ref.session.run(None, feeds)
+    cand_out = cand.session.run(None, feeds)
+    cand_names = _run_names(cand.session)
+    result.comparisons = compare_outputs(
+        _run_names(ref.session), ref_out, cand_names, cand_out, rtol=rtol, atol=atol
+    )
+    return _OneRun(result, (ref, cand), (cand_names, cand_out))

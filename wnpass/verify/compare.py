@@ -1,0 +1,118 @@
+"""Compare two sets of outputs element by element, within tolerances chosen per dtype.
+
+An element is outside tolerance when ``|candidate - reference| > atol * scale + rtol *
+|reference|``, where ``scale`` is the largest magnitude of that reference output (at least 1):
+where a sum cancels to near zero its rounding error is proportional to the terms summed, not
+to the result. NaN and Inf must sit in the same places (with the same sign) in both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+__all__ = ["DEFAULT_TOLERANCES", "OutputComparison", "compare_outputs", "tolerance_for"]
+
+# (rtol, atol) by output dtype. The two models should compute the same function, but ONNX
+# Runtime may fuse, reorder or fold them differently, so float outputs differ by roundings
+# accumulated over reductions of thousands of terms:
+DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
+    "float32": (1e-4, 1e-5),  # ~6e-8 per rounding, times ~100-1000 accumulated roundings
+    "float16": (1e-2, 1e-3),  # 4.9e-4 per rounding
+    "bfloat16": (5e-2, 1e-2),  # 3.9e-3 per rounding
+    "float64": (1e-9, 1e-12),  # 1.1e-16 per rounding
+}
+EXACT = (0.0, 0.0)  # integers and bools must be equal
+
+
+def tolerance_for(dtype: np.dtype, rtol: float | None, atol: float | None) -> tuple[float, float]:
+    """The tolerance for an output of ``dtype``; a user's ``rtol``/``atol`` override it."""
+    default = DEFAULT_TOLERANCES.get(str(dtype), EXACT)
+    return (default[0] if rtol is None else rtol, default[1] if atol is None else atol)
+
+
+@dataclasses.dataclass
+class OutputComparison:
+    """How one output of the candidate compares with the reference's."""
+
+    name: str
+    shape: list[int] | None
+    dtype: str | None
+    rtol: float
+    atol: float
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    outside: int = 0  # elements outside tolerance
+    total: int = 0
+    problem: str | None = None  # shape/dtype/NaN mismatch or a missing output
+
+    @property
+    def passed(self) -> bool:
+        return self.problem is None and self.outside == 0
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+def _compare(
+    name: str, ref: np.ndarray, cand: np.ndarray, rtol: float | None, atol: float | None
+) -> OutputComparison:
+    r, a = tolerance_for(ref.dtype, rtol, atol)
+    result = OutputComparison(name, list(ref.shape), str(ref.dtype), r, a, total=int(ref.size))
+    if ref.shape != cand.shape:
+        result.problem = f"shape {list(cand.shape)} != reference {list(ref.shape)}"
+        return result
+    if ref.dtype != cand.dtype:
+        result.problem = f"dtype {cand.dtype} != reference {ref.dtype}"
+        return result
+    if ref.dtype.kind in "biu":
+        diff = ref != cand
+        result.outside = int(np.count_nonzero(diff))
+        if result.outside:
+            wide_r, wide_c = ref.astype(np.int64), cand.astype(np.int64)
+            result.max_abs = float(np.abs(wide_r - wide_c).max())
+        return result
+    ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
+    finite = np.isfinite(ref64)
+    same_specials = np.array_equal(np.isnan(ref64), np.isnan(cand64)) and np.array_equal(
+        np.where(np.isinf(ref64), ref64, 0.0), np.where(np.isinf(cand64), cand64, 0.0)
+    )
+    if not same_specials:
+        result.problem = "NaN/Inf in different places"
+    error = np.abs(ref64 - cand64)[finite & np.isfinite(cand64)]
+    reference = np.abs(ref64[finite & np.isfinite(cand64)])
+    if error.size:
+        scale = max(1.0, float(reference.max()))
+        result.max_abs = float(error.max())
+        result.max_rel = float((error / np.maximum(reference, np.finfo(np.float64).tiny)).max())
+        result.outside = int(np.count_nonzero(error > a * scale + r * reference))
+    return result
+
+
+def compare_outputs(
+    names: list[str],
+    reference: list[np.ndarray],
+    candidate_names: list[str],
+    candidate: list[np.ndarray],
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> list[OutputComparison]:
+    """Compare outputs matched by name; an output missing on either side is a failure."""
+    by_name = dict(zip(candidate_names, candidate, strict=True))
+    results = []
+    for name, ref in zip(names, reference, strict=True):
+        if name not in by_name:
+            r, a = tolerance_for(ref.dtype, rtol, atol)
+            missing = OutputComparison(name, list(ref.shape), str(ref.dtype), r, a)
+            missing.problem = "missing in the candidate"
+            results.append(missing)
+            continue
+        results.append(_compare(name, ref, by_name[name], rtol, atol))
+    for name in candidate_names:
+        if name not in names:
+            extra = OutputComparison(name, None, None, 0.0, 0.0)
+            extra.problem = "not in the reference"
+            results.append(extra)
+    return results

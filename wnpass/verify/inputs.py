@@ -1,0 +1,155 @@
+"""Inputs for a model: synthesized from its signature (seeded), or read from an ``.npz`` file.
+
+Dynamic dimensions take their size from ``--shape NAME=DIMS``; otherwise the first axis (the
+batch) is 1 and every other dynamic axis is ``DEFAULT_DYNAMIC_DIM``, and the report says so.
+Floats are standard normal; integers are drawn from ``[0, INT_HIGH)``, small enough to be valid
+indices for any embedding or vocabulary, and bools are fair coin flips.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import onnx_ir as ir
+
+from wnpass.errors import UsageError
+
+__all__ = [
+    "DEFAULT_DYNAMIC_DIM",
+    "INT_HIGH",
+    "InputSpec",
+    "load_npz",
+    "parse_shapes",
+    "signature",
+    "synthesize",
+]
+
+DEFAULT_DYNAMIC_DIM = 32  # long enough for small convolution kernels, short enough to run fast
+INT_HIGH = 8  # integer inputs in [0, 8): valid indices for any table with at least 8 rows
+SEED = 0
+
+
+@dataclasses.dataclass
+class InputSpec:
+    """One model input: name, dtype and shape (None or a name where it is dynamic)."""
+
+    name: str
+    dtype: ir.DataType
+    shape: list[int | str | None]
+
+
+def signature(model: ir.Model) -> list[InputSpec]:
+    """The model's real inputs (initializers listed as inputs are not fed)."""
+    specs = []
+    for value in model.graph.inputs:
+        if value.is_initializer():
+            continue
+        if value.dtype is None or value.shape is None:
+            raise UsageError(f"input {value.name!r} has no tensor type and shape in the model")
+        dims = [d if isinstance(d, int) else (d.value if d.value else None) for d in value.shape]
+        specs.append(InputSpec(value.name or "", value.dtype, dims))
+    return specs
+
+
+def parse_shapes(items: list[str] | None) -> dict[str, list[int]]:
+    """``["x=1,80,200", ...]`` -> ``{"x": [1, 80, 200]}``, with one clear error per mistake."""
+    shapes: dict[str, list[int]] = {}
+    for item in items or []:
+        match = re.fullmatch(r"([^=]+)=(\d+(?:[,x]\d+)*)", item.strip())
+        if match is None:
+            raise UsageError(f"--shape {item!r}: expected NAME=DIMS, e.g. mel=1,80,200")
+        shapes[match[1]] = [int(d) for d in re.split(r"[,x]", match[2])]
+    return shapes
+
+
+def _concrete_shape(spec: InputSpec, shapes: dict[str, list[int]]) -> tuple[list[int], list[str]]:
+    """The shape to feed, and notes on the defaults taken for dynamic dimensions."""
+    if spec.name in shapes:
+        given = shapes[spec.name]
+        if len(given) != len(spec.shape):
+            raise UsageError(
+                f"--shape {spec.name}: {len(given)} dimensions given, "
+                f"the model has {len(spec.shape)}"
+            )
+        for axis, (want, got) in enumerate(zip(spec.shape, given, strict=True)):
+            if isinstance(want, int) and want != got:
+                raise UsageError(f"--shape {spec.name}: axis {axis} is fixed at {want}, got {got}")
+        return list(given), []
+    concrete, notes = [], []
+    for axis, dim in enumerate(spec.shape):
+        if isinstance(dim, int):
+            concrete.append(dim)
+            continue
+        size = 1 if axis == 0 else DEFAULT_DYNAMIC_DIM
+        concrete.append(size)
+        notes.append(f"{spec.name}[{axis}] ({dim or 'dynamic'}) = {size}")
+    return concrete, notes
+
+
+def _random(dtype: ir.DataType, shape: list[int], rng: np.random.Generator) -> np.ndarray:
+    if dtype.is_floating_point():
+        array = rng.standard_normal(shape)
+        if dtype == ir.DataType.BFLOAT16:
+            return array.astype(ml_dtypes.bfloat16)
+        return array.astype(dtype.numpy())
+    if dtype == ir.DataType.BOOL:
+        return rng.integers(0, 2, shape).astype(bool)
+    if dtype.is_integer():
+        return rng.integers(0, INT_HIGH, shape).astype(dtype.numpy())
+    raise UsageError(f"cannot synthesize {dtype.name.lower()} inputs; give them with --inputs")
+
+
+def synthesize(
+    specs: list[InputSpec], shapes: dict[str, list[int]] | None = None
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Seeded inputs for ``specs``, and notes on every default taken."""
+    shapes = shapes or {}
+    unknown = sorted(set(shapes) - {s.name for s in specs})
+    if unknown:
+        raise UsageError(f"--shape {unknown[0]}: the model has no input of that name")
+    rng = np.random.default_rng(SEED)
+    feeds, notes = {}, []
+    for spec in specs:
+        shape, spec_notes = _concrete_shape(spec, shapes)
+        notes.extend(spec_notes)
+        feeds[spec.name] = _random(spec.dtype, shape, rng)
+    if any(s.dtype.is_integer() for s in specs):
+        notes.append(f"integer inputs drawn from [0, {INT_HIGH})")
+    return feeds, notes
+
+
+def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
+    """Inputs from an ``.npz`` file, checked against the model's inputs."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            feeds = {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise UsageError(f"--inputs {path}: no such file") from None
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--inputs {path}: not a readable .npz file ({error})") from None
+    names = {s.name for s in specs}
+    if missing := sorted(names - set(feeds)):
+        raise UsageError(f"--inputs {path}: missing input {missing[0]!r}")
+    if extra := sorted(set(feeds) - names):
+        raise UsageError(f"--inputs {path}: the model has no input {extra[0]!r}")
+    for spec in specs:
+        array = feeds[spec.name]
+        if array.dtype != spec.dtype.numpy():
+            raise UsageError(
+                f"--inputs {path}: {spec.name} is {array.dtype}, the model wants "
+                f"{spec.dtype.name.lower()}"
+            )
+        fits = len(array.shape) == len(spec.shape) and all(
+            not isinstance(want, int) or want == got
+            for want, got in zip(spec.shape, array.shape, strict=False)
+        )
+        if not fits:
+            raise UsageError(
+                f"--inputs {path}: {spec.name} has shape {list(array.shape)}, the model wants "
+                f"{[d if isinstance(d, int) else '?' for d in spec.shape]}"
+            )
+    return feeds

@@ -1,0 +1,122 @@
+"""ONNX Runtime, imported lazily, and sessions that say which provider really runs them.
+
+ONNX Runtime silently falls back to the CPU when a provider cannot be created; a session is
+only reported as running on CUDA when ``session.get_providers()`` puts CUDA first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from wnpass.errors import UsageError, WnpassError
+
+__all__ = [
+    "OPTIMIZATION_LEVELS",
+    "PROVIDERS",
+    "Session",
+    "available",
+    "onnxruntime",
+    "open_session",
+    "resolve",
+    "warm_up",
+]
+
+# Short names accepted by --provider, and the ONNX Runtime provider each stands for.
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+OPTIMIZATION_LEVELS = ("default", "disabled")
+
+
+class MissingRuntimeError(WnpassError):
+    """onnxruntime is not installed."""
+
+
+def onnxruntime() -> ModuleType:
+    """Import onnxruntime, or say which extra installs it."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingRuntimeError(
+            "onnxruntime is not installed: pip install 'wnpass[cpu]' (or 'wnpass[gpu]' for CUDA)"
+        ) from None
+    return ort
+
+
+def available() -> list[str]:
+    """Short names of the providers of PROVIDERS that this onnxruntime build offers."""
+    offered = set(onnxruntime().get_available_providers())
+    return [short for short, name in PROVIDERS.items() if name in offered]
+
+
+def resolve(requested: list[str] | None) -> list[str]:
+    """The providers to run: those asked for (each must exist), else every available one."""
+    if not requested:
+        return available()
+    unknown = [p for p in requested if p not in PROVIDERS]
+    if unknown:
+        raise UsageError(f"unknown provider {unknown[0]!r}: choose from {', '.join(PROVIDERS)}")
+    missing = [p for p in requested if p not in available()]
+    if missing:
+        raise UsageError(
+            f"provider {missing[0]!r} is not available in this onnxruntime build "
+            f"(available: {', '.join(available())}); "
+            "for CUDA install 'wnpass[gpu]' on a machine with a GPU"
+        )
+    return list(dict.fromkeys(requested))
+
+
+def warm_up(provider: str) -> None:
+    """Create and drop a session on a tiny model, so that ONNX Runtime's one-time start-up
+    (and the provider's) is not charged to the first model's session creation."""
+    import onnx
+
+    ort = onnxruntime()
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])],
+        "warm_up",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    providers = [PROVIDERS[provider], PROVIDERS["cpu"]]
+    ort.InferenceSession(model.SerializeToString(), providers=providers)
+
+
+@dataclasses.dataclass
+class Session:
+    """An inference session and what it really runs on."""
+
+    session: Any
+    provider: str  # the short name asked for
+    actual: str  # the short name of the provider ONNX Runtime put first
+    seconds_to_create: float
+
+    @property
+    def fell_back(self) -> bool:
+        return self.actual != self.provider
+
+
+def open_session(
+    model: Path, provider: str, *, optimization: str = "default", threads: int | None = None
+) -> Session:
+    """Create a session on ``provider``; time it; detect a silent fall-back to the CPU."""
+    ort = onnxruntime()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if optimization == "disabled":
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    providers = [PROVIDERS[provider]]
+    if provider != "cpu":
+        providers.append(PROVIDERS["cpu"])
+    start = time.perf_counter()
+    session = ort.InferenceSession(str(model), sess_options=options, providers=providers)
+    seconds = time.perf_counter() - start
+    first = session.get_providers()[0]
+    actual = next((short for short, name in PROVIDERS.items() if name == first), first)
+    return Session(session, provider, actual, seconds)

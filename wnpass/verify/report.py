@@ -1,0 +1,166 @@
+"""The check report: data that knows whether it passed, its JSON, and its table rows (pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from wnpass.verify.compare import OutputComparison
+
+__all__ = ["CheckReport", "LatencyStats", "ProviderRun", "comparison_rows", "latency_rows"]
+
+
+@dataclasses.dataclass
+class LatencyStats:
+    """Timed runs of one model, in milliseconds."""
+
+    runs: int
+    median_ms: float
+    p90_ms: float
+    min_ms: float
+
+
+@dataclasses.dataclass
+class ProviderRun:
+    """Reference and candidate on one provider at one graph-optimization level."""
+
+    provider: str  # the short name asked for: "cpu" or "cuda"
+    optimization: str  # "default" or "disabled"
+    status: str  # "ok" or "fell back to CPU" (then nothing was measured)
+    comparisons: list[OutputComparison] = dataclasses.field(default_factory=list)
+    reference_session_s: float | None = None
+    candidate_session_s: float | None = None
+    reference: LatencyStats | None = None
+    candidate: LatencyStats | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        """Candidate median latency over the reference's."""
+        if self.reference is None or self.candidate is None or not self.reference.median_ms:
+            return None
+        return self.candidate.median_ms / self.reference.median_ms
+
+    @property
+    def passed(self) -> bool:
+        return all(self.comparisons)
+
+
+@dataclasses.dataclass
+class CheckReport:
+    """Equivalence and latency of a candidate model against a reference."""
+
+    reference: str
+    candidate: str
+    inputs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)  # defaults taken, ranges used
+    runs: list[ProviderRun] = dataclasses.field(default_factory=list)
+    not_available: list[str] = dataclasses.field(default_factory=list)
+    cross_provider: list[OutputComparison] = dataclasses.field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        """True when every output matched on every provider that ran (and across them)."""
+        return all(run.passed for run in self.runs) and all(self.cross_provider)
+
+    def failures(self) -> list[str]:
+        """One line per failed output: where, which, and why."""
+        lines = []
+        for run in self.runs:
+            for c in run.comparisons:
+                if not c.passed:
+                    lines.append(f"{run.provider}/{run.optimization}: {c.name}: {_why(c)}")
+        for c in self.cross_provider:
+            if not c.passed:
+                lines.append(f"cuda vs cpu: {c.name}: {_why(c)}")
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["ok"] = bool(self)
+        for run, raw in zip(self.runs, data["runs"], strict=True):
+            raw["ratio"] = run.ratio
+            for c, rc in zip(run.comparisons, raw["comparisons"], strict=True):
+                rc["passed"] = c.passed
+        for c, rc in zip(self.cross_provider, data["cross_provider"], strict=True):
+            rc["passed"] = c.passed
+        return data
+
+    def write_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _why(c: OutputComparison) -> str:
+    if c.problem:
+        return c.problem
+    return (
+        f"{c.outside} of {c.total} elements outside rtol={c.rtol:g} atol={c.atol:g} "
+        f"(max abs {c.max_abs:.3g})"
+    )
+
+
+COMPARISON_COLUMNS = (
+    "provider",
+    "output",
+    "shape",
+    "max abs",
+    "max rel",
+    "outside",
+    "tolerance",
+    "result",
+)
+LATENCY_COLUMNS = (
+    "provider",
+    "session ref / cand",
+    "median ref / cand",
+    "p90 ref / cand",
+    "min ref / cand",
+    "cand / ref",
+)
+
+
+def comparison_rows(report: CheckReport) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    groups = [(f"{r.provider}/{r.optimization}", r.comparisons) for r in report.runs]
+    if report.cross_provider:
+        groups.append(("cuda vs cpu", report.cross_provider))
+    for where, comparisons in groups:
+        for c in comparisons:
+            shape = "x".join(map(str, c.shape)) if c.shape else "-"
+            result = "ok" if c.passed else f"FAIL: {_why(c)}"
+            rows.append(
+                (
+                    where,
+                    c.name,
+                    shape,
+                    f"{c.max_abs:.3g}",
+                    f"{c.max_rel:.3g}",
+                    f"{c.outside}/{c.total}",
+                    f"rtol={c.rtol:g} atol={c.atol:g}",
+                    result,
+                )
+            )
+    return rows
+
+
+def latency_rows(report: CheckReport) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for run in report.runs:
+        where = f"{run.provider}/{run.optimization}"
+        if run.reference is None or run.candidate is None:
+            rows.append((where, run.status, "-", "-", "-", "-"))
+            continue
+        ref, cand = run.reference, run.candidate
+        rows.append(
+            (
+                where,
+                f"{run.reference_session_s * 1e3:.1f} / {run.candidate_session_s * 1e3:.1f} ms"
+                if run.reference_session_s is not None and run.candidate_session_s is not None
+                else "-",
+                f"{ref.median_ms:.3f} / {cand.median_ms:.3f} ms",
+                f"{ref.p90_ms:.3f} / {cand.p90_ms:.3f} ms",
+                f"{ref.min_ms:.3f} / {cand.min_ms:.3f} ms",
+                f"{run.ratio:.3f}" if run.ratio is not None else "-",
+            )
+        )
+    return rows
