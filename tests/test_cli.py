@@ -77,3 +77,59 @@ def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("wnpass: error: ") and result.stderr.count("\n") == 1
     assert not (tmp_path / "junk.folded.onnx").exists()
+
+
+def _perturbed(tmp_path: Path, folded: Path) -> Path:
+    import onnx
+
+    model = onnx.load(folded)
+    tensor = model.graph.initializer[0]
+    array = onnx.numpy_helper.to_array(tensor).copy()
+    array[0, 0] += 1.0
+    tensor.CopyFrom(onnx.numpy_helper.from_array(array, tensor.name))
+    onnx.save(model, tmp_path / "perturbed.onnx")
+    return tmp_path / "perturbed.onnx"
+
+
+def test_check_exit_codes_and_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    path = weight_normed(tmp_path)
+    assert (
+        main(["fold", str(path), "--verify", "--runs", "2", "--json", str(tmp_path / "f.json")])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "equivalent: " in out and "cpu/default" in out
+    data = json.loads((tmp_path / "f.json").read_text())
+    assert data["fold"]["folded"] == 1 and data["check"]["ok"] is True
+    folded = tmp_path / "model.folded.onnx"
+    broken = _perturbed(tmp_path, folded)
+    argv = ["check", str(path), str(broken), "--runs", "1", "--json", str(tmp_path / "c.json")]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "NOT EQUIVALENT" in out and "cpu/default: y:" in out
+    assert json.loads((tmp_path / "c.json").read_text())["ok"] is False
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--provider", "cuda"], "provider 'cuda' is not available"),
+        (["--shape", "x=2"], "1 dimensions given, the model has 2"),
+        (["--inputs", "absent.npz"], "no such file"),
+        (["--runs", "0"], "--runs must be at least 1"),
+    ],
+)
+def test_check_bad_options_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    from wnpass.verify import providers
+
+    if "cuda" in extra and "cuda" in providers.available():
+        pytest.skip("CUDA is available here")
+    path = weight_normed(tmp_path)
+    assert main(["check", str(path), str(path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

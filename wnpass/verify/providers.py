@@ -82,7 +82,7 @@ def warm_up(provider: str) -> None:
     )
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
     model.ir_version = 8
-    providers = [PROVIDERS[provider], PROVIDERS["cpu"]]
+    providers = list(dict.fromkeys([PROVIDERS[provider], PROVIDERS["cpu"]]))
     ort.InferenceSession(model.SerializeToString(), providers=providers)
 
 

@@ -1,0 +1,156 @@
+"""check(): folded models pass, a perturbed weight fails and is named, providers are honest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from tests.helpers import onnx_model, rand
+from wnpass import fold_onnx
+from wnpass.errors import UsageError
+from wnpass.verify import providers
+from wnpass.verify.check import check
+
+WN_MODEL = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[N, 64] x) => (float[N, 32] y, float[N, 32] z) {
+        n = ReduceL2 <axes = [1]> (v)
+        d = Div(v, n)
+        w = Mul(d, g)
+        y = Gemm <transB = 1> (x, w)
+        z = Relu(y)
+    }
+"""
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[Path, Path]:
+    """A weight-normed model with a dynamic batch, and its folded copy."""
+    reference = tmp_path / "ref.onnx"
+    onnx.save(onnx_model(WN_MODEL, v=rand(32, 64), g=rand(32, 1)), reference)
+    candidate = tmp_path / "folded.onnx"
+    fold_onnx(reference, candidate)
+    return reference, candidate
+
+
+def test_folded_model_is_equivalent_and_latency_is_consistent(pair: tuple[Path, Path]) -> None:
+    report = check(*pair, runs=5, warmup=1, optimizations=("default", "disabled"))
+    assert report and not report.failures()
+    assert [(r.provider, r.optimization) for r in report.runs] == [
+        ("cpu", "default"),
+        ("cpu", "disabled"),
+    ]
+    assert report.inputs == [{"name": "x", "shape": [1, 64], "dtype": "float32"}]
+    assert "x[0] (N) = 1" in report.notes
+    for run in report.runs:
+        assert {c.name for c in run.comparisons} == {"y", "z"}
+        assert all(c.rtol == 1e-4 and c.atol == 1e-5 for c in run.comparisons)
+        for stats in (run.reference, run.candidate):
+            assert stats is not None and stats.runs == 5
+            assert 0 < stats.min_ms <= stats.median_ms <= stats.p90_ms
+        assert run.ratio == pytest.approx(run.candidate.median_ms / run.reference.median_ms)
+        assert run.reference_session_s and run.candidate_session_s
+    data = report.to_dict()
+    assert data["ok"] is True and data["runs"][0]["ratio"] == report.runs[0].ratio
+
+
+def test_a_single_perturbed_weight_fails_and_names_the_outputs(
+    pair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    reference, candidate = pair
+    model = onnx.load(candidate)
+    weight = onnx.numpy_helper.to_array(model.graph.initializer[0]).copy()
+    weight[3, 5] += 0.5
+    model.graph.initializer[0].CopyFrom(
+        onnx.numpy_helper.from_array(weight, weight_name := model.graph.initializer[0].name)
+    )
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, broken)
+    report = check(reference, broken, runs=1, warmup=0, shapes={"x": [8, 64]})
+    assert not report
+    (run,) = report.runs
+    failed = {c.name: c for c in run.comparisons if not c.passed}
+    assert "y" in failed and failed["y"].outside > 0 and failed["y"].max_abs > 1e-3
+    assert any(line.startswith("cpu/default: y:") for line in report.failures())
+    assert weight_name == "v.folded"
+
+
+def test_integer_and_bool_inputs_and_exact_integer_outputs(tmp_path: Path) -> None:
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (int64[N] ids, bool[N] keep) => (float[N, 4] y, int64[N] c) {
+            e = Gather(table, ids)
+            k = Cast <to = 1> (keep)
+            ku = Unsqueeze(k, one)
+            y = Mul(e, ku)
+            c = Identity(ids)
+        }
+    """
+    path = tmp_path / "m.onnx"
+    onnx.save(onnx_model(text, table=rand(8, 4), one=np.array([1], np.int64)), path)
+    report = check(path, path, runs=1, warmup=0)
+    assert report
+    c = next(c for c in report.runs[0].comparisons if c.name == "c")
+    assert (c.rtol, c.atol) == (0.0, 0.0)
+
+
+def test_float16_model_uses_the_float16_tolerance(tmp_path: Path) -> None:
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float16[2, 8] x) => (float16[2, 8] y) { y = MatMul(x, w) }
+    """
+    path = tmp_path / "h.onnx"
+    onnx.save(onnx_model(text, w=rand(8, 8).astype(np.float16)), path)
+    report = check(path, path, runs=1, warmup=0)
+    (c,) = report.runs[0].comparisons
+    assert report and (c.rtol, c.atol) == (1e-2, 1e-3) and c.dtype == "float16"
+
+
+def test_npz_inputs_are_used(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    np.savez(tmp_path / "in.npz", x=np.ones((3, 64), np.float32))
+    report = check(*pair, inputs=tmp_path / "in.npz", runs=1, warmup=0)
+    assert report and report.inputs[0]["shape"] == [3, 64]
+    assert report.notes == [f"inputs from {tmp_path / 'in.npz'}"]
+
+
+@pytest.mark.skipif(
+    "cuda" in providers.available(), reason="CUDA is available here: the error case cannot occur"
+)
+def test_asking_for_cuda_where_it_is_absent_is_a_clear_error(pair: tuple[Path, Path]) -> None:
+    with pytest.raises(UsageError, match="provider 'cuda' is not available"):
+        check(*pair, providers=["cuda"])
+    report = check(*pair, runs=1, warmup=0)
+    assert [r.provider for r in report.runs] == ["cpu"] and report.not_available == ["cuda"]
+
+
+@pytest.mark.skipif(
+    "cuda" not in providers.available(),
+    reason="no CUDA provider in this onnxruntime build (install wnpass[gpu] on a GPU machine)",
+)
+def test_cuda_runs_on_cuda_and_matches_cpu(pair: tuple[Path, Path]) -> None:
+    report = check(*pair, providers=["cpu", "cuda"], runs=3, warmup=1)
+    cuda = next(r for r in report.runs if r.provider == "cuda")
+    assert cuda.status == "ok", cuda.status
+    assert report.cross_provider and all(report.cross_provider)
+    assert report
+
+
+def test_a_silent_fall_back_to_cpu_is_reported_not_measured(
+    pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ONNX Runtime may accept CUDA and then run on the CPU: never label CPU numbers CUDA."""
+    ort = providers.onnxruntime()
+    real_session = ort.InferenceSession
+
+    def falls_back(model: object, sess_options: object = None, providers: list[str] | None = None):
+        return real_session(model, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(providers, "available", lambda: ["cpu", "cuda"])
+    monkeypatch.setattr(ort, "InferenceSession", falls_back)
+    report = check(*pair, providers=["cuda"], runs=1, warmup=0)
+    (run,) = report.runs
+    assert run.provider == "cuda" and run.status == "fell back to CPU"
+    assert run.reference is None and run.candidate is None and not run.comparisons

@@ -1,0 +1,84 @@
+"""Inputs from a model's signature, from --shape, and from .npz files; clear errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+
+from tests.helpers import onnx_model
+from wnpass.errors import UsageError
+from wnpass.verify import inputs
+
+TEXT = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[N, 4] x, float16[N, T] h, int64[N, T] ids, int32[3] k, bool[N] m)
+        => (float[N, 4] y) {
+        y = Identity(x)
+    }
+"""
+
+
+def specs() -> list[inputs.InputSpec]:
+    return inputs.signature(ir.serde.deserialize_model(onnx_model(TEXT)))
+
+
+def test_every_dtype_is_synthesized_seeded_with_stated_defaults() -> None:
+    feeds, notes = inputs.synthesize(specs())
+    assert {k: (v.dtype.name, v.shape) for k, v in feeds.items()} == {
+        "x": ("float32", (1, 4)),
+        "h": ("float16", (1, inputs.DEFAULT_DYNAMIC_DIM)),
+        "ids": ("int64", (1, inputs.DEFAULT_DYNAMIC_DIM)),
+        "k": ("int32", (3,)),
+        "m": ("bool", (1,)),
+    }
+    assert feeds["ids"].min() >= 0 and feeds["ids"].max() < inputs.INT_HIGH
+    assert "h[1] (T) = 32" in notes and f"integer inputs drawn from [0, {inputs.INT_HIGH})" in notes
+    again, _ = inputs.synthesize(specs())
+    assert all(np.array_equal(feeds[k], again[k]) for k in feeds)
+
+
+def test_shape_option_sets_dynamic_dimensions_and_checks_fixed_ones() -> None:
+    shapes = inputs.parse_shapes(["x=2,4", "h=2x7"])
+    feeds, _ = inputs.synthesize(specs(), shapes)
+    assert feeds["x"].shape == (2, 4) and feeds["h"].shape == (2, 7)
+    with pytest.raises(UsageError, match="axis 1 is fixed at 4, got 5"):
+        inputs.synthesize(specs(), {"x": [2, 5]})
+    with pytest.raises(UsageError, match="no input of that name"):
+        inputs.synthesize(specs(), {"nope": [1]})
+    with pytest.raises(UsageError, match="expected NAME=DIMS"):
+        inputs.parse_shapes(["x:1,2"])
+
+
+def _npz(path: Path, **arrays: np.ndarray) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+def test_npz_inputs_are_checked_against_the_model(tmp_path: Path) -> None:
+    good = {
+        "x": np.zeros((2, 4), np.float32),
+        "h": np.zeros((2, 3), np.float16),
+        "ids": np.zeros((2, 3), np.int64),
+        "k": np.zeros(3, np.int32),
+        "m": np.zeros(2, bool),
+    }
+    feeds = inputs.load_npz(_npz(tmp_path / "ok.npz", **good), specs())
+    assert feeds["x"].shape == (2, 4)
+    cases = {
+        "missing input 'm'": {k: v for k, v in good.items() if k != "m"},
+        "has no input 'z'": {**good, "z": np.zeros(1)},
+        "x has shape [2, 5]": {**good, "x": np.zeros((2, 5), np.float32)},
+        "k is int64": {**good, "k": np.zeros(3, np.int64)},
+    }
+    for message, arrays in cases.items():
+        with pytest.raises(UsageError, match=re.escape(message)):
+            inputs.load_npz(_npz(tmp_path / "bad.npz", **arrays), specs())
+    with pytest.raises(UsageError, match="no such file"):
+        inputs.load_npz(tmp_path / "absent.npz", specs())
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    with pytest.raises(UsageError, match="not a readable .npz"):
+        inputs.load_npz(tmp_path / "junk.npz", specs())
