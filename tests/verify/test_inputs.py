@@ -80,5 +80,5 @@ def test_npz_inputs_are_checked_against_the_model(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no such file"):
         inputs.load_npz(tmp_path / "absent.npz", specs())
     (tmp_path / "junk.npz").write_bytes(b"junk")
-    with pytest.raises(UsageError, match="not a readable .npz"):
+    with pytest.raises(UsageError, match=r"not a readable \.npz"):
         inputs.load_npz(tmp_path / "junk.npz", specs())
