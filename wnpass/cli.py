@@ -122,7 +122,8 @@ def _run_check(console: Console, reference: Path, candidate: Path, args: argpars
     )
 
     options = _check_options(args)
-    with Progress(console=Console(stderr=True), transient=True) as bar:
+    progress_console = Console(stderr=True)
+    with Progress(console=progress_console, transient=True, disable=not sys.stderr.isatty()) as bar:
         tasks: dict[str, Any] = {}
 
         def progress(label: str, done: int, total: int) -> None:

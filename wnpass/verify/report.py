@@ -111,11 +111,11 @@ COMPARISON_COLUMNS = (
 )
 LATENCY_COLUMNS = (
     "provider",
-    "session ref / cand",
-    "median ref / cand",
-    "p90 ref / cand",
-    "min ref / cand",
-    "cand / ref",
+    "session ms ref/cand",
+    "median ms ref/cand",
+    "p90 ms ref/cand",
+    "min ms ref/cand",
+    "cand/ref",
 )
 
 
@@ -154,12 +154,12 @@ def latency_rows(report: CheckReport) -> list[tuple[str, ...]]:
         rows.append(
             (
                 where,
-                f"{run.reference_session_s * 1e3:.1f} / {run.candidate_session_s * 1e3:.1f} ms"
+                f"{run.reference_session_s * 1e3:.1f} / {run.candidate_session_s * 1e3:.1f}"
                 if run.reference_session_s is not None and run.candidate_session_s is not None
                 else "-",
-                f"{ref.median_ms:.3f} / {cand.median_ms:.3f} ms",
-                f"{ref.p90_ms:.3f} / {cand.p90_ms:.3f} ms",
-                f"{ref.min_ms:.3f} / {cand.min_ms:.3f} ms",
+                f"{ref.median_ms:.3f} / {cand.median_ms:.3f}",
+                f"{ref.p90_ms:.3f} / {cand.p90_ms:.3f}",
+                f"{ref.min_ms:.3f} / {cand.min_ms:.3f}",
                 f"{run.ratio:.3f}" if run.ratio is not None else "-",
             )
         )
