@@ -53,6 +53,8 @@ def load(path: str | os.PathLike[str]) -> ir.Model:
         raise InvalidModelError(f"{path}: cannot read ({error.strerror or error})") from None
     if not proto.HasField("graph") or proto.ir_version == 0:
         raise InvalidModelError(f"{path}: not an ONNX model (no graph or IR version)")
+    _check_external_data(proto, path)
+    _check_structure(proto, path)
     try:
         model = from_proto(proto)
     except Exception as error:  # the deserializer raises many types on malformed graphs
@@ -113,6 +115,78 @@ def _parse(path: Path) -> onnx.ModelProto:
         finally:
             view.release()
     return proto
+
+
+def _check_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    """Refuse external data that is missing or lies outside the model's folder.
+
+    A location that is absolute, climbs out with ``..``, or is a symbolic link pointing out
+    would let a model file read any file on the machine: refused.
+    """
+    folder = path.parent.resolve()
+    for tensor in onnx.external_data_helper._get_all_tensors(proto):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        where = f"{path}: tensor {tensor.name!r}"
+        if not location:
+            raise InvalidModelError(f"{where} is external but has no location")
+        if os.path.isabs(location):
+            raise InvalidModelError(f"{where}: absolute external data path {location!r} refused")
+        target = (folder / location).resolve()
+        if not target.is_relative_to(folder):
+            raise InvalidModelError(
+                f"{where}: external data {location!r} is outside the model's folder; refused"
+            )
+        if not target.is_file():
+            raise InvalidModelError(f"{where}: external data file {location!r} is missing")
+        end = int(info.get("offset", 0) or 0) + int(info.get("length", 0) or 0)
+        if end > target.stat().st_size:
+            raise InvalidModelError(f"{where}: external data {location!r} ends before the tensor")
+
+
+def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with one-element stand-ins for the main graph's initializers (checker food).
+
+    The ONNX checker validates structure (schemas, attributes, topological order, names); it
+    does not need the weights, and copying or re-reading hundreds of MB for it would cost more
+    than the whole fold. A stand-in keeps name and type with a scalar shape.
+    """
+    skeleton = onnx.ModelProto()
+    for source, target, skip in (
+        (proto, skeleton, "graph"),
+        (proto.graph, skeleton.graph, "initializer"),
+    ):
+        for field, value in source.ListFields():
+            if field.name == skip:
+                continue
+            if isinstance(value, (str, bytes, int, float)):
+                setattr(target, field.name, value)
+            elif hasattr(value, "extend"):
+                getattr(target, field.name).extend(value)
+            else:
+                getattr(target, field.name).CopyFrom(value)
+    for tensor in proto.graph.initializer:
+        stand_in = skeleton.graph.initializer.add(name=tensor.name, data_type=tensor.data_type)
+        if tensor.data_type == onnx.TensorProto.STRING:
+            stand_in.string_data.append(b"")
+        else:
+            try:
+                size = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+            except (KeyError, ValueError, TypeError):
+                size = 1
+            stand_in.raw_data = b"\0" * size
+    return skeleton
+
+
+def _check_structure(proto: onnx.ModelProto, path: Path) -> None:
+    try:
+        onnx.checker.check_model(_skeleton(proto))
+    except onnx.checker.ValidationError as error:
+        raise InvalidModelError(
+            f"{path}: rejected by the ONNX checker: {_first_line(error)}"
+        ) from None
 
 
 def _first_line(error: BaseException) -> str:
