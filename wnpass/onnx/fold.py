@@ -165,12 +165,15 @@ def _product(site: Site, memo: dict[ir.Value, ev.Evaluated]) -> np.ndarray | Non
 def _folded_weight(site: Site) -> tuple[np.ndarray, ir.DataType] | str:
     """The folded weight, rounded once; or the reason it must stay unfolded."""
     memo: dict[ir.Value, ev.Evaluated] = {}
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        # a zero-norm unit gives 0/0 here; it is detected below and the site declined
-        rounded = _product(site, memo)
-        if rounded is None:
-            array, dtype = ev.evaluate(site.target, memo)
-            rounded = ev.round_to(array, _declared_dtype(site.target) or dtype)
+    try:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            # a zero-norm unit gives 0/0 here; it is detected below and the site declined
+            rounded = _product(site, memo)
+            if rounded is None:
+                array, dtype = ev.evaluate(site.target, memo)
+                rounded = ev.round_to(array, _declared_dtype(site.target) or dtype)
+    except ValueError as error:  # shapes that do not broadcast, a bad reshape, ...
+        return f"cannot be computed: {error}"
     dtype = ir.DataType.from_numpy(rounded.dtype)
     if np.all(np.isfinite(rounded)):
         return rounded, dtype

@@ -190,8 +190,9 @@ def _check_structure(proto: onnx.ModelProto, path: Path) -> None:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+    """An error's message on one line (the checker spreads one sentence over several)."""
+    text = " ".join(" ".join(str(error).split()).split("==> Context:")[0].split())
+    return (text[:240] + "...") if len(text) > 240 else (text or type(error).__name__)
 
 
 def has_external_data(model: ir.Model) -> bool:

@@ -130,7 +130,9 @@ def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise UsageError(f"--inputs {path}: no such file") from None
     except (OSError, ValueError) as error:
-        raise UsageError(f"--inputs {path}: not a readable .npz file ({error})") from None
+        # numpy falls back to unpickling what is not a zip: say what the file is not instead
+        detail = "" if "pickle" in str(error) else f" ({error})"
+        raise UsageError(f"--inputs {path}: not a readable .npz file{detail}") from None
     names = {s.name for s in specs}
     if missing := sorted(names - set(feeds)):
         raise UsageError(f"--inputs {path}: missing input {missing[0]!r}")
