@@ -15,12 +15,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-import numpy as np
 import onnx_ir as ir
 
-from wnpass.onnx import evaluate as ev
 from wnpass.onnx import naming
 from wnpass.onnx.match import Site, find_sites
+from wnpass.onnx.weights import declared_dtype, folded_weight
 from wnpass.report import FoldReport, SiteReport
 
 __all__ = ["FoldResult", "FoldWeightNormPass", "count_nodes", "site_reports"]
@@ -50,24 +49,10 @@ def _graph_label(graph: ir.Graph | ir.Function, model: ir.Model) -> str:
     return f"subgraph {graph.name or '?'}"
 
 
-def _declared_dtype(value: ir.Value) -> ir.DataType | None:
-    """The dtype ``value`` has in the graph: type info, else followed through its producers."""
-    while value.dtype is None:
-        if (const := ir.convenience.get_const_tensor(value)) is not None:
-            return const.dtype
-        node = value.producer()
-        if node is None or not node.inputs or node.inputs[0] is None:
-            return None
-        if node.op_type == "Cast":
-            return ir.DataType(int(node.attributes["to"].value))
-        value = node.inputs[0]
-    return value.dtype
-
-
 def _describe(site: Site, model: ir.Model, status: str, name: str, removed: int = 0) -> SiteReport:
     const = None if site.v is None else ir.convenience.get_const_tensor(site.v)
     shape = None if const is None else list(const.shape.numpy())
-    dtype = _declared_dtype(site.target)
+    dtype = declared_dtype(site.target)
     return SiteReport(
         name=name,
         graph=_graph_label(site.graph, model),
@@ -139,53 +124,6 @@ def _remove_dead(nodes: list[ir.Node], leaves: list[ir.Value]) -> int:
     return removed
 
 
-def _product(site: Site, memo: dict[ir.Value, ev.Evaluated]) -> np.ndarray | None:
-    """``v * (g / ||v||)`` rounded once to the site's dtype, in one pass over v; or None.
-
-    The graph's own order (``(v / n) * g``) makes two full-size float64 passes; scaling v by
-    the small ``g / n`` is the same product in float64, and numpy computes it in float64 in
-    buffered blocks while writing the rounded result, so no full-size float64 copy is made.
-    Sites with layout ops after the product, implicit norms (LpNormalization) or dtypes numpy
-    cannot hold go through the general evaluator instead.
-    """
-    if site.factors is None or site.factors[2] is None or site.target is not site.root:
-        return None
-    dtype = _declared_dtype(site.root)
-    if dtype not in (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE):
-        return None
-    v_leaf, g_leaf, norm_value, divides = site.factors
-    assert norm_value is not None
-    v = ev.evaluate(v_leaf, memo)[0]
-    g, norm = ev.evaluate(g_leaf, memo)[0], ev.evaluate(norm_value, memo)[0]
-    scale = (np.divide if divides else np.multiply)(g, norm, dtype=ev.F64)
-    out = np.empty(np.broadcast_shapes(v.shape, scale.shape), dtype=dtype.numpy())
-    return np.multiply(v, scale, out=out, dtype=ev.F64, casting="unsafe")
-
-
-def _folded_weight(site: Site) -> tuple[np.ndarray, ir.DataType] | str:
-    """The folded weight, rounded once; or the reason it must stay unfolded."""
-    memo: dict[ir.Value, ev.Evaluated] = {}
-    try:
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            # a zero-norm unit gives 0/0 here; it is detected below and the site declined
-            rounded = _product(site, memo)
-            if rounded is None:
-                array, dtype = ev.evaluate(site.target, memo)
-                rounded = ev.round_to(array, _declared_dtype(site.target) or dtype)
-    except ValueError as error:  # shapes that do not broadcast, a bad reshape, ...
-        return f"cannot be computed: {error}"
-    dtype = ir.DataType.from_numpy(rounded.dtype)
-    if np.all(np.isfinite(rounded)):
-        return rounded, dtype
-    assert site.v is not None and site.g is not None
-    for role, value in (("v", site.v), ("g", site.g)):
-        if not np.all(np.isfinite(ev.evaluate(value, memo)[0])):
-            return f"{role} holds NaN or Inf"
-    if np.any(np.isnan(rounded)):
-        return "v has zero-norm units, where the graph computes NaN; left as it is"
-    return f"the folded weight overflows {dtype.name.lower()}"
-
-
 class FoldWeightNormPass(ir.passes.InPlacePass):
     """Replace every foldable ``g * v / ||v||`` site by a plain initializer."""
 
@@ -200,18 +138,18 @@ class FoldWeightNormPass(ir.passes.InPlacePass):
                 logger.debug("declined %s: %s", name, site.reason)
                 reports.append(_describe(site, model, "declined", name))
                 continue
-            weight = _folded_weight(site)
+            weight = folded_weight(site)
             if isinstance(weight, str):
                 site.reason = weight
                 logger.warning("not folding %s: %s", name, weight)
                 reports.append(_describe(site, model, "declined", name))
                 continue
-            array, dtype = weight
             report = _describe(site, model, "folded", name)
-            report.shape = list(array.shape)
+            report.shape = list(weight.shape.numpy())
+            report.dtype = weight.dtype.name.lower()
             taken.discard(site.target.name or "")
             report.name = naming.unique(name, taken)
-            report.nodes_removed = self._replace(site, report.name, array, dtype)
+            report.nodes_removed = self._replace(site, report.name, weight)
             reports.append(report)
             folded += 1
             logger.debug("folded %s (%d nodes removed)", report.name, report.nodes_removed)
@@ -219,18 +157,18 @@ class FoldWeightNormPass(ir.passes.InPlacePass):
         return FoldResult(model, modified=folded > 0, report=FoldReport(sites=reports))
 
     @staticmethod
-    def _replace(site: Site, name: str, array: np.ndarray, dtype: ir.DataType) -> int:
+    def _replace(site: Site, name: str, tensor: ir.TensorProtocol) -> int:
         nodes, leaves = _cone(site.target)
         graph, target = site.graph, site.target
         producer = target.producer()
         assert producer is not None
-        tensor = ir.Tensor(array, dtype=dtype, name=name)
+        tensor.name = name
         if isinstance(graph, ir.Function):
             # Functions have no initializers: the folded weight becomes a Constant node.
             constant = ir.node("Constant", [], attributes={"value": tensor}, name=f"{name}_const")
             constant.outputs[0].name = name
-            constant.outputs[0].shape = ir.Shape(array.shape)
-            constant.outputs[0].type = ir.TensorType(dtype)
+            constant.outputs[0].shape = ir.Shape(tensor.shape.numpy())
+            constant.outputs[0].type = ir.TensorType(tensor.dtype)
             graph.insert_before(producer, constant)
             new = constant.outputs[0]
         else:

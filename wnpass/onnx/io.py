@@ -8,9 +8,11 @@ import mmap
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import google.protobuf.message
+import numpy as np
 import onnx
 import onnx_ir as ir
 
@@ -265,7 +267,8 @@ def save(
         raise OutputError(f"{path.parent}: cannot write ({error.strerror or error})") from None
     try:
         if external_data:
-            ir.save(model, staging / path.name, external_data=data_name)
+            with _released_after_reading(model):
+                ir.save(model, staging / path.name, external_data=data_name)
             if (staging / data_name).exists():
                 os.replace(staging / data_name, path.parent / data_name)
         else:
@@ -277,6 +280,43 @@ def save(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("wrote %s%s", path, f" with external data {data_name}" if external_data else "")
+
+
+@contextlib.contextmanager
+def _released_after_reading(model: ir.Model) -> Iterator[None]:
+    """While saving, read each external initializer through a lazy copy that unmaps it.
+
+    ``ir.save`` reads external tensors through memory maps and keeps them mapped; the mapped
+    pages then count in the process's resident memory until the end. Reading each through a
+    copy that releases its map keeps peak memory near the largest tensor.
+    """
+    swapped: dict[ir.Value, ir.ExternalTensor] = {}
+    for graph in _graphs(model):
+        for value in graph.initializers.values():
+            tensor = value.const_value
+            if isinstance(tensor, ir.ExternalTensor):
+                swapped[value] = tensor
+                value.const_value = ir.LazyTensor(
+                    _copy_and_release(tensor),
+                    dtype=tensor.dtype,
+                    shape=tensor.shape,
+                    name=tensor.name,
+                )
+    try:
+        yield
+    finally:
+        for value, tensor in swapped.items():
+            value.const_value = tensor
+
+
+def _copy_and_release(tensor: ir.ExternalTensor) -> Callable[[], ir.TensorProtocol]:
+    def read() -> ir.TensorProtocol:
+        array = np.array(tensor.numpy(), copy=True)
+        with contextlib.suppress(BufferError):  # still viewed elsewhere: unmapped later
+            tensor.release()
+        return ir.Tensor(array, dtype=tensor.dtype)
+
+    return read
 
 
 def copy(source: Path, target: str | os.PathLike[str]) -> None:

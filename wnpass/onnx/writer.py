@@ -10,6 +10,7 @@ near the model's own size and the time near the disk's.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import BinaryIO
 
@@ -41,32 +42,28 @@ def _key(field: int) -> bytes:
     return _varint((field << 3) | _LENGTH_DELIMITED)
 
 
+_UNPACKED = frozenset({ir.DataType.STRING, ir.DataType.INT4, ir.DataType.UINT4})
+
+
 class _Record:
-    """One initializer as a GraphProto field: its size known up front, its bytes made late."""
+    """One initializer as a GraphProto field: its size known up front, its bytes made late.
+
+    Numeric tensors (in memory, lazy or external) get a hand-encoded header and their bytes
+    straight from the array, which is only materialized while it is written.
+    """
 
     def __init__(self, tensor: ir.TensorProtocol, name: str) -> None:
-        self.tensor, self.name = tensor, name
-        self.array: np.ndarray | None = None
+        self.tensor = tensor
         self.proto: onnx.TensorProto | None = None
-        if (
-            isinstance(tensor, ir.Tensor)
-            and sys.byteorder == "little"
-            and tensor.dtype
-            not in (
-                ir.DataType.STRING,
-                ir.DataType.INT4,
-                ir.DataType.UINT4,
-                ir.DataType.FLOAT4E2M1,
-            )
-        ):
-            array = tensor.numpy()
-            # (np.ascontiguousarray would turn a 0-d array into 1-d: keep the tensor's dims)
-            self.array = array if array.flags.c_contiguous else np.ascontiguousarray(array)
+        direct = isinstance(tensor, (ir.Tensor, ir.LazyTensor, ir.ExternalTensor))
+        if direct and sys.byteorder == "little" and tensor.dtype not in _UNPACKED:
             dims = tensor.shape.numpy()
             header = onnx.TensorProto(name=name, data_type=int(tensor.dtype), dims=dims)
             self.header = header.SerializeToString()
-            payload = self.array.nbytes
-            body = len(self.header) + len(_key(_RAW_DATA_FIELD)) + len(_varint(payload)) + payload
+            self.nbytes = tensor.nbytes
+            raw_key = _key(_RAW_DATA_FIELD) + _varint(self.nbytes)
+            self.header += raw_key
+            body = len(self.header) + self.nbytes
         else:
             if isinstance(tensor, ir.serde.TensorProtoTensor):
                 tensor.name = name
@@ -80,13 +77,17 @@ class _Record:
 
     def write(self, stream: BinaryIO) -> None:
         stream.write(self.prefix)
-        if self.array is not None:
-            stream.write(self.header)
-            stream.write(_key(_RAW_DATA_FIELD) + _varint(self.array.nbytes))
-            stream.write(self.array.reshape(-1).view(np.uint8).data)
-        else:
-            assert self.proto is not None
+        if self.proto is not None:
             stream.write(self.proto.SerializeToString())
+            return
+        stream.write(self.header)
+        array = np.ascontiguousarray(self.tensor.numpy()).reshape(-1)
+        assert array.nbytes == self.nbytes, f"{self.tensor.name}: size changed while writing"
+        stream.write(array.view(np.uint8).data)
+        del array
+        if isinstance(self.tensor, ir.ExternalTensor):
+            with contextlib.suppress(BufferError):  # still viewed elsewhere: unmapped later
+                self.tensor.release()
 
 
 def write_model(model: ir.Model, stream: BinaryIO) -> None:

@@ -1,0 +1,122 @@
+"""The folded weight of a site: checked up front, computed once, rounded once.
+
+For the common form (``g``, ``v`` and an explicit norm multiplying straight into the value that
+is replaced), the checks need only the small tensors: ``||v||`` (one pass over v, no copy) and
+``g``. A finite, non-zero norm means v is finite; ``|v_i| <= ||v||`` bounds ``|w|`` by ``|g|``,
+so overflow is decided by g alone. The product itself is then deferred to an
+``ir.LazyTensor``, computed when the model is written, one weight at a time, so a model larger
+than memory folds in bounded memory. Every other form is evaluated eagerly by the general
+float64 evaluator and checked on its result.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx_ir as ir
+
+from wnpass.onnx import evaluate as ev
+from wnpass.onnx.match import Site
+
+__all__ = ["declared_dtype", "folded_weight"]
+
+logger = logging.getLogger(__name__)
+
+_NUMPY_FLOATS = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE)
+ZERO_NORM = "v has zero-norm units, where the graph computes NaN; left as it is"
+
+
+def declared_dtype(value: ir.Value) -> ir.DataType | None:
+    """The dtype ``value`` has in the graph: type info, else followed through its producers."""
+    while value.dtype is None:
+        if (const := ir.convenience.get_const_tensor(value)) is not None:
+            return const.dtype
+        node = value.producer()
+        if node is None or not node.inputs or node.inputs[0] is None:
+            return None
+        if node.op_type == "Cast":
+            return ir.DataType(int(node.attributes["to"].value))
+        value = node.inputs[0]
+    return value.dtype
+
+
+def _release(tensor: ir.TensorProtocol | None) -> None:
+    """Unmap an external tensor after reading it, so its pages leave the resident set."""
+    if isinstance(tensor, ir.ExternalTensor):
+        try:
+            tensor.release()
+        except BufferError:  # an array still views the map; it is unmapped when that goes
+            logger.debug("%s is still in use; not unmapped yet", tensor.name)
+
+
+def _deferred_product(site: Site) -> ir.TensorProtocol | str | None:
+    """``v * (g / ||v||)`` as a lazy tensor after the up-front checks; None: not this form."""
+    if site.factors is None or site.factors[2] is None or site.target is not site.root:
+        return None
+    dtype = declared_dtype(site.root)
+    if dtype not in _NUMPY_FLOATS:
+        return None
+    _, g_leaf, norm_value, divides = site.factors
+    assert norm_value is not None and site.v is not None
+    # The numerator is v behind Casts at most, and the evaluator treats float Casts as
+    # identities: the product reads v's tensor itself (the graph around it is gone by then).
+    v_tensor = ir.convenience.get_const_tensor(site.v)
+    if v_tensor is None:
+        return None
+    memo: dict[ir.Value, ev.Evaluated] = {}
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        g = ev.evaluate(g_leaf, memo)[0]
+        norm = ev.evaluate(norm_value, memo)[0]
+        memo.clear()  # drop the views of v before unmapping it
+        _release(v_tensor)
+        if not np.all(np.isfinite(g)):
+            return "g holds NaN or Inf"
+        if not np.all(np.isfinite(norm)):
+            return "v holds NaN or Inf"
+        if np.any(norm == 0):
+            return ZERO_NORM
+        scale = (np.divide if divides else np.multiply)(g, norm, dtype=ev.F64)
+    if not np.all(np.isfinite(scale)) or np.abs(g).max(initial=0) >= np.finfo(dtype.numpy()).max:
+        return None  # let the general path compute it and say exactly what went wrong
+    shape = np.broadcast_shapes(tuple(v_tensor.shape.numpy()), scale.shape)
+
+    def compute() -> ir.TensorProtocol:
+        v = ev.tensor_array(v_tensor)[0]
+        out = np.empty(shape, dtype=dtype.numpy())
+        np.multiply(v, scale, out=out, dtype=ev.F64, casting="unsafe")
+        del v
+        _release(v_tensor)
+        return ir.Tensor(out, dtype=dtype)
+
+    return ir.LazyTensor(compute, dtype=dtype, shape=ir.Shape(shape))
+
+
+def _evaluated(site: Site) -> ir.TensorProtocol | str:
+    """The general path: evaluate the whole cone in float64, round once, check the result."""
+    memo: dict[ir.Value, ev.Evaluated] = {}
+    try:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            array, dtype = ev.evaluate(site.target, memo)
+            rounded = ev.round_to(array, declared_dtype(site.target) or dtype)
+    except ValueError as error:  # shapes that do not broadcast, a bad reshape, ...
+        return f"cannot be computed: {error}"
+    dtype = ir.DataType.from_numpy(rounded.dtype)
+    if np.all(np.isfinite(rounded)):
+        return ir.Tensor(rounded, dtype=dtype)
+    assert site.v is not None and site.g is not None
+    for role, value in (("v", site.v), ("g", site.g)):
+        if not np.all(np.isfinite(ev.evaluate(value, memo)[0])):
+            return f"{role} holds NaN or Inf"
+    if np.any(np.isnan(rounded)):
+        return ZERO_NORM
+    return f"the folded weight overflows {dtype.name.lower()}"
+
+
+def folded_weight(site: Site) -> ir.TensorProtocol | str:
+    """The folded weight of a foldable site, or the reason it must stay as it is."""
+    try:
+        deferred = _deferred_product(site)
+    except ValueError as error:
+        return f"cannot be computed: {error}"
+    return deferred if deferred is not None else _evaluated(site)
