@@ -1,0 +1,131 @@
+"""Fold a model larger than 2 GB with external data: time and peak memory vs the floor.
+
+Builds (once) a synthetic chain of weight-normed 1-D convolutions whose directions ``v`` live
+in one external data file (about 3.2 GB by default), then, each in a fresh process so that peak
+resident memory is that process's own:
+
+- wnpass: ``fold_onnx(path, out)`` (external data in, external data out);
+- floor: ``onnx.load`` (weights loaded) + ``onnx.save`` with external data, the plain round trip.
+
+Target (issue 6): peak RSS <= 0.5 x the weights' size + 300 MB.
+
+    python scripts/bench_large.py [--folder bench-out/large] [--layers 24] [--channels 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+KERNEL = 32
+
+
+def build(folder: Path, layers: int, channels: int) -> Path:
+    """Write the model and its weights.bin, v by v, without holding them in memory."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "large.onnx"
+    if path.exists():
+        return path
+    rng = np.random.default_rng(0)
+    nodes, initializers, offset = [], [], 0
+    with open(folder / "weights.bin", "wb") as data:
+        for i in range(layers):
+            v = rng.standard_normal((channels, channels, KERNEL), dtype=np.float32)
+            data.write(v.tobytes())
+            tensor = TensorProto(name=f"convs.{i}.weight_v", data_type=TensorProto.FLOAT)
+            tensor.dims.extend(v.shape)
+            tensor.data_location = TensorProto.EXTERNAL
+            for key, value in (
+                ("location", "weights.bin"),
+                ("offset", offset),
+                ("length", v.nbytes),
+            ):
+                tensor.external_data.add(key=key, value=str(value))
+            offset += v.nbytes
+            g = np.abs(rng.standard_normal((channels, 1, 1))).astype(np.float32)
+            axes = helper.make_tensor(f"axes_{i}", TensorProto.INT64, [2], [1, 2])
+            initializers += [tensor, onnx.numpy_helper.from_array(g, f"convs.{i}.weight_g"), axes]
+            x, y = ("x" if i == 0 else f"h{i}"), ("y" if i == layers - 1 else f"h{i + 1}")
+            nodes += [
+                helper.make_node("ReduceL2", [f"convs.{i}.weight_v", f"axes_{i}"], [f"n{i}"]),
+                helper.make_node("Div", [f"convs.{i}.weight_v", f"n{i}"], [f"d{i}"]),
+                helper.make_node("Mul", [f"d{i}", f"convs.{i}.weight_g"], [f"w{i}"]),
+                helper.make_node("Conv", [x, f"w{i}"], [y], pads=[KERNEL // 2, KERNEL // 2 - 1]),
+            ]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, channels, 64]) for n in "xy"]
+    graph = helper.make_graph(nodes, "large", [io[0]], [io[1]], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def child(tool: str, path: Path, out: Path) -> None:
+    """Run one tool and print its time and peak RSS as JSON (in a fresh process)."""
+    start = time.perf_counter()
+    if tool == "wnpass":
+        from wnpass import fold_onnx
+
+        _, report = fold_onnx(path, out)
+        extra = {"folded": report.folded}
+    else:
+        model = onnx.load(path)
+        onnx.save(model, out, save_as_external_data=True, location=f"{out.name}.data")
+        extra = {}
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"tool": tool, "seconds": seconds, "peak_bytes": peak, **extra}))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=Path("bench-out/large"))
+    parser.add_argument("--layers", type=int, default=24)
+    parser.add_argument("--channels", type=int, default=1024)
+    parser.add_argument("--child", nargs=3, metavar=("TOOL", "IN", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]), Path(args.child[2]))
+        return 0
+    path = build(args.folder, args.layers, args.channels)
+    weights = (args.folder / "weights.bin").stat().st_size
+    results = []
+    for tool in ("wnpass", "floor"):
+        out = args.folder / f"out-{tool}.onnx"
+        line = (
+            subprocess.run(
+                [sys.executable, __file__, "--child", tool, str(path), str(out)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        results.append(json.loads(line))
+        for leftover in args.folder.glob(f"out-{tool}.onnx*"):
+            leftover.unlink()
+    target = 0.5 * weights + 300 * 2**20
+    print(f"weights {weights / 2**30:.2f} GiB; target peak <= {target / 2**20:.0f} MiB")
+    print("| tool | time (s) | peak RSS (MiB) | peak / weights | within target |")
+    print("|---|---:|---:|---:|---|")
+    for r in results:
+        ok = "yes" if r["peak_bytes"] <= target else "no"
+        print(
+            f"| {r['tool']} | {r['seconds']:.1f} | {r['peak_bytes'] / 2**20:.0f} "
+            f"| {r['peak_bytes'] / weights:.2f} | {ok} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

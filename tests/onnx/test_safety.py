@@ -1,0 +1,95 @@
+"""No data loss: a fold killed mid-write leaves the input intact and no partial output; two
+folds of one input at once both finish with correct, identical files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from tests.helpers import onnx_model, rand, sites_left
+
+TEXT = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[1, 2048] x) => (float[1, 2048] y) {
+        n = ReduceL2 <axes = [1]> (v)
+        d = Div(v, n)
+        w = Mul(d, g)
+        y = Gemm <transB = 1> (x, w)
+    }
+"""
+
+
+@pytest.fixture(scope="module")
+def large_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 64 MB weight-normed model: large enough that writing it takes a moment."""
+    path = tmp_path_factory.mktemp("large") / "model.onnx"
+    big = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+    model = onnx_model(TEXT, v=big, g=rand(2048, 1))
+    # pad with a second, unused-by-the-fold plain initializer to reach ~64 MB
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.tile(big, (3, 1)), "spare"))
+    onnx.save(model, path)
+    return path
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _fold_process(*argv: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "wnpass", "fold", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _kill_while_writing(proc: subprocess.Popen[bytes], folder: Path) -> bool:
+    """SIGKILL ``proc`` as soon as a staged output has bytes in it; False if it finished first."""
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        staged = [p for p in folder.glob(".wnpass-*/*") if p.is_file() and p.stat().st_size > 0]
+        if staged:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.0005)
+    proc.wait()
+    return False
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["to-output", "in-place"])
+def test_sigkill_mid_write_loses_nothing(large_model: Path, tmp_path: Path, in_place: bool) -> None:
+    source = tmp_path / "model.onnx"
+    source.write_bytes(large_model.read_bytes())
+    before = _digest(source)
+    out = tmp_path / "out.onnx"
+    argv = [str(source), "--in-place"] if in_place else [str(source), "-o", str(out)]
+    killed = _kill_while_writing(_fold_process(*argv), tmp_path)
+    assert killed, "the fold finished before it could be killed; make the model larger"
+    assert _digest(source) == before, "the input changed"
+    assert not out.exists(), "a partial output is under the output name"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".wnpass-")) == [
+        "model.onnx"
+    ]
+
+
+def test_two_folds_of_one_input_at_once(large_model: Path, tmp_path: Path) -> None:
+    source = tmp_path / "model.onnx"
+    source.write_bytes(large_model.read_bytes())
+    outputs = [tmp_path / "a.onnx", tmp_path / "b.onnx", tmp_path / "a.onnx"]
+    procs = [_fold_process(str(source), "-o", str(out)) for out in outputs]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    assert _digest(tmp_path / "a.onnx") == _digest(tmp_path / "b.onnx")
+    assert sites_left(tmp_path / "a.onnx") == 0
+    onnx.checker.check_model(tmp_path / "a.onnx")
+    assert not list(tmp_path.glob(".wnpass-*")), "temporary folders left behind"
+    assert os.path.getsize(tmp_path / "a.onnx") < os.path.getsize(source)
