@@ -425,22 +425,61 @@ def _root_of(seed: ir.Node) -> ir.Value | None:
         value = next(iter(value.uses())).node.outputs[0]
     else:
         return None
-    # Climb the product tree (through Cast) while the value has a single product user.
+    # Climb the product tree (through Cast) while the value has a single product user whose
+    # other operand is a constant: an elementwise Mul by an activation is the consumer.
     while len(value.uses()) == 1 and not value.is_graph_output():
-        user = next(iter(value.uses())).node
-        if user.domain not in ("", "ai.onnx"):
+        use = next(iter(value.uses()))
+        if use.node.domain not in ("", "ai.onnx"):
             break
-        through_cast = user.op_type == "Cast" and _single_product_user(user.outputs[0])
-        if user.op_type in _PRODUCT_OPS or through_cast:
-            value = user.outputs[0]
+        if use.node.op_type == "Cast" and len(use.node.outputs[0].uses()) == 1:
+            after = next(iter(use.node.outputs[0].uses()))
+            if after.node.op_type in _PRODUCT_OPS and _others_constant(after.node, after.idx):
+                value = use.node.outputs[0]
+                continue
+        if use.node.op_type in _PRODUCT_OPS and _others_constant(use.node, use.idx):
+            value = use.node.outputs[0]
         else:
             break
     return value
 
 
-def _single_product_user(value: ir.Value) -> bool:
-    uses = value.uses()
-    return len(uses) == 1 and next(iter(uses)).node.op_type in _PRODUCT_OPS
+def _runtime_gain(root: ir.Value) -> ir.Value | None:
+    """The non-constant operand of the Mul that ``v / ||v||`` feeds, if it feeds one."""
+    uses = root.uses()
+    if len(uses) != 1:
+        return None
+    use = next(iter(uses))
+    if use.node.op_type != "Mul":
+        return None
+    other = use.node.inputs[1 - use.idx]
+    return None if other is None or _is_constant_cone(other) else other
+
+
+def _others_constant(node: ir.Node, index: int) -> bool:
+    """Whether every input of ``node`` but the one at ``index`` is computed from constants."""
+    return all(
+        _is_constant_cone(value)
+        for i, value in enumerate(node.inputs)
+        if i != index and value is not None
+    )
+
+
+def _is_constant_cone(value: ir.Value) -> bool:
+    stack, seen = [value], set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        if current.is_graph_input():
+            return False
+        if current.is_initializer():
+            continue
+        node = current.producer()
+        if node is None:
+            return False  # an outer-scope value that is not an initializer
+        stack.extend(i for i in node.inputs if i is not None)
+    return True
 
 
 def _layout_chain(root: ir.Value) -> tuple[ir.Value, tuple[str, ...]]:
@@ -483,6 +522,9 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site:
         site.reason = "unsupported form: the normalised tensor is not v itself"
         return site
     others = [f for f in leaves if f is not numerators[0]]
+    if not others and (gain := _runtime_gain(root)) is not None:
+        site.reason = _constant_reason(gain, "g")  # v / ||v|| times a value fed at run time
+        return site
     if len(others) != 1 or others[0].exponent != 1:
         site.reason = "unsupported form: expected one gain g multiplying v / ||v||"
         return site
