@@ -69,6 +69,24 @@ def build(folder: Path, layers: int, channels: int) -> Path:
     return path
 
 
+def verify(source: Path, folded: Path, layers: int) -> str:
+    """Sites left, and the first and last folded weights against numpy's g * v / ||v||."""
+    import onnx_ir as ir
+
+    from wnpass import inspect_onnx
+
+    left = len(inspect_onnx(folded).sites)
+    before, after = ir.load(source), ir.load(folded)
+    worst = 0.0
+    for i in (0, layers - 1):
+        v = before.graph.initializers[f"convs.{i}.weight_v"].const_value.numpy().astype(np.float64)
+        g = before.graph.initializers[f"convs.{i}.weight_g"].const_value.numpy().astype(np.float64)
+        expected = (g * v / np.sqrt((v * v).sum(axis=(1, 2), keepdims=True))).astype(np.float32)
+        actual = after.graph.initializers[f"convs.{i}.weight"].const_value.numpy()
+        worst = max(worst, float(np.abs(actual.astype(np.float64) - expected).max()))
+    return f"{left} sites left; max |w - numpy| = {worst:.1e} on layers 0 and {layers - 1}"
+
+
 def child(tool: str, path: Path, out: Path) -> None:
     """Run one tool and print its time and peak RSS as JSON (in a fresh process)."""
     start = time.perf_counter()
@@ -112,10 +130,13 @@ def main() -> int:
             .splitlines()[-1]
         )
         results.append(json.loads(line))
+        if tool == "wnpass":
+            results[-1]["verified"] = verify(path, out, args.layers)
         for leftover in args.folder.glob(f"out-{tool}.onnx*"):
             leftover.unlink()
     target = 0.5 * weights + 300 * 2**20
     print(f"weights {weights / 2**30:.2f} GiB; target peak <= {target / 2**20:.0f} MiB")
+    print(f"wnpass output: {results[0]['verified']}")
     print("| tool | time (s) | peak RSS (MiB) | peak / weights | within target |")
     print("|---|---:|---:|---:|---|")
     for r in results:
