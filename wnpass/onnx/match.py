@@ -543,19 +543,23 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site:
 
 def graphs_of(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
     """The main graph, every subgraph (If/Loop/Scan bodies) and every local function."""
-    yield model.graph
-    yield from model.graph.subgraphs()
-    for function in model.functions.values():
-        yield function
-        for node in function:
-            for attr in node.attributes.values():
-                if attr.type == ir.AttributeType.GRAPH:
-                    yield attr.value
-                    yield from attr.value.subgraphs()
-                elif attr.type == ir.AttributeType.GRAPHS:
-                    for sub in attr.value:
-                        yield sub
-                        yield from sub.subgraphs()
+    for top in (model.graph, *model.functions.values()):
+        yield top
+        yield from _subgraphs(top)
+
+
+def _subgraphs(graph: ir.Graph | ir.Function) -> Iterator[ir.Graph]:
+    for node in graph:
+        if not node.attributes:
+            continue
+        for attr in node.attributes.values():
+            if attr.type == ir.AttributeType.GRAPH:
+                yield attr.value
+                yield from _subgraphs(attr.value)
+            elif attr.type == ir.AttributeType.GRAPHS:
+                for sub in attr.value:
+                    yield sub
+                    yield from _subgraphs(sub)
 
 
 def find_sites(model: ir.Model) -> list[Site]:
