@@ -3,11 +3,11 @@
 The algebra: a weight-norm site computes ``w = g * v / ||v||`` at run time from constant ``g``
 and ``v``; ``||v||`` is the L2 norm over the axes the graph reduces (every axis but the unit
 axis, or the whole tensor for PyTorch's ``dim=None``). When ``g`` and ``v`` are constants, ``w``
-is a constant too: the pass evaluates the site's whole constant cone in float64 with the
-graph's own semantics (axes, keepdims, epsilon, layout ops; no axis is assumed), rounds once to
-the dtype of the value it replaces, puts the result in an initializer named after the PyTorch
-parameter, and removes the nodes and initializers that became dead. Sites it must not fold are
-left exactly as they were, with the reason recorded.
+is a constant too. The pass computes it in float64 with the graph's own semantics (axes,
+keepdims, epsilon, layout ops; no axis is assumed; see ``weights``), rounds once to the dtype
+of the value it replaces, puts the result in an initializer named after the PyTorch parameter,
+and removes the nodes and initializers that became dead. Sites it must not fold are left
+exactly as they were, with the reason recorded.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import logging
 import onnx_ir as ir
 
 from wnpass.onnx import naming
-from wnpass.onnx.match import Site, find_sites
+from wnpass.onnx.match import Site, find_sites, graphs_of
 from wnpass.onnx.weights import declared_dtype, folded_weight
 from wnpass.report import FoldReport, SiteReport
 
@@ -36,8 +36,6 @@ class FoldResult(ir.passes.PassResult):
 
 def count_nodes(model: ir.Model) -> int:
     """Nodes in the model, subgraphs and functions included."""
-    from wnpass.onnx.match import graphs_of
-
     return sum(len(graph) for graph in graphs_of(model))
 
 
@@ -49,7 +47,7 @@ def _graph_label(graph: ir.Graph | ir.Function, model: ir.Model) -> str:
     return f"subgraph {graph.name or '?'}"
 
 
-def _describe(site: Site, model: ir.Model, status: str, name: str, removed: int = 0) -> SiteReport:
+def _describe(site: Site, model: ir.Model, status: str, name: str) -> SiteReport:
     const = None if site.v is None else ir.convenience.get_const_tensor(site.v)
     shape = None if const is None else list(const.shape.numpy())
     dtype = declared_dtype(site.target)
@@ -63,7 +61,6 @@ def _describe(site: Site, model: ir.Model, status: str, name: str, removed: int 
         form=site.form,
         status=status,
         reason=site.reason,
-        nodes_removed=removed,
     )
 
 

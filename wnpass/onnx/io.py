@@ -17,6 +17,7 @@ import onnx
 import onnx_ir as ir
 
 from wnpass.errors import InvalidModelError, OutputError
+from wnpass.onnx.match import graphs_of
 from wnpass.onnx.writer import write_model
 
 __all__ = [
@@ -91,8 +92,6 @@ def _drop_added_value_info(model: ir.Model) -> None:
     known = model.meta.get(_VALUE_INFO_KEY)
     if known is None:
         return
-    from wnpass.onnx.match import graphs_of
-
     for graph in graphs_of(model):
         if not isinstance(graph, ir.Graph):
             continue
@@ -227,8 +226,6 @@ def model_bytes(path: str | os.PathLike[str], model: ir.Model | None = None) -> 
 
 
 def _graphs(model: ir.Model) -> list[ir.Graph]:
-    from wnpass.onnx.match import graphs_of
-
     return [g for g in graphs_of(model) if isinstance(g, ir.Graph)]
 
 

@@ -6,6 +6,8 @@ import re
 
 import onnx_ir as ir
 
+from wnpass.onnx.match import graphs_of
+
 __all__ = ["parameter_name", "taken_names", "unique"]
 
 # `conv.parametrizations.weight.original1` (parametrization API) and `conv.weight_v` (legacy
@@ -28,8 +30,6 @@ def parameter_name(v_name: str | None, fallback: str | None) -> str:
 
 def taken_names(model: ir.Model) -> set[str]:
     """Every value name used anywhere in the model (all graphs, subgraphs and functions)."""
-    from wnpass.onnx.match import graphs_of
-
     names: set[str] = set()
     for graph in graphs_of(model):
         names.update(v.name for v in graph.inputs if v.name)
