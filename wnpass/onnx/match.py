@@ -543,7 +543,8 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site:
 
 def graphs_of(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
     """The main graph, every subgraph (If/Loop/Scan bodies) and every local function."""
-    for top in (model.graph, *model.functions.values()):
+    tops: list[ir.Graph | ir.Function] = [model.graph, *model.functions.values()]
+    for top in tops:
         yield top
         yield from _subgraphs(top)
 
