@@ -89,6 +89,47 @@ def _symlink_out(tmp: Path) -> Path:
     return external(tmp, "weights.bin")
 
 
+def _plain(tmp: Path, name: str = "plain.onnx") -> Path:
+    text = '<ir_version: 8, opset_import: ["" : 17]> g (float[2] x) => (float[2] y) { y = Relu(x) }'
+    return unchecked(tmp, onnx_model(text), name)
+
+
+def _external_no_length(tmp: Path) -> Path:
+    raw(tmp, b"\0" * 8, "weights.bin")
+    path = external(tmp, "weights.bin")
+    model = onnx.load(path, load_external_data=False)
+    tensor = next(t for t in model.graph.initializer if t.name == "v")
+    kept = [e for e in tensor.external_data if e.key != "length"]
+    del tensor.external_data[:]
+    tensor.external_data.extend(kept)
+    return unchecked(tmp, model)
+
+
+def _external_ok(tmp: Path) -> Path:
+    """A valid model whose weights live in weights.bin."""
+    path = tmp / "model.onnx"
+    model = onnx_model(WN, v=rand(3, 4), g=rand(3, 1))
+    onnx.save(model, path, save_as_external_data=True, location="weights.bin", size_threshold=0)
+    return path
+
+
+def _unloadable(tmp: Path) -> Path:
+    """Valid to the ONNX checker, refused by onnxruntime (shapes that cannot multiply)."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[N, 4] x) => (float[N, 3] y) { y = MatMul(x, w) }
+    """
+    return unchecked(tmp, onnx_model(text, check=False, w=rand(5, 3)), "cand.onnx")
+
+
+def _other_inputs(tmp: Path) -> Path:
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[N, 4] z) => (float[N, 4] y) { y = Relu(z) }
+    """
+    return unchecked(tmp, onnx_model(text), "cand.onnx")
+
+
 def _npz(tmp: Path, **arrays: np.ndarray) -> str:
     np.savez(tmp / "inputs.npz", **arrays)
     return str(tmp / "inputs.npz")
@@ -113,7 +154,7 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
             "fold",
             str(raw(t, onnx.numpy_helper.from_array(rand(4, 4), "t").SerializeToString())),
         ],
-        "",
+        "model.onnx: not",
     ),
     "unknown op": (
         lambda t: ["fold", str(with_nodes(t, _unknown_op))],
@@ -217,6 +258,42 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "check: --inputs not an npz": (
         lambda t: ["check", str(good(t)), str(good(t)), "--inputs", str(raw(t, b"junk", "i.npz"))],
         "not a readable .npz",
+    ),
+    "nothing to fold, output folder missing": (
+        lambda t: ["fold", str(_plain(t)), "-o", str(t / "nowhere" / "out.onnx")],
+        "no such directory",
+    ),
+    "--json into a missing folder": (
+        lambda t: ["fold", str(good(t)), "--json", str(t / "nowhere" / "r.json")],
+        "--json",
+    ),
+    "--json over the input": (
+        lambda t: ["inspect", str(good(t)), "--json", str(t / "model.onnx")],
+        "would overwrite a model",
+    ),
+    "-o onto the input's external data": (
+        lambda t: ["fold", str(_external_ok(t)), "-o", str(t / "weights.bin")],
+        "would overwrite the input",
+    ),
+    "external data without a length, too short": (
+        lambda t: ["fold", str(_external_no_length(t))],
+        "ends before the tensor",
+    ),
+    "fold --verify on a provider that is absent": (
+        lambda t: ["fold", str(good(t)), "--verify", "--provider", "cuda"],
+        "is not available",
+    ),
+    "fold --verify with missing --inputs": (
+        lambda t: ["fold", str(good(t)), "--verify", "--inputs", str(t / "none.npz")],
+        "no such file",
+    ),
+    "check: models with different inputs": (
+        lambda t: ["check", str(good(t)), str(_other_inputs(t))],
+        "inputs differ from the reference's",
+    ),
+    "check: a candidate onnxruntime cannot load": (
+        lambda t: ["check", str(good(t)), str(_unloadable(t))],
+        "onnxruntime cannot load it",
     ),
     "check: --runs 0": (
         lambda t: ["check", str(good(t)), str(good(t)), "--runs", "0"],

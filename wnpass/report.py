@@ -6,15 +6,26 @@ Rendering is split into pure row builders (``*_rows``) and one function that tur
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-__all__ = ["FoldReport", "SiteReport", "fold_summary", "human_bytes", "site_rows", "table"]
+__all__ = [
+    "FoldReport",
+    "SiteReport",
+    "fold_summary",
+    "human_bytes",
+    "site_rows",
+    "table",
+    "write_json",
+]
 
 
 @dataclasses.dataclass
@@ -65,7 +76,21 @@ class FoldReport:
         return data
 
     def write_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_json(path, self.to_dict())
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    """Write a report as JSON atomically (a temporary file beside it, then renamed)."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=".wnpass-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(json.dumps(data, indent=2) + "\n")
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def human_bytes(size: int | None) -> str:
@@ -79,11 +104,11 @@ def human_bytes(size: int | None) -> str:
     raise AssertionError("unreachable")
 
 
-_SITE_COLUMNS = ("weight", "consumer", "shape", "axes", "form", "status")
+SITE_COLUMNS = ("weight", "consumer", "shape", "axes", "form", "status")
 
 
 def site_rows(sites: Sequence[SiteReport]) -> list[tuple[str, ...]]:
-    """One row per site, in the columns of ``_SITE_COLUMNS``."""
+    """One row per site, in the columns of ``SITE_COLUMNS``."""
     rows: list[tuple[str, ...]] = []
     for site in sites:
         where = "" if site.graph == "main" else f" [{site.graph}]"
@@ -125,6 +150,3 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> 
     for row in rows:
         result.add_row(*row)
     return result
-
-
-SITE_COLUMNS = _SITE_COLUMNS

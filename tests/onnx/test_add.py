@@ -80,3 +80,23 @@ def test_grouped_conv_transpose_and_graph_input_weights_are_left_alone() -> None
     reasons = {s.name: s.reason for s in result.sites}  # type: ignore[attr-defined]
     assert "grouped ConvTranspose" in reasons["up_w"]
     assert reasons["w"] == "not an initializer"
+
+
+def test_float16_round_trip_within_one_ulp_and_no_overflow() -> None:
+    """g is computed in float64: a row norm above float16's range would overflow otherwise."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float16[2, 64] x) => (float16[2, 8] y) { y = Gemm <transB = 1> (x, w) }
+    """
+    weight = (rand(8, 64) * 40).astype(np.float16)  # row norms ~320: squares sum past 65504
+    weight[0] *= np.float16(0.001)  # and a row of small values
+    model = onnx_model(text, w=weight)
+    ir_model = ir.serde.deserialize_model(onnx.load_from_string(model.SerializeToString()))
+    assert AddWeightNormPass()(ir_model).modified
+    g = ir_model.graph.initializers["w_g"].const_value.numpy()
+    assert np.all(np.isfinite(g))
+    folded, report = fold_onnx(ir.serde.serialize_model(ir_model))
+    assert report.folded == 1
+    restored = onnx.numpy_helper.to_array(folded.graph.initializer[0])
+    distance = np.abs(restored.view(np.int16).astype(np.int32) - weight.view(np.int16))
+    assert int(distance.max()) <= 1

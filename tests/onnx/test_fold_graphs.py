@@ -373,3 +373,89 @@ def test_site_inside_a_loop_body() -> None:
     folded, report = assert_folds(model, feeds={"x": rand(2, 3)})
     assert report.sites[0].graph == "subgraph body"
     assert [n.op_type for n in folded.graph.node[0].attribute[0].g.node] == ["Gemm", "Identity"]
+
+
+def test_attribute_references_in_a_function_are_declined() -> None:
+    """keepdims taken from the caller cannot be read as a value: the site is left alone."""
+    text = f"""
+        <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            y = local.WnLinear <kd = 1> (x)
+        }}
+        <domain: "local", opset_import: ["" : 17]>
+        WnLinear <kd> (x) => (y) {{
+            v = Constant <value = float[3, 4] {{{", ".join(map(str, rand(3, 4).ravel()))}}}> ()
+            g = Constant <value = float[3, 1] {{1.5, 0.5, 2.0}}> ()
+            n = ReduceL2 <axes = [1], keepdims: int = @kd> (v)
+            d = Div(v, n)
+            w = Mul(d, g)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text)
+    folded, report = fold_onnx(model)
+    assert report.folded == 0 and "attribute from the function's caller" in (
+        report.sites[0].reason or ""
+    )
+    assert folded.SerializeToString() == model.SerializeToString()
+
+
+def test_flatten_with_a_negative_axis_after_the_product() -> None:
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 6] x) => (float[2, 5] y) {{
+            {wn([1, 2])}
+            f = Flatten <axis = -1> (w)
+            y = MatMul(x, f)
+        }}
+    """
+    model = onnx_model(text, v=rand(3, 2, 5), g=rand(3, 1, 1))
+    folded, _ = assert_folds(model, feeds={"x": rand(2, 6)})
+    assert list(folded.graph.initializer[0].dims) == [6, 5]
+
+
+def test_weight_that_is_a_graph_output_named_like_its_parameter() -> None:
+    """v named w_v folds to 'w', which is also the graph output's name: no clash."""
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[3, 4] w, float[2, 3] y) {{
+            {wn([1])}
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, names={"v": "w_v"}, v=rand(3, 4), g=rand(3, 1))
+    folded, _ = assert_folds(model, feeds={"x": rand(2, 4)})
+    assert [o.name for o in folded.graph.output] == ["w", "y"]
+    assert [i.name for i in folded.graph.initializer] == ["w__1"]
+
+
+def test_zero_norm_in_the_rsqrt_form_gets_the_right_reason() -> None:
+    v = rand(3, 4)
+    v[2] = 0.0
+    body = (
+        "q = ReduceSumSquare <axes = [1]> (v)\n r = Pow(q, mhalf)\n p = Mul(v, r)\n w = Mul(p, g)"
+    )
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            {body}
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, v=v, g=rand(3, 1), mhalf=np.array(-0.5, np.float32))
+    _, report = fold_onnx(model)
+    assert "zero-norm" in (report.sites[0].reason or "")
+
+
+def test_lp_normalization_of_a_zero_unit_folds_to_zero_like_the_runtime() -> None:
+    v = rand(3, 4)
+    v[1] = 0.0
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            d = LpNormalization <axis = 1, p = 2> (v)
+            w = Mul(d, g)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    assert_folds(onnx_model(text, v=v, g=rand(3, 1)), feeds={"x": rand(2, 4)})

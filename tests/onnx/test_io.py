@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -109,3 +110,36 @@ def test_output_into_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="no such directory"):
         fold_onnx(path, tmp_path / "missing" / "out.onnx")
     assert not (tmp_path / "missing").exists()
+
+
+def test_in_place_with_external_data_never_writes_over_the_data_in_use(tmp_path: Path) -> None:
+    """The new weights go to a free file name and the model is renamed last; the old data is
+    removed only once nothing points at it. The returned model reads the new file."""
+    path = weight_normed(tmp_path, external=True)
+    feeds = {"x": rand(2, 64)}
+    expected = run(path, feeds)
+    model, report = fold_onnx(path, in_place=True)
+    assert report.folded == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.data"]
+    assert_close(run(path, feeds), expected)
+    on_disk = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
+    for name, value in model.graph.initializers.items():  # the returned model reads the new file
+        np.testing.assert_array_equal(value.const_value.numpy(), on_disk[name])
+    fold_onnx(path, in_place=True)  # nothing left to fold: the same bytes again
+    assert_close(run(path, feeds), expected)
+    assert not list(tmp_path.glob(".wnpass-*"))
+
+
+def test_refolding_to_an_output_with_external_data_replaces_its_data(tmp_path: Path) -> None:
+    path = weight_normed(tmp_path, external=True)
+    out = tmp_path / "out.onnx"
+    for _ in range(3):
+        fold_onnx(path, out)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["model.onnx", "out.onnx", "out.onnx.1.data", "weights.bin"] or names == [
+        "model.onnx",
+        "out.onnx",
+        "out.onnx.data",
+        "weights.bin",
+    ]
+    assert io.external_files(out) <= {p.resolve() for p in tmp_path.iterdir()}

@@ -109,6 +109,20 @@ def test_float16_model_uses_the_float16_tolerance(tmp_path: Path) -> None:
     assert report and (c.rtol, c.atol) == (1e-2, 1e-3) and c.dtype == "float16"
 
 
+def test_tolerance_is_per_element_not_scaled_by_the_largest_output(tmp_path: Path) -> None:
+    """One huge channel must not hide an error of 2 in a channel of size 1."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[1, 4] x) => (float[1, 4] y) { y = Mul(x, s) }
+    """
+    for name, scale in (("ref", [1e6, 1, 1, 1]), ("cand", [1e6, 3, 1, 1])):
+        model = onnx_model(text, s=np.array(scale, np.float32))
+        onnx.save(model, tmp_path / f"{name}.onnx")
+    np.savez(tmp_path / "x.npz", x=np.ones((1, 4), np.float32))
+    report = check(tmp_path / "ref.onnx", tmp_path / "cand.onnx", inputs=tmp_path / "x.npz", runs=1)
+    assert not report and report.runs[0].comparisons[0].outside == 1
+
+
 def test_npz_inputs_are_used(pair: tuple[Path, Path], tmp_path: Path) -> None:
     np.savez(tmp_path / "in.npz", x=np.ones((3, 64), np.float32))
     report = check(*pair, inputs=tmp_path / "in.npz", runs=1, warmup=0)
@@ -154,3 +168,5 @@ def test_a_silent_fall_back_to_cpu_is_reported_not_measured(
     (run,) = report.runs
     assert run.provider == "cuda" and run.status == "fell back to CPU"
     assert run.reference is None and run.candidate is None and not run.comparisons
+    assert not report, "nothing was compared: the check must not pass"
+    assert report.failures() == ["cuda/default: fell back to CPU; nothing compared"]

@@ -19,14 +19,11 @@ import numpy as np
 import onnx_ir as ir
 
 from wnpass.onnx import evaluate as ev
+from wnpass.onnx import naming
 
 __all__ = ["AddResult", "AddWeightNormPass", "AddedSite", "unit_axis"]
 
 logger = logging.getLogger(__name__)
-
-_FLOATS = frozenset(
-    {ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE}
-)
 
 
 @dataclasses.dataclass
@@ -82,12 +79,13 @@ class AddWeightNormPass(ir.passes.InPlacePass):
             if len(node.inputs) > 1 and (weight := node.inputs[1]) is not None:
                 weights.setdefault(weight, []).append(node)
         sites = []
+        taken = naming.taken_names(model)
         for weight, nodes in weights.items():
             site = self._check(weight, nodes)
             sites.append(site)
             if site.reason is None:
                 assert site.axis is not None
-                self._rewrite(graph, weight, site.axis, opset)
+                self._rewrite(graph, weight, site.axis, opset, taken)
             else:
                 logger.debug("not adding weight norm to %s: %s", site.name, site.reason)
         added = sum(site.reason is None for site in sites)
@@ -105,7 +103,9 @@ class AddWeightNormPass(ir.passes.InPlacePass):
         site = AddedSite(name, ops, shape, None)
         if weight.is_graph_input():
             site.reason = "a graph input (can be overridden at run time)"
-        elif const.dtype not in _FLOATS:
+        elif weight.is_graph_output():
+            site.reason = "also a graph output"
+        elif const.dtype not in ev.FLOAT_TYPES:
             site.reason = f"{const.dtype.name.lower()} weights are not normalised"
         elif any(use.node not in nodes for use in weight.uses()):
             site.reason = "also used by other ops"
@@ -119,29 +119,32 @@ class AddWeightNormPass(ir.passes.InPlacePass):
                 site.axis = axis
                 array = ev.tensor_array(const)[0]
                 reduce = tuple(a for a in range(array.ndim) if a != axis)
-                if np.any(np.sum(np.square(array), axis=reduce) == 0):
+                if np.any(ev.sum_of_squares(array, reduce, keepdims=False) == 0):
                     site.reason = "has all-zero output units (g would be 0 and v/||v|| NaN)"
         return site
 
     @staticmethod
-    def _rewrite(graph: ir.Graph, weight: ir.Value, axis: int, opset: int) -> None:
+    def _rewrite(graph: ir.Graph, weight: ir.Value, axis: int, opset: int, taken: set[str]) -> None:
         const = weight.const_value
         assert const is not None and weight.name is not None
         name = weight.name
+
+        def fresh(suffix: str) -> str:
+            return naming.unique(f"{name}_{suffix}", taken)
+
         array, dtype = ev.tensor_array(const)
         reduce = [a for a in range(array.ndim) if a != axis]
-        g = ev.round_to(np.sqrt(np.sum(np.square(array), axis=tuple(reduce), keepdims=True)), dtype)
-        g_value = ir.Value(
-            name=f"{name}_g", const_value=ir.Tensor(g, dtype=dtype, name=f"{name}_g")
-        )
+        g = ev.round_to(np.sqrt(ev.sum_of_squares(array, tuple(reduce), keepdims=True)), dtype)
+        g_name = fresh("g")
+        g_value = ir.Value(name=g_name, const_value=ir.Tensor(g, dtype=dtype, name=g_name))
         g_value.shape, g_value.type = ir.Shape(g.shape), ir.TensorType(dtype)
         graph.register_initializer(g_value)
-        output = ir.Value(name=f"{name}_wn", shape=weight.shape, type=weight.type)
+        output = ir.Value(name=fresh("wn"), shape=weight.shape, type=weight.type)
         weight.replace_all_uses_with(output)
-        weight.name = f"{name}_v"
+        weight.name = fresh("v")
         if opset >= 18:
             axes = ir.Value(
-                name=f"{name}_axes", const_value=ir.tensor(reduce, dtype=ir.DataType.INT64)
+                name=fresh("axes"), const_value=ir.tensor(reduce, dtype=ir.DataType.INT64)
             )
             axes.shape, axes.type = ir.Shape([len(reduce)]), ir.TensorType(ir.DataType.INT64)
             graph.register_initializer(axes)
@@ -153,5 +156,5 @@ class AddWeightNormPass(ir.passes.InPlacePass):
         for node, suffix in ((norm, "norm"), (div, "div"), (mul, "mul")):
             node.name = f"{name}_wn_{suffix}"
             if node is not mul:
-                node.outputs[0].name = f"{name}_wn_{suffix}"
+                node.outputs[0].name = fresh(f"wn_{suffix}")
         graph.insert_before(graph[0], [norm, div, mul])

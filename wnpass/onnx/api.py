@@ -59,16 +59,20 @@ def fold_onnx(
 ) -> FoldOutcome:
     """Fold every foldable weight-norm site.
 
-    ``model`` is a path, an ``onnx_ir.Model`` or an ``onnx.ModelProto``. A path is read and,
-    when ``output`` is given (or ``in_place``), the folded model is written there atomically;
-    the input file is only overwritten with ``in_place=True``. An ``ir.Model`` is copied unless
-    ``in_place=True``; a ``ModelProto`` is never changed, and a new one is returned.
+    ``model`` is a path, an ``onnx_ir.Model`` or an ``onnx.ModelProto``. A path is read and the
+    folded model written atomically to ``output`` (default ``<stem>.folded.onnx`` beside the
+    input); the input file, or a data file it uses, is only overwritten with ``in_place=True``.
+    An ``ir.Model`` is copied unless ``in_place=True``; a ``ModelProto`` is never changed, and a
+    new one is returned.
     """
     start = time.perf_counter()
     is_path = isinstance(model, (str, os.PathLike))
-    if is_path:
-        output = _check_output(Path(model), output, in_place)  # type: ignore[arg-type]
     ir_model = _as_ir(model, copy=not in_place)
+    keep: set[Path] = set()
+    if is_path:
+        source = Path(model)  # type: ignore[arg-type]
+        keep = {source.resolve(), *io.external_paths(ir_model)}
+        output = _check_output(source, output, in_place, keep)
     nodes_before = count_nodes(ir_model)
     if is_path:
         bytes_before = io.model_bytes(model, ir_model)  # type: ignore[arg-type]
@@ -88,7 +92,9 @@ def fold_onnx(
     ):
         io.copy(Path(model), output)  # type: ignore[arg-type]  # nothing folded: the same bytes
     elif output is not None:
-        io.save(ir_model, output, external_data=external_data)
+        io.save(ir_model, output, external_data=external_data, keep=set() if in_place else keep)
+        if in_place and external_data:
+            ir_model = io.load(output)  # the old data file is gone: map the new one
     if output is not None:
         report.output = str(output)
         # a single file is its own size; with external data, read where the weights went
@@ -105,13 +111,16 @@ def fold_onnx(
     return FoldOutcome(ir_model, report)
 
 
-def _check_output(source: Path, output: str | os.PathLike[str] | None, in_place: bool) -> Path:
+def _check_output(
+    source: Path, output: str | os.PathLike[str] | None, in_place: bool, inputs: set[Path]
+) -> Path:
+    """Where to write; never the input or a data file it reads, unless in place."""
     if in_place:
         if output is not None and Path(output).resolve() != source.resolve():
             raise OutputError("--in-place writes over the input; do not also give -o")
         return source
     target = Path(output) if output is not None else io.default_output(source)
-    if target.resolve() == source.resolve() or (
+    if target.resolve() in inputs or (
         target.exists() and source.exists() and os.path.samefile(target, source)
     ):
         raise OutputError(f"{target}: would overwrite the input; use --in-place to allow it")

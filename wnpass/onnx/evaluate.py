@@ -17,11 +17,19 @@ import ml_dtypes
 import numpy as np
 import onnx_ir as ir
 
-__all__ = ["EVALUABLE_OPS", "Evaluated", "evaluate", "round_to", "tensor_array"]
+__all__ = [
+    "EVALUABLE_OPS",
+    "FLOAT_TYPES",
+    "Evaluated",
+    "evaluate",
+    "round_to",
+    "sum_of_squares",
+    "tensor_array",
+]
 
 Evaluated = tuple[np.ndarray, ir.DataType]
 
-_FLOAT_TYPES = frozenset(
+FLOAT_TYPES = frozenset(
     {ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE}
 )
 
@@ -80,7 +88,7 @@ def _arg(args: list[Evaluated | None], i: int) -> np.ndarray:
     return entry[0]
 
 
-def _sumsq(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+def sum_of_squares(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
     """Sum of squares in float64 without a squared temporary (einsum accumulates in place)."""
     letters = "abcdefghijklmnopqrstuvwxyz"[: x.ndim]
     axes = {a % x.ndim for a in axis} if x.ndim else set()
@@ -92,7 +100,7 @@ def _sumsq(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
 
 
 def _l2(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
-    return np.sqrt(_sumsq(x, axis, keepdims))
+    return np.sqrt(sum_of_squares(x, axis, keepdims))
 
 
 def _sum(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
@@ -136,12 +144,17 @@ def _lp_normalization(node: ir.Node, args: list[Evaluated | None]) -> np.ndarray
     axis = int(_attr(node, "axis", -1))
     if int(_attr(node, "p", 2)) != 2:
         raise ValueError("only p=2 is evaluated")
-    return np.divide(x, _l2(x, (axis,), True), dtype=F64)
+    norm = _l2(x, (axis,), True)
+    # ONNX Runtime leaves a zero vector at zero rather than dividing 0 by 0
+    return np.divide(
+        x, norm, out=np.zeros(np.broadcast_shapes(x.shape, norm.shape)), where=norm != 0
+    )
 
 
 def _flatten(node: ir.Node, args: list[Evaluated | None]) -> np.ndarray:
     x = _arg(args, 0)
-    axis = int(_attr(node, "axis", 1)) % (x.ndim + 1)
+    axis = int(_attr(node, "axis", 1))
+    axis = axis + x.ndim if axis < 0 else axis
     outer = int(np.prod(x.shape[:axis], dtype=np.int64))
     return x.reshape(outer, -1)
 
@@ -160,7 +173,7 @@ _OPS: dict[str, _Op] = {
     "Clip": _clip,
     "ReduceL2": _reduce(_l2),
     "ReduceSum": _reduce(_sum),
-    "ReduceSumSquare": _reduce(_sumsq),
+    "ReduceSumSquare": _reduce(sum_of_squares),
     "LpNormalization": _lp_normalization,
     "Transpose": lambda n, a: np.transpose(_arg(a, 0), _attr(n, "perm")),
     "Reshape": _reshape,
@@ -179,7 +192,7 @@ def _result_dtype(node: ir.Node, args: list[Evaluated | None]) -> ir.DataType:
     if node.op_type == "Cast":
         return ir.DataType(int(_attr(node, "to")))
     for entry in args:
-        if entry is not None and entry[1] in _FLOAT_TYPES:
+        if entry is not None and entry[1] in FLOAT_TYPES:
             return entry[1]
     first = args[0] if args else None
     return first[1] if first is not None else ir.DataType.FLOAT
@@ -207,7 +220,7 @@ def evaluate(value: ir.Value, memo: dict[ir.Value, Evaluated] | None = None) -> 
         if node.op_type == "Cast":
             array = _arg(args, 0)
             dtype = _result_dtype(node, args)
-            if dtype not in _FLOAT_TYPES:
+            if dtype not in FLOAT_TYPES:
                 array = array.astype(dtype.numpy())
             result = (array, dtype)
         else:

@@ -18,7 +18,7 @@ import logging
 import onnx_ir as ir
 
 from wnpass.onnx import naming
-from wnpass.onnx.match import Site, find_sites, graphs_of
+from wnpass.onnx.match import Site, find_sites, graphs_of, walk_cone
 from wnpass.onnx.weights import declared_dtype, folded_weight
 from wnpass.report import FoldReport, SiteReport
 
@@ -76,23 +76,11 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
 
 def _cone(value: ir.Value) -> tuple[list[ir.Node], list[ir.Value]]:
     """Nodes and initializer leaves that ``value`` is computed from."""
-    nodes: dict[ir.Node, None] = {}
-    leaves: dict[ir.Value, None] = {}
-    stack = [value]
-    seen: set[ir.Value] = set()
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        if current.is_initializer():
-            leaves[current] = None
-            continue
-        node = current.producer()
-        if node is not None:
-            nodes[node] = None
-            stack.extend(i for i in node.inputs if i is not None)
-    return list(nodes), list(leaves)
+    values = list(walk_cone(value))
+    nodes = [v.producer() for v in values if not v.is_initializer() and v.producer() is not None]
+    return list(dict.fromkeys(n for n in nodes if n is not None)), [
+        v for v in values if v.is_initializer()
+    ]
 
 
 def _remove_dead(nodes: list[ir.Node], leaves: list[ir.Value]) -> int:
@@ -144,7 +132,8 @@ class FoldWeightNormPass(ir.passes.InPlacePass):
             report = _describe(site, model, "folded", name)
             report.shape = list(weight.shape.numpy())
             report.dtype = weight.dtype.name.lower()
-            taken.discard(site.target.name or "")
+            if not site.target.is_graph_output():  # a graph output keeps its name
+                taken.discard(site.target.name or "")
             report.name = naming.unique(name, taken)
             report.nodes_removed = self._replace(site, report.name, weight)
             reports.append(report)

@@ -8,7 +8,7 @@ import mmap
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import google.protobuf.message
@@ -17,12 +17,14 @@ import onnx
 import onnx_ir as ir
 
 from wnpass.errors import InvalidModelError, OutputError
-from wnpass.onnx.match import graphs_of
+from wnpass.onnx.match import graphs_of, subgraphs_of
 from wnpass.onnx.writer import write_model
 
 __all__ = [
     "copy",
     "default_output",
+    "external_files",
+    "external_paths",
     "from_proto",
     "has_external_data",
     "load",
@@ -35,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 # Protobuf cannot serialise a message over 2 GiB: larger models must keep weights outside.
 PROTOBUF_LIMIT = 2**31 - 1
+# Below this size an existing output is read for the data files it uses, to remove them when it
+# is replaced; a file with its weights inside is larger, and reading it would cost a full parse.
+_SMALL_MODEL = 64 * 2**20
 
 
 def load(path: str | os.PathLike[str]) -> ir.Model:
@@ -63,7 +68,25 @@ def load(path: str | os.PathLike[str]) -> ir.Model:
     except Exception as error:  # the deserializer raises many types on malformed graphs
         raise InvalidModelError(f"{path}: invalid ONNX graph ({_first_line(error)})") from None
     ir.external_data.set_base_dir(model.graph, str(path.parent))
+    for tensor in _function_tensors(model):
+        if isinstance(tensor, ir.ExternalTensor):
+            tensor.base_dir = str(path.parent)
     return model
+
+
+def _function_tensors(model: ir.Model) -> Iterator[ir.TensorProtocol]:
+    """Tensors in the attributes of local functions' nodes (onnx-ir's base-dir helper skips
+    functions, so their external data would be read relative to the working directory)."""
+    for function in model.functions.values():
+        for graph in (function, *subgraphs_of(function)):
+            for node in graph:
+                for attr in node.attributes.values():
+                    if attr.is_ref():
+                        continue
+                    if attr.type == ir.AttributeType.TENSOR:
+                        yield attr.value
+                    elif attr.type == ir.AttributeType.TENSORS:
+                        yield from attr.value
 
 
 # onnx-ir gives every initializer a type and shape and then writes a value_info entry for each;
@@ -125,7 +148,7 @@ def _check_external_data(proto: onnx.ModelProto, path: Path) -> None:
     would let a model file read any file on the machine: refused.
     """
     folder = path.parent.resolve()
-    for tensor in onnx.external_data_helper._get_all_tensors(proto):
+    for tensor in _all_tensor_protos(proto):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         info = {entry.key: entry.value for entry in tensor.external_data}
@@ -142,9 +165,57 @@ def _check_external_data(proto: onnx.ModelProto, path: Path) -> None:
             )
         if not target.is_file():
             raise InvalidModelError(f"{where}: external data file {location!r} is missing")
-        end = int(info.get("offset", 0) or 0) + int(info.get("length", 0) or 0)
+        length = info.get("length") or _tensor_nbytes(tensor)
+        end = int(info.get("offset", 0) or 0) + int(length)
         if end > target.stat().st_size:
             raise InvalidModelError(f"{where}: external data {location!r} ends before the tensor")
+
+
+def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
+    count = 1
+    for dim in tensor.dims:
+        count *= dim
+    try:
+        return count * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except (KeyError, ValueError, TypeError):
+        return 0
+
+
+def _all_tensor_protos(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    """Every TensorProto of a model: initializers and attributes, in graphs and functions."""
+
+    def in_nodes(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.TensorProto]:
+        for node in nodes:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                for graph in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    yield from in_graph(graph)
+
+    def in_graph(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+        yield from graph.initializer
+        yield from in_nodes(graph.node)
+
+    yield from in_graph(proto.graph)
+    for function in proto.functions:
+        yield from in_nodes(function.node)
+
+
+def _stand_in(tensor: onnx.TensorProto) -> None:
+    """Replace a tensor's data by one element of its type: enough for the structural checker."""
+    data_type = tensor.data_type
+    name = tensor.name
+    tensor.Clear()
+    tensor.name, tensor.data_type = name, data_type
+    if data_type == onnx.TensorProto.STRING:
+        tensor.string_data.append(b"")
+        return
+    try:
+        size = onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize
+    except (KeyError, ValueError, TypeError):
+        size = 1
+    tensor.raw_data = b"\0" * size
 
 
 def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -169,15 +240,12 @@ def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
             else:
                 getattr(target, field.name).CopyFrom(value)
     for tensor in proto.graph.initializer:
-        stand_in = skeleton.graph.initializer.add(name=tensor.name, data_type=tensor.data_type)
-        if tensor.data_type == onnx.TensorProto.STRING:
-            stand_in.string_data.append(b"")
-        else:
-            try:
-                size = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
-            except (KeyError, ValueError, TypeError):
-                size = 1
-            stand_in.raw_data = b"\0" * size
+        _stand_in(skeleton.graph.initializer.add(name=tensor.name, data_type=tensor.data_type))
+    # external data elsewhere (Constant nodes, subgraphs, functions) was checked above; the
+    # checker would look for it relative to the working directory
+    for tensor in _all_tensor_protos(skeleton):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            _stand_in(tensor)
     return skeleton
 
 
@@ -241,13 +309,60 @@ def _weights_bytes(model: ir.Model) -> int:
     )
 
 
+def external_paths(model: ir.Model) -> set[Path]:
+    """The external data files a loaded model's tensors live in (resolved)."""
+    tensors = [
+        value.const_value for graph in _graphs(model) for value in graph.initializers.values()
+    ]
+    tensors += list(_function_tensors(model))
+    for graph in graphs_of(model):
+        for node in graph:
+            attr = node.attributes.get("value") if node.op_type == "Constant" else None
+            if attr is not None and not attr.is_ref():
+                tensors.append(attr.value)
+    return {Path(t.path).resolve() for t in tensors if isinstance(t, ir.ExternalTensor)}
+
+
+def external_files(path: str | os.PathLike[str]) -> set[Path]:
+    """The external data files an ONNX file's tensors live in (resolved); empty if unreadable."""
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except Exception:  # not a model (or not there): it references nothing
+        return set()
+    folder = Path(path).parent
+    return {
+        (folder / entry.value).resolve()
+        for tensor in _all_tensor_protos(proto)
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+
+
+def _free_data_name(path: Path) -> str:
+    """``<name>.data``, or ``<name>.<k>.data`` when that file exists: data is never written over
+    a file that a model (the input, or the output being replaced) may still be reading."""
+    name, k = f"{path.name}.data", 0
+    while (path.parent / name).exists():
+        k += 1
+        name = f"{path.name}.{k}.data"
+    return name
+
+
 def save(
-    model: ir.Model, path: str | os.PathLike[str], *, external_data: bool | None = None
+    model: ir.Model,
+    path: str | os.PathLike[str],
+    *,
+    external_data: bool | None = None,
+    keep: Iterable[Path] = (),
 ) -> None:
     """Write ``model`` to ``path`` atomically: into a temporary folder beside it, then renamed.
 
     ``external_data=None`` keeps weights external when the input had them or when they would
-    not fit in one protobuf; the data file is ``<name>.data`` beside the model.
+    not fit in one protobuf. The data goes to a file name not in use (``<name>.data`` when
+    free), renamed into place before the model, so that whatever model is at ``path`` stays
+    complete until the new one replaces it; the data files the replaced model used are then
+    removed, except those in ``keep`` (the input's, when writing elsewhere).
     """
     path = Path(path)
     if path.is_dir():
@@ -256,14 +371,17 @@ def save(
         raise OutputError(f"{path.parent}: no such directory")
     if external_data is None:
         external_data = has_external_data(model) or _weights_bytes(model) > PROTOBUF_LIMIT
-    data_name = f"{path.name}.data"
+    # A model that keeps its weights outside is small; only such a file can leave data behind.
+    small = path.exists() and path.stat().st_size < _SMALL_MODEL
+    replaced = external_files(path) if small else set()
+    data_name = _free_data_name(path) if external_data else None
     _drop_added_value_info(model)
     try:
         staging = Path(tempfile.mkdtemp(prefix=".wnpass-", dir=path.parent))
     except OSError as error:
         raise OutputError(f"{path.parent}: cannot write ({error.strerror or error})") from None
     try:
-        if external_data:
+        if data_name is not None:
             with _released_after_reading(model):
                 ir.save(model, staging / path.name, external_data=data_name)
             if (staging / data_name).exists():
@@ -276,7 +394,11 @@ def save(
         raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    logger.info("wrote %s%s", path, f" with external data {data_name}" if external_data else "")
+    kept = {Path(k).resolve() for k in keep} | external_files(path)
+    for stale in replaced - kept:
+        with contextlib.suppress(OSError):
+            stale.unlink()
+    logger.info("wrote %s%s", path, f" with external data {data_name}" if data_name else "")
 
 
 @contextlib.contextmanager
@@ -319,12 +441,18 @@ def _copy_and_release(tensor: ir.ExternalTensor) -> Callable[[], ir.TensorProtoc
 def copy(source: Path, target: str | os.PathLike[str]) -> None:
     """Copy ``source`` to ``target`` atomically (used when nothing was folded)."""
     target = Path(target)
-    handle, temporary = tempfile.mkstemp(prefix=".wnpass-", dir=target.parent)
-    os.close(handle)
+    if target.is_dir():
+        raise OutputError(f"{target}: is a directory")
+    if not target.parent.is_dir():
+        raise OutputError(f"{target.parent}: no such directory")
+    temporary = None
     try:
+        handle, temporary = tempfile.mkstemp(prefix=".wnpass-", dir=target.parent)
+        os.close(handle)
         shutil.copyfile(source, temporary)
         os.replace(temporary, target)
     except OSError as error:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
         raise OutputError(f"{target}: cannot write ({error.strerror or error})") from None

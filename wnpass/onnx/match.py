@@ -12,8 +12,9 @@ A norm expression is ``ReduceL2(v)``, ``Sqrt`` or ``Pow(., 0.5)`` of a sum of sq
 (``ReduceSumSquare(v)``, ``ReduceSum(v*v)``, ``ReduceSum(Pow(v, 2))``), optionally behind
 ``Pow(., -0.5)``/``Reciprocal`` (the exponent flips), an epsilon (``Max``/``Clip(min)``/``Add``
 with a constant scalar), ``Cast`` and a re-shape of the reduced tensor (``Unsqueeze``,
-``Reshape``, ``Expand``) for ``keepdims=0``. ``v`` and ``g`` may reach the product through
-``Cast``/``Reshape``/``Unsqueeze``/``Squeeze``/``Transpose``/``Identity`` of a constant.
+``Reshape``, ``Expand``) for ``keepdims=0``. ``v`` reaches the product as itself or behind
+``Cast``; ``g`` may also come through ``Reshape``/``Unsqueeze``/``Squeeze``/``Transpose``/
+``Identity`` of a constant.
 
 Below the root, a single-use chain of layout ops (``Transpose``, ``Reshape``, ``Cast``,
 ``Identity``, ``Unsqueeze``, ``Squeeze``, ``Flatten``) towards the consumer is folded too.
@@ -30,7 +31,7 @@ import onnx_ir as ir
 
 from wnpass.onnx import evaluate as ev
 
-__all__ = ["Site", "find_sites", "graphs_of"]
+__all__ = ["Site", "find_sites", "graphs_of", "subgraphs_of", "walk_cone"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +52,6 @@ _LAYOUT_OPS = frozenset(
 )
 # Ops the report looks through to name the op that really consumes the weight.
 _REPORT_THROUGH = _LAYOUT_OPS | {"Slice", "Concat", "Split", "Expand"}
-_FLOATS = frozenset(
-    {ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE}
-)
 
 
 @dataclasses.dataclass
@@ -393,20 +391,32 @@ def _constant_reason(value: ir.Value, role: str) -> str | None:
         value = node.inputs[0]
 
 
-def _cone_ops_known(value: ir.Value) -> str | None:
-    """A reason if the cone of ``value`` holds an op the evaluator does not know."""
+def walk_cone(value: ir.Value) -> Iterator[ir.Value]:
+    """``value`` and every value it is computed from, each once; initializers and graph inputs
+    are leaves."""
     stack, seen = [value], set()
     while stack:
         current = stack.pop()
-        if current in seen or current.is_initializer():
+        if current in seen:
             continue
         seen.add(current)
+        yield current
+        if current.is_initializer() or current.is_graph_input():
+            continue
+        if (node := current.producer()) is not None:
+            stack.extend(i for i in node.inputs if i is not None)
+
+
+def _cone_reason(value: ir.Value) -> str | None:
+    """A reason if the cone of ``value`` holds what the evaluator cannot compute exactly."""
+    for current in walk_cone(value):
         node = current.producer()
-        if node is None:
+        if node is None or current.is_initializer():
             continue
         if node.op_type not in ev.EVALUABLE_OPS or node.domain not in ("", "ai.onnx"):
             return f"{node.op_type} in the weight computation is not supported"
-        stack.extend(i for i in node.inputs if i is not None)
+        if any(attr.is_ref() for attr in node.attributes.values()):
+            return f"{node.op_type} takes an attribute from the function's caller"
     return None
 
 
@@ -465,20 +475,12 @@ def _others_constant(node: ir.Node, index: int) -> bool:
 
 
 def _is_constant_cone(value: ir.Value) -> bool:
-    stack, seen = [value], set()
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
+    """Whether ``value`` is computed from constants only (no graph input, no outer value)."""
+    for current in walk_cone(value):
         if current.is_graph_input():
             return False
-        if current.is_initializer():
-            continue
-        node = current.producer()
-        if node is None:
+        if not current.is_initializer() and current.producer() is None:
             return False  # an outer-scope value that is not an initializer
-        stack.extend(i for i in node.inputs if i is not None)
     return True
 
 
@@ -493,7 +495,10 @@ def _layout_chain(root: ir.Value) -> tuple[ir.Value, tuple[str, ...]]:
             break
         if any(_constant_reason(i, "shape") for i in user.inputs[1:] if i is not None):
             break
-        if user.op_type == "Cast" and ir.DataType(int(user.attributes["to"].value)) not in _FLOATS:
+        if (
+            user.op_type == "Cast"
+            and ir.DataType(int(user.attributes["to"].value)) not in ev.FLOAT_TYPES
+        ):
             break
         value = user.outputs[0]
         ops.append(user.op_type)
@@ -502,6 +507,9 @@ def _layout_chain(root: ir.Value) -> tuple[ir.Value, tuple[str, ...]]:
 
 def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site:
     site = Site(graph=graph, root=root, target=root)
+    if isinstance(graph, ir.Function) and (reason := _cone_reason(root)) is not None:
+        site.reason = reason  # attribute references must not be read as values below
+        return site
     factors: list[_Factor] = []
     reason = _factors(root, 1, factors)
     norms = [f for f in factors if f.kind == "norm"]
@@ -534,7 +542,7 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site:
     site.reason = (
         _constant_reason(norm.v, "v")
         or _constant_reason(others[0].value, "g")
-        or _cone_ops_known(root)
+        or _cone_reason(root)
     )
     if site.reason is None:
         site.target, site.layout = _layout_chain(root)
@@ -546,21 +554,21 @@ def graphs_of(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
     tops: list[ir.Graph | ir.Function] = [model.graph, *model.functions.values()]
     for top in tops:
         yield top
-        yield from _subgraphs(top)
+        yield from subgraphs_of(top)
 
 
-def _subgraphs(graph: ir.Graph | ir.Function) -> Iterator[ir.Graph]:
+def subgraphs_of(graph: ir.Graph | ir.Function) -> Iterator[ir.Graph]:
     for node in graph:
         if not node.attributes:
             continue
         for attr in node.attributes.values():
             if attr.type == ir.AttributeType.GRAPH:
                 yield attr.value
-                yield from _subgraphs(attr.value)
+                yield from subgraphs_of(attr.value)
             elif attr.type == ir.AttributeType.GRAPHS:
                 for sub in attr.value:
                     yield sub
-                    yield from _subgraphs(sub)
+                    yield from subgraphs_of(sub)
 
 
 def find_sites(model: ir.Model) -> list[Site]:

@@ -1,9 +1,10 @@
 """The folded weight of a site: checked up front, computed once, rounded once.
 
-For the common form (``g``, ``v`` and an explicit norm multiplying straight into the value that
-is replaced), the checks need only the small tensors: ``||v||`` (one pass over v, no copy) and
-``g``. A finite, non-zero norm means v is finite; ``|v_i| <= ||v||`` bounds ``|w|`` by ``|g|``,
-so overflow is decided by g alone. The product itself is then deferred to an
+For the common form (``g``, ``v`` and an explicit norm that keeps v's rank, multiplying straight
+into the value that is replaced), the checks need only the small tensors: ``||v||`` (one pass
+over v, no copy) and ``g``. A finite, non-zero norm means v is finite; and since each element
+lies in its own unit, ``|v_i| <= ||v||`` bounds ``|w|`` by ``|g|``, so overflow is decided by g
+alone. The product itself is then deferred to an
 ``ir.LazyTensor``, computed when the model is written, one weight at a time, so a model larger
 than memory folds in bounded memory. Every other form is evaluated eagerly by the general
 float64 evaluator and checked on its result.
@@ -54,6 +55,8 @@ def _deferred_product(site: Site) -> ir.TensorProtocol | str | None:
     """``v * (g / ||v||)`` as a lazy tensor after the up-front checks; None: not this form."""
     if site.factors is None or site.factors[2] is None or site.target is not site.root:
         return None
+    if site.norm is None or site.norm.layout:
+        return None
     dtype = declared_dtype(site.root)
     if dtype not in _NUMPY_FLOATS:
         return None
@@ -72,14 +75,22 @@ def _deferred_product(site: Site) -> ir.TensorProtocol | str | None:
         _release(v_tensor)
         if not np.all(np.isfinite(g)):
             return "g holds NaN or Inf"
-        if not np.all(np.isfinite(norm)):
+        # ``norm`` is ||v|| when it divides, ||v||**-1 (rsqrt of the sum of squares) otherwise
+        zero, bad_v = (norm == 0, ~np.isfinite(norm)) if divides else (np.isinf(norm), ~(norm > 0))
+        if np.any(bad_v & ~zero):
             return "v holds NaN or Inf"
-        if np.any(norm == 0):
+        if np.any(zero):
             return ZERO_NORM
         scale = (np.divide if divides else np.multiply)(g, norm, dtype=ev.F64)
+    v_shape = tuple(v_tensor.shape.numpy())
+    per_unit = norm.ndim == len(v_shape) and all(
+        n in (1, d) for n, d in zip(norm.shape, v_shape, strict=True)
+    )
+    if not per_unit:
+        return None  # the norm broadcasts against v some other way: evaluate and check
     if not np.all(np.isfinite(scale)) or np.abs(g).max(initial=0) >= np.finfo(dtype.numpy()).max:
         return None  # let the general path compute it and say exactly what went wrong
-    shape = np.broadcast_shapes(tuple(v_tensor.shape.numpy()), scale.shape)
+    shape = np.broadcast_shapes(v_shape, scale.shape)
 
     def compute() -> ir.TensorProtocol:
         v = ev.tensor_array(v_tensor)[0]
@@ -95,12 +106,9 @@ def _deferred_product(site: Site) -> ir.TensorProtocol | str | None:
 def _evaluated(site: Site) -> ir.TensorProtocol | str:
     """The general path: evaluate the whole cone in float64, round once, check the result."""
     memo: dict[ir.Value, ev.Evaluated] = {}
-    try:
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            array, dtype = ev.evaluate(site.target, memo)
-            rounded = ev.round_to(array, declared_dtype(site.target) or dtype)
-    except ValueError as error:  # shapes that do not broadcast, a bad reshape, ...
-        return f"cannot be computed: {error}"
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        array, dtype = ev.evaluate(site.target, memo)
+        rounded = ev.round_to(array, declared_dtype(site.target) or dtype)
     dtype = ir.DataType.from_numpy(rounded.dtype)
     if np.all(np.isfinite(rounded)):
         return ir.Tensor(rounded, dtype=dtype)
@@ -117,6 +125,6 @@ def folded_weight(site: Site) -> ir.TensorProtocol | str:
     """The folded weight of a foldable site, or the reason it must stay as it is."""
     try:
         deferred = _deferred_product(site)
-    except ValueError as error:
+        return deferred if deferred is not None else _evaluated(site)
+    except (ValueError, IndexError, TypeError) as error:  # shapes that do not fit, bad reshapes
         return f"cannot be computed: {error}"
-    return deferred if deferred is not None else _evaluated(site)

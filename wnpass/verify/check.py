@@ -53,7 +53,7 @@ def _timed_runs(
     progress: Progress | None,
     label: str,
 ) -> tuple[LatencyStats, LatencyStats]:
-    for _ in range(warmup):
+    for _ in range(warmup):  # both already ran once without error
         ref.session.run(None, feeds)
         cand.session.run(None, feeds)
     times: dict[str, list[float]] = {"ref": [], "cand": []}
@@ -69,9 +69,8 @@ def _timed_runs(
 
 
 def _feeds(
-    reference: Path, shapes: dict[str, list[int]], inputs: Path | None
+    specs: list[inputs_mod.InputSpec], shapes: dict[str, list[int]], inputs: Path | None
 ) -> tuple[dict[str, np.ndarray], list[str]]:
-    specs = inputs_mod.signature(io.load(reference))
     if inputs is not None:
         if shapes:
             raise UsageError("give either --inputs or --shape, not both")
@@ -106,9 +105,10 @@ def check(
     bad = [o for o in optimizations if o not in prov.OPTIMIZATION_LEVELS]
     if bad:
         raise UsageError(f"unknown optimization level {bad[0]!r}: choose from default, disabled")
-    io.load(candidate)  # a clear error for a bad candidate before any work
+    specs = inputs_mod.signature(io.load(reference))
+    inputs_mod.require_same_inputs(specs, inputs_mod.signature(io.load(candidate)), candidate)
     chosen = prov.resolve(list(providers) if providers else None)
-    feeds, notes = _feeds(reference, shapes or {}, Path(inputs) if inputs else None)
+    feeds, notes = _feeds(specs, shapes or {}, Path(inputs) if inputs else None)
     report = CheckReport(str(reference), str(candidate), notes=notes)
     report.inputs = [
         {"name": n, "shape": list(a.shape), "dtype": str(a.dtype)} for n, a in feeds.items()
@@ -163,14 +163,14 @@ def _check_one(
     result = ProviderRun(provider, level, "ok")
     if ref.fell_back or cand.fell_back:
         result.status = f"fell back to {(ref if ref.fell_back else cand).actual.upper()}"
-        logger.warning("%s session fell back to %s; not measured", provider, result.status)
+        logger.warning("%s session %s; nothing compared or measured", provider, result.status)
         return _OneRun(result, (ref, cand), ([], []))
     result.reference_session_s, result.candidate_session_s = (
         ref.seconds_to_create,
         cand.seconds_to_create,
     )
-    ref_out = ref.session.run(None, feeds)
-    cand_out = cand.session.run(None, feeds)
+    ref_out = prov.run(ref, reference, feeds)
+    cand_out = prov.run(cand, candidate, feeds)
     cand_names = _run_names(cand.session)
     result.comparisons = compare_outputs(
         _run_names(ref.session), ref_out, cand_names, cand_out, rtol=rtol, atol=atol

@@ -24,6 +24,7 @@ __all__ = [
     "InputSpec",
     "load_npz",
     "parse_shapes",
+    "require_same_inputs",
     "signature",
     "synthesize",
 ]
@@ -53,6 +54,23 @@ def signature(model: ir.Model) -> list[InputSpec]:
         dims = [d if isinstance(d, int) else (d.value if d.value else None) for d in value.shape]
         specs.append(InputSpec(value.name or "", value.dtype, dims))
     return specs
+
+
+def require_same_inputs(
+    reference: list[InputSpec], candidate: list[InputSpec], where: Path
+) -> None:
+    """Both models must take the same inputs (names and dtypes) to be compared."""
+    ref = {s.name: s.dtype for s in reference}
+    cand = {s.name: s.dtype for s in candidate}
+    if ref.keys() != cand.keys():
+        names = sorted(set(ref) ^ set(cand))
+        raise UsageError(f"{where}: its inputs differ from the reference's ({', '.join(names)})")
+    for name, dtype in ref.items():
+        if cand[name] != dtype:
+            raise UsageError(
+                f"{where}: input {name} is {cand[name].name.lower()}, "
+                f"the reference's is {dtype.name.lower()}"
+            )
 
 
 def parse_shapes(items: list[str] | None) -> dict[str, list[int]]:

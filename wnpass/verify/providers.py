@@ -12,7 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from wnpass.errors import UsageError, WnpassError
+from wnpass.errors import InvalidModelError, UsageError, WnpassError
 
 __all__ = [
     "OPTIMIZATION_LEVELS",
@@ -22,6 +22,7 @@ __all__ = [
     "onnxruntime",
     "open_session",
     "resolve",
+    "run",
     "warm_up",
 ]
 
@@ -86,6 +87,21 @@ def warm_up(provider: str) -> None:
     ort.InferenceSession(model.SerializeToString(), providers=providers)
 
 
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text[:240] + "..." if len(text) > 240 else text
+
+
+def run(session: Session, model: Path, feeds: dict[str, Any]) -> list[Any]:
+    """Run once, turning onnxruntime's failure into one line naming the model."""
+    try:
+        return list(session.session.run(None, feeds))
+    except Exception as error:
+        raise InvalidModelError(
+            f"{model}: onnxruntime failed to run it: {_one_line(error)}"
+        ) from None
+
+
 @dataclasses.dataclass
 class Session:
     """An inference session and what it really runs on."""
@@ -115,7 +131,12 @@ def open_session(
     if provider != "cpu":
         providers.append(PROVIDERS["cpu"])
     start = time.perf_counter()
-    session = ort.InferenceSession(str(model), sess_options=options, providers=providers)
+    try:
+        session = ort.InferenceSession(str(model), sess_options=options, providers=providers)
+    except Exception as error:  # onnxruntime raises its own types for models it cannot load
+        raise InvalidModelError(
+            f"{model}: onnxruntime cannot load it: {_one_line(error)}"
+        ) from None
     seconds = time.perf_counter() - start
     first = session.get_providers()[0]
     actual = next((short for short, name in PROVIDERS.items() if name == first), first)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
+from wnpass.report import write_json
 from wnpass.verify.compare import OutputComparison
 
 __all__ = ["CheckReport", "LatencyStats", "ProviderRun", "comparison_rows", "latency_rows"]
@@ -44,7 +44,8 @@ class ProviderRun:
 
     @property
     def passed(self) -> bool:
-        return all(self.comparisons)
+        """Compared on the provider asked for, and every output matched."""
+        return self.status == "ok" and bool(self.comparisons) and all(self.comparisons)
 
 
 @dataclasses.dataclass
@@ -60,13 +61,17 @@ class CheckReport:
     cross_provider: list[OutputComparison] = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
-        """True when every output matched on every provider that ran (and across them)."""
-        return all(run.passed for run in self.runs) and all(self.cross_provider)
+        """True when outputs were compared on some provider, and matched wherever they were
+        (and across providers); a run that fell back to the CPU compared nothing."""
+        compared = [run for run in self.runs if run.status == "ok"]
+        return bool(compared) and all(r.passed for r in compared) and all(self.cross_provider)
 
     def failures(self) -> list[str]:
-        """One line per failed output: where, which, and why."""
+        """One line per failed output (where, which, why), and per run that compared nothing."""
         lines = []
         for run in self.runs:
+            if run.status != "ok":
+                lines.append(f"{run.provider}/{run.optimization}: {run.status}; nothing compared")
             for c in run.comparisons:
                 if not c.passed:
                     lines.append(f"{run.provider}/{run.optimization}: {c.name}: {_why(c)}")
@@ -87,7 +92,7 @@ class CheckReport:
         return data
 
     def write_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_json(path, self.to_dict())
 
 
 def _why(c: OutputComparison) -> str:
