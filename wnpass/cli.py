@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 a check failed, 2 bad input or usage.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -17,7 +16,7 @@ from rich.console import Console
 
 from wnpass import __version__
 from wnpass.errors import UsageError, WnpassError
-from wnpass.report import SITE_COLUMNS, FoldReport, fold_summary, site_rows, table
+from wnpass.report import SITE_COLUMNS, FoldReport, fold_summary, site_rows, table, write_json
 
 __all__ = ["main"]
 
@@ -52,6 +51,7 @@ def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
     from wnpass.onnx.api import inspect_onnx
 
     _require_onnx(args.model, "inspect")
+    _json_target(args.json, args.model)
     report = inspect_onnx(args.model)
     _print_sites(console, report, str(args.model), inspect=True)
     if args.json:
@@ -64,11 +64,13 @@ def _cmd_fold(args: argparse.Namespace, console: Console) -> int:
     from wnpass.onnx.api import fold_onnx
 
     _require_onnx(args.model, "fold")
-    if args.verify:
-        _check_options(args)  # bad check options are reported before anything is written
+    _json_target(args.json, args.model, args.output)
     reference = args.model
     if args.verify and args.in_place:
         raise UsageError("--verify compares the input with the output: it cannot use --in-place")
+    if args.verify:  # bad check options are reported before anything is written
+        _check_options(args)
+        _validate_check_inputs(args, args.model)
     _, report = fold_onnx(args.model, args.output, in_place=args.in_place)
     _print_sites(console, report, str(args.model), inspect=False)
     if not args.verify:
@@ -78,18 +80,40 @@ def _cmd_fold(args: argparse.Namespace, console: Console) -> int:
     assert report.output is not None
     checked = _run_check(console, reference, Path(report.output), args)
     if args.json:
-        data = {"fold": report.to_dict(), "check": checked.to_dict()}
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
+        write_json(args.json, {"fold": report.to_dict(), "check": checked.to_dict()})
     return EXIT_OK if checked else EXIT_CHECK_FAILED
 
 
 def _cmd_check(args: argparse.Namespace, console: Console) -> int:
     """Check that CANDIDATE computes what REFERENCE computes, and compare their latency."""
+    _json_target(args.json, args.reference, args.candidate)
     _check_options(args)
     checked = _run_check(console, args.reference, args.candidate, args)
     if args.json:
         checked.write_json(args.json)
     return EXIT_OK if checked else EXIT_CHECK_FAILED
+
+
+def _json_target(path: Path | None, *models: Path | None) -> None:
+    """--json must go to an existing folder and never over a model."""
+    if path is None:
+        return
+    if not path.resolve().parent.is_dir():
+        raise UsageError(f"--json {path}: no such directory")
+    if path.is_dir():
+        raise UsageError(f"--json {path}: is a directory")
+    if any(m is not None and path.resolve() == Path(m).resolve() for m in models):
+        raise UsageError(f"--json {path}: would overwrite a model")
+
+
+def _validate_check_inputs(args: argparse.Namespace, model: Path) -> None:
+    """Providers and --inputs are checked against the model before any output is written."""
+    from wnpass.onnx import io
+    from wnpass.verify import inputs, providers
+
+    providers.resolve(args.provider)
+    if args.inputs is not None:
+        inputs.load_npz(args.inputs, inputs.signature(io.load(model)))
 
 
 def _check_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -217,6 +241,7 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("candidate", type=Path, metavar="CANDIDATE.onnx")
     check.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
     _add_check_options(check)
+
     return parser
 
 
