@@ -24,7 +24,7 @@ from wnpass.verify import providers as prov
 from wnpass.verify.compare import compare_outputs
 from wnpass.verify.report import CheckReport, LatencyStats, ProviderRun
 
-__all__ = ["DEFAULT_RUNS", "DEFAULT_WARMUP", "check"]
+__all__ = ["DEFAULT_RUNS", "DEFAULT_WARMUP", "check", "latency_stats"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,8 @@ DEFAULT_WARMUP = 3
 Progress = Callable[[str, int, int], None]
 
 
-def _stats(seconds: list[float]) -> LatencyStats:
+def latency_stats(seconds: list[float]) -> LatencyStats:
+    """Median, p90 and min of run times, in milliseconds."""
     ms = sorted(s * 1e3 for s in seconds)
     p90 = ms[min(len(ms) - 1, round(0.9 * (len(ms) - 1)))]
     return LatencyStats(len(ms), statistics.median(ms), p90, ms[0])
@@ -65,7 +66,7 @@ def _timed_runs(
             times[key].append(time.perf_counter() - start)
         if progress:
             progress(label, i + 1, runs)
-    return _stats(times["ref"]), _stats(times["cand"])
+    return latency_stats(times["ref"]), latency_stats(times["cand"])
 
 
 def _feeds(

@@ -1,0 +1,124 @@
+"""fold_weight_norm: plain weights in place, whatever put weight norm there, outputs kept."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+import torch.nn.utils.parametrize as parametrize
+from torch import nn
+from torch.nn.utils import parametrizations
+
+from wnpass.fx.fold import fold_weight_norm
+
+# Folding rounds g*v/||v|| once from float64 where PyTorch's forward rounds in float32 at each
+# step: weights differ by ~1 float32 ulp, outputs of these shallow models by ~1e-7 relative.
+RTOL = 1e-5
+
+
+def legacy(module: nn.Module, dim: int | None = 0) -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return nn.utils.weight_norm(module, dim=dim)
+
+
+def expected_weight(g: torch.Tensor, v: torch.Tensor, dim: int | None) -> torch.Tensor:
+    v64, g64 = v.double(), g.double()
+    dims = [d for d in range(v.dim()) if d != dim] if dim is not None else list(range(v.dim()))
+    return (g64 * v64 / v64.pow(2).sum(dims, keepdim=True).sqrt()).float()
+
+
+@pytest.mark.parametrize(
+    ("make", "dim"),
+    [
+        (lambda: nn.Linear(8, 5), 0),
+        (lambda: nn.Linear(8, 5), None),
+        (lambda: nn.Conv1d(4, 6, 3), 0),
+        (lambda: nn.ConvTranspose1d(6, 4, 4, stride=2), 0),
+        (lambda: nn.ConvTranspose1d(6, 4, 4, stride=2), 1),
+        (lambda: nn.Conv1d(8, 8, 5, groups=2), 2),
+    ],
+)
+@pytest.mark.parametrize("api", ["parametrization", "legacy hook"])
+def test_every_api_and_dim_folds_to_the_exact_weight(make, dim, api: str) -> None:
+    torch.manual_seed(0)
+    module = make()
+    wrapped = (
+        parametrizations.weight_norm(module, dim=dim)
+        if api == "parametrization"
+        else legacy(module, dim)
+    )
+    x = (
+        torch.randn(2, 8)
+        if isinstance(module, nn.Linear)
+        else torch.randn(2, module.in_channels, 12)
+    )
+    with torch.no_grad():
+        before = wrapped(x)
+    if api == "parametrization":
+        g, v = wrapped.parametrizations.weight.original0, wrapped.parametrizations.weight.original1
+    else:
+        g, v = wrapped.weight_g, wrapped.weight_v
+    exact = expected_weight(g.detach(), v.detach(), dim)
+    report = fold_weight_norm(wrapped)
+    assert report and report.folded == 1 and report.sites[0].api == api
+    assert report.sites[0].dim == dim and report.sites[0].name == "weight"
+    assert not parametrize.is_parametrized(wrapped) and not wrapped._forward_pre_hooks
+    assert set(wrapped.state_dict()) == {"weight", "bias"}
+    assert isinstance(wrapped.weight, nn.Parameter) and wrapped.weight.requires_grad
+    assert torch.equal(wrapped.weight.data, exact)
+    with torch.no_grad():
+        torch.testing.assert_close(wrapped(x), before, rtol=RTOL, atol=RTOL * before.abs().max())
+
+
+def test_a_model_mixing_both_apis_and_a_plain_layer() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        parametrizations.weight_norm(nn.Linear(6, 8)),
+        nn.ReLU(),
+        legacy(nn.Linear(8, 8)),
+        nn.Linear(8, 2),
+    )
+    x = torch.randn(4, 6)
+    with torch.no_grad():
+        before = model(x)
+    report = fold_weight_norm(model)
+    assert [(s.name, s.api) for s in report.sites] == [
+        ("0.weight", "parametrization"),
+        ("2.weight", "legacy hook"),
+    ]
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before, rtol=RTOL, atol=1e-6)
+    assert sorted(model.state_dict()) == sorted(
+        ["0.weight", "0.bias", "2.weight", "2.bias", "3.weight", "3.bias"]
+    )
+
+
+def test_nothing_to_fold_is_reported_as_such() -> None:
+    report = fold_weight_norm(nn.Sequential(nn.Linear(3, 3)))
+    assert report and report.folded == 0 and report.sites == []
+
+
+def test_folding_a_deep_copy_leaves_the_original_working() -> None:
+    """PyTorch shares a parametrized module's class between a deepcopy and its original."""
+    torch.manual_seed(0)
+    original = nn.Sequential(parametrizations.weight_norm(nn.Linear(4, 4)))
+    x = torch.randn(1, 4)
+    before = original(x).detach()
+    fold_weight_norm(copy.deepcopy(original))
+    assert parametrize.is_parametrized(original[0])
+    torch.testing.assert_close(original(x), before)
+
+
+def test_a_stacked_parametrization_is_left_alone_with_the_reason() -> None:
+    class Double(nn.Module):
+        def forward(self, w: torch.Tensor) -> torch.Tensor:
+            return 2 * w
+
+    module = parametrizations.weight_norm(nn.Linear(4, 4))
+    parametrize.register_parametrization(module, "weight", Double())
+    report = fold_weight_norm(module)
+    assert not report and report.sites[0].reason == "stacked with other parametrizations"
+    assert parametrize.is_parametrized(module)

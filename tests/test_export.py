@@ -1,0 +1,69 @@
+"""The deployment pipeline on every example model: both exporters, folding in PyTorch first
+or not; the ONNX output has no weight-norm site left, matches PyTorch, and names its weights
+after the PyTorch parameters."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from tests.helpers import run, sites_left
+from wnpass.export import export
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from export_example import load_module  # noqa: E402
+
+MODELS = sorted(p.stem for p in (ROOT / "models").glob("*.py") if not p.name.startswith("_"))
+# ONNX's LSTM/GRU/RNN take the gate weights reordered and stacked: no initializer can carry
+# the PyTorch name of one of them.
+RECURRENT = (".weight_ih_l", ".weight_hh_l")
+
+
+@pytest.mark.parametrize("fold_in_torch", [True, False], ids=["torch-fold", "onnx-fold"])
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+@pytest.mark.parametrize("name", MODELS)
+def test_example_model_deploys_clean(
+    name: str, exporter: str, fold_in_torch: bool, tmp_path: Path
+) -> None:
+    module = load_module(ROOT / "models" / f"{name}.py")
+    model = module.build_model()
+    out = tmp_path / f"{name}.onnx"
+    report = export(
+        model, module.example_inputs(), out, exporter=exporter, fold_in_torch=fold_in_torch, runs=1
+    )
+    assert report, report.to_dict()
+    assert sites_left(out) == 0
+    onnx.checker.check_model(out, full_check=True)
+    assert report.comparisons["cpu"] and all(report.comparisons["cpu"])
+    assert [n for n in report.names_missing if not any(r in n for r in RECURRENT)] == []
+    if fold_in_torch:
+        assert report.torch_fold is not None and report.torch_fold.folded > 0
+        assert report.onnx_fold.folded == 0
+    else:
+        assert report.onnx_fold.folded > 0
+    model(*module.example_inputs())  # the caller's model still runs, weight norm and all
+
+
+def test_dynamic_batch_axis(tmp_path: Path) -> None:
+    module = load_module(ROOT / "models" / "mlp.py")
+    out = tmp_path / "mlp.onnx"
+    report = export(
+        module.build_model(),
+        module.example_inputs(),
+        out,
+        exporter="torchscript",
+        dynamic={"features": {0: "batch"}},
+        runs=1,
+    )
+    assert report
+    batch = np.random.default_rng(0).standard_normal((7, 64)).astype(np.float32)
+    (result,) = run(out, {"features": batch})
+    with torch.no_grad():
+        expected = module.build_model().eval()(torch.from_numpy(batch)).numpy()
+    np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,259 @@
+"""The deployment pipeline: fold in PyTorch, export to ONNX, fold what is left, verify.
+
+``export(model, example_inputs, path)``:
+
+1. folds weight norm out of a copy of the model (``fold_weight_norm``; the caller's model keeps
+   training as it was), unless ``fold_in_torch=False``;
+2. exports with ``torch.onnx.export`` (the dynamo exporter by default, the TorchScript one on
+   request), with dynamic axes on request;
+3. folds whatever weight norm is still in the graph (``fold_onnx``: all of it when PyTorch did
+   not fold first) into the output file, written atomically;
+4. compares the PyTorch model's outputs with ONNX Runtime's on the example inputs, on every
+   available provider (or those asked for), and times the ONNX model there.
+
+The report says what was folded where, whether every initializer carries its PyTorch
+parameter's name, and whether the outputs matched.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import os
+import re
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import torch
+from torch import nn
+from torch.nn.utils.weight_norm import WeightNorm
+
+from wnpass.errors import OutputError, UsageError, WnpassError
+from wnpass.fx.fold import TorchFoldReport, fold_weight_norm
+from wnpass.onnx import io
+from wnpass.onnx.api import fold_onnx
+from wnpass.report import FoldReport, write_json
+from wnpass.verify import providers as prov
+from wnpass.verify.check import DEFAULT_RUNS, DEFAULT_WARMUP, latency_stats
+from wnpass.verify.compare import OutputComparison, compare_outputs
+from wnpass.verify.report import LatencyStats
+
+__all__ = ["ExportError", "ExportReport", "export"]
+
+logger = logging.getLogger(__name__)
+
+
+class ExportError(WnpassError):
+    """torch.onnx.export failed on the model."""
+
+
+@dataclasses.dataclass
+class ExportReport:
+    """What the deployment pipeline did, and whether the ONNX model matches PyTorch."""
+
+    output: str
+    exporter: str
+    torch_fold: TorchFoldReport | None
+    onnx_fold: FoldReport
+    folded_in_place: bool = False  # the model could not be copied (legacy hooks)
+    names_missing: list[str] = dataclasses.field(default_factory=list)
+    comparisons: dict[str, list[OutputComparison]] = dataclasses.field(default_factory=dict)
+    latency: dict[str, LatencyStats] = dataclasses.field(default_factory=dict)
+    not_available: list[str] = dataclasses.field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        """Nothing left to fold, and the ONNX outputs matched PyTorch's wherever compared."""
+        compared = [c for comparisons in self.comparisons.values() for c in comparisons]
+        return self.onnx_fold.declined == 0 and all(compared)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["ok"] = bool(self)
+        return data
+
+    def write_json(self, path: str | Path) -> None:
+        write_json(path, self.to_dict())
+
+
+def _numpy_outputs(outputs: Any) -> list[np.ndarray]:
+    leaves = torch.utils._pytree.tree_leaves(outputs)
+    return [t.detach().cpu().numpy() for t in leaves if isinstance(t, torch.Tensor)]
+
+
+def _copy(model: nn.Module) -> tuple[nn.Module, bool]:
+    """A deep copy to fold, or the model itself when it cannot be copied."""
+    try:
+        return copy.deepcopy(model), False
+    except Exception as error:  # legacy weight_norm hooks refuse deepcopy
+        logger.warning("cannot copy the model (%s); folding it in place", error)
+        return model, True
+
+
+def _export(
+    model: nn.Module,
+    inputs: tuple[Any, ...],
+    path: Path,
+    *,
+    dynamo: bool,
+    dynamic: dict[str, dict[int, str]] | None,
+    opset: int | None,
+) -> list[str]:
+    """Run torch.onnx.export; returns the graph's input names."""
+    names = [f"input_{i}" for i in range(len(inputs))] if not dynamic else list(dynamic)
+    names += [f"input_{i}" for i in range(len(names), len(inputs))]
+    kwargs: dict[str, Any] = {"input_names": names, "dynamo": dynamo}
+    if opset is not None:
+        kwargs["opset_version"] = opset
+    if dynamic:
+        kwargs["dynamic_axes"] = dynamic
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, inputs, str(path), **kwargs)
+    except Exception as error:
+        first = " ".join(str(error).split())[:240]
+        raise ExportError(f"torch.onnx.export failed: {first}") from None
+    return [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
+
+
+_PARAMETRIZED = re.compile(
+    r"^(?:(?P<module>.*)\.)?parametrizations\.(?P<param>[^.]+)\.original[01]$"
+)
+
+
+def _weight_names(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Each weight (2-D and up) by its deployed name, with the value it computes with:
+    ``conv.weight`` also for weight-normed ``conv.parametrizations.weight.original0/1`` and
+    (legacy hook) ``conv.weight_g/_v``."""
+    legacy = {
+        f"{prefix}.{hook.name}" if prefix else hook.name
+        for prefix, module in model.named_modules()
+        for hook in module._forward_pre_hooks.values()
+        if isinstance(hook, WeightNorm)
+    }
+    weights: dict[str, torch.Tensor] = {}
+    for name, value in model.named_parameters():
+        if match := _PARAMETRIZED.match(name):
+            module, param = match["module"] or "", match["param"]
+            name = f"{module}.{param}" if module else param
+            value = getattr(model.get_submodule(module), param)
+        elif name[:-2] in legacy and name.endswith(("_g", "_v")):
+            module, _, param = name[:-2].rpartition(".")
+            name = name[:-2]
+            value = getattr(model.get_submodule(module), param)
+        if value.dim() >= 2 and name.rpartition(".")[2].startswith("weight"):
+            weights[name] = value.detach()
+    return weights
+
+
+def _restore_names(model: ir.Model, weights: dict[str, torch.Tensor]) -> list[str]:
+    """Rename initializers the exporter named itself (``onnx::MatMul_12``, ``mul_1``) after the
+    PyTorch weight they hold, found by shape and value (also transposed, as Linear feeds
+    MatMul; within float32 rounding, as an exporter may have folded weight norm in float32).
+    Returns the weights that still have no initializer of their name."""
+    missing = {name: w.cpu().numpy() for name, w in weights.items()}
+    for name in list(missing):
+        if name in model.graph.initializers:
+            del missing[name]
+    for init_name, value in list(model.graph.initializers.items()):
+        tensor = value.const_value
+        if not missing or tensor is None or init_name in weights or tensor.size < 2:
+            continue
+        shape = tuple(tensor.shape.numpy())
+        for name, weight in missing.items():
+            layouts = [weight] + ([weight.T] if weight.ndim == 2 else [])
+            if any(w.shape == shape and _close(tensor.numpy(), w) for w in layouts):
+                value.name = name
+                del missing[name]
+                break
+    return list(missing)
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to a few float32 roundings (weight norm folded in another order)."""
+    scale = float(np.abs(b).max(initial=0.0)) or 1.0
+    return a.dtype == b.dtype and bool(np.allclose(a, b, rtol=1e-5, atol=1e-6 * scale))
+
+
+def export(
+    model: nn.Module,
+    example_inputs: Sequence[Any] | torch.Tensor,
+    path: str | os.PathLike[str],
+    *,
+    exporter: str = "dynamo",
+    fold_in_torch: bool = True,
+    dynamic: dict[str, dict[int, str]] | None = None,
+    opset: int | None = None,
+    verify: bool = True,
+    providers: Sequence[str] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    runs: int = DEFAULT_RUNS,
+    warmup: int = DEFAULT_WARMUP,
+) -> ExportReport:
+    """Export ``model`` to a clean, verified ONNX file at ``path``; see the module docstring."""
+    if exporter not in ("dynamo", "torchscript"):
+        raise UsageError(f"unknown exporter {exporter!r}: choose dynamo or torchscript")
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise OutputError(f"{path.parent}: no such directory")
+    inputs = (
+        (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    )
+    chosen = prov.resolve(list(providers) if providers else None) if verify else []
+    model.eval()
+    with torch.no_grad():
+        expected = _numpy_outputs(model(*inputs))
+    target, in_place = _copy(model) if fold_in_torch else (model, False)
+    torch_report = fold_weight_norm(target) if fold_in_torch else None
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory")
+    weights = _weight_names(model)
+    with tempfile.TemporaryDirectory(prefix=".wnpass-", dir=path.parent) as staging:
+        raw = Path(staging) / "exported.onnx"
+        names = _export(
+            target, inputs, raw, dynamo=exporter == "dynamo", dynamic=dynamic, opset=opset
+        )
+        exported = io.load(raw)
+        _, onnx_report = fold_onnx(exported, in_place=True)
+        missing = _restore_names(exported, weights)
+        io.save(exported, path)
+    report = ExportReport(str(path), exporter, torch_report, onnx_report, in_place)
+    report.names_missing = missing
+    report.not_available = (
+        [p for p in prov.PROVIDERS if p not in prov.available()] if verify else []
+    )
+    feeds = {name: t.detach().cpu().numpy() for name, t in zip(names, inputs, strict=False)}
+    for provider in chosen:
+        session = prov.open_session(path, provider)
+        if session.fell_back:
+            logger.warning("%s fell back to %s: not compared", provider, session.actual)
+            continue
+        actual = prov.run(session, path, feeds)
+        out_names = [o.name for o in session.session.get_outputs()]
+        report.comparisons[provider] = compare_outputs(
+            out_names, expected, out_names, actual, rtol=rtol, atol=atol
+        )
+        report.latency[provider] = _latency(session, feeds, runs, warmup)
+    return report
+
+
+def _latency(
+    session: prov.Session, feeds: dict[str, np.ndarray], runs: int, warmup: int
+) -> LatencyStats:
+    for _ in range(warmup):
+        session.session.run(None, feeds)
+    seconds = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.session.run(None, feeds)
+        seconds.append(time.perf_counter() - start)
+    return latency_stats(seconds)

@@ -1,0 +1,137 @@
+"""Fold weight normalization out of a PyTorch model in place: ``fold_weight_norm``.
+
+Whatever put weight norm there: PyTorch's parametrization (``parametrizations.weight_norm``,
+any ``dim``, which is also what wnpass's ``apply_weight_norm`` registers) or the legacy
+forward-pre-hook API (``torch.nn.utils.weight_norm``), or a model that mixes both. Each site
+becomes a plain ``nn.Parameter`` named as before (``conv.weight``), holding
+``w = g * v / ||v||`` computed in float64 and rounded once to the parameter's dtype. The norm
+runs over every axis but ``dim`` (PyTorch stores ``dim=None`` as ``-1``, meaning the whole
+tensor there). A parametrization stacked with others on the same tensor is left alone, with the
+reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import torch
+import torch.nn.utils.parametrize as parametrize
+from torch import nn
+from torch.nn.utils.parametrizations import _WeightNorm
+from torch.nn.utils.weight_norm import WeightNorm
+
+__all__ = ["FoldedSite", "TorchFoldReport", "fold_weight_norm"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class FoldedSite:
+    """One weight-normed parameter and what became of it."""
+
+    name: str  # "conv.weight"
+    api: str  # "parametrization" or "legacy hook"
+    dim: int | None  # the unit axis; None: the whole tensor
+    shape: list[int]
+    status: str  # "folded" or "declined"
+    reason: str | None = None
+
+
+@dataclasses.dataclass
+class TorchFoldReport:
+    """What ``fold_weight_norm`` found and did."""
+
+    sites: list[FoldedSite] = dataclasses.field(default_factory=list)
+
+    @property
+    def folded(self) -> int:
+        return sum(site.status == "folded" for site in self.sites)
+
+    def __bool__(self) -> bool:
+        """True when no weight-norm site was left in the model."""
+        return all(site.status == "folded" for site in self.sites)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "folded": self.folded, "ok": bool(self)}
+
+
+def _norm_dims(ndim: int, dim: int | None) -> list[int]:
+    return list(range(ndim)) if dim is None else [d for d in range(ndim) if d != dim]
+
+
+def _folded(g: torch.Tensor, v: torch.Tensor, dim: int | None, dtype: torch.dtype) -> torch.Tensor:
+    """``g * v / ||v||`` in float64, rounded once to ``dtype``."""
+    v64, g64 = v.detach().to(torch.float64), g.detach().to(torch.float64)
+    dims = _norm_dims(v.dim(), dim)
+    norm = v64.pow(2).sum(dim=dims, keepdim=True).sqrt() if dims else v64.abs()
+    return (g64 * v64 / norm).to(dtype)
+
+
+def _unit_dim(dim: int, ndim: int) -> int | None:
+    """PyTorch's stored ``dim``: -1 means the whole tensor (``dim=None`` at creation)."""
+    return None if dim == -1 else dim % ndim
+
+
+def _own_class(module: nn.Module) -> None:
+    """Give a parametrized module a class of its own before removing a parametrization.
+
+    PyTorch keeps parametrized tensors as properties of a class made for the module, and
+    ``copy.deepcopy`` shares that class between the copy and the original: removing the
+    property from the copy's class would break the original model. A sibling class with the
+    same contents keeps the two apart.
+    """
+    cls = module.__class__
+    module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+
+
+def _fold_parametrized(module: nn.Module, prefix: str, report: TorchFoldReport) -> None:
+    _own_class(module)
+    for name, plist in list(module.parametrizations.items()):  # type: ignore[union-attr]
+        full = f"{prefix}{name}"
+        norms = [p for p in plist if isinstance(p, _WeightNorm)]
+        if not norms:
+            continue
+        g, v = plist.original0, plist.original1
+        dim = _unit_dim(norms[0].dim, v.dim())
+        site = FoldedSite(full, "parametrization", dim, list(v.shape), "folded")
+        report.sites.append(site)
+        if len(plist) != 1:
+            site.status, site.reason = "declined", "stacked with other parametrizations"
+            continue
+        weight = _folded(g, v, dim, v.dtype)
+        requires_grad = v.requires_grad
+        parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+        setattr(module, name, nn.Parameter(weight, requires_grad=requires_grad))
+
+
+def _fold_legacy(module: nn.Module, prefix: str, report: TorchFoldReport) -> None:
+    for key, hook in list(module._forward_pre_hooks.items()):
+        if not isinstance(hook, WeightNorm):
+            continue
+        g, v = getattr(module, f"{hook.name}_g"), getattr(module, f"{hook.name}_v")
+        dim = _unit_dim(hook.dim, v.dim())
+        report.sites.append(
+            FoldedSite(f"{prefix}{hook.name}", "legacy hook", dim, list(v.shape), "folded")
+        )
+        weight = _folded(g, v, dim, v.dtype)
+        requires_grad = v.requires_grad
+        del module._forward_pre_hooks[key]
+        del module._parameters[f"{hook.name}_g"], module._parameters[f"{hook.name}_v"]
+        if hasattr(module, hook.name):
+            delattr(module, hook.name)  # the plain tensor the hook last computed
+        module.register_parameter(hook.name, nn.Parameter(weight, requires_grad=requires_grad))
+
+
+@torch.no_grad()
+def fold_weight_norm(model: nn.Module) -> TorchFoldReport:
+    """Replace every weight-norm site of ``model`` by a plain parameter, in place."""
+    report = TorchFoldReport()
+    for prefix, module in model.named_modules():
+        prefix = f"{prefix}." if prefix else ""
+        if parametrize.is_parametrized(module):
+            _fold_parametrized(module, prefix, report)
+        _fold_legacy(module, prefix, report)
+    logger.info("folded %d of %d weight-norm sites in PyTorch", report.folded, len(report.sites))
+    return report
