@@ -88,12 +88,14 @@ def _own_class(module: nn.Module) -> None:
 
 def _fold_parametrized(module: nn.Module, prefix: str, report: TorchFoldReport) -> None:
     _own_class(module)
-    for name, plist in list(module.parametrizations.items()):  # type: ignore[union-attr]
+    parametrizations: Any = module.parametrizations  # a ModuleDict of ParametrizationLists
+    for name, plist in list(parametrizations.items()):
         full = f"{prefix}{name}"
         norms = [p for p in plist if isinstance(p, _WeightNorm)]
         if not norms:
             continue
-        g, v = plist.original0, plist.original1
+        g: torch.Tensor = plist.original0
+        v: torch.Tensor = plist.original1
         dim = _unit_dim(norms[0].dim, v.dim())
         site = FoldedSite(full, "parametrization", dim, list(v.shape), "folded")
         report.sites.append(site)
