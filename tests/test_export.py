@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tests.helpers import run, sites_left
+from wnpass.errors import UsageError
 from wnpass.export import export
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,12 +59,14 @@ def test_dynamic_batch_axis(tmp_path: Path) -> None:
         module.example_inputs(),
         out,
         exporter="torchscript",
-        dynamic={"features": {0: "batch"}},
+        dynamic={"x": {0: "batch"}},
         runs=1,
     )
     assert report
     batch = np.random.default_rng(0).standard_normal((7, 64)).astype(np.float32)
-    (result,) = run(out, {"features": batch})
+    (result,) = run(out, {"x": batch})
     with torch.no_grad():
         expected = module.build_model().eval()(torch.from_numpy(batch)).numpy()
     np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(UsageError, match="the model's inputs are x"):
+        export(module.build_model(), module.example_inputs(), out, dynamic={"mel": {0: "b"}})

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import logging
 import os
 import re
@@ -97,6 +98,19 @@ def _copy(model: nn.Module) -> tuple[nn.Module, bool]:
         return model, True
 
 
+def _input_names(model: nn.Module, count: int) -> list[str]:
+    """The graph's input names: ``forward``'s parameter names, so ``--dynamic mel=0,2`` reads
+    as the model's code does (``input_<i>`` where the signature says nothing)."""
+    try:
+        parameters = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        parameters = []
+    names = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][
+        :count
+    ]
+    return names + [f"input_{i}" for i in range(len(names), count)]
+
+
 def _export(
     model: nn.Module,
     inputs: tuple[Any, ...],
@@ -107,8 +121,10 @@ def _export(
     opset: int | None,
 ) -> list[str]:
     """Run torch.onnx.export; returns the graph's input names."""
-    names = [f"input_{i}" for i in range(len(inputs))] if not dynamic else list(dynamic)
-    names += [f"input_{i}" for i in range(len(names), len(inputs))]
+    names = _input_names(model, len(inputs))
+    unknown = sorted(set(dynamic or {}) - set(names))
+    if unknown:
+        raise UsageError(f"--dynamic {unknown[0]}: the model's inputs are {', '.join(names)}")
     kwargs: dict[str, Any] = {"input_names": names, "dynamo": dynamo}
     if opset is not None:
         kwargs["opset_version"] = opset
