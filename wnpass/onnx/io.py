@@ -394,7 +394,8 @@ def save(
         raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    kept = {Path(k).resolve() for k in keep} | external_files(path)
+    written = {(path.parent / data_name).resolve()} if data_name else set()
+    kept = {Path(k).resolve() for k in keep} | written
     for stale in replaced - kept:
         with contextlib.suppress(OSError):
             stale.unlink()
