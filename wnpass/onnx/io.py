@@ -309,10 +309,13 @@ def _weights_bytes(model: ir.Model) -> int:
     )
 
 
-def external_paths(model: ir.Model) -> set[Path]:
-    """The external data files a loaded model's tensors live in (resolved)."""
+def external_paths(model: ir.Model, *, initializers: bool = True) -> set[Path]:
+    """The external data files a loaded model's tensors live in (resolved); ``initializers=
+    False`` leaves out initializers (which ``save`` rewrites) and keeps attribute tensors."""
     tensors = [
-        value.const_value for graph in _graphs(model) for value in graph.initializers.values()
+        value.const_value
+        for graph in (_graphs(model) if initializers else [])
+        for value in graph.initializers.values()
     ]
     tensors += list(_function_tensors(model))
     for graph in graphs_of(model):
@@ -395,7 +398,8 @@ def save(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     written = {(path.parent / data_name).resolve()} if data_name else set()
-    kept = {Path(k).resolve() for k in keep} | written
+    # ir.save rewrites initializers; tensors in node attributes keep pointing where they were
+    kept = {Path(k).resolve() for k in keep} | written | external_paths(model, initializers=False)
     for stale in replaced - kept:
         with contextlib.suppress(OSError):
             stale.unlink()
