@@ -7,6 +7,7 @@ only reported as running on CUDA when ``session.get_providers()`` puts CUDA firs
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 from pathlib import Path
 from types import ModuleType
@@ -117,9 +118,15 @@ class Session:
 
 
 def open_session(
-    model: Path, provider: str, *, optimization: str = "default", threads: int | None = None
+    model: Path,
+    provider: str,
+    *,
+    optimization: str = "default",
+    threads: int | None = None,
+    repeats: int = 1,
 ) -> Session:
-    """Create a session on ``provider``; time it; detect a silent fall-back to the CPU."""
+    """Create a session on ``provider``; time it (the median of ``repeats`` creations);
+    detect a silent fall-back to the CPU."""
     ort = onnxruntime()
     options = ort.SessionOptions()
     options.log_severity_level = 3
