@@ -25,18 +25,21 @@ Method
    - ``onnxsim``: ``onnxsim.simplify(onnx.load(src))`` + ``onnx.save``;
    - ``onnxslim``: ``onnxslim.slim(src, dst)``;
    - ``polygraphy``: the CLI ``polygraphy surgeon sanitize --fold-constants src -o dst`` as a
-     grandchild process. Its time is wall time minus the time of the same command on a
-     one-node model run just before (interpreter start-up and imports; at least 0.1 ms is
-     kept, so that a ratio exists on tiny models where the difference is noise); its peak is
-     ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` of a small wrapper process (so nothing large is
-     inherited) and its baseline that of the one-node run;
+     grandchild of a small wrapper process (so nothing large is inherited). Its time is wall
+     time minus that of the same command on a one-node model run just before (interpreter
+     start-up and imports, about 2 s, which vary by a tenth of a second or more from run to
+     run): a net time under ``POLYGRAPHY_NOISE_S`` is shown as noise and left out of the time
+     ratios. Its peak is the wrapper's ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` and its
+     baseline that of the one-node run;
    - ``ort-basic``: ONNX Runtime offline optimization, ``ORT_ENABLE_BASIC`` with
      ``optimized_model_filepath`` (CPU provider);
    - ``onnxscript``: ``onnxscript.optimizer.optimize(onnx.load(src))`` + ``onnx.save``.
 
-   All tools run with their default settings. Within each repeat every tool runs once on the
-   model before the next repeat starts, the order rotated by one each repeat; times and peaks
-   are the median over repeats.
+   wnpass runs from a copy of its sources taken when the benchmark starts (its digest is in
+   the JSON), so that edits made meanwhile do not mix versions. All tools run with their
+   default settings. Within each repeat every tool runs once on the model before the next
+   repeat starts, the order rotated by one each repeat; times and peaks are the median over
+   repeats.
 
 3. Check every output once (the last repeat's file):
 
@@ -49,6 +52,12 @@ Method
      optimizations disabled (``err raw``: each graph computed as written). ``right`` means
      every output has the original's shape and ``allclose(rtol=1e-4, atol=1e-5)`` in both;
      ``exact`` means ``err ORT`` == 0;
+   - ``weight ulp``: once no site is left, each folded weight against ``g * v / ||v||``
+     computed in float64 from the original's ``g`` and ``v``, in units of float32 spacing at
+     the true value (0.5 is correct rounding); the largest over the model's weights. The
+     output's initializer of the same shape closest to the true weight is taken as the folded
+     one, since every tool names it differently; ``-`` when none has that shape (an LSTM
+     weight folded further, into ONNX's gate layout) or sites are left;
    - ``names kept``: the fraction of the original's parameter names found as tensor names
      (initializers or ``Constant`` outputs) of the output's main graph. The names are the
      original's plain ``*.weight`` / ``*.bias`` initializers and, for each weight-normed
@@ -68,6 +77,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import importlib.metadata
 import json
 import math
@@ -90,6 +100,7 @@ TOOLS = ("floor", "wnpass", "onnxsim", "onnxslim", "polygraphy", "ort-basic", "o
 PEERS = ("onnxsim", "onnxslim", "polygraphy", "ort-basic", "onnxscript")
 EXPORTERS = ("torchscript", "dynamo")
 RTOL, ATOL = 1e-4, 1e-5
+POLYGRAPHY_NOISE_S = 0.2  # net CLI times below this are start-up noise (see the docstring)
 PACKAGES = (
     "torch",
     "onnx",
@@ -221,11 +232,11 @@ def prepare_floor() -> Work:
 
 
 def prepare_wnpass() -> Work:
-    from wnpass import fold_onnx
+    import wnpass
 
     def work(src: str, dst: str) -> dict[str, Any]:
-        _, report = fold_onnx(src, dst)
-        return {"folded": report.folded, "declined": report.declined}
+        _, report = wnpass.fold_onnx(src, dst)
+        return {"folded": report.folded, "declined": report.declined, "from": wnpass.__file__}
 
     return work
 
@@ -336,7 +347,7 @@ def child_polygraphy(src: str, dst: str, probe: Path) -> dict[str, Any]:
     base = max_rss(resource.RUSAGE_CHILDREN)
     wall = sanitize(src, dst)
     peak = max_rss(resource.RUSAGE_CHILDREN)
-    return {"seconds": max(wall - startup, 1e-4), "wall": wall, "startup": startup,
+    return {"seconds": wall - startup, "wall": wall, "startup": startup,
             "peak": peak, "base": base}  # fmt: skip
 
 
@@ -453,10 +464,82 @@ def tensor_names(model_path: Path) -> set[str]:
     return names
 
 
-def check_output(
-    original: Path, output: Path, inputs: Sequence[Any], references: dict[bool, Sequence[Any]]
-) -> dict[str, Any]:
-    """Sites left, ONNX Runtime acceptance, output error and names kept of one output file."""
+def true_weights(model_path: Path) -> dict[str, Any]:
+    """``g * v / ||v||`` of every weight-norm site, computed in float64 from the original.
+
+    ``g`` and ``v`` are found by the exporters' names (``X.parametrizations.W.original0/1``
+    or the legacy hook's ``X.W_g`` / ``X.W_v``); sites named otherwise are left out.
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from wnpass import inspect_onnx
+
+    graph = onnx.load(model_path).graph
+    arrays = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    weights = {}
+    for site in inspect_onnx(model_path).sites:
+        base, _, leaf = site.name.rpartition(".")
+        parametrized = f"{base}.parametrizations.{leaf}.original"
+        for g_name, v_name in ((f"{parametrized}0", f"{parametrized}1"),
+                               (f"{site.name}_g", f"{site.name}_v")):  # fmt: skip
+            if g_name in arrays and v_name in arrays:
+                g, v = arrays[g_name].astype(np.float64), arrays[v_name].astype(np.float64)
+                axes = None if site.axes is None else tuple(site.axes)
+                weights[site.name] = g * v / np.sqrt(np.sum(v * v, axis=axes, keepdims=True))
+                break
+    return weights
+
+
+def weight_ulps(output: Path, truth: dict[str, Any]) -> dict[str, Any]:
+    """Folded weights of ``output`` against the float64 truth, in units of float32 spacing.
+
+    Each true weight is matched to the float32 initializer of its shape that is closest to
+    it (the tools rename weights differently); only meaningful once every site is folded.
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(output).graph
+    by_shape: dict[tuple[int, ...], list[Any]] = {}
+    for init in graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT:
+            array = numpy_helper.to_array(init)
+            by_shape.setdefault(array.shape, []).append(array)
+    worst, total, count = 0.0, 0.0, 0
+    for expected in truth.values():
+        candidates = by_shape.get(expected.shape)
+        if not candidates:
+            return {"ulp_max": None, "ulp_mean": None}
+        found = min(candidates, key=lambda array: float(np.max(np.abs(array - expected))))
+        spacing = np.spacing(np.abs(expected).astype(np.float32)).astype(np.float64)
+        ulps = np.abs(found.astype(np.float64) - expected) / spacing
+        worst = max(worst, float(ulps.max()))
+        total, count = total + float(ulps.sum()), count + ulps.size
+    return {"ulp_max": worst, "ulp_mean": total / count if count else None}
+
+
+@dataclasses.dataclass
+class Reference:
+    """What every output of one model is checked against."""
+
+    path: Path
+    inputs: list[Any]
+    outputs: dict[bool, list[Any]]  # ONNX Runtime optimizations on -> outputs
+    names: set[str]  # parameter names (see parameter_names)
+    weights: dict[str, Any]  # site name -> float64 folded weight
+
+    @classmethod
+    def of(cls, path: Path) -> Reference:
+        inputs = load_inputs(path)
+        outputs = {optimize: run_ort(path, inputs, optimize) for optimize in (True, False)}
+        return cls(path, inputs, outputs, parameter_names(path), true_weights(path))
+
+
+def check_output(output: Path, reference: Reference) -> dict[str, Any]:
+    """Sites left, ONNX Runtime acceptance, output error, weight ulps and names kept."""
     from wnpass import inspect_onnx
 
     result: dict[str, Any] = {}
@@ -469,7 +552,7 @@ def check_output(
         result["inspect_error"] = f"{type(error).__name__}: {tail(str(error), 1)}"
     for optimize, suffix in ((True, ""), (False, "_raw")):
         try:
-            outputs = run_ort(output, inputs, optimize=optimize)
+            outputs = run_ort(output, reference.inputs, optimize=optimize)
         except Exception as error:
             outputs, result[f"ort_error{suffix}"] = None, f"{type(error).__name__}: {error}"
         if optimize:
@@ -478,9 +561,11 @@ def check_output(
             result.update({f"shapes_ok{suffix}": False, f"max_err{suffix}": None})
             result[f"close{suffix}"] = False
         else:
-            found = compare(references[optimize], outputs)
+            found = compare(reference.outputs[optimize], outputs)
             result.update({f"{key}{suffix}": value for key, value in found.items()})
-    wanted = parameter_names(original)
+    if result["sites_left"] == 0 and reference.weights:
+        result.update(weight_ulps(output, reference.weights))
+    wanted = reference.names
     kept = wanted & tensor_names(output)
     result["names_kept"] = len(kept) / len(wanted) if wanted else None
     result["bytes"] = output.stat().st_size + data_file_size(output)
@@ -516,22 +601,24 @@ def bench_model(
             result = run_tool(tool, source, out_dir / f"{tool}.onnx", args.probe, args.timeout)
             runs[tool].append(result)
             log(f"  {spec.name:32} {tool:11} {describe_run(result)}")
-    inputs = load_inputs(source)
-    references = {optimize: run_ort(source, inputs, optimize) for optimize in (True, False)}
+    reference = Reference.of(source)
     record: dict[str, Any] = {
         "model": spec.name,
         "large": spec.large,
         "bytes": source.stat().st_size,
         "sites": len(inspect_onnx(source).sites),
-        "parameter_names": len(parameter_names(source)),
+        "parameter_names": len(reference.names),
+        "weights_checked": len(reference.weights),
         "repeats": repeats,
         "tools": {},
     }
     for tool in tools:
         entry = summarize_runs(runs[tool])
+        if tool == "polygraphy" and entry.get("seconds", math.inf) < POLYGRAPHY_NOISE_S:
+            entry["below_noise"] = True
         output = out_dir / f"{tool}.onnx"
         if "error" not in entry and output.exists():
-            entry.update(check_output(source, output, inputs, references))
+            entry.update(check_output(output, reference))
         record["tools"][tool] = entry
     if not args.keep_outputs:
         shutil.rmtree(out_dir)
@@ -551,6 +638,7 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return {"error": errors[0], "runs": runs}
     return {
         "seconds": statistics.median(run["seconds"] for run in runs),
+        "seconds_min": min(run["seconds"] for run in runs),
         "peak_mb": statistics.median(run["peak"] for run in runs) / 2**20,
         "base_mb": statistics.median(run["base"] for run in runs) / 2**20,
         "runs": runs,
@@ -581,6 +669,31 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def wnpass_digest(root: Path) -> str:
+    """A short hash of the wnpass sources under ``root``."""
+    digest = hashlib.sha256()
+    for path in sorted((root / "wnpass").rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def use_wnpass_snapshot(work: Path) -> Path:
+    """Copy wnpass's sources into ``work`` and import them from there, here and in children.
+
+    The fold code may be edited while a benchmark runs; a snapshot keeps every run of it the
+    same code. Its digest goes into the JSON.
+    """
+    snapshot = work / "wnpass-snapshot"
+    shutil.rmtree(snapshot, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "wnpass", snapshot / "wnpass", ignore=ignore)
+    paths = [str(snapshot), *filter(None, [os.environ.get("PYTHONPATH")])]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+    sys.path.insert(0, str(snapshot))
+    return snapshot
+
+
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for package in PACKAGES:
@@ -598,6 +711,8 @@ def versions() -> dict[str, str | None]:
 
 def ratio(entry: dict[str, Any], floor: dict[str, Any] | None) -> float | None:
     if not floor or "seconds" not in entry or "seconds" not in floor or floor["seconds"] <= 0:
+        return None
+    if entry.get("below_noise"):
         return None
     return entry["seconds"] / floor["seconds"]
 
@@ -621,10 +736,30 @@ def is_wrong(entry: dict[str, Any]) -> bool:
     return not (entry.get("close") and entry.get("close_raw"))
 
 
+MODEL_COLUMNS = (
+    "model",
+    "MB",
+    "sites",
+    "tool",
+    "time s",
+    "× floor",
+    "peak MB",
+    "Δ base MB",
+    "sites left",
+    "err ORT",
+    "err raw",
+    "weight ulp",
+    "ORT ok",
+    "names kept",
+)
+
+
+def header(columns: Sequence[str]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def model_table(records: Sequence[dict[str, Any]]) -> list[str]:
-    head = "| model | MB | sites | tool | time s | × floor | peak MB | Δ base MB | sites left"
-    head += " | err ORT | err raw | ORT ok | names kept |"
-    lines = [head, "|" + "---|" * 13]
+    lines = header(MODEL_COLUMNS)
     for record in records:
         floor = record["tools"].get("floor")
         for i, (tool, entry) in enumerate(record["tools"].items()):
@@ -636,16 +771,18 @@ def model_table(records: Sequence[dict[str, Any]]) -> list[str]:
                 tool,
             ]
             if "error" in entry:
-                cells += [f"failed: {entry['error'][:80]}", *[""] * 8]
+                cells += [f"failed: {entry['error'][:80]}", *[""] * 9]
             else:
+                noise = f"< {POLYGRAPHY_NOISE_S} (noise)"
                 cells += [
-                    fmt(entry["seconds"], ".3f"),
+                    noise if entry.get("below_noise") else fmt(entry["seconds"], ".3f"),
                     fmt(ratio(entry, floor)),
                     fmt(entry["peak_mb"], ".0f"),
                     fmt(entry["peak_mb"] - entry["base_mb"], ".0f"),
                     fmt(entry.get("sites_left"), "d", "?"),
                     fmt_err(entry),
                     fmt_err(entry, "_raw"),
+                    fmt(entry.get("ulp_max"), ".2f"),
                     "yes" if entry.get("ort_ok") else "NO",
                     fmt(entry.get("names_kept"), ".0%"),
                 ]
@@ -663,6 +800,7 @@ def summary(records: Sequence[dict[str, Any]], tools: Sequence[str]) -> dict[str
         large_ratios = [x for x in (ratio(e, f) for e, f in large) if x]
         done = [e for e, _ in entries if "error" not in e]
         names = [e["names_kept"] for e in done if e.get("names_kept") is not None]
+        ulps = [e["ulp_max"] for e in done if e.get("ulp_max") is not None]
         rows[tool] = {
             "models": len(entries),
             "failed": sum("error" in e for e, _ in entries),
@@ -674,6 +812,7 @@ def summary(records: Sequence[dict[str, Any]], tools: Sequence[str]) -> dict[str
             "wrong_or_rejected": sum(is_wrong(e) for e, _ in entries),
             "exact": sum(e.get("max_err") == 0 and e.get("shapes_ok", False) for e in done),
             "mean_names_kept": statistics.fmean(names) if names else None,
+            "max_ulp": max(ulps, default=None),
         }
     return rows
 
@@ -683,12 +822,22 @@ def geomean(values: Iterable[float]) -> float | None:
     return math.exp(statistics.fmean(math.log(v) for v in values)) if values else None
 
 
+SUMMARY_COLUMNS = (
+    "tool",
+    "time × floor (geomean)",
+    "× floor, large models",
+    "max peak MB",
+    "max Δ base MB",
+    "sites left (total)",
+    "wrong / rejected / failed",
+    "exact outputs",
+    "max weight ulp",
+    "names kept (mean)",
+)
+
+
 def summary_table(rows: dict[str, dict[str, Any]]) -> list[str]:
-    head = "| tool | time × floor (geomean) | × floor, large models | max peak MB | max Δ base MB"
-    head += (
-        " | sites left (total) | wrong / rejected / failed | exact outputs | names kept (mean) |"
-    )
-    lines = [head, "|" + "---|" * 9]
+    lines = header(SUMMARY_COLUMNS)
     for tool, row in rows.items():
         cells = [
             tool,
@@ -699,6 +848,7 @@ def summary_table(rows: dict[str, dict[str, Any]]) -> list[str]:
             str(row["sites_left"]),
             f"{row['wrong_or_rejected']} of {row['models']}",
             f"{row['exact']} of {row['models']}",
+            fmt(row["max_ulp"], ".2f"),
             fmt(row["mean_names_kept"], ".0%"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -782,7 +932,8 @@ def bench(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args.work.mkdir(parents=True, exist_ok=True)
     args.probe = args.work / "polygraphy-probe.onnx"
     write_probe_model(args.probe)
-    started = time.perf_counter()
+    started, load_start = time.perf_counter(), os.getloadavg()
+    digest = wnpass_digest(use_wnpass_snapshot(args.work))
     specs = discover_models(args.models_dir, args.exporters, not args.no_large, args.models)
     records, export_errors = [], {}
     for spec in specs:
@@ -797,6 +948,7 @@ def bench(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "command": " ".join(["python", "scripts/bench_fold.py", *(argv or sys.argv[1:])]),
         "machine": machine_info(),
         "versions": versions(),
+        "wnpass_sources": digest,
         "tools": args.tools,
         "tolerance": {"rtol": RTOL, "atol": ATOL},
         "models": records,
@@ -804,7 +956,10 @@ def bench(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "summary": summary(records, args.tools),
         "targets": targets(records),
         "seconds": time.perf_counter() - started,
+        "load_average": {"start": load_start, "end": os.getloadavg()},  # other work on the machine
     }
+    if wnpass_digest(REPO) != digest:
+        log(f"note: wnpass's sources changed during the run; measured snapshot {digest}")
     text = markdown(report)
     out_md = args.out_md or args.work / "bench_fold.md"
     out_json = args.out_json or args.work / "bench_fold.json"

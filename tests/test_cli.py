@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import sites_left
+from tests.helpers import run, sites_left
 from tests.onnx.test_io import weight_normed
 from wnpass.cli import main
 
@@ -129,3 +129,71 @@ def test_check_bad_options_exit_2(
     assert main(["check", str(path), str(path), *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+MLP = Path(__file__).resolve().parents[1] / "models" / "mlp.py"
+
+
+def test_export_with_a_checkpoint_verifies_and_names_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnx
+    import torch
+
+    from wnpass.fx.loading import load_model_py
+
+    monkeypatch.setenv("COLUMNS", "200")
+    model, inputs = load_model_py(MLP)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.5)  # a "trained" checkpoint that differs from build_model()
+        expected = model(*inputs)
+    torch.save(model.state_dict(), tmp_path / "ckpt.pt")
+    out = tmp_path / "mlp.onnx"
+    argv = ["export", str(MLP), "-o", str(out), "--exporter", "torchscript", "--verify"]
+    argv += [
+        "--checkpoint",
+        str(tmp_path / "ckpt.pt"),
+        "--runs",
+        "2",
+        "--json",
+        str(tmp_path / "e.json"),
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "deployable: ONNX matches PyTorch" in printed and "folded 3 weight-norm sites" in printed
+    assert {"fc1.weight", "fc2.weight", "head.weight"} <= {
+        i.name for i in onnx.load(out).graph.initializer
+    }
+    assert sites_left(out) == 0
+    (actual,) = run(out, {"x": inputs[0].numpy()})
+    assert abs(actual - expected.numpy()).max() < 1e-5
+    assert json.loads((tmp_path / "e.json").read_text())["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "message"),
+    [
+        ("mis-shaped", "does not fit the model"),
+        ("pickle", "cannot load checkpoint"),
+    ],
+)
+def test_export_refuses_bad_checkpoints(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], checkpoint: object, message: str
+) -> None:
+    import torch
+
+    path = tmp_path / "ckpt.pt"
+    if checkpoint == "pickle":
+        torch.save({"payload": _Payload()}, path)  # weights_only=True refuses arbitrary objects
+    else:
+        torch.save({"fc1.weight": torch.zeros(3, 3)}, path)
+    argv = ["export", str(MLP), "-o", str(tmp_path / "m.onnx"), "--checkpoint", str(path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+    assert not (tmp_path / "m.onnx").exists()
+
+
+class _Payload:
+    """Not a tensor: a checkpoint holding it is a pickle payload."""

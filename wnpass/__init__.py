@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from wnpass.errors import WnpassError
 from wnpass.onnx.api import fold_onnx, inspect_onnx
 from wnpass.report import FoldReport, SiteReport
@@ -9,14 +11,61 @@ from wnpass.verify.check import check
 from wnpass.verify.report import CheckReport
 
 __all__ = [
+    "ApplyReport",
     "CheckReport",
+    "DataInitReport",
+    "ExportReport",
     "FoldReport",
+    "MeanOnlyBatchNorm",
+    "ParamSite",
     "SiteReport",
+    "TorchFoldReport",
     "WnpassError",
     "__version__",
+    "apply_weight_norm",
     "check",
+    "data_init",
+    "export",
     "fold_onnx",
+    "fold_weight_norm",
     "inspect_onnx",
+    "load_model_py",
+    "load_state_dict_any",
 ]
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # the real imports, for type checkers and readers
+    from wnpass.export import ExportReport, export
+    from wnpass.fx.apply import apply_weight_norm
+    from wnpass.fx.data_init import DataInitReport, data_init
+    from wnpass.fx.fold import TorchFoldReport, fold_weight_norm
+    from wnpass.fx.loading import load_model_py
+    from wnpass.fx.mean_only_bn import MeanOnlyBatchNorm
+    from wnpass.fx.report import ApplyReport, ParamSite
+    from wnpass.fx.state import load_state_dict_any
+
+# The PyTorch side imports torch (about a second): loaded on first use, so that the ONNX
+# commands start fast.
+_LAZY = {
+    "ApplyReport": "wnpass.fx.report",
+    "ParamSite": "wnpass.fx.report",
+    "DataInitReport": "wnpass.fx.data_init",
+    "MeanOnlyBatchNorm": "wnpass.fx.mean_only_bn",
+    "apply_weight_norm": "wnpass.fx.apply",
+    "data_init": "wnpass.fx.data_init",
+    "load_model_py": "wnpass.fx.loading",
+    "load_state_dict_any": "wnpass.fx.state",
+    "TorchFoldReport": "wnpass.fx.fold",
+    "fold_weight_norm": "wnpass.fx.fold",
+    "ExportReport": "wnpass.export",
+    "export": "wnpass.export",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'wnpass' has no attribute {name!r}")

@@ -50,7 +50,10 @@ def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
     """List the weight-norm sites of an ONNX model; changes nothing."""
     from wnpass.onnx.api import inspect_onnx
 
-    _require_onnx(args.model, "inspect")
+    if args.model.suffix == ".py":
+        from wnpass.fx.commands import cmd_inspect_py
+
+        return cmd_inspect_py(args, console)
     _json_target(args.json, args.model)
     report = inspect_onnx(args.model)
     _print_sites(console, report, str(args.model), inspect=True)
@@ -116,21 +119,117 @@ def _validate_check_inputs(args: argparse.Namespace, model: Path) -> None:
         inputs.load_npz(args.inputs, inputs.signature(io.load(model)))
 
 
+def _cmd_export(args: argparse.Namespace, console: Console) -> int:
+    """Fold weight norm in PyTorch, export to ONNX, fold what is left, verify against PyTorch."""
+    from wnpass.export import export
+    from wnpass.fx.commands import load_checkpoint
+    from wnpass.fx.loading import load_model_py
+
+    _json_target(args.json, args.model, args.output)
+    if args.output.suffix == ".py":
+        raise UsageError(f"-o {args.output}: the output is an .onnx file")
+    model, inputs = load_model_py(args.model, args.factory)
+    if inputs is None:
+        raise UsageError(f"{args.model}: defines no example_inputs(); export needs them")
+    if args.checkpoint is not None:
+        load_checkpoint(model, args.checkpoint)
+    options = _check_options(args)
+    report = export(
+        model,
+        inputs,
+        args.output,
+        exporter=args.exporter,
+        fold_in_torch=not args.keep_weight_norm,
+        dynamic=_parse_dynamic(args.dynamic),
+        opset=args.opset,
+        verify=args.verify,
+        providers=options["providers"],
+        rtol=args.rtol,
+        atol=args.atol,
+        runs=args.runs,
+        warmup=args.warmup,
+        threads=args.threads,
+    )
+    _print_export(console, report)
+    if args.json:
+        report.write_json(args.json)
+    return EXIT_OK if report else EXIT_CHECK_FAILED
+
+
+def _parse_dynamic(items: list[str] | None) -> dict[str, dict[int, str]] | None:
+    """``["mel=0,2"]`` -> ``{"mel": {0: "mel_0", 2: "mel_2"}}``."""
+    if not items:
+        return None
+    dynamic: dict[str, dict[int, str]] = {}
+    for item in items:
+        name, _, axes = item.partition("=")
+        try:
+            dynamic[name] = {int(a): f"{name}_{a}" for a in axes.split(",")}
+        except ValueError:
+            raise UsageError(f"--dynamic {item!r}: expected NAME=AXES, e.g. mel=0,2") from None
+        if not name or not axes:
+            raise UsageError(f"--dynamic {item!r}: expected NAME=AXES, e.g. mel=0,2")
+    return dynamic
+
+
+def _print_export(console: Console, report: Any) -> None:
+    from wnpass.verify.report import COMPARISON_COLUMNS
+
+    torch_fold = report.torch_fold
+    if torch_fold is not None:
+        console.print(f"folded {torch_fold.folded} weight-norm sites in PyTorch")
+    _print_sites(console, report.onnx_fold, f"{report.output} ({report.exporter})", inspect=False)
+    if report.names_missing:
+        console.print(
+            f"weights with no initializer of their name: {', '.join(report.names_missing)}"
+        )
+    else:
+        console.print("every weight is an initializer named after its PyTorch parameter")
+    rows = []
+    for provider, comparisons in report.comparisons.items():
+        for c in comparisons:
+            shape = "x".join(map(str, c.shape)) if c.shape else "-"
+            rows.append(
+                (
+                    provider,
+                    c.name,
+                    shape,
+                    f"{c.max_abs:.3g}",
+                    f"{c.max_rel:.3g}",
+                    f"{c.outside}/{c.total}",
+                    f"rtol={c.rtol:g} atol={c.atol:g}",
+                    "ok" if c.passed else "FAIL",
+                )
+            )
+    if rows:
+        console.print(table("ONNX Runtime vs PyTorch", COMPARISON_COLUMNS, rows))
+    for provider, stats in report.latency.items():
+        console.print(
+            f"{provider} latency: median {stats.median_ms:.3f} ms, p90 {stats.p90_ms:.3f} ms, "
+            f"min {stats.min_ms:.3f} ms ({stats.runs} runs)"
+        )
+    for provider in report.not_available:
+        console.print(f"{provider}: not available")
+    console.print("deployable: ONNX matches PyTorch" if report else "NOT DEPLOYABLE: see above")
+
+
+def _optimizations(choice: str) -> tuple[str, ...]:
+    return ("default", "disabled") if choice == "both" else (choice,)
+
+
 def _check_options(args: argparse.Namespace) -> dict[str, Any]:
     from wnpass.verify.inputs import parse_shapes
 
     return {
         "providers": args.provider,
-        "shapes": parse_shapes(args.shape),
-        "inputs": args.inputs,
+        "shapes": parse_shapes(getattr(args, "shape", None)),
+        "inputs": getattr(args, "inputs", None),
         "rtol": args.rtol,
         "atol": args.atol,
         "runs": args.runs,
         "warmup": args.warmup,
         "threads": args.threads,
-        "optimizations": ("default", "disabled")
-        if args.optimization == "both"
-        else (args.optimization,),
+        "optimizations": _optimizations(getattr(args, "optimization", "default")),
     }
 
 
@@ -173,7 +272,7 @@ def _run_check(console: Console, reference: Path, candidate: Path, args: argpars
     return report
 
 
-def _add_check_options(parser: argparse.ArgumentParser) -> None:
+def _add_check_options(parser: argparse.ArgumentParser, *, inputs: bool = True) -> None:
     from wnpass.verify.check import DEFAULT_RUNS, DEFAULT_WARMUP
 
     group = parser.add_argument_group("check options")
@@ -183,25 +282,27 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
         choices=("cpu", "cuda"),
         help="run on this provider (repeatable); default: every one available",
     )
-    group.add_argument(
-        "--shape",
-        action="append",
-        metavar="NAME=DIMS",
-        help="size of a dynamic input, e.g. mel=1,80,200 (repeatable)",
-    )
-    group.add_argument("--inputs", type=Path, metavar="FILE.npz", help="inputs to use instead")
+    if inputs:  # export runs on the model's example_inputs()
+        group.add_argument(
+            "--shape",
+            action="append",
+            metavar="NAME=DIMS",
+            help="size of a dynamic input, e.g. mel=1,80,200 (repeatable)",
+        )
+        group.add_argument("--inputs", type=Path, metavar="FILE.npz", help="inputs to use instead")
     group.add_argument("--rtol", type=float, help="relative tolerance (default: per dtype)")
     group.add_argument("--atol", type=float, help="absolute tolerance (default: per dtype)")
     group.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="timed runs per model")
     group.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed runs first")
     group.add_argument("--threads", type=int, help="intra-op threads (default: ONNX Runtime's)")
-    group.add_argument(
-        "--optimization",
-        choices=("default", "disabled", "both"),
-        default="default",
-        help="ONNX Runtime graph optimization level; disabled shows what a runtime that does "
-        "not fold constants pays",
-    )
+    if inputs:
+        group.add_argument(
+            "--optimization",
+            choices=("default", "disabled", "both"),
+            default="default",
+            help="ONNX Runtime graph optimization level; disabled shows what a runtime that "
+            "does not fold constants pays",
+        )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -217,7 +318,7 @@ def _build_parser() -> argparse.ArgumentParser:
         return sub
 
     inspect = add("inspect", _cmd_inspect)
-    inspect.add_argument("model", type=Path, metavar="MODEL", help="an .onnx file")
+    inspect.add_argument("model", type=Path, metavar="MODEL", help="an .onnx file or a model.py")
     inspect.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
 
     fold = add("fold", _cmd_fold)
@@ -236,12 +337,41 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_check_options(fold)
 
+    export = add("export", _cmd_export)
+    export.add_argument("model", type=Path, metavar="model.py")
+    export.add_argument("-o", "--output", type=Path, required=True, metavar="MODEL.onnx")
+    export.add_argument("--factory", help="the function that builds the model (build_model)")
+    export.add_argument("--checkpoint", type=Path, metavar="FILE", help="a state dict to load")
+    export.add_argument(
+        "--exporter",
+        choices=("dynamo", "torchscript"),
+        default="dynamo",
+        help="torch.onnx exporter",
+    )
+    export.add_argument(
+        "--keep-weight-norm",
+        action="store_true",
+        help="export with weight norm and fold it in ONNX only",
+    )
+    export.add_argument(
+        "--dynamic", action="append", metavar="NAME=AXES", help="dynamic axes, e.g. mel=0,2"
+    )
+    export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    export.add_argument(
+        "--verify", action="store_true", help="compare ONNX Runtime with PyTorch and time it"
+    )
+    export.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
+    _add_check_options(export, inputs=False)
+
     check = add("check", _cmd_check)
     check.add_argument("reference", type=Path, metavar="REFERENCE.onnx")
     check.add_argument("candidate", type=Path, metavar="CANDIDATE.onnx")
     check.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
     _add_check_options(check)
 
+    from wnpass.fx.commands import add_train_rewrite_arguments, cmd_train_rewrite
+
+    add_train_rewrite_arguments(add("train-rewrite", cmd_train_rewrite))
     return parser
 
 

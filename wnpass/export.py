@@ -125,7 +125,7 @@ def _export(
     unknown = sorted(set(dynamic or {}) - set(names))
     if unknown:
         raise UsageError(f"--dynamic {unknown[0]}: the model's inputs are {', '.join(names)}")
-    kwargs: dict[str, Any] = {"input_names": names, "dynamo": dynamo}
+    kwargs: dict[str, Any] = {"input_names": names, "dynamo": dynamo, "verbose": False}
     if opset is not None:
         kwargs["opset_version"] = opset
     if dynamic:
@@ -214,6 +214,7 @@ def export(
     atol: float | None = None,
     runs: int = DEFAULT_RUNS,
     warmup: int = DEFAULT_WARMUP,
+    threads: int | None = None,
 ) -> ExportReport:
     """Export ``model`` to a clean, verified ONNX file at ``path``; see the module docstring."""
     if exporter not in ("dynamo", "torchscript"):
@@ -249,7 +250,7 @@ def export(
     )
     feeds = {name: t.detach().cpu().numpy() for name, t in zip(names, inputs, strict=False)}
     for provider in chosen:
-        session = prov.open_session(path, provider)
+        session = prov.open_session(path, provider, threads=threads)
         if session.fell_back:
             logger.warning("%s fell back to %s: not compared", provider, session.actual)
             continue

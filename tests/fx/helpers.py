@@ -1,0 +1,47 @@
+"""Shared helpers of the PyTorch-side tests: tiny models, plain example models, output checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from wnpass.fx import load_model_py
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAIN = ROOT / "models" / "plain"
+PLAIN_MODELS = sorted(p.stem for p in PLAIN.glob("*.py"))
+
+# init="keep" recomputes w = g * v / ||v|| in float32: a few ulps (~1e-7 relative) per weight,
+# grown by sums over K inputs; the library's own KEEP_RTOL (1e-5) is the bound users get, and a
+# wrong axis or a lost weight gives errors of order 1.
+KEEP_RTOL = 1e-5
+
+
+def plain(name: str) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    model, inputs = load_model_py(PLAIN / f"{name}.py")
+    assert inputs is not None
+    return model, inputs
+
+
+def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach(), b.detach()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+class Functional(nn.Module):
+    """Weights used functionally: F.linear, x @ W (in, out) and W @ x."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w_linear = nn.Parameter(torch.randn(6, 5))
+        self.w_right = nn.Parameter(torch.randn(6, 7))  # x @ W: (in, out)
+        self.w_left = nn.Parameter(torch.randn(3, 7))  # W @ x.T: (out, in)
+        self.scale = nn.Parameter(torch.randn(4, 3))  # elementwise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.nn.functional.linear(x, self.w_linear)
+        h = h @ self.w_right
+        h = (self.w_left @ h.T).T
+        return h * self.scale

@@ -1,0 +1,196 @@
+"""Site analysis: the output-unit axis per op, and the reason for every parameter left alone."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrizations
+
+from tests.fx.helpers import Functional
+from wnpass.fx import analyse_sites
+from wnpass.fx.report import ParamSite
+
+
+def plan(model: nn.Module, inputs: tuple | None = None, **options) -> dict[str, ParamSite]:
+    sites, _, _ = analyse_sites(model, inputs, **options)
+    return {site.name: site for site in sites}
+
+
+def test_layers_get_their_unit_axis() -> None:
+    """Linear and (grouped) Conv: axis 0; bias and 1-D parameters skipped with a reason."""
+    model = nn.Sequential(
+        nn.Conv2d(4, 8, 3, groups=2), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8, 2)
+    )
+    sites = plan(model)
+    assert sites["0.weight"].axis == 0 and sites["0.weight"].status == "planned"
+    assert sites["3.weight"].axis == 0 and sites["0.bias"].reason == "bias"
+    assert sites["1.weight"].status == "skipped" and "1-D" in (sites["1.weight"].reason or "")
+
+
+def test_conv_transpose_per_output_unit_or_torch_dim() -> None:
+    """ConvTranspose: axis 1 by default, 0 with dim_policy='torch'; grouped declined for 'unit'."""
+    model = nn.Sequential(nn.ConvTranspose1d(4, 6, 3), nn.ConvTranspose1d(6, 4, 3, groups=2))
+    unit, torch_dims = plan(model), plan(model, dim_policy="torch")
+    assert unit["0.weight"].axis == 1 and torch_dims["0.weight"].axis == 0
+    assert unit["1.weight"].status == "skipped" and "groups=2" in (unit["1.weight"].reason or "")
+    assert torch_dims["1.weight"].status == "planned" and torch_dims["1.weight"].axis == 0
+
+
+def test_functional_uses() -> None:
+    """F.linear -> 0, x @ W -> last axis, W @ x -> 0, elementwise use skipped."""
+    sites = plan(Functional())
+    assert (sites["w_linear"].axis, sites["w_linear"].op) == (0, "F.linear")
+    assert (sites["w_right"].axis, sites["w_right"].op) == (1, "matmul")
+    assert sites["w_left"].axis == 0
+    assert sites["scale"].status == "skipped" and "elementwise" in (sites["scale"].reason or "")
+
+
+def test_addmm_and_functional_conv() -> None:
+    """addmm(b, x, W): W (in, out) at the last axis, b a bias; F.conv1d weight at axis 0."""
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(3, 5))
+            self.b = nn.Parameter(torch.randn(5))
+            self.k = nn.Parameter(torch.randn(2, 1, 3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.addmm(self.b, x, self.w)
+            return F.conv1d(y.unsqueeze(1), self.k)
+
+    sites = plan(Model())
+    assert sites["w"].axis == 1 and sites["b"].reason == "bias" and sites["k"].axis == 0
+
+
+def test_embeddings_are_opt_in() -> None:
+    """nn.Embedding and F.embedding: skipped unless embeddings=True, then per row."""
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+            self.table = nn.Parameter(torch.randn(10, 4))
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.emb(ids) + F.embedding(ids, self.table)
+
+    off, on = plan(Model()), plan(Model(), embeddings=True)
+    assert off["emb.weight"].status == off["table"].status == "skipped"
+    assert "opt-in" in (off["emb.weight"].reason or "")
+    assert on["emb.weight"].axis == on["table"].axis == 0
+
+
+@pytest.mark.parametrize("kind", [nn.LSTM, nn.GRU, nn.RNN])
+def test_rnns_every_layer_and_direction(kind: type[nn.RNNBase]) -> None:
+    """All weight_ih/weight_hh of every layer and direction at axis 0; biases skipped."""
+    rnn = kind(4, 6, num_layers=2, bidirectional=True)
+    sites = plan(nn.Sequential(rnn))
+    weights = [n for n in sites if ".weight_" in n]
+    assert len(weights) == 8 and all(sites[n].axis == 0 for n in weights)
+    assert "0.weight_hh_l1_reverse" in weights
+    assert all(sites[n].reason == "bias" for n in sites if ".bias_" in n)
+
+
+def test_multihead_attention() -> None:
+    """MHA: packed in_proj_weight and out_proj.weight at axis 0; biases skipped."""
+    sites = plan(nn.Sequential(nn.MultiheadAttention(8, 2)))
+    assert sites["0.in_proj_weight"].axis == 0 and sites["0.out_proj.weight"].axis == 0
+    assert sites["0.in_proj_bias"].status == "skipped"
+
+
+def test_tied_weights_are_skipped_not_untied() -> None:
+    """One tensor used by an Embedding and a head: skipped with the other name."""
+
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+            self.head = nn.Linear(4, 10, bias=False)
+            self.head.weight = self.emb.weight
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.head(self.emb(ids))
+
+    site = plan(Tied(), embeddings=True)["emb.weight"]
+    assert site.status == "skipped" and "tied weight (also head.weight)" in (site.reason or "")
+
+
+def test_one_parameter_two_different_ops_is_skipped() -> None:
+    """A weight used by F.linear and elementwise: skipped with both facts."""
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(3, 3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.linear(x, self.w) * self.w.sum()
+
+    site = plan(Model())["w"]
+    assert site.status == "skipped" and "sum" in (site.reason or "")
+
+
+def test_layers_already_weight_normed_by_either_api() -> None:
+    """parametrizations.weight_norm and the legacy hook: 'already', with their dim."""
+    legacy = torch.nn.utils.weight_norm(nn.Linear(3, 4))
+    new = parametrizations.weight_norm(nn.Conv1d(4, 2, 3), dim=2)
+    sites = plan(nn.Sequential(legacy, nn.Unflatten(1, (4, 1)), new))
+    assert sites["0.weight"].status == "already" and "legacy" in (sites["0.weight"].reason or "")
+    assert sites["2.weight"].status == "already" and sites["2.weight"].axis == 2
+    assert not any("original" in name or name.endswith("_g") for name in sites)
+
+
+def test_include_exclude_by_pattern_and_type() -> None:
+    """exclude by module-name pattern, include by type; others skipped with the reason."""
+    model = nn.Sequential(nn.Linear(3, 3), nn.Conv1d(1, 1, 1), nn.Linear(3, 3))
+    sites = plan(nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3)), exclude="1")
+    assert sites["0.weight"].status == "planned" and sites["1.weight"].reason == "excluded (1)"
+    by_type = {s.name: s for s in analyse_sites(model, include=nn.Conv1d, exclude=None)[0]}
+    assert by_type["1.weight"].status == "planned"
+    assert by_type["0.weight"].reason == "not included"
+
+
+class ShapeBranch(nn.Module):
+    """Control flow on a shape: torch.fx cannot trace it, torch.export can."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.w = nn.Parameter(torch.randn(4, 5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 1:
+            x = self.lin(x)
+        return x @ self.w
+
+
+class ValueBranch(ShapeBranch):
+    """Control flow on a value: neither tracer works."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            x = self.lin(x)
+        return x @ self.w
+
+
+def test_falls_back_to_torch_export() -> None:
+    """fx fails on shape control flow; torch.export sees the Linear and the matmul."""
+    sites, mode, note = analyse_sites(ShapeBranch(), (torch.randn(2, 4),))
+    by_name = {s.name: s for s in sites}
+    assert mode == "export" and "torch.fx" in (note or "")
+    assert by_name["lin.weight"].axis == 0 and by_name["w"].axis == 1
+
+
+def test_falls_back_to_module_types_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """Without inputs only module types are read; the warning says why; functional uses unseen."""
+    with caplog.at_level(logging.WARNING, logger="wnpass.fx.trace"):
+        sites, mode, note = analyse_sites(ValueBranch())
+    by_name = {s.name: s for s in sites}
+    assert mode == "module types" and "needs example inputs" in (note or "")
+    assert "module types only" in caplog.text
+    assert by_name["lin.weight"].status == "planned" and by_name["w"].status == "skipped"

@@ -1,0 +1,111 @@
+"""apply_weight_norm: same outputs, standard keys, same class, exact way back, honest report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from tests.fx.helpers import KEEP_RTOL, PLAIN_MODELS, Functional, plain, rel_error
+from wnpass.fx import apply_weight_norm
+from wnpass.fx.report import plan_rows
+
+
+@pytest.mark.parametrize("name", PLAIN_MODELS)
+def test_keep_init_leaves_outputs_equal(name: str) -> None:
+    """Every plain example model computes the same after init='keep' (checked and reported)."""
+    model, inputs = plain(name)
+    cls = type(model)
+    before = model(*inputs)
+    report = apply_weight_norm(model, inputs)
+    assert report.applied >= 3 and report and report.equivalent is True
+    assert report.max_rel_error is not None and report.max_rel_error <= KEEP_RTOL
+    assert rel_error(model(*inputs), before) <= KEEP_RTOL
+    assert parametrize.type_before_parametrizations(model) is cls
+
+
+def test_state_dict_keys_are_pytorchs_and_g_is_per_unit() -> None:
+    """Keys parametrizations.weight.original0/1; g has one value per unit, size 1 elsewhere."""
+    model = nn.Sequential(nn.Conv1d(2, 5, 3), nn.ConvTranspose1d(5, 4, 3))
+    apply_weight_norm(model)
+    keys = model.state_dict().keys()
+    assert "0.parametrizations.weight.original0" in keys and "0.weight" not in keys
+    assert model.state_dict()["0.parametrizations.weight.original0"].shape == (5, 1, 1)
+    assert model.state_dict()["1.parametrizations.weight.original0"].shape == (1, 4, 1)
+
+
+def test_dim_policy_torch_matches_pytorchs_weight_norm() -> None:
+    """ConvTranspose with dim_policy='torch': g like parametrizations.weight_norm(dim=0)."""
+    model = nn.Sequential(nn.ConvTranspose1d(5, 4, 3))
+    apply_weight_norm(model, dim_policy="torch")
+    g = model.state_dict()["0.parametrizations.weight.original0"]
+    assert g.shape == (5, 1, 1)
+
+
+def test_functional_weights_are_parametrized_in_place() -> None:
+    """Parameters used by F.linear / matmul get weight norm at their axis; outputs equal."""
+    torch.manual_seed(0)
+    model, x = Functional(), torch.randn(4, 5)
+    before = model(x)
+    report = apply_weight_norm(model, (x,))
+    assert report.applied == 3 and report.equivalent
+    assert model.parametrizations.w_right.original0.shape == (1, 7)
+    assert rel_error(model(x), before) <= KEEP_RTOL
+
+
+def test_remove_parametrizations_gives_back_the_weights() -> None:
+    """remove_parametrizations(leave_parametrized=True) returns plain weights equal to before."""
+    model, inputs = plain("transformer")
+    weight = model.ffn[0].weight.detach().clone()
+    apply_weight_norm(model, inputs)
+    parametrize.remove_parametrizations(model.ffn[0], "weight")
+    assert not parametrize.is_parametrized(model.ffn[0])
+    assert rel_error(model.ffn[0].weight.detach(), weight) <= KEEP_RTOL
+
+
+def test_already_normed_layers_are_left_as_they_are() -> None:
+    """A second apply changes nothing and reports the layers as 'already'."""
+    model, inputs = plain("mlp")
+    apply_weight_norm(model, inputs)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    report = apply_weight_norm(model, inputs)
+    assert report.applied == 0 and report.count("already") == 3 and not report.modified
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_tied_weights_stay_tied() -> None:
+    """A tied embedding/head keeps one tensor after apply (skipped, not untied)."""
+
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+            self.head = nn.Linear(4, 10)
+            self.head.weight = self.emb.weight
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.head(self.emb(ids))
+
+    model = Tied()
+    apply_weight_norm(model, embeddings=True)
+    assert model.head.weight is model.emb.weight
+
+
+def test_report_rows_json_and_failure(tmp_path: Path) -> None:
+    """Rows are pure strings; JSON has counts; a model whose outputs change fails the check."""
+
+    class Noisy(nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) + torch.rand(1)
+
+    report = apply_weight_norm(nn.Sequential(Noisy(3, 3)), (torch.randn(2, 3),))
+    assert report.equivalent is False and not report
+    row = plan_rows(report.sites)[0]
+    assert row == ("0.weight", "F.linear", "3x3", "0", "applied", "keep")  # traced into
+    report.write_json(tmp_path / "r.json")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["applied"] == 1 and data["ok"] is False and data["sites"][0]["axis"] == 0

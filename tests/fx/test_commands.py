@@ -1,0 +1,113 @@
+"""``wnpass train-rewrite`` and ``wnpass inspect model.py``: plan, check, atomic output, exits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.fx.helpers import PLAIN
+from wnpass.cli import main
+
+NOISY = """
+import torch
+def build_model():
+    class Noisy(torch.nn.Linear):
+        def forward(self, x):
+            return super().forward(x) + torch.rand(1)
+    return Noisy(3, 3)
+def example_inputs():
+    return (torch.randn(2, 3),)
+"""
+
+
+def _copy(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.py"
+    path.write_text((PLAIN / f"{name}.py").read_text())
+    return path
+
+
+def test_train_rewrite_prints_plan_checks_and_writes_state_dict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Default output <stem>.wn.pt with standard keys; plan, verdict and JSON report."""
+    model_py = _copy(tmp_path, "vocoder")
+    assert main(["train-rewrite", str(model_py), "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "ups.0.weight" in out and "ConvTranspose1d" in out and "equivalent" in out
+    state = torch.load(tmp_path / "vocoder.wn.pt", weights_only=True)
+    assert "ups.0.parametrizations.weight.original0" in state
+    assert state["ups.0.parametrizations.weight.original0"].shape == (1, 64, 1)  # axis 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["applied"] == 6 and report["ok"] is True and report["equivalent"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "vocoder.py", "vocoder.wn.pt"]
+
+
+def test_checkpoint_exclude_and_data_init(tmp_path: Path) -> None:
+    """--checkpoint is loaded first, --exclude honoured, --init data with a --data batch."""
+    model_py = _copy(tmp_path, "mlp")
+    from wnpass.fx import load_model_py
+
+    model, _ = load_model_py(model_py)
+    torch.save(model.state_dict(), tmp_path / "ckpt.pt")
+    torch.save(torch.rand(32, 64), tmp_path / "batch.pt")
+    argv = ["train-rewrite", str(model_py), "--checkpoint", str(tmp_path / "ckpt.pt")]
+    argv += ["--exclude", "4", "--init", "data", "--data", str(tmp_path / "batch.pt")]
+    argv += ["-o", str(tmp_path / "out.pt"), "--json", str(tmp_path / "r.json")]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    sites = {s["name"]: s for s in report["sites"]}
+    assert sites["4.weight"]["reason"] == "excluded (4)"
+    assert sites["0.weight"]["init"] == "data, v rescaled"
+    assert "4.weight" in torch.load(tmp_path / "out.pt", weights_only=True)
+
+
+def test_failed_equivalence_exits_1_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model whose outputs are not reproducible fails the check: exit 1, no output file."""
+    model_py = tmp_path / "noisy.py"
+    model_py.write_text(NOISY)
+    assert main(["train-rewrite", str(model_py)]) == 1
+    assert "NOT EQUIVALENT" in capsys.readouterr().out
+    assert not (tmp_path / "noisy.wn.pt").exists()
+
+
+def test_inspect_model_py_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """inspect on a model.py prints the plan and writes no file."""
+    model_py = _copy(tmp_path, "transformer")
+    assert main(["inspect", str(model_py), "--json", str(tmp_path / "r.json")]) == 0
+    assert "would apply weight norm to 5 of 14 parameters" in capsys.readouterr().out
+    sites = {s["name"]: s for s in json.loads((tmp_path / "r.json").read_text())["sites"]}
+    assert sites["attn.in_proj_weight"]["status"] == "planned"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "transformer.py"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train-rewrite", "{tmp}/missing.py"], "missing.py: no such file"),
+        (["train-rewrite", "{tmp}/broken.py"], "syntax error"),
+        (["train-rewrite", "{model}", "--factory", "nope"], "no factory nope()"),
+        (["inspect", "{tmp}/raises.py"], "build_model() raised RuntimeError: boom"),
+        (["train-rewrite", "{model}", "-o", "{model}"], "would overwrite the input"),
+        (["train-rewrite", "{model}", "--checkpoint", "{tmp}/none.pt"], "no such checkpoint"),
+        (["train-rewrite", "{model}", "--checkpoint", "{tmp}/broken.py"], "cannot load"),
+        (["train-rewrite", "{model}", "--data", "{tmp}/x.pt"], "--data is the batch for"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    """Broken model.py, factory, output or checkpoint: one line on stderr, exit 2."""
+    model = _copy(tmp_path, "mlp")
+    (tmp_path / "broken.py").write_text("def build_model(:\n")
+    (tmp_path / "raises.py").write_text("def build_model():\n    raise RuntimeError('boom')\n")
+    argv = [a.format(tmp=tmp_path, model=model) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,96 @@
+"""Data-dependent init: every weight-normed layer starts at mean 0, std 1 per unit on the batch."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrizations
+
+from tests.fx.helpers import plain, rel_error
+from wnpass.fx import apply_weight_norm, data_init
+
+# data init computes mu and sigma in float64 from float32 outputs; the layer then recomputes its
+# output in float32, so the normalized pre-activations are exact up to float32 rounding of sums
+# over the batch: 1e-4 is ~100x that, and an unnormalized layer is off by order 1.
+STAT_ATOL = 1e-4
+
+
+def _pre_activations(model: nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+    outputs: dict[str, torch.Tensor] = {}
+    handles = [
+        module.register_forward_hook(lambda m, a, o, n=name: outputs.__setitem__(n, o))
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear | nn.Conv2d | nn.ConvTranspose1d)
+    ]
+    with torch.no_grad():
+        model.eval()(batch)
+    for handle in handles:
+        handle.remove()
+    return outputs
+
+
+def _check_normalized(
+    outputs: dict[str, torch.Tensor], scale_only: frozenset[str] = frozenset()
+) -> None:
+    for name, out in outputs.items():
+        axis = -1 if out.dim() == 2 else 1
+        dims = [d for d in range(out.dim()) if d != axis % out.dim()]
+        mean, std = out.mean(dim=dims), out.std(dim=dims, unbiased=False)
+        if name not in scale_only:  # without a bias only the scale can be set
+            assert torch.allclose(mean, torch.zeros_like(mean), atol=STAT_ATOL), name
+        assert torch.allclose(std, torch.ones_like(std), atol=STAT_ATOL), name
+
+
+def test_every_layer_of_a_resnet_is_normalized_in_forward_order() -> None:
+    """ResNet convs and head: per-unit mean ~0, std ~1 on the init batch (BN after convs)."""
+    model, _ = plain("resnet")
+    batch = 16 * torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    report = apply_weight_norm(model, (batch,), init="data")
+    inits = {s.name: s.init or "" for s in report.sites if s.status == "applied"}
+    assert inits["head.weight"] == "data, v rescaled"
+    scale_only = {n.removesuffix(".weight") for n, init in inits.items() if "scale only" in init}
+    assert len(scale_only) == len(inits) - 1  # the convs have no bias (BatchNorm follows)
+    _check_normalized(_pre_activations(model, batch), frozenset(scale_only))
+
+
+def test_not_initialized_model_is_not_normalized() -> None:
+    """Negative case: the same check fails on the plain model."""
+    model, _ = plain("mlp")
+    batch = 16 * torch.rand(64, 64, generator=torch.Generator().manual_seed(0))
+    outputs = _pre_activations(model, batch)
+    try:
+        _check_normalized(outputs)
+    except AssertionError:
+        return
+    raise AssertionError("a plain model passed the normalization check")
+
+
+def test_rescale_sets_norm_v_to_g_and_keeps_outputs() -> None:
+    """rescale=True: ||v|| = g per unit, and outputs equal the unrescaled init's."""
+    batch = torch.randn(32, 5, generator=torch.Generator().manual_seed(0))
+    models = []
+    for rescale in (False, True):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
+        apply_weight_norm(model)
+        data_init(model, batch, rescale=rescale, generator=torch.Generator().manual_seed(1))
+        models.append(model)
+    first = models[1][0].parametrizations.weight
+    norms = torch.linalg.vector_norm(first.original1, dim=1, keepdim=True)
+    assert torch.allclose(norms, first.original0, rtol=1e-5)
+    unscaled = models[0][0].parametrizations.weight
+    ratio = unscaled.original0 / torch.linalg.vector_norm(unscaled.original1, dim=1, keepdim=True)
+    assert float(ratio.detach().max()) > 2  # without the rescale g/||v|| is far from 1
+    with torch.no_grad():
+        assert rel_error(models[1](batch), models[0](batch)) < 1e-5
+
+
+def test_standalone_on_pytorch_weight_norm_and_reasons_for_the_rest() -> None:
+    """data_init works on layers normed by PyTorch's API; dim=0 ConvTranspose is kept."""
+    model = nn.Sequential(
+        parametrizations.weight_norm(nn.Conv1d(2, 4, 3)),
+        parametrizations.weight_norm(nn.ConvTranspose1d(4, 3, 3), dim=0),
+    )
+    report = data_init(model, torch.randn(16, 2, 10))
+    assert report.initialized == ["0.weight"]
+    assert "not per output unit" in report.kept["1.weight"]

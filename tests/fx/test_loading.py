@@ -1,0 +1,62 @@
+"""model.py loading: the model and its inputs, and one clear error per way it can fail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from torch import nn
+
+from tests.fx.helpers import PLAIN
+from wnpass.fx import load_model_py
+from wnpass.fx.errors import (
+    FactoryFailedError,
+    FactoryNotFoundError,
+    ModelFileNotFoundError,
+    ModelImportError,
+    ModelSyntaxError,
+    NotAModuleError,
+)
+
+
+def test_loads_model_and_example_inputs() -> None:
+    """build_model() and example_inputs() of a plain example model."""
+    model, inputs = load_model_py(PLAIN / "mlp.py")
+    assert isinstance(model, nn.Module) and inputs is not None and inputs[0].shape == (4, 64)
+
+
+def test_factory_by_name_and_no_inputs(tmp_path: Path) -> None:
+    """--factory picks another function; a file without example_inputs() gives None."""
+    path = tmp_path / "m.py"
+    path.write_text("import torch\ndef make():\n    return torch.nn.Linear(2, 3)\n")
+    model, inputs = load_model_py(path, "make")
+    assert isinstance(model, nn.Linear) and inputs is None
+
+
+@pytest.mark.parametrize(
+    ("source", "factory", "error", "message"),
+    [
+        (None, None, ModelFileNotFoundError, "no such file"),
+        ("def build_model(:\n", None, ModelSyntaxError, "m.py:1: syntax error"),
+        ("import no_such_module_xyz\n", None, ModelImportError, "ModuleNotFoundError"),
+        ("def build():\n    pass\n", None, FactoryNotFoundError, "no factory build_model()"),
+        ("def build_model():\n    pass\n", "other", FactoryNotFoundError, "no factory other()"),
+        ("def build_model():\n    raise ValueError('bad size')\n", None, FactoryFailedError,
+         "build_model() raised ValueError: bad size"),
+        ("def build_model():\n    return 3\n", None, NotAModuleError, "returned int"),
+        ("import torch\ndef build_model():\n    return torch.nn.Linear(1, 1)\n"
+         "def example_inputs():\n    raise KeyError('x')\n", None, FactoryFailedError,
+         "example_inputs() raised KeyError"),
+    ],
+)  # fmt: skip
+def test_broken_model_py_says_which_step(
+    tmp_path: Path, source: str | None, factory: str | None, error: type, message: str
+) -> None:
+    """Each failure raises its own error type with a one-line message naming the step."""
+    path = tmp_path / "m.py"
+    if source is not None:
+        path.write_text(source)
+    with pytest.raises(error) as caught:
+        load_model_py(path, factory)
+    text = str(caught.value)
+    assert message in text and "\n" not in text

@@ -1,0 +1,68 @@
+"""Weight-normed RNNs compute each weight once per forward; results match PyTorch's wrapping."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import pickle
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrizations
+
+from wnpass.fx import apply_weight_norm
+
+
+def _count_norm_calls(lstm: nn.LSTM, x: torch.Tensor) -> int:
+    calls = [0]
+
+    def hook(*_: object) -> None:
+        calls[0] += 1
+
+    handles = [p[0].register_forward_hook(hook) for p in lstm.parametrizations.values()]
+    lstm(x)[0].sum().backward()
+    for handle in handles:
+        handle.remove()
+    return calls[0]
+
+
+def _models() -> tuple[nn.LSTM, nn.LSTM]:
+    torch.manual_seed(0)
+    hand = nn.LSTM(4, 8, num_layers=2)
+    ours = copy.deepcopy(hand)
+    for name in ("weight_ih_l0", "weight_hh_l0", "weight_ih_l1", "weight_hh_l1"):
+        parametrizations.weight_norm(hand, name=name)
+    apply_weight_norm(nn.Sequential(ours))
+    return hand, ours
+
+
+def test_each_weight_once_per_forward() -> None:
+    """4 weight-norm forwards per LSTM forward with wnpass; PyTorch's wrapping runs more."""
+    hand, ours = _models()
+    x = torch.randn(5, 2, 4)
+    assert _count_norm_calls(ours, x) == 4
+    assert _count_norm_calls(hand, x) > 4  # 10 with torch 2.13
+
+
+def test_same_outputs_and_gradients_as_pytorchs_wrapping() -> None:
+    """The cache changes nothing numerically: outputs and gradients equal bit for bit."""
+    hand, ours = _models()
+    x = torch.randn(5, 2, 4)
+    out_hand, out_ours = hand(x)[0], ours(x)[0]
+    assert torch.equal(out_hand, out_ours)
+    out_hand.square().sum().backward()
+    out_ours.square().sum().backward()
+    g_hand = hand.parametrizations.weight_hh_l1.original1.grad
+    g_ours = ours.parametrizations.weight_hh_l1.original1.grad
+    assert g_hand is not None and g_ours is not None and torch.equal(g_hand, g_ours)
+
+
+def test_cache_is_left_off_after_an_error_and_survives_pickle() -> None:
+    """A forward that raises does not leave caching on; the hooks pickle and deepcopy."""
+    _, ours = _models()
+    with contextlib.suppress(RuntimeError):
+        ours(torch.randn(5, 2, 3))  # wrong input size
+    assert torch.nn.utils.parametrize._cache_enabled == 0
+    clone = pickle.loads(pickle.dumps(ours))
+    x = torch.randn(5, 2, 4)
+    assert _count_norm_calls(clone, x) == 4 and torch.equal(clone(x)[0], ours(x)[0])

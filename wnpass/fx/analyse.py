@@ -1,0 +1,170 @@
+"""Plan weight norm per parameter: which op uses it, at which axis, or why it is left alone.
+
+Pure analysis: the model is not changed. Layers already weight-normed (either PyTorch API) become
+"already" sites; tied weights (one tensor under several names, or used by several ops) are
+skipped, never untied; ``include``/``exclude`` patterns match the parameter name, its module's
+name or the op (``fnmatch`` style), and classes match the owning module by ``isinstance``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import torch.nn.utils.parametrize as parametrize
+from torch import nn
+from torch.nn.utils.parametrizations import _WeightNorm
+
+from wnpass.fx.axes import DimPolicy, Use
+from wnpass.fx.report import ParamSite
+from wnpass.fx.trace import find_uses
+
+__all__ = ["Pattern", "analyse_sites", "owner_of"]
+
+logger = logging.getLogger(__name__)
+
+Pattern = str | type[nn.Module]
+
+
+def owner_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """The module holding parameter ``name``, and its attribute name there."""
+    prefix, _, leaf = name.rpartition(".")
+    return (model.get_submodule(prefix) if prefix else model), leaf
+
+
+def _as_patterns(value: Pattern | Sequence[Pattern] | None) -> list[Pattern]:
+    if value is None:
+        return []
+    if isinstance(value, str | type):
+        return [value]
+    return list(value)
+
+
+def _matches(model: nn.Module, site: ParamSite, patterns: list[Pattern]) -> Pattern | None:
+    owner, _ = owner_of(model, site.name)
+    module_name = site.name.rpartition(".")[0]
+    for pattern in patterns:
+        if isinstance(pattern, type):
+            if isinstance(owner, pattern):
+                return pattern
+        elif any(fnmatch.fnmatchcase(text, pattern) for text in (site.name, module_name, site.op)):
+            return pattern
+    return None
+
+
+def _pattern_text(pattern: Pattern) -> str:
+    return pattern.__name__ if isinstance(pattern, type) else pattern
+
+
+def _already(model: nn.Module) -> tuple[dict[str, ParamSite], dict[str, str]]:
+    """Sites of weights normed before, keyed by their first covered parameter; covered -> site."""
+    sites: dict[str, ParamSite] = {}
+    covered: dict[str, str] = {}
+    for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
+        op = parametrize.type_before_parametrizations(module).__name__
+        if parametrize.is_parametrized(module):
+            for tensor_name, plist in module.parametrizations.items():
+                norms = [p for p in plist if isinstance(p, _WeightNorm)]
+                base = f"{prefix}parametrizations.{tensor_name}."
+                originals = [base + local for local, _ in plist.named_parameters()]
+                v = getattr(plist, "original1", getattr(plist, "original", None))
+                shape = list(v.shape) if v is not None else []
+                if norms:
+                    axis = None if norms[0].dim == -1 else norms[0].dim
+                    status, reason = "already", "parametrizations.weight_norm"
+                else:
+                    axis, status = None, "skipped"
+                    reason = f"already parametrized ({type(plist[0]).__name__})"
+                site = ParamSite(prefix + tensor_name, op, shape, axis, status, reason)
+                for original in originals:
+                    covered[original] = site.name
+                if originals:
+                    sites[originals[0]] = site
+        for hook in module._forward_pre_hooks.values():
+            if type(hook).__name__ != "WeightNorm" or not hasattr(hook, "name"):
+                continue
+            g_name, v_name = f"{prefix}{hook.name}_g", f"{prefix}{hook.name}_v"
+            v = getattr(module, f"{hook.name}_v")
+            axis = None if hook.dim == -1 else hook.dim
+            reason = "legacy weight_norm hook"
+            site = ParamSite(prefix + hook.name, op, list(v.shape), axis, "already", reason)
+            covered[g_name] = covered[v_name] = site.name
+            sites[g_name] = site
+    return sites, covered
+
+
+def _decide(name: str, ndim: int, uses: list[Use], aliases: list[str], mode: str) -> ParamSite:
+    ops = ", ".join(dict.fromkeys(use.op for use in uses)) or "-"
+    site = ParamSite(name, ops, [], None, "skipped")
+    if len(aliases) > 1:
+        others = ", ".join(a for a in aliases if a != name)
+        site.reason = f"tied weight (also {others}): one weight norm would untie it"
+        return site
+    if not uses:
+        site.reason = (
+            "not part of a known layer (traced by module types only)"
+            if mode == "module types"
+            else "not used in the traced forward"
+        )
+        return site
+    reasons = list(dict.fromkeys(use.reason for use in uses if use.reason))
+    if reasons:
+        site.reason = "; ".join(reasons)
+        return site
+    consumers = sorted({use.consumer for use in uses})
+    axes = {use.axis for use in uses}
+    if len(axes) > 1:
+        site.reason = f"used at different unit axes {sorted(a for a in axes if a is not None)}"
+        return site
+    if ndim < 2:
+        site.reason = "1-D parameter (a scale or shift)"
+        return site
+    site.axis, site.status = axes.pop(), "planned"
+    logger.debug("%s: %s axis %s (%d uses by %s)", name, ops, site.axis, len(uses), consumers)
+    return site
+
+
+def analyse_sites(
+    model: nn.Module,
+    example_inputs: tuple[Any, ...] | None = None,
+    *,
+    include: Pattern | Sequence[Pattern] | None = None,
+    exclude: Pattern | Sequence[Pattern] | None = None,
+    dim_policy: DimPolicy = "unit",
+    embeddings: bool = False,
+) -> tuple[list[ParamSite], str, str | None]:
+    """The plan for every parameter; the tracer used; a note when tracing fell back."""
+    if dim_policy not in ("unit", "torch"):
+        raise ValueError(f"dim_policy must be 'unit' or 'torch', not {dim_policy!r}")
+    already, covered = _already(model)
+    aliases: dict[int, list[str]] = defaultdict(list)
+    canonical: dict[str, str] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        aliases[id(param)].append(name)
+        canonical[name] = aliases[id(param)][0]
+    uses, mode, note = find_uses(model, example_inputs, dim_policy, embeddings)
+    by_param: dict[str, list[Use]] = defaultdict(list)
+    for use in uses:
+        key = canonical.get(use.param, use.param)
+        if use not in by_param[key]:
+            by_param[key].append(use)
+    includes, excludes = _as_patterns(include), _as_patterns(exclude)
+    sites: list[ParamSite] = []
+    for name, param in model.named_parameters():
+        if name in covered:
+            if name in already:
+                sites.append(already[name])
+            continue
+        site = _decide(name, param.dim(), by_param[name], aliases[id(param)], mode)
+        site.shape = list(param.shape)
+        if site.status == "planned":
+            if (hit := _matches(model, site, excludes)) is not None:
+                site.status, site.reason = "skipped", f"excluded ({_pattern_text(hit)})"
+            elif includes and _matches(model, site, includes) is None:
+                site.status, site.reason = "skipped", "not included"
+        sites.append(site)
+    return sites, mode, note

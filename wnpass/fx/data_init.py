@@ -1,0 +1,191 @@
+"""The paper's data-dependent initialization of weight-normed layers (Salimans & Kingma, 2016).
+
+For each weight-normed Linear / Conv / ConvTranspose layer whose ``g`` is per output unit: draw
+``v ~ N(0, 0.05^2)`` (``redraw=True``), set ``g = 1`` and ``b = 0``, feed one batch through the
+network, and at each layer, in forward order, compute the pre-activation ``t = v . x / ||v||``,
+its per-unit mean ``mu`` and standard deviation ``sigma`` over the batch (and positions), and set
+``g = 1/sigma``, ``b = -mu/sigma``. A forward hook does this the moment the layer runs and returns
+the layer's recomputed output, so every later layer sees initialized inputs: one pass, in order.
+
+``rescale=True`` (the default) then sets ``v <- v * g/||v||`` per unit, so ``||v|| = g``: ``w``
+and the outputs are unchanged, but the gradient step on ``w`` scales with ``(g/||v||)^2``, which
+after the paper's init is ~400 in a small CNN's first layer; plain SGD then diverges, and with the
+rescale SGD sees plain-sized steps (see docs/train.md for the measured effect).
+
+Layers whose ``g`` is not per output unit (RNNs, attention, embeddings, ConvTranspose with
+``dim=0``, ``dim=None``), functional uses and the legacy hook keep their values, with a reason.
+The batch runs in eval mode (dropout off) under ``torch.no_grad``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import torch
+import torch.nn.utils.parametrize as parametrize
+from torch import nn
+from torch.nn.utils.parametrizations import _WeightNorm
+
+from wnpass.fx.loading import as_inputs
+
+__all__ = ["DATA_INIT_EPS", "V_INIT_STD", "DataInitReport", "data_init"]
+
+logger = logging.getLogger(__name__)
+
+V_INIT_STD = 0.05  # the paper's v ~ N(0, 0.05^2)
+# Added to sigma: a unit that is constant on the batch (sigma = 0, e.g. a dead ReLU input)
+# would otherwise get g = inf. 1e-6 is far below any real pre-activation spread in fp32.
+DATA_INIT_EPS = 1e-6
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+@dataclasses.dataclass
+class DataInitReport:
+    """Which weights were data-initialized, and why the others were not."""
+
+    initialized: list[str] = dataclasses.field(default_factory=list)
+    kept: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> reason
+    rescaled: bool = True
+
+    def __bool__(self) -> bool:
+        return bool(self.initialized)
+
+
+def _plist(module: nn.Module, name: str = "weight") -> Any:
+    """The ParametrizationList of ``module.<name>`` (typed loosely: nn.Module's __getattr__)."""
+    return module.parametrizations[name]  # type: ignore[index]
+
+
+def _weight_norm_of(module: nn.Module) -> _WeightNorm | None:
+    if not parametrize.is_parametrized(module, "weight"):
+        return None
+    found = [p for p in _plist(module) if isinstance(p, _WeightNorm)]
+    return found[0] if len(found) == 1 and len(_plist(module)) == 1 else None
+
+
+def _why_not(module: nn.Module, norm: _WeightNorm) -> str | None:
+    """None when ``module`` can be data-initialized; else the reason."""
+    if isinstance(module, (nn.Linear, *_CONV)):
+        unit = 0
+    elif isinstance(module, _CONV_T):
+        if module.groups > 1:
+            return "grouped transposed convolution: g is not per output unit"
+        unit = 1
+    else:
+        return f"{type(module).__name__}: pre-activations are not the module's output"
+    if norm.dim != unit:
+        return f"g is per axis {norm.dim}, not per output unit (axis {unit})"
+    return None
+
+
+def _candidates(model: nn.Module, report: DataInitReport) -> dict[nn.Module, tuple[str, int]]:
+    """Modules to initialize -> (name, unit axis of their output)."""
+    targets: dict[nn.Module, tuple[str, int]] = {}
+    for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
+        for hook in module._forward_pre_hooks.values():
+            if type(hook).__name__ == "WeightNorm":
+                report.kept[prefix + hook.name] = "legacy weight_norm hook: not re-initialized"
+        if not parametrize.is_parametrized(module):
+            continue
+        for tensor_name in module.parametrizations:
+            norm = _weight_norm_of(module) if tensor_name == "weight" else None
+            if norm is None:
+                if any(isinstance(p, _WeightNorm) for p in _plist(module, tensor_name)):
+                    report.kept[prefix + tensor_name] = "not a layer's weight"
+                continue
+            reason = _why_not(module, norm)
+            if reason is not None:
+                report.kept[prefix + tensor_name] = reason
+                continue
+            output_axis = -1 if isinstance(module, nn.Linear) else 1
+            targets[module] = (prefix + "weight", output_axis)
+    return targets
+
+
+def _unit_shape(tensor: torch.Tensor, axis: int) -> list[int]:
+    shape = [1] * tensor.dim()
+    shape[axis] = tensor.shape[axis]
+    return shape
+
+
+def _reduce_dims(ndim: int, axis: int) -> list[int]:
+    axis %= ndim
+    return [d for d in range(ndim) if d != axis]
+
+
+@torch.no_grad()
+def _initialize(module: nn.Module, output: torch.Tensor, output_axis: int, rescale: bool) -> None:
+    originals = _plist(module)
+    g, v = originals.original0, originals.original1
+    norm: _WeightNorm = originals[0]
+    t = output.double()
+    dims = _reduce_dims(t.dim(), output_axis)
+    mu = t.mean(dim=dims)
+    sigma = t.std(dim=dims, unbiased=False) + DATA_INIT_EPS
+    g.copy_((1.0 / sigma).reshape(g.shape).to(g.dtype))
+    bias = getattr(module, "bias", None)
+    if isinstance(bias, torch.Tensor):
+        bias.copy_((-mu / sigma).to(bias.dtype))
+    if rescale:
+        v_dims = _reduce_dims(v.dim(), norm.dim)
+        v_norm = torch.linalg.vector_norm(v.double(), dim=v_dims, keepdim=True)
+        v.copy_((v.double() * (g.double().reshape(_unit_shape(v, norm.dim)) / v_norm)).to(v.dtype))
+
+
+def data_init(
+    model: nn.Module,
+    batch: Any,
+    *,
+    rescale: bool = True,
+    redraw: bool = True,
+    std: float = V_INIT_STD,
+    generator: torch.Generator | None = None,
+) -> DataInitReport:
+    """Data-dependent init of every weight-normed layer of ``model`` on ``batch``, in place."""
+    inputs = as_inputs(batch)
+    report = DataInitReport(rescaled=rescale)
+    targets = _candidates(model, report)
+    with torch.no_grad():
+        for module in targets:
+            originals = _plist(module)
+            if redraw:
+                v = originals.original1
+                v.copy_(torch.randn(v.shape, generator=generator, dtype=v.dtype).to(v.device) * std)
+            originals.original0.fill_(1.0)
+            bias = getattr(module, "bias", None)
+            if isinstance(bias, torch.Tensor):
+                bias.zero_()
+    done: set[nn.Module] = set()
+
+    def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+        if module in done or not isinstance(output, torch.Tensor):
+            return None
+        done.add(module)
+        name, axis = targets[module]
+        _initialize(module, output, axis, rescale)
+        report.initialized.append(name)
+        logger.debug("data init %s", name)
+        return module.forward(*args)
+
+    handles = [m.register_forward_hook(hook) for m in targets]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    for module, (name, _) in targets.items():
+        if module not in done:
+            report.kept[name] = "not called on the batch"
+    logger.info(
+        "data init: %d layers initialized, %d kept", len(report.initialized), len(report.kept)
+    )
+    return report

@@ -1,0 +1,109 @@
+"""Load a model from a ``model.py``: ``build_model()`` (or ``--factory``) and ``example_inputs()``.
+
+The convention (DESIGN.md): the file defines a factory returning an ``nn.Module`` and, optionally,
+``example_inputs()`` returning a tuple of tensors. A factory named ``X_large`` pairs with
+``example_inputs_large()`` when the file has one. Every way this can go wrong raises a
+:class:`~wnpass.fx.errors.ModelPyError` subclass whose one-line message names the step.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import nn
+
+from wnpass.fx.errors import (
+    FactoryFailedError,
+    FactoryNotFoundError,
+    ModelFileNotFoundError,
+    ModelImportError,
+    ModelSyntaxError,
+    NotAModuleError,
+)
+
+__all__ = ["DEFAULT_FACTORY", "as_inputs", "load_model_py"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FACTORY = "build_model"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def _exec_module(path: Path) -> ModuleType:
+    try:
+        source = path.read_text()
+    except OSError as error:
+        raise ModelFileNotFoundError(f"{path}: cannot read: {error.strerror}") from None
+    try:
+        code = compile(source, str(path), "exec")
+    except SyntaxError as error:
+        raise ModelSyntaxError(f"{path}:{error.lineno}: syntax error: {error.msg}") from None
+    name = f"wnpass_model_{path.stem}_{abs(hash(path.resolve()))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look their module up here
+    try:
+        exec(code, module.__dict__)
+    except Exception as error:
+        sys.modules.pop(name, None)
+        raise ModelImportError(f"{path}: running the file raised {_first_line(error)}") from None
+    return module
+
+
+def as_inputs(value: Any) -> tuple[Any, ...]:
+    """A batch as a tuple of positional inputs: a single tensor becomes a 1-tuple."""
+    if isinstance(value, torch.Tensor):
+        return (value,)
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    raise TypeError(f"expected a tensor or a tuple of tensors, got {type(value).__name__}")
+
+
+def load_model_py(
+    path: str | Path, factory: str | None = None
+) -> tuple[nn.Module, tuple[Any, ...] | None]:
+    """The model a ``model.py`` builds, and its example inputs (None when it defines none)."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "no such file"
+        raise ModelFileNotFoundError(f"{path}: {what}")
+    module = _exec_module(path)
+    name = factory or DEFAULT_FACTORY
+    build = getattr(module, name, None)
+    if not callable(build):
+        found = sorted(n for n, v in vars(module).items() if callable(v) and n.startswith("build"))
+        hint = f"; it has {', '.join(found)}" if found else ""
+        raise FactoryNotFoundError(
+            f"{path}: defines no factory {name}() (give --factory NAME){hint}"
+        )
+    try:
+        model = build()
+    except Exception as error:
+        raise FactoryFailedError(f"{path}: {name}() raised {_first_line(error)}") from None
+    if not isinstance(model, nn.Module):
+        raise NotAModuleError(
+            f"{path}: {name}() returned {type(model).__name__}, not a torch.nn.Module"
+        )
+    inputs_name = "example_inputs"
+    if name.endswith("_large") and callable(getattr(module, "example_inputs_large", None)):
+        inputs_name = "example_inputs_large"
+    make_inputs = getattr(module, inputs_name, None)
+    if not callable(make_inputs):
+        logger.info("%s defines no %s(): no equivalence check possible", path, inputs_name)
+        return model, None
+    try:
+        inputs = as_inputs(make_inputs())
+    except Exception as error:
+        raise FactoryFailedError(f"{path}: {inputs_name}() raised {_first_line(error)}") from None
+    return model, inputs

@@ -1,0 +1,54 @@
+"""Compute each weight-normed RNN weight once per forward instead of once per read.
+
+``nn.RNNBase.forward`` re-reads its flat weights several times per call (``_update_flat_weights``
+compares them to weak references, then rebuilds the list), and with
+``torch.nn.utils.parametrize`` every read recomputes ``g * v / ||v||``: measured with torch 2.13,
+a 2-layer ``nn.LSTM`` with its 4 weights weight-normed runs the weight-norm forward 10 times per
+model forward. Two hooks put the module's forward inside PyTorch's own
+``parametrize.cached()`` scope (entered by a forward pre-hook, left by an always-called forward
+hook, so an exception cannot leave the cache on): each weight is computed once per forward and
+the autograd graph is the same. After the forward the hook also drops the computed weights that
+``RNNBase`` keeps in ``_flat_weights`` (non-leaf tensors, which make ``copy.deepcopy`` of a
+weight-normed RNN fail after its first forward; the next forward rebuilds them). State-dict
+keys, pickling and ``remove_parametrizations`` are
+untouched; the hooks are module-level functions, so deepcopy and pickle keep working.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch.nn.utils.parametrize as parametrize
+from torch import nn
+
+__all__ = ["has_rnn_cache", "install_rnn_cache"]
+
+logger = logging.getLogger(__name__)
+
+
+def _enter_cache(module: nn.Module, args: Any) -> None:
+    parametrize._cache_enabled += 1
+
+
+def _leave_cache(module: nn.Module, args: Any, output: Any) -> None:
+    parametrize._cache_enabled -= 1
+    if not parametrize._cache_enabled:
+        parametrize._cache = {}
+    flat: list[Any] | None = module.__dict__.get("_flat_weights")
+    if flat is not None:  # drop computed (non-leaf) weights: the next forward rebuilds them
+        module.__dict__["_flat_weights"] = [w if w is None or w.is_leaf else None for w in flat]
+
+
+def has_rnn_cache(module: nn.Module) -> bool:
+    return any(hook is _enter_cache for hook in module._forward_pre_hooks.values())
+
+
+def install_rnn_cache(module: nn.Module) -> bool:
+    """Install the caching hooks on ``module`` once; True when they were added now."""
+    if has_rnn_cache(module):
+        return False
+    module.register_forward_pre_hook(_enter_cache)
+    module.register_forward_hook(_leave_cache, always_call=True)
+    logger.debug("parametrization cache hooks on %s", type(module).__name__)
+    return True

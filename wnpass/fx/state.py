@@ -1,0 +1,116 @@
+"""Load a state dict whatever weight-norm form it was saved in: plain, legacy or parametrized.
+
+Key forms for a weight ``W`` of module ``m``:
+
+- parametrized (``torch.nn.utils.parametrizations.weight_norm``, wnpass):
+  ``m.parametrizations.W.original0`` (``g``) and ``m.parametrizations.W.original1`` (``v``)
+- legacy (``torch.nn.utils.weight_norm``): ``m.W_g`` and ``m.W_v``
+- plain: ``m.W``
+
+:func:`load_state_dict_any` renames or converts each entry to the form the model has: legacy and
+parametrized keys are renamed into each other (same tensors); a plain ``W`` loads into a
+weight-normed model as ``g = ||W||``, ``v = W`` (PyTorch's own ``right_inverse``); ``g``/``v``
+load into a plain model as ``W = g * v / ||v||``, computed in float64 and rounded once, with the
+axis read from ``g``'s shape (the axis where ``g`` is not 1; none: the whole tensor).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.utils.parametrize as parametrize
+from torch import nn
+
+__all__ = ["convert_state_dict", "load_state_dict_any"]
+
+logger = logging.getLogger(__name__)
+
+_NEW_G, _NEW_V = ".original0", ".original1"
+
+
+def _split(key: str) -> tuple[str, str]:
+    prefix, _, leaf = key.rpartition(".")
+    return (prefix + "." if prefix else ""), leaf
+
+
+def _new_keys(key: str) -> tuple[str, str]:
+    prefix, leaf = _split(key)
+    base = f"{prefix}parametrizations.{leaf}"
+    return base + _NEW_G, base + _NEW_V
+
+
+def _legacy_keys(key: str) -> tuple[str, str]:
+    return key + "_g", key + "_v"
+
+
+def _weight_from(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    kept = [axis for axis, size in enumerate(g.shape) if size != 1]
+    dims = [d for d in range(v.dim()) if d not in kept] if len(kept) == 1 else list(range(v.dim()))
+    v64 = v.double()
+    norm = torch.linalg.vector_norm(v64, dim=dims, keepdim=True) if dims else v64.abs()
+    return (v64 * (g.double().reshape(norm.shape) / norm)).to(v.dtype)
+
+
+def _plain_names(state: Mapping[str, Any]) -> set[str]:
+    """Weight names ``m.W`` that a state dict stores as g/v (either form)."""
+    names = set()
+    for key in state:
+        if key.endswith(_NEW_G) and ".parametrizations." in key:
+            prefix, _, rest = key.rpartition(".parametrizations.")
+            names.add(f"{prefix}.{rest[: -len(_NEW_G)]}" if prefix else rest[: -len(_NEW_G)])
+        elif key.endswith("_g") and key[:-2] + "_v" in state:
+            names.add(key[:-2])
+    return names
+
+
+def _get_pair(state: Mapping[str, Any], name: str) -> tuple[Any, Any] | None:
+    for g_key, v_key in (_new_keys(name), _legacy_keys(name)):
+        if g_key in state and v_key in state:
+            return state[g_key], state[v_key]
+    return None
+
+
+def convert_state_dict(model: nn.Module, state: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` with its weight-norm entries in the form ``model`` uses."""
+    wanted = set(model.state_dict().keys())
+    out = dict(state)
+    for name in _plain_names(state):
+        pair = _get_pair(state, name)
+        if pair is None:
+            continue
+        for key in (*_new_keys(name), *_legacy_keys(name)):
+            out.pop(key, None)
+        g, v = pair
+        new_g, new_v = _new_keys(name)
+        old_g, old_v = _legacy_keys(name)
+        if new_g in wanted:
+            out[new_g], out[new_v] = g, v
+        elif old_g in wanted:
+            out[old_g], out[old_v] = g, v
+        else:  # the model holds a plain weight
+            out[name] = _weight_from(g, v)
+            logger.debug("%s: g/v folded into a plain weight", name)
+    for key in list(out):
+        new_g, new_v = _new_keys(key)
+        if key in wanted or new_g not in wanted:
+            continue
+        prefix, leaf = _split(key)
+        module = model.get_submodule(prefix[:-1]) if prefix else model
+        plists: Any = getattr(module, "parametrizations", {})
+        plist: Any = plists[leaf] if parametrize.is_parametrized(module, leaf) else ()
+        if len(plist) != 1:
+            continue
+        g, v = plist[0].right_inverse(out.pop(key))
+        out[new_g], out[new_v] = g, v
+        logger.debug("%s: plain weight split into g/v", key)
+    return out
+
+
+def load_state_dict_any(
+    model: nn.Module, state_dict: Mapping[str, Any], *, strict: bool = True
+) -> Any:
+    """``model.load_state_dict`` after :func:`convert_state_dict`; returns its result."""
+    return model.load_state_dict(convert_state_dict(model, state_dict), strict=strict)
