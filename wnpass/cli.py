@@ -173,7 +173,7 @@ def _parse_dynamic(items: list[str] | None) -> dict[str, dict[int, str]] | None:
 
 
 def _print_export(console: Console, report: Any) -> None:
-    from wnpass.verify.report import COMPARISON_COLUMNS
+    from wnpass.verify.report import COMPARISON_COLUMNS, comparison_row
 
     torch_fold = report.torch_fold
     if torch_fold is not None:
@@ -185,22 +185,11 @@ def _print_export(console: Console, report: Any) -> None:
         )
     else:
         console.print("every weight is an initializer named after its PyTorch parameter")
-    rows = []
-    for provider, comparisons in report.comparisons.items():
-        for c in comparisons:
-            shape = "x".join(map(str, c.shape)) if c.shape else "-"
-            rows.append(
-                (
-                    provider,
-                    c.name,
-                    shape,
-                    f"{c.max_abs:.3g}",
-                    f"{c.max_rel:.3g}",
-                    f"{c.outside}/{c.total}",
-                    f"rtol={c.rtol:g} atol={c.atol:g}",
-                    "ok" if c.passed else "FAIL",
-                )
-            )
+    rows = [
+        comparison_row(provider, c)
+        for provider, comparisons in report.comparisons.items()
+        for c in comparisons
+    ]
     if rows:
         console.print(table("ONNX Runtime vs PyTorch", COMPARISON_COLUMNS, rows))
     for provider, stats in report.latency.items():

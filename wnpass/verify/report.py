@@ -9,7 +9,14 @@ from typing import Any
 from wnpass.report import write_json
 from wnpass.verify.compare import OutputComparison
 
-__all__ = ["CheckReport", "LatencyStats", "ProviderRun", "comparison_rows", "latency_rows"]
+__all__ = [
+    "CheckReport",
+    "LatencyStats",
+    "ProviderRun",
+    "comparison_row",
+    "comparison_rows",
+    "latency_rows",
+]
 
 
 @dataclasses.dataclass
@@ -124,28 +131,26 @@ LATENCY_COLUMNS = (
 )
 
 
+def comparison_row(where: str, c: OutputComparison) -> tuple[str, ...]:
+    """One output's comparison in the columns of ``COMPARISON_COLUMNS``."""
+    shape = "x".join(map(str, c.shape)) if c.shape else "-"
+    return (
+        where,
+        c.name,
+        shape,
+        f"{c.max_abs:.3g}",
+        f"{c.max_rel:.3g}",
+        f"{c.outside}/{c.total}",
+        f"rtol={c.rtol:g} atol={c.atol:g}",
+        "ok" if c.passed else f"FAIL: {_why(c)}",
+    )
+
+
 def comparison_rows(report: CheckReport) -> list[tuple[str, ...]]:
-    rows: list[tuple[str, ...]] = []
     groups = [(f"{r.provider}/{r.optimization}", r.comparisons) for r in report.runs]
     if report.cross_provider:
         groups.append(("cuda vs cpu", report.cross_provider))
-    for where, comparisons in groups:
-        for c in comparisons:
-            shape = "x".join(map(str, c.shape)) if c.shape else "-"
-            result = "ok" if c.passed else f"FAIL: {_why(c)}"
-            rows.append(
-                (
-                    where,
-                    c.name,
-                    shape,
-                    f"{c.max_abs:.3g}",
-                    f"{c.max_rel:.3g}",
-                    f"{c.outside}/{c.total}",
-                    f"rtol={c.rtol:g} atol={c.atol:g}",
-                    result,
-                )
-            )
-    return rows
+    return [comparison_row(where, c) for where, comparisons in groups for c in comparisons]
 
 
 def latency_rows(report: CheckReport) -> list[tuple[str, ...]]:
