@@ -130,6 +130,28 @@ def _other_inputs(tmp: Path) -> Path:
     return unchecked(tmp, onnx_model(text), "cand.onnx")
 
 
+def _model_py(tmp: Path, source: str, name: str = "model.py") -> Path:
+    path = tmp / name
+    path.write_text(source)
+    return path
+
+
+GOOD_PY = """
+import torch
+def build_model():
+    return torch.nn.Linear(4, 3)
+def example_inputs():
+    return (torch.randn(2, 4),)
+"""
+
+
+def _checkpoint(tmp: Path, content: bytes | None = None) -> str:
+    path = tmp / "ckpt.pt"
+    if content is not None:
+        path.write_bytes(content)
+    return str(path)
+
+
 def _npz(tmp: Path, **arrays: np.ndarray) -> str:
     np.savez(tmp / "inputs.npz", **arrays)
     return str(tmp / "inputs.npz")
@@ -294,6 +316,43 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "check: a candidate onnxruntime cannot load": (
         lambda t: ["check", str(good(t)), str(_unloadable(t))],
         "onnxruntime cannot load it",
+    ),
+    "model.py missing": (lambda t: ["train-rewrite", str(t / "absent.py")], "no such file"),
+    "model.py with a syntax error": (
+        lambda t: ["inspect", str(_model_py(t, "def build_model(:\n"))],
+        "syntax",
+    ),
+    "model.py without a factory": (
+        lambda t: ["train-rewrite", str(_model_py(t, "x = 1\n"))],
+        "build_model",
+    ),
+    "model.py whose factory raises": (
+        lambda t: [
+            "export",
+            str(_model_py(t, "def build_model():\n    raise KeyError('w')\n")),
+            "-o",
+            str(t / "m.onnx"),
+        ],
+        "raised",
+    ),
+    "model.py whose factory returns no module": (
+        lambda t: ["train-rewrite", str(_model_py(t, "def build_model():\n    return 3\n"))],
+        "not a torch.nn.Module",
+    ),
+    "a checkpoint that is no file": (
+        lambda t: ["train-rewrite", str(_model_py(t, GOOD_PY)), "--checkpoint", _checkpoint(t)],
+        "ckpt.pt",
+    ),
+    "a checkpoint of random bytes": (
+        lambda t: [
+            "export",
+            str(_model_py(t, GOOD_PY)),
+            "-o",
+            str(t / "m.onnx"),
+            "--checkpoint",
+            _checkpoint(t, b"\x80\x02junk"),
+        ],
+        "cannot load checkpoint",
     ),
     "check: --runs 0": (
         lambda t: ["check", str(good(t)), str(good(t)), "--runs", "0"],
