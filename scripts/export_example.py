@@ -6,34 +6,23 @@ python scripts/export_example.py models/hifigan.py hifigan.onnx [--dynamo]
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import warnings
 from pathlib import Path
-from types import ModuleType
 
 import torch
 
-
-def load_module(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"export_example: cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from wnpass.fx.loading import load_model_py
 
 
 def export(
     model_py: Path, out: Path, *, dynamo: bool = False, factory: str = "build_model"
 ) -> None:
-    module = load_module(model_py)
-    model = getattr(module, factory)().eval()
-    inputs_factory = "example_inputs_large" if factory.endswith("_large") else "example_inputs"
-    inputs = getattr(module, inputs_factory)()
+    """Export ``model_py``'s model as it is, weight norm and all, on its example inputs."""
+    model, inputs = load_model_py(model_py, factory)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, inputs, out, dynamo=dynamo, verbose=False)
+        torch.onnx.export(model.eval(), inputs, out, dynamo=dynamo, verbose=False)
 
 
 def main() -> int:

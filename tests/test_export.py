@@ -4,7 +4,6 @@ after the PyTorch parameters."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +14,9 @@ import torch
 from tests.helpers import run, sites_left
 from wnpass.errors import UsageError
 from wnpass.export import export
+from wnpass.fx.loading import load_model_py
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-from export_example import load_module  # noqa: E402
 
 MODELS = sorted(p.stem for p in (ROOT / "models").glob("*.py") if not p.name.startswith("_"))
 # ONNX's LSTM/GRU/RNN take the gate weights reordered and stacked: no initializer can carry
@@ -32,12 +30,10 @@ RECURRENT = (".weight_ih_l", ".weight_hh_l")
 def test_example_model_deploys_clean(
     name: str, exporter: str, fold_in_torch: bool, tmp_path: Path
 ) -> None:
-    module = load_module(ROOT / "models" / f"{name}.py")
-    model = module.build_model()
+    model, inputs = load_model_py(ROOT / "models" / f"{name}.py")
+    assert inputs is not None
     out = tmp_path / f"{name}.onnx"
-    report = export(
-        model, module.example_inputs(), out, exporter=exporter, fold_in_torch=fold_in_torch, runs=1
-    )
+    report = export(model, inputs, out, exporter=exporter, fold_in_torch=fold_in_torch, runs=1)
     assert report, report.to_dict()
     assert sites_left(out) == 0
     onnx.checker.check_model(out, full_check=True)
@@ -48,15 +44,16 @@ def test_example_model_deploys_clean(
         assert report.onnx_fold.folded == 0
     else:
         assert report.onnx_fold.folded > 0
-    model(*module.example_inputs())  # the caller's model still runs, weight norm and all
+    model(*inputs)  # the caller's model still runs, weight norm and all
 
 
 def test_dynamic_batch_axis(tmp_path: Path) -> None:
-    module = load_module(ROOT / "models" / "mlp.py")
+    model, inputs = load_model_py(ROOT / "models" / "mlp.py")
+    assert inputs is not None
     out = tmp_path / "mlp.onnx"
     report = export(
-        module.build_model(),
-        module.example_inputs(),
+        model,
+        inputs,
         out,
         exporter="torchscript",
         dynamic={"x": {0: "batch"}},
@@ -66,7 +63,7 @@ def test_dynamic_batch_axis(tmp_path: Path) -> None:
     batch = np.random.default_rng(0).standard_normal((7, 64)).astype(np.float32)
     (result,) = run(out, {"x": batch})
     with torch.no_grad():
-        expected = module.build_model().eval()(torch.from_numpy(batch)).numpy()
+        expected = model.eval()(torch.from_numpy(batch)).numpy()
     np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(UsageError, match="the model's inputs are x"):
-        export(module.build_model(), module.example_inputs(), out, dynamic={"mel": {0: "b"}})
+        export(model, inputs, out, dynamic={"mel": {0: "b"}})

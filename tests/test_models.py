@@ -14,13 +14,16 @@ from wnpass import fold_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from export_example import export, load_module  # noqa: E402
+from export_example import export  # noqa: E402
+
+from wnpass.fx.loading import load_model_py  # noqa: E402
 
 MODELS = sorted(p.name for p in (ROOT / "models").glob("*.py") if not p.name.startswith("_"))
 
 
 def _feeds(model_py: Path, path: Path) -> dict[str, np.ndarray]:
-    inputs = load_module(model_py).example_inputs()
+    _, inputs = load_model_py(model_py)
+    assert inputs is not None
     names = [i.name for i in onnx.load(path, load_external_data=False).graph.input]
     return {name: t.numpy() for name, t in zip(names, inputs, strict=True)}
 
