@@ -18,7 +18,8 @@ import logging
 import onnx_ir as ir
 
 from wnpass.onnx import naming
-from wnpass.onnx.match import Site, find_sites, graphs_of, walk_cone
+from wnpass.onnx.graphs import graphs_of, walk_cone
+from wnpass.onnx.match import Site, find_sites
 from wnpass.onnx.weights import declared_dtype, folded_weight
 from wnpass.report import FoldReport, SiteReport
 

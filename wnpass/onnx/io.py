@@ -17,7 +17,7 @@ import onnx
 import onnx_ir as ir
 
 from wnpass.errors import InvalidModelError, OutputError
-from wnpass.onnx.match import graphs_of, subgraphs_of
+from wnpass.onnx.graphs import graphs_of, subgraphs_of
 from wnpass.onnx.writer import write_model
 
 __all__ = [

@@ -8,13 +8,9 @@ flattens that root's ``Mul``/``Div``/``Reciprocal``/``Cast`` tree into factors w
 taken of that same ``v``. This covers every association and operand order (``(v/n)*g``,
 ``v*(g/n)``, ``(g*v)/n``, ``g*v*(1/n)`` ...) with one rule.
 
-A norm expression is ``ReduceL2(v)``, ``Sqrt`` or ``Pow(., 0.5)`` of a sum of squares
-(``ReduceSumSquare(v)``, ``ReduceSum(v*v)``, ``ReduceSum(Pow(v, 2))``), optionally behind
-``Pow(., -0.5)``/``Reciprocal`` (the exponent flips), an epsilon (``Max``/``Clip(min)``/``Add``
-with a constant scalar), ``Cast`` and a re-shape of the reduced tensor (``Unsqueeze``,
-``Reshape``, ``Expand``) for ``keepdims=0``. ``v`` reaches the product as itself or behind
-``Cast``; ``g`` may also come through ``Reshape``/``Unsqueeze``/``Squeeze``/``Transpose``/
-``Identity`` of a constant.
+The norm factor is recognised by ``wnpass.onnx.norms`` (every way of writing ``||v||``). ``v``
+reaches the product as itself or behind ``Cast``; ``g`` may also come through ``Reshape``/
+``Unsqueeze``/``Squeeze``/``Transpose``/``Identity`` of a constant.
 
 Below the root, a single-use chain of layout ops (``Transpose``, ``Reshape``, ``Cast``,
 ``Identity``, ``Unsqueeze``, ``Squeeze``, ``Flatten``) towards the consumer is folded too.
@@ -24,14 +20,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
 
-import numpy as np
 import onnx_ir as ir
 
 from wnpass.onnx import evaluate as ev
+from wnpass.onnx.graphs import graphs_of, walk_cone
+from wnpass.onnx.norms import (
+    Norm,
+    as_norm,
+    attr_int,
+    producer,
+    strip_cast,
+    sum_of_squares_source,
+)
 
-__all__ = ["Site", "find_sites", "graphs_of", "subgraphs_of", "walk_cone"]
+__all__ = ["Site", "find_sites"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +44,6 @@ _NORM_WRAPPERS = frozenset(
     {"Sqrt", "Pow", "Max", "Clip", "Add", "Cast", "Reciprocal", "Unsqueeze", "Reshape", "Expand"}
     | {"Transpose", "Identity"}
 )
-# Ops that re-shape or re-type a norm value without changing its meaning.
-_NORM_RESHAPES = frozenset({"Cast", "Identity", "Unsqueeze", "Reshape", "Expand", "Transpose"})
 _PRODUCT_OPS = frozenset({"Mul", "Div"})
 # Ops through which a constant leaf (v or g) may reach the product.
 _CONST_PASSTHROUGH = frozenset({"Cast", "Reshape", "Unsqueeze", "Squeeze", "Transpose", "Identity"})
@@ -52,17 +53,6 @@ _LAYOUT_OPS = frozenset(
 )
 # Ops the report looks through to name the op that really consumes the weight.
 _REPORT_THROUGH = _LAYOUT_OPS | {"Slice", "Concat", "Split", "Expand"}
-
-
-@dataclasses.dataclass
-class Norm:
-    """A recognised ``||v||`` expression."""
-
-    v: ir.Value  # the tensor whose norm is taken, Cast stripped
-    axes: tuple[int, ...] | None  # reduction axes as written; None: the whole tensor
-    kind: str  # how the norm is written, for the report
-    eps: float | None = None
-    layout: bool = False  # reduces a reshaped/transposed v: axes not in terms of v
 
 
 @dataclasses.dataclass
@@ -137,7 +127,7 @@ class Site:
                     stack.extend(node.outputs)
                 else:
                     found.append(_describe_consumer(node, use.idx))
-        if any(v.is_graph_output() for v in [self.target]):
+        if self.target.is_graph_output():
             found.append("graph output")
         return sorted(set(found))
 
@@ -155,172 +145,6 @@ def _rank(value: ir.Value) -> int | None:
     if const is not None:
         return len(const.shape)
     return None if value.shape is None else len(value.shape)
-
-
-def _producer(value: ir.Value | None, *ops: str) -> ir.Node | None:
-    """The producer of ``value`` if it is a standard-domain node of one of ``ops``."""
-    if value is None:
-        return None
-    node = value.producer()
-    if node is None or node.domain not in ("", "ai.onnx") or node.op_type not in ops:
-        return None
-    return node
-
-
-def _attr_int(node: ir.Node, name: str, default: int) -> int:
-    attr = node.attributes.get(name)
-    return default if attr is None else int(attr.value)
-
-
-def _const_scalar(value: ir.Value | None) -> float | None:
-    """The value of a constant scalar (or one-element tensor), else None."""
-    if value is None or value.is_graph_input():
-        return None
-    const = ir.convenience.get_const_tensor(value)
-    if const is None or const.size != 1:
-        return None
-    return float(np.asarray(const.numpy()).reshape(-1)[0])
-
-
-def _strip_cast(value: ir.Value) -> ir.Value:
-    while (node := _producer(value, "Cast", "Identity")) is not None and node.inputs[0] is not None:
-        value = node.inputs[0]
-    return value
-
-
-# ---------------------------------------------------------------- norm expressions
-
-
-def _sum_of_squares_source(node: ir.Node) -> tuple[ir.Value, str] | None:
-    """For ReduceSumSquare(v) / ReduceSum(v*v) / ReduceSum(Pow(v,2)): (v, description)."""
-    x = node.inputs[0]
-    if node.op_type == "ReduceSumSquare" and x is not None:
-        return _strip_cast(x), "ReduceSumSquare"
-    if node.op_type != "ReduceSum" or x is None:
-        return None
-    if (mul := _producer(x, "Mul")) is not None:
-        a, b = mul.inputs
-        if a is not None and b is not None and _strip_cast(a) is _strip_cast(b):
-            return _strip_cast(a), "ReduceSum(v*v)"
-    if (pow_ := _producer(x, "Pow")) is not None and _const_scalar(pow_.inputs[1]) == 2.0:
-        base = pow_.inputs[0]
-        if base is not None:
-            return _strip_cast(base), "ReduceSum(Pow(v,2))"
-    return None
-
-
-def _known_rank(value: ir.Value) -> int | None:
-    if value.shape is not None:
-        return len(value.shape)
-    if (node := _producer(value, "Reshape")) is not None and node.inputs[1] is not None:
-        shape = ir.convenience.get_const_tensor(node.inputs[1])
-        return None if shape is None else int(shape.size)
-    return 2 if _producer(value, "Flatten") is not None else None
-
-
-def _norm_source(
-    value: ir.Value, axes: tuple[int, ...] | None
-) -> tuple[ir.Value, tuple[int, ...] | None, bool]:
-    """Look through layout ops between v and the reduction: (v, axes, whether it looked).
-
-    The norm of every element does not depend on layout (the dynamo exporter writes PyTorch's
-    ``dim=None`` as ``ReduceL2(Reshape(v, [-1]))``), and for ``dim != 0`` it reduces a
-    transposed, reshaped v. The fold evaluates what the graph computes either way; the axes in
-    terms of v are then read from the shape of g (``Site.axes``).
-    """
-    through = False
-    while True:
-        rank = _known_rank(value)
-        whole = axes is None or (rank is not None and len({a % rank for a in axes}) == rank)
-        node = _producer(value, "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
-        if node is None or node.inputs[0] is None:
-            return value, (None if whole else axes), through and not whole
-        value, through = _strip_cast(node.inputs[0]), True
-        if whole:
-            axes = None
-
-
-def _reduction_axes(node: ir.Node) -> tuple[int, ...] | str | None:
-    """Axes of a Reduce* node; None for all; a string reason when they cannot be read."""
-    if len(node.inputs) > 1 and node.inputs[1] is not None:
-        axes_value = node.inputs[1]
-        const = None if axes_value.is_graph_input() else ir.convenience.get_const_tensor(axes_value)
-        if const is None:
-            return "reduction axes are not constant"
-        axes = tuple(int(a) for a in np.asarray(const.numpy()).reshape(-1))
-    else:
-        attr = node.attributes.get("axes")
-        axes = () if attr is None else tuple(int(a) for a in attr.value)
-    if not axes:
-        if _attr_int(node, "noop_with_empty_axes", 0):
-            return "empty axes with noop_with_empty_axes=1 reduce nothing"
-        return None
-    return axes
-
-
-def _as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
-    """Recognise ``value`` as ``||v||**power`` (power +1 or -1).
-
-    Returns None when ``value`` is no norm expression, or a reason when it is one that cannot
-    be used.
-    """
-    power = 1
-    eps: float | None = None
-    squared = False  # True once we stand on a sum of squares (needs a square root)
-    while True:
-        node = value.producer()
-        if node is None or node.domain not in ("", "ai.onnx"):
-            return None
-        op, inputs = node.op_type, node.inputs
-        if op in _NORM_RESHAPES and inputs[0] is not None:
-            value = inputs[0]
-        elif op == "Reciprocal" and inputs[0] is not None:
-            power, value = -power, inputs[0]
-        elif op in ("Max", "Add") and len(inputs) == 2 and inputs[0] is not None:
-            a, b = inputs
-            if (c := _const_scalar(b)) is not None and a is not None:
-                value = a
-            elif (c := _const_scalar(a)) is not None and b is not None:
-                value = b
-            else:
-                return None
-            eps = c
-        elif op == "Clip" and inputs[0] is not None:
-            low = _const_scalar(inputs[1]) if len(inputs) > 1 else None
-            if low is None and "min" in node.attributes:
-                low = float(node.attributes["min"].value)
-            has_max = (len(inputs) > 2 and inputs[2] is not None) or "max" in node.attributes
-            if low is None or has_max:
-                return None
-            eps, value = low, inputs[0]
-        elif op == "Sqrt" and inputs[0] is not None and not squared:
-            squared, value = True, inputs[0]
-        elif op == "Pow" and inputs[0] is not None and not squared:
-            exponent = _const_scalar(inputs[1])
-            if exponent in (0.5, -0.5):
-                squared, value = True, inputs[0]
-                power = power if exponent > 0 else -power
-            elif exponent == -1.0:
-                power, value = -power, inputs[0]
-            else:
-                return None
-        elif op == "ReduceL2" and not squared and inputs[0] is not None:
-            axes = _reduction_axes(node)
-            if isinstance(axes, str):
-                return axes
-            v, axes, layout = _norm_source(_strip_cast(inputs[0]), axes)
-            return Norm(v, axes, "ReduceL2", eps, layout), power
-        elif op in ("ReduceSumSquare", "ReduceSum") and squared:
-            source = _sum_of_squares_source(node)
-            if source is None:
-                return None
-            axes = _reduction_axes(node)
-            if isinstance(axes, str):
-                return axes
-            v, axes, layout = _norm_source(source[0], axes)
-            return Norm(v, axes, f"sqrt({source[1]})", eps, layout), power
-        else:
-            return None
 
 
 # ---------------------------------------------------------------- products
@@ -349,20 +173,20 @@ def _factors(value: ir.Value, exponent: int, out: list[_Factor]) -> str | None:
             )
         if op == "Reciprocal" and inputs[0] is not None:
             return _factors(inputs[0], -exponent, out)
-        if op in ("Cast", "Identity") and _producer(
+        if op in ("Cast", "Identity") and producer(
             inputs[0], "Mul", "Div", "Reciprocal", "LpNormalization"
         ):
             assert inputs[0] is not None
             return _factors(inputs[0], exponent, out)
         if op == "LpNormalization" and inputs[0] is not None:
-            if _attr_int(node, "p", 2) != 2:
+            if attr_int(node, "p", 2) != 2:
                 return "LpNormalization with p != 2 is not a weight norm"
-            v = _strip_cast(inputs[0])
-            axis = _attr_int(node, "axis", -1)
+            v = strip_cast(inputs[0])
+            axis = attr_int(node, "axis", -1)
             out.append(_Factor("leaf", inputs[0], exponent))
             out.append(_Factor("norm", v, -exponent, Norm(v, (axis,), "LpNormalization(p=2)")))
             return None
-    norm = _as_norm(value)
+    norm = as_norm(value)
     if isinstance(norm, str):
         return norm
     if norm is not None:
@@ -379,32 +203,16 @@ def _constant_reason(value: ir.Value, role: str) -> str | None:
             return f"{role} '{value.name}' is a graph input"
         if ir.convenience.get_const_tensor(value) is not None:
             return None
-        node = _producer(value, *_CONST_PASSTHROUGH)
+        node = producer(value, *_CONST_PASSTHROUGH)
         if node is None:
-            producer = value.producer()
-            what = "a graph input" if producer is None else f"computed by {producer.op_type}"
+            source = value.producer()
+            what = "a graph input" if source is None else f"computed by {source.op_type}"
             return f"{role} '{value.name}' is not a constant ({what})"
         for extra in node.inputs[1:]:
             if extra is not None and _constant_reason(extra, f"{role} shape") is not None:
                 return f"{role} '{value.name}' is reshaped by a non-constant"
         assert node.inputs[0] is not None
         value = node.inputs[0]
-
-
-def walk_cone(value: ir.Value) -> Iterator[ir.Value]:
-    """``value`` and every value it is computed from, each once; initializers and graph inputs
-    are leaves."""
-    stack, seen = [value], set()
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        yield current
-        if current.is_initializer() or current.is_graph_input():
-            continue
-        if (node := current.producer()) is not None:
-            stack.extend(i for i in node.inputs if i is not None)
 
 
 def _cone_reason(value: ir.Value) -> str | None:
@@ -429,7 +237,7 @@ def _root_of(seed: ir.Node) -> ir.Value | None:
             if user.op_type not in _NORM_WRAPPERS or user.domain not in ("", "ai.onnx"):
                 break
             value = user.outputs[0]
-    if seed.op_type == "LpNormalization" or _producer(value, "Mul", "Div"):
+    if seed.op_type == "LpNormalization" or producer(value, "Mul", "Div"):
         pass
     elif len(value.uses()) == 1 and next(iter(value.uses())).node.op_type in _PRODUCT_OPS:
         value = next(iter(value.uses())).node.outputs[0]
@@ -525,7 +333,7 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site:
     assert norm is not None
     leaves = [f for f in factors if f.kind == "leaf"]
     site.v = norm.v
-    numerators = [f for f in leaves if _strip_cast(f.value) is norm.v]
+    numerators = [f for f in leaves if strip_cast(f.value) is norm.v]
     if len(numerators) != 1 or numerators[0].exponent != 1:
         site.reason = "unsupported form: the normalised tensor is not v itself"
         return site
@@ -536,7 +344,7 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site:
     if len(others) != 1 or others[0].exponent != 1:
         site.reason = "unsupported form: expected one gain g multiplying v / ||v||"
         return site
-    site.g = _strip_cast(others[0].value)
+    site.g = strip_cast(others[0].value)
     norm_value = None if norm.kind.startswith("LpNormalization") else norms[0].value
     site.factors = (numerators[0].value, others[0].value, norm_value, norms[0].divides)
     site.reason = (
@@ -549,28 +357,6 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site:
     return site
 
 
-def graphs_of(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
-    """The main graph, every subgraph (If/Loop/Scan bodies) and every local function."""
-    tops: list[ir.Graph | ir.Function] = [model.graph, *model.functions.values()]
-    for top in tops:
-        yield top
-        yield from subgraphs_of(top)
-
-
-def subgraphs_of(graph: ir.Graph | ir.Function) -> Iterator[ir.Graph]:
-    for node in graph:
-        if not node.attributes:
-            continue
-        for attr in node.attributes.values():
-            if attr.type == ir.AttributeType.GRAPH:
-                yield attr.value
-                yield from subgraphs_of(attr.value)
-            elif attr.type == ir.AttributeType.GRAPHS:
-                for sub in attr.value:
-                    yield sub
-                    yield from subgraphs_of(sub)
-
-
 def find_sites(model: ir.Model) -> list[Site]:
     """Every weight-norm site in the model, in graph order, foldable or with a reason."""
     sites: list[Site] = []
@@ -578,7 +364,7 @@ def find_sites(model: ir.Model) -> list[Site]:
         roots: dict[ir.Value, None] = {}
         for node in graph:
             if node.op_type in _SEEDS and node.domain in ("", "ai.onnx"):
-                if node.op_type == "ReduceSum" and _sum_of_squares_source(node) is None:
+                if node.op_type == "ReduceSum" and sum_of_squares_source(node) is None:
                     continue
                 root = _root_of(node)
                 if root is None:

@@ -6,7 +6,7 @@ import re
 
 import onnx_ir as ir
 
-from wnpass.onnx.match import graphs_of
+from wnpass.onnx.graphs import graphs_of
 
 __all__ = ["parameter_name", "taken_names", "unique"]
 

@@ -1,0 +1,47 @@
+"""Walking onnx-ir models: every graph (subgraphs and functions), and the cone of a value."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import onnx_ir as ir
+
+__all__ = ["graphs_of", "subgraphs_of", "walk_cone"]
+
+
+def graphs_of(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
+    """The main graph, every subgraph (If/Loop/Scan bodies) and every local function."""
+    tops: list[ir.Graph | ir.Function] = [model.graph, *model.functions.values()]
+    for top in tops:
+        yield top
+        yield from subgraphs_of(top)
+
+
+def subgraphs_of(graph: ir.Graph | ir.Function) -> Iterator[ir.Graph]:
+    for node in graph:
+        if not node.attributes:
+            continue
+        for attr in node.attributes.values():
+            if attr.type == ir.AttributeType.GRAPH:
+                yield attr.value
+                yield from subgraphs_of(attr.value)
+            elif attr.type == ir.AttributeType.GRAPHS:
+                for sub in attr.value:
+                    yield sub
+                    yield from subgraphs_of(sub)
+
+
+def walk_cone(value: ir.Value) -> Iterator[ir.Value]:
+    """``value`` and every value it is computed from, each once; initializers and graph inputs
+    are leaves."""
+    stack, seen = [value], set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        yield current
+        if current.is_initializer() or current.is_graph_input():
+            continue
+        if (node := current.producer()) is not None:
+            stack.extend(i for i in node.inputs if i is not None)

@@ -1,0 +1,206 @@
+"""Recognise ``||v||`` expressions in an onnx-ir graph.
+
+A norm expression is ``ReduceL2(v)``, ``Sqrt`` or ``Pow(., 0.5)`` of a sum of squares
+(``ReduceSumSquare(v)``, ``ReduceSum(v*v)``, ``ReduceSum(Pow(v, 2))``), optionally behind
+``Pow(., -0.5)``/``Reciprocal`` (the exponent flips), an epsilon (``Max``/``Clip(min)``/``Add``
+with a constant scalar), ``Cast`` and a re-shape of the reduced tensor (``Unsqueeze``,
+``Reshape``, ``Expand``, ``Transpose``) for ``keepdims=0`` or layout changes. Layout ops between
+``v`` and the reduction are looked through (the dynamo exporter's form for ``dim != 0``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx_ir as ir
+
+__all__ = [
+    "Norm",
+    "as_norm",
+    "attr_int",
+    "const_scalar",
+    "producer",
+    "strip_cast",
+    "sum_of_squares_source",
+]
+
+# Ops that re-shape or re-type a norm value without changing its meaning.
+_NORM_RESHAPES = frozenset({"Cast", "Identity", "Unsqueeze", "Reshape", "Expand", "Transpose"})
+
+
+@dataclasses.dataclass
+class Norm:
+    """A recognised ``||v||`` expression."""
+
+    v: ir.Value  # the tensor whose norm is taken, Cast stripped
+    axes: tuple[int, ...] | None  # reduction axes as written; None: the whole tensor
+    kind: str  # how the norm is written, for the report
+    eps: float | None = None
+    layout: bool = False  # reduces a reshaped/transposed v: axes not in terms of v
+
+
+def producer(value: ir.Value | None, *ops: str) -> ir.Node | None:
+    """The producer of ``value`` if it is a standard-domain node of one of ``ops``."""
+    if value is None:
+        return None
+    node = value.producer()
+    if node is None or node.domain not in ("", "ai.onnx") or node.op_type not in ops:
+        return None
+    return node
+
+
+def attr_int(node: ir.Node, name: str, default: int) -> int:
+    attr = node.attributes.get(name)
+    return default if attr is None else int(attr.value)
+
+
+def const_scalar(value: ir.Value | None) -> float | None:
+    """The value of a constant scalar (or one-element tensor), else None."""
+    if value is None or value.is_graph_input():
+        return None
+    const = ir.convenience.get_const_tensor(value)
+    if const is None or const.size != 1:
+        return None
+    return float(np.asarray(const.numpy()).reshape(-1)[0])
+
+
+def strip_cast(value: ir.Value) -> ir.Value:
+    while (node := producer(value, "Cast", "Identity")) is not None and node.inputs[0] is not None:
+        value = node.inputs[0]
+    return value
+
+
+# ---------------------------------------------------------------- norm expressions
+
+
+def sum_of_squares_source(node: ir.Node) -> tuple[ir.Value, str] | None:
+    """For ReduceSumSquare(v) / ReduceSum(v*v) / ReduceSum(Pow(v,2)): (v, description)."""
+    x = node.inputs[0]
+    if node.op_type == "ReduceSumSquare" and x is not None:
+        return strip_cast(x), "ReduceSumSquare"
+    if node.op_type != "ReduceSum" or x is None:
+        return None
+    if (mul := producer(x, "Mul")) is not None:
+        a, b = mul.inputs
+        if a is not None and b is not None and strip_cast(a) is strip_cast(b):
+            return strip_cast(a), "ReduceSum(v*v)"
+    if (pow_ := producer(x, "Pow")) is not None and const_scalar(pow_.inputs[1]) == 2.0:
+        base = pow_.inputs[0]
+        if base is not None:
+            return strip_cast(base), "ReduceSum(Pow(v,2))"
+    return None
+
+
+def _known_rank(value: ir.Value) -> int | None:
+    if value.shape is not None:
+        return len(value.shape)
+    if (node := producer(value, "Reshape")) is not None and node.inputs[1] is not None:
+        shape = ir.convenience.get_const_tensor(node.inputs[1])
+        return None if shape is None else int(shape.size)
+    return 2 if producer(value, "Flatten") is not None else None
+
+
+def _norm_source(
+    value: ir.Value, axes: tuple[int, ...] | None
+) -> tuple[ir.Value, tuple[int, ...] | None, bool]:
+    """Look through layout ops between v and the reduction: (v, axes, whether it looked).
+
+    The norm of every element does not depend on layout (the dynamo exporter writes PyTorch's
+    ``dim=None`` as ``ReduceL2(Reshape(v, [-1]))``), and for ``dim != 0`` it reduces a
+    transposed, reshaped v. The fold evaluates what the graph computes either way; the axes in
+    terms of v are then read from the shape of g (``Site.axes``).
+    """
+    through = False
+    while True:
+        rank = _known_rank(value)
+        whole = axes is None or (rank is not None and len({a % rank for a in axes}) == rank)
+        node = producer(value, "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
+        if node is None or node.inputs[0] is None:
+            return value, (None if whole else axes), through and not whole
+        value, through = strip_cast(node.inputs[0]), True
+        if whole:
+            axes = None
+
+
+def _reduction_axes(node: ir.Node) -> tuple[int, ...] | str | None:
+    """Axes of a Reduce* node; None for all; a string reason when they cannot be read."""
+    if len(node.inputs) > 1 and node.inputs[1] is not None:
+        axes_value = node.inputs[1]
+        const = None if axes_value.is_graph_input() else ir.convenience.get_const_tensor(axes_value)
+        if const is None:
+            return "reduction axes are not constant"
+        axes = tuple(int(a) for a in np.asarray(const.numpy()).reshape(-1))
+    else:
+        attr = node.attributes.get("axes")
+        axes = () if attr is None else tuple(int(a) for a in attr.value)
+    if not axes:
+        if attr_int(node, "noop_with_empty_axes", 0):
+            return "empty axes with noop_with_empty_axes=1 reduce nothing"
+        return None
+    return axes
+
+
+def as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
+    """Recognise ``value`` as ``||v||**power`` (power +1 or -1).
+
+    Returns None when ``value`` is no norm expression, or a reason when it is one that cannot
+    be used.
+    """
+    power = 1
+    eps: float | None = None
+    squared = False  # True once we stand on a sum of squares (needs a square root)
+    while True:
+        node = value.producer()
+        if node is None or node.domain not in ("", "ai.onnx"):
+            return None
+        op, inputs = node.op_type, node.inputs
+        if op in _NORM_RESHAPES and inputs[0] is not None:
+            value = inputs[0]
+        elif op == "Reciprocal" and inputs[0] is not None:
+            power, value = -power, inputs[0]
+        elif op in ("Max", "Add") and len(inputs) == 2 and inputs[0] is not None:
+            a, b = inputs
+            if (c := const_scalar(b)) is not None and a is not None:
+                value = a
+            elif (c := const_scalar(a)) is not None and b is not None:
+                value = b
+            else:
+                return None
+            eps = c
+        elif op == "Clip" and inputs[0] is not None:
+            low = const_scalar(inputs[1]) if len(inputs) > 1 else None
+            if low is None and "min" in node.attributes:
+                low = float(node.attributes["min"].value)
+            has_max = (len(inputs) > 2 and inputs[2] is not None) or "max" in node.attributes
+            if low is None or has_max:
+                return None
+            eps, value = low, inputs[0]
+        elif op == "Sqrt" and inputs[0] is not None and not squared:
+            squared, value = True, inputs[0]
+        elif op == "Pow" and inputs[0] is not None and not squared:
+            exponent = const_scalar(inputs[1])
+            if exponent in (0.5, -0.5):
+                squared, value = True, inputs[0]
+                power = power if exponent > 0 else -power
+            elif exponent == -1.0:
+                power, value = -power, inputs[0]
+            else:
+                return None
+        elif op == "ReduceL2" and not squared and inputs[0] is not None:
+            axes = _reduction_axes(node)
+            if isinstance(axes, str):
+                return axes
+            v, axes, layout = _norm_source(strip_cast(inputs[0]), axes)
+            return Norm(v, axes, "ReduceL2", eps, layout), power
+        elif op in ("ReduceSumSquare", "ReduceSum") and squared:
+            source = sum_of_squares_source(node)
+            if source is None:
+                return None
+            axes = _reduction_axes(node)
+            if isinstance(axes, str):
+                return axes
+            v, axes, layout = _norm_source(source[0], axes)
+            return Norm(v, axes, f"sqrt({source[1]})", eps, layout), power
+        else:
+            return None
