@@ -33,7 +33,7 @@ from torch.nn.utils import parametrizations
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from wnpass.fx import apply_weight_norm, load_model_py  # noqa: E402
+from wnpass import apply_weight_norm, load_model_py  # noqa: E402
 from wnpass.fx.analyse import owner_of  # noqa: E402
 
 DOCS = ROOT / "docs"

@@ -295,6 +295,13 @@ def _add_check_options(parser: argparse.ArgumentParser, *, inputs: bool = True) 
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    # argument definitions only: torch is imported when a model.py command runs
+    from wnpass.fx.commands import (
+        add_model_py_arguments,
+        add_train_rewrite_arguments,
+        cmd_train_rewrite,
+    )
+
     parser = _Parser(prog="wnpass", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"wnpass {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
@@ -327,10 +334,8 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_check_options(fold)
 
     export = add("export", _cmd_export)
-    export.add_argument("model", type=Path, metavar="model.py")
+    add_model_py_arguments(export)
     export.add_argument("-o", "--output", type=Path, required=True, metavar="MODEL.onnx")
-    export.add_argument("--factory", help="the function that builds the model (build_model)")
-    export.add_argument("--checkpoint", type=Path, metavar="FILE", help="a state dict to load")
     export.add_argument(
         "--exporter",
         choices=("dynamo", "torchscript"),
@@ -357,8 +362,6 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("candidate", type=Path, metavar="CANDIDATE.onnx")
     check.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
     _add_check_options(check)
-
-    from wnpass.fx.commands import add_train_rewrite_arguments, cmd_train_rewrite
 
     add_train_rewrite_arguments(add("train-rewrite", cmd_train_rewrite))
     return parser

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["InvalidModelError", "OutputError", "UsageError", "WnpassError"]
+__all__ = ["InvalidModelError", "OutputError", "UsageError", "WnpassError", "one_line"]
 
 
 class WnpassError(Exception):
@@ -21,3 +21,13 @@ class OutputError(WnpassError):
 
 class UsageError(WnpassError):
     """The options given do not make sense together."""
+
+
+def one_line(error: BaseException, *, with_type: bool = False) -> str:
+    """An exception's message as one line for the user (240 characters at most; the ONNX
+    checker's "==> Context:" dump left out), prefixed by its type name if asked."""
+    text = " ".join(str(error).split("==> Context:")[0].split())
+    text = text[:240] + "..." if len(text) > 240 else text
+    if with_type:
+        return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text or type(error).__name__

@@ -6,11 +6,8 @@ Rendering is split into pure row builders (``*_rows``) and one function that tur
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,16 +78,10 @@ class FoldReport:
 
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
     """Write a report as JSON atomically (a temporary file beside it, then renamed)."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=".wnpass-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(json.dumps(data, indent=2) + "\n")
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    from wnpass.atomic import replaced
+
+    with replaced(path, suffix=".json") as temporary:
+        temporary.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def human_bytes(size: int | None) -> str:

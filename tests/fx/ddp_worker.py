@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from wnpass.fx import apply_weight_norm
+from wnpass import apply_weight_norm
 
 STEPS = 3
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from wnpass.fx import load_model_py
+from wnpass import load_model_py
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAIN = ROOT / "models" / "plain"

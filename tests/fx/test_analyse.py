@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 from tests.fx.helpers import Functional
-from wnpass.fx import analyse_sites
+from wnpass.fx.analyse import analyse_sites
 from wnpass.fx.report import ParamSite
 
 

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from tests.fx.helpers import KEEP_RTOL, PLAIN_MODELS, Functional, plain, rel_error
-from wnpass.fx import apply_weight_norm
+from wnpass import apply_weight_norm
 from wnpass.fx.report import plan_rows
 
 

@@ -48,7 +48,7 @@ def test_train_rewrite_prints_plan_checks_and_writes_state_dict(
 def test_checkpoint_exclude_and_data_init(tmp_path: Path) -> None:
     """--checkpoint is loaded first, --exclude honoured, --init data with a --data batch."""
     model_py = _copy(tmp_path, "mlp")
-    from wnpass.fx import load_model_py
+    from wnpass import load_model_py
 
     model, _ = load_model_py(model_py)
     torch.save(model.state_dict(), tmp_path / "ckpt.pt")

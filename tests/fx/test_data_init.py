@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 from tests.fx.helpers import plain, rel_error
-from wnpass.fx import apply_weight_norm, data_init
+from wnpass import apply_weight_norm, data_init
 
 # data init computes mu and sigma in float64 from float32 outputs; the layer then recomputes its
 # output in float32, so the normalized pre-activations are exact up to float32 rounding of sums

@@ -8,7 +8,7 @@ import pytest
 from torch import nn
 
 from tests.fx.helpers import PLAIN
-from wnpass.fx import load_model_py
+from wnpass import load_model_py
 from wnpass.fx.errors import (
     FactoryFailedError,
     FactoryNotFoundError,

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from tests.fx.helpers import plain
-from wnpass.fx import MeanOnlyBatchNorm, apply_weight_norm
+from wnpass import MeanOnlyBatchNorm, apply_weight_norm
 
 
 def test_subtracts_the_batch_mean_without_scaling() -> None:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from wnpass.fx import apply_weight_norm
+from wnpass import apply_weight_norm
 
 
 def _count_norm_calls(lstm: nn.LSTM, x: torch.Tensor) -> int:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from tests.fx.helpers import KEEP_RTOL, rel_error
-from wnpass.fx import apply_weight_norm, load_state_dict_any
+from wnpass import apply_weight_norm, load_state_dict_any
 
 
 def _source() -> nn.Module:

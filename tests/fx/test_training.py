@@ -16,7 +16,7 @@ from torch import nn
 
 from tests.fx.ddp_worker import STEPS, train_rank
 from tests.fx.helpers import KEEP_RTOL, plain, rel_error
-from wnpass.fx import apply_weight_norm
+from wnpass import apply_weight_norm
 
 # Compiled and eager kernels sum in different orders (fusion, vectorization): float32 results
 # differ by a few ulps per op, ~1e-6 relative through a 3-layer MLP; 1e-5 keeps 10x room.

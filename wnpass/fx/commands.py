@@ -10,15 +10,13 @@ is written), 2 bad input.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from wnpass.atomic import replaced
 from wnpass.errors import OutputError, UsageError
 from wnpass.fx.report import PLAN_COLUMNS, ApplyReport, apply_summary, plan_rows
 from wnpass.report import table
@@ -29,18 +27,29 @@ if TYPE_CHECKING:
 # torch and the analysis are imported inside the commands: ``wnpass --help`` and the ONNX
 # commands build this parser too, and should not pay for importing torch.
 
-__all__ = ["add_train_rewrite_arguments", "cmd_inspect_py", "cmd_train_rewrite", "load_checkpoint"]
+__all__ = [
+    "add_model_py_arguments",
+    "add_train_rewrite_arguments",
+    "cmd_inspect_py",
+    "cmd_train_rewrite",
+    "load_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_CHECK_FAILED = 0, 1
 
 
-def add_train_rewrite_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``wnpass train-rewrite``."""
+def add_model_py_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a command's model comes from: ``model.py``, ``--factory`` and ``--checkpoint``."""
     parser.add_argument("model", type=Path, metavar="model.py")
     parser.add_argument("--factory", metavar="NAME", help="factory function (default build_model)")
     parser.add_argument("--checkpoint", type=Path, metavar="FILE", help="state dict to load first")
+
+
+def add_train_rewrite_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``wnpass train-rewrite``."""
+    add_model_py_arguments(parser)
     parser.add_argument(
         "--include",
         action="append",
@@ -117,19 +126,10 @@ def _output_path(args: argparse.Namespace) -> Path:
 
 def _save_atomic(state: dict[str, Any], output: Path) -> None:
     """Write to a temporary file beside ``output``, then rename it into place."""
-    try:
-        handle, temp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent or ".")
-    except OSError as error:
-        raise OutputError(f"{output}: cannot write: {error.strerror}") from None
-    os.close(handle)
     import torch
 
-    try:
-        torch.save(state, temp)
-        os.replace(temp, output)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
+    with replaced(output) as temporary, open(temporary, "wb") as stream:
+        torch.save(state, stream)  # a stream: torch names the archive after a path's file name
 
 
 def _print(console: Console, report: ApplyReport, title: str, *, inspect: bool) -> None:

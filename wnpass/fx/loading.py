@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from wnpass.errors import one_line
 from wnpass.fx.errors import (
     FactoryFailedError,
     FactoryNotFoundError,
@@ -32,11 +33,6 @@ __all__ = ["DEFAULT_FACTORY", "as_inputs", "load_model_py"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_FACTORY = "build_model"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def _exec_module(path: Path) -> ModuleType:
@@ -57,7 +53,9 @@ def _exec_module(path: Path) -> ModuleType:
         exec(code, module.__dict__)
     except Exception as error:
         sys.modules.pop(name, None)
-        raise ModelImportError(f"{path}: running the file raised {_first_line(error)}") from None
+        raise ModelImportError(
+            f"{path}: running the file raised {one_line(error, with_type=True)}"
+        ) from None
     return module
 
 
@@ -90,7 +88,9 @@ def load_model_py(
     try:
         model = build()
     except Exception as error:
-        raise FactoryFailedError(f"{path}: {name}() raised {_first_line(error)}") from None
+        raise FactoryFailedError(
+            f"{path}: {name}() raised {one_line(error, with_type=True)}"
+        ) from None
     if not isinstance(model, nn.Module):
         raise NotAModuleError(
             f"{path}: {name}() returned {type(model).__name__}, not a torch.nn.Module"
@@ -105,5 +105,7 @@ def load_model_py(
     try:
         inputs = as_inputs(make_inputs())
     except Exception as error:
-        raise FactoryFailedError(f"{path}: {inputs_name}() raised {_first_line(error)}") from None
+        raise FactoryFailedError(
+            f"{path}: {inputs_name}() raised {one_line(error, with_type=True)}"
+        ) from None
     return model, inputs

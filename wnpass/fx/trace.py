@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from wnpass.errors import one_line
 from wnpass.fx.axes import (
     DimPolicy,
     Use,
@@ -203,11 +204,6 @@ def _type_uses(model: nn.Module, policy: DimPolicy, embeddings: bool) -> list[Us
     return uses
 
 
-def _one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"
-
-
 def find_uses(
     model: nn.Module,
     example_inputs: tuple[Any, ...] | None,
@@ -218,14 +214,14 @@ def find_uses(
     try:
         return _fx_uses(model, policy, embeddings), "fx", None
     except Exception as error:
-        fx_error = _one_line(error)
+        fx_error = one_line(error, with_type=True)
         logger.info("torch.fx cannot trace %s: %s", type(model).__name__, fx_error)
     if example_inputs is not None:
         try:
             uses = _export_uses(model, example_inputs, policy, embeddings)
             return uses, "export", f"torch.fx could not trace ({fx_error}); used torch.export"
         except Exception as error:
-            why = f"torch.fx: {fx_error}; torch.export: {_one_line(error)}"
+            why = f"torch.fx: {fx_error}; torch.export: {one_line(error, with_type=True)}"
     else:
         why = f"torch.fx: {fx_error}; torch.export needs example inputs"
     note = f"traced by module types only, functional uses not seen ({why})"

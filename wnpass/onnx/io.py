@@ -16,7 +16,8 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from wnpass.errors import InvalidModelError, OutputError
+from wnpass.atomic import replaced
+from wnpass.errors import InvalidModelError, OutputError, one_line
 from wnpass.onnx.graphs import graphs_of, subgraphs_of
 from wnpass.onnx.writer import write_model
 
@@ -54,9 +55,7 @@ def load(path: str | os.PathLike[str]) -> ir.Model:
     try:
         proto = _parse(path)
     except (google.protobuf.message.DecodeError, ValueError, RuntimeError) as error:
-        raise InvalidModelError(
-            f"{path}: not a readable ONNX model ({_first_line(error)})"
-        ) from None
+        raise InvalidModelError(f"{path}: not a readable ONNX model ({one_line(error)})") from None
     except OSError as error:
         raise InvalidModelError(f"{path}: cannot read ({error.strerror or error})") from None
     if not proto.HasField("graph") or proto.ir_version == 0:
@@ -66,7 +65,7 @@ def load(path: str | os.PathLike[str]) -> ir.Model:
     try:
         model = from_proto(proto)
     except Exception as error:  # the deserializer raises many types on malformed graphs
-        raise InvalidModelError(f"{path}: invalid ONNX graph ({_first_line(error)})") from None
+        raise InvalidModelError(f"{path}: invalid ONNX graph ({one_line(error)})") from None
     ir.external_data.set_base_dir(model.graph, str(path.parent))
     for tensor in _function_tensors(model):
         if isinstance(tensor, ir.ExternalTensor):
@@ -254,14 +253,8 @@ def _check_structure(proto: onnx.ModelProto, path: Path) -> None:
         onnx.checker.check_model(_skeleton(proto))
     except onnx.checker.ValidationError as error:
         raise InvalidModelError(
-            f"{path}: rejected by the ONNX checker: {_first_line(error)}"
+            f"{path}: rejected by the ONNX checker: {one_line(error)}"
         ) from None
-
-
-def _first_line(error: BaseException) -> str:
-    """An error's message on one line (the checker spreads one sentence over several)."""
-    text = " ".join(" ".join(str(error).split()).split("==> Context:")[0].split())
-    return (text[:240] + "...") if len(text) > 240 else (text or type(error).__name__)
 
 
 def has_external_data(model: ir.Model) -> bool:
@@ -445,19 +438,5 @@ def _copy_and_release(tensor: ir.ExternalTensor) -> Callable[[], ir.TensorProtoc
 
 def copy(source: Path, target: str | os.PathLike[str]) -> None:
     """Copy ``source`` to ``target`` atomically (used when nothing was folded)."""
-    target = Path(target)
-    if target.is_dir():
-        raise OutputError(f"{target}: is a directory")
-    if not target.parent.is_dir():
-        raise OutputError(f"{target.parent}: no such directory")
-    temporary = None
-    try:
-        handle, temporary = tempfile.mkstemp(prefix=".wnpass-", dir=target.parent)
-        os.close(handle)
+    with replaced(target) as temporary:
         shutil.copyfile(source, temporary)
-        os.replace(temporary, target)
-    except OSError as error:
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-        raise OutputError(f"{target}: cannot write ({error.strerror or error})") from None

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from wnpass.errors import InvalidModelError, UsageError, WnpassError
+from wnpass.errors import InvalidModelError, UsageError, WnpassError, one_line
 
 __all__ = [
     "OPTIMIZATION_LEVELS",
@@ -88,18 +88,13 @@ def warm_up(provider: str) -> None:
     ort.InferenceSession(model.SerializeToString(), providers=providers)
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text[:240] + "..." if len(text) > 240 else text
-
-
 def run(session: Session, model: Path, feeds: dict[str, Any]) -> list[Any]:
     """Run once, turning onnxruntime's failure into one line naming the model."""
     try:
         return list(session.session.run(None, feeds))
     except Exception as error:
         raise InvalidModelError(
-            f"{model}: onnxruntime failed to run it: {_one_line(error)}"
+            f"{model}: onnxruntime failed to run it: {one_line(error)}"
         ) from None
 
 
@@ -143,7 +138,7 @@ def open_session(
         try:
             session = ort.InferenceSession(str(model), sess_options=options, providers=providers)
         except Exception as error:  # onnxruntime raises its own types for models it cannot load
-            message = f"{model}: onnxruntime cannot load it: {_one_line(error)}"
+            message = f"{model}: onnxruntime cannot load it: {one_line(error)}"
             raise InvalidModelError(message) from None
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
