@@ -14,6 +14,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -141,14 +142,12 @@ def check(
     return report
 
 
-class _OneRun:
-    def __init__(
-        self,
-        result: ProviderRun,
-        sessions: tuple[prov.Session, prov.Session],
-        candidate_outputs: tuple[list[str], list[np.ndarray]],
-    ) -> None:
-        self.result, self.sessions, self.candidate_outputs = result, sessions, candidate_outputs
+class _OneRun(NamedTuple):
+    """One provider and level: the report's row, the open sessions, the candidate's outputs."""
+
+    result: ProviderRun
+    sessions: tuple[prov.Session, prov.Session]
+    candidate_outputs: tuple[list[str], list[np.ndarray]]
 
 
 def _check_one(
