@@ -1,0 +1,123 @@
+"""The weight-norm rules every side shares, torch-free: key formats and the float64 product.
+
+Weight normalization stores a weight ``W`` of module ``m`` as a gain ``g`` and a direction
+``v``, under one of two key forms:
+
+- parametrize (``torch.nn.utils.parametrizations.weight_norm``, wnpass):
+  ``m.parametrizations.W.original0`` (``g``) and ``m.parametrizations.W.original1`` (``v``);
+- legacy (``torch.nn.utils.weight_norm``): ``m.W_g`` and ``m.W_v``.
+
+``W = g * v / ||v||``, the norm taken over every axis but ``dim``; ``dim=None`` takes it over
+the whole tensor and ``g`` is a scalar. ``g`` keeps size 1 on every axis but ``dim``, so its
+shape tells the axis: :func:`dim_from_shapes`. Every fold (PyTorch, ONNX, checkpoints)
+computes the product with :func:`weight_from`: in float64, rounded once to ``v``'s dtype.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "KeyForm",
+    "PairKeys",
+    "dim_from_shapes",
+    "norm_axes",
+    "pair_keys",
+    "parse_key",
+    "weight_from",
+]
+
+KeyForm = Literal["parametrize", "legacy"]
+
+_PARAMETRIZED = re.compile(r"^(?:(?P<module>.*)\.)?parametrizations\.(?P<param>[^.]+)\.original(?P<k>[01])$")
+_LEGACY = re.compile(r"^(?P<param>.+)_(?P<role>[gv])$")
+
+
+@dataclasses.dataclass(frozen=True)
+class PairKeys:
+    """The keys of one weight-norm pair: the plain weight's name and where g and v live."""
+
+    weight: str
+    g: str
+    v: str
+    form: KeyForm
+
+
+def pair_keys(weight: str, form: KeyForm) -> PairKeys:
+    """The g and v keys of plain weight ``weight`` (``m.W``) in key form ``form``."""
+    if form == "legacy":
+        return PairKeys(weight, f"{weight}_g", f"{weight}_v", form)
+    module, _, leaf = weight.rpartition(".")
+    base = f"{module}.parametrizations.{leaf}" if module else f"parametrizations.{leaf}"
+    return PairKeys(weight, f"{base}.original0", f"{base}.original1", form)
+
+
+def parse_key(key: str) -> tuple[PairKeys, Literal["g", "v"]] | None:
+    """The pair a key would belong to and its role, or None for a key of neither form.
+
+    A legacy ``*_g``/``*_v`` key is only a candidate: whether it really is one half of a pair
+    is decided by finding the other half (``conv_v`` alone is an ordinary name).
+    """
+    if match := _PARAMETRIZED.match(key):
+        module, param = match["module"], match["param"]
+        weight = f"{module}.{param}" if module else param
+        return pair_keys(weight, "parametrize"), ("g" if match["k"] == "0" else "v")
+    if match := _LEGACY.match(key):
+        role: Literal["g", "v"] = "g" if match["role"] == "g" else "v"
+        return pair_keys(match["param"], "legacy"), role
+    return None
+
+
+def norm_axes(ndim: int, dim: int | None) -> tuple[int, ...]:
+    """The axes ``||v||`` is taken over: every axis but ``dim``; all of them for ``None``."""
+    return tuple(range(ndim)) if dim is None else tuple(a for a in range(ndim) if a != dim)
+
+
+def dim_from_shapes(g_shape: Sequence[int], v_shape: Sequence[int]) -> int | None:
+    """The ``dim`` a pair was made with, read from ``g``'s shape; ValueError if none fits.
+
+    A scalar ``g`` (or one element with ``v`` of several elements per axis) is the whole-tensor
+    norm, ``None``. Otherwise ``g`` has ``v``'s rank, size 1 on every axis but one, and ``v``'s
+    size there. Where ``v`` itself has size 1 on the kept axis, every choice gives the same
+    product; the lowest such axis is returned.
+    """
+    g_shape, v_shape = tuple(g_shape), tuple(v_shape)
+    if len(g_shape) == 0:
+        return None
+    if len(g_shape) != len(v_shape):
+        raise ValueError(f"g {list(g_shape)} and v {list(v_shape)} differ in rank")
+    kept = [a for a, size in enumerate(g_shape) if size != 1]
+    if len(kept) > 1:
+        raise ValueError(f"g {list(g_shape)} keeps more than one axis")
+    if kept:
+        axis = kept[0]
+        if g_shape[axis] != v_shape[axis]:
+            raise ValueError(f"g {list(g_shape)} does not match v {list(v_shape)} on axis {axis}")
+        return axis
+    # g has one element: the kept axis is one where v has size 1 too, or the whole tensor
+    ones = [a for a, size in enumerate(v_shape) if size == 1]
+    return ones[0] if ones else None
+
+
+def weight_from(g: np.ndarray, v: np.ndarray, dim: int | None) -> np.ndarray:
+    """``g * v / ||v||`` in float64, rounded once to ``v``'s dtype.
+
+    ``g`` broadcasts against the norm (size 1 on every axis but ``dim``, or a scalar). A zero
+    norm gives inf/NaN: callers that must not write such a weight check it first.
+    """
+    v64 = np.asarray(v).astype(np.float64)
+    axes = norm_axes(v64.ndim, dim)
+    norm = np.sqrt(np.einsum("...,...->", v64, v64)) if len(axes) == v64.ndim else np.sqrt(
+        np.sum(np.square(v64), axis=axes, keepdims=True)
+    )
+    g64 = np.asarray(g).astype(np.float64)
+    if v64.ndim and len(axes) == v64.ndim:
+        g64 = g64.reshape(())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        product = v64 * (g64 / norm)
+    return product.astype(np.asarray(v).dtype)
