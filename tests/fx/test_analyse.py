@@ -179,8 +179,8 @@ class ValueBranch(ShapeBranch):
 
 
 def test_falls_back_to_torch_export() -> None:
-    """fx fails on shape control flow; torch.export sees the Linear and the matmul."""
-    sites, mode, note = analyse_sites(ShapeBranch(), (torch.randn(2, 4),))
+    """Static tracing: fx fails on shape control flow; torch.export sees Linear and matmul."""
+    sites, mode, note = analyse_sites(ShapeBranch(), (torch.randn(2, 4),), tracer="static")
     by_name = {s.name: s for s in sites}
     assert mode == "export" and "torch.fx" in (note or "")
     assert by_name["lin.weight"].axis == 0 and by_name["w"].axis == 1

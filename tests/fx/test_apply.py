@@ -105,7 +105,7 @@ def test_report_rows_json_and_failure(tmp_path: Path) -> None:
     report = apply_weight_norm(nn.Sequential(Noisy(3, 3)), (torch.randn(2, 3),))
     assert report.equivalent is False and not report
     row = plan_rows(report.sites)[0]
-    assert row == ("0.weight", "F.linear", "3x3", "0", "applied", "keep")  # traced into
+    assert row == ("0.weight", "Noisy (F.linear)", "3x3", "0", "applied", "keep")
     report.write_json(tmp_path / "r.json")
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["applied"] == 1 and data["ok"] is False and data["sites"][0]["axis"] == 0

@@ -1,9 +1,12 @@
 """Plan weight norm per parameter: which op uses it, at which axis, or why it is left alone.
 
 Pure analysis: the model is not changed. Layers already weight-normed (either PyTorch API) become
-"already" sites; tied weights (one tensor under several names, or used by several ops) are
-skipped, never untied; ``include``/``exclude`` patterns match the parameter name, its module's
-name or the op (``fnmatch`` style), and classes match the owning module by ``isinstance``.
+"already" sites; tied weights (one tensor under several names) are skipped, never untied, with
+the other names; frozen parameters (``requires_grad=False``) are left alone. ``include``/
+``exclude`` patterns match the parameter name, its module's name, the op, or the name of the
+owning module's class or one of its base classes (``fnmatch`` style, so ``"Conv1d"`` selects
+every ``nn.Conv1d`` and subclass); classes match the owning module by ``isinstance``.
+:func:`layer_type` resolves a class name for a command line.
 """
 
 from __future__ import annotations
@@ -12,21 +15,43 @@ import fnmatch
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
 
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
 
-from wnpass.fx.axes import DimPolicy, Use
+from wnpass.axes import DimPolicy, is_legacy_hook
+from wnpass.errors import UsageError
+from wnpass.fx.axes import Use
 from wnpass.fx.report import ParamSite
-from wnpass.fx.trace import find_uses
+from wnpass.fx.trace import Tracer, find_uses
 
-__all__ = ["Pattern", "analyse_sites", "owner_of"]
+__all__ = ["Pattern", "UnknownLayerTypeError", "analyse_sites", "layer_type", "owner_of"]
 
 logger = logging.getLogger(__name__)
 
 Pattern = str | type[nn.Module]
+
+
+class UnknownLayerTypeError(UsageError):
+    """A layer type named by the user exists neither in the model nor in ``torch.nn``."""
+
+
+def layer_type(model: nn.Module, name: str) -> type[nn.Module]:
+    """The layer class called ``name``: one of the model's module classes (or their bases), else
+    ``torch.nn.<name>``; :class:`UnknownLayerTypeError` when there is none."""
+    for module in model.modules():
+        for cls in type(module).__mro__:
+            if cls.__name__ == name and issubclass(cls, nn.Module):
+                return cls
+    found = getattr(nn, name, None)
+    if isinstance(found, type) and issubclass(found, nn.Module):
+        return found
+    own = sorted({parametrize.type_before_parametrizations(m).__name__ for m in model.modules()})
+    raise UnknownLayerTypeError(
+        f"no layer type {name!r} in torch.nn or in {type(model).__name__} "
+        f"(its layer types: {', '.join(own[:20])}{' ...' if len(own) > 20 else ''})"
+    )
 
 
 def owner_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -50,7 +75,9 @@ def _matches(model: nn.Module, site: ParamSite, patterns: list[Pattern]) -> Patt
         if isinstance(pattern, type):
             if isinstance(owner, pattern):
                 return pattern
-        elif any(fnmatch.fnmatchcase(text, pattern) for text in (site.name, module_name, site.op)):
+        elif any(
+            fnmatch.fnmatchcase(text, pattern) for text in (site.name, module_name, site.op)
+        ) or any(fnmatch.fnmatchcase(cls.__name__, pattern) for cls in type(owner).__mro__):
             return pattern
     return None
 
@@ -85,7 +112,7 @@ def _already(model: nn.Module) -> tuple[dict[str, ParamSite], dict[str, str]]:
                 if originals:
                     sites[originals[0]] = site
         for hook in module._forward_pre_hooks.values():
-            if type(hook).__name__ != "WeightNorm" or not hasattr(hook, "name"):
+            if not is_legacy_hook(hook):
                 continue
             g_name, v_name = f"{prefix}{hook.name}_g", f"{prefix}{hook.name}_v"
             v = getattr(module, f"{hook.name}_v")
@@ -97,21 +124,29 @@ def _already(model: nn.Module) -> tuple[dict[str, ParamSite], dict[str, str]]:
     return sites, covered
 
 
-def _decide(name: str, ndim: int, uses: list[Use], aliases: list[str], mode: str) -> ParamSite:
+def _decide(
+    name: str, param: nn.Parameter, uses: list[Use], aliases: list[str], mode: str
+) -> ParamSite:
+    ndim = param.dim()
     ops = ", ".join(dict.fromkeys(use.op for use in uses)) or "-"
     site = ParamSite(name, ops, [], None, "skipped")
     if len(aliases) > 1:
         others = ", ".join(a for a in aliases if a != name)
         site.reason = f"tied weight (also {others}): one weight norm would untie it"
         return site
+    if not param.requires_grad:
+        site.reason = "frozen (requires_grad=False)"
+        return site
     if not uses:
-        site.reason = (
-            "not part of a known layer (traced by module types only)"
-            if mode == "module types"
-            else "not used in the traced forward"
-        )
+        site.reason = {
+            "module types": "not part of a known layer (traced by module types only)",
+            "observed": "not used in the observed forward",
+        }.get(mode, "not used in the traced forward")
         return site
     reasons = list(dict.fromkeys(use.reason for use in uses if use.reason))
+    if ndim < 2 and reasons and set(reasons) != {"bias"}:
+        site.reason = "1-D parameter (a scale or shift)"
+        return site
     if reasons:
         site.reason = "; ".join(reasons)
         return site
@@ -130,14 +165,19 @@ def _decide(name: str, ndim: int, uses: list[Use], aliases: list[str], mode: str
 
 def analyse_sites(
     model: nn.Module,
-    example_inputs: tuple[Any, ...] | None = None,
+    example_inputs: object = None,
     *,
     include: Pattern | Sequence[Pattern] | None = None,
     exclude: Pattern | Sequence[Pattern] | None = None,
     dim_policy: DimPolicy = "unit",
     embeddings: bool = False,
+    tracer: Tracer = "auto",
 ) -> tuple[list[ParamSite], str, str | None]:
-    """The plan for every parameter; the tracer used; a note when tracing fell back."""
+    """The plan for every parameter; how uses were found; a note when that fell back.
+
+    ``example_inputs``: a tensor, a tuple (positional) or a dict (keyword inputs). With them the
+    model is run once, eval mode and no grad (:mod:`wnpass.fx.observe`); without, it is traced.
+    """
     if dim_policy not in ("unit", "torch"):
         raise ValueError(f"dim_policy must be 'unit' or 'torch', not {dim_policy!r}")
     already, covered = _already(model)
@@ -146,7 +186,7 @@ def analyse_sites(
     for name, param in model.named_parameters(remove_duplicate=False):
         aliases[id(param)].append(name)
         canonical[name] = aliases[id(param)][0]
-    uses, mode, note = find_uses(model, example_inputs, dim_policy, embeddings)
+    uses, mode, note = find_uses(model, example_inputs, dim_policy, embeddings, tracer)
     by_param: dict[str, list[Use]] = defaultdict(list)
     for use in uses:
         key = canonical.get(use.param, use.param)
@@ -159,7 +199,7 @@ def analyse_sites(
             if name in already:
                 sites.append(already[name])
             continue
-        site = _decide(name, param.dim(), by_param[name], aliases[id(param)], mode)
+        site = _decide(name, param, by_param[name], aliases[id(param)], mode)
         site.shape = list(param.shape)
         if site.status == "planned":
             if (hit := _matches(model, site, excludes)) is not None:

@@ -22,16 +22,16 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_leaves
 
+from wnpass.axes import DimPolicy
 from wnpass.fx.analyse import Pattern, analyse_sites, owner_of
-from wnpass.fx.axes import DimPolicy
 from wnpass.fx.data_init import data_init
-from wnpass.fx.loading import as_inputs
+from wnpass.fx.forward import Batch, as_batch, run_forward
 from wnpass.fx.mean_only_bn import replace_batch_norm
 from wnpass.fx.register import register_weight_norm
 from wnpass.fx.report import ApplyReport, ParamSite
 from wnpass.fx.rnn_cache import install_rnn_cache
+from wnpass.fx.trace import Tracer
 
 __all__ = [
     "KEEP_RTOL",
@@ -52,17 +52,6 @@ KEEP_RTOL = 1e-5
 KEEP_RTOL_HALF = 1e-2
 
 Init = Literal["keep", "data"]
-
-
-def _outputs(model: nn.Module, inputs: tuple[Any, ...]) -> list[torch.Tensor]:
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            result = model(*inputs)
-    finally:
-        model.train(was_training)
-    return [t.detach() for t in tree_leaves(result) if isinstance(t, torch.Tensor)]
 
 
 def max_rel_error(after: list[torch.Tensor], before: list[torch.Tensor]) -> float:
@@ -100,19 +89,20 @@ class ApplyWeightNormPass:
         embeddings: bool = False,
         mean_only_bn: bool = False,
         rescale: bool = True,
+        tracer: Tracer = "auto",
     ) -> None:
         if init not in ("keep", "data"):
             raise ValueError(f"init must be 'keep' or 'data', not {init!r}")
         self.include, self.exclude = include, exclude
         self.init, self.dim_policy, self.embeddings = init, dim_policy, embeddings
-        self.mean_only_bn, self.rescale = mean_only_bn, rescale
+        self.mean_only_bn, self.rescale, self.tracer = mean_only_bn, rescale, tracer
 
     def call(self, model: nn.Module, example_inputs: Any = None) -> ApplyReport:
         start = time.perf_counter()
-        inputs = None if example_inputs is None else as_inputs(example_inputs)
+        inputs = None if example_inputs is None else as_batch(example_inputs)
         if self.init == "data" and inputs is None:
             raise ValueError("init='data' needs a batch: pass example_inputs")
-        before = _outputs(model, inputs) if inputs is not None else None
+        before = run_forward(model, inputs) if inputs is not None else None
         sites, mode, note = analyse_sites(
             model,
             inputs,
@@ -120,6 +110,7 @@ class ApplyWeightNormPass:
             exclude=self.exclude,
             dim_policy=self.dim_policy,
             embeddings=self.embeddings,
+            tracer=self.tracer,
         )
         report = ApplyReport(
             sites=sites, traced_with=mode, trace_note=note, dim_policy=self.dim_policy
@@ -135,7 +126,7 @@ class ApplyWeightNormPass:
             self._data_init(model, inputs, sites)
         if before is not None and inputs is not None:
             if self.init == "keep" and not self.mean_only_bn:
-                report.max_rel_error = max_rel_error(_outputs(model, inputs), before)
+                report.max_rel_error = max_rel_error(run_forward(model, inputs), before)
                 report.rtol = _tolerance(model)
             else:
                 report.notes.append(
@@ -159,7 +150,7 @@ class ApplyWeightNormPass:
             site.status, site.init = "applied", "keep"
             logger.debug("%s: weight norm at axis %s", site.name, site.axis)
 
-    def _data_init(self, model: nn.Module, inputs: tuple[Any, ...], sites: list[ParamSite]) -> None:
+    def _data_init(self, model: nn.Module, inputs: Batch, sites: list[ParamSite]) -> None:
         result = data_init(model, inputs, rescale=self.rescale)
         label = "data, v rescaled" if self.rescale else "data"
         by_name = {site.name: site for site in sites}
@@ -187,12 +178,15 @@ def apply_weight_norm(
     embeddings: bool = False,
     mean_only_bn: bool = False,
     rescale: bool = True,
+    tracer: Tracer = "auto",
 ) -> ApplyReport:
     """Weight-normalize ``model`` in place at each weight's output-unit axis; returns the report.
 
-    ``example_inputs`` (a tuple of tensors for ``model(*inputs)``, or one tensor) lets tracing
-    fall back to ``torch.export``, is the batch for ``init="data"``, and with ``init="keep"`` the
-    outputs before and after are compared (``report.max_rel_error`` against ``report.rtol``).
+    ``example_inputs`` (one tensor, a tuple for ``model(*inputs)``, a dict for
+    ``model(**inputs)``) is run once to see every weight's uses (``tracer="auto"``; without
+    inputs the model is traced statically), is the batch for ``init="data"``, and with
+    ``init="keep"`` the outputs before and after are compared (``report.max_rel_error``
+    against ``report.rtol``).
     """
     return ApplyWeightNormPass(
         include=include,
@@ -202,4 +196,5 @@ def apply_weight_norm(
         embeddings=embeddings,
         mean_only_bn=mean_only_bn,
         rescale=rescale,
+        tracer=tracer,
     ).call(model, example_inputs)

@@ -1,40 +1,31 @@
-"""The output-unit axis of a weight, per consuming op: the one place that knows DESIGN.md's table.
+"""Parameter uses in PyTorch terms: module types mapped onto the table of :mod:`wnpass.axes`.
 
-Weight norm ``w = g * v / ||v||`` keeps one ``g`` per output unit: the norm runs over every axis
-but the unit axis. Per op (weight layout -> unit axis):
-
-- Linear, ``F.linear``, ``addmm(b, x, W.t())`` style ``(out, in)`` -> 0
-- ``x @ W``, ``matmul``/``mm``/``addmm`` with the parameter on the right ``(in, out)`` -> last
-- Conv1d/2d/3d (grouped too) ``(out, in/groups, k...)`` -> 0
-- ConvTranspose1d/2d/3d ``(in, out/groups, k...)`` -> 1 (``dim_policy="unit"``, the paper's
-  per-output-unit norm) or 0 (``dim_policy="torch"``: PyTorch's default, per *input* channel,
-  what HiFi-GAN-style checkpoints use). With groups > 1 no single axis is one output unit, so
-  the unit policy declines it.
-- Embedding, ``F.embedding`` ``(num, dim)`` -> 0 (each row), only when asked for
-- RNN/LSTM/GRU ``weight_ih``/``weight_hh``/``weight_hr`` ``(gates*hidden, in)`` -> 0
-- MultiheadAttention ``in_proj_weight``/``q,k,v_proj_weight`` and ``out_proj.weight`` -> 0
-
-A :class:`Use` is one consumption of a parameter: the op, and the axis or the reason there is none.
+The axis itself is decided in one place, :func:`wnpass.axes.unit_axis` (torch-free, shared with
+data init and the ONNX add pass). Here a :class:`Use` is one consumption of a parameter: the op,
+and the axis or the reason there is none; :func:`module_uses` reads the known layer types
+(Linear, Conv, ConvTranspose, Embedding, RNNs, MultiheadAttention) for the tracers that see
+module calls rather than ops.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
+
+from wnpass.axes import DimPolicy, OpKind, unit_axis
 
 __all__ = [
     "DimPolicy",
     "Use",
     "bias_use",
     "conv_transpose_use",
+    "layer_kind",
     "module_uses",
+    "table_use",
     "unit_use",
 ]
-
-DimPolicy = Literal["unit", "torch"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,17 +47,27 @@ def bias_use(param: str, op: str, consumer: str) -> Use:
     return Use(param, op, consumer, None, "bias")
 
 
-def conv_transpose_use(param: str, op: str, consumer: str, groups: int, policy: DimPolicy) -> Use:
+def table_use(
+    param: str,
+    op: str,
+    consumer: str,
+    kind: OpKind,
+    shape: list[int] | tuple[int, ...],
+    **options: object,
+) -> Use:
+    """The use of a weight of ``shape`` by an op of ``kind``: the table's axis or its reason."""
+    axis = unit_axis(kind, shape, **options)  # type: ignore[arg-type]
+    if isinstance(axis, str):
+        return Use(param, op, consumer, None, axis)
+    return Use(param, op, consumer, axis)
+
+
+def conv_transpose_use(
+    param: str, op: str, consumer: str, groups: int, policy: DimPolicy, ndim: int = 3
+) -> Use:
     """The transposed-convolution weight ``(in, out/groups, k...)``: axis 1, or 0 for "torch"."""
-    if policy == "torch":
-        return Use(param, op, consumer, 0)
-    if groups > 1:
-        reason = (
-            f"grouped transposed convolution (groups={groups}): no single axis is one output "
-            "unit; use dim_policy='torch' for PyTorch's dim=0"
-        )
-        return Use(param, op, consumer, None, reason)
-    return Use(param, op, consumer, 1)
+    shape = [2] * max(ndim, 2)
+    return table_use(param, op, consumer, "conv_transpose", shape, groups=groups, policy=policy)
 
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -86,6 +87,27 @@ def _fallback(param: str, shape_dims: int, op: str, consumer: str) -> Use:
     return Use(param, op, consumer, None, f"consumed inside {op}, which wnpass does not know")
 
 
+def layer_kind(owner: nn.Module, leaf: str) -> OpKind | None:
+    """The op kind of the table that a known layer applies to its parameter ``leaf``, or None."""
+    if leaf == "weight" and isinstance(owner, nn.Linear):
+        return "linear"
+    if leaf == "weight" and isinstance(owner, _CONV):
+        return "conv"
+    if leaf == "weight" and isinstance(owner, _CONV_T):
+        return "conv_transpose"
+    if leaf == "weight" and isinstance(owner, nn.Embedding):
+        return "embedding"
+    if (isinstance(owner, nn.RNNBase) and leaf.startswith("weight_")) or (
+        isinstance(owner, nn.MultiheadAttention) and leaf in _MHA_WEIGHTS
+    ):
+        return "linear"
+    return None
+
+
+def _is_bias(leaf: str) -> bool:
+    return leaf.startswith("bias") or leaf.endswith("bias") or "_bias" in leaf
+
+
 def module_uses(prefix: str, module: nn.Module, policy: DimPolicy, embeddings: bool) -> list[Use]:
     """The uses of every parameter of a leaf module (its whole subtree) when it is called."""
     op = parametrize.type_before_parametrizations(module).__name__
@@ -94,25 +116,19 @@ def module_uses(prefix: str, module: nn.Module, policy: DimPolicy, embeddings: b
         name = _join(prefix, local)
         leaf = local.rsplit(".", 1)[-1]
         owner = module.get_submodule(local.rpartition(".")[0]) if "." in local else module
-        owner_op = op  # a parameter of a leaf's submodule (MHA's out_proj) shows the leaf's op
-        if leaf.startswith("bias") or leaf.endswith("bias") or "_bias" in leaf:
-            uses.append(bias_use(name, owner_op, prefix))
-        elif (isinstance(owner, nn.Linear) and leaf == "weight") or (
-            isinstance(owner, _CONV) and leaf == "weight"
-        ):
-            uses.append(unit_use(name, owner_op, prefix, 0))
-        elif isinstance(owner, _CONV_T) and leaf == "weight":
-            uses.append(conv_transpose_use(name, owner_op, prefix, owner.groups, policy))
-        elif isinstance(owner, nn.Embedding) and leaf == "weight":
-            if embeddings:
-                uses.append(unit_use(name, owner_op, prefix, 0))
-            else:
-                reason = "embedding: opt-in (embeddings=True)"
-                uses.append(Use(name, owner_op, prefix, None, reason))
-        elif (isinstance(owner, nn.RNNBase) and leaf.startswith("weight_")) or (
-            isinstance(owner, nn.MultiheadAttention) and leaf in _MHA_WEIGHTS
-        ):
-            uses.append(unit_use(name, owner_op, prefix, 0))
+        # a parameter of a leaf's submodule (MHA's out_proj) shows the leaf's op
+        kind = layer_kind(owner, leaf)
+        if _is_bias(leaf):
+            uses.append(bias_use(name, op, prefix))
+        elif kind is not None:
+            groups = int(getattr(owner, "groups", 1))
+            shape = list(param.shape)
+            uses.append(
+                table_use(
+                    name, op, prefix, kind, shape, groups=groups, policy=policy,
+                    embeddings=embeddings,
+                )
+            )  # fmt: skip
         else:
             uses.append(_fallback(name, param.dim(), op, prefix))
     return uses

@@ -28,7 +28,7 @@ import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
 
-from wnpass.fx.loading import as_inputs
+from wnpass.fx.forward import as_batch
 
 __all__ = ["DATA_INIT_EPS", "V_INIT_STD", "DataInitReport", "data_init"]
 
@@ -147,7 +147,7 @@ def data_init(
     generator: torch.Generator | None = None,
 ) -> DataInitReport:
     """Data-dependent init of every weight-normed layer of ``model`` on ``batch``, in place."""
-    inputs = as_inputs(batch)
+    inputs = as_batch(batch)
     report = DataInitReport(rescaled=rescale)
     targets = _candidates(model, report)
     with torch.no_grad():
@@ -177,7 +177,7 @@ def data_init(
     try:
         model.eval()
         with torch.no_grad():
-            model(*inputs)
+            model(*inputs.args, **inputs.kwargs)
     finally:
         model.train(was_training)
         for handle in handles:

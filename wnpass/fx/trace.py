@@ -1,33 +1,32 @@
-"""Find every parameter's consuming ops: torch.fx, else torch.export, else module types.
+"""Find every parameter's consuming ops: observed, else torch.fx, torch.export, module types.
 
-``torch.fx.symbolic_trace`` sees module calls (``torch.nn`` layers are leaves) and functional
-uses (``F.linear(x, self.w)``, ``x @ self.w``). When it cannot trace (control flow on values
-or shapes), ``torch.export`` on the example inputs sees the same as ATen ops. When neither works
-(no example inputs, data-dependent control flow), the known layer types are read off the module
-tree, with a warning naming why: functional uses are then invisible.
+With example inputs the model is run once and every op that consumes a parameter is recorded
+(:mod:`wnpass.fx.observe`): the primary path. The tracers below remain for models given without
+example inputs (``tracer="static"`` forces them). ``torch.fx.symbolic_trace`` sees module
+calls (``torch.nn`` layers are leaves) and functional uses (``F.linear(x, self.w)``,
+``x @ self.w``). When it cannot trace (control flow on values or shapes), ``torch.export`` on
+the example inputs sees the same as ATen ops. When neither works (no example inputs,
+data-dependent control flow), the known layer types are read off the module tree, with a
+warning naming why: functional uses are then invisible.
 """
 
 from __future__ import annotations
 
 import logging
 import operator
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from wnpass.axes import DimPolicy, OpKind
 from wnpass.errors import one_line
-from wnpass.fx.axes import (
-    DimPolicy,
-    Use,
-    bias_use,
-    conv_transpose_use,
-    module_uses,
-    unit_use,
-)
+from wnpass.fx.axes import Use, bias_use, conv_transpose_use, module_uses, table_use
+from wnpass.fx.forward import Batch, as_batch
+from wnpass.fx.observe import observe_uses
 
-__all__ = ["KNOWN_LAYERS", "TraceResult", "find_uses"]
+__all__ = ["KNOWN_LAYERS", "TRACERS", "TraceResult", "Tracer", "find_uses"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +43,11 @@ KNOWN_LAYERS: tuple[type[nn.Module], ...] = (
     nn.MultiheadAttention,
 )
 
-TraceResult = tuple[list[Use], str, str | None]  # uses, "fx"/"export"/"module types", note
+TraceResult = tuple[
+    list[Use], str, str | None
+]  # uses, "observed"/"fx"/"export"/"module types", note
+Tracer = Literal["auto", "observe", "static"]
+TRACERS: tuple[Tracer, ...] = ("auto", "observe", "static")
 
 _LINEAR = {F.linear}
 _CONV = {F.conv1d, F.conv2d, F.conv3d, torch.conv1d, torch.conv2d, torch.conv3d}
@@ -71,44 +74,45 @@ def _groups(node: fx.Node, position: int) -> int:
     return int(value) if isinstance(value, int) else 1
 
 
-def _matmul_use(param: str, op: str, consumer: str, index: int | None, ndim: int) -> Use:
-    if index == 0:  # W @ x: rows of W are the output units
-        return unit_use(param, op, consumer, 0)
-    return unit_use(param, op, consumer, ndim - 1)  # x @ W: the last axis
+def _matmul_use(param: str, op: str, consumer: str, index: int | None, shape: list[int]) -> Use:
+    kind: OpKind = "matmul_left" if index == 0 else "matmul_right"  # W @ x: rows; x @ W: last
+    return table_use(param, op, consumer, kind, shape)
 
 
 def _fx_functional_use(
-    param: str, ndim: int, user: fx.Node, attr: fx.Node, policy: DimPolicy, embeddings: bool
+    param: str, shape: list[int], user: fx.Node, attr: fx.Node, policy: DimPolicy, embeddings: bool
 ) -> Use:
     """One user of a parameter read with ``get_attr``."""
     target, name = user.target, user.name
     index = _arg_index(user, attr, "weight" if user.kwargs.get("weight") is attr else None)
     if user.op == "call_function" and target in _LINEAR:
         op = "F.linear"
-        return unit_use(param, op, name, 0) if index == 1 else bias_use(param, op, name)
+        if index != 1:
+            return bias_use(param, op, name)
+        return table_use(param, op, name, "linear", shape)
     if user.op == "call_function" and target in _CONV:
         op = f"F.{getattr(target, '__name__', 'conv')}"
-        return unit_use(param, op, name, 0) if index == 1 else bias_use(param, op, name)
+        if index != 1:
+            return bias_use(param, op, name)
+        return table_use(param, op, name, "conv", shape)
     if user.op == "call_function" and target in _CONV_T:
         op = f"F.{getattr(target, '__name__', 'conv_transpose')}"
         if index != 1:
             return bias_use(param, op, name)
-        return conv_transpose_use(param, op, name, _groups(user, 6), policy)
+        return conv_transpose_use(param, op, name, _groups(user, 6), policy, len(shape))
     if (user.op == "call_function" and target in _MATMUL) or (
         user.op == "call_method" and target in _MATMUL_METHODS
     ):
-        return _matmul_use(param, "matmul", name, index, ndim)
+        return _matmul_use(param, "matmul", name, index, shape)
     if user.op == "call_function" and target is torch.addmm:
         if index == 0:
             return bias_use(param, "addmm", name)
-        return _matmul_use(param, "addmm", name, 0 if index == 1 else 1, ndim)
+        return _matmul_use(param, "addmm", name, 0 if index == 1 else 1, shape)
     if user.op == "call_function" and target in (F.embedding, torch.embedding):
         weight_index = 1 if target is F.embedding else 0
         if index != weight_index:
             return Use(param, "embedding", name, None, "used as embedding indices")
-        if not embeddings:
-            return Use(param, "F.embedding", name, None, "embedding: opt-in (embeddings=True)")
-        return unit_use(param, "F.embedding", name, 0)
+        return table_use(param, "F.embedding", name, "embedding", shape, embeddings=embeddings)
     label = target if isinstance(target, str) else getattr(target, "__name__", str(target))
     if user.op == "call_function" and target in _ELEMENTWISE:
         return Use(param, str(label), name, None, f"elementwise use ({label})")
@@ -127,9 +131,9 @@ def _fx_uses(model: nn.Module, policy: DimPolicy, embeddings: bool) -> list[Use]
             uses.extend(module_uses(str(node.target), module, policy, embeddings))
         elif node.op == "get_attr" and str(node.target) in params:
             param = str(node.target)
-            ndim = params[param].dim()
+            shape = list(params[param].shape)
             for user in node.users:
-                uses.append(_fx_functional_use(param, ndim, user, node, policy, embeddings))
+                uses.append(_fx_functional_use(param, shape, user, node, policy, embeddings))
     return uses
 
 
@@ -139,49 +143,49 @@ def _aten_name(target: Any) -> str:
 
 
 def _export_use(
-    param: str, ndim: int, user: fx.Node, node: fx.Node, policy: DimPolicy, embeddings: bool
+    param: str, shape: list[int], user: fx.Node, node: fx.Node, policy: DimPolicy, embeddings: bool
 ) -> Use:
     op = _aten_name(user.target)
     index = _arg_index(user, node)
     name = user.name
     if op == "linear" or op in ("conv1d", "conv2d", "conv3d"):
-        return unit_use(param, op, name, 0) if index == 1 else bias_use(param, op, name)
+        if index != 1:
+            return bias_use(param, op, name)
+        return table_use(param, op, name, "linear" if op == "linear" else "conv", shape)
     if op.startswith("conv_transpose"):
         if index != 1:
             return bias_use(param, op, name)
-        return conv_transpose_use(param, op, name, _groups(user, 6), policy)
+        return conv_transpose_use(param, op, name, _groups(user, 6), policy, len(shape))
     if op == "convolution":
         if index != 1:
             return bias_use(param, op, name)
         if user.args[6]:
-            return conv_transpose_use(param, op, name, _groups(user, 8), policy)
-        return unit_use(param, op, name, 0)
+            return conv_transpose_use(param, op, name, _groups(user, 8), policy, len(shape))
+        return table_use(param, op, name, "conv", shape)
     if op in ("matmul", "mm", "bmm"):
-        return _matmul_use(param, op, name, index, ndim)
+        return _matmul_use(param, op, name, index, shape)
     if op == "addmm":
         if index == 0:
             return bias_use(param, op, name)
-        return _matmul_use(param, op, name, 0 if index == 1 else 1, ndim)
+        return _matmul_use(param, op, name, 0 if index == 1 else 1, shape)
     if op == "embedding":
         if index != 0:
             return Use(param, op, name, None, "used as embedding indices")
-        if not embeddings:
-            return Use(param, op, name, None, "embedding: opt-in (embeddings=True)")
-        return unit_use(param, op, name, 0)
+        return table_use(param, op, name, "embedding", shape, embeddings=embeddings)
     if op in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
         leaf = param.rsplit(".", 1)[-1]
-        return bias_use(param, op, name) if "bias" in leaf else unit_use(param, op, name, 0)
+        if "bias" in leaf:
+            return bias_use(param, op, name)
+        return table_use(param, op, name, "linear", shape)
     if op in ("add", "mul", "sub", "div", "neg", "tanh", "sigmoid", "exp"):
         return Use(param, op, name, None, f"elementwise use ({op})")
     return Use(param, op, name, None, f"used by {op}, which wnpass does not know")
 
 
-def _export_uses(
-    model: nn.Module, inputs: tuple[Any, ...], policy: DimPolicy, embeddings: bool
-) -> list[Use]:
-    program = torch.export.export(model, inputs, strict=False)
+def _export_uses(model: nn.Module, batch: Batch, policy: DimPolicy, embeddings: bool) -> list[Use]:
+    program = torch.export.export(model, batch.args, dict(batch.kwargs), strict=False)
     placeholders = program.graph_signature.inputs_to_parameters
-    shapes = {name: p.dim() for name, p in model.named_parameters()}
+    shapes = {name: list(p.shape) for name, p in model.named_parameters()}
     uses: list[Use] = []
     for node in program.graph.nodes:
         if node.op != "placeholder" or node.name not in placeholders:
@@ -206,24 +210,41 @@ def _type_uses(model: nn.Module, policy: DimPolicy, embeddings: bool) -> list[Us
 
 def find_uses(
     model: nn.Module,
-    example_inputs: tuple[Any, ...] | None,
+    example_inputs: Any,
     policy: DimPolicy = "unit",
     embeddings: bool = False,
+    tracer: Tracer = "auto",
 ) -> TraceResult:
-    """Every parameter use the best available tracer sees, the tracer's name, and a note."""
+    """Every parameter use the best available way sees, its name, and a note.
+
+    ``tracer="auto"``: observe a forward when there are example inputs, else the static chain
+    (torch.fx, then module types); ``"observe"`` needs inputs; ``"static"``: torch.fx, then
+    torch.export (with inputs), then module types, with a warning.
+    """
+    if tracer not in TRACERS:
+        raise ValueError(f"tracer must be one of {', '.join(TRACERS)}, not {tracer!r}")
+    batch = None if example_inputs is None else as_batch(example_inputs)
+    if tracer == "observe" and batch is None:
+        raise ValueError("tracer='observe' needs example inputs")
+    if tracer != "static" and batch is not None:
+        uses, _ = observe_uses(model, batch, policy, embeddings)
+        return uses, "observed", None
     try:
         return _fx_uses(model, policy, embeddings), "fx", None
     except Exception as error:
         fx_error = one_line(error, with_type=True)
         logger.info("torch.fx cannot trace %s: %s", type(model).__name__, fx_error)
-    if example_inputs is not None:
+    if batch is not None:
         try:
-            uses = _export_uses(model, example_inputs, policy, embeddings)
+            uses = _export_uses(model, batch, policy, embeddings)
             return uses, "export", f"torch.fx could not trace ({fx_error}); used torch.export"
         except Exception as error:
             why = f"torch.fx: {fx_error}; torch.export: {one_line(error, with_type=True)}"
     else:
         why = f"torch.fx: {fx_error}; torch.export needs example inputs"
-    note = f"traced by module types only, functional uses not seen ({why})"
+    note = (
+        "traced by module types only: functional uses (F.linear, x @ W, addmm ...) are not seen "
+        f"and their weights are left alone; give example inputs to observe a forward ({why})"
+    )
     logger.warning("%s", note)
     return _type_uses(model, policy, embeddings), "module types", note

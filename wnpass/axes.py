@@ -1,0 +1,141 @@
+"""The output-unit axis of a weight per consuming op, torch-free: the one table every side uses.
+
+Weight norm ``w = g * v / ||v||`` keeps one ``g`` per output unit: the norm runs over every axis
+but the unit axis. The PyTorch analysis (module types, torch.fx, torch.export and the observed
+forward), the data-dependent init and the ONNX add pass all ask :func:`unit_axis`; einsum
+operands ask :func:`einsum_unit_axis`. Each answers an axis, or a string saying why no single
+axis is one output unit. Per op kind (weight layout -> unit axis):
+
+- ``linear``: Linear, ``F.linear``, MultiheadAttention projections, RNN ``weight_ih/hh/hr``
+  ``(out, in)`` -> 0; ``matmul_left`` (``W @ x``) -> the row axis, ``ndim - 2``
+- ``matmul_right``: ``x @ W``, ``addmm(b, x, W)`` ``(in, out)`` -> the last axis
+- ``gemm`` (ONNX ``Gemm`` input B): ``transB=1`` ``(out, in)`` -> 0, else ``(in, out)`` -> 1
+- ``conv`` (grouped too) ``(out, in/groups, k...)`` -> 0
+- ``conv_transpose`` ``(in, out/groups, k...)`` -> 1 under ``policy="unit"`` (declined for
+  groups > 1: no single axis is one output unit), 0 under ``policy="torch"`` (PyTorch's
+  ``dim=0``, per *input* channel, what HiFi-GAN-style checkpoints use)
+- ``embedding`` ``(num, dim)`` -> 0 (each row), only when asked for
+
+A batched weight (``ndim > 2`` with a leading axis of more than one element) in a matrix product
+has units spread over two axes: declined. Legacy ``torch.nn.utils.weight_norm`` hooks are
+recognized by type with :func:`is_legacy_hook` (without importing torch).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any, Literal
+
+__all__ = [
+    "DimPolicy",
+    "OpKind",
+    "einsum_unit_axis",
+    "is_legacy_hook",
+    "output_unit_axis",
+    "unit_axis",
+]
+
+DimPolicy = Literal["unit", "torch"]
+OpKind = Literal[
+    "linear", "matmul_left", "matmul_right", "gemm", "conv", "conv_transpose", "embedding"
+]
+
+EMBEDDING_OPT_IN = "embedding: opt-in (embeddings=True)"
+
+
+def _matrix_axis(kind: str, shape: Sequence[int]) -> int | str:
+    ndim = len(shape)
+    if ndim < 2:
+        return f"{kind} with a {ndim}-D weight has no output units"
+    if any(size != 1 for size in shape[:-2]):
+        return f"batched weight {list(shape)} in a matrix product: units span two axes"
+    return ndim - 1 if kind == "matmul_right" else ndim - 2
+
+
+def unit_axis(
+    kind: OpKind,
+    shape: Sequence[int],
+    *,
+    groups: int = 1,
+    policy: DimPolicy = "unit",
+    trans_b: bool = False,
+    embeddings: bool = False,
+) -> int | str:
+    """The output-unit axis of a weight of ``shape`` consumed by an op of ``kind``, or why none."""
+    if policy not in ("unit", "torch"):
+        raise ValueError(f"dim_policy must be 'unit' or 'torch', not {policy!r}")
+    ndim = len(shape)
+    if ndim < 2:
+        return "1-D parameter (a scale or shift)"
+    if kind in ("linear", "conv"):
+        return 0
+    if kind in ("matmul_left", "matmul_right"):
+        return _matrix_axis(kind, shape)
+    if kind == "gemm":
+        return 0 if trans_b else 1
+    if kind == "conv_transpose":
+        if policy == "torch":
+            return 0
+        if groups > 1:
+            return (
+                f"grouped transposed convolution (groups={groups}): no single axis is one output "
+                "unit; use dim_policy='torch' for PyTorch's dim=0"
+            )
+        return 1
+    if kind == "embedding":
+        return 0 if embeddings else EMBEDDING_OPT_IN
+    raise ValueError(f"unknown op kind {kind!r}")
+
+
+def output_unit_axis(kind: OpKind) -> int:
+    """Where a layer's output keeps its units: the last axis for ``linear``, else 1 (channels)."""
+    return -1 if kind == "linear" else 1
+
+
+def _einsum_terms(equation: str, count: int) -> tuple[list[str], str] | str:
+    equation = equation.replace(" ", "")
+    inputs, arrow, output = equation.partition("->")
+    terms = inputs.split(",")
+    if len(terms) != count:
+        return f"einsum {equation!r}: {len(terms)} terms for {count} operands"
+    if "." in inputs or "." in output:
+        return f"einsum {equation!r}: ellipsis over a weight is not followed"
+    if not arrow:  # implicit output: the letters that appear once, sorted
+        letters = "".join(terms)
+        output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    return terms, output
+
+
+def einsum_unit_axis(equation: str, operand: int, shapes: Sequence[Sequence[int]]) -> int | str:
+    """The unit axis of operand ``operand`` of ``torch.einsum(equation, *operands)``, or why none.
+
+    The weight's units are its letters that reach the output without appearing in any other
+    operand (a letter shared with the input and kept is a batch axis, one summed away is
+    contracted). Exactly one such letter, and no shared kept letter, gives the unit axis.
+    """
+    parsed = _einsum_terms(equation, len(shapes))
+    if isinstance(parsed, str):
+        return parsed
+    terms, output = parsed
+    mine = terms[operand]
+    if len(mine) != len(shapes[operand]) or len(set(mine)) != len(mine):
+        return f"einsum {equation!r}: operand {operand} is not a plain weight term"
+    others = "".join(t for i, t in enumerate(terms) if i != operand)
+    units = [c for c in mine if c in output and c not in others]
+    shared = [c for c in mine if c in output and c in others]
+    if shared:
+        return f"einsum {equation!r}: the weight keeps batch axes {shared}"
+    if len(units) != 1:
+        return f"einsum {equation!r}: the weight has {len(units)} output axes, not one"
+    return mine.index(units[0])
+
+
+def is_legacy_hook(hook: Any) -> bool:
+    """Whether a forward pre-hook is ``torch.nn.utils.weight_norm``'s ``WeightNorm``, by type.
+
+    torch is not imported here: a model holding such a hook has imported that module already.
+    """
+    module = sys.modules.get("torch.nn.utils.weight_norm")
+    cls = getattr(module, "WeightNorm", None)
+    return cls is not None and isinstance(hook, cls)

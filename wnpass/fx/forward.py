@@ -1,0 +1,97 @@
+"""Run a model once on example inputs: eval mode, no grad, its mode restored, errors named.
+
+Example inputs are positional (a tensor or a tuple) or keyword (a dict, for models such as
+transformers' that take ``input_ids=``/``pixel_values=``), or both as ``(args, kwargs)`` in a
+:class:`Batch`. The outputs are every tensor the forward returned, wherever it put them: tuples,
+dicts, ``ModelOutput``s, dataclasses, and objects such as key/value caches (their attributes).
+An exception raised by the model's own code becomes :class:`ForwardFailedError`, which names the
+model (a user-facing error, exit code 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from wnpass.errors import WnpassError, one_line
+
+__all__ = ["Batch", "ForwardFailedError", "as_batch", "output_tensors", "run_forward"]
+
+_MAX_DEPTH = 8  # nested containers followed when collecting outputs
+
+
+class ForwardFailedError(WnpassError):
+    """The model raised while running on its example inputs."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """Inputs for ``model(*args, **kwargs)``."""
+
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def as_batch(value: Any) -> Batch:
+    """A Batch from a tensor, a tuple/list (positional), a dict (keyword) or a Batch."""
+    if isinstance(value, Batch):
+        return value
+    if isinstance(value, torch.Tensor):
+        return Batch((value,))
+    if isinstance(value, Mapping):
+        return Batch((), dict(value))
+    if isinstance(value, list | tuple):
+        return Batch(tuple(value))
+    what = type(value).__name__
+    raise TypeError(f"expected a tensor, a tuple or a dict of keyword inputs, got {what}")
+
+
+def output_tensors(value: Any) -> list[torch.Tensor]:
+    """Every tensor in a forward's result, in a stable order, each once."""
+    found: list[torch.Tensor] = []
+    seen: set[int] = set()
+
+    def walk(item: Any, depth: int) -> None:
+        if depth > _MAX_DEPTH or id(item) in seen:
+            return
+        seen.add(id(item))
+        if isinstance(item, torch.Tensor):
+            found.append(item.detach())
+        elif isinstance(item, Mapping):
+            for key in item:
+                walk(item[key], depth + 1)
+        elif isinstance(item, list | tuple | set | frozenset):
+            for element in item:
+                walk(element, depth + 1)
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            for field in dataclasses.fields(item):
+                walk(getattr(item, field.name, None), depth + 1)
+        elif hasattr(item, "__dict__") and not isinstance(item, nn.Module | type):
+            for element in vars(item).values():  # a cache object: its tensors
+                walk(element, depth + 1)
+
+    walk(value, 0)
+    return found
+
+
+def run_forward(model: nn.Module, batch: Batch) -> list[torch.Tensor]:
+    """``model(*batch.args, **batch.kwargs)`` in eval mode without grad; its output tensors."""
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            result = model(*batch.args, **batch.kwargs)
+    except WnpassError:
+        raise
+    except Exception as error:
+        raise ForwardFailedError(
+            f"{type(model).__name__}: the forward on the example inputs raised "
+            f"{one_line(error, with_type=True)}"
+        ) from error
+    finally:
+        model.train(was_training)
+    return output_tensors(result)

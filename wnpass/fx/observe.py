@@ -1,0 +1,458 @@
+"""Find every parameter's consuming ops by running the model once and watching what it calls.
+
+The model runs on its example inputs (eval mode, no grad, then its mode is restored) under a
+``TorchFunctionMode`` that sees each torch call at the level the model's code made it:
+``F.linear``, ``torch.addmm``, ``x @ W``, ``F.conv2d``, ``torch.einsum``, ``F.embedding``,
+``_VF.lstm``, ``F.multi_head_attention_forward`` ... (calls made inside those are not seen).
+Caches, ``ModelOutput``/dict outputs and data-dependent control flow do not matter: nothing is
+traced, the forward just runs. A tied weight is one tensor object, so its uses under every name
+are seen as uses of one parameter.
+
+What happens to a parameter before it is consumed is followed: ``.t()``, ``.T``, ``.mT``,
+``transpose``, ``permute``, ``view``/``reshape``/``flatten``/``(un)squeeze``, ``.to(dtype)`` and
+other copies, ``chunk``/``split``/``unbind``/``narrow``/``select`` and basic indexing. Each derived
+tensor carries, per axis, the parameter axis it is (None where a reshape merged or split axes),
+and the parameter axes it was sliced along. At the consumer the table of :mod:`wnpass.axes` gives
+the unit axis on the derived tensor, which maps back to the parameter's axis; a unit axis that is
+no single parameter axis, or a slice along another axis, is declined with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, cast
+
+import torch
+import torch.nn.functional as F
+import torch.nn.utils.parametrize as parametrize
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from wnpass.axes import DimPolicy, OpKind, einsum_unit_axis, unit_axis
+from wnpass.fx.axes import Use
+from wnpass.fx.forward import Batch, run_forward
+
+__all__ = ["observe_uses"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Origin:
+    """A tensor derived from parameter ``param``: the parameter axis each of its axes is."""
+
+    param: str
+    axes: tuple[int | None, ...]
+    sliced: frozenset[int | None] = frozenset()  # parameter axes it was sliced along
+    path: tuple[str, ...] = ()
+
+
+_IDENTITY = {
+    "to", "float", "half", "bfloat16", "double", "type", "type_as", "contiguous", "clone",
+    "detach", "data", "requires_grad_", "cpu", "cuda", "alias", "_cast_Float", "positive",
+}  # fmt: skip
+_RESHAPE = {
+    "view", "reshape", "view_as", "reshape_as", "flatten", "unflatten", "squeeze", "unsqueeze",
+    "atleast_2d", "atleast_3d", "_unsafe_view",
+}  # fmt: skip
+_SLICE_KEEP = {"chunk", "split", "tensor_split", "split_with_sizes", "unsafe_split", "narrow"}
+_SLICE_DROP = {"unbind", "select"}
+_CONV = {"conv1d", "conv2d", "conv3d"}
+_CONV_T = {"conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
+_MATMUL = {"matmul", "mm", "bmm", "__matmul__", "__rmatmul__", "inner", "mv"}
+_RNN = {"lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell"}
+_RNN |= {"rnn_relu_cell"}
+_NORMS = {"layer_norm", "group_norm", "batch_norm", "instance_norm", "rms_norm"}
+_ELEMENTWISE = {
+    "add", "mul", "sub", "div", "neg", "tanh", "sigmoid", "exp", "pow", "abs", "sqrt", "rsqrt",
+    "__add__", "__radd__", "__mul__", "__rmul__", "__sub__", "__rsub__", "__truediv__",
+    "__rtruediv__", "__neg__", "__pow__", "__rpow__", "relu", "softmax", "clamp", "where",
+    "addcmul", "lerp", "exp_", "mul_", "add_", "sigmoid_", "maximum", "minimum", "cat", "stack",
+    "expand", "expand_as", "repeat", "sum", "mean", "norm", "square", "sin", "cos",
+}  # fmt: skip
+_MHA_ROLES = {
+    "in_proj_weight": "linear", "q_proj_weight": "linear", "k_proj_weight": "linear",
+    "v_proj_weight": "linear", "out_proj_weight": "linear", "in_proj_bias": "bias",
+    "out_proj_bias": "bias", "bias_k": "bias", "bias_v": "bias",
+}  # fmt: skip
+_LABELS = {
+    "linear": "F.linear", "__matmul__": "matmul", "__rmatmul__": "matmul", "mm": "matmul",
+    "multi_head_attention_forward": "MultiheadAttention",
+}  # fmt: skip
+
+
+def _name(func: Callable[..., Any]) -> str:
+    name = str(getattr(func, "__name__", func))
+    if name == "__get__":  # a property such as Tensor.T: the descriptor has the name
+        name = str(getattr(getattr(func, "__self__", None), "__name__", name))
+    return name
+
+
+def _tensors(value: Any) -> Iterator[Any]:
+    """Tensors in an argument: the value itself, or inside a list/tuple (one level)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if isinstance(item, torch.Tensor):
+                yield item
+
+
+def _reshape_axes(src: Sequence[int], dst: Sequence[int]) -> list[int | None]:
+    """For each axis of ``dst``, the axis of ``src`` it is the same as (None: merged, split, new).
+
+    Size-1 axes carry no units and are skipped; the rest are grouped into runs whose sizes
+    multiply to the same number; a run of one axis on each side is the same axis.
+    """
+    out: list[int | None] = [None] * len(dst)
+    si = [i for i, size in enumerate(src) if size != 1]
+    di = [j for j, size in enumerate(dst) if size != 1]
+    a = b = 0
+    while a < len(si) and b < len(di):
+        group_s, group_d = [si[a]], [di[b]]
+        ps, pd = src[si[a]], dst[di[b]]
+        while ps != pd:
+            if ps < pd and a + 1 < len(si):
+                a += 1
+                group_s.append(si[a])
+                ps *= src[si[a]]
+            elif pd < ps and b + 1 < len(di):
+                b += 1
+                group_d.append(di[b])
+                pd *= dst[di[b]]
+            else:
+                return out
+        if len(group_s) == 1 and len(group_d) == 1:
+            out[group_d[0]] = group_s[0]
+        a, b = a + 1, b + 1
+    return out
+
+
+def _index_axes(index: Any, ndim: int) -> tuple[list[int | None], set[int]] | None:
+    """Basic indexing: for each output axis the input axis (None: new), and the sliced axes."""
+    items = list(index) if isinstance(index, tuple) else [index]
+    if any(isinstance(i, torch.Tensor | list | bool) for i in items):
+        return None  # advanced indexing: a lookup, not a view
+    real = sum(1 for i in items if i is not None and i is not Ellipsis)
+    out: list[int | None] = []
+    sliced: set[int] = set()
+    axis = 0
+    for item in items:
+        if item is None:
+            out.append(None)
+        elif item is Ellipsis:
+            for _ in range(ndim - real):
+                out.append(axis)
+                axis += 1
+        elif isinstance(item, int):
+            sliced.add(axis)
+            axis += 1
+        elif isinstance(item, slice):
+            if item != slice(None):
+                sliced.add(axis)
+            out.append(axis)
+            axis += 1
+        else:
+            return None
+    out.extend(range(axis, ndim))
+    return out, sliced
+
+
+def _dim_arg(args: tuple[Any, ...], kwargs: dict[str, Any], position: int, ndim: int) -> int:
+    value = kwargs.get("dim", args[position] if len(args) > position else 0)
+    return int(value) % max(ndim, 1)
+
+
+def _permutation(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], ndim: int) -> list[int]:
+    order = list(range(ndim))
+    if name in ("t", "T") and ndim == 2:
+        return [1, 0]
+    if name == "mT" and ndim >= 2:
+        order[-2], order[-1] = order[-1], order[-2]
+        return order
+    if name in ("transpose", "swapaxes", "swapdims"):
+        d0 = int(kwargs.get("dim0", args[1])) % ndim
+        d1 = int(kwargs.get("dim1", args[2])) % ndim
+        order[d0], order[d1] = order[d1], order[d0]
+        return order
+    if name == "permute":
+        dims = kwargs.get("dims", args[1] if len(args) == 2 else args[1:])
+        dims = dims if isinstance(dims, Sequence) else [dims]
+        return [int(d) % ndim for d in dims]
+    return order
+
+
+class _Recorder(TorchFunctionMode):
+    """Records each op that consumes a (tensor derived from a) parameter."""
+
+    def __init__(
+        self,
+        params: Mapping[str, torch.Tensor],
+        owners: dict[str, tuple[str, str | None]],
+        policy: DimPolicy,
+        embeddings: bool,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.policy, self.embeddings, self.owners = policy, embeddings, owners
+        self.params = {id(p): (p, _Origin(n, tuple(range(p.dim())))) for n, p in params.items()}
+        self.derived: dict[int, tuple[weakref.ref[torch.Tensor], _Origin]] = {}
+        self.uses: dict[Use, None] = {}
+
+    def origin(self, value: Any) -> _Origin | None:
+        if not isinstance(value, torch.Tensor):
+            return None
+        if (entry := self.params.get(id(value))) is not None and entry[0] is value:
+            return entry[1]
+        if (derived := self.derived.get(id(value))) is not None and derived[0]() is value:
+            return derived[1]
+        return None
+
+    def __torch_function__(
+        self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:  # fmt: skip
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        values = [*args, *kwargs.values()]
+        if not any(self.origin(t) is not None for v in values for t in _tensors(v)):
+            return result
+        if not any(True for _ in _tensors(result)) and not isinstance(result, list | tuple):
+            return result  # a metadata query (shape, dtype, size, dim ...): no use
+        try:
+            self._record(func, _name(func), args, kwargs, result)
+        except Exception as error:  # never break the user's forward: record why instead
+            logger.debug("could not follow %s: %s", _name(func), error)
+            for t in {id(t): t for v in values for t in _tensors(v)}.values():
+                if (origin := self.origin(t)) is not None:
+                    self._use(origin, _name(func), None, f"used by {_name(func)}: not followed")
+        return result
+
+    # -- derived tensors -------------------------------------------------------------------------
+
+    def _track(self, result: Any, origin: _Origin) -> None:
+        for tensor in _tensors(result):
+            self.derived[id(tensor)] = (weakref.ref(tensor), origin)
+
+    def _derive(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any
+    ) -> bool:
+        """Track ``result`` when ``name`` is a view or copy of a tracked ``args[0]``."""
+        source = self.origin(args[0]) if args else None
+        if source is None or not isinstance(args[0], torch.Tensor):
+            return False
+        tensor, ndim = args[0], args[0].dim()
+        step = (*source.path, name)
+        if name in _IDENTITY:
+            origin = dataclasses.replace(source, path=step)
+        elif name in _RESHAPE and isinstance(result, torch.Tensor):
+            mapping = _reshape_axes(list(tensor.shape), list(result.shape))
+            axes = tuple(None if m is None else source.axes[m] for m in mapping)
+            origin = dataclasses.replace(source, axes=axes, path=step)
+        elif name in ("t", "T", "mT", "transpose", "swapaxes", "swapdims", "permute"):
+            order = _permutation(name, args, kwargs, ndim)
+            origin = dataclasses.replace(
+                source, axes=tuple(source.axes[o] for o in order), path=step
+            )
+        elif name in _SLICE_KEEP or name in _SLICE_DROP:
+            position = 1 if name in ("narrow", "select", "unbind") else 2
+            dim = _dim_arg(args, kwargs, position, ndim)
+            axes = (
+                source.axes if name in _SLICE_KEEP else source.axes[:dim] + source.axes[dim + 1 :]
+            )
+            sliced = source.sliced | {source.axes[dim]}
+            origin = dataclasses.replace(source, axes=axes, sliced=sliced, path=step)
+        elif name == "__getitem__":
+            parsed = _index_axes(args[1], ndim)
+            if parsed is None:
+                return False
+            mapping, cut = parsed
+            axes = tuple(None if m is None else source.axes[m] for m in mapping)
+            sliced = source.sliced | {source.axes[c] for c in cut}
+            origin = dataclasses.replace(source, axes=axes, sliced=sliced, path=step)
+        else:
+            return False
+        self._track(result, origin)
+        return True
+
+    # -- consumers -------------------------------------------------------------------------------
+
+    def _use(self, origin: _Origin, op: str, axis: int | None, reason: str | None) -> None:
+        owner, label = self.owners.get(origin.param, ("", None))
+        if label is not None and op != "MultiheadAttention":
+            op = label if label.startswith("torch.nn.") else f"{label} ({op})"
+            op = op.removeprefix("torch.nn.")
+        use = Use(origin.param, op, owner, axis, reason)
+        self.uses.setdefault(use, None)
+
+    def _consume(self, tensor: Any, op: str, kind: OpKind | str, **options: Any) -> None:
+        """``tensor`` consumed as a weight of ``kind`` (or "bias"); map its unit axis back."""
+        origin = self.origin(tensor)
+        if origin is None:
+            return
+        if kind == "bias":
+            self._use(origin, op, None, "bias")
+            return
+        if kind == "einsum":
+            axis: int | str = einsum_unit_axis(
+                options["equation"], options["operand"], options["shapes"]
+            )
+        else:
+            op_kind = cast(OpKind, kind)
+            shape = list(tensor.shape)
+            axis = unit_axis(
+                op_kind, shape, policy=self.policy, embeddings=self.embeddings, **options
+            )
+        if isinstance(axis, str):
+            self._use(origin, op, None, axis)
+            return
+        param_axis = origin.axes[axis]
+        via = f" (via {'.'.join(origin.path)})" if origin.path else ""
+        if param_axis is None:
+            reason = f"reshaped before {op}{via}: its unit axis is no single axis of the parameter"
+            self._use(origin, op, None, reason)
+        elif origin.sliced - {param_axis}:
+            axes = sorted(str(a) for a in origin.sliced - {param_axis})
+            reason = (
+                f"sliced along axis {', '.join(axes)} before {op}{via}: units would share a norm"
+            )
+            self._use(origin, op, None, reason)
+        else:
+            self._use(origin, op, param_axis, None)
+
+    def _record(
+        self, func: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        result: Any,
+    ) -> None:  # fmt: skip
+        if self._derive(name, args, kwargs, result):
+            return
+        op = _LABELS.get(name, f"F.{name}" if name in _CONV | _CONV_T else name)
+
+        def arg(position: int, keyword: str) -> Any:
+            return kwargs.get(keyword, args[position] if len(args) > position else None)
+
+        if name in ("linear", "bilinear"):
+            weight_at = 2 if name == "bilinear" else 1
+            self._consume(arg(weight_at, "weight"), op, "linear")
+            self._consume(arg(weight_at + 1, "bias"), op, "bias")
+        elif name in _CONV:
+            self._consume(arg(1, "weight"), op, "conv")
+            self._consume(arg(2, "bias"), op, "bias")
+        elif name in _CONV_T:
+            groups = int(arg(6, "groups") or 1)
+            self._consume(arg(1, "weight"), op, "conv_transpose", groups=groups)
+            self._consume(arg(2, "bias"), op, "bias")
+        elif name == "convolution":
+            groups = int(arg(8, "groups") or 1)
+            kind = "conv_transpose" if arg(6, "transposed") else "conv"
+            self._consume(arg(1, "weight"), op, kind, groups=groups)
+            self._consume(arg(2, "bias"), op, "bias")
+        elif name in ("addmm", "baddbmm", "addbmm", "addmv"):
+            self._consume(arg(0, "input"), op, "bias")
+            self._consume(arg(1, "mat1" if name == "addmm" else "batch1"), op, "matmul_left")
+            self._consume(arg(2, "mat2" if name == "addmm" else "batch2"), op, "matmul_right")
+        elif name in _MATMUL:
+            left, right = (args[1], args[0]) if name == "__rmatmul__" else (args[0], args[1])
+            self._consume(left, op, "matmul_left")
+            self._consume(right, op, "matmul_right")
+        elif name == "einsum":
+            self._einsum(op, args)
+        elif name in ("embedding", "embedding_bag"):
+            table = arg(1, "weight") if func in (F.embedding, F.embedding_bag) else arg(0, "weight")
+            self._consume(table, op, "embedding")
+        elif name in _RNN:
+            self._rnn(op, args, kwargs)
+        elif name in ("multi_head_attention_forward", "_native_multi_head_attention"):
+            self._mha(func, op, args, kwargs)
+        else:
+            self._other(name, args, kwargs)
+
+    def _einsum(self, op: str, args: tuple[Any, ...]) -> None:
+        equation = str(args[0])
+        operands = (
+            list(args[1])
+            if len(args) == 2 and isinstance(args[1], list | tuple)
+            else list(args[1:])
+        )
+        shapes = [list(t.shape) for t in operands]
+        for index, tensor in enumerate(operands):
+            self._consume(tensor, op, "einsum", equation=equation, operand=index, shapes=shapes)
+
+    def _rnn(self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        for value in [*args, *kwargs.values()]:
+            if isinstance(value, list | tuple):
+                for tensor in _tensors(value):
+                    if self.origin(tensor) is not None:
+                        self._consume(tensor, op, "linear" if tensor.dim() >= 2 else "bias")
+            elif isinstance(value, torch.Tensor) and self.origin(value) is not None:
+                self._consume(value, op, "linear" if value.dim() >= 2 else "bias")
+
+    def _mha(
+        self, func: Callable[..., Any], op: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        if func is F.multi_head_attention_forward:
+            bound = inspect.signature(func).bind(*args, **kwargs).arguments
+            roles = {name: bound.get(name) for name in _MHA_ROLES}
+        else:  # _native_multi_head_attention(q, k, v, dim, heads, qkv_w, qkv_b, proj_w, proj_b)
+            roles = dict(
+                zip(
+                    ("in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias"),
+                    args[5:9],
+                    strict=False,
+                )
+            )
+        for role, tensor in roles.items():
+            self._consume(tensor, op, _MHA_ROLES[role])
+        weights = {id(t) for t in roles.values()}
+        for value in [*args, *kwargs.values()]:  # the query/key/value: not weights
+            if isinstance(value, torch.Tensor) and id(value) not in weights and self.origin(value):
+                self._other("multi_head_attention_forward", (value,), {})
+
+    def _other(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if name in _NORMS:
+            reason = f"normalization scale or shift ({name})"
+        elif name in _ELEMENTWISE:
+            reason = f"elementwise use ({name})"
+        elif name == "__getitem__":
+            reason = "indexed with a tensor (a lookup table, not a layer weight)"
+        else:
+            reason = f"used by {name}, which wnpass does not know"
+        seen: set[int] = set()
+        for value in [*args, *kwargs.values()]:
+            for tensor in _tensors(value):
+                if (origin := self.origin(tensor)) is not None and id(tensor) not in seen:
+                    seen.add(id(tensor))
+                    self._use(origin, name, None, reason)
+
+
+def _owners(model: nn.Module) -> dict[str, tuple[str, str | None]]:
+    """Parameter -> (its module's name, the label of its module's class; None for the root).
+
+    The label is ``torch.nn.<Class>`` for PyTorch's own layers (shown as the op: ``Conv1d``),
+    else the class name, shown with the op it called (``Conv1D (addmm)``).
+    """
+    owners: dict[str, tuple[str, str | None]] = {}
+    for name, _ in model.named_parameters():
+        prefix = name.rpartition(".")[0]
+        if not prefix:
+            owners[name] = ("", None)
+            continue
+        cls = parametrize.type_before_parametrizations(model.get_submodule(prefix))
+        own = cls.__module__.startswith("torch.nn.")
+        owners[name] = (prefix, f"torch.nn.{cls.__name__}" if own else cls.__name__)
+    return owners
+
+
+def observe_uses(
+    model: nn.Module, batch: Batch, policy: DimPolicy = "unit", embeddings: bool = False
+) -> tuple[list[Use], list[Any]]:
+    """Every parameter use seen while running ``model`` on ``batch``, and the outputs."""
+    params = dict(model.named_parameters())
+    recorder = _Recorder(params, _owners(model), policy, embeddings)
+    with recorder:
+        outputs = run_forward(model, batch)
+    logger.debug("observed %d uses of %d parameters", len(recorder.uses), len(params))
+    return list(recorder.uses), outputs
