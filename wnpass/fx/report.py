@@ -6,12 +6,27 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["PLAN_COLUMNS", "ApplyReport", "ParamSite", "apply_summary", "plan_rows"]
+__all__ = [
+    "PLAN_COLUMNS",
+    "ApplyReport",
+    "ApplyStatus",
+    "ParamSite",
+    "apply_summary",
+    "plan_rows",
+]
 
-# status values: "planned" (inspect), "applied", "skipped", "already" (weight-normed before),
-# "replaced" (BatchNorm -> mean-only BatchNorm)
+# site status values: "planned" (inspect), "applied", "skipped", "already" (weight-normed
+# before), "replaced" (BatchNorm -> mean-only BatchNorm)
+
+# the outcome of a whole rewrite (ApplyReport.status):
+# "ok"                 weight norm was applied (or planned) and the outputs, if checked, match
+# "nothing selected"   candidates existed, the user's include/exclude left none: on purpose, ok
+# "nothing applied"    no parameter could take weight norm: a failure, ``reason`` says why
+# "outputs changed"    the rewritten model computes something else: a failure
+ApplyStatus = Literal["ok", "nothing selected", "nothing applied", "outputs changed"]
+_SELECTED_OUT = ("not included", "excluded (")
 
 
 @dataclasses.dataclass
@@ -64,14 +79,62 @@ class ApplyReport:
             return None
         return self.max_rel_error <= self.rtol
 
+    @property
+    def selected_out(self) -> int:
+        """Sites weight norm would fit that the user's include/exclude left out."""
+        return sum(
+            site.status == "skipped" and (site.reason or "").startswith(_SELECTED_OUT)
+            for site in self.sites
+        )
+
+    @property
+    def status(self) -> ApplyStatus:
+        """The outcome; see ``ApplyStatus``. Applying nothing is a failure unless on purpose."""
+        if self.equivalent is False:
+            return "outputs changed"
+        if self.applied or self.count("planned") or self.count("replaced"):
+            return "ok"
+        return "nothing selected" if self.selected_out else "nothing applied"
+
+    @property
+    def reason(self) -> str | None:
+        """Why the status is not plain "ok", in one line; None when it is."""
+        status = self.status
+        if status == "outputs changed":
+            return (
+                f"the outputs changed: max relative difference {self.max_rel_error:.2e} "
+                f"> tolerance {self.rtol:.0e}"
+            )
+        if status == "nothing selected":
+            return f"include/exclude left out all {self.selected_out} weights weight norm fits"
+        if status == "nothing applied":
+            return self._why_nothing()
+        return None
+
+    def _why_nothing(self) -> str:
+        reasons: dict[str, int] = {}
+        for site in self.sites:
+            if site.status in ("skipped", "already"):
+                key = "already weight-normed" if site.status == "already" else (site.reason or "")
+                key = key.split(" (also ")[0].split(": ")[0]
+                reasons[key] = reasons.get(key, 0) + 1
+        top = sorted(reasons.items(), key=lambda item: -item[1])[:4]
+        detail = ", ".join(f"{count} {why}" for why, count in top) or "the model has none"
+        text = f"applied weight norm to no parameter ({detail})"
+        if self.traced_with == "module types":
+            text += "; only module types were read: give example inputs to observe a forward"
+        return text
+
     def __bool__(self) -> bool:
-        """False only when an equivalence check ran and failed."""
-        return self.equivalent is not False
+        """True when weight norm was applied (or planned) and outputs held, or the user's
+        include/exclude selected nothing on purpose; False when nothing could be applied or
+        the outputs changed (``status`` and ``reason`` say which)."""
+        return self.status in ("ok", "nothing selected")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data.update(applied=self.applied, skipped=self.skipped, equivalent=self.equivalent)
-        data["ok"] = bool(self)
+        data.update(status=self.status, reason=self.reason, ok=bool(self))
         return data
 
     def write_json(self, path: str | Path) -> None:
@@ -107,6 +170,8 @@ def apply_summary(report: ApplyReport, *, inspect: bool = False) -> str:
         text += f"\nnote: {report.trace_note}"
     for note in report.notes:
         text += f"\nnote: {note}"
+    if report.status in ("nothing applied", "nothing selected"):
+        text += f"\n{'NOTHING APPLIED' if not report else 'nothing selected'}: {report.reason}"
     if report.max_rel_error is not None:
         verdict = "equivalent" if report.equivalent else "NOT EQUIVALENT"
         text += (
