@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.helpers import run, sites_left
-from wnpass.errors import UsageError
+from wnpass.errors import InvalidArgumentError
 from wnpass.export import export
 from wnpass.fx.loading import load_model_py
 
@@ -65,5 +65,5 @@ def test_dynamic_batch_axis(tmp_path: Path) -> None:
     with torch.no_grad():
         expected = model.eval()(torch.from_numpy(batch)).numpy()
     np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-5)
-    with pytest.raises(UsageError, match="the model's inputs are x"):
+    with pytest.raises(InvalidArgumentError, match=r"the model.s inputs are x"):
         export(model, inputs, out, dynamic={"mel": {0: "b"}})

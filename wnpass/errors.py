@@ -1,33 +1,82 @@
-"""The errors a user can see: each carries one clear line and maps to exit code 2."""
+"""The errors a user can see: each carries one clear line and the exit code it maps to.
+
+The library names its own parameters (``output``, ``json_path``, ``rtol``); an error about one
+carries it in ``parameter`` and says it first, and the CLI says the flag instead (``-o``,
+``--json``, ``--rtol``): :meth:`WnpassError.render`.
+"""
 
 from __future__ import annotations
 
-__all__ = ["InvalidModelError", "OutputError", "UsageError", "WnpassError", "one_line"]
+from collections.abc import Mapping
+
+__all__ = [
+    "CheckFailedError",
+    "InvalidArgumentError",
+    "InvalidModelError",
+    "OutputError",
+    "UsageError",
+    "WnpassError",
+    "one_line",
+    "printable",
+]
 
 
 class WnpassError(Exception):
-    """Base of every error wnpass raises for bad input; its message is one line for the user."""
+    """Base of every error wnpass raises for bad input; its message is one line for the user.
+
+    ``parameter`` is the library parameter the error is about (None: the input as a whole);
+    the message then reads ``"<parameter> <detail>"``.
+    """
 
     exit_code = 2
+
+    def __init__(self, detail: str, *, parameter: str | None = None) -> None:
+        self.detail = printable(detail)
+        self.parameter = parameter
+        super().__init__(self.render())
+
+    def render(self, names: Mapping[str, str] | None = None) -> str:
+        """The message, with the parameter called by its name in ``names`` (CLI flags)."""
+        if self.parameter is None:
+            return self.detail
+        name = (names or {}).get(self.parameter, self.parameter)
+        return f"{name} {self.detail}"
 
 
 class InvalidModelError(WnpassError):
     """The model file is missing, unreadable, or not a valid ONNX model."""
 
 
+class InvalidArgumentError(WnpassError):
+    """A parameter's value is out of range or does not fit the model."""
+
+
 class OutputError(WnpassError):
-    """The output cannot be written where the user asked (or would overwrite the input)."""
+    """An output cannot be written where asked: the plan refused it, or the disk did."""
 
 
 class UsageError(WnpassError):
     """The options given do not make sense together."""
 
 
+class CheckFailedError(WnpassError):
+    """A check ran and failed (exit 1): raised where a result cannot be returned."""
+
+    exit_code = 1
+
+
+def printable(text: str) -> str:
+    """``text`` with terminal control characters escaped (a model's names are untrusted)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def one_line(error: BaseException, *, with_type: bool = False) -> str:
     """An exception's message as one line for the user (240 characters at most; the ONNX
     checker's "==> Context:" dump left out), prefixed by its type name if asked."""
     text = " ".join(str(error).split("==> Context:")[0].split())
-    text = text[:240] + "..." if len(text) > 240 else text
+    text = printable(text[:240] + "..." if len(text) > 240 else text)
     if with_type:
         return f"{type(error).__name__}: {text}" if text else type(error).__name__
     return text or type(error).__name__

@@ -23,7 +23,6 @@ import inspect
 import logging
 import os
 import re
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -37,23 +36,29 @@ import torch
 from torch import nn
 from torch.nn.utils.weight_norm import WeightNorm
 
-from wnpass.errors import OutputError, UsageError, WnpassError
+from wnpass.errors import InvalidArgumentError, WnpassError, one_line
 from wnpass.fx.fold import TorchFoldReport, fold_weight_norm
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
+from wnpass.plan import IOPlan
 from wnpass.report import FoldReport, write_json
 from wnpass.verify import providers as prov
-from wnpass.verify.check import DEFAULT_RUNS, DEFAULT_WARMUP, latency_stats
+from wnpass.verify.check import latency_stats
 from wnpass.verify.compare import OutputComparison, compare_outputs
+from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
 from wnpass.verify.report import LatencyStats
 
-__all__ = ["ExportError", "ExportReport", "export"]
+__all__ = ["ExportError", "ExportReport", "ModelRunError", "export", "opset_range"]
 
 logger = logging.getLogger(__name__)
 
 
 class ExportError(WnpassError):
     """torch.onnx.export failed on the model."""
+
+
+class ModelRunError(WnpassError):
+    """The user's model raised when run on its example inputs."""
 
 
 @dataclasses.dataclass
@@ -69,19 +74,22 @@ class ExportReport:
     comparisons: dict[str, list[OutputComparison]] = dataclasses.field(default_factory=dict)
     latency: dict[str, LatencyStats] = dataclasses.field(default_factory=dict)
     not_available: list[str] = dataclasses.field(default_factory=list)
+    fell_back: list[str] = dataclasses.field(default_factory=list)  # asked for, ran elsewhere
+    published: bool = True  # False: the check failed and nothing was written
 
     def __bool__(self) -> bool:
-        """Nothing left to fold, and the ONNX outputs matched PyTorch's wherever compared."""
+        """Nothing left to fold, and the ONNX outputs matched PyTorch's wherever compared; a
+        provider that was asked for but fell back to another fails."""
         compared = [c for comparisons in self.comparisons.values() for c in comparisons]
-        return self.onnx_fold.declined == 0 and all(compared)
+        return self.onnx_fold.declined == 0 and all(compared) and not self.fell_back
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["ok"] = bool(self)
         return data
 
-    def write_json(self, path: str | Path) -> None:
-        write_json(path, self.to_dict())
+    def write_json(self, path: str | Path, plan: IOPlan | None = None) -> None:
+        write_json(path, self.to_dict(), plan)
 
 
 def _numpy_outputs(outputs: Any) -> list[np.ndarray]:
@@ -124,7 +132,9 @@ def _export(
     names = _input_names(model, len(inputs))
     unknown = sorted(set(dynamic or {}) - set(names))
     if unknown:
-        raise UsageError(f"--dynamic {unknown[0]}: the model's inputs are {', '.join(names)}")
+        raise InvalidArgumentError(
+            f"{unknown[0]}: the model's inputs are {', '.join(names)}", parameter="dynamic"
+        )
     kwargs: dict[str, Any] = {"input_names": names, "dynamo": dynamo, "verbose": False}
     if opset is not None:
         kwargs["opset_version"] = opset
@@ -199,6 +209,35 @@ def _close(a: np.ndarray, b: np.ndarray) -> bool:
     return a.dtype == b.dtype and bool(np.allclose(a, b, rtol=1e-5, atol=1e-6 * scale))
 
 
+# The opsets each torch.onnx exporter writes: the dynamo exporter starts at 18 (its op library
+# needs it); the TorchScript one covers 7 to its own maximum.
+def opset_range(exporter: str) -> tuple[int, int]:
+    from torch.onnx import _constants
+
+    if exporter == "dynamo":
+        return 18, _constants.ONNX_MAX_OPSET
+    return _constants.ONNX_MIN_OPSET, _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+
+
+def validate_export_options(
+    exporter: str, opset: int | None, verify: bool, options: CheckOptions
+) -> None:
+    """Every export option, checked before anything runs or is written."""
+    if exporter not in ("dynamo", "torchscript"):
+        raise InvalidArgumentError(
+            f"{exporter!r}: choose dynamo or torchscript", parameter="exporter"
+        )
+    if opset is not None:
+        low, high = opset_range(exporter)
+        if not low <= opset <= high:
+            raise InvalidArgumentError(
+                f"{opset}: the {exporter} exporter writes opsets {low} to {high}",
+                parameter="opset",
+            )
+    if verify:
+        options.validate()
+
+
 def export(
     model: nn.Module,
     example_inputs: Sequence[Any] | torch.Tensor,
@@ -215,52 +254,98 @@ def export(
     runs: int = DEFAULT_RUNS,
     warmup: int = DEFAULT_WARMUP,
     threads: int | None = None,
+    plan: IOPlan | None = None,
 ) -> ExportReport:
-    """Export ``model`` to a clean, verified ONNX file at ``path``; see the module docstring."""
-    if exporter not in ("dynamo", "torchscript"):
-        raise UsageError(f"unknown exporter {exporter!r}: choose dynamo or torchscript")
+    """Export ``model`` to a clean, verified ONNX file at ``path``; see the module docstring.
+
+    Every option and path is checked before anything is written (``plan``: the caller's, with
+    its other files). With ``verify``, the model is published under ``path`` only when ONNX
+    Runtime's outputs match PyTorch's; otherwise nothing appears there and the report says why.
+    """
+    options = CheckOptions(
+        providers=providers, rtol=rtol, atol=atol, runs=runs, warmup=warmup, threads=threads
+    )
+    validate_export_options(exporter, opset, verify, options)
     path = Path(path)
-    if not path.parent.is_dir():
-        raise OutputError(f"{path.parent}: no such directory")
+    plan = plan if plan is not None else IOPlan()
+    plan.write(path, "output")
+    plan.check()  # the output's data file, if any, is planned once the model is known
     inputs = (
         (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     )
     chosen = prov.resolve(list(providers) if providers else None) if verify else []
-    model.eval()
-    with torch.no_grad():
-        expected = _numpy_outputs(model(*inputs))
+    expected = _numpy_outputs(_forward(model, inputs))
     target, in_place = _copy(model) if fold_in_torch else (model, False)
     torch_report = fold_weight_norm(target) if fold_in_torch else None
-    if path.is_dir():
-        raise OutputError(f"{path}: is a directory")
     weights = _weight_names(model)
-    with tempfile.TemporaryDirectory(prefix=".wnpass-", dir=path.parent) as staging:
-        raw = Path(staging) / "exported.onnx"
+    with plan.staging(path) as staging:
+        raw = staging / "exported.onnx"
         names = _export(
             target, inputs, raw, dynamo=exporter == "dynamo", dynamic=dynamic, opset=opset
         )
         exported = io.load(raw)
+        _check_opset(exported, opset)
         _, onnx_report = fold_onnx(exported, in_place=True)
         missing = _restore_names(exported, weights)
-        io.save(exported, path)
-    report = ExportReport(str(path), exporter, torch_report, onnx_report, in_place)
-    report.names_missing = missing
-    report.not_available = (
-        [p for p in prov.PROVIDERS if p not in prov.available()] if verify else []
-    )
-    feeds = {name: t.detach().cpu().numpy() for name, t in zip(names, inputs, strict=False)}
+        report = ExportReport(str(path), exporter, torch_report, onnx_report, in_place)
+        report.names_missing = missing
+        report.not_available = (
+            [p for p in prov.PROVIDERS if p not in prov.available()] if verify else []
+        )
+        feeds = {name: t.detach().cpu().numpy() for name, t in zip(names, inputs, strict=False)}
+
+        def gate(staged: Path) -> bool:
+            _compare(report, staged, chosen, feeds, expected, options)
+            return bool(report)
+
+        save_target = io.plan_save(plan, exported, path)
+        plan.check()
+        published = io.save(exported, save_target, plan, gate=gate if verify else None)
+    report.published = published
+    report.onnx_fold.left = list(plan.left)
+    return report
+
+
+def _forward(model: nn.Module, inputs: tuple[Any, ...]) -> Any:
+    """The model's outputs on its example inputs (eval, no grad); an error is the model's."""
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(*inputs)
+    except Exception as error:
+        raise ModelRunError(
+            f"the model's forward raised {one_line(error, with_type=True)}"
+        ) from None
+
+
+def _check_opset(model: ir.Model, opset: int | None) -> None:
+    written = model.opset_imports.get("", None)
+    if opset is not None and written != opset:
+        raise InvalidArgumentError(
+            f"{opset}: torch.onnx wrote opset {written} instead; refused", parameter="opset"
+        )
+
+
+def _compare(
+    report: ExportReport,
+    staged: Path,
+    chosen: list[str],
+    feeds: dict[str, np.ndarray],
+    expected: list[np.ndarray],
+    options: CheckOptions,
+) -> None:
     for provider in chosen:
-        session = prov.open_session(path, provider, threads=threads)
+        session = prov.open_session(staged, provider, threads=options.threads)
         if session.fell_back:
             logger.warning("%s fell back to %s: not compared", provider, session.actual)
+            report.fell_back.append(provider)
             continue
-        actual = prov.run(session, path, feeds)
+        actual = prov.run(session, staged, feeds)
         out_names = [o.name for o in session.session.get_outputs()]
         report.comparisons[provider] = compare_outputs(
-            out_names, expected, out_names, actual, rtol=rtol, atol=atol
+            out_names, expected, out_names, actual, rtol=options.rtol, atol=options.atol
         )
-        report.latency[provider] = _latency(session, feeds, runs, warmup)
-    return report
+        report.latency[provider] = _latency(session, feeds, options.runs, options.warmup)
 
 
 def _latency(

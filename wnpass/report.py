@@ -10,11 +10,15 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from wnpass.plan import IOPlan
+
 __all__ = [
+    "ConeReport",
     "FoldReport",
     "SiteReport",
     "fold_summary",
@@ -42,10 +46,30 @@ class SiteReport:
 
 
 @dataclasses.dataclass
+class ConeReport:
+    """One weight computed from constants by layout and cast ops only (a constant cone), and
+    what was done with it: folded into one initializer, or why not."""
+
+    name: str  # the folded weight's name (after the constant it comes from)
+    graph: str  # "main", "subgraph <name>" or "function <domain>::<name>"
+    consumers: list[str]
+    shape: list[int] | None
+    dtype: str | None
+    ops: list[str]  # the ops of the cone, e.g. ["Slice", "Slice", "Concat", "Unsqueeze"]
+    sources: list[str]  # the constants whose elements it holds
+    status: str  # "folded", "declined" or "foldable" (inspect)
+    reason: str | None = None  # why it was declined
+    nodes_removed: int = 0
+    form: str = "constant-cone"
+
+
+@dataclasses.dataclass
 class FoldReport:
     """What a fold (or an inspection) found and did."""
 
     sites: list[SiteReport] = dataclasses.field(default_factory=list)
+    cones: list[ConeReport] = dataclasses.field(default_factory=list)  # weights computed by
+    # layout and cast ops from constants (empty with ``weight_norm_only``)
     input: str | None = None
     output: str | None = None
     nodes_before: int = 0
@@ -53,6 +77,8 @@ class FoldReport:
     bytes_before: int | None = None
     bytes_after: int | None = None
     seconds: float | None = None
+    left: list[str] = dataclasses.field(default_factory=list)  # old files kept, and why
+    check: Any = None  # the CheckReport of a verified fold
 
     @property
     def folded(self) -> int:
@@ -62,25 +88,57 @@ class FoldReport:
     def declined(self) -> int:
         return sum(site.status == "declined" for site in self.sites)
 
+    @property
+    def foldable(self) -> int:
+        """Weight-norm sites that a fold would fold (an inspection's ``foldable`` sites)."""
+        return sum(site.status == "foldable" for site in self.sites)
+
+    @property
+    def cones_folded(self) -> int:
+        return sum(cone.status == "folded" for cone in self.cones)
+
+    @property
+    def computed_weights(self) -> list[str]:
+        """Weights still computed at run time that a fold would make initializers (an
+        inspection's ``foldable`` cones)."""
+        return [cone.name for cone in self.cones if cone.status == "foldable"]
+
+    @property
+    def remaining(self) -> int:
+        """What a fold would still do: foldable sites plus computed weights (0: nothing)."""
+        return self.foldable + len(self.computed_weights)
+
     def __bool__(self) -> bool:
-        """True when no weight-norm site is left declined."""
-        return self.declined == 0
+        """True when no weight-norm site is left declined and a verification, if any, passed."""
+        return self.declined == 0 and (self.check is None or bool(self.check))
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["folded"], data["declined"] = self.folded, self.declined
+        data["foldable"], data["cones_folded"] = self.foldable, self.cones_folded
+        data["computed_weights"], data["remaining"] = self.computed_weights, self.remaining
+        if self.check is not None:
+            data["check"] = self.check.to_dict()
         data["ok"] = bool(self)
         return data
 
-    def write_json(self, path: str | Path) -> None:
-        write_json(path, self.to_dict())
+    def write_json(self, path: str | Path, plan: IOPlan | None = None) -> None:
+        write_json(path, self.to_dict(), plan)
 
 
-def write_json(path: str | Path, data: dict[str, Any]) -> None:
-    """Write a report as JSON atomically (a temporary file beside it, then renamed)."""
-    from wnpass.atomic import replaced
+def write_json(path: str | Path, data: dict[str, Any], plan: IOPlan | None = None) -> None:
+    """Write a report as JSON atomically (a staging file beside it, then renamed).
 
-    with replaced(path, suffix=".json") as temporary:
+    ``plan``: the run's plan, in which ``path`` was recorded and checked; without one, the
+    path is planned and checked on its own (parameter ``json_path``).
+    """
+    from wnpass.plan import IOPlan
+
+    if plan is None:
+        plan = IOPlan()
+        plan.write(path, "json_path")
+        plan.check()
+    with plan.replace(path, suffix=".json") as temporary:
         temporary.write_text(json.dumps(data, indent=2) + "\n")
 
 

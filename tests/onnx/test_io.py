@@ -113,14 +113,16 @@ def test_output_into_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_in_place_with_external_data_never_writes_over_the_data_in_use(tmp_path: Path) -> None:
-    """The new weights go to a free file name and the model is renamed last; the old data is
-    removed only once nothing points at it. The returned model reads the new file."""
+    """The new weights go to a free file name and the model is renamed last; the old data file
+    was read by this run, so it is kept (another model may share it) and named in the report."""
     path = weight_normed(tmp_path, external=True)
     feeds = {"x": rand(2, 64)}
     expected = run(path, feeds)
     model, report = fold_onnx(path, in_place=True)
     assert report.folded == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.data"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["model.onnx", "model.onnx.data", "weights.bin"]
+    assert len(report.left) == 1 and report.left[0].startswith(str(tmp_path / "weights.bin"))
     assert_close(run(path, feeds), expected)
     on_disk = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
     for name, value in model.graph.initializers.items():  # the returned model reads the new file

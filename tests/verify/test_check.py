@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import onnx_model, rand
 from wnpass import fold_onnx
-from wnpass.errors import UsageError
+from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.verify import providers
 from wnpass.verify.check import check
 
@@ -134,8 +134,9 @@ def test_npz_inputs_are_used(pair: tuple[Path, Path], tmp_path: Path) -> None:
     "cuda" in providers.available(), reason="CUDA is available here: the error case cannot occur"
 )
 def test_asking_for_cuda_where_it_is_absent_is_a_clear_error(pair: tuple[Path, Path]) -> None:
-    with pytest.raises(UsageError, match="provider 'cuda' is not available"):
+    with pytest.raises(InvalidArgumentError, match="'cuda': not available") as error:
         check(*pair, providers=["cuda"])
+    assert error.value.parameter == "providers"
     report = check(*pair, runs=1, warmup=0)
     assert [r.provider for r in report.runs] == ["cpu"] and report.not_available == ["cuda"]
 

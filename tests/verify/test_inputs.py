@@ -10,7 +10,7 @@ import onnx_ir as ir
 import pytest
 
 from tests.helpers import onnx_model
-from wnpass.errors import UsageError
+from wnpass.errors import InvalidArgumentError
 from wnpass.verify import inputs
 
 TEXT = """
@@ -45,11 +45,11 @@ def test_shape_option_sets_dynamic_dimensions_and_checks_fixed_ones() -> None:
     shapes = inputs.parse_shapes(["x=2,4", "h=2x7"])
     feeds, _ = inputs.synthesize(specs(), shapes)
     assert feeds["x"].shape == (2, 4) and feeds["h"].shape == (2, 7)
-    with pytest.raises(UsageError, match="axis 1 is fixed at 4, got 5"):
+    with pytest.raises(InvalidArgumentError, match="axis 1 is fixed at 4, got 5"):
         inputs.synthesize(specs(), {"x": [2, 5]})
-    with pytest.raises(UsageError, match="no input of that name"):
+    with pytest.raises(InvalidArgumentError, match="no input of that name"):
         inputs.synthesize(specs(), {"nope": [1]})
-    with pytest.raises(UsageError, match="expected NAME=DIMS"):
+    with pytest.raises(InvalidArgumentError, match="expected NAME=DIMS"):
         inputs.parse_shapes(["x:1,2"])
 
 
@@ -75,10 +75,10 @@ def test_npz_inputs_are_checked_against_the_model(tmp_path: Path) -> None:
         "k is int64": {**good, "k": np.zeros(3, np.int64)},
     }
     for message, arrays in cases.items():
-        with pytest.raises(UsageError, match=re.escape(message)):
+        with pytest.raises(InvalidArgumentError, match=re.escape(message)):
             inputs.load_npz(_npz(tmp_path / "bad.npz", **arrays), specs())
-    with pytest.raises(UsageError, match="no such file"):
+    with pytest.raises(InvalidArgumentError, match="no such file"):
         inputs.load_npz(tmp_path / "absent.npz", specs())
     (tmp_path / "junk.npz").write_bytes(b"junk")
-    with pytest.raises(UsageError, match=r"not a readable \.npz"):
+    with pytest.raises(InvalidArgumentError, match=r"not a readable \.npz"):
         inputs.load_npz(tmp_path / "junk.npz", specs())

@@ -5,17 +5,21 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 import onnx
 import onnx_ir as ir
 
-from wnpass.errors import OutputError
+from wnpass.errors import UsageError
 from wnpass.onnx import io
+from wnpass.onnx.cones import cone_reports, find_cones, site_targets
 from wnpass.onnx.fold import FoldWeightNormPass, count_nodes, site_reports
 from wnpass.onnx.match import find_sites
+from wnpass.plan import IOPlan
 from wnpass.report import FoldReport
+from wnpass.verify.options import CheckOptions
 
 __all__ = ["FoldOutcome", "fold_onnx", "inspect_onnx"]
 
@@ -39,10 +43,18 @@ def _as_ir(model: str | os.PathLike[str] | ir.Model | onnx.ModelProto, copy: boo
     return io.load(model)
 
 
-def inspect_onnx(model: str | os.PathLike[str] | ir.Model | onnx.ModelProto) -> FoldReport:
-    """The weight-norm sites of a model, foldable or declined with a reason; changes nothing."""
+def inspect_onnx(
+    model: str | os.PathLike[str] | ir.Model | onnx.ModelProto, *, weight_norm_only: bool = False
+) -> FoldReport:
+    """The weight-norm sites of a model, foldable or declined with a reason, and (unless
+    ``weight_norm_only``) the weights computed from constants that a fold would make
+    initializers (``report.computed_weights``); changes nothing."""
     ir_model = _as_ir(model, copy=False)
-    report = FoldReport(sites=site_reports(ir_model, find_sites(ir_model)))
+    sites = find_sites(ir_model)
+    report = FoldReport(sites=site_reports(ir_model, sites))
+    if not weight_norm_only:
+        targets = site_targets(sites, report.sites)
+        report.cones = cone_reports(ir_model, find_cones(ir_model, targets))
     report.nodes_before = report.nodes_after = count_nodes(ir_model)
     if isinstance(model, (str, os.PathLike)):
         report.input = str(model)
@@ -56,72 +68,92 @@ def fold_onnx(
     *,
     in_place: bool = False,
     external_data: bool | None = None,
+    weight_norm_only: bool = False,
+    verify: CheckOptions | None = None,
+    plan: IOPlan | None = None,
 ) -> FoldOutcome:
-    """Fold every foldable weight-norm site.
+    """Fold every foldable weight-norm site, then (unless ``weight_norm_only``) every weight
+    still computed from constants by layout and cast ops (``report.cones``).
 
     ``model`` is a path, an ``onnx_ir.Model`` or an ``onnx.ModelProto``. A path is read and the
     folded model written atomically to ``output`` (default ``<stem>.folded.onnx`` beside the
-    input); the input file, or a data file it uses, is only overwritten with ``in_place=True``.
+    input); the input file is only replaced with ``in_place=True``. Every path is planned and
+    checked before anything is written (``plan``: the caller's, holding its other files).
+    With ``verify``, the folded model is checked against the input before it is published: when
+    the check fails, nothing appears under ``output`` and ``report.check`` says why.
     An ``ir.Model`` is copied unless ``in_place=True``; a ``ModelProto`` is never changed, and a
     new one is returned.
     """
     start = time.perf_counter()
-    is_path = isinstance(model, (str, os.PathLike))
-    ir_model = _as_ir(model, copy=not in_place)
-    keep: set[Path] = set()
-    if is_path:
-        source = Path(model)  # type: ignore[arg-type]
-        keep = {source.resolve(), *io.external_paths(ir_model)}
-        output = _check_output(source, output, in_place, keep)
-    nodes_before = count_nodes(ir_model)
-    if is_path:
-        bytes_before = io.model_bytes(model, ir_model)  # type: ignore[arg-type]
+    if verify is not None:
+        verify.validate()
+    if not isinstance(model, (str, os.PathLike)):
+        if output is not None or verify is not None:
+            raise UsageError("output and verify need a model given as a path")
+        ir_model = _as_ir(model, copy=not in_place)
+        report = _fold(ir_model, weight_norm_only)
+        report.seconds = time.perf_counter() - start
+        if isinstance(model, onnx.ModelProto):
+            if report.folded + report.cones_folded == 0:  # nothing folded: the caller's model
+                unchanged = onnx.ModelProto()
+                unchanged.CopyFrom(model)
+                return FoldOutcome(unchanged, report)
+            return FoldOutcome(io.to_proto(ir_model), report)
+        return FoldOutcome(ir_model, report)
+    source = Path(model)
+    plan = plan if plan is not None else IOPlan()
+    ir_model = io.load(source, plan)
+    if verify is not None and verify.inputs is not None:
+        plan.read(verify.inputs, "the inputs file")
+    if in_place and output is not None and Path(output) != source:
+        raise UsageError("in_place writes over the input; give no output")
+    target_path = source if in_place else Path(output or io.default_output(source))
     if external_data is None and io.has_external_data(ir_model):
         external_data = True  # weights stay outside when they came from outside
-    result = FoldWeightNormPass()(ir_model)
-    report: FoldReport = result.report  # type: ignore[attr-defined]
-    report.nodes_before, report.nodes_after = nodes_before, count_nodes(ir_model)
-    if is_path:
-        report.input = str(model)
-        report.bytes_before = bytes_before
-    if (
-        output is not None
-        and not result.modified
-        and is_path
-        and not io.has_external_data(ir_model)
-    ):
-        io.copy(Path(model), output)  # type: ignore[arg-type]  # nothing folded: the same bytes
-    elif output is not None:
-        io.save(ir_model, output, external_data=external_data, keep=set() if in_place else keep)
-        if in_place and external_data:
-            ir_model = io.load(output)  # the old data file is gone: map the new one
-    if output is not None:
-        report.output = str(output)
-        # a single file is its own size; with external data, read where the weights went
-        report.bytes_after = (
-            io.model_bytes(output) if external_data else Path(output).stat().st_size
+    target = io.plan_save(
+        plan, ir_model, target_path, external_data=external_data, replaces_read=in_place
+    )
+    plan.check()
+    bytes_before = io.model_bytes(source, ir_model)
+    report = _fold(ir_model, weight_norm_only)
+    report.input, report.bytes_before = str(source), bytes_before
+    same_bytes = report.folded + report.cones_folded == 0 and target.data_name is None
+    published = io.save(
+        ir_model,
+        target,
+        plan,
+        gate=None if verify is None else _check_gate(source, target.path, verify, report),
+        same_bytes_as=source if same_bytes else None,
+    )
+    report.left = list(plan.left)
+    if published:
+        report.output = str(target.path)
+        report.bytes_after = target.path.stat().st_size + (
+            target.data_path.stat().st_size if target.data_path and target.data_path.exists() else 0
         )
     report.seconds = time.perf_counter() - start
-    if isinstance(model, onnx.ModelProto):
-        if not result.modified:  # nothing folded: the caller's model, unchanged
-            unchanged = onnx.ModelProto()
-            unchanged.CopyFrom(model)
-            return FoldOutcome(unchanged, report)
-        return FoldOutcome(io.to_proto(ir_model), report)
     return FoldOutcome(ir_model, report)
 
 
-def _check_output(
-    source: Path, output: str | os.PathLike[str] | None, in_place: bool, inputs: set[Path]
-) -> Path:
-    """Where to write; never the input or a data file it reads, unless in place."""
-    if in_place:
-        if output is not None and Path(output).resolve() != source.resolve():
-            raise OutputError("--in-place writes over the input; do not also give -o")
-        return source
-    target = Path(output) if output is not None else io.default_output(source)
-    if target.resolve() in inputs or (
-        target.exists() and source.exists() and os.path.samefile(target, source)
-    ):
-        raise OutputError(f"{target}: would overwrite the input; use --in-place to allow it")
-    return target
+def _fold(ir_model: ir.Model, weight_norm_only: bool) -> FoldReport:
+    nodes_before = count_nodes(ir_model)
+    result = FoldWeightNormPass(weight_norm_only=weight_norm_only)(ir_model)
+    report: FoldReport = result.report  # type: ignore[attr-defined]
+    report.nodes_before, report.nodes_after = nodes_before, count_nodes(ir_model)
+    return report
+
+
+def _check_gate(
+    source: Path, output: Path, options: CheckOptions, report: FoldReport
+) -> Callable[[Path], bool]:
+    """Check the staged output against the input; the result goes into ``report.check``."""
+
+    def gate(staged: Path) -> bool:
+        from wnpass.verify.check import check
+
+        checked = check(source, staged, options=options)
+        checked.candidate = str(output)  # the name it is published under
+        report.check = checked
+        return bool(checked)
+
+    return gate

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import mmap
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -16,13 +16,13 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from wnpass.atomic import replaced
-from wnpass.errors import InvalidModelError, OutputError, one_line
+from wnpass.errors import InvalidModelError, one_line
 from wnpass.onnx.graphs import graphs_of, subgraphs_of
 from wnpass.onnx.writer import write_model
+from wnpass.plan import IOPlan, data_file_name
 
 __all__ = [
-    "copy",
+    "SaveTarget",
     "default_output",
     "external_files",
     "external_paths",
@@ -30,6 +30,7 @@ __all__ = [
     "has_external_data",
     "load",
     "model_bytes",
+    "plan_save",
     "save",
     "to_proto",
 ]
@@ -43,9 +44,14 @@ PROTOBUF_LIMIT = 2**31 - 1
 _SMALL_MODEL = 64 * 2**20
 
 
-def load(path: str | os.PathLike[str]) -> ir.Model:
-    """Load ``path`` as an onnx-ir model (external data mapped lazily), or raise one clear line."""
+def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
+    """Load ``path`` as an onnx-ir model (external data mapped lazily), or raise one clear line.
+
+    With ``plan``, the file and every external data file it reads are recorded as read.
+    """
     path = Path(path)
+    if "\0" in str(path):
+        raise InvalidModelError(f"{path}: contains a NUL byte")
     if not path.exists():
         raise InvalidModelError(f"{path}: no such file")
     if path.is_dir():
@@ -60,7 +66,10 @@ def load(path: str | os.PathLike[str]) -> ir.Model:
         raise InvalidModelError(f"{path}: cannot read ({error.strerror or error})") from None
     if not proto.HasField("graph") or proto.ir_version == 0:
         raise InvalidModelError(f"{path}: not an ONNX model (no graph or IR version)")
-    _check_external_data(proto, path)
+    data_files = _check_external_data(proto, path)
+    if plan is not None:
+        plan.read(path, "the input model")
+        plan.read_all(sorted(data_files), "the input's external data")
     _check_structure(proto, path)
     try:
         model = from_proto(proto)
@@ -140,13 +149,21 @@ def _parse(path: Path) -> onnx.ModelProto:
     return proto
 
 
-def _check_external_data(proto: onnx.ModelProto, path: Path) -> None:
-    """Refuse external data that is missing or lies outside the model's folder.
+# A location longer than this is refused: no file system takes a longer path.
+_MAX_LOCATION = 4096
+
+
+def _check_external_data(proto: onnx.ModelProto, path: Path) -> set[Path]:
+    """Refuse external data that is missing, lies outside the model's folder, or does not hold
+    its tensor; returns the data files read.
 
     A location that is absolute, climbs out with ``..``, or is a symbolic link pointing out
-    would let a model file read any file on the machine: refused.
+    would let a model file read any file on the machine: refused. ``offset`` and ``length`` must
+    be whole numbers, and the file must hold ``offset + length`` bytes, ``length`` being the
+    tensor's size (ONNX Runtime reads exactly that many).
     """
     folder = path.parent.resolve()
+    files: set[Path] = set()
     for tensor in _all_tensor_protos(proto):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
@@ -155,6 +172,8 @@ def _check_external_data(proto: onnx.ModelProto, path: Path) -> None:
         where = f"{path}: tensor {tensor.name!r}"
         if not location:
             raise InvalidModelError(f"{where} is external but has no location")
+        if "\0" in location or len(location) > _MAX_LOCATION:
+            raise InvalidModelError(f"{where}: external data location is not a file name")
         if os.path.isabs(location):
             raise InvalidModelError(f"{where}: absolute external data path {location!r} refused")
         target = (folder / location).resolve()
@@ -164,10 +183,22 @@ def _check_external_data(proto: onnx.ModelProto, path: Path) -> None:
             )
         if not target.is_file():
             raise InvalidModelError(f"{where}: external data file {location!r} is missing")
-        length = info.get("length") or _tensor_nbytes(tensor)
-        end = int(info.get("offset", 0) or 0) + int(length)
-        if end > target.stat().st_size:
+        offset, length = _whole(info.get("offset", "0"), where), info.get("length")
+        nbytes = _tensor_nbytes(tensor)
+        if length is not None and _whole(length, where) != nbytes:
+            raise InvalidModelError(
+                f"{where}: external data length {length} is not the tensor's {nbytes} bytes"
+            )
+        if offset + nbytes > target.stat().st_size:
             raise InvalidModelError(f"{where}: external data {location!r} ends before the tensor")
+        files.add(target)
+    return files
+
+
+def _whole(text: str, where: str) -> int:
+    if not text.isdigit() or len(text) > 20:
+        raise InvalidModelError(f"{where}: external data offset/length {text!r} is not a number")
+    return int(text)
 
 
 def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
@@ -175,9 +206,21 @@ def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
     for dim in tensor.dims:
         count *= dim
     try:
-        return count * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        bits = (
+            4
+            if tensor.data_type in _FOUR_BIT
+            else (8 * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize)
+        )
     except (KeyError, ValueError, TypeError):
         return 0
+    return (count * bits + 7) // 8
+
+
+_FOUR_BIT = {
+    getattr(onnx.TensorProto, name)
+    for name in ("INT4", "UINT4", "FLOAT4E2M1")
+    if hasattr(onnx.TensorProto, name)
+}
 
 
 def _all_tensor_protos(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
@@ -201,28 +244,18 @@ def _all_tensor_protos(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
         yield from in_nodes(function.node)
 
 
-def _stand_in(tensor: onnx.TensorProto) -> None:
-    """Replace a tensor's data by one element of its type: enough for the structural checker."""
-    data_type = tensor.data_type
-    name = tensor.name
-    tensor.Clear()
-    tensor.name, tensor.data_type = name, data_type
-    if data_type == onnx.TensorProto.STRING:
-        tensor.string_data.append(b"")
-        return
-    try:
-        size = onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize
-    except (KeyError, ValueError, TypeError):
-        size = 1
-    tensor.raw_data = b"\0" * size
+# Initializers up to this size go to the checker with their data (shape inference reads small
+# constants such as Reshape's shape); larger ones become typed graph inputs, which is all that
+# checking and inferring shapes needs, and costs no copy of the weights.
+_CHECKER_DATA_BYTES = 4096
 
 
 def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """The model with one-element stand-ins for the main graph's initializers (checker food).
+    """The model as the full ONNX checker needs it, without copying its weights.
 
-    The ONNX checker validates structure (schemas, attributes, topological order, names); it
-    does not need the weights, and copying or re-reading hundreds of MB for it would cost more
-    than the whole fold. A stand-in keeps name and type with a scalar shape.
+    The checker validates structure (schemas, attributes, topological order, names) and infers
+    shapes strictly; neither needs the weights' values. Each large or external initializer of
+    the main graph becomes a graph input of its type and shape; small ones are kept.
     """
     skeleton = onnx.ModelProto()
     for source, target, skip in (
@@ -238,8 +271,18 @@ def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
                 getattr(target, field.name).extend(value)
             else:
                 getattr(target, field.name).CopyFrom(value)
+    inputs = {value.name for value in proto.graph.input}
     for tensor in proto.graph.initializer:
-        _stand_in(skeleton.graph.initializer.add(name=tensor.name, data_type=tensor.data_type))
+        small = tensor.data_location != onnx.TensorProto.EXTERNAL and (
+            _tensor_nbytes(tensor) <= _CHECKER_DATA_BYTES
+        )
+        if small:
+            skeleton.graph.initializer.append(tensor)
+        elif tensor.name not in inputs:
+            inputs.add(tensor.name)
+            skeleton.graph.input.append(
+                onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims)
+            )
     # external data elsewhere (Constant nodes, subgraphs, functions) was checked above; the
     # checker would look for it relative to the working directory
     for tensor in _all_tensor_protos(skeleton):
@@ -248,10 +291,18 @@ def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
     return skeleton
 
 
+def _stand_in(tensor: onnx.TensorProto) -> None:
+    """Replace an external tensor's data by zeros held inline (same name, type and shape)."""
+    tensor.ClearField("external_data")
+    tensor.data_location = onnx.TensorProto.DEFAULT
+    tensor.raw_data = b"\0" * _tensor_nbytes(tensor)
+
+
 def _check_structure(proto: onnx.ModelProto, path: Path) -> None:
+    """Refuse what the full ONNX checker (with strict shape inference) refuses."""
     try:
-        onnx.checker.check_model(_skeleton(proto))
-    except onnx.checker.ValidationError as error:
+        onnx.checker.check_model(_skeleton(proto), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
         raise InvalidModelError(
             f"{path}: rejected by the ONNX checker: {one_line(error)}"
         ) from None
@@ -336,67 +387,118 @@ def external_files(path: str | os.PathLike[str]) -> set[Path]:
 
 
 def _free_data_name(path: Path) -> str:
-    """``<name>.data``, or ``<name>.<k>.data`` when that file exists: data is never written over
-    a file that a model (the input, or the output being replaced) may still be reading."""
-    name, k = f"{path.name}.data", 0
-    while (path.parent / name).exists():
+    """``<name>.data``, or ``<name>.<k>.data`` when that name is taken: data is never written
+    over a file that a model (the input, or the output being replaced) may still be reading."""
+    k = 0
+    while os.path.lexists(path.parent / data_file_name(path, k)):
         k += 1
-        name = f"{path.name}.{k}.data"
-    return name
+    return data_file_name(path, k)
 
 
-def save(
+@dataclasses.dataclass(frozen=True)
+class SaveTarget:
+    """Where :func:`save` writes a model: the file and, if weights stay outside, its data file."""
+
+    path: Path
+    data_name: str | None
+
+    @property
+    def data_path(self) -> Path | None:
+        return None if self.data_name is None else self.path.parent / self.data_name
+
+
+def plan_save(
+    plan: IOPlan,
     model: ir.Model,
     path: str | os.PathLike[str],
     *,
     external_data: bool | None = None,
-    keep: Iterable[Path] = (),
-) -> None:
-    """Write ``model`` to ``path`` atomically: into a temporary folder beside it, then renamed.
+    parameter: str = "output",
+    replaces_read: bool = False,
+) -> SaveTarget:
+    """Record in ``plan`` what saving ``model`` to ``path`` writes; see :func:`save`.
 
-    ``external_data=None`` keeps weights external when the input had them or when they would
-    not fit in one protobuf. The data goes to a file name not in use (``<name>.data`` when
-    free), renamed into place before the model, so that whatever model is at ``path`` stays
-    complete until the new one replaces it; the data files the replaced model used are then
-    removed, except those in ``keep`` (the input's, when writing elsewhere).
+    ``external_data=None`` keeps weights external when the model had them or when they would
+    not fit in one protobuf.
     """
     path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"{path}: is a directory")
-    if not path.parent.is_dir():
-        raise OutputError(f"{path.parent}: no such directory")
     if external_data is None:
         external_data = has_external_data(model) or _weights_bytes(model) > PROTOBUF_LIMIT
+    plan.write(path, parameter, replaces_read=replaces_read)
+    data_name = None
+    if external_data:
+        data_name = _free_data_name(path)
+        plan.write(path.parent / data_name, f"{parameter}'s external data")
+    return SaveTarget(path, data_name)
+
+
+def save(
+    model: ir.Model,
+    target: SaveTarget,
+    plan: IOPlan,
+    *,
+    gate: Callable[[Path], bool] | None = None,
+    same_bytes_as: Path | None = None,
+) -> bool:
+    """Write ``model`` to a planned target: staged in a folder beside it, then renamed.
+
+    The data file (a name not in use) is renamed into place before the model, so that whatever
+    model is at the path stays complete until the new one replaces it. Tensors in node
+    attributes are written inside the model, so the output never points at another folder's
+    data. ``gate`` sees the complete staged model first; when it returns False nothing is
+    published and False is returned. The data files the replaced model used are then deleted
+    only where ``plan.may_delete`` allows; the others are listed in ``plan.left``.
+    """
+    path = target.path
     # A model that keeps its weights outside is small; only such a file can leave data behind.
-    small = path.exists() and path.stat().st_size < _SMALL_MODEL
+    small = os.path.isfile(path) and os.path.getsize(path) < _SMALL_MODEL
     replaced = external_files(path) if small else set()
-    data_name = _free_data_name(path) if external_data else None
     _drop_added_value_info(model)
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=".wnpass-", dir=path.parent))
-    except OSError as error:
-        raise OutputError(f"{path.parent}: cannot write ({error.strerror or error})") from None
-    try:
-        if data_name is not None:
+    _internalize_attribute_tensors(model)
+    with plan.staging(path) as staging:
+        staged = staging / path.name
+        if same_bytes_as is not None:
+            shutil.copyfile(same_bytes_as, staged)
+        elif target.data_name is not None:
             with _released_after_reading(model):
-                ir.save(model, staging / path.name, external_data=data_name)
-            if (staging / data_name).exists():
-                os.replace(staging / data_name, path.parent / data_name)
+                ir.save(model, staged, external_data=target.data_name)
         else:
-            with open(staging / path.name, "wb") as stream:
+            with open(staged, "wb") as stream:
                 write_model(model, stream)
-        os.replace(staging / path.name, path)
-    except OSError as error:
-        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    written = {(path.parent / data_name).resolve()} if data_name else set()
-    # ir.save rewrites initializers; tensors in node attributes keep pointing where they were
-    kept = {Path(k).resolve() for k in keep} | written | external_paths(model, initializers=False)
-    for stale in replaced - kept:
-        with contextlib.suppress(OSError):
-            stale.unlink()
-    logger.info("wrote %s%s", path, f" with external data {data_name}" if data_name else "")
+        if gate is not None and not gate(staged):
+            logger.info("%s: not published (the check failed)", path)
+            return False
+        if target.data_name is not None and target.data_path is not None:
+            if (staging / target.data_name).exists():
+                plan.publish(staging / target.data_name, target.data_path)
+        plan.publish(staged, path)
+    plan.delete_old_data(replaced, path)
+    logger.info("wrote %s (external data: %s)", path, target.data_name)
+    return True
+
+
+def _internalize_attribute_tensors(model: ir.Model) -> None:
+    """Read external tensors held in node attributes into memory, so that they are written
+    inside the model (``ir.save`` only moves initializers)."""
+    for graph in graphs_of(model):
+        for node in graph:
+            for name, attr in list(node.attributes.items()):
+                if attr.is_ref():
+                    continue
+                if attr.type == ir.AttributeType.TENSOR and isinstance(
+                    attr.value, ir.ExternalTensor
+                ):
+                    node.attributes[name] = ir.AttrTensor(name, _in_memory(attr.value))
+                elif attr.type == ir.AttributeType.TENSORS and any(
+                    isinstance(t, ir.ExternalTensor) for t in attr.value
+                ):
+                    node.attributes[name] = ir.AttrTensors(
+                        name, [_in_memory(t) for t in attr.value]
+                    )
+
+
+def _in_memory(tensor: ir.TensorProtocol) -> ir.Tensor:
+    return ir.Tensor(np.array(tensor.numpy(), copy=True), dtype=tensor.dtype, name=tensor.name)
 
 
 @contextlib.contextmanager
@@ -434,9 +536,3 @@ def _copy_and_release(tensor: ir.ExternalTensor) -> Callable[[], ir.TensorProtoc
         return ir.Tensor(array, dtype=tensor.dtype)
 
     return read
-
-
-def copy(source: Path, target: str | os.PathLike[str]) -> None:
-    """Copy ``source`` to ``target`` atomically (used when nothing was folded)."""
-    with replaced(target) as temporary:
-        shutil.copyfile(source, temporary)

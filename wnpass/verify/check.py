@@ -18,19 +18,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-from wnpass.errors import UsageError
 from wnpass.onnx import io
 from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
 from wnpass.verify.compare import compare_outputs
+from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
 from wnpass.verify.report import CheckReport, LatencyStats, ProviderRun
 
-__all__ = ["DEFAULT_RUNS", "DEFAULT_WARMUP", "check", "latency_stats"]
+__all__ = ["DEFAULT_RUNS", "DEFAULT_WARMUP", "CheckOptions", "check", "latency_stats"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RUNS = 20
-DEFAULT_WARMUP = 3
 # Session creation is timed as the median of this many creations (one is noisy at the ms scale).
 SESSION_REPEATS = 3
 
@@ -76,8 +74,6 @@ def _feeds(
     specs: list[inputs_mod.InputSpec], shapes: dict[str, list[int]], inputs: Path | None
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     if inputs is not None:
-        if shapes:
-            raise UsageError("give either --inputs or --shape, not both")
         return inputs_mod.load_npz(inputs, specs), [f"inputs from {inputs}"]
     feeds, notes = inputs_mod.synthesize(specs, shapes)
     return feeds, [f"inputs synthesized (seed {inputs_mod.SEED})", *notes]
@@ -97,22 +93,39 @@ def check(
     threads: int | None = None,
     optimizations: Sequence[str] = ("default",),
     progress: Progress | None = None,
+    options: CheckOptions | None = None,
 ) -> CheckReport:
     """Compare ``candidate`` with ``reference`` on each provider; see the module docstring.
 
     ``providers`` are short names (``"cpu"``, ``"cuda"``); by default every one available.
-    Asking for one that this onnxruntime build lacks raises ``UsageError``.
+    Every option is validated first (:class:`CheckOptions`); a bad one raises
+    ``InvalidArgumentError`` naming the parameter. ``options`` gives them all at once instead.
     """
+    if options is None:
+        options = CheckOptions(
+            providers,
+            shapes,
+            Path(inputs) if inputs is not None else None,
+            rtol,
+            atol,
+            runs,
+            warmup,
+            threads,
+            tuple(optimizations),
+        )
+    options.validate()
+    providers, shapes, rtol, atol = options.providers, options.shapes, options.rtol, options.atol
+    runs, warmup, threads, optimizations = (
+        options.runs,
+        options.warmup,
+        options.threads,
+        options.optimizations,
+    )
     reference, candidate = Path(reference), Path(candidate)
-    if runs < 1 or warmup < 0:
-        raise UsageError("--runs must be at least 1 and --warmup at least 0")
-    bad = [o for o in optimizations if o not in prov.OPTIMIZATION_LEVELS]
-    if bad:
-        raise UsageError(f"unknown optimization level {bad[0]!r}: choose from default, disabled")
     specs = inputs_mod.signature(io.load(reference))
     inputs_mod.require_same_inputs(specs, inputs_mod.signature(io.load(candidate)), candidate)
     chosen = prov.resolve(list(providers) if providers else None)
-    feeds, notes = _feeds(specs, shapes or {}, Path(inputs) if inputs else None)
+    feeds, notes = _feeds(specs, shapes or {}, options.inputs)
     report = CheckReport(str(reference), str(candidate), notes=notes)
     report.inputs = [
         {"name": n, "shape": list(a.shape), "dtype": str(a.dtype)} for n, a in feeds.items()

@@ -9,6 +9,7 @@ indices for any embedding or vocabulary, and bools are fair coin flips.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import ml_dtypes
 import numpy as np
 import onnx_ir as ir
 
-from wnpass.errors import UsageError
+from wnpass.errors import InvalidArgumentError, UsageError
 
 __all__ = [
     "DEFAULT_DYNAMIC_DIM",
@@ -32,6 +33,9 @@ __all__ = [
 DEFAULT_DYNAMIC_DIM = 32  # long enough for small convolution kernels, short enough to run fast
 INT_HIGH = 8  # integer inputs in [0, 8): valid indices for any table with at least 8 rows
 SEED = 0
+# Inputs are synthesized in memory: a declared shape past this many elements (1 GiB of float32)
+# is refused rather than allocated.
+MAX_SYNTHESIZED_ELEMENTS = 2**28
 
 
 @dataclasses.dataclass
@@ -79,7 +83,9 @@ def parse_shapes(items: list[str] | None) -> dict[str, list[int]]:
     for item in items or []:
         match = re.fullmatch(r"([^=]+)=(\d+(?:[,x]\d+)*)", item.strip())
         if match is None:
-            raise UsageError(f"--shape {item!r}: expected NAME=DIMS, e.g. mel=1,80,200")
+            raise InvalidArgumentError(
+                f"{item!r}: expected NAME=DIMS, e.g. mel=1,80,200", parameter="shapes"
+            )
         shapes[match[1]] = [int(d) for d in re.split(r"[,x]", match[2])]
     return shapes
 
@@ -89,13 +95,15 @@ def _concrete_shape(spec: InputSpec, shapes: dict[str, list[int]]) -> tuple[list
     if spec.name in shapes:
         given = shapes[spec.name]
         if len(given) != len(spec.shape):
-            raise UsageError(
-                f"--shape {spec.name}: {len(given)} dimensions given, "
-                f"the model has {len(spec.shape)}"
+            raise InvalidArgumentError(
+                f"{spec.name}: {len(given)} dimensions given, the model has {len(spec.shape)}",
+                parameter="shapes",
             )
         for axis, (want, got) in enumerate(zip(spec.shape, given, strict=True)):
             if isinstance(want, int) and want != got:
-                raise UsageError(f"--shape {spec.name}: axis {axis} is fixed at {want}, got {got}")
+                raise InvalidArgumentError(
+                    f"{spec.name}: axis {axis} is fixed at {want}, got {got}", parameter="shapes"
+                )
         return list(given), []
     concrete, notes = [], []
     for axis, dim in enumerate(spec.shape):
@@ -118,7 +126,7 @@ def _random(dtype: ir.DataType, shape: list[int], rng: np.random.Generator) -> n
         return rng.integers(0, 2, shape).astype(bool)
     if dtype.is_integer():
         return rng.integers(0, INT_HIGH, shape).astype(dtype.numpy())
-    raise UsageError(f"cannot synthesize {dtype.name.lower()} inputs; give them with --inputs")
+    raise UsageError(f"cannot synthesize {dtype.name.lower()} inputs; give an inputs file")
 
 
 def synthesize(
@@ -128,11 +136,19 @@ def synthesize(
     shapes = shapes or {}
     unknown = sorted(set(shapes) - {s.name for s in specs})
     if unknown:
-        raise UsageError(f"--shape {unknown[0]}: the model has no input of that name")
+        raise InvalidArgumentError(
+            f"{unknown[0]}: the model has no input of that name", parameter="shapes"
+        )
     rng = np.random.default_rng(SEED)
     feeds, notes = {}, []
     for spec in specs:
         shape, spec_notes = _concrete_shape(spec, shapes)
+        if math.prod(shape) > MAX_SYNTHESIZED_ELEMENTS:
+            raise InvalidArgumentError(
+                f"{spec.name}{shape}: {math.prod(shape)} elements is more than the "
+                f"{MAX_SYNTHESIZED_ELEMENTS} wnpass synthesizes; give smaller shapes",
+                parameter="shapes",
+            )
         notes.extend(spec_notes)
         feeds[spec.name] = _random(spec.dtype, shape, rng)
     if any(s.dtype.is_integer() for s in specs):
@@ -146,30 +162,35 @@ def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             feeds = {name: data[name] for name in data.files}
     except FileNotFoundError:
-        raise UsageError(f"--inputs {path}: no such file") from None
+        raise InvalidArgumentError(f"{path}: no such file", parameter="inputs") from None
     except (OSError, ValueError) as error:
         # numpy falls back to unpickling what is not a zip: say what the file is not instead
         detail = "" if "pickle" in str(error) else f" ({error})"
-        raise UsageError(f"--inputs {path}: not a readable .npz file{detail}") from None
+        raise InvalidArgumentError(
+            f"{path}: not a readable .npz file{detail}", parameter="inputs"
+        ) from None
     names = {s.name for s in specs}
     if missing := sorted(names - set(feeds)):
-        raise UsageError(f"--inputs {path}: missing input {missing[0]!r}")
+        raise InvalidArgumentError(f"{path}: missing input {missing[0]!r}", parameter="inputs")
     if extra := sorted(set(feeds) - names):
-        raise UsageError(f"--inputs {path}: the model has no input {extra[0]!r}")
+        raise InvalidArgumentError(
+            f"{path}: the model has no input {extra[0]!r}", parameter="inputs"
+        )
     for spec in specs:
         array = feeds[spec.name]
         if array.dtype != spec.dtype.numpy():
-            raise UsageError(
-                f"--inputs {path}: {spec.name} is {array.dtype}, the model wants "
-                f"{spec.dtype.name.lower()}"
+            raise InvalidArgumentError(
+                f"{path}: {spec.name} is {array.dtype}, the model wants {spec.dtype.name.lower()}",
+                parameter="inputs",
             )
         fits = len(array.shape) == len(spec.shape) and all(
             not isinstance(want, int) or want == got
             for want, got in zip(spec.shape, array.shape, strict=False)
         )
         if not fits:
-            raise UsageError(
-                f"--inputs {path}: {spec.name} has shape {list(array.shape)}, the model wants "
-                f"{[d if isinstance(d, int) else '?' for d in spec.shape]}"
+            raise InvalidArgumentError(
+                f"{path}: {spec.name} has shape {list(array.shape)}, the model wants "
+                f"{[d if isinstance(d, int) else '?' for d in spec.shape]}",
+                parameter="inputs",
             )
     return feeds

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from wnpass.errors import InvalidModelError, UsageError, WnpassError, one_line
+from wnpass.errors import InvalidArgumentError, InvalidModelError, WnpassError, one_line
 
 __all__ = [
     "OPTIMIZATION_LEVELS",
@@ -59,13 +59,16 @@ def resolve(requested: list[str] | None) -> list[str]:
         return available()
     unknown = [p for p in requested if p not in PROVIDERS]
     if unknown:
-        raise UsageError(f"unknown provider {unknown[0]!r}: choose from {', '.join(PROVIDERS)}")
+        raise InvalidArgumentError(
+            f"{unknown[0]!r}: unknown; choose from {', '.join(PROVIDERS)}", parameter="providers"
+        )
     missing = [p for p in requested if p not in available()]
     if missing:
-        raise UsageError(
-            f"provider {missing[0]!r} is not available in this onnxruntime build "
+        raise InvalidArgumentError(
+            f"{missing[0]!r}: not available in this onnxruntime build "
             f"(available: {', '.join(available())}); "
-            "for CUDA install 'wnpass[gpu]' on a machine with a GPU"
+            "for CUDA install 'wnpass[gpu]' on a machine with a GPU",
+            parameter="providers",
         )
     return list(dict.fromkeys(requested))
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wnpass.report import write_json
 from wnpass.verify.compare import OutputComparison
+
+if TYPE_CHECKING:
+    from wnpass.plan import IOPlan
 
 __all__ = [
     "CheckReport",
@@ -98,8 +101,8 @@ class CheckReport:
             rc["passed"] = c.passed
         return data
 
-    def write_json(self, path: str | Path) -> None:
-        write_json(path, self.to_dict())
+    def write_json(self, path: str | Path, plan: IOPlan | None = None) -> None:
+        write_json(path, self.to_dict(), plan)
 
 
 def _why(c: OutputComparison) -> str:

@@ -52,14 +52,9 @@ def test_bad_input_is_one_line_and_exit_2(
 ) -> None:
     model = weight_normed(tmp_path)
     argv = [a.format(tmp=tmp_path, model=model) for a in argv]
-    if "--bogus" in argv or argv == ["fold"]:  # argparse's own errors exit through SystemExit
-        with pytest.raises(SystemExit) as stop:
-            main(argv)
-        assert stop.value.code == 2
-    else:
-        assert main(argv) == 2
+    assert main(argv) == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
 
 
 def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
@@ -99,7 +94,7 @@ def test_check_exit_codes_and_json(
     out = capsys.readouterr().out
     assert "equivalent: " in out and "cpu/default" in out
     data = json.loads((tmp_path / "f.json").read_text())
-    assert data["fold"]["folded"] == 1 and data["check"]["ok"] is True
+    assert data["folded"] == 1 and data["check"]["ok"] is True and data["ok"] is True
     folded = tmp_path / "model.folded.onnx"
     broken = _perturbed(tmp_path, folded)
     argv = ["check", str(path), str(broken), "--runs", "1", "--json", str(tmp_path / "c.json")]
@@ -112,10 +107,10 @@ def test_check_exit_codes_and_json(
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--provider", "cuda"], "provider 'cuda' is not available"),
+        (["--provider", "cuda"], "--provider 'cuda': not available"),
         (["--shape", "x=2"], "1 dimensions given, the model has 2"),
         (["--inputs", "absent.npz"], "no such file"),
-        (["--runs", "0"], "--runs must be at least 1"),
+        (["--runs", "0"], "--runs 0: must be a whole number >= 1"),
     ],
 )
 def test_check_bad_options_exit_2(
@@ -175,7 +170,7 @@ def test_export_with_a_checkpoint_verifies_and_names_weights(
     ("checkpoint", "message"),
     [
         ("mis-shaped", "does not fit the model"),
-        ("pickle", "cannot load checkpoint"),
+        ("pickle", "cannot load"),
     ],
 )
 def test_export_refuses_bad_checkpoints(

@@ -1,0 +1,108 @@
+"""The ``wnpass`` command line: parse, validate, call the library, render, return an exit code.
+
+Exit codes, and no others: 0 success; 1 a check ran and failed; 2 bad input or usage
+(including errors raised by the user's model.py or checkpoint); 3 an internal error (one line;
+``-v`` shows the traceback). A run stopped by SIGINT or SIGTERM publishes nothing and exits
+with the shell's code for the signal (130, 143).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from wnpass import __version__
+from wnpass.cli import check, export, fold, inspect, train_rewrite
+from wnpass.cli.options import flags_for
+from wnpass.cli.output import Printer
+from wnpass.errors import WnpassError, one_line
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_INTERNAL", "EXIT_OK", "main"]
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+Command = Callable[[argparse.Namespace, Printer], int]
+
+# Each command module has ``add_arguments(parser)`` and ``run(args, out) -> exit code``; the
+# first line of ``run``'s docstring is its help.
+_COMMANDS = {
+    "inspect": inspect,
+    "fold": fold,
+    "check": check,
+    "export": export,
+    "train-rewrite": train_rewrite,
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit 2, like every bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"wnpass: error: {message} (see {self.prog} --help)\n")
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the process is, so that staging is cleaned up on the way out."""
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise _Terminated
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="wnpass", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"wnpass {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print the summary only")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="plain-text tables that never wrap (the default without a terminal)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in _COMMANDS.items():
+        doc = (module.run.__doc__ or "").strip().splitlines()[0]
+        sub = commands.add_parser(name, help=doc, description=doc)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (see the module docstring)."""
+    try:
+        args = _build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a usage error (already printed)
+        return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        out = Printer(quiet=args.quiet, plain=args.plain)
+        return int(args.run(args, out))
+    except WnpassError as error:
+        print(f"wnpass: error: {error.render(flags_for(args))}", file=sys.stderr)
+        return error.exit_code
+    except OSError as error:  # a file of the user's that cannot be read or written
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"wnpass: error: {where}{error.strerror or error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("wnpass: interrupted; nothing more was written", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except _Terminated:
+        print("wnpass: terminated; nothing more was written", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except Exception as error:  # a bug of wnpass's own: say so in one line
+        if args.verbose:
+            traceback.print_exc()
+        hint = "" if args.verbose else " (run with -v to see the traceback)"
+        print(f"wnpass: internal error: {one_line(error, with_type=True)}{hint}", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,68 @@
+"""``wnpass check REFERENCE CANDIDATE``: equivalence and latency on ONNX Runtime providers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from wnpass.cli.options import add_check_options, add_json_option, check_options
+from wnpass.cli.output import Printer
+from wnpass.cli.render import print_check
+from wnpass.plan import IOPlan
+
+__all__ = ["add_arguments", "progress_bar", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("reference", type=Path, metavar="REFERENCE.onnx")
+    parser.add_argument("candidate", type=Path, metavar="CANDIDATE.onnx")
+    add_json_option(parser)
+    add_check_options(parser)
+
+
+def run(args: argparse.Namespace, out: Printer) -> int:
+    """Check that CANDIDATE computes what REFERENCE computes, and compare their latency."""
+    from wnpass.onnx import io
+    from wnpass.verify.check import check
+
+    options = check_options(args)
+    plan = IOPlan()
+    io.load(args.reference, plan)
+    io.load(args.candidate, plan)
+    if options.inputs is not None:
+        plan.read(options.inputs, "the inputs file")
+    if args.json:
+        plan.write(args.json, "json_path")
+    plan.check()
+    with progress_bar() as progress:
+        report = check(args.reference, args.candidate, options=options, progress=progress)
+    print_check(out, report)
+    if args.json:
+        report.write_json(args.json, plan)
+    return 0 if report else 1
+
+
+class progress_bar:
+    """A progress bar on stderr for the timed runs, shown only on a terminal."""
+
+    def __enter__(self) -> Any:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self._bar = Progress(
+            console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()
+        )
+        self._bar.__enter__()
+        tasks: dict[str, Any] = {}
+
+        def progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = self._bar.add_task(f"timing {label}", total=total)
+            self._bar.update(tasks[label], completed=done)
+
+        return progress
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.__exit__(None, None, None)

@@ -1,0 +1,160 @@
+"""``wnpass export model.py -o MODEL.onnx``: fold in PyTorch, export, fold what is left, verify."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from wnpass.cli.options import (
+    add_check_options,
+    add_json_option,
+    add_model_py_arguments,
+    check_options,
+)
+from wnpass.cli.output import Printer
+from wnpass.cli.render import print_sites
+from wnpass.plan import IOPlan
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_py_arguments(parser)
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="MODEL.onnx")
+    parser.add_argument(
+        "--exporter",
+        choices=("dynamo", "torchscript"),
+        default="dynamo",
+        help="torch.onnx exporter",
+    )
+    parser.add_argument(
+        "--keep-weight-norm",
+        action="store_true",
+        help="export with weight norm and fold it in ONNX only",
+    )
+    parser.add_argument(
+        "--dynamic", action="append", metavar="NAME=AXES", help="dynamic axes, e.g. mel=0,2"
+    )
+    parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="compare ONNX Runtime with PyTorch and time it; publish only if they match",
+    )
+    add_json_option(parser)
+    add_check_options(parser, inputs=False)
+
+
+def run(args: argparse.Namespace, out: Printer) -> int:
+    """Fold weight norm in PyTorch, export to ONNX, fold what is left, verify against PyTorch."""
+    from wnpass.errors import UsageError
+    from wnpass.export import validate_export_options
+
+    if args.output.suffix == ".py":
+        raise UsageError(f"-o {args.output}: the output is an .onnx file")
+    dynamic = _parse_dynamic(args.dynamic)
+    options = check_options(args) if args.verify else None
+    if options is not None:
+        validate_export_options(args.exporter, args.opset, True, options)
+    else:
+        validate_export_options(args.exporter, args.opset, False, check_options_unvalidated())
+    plan = IOPlan()
+    plan.read(args.model, "the model.py")
+    if args.checkpoint is not None:
+        plan.read(args.checkpoint, "the checkpoint")
+    plan.write(args.output, "output")
+    if args.json:
+        plan.write(args.json, "json_path")
+    plan.check()
+
+    from wnpass.export import export
+    from wnpass.fx.files import load_checkpoint
+    from wnpass.fx.loading import load_model_py
+
+    model, inputs = load_model_py(args.model, args.factory)
+    if inputs is None:
+        raise UsageError(f"{args.model}: defines no example_inputs(); export needs them")
+    if args.checkpoint is not None:
+        load_checkpoint(model, args.checkpoint)
+    report = export(
+        model,
+        inputs,
+        args.output,
+        exporter=args.exporter,
+        fold_in_torch=not args.keep_weight_norm,
+        dynamic=dynamic,
+        opset=args.opset,
+        verify=args.verify,
+        providers=args.provider,
+        rtol=args.rtol,
+        atol=args.atol,
+        runs=args.runs,
+        warmup=args.warmup,
+        threads=args.threads,
+        plan=plan,
+    )
+    _print_export(out, report)
+    if args.json:
+        report.write_json(args.json, plan)
+    return 0 if report else 1
+
+
+def check_options_unvalidated() -> Any:
+    from wnpass.verify.options import CheckOptions
+
+    return CheckOptions()
+
+
+def _parse_dynamic(items: list[str] | None) -> dict[str, dict[int, str]] | None:
+    """``["mel=0,2"]`` -> ``{"mel": {0: "mel_0", 2: "mel_2"}}``."""
+    from wnpass.errors import InvalidArgumentError
+
+    if not items:
+        return None
+    dynamic: dict[str, dict[int, str]] = {}
+    for item in items:
+        name, _, axes = item.partition("=")
+        try:
+            dynamic[name] = {int(a): f"{name}_{a}" for a in axes.split(",")}
+        except ValueError:
+            dynamic[name] = {}
+        if not name or not dynamic[name] or any(a < 0 for a in dynamic[name]):
+            raise InvalidArgumentError(
+                f"{item!r}: expected NAME=AXES, e.g. mel=0,2", parameter="dynamic"
+            )
+    return dynamic
+
+
+def _print_export(out: Printer, report: Any) -> None:
+    from wnpass.verify.report import COMPARISON_COLUMNS, comparison_row
+
+    if report.torch_fold is not None:
+        out.line(f"folded {report.torch_fold.folded} weight-norm sites in PyTorch")
+    print_sites(out, report.onnx_fold, f"{report.output} ({report.exporter})", inspect=False)
+    if report.names_missing:
+        out.line(f"weights with no initializer of their name: {', '.join(report.names_missing)}")
+    else:
+        out.line("every weight is an initializer named after its PyTorch parameter")
+    rows = [
+        comparison_row(provider, c)
+        for provider, comparisons in report.comparisons.items()
+        for c in comparisons
+    ]
+    if rows:
+        out.table("ONNX Runtime vs PyTorch", COMPARISON_COLUMNS, rows)
+    for provider, stats in report.latency.items():
+        out.line(
+            f"{provider} latency: median {stats.median_ms:.3f} ms, p90 {stats.p90_ms:.3f} ms, "
+            f"min {stats.min_ms:.3f} ms ({stats.runs} runs)"
+        )
+    for provider in report.not_available:
+        out.line(f"{provider}: not available")
+    for provider in report.fell_back:
+        out.summary(f"{provider}: asked for, but ONNX Runtime fell back to another provider")
+    if report:
+        out.summary(f"deployable: ONNX matches PyTorch; wrote {report.output}")
+    elif not report.published:
+        out.summary(f"NOT DEPLOYABLE: see above; nothing written to {report.output}")
+    else:
+        out.summary(f"NOT DEPLOYABLE: see above (wrote {report.output})")

@@ -1,0 +1,56 @@
+"""``wnpass fold MODEL.onnx``: weight norm folded into plain weights, optionally verified."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from wnpass.cli.options import add_check_options, add_json_option, check_options
+from wnpass.cli.output import Printer
+from wnpass.cli.render import print_check, print_sites
+from wnpass.plan import IOPlan
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, metavar="MODEL.onnx")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="OUT.onnx",
+        help="default: <stem>.folded.onnx beside it",
+    )
+    parser.add_argument("--in-place", action="store_true", help="replace the input file")
+    add_json_option(parser)
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the output against the input before it is published",
+    )
+    add_check_options(parser)
+
+
+def run(args: argparse.Namespace, out: Printer) -> int:
+    """Fold weight normalization out of an ONNX model into plain weights."""
+    from wnpass.errors import UsageError
+    from wnpass.onnx.api import fold_onnx
+
+    if args.in_place and args.output is not None:
+        raise UsageError("--in-place replaces the input: do not also give -o")
+    options = check_options(args) if args.verify else None
+    plan = IOPlan()
+    if args.json:
+        plan.write(args.json, "json_path")
+    _, report = fold_onnx(
+        args.model, args.output, in_place=args.in_place, verify=options, plan=plan
+    )
+    print_sites(out, report, str(args.model), inspect=False)
+    if report.check is not None:
+        print_check(out, report.check)
+        if not report.check:
+            out.summary("nothing written: the folded model failed the check")
+    if args.json:
+        report.write_json(args.json, plan)
+    return 1 if report.check is not None and not report.check else 0

@@ -1,0 +1,63 @@
+"""``wnpass inspect MODEL``: the weight-norm sites of an .onnx file or a model.py; changes
+nothing (with ``--json``, writes only the report)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from wnpass.cli.options import add_json_option
+from wnpass.cli.output import Printer
+from wnpass.cli.render import print_sites
+from wnpass.plan import IOPlan
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, metavar="MODEL", help="an .onnx file or a model.py")
+    parser.add_argument(
+        "--factory", metavar="NAME", help="model.py: the factory function (default build_model)"
+    )
+    add_json_option(parser)
+
+
+def run(args: argparse.Namespace, out: Printer) -> int:
+    """List the weight-norm sites of an ONNX model or a model.py; changes nothing."""
+    plan = IOPlan()
+    if args.json:
+        plan.write(args.json, "json_path")
+    if args.model.suffix == ".py":
+        return _inspect_model_py(args, out, plan)
+    from wnpass.errors import UsageError
+    from wnpass.onnx import io
+    from wnpass.onnx.api import inspect_onnx
+
+    if args.factory is not None:
+        raise UsageError("--factory is for a model.py")
+    model = io.load(args.model, plan)
+    plan.check()
+    report = inspect_onnx(model)
+    report.input = str(args.model)
+    report.bytes_before = io.model_bytes(args.model, model)
+    print_sites(out, report, str(args.model), inspect=True)
+    if args.json:
+        report.write_json(args.json, plan)
+    return 0
+
+
+def _inspect_model_py(args: argparse.Namespace, out: Printer, plan: IOPlan) -> int:
+    from wnpass.cli.train_rewrite import print_plan
+    from wnpass.fx.analyse import analyse_sites
+    from wnpass.fx.loading import load_model_py
+    from wnpass.fx.report import ApplyReport
+
+    plan.read(args.model, "the model.py")
+    plan.check()
+    model, inputs = load_model_py(args.model, args.factory)
+    sites, mode, note = analyse_sites(model, inputs)
+    report = ApplyReport(sites=sites, traced_with=mode, trace_note=note)
+    print_plan(out, report, str(args.model), inspect=True)
+    if args.json:
+        report.write_json(args.json, plan)
+    return 0

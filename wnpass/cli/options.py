@@ -1,0 +1,112 @@
+"""Options shared by several commands, turned into typed library values, and the flag each
+library parameter is called on the command line."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
+
+__all__ = [
+    "FLAGS",
+    "add_check_options",
+    "add_json_option",
+    "add_model_py_arguments",
+    "check_options",
+    "flags_for",
+]
+
+# The library names its parameters; the CLI says the flag that sets each.
+FLAGS = {
+    "json_path": "--json",
+    "rtol": "--rtol",
+    "atol": "--atol",
+    "runs": "--runs",
+    "warmup": "--warmup",
+    "threads": "--threads",
+    "providers": "--provider",
+    "shapes": "--shape",
+    "inputs": "--inputs",
+    "optimizations": "--optimization",
+    "opset": "--opset",
+    "dynamic": "--dynamic",
+    "exporter": "--exporter",
+    "checkpoint": "--checkpoint",
+    "factory": "--factory",
+    "data": "--data",
+    "include": "--include",
+    "exclude": "--exclude",
+    "to": "--to",
+    "check_model": "--model",
+}
+
+
+def flags_for(args: argparse.Namespace) -> dict[str, str]:
+    """FLAGS, plus ``-o`` for the output where the user gave it (else it keeps its name)."""
+    flags = dict(FLAGS)
+    if getattr(args, "output", None) is not None:
+        flags["output"] = "-o"
+        flags["output's external data"] = "-o's data file"
+    return flags
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
+
+
+def add_model_py_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a command's model comes from: ``model.py``, ``--factory`` and ``--checkpoint``."""
+    parser.add_argument("model", type=Path, metavar="model.py")
+    parser.add_argument("--factory", metavar="NAME", help="factory function (default build_model)")
+    parser.add_argument("--checkpoint", type=Path, metavar="FILE", help="state dict to load first")
+
+
+def add_check_options(parser: argparse.ArgumentParser, *, inputs: bool = True) -> None:
+    """The options of a check (``check``, ``fold --verify``, ``export --verify``)."""
+    group = parser.add_argument_group("check options")
+    group.add_argument(
+        "--provider",
+        action="append",
+        choices=("cpu", "cuda"),
+        help="run on this provider (repeatable); default: every one available",
+    )
+    if inputs:  # export runs on the model's example_inputs()
+        group.add_argument(
+            "--shape",
+            action="append",
+            metavar="NAME=DIMS",
+            help="size of a dynamic input, e.g. mel=1,80,200 (repeatable)",
+        )
+        group.add_argument("--inputs", type=Path, metavar="FILE.npz", help="inputs to use instead")
+    group.add_argument("--rtol", type=float, help="relative tolerance (default: per dtype)")
+    group.add_argument("--atol", type=float, help="absolute tolerance (default: per dtype)")
+    group.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="timed runs per model")
+    group.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed runs first")
+    group.add_argument("--threads", type=int, help="intra-op threads (default: ONNX Runtime's)")
+    if inputs:
+        group.add_argument(
+            "--optimization",
+            choices=("default", "disabled", "both"),
+            default="default",
+            help="ONNX Runtime graph optimization level; disabled shows what a runtime that "
+            "does not fold constants pays",
+        )
+
+
+def check_options(args: argparse.Namespace) -> CheckOptions:
+    """The check options as the library takes them, validated (nothing is written yet)."""
+    from wnpass.verify.inputs import parse_shapes
+
+    optimization = getattr(args, "optimization", "default")
+    return CheckOptions(
+        providers=args.provider,
+        shapes=parse_shapes(getattr(args, "shape", None)) or None,
+        inputs=getattr(args, "inputs", None),
+        rtol=args.rtol,
+        atol=args.atol,
+        runs=args.runs,
+        warmup=args.warmup,
+        threads=args.threads,
+        optimizations=("default", "disabled") if optimization == "both" else (optimization,),
+    ).validate()

@@ -1,0 +1,93 @@
+"""Printing for the CLI: tables and lines for a terminal, or for a log that a pipeline keeps.
+
+On a terminal, tables are drawn with ``rich``. Without one (a CI log, a pipe, a file), with
+``NO_COLOR`` or ``TERM=dumb`` set, or with ``--plain``, a table is plain text: columns padded
+to their widest cell and never wrapped, so a weight name or a number is never split across
+lines, whatever the width. ``--quiet`` prints the summary lines only. Every name a model
+supplies is printed with control characters escaped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from wnpass.errors import printable
+
+__all__ = ["Printer", "is_plain_terminal"]
+
+
+def is_plain_terminal(stream: TextIO) -> bool:
+    """True where output should be plain text: not a terminal, NO_COLOR, or TERM=dumb."""
+    return not stream.isatty() or "NO_COLOR" in os.environ or os.environ.get("TERM", "") == "dumb"
+
+
+class Printer:
+    """Where a command's report goes: ``table`` and ``line`` for detail, ``summary`` always."""
+
+    def __init__(
+        self, *, quiet: bool = False, plain: bool | None = None, stream: TextIO | None = None
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.quiet = quiet
+        self.plain = True if plain else is_plain_terminal(self.stream)
+        self._console = None
+        if not self.plain:
+            from rich.console import Console
+
+            self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
+
+    def line(self, text: str) -> None:
+        """A detail line (left out with ``--quiet``)."""
+        if not self.quiet:
+            self._write(text)
+
+    def summary(self, text: str) -> None:
+        """A summary line: always printed."""
+        self._write(text)
+
+    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        """A table of pure rows (left out with ``--quiet``)."""
+        if self.quiet:
+            return
+        rows = [[printable(cell) for cell in row] for row in rows]
+        title = printable(title)
+        if self._console is not None:
+            from rich.markup import escape
+            from rich.table import Table
+
+            table = Table(title=escape(title), title_justify="left")
+            for column in columns:
+                table.add_column(column, overflow="fold")
+            for row in rows:
+                table.add_row(*(escape(cell) for cell in row))
+            self._console.print(table)
+            return
+        self.stream.write(plain_table(title, columns, rows))
+        self.stream.flush()
+
+    def _write(self, text: str) -> None:
+        text = "\n".join(printable(line) for line in text.split("\n"))
+        if self._console is not None:
+            from rich.markup import escape
+
+            self._console.print(escape(text))
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+
+def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A table as plain text: a title, a header, a rule and rows, columns padded, never wrapped."""
+    widths = [len(c) for c in columns]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+
+    def render(cells: Sequence[str]) -> str:
+        return "  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip()
+
+    lines = [title, render(columns), render(["-" * w for w in widths])]
+    lines += [render(row) for row in rows]
+    return "\n".join(lines) + "\n"

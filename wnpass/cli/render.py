@@ -1,0 +1,49 @@
+"""Reports as the CLI prints them: pure rows from the reports, printed through a Printer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wnpass.cli.output import Printer
+from wnpass.report import SITE_COLUMNS, FoldReport, fold_summary, site_rows
+
+__all__ = ["print_check", "print_left", "print_sites"]
+
+
+def print_sites(out: Printer, report: FoldReport, title: str, *, inspect: bool) -> None:
+    if report.sites:
+        out.table(title, SITE_COLUMNS, site_rows(report.sites))
+    else:
+        out.line(f"{title}: no weight-norm sites")
+    out.summary(fold_summary(report, inspect=inspect))
+    print_left(out, report.left)
+
+
+def print_left(out: Printer, left: list[str]) -> None:
+    for entry in left:
+        out.summary(f"left in place: {entry}")
+
+
+def print_check(out: Printer, report: Any) -> None:
+    """A check report: inputs, equivalence and latency tables, and the verdict."""
+    from wnpass.verify.report import (
+        COMPARISON_COLUMNS,
+        LATENCY_COLUMNS,
+        comparison_rows,
+        latency_rows,
+    )
+
+    inputs = ", ".join(f"{i['name']} {i['dtype']}{i['shape']}" for i in report.inputs)
+    out.line(f"inputs: {inputs}")
+    for note in report.notes:
+        out.line(f"  {note}")
+    out.table("equivalence", COMPARISON_COLUMNS, comparison_rows(report))
+    out.table("latency (candidate vs reference)", LATENCY_COLUMNS, latency_rows(report))
+    for provider in report.not_available:
+        out.line(f"{provider}: not available")
+    if report:
+        out.summary(f"equivalent: {report.candidate} matches {report.reference}")
+    else:
+        out.summary(f"NOT EQUIVALENT: {report.candidate} differs from {report.reference}")
+        for line in report.failures():
+            out.summary(f"  {line}")

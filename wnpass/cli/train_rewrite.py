@@ -1,0 +1,113 @@
+"""``wnpass train-rewrite model.py``: weight norm added to a model.py's model, state dict saved.
+
+It builds the model, loads ``--checkpoint`` (any weight-norm key form, ``weights_only=True``),
+applies weight norm, checks the outputs on ``example_inputs()`` (``--init keep``), and writes
+the state dict (standard keys) atomically to ``-o`` (default ``<stem>.wn.pt`` beside the
+model). Exit 1 when the check failed or nothing was applied (nothing is written then).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from wnpass.cli.options import add_json_option, add_model_py_arguments
+from wnpass.cli.output import Printer
+from wnpass.plan import IOPlan
+
+__all__ = ["add_arguments", "print_plan", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_py_arguments(parser)
+    parser.add_argument(
+        "--include",
+        action="append",
+        metavar="PATTERN",
+        help="only parameters, modules, ops or layer types matching (fnmatch; repeatable)",
+    )
+    parser.add_argument(
+        "--exclude", action="append", metavar="PATTERN", help="leave these alone (repeatable)"
+    )
+    parser.add_argument(
+        "--init",
+        choices=("keep", "data"),
+        default="keep",
+        help="keep: same outputs (g=||w||, v=w); data: the paper's data-dependent init",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="FILE",
+        help="batch for --init data: .pt (tensor or tuple) or .npz; default example_inputs()",
+    )
+    parser.add_argument("-o", "--output", type=Path, metavar="OUT", help="default <stem>.wn.pt")
+    add_json_option(parser)
+
+
+def print_plan(out: Printer, report: Any, title: str, *, inspect: bool) -> None:
+    from wnpass.fx.report import PLAN_COLUMNS, apply_summary, plan_rows
+
+    out.table(title, PLAN_COLUMNS, plan_rows(report.sites))
+    out.summary(apply_summary(report, inspect=inspect))
+
+
+def run(args: argparse.Namespace, out: Printer) -> int:
+    """Add weight normalization to a model.py's model and save its state dict."""
+    from wnpass.errors import UsageError
+
+    if args.data is not None and args.init != "data":
+        raise UsageError("--data is the batch for --init data")
+    output: Path = args.output or args.model.with_name(f"{args.model.stem}.wn.pt")
+    plan = IOPlan()
+    plan.read(args.model, "the model.py")
+    for path, role in ((args.checkpoint, "the checkpoint"), (args.data, "the batch")):
+        if path is not None:
+            plan.read(path, role)
+    plan.write(output, "output")
+    if args.json:
+        plan.write(args.json, "json_path")
+    plan.check()
+
+    from wnpass.fx.apply import apply_weight_norm
+    from wnpass.fx.files import load_batch, load_checkpoint
+    from wnpass.fx.loading import load_model_py
+
+    model, inputs = load_model_py(args.model, args.factory)
+    if args.checkpoint is not None:
+        load_checkpoint(model, args.checkpoint)
+    batch = inputs
+    if args.init == "data":
+        batch = load_batch(args.data) if args.data is not None else inputs
+        if batch is None:
+            raise UsageError(f"--init data needs --data FILE: {args.model} has no example_inputs()")
+    report = apply_weight_norm(
+        model, batch, include=args.include, exclude=args.exclude, init=args.init
+    )
+    if args.init == "data" and args.data is None:
+        report.notes.append("data init on example_inputs(): give --data FILE for a real batch")
+    if args.init == "keep" and inputs is None:
+        report.notes.append(f"{args.model} has no example_inputs(): equivalence not checked")
+    if report:
+        _save(model.state_dict(), output, plan)
+        report.output = str(output)
+    print_plan(out, report, str(args.model), inspect=False)
+    if not report:
+        out.summary(f"nothing written: {_why_not(report)}; {output} untouched")
+    if args.json:
+        report.write_json(args.json, plan)
+    return 0 if report else 1
+
+
+def _why_not(report: Any) -> str:
+    if report.equivalent is False:
+        return "the rewritten model's outputs differ"
+    return "weight norm was applied to no parameter"
+
+
+def _save(state: dict[str, Any], output: Path, plan: IOPlan) -> None:
+    import torch
+
+    with plan.replace(output) as temporary, open(temporary, "wb") as stream:
+        torch.save(state, stream)  # a stream: torch names the archive after a path's file name

@@ -1,0 +1,301 @@
+"""Plan every path a command reads, writes and deletes, and refuse a bad plan before writing.
+
+Every command and every file-writing API function goes through one :class:`IOPlan`:
+
+1. it records each path it reads (:meth:`IOPlan.read`: the model, its external data, a
+   checkpoint, a ``model.py``, a data or inputs file) and each path it writes
+   (:meth:`IOPlan.write`: outputs, their data files, the JSON report);
+2. :meth:`IOPlan.check` refuses the plan, before anything is written, when a target is
+   something read (by path, through a symbolic link, or as a hard link to it), when two
+   targets are the same file, when a target exists and is not a regular file (a symbolic
+   link, FIFO, device or folder), or when its folder does not exist;
+3. files are written only through :meth:`IOPlan.replace` and :meth:`IOPlan.staging`: a
+   staging file (or folder) beside the target, renamed onto it at the end, so that a target is
+   either as it was or complete; a path that was not planned and checked cannot be written;
+4. an old data file of a replaced output is deleted only when :meth:`IOPlan.may_delete` says
+   so (wnpass's own data-file name for that output, beside it, a regular file with one link,
+   not read by this run); anything else is left and listed in :attr:`IOPlan.left`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import re
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from wnpass.errors import OutputError
+
+__all__ = ["STAGING_PREFIX", "IOPlan", "data_file_name"]
+
+logger = logging.getLogger(__name__)
+
+# Staging files and folders start with this prefix: a run killed by SIGKILL can leave one
+# behind (never a half-written target), and its name says what it is.
+STAGING_PREFIX = ".wnpass-"
+
+
+def data_file_name(output: Path, k: int = 0) -> str:
+    """The name wnpass gives to an output's external data: ``<name>.data``, ``<name>.<k>.data``."""
+    return f"{output.name}.data" if k == 0 else f"{output.name}.{k}.data"
+
+
+def _is_data_file_name(output: Path, name: str) -> bool:
+    return re.fullmatch(rf"{re.escape(output.name)}(\.[0-9]+)?\.data", name) is not None
+
+
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file a path leads to, following links; None if there is none."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _where(path: Path) -> Path:
+    """The absolute path of ``path`` with its folder resolved but its last part kept: a
+    target is replaced by name, so a symbolic link there is the link, not what it points at."""
+    return Path(os.path.realpath(path.parent)) / path.name
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    path: Path  # as given
+    parameter: str  # the library parameter (the CLI says the flag)
+
+
+class IOPlan:
+    """The paths one run reads and writes; see the module docstring for the rules."""
+
+    def __init__(self) -> None:
+        self._reads: list[_Entry] = []
+        self._writes: list[_Entry] = []
+        self._may_replace_read: set[Path] = set()
+        self._checked = False
+        self.left: list[str] = []  # files a run would have removed but kept, with the reason
+
+    # -- recording ------------------------------------------------------------------------
+
+    def read(self, path: str | os.PathLike[str], parameter: str) -> Path:
+        """Record that ``path`` is read; ``parameter`` says what it is, for messages
+        ("the input model"). Returns it as a Path."""
+        path = Path(path)
+        self._reads.append(_Entry(path, parameter))
+        self._checked = False
+        return path
+
+    def read_all(self, paths: Iterable[str | os.PathLike[str]], parameter: str) -> None:
+        for path in paths:
+            self.read(path, parameter)
+
+    def write(
+        self, path: str | os.PathLike[str], parameter: str, *, replaces_read: bool = False
+    ) -> Path:
+        """Record that ``path`` is written (as ``parameter``). ``replaces_read``: it is also
+        read, and writing over it is what was asked (``in_place``)."""
+        path = Path(path)
+        if any(e.parameter == parameter and _where(e.path) == _where(path) for e in self._writes):
+            return path  # planned already
+        self._writes.append(_Entry(path, parameter))
+        if replaces_read:
+            self._may_replace_read.add(_where(path))
+        self._checked = False
+        return path
+
+    @property
+    def targets(self) -> list[Path]:
+        return [entry.path for entry in self._writes]
+
+    def reads(self) -> list[Path]:
+        return [entry.path for entry in self._reads]
+
+    # -- checking -------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Refuse the plan (``OutputError`` naming the parameter) if any rule is broken."""
+        read_where: dict[Path, _Entry] = {}
+        read_ids: dict[tuple[int, int], _Entry] = {}
+        for entry in self._reads:
+            read_where.setdefault(Path(os.path.realpath(entry.path)), entry)
+            read_where.setdefault(_where(entry.path), entry)
+            if (identity := _identity(entry.path)) is not None:
+                read_ids.setdefault(identity, entry)
+        seen: dict[Path, _Entry] = {}
+        seen_ids: dict[tuple[int, int], _Entry] = {}
+        for entry in self._writes:
+            path, where = entry.path, _where(entry.path)
+            self._check_target(entry)
+            identity = _identity(path)
+            read = read_where.get(where) or (read_ids.get(identity) if identity else None)
+            if read is not None and where not in self._may_replace_read:
+                raise OutputError(
+                    f"{path}: would overwrite {read.parameter} {read.path}, which this run "
+                    "reads; refused",
+                    parameter=entry.parameter,
+                )
+            other = seen.get(where) or (seen_ids.get(identity) if identity else None)
+            if other is not None:
+                raise OutputError(
+                    f"{path}: is also another output of this run ({other.path}); refused",
+                    parameter=entry.parameter,
+                )
+            seen[where] = entry
+            if identity is not None:
+                seen_ids[identity] = entry
+        self._checked = True
+
+    @staticmethod
+    def _check_target(entry: _Entry) -> None:
+        path = entry.path
+        if path.name in ("", ".", ".."):
+            raise OutputError(f"{path}: is a directory", parameter=entry.parameter)
+        if "\0" in str(path):
+            raise OutputError(f"{path}: contains a NUL byte", parameter=entry.parameter)
+        if not path.parent.is_dir():
+            raise OutputError(f"{path}: no such directory", parameter=entry.parameter)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            raise OutputError(
+                f"{path}: cannot be examined ({error.strerror})", parameter=entry.parameter
+            ) from None
+        if not stat.S_ISREG(mode):
+            raise OutputError(
+                f"{path}: exists and is {_kind(mode)}; refused", parameter=entry.parameter
+            )
+
+    # -- writing --------------------------------------------------------------------------
+
+    def _require(self, target: Path) -> _Entry:
+        if not self._checked:
+            raise AssertionError("IOPlan.check() must pass before anything is written")
+        where = _where(target)
+        for entry in self._writes:
+            if _where(entry.path) == where:
+                self._check_target(entry)  # again, at the last moment
+                return entry
+        raise AssertionError(f"{target} is not a planned target")
+
+    @contextlib.contextmanager
+    def replace(self, target: str | os.PathLike[str], *, suffix: str = "") -> Iterator[Path]:
+        """A staging path beside planned ``target`` to write; renamed onto it when the block
+        ends without error, removed otherwise. An OS error (a full disk) is one line."""
+        target = Path(target)
+        entry = self._require(target)
+        try:
+            handle, name = tempfile.mkstemp(prefix=STAGING_PREFIX, suffix=suffix, dir=target.parent)
+        except OSError as error:
+            raise OutputError(
+                f"{target}: cannot write ({error.strerror or error})", parameter=entry.parameter
+            ) from None
+        os.close(handle)
+        temporary = Path(name)
+        try:
+            yield temporary
+            os.replace(temporary, target)
+        except OSError as error:
+            raise OutputError(
+                f"{target}: cannot write ({error.strerror or error})", parameter=entry.parameter
+            ) from None
+        finally:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+
+    @contextlib.contextmanager
+    def staging(self, target: str | os.PathLike[str]) -> Iterator[Path]:
+        """A fresh staging folder beside planned ``target``, removed when the block ends."""
+        target = Path(target)
+        entry = self._require(target)
+        try:
+            folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target.parent))
+        except OSError as error:
+            raise OutputError(
+                f"{target.parent}: cannot write ({error.strerror or error})",
+                parameter=entry.parameter,
+            ) from None
+        try:
+            yield folder
+        except OSError as error:
+            raise OutputError(
+                f"{target}: cannot write ({error.strerror or error})", parameter=entry.parameter
+            ) from None
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def publish(self, staged: Path, target: str | os.PathLike[str]) -> None:
+        """Rename a staged file onto planned ``target``."""
+        target = Path(target)
+        entry = self._require(target)
+        try:
+            os.replace(staged, target)
+        except OSError as error:
+            raise OutputError(
+                f"{target}: cannot write ({error.strerror or error})", parameter=entry.parameter
+            ) from None
+
+    # -- deleting -------------------------------------------------------------------------
+
+    def may_delete(self, path: Path, output: Path) -> str | None:
+        """None when old data file ``path`` of replaced ``output`` may be deleted; else why not."""
+        if Path(os.path.realpath(path.parent)) != Path(os.path.realpath(output.parent)):
+            return "not beside the output"
+        if not _is_data_file_name(output, path.name):
+            return "not a data-file name wnpass gives this output"
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return "gone"
+        if not stat.S_ISREG(st.st_mode):
+            return f"{_kind(st.st_mode)}"
+        if st.st_nlink != 1:
+            return "has other hard links"
+        identity = (st.st_dev, st.st_ino)
+        if any(_identity(read) == identity for read in self.reads()):
+            return "read by this run"
+        if any(_where(t) == _where(path) for t in self.targets):
+            return "written by this run"
+        return None
+
+    def delete_old_data(self, referenced: Iterable[Path], output: Path) -> list[Path]:
+        """Delete the files in ``referenced`` (the data files a replaced ``output`` used) that
+        :meth:`may_delete` allows; the others are listed in :attr:`left`. Returns the deleted."""
+        deleted = []
+        for path in sorted(set(referenced)):
+            reason = self.may_delete(path, output)
+            if reason == "gone":
+                continue
+            if reason is not None:
+                self.left.append(f"{path}: kept ({reason})")
+                logger.info("old data file %s kept: %s", path, reason)
+                continue
+            try:
+                path.unlink()
+            except OSError as error:
+                self.left.append(f"{path}: kept (cannot delete: {error.strerror})")
+                continue
+            deleted.append(path)
+            logger.info("deleted old data file %s", path)
+        return deleted

@@ -1,0 +1,79 @@
+"""The options of a check, validated in one place before anything runs or is written.
+
+``check``, ``fold_onnx(verify=...)`` and ``export(verify=True)`` take the same options; each
+is checked here and a bad one raises :class:`~wnpass.errors.InvalidArgumentError` naming the
+parameter (the CLI says the flag): tolerances finite and non-negative, ``runs >= 1``,
+``warmup >= 0``, ``threads >= 1``, known optimization levels, providers that exist in this
+onnxruntime build, and ``shapes`` or ``inputs`` (never both) that fit the model's inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from wnpass.errors import InvalidArgumentError
+
+__all__ = ["DEFAULT_RUNS", "DEFAULT_WARMUP", "CheckOptions"]
+
+DEFAULT_RUNS = 20
+DEFAULT_WARMUP = 3
+OPTIMIZATION_LEVELS = ("default", "disabled")
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckOptions:
+    """How to compare two models and time them; :meth:`validate` before use."""
+
+    providers: Sequence[str] | None = None
+    shapes: dict[str, list[int]] | None = None
+    inputs: Path | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    runs: int = DEFAULT_RUNS
+    warmup: int = DEFAULT_WARMUP
+    threads: int | None = None
+    optimizations: Sequence[str] = ("default",)
+
+    def validate(self) -> CheckOptions:
+        """Check every option that needs no model; returns self."""
+        for name in ("rtol", "atol"):
+            value = getattr(self, name)
+            if value is not None and not (
+                isinstance(value, int | float) and math.isfinite(value) and value >= 0
+            ):
+                raise InvalidArgumentError(
+                    f"{value}: a tolerance must be a finite number >= 0", parameter=name
+                )
+        _at_least("runs", self.runs, 1)
+        _at_least("warmup", self.warmup, 0)
+        if self.threads is not None:
+            _at_least("threads", self.threads, 1)
+        for level in self.optimizations:
+            if level not in OPTIMIZATION_LEVELS:
+                raise InvalidArgumentError(
+                    f"{level!r}: choose from {', '.join(OPTIMIZATION_LEVELS)}",
+                    parameter="optimizations",
+                )
+        if self.shapes and self.inputs is not None:
+            raise InvalidArgumentError(
+                "and inputs cannot be combined: the inputs file fixes every shape",
+                parameter="shapes",
+            )
+        for name, dims in (self.shapes or {}).items():
+            if not dims or any(not isinstance(d, int) or d < 1 for d in dims):
+                raise InvalidArgumentError(
+                    f"{name}={dims}: every dimension must be a whole number >= 1",
+                    parameter="shapes",
+                )
+        from wnpass.verify import providers
+
+        providers.resolve(list(self.providers) if self.providers else None)
+        return self
+
+
+def _at_least(name: str, value: object, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise InvalidArgumentError(f"{value}: must be a whole number >= {low}", parameter=name)
