@@ -14,7 +14,12 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, metavar="MODEL.onnx")
+    parser.add_argument(
+        "model",
+        type=Path,
+        metavar="MODEL",
+        help="an .onnx file or a checkpoint (.pt, .pth, .bin, .safetensors, *.index.json)",
+    )
     parser.add_argument(
         "-o",
         "--output",
@@ -30,11 +35,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="check the output against the input before it is published",
     )
     add_check_options(parser)
+    group = parser.add_argument_group("checkpoint options")
+    group.add_argument(
+        "--model",
+        dest="check_model",
+        type=Path,
+        metavar="model.py",
+        help="verify a folded checkpoint: load it strictly into this model without weight norm "
+        "and compare outputs on example_inputs()",
+    )
+    group.add_argument("--factory", metavar="NAME", help="with --model: the factory function")
 
 
 def run(args: argparse.Namespace, out: Printer) -> int:
-    """Fold weight normalization out of an ONNX model into plain weights."""
+    """Fold weight normalization out of an ONNX model or a checkpoint into plain weights."""
+    from wnpass.cli import checkpoint
     from wnpass.errors import UsageError
+
+    if checkpoint.is_checkpoint(args.model):
+        return checkpoint.fold(args, out)
+    if args.check_model is not None or args.factory is not None:
+        raise UsageError("--model and --factory verify a checkpoint fold; for ONNX use --verify")
     from wnpass.onnx.api import fold_onnx
 
     if args.in_place and args.output is not None:

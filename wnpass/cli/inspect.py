@@ -15,7 +15,9 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, metavar="MODEL", help="an .onnx file or a model.py")
+    parser.add_argument(
+        "model", type=Path, metavar="MODEL", help="an .onnx file, a model.py or a checkpoint"
+    )
     parser.add_argument(
         "--factory", metavar="NAME", help="model.py: the factory function (default build_model)"
     )
@@ -29,6 +31,10 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         plan.write(args.json, "json_path")
     if args.model.suffix == ".py":
         return _inspect_model_py(args, out, plan)
+    from wnpass.cli import checkpoint
+
+    if checkpoint.is_checkpoint(args.model):
+        return checkpoint.inspect(args, out)
     from wnpass.errors import UsageError
     from wnpass.onnx import io
     from wnpass.onnx.api import inspect_onnx
