@@ -99,12 +99,10 @@ def _einsum_terms(equation: str, count: int) -> tuple[list[str], str] | str:
     terms = inputs.split(",")
     if len(terms) != count:
         return f"einsum {equation!r}: {len(terms)} terms for {count} operands"
-    if "." in inputs or "." in output:
-        return f"einsum {equation!r}: ellipsis over a weight is not followed"
     if not arrow:  # implicit output: the letters that appear once, sorted
-        letters = "".join(terms)
+        letters = inputs.replace("...", "").replace(",", "")
         output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
-    return terms, output
+    return terms, output.replace("...", "")
 
 
 def einsum_unit_axis(equation: str, operand: int, shapes: Sequence[Sequence[int]]) -> int | str:
@@ -119,9 +117,11 @@ def einsum_unit_axis(equation: str, operand: int, shapes: Sequence[Sequence[int]
         return parsed
     terms, output = parsed
     mine = terms[operand]
+    if "." in mine:
+        return f"einsum {equation!r}: an ellipsis over the weight is not followed"
     if len(mine) != len(shapes[operand]) or len(set(mine)) != len(mine):
         return f"einsum {equation!r}: operand {operand} is not a plain weight term"
-    others = "".join(t for i, t in enumerate(terms) if i != operand)
+    others = "".join(t for i, t in enumerate(terms) if i != operand).replace(".", "")
     units = [c for c in mine if c in output and c not in others]
     shared = [c for c in mine if c in output and c in others]
     if shared:

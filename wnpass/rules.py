@@ -34,7 +34,9 @@ __all__ = [
 
 KeyForm = Literal["parametrize", "legacy"]
 
-_PARAMETRIZED = re.compile(r"^(?:(?P<module>.*)\.)?parametrizations\.(?P<param>[^.]+)\.original(?P<k>[01])$")
+_PARAMETRIZED = re.compile(
+    r"^(?:(?P<module>.*)\.)?parametrizations\.(?P<param>[^.]+)\.original(?P<k>[01])$"
+)
 _LEGACY = re.compile(r"^(?P<param>.+)_(?P<role>[gv])$")
 
 
@@ -112,9 +114,7 @@ def weight_from(g: np.ndarray, v: np.ndarray, dim: int | None) -> np.ndarray:
     """
     v64 = np.asarray(v).astype(np.float64)
     axes = norm_axes(v64.ndim, dim)
-    norm = np.sqrt(np.einsum("...,...->", v64, v64)) if len(axes) == v64.ndim else np.sqrt(
-        np.sum(np.square(v64), axis=axes, keepdims=True)
-    )
+    norm = np.sqrt(np.sum(np.square(v64), axis=axes, keepdims=True))
     g64 = np.asarray(g).astype(np.float64)
     if v64.ndim and len(axes) == v64.ndim:
         g64 = g64.reshape(())

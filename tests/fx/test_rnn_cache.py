@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import pickle
+import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -66,3 +69,52 @@ def test_cache_is_left_off_after_an_error_and_survives_pickle() -> None:
     clone = pickle.loads(pickle.dumps(ours))
     x = torch.randn(5, 2, 4)
     assert _count_norm_calls(clone, x) == 4 and torch.equal(clone(x)[0], ours(x)[0])
+
+
+class _LM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 8, num_layers=2, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.lstm(x)[0])
+
+
+def _hand_and_ours() -> tuple[nn.Module, nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    ours, x = _LM().eval(), torch.randn(2, 5, 4)
+    hand = copy.deepcopy(ours)
+    for name in ("weight_ih_l0", "weight_hh_l0", "weight_ih_l1", "weight_hh_l1"):
+        parametrizations.weight_norm(hand.lstm, name=name)
+    parametrizations.weight_norm(hand.head)
+    report = apply_weight_norm(ours, (x,))
+    assert report.applied == 5
+    return hand, ours, x
+
+
+def _outcome(action: Callable[[], object]) -> str:
+    try:
+        action()
+    except Exception as error:
+        return f"raises {type(error).__name__}"
+    return "works"
+
+
+def test_tracing_and_exporters_work_as_for_a_hand_wrapped_lstm() -> None:
+    """jit.trace, the TorchScript ONNX exporter and torch.export run on the rewritten LSTM (the
+    cache hooks step aside, the cache is off afterwards), giving the eager outputs."""
+    hand, ours, x = _hand_and_ours()
+    expected = ours(x)
+    traced = torch.jit.trace(ours, (x,))
+    assert torch.allclose(traced(x), expected, rtol=1e-6, atol=1e-7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and RNN warnings
+        torch.onnx.export(ours, (x,), io.BytesIO(), dynamo=False)
+    program = torch.export.export(ours, (x,))
+    assert torch.allclose(program.module()(x), expected, rtol=1e-6, atol=1e-7)
+    assert torch.nn.utils.parametrize._cache_enabled == 0
+    assert _count_norm_calls(ours.lstm, x) == 4  # eager again: each weight once
+    # scripting: whatever PyTorch does with a hand-wrapped model (today: it refuses
+    # parametrized modules), the rewritten one does too
+    assert _outcome(lambda: torch.jit.script(ours)) == _outcome(lambda: torch.jit.script(hand))

@@ -28,6 +28,8 @@ import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
 
+from wnpass.axes import is_legacy_hook, output_unit_axis, unit_axis
+from wnpass.fx.axes import layer_kind
 from wnpass.fx.forward import as_batch
 
 __all__ = ["DATA_INIT_EPS", "V_INIT_STD", "DataInitReport", "data_init"]
@@ -39,8 +41,7 @@ V_INIT_STD = 0.05  # the paper's v ~ N(0, 0.05^2)
 # would otherwise get g = inf. 1e-6 is far below any real pre-activation spread in fp32.
 DATA_INIT_EPS = 1e-6
 
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_INITIALIZABLE = ("linear", "conv", "conv_transpose")  # the layer's output is its pre-activation
 
 
 @dataclasses.dataclass
@@ -69,14 +70,14 @@ def _weight_norm_of(module: nn.Module) -> _WeightNorm | None:
 
 def _why_not(module: nn.Module, norm: _WeightNorm) -> str | None:
     """None when ``module`` can be data-initialized; else the reason."""
-    if isinstance(module, (nn.Linear, *_CONV)):
-        unit = 0
-    elif isinstance(module, _CONV_T):
-        if module.groups > 1:
-            return "grouped transposed convolution: g is not per output unit"
-        unit = 1
-    else:
+    kind = layer_kind(module, "weight")
+    if kind not in _INITIALIZABLE or isinstance(module, nn.MultiheadAttention | nn.RNNBase):
         return f"{type(module).__name__}: pre-activations are not the module's output"
+    assert kind is not None
+    weight = _plist(module).original1
+    unit = unit_axis(kind, list(weight.shape), groups=int(getattr(module, "groups", 1)))
+    if isinstance(unit, str):
+        return f"{unit}: g is not per output unit"
     if norm.dim != unit:
         return f"g is per axis {norm.dim}, not per output unit (axis {unit})"
     return None
@@ -88,7 +89,7 @@ def _candidates(model: nn.Module, report: DataInitReport) -> dict[nn.Module, tup
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
         for hook in module._forward_pre_hooks.values():
-            if type(hook).__name__ == "WeightNorm":
+            if is_legacy_hook(hook):
                 report.kept[prefix + hook.name] = "legacy weight_norm hook: not re-initialized"
         if not parametrize.is_parametrized(module):
             continue
@@ -102,8 +103,9 @@ def _candidates(model: nn.Module, report: DataInitReport) -> dict[nn.Module, tup
             if reason is not None:
                 report.kept[prefix + tensor_name] = reason
                 continue
-            output_axis = -1 if isinstance(module, nn.Linear) else 1
-            targets[module] = (prefix + "weight", output_axis)
+            kind = layer_kind(module, "weight")
+            assert kind is not None
+            targets[module] = (prefix + "weight", output_unit_axis(kind))
     return targets
 
 

@@ -4,7 +4,8 @@ Whatever put weight norm there: PyTorch's parametrization (``parametrizations.we
 any ``dim``, which is also what wnpass's ``apply_weight_norm`` registers) or the legacy
 forward-pre-hook API (``torch.nn.utils.weight_norm``), or a model that mixes both. Each site
 becomes a plain ``nn.Parameter`` named as before (``conv.weight``), holding
-``w = g * v / ||v||`` computed in float64 and rounded once to the parameter's dtype. The norm
+``w = g * v / ||v||`` computed by :func:`wnpass.rules.weight_from` (float64, numpy: the same
+function every fold uses), rounded once to the parameter's dtype. The norm
 runs over every axis but ``dim`` (PyTorch stores ``dim=None`` as ``-1``, meaning the whole
 tensor there). A parametrization stacked with others on the same tensor is left alone, with the
 reason.
@@ -20,9 +21,11 @@ import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
-from torch.nn.utils.weight_norm import WeightNorm
 
-__all__ = ["FoldedSite", "TorchFoldReport", "fold_weight_norm"]
+from wnpass.axes import is_legacy_hook
+from wnpass.rules import weight_from
+
+__all__ = ["FoldedSite", "TorchFoldReport", "fold_weight_norm", "folded_weight"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,16 +60,17 @@ class TorchFoldReport:
         return {**dataclasses.asdict(self), "folded": self.folded, "ok": bool(self)}
 
 
-def _norm_dims(ndim: int, dim: int | None) -> list[int]:
-    return list(range(ndim)) if dim is None else [d for d in range(ndim) if d != dim]
+def folded_weight(g: torch.Tensor, v: torch.Tensor, dim: int | None) -> torch.Tensor:
+    """``g * v / ||v||`` by :func:`wnpass.rules.weight_from`, as a tensor like ``v``.
 
-
-def _folded(g: torch.Tensor, v: torch.Tensor, dim: int | None, dtype: torch.dtype) -> torch.Tensor:
-    """``g * v / ||v||`` in float64, rounded once to ``dtype``."""
-    v64, g64 = v.detach().to(torch.float64), g.detach().to(torch.float64)
-    dims = _norm_dims(v.dim(), dim)
-    norm = v64.pow(2).sum(dim=dims, keepdim=True).sqrt() if dims else v64.abs()
-    return (g64 * v64 / norm).to(dtype)
+    The tensors go to numpy as float64 (exact for every float dtype, bfloat16 included), the
+    product is computed there in float64, and the result is rounded once, by torch, to ``v``'s
+    dtype. Memory: a few float64 copies of one weight at a time.
+    """
+    v64 = v.detach().to("cpu", torch.float64).numpy()
+    g64 = g.detach().to("cpu", torch.float64).numpy()
+    product = torch.from_numpy(weight_from(g64, v64, dim))
+    return product.to(device=v.device, dtype=v.dtype)
 
 
 def _unit_dim(dim: int, ndim: int) -> int | None:
@@ -102,22 +106,23 @@ def _fold_parametrized(module: nn.Module, prefix: str, report: TorchFoldReport) 
         if len(plist) != 1:
             site.status, site.reason = "declined", "stacked with other parametrizations"
             continue
-        weight = _folded(g, v, dim, v.dtype)
+        weight = folded_weight(g, v, dim)
         requires_grad = v.requires_grad
         parametrize.remove_parametrizations(module, name, leave_parametrized=True)
         setattr(module, name, nn.Parameter(weight, requires_grad=requires_grad))
 
 
 def _fold_legacy(module: nn.Module, prefix: str, report: TorchFoldReport) -> None:
-    for key, hook in list(module._forward_pre_hooks.items()):
-        if not isinstance(hook, WeightNorm):
+    hooks: list[tuple[int, Any]] = list(module._forward_pre_hooks.items())
+    for key, hook in hooks:
+        if not is_legacy_hook(hook):
             continue
         g, v = getattr(module, f"{hook.name}_g"), getattr(module, f"{hook.name}_v")
         dim = _unit_dim(hook.dim, v.dim())
         report.sites.append(
             FoldedSite(f"{prefix}{hook.name}", "legacy hook", dim, list(v.shape), "folded")
         )
-        weight = _folded(g, v, dim, v.dtype)
+        weight = folded_weight(g, v, dim)
         requires_grad = v.requires_grad
         del module._forward_pre_hooks[key]
         del module._parameters[f"{hook.name}_g"], module._parameters[f"{hook.name}_v"]

@@ -7,11 +7,15 @@ a 2-layer ``nn.LSTM`` with its 4 weights weight-normed runs the weight-norm forw
 model forward. Two hooks put the module's forward inside PyTorch's own
 ``parametrize.cached()`` scope (entered by a forward pre-hook, left by an always-called forward
 hook, so an exception cannot leave the cache on): each weight is computed once per forward and
-the autograd graph is the same. After the forward the hook also drops the computed weights that
-``RNNBase`` keeps in ``_flat_weights`` (non-leaf tensors, which make ``copy.deepcopy`` of a
-weight-normed RNN fail after its first forward; the next forward rebuilds them). State-dict
-keys, pickling and ``remove_parametrizations`` are
-untouched; the hooks are module-level functions, so deepcopy and pickle keep working.
+the autograd graph is the same. Under tracing or compilation (TorchScript ``jit.trace`` and the
+TorchScript ONNX exporter, ``torch.compile``, ``torch.export`` and the dynamo ONNX exporter) the
+hooks stay out of the way: PyTorch refuses to trace with the cache on, and a compiler computes
+each weight once anyway. Whether a forward entered the cache is kept per module, so the leaving
+hook undoes exactly what the entering one did. After an eager forward the hook also drops the
+computed weights that ``RNNBase`` keeps in ``_flat_weights`` (non-leaf tensors, which make
+``copy.deepcopy`` of a weight-normed RNN fail after its first forward; the next forward rebuilds
+them). State-dict keys, pickling and ``remove_parametrizations`` are untouched; the hooks are
+module-level functions, so deepcopy and pickle keep working.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 
@@ -27,14 +32,31 @@ __all__ = ["has_rnn_cache", "install_rnn_cache"]
 logger = logging.getLogger(__name__)
 
 
+_ENTERED = "_wnpass_cache_entered"  # per-module stack: did this forward enable the cache?
+
+
+def _eager() -> bool:
+    """A plain eager run: not traced, scripted, compiled or exported."""
+    if torch.jit.is_scripting() or torch._C._get_tracing_state() is not None:
+        return False
+    return not torch.compiler.is_compiling()
+
+
 def _enter_cache(module: nn.Module, args: Any) -> None:
-    parametrize._cache_enabled += 1
+    entered = _eager()
+    module.__dict__.setdefault(_ENTERED, []).append(entered)
+    if entered:
+        parametrize._cache_enabled += 1
 
 
 def _leave_cache(module: nn.Module, args: Any, output: Any) -> None:
-    parametrize._cache_enabled -= 1
-    if not parametrize._cache_enabled:
-        parametrize._cache = {}
+    stack: list[bool] = module.__dict__.get(_ENTERED) or [False]
+    if stack.pop():
+        parametrize._cache_enabled -= 1
+        if not parametrize._cache_enabled:
+            parametrize._cache = {}
+    if not _eager():
+        return
     flat: list[Any] | None = module.__dict__.get("_flat_weights")
     if flat is not None:  # drop computed (non-leaf) weights: the next forward rebuilds them
         module.__dict__["_flat_weights"] = [w if w is None or w.is_leaf else None for w in flat]

@@ -11,7 +11,7 @@ Key forms for a weight ``W`` of module ``m``:
 parametrized keys are renamed into each other (same tensors); a plain ``W`` loads into a
 weight-normed model as ``g = ||W||``, ``v = W`` (PyTorch's own ``right_inverse``); ``g``/``v``
 load into a plain model as ``W = g * v / ||v||``, computed in float64 and rounded once, with the
-axis read from ``g``'s shape (the axis where ``g`` is not 1; none: the whole tensor).
+axis read from ``g``'s shape. Key forms, the axis and the product are :mod:`wnpass.rules`'.
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 
-__all__ = ["convert_state_dict", "load_state_dict_any"]
+from wnpass.errors import WnpassError
+from wnpass.fx.fold import folded_weight
+from wnpass.rules import dim_from_shapes, pair_keys, parse_key
+
+__all__ = ["WeightNormPairError", "convert_state_dict", "load_state_dict_any"]
 
 logger = logging.getLogger(__name__)
-
-_NEW_G, _NEW_V = ".original0", ".original1"
 
 
 def _split(key: str) -> tuple[str, str]:
@@ -36,33 +38,36 @@ def _split(key: str) -> tuple[str, str]:
     return (prefix + "." if prefix else ""), leaf
 
 
-def _new_keys(key: str) -> tuple[str, str]:
-    prefix, leaf = _split(key)
-    base = f"{prefix}parametrizations.{leaf}"
-    return base + _NEW_G, base + _NEW_V
+def _new_keys(name: str) -> tuple[str, str]:
+    keys = pair_keys(name, "parametrize")
+    return keys.g, keys.v
 
 
-def _legacy_keys(key: str) -> tuple[str, str]:
-    return key + "_g", key + "_v"
+def _legacy_keys(name: str) -> tuple[str, str]:
+    keys = pair_keys(name, "legacy")
+    return keys.g, keys.v
 
 
-def _weight_from(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    kept = [axis for axis, size in enumerate(g.shape) if size != 1]
-    dims = [d for d in range(v.dim()) if d not in kept] if len(kept) == 1 else list(range(v.dim()))
-    v64 = v.double()
-    norm = torch.linalg.vector_norm(v64, dim=dims, keepdim=True) if dims else v64.abs()
-    return (v64 * (g.double().reshape(norm.shape) / norm)).to(v.dtype)
+class WeightNormPairError(WnpassError):
+    """A stored g/v pair whose shapes do not fit together."""
+
+
+def _weight_from(name: str, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The plain weight of a stored pair, its axis read from ``g``'s shape (rules)."""
+    try:
+        dim = dim_from_shapes(g.shape, v.shape)
+    except ValueError as error:
+        raise WeightNormPairError(f"{name}: {error}") from None
+    return folded_weight(g, v, dim)
 
 
 def _plain_names(state: Mapping[str, Any]) -> set[str]:
-    """Weight names ``m.W`` that a state dict stores as g/v (either form)."""
+    """Weight names ``m.W`` that a state dict stores as g/v (either form, both halves present)."""
     names = set()
     for key in state:
-        if key.endswith(_NEW_G) and ".parametrizations." in key:
-            prefix, _, rest = key.rpartition(".parametrizations.")
-            names.add(f"{prefix}.{rest[: -len(_NEW_G)]}" if prefix else rest[: -len(_NEW_G)])
-        elif key.endswith("_g") and key[:-2] + "_v" in state:
-            names.add(key[:-2])
+        parsed = parse_key(key)
+        if parsed is not None and parsed[1] == "g" and parsed[0].v in state:
+            names.add(parsed[0].weight)
     return names
 
 
@@ -91,7 +96,7 @@ def convert_state_dict(model: nn.Module, state: Mapping[str, Any]) -> dict[str, 
         elif old_g in wanted:
             out[old_g], out[old_v] = g, v
         else:  # the model holds a plain weight
-            out[name] = _weight_from(g, v)
+            out[name] = _weight_from(name, g, v)
             logger.debug("%s: g/v folded into a plain weight", name)
     for key in list(out):
         new_g, new_v = _new_keys(key)

@@ -5,9 +5,9 @@ The inverse of folding, for ONNX-based training and round-trip tests. Each const
 with ``v = W`` (bit for bit) and ``g = ||W||`` over ``axes`` (every axis but the output-unit
 axis), computed in float64 and rounded once, so folding gives ``W`` back within one ulp. The
 initializers are named ``<W>_v`` and ``<W>_g`` (PyTorch's legacy names), so the fold names
-the weight ``<W>`` again. Output-unit axis per op (DESIGN.md): Conv 0, ConvTranspose 1 (not
-for ``group > 1``, where that axis mixes groups), Gemm 0 with ``transB=1`` else 1, MatMul the
-last axis of ``B``.
+the weight ``<W>`` again. Output-unit axis per op, from the table every side shares
+(:func:`wnpass.axes.unit_axis`): Conv 0, ConvTranspose 1 (not for ``group > 1``, where that
+axis mixes groups), Gemm 0 with ``transB=1`` else 1, MatMul the last axis of ``B``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import logging
 import numpy as np
 import onnx_ir as ir
 
+from wnpass.axes import OpKind
+from wnpass.axes import unit_axis as table_axis
 from wnpass.onnx import evaluate as ev
 from wnpass.onnx import naming
 
@@ -42,22 +44,30 @@ class AddResult(ir.passes.PassResult):
     sites: list[AddedSite] = dataclasses.field(default_factory=list)
 
 
-def unit_axis(node: ir.Node, index: int, rank: int) -> int | str:
+_KINDS: dict[str, OpKind] = {
+    "Conv": "conv",
+    "ConvTranspose": "conv_transpose",
+    "Gemm": "gemm",
+    "MatMul": "matmul_right",
+}
+
+
+def unit_axis(node: ir.Node, index: int, shape: list[int]) -> int | str:
     """The output-unit axis of the weight at ``node.inputs[index]``, or why there is none."""
     op = node.op_type
-    if op == "Conv" and index == 1:
-        return 0
-    if op == "ConvTranspose" and index == 1:
-        group = node.attributes.get("group")
-        if group is not None and group.value > 1:
-            return "grouped ConvTranspose: the output-unit axis would mix groups"
-        return 1
-    if op == "Gemm" and index == 1:
-        trans_b = node.attributes.get("transB")
-        return 0 if trans_b is not None and trans_b.value else 1
-    if op == "MatMul" and index == 1:
-        return rank - 1 if rank >= 2 else "MatMul with a 1-D weight has no output units"
-    return f"{op} input {index} is not a weight this pass normalises"
+    if op not in _KINDS or index != 1:
+        return f"{op} input {index} is not a weight this pass normalises"
+    group = node.attributes.get("group")
+    trans_b = node.attributes.get("transB")
+    axis = table_axis(
+        _KINDS[op],
+        shape,
+        groups=int(group.value) if group is not None else 1,
+        trans_b=bool(trans_b is not None and trans_b.value),
+    )
+    if isinstance(axis, str) and op == "ConvTranspose":
+        return f"grouped ConvTranspose: the output-unit axis would mix groups ({axis})"
+    return axis
 
 
 class AddWeightNormPass(ir.passes.InPlacePass):
@@ -110,7 +120,7 @@ class AddWeightNormPass(ir.passes.InPlacePass):
         elif any(use.node not in nodes for use in weight.uses()):
             site.reason = "also used by other ops"
         else:
-            axes = {unit_axis(node, 1, len(shape)) for node in nodes}
+            axes = {unit_axis(node, 1, shape) for node in nodes}
             if len(axes) != 1:
                 site.reason = "consumers disagree on the output-unit axis"
             elif isinstance(axis := axes.pop(), str):

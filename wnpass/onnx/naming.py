@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import re
-
 import onnx_ir as ir
 
 from wnpass.onnx.graphs import graphs_of
+from wnpass.rules import parse_key
 
 __all__ = ["parameter_name", "taken_names", "unique"]
-
-# `conv.parametrizations.weight.original1` (parametrization API) and `conv.weight_v` (legacy
-# hook API) both hold the direction v of the parameter `conv.weight`.
-_PARAMETRIZED = re.compile(r"^(?P<module>.*)\.parametrizations\.(?P<param>[^.]+)\.original[01]$")
-_LEGACY = re.compile(r"^(?P<param>.+)_[vg]$")
 
 
 def parameter_name(v_name: str | None, fallback: str | None) -> str:
     """The PyTorch parameter that a weight-norm ``v`` stands for; else a name from ``fallback``."""
+    # `conv.parametrizations.weight.original1` (parametrization API) and `conv.weight_v` (legacy
+    # hook API) both hold the direction v of the parameter `conv.weight` (wnpass.rules).
     if v_name:
-        if match := _PARAMETRIZED.match(v_name):
-            module = match["module"]
-            return f"{module}.{match['param']}" if module else match["param"]
-        if match := _LEGACY.match(v_name):
-            return match["param"]
+        if (parsed := parse_key(v_name)) is not None:
+            return parsed[0].weight
         return f"{v_name}.folded"
     return f"{fallback or 'weight'}.folded"
 

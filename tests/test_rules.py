@@ -1,0 +1,150 @@
+"""The shared, torch-free rules: the per-op unit-axis table, einsum, keys, the product, hooks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from wnpass.axes import einsum_unit_axis, is_legacy_hook, output_unit_axis, unit_axis
+from wnpass.fx.fold import folded_weight
+from wnpass.rules import dim_from_shapes, pair_keys, parse_key, weight_from
+
+
+def test_rules_and_axes_import_without_torch() -> None:
+    """Both modules load in a fresh interpreter without importing torch."""
+    code = "import sys, wnpass.axes, wnpass.rules; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "shape", "options", "expected"),
+    [
+        ("linear", [6, 4], {}, 0),
+        ("conv", [8, 2, 3, 3], {"groups": 4}, 0),
+        ("matmul_right", [4, 6], {}, 1),
+        ("matmul_left", [6, 4], {}, 0),
+        ("matmul_right", [1, 4, 6], {}, 2),
+        ("gemm", [6, 4], {"trans_b": True}, 0),
+        ("gemm", [4, 6], {}, 1),
+        ("conv_transpose", [4, 6, 3], {}, 1),
+        ("conv_transpose", [4, 6, 3], {"policy": "torch"}, 0),
+        ("conv_transpose", [4, 3, 3], {"groups": 2, "policy": "torch"}, 0),
+        ("embedding", [10, 4], {"embeddings": True}, 0),
+    ],
+)
+def test_unit_axis_table(kind: str, shape: list[int], options: dict, expected: int) -> None:
+    assert unit_axis(kind, shape, **options) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kind", "shape", "options", "words"),
+    [
+        ("conv_transpose", [4, 3, 3], {"groups": 2}, "groups=2"),
+        ("embedding", [10, 4], {}, "opt-in"),
+        ("linear", [6], {}, "1-D"),
+        ("matmul_right", [3, 4, 6], {}, "batched"),
+    ],
+)
+def test_unit_axis_declines_with_a_reason(
+    kind: str, shape: list[int], options: dict, words: str
+) -> None:
+    axis = unit_axis(kind, shape, **options)  # type: ignore[arg-type]
+    assert isinstance(axis, str) and words in axis
+
+
+def test_unit_axis_rejects_an_unknown_policy_or_kind() -> None:
+    with pytest.raises(ValueError, match="dim_policy"):
+        unit_axis("linear", [2, 2], policy="rows")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="op kind"):
+        unit_axis("pool", [2, 2])  # type: ignore[arg-type]
+
+
+def test_output_unit_axis() -> None:
+    assert output_unit_axis("linear") == -1 and output_unit_axis("conv") == 1
+
+
+@pytest.mark.parametrize(
+    ("equation", "operand", "shapes", "expected"),
+    [
+        ("bsi,oi->bso", 1, [[2, 3, 4], [5, 4]], 0),
+        ("bsi,io->bso", 1, [[2, 3, 4], [4, 5]], 1),
+        ("...i,io->...o", 1, [[2, 3, 4], [4, 5]], 1),
+        ("ij,jk", 1, [[2, 3], [3, 4]], 1),  # implicit output "ik"
+        ("oi,bi->bo", 0, [[5, 4], [2, 4]], 0),
+        ("bhd,hde->bhe", 1, [[2, 2, 3], [2, 3, 4]], "batch axes"),
+        ("bi,i->b", 1, [[2, 3], [3]], "0 output axes"),
+        ("bi,ioj->boj", 1, [[2, 3], [3, 4, 5]], "2 output axes"),
+        ("...i,...i->...", 1, [[2, 3], [2, 3]], "ellipsis"),
+    ],
+)
+def test_einsum_unit_axis(
+    equation: str, operand: int, shapes: list[list[int]], expected: int | str
+) -> None:
+    axis = einsum_unit_axis(equation, operand, shapes)
+    if isinstance(expected, int):
+        assert axis == expected
+    else:
+        assert isinstance(axis, str) and expected in axis
+
+
+def test_legacy_hooks_are_recognized_by_type_not_by_name() -> None:
+    """torch's WeightNorm hook is one; a look-alike class of the same name is not."""
+    layer = torch.nn.utils.weight_norm(nn.Linear(3, 4))
+    hooks = list(layer._forward_pre_hooks.values())
+    assert len(hooks) == 1 and is_legacy_hook(hooks[0])
+
+    class WeightNorm:
+        name, dim = "weight", 0
+
+    assert not is_legacy_hook(WeightNorm()) and not is_legacy_hook(len)
+
+
+def test_key_forms_round_trip() -> None:
+    for form in ("parametrize", "legacy"):
+        keys = pair_keys("blocks.0.conv.weight", form)  # type: ignore[arg-type]
+        assert parse_key(keys.g) == (keys, "g") and parse_key(keys.v) == (keys, "v")
+    assert pair_keys("w", "parametrize").v == "parametrizations.w.original1"
+    assert parse_key("conv.weight") is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("dim", [0, 1, 2, None])
+def test_torch_fold_is_the_rules_product(dtype: torch.dtype, dim: int | None) -> None:
+    """The PyTorch fold goes through rules.weight_from: equal bit for bit, every dtype/axis."""
+    generator = torch.Generator().manual_seed(0)
+    v = torch.randn(4, 3, 5, generator=generator).to(dtype)
+    g_shape = [1, 1, 1] if dim is not None else []
+    if dim is not None:
+        g_shape[dim] = v.shape[dim]
+    g = torch.rand(g_shape, generator=generator).add(0.5).to(dtype)
+    folded = folded_weight(g, v, dim)
+    expected = weight_from(g.double().numpy(), v.double().numpy(), dim)
+    assert folded.dtype == dtype
+    assert torch.equal(folded, torch.from_numpy(expected).to(dtype))
+    # and it is PyTorch's own weight norm, computed in float64 and rounded once; in float64
+    # itself the two sum in different orders, a few ulps (1e-15 relative) apart
+    reference = torch._weight_norm(v.double(), g.double(), -1 if dim is None else dim)
+    if dtype == torch.float64:
+        assert torch.allclose(folded, reference, rtol=1e-14, atol=0)
+    else:
+        assert torch.equal(folded, reference.to(dtype))
+
+
+def test_dim_from_shapes() -> None:
+    assert dim_from_shapes([4, 1, 1], [4, 3, 5]) == 0
+    assert dim_from_shapes([1, 3], [4, 3]) == 1
+    assert dim_from_shapes([], [4, 3]) is None
+    with pytest.raises(ValueError, match="more than one axis"):
+        dim_from_shapes([4, 3], [4, 3])
+
+
+def test_weight_from_is_float64_rounded_once() -> None:
+    v = np.array([[3.0, 4.0], [1.0, 0.0]], dtype=np.float32)
+    g = np.array([[10.0], [2.0]], dtype=np.float32)
+    assert np.array_equal(weight_from(g, v, 0), np.array([[6.0, 8.0], [2.0, 0.0]], np.float32))
+    assert weight_from(g, v, 0).dtype == np.float32
