@@ -219,10 +219,9 @@ def opset_range(exporter: str) -> tuple[int, int]:
     return _constants.ONNX_MIN_OPSET, _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
 
 
-def validate_export_options(
-    exporter: str, opset: int | None, verify: bool, options: CheckOptions
-) -> None:
-    """Every export option, checked before anything runs or is written."""
+def validate_export_options(exporter: str, opset: int | None, options: CheckOptions | None) -> None:
+    """Every export option (``options``: the check's, when verifying), checked before anything
+    runs or is written."""
     if exporter not in ("dynamo", "torchscript"):
         raise InvalidArgumentError(
             f"{exporter!r}: choose dynamo or torchscript", parameter="exporter"
@@ -234,7 +233,7 @@ def validate_export_options(
                 f"{opset}: the {exporter} exporter writes opsets {low} to {high}",
                 parameter="opset",
             )
-    if verify:
+    if options is not None:
         options.validate()
 
 
@@ -265,7 +264,7 @@ def export(
     options = CheckOptions(
         providers=providers, rtol=rtol, atol=atol, runs=runs, warmup=warmup, threads=threads
     )
-    validate_export_options(exporter, opset, verify, options)
+    validate_export_options(exporter, opset, options if verify else None)
     path = Path(path)
     plan = plan if plan is not None else IOPlan()
     plan.write(path, "output")

@@ -10,6 +10,7 @@ from wnpass.cli.options import (
     add_check_options,
     add_json_option,
     add_model_py_arguments,
+    blamed_on,
     check_options,
 )
 from wnpass.cli.output import Printer
@@ -54,11 +55,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     if args.output.suffix == ".py":
         raise UsageError(f"-o {args.output}: the output is an .onnx file")
     dynamic = _parse_dynamic(args.dynamic)
-    options = check_options(args) if args.verify else None
-    if options is not None:
-        validate_export_options(args.exporter, args.opset, True, options)
-    else:
-        validate_export_options(args.exporter, args.opset, False, check_options_unvalidated())
+    validate_export_options(args.exporter, args.opset, check_options(args) if args.verify else None)
     plan = IOPlan()
     plan.read(args.model, "the model.py")
     if args.checkpoint is not None:
@@ -77,33 +74,28 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         raise UsageError(f"{args.model}: defines no example_inputs(); export needs them")
     if args.checkpoint is not None:
         load_checkpoint(model, args.checkpoint)
-    report = export(
-        model,
-        inputs,
-        args.output,
-        exporter=args.exporter,
-        fold_in_torch=not args.keep_weight_norm,
-        dynamic=dynamic,
-        opset=args.opset,
-        verify=args.verify,
-        providers=args.provider,
-        rtol=args.rtol,
-        atol=args.atol,
-        runs=args.runs,
-        warmup=args.warmup,
-        threads=args.threads,
-        plan=plan,
-    )
+    with blamed_on(args.model):
+        report = export(
+            model,
+            inputs,
+            args.output,
+            exporter=args.exporter,
+            fold_in_torch=not args.keep_weight_norm,
+            dynamic=dynamic,
+            opset=args.opset,
+            verify=args.verify,
+            providers=args.provider,
+            rtol=args.rtol,
+            atol=args.atol,
+            runs=args.runs,
+            warmup=args.warmup,
+            threads=args.threads,
+            plan=plan,
+        )
     _print_export(out, report)
     if args.json:
         report.write_json(args.json, plan)
     return 0 if report else 1
-
-
-def check_options_unvalidated() -> Any:
-    from wnpass.verify.options import CheckOptions
-
-    return CheckOptions()
 
 
 def _parse_dynamic(items: list[str] | None) -> dict[str, dict[int, str]] | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wnpass.cli.options import add_json_option
+from wnpass.cli.options import add_json_option, blamed_on
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_sites
 from wnpass.plan import IOPlan
@@ -61,7 +61,8 @@ def _inspect_model_py(args: argparse.Namespace, out: Printer, plan: IOPlan) -> i
     plan.read(args.model, "the model.py")
     plan.check()
     model, inputs = load_model_py(args.model, args.factory)
-    sites, mode, note = analyse_sites(model, inputs)
+    with blamed_on(args.model):
+        sites, mode, note = analyse_sites(model, inputs)
     report = ApplyReport(sites=sites, traced_with=mode, trace_note=note)
     print_plan(out, report, str(args.model), inspect=True)
     if args.json:

@@ -4,8 +4,11 @@ library parameter is called on the command line."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
+from wnpass.errors import WnpassError
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
 
 __all__ = [
@@ -13,6 +16,7 @@ __all__ = [
     "add_check_options",
     "add_json_option",
     "add_model_py_arguments",
+    "blamed_on",
     "check_options",
     "flags_for",
 ]
@@ -110,3 +114,15 @@ def check_options(args: argparse.Namespace) -> CheckOptions:
         threads=args.threads,
         optimizations=("default", "disabled") if optimization == "both" else (optimization,),
     ).validate()
+
+
+@contextlib.contextmanager
+def blamed_on(model_py: Path) -> Iterator[None]:
+    """Errors raised while the user's model runs name the model.py they came from."""
+    try:
+        yield
+    except WnpassError as error:
+        if error.parameter is None and not error.detail.startswith(str(model_py)):
+            error.detail = f"{model_py}: {error.detail}"
+            error.args = (error.render(),)
+        raise

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from wnpass.cli.options import add_json_option, add_model_py_arguments
+from wnpass.cli.options import add_json_option, add_model_py_arguments, blamed_on
 from wnpass.cli.output import Printer
 from wnpass.plan import IOPlan
 
@@ -82,9 +82,10 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         batch = load_batch(args.data) if args.data is not None else inputs
         if batch is None:
             raise UsageError(f"--init data needs --data FILE: {args.model} has no example_inputs()")
-    report = apply_weight_norm(
-        model, batch, include=args.include, exclude=args.exclude, init=args.init
-    )
+    with blamed_on(args.model):
+        report = apply_weight_norm(
+            model, batch, include=args.include, exclude=args.exclude, init=args.init
+        )
     if args.init == "data" and args.data is None:
         report.notes.append("data init on example_inputs(): give --data FILE for a real batch")
     if args.init == "keep" and inputs is None:

@@ -182,7 +182,8 @@ def _check_external_data(proto: onnx.ModelProto, path: Path) -> set[Path]:
                 f"{where}: external data {location!r} is outside the model's folder; refused"
             )
         if not target.is_file():
-            raise InvalidModelError(f"{where}: external data file {location!r} is missing")
+            what = "is not a regular file" if target.exists() else "is missing"
+            raise InvalidModelError(f"{where}: external data file {location!r} {what}")
         offset, length = _whole(info.get("offset", "0"), where), info.get("length")
         nbytes = _tensor_nbytes(tensor)
         if length is not None and _whole(length, where) != nbytes:

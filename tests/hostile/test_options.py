@@ -1,0 +1,146 @@
+"""Hostile options: every option is validated before anything is read deeply or written; a bad
+one is one line naming the flag, exit 2, and no file written (not even with --verify)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.hostile.conftest import Case, assert_refused, good, model_py, npz
+from wnpass.verify import providers
+
+
+def _check(*extra: str) -> Case:
+    return Case(lambda t: ["check", str(good(t)), str(good(t, "c.onnx")), *extra], "")
+
+
+def _fold_verify(*extra: str) -> Case:
+    return Case(lambda t: ["fold", str(good(t)), "--verify", *extra], "")
+
+
+def _export(*extra: str) -> Case:
+    return Case(lambda t: ["export", str(model_py(t)), "-o", str(t / "m.onnx"), *extra], "")
+
+
+def _inputs(t: Path) -> str:
+    return str(npz(t, x=np.zeros((2, 4), np.float32)))
+
+
+# name -> (case builder, the text the error names)
+OPTIONS: dict[str, tuple[Case, str]] = {}
+for prefix, make in (("check", _check), ("fold --verify", _fold_verify)):
+    OPTIONS |= {
+        f"{prefix} --rtol nan": (make("--rtol", "nan"), "--rtol nan: a tolerance must be"),
+        f"{prefix} --rtol inf": (make("--rtol", "inf"), "--rtol inf: a tolerance must be"),
+        f"{prefix} --rtol -1": (make("--rtol", "-1"), "--rtol -1.0: a tolerance must be"),
+        f"{prefix} --atol nan": (make("--atol", "nan"), "--atol nan: a tolerance must be"),
+        f"{prefix} --atol -1e-3": (make("--atol=-1e-3"), "--atol -0.001: a tolerance"),
+        f"{prefix} --rtol text": (make("--rtol", "tight"), "invalid float value"),
+        f"{prefix} --runs 0": (make("--runs", "0"), "--runs 0: must be a whole number >= 1"),
+        f"{prefix} --runs -5": (make("--runs", "-5"), "--runs -5: must be a whole number"),
+        f"{prefix} --runs 1.5": (make("--runs", "1.5"), "invalid int value"),
+        f"{prefix} --warmup -1": (make("--warmup", "-1"), "--warmup -1: must be a whole number"),
+        f"{prefix} --threads 0": (make("--threads", "0"), "--threads 0: must be a whole"),
+        f"{prefix} --shape without =": (make("--shape", "x:1,4"), "expected NAME=DIMS"),
+        f"{prefix} --shape of size 0": (make("--shape", "x=0,4"), "must be a whole number >= 1"),
+        f"{prefix} --shape of the wrong rank": (
+            make("--shape", "x=1,4,4"),
+            "--shape x: 3 dimensions given, the model has 2",
+        ),
+        f"{prefix} --shape against a fixed axis": (
+            make("--shape", "x=1,5"),
+            "--shape x: axis 1 is fixed at 4, got 5",
+        ),
+        f"{prefix} --shape of an unknown input": (
+            make("--shape", "mel=1,4"),
+            "--shape mel: the model has no input of that name",
+        ),
+        f"{prefix} --shape too large to synthesize": (
+            make("--shape", "x=100000000,4"),
+            "more than the",
+        ),
+        f"{prefix} --provider tpu": (make("--provider", "tpu"), "invalid choice"),
+        f"{prefix} --optimization max": (make("--optimization", "max"), "invalid choice"),
+        f"{prefix} --inputs missing": (
+            make("--inputs", "/nonexistent/in.npz"),
+            "--inputs /nonexistent/in.npz: no such file",
+        ),
+    }
+    if "cuda" not in providers.available():
+        OPTIONS[f"{prefix} --provider cuda here"] = (
+            make("--provider", "cuda"),
+            "--provider 'cuda': not available",
+        )
+
+OPTIONS |= {
+    "check --shape and --inputs": (
+        Case(
+            lambda t: [
+                "check",
+                str(good(t)),
+                str(good(t)),
+                "--shape",
+                "x=2,4",
+                "--inputs",
+                _inputs(t),
+            ],
+            "",
+        ),
+        "--shape and inputs cannot be combined",
+    ),
+    "export --opset 7 with dynamo": (_export("--opset", "7"), "--opset 7: the dynamo exporter"),
+    "export --opset 17 with dynamo": (_export("--opset", "17"), "--opset 17: the dynamo"),
+    "export --opset 99": (_export("--opset", "99"), "--opset 99: the dynamo exporter writes"),
+    "export --opset 6 with torchscript": (
+        _export("--exporter", "torchscript", "--opset", "6"),
+        "--opset 6: the torchscript exporter writes opsets 7 to",
+    ),
+    "export --opset 21 with torchscript": (
+        _export("--exporter", "torchscript", "--opset", "21"),
+        "--opset 21: the torchscript exporter",
+    ),
+    "export --exporter onnxscript": (_export("--exporter", "onnxscript"), "invalid choice"),
+    "export --dynamic without axes": (_export("--dynamic", "x"), "--dynamic 'x': expected"),
+    "export --dynamic with text axes": (_export("--dynamic", "x=a,b"), "expected NAME=AXES"),
+    "export --dynamic with a negative axis": (_export("--dynamic", "x=-1"), "expected NAME=AXES"),
+    "export --verify --rtol nan": (_export("--verify", "--rtol", "nan"), "--rtol nan"),
+    "export --verify --runs 0": (_export("--verify", "--runs", "0"), "--runs 0"),
+    "export --verify --warmup -2": (_export("--verify", "--warmup", "-2"), "--warmup -2"),
+    "export without -o": (
+        Case(lambda t: ["export", str(model_py(t))], ""),
+        "the following arguments are required: -o",
+    ),
+    "export -o a .py file": (
+        Case(lambda t: ["export", str(model_py(t)), "-o", str(t / "out.py")], ""),
+        "the output is an .onnx file",
+    ),
+    "train-rewrite --data without --init data": (
+        Case(lambda t: ["train-rewrite", str(model_py(t)), "--data", _inputs(t)], ""),
+        "--data is the batch for --init data",
+    ),
+    "train-rewrite --init magic": (
+        Case(lambda t: ["train-rewrite", str(model_py(t)), "--init", "magic"], ""),
+        "invalid choice",
+    ),
+    "fold --model for an ONNX file": (
+        Case(lambda t: ["fold", str(good(t)), "--model", str(model_py(t))], ""),
+        "--model and --factory verify a checkpoint fold",
+    ),
+    "inspect --factory for an ONNX file": (
+        Case(lambda t: ["inspect", str(good(t)), "--factory", "build"], ""),
+        "--factory is for a model.py",
+    ),
+    "no command": (Case(lambda t: [], ""), "the following arguments are required"),
+    "unknown command": (Case(lambda t: ["squash", "x"], ""), "invalid choice"),
+    "unknown flag": (Case(lambda t: ["fold", str(good(t)), "--bogus"], ""), "unrecognized"),
+}
+
+
+@pytest.mark.parametrize("case", OPTIONS)
+def test_a_bad_option_is_refused_before_anything_is_written(
+    case: str, work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec, expected = OPTIONS[case]
+    assert_refused(spec.argv(work), work.parent, capsys, 2, expected)

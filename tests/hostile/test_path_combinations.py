@@ -1,0 +1,81 @@
+"""Every combination of where ``-o`` and ``--json`` point: a fresh name, a file the command
+reads (the model, its external data, model.py, the checkpoint), a symbolic link or a hard link
+to one, a FIFO, a device node, a directory, or the other target. For every combination the
+command either succeeds and writes only its own outputs, or refuses and changes nothing."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.hostile.conftest import (
+    checkpoint,
+    device,
+    external_ok,
+    fifo,
+    hardlink,
+    model_py,
+    snapshot,
+    symlink,
+)
+from wnpass.cli import main
+
+# kind -> builder of the path in a folder where the command's inputs already exist
+Kind = Callable[[Path, str, str], Path]
+READ_BY = {"fold": ["model.onnx", "weights.bin"], "train-rewrite": ["model.py", "ckpt.pt"]}
+
+KINDS: dict[str, Kind] = {
+    "fresh": lambda t, fresh, read: t / fresh,
+    "the same fresh name": lambda t, fresh, read: t / "shared-name",
+    "a file read": lambda t, fresh, read: t / read,
+    "a symlink to a file read": lambda t, fresh, read: symlink(t, t / read, f"s-{fresh}"),
+    "a hard link to a file read": lambda t, fresh, read: hardlink(t, t / read, f"h-{fresh}"),
+    "a FIFO": lambda t, fresh, read: fifo(t, f"f-{fresh}"),
+    "a device node": lambda t, fresh, read: device(t, f"d-{fresh}"),
+    "a directory": lambda t, fresh, read: (t / f"dir-{fresh}").mkdir() or t / f"dir-{fresh}",
+}
+# the only kinds a target may be; "the same fresh name" for both targets collides
+ALLOWED = {"fresh", "the same fresh name"}
+
+
+def _inputs(command: str, t: Path) -> list[str]:
+    if command == "fold":
+        return ["fold", str(external_ok(t))]
+    return ["train-rewrite", str(model_py(t)), "--checkpoint", str(checkpoint(t))]
+
+
+@pytest.mark.parametrize("command", ["fold", "train-rewrite"])
+@pytest.mark.parametrize(
+    ("output_kind", "json_kind"), list(itertools.product(KINDS, KINDS)), ids=lambda k: k
+)
+def test_every_path_combination_succeeds_cleanly_or_changes_nothing(
+    command: str,
+    output_kind: str,
+    json_kind: str,
+    work: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = _inputs(command, work)
+    reads = READ_BY[command]
+    output = KINDS[output_kind](work, "out.bin", reads[0])
+    report = KINDS[json_kind](work, "r.json", reads[-1])
+    argv += ["-o", str(output), "--json", str(report)]
+    before = snapshot(work.parent)
+    code = main(argv)
+    capsys.readouterr()
+    after = snapshot(work.parent)
+    must_succeed = {output_kind, json_kind} <= ALLOWED and output != report
+    if code != 0:
+        assert code == 2 and not must_succeed, f"exit {code}"
+        assert after == before, "a refused command changed files"
+        return
+    assert must_succeed, "a command with a forbidden target did not refuse"
+    written = {str(p.relative_to(work.parent)) for p in (output, report)}
+    stem = str(output.relative_to(work.parent))
+    data_files = {k for k in after if k.startswith(stem) and k.endswith(".data")}
+    assert set(after) - set(before) <= written | data_files
+    changed = {k for k in before if after.get(k) != before[k]}
+    assert changed <= written, f"files it did not own changed: {changed}"

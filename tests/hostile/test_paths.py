@@ -1,0 +1,347 @@
+"""Hostile paths: outputs and reports aimed at what a command reads, at each other, or at
+things that are not regular files. Every command plans its paths first and refuses such a plan
+with one line and exit 2, before anything is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.hostile.conftest import (
+    Case,
+    assert_refused,
+    checkpoint,
+    device,
+    external_ok,
+    fifo,
+    good,
+    hardlink,
+    model_py,
+    npz,
+    symlink,
+)
+
+READS = "which this run reads; refused"
+
+
+def _x(t: Path) -> str:
+    return str(npz(t, x=__import__("numpy").zeros((2, 4), "float32")))
+
+
+def _external(t: Path) -> str:
+    return str(external_ok(t))
+
+
+CASES: dict[str, Case] = {
+    # fold: -o
+    "fold -o the input": Case(
+        lambda t: ["fold", str(good(t)), "-o", str(t / "model.onnx")],
+        "would overwrite the input model",
+    ),
+    "fold -o a symlink to the input": Case(
+        lambda t: ["fold", str(good(t)), "-o", str(symlink(t, t / "model.onnx", "o.onnx"))],
+        "is a symbolic link; refused",
+    ),
+    "fold -o a hard link to the input": Case(
+        lambda t: ["fold", str(good(t)), "-o", str(hardlink(t, t / "model.onnx", "o.onnx"))],
+        READS,
+    ),
+    "fold -o the input's external data": Case(
+        lambda t: ["fold", _external(t), "-o", str(t / "weights.bin")],
+        "would overwrite the input's external data",
+    ),
+    "fold -o a hard link to the external data": Case(
+        lambda t: ["fold", _external(t), "-o", str(hardlink(t, t / "weights.bin", "w.onnx"))],
+        "would overwrite the input's external data",
+    ),
+    "fold -o a symlink to the external data": Case(
+        lambda t: ["fold", _external(t), "-o", str(symlink(t, t / "weights.bin", "w.onnx"))],
+        "is a symbolic link",
+    ),
+    "fold -o a symlink to a file outside": Case(
+        lambda t: [
+            "fold",
+            str(good(t)),
+            "-o",
+            str(symlink(t, t.parent / "outside" / "secret.bin", "o.onnx")),
+        ],
+        "is a symbolic link",
+    ),
+    "fold -o a dangling symlink": Case(
+        lambda t: ["fold", str(good(t)), "-o", str(symlink(t, t / "nowhere.onnx", "o.onnx"))],
+        "is a symbolic link",
+    ),
+    "fold -o a FIFO": Case(
+        lambda t: ["fold", str(good(t)), "-o", str(fifo(t, "o.onnx"))], "is a FIFO"
+    ),
+    "fold -o a device node": Case(
+        lambda t: ["fold", str(good(t)), "-o", str(device(t, "o.onnx"))],
+        "is a character device",
+    ),
+    "fold -o a directory": Case(lambda t: ["fold", str(good(t)), "-o", str(t)], "is a directory"),
+    "fold -o into a missing folder": Case(
+        lambda t: ["fold", str(good(t)), "-o", str(t / "nowhere" / "o.onnx")],
+        "no such directory",
+    ),
+    "fold -o /dev/null": Case(
+        lambda t: ["fold", str(good(t)), "-o", "/dev/null"], "is a character device"
+    ),
+    "fold --in-place on a symlink": Case(
+        lambda t: ["fold", str(symlink(t, good(t), "link.onnx")), "--in-place"],
+        "is a symbolic link",
+    ),
+    "fold --in-place and -o": Case(
+        lambda t: ["fold", str(good(t)), "--in-place", "-o", str(t / "o.onnx")],
+        "--in-place replaces the input",
+    ),
+    # fold: --json
+    "fold --json the input": Case(
+        lambda t: ["fold", str(good(t)), "--json", str(t / "model.onnx")], READS
+    ),
+    "fold --json the input's external data": Case(
+        lambda t: ["fold", _external(t), "--json", str(t / "weights.bin")], READS
+    ),
+    "fold --json the output": Case(
+        lambda t: ["fold", str(good(t)), "-o", str(t / "o.onnx"), "--json", str(t / "o.onnx")],
+        "is also another output of this run",
+    ),
+    "fold --json the default output": Case(
+        lambda t: ["fold", str(good(t)), "--json", str(t / "model.folded.onnx")],
+        "is also another output of this run",
+    ),
+    "fold --json the output's data file": Case(
+        lambda t: [
+            "fold",
+            _external(t),
+            "-o",
+            str(t / "o.onnx"),
+            "--json",
+            str(t / "o.onnx.data"),
+        ],
+        "is also another output of this run",
+    ),
+    "fold --json a hard link to the input": Case(
+        lambda t: ["fold", str(good(t)), "--json", str(hardlink(t, t / "model.onnx", "r.json"))],
+        READS,
+    ),
+    "fold --json a symlink": Case(
+        lambda t: ["fold", str(good(t)), "--json", str(symlink(t, t / "model.onnx", "r.json"))],
+        "is a symbolic link",
+    ),
+    "fold --json a FIFO": Case(
+        lambda t: ["fold", str(good(t)), "--json", str(fifo(t, "r.json"))], "is a FIFO"
+    ),
+    "fold --json a device": Case(
+        lambda t: ["fold", str(good(t)), "--json", str(device(t, "r.json"))],
+        "is a character device",
+    ),
+    "fold --json a directory": Case(
+        lambda t: ["fold", str(good(t)), "--json", str(t)], "is a directory"
+    ),
+    "fold --json into a missing folder": Case(
+        lambda t: ["fold", str(good(t)), "--json", str(t / "nowhere" / "r.json")],
+        "no such directory",
+    ),
+    "fold --verify -o the --inputs file": Case(
+        lambda t: [
+            "fold",
+            str(good(t)),
+            "--verify",
+            "--inputs",
+            _x(t),
+            "-o",
+            str(t / "inputs.npz"),
+        ],
+        "would overwrite the inputs file",
+    ),
+    "fold --verify --json the --inputs file": Case(
+        lambda t: ["fold", str(good(t)), "--verify", "--inputs", _x(t), "--json", _x(t)],
+        "would overwrite the inputs file",
+    ),
+    # inspect
+    "inspect --json the model": Case(
+        lambda t: ["inspect", str(good(t)), "--json", str(t / "model.onnx")], READS
+    ),
+    "inspect --json the external data": Case(
+        lambda t: ["inspect", _external(t), "--json", str(t / "weights.bin")], READS
+    ),
+    "inspect --json the model.py": Case(
+        lambda t: ["inspect", str(model_py(t)), "--json", str(t / "model.py")],
+        "would overwrite the model.py",
+    ),
+    "inspect --json a FIFO": Case(
+        lambda t: ["inspect", str(good(t)), "--json", str(fifo(t, "r.json"))], "is a FIFO"
+    ),
+    "inspect --json a symlink to a file outside": Case(
+        lambda t: [
+            "inspect",
+            str(good(t)),
+            "--json",
+            str(symlink(t, t.parent / "outside" / "secret.bin", "r.json")),
+        ],
+        "is a symbolic link",
+    ),
+    # check
+    "check --json the reference": Case(
+        lambda t: ["check", str(good(t)), str(good(t, "c.onnx")), "--json", str(t / "model.onnx")],
+        READS,
+    ),
+    "check --json the candidate": Case(
+        lambda t: ["check", str(good(t)), str(good(t, "c.onnx")), "--json", str(t / "c.onnx")],
+        READS,
+    ),
+    "check --json the candidate's data": Case(
+        lambda t: ["check", str(good(t, "r.onnx")), _external(t), "--json", str(t / "weights.bin")],
+        READS,
+    ),
+    "check --json the --inputs file": Case(
+        lambda t: ["check", str(good(t)), str(good(t)), "--inputs", _x(t), "--json", _x(t)],
+        "would overwrite the inputs file",
+    ),
+    "check --json a device": Case(
+        lambda t: ["check", str(good(t)), str(good(t)), "--json", str(device(t, "r.json"))],
+        "is a character device",
+    ),
+    # train-rewrite
+    "train-rewrite -o the model.py": Case(
+        lambda t: ["train-rewrite", str(model_py(t)), "-o", str(t / "model.py")],
+        "would overwrite the model.py",
+    ),
+    "train-rewrite -o the checkpoint": Case(
+        lambda t: [
+            "train-rewrite",
+            str(model_py(t)),
+            "--checkpoint",
+            str(checkpoint(t)),
+            "-o",
+            str(t / "ckpt.pt"),
+        ],
+        "would overwrite the checkpoint",
+    ),
+    "train-rewrite --json the checkpoint": Case(
+        lambda t: [
+            "train-rewrite",
+            str(model_py(t)),
+            "--checkpoint",
+            str(checkpoint(t)),
+            "--json",
+            str(t / "ckpt.pt"),
+        ],
+        "would overwrite the checkpoint",
+    ),
+    "train-rewrite -o the --data batch": Case(
+        lambda t: [
+            "train-rewrite",
+            str(model_py(t)),
+            "--init",
+            "data",
+            "--data",
+            _x(t),
+            "-o",
+            str(t / "inputs.npz"),
+        ],
+        "would overwrite the batch",
+    ),
+    "train-rewrite -o and --json the same": Case(
+        lambda t: [
+            "train-rewrite",
+            str(model_py(t)),
+            "-o",
+            str(t / "o.pt"),
+            "--json",
+            str(t / "o.pt"),
+        ],
+        "is also another output of this run",
+    ),
+    "train-rewrite --json into a missing folder": Case(
+        lambda t: [
+            "train-rewrite",
+            str(model_py(t)),
+            "-o",
+            str(t / "out.pt"),
+            "--json",
+            str(t / "missing" / "r.json"),
+        ],
+        "no such directory",
+    ),
+    "train-rewrite default output is a FIFO": Case(
+        lambda t: [fifo(t, "model.wn.pt") and "train-rewrite", str(model_py(t))], "is a FIFO"
+    ),
+    "train-rewrite -o a symlink": Case(
+        lambda t: [
+            "train-rewrite",
+            str(model_py(t)),
+            "-o",
+            str(symlink(t, t.parent / "outside" / "secret.bin", "o.pt")),
+        ],
+        "is a symbolic link",
+    ),
+    "train-rewrite -o a hard link to the model.py": Case(
+        lambda t: [
+            "train-rewrite",
+            str(model_py(t)),
+            "-o",
+            str(hardlink(t, t / "model.py", "o.pt")),
+        ],
+        "would overwrite the model.py",
+    ),
+    # export
+    "export -o the checkpoint": Case(
+        lambda t: [
+            "export",
+            str(model_py(t)),
+            "--checkpoint",
+            str(checkpoint(t)),
+            "-o",
+            str(t / "ckpt.pt"),
+        ],
+        "would overwrite the checkpoint",
+    ),
+    "export --json the model.py": Case(
+        lambda t: [
+            "export",
+            str(model_py(t)),
+            "-o",
+            str(t / "m.onnx"),
+            "--json",
+            str(t / "model.py"),
+        ],
+        "would overwrite the model.py",
+    ),
+    "export --json the output": Case(
+        lambda t: [
+            "export",
+            str(model_py(t)),
+            "-o",
+            str(t / "m.onnx"),
+            "--json",
+            str(t / "m.onnx"),
+        ],
+        "is also another output of this run",
+    ),
+    "export -o a FIFO": Case(
+        lambda t: ["export", str(model_py(t)), "-o", str(fifo(t, "m.onnx"))], "is a FIFO"
+    ),
+    "export -o a symlink": Case(
+        lambda t: ["export", str(model_py(t)), "-o", str(symlink(t, t / "model.py", "m.onnx"))],
+        "is a symbolic link",
+    ),
+    "export -o a hard link to the model.py": Case(
+        lambda t: ["export", str(model_py(t)), "-o", str(hardlink(t, t / "model.py", "m.onnx"))],
+        "would overwrite the model.py",
+    ),
+    "export -o into a missing folder": Case(
+        lambda t: ["export", str(model_py(t)), "-o", str(t / "nowhere" / "m.onnx")],
+        "no such directory",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_hostile_path_is_refused_before_anything_is_written(
+    case: str, work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = CASES[case]
+    argv = spec.argv(work)
+    assert_refused(argv, work.parent, capsys, spec.code, spec.expected)
