@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.hostile.conftest import Case, assert_refused, good, model_py, npz
+from tests.helpers import onnx_model
+from tests.hostile.conftest import Case, assert_refused, good, model_py, npz, raw, unchecked
 from wnpass.verify import providers
 
 
@@ -22,6 +23,23 @@ def _fold_verify(*extra: str) -> Case:
 
 def _export(*extra: str) -> Case:
     return Case(lambda t: ["export", str(model_py(t)), "-o", str(t / "m.onnx"), *extra], "")
+
+
+def _other_inputs(t: Path) -> Path:
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[N, 4] z) => (float[N, 4] y) { y = Relu(z) }
+    """
+    return unchecked(t, onnx_model(text), "cand.onnx")
+
+
+def _unloadable(t: Path) -> Path:
+    """Valid to the full ONNX checker, refused by onnxruntime (an op of a domain it lacks)."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17, "com.example" : 1]>
+        agraph (float[N, 4] x) => (float[N, 4] y) { y = com.example.Frobnicate(x) }
+    """
+    return unchecked(t, onnx_model(text, check=False), "cand.onnx")
 
 
 def _inputs(t: Path) -> str:
@@ -131,6 +149,53 @@ OPTIONS |= {
     "inspect --factory for an ONNX file": (
         Case(lambda t: ["inspect", str(good(t)), "--factory", "build"], ""),
         "--factory is for a model.py",
+    ),
+    "check --inputs of the wrong dtype": (
+        Case(
+            lambda t: [
+                "check",
+                str(good(t)),
+                str(good(t)),
+                "--inputs",
+                str(npz(t, x=np.zeros((2, 4)))),
+            ],
+            "",
+        ),
+        "x is float64, the model wants float",
+    ),
+    "check --inputs with an extra array": (
+        Case(
+            lambda t: [
+                "check",
+                str(good(t)),
+                str(good(t)),
+                "--inputs",
+                str(npz(t, x=np.zeros((2, 4), np.float32), z=np.zeros(1))),
+            ],
+            "",
+        ),
+        "the model has no input 'z'",
+    ),
+    "check --inputs not an npz": (
+        Case(
+            lambda t: [
+                "check",
+                str(good(t)),
+                str(good(t)),
+                "--inputs",
+                str(raw(t, b"junk", "i.npz")),
+            ],
+            "",
+        ),
+        "not a readable .npz",
+    ),
+    "check models with different inputs": (
+        Case(lambda t: ["check", str(good(t)), str(_other_inputs(t))], ""),
+        "inputs differ from the reference's",
+    ),
+    "check a candidate onnxruntime cannot load": (
+        Case(lambda t: ["check", str(good(t)), str(_unloadable(t))], ""),
+        "onnxruntime cannot load it",
     ),
     "no command": (Case(lambda t: [], ""), "the following arguments are required"),
     "unknown command": (Case(lambda t: ["squash", "x"], ""), "invalid choice"),

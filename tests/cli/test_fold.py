@@ -1,0 +1,59 @@
+"""wnpass fold on the command line: sites that cannot fold exactly are kept and reported, and
+every opset from 9 on folds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from tests.helpers import onnx_model, rand
+from tests.hostile.conftest import WN, unchecked
+from wnpass.cli import main
+
+
+@pytest.mark.parametrize(
+    ("v", "reason"),
+    [
+        (np.array([[1, 2, 3, 4], [0, 0, 0, 0], [1, 1, 1, 1]], np.float32), "zero-norm"),
+        (np.array([[1, 2, 3, np.nan], [1, 0, 0, 0], [1, 1, 1, 1]], np.float32), "NaN or Inf"),
+        (np.array([[1, 2, 3, np.inf], [1, 0, 0, 0], [1, 1, 1, 1]], np.float32), "NaN or Inf"),
+    ],
+)
+def test_weights_that_cannot_fold_exactly_are_kept_and_warned_about(
+    v: np.ndarray, reason: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Never a silent NaN: the site stays exactly as it was, with a warning and the reason."""
+    path = unchecked(tmp_path, onnx_model(WN, v=v, g=rand(3, 1)))
+    assert main(["fold", str(path)]) == 0
+    assert any(reason in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    folded = onnx.load(tmp_path / "model.folded.onnx")
+    assert [n.op_type for n in folded.graph.node] == ["ReduceL2", "Div", "Mul", "Gemm"]
+
+
+@pytest.mark.parametrize("opset", range(9, onnx.defs.onnx_opset_version() + 1))
+def test_every_opset_from_9_to_the_newest_folds(opset: int, tmp_path: Path) -> None:
+    """ReduceL2 takes axes as an attribute before opset 18 and as an input from 18 on."""
+    from tests.helpers import assert_close, run
+
+    axes = "<axes = [1]> (v)" if opset < 18 else "(v, ax)"
+    text = (
+        WN.replace('"" : 17', f'"" : {opset}')
+        .replace("ir_version: 8", f"ir_version: {7 if opset < 14 else 8}")
+        .replace("<axes = [1]> (v)", axes)
+        .replace("(x, w)", "(x, w, c)")  # Gemm needs C before opset 11
+    )
+    extra = {"ax": np.array([1], np.int64)} if opset >= 18 else {}
+    model = onnx_model(text, v=rand(3, 4), g=rand(3, 1), c=np.zeros(3, np.float32), **extra)
+    path = unchecked(tmp_path, model)
+    assert main(["fold", str(path)]) == 0
+    folded = tmp_path / "model.folded.onnx"
+    assert [n.op_type for n in onnx.load(folded).graph.node] == ["Gemm"]
+    feeds = {"x": rand(2, 4)}
+    try:
+        expected = run(path, feeds)
+    except Exception as error:  # an onnxruntime older than this opset
+        pytest.skip(f"onnxruntime cannot run opset {opset}: {str(error).splitlines()[0][:120]}")
+    assert_close(run(folded, feeds), expected)
