@@ -106,7 +106,7 @@ def test_legacy_hooks_are_recognized_by_type_not_by_name() -> None:
 
 def test_key_forms_round_trip() -> None:
     for form in ("parametrize", "legacy"):
-        keys = pair_keys("blocks.0.conv.weight", form)  # type: ignore[arg-type]
+        keys = pair_keys("blocks.0.conv.weight", form)
         assert parse_key(keys.g) == (keys, "g") and parse_key(keys.v) == (keys, "v")
     assert pair_keys("w", "parametrize").v == "parametrizations.w.original1"
     assert parse_key("conv.weight") is None

@@ -47,7 +47,7 @@ class ApplyReport:
     """What ``apply_weight_norm`` (or an inspection) found and did."""
 
     sites: list[ParamSite] = dataclasses.field(default_factory=list)
-    traced_with: str = "fx"  # "fx", "export" or "module types"
+    traced_with: str = "fx"  # "observed", "fx", "export" or "module types"
     trace_note: str | None = None
     dim_policy: str = "unit"
     init: str = "keep"
@@ -116,10 +116,10 @@ class ApplyReport:
         for site in self.sites:
             if site.status in ("skipped", "already"):
                 key = "already weight-normed" if site.status == "already" else (site.reason or "")
-                key = key.split(" (also ")[0].split(": ")[0]
+                key = key.split(" (also ")[0]  # tied: the other names vary
                 reasons[key] = reasons.get(key, 0) + 1
         top = sorted(reasons.items(), key=lambda item: -item[1])[:4]
-        detail = ", ".join(f"{count} {why}" for why, count in top) or "the model has none"
+        detail = "; ".join(f"{count}x {why}" for why, count in top) or "the model has none"
         text = f"applied weight norm to no parameter ({detail})"
         if self.traced_with == "module types":
             text += "; only module types were read: give example inputs to observe a forward"
@@ -140,6 +140,13 @@ class ApplyReport:
     def write_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
+
+_HOW = {
+    "observed": "uses observed in a forward on the example inputs",
+    "fx": "traced with torch.fx",
+    "export": "traced with torch.export",
+    "module types": "read from module types only",
+}
 
 PLAN_COLUMNS = ("parameter", "op", "shape", "axis", "status", "init")
 
@@ -162,7 +169,7 @@ def apply_summary(report: ApplyReport, *, inspect: bool = False) -> str:
     text = (
         f"{verb} weight norm to {count} of {len(report.sites)} parameters "
         f"({report.skipped} skipped, {report.count('already')} already weight-normed); "
-        f"traced with {report.traced_with}, dim_policy={report.dim_policy}"
+        f"{_HOW.get(report.traced_with, report.traced_with)}, dim_policy={report.dim_policy}"
     )
     if report.seconds is not None:
         text += f"; {report.seconds:.2f} s"

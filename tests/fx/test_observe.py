@@ -1,0 +1,278 @@
+"""Analysis by observation: one forward on the example inputs shows every weight's consumer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tests.fx.helpers import Functional
+from tests.fx.standins import Conv1D, Looped, TinyGPT
+from wnpass import WnpassError, apply_weight_norm
+from wnpass.fx.analyse import UnknownLayerTypeError, analyse_sites, layer_type
+from wnpass.fx.forward import ForwardFailedError, output_tensors
+from wnpass.fx.report import ParamSite
+
+Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class OneWeight(nn.Module):
+    """A single parameter ``w`` consumed by ``use(x, w)``."""
+
+    def __init__(self, shape: tuple[int, ...], use: Forward) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(shape))
+        self.use = use
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.use(x, self.w)
+
+
+def _observed(model: nn.Module, inputs: object, **options: object) -> dict[str, ParamSite]:
+    sites, mode, _ = analyse_sites(model, inputs, **options)  # type: ignore[arg-type]
+    assert mode == "observed"
+    return {site.name: site for site in sites}
+
+
+X2, X3 = torch.randn(2, 6), torch.randn(1, 2, 5)
+
+# (case, weight shape, forward, input, expected parameter axis or words of the reason)
+CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
+    ("x @ W.t()", (4, 6), lambda x, w: x @ w.t(), X2, 0),
+    ("F.linear(W.T)", (6, 4), lambda x, w: F.linear(x, w.T), X2, 1),
+    ("F.linear(W.mT)", (6, 4), lambda x, w: F.linear(x, w.mT), X2, 1),
+    ("transpose", (6, 4), lambda x, w: F.linear(x, w.transpose(0, 1)), X2, 1),
+    ("permute", (3, 2, 4), lambda x, w: F.conv1d(x, w.permute(2, 1, 0)), X3, 2),
+    ("view", (4, 2, 3), lambda x, w: F.linear(x, w.view(4, 6)), X2, 0),
+    ("reshape merging units", (2, 2, 6), lambda x, w: F.linear(x, w.reshape(4, 6)), X2, "reshaped"),
+    ("to(dtype)", (4, 6), lambda x, w: F.linear(x.double(), w.to(torch.float64)).float(), X2, 0),
+    (
+        "chunk rows",
+        (8, 6),
+        lambda x, w: F.linear(x, w.chunk(2, 0)[0]) + F.linear(x, w.chunk(2, 0)[1]),
+        X2,
+        0,
+    ),
+    (
+        "split columns",
+        (4, 12),
+        lambda x, w: F.linear(x, w.split(6, dim=1)[0]) + F.linear(x, w.split(6, dim=1)[1]),
+        X2,
+        "sliced along axis 1",
+    ),
+    ("rows by index", (8, 6), lambda x, w: F.linear(x, w[:4]), X2, 0),
+    ("einsum (out, in)", (4, 6), lambda x, w: torch.einsum("bi,oi->bo", x, w), X2, 0),
+    ("einsum (in, out)", (6, 4), lambda x, w: torch.einsum("bi,io->bo", x, w), X2, 1),
+    ("einsum batch axis", (2, 6, 4), lambda x, w: torch.einsum("bi,bio->bo", x, w), X2, "batch"),
+    ("mm", (6, 4), lambda x, w: torch.mm(x, w), X2, 1),
+    ("W @ x", (4, 6), lambda x, w: (w @ x.T).T, X2, 0),
+    ("bmm (1, in, out)", (1, 6, 4), lambda x, w: torch.bmm(x.unsqueeze(0), w), X2, 2),
+    (
+        "bmm per head",
+        (3, 6, 4),
+        lambda x, w: torch.bmm(x.unsqueeze(0).expand(3, -1, -1), w),
+        X2,
+        "batched",
+    ),
+    (
+        "baddbmm",
+        (1, 6, 4),
+        lambda x, w: torch.baddbmm(torch.zeros(1, 2, 4), x.unsqueeze(0), w),
+        X2,
+        2,
+    ),
+    ("grouped conv", (4, 1, 3), lambda x, w: F.conv1d(x, w, groups=2), X3, 0),
+    ("conv transpose", (2, 3, 3), lambda x, w: F.conv_transpose1d(x, w), X3, 1),
+    (
+        "grouped conv transpose",
+        (2, 2, 3),
+        lambda x, w: F.conv_transpose1d(x, w, groups=2),
+        X3,
+        "groups=2",
+    ),
+    ("elementwise", (2, 6), lambda x, w: x * w, X2, "elementwise"),
+    ("lookup", (10, 6), lambda x, w: w[torch.tensor([1, 2])] + x, X2, "lookup"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "shape", "use", "x", "expected"), CASES, ids=[c[0] for c in CASES]
+)
+def test_consumers_and_views_map_to_the_parameter_axis(
+    case: str, shape: tuple[int, ...], use: Forward, x: torch.Tensor, expected: int | str
+) -> None:
+    """The unit axis on what the op saw, mapped back through the views to the parameter."""
+    torch.manual_seed(0)
+    model = OneWeight(shape, use)
+    site = _observed(model, (x,))["w"]
+    if isinstance(expected, int):
+        assert (site.status, site.axis) == ("planned", expected), site.reason
+        report = apply_weight_norm(model, (x,))  # and the outputs are unchanged
+        assert report.applied == 1 and report.equivalent
+    else:
+        assert site.status == "skipped" and expected in (site.reason or ""), site.reason
+
+
+def test_gpt2_like_model_conv1d_tied_head_cache_and_control_flow() -> None:
+    """addmm Conv1D weights at their last axis; the tied head stays tied and is reported;
+    a cache object, a dict-like output and value-dependent control flow change nothing."""
+    torch.manual_seed(0)
+    model, ids = TinyGPT(), torch.randint(0, 16, (2, 5))
+    before = output_tensors(model.eval()(ids))
+    assert len(before) == 4  # logits, two cached keys, the dataclass's hidden
+    model.train()
+    report = apply_weight_norm(model, {"input_ids": ids})
+    sites = {s.name: s for s in report.sites}
+    conv = [n for n in sites if n.endswith(("c_attn.weight", "c_proj.weight"))]
+    assert len(conv) == 4
+    assert all((sites[n].status, sites[n].axis) == ("applied", 1) for n in conv)
+    assert sites["blocks.0.c_attn.weight"].op == "Conv1D (addmm)"
+    assert "tied weight (also lm_head.weight)" in (sites["wte.weight"].reason or "")
+    assert model.lm_head.weight is model.wte.weight and model.training
+    assert report.traced_with == "observed" and report.equivalent and report.status == "ok"
+    after = output_tensors(model.eval()(ids))
+    assert all(
+        torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(after, before, strict=True)
+    )
+    # the static tracers cannot follow this model: module types only, Conv1D unseen
+    static, mode, note = analyse_sites(TinyGPT(), None)
+    assert mode == "module types" and "example inputs" in (note or "")
+    assert not any(s.status == "planned" for s in static)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: nn.LSTM(4, 6, num_layers=2, bidirectional=True, batch_first=True),
+        lambda: nn.GRU(4, 6, batch_first=True),
+        lambda: nn.MultiheadAttention(4, 2, batch_first=True),
+        lambda: nn.MultiheadAttention(4, 2, kdim=3, vdim=5, batch_first=True),
+    ],
+    ids=["lstm", "gru", "mha", "mha-separate-projections"],
+)
+def test_rnn_flat_weights_and_attention_projections(layer: Callable[[], nn.Module]) -> None:
+    """Every 2-D weight at axis 0, every bias left alone; outputs unchanged after applying."""
+
+    class Wrap(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = layer()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if isinstance(self.layer, nn.MultiheadAttention):
+                k = torch.randn(2, 3, self.layer.kdim, generator=torch.Generator().manual_seed(1))
+                v = torch.randn(2, 3, self.layer.vdim, generator=torch.Generator().manual_seed(2))
+                return self.layer(x, k, v)[0]
+            return self.layer(x)[0]
+
+    torch.manual_seed(0)
+    model, x = Wrap(), torch.randn(2, 3, 4)
+    sites = _observed(model, (x,))
+    weights = [s for s in sites.values() if len(s.shape) == 2]
+    assert weights and all((s.status, s.axis) == ("planned", 0) for s in weights)
+    assert all(s.status == "skipped" for s in sites.values() if len(s.shape) == 1)
+    report = apply_weight_norm(model, (x,))
+    assert report.applied == len(weights) and report.equivalent
+
+
+def test_observation_agrees_with_fx_where_fx_works() -> None:
+    """On models torch.fx can trace, both analyses plan the same axes."""
+    models = [
+        (Functional(), (torch.randn(4, 5),)),
+        (
+            nn.Sequential(
+                nn.Conv1d(2, 4, 3), nn.ConvTranspose1d(4, 2, 3), nn.Flatten(), nn.Linear(10, 3)
+            ),
+            (torch.randn(2, 2, 5),),
+        ),
+    ]
+    for model, inputs in models:
+        observed = _observed(model, inputs)
+        static, mode, _ = analyse_sites(model, inputs, tracer="static")
+        assert mode == "fx"
+        assert {s.name: (s.status, s.axis) for s in static} == {
+            n: (s.status, s.axis) for n, s in observed.items()
+        }
+
+
+def test_loop_reused_weights() -> None:
+    """A layer called three times and a weight reused in a loop: one weight norm each."""
+    torch.manual_seed(0)
+    model, x = Looped(), torch.randn(3, 6)
+    report = apply_weight_norm(model, (x,))
+    sites = {s.name: s for s in report.sites}
+    assert (sites["step.weight"].axis, sites["w"].axis) == (0, 1)
+    assert report.applied == 2 and report.equivalent
+
+
+def test_frozen_parameters_are_left_alone() -> None:
+    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
+    model[0].weight.requires_grad_(False)
+    sites = _observed(model, (torch.randn(2, 3),))
+    assert sites["0.weight"].reason == "frozen (requires_grad=False)"
+    assert sites["1.weight"].status == "planned"
+
+
+def test_model_errors_become_a_wnpass_error_naming_the_model() -> None:
+    """An exception in the user's forward: ForwardFailedError (exit 2); the mode is restored."""
+
+    class Broken(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise KeyError("no such layer")
+
+    model = Broken().train()
+    with pytest.raises(ForwardFailedError, match=r"Broken: .*KeyError") as caught:
+        analyse_sites(model, (torch.randn(1, 3),))
+    assert isinstance(caught.value, WnpassError) and caught.value.exit_code == 2
+    assert model.training and not torch.nn.utils.parametrize.is_parametrized(model.lin)
+
+
+def test_include_exclude_by_layer_type_name() -> None:
+    """A class name selects that class and its subclasses: the model's own, or torch.nn's."""
+    ids = {"input_ids": torch.randint(0, 16, (1, 4))}
+    assert layer_type(TinyGPT(), "Conv1D") is Conv1D
+    assert layer_type(TinyGPT(), "Linear") is nn.Linear
+    assert layer_type(TinyGPT(), "Conv2d") is nn.Conv2d
+    with pytest.raises(UnknownLayerTypeError, match=r"Conv1D, .*TinyGPT") as caught:
+        layer_type(TinyGPT(), "Conv7d")
+    assert caught.value.exit_code == 2
+    only = _observed(TinyGPT(), ids, include="Conv1D")
+    assert {n for n, s in only.items() if s.status == "planned"} == {
+        f"blocks.{i}.{m}.weight" for i in range(2) for m in ("c_attn", "c_proj")
+    }
+    none = _observed(TinyGPT(), ids, exclude=[Conv1D])
+    assert not any(s.status == "planned" for s in none.values())
+
+
+def test_applying_nothing_is_a_failure_unless_selected_on_purpose(tmp_path: Path) -> None:
+    """Nothing to apply: falsy, with the reason (JSON too); include/exclude leaving nothing
+    out on purpose: truthy 'nothing selected'."""
+
+    class Norms(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(5, 4)
+            self.norm = nn.LayerNorm(4)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.norm(self.emb(ids))
+
+    report = apply_weight_norm(Norms(), (torch.tensor([[1, 2]]),))
+    assert not report and report.status == "nothing applied"
+    assert "1-D parameter" in (report.reason or "") and "opt-in" in (report.reason or "")
+    report.write_json(tmp_path / "r.json")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert (data["ok"], data["status"], data["reason"]) == (False, "nothing applied", report.reason)
+    model = nn.Sequential(nn.Linear(3, 3))
+    chosen = apply_weight_norm(model, (torch.randn(1, 3),), exclude="Linear")
+    assert chosen and chosen.status == "nothing selected" and chosen.applied == 0
+    assert apply_weight_norm(nn.Sequential(nn.Linear(3, 3)), (torch.randn(1, 3),)).status == "ok"
