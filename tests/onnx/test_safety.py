@@ -102,3 +102,62 @@ def test_two_folds_of_one_input_at_once(large_model: Path, tmp_path: Path) -> No
     onnx.checker.check_model(tmp_path / "a.onnx")
     assert not list(tmp_path.glob(".wnpass-*")), "temporary folders left behind"
     assert os.path.getsize(tmp_path / "a.onnx") < os.path.getsize(source)
+
+
+def test_sigterm_mid_write_publishes_nothing_and_cleans_up(
+    large_model: Path, tmp_path: Path
+) -> None:
+    """SIGTERM is turned into an exception: staging is removed on the way out, exit 143."""
+    source = tmp_path / "model.onnx"
+    source.write_bytes(large_model.read_bytes())
+    before = _digest(source)
+    out = tmp_path / "out.onnx"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wnpass", "fold", str(source), "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if any(p.is_file() and p.stat().st_size > 0 for p in tmp_path.glob(".wnpass-*/*")):
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.0005)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the fold finished before SIGTERM arrived")
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert err.decode().count("\n") == 1 and "terminated" in err.decode()
+    assert not out.exists() and not list(tmp_path.glob(".wnpass-*"))
+    assert _digest(source) == before
+
+
+def _limit_file_size() -> None:
+    """In the child: files may not grow past 1 MiB, as on a full disk (EFBIG, not a signal)."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-output", "replacing-an-output"])
+def test_a_full_disk_is_one_line_and_loses_nothing(
+    large_model: Path, tmp_path: Path, existing: bool
+) -> None:
+    source = tmp_path / "model.onnx"
+    source.write_bytes(large_model.read_bytes())
+    out = tmp_path / "out.onnx"
+    if existing:
+        out.write_bytes(b"the old output")
+    before = {p.name: _digest(p) for p in tmp_path.iterdir()}
+    result = subprocess.run(
+        [sys.executable, "-m", "wnpass", "fold", str(source), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        preexec_fn=_limit_file_size,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "cannot write (File too large)" in result.stderr
+    assert {p.name: _digest(p) for p in tmp_path.iterdir()} == before

@@ -469,9 +469,9 @@ def save(
         if gate is not None and not gate(staged):
             logger.info("%s: not published (the check failed)", path)
             return False
-        if target.data_name is not None and target.data_path is not None:
-            if (staging / target.data_name).exists():
-                plan.publish(staging / target.data_name, target.data_path)
+        staged_data = staging / (target.data_name or "")
+        if target.data_path is not None and staged_data.is_file() and staged_data.stat().st_size:
+            plan.publish(staged_data, target.data_path)  # ir.save keeps small tensors inline
         plan.publish(staged, path)
     plan.delete_old_data(replaced, path)
     logger.info("wrote %s (external data: %s)", path, target.data_name)

@@ -1,0 +1,172 @@
+"""wnpass.plan: what a plan refuses, what it may delete, and that nothing unplanned is written."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnx
+import pytest
+
+from tests.helpers import onnx_model, rand, run
+from tests.hostile.conftest import WN, external_ok, snapshot
+from tests.onnx.test_io import weight_normed
+from wnpass import fold_onnx
+from wnpass.errors import OutputError
+from wnpass.plan import IOPlan
+
+
+def test_a_target_must_be_planned_and_checked_before_it_is_written(tmp_path: Path) -> None:
+    plan = IOPlan()
+    plan.write(tmp_path / "a.txt", "output")
+    with pytest.raises(AssertionError, match="check"), plan.replace(tmp_path / "a.txt"):
+        pass
+    plan.check()
+    with (
+        pytest.raises(AssertionError, match="not a planned target"),
+        plan.replace(tmp_path / "b.txt"),
+    ):
+        pass
+    with plan.replace(tmp_path / "a.txt") as staged:
+        staged.write_text("done")
+    assert (tmp_path / "a.txt").read_text() == "done"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_a_failed_write_leaves_the_old_target_and_no_staging(tmp_path: Path) -> None:
+    target = tmp_path / "a.txt"
+    target.write_text("old")
+    plan = IOPlan()
+    plan.write(target, "output")
+    plan.check()
+    with pytest.raises(RuntimeError), plan.replace(target) as staged:
+        staged.write_text("half")
+        raise RuntimeError("disk gone")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_a_target_turned_into_a_symlink_after_the_check_is_refused(tmp_path: Path) -> None:
+    """The target is examined again at the moment it is replaced."""
+    target = tmp_path / "a.txt"
+    plan = IOPlan()
+    plan.write(target, "output")
+    plan.check()
+    (tmp_path / "secret").write_text("keep")
+    target.symlink_to(tmp_path / "secret")
+    with pytest.raises(OutputError, match="symbolic link"), plan.replace(target):
+        pass
+    assert (tmp_path / "secret").read_text() == "keep"
+
+
+def test_reads_are_matched_through_symlinked_folders(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "m.onnx").write_text("model")
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    plan = IOPlan()
+    plan.read(tmp_path / "real" / "m.onnx", "the input model")
+    plan.write(tmp_path / "alias" / "m.onnx", "output")
+    with pytest.raises(OutputError, match="would overwrite the input model"):
+        plan.check()
+
+
+def _old_output(folder: Path, location: str) -> Path:
+    """An existing out.onnx whose weights are in ``location`` (which may point anywhere)."""
+    model = onnx_model(WN, v=rand(3, 4), g=rand(3, 1))
+    tensor = next(t for t in model.graph.initializer if t.name == "v")
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value=location)
+    out = folder / "out.onnx"
+    out.write_bytes(model.SerializeToString())
+    return out
+
+
+@pytest.mark.parametrize(
+    ("location", "reason"),
+    [
+        ("../outside/secret.bin", "not beside the output"),
+        ("/etc/hostname", "not beside the output"),
+        ("other.onnx", "not a data-file name wnpass gives this output"),
+        ("out.onnx.data", "read by this run"),
+        ("out.onnx.data", "has other hard links"),
+        ("out.onnx.data", "a FIFO"),
+    ],
+)
+def test_an_old_output_s_data_is_deleted_only_when_it_is_wnpass_s_own(
+    location: str, reason: str, tmp_path: Path
+) -> None:
+    """Replacing out.onnx never deletes what its old version pointed at unless the file is
+    the output's own data (its name, beside it, one link, not read); else it is named."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.bin").write_bytes(b"secret")
+    source = external_ok(work, "out.onnx.data" if reason == "read by this run" else "weights.bin")
+    (work / "other.onnx").write_bytes(b"another model")
+    if reason == "has other hard links":
+        (work / "out.onnx.data").write_bytes(b"\0" * 48)
+        os.link(work / "out.onnx.data", tmp_path / "outside" / "link.data")
+    if reason == "a FIFO":
+        os.mkfifo(work / "out.onnx.data")
+    out = _old_output(work, location)
+    before = snapshot(tmp_path)
+    _, report = fold_onnx(source, out)
+    after = snapshot(tmp_path)
+    assert after["work/out.onnx"] != before["work/out.onnx"]
+    kept = {k: v for k, v in before.items() if k != "work/out.onnx"}
+    assert {k: after[k] for k in kept if k in after} == kept, "a file was changed or deleted"
+    if not location.startswith("/"):
+        assert any(reason in entry for entry in report.left), report.left
+
+
+def test_an_old_output_s_own_data_file_is_deleted(tmp_path: Path) -> None:
+    source = weight_normed(tmp_path, external=True)
+    out = tmp_path / "out.onnx"
+    fold_onnx(source, out)
+    assert (tmp_path / "out.onnx.data").exists()
+    _, report = fold_onnx(source, out)  # the new data goes to out.onnx.1.data, the old is removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "model.onnx",
+        "out.onnx",
+        "out.onnx.1.data",
+        "weights.bin",
+    ]
+    assert report.left == []
+    assert run(out, {"x": rand(2, 64)})[0].shape == (2, 32)
+
+
+def test_an_output_in_another_folder_carries_all_its_data(tmp_path: Path) -> None:
+    """Constant nodes with external data are written inside the output: it never points back
+    at the input's folder."""
+    source_dir, target_dir = tmp_path / "src", tmp_path / "dst"
+    source_dir.mkdir()
+    target_dir.mkdir()
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[N, 4] x) => (float[N, 3] y) {
+            v = Constant <value = float[3, 4] {0,1,2,3,4,5,6,7,8,9,10,11}> ()
+            n = ReduceL2 <axes = [1]> (v)
+            d = Div(v, n)
+            w = Mul(d, g)
+            z = Gemm <transB = 1> (x, w)
+            c = Constant <value = float[3] {1, 2, 3}> ()
+            y = Add(z, c)
+        }
+    """
+    model = onnx_model(text, g=rand(3, 1))
+    onnx.save(
+        model,
+        source_dir / "m.onnx",
+        save_as_external_data=True,
+        location="w.bin",
+        size_threshold=0,
+        convert_attribute=True,
+    )
+    feeds = {"x": rand(2, 4)}
+    expected = run(source_dir / "m.onnx", feeds)
+    fold_onnx(source_dir / "m.onnx", target_dir / "m.onnx")
+    (source_dir / "w.bin").rename(tmp_path / "moved.bin")  # the input's data is gone
+    np_result = run(target_dir / "m.onnx", feeds)
+    assert np_result[0].shape == expected[0].shape
+    assert abs(np_result[0] - expected[0]).max() < 1e-4
