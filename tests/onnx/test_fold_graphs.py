@@ -128,10 +128,18 @@ def test_shared_weight_feeds_several_consumers_one_initializer() -> None:
         }}
     """
     model = onnx_model(text, v=rand(3, 4), g=rand(3, 1))
-    folded, report = assert_folds(model, feeds={"x": rand(2, 4)})
-    assert op_types(folded) == ["Gemm", "Transpose", "MatMul"]
-    assert len(folded.graph.initializer) == 1
+    narrow, report = fold_onnx(model, weight_norm_only=True)
+    assert isinstance(narrow, onnx.ModelProto)
+    assert op_types(narrow) == ["Gemm", "Transpose", "MatMul"]
+    assert len(narrow.graph.initializer) == 1 and report.cones == []
     assert report.sites[0].consumers == ["Gemm(transB=1)", "MatMul"]
+    # by default the transposed copy that MatMul reads becomes an initializer of its own
+    folded, report = assert_folds(model, feeds={"x": rand(2, 4)})
+    assert op_types(folded) == ["Gemm", "MatMul"]
+    assert [i.name for i in folded.graph.initializer] == ["v.folded", "v.folded__1"]
+    assert [(c.name, c.ops, c.sources) for c in report.cones] == [
+        ("v.folded__1", ["Transpose"], ["v.folded"])
+    ]
 
 
 def test_v_shared_by_two_sites_gets_two_unique_names() -> None:

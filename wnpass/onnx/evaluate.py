@@ -1,16 +1,38 @@
-"""Evaluate the constant cone of a weight-norm site in float64, with ONNX semantics.
+"""Evaluate a constant cone of an ONNX graph with the graph's own semantics, or say why not.
 
-Only the ops that make up weight-norm subgraphs (and the layout ops around them) are known.
-Every arithmetic op computes in float64 whatever the graph says (constants stay in their
-stored dtype until an op reads them, so a large ``v`` is never copied to float64 whole); a
-``Cast`` between float types only changes the dtype the result is finally rounded to. So
-``w = g * v / ||v||`` is rounded once, to the dtype of the value that gets replaced (habit 5
-in STYLE.md).
+A cone (a value and everything it is computed from, down to initializers and ``Constant``
+nodes) is first compiled into a ``Program``: a list of steps in topological order that no
+longer needs the graph, so a folded weight can be computed when the model is written, after
+the nodes that described it are gone. Compiling and running are iterative (no recursion, so
+a chain of thousands of nodes is fine).
+
+The rules, which make a fold exact or make it decline (``NotExact`` with the reason):
+
+- Float arithmetic (``Mul``, ``Div``, ``Add``, ``Sub``, ``Sqrt``, ``Pow``, the reductions of
+  a norm ...) is computed in float64 whatever the graph's float type and rounded once, at the
+  next ``Cast`` or when the result is stored: the weight the graph means (``g * v / ||v||``)
+  rounded once, not float32 step by step (within half an ulp of the exact value). A result
+  that would overflow its type (the graph computes inf there) is declined.
+- Every ``Cast`` rounds exactly as the graph does. Narrowing a float rounds once to the target
+  type; widening first rounds to the source type (the graph holds the value there), so a
+  ``Cast`` float32 -> float16 -> float32 keeps the float16 rounding. Float -> integer truncates
+  toward zero (NaN, Inf or out of range: declined); integer -> float is exact below 2**53
+  (declined above); integer -> integer must fit the target.
+- Integer tensors follow ONNX integer semantics: ``Add``/``Sub``/``Mul`` exact (declined on
+  overflow or beyond 2**53), ``Div`` truncates toward zero (declined on division by zero); any
+  other arithmetic on integers is declined.
+- Layout ops (``Transpose``, ``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze``, ``Slice``,
+  ``Concat``, ``Split``, ``Gather``, ``Expand``, ``Identity``) move or select elements, in any
+  dtype, and are exact.
+- Any other op, dtype or domain is declined with its name, as is a result of more than
+  ``MAX_ELEMENTS`` elements (a huge declared shape is declined before anything is allocated).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ml_dtypes
@@ -20,11 +42,18 @@ import onnx_ir as ir
 __all__ = [
     "EVALUABLE_OPS",
     "FLOAT_TYPES",
+    "INT_TYPES",
+    "MAX_ELEMENTS",
     "Evaluated",
+    "NotExact",
+    "Program",
+    "compile_cone",
+    "const_leaf",
     "evaluate",
     "round_to",
     "sum_of_squares",
     "tensor_array",
+    "widens_exactly",
 ]
 
 Evaluated = tuple[np.ndarray, ir.DataType]
@@ -32,9 +61,42 @@ Evaluated = tuple[np.ndarray, ir.DataType]
 FLOAT_TYPES = frozenset(
     {ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE}
 )
-
+INT_TYPES = frozenset(
+    {
+        ir.DataType.INT8,
+        ir.DataType.INT16,
+        ir.DataType.INT32,
+        ir.DataType.INT64,
+        ir.DataType.UINT8,
+        ir.DataType.UINT16,
+        ir.DataType.UINT32,
+        ir.DataType.UINT64,
+    }
+)
+_EXACT_TYPES = FLOAT_TYPES | INT_TYPES | {ir.DataType.BOOL}
+# (wider, narrower): every value of the narrower float type is one of the wider type.
+_CONTAINS = frozenset(
+    {
+        (ir.DataType.DOUBLE, ir.DataType.FLOAT),
+        (ir.DataType.DOUBLE, ir.DataType.FLOAT16),
+        (ir.DataType.DOUBLE, ir.DataType.BFLOAT16),
+        (ir.DataType.FLOAT, ir.DataType.FLOAT16),
+        (ir.DataType.FLOAT, ir.DataType.BFLOAT16),
+    }
+)
+MAX_ELEMENTS = 1 << 28  # 2 GiB as float64: no weight is larger; a bigger shape is a bad file
+_EXACT_INT = 2**53  # integers whose float64 arithmetic is exact
 
 F64 = np.float64
+
+
+class NotExact(ValueError):
+    """The cone holds something this module does not evaluate exactly; the message says what."""
+
+
+def widens_exactly(source: ir.DataType, target: ir.DataType) -> bool:
+    """Whether every value of float type ``source`` is a value of float type ``target``."""
+    return source == target or (target, source) in _CONTAINS
 
 
 def tensor_array(tensor: ir.TensorProtocol) -> Evaluated:
@@ -46,46 +108,270 @@ def tensor_array(tensor: ir.TensorProtocol) -> Evaluated:
 
 
 def round_to(array: np.ndarray, dtype: ir.DataType) -> np.ndarray:
-    """Round a float64 result once to ``dtype``."""
+    """Round a float result once to ``dtype`` (the stored form: bfloat16 as ml_dtypes)."""
     if dtype == ir.DataType.BFLOAT16:
         return array.astype(ml_dtypes.bfloat16)
     return array.astype(dtype.numpy(), copy=False)
 
 
-def _attr(node: ir.Node, name: str, default: Any = None) -> Any:
-    attr = node.attributes.get(name)
-    return default if attr is None else attr.value
+def _held(array: np.ndarray, dtype: ir.DataType) -> np.ndarray:
+    """``array`` rounded to ``dtype`` in the form values are computed with (bf16 as float32)."""
+    rounded = round_to(array, dtype)
+    return rounded.astype(np.float32) if dtype == ir.DataType.BFLOAT16 else rounded
 
 
-def _axes(node: ir.Node, args: list[Evaluated | None]) -> tuple[int, ...] | None:
-    """Reduction axes from the second input (opset >= 13/18) or the ``axes`` attribute."""
-    if len(args) > 1 and args[1] is not None:
-        return tuple(int(a) for a in args[1][0].reshape(-1))
-    axes = _attr(node, "axes")
-    return None if axes is None else tuple(int(a) for a in axes)
+def const_leaf(value: ir.Value) -> ir.TensorProtocol | None:
+    """The constant tensor of ``value`` (initializer or ``Constant``), unless a graph input
+    can override it."""
+    if value.is_graph_input():
+        return None
+    try:
+        return ir.convenience.get_const_tensor(value)
+    except ValueError:  # a malformed Constant node
+        return None
 
 
-def _reduce(
-    fn: Callable[..., np.ndarray],
-) -> Callable[[ir.Node, list[Evaluated | None]], np.ndarray]:
-    def run(node: ir.Node, args: list[Evaluated | None]) -> np.ndarray:
-        x = _arg(args, 0)
-        axes = _axes(node, args)
-        keepdims = bool(_attr(node, "keepdims", 1))
-        if not axes:
-            if _attr(node, "noop_with_empty_axes", 0):
-                return fn(x, axis=(), keepdims=keepdims)
-            axes = tuple(range(x.ndim))
-        return fn(x, axis=axes, keepdims=keepdims)
-
-    return run
+# ---------------------------------------------------------------- programs
 
 
-def _arg(args: list[Evaluated | None], i: int) -> np.ndarray:
+@dataclasses.dataclass(frozen=True)
+class _Step:
+    op: str
+    attributes: dict[str, Any]
+    inputs: tuple[int | None, ...]  # slots of the inputs
+    output: int  # which output of the node this step yields
+    outputs: int  # how many outputs the node has (Split)
+
+
+@dataclasses.dataclass
+class Program:
+    """A constant cone as slots in topological order: leaf tensors and steps; the last slot
+    is the value."""
+
+    slots: list[ir.TensorProtocol | _Step]
+
+    @property
+    def leaves(self) -> list[ir.TensorProtocol]:
+        return [slot for slot in self.slots if not isinstance(slot, _Step)]
+
+    @property
+    def ops(self) -> list[str]:
+        return [slot.op for slot in self.slots if isinstance(slot, _Step)]
+
+    def run(self) -> Evaluated:
+        """The value, float results of arithmetic held in float64 (see the module rules)."""
+        last_use = {j: i for i, slot in enumerate(self.slots) if isinstance(slot, _Step)
+                    for j in slot.inputs if j is not None}  # fmt: skip
+        results: list[Evaluated | None] = [None] * len(self.slots)
+        with np.errstate(all="ignore"):
+            for i, slot in enumerate(self.slots):
+                if isinstance(slot, _Step):
+                    args = [None if j is None else results[j] for j in slot.inputs]
+                    results[i] = _apply(slot, args)
+                    for j in slot.inputs:
+                        if j is not None and last_use.get(j) == i:
+                            results[j] = None  # free what nothing later reads
+                else:
+                    if slot.dtype not in _EXACT_TYPES:
+                        raise NotExact(f"{slot.dtype.name.lower()} constants are not evaluated")
+                    results[i] = tensor_array(slot)
+        result = results[-1]
+        assert result is not None
+        return result
+
+
+def compile_cone(value: ir.Value) -> Program:
+    """Compile the cone of ``value``; ``NotExact`` when it is not all constants and known ops."""
+    slot_of: dict[ir.Value, int] = {}
+    slots: list[ir.TensorProtocol | _Step] = []
+    stack: list[tuple[ir.Value, bool]] = [(value, False)]
+    open_: set[ir.Value] = set()
+    while stack:
+        current, expanded = stack.pop()
+        if current in slot_of:
+            continue
+        if not expanded:
+            tensor = const_leaf(current)
+            if tensor is not None:
+                slot_of[current] = len(slots)
+                slots.append(tensor)
+                continue
+        node = current.producer()
+        if node is None:
+            what = "a graph input" if current.is_graph_input() else "not a constant"
+            raise NotExact(f"'{current.name}' is {what}")
+        if not expanded:
+            if current in open_:
+                raise NotExact(f"'{current.name}' depends on itself")
+            _check_node(node)
+            open_.add(current)
+            stack.append((current, True))
+            stack.extend((i, False) for i in reversed(node.inputs) if i is not None)
+            continue
+        open_.discard(current)
+        inputs = tuple(None if i is None else slot_of[i] for i in node.inputs)
+        attributes = {name: attr.value for name, attr in node.attributes.items()}
+        index = current.index()
+        slot_of[current] = len(slots)
+        slots.append(_Step(node.op_type, attributes, inputs, index or 0, len(node.outputs)))
+    return Program(slots)
+
+
+def _check_node(node: ir.Node) -> None:
+    if node.domain not in ("", "ai.onnx") or node.op_type not in _OPS:
+        name = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        raise NotExact(f"{name} in the weight computation is not supported")
+    if any(attr.is_ref() for attr in node.attributes.values()):
+        raise NotExact(f"{node.op_type} takes an attribute from the function's caller")
+
+
+def evaluate(value: ir.Value) -> Evaluated:
+    """Evaluate ``value`` from its constant leaves (``NotExact`` when that cannot be exact)."""
+    return compile_cone(value).run()
+
+
+# ---------------------------------------------------------------- ops
+
+Args = list[Evaluated | None]
+
+
+def _arg(args: Args, i: int) -> np.ndarray:
     entry = args[i] if i < len(args) else None
     if entry is None:
         raise ValueError(f"missing input {i}")
     return entry[0]
+
+
+def _dtype(args: Args, i: int = 0) -> ir.DataType:
+    entry = args[i] if i < len(args) else None
+    if entry is None:
+        raise ValueError(f"missing input {i}")
+    return entry[1]
+
+
+def _ints(args: Args, i: int) -> list[int] | None:
+    entry = args[i] if i < len(args) else None
+    return None if entry is None else [int(a) for a in np.asarray(entry[0]).reshape(-1)]
+
+
+def _axes(step: _Step, args: Args, i: int = 1) -> list[int] | None:
+    """Axes from input ``i`` (newer opsets) or the ``axes`` attribute."""
+    found = _ints(args, i)
+    if found is not None:
+        return found
+    axes = step.attributes.get("axes")
+    return None if axes is None else [int(a) for a in axes]
+
+
+def _check_size(shape: Sequence[int], op: str) -> None:
+    count = math.prod(int(d) for d in shape)
+    if count > MAX_ELEMENTS:
+        raise NotExact(f"{op} would make {count} elements (more than {MAX_ELEMENTS})")
+
+
+def _check_overflow(result: np.ndarray, dtype: ir.DataType, op: str) -> None:
+    """Decline a float result that overflows its type, where the graph computes inf."""
+    if dtype == ir.DataType.DOUBLE or result.size == 0:
+        return
+    largest = np.max(np.abs(result), where=np.isfinite(result), initial=0.0)
+    if np.isinf(round_to(np.asarray(largest, F64), dtype)):
+        raise NotExact(f"{op} overflows {dtype.name.lower()} (the graph computes inf there)")
+
+
+# -------------------------------- arithmetic
+
+
+def _float_args(step: _Step, args: Args) -> ir.DataType:
+    dtype = _dtype(args)
+    if dtype not in FLOAT_TYPES:
+        raise NotExact(f"{step.op} on {dtype.name.lower()} is not evaluated")
+    return dtype
+
+
+_BINARY: dict[str, Callable[..., np.ndarray]] = {
+    "Mul": np.multiply,
+    "Div": np.divide,
+    "Add": np.add,
+    "Sub": np.subtract,
+}
+
+
+def _binary(step: _Step, args: Args) -> Evaluated:
+    a, b, dtype = _arg(args, 0), _arg(args, 1), _dtype(args)
+    _check_size(np.broadcast_shapes(a.shape, b.shape), step.op)
+    if dtype in INT_TYPES:
+        return _int_binary(step.op, a, b, dtype), dtype
+    _float_args(step, args)
+    result = _BINARY[step.op](a, b, dtype=F64)
+    _check_overflow(result, dtype, step.op)
+    return result, dtype
+
+
+def _int_binary(op: str, a: np.ndarray, b: np.ndarray, dtype: ir.DataType) -> np.ndarray:
+    for x in (a, b):
+        if x.size and np.abs(x.astype(F64)).max() >= _EXACT_INT:
+            raise NotExact(f"integer {op} with operands beyond 2**53 is not evaluated")
+    if op == "Div":
+        if np.any(b == 0):
+            raise NotExact("integer division by zero")
+        a64, b64 = a.astype(np.int64), b.astype(np.int64)
+        quotient = np.floor_divide(a64, b64)
+        inexact = (a64 - quotient * b64 != 0) & ((a64 < 0) != (b64 < 0))
+        result = (quotient + inexact).astype(F64)  # ONNX integer Div truncates toward zero
+    else:
+        result = _BINARY[op](a.astype(F64), b.astype(F64))
+        if result.size and np.abs(result).max() >= _EXACT_INT:
+            raise NotExact(f"integer {op} beyond 2**53 is not evaluated")
+    info = np.iinfo(dtype.numpy())
+    if result.size and (result.min() < info.min or result.max() > info.max):
+        raise NotExact(f"integer {op} overflows {dtype.name.lower()}")
+    return result.astype(dtype.numpy())
+
+
+def _unary(fn: Callable[..., np.ndarray]) -> Callable[[_Step, Args], Evaluated]:
+    def run(step: _Step, args: Args) -> Evaluated:
+        dtype = _float_args(step, args)
+        result = fn(_arg(args, 0), dtype=F64)
+        _check_overflow(result, dtype, step.op)
+        return result, dtype
+
+    return run
+
+
+def _pow(step: _Step, args: Args) -> Evaluated:
+    dtype = _float_args(step, args)
+    base, exponent = _arg(args, 0), _arg(args, 1)
+    _check_size(np.broadcast_shapes(base.shape, exponent.shape), step.op)
+    result = np.power(base, exponent, dtype=F64)
+    _check_overflow(result, dtype, step.op)
+    return result, dtype
+
+
+def _extreme(step: _Step, args: Args) -> Evaluated:
+    """Max/Min of any number of inputs: a selection, exact in every numeric type."""
+    present = [a for a in args if a is not None]
+    dtype = present[0][1]
+    if dtype not in FLOAT_TYPES | INT_TYPES:
+        raise NotExact(f"{step.op} on {dtype.name.lower()} is not evaluated")
+    fn = np.maximum if step.op == "Max" else np.minimum
+    result = present[0][0]
+    for other, _ in present[1:]:
+        _check_size(np.broadcast_shapes(result.shape, other.shape), step.op)
+        result = fn(result, other)
+    return result, dtype
+
+
+def _clip(step: _Step, args: Args) -> Evaluated:
+    x, dtype = _arg(args, 0), _dtype(args)
+    if dtype not in FLOAT_TYPES | INT_TYPES:
+        raise NotExact(f"Clip on {dtype.name.lower()} is not evaluated")
+    low = args[1][0] if len(args) > 1 and args[1] is not None else step.attributes.get("min")
+    high = args[2][0] if len(args) > 2 and args[2] is not None else step.attributes.get("max")
+    if low is not None:
+        x = np.maximum(x, np.asarray(low, x.dtype if dtype in INT_TYPES else F64))
+    if high is not None:
+        x = np.minimum(x, np.asarray(high, x.dtype if dtype in INT_TYPES else F64))
+    return x, dtype
 
 
 def sum_of_squares(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
@@ -107,123 +393,230 @@ def _sum(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
     return np.asarray(np.sum(x, axis=axis, keepdims=keepdims, dtype=F64))
 
 
-def _clip(node: ir.Node, args: list[Evaluated | None]) -> np.ndarray:
-    x = _arg(args, 0)
-    low = args[1][0] if len(args) > 1 and args[1] is not None else _attr(node, "min")
-    high = args[2][0] if len(args) > 2 and args[2] is not None else _attr(node, "max")
-    if low is not None:
-        x = np.maximum(x, low, dtype=F64)
-    if high is not None:
-        x = np.minimum(x, high, dtype=F64)
-    return x
+def _reduce(fn: Callable[..., np.ndarray]) -> Callable[[_Step, Args], Evaluated]:
+    def run(step: _Step, args: Args) -> Evaluated:
+        dtype = _float_args(step, args)
+        x = _arg(args, 0)
+        axes = _axes(step, args)
+        keepdims = bool(step.attributes.get("keepdims", 1))
+        if not axes:
+            if step.attributes.get("noop_with_empty_axes", 0):
+                result = fn(x, axis=(), keepdims=keepdims)
+                _check_overflow(result, dtype, step.op)
+                return result, dtype
+            axes = list(range(x.ndim))
+        result = fn(x, axis=tuple(axes), keepdims=keepdims)
+        _check_overflow(result, dtype, step.op)
+        return result, dtype
+
+    return run
 
 
-def _reshape(node: ir.Node, args: list[Evaluated | None]) -> np.ndarray:
+def _lp_normalization(step: _Step, args: Args) -> Evaluated:
+    dtype = _float_args(step, args)
     x = _arg(args, 0)
-    shape = [int(d) for d in _arg(args, 1).reshape(-1)]
-    if not _attr(node, "allowzero", 0):
+    axis = int(step.attributes.get("axis", -1))
+    if int(step.attributes.get("p", 2)) != 2:
+        raise NotExact("LpNormalization with p != 2 is not evaluated")
+    norm = _l2(x, (axis,), True)
+    _check_overflow(norm, dtype, step.op)
+    # ONNX Runtime leaves a zero vector at zero rather than dividing 0 by 0
+    shape = np.broadcast_shapes(x.shape, norm.shape)
+    return np.divide(x, norm, out=np.zeros(shape), where=norm != 0), dtype
+
+
+# -------------------------------- casts
+
+
+def _cast(step: _Step, args: Args) -> Evaluated:
+    x, source = _arg(args, 0), _dtype(args)
+    target = ir.DataType(int(step.attributes["to"]))
+    if source not in _EXACT_TYPES or target not in _EXACT_TYPES:
+        raise NotExact(f"Cast from {source.name.lower()} to {target.name.lower()} is not evaluated")
+    if source in FLOAT_TYPES and target in FLOAT_TYPES:
+        if widens_exactly(target, source):  # narrowing (or same): one rounding to the target
+            return _held(x, target), target
+        # widening, or float16 <-> bfloat16: the graph holds the value in the source type first
+        return _held(_held(x, source).astype(F64), target), target
+    if source in FLOAT_TYPES:
+        x = _held(x, source).astype(F64)
+        if target == ir.DataType.BOOL:
+            return x != 0, target
+        if not np.all(np.isfinite(x)):
+            raise NotExact(f"Cast of NaN or Inf to {target.name.lower()} is not defined")
+        return _fit(np.trunc(x), target), target
+    # integers and booleans
+    if target in FLOAT_TYPES:
+        if x.size and np.abs(x.astype(F64)).max() >= _EXACT_INT:
+            raise NotExact(f"Cast of integers beyond 2**53 to {target.name.lower()}")
+        return _held(x.astype(F64), target), target
+    if target == ir.DataType.BOOL:
+        return x != 0, target
+    return _fit(x, target), target
+
+
+def _fit(x: np.ndarray, target: ir.DataType) -> np.ndarray:
+    """Integers (or integral floats) converted to integer type ``target``, which must hold them."""
+    info = np.iinfo(target.numpy())
+    if x.size and (x.min() < info.min or x.max() > info.max):
+        raise NotExact(f"Cast to {target.name.lower()} of values out of its range")
+    return x.astype(target.numpy())
+
+
+# -------------------------------- layout
+
+
+def _same(fn: Callable[[_Step, Args], np.ndarray]) -> Callable[[_Step, Args], Evaluated]:
+    """A layout op: the result has the dtype of the first input."""
+
+    def run(step: _Step, args: Args) -> Evaluated:
+        return fn(step, args), _dtype(args)
+
+    return run
+
+
+def _reshape(step: _Step, args: Args) -> np.ndarray:
+    x = _arg(args, 0)
+    shape = _ints(args, 1)
+    if shape is None:
+        shape = [int(d) for d in step.attributes.get("shape", [])]
+    if not step.attributes.get("allowzero", 0):
         shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
     return x.reshape(shape)
 
 
-def _unsqueeze(node: ir.Node, args: list[Evaluated | None]) -> np.ndarray:
+def _flatten(step: _Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
-    axes = _axes(node, args) or ()
+    axis = int(step.attributes.get("axis", 1))
+    axis = axis + x.ndim if axis < 0 else axis
+    outer = math.prod(x.shape[:axis])
+    return x.reshape(outer, -1)
+
+
+def _unsqueeze(step: _Step, args: Args) -> np.ndarray:
+    x = _arg(args, 0)
+    axes = _axes(step, args) or []
     rank = x.ndim + len(axes)
     return np.expand_dims(x, tuple(sorted(a % rank for a in axes)))
 
 
-def _squeeze(node: ir.Node, args: list[Evaluated | None]) -> np.ndarray:
+def _squeeze(step: _Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
-    axes = _axes(node, args)
+    axes = _axes(step, args)
     return np.squeeze(x) if axes is None else np.squeeze(x, tuple(a % x.ndim for a in axes))
 
 
-def _lp_normalization(node: ir.Node, args: list[Evaluated | None]) -> np.ndarray:
+def _transpose(step: _Step, args: Args) -> np.ndarray:
+    perm = step.attributes.get("perm")
+    return np.transpose(_arg(args, 0), None if perm is None else [int(p) for p in perm])
+
+
+def _expand(step: _Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
-    axis = int(_attr(node, "axis", -1))
-    if int(_attr(node, "p", 2)) != 2:
-        raise ValueError("only p=2 is evaluated")
-    norm = _l2(x, (axis,), True)
-    # ONNX Runtime leaves a zero vector at zero rather than dividing 0 by 0
-    return np.divide(
-        x, norm, out=np.zeros(np.broadcast_shapes(x.shape, norm.shape)), where=norm != 0
-    )
+    shape = np.broadcast_shapes(x.shape, tuple(_ints(args, 1) or ()))
+    _check_size(shape, "Expand")
+    return np.broadcast_to(x, shape)
 
 
-def _flatten(node: ir.Node, args: list[Evaluated | None]) -> np.ndarray:
+def _slice(step: _Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
-    axis = int(_attr(node, "axis", 1))
-    axis = axis + x.ndim if axis < 0 else axis
-    outer = int(np.prod(x.shape[:axis], dtype=np.int64))
-    return x.reshape(outer, -1)
+    if len(args) > 1:  # opset >= 10: starts, ends, axes, steps as inputs
+        starts, ends = _ints(args, 1) or [], _ints(args, 2) or []
+        axes, steps = _ints(args, 3), _ints(args, 4)
+    else:
+        starts = [int(a) for a in step.attributes.get("starts", [])]
+        ends = [int(a) for a in step.attributes.get("ends", [])]
+        axes, steps = step.attributes.get("axes"), None
+    axes = list(range(len(starts))) if axes is None else [int(a) for a in axes]
+    steps = [1] * len(starts) if steps is None else steps
+    index: list[slice] = [slice(None)] * x.ndim
+    for start, end, axis, stride in zip(starts, ends, axes, steps, strict=True):
+        if stride == 0:
+            raise ValueError("Slice step 0")
+        axis %= x.ndim
+        dim = x.shape[axis]
+        start, end = start + dim if start < 0 else start, end + dim if end < 0 else end
+        if stride > 0:
+            start, end = min(max(start, 0), dim), min(max(end, 0), dim)
+        else:
+            start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+        index[axis] = slice(start, end if end >= 0 else None, stride)
+    return x[tuple(index)]
 
 
-_Op = Callable[[ir.Node, list[Evaluated | None]], np.ndarray]
+def _concat(step: _Step, args: Args) -> Evaluated:
+    present = [a for a in args if a is not None]
+    dtypes = {d for _, d in present}
+    if len(dtypes) != 1:
+        raise ValueError("Concat of different dtypes")
+    arrays = [a for a, _ in present]
+    axis = int(step.attributes["axis"]) % arrays[0].ndim
+    if any(a.dtype != arrays[0].dtype for a in arrays):  # float64 results next to stored values
+        arrays = [a.astype(F64) for a in arrays]
+    return np.concatenate(arrays, axis=axis), present[0][1]
 
-_OPS: dict[str, _Op] = {
-    "Identity": lambda n, a: _arg(a, 0),
-    "Mul": lambda n, a: np.multiply(_arg(a, 0), _arg(a, 1), dtype=F64),
-    "Div": lambda n, a: np.divide(_arg(a, 0), _arg(a, 1), dtype=F64),
-    "Add": lambda n, a: np.add(_arg(a, 0), _arg(a, 1), dtype=F64),
-    "Reciprocal": lambda n, a: np.reciprocal(_arg(a, 0), dtype=F64),
-    "Sqrt": lambda n, a: np.sqrt(_arg(a, 0), dtype=F64),
-    "Pow": lambda n, a: np.power(_arg(a, 0), _arg(a, 1), dtype=F64),
-    "Max": lambda n, a: np.maximum(_arg(a, 0), _arg(a, 1), dtype=F64) if len(a) > 1 else _arg(a, 0),
+
+def _split(step: _Step, args: Args) -> np.ndarray:
+    x = _arg(args, 0)
+    axis = int(step.attributes.get("axis", 0)) % x.ndim
+    sizes = _ints(args, 1)
+    if sizes is None and "split" in step.attributes:
+        sizes = [int(s) for s in step.attributes["split"]]
+    if sizes is None:
+        count = int(step.attributes.get("num_outputs", step.outputs))
+        chunk = -(-x.shape[axis] // count)
+        sizes = [chunk] * (count - 1) + [x.shape[axis] - chunk * (count - 1)]
+    if len(sizes) != step.outputs or sum(sizes) != x.shape[axis] or min(sizes) < 0:
+        raise ValueError(f"Split sizes {sizes} do not fit {x.shape[axis]}")
+    start = sum(sizes[: step.output])
+    index: list[slice] = [slice(None)] * x.ndim
+    index[axis] = slice(start, start + sizes[step.output])
+    return x[tuple(index)]
+
+
+def _gather(step: _Step, args: Args) -> np.ndarray:
+    x, indices = _arg(args, 0), _arg(args, 1)
+    if _dtype(args, 1) not in (ir.DataType.INT32, ir.DataType.INT64):
+        raise NotExact("Gather indices must be int32 or int64")
+    axis = int(step.attributes.get("axis", 0)) % x.ndim
+    dim = x.shape[axis]
+    if indices.size and (indices.min() < -dim or indices.max() >= dim):
+        raise NotExact("Gather index out of range")
+    _check_size((*x.shape[:axis], *indices.shape, *x.shape[axis + 1 :]), "Gather")
+    return np.take(x, indices.astype(np.int64), axis=axis)
+
+
+_OPS: dict[str, Callable[[_Step, Args], Evaluated]] = {
+    "Mul": _binary,
+    "Div": _binary,
+    "Add": _binary,
+    "Sub": _binary,
+    "Reciprocal": _unary(np.reciprocal),
+    "Sqrt": _unary(np.sqrt),
+    "Pow": _pow,
+    "Max": _extreme,
+    "Min": _extreme,
     "Clip": _clip,
     "ReduceL2": _reduce(_l2),
     "ReduceSum": _reduce(_sum),
     "ReduceSumSquare": _reduce(sum_of_squares),
     "LpNormalization": _lp_normalization,
-    "Transpose": lambda n, a: np.transpose(_arg(a, 0), _attr(n, "perm")),
-    "Reshape": _reshape,
-    "Flatten": _flatten,
-    "Unsqueeze": _unsqueeze,
-    "Squeeze": _squeeze,
-    "Expand": lambda n, a: np.multiply(
-        _arg(a, 0), np.ones([int(d) for d in _arg(a, 1)]), dtype=F64
-    ),
+    "Cast": _cast,
+    "Identity": _same(lambda s, a: _arg(a, 0)),
+    "Transpose": _same(_transpose),
+    "Reshape": _same(_reshape),
+    "Flatten": _same(_flatten),
+    "Unsqueeze": _same(_unsqueeze),
+    "Squeeze": _same(_squeeze),
+    "Expand": _same(_expand),
+    "Slice": _same(_slice),
+    "Split": _same(_split),
+    "Gather": _same(_gather),
+    "Concat": _concat,
 }
 
-EVALUABLE_OPS = frozenset({*_OPS, "Cast", "Constant"})
+EVALUABLE_OPS = frozenset({*_OPS, "Constant"})
 
 
-def _result_dtype(node: ir.Node, args: list[Evaluated | None]) -> ir.DataType:
-    if node.op_type == "Cast":
-        return ir.DataType(int(_attr(node, "to")))
-    for entry in args:
-        if entry is not None and entry[1] in FLOAT_TYPES:
-            return entry[1]
-    first = args[0] if args else None
-    return first[1] if first is not None else ir.DataType.FLOAT
-
-
-def evaluate(value: ir.Value, memo: dict[ir.Value, Evaluated] | None = None) -> Evaluated:
-    """Evaluate ``value`` from its constant leaves; float values come back as float64.
-
-    Raises ``ValueError`` when the cone holds an op this module does not know or a leaf that is
-    not constant; the matcher checks both before it calls here.
-    """
-    memo = {} if memo is None else memo
-    if value in memo:
-        return memo[value]
-    const = ir.convenience.get_const_tensor(value)
-    if const is not None and not value.is_graph_input():
-        result = tensor_array(const)
-    else:
-        node = value.producer()
-        if node is None or node.domain not in ("", "ai.onnx") or node.op_type not in EVALUABLE_OPS:
-            raise ValueError(f"cannot evaluate {value.name!r}")
-        args: list[Evaluated | None] = [
-            None if inp is None else evaluate(inp, memo) for inp in node.inputs
-        ]
-        if node.op_type == "Cast":
-            array = _arg(args, 0)
-            dtype = _result_dtype(node, args)
-            if dtype not in FLOAT_TYPES:
-                array = array.astype(dtype.numpy())
-            result = (array, dtype)
-        else:
-            result = (_OPS[node.op_type](node, args), _result_dtype(node, args))
-    memo[value] = result
-    return result
+def _apply(step: _Step, args: Args) -> Evaluated:
+    return _OPS[step.op](step, args)

@@ -23,7 +23,14 @@ from wnpass.onnx.match import Site, find_sites
 from wnpass.onnx.weights import declared_dtype, folded_weight
 from wnpass.report import FoldReport, SiteReport
 
-__all__ = ["FoldResult", "FoldWeightNormPass", "count_nodes", "site_reports"]
+__all__ = [
+    "FoldResult",
+    "FoldWeightNormPass",
+    "count_nodes",
+    "graph_label",
+    "replace_value",
+    "site_reports",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +47,7 @@ def count_nodes(model: ir.Model) -> int:
     return sum(len(graph) for graph in graphs_of(model))
 
 
-def _graph_label(graph: ir.Graph | ir.Function, model: ir.Model) -> str:
+def graph_label(graph: ir.Graph | ir.Function, model: ir.Model) -> str:
     if graph is model.graph:
         return "main"
     if isinstance(graph, ir.Function):
@@ -54,7 +61,7 @@ def _describe(site: Site, model: ir.Model, status: str, name: str) -> SiteReport
     dtype = declared_dtype(site.target)
     return SiteReport(
         name=name,
-        graph=_graph_label(site.graph, model),
+        graph=graph_label(site.graph, model),
         consumers=site.consumers(),
         shape=shape,
         dtype=None if dtype is None else dtype.name.lower(),
@@ -111,9 +118,26 @@ def _remove_dead(nodes: list[ir.Node], leaves: list[ir.Value]) -> int:
 
 
 class FoldWeightNormPass(ir.passes.InPlacePass):
-    """Replace every foldable ``g * v / ||v||`` site by a plain initializer."""
+    """Replace every foldable ``g * v / ||v||`` site by a plain initializer; then, unless
+    ``weight_norm_only``, every weight still computed from constants by layout and cast ops
+    (``FoldWeightConesPass``)."""
+
+    def __init__(self, *, weight_norm_only: bool = False) -> None:
+        super().__init__()
+        self.weight_norm_only = weight_norm_only
 
     def call(self, model: ir.Model) -> FoldResult:
+        result = self._fold_sites(model)
+        if self.weight_norm_only:
+            return result
+        from wnpass.onnx.cones import FoldWeightConesPass
+
+        cones = FoldWeightConesPass()(model)
+        report: FoldReport = result.report
+        report.cones = cones.report.cones  # type: ignore[attr-defined]
+        return FoldResult(model, modified=result.modified or cones.modified, report=report)
+
+    def _fold_sites(self, model: ir.Model) -> FoldResult:
         sites = find_sites(model)
         taken = naming.taken_names(model)
         reports: list[SiteReport] = []
@@ -136,40 +160,43 @@ class FoldWeightNormPass(ir.passes.InPlacePass):
             if not site.target.is_graph_output():  # a graph output keeps its name
                 taken.discard(site.target.name or "")
             report.name = naming.unique(name, taken)
-            report.nodes_removed = self._replace(site, report.name, weight)
+            report.nodes_removed = replace_value(site.graph, site.target, report.name, weight)
             reports.append(report)
             folded += 1
             logger.debug("folded %s (%d nodes removed)", report.name, report.nodes_removed)
         logger.info("folded %d of %d weight-norm sites", folded, len(sites))
         return FoldResult(model, modified=folded > 0, report=FoldReport(sites=reports))
 
-    @staticmethod
-    def _replace(site: Site, name: str, tensor: ir.TensorProtocol) -> int:
-        nodes, leaves = _cone(site.target)
-        graph, target = site.graph, site.target
-        producer = target.producer()
-        assert producer is not None
-        tensor.name = name
-        if isinstance(graph, ir.Function):
-            # Functions have no initializers: the folded weight becomes a Constant node.
-            constant = ir.node("Constant", [], attributes={"value": tensor}, name=f"{name}_const")
-            constant.outputs[0].name = name
-            constant.outputs[0].shape = ir.Shape(tensor.shape.numpy())
-            constant.outputs[0].type = ir.TensorType(tensor.dtype)
-            graph.insert_before(producer, constant)
-            new = constant.outputs[0]
-        else:
-            new = ir.Value(name=name, const_value=tensor)
-            graph.register_initializer(new)
-        if target.is_graph_output():
-            # The graph's interface keeps its output name: the output becomes Identity(weight).
-            output_name = target.name
-            target.name = f"{output_name}.unfolded"
-            identity = ir.node("Identity", [new], name=f"{name}_output")
-            identity.outputs[0].name = output_name
-            identity.outputs[0].shape, identity.outputs[0].type = target.shape, target.type
-            graph.insert_before(producer, identity)
-            target.replace_all_uses_with(identity.outputs[0], replace_graph_outputs=True)
-        else:
-            target.replace_all_uses_with(new)
-        return _remove_dead(nodes, leaves)
+
+def replace_value(
+    graph: ir.Graph | ir.Function, target: ir.Value, name: str, tensor: ir.TensorProtocol
+) -> int:
+    """Replace ``target`` by the constant ``tensor`` named ``name``: an initializer (a
+    ``Constant`` node in a function); remove what became dead; the number of nodes removed."""
+    nodes, leaves = _cone(target)
+    producer = target.producer()
+    assert producer is not None
+    tensor.name = name
+    if isinstance(graph, ir.Function):
+        # Functions have no initializers: the folded weight becomes a Constant node.
+        constant = ir.node("Constant", [], attributes={"value": tensor}, name=f"{name}_const")
+        constant.outputs[0].name = name
+        constant.outputs[0].shape = ir.Shape(tensor.shape.numpy())
+        constant.outputs[0].type = ir.TensorType(tensor.dtype)
+        graph.insert_before(producer, constant)
+        new = constant.outputs[0]
+    else:
+        new = ir.Value(name=name, const_value=tensor)
+        graph.register_initializer(new)
+    if target.is_graph_output():
+        # The graph's interface keeps its output name: the output becomes Identity(weight).
+        output_name = target.name
+        target.name = f"{output_name}.unfolded"
+        identity = ir.node("Identity", [new], name=f"{name}_output")
+        identity.outputs[0].name = output_name
+        identity.outputs[0].shape, identity.outputs[0].type = target.shape, target.type
+        graph.insert_before(producer, identity)
+        target.replace_all_uses_with(identity.outputs[0], replace_graph_outputs=True)
+    else:
+        target.replace_all_uses_with(new)
+    return _remove_dead(nodes, leaves)

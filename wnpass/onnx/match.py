@@ -5,7 +5,10 @@ norm seed (``ReduceL2``, ``ReduceSumSquare``, ``ReduceSum`` of ``v*v`` or ``v**2
 ``LpNormalization``) the matcher walks forward to the root of the product it feeds, then
 flattens that root's ``Mul``/``Div``/``Reciprocal``/``Cast`` tree into factors with exponents
 +1/-1. A site is valid when the factors are exactly ``v^+1 * ||v||^-1 * g^+1`` with the norm
-taken of that same ``v``. This covers every association and operand order (``(v/n)*g``,
+taken of that same ``v``, or ``v^+1 * ||v||^-1`` alone: the gain-less form (``F.normalize`` of
+a weight, cosine classifiers, normalized codebooks), folded alike and reported as such. A
+gain-less ``x / ||x||`` whose ``x`` is not computed from constants normalizes an activation and
+is no site at all. This covers every association and operand order (``(v/n)*g``,
 ``v*(g/n)``, ``(g*v)/n``, ``g*v*(1/n)`` ...) with one rule.
 
 The norm factor is recognised by ``wnpass.onnx.norms`` (every way of writing ``||v||``). ``v``
@@ -34,7 +37,7 @@ from wnpass.onnx.norms import (
     sum_of_squares_source,
 )
 
-__all__ = ["Site", "find_sites"]
+__all__ = ["Site", "describe_consumer", "find_sites"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,21 +70,27 @@ class Site:
     norm: Norm | None = None
     layout: tuple[str, ...] = ()
     reason: str | None = None  # why it cannot be folded; None when it can
-    # The product's factors as they appear in the graph: v (maybe behind a Cast), g, the norm
+    # The product's factors as they appear in the graph: v (maybe behind a Cast), g (None for
+    # the gain-less form ``v / ||v||``), the norm
     # value (None for LpNormalization, whose norm is implicit), and whether that value divides
     # (``||v||``) or multiplies (``||v||**-1``, as in ``Pow(sumsq, -0.5)``).
-    factors: tuple[ir.Value, ir.Value, ir.Value | None, bool] | None = None
+    factors: tuple[ir.Value, ir.Value | None, ir.Value | None, bool] | None = None
 
     @property
     def foldable(self) -> bool:
         return self.reason is None
 
     @property
+    def gainless(self) -> bool:
+        """``w = v / ||v||``: no gain (F.normalize of a weight, normalized codebooks)."""
+        return self.factors is not None and self.factors[1] is None
+
+    @property
     def form(self) -> str:
         """A short description of how the site is written."""
         if self.norm is None:
             return "?"
-        parts = [self.norm.kind]
+        parts = ["gain-less", self.norm.kind] if self.gainless else [self.norm.kind]
         if self.norm.eps is not None:
             parts.append(f"eps={self.norm.eps:g}")
         if self.layout:
@@ -126,13 +135,14 @@ class Site:
                 if node.op_type in _REPORT_THROUGH:
                     stack.extend(node.outputs)
                 else:
-                    found.append(_describe_consumer(node, use.idx))
+                    found.append(describe_consumer(node, use.idx))
         if self.target.is_graph_output():
             found.append("graph output")
         return sorted(set(found))
 
 
-def _describe_consumer(node: ir.Node, index: int) -> str:
+def describe_consumer(node: ir.Node, index: int) -> str:
+    """How the report names the op that reads a weight as its input ``index``."""
     if node.op_type == "Gemm":
         trans = "transB" if index == 1 else "transA"
         attr = node.attributes.get(trans)
@@ -160,59 +170,70 @@ class _Factor:
 
 
 def _factors(value: ir.Value, exponent: int, out: list[_Factor]) -> str | None:
-    """Flatten the product tree under ``value`` into ``out``; a reason string on failure."""
-    node = value.producer()
-    standard = node is not None and node.domain in ("", "ai.onnx")
-    if standard and node is not None:
-        op, inputs = node.op_type, node.inputs
-        if op in ("Mul", "Div") and len(inputs) == 2 and None not in inputs:
-            a, b = inputs
-            assert a is not None and b is not None
-            return _factors(a, exponent, out) or _factors(
-                b, exponent if op == "Mul" else -exponent, out
-            )
-        if op == "Reciprocal" and inputs[0] is not None:
-            return _factors(inputs[0], -exponent, out)
-        if op in ("Cast", "Identity") and producer(
-            inputs[0], "Mul", "Div", "Reciprocal", "LpNormalization"
-        ):
-            assert inputs[0] is not None
-            return _factors(inputs[0], exponent, out)
-        if op == "LpNormalization" and inputs[0] is not None:
-            if attr_int(node, "p", 2) != 2:
-                return "LpNormalization with p != 2 is not a weight norm"
-            v = strip_cast(inputs[0])
-            axis = attr_int(node, "axis", -1)
-            out.append(_Factor("leaf", inputs[0], exponent))
-            out.append(_Factor("norm", v, -exponent, Norm(v, (axis,), "LpNormalization(p=2)")))
-            return None
-    norm = as_norm(value)
-    if isinstance(norm, str):
-        return norm
-    if norm is not None:
-        out.append(_Factor("norm", value, exponent * norm[1], norm[0], divides=exponent < 0))
-    else:
-        out.append(_Factor("leaf", value, exponent))
+    """Flatten the product tree under ``value`` into ``out``; a reason string on failure.
+
+    Iterative (a worklist, not recursion), in the order a recursive walk would visit.
+    """
+    stack = [(value, exponent)]
+    while stack:
+        value, exponent = stack.pop()
+        node = value.producer()
+        if node is not None and node.domain in ("", "ai.onnx"):
+            op, inputs = node.op_type, node.inputs
+            if op in ("Mul", "Div") and len(inputs) == 2 and None not in inputs:
+                a, b = inputs
+                assert a is not None and b is not None
+                stack.append((b, exponent if op == "Mul" else -exponent))
+                stack.append((a, exponent))
+                continue
+            if op == "Reciprocal" and inputs[0] is not None:
+                stack.append((inputs[0], -exponent))
+                continue
+            if op in ("Cast", "Identity") and producer(
+                inputs[0], "Mul", "Div", "Reciprocal", "LpNormalization"
+            ):
+                assert inputs[0] is not None
+                stack.append((inputs[0], exponent))
+                continue
+            if op == "LpNormalization" and inputs[0] is not None:
+                if attr_int(node, "p", 2) != 2:
+                    return "LpNormalization with p != 2 is not a weight norm"
+                v = strip_cast(inputs[0])
+                axis = attr_int(node, "axis", -1)
+                out.append(_Factor("leaf", inputs[0], exponent))
+                out.append(_Factor("norm", v, -exponent, Norm(v, (axis,), "LpNormalization(p=2)")))
+                continue
+        norm = as_norm(value)
+        if isinstance(norm, str):
+            return norm
+        if norm is not None:
+            out.append(_Factor("norm", value, exponent * norm[1], norm[0], divides=exponent < 0))
+        else:
+            out.append(_Factor("leaf", value, exponent))
     return None
 
 
 def _constant_reason(value: ir.Value, role: str) -> str | None:
     """Why ``value`` (through pass-through ops) is not a constant; None when it is."""
-    while True:
-        if value.is_graph_input():
-            return f"{role} '{value.name}' is a graph input"
-        if ir.convenience.get_const_tensor(value) is not None:
-            return None
-        node = producer(value, *_CONST_PASSTHROUGH)
-        if node is None:
-            source = value.producer()
-            what = "a graph input" if source is None else f"computed by {source.op_type}"
-            return f"{role} '{value.name}' is not a constant ({what})"
-        for extra in node.inputs[1:]:
-            if extra is not None and _constant_reason(extra, f"{role} shape") is not None:
-                return f"{role} '{value.name}' is reshaped by a non-constant"
-        assert node.inputs[0] is not None
-        value = node.inputs[0]
+    # (value, role, what to say instead when it fails: for the shape inputs of reshapes)
+    work: list[tuple[ir.Value, str, str | None]] = [(value, role, None)]
+    while work:
+        value, what, instead = work.pop()
+        while True:
+            if value.is_graph_input():
+                return instead or f"{what} '{value.name}' is a graph input"
+            if ir.convenience.get_const_tensor(value) is not None:
+                break
+            node = producer(value, *_CONST_PASSTHROUGH)
+            if node is None:
+                source = value.producer()
+                how = "a graph input" if source is None else f"computed by {source.op_type}"
+                return instead or f"{what} '{value.name}' is not a constant ({how})"
+            reshaped = instead or f"{what} '{value.name}' is reshaped by a non-constant"
+            work.extend((extra, what, reshaped) for extra in node.inputs[1:] if extra is not None)
+            assert node.inputs[0] is not None
+            value = node.inputs[0]
+    return None
 
 
 def _cone_reason(value: ir.Value) -> str | None:
@@ -282,10 +303,11 @@ def _others_constant(node: ir.Node, index: int) -> bool:
     )
 
 
-def _is_constant_cone(value: ir.Value) -> bool:
-    """Whether ``value`` is computed from constants only (no graph input, no outer value)."""
+def _is_constant_cone(value: ir.Value, overridable: bool = False) -> bool:
+    """Whether ``value`` is computed from constants only (no graph input, no outer value);
+    with ``overridable``, initializers that a graph input can override count as constants."""
     for current in walk_cone(value):
-        if current.is_graph_input():
+        if current.is_graph_input() and not (overridable and current.const_value is not None):
             return False
         if not current.is_initializer() and current.producer() is None:
             return False  # an outer-scope value that is not an initializer
@@ -313,7 +335,8 @@ def _layout_chain(root: ir.Value) -> tuple[ir.Value, tuple[str, ...]]:
     return value, tuple(ops)
 
 
-def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site:
+def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
+    """The site at ``root``; None when it is no weight (``x / ||x||`` of a run-time value)."""
     site = Site(graph=graph, root=root, target=root)
     if isinstance(graph, ir.Function) and (reason := _cone_reason(root)) is not None:
         site.reason = reason  # attribute references must not be read as values below
@@ -341,15 +364,18 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site:
     if not others and (gain := _runtime_gain(root)) is not None:
         site.reason = _constant_reason(gain, "g")  # v / ||v|| times a value fed at run time
         return site
-    if len(others) != 1 or others[0].exponent != 1:
-        site.reason = "unsupported form: expected one gain g multiplying v / ||v||"
+    if len(others) > 1 or (others and others[0].exponent != 1):
+        site.reason = "unsupported form: expected at most one gain g multiplying v / ||v||"
         return site
-    site.g = strip_cast(others[0].value)
+    gain_leaf = others[0].value if others else None
+    if gain_leaf is None and not _is_constant_cone(norm.v, overridable=True):
+        return None  # x / ||x|| of an activation: a normalization, not a weight
+    site.g = None if gain_leaf is None else strip_cast(gain_leaf)
     norm_value = None if norm.kind.startswith("LpNormalization") else norms[0].value
-    site.factors = (numerators[0].value, others[0].value, norm_value, norms[0].divides)
+    site.factors = (numerators[0].value, gain_leaf, norm_value, norms[0].divides)
     site.reason = (
         _constant_reason(norm.v, "v")
-        or _constant_reason(others[0].value, "g")
+        or (None if gain_leaf is None else _constant_reason(gain_leaf, "g"))
         or _cone_reason(root)
     )
     if site.reason is None:
@@ -373,6 +399,9 @@ def find_sites(model: ir.Model) -> list[Site]:
                 roots.setdefault(root)
         for root in roots:
             site = _analyse(graph, root)
+            if site is None:
+                logger.debug("%s normalizes a run-time value; not a weight", root.name)
+                continue
             logger.debug("site %s: %s", root.name, site.reason or "foldable")
             sites.append(site)
     return sites

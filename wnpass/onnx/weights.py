@@ -1,13 +1,14 @@
 """The folded weight of a site: checked up front, computed once, rounded once.
 
-For the common form (``g``, ``v`` and an explicit norm that keeps v's rank, multiplying straight
-into the value that is replaced), the checks need only the small tensors: ``||v||`` (one pass
-over v, no copy) and ``g``. A finite, non-zero norm means v is finite; and since each element
-lies in its own unit, ``|v_i| <= ||v||`` bounds ``|w|`` by ``|g|``, so overflow is decided by g
-alone. The product itself is then deferred to an
+For the common form (``v``, an optional gain ``g`` and an explicit norm that keeps v's rank,
+multiplying straight into the value that is replaced), the checks need only the small
+tensors: ``||v||`` (one pass over v, no copy) and ``g``. A finite, non-zero norm means v is
+finite; and since each element lies in its own unit, ``|v_i| <= ||v||`` bounds ``|w|`` by
+``|g|``, so overflow is decided by g alone. The product itself is then deferred to an
 ``ir.LazyTensor``, computed when the model is written, one weight at a time, so a model larger
 than memory folds in bounded memory. Every other form is evaluated eagerly by the general
-float64 evaluator and checked on its result.
+evaluator (``evaluate``: the graph's Casts and integer semantics exactly, float arithmetic in
+float64) and checked on its result; anything it cannot do exactly declines the site.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import onnx_ir as ir
 from wnpass.onnx import evaluate as ev
 from wnpass.onnx.match import Site
 
-__all__ = ["declared_dtype", "folded_weight"]
+__all__ = ["declared_dtype", "folded_weight", "release"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def declared_dtype(value: ir.Value) -> ir.DataType | None:
     return value.dtype
 
 
-def _release(tensor: ir.TensorProtocol | None) -> None:
+def release(tensor: ir.TensorProtocol | None) -> None:
     """Unmap an external tensor after reading it, so its pages leave the resident set."""
     if isinstance(tensor, ir.ExternalTensor):
         try:
@@ -51,28 +52,44 @@ def _release(tensor: ir.TensorProtocol | None) -> None:
             logger.debug("%s is still in use; not unmapped yet", tensor.name)
 
 
+def _exact_view(value: ir.Value, source: ir.Value) -> bool:
+    """Whether ``value`` is ``source`` behind Identity and exactly widening float Casts."""
+    while value is not source:
+        node = value.producer()
+        if node is None or node.domain not in ("", "ai.onnx") or not node.inputs:
+            return False
+        inner = node.inputs[0]
+        if inner is None or node.op_type not in ("Cast", "Identity"):
+            return False
+        if node.op_type == "Cast":
+            before = declared_dtype(inner)
+            after = ir.DataType(int(node.attributes["to"].value))
+            if before not in ev.FLOAT_TYPES or not ev.widens_exactly(before, after):
+                return False
+        value = inner
+    return True
+
+
 def _deferred_product(site: Site) -> ir.TensorProtocol | str | None:
     """``v * (g / ||v||)`` as a lazy tensor after the up-front checks; None: not this form."""
     if site.factors is None or site.factors[2] is None or site.target is not site.root:
         return None
-    if site.norm is None or site.norm.layout:
+    if site.norm is None or site.norm.layout or site.v is None:
         return None
     dtype = declared_dtype(site.root)
     if dtype not in _NUMPY_FLOATS:
         return None
-    _, g_leaf, norm_value, divides = site.factors
-    assert norm_value is not None and site.v is not None
-    # The numerator is v behind Casts at most, and the evaluator treats float Casts as
-    # identities: the product reads v's tensor itself (the graph around it is gone by then).
-    v_tensor = ir.convenience.get_const_tensor(site.v)
-    if v_tensor is None:
+    numerator, g_leaf, norm_value, divides = site.factors
+    assert norm_value is not None
+    # The product reads v's tensor itself (the graph around it is gone by then), so the
+    # numerator must be v unchanged: behind Identity or Casts that widen exactly, at most.
+    v_tensor = ev.const_leaf(site.v)
+    if v_tensor is None or not _exact_view(numerator, site.v):
         return None
-    memo: dict[ir.Value, ev.Evaluated] = {}
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        g = ev.evaluate(g_leaf, memo)[0]
-        norm = ev.evaluate(norm_value, memo)[0]
-        memo.clear()  # drop the views of v before unmapping it
-        _release(v_tensor)
+        g = np.ones((), ev.F64) if g_leaf is None else ev.evaluate(g_leaf)[0]
+        norm = ev.evaluate(norm_value)[0]
+        release(v_tensor)
         if not np.all(np.isfinite(g)):
             return "g holds NaN or Inf"
         # ``norm`` is ||v|| when it divides, ||v||**-1 (rsqrt of the sum of squares) otherwise
@@ -97,24 +114,27 @@ def _deferred_product(site: Site) -> ir.TensorProtocol | str | None:
         out = np.empty(shape, dtype=dtype.numpy())
         np.multiply(v, scale, out=out, dtype=ev.F64, casting="unsafe")
         del v
-        _release(v_tensor)
+        release(v_tensor)
         return ir.Tensor(out, dtype=dtype)
 
     return ir.LazyTensor(compute, dtype=dtype, shape=ir.Shape(shape))
 
 
 def _evaluated(site: Site) -> ir.TensorProtocol | str:
-    """The general path: evaluate the whole cone in float64, round once, check the result."""
-    memo: dict[ir.Value, ev.Evaluated] = {}
+    """The general path: evaluate the whole cone, round once, check the result."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        array, dtype = ev.evaluate(site.target, memo)
-        rounded = ev.round_to(array, declared_dtype(site.target) or dtype)
-    dtype = ir.DataType.from_numpy(rounded.dtype)
+        array, dtype = ev.evaluate(site.target)
+        if (declared := declared_dtype(site.target)) is not None and declared != dtype:
+            return f"the graph says {declared.name.lower()} where it computes {dtype.name.lower()}"
+        rounded = ev.round_to(array, dtype)
+    del array
+    if dtype not in ev.FLOAT_TYPES:
+        return f"the weight is {dtype.name.lower()}, not a float"
     if np.all(np.isfinite(rounded)):
         return ir.Tensor(rounded, dtype=dtype)
-    assert site.v is not None and site.g is not None
+    assert site.v is not None
     for role, value in (("v", site.v), ("g", site.g)):
-        if not np.all(np.isfinite(ev.evaluate(value, memo)[0])):
+        if value is not None and not np.all(np.isfinite(ev.evaluate(value)[0])):
             return f"{role} holds NaN or Inf"
     if np.any(np.isnan(rounded)):
         return ZERO_NORM
@@ -126,5 +146,9 @@ def folded_weight(site: Site) -> ir.TensorProtocol | str:
     try:
         deferred = _deferred_product(site)
         return deferred if deferred is not None else _evaluated(site)
+    except ev.NotExact as error:  # an op, dtype or size the evaluator does not do exactly
+        return str(error)
     except (ValueError, IndexError, TypeError) as error:  # shapes that do not fit, bad reshapes
         return f"cannot be computed: {error}"
+    except MemoryError:
+        return "cannot be computed: out of memory"

@@ -1,0 +1,407 @@
+"""The constant evaluator does what the graph does: Casts round, integers are integers, and
+whatever it cannot do exactly is declined with its reason (never approximated, never a
+MemoryError or a RecursionError).
+
+The differential test builds random constant subgraphs of layout ops, Casts, integer
+arithmetic and single float operations and checks that wnpass's evaluator and ONNX's reference
+evaluator agree bit for bit wherever wnpass says it can evaluate them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper
+from onnx.reference import ReferenceEvaluator
+
+from tests.helpers import onnx_model, rand, run
+from wnpass import fold_onnx
+from wnpass.onnx.evaluate import MAX_ELEMENTS, NotExact, evaluate, round_to
+
+HEADER = '<ir_version: 8, opset_import: ["" : 18]>'
+HEADER17 = '<ir_version: 8, opset_import: ["" : 17]>'  # ReduceL2 axes as an attribute
+
+
+def _evaluate(model: onnx.ModelProto) -> np.ndarray:
+    """wnpass's value of the model's first output, rounded as it would be stored."""
+    ir_model = ir.serde.deserialize_model(model)
+    array, dtype = evaluate(ir_model.graph.outputs[0])
+    return round_to(array, dtype)
+
+
+def _constant_model(text: str, **initializers: np.ndarray) -> onnx.ModelProto:
+    return onnx_model(f"{HEADER}\n{text}", None, True, **initializers)
+
+
+# ---------------------------------------------------------------- casts
+
+
+def test_cast_to_float16_and_back_on_v_is_honoured() -> None:
+    """Issue 9: a Cast float32 -> float16 -> float32 on v rounds v to float16 first."""
+    v, g = rand(3, 4) * 1000, np.abs(rand(3, 1)) + 0.5
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            h = Cast <to = 10> (v)
+            vf = Cast <to = 1> (h)
+            n = ReduceL2 <axes = [1]> (vf)
+            d = Div(vf, n)
+            w = Mul(d, g)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, v=v, g=g)
+    folded, report = fold_onnx(model)
+    assert isinstance(folded, onnx.ModelProto) and report.folded == 1
+    v16 = v.astype(np.float16).astype(np.float64)
+    expected = (g * v16 / np.linalg.norm(v16, axis=1, keepdims=True)).astype(np.float32)
+    weight = onnx.numpy_helper.to_array(folded.graph.initializer[0])
+    np.testing.assert_array_equal(weight, expected)
+    assert not np.array_equal(weight, (g * v / np.linalg.norm(v, axis=1, keepdims=True)))
+    x = rand(2, 4)
+    np.testing.assert_allclose(run(folded, {"x": x})[0], run(model, {"x": x})[0], rtol=1e-5)
+
+
+def test_narrowing_cast_of_a_product_rounds_once() -> None:
+    """float32 arithmetic cast to float16: the float64 value rounded once to float16."""
+    a = np.array([1 + 2**-11 + 2**-30, 3.0], np.float64).astype(np.float32)
+    model = _constant_model(
+        "agraph () => (float16[2] y) { p = Mul(a, b)\n y = Cast <to = 10> (p) }",
+        a=a,
+        b=np.array([1.0, 1.0], np.float32),
+    )
+    np.testing.assert_array_equal(_evaluate(model), a.astype(np.float64).astype(np.float16))
+
+
+@pytest.mark.parametrize(
+    ("values", "to", "reason"),
+    [
+        (np.array([np.nan], np.float32), TensorProto.INT32, "NaN or Inf"),
+        (np.array([3e9], np.float32), TensorProto.INT32, "out of its range"),
+        (np.array([300], np.int32), TensorProto.UINT8, "out of its range"),
+        (np.array([2**60], np.int64), TensorProto.FLOAT, "beyond 2\\*\\*53"),
+        (np.array(["a"], object), TensorProto.FLOAT, "string"),
+    ],
+)
+def test_casts_that_are_not_exact_are_declined(values: np.ndarray, to: int, reason: str) -> None:
+    ir_model = ir.serde.deserialize_model(
+        helper.make_model(
+            helper.make_graph(
+                [helper.make_node("Cast", ["c"], ["y"], to=to)],
+                "g",
+                [],
+                [helper.make_tensor_value_info("y", to, None)],
+                [onnx.numpy_helper.from_array(values, "c")],
+            ),
+            opset_imports=[helper.make_opsetid("", 18)],
+        )
+    )
+    with pytest.raises(NotExact, match=reason):
+        evaluate(ir_model.graph.outputs[0])
+
+
+def test_float_to_int_cast_truncates_toward_zero() -> None:
+    model = _constant_model(
+        "agraph () => (int32[4] y) { y = Cast <to = 6> (c) }",
+        c=np.array([2.7, -2.7, 0.5, -0.5], np.float32),
+    )
+    np.testing.assert_array_equal(_evaluate(model), np.array([2, -2, 0, 0], np.int32))
+
+
+# ---------------------------------------------------------------- integers
+
+
+def test_integer_division_truncates_toward_zero() -> None:
+    model = _constant_model(
+        "agraph () => (int64[4] y) { y = Div(a, b) }",
+        a=np.array([7, -7, 7, -7], np.int64),
+        b=np.array([2, 2, -2, -2], np.int64),
+    )
+    np.testing.assert_array_equal(_evaluate(model), np.array([3, -3, -3, 3], np.int64))
+
+
+def test_integers_are_not_computed_in_float64() -> None:
+    """2**53 + 1 is not a float64: integer arithmetic must not pass through one."""
+    big = np.array([2**52 + 1], np.int64)
+    model = _constant_model("agraph () => (int64[1] y) { y = Mul(a, b) }", a=big, b=np.array([2]))
+    with pytest.raises(NotExact, match="beyond 2\\*\\*53"):
+        _evaluate(model)
+    small = _constant_model(
+        "agraph () => (int64[1] y) { y = Add(a, b) }", a=np.array([2**40]), b=np.array([1])
+    )
+    np.testing.assert_array_equal(_evaluate(small), np.array([2**40 + 1]))
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("y = Mul(a, a)", "overflows int8"),
+        ("y = Div(a, z)", "division by zero"),
+        ("y = Sqrt(f)", "Sqrt on int8"),
+        ("y = ReduceSum(a)", "ReduceSum on int8"),
+        ("y = Sin(g)", "Sin in the weight computation is not supported"),
+    ],
+)
+def test_what_is_not_modelled_exactly_is_declined(text: str, reason: str) -> None:
+    model = onnx_model(
+        f"{HEADER}\nagraph () => (int8[2] y) {{ f = Identity(a)\n {text} }}",
+        check=False,
+        a=np.array([100, -100], np.int8),
+        z=np.array([1, 0], np.int8),
+        g=np.array([1.0, 2.0], np.float32),
+    )
+    with pytest.raises(NotExact, match=reason):
+        _evaluate(model)
+
+
+def test_float16_overflow_inside_the_graph_is_declined() -> None:
+    """The graph computes inf where float16 overflows; float64 would not: decline."""
+    model = _constant_model(
+        "agraph () => (float16[1] y) { y = Mul(a, a) }", a=np.array([1000], np.float16)
+    )
+    with pytest.raises(NotExact, match="overflows float16"):
+        _evaluate(model)
+
+
+# ---------------------------------------------------------------- sizes and chains
+
+
+def test_huge_declared_shapes_are_declined_not_allocated() -> None:
+    shape = np.array([1 << 20, 1 << 20, 4], np.int64)
+    model = _constant_model(
+        "agraph () => (float[?, ?, 4] y) { y = Expand(c, s) }", c=rand(1, 1, 4), s=shape
+    )
+    with pytest.raises(NotExact, match=f"more than {MAX_ELEMENTS}"):
+        _evaluate(model)
+
+
+def test_huge_expand_in_front_of_a_weight_is_declined_by_the_fold() -> None:
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 1073741824] y) {{
+            e = Expand(w, s)
+            y = MatMul(x, e)
+        }}
+    """
+    model = onnx_model(text, w=rand(1, 1), s=np.array([4, 1 << 30], np.int64))
+    _, report = fold_onnx(model)
+    (cone,) = report.cones
+    assert cone.status == "declined" and "more than" in (cone.reason or "")
+
+
+def _identity_chain(start: str, end: str, length: int) -> str:
+    names = [start, *[f"{start}_{i}" for i in range(length - 1)], end]
+    return "\n".join(f"{b} = Identity({a})" for a, b in itertools.pairwise(names))
+
+
+def test_a_3000_node_chain_folds_without_recursion() -> None:
+    """Graph walks are iterative: a weight-norm site behind 3000 Identity nodes folds."""
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            {_identity_chain("v", "vi", 3000)}
+            n = ReduceL2 <axes = [1]> (vi)
+            d = Div(vi, n)
+            w = Mul(d, g)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    v, g = rand(3, 4), np.abs(rand(3, 1)) + 0.5
+    model = onnx_model(text, check=False, v=v, g=g)
+    folded, report = fold_onnx(model)
+    assert isinstance(folded, onnx.ModelProto)
+    assert report.folded == 1 and [n.op_type for n in folded.graph.node] == ["Gemm"]
+    weight = onnx.numpy_helper.to_array(folded.graph.initializer[0])
+    v64 = v.astype(np.float64)
+    expected = (g * v64 / np.linalg.norm(v64, axis=1, keepdims=True)).astype(np.float32)
+    np.testing.assert_array_equal(weight, expected)
+
+
+def test_a_3000_node_layout_chain_in_front_of_a_weight_folds() -> None:
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            {_identity_chain("w", "wt", 3000)}
+            y = MatMul(x, wt)
+        }}
+    """
+    w = rand(4, 3)
+    folded, report = fold_onnx(onnx_model(text, check=False, w=w))
+    assert isinstance(folded, onnx.ModelProto)
+    assert report.cones_folded == 1 and [n.op_type for n in folded.graph.node] == ["MatMul"]
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(folded.graph.initializer[0]), w)
+
+
+# ---------------------------------------------------------------- differential
+
+
+DTYPES = {
+    "float32": TensorProto.FLOAT,
+    "float16": TensorProto.FLOAT16,
+    "float64": TensorProto.DOUBLE,
+    "int32": TensorProto.INT32,
+    "int64": TensorProto.INT64,
+    "int8": TensorProto.INT8,
+    "uint8": TensorProto.UINT8,
+    "bool": TensorProto.BOOL,
+}
+FLOATS = ("float16", "float32", "float64")
+NUMERIC = [d for d in DTYPES if d != "bool"]
+OPS = [  # Cast four times: chains of Casts are where rounding goes wrong
+    "Cast", "Cast", "Cast", "Cast", "Transpose", "Reshape", "Unsqueeze", "Squeeze", "Slice",
+    "Concat", "Gather", "Split", "Expand", "Identity", "Add", "Sub", "Mul", "Div", "Max", "Min",
+]  # fmt: skip
+INT64_MAX = np.iinfo(np.int64).max
+
+
+class _Builder:
+    """A random constant graph: nodes, initializers, and each value's shape, dtype and whether
+    it holds an unrounded float result (one float operation whose rounding is still to come)."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.values: list[tuple[str, tuple[int, ...], str, bool]] = []
+
+    def constant(self, array: np.ndarray) -> str:
+        name = f"c{len(self.initializers)}"
+        self.initializers.append(onnx.numpy_helper.from_array(array, name))
+        return name
+
+    def data(self, shape: tuple[int, ...], dtype: str, nonzero: bool = False) -> np.ndarray:
+        if dtype in FLOATS:
+            array = self.rng.standard_normal(shape) * 8
+            if nonzero:
+                array = np.where(np.abs(array) < 0.5, 1.5, array)
+            return array.astype(dtype)
+        low, high = (1, 6) if nonzero else (-20, 20)
+        if dtype == "uint8":
+            low = max(low, 0)
+        return self.rng.integers(low, high, shape).astype(dtype)
+
+    def add(self, op: str, inputs: list[str], shape: tuple[int, ...], dtype: str,
+            pending: bool = False, outputs: int = 1, index: int = 0,
+            **attrs: Any) -> None:  # fmt: skip
+        k = len(self.nodes)
+        names = [f"t{k}_{i}" for i in range(outputs)]
+        self.nodes.append(helper.make_node(op, inputs, names, **attrs))
+        self.values.append((names[index], shape, dtype, pending))
+
+
+def _step(b: _Builder, draw: st.DrawFn) -> None:
+    chain = draw(st.integers(0, 3)) > 0  # mostly build on the latest value: long chains
+    name, shape, dtype, pending = b.values[-1] if chain else draw(st.sampled_from(b.values))
+    rank = len(shape)
+    new: tuple[int, ...]
+    op = draw(st.sampled_from(OPS))
+    if op == "Cast":
+        to = draw(st.sampled_from(list(DTYPES)))
+        narrowing = to in FLOATS and dtype in FLOATS and FLOATS.index(to) < FLOATS.index(dtype)
+        if pending and narrowing:  # double rounding vs one: the documented difference
+            return
+        b.add("Cast", [name], shape, to, to=DTYPES[to])
+    elif op == "Transpose":
+        perm = draw(st.permutations(range(rank)))
+        b.add(op, [name], tuple(shape[p] for p in perm), dtype, pending, perm=list(perm))
+    elif op == "Reshape":
+        target = [-1] if rank < 2 else [0, -1]
+        new = (int(np.prod(shape)),) if rank < 2 else (shape[0], int(np.prod(shape[1:])))
+        b.add(op, [name, b.constant(np.array(target, np.int64))], new, dtype, pending)
+    elif op == "Unsqueeze":
+        axis = draw(st.integers(-rank - 1, rank))
+        dims = list(shape)
+        dims.insert(axis % (rank + 1), 1)
+        b.add(op, [name, b.constant(np.array([axis], np.int64))], tuple(dims), dtype, pending)
+    elif op == "Squeeze":
+        ones = [i for i, d in enumerate(shape) if d == 1]
+        if not ones or rank == 1:
+            return
+        axis = draw(st.sampled_from(ones))
+        new = shape[:axis] + shape[axis + 1 :]
+        b.add(op, [name, b.constant(np.array([axis], np.int64))], new, dtype, pending)
+    elif op == "Slice":
+        axis = draw(st.integers(0, rank - 1))
+        dim = shape[axis]
+        ends = st.one_of(st.integers(-dim - 2, dim + 2), st.sampled_from([INT64_MAX, -INT64_MAX]))
+        start, end = draw(st.integers(-dim - 2, dim + 2)), draw(ends)
+        step = draw(st.sampled_from([1, 2, -1, -2]))
+        size = len(range(dim)[slice(start, end, step)]) if abs(end) < INT64_MAX else None
+        if size is None:
+            size = len(range(dim)[slice(start, None, step)])
+        if size == 0:
+            return
+        consts = [b.constant(np.array([v], np.int64)) for v in (start, end, axis, step)]
+        new = (*shape[:axis], size, *shape[axis + 1 :])
+        b.add(op, [name, *consts], new, dtype, pending)
+    elif op == "Concat":
+        axis = draw(st.integers(-rank, rank - 1))
+        dims = list(shape)
+        dims[axis] *= 2
+        b.add(op, [name, name], tuple(dims), dtype, pending, axis=axis)
+    elif op == "Gather":
+        axis = draw(st.integers(0, rank - 1))
+        dim = shape[axis]
+        count = draw(st.integers(1, 3))
+        indices = b.constant(b.rng.integers(-dim, dim, count).astype(np.int64))
+        new = (*shape[:axis], count, *shape[axis + 1 :])
+        b.add(op, [name, indices], new, dtype, pending, axis=axis)
+    elif op == "Split":
+        axis = draw(st.integers(0, rank - 1))
+        if shape[axis] < 2:
+            return
+        index = draw(st.integers(0, 1))
+        sizes = [1, shape[axis] - 1]
+        new = (*shape[:axis], sizes[index], *shape[axis + 1 :])
+        split = b.constant(np.array(sizes, np.int64))
+        b.add(op, [name, split], new, dtype, pending, outputs=2, index=index, axis=axis)
+    elif op == "Expand":
+        b.add(op, [name, b.constant(np.array([2, *shape], np.int64))], (2, *shape), dtype, pending)
+    elif op == "Identity":
+        b.add(op, [name], shape, dtype, pending)
+    else:  # binary arithmetic and Max/Min against a fresh constant of the same type
+        if dtype == "bool" or (pending and op not in ("Max", "Min")):
+            return
+        other = b.constant(b.data(shape, dtype, nonzero=op == "Div"))
+        is_float = dtype in FLOATS
+        b.add(op, [name, other], shape, dtype, pending or (is_float and op not in ("Max", "Min")))
+
+
+@st.composite
+def constant_graphs(draw: st.DrawFn) -> onnx.ModelProto:
+    b = _Builder(draw(st.integers(0, 2**32 - 1)))
+    for _ in range(draw(st.integers(1, 2))):
+        shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+        dtype = draw(st.sampled_from(NUMERIC))
+        name = b.constant(b.data(shape, dtype))
+        b.values.append((name, shape, dtype, False))
+    for _ in range(draw(st.integers(1, 7))):
+        _step(b, draw)
+    name, shape, dtype, _ = b.values[-1]
+    output = helper.make_tensor_value_info(name, DTYPES[dtype], list(shape))
+    graph = helper.make_graph(b.nodes, "random", [], [output], b.initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(constant_graphs())
+def test_wnpass_and_the_onnx_reference_agree_bit_for_bit(model: onnx.ModelProto) -> None:
+    onnx.checker.check_model(model)
+    note(onnx.printer.to_text(model.graph))
+    with np.errstate(all="ignore"):
+        (expected,) = ReferenceEvaluator(model).run(None, {})
+    try:
+        actual = _evaluate(model)
+    except NotExact as error:  # declined: nothing is folded, so nothing can be wrong
+        note(f"declined: {error}")
+        return
+    expected = np.asarray(expected)
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    assert actual.tobytes() == expected.tobytes(), (actual, expected)

@@ -1,0 +1,306 @@
+"""Fold constant weight cones into initializers: ``FoldWeightConesPass``.
+
+The rule: a weight input of ``Conv``, ``ConvTranspose``, ``Gemm``, ``MatMul``, ``LSTM``, ``GRU``,
+``RNN`` (weights and biases) or the table of an embedding ``Gather`` (its indices fed at run
+time) that is not an initializer but is computed from constants by layout and cast ops only
+(``Transpose``, ``Reshape``, ``Flatten``, ``Squeeze``/``Unsqueeze``, ``Slice``, ``Concat``,
+``Split``, ``Gather`` with constant indices, ``Cast``, ``Identity``, ``Expand``, ``Constant``)
+is replaced by one initializer holding exactly the tensor the graph computes: these ops move,
+select or convert elements, and the evaluator (``evaluate``) does each the way ONNX does, so
+the result is bit for bit the graph's. Exporters leave such cones in front of weights (the
+dynamo exporter reorders LSTM gates with ``Slice``/``Concat``/``Unsqueeze`` and puts
+``Transpose(W)`` before ``MatMul``); ONNX Runtime's quantizer only quantizes initializers.
+
+A weight used by several consumers becomes one tensor. It is named after the constant it
+comes from (``lstm.weight_hh_l0``; several: ``lstm.bias_ih_l0+bias_hh_l0``), that name itself
+when the constant goes away with the cone. A large weight is computed when the model is
+written (an ``ir.LazyTensor``), one at a time, like a folded weight-norm site. A computed
+weight with any other op in its cone, or one the evaluator cannot do exactly, is left as it
+is and reported ``declined`` with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx_ir as ir
+
+from wnpass.onnx import evaluate as ev
+from wnpass.onnx import naming
+from wnpass.onnx.fold import FoldResult, graph_label, replace_value
+from wnpass.onnx.graphs import graphs_of
+from wnpass.onnx.match import Site, describe_consumer
+from wnpass.onnx.weights import declared_dtype, release
+from wnpass.report import ConeReport, FoldReport, SiteReport
+
+__all__ = [
+    "CONE_OPS",
+    "WEIGHT_INPUTS",
+    "Cone",
+    "FoldWeightConesPass",
+    "cone_reports",
+    "find_cones",
+    "site_targets",
+]
+
+logger = logging.getLogger(__name__)
+
+# op -> the inputs that hold weights (and biases)
+WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
+    "Conv": (1, 2),
+    "ConvTranspose": (1, 2),
+    "Gemm": (0, 1, 2),
+    "MatMul": (0, 1),
+    "LSTM": (1, 2, 3),
+    "GRU": (1, 2, 3),
+    "RNN": (1, 2, 3),
+    "Gather": (0,),
+}
+CONE_OPS = frozenset(
+    {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Concat", "Split"}
+    | {"Gather", "Cast", "Identity", "Expand", "Constant"}
+)
+# Ops whose outputs are not functions of their inputs.
+_RANDOM = frozenset(
+    {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"}
+    | {"Bernoulli"}
+)
+EAGER_BYTES = 16 << 20  # smaller folded weights are kept in memory; larger ones made lazily
+
+
+@dataclasses.dataclass
+class Cone:
+    """A weight input computed from constants: its value, ops, sources, and a reason if it
+    cannot be folded."""
+
+    graph: ir.Graph | ir.Function
+    value: ir.Value
+    nodes: list[ir.Node]  # from the constants towards the weight
+    sources: list[ir.Value]  # the constants whose elements it holds
+    source_names: list[str]  # their names (a weight-norm site's: the name it will get)
+    reason: str | None = None
+
+    @property
+    def foldable(self) -> bool:
+        return self.reason is None
+
+    def consumers(self) -> list[str]:
+        return sorted({describe_consumer(use.node, use.idx) for use in self.value.uses()})
+
+    def name(self) -> str:
+        """After its source constant; several: ``module.a+b``; else the value's own name."""
+        names = list(dict.fromkeys(self.source_names))
+        if len(names) == 1:
+            return names[0]
+        if names:
+            module = names[0].rpartition(".")[0]
+            if module and all(n.rpartition(".")[0] == module for n in names):
+                return module + "." + "+".join(n.rpartition(".")[2] for n in names)
+            return "+".join(names)
+        return self.value.name or "weight"
+
+
+def _constant_values(graph: ir.Graph | ir.Function) -> set[ir.Value]:
+    """Every value of ``graph`` computed from constants only (graph order is topological)."""
+    constant: set[ir.Value] = set()
+    for node in graph:
+        if node.domain not in ("", "ai.onnx") or node.op_type in _RANDOM:
+            continue
+        if any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
+               for a in node.attributes.values()):  # fmt: skip
+            continue
+        inputs = [i for i in node.inputs if i is not None]
+        if node.op_type != "Constant" and not inputs:
+            continue
+        if all(i in constant or ev.const_leaf(i) is not None for i in inputs):
+            constant.update(node.outputs)
+    return constant
+
+
+def _walk(graph: ir.Graph | ir.Function, value: ir.Value, leaves: Mapping[ir.Value, str]) -> Cone:
+    """The cone of ``value`` down to constants (and ``leaves``: weights about to be folded)."""
+    cone = Cone(graph, value, [], [], [])
+    seen: set[ir.Value] = set()
+    stack: list[tuple[ir.Value, bool]] = [(value, True)]  # (value, whether its elements go in)
+    while stack:
+        current, data = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        node = current.producer()
+        if current in leaves or (node is None or node.op_type == "Constant"):
+            if data:
+                cone.sources.append(current)
+                cone.source_names.append(leaves.get(current) or current.name or "?")
+            if node is not None and current not in leaves:
+                cone.nodes.append(node)
+            continue
+        if node.op_type not in CONE_OPS or node.domain not in ("", "ai.onnx"):
+            cone.reason = f"computed by {node.op_type}, not by layout or cast ops"
+            return cone
+        if any(attr.is_ref() for attr in node.attributes.values()):
+            cone.reason = f"{node.op_type} takes an attribute from the function's caller"
+            return cone
+        cone.nodes.append(node)
+        inputs = list(enumerate(node.inputs))
+        for i, inp in reversed(inputs):
+            if inp is not None:
+                stack.append((inp, data and (i == 0 or node.op_type == "Concat")))
+    cone.nodes.reverse()
+    cone.nodes = list(dict.fromkeys(cone.nodes))
+    return cone
+
+
+def find_cones(model: ir.Model, leaves: Mapping[ir.Value, str] | None = None) -> list[Cone]:
+    """Every weight input computed from constants, foldable or with a reason, in graph order.
+
+    ``leaves``: values that count as initializers already, with the names they will get (the
+    targets of the weight-norm sites that a fold folds first, for an inspection).
+    """
+    leaves = {} if leaves is None else leaves
+    cones: list[Cone] = []
+    for graph in graphs_of(model):
+        constant = _constant_values(graph) | set(leaves)
+        done: set[ir.Value] = set()
+        for node in graph:
+            if node.op_type not in WEIGHT_INPUTS or node.domain not in ("", "ai.onnx"):
+                continue
+            if node.op_type == "Gather" and (len(node.inputs) < 2 or node.inputs[1] in constant):
+                continue  # constant indices: part of a cone, not an embedding lookup
+            for index in WEIGHT_INPUTS[node.op_type]:
+                value = node.inputs[index] if index < len(node.inputs) else None
+                if value is None or value in done or value not in constant or value in leaves:
+                    continue
+                done.add(value)
+                if isinstance(graph, ir.Function) and _produced_by(value, "Constant"):
+                    continue  # how a function holds a constant
+                cones.append(_walk(graph, value, leaves))
+    return cones
+
+
+def site_targets(sites: Sequence[Site], reports: Sequence[SiteReport]) -> dict[ir.Value, str]:
+    """The values that foldable weight-norm sites replace, with the names they will get."""
+    return {
+        site.target: report.name
+        for site, report in zip(sites, reports, strict=True)
+        if site.foldable
+    }
+
+
+def _produced_by(value: ir.Value, op: str) -> bool:
+    node = value.producer()
+    return node is not None and node.op_type == op
+
+
+def cone_reports(model: ir.Model, cones: list[Cone]) -> list[ConeReport]:
+    """Reports for cones found but not (yet) folded: what ``inspect`` shows."""
+    return [_describe(model, cone, "foldable" if cone.foldable else "declined") for cone in cones]
+
+
+def _describe(model: ir.Model, cone: Cone, status: str) -> ConeReport:
+    dtype = declared_dtype(cone.value)
+    shape = cone.value.shape
+    known = shape is not None and all(isinstance(d, int) for d in shape)
+    return ConeReport(
+        name=cone.name(),
+        graph=graph_label(cone.graph, model),
+        consumers=cone.consumers(),
+        shape=[int(d) for d in shape] if known and shape is not None else None,  # type: ignore[arg-type]
+        dtype=None if dtype is None else dtype.name.lower(),
+        ops=[node.op_type for node in cone.nodes],
+        sources=list(dict.fromkeys(cone.source_names)),
+        status=status,
+        reason=cone.reason,
+    )
+
+
+def _tensor(value: ir.Value) -> ir.TensorProtocol | str:
+    """The weight the cone computes, exactly, or the reason it cannot be."""
+    try:
+        program = ev.compile_cone(value)
+        array, dtype = program.run()
+        rounded = ev.round_to(array, dtype)
+        del array
+    except ev.NotExact as error:
+        return str(error)
+    except (ValueError, IndexError, TypeError) as error:
+        return f"cannot be computed: {error}"
+    except MemoryError:
+        return "cannot be computed: out of memory"
+    declared = declared_dtype(value)
+    if declared is not None and declared != dtype:
+        return f"the graph says {declared.name.lower()} where it computes {dtype.name.lower()}"
+    shape = rounded.shape
+    if rounded.nbytes <= EAGER_BYTES:
+        return ir.Tensor(np.ascontiguousarray(rounded), dtype=dtype)
+    del rounded
+
+    def compute() -> ir.TensorProtocol:  # again, at write time: one large weight at a time
+        array, _ = program.run()
+        out = np.ascontiguousarray(ev.round_to(array, dtype))
+        del array
+        for leaf in program.leaves:
+            release(leaf)
+        return ir.Tensor(out, dtype=dtype)
+
+    return ir.LazyTensor(compute, dtype=dtype, shape=ir.Shape(shape))
+
+
+class FoldWeightConesPass(ir.passes.InPlacePass):
+    """Replace every weight computed from constants by layout and cast ops by an initializer."""
+
+    def call(self, model: ir.Model) -> FoldResult:
+        cones = find_cones(model)
+        taken = naming.taken_names(model)
+        reports: list[ConeReport] = []
+        for cone in cones:
+            if not cone.foldable:
+                logger.debug("computed weight %s left: %s", cone.name(), cone.reason)
+                reports.append(_describe(model, cone, "declined"))
+                continue
+            tensor = _tensor(cone.value)
+            report = _describe(model, cone, "declined")
+            if isinstance(tensor, str):
+                cone.reason = report.reason = tensor
+                logger.warning("not folding computed weight %s: %s", report.name, tensor)
+                reports.append(report)
+                continue
+            report.status = "folded"
+            report.shape = list(tensor.shape.numpy())
+            report.dtype = tensor.dtype.name.lower()
+            names = {s.name for s in cone.sources if s.name}
+            temporary = naming.unique(f"{report.name}.cone", taken)
+            report.nodes_removed = replace_value(cone.graph, cone.value, temporary, tensor)
+            for source in cone.sources:  # a source that went away frees its name
+                gone = not source.uses() and not source.is_graph_output()
+                if source.name in names and gone and not source.is_graph_input():
+                    taken.discard(source.name)
+            if not cone.value.is_graph_output():
+                taken.discard(cone.value.name or "")
+            final = naming.unique(report.name, taken)
+            taken.discard(temporary)
+            _rename(cone.graph, temporary, final)
+            report.name = final
+            reports.append(report)
+            logger.debug("folded computed weight %s (%d nodes removed)", final,
+                         report.nodes_removed)  # fmt: skip
+        folded = sum(r.status == "folded" for r in reports)
+        logger.info("folded %d of %d computed weights", folded, len(reports))
+        return FoldResult(model, modified=folded > 0, report=FoldReport(cones=reports))
+
+
+def _rename(graph: ir.Graph | ir.Function, old: str, new: str) -> None:
+    """Give the folded weight (initializer, or Constant output in a function) its final name."""
+    if isinstance(graph, ir.Graph) and old in graph.initializers:
+        graph.initializers[old].name = new
+        return
+    for node in graph:
+        if node.op_type == "Constant" and node.outputs[0].name == old:
+            node.outputs[0].name = new
+            tensor = node.attributes["value"].value
+            tensor.name = new
+            node.name = f"{new}_const"
+            return
