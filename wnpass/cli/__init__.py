@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from wnpass import __version__
-from wnpass.cli import check, export, fold, inspect, train_rewrite
+from wnpass.cli import check, convert, export, fold, inspect, train_rewrite
 from wnpass.cli.options import flags_for
 from wnpass.cli.output import Printer
 from wnpass.errors import WnpassError, one_line
@@ -36,6 +36,7 @@ _COMMANDS = {
     "check": check,
     "export": export,
     "train-rewrite": train_rewrite,
+    "convert": convert,
 }
 
 

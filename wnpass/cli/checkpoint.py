@@ -8,12 +8,27 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wnpass.cli.output import Printer
+from wnpass.errors import UsageError
+from wnpass.plan import IOPlan
 
-__all__ = ["CHECKPOINT_SUFFIXES", "fold", "inspect", "is_checkpoint"]
+if TYPE_CHECKING:
+    from wnpass.checkpoint import CheckpointReport, PairReport
+
+__all__ = [
+    "CHECKPOINT_SUFFIXES",
+    "fold",
+    "inspect",
+    "is_checkpoint",
+    "print_pairs",
+    "print_summary",
+]
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".index.json")
+
+_PAIR_COLUMNS = ("weight", "form", "v shape", "g shape", "dim", "dtype", "status")
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -22,9 +37,129 @@ def is_checkpoint(path: Path) -> bool:
 
 def fold(args: argparse.Namespace, out: Printer) -> int:
     """``wnpass fold CKPT``."""
-    raise NotImplementedError("checkpoint fold: being built")
+    from wnpass.checkpoint import fold_checkpoint
+
+    if args.in_place:
+        raise UsageError("--in-place is for ONNX models: a checkpoint is never changed (give -o)")
+    if args.verify:
+        raise UsageError("--verify is for ONNX models; verify a checkpoint with --model model.py")
+    if args.factory is not None and args.check_model is None:
+        raise UsageError("--factory goes with --model")
+    plan = IOPlan()
+    if args.json:
+        plan.write(args.json, "json_path")
+    report = fold_checkpoint(
+        args.model, args.output, plan=plan, check_model=args.check_model, factory=args.factory
+    )
+    print_pairs(out, report)
+    if report.check is not None:
+        _print_check(out, report)
+    print_summary(out, report)
+    if args.json:
+        report.write_json(args.json, plan)
+    return 1 if report.check is not None and not report.check else 0
 
 
 def inspect(args: argparse.Namespace, out: Printer) -> int:
     """``wnpass inspect CKPT``."""
-    raise NotImplementedError("checkpoint inspect: being built")
+    from wnpass.checkpoint import inspect_checkpoint
+
+    if args.factory is not None:
+        raise UsageError("--factory is for a model.py")
+    plan = IOPlan()
+    if args.json:
+        plan.write(args.json, "json_path")
+    report = inspect_checkpoint(args.model, plan=plan)
+    print_pairs(out, report)
+    print_summary(out, report)
+    if args.json:
+        report.write_json(args.json, plan)
+    return 0
+
+
+def _dim(pair: PairReport) -> str:
+    if pair.whole_tensor:
+        return "None (all)"
+    return "-" if pair.dim is None else str(pair.dim)
+
+
+def _shape(shape: list[int] | None) -> str:
+    return "-" if shape is None else "x".join(map(str, shape)) or "scalar"
+
+
+def print_pairs(out: Printer, report: CheckpointReport) -> None:
+    """The table of pairs: one row each, with the axis its g implies and what was done."""
+    where = any(pair.group or pair.shard for pair in report.pairs)
+    columns = (*_PAIR_COLUMNS, "in") if where else _PAIR_COLUMNS
+    rows = []
+    for pair in report.pairs:
+        status = pair.status if pair.reason is None else f"{pair.status}: {pair.reason}"
+        row = [
+            pair.weight,
+            pair.form,
+            _shape(pair.v_shape),
+            _shape(pair.g_shape),
+            _dim(pair),
+            pair.dtype or "-",
+            status,
+        ]
+        if where:
+            row.append(pair.group or pair.shard or "-")
+        rows.append(row)
+    out.table(f"{report.input} ({report.format})", columns, rows)
+
+
+def _print_check(out: Printer, report: CheckpointReport) -> None:
+    assert report.check is not None
+    rows = []
+    for row in report.check.outputs:
+        result = "ok" if row.ok else (row.problem or "outside tolerance")
+        rows.append(
+            [
+                row.name,
+                _shape(row.shape),
+                f"{row.max_abs:.3g}",
+                f"{row.max_rel:.3g}",
+                f"{row.outside}/{row.total}",
+                f"rtol={row.rtol:g} atol={row.atol:g}",
+                result,
+            ]
+        )
+    out.table(
+        f"folded vs weight-normed ({report.check.model})",
+        ("output", "shape", "max abs", "max rel", "outside", "tolerance", "result"),
+        rows,
+    )
+
+
+def print_summary(out: Printer, report: CheckpointReport) -> None:
+    """The summary lines under the table (always printed, also with ``--quiet``)."""
+    from wnpass.report import human_bytes
+
+    total, declined = len(report.pairs), report.declined
+    left = f", {declined} declined (left as they were)" if declined else ""
+    if report.action == "inspect":
+        out.summary(
+            f"{total} weight-norm pairs: {report.count('foldable')} foldable{left}; "
+            f"{report.tensors_before} tensors"
+        )
+        return
+    if report.action == "fold":
+        text = f"folded {report.count('folded')} of {total} weight-norm pairs{left}"
+    else:
+        unchanged = report.count("unchanged")
+        already = f", {unchanged} already {report.to}" if unchanged else ""
+        text = f"converted {report.count('converted')} of {total} pairs to {report.to}"
+        text += f"{already}{left}"
+    text += f"; tensors {report.tensors_before} -> {report.tensors_after}"
+    text += f"; size {human_bytes(report.bytes_before)} -> {human_bytes(report.bytes_after)}"
+    if report.seconds is not None:
+        text += f"; {report.seconds:.2f} s"
+    out.summary(text)
+    if report.check is not None and not report.check:
+        out.summary(
+            f"nothing written: the folded checkpoint failed the check ({report.check.model})"
+        )
+    elif report.output is not None:
+        shards = f" and {len(report.shards)} shards" if report.shards else ""
+        out.summary(f"wrote {report.output}{shards}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from wnpass.cli.options import add_check_options, add_json_option, check_options
@@ -10,7 +12,11 @@ from wnpass.cli.output import Printer
 from wnpass.cli.render import print_check, print_sites
 from wnpass.plan import IOPlan
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "run", "write_progress"]
+
+# A bar for writing the output is shown on a terminal from this input size on: below it the
+# write takes about a second.
+PROGRESS_BAR_BYTES = 100 * 2**20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,9 +70,15 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     plan = IOPlan()
     if args.json:
         plan.write(args.json, "json_path")
-    _, report = fold_onnx(
-        args.model, args.output, in_place=args.in_place, verify=options, plan=plan
-    )
+    with write_progress(args.model) as progress:
+        _, report = fold_onnx(
+            args.model,
+            args.output,
+            in_place=args.in_place,
+            verify=options,
+            plan=plan,
+            progress=progress,
+        )
     print_sites(out, report, str(args.model), inspect=False)
     if report.check is not None:
         print_check(out, report.check)
@@ -75,3 +87,30 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     if args.json:
         report.write_json(args.json, plan)
     return 1 if report.check is not None and not report.check else 0
+
+
+@contextlib.contextmanager
+def write_progress(model: Path) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr while the output's weights are written: only on a terminal
+    and for inputs of ``PROGRESS_BAR_BYTES`` or more (never in a log)."""
+    import sys
+
+    from wnpass.cli.output import is_plain_terminal
+
+    try:
+        large = model.stat().st_size >= PROGRESS_BAR_BYTES
+    except OSError:
+        large = False
+    if not large or is_plain_terminal(sys.stderr):
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"writing {model.name}", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield progress

@@ -71,6 +71,7 @@ def fold_onnx(
     weight_norm_only: bool = False,
     verify: CheckOptions | None = None,
     plan: IOPlan | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> FoldOutcome:
     """Fold every foldable weight-norm site, then (unless ``weight_norm_only``) every weight
     still computed from constants by layout and cast ops (``report.cones``).
@@ -81,6 +82,7 @@ def fold_onnx(
     checked before anything is written (``plan``: the caller's, holding its other files).
     With ``verify``, the folded model is checked against the input before it is published: when
     the check fails, nothing appears under ``output`` and ``report.check`` says why.
+    ``progress(done, total)`` is called as the output's weights are written.
     An ``ir.Model`` is copied unless ``in_place=True``; a ``ModelProto`` is never changed, and a
     new one is returned.
     """
@@ -124,6 +126,7 @@ def fold_onnx(
         plan,
         gate=None if verify is None else _check_gate(source, target.path, verify, report),
         same_bytes_as=source if same_bytes else None,
+        progress=progress,
     )
     report.left = list(plan.left)
     if published:

@@ -440,6 +440,7 @@ def save(
     *,
     gate: Callable[[Path], bool] | None = None,
     same_bytes_as: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> bool:
     """Write ``model`` to a planned target: staged in a folder beside it, then renamed.
 
@@ -461,11 +462,17 @@ def save(
         if same_bytes_as is not None:
             shutil.copyfile(same_bytes_as, staged)
         elif target.data_name is not None:
+            counted = iter(range(1, 2**62))
+
+            def callback(tensor: ir.TensorProtocol, info: ir.external_data.CallbackInfo) -> None:
+                if progress is not None:
+                    progress(next(counted), info.total)
+
             with _released_after_reading(model):
-                ir.save(model, staged, external_data=target.data_name)
+                ir.save(model, staged, external_data=target.data_name, callback=callback)
         else:
             with open(staged, "wb") as stream:
-                write_model(model, stream)
+                write_model(model, stream, progress)
         if gate is not None and not gate(staged):
             logger.info("%s: not published (the check failed)", path)
             return False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from typing import BinaryIO
 
 import numpy as np
@@ -90,8 +91,11 @@ class _Record:
                 self.tensor.release()
 
 
-def write_model(model: ir.Model, stream: BinaryIO) -> None:
-    """Serialize ``model`` to ``stream`` as one ONNX protobuf, weights written one at a time."""
+def write_model(
+    model: ir.Model, stream: BinaryIO, progress: Callable[[int, int], None] | None = None
+) -> None:
+    """Serialize ``model`` to ``stream`` as one ONNX protobuf, weights written one at a time;
+    ``progress(done, total)`` is called after each weight."""
     graph = model.graph
     values = list(graph.initializers.values())
     real = {value: value.const_value for value in values}
@@ -119,5 +123,7 @@ def write_model(model: ir.Model, stream: BinaryIO) -> None:
     stream.write(proto.SerializeToString())
     stream.write(_key(_GRAPH_FIELD) + _varint(len(graph_bytes) + sum(r.size for r in records)))
     stream.write(graph_bytes)
-    for record in records:
+    for done, record in enumerate(records, 1):
         record.write(stream)
+        if progress is not None:
+            progress(done, len(records))

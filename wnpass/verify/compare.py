@@ -41,7 +41,9 @@ class OutputComparison:
     rtol: float
     atol: float
     max_abs: float = 0.0
-    max_rel: float = 0.0
+    max_rel: float = 0.0  # largest per-element |error| / |reference| (large near zero)
+    scale: float = 0.0  # largest |reference|: the output's scale
+    max_scaled: float = 0.0  # max_abs / scale: the headline error, relative to the output
     outside: int = 0  # elements outside tolerance
     total: int = 0
     problem: str | None = None  # shape/dtype/NaN mismatch or a missing output
@@ -84,6 +86,8 @@ def _compare(
     if error.size:
         result.max_abs = float(error.max())
         result.max_rel = float((error / np.maximum(reference, np.finfo(np.float64).tiny)).max())
+        result.scale = float(reference.max())
+        result.max_scaled = result.max_abs / result.scale if result.scale else result.max_abs
         result.outside = int(np.count_nonzero(error > a + r * reference))
     return result
 

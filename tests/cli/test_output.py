@@ -1,0 +1,113 @@
+"""What the CLI prints: whole names and numbers in logs, --quiet, escaped names, progress."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from tests.helpers import onnx_model, rand
+from tests.hostile.conftest import WN
+from wnpass.cli import main
+from wnpass.cli.fold import PROGRESS_BAR_BYTES, write_progress
+from wnpass.cli.output import Printer, is_plain_terminal
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+LONG = "encoder.blocks.11.attention.output.dense.very_long_parameter_name_for_logs.weight"
+
+
+def _long_named(tmp_path: Path) -> Path:
+    model = onnx_model(WN, names={"v": f"{LONG}_v", "g": f"{LONG}_g"}, v=rand(3, 4), g=rand(3, 1))
+    path = tmp_path / "model.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def test_without_a_terminal_no_name_or_number_is_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "40")
+    assert main(["fold", str(_long_named(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if LONG in line)
+    assert "Gemm(transB=1)" in row and "3x4" in row and "folded" in row
+    assert "━" not in out and "│" not in out
+
+
+@pytest.mark.parametrize("env", [("NO_COLOR", "1"), ("TERM", "dumb")])
+def test_no_color_and_dumb_terminals_get_plain_text(
+    env: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(*env)
+    terminal = _Terminal()
+    assert is_plain_terminal(terminal)
+    Printer(stream=terminal).table("t", ["a"], [["x" * 300]])
+    assert "x" * 300 in terminal.getvalue()
+
+
+def test_a_terminal_gets_a_drawn_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    terminal = _Terminal()
+    Printer(stream=terminal).table("t", ["a"], [["x"]])
+    assert "┃" in terminal.getvalue()
+    plain = _Terminal()
+    Printer(stream=plain, plain=True).table("t", ["a"], [["x"]])  # --plain
+    assert "┃" not in plain.getvalue()
+
+
+def test_quiet_prints_the_summary_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--quiet", "fold", str(_long_named(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert LONG not in out
+    assert out.startswith("folded 1 of 1 weight-norm sites") and "wrote " in out
+
+
+def test_control_characters_in_model_names_are_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    evil = "lin.\x1b[2J\x1b[31mweight"
+    model = onnx_model(WN, names={"v": f"{evil}_v", "g": f"{evil}_g"}, v=rand(3, 4), g=rand(3, 1))
+    onnx.save(model, tmp_path / "model.onnx")
+    assert main(["inspect", str(tmp_path / "model.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "lin.\\x1b[2J\\x1b[31mweight" in out
+
+
+def test_a_progress_bar_only_for_large_files_on_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = tmp_path / "small.onnx"
+    small.write_bytes(b"x")
+    large = tmp_path / "large.onnx"
+    with open(large, "wb") as stream:  # sparse: no disk used
+        stream.truncate(PROGRESS_BAR_BYTES)
+    monkeypatch.setattr("wnpass.cli.output.is_plain_terminal", lambda stream: False)
+    with write_progress(small) as progress:
+        assert progress is None
+    with write_progress(large) as progress:
+        assert progress is not None
+        progress(1, 2)
+    monkeypatch.setattr("wnpass.cli.output.is_plain_terminal", lambda stream: True)
+    with write_progress(large) as progress:
+        assert progress is None
+
+
+def test_the_headline_error_is_relative_to_the_output_s_scale() -> None:
+    """A tiny error on a near-zero element has a huge per-element relative error; relative to
+    the output's scale it is what it is: tiny."""
+    from wnpass.verify.compare import compare_outputs
+
+    reference = np.array([1e-9, 10.0, -5.0], np.float32)
+    candidate = reference + np.array([1e-7, 0.0, 0.0], np.float32)
+    (result,) = compare_outputs(["y"], [reference], ["y"], [candidate])
+    assert result.max_rel > 10 and result.passed
+    assert result.scale == 10.0 and result.max_scaled == pytest.approx(1e-8, rel=1e-3)
