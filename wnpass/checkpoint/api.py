@@ -1,0 +1,292 @@
+"""Fold, convert and inspect checkpoints without the model's code: the public functions.
+
+Each takes a checkpoint path (:mod:`wnpass.checkpoint.formats`), plans every file it reads and
+writes in one :class:`~wnpass.plan.IOPlan`, checks the plan before writing anything, writes the
+output (every shard, then the index) into a staging folder beside it, and publishes it only
+when everything is written (and, with ``check_model``, verified). The input is never changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from wnpass.checkpoint.fold import check_pair, fold_pair
+from wnpass.checkpoint.formats import check_output_name, default_output, shard_output_name
+from wnpass.checkpoint.pairs import Pair, find_pairs
+from wnpass.checkpoint.reading import Checkpoint, Group, open_checkpoint
+from wnpass.checkpoint.report import CheckpointReport, PairReport
+from wnpass.checkpoint.writing import Action, Rewrite, write_file, write_index
+from wnpass.errors import InvalidArgumentError
+from wnpass.plan import IOPlan
+from wnpass.rules import pair_keys
+
+__all__ = ["FORMS", "convert_checkpoint", "fold_checkpoint", "inspect_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+FORMS = ("parametrize", "legacy")
+
+_Found = list[tuple[Group, Pair, PairReport]]
+
+
+def inspect_checkpoint(
+    path: str | os.PathLike[str], *, plan: IOPlan | None = None
+) -> CheckpointReport:
+    """The weight-norm pairs of a checkpoint, each ``foldable`` or ``declined`` (with the
+    reason), and the axis each implies; writes nothing."""
+    start = time.perf_counter()
+    plan = plan if plan is not None else IOPlan()
+    checkpoint = _open(path, plan)
+    plan.check()
+    report = _report("inspect", checkpoint)
+    try:
+        _check_values(checkpoint, _find(checkpoint, report), "foldable")
+    finally:
+        checkpoint.close()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def fold_checkpoint(
+    path: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    plan: IOPlan | None = None,
+    check_model: str | os.PathLike[str] | None = None,
+    factory: str | None = None,
+) -> CheckpointReport:
+    """Fold every weight-norm pair of a checkpoint into a plain weight; write the result.
+
+    ``output``: default ``<stem>.folded<suffix>`` beside the input, in the input's format.
+    ``check_model``: a ``model.py`` whose model (without weight norm) must load the output
+    strictly and compute what the weight-normed model computes from the input, on
+    ``example_inputs()``; if not, nothing is published and ``report.check`` says why.
+    """
+    start = time.perf_counter()
+    plan = plan if plan is not None else IOPlan()
+    checkpoint = _open(path, plan)
+    if check_model is not None:
+        plan.read(check_model, "the model.py")
+    targets = _plan_outputs(checkpoint, output, "folded", plan)
+    plan.check()
+    report = _report("fold", checkpoint)
+    try:
+        found = _find(checkpoint, report)
+        _check_values(checkpoint, found, "folded")
+        rewrite: Rewrite = {}
+        for group, pair, pair_report in found:
+            if pair_report.status != "folded":
+                continue
+            other = next(key for key in pair.present if key != pair.first)
+            rewrite[(group.path, pair.first)] = Action("fold", pair.weight, pair)
+            rewrite[(group.path, other)] = Action("drop", other)
+            pair_report.output_keys = [pair.weight]
+        _write(checkpoint, rewrite, targets, plan, report, check_model, factory, found)
+    finally:
+        checkpoint.close()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def convert_checkpoint(
+    path: str | os.PathLike[str],
+    to: str,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    plan: IOPlan | None = None,
+) -> CheckpointReport:
+    """Rename every weight-norm pair into key form ``to`` (``parametrize`` or ``legacy``);
+    the tensors are the input's, byte for byte. ``output``: default ``<stem>.<to><suffix>``."""
+    if to not in FORMS:
+        raise InvalidArgumentError(f"must be parametrize or legacy, not {to!r}", parameter="to")
+    start = time.perf_counter()
+    plan = plan if plan is not None else IOPlan()
+    checkpoint = _open(path, plan)
+    targets = _plan_outputs(checkpoint, output, to, plan)
+    plan.check()
+    report = _report("convert", checkpoint)
+    report.to = to
+    try:
+        found = _find(checkpoint, report)
+        rewrite: Rewrite = {}
+        keys = {(g.path, info.key) for g in checkpoint.groups for info in g.tensors}
+        for group, pair, pair_report in found:
+            if pair_report.status == "declined":
+                continue
+            if pair.keys.form == to:
+                pair_report.status = "unchanged"
+                pair_report.output_keys = pair.present
+                continue
+            new = pair_keys(pair.weight, "legacy" if to == "legacy" else "parametrize")
+            taken = [key for key in (new.g, new.v) if (group.path, key) in keys]
+            if taken:
+                pair_report.status, pair_report.reason = "declined", f"{taken[0]} is stored too"
+                continue
+            assert pair.g is not None and pair.v is not None
+            rewrite[(group.path, pair.g.key)] = Action("rename", new.g)
+            rewrite[(group.path, pair.v.key)] = Action("rename", new.v)
+            pair_report.status, pair_report.output_keys = "converted", [new.g, new.v]
+        _write(checkpoint, rewrite, targets, plan, report, None, None, found)
+    finally:
+        checkpoint.close()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+# -- steps ------------------------------------------------------------------------------------
+
+
+def _open(path: str | os.PathLike[str], plan: IOPlan) -> Checkpoint:
+    path = plan.read(path, "the input checkpoint")
+    checkpoint = open_checkpoint(path)
+    if checkpoint.sharded:
+        plan.read_all(checkpoint.files, "a shard of the input checkpoint")
+    return checkpoint
+
+
+def _plan_outputs(
+    checkpoint: Checkpoint, output: str | os.PathLike[str] | None, tag: str, plan: IOPlan
+) -> list[Path]:
+    """The files to write: one per input file (its shards), then the index; all planned."""
+    main = Path(output) if output is not None else default_output(checkpoint.path, tag)
+    check_output_name(main, checkpoint.format)
+    if not checkpoint.sharded:
+        return [plan.write(main, "output")]
+    shards = [
+        main.parent / shard_output_name(name, checkpoint.path, main)
+        for name in checkpoint.shard_names
+    ]
+    return [plan.write(target, "output") for target in (*shards, main)]
+
+
+def _report(action: str, checkpoint: Checkpoint) -> CheckpointReport:
+    files = [checkpoint.path, *checkpoint.files] if checkpoint.sharded else [checkpoint.path]
+    return CheckpointReport(
+        action=action,
+        input=str(checkpoint.path),
+        format=checkpoint.format,
+        groups=[group.name for group in checkpoint.groups if group.name is not None],
+        tensors_before=sum(len(group.tensors) for group in checkpoint.groups),
+        bytes_before=_size(files),
+    )
+
+
+def _size(files: Iterable[Path]) -> int:
+    return sum(os.stat(path).st_size for path in files)
+
+
+def _find(checkpoint: Checkpoint, report: CheckpointReport) -> _Found:
+    """Every pair of every state dict, with its report row (``declined`` or ``ok`` so far)."""
+    found: _Found = []
+    for group in checkpoint.groups:
+        for pair in find_pairs(group.tensors):
+            v_or_g = pair.v or pair.g
+            assert v_or_g is not None
+            first = next(info for info in (pair.g, pair.v) if info and info.key == pair.first)
+            row = PairReport(
+                weight=pair.weight,
+                form=pair.keys.form,
+                g=pair.g.key if pair.g else None,
+                v=pair.v.key if pair.v else None,
+                group=group.name,
+                shard=checkpoint.shard_names[first.shard] if checkpoint.sharded else None,
+                g_shape=list(pair.g.shape) if pair.g else None,
+                v_shape=list(pair.v.shape) if pair.v else None,
+                dtype=v_or_g.dtype,
+                dim=pair.dim,
+                whole_tensor=pair.ok and pair.dim is None,
+                status="ok" if pair.ok else "declined",
+                reason=pair.reason,
+            )
+            found.append((group, pair, row))
+            report.pairs.append(row)
+    return found
+
+
+def _check_values(checkpoint: Checkpoint, found: _Found, status: str) -> None:
+    """Read each complete pair's values (one pair at a time, a file's pairs together) and
+    mark it ``status`` or ``declined`` with the reason (NaN/Inf, zero norm, overflow)."""
+    todo = [(pair, row) for _, pair, row in found if row.status == "ok"]
+    todo.sort(key=lambda item: item[0].v.shard if item[0].v else 0)
+    current: int | None = None
+    for pair, row in todo:
+        assert pair.g is not None and pair.v is not None
+        if current is not None and pair.v.shard != current:
+            checkpoint.release(current)
+        current = pair.v.shard
+        reason = check_pair(checkpoint.tensor(pair.g), checkpoint.tensor(pair.v), pair.dim)
+        if pair.g.shard != current:
+            checkpoint.release(pair.g.shard)
+        row.status, row.reason = ("declined", reason) if reason else (status, None)
+        if reason:
+            row.whole_tensor = False
+            logger.warning("%s: not folded: %s", pair.weight, reason)
+    checkpoint.close()
+
+
+def _write(
+    checkpoint: Checkpoint,
+    rewrite: Rewrite,
+    targets: list[Path],
+    plan: IOPlan,
+    report: CheckpointReport,
+    check_model: str | os.PathLike[str] | None,
+    factory: str | None,
+    found: _Found,
+) -> None:
+    """Write every output file into a staging folder, verify it if asked, then publish the
+    shards and the index last."""
+    main = targets[-1]
+    written_total = count = 0
+    weight_map: dict[str, str] = {}
+    with plan.staging(main) as folder:
+        staged = [folder / target.name for target in targets]
+        for shard in range(len(checkpoint.files)):
+
+            def fold(pair: Pair, shard: int = shard) -> object:
+                assert pair.g is not None and pair.v is not None
+                weight = fold_pair(checkpoint.tensor(pair.g), checkpoint.tensor(pair.v), pair.dim)
+                for other in {pair.g.shard, pair.v.shard} - {shard}:
+                    checkpoint.release(other)
+                return weight
+
+            written = write_file(checkpoint, shard, rewrite, fold, staged[shard])
+            checkpoint.release(shard)
+            written_total += sum(nbytes for _, nbytes in written)
+            count += len(written)
+            for key, _ in written:
+                weight_map[key] = targets[shard].name
+            logger.info("wrote %s (%d tensors)", targets[shard], len(written))
+        report.tensors_after = count
+        if checkpoint.sharded:
+            assert checkpoint.index is not None
+            ordered = _index_order(checkpoint, rewrite, weight_map)
+            write_index(checkpoint.index, ordered, written_total, staged[-1])
+        report.output = str(main)
+        report.shards = [str(t) for t in targets[:-1]]
+        report.bytes_after = _size(staged)
+        if check_model is not None:
+            from wnpass.checkpoint.verify import check_folded
+
+            report.check = check_folded(check_model, factory, checkpoint.path, staged[-1], found)
+            if not report.check:
+                logger.warning("the folded checkpoint failed the check: nothing published")
+                return
+        for stage, target in zip(staged, targets, strict=True):
+            plan.publish(stage, target)
+
+
+def _index_order(
+    checkpoint: Checkpoint, rewrite: Rewrite, weight_map: dict[str, str]
+) -> dict[str, str]:
+    """The output weight map in the input's order (a folded weight where its first key was)."""
+    ordered: dict[str, str] = {}
+    for info in checkpoint.groups[0].tensors:
+        action = rewrite.get(((), info.key), Action("copy", info.key))
+        if action.kind != "drop":
+            ordered[action.key] = weight_map[action.key]
+    return ordered

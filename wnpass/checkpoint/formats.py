@@ -1,0 +1,121 @@
+"""Which checkpoint format a path is, by its name, and the names wnpass gives to outputs.
+
+Formats: ``torch`` (a ``torch.save`` file: ``.pt``, ``.pth``, ``.bin``), ``safetensors``, and
+the sharded indexes ``safetensors-index`` (``*.safetensors.index.json``) and ``torch-index``
+(``*.bin.index.json``, ``*.pt.index.json``, ``*.pth.index.json``). An output always has its
+input's format.
+
+Output names: ``<stem>.<tag><suffix>`` beside the input (``tag`` is ``folded`` for a fold and
+the target form for a conversion): ``model.pt`` → ``model.folded.pt``,
+``model.safetensors.index.json`` → ``model.folded.safetensors.index.json``. The shards of a
+sharded output keep their input names with the index's stem replaced by the output index's
+stem: ``model-00001-of-00002.safetensors`` → ``model.folded-00001-of-00002.safetensors``; a
+shard whose name does not start with the input's stem gets ``<output stem>-`` in front.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+from wnpass.errors import InvalidModelError, UsageError
+
+__all__ = [
+    "INDEX_SUFFIX",
+    "TORCH_SUFFIXES",
+    "Format",
+    "check_output_name",
+    "default_output",
+    "detect_format",
+    "is_checkpoint_path",
+    "is_sharded",
+    "shard_output_name",
+    "split_name",
+]
+
+logger = logging.getLogger(__name__)
+
+Format = Literal["torch", "safetensors", "torch-index", "safetensors-index"]
+
+TORCH_SUFFIXES = (".pt", ".pth", ".bin")
+INDEX_SUFFIX = ".index.json"
+_SUFFIXES = (*TORCH_SUFFIXES, ".safetensors", INDEX_SUFFIX)
+
+
+def is_checkpoint_path(path: str | Path) -> bool:
+    """True for the names of the checkpoint formats (the content is checked when read)."""
+    return Path(path).name.endswith(_SUFFIXES)
+
+
+def is_sharded(fmt: Format) -> bool:
+    return fmt.endswith("-index")
+
+
+def split_name(path: str | Path) -> tuple[str, str]:
+    """``(stem, suffix)`` where suffix is the whole format suffix: ``.safetensors.index.json``
+    for an index, ``.safetensors``, ``.pt`` ...; ValueError for another name."""
+    name = Path(path).name
+    if name.endswith(INDEX_SUFFIX):
+        inner = name[: -len(INDEX_SUFFIX)]
+        for suffix in (".safetensors", *TORCH_SUFFIXES):
+            if inner.endswith(suffix) and len(inner) > len(suffix):
+                return inner[: -len(suffix)], suffix + INDEX_SUFFIX
+        raise ValueError(name)
+    for suffix in (".safetensors", *TORCH_SUFFIXES):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], suffix
+    raise ValueError(name)
+
+
+def _format_of_suffix(suffix: str) -> Format:
+    if suffix.endswith(INDEX_SUFFIX):
+        return "safetensors-index" if suffix.startswith(".safetensors") else "torch-index"
+    return "safetensors" if suffix == ".safetensors" else "torch"
+
+
+def detect_format(path: str | Path) -> Format:
+    """The format a checkpoint path names; InvalidModelError for a name of none."""
+    try:
+        _, suffix = split_name(path)
+    except ValueError:
+        raise InvalidModelError(
+            f"{path}: not a checkpoint name (.pt, .pth, .bin, .safetensors, "
+            "*.safetensors.index.json, *.bin.index.json)"
+        ) from None
+    return _format_of_suffix(suffix)
+
+
+def default_output(path: Path, tag: str) -> Path:
+    """``<stem>.<tag><suffix>`` beside ``path``."""
+    stem, suffix = split_name(path)
+    return path.with_name(f"{stem}.{tag}{suffix}")
+
+
+def check_output_name(output: Path, fmt: Format) -> None:
+    """Refuse (parameter ``output``) an output whose name is not of the input's format."""
+    try:
+        _, suffix = split_name(output)
+    except ValueError:
+        suffix = ""
+    if suffix and _format_of_suffix(suffix) == fmt:
+        return
+    wanted = {
+        "torch": ".pt, .pth or .bin",
+        "safetensors": ".safetensors",
+        "torch-index": "*.bin.index.json (or .pt/.pth.index.json)",
+        "safetensors-index": "*.safetensors.index.json",
+    }[fmt]
+    raise UsageError(
+        f"{output}: the output has the input's format ({fmt}): its name must end with {wanted}",
+        parameter="output",
+    )
+
+
+def shard_output_name(shard: str, input_index: Path, output_index: Path) -> str:
+    """The name of the output shard written for input shard ``shard`` (module docstring)."""
+    in_stem, _ = split_name(input_index)
+    out_stem, _ = split_name(output_index)
+    if shard.startswith(in_stem):
+        return out_stem + shard[len(in_stem) :]
+    return f"{out_stem}-{shard}"

@@ -1,0 +1,108 @@
+"""Find the weight-norm pairs of a state dict from its names, shapes and dtypes (torch-free).
+
+A pair is ``g`` and ``v`` of one weight in one key form (:mod:`wnpass.rules`). What is found:
+
+- a complete pair whose axis :func:`wnpass.rules.dim_from_shapes` reads from ``g``'s shape:
+  ``ok`` (its values are checked when it is folded: NaN/Inf, a zero norm);
+- a broken pair, reported and never changed: ``g`` without ``v`` or ``v`` without ``g`` in the
+  parametrize form (in the legacy form only for a parameter named ``weight``: ``X.weight_g``
+  without ``X.weight_v``; a lone ``gate_v`` is an ordinary name), shapes that do not fit, a
+  dtype other than float64/32/16 and bfloat16, a plain ``X.weight`` stored beside the pair, or
+  the same weight stored in both key forms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+
+from wnpass.checkpoint.reading import TensorInfo
+from wnpass.rules import PairKeys, dim_from_shapes, pair_keys, parse_key
+
+__all__ = ["FOLDABLE_DTYPES", "Pair", "convert_keys", "find_pairs"]
+
+logger = logging.getLogger(__name__)
+
+FOLDABLE_DTYPES = ("float64", "float32", "float16", "bfloat16")
+
+
+@dataclasses.dataclass
+class Pair:
+    """One weight-norm pair of a state dict, complete or not."""
+
+    keys: PairKeys
+    g: TensorInfo | None
+    v: TensorInfo | None
+    first: str  # the key of whichever half comes first: the folded weight takes its place
+    dim: int | None = None  # the axis g keeps; None: the whole tensor (or unknown if broken)
+    reason: str | None = None  # why it cannot be folded; None: it can (values permitting)
+
+    @property
+    def weight(self) -> str:
+        return self.keys.weight
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    @property
+    def present(self) -> list[str]:
+        """The keys of the halves that are there."""
+        return [info.key for info in (self.g, self.v) if info is not None]
+
+
+def _lone_counts(keys: PairKeys) -> bool:
+    """Whether one half alone is a broken pair (else an ordinary tensor): module docstring."""
+    return keys.form == "parametrize" or keys.weight.rpartition(".")[2] == "weight"
+
+
+def find_pairs(tensors: Sequence[TensorInfo]) -> list[Pair]:
+    """The pairs among ``tensors`` (one state dict), in the order of their first key."""
+    by_key = {info.key: info for info in tensors}
+    pairs: dict[tuple[str, str], Pair] = {}
+    for info in tensors:
+        parsed = parse_key(info.key)
+        if parsed is None:
+            continue
+        keys, _ = parsed
+        if (keys.weight, keys.form) in pairs:
+            continue
+        g, v = by_key.get(keys.g), by_key.get(keys.v)
+        if (g is None or v is None) and not _lone_counts(keys):
+            continue
+        pairs[(keys.weight, keys.form)] = _checked(Pair(keys, g, v, info.key), by_key)
+    found = list(pairs.values())
+    for pair in found:  # the same weight in both forms: neither is folded
+        other = "legacy" if pair.keys.form == "parametrize" else "parametrize"
+        if pair.reason is None and (pair.weight, other) in pairs:
+            pair.reason = "stored in both key forms"
+    for pair in found:
+        if pair.reason is not None:
+            logger.info("%s: pair declined: %s", pair.weight, pair.reason)
+    return found
+
+
+def _checked(pair: Pair, by_key: dict[str, TensorInfo]) -> Pair:
+    g, v = pair.g, pair.v
+    if g is None or v is None:
+        missing = "v" if v is None else "g"
+        pair.reason = f"{'g' if g is not None else 'v'} without {missing} ({pair.first})"
+        return pair
+    if pair.weight in by_key:
+        pair.reason = f"{pair.weight} is stored too"
+        return pair
+    for role, info in (("g", g), ("v", v)):
+        if info.dtype not in FOLDABLE_DTYPES:
+            pair.reason = f"{role} is {info.dtype}, not a float type that is folded"
+            return pair
+    try:
+        pair.dim = dim_from_shapes(g.shape, v.shape)
+    except ValueError as error:
+        pair.reason = f"shapes do not fit: {error}"
+    return pair
+
+
+def convert_keys(pair: Pair, to: str) -> PairKeys:
+    """The keys of ``pair`` in key form ``to``."""
+    return pair_keys(pair.weight, "legacy" if to == "legacy" else "parametrize")

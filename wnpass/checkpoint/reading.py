@@ -1,0 +1,330 @@
+"""Open a checkpoint without loading its tensors: names, shapes and dtypes, read lazily.
+
+- ``safetensors``: every file is opened with :func:`safetensors.safe_open` (memory-mapped; a
+  tensor's bytes are read when used); its metadata is kept.
+- ``torch``: ``torch.load(weights_only=True, mmap=True)`` (``mmap`` needs the zip format of
+  ``torch.save``; a file in the legacy format is loaded without it). A pickle that would run
+  code is refused by ``weights_only`` before anything runs. The state dicts are found at the
+  top level and in nested dicts (``{"state_dict": ...}``, ``{"generator": ...}``, EMA copies):
+  each dict's string-keyed tensors form one :class:`Group`.
+- an index (``*.safetensors.index.json``, ``pytorch_model.bin.index.json``): its
+  ``weight_map`` gives the order and the shard of every tensor. A shard must be a plain file
+  name in the index's folder (no path, no ``..``, not a symbolic link leading out of the
+  folder), must exist, and must hold exactly the tensors the index assigns to it.
+
+Every way a file can be wrong is one :class:`~wnpass.errors.InvalidModelError` line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wnpass.checkpoint.formats import Format, detect_format, is_sharded
+from wnpass.errors import InvalidModelError, one_line
+
+__all__ = ["MAX_DEPTH", "Checkpoint", "Group", "TensorInfo", "load_torch", "open_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+# safetensors' dtype names, as torch names them
+_SAFETENSORS_DTYPES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+}
+MAX_DEPTH = 8  # nested dicts searched for state dicts (deeper ones are kept, not searched)
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of a checkpoint, without its data."""
+
+    key: str
+    shape: tuple[int, ...]
+    dtype: str  # torch's name: "float32", "bfloat16", ...
+    nbytes: int
+    shard: int = 0  # which file holds it (Checkpoint.files)
+    group: tuple[str, ...] = ()  # where its dict sits in a torch file's object
+
+
+@dataclasses.dataclass
+class Group:
+    """One state dict: its tensors in the checkpoint's order."""
+
+    path: tuple[str, ...]  # () for the top level; ("generator",) for {"generator": {...}}
+    tensors: list[TensorInfo]
+
+    @property
+    def name(self) -> str | None:
+        return "/".join(self.path) or None
+
+
+class Checkpoint:
+    """An opened checkpoint: what it holds, and its tensors on demand (:meth:`tensor`)."""
+
+    def __init__(self, path: Path, fmt: Format) -> None:
+        self.path = path
+        self.format: Format = fmt
+        self.files: list[Path] = []  # one for a single file; the shards of an index
+        self.shard_names: list[str] = []  # as the index names them
+        self.shard_keys: list[list[str]] = []  # each file's tensors in its own order
+        self.metadata: list[dict[str, str] | None] = []  # safetensors header metadata per file
+        self.groups: list[Group] = []
+        self.index: dict[str, Any] | None = None
+        self._open: dict[int, Any] = {}  # shard -> safe_open handle or torch object
+
+    @property
+    def sharded(self) -> bool:
+        return is_sharded(self.format)
+
+    @property
+    def safetensors(self) -> bool:
+        return self.format.startswith("safetensors")
+
+    def tensors(self) -> Iterator[TensorInfo]:
+        for group in self.groups:
+            yield from group.tensors
+
+    def root(self, shard: int) -> Any:
+        """The opened file ``shard``: a safe_open handle, or the object a torch file holds."""
+        if shard not in self._open:
+            path = self.files[shard]
+            self._open[shard] = _safe_open(path) if self.safetensors else load_torch(path)
+        return self._open[shard]
+
+    def tensor(self, info: TensorInfo) -> Any:
+        """The tensor ``info`` describes (memory-mapped where the format allows)."""
+        root = self.root(info.shard)
+        if self.safetensors:
+            return root.get_tensor(info.key)
+        for key in info.group:
+            root = root[key]
+        return root[info.key]
+
+    def release(self, shard: int) -> None:
+        """Forget file ``shard``'s handle (its mapped pages go once no tensor holds them)."""
+        self._open.pop(shard, None)
+
+    def close(self) -> None:
+        self._open.clear()
+
+
+def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Open the checkpoint at ``path`` (module docstring); nothing is written."""
+    path = Path(path)
+    fmt = detect_format(path)
+    _require_file(path)
+    checkpoint = Checkpoint(path, fmt)
+    if is_sharded(fmt):
+        _read_index(checkpoint)
+    else:
+        checkpoint.files = [path]
+        checkpoint.shard_names = [path.name]
+        _read_file(checkpoint, 0)
+        if checkpoint.safetensors:
+            checkpoint.groups = [Group((), _tensors_of_shard(checkpoint, 0))]
+    checkpoint.close()
+    logger.info(
+        "%s: %s, %d file(s), %d tensors",
+        path,
+        fmt,
+        len(checkpoint.files),
+        sum(len(g.tensors) for g in checkpoint.groups),
+    )
+    return checkpoint
+
+
+def _require_file(path: Path, what: str = "") -> None:
+    if not path.exists():
+        raise InvalidModelError(f"{path}: no such file{what}")
+    if not path.is_file():
+        raise InvalidModelError(f"{path}: is {'a directory' if path.is_dir() else 'not a file'}")
+
+
+def _safe_open(path: Path) -> Any:
+    from safetensors import safe_open
+
+    try:
+        return safe_open(str(path), framework="pt", device="cpu")
+    except Exception as error:
+        raise InvalidModelError(
+            f"{path}: not a readable safetensors file: {one_line(error)}"
+        ) from None
+
+
+def load_torch(path: Path) -> Any:
+    """``torch.load`` with ``weights_only=True`` (and ``mmap=True`` for the zip format)."""
+    import pickle
+
+    try:
+        mmap = zipfile.is_zipfile(path)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = next(
+            (line for line in lines if "GLOBAL" in line or "nsupported" in line),
+            lines[-1] if lines else "",
+        )
+        raise InvalidModelError(
+            f"{path}: refused: loading it would run code or build objects other than tensors "
+            f"({detail.rstrip('.')}); it was not run"
+        ) from None
+    except Exception as error:
+        raise InvalidModelError(
+            f"{path}: not a readable torch.save file: {one_line(error)}"
+        ) from None
+
+
+def _torch_info(key: str, tensor: Any, shard: int, group: tuple[str, ...]) -> TensorInfo:
+    return TensorInfo(
+        key=key,
+        shape=tuple(int(n) for n in tensor.shape),
+        dtype=str(tensor.dtype).removeprefix("torch."),
+        nbytes=int(tensor.numel()) * int(tensor.element_size()),
+        shard=shard,
+        group=group,
+    )
+
+
+def _torch_groups(value: Any, shard: int, path: tuple[str, ...] = ()) -> Iterator[Group]:
+    if not isinstance(value, dict) or len(path) > MAX_DEPTH:
+        return
+    tensors = [
+        _torch_info(key, item, shard, path)
+        for key, item in value.items()
+        if isinstance(key, str) and isinstance(item, torch.Tensor)
+    ]
+    if tensors:
+        yield Group(path, tensors)
+    for key, item in value.items():
+        if isinstance(key, str) and isinstance(item, dict):
+            yield from _torch_groups(item, shard, (*path, key))
+
+
+def _read_file(checkpoint: Checkpoint, shard: int) -> None:
+    """Read file ``shard``'s header (safetensors) or object (torch): its keys and metadata."""
+    path = checkpoint.files[shard]
+    root = checkpoint.root(shard)
+    if checkpoint.safetensors:
+        checkpoint.shard_keys.append(list(root.keys()))
+        checkpoint.metadata.append(root.metadata())
+        return
+    checkpoint.metadata.append(None)
+    if not isinstance(root, dict):
+        raise InvalidModelError(f"{path}: holds a {type(root).__name__}, not a state dict")
+    groups = list(_torch_groups(root, shard))
+    if not groups:
+        raise InvalidModelError(f"{path}: holds no state dict (no dict of named tensors)")
+    if checkpoint.sharded:
+        if len(groups) != 1 or groups[0].path != () or len(groups[0].tensors) != len(root):
+            raise InvalidModelError(f"{path}: a shard must be a flat dict of named tensors")
+        checkpoint.shard_keys.append([info.key for info in groups[0].tensors])
+        checkpoint.groups.extend(groups)  # replaced by the index's order in _read_index
+    else:
+        checkpoint.shard_keys.append([])
+        checkpoint.groups = groups
+
+
+def _tensors_of_shard(checkpoint: Checkpoint, shard: int) -> list[TensorInfo]:
+    """The tensors of safetensors file ``shard``, in the library's order."""
+    handle = checkpoint.root(shard)
+    infos = []
+    for key in checkpoint.shard_keys[shard]:
+        view = handle.get_slice(key)
+        shape = tuple(int(n) for n in view.get_shape())
+        raw = view.get_dtype()
+        dtype = _SAFETENSORS_DTYPES.get(raw, raw.lower())
+        infos.append(TensorInfo(key, shape, dtype, _nbytes(shape, dtype), shard))
+    return infos
+
+
+def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
+    count = 1
+    for n in shape:
+        count *= n
+    torch_dtype = getattr(torch, dtype, None)
+    return count * (torch_dtype.itemsize if isinstance(torch_dtype, torch.dtype) else 1)
+
+
+def _shard_path(index: Path, name: Any) -> Path:
+    """The file of shard ``name`` of ``index``, refused unless it is a plain file beside it."""
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or "\0" in name
+        or "/" in name
+        or "\\" in name
+        or Path(name).name != name
+    ):
+        raise InvalidModelError(
+            f"{index}: names shard {name!r}, which is not a file in the index's folder; refused"
+        )
+    path = index.parent / name
+    folder = Path(os.path.realpath(index.parent))
+    if Path(os.path.realpath(path)).parent != folder:
+        raise InvalidModelError(
+            f"{index}: shard {name} is a symbolic link leading out of the index's folder; refused"
+        )
+    _require_file(path, f" (a shard named by {index.name})")
+    return path
+
+
+def _read_index(checkpoint: Checkpoint) -> None:
+    index_path = checkpoint.path
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise InvalidModelError(f"{index_path}: not a readable index: {one_line(error)}") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(k, str) for k in weight_map):
+        raise InvalidModelError(f"{index_path}: not an index (no weight_map of names to shards)")
+    checkpoint.index = index
+    names: list[str] = []
+    for name in weight_map.values():
+        if name not in names:
+            _shard_path(index_path, name)  # checked before anything is opened
+            names.append(name)
+    checkpoint.shard_names = names
+    checkpoint.files = [index_path.parent / name for name in names]
+    by_key: dict[str, TensorInfo] = {}
+    for shard, name in enumerate(names):
+        _read_file(checkpoint, shard)
+        infos = (
+            _tensors_of_shard(checkpoint, shard)
+            if checkpoint.safetensors
+            else checkpoint.groups[-1].tensors
+        )
+        for info in infos:
+            if weight_map.get(info.key) != name:
+                where = weight_map.get(info.key)
+                said = f"assigns it to {where}" if where else "does not list it"
+                raise InvalidModelError(
+                    f"{index_path}: shard {name} holds {info.key}, but the index {said}; refused"
+                )
+            by_key[info.key] = info
+        checkpoint.release(shard)
+    missing = [key for key in weight_map if key not in by_key]
+    if missing:
+        raise InvalidModelError(
+            f"{index_path}: {len(missing)} tensor(s) it lists are not in their shard "
+            f"({missing[0]} in {weight_map[missing[0]]}); refused"
+        )
+    checkpoint.groups = [Group((), [by_key[key] for key in weight_map])]

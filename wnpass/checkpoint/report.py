@@ -1,0 +1,124 @@
+"""Checkpoint reports: what was found in a checkpoint and what was done with each pair.
+
+Data only, in the style of :mod:`wnpass.report`: dataclasses that know whether they passed
+(``bool()``), serialise to JSON (``to_dict``, ``write_json``), and are rendered by the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wnpass.report import write_json
+
+if TYPE_CHECKING:
+    from wnpass.plan import IOPlan
+
+__all__ = ["CheckpointReport", "ModelCheckReport", "OutputRow", "PairReport"]
+
+
+@dataclasses.dataclass
+class PairReport:
+    """One weight-norm pair and what became of it.
+
+    ``status``: ``folded``/``foldable`` (fold, inspect), ``converted``/``convertible``
+    (convert), ``unchanged`` (convert: already in the target form), ``declined`` (with the
+    reason; its tensors are left exactly as they were).
+    """
+
+    weight: str  # the plain weight's name: "conv.weight"
+    form: str  # "parametrize" or "legacy"
+    g: str | None  # its keys (None: that half is missing)
+    v: str | None
+    group: str | None  # where the state dict sits in a torch file ("generator"), else None
+    shard: str | None  # the file of its first key, for a sharded checkpoint
+    g_shape: list[int] | None
+    v_shape: list[int] | None
+    dtype: str | None  # v's dtype, the weight's
+    dim: int | None  # the axis g keeps (None: the whole tensor, see whole_tensor)
+    whole_tensor: bool  # the norm is over the whole tensor (a scalar g: dim=None)
+    status: str
+    reason: str | None = None
+    output_keys: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class OutputRow:
+    """One output of ``--model`` verification: folded model vs weight-normed model."""
+
+    name: str
+    shape: list[int] | None
+    dtype: str | None
+    max_abs: float
+    max_rel: float
+    outside: int
+    total: int
+    rtol: float
+    atol: float
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None and self.outside == 0
+
+
+@dataclasses.dataclass
+class ModelCheckReport:
+    """The folded checkpoint in the plain model vs the original in the weight-normed model."""
+
+    model: str
+    outputs: list[OutputRow] = dataclasses.field(default_factory=list)
+    reference: str = "torch.nn.utils.parametrizations.weight_norm on each folded pair"
+
+    def __bool__(self) -> bool:
+        return bool(self.outputs) and all(row.ok for row in self.outputs)
+
+
+@dataclasses.dataclass
+class CheckpointReport:
+    """What ``fold``, ``convert`` or ``inspect`` found in a checkpoint and did."""
+
+    action: str  # "fold", "convert" or "inspect"
+    input: str
+    format: str  # "torch", "safetensors", "torch-index", "safetensors-index"
+    pairs: list[PairReport] = dataclasses.field(default_factory=list)
+    to: str | None = None  # convert: the target key form
+    output: str | None = None  # the output file (the index of a sharded output)
+    shards: list[str] = dataclasses.field(default_factory=list)  # shard files written
+    groups: list[str] = dataclasses.field(default_factory=list)  # wrapper keys of state dicts
+    tensors_before: int = 0
+    tensors_after: int | None = None
+    bytes_before: int | None = None
+    bytes_after: int | None = None
+    seconds: float | None = None
+    check: ModelCheckReport | None = None
+
+    def count(self, status: str) -> int:
+        return sum(pair.status == status for pair in self.pairs)
+
+    @property
+    def declined(self) -> int:
+        return self.count("declined")
+
+    @property
+    def published(self) -> bool:
+        """Whether the output was written (a failed ``--model`` check publishes nothing)."""
+        return self.output is not None and (self.check is None or bool(self.check))
+
+    def __bool__(self) -> bool:
+        """True when no pair was declined and a ``--model`` check, if any, passed."""
+        return self.declined == 0 and (self.check is None or bool(self.check))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for status in ("folded", "foldable", "converted", "convertible", "unchanged"):
+            data[status] = self.count(status)
+        data["declined"] = self.declined
+        if self.check is not None:
+            data["check"]["ok"] = bool(self.check)
+        data["ok"] = bool(self)
+        return data
+
+    def write_json(self, path: str | Path, plan: IOPlan | None = None) -> None:
+        write_json(path, self.to_dict(), plan)

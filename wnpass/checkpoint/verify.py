@@ -1,0 +1,175 @@
+"""``--model``: check a folded checkpoint against the weight-normed model it came from.
+
+Two instances of the ``model.py``'s model (weight norm, if it has any, folded out of both
+first, so that both start plain):
+
+- the candidate loads the folded checkpoint strictly (every key, no extra);
+- the reference gets ``torch.nn.utils.parametrizations.weight_norm(module, name, dim)`` on
+  each folded pair's module, with the axis the pair's ``g`` implies, and loads the *original*
+  checkpoint (legacy keys renamed, by :func:`wnpass.fx.state.load_state_dict_any`): it computes
+  ``g * v / ||v||`` at run time, in PyTorch, in the model's dtype, on every forward.
+
+Both run ``example_inputs()`` in eval mode. Outputs are compared with ``check``'s tolerances
+per output dtype (:data:`wnpass.verify.compare.DEFAULT_TOLERANCES`; float32: rtol 1e-4, atol
+1e-5): the reference rounds after every op of ``g * v / ||v||`` in float32 where the fold
+rounds once from float64, so the weights differ by a few ulps and the outputs by those ulps
+accumulated over each layer's sums; a wrong axis or a wrong weight differs by order 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from wnpass.checkpoint.reading import open_checkpoint
+from wnpass.checkpoint.report import ModelCheckReport, OutputRow
+from wnpass.errors import InvalidArgumentError, one_line
+from wnpass.verify.compare import DEFAULT_TOLERANCES
+
+if TYPE_CHECKING:
+    from wnpass.checkpoint.api import _Found
+
+__all__ = ["check_folded"]
+
+logger = logging.getLogger(__name__)
+
+
+def _state_dicts(path: Path) -> dict[tuple[str, ...], dict[str, Any]]:
+    """Every state dict of a checkpoint, materialized, by its place in the file."""
+    checkpoint = open_checkpoint(path)
+    try:
+        return {
+            group.path: {info.key: checkpoint.tensor(info) for info in group.tensors}
+            for group in checkpoint.groups
+        }
+    finally:
+        checkpoint.close()
+
+
+def _plain_model(model_py: Path, factory: str | None) -> tuple[Any, tuple[Any, ...]]:
+    from wnpass.fx.fold import fold_weight_norm
+    from wnpass.fx.loading import load_model_py
+
+    model, inputs = load_model_py(model_py, factory)
+    if inputs is None:
+        raise InvalidArgumentError(
+            f"{model_py}: defines no example_inputs(); nothing to compare on",
+            parameter="check_model",
+        )
+    fold_weight_norm(model)
+    return model.eval(), inputs
+
+
+def _outputs(value: Any, name: str = "output") -> Iterator[tuple[str, Any]]:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        yield name, value
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _outputs(item, f"{name}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _outputs(item, f"{name}[{key!r}]")
+
+
+def _run(model: Any, inputs: tuple[Any, ...], model_py: Path) -> list[tuple[str, Any]]:
+    import torch
+
+    try:
+        with torch.no_grad():
+            return list(_outputs(model(*inputs)))
+    except Exception as error:
+        raise InvalidArgumentError(
+            f"{model_py}: forward raised {one_line(error, with_type=True)}",
+            parameter="check_model",
+        ) from None
+
+
+def _row(name: str, ref: Any, cand: Any) -> OutputRow:
+    dtype = str(ref.dtype).removeprefix("torch.")
+    rtol, atol = DEFAULT_TOLERANCES.get(dtype, (0.0, 0.0))
+    row = OutputRow(name, list(ref.shape), dtype, 0.0, 0.0, 0, int(ref.numel()), rtol, atol)
+    if ref.shape != cand.shape or ref.dtype != cand.dtype:
+        row.problem = f"{list(cand.shape)} {cand.dtype} != reference {list(ref.shape)} {dtype}"
+        return row
+    r = ref.detach().double().numpy()
+    c = cand.detach().double().numpy()
+    if not np.array_equal(np.isnan(r), np.isnan(c)):
+        row.problem = "NaN in different places"
+    both = np.isfinite(r) & np.isfinite(c)
+    error = np.abs(r - c)[both]
+    if error.size:
+        magnitude = np.abs(r[both])
+        row.max_abs = float(error.max())
+        row.max_rel = float((error / np.maximum(magnitude, np.finfo(np.float64).tiny)).max())
+        row.outside = int(np.count_nonzero(error > atol + rtol * magnitude))
+    return row
+
+
+def check_folded(
+    model_py: str | os.PathLike[str],
+    factory: str | None,
+    original: Path,
+    folded: Path,
+    found: _Found,
+) -> ModelCheckReport:
+    """Compare the model with ``folded`` loaded against the weight-normed model with
+    ``original`` loaded (module docstring)."""
+    import torch
+    from torch.nn.utils.parametrizations import weight_norm
+
+    from wnpass.fx.state import load_state_dict_any
+
+    model_py = Path(model_py)
+    report = ModelCheckReport(str(model_py))
+    candidate, inputs = _plain_model(model_py, factory)
+    reference, _ = _plain_model(model_py, factory)
+    wanted = set(candidate.state_dict())
+    folded_dicts = _state_dicts(folded)
+    place = max(folded_dicts, key=lambda p: len(wanted & set(folded_dicts[p])))
+    original_state = _state_dicts(original)[place]
+    for group, pair, pair_report in found:
+        if group.path != place or pair_report.status != "folded":
+            continue
+        module_name, _, leaf = pair.weight.rpartition(".")
+        try:
+            module = reference.get_submodule(module_name)
+            weight_norm(module, leaf, dim=pair.dim)  # type: ignore[arg-type]  # None: whole
+        except Exception as error:
+            raise InvalidArgumentError(
+                f"{model_py}: the model has no weight {pair.weight} to put weight norm on "
+                f"({one_line(error)})",
+                parameter="check_model",
+            ) from None
+    try:
+        load_state_dict_any(reference, original_state, strict=True)
+    except Exception as error:
+        raise InvalidArgumentError(
+            f"{model_py}: the original checkpoint does not fit the model: {one_line(error)}",
+            parameter="check_model",
+        ) from None
+    try:
+        candidate.load_state_dict(folded_dicts[place], strict=True)
+    except Exception as error:
+        row = OutputRow("load_state_dict", None, None, 0.0, 0.0, 0, 0, 0.0, 0.0)
+        row.problem = f"the folded checkpoint does not load strictly: {one_line(error)}"
+        report.outputs.append(row)
+        return report
+    with torch.no_grad():
+        ref_out = _run(reference, inputs, model_py)
+        cand_out = dict(_run(candidate, inputs, model_py))
+    for name, ref in ref_out:
+        if name not in cand_out:
+            row = OutputRow(name, list(ref.shape), None, 0.0, 0.0, 0, 0, 0.0, 0.0)
+            row.problem = "missing"
+            report.outputs.append(row)
+            continue
+        report.outputs.append(_row(name, ref, cand_out[name]))
+    logger.info("--model check: %s", "passed" if report else "failed")
+    return report

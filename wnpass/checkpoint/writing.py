@@ -1,0 +1,143 @@
+"""Write a rewritten checkpoint in its input's format, a file (a shard) at a time.
+
+A rewrite is an :class:`Action` per input key (copy, fold, rename, drop). Each output file is
+written from its input file: its tensors in the input file's order, a folded weight where the
+first key of its pair was, every other tensor the input's own (memory-mapped) tensor, so its
+bytes are unchanged. safetensors files are written with :func:`safetensors.torch.save_file`
+(metadata kept); torch files with ``torch.save`` (wrappers and non-tensor entries kept, the zip
+format). A sharded checkpoint is written shard by shard, each input shard's handle released
+before the next: memory stays near the largest shard. Files are written into a staging folder;
+publishing them is the caller's (:class:`~wnpass.plan.IOPlan`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from wnpass.checkpoint.pairs import Pair
+from wnpass.checkpoint.reading import MAX_DEPTH, Checkpoint, Group, TensorInfo
+
+__all__ = ["Action", "Rewrite", "write_file", "write_index"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Action:
+    """What becomes of one input key: ``copy`` (same key), ``rename`` (same tensor, new key),
+    ``fold`` (the pair's weight under ``key``), ``drop`` (the other half of a folded pair)."""
+
+    kind: Literal["copy", "rename", "fold", "drop"]
+    key: str  # the output key (unused for drop)
+    pair: Pair | None = None
+
+
+# (group path, input key) -> Action; keys not in it are copied
+Rewrite = dict[tuple[tuple[str, ...], str], Action]
+Folder = Callable[[Pair], Any]  # computes a pair's folded tensor
+
+
+def _entries(
+    checkpoint: Checkpoint,
+    rewrite: Rewrite,
+    group: tuple[str, ...],
+    infos: list[TensorInfo],
+    fold: Folder,
+) -> list[tuple[str, Any]]:
+    """(output key, tensor) for ``infos`` of one file, in their order."""
+    entries = []
+    for info in infos:
+        action = rewrite.get((group, info.key), Action("copy", info.key))
+        if action.kind == "drop":
+            continue
+        tensor = fold(action.pair) if action.pair is not None and action.kind == "fold" else None
+        entries.append((action.key, checkpoint.tensor(info) if tensor is None else tensor))
+    return entries
+
+
+def write_file(
+    checkpoint: Checkpoint, shard: int, rewrite: Rewrite, fold: Folder, target: Path
+) -> list[tuple[str, int]]:
+    """Write input file ``shard`` rewritten to ``target``; returns (key, nbytes) written."""
+    if checkpoint.safetensors or checkpoint.sharded:
+        by_key = {info.key: info for info in checkpoint.tensors() if info.shard == shard}
+        infos = [by_key[key] for key in checkpoint.shard_keys[shard]]
+        entries = _entries(checkpoint, rewrite, (), infos, fold)
+        written = [(key, _nbytes(tensor)) for key, tensor in entries]
+        if checkpoint.safetensors:
+            from safetensors.torch import save_file
+
+            save_file(dict(entries), str(target), metadata=checkpoint.metadata[shard])
+        else:
+            _torch_save(dict(entries), target)
+        return written
+    written = []
+    groups = {group.path: group for group in checkpoint.groups}
+    obj = _rebuild(checkpoint.root(shard), (), groups, rewrite, fold, written)
+    _torch_save(obj, target)
+    return written
+
+
+def _torch_save(obj: Any, target: Path) -> None:
+    import torch
+
+    torch.save(obj, str(target))
+
+
+def _nbytes(tensor: Any) -> int:
+    return int(tensor.numel()) * int(tensor.element_size())
+
+
+def _rebuild(
+    value: Any,
+    path: tuple[str, ...],
+    groups: dict[tuple[str, ...], Group],
+    rewrite: Rewrite,
+    fold: Folder,
+    written: list[tuple[str, int]],
+) -> Any:
+    """A torch file's object with its state dicts rewritten, everything else kept as it is."""
+    if not isinstance(value, dict) or len(path) > MAX_DEPTH:
+        return value
+    group = groups.get(path)
+    infos = {info.key for info in group.tensors} if group is not None else set()
+    try:
+        out = type(value)()
+    except TypeError:
+        out = {}
+    for key, item in value.items():
+        if isinstance(key, str) and key in infos:
+            action = rewrite.get((path, key), Action("copy", key))
+            if action.kind == "drop":
+                continue
+            if action.kind == "fold" and action.pair is not None:
+                item = fold(action.pair)
+            out[action.key] = item
+            written.append((action.key, _nbytes(item)))
+        elif isinstance(key, str) and isinstance(item, dict):
+            out[key] = _rebuild(item, (*path, key), groups, rewrite, fold, written)
+        else:
+            out[key] = item
+    if hasattr(value, "_metadata"):
+        out._metadata = copy.copy(value._metadata)  # type: ignore[attr-defined]
+    return out
+
+
+def write_index(
+    index: dict[str, Any], weight_map: dict[str, str], total: int, target: Path
+) -> None:
+    """Write a sharded checkpoint's index: the input's, with the new weight map and size."""
+    out = {key: value for key, value in index.items() if key != "weight_map"}
+    metadata = out.get("metadata")
+    if isinstance(metadata, dict):
+        out["metadata"] = {**metadata, "total_size": total}
+    else:
+        out["metadata"] = {"total_size": total}
+    out["weight_map"] = weight_map
+    target.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
