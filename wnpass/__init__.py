@@ -5,10 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wnpass.errors import WnpassError
-from wnpass.onnx.api import fold_onnx, inspect_onnx
-from wnpass.report import FoldReport, SiteReport
-from wnpass.verify.check import check
-from wnpass.verify.report import CheckReport
 
 __all__ = [
     "ApplyReport",
@@ -44,10 +40,20 @@ if TYPE_CHECKING:  # the real imports, for type checkers and readers
     from wnpass.fx.mean_only_bn import MeanOnlyBatchNorm
     from wnpass.fx.report import ApplyReport, ParamSite
     from wnpass.fx.state import load_state_dict_any
+    from wnpass.onnx.api import fold_onnx, inspect_onnx
+    from wnpass.report import FoldReport, SiteReport
+    from wnpass.verify.check import check
+    from wnpass.verify.report import CheckReport
 
-# The PyTorch side imports torch (about a second): loaded on first use, so that the ONNX
-# commands start fast.
+# Every name is imported on first use: the PyTorch side imports torch (about a second) and the
+# ONNX side onnx and onnx-ir (another second), and a command should pay only for what it uses.
 _LAZY = {
+    "fold_onnx": "wnpass.onnx.api",
+    "inspect_onnx": "wnpass.onnx.api",
+    "FoldReport": "wnpass.report",
+    "SiteReport": "wnpass.report",
+    "check": "wnpass.verify.check",
+    "CheckReport": "wnpass.verify.report",
     "ApplyReport": "wnpass.fx.report",
     "ParamSite": "wnpass.fx.report",
     "DataInitReport": "wnpass.fx.data_init",

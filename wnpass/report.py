@@ -1,7 +1,7 @@
 """Reports are data: dataclasses that know whether they passed, serialise to JSON, and render.
 
-Rendering is split into pure row builders (``*_rows``) and one function that turns rows into a
-``rich`` table; only the CLI prints.
+Rendering is pure: row builders (``*_rows``) and summaries return text, and only the CLI
+prints them.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from rich.table import Table
 
 if TYPE_CHECKING:
     from wnpass.plan import IOPlan
@@ -24,7 +22,6 @@ __all__ = [
     "fold_summary",
     "human_bytes",
     "site_rows",
-    "table",
     "write_json",
 ]
 
@@ -189,13 +186,3 @@ def fold_summary(report: FoldReport, *, inspect: bool = False) -> str:
     if report.output:
         text += f"\nwrote {report.output}"
     return text
-
-
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
-    """A rich table from pure rows."""
-    result = Table(title=title, title_justify="left")
-    for column in columns:
-        result.add_column(column, overflow="fold")
-    for row in rows:
-        result.add_row(*row)
-    return result

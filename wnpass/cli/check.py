@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from wnpass._deferred import defer_sympy
 from wnpass.cli.options import add_check_options, add_json_option, check_options
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_check
@@ -24,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: Printer) -> int:
     """Check that CANDIDATE computes what REFERENCE computes, and compare their latency."""
+    defer_sympy()  # comparing ONNX models never needs it
     from wnpass.onnx import io
     from wnpass.verify.check import check
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from wnpass._deferred import defer_sympy
 from wnpass.cli.options import add_json_option, blamed_on
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_sites
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
     if checkpoint.is_checkpoint(args.model):
         return checkpoint.inspect(args, out)
+    defer_sympy()  # inspecting an ONNX model never needs it
     from wnpass.errors import UsageError
     from wnpass.onnx import io
     from wnpass.onnx.api import inspect_onnx
