@@ -126,7 +126,7 @@ def test_check_bad_options_exit_2(
     assert message in err and "Traceback" not in err
 
 
-MLP = Path(__file__).resolve().parents[1] / "models" / "mlp.py"
+MLP = Path(__file__).resolve().parents[2] / "models" / "mlp.py"
 
 
 def test_export_with_a_checkpoint_verifies_and_names_weights(
