@@ -11,10 +11,11 @@ import onnx
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.utils import parametrizations
 
 from tests.helpers import assert_close, run, sites_left
-from wnpass import fold_onnx
+from wnpass import fold_onnx, inspect_onnx
 
 
 def _wn(module: nn.Module, name: str = "weight", dim: int | None = 0) -> nn.Module:
@@ -130,6 +131,7 @@ def test_export_folds_to_plain_weights(name: str, exporter: str, tmp_path: Path)
     _, report = fold_onnx(path, out)
     assert report.folded == before and report.declined == 0
     assert sites_left(out) == 0
+    assert inspect_onnx(out).computed_weights == []  # LSTM gate reordering folded too
     onnx.checker.check_model(out, full_check=True)
     assert_close(run(out, feeds), run(path, feeds))
     names = {i.name for i in onnx.load(out).graph.initializer}
@@ -152,3 +154,33 @@ def test_quantize_dynamic_fails_before_folding_and_works_after(tmp_path: Path) -
     (expected,), (actual,) = run(path, feeds), run(tmp_path / "q.onnx", feeds)
     # int8 weights and activations: errors of a few percent of the output range, not of order 1.
     assert np.abs(actual - expected).max() < 0.05 * np.abs(expected).max()
+
+
+class CosineClassifier(nn.Module):
+    """Cosine similarity against normalized class weights (no gain): F.normalize of a weight
+    (a gain-less site) and of the activations (not a site)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(10, 64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
+
+
+def test_cosine_classifier_folds_its_gainless_weight(exporter: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    path = tmp_path / "cosine.onnx"
+    x = torch.randn(3, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(CosineClassifier().eval(), (x,), path, dynamo=exporter == "dynamo")
+    feeds = {onnx.load(path).graph.input[0].name: x.numpy()}
+    before = inspect_onnx(path)
+    if exporter == "torchscript":  # the dynamo exporter folds this small site itself
+        assert [s.form.split()[0] for s in before.sites] == ["gain-less"]
+    out = tmp_path / "folded.onnx"
+    _, report = fold_onnx(path, out)
+    assert report.declined == 0 and sites_left(out) == 0
+    assert inspect_onnx(out).computed_weights == []
+    assert_close(run(out, feeds), run(path, feeds))

@@ -242,3 +242,51 @@ def test_bfloat16_weights_cast_to_float() -> None:
     model = onnx_model(text, v=V.astype(ml_dtypes.bfloat16), g=G.astype(ml_dtypes.bfloat16))
     _, report = assert_folds(model)
     assert report.sites[0].dtype == "float"
+
+
+GAINLESS = {
+    # F.normalize(v, dim=1) as the TorchScript exporter writes it
+    "normalize": (
+        "n = ReduceL2 <axes = [1], keepdims = 1> (v)\n c = Clip(n, eps)\n"
+        " s = Shape(v)\n e = Expand(c, s)\n w = Div(v, e)"
+    ),
+    "LpNormalization": "w = LpNormalization <axis = 1, p = 2> (v)",
+    "rsqrt": "q = ReduceSumSquare <axes = [1]> (v)\n r = Pow(q, mhalf)\n w = Mul(v, r)",
+}
+
+
+@pytest.mark.parametrize("form", GAINLESS)
+def test_gainless_forms_fold_with_their_own_form_name(form: str) -> None:
+    """w = v / ||v|| (F.normalize of a weight, normalized codebooks) folds like any site."""
+    used = {"eps": np.array(1e-12, np.float32), "mhalf": np.array(-0.5, np.float32)}
+    used = {k: a for k, a in used.items() if re.search(rf"\b{k}\b", GAINLESS[form])}
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            {GAINLESS[form]}
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, v=V, **used)
+    folded, report = assert_folds(model)
+    (site,) = report.sites
+    assert site.form.startswith("gain-less ") and site.status == "folded"
+    assert op_types(folded) == ["Gemm"]
+    v64 = V.astype(np.float64)
+    expected = (v64 / np.linalg.norm(v64, axis=1, keepdims=True)).astype(np.float32)
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(folded.graph.initializer[0]), expected)
+
+
+def test_normalizing_an_activation_is_not_a_site() -> None:
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            n = ReduceL2 <axes = [1], keepdims = 1> (x)
+            u = Div(x, n)
+            y = Gemm <transB = 1> (u, v)
+        }}
+    """
+    model = onnx_model(text, v=V)
+    assert inspect_onnx(model).sites == []
+    _, report = fold_onnx(model)
+    assert report.sites == [] and report.cones == []

@@ -4,7 +4,8 @@ The rule: a weight input of ``Conv``, ``ConvTranspose``, ``Gemm``, ``MatMul``, `
 ``RNN`` (weights and biases) or the table of an embedding ``Gather`` (its indices fed at run
 time) that is not an initializer but is computed from constants by layout and cast ops only
 (``Transpose``, ``Reshape``, ``Flatten``, ``Squeeze``/``Unsqueeze``, ``Slice``, ``Concat``,
-``Split``, ``Gather`` with constant indices, ``Cast``, ``Identity``, ``Expand``, ``Constant``)
+``Split``, ``Gather`` with constant indices, ``Cast``, ``Identity``, ``Expand``, ``Constant``,
+and ``Shape`` for their shape inputs)
 is replaced by one initializer holding exactly the tensor the graph computes: these ops move,
 select or convert elements, and the evaluator (``evaluate``) does each the way ONNX does, so
 the result is bit for bit the graph's. Exporters leave such cones in front of weights (the
@@ -61,7 +62,7 @@ WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
 }
 CONE_OPS = frozenset(
     {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Concat", "Split"}
-    | {"Gather", "Cast", "Identity", "Expand", "Constant"}
+    | {"Gather", "Cast", "Identity", "Expand", "Constant", "Shape"}
 )
 # Ops whose outputs are not functions of their inputs.
 _RANDOM = frozenset(

@@ -23,7 +23,7 @@ The rules, which make a fold exact or make it decline (``NotExact`` with the rea
   other arithmetic on integers is declined.
 - Layout ops (``Transpose``, ``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze``, ``Slice``,
   ``Concat``, ``Split``, ``Gather``, ``Expand``, ``Identity``) move or select elements, in any
-  dtype, and are exact.
+  dtype, and are exact; so is ``Shape`` of a constant.
 - Any other op, dtype or domain is declined with its name, as is a result of more than
   ``MAX_ELEMENTS`` elements (a huge declared shape is declined before anything is allocated).
 """
@@ -574,6 +574,12 @@ def _split(step: _Step, args: Args) -> np.ndarray:
     return x[tuple(index)]
 
 
+def _shape(step: _Step, args: Args) -> Evaluated:
+    dims = np.array(_arg(args, 0).shape, np.int64)
+    start, end = step.attributes.get("start", 0), step.attributes.get("end")
+    return dims[int(start) : None if end is None else int(end)], ir.DataType.INT64
+
+
 def _gather(step: _Step, args: Args) -> np.ndarray:
     x, indices = _arg(args, 0), _arg(args, 1)
     if _dtype(args, 1) not in (ir.DataType.INT32, ir.DataType.INT64):
@@ -613,6 +619,7 @@ _OPS: dict[str, Callable[[_Step, Args], Evaluated]] = {
     "Split": _same(_split),
     "Gather": _same(_gather),
     "Concat": _concat,
+    "Shape": _shape,
 }
 
 EVALUABLE_OPS = frozenset({*_OPS, "Constant"})

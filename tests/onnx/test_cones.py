@@ -1,0 +1,287 @@
+"""Weights computed from constants by layout and cast ops become one exact initializer each,
+named after their source and reported per weight; ``weight_norm_only`` leaves them."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import onnx
+import pytest
+
+from tests.helpers import assert_close, onnx_model, op_types, rand, run
+from wnpass import fold_onnx, inspect_onnx
+from wnpass.onnx import cones
+
+HEADER = '<ir_version: 8, opset_import: ["" : 18]>'
+X = rand(2, 4)
+
+
+def folded_model(model: onnx.ModelProto, **options: bool) -> tuple[onnx.ModelProto, object]:
+    folded, report = fold_onnx(model, **options)
+    assert isinstance(folded, onnx.ModelProto)
+    onnx.checker.check_model(folded, full_check=True)
+    return folded, report
+
+
+def weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+
+
+def test_transpose_in_front_of_matmul_is_folded_bit_for_bit() -> None:
+    """The dynamo exporter's ``Transpose(W) -> MatMul``: one initializer, W's name, W.T."""
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            t = Transpose <perm = [1, 0]> (fcw)
+            y = MatMul(x, t)
+        }}
+    """
+    w = rand(3, 4)
+    model = onnx_model(text, names={"fcw": "fc.weight"}, fcw=w)
+    folded, report = folded_model(model)
+    assert op_types(folded) == ["MatMul"]
+    assert weights(folded).keys() == {"fc.weight"}
+    np.testing.assert_array_equal(weights(folded)["fc.weight"], w.T)
+    (cone,) = report.cones  # type: ignore[attr-defined]
+    assert (cone.name, cone.status, cone.ops, cone.sources, cone.consumers, cone.shape) == (
+        "fc.weight", "folded", ["Transpose"], ["fc.weight"], ["MatMul"], [4, 3]
+    )  # fmt: skip
+    assert cone.form == "constant-cone" and cone.nodes_removed == 1
+    assert run(folded, {"x": X})[0].tobytes() == run(model, {"x": X})[0].tobytes()
+
+
+def lstm_model() -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
+    """The dynamo exporter's LSTM: PyTorch's gates (i, f, g, o) reordered to ONNX's (i, o, f, c)
+    with Slice/Concat/Unsqueeze; the biases concatenated."""
+    hidden, inputs = 3, 4
+    w, b_ih, b_hh = rand(4 * hidden, inputs), rand(4 * hidden), rand(4 * hidden)
+    gates = "\n".join(f"g{k} = Slice(wih, s{k}, e{k}, zero)" for k in range(4))
+    text = f"""
+        {HEADER}
+        agraph (float[5, 1, 4] x) => (float[5, 1, 1, 3] y) {{
+            {gates}
+            cat = Concat <axis = 0> (g0, g3, g1, g2)
+            wi = Unsqueeze(cat, zero)
+            r = Unsqueeze(rr, zero)
+            bc = Concat <axis = 0> (bih, bhh)
+            bias = Unsqueeze(bc, zero)
+            y = LSTM <hidden_size = 3> (x, wi, r, bias)
+        }}
+    """
+    bounds = {f"s{k}": np.array([k * hidden], np.int64) for k in range(4)}
+    bounds |= {f"e{k}": np.array([(k + 1) * hidden], np.int64) for k in range(4)}
+    named = {"wih": w, "bih": b_ih, "bhh": b_hh}
+    model = onnx_model(
+        text,
+        names={"wih": "lstm.weight_ih_l0", "bih": "lstm.bias_ih_l0", "bhh": "lstm.bias_hh_l0"},
+        zero=np.array([0], np.int64),
+        rr=rand(4 * hidden, hidden),
+        **bounds,
+        **named,
+    )
+    order = np.concatenate([w[0:3], w[9:12], w[3:6], w[6:9]])[None]
+    return model, order, np.concatenate([b_ih, b_hh])[None]
+
+
+def test_dynamo_lstm_gate_reordering_folds_to_initializers_named_after_the_parameters() -> None:
+    model, expected_w, expected_b = lstm_model()
+    folded, report = folded_model(model)
+    assert op_types(folded) == ["LSTM"]
+    found = weights(folded)
+    np.testing.assert_array_equal(found["lstm.weight_ih_l0"], expected_w)
+    np.testing.assert_array_equal(found["lstm.bias_ih_l0+bias_hh_l0"], expected_b)
+    assert {c.name for c in report.cones} == {  # type: ignore[attr-defined]
+        "lstm.weight_ih_l0", "rr", "lstm.bias_ih_l0+bias_hh_l0"
+    }  # fmt: skip
+    feeds = {"x": rand(5, 1, 4)}
+    assert run(folded, feeds)[0].tobytes() == run(model, feeds)[0].tobytes()
+
+
+def test_inspect_lists_computed_weights_and_a_fold_leaves_none() -> None:
+    model, _, _ = lstm_model()
+    before = inspect_onnx(model)
+    assert before.computed_weights == ["lstm.weight_ih_l0", "rr", "lstm.bias_ih_l0+bias_hh_l0"]
+    assert before.remaining == 3 and before.foldable == 0
+    assert inspect_onnx(model, weight_norm_only=True).cones == []
+    folded, _ = folded_model(model)
+    after = inspect_onnx(folded)
+    assert after.computed_weights == [] and after.remaining == 0 and after.cones == []
+    data = after.to_dict()
+    assert data["computed_weights"] == [] and data["remaining"] == 0
+
+
+def test_weight_norm_only_keeps_todays_behaviour() -> None:
+    model, _, _ = lstm_model()
+    folded, report = folded_model(model, weight_norm_only=True)
+    assert report.cones == [] and report.cones_folded == 0  # type: ignore[attr-defined]
+    assert folded.SerializeToString() == model.SerializeToString()
+
+
+def test_a_weight_norm_site_feeding_a_cone_is_named_after_its_parameter() -> None:
+    """The site folds first; the cone then folds its result and keeps the parameter's name."""
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            n = ReduceL2 <keepdims = 1> (v, one)
+            d = Div(v, n)
+            w = Mul(d, g)
+            t = Transpose <perm = [1, 0]> (w)
+            s = Slice(t, zero, four, zero)
+            y = MatMul(x, s)
+        }}
+    """
+    v, g = rand(3, 4), np.abs(rand(3, 1)) + 0.5
+    names = {"v": "fc.weight_v", "g": "fc.weight_g"}
+    model = onnx_model(
+        text,
+        names=names,
+        v=v,
+        g=g,
+        one=np.array([1], np.int64),
+        zero=np.array([0], np.int64),
+        four=np.array([4], np.int64),
+    )
+    assert inspect_onnx(model).computed_weights == ["fc.weight"]
+    folded, report = folded_model(model)
+    assert op_types(folded) == ["MatMul"] and weights(folded).keys() == {"fc.weight"}
+    assert report.folded == 1 and report.cones_folded == 1  # type: ignore[attr-defined]
+    assert_close(run(folded, {"x": X}), run(model, {"x": X}))
+
+
+def test_a_shared_weight_stays_one_tensor() -> None:
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 3] y, float[2, 3] z) {{
+            t = Transpose <perm = [1, 0]> (w)
+            y = MatMul(x, t)
+            z = MatMul(x, t)
+        }}
+    """
+    folded, report = folded_model(onnx_model(text, w=rand(3, 4)))
+    assert op_types(folded) == ["MatMul", "MatMul"] and len(folded.graph.initializer) == 1
+    (cone,) = report.cones  # type: ignore[attr-defined]
+    assert cone.consumers == ["MatMul"]
+
+
+def test_casts_round_exactly_and_bfloat16_is_kept() -> None:
+    """float32 -> float16 -> float32 in front of a weight: the float16 rounding stays."""
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            h = Cast <to = 10> (w)
+            f = Cast <to = 1> (h)
+            y = MatMul(x, f)
+        }}
+    """
+    w = rand(4, 3) * 100
+    folded, _ = folded_model(onnx_model(text, w=w))
+    np.testing.assert_array_equal(weights(folded)["w"], w.astype(np.float16).astype(np.float32))
+    text16 = f"""
+        {HEADER}
+        agraph (bfloat16[2, 4] x) => (bfloat16[2, 3] y) {{
+            t = Transpose <perm = [1, 0]> (w)
+            y = MatMul(x, t)
+        }}
+    """
+    wb = rand(3, 4).astype(ml_dtypes.bfloat16)
+    folded, _ = folded_model(onnx_model(text16, w=wb))
+    (init,) = folded.graph.initializer
+    assert init.data_type == onnx.TensorProto.BFLOAT16
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(init), wb.T)
+
+
+def test_embedding_table_behind_a_reshape_is_folded() -> None:
+    text = f"""
+        {HEADER}
+        agraph (int64[3] ids) => (float[3, 4] y) {{
+            table = Reshape(flat, shape)
+            y = Gather(table, ids)
+        }}
+    """
+    flat = rand(40)
+    model = onnx_model(text, flat=flat, shape=np.array([10, 4], np.int64))
+    folded, _ = folded_model(model)
+    assert op_types(folded) == ["Gather"]
+    np.testing.assert_array_equal(weights(folded)["flat"], flat.reshape(10, 4))
+    ids = {"ids": np.array([0, 9, 3])}
+    assert run(folded, ids)[0].tobytes() == run(model, ids)[0].tobytes()
+
+
+def test_gather_of_a_constant_with_constant_indices_is_part_of_a_cone() -> None:
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 2] y) {{
+            w2 = Gather <axis = 1> (w, idx)
+            y = MatMul(x, w2)
+        }}
+    """
+    w = rand(4, 5)
+    folded, _ = folded_model(onnx_model(text, w=w, idx=np.array([4, -5], np.int64)))
+    assert op_types(folded) == ["MatMul"]
+    np.testing.assert_array_equal(weights(folded)["w"], w[:, [4, 0]])
+
+
+def test_a_weight_computed_by_other_ops_is_reported_declined_and_left() -> None:
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            s = Mul(w, two)
+            t = Transpose <perm = [1, 0]> (s)
+            y = MatMul(x, t)
+        }}
+    """
+    model = onnx_model(text, w=rand(3, 4), two=np.array(2.0, np.float32))
+    folded, report = folded_model(model)
+    assert op_types(folded) == ["Mul", "Transpose", "MatMul"]
+    (cone,) = report.cones  # type: ignore[attr-defined]
+    assert cone.status == "declined" and cone.reason == "computed by Mul, not by layout or cast ops"
+    assert inspect_onnx(model).computed_weights == []
+
+
+def test_activations_and_plain_initializers_are_not_cones() -> None:
+    text = f"""
+        {HEADER}
+        agraph (float[4, 2] x) => (float[3, 2] y) {{
+            t = Transpose <perm = [1, 0]> (w)
+            y = MatMul(t, x)
+        }}
+    """
+    plain = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            y = MatMul(x, w)
+        }}
+    """
+    assert inspect_onnx(onnx_model(plain, w=rand(4, 3))).cones == []
+    _, report = folded_model(onnx_model(text, w=rand(4, 3)))
+    assert [c.name for c in report.cones] == ["w"]  # type: ignore[attr-defined]
+
+
+def test_large_weights_are_computed_when_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above EAGER_BYTES the folded weight is a LazyTensor (one weight in memory at a time)."""
+    monkeypatch.setattr(cones, "EAGER_BYTES", 0)
+    model, expected_w, _ = lstm_model()
+    folded, _ = folded_model(model)
+    np.testing.assert_array_equal(weights(folded)["lstm.weight_ih_l0"], expected_w)
+
+
+def test_cone_in_a_local_function_becomes_a_constant() -> None:
+    text = f"""
+        {HEADER.replace('"" : 18', '"" : 18, "local" : 1')}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            y = local.proj(x)
+        }}
+        <domain: "local", opset_import: ["" : 18]>
+        proj (x) => (y) {{
+            w = Constant <value = float[3, 4] {{1,2,3,4,5,6,7,8,9,10,11,12}}> ()
+            t = Transpose <perm = [1, 0]> (w)
+            y = MatMul(x, t)
+        }}
+    """
+    model = onnx_model(text)
+    folded, report = folded_model(model)
+    body = [n.op_type for n in folded.functions[0].node]
+    assert body == ["Constant", "MatMul"]
+    (cone,) = report.cones  # type: ignore[attr-defined]
+    assert cone.graph == "function local::proj" and cone.status == "folded"
+    assert run(folded, {"x": X})[0].tobytes() == run(model, {"x": X})[0].tobytes()
