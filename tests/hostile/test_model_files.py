@@ -118,6 +118,23 @@ def _huge_dims(t: Path) -> Path:
     return unchecked(t, model)
 
 
+def _inline(t: Path, dims: list[int], cut: int = 0) -> Path:
+    model = onnx_model(WN, v=rand(3, 4), g=rand(3, 1))
+    tensor = next(x for x in model.graph.initializer if x.name == "v")
+    tensor.dims[:] = dims
+    if cut:
+        tensor.raw_data = tensor.raw_data[:-cut]
+    return unchecked(t, model)
+
+
+def _huge_inline(t: Path) -> Path:
+    return _inline(t, [2**31, 2**31])
+
+
+def _short_inline(t: Path) -> Path:
+    return _inline(t, [3, 4], cut=8)
+
+
 # name -> (builder of the bad model in a folder, text the error names)
 FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "missing file": (lambda t: t / "absent.onnx", "no such file"),
@@ -197,6 +214,8 @@ FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "external data is a folder": (_external_data_is_a_folder, "is not a regular file"),
     "external data is a FIFO": (_external_data_is_a_fifo, "is not a regular file"),
     "a tensor of 2**62 elements": (_huge_dims, "ends before the tensor"),
+    "an inline tensor of 2**62 elements": (_huge_inline, "needs 18446744073709551616"),
+    "an inline tensor with bytes missing": (_short_inline, "holds 40 bytes"),
 }
 
 

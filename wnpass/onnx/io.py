@@ -67,6 +67,7 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
     if not proto.HasField("graph") or proto.ir_version == 0:
         raise InvalidModelError(f"{path}: not an ONNX model (no graph or IR version)")
     data_files = _check_external_data(proto, path)
+    _check_inline_sizes(proto, path)
     if plan is not None:
         plan.read(path, "the input model")
         plan.read_all(sorted(data_files), "the input's external data")
@@ -194,6 +195,20 @@ def _check_external_data(proto: onnx.ModelProto, path: Path) -> set[Path]:
             raise InvalidModelError(f"{where}: external data {location!r} ends before the tensor")
         files.add(target)
     return files
+
+
+def _check_inline_sizes(proto: onnx.ModelProto, path: Path) -> None:
+    """Refuse a tensor whose stored bytes do not match its declared shape (a huge declared
+    shape over a few bytes would otherwise be allocated or read past its end)."""
+    for tensor in _all_tensor_protos(proto):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or not tensor.HasField("raw_data"):
+            continue
+        nbytes = _tensor_nbytes(tensor)
+        if tensor.data_type != onnx.TensorProto.STRING and len(tensor.raw_data) != nbytes:
+            raise InvalidModelError(
+                f"{path}: tensor {tensor.name!r} holds {len(tensor.raw_data)} bytes, its shape "
+                f"{list(tensor.dims)} needs {nbytes}"
+            )
 
 
 def _whole(text: str, where: str) -> int:
