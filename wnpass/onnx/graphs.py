@@ -1,4 +1,7 @@
-"""Walking onnx-ir models: every graph (subgraphs and functions), and the cone of a value."""
+"""Walking onnx-ir models: every graph (subgraphs and functions), and the cone of a value.
+
+Every walk is iterative, so a chain of thousands of nodes or deeply nested bodies are fine.
+"""
 
 from __future__ import annotations
 
@@ -18,17 +21,25 @@ def graphs_of(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
 
 
 def subgraphs_of(graph: ir.Graph | ir.Function) -> Iterator[ir.Graph]:
+    """Every If/Loop/Scan body under ``graph``, each followed by the bodies nested in it
+    (depth first, in node order; iterative, however deep the nesting)."""
+    stack = list(reversed(_bodies(graph)))
+    while stack:
+        body = stack.pop()
+        yield body
+        stack.extend(reversed(_bodies(body)))
+
+
+def _bodies(graph: ir.Graph | ir.Function) -> list[ir.Graph]:
+    """The bodies that the nodes of ``graph`` itself hold, in node order."""
+    found: list[ir.Graph] = []
     for node in graph:
-        if not node.attributes:
-            continue
         for attr in node.attributes.values():
             if attr.type == ir.AttributeType.GRAPH:
-                yield attr.value
-                yield from subgraphs_of(attr.value)
+                found.append(attr.value)
             elif attr.type == ir.AttributeType.GRAPHS:
-                for sub in attr.value:
-                    yield sub
-                    yield from subgraphs_of(sub)
+                found.extend(attr.value)
+    return found
 
 
 def walk_cone(value: ir.Value) -> Iterator[ir.Value]:
