@@ -1,0 +1,69 @@
+"""convert_checkpoint: weight-norm keys renamed into the other form; tensors byte-identical."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tests.checkpoint.builders import generator, state_dict, tensor_bytes
+from wnpass.checkpoint import convert_checkpoint
+from wnpass.errors import InvalidArgumentError
+from wnpass.fx.state import load_state_dict_any
+
+
+def _bytes(state: dict[str, torch.Tensor]) -> dict[str, bytes]:
+    return {key: tensor_bytes(tensor) for key, tensor in state.items()}
+
+
+def test_parametrize_to_legacy_and_back_is_byte_identical(tmp_path: Path) -> None:
+    state = state_dict("parametrize")
+    torch.save(state, tmp_path / "g.pt")
+    report = convert_checkpoint(tmp_path / "g.pt", "legacy")
+    assert report.count("converted") == 5 and report.output == str(tmp_path / "g.legacy.pt")
+    legacy = torch.load(tmp_path / "g.legacy.pt", weights_only=True)
+    assert "conv_pre.weight_g" in legacy and "pos_conv.weight_v" in legacy
+    assert list(legacy)[:3] == ["conv_pre.bias", "conv_pre.weight_g", "conv_pre.weight_v"]
+    convert_checkpoint(tmp_path / "g.legacy.pt", "parametrize", tmp_path / "back.pt")
+    back = torch.load(tmp_path / "back.pt", weights_only=True)
+    assert list(back) == list(state) and _bytes(back) == _bytes(state)
+
+
+def test_converted_legacy_loads_into_a_legacy_model(tmp_path: Path) -> None:
+    save_file(state_dict("parametrize"), str(tmp_path / "g.safetensors"))
+    convert_checkpoint(tmp_path / "g.safetensors", "legacy")
+    legacy = load_file(str(tmp_path / "g.legacy.safetensors"))
+    model = generator("legacy", seed=5)
+    model.load_state_dict(legacy, strict=True)  # the legacy model's own key names
+    x = torch.randn(1, 8, 16)
+    reference = generator("parametrize", seed=5)
+    load_state_dict_any(reference, state_dict("parametrize"))
+    torch.testing.assert_close(model(x), reference(x), rtol=0.0, atol=0.0)
+
+
+def test_pairs_already_in_the_form_are_unchanged(tmp_path: Path) -> None:
+    save_file(state_dict("legacy"), str(tmp_path / "g.safetensors"))
+    report = convert_checkpoint(tmp_path / "g.safetensors", "legacy")
+    assert report.count("unchanged") == 5 and report.count("converted") == 0
+    assert _bytes(load_file(str(tmp_path / "g.legacy.safetensors"))) == _bytes(state_dict("legacy"))
+
+
+def test_a_target_key_that_exists_declines_the_pair(tmp_path: Path) -> None:
+    state = state_dict("parametrize")
+    state["res.weight_g"] = torch.zeros(1)  # the legacy name is taken: ambiguous
+    save_file(state, str(tmp_path / "g.safetensors"))
+    report = convert_checkpoint(tmp_path / "g.safetensors", "legacy")
+    declined = [p for p in report.pairs if p.status == "declined"]
+    assert [(p.weight, p.form, p.reason) for p in declined] == [
+        ("res.weight", "parametrize", "stored in both key forms"),
+        ("res.weight", "legacy", "g without v (res.weight_g)"),
+    ]
+    out = load_file(str(tmp_path / "g.legacy.safetensors"))
+    assert "res.parametrizations.weight.original0" in out
+
+
+def test_an_unknown_form_names_the_parameter(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"^to must be parametrize or legacy"):
+        convert_checkpoint(tmp_path / "g.pt", "plain")

@@ -1,0 +1,225 @@
+"""fold_checkpoint: each pair becomes its plain weight (float64, rounded once), everything else
+is the input's, byte for byte, in the same order, in the input's format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch.nn.utils.parametrize import remove_parametrizations
+
+from tests.checkpoint.builders import (
+    ULPS,
+    WEIGHTS,
+    expected_weight,
+    generator,
+    state_dict,
+    tensor_bytes,
+)
+from wnpass.checkpoint import fold_checkpoint
+from wnpass.rules import parse_key
+
+
+def _pairs(state: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        if (parsed := parse_key(key)) is not None:
+            pairs.setdefault(parsed[0].weight, {})[parsed[1]] = tensor
+    return {name: (p["g"], p["v"]) for name, p in pairs.items()}
+
+
+def _assert_folded(state: dict[str, torch.Tensor], folded: dict[str, torch.Tensor]) -> None:
+    """Folded weights equal the float64 reference exactly; other tensors are byte-identical;
+    the order is the input's with each weight where its pair's first key was."""
+    pairs = _pairs(state)
+    assert set(pairs) == set(WEIGHTS)
+    for name, (g, v) in pairs.items():
+        assert folded[name].dtype == v.dtype and folded[name].shape == v.shape
+        assert torch.equal(folded[name], expected_weight(g, v, WEIGHTS[name])), name
+    order = []
+    for key in state:
+        parsed = parse_key(key)
+        name = parsed[0].weight if parsed else key
+        if name not in order:
+            order.append(name)
+    assert list(folded) == order
+    for key in folded:
+        if key not in pairs:
+            assert tensor_bytes(folded[key]) == tensor_bytes(state[key]), key
+
+
+@pytest.mark.parametrize("api", ["parametrize", "legacy"])
+def test_torch_state_dict_both_apis(tmp_path: Path, api: str) -> None:
+    state = state_dict(api)
+    torch.save(state, tmp_path / "g.pt")
+    report = fold_checkpoint(tmp_path / "g.pt")
+    assert report and report.count("folded") == 5 and report.output == str(tmp_path / "g.folded.pt")
+    assert {p.weight: p.dim for p in report.pairs} == WEIGHTS
+    assert [p.whole_tensor for p in report.pairs] == [False] * 4 + [True]
+    assert report.tensors_before == 17 and report.tensors_after == 12
+    _assert_folded(state, torch.load(tmp_path / "g.folded.pt", weights_only=True))
+
+
+def test_equals_pytorchs_own_removal_within_ulps(tmp_path: Path) -> None:
+    """remove_parametrizations computes in float32: a few ulps from the rounded-once weight."""
+    model = generator("parametrize")
+    torch.save(model.state_dict(), tmp_path / "g.pt")
+    fold_checkpoint(tmp_path / "g.pt")
+    folded = torch.load(tmp_path / "g.folded.pt", weights_only=True)
+    for name in WEIGHTS:
+        module = model.get_submodule(name.rpartition(".")[0])
+        remove_parametrizations(module, "weight")
+    eps = torch.finfo(torch.float32).eps
+    for key, tensor in model.state_dict().items():
+        torch.testing.assert_close(folded[key], tensor, rtol=ULPS * eps, atol=0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_low_and_high_precision_keep_their_dtype(tmp_path: Path, dtype: torch.dtype) -> None:
+    state = state_dict("parametrize", dtype)
+    save_file(state, str(tmp_path / "g.safetensors"))
+    assert fold_checkpoint(tmp_path / "g.safetensors")
+    folded = load_file(str(tmp_path / "g.folded.safetensors"))
+    pairs = _pairs(state)
+    for name, (g, v) in pairs.items():
+        assert folded[name].dtype == dtype
+        reference = expected_weight(g, v, WEIGHTS[name])
+        if dtype == torch.float64:  # no rounding to absorb two float64 summation orders
+            eps64 = torch.finfo(dtype).eps
+            torch.testing.assert_close(folded[name], reference, rtol=ULPS * eps64, atol=0.0)
+        else:
+            assert torch.equal(folded[name], reference)
+        # PyTorch computing in the dtype itself: within a few of the dtype's ulps
+        dim = WEIGHTS[name]
+        if dim is None:
+            torch_way = v * (g / torch.linalg.vector_norm(v))
+        else:
+            torch_way = torch._weight_norm(v, g, dim)
+        eps = torch.finfo(dtype).eps
+        torch.testing.assert_close(folded[name], torch_way, rtol=ULPS * eps, atol=0.0)
+
+
+def test_safetensors_keeps_metadata_and_untouched_bytes(tmp_path: Path) -> None:
+    state = state_dict("legacy")
+    state["counter"] = torch.arange(5)  # an integer tensor: copied
+    save_file(state, str(tmp_path / "g.safetensors"), metadata={"format": "pt", "epoch": "7"})
+    report = fold_checkpoint(tmp_path / "g.safetensors", tmp_path / "out.safetensors")
+    assert report.count("folded") == 5
+    with safe_open(str(tmp_path / "out.safetensors"), "pt") as handle:
+        assert handle.metadata() == {"format": "pt", "epoch": "7"}
+    folded = load_file(str(tmp_path / "out.safetensors"))
+    assert tensor_bytes(folded["counter"]) == tensor_bytes(state["counter"])
+    for name, (g, v) in _pairs(state).items():
+        assert torch.equal(folded[name], expected_weight(g, v, WEIGHTS[name]))
+    assert set(folded) == {k for k in state if parse_key(k) is None} | set(WEIGHTS)
+
+
+def test_wrapper_is_kept_and_every_state_dict_in_it_folded(tmp_path: Path) -> None:
+    state, ema = state_dict("legacy"), state_dict("parametrize", seed=1)
+    checkpoint = {"generator": state, "ema": {"model": ema}, "steps": 2500, "lr": [0.1, 0.2]}
+    torch.save(checkpoint, tmp_path / "g_02500000.pth")
+    report = fold_checkpoint(tmp_path / "g_02500000.pth")
+    assert report.count("folded") == 10 and report.groups == ["generator", "ema/model"]
+    out = torch.load(tmp_path / "g_02500000.folded.pth", weights_only=True)
+    assert list(out) == ["generator", "ema", "steps", "lr"]
+    assert out["steps"] == 2500 and out["lr"] == [0.1, 0.2]
+    _assert_folded(state, out["generator"])
+    _assert_folded(ema, out["ema"]["model"])
+
+
+def test_state_dict_metadata_of_an_ordered_dict_is_kept(tmp_path: Path) -> None:
+    state = generator("parametrize").state_dict()
+    torch.save(state, tmp_path / "g.pt")
+    fold_checkpoint(tmp_path / "g.pt")
+    out = torch.load(tmp_path / "g.folded.pt", weights_only=True)
+    assert out._metadata == state._metadata  # type: ignore[attr-defined]
+
+
+def test_legacy_zip_less_torch_format_is_read(tmp_path: Path) -> None:
+    state = state_dict("legacy")
+    torch.save(state, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    assert fold_checkpoint(tmp_path / "old.pt").count("folded") == 5
+    _assert_folded(state, torch.load(tmp_path / "old.folded.pt", weights_only=True))
+
+
+def test_same_input_same_bytes(tmp_path: Path) -> None:
+    save_file(state_dict("parametrize"), str(tmp_path / "g.safetensors"))
+    fold_checkpoint(tmp_path / "g.safetensors", tmp_path / "a.safetensors")
+    fold_checkpoint(tmp_path / "g.safetensors", tmp_path / "b.safetensors")
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+
+
+def test_no_pairs_is_a_copy(tmp_path: Path) -> None:
+    state = {"a.weight": torch.randn(3, 4), "gate_v": torch.randn(4)}  # a lone legacy name
+    save_file(state, str(tmp_path / "p.safetensors"))
+    report = fold_checkpoint(tmp_path / "p.safetensors")
+    assert report and report.pairs == []
+    out = load_file(str(tmp_path / "p.folded.safetensors"))
+    assert {k: tensor_bytes(t) for k, t in out.items()} == {
+        k: tensor_bytes(t) for k, t in state.items()
+    }
+
+
+def test_seconds_and_sizes_are_reported(tmp_path: Path) -> None:
+    save_file(state_dict(), str(tmp_path / "g.safetensors"))
+    report = fold_checkpoint(tmp_path / "g.safetensors")
+    size = (tmp_path / "g.folded.safetensors").stat().st_size
+    assert report.bytes_after == size and report.bytes_before is not None
+    assert report.bytes_before > size and report.seconds is not None
+
+
+def _broken_state() -> dict[str, torch.Tensor]:
+    state = state_dict("legacy")
+    state["conv_pre.weight_g"][3] = float("nan")  # NaN in g
+    state["res.weight_v"][2] = 0.0  # a unit with zero norm
+    state["lone.parametrizations.weight.original0"] = torch.ones(3, 1)  # g without v
+    state["bad.weight_g"] = torch.ones(3, 1)  # shapes that do not fit
+    state["bad.weight_v"] = torch.ones(4, 2)
+    return state
+
+
+def test_broken_pairs_are_reported_and_left_as_they_were(tmp_path: Path) -> None:
+    state = _broken_state()
+    save_file(state, str(tmp_path / "b.safetensors"))
+    report = fold_checkpoint(tmp_path / "b.safetensors")
+    assert not report  # declined pairs make the report false; the output is still written
+    reasons = {p.weight: p.reason for p in report.pairs if p.status == "declined"}
+    assert reasons == {
+        "conv_pre.weight": "NaN or Inf in g or v",
+        "res.weight": "v has a unit with zero norm (PyTorch computes NaN there)",
+        "lone.weight": "g without v (lone.parametrizations.weight.original0)",
+        "bad.weight": "shapes do not fit: g [3, 1] does not match v [4, 2] on axis 0",
+    }
+    out = load_file(str(tmp_path / "b.folded.safetensors"))
+    for key in (
+        "conv_pre.weight_g",
+        "conv_pre.weight_v",
+        "res.weight_g",
+        "res.weight_v",
+        "lone.parametrizations.weight.original0",
+        "bad.weight_g",
+        "bad.weight_v",
+    ):
+        assert tensor_bytes(out[key]) == tensor_bytes(state[key]), key
+    assert "conv_pre.weight" not in out and "res.weight" not in out
+    assert report.count("folded") == 3 and "ups.0.weight" in out
+
+
+def test_a_weight_that_would_overflow_its_dtype_is_declined(tmp_path: Path) -> None:
+    state = {"c.weight_g": torch.full((2, 1), 1e6), "c.weight_v": torch.ones(2, 3).half()}
+    save_file(state, str(tmp_path / "o.safetensors"))
+    report = fold_checkpoint(tmp_path / "o.safetensors")
+    assert report.pairs[0].status == "declined" and "overflow" in (report.pairs[0].reason or "")
+    assert set(load_file(str(tmp_path / "o.folded.safetensors"))) == set(state)
+
+
+def test_a_declined_pair_keeps_its_place_in_a_torch_file(tmp_path: Path) -> None:
+    state = _broken_state()
+    torch.save(state, tmp_path / "b.pt")
+    fold_checkpoint(tmp_path / "b.pt")
+    out = torch.load(tmp_path / "b.folded.pt", weights_only=True)
+    kept = [k for k in state if k.startswith(("conv_pre.weight", "res.weight", "bad.", "lone."))]
+    assert [k for k in out if k in kept] == kept

@@ -1,0 +1,51 @@
+"""Checkpoint names: formats, default outputs, shard names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wnpass.checkpoint.formats import (
+    check_output_name,
+    default_output,
+    detect_format,
+    shard_output_name,
+)
+from wnpass.errors import InvalidModelError, UsageError
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "folded"),
+    [
+        ("g.pt", "torch", "g.folded.pt"),
+        ("g_02500000.pth", "torch", "g_02500000.folded.pth"),
+        ("pytorch_model.bin", "torch", "pytorch_model.folded.bin"),
+        ("model.safetensors", "safetensors", "model.folded.safetensors"),
+        (
+            "model.safetensors.index.json",
+            "safetensors-index",
+            "model.folded.safetensors.index.json",
+        ),
+        ("pytorch_model.bin.index.json", "torch-index", "pytorch_model.folded.bin.index.json"),
+    ],
+)
+def test_formats_and_default_outputs(name: str, fmt: str, folded: str) -> None:
+    assert detect_format(name) == fmt
+    assert default_output(Path("d") / name, "folded") == Path("d") / folded
+
+
+def test_shard_names_follow_the_output_stem() -> None:
+    index, out = Path("model.safetensors.index.json"), Path("x/y.safetensors.index.json")
+    assert shard_output_name("model-00001-of-00002.safetensors", index, out) == (
+        "y-00001-of-00002.safetensors"
+    )
+    assert shard_output_name("weights.safetensors", index, out) == "y-weights.safetensors"
+
+
+def test_other_names_are_refused() -> None:
+    with pytest.raises(InvalidModelError, match="not a checkpoint name"):
+        detect_format("config.index.json")
+    with pytest.raises(UsageError, match=r"^output .*must end with \.safetensors"):
+        check_output_name(Path("out.pt"), "safetensors")
+    check_output_name(Path("out.pth"), "torch")

@@ -1,0 +1,81 @@
+"""find_pairs: pairs from names, shapes and dtypes alone; broken pairs declined with a reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from wnpass.checkpoint.pairs import find_pairs
+from wnpass.checkpoint.reading import TensorInfo
+
+
+def info(key: str, shape: tuple[int, ...], dtype: str = "float32") -> TensorInfo:
+    return TensorInfo(key, shape, dtype, 0)
+
+
+def test_both_forms_and_their_axes() -> None:
+    pairs = find_pairs(
+        [
+            info("a.bias", (4,)),
+            info("a.weight_g", (4, 1, 1)),
+            info("a.weight_v", (4, 2, 3)),
+            info("pos.parametrizations.weight.original1", (8, 4, 16)),
+            info("pos.parametrizations.weight.original0", (1, 1, 16)),
+            info("post.weight_v", (1, 8, 7)),
+            info("post.weight_g", ()),
+            info("parametrizations.weight.original0", (3, 1)),
+            info("parametrizations.weight.original1", (3, 5)),
+        ]
+    )
+    assert [(p.weight, p.keys.form, p.dim, p.first, p.ok) for p in pairs] == [
+        ("a.weight", "legacy", 0, "a.weight_g", True),
+        ("pos.weight", "parametrize", 2, "pos.parametrizations.weight.original1", True),
+        ("post.weight", "legacy", None, "post.weight_v", True),
+        ("weight", "parametrize", 0, "parametrizations.weight.original0", True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tensors", "reason"),
+    [
+        ([info("m.parametrizations.weight.original0", (4, 1))], "g without v"),
+        ([info("m.parametrizations.weight.original1", (4, 3))], "v without g"),
+        ([info("m.weight_g", (4, 1))], "g without v"),
+        (
+            [info("m.weight_g", (4, 1)), info("m.weight_v", (5, 3))],
+            "shapes do not fit: g [4, 1] does not match v [5, 3] on axis 0",
+        ),
+        (
+            [info("m.weight_g", (4,)), info("m.weight_v", (4, 3))],
+            "shapes do not fit: g [4] and v [4, 3] differ in rank",
+        ),
+        (
+            [info("m.weight_g", (4, 3)), info("m.weight_v", (4, 3))],
+            "keeps more than one axis",
+        ),
+        (
+            [info("m.weight_g", (4, 1), "int64"), info("m.weight_v", (4, 3))],
+            "g is int64, not a float type that is folded",
+        ),
+        (
+            [info("m.weight", (4, 3)), info("m.weight_g", (4, 1)), info("m.weight_v", (4, 3))],
+            "m.weight is stored too",
+        ),
+        (
+            [
+                info("m.weight_g", (4, 1)),
+                info("m.weight_v", (4, 3)),
+                info("m.parametrizations.weight.original0", (4, 1)),
+                info("m.parametrizations.weight.original1", (4, 3)),
+            ],
+            "stored in both key forms",
+        ),
+    ],
+)
+def test_broken_pairs_are_declined_with_the_reason(tensors: list[TensorInfo], reason: str) -> None:
+    pairs = find_pairs(tensors)
+    assert pairs and all(not p.ok for p in pairs)
+    assert reason in (pairs[0].reason or "")
+
+
+def test_lone_legacy_halves_of_other_names_are_ordinary_tensors() -> None:
+    assert find_pairs([info("gate_v", (4,)), info("attn.bias_g", (4,))]) == []

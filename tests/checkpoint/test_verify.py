@@ -1,0 +1,91 @@
+"""check_model: the folded checkpoint in the plain model computes what PyTorch's weight norm
+computes from the original checkpoint; a wrong fold publishes nothing."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn.utils.parametrizations import weight_norm
+
+from tests.checkpoint.builders import legacy_weight_norm
+from wnpass.checkpoint import api, fold_checkpoint
+from wnpass.errors import InvalidArgumentError
+from wnpass.fx.loading import load_model_py
+
+MODEL_PY = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pre = nn.Conv1d(4, 8, 3, padding=1)
+            self.up = nn.ConvTranspose1d(8, 4, 4, stride=2, padding=1)
+            self.pos = nn.Conv1d(4, 4, 5, padding=2)
+            self.post = nn.Conv1d(4, 1, 3, padding=1)
+
+        def forward(self, x):
+            x = torch.relu(self.pre(x))
+            x = torch.relu(self.up(x))
+            return self.post(x + self.pos(x))
+
+    def build_model():
+        return Net()
+
+    def example_inputs():
+        return (torch.randn(2, 4, 32, generator=torch.Generator().manual_seed(0)),)
+    """
+)
+DIMS = {"pre": 0, "up": 0, "pos": 2, "post": None}
+
+
+def _checkpoint(tmp_path: Path, api_name: str = "parametrize") -> tuple[Path, Path]:
+    model_py = tmp_path / "model.py"
+    model_py.write_text(MODEL_PY)
+    torch.manual_seed(3)
+    model, _ = load_model_py(model_py)
+    for name, dim in DIMS.items():
+        module = getattr(model, name)
+        if api_name == "parametrize":
+            weight_norm(module, "weight", dim=dim)  # type: ignore[arg-type]
+        else:
+            legacy_weight_norm(module, dim=dim)
+    with torch.no_grad():  # g away from ||v||: a fold that forgets g must show
+        for key, param in model.named_parameters():
+            if key.endswith(("original0", "_g")):
+                param.mul_(torch.rand_like(param) + 0.5)
+    torch.save({"model": model.state_dict(), "epoch": 3}, tmp_path / "ckpt.pt")
+    return tmp_path / "ckpt.pt", model_py
+
+
+@pytest.mark.parametrize("api_name", ["parametrize", "legacy"])
+def test_a_correct_fold_passes(tmp_path: Path, api_name: str) -> None:
+    ckpt, model_py = _checkpoint(tmp_path, api_name)
+    report = fold_checkpoint(ckpt, check_model=model_py)
+    assert report and report.check is not None and report.published
+    assert [row.name for row in report.check.outputs] == ["output"]
+    assert report.check.outputs[0].max_rel < 1e-5
+    assert (tmp_path / "ckpt.folded.pt").is_file()
+
+
+def test_a_wrong_fold_fails_and_publishes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ckpt, model_py = _checkpoint(tmp_path)
+    monkeypatch.setattr(api, "fold_pair", lambda g, v, dim: v.clone())  # forgets g and the norm
+    report = fold_checkpoint(ckpt, check_model=model_py)
+    assert report.check is not None and not report.check and not report.published
+    assert report.check.outputs[0].outside > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "model.py"]
+
+
+def test_a_model_that_does_not_fit_is_bad_input(tmp_path: Path) -> None:
+    ckpt, model_py = _checkpoint(tmp_path)
+    model_py.write_text(MODEL_PY.replace("nn.Conv1d(4, 1, 3", "nn.Conv1d(4, 2, 3"))
+    with pytest.raises(InvalidArgumentError, match=r"^check_model .*does not fit the model"):
+        fold_checkpoint(ckpt, check_model=model_py)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "model.py"]

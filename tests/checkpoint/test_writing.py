@@ -1,0 +1,100 @@
+"""Sharded checkpoints: shard by shard out, a valid index, pairs split across shards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from tests.checkpoint.builders import WEIGHTS, expected_weight, save_sharded, state_dict
+from tests.checkpoint.builders import tensor_bytes as raw
+from wnpass.checkpoint import convert_checkpoint, fold_checkpoint
+
+SHARDS = [  # res.weight's g in the first shard, its v in the second
+    ["conv_pre.bias", "conv_pre.weight_g", "conv_pre.weight_v", "res.weight_g"],
+    ["ups.0.bias", "ups.0.weight_g", "ups.0.weight_v", "res.bias", "res.weight_v"],
+    ["plain.weight", "plain.bias", "pos_conv.bias", "pos_conv.weight_g", "pos_conv.weight_v"],
+    ["conv_post.bias", "conv_post.weight_g", "conv_post.weight_v"],
+]
+
+
+def _load(index: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    data = json.loads(index.read_text())
+    tensors: dict[str, torch.Tensor] = {}
+    for shard in dict.fromkeys(data["weight_map"].values()):
+        path = index.parent / shard
+        part = (
+            load_file(str(path))
+            if shard.endswith(".safetensors")
+            else torch.load(path, weights_only=True)
+        )
+        for key, tensor in part.items():
+            assert data["weight_map"][key] == shard  # the index says where each tensor is
+            tensors[key] = tensor
+    assert set(tensors) == set(data["weight_map"])
+    return data, tensors
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "bin"])
+def test_sharded_fold(tmp_path: Path, kind: str) -> None:
+    state = state_dict("legacy")
+    index = save_sharded(tmp_path, state, SHARDS, kind=kind)
+    report = fold_checkpoint(index)
+    assert report and report.count("folded") == 5
+    suffix = ".safetensors" if kind == "safetensors" else ".bin"
+    out = tmp_path / f"model.folded{suffix}.index.json"
+    assert report.output == str(out)
+    assert [Path(s).name for s in report.shards] == [
+        f"model.folded-{i:05d}-of-00004{suffix}" for i in range(1, 5)
+    ]
+    data, tensors = _load(out)
+    for name, dim in WEIGHTS.items():
+        g, v = state[f"{name}_g"], state[f"{name}_v"]
+        assert torch.equal(tensors[name], expected_weight(g, v, dim))
+    assert data["weight_map"]["res.weight"] == f"model.folded-00001-of-00004{suffix}"
+    expected_order = []
+    for key in state:
+        name = key[:-2] if key[:-2] in WEIGHTS else key
+        if name not in expected_order:
+            expected_order.append(name)
+    assert list(data["weight_map"]) == expected_order
+    assert data["metadata"]["total_size"] == sum(
+        t.numel() * t.element_size() for t in tensors.values()
+    )
+    for key, tensor in tensors.items():
+        if key not in WEIGHTS:
+            assert raw(tensor) == raw(state[key])
+    if kind == "safetensors":
+        with safe_open(str(tmp_path / report.shards[0]), "pt") as handle:
+            assert handle.metadata() == {"format": "pt"}
+    if kind == "bin":  # the order inside a torch shard is kept
+        part = torch.load(report.shards[1], weights_only=True)
+        assert list(part) == ["ups.0.bias", "ups.0.weight", "res.bias"]
+
+
+def test_sharded_output_elsewhere_with_another_stem(tmp_path: Path) -> None:
+    index = save_sharded(tmp_path, state_dict("parametrize"), [list(state_dict())], stem="model")
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / "plain.safetensors.index.json"
+    report = fold_checkpoint(index, target)
+    assert [Path(s).name for s in report.shards] == ["plain-00001-of-00001.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "plain-00001-of-00001.safetensors",
+        "plain.safetensors.index.json",
+    ]
+
+
+def test_sharded_convert_round_trip_is_byte_identical(tmp_path: Path) -> None:
+    state = state_dict("legacy")
+    index = save_sharded(tmp_path, state, SHARDS)
+    convert_checkpoint(index, "parametrize")
+    there = tmp_path / "model.parametrize.safetensors.index.json"
+    convert_checkpoint(there, "legacy", tmp_path / "back.safetensors.index.json")
+    _, back = _load(tmp_path / "back.safetensors.index.json")
+    assert {k: raw(t) for k, t in back.items()} == {k: raw(t) for k, t in state.items()}
+    data, _ = _load(there)
+    assert "res.parametrizations.weight.original0" in data["weight_map"]
