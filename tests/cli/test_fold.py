@@ -4,6 +4,7 @@ every opset from 9 on folds."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -45,7 +46,7 @@ def test_every_opset_from_9_to_the_newest_folds(opset: int, tmp_path: Path) -> N
         .replace("<axes = [1]> (v)", axes)
         .replace("(x, w)", "(x, w, c)")  # Gemm needs C before opset 11
     )
-    extra = {"ax": np.array([1], np.int64)} if opset >= 18 else {}
+    extra: dict[str, Any] = {"ax": np.array([1], np.int64)} if opset >= 18 else {}
     model = onnx_model(text, v=rand(3, 4), g=rand(3, 1), c=np.zeros(3, np.float32), **extra)
     path = unchecked(tmp_path, model)
     assert main(["fold", str(path)]) == 0

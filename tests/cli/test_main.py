@@ -139,6 +139,7 @@ def test_export_with_a_checkpoint_verifies_and_names_weights(
 
     monkeypatch.setenv("COLUMNS", "200")
     model, inputs = load_model_py(MLP)
+    assert inputs is not None
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(1.5)  # a "trained" checkpoint that differs from build_model()

@@ -185,6 +185,12 @@ def hardlink(t: Path, target: Path, name: str) -> Path:
     return path
 
 
+def folder(t: Path, name: str) -> Path:
+    path = t / name
+    path.mkdir()
+    return path
+
+
 def fifo(t: Path, name: str) -> Path:
     path = t / name
     os.mkfifo(path)

@@ -17,6 +17,7 @@ from tests.hostile.conftest import (
     assert_refused,
     edited,
     external,
+    folder,
     good,
     raw,
     symlink,
@@ -138,7 +139,7 @@ def _short_inline(t: Path) -> Path:
 # name -> (builder of the bad model in a folder, text the error names)
 FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "missing file": (lambda t: t / "absent.onnx", "no such file"),
-    "a directory": (lambda t: (t / "dir.onnx").mkdir() or t / "dir.onnx", "is a directory"),
+    "a directory": (lambda t: folder(t, "dir.onnx"), "is a directory"),
     "empty file": (lambda t: raw(t, b""), "empty file"),
     "random bytes": (
         lambda t: raw(t, np.random.default_rng(1).bytes(4096)),

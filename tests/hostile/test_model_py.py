@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.conftest import GOOD_PY, assert_refused, checkpoint, model_py
+from tests.hostile.conftest import GOOD_PY, assert_refused, checkpoint, folder, model_py
 
 
 class _RunsCode:
@@ -89,7 +89,7 @@ CHECKPOINTS: dict[str, tuple[Callable[[Path], Path], str]] = {
         )[1],
         "does not fit the model",
     ),
-    "a directory": (lambda t: (t / "ckpt.pt").mkdir() or t / "ckpt.pt", "no such file"),
+    "a directory": (lambda t: folder(t, "ckpt.pt"), "no such file"),
 }
 
 

@@ -16,6 +16,7 @@ from tests.hostile.conftest import (
     device,
     external_ok,
     fifo,
+    folder,
     hardlink,
     model_py,
     snapshot,
@@ -35,7 +36,7 @@ KINDS: dict[str, Kind] = {
     "a hard link to a file read": lambda t, fresh, read: hardlink(t, t / read, f"h-{fresh}"),
     "a FIFO": lambda t, fresh, read: fifo(t, f"f-{fresh}"),
     "a device node": lambda t, fresh, read: device(t, f"d-{fresh}"),
-    "a directory": lambda t, fresh, read: (t / f"dir-{fresh}").mkdir() or t / f"dir-{fresh}",
+    "a directory": lambda t, fresh, read: folder(t, f"dir-{fresh}"),
 }
 # the only kinds a target may be; "the same fresh name" for both targets collides
 ALLOWED = {"fresh", "the same fresh name"}

@@ -266,7 +266,8 @@ CASES: dict[str, Case] = {
         "no such directory",
     ),
     "train-rewrite default output is a FIFO": Case(
-        lambda t: [fifo(t, "model.wn.pt") and "train-rewrite", str(model_py(t))], "is a FIFO"
+        lambda t: ["train-rewrite", str(model_py(t)), "--json", str(fifo(t, "model.wn.pt"))],
+        "is a FIFO",
     ),
     "train-rewrite -o a symlink": Case(
         lambda t: [

@@ -40,4 +40,5 @@ def test_streamed_model_equals_the_serialized_one() -> None:
     assert [i.name for i in actual.graph.initializer] == ["w", "ids", *extra]
     # the model object is left as it was
     assert isinstance(graph.initializers["half"].const_value, ir.Tensor)
-    assert graph.initializers["w"].const_value.numpy().shape == (3, 4)
+    w = graph.initializers["w"].const_value
+    assert w is not None and w.numpy().shape == (3, 4)

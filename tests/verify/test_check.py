@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import onnx_model, rand
 from wnpass import fold_onnx
-from wnpass.errors import InvalidArgumentError, UsageError
+from wnpass.errors import InvalidArgumentError
 from wnpass.verify import providers
 from wnpass.verify.check import check
 
@@ -51,6 +51,7 @@ def test_folded_model_is_equivalent_and_latency_is_consistent(pair: tuple[Path, 
         for stats in (run.reference, run.candidate):
             assert stats is not None and stats.runs == 5
             assert 0 < stats.min_ms <= stats.median_ms <= stats.p90_ms
+        assert run.candidate is not None and run.reference is not None
         assert run.ratio == pytest.approx(run.candidate.median_ms / run.reference.median_ms)
         assert run.reference_session_s and run.candidate_session_s
     data = report.to_dict()

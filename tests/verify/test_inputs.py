@@ -53,22 +53,23 @@ def test_shape_option_sets_dynamic_dimensions_and_checks_fixed_ones() -> None:
         inputs.parse_shapes(["x:1,2"])
 
 
-def _npz(path: Path, **arrays: np.ndarray) -> Path:
-    np.savez(path, **arrays)
+def _npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    with open(path, "wb") as stream:
+        np.savez(stream, **arrays)  # type: ignore[arg-type]
     return path
 
 
 def test_npz_inputs_are_checked_against_the_model(tmp_path: Path) -> None:
-    good = {
+    good: dict[str, np.ndarray] = {
         "x": np.zeros((2, 4), np.float32),
         "h": np.zeros((2, 3), np.float16),
         "ids": np.zeros((2, 3), np.int64),
         "k": np.zeros(3, np.int32),
         "m": np.zeros(2, bool),
     }
-    feeds = inputs.load_npz(_npz(tmp_path / "ok.npz", **good), specs())
+    feeds = inputs.load_npz(_npz(tmp_path / "ok.npz", good), specs())
     assert feeds["x"].shape == (2, 4)
-    cases = {
+    cases: dict[str, dict[str, np.ndarray]] = {
         "missing input 'm'": {k: v for k, v in good.items() if k != "m"},
         "has no input 'z'": {**good, "z": np.zeros(1)},
         "x has shape [2, 5]": {**good, "x": np.zeros((2, 5), np.float32)},
@@ -76,7 +77,7 @@ def test_npz_inputs_are_checked_against_the_model(tmp_path: Path) -> None:
     }
     for message, arrays in cases.items():
         with pytest.raises(InvalidArgumentError, match=re.escape(message)):
-            inputs.load_npz(_npz(tmp_path / "bad.npz", **arrays), specs())
+            inputs.load_npz(_npz(tmp_path / "bad.npz", arrays), specs())
     with pytest.raises(InvalidArgumentError, match="no such file"):
         inputs.load_npz(tmp_path / "absent.npz", specs())
     (tmp_path / "junk.npz").write_bytes(b"junk")
