@@ -11,13 +11,16 @@ import pytest
 from tests.helpers import assert_close, onnx_model, op_types, rand, run
 from wnpass import fold_onnx, inspect_onnx
 from wnpass.onnx import cones
+from wnpass.report import FoldReport
 
 HEADER = '<ir_version: 8, opset_import: ["" : 18]>'
 X = rand(2, 4)
 
 
-def folded_model(model: onnx.ModelProto, **options: bool) -> tuple[onnx.ModelProto, object]:
-    folded, report = fold_onnx(model, **options)
+def folded_model(
+    model: onnx.ModelProto, weight_norm_only: bool = False
+) -> tuple[onnx.ModelProto, FoldReport]:
+    folded, report = fold_onnx(model, weight_norm_only=weight_norm_only)
     assert isinstance(folded, onnx.ModelProto)
     onnx.checker.check_model(folded, full_check=True)
     return folded, report
@@ -42,7 +45,7 @@ def test_transpose_in_front_of_matmul_is_folded_bit_for_bit() -> None:
     assert op_types(folded) == ["MatMul"]
     assert weights(folded).keys() == {"fc.weight"}
     np.testing.assert_array_equal(weights(folded)["fc.weight"], w.T)
-    (cone,) = report.cones  # type: ignore[attr-defined]
+    (cone,) = report.cones
     assert (cone.name, cone.status, cone.ops, cone.sources, cone.consumers, cone.shape) == (
         "fc.weight", "folded", ["Transpose"], ["fc.weight"], ["MatMul"], [4, 3]
     )  # fmt: skip
@@ -71,14 +74,9 @@ def lstm_model() -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
     bounds = {f"s{k}": np.array([k * hidden], np.int64) for k in range(4)}
     bounds |= {f"e{k}": np.array([(k + 1) * hidden], np.int64) for k in range(4)}
     named = {"wih": w, "bih": b_ih, "bhh": b_hh}
-    model = onnx_model(
-        text,
-        names={"wih": "lstm.weight_ih_l0", "bih": "lstm.bias_ih_l0", "bhh": "lstm.bias_hh_l0"},
-        zero=np.array([0], np.int64),
-        rr=rand(4 * hidden, hidden),
-        **bounds,
-        **named,
-    )
+    arrays = {"zero": np.array([0], np.int64), "rr": rand(4 * hidden, hidden), **bounds, **named}
+    names = {"wih": "lstm.weight_ih_l0", "bih": "lstm.bias_ih_l0", "bhh": "lstm.bias_hh_l0"}
+    model = onnx_model(text, names, True, **arrays)
     order = np.concatenate([w[0:3], w[9:12], w[3:6], w[6:9]])[None]
     return model, order, np.concatenate([b_ih, b_hh])[None]
 
@@ -90,7 +88,7 @@ def test_dynamo_lstm_gate_reordering_folds_to_initializers_named_after_the_param
     found = weights(folded)
     np.testing.assert_array_equal(found["lstm.weight_ih_l0"], expected_w)
     np.testing.assert_array_equal(found["lstm.bias_ih_l0+bias_hh_l0"], expected_b)
-    assert {c.name for c in report.cones} == {  # type: ignore[attr-defined]
+    assert {c.name for c in report.cones} == {
         "lstm.weight_ih_l0", "rr", "lstm.bias_ih_l0+bias_hh_l0"
     }  # fmt: skip
     feeds = {"x": rand(5, 1, 4)}
@@ -113,7 +111,7 @@ def test_inspect_lists_computed_weights_and_a_fold_leaves_none() -> None:
 def test_weight_norm_only_keeps_todays_behaviour() -> None:
     model, _, _ = lstm_model()
     folded, report = folded_model(model, weight_norm_only=True)
-    assert report.cones == [] and report.cones_folded == 0  # type: ignore[attr-defined]
+    assert report.cones == [] and report.cones_folded == 0
     assert folded.SerializeToString() == model.SerializeToString()
 
 
@@ -144,7 +142,7 @@ def test_a_weight_norm_site_feeding_a_cone_is_named_after_its_parameter() -> Non
     assert inspect_onnx(model).computed_weights == ["fc.weight"]
     folded, report = folded_model(model)
     assert op_types(folded) == ["MatMul"] and weights(folded).keys() == {"fc.weight"}
-    assert report.folded == 1 and report.cones_folded == 1  # type: ignore[attr-defined]
+    assert report.folded == 1 and report.cones_folded == 1
     assert_close(run(folded, {"x": X}), run(model, {"x": X}))
 
 
@@ -159,7 +157,7 @@ def test_a_shared_weight_stays_one_tensor() -> None:
     """
     folded, report = folded_model(onnx_model(text, w=rand(3, 4)))
     assert op_types(folded) == ["MatMul", "MatMul"] and len(folded.graph.initializer) == 1
-    (cone,) = report.cones  # type: ignore[attr-defined]
+    (cone,) = report.cones
     assert cone.consumers == ["MatMul"]
 
 
@@ -233,7 +231,7 @@ def test_a_weight_computed_by_other_ops_is_reported_declined_and_left() -> None:
     model = onnx_model(text, w=rand(3, 4), two=np.array(2.0, np.float32))
     folded, report = folded_model(model)
     assert op_types(folded) == ["Mul", "Transpose", "MatMul"]
-    (cone,) = report.cones  # type: ignore[attr-defined]
+    (cone,) = report.cones
     assert cone.status == "declined" and cone.reason == "computed by Mul, not by layout or cast ops"
     assert inspect_onnx(model).computed_weights == []
 
@@ -254,7 +252,7 @@ def test_activations_and_plain_initializers_are_not_cones() -> None:
     """
     assert inspect_onnx(onnx_model(plain, w=rand(4, 3))).cones == []
     _, report = folded_model(onnx_model(text, w=rand(4, 3)))
-    assert [c.name for c in report.cones] == ["w"]  # type: ignore[attr-defined]
+    assert [c.name for c in report.cones] == ["w"]
 
 
 def test_large_weights_are_computed_when_written(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -282,6 +280,6 @@ def test_cone_in_a_local_function_becomes_a_constant() -> None:
     folded, report = folded_model(model)
     body = [n.op_type for n in folded.functions[0].node]
     assert body == ["Constant", "MatMul"]
-    (cone,) = report.cones  # type: ignore[attr-defined]
+    (cone,) = report.cones
     assert cone.graph == "function local::proj" and cone.status == "folded"
     assert run(folded, {"x": X})[0].tobytes() == run(model, {"x": X})[0].tobytes()
