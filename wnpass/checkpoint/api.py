@@ -160,7 +160,8 @@ def _plan_outputs(
         main.parent / shard_output_name(name, checkpoint.path, main)
         for name in checkpoint.shard_names
     ]
-    return [plan.write(target, "output") for target in (*shards, main)]
+    plan.write(main, "output")  # the index first: a clash with it is the one reported
+    return [*(plan.write(target, "output") for target in shards), main]
 
 
 def _report(action: str, checkpoint: Checkpoint) -> CheckpointReport:

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import os
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,7 +177,12 @@ def load_torch(path: Path) -> Any:
 
     try:
         mmap = zipfile.is_zipfile(path)
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        with warnings.catch_warnings(record=True) as caught:  # the CLI prints one line only
+            warnings.simplefilter("always")
+            value = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        for warning in caught:
+            logger.info("%s: torch.load: %s", path, warning.message)
+        return value
     except pickle.UnpicklingError as error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         detail = next(

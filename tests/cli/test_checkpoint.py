@@ -1,0 +1,398 @@
+"""``wnpass fold|inspect|convert CKPT``: tables, JSON, and hostile checkpoints and paths.
+
+Every refusal: the exit code, exactly one stderr line and no traceback, every file that was
+there unchanged (sha256), and no new file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from tests.checkpoint.builders import hashes, save_sharded, state_dict
+from tests.checkpoint.test_verify import MODEL_PY, _checkpoint
+from wnpass.checkpoint import api
+from wnpass.cli import main
+
+
+def _folder(tmp_path: Path) -> Path:
+    """g.safetensors, g.pt, a sharded model.safetensors.index.json with two shards."""
+    state = state_dict("legacy")
+    save_file(state, str(tmp_path / "g.safetensors"), metadata={"format": "pt"})
+    torch.save({"generator": state}, tmp_path / "g.pt")
+    keys = list(state)
+    save_sharded(tmp_path, state, [keys[:7], keys[7:]])
+    return tmp_path
+
+
+# -- what a run prints and writes ---------------------------------------------------------------
+
+
+def test_fold_prints_pairs_and_writes_beside_the_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _folder(tmp_path)
+    assert main(["--plain", "fold", str(folder / "g.pt"), "--json", str(folder / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"pos_conv\.weight +legacy +8x4x4 +1x1x4 +2 +float32 +folded", out)
+    assert "generator" in out
+    assert "None (all)" in out  # conv_post: a scalar g
+    assert "folded 5 of 5 weight-norm pairs; tensors 17 -> 12" in out
+    assert f"wrote {folder / 'g.folded.pt'}" in out
+    report = json.loads((folder / "r.json").read_text())
+    assert report["folded"] == 5 and report["ok"] is True and report["format"] == "torch"
+    assert {p["weight"]: p["dim"] for p in report["pairs"]}["pos_conv.weight"] == 2
+
+
+def test_fold_a_sharded_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _folder(tmp_path)
+    assert main(["fold", str(folder / "model.safetensors.index.json")]) == 0
+    assert "and 2 shards" in capsys.readouterr().out
+    index = json.loads((folder / "model.folded.safetensors.index.json").read_text())
+    assert set(index["weight_map"].values()) == {
+        "model.folded-00001-of-00002.safetensors",
+        "model.folded-00002-of-00002.safetensors",
+    }
+
+
+def test_inspect_changes_nothing_but_the_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _folder(tmp_path)
+    before = hashes(folder)
+    assert main(["inspect", str(folder / "g.safetensors"), "--json", str(folder / "i.json")]) == 0
+    out = capsys.readouterr().out
+    assert "foldable" in out and "5 weight-norm pairs: 5 foldable; 17 tensors" in out
+    after = hashes(folder)
+    assert after.pop("i.json") and after == before
+    assert json.loads((folder / "i.json").read_text())["foldable"] == 5
+
+
+def test_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _folder(tmp_path)
+    argv = ["-q", "convert", str(folder / "g.safetensors"), "--to", "parametrize"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("converted 5 of 5 pairs to parametrize; tensors 17 -> 17")
+    assert (folder / "g.parametrize.safetensors").is_file()
+
+
+def test_declined_pairs_are_shown_and_exit_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = state_dict("parametrize")
+    state["res.parametrizations.weight.original1"].zero_()
+    save_file(state, str(tmp_path / "z.safetensors"))
+    assert main(["--plain", "fold", str(tmp_path / "z.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert "declined: v has a unit with zero norm" in out
+    assert "folded 4 of 5 weight-norm pairs, 1 declined (left as they were)" in out
+
+
+def test_model_check_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt, model_py = _checkpoint(tmp_path)
+    assert main(["--plain", "fold", str(ckpt), "--model", str(model_py)]) == 0
+    out = capsys.readouterr().out
+    assert "folded vs weight-normed" in out and "rtol=0.0001 atol=1e-05" in out
+    assert (tmp_path / "ckpt.folded.pt").is_file()
+
+
+def test_model_check_failure_is_exit_1_and_publishes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ckpt, model_py = _checkpoint(tmp_path)
+    before = hashes(tmp_path)
+    monkeypatch.setattr(api, "fold_pair", lambda g, v, dim: v.clone())
+    assert main(["--plain", "fold", str(ckpt), "--model", str(model_py)]) == 1
+    captured = capsys.readouterr()
+    assert "nothing written: the folded checkpoint failed the check" in captured.out
+    assert hashes(tmp_path) == before
+
+
+# -- hostile inputs and paths ------------------------------------------------------------------
+
+Setup = Callable[[Path], list[str]]
+
+
+def _evil_pickle(folder: Path, zip_format: bool) -> Path:
+    marker = folder / "pwned"
+
+    class Evil:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, (f"touch {marker}",))
+
+    path = folder / "evil.pt"
+    if zip_format:
+        torch.save({"w": Evil()}, path)
+    else:
+        path.write_bytes(pickle.dumps({"w": Evil()}))
+    return path
+
+
+def _index(folder: Path, weight_map: dict[str, str]) -> Path:
+    path = folder / "bad.safetensors.index.json"
+    path.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return path
+
+
+def _symlink_out(folder: Path) -> list[str]:
+    outside = folder / "elsewhere"
+    outside.mkdir()
+    save_file({"a": torch.ones(2)}, str(outside / "s.safetensors"))
+    os.symlink(outside / "s.safetensors", folder / "s.safetensors")
+    return ["fold", str(_index(folder, {"a": "s.safetensors"}))]
+
+
+def _fifo(folder: Path) -> list[str]:
+    os.mkfifo(folder / "out.safetensors")
+    return ["fold", str(folder / "g.safetensors"), "-o", str(folder / "out.safetensors")]
+
+
+def _symlink_to_input(folder: Path) -> list[str]:
+    os.symlink(folder / "g.safetensors", folder / "link.safetensors")
+    return ["fold", str(folder / "g.safetensors"), "-o", str(folder / "link.safetensors")]
+
+
+def _hard_link_to_shard(folder: Path) -> list[str]:
+    os.link(folder / "model-00001-of-00002.safetensors", folder / "hard.json")
+    return [
+        "fold",
+        str(folder / "model.safetensors.index.json"),
+        "--json",
+        str(folder / "hard.json"),
+    ]
+
+
+def _truncated(folder: Path) -> list[str]:
+    data = (folder / "g.safetensors").read_bytes()
+    (folder / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    return ["fold", str(folder / "cut.safetensors")]
+
+
+def _truncated_shard(folder: Path) -> list[str]:
+    shard = folder / "model-00002-of-00002.safetensors"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    return ["fold", str(folder / "model.safetensors.index.json")]
+
+
+def _key_not_in_shard(folder: Path) -> list[str]:
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    index["weight_map"]["ghost.weight"] = "model-00001-of-00002.safetensors"
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    return ["fold", str(folder / "model.safetensors.index.json")]
+
+
+def _key_in_wrong_shard(folder: Path) -> list[str]:
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    first = next(iter(index["weight_map"]))
+    index["weight_map"][first] = "model-00002-of-00002.safetensors"
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    return ["fold", str(folder / "model.safetensors.index.json")]
+
+
+def _shard_collides(folder: Path) -> list[str]:
+    """Shards a-s and a.folded-s: the fold of a-s would be written over a.folded-s."""
+    save_file({"x": torch.ones(2)}, str(folder / "a-s.safetensors"))
+    save_file({"y": torch.ones(2)}, str(folder / "a.folded-s.safetensors"))
+    index = folder / "a.safetensors.index.json"
+    weight_map = {"x": "a-s.safetensors", "y": "a.folded-s.safetensors"}
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    return ["fold", str(index)]
+
+
+def _not_a_state_dict(folder: Path) -> list[str]:
+    torch.save([1, 2, 3], folder / "list.pt")
+    return ["fold", str(folder / "list.pt")]
+
+
+def _not_json(folder: Path) -> list[str]:
+    (folder / "x.safetensors.index.json").write_text("{not json")
+    return ["inspect", str(folder / "x.safetensors.index.json")]
+
+
+def _shard_is_a_folder(folder: Path) -> list[str]:
+    (folder / "d.safetensors").mkdir()
+    return ["fold", str(_index(folder, {"a": "d.safetensors"}))]
+
+
+def _model_does_not_fit(folder: Path) -> list[str]:
+    ckpt, model_py = _checkpoint(_m(folder))
+    model_py.write_text(MODEL_PY.replace("nn.Conv1d(4, 1, 3", "nn.Conv1d(4, 2, 3"))
+    return ["fold", str(ckpt), "--model", str(model_py)]
+
+
+def _m(folder: Path) -> Path:
+    (folder / "m").mkdir()
+    return folder / "m"
+
+
+CASES: dict[str, tuple[Setup, int, str]] = {
+    "output is the input": (
+        lambda f: ["fold", str(f / "g.pt"), "-o", str(f / "g.pt")],
+        2,
+        "-o {f}/g.pt: would overwrite the input checkpoint",
+    ),
+    "output is a symlink to the input": (_symlink_to_input, 2, "exists and is a symbolic link"),
+    "output is a FIFO": (_fifo, 2, "exists and is a FIFO; refused"),
+    "--json is a hard link to a shard": (
+        _hard_link_to_shard,
+        2,
+        "--json {f}/hard.json: would overwrite a shard of the input checkpoint",
+    ),
+    "--json names a shard": (
+        lambda f: [
+            "inspect",
+            str(f / "model.safetensors.index.json"),
+            "--json",
+            str(f / "model-00002-of-00002.safetensors"),
+        ],
+        2,
+        "would overwrite a shard of the input checkpoint",
+    ),
+    "--json is the output": (
+        lambda f: ["fold", str(f / "g.pt"), "--json", str(f / "g.folded.pt")],
+        2,
+        "is also another output of this run",
+    ),
+    "convert output is the input index": (
+        lambda f: [
+            "convert",
+            str(f / "model.safetensors.index.json"),
+            "--to",
+            "legacy",
+            "-o",
+            str(f / "model.safetensors.index.json"),
+        ],
+        2,
+        "would overwrite the input checkpoint",
+    ),
+    "an output shard would be an input shard": (_shard_collides, 2, "would overwrite a shard"),
+    "the output is the input by another path": (
+        lambda f: [
+            "fold",
+            str(f / "model.safetensors.index.json"),
+            "-o",
+            str(_m(f) / ".." / "model.safetensors.index.json"),
+        ],
+        2,
+        "would overwrite the input checkpoint",
+    ),
+    "malicious pickle (zip)": (
+        lambda f: ["fold", str(_evil_pickle(f, True))],
+        2,
+        "refused: loading it would run code or build objects other than tensors",
+    ),
+    "malicious pickle (legacy format)": (
+        lambda f: ["inspect", str(_evil_pickle(f, False))],
+        2,
+        "it was not run",
+    ),
+    "truncated safetensors": (_truncated, 2, "not a readable safetensors file"),
+    "truncated shard": (_truncated_shard, 2, "model-00002-of-00002.safetensors: not a readable"),
+    "index climbs out of its folder": (
+        lambda f: ["fold", str(_index(f, {"a": "../g.safetensors"}))],
+        2,
+        "names shard '../g.safetensors', which is not a file in the index's folder; refused",
+    ),
+    "index names an absolute shard": (
+        lambda f: ["fold", str(_index(f, {"a": str(f / "g.safetensors")}))],
+        2,
+        "which is not a file in the index's folder; refused",
+    ),
+    "shard is a symlink out of the folder": (
+        _symlink_out,
+        2,
+        "shard s.safetensors is a symbolic link leading out of the index's folder; refused",
+    ),
+    "missing shard": (
+        lambda f: ["fold", str(_index(f, {"a": "gone.safetensors"}))],
+        2,
+        "gone.safetensors: no such file (a shard named by bad.safetensors.index.json)",
+    ),
+    "shard is a folder": (_shard_is_a_folder, 2, "d.safetensors: is a directory"),
+    "index lists a tensor its shard lacks": (
+        _key_not_in_shard,
+        2,
+        "1 tensor(s) it lists are not in their shard (ghost.weight",
+    ),
+    "index puts a tensor in the wrong shard": (_key_in_wrong_shard, 2, "but the index assigns"),
+    "index is not JSON": (_not_json, 2, "not a readable index"),
+    "not a state dict": (_not_a_state_dict, 2, "holds a list, not a state dict"),
+    "missing checkpoint": (lambda f: ["fold", str(f / "none.pt")], 2, "none.pt: no such file"),
+    "wrong output suffix": (
+        lambda f: ["fold", str(f / "g.safetensors"), "-o", str(f / "g.pt2")],
+        2,
+        "-o {f}/g.pt2: the output has the input's format (safetensors)",
+    ),
+    "sharded output without an index name": (
+        lambda f: ["fold", str(f / "model.safetensors.index.json"), "-o", str(f / "m.safetensors")],
+        2,
+        "must end with *.safetensors.index.json",
+    ),
+    "output folder missing": (
+        lambda f: ["fold", str(f / "g.pt"), "-o", str(f / "no" / "g.pt")],
+        2,
+        "no such directory",
+    ),
+    "--in-place": (lambda f: ["fold", str(f / "g.pt"), "--in-place"], 2, "never changed"),
+    "--verify": (lambda f: ["fold", str(f / "g.pt"), "--verify"], 2, "--model model.py"),
+    "--factory alone": (
+        lambda f: ["fold", str(f / "g.pt"), "--factory", "x"],
+        2,
+        "--factory goes with --model",
+    ),
+    "unknown form": (
+        lambda f: ["convert", str(f / "g.pt"), "--to", "plain"],
+        2,
+        "invalid choice: 'plain'",
+    ),
+    "model does not fit the checkpoint": (
+        _model_does_not_fit,
+        2,
+        "--model {f}/m/model.py: the original checkpoint does not fit the model",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_hostile_cases_refuse_and_change_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    setup, code, message = CASES[case]
+    folder = _folder(tmp_path)
+    argv = setup(folder)
+    before = {path: hashes(path) for path in [folder, *sorted(folder.glob("*/"))]}
+    capsys.readouterr()
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert err.startswith("wnpass: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert message.format(f=folder) in err, err
+    assert {path: hashes(path) for path in before} == before  # unchanged, nothing new
+    assert not (folder / "pwned").exists()
+
+
+def test_a_malicious_pickle_from_a_shell_is_one_line(tmp_path: Path) -> None:
+    """In a real process (warnings are not captured there): one stderr line, nothing run."""
+    import subprocess
+    import sys
+
+    path = _evil_pickle(tmp_path, zip_format=False)
+    before = hashes(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "wnpass", "fold", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "it was not run" in result.stderr
+    assert hashes(tmp_path) == before and not (tmp_path / "pwned").exists()
