@@ -122,3 +122,18 @@ def test_a_stacked_parametrization_is_left_alone_with_the_reason() -> None:
     report = fold_weight_norm(module)
     assert not report and report.sites[0].reason == "stacked with other parametrizations"
     assert parametrize.is_parametrized(module)
+
+
+def test_a_folded_rewritten_model_copies_and_pickles_as_a_plain_one() -> None:
+    """After apply_weight_norm then fold: deepcopy and pickle work and give plain modules."""
+    import pickle
+
+    from wnpass import apply_weight_norm
+
+    model, x = nn.Sequential(nn.Linear(3, 4), nn.LSTM(4, 4)), torch.randn(2, 3)
+    apply_weight_norm(model, (x,))
+    fold_weight_norm(model)
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert not any(parametrize.is_parametrized(m) for m in clone.modules())
+        assert type(clone[0]) is nn.Linear
+        assert torch.equal(clone(x)[0], model(x)[0])

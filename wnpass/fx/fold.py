@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
 
 from wnpass.axes import is_legacy_hook
+from wnpass.fx.pickling import unmake_picklable
 from wnpass.rules import weight_from
 
 __all__ = ["FoldedSite", "TorchFoldReport", "fold_weight_norm", "folded_weight"]
@@ -139,6 +140,7 @@ def fold_weight_norm(model: nn.Module) -> TorchFoldReport:
         prefix = f"{prefix}." if prefix else ""
         if parametrize.is_parametrized(module):
             _fold_parametrized(module, prefix, report)
+            unmake_picklable(module)
         _fold_legacy(module, prefix, report)
     logger.info("folded %d of %d weight-norm sites in PyTorch", report.folded, len(report.sites))
     return report

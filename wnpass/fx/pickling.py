@@ -19,12 +19,15 @@ from typing import Any
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 
-__all__ = ["make_picklable"]
+__all__ = ["make_picklable", "unmake_picklable"]
 
 _ATTRIBUTE = "__reduce_ex__"
 
 
-def _reduce(module: nn.Module, protocol: int) -> tuple[Any, ...]:
+def _reduce(module: nn.Module, protocol: int) -> Any:
+    if not parametrize.is_parametrized(module):  # folded or removed since: pickle as usual
+        module.__dict__.pop(_ATTRIBUTE, None)
+        return module.__reduce_ex__(protocol)
     cls = parametrize.type_before_parametrizations(module)
     state = dict(module.__dict__)
     state.pop(_ATTRIBUTE, None)
@@ -51,3 +54,9 @@ def make_picklable(module: nn.Module) -> None:
     """Give a parametrized ``module`` the instance ``__reduce_ex__`` above (idempotent)."""
     if parametrize.is_parametrized(module):
         object.__setattr__(module, _ATTRIBUTE, functools.partial(_reduce, module))
+
+
+def unmake_picklable(module: nn.Module) -> None:
+    """Drop that ``__reduce_ex__`` once ``module`` is no longer parametrized (after a fold)."""
+    if not parametrize.is_parametrized(module):
+        module.__dict__.pop(_ATTRIBUTE, None)

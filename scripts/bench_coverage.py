@@ -1,0 +1,505 @@
+"""Coverage of ``apply_weight_norm`` on the models people train, against an independent oracle.
+
+python scripts/bench_coverage.py                 # every model -> docs/coverage.json, a table
+python scripts/bench_coverage.py --only gpt2 t5  # some of them
+
+Models: transformers architectures built from tiny configs with random weights (no hub access),
+and plain torch models with functional and loop-reused weights. Per model:
+
+- the oracle: the weights weight norm should go on, and at which axis, written here from module
+  types alone (Linear, Conv, ConvTranspose, transformers' Conv1D, RNN, MultiheadAttention) plus
+  the functional uses each torch model below declares, independent of wnpass's analysis. A
+  layer counts when the forward calls it (forward hooks); tied (one tensor under several names),
+  frozen and already weight-normed weights are not expected; embeddings are opt-in, so not
+  expected either;
+- applied / correct / wrong axis / false applications / missed, against the oracle;
+- tied weights still tied (the same object under every name) after the rewrite;
+- outputs equal on the example inputs (wnpass's own check, ``report.equivalent``);
+- one training step (SGD on the sum of the outputs' mean squares): finite loss, a gradient on
+  every g and v, every g and v changed;
+- fold back with ``fold_weight_norm``: no parametrization left, the state dict has the plain
+  model's keys, and the folded float32 outputs are within 1e-5 relative of the exact ones (the
+  trained weight-normed model run in float64), or within twice the network's own float32
+  arithmetic noise (the folded model in float32 vs float64) where that is larger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from wnpass import apply_weight_norm, fold_weight_norm  # noqa: E402
+from wnpass.fx.forward import Batch, as_batch, run_forward  # noqa: E402
+from wnpass.rules import parse_key  # noqa: E402
+
+DOCS = ROOT / "docs"
+FOLD_RTOL = 1e-5  # fold rounds w once in float64; the parametrized model rounds per op
+
+Inputs = dict[str, Any] | tuple[Any, ...]
+
+
+# -- torch models with functional and loop-reused weights ------------------------------------
+
+
+class FunctionalNet(nn.Module):
+    """Weights used only functionally: F.linear, x @ W (in, out), einsum, addmm, W.t()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w_in = nn.Parameter(torch.randn(32, 16) * 0.2)  # F.linear: (out, in)
+        self.w_right = nn.Parameter(torch.randn(32, 32) * 0.2)  # x @ W: (in, out)
+        self.w_einsum = nn.Parameter(torch.randn(24, 32) * 0.2)  # "bi,oi->bo"
+        self.w_addmm = nn.Parameter(torch.randn(24, 16) * 0.2)  # addmm(b, x, W): (in, out)
+        self.b_addmm = nn.Parameter(torch.zeros(16))
+        self.w_t = nn.Parameter(torch.randn(10, 16) * 0.2)  # x @ W.t(): (out, in)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(F.linear(x, self.w_in))
+        h = torch.tanh(h @ self.w_right)
+        h = torch.tanh(torch.einsum("bi,oi->bo", h, self.w_einsum))
+        h = torch.tanh(torch.addmm(self.b_addmm, h, self.w_addmm))
+        return h @ self.w_t.t()
+
+
+FUNCTIONAL_ORACLE = {"w_in": 0, "w_right": 1, "w_einsum": 0, "w_addmm": 1, "w_t": 0}
+
+
+class LoopNet(nn.Module):
+    """A block applied 4 times, a functional weight reused in the loop, an LSTM, a conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 16, 3, padding=1)
+        self.block = nn.Linear(16, 16)
+        self.mix = nn.Parameter(torch.randn(16, 16) * 0.2)  # x @ W, reused
+        self.lstm = nn.LSTM(16, 16, batch_first=True)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x)).transpose(1, 2)
+        for _ in range(4):
+            h = h + torch.tanh(self.block(h)) @ self.mix
+        h, _ = self.lstm(h)
+        return self.head(h[:, -1])
+
+
+LOOP_ORACLE = {"mix": 1}
+
+
+# -- the model zoo -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    build: Callable[[], nn.Module]
+    inputs: Callable[[], Inputs]
+    functional: dict[str, int] = dataclasses.field(default_factory=dict)  # oracle additions
+
+
+def _ids(vocab: int = 96, shape: tuple[int, int] = (2, 8)) -> torch.Tensor:
+    return torch.randint(3, vocab, shape, generator=torch.Generator().manual_seed(1))
+
+
+def _pixels(size: int = 32, channels: int = 3) -> torch.Tensor:
+    return torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(1))
+
+
+def _tiny_text(**extra: Any) -> dict[str, Any]:
+    return dict(vocab_size=96, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                intermediate_size=64, max_position_embeddings=32, **extra)  # fmt: skip
+
+
+def _transformers_cases() -> list[Case]:
+    import transformers as tf
+
+    def lm(config_cls: Any, model_cls: Any, **config: Any) -> Case:
+        name = model_cls.__name__
+        return Case(name, lambda: model_cls(config_cls(**config)), lambda: {"input_ids": _ids()})
+
+    seq2seq_inputs = {"input_ids": _ids(), "decoder_input_ids": _ids(shape=(2, 5))}
+    vision: dict[str, Any] = dict(image_size=32, patch_size=8, num_channels=3, num_labels=4)
+    t5: dict[str, Any] = dict(
+        vocab_size=96,
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=2,
+        num_heads=2,
+        decoder_start_token_id=0,
+    )
+    return [
+        lm(tf.GPT2Config, tf.GPT2LMHeadModel, n_layer=2, n_embd=32, n_head=2, vocab_size=96,
+           n_positions=32, bos_token_id=0, eos_token_id=0),
+        lm(tf.OpenAIGPTConfig, tf.OpenAIGPTLMHeadModel, n_layer=2, n_embd=32, n_head=2,
+           vocab_size=96, n_positions=32),
+        lm(tf.LlamaConfig, tf.LlamaForCausalLM, **_tiny_text(num_key_value_heads=1)),
+        lm(tf.Qwen2Config, tf.Qwen2ForCausalLM, **_tiny_text(num_key_value_heads=1)),
+        lm(tf.OPTConfig, tf.OPTForCausalLM, vocab_size=96, hidden_size=32, num_hidden_layers=2,
+           num_attention_heads=2, ffn_dim=64, max_position_embeddings=32, word_embed_proj_dim=32,
+           bos_token_id=0, eos_token_id=0, pad_token_id=1),
+        lm(tf.BertConfig, tf.BertForMaskedLM, **_tiny_text()),
+        lm(tf.DistilBertConfig, tf.DistilBertForMaskedLM, vocab_size=96, dim=32, n_layers=2,
+           n_heads=2, hidden_dim=64, max_position_embeddings=32),
+        lm(tf.RobertaConfig, tf.RobertaForMaskedLM, **_tiny_text(pad_token_id=1)),
+        Case("T5ForConditionalGeneration",
+             lambda: tf.T5ForConditionalGeneration(tf.T5Config(**t5)),
+             lambda: dict(seq2seq_inputs)),
+        Case("BartForConditionalGeneration",
+             lambda: tf.BartForConditionalGeneration(tf.BartConfig(
+                 vocab_size=96, d_model=32, encoder_layers=2, decoder_layers=2,
+                 encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+                 decoder_ffn_dim=64, max_position_embeddings=32)),
+             lambda: dict(seq2seq_inputs)),
+        Case("WhisperForConditionalGeneration",
+             lambda: tf.WhisperForConditionalGeneration(tf.WhisperConfig(
+                 vocab_size=96, d_model=32, encoder_layers=2, decoder_layers=2,
+                 encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+                 decoder_ffn_dim=64, num_mel_bins=16, max_source_positions=16,
+                 max_target_positions=16, decoder_start_token_id=0, pad_token_id=0)),
+             lambda: {"input_features": torch.randn(2, 16, 32, generator=torch.Generator()
+                                                    .manual_seed(1)),
+                      "decoder_input_ids": _ids(shape=(2, 5))}),
+        Case("ViTForImageClassification",
+             lambda: tf.ViTForImageClassification(tf.ViTConfig(
+                 hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=64, **vision)),
+             lambda: {"pixel_values": _pixels()}),
+        Case("ConvNextForImageClassification",
+             lambda: tf.ConvNextForImageClassification(tf.ConvNextConfig(
+                 num_channels=3, num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], num_labels=4)),
+             lambda: {"pixel_values": _pixels()}),
+        Case("ResNetForImageClassification",
+             lambda: tf.ResNetForImageClassification(tf.ResNetConfig(
+                 num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                 num_labels=4)),
+             lambda: {"pixel_values": _pixels()}),
+        Case("MobileNetV2ForImageClassification",
+             lambda: tf.MobileNetV2ForImageClassification(tf.MobileNetV2Config(
+                 num_channels=3, image_size=32, depth_multiplier=0.25, num_labels=4)),
+             lambda: {"pixel_values": _pixels()}),
+        Case("Wav2Vec2ForCTC",
+             lambda: tf.Wav2Vec2ForCTC(tf.Wav2Vec2Config(
+                 vocab_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 2), conv_kernel=(10, 3),
+                 num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2, mask_time_prob=0.0,
+                 layerdrop=0.0)),
+             lambda: {"input_values": torch.randn(2, 400, generator=torch.Generator()
+                                                  .manual_seed(1))}),
+        Case("CLIPModel",
+             lambda: tf.CLIPModel(tf.CLIPConfig(
+                 text_config=dict(vocab_size=96, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64,
+                                  max_position_embeddings=32),
+                 vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                    intermediate_size=64, image_size=32, patch_size=8),
+                 projection_dim=16)),
+             lambda: {"input_ids": _ids(), "pixel_values": _pixels()}),
+        Case("SwinForImageClassification",
+             lambda: tf.SwinForImageClassification(tf.SwinConfig(
+                 image_size=32, patch_size=4, num_channels=3, embed_dim=16, depths=[1, 1],
+                 num_heads=[2, 2], window_size=4, num_labels=4)),
+             lambda: {"pixel_values": _pixels()}),
+    ]  # fmt: skip
+
+
+def _torch_cases() -> list[Case]:
+    from wnpass import load_model_py
+
+    cases = [
+        Case("FunctionalNet (torch)", FunctionalNet, lambda: (torch.randn(4, 16),),
+             FUNCTIONAL_ORACLE),
+        Case("LoopNet (torch)", LoopNet, lambda: (torch.randn(2, 4, 12),), LOOP_ORACLE),
+    ]  # fmt: skip
+    for stem in ("transformer", "lstm_lm", "vocoder", "resnet"):
+        path = ROOT / "models" / "plain" / f"{stem}.py"
+        cases.append(
+            Case(
+                f"models/plain/{stem}.py",
+                lambda path=path: load_model_py(path)[0],
+                lambda path=path: load_model_py(path)[1] or (),
+            )
+        )
+    return cases
+
+
+# -- the oracle ----------------------------------------------------------------------------
+
+
+def _layer_weights(module: nn.Module, conv1d: type | None) -> dict[str, int]:
+    """The weights of one known layer type and their unit axis (independent of wnpass)."""
+    cls = torch.nn.utils.parametrize.type_before_parametrizations(module)
+    if conv1d is not None and issubclass(cls, conv1d):
+        return {"weight": 1}  # (in, out), addmm(b, x, W)
+    if issubclass(cls, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
+        return {"weight": 0}
+    if issubclass(cls, nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose3d):
+        return {"weight": 1} if module.groups == 1 else {}  # type: ignore[operator]
+    if issubclass(cls, nn.RNNBase):
+        return {n: 0 for n, _ in module.named_parameters(recurse=False) if n.startswith("weight")}
+    if issubclass(cls, nn.MultiheadAttention):  # its forward reads out_proj.weight directly
+        names = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+        weights = {n: 0 for n, p in module.named_parameters(recurse=False) if n in names}
+        return {**weights, "out_proj.weight": 0}
+    return {}
+
+
+def oracle(model: nn.Module, inputs: Inputs, functional: dict[str, int]) -> dict[str, int]:
+    """Weight name -> unit axis that weight norm should be applied at."""
+    try:
+        from transformers.pytorch_utils import Conv1D as conv1d
+    except ImportError:  # the torch models need no transformers
+        conv1d = None
+    called: set[str] = set()
+    names = {id(m): n for n, m in model.named_modules()}
+    handles = [
+        m.register_forward_pre_hook(lambda m, _args: called.add(names[id(m)]))
+        for m in model.modules()
+    ]
+    try:
+        run_forward(model, as_batch(inputs))
+    finally:
+        for handle in handles:
+            handle.remove()
+    aliases: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        aliases.setdefault(id(param), []).append(name)
+    params = dict(model.named_parameters())
+    expected: dict[str, int] = dict(functional)
+    for module_name, module in model.named_modules():
+        if module_name not in called or torch.nn.utils.parametrize.is_parametrized(module):
+            continue
+        for local, axis in _layer_weights(module, conv1d).items():
+            expected[f"{module_name}.{local}" if module_name else local] = axis
+    return {
+        name: axis
+        for name, axis in expected.items()
+        if name in params and len(aliases[id(params[name])]) == 1 and params[name].requires_grad
+    }
+
+
+# -- one model ------------------------------------------------------------------------------
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) if b.numel() else 0.0
+
+
+def _max_rel(outputs: list[torch.Tensor], exact: list[torch.Tensor]) -> float:
+    pairs = zip(outputs, exact, strict=True)
+    return max((_rel(a, b) for a, b in pairs if b.is_floating_point()), default=0.0)
+
+
+def _double(batch: Batch) -> Batch:
+    def cast(value: Any) -> Any:
+        return (
+            value.double()
+            if isinstance(value, torch.Tensor) and value.is_floating_point()
+            else value
+        )
+
+    return Batch(tuple(cast(v) for v in batch.args), {k: cast(v) for k, v in batch.kwargs.items()})
+
+
+def _plain_key(key: str) -> str:
+    """A state-dict key as it is once every weight norm is folded (rules' key forms)."""
+    parsed = parse_key(key)
+    return parsed[0].weight if parsed is not None and parsed[0].form == "parametrize" else key
+
+
+def _train_step(model: nn.Module, inputs: Inputs) -> tuple[bool, str]:
+    """One SGD step: a finite loss, a finite gradient on every g and v, g/v updated."""
+    batch = as_batch(inputs)
+    model.train()
+    originals = {n: p for n, p in model.named_parameters() if ".original" in n}
+    before = {n: p.detach().clone() for n, p in originals.items()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+    live = model(*batch.args, **batch.kwargs)
+    floats = [t for t in _live_tensors(live) if t.is_floating_point() and t.requires_grad]
+    loss = sum(t.float().square().mean() for t in floats)
+    if not isinstance(loss, torch.Tensor) or not torch.isfinite(loss):
+        model.eval()
+        return False, "no finite loss"
+    optimizer.zero_grad()
+    loss.backward()
+    no_grad = [n for n, p in originals.items() if p.grad is None]
+    bad = [n for n, p in originals.items() if p.grad is not None and not p.grad.isfinite().all()]
+    optimizer.step()
+    changed = sum(not torch.equal(before[n], p) for n, p in originals.items())
+    model.eval()
+    if no_grad:
+        return False, f"no gradient on {len(no_grad)} of g/v (e.g. {no_grad[0]})"
+    if bad or not changed:
+        return False, f"{len(bad)} non-finite gradients, {changed} of g/v changed"
+    # a g whose gradient is ~0 (a conv before BatchNorm, a key projection at init) may stay
+    # bit-identical after one small step: counted, not a failure
+    return True, f"loss {float(loss):.3g}; {changed} of {len(originals)} g/v changed"
+
+
+def _live_tensors(value: Any) -> list[torch.Tensor]:
+    """Tensors of a forward's result without detaching (tuples, dicts, ModelOutputs)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _live_tensors(v)]
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in _live_tensors(v)]
+    return []
+
+
+def _tied_groups(model: nn.Module) -> list[list[str]]:
+    groups: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(param), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def _still_tied(model: nn.Module, groups: list[list[str]]) -> bool:
+    def get(name: str) -> Any:
+        owner, _, leaf = name.rpartition(".")
+        return getattr(model.get_submodule(owner) if owner else model, leaf)
+
+    return all(all(get(n) is get(names[0]) for n in names) for names in groups)
+
+
+def run_case(case: Case) -> dict[str, Any]:
+    torch.manual_seed(0)
+    row: dict[str, Any] = {"model": case.name}
+    start = time.perf_counter()
+    model = case.build().eval()
+    inputs = case.inputs()
+    plain_keys = {_plain_key(k) for k in model.state_dict()}
+    expected = oracle(model, inputs, case.functional)
+    groups = _tied_groups(model)
+    report = apply_weight_norm(model, inputs)
+    applied = {s.name: s.axis for s in report.sites if s.status == "applied"}
+    correct = [n for n, a in applied.items() if n in expected and expected[n] == a]
+    row.update(
+        params=sum(1 for _ in model.named_parameters()) - len(applied),  # before the rewrite
+        expected=len(expected),
+        applied=len(applied),
+        correct=len(correct),
+        wrong_axis=sorted(n for n, a in applied.items() if n in expected and expected[n] != a),
+        false=sorted(n for n in applied if n not in expected),
+        missed=sorted(n for n in expected if n not in applied),
+        already=report.count("already"),
+        traced_with=report.traced_with,
+        status=report.status,
+        tied_groups=len(groups),
+        tied_kept=_still_tied(model, groups),
+        max_rel_error=report.max_rel_error,
+        equal_outputs=bool(report.equivalent),
+    )
+    row["coverage"] = len(correct) / len(expected) if expected else 1.0
+    row["train_ok"], row["train_note"] = _train_step(model, inputs)
+    batch = as_batch(inputs)
+    exact = run_forward(copy.deepcopy(model).double(), _double(batch))
+    fold = fold_weight_norm(model)
+    folded = run_forward(model, batch)
+    left = [n for n, _ in model.named_parameters() if ".original" in n]
+    fold_error = _max_rel(folded, exact)
+    # the float32 arithmetic of the network itself (the folded model run in float32 and in
+    # float64, same weights): a deep net with BatchNorm amplifies it far past one ulp
+    arithmetic = _max_rel(folded, run_forward(copy.deepcopy(model).double(), _double(batch)))
+    row.update(
+        fold_ok=bool(fold) and not left and set(model.state_dict().keys()) == plain_keys
+        and fold_error <= max(FOLD_RTOL, 2 * arithmetic),
+        fold_max_rel_error=fold_error,
+        float32_noise=arithmetic,
+        seconds=round(time.perf_counter() - start, 2),
+    )  # fmt: skip
+    return row
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "**no**"
+    if isinstance(value, float):
+        return f"{value:.1e}"
+    if isinstance(value, list):
+        return str(len(value)) if not value else f"**{len(value)}**"
+    return str(value)
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| model | expected | applied | coverage | wrong axis | false | missed | already | "
+        "tied kept | outputs equal (max rel) | train step | fold back | s |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | ---: |\n"
+    )
+    lines = []
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | error: {r['error']} |" + " |" * 11)
+            continue
+        tied = _cell(r["tied_kept"]) + (f" ({r['tied_groups']})" if r["tied_groups"] else "")
+        lines.append(
+            f"| {r['model']} | {r['expected']} | {r['applied']} | {r['coverage']:.0%} | "
+            f"{_cell(r['wrong_axis'])} | {_cell(r['false'])} | {_cell(r['missed'])} | "
+            f"{r['already']} | {tied} | {_cell(r['equal_outputs'])} "
+            f"({_cell(r['max_rel_error'] or 0.0)}) | {_cell(r['train_ok'])} | "
+            f"{_cell(r['fold_ok'])} | {r['seconds']} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", nargs="*", help="substrings of model names to run")
+    parser.add_argument("--json", type=Path, default=DOCS / "coverage.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(2)
+    cases = _torch_cases()
+    try:
+        cases = _transformers_cases() + cases
+    except ImportError as error:
+        print(f"transformers not installed ({error}): torch models only", file=sys.stderr)
+    if args.only:
+        cases = [c for c in cases if any(o.lower() in c.name.lower() for o in args.only)]
+    rows = []
+    for case in cases:
+        try:
+            row = run_case(case)
+        except Exception as error:  # one broken model does not stop the benchmark
+            row = {"model": case.name, "error": f"{type(error).__name__}: {error}"[:200]}
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    try:
+        import transformers
+
+        version = transformers.__version__
+    except ImportError:
+        version = None
+    meta = {"torch": torch.__version__, "transformers": version}
+    args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    print(markdown(rows))
+    bad = [
+        r["model"]
+        for r in rows
+        if "error" in r or r["wrong_axis"] or r["false"] or r["missed"] or not r["equal_outputs"]
+        or not r["tied_kept"] or not r["train_ok"] or not r["fold_ok"]
+    ]  # fmt: skip
+    print(f"{len(rows) - len(bad)} of {len(rows)} models meet every target; failing: {bad}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
