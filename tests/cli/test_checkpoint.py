@@ -54,7 +54,15 @@ def test_fold_prints_pairs_and_writes_beside_the_input(
 
 def test_fold_a_sharded_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = _folder(tmp_path)
+    before = hashes(folder)
     assert main(["fold", str(folder / "model.safetensors.index.json")]) == 0
+    after = hashes(folder)
+    assert {name: after[name] for name in before} == before  # the input is never changed
+    assert sorted(set(after) - set(before)) == [
+        "model.folded-00001-of-00002.safetensors",
+        "model.folded-00002-of-00002.safetensors",
+        "model.folded.safetensors.index.json",
+    ]  # and nothing else is left (no staging folder)
     assert "and 2 shards" in capsys.readouterr().out
     index = json.loads((folder / "model.folded.safetensors.index.json").read_text())
     assert set(index["weight_map"].values()) == {

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from wnpass.checkpoint.fold import check_pair, fold_pair
 from wnpass.checkpoint.formats import check_output_name, default_output, shard_output_name
+from wnpass.checkpoint.pages import identities, release
 from wnpass.checkpoint.pairs import Pair, find_pairs
 from wnpass.checkpoint.reading import Checkpoint, Group, open_checkpoint
 from wnpass.checkpoint.report import CheckpointReport, PairReport
@@ -212,6 +213,7 @@ def _check_values(checkpoint: Checkpoint, found: _Found, status: str) -> None:
     """Read each complete pair's values (one pair at a time, a file's pairs together) and
     mark it ``status`` or ``declined`` with the reason (NaN/Inf, zero norm, overflow)."""
     todo = [(pair, row) for _, pair, row in found if row.status == "ok"]
+    files = identities(checkpoint.files)
     todo.sort(key=lambda item: item[0].v.shard if item[0].v else 0)
     current: int | None = None
     for pair, row in todo:
@@ -219,7 +221,10 @@ def _check_values(checkpoint: Checkpoint, found: _Found, status: str) -> None:
         if current is not None and pair.v.shard != current:
             checkpoint.release(current)
         current = pair.v.shard
-        reason = check_pair(checkpoint.tensor(pair.g), checkpoint.tensor(pair.v), pair.dim)
+        g, v = checkpoint.tensor(pair.g), checkpoint.tensor(pair.v)
+        reason = check_pair(g, v, pair.dim)
+        release((g, v), files)  # read once: their mapped pages are not needed again
+        del g, v
         if pair.g.shard != current:
             checkpoint.release(pair.g.shard)
         row.status, row.reason = ("declined", reason) if reason else (status, None)
@@ -244,13 +249,16 @@ def _write(
     main = targets[-1]
     written_total = count = 0
     weight_map: dict[str, str] = {}
+    files = identities(checkpoint.files)
     with plan.staging(main) as folder:
         staged = [folder / target.name for target in targets]
         for shard in range(len(checkpoint.files)):
 
             def fold(pair: Pair, shard: int = shard) -> object:
                 assert pair.g is not None and pair.v is not None
-                weight = fold_pair(checkpoint.tensor(pair.g), checkpoint.tensor(pair.v), pair.dim)
+                g, v = checkpoint.tensor(pair.g), checkpoint.tensor(pair.v)
+                weight = fold_pair(g, v, pair.dim)
+                release((g, v), files)  # not read again: give their mapped pages back
                 for other in {pair.g.shard, pair.v.shard} - {shard}:
                     checkpoint.release(other)
                 return weight

@@ -4,7 +4,8 @@ The values are checked first, and a pair that would not give an exact, finite we
 declined (:class:`Declined`, with the reason) rather than written: NaN or Inf in ``g`` or
 ``v``, a unit of ``v`` whose norm is zero (PyTorch computes NaN there), or a product that
 overflows ``v``'s dtype. The product is computed in float64 with numpy (single-threaded,
-deterministic) and rounded once to ``v``'s dtype by torch.
+deterministic) and rounded once to ``v``'s dtype: by numpy for float16/32/64 (round to nearest
+even, straight from float64), by torch for bfloat16, which numpy lacks.
 """
 
 from __future__ import annotations
@@ -20,17 +21,29 @@ __all__ = ["Declined", "check_pair", "fold_pair", "values_reason"]
 
 logger = logging.getLogger(__name__)
 
+_NUMPY_DTYPES = ("float64", "float32", "float16")  # torch dtypes numpy has, by name
+
 
 class Declined(Exception):
     """A pair whose values cannot be folded; ``str()`` is the reason."""
 
 
-def _float64(tensor: Any) -> np.ndarray:
+def _dense(tensor: Any) -> Any:
     import torch
 
     if tensor.layout != torch.strided or tensor.is_quantized:
         raise Declined("not a dense tensor")
-    return tensor.detach().to("cpu", torch.float64).numpy()
+    return tensor.detach().cpu()
+
+
+def _name(tensor: Any) -> str:
+    return str(tensor.dtype).removeprefix("torch.")
+
+
+def _float64(tensor: Any) -> np.ndarray:
+    import torch
+
+    return _dense(tensor).to(torch.float64).numpy()
 
 
 def values_reason(g64: np.ndarray, v64: np.ndarray, dim: int | None, limit: float) -> str | None:
@@ -64,7 +77,12 @@ def fold_pair(g: Any, v: Any, dim: int | None) -> Any:
     first)."""
     import torch
 
-    product = weight_from(_float64(g), _float64(v), dim)
+    if _name(v) in _NUMPY_DTYPES and _name(g) in _NUMPY_DTYPES:
+        # numpy holds these dtypes: weight_from widens to float64 itself and rounds once to
+        # v's dtype (round to nearest even, as torch does), with no extra float64 copies
+        product = weight_from(_dense(g).numpy(), _dense(v).numpy(), dim)
+    else:  # bfloat16: widened by torch, rounded once by torch
+        product = weight_from(_float64(g), _float64(v), dim)
     weight = torch.from_numpy(np.ascontiguousarray(product)).to(v.dtype)
     if not bool(torch.isfinite(weight).all()):  # check_pair rules this out
         raise Declined("the folded weight is not finite")
