@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from wnpass import apply_weight_norm, fold_weight_norm  # noqa: E402
 from wnpass.fx.forward import Batch, as_batch, run_forward  # noqa: E402
+from wnpass.fx.trace import TRACERS, Tracer  # noqa: E402
 from wnpass.rules import parse_key  # noqa: E402
 
 DOCS = ROOT / "docs"
@@ -378,7 +379,7 @@ def _still_tied(model: nn.Module, groups: list[list[str]]) -> bool:
     return all(all(get(n) is get(names[0]) for n in names) for names in groups)
 
 
-def run_case(case: Case) -> dict[str, Any]:
+def run_case(case: Case, tracer: Tracer = "auto") -> dict[str, Any]:
     torch.manual_seed(0)
     row: dict[str, Any] = {"model": case.name}
     start = time.perf_counter()
@@ -387,7 +388,7 @@ def run_case(case: Case) -> dict[str, Any]:
     plain_keys = {_plain_key(k) for k in model.state_dict()}
     expected = oracle(model, inputs, case.functional)
     groups = _tied_groups(model)
-    report = apply_weight_norm(model, inputs)
+    report = apply_weight_norm(model, inputs, tracer=tracer)
     applied = {s.name: s.axis for s in report.sites if s.status == "applied"}
     correct = [n for n, a in applied.items() if n in expected and expected[n] == a]
     row.update(
@@ -463,6 +464,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="*", help="substrings of model names to run")
     parser.add_argument("--json", type=Path, default=DOCS / "coverage.json")
+    parser.add_argument(
+        "--tracer",
+        choices=TRACERS,
+        default="auto",
+        help="how uses are found: auto (observe a forward), or static (torch.fx, torch.export, "
+        "module types: what wnpass did before it observed)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     warnings.simplefilter("ignore")
@@ -477,7 +485,7 @@ def main() -> int:
     rows = []
     for case in cases:
         try:
-            row = run_case(case)
+            row = run_case(case, args.tracer)
         except Exception as error:  # one broken model does not stop the benchmark
             row = {"model": case.name, "error": f"{type(error).__name__}: {error}"[:200]}
         rows.append(row)

@@ -242,9 +242,10 @@ def find_uses(
             why = f"torch.fx: {fx_error}; torch.export: {one_line(error, with_type=True)}"
     else:
         why = f"torch.fx: {fx_error}; torch.export needs example inputs"
+    advice = "give example inputs to observe a forward" if batch is None else "use tracer='auto'"
     note = (
         "traced by module types only: functional uses (F.linear, x @ W, addmm ...) are not seen "
-        f"and their weights are left alone; give example inputs to observe a forward ({why})"
+        f"and their weights are left alone; {advice} ({why})"
     )
     logger.warning("%s", note)
     return _type_uses(model, policy, embeddings), "module types", note
