@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 import torch
@@ -86,7 +87,7 @@ def test_embeddings_are_opt_in() -> None:
 
 
 @pytest.mark.parametrize("kind", [nn.LSTM, nn.GRU, nn.RNN])
-def test_rnns_every_layer_and_direction(kind: type[nn.RNNBase]) -> None:
+def test_rnns_every_layer_and_direction(kind: Any) -> None:
     """All weight_ih/weight_hh of every layer and direction at axis 0; biases skipped."""
     rnn = kind(4, 6, num_layers=2, bidirectional=True)
     sites = plan(nn.Sequential(rnn))

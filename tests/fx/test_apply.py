@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -49,7 +50,8 @@ def test_dim_policy_torch_matches_pytorchs_weight_norm() -> None:
 def test_functional_weights_are_parametrized_in_place() -> None:
     """Parameters used by F.linear / matmul get weight norm at their axis; outputs equal."""
     torch.manual_seed(0)
-    model, x = Functional(), torch.randn(4, 5)
+    model: Any = Functional()
+    x = torch.randn(4, 5)
     before = model(x)
     report = apply_weight_norm(model, (x,))
     assert report.applied == 3 and report.equivalent
@@ -59,6 +61,7 @@ def test_functional_weights_are_parametrized_in_place() -> None:
 
 def test_remove_parametrizations_gives_back_the_weights() -> None:
     """remove_parametrizations(leave_parametrized=True) returns plain weights equal to before."""
+    model: Any
     model, inputs = plain("transformer")
     weight = model.ffn[0].weight.detach().clone()
     apply_weight_norm(model, inputs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn.utils import parametrizations
@@ -68,7 +70,7 @@ def test_not_initialized_model_is_not_normalized() -> None:
 def test_rescale_sets_norm_v_to_g_and_keeps_outputs() -> None:
     """rescale=True: ||v|| = g per unit, and outputs equal the unrescaled init's."""
     batch = torch.randn(32, 5, generator=torch.Generator().manual_seed(0))
-    models = []
+    models: list[Any] = []
     for rescale in (False, True):
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))

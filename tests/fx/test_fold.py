@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from typing import Any
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ RTOL = 1e-5
 def legacy(module: nn.Module, dim: int | None = 0) -> nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        return nn.utils.weight_norm(module, dim=dim)
+        return nn.utils.weight_norm(module, dim=dim)  # type: ignore[arg-type]  # None: whole
 
 
 def expected_weight(g: torch.Tensor, v: torch.Tensor, dim: int | None) -> torch.Tensor:
@@ -45,7 +46,7 @@ def expected_weight(g: torch.Tensor, v: torch.Tensor, dim: int | None) -> torch.
 def test_every_api_and_dim_folds_to_the_exact_weight(make, dim, api: str) -> None:
     torch.manual_seed(0)
     module = make()
-    wrapped = (
+    wrapped: Any = (
         parametrizations.weight_norm(module, dim=dim)
         if api == "parametrization"
         else legacy(module, dim)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -9,7 +11,7 @@ from tests.fx.helpers import KEEP_RTOL, rel_error
 from wnpass import apply_weight_norm, load_state_dict_any
 
 
-def _source() -> nn.Module:
+def _source() -> Any:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Conv1d(1, 2, 3))
 
@@ -25,7 +27,7 @@ def test_legacy_weight_g_weight_v_checkpoint_loads() -> None:
     torch.nn.utils.weight_norm(legacy[2])
     state = legacy.state_dict()
     assert "0.weight_g" in state
-    target = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Conv1d(1, 2, 3))
+    target: Any = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Conv1d(1, 2, 3))
     apply_weight_norm(target)
     load_state_dict_any(target, state)
     assert torch.equal(target[0].parametrizations.weight.original1, state["0.weight_v"])

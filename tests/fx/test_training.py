@@ -8,6 +8,7 @@ import pickle
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -91,6 +92,7 @@ def test_legacy_keys_load_through_plain_load_state_dict() -> None:
 
 def test_torch_compile_same_outputs() -> None:
     """torch.compile on CPU runs the rewritten MLP, forward and backward, like eager."""
+    model: Any
     model, inputs = _normed("mlp")
     compiled = torch.compile(model)
     expected, actual = model(*inputs), compiled(*inputs)
