@@ -97,6 +97,13 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
     ),
     ("elementwise", (2, 6), lambda x, w: x * w, X2, "elementwise"),
     ("lookup", (10, 6), lambda x, w: w[torch.tensor([1, 2])] + x, X2, "lookup"),
+    (
+        "clamped in place",
+        (4, 6),
+        lambda x, w: F.linear(x, w.data.clamp_(-9, 9)),
+        X2,
+        "modified in place in the forward (clamp_)",
+    ),
 ]
 
 

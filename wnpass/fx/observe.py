@@ -92,6 +92,13 @@ def _name(func: Callable[..., Any]) -> str:
     return name
 
 
+def _in_place(name: str) -> bool:
+    """``Tensor.add_``, ``clamp_``, ``__setitem__`` ...: the op writes into its first operand."""
+    if name in ("__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__", "set_"):
+        return True
+    return name.endswith("_") and not name.startswith("_") and name not in _IDENTITY
+
+
 def _tensors(value: Any) -> Iterator[Any]:
     """Tensors in an argument: the value itself, or inside a list/tuple (one level)."""
     if isinstance(value, torch.Tensor):
@@ -219,6 +226,10 @@ class _Recorder(TorchFunctionMode):
         result = func(*args, **kwargs)
         values = [*args, *kwargs.values()]
         if not any(self.origin(t) is not None for v in values for t in _tensors(v)):
+            return result
+        name = _name(func)
+        if _in_place(name) and (origin := self.origin(args[0] if args else None)) is not None:
+            self._use(origin, name, None, f"modified in place in the forward ({name})")
             return result
         if not any(True for _ in _tensors(result)) and not isinstance(result, list | tuple):
             return result  # a metadata query (shape, dtype, size, dim ...): no use
