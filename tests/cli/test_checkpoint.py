@@ -357,6 +357,21 @@ CASES: dict[str, tuple[Setup, int, str]] = {
         2,
         "--factory goes with --model",
     ),
+    "--rtol without --model": (
+        lambda f: ["fold", str(f / "g.pt"), "--rtol", "1e-3"],
+        2,
+        "--rtol goes with --model",
+    ),
+    "an ONNX check option": (
+        lambda f: ["fold", str(f / "g.pt"), "--provider", "cpu"],
+        2,
+        "--provider is for ONNX checks",
+    ),
+    "a NaN tolerance": (
+        lambda f: ["fold", str(f / "g.pt"), "--model", str(f / "g.pt"), "--atol", "nan"],
+        2,
+        "--atol nan: a tolerance must be a finite number >= 0",
+    ),
     "unknown form": (
         lambda f: ["convert", str(f / "g.pt"), "--to", "plain"],
         2,
@@ -404,3 +419,16 @@ def test_a_malicious_pickle_from_a_shell_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "it was not run" in result.stderr
     assert hashes(tmp_path) == before and not (tmp_path / "pwned").exists()
+
+
+def test_model_check_tolerance_is_the_users(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """rtol=atol=0: the run-time float32 reference and the rounded-once fold differ by ulps."""
+    ckpt, model_py = _checkpoint(tmp_path)
+    before = hashes(tmp_path)
+    argv = ["--plain", "fold", str(ckpt), "--model", str(model_py), "--rtol", "0", "--atol", "0"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "rtol=0 atol=0" in out and "outside tolerance" in out
+    assert hashes(tmp_path) == before

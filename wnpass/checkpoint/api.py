@@ -8,7 +8,9 @@ when everything is written (and, with ``check_model``, verified). The input is n
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 import time
 from collections.abc import Iterable
@@ -59,6 +61,8 @@ def fold_checkpoint(
     plan: IOPlan | None = None,
     check_model: str | os.PathLike[str] | None = None,
     factory: str | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
 ) -> CheckpointReport:
     """Fold every weight-norm pair of a checkpoint into a plain weight; write the result.
 
@@ -66,7 +70,10 @@ def fold_checkpoint(
     ``check_model``: a ``model.py`` whose model (without weight norm) must load the output
     strictly and compute what the weight-normed model computes from the input, on
     ``example_inputs()``; if not, nothing is published and ``report.check`` says why.
+    ``rtol``/``atol``: that check's tolerances (default: ``check``'s, per output dtype).
     """
+    _tolerance("rtol", rtol)
+    _tolerance("atol", atol)
     start = time.perf_counter()
     plan = plan if plan is not None else IOPlan()
     checkpoint = _open(path, plan)
@@ -86,7 +93,10 @@ def fold_checkpoint(
             rewrite[(group.path, pair.first)] = Action("fold", pair.weight, pair)
             rewrite[(group.path, other)] = Action("drop", other)
             pair_report.output_keys = [pair.weight]
-        _write(checkpoint, rewrite, targets, plan, report, check_model, factory, found)
+        verify = None
+        if check_model is not None:
+            verify = _Verify(Path(check_model), factory, rtol, atol, found)
+        _write(checkpoint, rewrite, targets, plan, report, verify)
     finally:
         checkpoint.close()
     report.seconds = time.perf_counter() - start
@@ -131,7 +141,7 @@ def convert_checkpoint(
             rewrite[(group.path, pair.g.key)] = Action("rename", new.g)
             rewrite[(group.path, pair.v.key)] = Action("rename", new.v)
             pair_report.status, pair_report.output_keys = "converted", [new.g, new.v]
-        _write(checkpoint, rewrite, targets, plan, report, None, None, found)
+        _write(checkpoint, rewrite, targets, plan, report, None)
     finally:
         checkpoint.close()
     report.seconds = time.perf_counter() - start
@@ -139,6 +149,26 @@ def convert_checkpoint(
 
 
 # -- steps ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Verify:
+    """What ``check_model`` asks for: the model, and the tolerances to compare with."""
+
+    model_py: Path
+    factory: str | None
+    rtol: float | None
+    atol: float | None
+    found: _Found
+
+
+def _tolerance(name: str, value: float | None) -> None:
+    if value is not None and not (
+        isinstance(value, int | float) and math.isfinite(value) and value >= 0
+    ):
+        raise InvalidArgumentError(
+            f"{value}: a tolerance must be a finite number >= 0", parameter=name
+        )
 
 
 def _open(path: str | os.PathLike[str], plan: IOPlan) -> Checkpoint:
@@ -240,9 +270,7 @@ def _write(
     targets: list[Path],
     plan: IOPlan,
     report: CheckpointReport,
-    check_model: str | os.PathLike[str] | None,
-    factory: str | None,
-    found: _Found,
+    verify: _Verify | None,
 ) -> None:
     """Write every output file into a staging folder, verify it if asked, then publish the
     shards and the index last."""
@@ -278,10 +306,18 @@ def _write(
         report.output = str(main)
         report.shards = [str(t) for t in targets[:-1]]
         report.bytes_after = _size(staged)
-        if check_model is not None:
+        if verify is not None:
             from wnpass.checkpoint.verify import check_folded
 
-            report.check = check_folded(check_model, factory, checkpoint.path, staged[-1], found)
+            report.check = check_folded(
+                verify.model_py,
+                verify.factory,
+                checkpoint.path,
+                staged[-1],
+                verify.found,
+                rtol=verify.rtol,
+                atol=verify.atol,
+            )
             if not report.check:
                 logger.warning("the folded checkpoint failed the check: nothing published")
                 return

@@ -7,6 +7,7 @@ Data only, in the style of :mod:`wnpass.report`: dataclasses that know whether t
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from wnpass.plan import IOPlan
 
 __all__ = ["CheckpointReport", "ModelCheckReport", "OutputRow", "PairReport"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass

@@ -91,9 +91,11 @@ def _run(model: Any, inputs: tuple[Any, ...], model_py: Path) -> list[tuple[str,
         ) from None
 
 
-def _row(name: str, ref: Any, cand: Any) -> OutputRow:
+def _row(name: str, ref: Any, cand: Any, rtol: float | None, atol: float | None) -> OutputRow:
     dtype = str(ref.dtype).removeprefix("torch.")
-    rtol, atol = DEFAULT_TOLERANCES.get(dtype, (0.0, 0.0))
+    default = DEFAULT_TOLERANCES.get(dtype, (0.0, 0.0))
+    rtol = default[0] if rtol is None else rtol
+    atol = default[1] if atol is None else atol
     row = OutputRow(name, list(ref.shape), dtype, 0.0, 0.0, 0, int(ref.numel()), rtol, atol)
     if ref.shape != cand.shape or ref.dtype != cand.dtype:
         row.problem = f"{list(cand.shape)} {cand.dtype} != reference {list(ref.shape)} {dtype}"
@@ -118,6 +120,9 @@ def check_folded(
     original: Path,
     folded: Path,
     found: _Found,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
 ) -> ModelCheckReport:
     """Compare the model with ``folded`` loaded against the weight-normed model with
     ``original`` loaded (module docstring)."""
@@ -170,6 +175,6 @@ def check_folded(
             row.problem = "missing"
             report.outputs.append(row)
             continue
-        report.outputs.append(_row(name, ref, cand_out[name]))
+        report.outputs.append(_row(name, ref, cand_out[name], rtol, atol))
     logger.info("--model check: %s", "passed" if report else "failed")
     return report

@@ -43,13 +43,45 @@ def fold(args: argparse.Namespace, out: Printer) -> int:
         raise UsageError("--in-place is for ONNX models: a checkpoint is never changed (give -o)")
     if args.verify:
         raise UsageError("--verify is for ONNX models; verify a checkpoint with --model model.py")
-    if args.factory is not None and args.check_model is None:
-        raise UsageError("--factory goes with --model")
+    if args.check_model is None:
+        given = [
+            flag
+            for flag, value in (
+                ("--factory", args.factory),
+                ("--rtol", args.rtol),
+                ("--atol", args.atol),
+            )
+            if value is not None
+        ]
+        if given:
+            raise UsageError(f"{given[0]} goes with --model")
+    onnx_only = [
+        flag
+        for flag, value in (
+            ("--provider", args.provider),
+            ("--shape", args.shape),
+            ("--inputs", args.inputs),
+            ("--threads", args.threads),
+        )
+        if value
+    ]
+    if args.optimization != "default":
+        onnx_only.append("--optimization")
+    if onnx_only:
+        raise UsageError(
+            f"{onnx_only[0]} is for ONNX checks; a checkpoint's --model check takes --rtol/--atol"
+        )
     plan = IOPlan()
     if args.json:
         plan.write(args.json, "json_path")
     report = fold_checkpoint(
-        args.model, args.output, plan=plan, check_model=args.check_model, factory=args.factory
+        args.model,
+        args.output,
+        plan=plan,
+        check_model=args.check_model,
+        factory=args.factory,
+        rtol=args.rtol,
+        atol=args.atol,
     )
     print_pairs(out, report)
     if report.check is not None:
