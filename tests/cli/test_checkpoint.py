@@ -432,3 +432,23 @@ def test_model_check_tolerance_is_the_users(
     out = capsys.readouterr().out
     assert "rtol=0 atol=0" in out and "outside tolerance" in out
     assert hashes(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", ["g.safetensors", "g.pt"])
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, name: str) -> None:
+    """Writes fail past RLIMIT_FSIZE (a full disk, as the process sees it)."""
+    import subprocess
+    import sys
+
+    folder = _folder(tmp_path)
+    before = hashes(folder)
+    code = (
+        "import resource, signal, sys; from wnpass.cli import main; "
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048)); "
+        f"sys.exit(main(['fold', {str(folder / name)!r}]))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"{folder / name.replace('.', '.folded.')}: cannot write" in result.stderr
+    assert hashes(folder) == before

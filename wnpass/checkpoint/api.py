@@ -291,7 +291,7 @@ def _write(
                     checkpoint.release(other)
                 return weight
 
-            written = write_file(checkpoint, shard, rewrite, fold, staged[shard])
+            written = write_file(checkpoint, shard, rewrite, fold, staged[shard], targets[shard])
             checkpoint.release(shard)
             written_total += sum(nbytes for _, nbytes in written)
             count += len(written)

@@ -12,16 +12,18 @@ publishing them is the caller's (:class:`~wnpass.plan.IOPlan`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from wnpass.checkpoint.pairs import Pair
 from wnpass.checkpoint.reading import MAX_DEPTH, Checkpoint, Group, TensorInfo
+from wnpass.errors import OutputError, one_line
 
 __all__ = ["Action", "Rewrite", "write_file", "write_index"]
 
@@ -62,9 +64,16 @@ def _entries(
 
 
 def write_file(
-    checkpoint: Checkpoint, shard: int, rewrite: Rewrite, fold: Folder, target: Path
+    checkpoint: Checkpoint,
+    shard: int,
+    rewrite: Rewrite,
+    fold: Folder,
+    target: Path,
+    label: Path | None = None,
 ) -> list[tuple[str, int]]:
-    """Write input file ``shard`` rewritten to ``target``; returns (key, nbytes) written."""
+    """Write input file ``shard`` rewritten to ``target`` (a staging path; ``label``: the
+    output it becomes, for messages); returns (key, nbytes) written."""
+    label = label or target
     if checkpoint.safetensors or checkpoint.sharded:
         by_key = {info.key: info for info in checkpoint.tensors() if info.shard == shard}
         infos = [by_key[key] for key in checkpoint.shard_keys[shard]]
@@ -73,21 +82,35 @@ def write_file(
         if checkpoint.safetensors:
             from safetensors.torch import save_file
 
-            save_file(dict(entries), str(target), metadata=checkpoint.metadata[shard])
+            with _written(label):
+                save_file(dict(entries), str(target), metadata=checkpoint.metadata[shard])
         else:
-            _torch_save(dict(entries), target)
+            _torch_save(dict(entries), target, label)
         return written
     written = []
     groups = {group.path: group for group in checkpoint.groups}
     obj = _rebuild(checkpoint.root(shard), (), groups, rewrite, fold, written)
-    _torch_save(obj, target)
+    _torch_save(obj, target, label)
     return written
 
 
-def _torch_save(obj: Any, target: Path) -> None:
+def _torch_save(obj: Any, target: Path, label: Path) -> None:
     import torch
 
-    torch.save(obj, str(target))
+    with _written(label):
+        torch.save(obj, str(target))
+
+
+@contextlib.contextmanager
+def _written(label: Path) -> Iterator[None]:
+    """A library's failure to write output ``label`` (a full disk) as one
+    :class:`OutputError` line."""
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as error:
+        raise OutputError(f"{label}: cannot write: {one_line(error)}", parameter="output") from None
 
 
 def _nbytes(tensor: Any) -> int:
