@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from wnpass.plan import IOPlan
 
 __all__ = [
     "PLAN_COLUMNS",
@@ -137,8 +139,10 @@ class ApplyReport:
         data.update(status=self.status, reason=self.reason, ok=bool(self))
         return data
 
-    def write_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+    def write_json(self, path: str | Path, plan: IOPlan | None = None) -> None:
+        from wnpass.report import write_json
+
+        write_json(path, self.to_dict(), plan)
 
 
 _HOW = {
