@@ -1,0 +1,65 @@
+"""open_checkpoint: names, shapes and dtypes without loading tensors; torch files memory-mapped
+and read with weights_only; state dicts found inside wrappers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from tests.checkpoint.builders import save_sharded, state_dict
+from wnpass.checkpoint.reading import open_checkpoint
+
+
+def test_torch_files_are_loaded_weights_only_and_mapped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[dict[str, Any]] = []
+    real = torch.load
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    torch.save(state_dict(), tmp_path / "zip.pt")
+    torch.save(state_dict(), tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    checkpoint = open_checkpoint(tmp_path / "zip.pt")  # loads, reads the keys, lets go
+    checkpoint.tensor(checkpoint.groups[0].tensors[0])  # loads again, on demand
+    open_checkpoint(tmp_path / "old.pt")
+    assert all(call["weights_only"] is True for call in calls)
+    assert [call["mmap"] for call in calls] == [True, True, False]
+
+
+def test_state_dicts_are_found_inside_wrappers(tmp_path: Path) -> None:
+    state = state_dict()
+    torch.save(
+        {"model": state, "ema": {"shadow": state}, "optimizer": {"state": {0: {}}}, "step": 1},
+        tmp_path / "w.pt",
+    )
+    checkpoint = open_checkpoint(tmp_path / "w.pt")
+    assert [group.name for group in checkpoint.groups] == ["model", "ema/shadow"]
+    assert [info.key for info in checkpoint.groups[0].tensors] == list(state)
+
+
+def test_safetensors_headers_only(tmp_path: Path) -> None:
+    save_file({"a": torch.zeros(2, 3, dtype=torch.bfloat16)}, str(tmp_path / "a.safetensors"))
+    checkpoint = open_checkpoint(tmp_path / "a.safetensors")
+    (info,) = checkpoint.groups[0].tensors
+    assert (info.key, info.shape, info.dtype, info.nbytes) == ("a", (2, 3), "bfloat16", 12)
+
+
+def test_an_index_gives_the_order_and_the_shards(tmp_path: Path) -> None:
+    state = state_dict()
+    keys = list(state)
+    index = save_sharded(tmp_path, state, [keys[5:], keys[:5]])
+    checkpoint = open_checkpoint(index)
+    assert [info.key for info in checkpoint.groups[0].tensors] == keys  # the index's order
+    assert checkpoint.shard_names == [
+        "model-00002-of-00002.safetensors",
+        "model-00001-of-00002.safetensors",
+    ]  # first listed first
+    assert {info.shard for info in checkpoint.groups[0].tensors[:5]} == {0}
