@@ -4,7 +4,8 @@ python scripts/bench_coverage.py                 # every model -> docs/coverage.
 python scripts/bench_coverage.py --only gpt2 t5  # some of them
 
 Models: transformers architectures built from tiny configs with random weights (no hub access),
-and plain torch models with functional and loop-reused weights. Per model:
+plain torch models with functional and loop-reused weights, the example models and a HiFi-GAN
+(``models/hifigan.py`` with its weight norm folded out first). Per model:
 
 - the oracle: the weights weight norm should go on, and at which axis, written here from module
   types alone (Linear, Conv, ConvTranspose, transformers' Conv1D, RNN, MultiheadAttention) plus
@@ -227,6 +228,16 @@ def _torch_cases() -> list[Case]:
              FUNCTIONAL_ORACLE),
         Case("LoopNet (torch)", LoopNet, lambda: (torch.randn(2, 4, 12),), LOOP_ORACLE),
     ]  # fmt: skip
+
+    def hifigan() -> nn.Module:  # ships weight-normed: folded first, as a plain HiFi-GAN
+        model = load_model_py(ROOT / "models" / "hifigan.py")[0]
+        fold_weight_norm(model)
+        return model
+
+    cases.append(
+        Case("models/hifigan.py (folded first)", hifigan, lambda: load_model_py(
+            ROOT / "models" / "hifigan.py")[1] or ())
+    )  # fmt: skip
     for stem in ("transformer", "lstm_lm", "vocoder", "resnet"):
         path = ROOT / "models" / "plain" / f"{stem}.py"
         cases.append(
