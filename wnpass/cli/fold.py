@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o",
         "--output",
         type=Path,
-        metavar="OUT.onnx",
-        help="default: <stem>.folded.onnx beside it",
+        metavar="OUT",
+        help="default: <stem>.folded<suffix> beside the input (.onnx, or the checkpoint's)",
     )
     parser.add_argument("--in-place", action="store_true", help="replace the input file")
     add_json_option(parser)

@@ -27,15 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: Printer) -> int:
     """List the weight-norm sites of an ONNX model or a model.py; changes nothing."""
+    from wnpass.cli import checkpoint
+
+    if checkpoint.is_checkpoint(args.model):
+        return checkpoint.inspect(args, out)  # plans its own files
     plan = IOPlan()
     if args.json:
         plan.write(args.json, "json_path")
     if args.model.suffix == ".py":
         return _inspect_model_py(args, out, plan)
-    from wnpass.cli import checkpoint
-
-    if checkpoint.is_checkpoint(args.model):
-        return checkpoint.inspect(args, out)
     defer_sympy()  # inspecting an ONNX model never needs it
     from wnpass.errors import UsageError
     from wnpass.onnx import io
