@@ -98,6 +98,20 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
     ("elementwise", (2, 6), lambda x, w: x * w, X2, "elementwise"),
     ("lookup", (10, 6), lambda x, w: w[torch.tensor([1, 2])] + x, X2, "lookup"),
     (
+        "cat rows (fused q/k/v)",
+        (4, 6),
+        lambda x, w: F.linear(x, torch.cat([w, torch.ones(2, 6)])),
+        X2,
+        0,
+    ),
+    (
+        "cat columns",
+        (4, 3),
+        lambda x, w: F.linear(x, torch.cat([w, w.detach()], dim=1)),
+        X2,
+        "sliced along axis 1",
+    ),
+    (
         "clamped in place",
         (4, 6),
         lambda x, w: F.linear(x, w.data.clamp_(-9, 9)),

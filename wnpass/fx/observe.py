@@ -10,11 +10,13 @@ are seen as uses of one parameter.
 
 What happens to a parameter before it is consumed is followed: ``.t()``, ``.T``, ``.mT``,
 ``transpose``, ``permute``, ``view``/``reshape``/``flatten``/``(un)squeeze``, ``.to(dtype)`` and
-other copies, ``chunk``/``split``/``unbind``/``narrow``/``select`` and basic indexing. Each derived
-tensor carries, per axis, the parameter axis it is (None where a reshape merged or split axes),
-and the parameter axes it was sliced along. At the consumer the table of :mod:`wnpass.axes` gives
-the unit axis on the derived tensor, which maps back to the parameter's axis; a unit axis that is
-no single parameter axis, or a slice along another axis, is declined with the reason.
+other copies, ``chunk``/``split``/``unbind``/``narrow``/``select``, basic indexing and ``torch.cat``
+(q, k and v weights fused each forward). Each derived tensor carries, per parameter it comes
+from, the parameter axis each of its axes is (None where a reshape merged or split axes), and
+the parameter axes it was sliced or joined along. At the consumer the table of
+:mod:`wnpass.axes` gives the unit axis on the derived tensor, which maps back to the parameter's
+axis; a unit axis that is no single parameter axis, or a slice along another axis, is declined
+with the reason.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ _ELEMENTWISE = {
     "add", "mul", "sub", "div", "neg", "tanh", "sigmoid", "exp", "pow", "abs", "sqrt", "rsqrt",
     "__add__", "__radd__", "__mul__", "__rmul__", "__sub__", "__rsub__", "__truediv__",
     "__rtruediv__", "__neg__", "__pow__", "__rpow__", "relu", "softmax", "clamp", "where",
-    "addcmul", "lerp", "exp_", "mul_", "add_", "sigmoid_", "maximum", "minimum", "cat", "stack",
+    "addcmul", "lerp", "exp_", "mul_", "add_", "sigmoid_", "maximum", "minimum", "stack",
     "expand", "expand_as", "repeat", "sum", "mean", "norm", "square", "sin", "cos",
 }  # fmt: skip
 _MHA_ROLES = {
@@ -206,17 +208,19 @@ class _Recorder(TorchFunctionMode):
         super().__init__()
         self.policy, self.embeddings, self.owners = policy, embeddings, owners
         self.params = {id(p): (p, _Origin(n, tuple(range(p.dim())))) for n, p in params.items()}
-        self.derived: dict[int, tuple[weakref.ref[torch.Tensor], _Origin]] = {}
+        # derived tensor -> the parameters it comes from (several after a cat)
+        self.derived: dict[int, tuple[weakref.ref[torch.Tensor], tuple[_Origin, ...]]] = {}
         self.uses: dict[Use, None] = {}
 
-    def origin(self, value: Any) -> _Origin | None:
+    def origins(self, value: Any) -> tuple[_Origin, ...]:
+        """The parameters ``value`` is (derived from); empty for any other value."""
         if not isinstance(value, torch.Tensor):
-            return None
+            return ()
         if (entry := self.params.get(id(value))) is not None and entry[0] is value:
-            return entry[1]
+            return (entry[1],)
         if (derived := self.derived.get(id(value))) is not None and derived[0]() is value:
             return derived[1]
-        return None
+        return ()
 
     def __torch_function__(
         self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
@@ -225,11 +229,12 @@ class _Recorder(TorchFunctionMode):
         kwargs = kwargs or {}
         result = func(*args, **kwargs)
         values = [*args, *kwargs.values()]
-        if not any(self.origin(t) is not None for v in values for t in _tensors(v)):
+        if not any(self.origins(t) for v in values for t in _tensors(v)):
             return result
         name = _name(func)
-        if _in_place(name) and (origin := self.origin(args[0] if args else None)) is not None:
-            self._use(origin, name, None, f"modified in place in the forward ({name})")
+        if _in_place(name) and args and self.origins(args[0]):
+            for origin in self.origins(args[0]):
+                self._use(origin, name, None, f"modified in place in the forward ({name})")
             return result
         if not any(True for _ in _tensors(result)) and not isinstance(result, list | tuple):
             return result  # a metadata query (shape, dtype, size, dim ...): no use
@@ -238,55 +243,74 @@ class _Recorder(TorchFunctionMode):
         except Exception as error:  # never break the user's forward: record why instead
             logger.debug("could not follow %s: %s", _name(func), error)
             for t in {id(t): t for v in values for t in _tensors(v)}.values():
-                if (origin := self.origin(t)) is not None:
+                for origin in self.origins(t):
                     self._use(origin, _name(func), None, f"used by {_name(func)}: not followed")
         return result
 
     # -- derived tensors -------------------------------------------------------------------------
 
-    def _track(self, result: Any, origin: _Origin) -> None:
+    def _track(self, result: Any, origins: tuple[_Origin, ...]) -> None:
         for tensor in _tensors(result):
-            self.derived[id(tensor)] = (weakref.ref(tensor), origin)
+            self.derived[id(tensor)] = (weakref.ref(tensor), origins)
+
+    def _concatenated(self, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> bool:
+        """``torch.cat`` of weights (fused q/k/v): each keeps its axes; joined along ``dim``,
+        which counts as a slice (units along another axis would span several weights)."""
+        parts = list(args[0]) if args and isinstance(args[0], list | tuple) else []
+        tracked = [t for t in parts if self.origins(t)]
+        if not tracked or not isinstance(result, torch.Tensor):
+            return False
+        dim = _dim_arg(args, kwargs, 1, result.dim())
+        joined = tuple(
+            dataclasses.replace(o, sliced=o.sliced | {o.axes[dim]}, path=(*o.path, "cat"))
+            for t in tracked
+            for o in self.origins(t)
+        )
+        self._track(result, joined)
+        return True
 
     def _derive(
         self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any
     ) -> bool:
-        """Track ``result`` when ``name`` is a view or copy of a tracked ``args[0]``."""
-        source = self.origin(args[0]) if args else None
-        if source is None or not isinstance(args[0], torch.Tensor):
+        """Track ``result`` when ``name`` is a view, copy or concatenation of tracked tensors."""
+        if name in ("cat", "concat", "concatenate"):
+            return self._concatenated(args, kwargs, result)
+        sources = self.origins(args[0]) if args else ()
+        if not sources:
             return False
         tensor, ndim = args[0], args[0].dim()
-        step = (*source.path, name)
+        mapping: list[int | None] | None = None  # output axis -> input axis
+        cut: set[int] = set()  # input axes sliced
         if name in _IDENTITY:
-            origin = dataclasses.replace(source, path=step)
+            mapping = list(range(ndim))
         elif name in _RESHAPE and isinstance(result, torch.Tensor):
             mapping = _reshape_axes(list(tensor.shape), list(result.shape))
-            axes = tuple(None if m is None else source.axes[m] for m in mapping)
-            origin = dataclasses.replace(source, axes=axes, path=step)
         elif name in ("t", "T", "mT", "transpose", "swapaxes", "swapdims", "permute"):
-            order = _permutation(name, args, kwargs, ndim)
-            origin = dataclasses.replace(
-                source, axes=tuple(source.axes[o] for o in order), path=step
-            )
+            mapping = list(_permutation(name, args, kwargs, ndim))
         elif name in _SLICE_KEEP or name in _SLICE_DROP:
             position = 1 if name in ("narrow", "select", "unbind") else 2
             dim = _dim_arg(args, kwargs, position, ndim)
-            axes = (
-                source.axes if name in _SLICE_KEEP else source.axes[:dim] + source.axes[dim + 1 :]
-            )
-            sliced = source.sliced | {source.axes[dim]}
-            origin = dataclasses.replace(source, axes=axes, sliced=sliced, path=step)
+            mapping = [a for a in range(ndim) if name in _SLICE_KEEP or a != dim]
+            cut = {dim}
         elif name == "__getitem__":
             parsed = _index_axes(args[1], ndim)
             if parsed is None:
                 return False
             mapping, cut = parsed
-            axes = tuple(None if m is None else source.axes[m] for m in mapping)
-            sliced = source.sliced | {source.axes[c] for c in cut}
-            origin = dataclasses.replace(source, axes=axes, sliced=sliced, path=step)
-        else:
+        if mapping is None:
             return False
-        self._track(result, origin)
+        self._track(
+            result,
+            tuple(
+                dataclasses.replace(
+                    source,
+                    axes=tuple(None if m is None else source.axes[m] for m in mapping),
+                    sliced=source.sliced | {source.axes[c] for c in cut},
+                    path=(*source.path, name),
+                )
+                for source in sources
+            ),
+        )
         return True
 
     # -- consumers -------------------------------------------------------------------------------
@@ -301,11 +325,12 @@ class _Recorder(TorchFunctionMode):
 
     def _consume(self, tensor: Any, op: str, kind: OpKind | str, **options: Any) -> None:
         """``tensor`` consumed as a weight of ``kind`` (or "bias"); map its unit axis back."""
-        origin = self.origin(tensor)
-        if origin is None:
+        origins = self.origins(tensor)
+        if not origins:
             return
         if kind == "bias":
-            self._use(origin, op, None, "bias")
+            for origin in origins:
+                self._use(origin, op, None, "bias")
             return
         if kind == "einsum":
             axis: int | str = einsum_unit_axis(
@@ -317,9 +342,14 @@ class _Recorder(TorchFunctionMode):
             axis = unit_axis(
                 op_kind, shape, policy=self.policy, embeddings=self.embeddings, **options
             )
-        if isinstance(axis, str):
-            self._use(origin, op, None, axis)
-            return
+        for origin in origins:
+            if isinstance(axis, str):
+                self._use(origin, op, None, axis)
+            else:
+                self._map_back(origin, op, axis)
+
+    def _map_back(self, origin: _Origin, op: str, axis: int) -> None:
+        """The consumer's unit axis ``axis`` on the derived tensor, as the parameter's axis."""
         param_axis = origin.axes[axis]
         via = f" (via {'.'.join(origin.path)})" if origin.path else ""
         if param_axis is None:
@@ -396,9 +426,9 @@ class _Recorder(TorchFunctionMode):
         for value in [*args, *kwargs.values()]:
             if isinstance(value, list | tuple):
                 for tensor in _tensors(value):
-                    if self.origin(tensor) is not None:
+                    if self.origins(tensor):
                         self._consume(tensor, op, "linear" if tensor.dim() >= 2 else "bias")
-            elif isinstance(value, torch.Tensor) and self.origin(value) is not None:
+            elif isinstance(value, torch.Tensor) and self.origins(value):
                 self._consume(value, op, "linear" if value.dim() >= 2 else "bias")
 
     def _mha(
@@ -419,7 +449,7 @@ class _Recorder(TorchFunctionMode):
             self._consume(tensor, op, _MHA_ROLES[role])
         weights = {id(t) for t in roles.values()}
         for value in [*args, *kwargs.values()]:  # the query/key/value: not weights
-            if isinstance(value, torch.Tensor) and id(value) not in weights and self.origin(value):
+            if isinstance(value, torch.Tensor) and id(value) not in weights and self.origins(value):
                 self._other("multi_head_attention_forward", (value,), {})
 
     def _other(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -434,9 +464,10 @@ class _Recorder(TorchFunctionMode):
         seen: set[int] = set()
         for value in [*args, *kwargs.values()]:
             for tensor in _tensors(value):
-                if (origin := self.origin(tensor)) is not None and id(tensor) not in seen:
+                if id(tensor) not in seen:
                     seen.add(id(tensor))
-                    self._use(origin, name, None, reason)
+                    for origin in self.origins(tensor):
+                        self._use(origin, name, None, reason)
 
 
 def _owners(model: nn.Module) -> dict[str, tuple[str, str | None]]:
