@@ -62,7 +62,14 @@ Method
      (initializers or ``Constant`` outputs) of the output's main graph. The names are the
      original's plain ``*.weight`` / ``*.bias`` initializers and, for each weight-normed
      parameter, the name it had before weight norm: ``X.parametrizations.W.original1`` ->
-     ``X.W`` and ``X.W_v`` (with ``X.W_g`` beside it) -> ``X.W``.
+     ``X.W`` and ``X.W_v`` (with ``X.W_g`` beside it) -> ``X.W``;
+   - ``computed weights``: weight inputs (``WEIGHT_INPUTS``: weights and biases of Conv,
+     ConvTranspose, Gemm, MatMul, LSTM/GRU/RNN and an embedding Gather's table) of the main
+     graph that are computed from constants at run time, not read from an initializer;
+   - ``int8 share``: after ``onnxruntime.quantization.quantize_dynamic`` (defaults), the share
+     of the weight elements at the inputs it can quantize (``QUANTIZABLE_INPUTS``; computed
+     weights included, sized by shape inference) stored as int8; ``fails`` when it raises.
+     wnpass's target is onnxsim's share on every model.
 
 Output: a markdown report (per model and tool, and a per-tool summary) printed and written to
 ``--out-md``, and every raw number in ``--out-json``.
@@ -521,6 +528,100 @@ def weight_ulps(output: Path, truth: dict[str, Any]) -> dict[str, Any]:
     return {"ulp_max": worst, "ulp_mean": total / count if count else None}
 
 
+# Weight inputs, as in wnpass.onnx.cones (kept here so the benchmark measures every tool by
+# the same independent rule): op -> inputs holding weights and biases.
+WEIGHT_INPUTS = {
+    "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (0, 1, 2), "MatMul": (0, 1),
+    "LSTM": (1, 2, 3), "GRU": (1, 2, 3), "RNN": (1, 2, 3), "Gather": (0,),
+}  # fmt: skip
+# The inputs ONNX Runtime's quantize_dynamic can store as int8 (weights, not biases).
+QUANTIZABLE_INPUTS = {
+    "Conv": (1,), "ConvTranspose": (1,), "Gemm": (1,), "MatMul": (0, 1),
+    "LSTM": (1, 2), "GRU": (1, 2), "RNN": (1, 2), "Gather": (0,),
+}  # fmt: skip
+_RANDOM_OPS = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+               "Multinomial", "Bernoulli"}  # fmt: skip
+
+
+def constant_weights(graph: Any, table: dict[str, tuple[int, ...]]) -> list[tuple[str, bool]]:
+    """(name, is an initializer) of every weight input of ``graph`` (main graph) that is
+    computed from constants only; an embedding Gather's table counts when its indices are not
+    constant."""
+    inputs = {i.name for i in graph.input}
+    constant = {i.name for i in graph.initializer if i.name not in inputs}
+    initializers = set(constant)
+    for node in graph.node:
+        if node.domain not in ("", "ai.onnx") or node.op_type in _RANDOM_OPS:
+            continue
+        if any(a.type in (5, 10) for a in node.attribute):  # GRAPH / GRAPHS: not followed
+            continue
+        used = [i for i in node.input if i]
+        if (node.op_type == "Constant" or used) and all(i in constant for i in used):
+            constant.update(node.output)
+    found: dict[str, bool] = {}
+    for node in graph.node:
+        if node.op_type not in table or node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type == "Gather" and (len(node.input) < 2 or node.input[1] in constant):
+            continue
+        for index in table[node.op_type]:
+            name = node.input[index] if index < len(node.input) else ""
+            if name and name in constant:
+                found[name] = name in initializers
+    return list(found.items())
+
+
+def computed_weights(path: Path) -> int:
+    """Weight inputs (``WEIGHT_INPUTS``) computed from constants at run time: not initializers."""
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    return sum(not plain for _, plain in constant_weights(graph, WEIGHT_INPUTS))
+
+
+def int8_share(path: Path) -> dict[str, Any]:
+    """After ``quantize_dynamic``, the share of the weight elements (``QUANTIZABLE_INPUTS``,
+    computed ones included) stored as int8; ``{"int8_error": ...}`` when it fails."""
+    import logging
+    import tempfile
+
+    import numpy as np
+    import onnx
+    from onnxruntime.quantization import quantize_dynamic
+
+    model = onnx.load(path)
+    weights = constant_weights(model.graph, QUANTIZABLE_INPUTS)
+    sizes = {init.name: int(np.prod(init.dims)) for init in model.graph.initializer}
+    if any(not plain for _, plain in weights):
+        inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
+        for info in inferred:
+            dims = info.type.tensor_type.shape.dim
+            if all(d.HasField("dim_value") for d in dims):
+                sizes[info.name] = int(np.prod([d.dim_value for d in dims]))
+    del model
+    total = sum(sizes.get(name, 0) for name, _ in weights)
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "quantized.onnx"
+        logging.disable(logging.WARNING)  # the quantizer logs every weight it skips
+        try:
+            quantize_dynamic(path, target)
+        except Exception as error:
+            return {
+                "int8_share": None,
+                "int8_error": f"{type(error).__name__}: {tail(str(error), 1)}",
+            }
+        finally:
+            logging.disable(logging.NOTSET)
+        quantized = onnx.load(target, load_external_data=False).graph.initializer
+        int8 = {
+            i.name
+            for i in quantized
+            if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+        }
+    stored = sum(sizes.get(name, 0) for name, _ in weights if f"{name}_quantized" in int8)
+    return {"int8_share": stored / total if total else None}
+
+
 @dataclasses.dataclass
 class Reference:
     """What every output of one model is checked against."""
@@ -569,6 +670,8 @@ def check_output(output: Path, reference: Reference) -> dict[str, Any]:
     kept = wanted & tensor_names(output)
     result["names_kept"] = len(kept) / len(wanted) if wanted else None
     result["bytes"] = output.stat().st_size + data_file_size(output)
+    result["computed_weights"] = computed_weights(output)
+    result.update(int8_share(output))
     return result
 
 
@@ -729,6 +832,12 @@ def fmt_err(entry: dict[str, Any], suffix: str = "") -> str:
     return text if entry.get(f"close{suffix}") else f"{text} ✗"
 
 
+def fmt_int8(entry: dict[str, Any]) -> str:
+    if entry.get("int8_error"):
+        return "fails"
+    return fmt(entry.get("int8_share"), ".1%")
+
+
 def is_wrong(entry: dict[str, Any]) -> bool:
     """A failed tool, a rejected file or outputs that are not close to the original's."""
     if "error" in entry or not entry.get("ort_ok"):
@@ -751,6 +860,8 @@ MODEL_COLUMNS = (
     "weight ulp",
     "ORT ok",
     "names kept",
+    "computed weights",
+    "int8 share",
 )
 
 
@@ -771,7 +882,7 @@ def model_table(records: Sequence[dict[str, Any]]) -> list[str]:
                 tool,
             ]
             if "error" in entry:
-                cells += [f"failed: {entry['error'][:80]}", *[""] * 9]
+                cells += [f"failed: {entry['error'][:80]}", *[""] * 11]
             else:
                 noise = f"< {POLYGRAPHY_NOISE_S} (noise)"
                 cells += [
@@ -785,6 +896,8 @@ def model_table(records: Sequence[dict[str, Any]]) -> list[str]:
                     fmt(entry.get("ulp_max"), ".2f"),
                     "yes" if entry.get("ort_ok") else "NO",
                     fmt(entry.get("names_kept"), ".0%"),
+                    fmt(entry.get("computed_weights"), "d", "?"),
+                    fmt_int8(entry),
                 ]
             lines.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
     return lines
@@ -813,6 +926,9 @@ def summary(records: Sequence[dict[str, Any]], tools: Sequence[str]) -> dict[str
             "exact": sum(e.get("max_err") == 0 and e.get("shapes_ok", False) for e in done),
             "mean_names_kept": statistics.fmean(names) if names else None,
             "max_ulp": max(ulps, default=None),
+            "computed_weights": sum(e.get("computed_weights") or 0 for e in done),
+            "int8_fails": sum(bool(e.get("int8_error")) for e in done),
+            "int8_shares": [e.get("int8_share") for e, _ in entries],
         }
     return rows
 
@@ -833,6 +949,8 @@ SUMMARY_COLUMNS = (
     "exact outputs",
     "max weight ulp",
     "names kept (mean)",
+    "computed weights (total)",
+    "quantize_dynamic fails",
 )
 
 
@@ -850,6 +968,8 @@ def summary_table(rows: dict[str, dict[str, Any]]) -> list[str]:
             f"{row['exact']} of {row['models']}",
             fmt(row["max_ulp"], ".2f"),
             fmt(row["mean_names_kept"], ".0%"),
+            str(row["computed_weights"]),
+            f"{row['int8_fails']} of {row['models']}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -859,6 +979,8 @@ def targets(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """How many models meet each of wnpass's targets (and which do not)."""
     misses: dict[str, list[str]] = {"zero sites": [], "exact": [], "time <= floor": []}
     misses["peak < every peer"] = []
+    misses["int8 share = onnxsim's"] = []
+    misses["no computed weight"] = []
     for record in records:
         entry, model = record["tools"].get("wnpass"), record["model"]
         if entry is None:
@@ -877,7 +999,20 @@ def targets(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         peers = [e["peak_mb"] for t, e in record["tools"].items() if t in PEERS and "peak_mb" in e]
         if peers and entry["peak_mb"] >= min(peers):
             misses["peak < every peer"].append(model)
+        onnxsim = record["tools"].get("onnxsim")
+        if onnxsim is not None and not same_share(entry, onnxsim):
+            misses["int8 share = onnxsim's"].append(model)
+        if entry.get("computed_weights") != 0:
+            misses["no computed weight"].append(model)
     return {"models": len(records), "misses": misses}
+
+
+def same_share(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal int8 shares (to 1e-9: the same weights quantized), or both failing."""
+    x, y = a.get("int8_share"), b.get("int8_share")
+    if x is None or y is None:
+        return x is None and y is None
+    return abs(x - y) < 1e-9
 
 
 def targets_table(result: dict[str, Any]) -> list[str]:
