@@ -290,3 +290,16 @@ def test_normalizing_an_activation_is_not_a_site() -> None:
     assert inspect_onnx(model).sites == []
     _, report = fold_onnx(model)
     assert report.sites == [] and report.cones == []
+    # a reshaped activation (DAC's quantizer normalizes its encodings this way)
+    reshaped = f"""
+        {HEADER17}
+        agraph (float[1, 4, 2] x) => (float[2, 3] y) {{
+            t = Transpose <perm = [0, 2, 1]> (x)
+            r = Reshape(t, shape)
+            n = ReduceL2 <axes = [1], keepdims = 1> (r)
+            u = Div(r, n)
+            y = Gemm <transB = 1> (u, v)
+        }}
+    """
+    model = onnx_model(reshaped, v=V, shape=np.array([-1, 4], np.int64))
+    assert inspect_onnx(model).sites == []

@@ -355,6 +355,10 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
     norm = norms[0].norm
     assert norm is not None
     leaves = [f for f in factors if f.kind == "leaf"]
+    if not _is_constant_cone(norm.v, overridable=True) and not any(
+        _is_constant_cone(f.value) for f in leaves if strip_cast(f.value) is not norm.v
+    ):
+        return None  # x / ||x|| of an activation, times nothing constant: not a weight
     site.v = norm.v
     numerators = [f for f in leaves if strip_cast(f.value) is norm.v]
     if len(numerators) != 1 or numerators[0].exponent != 1:
@@ -368,8 +372,6 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
         site.reason = "unsupported form: expected at most one gain g multiplying v / ||v||"
         return site
     gain_leaf = others[0].value if others else None
-    if gain_leaf is None and not _is_constant_cone(norm.v, overridable=True):
-        return None  # x / ||x|| of an activation: a normalization, not a weight
     site.g = None if gain_leaf is None else strip_cast(gain_leaf)
     norm_value = None if norm.kind.startswith("LpNormalization") else norms[0].value
     site.factors = (numerators[0].value, gain_leaf, norm_value, norms[0].divides)
