@@ -283,3 +283,25 @@ def test_cone_in_a_local_function_becomes_a_constant() -> None:
     (cone,) = report.cones
     assert cone.graph == "function local::proj" and cone.status == "folded"
     assert run(folded, {"x": X})[0].tobytes() == run(model, {"x": X})[0].tobytes()
+
+
+def test_a_layer_used_twice_stays_one_tensor() -> None:
+    """Two Transpose nodes of one W (the dynamo exporter, a layer called twice): one tensor."""
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 3] z) {{
+            t1 = Transpose <perm = [1, 0]> (w)
+            y = MatMul(x, t1)
+            t2 = Transpose <perm = [1, 0]> (w)
+            z0 = MatMul(x, t2)
+            z = Add(y, z0)
+        }}
+    """
+    w = rand(3, 4)
+    model = onnx_model(text, w=w)
+    folded, report = folded_model(model)
+    assert op_types(folded) == ["MatMul", "MatMul", "Add"]
+    assert list(weights(folded)) == ["w"]
+    np.testing.assert_array_equal(weights(folded)["w"], w.T)
+    assert [(c.name, c.status) for c in report.cones] == [("w", "folded"), ("w", "folded")]
+    assert run(folded, {"x": X})[0].tobytes() == run(model, {"x": X})[0].tobytes()

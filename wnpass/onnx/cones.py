@@ -12,12 +12,13 @@ the result is bit for bit the graph's. Exporters leave such cones in front of we
 dynamo exporter reorders LSTM gates with ``Slice``/``Concat``/``Unsqueeze`` and puts
 ``Transpose(W)`` before ``MatMul``); ONNX Runtime's quantizer only quantizes initializers.
 
-A weight used by several consumers becomes one tensor. It is named after the constant it
-comes from (``lstm.weight_hh_l0``; several: ``lstm.bias_ih_l0+bias_hh_l0``), that name itself
-when the constant goes away with the cone. A large weight is computed when the model is
-written (an ``ir.LazyTensor``), one at a time, like a folded weight-norm site. A computed
-weight with any other op in its cone, or one the evaluator cannot do exactly, is left as it
-is and reported ``declined`` with the reason.
+A weight used by several consumers becomes one tensor, and so do two cones that compute the
+same elements from the same constants (a layer called twice: two ``Transpose`` of one
+``W``). It is named after the constant it comes from (``lstm.weight_hh_l0``; several:
+``lstm.bias_ih_l0+bias_hh_l0``), that name itself when the constant goes away with the cone.
+A large weight is computed when the model is written (an ``ir.LazyTensor``), one at a time,
+like a folded weight-norm site. A computed weight with any other op in its cone, or one the
+evaluator cannot do exactly, is left as it is and reported ``declined`` with the reason.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import onnx_ir as ir
 
 from wnpass.onnx import evaluate as ev
 from wnpass.onnx import naming
-from wnpass.onnx.fold import FoldResult, graph_label, replace_value
+from wnpass.onnx.fold import FoldResult, graph_label, replace_value, reuse_value
 from wnpass.onnx.graphs import graphs_of
 from wnpass.onnx.match import Site, describe_consumer
 from wnpass.onnx.weights import declared_dtype, release
@@ -218,10 +219,19 @@ def _describe(model: ir.Model, cone: Cone, status: str) -> ConeReport:
     )
 
 
-def _tensor(value: ir.Value) -> ir.TensorProtocol | str:
+def _key(program: ev.Program) -> tuple[object, ...]:
+    """What a cone computes, structurally: the same key means the same tensor."""
+    return tuple(
+        (slot.op, repr(sorted(slot.attributes.items())), slot.inputs, slot.output, slot.outputs)
+        if isinstance(slot, ev.Step)
+        else id(slot)
+        for slot in program.slots
+    )
+
+
+def _tensor(value: ir.Value, program: ev.Program) -> ir.TensorProtocol | str:
     """The weight the cone computes, exactly, or the reason it cannot be."""
     try:
-        program = ev.compile_cone(value)
         array, dtype = program.run()
         rounded = ev.round_to(array, dtype)
         del array
@@ -257,13 +267,42 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
         cones = find_cones(model)
         taken = naming.taken_names(model)
         reports: list[ConeReport] = []
+        folded_as: dict[tuple[object, ...], ir.Value] = {}  # what a cone computes -> its weight
+        done_shapes: dict[tuple[object, ...], tuple[list[int] | None, str | None]] = {}
+        programs: list[ev.Program] = []  # keep the leaves alive: keys hold their ids
         for cone in cones:
             if not cone.foldable:
                 logger.debug("computed weight %s left: %s", cone.name(), cone.reason)
                 reports.append(_describe(model, cone, "declined"))
                 continue
-            tensor = _tensor(cone.value)
             report = _describe(model, cone, "declined")
+            try:
+                program = ev.compile_cone(cone.value)
+            except ev.NotExact as error:
+                cone.reason = report.reason = str(error)
+                logger.warning("not folding computed weight %s: %s", report.name, error)
+                reports.append(report)
+                continue
+            programs.append(program)
+            key = (id(cone.graph), _key(program))
+            if key in folded_as and not cone.value.is_graph_output():
+                # the same elements as a weight folded before (one layer used twice): one tensor
+                existing, wanted = folded_as[key], report.name
+                report.status = "folded"
+                report.shape, report.dtype = done_shapes[key]
+                report.nodes_removed = reuse_value(cone.value, existing)
+                _free_sources(cone, taken)
+                if existing.name != wanted and wanted not in taken:  # its source is gone now
+                    for earlier in reports:
+                        if earlier.name == existing.name and earlier.graph == report.graph:
+                            earlier.name = wanted
+                    taken.discard(existing.name or "")
+                    taken.add(wanted)
+                    _rename(cone.graph, existing.name or "", wanted)
+                report.name = existing.name or wanted
+                reports.append(report)
+                continue
+            tensor = _tensor(cone.value, program)
             if isinstance(tensor, str):
                 cone.reason = report.reason = tensor
                 logger.warning("not folding computed weight %s: %s", report.name, tensor)
@@ -272,18 +311,15 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
             report.status = "folded"
             report.shape = list(tensor.shape.numpy())
             report.dtype = tensor.dtype.name.lower()
-            names = {s.name for s in cone.sources if s.name}
             temporary = naming.unique(f"{report.name}.cone", taken)
             report.nodes_removed = replace_value(cone.graph, cone.value, temporary, tensor)
-            for source in cone.sources:  # a source that went away frees its name
-                gone = not source.uses() and not source.is_graph_output()
-                if source.name in names and gone and not source.is_graph_input():
-                    taken.discard(source.name)
+            _free_sources(cone, taken)
             if not cone.value.is_graph_output():
                 taken.discard(cone.value.name or "")
             final = naming.unique(report.name, taken)
             taken.discard(temporary)
-            _rename(cone.graph, temporary, final)
+            folded_as[key] = _rename(cone.graph, temporary, final)
+            done_shapes[key] = (report.shape, report.dtype)
             report.name = final
             reports.append(report)
             logger.debug("folded computed weight %s (%d nodes removed)", final,
@@ -293,15 +329,25 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
         return FoldResult(model, modified=folded > 0, report=FoldReport(cones=reports))
 
 
-def _rename(graph: ir.Graph | ir.Function, old: str, new: str) -> None:
+def _free_sources(cone: Cone, taken: set[str]) -> None:
+    """A source constant that went away with its cone frees its name."""
+    for source in cone.sources:
+        gone = not source.uses() and not source.is_graph_output() and not source.is_graph_input()
+        if source.name and gone:
+            taken.discard(source.name)
+
+
+def _rename(graph: ir.Graph | ir.Function, old: str, new: str) -> ir.Value:
     """Give the folded weight (initializer, or Constant output in a function) its final name."""
     if isinstance(graph, ir.Graph) and old in graph.initializers:
-        graph.initializers[old].name = new
-        return
+        value = graph.initializers[old]
+        value.name = new
+        return value
     for node in graph:
         if node.op_type == "Constant" and node.outputs[0].name == old:
             node.outputs[0].name = new
             tensor = node.attributes["value"].value
             tensor.name = new
             node.name = f"{new}_const"
-            return
+            return node.outputs[0]
+    raise AssertionError(f"the folded weight {old!r} is gone")

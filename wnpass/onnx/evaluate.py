@@ -47,6 +47,7 @@ __all__ = [
     "Evaluated",
     "NotExact",
     "Program",
+    "Step",
     "compile_cone",
     "const_leaf",
     "evaluate",
@@ -135,7 +136,9 @@ def const_leaf(value: ir.Value) -> ir.TensorProtocol | None:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Step:
+class Step:
+    """One node of a compiled cone: its op, attributes, input slots and which output."""
+
     op: str
     attributes: dict[str, Any]
     inputs: tuple[int | None, ...]  # slots of the inputs
@@ -148,24 +151,24 @@ class Program:
     """A constant cone as slots in topological order: leaf tensors and steps; the last slot
     is the value."""
 
-    slots: list[ir.TensorProtocol | _Step]
+    slots: list[ir.TensorProtocol | Step]
 
     @property
     def leaves(self) -> list[ir.TensorProtocol]:
-        return [slot for slot in self.slots if not isinstance(slot, _Step)]
+        return [slot for slot in self.slots if not isinstance(slot, Step)]
 
     @property
     def ops(self) -> list[str]:
-        return [slot.op for slot in self.slots if isinstance(slot, _Step)]
+        return [slot.op for slot in self.slots if isinstance(slot, Step)]
 
     def run(self) -> Evaluated:
         """The value, float results of arithmetic held in float64 (see the module rules)."""
-        last_use = {j: i for i, slot in enumerate(self.slots) if isinstance(slot, _Step)
+        last_use = {j: i for i, slot in enumerate(self.slots) if isinstance(slot, Step)
                     for j in slot.inputs if j is not None}  # fmt: skip
         results: list[Evaluated | None] = [None] * len(self.slots)
         with np.errstate(all="ignore"):
             for i, slot in enumerate(self.slots):
-                if isinstance(slot, _Step):
+                if isinstance(slot, Step):
                     args = [None if j is None else results[j] for j in slot.inputs]
                     results[i] = _apply(slot, args)
                     for j in slot.inputs:
@@ -183,7 +186,7 @@ class Program:
 def compile_cone(value: ir.Value) -> Program:
     """Compile the cone of ``value``; ``NotExact`` when it is not all constants and known ops."""
     slot_of: dict[ir.Value, int] = {}
-    slots: list[ir.TensorProtocol | _Step] = []
+    slots: list[ir.TensorProtocol | Step] = []
     stack: list[tuple[ir.Value, bool]] = [(value, False)]
     open_: set[ir.Value] = set()
     while stack:
@@ -213,7 +216,7 @@ def compile_cone(value: ir.Value) -> Program:
         attributes = {name: attr.value for name, attr in node.attributes.items()}
         index = current.index()
         slot_of[current] = len(slots)
-        slots.append(_Step(node.op_type, attributes, inputs, index or 0, len(node.outputs)))
+        slots.append(Step(node.op_type, attributes, inputs, index or 0, len(node.outputs)))
     return Program(slots)
 
 
@@ -254,7 +257,7 @@ def _ints(args: Args, i: int) -> list[int] | None:
     return None if entry is None else [int(a) for a in np.asarray(entry[0]).reshape(-1)]
 
 
-def _axes(step: _Step, args: Args, i: int = 1) -> list[int] | None:
+def _axes(step: Step, args: Args, i: int = 1) -> list[int] | None:
     """Axes from input ``i`` (newer opsets) or the ``axes`` attribute."""
     found = _ints(args, i)
     if found is not None:
@@ -281,7 +284,7 @@ def _check_overflow(result: np.ndarray, dtype: ir.DataType, op: str) -> None:
 # -------------------------------- arithmetic
 
 
-def _float_args(step: _Step, args: Args) -> ir.DataType:
+def _float_args(step: Step, args: Args) -> ir.DataType:
     dtype = _dtype(args)
     if dtype not in FLOAT_TYPES:
         raise NotExact(f"{step.op} on {dtype.name.lower()} is not evaluated")
@@ -296,7 +299,7 @@ _BINARY: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
-def _binary(step: _Step, args: Args) -> Evaluated:
+def _binary(step: Step, args: Args) -> Evaluated:
     a, b, dtype = _arg(args, 0), _arg(args, 1), _dtype(args)
     _check_size(np.broadcast_shapes(a.shape, b.shape), step.op)
     if dtype in INT_TYPES:
@@ -328,8 +331,8 @@ def _int_binary(op: str, a: np.ndarray, b: np.ndarray, dtype: ir.DataType) -> np
     return result.astype(dtype.numpy())
 
 
-def _unary(fn: Callable[..., np.ndarray]) -> Callable[[_Step, Args], Evaluated]:
-    def run(step: _Step, args: Args) -> Evaluated:
+def _unary(fn: Callable[..., np.ndarray]) -> Callable[[Step, Args], Evaluated]:
+    def run(step: Step, args: Args) -> Evaluated:
         dtype = _float_args(step, args)
         result = fn(_arg(args, 0), dtype=F64)
         _check_overflow(result, dtype, step.op)
@@ -338,7 +341,7 @@ def _unary(fn: Callable[..., np.ndarray]) -> Callable[[_Step, Args], Evaluated]:
     return run
 
 
-def _pow(step: _Step, args: Args) -> Evaluated:
+def _pow(step: Step, args: Args) -> Evaluated:
     dtype = _float_args(step, args)
     base, exponent = _arg(args, 0), _arg(args, 1)
     _check_size(np.broadcast_shapes(base.shape, exponent.shape), step.op)
@@ -347,7 +350,7 @@ def _pow(step: _Step, args: Args) -> Evaluated:
     return result, dtype
 
 
-def _extreme(step: _Step, args: Args) -> Evaluated:
+def _extreme(step: Step, args: Args) -> Evaluated:
     """Max/Min of any number of inputs: a selection, exact in every numeric type."""
     present = [a for a in args if a is not None]
     dtype = present[0][1]
@@ -361,7 +364,7 @@ def _extreme(step: _Step, args: Args) -> Evaluated:
     return result, dtype
 
 
-def _clip(step: _Step, args: Args) -> Evaluated:
+def _clip(step: Step, args: Args) -> Evaluated:
     x, dtype = _arg(args, 0), _dtype(args)
     if dtype not in FLOAT_TYPES | INT_TYPES:
         raise NotExact(f"Clip on {dtype.name.lower()} is not evaluated")
@@ -393,8 +396,8 @@ def _sum(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
     return np.asarray(np.sum(x, axis=axis, keepdims=keepdims, dtype=F64))
 
 
-def _reduce(fn: Callable[..., np.ndarray]) -> Callable[[_Step, Args], Evaluated]:
-    def run(step: _Step, args: Args) -> Evaluated:
+def _reduce(fn: Callable[..., np.ndarray]) -> Callable[[Step, Args], Evaluated]:
+    def run(step: Step, args: Args) -> Evaluated:
         dtype = _float_args(step, args)
         x = _arg(args, 0)
         axes = _axes(step, args)
@@ -412,7 +415,7 @@ def _reduce(fn: Callable[..., np.ndarray]) -> Callable[[_Step, Args], Evaluated]
     return run
 
 
-def _lp_normalization(step: _Step, args: Args) -> Evaluated:
+def _lp_normalization(step: Step, args: Args) -> Evaluated:
     dtype = _float_args(step, args)
     x = _arg(args, 0)
     axis = int(step.attributes.get("axis", -1))
@@ -428,7 +431,7 @@ def _lp_normalization(step: _Step, args: Args) -> Evaluated:
 # -------------------------------- casts
 
 
-def _cast(step: _Step, args: Args) -> Evaluated:
+def _cast(step: Step, args: Args) -> Evaluated:
     x, source = _arg(args, 0), _dtype(args)
     target = ir.DataType(int(step.attributes["to"]))
     if source not in _EXACT_TYPES or target not in _EXACT_TYPES:
@@ -466,16 +469,16 @@ def _fit(x: np.ndarray, target: ir.DataType) -> np.ndarray:
 # -------------------------------- layout
 
 
-def _same(fn: Callable[[_Step, Args], np.ndarray]) -> Callable[[_Step, Args], Evaluated]:
+def _same(fn: Callable[[Step, Args], np.ndarray]) -> Callable[[Step, Args], Evaluated]:
     """A layout op: the result has the dtype of the first input."""
 
-    def run(step: _Step, args: Args) -> Evaluated:
+    def run(step: Step, args: Args) -> Evaluated:
         return fn(step, args), _dtype(args)
 
     return run
 
 
-def _reshape(step: _Step, args: Args) -> np.ndarray:
+def _reshape(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
     shape = _ints(args, 1)
     if shape is None:
@@ -485,7 +488,7 @@ def _reshape(step: _Step, args: Args) -> np.ndarray:
     return x.reshape(shape)
 
 
-def _flatten(step: _Step, args: Args) -> np.ndarray:
+def _flatten(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
     axis = int(step.attributes.get("axis", 1))
     axis = axis + x.ndim if axis < 0 else axis
@@ -493,32 +496,32 @@ def _flatten(step: _Step, args: Args) -> np.ndarray:
     return x.reshape(outer, -1)
 
 
-def _unsqueeze(step: _Step, args: Args) -> np.ndarray:
+def _unsqueeze(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
     axes = _axes(step, args) or []
     rank = x.ndim + len(axes)
     return np.expand_dims(x, tuple(sorted(a % rank for a in axes)))
 
 
-def _squeeze(step: _Step, args: Args) -> np.ndarray:
+def _squeeze(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
     axes = _axes(step, args)
     return np.squeeze(x) if axes is None else np.squeeze(x, tuple(a % x.ndim for a in axes))
 
 
-def _transpose(step: _Step, args: Args) -> np.ndarray:
+def _transpose(step: Step, args: Args) -> np.ndarray:
     perm = step.attributes.get("perm")
     return np.transpose(_arg(args, 0), None if perm is None else [int(p) for p in perm])
 
 
-def _expand(step: _Step, args: Args) -> np.ndarray:
+def _expand(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
     shape = np.broadcast_shapes(x.shape, tuple(_ints(args, 1) or ()))
     _check_size(shape, "Expand")
     return np.broadcast_to(x, shape)
 
 
-def _slice(step: _Step, args: Args) -> np.ndarray:
+def _slice(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
     if len(args) > 1:  # opset >= 10: starts, ends, axes, steps as inputs
         starts, ends = _ints(args, 1) or [], _ints(args, 2) or []
@@ -544,7 +547,7 @@ def _slice(step: _Step, args: Args) -> np.ndarray:
     return x[tuple(index)]
 
 
-def _concat(step: _Step, args: Args) -> Evaluated:
+def _concat(step: Step, args: Args) -> Evaluated:
     present = [a for a in args if a is not None]
     dtypes = {d for _, d in present}
     if len(dtypes) != 1:
@@ -556,7 +559,7 @@ def _concat(step: _Step, args: Args) -> Evaluated:
     return np.concatenate(arrays, axis=axis), present[0][1]
 
 
-def _split(step: _Step, args: Args) -> np.ndarray:
+def _split(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
     axis = int(step.attributes.get("axis", 0)) % x.ndim
     sizes = _ints(args, 1)
@@ -574,13 +577,13 @@ def _split(step: _Step, args: Args) -> np.ndarray:
     return x[tuple(index)]
 
 
-def _shape(step: _Step, args: Args) -> Evaluated:
+def _shape(step: Step, args: Args) -> Evaluated:
     dims = np.array(_arg(args, 0).shape, np.int64)
     start, end = step.attributes.get("start", 0), step.attributes.get("end")
     return dims[int(start) : None if end is None else int(end)], ir.DataType.INT64
 
 
-def _gather(step: _Step, args: Args) -> np.ndarray:
+def _gather(step: Step, args: Args) -> np.ndarray:
     x, indices = _arg(args, 0), _arg(args, 1)
     if _dtype(args, 1) not in (ir.DataType.INT32, ir.DataType.INT64):
         raise NotExact("Gather indices must be int32 or int64")
@@ -592,7 +595,7 @@ def _gather(step: _Step, args: Args) -> np.ndarray:
     return np.take(x, indices.astype(np.int64), axis=axis)
 
 
-_OPS: dict[str, Callable[[_Step, Args], Evaluated]] = {
+_OPS: dict[str, Callable[[Step, Args], Evaluated]] = {
     "Mul": _binary,
     "Div": _binary,
     "Add": _binary,
@@ -625,5 +628,5 @@ _OPS: dict[str, Callable[[_Step, Args], Evaluated]] = {
 EVALUABLE_OPS = frozenset({*_OPS, "Constant"})
 
 
-def _apply(step: _Step, args: Args) -> Evaluated:
+def _apply(step: Step, args: Args) -> Evaluated:
     return _OPS[step.op](step, args)

@@ -29,6 +29,7 @@ __all__ = [
     "count_nodes",
     "graph_label",
     "replace_value",
+    "reuse_value",
     "site_reports",
 ]
 
@@ -166,6 +167,14 @@ class FoldWeightNormPass(ir.passes.InPlacePass):
             logger.debug("folded %s (%d nodes removed)", report.name, report.nodes_removed)
         logger.info("folded %d of %d weight-norm sites", folded, len(sites))
         return FoldResult(model, modified=folded > 0, report=FoldReport(sites=reports))
+
+
+def reuse_value(target: ir.Value, existing: ir.Value) -> int:
+    """Make every use of ``target`` read ``existing`` (the same tensor, folded before); remove
+    what became dead; the number of nodes removed."""
+    nodes, leaves = _cone(target)
+    target.replace_all_uses_with(existing)
+    return _remove_dead(nodes, leaves)
 
 
 def replace_value(
