@@ -22,7 +22,6 @@ import dataclasses
 import inspect
 import logging
 import os
-import re
 import time
 import warnings
 from collections.abc import Sequence
@@ -34,14 +33,15 @@ import onnx
 import onnx_ir as ir
 import torch
 from torch import nn
-from torch.nn.utils.weight_norm import WeightNorm
 
+from wnpass.axes import is_legacy_hook
 from wnpass.errors import InvalidArgumentError, WnpassError, one_line
 from wnpass.fx.fold import TorchFoldReport, fold_weight_norm
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
 from wnpass.plan import IOPlan
 from wnpass.report import FoldReport, write_json
+from wnpass.rules import parse_key
 from wnpass.verify import providers as prov
 from wnpass.verify.check import latency_stats
 from wnpass.verify.compare import OutputComparison, compare_outputs
@@ -150,11 +150,6 @@ def _export(
     return [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
 
 
-_PARAMETRIZED = re.compile(
-    r"^(?:(?P<module>.*)\.)?parametrizations\.(?P<param>[^.]+)\.original[01]$"
-)
-
-
 def _weight_names(model: nn.Module) -> dict[str, torch.Tensor]:
     """Each weight (2-D and up) by its deployed name, with the value it computes with:
     ``conv.weight`` also for weight-normed ``conv.parametrizations.weight.original0/1`` and
@@ -163,17 +158,14 @@ def _weight_names(model: nn.Module) -> dict[str, torch.Tensor]:
         f"{prefix}.{hook.name}" if prefix else hook.name
         for prefix, module in model.named_modules()
         for hook in module._forward_pre_hooks.values()
-        if isinstance(hook, WeightNorm)
+        if is_legacy_hook(hook)
     }
     weights: dict[str, torch.Tensor] = {}
     for name, value in model.named_parameters():
-        if match := _PARAMETRIZED.match(name):
-            module, param = match["module"] or "", match["param"]
-            name = f"{module}.{param}" if module else param
-            value = getattr(model.get_submodule(module), param)
-        elif name[:-2] in legacy and name.endswith(("_g", "_v")):
-            module, _, param = name[:-2].rpartition(".")
-            name = name[:-2]
+        parsed = parse_key(name)
+        if parsed is not None and (parsed[0].form == "parametrize" or parsed[0].weight in legacy):
+            name = parsed[0].weight
+            module, _, param = name.rpartition(".")
             value = getattr(model.get_submodule(module), param)
         if value.dim() >= 2 and name.rpartition(".")[2].startswith("weight"):
             weights[name] = value.detach()

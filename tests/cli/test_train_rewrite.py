@@ -111,3 +111,42 @@ def test_bad_input_is_one_line_and_exit_2(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_layer_types_select_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--include-type / --exclude-type pick layers by class, in train-rewrite and inspect."""
+    model_py = _copy(tmp_path, "vocoder")
+    argv = ["inspect", str(model_py), "--exclude-type", "ConvTranspose1d"]
+    assert main([*argv, "--json", str(tmp_path / "plan.json")]) == 0
+    sites = json.loads((tmp_path / "plan.json").read_text())["sites"]
+    planned = {s["name"] for s in sites if s["status"] == "planned"}
+    assert "conv_pre.weight" in planned and "ups.0.weight" not in planned
+    argv = ["train-rewrite", str(model_py), "--include-type", "ConvTranspose1d"]
+    assert main([*argv, "--json", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    applied = {s["name"] for s in report["sites"] if s["status"] == "applied"}
+    assert applied == {"ups.0.weight", "ups.1.weight"}
+    capsys.readouterr()
+    assert main(["train-rewrite", str(model_py), "--include-type", "Conv9d"]) == 2
+    assert "no layer type 'Conv9d'" in capsys.readouterr().err
+
+
+def test_applying_nothing_exits_1_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every weight already weight-normed: nothing applied, exit 1, nothing written."""
+    model_py = tmp_path / "done.py"
+    model_py.write_text(
+        "import torch\n"
+        "from torch.nn.utils.parametrizations import weight_norm\n"
+        "def build_model():\n    return weight_norm(torch.nn.Linear(4, 3))\n"
+        "def example_inputs():\n    return (torch.randn(2, 4),)\n"
+    )
+    assert main(["train-rewrite", str(model_py), "--json", str(tmp_path / "r.json")]) == 1
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["ok"] is False and report["status"] == "nothing applied"
+    assert f"nothing written: {report['reason']}" in out
+    assert not (tmp_path / "done.wn.pt").exists()

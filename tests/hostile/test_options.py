@@ -148,7 +148,7 @@ OPTIONS |= {
     ),
     "inspect --factory for an ONNX file": (
         Case(lambda t: ["inspect", str(good(t)), "--factory", "build"], ""),
-        "--factory is for a model.py",
+        "--factory, --include and --exclude are for a model.py",
     ),
     "check --inputs of the wrong dtype": (
         Case(

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from wnpass._deferred import defer_sympy
-from wnpass.cli.options import add_json_option, blamed_on
+from wnpass.cli.options import add_json_option, add_selection_arguments, blamed_on, selection
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_sites
 from wnpass.plan import IOPlan
@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--factory", metavar="NAME", help="model.py: the factory function (default build_model)"
     )
     add_json_option(parser)
+    add_selection_arguments(parser)
 
 
 def run(args: argparse.Namespace, out: Printer) -> int:
@@ -41,8 +42,10 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     from wnpass.onnx import io
     from wnpass.onnx.api import inspect_onnx
 
-    if args.factory is not None:
-        raise UsageError("--factory is for a model.py")
+    if args.factory is not None or any(
+        (args.include, args.exclude, args.include_type, args.exclude_type)
+    ):
+        raise UsageError("--factory, --include and --exclude are for a model.py")
     model = io.load(args.model, plan)
     plan.check()
     report = inspect_onnx(model)
@@ -64,7 +67,8 @@ def _inspect_model_py(args: argparse.Namespace, out: Printer, plan: IOPlan) -> i
     plan.check()
     model, inputs = load_model_py(args.model, args.factory)
     with blamed_on(args.model):
-        sites, mode, note = analyse_sites(model, inputs)
+        include, exclude = selection(args, model)
+        sites, mode, note = analyse_sites(model, inputs, include=include, exclude=exclude)
     report = ApplyReport(sites=sites, traced_with=mode, trace_note=note)
     print_plan(out, report, str(args.model), inspect=True)
     if args.json:

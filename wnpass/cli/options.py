@@ -7,6 +7,7 @@ import argparse
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from wnpass.errors import WnpassError
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
@@ -16,9 +17,11 @@ __all__ = [
     "add_check_options",
     "add_json_option",
     "add_model_py_arguments",
+    "add_selection_arguments",
     "blamed_on",
     "check_options",
     "flags_for",
+    "selection",
 ]
 
 # The library names its parameters; the CLI says the flag that sets each.
@@ -64,6 +67,42 @@ def add_model_py_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, metavar="model.py")
     parser.add_argument("--factory", metavar="NAME", help="factory function (default build_model)")
     parser.add_argument("--checkpoint", type=Path, metavar="FILE", help="state dict to load first")
+
+
+def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which weights weight norm goes on: names and patterns, or layer types."""
+    group = parser.add_argument_group("selection (repeatable; a weight must match an include)")
+    group.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only weights whose parameter, module, op or layer-type name matches (fnmatch)",
+    )
+    group.add_argument(
+        "--exclude", action="append", default=[], metavar="PATTERN", help="leave these alone"
+    )
+    group.add_argument(
+        "--include-type",
+        action="append",
+        default=[],
+        metavar="LAYER",
+        help="only layers of this class or its subclasses (torch.nn or the model's own, "
+        "e.g. Conv1d, Conv1D)",
+    )
+    group.add_argument(
+        "--exclude-type", action="append", default=[], metavar="LAYER", help="leave these alone"
+    )
+
+
+def selection(args: argparse.Namespace, model: Any) -> tuple[list[Any] | None, list[Any] | None]:
+    """``include``/``exclude`` as the library takes them: patterns, and layer types resolved
+    in the model (an unknown type is a one-line error naming the model's types)."""
+    from wnpass.fx.analyse import layer_type
+
+    include = [*args.include, *(layer_type(model, n) for n in args.include_type)]
+    exclude = [*args.exclude, *(layer_type(model, n) for n in args.exclude_type)]
+    return include or None, exclude or None
 
 
 def add_check_options(parser: argparse.ArgumentParser, *, inputs: bool = True) -> None:

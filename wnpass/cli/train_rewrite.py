@@ -12,7 +12,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from wnpass.cli.options import add_json_option, add_model_py_arguments, blamed_on
+from wnpass.cli.options import (
+    add_json_option,
+    add_model_py_arguments,
+    add_selection_arguments,
+    blamed_on,
+    selection,
+)
 from wnpass.cli.output import Printer
 from wnpass.plan import IOPlan
 
@@ -21,15 +27,7 @@ __all__ = ["add_arguments", "print_plan", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_py_arguments(parser)
-    parser.add_argument(
-        "--include",
-        action="append",
-        metavar="PATTERN",
-        help="only parameters, modules, ops or layer types matching (fnmatch; repeatable)",
-    )
-    parser.add_argument(
-        "--exclude", action="append", metavar="PATTERN", help="leave these alone (repeatable)"
-    )
+    add_selection_arguments(parser)
     parser.add_argument(
         "--init",
         choices=("keep", "data"),
@@ -83,9 +81,8 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         if batch is None:
             raise UsageError(f"--init data needs --data FILE: {args.model} has no example_inputs()")
     with blamed_on(args.model):
-        report = apply_weight_norm(
-            model, batch, include=args.include, exclude=args.exclude, init=args.init
-        )
+        include, exclude = selection(args, model)
+        report = apply_weight_norm(model, batch, init=args.init, include=include, exclude=exclude)
     if args.init == "data" and args.data is None:
         report.notes.append("data init on example_inputs(): give --data FILE for a real batch")
     if args.init == "keep" and inputs is None:
@@ -95,16 +92,10 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         report.output = str(output)
     print_plan(out, report, str(args.model), inspect=False)
     if not report:
-        out.summary(f"nothing written: {_why_not(report)}; {output} untouched")
+        out.summary(f"nothing written: {report.reason}; {output} untouched")
     if args.json:
         report.write_json(args.json, plan)
     return 0 if report else 1
-
-
-def _why_not(report: Any) -> str:
-    if report.equivalent is False:
-        return "the rewritten model's outputs differ"
-    return "weight norm was applied to no parameter"
 
 
 def _save(state: dict[str, Any], output: Path, plan: IOPlan) -> None:
