@@ -16,9 +16,11 @@ if TYPE_CHECKING:
     from wnpass.plan import IOPlan
 
 __all__ = [
+    "CONE_COLUMNS",
     "ConeReport",
     "FoldReport",
     "SiteReport",
+    "cone_rows",
     "fold_summary",
     "human_bytes",
     "site_rows",
@@ -167,18 +169,43 @@ def site_rows(sites: Sequence[SiteReport]) -> list[tuple[str, ...]]:
     return rows
 
 
+CONE_COLUMNS = ("weight", "consumer", "shape", "computed by", "status")
+
+
+def cone_rows(cones: Sequence[ConeReport]) -> list[tuple[str, ...]]:
+    """One row per weight computed from constants, in the columns of ``CONE_COLUMNS``."""
+    rows: list[tuple[str, ...]] = []
+    for cone in cones:
+        where = "" if cone.graph == "main" else f" [{cone.graph}]"
+        shape = "x".join(map(str, cone.shape)) if cone.shape is not None else "?"
+        status = cone.status if cone.reason is None else f"{cone.status}: {cone.reason}"
+        ops = " -> ".join(dict.fromkeys(cone.ops)) or "-"
+        rows.append((cone.name + where, ", ".join(cone.consumers) or "-", shape, ops, status))
+    return rows
+
+
+def _count(items: Sequence[ConeReport], status: str) -> int:
+    return sum(item.status == status for item in items)
+
+
 def fold_summary(report: FoldReport, *, inspect: bool = False) -> str:
-    """The one-paragraph summary under the table."""
+    """The one-paragraph summary under the tables."""
+    cones = report.cones
     if inspect:
-        foldable = sum(site.status == "foldable" for site in report.sites)
-        return (
-            f"{len(report.sites)} weight-norm sites: {foldable} foldable, "
-            f"{report.declined} declined; {report.nodes_before} nodes."
+        text = (
+            f"{len(report.sites)} weight-norm sites: {report.foldable} foldable, "
+            f"{report.declined} declined"
         )
-    text = (
-        f"folded {report.folded} of {len(report.sites)} weight-norm sites; "
-        f"nodes {report.nodes_before} -> {report.nodes_after}"
-    )
+        if cones:
+            text += (
+                f"; {len(cones)} weights computed from constants: "
+                f"{_count(cones, 'foldable')} foldable, {_count(cones, 'declined')} declined"
+            )
+        return text + f"; {report.nodes_before} nodes."
+    text = f"folded {report.folded} of {len(report.sites)} weight-norm sites"
+    if cones:
+        text += f" and {report.cones_folded} of {len(cones)} weights computed from constants"
+    text += f"; nodes {report.nodes_before} -> {report.nodes_after}"
     if report.bytes_before is not None and report.bytes_after is not None:
         text += f"; size {human_bytes(report.bytes_before)} -> {human_bytes(report.bytes_after)}"
     if report.seconds is not None:

@@ -96,8 +96,10 @@ def inspect(args: argparse.Namespace, out: Printer) -> int:
     """``wnpass inspect CKPT``."""
     from wnpass.checkpoint import inspect_checkpoint
 
-    if args.factory is not None:
-        raise UsageError("--factory is for a model.py")
+    if args.factory is not None or any(
+        (args.include, args.exclude, args.include_type, args.exclude_type)
+    ):
+        raise UsageError("--factory, --include and --exclude are for a model.py")
     plan = IOPlan()
     if args.json:
         plan.write(args.json, "json_path")
@@ -106,6 +108,9 @@ def inspect(args: argparse.Namespace, out: Printer) -> int:
     print_summary(out, report)
     if args.json:
         report.write_json(args.json, plan)
+    if args.strict and report.count("foldable"):
+        out.summary(f"STRICT: {report.count('foldable')} pairs left to fold in {args.model}")
+        return 1
     return 0
 
 

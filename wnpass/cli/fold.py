@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="default: <stem>.folded<suffix> beside the input (.onnx, or the checkpoint's)",
     )
     parser.add_argument("--in-place", action="store_true", help="replace the input file")
+    parser.add_argument(
+        "--weight-norm-only",
+        action="store_true",
+        help="fold weight norm only, not the other weights computed from constants by layout "
+        "and cast ops",
+    )
     add_json_option(parser)
     parser.add_argument(
         "--verify",
@@ -77,6 +83,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
             args.model,
             args.output,
             in_place=args.in_place,
+            weight_norm_only=args.weight_norm_only,
             verify=options,
             plan=plan,
             progress=progress,

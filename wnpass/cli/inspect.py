@@ -23,6 +23,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--factory", metavar="NAME", help="model.py: the factory function (default build_model)"
     )
     add_json_option(parser)
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when a fold would still change something (foldable weight-norm sites or "
+        "weights computed from constants): a gate for pipelines",
+    )
+    parser.add_argument(
+        "--weight-norm-only",
+        action="store_true",
+        help="look for weight-norm sites only (with --strict: gate on those alone)",
+    )
     add_selection_arguments(parser)
 
 
@@ -48,16 +59,23 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         raise UsageError("--factory, --include and --exclude are for a model.py")
     model = io.load(args.model, plan)
     plan.check()
-    report = inspect_onnx(model)
+    report = inspect_onnx(model, weight_norm_only=args.weight_norm_only)
     report.input = str(args.model)
     report.bytes_before = io.model_bytes(args.model, model)
     print_sites(out, report, str(args.model), inspect=True)
     if args.json:
         report.write_json(args.json, plan)
+    if args.strict and report.remaining:
+        out.summary(f"STRICT: {report.remaining} left to fold in {args.model}; run wnpass fold")
+        return 1
     return 0
 
 
 def _inspect_model_py(args: argparse.Namespace, out: Printer, plan: IOPlan) -> int:
+    from wnpass.errors import UsageError
+
+    if args.strict or args.weight_norm_only:
+        raise UsageError("--strict and --weight-norm-only are for an ONNX file or a checkpoint")
     from wnpass.cli.train_rewrite import print_plan
     from wnpass.fx.analyse import analyse_sites
     from wnpass.fx.loading import load_model_py

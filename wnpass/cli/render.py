@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from wnpass.cli.output import Printer
-from wnpass.report import SITE_COLUMNS, FoldReport, fold_summary, site_rows
+from wnpass.report import CONE_COLUMNS, SITE_COLUMNS, FoldReport, cone_rows, fold_summary, site_rows
 
 __all__ = ["print_check", "print_left", "print_sites"]
 
@@ -15,6 +15,8 @@ def print_sites(out: Printer, report: FoldReport, title: str, *, inspect: bool) 
         out.table(title, SITE_COLUMNS, site_rows(report.sites))
     else:
         out.line(f"{title}: no weight-norm sites")
+    if report.cones:
+        out.table("weights computed from constants", CONE_COLUMNS, cone_rows(report.cones))
     out.summary(fold_summary(report, inspect=inspect))
     print_left(out, report.left)
 
