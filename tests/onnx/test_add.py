@@ -93,7 +93,9 @@ def test_float16_round_trip_within_one_ulp_and_no_overflow() -> None:
     model = onnx_model(text, w=weight)
     ir_model = ir.serde.deserialize_model(onnx.load_from_string(model.SerializeToString()))
     assert AddWeightNormPass()(ir_model).modified
-    g = ir_model.graph.initializers["w_g"].const_value.numpy()
+    g_tensor = ir_model.graph.initializers["w_g"].const_value
+    assert g_tensor is not None
+    g = g_tensor.numpy()
     assert np.all(np.isfinite(g))
     folded, report = fold_onnx(ir.serde.serialize_model(ir_model))
     assert report.folded == 1

@@ -19,19 +19,19 @@ from wnpass import fold_onnx, inspect_onnx
 
 
 def _wn(module: nn.Module, name: str = "weight", dim: int | None = 0) -> nn.Module:
-    return parametrizations.weight_norm(module, name=name, dim=dim)
+    return parametrizations.weight_norm(module, name=name, dim=dim)  # type: ignore[arg-type]
 
 
 def _legacy(module: nn.Module, dim: int | None = 0) -> nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        return nn.utils.weight_norm(module, dim=dim)
+        return nn.utils.weight_norm(module, dim=dim)  # type: ignore[arg-type]
 
 
 class Recurrent(nn.Module):
     """An RNN, GRU or LSTM with its input and hidden weights weight-normed."""
 
-    def __init__(self, kind: type[nn.RNNBase] = nn.LSTM) -> None:
+    def __init__(self, kind: type[nn.LSTM] | type[nn.GRU] | type[nn.RNN] = nn.LSTM) -> None:
         super().__init__()
         self.rnn = kind(64, 96, batch_first=True)
         for name in ("weight_ih_l0", "weight_hh_l0"):

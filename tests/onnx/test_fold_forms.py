@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import onnx
@@ -17,7 +18,7 @@ V, G = rand(3, 4), np.abs(rand(3, 1)) + 0.5  # a Gemm(transB=1) weight: units on
 X = rand(2, 4)
 
 
-def gemm_model(body: str, header: str = HEADER17, **extra: np.ndarray) -> onnx.ModelProto:
+def gemm_model(body: str, header: str = HEADER17, **extra: Any) -> onnx.ModelProto:
     """x[2,4] -> Gemm(x, w, transB=1) -> y[2,3], where ``body`` computes w from v and g."""
     text = f"""
         {header}
@@ -149,7 +150,7 @@ CONSTANTS = {
 @pytest.mark.parametrize("spelling", NORM_SPELLINGS)
 def test_norm_spellings(spelling: str) -> None:
     body = NORM_SPELLINGS[spelling] + "\n d = Div(v, n)\n w = Mul(d, g)"
-    used = {k: a for k, a in CONSTANTS.items() if re.search(rf"\b{k}\b", body)}
+    used: dict[str, Any] = {k: a for k, a in CONSTANTS.items() if re.search(rf"\b{k}\b", body)}
     folded, report = assert_folds(gemm_model(body, **used))
     assert op_types(folded) == ["Gemm"]
     assert [i.name for i in folded.graph.initializer] == ["v.folded"]
@@ -258,8 +259,10 @@ GAINLESS = {
 @pytest.mark.parametrize("form", GAINLESS)
 def test_gainless_forms_fold_with_their_own_form_name(form: str) -> None:
     """w = v / ||v|| (F.normalize of a weight, normalized codebooks) folds like any site."""
-    used = {"eps": np.array(1e-12, np.float32), "mhalf": np.array(-0.5, np.float32)}
-    used = {k: a for k, a in used.items() if re.search(rf"\b{k}\b", GAINLESS[form])}
+    constants = {"eps": np.array(1e-12, np.float32), "mhalf": np.array(-0.5, np.float32)}
+    used: dict[str, Any] = {
+        k: a for k, a in constants.items() if re.search(rf"\b{k}\b", GAINLESS[form])
+    }
     text = f"""
         {HEADER17}
         agraph (float[2, 4] x) => (float[2, 3] y) {{

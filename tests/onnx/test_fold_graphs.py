@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 import onnx_ir as ir
@@ -110,7 +112,7 @@ def test_layout_op_between_product_and_consumer_is_folded_through(layout: str) -
             y = Gemm <transB = {0 if perm_t else 1}> (x, wl)
         }}
     """
-    extra = {"shape": np.array([3, 4], np.int64)} if layout == "Reshape" else {}
+    extra: dict[str, Any] = {"shape": np.array([3, 4], np.int64)} if layout == "Reshape" else {}
     model = onnx_model(text, v=rand(3, 4), g=rand(3, 1), **extra)
     folded, report = assert_folds(model, feeds={"x": rand(2, 4)})
     assert op_types(folded) == ["Gemm"]
@@ -247,7 +249,8 @@ def test_graph_input_weights_are_declined_and_left_alone(graph_input: str, reaso
             y = Gemm <transB = 1> (x, w)
         }}
     """
-    model = onnx_model(text, **{other: rand(3, 4) if other == "v" else rand(3, 1)})
+    arrays: dict[str, Any] = {other: rand(3, 4) if other == "v" else rand(3, 1)}
+    model = onnx_model(text, **arrays)
     folded, report = fold_onnx(model)
     assert report.folded == 0 and report.declined == 1 and not report
     assert report.sites[0].reason == reason

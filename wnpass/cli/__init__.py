@@ -82,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Python warnings of the libraries underneath (torch.load, the exporters) are theirs, not
+    # the user's: shown with -v only, so that an error stays one line.
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.WARNING if args.verbose else logging.ERROR)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         out = Printer(quiet=args.quiet, plain=args.plain)
@@ -107,3 +111,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
     finally:
         signal.signal(signal.SIGTERM, previous)
+        logging.captureWarnings(False)

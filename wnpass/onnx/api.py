@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, overload
 
 import onnx
 import onnx_ir as ir
@@ -62,6 +62,34 @@ def inspect_onnx(
     return report
 
 
+@overload
+def fold_onnx(
+    model: onnx.ModelProto,
+    output: None = None,
+    *,
+    in_place: bool = ...,
+    external_data: bool | None = ...,
+    weight_norm_only: bool = ...,
+    verify: None = None,
+    plan: IOPlan | None = ...,
+    progress: Callable[[int, int], None] | None = ...,
+) -> tuple[onnx.ModelProto, FoldReport]: ...
+
+
+@overload
+def fold_onnx(
+    model: str | os.PathLike[str] | ir.Model,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    in_place: bool = ...,
+    external_data: bool | None = ...,
+    weight_norm_only: bool = ...,
+    verify: CheckOptions | None = ...,
+    plan: IOPlan | None = ...,
+    progress: Callable[[int, int], None] | None = ...,
+) -> tuple[ir.Model, FoldReport]: ...
+
+
 def fold_onnx(
     model: str | os.PathLike[str] | ir.Model | onnx.ModelProto,
     output: str | os.PathLike[str] | None = None,
@@ -72,7 +100,7 @@ def fold_onnx(
     verify: CheckOptions | None = None,
     plan: IOPlan | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> FoldOutcome:
+) -> Any:  # a FoldOutcome; the overloads above say which model type
     """Fold every foldable weight-norm site, then (unless ``weight_norm_only``) every weight
     still computed from constants by layout and cast ops (``report.cones``).
 
