@@ -17,6 +17,7 @@ parameter's name, and whether the outputs matched.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import inspect
@@ -24,7 +25,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +142,7 @@ def _export(
     if dynamic:
         kwargs["dynamic_axes"] = dynamic
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _exporter_logs_quiet():
             warnings.simplefilter("ignore")
             torch.onnx.export(model, inputs, str(path), **kwargs)
     except Exception as error:
@@ -307,6 +308,20 @@ def _forward(model: nn.Module, inputs: tuple[Any, ...]) -> Any:
         raise ModelRunError(
             f"the model's forward raised {one_line(error, with_type=True)}"
         ) from None
+
+
+@contextlib.contextmanager
+def _exporter_logs_quiet() -> Iterator[None]:
+    """torch.onnx logs its own progress and notes (``torchvision is not installed``) as
+    warnings; they are shown only when wnpass itself logs at INFO (``-v``)."""
+    exporter = logging.getLogger("torch.onnx")
+    level = exporter.level
+    if not logger.isEnabledFor(logging.INFO):
+        exporter.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        exporter.setLevel(level)
 
 
 def _check_opset(model: ir.Model, opset: int | None) -> None:
