@@ -170,3 +170,15 @@ def test_an_output_in_another_folder_carries_all_its_data(tmp_path: Path) -> Non
     np_result = run(target_dir / "m.onnx", feeds)
     assert np_result[0].shape == expected[0].shape
     assert abs(np_result[0] - expected[0]).max() < 1e-4
+
+
+def test_an_old_output_s_data_reached_through_a_symlink_is_kept(tmp_path: Path) -> None:
+    """out.onnx.data is a symbolic link to a file beside it: the link is what the old output
+    names, and it is kept (and named), as is what it points at."""
+    source = external_ok(tmp_path)
+    (tmp_path / "out.onnx.7.data").write_bytes(b"\0" * 48)
+    (tmp_path / "out.onnx.data").symlink_to(tmp_path / "out.onnx.7.data")
+    out = _old_output(tmp_path, "out.onnx.data")
+    _, report = fold_onnx(source, out)
+    assert (tmp_path / "out.onnx.7.data").exists() and (tmp_path / "out.onnx.data").is_symlink()
+    assert any("a symbolic link" in entry for entry in report.left), report.left

@@ -144,8 +144,8 @@ class IOPlan:
         seen: dict[Path, _Entry] = {}
         seen_ids: dict[tuple[int, int], _Entry] = {}
         for entry in self._writes:
-            path, where = entry.path, _where(entry.path)
             self._check_target(entry)
+            path, where = entry.path, _where(entry.path)
             identity = _identity(path)
             read = read_where.get(where) or (read_ids.get(identity) if identity else None)
             if read is not None and where not in self._may_replace_read:

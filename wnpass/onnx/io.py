@@ -387,14 +387,15 @@ def external_paths(model: ir.Model, *, initializers: bool = True) -> set[Path]:
 
 
 def external_files(path: str | os.PathLike[str]) -> set[Path]:
-    """The external data files an ONNX file's tensors live in (resolved); empty if unreadable."""
+    """The external data files an ONNX file's tensors name (normalized, symbolic links not
+    followed: a link is itself, and is never deleted through); empty if unreadable."""
     try:
         proto = onnx.load(path, load_external_data=False)
     except Exception:  # not a model (or not there): it references nothing
         return set()
     folder = Path(path).parent
     return {
-        (folder / entry.value).resolve()
+        Path(os.path.normpath(folder / entry.value))
         for tensor in _all_tensor_protos(proto)
         if tensor.data_location == onnx.TensorProto.EXTERNAL
         for entry in tensor.external_data
