@@ -67,3 +67,25 @@ def test_dynamic_batch_axis(tmp_path: Path) -> None:
     np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(InvalidArgumentError, match=r"the model.s inputs are x"):
         export(model, inputs, out, dynamic={"mel": {0: "b"}})
+
+
+def test_a_failed_verification_publishes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When ONNX Runtime's outputs differ from PyTorch's (here: PyTorch's are shifted), the
+    staged model is checked, found different, and never appears under the output's name."""
+    import wnpass.export as export_module
+
+    real = export_module._numpy_outputs
+    monkeypatch.setattr(
+        export_module, "_numpy_outputs", lambda outputs: [a + 1.0 for a in real(outputs)]
+    )
+    model, inputs = load_model_py(ROOT / "models" / "mlp.py")
+    assert inputs is not None
+    out = tmp_path / "mlp.onnx"
+    report = export(model, inputs, out, exporter="torchscript", runs=1)
+    assert not report and not report.matches and report.published is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    monkeypatch.setattr(export_module, "_numpy_outputs", real)
+    report = export(model, inputs, out, exporter="torchscript", runs=1)
+    assert report and report.published and out.exists()

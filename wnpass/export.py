@@ -78,11 +78,16 @@ class ExportReport:
     fell_back: list[str] = dataclasses.field(default_factory=list)  # asked for, ran elsewhere
     published: bool = True  # False: the check failed and nothing was written
 
-    def __bool__(self) -> bool:
-        """Nothing left to fold, and the ONNX outputs matched PyTorch's wherever compared; a
-        provider that was asked for but fell back to another fails."""
+    @property
+    def matches(self) -> bool:
+        """The ONNX outputs matched PyTorch's wherever compared, and no provider asked for
+        fell back to another (what ``verify`` requires before the file is published)."""
         compared = [c for comparisons in self.comparisons.values() for c in comparisons]
-        return self.onnx_fold.declined == 0 and all(compared) and not self.fell_back
+        return all(compared) and not self.fell_back
+
+    def __bool__(self) -> bool:
+        """Nothing left to fold, and the outputs matched (:attr:`matches`)."""
+        return self.onnx_fold.declined == 0 and self.matches
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -288,7 +293,7 @@ def export(
 
         def gate(staged: Path) -> bool:
             _compare(report, staged, chosen, feeds, expected, options)
-            return bool(report)
+            return report.matches
 
         save_target = io.plan_save(plan, exported, path)
         plan.check()
