@@ -182,3 +182,37 @@ def test_an_old_output_s_data_reached_through_a_symlink_is_kept(tmp_path: Path) 
     _, report = fold_onnx(source, out)
     assert (tmp_path / "out.onnx.7.data").exists() and (tmp_path / "out.onnx.data").is_symlink()
     assert any("a symbolic link" in entry for entry in report.left), report.left
+
+
+def test_the_same_target_planned_twice_is_a_collision(tmp_path: Path) -> None:
+    """Two outputs that map to one name (two input shards, say) are refused, never written
+    one over the other."""
+    plan = IOPlan()
+    plan.write(tmp_path / "a.bin", "output")
+    plan.write(tmp_path / "a.bin", "output")
+    with pytest.raises(OutputError, match="is also another output of this run"):
+        plan.check()
+
+
+def test_two_shards_that_would_share_an_output_name_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from wnpass.cli import main
+
+    g, v = torch.rand(4, 1) + 0.5, torch.randn(4, 3)
+    keys = ("a.parametrizations.weight.original0", "a.parametrizations.weight.original1")
+    save_file(dict(zip(keys, (g, v), strict=True)), tmp_path / "model-1.safetensors")
+    save_file({"b.bias": torch.ones(3)}, tmp_path / "1.safetensors")  # also -> "...-1"
+    weight_map = {keys[0]: "model-1.safetensors", keys[1]: "model-1.safetensors"}
+    weight_map["b.bias"] = "1.safetensors"
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    before = snapshot(tmp_path)
+    assert main(["fold", str(index)]) == 2
+    assert "is also another output of this run" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before

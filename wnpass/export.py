@@ -265,7 +265,8 @@ def export(
     validate_export_options(exporter, opset, options if verify else None)
     path = Path(path)
     plan = plan if plan is not None else IOPlan()
-    plan.write(path, "output")
+    if not plan.planned(path):  # the CLI plans it with its other files
+        plan.write(path, "output")
     plan.check()  # the output's data file, if any, is planned once the model is known
     inputs = (
         (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)

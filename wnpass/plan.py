@@ -115,13 +115,15 @@ class IOPlan:
         """Record that ``path`` is written (as ``parameter``). ``replaces_read``: it is also
         read, and writing over it is what was asked (``in_place``)."""
         path = Path(path)
-        if any(e.parameter == parameter and _where(e.path) == _where(path) for e in self._writes):
-            return path  # planned already
-        self._writes.append(_Entry(path, parameter))
+        self._writes.append(_Entry(path, parameter))  # twice: check() refuses the collision
         if replaces_read:
             self._may_replace_read.add(_where(path))
         self._checked = False
         return path
+
+    def planned(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` is a target already (for a caller that plans in two steps)."""
+        return any(_where(entry.path) == _where(Path(path)) for entry in self._writes)
 
     @property
     def targets(self) -> list[Path]:

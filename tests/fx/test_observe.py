@@ -297,3 +297,59 @@ def test_applying_nothing_is_a_failure_unless_selected_on_purpose(tmp_path: Path
     chosen = apply_weight_norm(model, (torch.randn(1, 3),), exclude="Linear")
     assert chosen and chosen.status == "nothing selected" and chosen.applied == 0
     assert apply_weight_norm(nn.Sequential(nn.Linear(3, 3)), (torch.randn(1, 3),)).status == "ok"
+
+
+class _Inner(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.W = nn.Parameter(torch.randn(3, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.inner(x, self.W)  # x @ W.T: not W's own layout of a matmul
+
+
+class _CatAxis(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.A = nn.Parameter(torch.randn(3, 4))
+        self.B = nn.Parameter(torch.randn(3, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        joined = torch.cat([self.A, self.B], axis=1)  # type: ignore[call-arg]  # numpy spelling
+        return F.linear(x, joined)  # joined along the input axis
+
+
+class _Reversed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.W = nn.Parameter(torch.randn(3, 4, 5))  # stored (k, in, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv1d(x, self.W.T)  # .T reverses every dimension: (out, in, k)
+
+
+def test_views_that_are_easy_to_misread() -> None:
+    """inner is declined (not taken for a matmul), cat's axis= keyword is read, and .T on a
+    3-D weight reverses all its dimensions."""
+    import warnings
+
+    sites, _, _ = analyse_sites(_Inner(), (torch.randn(2, 4),))
+    assert [(s.name, s.status) for s in sites] == [("W", "skipped")]
+    sites, _, _ = analyse_sites(_CatAxis(), (torch.randn(2, 8),))
+    assert {s.status for s in sites} == {"skipped"}
+    assert all("sliced along axis 1" in (s.reason or "") for s in sites)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sites, _, _ = analyse_sites(_Reversed(), (torch.randn(1, 4, 10),))
+    assert [(s.name, s.axis, s.status) for s in sites] == [("W", 2, "planned")]
+
+
+def test_each_submodule_gets_its_own_mode_back() -> None:
+    """A BatchNorm kept in eval inside a model in training stays in eval after the analysis,
+    the forward and apply_weight_norm."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    model.train()
+    model[1].eval()
+    analyse_sites(model, (torch.randn(3, 4),))
+    apply_weight_norm(model, (torch.randn(3, 4),))
+    assert model.training and model[0].training and not model[1].training

@@ -305,3 +305,32 @@ def test_a_layer_used_twice_stays_one_tensor() -> None:
     np.testing.assert_array_equal(weights(folded)["w"], w.T)
     assert [(c.name, c.status) for c in report.cones] == [("w", "folded"), ("w", "folded")]
     assert run(folded, {"x": X})[0].tobytes() == run(model, {"x": X})[0].tobytes()
+
+
+def test_a_gather_with_initializer_indices_is_part_of_a_cone_and_sharing_stays_valid() -> None:
+    """Gather(Transpose(W), idx) with idx an initializer is a cone (not an embedding lookup),
+    and a second Transpose(W) folded after it never points at a removed initializer."""
+    import onnx
+
+    from tests.helpers import assert_close, onnx_model, rand, run
+    from wnpass import fold_onnx
+
+    text = """
+        <ir_version: 8, opset_import: ["" : 18]>
+        agraph (float[2, 4] x, float[2, 4] x2) => (float[2, 2] y, float[2, 3] z) {
+            t1 = Transpose <perm = [1, 0]> (w)
+            g = Gather <axis = 1> (t1, idx)
+            y = MatMul(x, g)
+            t2 = Transpose <perm = [1, 0]> (w)
+            z = MatMul(x2, t2)
+        }
+    """
+    import numpy as np
+
+    model = onnx_model(text, w=rand(3, 4), idx=np.array([0, 2], np.int64))
+    feeds = {"x": rand(2, 4), "x2": rand(2, 4)}
+    folded, report = fold_onnx(model)
+    onnx.checker.check_model(folded, full_check=True)
+    assert [n.op_type for n in folded.graph.node] == ["MatMul", "MatMul"]
+    assert [c.status for c in report.cones] == ["folded", "folded"]
+    assert_close(run(folded, feeds), run(model, feeds), rtol=0, atol=0)

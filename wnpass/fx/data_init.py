@@ -30,7 +30,7 @@ from torch.nn.utils.parametrizations import _WeightNorm
 
 from wnpass.axes import is_legacy_hook, output_unit_axis, unit_axis
 from wnpass.fx.axes import layer_kind
-from wnpass.fx.forward import as_batch
+from wnpass.fx.forward import as_batch, evaluating
 
 __all__ = ["DATA_INIT_EPS", "V_INIT_STD", "DataInitReport", "data_init"]
 
@@ -175,13 +175,10 @@ def data_init(
         return module.forward(*args)
 
     handles = [m.register_forward_hook(hook) for m in targets]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with evaluating(model), torch.no_grad():
             model(*inputs.args, **inputs.kwargs)
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
     for module, (name, _) in targets.items():

@@ -10,8 +10,9 @@ model (a user-facing error, exit code 2).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -19,7 +20,7 @@ from torch import nn
 
 from wnpass.errors import WnpassError, one_line
 
-__all__ = ["Batch", "ForwardFailedError", "as_batch", "output_tensors", "run_forward"]
+__all__ = ["Batch", "ForwardFailedError", "as_batch", "evaluating", "output_tensors", "run_forward"]
 
 _MAX_DEPTH = 8  # nested containers followed when collecting outputs
 
@@ -78,12 +79,23 @@ def output_tensors(value: Any) -> list[torch.Tensor]:
     return found
 
 
-def run_forward(model: nn.Module, batch: Batch) -> list[torch.Tensor]:
-    """``model(*batch.args, **batch.kwargs)`` in eval mode without grad; its output tensors."""
-    was_training = model.training
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode for the block, then every submodule back in its own mode (a
+    BatchNorm kept in eval inside a model in training stays in eval)."""
+    modes = {module: module.training for module in model.modules()}
     try:
         model.eval()
-        with torch.no_grad():
+        yield
+    finally:
+        for module, training in modes.items():
+            module.training = training
+
+
+def run_forward(model: nn.Module, batch: Batch) -> list[torch.Tensor]:
+    """``model(*batch.args, **batch.kwargs)`` in eval mode without grad; its output tensors."""
+    try:
+        with evaluating(model), torch.no_grad():
             result = model(*batch.args, **batch.kwargs)
     except WnpassError:
         raise
@@ -92,6 +104,4 @@ def run_forward(model: nn.Module, batch: Batch) -> list[torch.Tensor]:
             f"{type(model).__name__}: the forward on the example inputs raised "
             f"{one_line(error, with_type=True)}"
         ) from error
-    finally:
-        model.train(was_training)
     return output_tensors(result)

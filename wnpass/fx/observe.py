@@ -65,7 +65,9 @@ _SLICE_KEEP = {"chunk", "split", "tensor_split", "split_with_sizes", "unsafe_spl
 _SLICE_DROP = {"unbind", "select"}
 _CONV = {"conv1d", "conv2d", "conv3d"}
 _CONV_T = {"conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
-_MATMUL = {"matmul", "mm", "bmm", "__matmul__", "__rmatmul__", "inner", "mv"}
+# (``inner(x, W)`` is ``x @ W.T``: not a matmul of W's layout, so not here; left as an
+# unknown use, which declines the weight rather than guess its axis.)
+_MATMUL = {"matmul", "mm", "bmm", "__matmul__", "__rmatmul__", "mv"}
 _RNN = {"lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell"}
 _RNN |= {"rnn_relu_cell"}
 _NORMS = {"layer_norm", "group_norm", "batch_norm", "instance_norm", "rms_norm"}
@@ -172,7 +174,7 @@ def _index_axes(index: Any, ndim: int) -> tuple[list[int | None], set[int]] | No
 
 
 def _dim_arg(args: tuple[Any, ...], kwargs: dict[str, Any], position: int, ndim: int) -> int:
-    value = kwargs.get("dim", args[position] if len(args) > position else 0)
+    value = kwargs.get("dim", kwargs.get("axis", args[position] if len(args) > position else 0))
     return int(value) % max(ndim, 1)
 
 
@@ -180,6 +182,8 @@ def _permutation(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], ndim:
     order = list(range(ndim))
     if name in ("t", "T") and ndim == 2:
         return [1, 0]
+    if name == "T":  # every dimension reversed (deprecated beyond 2-D, but still so)
+        return order[::-1]
     if name == "mT" and ndim >= 2:
         order[-2], order[-1] = order[-1], order[-2]
         return order

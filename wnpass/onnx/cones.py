@@ -12,13 +12,16 @@ the result is bit for bit the graph's. Exporters leave such cones in front of we
 dynamo exporter reorders LSTM gates with ``Slice``/``Concat``/``Unsqueeze`` and puts
 ``Transpose(W)`` before ``MatMul``); ONNX Runtime's quantizer only quantizes initializers.
 
-A weight used by several consumers becomes one tensor, and so do two cones that compute the
-same elements from the same constants (a layer called twice: two ``Transpose`` of one
-``W``). It is named after the constant it comes from (``lstm.weight_hh_l0``; several:
+A weight used by several consumers becomes one tensor, and so do two cones of one graph that
+compute the same elements from the same constants (a layer called twice: two ``Transpose`` of
+one ``W``); the same cone in two subgraphs (both branches of an ``If``) is folded in each.
+It is named after the constant it comes from (``lstm.weight_hh_l0``; several:
 ``lstm.bias_ih_l0+bias_hh_l0``), that name itself when the constant goes away with the cone.
 A large weight is computed when the model is written (an ``ir.LazyTensor``), one at a time,
 like a folded weight-norm site. A computed weight with any other op in its cone, or one the
-evaluator cannot do exactly, is left as it is and reported ``declined`` with the reason.
+evaluator cannot do exactly, is left as it is and reported ``declined`` with the reason. A
+weight computed from a graph input (also from an initializer that a graph input can override)
+is not constant, so it is no computed weight and is not reported.
 """
 
 from __future__ import annotations
@@ -105,6 +108,15 @@ class Cone:
         return self.value.name or "weight"
 
 
+def _still_folded(value: ir.Value, graph: ir.Graph | ir.Function) -> bool:
+    """Whether a weight folded earlier is still there to share: an initializer of ``graph``
+    (or a Constant's output in a function), not removed by a later fold."""
+    if isinstance(graph, ir.Graph):
+        return graph.initializers.get(value.name or "") is value
+    node = value.producer()
+    return node is not None and node.graph is graph
+
+
 def _constant_values(graph: ir.Graph | ir.Function) -> set[ir.Value]:
     """Every value of ``graph`` computed from constants only (graph order is topological)."""
     constant: set[ir.Value] = set()
@@ -150,7 +162,8 @@ def _walk(graph: ir.Graph | ir.Function, value: ir.Value, leaves: Mapping[ir.Val
         inputs = list(enumerate(node.inputs))
         for i, inp in reversed(inputs):
             if inp is not None:
-                stack.append((inp, data and (i == 0 or node.op_type == "Concat")))
+                holds = node.op_type != "Shape" and (i == 0 or node.op_type == "Concat")
+                stack.append((inp, data and holds))
     cone.nodes.reverse()
     cone.nodes = list(dict.fromkeys(cone.nodes))
     return cone
@@ -170,7 +183,11 @@ def find_cones(model: ir.Model, leaves: Mapping[ir.Value, str] | None = None) ->
         for node in graph:
             if node.op_type not in WEIGHT_INPUTS or node.domain not in ("", "ai.onnx"):
                 continue
-            if node.op_type == "Gather" and (len(node.inputs) < 2 or node.inputs[1] in constant):
+            if node.op_type == "Gather" and (
+                len(node.inputs) < 2
+                or node.inputs[1] in constant
+                or (node.inputs[1] is not None and ev.const_leaf(node.inputs[1]) is not None)
+            ):
                 continue  # constant indices: part of a cone, not an embedding lookup
             for index in WEIGHT_INPUTS[node.op_type]:
                 value = node.inputs[index] if index < len(node.inputs) else None
@@ -285,7 +302,11 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
                 continue
             programs.append(program)
             key = (id(cone.graph), _key(program))
-            if key in folded_as and not cone.value.is_graph_output():
+            if (
+                key in folded_as
+                and not cone.value.is_graph_output()
+                and _still_folded(folded_as[key], cone.graph)
+            ):
                 # the same elements as a weight folded before (one layer used twice): one tensor
                 existing, wanted = folded_as[key], report.name
                 report.status = "folded"

@@ -19,8 +19,8 @@ The rules, which make a fold exact or make it decline (``NotExact`` with the rea
   toward zero (NaN, Inf or out of range: declined); integer -> float is exact below 2**53
   (declined above); integer -> integer must fit the target.
 - Integer tensors follow ONNX integer semantics: ``Add``/``Sub``/``Mul`` exact (declined on
-  overflow or beyond 2**53), ``Div`` truncates toward zero (declined on division by zero); any
-  other arithmetic on integers is declined.
+  overflow or beyond 2**53), ``Div`` truncates toward zero (declined on division by zero),
+  ``Max``/``Min``/``Clip`` select exactly; any other arithmetic on integers is declined.
 - Layout ops (``Transpose``, ``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze``, ``Slice``,
   ``Concat``, ``Split``, ``Gather``, ``Expand``, ``Identity``) move or select elements, in any
   dtype, and are exact; so is ``Shape`` of a constant.
@@ -438,6 +438,7 @@ def _cast(step: Step, args: Args) -> Evaluated:
         raise NotExact(f"Cast from {source.name.lower()} to {target.name.lower()} is not evaluated")
     if source in FLOAT_TYPES and target in FLOAT_TYPES:
         if widens_exactly(target, source):  # narrowing (or same): one rounding to the target
+            _check_overflow(np.asarray(x, F64), target, "Cast")
             return _held(x, target), target
         # widening, or float16 <-> bfloat16: the graph holds the value in the source type first
         return _held(_held(x, source).astype(F64), target), target

@@ -441,7 +441,8 @@ def plan_save(
     path = Path(path)
     if external_data is None:
         external_data = has_external_data(model) or _weights_bytes(model) > PROTOBUF_LIMIT
-    plan.write(path, parameter, replaces_read=replaces_read)
+    if not plan.planned(path):
+        plan.write(path, parameter, replaces_read=replaces_read)
     data_name = None
     if external_data:
         data_name = _free_data_name(path)
