@@ -148,3 +148,14 @@ def test_weight_from_is_float64_rounded_once() -> None:
     g = np.array([[10.0], [2.0]], dtype=np.float32)
     assert np.array_equal(weight_from(g, v, 0), np.array([[6.0, 8.0], [2.0, 0.0]], np.float32))
     assert weight_from(g, v, 0).dtype == np.float32
+    # random values: element by element the float64 product rounded once, which a computation
+    # in the weight's own dtype (rounding at every step) misses on some elements
+    rng = np.random.default_rng(7)
+    for dtype in (np.float32, np.float16):
+        v = rng.standard_normal((64, 33)).astype(dtype)
+        g = (rng.random((64, 1)) + 0.5).astype(dtype)
+        v64 = v.astype(np.float64)
+        exact = g.astype(np.float64) * v64 / np.sqrt((v64 * v64).sum(axis=1, keepdims=True))
+        assert np.array_equal(weight_from(g, v, 0), exact.astype(dtype))
+        stepwise = g * (v / np.sqrt((v * v).sum(axis=1, keepdims=True)))
+        assert stepwise.dtype == dtype and not np.array_equal(stepwise, exact.astype(dtype))

@@ -89,3 +89,18 @@ def test_a_model_that_does_not_fit_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match=r"^check_model .*does not fit the model"):
         fold_checkpoint(ckpt, check_model=model_py)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "model.py"]
+
+
+def test_inf_in_different_places_fails_the_comparison() -> None:
+    """An output that is inf where the reference is finite (or the other way) is a failure,
+    not an element left out of the count."""
+    import torch
+
+    from wnpass.checkpoint.verify import _row
+
+    reference = torch.tensor([float("inf"), 1.0])
+    assert _row("y", reference, reference.clone(), None, None).problem is None
+    row = _row("y", reference, torch.tensor([1.0, 1.0]), None, None)
+    assert row.problem == "NaN/Inf in different places"
+    row = _row("y", torch.tensor([1.0, 1.0]), torch.tensor([-float("inf"), 1.0]), None, None)
+    assert row.problem == "NaN/Inf in different places"

@@ -52,7 +52,8 @@ def as_batch(value: Any) -> Batch:
 
 
 def output_tensors(value: Any) -> list[torch.Tensor]:
-    """Every tensor in a forward's result, in a stable order, each once."""
+    """Every tensor in a forward's result, each once (in the result's own order; a set inside
+    it is walked in its iteration order)."""
     found: list[torch.Tensor] = []
     seen: set[int] = set()
 
