@@ -257,8 +257,15 @@ def test_activations_and_plain_initializers_are_not_cones() -> None:
 
 def test_large_weights_are_computed_when_written(monkeypatch: pytest.MonkeyPatch) -> None:
     """Above EAGER_BYTES the folded weight is a LazyTensor (one weight in memory at a time)."""
+    import onnx_ir as ir
+
+    from wnpass.onnx import io
+
     monkeypatch.setattr(cones, "EAGER_BYTES", 0)
     model, expected_w, _ = lstm_model()
+    ir_model, _ = fold_onnx(io.from_proto(model), in_place=True)
+    tensor = ir_model.graph.initializers["lstm.weight_ih_l0"].const_value
+    assert isinstance(tensor, ir.LazyTensor)  # not computed until it is written
     folded, _ = folded_model(model)
     np.testing.assert_array_equal(weights(folded)["lstm.weight_ih_l0"], expected_w)
 
