@@ -265,7 +265,7 @@ def export(
     validate_export_options(exporter, opset, options if verify else None)
     path = Path(path)
     plan = plan if plan is not None else IOPlan()
-    if not plan.planned(path):  # the CLI plans it with its other files
+    if not plan.planned(path, "output"):  # the CLI plans it with its other files
         plan.write(path, "output")
     plan.check()  # the output's data file, if any, is planned once the model is known
     inputs = (

@@ -121,9 +121,11 @@ class IOPlan:
         self._checked = False
         return path
 
-    def planned(self, path: str | os.PathLike[str]) -> bool:
-        """Whether ``path`` is a target already (for a caller that plans in two steps)."""
-        return any(_where(entry.path) == _where(Path(path)) for entry in self._writes)
+    def planned(self, path: str | os.PathLike[str], parameter: str) -> bool:
+        """Whether ``path`` is a target already, as ``parameter`` (for a caller that plans in
+        two steps); the same path as another parameter is a collision that check() refuses."""
+        where = _where(Path(path))
+        return any(e.parameter == parameter and _where(e.path) == where for e in self._writes)
 
     @property
     def targets(self) -> list[Path]:

@@ -441,7 +441,7 @@ def plan_save(
     path = Path(path)
     if external_data is None:
         external_data = has_external_data(model) or _weights_bytes(model) > PROTOBUF_LIMIT
-    if not plan.planned(path):
+    if not plan.planned(path, parameter):
         plan.write(path, parameter, replaces_read=replaces_read)
     data_name = None
     if external_data:
