@@ -20,7 +20,7 @@ from wnpass import __version__
 from wnpass.cli import check, convert, export, fold, inspect, train_rewrite
 from wnpass.cli.options import flags_for
 from wnpass.cli.output import Printer
-from wnpass.errors import WnpassError, one_line
+from wnpass.errors import WnpassError, one_line, printable
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_INTERNAL", "EXIT_OK", "main"]
 
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except OSError as error:  # a file of the user's that cannot be read or written
         where = f"{error.filename}: " if error.filename else ""
-        print(f"wnpass: error: {where}{error.strerror or error}", file=sys.stderr)
+        print(f"wnpass: error: {printable(where)}{error.strerror or error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("wnpass: interrupted; nothing more was written", file=sys.stderr)
