@@ -18,9 +18,9 @@ import logging
 from collections.abc import Sequence
 
 from wnpass.checkpoint.reading import TensorInfo
-from wnpass.rules import PairKeys, dim_from_shapes, pair_keys, parse_key
+from wnpass.rules import PairKeys, dim_from_shapes, parse_key
 
-__all__ = ["FOLDABLE_DTYPES", "Pair", "convert_keys", "find_pairs"]
+__all__ = ["FOLDABLE_DTYPES", "Pair", "find_pairs"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +101,3 @@ def _checked(pair: Pair, by_key: dict[str, TensorInfo]) -> Pair:
     except ValueError as error:
         pair.reason = f"shapes do not fit: {error}"
     return pair
-
-
-def convert_keys(pair: Pair, to: str) -> PairKeys:
-    """The keys of ``pair`` in key form ``to``."""
-    return pair_keys(pair.weight, "legacy" if to == "legacy" else "parametrize")

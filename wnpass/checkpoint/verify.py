@@ -26,12 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from wnpass.checkpoint.reading import open_checkpoint
 from wnpass.checkpoint.report import ModelCheckReport, OutputRow
 from wnpass.errors import InvalidArgumentError, one_line
-from wnpass.verify.compare import DEFAULT_TOLERANCES
+from wnpass.verify.compare import DEFAULT_TOLERANCES, compare_outputs
 
 if TYPE_CHECKING:
     from wnpass.checkpoint.api import _Found
@@ -102,20 +100,11 @@ def _row(name: str, ref: Any, cand: Any, rtol: float | None, atol: float | None)
     if ref.shape != cand.shape or ref.dtype != cand.dtype:
         row.problem = f"{list(cand.shape)} {cand.dtype} != reference {list(ref.shape)} {dtype}"
         return row
-    r = ref.detach().double().numpy()
-    c = cand.detach().double().numpy()
-    specials_agree = np.array_equal(np.isnan(r), np.isnan(c)) and np.array_equal(
-        np.where(np.isinf(r), r, 0.0), np.where(np.isinf(c), c, 0.0)
-    )
-    if not specials_agree:
-        row.problem = "NaN/Inf in different places"
-    both = np.isfinite(r) & np.isfinite(c)
-    error = np.abs(r - c)[both]
-    if error.size:
-        magnitude = np.abs(r[both])
-        row.max_abs = float(error.max())
-        row.max_rel = float((error / np.maximum(magnitude, np.finfo(np.float64).tiny)).max())
-        row.outside = int(np.count_nonzero(error > atol + rtol * magnitude))
+    # in float64, with the tolerance of the output's own dtype: check's element rule
+    r, c = ref.detach().double().numpy(), cand.detach().double().numpy()
+    (result,) = compare_outputs([name], [r], [name], [c], rtol=rtol, atol=atol)
+    row.problem, row.outside = result.problem, result.outside
+    row.max_abs, row.max_rel = result.max_abs, result.max_rel
     return row
 
 

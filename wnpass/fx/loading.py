@@ -1,6 +1,6 @@
 """Load a model from a ``model.py``: ``build_model()`` (or ``--factory``) and ``example_inputs()``.
 
-The convention (DESIGN.md): the file defines a factory returning an ``nn.Module`` and, optionally,
+The convention: the file defines a factory returning an ``nn.Module`` and, optionally,
 ``example_inputs()`` returning a tuple of tensors. A factory named ``X_large`` pairs with
 ``example_inputs_large()`` when the file has one. Every way this can go wrong raises a
 :class:`~wnpass.fx.errors.ModelPyError` subclass whose one-line message names the step.

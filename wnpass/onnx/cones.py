@@ -38,6 +38,7 @@ from wnpass.onnx import naming
 from wnpass.onnx.fold import FoldResult, graph_label, replace_value, reuse_value
 from wnpass.onnx.graphs import graphs_of
 from wnpass.onnx.match import Site, describe_consumer
+from wnpass.onnx.norms import producer
 from wnpass.onnx.weights import declared_dtype, release
 from wnpass.report import ConeReport, FoldReport, SiteReport
 
@@ -194,7 +195,7 @@ def find_cones(model: ir.Model, leaves: Mapping[ir.Value, str] | None = None) ->
                 if value is None or value in done or value not in constant or value in leaves:
                     continue
                 done.add(value)
-                if isinstance(graph, ir.Function) and _produced_by(value, "Constant"):
+                if isinstance(graph, ir.Function) and producer(value, "Constant") is not None:
                     continue  # how a function holds a constant
                 cones.append(_walk(graph, value, leaves))
     return cones
@@ -207,11 +208,6 @@ def site_targets(sites: Sequence[Site], reports: Sequence[SiteReport]) -> dict[i
         for site, report in zip(sites, reports, strict=True)
         if site.foldable
     }
-
-
-def _produced_by(value: ir.Value, op: str) -> bool:
-    node = value.producer()
-    return node is not None and node.op_type == op
 
 
 def cone_reports(model: ir.Model, cones: list[Cone]) -> list[ConeReport]:

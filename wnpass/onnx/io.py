@@ -25,7 +25,6 @@ __all__ = [
     "SaveTarget",
     "default_output",
     "external_files",
-    "external_paths",
     "from_proto",
     "has_external_data",
     "load",
@@ -367,23 +366,6 @@ def _weights_bytes(model: ir.Model) -> int:
     return sum(
         v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None
     )
-
-
-def external_paths(model: ir.Model, *, initializers: bool = True) -> set[Path]:
-    """The external data files a loaded model's tensors live in (resolved); ``initializers=
-    False`` leaves out initializers (which ``save`` rewrites) and keeps attribute tensors."""
-    tensors = [
-        value.const_value
-        for graph in (_graphs(model) if initializers else [])
-        for value in graph.initializers.values()
-    ]
-    tensors += list(_function_tensors(model))
-    for graph in graphs_of(model):
-        for node in graph:
-            attr = node.attributes.get("value") if node.op_type == "Constant" else None
-            if attr is not None and not attr.is_ref():
-                tensors.append(attr.value)
-    return {Path(t.path).resolve() for t in tensors if isinstance(t, ir.ExternalTensor)}
 
 
 def external_files(path: str | os.PathLike[str]) -> set[Path]:
