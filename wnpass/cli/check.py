@@ -26,20 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, out: Printer) -> int:
     """Check that CANDIDATE computes what REFERENCE computes, and compare their latency."""
     defer_sympy()  # comparing ONNX models never needs it
-    from wnpass.onnx import io
     from wnpass.verify.check import check
 
     options = check_options(args)
     plan = IOPlan()
-    io.load(args.reference, plan)
-    io.load(args.candidate, plan)
-    if options.inputs is not None:
-        plan.read(options.inputs, "the inputs file")
     if args.json:
         plan.write(args.json, "json_path")
-    plan.check()
-    with progress_bar() as progress:
-        report = check(args.reference, args.candidate, options=options, progress=progress)
+    with progress_bar() as progress:  # check() records and checks the files it reads first
+        report = check(
+            args.reference, args.candidate, options=options, progress=progress, plan=plan
+        )
     print_check(out, report)
     if args.json:
         report.write_json(args.json, plan)

@@ -152,7 +152,7 @@ def fold_onnx(
         ir_model,
         target,
         plan,
-        gate=None if verify is None else _check_gate(source, target.path, verify, report),
+        gate=None if verify is None else _check_gate(ir_model, source, target.path, verify, report),
         same_bytes_as=source if same_bytes else None,
         progress=progress,
     )
@@ -175,14 +175,15 @@ def _fold(ir_model: ir.Model, weight_norm_only: bool) -> FoldReport:
 
 
 def _check_gate(
-    source: Path, output: Path, options: CheckOptions, report: FoldReport
+    model: ir.Model, source: Path, output: Path, options: CheckOptions, report: FoldReport
 ) -> Callable[[Path], bool]:
-    """Check the staged output against the input; the result goes into ``report.check``."""
+    """Check the staged output against the input (``model``, loaded already: its inputs are
+    the input's); the result goes into ``report.check``."""
 
     def gate(staged: Path) -> bool:
         from wnpass.verify.check import check
 
-        checked = check(source, staged, options=options)
+        checked = check(source, staged, options=options, reference_model=model)
         checked.candidate = str(output)  # the name it is published under
         report.check = checked
         return bool(checked)

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import onnx_ir as ir
 
 from wnpass.onnx import io
+from wnpass.plan import IOPlan
 from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
 from wnpass.verify.compare import compare_outputs
@@ -94,12 +96,17 @@ def check(
     optimizations: Sequence[str] = ("default",),
     progress: Progress | None = None,
     options: CheckOptions | None = None,
+    plan: IOPlan | None = None,
+    reference_model: ir.Model | None = None,
 ) -> CheckReport:
     """Compare ``candidate`` with ``reference`` on each provider; see the module docstring.
 
     ``providers`` are short names (``"cpu"``, ``"cuda"``); by default every one available.
     Every option is validated first (:class:`CheckOptions`); a bad one raises
     ``InvalidArgumentError`` naming the parameter. ``options`` gives them all at once instead.
+    ``plan``: the caller's plan (its report file); the models and the inputs file are recorded
+    in it as read, and it is checked before anything runs. ``reference_model``: the reference,
+    loaded already (its inputs are read from it instead of the file).
     """
     if options is None:
         options = CheckOptions(
@@ -114,18 +121,17 @@ def check(
             tuple(optimizations),
         )
     options.validate()
-    providers, shapes, rtol, atol = options.providers, options.shapes, options.rtol, options.atol
-    runs, warmup, threads, optimizations = (
-        options.runs,
-        options.warmup,
-        options.threads,
-        options.optimizations,
-    )
     reference, candidate = Path(reference), Path(candidate)
-    specs = inputs_mod.signature(io.load(reference))
-    inputs_mod.require_same_inputs(specs, inputs_mod.signature(io.load(candidate)), candidate)
-    chosen = prov.resolve(list(providers) if providers else None)
-    feeds, notes = _feeds(specs, shapes or {}, options.inputs)
+    if reference_model is None:
+        reference_model = io.load(reference, plan)
+    specs = inputs_mod.signature(reference_model)
+    inputs_mod.require_same_inputs(specs, inputs_mod.signature(io.load(candidate, plan)), candidate)
+    if plan is not None:
+        if options.inputs is not None:
+            plan.read(options.inputs, "the inputs file")
+        plan.check()
+    chosen = prov.resolve(list(options.providers) if options.providers else None)
+    feeds, notes = _feeds(specs, options.shapes or {}, options.inputs)
     report = CheckReport(str(reference), str(candidate), notes=notes)
     report.inputs = [
         {"name": n, "shape": list(a.shape), "dtype": str(a.dtype)} for n, a in feeds.items()
@@ -134,8 +140,8 @@ def check(
     candidate_outputs: dict[str, tuple[list[str], list[np.ndarray]]] = {}
     for provider in chosen:
         prov.warm_up(provider)
-        for level in optimizations:
-            run = _check_one(reference, candidate, provider, level, feeds, rtol, atol, threads)
+        for level in options.optimizations:
+            run = _check_one(reference, candidate, provider, level, feeds, options)
             report.runs.append(run.result)
             if run.result.status != "ok":
                 continue
@@ -143,13 +149,13 @@ def check(
             ref_s, cand_s = run.sessions
             label = f"{provider}/{level}"
             run.result.reference, run.result.candidate = _timed_runs(
-                ref_s, cand_s, feeds, runs, warmup, progress, label
+                ref_s, cand_s, feeds, options.runs, options.warmup, progress, label
             )
     if "cuda" in candidate_outputs and "cpu" in candidate_outputs:
         cpu_names, cpu_values = candidate_outputs["cpu"]
         cuda_names, cuda_values = candidate_outputs["cuda"]
         report.cross_provider = compare_outputs(
-            cpu_names, cpu_values, cuda_names, cuda_values, rtol=rtol, atol=atol
+            cpu_names, cpu_values, cuda_names, cuda_values, rtol=options.rtol, atol=options.atol
         )
     logger.info("check %s: %s", candidate, "equivalent" if report else "FAILED")
     return report
@@ -169,13 +175,14 @@ def _check_one(
     provider: str,
     level: str,
     feeds: dict[str, np.ndarray],
-    rtol: float | None,
-    atol: float | None,
-    threads: int | None,
+    options: CheckOptions,
 ) -> _OneRun:
-    options = {"optimization": level, "threads": threads, "repeats": SESSION_REPEATS}
-    ref = prov.open_session(reference, provider, **options)  # type: ignore[arg-type]
-    cand = prov.open_session(candidate, provider, **options)  # type: ignore[arg-type]
+    ref, cand = (
+        prov.open_session(
+            path, provider, optimization=level, threads=options.threads, repeats=SESSION_REPEATS
+        )
+        for path in (reference, candidate)
+    )
     result = ProviderRun(provider, level, "ok")
     if ref.fell_back or cand.fell_back:
         result.status = f"fell back to {(ref if ref.fell_back else cand).actual.upper()}"
@@ -189,6 +196,6 @@ def _check_one(
     cand_out = prov.run(cand, candidate, feeds)
     cand_names = _run_names(cand.session)
     result.comparisons = compare_outputs(
-        _run_names(ref.session), ref_out, cand_names, cand_out, rtol=rtol, atol=atol
+        _run_names(ref.session), ref_out, cand_names, cand_out, rtol=options.rtol, atol=options.atol
     )
     return _OneRun(result, (ref, cand), (cand_names, cand_out))
