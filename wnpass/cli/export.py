@@ -12,10 +12,11 @@ from wnpass.cli.options import (
     add_model_py_arguments,
     blamed_on,
     check_options,
+    load_model,
+    plan_model_py,
 )
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_sites
-from wnpass.plan import IOPlan
 
 __all__ = ["add_arguments", "run"]
 
@@ -56,24 +57,14 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         raise UsageError(f"-o {args.output}: the output is an .onnx file")
     dynamic = _parse_dynamic(args.dynamic)
     validate_export_options(args.exporter, args.opset, check_options(args) if args.verify else None)
-    plan = IOPlan()
-    plan.read(args.model, "the model.py")
-    if args.checkpoint is not None:
-        plan.read(args.checkpoint, "the checkpoint")
-    plan.write(args.output, "output")
-    if args.json:
-        plan.write(args.json, "json_path")
+    plan = plan_model_py(args, args.output)
     plan.check()
 
     from wnpass.export import export
-    from wnpass.fx.files import load_checkpoint
-    from wnpass.fx.loading import load_model_py
 
-    model, inputs = load_model_py(args.model, args.factory)
+    model, inputs = load_model(args)
     if inputs is None:
         raise UsageError(f"{args.model}: defines no example_inputs(); export needs them")
-    if args.checkpoint is not None:
-        load_checkpoint(model, args.checkpoint)
     with blamed_on(args.model):
         report = export(
             model,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from wnpass.errors import WnpassError
+from wnpass.plan import IOPlan
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "blamed_on",
     "check_options",
     "flags_for",
+    "load_model",
+    "plan_model_py",
     "selection",
 ]
 
@@ -153,6 +156,30 @@ def check_options(args: argparse.Namespace) -> CheckOptions:
         threads=args.threads,
         optimizations=("default", "disabled") if optimization == "both" else (optimization,),
     ).validate()
+
+
+def plan_model_py(args: argparse.Namespace, output: Path) -> IOPlan:
+    """The plan of a model.py command: the model.py and ``--checkpoint`` read, ``output`` and
+    ``--json`` written (the caller adds its own files, then checks it)."""
+    plan = IOPlan()
+    plan.read(args.model, "the model.py")
+    if args.checkpoint is not None:
+        plan.read(args.checkpoint, "the checkpoint")
+    plan.write(output, "output")
+    if args.json:
+        plan.write(args.json, "json_path")
+    return plan
+
+
+def load_model(args: argparse.Namespace) -> tuple[Any, tuple[Any, ...] | None]:
+    """The model.py's model with ``--checkpoint`` loaded, and its example inputs."""
+    from wnpass.fx.files import load_checkpoint
+    from wnpass.fx.loading import load_model_py
+
+    model, inputs = load_model_py(args.model, args.factory)
+    if args.checkpoint is not None:
+        load_checkpoint(model, args.checkpoint)
+    return model, inputs
 
 
 @contextlib.contextmanager

@@ -17,6 +17,8 @@ from wnpass.cli.options import (
     add_model_py_arguments,
     add_selection_arguments,
     blamed_on,
+    load_model,
+    plan_model_py,
     selection,
 )
 from wnpass.cli.output import Printer
@@ -58,23 +60,15 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     if args.data is not None and args.init != "data":
         raise UsageError("--data is the batch for --init data")
     output: Path = args.output or args.model.with_name(f"{args.model.stem}.wn.pt")
-    plan = IOPlan()
-    plan.read(args.model, "the model.py")
-    for path, role in ((args.checkpoint, "the checkpoint"), (args.data, "the batch")):
-        if path is not None:
-            plan.read(path, role)
-    plan.write(output, "output")
-    if args.json:
-        plan.write(args.json, "json_path")
+    plan = plan_model_py(args, output)
+    if args.data is not None:
+        plan.read(args.data, "the batch")
     plan.check()
 
     from wnpass.fx.apply import apply_weight_norm
-    from wnpass.fx.files import load_batch, load_checkpoint
-    from wnpass.fx.loading import load_model_py
+    from wnpass.fx.files import load_batch
 
-    model, inputs = load_model_py(args.model, args.factory)
-    if args.checkpoint is not None:
-        load_checkpoint(model, args.checkpoint)
+    model, inputs = load_model(args)
     batch = inputs
     if args.init == "data":
         batch = load_batch(args.data) if args.data is not None else inputs
