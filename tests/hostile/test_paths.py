@@ -29,6 +29,15 @@ def _x(t: Path) -> str:
     return str(npz(t, x=__import__("numpy").zeros((2, 4), "float32")))
 
 
+# the model.py is made first (an argument before the others): links may point at it
+def _train_rewrite(model: Path, *extra: str) -> list[str]:
+    return ["train-rewrite", str(model), *extra]
+
+
+def _export(model: Path, *extra: str) -> list[str]:
+    return ["export", str(model), *extra]
+
+
 def _external(t: Path) -> str:
     return str(external_ok(t))
 
@@ -205,135 +214,79 @@ CASES: dict[str, Case] = {
     ),
     # train-rewrite
     "train-rewrite -o the model.py": Case(
-        lambda t: ["train-rewrite", str(model_py(t)), "-o", str(t / "model.py")],
+        lambda t: _train_rewrite(model_py(t), "-o", str(t / "model.py")),
         "would overwrite the model.py",
     ),
     "train-rewrite -o the checkpoint": Case(
-        lambda t: [
-            "train-rewrite",
-            str(model_py(t)),
-            "--checkpoint",
-            str(checkpoint(t)),
-            "-o",
-            str(t / "ckpt.pt"),
-        ],
+        lambda t: _train_rewrite(
+            model_py(t), "--checkpoint", str(checkpoint(t)), "-o", str(t / "ckpt.pt")
+        ),
         "would overwrite the checkpoint",
     ),
     "train-rewrite --json the checkpoint": Case(
-        lambda t: [
-            "train-rewrite",
-            str(model_py(t)),
-            "--checkpoint",
-            str(checkpoint(t)),
-            "--json",
-            str(t / "ckpt.pt"),
-        ],
+        lambda t: _train_rewrite(
+            t, "--checkpoint", str(checkpoint(t)), "--json", str(t / "ckpt.pt")
+        ),
         "would overwrite the checkpoint",
     ),
     "train-rewrite -o the --data batch": Case(
-        lambda t: [
-            "train-rewrite",
-            str(model_py(t)),
-            "--init",
-            "data",
-            "--data",
-            _x(t),
-            "-o",
-            str(t / "inputs.npz"),
-        ],
+        lambda t: _train_rewrite(
+            model_py(t), "--init", "data", "--data", _x(t), "-o", str(t / "inputs.npz")
+        ),
         "would overwrite the batch",
     ),
     "train-rewrite -o and --json the same": Case(
-        lambda t: [
-            "train-rewrite",
-            str(model_py(t)),
-            "-o",
-            str(t / "o.pt"),
-            "--json",
-            str(t / "o.pt"),
-        ],
+        lambda t: _train_rewrite(model_py(t), "-o", str(t / "o.pt"), "--json", str(t / "o.pt")),
         "is also another output of this run",
     ),
     "train-rewrite --json into a missing folder": Case(
-        lambda t: [
-            "train-rewrite",
-            str(model_py(t)),
-            "-o",
-            str(t / "out.pt"),
-            "--json",
-            str(t / "missing" / "r.json"),
-        ],
+        lambda t: _train_rewrite(
+            t, "-o", str(t / "out.pt"), "--json", str(t / "missing" / "r.json")
+        ),
         "no such directory",
     ),
     "train-rewrite default output is a FIFO": Case(
-        lambda t: ["train-rewrite", str(model_py(t)), "--json", str(fifo(t, "model.wn.pt"))],
+        lambda t: _train_rewrite(model_py(t), "--json", str(fifo(t, "model.wn.pt"))),
         "is a FIFO",
     ),
     "train-rewrite -o a symlink": Case(
-        lambda t: [
-            "train-rewrite",
-            str(model_py(t)),
-            "-o",
-            str(symlink(t, t.parent / "outside" / "secret.bin", "o.pt")),
-        ],
+        lambda t: _train_rewrite(
+            t, "-o", str(symlink(t, t.parent / "outside" / "secret.bin", "o.pt"))
+        ),
         "is a symbolic link",
     ),
     "train-rewrite -o a hard link to the model.py": Case(
-        lambda t: [
-            "train-rewrite",
-            str(model_py(t)),
-            "-o",
-            str(hardlink(t, t / "model.py", "o.pt")),
-        ],
+        lambda t: _train_rewrite(model_py(t), "-o", str(hardlink(t, t / "model.py", "o.pt"))),
         "would overwrite the model.py",
     ),
     # export
     "export -o the checkpoint": Case(
-        lambda t: [
-            "export",
-            str(model_py(t)),
-            "--checkpoint",
-            str(checkpoint(t)),
-            "-o",
-            str(t / "ckpt.pt"),
-        ],
+        lambda t: _export(
+            model_py(t), "--checkpoint", str(checkpoint(t)), "-o", str(t / "ckpt.pt")
+        ),
         "would overwrite the checkpoint",
     ),
     "export --json the model.py": Case(
-        lambda t: [
-            "export",
-            str(model_py(t)),
-            "-o",
-            str(t / "m.onnx"),
-            "--json",
-            str(t / "model.py"),
-        ],
+        lambda t: _export(model_py(t), "-o", str(t / "m.onnx"), "--json", str(t / "model.py")),
         "would overwrite the model.py",
     ),
     "export --json the output": Case(
-        lambda t: [
-            "export",
-            str(model_py(t)),
-            "-o",
-            str(t / "m.onnx"),
-            "--json",
-            str(t / "m.onnx"),
-        ],
+        lambda t: _export(model_py(t), "-o", str(t / "m.onnx"), "--json", str(t / "m.onnx")),
         "is also another output of this run",
     ),
     "export -o a FIFO": Case(
-        lambda t: ["export", str(model_py(t)), "-o", str(fifo(t, "m.onnx"))], "is a FIFO"
+        lambda t: _export(model_py(t), "-o", str(fifo(t, "m.onnx"))), "is a FIFO"
     ),
     "export -o a symlink": Case(
-        lambda t: ["export", str(model_py(t)), "-o", str(symlink(t, t / "model.py", "m.onnx"))],
+        lambda t: _export(model_py(t), "-o", str(symlink(t, t / "model.py", "m.onnx"))),
         "is a symbolic link",
     ),
     "export -o a hard link to the model.py": Case(
-        lambda t: ["export", str(model_py(t)), "-o", str(hardlink(t, t / "model.py", "m.onnx"))],
+        lambda t: _export(model_py(t), "-o", str(hardlink(t, t / "model.py", "m.onnx"))),
         "would overwrite the model.py",
     ),
     "export -o into a missing folder": Case(
-        lambda t: ["export", str(model_py(t)), "-o", str(t / "nowhere" / "m.onnx")],
+        lambda t: _export(model_py(t), "-o", str(t / "nowhere" / "m.onnx")),
         "no such directory",
     ),
 }
