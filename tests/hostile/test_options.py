@@ -3,26 +3,34 @@ one is one line naming the flag, exit 2, and no file written (not even with --ve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.helpers import onnx_model
-from tests.hostile.conftest import Case, assert_refused, good, model_py, npz, raw, unchecked
+from tests.hostile.conftest import assert_refused, good, model_py, npz, raw, unchecked
 from wnpass.verify import providers
 
-
-def _check(*extra: str) -> Case:
-    return Case(lambda t: ["check", str(good(t)), str(good(t, "c.onnx")), *extra], "")
+Argv = Callable[[Path], list[str]]
 
 
-def _fold_verify(*extra: str) -> Case:
-    return Case(lambda t: ["fold", str(good(t)), "--verify", *extra], "")
+def _check(*extra: str) -> Argv:
+    return lambda t: ["check", str(good(t)), str(good(t, "c.onnx")), *extra]
 
 
-def _export(*extra: str) -> Case:
-    return Case(lambda t: ["export", str(model_py(t)), "-o", str(t / "m.onnx"), *extra], "")
+def _fold_verify(*extra: str) -> Argv:
+    return lambda t: ["fold", str(good(t)), "--verify", *extra]
+
+
+def _export(*extra: str) -> Argv:
+    return lambda t: ["export", str(model_py(t)), "-o", str(t / "m.onnx"), *extra]
+
+
+def _check_inputs(inputs: Callable[[Path], Path | str], *extra: str) -> Argv:
+    """check of a model against itself with an inputs file made in the folder."""
+    return lambda t: ["check", str(good(t)), str(good(t)), "--inputs", str(inputs(t)), *extra]
 
 
 def _other_inputs(t: Path) -> Path:
@@ -46,8 +54,8 @@ def _inputs(t: Path) -> str:
     return str(npz(t, x=np.zeros((2, 4), np.float32)))
 
 
-# name -> (case builder, the text the error names)
-OPTIONS: dict[str, tuple[Case, str]] = {}
+# name -> (the argv, built in a folder; the text the error names)
+OPTIONS: dict[str, tuple[Argv, str]] = {}
 for prefix, make in (("check", _check), ("fold --verify", _fold_verify)):
     OPTIONS |= {
         f"{prefix} --rtol nan": (make("--rtol", "nan"), "--rtol nan: a tolerance must be"),
@@ -94,18 +102,7 @@ for prefix, make in (("check", _check), ("fold --verify", _fold_verify)):
 
 OPTIONS |= {
     "check --shape and --inputs": (
-        Case(
-            lambda t: [
-                "check",
-                str(good(t)),
-                str(good(t)),
-                "--shape",
-                "x=2,4",
-                "--inputs",
-                _inputs(t),
-            ],
-            "",
-        ),
+        _check_inputs(_inputs, "--shape", "x=2,4"),
         "--shape and inputs cannot be combined",
     ),
     "export --opset 7 with dynamo": (_export("--opset", "7"), "--opset 7: the dynamo exporter"),
@@ -127,79 +124,52 @@ OPTIONS |= {
     "export --verify --runs 0": (_export("--verify", "--runs", "0"), "--runs 0"),
     "export --verify --warmup -2": (_export("--verify", "--warmup", "-2"), "--warmup -2"),
     "export without -o": (
-        Case(lambda t: ["export", str(model_py(t))], ""),
+        lambda t: ["export", str(model_py(t))],
         "the following arguments are required: -o",
     ),
     "export -o a .py file": (
-        Case(lambda t: ["export", str(model_py(t)), "-o", str(t / "out.py")], ""),
+        lambda t: ["export", str(model_py(t)), "-o", str(t / "out.py")],
         "the output is an .onnx file",
     ),
     "train-rewrite --data without --init data": (
-        Case(lambda t: ["train-rewrite", str(model_py(t)), "--data", _inputs(t)], ""),
+        lambda t: ["train-rewrite", str(model_py(t)), "--data", _inputs(t)],
         "--data is the batch for --init data",
     ),
     "train-rewrite --init magic": (
-        Case(lambda t: ["train-rewrite", str(model_py(t)), "--init", "magic"], ""),
+        lambda t: ["train-rewrite", str(model_py(t)), "--init", "magic"],
         "invalid choice",
     ),
     "fold --model for an ONNX file": (
-        Case(lambda t: ["fold", str(good(t)), "--model", str(model_py(t))], ""),
+        lambda t: ["fold", str(good(t)), "--model", str(model_py(t))],
         "--model and --factory verify a checkpoint fold",
     ),
     "inspect --factory for an ONNX file": (
-        Case(lambda t: ["inspect", str(good(t)), "--factory", "build"], ""),
+        lambda t: ["inspect", str(good(t)), "--factory", "build"],
         "--factory, --include and --exclude are for a model.py",
     ),
     "check --inputs of the wrong dtype": (
-        Case(
-            lambda t: [
-                "check",
-                str(good(t)),
-                str(good(t)),
-                "--inputs",
-                str(npz(t, x=np.zeros((2, 4)))),
-            ],
-            "",
-        ),
+        _check_inputs(lambda t: npz(t, x=np.zeros((2, 4)))),
         "x is float64, the model wants float",
     ),
     "check --inputs with an extra array": (
-        Case(
-            lambda t: [
-                "check",
-                str(good(t)),
-                str(good(t)),
-                "--inputs",
-                str(npz(t, x=np.zeros((2, 4), np.float32), z=np.zeros(1))),
-            ],
-            "",
-        ),
+        _check_inputs(lambda t: npz(t, x=np.zeros((2, 4), np.float32), z=np.zeros(1))),
         "the model has no input 'z'",
     ),
     "check --inputs not an npz": (
-        Case(
-            lambda t: [
-                "check",
-                str(good(t)),
-                str(good(t)),
-                "--inputs",
-                str(raw(t, b"junk", "i.npz")),
-            ],
-            "",
-        ),
+        _check_inputs(lambda t: raw(t, b"junk", "i.npz")),
         "not a readable .npz",
     ),
     "check models with different inputs": (
-        Case(lambda t: ["check", str(good(t)), str(_other_inputs(t))], ""),
+        lambda t: ["check", str(good(t)), str(_other_inputs(t))],
         "inputs differ from the reference's",
     ),
     "check a candidate onnxruntime cannot load": (
-        Case(lambda t: ["check", str(good(t)), str(_unloadable(t))], ""),
+        lambda t: ["check", str(good(t)), str(_unloadable(t))],
         "onnxruntime cannot load it",
     ),
-    "no command": (Case(lambda t: [], ""), "the following arguments are required"),
-    "unknown command": (Case(lambda t: ["squash", "x"], ""), "invalid choice"),
-    "unknown flag": (Case(lambda t: ["fold", str(good(t)), "--bogus"], ""), "unrecognized"),
+    "no command": (lambda t: [], "the following arguments are required"),
+    "unknown command": (lambda t: ["squash", "x"], "invalid choice"),
+    "unknown flag": (lambda t: ["fold", str(good(t)), "--bogus"], "unrecognized"),
 }
 
 
@@ -207,5 +177,5 @@ OPTIONS |= {
 def test_a_bad_option_is_refused_before_anything_is_written(
     case: str, work: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec, expected = OPTIONS[case]
-    assert_refused(spec.argv(work), work.parent, capsys, 2, expected)
+    argv, expected = OPTIONS[case]
+    assert_refused(argv(work), work.parent, capsys, 2, expected)
