@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import time
 from collections.abc import Iterable
@@ -26,6 +25,7 @@ from wnpass.checkpoint.writing import Action, Rewrite, write_file, write_index
 from wnpass.errors import InvalidArgumentError
 from wnpass.plan import IOPlan
 from wnpass.rules import pair_keys
+from wnpass.verify.options import check_tolerance
 
 __all__ = ["FORMS", "convert_checkpoint", "fold_checkpoint", "inspect_checkpoint"]
 
@@ -72,8 +72,8 @@ def fold_checkpoint(
     ``example_inputs()``; if not, nothing is published and ``report.check`` says why.
     ``rtol``/``atol``: that check's tolerances (default: ``check``'s, per output dtype).
     """
-    _tolerance("rtol", rtol)
-    _tolerance("atol", atol)
+    check_tolerance("rtol", rtol)
+    check_tolerance("atol", atol)
     start = time.perf_counter()
     plan = plan if plan is not None else IOPlan()
     checkpoint = _open(path, plan)
@@ -160,15 +160,6 @@ class _Verify:
     rtol: float | None
     atol: float | None
     found: _Found
-
-
-def _tolerance(name: str, value: float | None) -> None:
-    if value is not None and not (
-        isinstance(value, int | float) and math.isfinite(value) and value >= 0
-    ):
-        raise InvalidArgumentError(
-            f"{value}: a tolerance must be a finite number >= 0", parameter=name
-        )
 
 
 def _open(path: str | os.PathLike[str], plan: IOPlan) -> Checkpoint:

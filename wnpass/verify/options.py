@@ -16,7 +16,7 @@ from pathlib import Path
 
 from wnpass.errors import InvalidArgumentError
 
-__all__ = ["DEFAULT_RUNS", "DEFAULT_WARMUP", "CheckOptions"]
+__all__ = ["DEFAULT_RUNS", "DEFAULT_WARMUP", "CheckOptions", "check_tolerance"]
 
 DEFAULT_RUNS = 20
 DEFAULT_WARMUP = 3
@@ -39,14 +39,8 @@ class CheckOptions:
 
     def validate(self) -> CheckOptions:
         """Check every option that needs no model; returns self."""
-        for name in ("rtol", "atol"):
-            value = getattr(self, name)
-            if value is not None and not (
-                isinstance(value, int | float) and math.isfinite(value) and value >= 0
-            ):
-                raise InvalidArgumentError(
-                    f"{value}: a tolerance must be a finite number >= 0", parameter=name
-                )
+        check_tolerance("rtol", self.rtol)
+        check_tolerance("atol", self.atol)
         _at_least("runs", self.runs, 1)
         _at_least("warmup", self.warmup, 0)
         if self.threads is not None:
@@ -72,6 +66,16 @@ class CheckOptions:
 
         providers.resolve(list(self.providers) if self.providers else None)
         return self
+
+
+def check_tolerance(name: str, value: float | None) -> None:
+    """A tolerance (``rtol``, ``atol``) is None (the dtype's default) or finite and >= 0."""
+    if value is not None and not (
+        isinstance(value, int | float) and math.isfinite(value) and value >= 0
+    ):
+        raise InvalidArgumentError(
+            f"{value}: a tolerance must be a finite number >= 0", parameter=name
+        )
 
 
 def _at_least(name: str, value: object, low: int) -> None:
