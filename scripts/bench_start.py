@@ -17,7 +17,9 @@ or more.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -84,7 +86,9 @@ def large_model(folder: Path, layers: int = 8, channels: int = 512, kernel: int 
 
 def timed(argv: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one process, measured by GNU time (its child starts
-    small, so the peak is the command's own, not this script's size at fork)."""
+    small, so the peak is the command's own, not this script's size at fork). Dirty pages are
+    written back first, so that neither process pays for the other's writes."""
+    os.sync()
     start = time.perf_counter()
     result = subprocess.run(
         ["/usr/bin/time", "-f", "%M", *argv],
@@ -136,6 +140,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.folder.mkdir(parents=True, exist_ok=True)
+    # an installed package has its bytecode compiled (pip does it); a checkout may not have it
+    compileall.compile_dir(ROOT / "wnpass", quiet=1)
     rows = [measure(m, args.runs) for m in (small_model(args.folder), large_model(args.folder))]
     print(
         "| model | size MiB | wnpass s | floor s | wnpass/floor (min-max) | peak MiB wnpass/floor |"

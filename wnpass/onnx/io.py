@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
-import mmap
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -17,6 +17,7 @@ import onnx
 import onnx_ir as ir
 
 from wnpass.errors import InvalidModelError, one_line
+from wnpass.onnx import inline
 from wnpass.onnx.graphs import graphs_of, subgraphs_of
 from wnpass.onnx.writer import write_model
 from wnpass.plan import IOPlan, data_file_name
@@ -58,7 +59,7 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
     if path.stat().st_size == 0:
         raise InvalidModelError(f"{path}: empty file, not an ONNX model")
     try:
-        proto = _parse(path)
+        proto, weights = inline.parse(path)
     except (google.protobuf.message.DecodeError, ValueError, RuntimeError) as error:
         raise InvalidModelError(f"{path}: not a readable ONNX model ({one_line(error)})") from None
     except OSError as error:
@@ -66,7 +67,7 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
     if not proto.HasField("graph") or proto.ir_version == 0:
         raise InvalidModelError(f"{path}: not an ONNX model (no graph or IR version)")
     data_files = _check_external_data(proto, path)
-    _check_inline_sizes(proto, path)
+    _check_inline_sizes(proto, path, weights)
     if plan is not None:
         plan.read(path, "the input model")
         plan.read_all(sorted(data_files), "the input's external data")
@@ -75,6 +76,7 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
         model = from_proto(proto)
     except Exception as error:  # the deserializer raises many types on malformed graphs
         raise InvalidModelError(f"{path}: invalid ONNX graph ({one_line(error)})") from None
+    weights.attach(proto, model)
     ir.external_data.set_base_dir(model.graph, str(path.parent))
     for tensor in _function_tensors(model):
         if isinstance(tensor, ir.ExternalTensor):
@@ -137,18 +139,6 @@ def to_proto(model: ir.Model) -> onnx.ModelProto:
     return ir.serde.serialize_model(model)
 
 
-def _parse(path: Path) -> onnx.ModelProto:
-    """Parse a binary ONNX file straight from a memory map (no intermediate bytes copy)."""
-    proto = onnx.ModelProto()
-    with open(path, "rb") as stream, mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        view = memoryview(mm)
-        try:
-            proto.ParseFromString(view)
-        finally:
-            view.release()
-    return proto
-
-
 # A location longer than this is refused: no file system takes a longer path.
 _MAX_LOCATION = 4096
 
@@ -196,16 +186,25 @@ def _check_external_data(proto: onnx.ModelProto, path: Path) -> set[Path]:
     return files
 
 
-def _check_inline_sizes(proto: onnx.ModelProto, path: Path) -> None:
+def _check_inline_sizes(proto: onnx.ModelProto, path: Path, weights: inline.InlineWeights) -> None:
     """Refuse a tensor whose stored bytes do not match its declared shape (a huge declared
     shape over a few bytes would otherwise be allocated or read past its end)."""
-    for tensor in _all_tensor_protos(proto):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL or not tensor.HasField("raw_data"):
-            continue
+    initializers = proto.graph.initializer
+    left_in_file = (
+        (initializers[index], length)
+        for index in range(len(initializers))
+        if (length := weights.nbytes(index)) is not None
+    )
+    parsed = (
+        (tensor, len(tensor.raw_data))
+        for tensor in _all_tensor_protos(proto)
+        if tensor.data_location != onnx.TensorProto.EXTERNAL and tensor.HasField("raw_data")
+    )
+    for tensor, stored in itertools.chain(left_in_file, parsed):
         nbytes = _tensor_nbytes(tensor)
-        if tensor.data_type != onnx.TensorProto.STRING and len(tensor.raw_data) != nbytes:
+        if tensor.data_type != onnx.TensorProto.STRING and stored != nbytes:
             raise InvalidModelError(
-                f"{path}: tensor {tensor.name!r} holds {len(tensor.raw_data)} bytes, its shape "
+                f"{path}: tensor {tensor.name!r} holds {stored} bytes, its shape "
                 f"{list(tensor.dims)} needs {nbytes}"
             )
 
@@ -372,7 +371,7 @@ def external_files(path: str | os.PathLike[str]) -> set[Path]:
     """The external data files an ONNX file's tensors name (normalized, symbolic links not
     followed: a link is itself, and is never deleted through); empty if unreadable."""
     try:
-        proto = onnx.load(path, load_external_data=False)
+        proto, _ = inline.parse(Path(path))
     except Exception:  # not a model (or not there): it references nothing
         return set()
     folder = Path(path).parent

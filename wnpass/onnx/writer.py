@@ -19,29 +19,9 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from wnpass.onnx.wire import GRAPH_INITIALIZER, MODEL_GRAPH, TENSOR_RAW_DATA, key, varint
+
 __all__ = ["write_model"]
-
-_GRAPH_FIELD = 7  # ModelProto.graph
-_INITIALIZER_FIELD = 5  # GraphProto.initializer
-_RAW_DATA_FIELD = 9  # TensorProto.raw_data
-_LENGTH_DELIMITED = 2
-
-
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = number & 0x7F
-        number >>= 7
-        if number:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _key(field: int) -> bytes:
-    return _varint((field << 3) | _LENGTH_DELIMITED)
-
 
 _UNPACKED = frozenset({ir.DataType.STRING, ir.DataType.INT4, ir.DataType.UINT4})
 
@@ -62,7 +42,7 @@ class _Record:
             header = onnx.TensorProto(name=name, data_type=int(tensor.dtype), dims=dims)
             self.header = header.SerializeToString()
             self.nbytes = tensor.nbytes
-            raw_key = _key(_RAW_DATA_FIELD) + _varint(self.nbytes)
+            raw_key = key(TENSOR_RAW_DATA) + varint(self.nbytes)
             self.header += raw_key
             body = len(self.header) + self.nbytes
         else:
@@ -73,7 +53,7 @@ class _Record:
                 self.proto = ir.serde.serialize_tensor(tensor)
                 self.proto.name = name
             body = self.proto.ByteSize()
-        self.prefix = _key(_INITIALIZER_FIELD) + _varint(body)
+        self.prefix = key(GRAPH_INITIALIZER) + varint(body)
         self.size = len(self.prefix) + body
 
     def write(self, stream: BinaryIO) -> None:
@@ -121,7 +101,7 @@ def write_model(
         if value.const_value is not None and value.name is not None
     ]
     stream.write(proto.SerializeToString())
-    stream.write(_key(_GRAPH_FIELD) + _varint(len(graph_bytes) + sum(r.size for r in records)))
+    stream.write(key(MODEL_GRAPH) + varint(len(graph_bytes) + sum(r.size for r in records)))
     stream.write(graph_bytes)
     for done, record in enumerate(records, 1):
         record.write(stream)

@@ -1,0 +1,98 @@
+"""Read an ONNX file once, and give its large weights to onnx-ir as views of those bytes.
+
+Protobuf's parser copies every weight of a file it parses, and onnx-ir copies each again when
+it is first read as an array. Here the file is read into memory once; protobuf parses only the
+skeleton (:func:`wnpass.onnx.wire.split_weights`: the file without its large main-graph
+weights), and each weight left out becomes an ``ir.Tensor`` over a read-only numpy view of the
+file's bytes. Reading the file rather than mapping it keeps the model whole whatever happens to
+the file while it is open (a map of a file truncated by another process faults).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from wnpass.onnx import wire
+
+__all__ = ["InlineWeights", "parse"]
+
+# Weights over this many bytes are left in the file's bytes; smaller ones are parsed as usual.
+MIN_BYTES = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class InlineWeights:
+    """The main graph's initializers whose ``raw_data`` stayed in ``data``, by position."""
+
+    data: bytes
+    spans: dict[int, wire.Span]
+
+    def nbytes(self, index: int) -> int | None:
+        """How many bytes initializer ``index`` holds here; None if protobuf holds them."""
+        span = self.spans.get(index)
+        return None if span is None else span.length
+
+    def attach(self, proto: onnx.ModelProto, model: ir.Model) -> None:
+        """Give ``model`` (deserialized from ``proto``) the weights left out of ``proto``."""
+        initializers = proto.graph.initializer
+        for index, span in self.spans.items():
+            tensor = initializers[index]
+            dtype = ir.DataType(tensor.data_type)
+            array = np.frombuffer(
+                self.data,
+                dtype=dtype.numpy(),
+                count=span.length * 8 // dtype.bitwidth,
+                offset=span.offset,
+            ).reshape(tuple(tensor.dims))
+            value = model.graph.initializers[tensor.name]
+            value.const_value = ir.Tensor(
+                array,
+                dtype=dtype,
+                name=tensor.name,
+                doc_string=tensor.doc_string or None,
+                metadata_props={entry.key: entry.value for entry in tensor.metadata_props},
+            )
+
+
+def _viewable(tensor: onnx.TensorProto) -> bool:
+    """Whether a tensor's ``raw_data`` reads as a numpy array of its dtype as it is stored."""
+    if tensor.data_location == onnx.TensorProto.EXTERNAL or sys.byteorder != "little":
+        return False
+    try:
+        dtype = ir.DataType(tensor.data_type)
+    except ValueError:
+        return False
+    return dtype != ir.DataType.STRING and dtype.bitwidth % 8 == 0
+
+
+def parse(path: Path) -> tuple[onnx.ModelProto, InlineWeights]:
+    """Parse the ONNX file at ``path``, its large main-graph weights left in its bytes.
+
+    Raises what ``ParseFromString`` raises for a file that is not a model. A file this reader
+    does not follow is parsed whole, as protobuf reads it.
+    """
+    data = path.read_bytes()
+    proto = onnx.ModelProto()
+    try:
+        skeleton, found = wire.split_weights(memoryview(data), MIN_BYTES)
+    except wire.WireError:
+        proto.ParseFromString(data)
+        return proto, InlineWeights(data, {})
+    proto.ParseFromString(skeleton)
+    initializers = proto.graph.initializer
+    names = [tensor.name for tensor in initializers]
+    if len(found) != len(initializers) or len(set(names)) != len(names):
+        proto.ParseFromString(data)  # positions cannot be matched to names: parsed whole
+        return proto, InlineWeights(data, {})
+    spans = {index: span for index, span in enumerate(found) if span is not None}
+    for index, span in list(spans.items()):
+        if not _viewable(initializers[index]):
+            initializers[index].raw_data = data[span.offset : span.offset + span.length]
+            del spans[index]
+    return proto, InlineWeights(data, spans)

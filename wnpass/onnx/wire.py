@@ -1,0 +1,173 @@
+"""The protobuf wire format of an ONNX file, read and written just enough to leave weights be.
+
+An ONNX file is a serialized ``ModelProto``. Its main graph is field 7, the graph's
+initializers are its repeated field 5, and each initializer is a ``TensorProto`` whose
+``raw_data`` (field 9) holds the weight's bytes. Parsing the whole file copies every weight
+into the parser's memory; :func:`split_weights` instead copies the file *without* the large
+``raw_data`` fields (the skeleton, which protobuf then parses in a moment) and says where each
+left-out field lies in the file, so that the weights are read straight from a memory map.
+:func:`varint` and :func:`key` encode the same fields when a model is written.
+
+Only what the file's bytes say is trusted here: every length is checked against the bytes
+that hold it, and anything this reader does not follow (a deprecated group, a field number 0,
+a length running past its message) raises :class:`WireError`, for the caller to fall back on
+protobuf's own parser and its message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+__all__ = ["Span", "WireError", "key", "split_weights", "varint"]
+
+MODEL_GRAPH = 7  # ModelProto.graph
+GRAPH_INITIALIZER = 5  # GraphProto.initializer
+TENSOR_RAW_DATA = 9  # TensorProto.raw_data
+
+_VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
+
+
+class WireError(ValueError):
+    """The bytes are not a protobuf message this reader follows."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Span:
+    """Where a left-out ``raw_data`` field's bytes lie in the file."""
+
+    offset: int
+    length: int
+
+
+def varint(number: int) -> bytes:
+    """``number`` (non-negative) as a protobuf varint."""
+    out = bytearray()
+    while True:
+        byte = number & 0x7F
+        number >>= 7
+        if not number:
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
+def key(field: int) -> bytes:
+    """The key of length-delimited field number ``field``."""
+    return varint((field << 3) | _LENGTH_DELIMITED)
+
+
+def _read_varint(buffer: memoryview, pos: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while shift < 70:
+        if pos >= end:
+            raise WireError("truncated varint")
+        byte = buffer[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+    raise WireError("varint longer than 10 bytes")
+
+
+def _fields(buffer: memoryview, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
+    """Each field of the message in ``buffer[start:end]`` as ``(number, wire type, start of
+    the field, start of its value, end of the field)``."""
+    pos = start
+    while pos < end:
+        field_start = pos
+        tag, pos = _read_varint(buffer, pos, end)
+        number, wire = tag >> 3, tag & 7
+        if number == 0:
+            raise WireError("field number 0")
+        if wire == _VARINT:
+            _, value_end = _read_varint(buffer, pos, end)
+        elif wire == _FIXED64:
+            value_end = pos + 8
+        elif wire == _FIXED32:
+            value_end = pos + 4
+        elif wire == _LENGTH_DELIMITED:
+            length, pos = _read_varint(buffer, pos, end)
+            value_end = pos + length
+        else:
+            raise WireError(f"wire type {wire} (groups are not read)")
+        if value_end > end:
+            raise WireError("a field runs past the end of its message")
+        yield number, wire, field_start, pos, value_end
+        pos = value_end
+
+
+class _Copy:
+    """The pieces of a message being copied: runs of unchanged bytes and rewritten fields."""
+
+    def __init__(self, buffer: memoryview, start: int) -> None:
+        self.buffer, self.run, self.size = buffer, start, 0
+        self.pieces: list[bytes | memoryview] = []
+
+    def add(self, piece: bytes | memoryview) -> None:
+        self.pieces.append(piece)
+        self.size += len(piece)
+
+    def skip(self, start: int, end: int) -> None:
+        """Copy the unchanged bytes before ``start``; leave out ``buffer[start:end]``."""
+        if start > self.run:
+            self.add(self.buffer[self.run : start])
+        self.run = end
+
+    def finish(self, end: int) -> None:
+        self.skip(end, end)
+
+
+def _tensor(buffer: memoryview, start: int, end: int, min_bytes: int) -> tuple[_Copy, Span | None]:
+    raw = [
+        (field_start, value_start, value_end)
+        for number, wire, field_start, value_start, value_end in _fields(buffer, start, end)
+        if number == TENSOR_RAW_DATA and wire == _LENGTH_DELIMITED
+    ]
+    copy = _Copy(buffer, start)
+    span = None
+    # one raw_data field (protobuf would keep the last of several: left to it), and large
+    if len(raw) == 1 and raw[0][2] - raw[0][1] > min_bytes:
+        field_start, value_start, value_end = raw[0]
+        copy.skip(field_start, value_end)
+        span = Span(value_start, value_end - value_start)
+    copy.finish(end)
+    return copy, span
+
+
+def _graph(
+    buffer: memoryview, start: int, end: int, min_bytes: int, spans: list[Span | None]
+) -> _Copy:
+    copy = _Copy(buffer, start)
+    for number, wire, field_start, value_start, value_end in _fields(buffer, start, end):
+        if number != GRAPH_INITIALIZER or wire != _LENGTH_DELIMITED:
+            continue
+        tensor, span = _tensor(buffer, value_start, value_end, min_bytes)
+        spans.append(span)
+        if span is not None:
+            copy.skip(field_start, value_end)
+            copy.add(key(GRAPH_INITIALIZER) + varint(tensor.size))
+            for piece in tensor.pieces:
+                copy.add(piece)
+    copy.finish(end)
+    return copy
+
+
+def split_weights(buffer: memoryview, min_bytes: int) -> tuple[bytes, list[Span | None]]:
+    """The serialized model in ``buffer`` without the ``raw_data`` of its main graph's
+    initializers over ``min_bytes``, and for each initializer in order (protobuf's order) the
+    :class:`Span` of the bytes left out, or None where the tensor was kept whole."""
+    spans: list[Span | None] = []
+    copy = _Copy(buffer, 0)
+    for number, wire, field_start, value_start, value_end in _fields(buffer, 0, len(buffer)):
+        if number != MODEL_GRAPH or wire != _LENGTH_DELIMITED:
+            continue
+        graph = _graph(buffer, value_start, value_end, min_bytes, spans)
+        if graph.size != value_end - value_start:
+            copy.skip(field_start, value_end)
+            copy.add(key(MODEL_GRAPH) + varint(graph.size))
+            for piece in graph.pieces:
+                copy.add(piece)
+    copy.finish(len(buffer))
+    return b"".join(copy.pieces), spans
