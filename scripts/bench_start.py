@@ -2,11 +2,13 @@
 
 The floor is a process that does the least any fold must: ``onnx.load`` + ``onnx.save`` of the
 same file. Each pair of runs alternates which goes first (A B, B A, ...), the ratio is taken
-pair by pair, and medians are reported, so a machine that drifts slows both alike. Peak
-memory is each process's own maximum resident set, from GNU time (``/usr/bin/time``).
+pair by pair, and medians are reported, so a machine that drifts slows both alike. Before
+each run, dirty pages are written back (``sync``), so that neither process pays for the
+other's writes. Peak memory is each process's own maximum resident set, from GNU time
+(``/usr/bin/time``). wnpass's bytecode is compiled first, as an installed package has it.
 
 Models: the TorchScript export of ``models/hifigan.py`` (small, every weight still computed
-from g and v), and a synthetic chain of weight-normed convolutions of about 128 MB.
+from g and v), and synthetic chains of weight-normed convolutions of 128 and 512 MiB.
 
     python scripts/bench_start.py [--runs 7] [--folder bench-out/start] [--json FILE]
 
@@ -33,6 +35,31 @@ from onnx import TensorProto, helper
 ROOT = Path(__file__).resolve().parents[1]
 FLOOR = "import onnx, sys; onnx.save(onnx.load(sys.argv[1]), sys.argv[2])"
 
+# Where each process spends its time, phase by phase, timed inside a fresh process.
+PHASES = """
+import json, sys, time
+marks = [("start", time.perf_counter())]
+def mark(name): marks.append((name, time.perf_counter()))
+import onnx; mark("import onnx")
+source, out = sys.argv[1], sys.argv[2]
+if sys.argv[3] == "floor":
+    model = onnx.load(source); mark("load")
+    onnx.save(model, out); mark("save")
+else:
+    from wnpass._deferred import defer_sympy
+    defer_sympy()
+    import onnx_ir; mark("import onnx_ir")
+    from wnpass.onnx import fold, io
+    from wnpass.plan import IOPlan; mark("import wnpass")
+    plan = IOPlan()
+    model = io.load(source, plan); mark("load and check")
+    target = io.plan_save(plan, model, out)
+    plan.check()
+    fold.FoldWeightNormPass()(model); mark("fold")
+    io.save(model, target, plan); mark("save")
+print(json.dumps({b[0]: b[1] - a[1] for a, b in zip(marks, marks[1:])}))
+"""
+
 
 def small_model(folder: Path) -> Path:
     path = folder / "hifigan.onnx"
@@ -50,9 +77,9 @@ def small_model(folder: Path) -> Path:
     return path
 
 
-def large_model(folder: Path, layers: int = 8, channels: int = 512, kernel: int = 16) -> Path:
-    """About 128 MB of weight-normed Conv weights in one file."""
-    path = folder / "chain.onnx"
+def large_model(folder: Path, layers: int, channels: int = 512, kernel: int = 16) -> Path:
+    """``layers`` weight-normed Convs in one file, 16 MiB of weights each."""
+    path = folder / f"chain-{layers * channels * channels * kernel * 4 // 2**20}.onnx"
     if path.exists():
         return path
     rng = np.random.default_rng(0)
@@ -133,16 +160,36 @@ def measure(model: Path, runs: int) -> dict[str, object]:
     }
 
 
+def phases(model: Path, runs: int) -> dict[str, dict[str, float]]:
+    """Median seconds of each phase, for wnpass and for the floor, over ``runs`` processes."""
+    out = model.with_name(model.stem + ".out.onnx")
+    medians = {}
+    for who in ("wnpass", "floor"):
+        samples: dict[str, list[float]] = {}
+        for _ in range(runs):
+            os.sync()
+            argv = [sys.executable, "-c", PHASES, str(model), str(out), who]
+            result = subprocess.run(argv, capture_output=True, text=True, check=True)
+            for name, seconds in json.loads(result.stdout.splitlines()[-1]).items():
+                samples.setdefault(name, []).append(seconds)
+        medians[who] = {name: statistics.median(values) for name, values in samples.items()}
+    return medians
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--folder", type=Path, default=ROOT / "bench-out" / "start")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--phases", action="store_true", help="also time each phase inside the processes"
+    )
     args = parser.parse_args()
     args.folder.mkdir(parents=True, exist_ok=True)
     # an installed package has its bytecode compiled (pip does it); a checkout may not have it
     compileall.compile_dir(ROOT / "wnpass", quiet=1)
-    rows = [measure(m, args.runs) for m in (small_model(args.folder), large_model(args.folder))]
+    models = [small_model(args.folder), *(large_model(args.folder, n) for n in (8, 32))]
+    rows = [measure(m, args.runs) for m in models]
     print(
         "| model | size MiB | wnpass s | floor s | wnpass/floor (min-max) | peak MiB wnpass/floor |"
     )
@@ -153,6 +200,13 @@ def main() -> None:
             f"{r['ratio']:.2f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f}) | "
             f"{r['wnpass_peak_mib']:.0f} / {r['floor_peak_mib']:.0f} |"
         )
+    if args.phases:
+        print("\n| model | process | phase | median s |\n|---|---|---|---:|")
+        for model, row in zip(models, rows, strict=True):
+            row["phases"] = phases(model, args.runs)
+            for who, split in row["phases"].items():
+                for name, seconds in split.items():
+                    print(f"| {model.name} | {who} | {name} | {seconds:.3f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

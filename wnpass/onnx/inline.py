@@ -22,7 +22,8 @@ from wnpass.onnx import wire
 
 __all__ = ["InlineWeights", "parse"]
 
-# Weights over this many bytes are left in the file's bytes; smaller ones are parsed as usual.
+# Weights over this many bytes are left in the file's bytes; smaller ones are parsed as usual
+# (and are the ones the ONNX checker is given with their values).
 MIN_BYTES = 4096
 
 

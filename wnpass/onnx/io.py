@@ -260,8 +260,9 @@ def _all_tensor_protos(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
 
 # Initializers up to this size go to the checker with their data (shape inference reads small
 # constants such as Reshape's shape); larger ones become typed graph inputs, which is all that
-# checking and inferring shapes needs, and costs no copy of the weights.
-_CHECKER_DATA_BYTES = 4096
+# checking and inferring shapes needs, and costs no copy of the weights. The same bound as the
+# weights left in the file's bytes when it is read: only those under it were parsed.
+_CHECKER_DATA_BYTES = inline.MIN_BYTES
 
 
 def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
