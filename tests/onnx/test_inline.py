@@ -143,3 +143,16 @@ def test_a_file_the_reader_does_not_follow_is_parsed_by_protobuf(tmp_path: Path)
         _weight(io.load(path), "w"),
         numpy_helper.to_array(proto.graph.initializer[0]),
     )
+
+
+@pytest.mark.parametrize("data_type", [TensorProto.UNDEFINED, TensorProto.STRING, 999])
+def test_a_large_weight_of_no_numeric_type_is_refused_in_one_line(
+    tmp_path: Path, data_type: int
+) -> None:
+    path = _save(tmp_path, [numpy_helper.from_array(rand(64, 64), "w")])
+    model = onnx.load(path)
+    model.graph.initializer[0].data_type = data_type
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(InvalidModelError) as error:
+        io.load(path)
+    assert "\n" not in str(error.value)

@@ -66,10 +66,9 @@ def _viewable(tensor: onnx.TensorProto) -> bool:
     if tensor.data_location == onnx.TensorProto.EXTERNAL or sys.byteorder != "little":
         return False
     try:
-        dtype = ir.DataType(tensor.data_type)
-    except ValueError:
+        return ir.DataType(tensor.data_type).bitwidth % 8 == 0
+    except (ValueError, TypeError):  # not a data type, or one without a width (string)
         return False
-    return dtype != ir.DataType.STRING and dtype.bitwidth % 8 == 0
 
 
 def parse(path: Path) -> tuple[onnx.ModelProto, InlineWeights]:

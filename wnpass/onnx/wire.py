@@ -5,7 +5,7 @@ initializers are its repeated field 5, and each initializer is a ``TensorProto``
 ``raw_data`` (field 9) holds the weight's bytes. Parsing the whole file copies every weight
 into the parser's memory; :func:`split_weights` instead copies the file *without* the large
 ``raw_data`` fields (the skeleton, which protobuf then parses in a moment) and says where each
-left-out field lies in the file, so that the weights are read straight from a memory map.
+left-out field lies in the file, so that the weights are read straight from the file's bytes.
 :func:`varint` and :func:`key` encode the same fields when a model is written.
 
 Only what the file's bytes say is trusted here: every length is checked against the bytes
