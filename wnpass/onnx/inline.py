@@ -10,6 +10,7 @@ the file while it is open (a map of a file truncated by another process faults).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
@@ -33,11 +34,6 @@ class InlineWeights:
 
     data: bytes
     spans: dict[int, wire.Span]
-
-    def nbytes(self, index: int) -> int | None:
-        """How many bytes initializer ``index`` holds here; None if protobuf holds them."""
-        span = self.spans.get(index)
-        return None if span is None else span.length
 
     def attach(self, proto: onnx.ModelProto, model: ir.Model) -> None:
         """Give ``model`` (deserialized from ``proto``) the weights left out of ``proto``."""
@@ -79,16 +75,15 @@ def parse(path: Path) -> tuple[onnx.ModelProto, InlineWeights]:
     """
     data = path.read_bytes()
     proto = onnx.ModelProto()
-    try:
+    found: list[wire.Span | None] | None = None
+    with contextlib.suppress(wire.WireError):
         skeleton, found = wire.split_weights(memoryview(data), MIN_BYTES)
-    except wire.WireError:
-        proto.ParseFromString(data)
-        return proto, InlineWeights(data, {})
-    proto.ParseFromString(skeleton)
+        proto.ParseFromString(skeleton)
     initializers = proto.graph.initializer
     names = [tensor.name for tensor in initializers]
-    if len(found) != len(initializers) or len(set(names)) != len(names):
-        proto.ParseFromString(data)  # positions cannot be matched to names: parsed whole
+    # not followed by the wire reader, or positions that cannot be matched to names
+    if found is None or len(found) != len(names) or len(set(names)) != len(names):
+        proto.ParseFromString(data)
         return proto, InlineWeights(data, {})
     spans = {index: span for index, span in enumerate(found) if span is not None}
     for index, span in list(spans.items()):

@@ -189,11 +189,8 @@ def _check_external_data(proto: onnx.ModelProto, path: Path) -> set[Path]:
 def _check_inline_sizes(proto: onnx.ModelProto, path: Path, weights: inline.InlineWeights) -> None:
     """Refuse a tensor whose stored bytes do not match its declared shape (a huge declared
     shape over a few bytes would otherwise be allocated or read past its end)."""
-    initializers = proto.graph.initializer
     left_in_file = (
-        (initializers[index], length)
-        for index in range(len(initializers))
-        if (length := weights.nbytes(index)) is not None
+        (proto.graph.initializer[index], span.length) for index, span in weights.spans.items()
     )
     parsed = (
         (tensor, len(tensor.raw_data))

@@ -119,21 +119,16 @@ class _Copy:
         self.skip(end, end)
 
 
-def _tensor(buffer: memoryview, start: int, end: int, min_bytes: int) -> tuple[_Copy, Span | None]:
+def _raw_data(buffer: memoryview, start: int, end: int, min_bytes: int) -> tuple[int, Span] | None:
+    """Where the tensor in ``buffer[start:end]`` has its one ``raw_data`` field over
+    ``min_bytes``: the field's start and its value's span. None for anything else (protobuf
+    would keep the last of several fields: left to it)."""
     raw = [
-        (field_start, value_start, value_end)
+        (field_start, Span(value_start, value_end - value_start))
         for number, wire, field_start, value_start, value_end in _fields(buffer, start, end)
         if number == TENSOR_RAW_DATA and wire == _LENGTH_DELIMITED
     ]
-    copy = _Copy(buffer, start)
-    span = None
-    # one raw_data field (protobuf would keep the last of several: left to it), and large
-    if len(raw) == 1 and raw[0][2] - raw[0][1] > min_bytes:
-        field_start, value_start, value_end = raw[0]
-        copy.skip(field_start, value_end)
-        span = Span(value_start, value_end - value_start)
-    copy.finish(end)
-    return copy, span
+    return raw[0] if len(raw) == 1 and raw[0][1].length > min_bytes else None
 
 
 def _graph(
@@ -143,13 +138,17 @@ def _graph(
     for number, wire, field_start, value_start, value_end in _fields(buffer, start, end):
         if number != GRAPH_INITIALIZER or wire != _LENGTH_DELIMITED:
             continue
-        tensor, span = _tensor(buffer, value_start, value_end, min_bytes)
-        spans.append(span)
-        if span is not None:
+        found = _raw_data(buffer, value_start, value_end, min_bytes)
+        spans.append(None if found is None else found[1])
+        if found is not None:  # the initializer again, without its raw_data field
+            raw_start, span = found
+            raw_end = span.offset + span.length
             copy.skip(field_start, value_end)
-            copy.add(key(GRAPH_INITIALIZER) + varint(tensor.size))
-            for piece in tensor.pieces:
-                copy.add(piece)
+            copy.add(
+                key(GRAPH_INITIALIZER) + varint(value_end - value_start - (raw_end - raw_start))
+            )
+            copy.add(buffer[value_start:raw_start])
+            copy.add(buffer[raw_end:value_end])
     copy.finish(end)
     return copy
 
