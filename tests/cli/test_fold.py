@@ -58,3 +58,20 @@ def test_every_opset_from_9_to_the_newest_folds(opset: int, tmp_path: Path) -> N
     except Exception as error:  # an onnxruntime older than this opset
         pytest.skip(f"onnxruntime cannot run opset {opset}: {str(error).splitlines()[0][:120]}")
     assert_close(run(folded, feeds), expected)
+
+
+@pytest.mark.parametrize("command", ["fold", "inspect"])
+def test_the_model_is_read_once_while_onnx_is_imported(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI reads the model ahead, and the loader takes those bytes instead of reading."""
+    path = unchecked(tmp_path, onnx_model(WN, v=rand(3, 4), g=rand(3, 1)))
+
+    def no_second_read(self: Path) -> bytes:
+        raise AssertionError(f"{self} read again")
+
+    monkeypatch.setattr(Path, "read_bytes", no_second_read)
+    assert main([command, str(path)]) == 0
+    if command == "fold":
+        folded = onnx.load(tmp_path / "model.folded.onnx")
+        assert [n.op_type for n in folded.graph.node] == ["Gemm"]

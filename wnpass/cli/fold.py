@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from wnpass import readahead
 from wnpass._deferred import defer_sympy
 from wnpass.cli.options import add_check_options, add_json_option, check_options
 from wnpass.cli.output import Printer
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         return checkpoint.fold(args, out)
     if args.check_model is not None or args.factory is not None:
         raise UsageError("--model and --factory verify a checkpoint fold; for ONNX use --verify")
+    readahead.start(args.model)  # while onnx is imported
     defer_sympy()  # an ONNX fold never needs it
     from wnpass.onnx.api import fold_onnx
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from wnpass import readahead
 from wnpass._deferred import defer_sympy
 from wnpass.cli.options import add_json_option, add_selection_arguments, blamed_on, selection
 from wnpass.cli.output import Printer
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         plan.write(args.json, "json_path")
     if args.model.suffix == ".py":
         return _inspect_model_py(args, out, plan)
+    readahead.start(args.model)  # while onnx is imported
     defer_sympy()  # inspecting an ONNX model never needs it
     from wnpass.errors import UsageError
     from wnpass.onnx import io

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from wnpass import readahead
 from wnpass.onnx import wire
 
 __all__ = ["InlineWeights", "parse"]
@@ -71,9 +72,12 @@ def parse(path: Path) -> tuple[onnx.ModelProto, InlineWeights]:
     """Parse the ONNX file at ``path``, its large main-graph weights left in its bytes.
 
     Raises what ``ParseFromString`` raises for a file that is not a model. A file this reader
-    does not follow is parsed whole, as protobuf reads it.
+    does not follow is parsed whole, as protobuf reads it. The bytes are those read ahead
+    (:mod:`wnpass.readahead`) when the file is still the one read.
     """
-    data = path.read_bytes()
+    data = readahead.claim(path)
+    if data is None:
+        data = path.read_bytes()
     proto = onnx.ModelProto()
     found: list[wire.Span | None] | None = None
     with contextlib.suppress(wire.WireError):
