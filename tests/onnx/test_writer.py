@@ -10,6 +10,7 @@ import onnx
 import onnx_ir as ir
 
 from tests.helpers import onnx_model, rand
+from wnpass.onnx import writer
 from wnpass.onnx.writer import write_model
 
 
@@ -42,3 +43,44 @@ def test_streamed_model_equals_the_serialized_one() -> None:
     assert isinstance(graph.initializers["half"].const_value, ir.Tensor)
     w = graph.initializers["w"].const_value
     assert w is not None and w.numpy().shape == (3, 4)
+
+
+def test_writeback_covers_exactly_the_weight_bytes(monkeypatch, tmp_path) -> None:
+    """With ``writeback``, every byte of every weight is handed to the disk once, slice by
+    slice as written, and the file is the same as without it."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2, 40] x) => (float[2, 30] y) {
+            y = Gemm <transB = 1> (x, w)
+        }
+    """
+    w = rand(30, 40)
+    model = ir.serde.deserialize_model(onnx_model(text, w=w))
+    model.graph.initializers["w"].const_value = ir.Tensor(w, name="w")  # as a fold leaves it
+    monkeypatch.setattr(writer, "SLICE_BYTES", 1000)  # 4800 bytes: 5 slices
+    calls: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(writer.os, "posix_fadvise", lambda *args: calls.append(args[1:]))
+    with open(tmp_path / "back.onnx", "wb") as stream:
+        write_model(model, stream, writeback=True)
+    with open(tmp_path / "plain.onnx", "wb") as stream:
+        write_model(model, stream)
+    written = (tmp_path / "back.onnx").read_bytes()
+    assert written == (tmp_path / "plain.onnx").read_bytes()
+    assert [length for _, length, _ in calls] == [1000] * 4 + [800]
+    assert all(advice == writer.os.POSIX_FADV_DONTNEED for *_, advice in calls)
+    starts = [start for start, _, _ in calls]
+    assert starts == list(range(starts[0], starts[0] + 4800, 1000))
+    assert written[starts[0] : starts[0] + 4800] == w.tobytes()
+
+
+def test_writeback_to_a_buffer_is_skipped(monkeypatch) -> None:
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2, 4] x) => (float[2, 3] y) {
+            y = Gemm <transB = 1> (x, w)
+        }
+    """
+    model = ir.serde.deserialize_model(onnx_model(text, w=rand(3, 4)))
+    buffer = stdio.BytesIO()
+    write_model(model, buffer, writeback=True)  # no file descriptor: nothing to hand over
+    assert onnx.load_from_string(buffer.getvalue()) == ir.serde.serialize_model(model)

@@ -449,7 +449,8 @@ def save(
     """
     path = target.path
     # A model that keeps its weights outside is small; only such a file can leave data behind.
-    small = os.path.isfile(path) and os.path.getsize(path) < _SMALL_MODEL
+    replacing = os.path.isfile(path)
+    small = replacing and os.path.getsize(path) < _SMALL_MODEL
     replaced = external_files(path) if small else set()
     _drop_added_value_info(model)
     _internalize_attribute_tensors(model)
@@ -468,7 +469,7 @@ def save(
                 ir.save(model, staged, external_data=target.data_name, callback=callback)
         else:
             with open(staged, "wb") as stream:
-                write_model(model, stream, progress)
+                write_model(model, stream, progress, writeback=replacing)
         if gate is not None and not gate(staged):
             logger.info("%s: not published (the check failed)", path)
             return False
