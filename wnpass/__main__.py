@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from wnpass.cli import run
 
-from wnpass.cli import main
-
-sys.exit(main())
+run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,28 @@ def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("wnpass: error: ") and result.stderr.count("\n") == 1
     assert not (tmp_path / "junk.folded.onnx").exists()
+
+
+def test_the_program_flushes_everything_before_it_exits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The program skips the interpreter's teardown: what it printed and wrote is whole, and
+    the exit code is main's."""
+    path = weight_normed(tmp_path)
+    assert main(["inspect", str(path)]) == 0
+    printed = capsys.readouterr().out
+    argv = [sys.executable, "-m", "wnpass"]
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    inspected = subprocess.run([*argv, "inspect", str(path)], capture_output=True, text=True)
+    assert (inspected.returncode, inspected.stdout) == (0, printed)
+    helped = subprocess.run([*argv, "fold", "--help"], capture_output=True, text=True, env=buffered)
+    assert helped.returncode == 0 and "--weight-norm-only" in helped.stdout  # argparse's print
+    report = tmp_path / "r.json"
+    folded = subprocess.run([*argv, "fold", str(path), "--json", str(report)], capture_output=True)
+    assert folded.returncode == 0 and json.loads(report.read_text())["folded"] == 1
+    assert sites_left(tmp_path / "model.folded.onnx") == 0
+    missing = subprocess.run([*argv, "fold", str(tmp_path / "no.onnx")], capture_output=True)
+    assert missing.returncode == 2 and missing.stderr.endswith(b"no such file\n")
 
 
 def _perturbed(tmp_path: Path, folded: Path) -> Path:
