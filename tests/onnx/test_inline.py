@@ -156,3 +156,48 @@ def test_a_large_weight_of_no_numeric_type_is_refused_in_one_line(
     with pytest.raises(InvalidModelError) as error:
         io.load(path)
     assert "\n" not in str(error.value)
+
+
+def test_the_skeleton_is_read_without_the_large_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a file references is read without reading its large weights' bytes at all."""
+    path = _save(tmp_path, _many_kinds())
+    parsed, weights = inline.parse(path)
+    reads: list[tuple[int, int]] = []
+    real_pread = inline.os.pread
+
+    def pread(fd: int, length: int, offset: int) -> bytes:
+        reads.append((offset, offset + length))
+        return real_pread(fd, length, offset)
+
+    monkeypatch.setattr(inline.os, "pread", pread)
+    monkeypatch.setattr(inline.FileBytes, "WINDOW", 64)  # windows never reach into a weight
+    assert inline.skeleton(path, whole_below=0) == parsed
+    assert weights.spans and reads
+    for span in weights.spans.values():  # at most a window's peek past the field's length
+        end = span.offset + span.length
+        assert sum(max(0, min(e, end) - max(s, span.offset)) for s, e in reads) <= 64
+
+
+@pytest.mark.parametrize(("whole_below", "parsed"), [(2**20, True), (1024, False)])
+def test_a_skeleton_the_reader_does_not_follow_is_parsed_whole_only_when_small(
+    tmp_path: Path, whole_below: int, parsed: bool
+) -> None:
+    path = _save(tmp_path, [numpy_helper.from_array(rand(64, 64), "w")])
+    path.write_bytes(path.read_bytes() + b"\xfb\x07\xfc\x07")  # an empty group: not followed
+    proto = inline.skeleton(path, whole_below)
+    assert (len(proto.graph.initializer) == 1) is parsed
+
+
+def test_a_file_shorter_than_it_was_is_not_read_past_its_end(tmp_path: Path) -> None:
+    path = _save(tmp_path, [numpy_helper.from_array(rand(64, 64), "w")])
+    with open(path, "rb") as stream:
+        view = inline.FileBytes(stream.fileno(), path.stat().st_size)
+        path.write_bytes(path.read_bytes()[:100])
+        with pytest.raises(inline.wire.WireError, match="shorter"):
+            view[50:200]
+        with pytest.raises(inline.wire.WireError, match="shorter"):
+            view[99]  # a window past the end
+        with pytest.raises(IndexError):
+            view[len(view)]

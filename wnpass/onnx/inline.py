@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import sys
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import onnx
@@ -22,7 +24,7 @@ import onnx_ir as ir
 from wnpass import readahead
 from wnpass.onnx import wire
 
-__all__ = ["InlineWeights", "parse"]
+__all__ = ["FileBytes", "InlineWeights", "parse", "skeleton"]
 
 # Weights over this many bytes are left in the file's bytes; smaller ones are parsed as usual
 # (and are the ones the ONNX checker is given with their values).
@@ -95,3 +97,57 @@ def parse(path: Path) -> tuple[onnx.ModelProto, InlineWeights]:
             initializers[index].raw_data = data[span.offset : span.offset + span.length]
             del spans[index]
     return proto, InlineWeights(data, spans)
+
+
+class FileBytes:
+    """The bytes of an open file, read only where they are looked at: single bytes through a
+    small window, slices by exact reads. What is skipped over (large weights) is never read."""
+
+    WINDOW = 4096  # a weight left unread is larger (MIN_BYTES)
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd, self.size = fd, size
+        self.start, self.window = 0, b""
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> bytes: ...
+
+    def __getitem__(self, index: int | slice) -> int | bytes:
+        if isinstance(index, slice):
+            start, stop, _ = index.indices(self.size)
+            return self._read(start, max(stop - start, 0))
+        if not self.start <= index < self.start + len(self.window):
+            if not 0 <= index < self.size:
+                raise IndexError(index)
+            self.start = index
+            self.window = self._read(index, min(self.WINDOW, self.size - index))
+        return self.window[index - self.start]
+
+    def _read(self, offset: int, length: int) -> bytes:
+        data = os.pread(self.fd, length, offset)
+        if len(data) != length:
+            raise wire.WireError("the file is shorter than when it was opened")
+        return data
+
+
+def skeleton(path: Path, whole_below: int) -> onnx.ModelProto:
+    """The model at ``path`` without its large main-graph weights, which are not read at all
+    (for what the file references). A file the wire reader does not follow is parsed whole if
+    it is smaller than ``whole_below`` bytes; a larger one gives an empty model."""
+    proto = onnx.ModelProto()
+    with open(path, "rb") as stream:
+        size = os.fstat(stream.fileno()).st_size
+        try:
+            pieces, _ = wire.split_weights(FileBytes(stream.fileno(), size), MIN_BYTES)
+        except wire.WireError:
+            if size < whole_below:
+                proto.ParseFromString(stream.read())
+            return proto
+    proto.ParseFromString(pieces)
+    return proto

@@ -39,8 +39,8 @@ logger = logging.getLogger(__name__)
 
 # Protobuf cannot serialise a message over 2 GiB: larger models must keep weights outside.
 PROTOBUF_LIMIT = 2**31 - 1
-# Below this size an existing output is read for the data files it uses, to remove them when it
-# is replaced; a file with its weights inside is larger, and reading it would cost a full parse.
+# An existing output that the wire reader does not follow is parsed whole, for the data files it
+# uses, only below this size (a larger one is not a model that keeps its weights outside).
 _SMALL_MODEL = 64 * 2**20
 
 
@@ -367,9 +367,10 @@ def _weights_bytes(model: ir.Model) -> int:
 
 def external_files(path: str | os.PathLike[str]) -> set[Path]:
     """The external data files an ONNX file's tensors name (normalized, symbolic links not
-    followed: a link is itself, and is never deleted through); empty if unreadable."""
+    followed: a link is itself, and is never deleted through); empty if unreadable. The
+    file's large inline weights are not read."""
     try:
-        proto, _ = inline.parse(Path(path))
+        proto = inline.skeleton(Path(path), _SMALL_MODEL)
     except Exception:  # not a model (or not there): it references nothing
         return set()
     folder = Path(path).parent
@@ -448,10 +449,8 @@ def save(
     only where ``plan.may_delete`` allows; the others are listed in ``plan.left``.
     """
     path = target.path
-    # A model that keeps its weights outside is small; only such a file can leave data behind.
     replacing = os.path.isfile(path)
-    small = replacing and os.path.getsize(path) < _SMALL_MODEL
-    replaced = external_files(path) if small else set()
+    replaced = external_files(path) if replacing else set()
     _drop_added_value_info(model)
     _internalize_attribute_tensors(model)
     with plan.staging(path) as staging:

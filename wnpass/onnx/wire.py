@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from typing import Protocol, overload
 
-__all__ = ["Span", "WireError", "key", "split_weights", "varint"]
+__all__ = ["Buffer", "Span", "WireError", "key", "split_weights", "varint"]
 
 MODEL_GRAPH = 7  # ModelProto.graph
 GRAPH_INITIALIZER = 5  # GraphProto.initializer
@@ -30,6 +31,18 @@ _VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
 
 class WireError(ValueError):
     """The bytes are not a protobuf message this reader follows."""
+
+
+class Buffer(Protocol):
+    """Bytes to walk: a ``memoryview``, or a file read on demand (``inline.FileBytes``)."""
+
+    def __len__(self) -> int: ...
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> bytes | memoryview: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +70,9 @@ def key(field: int) -> bytes:
     return varint((field << 3) | _LENGTH_DELIMITED)
 
 
-def _read_varint(buffer: memoryview, pos: int, end: int) -> tuple[int, int]:
+def _read_varint(buffer: Buffer, pos: int, end: int) -> tuple[int, int]:
+    if pos < end and (byte := buffer[pos]) < 0x80:  # one byte: most tags and lengths
+        return byte, pos + 1
     result = shift = 0
     while shift < 70:
         if pos >= end:
@@ -71,7 +86,7 @@ def _read_varint(buffer: memoryview, pos: int, end: int) -> tuple[int, int]:
     raise WireError("varint longer than 10 bytes")
 
 
-def _fields(buffer: memoryview, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
+def _fields(buffer: Buffer, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
     """Each field of the message in ``buffer[start:end]`` as ``(number, wire type, start of
     the field, start of its value, end of the field)``."""
     pos = start
@@ -101,7 +116,7 @@ def _fields(buffer: memoryview, start: int, end: int) -> Iterator[tuple[int, int
 class _Copy:
     """The pieces of a message being copied: runs of unchanged bytes and rewritten fields."""
 
-    def __init__(self, buffer: memoryview, start: int) -> None:
+    def __init__(self, buffer: Buffer, start: int) -> None:
         self.buffer, self.run, self.size = buffer, start, 0
         self.pieces: list[bytes | memoryview] = []
 
@@ -119,7 +134,7 @@ class _Copy:
         self.skip(end, end)
 
 
-def _raw_data(buffer: memoryview, start: int, end: int, min_bytes: int) -> tuple[int, Span] | None:
+def _raw_data(buffer: Buffer, start: int, end: int, min_bytes: int) -> tuple[int, Span] | None:
     """Where the tensor in ``buffer[start:end]`` has its one ``raw_data`` field over
     ``min_bytes``: the field's start and its value's span. None for anything else (protobuf
     would keep the last of several fields: left to it)."""
@@ -131,9 +146,7 @@ def _raw_data(buffer: memoryview, start: int, end: int, min_bytes: int) -> tuple
     return raw[0] if len(raw) == 1 and raw[0][1].length > min_bytes else None
 
 
-def _graph(
-    buffer: memoryview, start: int, end: int, min_bytes: int, spans: list[Span | None]
-) -> _Copy:
+def _graph(buffer: Buffer, start: int, end: int, min_bytes: int, spans: list[Span | None]) -> _Copy:
     copy = _Copy(buffer, start)
     for number, wire, field_start, value_start, value_end in _fields(buffer, start, end):
         if number != GRAPH_INITIALIZER or wire != _LENGTH_DELIMITED:
@@ -153,7 +166,7 @@ def _graph(
     return copy
 
 
-def split_weights(buffer: memoryview, min_bytes: int) -> tuple[bytes, list[Span | None]]:
+def split_weights(buffer: Buffer, min_bytes: int) -> tuple[bytes, list[Span | None]]:
     """The serialized model in ``buffer`` without the ``raw_data`` of its main graph's
     initializers over ``min_bytes``, and for each initializer in order (protobuf's order) the
     :class:`Span` of the bytes left out, or None where the tensor was kept whole."""
