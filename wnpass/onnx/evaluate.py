@@ -39,6 +39,8 @@ import ml_dtypes
 import numpy as np
 import onnx_ir as ir
 
+from wnpass.onnx.graphs import const_tensor
+
 __all__ = [
     "EVALUABLE_OPS",
     "FLOAT_TYPES",
@@ -127,7 +129,7 @@ def const_leaf(value: ir.Value) -> ir.TensorProtocol | None:
     if value.is_graph_input():
         return None
     try:
-        return ir.convenience.get_const_tensor(value)
+        return const_tensor(value)
     except ValueError:  # a malformed Constant node
         return None
 

@@ -18,7 +18,7 @@ import logging
 import onnx_ir as ir
 
 from wnpass.onnx import naming
-from wnpass.onnx.graphs import graphs_of, walk_cone
+from wnpass.onnx.graphs import const_tensor, graphs_of, walk_cone
 from wnpass.onnx.match import Site, find_sites
 from wnpass.onnx.weights import declared_dtype, folded_weight
 from wnpass.report import FoldReport, SiteReport
@@ -57,7 +57,7 @@ def graph_label(graph: ir.Graph | ir.Function, model: ir.Model) -> str:
 
 
 def _describe(site: Site, model: ir.Model, status: str, name: str) -> SiteReport:
-    const = None if site.v is None else ir.convenience.get_const_tensor(site.v)
+    const = None if site.v is None else const_tensor(site.v)
     shape = None if const is None else list(const.shape.numpy())
     dtype = declared_dtype(site.target)
     return SiteReport(

@@ -1,4 +1,5 @@
-"""Walking onnx-ir models: every graph (subgraphs and functions), and the cone of a value.
+"""Walking onnx-ir models: every graph (subgraphs and functions), the cone of a value, and the
+constant a value holds.
 
 Every walk is iterative, so a chain of thousands of nodes or deeply nested bodies are fine.
 """
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 import onnx_ir as ir
 
-__all__ = ["graphs_of", "subgraphs_of", "walk_cone"]
+__all__ = ["const_tensor", "graphs_of", "subgraphs_of", "walk_cone"]
 
 
 def graphs_of(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
@@ -56,3 +57,24 @@ def walk_cone(value: ir.Value) -> Iterator[ir.Value]:
             continue
         if (node := current.producer()) is not None:
             stack.extend(i for i in node.inputs if i is not None)
+
+
+def const_tensor(value: ir.Value) -> ir.TensorProtocol | None:
+    """``ir.convenience.get_const_tensor(value)``: an initializer's tensor or a ``Constant``'s.
+
+    A ``Constant`` holding a tensor is read here directly: onnx-ir checks that tensor against a
+    runtime protocol, which costs 60 microseconds a call on Python 3.11 (a tenth of the fold of
+    a small export). Every other form is left to onnx-ir, errors included.
+    """
+    if value.const_value is not None:
+        return value.const_value
+    node = value.producer()
+    if node is None or node.op_type != "Constant" or node.domain != "":
+        return None
+    attr = node.attributes.get("value")
+    single = len(node.outputs) == 1 and len(node.attributes) == 1
+    if single and attr is not None and not attr.is_ref() and attr.type == ir.AttributeType.TENSOR:
+        tensor: ir.TensorProtocol = attr.value
+        tensor.name = value.name  # as onnx-ir names it
+        return tensor
+    return ir.convenience.get_const_tensor(value)

@@ -27,7 +27,7 @@ import logging
 import onnx_ir as ir
 
 from wnpass.onnx import evaluate as ev
-from wnpass.onnx.graphs import graphs_of, walk_cone
+from wnpass.onnx.graphs import const_tensor, graphs_of, walk_cone
 from wnpass.onnx.norms import (
     Norm,
     as_norm,
@@ -113,8 +113,8 @@ class Site:
 
     def _axes_from_g(self) -> list[int] | None:
         """The axes where g (broadcast against v) has size 1: the reduced ones."""
-        v = None if self.v is None else ir.convenience.get_const_tensor(self.v)
-        g = None if self.g is None else ir.convenience.get_const_tensor(self.g)
+        v = None if self.v is None else const_tensor(self.v)
+        g = None if self.g is None else const_tensor(self.g)
         if v is None or g is None or len(g.shape) != len(v.shape):
             return None
         axes = [a for a, size in enumerate(g.shape.numpy()) if size == 1]
@@ -151,7 +151,7 @@ def describe_consumer(node: ir.Node, index: int) -> str:
 
 
 def _rank(value: ir.Value) -> int | None:
-    const = ir.convenience.get_const_tensor(value)
+    const = const_tensor(value)
     if const is not None:
         return len(const.shape)
     return None if value.shape is None else len(value.shape)
@@ -222,7 +222,7 @@ def _constant_reason(value: ir.Value, role: str) -> str | None:
         while True:
             if value.is_graph_input():
                 return instead or f"{what} '{value.name}' is a graph input"
-            if ir.convenience.get_const_tensor(value) is not None:
+            if const_tensor(value) is not None:
                 break
             node = producer(value, *_CONST_PASSTHROUGH)
             if node is None:

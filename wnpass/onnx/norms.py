@@ -15,6 +15,8 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
+from wnpass.onnx.graphs import const_tensor
+
 __all__ = [
     "Norm",
     "as_norm",
@@ -59,7 +61,7 @@ def const_scalar(value: ir.Value | None) -> float | None:
     """The value of a constant scalar (or one-element tensor), else None."""
     if value is None or value.is_graph_input():
         return None
-    const = ir.convenience.get_const_tensor(value)
+    const = const_tensor(value)
     if const is None or const.size != 1:
         return None
     return float(np.asarray(const.numpy()).reshape(-1)[0])
@@ -96,7 +98,7 @@ def _known_rank(value: ir.Value) -> int | None:
     if value.shape is not None:
         return len(value.shape)
     if (node := producer(value, "Reshape")) is not None and node.inputs[1] is not None:
-        shape = ir.convenience.get_const_tensor(node.inputs[1])
+        shape = const_tensor(node.inputs[1])
         return None if shape is None else int(shape.size)
     return 2 if producer(value, "Flatten") is not None else None
 
@@ -127,7 +129,7 @@ def _reduction_axes(node: ir.Node) -> tuple[int, ...] | str | None:
     """Axes of a Reduce* node; None for all; a string reason when they cannot be read."""
     if len(node.inputs) > 1 and node.inputs[1] is not None:
         axes_value = node.inputs[1]
-        const = None if axes_value.is_graph_input() else ir.convenience.get_const_tensor(axes_value)
+        const = None if axes_value.is_graph_input() else const_tensor(axes_value)
         if const is None:
             return "reduction axes are not constant"
         axes = tuple(int(a) for a in np.asarray(const.numpy()).reshape(-1))

@@ -19,6 +19,7 @@ import numpy as np
 import onnx_ir as ir
 
 from wnpass.onnx import evaluate as ev
+from wnpass.onnx.graphs import const_tensor
 from wnpass.onnx.match import Site
 
 __all__ = ["declared_dtype", "folded_weight", "release"]
@@ -32,7 +33,7 @@ ZERO_NORM = "v has zero-norm units, where the graph computes NaN; left as it is"
 def declared_dtype(value: ir.Value) -> ir.DataType | None:
     """The dtype ``value`` has in the graph: type info, else followed through its producers."""
     while value.dtype is None:
-        if (const := ir.convenience.get_const_tensor(value)) is not None:
+        if (const := const_tensor(value)) is not None:
             return const.dtype
         node = value.producer()
         if node is None or not node.inputs or node.inputs[0] is None:
