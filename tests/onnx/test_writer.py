@@ -45,19 +45,22 @@ def test_streamed_model_equals_the_serialized_one() -> None:
     assert w is not None and w.numpy().shape == (3, 4)
 
 
-def test_writeback_covers_exactly_the_weight_bytes(monkeypatch, tmp_path) -> None:
-    """With ``writeback``, every byte of every weight is handed to the disk once, slice by
-    slice as written, and the file is the same as without it."""
+def test_writeback_hands_over_the_output_as_it_is_written(monkeypatch, tmp_path) -> None:
+    """With ``writeback``, the output is handed to the disk in contiguous stretches of a slice
+    or more, from its first byte to within a slice of its end; the file is the same as
+    without it."""
     text = """
         <ir_version: 8, opset_import: ["" : 17]>
-        agraph (float[2, 40] x) => (float[2, 30] y) {
+        agraph (float[2, 40] x) => (float[2, 30] y, float[2, 30] z) {
             y = Gemm <transB = 1> (x, w)
+            z = Gemm <transB = 1> (x, u)
         }
     """
-    w = rand(30, 40)
-    model = ir.serde.deserialize_model(onnx_model(text, w=w))
-    model.graph.initializers["w"].const_value = ir.Tensor(w, name="w")  # as a fold leaves it
-    monkeypatch.setattr(writer, "SLICE_BYTES", 1000)  # 4800 bytes: 5 slices
+    w, u = rand(30, 40), rand(30, 40)
+    model = ir.serde.deserialize_model(onnx_model(text, w=w, u=u))
+    for name, array in (("w", w), ("u", u)):  # as a fold leaves them
+        model.graph.initializers[name].const_value = ir.Tensor(array, name=name)
+    monkeypatch.setattr(writer, "SLICE_BYTES", 1000)  # 4800 bytes a weight: 5 slices each
     calls: list[tuple[int, int, int]] = []
     monkeypatch.setattr(writer.os, "posix_fadvise", lambda *args: calls.append(args[1:]))
     with open(tmp_path / "back.onnx", "wb") as stream:
@@ -66,11 +69,11 @@ def test_writeback_covers_exactly_the_weight_bytes(monkeypatch, tmp_path) -> Non
         write_model(model, stream)
     written = (tmp_path / "back.onnx").read_bytes()
     assert written == (tmp_path / "plain.onnx").read_bytes()
-    assert [length for _, length, _ in calls] == [1000] * 4 + [800]
     assert all(advice == writer.os.POSIX_FADV_DONTNEED for *_, advice in calls)
-    starts = [start for start, _, _ in calls]
-    assert starts == list(range(starts[0], starts[0] + 4800, 1000))
-    assert written[starts[0] : starts[0] + 4800] == w.tobytes()
+    assert all(length >= 1000 for _, length, _ in calls)
+    ends = [start + length for start, length, _ in calls]
+    assert [start for start, _, _ in calls] == [0, *ends[:-1]]  # contiguous from the start
+    assert len(written) - 1000 < ends[-1] <= len(written)
 
 
 def test_writeback_to_a_buffer_is_skipped(monkeypatch) -> None:

@@ -7,8 +7,8 @@ graph (protobuf parsers accept fields in any order). Weights that are numpy arra
 straight from their memory (the ``raw_data`` field is encoded by hand), so peak memory stays
 near the model's own size and the time near the disk's.
 
-With ``writeback``, the kernel is asked to start writing each slice of weights to disk as soon
-as it is written. This is for an output that replaces a file: ext4 (``auto_da_alloc``) writes
+With ``writeback``, the kernel is asked to start writing each 16 MiB of the output to disk as
+soon as it is written. This is for an output that replaces a file: ext4 (``auto_da_alloc``) writes
 a file renamed over another out at the rename, so a staged file renamed onto the old output
 would otherwise wait there for all its data at once (measured: 70 ms of a 128 MiB fold, against
 30 ms when the writeback overlaps the fold). A new file is left to the kernel's own writeback.
@@ -32,21 +32,36 @@ from wnpass.onnx.wire import GRAPH_INITIALIZER, MODEL_GRAPH, TENSOR_RAW_DATA, ke
 __all__ = ["write_model"]
 
 _UNPACKED = frozenset({ir.DataType.STRING, ir.DataType.INT4, ir.DataType.UINT4})
-# Weights are written in slices of this size, each handed to the disk as it is written.
+# Weights are written in slices of this size; with writeback, the disk is handed each such
+# stretch of the output as soon as it is written.
 SLICE_BYTES = 16 * 2**20
 
 
-def _start_writeback(stream: BinaryIO, start: int, length: int) -> None:
-    """Have the kernel start writing ``length`` bytes from ``start`` of ``stream``'s file to
-    disk, without waiting for them. ``POSIX_FADV_DONTNEED`` does that on Linux for dirty pages
-    (and drops the pages already clean); where it is missing, nothing is done."""
-    if not hasattr(os, "posix_fadvise"):
-        return
-    try:
-        stream.flush()
-        os.posix_fadvise(stream.fileno(), start, length, os.POSIX_FADV_DONTNEED)
-    except (OSError, io.UnsupportedOperation):  # not a file (a buffer, a pipe)
-        return
+class _Writeback:
+    """Has the kernel start writing each ``SLICE_BYTES`` of the output to disk, without waiting
+    for them. ``POSIX_FADV_DONTNEED`` does that on Linux for dirty pages (and drops the pages
+    already clean); where it is missing, or the stream is not a file, nothing is done."""
+
+    def __init__(self, stream: BinaryIO, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled and hasattr(os, "posix_fadvise")
+        self.start = 0
+
+    def wrote(self) -> None:
+        """Called after each write: hands over what was written since the last hand-over, once
+        it is a slice or more."""
+        if not self.enabled:
+            return
+        try:
+            end = self.stream.tell()
+            if end - self.start >= SLICE_BYTES:
+                self.stream.flush()
+                os.posix_fadvise(
+                    self.stream.fileno(), self.start, end - self.start, os.POSIX_FADV_DONTNEED
+                )
+                self.start = end
+        except (OSError, io.UnsupportedOperation):  # not a file (a buffer, a pipe)
+            self.enabled = False
 
 
 class _Record:
@@ -79,20 +94,19 @@ class _Record:
         self.prefix = key(GRAPH_INITIALIZER) + varint(body)
         self.size = len(self.prefix) + body
 
-    def write(self, stream: BinaryIO, writeback: bool) -> None:
+    def write(self, stream: BinaryIO, writeback: _Writeback) -> None:
         stream.write(self.prefix)
         if self.proto is not None:
             stream.write(self.proto.SerializeToString())
+            writeback.wrote()
             return
         stream.write(self.header)
         array = np.ascontiguousarray(self.tensor.numpy()).reshape(-1)
         assert array.nbytes == self.nbytes, f"{self.tensor.name}: size changed while writing"
         data = array.view(np.uint8).data
         for start in range(0, self.nbytes, SLICE_BYTES):
-            end = min(start + SLICE_BYTES, self.nbytes)
-            stream.write(data[start:end])
-            if writeback:
-                _start_writeback(stream, stream.tell() - (end - start), end - start)
+            stream.write(data[start : start + SLICE_BYTES])
+            writeback.wrote()
         del array, data
         if isinstance(self.tensor, ir.ExternalTensor):
             with contextlib.suppress(BufferError):  # still viewed elsewhere: unmapped later
@@ -108,7 +122,7 @@ def write_model(
 ) -> None:
     """Serialize ``model`` to ``stream`` as one ONNX protobuf, weights written one at a time;
     ``progress(done, total)`` is called after each weight. ``writeback``: start writing each
-    slice of weights to disk as it is written (see the module's docstring)."""
+    16 MiB of the output to disk as soon as it is written (see the module's docstring)."""
     graph = model.graph
     values = list(graph.initializers.values())
     real = {value: value.const_value for value in values}
@@ -136,7 +150,8 @@ def write_model(
     stream.write(proto.SerializeToString())
     stream.write(key(MODEL_GRAPH) + varint(len(graph_bytes) + sum(r.size for r in records)))
     stream.write(graph_bytes)
+    handover = _Writeback(stream, writeback)
     for done, record in enumerate(records, 1):
-        record.write(stream, writeback)
+        record.write(stream, handover)
         if progress is not None:
             progress(done, len(records))
