@@ -128,12 +128,11 @@ def write_model(
     real = {value: value.const_value for value in values}
     proto = onnx.ModelProto()
     try:
-        # Serialize the model with empty stand-ins for the main graph's initializers ...
+        # Serialize the model with an empty stand-in for the main graph's initializers ...
+        stand_in = ir.Tensor(np.empty((0,), np.float32), dtype=ir.DataType.FLOAT)
         for value in values:
             if value.const_value is not None:
-                value.const_value = ir.Tensor(
-                    np.empty((0,), np.float32), dtype=ir.DataType.FLOAT, name=value.name
-                )
+                value.const_value = stand_in
         ir.serde.serialize_model_into(proto, model)
     finally:
         for value, tensor in real.items():
