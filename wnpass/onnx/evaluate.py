@@ -39,6 +39,7 @@ import ml_dtypes
 import numpy as np
 import onnx_ir as ir
 
+from wnpass.onnx import halves
 from wnpass.onnx.graphs import const_tensor
 
 __all__ = [
@@ -384,7 +385,16 @@ def sum_of_squares(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.n
     letters = "abcdefghijklmnopqrstuvwxyz"[: x.ndim]
     axes = {a % x.ndim for a in axis} if x.ndim else set()
     kept = "".join(c for i, c in enumerate(letters) if i not in axes)
-    result = np.einsum(f"{letters},{letters}->{kept}", x, x, dtype=F64)
+    spec = f"{letters},{letters}->{kept}"
+    if x.ndim and 0 not in axes:  # one sum a row of the first axis: the rows split in two
+        result = np.empty([d for i, d in enumerate(x.shape) if i not in axes], F64)
+
+        def rows(part: slice) -> None:
+            np.einsum(spec, x[part], x[part], dtype=F64, out=result[part])
+
+        halves.by_rows(rows, x.shape[0], x.nbytes)
+    else:
+        result = np.einsum(spec, x, x, dtype=F64)
     if keepdims:
         result = np.reshape(result, [1 if i in axes else d for i, d in enumerate(x.shape)])
     return np.asarray(result)

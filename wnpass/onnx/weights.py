@@ -19,6 +19,7 @@ import numpy as np
 import onnx_ir as ir
 
 from wnpass.onnx import evaluate as ev
+from wnpass.onnx import halves
 from wnpass.onnx.graphs import const_tensor
 from wnpass.onnx.match import Site
 
@@ -111,14 +112,27 @@ def _deferred_product(site: Site) -> ir.TensorProtocol | str | None:
     shape = np.broadcast_shapes(v_shape, scale.shape)
 
     def compute() -> ir.TensorProtocol:
-        v = ev.tensor_array(v_tensor)[0]
         out = np.empty(shape, dtype=dtype.numpy())
-        np.multiply(v, scale, out=out, dtype=ev.F64, casting="unsafe")
-        del v
+        _multiply_into(out, ev.tensor_array(v_tensor)[0], scale)
         release(v_tensor)
         return ir.Tensor(out, dtype=dtype)
 
     return ir.LazyTensor(compute, dtype=dtype, shape=ir.Shape(shape))
+
+
+def _multiply_into(out: np.ndarray, v: np.ndarray, scale: np.ndarray) -> None:
+    """``out = v * scale`` in float64, rounded once into ``out``'s dtype; the rows of v's
+    first axis in two halves when ``scale`` is one number a row or one for all."""
+    if v.ndim and scale.ndim == v.ndim and v.shape == out.shape and scale.shape[0] in (1, len(v)):
+        per_row = scale.shape[0] > 1
+
+        def rows(part: slice) -> None:
+            unit = scale[part] if per_row else scale
+            np.multiply(v[part], unit, out=out[part], dtype=ev.F64, casting="unsafe")
+
+        halves.by_rows(rows, len(v), v.nbytes)
+    else:
+        np.multiply(v, scale, out=out, dtype=ev.F64, casting="unsafe")
 
 
 def _evaluated(site: Site) -> ir.TensorProtocol | str:
