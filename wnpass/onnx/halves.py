@@ -25,8 +25,8 @@ def _cores() -> int:
 
 def by_rows(work: Callable[[slice], None], rows: int, nbytes: int) -> None:
     """``work(slice(0, rows))``, done as ``work(first half)`` here and ``work(second half)`` on
-    a second thread when ``nbytes`` is at least ``MIN_BYTES`` and two cores are free to run
-    them. An error in either half is raised here, after both have finished."""
+    a second thread when ``nbytes`` is at least ``MIN_BYTES`` and the process may run on two
+    cores. An error in either half is raised here, after both have finished."""
     if nbytes < MIN_BYTES or rows < 2 or _cores() < 2:
         work(slice(0, rows))
         return
