@@ -85,13 +85,13 @@ def test_a_read_in_flight_is_waited_for(tmp_path: Path, monkeypatch: pytest.Monk
     path = tmp_path / "model.onnx"
     path.write_bytes(b"slow")
     gate = threading.Event()
-    real_fstat = os.fstat
+    real_run = readahead._Read.run
 
-    def slow_fstat(fd: int) -> os.stat_result:
+    def slow_run(self: readahead._Read) -> None:
         gate.wait(timeout=10)
-        return real_fstat(fd)
+        real_run(self)
 
-    monkeypatch.setattr(readahead.os, "fstat", slow_fstat)
+    monkeypatch.setattr(readahead._Read, "run", slow_run)
     readahead.start(path)
     threading.Timer(0.2, gate.set).start()
     assert readahead.claim(path) == b"slow"
