@@ -10,7 +10,6 @@ the file while it is open (a map of a file truncated by another process faults).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import sys
@@ -70,6 +69,21 @@ def _viewable(tensor: onnx.TensorProto) -> bool:
         return False
 
 
+def _parse_skeleton(
+    buffer: wire.Buffer,
+) -> tuple[onnx.ModelProto, list[wire.Span | None]] | None:
+    """The model in ``buffer`` parsed without its large main-graph weights, and where each
+    left-out weight lies (:func:`wire.split_weights`); None where the wire reader does not
+    follow the bytes."""
+    try:
+        pieces, found = wire.split_weights(buffer, MIN_BYTES)
+    except wire.WireError:
+        return None
+    proto = onnx.ModelProto()
+    proto.ParseFromString(pieces)
+    return proto, found
+
+
 def parse(path: Path) -> tuple[onnx.ModelProto, InlineWeights]:
     """Parse the ONNX file at ``path``, its large main-graph weights left in its bytes.
 
@@ -80,11 +94,7 @@ def parse(path: Path) -> tuple[onnx.ModelProto, InlineWeights]:
     data = readahead.claim(path)
     if data is None:
         data = path.read_bytes()
-    proto = onnx.ModelProto()
-    found: list[wire.Span | None] | None = None
-    with contextlib.suppress(wire.WireError):
-        skeleton, found = wire.split_weights(memoryview(data), MIN_BYTES)
-        proto.ParseFromString(skeleton)
+    proto, found = _parse_skeleton(memoryview(data)) or (onnx.ModelProto(), None)
     initializers = proto.graph.initializer
     names = [tensor.name for tensor in initializers]
     # not followed by the wire reader, or positions that cannot be matched to names
@@ -140,14 +150,12 @@ def skeleton(path: Path, whole_below: int) -> onnx.ModelProto:
     """The model at ``path`` without its large main-graph weights, which are not read at all
     (for what the file references). A file the wire reader does not follow is parsed whole if
     it is smaller than ``whole_below`` bytes; a larger one gives an empty model."""
-    proto = onnx.ModelProto()
     with open(path, "rb") as stream:
         size = os.fstat(stream.fileno()).st_size
-        try:
-            pieces, _ = wire.split_weights(FileBytes(stream.fileno(), size), MIN_BYTES)
-        except wire.WireError:
-            if size < whole_below:
-                proto.ParseFromString(stream.read())
-            return proto
-    proto.ParseFromString(pieces)
-    return proto
+        split = _parse_skeleton(FileBytes(stream.fileno(), size))
+        if split is not None:
+            return split[0]
+        proto = onnx.ModelProto()
+        if size < whole_below:
+            proto.ParseFromString(stream.read())
+        return proto
