@@ -125,7 +125,9 @@ class FoldReport:
         write_json(path, self.to_dict(), plan)
 
 
-def write_json(path: str | Path, data: dict[str, Any], plan: IOPlan | None = None) -> None:
+def write_json(
+    path: str | Path, data: dict[str, Any] | list[dict[str, Any]], plan: IOPlan | None = None
+) -> None:
     """Write a report as JSON atomically (a staging file beside it, then renamed).
 
     ``plan``: the run's plan, in which ``path`` was recorded and checked; without one, the

@@ -1,4 +1,5 @@
-"""``wnpass inspect --strict``: a gate for pipelines that guard a folder of exported models."""
+"""``wnpass inspect``: the ``--strict`` gate for pipelines that guard a folder of exported models,
+and several models in one process."""
 
 from __future__ import annotations
 
@@ -80,3 +81,131 @@ def test_strict_is_for_onnx_files_and_checkpoints(
     )
     assert main(["inspect", str(tmp_path / "m.py"), "--strict"]) == 2
     assert "--strict and --weight-norm-only are for" in capsys.readouterr().err
+
+
+def _folder(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A folder a pipeline guards: one folded model, one with a site left, one checkpoint."""
+    import torch
+
+    left = _save(tmp_path, "left.onnx", onnx_model(WN, v=rand(3, 4), g=rand(3, 1)))
+    done = _save(tmp_path, "done.onnx", onnx_model(WN, v=rand(3, 4), g=rand(3, 1)))
+    assert main(["fold", str(done), "--in-place"]) == 0
+    state = {"conv.weight_g": torch.rand(4, 1, 1), "conv.weight_v": torch.randn(4, 2, 3)}
+    torch.save(state, tmp_path / "g.pt")
+    return left, done, tmp_path / "g.pt"
+
+
+def test_strict_over_several_models_fails_when_any_is_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    left, done, checkpoint = _folder(tmp_path)
+    capsys.readouterr()
+    assert main(["inspect", str(done), "--strict"]) == 0
+    assert main(["inspect", str(left), str(done), "--strict"]) == 1  # not only the last one counts
+    capsys.readouterr()
+    assert main(["inspect", str(done), str(left), "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert f"STRICT: 1 left to fold in {left}" in out
+    assert out.rstrip().endswith("STRICT: 1 of 2 models left to fold")
+    assert main(["inspect", str(done), str(checkpoint), "--strict"]) == 1
+    assert "STRICT: 1 of 2 models left to fold" in capsys.readouterr().out
+    assert main(["inspect", str(done), str(left), str(checkpoint)]) == 0  # no gate asked for
+
+
+def test_quiet_summaries_of_several_models_name_their_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    left, done, checkpoint = _folder(tmp_path)
+    capsys.readouterr()
+    assert main(["--quiet", "inspect", str(left), str(done), str(checkpoint)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[0] for line in lines] == [str(left), str(done), str(checkpoint)]
+    assert lines[0] == f"{left}: 1 weight-norm sites: 1 foldable, 0 declined; 4 nodes."
+    assert main(["--quiet", "inspect", str(left)]) == 0  # one model: the summary as it was
+    assert capsys.readouterr().out.startswith("1 weight-norm site")
+
+
+def test_json_of_several_models_is_a_list_in_their_order(tmp_path: Path) -> None:
+    left, done, checkpoint = _folder(tmp_path)
+    report = tmp_path / "r.json"
+    assert main(["inspect", str(left), str(checkpoint), str(done), "--json", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert [entry["input"] for entry in data] == [str(left), str(checkpoint), str(done)]
+    assert [entry.get("remaining") for entry in data] == [1, None, 0]
+    assert main(["inspect", str(left), "--json", str(report)]) == 0  # one model: one object
+    assert json.loads(report.read_text())["input"] == str(left)
+
+
+def test_several_models_are_planned_before_any_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    left, done, _ = _folder(tmp_path)
+    before = done.read_bytes()
+    capsys.readouterr()
+    assert main(["inspect", str(left), str(done), "--json", str(done)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--json" in captured.err  # refused before the first table
+    assert done.read_bytes() == before
+
+
+def test_a_model_py_is_inspected_on_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    left, _, _ = _folder(tmp_path)
+    (tmp_path / "m.py").write_text(
+        "import torch\ndef build_model():\n    return torch.nn.Linear(2, 2)\n"
+    )
+    capsys.readouterr()
+    assert main(["inspect", str(left), str(tmp_path / "m.py")]) == 2
+    assert "a model.py is inspected on its own" in capsys.readouterr().err
+
+
+def test_a_bad_model_among_several_stops_with_its_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    left, done, _ = _folder(tmp_path)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    capsys.readouterr()
+    assert main(["inspect", str(done), str(bad), str(left), "--strict"]) == 2
+    captured = capsys.readouterr()
+    assert str(bad) in captured.err and len(captured.err.splitlines()) == 1
+    assert str(left) not in captured.out  # stopped at the bad one
+
+
+def test_each_model_is_freed_before_the_next_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnx-ir models are reference cycles: without a collection between models, a folder's
+    models would all stay in memory until the end (the collector is off here, so nothing but
+    the command's own collection frees them)."""
+    import gc
+    import weakref
+
+    import onnx_ir as ir
+
+    from wnpass.onnx import io
+    from wnpass.plan import IOPlan
+
+    paths = [
+        _save(tmp_path, f"m{i}.onnx", onnx_model(WN, v=rand(3, 4), g=rand(3, 1))) for i in range(3)
+    ]
+    loaded: list[weakref.ref[object]] = []
+    alive_at_load: list[int] = []
+    real_load = io.load
+
+    def load(path: Path, plan: IOPlan | None = None) -> ir.Model:
+        alive_at_load.append(sum(ref() is not None for ref in loaded))
+        model = real_load(path, plan)
+        loaded.append(weakref.ref(model.graph))
+        return model
+
+    monkeypatch.setattr(io, "load", load)
+    frozen = gc.get_freeze_count()
+    gc.disable()
+    try:
+        assert main(["inspect", *map(str, paths)]) == 0
+    finally:
+        gc.enable()
+    assert alive_at_load == [0, 0, 0]
+    assert gc.get_freeze_count() == frozen  # what the command froze, it unfroze

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wnpass.cli.output import Printer
 from wnpass.errors import UsageError
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECKPOINT_SUFFIXES",
     "fold",
-    "inspect",
+    "inspect_one",
     "is_checkpoint",
     "print_pairs",
     "print_summary",
@@ -92,26 +92,17 @@ def fold(args: argparse.Namespace, out: Printer) -> int:
     return 1 if report.check is not None and not report.check else 0
 
 
-def inspect(args: argparse.Namespace, out: Printer) -> int:
-    """``wnpass inspect CKPT``."""
+def inspect_one(path: Path, out: Printer, plan: IOPlan) -> tuple[dict[str, Any], str | None]:
+    """``wnpass inspect CKPT``, for one checkpoint: prints its pairs; returns its report as
+    JSON data and, when pairs are left to fold, the line ``--strict`` prints."""
     from wnpass.checkpoint import inspect_checkpoint
 
-    if args.factory is not None or any(
-        (args.include, args.exclude, args.include_type, args.exclude_type)
-    ):
-        raise UsageError("--factory, --include and --exclude are for a model.py")
-    plan = IOPlan()
-    if args.json:
-        plan.write(args.json, "json_path")
-    report = inspect_checkpoint(args.model, plan=plan)
+    report = inspect_checkpoint(path, plan=plan)
     print_pairs(out, report)
     print_summary(out, report)
-    if args.json:
-        report.write_json(args.json, plan)
-    if args.strict and report.count("foldable"):
-        out.summary(f"STRICT: {report.count('foldable')} pairs left to fold in {args.model}")
-        return 1
-    return 0
+    foldable = report.count("foldable")
+    left = f"STRICT: {foldable} pairs left to fold in {path}" if foldable else None
+    return report.to_dict(), left
 
 
 def _dim(pair: PairReport) -> str:

@@ -1,16 +1,26 @@
-"""``wnpass inspect MODEL``: the weight-norm sites of an .onnx file or a model.py; changes
-nothing (with ``--json``, writes only the report)."""
+"""``wnpass inspect MODEL [MODEL ...]``: the weight-norm sites of .onnx files, checkpoints or a
+model.py; changes nothing (with ``--json``, writes only the report).
+
+Several ONNX files and checkpoints are inspected in turn by one process, so that a pipeline
+guarding a folder pays the start-up once; with ``--strict`` the exit code is 1 when any of them
+is left to fold.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from wnpass import readahead
 from wnpass._deferred import defer_sympy
 from wnpass.cli.options import add_json_option, add_selection_arguments, blamed_on, selection
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_sites
+from wnpass.errors import UsageError
 from wnpass.plan import IOPlan
 
 __all__ = ["add_arguments", "run"]
@@ -18,17 +28,24 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "model", type=Path, metavar="MODEL", help="an .onnx file, a model.py or a checkpoint"
+        "model",
+        type=Path,
+        nargs="+",
+        metavar="MODEL",
+        help="an .onnx file, a model.py or a checkpoint; several .onnx files and checkpoints "
+        "are inspected in turn",
     )
     parser.add_argument(
         "--factory", metavar="NAME", help="model.py: the factory function (default build_model)"
     )
-    add_json_option(parser)
+    add_json_option(
+        parser, help="also write the report as JSON (for several MODELs, a list: one each)"
+    )
     parser.add_argument(
         "--strict",
         action="store_true",
         help="exit 1 when a fold would still change something (foldable weight-norm sites or "
-        "weights computed from constants): a gate for pipelines",
+        "weights computed from constants) in any MODEL: a gate for pipelines",
     )
     parser.add_argument(
         "--weight-norm-only",
@@ -39,43 +56,94 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Printer) -> int:
-    """List the weight-norm sites of an ONNX model or a model.py; changes nothing."""
+    """List the weight-norm sites of ONNX models, checkpoints or a model.py; changes nothing."""
     from wnpass.cli import checkpoint
 
-    if checkpoint.is_checkpoint(args.model):
-        return checkpoint.inspect(args, out)  # plans its own files
+    models: list[Path] = args.model
     plan = IOPlan()
     if args.json:
         plan.write(args.json, "json_path")
-    if args.model.suffix == ".py":
-        return _inspect_model_py(args, out, plan)
-    readahead.start(args.model)  # while onnx is imported
-    defer_sympy()  # inspecting an ONNX model never needs it
-    from wnpass.errors import UsageError
-    from wnpass.onnx import io
-    from wnpass.onnx.api import inspect_onnx
-
+    if any(model.suffix == ".py" for model in models):
+        if len(models) > 1:
+            raise UsageError("a model.py is inspected on its own: give it as the only MODEL")
+        return _inspect_model_py(args, models[0], out, plan)
     if args.factory is not None or any(
         (args.include, args.exclude, args.include_type, args.exclude_type)
     ):
         raise UsageError("--factory, --include and --exclude are for a model.py")
-    model = io.load(args.model, plan)
-    plan.check()
-    report = inspect_onnx(model, weight_norm_only=args.weight_norm_only)
-    report.input = str(args.model)
-    report.bytes_before = io.model_bytes(args.model, model)
-    print_sites(out, report, str(args.model), inspect=True)
+    plan.read_all(models, "the input model")
+    plan.check()  # before anything is read: --json naming any MODEL is refused here
+    onnx_files = [model for model in models if not checkpoint.is_checkpoint(model)]
+    if onnx_files:
+        readahead.start(onnx_files[0])  # while onnx is imported
+        defer_sympy()  # inspecting an ONNX model never needs it
+    several = len(models) > 1
+    reports: list[dict[str, Any]] = []
+    left: list[Path] = []
+    with _one_model_at_a_time() as release:
+        for model in models:
+            with out.about(str(model) if several else None):
+                if checkpoint.is_checkpoint(model):
+                    report, strict_line = checkpoint.inspect_one(model, out, plan)
+                else:
+                    report, strict_line = _inspect_onnx(model, args.weight_norm_only, out, plan)
+            reports.append(report)
+            if args.strict and strict_line is not None:
+                out.summary(strict_line)
+                left.append(model)
+            if several:
+                release()
     if args.json:
-        report.write_json(args.json, plan)
-    if args.strict and report.remaining:
-        out.summary(f"STRICT: {report.remaining} left to fold in {args.model}; run wnpass fold")
-        return 1
-    return 0
+        from wnpass.report import write_json
+
+        write_json(args.json, reports if several else reports[0], plan)
+    if left and several:
+        out.summary(f"STRICT: {len(left)} of {len(models)} models left to fold")
+    return 1 if left else 0
 
 
-def _inspect_model_py(args: argparse.Namespace, out: Printer, plan: IOPlan) -> int:
-    from wnpass.errors import UsageError
+@contextlib.contextmanager
+def _one_model_at_a_time() -> Iterator[Callable[[], None]]:
+    """A ``release()`` that frees the model just inspected before the next one is read.
 
+    An onnx-ir model is a web of reference cycles (nodes and values point at each other), which
+    only the cycle collector frees, and a full pass of it is rare: without this, inspecting 30
+    copies of the HiFi-GAN export peaked at 168 MiB against 60 MiB. What survives a pass is
+    frozen, so that the next pass looks only at what the next model allocated, not at every
+    object of onnx and numpy (about 17 ms a pass); it is unfrozen at the end.
+    """
+    frozen_before = gc.get_freeze_count()
+
+    def release() -> None:
+        gc.collect()
+        gc.freeze()
+
+    try:
+        yield release
+    finally:
+        if frozen_before == 0:  # never unfreeze what the program around us froze
+            gc.unfreeze()
+
+
+def _inspect_onnx(
+    path: Path, weight_norm_only: bool, out: Printer, plan: IOPlan
+) -> tuple[dict[str, Any], str | None]:
+    """One ONNX file: prints its sites; returns its report as JSON data and, when a fold would
+    still change something, the line ``--strict`` prints."""
+    from wnpass.onnx import io
+    from wnpass.onnx.api import inspect_onnx
+
+    model = io.load(path, plan)
+    plan.check()
+    report = inspect_onnx(model, weight_norm_only=weight_norm_only)
+    report.input = str(path)
+    report.bytes_before = io.model_bytes(path, model)
+    print_sites(out, report, str(path), inspect=True)
+    left = f"STRICT: {report.remaining} left to fold in {path}; run wnpass fold"
+    return report.to_dict(), (left if report.remaining else None)
+
+
+def _inspect_model_py(args: argparse.Namespace, path: Path, out: Printer, plan: IOPlan) -> int:
     if args.strict or args.weight_norm_only:
         raise UsageError("--strict and --weight-norm-only are for an ONNX file or a checkpoint")
     from wnpass.cli.train_rewrite import print_plan
@@ -83,14 +151,14 @@ def _inspect_model_py(args: argparse.Namespace, out: Printer, plan: IOPlan) -> i
     from wnpass.fx.loading import load_model_py
     from wnpass.fx.report import ApplyReport
 
-    plan.read(args.model, "the model.py")
+    plan.read(path, "the model.py")
     plan.check()
-    model, inputs = load_model_py(args.model, args.factory)
-    with blamed_on(args.model):
+    model, inputs = load_model_py(path, args.factory)
+    with blamed_on(path):
         include, exclude = selection(args, model)
         sites, mode, note = analyse_sites(model, inputs, include=include, exclude=exclude)
     report = ApplyReport(sites=sites, traced_with=mode, trace_note=note)
-    print_plan(out, report, str(args.model), inspect=True)
+    print_plan(out, report, str(path), inspect=True)
     if args.json:
         report.write_json(args.json, plan)
     return 0

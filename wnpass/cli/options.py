@@ -61,8 +61,10 @@ def flags_for(args: argparse.Namespace) -> dict[str, str]:
     return flags
 
 
-def add_json_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
+def add_json_option(
+    parser: argparse.ArgumentParser, help: str = "also write the report as JSON"
+) -> None:
+    parser.add_argument("--json", type=Path, metavar="FILE", help=help)
 
 
 def add_model_py_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,9 +9,10 @@ supplies is printed with control characters escaped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 from wnpass.errors import printable
@@ -33,6 +34,7 @@ class Printer:
         self.stream = stream if stream is not None else sys.stdout
         self.quiet = quiet
         self.plain = True if plain else is_plain_terminal(self.stream)
+        self._subject: str | None = None
         self._console = None
         if not self.plain:
             from rich.console import Console
@@ -45,8 +47,18 @@ class Printer:
             self._write(text)
 
     def summary(self, text: str) -> None:
-        """A summary line: always printed."""
-        self._write(text)
+        """A summary line: always printed (inside :meth:`about`, after the file's name)."""
+        self._write(text if self._subject is None else f"{self._subject}: {text}")
+
+    @contextlib.contextmanager
+    def about(self, subject: str | None) -> Iterator[None]:
+        """Summary lines printed inside say ``subject: ...`` (None: as they are), so that a
+        command on several files says which file each summary is about, with ``--quiet`` too."""
+        outer, self._subject = self._subject, subject
+        try:
+            yield
+        finally:
+            self._subject = outer
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         """A table of pure rows (left out with ``--quiet``)."""
