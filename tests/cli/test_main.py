@@ -194,7 +194,7 @@ def test_export_with_a_checkpoint_verifies_and_names_weights(
     ("checkpoint", "message"),
     [
         ("mis-shaped", "does not fit the model"),
-        ("pickle", "cannot load"),
+        ("pickle", "refused: loading it would run code"),
     ],
 )
 def test_export_refuses_bad_checkpoints(

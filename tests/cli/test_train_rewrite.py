@@ -64,6 +64,37 @@ def test_checkpoint_exclude_and_data_init(tmp_path: Path) -> None:
     assert "4.weight" in torch.load(tmp_path / "out.pt", weights_only=True)
 
 
+def test_a_sharded_safetensors_checkpoint_is_loaded_and_its_shards_planned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--checkpoint takes a sharded index like the checkpoint commands; its shards are read,
+    so --json naming one is refused before anything is written."""
+    from tests.checkpoint.builders import save_sharded
+    from wnpass import load_model_py
+
+    model_py = _copy(tmp_path, "mlp")
+    model, _ = load_model_py(model_py)
+    state = {key: tensor.detach() + 1.0 for key, tensor in model.state_dict().items()}  # not init
+    keys = list(state)
+    index = save_sharded(tmp_path, state, [keys[:2], keys[2:]])
+    shard = tmp_path / "model-00002-of-00002.safetensors"
+    before = shard.read_bytes()
+    argv = [
+        "train-rewrite",
+        str(model_py),
+        "--checkpoint",
+        str(index),
+        "-o",
+        str(tmp_path / "o.pt"),
+    ]
+    assert main([*argv, "--json", str(shard)]) == 2
+    assert "a shard of the checkpoint" in capsys.readouterr().err
+    assert shard.read_bytes() == before and not (tmp_path / "o.pt").exists()
+    assert main(argv) == 0
+    written = torch.load(tmp_path / "o.pt", weights_only=True)
+    torch.testing.assert_close(written["4.bias"], state["4.bias"], rtol=0, atol=0)
+
+
 def test_failed_equivalence_exits_1_and_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -96,7 +127,10 @@ def test_inspect_model_py_changes_nothing(
         (["inspect", "{tmp}/raises.py"], "build_model() raised RuntimeError: boom"),
         (["train-rewrite", "{model}", "-o", "{model}"], "would overwrite the model.py"),
         (["train-rewrite", "{model}", "--checkpoint", "{tmp}/none.pt"], "none.pt: no such file"),
-        (["train-rewrite", "{model}", "--checkpoint", "{tmp}/broken.py"], "cannot load"),
+        (
+            ["train-rewrite", "{model}", "--checkpoint", "{tmp}/broken.py"],
+            "refused: loading it would run code or build objects other than tensors",
+        ),
         (["train-rewrite", "{model}", "--data", "{tmp}/x.pt"], "--data is the batch for"),
     ],
 )

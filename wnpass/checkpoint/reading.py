@@ -32,7 +32,15 @@ import torch
 from wnpass.checkpoint.formats import Format, detect_format, is_sharded
 from wnpass.errors import InvalidModelError, one_line
 
-__all__ = ["MAX_DEPTH", "Checkpoint", "Group", "TensorInfo", "load_torch", "open_checkpoint"]
+__all__ = [
+    "MAX_DEPTH",
+    "Checkpoint",
+    "Group",
+    "TensorInfo",
+    "load_torch",
+    "open_checkpoint",
+    "read_index",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -293,8 +301,9 @@ def _shard_path(index: Path, name: Any) -> Path:
     return path
 
 
-def _read_index(checkpoint: Checkpoint) -> None:
-    index_path = checkpoint.path
+def read_index(index_path: Path) -> tuple[dict[str, Any], list[str]]:
+    """An index's JSON and the names of its shards in first-use order, each checked to be a
+    plain file beside the index (none is opened)."""
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
@@ -302,12 +311,19 @@ def _read_index(checkpoint: Checkpoint) -> None:
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(k, str) for k in weight_map):
         raise InvalidModelError(f"{index_path}: not an index (no weight_map of names to shards)")
-    checkpoint.index = index
     names: list[str] = []
     for name in weight_map.values():
         if name not in names:
-            _shard_path(index_path, name)  # checked before anything is opened
+            _shard_path(index_path, name)
             names.append(name)
+    return index, names
+
+
+def _read_index(checkpoint: Checkpoint) -> None:
+    index_path = checkpoint.path
+    index, names = read_index(index_path)  # every shard checked before anything is opened
+    weight_map = index["weight_map"]
+    checkpoint.index = index
     checkpoint.shard_names = names
     checkpoint.files = [index_path.parent / name for name in names]
     by_key: dict[str, TensorInfo] = {}

@@ -71,7 +71,12 @@ def add_model_py_arguments(parser: argparse.ArgumentParser) -> None:
     """Where a command's model comes from: ``model.py``, ``--factory`` and ``--checkpoint``."""
     parser.add_argument("model", type=Path, metavar="model.py")
     parser.add_argument("--factory", metavar="NAME", help="factory function (default build_model)")
-    parser.add_argument("--checkpoint", type=Path, metavar="FILE", help="state dict to load first")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="state dict to load first: .pt/.pth/.bin, .safetensors or a sharded *.index.json",
+    )
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -163,10 +168,13 @@ def check_options(args: argparse.Namespace) -> CheckOptions:
 def plan_model_py(args: argparse.Namespace, output: Path) -> IOPlan:
     """The plan of a model.py command: the model.py and ``--checkpoint`` read, ``output`` and
     ``--json`` written (the caller adds its own files, then checks it)."""
+    from wnpass.fx.files import checkpoint_files
+
     plan = IOPlan()
     plan.read(args.model, "the model.py")
     if args.checkpoint is not None:
         plan.read(args.checkpoint, "the checkpoint")
+        plan.read_all(checkpoint_files(args.checkpoint)[1:], "a shard of the checkpoint")
     plan.write(output, "output")
     if args.json:
         plan.write(args.json, "json_path")

@@ -1,9 +1,10 @@
 """``wnpass train-rewrite model.py``: weight norm added to a model.py's model, state dict saved.
 
-It builds the model, loads ``--checkpoint`` (any weight-norm key form, ``weights_only=True``),
-applies weight norm, checks the outputs on ``example_inputs()`` (``--init keep``), and writes
-the state dict (standard keys) atomically to ``-o`` (default ``<stem>.wn.pt`` beside the
-model). Exit 1 when the check failed or nothing was applied (nothing is written then).
+It builds the model, loads ``--checkpoint`` (any format and weight-norm key form: see
+:mod:`wnpass.fx.files`), applies weight norm, checks the outputs on ``example_inputs()``
+(``--init keep``), and writes the state dict (standard keys) atomically to ``-o`` (default
+``<stem>.wn.pt`` beside the model). Exit 1 when the check failed or nothing was applied
+(nothing is written then).
 """
 
 from __future__ import annotations

@@ -1,21 +1,26 @@
 """The files a model.py command reads besides the model: a checkpoint, a batch of inputs.
 
-Both are read with ``weights_only=True`` (a pickle that would run code is refused); every way
-they can be wrong is a one-line :class:`~wnpass.errors.InvalidArgumentError` naming the
-parameter (``checkpoint``, ``data``).
+A checkpoint is read by the checkpoint commands' reader (:mod:`wnpass.checkpoint.reading`), with
+its rules: a ``.safetensors`` file, a sharded index (``*.safetensors.index.json``,
+``*.bin.index.json``) whose shards are plain files beside it, or a ``torch.save`` file (any
+other name) loaded with ``weights_only=True``, so a pickle that would run code is refused. A
+batch is read with ``weights_only=True`` too. Every way they can be wrong is a one-line
+:class:`~wnpass.errors.InvalidArgumentError` naming the parameter (``checkpoint``, ``data``).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from wnpass.errors import InvalidArgumentError, one_line
+from wnpass.errors import InvalidArgumentError, InvalidModelError, one_line
 
-__all__ = ["load_batch", "load_checkpoint"]
+__all__ = ["checkpoint_files", "load_batch", "load_checkpoint"]
 
 # Containers that training scripts wrap a state dict in; the state dict is taken from inside.
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "generator")
@@ -32,24 +37,59 @@ def _state_dict(value: Any) -> dict[str, Any] | None:
     return None
 
 
+def _torch_file(path: Path) -> bool:
+    """Whether ``path`` is read as a ``torch.save`` file (every name but the other formats')."""
+    from wnpass.checkpoint.formats import INDEX_SUFFIX
+
+    return not path.name.endswith((".safetensors", INDEX_SUFFIX))
+
+
+@contextlib.contextmanager
+def _as_checkpoint_error() -> Iterator[None]:
+    """The reader's errors, as errors of the ``checkpoint`` parameter."""
+    try:
+        yield
+    except InvalidModelError as error:
+        raise InvalidArgumentError(error.detail, parameter="checkpoint") from None
+
+
+def checkpoint_files(path: str | Path) -> list[Path]:
+    """The files loading the checkpoint at ``path`` reads: the file, and an index's shards
+    (checked, not opened), so that a command can plan them before it writes anything."""
+    from wnpass.checkpoint.formats import INDEX_SUFFIX
+    from wnpass.checkpoint.reading import read_index
+
+    path = Path(path)
+    if not path.name.endswith(INDEX_SUFFIX) or not path.is_file():
+        return [path]
+
+    with _as_checkpoint_error():
+        _, names = read_index(path)
+    return [path, *(path.parent / name for name in names)]
+
+
 def load_checkpoint(model: nn.Module, path: str | Path) -> None:
-    """Load a state dict in any weight-norm key form into ``model``."""
+    """Load a state dict in any weight-norm key form into ``model``: from a ``torch.save`` file
+    (at its top level or under one of ``WRAPPER_KEYS``), a ``.safetensors`` file or a sharded
+    index of either."""
+    from wnpass.checkpoint.reading import load_torch, open_checkpoint
     from wnpass.fx.state import load_state_dict_any
 
     path = Path(path)
     if not path.is_file():
         raise InvalidArgumentError(f"{path}: no such file", parameter="checkpoint")
-    try:
-        value = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise InvalidArgumentError(
-            f"{path}: cannot load: {one_line(error)}", parameter="checkpoint"
-        ) from None
-    state = _state_dict(value)
-    if state is None:
-        raise InvalidArgumentError(
-            f"{path}: not a state dict ({type(value).__name__})", parameter="checkpoint"
-        )
+    with _as_checkpoint_error():
+        if _torch_file(path):
+            value = load_torch(path)
+            state = _state_dict(value)
+            if state is None:
+                raise InvalidArgumentError(
+                    f"{path}: not a state dict ({type(value).__name__})", parameter="checkpoint"
+                )
+        else:
+            checkpoint = open_checkpoint(path)
+            state = {info.key: checkpoint.tensor(info) for info in checkpoint.tensors()}
+            checkpoint.close()
     try:
         load_state_dict_any(model, state)
     except Exception as error:

@@ -1,0 +1,84 @@
+"""``--checkpoint`` for the model.py commands: every format the checkpoint commands read, with
+their rules, loaded into the model in either weight-norm key form."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from tests.checkpoint.builders import Generator, generator, save_sharded
+from wnpass.errors import InvalidArgumentError
+from wnpass.fx.files import checkpoint_files, load_checkpoint
+
+
+def _plain(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key: tensor.detach().clone().contiguous() for key, tensor in state.items()}
+
+
+def _halves(state: dict[str, torch.Tensor]) -> list[list[str]]:
+    keys = list(state)
+    return [keys[: len(keys) // 2], keys[len(keys) // 2 :]]
+
+
+def _torch(path: Path, value: object) -> Path:
+    torch.save(value, path)
+    return path
+
+
+def _safetensors(path: Path, state: dict[str, torch.Tensor]) -> Path:
+    save_file(state, str(path))
+    return path
+
+
+SAVERS: dict[str, Callable[[Path, dict[str, torch.Tensor]], Path]] = {
+    "torch.save": lambda t, s: _torch(t / "g.pt", s),
+    "torch.save, wrapped": lambda t, s: _torch(t / "g.pth", {"epoch": 3, "generator": s}),
+    "safetensors": lambda t, s: _safetensors(t / "g.safetensors", s),
+    "safetensors, sharded": lambda t, s: save_sharded(t, s, _halves(s)),
+    "torch, sharded": lambda t, s: save_sharded(t, s, _halves(s), kind="torch"),
+}
+
+
+@pytest.mark.parametrize("saver", SAVERS)
+@pytest.mark.parametrize("api", ["parametrize", "legacy"])
+def test_every_checkpoint_format_loads_into_a_parametrized_model(
+    tmp_path: Path, saver: str, api: str
+) -> None:
+    """The keys of either weight-norm API, from any format, give the source's weights."""
+    source = generator(api, seed=1)
+    path = SAVERS[saver](tmp_path, _plain(source.state_dict()))
+    target = generator("parametrize", seed=2)
+    load_checkpoint(target, path)
+    x = torch.randn(1, 8, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(target(x), source(x), rtol=0, atol=1e-6)
+
+
+def test_an_index_names_its_shards_for_the_plan(tmp_path: Path) -> None:
+    state = _plain(generator().state_dict())
+    index = save_sharded(tmp_path, state, _halves(state))
+    shards = [tmp_path / f"model-0000{i}-of-00002.safetensors" for i in (1, 2)]
+    assert checkpoint_files(index) == [index, *shards]
+    assert checkpoint_files(tmp_path / "g.pt") == [tmp_path / "g.pt"]
+
+
+def test_a_shard_outside_the_folder_is_refused_as_the_checkpoint(tmp_path: Path) -> None:
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"w": "../elsewhere.safetensors"}}))
+    for read in (checkpoint_files, lambda p: load_checkpoint(Generator(), p)):
+        with pytest.raises(InvalidArgumentError) as raised:
+            read(index)
+        assert raised.value.parameter == "checkpoint"
+        assert "not a file in the index's folder; refused" in str(raised.value)
+
+
+def test_a_safetensors_file_that_does_not_fit_names_the_checkpoint(tmp_path: Path) -> None:
+    path = _safetensors(tmp_path / "g.safetensors", {"w": torch.zeros(2)})
+    with pytest.raises(InvalidArgumentError, match="does not fit the model") as raised:
+        load_checkpoint(Generator(), path)
+    assert raised.value.parameter == "checkpoint"
