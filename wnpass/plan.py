@@ -32,7 +32,7 @@ from pathlib import Path
 
 from wnpass.errors import OutputError
 
-__all__ = ["STAGING_PREFIX", "IOPlan", "data_file_name"]
+__all__ = ["STAGING_PREFIX", "IOPlan", "data_file_name", "kind_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ def _is_data_file_name(output: Path, name: str) -> bool:
     return re.fullmatch(rf"{re.escape(output.name)}(\.[0-9]+)?\.data", name) is not None
 
 
-def _kind(mode: int) -> str:
+def kind_of(mode: int) -> str:
+    """What a file that is not a regular one is, for messages: "a FIFO", "a directory" ..."""
     for test, kind in (
         (stat.S_ISLNK, "a symbolic link"),
         (stat.S_ISDIR, "a directory"),
@@ -188,7 +189,7 @@ class IOPlan:
             ) from None
         if not stat.S_ISREG(mode):
             raise OutputError(
-                f"{path}: exists and is {_kind(mode)}; refused", parameter=entry.parameter
+                f"{path}: exists and is {kind_of(mode)}; refused", parameter=entry.parameter
             )
 
     # -- writing --------------------------------------------------------------------------
@@ -273,7 +274,7 @@ class IOPlan:
         except OSError:
             return "gone"
         if not stat.S_ISREG(st.st_mode):
-            return f"{_kind(st.st_mode)}"
+            return f"{kind_of(st.st_mode)}"
         if st.st_nlink != 1:
             return "has other hard links"
         identity = (st.st_dev, st.st_ino)

@@ -191,6 +191,31 @@ CASES: dict[str, Case] = {
         ],
         "is a symbolic link",
     ),
+    "fold a FIFO": Case(
+        lambda t: ["fold", str(fifo(t, "in.onnx")), "-o", str(t / "o.onnx")],
+        "is a FIFO, not an ONNX file",
+    ),
+    "inspect a character device": Case(
+        lambda t: ["inspect", "/dev/null"], "is a character device, not an ONNX file"
+    ),
+    "inspect of several --json the last model": Case(
+        lambda t: ["inspect", str(good(t)), str(good(t, "b.onnx")), "--json", str(t / "b.onnx")],
+        READS,
+    ),
+    "inspect of several --json a hard link to one of them": Case(
+        lambda t: [
+            "inspect",
+            str(good(t)),
+            str(good(t, "b.onnx")),
+            "--json",
+            str(hardlink(t, t / "b.onnx", "r.json")),
+        ],
+        READS,
+    ),
+    "inspect of several, a FIFO among them": Case(
+        lambda t: ["inspect", str(good(t)), str(fifo(t, "b.onnx")), "--strict"],
+        "is a FIFO",
+    ),
     # check
     "check --json the reference": Case(
         lambda t: ["check", str(good(t)), str(good(t, "c.onnx")), "--json", str(t / "model.onnx")],

@@ -20,7 +20,7 @@ from wnpass.errors import InvalidModelError, one_line
 from wnpass.onnx import inline
 from wnpass.onnx.graphs import graphs_of, subgraphs_of
 from wnpass.onnx.writer import write_model
-from wnpass.plan import IOPlan, data_file_name
+from wnpass.plan import IOPlan, data_file_name, kind_of
 
 __all__ = [
     "SaveTarget",
@@ -54,8 +54,8 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
         raise InvalidModelError(f"{path}: contains a NUL byte")
     if not path.exists():
         raise InvalidModelError(f"{path}: no such file")
-    if path.is_dir():
-        raise InvalidModelError(f"{path}: is a directory, not an ONNX file")
+    if not path.is_file():  # a directory, a FIFO, a device: never opened
+        raise InvalidModelError(f"{path}: is {kind_of(path.stat().st_mode)}, not an ONNX file")
     if path.stat().st_size == 0:
         raise InvalidModelError(f"{path}: empty file, not an ONNX model")
     try:
