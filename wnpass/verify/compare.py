@@ -81,8 +81,9 @@ def _compare(
     )
     if not same_specials:
         result.problem = "NaN/Inf in different places"
-    error = np.abs(ref64 - cand64)[finite & np.isfinite(cand64)]
-    reference = np.abs(ref64[finite & np.isfinite(cand64)])
+    both = finite & np.isfinite(cand64)  # NaN/Inf are compared above, not subtracted
+    error = np.abs(ref64[both] - cand64[both])
+    reference = np.abs(ref64[both])
     if error.size:
         result.max_abs = float(error.max())
         result.max_rel = float((error / np.maximum(reference, np.finfo(np.float64).tiny)).max())
