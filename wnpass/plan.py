@@ -274,7 +274,7 @@ class IOPlan:
         except OSError:
             return "gone"
         if not stat.S_ISREG(st.st_mode):
-            return f"{kind_of(st.st_mode)}"
+            return kind_of(st.st_mode)
         if st.st_nlink != 1:
             return "has other hard links"
         identity = (st.st_dev, st.st_ino)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from wnpass.checkpoint.formats import INDEX_SUFFIX
 from wnpass.errors import InvalidArgumentError, InvalidModelError, one_line
 
 __all__ = ["checkpoint_files", "load_batch", "load_checkpoint"]
@@ -39,8 +40,6 @@ def _state_dict(value: Any) -> dict[str, Any] | None:
 
 def _torch_file(path: Path) -> bool:
     """Whether ``path`` is read as a ``torch.save`` file (every name but the other formats')."""
-    from wnpass.checkpoint.formats import INDEX_SUFFIX
-
     return not path.name.endswith((".safetensors", INDEX_SUFFIX))
 
 
@@ -56,13 +55,11 @@ def _as_checkpoint_error() -> Iterator[None]:
 def checkpoint_files(path: str | Path) -> list[Path]:
     """The files loading the checkpoint at ``path`` reads: the file, and an index's shards
     (checked, not opened), so that a command can plan them before it writes anything."""
-    from wnpass.checkpoint.formats import INDEX_SUFFIX
     from wnpass.checkpoint.reading import read_index
 
     path = Path(path)
     if not path.name.endswith(INDEX_SUFFIX) or not path.is_file():
         return [path]
-
     with _as_checkpoint_error():
         _, names = read_index(path)
     return [path, *(path.parent / name for name in names)]

@@ -8,6 +8,7 @@ import itertools
 import logging
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -54,9 +55,10 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
         raise InvalidModelError(f"{path}: contains a NUL byte")
     if not path.exists():
         raise InvalidModelError(f"{path}: no such file")
-    if not path.is_file():  # a directory, a FIFO, a device: never opened
-        raise InvalidModelError(f"{path}: is {kind_of(path.stat().st_mode)}, not an ONNX file")
-    if path.stat().st_size == 0:
+    status = path.stat()
+    if not stat.S_ISREG(status.st_mode):  # a directory, a FIFO, a device: never opened
+        raise InvalidModelError(f"{path}: is {kind_of(status.st_mode)}, not an ONNX file")
+    if status.st_size == 0:
         raise InvalidModelError(f"{path}: empty file, not an ONNX model")
     try:
         proto, weights = inline.parse(path)
