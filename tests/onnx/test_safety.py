@@ -52,28 +52,55 @@ def _fold_process(*argv: str) -> subprocess.Popen[bytes]:
     )
 
 
-def _kill_while_writing(proc: subprocess.Popen[bytes], folder: Path) -> bool:
-    """SIGKILL ``proc`` as soon as a staged output has bytes in it; False if it finished first."""
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        staged = [p for p in folder.glob(".wnpass-*/*") if p.is_file() and p.stat().st_size > 0]
-        if staged:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return True
-        time.sleep(0.0005)
-    proc.wait()
-    return False
+# The CLI, made to stop just before its k-th rename of a staged file onto a target (the moment
+# a non-atomic writer would leave a half-published result), after writing a marker file. A
+# signal sent then lands at that point every time, however fast or loaded the machine is.
+_PAUSED_CLI = """
+import sys, time
+from pathlib import Path
+from wnpass import plan
+from wnpass.cli import run
+marker, stop_at = Path(sys.argv[1]), int(sys.argv[2])
+publish, calls = plan.IOPlan.publish, []
+def paused(self, staged, target):
+    calls.append(target)
+    if len(calls) == stop_at:
+        marker.write_text(str(target))
+        time.sleep(120)
+    publish(self, staged, target)
+plan.IOPlan.publish = paused
+sys.argv = ["wnpass", *sys.argv[3:]]
+run()
+"""
+
+
+def _paused_fold(marker: Path, stop_at: int, *argv: str) -> subprocess.Popen[bytes]:
+    """A fold that stops before its ``stop_at``-th rename; returns once it is there."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_CLI, str(marker), str(stop_at), "fold", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        if proc.poll() is not None:
+            assert proc.stderr is not None
+            raise AssertionError(f"ended before rename {stop_at}: {proc.stderr.read()!r}")
+        assert time.monotonic() < deadline, "the fold did not reach the rename"
+        time.sleep(0.005)
+    return proc
 
 
 @pytest.mark.parametrize(
-    ("in_place", "external"),
-    [(False, False), (True, False), (True, True)],
-    ids=["to-output", "in-place", "in-place-external-data"],
+    ("in_place", "external", "stop_at"),
+    [(False, False, 1), (True, False, 1), (True, True, 1), (True, True, 2)],
+    ids=["to-output", "in-place", "in-place-external-data", "in-place-data-published"],
 )
 def test_sigkill_mid_write_loses_nothing(
-    large_model: Path, tmp_path: Path, in_place: bool, external: bool
+    large_model: Path, tmp_path: Path, in_place: bool, external: bool, stop_at: int
 ) -> None:
+    """Killed with everything staged, before (or between) the renames that publish it: the
+    input is exactly as it was, still a complete model, and no partial output is there."""
     source = tmp_path / "model.onnx"
     if external:
         onnx.save(onnx.load(large_model), source, save_as_external_data=True, location="w.bin")
@@ -83,8 +110,12 @@ def test_sigkill_mid_write_loses_nothing(
     before = [_digest(p) for p in inputs]
     out = tmp_path / "out.onnx"
     argv = [str(source), "--in-place"] if in_place else [str(source), "-o", str(out)]
-    killed = _kill_while_writing(_fold_process(*argv), tmp_path)
-    assert killed, "the fold finished before it could be killed; make the model larger"
+    marker = tmp_path.parent / f"{tmp_path.name}.marker"
+    proc = _paused_fold(marker, stop_at, *argv)
+    staged = [p for p in tmp_path.glob(".wnpass-*/*") if p.is_file() and p.stat().st_size > 0]
+    assert staged, "nothing was staged"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
     assert [_digest(p) for p in inputs] == before, "the input changed"
     assert not out.exists(), "a partial output is under the output name"
     onnx.checker.check_model(source)  # the input is still a complete model with its data
@@ -112,20 +143,9 @@ def test_sigterm_mid_write_publishes_nothing_and_cleans_up(
     source.write_bytes(large_model.read_bytes())
     before = _digest(source)
     out = tmp_path / "out.onnx"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wnpass", "fold", str(source), "-o", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        if any(p.is_file() and p.stat().st_size > 0 for p in tmp_path.glob(".wnpass-*/*")):
-            proc.send_signal(signal.SIGTERM)
-            break
-        time.sleep(0.0005)
+    proc = _paused_fold(tmp_path.parent / f"{tmp_path.name}.marker", 1, str(source), "-o", str(out))
+    proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    if proc.returncode == 0:
-        pytest.skip("the fold finished before SIGTERM arrived")
     assert proc.returncode == 128 + signal.SIGTERM
     assert err.decode().count("\n") == 1 and "terminated" in err.decode()
     assert not out.exists() and not list(tmp_path.glob(".wnpass-*"))
