@@ -12,6 +12,7 @@ from torch import nn
 
 from wnpass.axes import einsum_unit_axis, is_legacy_hook, output_unit_axis, unit_axis
 from wnpass.fx.fold import folded_weight
+from wnpass.rounding import round_to_torch
 from wnpass.rules import dim_from_shapes, pair_keys, parse_key, weight_from
 
 
@@ -125,14 +126,34 @@ def test_torch_fold_is_the_rules_product(dtype: torch.dtype, dim: int | None) ->
     folded = folded_weight(g, v, dim)
     expected = weight_from(g.double().numpy(), v.double().numpy(), dim)
     assert folded.dtype == dtype
-    assert torch.equal(folded, torch.from_numpy(expected).to(dtype))
+    assert torch.equal(folded, round_to_torch(expected, v))
     # and it is PyTorch's own weight norm, computed in float64 and rounded once; in float64
     # itself the two sum in different orders, a few ulps (1e-15 relative) apart
     reference = torch._weight_norm(v.double(), g.double(), -1 if dim is None else dim)
     if dtype == torch.float64:
         assert torch.allclose(folded, reference, rtol=1e-14, atol=0)
     else:
-        assert torch.equal(folded, reference.to(dtype))
+        assert torch.equal(folded, round_to_torch(reference.numpy(), v))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "rows", "cols"), [(torch.bfloat16, 65536, 4), (torch.float16, 8192, 8)]
+)
+def test_weight_from_rounds_once_where_a_cast_through_float32_would_not(
+    dtype: torch.dtype, rows: int, cols: int
+) -> None:
+    """The product is rounded once to the weight's dtype: on these (seeded) values, rounding it
+    through float32, as torch's and ml_dtypes' casts do, gives another weight."""
+    generator = torch.Generator().manual_seed(0)
+    v = torch.randn(rows, cols, generator=generator).to(dtype)
+    g = torch.rand(rows, 1, generator=generator).add(0.5).to(dtype)
+    product = weight_from(g.double().numpy(), v.double().numpy(), 0)
+    folded = folded_weight(g, v, 0)
+    assert torch.equal(folded, round_to_torch(product, v))
+    assert not torch.equal(folded, torch.from_numpy(product).to(dtype))
+    if dtype == torch.float16:  # numpy holds float16: weight_from rounds it once itself
+        once = weight_from(g.numpy(), v.numpy(), 0)
+        assert once.dtype == np.float16 and torch.equal(folded, torch.from_numpy(once))
 
 
 def test_dim_from_shapes() -> None:

@@ -22,6 +22,8 @@ from typing import Literal
 
 import numpy as np
 
+from wnpass.rounding import round_once
+
 __all__ = [
     "KeyForm",
     "PairKeys",
@@ -120,4 +122,4 @@ def weight_from(g: np.ndarray, v: np.ndarray, dim: int | None) -> np.ndarray:
         g64 = g64.reshape(())
     with np.errstate(divide="ignore", invalid="ignore"):
         product = v64 * (g64 / norm)
-    return product.astype(np.asarray(v).dtype)
+    return round_once(product, np.asarray(v).dtype)

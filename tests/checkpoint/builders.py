@@ -19,6 +19,8 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.nn.utils import parametrizations
 
+from wnpass.rounding import round_to_torch
+
 __all__ = [
     "ULPS",
     "WEIGHTS",
@@ -97,13 +99,14 @@ def state_dict(
 
 
 def expected_weight(g: torch.Tensor, v: torch.Tensor, dim: int | None) -> torch.Tensor:
-    """The float64 reference, computed by PyTorch (not wnpass): g * v / ||v|| rounded once."""
+    """The float64 reference, computed by PyTorch (not wnpass): g * v / ||v||, rounded once
+    (by ``round_to_torch``, tested on its own: torch's cast rounds float16/bfloat16 twice)."""
     v64, g64 = v.double(), g.double()
     if dim is None:
         weight = v64 * (g64 / torch.linalg.vector_norm(v64))
     else:
         weight = torch._weight_norm(v64, g64, dim)
-    return weight.to(v.dtype)
+    return round_to_torch(weight.numpy(), v)
 
 
 def save_sharded(

@@ -102,6 +102,23 @@ def test_low_and_high_precision_keep_their_dtype(tmp_path: Path, dtype: torch.dt
         torch.testing.assert_close(folded[name], torch_way, rtol=ULPS * eps, atol=0.0)
 
 
+@pytest.mark.parametrize(("dtype", "rows", "cols"), [(torch.bfloat16, 65536, 4)])
+def test_bfloat16_weights_are_rounded_once(
+    tmp_path: Path, dtype: torch.dtype, rows: int, cols: int
+) -> None:
+    """On these (seeded) values, rounding the float64 product through float32, as torch's cast
+    does, would give another weight: the folded one is the product rounded once."""
+    gen = torch.Generator().manual_seed(0)
+    v = torch.randn(rows, cols, generator=gen).to(dtype)
+    g = torch.rand(rows, 1, generator=gen).add(0.5).to(dtype)
+    save_file({"m.weight_g": g, "m.weight_v": v}, str(tmp_path / "g.safetensors"))
+    assert fold_checkpoint(tmp_path / "g.safetensors")
+    folded = load_file(str(tmp_path / "g.folded.safetensors"))["m.weight"]
+    product = torch._weight_norm(v.double(), g.double(), 0)
+    assert torch.equal(folded, expected_weight(g, v, 0))
+    assert not torch.equal(folded, product.to(dtype))
+
+
 def test_safetensors_keeps_metadata_and_untouched_bytes(tmp_path: Path) -> None:
     state = state_dict("legacy")
     state["counter"] = torch.arange(5)  # an integer tensor: copied

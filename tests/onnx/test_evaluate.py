@@ -80,6 +80,55 @@ def test_narrowing_cast_of_a_product_rounds_once() -> None:
     np.testing.assert_array_equal(_evaluate(model), a.astype(np.float64).astype(np.float16))
 
 
+def _cast_model(values: np.ndarray, to: int) -> onnx.ModelProto:
+    return helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Cast", ["c"], ["y"], to=to)],
+            "g",
+            [],
+            [helper.make_tensor_value_info("y", to, None)],
+            [onnx.numpy_helper.from_array(values, "c")],
+        ),
+        opset_imports=[helper.make_opsetid("", 18)],
+    )
+
+
+@pytest.mark.parametrize(
+    ("to", "above_midpoint", "once", "twice"),
+    [
+        (TensorProto.FLOAT16, np.float64(1 + 2**-11 + 2**-40), 1 + 2**-10, 1.0),
+        (TensorProto.BFLOAT16, np.float64(1 + 2**-8 + 2**-40), 1 + 2**-7, 1.0),
+        (TensorProto.BFLOAT16, np.int64(2**24 + 2**16 + 1), 2**24 + 2**17, 2**24),
+    ],
+    ids=["double-float16", "double-bfloat16", "int64-bfloat16"],
+)
+def test_cast_that_rounds_differently_through_float32_is_declined(
+    to: int, above_midpoint: np.generic, once: float, twice: float
+) -> None:
+    """ONNX Runtime's CPU kernel casts double and integers through float32, which rounds this
+    value down where rounding it once rounds it up: the folded value would depend on the
+    kernel."""
+    values = np.array([above_midpoint])
+    assert round_to(values.astype(np.float64), ir.DataType(to)).astype(np.float64)[0] == once
+    there_and_back = _cast_model(values, to)
+    there_and_back.graph.node.append(helper.make_node("Cast", ["y"], ["z"], to=TensorProto.DOUBLE))
+    there_and_back.graph.output[0].CopyFrom(
+        helper.make_tensor_value_info("z", TensorProto.DOUBLE, None)
+    )
+    assert run(there_and_back, {})[0].tolist() == [twice]  # ONNX Runtime: through float32
+    model = _cast_model(np.concatenate([values, values[:0] + 1]), to)
+    with pytest.raises(NotExact, match=r"rounds 1 value.* differently once than through float32"):
+        evaluate(ir.serde.deserialize_model(model).graph.outputs[0])
+
+
+def test_cast_from_double_folds_where_the_roundings_agree() -> None:
+    """Random doubles: rounding once and through float32 agree, and equal ONNX Runtime's."""
+    values = np.random.default_rng(0).standard_normal(1000) * 100
+    model = _cast_model(values, TensorProto.FLOAT16)
+    actual = _evaluate(model)
+    assert actual.tobytes() == run(model, {})[0].tobytes()
+
+
 @pytest.mark.parametrize(
     ("values", "to", "reason"),
     [

@@ -226,6 +226,38 @@ def test_float16_weights_cast_around_the_norm() -> None:
     assert report.sites[0].dtype == "float16"
 
 
+def test_bfloat16_weights_are_rounded_once() -> None:
+    """Weight norm computed in bfloat16: the weight is the float64 value rounded once. On these
+    (seeded) values, rounding it through float32, as ml_dtypes' cast does, gives another."""
+    import ml_dtypes
+
+    from wnpass.rounding import round_once
+
+    rng = np.random.default_rng(0)
+    rows = 65536
+    v = rng.standard_normal((rows, 4)).astype(ml_dtypes.bfloat16)
+    g = (rng.random((rows, 1)) + 0.5).astype(ml_dtypes.bfloat16)
+    text = f"""
+        {HEADER17}
+        agraph (bfloat16[1, 4] x) => (bfloat16[1, {rows}] y) {{
+            n = ReduceL2 <axes = [1]> (v)
+            d = Div(v, n)
+            w = Mul(d, g)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    folded, report = fold_onnx(onnx_model(text, v=v, g=g))
+    assert isinstance(folded, onnx.ModelProto) and report.folded == 1
+    (weight,) = folded.graph.initializer
+    assert weight.data_type == onnx.TensorProto.BFLOAT16
+    v64, g64 = v.astype(np.float64), g.astype(np.float64)
+    exact = v64 / np.sqrt(np.sum(np.square(v64), axis=1, keepdims=True)) * g64
+    stored = onnx.numpy_helper.to_array(weight)
+    expected = round_once(exact, v.dtype)
+    np.testing.assert_array_equal(stored.view(np.uint16), expected.view(np.uint16))
+    assert np.count_nonzero(stored != exact.astype(ml_dtypes.bfloat16)) > 0
+
+
 def test_bfloat16_weights_cast_to_float() -> None:
     import ml_dtypes
 

@@ -4,8 +4,9 @@ The values are checked first, and a pair that would not give an exact, finite we
 declined (:class:`Declined`, with the reason) rather than written: NaN or Inf in ``g`` or
 ``v``, a unit of ``v`` whose norm is zero (PyTorch computes NaN there), or a product that
 overflows ``v``'s dtype. The product is computed in float64 with numpy (single-threaded,
-deterministic) and rounded once to ``v``'s dtype: by numpy for float16/32/64 (round to nearest
-even, straight from float64), by torch for bfloat16, which numpy lacks.
+deterministic) and rounded once, to nearest even, to ``v``'s dtype by
+:func:`wnpass.rounding.round_once` (straight from float64; bfloat16 through float32 rounded
+to odd, where torch's own cast would round twice).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from wnpass.rounding import round_to_torch
 from wnpass.rules import norm_axes, weight_from
 
 __all__ = ["Declined", "check_pair", "fold_pair", "values_reason"]
@@ -79,11 +81,11 @@ def fold_pair(g: Any, v: Any, dim: int | None) -> Any:
 
     if _name(v) in _NUMPY_DTYPES and _name(g) in _NUMPY_DTYPES:
         # numpy holds these dtypes: weight_from widens to float64 itself and rounds once to
-        # v's dtype (round to nearest even, as torch does), with no extra float64 copies
+        # v's dtype (round to nearest even), with no extra float64 copies
         product = weight_from(_dense(g).numpy(), _dense(v).numpy(), dim)
-    else:  # bfloat16: widened by torch, rounded once by torch
+    else:  # bfloat16: widened by torch, which numpy cannot hold
         product = weight_from(_float64(g), _float64(v), dim)
-    weight = torch.from_numpy(np.ascontiguousarray(product)).to(v.dtype)
+    weight = round_to_torch(product, v)
     if not bool(torch.isfinite(weight).all()):  # check_pair rules this out
         raise Declined("the folded weight is not finite")
     return weight

@@ -24,6 +24,7 @@ from torch.nn.utils.parametrizations import _WeightNorm
 
 from wnpass.axes import is_legacy_hook
 from wnpass.fx.pickling import unmake_picklable
+from wnpass.rounding import round_to_torch
 from wnpass.rules import weight_from
 
 __all__ = ["FoldedSite", "TorchFoldReport", "fold_weight_norm", "folded_weight"]
@@ -65,13 +66,13 @@ def folded_weight(g: torch.Tensor, v: torch.Tensor, dim: int | None) -> torch.Te
     """``g * v / ||v||`` by :func:`wnpass.rules.weight_from`, as a tensor like ``v``.
 
     The tensors go to numpy as float64 (exact for every float dtype, bfloat16 included), the
-    product is computed there in float64, and the result is rounded once, by torch, to ``v``'s
-    dtype. Memory: a few float64 copies of one weight at a time.
+    product is computed there in float64, and the result is rounded once to ``v``'s dtype by
+    :func:`wnpass.rounding.round_to_torch` (torch's own cast would round float16 and bfloat16
+    twice, through float32). Memory: a few float64 copies of one weight at a time.
     """
     v64 = v.detach().to("cpu", torch.float64).numpy()
     g64 = g.detach().to("cpu", torch.float64).numpy()
-    product = torch.from_numpy(weight_from(g64, v64, dim))
-    return product.to(device=v.device, dtype=v.dtype)
+    return round_to_torch(weight_from(g64, v64, dim), v).to(v.device)
 
 
 def _unit_dim(dim: int, ndim: int) -> int | None:

@@ -15,9 +15,12 @@ The rules, which make a fold exact or make it decline (``NotExact`` with the rea
   that would overflow its type (the graph computes inf there) is declined.
 - Every ``Cast`` rounds exactly as the graph does. Narrowing a float rounds once to the target
   type; widening first rounds to the source type (the graph holds the value there), so a
-  ``Cast`` float32 -> float16 -> float32 keeps the float16 rounding. Float -> integer truncates
-  toward zero (NaN, Inf or out of range: declined); integer -> float is exact below 2**53
-  (declined above); integer -> integer must fit the target.
+  ``Cast`` float32 -> float16 -> float32 keeps the float16 rounding. A ``Cast`` from double or
+  an integer type to float16 or bfloat16 is declined where some value rounds differently once
+  than through float32, as ONNX Runtime's CPU kernel rounds it (1 + 2**-11 + 2**-40 is
+  1 + 2**-10 in float16 rounded once, and 1 through float32); elsewhere the two agree.
+  Float -> integer truncates toward zero (NaN, Inf or out of range: declined); integer ->
+  float is exact below 2**53 (declined above); integer -> integer must fit the target.
 - Integer tensors follow ONNX integer semantics: ``Add``/``Sub``/``Mul`` exact (declined on
   overflow or beyond 2**53), ``Div`` truncates toward zero (declined on division by zero),
   ``Max``/``Min``/``Clip`` select exactly; any other arithmetic on integers is declined.
@@ -35,12 +38,12 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 import onnx_ir as ir
 
 from wnpass.onnx import halves
 from wnpass.onnx.graphs import const_tensor
+from wnpass.rounding import round_once
 
 __all__ = [
     "EVALUABLE_OPS",
@@ -112,9 +115,10 @@ def tensor_array(tensor: ir.TensorProtocol) -> Evaluated:
 
 
 def round_to(array: np.ndarray, dtype: ir.DataType) -> np.ndarray:
-    """Round a float result once to ``dtype`` (the stored form: bfloat16 as ml_dtypes)."""
-    if dtype == ir.DataType.BFLOAT16:
-        return array.astype(ml_dtypes.bfloat16)
+    """Round a float result once to ``dtype`` (the stored form: bfloat16 as ml_dtypes); other
+    types are converted as they are."""
+    if dtype in FLOAT_TYPES:
+        return round_once(array, dtype.numpy())
     return array.astype(dtype.numpy(), copy=False)
 
 
@@ -451,6 +455,8 @@ def _cast(step: Step, args: Args) -> Evaluated:
     if source in FLOAT_TYPES and target in FLOAT_TYPES:
         if widens_exactly(target, source):  # narrowing (or same): one rounding to the target
             _check_overflow(np.asarray(x, F64), target, "Cast")
+            if source == ir.DataType.DOUBLE and target in _HALVES:
+                _check_one_rounding(x, source, target)
             return _held(x, target), target
         # widening, or float16 <-> bfloat16: the graph holds the value in the source type first
         return _held(_held(x, source).astype(F64), target), target
@@ -465,10 +471,29 @@ def _cast(step: Step, args: Args) -> Evaluated:
     if target in FLOAT_TYPES:
         if x.size and np.abs(x.astype(F64)).max() >= _EXACT_INT:
             raise NotExact(f"Cast of integers beyond 2**53 to {target.name.lower()}")
+        if target in _HALVES:
+            _check_one_rounding(x.astype(F64), source, target)
         return _held(x.astype(F64), target), target
     if target == ir.DataType.BOOL:
         return x != 0, target
     return _fit(x, target), target
+
+
+_HALVES = (ir.DataType.FLOAT16, ir.DataType.BFLOAT16)
+
+
+def _check_one_rounding(x: np.ndarray, source: ir.DataType, target: ir.DataType) -> None:
+    """Decline a Cast from double or an integer type to float16/bfloat16 whose values round
+    differently once than through float32, as ONNX Runtime's CPU kernel rounds them: the
+    graph's value would depend on the kernel."""
+    once = round_to(x, target)
+    twice = round_to(np.asarray(x, F64).astype(np.float32), target)
+    differ = int(np.count_nonzero(once.view(np.uint16) != twice.view(np.uint16)))
+    if differ:
+        raise NotExact(
+            f"Cast from {source.name.lower()} to {target.name.lower()} rounds {differ} "
+            "value(s) differently once than through float32 (as ONNX Runtime's CPU kernel does)"
+        )
 
 
 def _fit(x: np.ndarray, target: ir.DataType) -> np.ndarray:

@@ -1,0 +1,52 @@
+"""Round float64 values once, to nearest even, to float32, float16 or bfloat16.
+
+numpy rounds float64 straight to float32 and float16. Casting float64 to bfloat16, ml_dtypes
+and torch both go through float32, and so does torch for float16: a value just above a
+midpoint of the narrow type can land exactly on that midpoint in float32 and then round to
+even, the wrong way (``1 + 2**-8 + 2**-40`` becomes 1 in bfloat16, not ``1 + 2**-7``).
+:func:`round_once` rounds to bfloat16 through float32 *rounded to odd* (toward zero, the last
+bit set when inexact): with float32's 24 bits of precision at least bfloat16's 8 plus two,
+rounding that to nearest even gives the correctly rounded bfloat16 (Boldo and Melquiond,
+"When double rounding is odd", 2005). Subnormals and overflow to inf come out right too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+__all__ = ["BFLOAT16", "round_once", "round_to_torch"]
+
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+_DIRECT = (np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.float16))
+
+
+def round_once(values: np.ndarray, dtype: Any) -> np.ndarray:
+    """``values`` (float64, or anything that widens to it exactly) rounded once to nearest
+    even in float ``dtype``: float64, float32, float16 or bfloat16."""
+    dtype = np.dtype(dtype)
+    if dtype in _DIRECT:
+        return np.asarray(values).astype(dtype, copy=False)
+    if dtype != BFLOAT16:
+        raise TypeError(f"no rounding to {dtype} (float64, float32, float16, bfloat16 only)")
+    x = np.asarray(values, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        nearest = x.astype(np.float32)
+        away = np.abs(nearest) > np.abs(x)  # rounded away from zero: step back toward it
+        toward_zero = np.where(away, np.nextafter(nearest, np.float32(0)), nearest)
+        inexact = (toward_zero != x) & ~np.isnan(x)
+    odd = toward_zero.view(np.uint32) | inexact.astype(np.uint32)
+    return odd.view(np.float32).astype(BFLOAT16)  # float32 -> bfloat16: nearest even
+
+
+def round_to_torch(values: np.ndarray, like: Any) -> Any:
+    """``values`` rounded once to the dtype of torch tensor ``like``, as a CPU tensor."""
+    import torch
+
+    name = str(like.dtype).removeprefix("torch.")
+    rounded = np.ascontiguousarray(round_once(values, BFLOAT16 if name == "bfloat16" else name))
+    if rounded.dtype == BFLOAT16:  # torch takes bfloat16 from numpy as its bits
+        return torch.from_numpy(rounded.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(rounded)
