@@ -140,18 +140,7 @@ def test_cast_from_double_folds_where_the_roundings_agree() -> None:
     ],
 )
 def test_casts_that_are_not_exact_are_declined(values: np.ndarray, to: int, reason: str) -> None:
-    ir_model = ir.serde.deserialize_model(
-        helper.make_model(
-            helper.make_graph(
-                [helper.make_node("Cast", ["c"], ["y"], to=to)],
-                "g",
-                [],
-                [helper.make_tensor_value_info("y", to, None)],
-                [onnx.numpy_helper.from_array(values, "c")],
-            ),
-            opset_imports=[helper.make_opsetid("", 18)],
-        )
-    )
+    ir_model = ir.serde.deserialize_model(_cast_model(values, to))
     with pytest.raises(NotExact, match=reason):
         evaluate(ir_model.graph.outputs[0])
 
