@@ -17,7 +17,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-__all__ = ["BFLOAT16", "round_once", "round_to_torch"]
+__all__ = ["BFLOAT16", "round_once", "round_to_torch", "to_torch"]
 
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 _DIRECT = (np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.float16))
@@ -43,10 +43,17 @@ def round_once(values: np.ndarray, dtype: Any) -> np.ndarray:
 
 def round_to_torch(values: np.ndarray, like: Any) -> Any:
     """``values`` rounded once to the dtype of torch tensor ``like``, as a CPU tensor."""
+    name = str(like.dtype).removeprefix("torch.")
+    rounded = round_once(values, BFLOAT16 if name == "bfloat16" else name)
+    return to_torch(np.ascontiguousarray(rounded))
+
+
+def to_torch(array: np.ndarray) -> Any:
+    """A CPU tensor over the same memory as ``array`` (a writeable numpy array); bfloat16 and
+    float8, which torch does not take from numpy, by their bits."""
     import torch
 
-    name = str(like.dtype).removeprefix("torch.")
-    rounded = np.ascontiguousarray(round_once(values, BFLOAT16 if name == "bfloat16" else name))
-    if rounded.dtype == BFLOAT16:  # torch takes bfloat16 from numpy as its bits
-        return torch.from_numpy(rounded.view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(rounded)
+    if array.dtype.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+        bits = array.view(np.int16 if array.dtype.itemsize == 2 else np.uint8)
+        return torch.from_numpy(bits).view(getattr(torch, array.dtype.name))
+    return torch.from_numpy(array)

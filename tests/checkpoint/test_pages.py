@@ -6,12 +6,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from wnpass.checkpoint.pages import identities, release
+from wnpass.checkpoint.tensorfile import SafetensorsFile
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -25,6 +27,17 @@ def test_mapped_pages_are_released_and_read_back(tmp_path: Path) -> None:
         before = a.clone()
         assert release([a], files) >= 512 * 1024 * 4 - 2 * 4096
         assert torch.equal(a, before)  # read back from the file
+
+
+def test_numpy_views_of_a_mapped_file_are_released_and_read_back(tmp_path: Path) -> None:
+    """The arrays wnpass reads safetensors files as: views of a private mapping of the file."""
+    path = tmp_path / "t.safetensors"
+    save_file({"a": torch.randn(512, 1024)}, str(path))
+    a = SafetensorsFile(path).array("a")
+    before = a.copy()
+    assert release([a], identities([path])) >= 512 * 1024 * 4 - 2 * 4096
+    assert np.array_equal(a, before)
+    assert release([before], identities([path])) == 0  # a copy is heap memory: left alone
 
 
 def test_other_memory_is_left_alone(tmp_path: Path) -> None:

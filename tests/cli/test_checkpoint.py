@@ -52,6 +52,27 @@ def test_fold_prints_pairs_and_writes_beside_the_input(
     assert {p["weight"]: p["dim"] for p in report["pairs"]}["pos_conv.weight"] == 2
 
 
+@pytest.mark.parametrize(
+    "command", [["inspect"], ["fold"], ["convert", "--to", "parametrize"]], ids=lambda c: c[0]
+)
+def test_safetensors_commands_leave_torch_unimported(tmp_path: Path, command: list[str]) -> None:
+    """Each command imports what it needs: safetensors files are read, folded and written with
+    numpy, without torch (which takes over a second to import); a torch file needs torch."""
+    import subprocess
+    import sys
+
+    save_file(state_dict("legacy"), str(tmp_path / "g.safetensors"))
+    torch.save(state_dict("legacy"), tmp_path / "g.pt")
+    code = (
+        "import sys; from wnpass.cli import main; status = main(sys.argv[1:]); "
+        "sys.exit(10 if 'torch' in sys.modules else status)"
+    )
+    for name, expected in (("g.safetensors", 0), ("g.pt", 10)):
+        argv = [sys.executable, "-c", code, *command, str(tmp_path / name)]
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        assert result.returncode == expected, (name, result.stderr)
+
+
 def test_fold_a_sharded_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = _folder(tmp_path)
     before = hashes(folder)

@@ -3,7 +3,8 @@
 Formats: ``torch.save`` files (``.pt``, ``.pth``, ``.bin``; read with ``weights_only=True``),
 ``.safetensors``, and sharded indexes (``*.safetensors.index.json``,
 ``pytorch_model.bin.index.json``). Modules, one job each: :mod:`~wnpass.checkpoint.formats`
-(names), :mod:`~wnpass.checkpoint.reading`, :mod:`~wnpass.checkpoint.pairs`,
+(names), :mod:`~wnpass.checkpoint.reading`, :mod:`~wnpass.checkpoint.tensorfile`
+(safetensors files as numpy, without torch), :mod:`~wnpass.checkpoint.pairs`,
 :mod:`~wnpass.checkpoint.fold`, :mod:`~wnpass.checkpoint.writing`,
 :mod:`~wnpass.checkpoint.verify`, :mod:`~wnpass.checkpoint.report`, and the public functions in
 :mod:`~wnpass.checkpoint.api`.

@@ -7,6 +7,9 @@ overflows ``v``'s dtype. The product is computed in float64 with numpy (single-t
 deterministic) and rounded once, to nearest even, to ``v``'s dtype by
 :func:`wnpass.rounding.round_once` (straight from float64; bfloat16 through float32 rounded
 to odd, where torch's own cast would round twice).
+
+The tensors are numpy arrays (from a safetensors file: torch is not imported) or torch tensors
+(from a torch file, seen as numpy without a copy); the weight comes back in the same kind.
 """
 
 from __future__ import annotations
@@ -14,38 +17,34 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
-from wnpass.rounding import round_to_torch
+from wnpass.rounding import BFLOAT16, to_torch
 from wnpass.rules import norm_axes, weight_from
 
 __all__ = ["Declined", "check_pair", "fold_pair", "values_reason"]
 
 logger = logging.getLogger(__name__)
 
-_NUMPY_DTYPES = ("float64", "float32", "float16")  # torch dtypes numpy has, by name
-
 
 class Declined(Exception):
     """A pair whose values cannot be folded; ``str()`` is the reason."""
 
 
-def _dense(tensor: Any) -> Any:
+def _numpy(tensor: Any) -> np.ndarray:
+    """A numpy array as it is; a torch tensor as a numpy view of it (dense tensors only;
+    bfloat16 by its bits, as ml_dtypes' bfloat16)."""
+    if isinstance(tensor, np.ndarray):
+        return tensor
     import torch
 
     if tensor.layout != torch.strided or tensor.is_quantized:
         raise Declined("not a dense tensor")
-    return tensor.detach().cpu()
-
-
-def _name(tensor: Any) -> str:
-    return str(tensor.dtype).removeprefix("torch.")
-
-
-def _float64(tensor: Any) -> np.ndarray:
-    import torch
-
-    return _dense(tensor).to(torch.float64).numpy()
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(BFLOAT16)
+    return tensor.numpy()
 
 
 def values_reason(g64: np.ndarray, v64: np.ndarray, dim: int | None, limit: float) -> str | None:
@@ -64,28 +63,19 @@ def values_reason(g64: np.ndarray, v64: np.ndarray, dim: int | None, limit: floa
 
 
 def check_pair(g: Any, v: Any, dim: int | None) -> str | None:
-    """Why the pair ``g``, ``v`` (tensors) cannot be folded, or None: :func:`values_reason`."""
-    import torch
-
+    """Why the pair ``g``, ``v`` cannot be folded, or None: :func:`values_reason`."""
     try:
-        g64, v64 = _float64(g), _float64(v)
+        g_array, v_array = _numpy(g), _numpy(v)
     except Declined as declined:
         return str(declined)
-    return values_reason(g64, v64, dim, float(torch.finfo(v.dtype).max))
+    limit = float(ml_dtypes.finfo(v_array.dtype).max)
+    return values_reason(g_array.astype(np.float64), v_array.astype(np.float64), dim, limit)
 
 
 def fold_pair(g: Any, v: Any, dim: int | None) -> Any:
-    """The folded weight, a tensor of ``v``'s dtype and shape (checked by :func:`check_pair`
-    first)."""
-    import torch
-
-    if _name(v) in _NUMPY_DTYPES and _name(g) in _NUMPY_DTYPES:
-        # numpy holds these dtypes: weight_from widens to float64 itself and rounds once to
-        # v's dtype (round to nearest even), with no extra float64 copies
-        product = weight_from(_dense(g).numpy(), _dense(v).numpy(), dim)
-    else:  # bfloat16: widened by torch, which numpy cannot hold
-        product = weight_from(_float64(g), _float64(v), dim)
-    weight = round_to_torch(product, v)
-    if not bool(torch.isfinite(weight).all()):  # check_pair rules this out
+    """The folded weight, of ``v``'s dtype and shape, a numpy array or a torch tensor as ``v``
+    is (checked by :func:`check_pair` first)."""
+    weight = weight_from(_numpy(g), _numpy(v), dim)  # widened to float64, rounded once
+    if not np.isfinite(weight).all():  # check_pair rules this out
         raise Declined("the folded weight is not finite")
-    return weight
+    return weight if isinstance(v, np.ndarray) else to_torch(np.ascontiguousarray(weight))

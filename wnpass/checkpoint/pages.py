@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["identities", "release"]
 
 logger = logging.getLogger(__name__)
@@ -70,17 +72,28 @@ def identities(files: Iterable[Path]) -> set[tuple[int, int]]:
     return result
 
 
+def _span(tensor: Any) -> tuple[int, int] | None:
+    """(address, bytes) of a numpy array or a CPU torch tensor; None for other memory."""
+    if isinstance(tensor, np.ndarray):
+        return (int(tensor.ctypes.data), int(tensor.nbytes)) if tensor.flags.c_contiguous else None
+    if tensor.device.type != "cpu":
+        return None
+    return int(tensor.data_ptr()), int(tensor.numel()) * int(tensor.element_size())
+
+
 def release(tensors: Iterable[Any], files: set[tuple[int, int]]) -> int:
-    """Drop the pages of ``tensors`` mapped from ``files``; returns the bytes released."""
+    """Drop the pages of ``tensors`` (numpy arrays or torch tensors) mapped from ``files``;
+    returns the bytes released."""
     if _LIBC is None or not files:
         return 0
     released = 0
     for tensor in tensors:
-        nbytes = int(tensor.numel()) * int(tensor.element_size())
-        if nbytes < _PAGE or tensor.device.type != "cpu":
+        span = _span(tensor)
+        if span is None or span[1] < _PAGE:
             continue
-        start = -(-int(tensor.data_ptr()) // _PAGE) * _PAGE  # whole pages inside it only
-        end = (int(tensor.data_ptr()) + nbytes) // _PAGE * _PAGE
+        address, nbytes = span
+        start = -(-address // _PAGE) * _PAGE  # whole pages inside it only
+        end = (address + nbytes) // _PAGE * _PAGE
         if end <= start or not _file_mapping(start, end, files):
             continue
         if _LIBC.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED):

@@ -1,7 +1,8 @@
 """Open a checkpoint without loading its tensors: names, shapes and dtypes, read lazily.
 
-- ``safetensors``: every file is opened with :func:`safetensors.safe_open` (memory-mapped; a
-  tensor's bytes are read when used); its metadata is kept.
+- ``safetensors``: every file is opened by :class:`~wnpass.checkpoint.tensorfile.SafetensorsFile`
+  (validated by the safetensors library, memory-mapped: a tensor is a numpy view whose bytes
+  are read when used, and torch is not imported); its metadata is kept.
 - ``torch``: ``torch.load(weights_only=True, mmap=True)`` (``mmap`` needs the zip format of
   ``torch.save``; a file in the legacy format is loaded without it). A pickle that would run
   code is refused by ``weights_only`` before anything runs. The state dicts are found at the
@@ -27,9 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from wnpass.checkpoint.formats import Format, detect_format, is_sharded
+from wnpass.checkpoint.tensorfile import SafetensorsFile
 from wnpass.errors import InvalidModelError, one_line
 
 __all__ = [
@@ -44,21 +44,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# safetensors' dtype names, as torch names them
-_SAFETENSORS_DTYPES = {
-    "F64": "float64",
-    "F32": "float32",
-    "F16": "float16",
-    "BF16": "bfloat16",
-    "I64": "int64",
-    "I32": "int32",
-    "I16": "int16",
-    "I8": "int8",
-    "U8": "uint8",
-    "BOOL": "bool",
-    "F8_E4M3": "float8_e4m3fn",
-    "F8_E5M2": "float8_e5m2",
-}
 MAX_DEPTH = 8  # nested dicts searched for state dicts (deeper ones are kept, not searched)
 
 
@@ -98,7 +83,7 @@ class Checkpoint:
         self.metadata: list[dict[str, str] | None] = []  # safetensors header metadata per file
         self.groups: list[Group] = []
         self.index: dict[str, Any] | None = None
-        self._open: dict[int, Any] = {}  # shard -> safe_open handle or torch object
+        self._open: dict[int, Any] = {}  # shard -> SafetensorsFile or the torch file's object
 
     @property
     def sharded(self) -> bool:
@@ -113,20 +98,29 @@ class Checkpoint:
             yield from group.tensors
 
     def root(self, shard: int) -> Any:
-        """The opened file ``shard``: a safe_open handle, or the object a torch file holds."""
+        """The opened file ``shard``: a :class:`SafetensorsFile`, or the object a torch file
+        holds."""
         if shard not in self._open:
             path = self.files[shard]
             self._open[shard] = _safe_open(path) if self.safetensors else load_torch(path)
         return self._open[shard]
 
     def tensor(self, info: TensorInfo) -> Any:
-        """The tensor ``info`` describes (memory-mapped where the format allows)."""
+        """The tensor ``info`` describes, memory-mapped where the format allows: a read-only
+        numpy array from a safetensors file (torch is not imported), a torch tensor from a
+        torch file."""
         root = self.root(info.shard)
         if self.safetensors:
-            return root.get_tensor(info.key)
+            return root.array(info.key)
         for key in info.group:
             root = root[key]
         return root[info.key]
+
+    def torch_tensor(self, info: TensorInfo) -> Any:
+        """The tensor ``info`` describes, as a torch tensor whatever the format."""
+        if self.safetensors:
+            return self.root(info.shard).torch(info.key)
+        return self.tensor(info)
 
     def release(self, shard: int) -> None:
         """Forget file ``shard``'s handle (its mapped pages go once no tensor holds them)."""
@@ -168,11 +162,9 @@ def _require_file(path: Path, what: str = "") -> None:
         raise InvalidModelError(f"{path}: is {'a directory' if path.is_dir() else 'not a file'}")
 
 
-def _safe_open(path: Path) -> Any:
-    from safetensors import safe_open
-
+def _safe_open(path: Path) -> SafetensorsFile:
     try:
-        return safe_open(str(path), framework="pt", device="cpu")
+        return SafetensorsFile(path)
     except Exception as error:
         raise InvalidModelError(
             f"{path}: not a readable safetensors file: {one_line(error)}"
@@ -182,6 +174,8 @@ def _safe_open(path: Path) -> Any:
 def load_torch(path: Path) -> Any:
     """``torch.load`` with ``weights_only=True`` (and ``mmap=True`` for the zip format)."""
     import pickle
+
+    import torch
 
     try:
         mmap = zipfile.is_zipfile(path)
@@ -219,6 +213,8 @@ def _torch_info(key: str, tensor: Any, shard: int, group: tuple[str, ...]) -> Te
 
 
 def _torch_groups(value: Any, shard: int, path: tuple[str, ...] = ()) -> Iterator[Group]:
+    import torch
+
     if not isinstance(value, dict) or len(path) > MAX_DEPTH:
         return
     tensors = [
@@ -259,23 +255,12 @@ def _read_file(checkpoint: Checkpoint, shard: int) -> None:
 
 def _tensors_of_shard(checkpoint: Checkpoint, shard: int) -> list[TensorInfo]:
     """The tensors of safetensors file ``shard``, in the library's order."""
-    handle = checkpoint.root(shard)
-    infos = []
-    for key in checkpoint.shard_keys[shard]:
-        view = handle.get_slice(key)
-        shape = tuple(int(n) for n in view.get_shape())
-        raw = view.get_dtype()
-        dtype = _SAFETENSORS_DTYPES.get(raw, raw.lower())
-        infos.append(TensorInfo(key, shape, dtype, _nbytes(shape, dtype), shard))
-    return infos
-
-
-def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
-    count = 1
-    for n in shape:
-        count *= n
-    torch_dtype = getattr(torch, dtype, None)
-    return count * (torch_dtype.itemsize if isinstance(torch_dtype, torch.dtype) else 1)
+    entries = checkpoint.root(shard).entries
+    return [
+        TensorInfo(key, entry.shape, entry.dtype, entry.end - entry.begin, shard)
+        for key in checkpoint.shard_keys[shard]
+        for entry in (entries[key],)
+    ]
 
 
 def _shard_path(index: Path, name: Any) -> Path:

@@ -44,7 +44,7 @@ def _state_dicts(path: Path) -> dict[tuple[str, ...], dict[str, Any]]:
     checkpoint = open_checkpoint(path)
     try:
         return {
-            group.path: {info.key: checkpoint.tensor(info) for info in group.tensors}
+            group.path: {info.key: checkpoint.torch_tensor(info) for info in group.tensors}
             for group in checkpoint.groups
         }
     finally:

@@ -3,10 +3,11 @@
 A rewrite is an :class:`Action` per input key (copy, fold, rename, drop). Each output file is
 written from its input file: its tensors in the input file's order, a folded weight where the
 first key of its pair was, every other tensor the input's own (memory-mapped) tensor, so its
-bytes are unchanged. safetensors files are written with :func:`safetensors.torch.save_file`
-(metadata kept); torch files with ``torch.save`` (wrappers and non-tensor entries kept, the zip
-format). A sharded checkpoint is written shard by shard, each input shard's handle released
-before the next: memory stays near the largest shard. Files are written into a staging folder;
+bytes are unchanged. safetensors files are written by
+:func:`wnpass.checkpoint.tensorfile.write` from numpy (metadata kept, torch not imported);
+torch files with ``torch.save`` (wrappers and non-tensor entries kept, the zip format). A
+sharded checkpoint is written shard by shard, each input shard's handle released before the
+next: memory stays near the largest shard. Files are written into a staging folder;
 publishing them is the caller's (:class:`~wnpass.plan.IOPlan`).
 """
 
@@ -23,6 +24,7 @@ from typing import Any, Literal
 
 from wnpass.checkpoint.pairs import Pair
 from wnpass.checkpoint.reading import MAX_DEPTH, Checkpoint, Group, TensorInfo
+from wnpass.checkpoint.tensorfile import DTYPE_CODES, write
 from wnpass.errors import OutputError, one_line
 
 __all__ = ["Action", "Rewrite", "write_file", "write_index"]
@@ -46,20 +48,17 @@ Folder = Callable[[Pair], Any]  # computes a pair's folded tensor
 
 
 def _entries(
-    checkpoint: Checkpoint,
-    rewrite: Rewrite,
-    group: tuple[str, ...],
-    infos: list[TensorInfo],
-    fold: Folder,
-) -> list[tuple[str, Any]]:
-    """(output key, tensor) for ``infos`` of one file, in their order."""
+    rewrite: Rewrite, group: tuple[str, ...], infos: list[TensorInfo], fold: Folder
+) -> list[tuple[str, TensorInfo, Any]]:
+    """(output key, input tensor, its folded weight or None: the input's own) for ``infos``
+    of one file, in their order."""
     entries = []
     for info in infos:
         action = rewrite.get((group, info.key), Action("copy", info.key))
         if action.kind == "drop":
             continue
-        tensor = fold(action.pair) if action.pair is not None and action.kind == "fold" else None
-        entries.append((action.key, checkpoint.tensor(info) if tensor is None else tensor))
+        folded = fold(action.pair) if action.pair is not None and action.kind == "fold" else None
+        entries.append((action.key, info, folded))
     return entries
 
 
@@ -77,21 +76,37 @@ def write_file(
     if checkpoint.safetensors or checkpoint.sharded:
         by_key = {info.key: info for info in checkpoint.tensors() if info.shard == shard}
         infos = [by_key[key] for key in checkpoint.shard_keys[shard]]
-        entries = _entries(checkpoint, rewrite, (), infos, fold)
-        written = [(key, _nbytes(tensor)) for key, tensor in entries]
+        entries = _entries(rewrite, (), infos, fold)
         if checkpoint.safetensors:
-            from safetensors.torch import save_file
-
-            with _written(label):
-                save_file(dict(entries), str(target), metadata=checkpoint.metadata[shard])
-        else:
-            _torch_save(dict(entries), target, label)
-        return written
-    written = []
+            return _write_safetensors(checkpoint, shard, entries, target)
+        tensors = {
+            key: checkpoint.tensor(info) if folded is None else folded
+            for key, info, folded in entries
+        }
+        _torch_save(tensors, target, label)
+        return [(key, _nbytes(tensor)) for key, tensor in tensors.items()]
+    written: list[tuple[str, int]] = []
     groups = {group.path: group for group in checkpoint.groups}
     obj = _rebuild(checkpoint.root(shard), (), groups, rewrite, fold, written)
     _torch_save(obj, target, label)
     return written
+
+
+def _write_safetensors(
+    checkpoint: Checkpoint, shard: int, entries: list[tuple[str, TensorInfo, Any]], target: Path
+) -> list[tuple[str, int]]:
+    """Safetensors file ``shard`` rewritten: the input's tensors as their bytes, each folded
+    weight (a numpy array) with its dtype's code."""
+    stored = checkpoint.root(shard)
+    tensors = []
+    for key, info, folded in entries:
+        if folded is None:
+            entry = stored.entries[info.key]
+            tensors.append((key, entry.code, entry.shape, stored.raw(info.key)))
+        else:
+            tensors.append((key, DTYPE_CODES[folded.dtype.name], folded.shape, folded))
+    write(target, tensors, checkpoint.metadata[shard])
+    return [(key, data.nbytes) for key, _, _, data in tensors]
 
 
 def _torch_save(obj: Any, target: Path, label: Path) -> None:

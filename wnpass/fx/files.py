@@ -85,7 +85,7 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
                 )
         else:
             checkpoint = open_checkpoint(path)
-            state = {info.key: checkpoint.tensor(info) for info in checkpoint.tensors()}
+            state = {info.key: checkpoint.torch_tensor(info) for info in checkpoint.tensors()}
             checkpoint.close()
     try:
         load_state_dict_any(model, state)

@@ -1,0 +1,89 @@
+"""safetensors files without torch: what wnpass writes, the safetensors library reads back
+bit for bit (every dtype, metadata, alignment); what it reads are views of the file."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from wnpass.checkpoint.tensorfile import DTYPE_CODES, SafetensorsFile, write
+
+RNG = np.random.default_rng(0)
+ARRAYS = {  # odd sizes first: written as given, a float64 after them would be misaligned
+    "flags": np.array([True, False, True]),
+    "bytes": RNG.integers(0, 255, 5).astype(np.uint8),
+    "half": RNG.standard_normal((3, 2)).astype(np.float16),
+    "brain": RNG.standard_normal((2, 3)).astype(ml_dtypes.bfloat16),
+    "eight": RNG.standard_normal(7).astype(ml_dtypes.float8_e4m3fn),
+    "single": RNG.standard_normal((4, 1, 3)).astype(np.float32),
+    "double": RNG.standard_normal(3),
+    "count": np.arange(3, dtype=np.int64),
+    "scalar": np.array(2.5, np.float32),
+    "empty": np.zeros((0, 4), np.float32),
+}
+
+
+def _write(path: Path, metadata: dict[str, str] | None = None) -> None:
+    tensors = [(k, DTYPE_CODES[a.dtype.name], a.shape, a) for k, a in ARRAYS.items()]
+    write(path, tensors, metadata)
+
+
+def test_the_library_reads_back_every_dtype_bit_for_bit(tmp_path: Path) -> None:
+    path = tmp_path / "t.safetensors"
+    _write(path, {"format": "pt", "note": "é"})
+    loaded = load_file(str(path))
+    assert set(loaded) == set(ARRAYS)
+    for key, array in ARRAYS.items():
+        tensor = loaded[key]
+        assert str(tensor.dtype).removeprefix("torch.") == array.dtype.name.replace("bool_", "")
+        assert tuple(tensor.shape) == array.shape
+        assert tensor.reshape(-1).view(torch.uint8).numpy().tobytes() == array.tobytes()
+    with safe_open(str(path), framework="numpy") as handle:
+        assert handle.metadata() == {"format": "pt", "note": "é"}
+
+
+def test_header_is_padded_and_every_tensor_aligned_to_its_width(tmp_path: Path) -> None:
+    path = tmp_path / "t.safetensors"
+    _write(path)
+    data = path.read_bytes()
+    (size,) = struct.unpack("<Q", data[:8])
+    assert (8 + size) % 8 == 0
+    header = json.loads(data[8 : 8 + size])
+    assert "__metadata__" not in header
+    for key, array in ARRAYS.items():
+        begin, end = header[key]["data_offsets"]
+        assert begin % array.dtype.itemsize == 0 and end - begin == array.nbytes
+    assert (
+        max(end for _, end in (h["data_offsets"] for h in header.values())) == len(data) - 8 - size
+    )
+
+
+def test_reading_gives_read_only_views_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "t.safetensors"
+    save_file({"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}, str(path))
+    stored = SafetensorsFile(path)
+    array = stored.array("w")
+    assert array.dtype == np.float32 and array.shape == (2, 3) and not array.flags.writeable
+    assert array.tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert stored.entries["w"].dtype == "float32" and stored.keys() == ["w"]
+    tensor = stored.torch("w")
+    tensor += 1  # copy-on-write: the file is not written through the mapping
+    assert load_file(str(path))["w"].tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_bfloat16_and_float8_go_to_torch_by_their_bits(tmp_path: Path) -> None:
+    path = tmp_path / "t.safetensors"
+    _write(path)
+    stored, loaded = SafetensorsFile(path), load_file(str(path))
+    for key in ("brain", "eight"):
+        tensor = stored.torch(key)
+        assert tensor.dtype == loaded[key].dtype
+        assert torch.equal(tensor.view(torch.uint8), loaded[key].view(torch.uint8))
+        assert stored.array(key).tobytes() == ARRAYS[key].tobytes()

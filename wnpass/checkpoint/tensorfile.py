@@ -1,0 +1,172 @@
+"""safetensors files as numpy arrays, without torch: read memory-mapped, written streaming.
+
+Reading: the safetensors library opens the file first (``safe_open``), so a file is accepted
+exactly when the library accepts it (header size, JSON, dtypes, offsets that tile the data).
+The header is then read here for each tensor's offsets, and a tensor is a numpy view of the
+memory-mapped file: nothing is copied, and pages are read when touched. The mapping is
+private (copy-on-write): the file cannot change through it, and a view can go to torch
+without a copy (:meth:`SafetensorsFile.torch`).
+
+Writing (:func:`write`): the header (``__metadata__`` first, then the tensors) padded with
+spaces to a multiple of 8 bytes, as the library pads it, then each tensor's bytes straight
+from its array. Tensors are laid out widest dtype first, as the library lays them out, so
+each starts at a multiple of its width, which readers that map the file rely on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import mmap
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from wnpass.rounding import to_torch
+
+__all__ = ["DTYPE_CODES", "DTYPE_NAMES", "Entry", "SafetensorsFile", "write"]
+
+# safetensors' dtype codes: (the name torch gives the dtype, bytes per element)
+DTYPE_NAMES: dict[str, tuple[str, int]] = {
+    "F64": ("float64", 8),
+    "F32": ("float32", 4),
+    "F16": ("float16", 2),
+    "BF16": ("bfloat16", 2),
+    "I64": ("int64", 8),
+    "I32": ("int32", 4),
+    "I16": ("int16", 2),
+    "I8": ("int8", 1),
+    "U64": ("uint64", 8),
+    "U32": ("uint32", 4),
+    "U16": ("uint16", 2),
+    "U8": ("uint8", 1),
+    "BOOL": ("bool", 1),
+    "F8_E4M3": ("float8_e4m3fn", 1),
+    "F8_E5M2": ("float8_e5m2", 1),
+}
+DTYPE_CODES = {name: code for code, (name, _) in DTYPE_NAMES.items()}
+_NUMPY: dict[str, Any] = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": ml_dtypes.bfloat16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U64": np.uint64,
+    "U32": np.uint32,
+    "U16": np.uint16,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+    "F8_E4M3": ml_dtypes.float8_e4m3fn,
+    "F8_E5M2": ml_dtypes.float8_e5m2,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One tensor in the header: its dtype code, shape and byte range in the data."""
+
+    code: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+    @property
+    def dtype(self) -> str:
+        """The dtype as torch names it (``bfloat16``); an unknown code, lower-cased."""
+        return DTYPE_NAMES.get(self.code, (self.code.lower(), 1))[0]
+
+
+class SafetensorsFile:
+    """An opened safetensors file: :meth:`keys`, :meth:`metadata`, :attr:`entries`, and each
+    tensor as a numpy view (:meth:`array`, :meth:`raw`)."""
+
+    def __init__(self, path: Path) -> None:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as handle:  # the library's validation
+            self._keys = list(handle.keys())
+            self._metadata = handle.metadata()
+        with open(path, "rb") as stream:
+            self._map = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_COPY)
+        (size,) = struct.unpack("<Q", self._map[:8])
+        header = json.loads(bytes(self._map[8 : 8 + size]))
+        self._start = 8 + size
+        self.entries = {
+            key: Entry(value["dtype"], tuple(map(int, value["shape"])), *value["data_offsets"])
+            for key, value in header.items()
+            if key != "__metadata__"
+        }
+        # the library checked all this; the file may have changed since (another process)
+        for key, entry in self.entries.items():
+            width = DTYPE_NAMES.get(entry.code, (None, None))[1]
+            count = int(np.prod(entry.shape, dtype=np.int64))
+            if not 0 <= entry.begin <= entry.end <= len(self._map) - self._start or (
+                width is not None and count * width != entry.end - entry.begin
+            ):
+                raise ValueError(f"the header does not match the data at {key} (changed?)")
+
+    def keys(self) -> list[str]:
+        """The tensor names, in the library's order."""
+        return self._keys
+
+    def metadata(self) -> dict[str, str] | None:
+        return self._metadata
+
+    def raw(self, key: str) -> np.ndarray:
+        """The bytes of tensor ``key``, read-only (a view of the mapping)."""
+        entry = self.entries[key]
+        view = np.frombuffer(
+            self._map, np.uint8, entry.end - entry.begin, self._start + entry.begin
+        )
+        view.flags.writeable = False
+        return view
+
+    def array(self, key: str, *, writeable: bool = False) -> np.ndarray:
+        """Tensor ``key`` as a numpy view of its dtype and shape (read-only unless asked);
+        a dtype numpy cannot hold is a ``TypeError``."""
+        entry = self.entries[key]
+        if entry.code not in _NUMPY:
+            raise TypeError(f"{key}: numpy holds no {entry.code} tensors")
+        count = int(np.prod(entry.shape, dtype=np.int64))
+        dtype = np.dtype(_NUMPY[entry.code])
+        view = np.frombuffer(self._map, dtype, count, self._start + entry.begin)
+        view = view.reshape(entry.shape)
+        view.flags.writeable = writeable
+        return view
+
+    def torch(self, key: str) -> Any:
+        """Tensor ``key`` as a torch tensor over the same (copy-on-write) pages."""
+        return to_torch(self.array(key, writeable=True))
+
+
+def write(
+    target: Path,
+    tensors: Sequence[tuple[str, str, tuple[int, ...], np.ndarray]],
+    metadata: dict[str, str] | None,
+) -> None:
+    """Write ``tensors`` (key, dtype code, shape, array holding the bytes) to ``target``."""
+    width = {code: size for code, (_, size) in DTYPE_NAMES.items()}
+    order = sorted(tensors, key=lambda item: -width.get(item[1], 1))  # stable: input order
+    header: dict[str, Any] = {} if metadata is None else {"__metadata__": metadata}
+    offset = 0
+    for key, code, shape, data in order:
+        header[key] = {
+            "dtype": code,
+            "shape": list(shape),
+            "data_offsets": [offset, offset + data.nbytes],
+        }
+        offset += data.nbytes
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(target, "wb") as stream:
+        stream.write(struct.pack("<Q", len(text)))
+        stream.write(text)
+        for _, _, _, data in order:
+            stream.write(np.ascontiguousarray(data).reshape(-1).view(np.uint8).data)
