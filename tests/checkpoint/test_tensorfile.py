@@ -9,6 +9,7 @@ from pathlib import Path
 
 import ml_dtypes
 import numpy as np
+import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -87,3 +88,23 @@ def test_bfloat16_and_float8_go_to_torch_by_their_bits(tmp_path: Path) -> None:
         assert tensor.dtype == loaded[key].dtype
         assert torch.equal(tensor.view(torch.uint8), loaded[key].view(torch.uint8))
         assert stored.array(key).tobytes() == ARRAYS[key].tobytes()
+
+
+def test_a_file_changed_after_the_library_checked_it_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process rewrites the file between the library's check and the mapping: a header
+    whose offsets leave the data is one line, not a view past the end of the file."""
+    import safetensors
+
+    from wnpass.checkpoint.reading import open_checkpoint
+    from wnpass.errors import InvalidModelError
+
+    path = tmp_path / "t.safetensors"
+    save_file({"w": torch.zeros(4)}, str(path))
+    checked = safe_open(str(path), framework="numpy")  # what the library saw
+    data = path.read_bytes()
+    path.write_bytes(data[:-8])  # then the file loses its last bytes
+    monkeypatch.setattr(safetensors, "safe_open", lambda *args, **kwargs: checked)
+    with pytest.raises(InvalidModelError, match=r"not a readable safetensors file: .*changed"):
+        open_checkpoint(path)
