@@ -30,42 +30,35 @@ from wnpass.rounding import to_torch
 
 __all__ = ["DTYPE_CODES", "DTYPE_NAMES", "Entry", "SafetensorsFile", "write"]
 
-# safetensors' dtype codes: (the name torch gives the dtype, bytes per element)
-DTYPE_NAMES: dict[str, tuple[str, int]] = {
-    "F64": ("float64", 8),
-    "F32": ("float32", 4),
-    "F16": ("float16", 2),
-    "BF16": ("bfloat16", 2),
-    "I64": ("int64", 8),
-    "I32": ("int32", 4),
-    "I16": ("int16", 2),
-    "I8": ("int8", 1),
-    "U64": ("uint64", 8),
-    "U32": ("uint32", 4),
-    "U16": ("uint16", 2),
-    "U8": ("uint8", 1),
-    "BOOL": ("bool", 1),
-    "F8_E4M3": ("float8_e4m3fn", 1),
-    "F8_E5M2": ("float8_e5m2", 1),
+# safetensors' dtype codes, and the name torch (and numpy or ml_dtypes) gives each
+DTYPE_NAMES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U64": "uint64",
+    "U32": "uint32",
+    "U16": "uint16",
+    "U8": "uint8",
+    "BOOL": "bool",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
 }
-DTYPE_CODES = {name: code for code, (name, _) in DTYPE_NAMES.items()}
-_NUMPY: dict[str, Any] = {
-    "F64": np.float64,
-    "F32": np.float32,
-    "F16": np.float16,
-    "BF16": ml_dtypes.bfloat16,
-    "I64": np.int64,
-    "I32": np.int32,
-    "I16": np.int16,
-    "I8": np.int8,
-    "U64": np.uint64,
-    "U32": np.uint32,
-    "U16": np.uint16,
-    "U8": np.uint8,
-    "BOOL": np.bool_,
-    "F8_E4M3": ml_dtypes.float8_e4m3fn,
-    "F8_E5M2": ml_dtypes.float8_e5m2,
+DTYPE_CODES = {name: code for code, name in DTYPE_NAMES.items()}
+_ML_DTYPES = ("bfloat16", "float8_e4m3fn", "float8_e5m2")  # numpy holds them through ml_dtypes
+_NUMPY = {
+    code: np.dtype(getattr(ml_dtypes, name) if name in _ML_DTYPES else name)
+    for code, name in DTYPE_NAMES.items()
 }
+
+
+def _width(code: str) -> int | None:
+    """Bytes per element of a dtype code; None for a code not in the table."""
+    return _NUMPY[code].itemsize if code in _NUMPY else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +73,7 @@ class Entry:
     @property
     def dtype(self) -> str:
         """The dtype as torch names it (``bfloat16``); an unknown code, lower-cased."""
-        return DTYPE_NAMES.get(self.code, (self.code.lower(), 1))[0]
+        return DTYPE_NAMES.get(self.code, self.code.lower())
 
 
 class SafetensorsFile:
@@ -105,7 +98,7 @@ class SafetensorsFile:
         }
         # the library checked all this; the file may have changed since (another process)
         for key, entry in self.entries.items():
-            width = DTYPE_NAMES.get(entry.code, (None, None))[1]
+            width = _width(entry.code)
             count = int(np.prod(entry.shape, dtype=np.int64))
             if not 0 <= entry.begin <= entry.end <= len(self._map) - self._start or (
                 width is not None and count * width != entry.end - entry.begin
@@ -119,13 +112,13 @@ class SafetensorsFile:
     def metadata(self) -> dict[str, str] | None:
         return self._metadata
 
-    def raw(self, key: str) -> np.ndarray:
-        """The bytes of tensor ``key``, read-only (a view of the mapping)."""
+    def raw(self, key: str, *, writeable: bool = False) -> np.ndarray:
+        """The bytes of tensor ``key``, a view of the mapping (read-only unless asked)."""
         entry = self.entries[key]
         view = np.frombuffer(
             self._map, np.uint8, entry.end - entry.begin, self._start + entry.begin
         )
-        view.flags.writeable = False
+        view.flags.writeable = writeable
         return view
 
     def array(self, key: str, *, writeable: bool = False) -> np.ndarray:
@@ -134,12 +127,7 @@ class SafetensorsFile:
         entry = self.entries[key]
         if entry.code not in _NUMPY:
             raise TypeError(f"{key}: numpy holds no {entry.code} tensors")
-        count = int(np.prod(entry.shape, dtype=np.int64))
-        dtype = np.dtype(_NUMPY[entry.code])
-        view = np.frombuffer(self._map, dtype, count, self._start + entry.begin)
-        view = view.reshape(entry.shape)
-        view.flags.writeable = writeable
-        return view
+        return self.raw(key, writeable=writeable).view(_NUMPY[entry.code]).reshape(entry.shape)
 
     def torch(self, key: str) -> Any:
         """Tensor ``key`` as a torch tensor over the same (copy-on-write) pages."""
@@ -152,8 +140,7 @@ def write(
     metadata: dict[str, str] | None,
 ) -> None:
     """Write ``tensors`` (key, dtype code, shape, array holding the bytes) to ``target``."""
-    width = {code: size for code, (_, size) in DTYPE_NAMES.items()}
-    order = sorted(tensors, key=lambda item: -width.get(item[1], 1))  # stable: input order
+    order = sorted(tensors, key=lambda item: -(_width(item[1]) or 1))  # stable: input order
     header: dict[str, Any] = {} if metadata is None else {"__metadata__": metadata}
     offset = 0
     for key, code, shape, data in order:
