@@ -17,9 +17,11 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-__all__ = ["BFLOAT16", "round_once", "round_to_torch", "to_torch"]
+__all__ = ["BFLOAT16", "ML_DTYPES", "round_once", "round_to_torch", "to_torch"]
 
 BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+# The float types numpy holds through ml_dtypes, and torch takes from numpy only as bits
+ML_DTYPES = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
 _DIRECT = (np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.float16))
 
 
@@ -53,7 +55,7 @@ def to_torch(array: np.ndarray) -> Any:
     float8, which torch does not take from numpy, by their bits."""
     import torch
 
-    if array.dtype.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+    if array.dtype.name in ML_DTYPES:
         bits = array.view(np.int16 if array.dtype.itemsize == 2 else np.uint8)
         return torch.from_numpy(bits).view(getattr(torch, array.dtype.name))
     return torch.from_numpy(array)

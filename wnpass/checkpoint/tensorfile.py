@@ -26,7 +26,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from wnpass.rounding import to_torch
+from wnpass.rounding import ML_DTYPES, to_torch
 
 __all__ = ["DTYPE_CODES", "DTYPE_NAMES", "Entry", "SafetensorsFile", "write"]
 
@@ -49,9 +49,8 @@ DTYPE_NAMES = {
     "F8_E5M2": "float8_e5m2",
 }
 DTYPE_CODES = {name: code for code, name in DTYPE_NAMES.items()}
-_ML_DTYPES = ("bfloat16", "float8_e4m3fn", "float8_e5m2")  # numpy holds them through ml_dtypes
 _NUMPY = {
-    code: np.dtype(getattr(ml_dtypes, name) if name in _ML_DTYPES else name)
+    code: np.dtype(getattr(ml_dtypes, name) if name in ML_DTYPES else name)
     for code, name in DTYPE_NAMES.items()
 }
 
