@@ -151,7 +151,7 @@ def test_model_check_failure_is_exit_1_and_publishes_nothing(
 Setup = Callable[[Path], list[str]]
 
 
-def _evil_pickle(folder: Path, zip_format: bool) -> Path:
+def _evil_pickle(folder: Path, zip_format: bool, protocol: int = pickle.DEFAULT_PROTOCOL) -> Path:
     marker = folder / "pwned"
 
     class Evil:
@@ -162,7 +162,7 @@ def _evil_pickle(folder: Path, zip_format: bool) -> Path:
     if zip_format:
         torch.save({"w": Evil()}, path)
     else:
-        path.write_bytes(pickle.dumps({"w": Evil()}))
+        path.write_bytes(pickle.dumps({"w": Evil()}, protocol=protocol))
     return path
 
 
@@ -198,6 +198,11 @@ def _hard_link_to_shard(folder: Path) -> list[str]:
         "--json",
         str(folder / "hard.json"),
     ]
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
 
 
 def _truncated(folder: Path) -> list[str]:
@@ -320,9 +325,25 @@ CASES: dict[str, tuple[Setup, int, str]] = {
         "refused: loading it would run code or build objects other than tensors",
     ),
     "malicious pickle (legacy format)": (
-        lambda f: ["inspect", str(_evil_pickle(f, False))],
+        lambda f: ["inspect", str(_evil_pickle(f, False, protocol=2))],
         2,
-        "it was not run",
+        "refused: loading it would run code or build objects other than tensors",
+    ),
+    "malicious pickle in a protocol torch cannot read": (
+        lambda f: ["inspect", str(_evil_pickle(f, False, protocol=4))],
+        2,
+        "evil.pt: not a readable torch.save file (pickle opcode 149 is not one",
+    ),
+    "bytes that are no pickle are not called code": (
+        lambda f: ["inspect", str(_write(f / "noise.pt", b"\x80\x02\xce"))],
+        2,
+        "noise.pt: not a readable torch.save file (pickle opcode 206 is not one torch's "
+        "weights-only loader reads; torch.save writes pickle protocol 2); nothing in it was run",
+    ),
+    "text named .pt": (
+        lambda f: ["inspect", str(_write(f / "text.pt", b"hello world"))],
+        2,
+        "text.pt: not a readable torch.save file: KeyError: 101",
     ),
     "truncated safetensors": (_truncated, 2, "not a readable safetensors file"),
     "truncated shard": (_truncated_shard, 2, "model-00002-of-00002.safetensors: not a readable"),
@@ -429,7 +450,7 @@ def test_a_malicious_pickle_from_a_shell_is_one_line(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    path = _evil_pickle(tmp_path, zip_format=False)
+    path = _evil_pickle(tmp_path, zip_format=False, protocol=2)
     before = hashes(tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "wnpass", "fold", str(path)],

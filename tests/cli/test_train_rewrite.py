@@ -129,7 +129,7 @@ def test_inspect_model_py_changes_nothing(
         (["train-rewrite", "{model}", "--checkpoint", "{tmp}/none.pt"], "none.pt: no such file"),
         (
             ["train-rewrite", "{model}", "--checkpoint", "{tmp}/broken.py"],
-            "refused: loading it would run code or build objects other than tensors",
+            "broken.py: not a readable torch.save file",
         ),
         (["train-rewrite", "{model}", "--data", "{tmp}/x.pt"], "--data is the batch for"),
     ],

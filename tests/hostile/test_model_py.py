@@ -25,7 +25,7 @@ class _RunsCode:
 
 def _malicious(t: Path) -> Path:
     path = t / "ckpt.pt"
-    path.write_bytes(pickle.dumps({"weight": _RunsCode(t / "pwned")}))
+    path.write_bytes(pickle.dumps({"weight": _RunsCode(t / "pwned")}, protocol=2))
     return path
 
 

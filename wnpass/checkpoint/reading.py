@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -171,6 +172,18 @@ def _safe_open(path: Path) -> SafetensorsFile:
         ) from None
 
 
+# What torch's weights-only unpickler says when a pickle asks for something other than tensors
+# and containers (a function to call, a class to build); anything else it raises is a file
+# that is not a pickle it can read at all (random bytes, a cut-off file, an unknown opcode).
+_REFUSALS = (
+    "GLOBAL",
+    "Can only create new object",
+    "unrecognized function",
+    "Can only build",
+    "must be imported to load",
+)
+
+
 def load_torch(path: Path) -> Any:
     """``torch.load`` with ``weights_only=True`` (and ``mmap=True`` for the zip format)."""
     import pickle
@@ -190,14 +203,24 @@ def load_torch(path: Path) -> Any:
         detail = next(
             (line for line in lines if "GLOBAL" in line or "nsupported" in line),
             lines[-1] if lines else "",
-        )
+        ).rstrip(".")
+        if any(marker in detail for marker in _REFUSALS):
+            raise InvalidModelError(
+                f"{path}: refused: loading it would run code or build objects other than "
+                f"tensors ({detail}); it was not run"
+            ) from None
+        opcode = re.fullmatch(r"Unsupported operand (\d+)", detail)
+        if opcode:  # random bytes, or a pickle protocol above torch.save's 2
+            detail = (
+                f"pickle opcode {opcode[1]} is not one torch's weights-only loader reads; "
+                "torch.save writes pickle protocol 2"
+            )
         raise InvalidModelError(
-            f"{path}: refused: loading it would run code or build objects other than tensors "
-            f"({detail.rstrip('.')}); it was not run"
+            f"{path}: not a readable torch.save file ({detail}); nothing in it was run"
         ) from None
     except Exception as error:
         raise InvalidModelError(
-            f"{path}: not a readable torch.save file: {one_line(error)}"
+            f"{path}: not a readable torch.save file: {one_line(error, with_type=True)}"
         ) from None
 
 
