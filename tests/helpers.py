@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +79,46 @@ def assert_close(actual: list, expected: list, rtol: float = FP32_RTOL, atol: fl
         np.testing.assert_allclose(
             a.astype(np.float64), e.astype(np.float64), rtol=rtol, atol=atol * scale
         )
+
+
+# The CLI, made to stop just before its k-th rename of a staged file onto a target (the moment
+# a non-atomic writer would leave a half-published result), after writing a marker file, for
+# ``pause`` seconds. A signal sent then lands at that point every time, however fast or
+# loaded the machine is.
+_PAUSED_CLI = """
+import sys, time
+from pathlib import Path
+from wnpass import plan
+from wnpass.cli import run
+marker, stop_at, pause = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+publish, calls = plan.IOPlan.publish, []
+def paused(self, staged, target):
+    calls.append(target)
+    if len(calls) == stop_at:
+        marker.write_text(str(target))
+        time.sleep(pause)
+    publish(self, staged, target)
+plan.IOPlan.publish = paused
+sys.argv = ["wnpass", *sys.argv[4:]]
+run()
+"""
+
+
+def paused_fold(
+    marker: Path, stop_at: int, *argv: str, pause: float = 120
+) -> subprocess.Popen[bytes]:
+    """``wnpass fold *argv`` stopped before its ``stop_at``-th rename for ``pause`` seconds;
+    returns once it is there."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_CLI, str(marker), str(stop_at), str(pause), "fold", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        if proc.poll() is not None:
+            assert proc.stderr is not None
+            raise AssertionError(f"ended before rename {stop_at}: {proc.stderr.read()!r}")
+        assert time.monotonic() < deadline, "the fold did not reach the rename"
+        time.sleep(0.005)
+    return proc

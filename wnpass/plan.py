@@ -30,6 +30,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from wnpass import interrupts
 from wnpass.errors import OutputError
 
 __all__ = ["STAGING_PREFIX", "IOPlan", "data_file_name", "kind_of"]
@@ -95,6 +96,8 @@ class IOPlan:
         self._may_replace_read: set[Path] = set()
         self._checked = False
         self.left: list[str] = []  # files a run would have removed but kept, with the reason
+        self._stagings: set[Path] = set()  # staging folders that exist
+        self._publishing: set[Path] = set()  # those whose files are being published
 
     # -- recording ------------------------------------------------------------------------
 
@@ -210,50 +213,72 @@ class IOPlan:
         ends without error, removed otherwise. An OS error (a full disk) is one line."""
         target = Path(target)
         entry = self._require(target)
-        try:
-            handle, name = tempfile.mkstemp(prefix=STAGING_PREFIX, suffix=suffix, dir=target.parent)
-        except OSError as error:
-            raise OutputError(
-                f"{target}: cannot write ({error.strerror or error})", parameter=entry.parameter
-            ) from None
-        os.close(handle)
-        temporary = Path(name)
-        try:
-            yield temporary
-            os.replace(temporary, target)
-        except OSError as error:
-            raise OutputError(
-                f"{target}: cannot write ({error.strerror or error})", parameter=entry.parameter
-            ) from None
-        finally:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
+        with interrupts.staging():
+            try:
+                handle, name = tempfile.mkstemp(
+                    prefix=STAGING_PREFIX, suffix=suffix, dir=target.parent
+                )
+            except OSError as error:
+                raise OutputError(
+                    f"{target}: cannot write ({error.strerror or error})",
+                    parameter=entry.parameter,
+                ) from None
+            os.close(handle)
+            temporary = Path(name)
+            try:
+                yield temporary
+                os.replace(temporary, target)
+            except OSError as error:
+                raise OutputError(
+                    f"{target}: cannot write ({error.strerror or error})",
+                    parameter=entry.parameter,
+                ) from None
+            finally:
+                with contextlib.suppress(OSError):
+                    temporary.unlink()
 
     @contextlib.contextmanager
     def staging(self, target: str | os.PathLike[str]) -> Iterator[Path]:
-        """A fresh staging folder beside planned ``target``, removed when the block ends."""
+        """A fresh staging folder beside planned ``target``, removed when the block ends.
+
+        The files staged in it are published with :meth:`publish`; from the first of them to
+        the end of the block, a stop signal waits (:mod:`wnpass.interrupts`), so that the
+        result's renames all happen or none does."""
         target = Path(target)
         entry = self._require(target)
-        try:
-            folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target.parent))
-        except OSError as error:
-            raise OutputError(
-                f"{target.parent}: cannot write ({error.strerror or error})",
-                parameter=entry.parameter,
-            ) from None
-        try:
-            yield folder
-        except OSError as error:
-            raise OutputError(
-                f"{target}: cannot write ({error.strerror or error})", parameter=entry.parameter
-            ) from None
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        with interrupts.staging():
+            try:
+                folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target.parent))
+            except OSError as error:
+                raise OutputError(
+                    f"{target.parent}: cannot write ({error.strerror or error})",
+                    parameter=entry.parameter,
+                ) from None
+            self._stagings.add(folder)
+            try:
+                yield folder
+            except OSError as error:
+                raise OutputError(
+                    f"{target}: cannot write ({error.strerror or error})",
+                    parameter=entry.parameter,
+                ) from None
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+                self._stagings.discard(folder)
+                if folder in self._publishing:
+                    self._publishing.discard(folder)
+                    interrupts.release()
 
     def publish(self, staged: Path, target: str | os.PathLike[str]) -> None:
-        """Rename a staged file onto planned ``target``."""
+        """Rename a file staged in a :meth:`staging` folder onto planned ``target``."""
         target = Path(target)
         entry = self._require(target)
+        folder = next((f for f in self._stagings if staged.is_relative_to(f)), None)
+        if folder is None:
+            raise AssertionError(f"{staged} is not in a staging folder of this plan")
+        if folder not in self._publishing:
+            self._publishing.add(folder)
+            interrupts.hold()
         try:
             os.replace(staged, target)
         except OSError as error:

@@ -8,14 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
-from tests.helpers import onnx_model, rand, sites_left
+from tests.helpers import onnx_model, paused_fold, rand, sites_left
 
 TEXT = """
     <ir_version: 8, opset_import: ["" : 17]>
@@ -52,45 +51,6 @@ def _fold_process(*argv: str) -> subprocess.Popen[bytes]:
     )
 
 
-# The CLI, made to stop just before its k-th rename of a staged file onto a target (the moment
-# a non-atomic writer would leave a half-published result), after writing a marker file. A
-# signal sent then lands at that point every time, however fast or loaded the machine is.
-_PAUSED_CLI = """
-import sys, time
-from pathlib import Path
-from wnpass import plan
-from wnpass.cli import run
-marker, stop_at = Path(sys.argv[1]), int(sys.argv[2])
-publish, calls = plan.IOPlan.publish, []
-def paused(self, staged, target):
-    calls.append(target)
-    if len(calls) == stop_at:
-        marker.write_text(str(target))
-        time.sleep(120)
-    publish(self, staged, target)
-plan.IOPlan.publish = paused
-sys.argv = ["wnpass", *sys.argv[3:]]
-run()
-"""
-
-
-def _paused_fold(marker: Path, stop_at: int, *argv: str) -> subprocess.Popen[bytes]:
-    """A fold that stops before its ``stop_at``-th rename; returns once it is there."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _PAUSED_CLI, str(marker), str(stop_at), "fold", *argv],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        if proc.poll() is not None:
-            assert proc.stderr is not None
-            raise AssertionError(f"ended before rename {stop_at}: {proc.stderr.read()!r}")
-        assert time.monotonic() < deadline, "the fold did not reach the rename"
-        time.sleep(0.005)
-    return proc
-
-
 @pytest.mark.parametrize(
     ("in_place", "external", "stop_at"),
     [(False, False, 1), (True, False, 1), (True, True, 1), (True, True, 2)],
@@ -111,7 +71,7 @@ def test_sigkill_mid_write_loses_nothing(
     out = tmp_path / "out.onnx"
     argv = [str(source), "--in-place"] if in_place else [str(source), "-o", str(out)]
     marker = tmp_path.parent / f"{tmp_path.name}.marker"
-    proc = _paused_fold(marker, stop_at, *argv)
+    proc = paused_fold(marker, stop_at, *argv)
     staged = [p for p in tmp_path.glob(".wnpass-*/*") if p.is_file() and p.stat().st_size > 0]
     assert staged, "nothing was staged"
     proc.send_signal(signal.SIGKILL)
@@ -143,7 +103,7 @@ def test_sigterm_mid_write_publishes_nothing_and_cleans_up(
     source.write_bytes(large_model.read_bytes())
     before = _digest(source)
     out = tmp_path / "out.onnx"
-    proc = _paused_fold(tmp_path.parent / f"{tmp_path.name}.marker", 1, str(source), "-o", str(out))
+    proc = paused_fold(tmp_path.parent / f"{tmp_path.name}.marker", 1, str(source), "-o", str(out))
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM

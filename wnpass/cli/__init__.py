@@ -3,7 +3,9 @@
 Exit codes, and no others: 0 success; 1 a check ran and failed; 2 bad input or usage
 (including errors raised by the user's model.py or checkpoint); 3 an internal error (one line;
 ``-v`` shows the traceback). A run stopped by SIGINT or SIGTERM publishes nothing and exits
-with the shell's code for the signal (130, 143).
+with the shell's code for the signal (130, 143): at once when nothing is staged, after removing
+its staging otherwise, and after the last rename when it comes while a result is being
+published (:mod:`wnpass.interrupts`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from wnpass import __version__
+from wnpass import __version__, interrupts
 from wnpass.cli import check, convert, export, fold, inspect, train_rewrite
 from wnpass.cli.options import flags_for
 from wnpass.cli.output import Printer
@@ -49,12 +51,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"wnpass: error: {message} (see {self.prog} --help)\n")
 
 
-class _Terminated(BaseException):
-    """SIGTERM, raised where the process is, so that staging is cleaned up on the way out."""
+_STOPPED: dict[int, str] = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 
 
-def _terminate(signum: int, frame: object) -> NoReturn:
-    raise _Terminated
+def _stop(signum: int) -> NoReturn:
+    """A stop signal with nothing staged: say so and end the process where it is."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    with contextlib.suppress(OSError, ValueError):
+        print(f"wnpass: {_STOPPED[signum]}; nothing more was written", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -88,10 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the user's: shown with -v only, so that an error stays one line.
     logging.captureWarnings(True)
     logging.getLogger("py.warnings").setLevel(logging.WARNING if args.verbose else logging.ERROR)
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        out = Printer(quiet=args.quiet, plain=args.plain)
-        return int(args.run(args, out))
+        with interrupts.handled(_stop):
+            out = Printer(quiet=args.quiet, plain=args.plain)
+            return int(args.run(args, out))
     except WnpassError as error:
         print(f"wnpass: error: {error.render(flags_for(args))}", file=sys.stderr)
         return error.exit_code
@@ -100,19 +106,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wnpass: error: {printable(where)}{error.strerror or error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("wnpass: interrupted; nothing more was written", file=sys.stderr)
+        print(f"wnpass: {_STOPPED[signal.SIGINT]}; nothing more was written", file=sys.stderr)
         return 128 + signal.SIGINT
-    except _Terminated:
-        print("wnpass: terminated; nothing more was written", file=sys.stderr)
+    except interrupts.Terminated:
+        print(f"wnpass: {_STOPPED[signal.SIGTERM]}; nothing more was written", file=sys.stderr)
         return 128 + signal.SIGTERM
     except Exception as error:  # a bug of wnpass's own: say so in one line
+        if (signum := interrupts.stopped_by()) is not None:  # a stop signal, wrapped by a library
+            print(f"wnpass: {_STOPPED[signum]}; nothing more was written", file=sys.stderr)
+            return 128 + signum
         if args.verbose:
             traceback.print_exc()
         hint = "" if args.verbose else " (run with -v to see the traceback)"
         print(f"wnpass: internal error: {one_line(error, with_type=True)}{hint}", file=sys.stderr)
         return EXIT_INTERNAL
     finally:
-        signal.signal(signal.SIGTERM, previous)
         logging.captureWarnings(False)
 
 

@@ -1,0 +1,205 @@
+"""Stop signals: end at once with nothing staged, unwind with something staged, and wait while
+a result is being published, so that a multi-file output is never part old, part new."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+import onnx
+import pytest
+
+from tests.checkpoint.builders import save_sharded, state_dict
+from tests.helpers import onnx_model, paused_fold, rand, sites_left
+from wnpass import interrupts
+
+TEXT = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[1, 256] x) => (float[1, 256] y) {
+        n = ReduceL2 <axes = [1]> (v)
+        d = Div(v, n)
+        w = Mul(d, g)
+        y = Gemm <transB = 1> (x, w)
+    }
+"""
+
+
+class _Stopped(Exception):
+    """What the test's ``on_stop`` raises instead of ending the test process."""
+
+
+def _on_stop(signum: int) -> NoReturn:
+    raise _Stopped(signum)
+
+
+@pytest.fixture
+def handled() -> Iterator[None]:
+    with interrupts.handled(_on_stop):
+        yield
+
+
+@pytest.mark.usefixtures("handled")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_with_nothing_staged_the_process_stops_at_once(signum: int) -> None:
+    with pytest.raises(_Stopped) as stopped:
+        signal.raise_signal(signum)
+    assert stopped.value.args == (signum,)
+
+
+@pytest.mark.usefixtures("handled")
+@pytest.mark.parametrize(
+    ("signum", "raised"),
+    [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, interrupts.Terminated)],
+)
+def test_with_something_staged_the_signal_unwinds(signum: int, raised: type) -> None:
+    with pytest.raises(raised), interrupts.staging():
+        signal.raise_signal(signum)
+    assert interrupts.stopped_by() == signum
+
+
+@pytest.mark.usefixtures("handled")
+def test_while_publishing_the_signal_waits_for_the_release() -> None:
+    done = []
+    with pytest.raises(interrupts.Terminated), interrupts.staging():
+        interrupts.hold()
+        signal.raise_signal(signal.SIGTERM)
+        done.append("renamed after the signal")
+        interrupts.release()
+        done.append("never: the release raises")
+    assert done == ["renamed after the signal"]
+
+
+def test_the_handlers_are_put_back() -> None:
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with interrupts.handled(_on_stop):
+        assert signal.getsignal(signal.SIGTERM) is not before[0]
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def _three_shards() -> list[list[str]]:
+    keys = list(state_dict("legacy"))
+    return [keys[i::3] for i in range(3)]
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+    }
+
+
+def _stop_before_rename(tmp_path: Path, stop_at: int, *argv: str) -> tuple[int, str]:
+    """SIGTERM a fold paused (2 s) before its ``stop_at``-th rename; its exit code, stderr."""
+    marker = tmp_path.parent / f"{tmp_path.name}.marker"
+    proc = paused_fold(marker, stop_at, *argv, pause=2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err.decode()
+
+
+def test_sigterm_between_a_models_data_and_the_model_publishes_both(tmp_path: Path) -> None:
+    source = tmp_path / "model.onnx"
+    onnx.save(
+        onnx_model(TEXT, v=rand(256, 256), g=rand(256, 1)),
+        source,
+        save_as_external_data=True,
+        location="w.bin",
+    )
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    assert subprocess.run([sys.executable, "-m", "wnpass", "fold", str(source), "-o",
+                           str(reference / "model.onnx")], check=False).returncode == 0  # fmt: skip
+    code, err = _stop_before_rename(tmp_path, 2, str(source), "--in-place")
+    assert code == 128 + signal.SIGTERM and err.count("\n") == 1 and "terminated" in err, err
+    onnx.checker.check_model(source)  # complete: the model and the data it names
+    assert sites_left(source) == 0
+    folded = onnx.load(source)
+    expected = onnx.load(reference / "model.onnx")
+    assert [onnx.numpy_helper.to_array(t).tobytes() for t in folded.graph.initializer] == [
+        onnx.numpy_helper.to_array(t).tobytes() for t in expected.graph.initializer
+    ]
+    assert not list(tmp_path.glob(".wnpass-*"))
+
+
+def test_sigterm_between_shards_publishes_the_whole_checkpoint(tmp_path: Path) -> None:
+    """Replacing a sharded output: stopped after the first shard's rename, the fold still
+    renames the other shards and the index, so the output is wholly the new one."""
+    index = save_sharded(tmp_path, state_dict("legacy"), _three_shards())
+    out = tmp_path / "out" / "model.safetensors.index.json"
+    out.parent.mkdir()
+    fold = [sys.executable, "-m", "wnpass", "fold", str(index), "-o", str(out)]
+    assert subprocess.run(fold, check=False).returncode == 0
+    expected = _digests(out.parent)
+    # an older output of another checkpoint (other values) stands where the fold writes
+    other = tmp_path / "other"
+    other.mkdir()
+    older = save_sharded(other, state_dict("legacy", seed=1), _three_shards())
+    assert subprocess.run([*fold[:4], str(older), "-o", str(out)], check=False).returncode == 0
+    assert _digests(out.parent) != expected
+    code, err = _stop_before_rename(tmp_path, 2, str(index), "-o", str(out))
+    assert code == 128 + signal.SIGTERM and "terminated" in err, err
+    assert _digests(out.parent) == expected
+    assert not list(out.parent.glob(".wnpass-*"))
+
+
+# A fold whose command, with nothing staged yet, gets SIGTERM inside code that turns every
+# exception into an ImportError (as numpy's C extension does with one raised in its import).
+_WRAPPING_CLI = """
+import signal, sys
+from wnpass.cli import fold, run
+def command(args, out):
+    '''A fold that is stopped.'''
+    try:
+        signal.raise_signal(signal.SIGTERM)
+        for _ in range(1000):  # the handler runs between these bytecodes
+            pass
+    except BaseException:
+        raise ImportError("numpy._core.umath failed to import") from None
+    return 0
+fold.run = command
+sys.argv = ["wnpass", *sys.argv[1:]]
+run()
+"""
+
+
+def test_sigterm_inside_an_import_is_one_line_and_exit_143(tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    onnx.save(onnx_model(TEXT, v=rand(256, 256), g=rand(256, 1)), model)
+    result = subprocess.run(
+        [sys.executable, "-c", _WRAPPING_CLI, "fold", str(model)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    assert result.stderr == "wnpass: terminated; nothing more was written\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_a_stop_signal_wrapped_by_a_library_is_still_the_signal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """With something staged, the signal becomes an exception; code that wraps it in another
+    (torch's C++, numpy's imports) does not make it an internal error."""
+    from wnpass.cli import fold, main
+
+    def command(args: object, out: object) -> int:
+        """A fold that is stopped."""
+        with interrupts.staging():
+            try:
+                signal.raise_signal(signal.SIGTERM)
+                np.zeros(1)  # the handler runs here at the latest
+            except BaseException:
+                raise RuntimeError("error_already_set") from None
+        return 0
+
+    monkeypatch.setattr(fold, "run", command)
+    assert main(["fold", str(tmp_path / "m.onnx")]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "wnpass: terminated; nothing more was written\n"

@@ -1,0 +1,107 @@
+"""What a stop signal (SIGINT, SIGTERM) does, by what the process has on disk at that moment.
+
+- **Nothing staged.** There is nothing to clean up and nothing half done, so the process ends
+  at once (``on_stop``: the CLI says so in one line and exits with 130 or 143). It may be
+  anywhere: inside an import, where numpy turns an exception into an ``ImportError``, or inside
+  a C++ extension, where an exception can abort the process; ending at once avoids both.
+- **Something staged** (:func:`staging`, entered by :class:`wnpass.plan.IOPlan` for every
+  staging file and folder): the signal becomes an exception (``KeyboardInterrupt``,
+  :class:`Terminated`) where the process is, so that the staging is removed on the way out.
+- **A result being published** (:func:`hold` to :func:`release`: the renames that put data
+  files, shards, then the model or index in place): the signal waits until the last rename of
+  that result is done, so an output is never part old, part new; then it is raised as above.
+
+SIGKILL cannot be caught: it can stop a result between two of its renames. wnpass orders the
+renames so that what is at the target stays usable (data under new names first, the model or
+index last); where a result's files must keep their names (checkpoint shards), the docs say so.
+Python runs signal handlers in the main thread only, between bytecodes, so this state needs no
+lock; a library user who installs nothing keeps Python's own behaviour.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from typing import NoReturn
+
+__all__ = ["Terminated", "handled", "hold", "release", "staging", "stopped_by"]
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is, so that staging is removed on the way out."""
+
+
+class _State:
+    staged = 0  # staging files and folders that exist (or are about to)
+    holds = 0  # results being published
+    pending: int | None = None  # a signal that came while a result was being published
+    raised: int | None = None  # the signal last turned into an exception
+    on_stop: Callable[[int], NoReturn] | None = None
+
+
+@contextlib.contextmanager
+def staging() -> Iterator[None]:
+    """Count a staging file or folder from just before it is made to after it is removed."""
+    _State.staged += 1
+    try:
+        yield
+    finally:
+        _State.staged -= 1
+
+
+def hold() -> None:
+    """A result starts to be published: stop signals wait until the matching :func:`release`."""
+    _State.holds += 1
+
+
+def release() -> None:
+    """The result is published (or abandoned): a signal that came meanwhile is raised now."""
+    _State.holds -= 1
+    if _State.holds == 0 and _State.pending is not None:
+        signum, _State.pending = _State.pending, None
+        _raise(signum)
+
+
+def stopped_by() -> int | None:
+    """The signal raised as an exception in this block of :func:`handled`, if any: code that
+    catches exceptions wholesale (numpy's imports, torch's C++) may have turned it into
+    another error, which is then this signal's doing, not a bug."""
+    return _State.raised
+
+
+def _raise(signum: int) -> NoReturn:
+    _State.raised = signum
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated
+
+
+def _handler(signum: int, frame: object) -> None:
+    if _State.holds:
+        _State.pending = signum
+        return
+    if not _State.staged and _State.on_stop is not None:
+        _State.on_stop(signum)
+    _raise(signum)
+
+
+@contextlib.contextmanager
+def handled(on_stop: Callable[[int], NoReturn]) -> Iterator[None]:
+    """Handle SIGINT and SIGTERM as the module docstring says while the block runs;
+    ``on_stop(signum)`` ends the process when nothing is staged. Outside the main thread
+    (where Python cannot install handlers) the block runs with the handlers it has."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, _handler) for signum in _SIGNALS}
+    _State.on_stop, _State.raised = on_stop, None
+    try:
+        yield
+    finally:
+        _State.on_stop = None
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
