@@ -46,6 +46,55 @@ def test_a_failed_write_leaves_the_old_target_and_no_staging(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
 
 
+def test_a_folder_that_takes_no_files_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    """``/proc`` passes every path rule (it is a folder) but takes no new file: refused when
+    the plan is checked, not after the outputs before it were published."""
+    plan = IOPlan()
+    plan.write(tmp_path / "model.onnx", "output")
+    plan.write("/proc/report.json", "json_path")
+    with pytest.raises(OutputError, match=r"/proc/report.json: cannot write there \(") as error:
+        plan.check()
+    assert error.value.parameter == "json_path"
+    assert list(tmp_path.iterdir()) == []  # the probe of the first folder left nothing
+
+
+def test_a_failed_write_after_a_publish_says_what_was_written(tmp_path: Path) -> None:
+    plan = IOPlan()
+    plan.write(tmp_path / "model.onnx", "output")
+    plan.write(tmp_path / "report.json", "json_path")
+    plan.check()
+    with plan.replace(tmp_path / "model.onnx") as staged:
+        staged.write_text("model")
+    with pytest.raises(OutputError) as error, plan.replace(tmp_path / "report.json"):
+        raise OSError(28, "No space left on device")
+    assert str(error.value) == (
+        f"json_path {tmp_path / 'report.json'}: cannot write (No space left on device); "
+        f"already written: {tmp_path / 'model.onnx'}"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_replaced_file_gets_the_mode_of_a_new_file(tmp_path: Path, existing: bool) -> None:
+    """Not the owner-only mode of the temporary file it was staged in."""
+    target = tmp_path / "report.json"
+    if existing:
+        target.write_text("old")
+        target.chmod(0o600)
+    plan = IOPlan()
+    plan.write(target, "json_path")
+    plan.check()
+    mask = os.umask(0o027)
+    try:
+        with plan.replace(target) as staged:
+            staged.write_text("new")
+    finally:
+        os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o640
+
+
 def test_a_target_turned_into_a_symlink_after_the_check_is_refused(tmp_path: Path) -> None:
     """The target is examined again at the moment it is replaced."""
     target = tmp_path / "a.txt"

@@ -66,6 +66,13 @@ def kind_of(mode: int) -> str:
     return "not a regular file"
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it, as Python offers no other way before 3.13)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _identity(path: Path) -> tuple[int, int] | None:
     """(device, inode) of the file a path leads to, following links; None if there is none."""
     try:
@@ -97,6 +104,8 @@ class IOPlan:
         self._checked = False
         self.left: list[str] = []  # files a run would have removed but kept, with the reason
         self._stagings: set[Path] = set()  # staging folders that exist
+        self._probed: set[Path] = set()  # folders shown to take new files
+        self.published: list[Path] = []  # targets renamed into place, in order
         self._publishing: set[Path] = set()  # those whose files are being published
 
     # -- recording ------------------------------------------------------------------------
@@ -171,7 +180,28 @@ class IOPlan:
             seen[where] = entry
             if identity is not None:
                 seen_ids[identity] = entry
+        for entry in self._writes:
+            self._probe(entry)
         self._checked = True
+
+    def _probe(self, entry: _Entry) -> None:
+        """Make and remove a file in the target's folder, once per folder: a folder that
+        cannot take files (read-only, no permission, ``/proc``) is refused now, before anything
+        is written, not after the outputs before it were published."""
+        folder = Path(os.path.realpath(entry.path.parent))
+        if folder in self._probed:
+            return
+        with interrupts.staging():
+            try:
+                handle, name = tempfile.mkstemp(prefix=STAGING_PREFIX, dir=folder)
+            except OSError as error:
+                raise OutputError(
+                    f"{entry.path}: cannot write there ({error.strerror or error})",
+                    parameter=entry.parameter,
+                ) from None
+            os.close(handle)
+            os.unlink(name)
+        self._probed.add(folder)
 
     @staticmethod
     def _check_target(entry: _Entry) -> None:
@@ -207,6 +237,14 @@ class IOPlan:
                 return entry
         raise AssertionError(f"{target} is not a planned target")
 
+    def _cannot_write(self, path: Path, error: OSError, entry: _Entry) -> OutputError:
+        """A write that failed (a full disk), as one line that also names what this run has
+        already put in place, if anything: an error must not read as "nothing was written"."""
+        message = f"{path}: cannot write ({error.strerror or error})"
+        if self.published:
+            message += "; already written: " + ", ".join(str(p) for p in self.published)
+        return OutputError(message, parameter=entry.parameter)
+
     @contextlib.contextmanager
     def replace(self, target: str | os.PathLike[str], *, suffix: str = "") -> Iterator[Path]:
         """A staging path beside planned ``target`` to write; renamed onto it when the block
@@ -219,20 +257,18 @@ class IOPlan:
                     prefix=STAGING_PREFIX, suffix=suffix, dir=target.parent
                 )
             except OSError as error:
-                raise OutputError(
-                    f"{target}: cannot write ({error.strerror or error})",
-                    parameter=entry.parameter,
-                ) from None
-            os.close(handle)
+                raise self._cannot_write(target, error, entry) from None
+            try:  # the mode a new file gets (mkstemp makes it private to the owner)
+                os.fchmod(handle, 0o666 & ~_umask())
+            finally:
+                os.close(handle)
             temporary = Path(name)
             try:
                 yield temporary
                 os.replace(temporary, target)
+                self.published.append(target)
             except OSError as error:
-                raise OutputError(
-                    f"{target}: cannot write ({error.strerror or error})",
-                    parameter=entry.parameter,
-                ) from None
+                raise self._cannot_write(target, error, entry) from None
             finally:
                 with contextlib.suppress(OSError):
                     temporary.unlink()
@@ -250,18 +286,12 @@ class IOPlan:
             try:
                 folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target.parent))
             except OSError as error:
-                raise OutputError(
-                    f"{target.parent}: cannot write ({error.strerror or error})",
-                    parameter=entry.parameter,
-                ) from None
+                raise self._cannot_write(target.parent, error, entry) from None
             self._stagings.add(folder)
             try:
                 yield folder
             except OSError as error:
-                raise OutputError(
-                    f"{target}: cannot write ({error.strerror or error})",
-                    parameter=entry.parameter,
-                ) from None
+                raise self._cannot_write(target, error, entry) from None
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
                 self._stagings.discard(folder)
@@ -281,10 +311,9 @@ class IOPlan:
             interrupts.hold()
         try:
             os.replace(staged, target)
+            self.published.append(target)
         except OSError as error:
-            raise OutputError(
-                f"{target}: cannot write ({error.strerror or error})", parameter=entry.parameter
-            ) from None
+            raise self._cannot_write(target, error, entry) from None
 
     # -- deleting -------------------------------------------------------------------------
 

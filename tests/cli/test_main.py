@@ -58,6 +58,20 @@ def test_bad_input_is_one_line_and_exit_2(
     assert message in err and "Traceback" not in err and err.count("\n") == 1
 
 
+def test_a_json_report_that_cannot_be_written_stops_the_fold_before_it_writes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--json`` in a folder that takes no files: refused up front, the input untouched."""
+    path = weight_normed(tmp_path)
+    before = path.read_bytes()
+    assert main(["fold", str(path), "--in-place", "--json", "/proc/r.json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("wnpass: error: --json /proc/r.json: cannot write there")
+    assert "wrote" not in captured.out
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
 def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
     (tmp_path / "junk.onnx").write_bytes(b"\x01\x02junk")
     result = subprocess.run(
