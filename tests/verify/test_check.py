@@ -172,3 +172,25 @@ def test_a_silent_fall_back_to_cpu_is_reported_not_measured(
     assert run.reference is None and run.candidate is None and not run.comparisons
     assert not report, "nothing was compared: the check must not pass"
     assert report.failures() == ["cuda/default: fell back to CPU; nothing compared"]
+
+
+def test_string_and_sequence_outputs_are_compared(tmp_path: Path) -> None:
+    """Exactly for strings (no tolerance, no error size), item by item for a sequence."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2] x) => (string[1] s, seq(float[2]) q) {
+            s = Constant <value = string[1] {"%s"}> ()
+            z = Mul(x, x)
+            q = SequenceConstruct(x, %s)
+        }
+    """
+    paths = []
+    for label, item in (("a", "z"), ("b", "x")):
+        paths.append(tmp_path / f"{label}.onnx")
+        onnx.save(onnx.parser.parse_model(text % (label, item)), paths[-1])
+    assert check(paths[0], paths[0], runs=1, warmup=0)
+    report = check(paths[0], paths[1], runs=1, warmup=0)
+    s, q = report.runs[0].comparisons
+    assert (s.numeric, s.outside, s.total) == (False, 1, 1)
+    assert q.numeric and q.dtype == "sequence<float32>" and q.total == 4 and q.outside > 0
+    assert not report

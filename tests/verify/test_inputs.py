@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +85,32 @@ def test_npz_inputs_are_checked_against_the_model(tmp_path: Path) -> None:
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(InvalidArgumentError, match=r"not a readable \.npz"):
         inputs.load_npz(tmp_path / "junk.npz", specs())
+
+
+def test_a_cut_off_npz_is_one_line(tmp_path: Path) -> None:
+    whole = _npz(tmp_path / "whole.npz", {"x": np.zeros((2, 4), np.float32)})
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(whole.read_bytes()[:-30])
+    with pytest.raises(InvalidArgumentError, match=r"cut\.npz: not a readable \.npz file \("):
+        inputs.load_npz(cut, specs())
+
+
+def test_a_fifo_or_a_device_is_refused_without_being_opened(tmp_path: Path) -> None:
+    fifo = tmp_path / "inputs.npz"
+    os.mkfifo(fifo)  # opening it to read would block until a writer comes: never here
+    raised: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            inputs.load_npz(fifo, specs())
+        except BaseException as error:
+            raised.append(error)
+
+    reader = threading.Thread(target=load, daemon=True)  # a blocked open fails, not hangs
+    reader.start()
+    reader.join(timeout=30)
+    assert not reader.is_alive(), "load_npz opened the FIFO and blocked"
+    assert isinstance(raised[0], InvalidArgumentError), raised
+    assert re.search(r"inputs\.npz: is a FIFO; refused", str(raised[0]))
+    with pytest.raises(InvalidArgumentError, match="/dev/zero: is a character device; refused"):
+        inputs.load_npz(Path("/dev/zero"), specs())

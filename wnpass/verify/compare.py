@@ -2,12 +2,14 @@
 
 An element is outside tolerance when ``|candidate - reference| > atol + rtol * |reference|``
 (numpy's ``allclose`` rule, element by element). NaN and Inf must sit in the same places (with
-the same sign) in both.
+the same sign) in both. Integers, booleans and strings must be equal; a sequence output is
+compared item by item, a map output must be equal.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +49,7 @@ class OutputComparison:
     outside: int = 0  # elements outside tolerance
     total: int = 0
     problem: str | None = None  # shape/dtype/NaN mismatch or a missing output
+    numeric: bool = True  # False: strings or a map, equal or not (no tolerance, no error size)
 
     @property
     def passed(self) -> bool:
@@ -57,8 +60,18 @@ class OutputComparison:
 
 
 def _compare(
-    name: str, ref: np.ndarray, cand: np.ndarray, rtol: float | None, atol: float | None
+    name: str, ref: Any, cand: Any, rtol: float | None, atol: float | None
 ) -> OutputComparison:
+    if isinstance(ref, list) and isinstance(cand, list):
+        return _compare_sequences(name, ref, cand, rtol, atol)
+    if not isinstance(ref, np.ndarray) or not isinstance(cand, np.ndarray):
+        result = OutputComparison(name, None, type(ref).__name__, 0.0, 0.0, total=1)
+        result.numeric = False
+        if type(ref) is not type(cand):
+            result.problem = f"a {type(cand).__name__} where the reference has a {result.dtype}"
+        elif ref != cand:  # a map (ONNX Runtime gives a dict): exact
+            result.outside = 1
+        return result
     r, a = tolerance_for(ref.dtype, rtol, atol)
     result = OutputComparison(name, list(ref.shape), str(ref.dtype), r, a, total=int(ref.size))
     if ref.shape != cand.shape:
@@ -66,6 +79,10 @@ def _compare(
         return result
     if ref.dtype != cand.dtype:
         result.problem = f"dtype {cand.dtype} != reference {ref.dtype}"
+        return result
+    if ref.dtype.kind in "OSU":  # strings: equal or not
+        result.numeric = False
+        result.outside = int(np.count_nonzero(ref != cand))
         return result
     if ref.dtype.kind in "biu":
         diff = ref != cand
@@ -93,11 +110,41 @@ def _compare(
     return result
 
 
+def _compare_sequences(
+    name: str, ref: list[Any], cand: list[Any], rtol: float | None, atol: float | None
+) -> OutputComparison:
+    """A sequence output, item by item, as one comparison: the worst of its items."""
+    pairs = enumerate(zip(ref, cand, strict=False))  # a length mismatch is reported below
+    items = [_compare(f"{name}[{i}]", r, c, rtol, atol) for i, (r, c) in pairs]
+    first = items[0] if items else None
+    result = OutputComparison(
+        name,
+        [len(ref)],
+        f"sequence<{first.dtype}>" if first else "sequence",
+        first.rtol if first else 0.0,
+        first.atol if first else 0.0,
+        total=sum(item.total for item in items),
+        numeric=first.numeric if first else True,
+    )
+    if len(ref) != len(cand):
+        result.problem = f"{len(cand)} items != reference {len(ref)}"
+        return result
+    for item in items:
+        result.outside += item.outside
+        result.max_abs = max(result.max_abs, item.max_abs)
+        result.max_rel = max(result.max_rel, item.max_rel)
+        if item.scale > result.scale:
+            result.scale, result.max_scaled = item.scale, item.max_scaled
+        if result.problem is None and item.problem is not None:
+            result.problem = f"{item.name}: {item.problem}"
+    return result
+
+
 def compare_outputs(
     names: list[str],
-    reference: list[np.ndarray],
+    reference: list[Any],
     candidate_names: list[str],
-    candidate: list[np.ndarray],
+    candidate: list[Any],
     *,
     rtol: float | None = None,
     atol: float | None = None,
@@ -107,8 +154,11 @@ def compare_outputs(
     results = []
     for name, ref in zip(names, reference, strict=True):
         if name not in by_name:
-            r, a = tolerance_for(ref.dtype, rtol, atol)
-            missing = OutputComparison(name, list(ref.shape), str(ref.dtype), r, a)
+            if isinstance(ref, np.ndarray):
+                r, a = tolerance_for(ref.dtype, rtol, atol)
+                missing = OutputComparison(name, list(ref.shape), str(ref.dtype), r, a)
+            else:
+                missing = OutputComparison(name, None, type(ref).__name__, 0.0, 0.0)
             missing.problem = "missing in the candidate"
             results.append(missing)
             continue

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
+import stat
 from pathlib import Path
 
 import ml_dtypes
 import numpy as np
 import onnx_ir as ir
 
-from wnpass.errors import InvalidArgumentError, UsageError
+from wnpass.errors import InvalidArgumentError, UsageError, one_line
+from wnpass.plan import kind_of
 
 __all__ = [
     "DEFAULT_DYNAMIC_DIM",
@@ -159,13 +162,19 @@ def synthesize(
 def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
     """Inputs from an ``.npz`` file, checked against the model's inputs."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            feeds = {name: data[name] for name in data.files}
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise InvalidArgumentError(f"{path}: no such file", parameter="inputs") from None
-    except (OSError, ValueError) as error:
+    except OSError as error:
+        raise InvalidArgumentError(f"{path}: {error.strerror}", parameter="inputs") from None
+    if not stat.S_ISREG(mode):  # a FIFO would block the read, a device never end it
+        raise InvalidArgumentError(f"{path}: is {kind_of(mode)}; refused", parameter="inputs")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            feeds = {name: data[name] for name in data.files}
+    except Exception as error:  # a cut-off zip, a bad member: whatever the file is, not .npz
         # numpy falls back to unpickling what is not a zip: say what the file is not instead
-        detail = "" if "pickle" in str(error) else f" ({error})"
+        detail = "" if "pickle" in str(error) else f" ({one_line(error, with_type=True)})"
         raise InvalidArgumentError(
             f"{path}: not a readable .npz file{detail}", parameter="inputs"
         ) from None

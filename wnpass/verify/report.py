@@ -108,6 +108,8 @@ class CheckReport:
 def _why(c: OutputComparison) -> str:
     if c.problem:
         return c.problem
+    if not c.numeric:
+        return f"{c.outside} of {c.total} elements differ"
     return (
         f"{c.outside} of {c.total} elements outside rtol={c.rtol:g} atol={c.atol:g} "
         f"(max abs {c.max_abs:.3g})"
@@ -141,10 +143,10 @@ def comparison_row(where: str, c: OutputComparison) -> tuple[str, ...]:
         where,
         c.name,
         shape,
-        f"{c.max_abs:.3g}",
-        f"{c.max_scaled:.3g}",
+        f"{c.max_abs:.3g}" if c.numeric else "-",
+        f"{c.max_scaled:.3g}" if c.numeric else "-",
         f"{c.outside}/{c.total}",
-        f"rtol={c.rtol:g} atol={c.atol:g}",
+        f"rtol={c.rtol:g} atol={c.atol:g}" if c.numeric else "exact",
         "ok" if c.passed else f"FAIL: {_why(c)}",
     )
 
