@@ -41,6 +41,25 @@ def test_conv_transpose_per_output_unit_or_torch_dim() -> None:
     assert torch_dims["1.weight"].status == "planned" and torch_dims["1.weight"].axis == 0
 
 
+def test_layout_reads_are_not_uses_when_traced() -> None:
+    """torch.fx: ``w.shape``, ``w.size()`` and ``w.dim()`` read the layout; the conv is the use."""
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(4, 1, 3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            w = self.w
+            pad = w.shape[-1] + w.size(-1) - w.dim() - 1
+            return F.conv1d(x, w, padding=pad, groups=2)
+
+    sites, mode, _ = analyse_sites(Model())
+    assert mode == "fx"
+    site = {s.name: s for s in sites}["w"]
+    assert (site.status, site.axis) == ("planned", 0), site.reason
+
+
 def test_functional_uses() -> None:
     """F.linear -> 0, x @ W -> last axis, W @ x -> 0, elementwise use skipped."""
     sites = plan(Functional())

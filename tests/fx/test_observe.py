@@ -95,6 +95,27 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
         X3,
         "groups=2",
     ),
+    (
+        "shape read for the padding",
+        (4, 1, 3),
+        lambda x, w: F.conv1d(x, w, padding=w.shape[-1] - 1, groups=2),
+        X3,
+        0,
+    ),
+    (
+        "size() and stride() read",
+        (4, 1, 3),
+        lambda x, w: F.conv1d(x, w, padding=w.size()[-1] - w.stride()[-1], groups=2),
+        X3,
+        0,
+    ),
+    (
+        "values read with tolist",
+        (4, 1, 3),
+        lambda x, w: F.conv1d(x, w, groups=2) * len(w.tolist()),
+        X3,
+        "used by tolist",
+    ),
     ("elementwise", (2, 6), lambda x, w: x * w, X2, "elementwise"),
     ("lookup", (10, 6), lambda x, w: w[torch.tensor([1, 2])] + x, X2, "lookup"),
     (

@@ -113,6 +113,21 @@ def _tensors(value: Any) -> Iterator[Any]:
                 yield item
 
 
+def _metadata(name: str, result: Any) -> bool:
+    """Whether a call that read a parameter only asked about its layout: no use of its values.
+
+    ``.shape``, ``.size()`` (a ``torch.Size``, which is a tuple) and ``.stride()`` (a tuple of
+    ints) as much as ``.dtype``, ``.dim()``, ``.size(-1)``: a padding computed from
+    ``w.shape[-1]`` does not stop ``w`` from being a layer weight. A list or tuple of anything
+    else (``.tolist()``: the values) and any tensor are uses.
+    """
+    if isinstance(result, torch.Size):
+        return True
+    if name == "stride" and isinstance(result, tuple):
+        return True
+    return not any(True for _ in _tensors(result)) and not isinstance(result, list | tuple)
+
+
 def _reshape_axes(src: Sequence[int], dst: Sequence[int]) -> list[int | None]:
     """For each axis of ``dst``, the axis of ``src`` it is the same as (None: merged, split, new).
 
@@ -240,8 +255,8 @@ class _Recorder(TorchFunctionMode):
             for origin in self.origins(args[0]):
                 self._use(origin, name, None, f"modified in place in the forward ({name})")
             return result
-        if not any(True for _ in _tensors(result)) and not isinstance(result, list | tuple):
-            return result  # a metadata query (shape, dtype, size, dim ...): no use
+        if _metadata(name, result):
+            return result
         try:
             self._record(func, _name(func), args, kwargs, result)
         except Exception as error:  # never break the user's forward: record why instead

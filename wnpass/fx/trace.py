@@ -58,6 +58,9 @@ _ELEMENTWISE = {
     torch.add, torch.mul, torch.sub, torch.div, torch.tanh, torch.sigmoid, torch.exp,
 }  # fmt: skip
 _MATMUL_METHODS = {"matmul", "mm", "__matmul__"}
+# reads of a weight's layout, not its values (``padding=w.shape[-1] - 1``): not uses
+_LAYOUT_ATTRS = {"shape", "dtype", "device", "ndim", "layout", "is_cuda", "requires_grad"}
+_LAYOUT_METHODS = {"size", "dim", "stride", "numel", "nelement", "ndimension", "is_contiguous"}
 
 
 def _arg_index(node: fx.Node, target: fx.Node, keyword: str | None = None) -> int | None:
@@ -121,6 +124,18 @@ def _fx_functional_use(
     return Use(param, str(label), name, None, f"used by {label}, which wnpass does not know")
 
 
+def _layout_read(user: fx.Node) -> bool:
+    """``w.shape``, ``w.size()``, ``w.dim()`` ...: the weight's layout is read, not its values."""
+    if user.op == "call_method":
+        return user.target in _LAYOUT_METHODS
+    return (
+        user.op == "call_function"
+        and user.target is getattr
+        and len(user.args) > 1
+        and user.args[1] in _LAYOUT_ATTRS
+    )
+
+
 def _fx_uses(model: nn.Module, policy: DimPolicy, embeddings: bool) -> list[Use]:
     graph = fx.symbolic_trace(model).graph
     params = dict(model.named_parameters())
@@ -133,7 +148,8 @@ def _fx_uses(model: nn.Module, policy: DimPolicy, embeddings: bool) -> list[Use]
             param = str(node.target)
             shape = list(params[param].shape)
             for user in node.users:
-                uses.append(_fx_functional_use(param, shape, user, node, policy, embeddings))
+                if not _layout_read(user):
+                    uses.append(_fx_functional_use(param, shape, user, node, policy, embeddings))
     return uses
 
 
