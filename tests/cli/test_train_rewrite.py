@@ -22,6 +22,19 @@ def example_inputs():
     return (torch.randn(2, 3),)
 """
 
+NAN_AFTER = """
+import torch
+from torch.nn.utils import parametrize
+def build_model():
+    class TurnsNaN(torch.nn.Linear):
+        def forward(self, x):
+            y = super().forward(x)
+            return y * float("nan") if parametrize.is_parametrized(self) else y
+    return TurnsNaN(3, 3)
+def example_inputs():
+    return (torch.randn(2, 3),)
+"""
+
 
 def _copy(tmp_path: Path, name: str) -> Path:
     path = tmp_path / f"{name}.py"
@@ -104,6 +117,23 @@ def test_failed_equivalence_exits_1_and_writes_nothing(
     assert main(["train-rewrite", str(model_py)]) == 1
     assert "NOT EQUIVALENT" in capsys.readouterr().out
     assert not (tmp_path / "noisy.wn.pt").exists()
+
+
+def test_outputs_turning_nan_fail_the_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """NaN where the model gave numbers is a changed output (never a 0.00 difference): exit 1,
+    the reason in words and in strict JSON, no output file."""
+    model_py = tmp_path / "nan.py"
+    model_py.write_text(NAN_AFTER)
+    assert main(["train-rewrite", str(model_py), "--json", str(tmp_path / "r.json")]) == 1
+    out = capsys.readouterr().out
+    assert "NOT EQUIVALENT: NaN/Inf appeared" in out and "0.00e+00" not in out
+    assert not (tmp_path / "nan.wn.pt").exists()
+    text = (tmp_path / "r.json").read_text()
+    report = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    assert report["status"] == "outputs changed" and report["equivalent"] is False
+    assert report["max_rel_error"] is None and "NaN/Inf appeared" in report["reason"]
 
 
 def test_inspect_model_py_changes_nothing(

@@ -13,6 +13,7 @@ from torch.nn.utils import parametrize
 
 from tests.fx.helpers import KEEP_RTOL, PLAIN_MODELS, Functional, plain, rel_error
 from wnpass import apply_weight_norm
+from wnpass.fx.apply import max_rel_error
 from wnpass.fx.report import plan_rows
 
 
@@ -96,6 +97,44 @@ def test_tied_weights_stay_tied() -> None:
     model = Tied()
     apply_weight_norm(model, embeddings=True)
     assert model.head.weight is model.emb.weight
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("after", "before", "expected"),
+    [
+        ([NAN], [1.0], INF),  # NaN where there was a number
+        ([1.0], [NAN], INF),  # and the other way
+        ([INF, 1.0], [1.0, 1.0], INF),
+        ([-INF], [INF], INF),
+        ([NAN], [INF], INF),
+        ([NAN, 2.0], [NAN, 2.0], 0.0),  # NaN where the model already gave NaN: unchanged
+        ([INF, 1.5], [INF, 2.0], 0.25),  # the finite elements are compared, to their scale
+        ([1.0, 2.0], [1.0, 2.0], 0.0),
+    ],
+)
+def test_max_rel_error_counts_nan_and_inf(
+    after: list[float], before: list[float], expected: float
+) -> None:
+    """NaN/Inf in new places is an infinite difference, never 0 (max(0.0, nan) is 0.0)."""
+    error = max_rel_error([torch.tensor(after)], [torch.tensor(before)])
+    assert error == expected
+
+
+def test_outputs_turning_nan_are_outputs_changed() -> None:
+    """A rewrite after which the model computes NaN fails the check, with the reason."""
+
+    class TurnsNaN(nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = super().forward(x)
+            return y * float("nan") if parametrize.is_parametrized(self) else y
+
+    report = apply_weight_norm(TurnsNaN(3, 3), (torch.randn(2, 3),))
+    assert report.status == "outputs changed" and not report and report.equivalent is False
+    assert report.max_rel_error == float("inf")
+    assert "NaN/Inf appeared" in (report.reason or "")
 
 
 def test_report_rows_json_and_failure(tmp_path: Path) -> None:

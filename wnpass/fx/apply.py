@@ -55,20 +55,34 @@ Init = Literal["keep", "data"]
 
 
 def max_rel_error(after: list[torch.Tensor], before: list[torch.Tensor]) -> float:
-    """Largest |after - before| over every output, relative to that output's largest magnitude."""
+    """Largest |after - before| over every output, relative to that output's largest magnitude.
+
+    ``inf`` when the outputs cannot be the same: another count or shape, a non-float output
+    that differs, or NaN/Inf anywhere but where ``before`` had the same value (a weight norm
+    that computes 0/0 turns outputs NaN; subtracting NaN and taking a Python ``max`` would
+    report 0). The difference is taken over the finite elements only, and never NaN.
+    """
     if len(after) != len(before):
         return float("inf")
-    worst = 0.0
-    for a, b in zip(after, before, strict=True):
-        if a.shape != b.shape:
-            return float("inf")
-        if not b.is_floating_point():
-            worst = max(worst, 0.0 if torch.equal(a, b) else float("inf"))
-            continue
-        scale = max(float(b.double().abs().max()) if b.numel() else 0.0, 1e-30)
-        diff = float((a.double() - b.double()).abs().max()) if b.numel() else 0.0
-        worst = max(worst, diff / scale)
-    return worst
+    return max((_output_error(a, b) for a, b in zip(after, before, strict=True)), default=0.0)
+
+
+def _output_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    if a.shape != b.shape:
+        return float("inf")
+    if not b.is_floating_point():
+        return 0.0 if torch.equal(a, b) else float("inf")
+    a64, b64 = a.detach().double(), b.detach().double()
+    finite = torch.isfinite(b64)
+    if not torch.equal(finite, torch.isfinite(a64)):
+        return float("inf")  # NaN/Inf appeared or went away
+    same = torch.isclose(a64[~finite], b64[~finite], rtol=0.0, atol=0.0, equal_nan=True)
+    if not bool(same.all()):
+        return float("inf")  # NaN became Inf, or Inf changed sign
+    if not finite.any():
+        return 0.0
+    diff = float((a64[finite] - b64[finite]).abs().max())
+    return diff / max(float(b64[finite].abs().max()), 1e-30)
 
 
 def _tolerance(model: nn.Module) -> float:

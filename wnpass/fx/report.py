@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -11,11 +12,13 @@ if TYPE_CHECKING:
     from wnpass.plan import IOPlan
 
 __all__ = [
+    "NOT_COMPARABLE",
     "PLAN_COLUMNS",
     "ApplyReport",
     "ApplyStatus",
     "ParamSite",
     "apply_summary",
+    "difference_text",
     "plan_rows",
 ]
 
@@ -28,6 +31,8 @@ __all__ = [
 # "nothing applied"    no parameter could take weight norm: a failure, ``reason`` says why
 # "outputs changed"    the rewritten model computes something else: a failure
 ApplyStatus = Literal["ok", "nothing selected", "nothing applied", "outputs changed"]
+# what an infinite max_rel_error means (wnpass.fx.apply.max_rel_error)
+NOT_COMPARABLE = "NaN/Inf appeared or moved, or an output's count, shape or integer values changed"
 _SELECTED_OUT = ("not included", "excluded (")
 
 
@@ -103,6 +108,8 @@ class ApplyReport:
         """Why the status is not plain "ok", in one line; None when it is."""
         status = self.status
         if status == "outputs changed":
+            if self.max_rel_error is not None and math.isinf(self.max_rel_error):
+                return f"the outputs changed: {NOT_COMPARABLE}"
             return (
                 f"the outputs changed: max relative difference {self.max_rel_error:.2e} "
                 f"> tolerance {self.rtol:.0e}"
@@ -134,7 +141,11 @@ class ApplyReport:
         return self.status in ("ok", "nothing selected")
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON data; a max_rel_error of inf (outputs not comparable: NaN/Inf
+        moved, a shape changed) is written as null, which strict JSON can hold."""
         data = dataclasses.asdict(self)
+        if self.max_rel_error is not None and not math.isfinite(self.max_rel_error):
+            data["max_rel_error"] = None
         data.update(applied=self.applied, skipped=self.skipped, equivalent=self.equivalent)
         data.update(status=self.status, reason=self.reason, ok=bool(self))
         return data
@@ -166,6 +177,14 @@ def plan_rows(sites: Sequence[ParamSite]) -> list[tuple[str, ...]]:
     return rows
 
 
+def difference_text(report: ApplyReport) -> str:
+    """The output check in words: the difference and the tolerance it was held to."""
+    value = report.max_rel_error
+    if value is not None and math.isinf(value):
+        return f"{NOT_COMPARABLE} (tolerance {report.rtol:.0e})"
+    return f"max relative output difference {value:.2e} (tolerance {report.rtol:.0e})"
+
+
 def apply_summary(report: ApplyReport, *, inspect: bool = False) -> str:
     """The paragraph under the table."""
     verb = "would apply" if inspect else "applied"
@@ -185,10 +204,7 @@ def apply_summary(report: ApplyReport, *, inspect: bool = False) -> str:
         text += f"\n{'NOTHING APPLIED' if not report else 'nothing selected'}: {report.reason}"
     if report.max_rel_error is not None:
         verdict = "equivalent" if report.equivalent else "NOT EQUIVALENT"
-        text += (
-            f"\n{verdict}: max relative output difference {report.max_rel_error:.2e} "
-            f"(tolerance {report.rtol:.0e})"
-        )
+        text += f"\n{verdict}: {difference_text(report)}"
     if report.output:
         text += f"\nwrote {report.output}"
     return text
