@@ -137,6 +137,43 @@ def test_outputs_turning_nan_are_outputs_changed() -> None:
     assert "NaN/Inf appeared" in (report.reason or "")
 
 
+class ZeroUnits(nn.Module):
+    """An embedding with a padding row (all zero) and a zero-initialised output layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(10, 8, padding_idx=0)
+        self.hidden = nn.Linear(8, 8)
+        self.out = nn.Linear(8, 3)
+        nn.init.zeros_(self.out.weight)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.hidden(self.emb(ids))))
+
+
+@pytest.mark.parametrize("init", ["keep", "data"])
+def test_weights_with_all_zero_units_are_declined(init: str) -> None:
+    """g * v / ||v|| is 0/0 on an all-zero unit: such weights are left alone with the reason,
+    the outputs hold (pad tokens included) and every gradient stays finite."""
+    torch.manual_seed(0)
+    model, ids = ZeroUnits(), torch.tensor([[3, 4, 0, 0], [5, 6, 7, 8]])
+    before = model(ids)
+    report = apply_weight_norm(model, (ids,), embeddings=True, init=init)  # type: ignore[arg-type]
+    sites = {site.name: site for site in report.sites}
+    assert sites["emb.weight"].status == "skipped"
+    assert sites["emb.weight"].reason == (
+        "all-zero output units (unit 0 of 10 along axis 0): g*v/||v|| would be 0/0 there"
+    )
+    assert sites["out.weight"].status == "skipped"
+    assert "(units 0, 1, 2 of 3 along axis 0)" in (sites["out.weight"].reason or "")
+    assert sites["hidden.weight"].status == "applied" and report
+    if init == "keep":
+        assert report.equivalent is True and rel_error(model(ids), before) <= KEEP_RTOL
+    model.train()
+    model(ids).square().mean().backward()
+    assert all(bool(p.grad.isfinite().all()) for p in model.parameters() if p.grad is not None)
+
+
 def test_report_rows_json_and_failure(tmp_path: Path) -> None:
     """Rows are pure strings; JSON has counts; a model whose outputs change fails the check."""
 

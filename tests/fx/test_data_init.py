@@ -96,3 +96,21 @@ def test_standalone_on_pytorch_weight_norm_and_reasons_for_the_rest() -> None:
     report = data_init(model, torch.randn(16, 2, 10))
     assert report.initialized == ["0.weight"]
     assert "not per output unit" in report.kept["1.weight"]
+
+
+def test_kept_v_with_an_all_zero_unit_is_not_initialized() -> None:
+    """redraw=False keeps v: a unit of v that is all zero has no direction (0/0), so the layer
+    keeps its values with the reason instead of getting g = NaN; redrawn, v is fine."""
+    torch.manual_seed(0)
+    layer = parametrizations.weight_norm(nn.Linear(4, 3))
+    with torch.no_grad():
+        layer.parametrizations.weight.original1[1] = 0.0
+    g = layer.parametrizations.weight.original0.detach().clone()
+    report = data_init(nn.Sequential(layer), torch.randn(16, 4), redraw=False)
+    assert (
+        report.initialized == [] and "all-zero output units (unit 1 of 3" in report.kept["0.weight"]
+    )
+    assert torch.equal(layer.parametrizations.weight.original0, g)
+    report = data_init(nn.Sequential(layer), torch.randn(16, 4))
+    assert report.initialized == ["0.weight"]
+    assert bool(layer.parametrizations.weight.original0.isfinite().all())

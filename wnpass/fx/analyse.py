@@ -23,6 +23,7 @@ from torch.nn.utils.parametrizations import _WeightNorm
 from wnpass.axes import DimPolicy, is_legacy_hook
 from wnpass.errors import UsageError
 from wnpass.fx.axes import Use
+from wnpass.fx.register import unit_norm_problem
 from wnpass.fx.report import ParamSite
 from wnpass.fx.trace import Tracer, find_uses
 
@@ -158,7 +159,11 @@ def _decide(
     if ndim < 2:
         site.reason = "1-D parameter (a scale or shift)"
         return site
-    site.axis, site.status = axes.pop(), "planned"
+    axis = axes.pop()
+    if axis is not None and (problem := unit_norm_problem(param, axis)) is not None:
+        site.reason = problem
+        return site
+    site.axis, site.status = axis, "planned"
     logger.debug("%s: %s axis %s (%d uses by %s)", name, ops, site.axis, len(uses), consumers)
     return site
 

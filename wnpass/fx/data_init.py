@@ -13,7 +13,8 @@ after the paper's init is ~400 in a small CNN's first layer; plain SGD then dive
 rescale SGD sees plain-sized steps (see docs/train.md for the measured effect).
 
 Layers whose ``g`` is not per output unit (RNNs, attention, embeddings, ConvTranspose with
-``dim=0``, ``dim=None``), functional uses and the legacy hook keep their values, with a reason.
+``dim=0``, ``dim=None``), functional uses and the legacy hook keep their values, with a reason;
+so does, with ``redraw=False``, a layer whose ``v`` has an all-zero unit (0/0 there).
 The batch runs in eval mode (dropout off) under ``torch.no_grad``.
 """
 
@@ -31,6 +32,7 @@ from torch.nn.utils.parametrizations import _WeightNorm
 from wnpass.axes import is_legacy_hook, output_unit_axis, unit_axis
 from wnpass.fx.axes import layer_kind
 from wnpass.fx.forward import as_batch, evaluating
+from wnpass.fx.register import unit_norm_problem
 
 __all__ = ["DATA_INIT_EPS", "V_INIT_STD", "DataInitReport", "data_init"]
 
@@ -83,8 +85,14 @@ def _why_not(module: nn.Module, norm: _WeightNorm) -> str | None:
     return None
 
 
-def _candidates(model: nn.Module, report: DataInitReport) -> dict[nn.Module, tuple[str, int]]:
-    """Modules to initialize -> (name, unit axis of their output)."""
+def _candidates(
+    model: nn.Module, report: DataInitReport, redraw: bool
+) -> dict[nn.Module, tuple[str, int]]:
+    """Modules to initialize -> (name, unit axis of their output).
+
+    Without ``redraw`` the init keeps ``v``: a unit of ``v`` with no direction (all zero) has
+    pre-activation 0/0 and would get ``g = NaN``; such a layer is kept, with the reason.
+    """
     targets: dict[nn.Module, tuple[str, int]] = {}
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
@@ -100,6 +108,8 @@ def _candidates(model: nn.Module, report: DataInitReport) -> dict[nn.Module, tup
                     report.kept[prefix + tensor_name] = "not a layer's weight"
                 continue
             reason = _why_not(module, norm)
+            if reason is None and not redraw:
+                reason = unit_norm_problem(_plist(module).original1, norm.dim)
             if reason is not None:
                 report.kept[prefix + tensor_name] = reason
                 continue
@@ -151,7 +161,7 @@ def data_init(
     """Data-dependent init of every weight-normed layer of ``model`` on ``batch``, in place."""
     inputs = as_batch(batch)
     report = DataInitReport(rescaled=rescale)
-    targets = _candidates(model, report)
+    targets = _candidates(model, report, redraw)
     with torch.no_grad():
         for module in targets:
             originals = _plist(module)

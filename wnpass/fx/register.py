@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
 
 from wnpass.fx.pickling import make_picklable
 
-__all__ = ["LegacyKeys", "register_weight_norm"]
+__all__ = ["LegacyKeys", "register_weight_norm", "unit_norm_problem"]
 
 
 class LegacyKeys:
@@ -40,3 +41,41 @@ def register_weight_norm(module: nn.Module, name: str, dim: int | None) -> None:
     parametrize.register_parametrization(module, name, _WeightNorm(dim), unsafe=True)
     module._register_load_state_dict_pre_hook(LegacyKeys(name))
     make_picklable(module)
+
+
+def _where(indices: list[int], count: int, dim: int) -> str:
+    """``unit 3 of 8 along axis 0``; ``units 0, 1, 2 and 5 more of 8 along axis 0``."""
+    shown = ", ".join(map(str, indices[:3]))
+    more = f" and {len(indices) - 3} more" if len(indices) > 3 else ""
+    units = "unit" if len(indices) == 1 else "units"
+    return f"{units} {shown}{more} of {count} along axis {dim}"
+
+
+def unit_norm_problem(weight: torch.Tensor, dim: int) -> str | None:
+    """Why weight norm at axis ``dim`` would not give ``weight`` back; None when it would.
+
+    ``g = ||w||``, ``v = w`` recompute ``w`` as ``g * v / ||v||`` per unit: a unit that is all
+    zero (a zero-initialised layer, an embedding's ``padding_idx`` row) is ``0 * 0/0 = NaN``
+    there, in the outputs and in the gradients of ``g`` and ``v``; a unit whose norm is not a
+    positive finite number in the weight's dtype (NaN/Inf, overflow, underflow) is not exact
+    either. The norm is PyTorch's own (``norm_except_dim``, what ``_weight_norm`` divides by).
+    The reason names the units in parentheses (a report groups reasons without them).
+    """
+    if weight.is_meta or weight.dim() == 0:
+        return None
+    with torch.no_grad():
+        norms = torch.norm_except_dim(weight.detach(), 2, dim).flatten()
+        bad = ~(torch.isfinite(norms) & (norms > 0))
+        if not bool(bad.any()):
+            return None
+        indices = [int(i) for i in bad.nonzero().flatten()]
+        rows = weight.detach().movedim(dim, 0).reshape(weight.shape[dim], -1)
+        zero = [i for i in indices if not bool(rows[i].any())]
+    count = weight.shape[dim]
+    if zero:
+        return f"all-zero output units ({_where(zero, count, dim)}): g*v/||v|| would be 0/0 there"
+    dtype = str(weight.dtype).removeprefix("torch.")
+    return (
+        f"output units with a norm of 0, NaN or Inf in {dtype} ({_where(indices, count, dim)}): "
+        "g*v/||v|| would not be the weight there"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,6 +34,8 @@ __all__ = [
 ApplyStatus = Literal["ok", "nothing selected", "nothing applied", "outputs changed"]
 # what an infinite max_rel_error means (wnpass.fx.apply.max_rel_error)
 NOT_COMPARABLE = "NaN/Inf appeared or moved, or an output's count, shape or integer values changed"
+# the parts of a skip reason that vary per weight: "(also a.weight, ...)", "(unit 3 of 8 ...)"
+_VARYING = re.compile(r" \((?:also|units?) [^)]*\)")
 _SELECTED_OUT = ("not included", "excluded (")
 
 
@@ -125,7 +128,7 @@ class ApplyReport:
         for site in self.sites:
             if site.status in ("skipped", "already"):
                 key = "already weight-normed" if site.status == "already" else (site.reason or "")
-                key = key.split(" (also ")[0]  # tied: the other names vary
+                key = _VARYING.sub("", key)  # the other names of a tied weight, unit numbers
                 reasons[key] = reasons.get(key, 0) + 1
         top = sorted(reasons.items(), key=lambda item: -item[1])[:4]
         detail = "; ".join(f"{count}x {why}" for why, count in top) or "the model has none"
