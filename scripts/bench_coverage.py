@@ -10,9 +10,10 @@ plain torch models with functional and loop-reused weights, the example models a
 - the oracle: the weights weight norm should go on, and at which axis, written here from module
   types alone (Linear, Conv, ConvTranspose, transformers' Conv1D, RNN, MultiheadAttention) plus
   the functional uses each torch model below declares, independent of wnpass's analysis. A
-  layer counts when the forward calls it (forward hooks); tied (one tensor under several names),
-  frozen and already weight-normed weights are not expected; embeddings are opt-in, so not
-  expected either;
+  layer counts when the forward calls it (forward hooks); tied (one tensor held by several
+  modules; one module under several names counts once), frozen and already weight-normed
+  weights, and weights with an all-zero output unit (``g * v / ||v||`` is 0/0 there) are not
+  expected; embeddings are opt-in, so not expected either;
 - applied / correct / wrong axis / false applications / missed, against the oracle;
 - tied weights still tied (the same object under every name) after the rewrite;
 - outputs equal on the example inputs (wnpass's own check, ``report.equivalent``);
@@ -289,9 +290,7 @@ def oracle(model: nn.Module, inputs: Inputs, functional: dict[str, int]) -> dict
     finally:
         for handle in handles:
             handle.remove()
-    aliases: dict[int, list[str]] = {}
-    for name, param in model.named_parameters(remove_duplicate=False):
-        aliases.setdefault(id(param), []).append(name)
+    tied = {id(_get(model, names[0])) for names in _tied_groups(model)}
     params = dict(model.named_parameters())
     expected: dict[str, int] = dict(functional)
     for module_name, module in model.named_modules():
@@ -302,8 +301,16 @@ def oracle(model: nn.Module, inputs: Inputs, functional: dict[str, int]) -> dict
     return {
         name: axis
         for name, axis in expected.items()
-        if name in params and len(aliases[id(params[name])]) == 1 and params[name].requires_grad
+        if name in params
+        and id(params[name]) not in tied
+        and params[name].requires_grad
+        and not _has_zero_unit(params[name], axis)
     }
+
+
+def _has_zero_unit(weight: torch.Tensor, axis: int) -> bool:
+    rows = weight.detach().movedim(axis, 0).reshape(weight.shape[axis], -1)
+    return not bool(rows.any(dim=1).all())
 
 
 # -- one model ------------------------------------------------------------------------------
@@ -372,19 +379,31 @@ def _live_tensors(value: Any) -> list[torch.Tensor]:
     return []
 
 
+def _holder(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    owner, _, leaf = name.rpartition(".")
+    return (model.get_submodule(owner) if owner else model), leaf
+
+
+def _get(model: nn.Module, name: str) -> Any:
+    owner, leaf = _holder(model, name)
+    return getattr(owner, leaf)
+
+
 def _tied_groups(model: nn.Module) -> list[list[str]]:
+    """Names of each parameter held by two or more modules (or attributes): tied weights. One
+    module registered under several names (``ModuleList([block] * 3)``) holds its own once."""
     groups: dict[int, list[str]] = {}
     for name, param in model.named_parameters(remove_duplicate=False):
         groups.setdefault(id(param), []).append(name)
-    return [names for names in groups.values() if len(names) > 1]
+    return [
+        names
+        for names in groups.values()
+        if len({(id(m), leaf) for m, leaf in (_holder(model, n) for n in names)}) > 1
+    ]
 
 
 def _still_tied(model: nn.Module, groups: list[list[str]]) -> bool:
-    def get(name: str) -> Any:
-        owner, _, leaf = name.rpartition(".")
-        return getattr(model.get_submodule(owner) if owner else model, leaf)
-
-    return all(all(get(n) is get(names[0]) for n in names) for names in groups)
+    return all(all(_get(model, n) is _get(model, names[0]) for n in names) for names in groups)
 
 
 def run_case(case: Case, tracer: Tracer = "auto") -> dict[str, Any]:

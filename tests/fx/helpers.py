@@ -45,3 +45,22 @@ class Functional(nn.Module):
         h = h @ self.w_right
         h = (self.w_left @ h.T).T
         return h * self.scale
+
+
+class SharedBlock(nn.Module):
+    """One Linear registered under four names (weight sharing, ``ModuleList([block] * 3)``, and
+    an alias attribute), next to a weight tied between two different modules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        block = nn.Linear(16, 16)
+        self.blocks = nn.ModuleList([block] * 3)
+        self.alias = block
+        self.enc, self.dec = nn.Linear(16, 16), nn.Linear(16, 16)
+        self.dec.weight = self.enc.weight  # tied across modules
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = torch.tanh(block(x))
+        return self.head(self.alias(self.dec(self.enc(x))))

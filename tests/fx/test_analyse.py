@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from tests.fx.helpers import Functional
+from tests.fx.helpers import Functional, SharedBlock
 from wnpass.fx.analyse import analyse_sites
 from wnpass.fx.report import ParamSite
 
@@ -214,3 +214,13 @@ def test_falls_back_to_module_types_with_a_warning(caplog: pytest.LogCaptureFixt
     assert mode == "module types" and "needs example inputs" in (note or "")
     assert "module types only" in caplog.text
     assert by_name["lin.weight"].status == "planned" and by_name["w"].status == "skipped"
+
+
+def test_include_and_exclude_match_any_name_of_a_shared_module() -> None:
+    """A module under several names is selected by any of them (norming it norms them all)."""
+    x = (torch.randn(2, 16),)
+    excluded = plan(SharedBlock(), x, exclude="blocks.2")["blocks.0.weight"]
+    assert (excluded.status, excluded.reason) == ("skipped", "excluded (blocks.2)")
+    included = plan(SharedBlock(), x, include="alias")
+    assert included["blocks.0.weight"].status == "planned"
+    assert included["head.weight"].reason == "not included"

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from tests.fx.helpers import KEEP_RTOL, PLAIN_MODELS, Functional, plain, rel_error
+from tests.fx.helpers import KEEP_RTOL, PLAIN_MODELS, Functional, SharedBlock, plain, rel_error
 from wnpass import apply_weight_norm
 from wnpass.fx.apply import max_rel_error
 from wnpass.fx.report import plan_rows
@@ -172,6 +172,30 @@ def test_weights_with_all_zero_units_are_declined(init: str) -> None:
     model.train()
     model(ids).square().mean().backward()
     assert all(bool(p.grad.isfinite().all()) for p in model.parameters() if p.grad is not None)
+
+
+def test_one_module_under_several_names_is_normed_once() -> None:
+    """ModuleList([block] * 3) and an alias are one module: weight norm goes on it once, at
+    axis 0, every name keeps reaching it; only a weight tied across modules is left alone."""
+    torch.manual_seed(0)
+    model, x = SharedBlock(), torch.randn(2, 16)
+    before = model(x)
+    report = apply_weight_norm(model, (x,))
+    sites = {site.name: site for site in report.sites}
+    shared = sites["blocks.0.weight"]
+    assert (shared.status, shared.axis) == ("applied", 0)
+    assert (
+        shared.reason
+        == "one module under 4 names (also blocks.1.weight, blocks.2.weight, alias.weight)"
+    )
+    assert not any(name.startswith(("blocks.1", "blocks.2", "alias")) for name in sites)
+    assert sites["enc.weight"].status == "skipped" and "tied weight" in (
+        sites["enc.weight"].reason or ""
+    )
+    assert model.blocks[0] is model.blocks[1] is model.blocks[2] is model.alias
+    assert parametrize.is_parametrized(model.alias, "weight")
+    assert model.dec.weight is model.enc.weight
+    assert report.equivalent is True and rel_error(model(x), before) <= KEEP_RTOL
 
 
 def test_report_rows_json_and_failure(tmp_path: Path) -> None:

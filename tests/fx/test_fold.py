@@ -12,6 +12,8 @@ import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.nn.utils import parametrizations
 
+from tests.fx.helpers import SharedBlock
+from wnpass import apply_weight_norm
 from wnpass.fx.fold import fold_weight_norm
 
 # Folding rounds g*v/||v|| once from float64 where PyTorch's forward rounds in float32 at each
@@ -138,3 +140,16 @@ def test_a_folded_rewritten_model_copies_and_pickles_as_a_plain_one() -> None:
         assert not any(parametrize.is_parametrized(m) for m in clone.modules())
         assert type(clone[0]) is nn.Linear
         assert torch.equal(clone(x)[0], model(x)[0])
+
+
+def test_one_module_under_several_names_folds_once() -> None:
+    """A weight-normed module shared under four names is one site; the fold keeps it shared."""
+    torch.manual_seed(0)
+    model, x = SharedBlock(), torch.randn(2, 16)
+    apply_weight_norm(model, (x,))
+    before = model(x)
+    report = fold_weight_norm(model)
+    assert [site.name for site in report.sites] == ["blocks.0.weight", "head.weight"] and report
+    assert model.blocks[0] is model.blocks[2] is model.alias
+    assert not parametrize.is_parametrized(model.alias)
+    assert float(((model(x) - before).abs().max() / before.abs().max()).detach()) <= RTOL

@@ -1,11 +1,12 @@
 """Plan weight norm per parameter: which op uses it, at which axis, or why it is left alone.
 
 Pure analysis: the model is not changed. Layers already weight-normed (either PyTorch API) become
-"already" sites; tied weights (one tensor under several names) are skipped, never untied, with
-the other names; frozen parameters (``requires_grad=False``) are left alone. ``include``/
-``exclude`` patterns match the parameter name, its module's name, the op, or the name of the
-owning module's class or one of its base classes (``fnmatch`` style, so ``"Conv1d"`` selects
-every ``nn.Conv1d`` and subclass); classes match the owning module by ``isinstance``.
+"already" sites; tied weights (one tensor held by several modules) are skipped, never untied,
+with the other names, while one module under several names is normed once; frozen parameters
+(``requires_grad=False``) are left alone. ``include``/``exclude`` patterns match any name of
+the parameter or of its module, the op, or the name of the owning module's class or one of its
+base classes (``fnmatch`` style, so ``"Conv1d"`` selects every ``nn.Conv1d`` and subclass);
+classes match the owning module by ``isinstance``.
 :func:`layer_type` resolves a class name for a command line.
 """
 
@@ -69,16 +70,20 @@ def _as_patterns(value: Pattern | Sequence[Pattern] | None) -> list[Pattern]:
     return list(value)
 
 
-def _matches(model: nn.Module, site: ParamSite, patterns: list[Pattern]) -> Pattern | None:
+def _matches(
+    model: nn.Module, site: ParamSite, patterns: list[Pattern], names: list[str]
+) -> Pattern | None:
+    """The first pattern matching the site: by any of its names (one module can have several),
+    its module's names, its op or its layer type."""
     owner, _ = owner_of(model, site.name)
-    module_name = site.name.rpartition(".")[0]
+    texts = [*names, *(name.rpartition(".")[0] for name in names), site.op]
     for pattern in patterns:
         if isinstance(pattern, type):
             if isinstance(owner, pattern):
                 return pattern
-        elif any(
-            fnmatch.fnmatchcase(text, pattern) for text in (site.name, module_name, site.op)
-        ) or any(fnmatch.fnmatchcase(cls.__name__, pattern) for cls in type(owner).__mro__):
+        elif any(fnmatch.fnmatchcase(text, pattern) for text in texts) or any(
+            fnmatch.fnmatchcase(cls.__name__, pattern) for cls in type(owner).__mro__
+        ):
             return pattern
     return None
 
@@ -125,14 +130,31 @@ def _already(model: nn.Module) -> tuple[dict[str, ParamSite], dict[str, str]]:
     return sites, covered
 
 
+def _aliases(model: nn.Module) -> tuple[dict[int, list[str]], set[int]]:
+    """Every name of each parameter (by id), and the parameters that are tied.
+
+    A parameter under several names is tied when two different modules (or two attributes)
+    hold it: weight norm on one would untie it. One module registered under several names
+    (``nn.ModuleList([block] * 3)``, an alias attribute) is not: every name reaches the same
+    module, whose one parametrization they all share.
+    """
+    names: dict[int, list[str]] = defaultdict(list)
+    holders: dict[int, set[tuple[int, str]]] = defaultdict(set)
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names[id(param)].append(name)
+        owner, leaf = owner_of(model, name)
+        holders[id(param)].add((id(owner), leaf))
+    return names, {key for key, held in holders.items() if len(held) > 1}
+
+
 def _decide(
-    name: str, param: nn.Parameter, uses: list[Use], aliases: list[str], mode: str
+    name: str, param: nn.Parameter, uses: list[Use], aliases: list[str], tied: bool, mode: str
 ) -> ParamSite:
     ndim = param.dim()
     ops = ", ".join(dict.fromkeys(use.op for use in uses)) or "-"
     site = ParamSite(name, ops, [], None, "skipped")
-    if len(aliases) > 1:
-        others = ", ".join(a for a in aliases if a != name)
+    others = ", ".join(a for a in aliases if a != name)
+    if tied:
         site.reason = f"tied weight (also {others}): one weight norm would untie it"
         return site
     if not param.requires_grad:
@@ -164,6 +186,8 @@ def _decide(
         site.reason = problem
         return site
     site.axis, site.status = axis, "planned"
+    if others:  # one module under several names: normed once, every name sees it
+        site.reason = f"one module under {len(aliases)} names (also {others})"
     logger.debug("%s: %s axis %s (%d uses by %s)", name, ops, site.axis, len(uses), consumers)
     return site
 
@@ -186,11 +210,8 @@ def analyse_sites(
     if dim_policy not in ("unit", "torch"):
         raise ValueError(f"dim_policy must be 'unit' or 'torch', not {dim_policy!r}")
     already, covered = _already(model)
-    aliases: dict[int, list[str]] = defaultdict(list)
-    canonical: dict[str, str] = {}
-    for name, param in model.named_parameters(remove_duplicate=False):
-        aliases[id(param)].append(name)
-        canonical[name] = aliases[id(param)][0]
+    aliases, tied = _aliases(model)
+    canonical = {name: names[0] for names in aliases.values() for name in names}
     uses, mode, note = find_uses(model, example_inputs, dim_policy, embeddings, tracer)
     by_param: dict[str, list[Use]] = defaultdict(list)
     for use in uses:
@@ -204,12 +225,13 @@ def analyse_sites(
             if name in already:
                 sites.append(already[name])
             continue
-        site = _decide(name, param, by_param[name], aliases[id(param)], mode)
+        names = aliases[id(param)]
+        site = _decide(name, param, by_param[name], names, id(param) in tied, mode)
         site.shape = list(param.shape)
         if site.status == "planned":
-            if (hit := _matches(model, site, excludes)) is not None:
+            if (hit := _matches(model, site, excludes, names)) is not None:
                 site.status, site.reason = "skipped", f"excluded ({_pattern_text(hit)})"
-            elif includes and _matches(model, site, includes) is None:
+            elif includes and _matches(model, site, includes, names) is None:
                 site.status, site.reason = "skipped", "not included"
         sites.append(site)
     return sites, mode, note
