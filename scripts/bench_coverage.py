@@ -263,7 +263,10 @@ def _layer_weights(module: nn.Module, conv1d: type | None) -> dict[str, int]:
     if issubclass(cls, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
         return {"weight": 0}
     if issubclass(cls, nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose3d):
-        return {"weight": 1} if module.groups == 1 else {}  # type: ignore[operator]
+        if module.groups == 1:
+            return {"weight": 1}
+        depthwise = module.in_channels == module.groups == module.out_channels
+        return {"weight": 0} if depthwise else {}
     if issubclass(cls, nn.RNNBase):
         return {n: 0 for n, _ in module.named_parameters(recurse=False) if n.startswith("weight")}
     if issubclass(cls, nn.MultiheadAttention):  # its forward reads out_proj.weight directly

@@ -11,9 +11,11 @@ axis is one output unit. Per op kind (weight layout -> unit axis):
 - ``matmul_right``: ``x @ W``, ``addmm(b, x, W)`` ``(in, out)`` -> the last axis
 - ``gemm`` (ONNX ``Gemm`` input B): ``transB=1`` ``(out, in)`` -> 0, else ``(in, out)`` -> 1
 - ``conv`` (grouped too) ``(out, in/groups, k...)`` -> 0
-- ``conv_transpose`` ``(in, out/groups, k...)`` -> 1 under ``policy="unit"`` (declined for
-  groups > 1: no single axis is one output unit), 0 under ``policy="torch"`` (PyTorch's
-  ``dim=0``, per *input* channel, what HiFi-GAN-style checkpoints use)
+- ``conv_transpose`` ``(in, out/groups, k...)`` -> 1 under ``policy="unit"``; with groups,
+  0 when each group has one input and one output channel (depthwise ``(C, 1, k)``), else
+  declined (an output channel is a block of rows of axis 0: no single axis); 0 under
+  ``policy="torch"`` (PyTorch's ``dim=0``, per *input* channel, what HiFi-GAN-style
+  checkpoints use)
 - ``embedding`` ``(num, dim)`` -> 0 (each row), only when asked for
 
 A batched weight (``ndim > 2`` with a leading axis of more than one element) in a matrix product
@@ -53,6 +55,27 @@ def _matrix_axis(kind: str, shape: Sequence[int]) -> int | str:
     return ndim - 1 if kind == "matmul_right" else ndim - 2
 
 
+def _conv_transpose_axis(shape: Sequence[int], groups: int) -> int | str:
+    """The unit axis of a transposed-convolution weight ``(in, out/groups, k...)``.
+
+    Output channel ``o = group * (out/groups) + j`` is ``weight[rows of group, j]``: axis 1
+    without groups; with groups, axis 0 when every group has one input and one output channel
+    (depthwise, ``(C, 1, k)``: row ``c`` is channel ``c``'s whole filter); otherwise a unit is
+    a block of rows of axis 0 (``in/groups`` of them) at one index of axis 1, no single axis.
+    """
+    if groups <= 1:
+        return 1
+    in_per_group, out_per_group = shape[0] // groups, shape[1]
+    if in_per_group == 1 and out_per_group == 1:
+        return 0
+    rows = f"{in_per_group} rows" if in_per_group > 1 else "one row"
+    where = f"{rows} of axis 0" + ("" if out_per_group == 1 else " at one index of axis 1")
+    return (
+        f"grouped transposed convolution (groups={groups}, weight {list(shape)}): each output "
+        f"channel is {where}, no single axis; use dim_policy='torch' for PyTorch's dim=0"
+    )
+
+
 def unit_axis(
     kind: OpKind,
     shape: Sequence[int],
@@ -75,14 +98,7 @@ def unit_axis(
     if kind == "gemm":
         return 0 if trans_b else 1
     if kind == "conv_transpose":
-        if policy == "torch":
-            return 0
-        if groups > 1:
-            return (
-                f"grouped transposed convolution (groups={groups}): no single axis is one output "
-                "unit; use dim_policy='torch' for PyTorch's dim=0"
-            )
-        return 1
+        return 0 if policy == "torch" else _conv_transpose_axis(shape, groups)
     if kind == "embedding":
         return 0 if embeddings else EMBEDDING_OPT_IN
     raise ValueError(f"unknown op kind {kind!r}")

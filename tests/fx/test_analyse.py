@@ -33,12 +33,18 @@ def test_layers_get_their_unit_axis() -> None:
 
 
 def test_conv_transpose_per_output_unit_or_torch_dim() -> None:
-    """ConvTranspose: axis 1 by default, 0 with dim_policy='torch'; grouped declined for 'unit'."""
-    model = nn.Sequential(nn.ConvTranspose1d(4, 6, 3), nn.ConvTranspose1d(6, 4, 3, groups=2))
+    """ConvTranspose: axis 1 by default, 0 with dim_policy='torch'; grouped declined for 'unit'
+    unless depthwise (one input and one output channel per group: axis 0)."""
+    model = nn.Sequential(
+        nn.ConvTranspose1d(4, 6, 3),
+        nn.ConvTranspose1d(6, 4, 3, groups=2),
+        nn.ConvTranspose1d(4, 4, 3, groups=4),
+    )
     unit, torch_dims = plan(model), plan(model, dim_policy="torch")
     assert unit["0.weight"].axis == 1 and torch_dims["0.weight"].axis == 0
     assert unit["1.weight"].status == "skipped" and "groups=2" in (unit["1.weight"].reason or "")
     assert torch_dims["1.weight"].status == "planned" and torch_dims["1.weight"].axis == 0
+    assert (unit["2.weight"].status, unit["2.weight"].axis) == ("planned", 0)
 
 
 def test_layout_reads_are_not_uses_when_traced() -> None:

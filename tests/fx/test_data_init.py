@@ -114,3 +114,15 @@ def test_kept_v_with_an_all_zero_unit_is_not_initialized() -> None:
     report = data_init(nn.Sequential(layer), torch.randn(16, 4))
     assert report.initialized == ["0.weight"]
     assert bool(layer.parametrizations.weight.original0.isfinite().all())
+
+
+def test_a_depthwise_conv_transpose_is_initialized_per_output_channel() -> None:
+    """ConvTranspose1d(C, C, k, groups=C): g per axis 0 is per output channel, so data init
+    normalizes each output channel."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(2, 4, 3), nn.ConvTranspose1d(4, 4, 4, stride=2, groups=4))
+    batch = torch.randn(32, 2, 12)
+    report = apply_weight_norm(model, (batch,), init="data")
+    sites = {site.name: site for site in report.sites}
+    assert (sites["1.weight"].axis, sites["1.weight"].init) == (0, "data, v rescaled")
+    _check_normalized(_pre_activations(model, batch))

@@ -88,6 +88,7 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
     ),
     ("grouped conv", (4, 1, 3), lambda x, w: F.conv1d(x, w, groups=2), X3, 0),
     ("conv transpose", (2, 3, 3), lambda x, w: F.conv_transpose1d(x, w), X3, 1),
+    ("depthwise conv transpose", (2, 1, 3), lambda x, w: F.conv_transpose1d(x, w, groups=2), X3, 0),
     (
         "grouped conv transpose",
         (2, 2, 3),

@@ -63,10 +63,10 @@ def table_use(
 
 
 def conv_transpose_use(
-    param: str, op: str, consumer: str, groups: int, policy: DimPolicy, ndim: int = 3
+    param: str, op: str, consumer: str, groups: int, policy: DimPolicy, shape: list[int]
 ) -> Use:
-    """The transposed-convolution weight ``(in, out/groups, k...)``: axis 1, or 0 for "torch"."""
-    shape = [2] * max(ndim, 2)
+    """The transposed-convolution weight ``(in, out/groups, k...)``: axis 1 (0 when depthwise),
+    or 0 for "torch"; the shape decides for grouped ones."""
     return table_use(param, op, consumer, "conv_transpose", shape, groups=groups, policy=policy)
 
 

@@ -102,7 +102,7 @@ def _fx_functional_use(
         op = f"F.{getattr(target, '__name__', 'conv_transpose')}"
         if index != 1:
             return bias_use(param, op, name)
-        return conv_transpose_use(param, op, name, _groups(user, 6), policy, len(shape))
+        return conv_transpose_use(param, op, name, _groups(user, 6), policy, shape)
     if (user.op == "call_function" and target in _MATMUL) or (
         user.op == "call_method" and target in _MATMUL_METHODS
     ):
@@ -171,12 +171,12 @@ def _export_use(
     if op.startswith("conv_transpose"):
         if index != 1:
             return bias_use(param, op, name)
-        return conv_transpose_use(param, op, name, _groups(user, 6), policy, len(shape))
+        return conv_transpose_use(param, op, name, _groups(user, 6), policy, shape)
     if op == "convolution":
         if index != 1:
             return bias_use(param, op, name)
         if user.args[6]:
-            return conv_transpose_use(param, op, name, _groups(user, 8), policy, len(shape))
+            return conv_transpose_use(param, op, name, _groups(user, 8), policy, shape)
         return table_use(param, op, name, "conv", shape)
     if op in ("matmul", "mm", "bmm"):
         return _matmul_use(param, op, name, index, shape)
