@@ -13,9 +13,10 @@ import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import parametrizations
 
@@ -29,6 +30,8 @@ __all__ = [
     "generator",
     "hashes",
     "legacy_weight_norm",
+    "load_any",
+    "save_any",
     "save_sharded",
     "state_dict",
     "tensor_bytes",
@@ -134,6 +137,22 @@ def save_sharded(
     ordered = {key: weight_map[key] for key in state}  # the state dict's order
     index.write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": ordered}))
     return index
+
+
+def save_any(state: dict[str, Any], path: Path) -> Path:
+    """``state`` saved by its name's format: ``save_file`` for .safetensors, else ``torch.save``."""
+    if path.suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    return path
+
+
+def load_any(path: Path) -> dict[str, Any]:
+    """A checkpoint file read back by its name's format (torch with ``weights_only``)."""
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    return dict(torch.load(path, weights_only=True))
 
 
 def hashes(folder: Path) -> dict[str, str]:

@@ -16,6 +16,8 @@ from tests.checkpoint.builders import (
     WEIGHTS,
     expected_weight,
     generator,
+    load_any,
+    save_any,
     state_dict,
     tensor_bytes,
 )
@@ -240,3 +242,14 @@ def test_a_declined_pair_keeps_its_place_in_a_torch_file(tmp_path: Path) -> None
     out = torch.load(tmp_path / "b.folded.pt", weights_only=True)
     kept = [k for k in state if k.startswith(("conv_pre.weight", "res.weight", "bad.", "lone."))]
     assert [k for k in out if k in kept] == kept
+
+
+@pytest.mark.parametrize("name", ["s.pt", "s.safetensors"])
+def test_a_scalar_pair_folds_to_a_scalar(tmp_path: Path, name: str) -> None:
+    """A 0-d v (a scalar g: the whole-tensor norm) gives a 0-d weight in both formats."""
+    g, v = torch.tensor(2.0), torch.tensor(-3.0)
+    save_any({"s.weight_g": g, "s.weight_v": v}, tmp_path / name)
+    assert fold_checkpoint(tmp_path / name, tmp_path / f"out{Path(name).suffix}")
+    weight = load_any(tmp_path / f"out{Path(name).suffix}")["s.weight"]
+    assert weight.shape == v.shape == () and weight.dtype == v.dtype
+    assert torch.equal(weight, expected_weight(g, v, None).reshape(()))

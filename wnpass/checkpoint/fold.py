@@ -78,4 +78,7 @@ def fold_pair(g: Any, v: Any, dim: int | None) -> Any:
     weight = weight_from(_numpy(g), _numpy(v), dim)  # widened to float64, rounded once
     if not np.isfinite(weight).all():  # check_pair rules this out
         raise Declined("the folded weight is not finite")
-    return weight if isinstance(v, np.ndarray) else to_torch(np.ascontiguousarray(weight))
+    if isinstance(v, np.ndarray):
+        return weight
+    # ascontiguousarray gives a 0-d array one axis: the weight keeps v's shape
+    return to_torch(np.ascontiguousarray(weight).reshape(weight.shape))
