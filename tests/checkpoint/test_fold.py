@@ -3,8 +3,11 @@ is the input's, byte for byte, in the same order, in the input's format."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import ml_dtypes
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -22,7 +25,8 @@ from tests.checkpoint.builders import (
     tensor_bytes,
 )
 from wnpass.checkpoint import fold_checkpoint
-from wnpass.rules import parse_key
+from wnpass.checkpoint.fold import check_pair, fold_pair
+from wnpass.rules import parse_key, weight_from
 
 
 def _pairs(state: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -253,3 +257,98 @@ def test_a_scalar_pair_folds_to_a_scalar(tmp_path: Path, name: str) -> None:
     weight = load_any(tmp_path / f"out{Path(name).suffix}")["s.weight"]
     assert weight.shape == v.shape == () and weight.dtype == v.dtype
     assert torch.equal(weight, expected_weight(g, v, None).reshape(()))
+
+
+# Values whose norms PyTorch does not compute exactly at run time: it sums v's squares in
+# float32 for 16-bit weights, in v's own dtype otherwise (and, for some axes, keeps a float16
+# norm in float16). The fold, exact in float64, would not compute what the model computes.
+NORM_CASES = {
+    "float64 squares overflow": (
+        torch.float64,
+        [1e200, 1e200],
+        "v's squares overflow float64: the norm PyTorch computes is inf",
+    ),
+    "float64 squares underflow": (
+        torch.float64,
+        [3e-200, 4e-200],
+        "v's squares underflow float64 (a unit's sum is below its smallest normal number): "
+        "the norm PyTorch computes is 0 or inexact",
+    ),
+    "float64 squares subnormal": (torch.float64, [1e-160, 1e-160], "underflow float64"),
+    "float32 squares overflow": (torch.float32, [1e20, 1e20], "overflow float32"),
+    "float32 squares underflow": (torch.float32, [1e-25, 1e-25], "underflow float32"),
+    "bfloat16 sums in float32": (torch.bfloat16, [1e20, 1e20], "overflow float32"),
+    "bfloat16 squares underflow float32": (torch.bfloat16, [1e-25, 1e-25], "underflow float32"),
+    "float16 norm overflows float16": (
+        torch.float16,
+        [60000.0, 60000.0],
+        "||v|| exceeds the largest float16: PyTorch computes the norm as inf where it keeps "
+        "it in float16",
+    ),
+    "all zero": (
+        torch.float64,
+        [0.0, 0.0],
+        "v has a unit with zero norm (PyTorch computes NaN there)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(NORM_CASES))
+def test_norms_pytorch_does_not_compute_exactly_are_declined(case: str) -> None:
+    dtype, row, reason = NORM_CASES[case]
+    v = torch.tensor([row, [1.0, 2.0]], dtype=dtype)  # the second unit is ordinary
+    g = torch.ones(2, 1, dtype=dtype)
+    assert reason in (check_pair(g, v, 0) or "")
+    assert reason in (check_pair(torch.ones((), dtype=dtype), v[:1], None) or "")
+    # what PyTorch computes for that unit, in the dtype it holds the norm in: not the norm,
+    # or (all zero) the norm and a weight of NaN
+    exact = math.hypot(*row)
+    computed = float(torch.linalg.vector_norm(v[0]))
+    if exact == 0:
+        assert torch._weight_norm(v, g, 0)[0].isnan().all()
+    else:
+        assert computed != pytest.approx(exact, rel=1e-6, abs=0.0)
+
+
+def test_a_declined_norm_keeps_the_pair(tmp_path: Path) -> None:
+    state = {
+        "big.weight_g": torch.ones(1, 1, dtype=torch.float64),
+        "big.weight_v": torch.tensor([[1e200, 1e200]], dtype=torch.float64),
+        "tiny.weight_g": torch.ones(1, 1, dtype=torch.float64),
+        "tiny.weight_v": torch.tensor([[3e-200, 4e-200]], dtype=torch.float64),
+    }
+    save_file(state, str(tmp_path / "n.safetensors"))
+    report = fold_checkpoint(tmp_path / "n.safetensors")
+    assert [(p.weight, p.status) for p in report.pairs] == [
+        ("big.weight", "declined"),
+        ("tiny.weight", "declined"),
+    ]
+    out = load_file(str(tmp_path / "n.folded.safetensors"))
+    assert {k: tensor_bytes(t) for k, t in out.items()} == {
+        k: tensor_bytes(t) for k, t in state.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [
+        (np.float64, 1.0),
+        (np.float64, 1e150),  # squares near 1e300: within float64
+        (np.float64, 1e-150),  # squares near 1e-300: normal float64
+        (np.float32, 1e18),  # squares near 1e37: within float32
+        (np.float32, 1e-18),  # squares near 1e-36: normal float32
+        (np.float16, 1.0),
+        (ml_dtypes.bfloat16, 1e18),
+    ],
+)
+def test_values_in_range_fold_to_the_rounded_once_product(dtype: type, scale: float) -> None:
+    """Every value the checks accept folds to weight_from's bits (g * v / ||v|| in float64,
+    rounded once), unchanged by the checks."""
+    rng = np.random.default_rng(0)
+    v = (rng.standard_normal((6, 5)) * scale).astype(dtype)
+    g = (rng.random((6, 1)) + 0.5).astype(dtype)
+    for dim, g_of in ((0, g), (None, g[:1, :1].reshape(()))):
+        assert check_pair(g_of, v, dim) is None
+        folded = fold_pair(g_of, v, dim)
+        assert folded.dtype == v.dtype and folded.shape == v.shape
+        assert folded.tobytes() == weight_from(g_of, v, dim).tobytes()

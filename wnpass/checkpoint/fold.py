@@ -2,7 +2,8 @@
 
 The values are checked first, and a pair that would not give an exact, finite weight is
 declined (:class:`Declined`, with the reason) rather than written: NaN or Inf in ``g`` or
-``v``, a unit of ``v`` whose norm is zero (PyTorch computes NaN there), or a product that
+``v``, a unit of ``v`` whose norm PyTorch would not compute exactly at run time (all zero: NaN;
+squares that overflow or underflow the dtype it sums them in: inf or 0), or a product that
 overflows ``v``'s dtype. The product is computed in float64 with numpy (single-threaded,
 deterministic) and rounded once, to nearest even, to ``v``'s dtype by
 :func:`wnpass.rounding.round_once` (straight from float64; bfloat16 through float32 rounded
@@ -23,7 +24,7 @@ import numpy as np
 from wnpass.rounding import BFLOAT16, to_torch
 from wnpass.rules import norm_axes, weight_from
 
-__all__ = ["Declined", "check_pair", "fold_pair", "values_reason"]
+__all__ = ["Declined", "check_pair", "fold_pair", "norm_reason", "values_reason"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +48,61 @@ def _numpy(tensor: Any) -> np.ndarray:
     return tensor.numpy()
 
 
-def values_reason(g64: np.ndarray, v64: np.ndarray, dim: int | None, limit: float) -> str | None:
-    """Why these values cannot be folded exactly, or None: NaN/Inf in ``g`` or ``v``, a unit of
-    ``v`` with zero norm, or a ``g`` beyond ``limit`` (the largest finite value of the weight's
-    dtype: ``|w| <= |g|``, so a ``g`` within it cannot overflow)."""
+def _accumulator(dtype: np.dtype) -> np.dtype:
+    """The dtype PyTorch sums a weight's squares in: float32 for 16-bit floats (float16 and
+    bfloat16 norms are accumulated in float32), the weight's own dtype otherwise."""
+    return np.dtype(np.float32) if dtype.itemsize == 2 else dtype
+
+
+def norm_reason(v64: np.ndarray, dim: int | None, dtype: np.dtype) -> str | None:
+    """Why the norms PyTorch computes at run time for weight ``v64`` (finite, widened to
+    float64 from ``dtype``) are not the exact ones the fold divides by, or None.
+
+    PyTorch sums the squares of each unit in :func:`_accumulator`'s dtype: a sum beyond its
+    largest value is inf (the weight becomes 0), a non-zero sum below its smallest normal
+    number is 0 (the weight becomes inf) or loses precision, and an all-zero unit gives NaN.
+    The sums are taken here in float64 exactly enough to tell: the squares are non-negative,
+    so float64 overflows only where the whole sum does (beyond every accumulator's range), and
+    a square lost to underflow changes a sum of at least float64's smallest normal number by
+    less than its rounding. A unit whose float64 sum is below that is zero only if all of it is.
+    """
+    axes = norm_axes(v64.ndim, dim)
+    with np.errstate(over="ignore", under="ignore"):
+        squares = np.sum(np.square(v64), axis=axes) if axes else np.square(v64)
+    acc = ml_dtypes.finfo(_accumulator(dtype))
+    low = squares < acc.smallest_normal
+    if low.any():
+        nonzero = np.any(v64 != 0, axis=axes) if axes else v64 != 0
+        if (low & ~nonzero).any():
+            return "v has a unit with zero norm (PyTorch computes NaN there)"
+    acc_name = _accumulator(dtype).name
+    if (squares > float(acc.max)).any():
+        return f"v's squares overflow {acc_name}: the norm PyTorch computes is inf"
+    if low.any():
+        return (
+            f"v's squares underflow {acc_name} (a unit's sum is below its smallest normal "
+            "number): the norm PyTorch computes is 0 or inexact"
+        )
+    if squares.size and float(np.sqrt(squares.max())) > float(ml_dtypes.finfo(dtype).max):
+        return (
+            f"||v|| exceeds the largest {dtype.name}: PyTorch computes the norm as inf where "
+            f"it keeps it in {dtype.name}"
+        )
+    return None
+
+
+def values_reason(g: np.ndarray, v: np.ndarray, dim: int | None) -> str | None:
+    """Why these values cannot be folded exactly, or None: NaN/Inf in ``g`` or ``v``, norms
+    PyTorch would not compute exactly (:func:`norm_reason`: a zero unit, squares that overflow
+    or underflow), or a ``g`` beyond the largest finite value of ``v``'s dtype (``|w| <= |g|``,
+    so a ``g`` within it cannot overflow)."""
+    g64, v64 = g.astype(np.float64), v.astype(np.float64)
     if not np.isfinite(g64).all() or not np.isfinite(v64).all():
         return "NaN or Inf in g or v"
-    axes = norm_axes(v64.ndim, dim)
-    squares = np.sum(np.square(v64), axis=axes) if axes else np.square(v64)
-    if (squares == 0).any():
-        return "v has a unit with zero norm (PyTorch computes NaN there)"
-    if g64.size and float(np.abs(g64).max()) > limit:
+    reason = norm_reason(v64, dim, v.dtype)
+    if reason is not None:
+        return reason
+    if g64.size and float(np.abs(g64).max()) > float(ml_dtypes.finfo(v.dtype).max):
         return "g exceeds the largest value of the weight's dtype (the weight would overflow)"
     return None
 
@@ -68,8 +113,7 @@ def check_pair(g: Any, v: Any, dim: int | None) -> str | None:
         g_array, v_array = _numpy(g), _numpy(v)
     except Declined as declined:
         return str(declined)
-    limit = float(ml_dtypes.finfo(v_array.dtype).max)
-    return values_reason(g_array.astype(np.float64), v_array.astype(np.float64), dim, limit)
+    return values_reason(g_array, v_array, dim)
 
 
 def fold_pair(g: Any, v: Any, dim: int | None) -> Any:
