@@ -67,3 +67,30 @@ def test_a_target_key_that_exists_declines_the_pair(tmp_path: Path) -> None:
 def test_an_unknown_form_names_the_parameter(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match=r"^to must be parametrize or legacy"):
         convert_checkpoint(tmp_path / "g.pt", "plain")
+
+
+@pytest.mark.parametrize("to", ["legacy", "parametrize"])
+def test_a_target_key_held_by_another_entry_declines_the_pair(tmp_path: Path, to: str) -> None:
+    """A renamed key that is taken by an entry that is not a tensor (a number, a list) would
+    replace it: the pair is declined and every entry kept."""
+    g, v = torch.rand(3, 1) + 0.5, torch.randn(3, 2)
+    if to == "legacy":
+        state: dict[str, object] = {
+            "a.parametrizations.weight.original0": g,
+            "a.parametrizations.weight.original1": v,
+            "a.weight_g": 5,
+        }
+        taken = "a.weight_g"
+    else:
+        state = {"a.weight_g": g, "a.weight_v": v, "a.parametrizations.weight.original1": [1]}
+        taken = "a.parametrizations.weight.original1"
+    torch.save(state, tmp_path / "c.pt")
+    report = convert_checkpoint(tmp_path / "c.pt", to)
+    assert [(p.status, p.reason) for p in report.pairs] == [("declined", f"{taken} is stored too")]
+    out = torch.load(tmp_path / f"c.{to}.pt", weights_only=True)
+    assert list(out) == list(state)
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor):
+            assert tensor_bytes(out[key]) == tensor_bytes(value)
+        else:
+            assert out[key] == value

@@ -352,3 +352,25 @@ def test_values_in_range_fold_to_the_rounded_once_product(dtype: type, scale: fl
         folded = fold_pair(g_of, v, dim)
         assert folded.dtype == v.dtype and folded.shape == v.shape
         assert folded.tobytes() == weight_from(g_of, v, dim).tobytes()
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [[1, 2, 3], {"x": torch.ones(2)}, 5],
+    ids=["a list", "a nested state dict", "a number"],
+)
+def test_an_entry_the_weight_would_replace_declines_the_pair(tmp_path: Path, entry: object) -> None:
+    """Any entry under the folded weight's key, a tensor or not, declines the pair: folding
+    would replace it. Everything is written back as it was."""
+    g, v = torch.rand(2, 1) + 0.5, torch.randn(2, 3)
+    torch.save({"a.weight_g": g, "a.weight_v": v, "a.weight": entry}, tmp_path / "a.pt")
+    report = fold_checkpoint(tmp_path / "a.pt")
+    pair = next(p for p in report.pairs if p.weight == "a.weight")
+    assert (pair.status, pair.reason) == ("declined", "a.weight is stored too")
+    out = torch.load(tmp_path / "a.folded.pt", weights_only=True)
+    assert list(out) == ["a.weight_g", "a.weight_v", "a.weight"]
+    assert torch.equal(out["a.weight_g"], g) and torch.equal(out["a.weight_v"], v)
+    if isinstance(entry, dict):
+        assert list(out["a.weight"]) == ["x"] and torch.equal(out["a.weight"]["x"], entry["x"])
+    else:
+        assert out["a.weight"] == entry

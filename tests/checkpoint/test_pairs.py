@@ -79,3 +79,11 @@ def test_broken_pairs_are_declined_with_the_reason(tensors: list[TensorInfo], re
 
 def test_lone_legacy_halves_of_other_names_are_ordinary_tensors() -> None:
     assert find_pairs([info("gate_v", (4,)), info("attn.bias_g", (4,))]) == []
+
+
+def test_an_entry_that_is_not_a_tensor_under_the_weights_name_declines_the_pair() -> None:
+    tensors = [info("m.weight_g", (4, 1)), info("m.weight_v", (4, 3))]
+    (pair,) = find_pairs(tensors, others={"m.weight"})
+    assert pair.reason == "m.weight is stored too"
+    (pair,) = find_pairs(tensors, others={"m.bias"})
+    assert pair.ok

@@ -124,7 +124,6 @@ def convert_checkpoint(
     try:
         found = _find(checkpoint, report)
         rewrite: Rewrite = {}
-        keys = {(g.path, info.key) for g in checkpoint.groups for info in g.tensors}
         for group, pair, pair_report in found:
             if pair_report.status == "declined":
                 continue
@@ -133,7 +132,7 @@ def convert_checkpoint(
                 pair_report.output_keys = pair.present
                 continue
             new = pair_keys(pair.weight, "legacy" if to == "legacy" else "parametrize")
-            taken = [key for key in (new.g, new.v) if (group.path, key) in keys]
+            taken = [key for key in (new.g, new.v) if key in group.keys]  # tensor or not
             if taken:
                 pair_report.status, pair_report.reason = "declined", f"{taken[0]} is stored too"
                 continue
@@ -206,7 +205,7 @@ def _find(checkpoint: Checkpoint, report: CheckpointReport) -> _Found:
     """Every pair of every state dict, with its report row (``declined`` or ``ok`` so far)."""
     found: _Found = []
     for group in checkpoint.groups:
-        for pair in find_pairs(group.tensors):
+        for pair in find_pairs(group.tensors, group.others):
             v_or_g = pair.v or pair.g
             assert v_or_g is not None
             first = next(info for info in (pair.g, pair.v) if info and info.key == pair.first)

@@ -7,15 +7,16 @@ A pair is ``g`` and ``v`` of one weight in one key form (:mod:`wnpass.rules`). W
 - a broken pair, reported and never changed: ``g`` without ``v`` or ``v`` without ``g`` in the
   parametrize form (in the legacy form only for a parameter named ``weight``: ``X.weight_g``
   without ``X.weight_v``; a lone ``gate_v`` is an ordinary name), shapes that do not fit, a
-  dtype other than float64/32/16 and bfloat16, a plain ``X.weight`` stored beside the pair, or
-  the same weight stored in both key forms.
+  dtype other than float64/32/16 and bfloat16, a plain ``X.weight`` stored beside the pair (a
+  tensor or any other entry: folding would replace it), or the same weight stored in both key
+  forms.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from wnpass.checkpoint.reading import TensorInfo
 from wnpass.rules import PairKeys, dim_from_shapes, parse_key
@@ -57,8 +58,10 @@ def _lone_counts(keys: PairKeys) -> bool:
     return keys.form == "parametrize" or keys.weight.rpartition(".")[2] == "weight"
 
 
-def find_pairs(tensors: Sequence[TensorInfo]) -> list[Pair]:
-    """The pairs among ``tensors`` (one state dict), in the order of their first key."""
+def find_pairs(tensors: Sequence[TensorInfo], others: Collection[str] = ()) -> list[Pair]:
+    """The pairs among ``tensors`` (one state dict), in the order of their first key.
+    ``others``: the names of the dict's entries that are not tensors (a plain ``X.weight``
+    among them declines pair ``X.weight`` as a tensor does: folding would replace it)."""
     by_key = {info.key: info for info in tensors}
     pairs: dict[tuple[str, str], Pair] = {}
     for info in tensors:
@@ -71,7 +74,7 @@ def find_pairs(tensors: Sequence[TensorInfo]) -> list[Pair]:
         g, v = by_key.get(keys.g), by_key.get(keys.v)
         if (g is None or v is None) and not _lone_counts(keys):
             continue
-        pairs[(keys.weight, keys.form)] = _checked(Pair(keys, g, v, info.key), by_key)
+        pairs[(keys.weight, keys.form)] = _checked(Pair(keys, g, v, info.key), by_key, others)
     found = list(pairs.values())
     for pair in found:  # the same weight in both forms: neither is folded
         other = "legacy" if pair.keys.form == "parametrize" else "parametrize"
@@ -83,13 +86,13 @@ def find_pairs(tensors: Sequence[TensorInfo]) -> list[Pair]:
     return found
 
 
-def _checked(pair: Pair, by_key: dict[str, TensorInfo]) -> Pair:
+def _checked(pair: Pair, by_key: dict[str, TensorInfo], others: Collection[str]) -> Pair:
     g, v = pair.g, pair.v
     if g is None or v is None:
         missing = "v" if v is None else "g"
         pair.reason = f"{'g' if g is not None else 'v'} without {missing} ({pair.first})"
         return pair
-    if pair.weight in by_key:
+    if pair.weight in by_key or pair.weight in others:
         pair.reason = f"{pair.weight} is stored too"
         return pair
     for role, info in (("g", g), ("v", v)):

@@ -19,6 +19,7 @@ Every way a file can be wrong is one :class:`~wnpass.errors.InvalidModelError` l
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -62,14 +63,22 @@ class TensorInfo:
 
 @dataclasses.dataclass
 class Group:
-    """One state dict: its tensors in the checkpoint's order."""
+    """One state dict: its tensors in the checkpoint's order, and the names of its other
+    entries (a torch file's dict may hold lists, numbers, nested dicts beside its tensors)."""
 
     path: tuple[str, ...]  # () for the top level; ("generator",) for {"generator": {...}}
     tensors: list[TensorInfo]
+    others: frozenset[str] = frozenset()  # string keys of its entries that are not tensors
 
     @property
     def name(self) -> str | None:
         return "/".join(self.path) or None
+
+    @functools.cached_property
+    def keys(self) -> frozenset[str]:
+        """The names of all its entries, tensors or not: an output key that is one of them
+        would replace that entry, so the pair that would write it is declined."""
+        return self.others | {info.key for info in self.tensors}
 
 
 class Checkpoint:
@@ -246,7 +255,12 @@ def _torch_groups(value: Any, shard: int, path: tuple[str, ...] = ()) -> Iterato
         if isinstance(key, str) and isinstance(item, torch.Tensor)
     ]
     if tensors:
-        yield Group(path, tensors)
+        others = frozenset(
+            key
+            for key, item in value.items()
+            if isinstance(key, str) and not isinstance(item, torch.Tensor)
+        )
+        yield Group(path, tensors, others)
     for key, item in value.items():
         if isinstance(key, str) and isinstance(item, dict):
             yield from _torch_groups(item, shard, (*path, key))
