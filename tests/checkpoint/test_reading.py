@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 from tests.checkpoint.builders import save_sharded, state_dict
-from wnpass.checkpoint.reading import open_checkpoint
+from wnpass.checkpoint.reading import MAX_NESTING, open_checkpoint
+from wnpass.errors import InvalidModelError
 
 
 def test_torch_files_are_loaded_weights_only_and_mapped(
@@ -63,3 +64,28 @@ def test_an_index_gives_the_order_and_the_shards(tmp_path: Path) -> None:
         "model-00001-of-00002.safetensors",
     ]  # first listed first
     assert {info.shard for info in checkpoint.groups[0].tensors[:5]} == {0}
+
+
+def _nested(depth: int) -> list[object]:
+    """A list nested ``depth`` deep (the innermost is empty)."""
+    value: list[object] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_containers_nested_up_to_the_limit_are_read(tmp_path: Path) -> None:
+    """The state dict is depth 1; the list beside it adds MAX_NESTING - 1 levels."""
+    loop: list[object] = []
+    loop.append(loop)  # a recursive list: pickled once, then referred to
+    state = {"a.weight_g": torch.ones(2, 1), "deep": _nested(MAX_NESTING - 1), "loop": loop}
+    torch.save(state, tmp_path / "ok.pt")
+    checkpoint = open_checkpoint(tmp_path / "ok.pt")
+    assert [info.key for info in checkpoint.groups[0].tensors] == ["a.weight_g"]
+    assert checkpoint.groups[0].others == {"deep", "loop"}
+
+
+def test_containers_nested_deeper_are_refused_naming_the_input(tmp_path: Path) -> None:
+    torch.save({"a.weight_g": torch.ones(2, 1), "deep": _nested(MAX_NESTING)}, tmp_path / "x.pt")
+    with pytest.raises(InvalidModelError, match=r"x\.pt: holds containers nested more than 100"):
+        open_checkpoint(tmp_path / "x.pt")

@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,7 +60,6 @@ def test_safetensors_commands_leave_torch_unimported(tmp_path: Path, command: li
     """Each command imports what it needs: safetensors files are read, folded and written with
     numpy, without torch (which takes over a second to import); a torch file needs torch."""
     import subprocess
-    import sys
 
     save_file(state_dict("legacy"), str(tmp_path / "g.safetensors"))
     torch.save(state_dict("legacy"), tmp_path / "g.pt")
@@ -252,6 +252,28 @@ def _not_json(folder: Path) -> list[str]:
     return ["inspect", str(folder / "x.safetensors.index.json")]
 
 
+def _deep_index(folder: Path) -> list[str]:
+    """An index nested deeper than json's decoder recurses."""
+    path = folder / "d.safetensors.index.json"
+    path.write_text("[" * 200000 + "]" * 200000)
+    return ["fold", str(path)]
+
+
+def _deep_torch_file(folder: Path) -> list[str]:
+    """A state dict beside a list nested 3000 deep (written with a raised recursion limit)."""
+    deep: list[object] = []
+    for _ in range(3000):
+        deep = [deep]
+    state = {"a.weight_g": torch.ones(2, 1), "a.weight_v": torch.ones(2, 2), "deep": deep}
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20000)
+    try:
+        torch.save(state, folder / "deep.pt")
+    finally:
+        sys.setrecursionlimit(limit)
+    return ["fold", str(folder / "deep.pt")]
+
+
 def _shard_is_a_folder(folder: Path) -> list[str]:
     (folder / "d.safetensors").mkdir()
     return ["fold", str(_index(folder, {"a": "d.safetensors"}))]
@@ -375,6 +397,16 @@ CASES: dict[str, tuple[Setup, int, str]] = {
     ),
     "index puts a tensor in the wrong shard": (_key_in_wrong_shard, 2, "but the index assigns"),
     "index is not JSON": (_not_json, 2, "not a readable index"),
+    "index nested too deeply": (
+        _deep_index,
+        2,
+        "d.safetensors.index.json: not a readable index: its JSON is nested too deeply",
+    ),
+    "torch file nested too deeply": (
+        _deep_torch_file,
+        2,
+        "{f}/deep.pt: holds containers nested more than 100 deep",
+    ),
     "not a state dict": (_not_a_state_dict, 2, "holds a list, not a state dict"),
     "missing checkpoint": (lambda f: ["fold", str(f / "none.pt")], 2, "none.pt: no such file"),
     "wrong output suffix": (
@@ -448,7 +480,6 @@ def test_hostile_cases_refuse_and_change_nothing(
 def test_a_malicious_pickle_from_a_shell_is_one_line(tmp_path: Path) -> None:
     """In a real process (warnings are not captured there): one stderr line, nothing run."""
     import subprocess
-    import sys
 
     path = _evil_pickle(tmp_path, zip_format=False, protocol=2)
     before = hashes(tmp_path)
@@ -480,7 +511,6 @@ def test_model_check_tolerance_is_the_users(
 def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, name: str) -> None:
     """Writes fail past RLIMIT_FSIZE (a full disk, as the process sees it)."""
     import subprocess
-    import sys
 
     folder = _folder(tmp_path)
     before = hashes(folder)

@@ -36,6 +36,7 @@ from wnpass.errors import InvalidModelError, one_line
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_NESTING",
     "Checkpoint",
     "Group",
     "TensorInfo",
@@ -47,6 +48,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_DEPTH = 8  # nested dicts searched for state dicts (deeper ones are kept, not searched)
+# containers nested deeper in a torch file are refused: torch.save's pickler recurses once per
+# level and fails near Python's recursion limit (1000), so such a file could not be written back
+MAX_NESTING = 100
+_CONTAINERS = (dict, list, tuple, set, frozenset)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,6 +271,26 @@ def _torch_groups(value: Any, shard: int, path: tuple[str, ...] = ()) -> Iterato
             yield from _torch_groups(item, shard, (*path, key))
 
 
+def _nesting(value: Any) -> int:
+    """How deep containers nest in ``value`` (1: a dict of tensors), counted as ``torch.save``'s
+    pickler recurses: depth first, in order, each container once (a shared or recursive one is
+    written once, then referred to); stops counting past :data:`MAX_NESTING`."""
+    deepest = 0
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack and deepest <= MAX_NESTING:
+        item, depth = stack.pop()
+        if not isinstance(item, _CONTAINERS) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        deepest = max(deepest, depth)
+        children = (
+            [part for pair in item.items() for part in pair] if isinstance(item, dict) else item
+        )
+        stack.extend((child, depth + 1) for child in reversed(list(children)))
+    return deepest
+
+
 def _read_file(checkpoint: Checkpoint, shard: int) -> None:
     """Read file ``shard``'s header (safetensors) or object (torch): its keys and metadata."""
     path = checkpoint.files[shard]
@@ -277,6 +302,11 @@ def _read_file(checkpoint: Checkpoint, shard: int) -> None:
     checkpoint.metadata.append(None)
     if not isinstance(root, dict):
         raise InvalidModelError(f"{path}: holds a {type(root).__name__}, not a state dict")
+    if _nesting(root) > MAX_NESTING:
+        raise InvalidModelError(
+            f"{path}: holds containers nested more than {MAX_NESTING} deep, more than wnpass "
+            "writes back (torch.save recurses once per level); refused"
+        )
     groups = list(_torch_groups(root, shard))
     if not groups:
         raise InvalidModelError(f"{path}: holds no state dict (no dict of named tensors)")
@@ -330,6 +360,10 @@ def read_index(index_path: Path) -> tuple[dict[str, Any], list[str]]:
         index = json.loads(index_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise InvalidModelError(f"{index_path}: not a readable index: {one_line(error)}") from None
+    except RecursionError:  # json's decoder recurses once per level of nesting
+        raise InvalidModelError(
+            f"{index_path}: not a readable index: its JSON is nested too deeply"
+        ) from None
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(k, str) for k in weight_map):
         raise InvalidModelError(f"{index_path}: not an index (no weight_map of names to shards)")
