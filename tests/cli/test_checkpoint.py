@@ -522,5 +522,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, name: str) -
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert f"{folder / name.replace('.', '.folded.')}: cannot write" in result.stderr
+    assert f"{folder / name.replace('.', '.folded.')}: cannot write (File too large)" in (
+        result.stderr
+    )
     assert hashes(folder) == before

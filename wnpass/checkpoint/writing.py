@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal, cast
 
 from wnpass.checkpoint.pairs import Pair
 from wnpass.checkpoint.reading import MAX_DEPTH, Checkpoint, Group, TensorInfo
@@ -88,7 +88,7 @@ def write_file(
         infos = [by_key[key] for key in checkpoint.shard_keys[shard]]
         entries = _entries(rewrite, (), infos, fold)
         if checkpoint.safetensors:
-            return _write_safetensors(checkpoint, shard, entries, target)
+            return _write_safetensors(checkpoint, shard, entries, target, label)
         tensors = {
             key: checkpoint.tensor(info) if folded is None else folded
             for key, info, folded in entries
@@ -103,7 +103,11 @@ def write_file(
 
 
 def _write_safetensors(
-    checkpoint: Checkpoint, shard: int, entries: list[tuple[str, TensorInfo, Any]], target: Path
+    checkpoint: Checkpoint,
+    shard: int,
+    entries: list[tuple[str, TensorInfo, Any]],
+    target: Path,
+    label: Path,
 ) -> list[tuple[str, int]]:
     """Safetensors file ``shard`` rewritten: the input's tensors as their bytes, each folded
     weight (a numpy array) with its dtype's code."""
@@ -115,25 +119,56 @@ def _write_safetensors(
             tensors.append((key, entry.code, entry.shape, stored.raw(info.key)))
         else:
             tensors.append((key, DTYPE_CODES[folded.dtype.name], folded.shape, folded))
-    write(target, tensors, checkpoint.metadata[shard])
+    with _written(label):
+        write(target, tensors, checkpoint.metadata[shard])
     return [(key, data.nbytes) for key, _, _, data in tensors]
 
 
 def _torch_save(obj: Any, target: Path, label: Path) -> None:
+    """``torch.save`` through a file this module opened and writes: an OS error of a write (a
+    full disk, a file size limit) is known and reported as itself, where torch's own file
+    writer reports only that its position is off ("unexpected pos ...")."""
     import torch
 
-    with _written(label):
-        torch.save(obj, str(target))
+    with _written(label), open(target, "wb") as stream:
+        sink = _Sink(stream)
+        try:
+            torch.save(obj, cast(BinaryIO, sink))  # torch writes and flushes it, nothing else
+        except Exception:
+            if sink.error is not None:
+                raise sink.error from None
+            raise
+
+
+class _Sink:
+    """A binary file for ``torch.save`` that remembers the first OS error of a write (torch
+    turns it into a RuntimeError of its own)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.stream.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 @contextlib.contextmanager
 def _written(label: Path) -> Iterator[None]:
-    """A library's failure to write output ``label`` (a full disk) as one
-    :class:`OutputError` line."""
+    """A failure to write output ``label`` as one :class:`OutputError` line: the OS's reason
+    (a full disk, a file size limit), or the library's."""
     try:
         yield
-    except OSError:
-        raise
+    except OSError as error:
+        raise OutputError(
+            f"{label}: cannot write ({error.strerror or error})", parameter="output"
+        ) from None
     except Exception as error:
         raise OutputError(f"{label}: cannot write: {one_line(error)}", parameter="output") from None
 
