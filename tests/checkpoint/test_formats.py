@@ -11,6 +11,7 @@ from wnpass.checkpoint.formats import (
     default_output,
     detect_format,
     shard_output_name,
+    shard_output_names,
 )
 from wnpass.errors import InvalidModelError, UsageError
 
@@ -49,3 +50,20 @@ def test_other_names_are_refused() -> None:
     with pytest.raises(UsageError, match=r"^output .*must end with \.safetensors"):
         check_output_name(Path("out.pt"), "safetensors")
     check_output_name(Path("out.pth"), "torch")
+
+
+def test_shard_names_are_distinct_where_the_rule_gives_two_shards_one() -> None:
+    """x.safetensors gets model.folded-x.safetensors, which model-x.safetensors gets too:
+    the shard with the input's stem keeps it, the other gets a number."""
+    index, out = Path("model.safetensors.index.json"), Path("model.folded.safetensors.index.json")
+    names = ["x.safetensors", "model-x.safetensors", "y.safetensors", "model-2-x.safetensors"]
+    assert shard_output_names(names, index, out) == [
+        "model.folded-3-x.safetensors",  # -2- is model-2-x's
+        "model.folded-x.safetensors",
+        "model.folded-y.safetensors",
+        "model.folded-2-x.safetensors",
+    ]
+    plain = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    assert shard_output_names(plain, index, out) == [
+        shard_output_name(name, index, out) for name in plain
+    ]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from tests.checkpoint.builders import WEIGHTS, expected_weight, save_sharded, state_dict
 from tests.checkpoint.builders import tensor_bytes as raw
@@ -98,3 +98,26 @@ def test_sharded_convert_round_trip_is_byte_identical(tmp_path: Path) -> None:
     assert {k: raw(t) for k, t in back.items()} == {k: raw(t) for k, t in state.items()}
     data, _ = _load(there)
     assert "res.parametrizations.weight.original0" in data["weight_map"]
+
+
+def test_shards_whose_output_names_would_collide_are_folded_apart(tmp_path: Path) -> None:
+    """model-x.safetensors and x.safetensors both map to model.folded-x.safetensors by the
+    plain rule: the fold writes two distinct shards instead of refusing a valid checkpoint."""
+    state = state_dict("legacy")
+    keys = list(state)
+    save_file({k: state[k] for k in keys[:7]}, str(tmp_path / "model-x.safetensors"))
+    save_file({k: state[k] for k in keys[7:]}, str(tmp_path / "x.safetensors"))
+    weight_map = {
+        k: "model-x.safetensors" if i < 7 else "x.safetensors" for i, k in enumerate(keys)
+    }
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    report = fold_checkpoint(index)
+    assert report and [Path(s).name for s in report.shards] == [
+        "model.folded-x.safetensors",
+        "model.folded-2-x.safetensors",
+    ]
+    _, tensors = _load(tmp_path / "model.folded.safetensors.index.json")
+    for name, dim in WEIGHTS.items():
+        g, v = state[f"{name}_g"], state[f"{name}_v"]
+        assert torch.equal(tensors[name], expected_weight(g, v, dim))

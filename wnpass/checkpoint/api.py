@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from wnpass.checkpoint.fold import check_pair, fold_pair
-from wnpass.checkpoint.formats import check_output_name, default_output, shard_output_name
+from wnpass.checkpoint.formats import check_output_name, default_output, shard_output_names
 from wnpass.checkpoint.pages import identities, release
 from wnpass.checkpoint.pairs import Pair, find_pairs
 from wnpass.checkpoint.reading import Checkpoint, Group, open_checkpoint
@@ -177,10 +177,8 @@ def _plan_outputs(
     check_output_name(main, checkpoint.format)
     if not checkpoint.sharded:
         return [plan.write(main, "output")]
-    shards = [
-        main.parent / shard_output_name(name, checkpoint.path, main)
-        for name in checkpoint.shard_names
-    ]
+    names = shard_output_names(checkpoint.shard_names, checkpoint.path, main)
+    shards = [main.parent / name for name in names]
     plan.write(main, "output")  # the index first: a clash with it is the one reported
     return [*(plan.write(target, "output") for target in shards), main]
 

@@ -10,12 +10,15 @@ the target form for a conversion): ``model.pt`` → ``model.folded.pt``,
 ``model.safetensors.index.json`` → ``model.folded.safetensors.index.json``. The shards of a
 sharded output keep their input names with the index's stem replaced by the output index's
 stem: ``model-00001-of-00002.safetensors`` → ``model.folded-00001-of-00002.safetensors``; a
-shard whose name does not start with the input's stem gets ``<output stem>-`` in front.
+shard whose name does not start with the input's stem gets ``<output stem>-`` in front. Where
+two shards would get one name that way (``model-x.safetensors`` and ``x.safetensors``), the
+one without the stem is ``<output stem>-2-x.safetensors`` (:func:`shard_output_names`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -31,6 +34,7 @@ __all__ = [
     "is_checkpoint_path",
     "is_sharded",
     "shard_output_name",
+    "shard_output_names",
     "split_name",
 ]
 
@@ -113,9 +117,40 @@ def check_output_name(output: Path, fmt: Format) -> None:
 
 
 def shard_output_name(shard: str, input_index: Path, output_index: Path) -> str:
-    """The name of the output shard written for input shard ``shard`` (module docstring)."""
+    """The name of the output shard written for input shard ``shard`` (module docstring),
+    before :func:`shard_output_names` makes the names of all shards distinct."""
     in_stem, _ = split_name(input_index)
     out_stem, _ = split_name(output_index)
     if shard.startswith(in_stem):
         return out_stem + shard[len(in_stem) :]
     return f"{out_stem}-{shard}"
+
+
+def shard_output_names(shards: list[str], input_index: Path, output_index: Path) -> list[str]:
+    """The output shard names for input shards ``shards`` (distinct names), one each, all
+    distinct: each is :func:`shard_output_name` unless another shard's is the same (shard
+    ``x.safetensors`` and shard ``model-x.safetensors`` of ``model.safetensors.index.json``
+    both give ``<stem>-x.safetensors``). Then the shard whose name starts with the input's
+    stem keeps it (names with the stem replaced are distinct, as are names with the output
+    stem put in front), and the other gets ``<output stem>-<n>-<shard>``, with the smallest
+    ``n`` from 2 that no other output shard has."""
+    out_stem, _ = split_name(output_index)
+    in_stem, _ = split_name(input_index)
+    first = [shard_output_name(shard, input_index, output_index) for shard in shards]
+    counts = Counter(first)
+    names: list[str | None] = [
+        name if counts[name] == 1 or shard.startswith(in_stem) else None
+        for shard, name in zip(shards, first, strict=True)
+    ]
+    taken = set(first)
+    for i, shard in enumerate(shards):
+        if names[i] is not None:
+            continue
+        n = 2
+        while f"{out_stem}-{n}-{shard}" in taken:
+            n += 1
+        names[i] = f"{out_stem}-{n}-{shard}"
+        taken.add(f"{out_stem}-{n}-{shard}")
+        logger.info("shard %s: written as %s (%s is another shard's)", shard, names[i], first[i])
+    assert None not in names and len(set(names)) == len(names)
+    return [name for name in names if name is not None]
