@@ -3,7 +3,12 @@ is the input's, byte for byte, in the same order, in the input's format."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import ml_dtypes
@@ -26,6 +31,7 @@ from tests.checkpoint.builders import (
 )
 from wnpass.checkpoint import fold_checkpoint
 from wnpass.checkpoint.fold import check_pair, fold_pair
+from wnpass.checkpoint.tensorfile import DTYPE_CODES, write
 from wnpass.rules import parse_key, weight_from
 
 
@@ -173,6 +179,31 @@ def test_same_input_same_bytes(tmp_path: Path) -> None:
     fold_checkpoint(tmp_path / "g.safetensors", tmp_path / "a.safetensors")
     fold_checkpoint(tmp_path / "g.safetensors", tmp_path / "b.safetensors")
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("action", ["fold_checkpoint(path)", "convert_checkpoint(path, 'legacy')"])
+def test_same_bytes_in_every_process(tmp_path: Path, action: str) -> None:
+    """The output's metadata is in the input header's order, whatever the process's hash
+    seeds: byte-identical outputs from separate processes."""
+    state = {k: t.numpy() for k, t in state_dict("parametrize").items()}
+    metadata = {key: f"value {i}" for i, key in enumerate("hgfedcba")}
+    path = tmp_path / "g.safetensors"
+    write(path, [(k, DTYPE_CODES[a.dtype.name], a.shape, a) for k, a in state.items()], metadata)
+    code = (
+        "import sys; from pathlib import Path; "
+        "from wnpass.checkpoint import convert_checkpoint, fold_checkpoint; "
+        f"path = Path(sys.argv[1]); {action}"
+    )
+    outputs = []
+    for seed in ("0", "1", "2", "random"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", code, str(path)], check=True, env=env)
+        (output,) = set(tmp_path.iterdir()) - {path}
+        outputs.append(output.read_bytes())
+        output.unlink()
+    assert len(set(outputs)) == 1
+    header = json.loads(outputs[0][8 : 8 + struct.unpack("<Q", outputs[0][:8])[0]])
+    assert list(header["__metadata__"]) == list(metadata)
 
 
 def test_no_pairs_is_a_copy(tmp_path: Path) -> None:

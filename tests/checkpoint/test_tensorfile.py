@@ -108,3 +108,21 @@ def test_a_file_changed_after_the_library_checked_it_is_refused(
     monkeypatch.setattr(safetensors, "safe_open", lambda *args, **kwargs: checked)
     with pytest.raises(InvalidModelError, match=r"not a readable safetensors file: .*changed"):
         open_checkpoint(path)
+
+
+METADATA = {
+    key: f"value of {key}" for key in ("zeta", "format", "b", "epoch", "a", "y", "step", "c")
+}
+
+
+def test_metadata_is_read_in_the_files_order(tmp_path: Path) -> None:
+    """The library hands the metadata over in its hash order, which changes from process to
+    process; it is read in the header's order instead (so that an output written from it is
+    the same every time)."""
+    path = tmp_path / "t.safetensors"
+    _write(path, METADATA)
+    assert list(SafetensorsFile(path).metadata() or {}) == list(METADATA)
+    _write(path, {})
+    assert SafetensorsFile(path).metadata() == {}
+    _write(path, None)
+    assert SafetensorsFile(path).metadata() is None

@@ -84,12 +84,17 @@ class SafetensorsFile:
 
         with safe_open(str(path), framework="numpy") as handle:  # the library's validation
             self._keys = list(handle.keys())
-            self._metadata = handle.metadata()
+            metadata = handle.metadata()
         with open(path, "rb") as stream:
             self._map = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_COPY)
         (size,) = struct.unpack("<Q", self._map[:8])
         header = json.loads(bytes(self._map[8 : 8 + size]))
         self._start = 8 + size
+        # the metadata in the file's order: the library gives it in its hash order, which
+        # changes from process to process (and an output written in it would too)
+        self._metadata: dict[str, str] | None = header.get("__metadata__")
+        if (self._metadata or None) != (metadata or None):
+            raise ValueError("the header's metadata is not what the library read (changed?)")
         self.entries = {
             key: Entry(value["dtype"], tuple(map(int, value["shape"])), *value["data_offsets"])
             for key, value in header.items()
@@ -109,6 +114,7 @@ class SafetensorsFile:
         return self._keys
 
     def metadata(self) -> dict[str, str] | None:
+        """The header's ``__metadata__``, in the file's order."""
         return self._metadata
 
     def raw(self, key: str, *, writeable: bool = False) -> np.ndarray:
