@@ -464,3 +464,97 @@ def test_a_narrowing_cast_that_overflows_is_declined() -> None:
     _, report = fold_onnx(model)
     (cone,) = report.cones
     assert cone.status == "declined" and "overflows float16" in (cone.reason or "")
+
+
+# ---------------------------------------------------------------- rounding steps made visible
+
+
+@pytest.mark.parametrize(
+    ("text", "output", "reason"),
+    [
+        ("n = ReduceL2(a)\n y = Cast <to = 11> (n)", "double[1]", "widens to double a float"),
+        ("n = ReduceL2(a)\n y = Cast <to = 6> (n)", "int32[1]", "converts to int32 a float"),
+        ("m = Mul(a, a)\n p = Mul(m, a)\n y = Cast <to = 11> (p)", "double[4]", "widens"),
+        ("n = ReduceL2(h)\n y = Cast <to = 1> (n)", "float[1]", "widens to float a float16"),
+        ("n = ReduceL2(a)\n c = Cast <to = 1> (n)\n y = Cast <to = 11> (c)", "double[1]", "widens"),
+    ],
+    ids=["norm-to-double", "norm-to-int", "two-products", "float16-norm", "same-type-first"],
+)
+def test_widening_a_value_of_several_roundings_is_declined(
+    text: str, output: str, reason: str
+) -> None:
+    """The graph rounds every step in the narrower type; a wider type shows those roundings,
+    which rounding once cannot reproduce (a Cast to its own type on the way changes nothing)."""
+    model = _constant_model(
+        f"agraph () => ({output} y) {{ {text} }}",
+        a=np.array([0.1, 0.2, 0.3, 0.7], np.float32),
+        h=np.array([0.1, 0.2, 0.3, 0.7], np.float16),
+    )
+    with pytest.raises(NotExact, match=f"^Cast '[cy]' {reason}"):
+        _evaluate(model)
+
+
+def test_widening_one_product_of_stored_values_is_the_graphs_bits() -> None:
+    """One float32 Mul is rounded correctly by the graph too: widened, it is its bits."""
+    a, b = rand(64), rand(64)
+    model = _constant_model(
+        "agraph () => (double[64] y) { p = Mul(a, b)\n y = Cast <to = 11> (p) }", a=a, b=b
+    )
+    assert _evaluate(model).tobytes() == run(model, {})[0].tobytes()
+
+
+# ---------------------------------------------------------------- sums of squares
+
+
+SQUARE_SUMS = {
+    "ReduceL2": "n = ReduceL2 <keepdims = 0> (a, axes)",
+    "ReduceSumSquare": "n = ReduceSumSquare <keepdims = 0> (a, axes)",
+    "ReduceSum(v*v)": "s = Mul(a, a)\n n = ReduceSum <keepdims = 0> (s, axes)",
+    "ReduceSum(Pow(v,2))": "s = Pow(a, two)\n n = ReduceSum <keepdims = 0> (s, axes)",
+    "LpNormalization": "n = LpNormalization <axis = 1> (a)",
+}
+
+
+def _square_sum(form: str, scale: float) -> onnx.ModelProto:
+    output = "float[2, 4]" if form == "LpNormalization" else "float[2]"
+    return _constant_model(
+        f"agraph () => ({output} n) {{ {SQUARE_SUMS[form]} }}",
+        a=np.array([[3.0, 4.0, 1.0, 2.0], [1.0, 1.0, 1.0, 1.0]], np.float32) * np.float32(scale),
+        axes=np.array([1], np.int64),
+        two=np.array(2.0, np.float32),
+    )
+
+
+@pytest.mark.parametrize("form", list(SQUARE_SUMS))
+@pytest.mark.parametrize(
+    ("scale", "reason"),
+    [(4e18, "overflows float"), (1e-20, "below the smallest normal float")],
+    ids=["overflow", "underflow"],
+)
+def test_sums_of_squares_beyond_float32_are_declined(form: str, scale: float, reason: str) -> None:
+    """Every element and every square is finite (4e18 * 4 squared is 2.6e38), but the sum of
+    the squares, which ONNX Runtime computes in float32, is inf (4.8e38) or below float32's
+    smallest normal (3e-39): the graph's norm is not what float64 computes. Declined, naming
+    the node; the same graph in range evaluates."""
+    in_range = ir.serde.deserialize_model(_square_sum(form, 1.0)).graph.outputs[0]
+    assert np.all(np.isfinite(evaluate(in_range)[0]))
+    with pytest.raises(NotExact, match=f"^[A-Za-z2]+ 'n'.* {reason}"):
+        _evaluate(_square_sum(form, scale))
+
+
+def test_float16_norms_sum_in_float32_as_onnx_runtime_does() -> None:
+    """A float16 ReduceL2 whose sum of squares is beyond float16 (1e5) is summed in float32 by
+    ONNX Runtime and folds; a float16 norm below float16's smallest normal is declined."""
+    big = np.full((1, 1000), 10, np.float16)
+    text = "agraph () => (float16[1] n) { n = ReduceL2 <keepdims = 0> (a, axes) }"
+    model = _constant_model(text, a=big, axes=np.array([1], np.int64))
+    assert _evaluate(model).tobytes() == run(model, {})[0].tobytes()
+    small = _constant_model(text, a=np.full((1, 4), 2e-5, np.float16), axes=np.array([1]))
+    with pytest.raises(NotExact, match="the norm is below the smallest normal float16"):
+        _evaluate(small)
+
+
+def test_a_zero_sum_of_squares_is_left_to_the_fold() -> None:
+    """A zero-norm unit is no inexact sum: the fold declines it with its own reason."""
+    model = _square_sum("ReduceL2", 0.0)
+    np.testing.assert_array_equal(_evaluate(model), np.zeros(2, np.float32))

@@ -12,13 +12,28 @@ The rules, which make a fold exact or make it decline (``NotExact`` with the rea
   a norm ...) is computed in float64 whatever the graph's float type and rounded once, at the
   next ``Cast`` or when the result is stored: the weight the graph means (``g * v / ||v||``)
   rounded once, not float32 step by step (within half an ulp of the exact value). A result
-  that would overflow its type (the graph computes inf there) is declined.
+  that would overflow its type at its node (the graph computes inf there) is declined, naming
+  the node.
+- A sum of squares (inside ``ReduceL2`` and ``LpNormalization``, and ``ReduceSumSquare`` or
+  ``ReduceSum`` of ``v*v``/``Pow(v, 2)``) must lie in the normal range of the type it is summed
+  in: beyond it the graph's norm is inf (the weight 0), below the smallest normal it is 0 or
+  inexact (the weight NaN or off). Both are declined; a sum of exactly 0 is left to the caller
+  (a zero-norm unit). ``ReduceL2``/``LpNormalization`` of float16 and bfloat16 sum in float32,
+  as ONNX Runtime's kernels do (its norm must still be a normal float16 or bfloat16); a sum
+  that is stored (``ReduceSumSquare``, ``ReduceSum``) must be one of its own type.
 - Every ``Cast`` rounds exactly as the graph does. Narrowing a float rounds once to the target
   type; widening first rounds to the source type (the graph holds the value there), so a
   ``Cast`` float32 -> float16 -> float32 keeps the float16 rounding. A ``Cast`` from double or
   an integer type to float16 or bfloat16 is declined where some value rounds differently once
   than through float32, as ONNX Runtime's CPU kernel rounds it (1 + 2**-11 + 2**-40 is
   1 + 2**-10 in float16 rounded once, and 1 through float32); elsewhere the two agree.
+  Rounding once stands for the graph's roundings only as long as nothing shows them more
+  precisely: a float value that went through more than one rounding step in the graph (a
+  reduction, ``Pow``, or arithmetic on a value computed so) is declined where a ``Cast`` makes
+  those steps visible: widened to a type with more precision (float32 arithmetic cast to double
+  shows each float32 rounding at double precision), or converted to an integer or bool. A
+  single ``Mul``/``Div``/``Add``/``Sub``/``Sqrt``/``Reciprocal`` of exact values is rounded
+  correctly by the graph too, so it is rounded to its type first, exactly as the graph holds it.
   Float -> integer truncates toward zero (NaN, Inf or out of range: declined); integer ->
   float is exact below 2**53 (declined above); integer -> integer must fit the target.
 - Integer tensors follow ONNX integer semantics: ``Add``/``Sub``/``Mul`` exact (declined on
@@ -38,11 +53,13 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 import onnx_ir as ir
 
 from wnpass.onnx import halves
 from wnpass.onnx.graphs import const_tensor
+from wnpass.onnx.norms import sum_of_squares_source
 from wnpass.rounding import round_once
 
 __all__ = [
@@ -151,6 +168,13 @@ class Step:
     inputs: tuple[int | None, ...]  # slots of the inputs
     output: int  # which output of the node this step yields
     outputs: int  # how many outputs the node has (Split)
+    name: str = ""  # the node's name (else its output's), for the reasons given
+    squares: bool = False  # a ReduceSum of squares (v*v or Pow(v, 2)): a norm's sum
+
+    @property
+    def where(self) -> str:
+        """The node, as a reason names it."""
+        return f"{self.op} '{self.name}'" if self.name else self.op
 
 
 @dataclasses.dataclass
@@ -173,11 +197,15 @@ class Program:
         last_use = {j: i for i, slot in enumerate(self.slots) if isinstance(slot, Step)
                     for j in slot.inputs if j is not None}  # fmt: skip
         results: list[Evaluated | None] = [None] * len(self.slots)
+        levels = [EXACT] * len(self.slots)
         with np.errstate(all="ignore"):
             for i, slot in enumerate(self.slots):
                 if isinstance(slot, Step):
                     args = [None if j is None else results[j] for j in slot.inputs]
-                    results[i] = _apply(slot, args)
+                    value, dtype = _apply(slot, args)
+                    results[i] = value, dtype
+                    inputs = [levels[j] for j in slot.inputs if j is not None]
+                    levels[i] = _level(slot, args, dtype, max(inputs, default=EXACT))
                     for j in slot.inputs:
                         if j is not None and last_use.get(j) == i:
                             results[j] = None  # free what nothing later reads
@@ -223,7 +251,11 @@ def compile_cone(value: ir.Value) -> Program:
         attributes = {name: attr.value for name, attr in node.attributes.items()}
         index = current.index()
         slot_of[current] = len(slots)
-        slots.append(Step(node.op_type, attributes, inputs, index or 0, len(node.outputs)))
+        squares = node.op_type == "ReduceSum" and sum_of_squares_source(node) is not None
+        name = node.name or current.name or ""
+        slots.append(
+            Step(node.op_type, attributes, inputs, index or 0, len(node.outputs), name, squares)
+        )
     return Program(slots)
 
 
@@ -279,13 +311,49 @@ def _check_size(shape: Sequence[int], op: str) -> None:
         raise NotExact(f"{op} would make {count} elements (more than {MAX_ELEMENTS})")
 
 
-def _check_overflow(result: np.ndarray, dtype: ir.DataType, op: str) -> None:
+def _check_overflow(result: np.ndarray, dtype: ir.DataType, where: str) -> None:
     """Decline a float result that overflows its type, where the graph computes inf."""
     if dtype == ir.DataType.DOUBLE or result.size == 0:
         return
     largest = np.max(np.abs(result), where=np.isfinite(result), initial=0.0)
     if np.isinf(round_to(np.asarray(largest, F64), dtype)):
-        raise NotExact(f"{op} overflows {dtype.name.lower()} (the graph computes inf there)")
+        raise NotExact(f"{where} overflows {dtype.name.lower()} (the graph computes inf there)")
+
+
+def _finfo(dtype: ir.DataType) -> Any:
+    return (
+        ml_dtypes.finfo(dtype.numpy()) if dtype == ir.DataType.BFLOAT16 else np.finfo(dtype.numpy())
+    )
+
+
+def _check_squares(
+    sums: np.ndarray, count: int, dtype: ir.DataType, where: str, *, norm: bool
+) -> None:
+    """Decline sums of ``count`` squares outside the normal range of the type they are summed
+    in: ``dtype``, or for a norm (``norm``: ReduceL2, LpNormalization) of float16/bfloat16,
+    float32, as ONNX Runtime sums them; a norm must then be a normal ``dtype`` itself.
+
+    However the graph orders the sum, each square and partial sum is within ``count``
+    roundings of the float64 sum, so a sum that overflows with that margin may be inf in the
+    graph (its norm inf, its weight 0). A non-zero sum below the smallest normal is 0 in the
+    graph (its weight NaN) or has lost the bits that make the norm exact."""
+    summed_in = ir.DataType.FLOAT if norm and dtype in _HALVES else dtype
+    info = _finfo(summed_in)
+    finite = sums[np.isfinite(sums)]
+    if not finite.size:
+        return
+    if finite.max() > float(info.max) / (1 + (count + 1) * float(info.eps)):
+        name = summed_in.name.lower()
+        raise NotExact(f"{where}: the sum of squares overflows {name} (the graph computes inf)")
+    nonzero = finite[finite != 0]
+    least = float(nonzero.min()) if nonzero.size else math.inf
+    if least < float(info.tiny):
+        what = f"the sum of squares is below the smallest normal {summed_in.name.lower()}"
+    elif norm and least < float(_finfo(dtype).tiny) ** 2:
+        what = f"the norm is below the smallest normal {dtype.name.lower()}"
+    else:
+        return
+    raise NotExact(f"{where}: {what} (the graph computes 0 or an inexact norm there)")
 
 
 # -------------------------------- arithmetic
@@ -313,7 +381,7 @@ def _binary(step: Step, args: Args) -> Evaluated:
         return _int_binary(step.op, a, b, dtype), dtype
     _float_args(step, args)
     result = _BINARY[step.op](a, b, dtype=F64)
-    _check_overflow(result, dtype, step.op)
+    _check_overflow(result, dtype, step.where)
     return result, dtype
 
 
@@ -342,7 +410,7 @@ def _unary(fn: Callable[..., np.ndarray]) -> Callable[[Step, Args], Evaluated]:
     def run(step: Step, args: Args) -> Evaluated:
         dtype = _float_args(step, args)
         result = fn(_arg(args, 0), dtype=F64)
-        _check_overflow(result, dtype, step.op)
+        _check_overflow(result, dtype, step.where)
         return result, dtype
 
     return run
@@ -353,7 +421,7 @@ def _pow(step: Step, args: Args) -> Evaluated:
     base, exponent = _arg(args, 0), _arg(args, 1)
     _check_size(np.broadcast_shapes(base.shape, exponent.shape), step.op)
     result = np.power(base, exponent, dtype=F64)
-    _check_overflow(result, dtype, step.op)
+    _check_overflow(result, dtype, step.where)
     return result, dtype
 
 
@@ -404,31 +472,48 @@ def sum_of_squares(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.n
     return np.asarray(result)
 
 
-def _l2(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
-    return np.sqrt(sum_of_squares(x, axis, keepdims))
+def _reduction(step: Step, args: Args) -> tuple[np.ndarray, tuple[int, ...], bool, int]:
+    """A Reduce* node's input, axes, keepdims and how many elements each result sums."""
+    _float_args(step, args)
+    x = _arg(args, 0)
+    axes = _axes(step, args)
+    keepdims = bool(step.attributes.get("keepdims", 1))
+    if not axes:
+        if step.attributes.get("noop_with_empty_axes", 0):
+            return x, (), keepdims, 1
+        axes = list(range(x.ndim))
+    axis = tuple(axes)
+    count = math.prod(x.shape[a % x.ndim] for a in axis) if x.ndim else 1
+    return x, axis, keepdims, count
 
 
-def _sum(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
-    return np.asarray(np.sum(x, axis=axis, keepdims=keepdims, dtype=F64))
+def _reduce_sum(step: Step, args: Args) -> Evaluated:
+    dtype = _dtype(args)
+    x, axis, keepdims, count = _reduction(step, args)
+    result = np.asarray(np.sum(x, axis=axis, keepdims=keepdims, dtype=F64))
+    _check_overflow(result, dtype, step.where)
+    if step.squares:
+        _check_squares(result, count, dtype, step.where, norm=False)
+    return result, dtype
 
 
-def _reduce(fn: Callable[..., np.ndarray]) -> Callable[[Step, Args], Evaluated]:
-    def run(step: Step, args: Args) -> Evaluated:
-        dtype = _float_args(step, args)
-        x = _arg(args, 0)
-        axes = _axes(step, args)
-        keepdims = bool(step.attributes.get("keepdims", 1))
-        if not axes:
-            if step.attributes.get("noop_with_empty_axes", 0):
-                result = fn(x, axis=(), keepdims=keepdims)
-                _check_overflow(result, dtype, step.op)
-                return result, dtype
-            axes = list(range(x.ndim))
-        result = fn(x, axis=tuple(axes), keepdims=keepdims)
-        _check_overflow(result, dtype, step.op)
-        return result, dtype
+def _reduce_sum_square(step: Step, args: Args) -> Evaluated:
+    dtype = _dtype(args)
+    x, axis, keepdims, count = _reduction(step, args)
+    result = sum_of_squares(x, axis, keepdims)
+    _check_overflow(result, dtype, step.where)
+    _check_squares(result, count, dtype, step.where, norm=False)
+    return result, dtype
 
-    return run
+
+def _reduce_l2(step: Step, args: Args) -> Evaluated:
+    dtype = _dtype(args)
+    x, axis, keepdims, count = _reduction(step, args)
+    sums = sum_of_squares(x, axis, keepdims)
+    _check_squares(sums, count, dtype, step.where, norm=True)
+    result = np.sqrt(sums)
+    _check_overflow(result, dtype, step.where)
+    return result, dtype
 
 
 def _lp_normalization(step: Step, args: Args) -> Evaluated:
@@ -437,8 +522,10 @@ def _lp_normalization(step: Step, args: Args) -> Evaluated:
     axis = int(step.attributes.get("axis", -1))
     if int(step.attributes.get("p", 2)) != 2:
         raise NotExact("LpNormalization with p != 2 is not evaluated")
-    norm = _l2(x, (axis,), True)
-    _check_overflow(norm, dtype, step.op)
+    sums = sum_of_squares(x, (axis,), True)
+    _check_squares(sums, x.shape[axis] if x.ndim else 1, dtype, step.where, norm=True)
+    norm = np.sqrt(sums)
+    _check_overflow(norm, dtype, step.where)
     # ONNX Runtime leaves a zero vector at zero rather than dividing 0 by 0
     shape = np.broadcast_shapes(x.shape, norm.shape)
     return np.divide(x, norm, out=np.zeros(shape), where=norm != 0), dtype
@@ -454,7 +541,7 @@ def _cast(step: Step, args: Args) -> Evaluated:
         raise NotExact(f"Cast from {source.name.lower()} to {target.name.lower()} is not evaluated")
     if source in FLOAT_TYPES and target in FLOAT_TYPES:
         if widens_exactly(target, source):  # narrowing (or same): one rounding to the target
-            _check_overflow(np.asarray(x, F64), target, "Cast")
+            _check_overflow(np.asarray(x, F64), target, step.where)
             if source == ir.DataType.DOUBLE and target in _HALVES:
                 _check_one_rounding(x, source, target)
             return _held(x, target), target
@@ -644,9 +731,9 @@ _OPS: dict[str, Callable[[Step, Args], Evaluated]] = {
     "Max": _extreme,
     "Min": _extreme,
     "Clip": _clip,
-    "ReduceL2": _reduce(_l2),
-    "ReduceSum": _reduce(_sum),
-    "ReduceSumSquare": _reduce(sum_of_squares),
+    "ReduceL2": _reduce_l2,
+    "ReduceSum": _reduce_sum,
+    "ReduceSumSquare": _reduce_sum_square,
     "LpNormalization": _lp_normalization,
     "Cast": _cast,
     "Identity": _same(lambda s, a: _arg(a, 0)),
@@ -668,3 +755,52 @@ EVALUABLE_OPS = frozenset({*_OPS, "Constant"})
 
 def _apply(step: Step, args: Args) -> Evaluated:
     return _OPS[step.op](step, args)
+
+
+# ---------------------------------------------------------------- roundings
+
+# How a value relates to the one the graph holds (the module rules): the same value; one
+# correctly rounded operation of such values, not rounded yet; or several rounding steps of
+# the graph, rounded once here.
+EXACT, ONE_ROUNDING, ROUNDED_ONCE = 0, 1, 2
+_ONE_ROUNDING_OPS = frozenset({"Mul", "Div", "Add", "Sub", "Sqrt", "Reciprocal"})  # IEEE ops
+_ARITHMETIC = (
+    _ONE_ROUNDING_OPS | {"Pow", "ReduceL2", "ReduceSum", "ReduceSumSquare"} | {"LpNormalization"}
+)
+_PRECISION = {  # bits of mantissa
+    ir.DataType.BFLOAT16: 7,
+    ir.DataType.FLOAT16: 10,
+    ir.DataType.FLOAT: 23,
+    ir.DataType.DOUBLE: 52,
+}
+
+
+def _level(step: Step, args: Args, dtype: ir.DataType, level: int) -> int:
+    """How the result of ``step`` (of type ``dtype``) relates to the graph's value, given the
+    worst of its inputs' (``level``); ``NotExact`` where a Cast would show the graph's own
+    rounding steps, which rounding once does not reproduce."""
+    if dtype not in FLOAT_TYPES and step.op != "Cast":
+        return EXACT  # integers and booleans are exact or declined
+    if step.op == "Cast":
+        return _cast_level(step, _dtype(args), dtype, level)
+    if step.op not in _ARITHMETIC:
+        return level  # moved or selected: no rounding of its own
+    if step.op in _ONE_ROUNDING_OPS and level == EXACT:
+        return EXACT if dtype == ir.DataType.DOUBLE else ONE_ROUNDING
+    return ROUNDED_ONCE
+
+
+def _cast_level(step: Step, source: ir.DataType, target: ir.DataType, level: int) -> int:
+    if level == EXACT or source not in FLOAT_TYPES:
+        return EXACT
+    if target in FLOAT_TYPES and widens_exactly(target, source):  # narrowing, or the same type
+        return EXACT if target == source and level == ONE_ROUNDING else ROUNDED_ONCE
+    if level == ONE_ROUNDING:
+        return EXACT  # held in the source type first, as the graph holds it
+    if target in FLOAT_TYPES and _PRECISION[target] <= _PRECISION[source]:
+        return ROUNDED_ONCE  # float16 -> bfloat16: fewer bits than the steps' roundings
+    verb = "widens" if target in FLOAT_TYPES else "converts"
+    raise NotExact(
+        f"{step.where} {verb} to {target.name.lower()} a {source.name.lower()} value the graph "
+        f"computes in several rounding steps: they would show, and a fold rounds once"
+    )
