@@ -75,6 +75,9 @@ class Site:
     # value (None for LpNormalization, whose norm is implicit), and whether that value divides
     # (``||v||``) or multiplies (``||v||**-1``, as in ``Pow(sumsq, -0.5)``).
     factors: tuple[ir.Value, ir.Value | None, ir.Value | None, bool] | None = None
+    # The Casts inside the product tree (of a product, not of a leaf): each rounds there, so
+    # the weight is not the factors multiplied and rounded once; the evaluator does them.
+    casts: tuple[ir.Node, ...] = ()
 
     @property
     def foldable(self) -> bool:
@@ -169,8 +172,11 @@ class _Factor:
     divides: bool = True  # for a norm factor: the value divides the product (else multiplies)
 
 
-def _factors(value: ir.Value, exponent: int, out: list[_Factor]) -> str | None:
+def _factors(
+    value: ir.Value, exponent: int, out: list[_Factor], casts: list[ir.Node]
+) -> str | None:
     """Flatten the product tree under ``value`` into ``out``; a reason string on failure.
+    The Casts it looks through (algebraically nothing, numerically a rounding) go to ``casts``.
 
     Iterative (a worklist, not recursion), in the order a recursive walk would visit.
     """
@@ -194,6 +200,8 @@ def _factors(value: ir.Value, exponent: int, out: list[_Factor]) -> str | None:
             ):
                 assert inputs[0] is not None
                 stack.append((inputs[0], exponent))
+                if op == "Cast":
+                    casts.append(node)
                 continue
             if op == "LpNormalization" and inputs[0] is not None:
                 if attr_int(node, "p", 2) != 2:
@@ -342,7 +350,8 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
         site.reason = reason  # attribute references must not be read as values below
         return site
     factors: list[_Factor] = []
-    reason = _factors(root, 1, factors)
+    casts: list[ir.Node] = []
+    reason = _factors(root, 1, factors, casts)
     norms = [f for f in factors if f.kind == "norm"]
     if norms:
         site.norm = norms[0].norm
@@ -375,6 +384,7 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
     site.g = None if gain_leaf is None else strip_cast(gain_leaf)
     norm_value = None if norm.kind.startswith("LpNormalization") else norms[0].value
     site.factors = (numerators[0].value, gain_leaf, norm_value, norms[0].divides)
+    site.casts = tuple(casts)
     site.reason = (
         _constant_reason(norm.v, "v")
         or (None if gain_leaf is None else _constant_reason(gain_leaf, "g"))

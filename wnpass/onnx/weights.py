@@ -1,10 +1,12 @@
 """The folded weight of a site: checked up front, computed once, rounded once.
 
-For the common form (``v``, an optional gain ``g`` and an explicit norm that keeps v's rank,
-multiplying straight into the value that is replaced), the checks need only the small
-tensors: ``||v||`` (one pass over v, no copy) and ``g``. A finite, non-zero norm means v is
-finite; and since each element lies in its own unit, ``|v_i| <= ||v||`` bounds ``|w|`` by
-``|g|``, so overflow is decided by g alone. The product itself is then deferred to an
+For the common form (``v``, an optional gain ``g`` and an explicit norm of v's units that
+keeps v's rank, multiplying straight into the value that is replaced, no Cast in between),
+the checks need only the small tensors: ``||v||`` (one pass over v, no copy, checked by the
+evaluator's rules) and ``g``. A finite, non-zero norm means v is finite; and since each
+element lies in its own unit, ``|v_i| <= ||v||`` bounds every value on the way to ``w`` by
+``|g| * max(||v||, 1/||v||)``, so overflow is decided by g and the norm alone. The same checks
+tell ``inspect`` what a fold would decline (``decline_reason``). The product is deferred to an
 ``ir.LazyTensor``, computed when the model is written, one weight at a time, so a model larger
 than memory folds in bounded memory. Every other form is evaluated eagerly by the general
 evaluator (``evaluate``: the graph's Casts and integer semantics exactly, float arithmetic in
@@ -13,7 +15,10 @@ float64) and checked on its result; anything it cannot do exactly declines the s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import onnx_ir as ir
@@ -23,7 +28,7 @@ from wnpass.onnx import halves
 from wnpass.onnx.graphs import const_tensor
 from wnpass.onnx.match import Site
 
-__all__ = ["declared_dtype", "folded_weight", "release"]
+__all__ = ["declared_dtype", "decline_reason", "folded_weight", "release"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +77,33 @@ def _exact_view(value: ir.Value, source: ir.Value) -> bool:
     return True
 
 
-def _deferred_product(site: Site) -> ir.TensorProtocol | str | None:
-    """``v * (g / ||v||)`` as a lazy tensor after the up-front checks; None: not this form."""
+@dataclasses.dataclass
+class _Checked:
+    """The common form after its up-front checks: ``v * scale`` rounded once to ``dtype``."""
+
+    v: ir.TensorProtocol
+    scale: np.ndarray
+    dtype: ir.DataType
+    shape: tuple[int, ...]
+
+
+def _checked(site: Site) -> _Checked | str | None:
+    """The up-front checks of the common form: the reason to decline, or what the product
+    needs; None when the site is not of this form (the general path decides).
+
+    The form: no Cast inside the product (each is a rounding of the graph's, which the
+    evaluator does), a norm of v's own units (no Transpose after the reduction, its shape v's
+    with the reduced axes 1) and an epsilon that only makes it larger, so that
+    ``|v_i| <= ||v||`` for every element of a unit. Then ``|g| * max(||v||, 1/||v||)`` bounds
+    every value the product can make on the way (``g * v``, ``g / ||v||``, ``v / ||v||``, the
+    weight), in whatever order the graph multiplies: below the dtype's largest finite value,
+    nothing overflows; else the general path evaluates the graph's order node by node.
+    """
     if site.factors is None or site.factors[2] is None or site.target is not site.root:
         return None
-    if site.norm is None or site.norm.layout or site.v is None:
+    if site.norm is None or site.norm.layout or site.v is None or site.casts:
+        return None
+    if site.norm.eps is not None and not site.norm.eps >= 0:
         return None
     dtype = declared_dtype(site.root)
     if dtype not in _NUMPY_FLOATS:
@@ -88,9 +115,12 @@ def _deferred_product(site: Site) -> ir.TensorProtocol | str | None:
     v_tensor = ev.const_leaf(site.v)
     if v_tensor is None or not _exact_view(numerator, site.v):
         return None
+    program = ev.compile_cone(norm_value)
+    if "Transpose" in program.ops:
+        return None  # the norms may be permuted against v's units: evaluate and check
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         g = np.ones((), ev.F64) if g_leaf is None else ev.evaluate(g_leaf)[0]
-        norm = ev.evaluate(norm_value)[0]
+        norm = program.run()[0]
         release(v_tensor)
         if not np.all(np.isfinite(g)):
             return "g holds NaN or Inf"
@@ -100,16 +130,33 @@ def _deferred_product(site: Site) -> ir.TensorProtocol | str | None:
             return "v holds NaN or Inf"
         if np.any(zero):
             return ZERO_NORM
+        length = norm if divides else np.reciprocal(norm, dtype=ev.F64)
+        bound = np.abs(g) * np.maximum(length, np.reciprocal(length, dtype=ev.F64))
         scale = (np.divide if divides else np.multiply)(g, norm, dtype=ev.F64)
-    v_shape = tuple(v_tensor.shape.numpy())
-    per_unit = norm.ndim == len(v_shape) and all(
-        n in (1, d) for n, d in zip(norm.shape, v_shape, strict=True)
-    )
-    if not per_unit:
+    v_shape = tuple(int(d) for d in v_tensor.shape.numpy())
+    reduced = _reduced_axes(site, len(v_shape))
+    units = tuple(1 if a in reduced else d for a, d in enumerate(v_shape))
+    if norm.shape != units:
         return None  # the norm broadcasts against v some other way: evaluate and check
-    if not np.all(np.isfinite(scale)) or np.abs(g).max(initial=0) >= np.finfo(dtype.numpy()).max:
+    largest = float(np.finfo(dtype.numpy()).max) / (1 + 4 * float(np.finfo(dtype.numpy()).eps))
+    if not np.all(bound < largest):
         return None  # let the general path compute it and say exactly what went wrong
-    shape = np.broadcast_shapes(v_shape, scale.shape)
+    return _Checked(v_tensor, scale, dtype, np.broadcast_shapes(v_shape, scale.shape))
+
+
+def _reduced_axes(site: Site, rank: int) -> set[int]:
+    assert site.norm is not None
+    if site.norm.axes is None:
+        return set(range(rank))
+    return {a % rank for a in site.norm.axes} if rank else set()
+
+
+def _deferred_product(site: Site) -> ir.TensorProtocol | str | None:
+    """``v * (g / ||v||)`` as a lazy tensor after the up-front checks; None: not this form."""
+    checked = _checked(site)
+    if not isinstance(checked, _Checked):
+        return checked
+    v_tensor, scale, dtype, shape = checked.v, checked.scale, checked.dtype, checked.shape
 
     def compute() -> ir.TensorProtocol:
         out = np.empty(shape, dtype=dtype.numpy())
@@ -158,9 +205,37 @@ def _evaluated(site: Site) -> ir.TensorProtocol | str:
 
 def folded_weight(site: Site) -> ir.TensorProtocol | str:
     """The folded weight of a foldable site, or the reason it must stay as it is."""
-    try:
+
+    def weight() -> ir.TensorProtocol | str:
         deferred = _deferred_product(site)
         return deferred if deferred is not None else _evaluated(site)
+
+    return _decided(weight)
+
+
+def decline_reason(site: Site) -> str | None:
+    """Why a fold leaves ``site`` as it is (None: it folds it), decided as ``folded_weight``
+    decides; for the common form by its up-front checks alone, without the product."""
+    if not site.foldable:
+        return site.reason
+
+    def reason() -> str | None:
+        checked = _checked(site)
+        if checked is not None:
+            return checked if isinstance(checked, str) else None
+        weight = _evaluated(site)  # not the common form: what the fold computes
+        return weight if isinstance(weight, str) else None
+
+    return _decided(reason)
+
+
+_T = TypeVar("_T")
+
+
+def _decided(decide: Callable[[], _T]) -> _T | str:
+    """``decide()``, or the reason it could not be decided exactly."""
+    try:
+        return decide()
     except ev.NotExact as error:  # an op, dtype or size the evaluator does not do exactly
         return str(error)
     except (ValueError, IndexError, TypeError) as error:  # shapes that do not fit, bad reshapes

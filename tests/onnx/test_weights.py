@@ -1,0 +1,235 @@
+"""The folded weight of a site (``wnpass.onnx.weights``): the common form's up-front checks and
+lazy product agree with the graph's roundings and the evaluator's rules, and ``decline_reason``
+(what ``inspect`` reports) is what the fold decides."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+
+from tests.helpers import onnx_model, rand, run
+from wnpass import fold_onnx
+from wnpass.onnx import weights
+from wnpass.onnx.match import find_sites
+from wnpass.onnx.weights import decline_reason, folded_weight
+
+HEADER = '<ir_version: 8, opset_import: ["" : 17]>'
+
+
+def _site_model(body: str, x: str = "float[N, 64] x", y: str = "float[N, 32] y", **arrays):
+    text = f"{HEADER}\nagraph ({x}) => ({y}) {{\n{body}\n}}"
+    return onnx_model(text, **arrays)
+
+
+def _weight(model: onnx.ModelProto) -> np.ndarray:
+    (site,) = find_sites(ir.serde.deserialize_model(model))
+    weight = folded_weight(site)
+    assert not isinstance(weight, str), weight
+    return weight.numpy()
+
+
+def _declined(model: onnx.ModelProto) -> str:
+    folded, report = fold_onnx(model)
+    (site,) = report.sites
+    assert site.status == "declined" and report.folded == 0
+    assert onnx.printer.to_text(folded.graph) == onnx.printer.to_text(model.graph)
+    assert site.reason is not None
+    return site.reason
+
+
+# ---------------------------------------------------------------- roundings in the product
+
+
+def test_float_arithmetic_widened_to_double_is_declined() -> None:
+    """The tester's model: v / ||v|| in float32, Cast to double, times a double g. The graph
+    rounds the norm and the quotient in float32, which shows at double precision; rounding
+    once cannot reproduce it, the fast path (v * g/||v|| in float64) even less."""
+    body = """
+        n = ReduceL2 <axes = [1]> (v)
+        d = Div(v, n)
+        c = Cast <to = 11> (d)
+        w = Mul(c, g)
+        y = Gemm <transB = 1> (x, w)
+    """
+    model = _site_model(
+        body, "double[N, 64] x", "double[N, 32] y", v=rand(32, 64), g=rand(32, 1, dtype=np.float64)
+    )
+    assert "Cast 'c' widens to double a float value" in _declined(model)
+
+
+def test_a_narrowing_cast_inside_the_product_rounds_there() -> None:
+    """v / ||v|| in float32 cast to float16, then times g in float16: the graph rounds the
+    quotient to float16 before g multiplies it, so the weight is
+    ``round16(round16(v / ||v||) * g)``, not ``round16(v * g / ||v||)``."""
+    body = """
+        n = ReduceL2 <axes = [1]> (v)
+        d = Div(v, n)
+        c = Cast <to = 10> (d)
+        w = Mul(c, g)
+        y = Gemm <transB = 1> (x, w)
+    """
+    v, g = rand(32, 64), (rand(32, 1) * 7).astype(np.float16)
+    model = _site_model(body, "float16[N, 64] x", "float16[N, 32] y", v=v, g=g)
+    v64, g64 = v.astype(np.float64), g.astype(np.float64)
+    quotient = (v64 / np.linalg.norm(v64, axis=1, keepdims=True)).astype(np.float16)
+    expected = (quotient.astype(np.float64) * g64).astype(np.float16)
+    once = (v64 * g64 / np.linalg.norm(v64, axis=1, keepdims=True)).astype(np.float16)
+    assert not np.array_equal(expected, once)  # the rounding inside shows
+    assert _weight(model).tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("stored", [np.float32, np.float16], ids=["same-type", "widened-v"])
+def test_casts_of_v_itself_keep_the_common_form(stored: type) -> None:
+    """A Cast on v itself (to its own type, or widening a float16 v) moves a stored value
+    exactly: the common form still applies, and the weight is rounded once."""
+    body = """
+        vc = Cast <to = 1> (v)
+        n = ReduceL2 <axes = [1]> (vc)
+        d = Div(vc, n)
+        w = Mul(d, g)
+        y = Gemm <transB = 1> (x, w)
+    """
+    v, g = rand(32, 64).astype(stored), rand(32, 1)
+    model = _site_model(body, v=v, g=g)
+    (site,) = find_sites(ir.serde.deserialize_model(model))
+    assert isinstance(weights._checked(site), weights._Checked)
+    v64 = v.astype(np.float64)
+    expected = (g * v64 / np.linalg.norm(v64, axis=1, keepdims=True)).astype(np.float32)
+    assert _weight(model).tobytes() == expected.tobytes()
+
+
+# ---------------------------------------------------------------- overflow on the way
+
+
+def test_g_times_v_that_overflows_in_the_graph_is_declined() -> None:
+    """``(g * v) / ||v||``: g * v is beyond float32 (inf in the graph) though the weight is
+    not; the product must not be computed in another order and written."""
+    body = """
+        n = ReduceL2 <axes = [1]> (v)
+        p = Mul(g, v)
+        w = Div(p, n)
+        y = Gemm <transB = 1> (x, w)
+    """
+    model = _site_model(body, v=rand(32, 64) * 1e10, g=np.full((32, 1), 1e30, np.float32))
+    assert "Mul 'p' overflows float" in _declined(model)
+    x = rand(2, 64)
+    assert not np.all(np.isfinite(run(model, {"x": x})[0]))  # what ONNX Runtime computes
+
+
+def test_a_negative_epsilon_that_overflows_the_weight_is_declined() -> None:
+    """``v / (||v|| - 0.999)`` is not bounded by g: the weight overflows float32 here, which
+    the graph computes as inf; it must be declined, never written as inf."""
+    body = """
+        n = ReduceL2 <axes = [1]> (v)
+        e = Add(n, eps)
+        d = Div(v, e)
+        w = Mul(d, g)
+        y = Gemm <transB = 1> (x, w)
+    """
+    v = np.zeros((32, 64), np.float32)
+    v[:, 0] = 1.0
+    g = np.full((32, 1), 1e38, np.float32)
+    model = _site_model(body, v=v, g=g, eps=np.array(-0.999, np.float32))
+    assert "overflows float" in _declined(model)
+
+
+# ---------------------------------------------------------------- norms out of range
+
+
+@pytest.mark.parametrize(
+    ("scale", "reason"),
+    [(1e20, "the sum of squares overflows float"), (1e-24, "below the smallest normal float")],
+    ids=["overflow", "underflow"],
+)
+def test_norms_whose_squares_leave_float32_are_declined(scale: float, reason: str) -> None:
+    """ONNX Runtime sums the squares in float32: inf (the weight 0) or 0 (the weight NaN).
+    The fast path evaluates the norm by the evaluator's rules, so it declines too, naming the
+    node, and ``inspect`` says the same."""
+    body = """
+        n = ReduceL2 <axes = [1]> (v)
+        d = Div(v, n)
+        w = Mul(d, g)
+        y = Gemm <transB = 1> (x, w)
+    """
+    model = _site_model(body, v=rand(32, 64) * np.float32(scale), g=rand(32, 1))
+    x = rand(2, 64)
+    graph = run(model, {"x": x})[0]
+    assert np.all(graph == 0) or np.all(np.isnan(graph))  # what the fold would have to keep
+    declined = _declined(model)
+    assert declined.startswith("ReduceL2 'n': ") and reason in declined
+    (site,) = find_sites(ir.serde.deserialize_model(model))
+    assert decline_reason(site) == declined
+
+
+def test_norms_in_the_normal_range_fold_as_before() -> None:
+    """Large and small units whose squares stay normal in float32 fold, rounded once."""
+    body = """
+        n = ReduceL2 <axes = [1]> (v)
+        d = Div(v, n)
+        w = Mul(d, g)
+        y = Gemm <transB = 1> (x, w)
+    """
+    v, g = rand(32, 64), rand(32, 1)
+    v[:16] *= np.float32(1e17)
+    v[16:] *= np.float32(1e-17)
+    v64 = v.astype(np.float64)
+    expected = (g * v64 / np.linalg.norm(v64, axis=1, keepdims=True)).astype(np.float32)
+    assert _weight(_site_model(body, v=v, g=g)).tobytes() == expected.tobytes()
+
+
+# ---------------------------------------------------------------- what inspect reports
+
+
+def _zero_unit() -> dict[str, np.ndarray]:
+    v = rand(32, 64)
+    v[1] = 0
+    return {"v": v, "g": rand(32, 1)}
+
+
+def _inf_g() -> dict[str, np.ndarray]:
+    g = rand(32, 1)
+    g[0] = np.inf
+    return {"v": rand(32, 64), "g": g}
+
+
+@pytest.mark.parametrize(
+    ("body", "arrays", "reason"),
+    [
+        ("d = Div(v, n)\nw = Mul(d, g)", _zero_unit, "zero-norm units"),
+        ("d = Div(v, n)\nw = Mul(d, g)", _inf_g, "g holds NaN or Inf"),
+        ("p = Mul(g, v)\nw = Div(p, n)", _zero_unit, "zero-norm units"),
+        ("d = Div(v, n)\nw = Mul(d, g)", lambda: {"v": rand(32, 64), "g": rand(32, 1)}, None),
+    ],
+    ids=["zero-norm", "inf-g", "zero-norm-general-path", "foldable"],
+)
+def test_decline_reason_is_what_the_fold_decides(body: str, arrays, reason: str | None) -> None:
+    model = _site_model(
+        f"n = ReduceL2 <axes = [1]> (v)\n{body}\ny = Gemm <transB = 1> (x, w)", **arrays()
+    )
+    (site,) = find_sites(ir.serde.deserialize_model(model))
+    decided = decline_reason(site)
+    _, report = fold_onnx(model)
+    assert decided == report.sites[0].reason
+    assert (decided is None) == (reason is None) and (reason or "") in (decided or "")
+
+
+def test_decline_reason_of_the_common_form_does_not_compute_the_weight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """inspect stays cheap: the up-front checks (the norm and g) decide the common form."""
+
+    def fail(*args: object) -> None:
+        raise AssertionError("the weight was computed")
+
+    monkeypatch.setattr(weights, "_multiply_into", fail)
+    monkeypatch.setattr(weights, "_evaluated", fail)
+    for arrays in (_zero_unit(), _inf_g(), {"v": rand(32, 64), "g": rand(32, 1)}):
+        model = _site_model(
+            "n = ReduceL2 <axes = [1]> (v)\nd = Div(v, n)\nw = Mul(d, g)\n"
+            "y = Gemm <transB = 1> (x, w)",
+            **arrays,
+        )
+        (site,) = find_sites(ir.serde.deserialize_model(model))
+        decline_reason(site)
