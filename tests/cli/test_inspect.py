@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -39,6 +40,39 @@ def test_strict_fails_on_foldable_sites_and_passes_once_folded(
     assert main(["inspect", str(path)]) == 0  # without --strict, an inspection only
     assert main(["fold", str(path)]) == 0
     assert main(["inspect", str(tmp_path / "model.folded.onnx"), "--strict"]) == 0
+
+
+def _zero_unit() -> dict[str, np.ndarray]:
+    v = rand(3, 4)
+    v[1] = 0
+    return {"v": v, "g": rand(3, 1)}
+
+
+def _inf_g() -> dict[str, np.ndarray]:
+    g = rand(3, 1)
+    g[0] = np.inf
+    return {"v": rand(3, 4), "g": g}
+
+
+@pytest.mark.parametrize(
+    ("arrays", "reason"),
+    [(_zero_unit, "v has zero-norm units"), (_inf_g, "g holds NaN or Inf")],
+    ids=["zero-norm", "inf-g"],
+)
+def test_strict_passes_when_the_fold_would_decline_every_site(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arrays, reason: str
+) -> None:
+    """A site the fold declines on its values is declined in the inspection, with the fold's
+    reason: nothing is left to fold, so --strict passes."""
+    path = _save(tmp_path, "model.onnx", onnx_model(WN, **arrays()))
+    json_path = tmp_path / "r.json"
+    assert main(["inspect", str(path), "--strict", "--json", str(json_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"declined: {reason}" in out and "STRICT" not in out
+    (site,) = json.loads(json_path.read_text())["sites"]
+    assert main(["fold", str(path), "--json", str(tmp_path / "f.json")]) == 0
+    (folded,) = json.loads((tmp_path / "f.json").read_text())["sites"]
+    assert site["status"] == folded["status"] == "declined" and site["reason"] == folded["reason"]
 
 
 def test_strict_fails_on_weights_computed_from_constants(

@@ -20,7 +20,7 @@ import onnx_ir as ir
 from wnpass.onnx import naming
 from wnpass.onnx.graphs import const_tensor, graphs_of, walk_cone
 from wnpass.onnx.match import Site, find_sites
-from wnpass.onnx.weights import declared_dtype, folded_weight
+from wnpass.onnx.weights import declared_dtype, decline_reason, folded_weight
 from wnpass.report import FoldReport, SiteReport
 
 __all__ = [
@@ -74,10 +74,13 @@ def _describe(site: Site, model: ir.Model, status: str, name: str) -> SiteReport
 
 
 def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
-    """Reports for sites found but not (yet) folded: what ``inspect`` shows."""
+    """Reports for sites found but not (yet) folded: what ``inspect`` shows. A site the fold
+    would decline on its values (a zero-norm unit, g with Inf ...) is declined with the fold's
+    reason (``decline_reason``, which the fold's own checks decide) and loses ``foldable``."""
     reports = []
     for site in sites:
         name = naming.parameter_name(site.v.name if site.v else None, site.root.name)
+        site.reason = decline_reason(site)
         status = "foldable" if site.foldable else "declined"
         reports.append(_describe(site, model, status, name))
     return reports
