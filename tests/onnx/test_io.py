@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,7 @@ import onnx
 import pytest
 
 from tests.helpers import assert_close, onnx_model, rand, run, sites_left
+from tests.hostile.conftest import WN, assert_refused
 from wnpass import fold_onnx
 from wnpass.errors import InvalidModelError, OutputError
 from wnpass.onnx import io
@@ -146,3 +149,213 @@ def test_refolding_to_an_output_with_external_data_replaces_its_data(tmp_path: P
         "weights.bin",
     ]
     assert io.external_files(out) <= {p.resolve() for p in tmp_path.iterdir()}
+
+
+# -- what the ONNX checker is not given: every tensor's data checked against its shape -------
+
+
+def _large(edit: Callable[[onnx.TensorProto], None]) -> Callable[[Path], Path]:
+    """A builder of model.onnx whose v (32x64 float32, 8 KiB: larger than what the ONNX
+    checker is given with its data) was changed by ``edit``."""
+
+    def build(folder: Path) -> Path:
+        path = weight_normed(folder)
+        model = onnx.load(path)
+        edit(next(t for t in model.graph.initializer if t.name == "lin.weight_v"))
+        path.write_bytes(model.SerializeToString())
+        return path
+
+    return build
+
+
+def _no_data(tensor: onnx.TensorProto) -> None:
+    tensor.ClearField("raw_data")
+
+
+def _huge_without_data(tensor: onnx.TensorProto) -> None:
+    tensor.ClearField("raw_data")
+    tensor.dims[:] = [2**32, 2**32]
+
+
+def _negative(tensor: onnx.TensorProto) -> None:
+    tensor.dims[:] = [-32, -64]
+
+
+def _typed(count: int, field: str = "float_data") -> Callable[[onnx.TensorProto], None]:
+    def edit(tensor: onnx.TensorProto) -> None:
+        tensor.ClearField("raw_data")
+        getattr(tensor, field).extend([1] * count)
+
+    return edit
+
+
+def _two_fields(tensor: onnx.TensorProto) -> None:
+    tensor.float_data.extend([1.0] * 32 * 64)
+
+
+def _unknown_type(tensor: onnx.TensorProto) -> None:
+    tensor.data_type = 999
+
+
+BAD_TENSORS = {
+    "no data": (_no_data, "tensor 'lin.weight_v' holds no data; its shape [32, 64] needs 2048"),
+    "2**64 elements, no data": (_huge_without_data, "has more than 2**63 - 1 elements"),
+    "negative dimensions": (_negative, "has a negative dimension in its shape [-32, -64]"),
+    "a value short": (_typed(2047), "holds 2047 values in float_data, its shape [32, 64] needs"),
+    "a value too many": (_typed(2049), "holds 2049 values in float_data"),
+    "the wrong field": (_typed(2048, "int32_data"), "values in int32_data, not float_data"),
+    "raw_data and float_data": (_two_fields, "holds its data in more than one field"),
+    "an unknown data type": (_unknown_type, "has data type 999, not an ONNX type"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_TENSORS)
+def test_a_large_tensor_whose_data_does_not_fit_its_shape_is_refused(
+    case: str, tmp_path: Path
+) -> None:
+    """The full ONNX checker sees large weights as typed inputs, without their data; what it
+    would check of the data is checked for every tensor, before anything else reads it."""
+    edit, message = BAD_TENSORS[case]
+    path = _large(edit)(tmp_path)
+    with pytest.raises(InvalidModelError, match=re.escape(message)) as error:
+        io.load(path)
+    assert str(error.value).startswith(f"{path}: tensor 'lin.weight_v'")
+
+
+@pytest.mark.parametrize("command", ["fold", "inspect"])
+def test_a_tensor_without_data_is_one_line_and_exit_2(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Once folded with a zero-norm warning (no data read as zeros) or an internal error."""
+    (tmp_path / "work").mkdir()
+    for edit in (_no_data, _huge_without_data):
+        path = _large(edit)(tmp_path / "work")
+        assert_refused([command, str(path)], tmp_path, capsys, 2, "tensor 'lin.weight_v'")
+
+
+def _unused(tensor: onnx.TensorProto) -> onnx.ModelProto:
+    text = (
+        '<ir_version: 10, opset_import: ["" : 21]> g (float[2] x) => (float[2] y) { y = Relu(x) }'
+    )
+    model = onnx_model(text)
+    model.graph.initializer.append(tensor)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("tensor", "message"),
+    [
+        (onnx.TensorProto(data_type=onnx.TensorProto.INT4, dims=[5], int32_data=[1, 2, 3]), None),
+        (
+            onnx.TensorProto(data_type=onnx.TensorProto.INT4, dims=[5], int32_data=[1] * 5),
+            "holds 5 values in int32_data, its shape [5] needs 3",
+        ),
+        (onnx.TensorProto(data_type=onnx.TensorProto.UINT4, dims=[5], raw_data=b"abc"), None),
+        (
+            onnx.TensorProto(data_type=onnx.TensorProto.UINT4, dims=[5], raw_data=b"abcde"),
+            "holds 5 bytes, its shape [5] needs 3",
+        ),
+        (
+            onnx.TensorProto(data_type=onnx.TensorProto.COMPLEX64, dims=[2], float_data=[1] * 4),
+            None,
+        ),
+        (
+            onnx.TensorProto(data_type=onnx.TensorProto.COMPLEX64, dims=[2], float_data=[1] * 2),
+            "holds 2 values in float_data, its shape [2] needs 4",
+        ),
+        (
+            onnx.TensorProto(data_type=onnx.TensorProto.STRING, dims=[2], string_data=[b"a"] * 2),
+            None,
+        ),
+        (
+            onnx.TensorProto(data_type=onnx.TensorProto.STRING, dims=[3], string_data=[b"a"]),
+            "holds 1 values in string_data, its shape [3] needs 3",
+        ),
+        (
+            onnx.TensorProto(data_type=onnx.TensorProto.STRING, dims=[2], raw_data=b"ab"),
+            "holds strings in raw_data",
+        ),
+        (
+            onnx.TensorProto(data_type=onnx.TensorProto.FLOAT, dims=[0, 3], float_data=[1.0]),
+            "has no elements (shape [0, 3]) but holds data",
+        ),
+    ],
+)
+def test_packed_complex_and_string_tensors_are_counted_as_onnx_stores_them(
+    tensor: onnx.TensorProto, message: str | None, tmp_path: Path
+) -> None:
+    """4-bit values packed two to a byte (in raw_data and in int32_data alike), a complex
+    number as two floats, strings by count; the checker lets a packed tensor of any length
+    through, ONNX Runtime does not."""
+    tensor.name = "t"
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_unused(tensor).SerializeToString())
+    if message is None:
+        io.load(path)
+        return
+    with pytest.raises(InvalidModelError, match=re.escape(f"{path}: tensor 't' {message}")):
+        io.load(path)
+
+
+# -- external data: offset, length and location as the runtime reads them --------------------
+
+
+def _external(folder: Path, location: str = "weights.bin", **entries: str) -> Path:
+    """model.onnx with v in ``location`` (a 48-byte file weights.bin beside it), the external
+    data entries given (offset, length) replacing those onnx writes."""
+    model = onnx_model(WN, v=rand(3, 4), g=rand(3, 1))
+    path = folder / "model.onnx"
+    onnx.save(model, path, save_as_external_data=True, location="weights.bin", size_threshold=0)
+    model = onnx.load(path, load_external_data=False)
+    tensor = next(t for t in model.graph.initializer if t.name == "v")
+    values = {e.key: e.value for e in tensor.external_data} | {"location": location} | entries
+    del tensor.external_data[:]
+    for key, value in values.items():
+        tensor.external_data.add(key=key, value=value)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize("key", ["offset", "length"])
+@pytest.mark.parametrize("number", ["²", "٠", "４８", "0x30", " 48", "+0"])
+def test_external_offset_and_length_are_ascii_digits(key: str, number: str, tmp_path: Path) -> None:
+    """``str.isdigit`` takes superscripts (``int()`` then fails) and Arabic-Indic digits
+    (``int()`` reads them; ONNX Runtime refuses the file)."""
+    path = _external(tmp_path, **{key: number})
+    message = f"{path}: tensor 'v': external data {key} {number!r} is not a number"
+    with pytest.raises(InvalidModelError, match=re.escape(message)):
+        io.load(path)
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("weights.bin/../weights.bin", "has a '..'; refused"),
+        ("sub/../weights.bin", "has a '..'; refused"),
+        ("sub\\..\\weights.bin", "has a '..'; refused"),
+        ("weights.bin/", "goes through a file; refused"),
+        ("weights.bin/.", "goes through a file; refused"),
+    ],
+)
+def test_an_external_location_the_runtime_cannot_open_is_refused_up_front(
+    location: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pathlib reads ``weights.bin/../weights.bin`` as ``weights.bin``, the system (and ONNX
+    Runtime) as a folder inside a file: refused when the model is read, naming the model and
+    the tensor, never at the write ("Not a directory")."""
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "sub").mkdir()
+    path = _external(tmp_path / "work", location)
+    expected = f"{path}: tensor 'v': external data location {location!r} {message}"
+    with pytest.raises(InvalidModelError, match=re.escape(expected)):
+        io.load(path)
+    for command in ("inspect", "fold"):
+        assert_refused([command, str(path)], tmp_path, capsys, 2, expected)
+
+
+def test_an_external_location_inside_a_subfolder_is_read(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    model = onnx_model(WN, v=rand(3, 4), g=rand(3, 1))
+    path = tmp_path / "model.onnx"
+    onnx.save(model, path, save_as_external_data=True, location="sub/w.bin", size_threshold=0)
+    assert io.load(path).graph.initializers["v"].const_value is not None

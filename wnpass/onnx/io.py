@@ -6,7 +6,9 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import math
 import os
+import re
 import shutil
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -68,8 +70,7 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
         raise InvalidModelError(f"{path}: cannot read ({error.strerror or error})") from None
     if not proto.HasField("graph") or proto.ir_version == 0:
         raise InvalidModelError(f"{path}: not an ONNX model (no graph or IR version)")
-    data_files = _check_external_data(proto, path)
-    _check_inline_sizes(proto, path, weights)
+    data_files = _check_tensors(proto, path, weights)
     if plan is not None:
         plan.read(path, "the input model")
         plan.read_all(sorted(data_files), "the input's external data")
@@ -143,101 +144,181 @@ def to_proto(model: ir.Model) -> onnx.ModelProto:
 
 # A location longer than this is refused: no file system takes a longer path.
 _MAX_LOCATION = 4096
+# The ONNX checker counts a tensor's elements in a signed 64-bit integer.
+_MAX_ELEMENTS = 2**63 - 1
+# Where each data type keeps its values when they are not in ``raw_data`` (onnx.proto).
+_COMPLEX = {onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128}
+_VALUE_FIELDS = (
+    "float_data",
+    "int32_data",
+    "string_data",
+    "int64_data",
+    "double_data",
+    "uint64_data",
+)
 
 
-def _check_external_data(proto: onnx.ModelProto, path: Path) -> set[Path]:
-    """Refuse external data that is missing, lies outside the model's folder, or does not hold
-    its tensor; returns the data files read.
+def _check_tensors(proto: onnx.ModelProto, path: Path, weights: inline.InlineWeights) -> set[Path]:
+    """Refuse any tensor whose data is not what its type and shape say; returns the external
+    data files read.
 
-    A location that is absolute, climbs out with ``..``, or is a symbolic link pointing out
-    would let a model file read any file on the machine: refused. ``offset`` and ``length`` must
-    be whole numbers, and the file must hold ``offset + length`` bytes, ``length`` being the
-    tensor's size (ONNX Runtime reads exactly that many).
+    The ONNX checker is given large weights without their data (:func:`_skeleton`), so what it
+    checks of a tensor's data is checked here, for every tensor: dimensions non-negative and
+    their product within 64 bits, a known data type, exactly one place holding the values
+    (``raw_data``, the field of its type, or an external file) and exactly as many values as
+    the shape needs. A tensor whose bytes stayed in the file's bytes (``weights``) is measured
+    there.
     """
+    main = [
+        (tensor, span.length if (span := weights.spans.get(index)) else None)
+        for index, tensor in enumerate(proto.graph.initializer)
+    ]
+    elsewhere = ((tensor, None) for tensor in _all_tensor_protos(proto, main_initializers=False))
     folder = path.parent.resolve()
     files: set[Path] = set()
-    for tensor in _all_tensor_protos(proto):
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        info = {entry.key: entry.value for entry in tensor.external_data}
-        location = info.get("location", "")
+    for tensor, left_in_file in itertools.chain(main, elsewhere):
         where = f"{path}: tensor {tensor.name!r}"
-        if not location:
-            raise InvalidModelError(f"{where} is external but has no location")
-        if "\0" in location or len(location) > _MAX_LOCATION:
-            raise InvalidModelError(f"{where}: external data location is not a file name")
-        if os.path.isabs(location):
-            raise InvalidModelError(f"{where}: absolute external data path {location!r} refused")
-        target = (folder / location).resolve()
-        if not target.is_relative_to(folder):
-            raise InvalidModelError(
-                f"{where}: external data {location!r} is outside the model's folder; refused"
-            )
-        if not target.is_file():
-            what = "is not a regular file" if target.exists() else "is missing"
-            raise InvalidModelError(f"{where}: external data file {location!r} {what}")
-        offset, length = _whole(info.get("offset", "0"), where), info.get("length")
-        nbytes = _tensor_nbytes(tensor)
-        if length is not None and _whole(length, where) != nbytes:
-            raise InvalidModelError(
-                f"{where}: external data length {length} is not the tensor's {nbytes} bytes"
-            )
-        if offset + nbytes > target.stat().st_size:
-            raise InvalidModelError(f"{where}: external data {location!r} ends before the tensor")
-        files.add(target)
+        _check_shape(tensor, where)
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            files.add(_check_external(tensor, path, folder))
+        else:
+            _check_values(tensor, left_in_file, where)
     return files
 
 
-def _check_inline_sizes(proto: onnx.ModelProto, path: Path, weights: inline.InlineWeights) -> None:
-    """Refuse a tensor whose stored bytes do not match its declared shape (a huge declared
-    shape over a few bytes would otherwise be allocated or read past its end)."""
-    left_in_file = (
-        (proto.graph.initializer[index], span.length) for index, span in weights.spans.items()
-    )
-    parsed = (
-        (tensor, len(tensor.raw_data))
-        for tensor in _all_tensor_protos(proto)
-        if tensor.data_location != onnx.TensorProto.EXTERNAL and tensor.HasField("raw_data")
-    )
-    for tensor, stored in itertools.chain(left_in_file, parsed):
-        nbytes = _tensor_nbytes(tensor)
-        if tensor.data_type != onnx.TensorProto.STRING and stored != nbytes:
-            raise InvalidModelError(
-                f"{path}: tensor {tensor.name!r} holds {stored} bytes, its shape "
-                f"{list(tensor.dims)} needs {nbytes}"
-            )
+def _check_shape(tensor: onnx.TensorProto, where: str) -> None:
+    """Refuse a negative dimension, more elements than the checker counts, an unknown type."""
+    dims = list(tensor.dims)
+    if any(dim < 0 for dim in dims):
+        raise InvalidModelError(f"{where} has a negative dimension in its shape {dims}")
+    if math.prod(dims) > _MAX_ELEMENTS:
+        raise InvalidModelError(f"{where}: its shape {dims} has more than 2**63 - 1 elements")
+    if tensor.data_type != onnx.TensorProto.STRING and _bitwidth(tensor.data_type) is None:
+        raise InvalidModelError(f"{where} has data type {tensor.data_type}, not an ONNX type")
 
 
-def _whole(text: str, where: str) -> int:
-    if not text.isdigit() or len(text) > 20:
-        raise InvalidModelError(f"{where}: external data offset/length {text!r} is not a number")
-    return int(text)
+def _bitwidth(data_type: int) -> int | None:
+    if data_type == onnx.TensorProto.UNDEFINED:
+        return None
+    try:
+        return ir.DataType(data_type).bitwidth
+    except (ValueError, TypeError):  # not a data type, or one without a width (string)
+        return None
 
 
 def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
-    count = 1
-    for dim in tensor.dims:
-        count *= dim
-    try:
-        bits = (
-            4
-            if tensor.data_type in _FOUR_BIT
-            else (8 * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize)
+    """A tensor's size in bytes, types narrower than a byte packed (0 for strings)."""
+    return (math.prod(tensor.dims) * (_bitwidth(tensor.data_type) or 0) + 7) // 8
+
+
+def _check_values(tensor: onnx.TensorProto, left_in_file: int | None, where: str) -> None:
+    """Refuse an inline tensor that holds no values, holds them in two places or in the wrong
+    field, or holds more or fewer than its shape needs (ONNX Runtime reads exactly that many;
+    a huge shape over a few bytes would otherwise be allocated or read past its end)."""
+    dims = list(tensor.dims)
+    raw = left_in_file is not None or tensor.HasField("raw_data")
+    held = ["raw_data"] * raw + [field for field in _VALUE_FIELDS if getattr(tensor, field)]
+    if math.prod(dims) == 0:
+        if held:
+            raise InvalidModelError(f"{where} has no elements (shape {dims}) but holds data")
+        return
+    if not held:
+        needed = _values_needed(tensor)
+        raise InvalidModelError(f"{where} holds no data; its shape {dims} needs {needed} values")
+    if len(held) > 1:
+        raise InvalidModelError(f"{where} holds its data in more than one field ({held})")
+    if raw:
+        stored = left_in_file if left_in_file is not None else len(tensor.raw_data)
+        if tensor.data_type == onnx.TensorProto.STRING:
+            raise InvalidModelError(f"{where} holds strings in raw_data (they go in string_data)")
+        if stored != (nbytes := _tensor_nbytes(tensor)):
+            raise InvalidModelError(
+                f"{where} holds {stored} bytes, its shape {dims} needs {nbytes}"
+            )
+        return
+    field = onnx.helper.tensor_dtype_to_field(tensor.data_type)
+    if held[0] != field:
+        raise InvalidModelError(f"{where} holds its values in {held[0]}, not {field}")
+    stored, needed = len(getattr(tensor, field)), _values_needed(tensor)
+    if stored != needed:
+        raise InvalidModelError(
+            f"{where} holds {stored} values in {field}, its shape {dims} needs {needed}"
         )
-    except (KeyError, ValueError, TypeError):
-        return 0
-    return (count * bits + 7) // 8
 
 
-_FOUR_BIT = {
-    getattr(onnx.TensorProto, name)
-    for name in ("INT4", "UINT4", "FLOAT4E2M1")
-    if hasattr(onnx.TensorProto, name)
-}
+def _values_needed(tensor: onnx.TensorProto) -> int:
+    """How many entries of its typed field a tensor's shape needs: two per complex number,
+    and types of 2 or 4 bits packed into bytes, one byte per entry (onnx.proto)."""
+    count = math.prod(tensor.dims)
+    if tensor.data_type in _COMPLEX:
+        return 2 * count
+    bits = _bitwidth(tensor.data_type)
+    if bits in (2, 4):
+        return (count * bits + 7) // 8
+    return count
 
 
-def _all_tensor_protos(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
-    """Every TensorProto of a model: initializers and attributes, in graphs and functions."""
+def _check_external(tensor: onnx.TensorProto, path: Path, folder: Path) -> Path:
+    """Refuse external data that is missing, lies outside the model's folder, or does not hold
+    its tensor; returns the data file.
+
+    A location that is absolute, climbs out with ``..``, or is a symbolic link pointing out
+    would let a model file read any file on the machine: refused. A location is opened as it is
+    written (``w.bin/../w.bin`` is no file), so any ``..`` in it is refused, and so is one
+    the system does not open as a file. ``offset`` and ``length`` must be whole numbers in
+    ASCII digits, and the file must hold ``offset + length`` bytes, ``length`` being the
+    tensor's size (ONNX Runtime reads exactly that many).
+    """
+    info = {entry.key: entry.value for entry in tensor.external_data}
+    location = info.get("location", "")
+    where = f"{path}: tensor {tensor.name!r}"
+    if not location:
+        raise InvalidModelError(f"{where} is external but has no location")
+    if "\0" in location or len(location) > _MAX_LOCATION:
+        raise InvalidModelError(f"{where}: external data location is not a file name")
+    if os.path.isabs(location):
+        raise InvalidModelError(f"{where}: absolute external data path {location!r} refused")
+    target = (folder / location).resolve()
+    if not target.is_relative_to(folder):
+        raise InvalidModelError(
+            f"{where}: external data {location!r} is outside the model's folder; refused"
+        )
+    if ".." in re.split(r"[/\\]", location):
+        raise InvalidModelError(f"{where}: external data location {location!r} has a '..'; refused")
+    try:  # as the runtime opens it: joined to the model's folder, every part looked up
+        status = os.stat(os.path.join(path.parent, location))
+    except NotADirectoryError:
+        raise InvalidModelError(
+            f"{where}: external data location {location!r} goes through a file; refused"
+        ) from None
+    except OSError:
+        raise InvalidModelError(f"{where}: external data file {location!r} is missing") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise InvalidModelError(f"{where}: external data file {location!r} is not a regular file")
+    offset, nbytes = _whole(info.get("offset", "0"), "offset", where), _tensor_nbytes(tensor)
+    length = info.get("length")
+    if length is not None and _whole(length, "length", where) != nbytes:
+        raise InvalidModelError(
+            f"{where}: external data length {length} is not the tensor's {nbytes} bytes"
+        )
+    if offset + nbytes > status.st_size:
+        raise InvalidModelError(f"{where}: external data {location!r} ends before the tensor")
+    return target
+
+
+def _whole(text: str, key: str, where: str) -> int:
+    """An ``offset`` or ``length``: ASCII digits only (``str.isdigit`` also takes ``²`` and
+    Arabic-Indic digits, which ONNX Runtime does not read as numbers)."""
+    if not re.fullmatch(r"[0-9]{1,20}", text):
+        raise InvalidModelError(f"{where}: external data {key} {text!r} is not a number")
+    return int(text)
+
+
+def _all_tensor_protos(
+    proto: onnx.ModelProto, *, main_initializers: bool = True
+) -> Iterator[onnx.TensorProto]:
+    """Every TensorProto of a model: initializers and attributes, in graphs and functions
+    (without the main graph's initializers if ``main_initializers`` is false)."""
 
     def in_nodes(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.TensorProto]:
         for node in nodes:
@@ -252,7 +333,9 @@ def _all_tensor_protos(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
         yield from graph.initializer
         yield from in_nodes(graph.node)
 
-    yield from in_graph(proto.graph)
+    if main_initializers:
+        yield from proto.graph.initializer
+    yield from in_nodes(proto.graph.node)
     for function in proto.functions:
         yield from in_nodes(function.node)
 
