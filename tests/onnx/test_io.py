@@ -359,3 +359,71 @@ def test_an_external_location_inside_a_subfolder_is_read(tmp_path: Path) -> None
     path = tmp_path / "model.onnx"
     onnx.save(model, path, save_as_external_data=True, location="sub/w.bin", size_threshold=0)
     assert io.load(path).graph.initializers["v"].const_value is not None
+
+
+# -- what onnx-ir cannot hold is refused, never dropped from the output ----------------------
+
+
+def _sparse() -> onnx.SparseTensorProto:
+    values = onnx.numpy_helper.from_array(np.array([1.0, 2.0], np.float32), "sp")
+    indices = onnx.numpy_helper.from_array(np.array([0, 5], np.int64), "sp_indices")
+    return onnx.helper.make_sparse_tensor(values, indices, [3, 4])
+
+
+def _sparse_constant(model: onnx.ModelProto) -> None:
+    model.graph.node.insert(0, onnx.helper.make_node("Constant", [], ["c"], sparse_value=_sparse()))
+    model.graph.output.append(
+        onnx.helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, [3, 4])
+    )
+
+
+def _sparse_in_a_subgraph(model: onnx.ModelProto) -> None:
+    body = onnx.helper.make_graph(
+        [onnx.helper.make_node("Constant", [], ["s"], name="inner", sparse_value=_sparse())],
+        "body",
+        [],
+        [onnx.helper.make_tensor_value_info("s", onnx.TensorProto.FLOAT, [3, 4])],
+    )
+    cond = onnx.helper.make_node(
+        "Constant", [], ["cond"], value=onnx.numpy_helper.from_array(np.array(True))
+    )
+    branch = onnx.helper.make_node("If", ["cond"], ["b"], then_branch=body, else_branch=body)
+    model.graph.node.extend([cond, branch])
+    model.graph.output.append(
+        onnx.helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [3, 4])
+    )
+
+
+def _sparse_initializer(model: onnx.ModelProto) -> None:
+    model.graph.sparse_initializer.append(_sparse())
+
+
+def _training_info(model: onnx.ModelProto) -> None:
+    model.training_info.add()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_sparse_constant, "Constant node of output ['c'] holds a sparse tensor (sparse_value)"),
+        (_sparse_in_a_subgraph, "Constant node 'inner' holds a sparse tensor (sparse_value)"),
+        (_sparse_initializer, "sparse initializer 'sp': wnpass does not read sparse tensors"),
+        (_training_info, "has training_info, which wnpass cannot carry; refused"),
+    ],
+)
+def test_what_onnx_ir_cannot_hold_is_refused_in_one_line(
+    edit: Callable[[onnx.ModelProto], None],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Models the ONNX checker accepts; onnx-ir fails on sparse attributes with its own
+    internals, and drops sparse initializers and training information from what it writes."""
+    model = onnx_model(WN, v=rand(3, 4), g=rand(3, 1))
+    edit(model)
+    onnx.checker.check_model(model, full_check=True)
+    (tmp_path / "work").mkdir()
+    path = tmp_path / "work" / "model.onnx"
+    path.write_bytes(model.SerializeToString())
+    for command in ("inspect", "fold"):
+        assert_refused([command, str(path)], tmp_path, capsys, 2, f"{path}: {message}")

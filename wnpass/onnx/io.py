@@ -75,6 +75,7 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
         plan.read(path, "the input model")
         plan.read_all(sorted(data_files), "the input's external data")
     _check_structure(proto, path)
+    _check_carried(proto, path)
     try:
         model = from_proto(proto)
     except Exception as error:  # the deserializer raises many types on malformed graphs
@@ -338,6 +339,49 @@ def _all_tensor_protos(
     yield from in_nodes(proto.graph.node)
     for function in proto.functions:
         yield from in_nodes(function.node)
+
+
+def _all_graph_protos(proto: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
+    """The main graph and every subgraph, in graphs and functions."""
+
+    def below(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.GraphProto]:
+        for node in nodes:
+            for attr in node.attribute:
+                for graph in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    yield graph
+                    yield from below(graph.node)
+
+    yield proto.graph
+    yield from below(proto.graph.node)
+    for function in proto.functions:
+        yield from below(function.node)
+
+
+_SPARSE = (onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.SPARSE_TENSORS)
+
+
+def _check_carried(proto: onnx.ModelProto, path: Path) -> None:
+    """Refuse what onnx-ir cannot hold, rather than leave it out of the output: sparse
+    tensors (sparse initializers, a ``Constant``'s ``sparse_value``; onnx-ir reads neither,
+    and drops sparse initializers without a word) and training information."""
+    if proto.training_info:
+        raise InvalidModelError(f"{path}: has training_info, which wnpass cannot carry; refused")
+    graphs = list(_all_graph_protos(proto))
+    for graph in graphs:
+        for sparse in graph.sparse_initializer:
+            raise InvalidModelError(
+                f"{path}: sparse initializer {sparse.values.name!r}: wnpass does not read "
+                "sparse tensors; refused"
+            )
+    for nodes in [graph.node for graph in graphs] + [f.node for f in proto.functions]:
+        for node in nodes:
+            for attr in node.attribute:
+                if attr.type in _SPARSE or attr.HasField("sparse_tensor") or attr.sparse_tensors:
+                    named = f"{node.name!r}" if node.name else f"of output {list(node.output)}"
+                    raise InvalidModelError(
+                        f"{path}: {node.op_type} node {named} holds a sparse tensor "
+                        f"({attr.name}): wnpass does not read sparse tensors; refused"
+                    )
 
 
 # Initializers up to this size go to the checker with their data (shape inference reads small
