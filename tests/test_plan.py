@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from tests.helpers import onnx_model, rand, run
 from tests.hostile.conftest import WN, external_ok, snapshot
 from tests.onnx.test_io import weight_normed
 from wnpass import fold_onnx
+from wnpass.cli import main
 from wnpass.errors import OutputError
+from wnpass.onnx.io import DATA_FILES_KEY
 from wnpass.plan import IOPlan
 
 
@@ -119,14 +122,21 @@ def test_reads_are_matched_through_symlinked_folders(tmp_path: Path) -> None:
         plan.check()
 
 
-def _old_output(folder: Path, location: str) -> Path:
-    """An existing out.onnx whose weights are in ``location`` (which may point anywhere)."""
+def _old_output(
+    folder: Path, location: str, record: list[str] | None = None, name: str = "out.onnx"
+) -> Path:
+    """An existing ``name`` whose weights are in ``location`` (which may point anywhere) and
+    whose wnpass record lists ``record`` (by default ``location``, as if wnpass had written
+    it; an empty list writes no record)."""
     model = onnx_model(WN, v=rand(3, 4), g=rand(3, 1))
     tensor = next(t for t in model.graph.initializer if t.name == "v")
     tensor.ClearField("raw_data")
     tensor.data_location = onnx.TensorProto.EXTERNAL
     tensor.external_data.add(key="location", value=location)
-    out = folder / "out.onnx"
+    record = [location] if record is None else record
+    if record:
+        model.metadata_props.add(key=DATA_FILES_KEY, value=json.dumps(record))
+    out = folder / name
     out.write_bytes(model.SerializeToString())
     return out
 
@@ -167,6 +177,78 @@ def test_an_old_output_s_data_is_deleted_only_when_it_is_wnpass_s_own(
     assert {k: after[k] for k in kept if k in after} == kept, "a file was changed or deleted"
     if not location.startswith("/"):
         assert any(reason in entry for entry in report.left), report.left
+
+
+def test_a_data_file_wnpass_did_not_create_is_kept_though_it_has_wnpass_s_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """a.onnx.data written by onnx.save_model, and shared by b.onnx (a copy of a.onnx):
+    folding another model onto a.onnx keeps it, and says why; b.onnx still loads."""
+    model = onnx_model(WN, v=rand(3, 4), g=rand(3, 1))
+    onnx.save(model, tmp_path / "c.onnx")
+    a = tmp_path / "a.onnx"
+    onnx.save_model(model, a, save_as_external_data=True, location="a.onnx.data", size_threshold=0)
+    onnx.save(onnx.load(tmp_path / "a.onnx", load_external_data=False), tmp_path / "b.onnx")
+    data = (tmp_path / "a.onnx.data").read_bytes()
+    assert main(["fold", str(tmp_path / "c.onnx"), "-o", str(tmp_path / "a.onnx")]) == 0
+    assert f"{tmp_path / 'a.onnx.data'}: kept (not created by wnpass)" in capsys.readouterr().out
+    assert (tmp_path / "a.onnx.data").read_bytes() == data
+    assert main(["inspect", str(tmp_path / "b.onnx")]) == 0
+    assert run(tmp_path / "b.onnx", {"x": rand(2, 4)})[0].shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("referenced", "record", "reason"),
+    [
+        ("out.onnx.data", [], "not created by wnpass"),
+        ("out.onnx.data", ["out.onnx.1.data"], "not created by wnpass"),
+        ("out.onnx.data", "not json", "not created by wnpass"),
+        ("out.onnx.data", {"out.onnx.data": 1}, "not created by wnpass"),
+        ("a.onnx.data", ["a.onnx.data"], "not a data-file name wnpass gives this output"),
+    ],
+)
+def test_only_what_the_old_output_s_own_record_lists_is_deleted(
+    referenced: str, record: object, reason: str, tmp_path: Path
+) -> None:
+    """The record must list the very file (a record naming another file, or unreadable, lists
+    nothing), and a copy of a wnpass output (b.onnx pointing at a.onnx.data, its record
+    copied along) does not make a.onnx.data b.onnx's own."""
+    work = tmp_path / "work"
+    work.mkdir()
+    source = external_ok(work, "weights.bin")
+    for name in ("out.onnx.data", "out.onnx.1.data", "a.onnx.data"):
+        (work / name).write_bytes(b"\0" * 48)
+    out = _old_output(work, referenced, name="out.onnx")
+    if record != [referenced]:
+        model = onnx.load(out, load_external_data=False)
+        del model.metadata_props[:]
+        if record:
+            text = record if isinstance(record, str) else json.dumps(record)
+            model.metadata_props.add(key=DATA_FILES_KEY, value=text)
+        out.write_bytes(model.SerializeToString())
+    before = snapshot(work)
+    _, report = fold_onnx(source, out)
+    after = snapshot(work)
+    kept = {k: v for k, v in before.items() if k != "out.onnx"}
+    assert {k: after.get(k) for k in kept} == kept, "a file was changed or deleted"
+    assert report.left == [f"{work / referenced}: kept ({reason})"]
+
+
+def test_an_output_records_the_data_files_wnpass_wrote_for_it(tmp_path: Path) -> None:
+    """The record is in the file written, never in the model the caller holds, and a model
+    written in one file has none (nor one copied from its input)."""
+    source = weight_normed(tmp_path, external=True)
+    model, _ = fold_onnx(source, tmp_path / "out.onnx")
+    written = onnx.load(tmp_path / "out.onnx", load_external_data=False)
+    assert {p.key: p.value for p in written.metadata_props} == {DATA_FILES_KEY: '["out.onnx.data"]'}
+    assert DATA_FILES_KEY not in model.metadata_props
+    fold_onnx(tmp_path / "out.onnx", tmp_path / "again.onnx")
+    again = onnx.load(tmp_path / "again.onnx", load_external_data=False)
+    assert [(p.key, p.value) for p in again.metadata_props] == [
+        (DATA_FILES_KEY, '["again.onnx.data"]')
+    ]
+    fold_onnx(tmp_path / "out.onnx", tmp_path / "inline.onnx", external_data=False)
+    assert not onnx.load(tmp_path / "inline.onnx").metadata_props
 
 
 def test_an_old_output_s_own_data_file_is_deleted(tmp_path: Path) -> None:
@@ -246,12 +328,8 @@ def test_the_same_target_planned_twice_is_a_collision(tmp_path: Path) -> None:
 def test_two_shards_that_would_share_an_output_name_are_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import json
-
     import torch
     from safetensors.torch import save_file
-
-    from wnpass.cli import main
 
     g, v = torch.rand(4, 1) + 0.5, torch.randn(4, 3)
     keys = ("a.parametrizations.weight.original0", "a.parametrizations.weight.original1")

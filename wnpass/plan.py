@@ -13,8 +13,9 @@ Every command and every file-writing API function goes through one :class:`IOPla
    staging file (or folder) beside the target, renamed onto it at the end, so that a target is
    either as it was or complete; a path that was not planned and checked cannot be written;
 4. an old data file of a replaced output is deleted only when :meth:`IOPlan.may_delete` says
-   so (wnpass's own data-file name for that output, beside it, a regular file with one link,
-   not read by this run); anything else is left and listed in :attr:`IOPlan.left`.
+   so (the output's own record says wnpass wrote it, it has wnpass's data-file name for that
+   output, lies beside it, is a regular file with one link, and is not read or written by
+   this run); anything else is left and listed in :attr:`IOPlan.left`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 from wnpass import interrupts
@@ -317,16 +318,21 @@ class IOPlan:
 
     # -- deleting -------------------------------------------------------------------------
 
-    def may_delete(self, path: Path, output: Path) -> str | None:
-        """None when old data file ``path`` of replaced ``output`` may be deleted; else why not."""
+    def may_delete(self, path: Path, output: Path, created: Collection[str] = ()) -> str | None:
+        """None when old data file ``path`` of replaced ``output`` may be deleted; else why not
+        ("gone" when there is nothing there). ``created``: the data-file names that the
+        replaced output's own record says wnpass wrote for it (``wnpass.onnx.io``); a file
+        not listed there is not wnpass's, whatever its name, and another model may use it."""
+        try:
+            st = os.lstat(path)
+        except (OSError, ValueError):  # ValueError: a NUL byte in the name
+            return "gone"
         if Path(os.path.realpath(path.parent)) != Path(os.path.realpath(output.parent)):
             return "not beside the output"
         if not _is_data_file_name(output, path.name):
             return "not a data-file name wnpass gives this output"
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return "gone"
+        if path.name not in created:
+            return "not created by wnpass"
         if not stat.S_ISREG(st.st_mode):
             return kind_of(st.st_mode)
         if st.st_nlink != 1:
@@ -338,12 +344,15 @@ class IOPlan:
             return "written by this run"
         return None
 
-    def delete_old_data(self, referenced: Iterable[Path], output: Path) -> list[Path]:
+    def delete_old_data(
+        self, referenced: Iterable[Path], output: Path, *, created: Collection[str] = ()
+    ) -> list[Path]:
         """Delete the files in ``referenced`` (the data files a replaced ``output`` used) that
-        :meth:`may_delete` allows; the others are listed in :attr:`left`. Returns the deleted."""
+        :meth:`may_delete` allows (``created``: the names the output's record lists); the
+        others are listed in :attr:`left`. Returns the deleted."""
         deleted = []
         for path in sorted(set(referenced)):
-            reason = self.may_delete(path, output)
+            reason = self.may_delete(path, output, created)
             if reason == "gone":
                 continue
             if reason is not None:

@@ -108,6 +108,40 @@ def test_nothing_to_fold_writes_the_same_bytes(tmp_path: Path) -> None:
     assert (tmp_path / "out.onnx").read_bytes() == path.read_bytes()
 
 
+def test_nothing_to_fold_from_external_data_is_written_whole(tmp_path: Path) -> None:
+    """The input's bytes are reused only when they hold every weight: a model whose weights
+    (or Constant values) lie in data files beside it is written whole, inside the output as
+    asked, never as a copy that points at the input's data."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "dst").mkdir()
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2, 3] x) => (float[2, 3] y) {
+            c = Constant <value = float[3] {1, 2, 3}> ()
+            z = Add(x, c)
+            y = Add(z, b)
+        }
+    """
+    source = tmp_path / "src" / "m.onnx"
+    onnx.save(
+        onnx_model(text, b=rand(3)),
+        source,
+        save_as_external_data=True,
+        location="w.bin",
+        size_threshold=0,
+        convert_attribute=True,
+    )
+    feeds = {"x": rand(2, 3)}
+    expected = run(source, feeds)
+    _, report = fold_onnx(source, tmp_path / "dst" / "m.onnx", external_data=False)
+    assert report.folded == 0
+    (tmp_path / "src" / "w.bin").unlink()
+    written = onnx.load(tmp_path / "dst" / "m.onnx", load_external_data=False)
+    tensors = [*written.graph.initializer, written.graph.node[0].attribute[0].t]
+    assert not any(onnx.external_data_helper.uses_external_data(t) for t in tensors)
+    assert_close(run(tmp_path / "dst" / "m.onnx", feeds), expected)
+
+
 def test_output_into_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     path = weight_normed(tmp_path)
     with pytest.raises(OutputError, match="no such directory"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import json
 import logging
 import math
 import os
@@ -26,6 +27,7 @@ from wnpass.onnx.writer import write_model
 from wnpass.plan import IOPlan, data_file_name, kind_of
 
 __all__ = [
+    "DATA_FILES_KEY",
     "SaveTarget",
     "default_output",
     "external_files",
@@ -498,18 +500,68 @@ def external_files(path: str | os.PathLike[str]) -> set[Path]:
     """The external data files an ONNX file's tensors name (normalized, symbolic links not
     followed: a link is itself, and is never deleted through); empty if unreadable. The
     file's large inline weights are not read."""
+    return _data_record(Path(path))[0]
+
+
+# The metadata entry in which wnpass records, in a model it writes, the names of the external
+# data files it wrote for it (a JSON list). Replacing that model later deletes an old data file
+# only if this record lists it: a data file with wnpass's name for the output that another
+# tool wrote (and another model may share) is never wnpass's to delete.
+DATA_FILES_KEY = "wnpass.data_files"
+# ir.save writes an initializer to the data file when it is larger than this (its default).
+_EXTERNAL_ABOVE = 256
+
+
+def _data_record(path: Path) -> tuple[set[Path], frozenset[str]]:
+    """The data files the ONNX file at ``path`` names, and the names its wnpass record
+    lists (:data:`DATA_FILES_KEY`; none when it has no record, or one that is not a list of
+    names). Both empty if it is unreadable."""
     try:
-        proto = inline.skeleton(Path(path), _SMALL_MODEL)
+        proto = inline.skeleton(path, _SMALL_MODEL)
     except Exception:  # not a model (or not there): it references nothing
-        return set()
-    folder = Path(path).parent
-    return {
-        Path(os.path.normpath(folder / entry.value))
+        return set(), frozenset()
+    referenced = {
+        Path(os.path.normpath(path.parent / entry.value))
         for tensor in _all_tensor_protos(proto)
         if tensor.data_location == onnx.TensorProto.EXTERNAL
         for entry in tensor.external_data
         if entry.key == "location"
     }
+    entries = [entry.value for entry in proto.metadata_props if entry.key == DATA_FILES_KEY]
+    try:
+        names = json.loads(entries[-1]) if entries else []
+    except ValueError:
+        names = []
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        names = []
+    return referenced, frozenset(names)
+
+
+@contextlib.contextmanager
+def _recorded(model: ir.Model, data_files: list[str]) -> Iterator[None]:
+    """While writing ``model``, its :data:`DATA_FILES_KEY` record lists ``data_files`` (no
+    record when there are none: a record copied from the input is never carried over). The
+    caller's model is given back as it was."""
+    props = model.metadata_props
+    before = props.get(DATA_FILES_KEY)
+    props.pop(DATA_FILES_KEY, None)
+    if data_files:
+        props[DATA_FILES_KEY] = json.dumps(data_files)
+    try:
+        yield
+    finally:
+        props.pop(DATA_FILES_KEY, None)
+        if before is not None:
+            props[DATA_FILES_KEY] = before
+
+
+def _writes_external(model: ir.Model) -> bool:
+    """Whether ``ir.save`` with external data puts any initializer in the data file."""
+    return any(
+        value.const_value is not None and value.const_value.nbytes > _EXTERNAL_ABOVE
+        for graph in model.graphs()
+        for value in graph.initializers.values()
+    )
 
 
 def _free_data_name(path: Path) -> str:
@@ -571,15 +623,18 @@ def save(
     """Write ``model`` to a planned target: staged in a folder beside it, then renamed.
 
     The data file (a name not in use) is renamed into place before the model, so that whatever
-    model is at the path stays complete until the new one replaces it. Tensors in node
-    attributes are written inside the model, so the output never points at another folder's
-    data. ``gate`` sees the complete staged model first; when it returns False nothing is
-    published and False is returned. The data files the replaced model used are then deleted
-    only where ``plan.may_delete`` allows; the others are listed in ``plan.left``.
+    model is at the path stays complete until the new one replaces it; the model records the
+    data file's name (:data:`DATA_FILES_KEY`). Tensors in node attributes are written inside
+    the model, so the output never points at another folder's data. ``gate`` sees the
+    complete staged model first; when it returns False nothing is published and False is
+    returned. The data files the replaced model used are then deleted only where its own
+    record lists them and ``plan.may_delete`` allows; the others are listed in ``plan.left``.
     """
     path = target.path
     replacing = os.path.isfile(path)
-    replaced = external_files(path) if replacing else set()
+    replaced, created = _data_record(path) if replacing else (set(), frozenset())
+    if same_bytes_as is not None and _uses_external_data(model):
+        same_bytes_as = None  # its bytes point at data files beside the input: written whole
     _drop_added_value_info(model)
     _internalize_attribute_tensors(model)
     with plan.staging(path) as staging:
@@ -593,10 +648,17 @@ def save(
                 if progress is not None:
                     progress(next(counted), info.total)
 
-            with _released_after_reading(model):
-                ir.save(model, staged, external_data=target.data_name, callback=callback)
+            written = [target.data_name] if _writes_external(model) else []
+            with _released_after_reading(model), _recorded(model, written):
+                ir.save(
+                    model,
+                    staged,
+                    external_data=target.data_name,
+                    size_threshold_bytes=_EXTERNAL_ABOVE,
+                    callback=callback,
+                )
         else:
-            with open(staged, "wb") as stream:
+            with open(staged, "wb") as stream, _recorded(model, []):
                 write_model(model, stream, progress, writeback=replacing)
         if gate is not None and not gate(staged):
             logger.info("%s: not published (the check failed)", path)
@@ -605,9 +667,31 @@ def save(
         if target.data_path is not None and staged_data.is_file() and staged_data.stat().st_size:
             plan.publish(staged_data, target.data_path)  # ir.save keeps small tensors inline
         plan.publish(staged, path)
-    plan.delete_old_data(replaced, path)
+    plan.delete_old_data(replaced, path, created=created)
     logger.info("wrote %s (external data: %s)", path, target.data_name)
     return True
+
+
+def _uses_external_data(model: ir.Model) -> bool:
+    """Whether any tensor of the model (initializer or attribute, in any graph or function)
+    lives in an external data file."""
+    return any(isinstance(tensor, ir.ExternalTensor) for tensor in _tensors(model))
+
+
+def _tensors(model: ir.Model) -> Iterator[ir.TensorProtocol]:
+    for graph in graphs_of(model):
+        if isinstance(graph, ir.Graph):
+            for value in graph.initializers.values():
+                if value.const_value is not None:
+                    yield value.const_value
+        for node in graph:
+            for attr in node.attributes.values():
+                if attr.is_ref():
+                    continue
+                if attr.type == ir.AttributeType.TENSOR:
+                    yield attr.value
+                elif attr.type == ir.AttributeType.TENSORS:
+                    yield from attr.value
 
 
 def _internalize_attribute_tensors(model: ir.Model) -> None:
