@@ -376,8 +376,8 @@ def test_values_in_range_fold_to_the_rounded_once_product(dtype: type, scale: fl
     """Every value the checks accept folds to weight_from's bits (g * v / ||v|| in float64,
     rounded once), unchanged by the checks."""
     rng = np.random.default_rng(0)
-    v = (rng.standard_normal((6, 5)) * scale).astype(dtype)
-    g = (rng.random((6, 1)) + 0.5).astype(dtype)
+    v: np.ndarray = (rng.standard_normal((6, 5)) * scale).astype(dtype)
+    g: np.ndarray = (rng.random((6, 1)) + 0.5).astype(dtype)
     for dim, g_of in ((0, g), (None, g[:1, :1].reshape(()))):
         assert check_pair(g_of, v, dim) is None
         folded = fold_pair(g_of, v, dim)

@@ -18,9 +18,11 @@ from wnpass.onnx.weights import decline_reason, folded_weight
 HEADER = '<ir_version: 8, opset_import: ["" : 17]>'
 
 
-def _site_model(body: str, x: str = "float[N, 64] x", y: str = "float[N, 32] y", **arrays):
+def _site_model(
+    body: str, x: str = "float[N, 64] x", y: str = "float[N, 32] y", **arrays: np.ndarray
+) -> onnx.ModelProto:
     text = f"{HEADER}\nagraph ({x}) => ({y}) {{\n{body}\n}}"
-    return onnx_model(text, **arrays)
+    return onnx_model(text, None, True, **arrays)
 
 
 def _weight(model: onnx.ModelProto) -> np.ndarray:
@@ -91,7 +93,8 @@ def test_casts_of_v_itself_keep_the_common_form(stored: type) -> None:
         w = Mul(d, g)
         y = Gemm <transB = 1> (x, w)
     """
-    v, g = rand(32, 64).astype(stored), rand(32, 1)
+    v: np.ndarray = rand(32, 64).astype(stored)
+    g = rand(32, 1)
     model = _site_model(body, v=v, g=g)
     (site,) = find_sites(ir.serde.deserialize_model(model))
     assert isinstance(weights._checked(site), weights._Checked)
@@ -225,10 +228,17 @@ def test_decline_reason_of_the_common_form_does_not_compute_the_weight(
 
     monkeypatch.setattr(weights, "_multiply_into", fail)
     monkeypatch.setattr(weights, "_evaluated", fail)
-    for arrays in (_zero_unit(), _inf_g(), {"v": rand(32, 64), "g": rand(32, 1)}):
+    cases: list[dict[str, np.ndarray]] = [
+        _zero_unit(),
+        _inf_g(),
+        {"v": rand(32, 64), "g": rand(32, 1)},
+    ]
+    for arrays in cases:
         model = _site_model(
             "n = ReduceL2 <axes = [1]> (v)\nd = Div(v, n)\nw = Mul(d, g)\n"
             "y = Gemm <transB = 1> (x, w)",
+            "float[N, 64] x",
+            "float[N, 32] y",
             **arrays,
         )
         (site,) = find_sites(ir.serde.deserialize_model(model))
