@@ -95,14 +95,20 @@ def _function_tensors(model: ir.Model) -> Iterator[ir.TensorProtocol]:
     functions, so their external data would be read relative to the working directory)."""
     for function in model.functions.values():
         for graph in (function, *subgraphs_of(function)):
-            for node in graph:
-                for attr in node.attributes.values():
-                    if attr.is_ref():
-                        continue
-                    if attr.type == ir.AttributeType.TENSOR:
-                        yield attr.value
-                    elif attr.type == ir.AttributeType.TENSORS:
-                        yield from attr.value
+            yield from _attribute_tensors(graph)
+
+
+def _attribute_tensors(nodes: Iterable[ir.Node]) -> Iterator[ir.TensorProtocol]:
+    """The tensors held in the attributes of ``nodes`` (references to a function's
+    attributes hold none)."""
+    for node in nodes:
+        for attr in node.attributes.values():
+            if attr.is_ref():
+                continue
+            if attr.type == ir.AttributeType.TENSOR:
+                yield attr.value
+            elif attr.type == ir.AttributeType.TENSORS:
+                yield from attr.value
 
 
 # onnx-ir gives every initializer a type and shape and then writes a value_info entry for each;
@@ -684,14 +690,7 @@ def _tensors(model: ir.Model) -> Iterator[ir.TensorProtocol]:
             for value in graph.initializers.values():
                 if value.const_value is not None:
                     yield value.const_value
-        for node in graph:
-            for attr in node.attributes.values():
-                if attr.is_ref():
-                    continue
-                if attr.type == ir.AttributeType.TENSOR:
-                    yield attr.value
-                elif attr.type == ir.AttributeType.TENSORS:
-                    yield from attr.value
+        yield from _attribute_tensors(graph)
 
 
 def _internalize_attribute_tensors(model: ir.Model) -> None:
