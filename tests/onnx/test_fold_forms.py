@@ -338,3 +338,49 @@ def test_normalizing_an_activation_is_not_a_site() -> None:
     """
     model = onnx_model(reshaped, v=V, shape=np.array([-1, 4], np.int64))
     assert inspect_onnx(model).sites == []
+
+
+SHARED_NORMS = {
+    # F.normalize(W) and W / ||W|| of one W: the dynamo exporter keeps one ReduceL2
+    "v/n and v/clip(n)": (
+        "n = ReduceL2 <axes = [1], keepdims = 1> (v)\n c = Clip(n, eps)\n"
+        " w1 = Div(v, c)\n w2 = Div(v, n)",
+        False,
+    ),
+    # one v weight-normed with two gains (torch._weight_norm(v, g_i, 0) twice, dynamo)
+    "v*(g1/n) and v*(g2/n)": (
+        "n = ReduceL2 <axes = [1], keepdims = 1> (v)\n d1 = Div(g, n)\n w1 = Mul(v, d1)\n"
+        " d2 = Div(g2, n)\n w2 = Mul(v, d2)",
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("form", SHARED_NORMS)
+def test_a_shared_norm_is_a_site_for_each_of_its_products(form: str) -> None:
+    """One norm node feeding two products (the dynamo exporter merges identical norm nodes):
+    each product is a site of its own, folded exactly; the shared nodes go with the last."""
+    body, gained = SHARED_NORMS[form]
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            {body}
+            y1 = Gemm <transB = 1> (x, w1)
+            y2 = Gemm <transB = 1> (x, w2)
+            y = Add(y1, y2)
+        }}
+    """
+    g2 = np.abs(rand(3, 1)) + 0.5
+    extra = {"g2": g2, "g": G} if gained else {"eps": np.array(1e-12, np.float32)}
+    model = onnx_model(text, v=V, **extra)
+    assert len(inspect_onnx(model).sites) == 2
+    folded, _ = assert_folds(model, sites=2)
+    assert op_types(folded) == ["Gemm", "Gemm", "Add"]
+    v64 = V.astype(np.float64)
+    unit = v64 / np.linalg.norm(v64, axis=1, keepdims=True)
+    gains = (G, g2) if gained else (1.0, 1.0)
+    expected = [(np.float64(1.0) * gain * unit).astype(np.float32) for gain in gains]
+    stored = {i.name: onnx.numpy_helper.to_array(i) for i in folded.graph.initializer}
+    by_consumer = [stored[n.input[1]] for n in folded.graph.node if n.op_type == "Gemm"]
+    for got, want in zip(by_consumer, expected, strict=True):
+        np.testing.assert_array_equal(got, want)

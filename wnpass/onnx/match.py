@@ -9,7 +9,8 @@ taken of that same ``v``, or ``v^+1 * ||v||^-1`` alone: the gain-less form (``F.
 a weight, cosine classifiers, normalized codebooks), folded alike and reported as such. A
 gain-less ``x / ||x||`` whose ``x`` is not computed from constants normalizes an activation and
 is no site at all. This covers every association and operand order (``(v/n)*g``,
-``v*(g/n)``, ``(g*v)/n``, ``g*v*(1/n)`` ...) with one rule.
+``v*(g/n)``, ``(g*v)/n``, ``g*v*(1/n)`` ...) with one rule. A norm that feeds several products
+(one ``ReduceL2`` node merged by the exporter for two weights) gives a site for each.
 
 The norm factor is recognised by ``wnpass.onnx.norms`` (every way of writing ``||v||``). ``v``
 reaches the product as itself or behind ``Cast``; ``g`` may also come through ``Reshape``/
@@ -257,23 +258,37 @@ def _cone_reason(value: ir.Value) -> str | None:
     return None
 
 
-def _root_of(seed: ir.Node) -> ir.Value | None:
-    """Walk forward from a norm seed to the top of the product it feeds."""
-    value = seed.outputs[0]
-    if seed.op_type != "LpNormalization":
-        while len(value.uses()) == 1:
-            user = next(iter(value.uses())).node
-            if user.op_type not in _NORM_WRAPPERS or user.domain not in ("", "ai.onnx"):
-                break
-            value = user.outputs[0]
-    if seed.op_type == "LpNormalization" or producer(value, "Mul", "Div"):
-        pass
-    elif len(value.uses()) == 1 and next(iter(value.uses())).node.op_type in _PRODUCT_OPS:
-        value = next(iter(value.uses())).node.outputs[0]
-    else:
-        return None
-    # Climb the product tree (through Cast) while the value has a single product user whose
-    # other operand is a constant: an elementwise Mul by an activation is the consumer.
+def _roots_of(seed: ir.Node) -> list[ir.Value]:
+    """Walk forward from a norm seed to the top of each product it feeds.
+
+    A norm value used more than once (the dynamo exporter merges identical norm nodes: one
+    ``ReduceL2(v)`` feeding ``Div(v, n)`` and ``Div(v, Clip(n, eps))``, or two gains' ``Div(g_i,
+    n)``) is followed along every use: each product it reaches is a site of its own, and the
+    shared nodes go when the last of them is folded.
+    """
+    if seed.op_type == "LpNormalization":
+        return [_climb(seed.outputs[0])]
+    roots: list[ir.Value] = []
+    stack, seen = [seed.outputs[0]], set()
+    while stack:
+        value = stack.pop()
+        if value in seen:
+            continue
+        seen.add(value)
+        for use in value.uses():
+            node = use.node
+            if node.domain not in ("", "ai.onnx"):
+                continue
+            if node.op_type in _PRODUCT_OPS:
+                roots.append(_climb(node.outputs[0]))
+            elif node.op_type in _NORM_WRAPPERS:
+                stack.append(node.outputs[0])
+    return list(dict.fromkeys(roots))
+
+
+def _climb(value: ir.Value) -> ir.Value:
+    """Climb the product tree (through Cast) while the value has a single product user whose
+    other operand is a constant: an elementwise Mul by an activation is the consumer."""
     while len(value.uses()) == 1 and not value.is_graph_output():
         use = next(iter(value.uses()))
         if use.node.domain not in ("", "ai.onnx"):
@@ -358,6 +373,8 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
     if reason is not None:
         site.reason = reason
         return site
+    if not norms and not _is_constant_cone(root, overridable=True):
+        return None  # a norm's use that leaves the product (``n + x``): no site of it
     if len(norms) != 1 or norms[0].exponent != -1:
         site.reason = "unsupported form: expected exactly one norm in the denominator"
         return site
@@ -404,11 +421,11 @@ def find_sites(model: ir.Model) -> list[Site]:
             if node.op_type in _SEEDS and node.domain in ("", "ai.onnx"):
                 if node.op_type == "ReduceSum" and sum_of_squares_source(node) is None:
                     continue
-                root = _root_of(node)
-                if root is None:
+                found = _roots_of(node)
+                if not found:
                     logger.debug("norm %s feeds no product; not a weight-norm site", node.name)
-                    continue
-                roots.setdefault(root)
+                for root in found:
+                    roots.setdefault(root)
         for root in roots:
             site = _analyse(graph, root)
             if site is None:
