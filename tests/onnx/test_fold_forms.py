@@ -89,6 +89,42 @@ def test_dynamo_form_axes_initializer() -> None:
     assert [i.name for i in folded.graph.initializer] == ["v.folded"]
 
 
+def test_dynamo_unoptimized_axes_computed_from_constants() -> None:
+    """``dynamo=True, optimize=False`` writes the axes as ``Reshape(Constant, Constant)``: the
+    evaluator computes them, so the site folds, named after its parameter, with its axes."""
+    body = (
+        "a0 = Constant <value = int64[1] {1}> ()\n s = Constant <value_ints = [-1]> ()\n"
+        " a = Reshape(a0, s)\n n = ReduceL2 <keepdims = 1> (v, a)\n d = Div(g, n)\n"
+        " w = Mul(v, d)"
+    )
+    model = gemm_model(body, HEADER18)
+    for value in model.graph.initializer:
+        value.name = {"v": "fc.weight_v", "g": "fc.weight_g"}[value.name]
+    for node in model.graph.node:
+        node.input[:] = [{"v": "fc.weight_v", "g": "fc.weight_g"}.get(i, i) for i in node.input]
+    (found,) = inspect_onnx(model).sites
+    assert (found.status, found.axes, found.name) == ("foldable", [1], "fc.weight")
+    folded, _ = assert_folds(model)
+    assert op_types(folded) == ["Gemm"]
+    assert [i.name for i in folded.graph.initializer] == ["fc.weight"]
+
+
+def test_axes_computed_from_a_graph_input_are_not_constant() -> None:
+    text = f"""
+        {HEADER18}
+        agraph (float[2, 4] x, int64[1] k) => (float[2, 3] y) {{
+            a = Reshape(k, s)
+            n = ReduceL2 <keepdims = 1> (v, a)
+            d = Div(g, n)
+            w = Mul(v, d)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, v=V, g=G, s=np.array([-1], np.int64))
+    (found,) = inspect_onnx(model).sites
+    assert (found.status, found.reason) == ("declined", "reduction axes are not constant")
+
+
 def test_keepdims_0_then_unsqueeze() -> None:
     body = (
         "n = ReduceL2 <axes = [1], keepdims = 0> (v)\n u = Unsqueeze <axes = [1]> (n)\n"

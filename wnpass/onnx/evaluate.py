@@ -58,7 +58,7 @@ import numpy as np
 import onnx_ir as ir
 
 from wnpass.onnx import halves
-from wnpass.onnx.graphs import const_tensor
+from wnpass.onnx.graphs import const_tensor, walk_cone
 from wnpass.onnx.norms import sum_of_squares_source
 from wnpass.rounding import round_once
 
@@ -75,6 +75,7 @@ __all__ = [
     "const_leaf",
     "evaluate",
     "round_to",
+    "small_constant",
     "sum_of_squares",
     "tensor_array",
     "widens_exactly",
@@ -154,6 +155,40 @@ def const_leaf(value: ir.Value) -> ir.TensorProtocol | None:
         return const_tensor(value)
     except ValueError:  # a malformed Constant node
         return None
+
+
+SMALL_ELEMENTS = 4096  # the most elements of an operand read as a constant (axes, shapes)
+_SMALL_CONE = 64  # the most values in the cone of such an operand
+
+
+def small_constant(value: ir.Value | None) -> np.ndarray | None:
+    """The value of a small operand (axes, a shape, pads, an epsilon) that is a constant or is
+    computed from small constants by ops this module does exactly; else None.
+
+    Exporters write such operands as expressions (the dynamo exporter without its optimizer:
+    ``Reshape(Constant([1, 2]), Constant([-1]))`` for the axes of a ``ReduceL2``; TorchScript's
+    ``Pad`` widths from ``ConstantOfShape``/``Concat``/``Reshape``/``Slice``/``Cast``). Their value
+    is the one the graph computes, exactly, so they count as the constants they are. Every leaf
+    must be small too, so that no weight is read to find an operand.
+    """
+    if value is None or value.is_graph_input():
+        return None
+    tensor = const_leaf(value)
+    if tensor is not None:
+        return None if tensor.size > SMALL_ELEMENTS else tensor_array(tensor)[0]
+    for count, current in enumerate(walk_cone(value)):  # cheap first: an activation's cone
+        if count > _SMALL_CONE or current.is_graph_input():  # is not walked to its inputs
+            return None
+        if current.producer() is None and const_leaf(current) is None:
+            return None
+    try:
+        program = compile_cone(value)
+        if any(leaf.size > SMALL_ELEMENTS for leaf in program.leaves):
+            return None
+        array, _ = program.run()
+    except (ValueError, IndexError, TypeError):  # NotExact too: not a constant we can read
+        return None
+    return None if array.size > SMALL_ELEMENTS else array
 
 
 # ---------------------------------------------------------------- programs

@@ -34,6 +34,7 @@ from wnpass.onnx.norms import (
     as_norm,
     attr_int,
     producer,
+    small_constant,
     strip_cast,
     sum_of_squares_source,
 )
@@ -233,6 +234,8 @@ def _constant_reason(value: ir.Value, role: str) -> str | None:
                 return instead or f"{what} '{value.name}' is a graph input"
             if const_tensor(value) is not None:
                 break
+            if instead is not None and small_constant(value) is not None:
+                break  # a reshape's shape computed from constants: the value the graph uses
             node = producer(value, *_CONST_PASSTHROUGH)
             if node is None:
                 source = value.producer()
@@ -346,7 +349,7 @@ def _layout_chain(root: ir.Value) -> tuple[ir.Value, tuple[str, ...]]:
             break
         if next(iter(value.uses())).idx != 0:
             break
-        if any(_constant_reason(i, "shape") for i in user.inputs[1:] if i is not None):
+        if any(small_constant(i) is None for i in user.inputs[1:] if i is not None):
             break
         if (
             user.op_type == "Cast"

@@ -15,14 +15,13 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
-from wnpass.onnx.graphs import const_tensor
-
 __all__ = [
     "Norm",
     "as_norm",
     "attr_int",
     "const_scalar",
     "producer",
+    "small_constant",
     "strip_cast",
     "sum_of_squares_source",
 ]
@@ -57,14 +56,20 @@ def attr_int(node: ir.Node, name: str, default: int) -> int:
     return default if attr is None else int(attr.value)
 
 
+def small_constant(value: ir.Value | None) -> np.ndarray | None:
+    """``evaluate.small_constant``: a small operand's value, also when the graph computes it
+    from constants (axes as ``Reshape(Constant, Constant)``)."""
+    from wnpass.onnx.evaluate import small_constant as evaluated  # it imports this module
+
+    return evaluated(value)
+
+
 def const_scalar(value: ir.Value | None) -> float | None:
     """The value of a constant scalar (or one-element tensor), else None."""
-    if value is None or value.is_graph_input():
-        return None
-    const = const_tensor(value)
+    const = small_constant(value)
     if const is None or const.size != 1:
         return None
-    return float(np.asarray(const.numpy()).reshape(-1)[0])
+    return float(np.asarray(const).reshape(-1)[0])
 
 
 def strip_cast(value: ir.Value) -> ir.Value:
@@ -98,7 +103,7 @@ def _known_rank(value: ir.Value) -> int | None:
     if value.shape is not None:
         return len(value.shape)
     if (node := producer(value, "Reshape")) is not None and node.inputs[1] is not None:
-        shape = const_tensor(node.inputs[1])
+        shape = small_constant(node.inputs[1])
         return None if shape is None else int(shape.size)
     return 2 if producer(value, "Flatten") is not None else None
 
@@ -128,11 +133,10 @@ def _norm_source(
 def _reduction_axes(node: ir.Node) -> tuple[int, ...] | str | None:
     """Axes of a Reduce* node; None for all; a string reason when they cannot be read."""
     if len(node.inputs) > 1 and node.inputs[1] is not None:
-        axes_value = node.inputs[1]
-        const = None if axes_value.is_graph_input() else const_tensor(axes_value)
+        const = small_constant(node.inputs[1])
         if const is None:
             return "reduction axes are not constant"
-        axes = tuple(int(a) for a in np.asarray(const.numpy()).reshape(-1))
+        axes = tuple(int(a) for a in np.asarray(const).reshape(-1))
     else:
         attr = node.attributes.get("axes")
         axes = () if attr is None else tuple(int(a) for a in attr.value)
