@@ -341,3 +341,124 @@ def test_a_gather_with_initializer_indices_is_part_of_a_cone_and_sharing_stays_v
     assert [n.op_type for n in folded.graph.node] == ["MatMul", "MatMul"]
     assert [c.status for c in report.cones] == ["folded", "folded"]
     assert_close(run(folded, feeds), run(model, feeds), rtol=0, atol=0)
+
+
+def test_an_identity_of_a_parameter_is_read_from_the_parameter_not_copied() -> None:
+    """TorchScript keeps one initializer for parameters of equal values and gives the others as
+    ``Identity(initializer)``: the consumer reads that initializer itself; no second copy."""
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 4] y) {{
+            b2 = Identity(b1)
+            h = Gemm <transB = 1> (x, w1, b1)
+            y = Gemm <transB = 1> (h, w2, b2)
+        }}
+    """
+    model = onnx_model(
+        text,
+        names={"w1": "c1.weight", "b1": "c1.bias", "w2": "c2.weight"},
+        w1=rand(4, 4),
+        b1=rand(4),
+        w2=rand(4, 4),
+    )
+    folded, report = folded_model(model)
+    assert list(weights(folded)) == ["c1.weight", "c1.bias", "c2.weight"]
+    assert [list(n.input) for n in folded.graph.node][1] == ["h", "c2.weight", "c1.bias"]
+    (cone,) = report.cones
+    assert (cone.name, cone.status, cone.ops) == ("c1.bias", "folded", ["Identity"])
+    assert cone.shape == [4]
+    assert folded.ByteSize() < model.ByteSize()
+    assert run(folded, {"x": X})[0].tobytes() == run(model, {"x": X})[0].tobytes()
+
+
+def test_an_identity_chain_that_is_a_constants_only_use_gives_it_the_consumers_name() -> None:
+    """``Identity``/``Cast`` to its own dtype over a constant used nowhere else: the tensor is
+    kept once, under the name its consumer read (the parameter the exporter named there)."""
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            a = Identity(src)
+            w = Cast <to = 1> (a)
+            y = MatMul(x, w)
+        }}
+    """
+    w = rand(4, 3)
+    model = onnx_model(text, names={"src": "onnx::MatMul_8", "w": "fc.weight"}, check=False, src=w)
+    model.graph.node[1].output[0] = "fc.weight"  # the Cast's output, as the exporter names it
+    onnx.checker.check_model(model, full_check=True)
+    given = model.SerializeToString()
+    folded, report = folded_model(model)
+    assert model.SerializeToString() == given  # the caller's model is not renamed
+    assert op_types(folded) == ["MatMul"] and list(weights(folded)) == ["fc.weight"]
+    assert weights(folded)["fc.weight"].tobytes() == w.tobytes()
+    assert [c.name for c in report.cones] == ["fc.weight"]
+    assert run(folded, {"x": X})[0].tobytes() == run(model, {"x": X})[0].tobytes()
+
+
+def test_the_same_transpose_of_a_tied_weight_is_stored_once() -> None:
+    """A tied embedding: the table read by Gather and, transposed, by two MatMuls. The second
+    layout is inherent (the table stays for the Gather), but it is stored once, not twice."""
+    text = f"""
+        {HEADER}
+        agraph (int64[2] i, float[2, 4] x) => (float[2, 4] e, float[2, 3] y, float[2, 3] z) {{
+            e = Gather(emb, i)
+            t1 = Transpose <perm = [1, 0]> (emb)
+            y = MatMul(x, t1)
+            t2 = Transpose <perm = [1, 0]> (emb)
+            z = MatMul(x, t2)
+        }}
+    """
+    emb = rand(3, 4)
+    model = onnx_model(text, names={"emb": "embed.weight"}, emb=emb)
+    folded, report = folded_model(model)
+    assert list(weights(folded)) == ["embed.weight", "embed.weight__1"]
+    np.testing.assert_array_equal(weights(folded)["embed.weight__1"], emb.T)
+    assert [c.name for c in report.cones] == ["embed.weight__1", "embed.weight__1"]
+    feeds = {"i": np.array([0, 2], np.int64), "x": X}
+    for ours, theirs in zip(run(folded, feeds), run(model, feeds), strict=True):
+        assert ours.tobytes() == theirs.tobytes()
+
+
+def test_a_constant_pad_in_front_of_a_weight_is_folded_bit_for_bit() -> None:
+    """VITS' relative-position embeddings as TorchScript writes them: Slice(Pad(emb, pads))
+    -> Transpose -> MatMul, the pads computed by ConstantOfShape/Concat/Reshape/Slice/
+    Transpose/Cast. Pad moves elements and writes zeros: the folded weight is exact."""
+    text = f"""
+        {HEADER}
+        agraph (float[1, 6, 4] x) => (float[1, 6, 6] y) {{
+            zeros = ConstantOfShape <value = int64[1] {{0}}> (four)
+            cat = Concat <axis = 0> (mid, zeros)
+            r = Reshape(cat, shape)
+            rev = Slice(r, start, stop, zero, step)
+            tr = Transpose <perm = [1, 0]> (rev)
+            flat = Reshape(tr, minus1)
+            pads = Cast <to = 7> (flat)
+            p = Pad(emb, pads, pv)
+            s = Slice(p, s0, s1, one)
+            w = Transpose <perm = [0, 2, 1]> (s)
+            y = MatMul(x, w)
+        }}
+    """
+    emb = rand(1, 5, 4)
+    arrays: dict[str, np.ndarray] = {
+        "four": np.array([2], np.int64),
+        "mid": np.array([0, 0, 2, 2], np.int64),  # (axis 1 begin, end), (axis 2 ...) reversed
+        "shape": np.array([-1, 2], np.int64),
+        "start": np.array([-1], np.int64),
+        "stop": np.array([-(2**62)], np.int64),
+        "zero": np.array([0], np.int64),
+        "step": np.array([-1], np.int64),
+        "minus1": np.array([-1], np.int64),
+        "pv": np.array(0.0, np.float32),
+        "s0": np.array([1], np.int64),
+        "s1": np.array([7], np.int64),
+        "one": np.array([1], np.int64),
+    }
+    model = onnx_model(text, {"emb": "emb_rel_k"}, True, emb=emb, **arrays)
+    xs = rand(1, 6, 4)
+    expected = run(model, {"x": xs})[0]
+    folded, report = folded_model(model)
+    assert op_types(folded) == ["MatMul"] and list(weights(folded)) == ["emb_rel_k"]
+    (cone,) = report.cones
+    assert cone.status == "folded" and "Pad" in cone.ops and cone.shape == [1, 4, 6]
+    assert run(folded, {"x": xs})[0].tobytes() == expected.tobytes()

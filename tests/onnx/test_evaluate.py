@@ -558,3 +558,83 @@ def test_a_zero_sum_of_squares_is_left_to_the_fold() -> None:
     """A zero-norm unit is no inexact sum: the fold declines it with its own reason."""
     model = _square_sum("ReduceL2", 0.0)
     np.testing.assert_array_equal(_evaluate(model), np.zeros(2, np.float32))
+
+
+# ---------------------------------------------------------------- Pad and ConstantOfShape
+
+PADS: dict[str, tuple[list[int], np.ndarray | None]] = {
+    "constant": ([1, 0, 2, 3], None),
+    "constant, a fill": ([0, 2, 1, 1], np.array(-1.5, np.float32)),
+    "constant, cropping": ([-1, 2, 0, -2], np.array(0.25, np.float32)),
+    "reflect": ([1, 2, 2, 0], None),
+    "edge": ([2, 0, 1, 3], None),
+    "wrap": ([1, 3, 2, 1], None),
+}
+
+
+@pytest.mark.parametrize("case", PADS)
+def test_pad_is_the_graphs_tensor_bit_for_bit(case: str) -> None:
+    """Pad moves x's elements and writes the fill value (or copies of x's own): the tensor
+    ONNX Runtime and the ONNX reference compute, to the bit, in every mode."""
+    pads, fill = PADS[case]
+    mode = case.split(",")[0]
+    fill_input = ", c" if fill is not None else ""
+    initializers = {"x": rand(3, 4), "p": np.array(pads, np.int64)}
+    if fill is not None:
+        initializers["c"] = fill
+    model = onnx_model(
+        f"""<ir_version: 9, opset_import: ["" : 19]>
+        agraph (float[1] z) => (float[?, ?] y, float[1] zz) {{
+            y = Pad <mode = "{mode}"> (x, p{fill_input})
+            zz = Identity(z)
+        }}""",
+        None,
+        True,
+        **initializers,
+    )
+    ours = _evaluate(model)
+    feeds = {"z": np.zeros(1, np.float32)}
+    runtime = run(model, feeds)[0]
+    assert ours.tobytes() == runtime.tobytes() and ours.shape == runtime.shape
+    if min(pads) >= 0:  # the reference (numpy's pad) does not crop
+        outputs = ReferenceEvaluator(model).run(None, feeds)
+        assert isinstance(outputs, list) and ours.tobytes() == outputs[0].tobytes()
+
+
+def test_pad_with_axes_and_an_integer_fill() -> None:
+    model = _constant_model(
+        "agraph () => (int32[?, ?] y) { y = Pad(x, p, c, a) }",
+        x=np.arange(6, dtype=np.int32).reshape(2, 3),
+        p=np.array([1, 2], np.int64),
+        c=np.array(7, np.int32),
+        a=np.array([-1], np.int64),
+    )
+    (reference,) = ReferenceEvaluator(model).run(None, {})
+    np.testing.assert_array_equal(_evaluate(model), reference)
+
+
+@pytest.mark.parametrize(
+    ("mode", "pads", "reason"),
+    [
+        ("reflect", [3, 0, 0, 0], "wider than the axis"),
+        ("edge", [-1, 0, 0, 0], "negative width"),
+    ],
+)
+def test_pad_widths_onnx_leaves_undefined_are_declined(
+    mode: str, pads: list[int], reason: str
+) -> None:
+    model = _constant_model(
+        f'agraph () => (float[?, ?] y) {{ y = Pad <mode = "{mode}"> (x, p) }}',
+        x=rand(3, 4),
+        p=np.array(pads, np.int64),
+    )
+    with pytest.raises(NotExact, match=reason):
+        _evaluate(model)
+
+
+def test_constant_of_shape_fills_its_value() -> None:
+    model = _constant_model(
+        "agraph () => (int64[?, ?] y) { y = ConstantOfShape <value = int64[1] {-3}> (s) }",
+        s=np.array([2, 3], np.int64),
+    )
+    assert _evaluate(model).tobytes() == np.full((2, 3), -3, np.int64).tobytes()

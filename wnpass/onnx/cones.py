@@ -4,13 +4,17 @@ The rule: a weight input of ``Conv``, ``ConvTranspose``, ``Gemm``, ``MatMul``, `
 ``RNN`` (weights and biases) or the table of an embedding ``Gather`` (its indices fed at run
 time) that is not an initializer but is computed from constants by layout and cast ops only
 (``Transpose``, ``Reshape``, ``Flatten``, ``Squeeze``/``Unsqueeze``, ``Slice``, ``Concat``,
-``Split``, ``Gather`` with constant indices, ``Cast``, ``Identity``, ``Expand``, ``Constant``,
-and ``Shape`` for their shape inputs)
+``Split``, ``Gather`` with constant indices, ``Cast``, ``Identity``, ``Expand``, ``Pad``,
+``Constant``, and ``Shape``/``ConstantOfShape`` for their shape inputs)
 is replaced by one initializer holding exactly the tensor the graph computes: these ops move,
 select or convert elements, and the evaluator (``evaluate``) does each the way ONNX does, so
-the result is bit for bit the graph's. Exporters leave such cones in front of weights (the
-dynamo exporter reorders LSTM gates with ``Slice``/``Concat``/``Unsqueeze`` and puts
-``Transpose(W)`` before ``MatMul``); ONNX Runtime's quantizer only quantizes initializers.
+the result is bit for bit the graph's. A cone that only passes an initializer on
+(``Identity``, a ``Cast`` to its own dtype: TorchScript's form for parameters of equal values)
+is not copied: its consumers read that initializer itself (``_alias``).
+
+Exporters leave such cones in front of weights (the dynamo exporter reorders LSTM gates with
+``Slice``/``Concat``/``Unsqueeze`` and puts ``Transpose(W)`` before ``MatMul``); ONNX
+Runtime's quantizer only quantizes initializers.
 
 A weight used by several consumers becomes one tensor, and so do two cones of one graph that
 compute the same elements from the same constants (a layer called twice: two ``Transpose`` of
@@ -67,8 +71,10 @@ WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
 }
 CONE_OPS = frozenset(
     {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Concat", "Split"}
-    | {"Gather", "Cast", "Identity", "Expand", "Constant", "Shape"}
+    | {"Gather", "Cast", "Identity", "Expand", "Constant", "Shape", "Pad", "ConstantOfShape"}
 )
+# Ops whose inputs are only sizes: no input's elements go into the weight.
+_SIZED = frozenset({"Shape", "ConstantOfShape"})
 # Ops whose outputs are not functions of their inputs.
 _RANDOM = frozenset(
     {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"}
@@ -163,7 +169,7 @@ def _walk(graph: ir.Graph | ir.Function, value: ir.Value, leaves: Mapping[ir.Val
         inputs = list(enumerate(node.inputs))
         for i, inp in reversed(inputs):
             if inp is not None:
-                holds = node.op_type != "Shape" and (i == 0 or node.op_type == "Concat")
+                holds = node.op_type not in _SIZED and (i == 0 or node.op_type == "Concat")
                 stack.append((inp, data and holds))
     cone.nodes.reverse()
     cone.nodes = list(dict.fromkeys(cone.nodes))
@@ -289,6 +295,9 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
                 reports.append(_describe(model, cone, "declined"))
                 continue
             report = _describe(model, cone, "declined")
+            if (source := _passed_on(cone)) is not None:
+                reports.append(_alias(cone, source, report, taken))
+                continue
             try:
                 program = ev.compile_cone(cone.value)
             except ev.NotExact as error:
@@ -344,6 +353,62 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
         folded = sum(r.status == "folded" for r in reports)
         logger.info("folded %d of %d computed weights", folded, len(reports))
         return FoldResult(model, modified=folded > 0, report=FoldReport(cones=reports))
+
+
+def _passed_on(cone: Cone) -> ir.Value | None:
+    """The constant a cone passes on unchanged (``Identity``, a ``Cast`` to its own dtype),
+    when the consumer can read it itself: an initializer (in a function, a ``Constant``)."""
+    if cone.value.is_graph_output() or len(cone.sources) != 1:
+        return None
+    (source,) = cone.sources
+    if isinstance(cone.graph, ir.Function):
+        if producer(source, "Constant") is None:
+            return None
+    elif not source.is_initializer() or source.is_graph_input():
+        return None
+    dtype = declared_dtype(source)
+    for node in cone.nodes:
+        if node.op_type == "Cast":
+            if dtype is None or int(node.attributes["to"].value) != dtype.value:
+                return None
+        elif node.op_type not in ("Identity", "Constant"):
+            return None
+    return source
+
+
+def _alias(cone: Cone, source: ir.Value, report: ConeReport, taken: set[str]) -> ConeReport:
+    """Fold a cone that only passes ``source`` on: its consumers read ``source`` itself.
+
+    The TorchScript exporter keeps one initializer for parameters of equal values and gives
+    the others as ``Identity(initializer)``; a copy of the tensor for each would store it
+    twice. One tensor has one name: it keeps its own (the parameter it was exported for, whose
+    values the others equal) while something else still reads it; when the cone was its only
+    use, it takes the name the consumer read (``Identity``'s output: the other parameter's).
+    """
+    before = {(use.node, use.idx) for use in cone.value.uses()}
+    wanted = cone.value.name or ""
+    tensor = ev.const_leaf(source)
+    report.status = "folded"
+    if tensor is not None:
+        report.shape = [int(d) for d in tensor.shape.numpy()]
+        report.dtype = tensor.dtype.name.lower()
+    report.nodes_removed = reuse_value(cone.value, source)
+    alone = all((use.node, use.idx) in before for use in source.uses())
+    graph = cone.graph
+    if (
+        alone
+        and wanted
+        and isinstance(graph, ir.Graph)
+        and not source.is_graph_output()
+        and graph.initializers.get(source.name or "") is source
+    ):
+        taken.discard(source.name or "")  # ``wanted`` was the Identity's, freed with it
+        if isinstance(tensor, ir.serde.TensorProtoTensor):
+            # its name is the caller's TensorProto's: a view of the same bytes is renamed
+            source.const_value = ir.Tensor(tensor.numpy(), dtype=tensor.dtype)
+        _rename(graph, source.name or "", wanted)
+    report.name = source.name or wanted
+    return report
 
 
 def _free_sources(cone: Cone, taken: set[str]) -> None:

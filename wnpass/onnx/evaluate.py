@@ -40,8 +40,10 @@ The rules, which make a fold exact or make it decline (``NotExact`` with the rea
   overflow or beyond 2**53), ``Div`` truncates toward zero (declined on division by zero),
   ``Max``/``Min``/``Clip`` select exactly; any other arithmetic on integers is declined.
 - Layout ops (``Transpose``, ``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze``, ``Slice``,
-  ``Concat``, ``Split``, ``Gather``, ``Expand``, ``Identity``) move or select elements, in any
-  dtype, and are exact; so is ``Shape`` of a constant.
+  ``Concat``, ``Split``, ``Gather``, ``Expand``, ``Identity``, ``Pad``) move or select elements,
+  in any dtype, and are exact (``Pad`` writes its fill value or copies of x's own elements:
+  ``constant``, ``reflect``, ``edge``, ``wrap``); so are ``Shape`` of a constant and
+  ``ConstantOfShape``.
 - Any other op, dtype or domain is declined with its name, as is a result of more than
   ``MAX_ELEMENTS`` elements (a huge declared shape is declined before anything is allocated).
 """
@@ -51,7 +53,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import ml_dtypes
 import numpy as np
@@ -755,6 +757,79 @@ def _gather(step: Step, args: Args) -> np.ndarray:
     return np.take(x, indices.astype(np.int64), axis=axis)
 
 
+_PAD_MODES: dict[str, Literal["reflect", "edge", "wrap"]] = {
+    "reflect": "reflect",  # ONNX's reflect is numpy's: the edge element is not repeated
+    "edge": "edge",
+    "wrap": "wrap",
+}
+
+
+def _pad(step: Step, args: Args) -> np.ndarray:
+    """``Pad``: the elements of x moved, the new ones the fill value (``constant``) or copies
+    of x's own (``reflect``, ``edge``, ``wrap``); a negative width crops. Widths that ONNX
+    leaves undefined (a reflection or wrap wider than the axis, cropping in a copying mode)
+    are declined rather than guessed."""
+    x = _arg(args, 0)
+    mode = step.attributes.get("mode", "constant")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if len(args) > 1:  # opset >= 11: pads, constant_value and axes as inputs
+        pads = _ints(args, 1) or []
+        fill = _arg(args, 2) if len(args) > 2 and args[2] is not None else None
+        axes = _ints(args, 3) if len(args) > 3 else None
+    else:
+        pads = [int(p) for p in step.attributes.get("pads", [])]
+        value = float(step.attributes.get("value", 0.0))
+        fill = _held(np.array(value, F64), _dtype(args)) if value else None
+        axes = None
+    axes = list(range(x.ndim)) if axes is None else [a % x.ndim for a in axes]
+    if len(pads) != 2 * len(axes) or len(set(axes)) != len(axes):
+        raise ValueError(f"Pad widths {pads} do not fit axes {axes}")
+    widths = [(0, 0)] * x.ndim
+    for k, axis in enumerate(axes):
+        widths[axis] = (pads[k], pads[k + len(axes)])
+    if mode != "constant" and mode not in _PAD_MODES:
+        raise NotExact(f"Pad mode {mode!r} is not evaluated")
+    if mode != "constant" and any(min(w) < 0 for w in widths):
+        raise NotExact(f"Pad mode {mode!r} with a negative width is not evaluated")
+    if mode == "reflect" and any(max(w) >= d for w, d in zip(widths, x.shape, strict=True)):
+        raise NotExact("Pad mode 'reflect' wider than the axis is not evaluated")
+    if mode == "wrap" and any(max(w) > d for w, d in zip(widths, x.shape, strict=True)):
+        raise NotExact("Pad mode 'wrap' wider than the axis is not evaluated")
+    if mode == "edge" and any(d == 0 and max(w) > 0 for w, d in zip(widths, x.shape, strict=True)):
+        raise NotExact("Pad mode 'edge' of an empty axis is not evaluated")
+    crop = tuple(
+        slice(max(-a, 0), d - max(-b, 0)) for (a, b), d in zip(widths, x.shape, strict=True)
+    )
+    x = x[crop]
+    grow = [(max(a, 0), max(b, 0)) for a, b in widths]
+    _check_size([d + a + b for d, (a, b) in zip(x.shape, grow, strict=True)], "Pad")
+    if mode != "constant":
+        return np.pad(x, grow, mode=_PAD_MODES[mode])
+    if fill is None:
+        return np.pad(x, grow, mode="constant")
+    if fill.size != 1:
+        raise ValueError("Pad constant_value must be one value")
+    x = x.astype(np.result_type(x, fill), copy=False)  # a fill held in float64 stays so
+    return np.pad(x, grow, mode="constant", constant_values=fill.reshape(-1)[0])
+
+
+def _constant_of_shape(step: Step, args: Args) -> Evaluated:
+    """``ConstantOfShape``: the shape filled with the one value of its ``value`` attribute."""
+    shape = _ints(args, 0) or []
+    if any(d < 0 for d in shape):
+        raise ValueError(f"ConstantOfShape of a negative shape {shape}")
+    _check_size(shape, "ConstantOfShape")
+    tensor = step.attributes.get("value")
+    if tensor is None:
+        return np.zeros(shape, np.float32), ir.DataType.FLOAT
+    if tensor.dtype not in _EXACT_TYPES:
+        raise NotExact(f"{tensor.dtype.name.lower()} constants are not evaluated")
+    array, dtype = tensor_array(tensor)
+    if array.size != 1:
+        raise ValueError("ConstantOfShape value must be one value")
+    return np.full(shape, array.reshape(-1)[0], dtype=array.dtype), dtype
+
+
 _OPS: dict[str, Callable[[Step, Args], Evaluated]] = {
     "Mul": _binary,
     "Div": _binary,
@@ -783,6 +858,8 @@ _OPS: dict[str, Callable[[Step, Args], Evaluated]] = {
     "Gather": _same(_gather),
     "Concat": _concat,
     "Shape": _shape,
+    "Pad": _same(_pad),
+    "ConstantOfShape": _constant_of_shape,
 }
 
 EVALUABLE_OPS = frozenset({*_OPS, "Constant"})
