@@ -18,6 +18,7 @@ import pytest
 from tests.checkpoint.builders import save_sharded, state_dict
 from tests.helpers import onnx_model, paused_fold, rand, sites_left
 from wnpass import interrupts
+from wnpass.errors import InvalidModelError
 
 TEXT = """
     <ir_version: 8, opset_import: ["" : 17]>
@@ -183,11 +184,20 @@ def test_sigterm_inside_an_import_is_one_line_and_exit_143(tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
+@pytest.mark.parametrize(
+    "wrapper",
+    [RuntimeError("error_already_set"), InvalidModelError("model.py: torch.onnx.export failed")],
+    ids=["a library's error", "wnpass's own error"],
+)
 def test_a_stop_signal_wrapped_by_a_library_is_still_the_signal(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    wrapper: Exception,
 ) -> None:
     """With something staged, the signal becomes an exception; code that wraps it in another
-    (torch's C++, numpy's imports) does not make it an internal error."""
+    (torch's C++, numpy's imports, wnpass's own "export failed") does not make it an internal
+    error, nor the user's bad input."""
     from wnpass.cli import fold, main
 
     def command(args: object, out: object) -> int:
@@ -197,7 +207,7 @@ def test_a_stop_signal_wrapped_by_a_library_is_still_the_signal(
                 signal.raise_signal(signal.SIGTERM)
                 np.zeros(1)  # the handler runs here at the latest
             except BaseException:
-                raise RuntimeError("error_already_set") from None
+                raise wrapper from None
         return 0
 
     monkeypatch.setattr(fold, "run", command)

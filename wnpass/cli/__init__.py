@@ -59,8 +59,12 @@ def _stop(signum: int) -> NoReturn:
     with contextlib.suppress(OSError, ValueError):
         sys.stdout.flush()
     with contextlib.suppress(OSError, ValueError):
-        print(f"wnpass: {_STOPPED[signum]}; nothing more was written", file=sys.stderr, flush=True)
+        print(_stop_line(signum), file=sys.stderr, flush=True)
     os._exit(128 + signum)
+
+
+def _stop_line(signum: int) -> str:
+    return f"wnpass: {_STOPPED[signum]}; nothing more was written"
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -98,30 +102,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         with interrupts.handled(_stop):
             out = Printer(quiet=args.quiet, plain=args.plain)
             return int(args.run(args, out))
-    except WnpassError as error:
+    except (KeyboardInterrupt, interrupts.Terminated) as stop:
+        return _stopped(signal.SIGINT if isinstance(stop, KeyboardInterrupt) else signal.SIGTERM)
+    except Exception as error:
+        # A stop signal raised as an exception, which the code it came through may have
+        # wrapped in another (numpy's imports, torch's C++, an exporter's "export failed").
+        if (stopped_by := interrupts.stopped_by()) is not None:
+            return _stopped(stopped_by)
+        return _failed(error, args)
+    finally:
+        logging.captureWarnings(False)
+
+
+def _stopped(signum: int) -> int:
+    """A stop signal that unwound the stack: staging is removed; say so, and its exit code."""
+    print(_stop_line(signum), file=sys.stderr)
+    return 128 + signum
+
+
+def _failed(error: Exception, args: argparse.Namespace) -> int:
+    """An error as one line on stderr, and its exit code."""
+    if isinstance(error, WnpassError):
         print(f"wnpass: error: {error.render(flags_for(args))}", file=sys.stderr)
         return error.exit_code
-    except OSError as error:  # a file of the user's that cannot be read or written
+    if isinstance(error, OSError):  # a file of the user's that cannot be read or written
         where = f"{error.filename}: " if error.filename else ""
         print(f"wnpass: error: {printable(where)}{error.strerror or error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"wnpass: {_STOPPED[signal.SIGINT]}; nothing more was written", file=sys.stderr)
-        return 128 + signal.SIGINT
-    except interrupts.Terminated:
-        print(f"wnpass: {_STOPPED[signal.SIGTERM]}; nothing more was written", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except Exception as error:  # a bug of wnpass's own: say so in one line
-        if (signum := interrupts.stopped_by()) is not None:  # a stop signal, wrapped by a library
-            print(f"wnpass: {_STOPPED[signum]}; nothing more was written", file=sys.stderr)
-            return 128 + signum
-        if args.verbose:
-            traceback.print_exc()
-        hint = "" if args.verbose else " (run with -v to see the traceback)"
-        print(f"wnpass: internal error: {one_line(error, with_type=True)}{hint}", file=sys.stderr)
-        return EXIT_INTERNAL
-    finally:
-        logging.captureWarnings(False)
+    # a bug of wnpass's own: say so in one line
+    if args.verbose:
+        traceback.print_exc()
+    hint = "" if args.verbose else " (run with -v to see the traceback)"
+    print(f"wnpass: internal error: {one_line(error, with_type=True)}{hint}", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 def run() -> NoReturn:
