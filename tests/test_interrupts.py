@@ -4,12 +4,14 @@ a result is being published, so that a multi-file output is never part old, part
 from __future__ import annotations
 
 import hashlib
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 import onnx
@@ -17,8 +19,9 @@ import pytest
 
 from tests.checkpoint.builders import save_sharded, state_dict
 from tests.helpers import onnx_model, paused_fold, rand, sites_left
-from wnpass import interrupts
+from wnpass import interrupts, plan
 from wnpass.errors import InvalidModelError
+from wnpass.plan import IOPlan
 
 TEXT = """
     <ir_version: 8, opset_import: ["" : 17]>
@@ -213,3 +216,57 @@ def test_a_stop_signal_wrapped_by_a_library_is_still_the_signal(
     monkeypatch.setattr(fold, "run", command)
     assert main(["fold", str(tmp_path / "m.onnx")]) == 128 + signal.SIGTERM
     assert capsys.readouterr().err == "wnpass: terminated; nothing more was written\n"
+
+
+def _signalling(real: Callable[..., Any], signum: int, before: bool = False) -> Callable[..., Any]:
+    """``real``, then a signal the moment it returns (or just before it starts)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if before:
+            signal.raise_signal(signum)
+        result = real(*args, **kwargs)
+        if not before:
+            signal.raise_signal(signum)
+        return result
+
+    return call
+
+
+@pytest.mark.usefixtures("handled")
+@pytest.mark.parametrize("step", ["probe", "staging file", "staging folder"])
+def test_a_signal_as_a_staging_entry_is_made_leaves_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """The signal waits until the entry's removal is set up; then it unwinds and removes it."""
+    the_plan = IOPlan()
+    the_plan.write(tmp_path / "out.onnx", "output")
+    maker = "mkdtemp" if step == "staging folder" else "mkstemp"
+    if step != "probe":
+        the_plan.check()
+    monkeypatch.setattr(plan.tempfile, maker, _signalling(getattr(tempfile, maker), signal.SIGTERM))
+    with pytest.raises(interrupts.Terminated):
+        if step == "probe":
+            the_plan.check()
+        elif step == "staging file":
+            with the_plan.replace(tmp_path / "out.onnx"):
+                pass
+        else:
+            with the_plan.staging(tmp_path / "out.onnx"):
+                pass
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.usefixtures("handled")
+def test_a_second_signal_does_not_cut_the_removal_of_staging_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    the_plan = IOPlan()
+    the_plan.write(tmp_path / "out.onnx", "output")
+    the_plan.check()
+    monkeypatch.setattr(
+        plan.shutil, "rmtree", _signalling(shutil.rmtree, signal.SIGINT, before=True), raising=True
+    )
+    with pytest.raises(KeyboardInterrupt), the_plan.staging(tmp_path / "out.onnx") as folder:
+        (folder / "out.onnx").write_bytes(b"half")
+        signal.raise_signal(signal.SIGTERM)
+    assert list(tmp_path.iterdir()) == []

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
-__all__ = ["Terminated", "handled", "hold", "release", "staging", "stopped_by"]
+__all__ = ["Terminated", "handled", "held", "hold", "release", "staging", "stopped_by"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -51,6 +51,17 @@ def staging() -> Iterator[None]:
         yield
     finally:
         _State.staged -= 1
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Stop signals wait while the block runs (a staging file made and its cleanup set up,
+    or removed): a signal raised between two of its steps would leave the file behind."""
+    hold()
+    try:
+        yield
+    finally:
+        release()
 
 
 def hold() -> None:

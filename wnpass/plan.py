@@ -192,7 +192,7 @@ class IOPlan:
         folder = Path(os.path.realpath(entry.path.parent))
         if folder in self._probed:
             return
-        with interrupts.staging():
+        with interrupts.staging(), interrupts.held():
             try:
                 handle, name = tempfile.mkstemp(prefix=STAGING_PREFIX, dir=folder)
             except OSError as error:
@@ -253,26 +253,26 @@ class IOPlan:
         target = Path(target)
         entry = self._require(target)
         with interrupts.staging():
+            temporary: Path | None = None
             try:
-                handle, name = tempfile.mkstemp(
-                    prefix=STAGING_PREFIX, suffix=suffix, dir=target.parent
-                )
-            except OSError as error:
-                raise self._cannot_write(target, error, entry) from None
-            try:  # the mode a new file gets (mkstemp makes it private to the owner)
-                os.fchmod(handle, 0o666 & ~_umask())
-            finally:
-                os.close(handle)
-            temporary = Path(name)
-            try:
+                with interrupts.held():  # made, and its removal below set up, as one step
+                    handle, name = tempfile.mkstemp(
+                        prefix=STAGING_PREFIX, suffix=suffix, dir=target.parent
+                    )
+                    temporary = Path(name)
+                    try:  # the mode a new file gets (mkstemp makes it private to the owner)
+                        os.fchmod(handle, 0o666 & ~_umask())
+                    finally:
+                        os.close(handle)
                 yield temporary
                 os.replace(temporary, target)
                 self.published.append(target)
             except OSError as error:
                 raise self._cannot_write(target, error, entry) from None
             finally:
-                with contextlib.suppress(OSError):
-                    temporary.unlink()
+                if temporary is not None:
+                    with interrupts.held(), contextlib.suppress(OSError):
+                        temporary.unlink()
 
     @contextlib.contextmanager
     def staging(self, target: str | os.PathLike[str]) -> Iterator[Path]:
@@ -284,21 +284,23 @@ class IOPlan:
         target = Path(target)
         entry = self._require(target)
         with interrupts.staging():
+            folder: Path | None = None
             try:
-                folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target.parent))
-            except OSError as error:
-                raise self._cannot_write(target.parent, error, entry) from None
-            self._stagings.add(folder)
-            try:
+                with interrupts.held():  # made, and its removal below set up, as one step
+                    folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target.parent))
+                    self._stagings.add(folder)
                 yield folder
             except OSError as error:
-                raise self._cannot_write(target, error, entry) from None
+                where = target if folder is not None else target.parent
+                raise self._cannot_write(where, error, entry) from None
             finally:
-                shutil.rmtree(folder, ignore_errors=True)
-                self._stagings.discard(folder)
-                if folder in self._publishing:
-                    self._publishing.discard(folder)
-                    interrupts.release()
+                if folder is not None:
+                    with interrupts.held():  # a second signal must not cut the removal short
+                        shutil.rmtree(folder, ignore_errors=True)
+                        self._stagings.discard(folder)
+                        if folder in self._publishing:
+                            self._publishing.discard(folder)
+                            interrupts.release()
 
     def publish(self, staged: Path, target: str | os.PathLike[str]) -> None:
         """Rename a file staged in a :meth:`staging` folder onto planned ``target``."""
