@@ -270,3 +270,38 @@ def test_a_second_signal_does_not_cut_the_removal_of_staging_short(
         (folder / "out.onnx").write_bytes(b"half")
         signal.raise_signal(signal.SIGTERM)
     assert list(tmp_path.iterdir()) == []
+
+
+# The program, sent SIGINT the moment it starts importing the command line's modules (before
+# wnpass.cli.main could install a handler): an import hook raises the signal.
+_EARLY_CLI = """
+import signal, sys
+class Hook:
+    def find_spec(self, name, path=None, target=None):
+        if name == "wnpass.cli":
+            signal.raise_signal(signal.SIGINT)
+        return None
+sys.meta_path.insert(0, Hook())
+sys.argv = ["wnpass", "--version"]
+from wnpass.program import run
+run()
+"""
+
+
+def test_a_signal_while_the_cli_is_imported_is_one_line_and_exit_130() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _EARLY_CLI], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 128 + signal.SIGINT, result.stderr
+    assert result.stderr == "wnpass: interrupted; nothing more was written\n"
+    assert result.stdout == ""  # it stopped before printing the version
+
+
+def test_the_program_and_python_dash_m_run_through_wnpass_program() -> None:
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    scripts = tomllib.loads(pyproject.read_text())["project"]["scripts"]
+    assert scripts == {"wnpass": "wnpass.program:run"}
+    main_py = Path(interrupts.__file__).with_name("__main__.py").read_text()
+    assert "from wnpass.program import run" in main_py

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from wnpass.cli import run
+from wnpass.program import run
 
 run()

@@ -109,10 +109,10 @@ def handled(on_stop: Callable[[int], NoReturn]) -> Iterator[None]:
         yield
         return
     previous = {signum: signal.signal(signum, _handler) for signum in _SIGNALS}
-    _State.on_stop, _State.raised = on_stop, None
+    outer, _State.on_stop, _State.raised = _State.on_stop, on_stop, None
     try:
         yield
     finally:
-        _State.on_stop = None
+        _State.on_stop = outer  # an enclosing block's (the program's) handles the rest
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -25,6 +25,7 @@ from wnpass.cli import check, convert, export, fold, inspect, train_rewrite
 from wnpass.cli.options import flags_for
 from wnpass.cli.output import Printer
 from wnpass.errors import WnpassError, one_line, printable
+from wnpass.program import stop, stop_line
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_INTERNAL", "EXIT_OK", "main", "run"]
 
@@ -49,22 +50,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"wnpass: error: {message} (see {self.prog} --help)\n")
-
-
-_STOPPED: dict[int, str] = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
-
-
-def _stop(signum: int) -> NoReturn:
-    """A stop signal with nothing staged: say so and end the process where it is."""
-    with contextlib.suppress(OSError, ValueError):
-        sys.stdout.flush()
-    with contextlib.suppress(OSError, ValueError):
-        print(_stop_line(signum), file=sys.stderr, flush=True)
-    os._exit(128 + signum)
-
-
-def _stop_line(signum: int) -> str:
-    return f"wnpass: {_STOPPED[signum]}; nothing more was written"
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -99,11 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.captureWarnings(True)
     logging.getLogger("py.warnings").setLevel(logging.WARNING if args.verbose else logging.ERROR)
     try:
-        with interrupts.handled(_stop):
+        with interrupts.handled(stop):
             out = Printer(quiet=args.quiet, plain=args.plain)
             return int(args.run(args, out))
-    except (KeyboardInterrupt, interrupts.Terminated) as stop:
-        return _stopped(signal.SIGINT if isinstance(stop, KeyboardInterrupt) else signal.SIGTERM)
+    except (KeyboardInterrupt, interrupts.Terminated) as stopped:
+        kind = signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM
+        return _stopped(kind)
     except Exception as error:
         # A stop signal raised as an exception, which the code it came through may have
         # wrapped in another (numpy's imports, torch's C++, an exporter's "export failed").
@@ -116,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _stopped(signum: int) -> int:
     """A stop signal that unwound the stack: staging is removed; say so, and its exit code."""
-    print(_stop_line(signum), file=sys.stderr)
+    print(stop_line(signum), file=sys.stderr)
     return 128 + signum
 
 

@@ -1,0 +1,45 @@
+"""The ``wnpass`` program (and ``python -m wnpass``): stop signals handled from its first line.
+
+A SIGINT or SIGTERM that comes while the command line's modules are still being imported
+(20-80 ms, before :func:`wnpass.cli.main` installs its handlers) would otherwise print a
+Python traceback or end the process without a word. Nothing is staged yet then, so the
+program says so in one line and ends at once, as it does later with nothing staged
+(:mod:`wnpass.interrupts`). Only the program does this: importing :mod:`wnpass.cli` as a
+library changes no handler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from typing import NoReturn
+
+from wnpass import interrupts
+
+__all__ = ["run", "stop", "stop_line"]
+
+_STOPPED: dict[int, str] = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+
+
+def stop_line(signum: int) -> str:
+    """What the program says when a stop signal ends it."""
+    return f"wnpass: {_STOPPED[signum]}; nothing more was written"
+
+
+def stop(signum: int) -> NoReturn:
+    """A stop signal with nothing staged: say so and end the process where it is."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    with contextlib.suppress(OSError, ValueError):
+        print(stop_line(signum), file=sys.stderr, flush=True)
+    os._exit(128 + signum)
+
+
+def run() -> NoReturn:
+    """Handle stop signals, then import and run the command line."""
+    with interrupts.handled(stop):
+        from wnpass.cli import run as run_cli
+
+        run_cli()  # ends the process
