@@ -67,3 +67,23 @@ def test_shard_names_are_distinct_where_the_rule_gives_two_shards_one() -> None:
     assert shard_output_names(plain, index, out) == [
         shard_output_name(name, index, out) for name in plain
     ]
+
+
+def test_no_output_shard_takes_an_input_shard_name() -> None:
+    """The fallback name is not an input shard's: x's model.folded-2-x is shard 3's input
+    name, so x gets -3-; a first name that is an input shard's (model-a's model.folded-a)
+    falls back too; fallbacks chain past every taken number."""
+    index, out = Path("model.safetensors.index.json"), Path("model.folded.safetensors.index.json")
+    names = ["x.safetensors", "model-x.safetensors", "model.folded-2-x.safetensors"]
+    assert shard_output_names(names, index, out) == [
+        "model.folded-3-x.safetensors",
+        "model.folded-x.safetensors",
+        "model.folded.folded-2-x.safetensors",
+    ]
+    chained = [*names, "model.folded-3-x.safetensors", "model-4-x.safetensors"]
+    assert shard_output_names(chained, index, out)[0] == "model.folded-5-x.safetensors"
+    own = ["model-a.safetensors", "model.folded-a.safetensors"]
+    assert shard_output_names(own, index, out) == [
+        "model.folded-2-model-a.safetensors",
+        "model.folded.folded-a.safetensors",
+    ]

@@ -10,7 +10,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from tests.checkpoint.builders import WEIGHTS, expected_weight, save_sharded, state_dict
+from tests.checkpoint.builders import (
+    WEIGHTS,
+    expected_weight,
+    hashes,
+    save_sharded,
+    state_dict,
+)
 from tests.checkpoint.builders import tensor_bytes as raw
 from wnpass.checkpoint import convert_checkpoint, fold_checkpoint
 
@@ -100,24 +106,38 @@ def test_sharded_convert_round_trip_is_byte_identical(tmp_path: Path) -> None:
     assert "res.parametrizations.weight.original0" in data["weight_map"]
 
 
-def test_shards_whose_output_names_would_collide_are_folded_apart(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("shards", "written"),
+    [
+        (["model-x", "x"], ["model.folded-x", "model.folded-2-x"]),
+        # -2-x is an input shard's name: x's output would overwrite it
+        (
+            ["x", "model-x", "model.folded-2-x"],
+            ["model.folded-3-x", "model.folded-x", "model.folded.folded-2-x"],
+        ),
+    ],
+)
+def test_shards_whose_output_names_would_collide_are_folded_apart(
+    tmp_path: Path, shards: list[str], written: list[str]
+) -> None:
     """model-x.safetensors and x.safetensors both map to model.folded-x.safetensors by the
-    plain rule: the fold writes two distinct shards instead of refusing a valid checkpoint."""
+    plain rule: the fold writes distinct shards, none over an input shard, instead of
+    refusing a valid checkpoint; folding again writes the same files."""
     state = state_dict("legacy")
     keys = list(state)
-    save_file({k: state[k] for k in keys[:7]}, str(tmp_path / "model-x.safetensors"))
-    save_file({k: state[k] for k in keys[7:]}, str(tmp_path / "x.safetensors"))
-    weight_map = {
-        k: "model-x.safetensors" if i < 7 else "x.safetensors" for i, k in enumerate(keys)
-    }
+    weight_map = {key: f"{shards[i % len(shards)]}.safetensors" for i, key in enumerate(keys)}
+    for shard in shards:
+        part = {k: state[k] for k in keys if weight_map[k] == f"{shard}.safetensors"}
+        save_file(part, str(tmp_path / f"{shard}.safetensors"))
     index = tmp_path / "model.safetensors.index.json"
     index.write_text(json.dumps({"weight_map": weight_map}))
+    before = hashes(tmp_path)
     report = fold_checkpoint(index)
-    assert report and [Path(s).name for s in report.shards] == [
-        "model.folded-x.safetensors",
-        "model.folded-2-x.safetensors",
-    ]
+    assert report and [Path(s).name for s in report.shards] == [f"{n}.safetensors" for n in written]
+    assert {name: digest for name, digest in hashes(tmp_path).items() if name in before} == before
     _, tensors = _load(tmp_path / "model.folded.safetensors.index.json")
     for name, dim in WEIGHTS.items():
         g, v = state[f"{name}_g"], state[f"{name}_v"]
         assert torch.equal(tensors[name], expected_weight(g, v, dim))
+    files = sorted(path.name for path in tmp_path.iterdir())
+    assert fold_checkpoint(index) and sorted(path.name for path in tmp_path.iterdir()) == files

@@ -12,7 +12,8 @@ sharded output keep their input names with the index's stem replaced by the outp
 stem: ``model-00001-of-00002.safetensors`` → ``model.folded-00001-of-00002.safetensors``; a
 shard whose name does not start with the input's stem gets ``<output stem>-`` in front. Where
 two shards would get one name that way (``model-x.safetensors`` and ``x.safetensors``), the
-one without the stem is ``<output stem>-2-x.safetensors`` (:func:`shard_output_names`).
+one without the stem is ``<output stem>-2-x.safetensors``; a name that is an input shard's is
+never given either (:func:`shard_output_names`).
 """
 
 from __future__ import annotations
@@ -128,21 +129,25 @@ def shard_output_name(shard: str, input_index: Path, output_index: Path) -> str:
 
 def shard_output_names(shards: list[str], input_index: Path, output_index: Path) -> list[str]:
     """The output shard names for input shards ``shards`` (distinct names), one each, all
-    distinct: each is :func:`shard_output_name` unless another shard's is the same (shard
-    ``x.safetensors`` and shard ``model-x.safetensors`` of ``model.safetensors.index.json``
-    both give ``<stem>-x.safetensors``). Then the shard whose name starts with the input's
-    stem keeps it (names with the stem replaced are distinct, as are names with the output
-    stem put in front), and the other gets ``<output stem>-<n>-<shard>``, with the smallest
-    ``n`` from 2 that no other output shard has."""
+    distinct and none an input shard's name (writing it would destroy the input). Each is
+    :func:`shard_output_name` unless that is an input shard's name or another shard's too
+    (shard ``x.safetensors`` and shard ``model-x.safetensors`` of
+    ``model.safetensors.index.json`` both give ``<stem>-x.safetensors``); of shards sharing a
+    name the one that starts with the input's stem keeps it (names with the stem replaced are
+    distinct, as are names with the output stem put in front). Every other shard gets
+    ``<output stem>-<n>-<shard>``, with the smallest ``n`` from 2 that is no shard's first
+    name, no input shard's and no name given before. The names depend on the index alone, not
+    on the files in the folder: folding again writes the same files."""
     out_stem, _ = split_name(output_index)
     in_stem, _ = split_name(input_index)
     first = [shard_output_name(shard, input_index, output_index) for shard in shards]
     counts = Counter(first)
+    inputs = set(shards)
     names: list[str | None] = [
-        name if counts[name] == 1 or shard.startswith(in_stem) else None
+        name if name not in inputs and (counts[name] == 1 or shard.startswith(in_stem)) else None
         for shard, name in zip(shards, first, strict=True)
     ]
-    taken = set(first)
+    taken = set(first) | inputs
     for i, shard in enumerate(shards):
         if names[i] is not None:
             continue
@@ -151,6 +156,11 @@ def shard_output_names(shards: list[str], input_index: Path, output_index: Path)
             n += 1
         names[i] = f"{out_stem}-{n}-{shard}"
         taken.add(f"{out_stem}-{n}-{shard}")
-        logger.info("shard %s: written as %s (%s is another shard's)", shard, names[i], first[i])
-    assert None not in names and len(set(names)) == len(names)
+        logger.info(
+            "shard %s: written as %s (%s is another output shard's or an input shard's)",
+            shard,
+            names[i],
+            first[i],
+        )
+    assert None not in names and len(set(names)) == len(names) and not inputs & set(names)
     return [name for name in names if name is not None]
