@@ -214,3 +214,25 @@ def test_applying_nothing_exits_1_with_the_reason(
     assert report["ok"] is False and report["status"] == "nothing applied"
     assert f"nothing written: {report['reason']}" in out
     assert not (tmp_path / "done.wn.pt").exists()
+
+
+@pytest.mark.parametrize("limit", [2048, 8192])
+def test_a_failed_write_is_one_line_and_leaves_nothing(tmp_path: Path, limit: int) -> None:
+    """Writes fail past RLIMIT_FSIZE (a full disk, as the process sees it): the OS's reason in
+    one line, exit 2, no staged file left. Past 8 KiB (a buffer of the file written) torch's
+    own writer said only "unexpected pos ..."."""
+    import subprocess
+    import sys
+
+    model = _copy(tmp_path, "mlp")
+    output = tmp_path / "mlp.wn.pt"
+    code = (
+        "import resource, signal, sys; from wnpass.cli import main; "
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+        f"sys.exit(main(['-q', 'train-rewrite', {str(model)!r}]))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"{output}: cannot write (File too large)" in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir() if path.is_file()) == ["mlp.py"]

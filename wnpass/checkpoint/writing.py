@@ -27,7 +27,7 @@ from wnpass.checkpoint.reading import MAX_DEPTH, Checkpoint, Group, TensorInfo
 from wnpass.checkpoint.tensorfile import DTYPE_CODES, write
 from wnpass.errors import OutputError, one_line
 
-__all__ = ["Action", "Rewrite", "write_file", "write_index"]
+__all__ = ["Action", "Rewrite", "torch_save", "write_file", "write_index"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,12 +125,20 @@ def _write_safetensors(
 
 
 def _torch_save(obj: Any, target: Path, label: Path) -> None:
-    """``torch.save`` through a file this module opened and writes: an OS error of a write (a
-    full disk, a file size limit) is known and reported as itself, where torch's own file
-    writer reports only that its position is off ("unexpected pos ...")."""
+    """:func:`torch_save` with a failure as one :class:`OutputError` line naming ``label``."""
+    with _written(label):
+        torch_save(obj, target)
+
+
+def torch_save(obj: Any, target: Path) -> None:
+    """``torch.save`` of ``obj`` to ``target`` (a new file) through a file this module opened
+    and writes: an OS error of a write (a full disk, a file size limit) is raised as itself,
+    where torch's own file writer reports only that its position is off ("unexpected pos
+    ..."). Every ``torch.save`` of wnpass goes through here. Torch is given a stream, not a
+    path, so the archive's inner name does not depend on the (staging) file's name."""
     import torch
 
-    with _written(label), open(target, "wb") as stream:
+    with open(target, "wb") as stream:
         sink = _Sink(stream)
         try:
             torch.save(obj, cast(BinaryIO, sink))  # torch writes and flushes it, nothing else

@@ -94,7 +94,9 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
 
 def _save(state: dict[str, Any], output: Path, plan: IOPlan) -> None:
-    import torch
+    """The state dict staged beside ``output`` and renamed onto it; a failed write (a full
+    disk) is the plan's one line with the OS's reason, and the staged file is removed."""
+    from wnpass.checkpoint.writing import torch_save
 
-    with plan.replace(output) as temporary, open(temporary, "wb") as stream:
-        torch.save(state, stream)  # a stream: torch names the archive after a path's file name
+    with plan.replace(output) as temporary:
+        torch_save(state, temporary)
