@@ -507,8 +507,9 @@ def test_model_check_tolerance_is_the_users(
     assert hashes(tmp_path) == before
 
 
+@pytest.mark.parametrize("limit", [2048, 8192])  # the first write fails; a later one does
 @pytest.mark.parametrize("name", ["g.safetensors", "g.pt"])
-def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, name: str) -> None:
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, name: str, limit: int) -> None:
     """Writes fail past RLIMIT_FSIZE (a full disk, as the process sees it)."""
     import subprocess
 
@@ -517,7 +518,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, name: str) -
     code = (
         "import resource, signal, sys; from wnpass.cli import main; "
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048)); "
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
         f"sys.exit(main(['fold', {str(folder / name)!r}]))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
