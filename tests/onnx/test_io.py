@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from tests.helpers import assert_close, onnx_model, rand, run, sites_left
 from tests.hostile.conftest import WN, assert_refused
 from wnpass import fold_onnx
+from wnpass.cli import main
 from wnpass.errors import InvalidModelError, OutputError
 from wnpass.onnx import io
 
@@ -313,6 +315,14 @@ def _unused(tensor: onnx.TensorProto) -> onnx.ModelProto:
             onnx.TensorProto(data_type=onnx.TensorProto.FLOAT, dims=[0, 3], float_data=[1.0]),
             "has no elements (shape [0, 3]) but holds data",
         ),
+        (
+            onnx.TensorProto(data_type=onnx.TensorProto.FLOAT, dims=[0], raw_data=b"\0" * 4),
+            "has no elements (shape [0]) but holds data",
+        ),
+        # an empty raw_data is no data: numpy_helper writes one for an empty array, the
+        # TorchScript exporter one for F.interpolate's empty roi and scales
+        (onnx.numpy_helper.from_array(np.zeros((0, 4), np.float32)), None),
+        (onnx.TensorProto(data_type=onnx.TensorProto.FLOAT, dims=[0], raw_data=b""), None),
     ],
 )
 def test_packed_complex_and_string_tensors_are_counted_as_onnx_stores_them(
@@ -329,6 +339,19 @@ def test_packed_complex_and_string_tensors_are_counted_as_onnx_stores_them(
         return
     with pytest.raises(InvalidModelError, match=re.escape(f"{path}: tensor 't' {message}")):
         io.load(path)
+
+
+def test_an_empty_constant_as_the_exporter_writes_it_is_read(tmp_path: Path) -> None:
+    """The TorchScript exporter (opset 11) writes F.interpolate's empty roi as a Constant whose
+    raw_data is there and empty; the ONNX checker and ONNX Runtime take it."""
+    model = onnx_model(WN, v=rand(3, 4), g=rand(3, 1))
+    empty = onnx.numpy_helper.from_array(np.zeros(0, np.float32))
+    assert empty.HasField("raw_data")
+    model.graph.node.append(onnx.helper.make_node("Constant", [], ["roi"], value=empty))
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    _, report = fold_onnx(path, tmp_path / "out.onnx")
+    assert report.folded == 1
 
 
 # -- external data: offset, length and location as the runtime reads them --------------------
@@ -393,6 +416,90 @@ def test_an_external_location_inside_a_subfolder_is_read(tmp_path: Path) -> None
     path = tmp_path / "model.onnx"
     onnx.save(model, path, save_as_external_data=True, location="sub/w.bin", size_threshold=0)
     assert io.load(path).graph.initializers["v"].const_value is not None
+
+
+@pytest.mark.parametrize("key", ["location", "offset", "length"])
+def test_an_external_data_key_given_twice_is_refused(key: str, tmp_path: Path) -> None:
+    """ONNX Runtime refuses the model; reading the last entry would read other data than it."""
+    path = _external(tmp_path, offset="0", length="48")
+    model = onnx.load(path, load_external_data=False)
+    tensor = next(t for t in model.graph.initializer if t.name == "v")
+    value = next(e.value for e in tensor.external_data if e.key == key)
+    tensor.external_data.add(key=key, value=value)
+    path.write_bytes(model.SerializeToString())
+    message = f"{path}: tensor 'v': external data key {key!r} is given more than once; refused"
+    with pytest.raises(InvalidModelError, match=re.escape(message)):
+        io.load(path)
+
+
+def _with_strings(count: int) -> onnx.ModelProto:
+    """The weight-normed model with a string initializer of ``count`` 10-byte strings passed
+    through to a second output."""
+    text = TEXT.replace("lin.weight_v", "v").replace("lin.weight_g", "g")
+    model = onnx_model(text, v=rand(32, 64), g=rand(32, 1))
+    strings = [b"%010d" % k for k in range(count)]
+    model.graph.initializer.append(
+        onnx.TensorProto(
+            name="s", data_type=onnx.TensorProto.STRING, dims=[count], string_data=strings
+        )
+    )
+    model.graph.node.append(onnx.helper.make_node("Identity", ["s"], ["S"]))
+    model.graph.output.append(
+        onnx.helper.make_tensor_value_info("S", onnx.TensorProto.STRING, [count])
+    )
+    return model
+
+
+@pytest.mark.parametrize("command", ["inspect", "fold"])
+def test_strings_held_as_external_data_are_refused_in_one_line(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Strings have no size in bytes; ONNX keeps them in string_data only."""
+    (tmp_path / "work").mkdir()
+    model = _with_strings(2)
+    tensor = next(t for t in model.graph.initializer if t.name == "s")
+    tensor.ClearField("string_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value="w.bin")
+    path = tmp_path / "work" / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    (tmp_path / "work" / "w.bin").write_bytes(b"ab")
+    expected = f"{path}: tensor 's' holds strings as external data"
+    assert_refused([command, str(path)], tmp_path, capsys, 2, expected)
+
+
+def test_a_data_file_with_a_second_hard_link_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A backup or ``cp -al`` copy of the model's own data: wnpass only reads it (onnx-ir
+    refuses any data file with two links)."""
+    path = weight_normed(tmp_path, external=True)
+    os.link(tmp_path / "weights.bin", tmp_path / "backup.bin")
+    feeds = {"x": rand(2, 64)}
+    expected = run(path, feeds)
+    assert main(["inspect", str(path)]) == 0
+    assert "1 foldable, 0 declined" in capsys.readouterr().out
+    _, report = fold_onnx(path, tmp_path / "out.onnx")
+    assert report.folded == 1
+    assert_close(run(tmp_path / "out.onnx", feeds), expected)
+    assert (tmp_path / "backup.bin").stat().st_nlink == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs chown")
+def test_a_hard_linked_data_file_of_another_owner_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another user's file linked into the model's folder would pass for its data."""
+    (tmp_path / "work").mkdir()
+    path = weight_normed(tmp_path / "work", external=True)
+    os.link(tmp_path / "work" / "weights.bin", tmp_path / "work" / "backup.bin")
+    os.chown(tmp_path / "work" / "weights.bin", 12345, -1)
+    expected = (
+        f"{path}: tensor 'lin.weight_v': external data file 'weights.bin' has 2 hard links and "
+        "is not owned by the model's owner; refused"
+    )
+    for command in ("inspect", "fold"):
+        assert_refused([command, str(path)], tmp_path, capsys, 2, expected)
 
 
 # -- what onnx-ir cannot hold is refused, never dropped from the output ----------------------

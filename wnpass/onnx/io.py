@@ -22,7 +22,7 @@ import onnx_ir as ir
 
 from wnpass.errors import InvalidModelError, one_line
 from wnpass.onnx import inline
-from wnpass.onnx.graphs import graphs_of, subgraphs_of
+from wnpass.onnx.graphs import graphs_of
 from wnpass.onnx.writer import write_model
 from wnpass.plan import IOPlan, data_file_name, kind_of
 
@@ -83,19 +83,30 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
     except Exception as error:  # the deserializer raises many types on malformed graphs
         raise InvalidModelError(f"{path}: invalid ONNX graph ({one_line(error)})") from None
     weights.attach(proto, model)
-    ir.external_data.set_base_dir(model.graph, str(path.parent))
-    for tensor in _function_tensors(model):
+    for tensor in _tensors(model):  # in functions too, which onnx-ir's set_base_dir skips
         if isinstance(tensor, ir.ExternalTensor):
             tensor.base_dir = str(path.parent)
+            tensor.__class__ = _CheckedExternalTensor
     return model
 
 
-def _function_tensors(model: ir.Model) -> Iterator[ir.TensorProtocol]:
-    """Tensors in the attributes of local functions' nodes (onnx-ir's base-dir helper skips
-    functions, so their external data would be read relative to the working directory)."""
-    for function in model.functions.values():
-        for graph in (function, *subgraphs_of(function)):
-            yield from _attribute_tensors(graph)
+class _CheckedExternalTensor(ir.ExternalTensor):
+    """An external tensor whose data file :func:`_check_external` checked when the model was
+    read, hard links included.
+
+    onnx-ir refuses, when it reads the data, any data file with a second hard link (another
+    user's file linked into the model's folder). wnpass refused that case already, and reads a
+    data file of the model's owner that another name also reaches (a backup, a ``cp -al``
+    copy): it only reads it, never writes it. The check that the file, links followed, is
+    still inside the model's folder is kept, made again when it is read.
+    """
+
+    __slots__ = ()
+
+    def _check_path_containment(self) -> None:
+        folder = os.path.realpath(self.base_dir)
+        if os.path.commonpath([folder, os.path.realpath(self.path)]) != folder:
+            raise ValueError(f"external data {self.location!r} is no longer in {folder}")
 
 
 def _attribute_tensors(nodes: Iterable[ir.Node]) -> Iterator[ir.TensorProtocol]:
@@ -183,13 +194,13 @@ def _check_tensors(proto: onnx.ModelProto, path: Path, weights: inline.InlineWei
         for index, tensor in enumerate(proto.graph.initializer)
     ]
     elsewhere = ((tensor, None) for tensor in _all_tensor_protos(proto, main_initializers=False))
-    folder = path.parent.resolve()
+    folder, owner = path.parent.resolve(), path.stat().st_uid
     files: set[Path] = set()
     for tensor, left_in_file in itertools.chain(main, elsewhere):
         where = f"{path}: tensor {tensor.name!r}"
         _check_shape(tensor, where)
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            files.add(_check_external(tensor, path, folder))
+            files.add(_check_external(tensor, path, folder, owner))
         else:
             _check_values(tensor, left_in_file, where)
     return files
@@ -228,7 +239,8 @@ def _check_values(tensor: onnx.TensorProto, left_in_file: int | None, where: str
     raw = left_in_file is not None or tensor.HasField("raw_data")
     held = ["raw_data"] * raw + [field for field in _VALUE_FIELDS if getattr(tensor, field)]
     if math.prod(dims) == 0:
-        if held:
+        # an empty raw_data is no data: numpy_helper.from_array writes one for an empty array
+        if left_in_file or any(getattr(tensor, field) for field in ("raw_data", *_VALUE_FIELDS)):
             raise InvalidModelError(f"{where} has no elements (shape {dims}) but holds data")
         return
     if not held:
@@ -267,7 +279,7 @@ def _values_needed(tensor: onnx.TensorProto) -> int:
     return count
 
 
-def _check_external(tensor: onnx.TensorProto, path: Path, folder: Path) -> Path:
+def _check_external(tensor: onnx.TensorProto, path: Path, folder: Path, owner: int) -> Path:
     """Refuse external data that is missing, lies outside the model's folder, or does not hold
     its tensor; returns the data file.
 
@@ -276,11 +288,25 @@ def _check_external(tensor: onnx.TensorProto, path: Path, folder: Path) -> Path:
     written (``w.bin/../w.bin`` is no file), so any ``..`` in it is refused, and so is one
     the system does not open as a file. ``offset`` and ``length`` must be whole numbers in
     ASCII digits, and the file must hold ``offset + length`` bytes, ``length`` being the
-    tensor's size (ONNX Runtime reads exactly that many).
+    tensor's size (ONNX Runtime reads exactly that many). A key given twice is refused (ONNX
+    Runtime refuses it; reading the last would not be reading what the runtime reads), and so
+    are strings (ONNX keeps them in ``string_data`` only; they have no size in bytes). A data
+    file with more than one hard link is read only if the model's owner (``owner``) owns it: a
+    link to another user's file would pass for the model's data (the attack onnx-ir refuses
+    every second link for).
     """
+    where = f"{path}: tensor {tensor.name!r}"
+    if tensor.data_type == onnx.TensorProto.STRING:
+        raise InvalidModelError(
+            f"{where} holds strings as external data (ONNX keeps them in string_data); refused"
+        )
+    keys = [entry.key for entry in tensor.external_data]
+    if repeated := sorted({key for key in keys if keys.count(key) > 1}):
+        raise InvalidModelError(
+            f"{where}: external data key {repeated[0]!r} is given more than once; refused"
+        )
     info = {entry.key: entry.value for entry in tensor.external_data}
     location = info.get("location", "")
-    where = f"{path}: tensor {tensor.name!r}"
     if not location:
         raise InvalidModelError(f"{where} is external but has no location")
     if "\0" in location or len(location) > _MAX_LOCATION:
@@ -304,6 +330,11 @@ def _check_external(tensor: onnx.TensorProto, path: Path, folder: Path) -> Path:
         raise InvalidModelError(f"{where}: external data file {location!r} is missing") from None
     if not stat.S_ISREG(status.st_mode):
         raise InvalidModelError(f"{where}: external data file {location!r} is not a regular file")
+    if status.st_nlink > 1 and status.st_uid != owner:
+        raise InvalidModelError(
+            f"{where}: external data file {location!r} has {status.st_nlink} hard links and "
+            "is not owned by the model's owner; refused"
+        )
     offset, nbytes = _whole(info.get("offset", "0"), "offset", where), _tensor_nbytes(tensor)
     length = info.get("length")
     if length is not None and _whole(length, "length", where) != nbytes:
