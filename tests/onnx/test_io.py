@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.helpers import assert_close, onnx_model, rand, run, sites_left
+from tests.helpers import assert_close, onnx_model, paused_fold, rand, run, sites_left
 from tests.hostile.conftest import WN, assert_refused
 from wnpass import fold_onnx
 from wnpass.cli import main
@@ -500,6 +501,28 @@ def test_a_hard_linked_data_file_of_another_owner_is_refused(
     )
     for command in ("inspect", "fold"):
         assert_refused([command, str(path)], tmp_path, capsys, 2, expected)
+
+
+def test_a_stop_signal_while_the_output_is_renamed_still_deletes_its_old_data(
+    tmp_path: Path,
+) -> None:
+    """The replaced output's data file is deleted before the staging ends, where a signal held
+    since the first rename stops the run: the result is complete and nothing is left."""
+    source = weight_normed(tmp_path, external=True)
+    out = tmp_path / "out.onnx"
+    fold_onnx(source, out)
+    old = tmp_path / "out.onnx.data"
+    assert io.external_files(out) == {old}
+    marker = tmp_path.parent / f"{tmp_path.name}.marker"
+    proc = paused_fold(marker, 2, str(source), "-o", str(out), pause=2)  # before the model
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    onnx.checker.check_model(out)
+    assert sites_left(out) == 0
+    assert io.external_files(out) == {tmp_path / "out.onnx.1.data"}
+    assert not old.exists()
+    assert not list(tmp_path.glob(".wnpass-*"))
 
 
 # -- what onnx-ir cannot hold is refused, never dropped from the output ----------------------

@@ -704,7 +704,8 @@ def save(
         if target.data_path is not None and staged_data.is_file() and staged_data.stat().st_size:
             plan.publish(staged_data, target.data_path)  # ir.save keeps small tensors inline
         plan.publish(staged, path)
-    plan.delete_old_data(replaced, path, created=created)
+        # before the block ends, where a stop signal held since the first publish is raised
+        plan.delete_old_data(replaced, path, created=created)
     logger.info("wrote %s (external data: %s)", path, target.data_name)
     return True
 
