@@ -469,6 +469,20 @@ def test_strings_held_as_external_data_are_refused_in_one_line(
     assert_refused([command, str(path)], tmp_path, capsys, 2, expected)
 
 
+def test_large_strings_stay_inside_a_model_with_external_data(tmp_path: Path) -> None:
+    """Over the size at which weights go to the data file, strings still cannot go there."""
+    path = tmp_path / "m.onnx"
+    onnx.save(_with_strings(40), path, save_as_external_data=True, location="w.bin")
+    _, report = fold_onnx(path, tmp_path / "out.onnx")
+    assert report.folded == 1
+    written = onnx.load(tmp_path / "out.onnx", load_external_data=False)
+    onnx.checker.check_model(tmp_path / "out.onnx")
+    tensors = {t.name: t for t in written.graph.initializer}
+    assert tensors["s"].data_location == onnx.TensorProto.DEFAULT
+    assert list(tensors["s"].string_data) == [b"%010d" % k for k in range(40)]
+    assert [t.data_location for n, t in tensors.items() if n != "s"] == [onnx.TensorProto.EXTERNAL]
+
+
 def test_a_data_file_with_a_second_hard_link_is_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

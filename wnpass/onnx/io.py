@@ -545,7 +545,7 @@ def external_files(path: str | os.PathLike[str]) -> set[Path]:
 # only if this record lists it: a data file with wnpass's name for the output that another
 # tool wrote (and another model may share) is never wnpass's to delete.
 DATA_FILES_KEY = "wnpass.data_files"
-# ir.save writes an initializer to the data file when it is larger than this (its default).
+# An initializer larger than this goes to the data file (ir.save's default bound).
 _EXTERNAL_ABOVE = 256
 
 
@@ -592,13 +592,56 @@ def _recorded(model: ir.Model, data_files: list[str]) -> Iterator[None]:
             props[DATA_FILES_KEY] = before
 
 
-def _writes_external(model: ir.Model) -> bool:
-    """Whether ``ir.save`` with external data puts any initializer in the data file."""
-    return any(
-        value.const_value is not None and value.const_value.nbytes > _EXTERNAL_ABOVE
+def _goes_external(tensor: ir.TensorProtocol) -> bool:
+    """Whether an initializer is written to the data file: one larger than
+    :data:`_EXTERNAL_ABOVE`, but never strings (ONNX keeps them in ``string_data``; external
+    data holds fixed-size values only)."""
+    return tensor.dtype != ir.DataType.STRING and tensor.nbytes > _EXTERNAL_ABOVE
+
+
+def _initializer_tensors(model: ir.Model) -> dict[ir.Value, ir.TensorProtocol]:
+    """The initializers of every graph that have a value, and their values."""
+    return {
+        value: tensor
         for graph in model.graphs()
         for value in graph.initializers.values()
-    )
+        if (tensor := value.const_value) is not None
+    }
+
+
+@contextlib.contextmanager
+def _moved_out(
+    model: ir.Model,
+    folder: Path,
+    data_name: str,
+    callback: Callable[[ir.TensorProtocol, ir.external_data.CallbackInfo], None],
+) -> Iterator[None]:
+    """While saving, the initializers that :func:`_goes_external` are written to
+    ``folder / data_name`` and refer to it, the others (external ones too) are in memory; the
+    caller's model is given back as it was.
+
+    ``ir.save`` would do this, but it moves a string tensor over its bound as well, and then
+    cannot write it.
+    """
+    before = _initializer_tensors(model)
+    outgoing = [value for value, tensor in before.items() if _goes_external(tensor)]
+    loaded = [
+        value
+        for value, tensor in before.items()
+        if not _goes_external(tensor) and isinstance(tensor, ir.ExternalTensor)
+    ]
+    try:
+        written = ir.external_data.convert_tensors_to_external(
+            [before[value] for value in outgoing], folder, data_name, callback=callback
+        )
+        for value, external in zip(outgoing, written, strict=True):
+            value.const_value = external
+        for value in loaded:
+            value.const_value = _in_memory(before[value])
+        yield
+    finally:
+        for value, tensor in before.items():
+            value.const_value = tensor
 
 
 def _free_data_name(path: Path) -> str:
@@ -685,15 +728,13 @@ def save(
                 if progress is not None:
                     progress(next(counted), info.total)
 
-            written = [target.data_name] if _writes_external(model) else []
-            with _released_after_reading(model), _recorded(model, written):
-                ir.save(
-                    model,
-                    staged,
-                    external_data=target.data_name,
-                    size_threshold_bytes=_EXTERNAL_ABOVE,
-                    callback=callback,
-                )
+            outgoing = any(map(_goes_external, _initializer_tensors(model).values()))
+            with (
+                _released_after_reading(model),
+                _recorded(model, [target.data_name] if outgoing else []),
+                _moved_out(model, staging, target.data_name, callback),
+            ):
+                onnx.save(ir.serde.serialize_model(model), staged)
         else:
             with open(staged, "wb") as stream, _recorded(model, []):
                 write_model(model, stream, progress, writeback=replacing)
@@ -702,7 +743,7 @@ def save(
             return False
         staged_data = staging / (target.data_name or "")
         if target.data_path is not None and staged_data.is_file() and staged_data.stat().st_size:
-            plan.publish(staged_data, target.data_path)  # ir.save keeps small tensors inline
+            plan.publish(staged_data, target.data_path)  # small tensors stay inline
         plan.publish(staged, path)
         # before the block ends, where a stop signal held since the first publish is raised
         plan.delete_old_data(replaced, path, created=created)
@@ -727,7 +768,7 @@ def _tensors(model: ir.Model) -> Iterator[ir.TensorProtocol]:
 
 def _internalize_attribute_tensors(model: ir.Model) -> None:
     """Read external tensors held in node attributes into memory, so that they are written
-    inside the model (``ir.save`` only moves initializers)."""
+    inside the model (only initializers go to the data file)."""
     for graph in graphs_of(model):
         for node in graph:
             for name, attr in list(node.attributes.items()):
@@ -753,7 +794,7 @@ def _in_memory(tensor: ir.TensorProtocol) -> ir.Tensor:
 def _released_after_reading(model: ir.Model) -> Iterator[None]:
     """While saving, read each external initializer through a lazy copy that unmaps it.
 
-    ``ir.save`` reads external tensors through memory maps and keeps them mapped; the mapped
+    onnx-ir reads external tensors through memory maps and keeps them mapped; the mapped
     pages then count in the process's resident memory until the end. Reading each through a
     copy that releases its map keeps peak memory near the largest tensor.
     """
