@@ -232,16 +232,6 @@ def _key_in_wrong_shard(folder: Path) -> list[str]:
     return ["fold", str(folder / "model.safetensors.index.json")]
 
 
-def _shard_collides(folder: Path) -> list[str]:
-    """Shards a-s and a.folded-s: the fold of a-s would be written over a.folded-s."""
-    save_file({"x": torch.ones(2)}, str(folder / "a-s.safetensors"))
-    save_file({"y": torch.ones(2)}, str(folder / "a.folded-s.safetensors"))
-    index = folder / "a.safetensors.index.json"
-    weight_map = {"x": "a-s.safetensors", "y": "a.folded-s.safetensors"}
-    index.write_text(json.dumps({"weight_map": weight_map}))
-    return ["fold", str(index)]
-
-
 def _not_a_state_dict(folder: Path) -> list[str]:
     torch.save([1, 2, 3], folder / "list.pt")
     return ["fold", str(folder / "list.pt")]
@@ -330,7 +320,6 @@ CASES: dict[str, tuple[Setup, int, str]] = {
         2,
         "would overwrite the input checkpoint",
     ),
-    "an output shard would be an input shard": (_shard_collides, 2, "would overwrite a shard"),
     "the output is the input by another path": (
         lambda f: [
             "fold",
