@@ -31,6 +31,20 @@ def rand(*shape: int, dtype: type = np.float32) -> np.ndarray:
     return RNG.standard_normal(shape).astype(dtype)
 
 
+def zero_unit(rows: int, cols: int) -> dict[str, np.ndarray]:
+    """``v`` (rows x cols) whose unit 1 is all zero, and a gain ``g``: a site a fold declines."""
+    v = rand(rows, cols)
+    v[1] = 0
+    return {"v": v, "g": rand(rows, 1)}
+
+
+def inf_g(rows: int, cols: int) -> dict[str, np.ndarray]:
+    """``v`` (rows x cols) and a gain ``g`` holding Inf: a site a fold declines."""
+    g = rand(rows, 1)
+    g[0] = np.inf
+    return {"v": rand(rows, cols), "g": g}
+
+
 def onnx_model(
     text: str, names: dict[str, str] | None = None, check: bool = True, **initializers: np.ndarray
 ) -> onnx.ModelProto:

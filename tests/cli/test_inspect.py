@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.helpers import onnx_model, rand
+from tests.helpers import inf_g, onnx_model, rand, zero_unit
 from tests.hostile.conftest import WN
 from wnpass.cli import main
 
@@ -43,15 +43,11 @@ def test_strict_fails_on_foldable_sites_and_passes_once_folded(
 
 
 def _zero_unit() -> dict[str, np.ndarray]:
-    v = rand(3, 4)
-    v[1] = 0
-    return {"v": v, "g": rand(3, 1)}
+    return zero_unit(3, 4)
 
 
 def _inf_g() -> dict[str, np.ndarray]:
-    g = rand(3, 1)
-    g[0] = np.inf
-    return {"v": rand(3, 4), "g": g}
+    return inf_g(3, 4)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import onnx
 import onnx_ir as ir
 import pytest
 
-from tests.helpers import onnx_model, rand, run
+from tests.helpers import inf_g, onnx_model, rand, run, zero_unit
 from wnpass import fold_onnx
 from wnpass.onnx import weights
 from wnpass.onnx.match import find_sites
@@ -186,15 +186,11 @@ def test_norms_in_the_normal_range_fold_as_before() -> None:
 
 
 def _zero_unit() -> dict[str, np.ndarray]:
-    v = rand(32, 64)
-    v[1] = 0
-    return {"v": v, "g": rand(32, 1)}
+    return zero_unit(32, 64)
 
 
 def _inf_g() -> dict[str, np.ndarray]:
-    g = rand(32, 1)
-    g[0] = np.inf
-    return {"v": rand(32, 64), "g": g}
+    return inf_g(32, 64)
 
 
 @pytest.mark.parametrize(
