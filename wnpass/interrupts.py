@@ -37,7 +37,7 @@ class Terminated(BaseException):
 
 class _State:
     staged = 0  # staging files and folders that exist (or are about to)
-    holds = 0  # results being published
+    holds = 0  # open blocks in which stop signals wait (renames, a staging entry made or removed)
     pending: int | None = None  # a signal that came while a result was being published
     raised: int | None = None  # the signal last turned into an exception
     on_stop: Callable[[int], NoReturn] | None = None
