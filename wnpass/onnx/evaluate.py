@@ -358,9 +358,8 @@ def _check_overflow(result: np.ndarray, dtype: ir.DataType, where: str) -> None:
 
 
 def _finfo(dtype: ir.DataType) -> Any:
-    return (
-        ml_dtypes.finfo(dtype.numpy()) if dtype == ir.DataType.BFLOAT16 else np.finfo(dtype.numpy())
-    )
+    """numpy's ``finfo`` of a float type, bfloat16 included (ml_dtypes')."""
+    return ml_dtypes.finfo(dtype.numpy())
 
 
 def _check_squares(
@@ -509,43 +508,41 @@ def sum_of_squares(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.n
     return np.asarray(result)
 
 
-def _reduction(step: Step, args: Args) -> tuple[np.ndarray, tuple[int, ...], bool, int]:
-    """A Reduce* node's input, axes, keepdims and how many elements each result sums."""
-    _float_args(step, args)
+def _reduction(
+    step: Step, args: Args
+) -> tuple[np.ndarray, ir.DataType, tuple[int, ...], bool, int]:
+    """A Reduce* node's input and its type, axes, keepdims and how many elements each result
+    sums."""
+    dtype = _float_args(step, args)
     x = _arg(args, 0)
     axes = _axes(step, args)
     keepdims = bool(step.attributes.get("keepdims", 1))
     if not axes:
         if step.attributes.get("noop_with_empty_axes", 0):
-            return x, (), keepdims, 1
+            return x, dtype, (), keepdims, 1
         axes = list(range(x.ndim))
     axis = tuple(axes)
     count = math.prod(x.shape[a % x.ndim] for a in axis) if x.ndim else 1
-    return x, axis, keepdims, count
+    return x, dtype, axis, keepdims, count
 
 
 def _reduce_sum(step: Step, args: Args) -> Evaluated:
-    dtype = _dtype(args)
-    x, axis, keepdims, count = _reduction(step, args)
-    result = np.asarray(np.sum(x, axis=axis, keepdims=keepdims, dtype=F64))
+    """``ReduceSum``, and ``ReduceSumSquare`` (its input squared): a sum of squares must lie
+    in the normal range of its type (``_check_squares``)."""
+    x, dtype, axis, keepdims, count = _reduction(step, args)
+    squares = step.op == "ReduceSumSquare"
+    if squares:
+        result = sum_of_squares(x, axis, keepdims)
+    else:
+        result = np.asarray(np.sum(x, axis=axis, keepdims=keepdims, dtype=F64))
     _check_overflow(result, dtype, step.where)
-    if step.squares:
+    if squares or step.squares:
         _check_squares(result, count, dtype, step.where, norm=False)
     return result, dtype
 
 
-def _reduce_sum_square(step: Step, args: Args) -> Evaluated:
-    dtype = _dtype(args)
-    x, axis, keepdims, count = _reduction(step, args)
-    result = sum_of_squares(x, axis, keepdims)
-    _check_overflow(result, dtype, step.where)
-    _check_squares(result, count, dtype, step.where, norm=False)
-    return result, dtype
-
-
 def _reduce_l2(step: Step, args: Args) -> Evaluated:
-    dtype = _dtype(args)
-    x, axis, keepdims, count = _reduction(step, args)
+    x, dtype, axis, keepdims, count = _reduction(step, args)
     sums = sum_of_squares(x, axis, keepdims)
     _check_squares(sums, count, dtype, step.where, norm=True)
     result = np.sqrt(sums)
@@ -843,7 +840,7 @@ _OPS: dict[str, Callable[[Step, Args], Evaluated]] = {
     "Clip": _clip,
     "ReduceL2": _reduce_l2,
     "ReduceSum": _reduce_sum,
-    "ReduceSumSquare": _reduce_sum_square,
+    "ReduceSumSquare": _reduce_sum,
     "LpNormalization": _lp_normalization,
     "Cast": _cast,
     "Identity": _same(lambda s, a: _arg(a, 0)),
@@ -879,12 +876,6 @@ _ONE_ROUNDING_OPS = frozenset({"Mul", "Div", "Add", "Sub", "Sqrt", "Reciprocal"}
 _ARITHMETIC = (
     _ONE_ROUNDING_OPS | {"Pow", "ReduceL2", "ReduceSum", "ReduceSumSquare"} | {"LpNormalization"}
 )
-_PRECISION = {  # bits of mantissa
-    ir.DataType.BFLOAT16: 7,
-    ir.DataType.FLOAT16: 10,
-    ir.DataType.FLOAT: 23,
-    ir.DataType.DOUBLE: 52,
-}
 
 
 def _level(step: Step, args: Args, dtype: ir.DataType, level: int) -> int:
@@ -909,7 +900,7 @@ def _cast_level(step: Step, source: ir.DataType, target: ir.DataType, level: int
         return EXACT if target == source and level == ONE_ROUNDING else ROUNDED_ONCE
     if level == ONE_ROUNDING:
         return EXACT  # held in the source type first, as the graph holds it
-    if target in FLOAT_TYPES and _PRECISION[target] <= _PRECISION[source]:
+    if target in FLOAT_TYPES and _finfo(target).nmant <= _finfo(source).nmant:
         return ROUNDED_ONCE  # float16 -> bfloat16: fewer bits than the steps' roundings
     verb = "widens" if target in FLOAT_TYPES else "converts"
     raise NotExact(
