@@ -136,3 +136,15 @@ def paused_fold(
         assert time.monotonic() < deadline, "the fold did not reach the rename"
         time.sleep(0.005)
     return proc
+
+
+def cli_with_file_limit(limit: int, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``wnpass *argv`` in a process whose files may not grow past ``limit`` bytes, as on a
+    full disk (a write fails with EFBIG; SIGXFSZ is ignored so it is not a signal)."""
+    code = (
+        "import resource, signal, sys; from wnpass.cli import main; "
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+        f"sys.exit(main({list(argv)!r}))"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from tests.checkpoint.builders import hashes, save_sharded, state_dict
 from tests.checkpoint.test_verify import MODEL_PY, _checkpoint
+from tests.helpers import cli_with_file_limit
 from wnpass.checkpoint import api
 from wnpass.cli import main
 
@@ -500,17 +501,9 @@ def test_model_check_tolerance_is_the_users(
 @pytest.mark.parametrize("name", ["g.safetensors", "g.pt"])
 def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, name: str, limit: int) -> None:
     """Writes fail past RLIMIT_FSIZE (a full disk, as the process sees it)."""
-    import subprocess
-
     folder = _folder(tmp_path)
     before = hashes(folder)
-    code = (
-        "import resource, signal, sys; from wnpass.cli import main; "
-        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
-        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
-        f"sys.exit(main(['fold', {str(folder / name)!r}]))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = cli_with_file_limit(limit, "fold", str(folder / name))
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert f"{folder / name.replace('.', '.folded.')}: cannot write (File too large)" in (
         result.stderr

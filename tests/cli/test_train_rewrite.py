@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tests.fx.helpers import PLAIN
+from tests.helpers import cli_with_file_limit
 from wnpass.cli import main
 
 NOISY = """
@@ -221,18 +222,9 @@ def test_a_failed_write_is_one_line_and_leaves_nothing(tmp_path: Path, limit: in
     """Writes fail past RLIMIT_FSIZE (a full disk, as the process sees it): the OS's reason in
     one line, exit 2, no staged file left. Past 8 KiB (a buffer of the file written) torch's
     own writer said only "unexpected pos ..."."""
-    import subprocess
-    import sys
-
     model = _copy(tmp_path, "mlp")
     output = tmp_path / "mlp.wn.pt"
-    code = (
-        "import resource, signal, sys; from wnpass.cli import main; "
-        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
-        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
-        f"sys.exit(main(['-q', 'train-rewrite', {str(model)!r}]))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = cli_with_file_limit(limit, "-q", "train-rewrite", str(model))
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert f"{output}: cannot write (File too large)" in result.stderr
     assert sorted(path.name for path in tmp_path.iterdir() if path.is_file()) == ["mlp.py"]
