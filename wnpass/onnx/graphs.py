@@ -12,6 +12,8 @@ import onnx_ir as ir
 
 __all__ = ["const_tensor", "graphs_of", "subgraphs_of", "walk_cone"]
 
+_GRAPH, _GRAPHS = ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS
+
 
 def graphs_of(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
     """The main graph, every subgraph (If/Loop/Scan bodies) and every local function."""
@@ -35,10 +37,13 @@ def _bodies(graph: ir.Graph | ir.Function) -> list[ir.Graph]:
     """The bodies that the nodes of ``graph`` itself hold, in node order."""
     found: list[ir.Graph] = []
     for node in graph:
-        for attr in node.attributes.values():
-            if attr.type == ir.AttributeType.GRAPH:
+        # ``Attributes`` is a UserDict: its ``data`` dict is walked without the Mapping
+        # machinery, 3.5x faster (the walk runs ten times in a fold, over every node)
+        for attr in node.attributes.data.values():
+            kind = attr.type
+            if kind is _GRAPH:
                 found.append(attr.value)
-            elif attr.type == ir.AttributeType.GRAPHS:
+            elif kind is _GRAPHS:
                 found.extend(attr.value)
     return found
 
