@@ -21,6 +21,7 @@ __all__ = [
     "FoldReport",
     "SiteReport",
     "cone_rows",
+    "counted",
     "fold_summary",
     "human_bytes",
     "site_rows",
@@ -143,6 +144,12 @@ def write_json(
         temporary.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """``count`` and the noun, singular for one: ``1 weight-norm site``, ``2 weight-norm
+    sites`` (``plural`` when it is not the singular and an ``s``)."""
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
+
+
 def human_bytes(size: int | None) -> str:
     if size is None:
         return "-"
@@ -190,23 +197,26 @@ def _count(items: Sequence[ConeReport], status: str) -> int:
     return sum(item.status == status for item in items)
 
 
+_CONE, _CONES = "weight computed from constants", "weights computed from constants"
+
+
 def fold_summary(report: FoldReport, *, inspect: bool = False) -> str:
     """The one-paragraph summary under the tables."""
     cones = report.cones
     if inspect:
         text = (
-            f"{len(report.sites)} weight-norm sites: {report.foldable} foldable, "
+            f"{counted(len(report.sites), 'weight-norm site')}: {report.foldable} foldable, "
             f"{report.declined} declined"
         )
         if cones:
             text += (
-                f"; {len(cones)} weights computed from constants: "
+                f"; {counted(len(cones), _CONE, _CONES)}: "
                 f"{_count(cones, 'foldable')} foldable, {_count(cones, 'declined')} declined"
             )
-        return text + f"; {report.nodes_before} nodes."
-    text = f"folded {report.folded} of {len(report.sites)} weight-norm sites"
+        return text + f"; {counted(report.nodes_before, 'node')}."
+    text = f"folded {report.folded} of {counted(len(report.sites), 'weight-norm site')}"
     if cones:
-        text += f" and {report.cones_folded} of {len(cones)} weights computed from constants"
+        text += f" and {report.cones_folded} of {counted(len(cones), _CONE, _CONES)}"
     text += f"; nodes {report.nodes_before} -> {report.nodes_after}"
     if report.bytes_before is not None and report.bytes_after is not None:
         text += f"; size {human_bytes(report.bytes_before)} -> {human_bytes(report.bytes_after)}"

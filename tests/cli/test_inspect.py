@@ -150,7 +150,7 @@ def test_quiet_summaries_of_several_models_name_their_file(
     assert main(["--quiet", "inspect", str(left), str(done), str(checkpoint)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(": ")[0] for line in lines] == [str(left), str(done), str(checkpoint)]
-    assert lines[0] == f"{left}: 1 weight-norm sites: 1 foldable, 0 declined; 4 nodes."
+    assert lines[0] == f"{left}: 1 weight-norm site: 1 foldable, 0 declined; 4 nodes."
     assert main(["--quiet", "inspect", str(left)]) == 0  # one model: the summary as it was
     assert capsys.readouterr().out.startswith("1 weight-norm site")
 

@@ -22,7 +22,7 @@ def test_fold_prints_the_sites_and_writes_beside_the_input(
     assert main(["fold", str(path), "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "lin.weight" in out and "Gemm(transB=1)" in out and "32x64" in out
-    assert "folded 1 of 1 weight-norm sites; nodes 4 -> 1" in out
+    assert "folded 1 of 1 weight-norm site; nodes 4 -> 1" in out
     assert sites_left(tmp_path / "model.folded.onnx") == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["folded"] == 1 and report["ok"] is True

@@ -68,7 +68,7 @@ def test_quiet_prints_the_summary_only(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["--quiet", "fold", str(_long_named(tmp_path))]) == 0
     out = capsys.readouterr().out
     assert LONG not in out
-    assert out.startswith("folded 1 of 1 weight-norm sites") and "wrote " in out
+    assert out.startswith("folded 1 of 1 weight-norm site;") and "wrote " in out
 
 
 def test_control_characters_in_model_names_are_escaped(

@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.helpers import assert_close, onnx_model, op_types, rand, run
+from tests.helpers import assert_close, onnx_model, op_types, rand, run, zero_unit
 from wnpass import fold_onnx, inspect_onnx
 from wnpass.onnx import cones
-from wnpass.report import FoldReport
+from wnpass.report import FoldReport, fold_summary
 
 HEADER = '<ir_version: 8, opset_import: ["" : 18]>'
 X = rand(2, 4)
@@ -144,6 +144,41 @@ def test_a_weight_norm_site_feeding_a_cone_is_named_after_its_parameter() -> Non
     assert op_types(folded) == ["MatMul"] and weights(folded).keys() == {"fc.weight"}
     assert report.folded == 1 and report.cones_folded == 1
     assert_close(run(folded, {"x": X}), run(model, {"x": X}))
+
+
+@pytest.mark.parametrize("layout", [False, True], ids=["direct", "behind-a-transpose"])
+def test_a_declined_weight_norm_site_is_reported_once_not_again_as_a_computed_weight(
+    layout: bool,
+) -> None:
+    """A site the fold declines (a zero unit) is reported with its reason; the weight it
+    computes, directly or through layout ops, is that site's and is not a second row."""
+    use = (
+        "t = Transpose <perm = [1, 0]> (w)\ny = MatMul(x, t)"
+        if layout
+        else "y = Gemm <transB = 1> (x, w)"
+    )
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            n = ReduceL2 <keepdims = 1> (v, one)
+            d = Div(v, n)
+            w = Mul(d, g)
+            {use}
+        }}
+    """
+    arrays = zero_unit(3, 4)
+    model = onnx_model(
+        text, names={"v": "fc.weight_v", "g": "fc.weight_g"}, one=np.array([1], np.int64), **arrays
+    )
+    for report in (inspect_onnx(model), folded_model(model)[1]):
+        (site,) = report.sites
+        assert site.status == "declined" and "zero-norm units" in (site.reason or "")
+        assert report.cones == [] and report.remaining == 0
+    assert fold_summary(inspect_onnx(model), inspect=True) == (
+        "1 weight-norm site: 0 foldable, 1 declined; 4 nodes."
+        if not layout
+        else "1 weight-norm site: 0 foldable, 1 declined; 5 nodes."
+    )
 
 
 def test_a_shared_weight_stays_one_tensor() -> None:

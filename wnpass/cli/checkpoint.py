@@ -162,22 +162,22 @@ def _print_check(out: Printer, report: CheckpointReport) -> None:
 
 def print_summary(out: Printer, report: CheckpointReport) -> None:
     """The summary lines under the table (always printed, also with ``--quiet``)."""
-    from wnpass.report import human_bytes
+    from wnpass.report import counted, human_bytes
 
     total, declined = len(report.pairs), report.declined
     left = f", {declined} declined (left as they were)" if declined else ""
     if report.action == "inspect":
         out.summary(
-            f"{total} weight-norm pairs: {report.count('foldable')} foldable{left}; "
-            f"{report.tensors_before} tensors"
+            f"{counted(total, 'weight-norm pair')}: {report.count('foldable')} foldable{left}; "
+            f"{counted(report.tensors_before, 'tensor')}"
         )
         return
     if report.action == "fold":
-        text = f"folded {report.count('folded')} of {total} weight-norm pairs{left}"
+        text = f"folded {report.count('folded')} of {counted(total, 'weight-norm pair')}{left}"
     else:
         unchanged = report.count("unchanged")
         already = f", {unchanged} already {report.to}" if unchanged else ""
-        text = f"converted {report.count('converted')} of {total} pairs to {report.to}"
+        text = f"converted {report.count('converted')} of {counted(total, 'pair')} to {report.to}"
         text += f"{already}{left}"
     text += f"; tensors {report.tensors_before} -> {report.tensors_after}"
     text += f"; size {human_bytes(report.bytes_before)} -> {human_bytes(report.bytes_after)}"

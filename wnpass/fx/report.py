@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from wnpass.report import counted
+
 if TYPE_CHECKING:
     from wnpass.plan import IOPlan
 
@@ -193,7 +195,7 @@ def apply_summary(report: ApplyReport, *, inspect: bool = False) -> str:
     verb = "would apply" if inspect else "applied"
     count = report.count("planned") if inspect else report.applied
     text = (
-        f"{verb} weight norm to {count} of {len(report.sites)} parameters "
+        f"{verb} weight norm to {count} of {counted(len(report.sites), 'parameter')} "
         f"({report.skipped} skipped, {report.count('already')} already weight-normed); "
         f"{_HOW.get(report.traced_with, report.traced_with)}, dim_policy={report.dim_policy}"
     )

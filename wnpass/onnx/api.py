@@ -16,7 +16,7 @@ from wnpass.errors import UsageError
 from wnpass.onnx import io
 from wnpass.onnx.cones import cone_reports, find_cones, site_targets
 from wnpass.onnx.fold import FoldWeightNormPass, count_nodes, site_reports
-from wnpass.onnx.match import find_sites
+from wnpass.onnx.match import declined_targets, find_sites
 from wnpass.plan import IOPlan
 from wnpass.report import FoldReport
 from wnpass.verify.options import CheckOptions
@@ -54,7 +54,8 @@ def inspect_onnx(
     report = FoldReport(sites=site_reports(ir_model, sites))
     if not weight_norm_only:
         targets = site_targets(sites, report.sites)
-        report.cones = cone_reports(ir_model, find_cones(ir_model, targets))
+        cones = find_cones(ir_model, targets, sites=declined_targets(sites))
+        report.cones = cone_reports(ir_model, cones)
     report.nodes_before = report.nodes_after = count_nodes(ir_model)
     if isinstance(model, (str, os.PathLike)):
         report.input = str(model)

@@ -23,7 +23,8 @@ It is named after the constant it comes from (``lstm.weight_hh_l0``; several:
 ``lstm.bias_ih_l0+bias_hh_l0``), that name itself when the constant goes away with the cone.
 A large weight is computed when the model is written (an ``ir.LazyTensor``), one at a time,
 like a folded weight-norm site. A computed weight with any other op in its cone, or one the
-evaluator cannot do exactly, is left as it is and reported ``declined`` with the reason. A
+evaluator cannot do exactly, is left as it is and reported ``declined`` with the reason; one
+computed by a weight-norm site that the fold declined is that site's, reported with it once. A
 weight computed from a graph input (also from an initializer that a graph input can override)
 is not constant, so it is no computed weight and is not reported.
 """
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 
 import numpy as np
 import onnx_ir as ir
@@ -141,8 +142,19 @@ def _constant_values(graph: ir.Graph | ir.Function) -> set[ir.Value]:
     return constant
 
 
-def _walk(graph: ir.Graph | ir.Function, value: ir.Value, leaves: Mapping[ir.Value, str]) -> Cone:
-    """The cone of ``value`` down to constants (and ``leaves``: weights about to be folded)."""
+# The reason of a cone that runs into a declined weight-norm site: the site is reported, with
+# its own reason, and the cone is not reported again.
+_SITE = "computed by a declined weight-norm site"
+
+
+def _walk(
+    graph: ir.Graph | ir.Function,
+    value: ir.Value,
+    leaves: Mapping[ir.Value, str],
+    sites: Set[ir.Value],
+) -> Cone:
+    """The cone of ``value`` down to constants (and ``leaves``: weights about to be folded),
+    stopping at ``sites`` (the values of declined weight-norm sites)."""
     cone = Cone(graph, value, [], [], [])
     seen: set[ir.Value] = set()
     stack: list[tuple[ir.Value, bool]] = [(value, True)]  # (value, whether its elements go in)
@@ -151,6 +163,9 @@ def _walk(graph: ir.Graph | ir.Function, value: ir.Value, leaves: Mapping[ir.Val
         if current in seen:
             continue
         seen.add(current)
+        if current in sites:
+            cone.reason = _SITE
+            return cone
         node = current.producer()
         if current in leaves or (node is None or node.op_type == "Constant"):
             if data:
@@ -176,11 +191,17 @@ def _walk(graph: ir.Graph | ir.Function, value: ir.Value, leaves: Mapping[ir.Val
     return cone
 
 
-def find_cones(model: ir.Model, leaves: Mapping[ir.Value, str] | None = None) -> list[Cone]:
+def find_cones(
+    model: ir.Model,
+    leaves: Mapping[ir.Value, str] | None = None,
+    sites: Set[ir.Value] = frozenset(),
+) -> list[Cone]:
     """Every weight input computed from constants, foldable or with a reason, in graph order.
 
     ``leaves``: values that count as initializers already, with the names they will get (the
-    targets of the weight-norm sites that a fold folds first, for an inspection).
+    targets of the weight-norm sites that a fold folds first, for an inspection). ``sites``:
+    the targets of declined weight-norm sites; a weight computed from one is left out (the
+    site is reported already).
     """
     leaves = {} if leaves is None else leaves
     cones: list[Cone] = []
@@ -203,7 +224,9 @@ def find_cones(model: ir.Model, leaves: Mapping[ir.Value, str] | None = None) ->
                 done.add(value)
                 if isinstance(graph, ir.Function) and producer(value, "Constant") is not None:
                     continue  # how a function holds a constant
-                cones.append(_walk(graph, value, leaves))
+                cone = _walk(graph, value, leaves, sites)
+                if cone.reason != _SITE:
+                    cones.append(cone)
     return cones
 
 
@@ -280,10 +303,17 @@ def _tensor(value: ir.Value, program: ev.Program) -> ir.TensorProtocol | str:
 
 
 class FoldWeightConesPass(ir.passes.InPlacePass):
-    """Replace every weight computed from constants by layout and cast ops by an initializer."""
+    """Replace every weight computed from constants by layout and cast ops by an initializer.
+
+    ``sites``: the values of the weight-norm sites a fold declined, reported with those sites.
+    """
+
+    def __init__(self, *, sites: Set[ir.Value] = frozenset()) -> None:
+        super().__init__()
+        self.sites = sites
 
     def call(self, model: ir.Model) -> FoldResult:
-        cones = find_cones(model)
+        cones = find_cones(model, sites=self.sites)
         taken = naming.taken_names(model)
         reports: list[ConeReport] = []
         folded_as: dict[tuple[object, ...], ir.Value] = {}  # what a cone computes -> its weight

@@ -19,7 +19,7 @@ import onnx_ir as ir
 
 from wnpass.onnx import naming
 from wnpass.onnx.graphs import const_tensor, graphs_of, walk_cone
-from wnpass.onnx.match import Site, find_sites
+from wnpass.onnx.match import Site, declined_targets, find_sites
 from wnpass.onnx.weights import declared_dtype, decline_reason, folded_weight
 from wnpass.report import FoldReport, SiteReport
 
@@ -131,17 +131,18 @@ class FoldWeightNormPass(ir.passes.InPlacePass):
         self.weight_norm_only = weight_norm_only
 
     def call(self, model: ir.Model) -> FoldResult:
-        result = self._fold_sites(model)
+        result, declined = self._fold_sites(model)
         if self.weight_norm_only:
             return result
         from wnpass.onnx.cones import FoldWeightConesPass
 
-        cones = FoldWeightConesPass()(model)
+        cones = FoldWeightConesPass(sites=declined)(model)
         report: FoldReport = result.report
         report.cones = cones.report.cones  # type: ignore[attr-defined]
         return FoldResult(model, modified=result.modified or cones.modified, report=report)
 
-    def _fold_sites(self, model: ir.Model) -> FoldResult:
+    def _fold_sites(self, model: ir.Model) -> tuple[FoldResult, frozenset[ir.Value]]:
+        """Fold every foldable site; the result, and the values of the sites declined."""
         sites = find_sites(model)
         taken = naming.taken_names(model)
         reports: list[SiteReport] = []
@@ -169,7 +170,8 @@ class FoldWeightNormPass(ir.passes.InPlacePass):
             folded += 1
             logger.debug("folded %s (%d nodes removed)", report.name, report.nodes_removed)
         logger.info("folded %d of %d weight-norm sites", folded, len(sites))
-        return FoldResult(model, modified=folded > 0, report=FoldReport(sites=reports))
+        result = FoldResult(model, modified=folded > 0, report=FoldReport(sites=reports))
+        return result, declined_targets(sites)
 
 
 def reuse_value(target: ir.Value, existing: ir.Value) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 
 import onnx_ir as ir
 
@@ -39,7 +40,7 @@ from wnpass.onnx.norms import (
     sum_of_squares_source,
 )
 
-__all__ = ["Site", "describe_consumer", "find_sites"]
+__all__ = ["Site", "declined_targets", "describe_consumer", "find_sites"]
 
 logger = logging.getLogger(__name__)
 
@@ -413,6 +414,12 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
     if site.reason is None:
         site.target, site.layout = _layout_chain(root)
     return site
+
+
+def declined_targets(sites: Sequence[Site]) -> frozenset[ir.Value]:
+    """The values of the sites that are declined: a weight computed from one is that site's,
+    reported with it (``cones.find_cones``)."""
+    return frozenset(site.target for site in sites if not site.foldable)
 
 
 def find_sites(model: ir.Model) -> list[Site]:
