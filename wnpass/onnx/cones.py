@@ -154,7 +154,7 @@ def _walk(
     sites: Set[ir.Value],
 ) -> Cone:
     """The cone of ``value`` down to constants (and ``leaves``: weights about to be folded),
-    stopping at ``sites`` (the values of declined weight-norm sites)."""
+    stopping at ``sites`` (the values of declined weight-norm sites) whose elements it holds."""
     cone = Cone(graph, value, [], [], [])
     seen: set[ir.Value] = set()
     stack: list[tuple[ir.Value, bool]] = [(value, True)]  # (value, whether its elements go in)
@@ -163,7 +163,7 @@ def _walk(
         if current in seen:
             continue
         seen.add(current)
-        if current in sites:
+        if data and current in sites:  # the site's elements are the weight's
             cone.reason = _SITE
             return cone
         node = current.producer()
