@@ -153,6 +153,27 @@ def test_float_to_int_cast_truncates_toward_zero() -> None:
     np.testing.assert_array_equal(_evaluate(model), np.array([2, -2, 0, 0], np.int32))
 
 
+def test_cast_like_rounds_to_its_second_inputs_declared_type_without_reading_it() -> None:
+    """``CastLike(c, like)`` is a Cast to the type of ``like``; its value is never read, so a
+    ``like`` computed from an activation does not stop the cast of a constant."""
+    c = np.array([0.1, 1e-12], np.float64)
+    model = _constant_model(
+        "agraph (float[2] x) => (float[2] y) <float[2] like> { like = Relu(x)\n"
+        " y = CastLike(c, like) }",
+        c=c,
+    )
+    np.testing.assert_array_equal(_evaluate(model), c.astype(np.float32))
+
+
+def test_cast_like_to_an_undeclared_type_is_declined() -> None:
+    model = _constant_model(
+        "agraph (float[2] x) => (float[2] y) { like = Relu(x)\n y = CastLike(c, like) }",
+        c=np.array([0.1, 0.2], np.float64),
+    )
+    with pytest.raises(NotExact, match="CastLike to the type of 'like'"):
+        _evaluate(model)
+
+
 # ---------------------------------------------------------------- integers
 
 

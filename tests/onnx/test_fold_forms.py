@@ -321,19 +321,30 @@ GAINLESS = {
     ),
     "LpNormalization": "w = LpNormalization <axis = 1, p = 2> (v)",
     "rsqrt": "q = ReduceSumSquare <axes = [1]> (v)\n r = Pow(q, mhalf)\n w = Mul(v, r)",
+    # F.normalize(v, dim=1) as the dynamo exporter writes it with optimize=False: the epsilon
+    # cast to the norm's type (declared, as exporters declare it) by CastLike, whose second
+    # input gives only a type
+    "normalize, dynamo unoptimized": (
+        "n = ReduceL2 <axes = [1], keepdims = 1> (v)\n e = CastLike(eps, n)\n c = Clip(n, e)\n"
+        " e2 = Expand(c, shape)\n w = Div(v, e2)"
+    ),
 }
 
 
 @pytest.mark.parametrize("form", GAINLESS)
 def test_gainless_forms_fold_with_their_own_form_name(form: str) -> None:
     """w = v / ||v|| (F.normalize of a weight, normalized codebooks) folds like any site."""
-    constants = {"eps": np.array(1e-12, np.float32), "mhalf": np.array(-0.5, np.float32)}
+    constants = {
+        "eps": np.array(1e-12, np.float32),
+        "mhalf": np.array(-0.5, np.float32),
+        "shape": np.array(V.shape, np.int64),
+    }
     used: dict[str, Any] = {
         k: a for k, a in constants.items() if re.search(rf"\b{k}\b", GAINLESS[form])
     }
     text = f"""
         {HEADER17}
-        agraph (float[2, 4] x) => (float[2, 3] y) {{
+        agraph (float[2, 4] x) => (float[2, 3] y) <float[3, 1] n> {{
             {GAINLESS[form]}
             y = Gemm <transB = 1> (x, w)
         }}
@@ -374,6 +385,25 @@ def test_normalizing_an_activation_is_not_a_site() -> None:
     """
     model = onnx_model(reshaped, v=V, shape=np.array([-1, 4], np.int64))
     assert inspect_onnx(model).sites == []
+
+
+def test_a_global_response_normalization_of_activations_is_not_a_site() -> None:
+    """ConvNeXt-V2's GRN, ``x * ||x|| / (mean(||x||) + eps)``: norms of activations in a form
+    that is no weight norm's; not a site (it was reported as a declined one)."""
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            n = ReduceL2 <axes = [1], keepdims = 1> (x)
+            m = ReduceMean <axes = [0], keepdims = 1> (n)
+            d = Add(m, eps)
+            r = Div(n, d)
+            u = Mul(x, r)
+            y = Gemm <transB = 1> (u, v)
+        }}
+    """
+    model = onnx_model(text, v=V, eps=np.array(1e-6, np.float32))
+    assert inspect_onnx(model).sites == []
+    assert fold_onnx(model)[1].sites == []
 
 
 SHARED_NORMS = {

@@ -60,7 +60,7 @@ import numpy as np
 import onnx_ir as ir
 
 from wnpass.onnx import halves
-from wnpass.onnx.graphs import const_tensor, walk_cone
+from wnpass.onnx.graphs import const_tensor, value_inputs, walk_cone
 from wnpass.onnx.norms import sum_of_squares_source
 from wnpass.rounding import round_once
 
@@ -178,8 +178,8 @@ def small_constant(value: ir.Value | None) -> np.ndarray | None:
     tensor = const_leaf(value)
     if tensor is not None:
         return None if tensor.size > SMALL_ELEMENTS else tensor_array(tensor)[0]
-    for count, current in enumerate(walk_cone(value)):  # cheap first: an activation's cone
-        if count > _SMALL_CONE or current.is_graph_input():  # is not walked to its inputs
+    for count, current in enumerate(walk_cone(value, values_only=True)):  # cheap first: an
+        if count > _SMALL_CONE or current.is_graph_input():  # activation's is not walked far
             return None
         if current.producer() is None and const_leaf(current) is None:
             return None
@@ -281,19 +281,29 @@ def compile_cone(value: ir.Value) -> Program:
             _check_node(node)
             open_.add(current)
             stack.append((current, True))
-            stack.extend((i, False) for i in reversed(node.inputs) if i is not None)
+            stack.extend((i, False) for i in reversed(value_inputs(node)) if i is not None)
             continue
         open_.discard(current)
-        inputs = tuple(None if i is None else slot_of[i] for i in node.inputs)
-        attributes = {name: attr.value for name, attr in node.attributes.items()}
+        inputs = tuple(None if i is None else slot_of[i] for i in value_inputs(node))
+        op, attributes = node.op_type, {name: attr.value for name, attr in node.attributes.items()}
+        if op == "CastLike":  # a Cast to the type of its second input, which is not read
+            op, attributes = "Cast", {"to": _like_dtype(node).value}
         index = current.index()
         slot_of[current] = len(slots)
         squares = node.op_type == "ReduceSum" and sum_of_squares_source(node) is not None
         name = node.name or current.name or ""
-        slots.append(
-            Step(node.op_type, attributes, inputs, index or 0, len(node.outputs), name, squares)
-        )
+        slots.append(Step(op, attributes, inputs, index or 0, len(node.outputs), name, squares))
     return Program(slots)
+
+
+def _like_dtype(node: ir.Node) -> ir.DataType:
+    """The type a ``CastLike`` casts to: that of its second input, as the graph declares it."""
+    like = node.inputs[1] if len(node.inputs) > 1 else None
+    dtype = None if like is None else like.dtype
+    if dtype is None:
+        named = "" if like is None else f" of '{like.name}'"
+        raise NotExact(f"CastLike to the type{named}, which the graph does not declare")
+    return dtype
 
 
 def _check_node(node: ir.Node) -> None:
@@ -843,6 +853,7 @@ _OPS: dict[str, Callable[[Step, Args], Evaluated]] = {
     "ReduceSumSquare": _reduce_sum,
     "LpNormalization": _lp_normalization,
     "Cast": _cast,
+    "CastLike": _cast,  # compiled to a Cast to its second input's type (compile_cone)
     "Identity": _same(lambda s, a: _arg(a, 0)),
     "Transpose": _same(_transpose),
     "Reshape": _same(_reshape),

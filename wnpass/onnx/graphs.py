@@ -6,11 +6,11 @@ Every walk is iterative, so a chain of thousands of nodes or deeply nested bodie
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import onnx_ir as ir
 
-__all__ = ["const_tensor", "graphs_of", "subgraphs_of", "walk_cone"]
+__all__ = ["const_tensor", "graphs_of", "subgraphs_of", "value_inputs", "walk_cone"]
 
 _GRAPH, _GRAPHS = ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS
 
@@ -48,9 +48,17 @@ def _bodies(graph: ir.Graph | ir.Function) -> list[ir.Graph]:
     return found
 
 
-def walk_cone(value: ir.Value) -> Iterator[ir.Value]:
+def value_inputs(node: ir.Node) -> Sequence[ir.Value | None]:
+    """The inputs whose values ``node`` reads: all of them but ``CastLike``'s second, which
+    gives only a type (the dynamo exporter's ``CastLike(eps, norm)``)."""
+    if node.op_type == "CastLike" and node.domain in ("", "ai.onnx"):
+        return node.inputs[:1]
+    return node.inputs
+
+
+def walk_cone(value: ir.Value, *, values_only: bool = False) -> Iterator[ir.Value]:
     """``value`` and every value it is computed from, each once; initializers and graph inputs
-    are leaves."""
+    are leaves. With ``values_only``, only the inputs whose values go in (``value_inputs``)."""
     stack, seen = [value], set()
     while stack:
         current = stack.pop()
@@ -61,7 +69,8 @@ def walk_cone(value: ir.Value) -> Iterator[ir.Value]:
         if current.is_initializer() or current.is_graph_input():
             continue
         if (node := current.producer()) is not None:
-            stack.extend(i for i in node.inputs if i is not None)
+            inputs = value_inputs(node) if values_only else node.inputs
+            stack.extend(i for i in inputs if i is not None)
 
 
 def const_tensor(value: ir.Value) -> ir.TensorProtocol | None:

@@ -379,16 +379,19 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
         return site
     if not norms and not _is_constant_cone(root, overridable=True):
         return None  # a norm's use that leaves the product (``n + x``): no site of it
+    leaves = [f for f in factors if f.kind == "leaf"]
+    normed = {f.norm.v for f in norms if f.norm is not None}
+    if not any(_is_constant_cone(v, overridable=True) for v in normed) and not any(
+        _is_constant_cone(f.value) for f in leaves if strip_cast(f.value) not in normed
+    ):
+        # norms of activations times nothing constant (``x / ||x||``, ConvNeXt-V2's
+        # ``x * ||x|| / mean(||x||)``): no weight, whatever its form
+        return None
     if len(norms) != 1 or norms[0].exponent != -1:
         site.reason = "unsupported form: expected exactly one norm in the denominator"
         return site
     norm = norms[0].norm
     assert norm is not None
-    leaves = [f for f in factors if f.kind == "leaf"]
-    if not _is_constant_cone(norm.v, overridable=True) and not any(
-        _is_constant_cone(f.value) for f in leaves if strip_cast(f.value) is not norm.v
-    ):
-        return None  # x / ||x|| of an activation, times nothing constant: not a weight
     site.v = norm.v
     numerators = [f for f in leaves if strip_cast(f.value) is norm.v]
     if len(numerators) != 1 or numerators[0].exponent != 1:
