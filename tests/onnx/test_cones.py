@@ -167,9 +167,8 @@ def test_a_declined_weight_norm_site_is_reported_once_not_again_as_a_computed_we
         }}
     """
     arrays = zero_unit(3, 4)
-    model = onnx_model(
-        text, names={"v": "fc.weight_v", "g": "fc.weight_g"}, one=np.array([1], np.int64), **arrays
-    )
+    names = {"v": "fc.weight_v", "g": "fc.weight_g"}
+    model = onnx_model(text, names, True, one=np.array([1], np.int64), v=arrays["v"], g=arrays["g"])
     for report in (inspect_onnx(model), folded_model(model)[1]):
         (site,) = report.sites
         assert site.status == "declined" and "zero-norm units" in (site.reason or "")
