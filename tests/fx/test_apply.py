@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from torch.nn.utils import parametrize
 from tests.fx.helpers import KEEP_RTOL, PLAIN_MODELS, Functional, SharedBlock, plain, rel_error
 from wnpass import apply_weight_norm
 from wnpass.fx.apply import max_rel_error
-from wnpass.fx.report import plan_rows
+from wnpass.fx.report import NOTHING_COMPARED, apply_summary, plan_rows
 
 
 @pytest.mark.parametrize("name", PLAIN_MODELS)
@@ -113,14 +114,38 @@ NAN, INF = float("nan"), float("inf")
         ([NAN, 2.0], [NAN, 2.0], 0.0),  # NaN where the model already gave NaN: unchanged
         ([INF, 1.5], [INF, 2.0], 0.25),  # the finite elements are compared, to their scale
         ([1.0, 2.0], [1.0, 2.0], 0.0),
+        ([NAN, INF], [NAN, INF], NAN),  # not one finite element: nothing compared, not 0
+        ([], [], NAN),  # an empty output: nothing compared
     ],
 )
 def test_max_rel_error_counts_nan_and_inf(
     after: list[float], before: list[float], expected: float
 ) -> None:
-    """NaN/Inf in new places is an infinite difference, never 0 (max(0.0, nan) is 0.0)."""
+    """NaN/Inf in new places is an infinite difference, never 0 (max(0.0, nan) is 0.0); with
+    nothing to compare the result is NaN, never 0."""
     error = max_rel_error([torch.tensor(after)], [torch.tensor(before)])
-    assert error == expected
+    assert error == expected or (math.isnan(expected) and math.isnan(error))
+
+
+def test_an_all_nan_output_next_to_a_finite_one_is_compared_on_the_finite_one() -> None:
+    """Outputs are compared on what they have: an all-NaN output does not hide another's."""
+    nan = torch.full((2,), NAN)
+    error = max_rel_error([nan, torch.tensor([1.5])], [nan, torch.tensor([2.0])])
+    assert error == 0.25
+    assert math.isnan(max_rel_error([], []))  # a forward that returned no tensor
+
+
+def test_outputs_nan_before_and_after_are_nothing_compared() -> None:
+    """A model that computes only NaN (a NaN checkpoint) was reported equivalent with a
+    difference of 0: now status "nothing compared", a failure with the reason."""
+    model = nn.Linear(3, 3)
+    with torch.no_grad():
+        model.bias.fill_(NAN)
+    report = apply_weight_norm(model, (torch.randn(2, 3),))
+    assert report.status == "nothing compared" and not report and report.equivalent is False
+    assert report.reason == f"the outputs could not be compared: {NOTHING_COMPARED}"
+    assert "NOT COMPARED" in apply_summary(report) and "0.00e+00" not in apply_summary(report)
+    assert report.to_dict()["max_rel_error"] is None
 
 
 def test_outputs_turning_nan_are_outputs_changed() -> None:

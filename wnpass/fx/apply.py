@@ -60,18 +60,27 @@ def max_rel_error(after: list[torch.Tensor], before: list[torch.Tensor]) -> floa
     ``inf`` when the outputs cannot be the same: another count or shape, a non-float output
     that differs, or NaN/Inf anywhere but where ``before`` had the same value (a weight norm
     that computes 0/0 turns outputs NaN; subtracting NaN and taking a Python ``max`` would
-    report 0). The difference is taken over the finite elements only, and never NaN.
+    report 0). The difference is taken over the finite elements only.
+
+    NaN when not one element could be compared (no output, every output empty, or NaN/Inf
+    everywhere before and after): the rewrite is then not shown to keep anything, and 0 would
+    read as "equal".
     """
     if len(after) != len(before):
         return float("inf")
-    return max((_output_error(a, b) for a, b in zip(after, before, strict=True)), default=0.0)
+    errors = [_output_error(a, b) for a, b in zip(after, before, strict=True)]
+    compared = [error for error in errors if error is not None]
+    return max(compared) if compared else float("nan")
 
 
-def _output_error(a: torch.Tensor, b: torch.Tensor) -> float:
+def _output_error(a: torch.Tensor, b: torch.Tensor) -> float | None:
+    """As :func:`max_rel_error` for one output; None when it has no element to compare."""
     if a.shape != b.shape:
         return float("inf")
     if not b.is_floating_point():
-        return 0.0 if torch.equal(a, b) else float("inf")
+        if not torch.equal(a, b):
+            return float("inf")
+        return 0.0 if b.numel() else None
     a64, b64 = a.detach().double(), b.detach().double()
     finite = torch.isfinite(b64)
     if not torch.equal(finite, torch.isfinite(a64)):
@@ -80,7 +89,7 @@ def _output_error(a: torch.Tensor, b: torch.Tensor) -> float:
     if not bool(same.all()):
         return float("inf")  # NaN became Inf, or Inf changed sign
     if not finite.any():
-        return 0.0
+        return None
     diff = float((a64[finite] - b64[finite]).abs().max())
     return diff / max(float(b64[finite].abs().max()), 1e-30)
 

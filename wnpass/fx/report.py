@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from wnpass.plan import IOPlan
 
 __all__ = [
+    "NOTHING_COMPARED",
     "NOT_COMPARABLE",
     "PLAN_COLUMNS",
     "ApplyReport",
@@ -33,9 +34,15 @@ __all__ = [
 # "nothing selected"   candidates existed, the user's include/exclude left none: on purpose, ok
 # "nothing applied"    no parameter could take weight norm: a failure, ``reason`` says why
 # "outputs changed"    the rewritten model computes something else: a failure
-ApplyStatus = Literal["ok", "nothing selected", "nothing applied", "outputs changed"]
+# "nothing compared"   the outputs have no element finite before and after: a failure, since
+#                      the rewrite is not shown to keep anything
+ApplyStatus = Literal[
+    "ok", "nothing selected", "nothing applied", "outputs changed", "nothing compared"
+]
 # what an infinite max_rel_error means (wnpass.fx.apply.max_rel_error)
 NOT_COMPARABLE = "NaN/Inf appeared or moved, or an output's count, shape or integer values changed"
+# what a NaN max_rel_error means
+NOTHING_COMPARED = "no output element is finite before and after (all NaN/Inf, or none at all)"
 # the parts of a skip reason that vary per weight: "(also a.weight, ...)", "(unit 3 of 8 ...)"
 _VARYING = re.compile(r" \((?:also|units?) [^)]*\)")
 _SELECTED_OUT = ("not included", "excluded (")
@@ -86,10 +93,16 @@ class ApplyReport:
 
     @property
     def equivalent(self) -> bool | None:
-        """Whether outputs stayed equal within ``rtol``; None when not checked."""
+        """Whether outputs stayed equal within ``rtol``; None when not checked; False also when
+        nothing could be compared (``max_rel_error`` NaN)."""
         if self.max_rel_error is None or self.rtol is None:
             return None
         return self.max_rel_error <= self.rtol
+
+    @property
+    def nothing_compared(self) -> bool:
+        """Whether the check ran but had no element to compare (``max_rel_error`` NaN)."""
+        return self.max_rel_error is not None and math.isnan(self.max_rel_error)
 
     @property
     def selected_out(self) -> int:
@@ -102,6 +115,8 @@ class ApplyReport:
     @property
     def status(self) -> ApplyStatus:
         """The outcome; see ``ApplyStatus``. Applying nothing is a failure unless on purpose."""
+        if self.nothing_compared:
+            return "nothing compared"
         if self.equivalent is False:
             return "outputs changed"
         if self.applied or self.count("planned") or self.count("replaced"):
@@ -112,6 +127,8 @@ class ApplyReport:
     def reason(self) -> str | None:
         """Why the status is not plain "ok", in one line; None when it is."""
         status = self.status
+        if status == "nothing compared":
+            return f"the outputs could not be compared: {NOTHING_COMPARED}"
         if status == "outputs changed":
             if self.max_rel_error is not None and math.isinf(self.max_rel_error):
                 return f"the outputs changed: {NOT_COMPARABLE}"
@@ -141,13 +158,14 @@ class ApplyReport:
 
     def __bool__(self) -> bool:
         """True when weight norm was applied (or planned) and outputs held, or the user's
-        include/exclude selected nothing on purpose; False when nothing could be applied or
-        the outputs changed (``status`` and ``reason`` say which)."""
+        include/exclude selected nothing on purpose; False when nothing could be applied, the
+        outputs changed or had nothing to compare (``status`` and ``reason`` say which)."""
         return self.status in ("ok", "nothing selected")
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON data; a max_rel_error of inf (outputs not comparable: NaN/Inf
-        moved, a shape changed) is written as null, which strict JSON can hold."""
+        moved, a shape changed) or NaN (nothing compared) is written as null, which strict
+        JSON can hold (``status`` tells them apart)."""
         data = dataclasses.asdict(self)
         if self.max_rel_error is not None and not math.isfinite(self.max_rel_error):
             data["max_rel_error"] = None
@@ -185,6 +203,8 @@ def plan_rows(sites: Sequence[ParamSite]) -> list[tuple[str, ...]]:
 def difference_text(report: ApplyReport) -> str:
     """The output check in words: the difference and the tolerance it was held to."""
     value = report.max_rel_error
+    if report.nothing_compared:
+        return f"{NOTHING_COMPARED}: nothing to hold to the tolerance ({report.rtol:.0e})"
     if value is not None and math.isinf(value):
         return f"{NOT_COMPARABLE} (tolerance {report.rtol:.0e})"
     return f"max relative output difference {value:.2e} (tolerance {report.rtol:.0e})"
@@ -209,6 +229,7 @@ def apply_summary(report: ApplyReport, *, inspect: bool = False) -> str:
         text += f"\n{'NOTHING APPLIED' if not report else 'nothing selected'}: {report.reason}"
     if report.max_rel_error is not None:
         verdict = "equivalent" if report.equivalent else "NOT EQUIVALENT"
+        verdict = "NOT COMPARED" if report.nothing_compared else verdict
         text += f"\n{verdict}: {difference_text(report)}"
     if report.output:
         text += f"\nwrote {report.output}"
