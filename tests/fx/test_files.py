@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from tests.checkpoint.builders import Generator, generator, save_sharded
 from wnpass.errors import InvalidArgumentError
-from wnpass.fx.files import checkpoint_files, load_checkpoint
+from wnpass.fx.files import checkpoint_files, load_batch, load_checkpoint
 
 
 def _plain(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -82,3 +82,16 @@ def test_a_safetensors_file_that_does_not_fit_names_the_checkpoint(tmp_path: Pat
     with pytest.raises(InvalidArgumentError, match="does not fit the model") as raised:
         load_checkpoint(Generator(), path)
     assert raised.value.parameter == "checkpoint"
+
+
+def test_a_batch_that_is_no_tensor_or_tuple_says_what_it_holds(tmp_path: Path) -> None:
+    """A dict is refused as such (it was "cannot read a batch", though it was read)."""
+    path = _torch(tmp_path / "batch.pt", {"x": torch.ones(2, 3)})
+    with pytest.raises(InvalidArgumentError) as raised:
+        load_batch(path)
+    assert raised.value.parameter == "data"
+    assert str(raised.value) == (
+        f"data {path}: holds a dict; expected a tensor or a tuple of tensors "
+        "(forward's positional inputs)"
+    )
+    assert load_batch(_torch(tmp_path / "one.pt", torch.ones(2, 3)))[0].shape == (2, 3)

@@ -16,6 +16,7 @@ from wnpass.fx.errors import (
     ModelImportError,
     ModelSyntaxError,
     NotAModuleError,
+    NotInputsError,
 )
 
 
@@ -47,6 +48,12 @@ def test_factory_by_name_and_no_inputs(tmp_path: Path) -> None:
         ("import torch\ndef build_model():\n    return torch.nn.Linear(1, 1)\n"
          "def example_inputs():\n    raise KeyError('x')\n", None, FactoryFailedError,
          "example_inputs() raised KeyError"),
+        ("import torch\ndef build_model():\n    return torch.nn.Linear(1, 1)\n"
+         "def example_inputs():\n    return {'x': torch.ones(1)}\n", None, NotInputsError,
+         "example_inputs() returned a dict; expected a tensor or a tuple of tensors"),
+        ("import torch\ndef build_model():\n    return torch.nn.Linear(1, 1)\n"
+         "def example_inputs():\n    pass\n", None, NotInputsError,
+         "example_inputs() returned None; expected a tensor or a tuple of tensors"),
     ],
 )  # fmt: skip
 def test_broken_model_py_says_which_step(

@@ -12,6 +12,7 @@ __all__ = [
     "ModelPyError",
     "ModelSyntaxError",
     "NotAModuleError",
+    "NotInputsError",
 ]
 
 
@@ -41,3 +42,7 @@ class FactoryFailedError(ModelPyError):
 
 class NotAModuleError(ModelPyError):
     """The factory returned something that is not an ``nn.Module``."""
+
+
+class NotInputsError(ModelPyError):
+    """``example_inputs()`` returned something that is not a tensor or a tuple of them."""

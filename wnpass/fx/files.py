@@ -97,7 +97,7 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
 
 def load_batch(path: str | Path) -> tuple[Any, ...]:
     """A batch of inputs from ``.npz`` (arrays in file order) or ``.pt`` (a tensor or tuple)."""
-    from wnpass.fx.loading import as_inputs
+    from wnpass.fx.loading import EXPECTED_INPUTS, as_inputs
 
     path = Path(path)
     if not path.is_file():
@@ -108,8 +108,15 @@ def load_batch(path: str | Path) -> tuple[Any, ...]:
 
             with np.load(path, allow_pickle=False) as arrays:
                 return tuple(torch.from_numpy(arrays[name]) for name in arrays.files)
-        return as_inputs(torch.load(path, map_location="cpu", weights_only=True))
+        value = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise InvalidArgumentError(
             f"{path}: cannot read a batch: {one_line(error)}", parameter="data"
         ) from None
+    inputs = as_inputs(value)
+    if inputs is None:
+        what = type(value).__name__
+        raise InvalidArgumentError(
+            f"{path}: holds a {what}; expected {EXPECTED_INPUTS}", parameter="data"
+        )
+    return inputs

@@ -1,8 +1,8 @@
 """Load a model from a ``model.py``: ``build_model()`` (or ``--factory``) and ``example_inputs()``.
 
 The convention: the file defines a factory returning an ``nn.Module`` and, optionally,
-``example_inputs()`` returning a tuple of tensors. A factory named ``X_large`` pairs with
-``example_inputs_large()`` when the file has one. Every way this can go wrong raises a
+``example_inputs()`` returning a tensor or a tuple of tensors. A factory named ``X_large``
+pairs with ``example_inputs_large()`` when the file has one. Every way this can go wrong raises a
 :class:`~wnpass.fx.errors.ModelPyError` subclass whose one-line message names the step.
 """
 
@@ -26,9 +26,10 @@ from wnpass.fx.errors import (
     ModelImportError,
     ModelSyntaxError,
     NotAModuleError,
+    NotInputsError,
 )
 
-__all__ = ["DEFAULT_FACTORY", "as_inputs", "load_model_py"]
+__all__ = ["DEFAULT_FACTORY", "EXPECTED_INPUTS", "as_inputs", "load_model_py"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +60,23 @@ def _exec_module(path: Path) -> ModuleType:
     return module
 
 
-def as_inputs(value: Any) -> tuple[Any, ...]:
-    """A batch as a tuple of positional inputs: a single tensor becomes a 1-tuple."""
+# what a model.py's example_inputs() and a --data file hold
+EXPECTED_INPUTS = "a tensor or a tuple of tensors (forward's positional inputs)"
+
+
+def as_inputs(value: Any) -> tuple[Any, ...] | None:
+    """A batch as a tuple of positional inputs (a single tensor becomes a 1-tuple); None when
+    ``value`` is neither a tensor nor a tuple or list.
+
+    Positional only: the commands pass these inputs on positionally (the ONNX export names
+    them, a checkpoint's verification calls ``model(*inputs)``); a dict of keyword inputs is
+    for the Python API (:func:`wnpass.fx.forward.as_batch`).
+    """
     if isinstance(value, torch.Tensor):
         return (value,)
     if isinstance(value, list | tuple):
         return tuple(value)
-    raise TypeError(f"expected a tensor or a tuple of tensors, got {type(value).__name__}")
+    return None
 
 
 def load_model_py(
@@ -103,9 +114,16 @@ def load_model_py(
         logger.info("%s defines no %s(): no equivalence check possible", path, inputs_name)
         return model, None
     try:
-        inputs = as_inputs(make_inputs())
+        value = make_inputs()
     except Exception as error:
         raise FactoryFailedError(
             f"{path}: {inputs_name}() raised {one_line(error, with_type=True)}"
         ) from None
+    inputs = as_inputs(value)
+    if inputs is None:
+        what = "None" if value is None else f"a {type(value).__name__}"
+        hint = "; keyword inputs (a dict) are for the Python API" if isinstance(value, dict) else ""
+        raise NotInputsError(
+            f"{path}: {inputs_name}() returned {what}; expected {EXPECTED_INPUTS}{hint}"
+        )
     return model, inputs
