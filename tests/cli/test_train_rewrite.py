@@ -228,3 +228,99 @@ def test_a_failed_write_is_one_line_and_leaves_nothing(tmp_path: Path, limit: in
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert f"{output}: cannot write (File too large)" in result.stderr
     assert sorted(path.name for path in tmp_path.iterdir() if path.is_file()) == ["mlp.py"]
+
+
+def _write(tmp_path: Path, name: str, source: str) -> Path:
+    path = tmp_path / name
+    path.write_text(source)
+    return path
+
+
+MLP_ONE_ROW = """
+import torch
+def build_model():
+    return torch.nn.Sequential(torch.nn.Linear(8, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+def example_inputs():
+    return (torch.randn(1, 8),)
+"""
+
+
+@pytest.mark.parametrize(
+    ("batch", "message"),
+    [
+        (torch.full((4, 8), float("nan")), "--data {data} gives layer 0 (Linear) pre-activations"),
+        (torch.randn(0, 8), "--data {data} gives layer 0 (Linear) 0 values per output unit"),
+        (None, "{model}: example_inputs() gives layer 0 (Linear) 1 value per output unit"),
+    ],
+)
+def test_data_init_on_a_batch_without_statistics_exits_2_and_writes_nothing(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    batch: torch.Tensor | None,
+    message: str,
+) -> None:
+    """A NaN, empty or one-row batch wrote NaN (or 1e6) weights with exit 0: now one line
+    naming the batch the user gave (--data or example_inputs()) and the layer, exit 2."""
+    model = _write(tmp_path, "mlp.py", MLP_ONE_ROW)
+    data = tmp_path / "batch.pt"
+    argv = ["train-rewrite", str(model), "--init", "data"]
+    if batch is not None:
+        torch.save(batch, data)
+        argv += ["--data", str(data)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message.format(data=data, model=model) in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "mlp.wn.pt").exists()
+
+
+NAN_BIAS = """
+import torch
+def build_model():
+    model = torch.nn.Linear(3, 3)
+    torch.nn.init.constant_(model.bias, float("nan"))
+    return model
+def example_inputs():
+    return (torch.randn(2, 3),)
+"""
+
+
+def test_outputs_nan_before_and_after_are_not_called_equivalent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """All-NaN outputs compared nothing, yet printed "equivalent: ... 0.00e+00" and wrote the
+    file: now NOT COMPARED with the reason, exit 1, nothing written."""
+    model = _write(tmp_path, "nan.py", NAN_BIAS)
+    assert main(["train-rewrite", str(model), "--json", str(tmp_path / "r.json")]) == 1
+    out = capsys.readouterr().out
+    assert "NOT COMPARED: no output element is finite" in out and "equivalent" not in out
+    assert "nothing written: the outputs could not be compared" in out
+    assert not (tmp_path / "nan.wn.pt").exists()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["status"] == "nothing compared" and report["ok"] is False
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            "def example_inputs():\n    return {'x': torch.randn(2, 8)}\n",
+            "example_inputs() returned a dict; expected a tensor or a tuple of tensors",
+        ),
+        (
+            "def build_model():\n    with torch.device('meta'):\n"
+            "        return torch.nn.Linear(8, 6)\n",
+            "Linear: parameters on the meta device hold no values (weight, bias): "
+            "load or materialize them first",
+        ),
+    ],
+)
+def test_dict_inputs_and_a_meta_model_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str, message: str
+) -> None:
+    """A dict from example_inputs() was "raised TypeError" (nothing raised); a meta-device
+    model an internal error (exit 3) from aten::equal."""
+    model = _write(tmp_path, "m.py", f"{(PLAIN / 'mlp.py').read_text()}\n{source}")
+    assert main(["train-rewrite", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert f"{model}: {message}" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m.wn.pt").exists()

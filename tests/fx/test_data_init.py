@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
 from tests.fx.helpers import plain, rel_error
 from wnpass import apply_weight_norm, data_init
+from wnpass.errors import InvalidArgumentError
 
 # data init computes mu and sigma in float64 from float32 outputs; the layer then recomputes its
 # output in float32, so the normalized pre-activations are exact up to float32 rounding of sums
@@ -126,3 +128,38 @@ def test_a_depthwise_conv_transpose_is_initialized_per_output_channel() -> None:
     sites = {site.name: site for site in report.sites}
     assert (sites["1.weight"].axis, sites["1.weight"].init) == (0, "data, v rescaled")
     _check_normalized(_pre_activations(model, batch))
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("batch", "message"),
+    [
+        (torch.full((4, 8), NAN), "gives layer 0 (Linear) pre-activations that are NaN or Inf"),
+        (torch.randn(0, 8), "gives layer 0 (Linear) 0 values per output unit"),
+        (torch.randn(1, 8), "gives layer 0 (Linear) 1 value per output unit"),
+    ],
+)
+def test_a_batch_without_statistics_is_refused_naming_the_layer(
+    batch: torch.Tensor, message: str
+) -> None:
+    """NaN, empty or one-row batches gave NaN or 1/DATA_INIT_EPS for every g, silently: now
+    an error about the batch naming the layer (apply_weight_norm calls it example_inputs)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3))
+    with pytest.raises(InvalidArgumentError) as caught:
+        apply_weight_norm(model, (batch,), init="data")
+    assert caught.value.parameter == "example_inputs" and message in str(caught.value)
+    with pytest.raises(InvalidArgumentError) as caught:
+        data_init(model, batch)
+    assert caught.value.parameter == "batch" and message in str(caught.value)
+
+
+def test_one_example_with_positions_is_enough_for_a_conv() -> None:
+    """A conv's statistics run over the batch and positions: one example of 10 steps has 8
+    values per unit (kernel 3), so it is initialized, not refused."""
+    model = parametrizations.weight_norm(nn.Conv1d(2, 4, 3))
+    report = data_init(nn.Sequential(model), torch.randn(1, 2, 10))
+    assert report.initialized == ["0.weight"]
+    assert bool(torch.isfinite(model.parametrizations.weight.original0).all())

@@ -10,6 +10,8 @@ It builds the model, loads ``--checkpoint`` (any format and weight-norm key form
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         batch = load_batch(args.data) if args.data is not None else inputs
         if batch is None:
             raise UsageError(f"--init data needs --data FILE: {args.model} has no example_inputs()")
-    with blamed_on(args.model):
+    with blamed_on(args.model), _batch_named(args):
         include, exclude = selection(args, model)
         report = apply_weight_norm(model, batch, init=args.init, include=include, exclude=exclude)
     if args.init == "data" and args.data is None:
@@ -91,6 +93,22 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     if args.json:
         report.write_json(args.json, plan)
     return 0 if report else 1
+
+
+@contextlib.contextmanager
+def _batch_named(args: argparse.Namespace) -> Iterator[None]:
+    """An error about the library's ``example_inputs`` (a batch data init cannot use) is about
+    the batch the user gave: ``--data FILE``, else the model.py's ``example_inputs()``."""
+    from wnpass.errors import InvalidArgumentError
+
+    try:
+        yield
+    except InvalidArgumentError as error:
+        if error.parameter != "example_inputs":
+            raise
+        if args.data is not None:
+            raise InvalidArgumentError(f"{args.data} {error.detail}", parameter="data") from None
+        raise InvalidArgumentError(f"{args.model}: example_inputs() {error.detail}") from None
 
 
 def _save(state: dict[str, Any], output: Path, plan: IOPlan) -> None:

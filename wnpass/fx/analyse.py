@@ -15,24 +15,35 @@ from __future__ import annotations
 import fnmatch
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import get_args
 
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
 
 from wnpass.axes import DimPolicy, is_legacy_hook
-from wnpass.errors import UsageError
+from wnpass.errors import InvalidArgumentError, UsageError
+from wnpass.fx.arguments import require_choice
 from wnpass.fx.axes import Use
 from wnpass.fx.register import unit_norm_problem
 from wnpass.fx.report import ParamSite
 from wnpass.fx.trace import Tracer, find_uses
 
-__all__ = ["Pattern", "UnknownLayerTypeError", "analyse_sites", "layer_type", "owner_of"]
+__all__ = [
+    "DIM_POLICIES",
+    "Pattern",
+    "UnknownLayerTypeError",
+    "analyse_sites",
+    "as_patterns",
+    "layer_type",
+    "owner_of",
+]
 
 logger = logging.getLogger(__name__)
 
 Pattern = str | type[nn.Module]
+DIM_POLICIES: tuple[DimPolicy, ...] = get_args(DimPolicy)
 
 
 class UnknownLayerTypeError(UsageError):
@@ -62,12 +73,24 @@ def owner_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     return (model.get_submodule(prefix) if prefix else model), leaf
 
 
-def _as_patterns(value: Pattern | Sequence[Pattern] | None) -> list[Pattern]:
+def as_patterns(value: Pattern | Sequence[Pattern] | None, parameter: str) -> list[Pattern]:
+    """``include``/``exclude`` as a list: a name pattern or a layer class, or several; anything
+    else is an error naming ``parameter`` (before the model runs, not when a pattern is read)."""
     if value is None:
         return []
-    if isinstance(value, str | type):
-        return [value]
-    return list(value)
+    items = [value] if isinstance(value, str | type) else value
+    if isinstance(items, Iterable):
+        items = list(items)
+        if all(_is_pattern(item) for item in items):
+            return items
+    raise InvalidArgumentError(
+        f"must be a name pattern, a torch.nn.Module class or a sequence of them, not {value!r}",
+        parameter=parameter,
+    )
+
+
+def _is_pattern(item: object) -> bool:
+    return isinstance(item, str) or (isinstance(item, type) and issubclass(item, nn.Module))
 
 
 def _matches(
@@ -207,8 +230,7 @@ def analyse_sites(
     ``example_inputs``: a tensor, a tuple (positional) or a dict (keyword inputs). With them the
     model is run once, eval mode and no grad (:mod:`wnpass.fx.observe`); without, it is traced.
     """
-    if dim_policy not in ("unit", "torch"):
-        raise ValueError(f"dim_policy must be 'unit' or 'torch', not {dim_policy!r}")
+    require_choice("dim_policy", dim_policy, DIM_POLICIES)
     already, covered = _already(model)
     aliases, tied = _aliases(model)
     canonical = {name: names[0] for names in aliases.values() for name in names}
@@ -218,7 +240,7 @@ def analyse_sites(
         key = canonical.get(use.param, use.param)
         if use not in by_param[key]:
             by_param[key].append(use)
-    includes, excludes = _as_patterns(include), _as_patterns(exclude)
+    includes, excludes = as_patterns(include, "include"), as_patterns(exclude, "exclude")
     sites: list[ParamSite] = []
     for name, param in model.named_parameters():
         if name in covered:

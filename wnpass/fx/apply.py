@@ -18,20 +18,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
 from wnpass.axes import DimPolicy
-from wnpass.fx.analyse import Pattern, analyse_sites, owner_of
+from wnpass.errors import InvalidArgumentError, UsageError
+from wnpass.fx.analyse import DIM_POLICIES, Pattern, analyse_sites, as_patterns, owner_of
+from wnpass.fx.arguments import require_choice, require_module, require_values
 from wnpass.fx.data_init import data_init
 from wnpass.fx.forward import Batch, as_batch, run_forward
 from wnpass.fx.mean_only_bn import replace_batch_norm
 from wnpass.fx.register import register_weight_norm
 from wnpass.fx.report import ApplyReport, ParamSite
 from wnpass.fx.rnn_cache import install_rnn_cache
-from wnpass.fx.trace import Tracer
+from wnpass.fx.trace import TRACERS, Tracer
 
 __all__ = [
     "KEEP_RTOL",
@@ -52,6 +54,7 @@ KEEP_RTOL = 1e-5
 KEEP_RTOL_HALF = 1e-2
 
 Init = Literal["keep", "data"]
+INITS: tuple[Init, ...] = get_args(Init)
 
 
 def max_rel_error(after: list[torch.Tensor], before: list[torch.Tensor]) -> float:
@@ -114,17 +117,20 @@ class ApplyWeightNormPass:
         rescale: bool = True,
         tracer: Tracer = "auto",
     ) -> None:
-        if init not in ("keep", "data"):
-            raise ValueError(f"init must be 'keep' or 'data', not {init!r}")
-        self.include, self.exclude = include, exclude
+        require_choice("init", init, INITS)
+        require_choice("dim_policy", dim_policy, DIM_POLICIES)
+        require_choice("tracer", tracer, TRACERS)
+        self.include = as_patterns(include, "include")
+        self.exclude = as_patterns(exclude, "exclude")
         self.init, self.dim_policy, self.embeddings = init, dim_policy, embeddings
         self.mean_only_bn, self.rescale, self.tracer = mean_only_bn, rescale, tracer
 
     def call(self, model: nn.Module, example_inputs: Any = None) -> ApplyReport:
         start = time.perf_counter()
+        require_values(require_module(model))
         inputs = None if example_inputs is None else as_batch(example_inputs)
         if self.init == "data" and inputs is None:
-            raise ValueError("init='data' needs a batch: pass example_inputs")
+            raise UsageError("init='data' needs a batch: pass example_inputs")
         before = run_forward(model, inputs) if inputs is not None else None
         sites, mode, note = analyse_sites(
             model,
@@ -174,7 +180,12 @@ class ApplyWeightNormPass:
             logger.debug("%s: weight norm at axis %s", site.name, site.axis)
 
     def _data_init(self, model: nn.Module, inputs: Batch, sites: list[ParamSite]) -> None:
-        result = data_init(model, inputs, rescale=self.rescale)
+        try:
+            result = data_init(model, inputs, rescale=self.rescale)
+        except InvalidArgumentError as error:
+            if error.parameter != "batch":
+                raise
+            raise InvalidArgumentError(error.detail, parameter="example_inputs") from None
         label = "data, v rescaled" if self.rescale else "data"
         by_name = {site.name: site for site in sites}
         for name in result.initialized:

@@ -30,18 +30,24 @@ from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
 
 from wnpass.axes import is_legacy_hook, output_unit_axis, unit_axis
+from wnpass.errors import InvalidArgumentError
+from wnpass.fx.arguments import require_module, require_values
 from wnpass.fx.axes import layer_kind
 from wnpass.fx.forward import as_batch, evaluating
 from wnpass.fx.register import unit_norm_problem
 
-__all__ = ["DATA_INIT_EPS", "V_INIT_STD", "DataInitReport", "data_init"]
+__all__ = ["DATA_INIT_EPS", "MIN_VALUES", "V_INIT_STD", "DataInitReport", "data_init"]
 
 logger = logging.getLogger(__name__)
 
 V_INIT_STD = 0.05  # the paper's v ~ N(0, 0.05^2)
 # Added to sigma: a unit that is constant on the batch (sigma = 0, e.g. a dead ReLU input)
 # would otherwise get g = inf. 1e-6 is far below any real pre-activation spread in fp32.
+# Such a unit gets g = 1/EPS and outputs 0 on the batch, as in the paper's own code (1/sqrt(var +
+# 1e-10)); a batch that leaves every unit constant (one example) is refused instead.
 DATA_INIT_EPS = 1e-6
+# Values per output unit (over the batch and positions) its mean and deviation are taken from.
+MIN_VALUES = 2
 
 _INITIALIZABLE = ("linear", "conv", "conv_transpose")  # the layer's output is its pre-activation
 
@@ -130,15 +136,48 @@ def _reduce_dims(ndim: int, axis: int) -> list[int]:
     return [d for d in range(ndim) if d != axis]
 
 
+def _layer(module: nn.Module, name: str) -> str:
+    """``layer 0 (Linear)`` for a weight ``0.weight``: how an error names the layer."""
+    prefix = name.rpartition(".")[0]
+    kind = parametrize.type_before_parametrizations(module).__name__
+    return f"layer {prefix} ({kind})" if prefix else f"layer {kind}"
+
+
+def _statistics(t: torch.Tensor, output_axis: int, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per output unit: the mean and standard deviation of ``t`` over the batch and positions.
+
+    Refused, naming the layer, when they mean nothing: fewer than 2 values per unit (an empty
+    batch, or one example of a Linear layer: sigma would be 0 for every unit, g = 1/EPS), or
+    NaN/Inf among the pre-activations (g and b would be NaN).
+    """
+    dims = _reduce_dims(t.dim(), output_axis)
+    values = t.numel() // max(t.shape[output_axis], 1)
+    if values < MIN_VALUES:
+        raise InvalidArgumentError(
+            f"gives {layer} {values} value{'s' if values != 1 else ''} per output unit (over "
+            f"the batch and positions); each unit's mean and standard deviation need at least "
+            f"{MIN_VALUES}: give a batch of {MIN_VALUES} or more examples",
+            parameter="batch",
+        )
+    mu, sigma = t.mean(dim=dims), t.std(dim=dims, unbiased=False)
+    if not bool(torch.isfinite(mu).all() and torch.isfinite(sigma).all()):
+        raise InvalidArgumentError(
+            f"gives {layer} pre-activations that are NaN or Inf: no mean and standard deviation "
+            "to initialize it from",
+            parameter="batch",
+        )
+    return mu, sigma
+
+
 @torch.no_grad()
-def _initialize(module: nn.Module, output: torch.Tensor, output_axis: int, rescale: bool) -> None:
+def _initialize(
+    module: nn.Module, name: str, output: torch.Tensor, output_axis: int, rescale: bool
+) -> None:
     originals = _plist(module)
     g, v = originals.original0, originals.original1
     norm: _WeightNorm = originals[0]
-    t = output.double()
-    dims = _reduce_dims(t.dim(), output_axis)
-    mu = t.mean(dim=dims)
-    sigma = t.std(dim=dims, unbiased=False) + DATA_INIT_EPS
+    mu, sigma = _statistics(output.double(), output_axis, _layer(module, name))
+    sigma = sigma + DATA_INIT_EPS
     g.copy_((1.0 / sigma).reshape(g.shape).to(g.dtype))
     bias = getattr(module, "bias", None)
     if isinstance(bias, torch.Tensor):
@@ -158,8 +197,14 @@ def data_init(
     std: float = V_INIT_STD,
     generator: torch.Generator | None = None,
 ) -> DataInitReport:
-    """Data-dependent init of every weight-normed layer of ``model`` on ``batch``, in place."""
-    inputs = as_batch(batch)
+    """Data-dependent init of every weight-normed layer of ``model`` on ``batch``, in place.
+
+    A batch that gives a layer no statistics (fewer than ``MIN_VALUES`` values per unit, or
+    NaN/Inf pre-activations) is an :class:`~wnpass.errors.InvalidArgumentError` about ``batch``
+    naming the layer; the layers before it are initialized by then.
+    """
+    require_values(require_module(model))
+    inputs = as_batch(batch, "batch")
     report = DataInitReport(rescaled=rescale)
     targets = _candidates(model, report, redraw)
     with torch.no_grad():
@@ -179,7 +224,7 @@ def data_init(
             return None
         done.add(module)
         name, axis = targets[module]
-        _initialize(module, output, axis, rescale)
+        _initialize(module, name, output, axis, rescale)
         report.initialized.append(name)
         logger.debug("data init %s", name)
         return module.forward(*args)

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
 
 from wnpass.axes import is_legacy_hook
+from wnpass.fx.arguments import require_module, require_values
 from wnpass.fx.pickling import unmake_picklable
 from wnpass.rounding import round_to_torch
 from wnpass.rules import weight_from
@@ -136,6 +137,7 @@ def _fold_legacy(module: nn.Module, prefix: str, report: TorchFoldReport) -> Non
 @torch.no_grad()
 def fold_weight_norm(model: nn.Module) -> TorchFoldReport:
     """Replace every weight-norm site of ``model`` by a plain parameter, in place."""
+    require_values(require_module(model))
     report = TorchFoldReport()
     for prefix, module in model.named_modules():
         prefix = f"{prefix}." if prefix else ""

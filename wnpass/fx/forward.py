@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from wnpass.errors import WnpassError, one_line
+from wnpass.errors import InvalidArgumentError, WnpassError, one_line
 
 __all__ = ["Batch", "ForwardFailedError", "as_batch", "evaluating", "output_tensors", "run_forward"]
 
@@ -37,8 +37,9 @@ class Batch:
     kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def as_batch(value: Any) -> Batch:
-    """A Batch from a tensor, a tuple/list (positional), a dict (keyword) or a Batch."""
+def as_batch(value: Any, parameter: str = "example_inputs") -> Batch:
+    """A Batch from a tensor, a tuple/list (positional), a dict (keyword) or a Batch; anything
+    else is an error naming ``parameter``."""
     if isinstance(value, Batch):
         return value
     if isinstance(value, torch.Tensor):
@@ -48,7 +49,9 @@ def as_batch(value: Any) -> Batch:
     if isinstance(value, list | tuple):
         return Batch(tuple(value))
     what = type(value).__name__
-    raise TypeError(f"expected a tensor, a tuple or a dict of keyword inputs, got {what}")
+    raise InvalidArgumentError(
+        f"must be a tensor, a tuple or a dict of keyword inputs, not {what}", parameter=parameter
+    )
 
 
 def output_tensors(value: Any) -> list[torch.Tensor]:

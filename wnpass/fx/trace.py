@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from wnpass.axes import DimPolicy, OpKind
-from wnpass.errors import one_line
+from wnpass.errors import UsageError, one_line
+from wnpass.fx.arguments import require_choice
 from wnpass.fx.axes import Use, bias_use, conv_transpose_use, module_uses, table_use
 from wnpass.fx.forward import Batch, as_batch
 from wnpass.fx.observe import observe_uses
@@ -237,11 +238,10 @@ def find_uses(
     (torch.fx, then module types); ``"observe"`` needs inputs; ``"static"``: torch.fx, then
     torch.export (with inputs), then module types, with a warning.
     """
-    if tracer not in TRACERS:
-        raise ValueError(f"tracer must be one of {', '.join(TRACERS)}, not {tracer!r}")
+    require_choice("tracer", tracer, TRACERS)
     batch = None if example_inputs is None else as_batch(example_inputs)
     if tracer == "observe" and batch is None:
-        raise ValueError("tracer='observe' needs example inputs")
+        raise UsageError("tracer='observe' needs example inputs")
     if tracer != "static" and batch is not None:
         uses, _ = observe_uses(model, batch, policy, embeddings)
         return uses, "observed", None

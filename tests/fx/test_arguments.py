@@ -1,0 +1,71 @@
+"""Arguments of the PyTorch-side API: a bad one is a WnpassError naming it, before any work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from wnpass import apply_weight_norm, data_init, fold_weight_norm
+from wnpass.errors import InvalidArgumentError, UsageError, WnpassError
+
+
+def _mlp() -> nn.Sequential:
+    return nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3))
+
+
+X = (torch.randn(2, 8),)
+BAD: Any = "bogus"
+
+
+@pytest.mark.parametrize(
+    ("call", "parameter", "message"),
+    [
+        (lambda: apply_weight_norm(_mlp(), X, init=BAD), "init", "one of 'keep', 'data'"),
+        (lambda: apply_weight_norm(_mlp(), X, dim_policy=BAD), "dim_policy", "'unit', 'torch'"),
+        (lambda: apply_weight_norm(_mlp(), X, tracer=BAD), "tracer", "'observe', 'static'"),
+        (lambda: apply_weight_norm(_mlp(), X, include=123), "include", "a name pattern"),  # type: ignore[arg-type]
+        (lambda: apply_weight_norm(_mlp(), X, exclude=[int]), "exclude", "a torch.nn.Module class"),  # type: ignore[list-item]
+        (lambda: apply_weight_norm(_mlp(), 5), "example_inputs", "not int"),
+        (lambda: apply_weight_norm(BAD, X), "model", "a torch.nn.Module, not str"),
+        (lambda: fold_weight_norm(BAD), "model", "a torch.nn.Module, not str"),
+        (lambda: data_init(_mlp(), 5), "batch", "not int"),
+    ],
+)  # fmt: skip
+def test_a_bad_argument_is_an_error_naming_it(
+    call: Callable[[], object], parameter: str, message: str
+) -> None:
+    """They were ValueError, TypeError or AttributeError; README promises WnpassErrors."""
+    with pytest.raises(InvalidArgumentError) as caught:
+        call()
+    assert caught.value.parameter == parameter and message in str(caught.value)
+
+
+def test_data_init_without_a_batch_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match=r"init='data' needs a batch"):
+        apply_weight_norm(_mlp(), None, init="data")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda model: apply_weight_norm(model, (torch.randn(2, 8, device="meta"),)),
+        lambda model: data_init(model, torch.randn(2, 8, device="meta")),
+        fold_weight_norm,
+    ],
+)
+def test_a_model_on_the_meta_device_is_refused_up_front(call: Callable[[Any], object]) -> None:
+    """Meta tensors hold no values: refused before an op fails inside PyTorch (aten::equal
+    raised NotImplementedError)."""
+    with torch.device("meta"):
+        model = _mlp()
+    with pytest.raises(WnpassError) as caught:
+        call(model)
+    assert caught.value.parameter is None
+    assert str(caught.value) == (
+        "Sequential: parameters on the meta device hold no values "
+        "(0.weight, 0.bias, 2.weight and 1 more): load or materialize them first"
+    )

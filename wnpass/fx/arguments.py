@@ -1,0 +1,60 @@
+"""Checks on what a caller of the PyTorch-side API passes, made before any work starts.
+
+README promises that every error is a :class:`~wnpass.errors.WnpassError` in one line, and
+one about an argument names it: a wrong ``init=`` is found before the model runs, not as a
+``ValueError`` halfway through, and a model whose weights are on the meta device is refused
+before the first op that needs their values fails inside PyTorch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from torch import nn
+
+from wnpass.errors import InvalidArgumentError
+
+__all__ = ["require_choice", "require_module", "require_values"]
+
+_NAMED = 3  # meta tensors named in the message; the rest are counted
+
+
+def require_choice(parameter: str, value: Any, allowed: Iterable[str]) -> None:
+    """``value`` is one of ``allowed``; else an error naming ``parameter`` and the choices."""
+    choices = tuple(allowed)
+    if not isinstance(value, str) or value not in choices:
+        listed = ", ".join(repr(choice) for choice in choices)
+        raise InvalidArgumentError(f"must be one of {listed}, not {value!r}", parameter=parameter)
+
+
+def require_module(model: Any, parameter: str = "model") -> nn.Module:
+    """``model`` itself when it is an ``nn.Module``; else an error naming ``parameter``."""
+    if not isinstance(model, nn.Module):
+        raise InvalidArgumentError(
+            f"must be a torch.nn.Module, not {type(model).__name__}", parameter=parameter
+        )
+    return model
+
+
+def require_values(model: nn.Module) -> None:
+    """Every parameter and buffer of ``model`` holds values: none is on the meta device.
+
+    A model built under ``torch.device("meta")`` has shapes only; comparing its outputs,
+    initializing from data or folding needs numbers. The error names no parameter: the model
+    is what is wrong, and the CLI then says which model.py built it.
+    """
+    meta = [name for name, tensor in _tensors(model) if tensor.is_meta]
+    if not meta:
+        return
+    more = len(meta) - _NAMED
+    shown = ", ".join(meta[:_NAMED]) + (f" and {more} more" if more > 0 else "")
+    raise InvalidArgumentError(
+        f"{type(model).__name__}: parameters on the meta device hold no values ({shown}): "
+        "load or materialize them first"
+    )
+
+
+def _tensors(model: nn.Module) -> Iterable[tuple[str, Any]]:
+    yield from model.named_parameters()
+    yield from model.named_buffers()
