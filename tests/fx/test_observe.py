@@ -118,6 +118,13 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
         "used by tolist",
     ),
     ("elementwise", (2, 6), lambda x, w: x * w, X2, "elementwise"),
+    # StyleGAN's equalized learning rate: the weight scaled by one number keeps its axes
+    ("W * scale", (4, 6), lambda x, w: F.linear(x, w * 0.5), X2, 0),
+    ("scale * W.t()", (6, 4), lambda x, w: x @ (0.5 * w), X2, 1),
+    ("W / 0-d tensor", (4, 1, 3), lambda x, w: F.conv1d(x, w / torch.tensor(3.0), groups=2), X3, 0),
+    ("one-element tensor * W", (4, 6), lambda x, w: F.linear(x, torch.ones(1) * w), X2, 0),
+    ("number / W", (4, 6), lambda x, w: F.linear(x, 1 / w), X2, "elementwise"),
+    ("W * a row", (4, 6), lambda x, w: F.linear(x, w * torch.ones(6)), X2, "elementwise"),
     ("lookup", (10, 6), lambda x, w: w[torch.tensor([1, 2])] + x, X2, "lookup"),
     (
         "cat rows (fused q/k/v)",

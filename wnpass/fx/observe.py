@@ -61,6 +61,10 @@ _RESHAPE = {
     "view", "reshape", "view_as", "reshape_as", "flatten", "unflatten", "squeeze", "unsqueeze",
     "atleast_2d", "atleast_3d", "_unsafe_view",
 }  # fmt: skip
+# A weight multiplied or divided by one number keeps its axes: StyleGAN's equalized learning
+# rate (``F.linear(x, W * scale)``). Division only with the weight as the dividend.
+_DIVISIONS = {"div", "divide", "true_divide", "__truediv__"}
+_SCALINGS = {"mul", "multiply", "__mul__", "__rmul__"} | _DIVISIONS
 _SLICE_KEEP = {"chunk", "split", "tensor_split", "split_with_sizes", "unsafe_split", "narrow"}
 _SLICE_DROP = {"unbind", "select"}
 _CONV = {"conv1d", "conv2d", "conv3d"}
@@ -74,7 +78,8 @@ _NORMS = {"layer_norm", "group_norm", "batch_norm", "instance_norm", "rms_norm"}
 _ELEMENTWISE = {
     "add", "mul", "sub", "div", "neg", "tanh", "sigmoid", "exp", "pow", "abs", "sqrt", "rsqrt",
     "__add__", "__radd__", "__mul__", "__rmul__", "__sub__", "__rsub__", "__truediv__",
-    "__rtruediv__", "__neg__", "__pow__", "__rpow__", "relu", "softmax", "clamp", "where",
+    "__rtruediv__", "__rdiv__", "__neg__", "__pow__", "__rpow__", "relu", "softmax", "clamp",
+    "where",
     "addcmul", "lerp", "exp_", "mul_", "add_", "sigmoid_", "maximum", "minimum", "stack",
     "expand", "expand_as", "repeat", "sum", "mean", "norm", "square", "sin", "cos",
 }  # fmt: skip
@@ -272,6 +277,24 @@ class _Recorder(TorchFunctionMode):
         for tensor in _tensors(result):
             self.derived[id(tensor)] = (weakref.ref(tensor), origins)
 
+    def _scaled(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any
+    ) -> bool:
+        """Track ``W * c``, ``c * W`` and ``W / c`` for one number ``c`` (a Python number or a
+        one-element tensor that is no parameter): the result has W's axes."""
+        if len(args) != 2 or kwargs or not isinstance(result, torch.Tensor):
+            return False
+        pairs = [args] if name in _DIVISIONS else [args, args[::-1]]
+        for tensor, factor in pairs:
+            sources = self.origins(tensor)
+            if sources and _one_number(factor) and not self.origins(factor):
+                if result.shape != tensor.shape:
+                    return False
+                path = (*sources[0].path, name)
+                self._track(result, tuple(dataclasses.replace(s, path=path) for s in sources))
+                return True
+        return False
+
     def _concatenated(self, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> bool:
         """``torch.cat`` of weights (fused q/k/v): each keeps its axes; joined along ``dim``,
         which counts as a slice (units along another axis would span several weights)."""
@@ -294,6 +317,8 @@ class _Recorder(TorchFunctionMode):
         """Track ``result`` when ``name`` is a view, copy or concatenation of tracked tensors."""
         if name in ("cat", "concat", "concatenate"):
             return self._concatenated(args, kwargs, result)
+        if name in _SCALINGS:
+            return self._scaled(name, args, kwargs, result)
         sources = self.origins(args[0]) if args else ()
         if not sources:
             return False
@@ -487,6 +512,13 @@ class _Recorder(TorchFunctionMode):
                     seen.add(id(tensor))
                     for origin in self.origins(tensor):
                         self._use(origin, name, None, reason)
+
+
+def _one_number(value: Any) -> bool:
+    """A Python number, or a tensor holding one element."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _owners(model: nn.Module) -> dict[str, tuple[str, str | None]]:
