@@ -52,3 +52,45 @@ def test_a_map_is_equal_or_not_and_a_missing_sequence_is_named() -> None:
     assert compare_outputs(["m"], [{1: 0.5}], ["m"], [{1: 0.25}])[0].outside == 1
     missing = compare_outputs(["s"], [[np.zeros(1)]], [], [])[0]
     assert missing.problem == "missing in the candidate" and missing.dtype == "list"
+
+
+def test_an_output_without_elements_compares_nothing_and_fails() -> None:
+    """y = x and y = 2x agree on every element of an empty input: there is none to agree on."""
+    for dtype in (np.float32, np.int64, object):
+        empty = np.zeros((0, 8), dtype)
+        row = compare_outputs(["y"], [empty], ["y"], [empty.copy()])[0]
+        assert row.problem == "nothing compared: the output has no elements; try other inputs"
+        assert not row.passed
+
+
+def test_an_output_all_nan_or_inf_in_both_compares_nothing_and_fails() -> None:
+    row = _compare([np.nan, np.inf, -np.inf], [np.nan, np.inf, -np.inf])
+    assert row.problem == "nothing compared: every element is NaN or Inf in both; try other inputs"
+    assert not row.passed
+
+
+def test_finite_zeros_are_a_real_comparison() -> None:
+    """0 == 0 is compared: an output of zeros from both models passes."""
+    row = _compare([0.0, 0.0, np.nan], [0.0, 0.0, np.nan])
+    assert row.passed and (row.outside, row.total) == (0, 3)
+
+
+def test_an_empty_sequence_compares_nothing_and_fails() -> None:
+    row = compare_outputs(["s"], [[]], ["s"], [[]])[0]
+    assert row.problem == "nothing compared: the sequence has no items; try other inputs"
+
+
+def test_integers_and_bools_are_exact_whatever_tolerance_is_asked_for() -> None:
+    ref, cand = np.array([10, 20, 30, 40], np.int64), np.array([10, 20, 30, 42], np.int64)
+    row = compare_outputs(["y"], [ref], ["y"], [cand], rtol=1.0, atol=100.0)[0]
+    assert row.exact and (row.rtol, row.atol) == (None, None)
+    assert (row.outside, row.max_abs, row.passed) == (1, 2.0, False)
+    flags = np.array([True, False])
+    row = compare_outputs(["b"], [flags], ["b"], [flags.copy()], rtol=1.0, atol=1.0)[0]
+    assert row.exact and row.passed
+
+
+def test_floats_take_the_tolerance_asked_for() -> None:
+    ref = np.array([1.0, 2.0], np.float32)
+    row = compare_outputs(["y"], [ref], ["y"], [ref + 0.5], rtol=0.0, atol=1.0)[0]
+    assert not row.exact and (row.rtol, row.atol) == (0.0, 1.0) and row.passed

@@ -2,8 +2,12 @@
 
 An element is outside tolerance when ``|candidate - reference| > atol + rtol * |reference|``
 (numpy's ``allclose`` rule, element by element). NaN and Inf must sit in the same places (with
-the same sign) in both. Integers, booleans and strings must be equal; a sequence output is
-compared item by item, a map output must be equal.
+the same sign) in both. Integers, booleans and strings must be equal, whatever tolerance was
+asked for; a sequence output is compared item by item, a map output must be equal.
+
+An output in which not one element could be compared (it has no elements, or every element is
+NaN or Inf in both) fails with ``nothing compared``: equal NaN positions say nothing about
+whether the two models compute the same function.
 """
 
 from __future__ import annotations
@@ -13,7 +17,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_TOLERANCES", "OutputComparison", "compare_outputs", "tolerance_for"]
+__all__ = [
+    "DEFAULT_TOLERANCES",
+    "OutputComparison",
+    "compare_outputs",
+    "is_exact",
+    "tolerance_for",
+]
 
 # (rtol, atol) by output dtype. The two models should compute the same function, but ONNX
 # Runtime may fuse, reorder or fold them differently, so float outputs differ by roundings
@@ -24,12 +34,23 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
     "bfloat16": (5e-2, 1e-2),  # 3.9e-3 per rounding
     "float64": (1e-9, 1e-12),  # 1.1e-16 per rounding
 }
-EXACT = (0.0, 0.0)  # integers and bools must be equal
+# What a comparison that found nothing to compare says, and what to do about it.
+NOTHING_COMPARED = "nothing compared: {}; try other inputs"
 
 
-def tolerance_for(dtype: np.dtype, rtol: float | None, atol: float | None) -> tuple[float, float]:
-    """The tolerance for an output of ``dtype``; a user's ``rtol``/``atol`` override it."""
-    default = DEFAULT_TOLERANCES.get(str(dtype), EXACT)
+def is_exact(dtype: np.dtype) -> bool:
+    """Integers, bools and strings are compared for equality: no tolerance applies to them."""
+    return dtype.kind in "biuOSU"
+
+
+def tolerance_for(
+    dtype: np.dtype, rtol: float | None, atol: float | None
+) -> tuple[float | None, float | None]:
+    """The ``(rtol, atol)`` used for an output of ``dtype``: ``(None, None)`` where it is
+    compared exactly (:func:`is_exact`), else the dtype's default, overridden by a user's."""
+    if is_exact(dtype):
+        return None, None
+    default = DEFAULT_TOLERANCES.get(str(dtype), (0.0, 0.0))
     return (default[0] if rtol is None else rtol, default[1] if atol is None else atol)
 
 
@@ -40,8 +61,8 @@ class OutputComparison:
     name: str
     shape: list[int] | None
     dtype: str | None
-    rtol: float
-    atol: float
+    rtol: float | None  # None (both): compared exactly, no tolerance applies
+    atol: float | None
     max_abs: float = 0.0
     max_rel: float = 0.0  # largest per-element |error| / |reference| (large near zero)
     scale: float = 0.0  # largest |reference|: the output's scale
@@ -50,6 +71,11 @@ class OutputComparison:
     total: int = 0
     problem: str | None = None  # shape/dtype/NaN mismatch or a missing output
     numeric: bool = True  # False: strings or a map, equal or not (no tolerance, no error size)
+
+    @property
+    def exact(self) -> bool:
+        """Compared for equality (integers, bools, strings, maps): no tolerance was used."""
+        return self.rtol is None
 
     @property
     def passed(self) -> bool:
@@ -65,7 +91,7 @@ def _compare(
     if isinstance(ref, list) and isinstance(cand, list):
         return _compare_sequences(name, ref, cand, rtol, atol)
     if not isinstance(ref, np.ndarray) or not isinstance(cand, np.ndarray):
-        result = OutputComparison(name, None, type(ref).__name__, 0.0, 0.0, total=1)
+        result = OutputComparison(name, None, type(ref).__name__, None, None, total=1)
         result.numeric = False
         if type(ref) is not type(cand):
             result.problem = f"a {type(cand).__name__} where the reference has a {result.dtype}"
@@ -80,11 +106,14 @@ def _compare(
     if ref.dtype != cand.dtype:
         result.problem = f"dtype {cand.dtype} != reference {ref.dtype}"
         return result
-    if ref.dtype.kind in "OSU":  # strings: equal or not
-        result.numeric = False
+    result.numeric = ref.dtype.kind not in "OSU"  # strings: equal or not, no error size
+    if ref.size == 0:
+        result.problem = NOTHING_COMPARED.format("the output has no elements")
+        return result
+    if not result.numeric:
         result.outside = int(np.count_nonzero(ref != cand))
         return result
-    if ref.dtype.kind in "biu":
+    if r is None or a is None:  # integers and bools: equal or not, and by how much
         diff = ref != cand
         result.outside = int(np.count_nonzero(diff))
         if result.outside:
@@ -107,6 +136,8 @@ def _compare(
         result.scale = float(reference.max())
         result.max_scaled = result.max_abs / result.scale if result.scale else result.max_abs
         result.outside = int(np.count_nonzero(error > a + r * reference))
+    elif result.problem is None:  # NaN/Inf alike in both, and nothing else
+        result.problem = NOTHING_COMPARED.format("every element is NaN or Inf in both")
     return result
 
 
@@ -121,13 +152,16 @@ def _compare_sequences(
         name,
         [len(ref)],
         f"sequence<{first.dtype}>" if first else "sequence",
-        first.rtol if first else 0.0,
-        first.atol if first else 0.0,
+        first.rtol if first else None,
+        first.atol if first else None,
         total=sum(item.total for item in items),
         numeric=first.numeric if first else True,
     )
     if len(ref) != len(cand):
         result.problem = f"{len(cand)} items != reference {len(ref)}"
+        return result
+    if not items:
+        result.problem = NOTHING_COMPARED.format("the sequence has no items")
         return result
     for item in items:
         result.outside += item.outside
@@ -158,14 +192,14 @@ def compare_outputs(
                 r, a = tolerance_for(ref.dtype, rtol, atol)
                 missing = OutputComparison(name, list(ref.shape), str(ref.dtype), r, a)
             else:
-                missing = OutputComparison(name, None, type(ref).__name__, 0.0, 0.0)
+                missing = OutputComparison(name, None, type(ref).__name__, None, None)
             missing.problem = "missing in the candidate"
             results.append(missing)
             continue
         results.append(_compare(name, ref, by_name[name], rtol, atol))
     for name in candidate_names:
         if name not in names:
-            extra = OutputComparison(name, None, None, 0.0, 0.0)
+            extra = OutputComparison(name, None, None, None, None)
             extra.problem = "not in the reference"
             results.append(extra)
     return results

@@ -96,13 +96,18 @@ class CheckReport:
         for run, raw in zip(self.runs, data["runs"], strict=True):
             raw["ratio"] = run.ratio
             for c, rc in zip(run.comparisons, raw["comparisons"], strict=True):
-                rc["passed"] = c.passed
+                rc["passed"], rc["exact"] = c.passed, c.exact
         for c, rc in zip(self.cross_provider, data["cross_provider"], strict=True):
-            rc["passed"] = c.passed
+            rc["passed"], rc["exact"] = c.passed, c.exact
         return data
 
     def write_json(self, path: str | Path, plan: IOPlan | None = None) -> None:
         write_json(path, self.to_dict(), plan)
+
+
+def _tolerance(c: OutputComparison) -> str:
+    """The tolerance used, as the report shows it: ``exact`` where none applies."""
+    return "exact" if c.exact else f"rtol={c.rtol:g} atol={c.atol:g}"
 
 
 def _why(c: OutputComparison) -> str:
@@ -110,10 +115,9 @@ def _why(c: OutputComparison) -> str:
         return c.problem
     if not c.numeric:
         return f"{c.outside} of {c.total} elements differ"
-    return (
-        f"{c.outside} of {c.total} elements outside rtol={c.rtol:g} atol={c.atol:g} "
-        f"(max abs {c.max_abs:.3g})"
-    )
+    if c.exact:
+        return f"{c.outside} of {c.total} elements differ (max abs {c.max_abs:.3g})"
+    return f"{c.outside} of {c.total} elements outside {_tolerance(c)} (max abs {c.max_abs:.3g})"
 
 
 COMPARISON_COLUMNS = (
@@ -146,7 +150,7 @@ def comparison_row(where: str, c: OutputComparison) -> tuple[str, ...]:
         f"{c.max_abs:.3g}" if c.numeric else "-",
         f"{c.max_scaled:.3g}" if c.numeric else "-",
         f"{c.outside}/{c.total}",
-        f"rtol={c.rtol:g} atol={c.atol:g}" if c.numeric else "exact",
+        _tolerance(c),
         "ok" if c.passed else f"FAIL: {_why(c)}",
     )
 

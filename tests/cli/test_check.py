@@ -1,0 +1,69 @@
+"""``wnpass check`` on the command line: exit codes, the lines printed, and the JSON written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from tests.helpers import onnx_model
+from wnpass.cli import main
+
+SCALE = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[N, 8] x) => (float[N, 8] y) { y = Mul(x, k) }
+"""
+
+
+def _scale(tmp_path: Path, name: str, k: float, text: str = SCALE) -> str:
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(onnx_model(text, k=np.array([k], np.float32)), path)
+    return str(path)
+
+
+def _check(*argv: str) -> int:
+    return main(["check", *argv, "--runs", "1", "--warmup", "0", "--provider", "cpu"])
+
+
+@pytest.mark.parametrize(
+    ("x", "why"),
+    [
+        (np.zeros((0, 8), np.float32), "the output has no elements"),
+        (np.full((3, 8), np.nan, np.float32), "every element is NaN or Inf in both"),
+    ],
+)
+def test_inputs_that_let_nothing_be_compared_fail(
+    x: np.ndarray, why: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """y = x against y = 2x: no finite element to compare is no evidence of equivalence."""
+    np.savez(tmp_path / "in.npz", x=x)
+    a, b = _scale(tmp_path, "a", 1.0), _scale(tmp_path, "b", 2.0)
+    assert _check(a, b, "--inputs", str(tmp_path / "in.npz")) == 1
+    out = capsys.readouterr().out
+    assert f"cpu/default: y: nothing compared: {why}; try other inputs" in out
+    assert "equivalent:" not in out
+
+
+def test_a_model_whose_fixed_input_is_empty_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = SCALE.replace("N, 8", "0, 3")
+    a, b = _scale(tmp_path, "a", 1.0, text), _scale(tmp_path, "b", 5.0, text)
+    assert _check(a, b) == 1
+    assert "nothing compared: the output has no elements" in capsys.readouterr().out
+
+
+def test_an_integer_output_is_exact_whatever_the_tolerance_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[4] x) => (int64[4] y) { m = Mul(x, k)  y = Cast <to = 7> (m) }
+    """
+    a, b = _scale(tmp_path, "a", 10.0, text), _scale(tmp_path, "b", 13.0, text)
+    assert _check(a, b, "--rtol", "1", "--atol", "100") == 1
+    out = capsys.readouterr().out
+    assert "rtol=1" not in out and "atol=100" not in out
+    assert " exact " in out and "elements differ (max abs" in out

@@ -1,0 +1,33 @@
+"""The check report's rows, failure lines and JSON: the tolerance shown is the one used."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wnpass.verify.compare import compare_outputs
+from wnpass.verify.report import CheckReport, ProviderRun, comparison_row
+
+
+def _int_report() -> CheckReport:
+    ref, cand = np.array([10, 20, 30, 40], np.int64), np.array([10, 20, 30, 42], np.int64)
+    comparisons = compare_outputs(["y"], [ref], ["y"], [cand], rtol=1.0, atol=100.0)
+    return CheckReport("a.onnx", "b.onnx", runs=[ProviderRun("cpu", "default", "ok", comparisons)])
+
+
+def test_an_integer_output_is_shown_and_recorded_as_exact() -> None:
+    report = _int_report()
+    (c,) = report.runs[0].comparisons
+    row = comparison_row("cpu/default", c)
+    assert row[-2:] == ("exact", "FAIL: 1 of 4 elements differ (max abs 2)")
+    assert report.failures() == ["cpu/default: y: 1 of 4 elements differ (max abs 2)"]
+    (recorded,) = report.to_dict()["runs"][0]["comparisons"]
+    assert (recorded["rtol"], recorded["atol"], recorded["exact"]) == (None, None, True)
+
+
+def test_a_float_output_shows_its_tolerance() -> None:
+    ref = np.array([1.0, 2.0], np.float32)
+    (c,) = compare_outputs(["y"], [ref], ["y"], [ref + 1.0], rtol=0.5, atol=0.25)
+    assert comparison_row("cpu/default", c)[-2:] == (
+        "rtol=0.5 atol=0.25",
+        "FAIL: 1 of 2 elements outside rtol=0.5 atol=0.25 (max abs 1)",
+    )
