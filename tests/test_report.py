@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
 import pytest
 
-from wnpass.report import counted, human_bytes
+from tests.helpers import onnx_model, rand
+from tests.hostile.conftest import WN
+from wnpass.cli import main
+from wnpass.report import counted, human_bytes, write_json
+
+
+def _strict_load(path: Path) -> object:
+    """Parse as strict JSON: NaN, Infinity and -Infinity are refused."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{path}: {constant} is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
 
 
 @pytest.mark.parametrize(
@@ -25,3 +42,45 @@ def test_human_bytes_switches_units_at_1024() -> None:
     assert [human_bytes(n) for n in (None, 1023, 1024, 5 * 2**20)] == [
         "-", "1023 B", "1.0 KiB", "5.0 MiB"
     ]  # fmt: skip
+
+
+def test_write_json_writes_non_finite_numbers_as_null(tmp_path: Path) -> None:
+    data = {"a": float("inf"), "b": [float("nan"), -float("inf"), 1.5], "c": {"d": (2.0,)}}
+    write_json(tmp_path / "r.json", data)
+    assert _strict_load(tmp_path / "r.json") == {
+        "a": None,
+        "b": [None, None, 1.5],
+        "c": {"d": [2.0]},
+    }
+
+
+# y = 0 * x + k: the reference's output is all zeros, so the candidate's relative error is Inf.
+ZERO_PLUS_K = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[4] x) => (float[4] y) { m = Mul(x, zero)  y = Add(m, k) }
+"""
+
+
+def _zero_plus(tmp_path: Path, k: float) -> str:
+    path = tmp_path / f"plus{k:g}.onnx"
+    onnx.save(
+        onnx_model(ZERO_PLUS_K, zero=np.zeros(1, np.float32), k=np.full(1, k, np.float32)), path
+    )
+    return str(path)
+
+
+@pytest.mark.parametrize("command", ["check", "fold", "inspect"])
+def test_every_command_writes_strict_json(command: str, tmp_path: Path) -> None:
+    model = tmp_path / "wn.onnx"
+    onnx.save(onnx_model(WN, v=rand(3, 4), g=rand(3, 1)), model)
+    report = tmp_path / "report.json"
+    argv = {
+        "check": ["check", _zero_plus(tmp_path, 0.0), _zero_plus(tmp_path, 1e10), "--runs", "1"],
+        "fold": ["fold", str(model), "--verify", "--runs", "1"],
+        "inspect": ["inspect", str(model)],
+    }[command]
+    main([*argv, "--json", str(report)])
+    data = _strict_load(report)
+    if command == "check":  # the relative error against zeros is not finite: null
+        assert isinstance(data, dict)
+        assert data["runs"][0]["comparisons"][0]["max_rel"] is None

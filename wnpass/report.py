@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,8 +130,10 @@ class FoldReport:
 def write_json(
     path: str | Path, data: dict[str, Any] | list[dict[str, Any]], plan: IOPlan | None = None
 ) -> None:
-    """Write a report as JSON atomically (a staging file beside it, then renamed).
+    """Write a report as strict JSON atomically (a staging file beside it, then renamed).
 
+    A number that is not finite (a relative error against a zero reference is Inf) is written
+    as ``null``: ``NaN`` and ``Infinity`` are not JSON, and strict parsers reject them.
     ``plan``: the run's plan, in which ``path`` was recorded and checked; without one, the
     path is planned and checked on its own (parameter ``json_path``).
     """
@@ -140,8 +143,20 @@ def write_json(
         plan = IOPlan()
         plan.write(path, "json_path")
         plan.check()
+    text = json.dumps(_strict(data), indent=2, allow_nan=False)
     with plan.replace(path, suffix=".json") as temporary:
-        temporary.write_text(json.dumps(data, indent=2) + "\n")
+        temporary.write_text(text + "\n")
+
+
+def _strict(value: Any) -> Any:
+    """``value`` with every non-finite float made ``None`` (strict JSON has no NaN/Inf)."""
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def counted(count: int, singular: str, plural: str | None = None) -> str:
