@@ -79,6 +79,12 @@ def test_a_single_perturbed_weight_fails_and_names_the_outputs(
     assert weight_name == "v.folded"
 
 
+def test_a_numpy_tolerance_is_used_and_written(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    report = check(*pair, rtol=np.float32(1e-3), runs=1, warmup=0)  # type: ignore[arg-type]
+    assert report and all(c.rtol == float(np.float32(1e-3)) for c in report.runs[0].comparisons)
+    report.write_json(tmp_path / "check.json")
+
+
 def test_integer_and_bool_inputs_and_exact_integer_outputs(tmp_path: Path) -> None:
     text = """
         <ir_version: 8, opset_import: ["" : 17]>

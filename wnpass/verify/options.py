@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from wnpass.errors import InvalidArgumentError
 
@@ -36,6 +39,14 @@ class CheckOptions:
     warmup: int = DEFAULT_WARMUP
     threads: int | None = None
     optimizations: Sequence[str] = ("default",)
+
+    def __post_init__(self) -> None:
+        # A numpy scalar tolerance (np.float32(1e-3)) is a number: kept as a Python float, so
+        # that it is checked, shown and written to JSON like any other.
+        for name in ("rtol", "atol"):
+            value = getattr(self, name)
+            if isinstance(value, np.floating | np.integer):
+                object.__setattr__(self, name, float(value))
 
     def validate(self) -> CheckOptions:
         """Check every option that needs no model; returns self."""
@@ -69,10 +80,16 @@ class CheckOptions:
 
 
 def check_tolerance(name: str, value: float | None) -> None:
-    """A tolerance (``rtol``, ``atol``) is None (the dtype's default) or finite and >= 0."""
-    if value is not None and not (
-        isinstance(value, int | float) and math.isfinite(value) and value >= 0
-    ):
+    """A tolerance (``rtol``, ``atol``) is None (the dtype's default) or a finite number >= 0;
+    a bool is not one, though Python counts it as an int."""
+    if value is None:
+        return
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise InvalidArgumentError(
+            f"{value!r}: a tolerance must be a number, not a {type(value).__name__}",
+            parameter=name,
+        )
+    if not (math.isfinite(value) and value >= 0):
         raise InvalidArgumentError(
             f"{value}: a tolerance must be a finite number >= 0", parameter=name
         )
