@@ -67,3 +67,32 @@ def test_an_integer_output_is_exact_whatever_the_tolerance_flags(
     out = capsys.readouterr().out
     assert "rtol=1" not in out and "atol=100" not in out
     assert " exact " in out and "elements differ (max abs" in out
+
+
+def test_a_model_that_fails_to_run_is_one_line_with_onnx_runtimes_reason(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """ONNX Runtime's own coloured log line stays out of stderr; its message is in ours."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[N] x) => (float[3] y) { y = Reshape(x, k) }
+    """
+    path = tmp_path / "reshape.onnx"
+    onnx.save(onnx_model(text, k=np.array([3], np.int64)), path)
+    assert _check(str(path), str(path)) == 2
+    (line,) = capfd.readouterr().err.splitlines()
+    assert line.startswith(f"wnpass: error: {path}: onnxruntime failed to run it: ")
+    assert "Reshape" in line
+
+
+def test_a_matmul_over_a_shared_symbol_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[B, K] x, float[K, 4] w) => (float[B, 4] y) { y = MatMul(x, w) }
+    """
+    path = tmp_path / "mm.onnx"
+    onnx.save(onnx_model(text), path)
+    assert _check(str(path), str(path)) == 0
+    assert "w[0] (K) = 32, as x[1]" in capsys.readouterr().out

@@ -55,6 +55,29 @@ def test_shape_option_sets_dynamic_dimensions_and_checks_fixed_ones() -> None:
         inputs.parse_shapes(["x:1,2"])
 
 
+MATMUL = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[B, K] x, float[K, 4] w, float[M] m) => (float[B, 4] y) { y = MatMul(x, w) }
+"""
+
+
+def test_a_symbol_has_one_size_in_every_input() -> None:
+    """x[B, K] by w[K, 4]: both K are one size, so that the model runs."""
+    matmul = inputs.signature(ir.serde.deserialize_model(onnx_model(MATMUL)))
+    feeds, notes = inputs.synthesize(matmul)
+    assert {k: v.shape for k, v in feeds.items()} == {"x": (1, 32), "w": (32, 4), "m": (1,)}
+    assert notes == ["x[0] (B) = 1", "x[1] (K) = 32", "w[0] (K) = 32, as x[1]", "m[0] (M) = 1"]
+    feeds, notes = inputs.synthesize(matmul, {"w": [5, 4]})
+    assert feeds["x"].shape == (1, 5) and "x[1] (K) = 5, as w[0]" in notes
+
+
+def test_given_shapes_that_disagree_on_a_symbol_are_refused() -> None:
+    matmul = inputs.signature(ir.serde.deserialize_model(onnx_model(MATMUL)))
+    with pytest.raises(InvalidArgumentError) as raised:
+        inputs.synthesize(matmul, {"x": [1, 5], "w": [6, 4]})
+    assert str(raised.value) == "shapes w[0] = 6 but x[1] = 5, and both are K"
+
+
 def _npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     with open(path, "wb") as stream:
         np.savez(stream, **arrays)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 Dynamic dimensions take their size from ``--shape NAME=DIMS``; otherwise the first axis (the
 batch) is 1 and every other dynamic axis is ``DEFAULT_DYNAMIC_DIM``, and the report says so.
+A symbolic dimension (``N``) has one size in every input that names it.
 Floats are standard normal; integers are drawn from ``[0, INT_HIGH)``, small enough to be valid
 indices for any embedding or vocabulary, and bools are fair coin flips.
 """
@@ -93,29 +94,63 @@ def parse_shapes(items: list[str] | None) -> dict[str, list[int]]:
     return shapes
 
 
-def _concrete_shape(spec: InputSpec, shapes: dict[str, list[int]]) -> tuple[list[int], list[str]]:
-    """The shape to feed, and notes on the defaults taken for dynamic dimensions."""
-    if spec.name in shapes:
-        given = shapes[spec.name]
-        if len(given) != len(spec.shape):
+class _Sizes:
+    """One size per symbolic dimension, across every input: ``[B, K]`` by ``[K, 4]`` only runs
+    when both ``K`` are the same. A symbol takes its size from the first shape that fixes it."""
+
+    def __init__(self) -> None:
+        self._sizes: dict[str, tuple[int, str]] = {}  # symbol -> (size, the axis it came from)
+
+    def bind(self, symbol: str, size: int, where: str) -> None:
+        """``where`` (e.g. ``x[1]``) is given ``size`` for ``symbol``: it must agree."""
+        if symbol in self._sizes and self._sizes[symbol][0] != size:
+            bound, other = self._sizes[symbol]
             raise InvalidArgumentError(
-                f"{spec.name}: {len(given)} dimensions given, the model has {len(spec.shape)}",
+                f"{where} = {size} but {other} = {bound}, and both are {symbol}",
                 parameter="shapes",
             )
-        for axis, (want, got) in enumerate(zip(spec.shape, given, strict=True)):
-            if isinstance(want, int) and want != got:
-                raise InvalidArgumentError(
-                    f"{spec.name}: axis {axis} is fixed at {want}, got {got}", parameter="shapes"
-                )
-        return list(given), []
+        self._sizes.setdefault(symbol, (size, where))
+
+    def get(self, symbol: str) -> tuple[int, str] | None:
+        return self._sizes.get(symbol)
+
+
+def _given_shape(spec: InputSpec, given: list[int], sizes: _Sizes) -> list[int]:
+    """A shape from ``shapes``, checked against the model's; its symbols are bound."""
+    if len(given) != len(spec.shape):
+        raise InvalidArgumentError(
+            f"{spec.name}: {len(given)} dimensions given, the model has {len(spec.shape)}",
+            parameter="shapes",
+        )
+    for axis, (want, got) in enumerate(zip(spec.shape, given, strict=True)):
+        if isinstance(want, int) and want != got:
+            raise InvalidArgumentError(
+                f"{spec.name}: axis {axis} is fixed at {want}, got {got}", parameter="shapes"
+            )
+        if isinstance(want, str):
+            sizes.bind(want, got, f"{spec.name}[{axis}]")
+    return list(given)
+
+
+def _default_shape(spec: InputSpec, sizes: _Sizes) -> tuple[list[int], list[str]]:
+    """The shape to feed where none was given, and a note on each dynamic dimension's size:
+    a symbol's size if it has one, else 1 for the first axis and DEFAULT_DYNAMIC_DIM."""
     concrete, notes = [], []
     for axis, dim in enumerate(spec.shape):
         if isinstance(dim, int):
             concrete.append(dim)
             continue
-        size = 1 if axis == 0 else DEFAULT_DYNAMIC_DIM
+        where = f"{spec.name}[{axis}]"
+        bound = sizes.get(dim) if dim else None
+        if bound is not None:
+            size, origin = bound
+            notes.append(f"{where} ({dim}) = {size}, as {origin}")
+        else:
+            size = 1 if axis == 0 else DEFAULT_DYNAMIC_DIM
+            notes.append(f"{where} ({dim or 'dynamic'}) = {size}")
+            if dim:
+                sizes.bind(dim, size, where)
         concrete.append(size)
-        notes.append(f"{spec.name}[{axis}] ({dim or 'dynamic'}) = {size}")
     return concrete, notes
 
 
@@ -144,8 +179,14 @@ def synthesize(
         )
     rng = np.random.default_rng(SEED)
     feeds, notes = {}, []
+    sizes = _Sizes()  # the shapes given first: they fix their symbols in every other input
+    given = {s.name: _given_shape(s, shapes[s.name], sizes) for s in specs if s.name in shapes}
     for spec in specs:
-        shape, spec_notes = _concrete_shape(spec, shapes)
+        spec_notes: list[str] = []
+        if spec.name in given:
+            shape = given[spec.name]
+        else:
+            shape, spec_notes = _default_shape(spec, sizes)
         if math.prod(shape) > MAX_SYNTHESIZED_ELEMENTS:
             raise InvalidArgumentError(
                 f"{spec.name}{shape}: {math.prod(shape)} elements is more than the "

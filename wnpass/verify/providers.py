@@ -27,6 +27,11 @@ __all__ = [
     "warm_up",
 ]
 
+# ONNX Runtime's log severity for wnpass's sessions and its default logger: fatal only. Its
+# logger writes coloured lines straight to stderr; every failure it would log also raises an
+# exception, which wnpass reports as one line carrying ONNX Runtime's message.
+ORT_LOG_FATAL = 4
+
 # Short names accepted by --provider, and the ONNX Runtime provider each stands for.
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 OPTIMIZATION_LEVELS = ("default", "disabled")
@@ -37,14 +42,24 @@ class MissingRuntimeError(WnpassError):
 
 
 def onnxruntime() -> ModuleType:
-    """Import onnxruntime, or say which extra installs it."""
+    """Import onnxruntime, or say which extra installs it; its default logger (which logs
+    what happens outside a session, such as a provider library that fails to load) is set to
+    fatal only (``ORT_LOG_FATAL``)."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise MissingRuntimeError(
             "onnxruntime is not installed: pip install 'wnpass[cpu]' (or 'wnpass[gpu]' for CUDA)"
         ) from None
+    ort.set_default_logger_severity(ORT_LOG_FATAL)
     return ort
+
+
+def _session_options(ort: ModuleType) -> Any:
+    """Session options that keep ONNX Runtime's own logging quiet (``ORT_LOG_FATAL``)."""
+    options = ort.SessionOptions()
+    options.log_severity_level = ORT_LOG_FATAL
+    return options
 
 
 def available() -> list[str]:
@@ -88,7 +103,9 @@ def warm_up(provider: str) -> None:
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
     model.ir_version = 8
     providers = list(dict.fromkeys([PROVIDERS[provider], PROVIDERS["cpu"]]))
-    ort.InferenceSession(model.SerializeToString(), providers=providers)
+    ort.InferenceSession(
+        model.SerializeToString(), sess_options=_session_options(ort), providers=providers
+    )
 
 
 def run(session: Session, model: Path, feeds: dict[str, Any]) -> list[Any]:
@@ -126,8 +143,7 @@ def open_session(
     """Create a session on ``provider``; time it (the median of ``repeats`` creations);
     detect a silent fall-back to the CPU."""
     ort = onnxruntime()
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options = _session_options(ort)
     if optimization == "disabled":
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if threads:
