@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 import onnx
 import pytest
@@ -200,3 +201,35 @@ def test_string_and_sequence_outputs_are_compared(tmp_path: Path) -> None:
     assert (s.numeric, s.outside, s.total) == (False, 1, 1)
     assert q.numeric and q.dtype == "sequence<float32>" and q.total == 4 and q.outside > 0
     assert not report
+
+
+BFLOAT16 = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (bfloat16[N] x) => (bfloat16[N] y, float[N] f) {
+        c = Cast <to = 1> (x)
+        f = Mul(c, k)
+        y = Cast <to = 16> (f)
+    }
+"""
+
+
+def _bfloat16_model(tmp_path: Path, k: float) -> Path:
+    path = tmp_path / f"bf16_{k:g}.onnx"
+    onnx.save(onnx_model(BFLOAT16, k=np.array([k], np.float32)), path)
+    return path
+
+
+def test_bfloat16_inputs_and_outputs_are_fed_read_and_compared(tmp_path: Path) -> None:
+    """ONNX Runtime's numpy binding knows no bfloat16: its bits cross as OrtValues."""
+    a, b = _bfloat16_model(tmp_path, 3.0), _bfloat16_model(tmp_path, 4.5)
+    x = rand(8).astype(ml_dtypes.bfloat16)
+    session = providers.open_session(a, "cpu")
+    y, f = session.run(providers.ort_feeds({"x": x}))
+    expected = x.astype(np.float32) * np.float32(3.0)
+    assert y.dtype == ml_dtypes.bfloat16 and np.array_equal(y, expected.astype(ml_dtypes.bfloat16))
+    assert np.array_equal(f, expected)
+    report = check(a, a, runs=2, warmup=1)
+    y_row = report.runs[0].comparisons[0]
+    assert report and (y_row.dtype, y_row.rtol, y_row.atol) == ("bfloat16", 5e-2, 1e-2)
+    assert report.inputs == [{"name": "x", "shape": [1], "dtype": "bfloat16"}]
+    assert not check(a, b, runs=1, warmup=0)

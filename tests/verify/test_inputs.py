@@ -7,6 +7,7 @@ import re
 import threading
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 import onnx_ir as ir
 import pytest
@@ -137,3 +138,17 @@ def test_a_fifo_or_a_device_is_refused_without_being_opened(tmp_path: Path) -> N
     assert re.search(r"inputs\.npz: is a FIFO; refused", str(raised[0]))
     with pytest.raises(InvalidArgumentError, match="/dev/zero: is a character device; refused"):
         inputs.load_npz(Path("/dev/zero"), specs())
+
+
+@pytest.mark.parametrize("stored", ["bfloat16", "uint16"])
+def test_a_bfloat16_input_is_read_from_its_bits(stored: str, tmp_path: Path) -> None:
+    """numpy saves an ml_dtypes bfloat16 array as 2-byte void; uint16 bit patterns do too."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (bfloat16[3] x) => (float[3] y) { y = Cast <to = 1> (x) }
+    """
+    spec = inputs.signature(ir.serde.deserialize_model(onnx_model(text)))
+    x = np.array([1.5, -2.0, 3.0], ml_dtypes.bfloat16)
+    path = _npz(tmp_path / "x.npz", {"x": x if stored == "bfloat16" else x.view(np.uint16)})
+    loaded = inputs.load_npz(path, spec)["x"]
+    assert loaded.dtype == ml_dtypes.bfloat16 and np.array_equal(loaded, x)

@@ -200,6 +200,14 @@ def synthesize(
     return feeds, notes
 
 
+def _bfloat16_bits(array: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """A bfloat16 input's array as ml_dtypes' bfloat16: numpy has no bfloat16, so ``.npz``
+    holds one as 2-byte void (how numpy saves an ml_dtypes array) or as uint16 bit patterns."""
+    if spec.dtype == ir.DataType.BFLOAT16 and array.dtype in (np.dtype("V2"), np.uint16):
+        return array.view(ml_dtypes.bfloat16)
+    return array
+
+
 def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
     """Inputs from an ``.npz`` file, checked against the model's inputs."""
     try:
@@ -227,7 +235,7 @@ def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
             f"{path}: the model has no input {extra[0]!r}", parameter="inputs"
         )
     for spec in specs:
-        array = feeds[spec.name]
+        array = feeds[spec.name] = _bfloat16_bits(feeds[spec.name], spec)
         if array.dtype != spec.dtype.numpy():
             raise InvalidArgumentError(
                 f"{path}: {spec.name} is {array.dtype}, the model wants {spec.dtype.name.lower()}",

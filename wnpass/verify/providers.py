@@ -6,14 +6,25 @@ only reported as running on CUDA when ``session.get_providers()`` puts CUDA firs
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import functools
 import statistics
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from wnpass.errors import InvalidArgumentError, InvalidModelError, WnpassError, one_line
+import ml_dtypes
+import numpy as np
+
+from wnpass.errors import (
+    InvalidArgumentError,
+    InvalidModelError,
+    UsageError,
+    WnpassError,
+    one_line,
+)
 
 __all__ = [
     "OPTIMIZATION_LEVELS",
@@ -22,6 +33,7 @@ __all__ = [
     "available",
     "onnxruntime",
     "open_session",
+    "ort_feeds",
     "resolve",
     "run",
     "warm_up",
@@ -41,6 +53,7 @@ class MissingRuntimeError(WnpassError):
     """onnxruntime is not installed."""
 
 
+@functools.cache
 def onnxruntime() -> ModuleType:
     """Import onnxruntime, or say which extra installs it; its default logger (which logs
     what happens outside a session, such as a provider library that fails to load) is set to
@@ -111,11 +124,49 @@ def warm_up(provider: str) -> None:
 def run(session: Session, model: Path, feeds: dict[str, Any]) -> list[Any]:
     """Run once, turning onnxruntime's failure into one line naming the model."""
     try:
-        return list(session.session.run(None, feeds))
+        return session.run(feeds)
+    except WnpassError:
+        raise
     except Exception as error:
         raise InvalidModelError(
             f"{model}: onnxruntime failed to run it: {one_line(error)}"
         ) from None
+
+
+# ONNX Runtime's Python binding has no numpy type for bfloat16 (numpy has none; ml_dtypes
+# adds one): bfloat16 tensors cross it as OrtValues holding their 16-bit patterns.
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+ONNX_BFLOAT16 = 16  # TensorProto.BFLOAT16
+
+
+def ort_feeds(feeds: dict[str, Any]) -> dict[str, Any]:
+    """``feeds`` as ONNX Runtime takes them: a bfloat16 array becomes an OrtValue (convert
+    once, so that timed runs do not pay for it); anything else is left as it is."""
+    if not any(isinstance(v, np.ndarray) and v.dtype == BFLOAT16 for v in feeds.values()):
+        return feeds
+    ort = onnxruntime()
+    return {
+        name: ort.OrtValue.ortvalue_from_numpy_with_onnx_type(value.view(np.uint16), ONNX_BFLOAT16)
+        if isinstance(value, np.ndarray) and value.dtype == BFLOAT16
+        else value
+        for name, value in feeds.items()
+    }
+
+
+def _from_ort_value(name: str, value: Any) -> np.ndarray:
+    """An output OrtValue as a numpy array; a bfloat16 one (``OrtValue.numpy()`` refuses it)
+    as an ml_dtypes array, read from its bits in host memory."""
+    if not value.is_tensor():
+        raise UsageError(
+            f"output {name} is a {value.data_type()}: ONNX Runtime's Python API cannot read "
+            "it beside a bfloat16 output"
+        )
+    if value.data_type() != "tensor(bfloat16)":
+        return np.asarray(value.numpy())
+    if value.device_name().lower() != "cpu":
+        raise UsageError(f"output {name}: a bfloat16 output on {value.device_name()} is unread")
+    raw = ctypes.string_at(value.data_ptr(), value.tensor_size_in_bytes())
+    return np.frombuffer(raw, BFLOAT16).reshape(value.shape())
 
 
 @dataclasses.dataclass
@@ -130,6 +181,30 @@ class Session:
     @property
     def fell_back(self) -> bool:
         return self.actual != self.provider
+
+    @functools.cached_property
+    def bfloat16_outputs(self) -> bool:
+        """Some output is a bfloat16 tensor: ``session.run`` cannot return it as numpy."""
+        return any(o.type == "tensor(bfloat16)" for o in self.session.get_outputs())
+
+    def run(self, feeds: dict[str, Any]) -> list[Any]:
+        """Run once on ``feeds`` (arrays, or :func:`ort_feeds`'s); the outputs as numpy
+        arrays (bfloat16 ones as ml_dtypes arrays), lists (sequences) or dicts (maps)."""
+        feeds = ort_feeds(feeds)
+        if not self.bfloat16_outputs:
+            return list(self.session.run(None, feeds))
+        # run_with_ort_values hands back OrtValues, which can be read as bfloat16; it takes
+        # OrtValues only
+        ort = onnxruntime()
+        values = {
+            name: value
+            if isinstance(value, ort.OrtValue)
+            else ort.OrtValue.ortvalue_from_numpy(value)
+            for name, value in feeds.items()
+        }
+        outputs = self.session.run_with_ort_values(None, values)
+        names = [o.name for o in self.session.get_outputs()]
+        return [_from_ort_value(n, v) for n, v in zip(names, outputs, strict=True)]
 
 
 def open_session(
