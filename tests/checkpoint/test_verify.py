@@ -104,3 +104,24 @@ def test_inf_in_different_places_fails_the_comparison() -> None:
     assert row.problem == "NaN/Inf in different places"
     row = _row("y", torch.tensor([1.0, 1.0]), torch.tensor([-float("inf"), 1.0]), None, None)
     assert row.problem == "NaN/Inf in different places"
+
+
+def test_integer_outputs_are_compared_exactly_whatever_the_tolerance() -> None:
+    """An index output (an argmax) one off is a difference, however large the tolerance that
+    the float outputs get; the row says exact."""
+    from wnpass.checkpoint.verify import _row
+
+    row = _row("index", torch.tensor([20000]), torch.tensor([20001]), 1e-3, 1e-5)
+    assert (row.outside, row.rtol, row.atol, row.ok) == (1, None, None, False)
+    floats = _row("y", torch.tensor([1.0]), torch.tensor([1.0 + 1e-6]), 1e-3, 1e-5)
+    assert (floats.outside, floats.rtol, floats.atol, floats.ok) == (0, 1e-3, 1e-5, True)
+
+
+def test_a_numpy_scalar_tolerance_is_kept_as_a_python_float(tmp_path: Path) -> None:
+    import numpy as np
+
+    ckpt, model_py = _checkpoint(tmp_path)
+    report = fold_checkpoint(ckpt, check_model=model_py, rtol=np.float32(1e-3))  # type: ignore[arg-type]
+    assert report.check is not None
+    rtol = report.check.outputs[0].rtol
+    assert type(rtol) is float and rtol == float(np.float32(1e-3))

@@ -25,7 +25,7 @@ from wnpass.checkpoint.writing import Action, Rewrite, write_file, write_index
 from wnpass.errors import InvalidArgumentError
 from wnpass.plan import IOPlan
 from wnpass.rules import pair_keys
-from wnpass.verify.options import check_tolerance
+from wnpass.verify.options import as_tolerance
 
 __all__ = ["FORMS", "convert_checkpoint", "fold_checkpoint", "inspect_checkpoint"]
 
@@ -72,8 +72,7 @@ def fold_checkpoint(
     ``example_inputs()``; if not, nothing is published and ``report.check`` says why.
     ``rtol``/``atol``: that check's tolerances (default: ``check``'s, per output dtype).
     """
-    check_tolerance("rtol", rtol)
-    check_tolerance("atol", atol)
+    rtol, atol = as_tolerance("rtol", rtol), as_tolerance("atol", atol)
     start = time.perf_counter()
     plan = plan if plan is not None else IOPlan()
     checkpoint = _open(path, plan)

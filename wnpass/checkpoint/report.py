@@ -57,8 +57,8 @@ class OutputRow:
     max_rel: float
     outside: int
     total: int
-    rtol: float
-    atol: float
+    rtol: float | None  # None for both: compared exactly (integers, bools)
+    atol: float | None
     problem: str | None = None
 
     @property

@@ -11,11 +11,11 @@ first, so that both start plain):
 
 Both run ``example_inputs()`` in eval mode. Outputs are compared with ``check``'s tolerances
 per output dtype (:data:`wnpass.verify.compare.DEFAULT_TOLERANCES`; float32: rtol 1e-4, atol
-1e-5): the reference rounds after every op of ``g * v / ||v||`` in float32 where the fold
-rounds once from float64, so the weights differ by a few ulps and the outputs by those ulps
-accumulated over each layer's sums; a wrong product (a lost ``g``, a wrong weight) differs by
-order 1. The axis itself is not checked: the reference normalizes where ``g`` says, as the
-fold does.
+1e-5; integers and bools exactly, whatever ``rtol``/``atol`` say): the reference rounds after
+every op of ``g * v / ||v||`` in float32 where the fold rounds once from float64, so the
+weights differ by a few ulps and the outputs by those ulps accumulated over each layer's sums;
+a wrong product (a lost ``g``, a wrong weight) differs by order 1. The axis itself is not
+checked: the reference normalizes where ``g`` says, as the fold does.
 """
 
 from __future__ import annotations
@@ -26,10 +26,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import ml_dtypes
+import numpy as np
+
 from wnpass.checkpoint.reading import open_checkpoint
 from wnpass.checkpoint.report import ModelCheckReport, OutputRow
 from wnpass.errors import InvalidArgumentError, one_line
-from wnpass.verify.compare import DEFAULT_TOLERANCES, compare_outputs
+from wnpass.verify.compare import compare_outputs, is_exact, tolerance_for
 
 if TYPE_CHECKING:
     from wnpass.checkpoint.api import _Found
@@ -93,19 +96,26 @@ def _run(model: Any, inputs: tuple[Any, ...], model_py: Path) -> list[tuple[str,
 
 def _row(name: str, ref: Any, cand: Any, rtol: float | None, atol: float | None) -> OutputRow:
     dtype = str(ref.dtype).removeprefix("torch.")
-    default = DEFAULT_TOLERANCES.get(dtype, (0.0, 0.0))
-    rtol = default[0] if rtol is None else rtol
-    atol = default[1] if atol is None else atol
+    # the tolerance of the output's own dtype, as check has it (integers and bools: exact)
+    exact, (rtol, atol) = is_exact(kind := _numpy_dtype(dtype)), tolerance_for(kind, rtol, atol)
     row = OutputRow(name, list(ref.shape), dtype, 0.0, 0.0, 0, int(ref.numel()), rtol, atol)
     if ref.shape != cand.shape or ref.dtype != cand.dtype:
         row.problem = f"{list(cand.shape)} {cand.dtype} != reference {list(ref.shape)} {dtype}"
         return row
-    # in float64, with the tolerance of the output's own dtype: check's element rule
-    r, c = ref.detach().double().numpy(), cand.detach().double().numpy()
+    # floats in float64 with that tolerance (check's element rule); the rest as they are
+    r, c = ((t.detach() if exact else t.detach().double()).numpy() for t in (ref, cand))
     (result,) = compare_outputs([name], [r], [name], [c], rtol=rtol, atol=atol)
     row.problem, row.outside = result.problem, result.outside
     row.max_abs, row.max_rel = result.max_abs, result.max_rel
     return row
+
+
+def _numpy_dtype(name: str) -> np.dtype:
+    """The numpy dtype of a torch dtype's name (bfloat16 and the float8s from ml_dtypes)."""
+    try:
+        return np.dtype(getattr(ml_dtypes, name, None) or name)
+    except TypeError:  # a torch type numpy has no name for: compared as a float
+        return np.dtype(np.float64)
 
 
 def check_folded(

@@ -149,7 +149,7 @@ def _print_check(out: Printer, report: CheckpointReport) -> None:
                 f"{row.max_abs:.3g}",
                 f"{row.max_rel:.3g}",
                 f"{row.outside}/{row.total}",
-                f"rtol={row.rtol:g} atol={row.atol:g}",
+                "exact" if row.rtol is None else f"rtol={row.rtol:g} atol={row.atol:g}",
                 result,
             ]
         )

@@ -19,7 +19,7 @@ import numpy as np
 
 from wnpass.errors import InvalidArgumentError
 
-__all__ = ["DEFAULT_RUNS", "DEFAULT_WARMUP", "CheckOptions", "check_tolerance"]
+__all__ = ["DEFAULT_RUNS", "DEFAULT_WARMUP", "CheckOptions", "as_tolerance", "check_tolerance"]
 
 DEFAULT_RUNS = 20
 DEFAULT_WARMUP = 3
@@ -93,6 +93,13 @@ def check_tolerance(name: str, value: float | None) -> None:
         raise InvalidArgumentError(
             f"{value}: a tolerance must be a finite number >= 0", parameter=name
         )
+
+
+def as_tolerance(name: str, value: float | None) -> float | None:
+    """``value`` checked as a tolerance (:func:`check_tolerance`), as a Python float (a numpy
+    scalar is a number too)."""
+    check_tolerance(name, value)
+    return None if value is None else float(value)
 
 
 def _at_least(name: str, value: object, low: int) -> None:
