@@ -4,17 +4,23 @@ after the PyTorch parameters."""
 
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
 
 from tests.helpers import run, sites_left
-from wnpass.errors import InvalidArgumentError
-from wnpass.export import export
+from wnpass.errors import InvalidArgumentError, InvalidModelError
+from wnpass.export import ModelRunError, export
 from wnpass.fx.loading import load_model_py
+from wnpass.verify import providers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +80,7 @@ def test_a_failed_verification_publishes_nothing(
 ) -> None:
     """When ONNX Runtime's outputs differ from PyTorch's (here: PyTorch's are shifted), the
     staged model is checked, found different, and never appears under the output's name."""
-    import wnpass.export as export_module
+    export_module = importlib.import_module("wnpass.export")
 
     real = export_module._numpy_outputs
     monkeypatch.setattr(
@@ -89,3 +95,151 @@ def test_a_failed_verification_publishes_nothing(
     monkeypatch.setattr(export_module, "_numpy_outputs", real)
     report = export(model, inputs, out, exporter="torchscript", runs=1)
     assert report and report.published and out.exists()
+
+
+class _UnusedFirst(nn.Module):
+    """``mask`` is never read: the TorchScript exporter drops it from the graph's inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(8, 6))
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, mask: torch.Tensor, x: torch.Tensor, scale: int = 1) -> torch.Tensor:
+        return self.drop(self.fc(x)) * scale
+
+
+def _unused_first() -> tuple[_UnusedFirst, tuple[torch.Tensor, ...]]:
+    torch.manual_seed(0)
+    return _UnusedFirst(), (torch.zeros(3), torch.randn(2, 8))
+
+
+def test_an_unverified_export_says_it_compared_nothing(tmp_path: Path) -> None:
+    """Without verification nothing was compared: ``matches`` is None, not True, and the
+    JSON says so; the export itself succeeded, so the report is still true."""
+    model, inputs = _unused_first()
+    report = export(model, inputs, tmp_path / "m.onnx", verify=False)
+    assert report.verified is False and report.matches is None and report.comparisons == {}
+    assert report and report.published and (tmp_path / "m.onnx").exists()
+    data = report.to_dict()
+    assert data["verified"] is False and data["matches"] is None and data["ok"] is True
+
+
+@pytest.mark.parametrize(
+    "first",
+    ["", "import wnpass.export", "from wnpass.export import ExportReport", "import wnpass.cli"],
+)
+def test_wnpass_export_is_the_function_whatever_was_imported_first(first: str) -> None:
+    """Importing submodule ``wnpass.export`` binds it as the package's attribute ``export``;
+    ``from wnpass import export`` (the README's line) must still give the function. A fresh
+    interpreter for each order, so no earlier import in this process decides it."""
+    code = f"""
+{first}
+import importlib, types
+import wnpass
+from wnpass import export
+assert isinstance(export, types.FunctionType), export
+assert wnpass.export is export and export.__name__ == "export"
+for name, module in wnpass._LAZY.items():
+    importlib.import_module(module)
+    assert not isinstance(getattr(wnpass, name), types.ModuleType), name
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["exported", "forward-raised"])
+def test_every_submodule_keeps_its_training_flag(tmp_path: Path, fails: bool) -> None:
+    """The pipeline runs the model in eval mode, then gives each submodule its own flag back
+    (the root training, its dropout not: ``train(True)`` would not restore that), also when
+    the model raises."""
+    model, inputs = _unused_first()
+    model.train()
+    model.drop.eval()
+    if fails:
+        inputs = (inputs[0], torch.randn(2, 5))  # does not fit fc: forward raises
+    before = [m.training for m in model.modules()]
+    if fails:
+        with pytest.raises(ModelRunError):
+            export(model, inputs, tmp_path / "m.onnx", runs=1)
+    else:
+        export(model, inputs, tmp_path / "m.onnx", runs=1)
+    assert [m.training for m in model.modules()] == before
+    assert model.training and model.fc.training and not model.drop.training
+
+
+@pytest.mark.parametrize("scale", [(3,), ()], ids=["given", "default"])
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_inputs_are_fed_by_name(exporter: str, scale: tuple[int, ...], tmp_path: Path) -> None:
+    """The TorchScript exporter drops the unused first input and takes a Python int, given
+    or the parameter's default, as a scalar input; each graph input gets the example input
+    of its name."""
+    model, inputs = _unused_first()
+    report = export(model, (*inputs, *scale), tmp_path / "m.onnx", exporter=exporter, runs=1)
+    assert report.matches is True and report.published, report.to_dict()
+    names = [i.name for i in onnx.load(tmp_path / "m.onnx").graph.input]
+    assert names == (["x", "scale"] if exporter == "torchscript" else ["mask", "x"])
+
+
+def test_ort_errors_name_the_output_not_the_staging_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(session: object, model: Path, feeds: object) -> list[object]:
+        raise InvalidModelError(f"{model}: onnxruntime failed to run it: boom")
+
+    monkeypatch.setattr(providers, "run", fail)
+    model, inputs = _unused_first()
+    out = tmp_path / "m.onnx"
+    with pytest.raises(InvalidModelError) as raised:
+        export(model, inputs, out, exporter="torchscript", runs=1)
+    assert str(raised.value) == f"{out}: onnxruntime failed to run it: boom"
+    assert list(tmp_path.iterdir()) == []
+
+
+def _bf16() -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    torch.manual_seed(0)
+    model = nn.Sequential(weight_norm(nn.Linear(8, 6)), nn.ReLU()).to(torch.bfloat16)
+    return model, (torch.randn(2, 8, dtype=torch.bfloat16),)
+
+
+def test_bfloat16_is_exported_and_its_verification_declined(tmp_path: Path) -> None:
+    """onnxruntime's Python API takes and gives no bfloat16 arrays: verifying is declined
+    before anything is exported; without it the model exports, weights named by value."""
+    model, inputs = _bf16()
+    with pytest.raises(InvalidArgumentError, match=r"cannot verify: .* no bfloat16 arrays"):
+        export(model, inputs, tmp_path / "m.onnx", exporter="torchscript")
+    assert list(tmp_path.iterdir()) == []
+    report = export(model, inputs, tmp_path / "m.onnx", exporter="torchscript", verify=False)
+    assert report and report.names_missing == []
+    assert "0.weight" in {i.name for i in onnx.load(tmp_path / "m.onnx").graph.initializer}
+
+
+@pytest.mark.parametrize("where", ["model", "inputs"])
+def test_meta_tensors_are_refused(where: str, tmp_path: Path) -> None:
+    model, inputs = _unused_first()
+    if where == "model":
+        model = model.to("meta")
+    else:
+        inputs = tuple(t.to("meta") for t in inputs)
+    with pytest.raises(InvalidArgumentError, match="on the meta device, which hold"):
+        export(model, inputs, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("dynamic", "message"),
+    [
+        ({"x": {2: "b"}}, r"dynamic x: axis 2 is outside its 2 dimensions \(shape \[2, 8\]\)"),
+        ({"scale": {0: "b"}}, r"dynamic scale: its example input is not a tensor \(int\)"),
+        ({"y": {0: "b"}}, "dynamic y: the model's inputs are mask, x, scale"),
+    ],
+)
+def test_dynamic_axes_must_fit_the_inputs(
+    dynamic: dict[str, dict[int, str]], message: str, tmp_path: Path
+) -> None:
+    model, inputs = _unused_first()
+    with pytest.raises(InvalidArgumentError, match=message):
+        export(model, (*inputs, 2), tmp_path / "m.onnx", dynamic=dynamic)
+    assert list(tmp_path.iterdir()) == []

@@ -8,11 +8,15 @@
    request), with dynamic axes on request;
 3. folds whatever weight norm is still in the graph (``fold_onnx``: all of it when PyTorch did
    not fold first) into the output file, written atomically;
-4. compares the PyTorch model's outputs with ONNX Runtime's on the example inputs, on every
-   available provider (or those asked for), and times the ONNX model there.
+4. with ``verify`` (the default), compares the PyTorch model's outputs with ONNX Runtime's on
+   the example inputs, each fed to the graph input of its name, on every available provider
+   (or those asked for), and times the ONNX model there.
 
-The report says what was folded where, whether every initializer carries its PyTorch
-parameter's name, and whether the outputs matched.
+The caller's model comes back as it came: its weight norm (unless it cannot be copied: legacy
+hooks are folded in place, and the report says so) and the training flag of every submodule
+(the pipeline runs it in eval mode). The report says what was folded where, whether every
+initializer carries its PyTorch parameter's name, and, when verified, whether the outputs
+matched (``verified=False``: ``matches`` is None, nothing was compared).
 """
 
 from __future__ import annotations
@@ -21,22 +25,24 @@ import contextlib
 import copy
 import dataclasses
 import inspect
+import itertools
 import logging
 import os
+import re
 import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import ml_dtypes
 import numpy as np
-import onnx
 import onnx_ir as ir
 import torch
 from torch import nn
 
 from wnpass.axes import is_legacy_hook
-from wnpass.errors import InvalidArgumentError, WnpassError, one_line
+from wnpass.errors import InvalidArgumentError, InvalidModelError, WnpassError, one_line
 from wnpass.fx.fold import TorchFoldReport, fold_weight_norm
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
@@ -64,7 +70,12 @@ class ModelRunError(WnpassError):
 
 @dataclasses.dataclass
 class ExportReport:
-    """What the deployment pipeline did, and whether the ONNX model matches PyTorch."""
+    """What the deployment pipeline did, and whether the ONNX model matches PyTorch.
+
+    ``bool(report)``: nothing was left to fold and, when verified, the outputs matched; an
+    export without verification is true without any comparison, so read :attr:`verified` (or
+    :attr:`matches`, None then) before calling the model equivalent to PyTorch.
+    """
 
     output: str
     exporter: str
@@ -72,6 +83,7 @@ class ExportReport:
     onnx_fold: FoldReport
     folded_in_place: bool = False  # the model could not be copied (legacy hooks)
     names_missing: list[str] = dataclasses.field(default_factory=list)
+    verified: bool = False  # ONNX Runtime's outputs were compared with PyTorch's
     comparisons: dict[str, list[OutputComparison]] = dataclasses.field(default_factory=dict)
     latency: dict[str, LatencyStats] = dataclasses.field(default_factory=dict)
     not_available: list[str] = dataclasses.field(default_factory=list)
@@ -79,18 +91,22 @@ class ExportReport:
     published: bool = True  # False: the check failed and nothing was written
 
     @property
-    def matches(self) -> bool:
-        """The ONNX outputs matched PyTorch's wherever compared, and no provider asked for
-        fell back to another (what ``verify`` requires before the file is published)."""
+    def matches(self) -> bool | None:
+        """None when not verified; else whether outputs were compared, all matched PyTorch's,
+        and no provider asked for fell back to another (what ``verify`` requires before the
+        file is published)."""
+        if not self.verified:
+            return None
         compared = [c for comparisons in self.comparisons.values() for c in comparisons]
-        return all(compared) and not self.fell_back
+        return bool(compared) and all(compared) and not self.fell_back
 
     def __bool__(self) -> bool:
-        """Nothing left to fold, and the outputs matched (:attr:`matches`)."""
-        return self.onnx_fold.declined == 0 and self.matches
+        """Nothing left to fold, and the outputs matched where verified (:attr:`matches`)."""
+        return self.onnx_fold.declined == 0 and self.matches is not False
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        data["matches"] = self.matches
         data["ok"] = bool(self)
         return data
 
@@ -100,7 +116,34 @@ class ExportReport:
 
 def _numpy_outputs(outputs: Any) -> list[np.ndarray]:
     leaves = torch.utils._pytree.tree_leaves(outputs)
-    return [t.detach().cpu().numpy() for t in leaves if isinstance(t, torch.Tensor)]
+    return [_to_numpy(t) for t in leaves if isinstance(t, torch.Tensor)]
+
+
+def _array(tensor: torch.Tensor) -> np.ndarray | None:
+    """``tensor`` as the array ONNX Runtime and onnx-ir take or give for it; None where numpy
+    has no such type (float8, complex32, ...). numpy has no bfloat16 either: a bfloat16 tensor
+    goes through float32 (which holds every bfloat16 value exactly) to ml_dtypes' bfloat16,
+    the type ONNX Runtime's and onnx-ir's bfloat16 arrays have."""
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.float().numpy().astype(ml_dtypes.bfloat16)
+    try:
+        return tensor.numpy()
+    except TypeError:
+        return None
+
+
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """``tensor`` as ONNX Runtime takes or gives it, to verify with. A dtype its Python API
+    cannot exchange (bfloat16: it neither takes ml_dtypes' arrays nor gives any; float8,
+    complex32, ...: numpy has no such type) is declined before anything is exported."""
+    array = _array(tensor) if tensor.dtype != torch.bfloat16 else None
+    if array is None:
+        raise InvalidArgumentError(
+            f"cannot verify: onnxruntime's Python API takes and gives no "
+            f"{str(tensor.dtype).removeprefix('torch.')} arrays; export without verification"
+        )
+    return array
 
 
 def _copy(model: nn.Module) -> tuple[nn.Module, bool]:
@@ -112,35 +155,57 @@ def _copy(model: nn.Module) -> tuple[nn.Module, bool]:
         return model, True
 
 
-def _input_names(model: nn.Module, count: int) -> list[str]:
-    """The graph's input names: ``forward``'s parameter names, so ``--dynamic mel=0,2`` reads
-    as the model's code does (``input_<i>`` where the signature says nothing)."""
+def _inputs_by_name(model: nn.Module, inputs: tuple[Any, ...]) -> dict[str, Any]:
+    """The example inputs by the name their graph inputs get: ``forward``'s parameter names, so
+    ``--dynamic mel=0,2`` reads as the model's code does (``input_<i>`` where the signature
+    says nothing), then the defaults of the parameters not given, which the TorchScript
+    exporter adds to the graph as inputs of their own."""
     try:
         parameters = list(inspect.signature(model.forward).parameters.values())
     except (TypeError, ValueError):
         parameters = []
-    names = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][
-        :count
-    ]
-    return names + [f"input_{i}" for i in range(len(names), count)]
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    named = {p.name: value for p, value in zip(positional, inputs, strict=False)}
+    named |= {f"input_{i}": value for i, value in enumerate(inputs) if i >= len(positional)}
+    named |= {p.name: p.default for p in positional[len(inputs) :] if p.default is not p.empty}
+    return named
+
+
+def _check_dynamic(dynamic: dict[str, dict[int, str]] | None, by_name: dict[str, Any]) -> None:
+    """Every dynamic axis names an example tensor by ``forward``'s parameter name and lies in
+    its rank: an exporter would otherwise ignore it, and the file keep that axis fixed."""
+    for name, axes in (dynamic or {}).items():
+        if name not in by_name:
+            raise InvalidArgumentError(
+                f"{name}: the model's inputs are {', '.join(by_name)}", parameter="dynamic"
+            )
+        value = by_name[name]
+        if not isinstance(value, torch.Tensor):
+            raise InvalidArgumentError(
+                f"{name}: its example input is not a tensor ({type(value).__name__}); "
+                "only a tensor has axes",
+                parameter="dynamic",
+            )
+        outside = sorted(a for a in axes if not 0 <= a < value.dim())
+        if outside:
+            raise InvalidArgumentError(
+                f"{name}: axis {outside[0]} is outside its {value.dim()} dimensions "
+                f"(shape {list(value.shape)})",
+                parameter="dynamic",
+            )
 
 
 def _export(
     model: nn.Module,
     inputs: tuple[Any, ...],
+    names: list[str],
     path: Path,
     *,
     dynamo: bool,
     dynamic: dict[str, dict[int, str]] | None,
     opset: int | None,
-) -> list[str]:
-    """Run torch.onnx.export; returns the graph's input names."""
-    names = _input_names(model, len(inputs))
-    unknown = sorted(set(dynamic or {}) - set(names))
-    if unknown:
-        raise InvalidArgumentError(
-            f"{unknown[0]}: the model's inputs are {', '.join(names)}", parameter="dynamic"
-        )
+) -> None:
+    """Run torch.onnx.export, naming the graph's inputs ``names``."""
     kwargs: dict[str, Any] = {"input_names": names, "dynamo": dynamo, "verbose": False}
     if opset is not None:
         kwargs["opset_version"] = opset
@@ -151,9 +216,60 @@ def _export(
             warnings.simplefilter("ignore")
             torch.onnx.export(model, inputs, str(path), **kwargs)
     except Exception as error:
-        first = " ".join(str(error).split())[:240]
+        first = " ".join(_ANSI.sub("", str(error)).split())[:240]
         raise ExportError(f"torch.onnx.export failed: {first}") from None
-    return [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
+
+
+# The colours torch.export puts in its messages (``\x1b[96m``): not for a one-line error.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _examples(by_name: dict[str, Any]) -> dict[str, Any]:
+    """The example inputs by name (:func:`_inputs_by_name`), each tensor as the array to feed."""
+    return {
+        name: _to_numpy(value) if isinstance(value, torch.Tensor) else value
+        for name, value in by_name.items()
+    }
+
+
+def _feeds(graph: ir.Graph, examples: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The example inputs for the graph's inputs, paired by name: an exporter drops inputs
+    that ``forward`` never reads and bakes Python values into the graph (the dynamo exporter
+    all of them, TorchScript ``bool``), so the graph's inputs are a subset of ``forward``'s
+    parameters, not a prefix. A Python number the graph does take (TorchScript ``int``,
+    ``float``) is fed as a scalar of the input's type."""
+    feeds = {}
+    for value in graph.inputs:
+        if value.name not in examples:
+            raise InvalidArgumentError(
+                f"cannot verify: the exported graph takes an input {value.name!r} that is "
+                f"none of forward's parameters ({', '.join(examples)})"
+            )
+        example = examples[value.name]
+        if isinstance(example, np.ndarray):
+            feeds[value.name] = example
+        elif isinstance(example, (bool, int, float)) and value.dtype is not None:
+            feeds[value.name] = _scalar(value.name, example, value.dtype)
+        else:
+            raise InvalidArgumentError(
+                f"cannot verify: input {value.name}: ONNX Runtime takes no "
+                f"{type(example).__name__}; give tensors as example inputs"
+            )
+    return feeds
+
+
+def _scalar(name: str, example: bool | float, dtype: ir.DataType) -> np.ndarray:
+    """A Python number as the graph's scalar input of ``dtype``, exactly or not at all."""
+    try:
+        scalar = np.array(example, dtype=dtype.numpy())
+    except (OverflowError, ValueError, TypeError):
+        scalar = None
+    if scalar is None or scalar.item() != example:
+        raise InvalidArgumentError(
+            f"cannot verify: input {name}: {example!r} is not exactly a "
+            f"{dtype.name.lower()}, the type the graph takes"
+        )
+    return scalar
 
 
 def _weight_names(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -183,10 +299,9 @@ def _restore_names(model: ir.Model, weights: dict[str, torch.Tensor]) -> list[st
     PyTorch weight they hold, found by shape and value (also transposed, as Linear feeds
     MatMul; within float32 rounding, as an exporter may have folded weight norm in float32).
     Returns the weights that still have no initializer of their name."""
-    missing = {name: w.cpu().numpy() for name, w in weights.items()}
-    for name in list(missing):
-        if name in model.graph.initializers:
-            del missing[name]
+    named = model.graph.initializers
+    arrays = {name: _array(w) for name, w in weights.items() if name not in named}
+    missing = {name: a for name, a in arrays.items() if a is not None}
     for init_name, value in list(model.graph.initializers.items()):
         tensor = value.const_value
         if not missing or tensor is None or init_name in weights or tensor.size < 2:
@@ -198,13 +313,16 @@ def _restore_names(model: ir.Model, weights: dict[str, torch.Tensor]) -> list[st
                 value.name = name
                 del missing[name]
                 break
-    return list(missing)
+    return [name for name, a in arrays.items() if a is None] + list(missing)
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> bool:
     """Equal up to a few float32 roundings (weight norm folded in another order)."""
+    if a.dtype != b.dtype:
+        return False
+    a, b = a.astype(np.float64), b.astype(np.float64)  # ml_dtypes' bfloat16 too
     scale = float(np.abs(b).max(initial=0.0)) or 1.0
-    return a.dtype == b.dtype and bool(np.allclose(a, b, rtol=1e-5, atol=1e-6 * scale))
+    return bool(np.allclose(a, b, rtol=1e-5, atol=1e-6 * scale))
 
 
 # The opsets each torch.onnx exporter writes: the dynamo exporter starts at 18 (its op library
@@ -253,7 +371,8 @@ def export(
     threads: int | None = None,
     plan: IOPlan | None = None,
 ) -> ExportReport:
-    """Export ``model`` to a clean, verified ONNX file at ``path``; see the module docstring.
+    """Export ``model`` to a clean ONNX file at ``path``, verified unless ``verify=False``; see
+    the module docstring.
 
     Every option and path is checked before anything is written (``plan``: the caller's, with
     its other files). With ``verify``, the model is published under ``path`` only when ONNX
@@ -263,50 +382,102 @@ def export(
         providers=providers, rtol=rtol, atol=atol, runs=runs, warmup=warmup, threads=threads
     )
     validate_export_options(exporter, opset, options if verify else None)
+    inputs = (
+        (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    )
+    by_name = _inputs_by_name(model, inputs)
+    _check_dynamic(dynamic, by_name)
+    _check_values(model, inputs)
     path = Path(path)
     plan = plan if plan is not None else IOPlan()
     if not plan.planned(path, "output"):  # the CLI plans it with its other files
         plan.write(path, "output")
     plan.check()  # the output's data file, if any, is planned once the model is known
-    inputs = (
-        (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
-    )
     chosen = prov.resolve(list(providers) if providers else None) if verify else []
-    expected = _numpy_outputs(_forward(model, inputs))
-    target, in_place = _copy(model) if fold_in_torch else (model, False)
-    torch_report = fold_weight_norm(target) if fold_in_torch else None
-    weights = _weight_names(model)
-    with plan.staging(path) as staging:
-        raw = staging / "exported.onnx"
-        names = _export(
-            target, inputs, raw, dynamo=exporter == "dynamo", dynamic=dynamic, opset=opset
-        )
-        exported = io.load(raw)
-        _check_opset(exported, opset)
-        _, onnx_report = fold_onnx(exported, in_place=True)
-        missing = _restore_names(exported, weights)
-        report = ExportReport(str(path), exporter, torch_report, onnx_report, in_place)
-        report.names_missing = missing
-        report.not_available = (
-            [p for p in prov.PROVIDERS if p not in prov.available()] if verify else []
-        )
-        feeds = {name: t.detach().cpu().numpy() for name, t in zip(names, inputs, strict=False)}
+    with _eval_mode(model):
+        outputs = _forward(model, inputs)
+        expected = _numpy_outputs(outputs) if verify else []
+        examples = _examples(by_name) if verify else {}
+        target, in_place = _copy(model) if fold_in_torch else (model, False)
+        torch_report = fold_weight_norm(target) if fold_in_torch else None
+        weights = _weight_names(model)
+        with plan.staging(path) as staging:
+            raw = staging / "exported.onnx"
+            _export(
+                target,
+                inputs,
+                list(by_name),
+                raw,
+                dynamo=exporter == "dynamo",
+                dynamic=dynamic,
+                opset=opset,
+            )
+            exported = io.load(raw)
+            _check_opset(exported, opset)
+            _, onnx_report = fold_onnx(exported, in_place=True)
+            report = ExportReport(str(path), exporter, torch_report, onnx_report, in_place)
+            report.names_missing = _restore_names(exported, weights)
+            report.verified = verify
+            report.not_available = (
+                [p for p in prov.PROVIDERS if p not in prov.available()] if verify else []
+            )
+            feeds = _feeds(exported.graph, examples) if verify else {}
 
-        def gate(staged: Path) -> bool:
-            _compare(report, staged, chosen, feeds, expected, options)
-            return report.matches
+            def gate(staged: Path) -> bool:
+                with _named_as(staged, path):
+                    _compare(report, staged, chosen, feeds, expected, options)
+                return bool(report.matches)
 
-        save_target = io.plan_save(plan, exported, path)
-        plan.check()
-        published = io.save(exported, save_target, plan, gate=gate if verify else None)
+            save_target = io.plan_save(plan, exported, path)
+            plan.check()
+            published = io.save(exported, save_target, plan, gate=gate if verify else None)
     report.published = published
     report.onnx_fold.left = list(plan.left)
     return report
 
 
-def _forward(model: nn.Module, inputs: tuple[Any, ...]) -> Any:
-    """The model's outputs on its example inputs (eval, no grad); an error is the model's."""
+def _check_values(model: nn.Module, inputs: tuple[Any, ...]) -> None:
+    """Refuse tensors on the meta device (``torch.device("meta")``, lazy initialisation):
+    they have shapes but no values, so there is nothing to export or compare."""
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    if any(t.is_meta for t in tensors):
+        raise InvalidArgumentError(
+            "the model has parameters or buffers on the meta device, which hold no values; "
+            "load its weights (e.g. load_state_dict(..., assign=True)) before exporting"
+        )
+    if any(isinstance(t, torch.Tensor) and t.is_meta for t in inputs):
+        raise InvalidArgumentError(
+            "the example inputs are on the meta device, which holds no values; give real tensors"
+        )
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run the block with ``model`` in eval mode (dropout off, batch norm on its running
+    statistics: the deployed behaviour), then give every submodule back its own training
+    flag, also on an error: ``model.train(flag)`` would set them all alike."""
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+@contextlib.contextmanager
+def _named_as(staged: Path, path: Path) -> Iterator[None]:
+    """Errors about the staged file name the user's output instead: the staging folder is
+    wnpass's own, and gone once the error is shown."""
+    try:
+        yield
+    except InvalidModelError as error:
+        detail = error.detail.replace(str(staged), str(path))
+        raise InvalidModelError(detail, parameter=error.parameter) from None
+
+
+def _forward(model: nn.Module, inputs: tuple[Any, ...]) -> Any:
+    """The model's outputs on its example inputs (no grad); an error is the model's."""
     try:
         with torch.no_grad():
             return model(*inputs)

@@ -90,22 +90,25 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
 
 def _parse_dynamic(items: list[str] | None) -> dict[str, dict[int, str]] | None:
-    """``["mel=0,2"]`` -> ``{"mel": {0: "mel_0", 2: "mel_2"}}``."""
+    """``["mel=0,2"]`` -> ``{"mel": {0: "mel_0", 2: "mel_2"}}``; flags naming one input add
+    up (``x=0 --dynamic x=1`` is ``x=0,1``). Whether each name and axis fits the model is
+    checked by ``export`` before anything is exported."""
     from wnpass.errors import InvalidArgumentError
 
     if not items:
         return None
     dynamic: dict[str, dict[int, str]] = {}
     for item in items:
-        name, _, axes = item.partition("=")
+        name, _, text = item.partition("=")
         try:
-            dynamic[name] = {int(a): f"{name}_{a}" for a in axes.split(",")}
+            axes = [int(a) for a in text.split(",")]
         except ValueError:
-            dynamic[name] = {}
-        if not name or not dynamic[name] or any(a < 0 for a in dynamic[name]):
+            axes = []
+        if not name or not axes or any(a < 0 for a in axes):
             raise InvalidArgumentError(
                 f"{item!r}: expected NAME=AXES, e.g. mel=0,2", parameter="dynamic"
             )
+        dynamic.setdefault(name, {}).update({a: f"{name}_{a}" for a in axes})
     return dynamic
 
 
@@ -135,7 +138,9 @@ def _print_export(out: Printer, report: Any) -> None:
         out.line(f"{provider}: not available")
     for provider in report.fell_back:
         out.summary(f"{provider}: asked for, but ONNX Runtime fell back to another provider")
-    if report:
+    if report and not report.verified:
+        out.summary(f"wrote {report.output}; not verified against PyTorch (add --verify)")
+    elif report:
         out.summary(f"deployable: ONNX matches PyTorch; wrote {report.output}")
     elif not report.published:
         out.summary(f"NOT DEPLOYABLE: see above; nothing written to {report.output}")

@@ -1,0 +1,109 @@
+"""``wnpass export``: what it claims without ``--verify``, inputs fed by name, ``--dynamic``
+flags that add up or are refused, and one-line refusals of models it cannot export or verify."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import onnx
+import pytest
+
+from wnpass.cli import main
+
+# forward's first input is never read (the TorchScript exporter drops it) and its last is a
+# Python int (TorchScript takes it as a scalar input; dynamo bakes it into the graph).
+MODEL = """
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(8, 6))
+
+    def forward(self, mask, x, scale):
+        return self.fc(x) * scale
+
+def build_model():
+    torch.manual_seed(0)
+    return M().to({to})
+
+def example_inputs():
+    torch.manual_seed(1)
+    return (torch.zeros(3), torch.randn(2, 8).to({to}), 3)
+"""
+
+
+def _model_py(tmp_path: Path, to: str = "torch.float32") -> Path:
+    """The model, its parameters and its tensor ``x`` moved by ``.to(to)``."""
+    path = tmp_path / "model.py"
+    path.write_text(textwrap.dedent(MODEL).replace("{to}", to))
+    return path
+
+
+def _shapes(path: Path) -> dict[str, list[int | str]]:
+    return {
+        i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+        for i in onnx.load(path).graph.input
+    }
+
+
+def test_without_verify_it_says_nothing_was_compared(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, report = tmp_path / "m.onnx", tmp_path / "r.json"
+    assert main(["export", str(_model_py(tmp_path)), "-o", str(out), "--json", str(report)]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}; not verified against PyTorch (add --verify)" in printed
+    assert "deployable" not in printed and "matches" not in printed
+    data = json.loads(report.read_text())
+    assert data["verified"] is False and data["matches"] is None and data["comparisons"] == {}
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_verify_feeds_each_graph_input_its_own_example(
+    exporter: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m.onnx"
+    argv = ["export", str(_model_py(tmp_path)), "-o", str(out), "--verify", "--runs", "1"]
+    assert main([*argv, "--exporter", exporter]) == 0
+    assert f"deployable: ONNX matches PyTorch; wrote {out}" in capsys.readouterr().out
+
+
+def test_repeated_dynamic_flags_add_up(tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    argv = ["export", str(_model_py(tmp_path)), "-o", str(out), "--exporter", "torchscript"]
+    assert main([*argv, "--dynamic", "x=0", "--dynamic", "x=1"]) == 0
+    assert _shapes(out)["x"] == ["x_0", "x_1"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "to", "message"),
+    [
+        (["--dynamic", "x=2"], "torch.float32", "--dynamic x: axis 2 is outside its 2 dimensions"),
+        (["--dynamic", "scale=0"], "torch.float32", "--dynamic scale: its example input is not a"),
+        (["--dynamic", "y=0"], "torch.float32", "--dynamic y: the model's inputs are mask, x"),
+        (
+            ["--verify"],
+            "torch.bfloat16",
+            "cannot verify: onnxruntime's Python API takes and gives no bfloat16 arrays",
+        ),
+        ([], "'meta'", "the model has parameters or buffers on the meta device"),
+    ],
+    ids=["axis", "not-a-tensor", "name", "bfloat16", "meta"],
+)
+def test_refusals_are_one_line_and_exit_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    to: str,
+    message: str,
+) -> None:
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(_model_py(tmp_path, to)), "-o", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.py"]
