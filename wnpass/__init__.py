@@ -32,7 +32,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # the real imports, for type checkers and readers
-    from wnpass.export import ExportReport, export
+    from wnpass.deploy import ExportReport, export
     from wnpass.fx.apply import apply_weight_norm
     from wnpass.fx.data_init import DataInitReport, data_init
     from wnpass.fx.fold import TorchFoldReport, fold_weight_norm
@@ -47,7 +47,9 @@ if TYPE_CHECKING:  # the real imports, for type checkers and readers
 
 # Every name is imported on first use: the PyTorch side imports torch (about two seconds) and
 # the ONNX side onnx and onnx-ir (0.2 s; 0.5 s more with sympy, which the ONNX commands defer),
-# and a command should pay only for what it uses.
+# and a command should pay only for what it uses. No name here may be that of a submodule of
+# ``wnpass``: importing the submodule binds it as the package's attribute over the name (the
+# export pipeline lives in ``wnpass.deploy`` for that reason).
 _LAZY = {
     "fold_onnx": "wnpass.onnx.api",
     "inspect_onnx": "wnpass.onnx.api",
@@ -65,8 +67,8 @@ _LAZY = {
     "load_state_dict_any": "wnpass.fx.state",
     "TorchFoldReport": "wnpass.fx.fold",
     "fold_weight_norm": "wnpass.fx.fold",
-    "ExportReport": "wnpass.export",
-    "export": "wnpass.export",
+    "ExportReport": "wnpass.deploy",
+    "export": "wnpass.deploy",
 }
 
 

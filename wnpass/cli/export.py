@@ -50,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: Printer) -> int:
     """Fold weight norm in PyTorch, export to ONNX, fold what is left, verify against PyTorch."""
+    from wnpass.deploy import validate_export_options
     from wnpass.errors import UsageError
-    from wnpass.export import validate_export_options
 
     if args.output.suffix == ".py":
         raise UsageError(f"-o {args.output}: the output is an .onnx file")
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     plan = plan_model_py(args, args.output)
     plan.check()
 
-    from wnpass.export import export
+    from wnpass.deploy import export
 
     model, inputs = load_model(args)
     if inputs is None:

@@ -17,8 +17,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from tests.helpers import run, sites_left
+from wnpass.deploy import ModelRunError, export
 from wnpass.errors import InvalidArgumentError, InvalidModelError
-from wnpass.export import ModelRunError, export
 from wnpass.fx.loading import load_model_py
 from wnpass.verify import providers
 
@@ -80,7 +80,7 @@ def test_a_failed_verification_publishes_nothing(
 ) -> None:
     """When ONNX Runtime's outputs differ from PyTorch's (here: PyTorch's are shifted), the
     staged model is checked, found different, and never appears under the output's name."""
-    export_module = importlib.import_module("wnpass.export")
+    export_module = importlib.import_module("wnpass.deploy")
 
     real = export_module._numpy_outputs
     monkeypatch.setattr(
@@ -127,12 +127,13 @@ def test_an_unverified_export_says_it_compared_nothing(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "first",
-    ["", "import wnpass.export", "from wnpass.export import ExportReport", "import wnpass.cli"],
+    ["", "import wnpass.deploy", "from wnpass.deploy import ExportReport", "import wnpass.cli"],
 )
 def test_wnpass_export_is_the_function_whatever_was_imported_first(first: str) -> None:
-    """Importing submodule ``wnpass.export`` binds it as the package's attribute ``export``;
-    ``from wnpass import export`` (the README's line) must still give the function. A fresh
-    interpreter for each order, so no earlier import in this process decides it."""
+    """Python binds an imported submodule as the package's attribute of its name, over a lazy
+    name: no lazily loaded name may be a submodule's (``wnpass.export`` was both, and ``from
+    wnpass import export``, the README's line, gave the module once the CLI had imported it).
+    A fresh interpreter for each order, so no earlier import in this process decides it."""
     code = f"""
 {first}
 import importlib, types
