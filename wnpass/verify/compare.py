@@ -116,8 +116,8 @@ def _compare(
     if r is None or a is None:  # integers and bools: equal or not, and by how much
         diff = ref != cand
         result.outside = int(np.count_nonzero(diff))
-        if result.outside:
-            wide_r, wide_c = ref.astype(np.int64), cand.astype(np.int64)
+        if result.outside:  # in float64: no integer type holds every uint64 or int64 difference
+            wide_r, wide_c = ref[diff].astype(np.float64), cand[diff].astype(np.float64)
             result.max_abs = float(np.abs(wide_r - wide_c).max())
         return result
     ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
