@@ -125,3 +125,20 @@ def test_a_numpy_scalar_tolerance_is_kept_as_a_python_float(tmp_path: Path) -> N
     assert report.check is not None
     rtol = report.check.outputs[0].rtol
     assert type(rtol) is float and rtol == float(np.float32(1e-3))
+
+
+def test_an_empty_output_beside_compared_ones_passes_but_nothing_compared_fails() -> None:
+    """An output empty by construction (``y[:0]``) is no failure while another output was
+    compared; a model whose every output is empty (or NaN alike) proved nothing."""
+    from wnpass.checkpoint.report import ModelCheckReport
+    from wnpass.checkpoint.verify import _row
+
+    y, empty = torch.tensor([1.0, 2.0]), torch.zeros(0, 4)
+    both = ModelCheckReport(
+        "m.py", [_row("y", y, y.clone(), None, None), _row("e", empty, empty, None, None)]
+    )
+    assert both and both.outputs[1].uncompared == "the output has no elements"
+    alone = ModelCheckReport("m.py", [_row("e", empty, empty.clone(), None, None)])
+    assert not alone and "nothing compared: e: the output has no elements" in (
+        alone.vacuous() or ""
+    )

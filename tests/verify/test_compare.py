@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from wnpass.verify.compare import OutputComparison, compare_outputs
+from wnpass.verify.compare import OutputComparison, compare_outputs, nothing_compared
 
 
 def _compare(reference: list[float], candidate: list[float]) -> OutputComparison:
@@ -54,19 +54,29 @@ def test_a_map_is_equal_or_not_and_a_missing_sequence_is_named() -> None:
     assert missing.problem == "missing in the candidate" and missing.dtype == "list"
 
 
-def test_an_output_without_elements_compares_nothing_and_fails() -> None:
+def test_outputs_without_elements_compare_nothing_and_fail_together() -> None:
     """y = x and y = 2x agree on every element of an empty input: there is none to agree on."""
     for dtype in (np.float32, np.int64, object):
         empty = np.zeros((0, 8), dtype)
-        row = compare_outputs(["y"], [empty], ["y"], [empty.copy()])[0]
-        assert row.problem == "nothing compared: the output has no elements; try other inputs"
-        assert not row.passed
+        rows = compare_outputs(["y"], [empty], ["y"], [empty.copy()])
+        assert rows[0].uncompared == "the output has no elements" and rows[0].problem is None
+        assert nothing_compared(rows) == (
+            "nothing compared: y: the output has no elements; try other inputs"
+        )
 
 
-def test_an_output_all_nan_or_inf_in_both_compares_nothing_and_fails() -> None:
+def test_outputs_all_nan_or_inf_in_both_compare_nothing() -> None:
     row = _compare([np.nan, np.inf, -np.inf], [np.nan, np.inf, -np.inf])
-    assert row.problem == "nothing compared: every element is NaN or Inf in both; try other inputs"
-    assert not row.passed
+    assert row.uncompared == "every element is NaN or Inf in both"
+    assert nothing_compared([row]) is not None
+
+
+def test_one_output_empty_by_construction_beside_compared_ones_is_no_failure() -> None:
+    """A model that also returns ``y[:0]``: the other outputs were compared, so the set was."""
+    y = np.array([1.0, 2.0], np.float32)
+    rows = compare_outputs(["y", "e"], [y, y[:0]], ["y", "e"], [y.copy(), y[:0].copy()])
+    assert all(row.passed for row in rows) and rows[1].uncompared is not None
+    assert nothing_compared(rows) is None
 
 
 def test_finite_zeros_are_a_real_comparison() -> None:
@@ -75,9 +85,9 @@ def test_finite_zeros_are_a_real_comparison() -> None:
     assert row.passed and (row.outside, row.total) == (0, 3)
 
 
-def test_an_empty_sequence_compares_nothing_and_fails() -> None:
+def test_an_empty_sequence_compares_nothing() -> None:
     row = compare_outputs(["s"], [[]], ["s"], [[]])[0]
-    assert row.problem == "nothing compared: the sequence has no items; try other inputs"
+    assert row.uncompared == "the sequence has no items" and nothing_compared([row]) is not None
 
 
 def test_integers_and_bools_are_exact_whatever_tolerance_is_asked_for() -> None:

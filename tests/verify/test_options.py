@@ -1,6 +1,9 @@
-"""Check options: tolerances are numbers (numpy's too), never bools."""
+"""Check options: tolerances are numbers (numpy's and fractions too), never bools."""
 
 from __future__ import annotations
+
+from fractions import Fraction
+from typing import SupportsFloat
 
 import numpy as np
 import pytest
@@ -9,8 +12,10 @@ from wnpass.errors import InvalidArgumentError
 from wnpass.verify.options import CheckOptions, check_tolerance
 
 
-@pytest.mark.parametrize("value", [np.float32(1e-3), np.float64(1e-3), np.int64(1)])
-def test_a_numpy_scalar_tolerance_is_taken_as_a_float(value: np.generic) -> None:
+@pytest.mark.parametrize(
+    "value", [np.float32(1e-3), np.float64(1e-3), np.int64(1), Fraction(1, 10000)]
+)
+def test_a_real_tolerance_of_any_type_is_taken_as_a_float(value: SupportsFloat) -> None:
     options = CheckOptions(rtol=value, atol=value).validate()  # type: ignore[arg-type]
     assert type(options.rtol) is float and options.rtol == float(value)
     assert type(options.atol) is float and options.atol == float(value)

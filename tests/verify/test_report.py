@@ -31,3 +31,18 @@ def test_a_float_output_shows_its_tolerance() -> None:
         "rtol=0.5 atol=0.25",
         "FAIL: 1 of 2 elements outside rtol=0.5 atol=0.25 (max abs 1)",
     )
+
+
+def test_a_run_fails_only_when_no_output_compared_anything() -> None:
+    y = np.array([1.0, 2.0], np.float32)
+    rows = compare_outputs(["y", "e"], [y, y[:0]], ["y", "e"], [y.copy(), y[:0].copy()])
+    run = ProviderRun("cpu", "default", "ok", rows)
+    assert run.passed and comparison_row("cpu", rows[1])[-1] == (
+        "not compared: the output has no elements"
+    )
+    empty = ProviderRun("cpu", "default", "ok", rows[1:])
+    report = CheckReport("a.onnx", "b.onnx", runs=[empty])
+    assert not empty.passed and not report and report.compared_nothing()
+    assert report.failures() == [
+        "cpu/default: nothing compared: e: the output has no elements; try other inputs"
+    ]

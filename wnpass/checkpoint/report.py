@@ -60,6 +60,7 @@ class OutputRow:
     rtol: float | None  # None for both: compared exactly (integers, bools)
     atol: float | None
     problem: str | None = None
+    uncompared: str | None = None  # why no element of it was compared (no failure by itself)
 
     @property
     def ok(self) -> bool:
@@ -75,7 +76,13 @@ class ModelCheckReport:
     reference: str = "torch.nn.utils.parametrizations.weight_norm on each folded pair"
 
     def __bool__(self) -> bool:
-        return bool(self.outputs) and all(row.ok for row in self.outputs)
+        return bool(self.outputs) and all(row.ok for row in self.outputs) and self.vacuous() is None
+
+    def vacuous(self) -> str | None:
+        """Why nothing was compared, when no element of any output could be: a failure."""
+        from wnpass.verify.compare import nothing_compared
+
+        return nothing_compared(self.outputs)
 
 
 @dataclasses.dataclass

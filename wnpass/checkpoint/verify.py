@@ -105,7 +105,7 @@ def _row(name: str, ref: Any, cand: Any, rtol: float | None, atol: float | None)
     # floats in float64 with that tolerance (check's element rule); the rest as they are
     r, c = ((t.detach() if exact else t.detach().double()).numpy() for t in (ref, cand))
     (result,) = compare_outputs([name], [r], [name], [c], rtol=rtol, atol=atol)
-    row.problem, row.outside = result.problem, result.outside
+    row.problem, row.outside, row.uncompared = result.problem, result.outside, result.uncompared
     row.max_abs, row.max_rel = result.max_abs, result.max_rel
     return row
 

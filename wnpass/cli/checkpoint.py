@@ -141,7 +141,8 @@ def _print_check(out: Printer, report: CheckpointReport) -> None:
     assert report.check is not None
     rows = []
     for row in report.check.outputs:
-        result = "ok" if row.ok else (row.problem or "outside tolerance")
+        result = (row.problem or "outside tolerance") if not row.ok else "ok"
+        result = f"not compared: {row.uncompared}" if row.ok and row.uncompared else result
         rows.append(
             [
                 row.name,
@@ -188,6 +189,8 @@ def print_summary(out: Printer, report: CheckpointReport) -> None:
         out.summary(
             f"nothing written: the folded checkpoint failed the check ({report.check.model})"
         )
+        if vacuous := report.check.vacuous():
+            out.summary(f"  {vacuous}")
     elif report.output is not None:
         shards = f" and {len(report.shards)} shards" if report.shards else ""
         out.summary(f"wrote {report.output}{shards}")

@@ -45,7 +45,13 @@ def print_check(out: Printer, report: Any) -> None:
         out.line(f"{provider}: not available")
     if report:
         out.summary(f"equivalent: {report.candidate} matches {report.reference}")
+    elif report.compared_nothing():
+        out.summary(
+            f"NOTHING COMPARED: no element of any output of {report.candidate} could be "
+            f"compared with {report.reference}"
+        )
     else:
         out.summary(f"NOT EQUIVALENT: {report.candidate} differs from {report.reference}")
+    if not report:
         for line in report.failures():
             out.summary(f"  {line}")

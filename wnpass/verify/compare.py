@@ -6,14 +6,17 @@ the same sign) in both. Integers, booleans and strings must be equal, whatever t
 asked for; a sequence output is compared item by item, a map output must be equal.
 
 An output in which not one element could be compared (it has no elements, or every element is
-NaN or Inf in both) fails with ``nothing compared``: equal NaN positions say nothing about
-whether the two models compute the same function.
+NaN or Inf in both) says so (``uncompared``); when that is so of every output, the comparison
+as a whole fails with ``nothing compared`` (:func:`nothing_compared`): equal NaN positions and
+empty outputs say nothing about whether the two models compute the same function. One such
+output among others that were compared (an output empty by construction) is no failure.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,6 +25,7 @@ __all__ = [
     "OutputComparison",
     "compare_outputs",
     "is_exact",
+    "nothing_compared",
     "tolerance_for",
 ]
 
@@ -70,6 +74,7 @@ class OutputComparison:
     outside: int = 0  # elements outside tolerance
     total: int = 0
     problem: str | None = None  # shape/dtype/NaN mismatch or a missing output
+    uncompared: str | None = None  # why not one element was compared (no problem by itself)
     numeric: bool = True  # False: strings or a map, equal or not (no tolerance, no error size)
 
     @property
@@ -108,7 +113,7 @@ def _compare(
         return result
     result.numeric = ref.dtype.kind not in "OSU"  # strings: equal or not, no error size
     if ref.size == 0:
-        result.problem = NOTHING_COMPARED.format("the output has no elements")
+        result.uncompared = "the output has no elements"
         return result
     if not result.numeric:
         result.outside = int(np.count_nonzero(ref != cand))
@@ -137,7 +142,7 @@ def _compare(
         result.max_scaled = result.max_abs / result.scale if result.scale else result.max_abs
         result.outside = int(np.count_nonzero(error > a + r * reference))
     elif result.problem is None:  # NaN/Inf alike in both, and nothing else
-        result.problem = NOTHING_COMPARED.format("every element is NaN or Inf in both")
+        result.uncompared = "every element is NaN or Inf in both"
     return result
 
 
@@ -161,7 +166,7 @@ def _compare_sequences(
         result.problem = f"{len(cand)} items != reference {len(ref)}"
         return result
     if not items:
-        result.problem = NOTHING_COMPARED.format("the sequence has no items")
+        result.uncompared = "the sequence has no items"
         return result
     for item in items:
         result.outside += item.outside
@@ -171,7 +176,27 @@ def _compare_sequences(
             result.scale, result.max_scaled = item.scale, item.max_scaled
         if result.problem is None and item.problem is not None:
             result.problem = f"{item.name}: {item.problem}"
+    if all(item.uncompared for item in items):
+        result.uncompared = "no element of any item could be compared"
     return result
+
+
+class Compared(Protocol):
+    """What :func:`nothing_compared` reads of a comparison (check's, or a checkpoint check's)."""
+
+    name: str
+    problem: str | None
+    uncompared: str | None
+
+
+def nothing_compared(comparisons: Sequence[Compared]) -> str | None:
+    """Why a set of outputs compared nothing, when not one element of any could be compared
+    (every output empty, or NaN/Inf alike in both): a failure, whatever each says; else None.
+    """
+    if comparisons and all(c.uncompared and c.problem is None for c in comparisons):
+        reasons = dict.fromkeys(f"{c.name}: {c.uncompared}" for c in comparisons)
+        return NOTHING_COMPARED.format("; ".join(reasons))
+    return None
 
 
 def compare_outputs(

@@ -41,11 +41,12 @@ class CheckOptions:
     optimizations: Sequence[str] = ("default",)
 
     def __post_init__(self) -> None:
-        # A numpy scalar tolerance (np.float32(1e-3)) is a number: kept as a Python float, so
-        # that it is checked, shown and written to JSON like any other.
+        # A tolerance of any real type (np.float32(1e-3), Fraction(1, 10000)) is kept as a
+        # Python float, so that it is checked, shown and written to JSON like any other; a bool
+        # and a non-number are left for validate() to refuse.
         for name in ("rtol", "atol"):
             value = getattr(self, name)
-            if isinstance(value, np.floating | np.integer):
+            if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
                 object.__setattr__(self, name, float(value))
 
     def validate(self) -> CheckOptions:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wnpass.report import write_json
-from wnpass.verify.compare import OutputComparison
+from wnpass.verify.compare import OutputComparison, nothing_compared
 
 if TYPE_CHECKING:
     from wnpass.plan import IOPlan
@@ -54,8 +54,14 @@ class ProviderRun:
 
     @property
     def passed(self) -> bool:
-        """Compared on the provider asked for, and every output matched."""
-        return self.status == "ok" and bool(self.comparisons) and all(self.comparisons)
+        """Compared on the provider asked for, every output matched, and some element of some
+        output was compared (:func:`~wnpass.verify.compare.nothing_compared`)."""
+        return (
+            self.status == "ok"
+            and bool(self.comparisons)
+            and all(self.comparisons)
+            and nothing_compared(self.comparisons) is None
+        )
 
 
 @dataclasses.dataclass
@@ -74,7 +80,20 @@ class CheckReport:
         """True when outputs were compared on some provider, and matched wherever they were
         (and across providers); a run that fell back to the CPU compared nothing."""
         compared = [run for run in self.runs if run.status == "ok"]
-        return bool(compared) and all(r.passed for r in compared) and all(self.cross_provider)
+        cross = self.cross_provider
+        return (
+            bool(compared)
+            and all(r.passed for r in compared)
+            and all(cross)
+            and nothing_compared(cross) is None
+        )
+
+    def compared_nothing(self) -> bool:
+        """Failed only because no element of any output was compared, wherever it ran."""
+        groups = [run.comparisons for run in self.runs if run.status == "ok"]
+        return bool(groups) and all(
+            nothing_compared(group) is not None and all(group) for group in groups
+        )
 
     def failures(self) -> list[str]:
         """One line per failed output (where, which, why), and per run that compared nothing."""
@@ -85,9 +104,13 @@ class CheckReport:
             for c in run.comparisons:
                 if not c.passed:
                     lines.append(f"{run.provider}/{run.optimization}: {c.name}: {_why(c)}")
+            if run.status == "ok" and (vacuous := nothing_compared(run.comparisons)):
+                lines.append(f"{run.provider}/{run.optimization}: {vacuous}")
         for c in self.cross_provider:
             if not c.passed:
                 lines.append(f"cuda vs cpu: {c.name}: {_why(c)}")
+        if vacuous := nothing_compared(self.cross_provider):
+            lines.append(f"cuda vs cpu: {vacuous}")
         return lines
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,6 +163,13 @@ LATENCY_COLUMNS = (
 )
 
 
+def _result(c: OutputComparison) -> str:
+    """The result column: ``ok``, ``not compared`` and why (no failure by itself), or FAIL."""
+    if not c.passed:
+        return f"FAIL: {_why(c)}"
+    return f"not compared: {c.uncompared}" if c.uncompared else "ok"
+
+
 def comparison_row(where: str, c: OutputComparison) -> tuple[str, ...]:
     """One output's comparison in the columns of ``COMPARISON_COLUMNS``."""
     shape = "x".join(map(str, c.shape)) if c.shape else "-"
@@ -151,7 +181,7 @@ def comparison_row(where: str, c: OutputComparison) -> tuple[str, ...]:
         f"{c.max_scaled:.3g}" if c.numeric else "-",
         f"{c.outside}/{c.total}",
         _tolerance(c),
-        "ok" if c.passed else f"FAIL: {_why(c)}",
+        _result(c),
     )
 
 
