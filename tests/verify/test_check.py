@@ -233,3 +233,29 @@ def test_bfloat16_inputs_and_outputs_are_fed_read_and_compared(tmp_path: Path) -
     assert report and (y_row.dtype, y_row.rtol, y_row.atol) == ("bfloat16", 5e-2, 1e-2)
     assert report.inputs == [{"name": "x", "shape": [1], "dtype": "bfloat16"}]
     assert not check(a, b, runs=1, warmup=0)
+
+
+def test_only_the_program_quiets_onnxruntimes_process_wide_logger(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A library caller's own ONNX Runtime sessions keep their warnings; the program's errors
+    are one line, so its check options make the default logger fatal only."""
+    import argparse
+
+    import onnxruntime
+
+    from wnpass.cli.options import add_check_options, check_options
+
+    calls: list[int] = []
+    monkeypatch.setattr(onnxruntime, "set_default_logger_severity", calls.append)
+    monkeypatch.setattr(providers, "_quiet_default_logger", False)
+    providers.onnxruntime.cache_clear()
+    providers.onnxruntime()
+    assert calls == []
+    parser = argparse.ArgumentParser()
+    add_check_options(parser)
+    check_options(parser.parse_args([]))
+    assert calls == [providers.ORT_LOG_FATAL]
+    providers.onnxruntime.cache_clear()
+    providers.onnxruntime()
+    assert calls == [providers.ORT_LOG_FATAL] * 2

@@ -148,9 +148,13 @@ def add_check_options(parser: argparse.ArgumentParser, *, inputs: bool = True) -
 
 
 def check_options(args: argparse.Namespace) -> CheckOptions:
-    """The check options as the library takes them, validated (nothing is written yet)."""
+    """The check options as the library takes them, validated (nothing is written yet); the
+    command runs ONNX Runtime, whose process-wide log is made fatal only (errors are one line,
+    carrying its message)."""
     from wnpass.verify.inputs import parse_shapes
+    from wnpass.verify.providers import quiet_default_logger
 
+    quiet_default_logger()
     optimization = getattr(args, "optimization", "default")
     return CheckOptions(
         providers=args.provider,

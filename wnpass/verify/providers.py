@@ -34,6 +34,7 @@ __all__ = [
     "onnxruntime",
     "open_session",
     "ort_feeds",
+    "quiet_default_logger",
     "resolve",
     "run",
     "warm_up",
@@ -53,18 +54,32 @@ class MissingRuntimeError(WnpassError):
     """onnxruntime is not installed."""
 
 
+# Whether onnxruntime's default logger (process-wide: it logs what happens outside a session,
+# such as a provider library that fails to load) is made fatal only. The wnpass program asks
+# for it (its errors are one line); a library caller's own sessions keep their warnings.
+_quiet_default_logger = False
+
+
+def quiet_default_logger() -> None:
+    """Make onnxruntime's default logger fatal only (``ORT_LOG_FATAL``), now if it is imported
+    already, else when :func:`onnxruntime` imports it. For the program, not the library."""
+    global _quiet_default_logger
+    _quiet_default_logger = True
+    if onnxruntime.cache_info().currsize:
+        onnxruntime().set_default_logger_severity(ORT_LOG_FATAL)
+
+
 @functools.cache
 def onnxruntime() -> ModuleType:
-    """Import onnxruntime, or say which extra installs it; its default logger (which logs
-    what happens outside a session, such as a provider library that fails to load) is set to
-    fatal only (``ORT_LOG_FATAL``)."""
+    """Import onnxruntime, or say which extra installs it."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise MissingRuntimeError(
             "onnxruntime is not installed: pip install 'wnpass[cpu]' (or 'wnpass[gpu]' for CUDA)"
         ) from None
-    ort.set_default_logger_severity(ORT_LOG_FATAL)
+    if _quiet_default_logger:
+        ort.set_default_logger_severity(ORT_LOG_FATAL)
     return ort
 
 
