@@ -184,6 +184,94 @@ def test_inputs_are_fed_by_name(exporter: str, scale: tuple[int, ...], tmp_path:
     assert names == (["x", "scale"] if exporter == "torchscript" else ["mask", "x"])
 
 
+class _Optional(nn.Module):
+    """A ``None`` default before a number default: TorchScript makes ``scale`` a graph input
+    and ``mask`` none; dynamo bakes both into the graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(8, 6))
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, scale: float = 2.0
+    ) -> torch.Tensor:
+        y = self.fc(x)
+        if mask is not None:
+            y = y * mask
+        return y * scale
+
+
+def _graph_inputs(path: Path) -> list[tuple[str, str]]:
+    return [
+        (i.name, onnx.TensorProto.DataType.Name(i.type.tensor_type.elem_type))
+        for i in onnx.load(path).graph.input
+    ]
+
+
+@pytest.mark.parametrize("verify", [False, True], ids=["unverified", "verified"])
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_none_default_names_no_graph_input(exporter: str, verify: bool, tmp_path: Path) -> None:
+    """``mask=None`` becomes no graph input, so it is given no name: the TorchScript graph's
+    double scalar is ``scale`` (it was called ``mask``, and verifying it was refused), and
+    feeding it another scale computes what the model does with that scale."""
+    torch.manual_seed(0)
+    model, x = _Optional(), torch.randn(2, 8)
+    out = tmp_path / "m.onnx"
+    report = export(model, (x,), out, exporter=exporter, verify=verify, runs=1)
+    assert report.matches is (True if verify else None) and report.published
+    if exporter == "dynamo":
+        assert _graph_inputs(out) == [("x", "FLOAT")]
+        return
+    assert _graph_inputs(out) == [("x", "FLOAT"), ("scale", "DOUBLE")]
+    (result,) = run(out, {"x": x.numpy(), "scale": np.array(3.0)})
+    with torch.no_grad():
+        expected = model.eval()(x, None, 3.0).numpy()
+    np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-6)
+
+
+class _ScaleBetween(nn.Module):
+    """A Python number given between two tensors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(8, 6))
+
+    def forward(self, x: torch.Tensor, scale: float, bias: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * scale + bias
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_given_number_is_named_only_where_it_is_a_graph_input(
+    exporter: str, tmp_path: Path
+) -> None:
+    """The dynamo exporter bakes a given Python number into the graph: ``bias`` keeps its
+    name (it was called ``scale``); TorchScript takes the number as an input of its own."""
+    torch.manual_seed(0)
+    inputs = (torch.randn(2, 8), 2.0, torch.randn(6))
+    out = tmp_path / "m.onnx"
+    report = export(_ScaleBetween(), inputs, out, exporter=exporter, runs=1)
+    assert report.matches is True, report.to_dict()
+    names = [name for name, _ in _graph_inputs(out)]
+    assert names == (["x", "scale", "bias"] if exporter == "torchscript" else ["x", "bias"])
+
+
+class _PairFirst(nn.Module):
+    def forward(self, pair: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return pair[0] + pair[1] + x
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_dynamic_axis_after_a_tuple_input_is_refused(exporter: str, tmp_path: Path) -> None:
+    """A tuple of tensors becomes several graph inputs, which one name cannot label: ``x``
+    after it keeps the exporter's name, so an axis asked for on ``x`` would be ignored."""
+    inputs = ((torch.ones(2), torch.ones(2)), torch.ones(2))
+    with pytest.raises(InvalidArgumentError, match="dynamic x: not a graph input of that name"):
+        export(
+            _PairFirst(), inputs, tmp_path / "m.onnx", exporter=exporter, dynamic={"x": {0: "b"}}
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ort_errors_name_the_output_not_the_staging_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

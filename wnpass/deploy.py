@@ -155,11 +155,12 @@ def _copy(model: nn.Module) -> tuple[nn.Module, bool]:
         return model, True
 
 
-def _inputs_by_name(model: nn.Module, inputs: tuple[Any, ...]) -> dict[str, Any]:
-    """The example inputs by the name their graph inputs get: ``forward``'s parameter names, so
+def _arguments(model: nn.Module, inputs: tuple[Any, ...], dynamo: bool) -> dict[str, Any]:
+    """The values the exporter traces ``forward`` with, by ``forward``'s parameter names, so
     ``--dynamic mel=0,2`` reads as the model's code does (``input_<i>`` where the signature
-    says nothing), then the defaults of the parameters not given, which the TorchScript
-    exporter adds to the graph as inputs of their own."""
+    says nothing): the example inputs, then, for the TorchScript exporter, the defaults of the
+    parameters not given, which it passes as arguments of their own (the dynamo exporter leaves
+    them to ``forward``, which bakes them into the graph)."""
     try:
         parameters = list(inspect.signature(model.forward).parameters.values())
     except (TypeError, ValueError):
@@ -167,23 +168,67 @@ def _inputs_by_name(model: nn.Module, inputs: tuple[Any, ...]) -> dict[str, Any]
     positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     named = {p.name: value for p, value in zip(positional, inputs, strict=False)}
     named |= {f"input_{i}": value for i, value in enumerate(inputs) if i >= len(positional)}
-    named |= {p.name: p.default for p in positional[len(inputs) :] if p.default is not p.empty}
+    if not dynamo:
+        named |= {p.name: p.default for p in positional[len(inputs) :] if p.default is not p.empty}
     return named
 
 
-def _check_dynamic(dynamic: dict[str, dict[int, str]] | None, by_name: dict[str, Any]) -> None:
-    """Every dynamic axis names an example tensor by ``forward``'s parameter name and lies in
-    its rank: an exporter would otherwise ignore it, and the file keep that axis fixed."""
-    for name, axes in (dynamic or {}).items():
-        if name not in by_name:
-            raise InvalidArgumentError(
-                f"{name}: the model's inputs are {', '.join(by_name)}", parameter="dynamic"
+def _input_count(value: Any, dynamo: bool) -> int:
+    """How many graph inputs an argument becomes (measured with torch 2.13): a tensor one,
+    under either exporter; a Python bool, int or float one under TorchScript (dynamo bakes it
+    into the graph); None and str none (TorchScript's flattening drops them); a tuple, list or
+    dict the sum of its items'."""
+    kinds = (torch.Tensor,) if dynamo else (torch.Tensor, bool, int, float)
+    return sum(isinstance(leaf, kinds) for leaf in torch.utils._pytree.tree_leaves(value))
+
+
+def _graph_inputs(arguments: dict[str, Any], dynamo: bool) -> dict[str, Any]:
+    """The arguments that become the exported graph's inputs, in the graph's order, by the
+    name to give that input. An exporter takes input names as a list and gives them to its
+    inputs in order, so an argument that becomes no input must not be named (``x, mask=None,
+    scale=2.0``: naming ``mask`` would call the graph's ``scale`` input ``mask``). Naming
+    stops at an argument that becomes several inputs (a tuple of tensors): those, and the
+    inputs after them, keep the exporter's own names. TorchScript drops an input that
+    ``forward`` never reads after naming, so such an argument keeps its place here."""
+    named: dict[str, Any] = {}
+    for name, value in arguments.items():
+        count = _input_count(value, dynamo)
+        if count > 1:
+            logger.warning(
+                "%s becomes %d graph inputs: it and the inputs after it keep the exporter's names",
+                name,
+                count,
             )
-        value = by_name[name]
+            break
+        if count == 1:
+            named[name] = value
+    return named
+
+
+def _check_dynamic(
+    dynamic: dict[str, dict[int, str]] | None,
+    arguments: dict[str, Any],
+    graph_inputs: dict[str, Any],
+) -> None:
+    """Every dynamic axis names an example tensor by ``forward``'s parameter name that becomes a
+    graph input of that name, and lies in its rank: an exporter would otherwise ignore it, and
+    the file keep that axis fixed."""
+    for name, axes in (dynamic or {}).items():
+        if name not in arguments:
+            raise InvalidArgumentError(
+                f"{name}: the model's inputs are {', '.join(arguments)}", parameter="dynamic"
+            )
+        value = arguments[name]
         if not isinstance(value, torch.Tensor):
             raise InvalidArgumentError(
                 f"{name}: its example input is not a tensor ({type(value).__name__}); "
                 "only a tensor has axes",
+                parameter="dynamic",
+            )
+        if name not in graph_inputs:
+            raise InvalidArgumentError(
+                f"{name}: not a graph input of that name (the graph's named inputs are "
+                f"{', '.join(graph_inputs)})",
                 parameter="dynamic",
             )
         outside = sorted(a for a in axes if not 0 <= a < value.dim())
@@ -224,26 +269,26 @@ def _export(
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _examples(by_name: dict[str, Any]) -> dict[str, Any]:
-    """The example inputs by name (:func:`_inputs_by_name`), each tensor as the array to feed."""
+def _examples(graph_inputs: dict[str, Any]) -> dict[str, Any]:
+    """The example inputs by graph input name (:func:`_graph_inputs`), each tensor as the array
+    to feed."""
     return {
         name: _to_numpy(value) if isinstance(value, torch.Tensor) else value
-        for name, value in by_name.items()
+        for name, value in graph_inputs.items()
     }
 
 
 def _feeds(graph: ir.Graph, examples: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The example inputs for the graph's inputs, paired by name: an exporter drops inputs
-    that ``forward`` never reads and bakes Python values into the graph (the dynamo exporter
-    all of them, TorchScript ``bool``), so the graph's inputs are a subset of ``forward``'s
-    parameters, not a prefix. A Python number the graph does take (TorchScript ``int``,
-    ``float``) is fed as a scalar of the input's type."""
+    """The example inputs for the graph's inputs, paired by name: TorchScript drops inputs
+    that ``forward`` never reads, so the graph's inputs are a subset of the named ones
+    (:func:`_graph_inputs`), not a prefix. A Python number the graph takes (TorchScript
+    ``bool``, ``int``, ``float``) is fed as a scalar of the input's type."""
     feeds = {}
     for value in graph.inputs:
         if value.name not in examples:
             raise InvalidArgumentError(
                 f"cannot verify: the exported graph takes an input {value.name!r} that is "
-                f"none of forward's parameters ({', '.join(examples)})"
+                f"none of the inputs named after forward's parameters ({', '.join(examples)})"
             )
         example = examples[value.name]
         if isinstance(example, np.ndarray):
@@ -385,8 +430,10 @@ def export(
     inputs = (
         (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     )
-    by_name = _inputs_by_name(model, inputs)
-    _check_dynamic(dynamic, by_name)
+    dynamo = exporter == "dynamo"
+    arguments = _arguments(model, inputs, dynamo)
+    graph_inputs = _graph_inputs(arguments, dynamo)
+    _check_dynamic(dynamic, arguments, graph_inputs)
     _check_values(model, inputs)
     path = Path(path)
     plan = plan if plan is not None else IOPlan()
@@ -397,7 +444,7 @@ def export(
     with _eval_mode(model):
         outputs = _forward(model, inputs)
         expected = _numpy_outputs(outputs) if verify else []
-        examples = _examples(by_name) if verify else {}
+        examples = _examples(graph_inputs) if verify else {}
         target, in_place = _copy(model) if fold_in_torch else (model, False)
         torch_report = fold_weight_norm(target) if fold_in_torch else None
         weights = _weight_names(model)
@@ -406,9 +453,9 @@ def export(
             _export(
                 target,
                 inputs,
-                list(by_name),
+                list(graph_inputs),
                 raw,
-                dynamo=exporter == "dynamo",
+                dynamo=dynamo,
                 dynamic=dynamic,
                 opset=opset,
             )

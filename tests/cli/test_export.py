@@ -73,6 +73,52 @@ def test_verify_feeds_each_graph_input_its_own_example(
     assert f"deployable: ONNX matches PyTorch; wrote {out}" in capsys.readouterr().out
 
 
+# ``mask=None`` before ``scale=2.0``: TorchScript makes the defaults ``scale`` a graph input and
+# ``mask`` none (dynamo bakes both into the graph).
+OPTIONAL = """
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(8, 4))
+
+    def forward(self, x, mask=None, scale: float = 2.0):
+        y = self.fc(x)
+        if mask is not None:
+            y = y * mask
+        return y * scale
+
+def build_model():
+    torch.manual_seed(0)
+    return M()
+
+def example_inputs():
+    return (torch.randn(2, 8),)
+"""
+
+
+@pytest.mark.parametrize("verify", [[], ["--verify", "--runs", "1"]], ids=["plain", "verify"])
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_none_default_before_a_number_names_the_number_right(
+    exporter: str, verify: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The graph's scalar input is ``scale`` (it was called ``mask``, and ``--verify`` refused
+    it as a NoneType)."""
+    path, out = tmp_path / "model.py", tmp_path / "m.onnx"
+    path.write_text(textwrap.dedent(OPTIONAL))
+    assert main(["export", str(path), "-o", str(out), "--exporter", exporter, *verify]) == 0
+    if verify:
+        assert f"deployable: ONNX matches PyTorch; wrote {out}" in capsys.readouterr().out
+    inputs = [(i.name, i.type.tensor_type.elem_type) for i in onnx.load(out).graph.input]
+    expected = [("x", onnx.TensorProto.FLOAT)]
+    if exporter == "torchscript":
+        expected.append(("scale", onnx.TensorProto.DOUBLE))
+    assert inputs == expected
+
+
 def test_repeated_dynamic_flags_add_up(tmp_path: Path) -> None:
     out = tmp_path / "m.onnx"
     argv = ["export", str(_model_py(tmp_path)), "-o", str(out), "--exporter", "torchscript"]
