@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
-from torch.nn.utils import parametrizations
+from torch.nn.utils import parametrizations, parametrize
 
 from tests.fx.helpers import plain, rel_error
 from wnpass import apply_weight_norm, data_init
@@ -151,6 +151,7 @@ def test_a_batch_without_statistics_is_refused_naming_the_layer(
     with pytest.raises(InvalidArgumentError) as caught:
         apply_weight_norm(model, (batch,), init="data")
     assert caught.value.parameter == "example_inputs" and message in str(caught.value)
+    apply_weight_norm(model)  # the refused call left none
     with pytest.raises(InvalidArgumentError) as caught:
         data_init(model, batch)
     assert caught.value.parameter == "batch" and message in str(caught.value)
@@ -163,3 +164,79 @@ def test_one_example_with_positions_is_enough_for_a_conv() -> None:
     report = data_init(nn.Sequential(model), torch.randn(1, 2, 10))
     assert report.initialized == ["0.weight"]
     assert bool(torch.isfinite(model.parametrizations.weight.original0).all())
+
+
+def _conv_then_linear(mean_only_bn: bool = False) -> nn.Sequential:
+    """A conv (statistics over positions: one example is enough) before a Linear (one example
+    gives it 1 value per unit): one example fails at the Linear, after the conv's init."""
+    torch.manual_seed(0)
+    norm: nn.Module = nn.BatchNorm2d(4) if mean_only_bn else nn.Identity()
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), norm, nn.ReLU(), nn.Dropout(0.1), nn.Flatten(), nn.Linear(144, 3)
+    )
+    model.train()
+    model[3].eval()  # mixed flags: each must come back as it was
+    model[0].bias.requires_grad_(False)
+    return model
+
+
+def _state(model: nn.Module) -> dict[str, Any]:
+    """Everything a refused call must leave as it was."""
+    return {
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+        "modules": [(name, m, type(m), sorted(vars(m))) for name, m in model.named_modules()],
+        "parameters": [(n, p, p.requires_grad) for n, p in model.named_parameters()],
+        "training": [m.training for m in model.modules()],
+    }
+
+
+def _assert_as_before(model: nn.Module, before: dict[str, Any]) -> None:
+    after = _state(model)
+    assert list(after["state"]) == list(before["state"])
+    for key, value in before["state"].items():
+        assert torch.equal(after["state"][key], value), key
+    assert after["modules"] == before["modules"]  # no submodule replaced, no class swapped
+    assert after["parameters"] == before["parameters"]  # the same objects, requires_grad too
+    assert after["training"] == before["training"]
+    assert not any(parametrize.is_parametrized(m) for m in model.modules())
+
+
+def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    training = [m.training for m in model.modules()]
+    with torch.no_grad():
+        out = model.eval()(x)
+    for module, flag in zip(model.modules(), training, strict=True):
+        module.training = flag
+    return out
+
+
+@pytest.mark.parametrize("mean_only_bn", [False, True], ids=["plain", "mean-only-bn"])
+def test_a_refused_apply_leaves_the_model_as_it_was(mean_only_bn: bool) -> None:
+    """apply_weight_norm(init="data") registered weight norm, (here) replaced BatchNorm and
+    initialized the conv before the Linear refused the batch: the model stayed changed (its
+    outputs off by order 1). Now every change of the call is undone."""
+    model, x = _conv_then_linear(mean_only_bn), torch.randn(5, 1, 8, 8)
+    before, expected = _state(model), _outputs(model, x)
+    with pytest.raises(InvalidArgumentError, match=r"layer 5 \(Linear\) 1 value per output"):
+        apply_weight_norm(model, torch.randn(1, 1, 8, 8), init="data", mean_only_bn=mean_only_bn)
+    _assert_as_before(model, before)
+    assert torch.equal(_outputs(model, x), expected)
+    apply_weight_norm(model, x, init="data", mean_only_bn=mean_only_bn)  # still works after
+
+
+def test_a_refused_data_init_leaves_the_weights_as_they_were() -> None:
+    """data_init redrew v, reset g and b and initialized the conv before the Linear refused
+    the batch: every g, v and bias it wrote gets its value back."""
+    model, x = _conv_then_linear(), torch.randn(5, 1, 8, 8)
+    apply_weight_norm(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    parameters = [(n, p, p.requires_grad) for n, p in model.named_parameters()]
+    training, expected = [m.training for m in model.modules()], _outputs(model, x)
+    with pytest.raises(InvalidArgumentError, match=r"layer 5 \(Linear\) 1 value per output"):
+        data_init(model, torch.randn(1, 1, 8, 8))
+    after = model.state_dict()
+    assert list(after) == list(before)
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+    assert [(n, p, p.requires_grad) for n, p in model.named_parameters()] == parameters
+    assert [m.training for m in model.modules()] == training
+    assert torch.equal(_outputs(model, x), expected)

@@ -10,14 +10,18 @@ unit, size 1 on every other axis) and ``original1`` (``v``) keys, and
 ``g = ||w||`` and ``v = w`` (PyTorch's ``right_inverse``), so the model computes what it did up to
 float rounding; on example inputs that is checked against ``KEEP_RTOL``. ``init="data"`` runs the
 paper's data-dependent init (:func:`wnpass.fx.data_init.data_init`) on the example inputs.
-RNN modules get the once-per-forward cache of :mod:`wnpass.fx.rnn_cache`.
+RNN modules get the once-per-forward cache of :mod:`wnpass.fx.rnn_cache`. A call that raises
+after the rewrite began (``init="data"`` on a batch that gives a layer no statistics, say)
+undoes it: the caller's model is left as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal, get_args
 
 import torch
@@ -102,6 +106,45 @@ def _tolerance(model: nn.Module) -> float:
     return KEEP_RTOL_HALF if dtypes & {torch.float16, torch.bfloat16} else KEEP_RTOL
 
 
+@contextlib.contextmanager
+def _undone_on_error(model: nn.Module) -> Iterator[None]:
+    """Run the block; if it raises, give every module of ``model`` its class and attributes
+    back as they were before it. The rewrite changes the model only there: registering weight
+    norm swaps a module's class for a parametrized one, moves the weight from ``_parameters``
+    to a new ``parametrizations`` submodule and adds hooks; mean-only BatchNorm replaces
+    submodules in their parent's ``_modules``. The values of existing tensors are written only
+    by data init, which gives them back itself."""
+    saved = [(module, type(module), _attributes(module)) for module in model.modules()]
+    try:
+        yield
+    except BaseException:
+        for module, cls, attributes in saved:
+            module.__class__ = cls
+            vars(module).clear()
+            for key, (value, contents) in attributes.items():
+                _refill(value, contents)
+                vars(module)[key] = value
+        raise
+
+
+def _attributes(module: nn.Module) -> dict[str, tuple[Any, Any]]:
+    """Each attribute of ``module`` with a copy of its contents where it is a dict or a list
+    (``_parameters``, ``_modules``, hook dicts, an RNN's ``_flat_weights``: changed in place,
+    so their contents go back into the same objects)."""
+    return {
+        key: (value, copy.copy(value) if isinstance(value, dict | list) else None)
+        for key, value in vars(module).items()
+    }
+
+
+def _refill(value: Any, contents: Any) -> None:
+    if isinstance(value, dict):
+        value.clear()
+        value.update(contents)
+    elif isinstance(value, list):
+        value[:] = contents
+
+
 class ApplyWeightNormPass:
     """Add weight norm at each parameter's output-unit axis, in place; returns an ApplyReport."""
 
@@ -145,22 +188,23 @@ class ApplyWeightNormPass:
             sites=sites, traced_with=mode, trace_note=note, dim_policy=self.dim_policy
         )
         report.init = self.init
-        self._rewrite(model, sites)
-        if self.mean_only_bn:
-            for name, op in replace_batch_norm(model):
-                reason = "mean-only BatchNorm: scale and running variance dropped"
-                sites.append(ParamSite(name, op, [], 1, "replaced", reason))
-        if self.init == "data":
-            assert inputs is not None
-            self._data_init(model, inputs, sites)
-        if before is not None and inputs is not None:
-            if self.init == "keep" and not self.mean_only_bn:
-                report.max_rel_error = max_rel_error(run_forward(model, inputs), before)
-                report.rtol = _tolerance(model)
-            else:
-                report.notes.append(
-                    "outputs change by design (data init / mean-only BatchNorm): not compared"
-                )
+        with _undone_on_error(model):
+            self._rewrite(model, sites)
+            if self.mean_only_bn:
+                for name, op in replace_batch_norm(model):
+                    reason = "mean-only BatchNorm: scale and running variance dropped"
+                    sites.append(ParamSite(name, op, [], 1, "replaced", reason))
+            if self.init == "data":
+                assert inputs is not None
+                self._data_init(model, inputs, sites)
+            if before is not None and inputs is not None:
+                if self.init == "keep" and not self.mean_only_bn:
+                    report.max_rel_error = max_rel_error(run_forward(model, inputs), before)
+                    report.rtol = _tolerance(model)
+                else:
+                    report.notes.append(
+                        "outputs change by design (data init / mean-only BatchNorm): not compared"
+                    )
         report.seconds = time.perf_counter() - start
         logger.info(
             "apply weight norm: %d applied, %d skipped (%s)", report.applied, report.skipped, mode

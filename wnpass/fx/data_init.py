@@ -15,13 +15,17 @@ rescale SGD sees plain-sized steps (see docs/train.md for the measured effect).
 Layers whose ``g`` is not per output unit (RNNs, attention, embeddings, ConvTranspose with
 ``dim=0``, ``dim=None``), functional uses and the legacy hook keep their values, with a reason;
 so does, with ``redraw=False``, a layer whose ``v`` has an all-zero unit (0/0 there).
-The batch runs in eval mode (dropout off) under ``torch.no_grad``.
+The batch runs in eval mode (dropout off) under ``torch.no_grad``. A call that raises (a batch
+that gives some layer no statistics, the model's own error, an interrupt) gives every ``g``,
+``v`` and bias it wrote its value back: the model is as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -201,12 +205,60 @@ def data_init(
 
     A batch that gives a layer no statistics (fewer than ``MIN_VALUES`` values per unit, or
     NaN/Inf pre-activations) is an :class:`~wnpass.errors.InvalidArgumentError` about ``batch``
-    naming the layer; the layers before it are initialized by then.
+    naming the layer; it is found only by running the batch through the layers before it, so
+    on that error (or any other) every value written so far is given back and the model is
+    left as it was.
     """
     require_values(require_module(model))
     inputs = as_batch(batch, "batch")
     report = DataInitReport(rescaled=rescale)
     targets = _candidates(model, report, redraw)
+    with _restored_on_error(_written(targets)):
+        _run(model, inputs, targets, report, rescale, redraw, std, generator)
+    logger.info(
+        "data init: %d layers initialized, %d kept", len(report.initialized), len(report.kept)
+    )
+    return report
+
+
+def _written(targets: dict[nn.Module, tuple[str, int]]) -> list[torch.Tensor]:
+    """The tensors data init writes: each target's ``g``, ``v`` and bias."""
+    written = []
+    for module in targets:
+        originals = _plist(module)
+        bias = getattr(module, "bias", None)
+        written += [originals.original0, originals.original1]
+        written += [bias] if isinstance(bias, torch.Tensor) else []
+    return written
+
+
+@contextlib.contextmanager
+def _restored_on_error(tensors: list[torch.Tensor]) -> Iterator[None]:
+    """Run the block; if it raises, copy each tensor's value from before it back (in place, so
+    the caller's parameters stay the same objects, ``requires_grad`` and all)."""
+    with torch.no_grad():
+        saved = [t.detach().clone() for t in tensors]
+    try:
+        yield
+    except BaseException:
+        with torch.no_grad():
+            for tensor, value in zip(tensors, saved, strict=True):
+                tensor.copy_(value)
+        raise
+
+
+def _run(
+    model: nn.Module,
+    inputs: Any,
+    targets: dict[nn.Module, tuple[str, int]],
+    report: DataInitReport,
+    rescale: bool,
+    redraw: bool,
+    std: float,
+    generator: torch.Generator | None,
+) -> None:
+    """Reset the targets (``v`` redrawn, ``g = 1``, ``b = 0``) and initialize each as the
+    batch reaches it, filling ``report``."""
     with torch.no_grad():
         for module in targets:
             originals = _plist(module)
@@ -239,7 +291,3 @@ def data_init(
     for module, (name, _) in targets.items():
         if module not in done:
             report.kept[name] = "not called on the batch"
-    logger.info(
-        "data init: %d layers initialized, %d kept", len(report.initialized), len(report.kept)
-    )
-    return report
