@@ -97,6 +97,32 @@ def test_a_failed_verification_publishes_nothing(
     assert report and report.published and out.exists()
 
 
+class _WithEmpty(nn.Module):
+    """Also returns an output empty by construction (``y[:0]``); ``only_empty``: nothing else."""
+
+    def __init__(self, only_empty: bool) -> None:
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(8, 4))
+        self.only_empty = only_empty
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        y = self.fc(x)
+        return (y[:0],) if self.only_empty else (y, y[:0])
+
+
+@pytest.mark.parametrize("only_empty", [False, True], ids=["beside-a-real-one", "alone"])
+def test_an_empty_output_is_not_compared_and_only_fails_when_alone(
+    only_empty: bool, tmp_path: Path
+) -> None:
+    """An output empty by construction beside a compared one does not block the export; a
+    model whose every output is empty proved nothing and is not published."""
+    torch.manual_seed(0)
+    out = tmp_path / "m.onnx"
+    report = export(_WithEmpty(only_empty), (torch.randn(2, 8),), out, runs=1)
+    assert report.matches is (not only_empty) and out.exists() is (not only_empty)
+    assert any(c.uncompared for comparisons in report.comparisons.values() for c in comparisons)
+
+
 class _UnusedFirst(nn.Module):
     """``mask`` is never read: the TorchScript exporter drops it from the graph's inputs."""
 

@@ -51,7 +51,7 @@ from wnpass.report import FoldReport, write_json
 from wnpass.rules import parse_key
 from wnpass.verify import providers as prov
 from wnpass.verify.check import latency_stats
-from wnpass.verify.compare import OutputComparison, compare_outputs
+from wnpass.verify.compare import OutputComparison, compare_outputs, nothing_compared
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
 from wnpass.verify.report import LatencyStats
 
@@ -92,13 +92,16 @@ class ExportReport:
 
     @property
     def matches(self) -> bool | None:
-        """None when not verified; else whether outputs were compared, all matched PyTorch's,
-        and no provider asked for fell back to another (what ``verify`` requires before the
-        file is published)."""
+        """None when not verified; else whether outputs were compared on every provider (some
+        element of some output: :func:`~wnpass.verify.compare.nothing_compared`), all matched
+        PyTorch's, and no provider asked for fell back to another (what ``verify`` requires
+        before the file is published)."""
         if not self.verified:
             return None
-        compared = [c for comparisons in self.comparisons.values() for c in comparisons]
-        return bool(compared) and all(compared) and not self.fell_back
+        runs = list(self.comparisons.values())
+        compared = [c for comparisons in runs for c in comparisons]
+        vacuous = any(nothing_compared(comparisons) for comparisons in runs)
+        return bool(compared) and all(compared) and not vacuous and not self.fell_back
 
     def __bool__(self) -> bool:
         """Nothing left to fold, and the outputs matched where verified (:attr:`matches`)."""
