@@ -15,6 +15,8 @@ from wnpass.report import FoldReport, fold_summary
 
 HEADER = '<ir_version: 8, opset_import: ["" : 18]>'
 X = rand(2, 4)
+# w = g * v / ||v|| over axis 1 (the axes an input named one)
+SITE = "n = ReduceL2 <keepdims = 1> (v, one)\n d = Div(v, n)\n w = Mul(d, g)"
 
 
 def folded_model(
@@ -120,9 +122,7 @@ def test_a_weight_norm_site_feeding_a_cone_is_named_after_its_parameter() -> Non
     text = f"""
         {HEADER}
         agraph (float[2, 4] x) => (float[2, 3] y) {{
-            n = ReduceL2 <keepdims = 1> (v, one)
-            d = Div(v, n)
-            w = Mul(d, g)
+            {SITE}
             t = Transpose <perm = [1, 0]> (w)
             s = Slice(t, zero, four, zero)
             y = MatMul(x, s)
@@ -160,9 +160,7 @@ def test_a_declined_weight_norm_site_is_reported_once_not_again_as_a_computed_we
     text = f"""
         {HEADER}
         agraph (float[2, 4] x) => (float[2, 3] y) {{
-            n = ReduceL2 <keepdims = 1> (v, one)
-            d = Div(v, n)
-            w = Mul(d, g)
+            {SITE}
             {use}
         }}
     """
