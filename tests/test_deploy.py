@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import pytest
 import torch
 from torch import nn
@@ -358,3 +359,41 @@ def test_dynamic_axes_must_fit_the_inputs(
     with pytest.raises(InvalidArgumentError, match=message):
         export(model, (*inputs, 2), tmp_path / "m.onnx", dynamic=dynamic)
     assert list(tmp_path.iterdir()) == []
+
+
+class _TwoInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(4, 3))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) + y.sum()
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_a_dynamic_axis_goes_to_the_input_of_its_name(exporter: str, tmp_path: Path) -> None:
+    """``--dynamic y=0`` of ``forward(x, y)``: y's axis 0 is symbolic and x keeps its shape
+    (torch gave the dynamo exporter's axes out by position: x's axis 0 was made dynamic)."""
+    torch.manual_seed(0)
+    out = tmp_path / "m.onnx"
+    inputs = (torch.randn(2, 4), torch.randn(5, 3))
+    export(_TwoInputs(), inputs, out, exporter=exporter, dynamic={"y": {0: "batch"}}, runs=1)
+    shapes = {
+        i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+        for i in onnx.load(out).graph.input
+    }
+    assert shapes["x"] == [2, 4] and isinstance(shapes["y"][0], str) and shapes["y"][1] == 3
+
+
+def test_an_axis_the_exporter_left_fixed_is_refused() -> None:
+    from wnpass.deploy import ExportError, _check_dynamic_made
+
+    model = ir.serde.deserialize_model(
+        onnx.parser.parse_model(
+            '<ir_version: 8, opset_import: ["" : 18]> g (float[2, 4] x) => (float[2, 4] y) '
+            "{ y = Relu(x) }"
+        )
+    )
+    with pytest.raises(ExportError, match=r"did not make axis 0 of x dynamic \(fixed at 2\)"):
+        _check_dynamic_made(model, {"x": {0: "batch"}}, "dynamo")
+    _check_dynamic_made(model, None, "dynamo")

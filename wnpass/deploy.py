@@ -249,15 +249,23 @@ def _export(
     names: list[str],
     path: Path,
     *,
+    arguments: dict[str, Any],
     dynamo: bool,
     dynamic: dict[str, dict[int, str]] | None,
     opset: int | None,
 ) -> None:
-    """Run torch.onnx.export, naming the graph's inputs ``names``."""
+    """Run torch.onnx.export, naming the graph's inputs ``names``.
+
+    The dynamo exporter is given the dynamic axes as ``dynamic_shapes``, one entry per
+    argument in ``forward``'s order: given as ``dynamic_axes``, torch hands them out by
+    position, not by name (``--dynamic y=0`` of ``forward(x, y)`` made x's axis dynamic).
+    """
     kwargs: dict[str, Any] = {"input_names": names, "dynamo": dynamo, "verbose": False}
     if opset is not None:
         kwargs["opset_version"] = opset
-    if dynamic:
+    if dynamic and dynamo:
+        kwargs["dynamic_shapes"] = tuple(dynamic.get(name) for name in arguments)
+    elif dynamic:
         kwargs["dynamic_axes"] = dynamic
     try:
         with warnings.catch_warnings(), _exporter_logs_quiet():
@@ -266,6 +274,25 @@ def _export(
     except Exception as error:
         first = " ".join(_ANSI.sub("", str(error)).split())[:240]
         raise ExportError(f"torch.onnx.export failed: {first}") from None
+
+
+def _check_dynamic_made(
+    model: ir.Model, dynamic: dict[str, dict[int, str]] | None, exporter: str
+) -> None:
+    """Every axis asked to be dynamic is a symbolic dimension of the graph input of its name:
+    an exporter that fixed it (or gave it to another input) made a file that fails on other
+    sizes, which no verification on the example inputs would show."""
+    inputs = {value.name: value for value in model.graph.inputs}
+    for name, axes in (dynamic or {}).items():
+        value = inputs.get(name)
+        shape = None if value is None else value.shape
+        for axis in sorted(axes):
+            size = None if shape is None or axis >= len(shape) else shape[axis]
+            if size is None or isinstance(size, int):
+                fixed = "" if size is None else f" (fixed at {size})"
+                raise ExportError(
+                    f"the {exporter} exporter did not make axis {axis} of {name} dynamic{fixed}"
+                )
 
 
 # The colours torch.export puts in its messages (``\x1b[96m``): not for a one-line error.
@@ -458,12 +485,14 @@ def export(
                 inputs,
                 list(graph_inputs),
                 raw,
+                arguments=arguments,
                 dynamo=dynamo,
                 dynamic=dynamic,
                 opset=opset,
             )
             exported = io.load(raw)
             _check_opset(exported, opset)
+            _check_dynamic_made(exported, dynamic, exporter)
             _, onnx_report = fold_onnx(exported, in_place=True)
             report = ExportReport(str(path), exporter, torch_report, onnx_report, in_place)
             report.names_missing = _restore_names(exported, weights)
