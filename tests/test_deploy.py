@@ -122,6 +122,7 @@ def test_an_empty_output_is_not_compared_and_only_fails_when_alone(
     report = export(_WithEmpty(only_empty), (torch.randn(2, 8),), out, runs=1)
     assert report.matches is (not only_empty) and out.exists() is (not only_empty)
     assert any(c.uncompared for comparisons in report.comparisons.values() for c in comparisons)
+    assert bool(report.to_dict()["nothing_compared"]) is only_empty
 
 
 class _UnusedFirst(nn.Module):

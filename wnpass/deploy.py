@@ -110,6 +110,11 @@ class ExportReport:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["matches"] = self.matches
+        data["nothing_compared"] = {
+            provider: vacuous
+            for provider, comparisons in self.comparisons.items()
+            if (vacuous := nothing_compared(comparisons))
+        }
         data["ok"] = bool(self)
         return data
 

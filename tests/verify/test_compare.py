@@ -101,14 +101,16 @@ def test_integers_and_bools_are_exact_whatever_tolerance_is_asked_for() -> None:
 
 
 def test_the_largest_integer_differences_are_measured_without_wrapping() -> None:
-    """uint64 beyond int64's range, and int64 from its smallest to its largest value: the
-    difference is reported as it is (in float64), not wrapped around to a negative number."""
+    """uint64 beyond int64's range, int64 from its smallest to its largest value, and a
+    difference of 1 above 2**53: measured exactly, not wrapped around or rounded away."""
     big = np.array([2**63 + 5], np.uint64)
     row = compare_outputs(["u"], [big], ["u"], [np.array([5], np.uint64)])[0]
     assert (row.outside, row.max_abs) == (1, 2.0**63)
     low, high = np.iinfo(np.int64).min, np.iinfo(np.int64).max
     row = compare_outputs(["i"], [np.array([low])], ["i"], [np.array([high])])[0]
     assert (row.outside, row.max_abs) == (1, 2.0**64)
+    row = compare_outputs(["j"], [np.array([2**60])], ["j"], [np.array([2**60 + 1])])[0]
+    assert (row.outside, row.max_abs) == (1, 1.0)
 
 
 def test_floats_take_the_tolerance_asked_for() -> None:

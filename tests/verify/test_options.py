@@ -34,3 +34,9 @@ def test_a_tolerance_that_is_not_a_number_is_refused() -> None:
         check_tolerance("rtol", "0.1")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match=r"^atol -1.0: a tolerance must be a finite"):
         check_tolerance("atol", -1.0)
+
+
+@pytest.mark.parametrize("value", [10**400, Fraction(10**400, 3)])
+def test_a_tolerance_beyond_any_float_is_refused_in_one_line(value: object) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"^rtol .*: a tolerance must be a finite"):
+        CheckOptions(rtol=value).validate()  # type: ignore[arg-type]

@@ -46,3 +46,14 @@ def test_a_run_fails_only_when_no_output_compared_anything() -> None:
     assert report.failures() == [
         "cpu/default: nothing compared: e: the output has no elements; try other inputs"
     ]
+    assert report.to_dict()["runs"][0]["nothing_compared"] == report.failures()[0][13:]
+    # one provider matched, another compared nothing: no element differed, nothing compared
+    both = CheckReport(
+        "a.onnx", "b.onnx", runs=[run, ProviderRun("cuda", "default", "ok", rows[1:])]
+    )
+    assert not both and both.compared_nothing()
+    shifted = compare_outputs(["y"], [y], ["y"], [y + 1])
+    differs = CheckReport(
+        "a.onnx", "b.onnx", runs=[empty, ProviderRun("cuda", "default", "ok", shifted)]
+    )
+    assert not differs and not differs.compared_nothing()

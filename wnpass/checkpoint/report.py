@@ -127,6 +127,7 @@ class CheckpointReport:
         data["declined"] = self.declined
         if self.check is not None:
             data["check"]["ok"] = bool(self.check)
+            data["check"]["nothing_compared"] = self.check.vacuous()
         data["ok"] = bool(self)
         return data
 

@@ -47,8 +47,8 @@ def print_check(out: Printer, report: Any) -> None:
         out.summary(f"equivalent: {report.candidate} matches {report.reference}")
     elif report.compared_nothing():
         out.summary(
-            f"NOTHING COMPARED: no element of any output of {report.candidate} could be "
-            f"compared with {report.reference}"
+            f"NOTHING COMPARED where it ran (below): {report.candidate} is not shown to match "
+            f"{report.reference}, though no element differed"
         )
     else:
         out.summary(f"NOT EQUIVALENT: {report.candidate} differs from {report.reference}")

@@ -121,9 +121,9 @@ def _compare(
     if r is None or a is None:  # integers and bools: equal or not, and by how much
         diff = ref != cand
         result.outside = int(np.count_nonzero(diff))
-        if result.outside:  # in float64: no integer type holds every uint64 or int64 difference
-            wide_r, wide_c = ref[diff].astype(np.float64), cand[diff].astype(np.float64)
-            result.max_abs = float(np.abs(wide_r - wide_c).max())
+        if result.outside:  # in Python's integers: no numpy type holds every int64/uint64 one
+            pairs = zip(ref[diff].tolist(), cand[diff].tolist(), strict=True)
+            result.max_abs = float(max(abs(int(r) - int(c)) for r, c in pairs))
         return result
     ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
     finite = np.isfinite(ref64)

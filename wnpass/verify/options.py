@@ -9,6 +9,7 @@ onnxruntime build, and ``shapes`` or ``inputs`` (never both) that fit the model'
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import numbers
@@ -47,7 +48,8 @@ class CheckOptions:
         for name in ("rtol", "atol"):
             value = getattr(self, name)
             if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
-                object.__setattr__(self, name, float(value))
+                with contextlib.suppress(OverflowError):  # beyond float: validate() says so
+                    object.__setattr__(self, name, float(value))
 
     def validate(self) -> CheckOptions:
         """Check every option that needs no model; returns self."""
@@ -90,7 +92,11 @@ def check_tolerance(name: str, value: float | None) -> None:
             f"{value!r}: a tolerance must be a number, not a {type(value).__name__}",
             parameter=name,
         )
-    if not (math.isfinite(value) and value >= 0):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer or fraction beyond any float
+        finite = False
+    if not (finite and value >= 0):
         raise InvalidArgumentError(
             f"{value}: a tolerance must be a finite number >= 0", parameter=name
         )

@@ -89,11 +89,10 @@ class CheckReport:
         )
 
     def compared_nothing(self) -> bool:
-        """Failed only because no element of any output was compared, wherever it ran."""
-        groups = [run.comparisons for run in self.runs if run.status == "ok"]
-        return bool(groups) and all(
-            nothing_compared(group) is not None and all(group) for group in groups
-        )
+        """Failed, though no element differed: some run compared nothing (every output empty
+        or NaN alike, or the provider fell back), and every other one matched."""
+        groups = [run.comparisons for run in self.runs] + [self.cross_provider]
+        return not self and all(all(group) for group in groups)
 
     def failures(self) -> list[str]:
         """One line per failed output (where, which, why), and per run that compared nothing."""
@@ -116,8 +115,10 @@ class CheckReport:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["ok"] = bool(self)
+        data["cross_provider_nothing_compared"] = nothing_compared(self.cross_provider)
         for run, raw in zip(self.runs, data["runs"], strict=True):
             raw["ratio"] = run.ratio
+            raw["nothing_compared"] = nothing_compared(run.comparisons)
             for c, rc in zip(run.comparisons, raw["comparisons"], strict=True):
                 rc["passed"], rc["exact"] = c.passed, c.exact
         for c, rc in zip(self.cross_provider, data["cross_provider"], strict=True):
