@@ -230,3 +230,13 @@ def test_export_refuses_bad_checkpoints(
 
 class _Payload:
     """Not a tensor: a checkpoint holding it is a pickle payload."""
+
+
+def test_the_command_line_imports_no_heavy_library_before_a_command_runs() -> None:
+    """fold reads its input ahead while numpy, onnx and onnx-ir are imported; importing the
+    command line itself must not import them first (nor torch, onnxruntime or rich)."""
+    heavy = ("numpy", "onnx", "onnx_ir", "torch", "onnxruntime", "rich", "ml_dtypes")
+    code = f"import sys, wnpass.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -16,8 +16,6 @@ import numbers
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from wnpass.errors import InvalidArgumentError
 
 __all__ = ["DEFAULT_RUNS", "DEFAULT_WARMUP", "CheckOptions", "as_tolerance", "check_tolerance"]
@@ -47,7 +45,7 @@ class CheckOptions:
         # and a non-number are left for validate() to refuse.
         for name in ("rtol", "atol"):
             value = getattr(self, name)
-            if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
+            if isinstance(value, numbers.Real) and not isinstance(value, bool):
                 with contextlib.suppress(OverflowError):  # beyond float: validate() says so
                     object.__setattr__(self, name, float(value))
 
@@ -87,7 +85,9 @@ def check_tolerance(name: str, value: float | None) -> None:
     a bool is not one, though Python counts it as an int."""
     if value is None:
         return
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+    # numpy's bool is no numbers.Real (its floats and integers are), so this needs no numpy:
+    # importing it here would put 0.1-0.2 s before every command's first line
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidArgumentError(
             f"{value!r}: a tolerance must be a number, not a {type(value).__name__}",
             parameter=name,
