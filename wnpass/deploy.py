@@ -44,6 +44,7 @@ from torch import nn
 from wnpass.axes import is_legacy_hook
 from wnpass.errors import InvalidArgumentError, InvalidModelError, WnpassError, one_line
 from wnpass.fx.fold import TorchFoldReport, fold_weight_norm
+from wnpass.fx.forward import evaluating
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
 from wnpass.plan import IOPlan
@@ -98,10 +99,17 @@ class ExportReport:
         before the file is published)."""
         if not self.verified:
             return None
-        runs = list(self.comparisons.values())
-        compared = [c for comparisons in runs for c in comparisons]
-        vacuous = any(nothing_compared(comparisons) for comparisons in runs)
-        return bool(compared) and all(compared) and not vacuous and not self.fell_back
+        compared = [c for comparisons in self.comparisons.values() for c in comparisons]
+        return bool(compared) and all(compared) and not self.nothing_compared and not self.fell_back
+
+    @property
+    def nothing_compared(self) -> dict[str, str]:
+        """The providers that compared nothing (every output empty, or NaN alike), and why."""
+        return {
+            provider: vacuous
+            for provider, comparisons in self.comparisons.items()
+            if (vacuous := nothing_compared(comparisons))
+        }
 
     def __bool__(self) -> bool:
         """Nothing left to fold, and the outputs matched where verified (:attr:`matches`)."""
@@ -110,11 +118,7 @@ class ExportReport:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["matches"] = self.matches
-        data["nothing_compared"] = {
-            provider: vacuous
-            for provider, comparisons in self.comparisons.items()
-            if (vacuous := nothing_compared(comparisons))
-        }
+        data["nothing_compared"] = self.nothing_compared
         data["ok"] = bool(self)
         return data
 
@@ -476,7 +480,7 @@ def export(
         plan.write(path, "output")
     plan.check()  # the output's data file, if any, is planned once the model is known
     chosen = prov.resolve(list(providers) if providers else None) if verify else []
-    with _eval_mode(model):
+    with evaluating(model):  # the deployed behaviour; every submodule's flag comes back
         outputs = _forward(model, inputs)
         expected = _numpy_outputs(outputs) if verify else []
         examples = _examples(graph_inputs) if verify else {}
@@ -533,20 +537,6 @@ def _check_values(model: nn.Module, inputs: tuple[Any, ...]) -> None:
         raise InvalidArgumentError(
             "the example inputs are on the meta device, which holds no values; give real tensors"
         )
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run the block with ``model`` in eval mode (dropout off, batch norm on its running
-    statistics: the deployed behaviour), then give every submodule back its own training
-    flag, also on an error: ``model.train(flag)`` would set them all alike."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 @contextlib.contextmanager

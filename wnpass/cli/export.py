@@ -113,7 +113,6 @@ def _parse_dynamic(items: list[str] | None) -> dict[str, dict[int, str]] | None:
 
 
 def _print_export(out: Printer, report: Any) -> None:
-    from wnpass.verify.compare import nothing_compared
     from wnpass.verify.report import COMPARISON_COLUMNS, comparison_row
 
     if report.torch_fold is not None:
@@ -139,9 +138,8 @@ def _print_export(out: Printer, report: Any) -> None:
         out.line(f"{provider}: not available")
     for provider in report.fell_back:
         out.summary(f"{provider}: asked for, but ONNX Runtime fell back to another provider")
-    for provider, comparisons in report.comparisons.items():
-        if vacuous := nothing_compared(comparisons):
-            out.summary(f"{provider}: {vacuous}")
+    for provider, vacuous in report.nothing_compared.items():
+        out.summary(f"{provider}: {vacuous}")
     if report and not report.verified:
         out.summary(f"wrote {report.output}; not verified against PyTorch (add --verify)")
     elif report:

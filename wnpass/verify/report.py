@@ -60,8 +60,13 @@ class ProviderRun:
             self.status == "ok"
             and bool(self.comparisons)
             and all(self.comparisons)
-            and nothing_compared(self.comparisons) is None
+            and self.nothing_compared is None
         )
+
+    @property
+    def nothing_compared(self) -> str | None:
+        """Why this run compared nothing, when every output was empty or NaN alike."""
+        return nothing_compared(self.comparisons)
 
 
 @dataclasses.dataclass
@@ -103,7 +108,7 @@ class CheckReport:
             for c in run.comparisons:
                 if not c.passed:
                     lines.append(f"{run.provider}/{run.optimization}: {c.name}: {_why(c)}")
-            if run.status == "ok" and (vacuous := nothing_compared(run.comparisons)):
+            if run.status == "ok" and (vacuous := run.nothing_compared):
                 lines.append(f"{run.provider}/{run.optimization}: {vacuous}")
         for c in self.cross_provider:
             if not c.passed:
@@ -118,7 +123,7 @@ class CheckReport:
         data["cross_provider_nothing_compared"] = nothing_compared(self.cross_provider)
         for run, raw in zip(self.runs, data["runs"], strict=True):
             raw["ratio"] = run.ratio
-            raw["nothing_compared"] = nothing_compared(run.comparisons)
+            raw["nothing_compared"] = run.nothing_compared
             for c, rc in zip(run.comparisons, raw["comparisons"], strict=True):
                 rc["passed"], rc["exact"] = c.passed, c.exact
         for c, rc in zip(self.cross_provider, data["cross_provider"], strict=True):
