@@ -65,6 +65,20 @@ def onnx_model(
     return model
 
 
+def square_gemm_site(width: int) -> str:
+    """ONNX text of one weight-norm site (``v``, ``g``: ``width`` x ``width`` and ``width`` x 1)
+    feeding a Gemm: a model whose fold rewrites one weight of the size asked for."""
+    return f"""
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[1, {width}] x) => (float[1, {width}] y) {{
+        n = ReduceL2 <axes = [1]> (v)
+        d = Div(v, n)
+        w = Mul(d, g)
+        y = Gemm <transB = 1> (x, w)
+    }}
+"""
+
+
 def run(model: onnx.ModelProto | ir.Model | str | Path, feeds: dict[str, np.ndarray]) -> list:
     import onnxruntime as ort
 

@@ -18,20 +18,12 @@ import onnx
 import pytest
 
 from tests.checkpoint.builders import save_sharded, state_dict
-from tests.helpers import onnx_model, paused_fold, rand, sites_left
+from tests.helpers import onnx_model, paused_fold, rand, sites_left, square_gemm_site
 from wnpass import interrupts, plan
 from wnpass.errors import InvalidModelError
 from wnpass.plan import IOPlan
 
-TEXT = """
-    <ir_version: 8, opset_import: ["" : 17]>
-    agraph (float[1, 256] x) => (float[1, 256] y) {
-        n = ReduceL2 <axes = [1]> (v)
-        d = Div(v, n)
-        w = Mul(d, g)
-        y = Gemm <transB = 1> (x, w)
-    }
-"""
+TEXT = square_gemm_site(256)
 
 
 class _Stopped(Exception):

@@ -14,17 +14,9 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.helpers import onnx_model, paused_fold, rand, sites_left
+from tests.helpers import onnx_model, paused_fold, rand, sites_left, square_gemm_site
 
-TEXT = """
-    <ir_version: 8, opset_import: ["" : 17]>
-    agraph (float[1, 2048] x) => (float[1, 2048] y) {
-        n = ReduceL2 <axes = [1]> (v)
-        d = Div(v, n)
-        w = Mul(d, g)
-        y = Gemm <transB = 1> (x, w)
-    }
-"""
+TEXT = square_gemm_site(2048)
 
 
 @pytest.fixture(scope="module")
