@@ -142,19 +142,15 @@ def _constant_values(graph: ir.Graph | ir.Function) -> set[ir.Value]:
     return constant
 
 
-# The reason of a cone that runs into a declined weight-norm site: the site is reported, with
-# its own reason, and the cone is not reported again.
-_SITE = "computed by a declined weight-norm site"
-
-
 def _walk(
     graph: ir.Graph | ir.Function,
     value: ir.Value,
     leaves: Mapping[ir.Value, str],
     sites: Set[ir.Value],
-) -> Cone:
-    """The cone of ``value`` down to constants (and ``leaves``: weights about to be folded),
-    stopping at ``sites`` (the values of declined weight-norm sites) whose elements it holds."""
+) -> Cone | None:
+    """The cone of ``value`` down to constants (and ``leaves``: weights about to be folded);
+    None when it holds the elements of one of ``sites`` (the values of declined weight-norm
+    sites): that weight is the site's, reported with it."""
     cone = Cone(graph, value, [], [], [])
     seen: set[ir.Value] = set()
     stack: list[tuple[ir.Value, bool]] = [(value, True)]  # (value, whether its elements go in)
@@ -163,9 +159,8 @@ def _walk(
         if current in seen:
             continue
         seen.add(current)
-        if data and current in sites:  # the site's elements are the weight's
-            cone.reason = _SITE
-            return cone
+        if data and current in sites:
+            return None
         node = current.producer()
         if current in leaves or (node is None or node.op_type == "Constant"):
             if data:
@@ -224,8 +219,7 @@ def find_cones(
                 done.add(value)
                 if isinstance(graph, ir.Function) and producer(value, "Constant") is not None:
                     continue  # how a function holds a constant
-                cone = _walk(graph, value, leaves, sites)
-                if cone.reason != _SITE:
+                if (cone := _walk(graph, value, leaves, sites)) is not None:
                     cones.append(cone)
     return cones
 
