@@ -20,6 +20,7 @@ from torch.nn.utils.parametrizations import weight_norm
 from tests.helpers import run, sites_left
 from wnpass.deploy import ModelRunError, export
 from wnpass.errors import InvalidArgumentError, InvalidModelError
+from wnpass.fx.forward import Batch
 from wnpass.fx.loading import load_model_py
 from wnpass.verify import providers
 
@@ -281,6 +282,99 @@ def test_a_given_number_is_named_only_where_it_is_a_graph_input(
     assert report.matches is True, report.to_dict()
     names = [name for name, _ in _graph_inputs(out)]
     assert names == (["x", "scale", "bias"] if exporter == "torchscript" else ["x", "bias"])
+
+
+class _Keywords(nn.Module):
+    """Keyword inputs, as transformers' models take them; ``scale`` is never given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(8, 6))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        scale: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        y = self.fc(x)
+        y = y if scale is None else y * scale
+        y = y if mask is None else y * mask
+        return y if bias is None else y + bias
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_keyword_inputs_are_exported_named_and_fed_by_name(exporter: str, tmp_path: Path) -> None:
+    """Keyword inputs (given in another order than forward's) reach ``forward`` by keyword,
+    become the graph inputs of their names, in the order each exporter gives them, with the
+    dynamic axis asked for; ONNX Runtime matches PyTorch, and each input fed by name computes
+    what the model does with it. A dict of keywords alone is the same call."""
+    torch.manual_seed(0)
+    model, x, mask, bias = _Keywords(), torch.randn(2, 8), torch.randn(2, 6), torch.randn(6)
+    out = tmp_path / "m.onnx"
+    inputs = Batch((x,), {"bias": bias, "mask": mask})
+    dynamic = {"x": {0: "batch"}, "mask": {0: "batch"}}
+    report = export(model, inputs, out, exporter=exporter, dynamic=dynamic, runs=1)
+    assert report.matches is True, report.to_dict()
+    dims = {
+        i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+        for i in onnx.load(out).graph.input
+    }
+    order = ["x", "mask", "bias"] if exporter == "torchscript" else ["x", "bias", "mask"]
+    assert list(dims) == order
+    assert dims["x"][0] == dims["mask"][0] == "batch" and dims["bias"] == [6]
+    x3, mask3, bias3 = torch.randn(3, 8), torch.randn(3, 6), torch.randn(6)
+    (result,) = run(out, {"x": x3.numpy(), "mask": mask3.numpy(), "bias": bias3.numpy()})
+    with torch.no_grad():
+        expected = model.eval()(x3, mask=mask3, bias=bias3).numpy()
+    np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-6)
+    alone = export(model, {"x": x}, tmp_path / "k.onnx", exporter=exporter, runs=1)
+    assert alone.matches is True and _graph_inputs(tmp_path / "k.onnx") == [("x", "FLOAT")]
+
+
+def test_torchscript_refuses_keywords_forward_does_not_name(tmp_path: Path) -> None:
+    """The TorchScript exporter passes a keyword input on only as the parameter of its name:
+    one that ``**kwargs`` would take is refused before anything is written."""
+
+    class Anything(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 6)
+
+        def forward(self, x: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+            return self.fc(x) + sum(extra.values(), torch.zeros(()))
+
+    inputs = Batch((torch.randn(2, 8),), {"shift": torch.randn(6)})
+    with pytest.raises(InvalidArgumentError, match="example_inputs shift: not a parameter"):
+        export(Anything(), inputs, tmp_path / "m.onnx", exporter="torchscript")
+    assert list(tmp_path.iterdir()) == []
+    report = export(Anything(), inputs, tmp_path / "m.onnx", exporter="dynamo", runs=1)
+    assert report.matches is True
+
+
+class _DictFirst(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.fc(batch["x"]) * batch["m"]
+
+
+def test_a_dict_given_positionally_stays_positional_under_torchscript(tmp_path: Path) -> None:
+    """torch.onnx's TorchScript exporter reads a dict at the end of the positional inputs as
+    the keyword inputs (``forward() missing 1 required positional argument: 'batch'``): the
+    pipeline passes it on as the positional input it is."""
+    torch.manual_seed(0)
+    model, batch = _DictFirst(), {"x": torch.randn(2, 4), "m": torch.randn(2, 3)}
+    out = tmp_path / "m.onnx"
+    report = export(model, (batch,), out, exporter="torchscript", verify=False)
+    assert report.published
+    names = [i.name for i in onnx.load(out).graph.input]
+    (result,) = run(out, dict(zip(names, [batch["x"].numpy(), batch["m"].numpy()], strict=True)))
+    with torch.no_grad():
+        np.testing.assert_allclose(result, model(batch).numpy(), rtol=1e-6, atol=1e-7)
 
 
 class _PairFirst(nn.Module):

@@ -31,7 +31,7 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from torch import nn
 from wnpass.axes import is_legacy_hook
 from wnpass.errors import InvalidArgumentError, InvalidModelError, WnpassError, one_line
 from wnpass.fx.fold import TorchFoldReport, fold_weight_norm
-from wnpass.fx.forward import evaluating
+from wnpass.fx.forward import Batch, as_batch, evaluating
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
 from wnpass.plan import IOPlan
@@ -167,22 +167,37 @@ def _copy(model: nn.Module) -> tuple[nn.Module, bool]:
         return model, True
 
 
-def _arguments(model: nn.Module, inputs: tuple[Any, ...], dynamo: bool) -> dict[str, Any]:
-    """The values the exporter traces ``forward`` with, by ``forward``'s parameter names, so
-    ``--dynamic mel=0,2`` reads as the model's code does (``input_<i>`` where the signature
-    says nothing): the example inputs, then, for the TorchScript exporter, the defaults of the
-    parameters not given, which it passes as arguments of their own (the dynamo exporter leaves
-    them to ``forward``, which bakes them into the graph)."""
+def _arguments(model: nn.Module, inputs: Batch, dynamo: bool) -> dict[str, Any]:
+    """The values the exporter traces ``forward`` with, by ``forward``'s parameter names and in
+    the order they become graph inputs, so ``--dynamic mel=0,2`` reads as the model's code does
+    (``input_<i>`` where the signature says nothing). The positional inputs come first. Then
+    the dynamo exporter takes the keyword inputs in their own order; the TorchScript exporter
+    takes every parameter after the positional ones in the signature's order, the keyword
+    input of its name or else its default, each as an argument of its own (measured with torch
+    2.13; the dynamo exporter leaves the defaults to ``forward``, which bakes them into the
+    graph)."""
     try:
         parameters = list(inspect.signature(model.forward).parameters.values())
     except (TypeError, ValueError):
         parameters = []
     positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    named = {p.name: value for p, value in zip(positional, inputs, strict=False)}
-    named |= {f"input_{i}": value for i, value in enumerate(inputs) if i >= len(positional)}
-    if not dynamo:
-        named |= {p.name: p.default for p in positional[len(inputs) :] if p.default is not p.empty}
-    return named
+    args, kwargs = inputs.args, dict(inputs.kwargs)
+    named = {p.name: value for p, value in zip(positional, args, strict=False)}
+    named |= {f"input_{i}": value for i, value in enumerate(args) if i >= len(positional)}
+    if dynamo:
+        return named | kwargs
+    rest = [p for p in parameters[len(args) :] if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if unknown := [name for name in kwargs if name not in {p.name for p in rest}]:
+        raise InvalidArgumentError(
+            f"{', '.join(unknown)}: not a parameter of forward after the positional inputs, "
+            "the only keyword inputs the TorchScript exporter passes on; give it "
+            "positionally, or use the dynamo exporter",
+            parameter="example_inputs",
+        )
+    given = {p.name: kwargs.get(p.name, p.default) for p in rest}
+    return named | {
+        name: value for name, value in given.items() if value is not inspect.Parameter.empty
+    }
 
 
 def _input_count(value: Any, dynamo: bool) -> int:
@@ -254,7 +269,7 @@ def _check_dynamic(
 
 def _export(
     model: nn.Module,
-    inputs: tuple[Any, ...],
+    inputs: Batch,
     names: list[str],
     path: Path,
     *,
@@ -266,20 +281,27 @@ def _export(
     """Run torch.onnx.export, naming the graph's inputs ``names``.
 
     The dynamo exporter is given the dynamic axes as ``dynamic_shapes``, one entry per
-    argument in ``forward``'s order: given as ``dynamic_axes``, torch hands them out by
-    position, not by name (``--dynamic y=0`` of ``forward(x, y)`` made x's axis dynamic).
+    argument (by name when there are keyword inputs, else in ``forward``'s order): given as
+    ``dynamic_axes``, torch hands them out by position, not by name (``--dynamic y=0`` of
+    ``forward(x, y)`` made x's axis dynamic). The TorchScript exporter reads a dict at the end
+    of the positional inputs as the keyword inputs, so a dict that is a positional input gets
+    an empty dict after it, which is how torch.onnx says "no keyword inputs".
     """
-    kwargs: dict[str, Any] = {"input_names": names, "dynamo": dynamo, "verbose": False}
+    options: dict[str, Any] = {"input_names": names, "dynamo": dynamo, "verbose": False}
     if opset is not None:
-        kwargs["opset_version"] = opset
+        options["opset_version"] = opset
     if dynamic and dynamo:
-        kwargs["dynamic_shapes"] = tuple(dynamic.get(name) for name in arguments)
+        shapes = {name: dynamic.get(name) for name in arguments}
+        options["dynamic_shapes"] = shapes if inputs.kwargs else tuple(shapes.values())
     elif dynamic:
-        kwargs["dynamic_axes"] = dynamic
+        options["dynamic_axes"] = dynamic
+    args = inputs.args
+    if not dynamo and not inputs.kwargs and args and isinstance(args[-1], dict):
+        args += ({},)
     try:
         with warnings.catch_warnings(), _exporter_logs_quiet():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, inputs, str(path), **kwargs)
+            torch.onnx.export(model, args, str(path), kwargs=dict(inputs.kwargs) or None, **options)
     except Exception as error:
         first = " ".join(_ANSI.sub("", str(error)).split())[:240]
         raise ExportError(f"torch.onnx.export failed: {first}") from None
@@ -439,7 +461,7 @@ def validate_export_options(exporter: str, opset: int | None, options: CheckOpti
 
 def export(
     model: nn.Module,
-    example_inputs: Sequence[Any] | torch.Tensor,
+    example_inputs: torch.Tensor | Sequence[Any] | Mapping[str, Any] | Batch,
     path: str | os.PathLike[str],
     *,
     exporter: str = "dynamo",
@@ -466,9 +488,7 @@ def export(
         providers=providers, rtol=rtol, atol=atol, runs=runs, warmup=warmup, threads=threads
     )
     validate_export_options(exporter, opset, options if verify else None)
-    inputs = (
-        (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
-    )
+    inputs = as_batch(example_inputs)
     dynamo = exporter == "dynamo"
     arguments = _arguments(model, inputs, dynamo)
     graph_inputs = _graph_inputs(arguments, dynamo)
@@ -524,7 +544,7 @@ def export(
     return report
 
 
-def _check_values(model: nn.Module, inputs: tuple[Any, ...]) -> None:
+def _check_values(model: nn.Module, inputs: Batch) -> None:
     """Refuse tensors on the meta device (``torch.device("meta")``, lazy initialisation):
     they have shapes but no values, so there is nothing to export or compare."""
     tensors = itertools.chain(model.parameters(), model.buffers())
@@ -533,7 +553,8 @@ def _check_values(model: nn.Module, inputs: tuple[Any, ...]) -> None:
             "the model has parameters or buffers on the meta device, which hold no values; "
             "load its weights (e.g. load_state_dict(..., assign=True)) before exporting"
         )
-    if any(isinstance(t, torch.Tensor) and t.is_meta for t in inputs):
+    given = itertools.chain(inputs.args, inputs.kwargs.values())
+    if any(isinstance(t, torch.Tensor) and t.is_meta for t in given):
         raise InvalidArgumentError(
             "the example inputs are on the meta device, which holds no values; give real tensors"
         )
@@ -550,11 +571,11 @@ def _named_as(staged: Path, path: Path) -> Iterator[None]:
         raise InvalidModelError(detail, parameter=error.parameter) from None
 
 
-def _forward(model: nn.Module, inputs: tuple[Any, ...]) -> Any:
+def _forward(model: nn.Module, inputs: Batch) -> Any:
     """The model's outputs on its example inputs (no grad); an error is the model's."""
     try:
         with torch.no_grad():
-            return model(*inputs)
+            return model(*inputs.args, **inputs.kwargs)
     except Exception as error:
         raise ModelRunError(
             f"the model's forward raised {one_line(error, with_type=True)}"
