@@ -26,6 +26,16 @@ def test_specials_in_other_places_are_a_problem_without_a_warning() -> None:
     row = _compare([np.inf, 2.0, 1.0], [1.0, np.inf, 1.0])
     assert row.problem == "NaN/Inf in different places"
     assert row.max_abs == 0.0  # only the last element is finite in both
+    assert row.outside == 2  # each element whose NaN/Inf the other lacks is outside tolerance
+
+
+def test_every_unlike_special_is_counted_outside() -> None:
+    """inf for 1, NaN for 1, -inf for inf, NaN for inf: each is outside; alike ones are not."""
+    row = _compare(
+        [1.0, 1.0, np.inf, np.inf, np.nan, -np.inf],
+        [np.inf, np.nan, -np.inf, np.nan, np.nan, -np.inf],
+    )
+    assert (row.problem, row.outside, row.total) == ("NaN/Inf in different places", 4, 6)
 
 
 def test_strings_are_equal_or_not() -> None:

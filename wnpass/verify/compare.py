@@ -2,7 +2,8 @@
 
 An element is outside tolerance when ``|candidate - reference| > atol + rtol * |reference|``
 (numpy's ``allclose`` rule, element by element). NaN and Inf must sit in the same places (with
-the same sign) in both. Integers, booleans and strings must be equal, whatever tolerance was
+the same sign) in both: an element that has one where the other has not counts as outside
+tolerance too, and the error sizes are over the elements finite in both. Integers, booleans and strings must be equal, whatever tolerance was
 asked for; a sequence output is compared item by item, a map output must be equal.
 
 An output in which not one element could be compared (it has no elements, or every element is
@@ -126,21 +127,20 @@ def _compare(
             result.max_abs = float(max(abs(int(r) - int(c)) for r, c in pairs))
         return result
     ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
-    finite = np.isfinite(ref64)
-    same_specials = np.array_equal(np.isnan(ref64), np.isnan(cand64)) and np.array_equal(
-        np.where(np.isinf(ref64), ref64, 0.0), np.where(np.isinf(cand64), cand64, 0.0)
-    )
-    if not same_specials:
+    both = np.isfinite(ref64) & np.isfinite(cand64)  # NaN/Inf are matched, not subtracted
+    alike = (np.isnan(ref64) & np.isnan(cand64)) | (np.isinf(ref64) & (ref64 == cand64))
+    unlike = int(np.count_nonzero(~both & ~alike))  # NaN or Inf where the other has not it
+    if unlike:
         result.problem = "NaN/Inf in different places"
-    both = finite & np.isfinite(cand64)  # NaN/Inf are compared above, not subtracted
+    result.outside = unlike
     error = np.abs(ref64[both] - cand64[both])
     reference = np.abs(ref64[both])
-    if error.size:
+    if error.size:  # the error sizes are over the elements finite in both
         result.max_abs = float(error.max())
         result.max_rel = float((error / np.maximum(reference, np.finfo(np.float64).tiny)).max())
         result.scale = float(reference.max())
         result.max_scaled = result.max_abs / result.scale if result.scale else result.max_abs
-        result.outside = int(np.count_nonzero(error > a + r * reference))
+        result.outside += int(np.count_nonzero(error > a + r * reference))
     elif result.problem is None:  # NaN/Inf alike in both, and nothing else
         result.uncompared = "every element is NaN or Inf in both"
     return result
