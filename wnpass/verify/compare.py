@@ -3,8 +3,9 @@
 An element is outside tolerance when ``|candidate - reference| > atol + rtol * |reference|``
 (numpy's ``allclose`` rule, element by element). NaN and Inf must sit in the same places (with
 the same sign) in both: an element that has one where the other has not counts as outside
-tolerance too, and the error sizes are over the elements finite in both. Integers, booleans and strings must be equal, whatever tolerance was
-asked for; a sequence output is compared item by item, a map output must be equal.
+tolerance too, and the error sizes are over the elements finite in both. Integers, booleans
+and strings must be equal, whatever tolerance was asked for; a sequence output is compared
+item by item, a map output must be equal.
 
 An output in which not one element could be compared (it has no elements, or every element is
 NaN or Inf in both) says so (``uncompared``); when that is so of every output, the comparison
