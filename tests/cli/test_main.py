@@ -107,6 +107,29 @@ def test_the_program_flushes_everything_before_it_exits(
     assert missing.returncode == 2 and missing.stderr.endswith(b"no such file\n")
 
 
+@pytest.mark.parametrize("unbuffered", [True, False], ids=["mid-command", "final-flush"])
+def test_a_reader_that_goes_away_ends_the_program_quietly_with_141(
+    tmp_path: Path, unbuffered: bool
+) -> None:
+    """``wnpass inspect m.onnx | head -1``: the pipe closes while the table is printed (or
+    when the program flushes it at the end); no "Broken pipe" error with the exit code of
+    bad input, but the code of a process that SIGPIPE stopped, as the shell reports it."""
+    path = weight_normed(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wnpass", "inspect", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert (proc.wait(timeout=60), stderr) == (141, b"")
+
+
 def _perturbed(tmp_path: Path, folded: Path) -> Path:
     import onnx
 

@@ -2,10 +2,11 @@
 
 Exit codes, and no others: 0 success; 1 a check ran and failed; 2 bad input or usage
 (including errors raised by the user's model.py or checkpoint); 3 an internal error (one line;
-``-v`` shows the traceback). A run stopped by SIGINT or SIGTERM publishes nothing and exits
-with the shell's code for the signal (130, 143): at once when nothing is staged, after removing
-its staging otherwise, and after the last rename when it comes while a result is being
-published (:mod:`wnpass.interrupts`).
+``-v`` shows the traceback); 141, without a word, when the reader of the output went away (a
+closed pipe, as for a process that SIGPIPE stops). A run stopped by SIGINT or SIGTERM
+publishes nothing and exits with the shell's code for the signal (130, 143): at once when
+nothing is staged, after removing its staging otherwise, and after the last rename when it
+comes while a result is being published (:mod:`wnpass.interrupts`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from wnpass.program import stop, stop_line
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_INTERNAL", "EXIT_OK", "main", "run"]
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # the reader of stdout went away
 
 Command = Callable[[argparse.Namespace, Printer], int]
 
@@ -111,6 +113,12 @@ def _failed(error: Exception, args: argparse.Namespace) -> int:
     if isinstance(error, WnpassError):
         print(f"wnpass: error: {error.render(flags_for(args))}", file=sys.stderr)
         return error.exit_code
+    if isinstance(error, BrokenPipeError) and error.filename is None:
+        # whoever read the output went away (``wnpass check ... | head -1``): end quietly, as
+        # a process stopped by SIGPIPE does, whose exit code the shell reports
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     if isinstance(error, OSError):  # a file of the user's that cannot be read or written
         where = f"{error.filename}: " if error.filename else ""
         print(f"wnpass: error: {printable(where)}{error.strerror or error}", file=sys.stderr)
@@ -133,6 +141,10 @@ def run() -> NoReturn:
     code = main()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+        try:
             stream.flush()
+        except BrokenPipeError:  # the reader went away before the last of the output
+            code = EXIT_BROKEN_PIPE if stream is sys.stdout else code
+        except (OSError, ValueError):  # a closed stream: nothing more to say
+            pass
     os._exit(code)
