@@ -162,3 +162,26 @@ def cli_with_file_limit(limit: int, *argv: str) -> subprocess.CompletedProcess[s
         f"sys.exit(main({list(argv)!r}))"
     )
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+# A Gemm of a weight-normed Linear as torch names it (``lin.weight_v``, ``lin.weight_g``).
+WEIGHT_NORMED_TEXT = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[2, 64] x) => (float[2, 32] y) {
+        n = ReduceL2 <axes = [1]> (lin.weight_v)
+        d = Div(lin.weight_v, n)
+        w = Mul(d, lin.weight_g)
+        y = Gemm <transB = 1> (x, w)
+    }
+"""
+
+
+def weight_normed(tmp_path: Path, external: bool = False) -> Path:
+    """``model.onnx`` in ``tmp_path``: one weight-norm site (external data on request)."""
+    text = WEIGHT_NORMED_TEXT.replace("lin.weight_v", "v").replace("lin.weight_g", "g")
+    model = onnx_model(
+        text, names={"v": "lin.weight_v", "g": "lin.weight_g"}, v=rand(32, 64), g=rand(32, 1)
+    )
+    path = tmp_path / "model.onnx"
+    onnx.save(model, path, save_as_external_data=external, location="weights.bin", size_threshold=0)
+    return path

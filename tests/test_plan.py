@@ -9,9 +9,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from tests.helpers import onnx_model, rand, run
+from tests.helpers import onnx_model, rand, run, weight_normed
 from tests.hostile.conftest import WN, external_ok, snapshot
-from tests.onnx.test_io import weight_normed
 from wnpass import fold_onnx
 from wnpass.cli import main
 from wnpass.errors import OutputError

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run, sites_left
-from tests.onnx.test_io import weight_normed
+from tests.helpers import run, sites_left, weight_normed
 from wnpass.cli import main
 
 

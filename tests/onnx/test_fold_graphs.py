@@ -10,7 +10,7 @@ import onnx_ir as ir
 import pytest
 
 from tests.helpers import assert_close, onnx_model, op_types, rand, run
-from tests.onnx.test_fold_forms import HEADER17, HEADER18, assert_folds
+from tests.onnx.helpers import HEADER17, HEADER18, assert_folds
 from wnpass import fold_onnx, inspect_onnx
 
 WN = "n = ReduceL2 <axes = {axes}, keepdims = 1> (v)\n d = Div(v, n)\n w = Mul(d, g)"

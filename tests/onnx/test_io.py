@@ -12,32 +12,21 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.helpers import assert_close, onnx_model, paused_fold, rand, run, sites_left
+from tests.helpers import (
+    WEIGHT_NORMED_TEXT,
+    assert_close,
+    onnx_model,
+    paused_fold,
+    rand,
+    run,
+    sites_left,
+    weight_normed,
+)
 from tests.hostile.conftest import WN, assert_refused
 from wnpass import fold_onnx
 from wnpass.cli import main
 from wnpass.errors import InvalidModelError, OutputError
 from wnpass.onnx import io
-
-TEXT = """
-    <ir_version: 8, opset_import: ["" : 17]>
-    agraph (float[2, 64] x) => (float[2, 32] y) {
-        n = ReduceL2 <axes = [1]> (lin.weight_v)
-        d = Div(lin.weight_v, n)
-        w = Mul(d, lin.weight_g)
-        y = Gemm <transB = 1> (x, w)
-    }
-"""
-
-
-def weight_normed(tmp_path: Path, external: bool = False) -> Path:
-    text = TEXT.replace("lin.weight_v", "v").replace("lin.weight_g", "g")
-    model = onnx_model(
-        text, names={"v": "lin.weight_v", "g": "lin.weight_g"}, v=rand(32, 64), g=rand(32, 1)
-    )
-    path = tmp_path / "model.onnx"
-    onnx.save(model, path, save_as_external_data=external, location="weights.bin", size_threshold=0)
-    return path
 
 
 @pytest.mark.parametrize(
@@ -436,7 +425,7 @@ def test_an_external_data_key_given_twice_is_refused(key: str, tmp_path: Path) -
 def _with_strings(count: int) -> onnx.ModelProto:
     """The weight-normed model with a string initializer of ``count`` 10-byte strings passed
     through to a second output."""
-    text = TEXT.replace("lin.weight_v", "v").replace("lin.weight_g", "g")
+    text = WEIGHT_NORMED_TEXT.replace("lin.weight_v", "v").replace("lin.weight_g", "g")
     model = onnx_model(text, v=rand(32, 64), g=rand(32, 1))
     strings = [b"%010d" % k for k in range(count)]
     model.graph.initializer.append(

@@ -1,0 +1,41 @@
+"""Helpers shared by the ONNX fold tests: a Gemm whose weight a text body computes from v and
+g, and the check that a model folds completely with unchanged outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+
+from tests.helpers import assert_close, onnx_model, rand, run
+from wnpass import fold_onnx, inspect_onnx
+
+HEADER17 = '<ir_version: 8, opset_import: ["" : 17]>'
+HEADER18 = '<ir_version: 8, opset_import: ["" : 18]>'
+V, G = rand(3, 4), np.abs(rand(3, 1)) + 0.5  # a Gemm(transB=1) weight: units on axis 0
+X = rand(2, 4)
+
+
+def gemm_model(body: str, header: str = HEADER17, **extra: Any) -> onnx.ModelProto:
+    """x[2,4] -> Gemm(x, w, transB=1) -> y[2,3], where ``body`` computes w from v and g."""
+    text = f"""
+        {header}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            {body}
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    return onnx_model(text, v=V, g=G, **extra)
+
+
+def assert_folds(model: onnx.ModelProto, sites: int = 1, feeds: dict | None = None, **tol):
+    """Fold, then: every site folded, none left, same outputs, a valid model."""
+    feeds = feeds if feeds is not None else {"x": X}
+    folded, report = fold_onnx(model)
+    assert report.folded == sites, [s.reason for s in report.sites]
+    assert report.declined == 0
+    assert len(inspect_onnx(folded).sites) == 0
+    onnx.checker.check_model(folded, full_check=True)
+    assert_close(run(folded, feeds), run(model, feeds), **tol)
+    return folded, report
