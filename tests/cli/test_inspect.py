@@ -12,6 +12,7 @@ import pytest
 
 from tests.helpers import inf_g, onnx_model, rand, zero_unit
 from tests.hostile.conftest import WN
+from tests.onnx.test_cones import DECLINED_ON_VALUES
 from wnpass.cli import main
 
 # A plain weight stored transposed: MatMul reads Transpose(W), a weight computed at run time.
@@ -84,6 +85,26 @@ def test_strict_fails_on_weights_computed_from_constants(
     assert main(["inspect", str(tmp_path / "t.folded.onnx"), "--strict"]) == 0
     folded = onnx.load(tmp_path / "t.folded.onnx")
     assert [n.op_type for n in folded.graph.node] == ["MatMul"]
+
+
+@pytest.mark.parametrize("case", DECLINED_ON_VALUES, ids=list(DECLINED_ON_VALUES))
+def test_strict_passes_when_the_fold_would_decline_every_computed_weight(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    """A computed weight the fold declines on computing it is declined in the inspection, with
+    the fold's reason: --strict passes before the fold as after it."""
+    text, arrays = DECLINED_ON_VALUES[case]
+    path = _save(tmp_path, "c.onnx", onnx_model(text, None, True, **arrays))
+    assert main(["fold", str(path), "--json", str(tmp_path / "f.json")]) == 0
+    (folded,) = json.loads((tmp_path / "f.json").read_text())["cones"]
+    assert folded["status"] == "declined"
+    capsys.readouterr()
+    for model in (path, tmp_path / "c.folded.onnx"):
+        assert main(["inspect", str(model), "--strict", "--json", str(tmp_path / "i.json")]) == 0
+        out = capsys.readouterr().out
+        assert f"declined: {folded['reason']}" in out and "STRICT" not in out
+        (cone,) = json.loads((tmp_path / "i.json").read_text())["cones"]
+        assert (cone["status"], cone["reason"]) == (folded["status"], folded["reason"])
 
 
 def test_fold_weight_norm_only_keeps_computed_weights(tmp_path: Path) -> None:

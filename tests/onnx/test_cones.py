@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import assert_close, onnx_model, op_types, rand, run, zero_unit
 from wnpass import fold_onnx, inspect_onnx
-from wnpass.onnx import cones
+from wnpass.onnx import cones, io
 from wnpass.report import FoldReport, fold_summary
 
 HEADER = '<ir_version: 8, opset_import: ["" : 18]>'
@@ -249,6 +249,78 @@ def test_gather_of_a_constant_with_constant_indices_is_part_of_a_cone() -> None:
     folded, _ = folded_model(onnx_model(text, w=w, idx=np.array([4, -5], np.int64)))
     assert op_types(folded) == ["MatMul"]
     np.testing.assert_array_equal(weights(folded)["w"], w[:, [4, 0]])
+
+
+# Cones of layout and cast ops that the fold declines on their values, not their ops.
+DECLINED_ON_VALUES = {
+    # float32 -> float16 -> float32 of a weight holding 70000: float16 overflows
+    "cast-overflow": (
+        f"""
+        {HEADER}
+        agraph (float[1, 2] x) => (float[1, 2] y) {{
+            h = Cast <to = 10> (w)
+            t = Cast <to = 1> (h)
+            y = MatMul(x, t)
+        }}
+        """,
+        {"w": np.array([[1.0, 70000.0], [2.0, 3.0]], np.float32)},
+    ),
+    # a reflecting Pad with a negative width, which the evaluator does not do
+    "reflect-pad-negative-width": (
+        f"""
+        {HEADER}
+        agraph (float[3, 9] x) => (float[3, 16] y) {{
+            p = Pad <mode = "reflect"> (w, pads)
+            y = MatMul(x, p)
+        }}
+        """,
+        {"w": rand(10, 12), "pads": np.array([2, 1, -3, 3], np.int64)},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DECLINED_ON_VALUES, ids=list(DECLINED_ON_VALUES))
+def test_inspect_declines_a_computed_weight_as_the_fold_does(case: str) -> None:
+    """Its ops alone look foldable; the fold declines it on computing it, and so does inspect,
+    with the fold's reason: nothing is left to fold, before or after the fold."""
+    text, arrays = DECLINED_ON_VALUES[case]
+    model = onnx_model(text, None, True, **arrays)
+    folded, report = folded_model(model)
+    (done,) = report.cones
+    assert done.status == "declined" and done.reason
+    for inspected in (inspect_onnx(model), inspect_onnx(folded)):
+        (cone,) = inspected.cones
+        assert (cone.status, cone.reason) == (done.status, done.reason)
+        assert inspected.remaining == 0
+
+
+def test_inspect_computes_a_cone_over_a_weight_norm_site_from_the_folded_weight() -> None:
+    """The fold folds the site first; the cone then slices its weight (up to 1e5) and casts
+    it to float16, which overflows: the cone is declined, in the inspection too, with the
+    fold's reason."""
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            {SITE}
+            s = Slice(w, zero, three, zero)
+            h = Cast <to = 10> (s)
+            t = Cast <to = 1> (h)
+            y = Gemm <transB = 1> (x, t)
+        }}
+    """
+    ints = {k: np.array([n], np.int64) for k, n in (("zero", 0), ("one", 1), ("three", 3))}
+    arrays = {"v": rand(3, 4), "g": np.full((3, 1), 1e5, np.float32), **ints}
+    model = onnx_model(text, {"v": "fc.weight_v"}, True, **arrays)
+    _, report = folded_model(model)
+    (done,) = report.cones
+    assert report.folded == 1 and done.status == "declined" and "float16" in (done.reason or "")
+    ir_model = io.from_proto(model)
+    inspected = inspect_onnx(ir_model)
+    (cone,) = inspected.cones
+    assert (cone.name, cone.status, cone.reason) == (done.name, done.status, done.reason)
+    assert inspected.remaining == 1  # the site alone
+    # the site's weight it computed is not left in the model
+    assert all(out.const_value is None for node in ir_model.graph for out in node.outputs)
 
 
 def test_a_weight_computed_by_other_ops_is_reported_declined_and_left() -> None:

@@ -55,7 +55,7 @@ def inspect_onnx(
     if not weight_norm_only:
         targets = site_targets(sites, report.sites)
         cones = find_cones(ir_model, targets, sites=declined_targets(sites))
-        report.cones = cone_reports(ir_model, cones)
+        report.cones = cone_reports(ir_model, cones, sites)
     report.nodes_before = report.nodes_after = count_nodes(ir_model)
     if isinstance(model, (str, os.PathLike)):
         report.input = str(model)

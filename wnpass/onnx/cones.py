@@ -24,16 +24,20 @@ It is named after the constant it comes from (``lstm.weight_hh_l0``; several:
 A large weight is computed when the model is written (an ``ir.LazyTensor``), one at a time,
 like a folded weight-norm site. A computed weight with any other op in its cone, or one the
 evaluator cannot do exactly, is left as it is and reported ``declined`` with the reason; one
-computed by a weight-norm site that the fold declined is that site's, reported with it once. A
+computed by a weight-norm site that the fold declined is that site's, reported with it once.
+``inspect`` asks the fold's own steps (``decline_reason``): a computed weight is ``foldable``
+only where the fold would fold it, which can depend on its values (a ``Cast`` that overflows,
+``Pad`` widths the evaluator does not do), so each is computed, one at a time, dropped at once. A
 weight computed from a graph input (also from an initializer that a graph input can override)
 is not constant, so it is no computed weight and is not reported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Iterator, Mapping, Sequence, Set
 
 import numpy as np
 import onnx_ir as ir
@@ -44,7 +48,7 @@ from wnpass.onnx.fold import FoldResult, graph_label, replace_value, reuse_value
 from wnpass.onnx.graphs import graphs_of
 from wnpass.onnx.match import Site, describe_consumer
 from wnpass.onnx.norms import producer
-from wnpass.onnx.weights import declared_dtype, release
+from wnpass.onnx.weights import declared_dtype, folded_weight, release
 from wnpass.report import ConeReport, FoldReport, SiteReport
 
 __all__ = [
@@ -53,6 +57,7 @@ __all__ = [
     "Cone",
     "FoldWeightConesPass",
     "cone_reports",
+    "decline_reason",
     "find_cones",
     "site_targets",
 ]
@@ -233,9 +238,63 @@ def site_targets(sites: Sequence[Site], reports: Sequence[SiteReport]) -> dict[i
     }
 
 
-def cone_reports(model: ir.Model, cones: list[Cone]) -> list[ConeReport]:
-    """Reports for cones found but not (yet) folded: what ``inspect`` shows."""
-    return [_describe(model, cone, "foldable" if cone.foldable else "declined") for cone in cones]
+def cone_reports(
+    model: ir.Model, cones: list[Cone], sites: Sequence[Site] = ()
+) -> list[ConeReport]:
+    """Reports for cones found but not (yet) folded: what ``inspect`` shows. Each is
+    ``foldable`` or ``declined`` as the fold decides it (``decline_reason``), so that nothing
+    the fold would leave is called foldable. ``sites``: the weight-norm sites, whose foldable
+    ones (folded first by the fold) some cones read."""
+    folded_sites = {site.target: site for site in sites if site.foldable}
+    reports = []
+    for cone in cones:
+        cone.reason = decline_reason(cone, folded_sites)
+        reports.append(_describe(model, cone, "foldable" if cone.foldable else "declined"))
+    return reports
+
+
+def decline_reason(cone: Cone, sites: Mapping[ir.Value, Site]) -> str | None:
+    """Why a fold leaves ``cone`` as it is (None: it folds it), decided by the fold's own steps
+    (``_passed_on``, ``_program``, ``_tensor``), so the decision cannot differ from the fold's.
+
+    ``sites``: foldable weight-norm sites by the value they replace; the fold folds them first,
+    so a cone reads their weights (``folded_weight``) as constants. The tensor computed is
+    dropped at once and the constants read are unmapped: one cone's tensor at a time, as in
+    the fold.
+    """
+    if cone.reason is not None:
+        return cone.reason
+    if _passed_on(cone, sites.keys()) is not None:
+        return None  # read from its source, nothing computed
+    weights: dict[ir.Value, ir.TensorProtocol] = {}
+    read = (i for node in cone.nodes for i in node.inputs if i is not None and i in sites)
+    for value in dict.fromkeys(read):
+        weight = folded_weight(sites[value])
+        if isinstance(weight, str):  # not after ``site_reports``: it declines such a site
+            return weight
+        weights[value] = weight
+    with _holding(weights):
+        program = _program(cone)
+    if isinstance(program, str):
+        return program
+    tensor = _tensor(cone.value, program)
+    for leaf in program.leaves:
+        release(leaf)
+    return tensor if isinstance(tensor, str) else None
+
+
+@contextlib.contextmanager
+def _holding(weights: Mapping[ir.Value, ir.TensorProtocol]) -> Iterator[None]:
+    """The values of weight-norm sites hold their folded weights while a cone is compiled, as
+    the initializers the fold puts in their place do; afterwards the model is as it was."""
+    before = {value: value.const_value for value in weights}
+    for value, weight in weights.items():
+        value.const_value = weight
+    try:
+        yield
+    finally:
+        for value, held in before.items():
+            value.const_value = held
 
 
 def _describe(model: ir.Model, cone: Cone, status: str) -> ConeReport:
@@ -263,6 +322,14 @@ def _key(program: ev.Program) -> tuple[object, ...]:
         else id(slot)
         for slot in program.slots
     )
+
+
+def _program(cone: Cone) -> ev.Program | str:
+    """The cone compiled for the evaluator, or the reason the fold declines it."""
+    try:
+        return ev.compile_cone(cone.value)
+    except ev.NotExact as error:
+        return str(error)
 
 
 def _tensor(value: ir.Value, program: ev.Program) -> ir.TensorProtocol | str:
@@ -322,11 +389,10 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
             if (source := _passed_on(cone)) is not None:
                 reports.append(_alias(cone, source, report, taken))
                 continue
-            try:
-                program = ev.compile_cone(cone.value)
-            except ev.NotExact as error:
-                cone.reason = report.reason = str(error)
-                logger.warning("not folding computed weight %s: %s", report.name, error)
+            program = _program(cone)
+            if isinstance(program, str):
+                cone.reason = report.reason = program
+                logger.warning("not folding computed weight %s: %s", report.name, program)
                 reports.append(report)
                 continue
             programs.append(program)
@@ -379,16 +445,14 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
         return FoldResult(model, modified=folded > 0, report=FoldReport(cones=reports))
 
 
-def _passed_on(cone: Cone) -> ir.Value | None:
+def _passed_on(cone: Cone, folded: Set[ir.Value] = frozenset()) -> ir.Value | None:
     """The constant a cone passes on unchanged (``Identity``, a ``Cast`` to its own dtype),
-    when the consumer can read it itself: an initializer (in a function, a ``Constant``)."""
+    when the consumer can read it itself: an initializer (in a function, a ``Constant``), or
+    one of ``folded``, the values the fold makes initializers before (for an inspection)."""
     if cone.value.is_graph_output() or len(cone.sources) != 1:
         return None
     (source,) = cone.sources
-    if isinstance(cone.graph, ir.Function):
-        if producer(source, "Constant") is None:
-            return None
-    elif not source.is_initializer() or source.is_graph_input():
+    if source not in folded and not _readable(source, cone.graph):
         return None
     dtype = declared_dtype(source)
     for node in cone.nodes:
@@ -398,6 +462,14 @@ def _passed_on(cone: Cone) -> ir.Value | None:
         elif node.op_type not in ("Identity", "Constant"):
             return None
     return source
+
+
+def _readable(source: ir.Value, graph: ir.Graph | ir.Function) -> bool:
+    """Whether a consumer can read the constant ``source`` itself: an initializer no graph
+    input overrides (in a function, a ``Constant``'s output)."""
+    if isinstance(graph, ir.Function):
+        return producer(source, "Constant") is not None
+    return source.is_initializer() and not source.is_graph_input()
 
 
 def _alias(cone: Cone, source: ir.Value, report: ConeReport, taken: set[str]) -> ConeReport:
