@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import inf_g, onnx_model, rand, zero_unit
 from tests.hostile.conftest import WN
-from tests.onnx.test_cones import DECLINED_ON_VALUES
+from tests.onnx.helpers import DECLINED_ON_VALUES
 from wnpass.cli import main
 
 # A plain weight stored transposed: MatMul reads Transpose(W), a weight computed at run time.

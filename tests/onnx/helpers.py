@@ -39,3 +39,31 @@ def assert_folds(model: onnx.ModelProto, sites: int = 1, feeds: dict | None = No
     onnx.checker.check_model(folded, full_check=True)
     assert_close(run(folded, feeds), run(model, feeds), **tol)
     return folded, report
+
+
+# Cones of layout and cast ops that the fold declines on their values, not their ops.
+DECLINED_ON_VALUES = {
+    # float32 -> float16 -> float32 of a weight holding 70000: float16 overflows
+    "cast-overflow": (
+        f"""
+        {HEADER18}
+        agraph (float[1, 2] x) => (float[1, 2] y) {{
+            h = Cast <to = 10> (w)
+            t = Cast <to = 1> (h)
+            y = MatMul(x, t)
+        }}
+        """,
+        {"w": np.array([[1.0, 70000.0], [2.0, 3.0]], np.float32)},
+    ),
+    # a reflecting Pad with a negative width, which the evaluator does not do
+    "reflect-pad-negative-width": (
+        f"""
+        {HEADER18}
+        agraph (float[3, 9] x) => (float[3, 16] y) {{
+            p = Pad <mode = "reflect"> (w, pads)
+            y = MatMul(x, p)
+        }}
+        """,
+        {"w": rand(10, 12), "pads": np.array([2, 1, -3, 3], np.int64)},
+    ),
+}

@@ -9,6 +9,7 @@ import onnx
 import pytest
 
 from tests.helpers import assert_close, onnx_model, op_types, rand, run, zero_unit
+from tests.onnx.helpers import DECLINED_ON_VALUES
 from wnpass import fold_onnx, inspect_onnx
 from wnpass.onnx import cones, io
 from wnpass.report import FoldReport, fold_summary
@@ -249,34 +250,6 @@ def test_gather_of_a_constant_with_constant_indices_is_part_of_a_cone() -> None:
     folded, _ = folded_model(onnx_model(text, w=w, idx=np.array([4, -5], np.int64)))
     assert op_types(folded) == ["MatMul"]
     np.testing.assert_array_equal(weights(folded)["w"], w[:, [4, 0]])
-
-
-# Cones of layout and cast ops that the fold declines on their values, not their ops.
-DECLINED_ON_VALUES = {
-    # float32 -> float16 -> float32 of a weight holding 70000: float16 overflows
-    "cast-overflow": (
-        f"""
-        {HEADER}
-        agraph (float[1, 2] x) => (float[1, 2] y) {{
-            h = Cast <to = 10> (w)
-            t = Cast <to = 1> (h)
-            y = MatMul(x, t)
-        }}
-        """,
-        {"w": np.array([[1.0, 70000.0], [2.0, 3.0]], np.float32)},
-    ),
-    # a reflecting Pad with a negative width, which the evaluator does not do
-    "reflect-pad-negative-width": (
-        f"""
-        {HEADER}
-        agraph (float[3, 9] x) => (float[3, 16] y) {{
-            p = Pad <mode = "reflect"> (w, pads)
-            y = MatMul(x, p)
-        }}
-        """,
-        {"w": rand(10, 12), "pads": np.array([2, 1, -3, 3], np.int64)},
-    ),
-}
 
 
 @pytest.mark.parametrize("case", DECLINED_ON_VALUES, ids=list(DECLINED_ON_VALUES))
