@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from tests.helpers import onnx_model, rand, run, weight_normed
-from tests.hostile.conftest import WN, external_ok, snapshot
+from tests.hostile.builders import WN, external_ok, snapshot
 from wnpass import fold_onnx
 from wnpass.cli import main
 from wnpass.errors import OutputError

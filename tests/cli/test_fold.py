@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from tests.helpers import onnx_model, rand
-from tests.hostile.conftest import WN, unchecked
+from tests.hostile.builders import WN, unchecked
 from wnpass.cli import main
 
 

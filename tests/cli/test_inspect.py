@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from tests.helpers import inf_g, onnx_model, rand, zero_unit
-from tests.hostile.conftest import WN
+from tests.hostile.builders import WN
 from tests.onnx.helpers import DECLINED_ON_VALUES
 from wnpass.cli import main
 

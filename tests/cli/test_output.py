@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from tests.helpers import onnx_model, rand
-from tests.hostile.conftest import WN
+from tests.hostile.builders import WN
 from wnpass.cli import main
 from wnpass.cli.fold import PROGRESS_BAR_BYTES, write_progress
 from wnpass.cli.output import Printer, is_plain_terminal

@@ -12,7 +12,7 @@ import onnx
 import pytest
 
 from tests.helpers import onnx_model, rand
-from tests.hostile.conftest import (
+from tests.hostile.builders import (
     WN,
     assert_refused,
     edited,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.conftest import GOOD_PY, assert_refused, checkpoint, folder, model_py
+from tests.hostile.builders import GOOD_PY, assert_refused, checkpoint, folder, model_py
 
 
 class _RunsCode:

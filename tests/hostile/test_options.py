@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import onnx_model
-from tests.hostile.conftest import assert_refused, good, model_py, npz, raw, unchecked
+from tests.hostile.builders import assert_refused, good, model_py, npz, raw, unchecked
 from wnpass.verify import providers
 
 Argv = Callable[[Path], list[str]]

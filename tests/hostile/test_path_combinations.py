@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.conftest import (
+from tests.hostile.builders import (
     checkpoint,
     device,
     external_ok,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.conftest import (
+from tests.hostile.builders import (
     Case,
     assert_refused,
     checkpoint,

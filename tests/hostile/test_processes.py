@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.conftest import GOOD_PY, good, model_py, raw, snapshot
+from tests.hostile.builders import GOOD_PY, good, model_py, raw, snapshot
 
 
 class _RunsCode:

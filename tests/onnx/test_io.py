@@ -22,7 +22,7 @@ from tests.helpers import (
     sites_left,
     weight_normed,
 )
-from tests.hostile.conftest import WN, assert_refused
+from tests.hostile.builders import WN, assert_refused
 from wnpass import fold_onnx
 from wnpass.cli import main
 from wnpass.errors import InvalidModelError, OutputError
