@@ -19,7 +19,7 @@ import onnx_ir as ir
 
 from wnpass.onnx import naming
 from wnpass.onnx.graphs import const_tensor, graphs_of, walk_cone
-from wnpass.onnx.match import Site, declined_targets, find_sites
+from wnpass.onnx.match import Site, find_sites
 from wnpass.onnx.weights import declared_dtype, decline_reason, folded_weight
 from wnpass.report import FoldReport, SiteReport
 
@@ -34,6 +34,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# The most rounds of matching a fold makes: a weight normalized n times folds in n rounds.
+_MAX_ROUNDS = 8
 
 
 @dataclasses.dataclass
@@ -74,15 +77,38 @@ def _describe(site: Site, model: ir.Model, status: str, name: str) -> SiteReport
 
 
 def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
-    """Reports for sites found but not (yet) folded: what ``inspect`` shows. A site the fold
-    would decline on its values (a zero-norm unit, g with Inf ...) is declined with the fold's
-    reason (``decline_reason``, which the fold's own checks decide) and loses ``foldable``."""
+    """Reports for sites found but not (yet) folded: what ``inspect`` shows, named as the fold
+    names them. A site the fold would decline on its values (a zero-norm unit, g with Inf ...)
+    is declined with the fold's reason (``decline_reason``, which the fold's own checks
+    decide) and loses ``foldable``."""
+    if any(site.after is not None for site in sites):
+        return _reports_of_a_fold(model, sites)
+    taken = naming.taken_names(model)
+    reports: list[SiteReport] = []
+    declined: list[tuple[Site, SiteReport]] = []
+    for site in sites:
+        site.reason = decline_reason(site)
+        if site.foldable:
+            reports.append(_describe(site, model, "foldable", naming.folded_name(site, taken)))
+        else:
+            reports.append(_describe(site, model, "declined", ""))
+            declined.append((site, reports[-1]))
+    naming.name_declined(declined, {report.name for report in reports})
+    return reports
+
+
+def _reports_of_a_fold(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
+    """``site_reports`` where a site is computed from another site's weight: only that folded
+    weight decides it, so a copy of the model is folded (its tensors are shared, not copied)
+    and each site reported as the fold did it."""
+    copy = model.clone()
+    by_root = {root.name: report for root, report in _fold_all(copy)[0].items()}
     reports = []
     for site in sites:
-        name = naming.parameter_name(site.v.name if site.v else None, site.root.name)
-        site.reason = decline_reason(site)
-        status = "foldable" if site.foldable else "declined"
-        reports.append(_describe(site, model, status, name))
+        done = by_root[site.root.name]
+        status = "foldable" if done.status == "folded" else "declined"
+        site.reason = done.reason
+        reports.append(dataclasses.replace(done, status=status, nodes_removed=0))
     return reports
 
 
@@ -143,35 +169,74 @@ class FoldWeightNormPass(ir.passes.InPlacePass):
 
     def _fold_sites(self, model: ir.Model) -> tuple[FoldResult, frozenset[ir.Value]]:
         """Fold every foldable site; the result, and the values of the sites declined."""
+        reports, declined = _fold_all(model)
+        done = list(reports.values())
+        count = sum(report.status == "folded" for report in done)
+        logger.info("folded %d of %d weight-norm sites", count, len(done))
+        result = FoldResult(model, modified=count > 0, report=FoldReport(sites=done))
+        return result, frozenset(site.target for site in declined)
+
+
+def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
+    """Fold every foldable site of ``model``: the report of each site by its root, in the order
+    found, and the sites declined.
+
+    A site computed from another site's weight (``Site.after``: a weight normalized twice) is
+    matched again once that weight is folded, its v then being the folded weight: the value
+    the graph computed, rounded where the graph rounds it. Rounds go on while such a site
+    waits and the last round folded something, so one fold leaves nothing a second would fold.
+    """
+    taken = naming.taken_names(model)
+    found: dict[ir.Value, None] = {}  # every site's root, in the order first found
+    reports: dict[ir.Value, SiteReport] = {}
+    declined: list[Site] = []
+    for round_ in range(_MAX_ROUNDS):
         sites = find_sites(model)
-        taken = naming.taken_names(model)
-        reports: list[SiteReport] = []
-        folded = 0
-        for site in sites:
-            name = naming.parameter_name(site.v.name if site.v else None, site.root.name)
-            if not site.foldable:
-                logger.debug("declined %s: %s", name, site.reason)
-                reports.append(_describe(site, model, "declined", name))
-                continue
-            weight = folded_weight(site)
-            if isinstance(weight, str):
-                site.reason = weight
-                logger.warning("not folding %s: %s", name, weight)
-                reports.append(_describe(site, model, "declined", name))
-                continue
-            report = _describe(site, model, "folded", name)
-            report.shape = list(weight.shape.numpy())
-            report.dtype = weight.dtype.name.lower()
-            if not site.target.is_graph_output():  # a graph output keeps its name
-                taken.discard(site.target.name or "")
-            report.name = naming.unique(name, taken)
-            report.nodes_removed = replace_value(site.graph, site.target, report.name, weight)
-            reports.append(report)
-            folded += 1
-            logger.debug("folded %s (%d nodes removed)", report.name, report.nodes_removed)
-        logger.info("folded %d of %d weight-norm sites", folded, len(sites))
-        result = FoldResult(model, modified=folded > 0, report=FoldReport(sites=reports))
-        return result, declined_targets(sites)
+        found.update(dict.fromkeys(site.root for site in sites))
+        waiting = [site for site in sites if site.after is not None]
+        fresh = [s for s in sites if s.after is None and s.root not in reports]
+        folded = sum(_fold_site(model, site, taken, reports, declined) for site in fresh)
+        if not waiting or not folded:
+            break
+        logger.debug("round %d folded %d; matching %d again", round_, folded, len(waiting))
+    else:
+        for site in waiting:
+            site.reason = f"weight norm nested more than {_MAX_ROUNDS} deep"
+    for site in waiting:
+        reports[site.root] = _describe(site, model, "declined", "")
+        declined.append(site)
+    naming.name_declined(
+        [(site, reports[site.root]) for site in declined],
+        {report.name for report in reports.values()},
+    )
+    return {root: reports[root] for root in found if root in reports}, declined
+
+
+def _fold_site(
+    model: ir.Model,
+    site: Site,
+    taken: set[str],
+    reports: dict[ir.Value, SiteReport],
+    declined: list[Site],
+) -> bool:
+    """Fold ``site``, or record why not (its name is given once all are folded); whether
+    it folded."""
+    weight = folded_weight(site) if site.foldable else site.reason
+    if isinstance(weight, str) or weight is None:
+        if site.foldable:
+            site.reason = weight
+            logger.warning("not folding %s: %s", site.root.name, weight)
+        logger.debug("declined %s: %s", site.root.name, site.reason)
+        reports[site.root] = _describe(site, model, "declined", "")
+        declined.append(site)
+        return False
+    report = _describe(site, model, "folded", naming.folded_name(site, taken))
+    report.shape = list(weight.shape.numpy())
+    report.dtype = weight.dtype.name.lower()
+    report.nodes_removed = replace_value(site.graph, site.target, report.name, weight)
+    reports[site.root] = report
+    logger.debug("folded %s (%d nodes removed)", report.name, report.nodes_removed)
+    return True
 
 
 def reuse_value(target: ir.Value, existing: ir.Value) -> int:

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 
+import numpy as np
 import onnx_ir as ir
 
 from wnpass.onnx import evaluate as ev
@@ -81,6 +83,11 @@ class Site:
     # The Casts inside the product tree (of a product, not of a leaf): each rounds there, so
     # the weight is not the factors multiplied and rounded once; the evaluator does them.
     casts: tuple[ir.Node, ...] = ()
+    # The tensor the norm's reduction reads (v behind layout ops, for ``norm.layout``).
+    reduced: ir.Value | None = None
+    # A site whose v or g is computed by this other site (a weight normalized twice): it
+    # can be folded once that one is, from its folded weight (``FoldWeightNormPass``).
+    after: Site | None = None
 
     @property
     def foldable(self) -> bool:
@@ -108,7 +115,7 @@ class Site:
         if self.norm is None:
             return None
         if self.norm.layout:
-            return self._axes_from_g()
+            return self._axes_through_layout()
         if self.norm.axes is None:
             return None
         rank = _rank(self.norm.v)
@@ -117,14 +124,23 @@ class Site:
         axes = sorted({a % rank for a in self.norm.axes}) if rank else []
         return None if len(axes) == rank and rank > 1 else axes
 
-    def _axes_from_g(self) -> list[int] | None:
-        """The axes where g (broadcast against v) has size 1: the reduced ones."""
-        v = None if self.v is None else const_tensor(self.v)
-        g = None if self.g is None else const_tensor(self.g)
-        if v is None or g is None or len(g.shape) != len(v.shape):
+    def _axes_through_layout(self) -> list[int] | None:
+        """The axes of v that a norm of reshaped or transposed v reduces, found by running the
+        graph's layout ops on the element indices of v: an axis is reduced when the elements
+        along it fall in one norm. ``None`` for the whole tensor, or when the norm's groups
+        are no set of axes of v (a reshape that splits an axis and reduces a part of it)."""
+        v = None if self.norm is None else const_tensor(self.norm.v)
+        if v is None or self.reduced is None or self.norm is None or self.norm.axes is None:
             return None
-        axes = [a for a, size in enumerate(g.shape.numpy()) if size == 1]
-        return None if len(axes) == len(v.shape) else axes
+        shape = tuple(int(d) for d in v.shape.numpy())
+        try:
+            program = ev.compile_cone(self.reduced)
+            indices = ir.tensor(np.arange(math.prod(shape), dtype=np.int64).reshape(shape))
+            program.slots = [indices if slot is v else slot for slot in program.slots]
+            laid_out = np.asarray(program.run()[0])
+        except (ev.NotExact, ValueError, IndexError, TypeError):
+            return None
+        return _reduced_axes(laid_out, self.norm.axes, shape)
 
     def consumers(self) -> list[str]:
         """The op types that consume the weight, looking through layout ops and slices."""
@@ -156,6 +172,25 @@ def describe_consumer(node: ir.Node, index: int) -> str:
     return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
 
 
+def _reduced_axes(
+    laid_out: np.ndarray, axes: tuple[int, ...], shape: tuple[int, ...]
+) -> list[int] | None:
+    """The axes of v (``shape``) reduced by reducing ``axes`` of ``laid_out``, the indices of
+    v's elements as the reduction reads them; None for all, or for no set of axes."""
+    if laid_out.size != math.prod(shape) or not laid_out.ndim:
+        return None
+    reduced = {a % laid_out.ndim for a in axes}
+    kept = [size if a not in reduced else 1 for a, size in enumerate(laid_out.shape)]
+    groups = np.broadcast_to(np.arange(math.prod(kept)).reshape(kept), laid_out.shape)
+    group_of = np.empty(laid_out.size, dtype=np.int64)
+    group_of[laid_out.reshape(-1)] = groups.reshape(-1)
+    group_of = group_of.reshape(shape)
+    found = [a for a in range(len(shape)) if (group_of == group_of.take([0], axis=a)).all()]
+    if math.prod(kept) != math.prod(s for a, s in enumerate(shape) if a not in found):
+        return None  # the norm's groups are not the slices along a set of axes of v
+    return None if len(found) == len(shape) else found
+
+
 def _rank(value: ir.Value) -> int | None:
     const = const_tensor(value)
     if const is not None:
@@ -181,13 +216,21 @@ def _factors(
     """Flatten the product tree under ``value`` into ``out``; a reason string on failure.
     The Casts it looks through (algebraically nothing, numerically a rounding) go to ``casts``.
 
+    A value below ``value`` that a norm normalizes is a leaf (a weight normalized twice: the
+    inner site's weight is this site's v, not a part of this product).
+
     Iterative (a worklist, not recursion), in the order a recursive walk would visit.
     """
+    top = value
     stack = [(value, exponent)]
     while stack:
         value, exponent = stack.pop()
         node = value.producer()
-        if node is not None and node.domain in ("", "ai.onnx"):
+        if (
+            node is not None
+            and node.domain in ("", "ai.onnx")
+            and (value is top or not _normalized(value))
+        ):
             op, inputs = node.op_type, node.inputs
             if op in ("Mul", "Div") and len(inputs) == 2 and None not in inputs:
                 a, b = inputs
@@ -221,6 +264,42 @@ def _factors(
             out.append(_Factor("norm", value, exponent * norm[1], norm[0], divides=exponent < 0))
         else:
             out.append(_Factor("leaf", value, exponent))
+    return None
+
+
+def _normalized(value: ir.Value) -> bool:
+    """Whether a norm reads ``value`` (behind Cast and layout ops): it is some site's v."""
+    stack, seen = [value], set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for use in current.uses():
+            node = use.node
+            if node.domain not in ("", "ai.onnx"):
+                continue
+            if node.op_type in ("ReduceL2", "ReduceSumSquare", "LpNormalization"):
+                return True
+            if node.op_type in ("Mul", "Pow") and any(
+                user.node.op_type == "ReduceSum" and sum_of_squares_source(user.node)
+                for user in node.outputs[0].uses()
+            ):
+                return True
+            if node.op_type in _CONST_PASSTHROUGH | {"Flatten"} and use.idx == 0:
+                stack.append(node.outputs[0])
+    return False
+
+
+def _reduced_input(norm_value: ir.Value) -> ir.Value | None:
+    """The tensor that the reduction of the norm expression ``norm_value`` reads."""
+    for current in walk_cone(norm_value):
+        if (node := producer(current, "ReduceL2", "ReduceSumSquare")) is not None:
+            return node.inputs[0]
+        if (node := producer(current, "ReduceSum")) is not None:
+            source = node.inputs[0]
+            square = None if source is None else source.producer()
+            return None if square is None else square.inputs[0]
     return None
 
 
@@ -393,6 +472,8 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
     norm = norms[0].norm
     assert norm is not None
     site.v = norm.v
+    if norm.layout:
+        site.reduced = _reduced_input(norms[0].value)
     numerators = [f for f in leaves if strip_cast(f.value) is norm.v]
     if len(numerators) != 1 or numerators[0].exponent != 1:
         site.reason = "unsupported form: the normalised tensor is not v itself"
@@ -439,11 +520,32 @@ def find_sites(model: ir.Model) -> list[Site]:
                     logger.debug("norm %s feeds no product; not a weight-norm site", node.name)
                 for root in found:
                     roots.setdefault(root)
+        found_here: list[Site] = []
         for root in roots:
             site = _analyse(graph, root)
             if site is None:
                 logger.debug("%s normalizes a run-time value; not a weight", root.name)
                 continue
-            logger.debug("site %s: %s", root.name, site.reason or "foldable")
-            sites.append(site)
+            found_here.append(site)
+        _order_nested(found_here)
+        for site in found_here:
+            logger.debug("site %s: %s", site.root.name, site.reason or "foldable")
+        sites.extend(found_here)
     return sites
+
+
+def _order_nested(sites: list[Site]) -> None:
+    """Mark each site computed from another site's weight (``g2 * w / ||w||`` with ``w`` a
+    weight-norm site's: ``F.normalize`` of a weight-normed layer's weight) as coming after it:
+    it is folded from that site's folded weight, once that one is."""
+    by_target = {site.target: site for site in sites}
+    for site in sites:
+        for value in walk_cone(site.root):
+            inner = by_target.get(value)
+            if inner is not None and inner is not site:
+                site.after = inner
+                site.reason = (
+                    f"computed from '{value.name}', the weight of a weight-norm site"
+                    " that is not folded"
+                )
+                break

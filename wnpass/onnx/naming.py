@@ -1,13 +1,21 @@
-"""Names for folded weights: the PyTorch parameter's name, unique in the model, stable."""
+"""Names for folded weights: the PyTorch parameter's name, unique in the model, stable; and
+for the report's rows of sites left as they are, names unique among the rows and true."""
 
 from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
 
 import onnx_ir as ir
 
 from wnpass.onnx.graphs import graphs_of
 from wnpass.rules import parse_key
 
-__all__ = ["parameter_name", "taken_names", "unique"]
+if TYPE_CHECKING:
+    from wnpass.onnx.match import Site
+    from wnpass.report import SiteReport
+
+__all__ = ["folded_name", "name_declined", "parameter_name", "taken_names", "unique"]
 
 
 def parameter_name(v_name: str | None, fallback: str | None) -> str:
@@ -42,3 +50,26 @@ def unique(name: str, taken: set[str]) -> str:
         candidate = f"{name}__{k}"
     taken.add(candidate)
     return candidate
+
+
+def folded_name(site: Site, taken: set[str]) -> str:
+    """The name of the initializer that replaces ``site``'s weight, reserved in ``taken``: the
+    name the value it replaces had is free again (unless that value is a graph output, which
+    keeps its name)."""
+    if not site.target.is_graph_output():
+        taken.discard(site.target.name or "")
+    return unique(parameter_name(site.v.name if site.v else None, site.root.name), taken)
+
+
+def name_declined(rows: Sequence[tuple[Site, SiteReport]], used: Collection[str]) -> None:
+    """Name the report rows of sites left as they are, after every other row is named
+    (``used``): the PyTorch parameter that ``v`` stands for, while no other row has that
+    name; else the value the graph keeps computing, which the model still holds. Nothing
+    named ``.folded`` is written for such a site, so no row claims one."""
+    names = set(used)
+    for site, report in rows:
+        parsed = parse_key(site.v.name) if site.v is not None and site.v.name else None
+        preferred = None if parsed is None else parsed[0].weight
+        if preferred is None or preferred in names:
+            preferred = site.target.name or parameter_name(None, site.root.name)
+        report.name = unique(preferred, names)
