@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 
 from tests.helpers import assert_close, onnx_model, rand, run
-from tests.onnx.test_fold_forms import HEADER17
+from tests.onnx.helpers import HEADER17
 from wnpass import fold_onnx, inspect_onnx
 
 # w1 = g * v / ||v|| (a weight-normed Linear), then F.normalize(w1) (a cosine classifier).

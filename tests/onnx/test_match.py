@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tests.helpers import onnx_model, rand
-from tests.onnx.test_fold_forms import HEADER17
+from tests.onnx.helpers import HEADER17
 from wnpass import inspect_onnx
 
 

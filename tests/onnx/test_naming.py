@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.helpers import onnx_model, rand
-from tests.onnx.test_fold_forms import HEADER17
+from tests.onnx.helpers import HEADER17
 from wnpass import fold_onnx, inspect_onnx
 
 
