@@ -1,13 +1,21 @@
-"""The constant a value holds is the one onnx-ir gives, for every form a Constant takes."""
+"""The constant a value holds is the one onnx-ir gives, for every form a Constant takes; a
+subgraph initializer that shadows an outer value is none."""
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import onnx_ir as ir
 import pytest
+from onnx import TensorProto
+from onnx import helper as oh
+from onnx import numpy_helper as nh
+from onnx.reference import ReferenceEvaluator
 
 from tests.helpers import onnx_model, rand
-from wnpass.onnx.graphs import const_tensor
+from wnpass import fold_onnx
+from wnpass.onnx.graphs import const_tensor, graphs_of
 
 TEXT = """
     <ir_version: 8, opset_import: ["" : 17]>
@@ -57,3 +65,82 @@ def test_a_malformed_constant_is_refused_as_onnx_ir_refuses_it() -> None:
         ir.convenience.get_const_tensor(value)
     with pytest.raises(ValueError, match="exactly one attribute"):
         const_tensor(value)
+
+
+def _shadowed(depth: int) -> onnx.ModelProto:
+    """``y = If(c)``: the then-branch (nested ``depth`` Ifs deep) holds a weight-norm site and a
+    cone (``Transpose``, Gemm's C) whose gain is its own initializer ``g`` (3 times the outer
+    one), named like the main graph's ``g`` that the else-branch reads. The checker accepts it;
+    runtimes differ on which ``g`` the then-branch reads."""
+    floats = TensorProto.FLOAT
+    v, g = rand(6, 4), rand(6, 1)
+
+    def out(name: str) -> onnx.ValueInfoProto:
+        return oh.make_tensor_value_info(name, floats, [2, 6])
+
+    def reads_outer_g(prefix: str) -> onnx.GraphProto:
+        nodes = [
+            oh.make_node("Gemm", ["x", "v"], [f"{prefix}y0"], transB=1),
+            oh.make_node("Transpose", ["g"], [f"{prefix}g"]),
+            oh.make_node("Mul", [f"{prefix}y0", f"{prefix}g"], [f"{prefix}y"]),
+        ]
+        return oh.make_graph(nodes, f"{prefix}else", [], [out(f"{prefix}y")])
+
+    site = [
+        oh.make_node("ReduceL2", ["v"], ["t_n"], axes=[1]),
+        oh.make_node("Div", ["v", "t_n"], ["t_d"]),
+        oh.make_node("Mul", ["g", "t_d"], ["t_w"]),
+        oh.make_node("Transpose", ["g"], ["t_b"]),
+        oh.make_node("Gemm", ["x", "t_w", "t_b"], ["t_y"], transB=1),
+    ]
+    body = oh.make_graph(site, "then", [], [out("t_y")], initializer=[nh.from_array(g * 3, "g")])
+    for level in range(depth - 1):  # the shadowing body inside more Ifs
+        name = f"l{level}_"
+        nested = oh.make_node("If", ["c"], [f"{name}y"], then_branch=body,
+                              else_branch=reads_outer_g(f"{name}e_"))  # fmt: skip
+        body = oh.make_graph([nested], f"{name}then", [], [out(f"{name}y")])
+    graph = oh.make_graph(
+        [oh.make_node("If", ["c"], ["y"], then_branch=body, else_branch=reads_outer_g("e_"))],
+        "main",
+        [oh.make_tensor_value_info("x", floats, [2, 4]),
+         oh.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [out("y")],
+        initializer=[nh.from_array(v, "v"), nh.from_array(g, "g")],
+    )  # fmt: skip
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 13)])
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _inner_and_outer_g(model: ir.Model) -> tuple[ir.Value, ir.Value]:
+    bodies = [graph for graph in graphs_of(model) if isinstance(graph, ir.Graph)][1:]
+    (inner,) = [body.initializers["g"] for body in bodies if "g" in body.initializers]
+    return inner, model.graph.initializers["g"]
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_a_subgraph_initializer_that_shadows_an_outer_value_is_no_constant(
+    depth: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = ir.serde.deserialize_model(_shadowed(depth))
+    inner, outer = _inner_and_outer_g(model)
+    with caplog.at_level(logging.WARNING, logger="wnpass.onnx.graphs"):
+        assert const_tensor(inner) is None
+        assert const_tensor(inner) is None
+    assert const_tensor(outer) is not None
+    (record,) = caplog.records  # named once
+    assert "'g'" in record.getMessage() and "'then'" in record.getMessage()
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_nothing_computed_from_a_shadowing_initializer_is_folded(depth: int) -> None:
+    model = _shadowed(depth)
+    folded, report = fold_onnx(model)
+    assert [s.status for s in report.sites] == ["declined"]
+    assert "'g'" in (report.sites[0].reason or "")
+    assert report.cones_folded == 0
+    for c in (True, False):
+        feeds = {"x": rand(2, 4), "c": np.array(c)}
+        (expected,) = ReferenceEvaluator(model).run(None, feeds)
+        (got,) = ReferenceEvaluator(folded).run(None, feeds)
+        np.testing.assert_array_equal(got, expected)

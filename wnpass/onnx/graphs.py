@@ -2,17 +2,33 @@
 constant a value holds.
 
 Every walk is iterative, so a chain of thousands of nodes or deeply nested bodies are fine.
+
+A subgraph initializer named like a value of an enclosing scope has no single meaning: the
+ONNX checker accepts it, ``onnx.reference`` and ONNX Runtime without optimizations read the
+outer value, ONNX Runtime with them the initializer. Such an initializer is no constant here
+(``const_tensor``), so nothing computed from it is folded. Which initializers shadow is decided
+when a walk (``graphs_of``) first meets their body: the model as it was given, before a fold
+changes the graphs around it (a fold walks the whole model before it reads a constant).
 """
 
 from __future__ import annotations
 
+import logging
+import weakref
 from collections.abc import Iterator, Sequence
 
 import onnx_ir as ir
 
 __all__ = ["const_tensor", "graphs_of", "subgraphs_of", "value_inputs", "walk_cone"]
 
+logger = logging.getLogger(__name__)
+
 _GRAPH, _GRAPHS = ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS
+
+# Each subgraph walked: the names of its initializers that an enclosing scope defines too.
+_SHADOWING: weakref.WeakKeyDictionary[ir.Graph, frozenset[str]] = weakref.WeakKeyDictionary()
+# The shadowing initializers warned about (once each).
+_WARNED: weakref.WeakSet[ir.Value] = weakref.WeakSet()
 
 
 def graphs_of(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
@@ -24,13 +40,53 @@ def graphs_of(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
 
 
 def subgraphs_of(graph: ir.Graph | ir.Function) -> Iterator[ir.Graph]:
-    """Every If/Loop/Scan body under ``graph``, each followed by the bodies nested in it
-    (depth first, in node order; iterative, however deep the nesting)."""
-    stack = list(reversed(_bodies(graph)))
+    """Every If/Loop/Scan body under ``graph`` (the outermost scope), each followed by the
+    bodies nested in it (depth first, in node order; iterative, however deep the nesting).
+    A body met for the first time has its shadowing initializers recorded (module docstring)."""
+    stack = _nested(_Scope(graph, None))
     while stack:
-        body = stack.pop()
+        body, outer = stack.pop()
+        if body not in _SHADOWING:
+            _SHADOWING[body] = frozenset(name for name in body.initializers if outer.defines(name))
         yield body
-        stack.extend(reversed(_bodies(body)))
+        stack.extend(_nested(_Scope(body, outer)))
+
+
+class _Scope:
+    """A graph inside the scopes that enclose it. The names it defines are only gathered when a
+    body in it is met for the first time, so a walk over known bodies costs nothing more."""
+
+    __slots__ = ("_names", "graph", "outer")
+
+    def __init__(self, graph: ir.Graph | ir.Function, outer: _Scope | None) -> None:
+        self.graph, self.outer = graph, outer
+        self._names: frozenset[str] | None = None
+
+    def defines(self, name: str) -> bool:
+        """Whether this graph or one around it defines a value named ``name``."""
+        scope: _Scope | None = self
+        while scope is not None:
+            if name in scope.names():
+                return True
+            scope = scope.outer
+        return False
+
+    def names(self) -> frozenset[str]:
+        """The names of the values this graph defines: inputs, initializers, node outputs."""
+        if self._names is None:
+            graph = self.graph
+            names = {value.name for value in graph.inputs}
+            if isinstance(graph, ir.Graph):
+                names.update(graph.initializers)
+            names.update(out.name for node in graph for out in node.outputs)
+            self._names = frozenset(name for name in names if name)
+        return self._names
+
+
+def _nested(scope: _Scope) -> list[tuple[ir.Graph, _Scope]]:
+    """The bodies that the nodes of ``scope``'s graph hold, reversed for a stack, each with the
+    scope around it."""
+    return [(body, scope) for body in reversed(_bodies(scope.graph))]
 
 
 def _bodies(graph: ir.Graph | ir.Function) -> list[ir.Graph]:
@@ -74,13 +130,17 @@ def walk_cone(value: ir.Value, *, values_only: bool = False) -> Iterator[ir.Valu
 
 
 def const_tensor(value: ir.Value) -> ir.TensorProtocol | None:
-    """``ir.convenience.get_const_tensor(value)``: an initializer's tensor or a ``Constant``'s.
+    """``ir.convenience.get_const_tensor(value)``: an initializer's tensor or a ``Constant``'s;
+    None for a subgraph initializer that shadows a value of an enclosing scope (module
+    docstring), with a warning the first time.
 
     A ``Constant`` holding a tensor is read here directly: onnx-ir checks that tensor against a
     runtime protocol, which costs 60 microseconds a call on Python 3.11 (a tenth of the fold of
     a small export). Every other form is left to onnx-ir, errors included.
     """
     if value.const_value is not None:
+        if _shadows(value):
+            return None
         return value.const_value
     node = value.producer()
     if node is None or node.op_type != "Constant" or node.domain != "":
@@ -92,3 +152,21 @@ def const_tensor(value: ir.Value) -> ir.TensorProtocol | None:
         tensor.name = value.name  # as onnx-ir names it
         return tensor
     return ir.convenience.get_const_tensor(value)
+
+
+def _shadows(value: ir.Value) -> bool:
+    """Whether ``value`` is a subgraph initializer named like a value of an enclosing scope;
+    warns the first time it is asked about each."""
+    graph = value.graph
+    if graph is None or value.name not in _SHADOWING.get(graph, ()) or not value.is_initializer():
+        return False
+    if value not in _WARNED:
+        _WARNED.add(value)
+        logger.warning(
+            "initializer '%s' of subgraph '%s' has the name of a value of an enclosing scope: "
+            "runtimes differ on which one the subgraph reads; nothing computed from it is "
+            "folded",
+            value.name,
+            graph.name or "?",
+        )
+    return True
