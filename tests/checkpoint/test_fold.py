@@ -29,8 +29,8 @@ from tests.checkpoint.builders import (
     state_dict,
     tensor_bytes,
 )
-from wnpass.checkpoint import fold_checkpoint
-from wnpass.checkpoint.fold import check_pair, fold_pair
+from wnpass.checkpoint import fold_checkpoint, inspect_checkpoint
+from wnpass.checkpoint.fold import check_pair, fold_pair, values_reason
 from wnpass.checkpoint.tensorfile import DTYPE_CODES, write
 from wnpass.rules import parse_key, weight_from
 
@@ -405,3 +405,92 @@ def test_an_entry_the_weight_would_replace_declines_the_pair(tmp_path: Path, ent
         assert list(out["a.weight"]) == ["x"] and torch.equal(out["a.weight"]["x"], entry["x"])
     else:
         assert out["a.weight"] == entry
+
+
+_MAX64 = float(np.finfo(np.float64).max)
+
+
+@pytest.mark.parametrize(
+    ("g", "row", "finite"),
+    [
+        (1e300, [1e-100, 0.0], False),  # g / ||v|| = 1e400: inf, and 0 * inf is NaN
+        (1e300, [1e-9, 1e-9], False),
+        (1e300, [1e-8, 1e-8], True),
+        (1e300, [1.0, 0.0], True),
+        (_MAX64, [0.1, 0.7], False),  # the exact weight, 0.99 * max, is finite; the quotient not
+        (_MAX64, [3.0, 4.0], True),
+        (_MAX64, [1.0, 1e-300], True),
+    ],
+)
+def test_a_weight_whose_float64_computation_overflows_is_declined(
+    g: float, row: list[float], finite: bool
+) -> None:
+    """A pair is declined exactly where the fold's own float64 ``v * (g / ||v||)`` is not
+    finite (g and the exact weight may both be finite): never folded into inf or NaN, and
+    never declined where it would fold."""
+    g64, v64 = np.array([[g]]), np.array([row])
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert bool(np.isfinite(weight_from(g64, v64, 0)).all()) is finite
+    reason = values_reason(g64, v64, 0)
+    assert (reason is None) is finite
+    if not finite:
+        assert reason == (
+            "g / ||v|| is too large: the fold's float64 v * (g / ||v||) overflows, so the "
+            "folded weight would not be finite"
+        )
+        assert check_pair(torch.tensor(g64), torch.tensor(v64), 0) == reason
+
+
+@pytest.mark.parametrize("name", ["o.safetensors", "o.pt"])
+def test_inspect_and_fold_agree_on_an_overflowing_quotient(tmp_path: Path, name: str) -> None:
+    """What inspect calls foldable, fold folds; this pair both decline (fold exits as for any
+    declined pair, its tensors written as they were)."""
+    state = {
+        "a.weight_g": torch.tensor([[1e300]], dtype=torch.float64),
+        "a.weight_v": torch.tensor([[1e-100, 0.0]], dtype=torch.float64),
+    }
+    save_any(state, tmp_path / name)
+    reason = "g / ||v|| is too large"
+    (pair,) = inspect_checkpoint(tmp_path / name).pairs
+    assert pair.status == "declined" and reason in (pair.reason or "")
+    report = fold_checkpoint(tmp_path / name)
+    (pair,) = report.pairs
+    assert pair.status == "declined" and reason in (pair.reason or "")
+    out = load_any(Path(report.output or ""))
+    assert {k: tensor_bytes(t) for k, t in out.items()} == {
+        k: tensor_bytes(t) for k, t in state.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("v", "reason"),
+    [
+        (torch.randn(4, 3).to_sparse(), "v is not a dense tensor (torch.sparse_coo)"),
+        (
+            torch.empty(4, 3, device="meta"),
+            "v is not a dense tensor (on the meta device: it holds no values)",
+        ),
+    ],
+    ids=["sparse", "meta"],
+)
+def test_a_tensor_without_dense_values_declines_the_pair(
+    tmp_path: Path, v: torch.Tensor, reason: str
+) -> None:
+    torch.save({"a.weight_g": torch.rand(4, 1), "a.weight_v": v}, tmp_path / "s.pt")
+    assert check_pair(torch.rand(4, 1), v, 0) == reason
+    for report in (inspect_checkpoint(tmp_path / "s.pt"), fold_checkpoint(tmp_path / "s.pt")):
+        (pair,) = report.pairs
+        assert (pair.status, pair.reason) == ("declined", reason)
+
+
+def test_a_tensor_with_the_negative_bit_folds_from_its_values(tmp_path: Path) -> None:
+    """The imaginary part of a conjugate view (``z.conj().imag``) is a view with torch's lazy
+    negation bit, saved as such: the fold reads the values it stands for (numpy sees only
+    the stored ones)."""
+    g, v = torch.rand(4, 1) + 0.5, torch.randn(4, 3, dtype=torch.complex64).conj().imag
+    assert v.is_neg()
+    torch.save({"a.weight_g": g, "a.weight_v": v}, tmp_path / "n.pt")
+    report = fold_checkpoint(tmp_path / "n.pt")
+    assert [p.status for p in report.pairs] == ["folded"]
+    out = torch.load(tmp_path / "n.folded.pt", weights_only=True)
+    assert torch.equal(out["a.weight"], expected_weight(g, v.resolve_neg(), 0))

@@ -51,3 +51,13 @@ def test_other_memory_is_left_alone(tmp_path: Path) -> None:
     save_file({"a": torch.randn(512, 1024)}, str(other))
     with safe_open(str(other), "pt") as handle:  # mapped, but not from an input file
         assert release([handle.get_tensor("a")], identities([path])) == 0
+
+
+def test_tensors_without_one_span_of_values_are_left_alone(tmp_path: Path) -> None:
+    """A sparse tensor (no data pointer) and a meta tensor (no memory) are skipped, not an
+    error: the pair they belong to is declined, and its tensors released like any other."""
+    path = tmp_path / "t.safetensors"
+    save_file({"a": torch.randn(4, 4)}, str(path))
+    sparse = torch.randn(512, 1024).to_sparse()
+    meta = torch.empty(512, 1024, device="meta")
+    assert release([sparse, meta], identities([path])) == 0

@@ -3,11 +3,12 @@
 The values are checked first, and a pair that would not give an exact, finite weight is
 declined (:class:`Declined`, with the reason) rather than written: NaN or Inf in ``g`` or
 ``v``, a unit of ``v`` whose norm PyTorch would not compute exactly at run time (all zero: NaN;
-squares that overflow or underflow the dtype it sums them in: inf or 0), or a product that
-overflows ``v``'s dtype. The product is computed in float64 with numpy (single-threaded,
-deterministic) and rounded once, to nearest even, to ``v``'s dtype by
-:func:`wnpass.rounding.round_once` (straight from float64; bfloat16 through float32 rounded
-to odd, where torch's own cast would round twice).
+squares that overflow or underflow the dtype it sums them in: inf or 0), a ``g`` beyond ``v``'s
+dtype, or a weight whose own computation here would not be finite (``g / ||v||`` beyond
+float64); a tensor without dense values (sparse, quantized, meta) is declined too. The
+product is computed in float64 with numpy (single-threaded, deterministic) and rounded once,
+to nearest even, to ``v``'s dtype by :func:`wnpass.rounding.round_once` (straight from
+float64; bfloat16 through float32 rounded to odd, where torch's own cast would round twice).
 
 The tensors are numpy arrays (from a safetensors file: torch is not imported) or torch tensors
 (from a torch file, seen as numpy without a copy); the weight comes back in the same kind.
@@ -21,10 +22,17 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from wnpass.rounding import BFLOAT16, to_torch
+from wnpass.rounding import BFLOAT16, round_once, to_torch
 from wnpass.rules import norm_axes, weight_from
 
-__all__ = ["Declined", "check_pair", "fold_pair", "norm_reason", "values_reason"]
+__all__ = [
+    "Declined",
+    "check_pair",
+    "fold_pair",
+    "norm_reason",
+    "overflow_reason",
+    "values_reason",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +41,22 @@ class Declined(Exception):
     """A pair whose values cannot be folded; ``str()`` is the reason."""
 
 
-def _numpy(tensor: Any) -> np.ndarray:
-    """A numpy array as it is; a torch tensor as a numpy view of it (dense tensors only;
-    bfloat16 by its bits, as ml_dtypes' bfloat16)."""
+def _numpy(tensor: Any, role: str = "a tensor") -> np.ndarray:
+    """A numpy array as it is; a torch tensor as a numpy view of it (bfloat16 by its bits, as
+    ml_dtypes' bfloat16). A tensor with torch's lazy negation (or conjugation) bit set, a view
+    such as ``x.neg()`` that numpy cannot see, is resolved into a copy that holds its values.
+    One without dense values (sparse, quantized, on the meta device) is :class:`Declined`."""
     if isinstance(tensor, np.ndarray):
         return tensor
     import torch
 
-    if tensor.layout != torch.strided or tensor.is_quantized:
-        raise Declined("not a dense tensor")
-    tensor = tensor.detach().cpu()
+    if tensor.layout != torch.strided:
+        raise Declined(f"{role} is not a dense tensor ({tensor.layout})")
+    if tensor.is_quantized:
+        raise Declined(f"{role} is not a dense tensor (quantized)")
+    if tensor.is_meta:
+        raise Declined(f"{role} is not a dense tensor (on the meta device: it holds no values)")
+    tensor = tensor.detach().cpu().resolve_conj().resolve_neg()
     if tensor.dtype == torch.bfloat16:
         return tensor.view(torch.int16).numpy().view(BFLOAT16)
     return tensor.numpy()
@@ -54,9 +68,19 @@ def _accumulator(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float32) if dtype.itemsize == 2 else dtype
 
 
-def norm_reason(v64: np.ndarray, dim: int | None, dtype: np.dtype) -> str | None:
+def _unit_squares(v64: np.ndarray, dim: int | None) -> np.ndarray:
+    """Each unit's sum of squares in float64, summed as :func:`wnpass.rules.weight_from` sums
+    them (size 1 on the axes summed over)."""
+    with np.errstate(over="ignore", under="ignore"):
+        return np.sum(np.square(v64), axis=norm_axes(v64.ndim, dim), keepdims=True)
+
+
+def norm_reason(
+    v64: np.ndarray, squares: np.ndarray, dim: int | None, dtype: np.dtype
+) -> str | None:
     """Why the norms PyTorch computes at run time for weight ``v64`` (finite, widened to
-    float64 from ``dtype``) are not the exact ones the fold divides by, or None.
+    float64 from ``dtype``; ``squares``: :func:`_unit_squares`) are not the exact ones the fold
+    divides by, or None.
 
     PyTorch sums the squares of each unit in :func:`_accumulator`'s dtype: a sum beyond its
     largest value is inf (the weight becomes 0), a non-zero sum below its smallest normal
@@ -66,13 +90,10 @@ def norm_reason(v64: np.ndarray, dim: int | None, dtype: np.dtype) -> str | None
     a square lost to underflow changes a sum of at least float64's smallest normal number by
     less than its rounding. A unit whose float64 sum is below that is zero only if all of it is.
     """
-    axes = norm_axes(v64.ndim, dim)
-    with np.errstate(over="ignore", under="ignore"):
-        squares = np.sum(np.square(v64), axis=axes) if axes else np.square(v64)
     acc = ml_dtypes.finfo(_accumulator(dtype))
     low = squares < acc.smallest_normal
     if low.any():
-        nonzero = np.any(v64 != 0, axis=axes) if axes else v64 != 0
+        nonzero = np.any(v64 != 0, axis=norm_axes(v64.ndim, dim), keepdims=True)
         if (low & ~nonzero).any():
             return "v has a unit with zero norm (PyTorch computes NaN there)"
     acc_name = _accumulator(dtype).name
@@ -91,26 +112,55 @@ def norm_reason(v64: np.ndarray, dim: int | None, dtype: np.dtype) -> str | None
     return None
 
 
+def overflow_reason(
+    g64: np.ndarray, v64: np.ndarray, squares: np.ndarray, dim: int | None, dtype: np.dtype
+) -> str | None:
+    """Why the fold's own computation of the weight would not be finite, or None.
+
+    :func:`wnpass.rules.weight_from` computes ``v * (g / ||v||)`` in float64 and rounds it once
+    to ``dtype``. Where ``g`` is large and ``||v||`` tiny, ``g / ||v||`` overflows float64
+    (``g = 1e300``, ``||v|| = 1e-100``: inf, and ``0 * inf`` is NaN) although the exact weight
+    is finite. After the quotient, each step (the product, the rounding) is monotone in
+    ``|v|``, so a unit's weights are all finite exactly when the one at its largest ``|v|``
+    is: that one is computed per unit here, the same way, rather than the whole product.
+    """
+    axes = norm_axes(v64.ndim, dim)
+    if v64.ndim and len(axes) == v64.ndim:
+        g64 = g64.reshape(())  # as weight_from: a whole-tensor g of shape (1, 1) is a scalar
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        quotient = np.abs(g64 / np.sqrt(squares))
+        largest = np.max(np.abs(v64), axis=axes, keepdims=True, initial=0.0)
+        peak = round_once(largest * quotient, dtype)
+    if np.isfinite(peak).all():
+        return None
+    return (
+        "g / ||v|| is too large: the fold's float64 v * (g / ||v||) overflows, so the folded "
+        "weight would not be finite"
+    )
+
+
 def values_reason(g: np.ndarray, v: np.ndarray, dim: int | None) -> str | None:
     """Why these values cannot be folded exactly, or None: NaN/Inf in ``g`` or ``v``, norms
     PyTorch would not compute exactly (:func:`norm_reason`: a zero unit, squares that overflow
-    or underflow), or a ``g`` beyond the largest finite value of ``v``'s dtype (``|w| <= |g|``,
-    so a ``g`` within it cannot overflow)."""
+    or underflow), a ``g`` beyond the largest finite value of ``v``'s dtype (``|w| <= |g|``,
+    so a ``g`` within it cannot overflow that dtype), or a computation of the weight that
+    would not be finite (:func:`overflow_reason`)."""
     g64, v64 = g.astype(np.float64), v.astype(np.float64)
     if not np.isfinite(g64).all() or not np.isfinite(v64).all():
         return "NaN or Inf in g or v"
-    reason = norm_reason(v64, dim, v.dtype)
+    squares = _unit_squares(v64, dim)
+    reason = norm_reason(v64, squares, dim, v.dtype)
     if reason is not None:
         return reason
     if g64.size and float(np.abs(g64).max()) > float(ml_dtypes.finfo(v.dtype).max):
         return "g exceeds the largest value of the weight's dtype (the weight would overflow)"
-    return None
+    return overflow_reason(g64, v64, squares, dim, v.dtype)
 
 
 def check_pair(g: Any, v: Any, dim: int | None) -> str | None:
     """Why the pair ``g``, ``v`` cannot be folded, or None: :func:`values_reason`."""
     try:
-        g_array, v_array = _numpy(g), _numpy(v)
+        g_array, v_array = _numpy(g, "g"), _numpy(v, "v")
     except Declined as declined:
         return str(declined)
     return values_reason(g_array, v_array, dim)
@@ -119,8 +169,8 @@ def check_pair(g: Any, v: Any, dim: int | None) -> str | None:
 def fold_pair(g: Any, v: Any, dim: int | None) -> Any:
     """The folded weight, of ``v``'s dtype and shape, a numpy array or a torch tensor as ``v``
     is (checked by :func:`check_pair` first)."""
-    weight = weight_from(_numpy(g), _numpy(v), dim)  # widened to float64, rounded once
-    if not np.isfinite(weight).all():  # check_pair rules this out
+    weight = weight_from(_numpy(g, "g"), _numpy(v, "v"), dim)  # in float64, rounded once
+    if not np.isfinite(weight).all():  # check_pair rules this out: overflow_reason
         raise Declined("the folded weight is not finite")
     if isinstance(v, np.ndarray):
         return weight

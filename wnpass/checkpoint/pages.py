@@ -73,10 +73,13 @@ def identities(files: Iterable[Path]) -> set[tuple[int, int]]:
 
 
 def _span(tensor: Any) -> tuple[int, int] | None:
-    """(address, bytes) of a numpy array or a CPU torch tensor; None for other memory."""
+    """(address, bytes) of a numpy array or a dense CPU torch tensor; None for other memory
+    (a sparse or quantized tensor, one on the meta device or a GPU: no one span of values)."""
     if isinstance(tensor, np.ndarray):
         return (int(tensor.ctypes.data), int(tensor.nbytes)) if tensor.flags.c_contiguous else None
-    if tensor.device.type != "cpu":
+    import torch  # a torch tensor: torch is imported already
+
+    if tensor.device.type != "cpu" or tensor.layout != torch.strided or tensor.is_quantized:
         return None
     return int(tensor.data_ptr()), int(tensor.numel()) * int(tensor.element_size())
 
