@@ -87,3 +87,34 @@ def test_an_entry_that_is_not_a_tensor_under_the_weights_name_declines_the_pair(
     assert pair.reason == "m.weight is stored too"
     (pair,) = find_pairs(tensors, others={"m.bias"})
     assert pair.ok
+
+
+@pytest.mark.parametrize("folding", [True, False], ids=["fold", "convert"])
+def test_a_parametrization_stacked_on_weight_norm_declines_the_pair(folding: bool) -> None:
+    """``spectral_norm`` on top of ``weight_norm`` stores its state as parametrization 1 beside
+    original0/original1: the weight is not g * v / ||v||, so neither a fold nor a renaming is
+    right (the renamed state would be left without the parametrization it belongs to)."""
+    tensors = [
+        info("m.parametrizations.weight.original0", (4, 1)),
+        info("m.parametrizations.weight.original1", (4, 3)),
+        info("m.parametrizations.weight.1._u", (4,)),
+        info("m.parametrizations.weight.1._v", (3,)),
+        info("n.parametrizations.weight.original0", (4, 1)),  # another module's: folded
+        info("n.parametrizations.weight.original1", (4, 3)),
+    ]
+    m, n = find_pairs(tensors, folding=folding)
+    assert m.reason == (
+        "another parametrization is stacked on it (m.parametrizations.weight.1._u): "
+        "the weight is not g * v / ||v||"
+    )
+    assert n.ok
+
+
+@pytest.mark.parametrize("dtype", ["float8_e4m3fn", "int64", "complex64"])
+def test_a_renaming_takes_a_pair_of_any_dtype(dtype: str) -> None:
+    """``convert`` reads no values: the dtype declines a pair only where it is to be folded."""
+    tensors = [info("m.weight_g", (4, 1), dtype), info("m.weight_v", (4, 3), dtype)]
+    (pair,) = find_pairs(tensors, folding=False)
+    assert pair.ok and pair.dim == 0
+    (pair,) = find_pairs(tensors)
+    assert pair.reason == f"g is {dtype}, not a float type that is folded"

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
-from tests.checkpoint.builders import hashes, save_sharded, state_dict
+from tests.checkpoint.builders import hashes, save_sharded, state_dict, tensor_bytes
 from tests.checkpoint.test_verify import MODEL_PY, _checkpoint
 from tests.helpers import cli_with_file_limit
 from wnpass.checkpoint import api
@@ -115,6 +115,59 @@ def test_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (folder / "g.parametrize.safetensors").is_file()
 
 
+def test_convert_renames_a_pair_of_any_dtype(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A renaming needs no values: a float8 pair (not folded) is converted, byte for byte."""
+    g, v = torch.rand(4, 1).to(torch.float8_e4m3fn), torch.randn(4, 3).to(torch.float8_e4m3fn)
+    save_file({"a.weight_g": g, "a.weight_v": v}, str(tmp_path / "f8.safetensors"))
+    assert main(["-q", "convert", str(tmp_path / "f8.safetensors"), "--to", "parametrize"]) == 0
+    assert capsys.readouterr().out.startswith("converted 1 of 1 pair to parametrize")
+    out = load_file(str(tmp_path / "f8.parametrize.safetensors"))
+    assert list(out) == [
+        "a.parametrizations.weight.original0",
+        "a.parametrizations.weight.original1",
+    ]
+    assert tensor_bytes(out["a.parametrizations.weight.original0"]) == tensor_bytes(g)
+    assert tensor_bytes(out["a.parametrizations.weight.original1"]) == tensor_bytes(v)
+
+
+@pytest.mark.parametrize("command", [["fold"], ["convert", "--to", "legacy"]], ids=lambda c: c[0])
+def test_weight_norm_under_another_parametrization_is_declined(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """weight_norm, then spectral_norm on the same weight: the model's weight is the spectral
+    norm of g * v / ||v||. Folding g and v alone (or renaming them, away from the
+    parametrization state beside them) would be wrong: the pair is left as it was."""
+    from torch.nn.utils.parametrizations import spectral_norm, weight_norm
+
+    model = spectral_norm(weight_norm(torch.nn.Linear(4, 3)))
+    state = model.state_dict()
+    assert "parametrizations.weight.1._u" in state
+    torch.save(state, tmp_path / "s.pt")
+    assert (
+        main(
+            [
+                "--plain",
+                command[0],
+                str(tmp_path / "s.pt"),
+                *command[1:],
+                "-o",
+                str(tmp_path / "o.pt"),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert (
+        "declined: another parametrization is stacked on it (parametrizations.weight.1._u)" in out
+    )
+    written = torch.load(tmp_path / "o.pt", weights_only=True)
+    assert {k: tensor_bytes(t) for k, t in written.items()} == {
+        k: tensor_bytes(t) for k, t in state.items()
+    }
+
+
 def test_declined_pairs_are_shown_and_exit_0(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -141,10 +194,17 @@ def test_model_check_failure_is_exit_1_and_publishes_nothing(
     ckpt, model_py = _checkpoint(tmp_path)
     before = hashes(tmp_path)
     monkeypatch.setattr(api, "fold_pair", lambda g, v, dim: v.clone())
-    assert main(["--plain", "fold", str(ckpt), "--model", str(model_py)]) == 1
+    argv = ["--plain", "fold", str(ckpt), "--model", str(model_py), "--json", str(tmp_path / "r")]
+    assert main(argv) == 1
     captured = capsys.readouterr()
     assert "nothing written: the folded checkpoint failed the check" in captured.out
-    assert hashes(tmp_path) == before
+    assert "size" not in captured.out and "wrote" not in captured.out
+    after = hashes(tmp_path)
+    report = json.loads((tmp_path / "r").read_text())
+    assert after.pop("r") and after == before
+    # the JSON names no output: none was written
+    assert (report["output"], report["shards"], report["bytes_after"]) == (None, [], None)
+    assert report["check"]["ok"] is False and report["ok"] is False
 
 
 # -- hostile inputs and paths ------------------------------------------------------------------
@@ -430,6 +490,16 @@ CASES: dict[str, tuple[Setup, int, str]] = {
         lambda f: ["fold", str(f / "g.pt"), "--provider", "cpu"],
         2,
         "--provider is for ONNX checks",
+    ),
+    "--runs for a checkpoint": (
+        lambda f: ["fold", str(f / "g.pt"), "--runs", "0", "--warmup", "-5"],
+        2,
+        "--runs is for ONNX checks; a checkpoint's --model check takes --rtol/--atol",
+    ),
+    "--warmup for a checkpoint": (
+        lambda f: ["fold", str(f / "g.safetensors"), "--warmup", "-5"],
+        2,
+        "--warmup is for ONNX checks",
     ),
     "a NaN tolerance": (
         lambda f: ["fold", str(f / "g.pt"), "--model", str(f / "g.pt"), "--atol", "nan"],

@@ -121,7 +121,7 @@ def convert_checkpoint(
     report = _report("convert", checkpoint)
     report.to = to
     try:
-        found = _find(checkpoint, report)
+        found = _find(checkpoint, report, folding=False)
         rewrite: Rewrite = {}
         for group, pair, pair_report in found:
             if pair_report.status == "declined":
@@ -198,11 +198,12 @@ def _size(files: Iterable[Path]) -> int:
     return sum(os.stat(path).st_size for path in files)
 
 
-def _find(checkpoint: Checkpoint, report: CheckpointReport) -> _Found:
-    """Every pair of every state dict, with its report row (``declined`` or ``ok`` so far)."""
+def _find(checkpoint: Checkpoint, report: CheckpointReport, *, folding: bool = True) -> _Found:
+    """Every pair of every state dict, with its report row (``declined`` or ``ok`` so far).
+    ``folding``: as :func:`~wnpass.checkpoint.pairs.find_pairs` (``convert`` renames any dtype)."""
     found: _Found = []
     for group in checkpoint.groups:
-        for pair in find_pairs(group.tensors, group.others):
+        for pair in find_pairs(group.tensors, group.others, folding=folding):
             v_or_g = pair.v or pair.g
             assert v_or_g is not None
             first = next(info for info in (pair.g, pair.v) if info and info.key == pair.first)
@@ -260,7 +261,8 @@ def _write(
     verify: _Verify | None,
 ) -> None:
     """Write every output file into a staging folder, verify it if asked, then publish the
-    shards and the index last."""
+    shards and the index last. ``report.output``, ``shards`` and ``bytes_after`` name what was
+    published: they stay None (empty) when a failed check publishes nothing."""
     main = targets[-1]
     written_total = count = 0
     weight_map: dict[str, str] = {}
@@ -290,9 +292,7 @@ def _write(
             assert checkpoint.index is not None
             ordered = _index_order(checkpoint, rewrite, weight_map)
             write_index(checkpoint.index, ordered, written_total, staged[-1])
-        report.output = str(main)
-        report.shards = [str(t) for t in targets[:-1]]
-        report.bytes_after = _size(staged)
+        bytes_after = _size(staged)
         if verify is not None:
             from wnpass.checkpoint.verify import check_folded
 
@@ -310,6 +310,8 @@ def _write(
                 return
         for stage, target in zip(staged, targets, strict=True):
             plan.publish(stage, target)
+    report.output, report.shards = str(main), [str(t) for t in targets[:-1]]
+    report.bytes_after = bytes_after
 
 
 def _index_order(

@@ -7,16 +7,20 @@ A pair is ``g`` and ``v`` of one weight in one key form (:mod:`wnpass.rules`). W
 - a broken pair, reported and never changed: ``g`` without ``v`` or ``v`` without ``g`` in the
   parametrize form (in the legacy form only for a parameter named ``weight``: ``X.weight_g``
   without ``X.weight_v``; a lone ``gate_v`` is an ordinary name), shapes that do not fit, a
-  dtype other than float64/32/16 and bfloat16, a plain ``X.weight`` stored beside the pair (a
-  tensor or any other entry: folding would replace it), or the same weight stored in both key
-  forms.
+  dtype other than float64/32/16 and bfloat16 (when the pairs are to be folded: ``convert``
+  renames keys of any dtype), a plain ``X.weight`` stored beside the pair (a tensor or any
+  other entry: folding would replace it), the same weight stored in both key forms, or another
+  parametrization stacked on the weight (``m.parametrizations.weight.1._u`` beside
+  ``original0``/``original1``: the weight is that parametrization of ``g * v / ||v||``, which
+  neither a fold nor a renaming into the legacy form keeps).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Collection, Sequence
+import re
+from collections.abc import Collection, Iterable, Sequence
 
 from wnpass.checkpoint.reading import TensorInfo
 from wnpass.rules import PairKeys, dim_from_shapes, parse_key
@@ -26,6 +30,10 @@ __all__ = ["FOLDABLE_DTYPES", "Pair", "find_pairs"]
 logger = logging.getLogger(__name__)
 
 FOLDABLE_DTYPES = ("float64", "float32", "float16", "bfloat16")
+
+# The state of parametrization k of a weight (``m.parametrizations.weight.1._u``: a spectral
+# norm stacked on weight norm), by the ``m.parametrizations.weight`` it belongs to.
+_STACKED = re.compile(r"^(?P<base>(?:.*\.)?parametrizations\.[^.]+)\.\d+\.")
 
 
 @dataclasses.dataclass
@@ -58,11 +66,25 @@ def _lone_counts(keys: PairKeys) -> bool:
     return keys.form == "parametrize" or keys.weight.rpartition(".")[2] == "weight"
 
 
-def find_pairs(tensors: Sequence[TensorInfo], others: Collection[str] = ()) -> list[Pair]:
+def _stacked(keys: Iterable[str]) -> dict[str, str]:
+    """The first key of a stacked parametrization's state, by the base it belongs to."""
+    found: dict[str, str] = {}
+    for key in keys:
+        if match := _STACKED.match(key):
+            found.setdefault(match["base"], key)
+    return found
+
+
+def find_pairs(
+    tensors: Sequence[TensorInfo], others: Collection[str] = (), *, folding: bool = True
+) -> list[Pair]:
     """The pairs among ``tensors`` (one state dict), in the order of their first key.
     ``others``: the names of the dict's entries that are not tensors (a plain ``X.weight``
-    among them declines pair ``X.weight`` as a tensor does: folding would replace it)."""
+    among them declines pair ``X.weight`` as a tensor does: folding would replace it).
+    ``folding``: the pairs' values are to be read (fold, inspect), so a dtype that is not
+    folded declines them; a renaming (``convert``) moves tensors of any dtype as they are."""
     by_key = {info.key: info for info in tensors}
+    stacked = _stacked([*by_key, *others])
     pairs: dict[tuple[str, str], Pair] = {}
     for info in tensors:
         parsed = parse_key(info.key)
@@ -74,7 +96,8 @@ def find_pairs(tensors: Sequence[TensorInfo], others: Collection[str] = ()) -> l
         g, v = by_key.get(keys.g), by_key.get(keys.v)
         if (g is None or v is None) and not _lone_counts(keys):
             continue
-        pairs[(keys.weight, keys.form)] = _checked(Pair(keys, g, v, info.key), by_key, others)
+        pair = Pair(keys, g, v, info.key)
+        pairs[(keys.weight, keys.form)] = _checked(pair, by_key, others, stacked, folding)
     found = list(pairs.values())
     for pair in found:  # the same weight in both forms: neither is folded
         other = "legacy" if pair.keys.form == "parametrize" else "parametrize"
@@ -86,17 +109,31 @@ def find_pairs(tensors: Sequence[TensorInfo], others: Collection[str] = ()) -> l
     return found
 
 
-def _checked(pair: Pair, by_key: dict[str, TensorInfo], others: Collection[str]) -> Pair:
+def _checked(
+    pair: Pair,
+    by_key: dict[str, TensorInfo],
+    others: Collection[str],
+    stacked: dict[str, str],
+    folding: bool,
+) -> Pair:
+    """``pair`` with the reason it cannot be folded (or renamed), if any: module docstring."""
     g, v = pair.g, pair.v
     if g is None or v is None:
         missing = "v" if v is None else "g"
         pair.reason = f"{'g' if g is not None else 'v'} without {missing} ({pair.first})"
         return pair
+    base = pair.keys.g.removesuffix(".original0")
+    if pair.keys.form == "parametrize" and base in stacked:
+        pair.reason = (
+            f"another parametrization is stacked on it ({stacked[base]}): "
+            "the weight is not g * v / ||v||"
+        )
+        return pair
     if pair.weight in by_key or pair.weight in others:
         pair.reason = f"{pair.weight} is stored too"
         return pair
     for role, info in (("g", g), ("v", v)):
-        if info.dtype not in FOLDABLE_DTYPES:
+        if folding and info.dtype not in FOLDABLE_DTYPES:
             pair.reason = f"{role} is {info.dtype}, not a float type that is folded"
             return pair
     try:

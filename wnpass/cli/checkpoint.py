@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from wnpass.cli.output import Printer
 from wnpass.errors import UsageError
 from wnpass.plan import IOPlan
+from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP
 
 if TYPE_CHECKING:
     from wnpass.checkpoint import CheckpointReport, PairReport
@@ -62,11 +63,12 @@ def fold(args: argparse.Namespace, out: Printer) -> int:
             ("--shape", args.shape),
             ("--inputs", args.inputs),
             ("--threads", args.threads),
+            ("--runs", args.runs != DEFAULT_RUNS),
+            ("--warmup", args.warmup != DEFAULT_WARMUP),
+            ("--optimization", args.optimization != "default"),
         )
         if value
     ]
-    if args.optimization != "default":
-        onnx_only.append("--optimization")
     if onnx_only:
         raise UsageError(
             f"{onnx_only[0]} is for ONNX checks; a checkpoint's --model check takes --rtol/--atol"
@@ -181,7 +183,8 @@ def print_summary(out: Printer, report: CheckpointReport) -> None:
         text = f"converted {report.count('converted')} of {counted(total, 'pair')} to {report.to}"
         text += f"{already}{left}"
     text += f"; tensors {report.tensors_before} -> {report.tensors_after}"
-    text += f"; size {human_bytes(report.bytes_before)} -> {human_bytes(report.bytes_after)}"
+    if report.bytes_after is not None:  # None: nothing was published
+        text += f"; size {human_bytes(report.bytes_before)} -> {human_bytes(report.bytes_after)}"
     if report.seconds is not None:
         text += f"; {report.seconds:.2f} s"
     out.summary(text)
