@@ -136,7 +136,10 @@ def const_tensor(value: ir.Value) -> ir.TensorProtocol | None:
 
     A ``Constant`` holding a tensor is read here directly: onnx-ir checks that tensor against a
     runtime protocol, which costs 60 microseconds a call on Python 3.11 (a tenth of the fold of
-    a small export). Every other form is left to onnx-ir, errors included.
+    a small export). Its tensor keeps its own name, where onnx-ir renames it to the value's:
+    that tensor can be the caller's ``TensorProto`` itself (a ``ModelProto`` is read without
+    copying its weights), which is never changed. Every other form is left to onnx-ir, errors
+    included (the forms left to it build a new tensor, which it may name).
     """
     if value.const_value is not None:
         if _shadows(value):
@@ -149,7 +152,6 @@ def const_tensor(value: ir.Value) -> ir.TensorProtocol | None:
     single = len(node.outputs) == 1 and len(node.attributes) == 1
     if single and attr is not None and not attr.is_ref() and attr.type == ir.AttributeType.TENSOR:
         tensor: ir.TensorProtocol = attr.value
-        tensor.name = value.name  # as onnx-ir names it
         return tensor
     return ir.convenience.get_const_tensor(value)
 

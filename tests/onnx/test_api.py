@@ -1,0 +1,74 @@
+"""The ONNX entry points, on models given in memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+from onnx import helper as oh
+from onnx import numpy_helper as nh
+
+from tests.helpers import rand
+from wnpass import fold_onnx, inspect_onnx
+
+
+def _site(prefix: str, v: str, g: str, x: str, out: str) -> list[onnx.NodeProto]:
+    """A weight-norm site ``Mul(g, v / ||v||)`` feeding ``Gemm(x, w)``; values named ``prefix*``."""
+    return [
+        oh.make_node("ReduceL2", [v], [f"{prefix}n"], axes=[1]),
+        oh.make_node("Div", [v, f"{prefix}n"], [f"{prefix}d"]),
+        oh.make_node("Mul", [g, f"{prefix}d"], [f"{prefix}w"]),
+        oh.make_node("Gemm", [x, f"{prefix}w"], [out], transB=1),
+    ]
+
+
+def _every_kind_of_constant() -> onnx.ModelProto:
+    """Sites and cones that a fold folds, whose constants are ``Constant`` nodes (tensors named
+    unlike their outputs), initializers (one only passed on by ``Identity``, whose name the fold
+    gives it) and the initializers and ``Constant`` nodes of a subgraph."""
+    floats = TensorProto.FLOAT
+
+    def constant(name: str, array: np.ndarray) -> onnx.NodeProto:
+        return oh.make_node("Constant", [], [name], value=nh.from_array(array, f"{name}_tensor"))
+
+    branch = [constant("b_v", rand(4, 4)), *_site("b_", "b_v", "b_g", "x", "b_y")]
+    then = oh.make_graph(
+        branch, "then", [], [oh.make_tensor_value_info("b_y", floats, [2, 4])],
+        initializer=[nh.from_array(rand(4, 1), "b_g")],
+    )  # fmt: skip
+    orelse = oh.make_graph(
+        [oh.make_node("Identity", ["x"], ["e_y"])], "else", [],
+        [oh.make_tensor_value_info("e_y", floats, [2, 4])],
+    )  # fmt: skip
+    nodes = [
+        constant("v", rand(4, 4)),
+        constant("g", rand(4, 1)),
+        *_site("m_", "v", "g", "x", "y0"),
+        oh.make_node("Identity", ["u"], ["u_alias"]),
+        oh.make_node("Gemm", ["y0", "u_alias"], ["y1"]),
+        oh.make_node("Transpose", ["t"], ["t_t"]),
+        oh.make_node("Gemm", ["y1", "t_t"], ["y2"]),
+        oh.make_node("If", ["c"], ["y"], then_branch=then, else_branch=orelse),
+    ]
+    graph = oh.make_graph(
+        nodes, "main",
+        [oh.make_tensor_value_info("x", floats, [2, 4]),
+         oh.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [oh.make_tensor_value_info("y", floats, [2, 4]),
+         oh.make_tensor_value_info("y2", floats, [2, 4])],
+        initializer=[nh.from_array(rand(4, 4), "u"), nh.from_array(rand(4, 4), "t")],
+    )  # fmt: skip
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def test_a_model_proto_is_never_changed() -> None:
+    model = _every_kind_of_constant()
+    given = model.SerializeToString()
+    report = inspect_onnx(model)
+    assert [s.status for s in report.sites] == ["foldable", "foldable"]
+    assert model.SerializeToString() == given
+    _, report = fold_onnx(model)
+    assert (report.folded, report.cones_folded) == (2, 2)
+    assert model.SerializeToString() == given
