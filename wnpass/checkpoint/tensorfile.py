@@ -55,9 +55,24 @@ _NUMPY = {
 }
 
 
+# bits per element of every dtype code the safetensors library knows (its own sizes), numpy
+# readable or not: a tensor's place in a written file follows its width, whatever its dtype
+_BITS = {
+    **{code: 64 for code in ("F64", "I64", "U64", "C64")},
+    **{code: 32 for code in ("F32", "I32", "U32")},
+    **{code: 16 for code in ("F16", "BF16", "I16", "U16")},
+    **{code: 8 for code in ("I8", "U8", "BOOL", "F8_E4M3", "F8_E5M2", "F8_E8M0")},
+    **{code: 8 for code in ("F8_E4M3FNUZ", "F8_E5M2FNUZ")},
+    **{code: 6 for code in ("F6_E2M3", "F6_E3M2")},
+    "F4": 4,
+}
+
+
 def _width(code: str) -> int | None:
-    """Bytes per element of a dtype code; None for a code not in the table."""
-    return _NUMPY[code].itemsize if code in _NUMPY else None
+    """Bytes per element of a dtype code; None for a code of less than a byte (packed) or not
+    in the table."""
+    bits = _BITS.get(code)
+    return bits // 8 if bits is not None and bits % 8 == 0 else None
 
 
 @dataclasses.dataclass(frozen=True)
