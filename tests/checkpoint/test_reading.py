@@ -3,6 +3,8 @@ and read with weights_only; state dicts found inside wrappers."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,21 @@ def test_torch_files_are_loaded_weights_only_and_mapped(
     open_checkpoint(tmp_path / "old.pt")
     assert all(call["weights_only"] is True for call in calls)
     assert [call["mmap"] for call in calls] == [True, True, False]
+
+
+def test_a_legacy_file_ending_in_zip_bytes_is_read_as_legacy(tmp_path: Path) -> None:
+    """torch.load tells the formats apart by the file's first bytes; a legacy file whose last
+    tensor holds a zip archive looks like a zip from its end, and mapping it would fail."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("vocab.txt", "hello")
+    blob = torch.frombuffer(bytearray(archive.getvalue()), dtype=torch.uint8)
+    state = {**state_dict(), "blob": blob}
+    torch.save(state, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    assert zipfile.is_zipfile(tmp_path / "old.pt")  # what the end of the file says
+    checkpoint = open_checkpoint(tmp_path / "old.pt")
+    assert [info.key for info in checkpoint.groups[0].tensors] == list(state)
+    assert torch.equal(checkpoint.tensor(checkpoint.groups[0].tensors[-1]), blob)
 
 
 def test_state_dicts_are_found_inside_wrappers(tmp_path: Path) -> None:

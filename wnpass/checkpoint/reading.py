@@ -25,7 +25,6 @@ import logging
 import os
 import re
 import warnings
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -198,6 +197,18 @@ _REFUSALS = (
 )
 
 
+# the first bytes of torch.save's zip format; torch.load tells the formats apart by them
+# (torch.serialization._is_zipfile), not by the end of the file as zipfile.is_zipfile does (a
+# legacy file whose last tensor holds a zip archive's bytes looks like a zip from its end)
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _is_zip_format(path: Path) -> bool:
+    """Whether ``path`` is in ``torch.save``'s zip format, as ``torch.load`` decides it."""
+    with open(path, "rb") as stream:
+        return stream.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
+
+
 def load_torch(path: Path) -> Any:
     """``torch.load`` with ``weights_only=True`` (and ``mmap=True`` for the zip format)."""
     import pickle
@@ -205,7 +216,7 @@ def load_torch(path: Path) -> Any:
     import torch
 
     try:
-        mmap = zipfile.is_zipfile(path)
+        mmap = _is_zip_format(path)
         with warnings.catch_warnings(record=True) as caught:  # the CLI prints one line only
             warnings.simplefilter("always")
             value = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
