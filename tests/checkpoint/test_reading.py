@@ -106,3 +106,20 @@ def test_containers_nested_deeper_are_refused_naming_the_input(tmp_path: Path) -
     torch.save({"a.weight_g": torch.ones(2, 1), "deep": _nested(MAX_NESTING)}, tmp_path / "x.pt")
     with pytest.raises(InvalidModelError, match=r"x\.pt: holds containers nested more than 100"):
         open_checkpoint(tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("where", ["in itself", "in a list in itself", "in a nested dict"])
+def test_a_dict_that_contains_itself_is_refused(tmp_path: Path, where: str) -> None:
+    """torch.save writes a cycle once and refers back to it; wnpass copies the dicts it
+    rewrites, which would unroll a cycle through one (each level another state dict, the
+    innermost still the input's). No state dict holds itself: refused, naming the input."""
+    state: dict[str, object] = dict(state_dict())
+    if where == "in itself":
+        state["self"] = state
+    elif where == "in a list in itself":
+        state["refs"] = [1, state]
+    else:
+        state["ema"] = {"owner": state}
+    torch.save(state, tmp_path / "c.pt")
+    with pytest.raises(InvalidModelError, match=r"c\.pt: holds a dict that contains itself"):
+        open_checkpoint(tmp_path / "c.pt")

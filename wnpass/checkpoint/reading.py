@@ -282,24 +282,37 @@ def _torch_groups(value: Any, shard: int, path: tuple[str, ...] = ()) -> Iterato
             yield from _torch_groups(item, shard, (*path, key))
 
 
-def _nesting(value: Any) -> int:
+def _walk(value: Any) -> tuple[int, bool]:
     """How deep containers nest in ``value`` (1: a dict of tensors), counted as ``torch.save``'s
     pickler recurses: depth first, in order, each container once (a shared or recursive one is
-    written once, then referred to); stops counting past :data:`MAX_NESTING`."""
-    deepest = 0
-    seen: set[int] = set()
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack and deepest <= MAX_NESTING:
-        item, depth = stack.pop()
-        if not isinstance(item, _CONTAINERS) or id(item) in seen:
+    written once, then referred to); stops counting past :data:`MAX_NESTING`. And whether a
+    dict is reachable from inside itself (a cycle through a dict; a list holding itself is
+    none): wnpass rewrites dicts by copying them, which would unroll the cycle."""
+    deepest, cyclic = 0, False
+    done: set[int] = set()
+    path: list[Any] = []  # the containers being walked, outermost first
+    on_path: dict[int, int] = {}  # id -> its place in path
+    stack: list[tuple[Any, int, bool]] = [(value, 1, False)]  # (item, depth, leaving it)
+    while stack and deepest <= MAX_NESTING and not cyclic:
+        item, depth, leaving = stack.pop()
+        if leaving:
+            del on_path[id(path.pop())]
+            done.add(id(item))
             continue
-        seen.add(id(item))
+        if not isinstance(item, _CONTAINERS) or id(item) in done:
+            continue
+        if id(item) in on_path:  # back to a container on the path: a cycle through it
+            cyclic = any(isinstance(part, dict) for part in path[on_path[id(item)] :])
+            continue
+        on_path[id(item)] = len(path)
+        path.append(item)
         deepest = max(deepest, depth)
         children = (
             [part for pair in item.items() for part in pair] if isinstance(item, dict) else item
         )
-        stack.extend((child, depth + 1) for child in reversed(list(children)))
-    return deepest
+        stack.append((item, depth, True))
+        stack.extend((child, depth + 1, False) for child in reversed(list(children)))
+    return deepest, cyclic
 
 
 def _read_file(checkpoint: Checkpoint, shard: int) -> None:
@@ -313,10 +326,16 @@ def _read_file(checkpoint: Checkpoint, shard: int) -> None:
     checkpoint.metadata.append(None)
     if not isinstance(root, dict):
         raise InvalidModelError(f"{path}: holds a {type(root).__name__}, not a state dict")
-    if _nesting(root) > MAX_NESTING:
+    nesting, cyclic = _walk(root)
+    if nesting > MAX_NESTING:
         raise InvalidModelError(
             f"{path}: holds containers nested more than {MAX_NESTING} deep, more than wnpass "
             "writes back (torch.save recurses once per level); refused"
+        )
+    if cyclic:
+        raise InvalidModelError(
+            f"{path}: holds a dict that contains itself (a cycle), which no state dict does; "
+            "refused"
         )
     groups = list(_torch_groups(root, shard))
     if not groups:
