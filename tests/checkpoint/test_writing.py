@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
 
 from tests.checkpoint.builders import (
     WEIGHTS,
@@ -80,6 +84,30 @@ def test_sharded_fold(tmp_path: Path, kind: str) -> None:
     if kind == "bin":  # the order inside a torch shard is kept
         part = torch.load(report.shards[1], weights_only=True)
         assert list(part) == ["ups.0.bias", "ups.0.weight", "res.bias"]
+
+
+def test_torch_shards_keep_their_ordered_dict_and_metadata(tmp_path: Path) -> None:
+    """Shards cut from a module's state_dict() are OrderedDicts with _metadata (what
+    load_state_dict reads its version numbers from): each output shard keeps its own, as a
+    single torch file does."""
+    state = nn.Sequential(weight_norm(nn.Linear(3, 4)), nn.Linear(4, 2)).state_dict()
+    keys = list(state)
+    shards = [copy.copy(state), copy.copy(state)]  # the OrderedDict and its _metadata
+    for shard, kept in zip(shards, (keys[:3], keys[3:]), strict=True):
+        for key in set(keys) - set(kept):
+            del shard[key]
+    weight_map = {}
+    for i, shard in enumerate(shards):
+        torch.save(shard, tmp_path / f"pytorch_model-{i + 1}.bin")
+        weight_map.update(dict.fromkeys(shard, f"pytorch_model-{i + 1}.bin"))
+    index = tmp_path / "pytorch_model.bin.index.json"
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    report = fold_checkpoint(index)
+    assert report.count("folded") == 1
+    for shard, written in zip(shards, report.shards, strict=True):
+        out = torch.load(written, weights_only=True)
+        assert type(out) is OrderedDict
+        assert out._metadata == shard._metadata  # type: ignore[attr-defined]
 
 
 def test_sharded_output_elsewhere_with_another_stem(tmp_path: Path) -> None:

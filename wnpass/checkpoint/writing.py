@@ -5,7 +5,8 @@ written from its input file: its tensors in the input file's order, a folded wei
 first key of its pair was, every other tensor the input's own (memory-mapped) tensor, so its
 bytes are unchanged. safetensors files are written by
 :func:`wnpass.checkpoint.tensorfile.write` from numpy (metadata kept, torch not imported);
-torch files with ``torch.save`` (wrappers and non-tensor entries kept, the zip format). A
+torch files and shards with ``torch.save`` (wrappers, non-tensor entries, an ``OrderedDict``'s
+type and ``_metadata`` kept; the zip format). A
 sharded checkpoint is written shard by shard, each input shard's handle released before the
 next: memory stays near the largest shard. Files are written into a staging folder;
 publishing them is the caller's (:class:`~wnpass.plan.IOPlan`).
@@ -83,18 +84,13 @@ def write_file(
     """Write input file ``shard`` rewritten to ``target`` (a staging path; ``label``: the
     output it becomes, for messages); returns (key, nbytes) written."""
     label = label or target
-    if checkpoint.safetensors or checkpoint.sharded:
+    if checkpoint.safetensors:
         by_key = {info.key: info for info in checkpoint.tensors() if info.shard == shard}
         infos = [by_key[key] for key in checkpoint.shard_keys[shard]]
         entries = _entries(rewrite, (), infos, fold)
-        if checkpoint.safetensors:
-            return _write_safetensors(checkpoint, shard, entries, target, label)
-        tensors = {
-            key: checkpoint.tensor(info) if folded is None else folded
-            for key, info, folded in entries
-        }
-        _torch_save(tensors, target, label)
-        return [(key, _nbytes(tensor)) for key, tensor in tensors.items()]
+        return _write_safetensors(checkpoint, shard, entries, target, label)
+    # a torch file, or a torch shard (a flat dict of tensors): its object rebuilt, so its type
+    # (an OrderedDict) and _metadata stay as they were
     written: list[tuple[str, int]] = []
     groups = {group.path: group for group in checkpoint.groups}
     obj = _rebuild(checkpoint.root(shard), (), groups, rewrite, fold, written)
