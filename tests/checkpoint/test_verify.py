@@ -83,6 +83,51 @@ def test_a_wrong_fold_fails_and_publishes_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "model.py"]
 
 
+TIED_PY = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+            self.b = self.a  # one module under two names
+
+        def forward(self, x):
+            return self.b(torch.tanh(self.a(x)))
+
+    def build_model():
+        return Tied()
+
+    def example_inputs():
+        return (torch.randn(2, 4, generator=torch.Generator().manual_seed(0)),)
+    """
+)
+
+
+@pytest.mark.parametrize("wrong", [False, True])
+def test_a_tied_module_gets_weight_norm_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wrong: bool
+) -> None:
+    """A weight-normed module under two names has a pair under each name: the reference puts
+    weight norm on the module once (twice nests it, and the model's forward fails), and still
+    tells a wrong fold from a right one."""
+    model_py = tmp_path / "tied.py"
+    model_py.write_text(TIED_PY)
+    torch.manual_seed(3)
+    model, _ = load_model_py(model_py)
+    weight_norm(model.get_submodule("a"))
+    with torch.no_grad():  # g away from ||v||
+        model.get_parameter("a.parametrizations.weight.original0").mul_(3.0)
+    torch.save(model.state_dict(), tmp_path / "tied.pt")
+    if wrong:
+        monkeypatch.setattr(api, "fold_pair", lambda g, v, dim: v.clone())
+    report = fold_checkpoint(tmp_path / "tied.pt", check_model=model_py)
+    assert report.count("folded") == 2 and report.check is not None
+    assert bool(report.check) is not wrong and report.published is not wrong
+
+
 def test_a_model_that_does_not_fit_is_bad_input(tmp_path: Path) -> None:
     ckpt, model_py = _checkpoint(tmp_path)
     model_py.write_text(MODEL_PY.replace("nn.Conv1d(4, 1, 3", "nn.Conv1d(4, 2, 3"))

@@ -143,12 +143,18 @@ def check_folded(
     folded_dicts = _state_dicts(folded)
     place = max(folded_dicts, key=lambda p: len(wanted & set(folded_dicts[p])))
     original_state = _state_dicts(original)[place]
+    normed: set[tuple[int, str]] = set()  # (module, weight) given weight norm
     for group, pair, pair_report in found:
         if group.path != place or pair_report.status != "folded":
             continue
         module_name, _, leaf = pair.weight.rpartition(".")
         try:
             module = reference.get_submodule(module_name)
+            # a module under two names (tied: self.b = self.a) has a pair under each; weight
+            # norm goes on it once (twice would nest it, and its forward would fail)
+            if (id(module), leaf) in normed:
+                continue
+            normed.add((id(module), leaf))
             weight_norm(module, leaf, dim=pair.dim)  # type: ignore[arg-type]  # None: whole
         except Exception as error:
             raise InvalidArgumentError(
