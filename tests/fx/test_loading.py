@@ -67,3 +67,41 @@ def test_broken_model_py_says_which_step(
         load_model_py(path, factory)
     text = str(caught.value)
     assert message in text and "\n" not in text
+
+
+def test_a_coding_line_is_honoured_as_python_honours_it(tmp_path: Path) -> None:
+    """A PEP 263 coding line names the file's encoding (``python m.py`` runs it): the file is
+    compiled from its bytes, not decoded as UTF-8 first."""
+    path = tmp_path / "m.py"
+    source = (
+        "# -*- coding: latin-1 -*-\n"
+        "import torch\n"
+        "NAME = 'café'\n"
+        "def build_model():\n"
+        "    model = torch.nn.Linear(2, 3)\n"
+        "    model.name = NAME\n"
+        "    return model\n"
+    )
+    path.write_bytes(source.encode("latin-1"))
+    model, _ = load_model_py(path)
+    assert model.name == "café"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"x = 1\nname = 'caf\xe9'\n", r"m\.py:2: syntax error: .*can't decode byte 0xe9"),
+        (b"# coding: no-such-codec\nx = 1\n", r"m\.py: syntax error: unknown encoding"),
+        (b"x = 1\0\n", r"m\.py: syntax error: .*null bytes"),
+    ],
+)
+def test_a_file_not_valid_in_its_encoding_is_a_syntax_error(
+    tmp_path: Path, data: bytes, message: str
+) -> None:
+    """Bytes not valid in the declared (or default UTF-8) encoding are the user's file: one
+    line naming it, as a syntax error (exit 2), not an internal error."""
+    path = tmp_path / "m.py"
+    path.write_bytes(data)
+    with pytest.raises(ModelSyntaxError, match=message) as caught:
+        load_model_py(path)
+    assert "\n" not in str(caught.value)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from wnpass.errors import one_line
+from wnpass.errors import one_line, printable
 from wnpass.fx.errors import (
     FactoryFailedError,
     FactoryNotFoundError,
@@ -38,13 +38,16 @@ DEFAULT_FACTORY = "build_model"
 
 def _exec_module(path: Path) -> ModuleType:
     try:
-        source = path.read_text()
+        source = path.read_bytes()
     except OSError as error:
         raise ModelFileNotFoundError(f"{path}: cannot read: {error.strerror}") from None
     try:
+        # compiled from its bytes, as ``python model.py`` reads it: a PEP 263 coding line (or
+        # a UTF-8 BOM) names the encoding, UTF-8 otherwise; bytes not valid in it, an unknown
+        # encoding or a null byte are a SyntaxError (a ValueError in some Python versions)
         code = compile(source, str(path), "exec")
-    except SyntaxError as error:
-        raise ModelSyntaxError(f"{path}:{error.lineno}: syntax error: {error.msg}") from None
+    except (SyntaxError, ValueError) as error:
+        raise ModelSyntaxError(_syntax_message(path, error)) from None
     name = f"wnpass_model_{path.stem}_{abs(hash(path.resolve()))}"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
@@ -58,6 +61,14 @@ def _exec_module(path: Path) -> ModuleType:
             f"{path}: running the file raised {one_line(error, with_type=True)}"
         ) from None
     return module
+
+
+def _syntax_message(path: Path, error: SyntaxError | ValueError) -> str:
+    """One line naming the file (and the line, where Python gives one) and the reason."""
+    line = error.lineno if isinstance(error, SyntaxError) else None
+    reason = error.msg if isinstance(error, SyntaxError) and error.msg else str(error)
+    where = f"{path}:{line}" if line else str(path)
+    return f"{where}: syntax error: {printable(' '.join(reason.split()))}"
 
 
 # what a model.py's example_inputs() and a --data file hold
