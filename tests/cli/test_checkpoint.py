@@ -501,6 +501,21 @@ CASES: dict[str, tuple[Setup, int, str]] = {
         2,
         "--warmup is for ONNX checks",
     ),
+    "--threads 0 for a checkpoint": (
+        lambda f: ["fold", str(f / "g.pt"), "--threads", "0"],
+        2,
+        "--threads is for ONNX checks",
+    ),
+    "--optimization given its default": (
+        lambda f: ["fold", str(f / "g.pt"), "--optimization", "default"],
+        2,
+        "--optimization is for ONNX checks",
+    ),
+    "--weight-norm-only for a checkpoint": (
+        lambda f: ["fold", str(f / "g.pt"), "--weight-norm-only"],
+        2,
+        "--weight-norm-only is for ONNX models",
+    ),
     "a NaN tolerance": (
         lambda f: ["fold", str(f / "g.pt"), "--model", str(f / "g.pt"), "--atol", "nan"],
         2,

@@ -120,6 +120,23 @@ OPTIONS |= {
     "export --dynamic without axes": (_export("--dynamic", "x"), "--dynamic 'x': expected"),
     "export --dynamic with text axes": (_export("--dynamic", "x=a,b"), "expected NAME=AXES"),
     "export --dynamic with a negative axis": (_export("--dynamic", "x=-1"), "expected NAME=AXES"),
+    # a check option where no check runs is refused, not ignored unvalidated
+    "fold --rtol -1 without --verify": (
+        lambda t: ["fold", str(good(t)), "--rtol", "-1"],
+        "--rtol goes with --verify",
+    ),
+    "fold --runs 0 without --verify": (
+        lambda t: ["fold", str(good(t)), "--runs", "0"],
+        "--runs goes with --verify",
+    ),
+    "fold --optimization default without --verify": (
+        lambda t: ["fold", str(good(t)), "--optimization", "default"],
+        "--optimization goes with --verify",
+    ),
+    "export --threads 0 without --verify": (
+        _export("--threads", "0"),
+        "--threads goes with --verify",
+    ),
     "export --verify --rtol nan": (_export("--verify", "--rtol", "nan"), "--rtol nan"),
     "export --verify --runs 0": (_export("--verify", "--runs", "0"), "--runs 0"),
     "export --verify --warmup -2": (_export("--verify", "--warmup", "-2"), "--warmup -2"),

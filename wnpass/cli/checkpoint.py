@@ -10,10 +10,10 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wnpass.cli.options import given_check_flags
 from wnpass.cli.output import Printer
 from wnpass.errors import UsageError
 from wnpass.plan import IOPlan
-from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP
 
 if TYPE_CHECKING:
     from wnpass.checkpoint import CheckpointReport, PairReport
@@ -44,34 +44,18 @@ def fold(args: argparse.Namespace, out: Printer) -> int:
         raise UsageError("--in-place is for ONNX models: a checkpoint is never changed (give -o)")
     if args.verify:
         raise UsageError("--verify is for ONNX models; verify a checkpoint with --model model.py")
-    if args.check_model is None:
-        given = [
-            flag
-            for flag, value in (
-                ("--factory", args.factory),
-                ("--rtol", args.rtol),
-                ("--atol", args.atol),
-            )
-            if value is not None
-        ]
-        if given:
-            raise UsageError(f"{given[0]} goes with --model")
-    onnx_only = [
-        flag
-        for flag, value in (
-            ("--provider", args.provider),
-            ("--shape", args.shape),
-            ("--inputs", args.inputs),
-            ("--threads", args.threads),
-            ("--runs", args.runs != DEFAULT_RUNS),
-            ("--warmup", args.warmup != DEFAULT_WARMUP),
-            ("--optimization", args.optimization != "default"),
+    if args.weight_norm_only:
+        raise UsageError(
+            "--weight-norm-only is for ONNX models: a checkpoint fold folds only weight norm"
         )
-        if value
-    ]
-    if onnx_only:
+    given = given_check_flags(args)
+    if onnx_only := [flag for flag in given if flag not in ("--rtol", "--atol")]:
         raise UsageError(
             f"{onnx_only[0]} is for ONNX checks; a checkpoint's --model check takes --rtol/--atol"
+        )
+    if args.check_model is None and (given or args.factory is not None):
+        raise UsageError(
+            f"{'--factory' if args.factory is not None else given[0]} goes with --model"
         )
     plan = IOPlan()
     if args.json:

@@ -14,9 +14,11 @@ from wnpass.cli.options import (
     check_options,
     load_model,
     plan_model_py,
+    refuse_check_flags,
 )
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_sites
+from wnpass.verify.options import CheckOptions
 
 __all__ = ["add_arguments", "run"]
 
@@ -56,7 +58,10 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     if args.output.suffix == ".py":
         raise UsageError(f"-o {args.output}: the output is an .onnx file")
     dynamic = _parse_dynamic(args.dynamic)
-    validate_export_options(args.exporter, args.opset, check_options(args) if args.verify else None)
+    if not args.verify:
+        refuse_check_flags(args, goes_with="--verify")
+    options = check_options(args) if args.verify else None
+    validate_export_options(args.exporter, args.opset, options)
     plan = plan_model_py(args, args.output)
     plan.check()
 
@@ -75,18 +80,27 @@ def run(args: argparse.Namespace, out: Printer) -> int:
             dynamic=dynamic,
             opset=args.opset,
             verify=args.verify,
-            providers=args.provider,
-            rtol=args.rtol,
-            atol=args.atol,
-            runs=args.runs,
-            warmup=args.warmup,
-            threads=args.threads,
+            **_check_arguments(options),
             plan=plan,
         )
     _print_export(out, report)
     if args.json:
         report.write_json(args.json, plan)
     return 0 if report else 1
+
+
+def _check_arguments(options: CheckOptions | None) -> dict[str, Any]:
+    """``export``'s check parameters from the validated options (none without ``--verify``)."""
+    if options is None:
+        return {}
+    return {
+        "providers": options.providers,
+        "rtol": options.rtol,
+        "atol": options.atol,
+        "runs": options.runs,
+        "warmup": options.warmup,
+        "threads": options.threads,
+    }
 
 
 def _parse_dynamic(items: list[str] | None) -> dict[str, dict[int, str]] | None:

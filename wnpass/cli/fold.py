@@ -9,7 +9,12 @@ from pathlib import Path
 
 from wnpass import readahead
 from wnpass._deferred import defer_sympy
-from wnpass.cli.options import add_check_options, add_json_option, check_options
+from wnpass.cli.options import (
+    add_check_options,
+    add_json_option,
+    check_options,
+    refuse_check_flags,
+)
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_check, print_sites
 from wnpass.plan import IOPlan
@@ -76,6 +81,8 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
     if args.in_place and args.output is not None:
         raise UsageError("--in-place replaces the input: do not also give -o")
+    if not args.verify:
+        refuse_check_flags(args, goes_with="--verify")
     options = check_options(args) if args.verify else None
     plan = IOPlan()
     if args.json:

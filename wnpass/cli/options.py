@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from wnpass.errors import WnpassError
+from wnpass.errors import UsageError, WnpassError
 from wnpass.plan import IOPlan
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
 
@@ -22,8 +22,10 @@ __all__ = [
     "blamed_on",
     "check_options",
     "flags_for",
+    "given_check_flags",
     "load_model",
     "plan_model_py",
+    "refuse_check_flags",
     "selection",
 ]
 
@@ -134,17 +136,34 @@ def add_check_options(parser: argparse.ArgumentParser, *, inputs: bool = True) -
         group.add_argument("--inputs", type=Path, metavar="FILE.npz", help="inputs to use instead")
     group.add_argument("--rtol", type=float, help="relative tolerance (default: per dtype)")
     group.add_argument("--atol", type=float, help="absolute tolerance (default: per dtype)")
-    group.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="timed runs per model")
-    group.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed runs first")
+    # no argparse defaults: a flag not given is None, so a command can tell what was given
+    # (given_check_flags); check_options fills in the library's defaults
+    group.add_argument("--runs", type=int, help=f"timed runs per model (default {DEFAULT_RUNS})")
+    group.add_argument("--warmup", type=int, help=f"untimed runs first (default {DEFAULT_WARMUP})")
     group.add_argument("--threads", type=int, help="intra-op threads (default: ONNX Runtime's)")
     if inputs:
         group.add_argument(
             "--optimization",
             choices=("default", "disabled", "both"),
-            default="default",
-            help="ONNX Runtime graph optimization level; disabled shows what a runtime that "
-            "does not fold constants pays",
+            help="ONNX Runtime graph optimization level (default: default); disabled shows what "
+            "a runtime that does not fold constants pays",
         )
+
+
+_CHECK_FLAGS = ("provider", "shape", "inputs", "rtol", "atol", "runs", "warmup", "threads")
+
+
+def given_check_flags(args: argparse.Namespace) -> list[str]:
+    """The check options given on the command line, as their flags, in ``--help``'s order."""
+    names = (*_CHECK_FLAGS, "optimization")
+    return [f"--{name}" for name in names if getattr(args, name, None) is not None]
+
+
+def refuse_check_flags(args: argparse.Namespace, *, goes_with: str) -> None:
+    """A check option given where no check runs is refused, not ignored (``--rtol -1`` would
+    otherwise pass unvalidated, and ``--rtol 0`` read as if it had been applied)."""
+    if given := given_check_flags(args):
+        raise UsageError(f"{given[0]} goes with {goes_with}")
 
 
 def check_options(args: argparse.Namespace) -> CheckOptions:
@@ -155,15 +174,15 @@ def check_options(args: argparse.Namespace) -> CheckOptions:
     from wnpass.verify.providers import quiet_default_logger
 
     quiet_default_logger()
-    optimization = getattr(args, "optimization", "default")
+    optimization = getattr(args, "optimization", None) or "default"
     return CheckOptions(
         providers=args.provider,
         shapes=parse_shapes(getattr(args, "shape", None)) or None,
         inputs=getattr(args, "inputs", None),
         rtol=args.rtol,
         atol=args.atol,
-        runs=args.runs,
-        warmup=args.warmup,
+        runs=DEFAULT_RUNS if args.runs is None else args.runs,
+        warmup=DEFAULT_WARMUP if args.warmup is None else args.warmup,
         threads=args.threads,
         optimizations=("default", "disabled") if optimization == "both" else (optimization,),
     ).validate()
