@@ -659,3 +659,121 @@ def test_constant_of_shape_fills_its_value() -> None:
         s=np.array([2, 3], np.int64),
     )
     assert _evaluate(model).tobytes() == np.full((2, 3), -3, np.int64).tobytes()
+
+
+# ---------------------------------------------------------------- axes out of range
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("y = ReduceL2(x, a)", "ReduceL2 'y': axis 2 is out of range for rank 2"),
+        ("y = ReduceSum(x, n)", "ReduceSum 'y': axis -3 is out of range for rank 2"),
+        ("y = ReduceSumSquare(x, a)", "ReduceSumSquare 'y': axis 2 is out of range for rank 2"),
+        ("y = Slice(x, z, o, a)", "Slice 'y': axis 2 is out of range for rank 2"),
+        ("y = Unsqueeze(x, t)", "Unsqueeze 'y': axis 3 is out of range for rank 3"),
+        ("y = Squeeze(x, a)", "Squeeze 'y': axis 2 is out of range for rank 2"),
+        ("y = Concat <axis = 2> (x, x)", "Concat 'y': axis 2 is out of range for rank 2"),
+        ("y = Split <axis = -3, num_outputs = 1> (x)", "Split 'y': axis -3 is out of range"),
+        ("y = Gather <axis = 2> (x, z)", "Gather 'y': axis 2 is out of range for rank 2"),
+        ("y = Flatten <axis = 3> (x)", "Flatten 'y': axis 3 is out of range for rank 2"),
+        ("y = LpNormalization <axis = 2> (x)", "LpNormalization 'y': axis 2 is out of range"),
+        ("y = Pad(x, w, , a)", "Pad 'y': axis 2 is out of range for rank 2"),
+        ("y = Transpose <perm = [-1, 0]> (x)", r"perm \[-1, 0\] is no permutation of rank 2"),
+        ("y = Slice(x, zz, oo, s)", r"Slice 'y': an axis is sliced more than once in \[1, 1\]"),
+    ],
+    ids=[
+        "ReduceL2",
+        "ReduceSum",
+        "ReduceSumSquare",
+        "Slice",
+        "Unsqueeze",
+        "Squeeze",
+        "Concat",
+        "Split",
+        "Gather",
+        "Flatten",
+        "LpNormalization",
+        "Pad",
+        "Transpose",
+        "Slice-twice",
+    ],
+)
+def test_axes_out_of_range_for_the_rank_are_declined(text: str, reason: str) -> None:
+    """ONNX allows an axis in [-r, r-1] ([-r, r] for Flatten), each once; ONNX Runtime
+    refuses a graph with another, so evaluating it is declined naming the axis, never done
+    as if it were the axis modulo the rank (which would fold a graph that cannot run into one
+    that runs)."""
+    model = onnx_model(
+        f"{HEADER}\nagraph () => (float[?, ?] y) {{ {text} }}",
+        check=False,
+        x=rand(2, 3),
+        a=np.array([2], np.int64),
+        n=np.array([-3], np.int64),
+        t=np.array([3], np.int64),
+        z=np.array([0], np.int64),
+        o=np.array([1], np.int64),
+        w=np.array([0, 0], np.int64),
+        zz=np.array([0, 0], np.int64),
+        oo=np.array([1, 1], np.int64),
+        s=np.array([1, -1], np.int64),
+    )
+    with pytest.raises(NotExact, match=reason):
+        _evaluate(model)
+
+
+@pytest.mark.parametrize(
+    ("text", "shape"),
+    [
+        ("y = Flatten <axis = 2> (x)", (6, 1)),
+        ("y = Flatten <axis = -2> (x)", (1, 6)),
+        ("y = Unsqueeze(x, u)", (1, 2, 3)),
+        ("y = ReduceSum(x, r)", (2, 1)),
+    ],
+    ids=["Flatten-rank", "Flatten-minus-rank", "Unsqueeze-minus-new-rank", "ReduceSum-repeat"],
+)
+def test_axes_at_the_ends_of_the_range_are_evaluated(text: str, shape: tuple[int, ...]) -> None:
+    """The ends of each op's range, and a reduction axis named twice (one axis, as ONNX
+    Runtime reduces it)."""
+    dims = ", ".join("?" * len(shape))
+    model = _constant_model(
+        f"agraph () => (float[{dims}] y) {{ {text} }}",
+        x=rand(2, 3),
+        u=np.array([-3], np.int64),
+        r=np.array([1, -1], np.int64),
+    )
+    assert _evaluate(model).shape == shape
+
+
+@pytest.mark.parametrize("kind", ["weight-norm", "computed-weight"])
+def test_a_graph_with_an_axis_out_of_range_is_not_folded(kind: str) -> None:
+    """Axes computed from constants (``Reshape([5], [-1])``: the checker does not see them)
+    beyond the rank of a weight-norm's ReduceL2 or of a Slice computing a weight: the input
+    does not run, and the fold leaves it as it is, saying which axis."""
+    if kind == "weight-norm":
+        body = """
+            a = Reshape(a0, m1)
+            n = ReduceL2(v, a)
+            d = Div(v, n)
+            w = Mul(g, d)
+            y = Gemm <transB = 1> (x, w)
+        """
+        arrays: dict[str, np.ndarray] = {
+            "v": rand(6, 4),
+            "g": rand(6, 1),
+            "a0": np.array(5, np.int64),
+        }
+        reason, y = "ReduceL2 'n': axis 5 is out of range for rank 2", "float[2, 6] y"
+    else:
+        body = "a = Reshape(a0, m1)\nw = Slice(v, z, e, a)\ny = MatMul(x, w)"
+        arrays = {"v": rand(4, 6), "a0": np.array(3, np.int64)}
+        arrays |= {"z": np.array([0], np.int64), "e": np.array([3], np.int64)}
+        reason, y = "Slice 'w': axis 3 is out of range for rank 2", "float[2, 3] y"
+    text = f"{HEADER}\nagraph (float[2, 4] x) => ({y}) {{ {body} }}"
+    model = onnx_model(text, None, True, m1=np.array([-1], np.int64), **arrays)
+    with pytest.raises(Exception, match=r"axis|range|dimension"):
+        run(model, {"x": rand(2, 4)})  # what ONNX Runtime says of the input
+    folded, report = fold_onnx(model)
+    (entry,) = report.sites if kind == "weight-norm" else report.cones
+    assert entry.status == "declined" and entry.reason is not None and reason in entry.reason
+    assert onnx.printer.to_text(folded.graph) == onnx.printer.to_text(model.graph)

@@ -73,6 +73,7 @@ __all__ = [
     "NotExact",
     "Program",
     "Step",
+    "axis_in_range",
     "compile_cone",
     "const_leaf",
     "evaluate",
@@ -352,6 +353,21 @@ def _axes(step: Step, args: Args, i: int = 1) -> list[int] | None:
     return None if axes is None else [int(a) for a in axes]
 
 
+def axis_in_range(axis: int, rank: int, where: str, *, end: bool = False) -> int:
+    """``axis`` of a tensor of ``rank`` dimensions as a non-negative index, where ONNX allows
+    it: in ``[-rank, rank - 1]``, or ``[-rank, rank]`` for an axis that may name the end
+    (``end``: Flatten's). Out of range, ONNX Runtime refuses the graph, so evaluating it is
+    declined naming the axis: wrapping it modulo the rank would turn a graph that cannot run
+    into a folded one that runs."""
+    if not -rank <= axis <= (rank if end else rank - 1):
+        raise NotExact(f"{where}: axis {axis} is out of range for rank {rank}")
+    return axis + rank if axis < 0 else axis
+
+
+def _axes_in_range(axes: Sequence[int], rank: int, where: str) -> tuple[int, ...]:
+    return tuple(axis_in_range(a, rank, where) for a in axes)
+
+
 def _check_size(shape: Sequence[int], op: str) -> None:
     count = math.prod(int(d) for d in shape)
     if count > MAX_ELEMENTS:
@@ -498,10 +514,13 @@ def _clip(step: Step, args: Args) -> Evaluated:
     return x, dtype
 
 
-def sum_of_squares(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
-    """Sum of squares in float64 without a squared temporary (einsum accumulates in place)."""
+def sum_of_squares(
+    x: np.ndarray, axis: tuple[int, ...], keepdims: bool, where: str = "the sum of squares"
+) -> np.ndarray:
+    """Sum of squares in float64 without a squared temporary (einsum accumulates in place);
+    each axis must be one of x's (``axis_in_range``, ``where`` naming the node)."""
     letters = "abcdefghijklmnopqrstuvwxyz"[: x.ndim]
-    axes = {a % x.ndim for a in axis} if x.ndim else set()
+    axes = set(_axes_in_range(axis, x.ndim, where))
     kept = "".join(c for i, c in enumerate(letters) if i not in axes)
     spec = f"{letters},{letters}->{kept}"
     if x.ndim and 0 not in axes:  # one sum a row of the first axis: the rows split in two
@@ -531,8 +550,8 @@ def _reduction(
         if step.attributes.get("noop_with_empty_axes", 0):
             return x, dtype, (), keepdims, 1
         axes = list(range(x.ndim))
-    axis = tuple(axes)
-    count = math.prod(x.shape[a % x.ndim] for a in axis) if x.ndim else 1
+    axis = tuple(sorted(set(_axes_in_range(axes, x.ndim, step.where))))  # a repeat is one axis
+    count = math.prod(x.shape[a] for a in axis)
     return x, dtype, axis, keepdims, count
 
 
@@ -542,7 +561,7 @@ def _reduce_sum(step: Step, args: Args) -> Evaluated:
     x, dtype, axis, keepdims, count = _reduction(step, args)
     squares = step.op == "ReduceSumSquare"
     if squares:
-        result = sum_of_squares(x, axis, keepdims)
+        result = sum_of_squares(x, axis, keepdims, step.where)
     else:
         result = np.asarray(np.sum(x, axis=axis, keepdims=keepdims, dtype=F64))
     _check_overflow(result, dtype, step.where)
@@ -553,7 +572,7 @@ def _reduce_sum(step: Step, args: Args) -> Evaluated:
 
 def _reduce_l2(step: Step, args: Args) -> Evaluated:
     x, dtype, axis, keepdims, count = _reduction(step, args)
-    sums = sum_of_squares(x, axis, keepdims)
+    sums = sum_of_squares(x, axis, keepdims, step.where)
     _check_squares(sums, count, dtype, step.where, norm=True)
     result = np.sqrt(sums)
     _check_overflow(result, dtype, step.where)
@@ -563,11 +582,11 @@ def _reduce_l2(step: Step, args: Args) -> Evaluated:
 def _lp_normalization(step: Step, args: Args) -> Evaluated:
     dtype = _float_args(step, args)
     x = _arg(args, 0)
-    axis = int(step.attributes.get("axis", -1))
     if int(step.attributes.get("p", 2)) != 2:
         raise NotExact("LpNormalization with p != 2 is not evaluated")
-    sums = sum_of_squares(x, (axis,), True)
-    _check_squares(sums, x.shape[axis] if x.ndim else 1, dtype, step.where, norm=True)
+    axis = axis_in_range(int(step.attributes.get("axis", -1)), x.ndim, step.where)
+    sums = sum_of_squares(x, (axis,), True, step.where)
+    _check_squares(sums, x.shape[axis], dtype, step.where, norm=True)
     norm = np.sqrt(sums)
     _check_overflow(norm, dtype, step.where)
     # ONNX Runtime leaves a zero vector at zero rather than dividing 0 by 0
@@ -659,8 +678,7 @@ def _reshape(step: Step, args: Args) -> np.ndarray:
 
 def _flatten(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
-    axis = int(step.attributes.get("axis", 1))
-    axis = axis + x.ndim if axis < 0 else axis
+    axis = axis_in_range(int(step.attributes.get("axis", 1)), x.ndim, step.where, end=True)
     outer = math.prod(x.shape[:axis])
     return x.reshape(outer, -1)
 
@@ -668,19 +686,23 @@ def _flatten(step: Step, args: Args) -> np.ndarray:
 def _unsqueeze(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
     axes = _axes(step, args) or []
-    rank = x.ndim + len(axes)
-    return np.expand_dims(x, tuple(sorted(a % rank for a in axes)))
+    rank = x.ndim + len(axes)  # the axes name dimensions of the result
+    return np.expand_dims(x, tuple(sorted(_axes_in_range(axes, rank, step.where))))
 
 
 def _squeeze(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
     axes = _axes(step, args)
-    return np.squeeze(x) if axes is None else np.squeeze(x, tuple(a % x.ndim for a in axes))
+    return (
+        np.squeeze(x) if axes is None else np.squeeze(x, _axes_in_range(axes, x.ndim, step.where))
+    )
 
 
 def _transpose(step: Step, args: Args) -> np.ndarray:
-    perm = step.attributes.get("perm")
-    return np.transpose(_arg(args, 0), None if perm is None else [int(p) for p in perm])
+    x, perm = _arg(args, 0), step.attributes.get("perm")
+    if perm is not None and sorted(int(p) for p in perm) != list(range(x.ndim)):
+        raise NotExact(f"{step.where}: perm {list(perm)} is no permutation of rank {x.ndim}")
+    return np.transpose(x, None if perm is None else [int(p) for p in perm])
 
 
 def _expand(step: Step, args: Args) -> np.ndarray:
@@ -700,12 +722,14 @@ def _slice(step: Step, args: Args) -> np.ndarray:
         ends = [int(a) for a in step.attributes.get("ends", [])]
         axes, steps = step.attributes.get("axes"), None
     axes = list(range(len(starts))) if axes is None else [int(a) for a in axes]
+    axes = list(_axes_in_range(axes, x.ndim, step.where))
+    if len(set(axes)) != len(axes):
+        raise NotExact(f"{step.where}: an axis is sliced more than once in {axes}")
     steps = [1] * len(starts) if steps is None else steps
     index: list[slice] = [slice(None)] * x.ndim
     for start, end, axis, stride in zip(starts, ends, axes, steps, strict=True):
         if stride == 0:
             raise ValueError("Slice step 0")
-        axis %= x.ndim
         dim = x.shape[axis]
         start, end = start + dim if start < 0 else start, end + dim if end < 0 else end
         if stride > 0:
@@ -722,7 +746,7 @@ def _concat(step: Step, args: Args) -> Evaluated:
     if len(dtypes) != 1:
         raise ValueError("Concat of different dtypes")
     arrays = [a for a, _ in present]
-    axis = int(step.attributes["axis"]) % arrays[0].ndim
+    axis = axis_in_range(int(step.attributes["axis"]), arrays[0].ndim, step.where)
     if any(a.dtype != arrays[0].dtype for a in arrays):  # float64 results next to stored values
         arrays = [a.astype(F64) for a in arrays]
     return np.concatenate(arrays, axis=axis), present[0][1]
@@ -730,7 +754,7 @@ def _concat(step: Step, args: Args) -> Evaluated:
 
 def _split(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
-    axis = int(step.attributes.get("axis", 0)) % x.ndim
+    axis = axis_in_range(int(step.attributes.get("axis", 0)), x.ndim, step.where)
     sizes = _ints(args, 1)
     if sizes is None and "split" in step.attributes:
         sizes = [int(s) for s in step.attributes["split"]]
@@ -756,7 +780,7 @@ def _gather(step: Step, args: Args) -> np.ndarray:
     x, indices = _arg(args, 0), _arg(args, 1)
     if _dtype(args, 1) not in (ir.DataType.INT32, ir.DataType.INT64):
         raise NotExact("Gather indices must be int32 or int64")
-    axis = int(step.attributes.get("axis", 0)) % x.ndim
+    axis = axis_in_range(int(step.attributes.get("axis", 0)), x.ndim, step.where)
     dim = x.shape[axis]
     if indices.size and (indices.min() < -dim or indices.max() >= dim):
         raise NotExact("Gather index out of range")
@@ -788,7 +812,7 @@ def _pad(step: Step, args: Args) -> np.ndarray:
         value = float(step.attributes.get("value", 0.0))
         fill = _held(np.array(value, F64), _dtype(args)) if value else None
         axes = None
-    axes = list(range(x.ndim)) if axes is None else [a % x.ndim for a in axes]
+    axes = list(range(x.ndim)) if axes is None else list(_axes_in_range(axes, x.ndim, step.where))
     if len(pads) != 2 * len(axes) or len(set(axes)) != len(axes):
         raise ValueError(f"Pad widths {pads} do not fit axes {axes}")
     widths = [(0, 0)] * x.ndim

@@ -116,18 +116,18 @@ def _norm_source(
     The norm of every element does not depend on layout (the dynamo exporter writes PyTorch's
     ``dim=None`` as ``ReduceL2(Reshape(v, [-1]))``), and for ``dim != 0`` it reduces a
     transposed, reshaped v. The fold evaluates what the graph computes either way; the axes in
-    terms of v are then read from the shape of g (``Site.axes``).
+    terms of v are then read from the shape of g (``Site.axes``). Whether the norm is of the
+    whole tensor is decided on the reduction's own input, whose dimensions the axes name.
     """
+    rank = _known_rank(value)
+    whole = axes is None or (rank is not None and len({a % rank for a in axes}) == rank)
     through = False
-    while True:
-        rank = _known_rank(value)
-        whole = axes is None or (rank is not None and len({a % rank for a in axes}) == rank)
-        node = producer(value, "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
-        if node is None or node.inputs[0] is None:
-            return value, (None if whole else axes), through and not whole
+    while (node := producer(value, *_SOURCE_LAYOUTS)) is not None and node.inputs[0] is not None:
         value, through = strip_cast(node.inputs[0]), True
-        if whole:
-            axes = None
+    return value, (None if whole else axes), through and not whole
+
+
+_SOURCE_LAYOUTS = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
 
 
 def _reduction_axes(node: ir.Node) -> tuple[int, ...] | str | None:
@@ -144,7 +144,25 @@ def _reduction_axes(node: ir.Node) -> tuple[int, ...] | str | None:
         if attr_int(node, "noop_with_empty_axes", 0):
             return "empty axes with noop_with_empty_axes=1 reduce nothing"
         return None
-    return axes
+    return _out_of_range(node, axes) or axes
+
+
+def _out_of_range(node: ir.Node, axes: tuple[int, ...]) -> str | None:
+    """Why ``axes`` do not fit the rank of the reduction's input, where it is known (the
+    evaluator's rule, ``axis_in_range``); None when they fit or the rank is not known."""
+    from wnpass.onnx.evaluate import NotExact, axis_in_range  # it imports this module
+
+    rank = None if node.inputs[0] is None else _known_rank(node.inputs[0])
+    if rank is None:
+        return None  # the evaluator checks them against the tensor
+    name = node.name or node.outputs[0].name  # as the evaluator names a node (``Step.where``)
+    where = f"{node.op_type} '{name}'" if name else node.op_type
+    try:
+        for axis in axes:
+            axis_in_range(axis, rank, where)
+    except NotExact as error:
+        return str(error)
+    return None
 
 
 def as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:

@@ -1,0 +1,49 @@
+"""Recognising ``||v||`` (``wnpass.onnx.norms``): reduction axes out of range for the rank
+are a reason, never wrapped."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+
+from tests.helpers import onnx_model, rand
+from wnpass.onnx.norms import Norm, as_norm
+
+HEADER = '<ir_version: 8, opset_import: ["" : 18]>'
+
+
+def _norm_of(body: str, **constants: np.ndarray) -> tuple[Norm, int] | str | None:
+    """``as_norm`` of the value ``e`` of a graph ``body`` over the initializer ``v``."""
+    text = f"{HEADER}\nagraph () => (float[N, M] e) {{\n{body}\n}}"
+    model = ir.serde.deserialize_model(onnx_model(text, None, False, v=rand(6, 4), **constants))
+    return as_norm(model.graph.outputs[0])
+
+
+@pytest.mark.parametrize("axis", [5, 2, -3])
+def test_reduction_axes_out_of_range_are_a_reason(axis: int) -> None:
+    """Axes computed from constants (the checker does not see them) beyond the rank: ONNX
+    Runtime refuses the graph, so the norm is not read as one over ``axis mod rank``."""
+    body = "a = Reshape(a0, m1)\nn = ReduceL2(v, a)\ne = Identity(n)"
+    found = _norm_of(body, a0=np.array(axis, np.int64), m1=np.array([-1], np.int64))
+    assert found == f"ReduceL2 'n': axis {axis} is out of range for rank 2"
+
+
+def test_reduction_axes_in_range_are_read() -> None:
+    body = "a = Reshape(a0, m1)\nn = ReduceL2(v, a)\ne = Identity(n)"
+    found = _norm_of(body, a0=np.array(-2, np.int64), m1=np.array([-1], np.int64))
+    assert isinstance(found, tuple) and found[0].axes == (-2,)
+
+
+def test_axes_of_a_reshaped_v_are_not_read_against_v() -> None:
+    """``ReduceL2(Reshape(v, [2, 3]), axes=[1])`` of a rank-1 v: per row of the reshaped
+    tensor, not a norm of the whole of v (axis 1 is not v's)."""
+    text = f"""{HEADER}
+        agraph () => (float[2, 1] e) {{
+            r = Reshape(v, s)
+            e = ReduceL2 <axes = [1]> (r)
+        }}"""
+    model = onnx_model(text, None, False, v=rand(6), s=np.array([2, 3], np.int64))
+    found = as_norm(ir.serde.deserialize_model(model).graph.outputs[0])
+    assert isinstance(found, tuple)
+    assert found[0].axes == (1,) and found[0].layout
