@@ -1,5 +1,7 @@
-"""Recognising ``||v||`` (``wnpass.onnx.norms``): reduction axes out of range for the rank
-are a reason, never wrapped."""
+"""Recognising ``||v||`` (``wnpass.onnx.norms``): the epsilon the report gives is the norm's,
+``bounded`` says whether the norm the graph computes is at least ||v|| (what the common path's
+overflow bound needs), and reduction axes out of range for the rank are a reason, never
+wrapped."""
 
 from __future__ import annotations
 
@@ -18,6 +20,65 @@ def _norm_of(body: str, **constants: np.ndarray) -> tuple[Norm, int] | str | Non
     text = f"{HEADER}\nagraph () => (float[N, M] e) {{\n{body}\n}}"
     model = ir.serde.deserialize_model(onnx_model(text, None, False, v=rand(6, 4), **constants))
     return as_norm(model.graph.outputs[0])
+
+
+_F = np.float32
+
+
+@pytest.mark.parametrize(
+    ("body", "constants", "eps", "bounded"),
+    [
+        ("n = ReduceL2 <axes = [1]> (v)\ne = Identity(n)", {}, None, True),
+        ("n = ReduceL2 <axes = [1]> (v)\ne = Max(n, c)", {"c": _F(1e-3)}, 1e-3, True),
+        ("n = ReduceL2 <axes = [1]> (v)\nr = Add(n, c)\ne = Reciprocal(r)", {"c": _F(1)}, 1, True),
+        (
+            "s = ReduceSumSquare <axes = [1]> (v)\na = Add(s, c)\ne = Pow(a, h)",
+            {"c": _F(0.25), "h": _F(-0.5)},
+            0.25,
+            True,
+        ),
+        ("n = ReduceL2 <axes = [1]> (v)\ne = Add(n, c)", {"c": _F(-0.5)}, -0.5, False),
+        (
+            "n = ReduceL2 <axes = [1]> (v)\nr = Reciprocal(n)\ne = Add(r, c)",
+            {"c": _F(0.09)},
+            None,
+            False,
+        ),
+        (
+            "n = ReduceL2 <axes = [1]> (v)\na = Add(n, c)\ne = Add(a, d)",
+            {"c": _F(1), "d": _F(-91)},
+            None,
+            False,
+        ),
+        (
+            "n = ReduceL2 <axes = [1]> (v)\na = Add(n, c)\ne = Max(a, d)",
+            {"c": _F(1), "d": _F(1e-3)},
+            None,
+            True,
+        ),
+    ],
+    ids=[
+        "none",
+        "max",
+        "add-before-the-reciprocal",
+        "inside-the-square-root",
+        "negative",
+        "after-the-reciprocal",
+        "net-negative",
+        "two-growing",
+    ],
+)
+def test_the_epsilon_is_the_norms_and_bounded_says_whether_it_only_grows(
+    body: str, constants: dict[str, np.ndarray], eps: float | None, bounded: bool
+) -> None:
+    """``1/||v|| + 0.09`` is no norm with an epsilon of 0.09, and ``(||v|| + 1) - 91`` none
+    with 1: the report gives one epsilon only where there is one before any reciprocal, and
+    the common path's bound holds only where every epsilon makes the norm larger."""
+    found = _norm_of(body, **constants)
+    assert isinstance(found, tuple)
+    norm, _ = found
+    assert norm.eps == (None if eps is None else pytest.approx(eps))
+    assert norm.bounded is bounded
 
 
 @pytest.mark.parametrize("axis", [5, 2, -3])

@@ -239,3 +239,104 @@ def test_decline_reason_of_the_common_form_does_not_compute_the_weight(
         )
         (site,) = find_sites(ir.serde.deserialize_model(model))
         decline_reason(site)
+
+
+# ---------------------------------------------------------------- the common form's bound
+
+_OVERFLOWING = {
+    "v": np.array([[100.0, 0.0], [3.0, 4.0]], np.float32),
+    "g": np.array([[1e37], [1.0]], np.float32),
+}
+
+
+@pytest.mark.parametrize(
+    ("norm", "epsilons"),
+    [
+        ("r = Reciprocal(n)\ne = Add(r, eps)", {"eps": np.array(0.09, np.float32)}),
+        ("a = Add(n, one)\ne = Add(a, eps)", {"one": np.float32(1), "eps": np.float32(-91)}),
+    ],
+    ids=["epsilon-after-the-reciprocal", "two-epsilons"],
+)
+def test_an_epsilon_the_bound_does_not_cover_is_evaluated_node_by_node(
+    norm: str, epsilons: dict[str, np.ndarray]
+) -> None:
+    """``(g * v) * (1/||v|| + 0.09)`` and ``(g * v) / ((||v|| + 1) - 91)``: the evaluated
+    norm is below ||v||, so ``|g| * max(norm, 1/norm)`` bounds nothing: g * v overflows
+    float32 (inf in the graph) though the bound is finite. The general path declines it; the
+    report gives no epsilon, for no one number is the norm's."""
+    combine = "w = Mul(p, e)" if "Reciprocal" in norm else "w = Div(p, e)"
+    body = f"n = ReduceL2 <axes = [1]> (v)\n{norm}\np = Mul(g, v)\n{combine}\ny = Gemm(x, w)"
+    arrays = {**_OVERFLOWING, **{k: np.asarray(a) for k, a in epsilons.items()}}
+    model = _site_model(body, "float[N, 2] x", "float[N, 2] y", **arrays)
+    (site,) = find_sites(ir.serde.deserialize_model(model))
+    assert weights._checked(site) is None and site.form == "ReduceL2"
+    assert "Mul 'p' overflows float" in _declined(model)
+    assert not np.all(np.isfinite(run(model, {"x": np.ones((1, 2), np.float32)})[0]))
+
+
+def test_a_norm_truncated_to_an_integer_is_evaluated_node_by_node() -> None:
+    """A norm cast to int64 and back is truncated (1.9 -> 1), below ||v||: g * v overflows
+    float32 where the bound on the truncated norm does not see it."""
+    body = """
+        n = ReduceL2 <axes = [1]> (v)
+        i = Cast <to = 7> (n)
+        f = Cast <to = 1> (i)
+        p = Mul(g, v)
+        w = Div(p, f)
+        y = Gemm(x, w)
+    """
+    v = np.array([[1.9, 0.0], [3.0, 4.0]], np.float32)
+    g = np.array([[2e38], [1.0]], np.float32)
+    model = _site_model(body, "float[N, 2] x", "float[N, 2] y", v=v, g=g)
+    assert "Mul 'p' overflows float" in _declined(model)
+
+
+# ---------------------------------------------------------------- the weight's declared type
+
+
+def _function_site(declared: int) -> onnx.ModelProto:
+    """A weight-norm site in a model-local function whose value_info gives the weight
+    ``declared`` (the graph computes it in float32): valid for the checker and ONNX Runtime,
+    which do not hold a function's value_info against its nodes."""
+    v, g = rand(6, 4), rand(6, 1)
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    body = [
+        helper.make_node("Constant", [], ["v"], value=numpy_helper.from_array(v, "v")),
+        helper.make_node("Constant", [], ["g"], value=numpy_helper.from_array(g, "g")),
+        helper.make_node("ReduceL2", ["v"], ["n"], axes=[1]),
+        helper.make_node("Div", ["v", "n"], ["d"]),
+        helper.make_node("Mul", ["g", "d"], ["w"]),
+        helper.make_node("Gemm", ["X", "w"], ["Y"], transB=1),
+    ]
+    function = helper.make_function("loc", "Lin", ["X"], ["Y"], body, [helper.make_opsetid("", 13)])
+    function.value_info.extend([helper.make_tensor_value_info("w", declared, [6, 4])])
+    graph = helper.make_graph(
+        [helper.make_node("Lin", ["x"], ["y"], domain="loc")],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 6])],
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid("loc", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, functions=[function])
+    model.ir_version = 10
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def test_a_weight_declared_in_another_type_than_computed_is_declined() -> None:
+    """The common form reads the weight's dtype from what the graph computes (v's), and
+    declines where the type info says otherwise, as the general path does: written in the
+    declared float16, the folded weight would not fit its Gemm."""
+    model = _function_site(onnx.TensorProto.FLOAT16)
+    x = rand(2, 4)
+    assert np.all(np.isfinite(run(model, {"x": x})[0]))  # the input runs
+    reason = "the graph says float16 where it computes float"
+    assert _declined(model) == reason
+    (site,) = find_sites(ir.serde.deserialize_model(model))
+    assert weights._checked(site) == reason and decline_reason(site) == reason
+    declared_right = _function_site(onnx.TensorProto.FLOAT)
+    folded, report = fold_onnx(declared_right)
+    assert report.folded == 1
+    np.testing.assert_allclose(
+        run(folded, {"x": x})[0], run(declared_right, {"x": x})[0], rtol=1e-5
+    )

@@ -37,8 +37,15 @@ class Norm:
     v: ir.Value  # the tensor whose norm is taken, Cast stripped
     axes: tuple[int, ...] | None  # reduction axes as written; None: the whole tensor
     kind: str  # how the norm is written, for the report
+    # The epsilon, where the norm has exactly one and it is applied before any reciprocal (to
+    # the norm or its sum of squares); None where it has none, or several, or one after a
+    # reciprocal (``1/||v|| + eps``): no one number is the norm's epsilon then.
     eps: float | None = None
     layout: bool = False  # reduces a reshaped/transposed v: axes not in terms of v
+    # Whether every epsilon only makes the norm larger (>= 0, applied before any reciprocal),
+    # so that the norm the graph computes is at least ||v||: what the common path's overflow
+    # bound in ``weights`` rests on.
+    bounded: bool = True
 
 
 def producer(value: ir.Value | None, *ops: str) -> ir.Node | None:
@@ -172,7 +179,8 @@ def as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
     be used.
     """
     power = 1
-    eps: float | None = None
+    flips = 0  # reciprocals walked through so far, from the outside in
+    epsilons: list[tuple[float, int]] = []  # each epsilon, with the reciprocals outside it
     squared = False  # True once we stand on a sum of squares (needs a square root)
     while True:
         node = value.producer()
@@ -182,7 +190,7 @@ def as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
         if op in _NORM_RESHAPES and inputs[0] is not None:
             value = inputs[0]
         elif op == "Reciprocal" and inputs[0] is not None:
-            power, value = -power, inputs[0]
+            power, value, flips = -power, inputs[0], flips + 1
         elif op in ("Max", "Add") and len(inputs) == 2 and inputs[0] is not None:
             a, b = inputs
             if (c := const_scalar(b)) is not None and a is not None:
@@ -191,7 +199,7 @@ def as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
                 value = b
             else:
                 return None
-            eps = c
+            epsilons.append((c, flips))
         elif op == "Clip" and inputs[0] is not None:
             low = const_scalar(inputs[1]) if len(inputs) > 1 else None
             if low is None and "min" in node.attributes:
@@ -199,16 +207,17 @@ def as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
             has_max = (len(inputs) > 2 and inputs[2] is not None) or "max" in node.attributes
             if low is None or has_max:
                 return None
-            eps, value = low, inputs[0]
+            epsilons.append((low, flips))
+            value = inputs[0]
         elif op == "Sqrt" and inputs[0] is not None and not squared:
             squared, value = True, inputs[0]
         elif op == "Pow" and inputs[0] is not None and not squared:
             exponent = const_scalar(inputs[1])
             if exponent in (0.5, -0.5):
                 squared, value = True, inputs[0]
-                power = power if exponent > 0 else -power
+                power, flips = (power, flips) if exponent > 0 else (-power, flips + 1)
             elif exponent == -1.0:
-                power, value = -power, inputs[0]
+                power, value, flips = -power, inputs[0], flips + 1
             else:
                 return None
         elif op == "ReduceL2" and not squared and inputs[0] is not None:
@@ -216,7 +225,7 @@ def as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
             if isinstance(axes, str):
                 return axes
             v, axes, layout = _norm_source(strip_cast(inputs[0]), axes)
-            return Norm(v, axes, "ReduceL2", eps, layout), power
+            return _norm(v, axes, "ReduceL2", layout, epsilons, flips), power
         elif op in ("ReduceSumSquare", "ReduceSum") and squared:
             source = sum_of_squares_source(node)
             if source is None:
@@ -225,6 +234,23 @@ def as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
             if isinstance(axes, str):
                 return axes
             v, axes, layout = _norm_source(source[0], axes)
-            return Norm(v, axes, f"sqrt({source[1]})", eps, layout), power
+            return _norm(v, axes, f"sqrt({source[1]})", layout, epsilons, flips), power
         else:
             return None
+
+
+def _norm(
+    v: ir.Value,
+    axes: tuple[int, ...] | None,
+    kind: str,
+    layout: bool,
+    epsilons: list[tuple[float, int]],
+    flips: int,
+) -> Norm:
+    """The ``Norm`` of a recognised expression, given its epsilons (each with the number of
+    reciprocals walked through before it, from the outside in) and all its reciprocals: an
+    epsilon with every reciprocal outside it is applied before any of them."""
+    before = [c for c, outside in epsilons if outside == flips]
+    eps = before[0] if len(epsilons) == 1 and before else None
+    bounded = len(before) == len(epsilons) and all(c >= 0 for c in before)
+    return Norm(v, axes, kind, eps, layout, bounded)

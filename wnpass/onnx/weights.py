@@ -4,9 +4,13 @@ For the common form (``v``, an optional gain ``g`` and an explicit norm of v's u
 keeps v's rank, multiplying straight into the value that is replaced, no Cast in between),
 the checks need only the small tensors: ``||v||`` (one pass over v, no copy, checked by the
 evaluator's rules) and ``g``. A finite, non-zero norm means v is finite; and since each
-element lies in its own unit, ``|v_i| <= ||v||`` bounds every value on the way to ``w`` by
-``|g| * max(||v||, 1/||v||)``, so overflow is decided by g and the norm alone. The same checks
-tell ``inspect`` what a fold would decline (``decline_reason``). The product is deferred to an
+element lies in its own unit, and the form's epsilons only make the norm larger,
+``|v_i| <= ||v||`` bounds every value on the way to ``w`` by ``|g| * max(||v||, 1/||v||)``,
+so overflow is decided by g and the norm alone (a norm with an epsilon after its reciprocal,
+a negative one, or cast to an integer, is no common form: the bound would not hold). Its
+dtype is v's, as the graph computes it; type info that says another declines the site, as on
+the general path. The same checks tell ``inspect`` what a fold would decline
+(``decline_reason``). The product is deferred to an
 ``ir.LazyTensor``, computed when the model is written, one weight at a time, so a model larger
 than memory folds in bounded memory. Every other form is evaluated eagerly by the general
 evaluator (``evaluate``: the graph's Casts and integer semantics exactly, float arithmetic in
@@ -20,6 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
+import ml_dtypes
 import numpy as np
 import onnx_ir as ir
 
@@ -59,22 +64,38 @@ def release(tensor: ir.TensorProtocol | None) -> None:
             logger.debug("%s is still in use; not unmapped yet", tensor.name)
 
 
-def _exact_view(value: ir.Value, source: ir.Value) -> bool:
-    """Whether ``value`` is ``source`` behind Identity and exactly widening float Casts."""
+def _exact_view(value: ir.Value, source: ir.Value, stored: ir.DataType) -> ir.DataType | None:
+    """The dtype the graph computes ``value`` in, where it is ``source`` (a constant of dtype
+    ``stored``) behind Identity and exactly widening float Casts; None where it is not. The
+    dtypes are followed from the tensor through the Casts, as the graph computes them, not
+    read from type info, which may say otherwise."""
+    targets: list[ir.DataType] = []
     while value is not source:
         node = value.producer()
         if node is None or node.domain not in ("", "ai.onnx") or not node.inputs:
-            return False
+            return None
         inner = node.inputs[0]
         if inner is None or node.op_type not in ("Cast", "Identity"):
-            return False
+            return None
         if node.op_type == "Cast":
-            before = declared_dtype(inner)
-            after = ir.DataType(int(node.attributes["to"].value))
-            if before not in ev.FLOAT_TYPES or not ev.widens_exactly(before, after):
-                return False
+            targets.append(ir.DataType(int(node.attributes["to"].value)))
         value = inner
-    return True
+    dtype = stored
+    for target in reversed(targets):  # from the tensor outward
+        if dtype not in ev.FLOAT_TYPES or not ev.widens_exactly(dtype, target):
+            return None
+        dtype = target
+    return dtype
+
+
+def _mismatch(value: ir.Value, computed: ir.DataType) -> str | None:
+    """Why a weight the graph computes as ``computed`` cannot replace ``value``: its type info
+    (a function's value_info, say) gives it another dtype; None where they agree. A fold would
+    write a weight of one of the two types, and the consumers expect the other."""
+    declared = declared_dtype(value)
+    if declared is None or declared == computed:
+        return None
+    return f"the graph says {declared.name.lower()} where it computes {computed.name.lower()}"
 
 
 @dataclasses.dataclass
@@ -93,35 +114,41 @@ def _checked(site: Site) -> _Checked | str | None:
 
     The form: no Cast inside the product (each is a rounding of the graph's, which the
     evaluator does), a norm of v's own units (no Transpose after the reduction, its shape v's
-    with the reduced axes 1) and an epsilon that only makes it larger, so that
-    ``|v_i| <= ||v||`` for every element of a unit. Then ``|g| * max(||v||, 1/||v||)`` bounds
-    every value the product can make on the way (``g * v``, ``g / ||v||``, ``v / ||v||``, the
-    weight), in whatever order the graph multiplies: below the dtype's largest finite value,
-    nothing overflows; else the general path evaluates the graph's order node by node.
+    with the reduced axes 1) whose epsilons only make it larger (``Norm.bounded``: none is
+    negative or applied after a reciprocal, as in ``1/||v|| + eps``), and no Cast to an
+    integer in it, so that the norm the graph computes is at least ``||v||``, and so at least
+    ``|v_i|`` for every element of a unit, but for the roundings of its float Casts. Then
+    ``|g| * max(||v||, 1/||v||)`` bounds every value the product can make on the way
+    (``g * v``, ``g / ||v||``, ``v / ||v||``, the weight), in whatever order the graph
+    multiplies: below the dtype's largest finite value, less those roundings, nothing
+    overflows; else the general path evaluates the graph's order node by node.
     """
     if site.factors is None or site.factors[2] is None or site.target is not site.root:
         return None
     if site.norm is None or site.norm.layout or site.v is None or site.casts:
         return None
-    if site.norm.eps is not None and not site.norm.eps >= 0:
-        return None
-    dtype = declared_dtype(site.root)
-    if dtype not in _NUMPY_FLOATS:
+    if not site.norm.bounded:
         return None
     numerator, g_leaf, norm_value, divides = site.factors
     assert norm_value is not None
     # The product reads v's tensor itself (the graph around it is gone by then), so the
     # numerator must be v unchanged: behind Identity or Casts that widen exactly, at most.
     v_tensor = ev.const_leaf(site.v)
-    if v_tensor is None or not _exact_view(numerator, site.v):
+    dtype = None if v_tensor is None else _exact_view(numerator, site.v, v_tensor.dtype)
+    if v_tensor is None or dtype not in _NUMPY_FLOATS:
         return None
+    if (mismatch := _mismatch(site.root, dtype)) is not None:
+        return mismatch
     program = ev.compile_cone(norm_value)
-    if "Transpose" in program.ops:
-        return None  # the norms may be permuted against v's units: evaluate and check
+    margin = _rounding_margin(program, dtype)
+    if "Transpose" in program.ops or margin is None:
+        return None  # permuted against v's units, or truncated: evaluate and check
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        g = np.ones((), ev.F64) if g_leaf is None else ev.evaluate(g_leaf)[0]
-        norm = program.run()[0]
+        g, g_dtype = (np.ones((), ev.F64), dtype) if g_leaf is None else ev.evaluate(g_leaf)
+        norm, norm_dtype = program.run()
         release(v_tensor)
+        if g_dtype != dtype or norm_dtype != dtype:
+            return None  # operands of different types: the general path decides
         if not np.all(np.isfinite(g)):
             return "g holds NaN or Inf"
         # ``norm`` is ||v|| when it divides, ||v||**-1 (rsqrt of the sum of squares) otherwise
@@ -138,17 +165,30 @@ def _checked(site: Site) -> _Checked | str | None:
     units = tuple(1 if a in reduced else d for a, d in enumerate(v_shape))
     if norm.shape != units:
         return None  # the norm broadcasts against v some other way: evaluate and check
-    largest = float(np.finfo(dtype.numpy()).max) / (1 + 4 * float(np.finfo(dtype.numpy()).eps))
+    largest = float(np.finfo(dtype.numpy()).max) / margin
     if not np.all(bound < largest):
         return None  # let the general path compute it and say exactly what went wrong
     return _Checked(v_tensor, scale, dtype, np.broadcast_shapes(v_shape, scale.shape))
 
 
+def _rounding_margin(program: ev.Program, dtype: ir.DataType) -> float | None:
+    """The factor by which the bound of ``_checked`` must stay below the largest finite
+    ``dtype``: a few roundings of the coarsest float type the norm passes through (its Casts
+    round it, perhaps just below ``||v||``; the graph holds it in ``dtype``). None where the
+    norm is cast to an integer type: truncated, it may be far below ``||v||``."""
+    targets = [ir.DataType(int(step.attributes["to"])) for step in program.slots
+               if isinstance(step, ev.Step) and step.op == "Cast"]  # fmt: skip
+    if any(target not in ev.FLOAT_TYPES for target in targets):
+        return None
+    return 1 + 4 * max(float(ml_dtypes.finfo(t.numpy()).eps) for t in (dtype, *targets))
+
+
 def _reduced_axes(site: Site, rank: int) -> set[int]:
+    """The axes of v the norm reduces (they fit v's rank: its program ran)."""
     assert site.norm is not None
     if site.norm.axes is None:
         return set(range(rank))
-    return {a % rank for a in site.norm.axes} if rank else set()
+    return {ev.axis_in_range(a, rank, site.norm.kind) for a in site.norm.axes}
 
 
 def _deferred_product(site: Site) -> ir.TensorProtocol | str | None:
@@ -186,8 +226,8 @@ def _evaluated(site: Site) -> ir.TensorProtocol | str:
     """The general path: evaluate the whole cone, round once, check the result."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         array, dtype = ev.evaluate(site.target)
-        if (declared := declared_dtype(site.target)) is not None and declared != dtype:
-            return f"the graph says {declared.name.lower()} where it computes {dtype.name.lower()}"
+        if (mismatch := _mismatch(site.target, dtype)) is not None:
+            return mismatch
         rounded = ev.round_to(array, dtype)
     del array
     if dtype not in ev.FLOAT_TYPES:
