@@ -153,10 +153,58 @@ def test_nothing_computed_from_a_shadowing_initializer_is_folded(depth: int) -> 
     model = _shadowed(depth)
     folded, report = fold_onnx(model)
     assert [s.status for s in report.sites] == ["declined"]
-    assert "'g'" in (report.sites[0].reason or "")
+    assert (
+        report.sites[0].reason
+    ) == "g 'g' is not a constant (an initializer named like a value of an enclosing scope)"
     assert report.cones_folded == 0
     for c in (True, False):
         feeds = {"x": rand(2, 4), "c": np.array(c)}
         (expected,) = ReferenceEvaluator(model).run(None, feeds)
         (got,) = ReferenceEvaluator(folded).run(None, feeds)
         np.testing.assert_array_equal(got, expected)
+
+
+def test_an_outer_initializer_a_body_shadows_stays_when_its_site_is_folded() -> None:
+    """The main graph's ``g`` feeds a foldable site only; a body has its own ``g`` and reads
+    ``g``. Removing the outer ``g`` once folded would make runtimes that read the outer value
+    in the body (``onnx.reference``) read the body's own: the outer ``g`` stays."""
+    floats = TensorProto.FLOAT
+    v, g = rand(6, 4), rand(6, 1)
+    then = oh.make_graph(
+        [oh.make_node("Mul", ["x6", "g"], ["t_y"])],
+        "then",
+        [],
+        [oh.make_tensor_value_info("t_y", floats, [6, 1])],
+        initializer=[nh.from_array(g * 3, "g")],
+    )
+    orelse = oh.make_graph(
+        [oh.make_node("Identity", ["x6"], ["e_y"])],
+        "else",
+        [],
+        [oh.make_tensor_value_info("e_y", floats, [6, 1])],
+    )
+    nodes = [
+        oh.make_node("ReduceL2", ["v"], ["n"], axes=[1]),
+        oh.make_node("Div", ["v", "n"], ["d"]),
+        oh.make_node("Mul", ["g", "d"], ["w"]),
+        oh.make_node("Gemm", ["x", "w"], ["y"], transB=1),
+        oh.make_node("If", ["c"], ["z"], then_branch=then, else_branch=orelse),
+    ]
+    graph = oh.make_graph(
+        nodes,
+        "main",
+        [oh.make_tensor_value_info("x", floats, [2, 4]),
+         oh.make_tensor_value_info("x6", floats, [6, 1]),
+         oh.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [oh.make_tensor_value_info("y", floats, [2, 6]),
+         oh.make_tensor_value_info("z", floats, [6, 1])],
+        initializer=[nh.from_array(v, "v"), nh.from_array(g, "g")],
+    )  # fmt: skip
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 13)])
+    onnx.checker.check_model(model, full_check=True)
+    folded, report = fold_onnx(model)
+    assert report.folded == 1
+    assert "g" in {i.name for i in folded.graph.initializer}
+    feeds = {"x": rand(2, 4), "x6": rand(6, 1), "c": np.array(True)}
+    (_, expected), (_, got) = (ReferenceEvaluator(m).run(None, feeds) for m in (model, folded))
+    np.testing.assert_array_equal(got, expected)

@@ -18,7 +18,7 @@ import logging
 import onnx_ir as ir
 
 from wnpass.onnx import naming
-from wnpass.onnx.graphs import const_tensor, graphs_of, walk_cone
+from wnpass.onnx.graphs import const_tensor, graphs_of, shadowed, walk_cone
 from wnpass.onnx.match import Site, find_sites
 from wnpass.onnx.weights import declared_dtype, decline_reason, folded_weight
 from wnpass.report import FoldReport, SiteReport
@@ -143,6 +143,8 @@ def _remove_dead(nodes: list[ir.Node], leaves: list[ir.Value]) -> int:
         if leaf.uses() or leaf.is_graph_output() or leaf.is_graph_input() or graph is None:
             continue
         if leaf.name is not None and graph.initializers.get(leaf.name) is leaf:
+            if shadowed(leaf.name):  # a body's own initializer of that name would take over
+                continue
             graph.initializers.pop(leaf.name)
     return removed
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 
 import onnx_ir as ir
 
-__all__ = ["const_tensor", "graphs_of", "subgraphs_of", "value_inputs", "walk_cone"]
+__all__ = ["const_tensor", "graphs_of", "shadowed", "subgraphs_of", "value_inputs", "walk_cone"]
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +154,14 @@ def const_tensor(value: ir.Value) -> ir.TensorProtocol | None:
         tensor: ir.TensorProtocol = attr.value
         return tensor
     return ir.convenience.get_const_tensor(value)
+
+
+def shadowed(name: str) -> bool:
+    """Whether a subgraph walked so far has an initializer named ``name`` that shadows a value
+    of an enclosing scope. An outer initializer of that name must stay even when nothing uses
+    it any more: runtimes that read the outer value in the body would otherwise read the
+    body's own. (Any live model's bodies count: keeping an unused initializer is safe.)"""
+    return any(name in names for names in _SHADOWING.values())
 
 
 def _shadows(value: ir.Value) -> bool:

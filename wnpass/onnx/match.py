@@ -319,7 +319,13 @@ def _constant_reason(value: ir.Value, role: str) -> str | None:
             node = producer(value, *_CONST_PASSTHROUGH)
             if node is None:
                 source = value.producer()
-                how = "a graph input" if source is None else f"computed by {source.op_type}"
+                how = (
+                    f"computed by {source.op_type}"
+                    if source is not None
+                    else "an initializer named like a value of an enclosing scope"
+                    if value.is_initializer()  # const_tensor refuses only those
+                    else "a graph input"
+                )
                 return instead or f"{what} '{value.name}' is not a constant ({how})"
             reshaped = instead or f"{what} '{value.name}' is reshaped by a non-constant"
             work.extend((extra, what, reshaped) for extra in node.inputs[1:] if extra is not None)
