@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto
 from onnx import helper as oh
 from onnx import numpy_helper as nh
 
 from tests.helpers import rand
 from wnpass import fold_onnx, inspect_onnx
+from wnpass.errors import InvalidModelError
 
 
 def _site(prefix: str, v: str, g: str, x: str, out: str) -> list[onnx.NodeProto]:
@@ -72,3 +74,26 @@ def test_a_model_proto_is_never_changed() -> None:
     _, report = fold_onnx(model)
     assert (report.folded, report.cones_folded) == (2, 2)
     assert model.SerializeToString() == given
+
+
+def test_a_malformed_model_proto_is_one_invalid_model_error() -> None:
+    """A ``ModelProto`` given in memory is checked as a file is: a ``Constant`` whose
+    ``value`` is a float, not a tensor, was a bare TypeError from onnx-ir."""
+    nodes = [
+        oh.make_node("Constant", [], ["g"], value_float=2.0),
+        *_site("", "v", "g", "x", "y"),
+    ]
+    graph = oh.make_graph(
+        nodes,
+        "m",
+        [oh.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [oh.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [nh.from_array(rand(3, 4), "v")],
+    )
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 13)])
+    assert fold_onnx(model)[1].folded == 1  # the well-formed model folds
+    model.graph.node[0].ClearField("attribute")
+    model.graph.node[0].attribute.append(oh.make_attribute("value", 2.0))
+    for entry in (fold_onnx, inspect_onnx):
+        with pytest.raises(InvalidModelError, match="the ModelProto: rejected by the ONNX checker"):
+            entry(model)

@@ -39,7 +39,7 @@ def _as_ir(model: str | os.PathLike[str] | ir.Model | onnx.ModelProto, copy: boo
     if isinstance(model, ir.Model):
         return model.clone() if copy else model
     if isinstance(model, onnx.ModelProto):
-        return io.from_proto(model)
+        return io.from_caller(model)
     return io.load(model)
 
 

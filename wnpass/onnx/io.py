@@ -136,6 +136,20 @@ def _value_info_names(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
+def from_caller(proto: onnx.ModelProto) -> ir.Model:
+    """A ``ModelProto`` a caller gave, checked as a file is (the full ONNX checker, nothing
+    wnpass cannot carry) before it is deserialized, so that a malformed one is an
+    InvalidModelError, not whatever the deserializer or a pass happens to raise. Its weights
+    are read where they are, never copied; its external data, if any, is the caller's."""
+    label = Path("the ModelProto")
+    _check_structure(proto, label)
+    _check_carried(proto, label)
+    try:
+        return from_proto(proto)
+    except Exception as error:  # the deserializer raises many types on malformed graphs
+        raise InvalidModelError(f"{label}: invalid ONNX graph ({one_line(error)})") from None
+
+
 def from_proto(proto: onnx.ModelProto) -> ir.Model:
     """Deserialize, remembering which value_info entries the proto had."""
     model = ir.serde.deserialize_model(proto)
