@@ -67,3 +67,48 @@ DECLINED_ON_VALUES = {
         {"w": rand(10, 12), "pads": np.array([2, 1, -3, 3], np.int64)},
     ),
 }
+
+
+# One norm of v feeds a folded site (gain g) and one a fold declines (gain s, fed at run time).
+SHARED_NORM = f"""
+    {HEADER17}
+    agraph (float[2, 4] x, float[3, 1] s) => (float[2, 3] y) {{
+        n = ReduceL2 <axes = [1]> (v)
+        d = Div(v, n)
+        w = Mul(d, g)
+        u = Div(v, n)
+        k = Mul(u, s)
+        y1 = Gemm <transB = 1> (x, w)
+        y2 = Gemm <transB = 1> (x, k)
+        y = Add(y1, y2)
+    }}
+"""
+
+# Two sites of one v, with gains a_g and b.
+SHARED_V = f"""
+    {HEADER17}
+    agraph (float[2, 4] x) => (float[2, 3] y, float[2, 3] z) {{
+        n = ReduceL2 <axes = [1]> (a_v)
+        d = Div(a_v, n)
+        w = Mul(d, a_g)
+        y = Gemm <transB = 1> (x, w)
+        n2 = ReduceL2 <axes = [1]> (a_v)
+        d2 = Div(a_v, n2)
+        w2 = Mul(d2, b)
+        z = Gemm <transB = 1> (x, w2)
+    }}
+"""
+
+# w1 = g * v / ||v|| (a weight-normed Linear), then F.normalize(w1) (a cosine classifier).
+TWICE = f"""
+    {HEADER17}
+    agraph (float[2, 4] x) => (float[2, 6] y) {{
+        n = ReduceL2 <axes = [1]> (v)
+        d = Div(v, n)
+        w1 = Mul(g, d)
+        n2 = ReduceL2 <axes = [1]> (w1)
+        c = Max(n2, eps)
+        w2 = Div(w1, c)
+        y = Gemm <transB = 1> (x, w2)
+    }}
+"""

@@ -6,22 +6,8 @@ import numpy as np
 import onnx
 
 from tests.helpers import assert_close, onnx_model, rand, run
-from tests.onnx.helpers import HEADER17
+from tests.onnx.helpers import SHARED_NORM, TWICE
 from wnpass import fold_onnx, inspect_onnx
-
-# w1 = g * v / ||v|| (a weight-normed Linear), then F.normalize(w1) (a cosine classifier).
-TWICE = f"""
-    {HEADER17}
-    agraph (float[2, 4] x) => (float[2, 6] y) {{
-        n = ReduceL2 <axes = [1]> (v)
-        d = Div(v, n)
-        w1 = Mul(g, d)
-        n2 = ReduceL2 <axes = [1]> (w1)
-        c = Max(n2, eps)
-        w2 = Div(w1, c)
-        y = Gemm <transB = 1> (x, w2)
-    }}
-"""
 
 
 def _twice() -> onnx.ModelProto:
@@ -61,19 +47,7 @@ def test_a_second_fold_changes_nothing() -> None:
 def test_a_shared_norm_names_the_declined_row_after_the_value_it_keeps() -> None:
     """One norm feeds a folded site and one declined (a gain fed at run time): the rows have
     different names, and the declined one names the value the model still computes."""
-    text = f"""
-        {HEADER17}
-        agraph (float[2, 4] x, float[3, 1] s) => (float[2, 3] y) {{
-            n = ReduceL2 <axes = [1]> (v)
-            d = Div(v, n)
-            w = Mul(d, g)
-            u = Div(v, n)
-            k = Mul(u, s)
-            y1 = Gemm <transB = 1> (x, w)
-            y2 = Gemm <transB = 1> (x, k)
-            y = Add(y1, y2)
-        }}
-    """
+    text = SHARED_NORM
     model = onnx_model(text, v=rand(3, 4), g=rand(3, 1))
     folded, report = fold_onnx(model)
     rows = [(s.name, s.status) for s in report.sites]

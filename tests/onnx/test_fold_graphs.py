@@ -10,7 +10,7 @@ import onnx_ir as ir
 import pytest
 
 from tests.helpers import assert_close, onnx_model, op_types, rand, run
-from tests.onnx.helpers import HEADER17, HEADER18, assert_folds
+from tests.onnx.helpers import HEADER17, HEADER18, SHARED_V, assert_folds
 from wnpass import fold_onnx, inspect_onnx
 
 WN = "n = ReduceL2 <axes = {axes}, keepdims = 1> (v)\n d = Div(v, n)\n w = Mul(d, g)"
@@ -145,19 +145,7 @@ def test_shared_weight_feeds_several_consumers_one_initializer() -> None:
 
 
 def test_v_shared_by_two_sites_gets_two_unique_names() -> None:
-    text = f"""
-        {HEADER17}
-        agraph (float[2, 4] x) => (float[2, 3] y, float[2, 3] z) {{
-            n = ReduceL2 <axes = [1]> (a_v)
-            d = Div(a_v, n)
-            w = Mul(d, a_g)
-            y = Gemm <transB = 1> (x, w)
-            n2 = ReduceL2 <axes = [1]> (a_v)
-            d2 = Div(a_v, n2)
-            w2 = Mul(d2, b)
-            z = Gemm <transB = 1> (x, w2)
-        }}
-    """
+    text = SHARED_V
     model = onnx_model(text, a_v=rand(3, 4), a_g=rand(3, 1), b=rand(3, 1))
     folded, _ = assert_folds(model, sites=2, feeds={"x": rand(2, 4)})
     assert sorted(i.name for i in folded.graph.initializer) == ["a", "a__1"]
