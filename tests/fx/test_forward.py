@@ -80,22 +80,3 @@ def test_a_lazy_modules_buffers_get_their_values_from_the_first_forward() -> Non
     batch_norm = model[1]
     assert isinstance(batch_norm, nn.BatchNorm1d) and batch_norm.running_mean is not None
     assert torch.equal(batch_norm.running_mean, torch.zeros(4))  # eval mode: not updated
-
-
-def test_a_buffer_resized_in_place_comes_back_at_its_size() -> None:
-    class Growing(nn.Module):
-        cache: torch.Tensor
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.lin = nn.Linear(4, 3)
-            self.register_buffer("cache", torch.arange(3.0))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            self.cache.resize_(5).fill_(7.0)
-            return self.lin(x)
-
-    model = Growing()
-    cache = model.cache
-    apply_weight_norm(model, torch.randn(2, 4))
-    assert model.cache is cache and torch.equal(cache, torch.arange(3.0))

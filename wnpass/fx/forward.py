@@ -130,12 +130,8 @@ def _buffers_kept(model: nn.Module) -> Iterator[None]:
             module._buffers.update(table)
         with torch.no_grad():
             for tensor, version, value in values.values():
-                if tensor._version == version:
-                    continue
-                if tensor.shape == value.shape:
-                    tensor.copy_(value)  # in place: views of it see the old values again
-                else:  # resized in place (a cache that grew): its old storage back
-                    tensor.set_(value.untyped_storage(), 0, value.shape, value.stride())
+                if tensor._version != version:
+                    tensor.copy_(value)
 
 
 def run_forward(model: nn.Module, batch: Batch) -> list[torch.Tensor]:
