@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parameter import is_lazy
 
 from wnpass.errors import InvalidArgumentError, WnpassError, one_line
 
@@ -115,12 +114,9 @@ def _buffers_kept(model: nn.Module) -> Iterator[None]:
             id(tensor): (tensor, tensor._version, tensor.detach().clone())
             for table in tables.values()
             for tensor in table.values()
-            # a lazy module's buffer has no value yet (its first forward gives it one, in
-            # place); an inference tensor has no version counter, and no forward outside
-            # inference mode can write it in place
-            if isinstance(tensor, torch.Tensor)
-            and not is_lazy(tensor)
-            and not tensor.is_inference()
+            # an inference tensor has no version counter, and no forward outside inference
+            # mode can write it in place
+            if isinstance(tensor, torch.Tensor) and not tensor.is_inference()
         }
     try:
         yield
