@@ -207,8 +207,7 @@ def data_init(
     NaN/Inf pre-activations) is an :class:`~wnpass.errors.InvalidArgumentError` about ``batch``
     naming the layer; it is found only by running the batch through the layers before it, so
     on that error (or any other) every value written so far is given back and the model is
-    left as it was. The buffers the model's forward writes come back either way
-    (:func:`~wnpass.fx.forward.evaluating`).
+    left as it was.
     """
     require_values(require_module(model))
     inputs = as_batch(batch, "batch")

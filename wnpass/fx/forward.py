@@ -86,48 +86,14 @@ def output_tensors(value: Any) -> list[torch.Tensor]:
 @contextlib.contextmanager
 def evaluating(model: nn.Module) -> Iterator[None]:
     """``model`` in eval mode for the block, then every submodule back in its own mode (a
-    BatchNorm kept in eval inside a model in training stays in eval) and its buffers as they
-    were (:func:`_buffers_kept`): every forward wnpass runs on a user's model runs here."""
+    BatchNorm kept in eval inside a model in training stays in eval)."""
     modes = {module: module.training for module in model.modules()}
     try:
-        with _buffers_kept(model):
-            model.eval()
-            yield
+        model.eval()
+        yield
     finally:
         for module, training in modes.items():
             module.training = training
-
-
-@contextlib.contextmanager
-def _buffers_kept(model: nn.Module) -> Iterator[None]:
-    """Run the block, then give every module its buffers back: the same tensor objects under
-    the same names, holding the same values.
-
-    A model's own forward may write its buffers, in place (a step counter, a cache, a
-    data-dependent init's ``initialized`` flag) or by assigning new tensors, even in eval mode;
-    the forwards wnpass runs to observe, compare, initialize or export a model are not the
-    user's training steps and must not advance that state. Costs one copy of the buffers.
-    """
-    tables = {module: dict(module._buffers) for module in model.modules()}
-    with torch.no_grad():
-        values = {
-            id(tensor): (tensor, tensor._version, tensor.detach().clone())
-            for table in tables.values()
-            for tensor in table.values()
-            # an inference tensor has no version counter, and no forward outside inference
-            # mode can write it in place
-            if isinstance(tensor, torch.Tensor) and not tensor.is_inference()
-        }
-    try:
-        yield
-    finally:
-        for module, table in tables.items():
-            module._buffers.clear()
-            module._buffers.update(table)
-        with torch.no_grad():
-            for tensor, version, value in values.values():
-                if tensor._version != version:
-                    tensor.copy_(value)
 
 
 def run_forward(model: nn.Module, batch: Batch) -> list[torch.Tensor]:
