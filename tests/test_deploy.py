@@ -362,19 +362,48 @@ class _DictFirst(nn.Module):
         return self.fc(batch["x"]) * batch["m"]
 
 
-def test_a_dict_given_positionally_stays_positional_under_torchscript(tmp_path: Path) -> None:
-    """torch.onnx's TorchScript exporter reads a dict at the end of the positional inputs as
-    the keyword inputs (``forward() missing 1 required positional argument: 'batch'``): the
-    pipeline passes it on as the positional input it is."""
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_dict_given_positionally_stays_positional(exporter: str, tmp_path: Path) -> None:
+    """torch.onnx's exporters read a dict at the end of the positional inputs as the keyword
+    inputs (``forward() missing 1 required positional argument: 'batch'``): the pipeline
+    passes it on as the positional input it is."""
     torch.manual_seed(0)
     model, batch = _DictFirst(), {"x": torch.randn(2, 4), "m": torch.randn(2, 3)}
     out = tmp_path / "m.onnx"
-    report = export(model, (batch,), out, exporter="torchscript", verify=False)
+    report = export(model, (batch,), out, exporter=exporter, verify=False)
     assert report.published
     names = [i.name for i in onnx.load(out).graph.input]
     (result,) = run(out, dict(zip(names, [batch["x"].numpy(), batch["m"].numpy()], strict=True)))
     with torch.no_grad():
         np.testing.assert_allclose(result, model(batch).numpy(), rtol=1e-6, atol=1e-7)
+
+
+class _Varargs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(4, 4))
+
+    def forward(self, *xs: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        return self.fc(xs[0]) + xs[1] + sum(extra.values(), torch.zeros(()))
+
+
+def test_dynamic_axes_reach_inputs_that_star_args_take(tmp_path: Path) -> None:
+    """``forward(*xs, **extra)``: the dynamo exporter takes the axes of ``*xs`` by position
+    (a dict keyed by names it cannot read failed with "top-level keys must be the arg names");
+    inputs ``**extra`` takes get none from torch.export (an AssertionError there): refused
+    before anything is exported."""
+    torch.manual_seed(0)
+    x, y = torch.randn(3, 4), torch.randn(3, 4)
+    out = tmp_path / "m.onnx"
+    dynamic = {"input_0": {0: "n"}, "input_1": {0: "n"}}
+    report = export(_Varargs(), (x, y), out, dynamic=dynamic, runs=1)
+    assert report.matches is True
+    dims = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+            for i in onnx.load(out).graph.input]  # fmt: skip
+    assert dims == [["n", 4], ["n", 4]]
+    with pytest.raises(InvalidArgumentError, match=r"inputs through \*\*extra \(z\)"):
+        export(_Varargs(), Batch((x, y), {"z": y}), tmp_path / "k.onnx", dynamic=dynamic)
+    assert not (tmp_path / "k.onnx").exists()
 
 
 class _PairFirst(nn.Module):

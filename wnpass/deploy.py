@@ -273,30 +273,28 @@ def _export(
     names: list[str],
     path: Path,
     *,
-    arguments: dict[str, Any],
     dynamo: bool,
     dynamic: dict[str, dict[int, str]] | None,
+    shapes: dict[str, Any] | tuple[Any, ...] | None,
     opset: int | None,
 ) -> None:
     """Run torch.onnx.export, naming the graph's inputs ``names``.
 
-    The dynamo exporter is given the dynamic axes as ``dynamic_shapes``, one entry per
-    argument (by name when there are keyword inputs, else in ``forward``'s order): given as
-    ``dynamic_axes``, torch hands them out by position, not by name (``--dynamic y=0`` of
-    ``forward(x, y)`` made x's axis dynamic). The TorchScript exporter reads a dict at the end
-    of the positional inputs as the keyword inputs, so a dict that is a positional input gets
-    an empty dict after it, which is how torch.onnx says "no keyword inputs".
+    The dynamo exporter is given the dynamic axes as ``shapes`` (:func:`_dynamic_shapes`):
+    given as ``dynamic_axes``, torch hands them out by position, not by name (``--dynamic y=0``
+    of ``forward(x, y)`` made x's axis dynamic). Both exporters read a dict at the end of the
+    positional inputs as the keyword inputs, so a dict that is a positional input gets an empty
+    dict after it, which is how torch.onnx says "no keyword inputs".
     """
     options: dict[str, Any] = {"input_names": names, "dynamo": dynamo, "verbose": False}
     if opset is not None:
         options["opset_version"] = opset
-    if dynamic and dynamo:
-        shapes = {name: dynamic.get(name) for name in arguments}
-        options["dynamic_shapes"] = shapes if inputs.kwargs else tuple(shapes.values())
+    if shapes is not None:
+        options["dynamic_shapes"] = shapes
     elif dynamic:
         options["dynamic_axes"] = dynamic
     args = inputs.args
-    if not dynamo and not inputs.kwargs and args and isinstance(args[-1], dict):
+    if not inputs.kwargs and args and isinstance(args[-1], dict):
         args += ({},)
     try:
         with warnings.catch_warnings(), _exporter_logs_quiet():
@@ -305,6 +303,38 @@ def _export(
     except Exception as error:
         first = " ".join(_ANSI.sub("", str(error)).split())[:240]
         raise ExportError(f"torch.onnx.export failed: {first}") from None
+
+
+def _dynamic_shapes(
+    model: nn.Module, inputs: Batch, dynamic: dict[str, dict[int, str]], arguments: dict[str, Any]
+) -> dict[str, Any] | tuple[Any, ...]:
+    """The dynamic axes as torch.export takes them: keyed by ``forward``'s parameters, the
+    inputs bound to them as Python binds them (``*args`` a tuple by position, ``**kwargs`` a
+    dict by keyword), each entry the axes asked for by the input's name (:func:`_arguments`).
+    Where the signature cannot bind the inputs, one entry per argument in order. Inputs that
+    ``**kwargs`` takes cannot be given dynamic axes: torch.export (2.13) fails on them with an
+    AssertionError, so such a call is refused before anything is exported."""
+    try:
+        signature = inspect.signature(model.forward)
+        bound = signature.bind(*inputs.args, **inputs.kwargs).arguments
+    except (TypeError, ValueError):
+        return tuple(dynamic.get(name) for name in arguments)
+    shapes: dict[str, Any] = {}
+    position = 0
+    for name, value in bound.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            shapes[name] = tuple(dynamic.get(f"input_{position + i}") for i in range(len(value)))
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            raise InvalidArgumentError(
+                f"the dynamo exporter gives no dynamic axes to a forward that takes inputs "
+                f"through **{name} ({', '.join(value)}): name them as forward's parameters",
+                parameter="dynamic",
+            )
+        else:
+            shapes[name] = dynamic.get(name)
+            position += kind is not inspect.Parameter.KEYWORD_ONLY
+    return shapes
 
 
 def _check_dynamic_made(
@@ -493,6 +523,7 @@ def export(
     arguments = _arguments(model, inputs, dynamo)
     graph_inputs = _graph_inputs(arguments, dynamo)
     _check_dynamic(dynamic, arguments, graph_inputs)
+    shapes = _dynamic_shapes(model, inputs, dynamic, arguments) if dynamic and dynamo else None
     _check_values(model, inputs)
     path = Path(path)
     plan = plan if plan is not None else IOPlan()
@@ -514,9 +545,9 @@ def export(
                 inputs,
                 list(graph_inputs),
                 raw,
-                arguments=arguments,
                 dynamo=dynamo,
                 dynamic=dynamic,
+                shapes=shapes,
                 opset=opset,
             )
             exported = io.load(raw)
