@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import logging
 import os
 import re
-import resource
 import shutil
 import stat
 import tempfile
@@ -243,7 +241,7 @@ class IOPlan:
     def _cannot_write(self, path: Path, error: OSError, entry: _Entry) -> OutputError:
         """A write that failed (a full disk), as one line that also names what this run has
         already put in place, if anything: an error must not read as "nothing was written"."""
-        message = f"{path}: cannot write ({error.strerror or _short_write_reason(path, error)})"
+        message = f"{path}: cannot write ({error.strerror or _short_write_reason(error)})"
         if self.published:
             message += "; already written: " + ", ".join(str(p) for p in self.published)
         return OutputError(message, parameter=entry.parameter)
@@ -373,14 +371,8 @@ class IOPlan:
         return deleted
 
 
-def _short_write_reason(path: Path, error: OSError) -> str:
-    """The OS's reason for a write that came up short without one (numpy's ``tofile``, which
-    onnx-ir writes data files with, says only "6144 requested and 2368 written"): a file size
-    limit (``ulimit -f``) or a full disk, as the OS would have said it; else numpy's words."""
-    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    if limit != resource.RLIM_INFINITY:
-        return f"{os.strerror(errno.EFBIG)}: the file size limit is {limit} bytes"
-    with contextlib.suppress(OSError):
-        if os.statvfs(path.parent).f_bavail == 0:
-            return os.strerror(errno.ENOSPC)
-    return str(error)
+def _short_write_reason(error: OSError) -> str:
+    """A write that came up short without the OS's reason (numpy's ``tofile``, which onnx-ir
+    writes data files with, says only "6144 requested and 2368 written"): what can cut a
+    regular file's write short, since which one it was is not known."""
+    return f"{error}: the disk is full, or a quota or the file size limit was reached"
