@@ -262,3 +262,14 @@ def test_the_command_line_imports_no_heavy_library_before_a_command_runs() -> No
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_closed_stderr_loses_the_message_not_the_exit_code(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wnpass", "fold", str(tmp_path / "missing.onnx")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 2

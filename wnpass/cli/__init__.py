@@ -104,14 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _stopped(signum: int) -> int:
     """A stop signal that unwound the stack: staging is removed; say so, and its exit code."""
-    print(stop_line(signum), file=sys.stderr)
+    _tell(stop_line(signum))
     return 128 + signum
 
 
 def _failed(error: Exception, args: argparse.Namespace) -> int:
     """An error as one line on stderr, and its exit code."""
     if isinstance(error, WnpassError):
-        print(f"wnpass: error: {error.render(flags_for(args))}", file=sys.stderr)
+        _tell(f"wnpass: error: {error.render(flags_for(args))}")
         return error.exit_code
     if isinstance(error, BrokenPipeError) and error.filename is None:
         # whoever read the output went away (``wnpass check ... | head -1``): end quietly, as
@@ -121,14 +121,20 @@ def _failed(error: Exception, args: argparse.Namespace) -> int:
         return EXIT_BROKEN_PIPE
     if isinstance(error, OSError):  # a file of the user's that cannot be read or written
         where = f"{error.filename}: " if error.filename else ""
-        print(f"wnpass: error: {printable(where)}{error.strerror or error}", file=sys.stderr)
+        _tell(f"wnpass: error: {printable(where)}{error.strerror or error}")
         return EXIT_BAD_INPUT
     # a bug of wnpass's own: say so in one line
     if args.verbose:
         traceback.print_exc()
     hint = "" if args.verbose else " (run with -v to see the traceback)"
-    print(f"wnpass: internal error: {one_line(error, with_type=True)}{hint}", file=sys.stderr)
+    _tell(f"wnpass: internal error: {one_line(error, with_type=True)}{hint}")
     return EXIT_INTERNAL
+
+
+def _tell(line: str) -> None:
+    """One line on stderr; a closed stderr loses the line, never the exit code."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr)
 
 
 def run() -> NoReturn:
