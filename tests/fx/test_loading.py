@@ -105,3 +105,18 @@ def test_a_file_not_valid_in_its_encoding_is_a_syntax_error(
     with pytest.raises(ModelSyntaxError, match=message) as caught:
         load_model_py(path)
     assert "\n" not in str(caught.value)
+
+
+def test_a_model_py_runs_with_its_own_future_imports_only(tmp_path: Path) -> None:
+    """``python model.py`` evaluates annotations; the loader's own ``from __future__ import
+    annotations`` must not reach the file (its annotations became strings)."""
+    path = tmp_path / "model.py"
+    path.write_text(
+        "from torch import nn\n"
+        "def f(x: int) -> None: ...\n"
+        "def build_model():\n"
+        "    assert f.__annotations__['x'] is int, f.__annotations__\n"
+        "    return nn.Linear(2, 2)\n"
+    )
+    model, _ = load_model_py(path)
+    assert isinstance(model, nn.Linear)

@@ -45,7 +45,8 @@ def _exec_module(path: Path) -> ModuleType:
         # compiled from its bytes, as ``python model.py`` reads it: a PEP 263 coding line (or
         # a UTF-8 BOM) names the encoding, UTF-8 otherwise; bytes not valid in it, an unknown
         # encoding or a null byte are a SyntaxError (a ValueError in some Python versions)
-        code = compile(source, str(path), "exec")
+        # dont_inherit: this module's own ``from __future__`` imports are not the model's
+        code = compile(source, str(path), "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as error:
         raise ModelSyntaxError(_syntax_message(path, error)) from None
     name = f"wnpass_model_{path.stem}_{abs(hash(path.resolve()))}"
