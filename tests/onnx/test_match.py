@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import pytest
 
 from tests.helpers import onnx_model, rand
 from tests.onnx.helpers import HEADER17, TWICE
-from wnpass import inspect_onnx
+from wnpass import fold_onnx, inspect_onnx
+from wnpass.onnx import match
 
 
 def test_axes_of_a_transposed_norm_are_those_it_reduces() -> None:
@@ -50,3 +53,70 @@ def test_a_weight_normalized_twice_has_no_wrong_reason() -> None:
     model = onnx_model(TWICE, v=rand(6, 4), g=rand(6, 1), eps=np.array(1e-12, np.float32))
     sites = inspect_onnx(model).sites
     assert [(s.status, s.reason, s.axes) for s in sites] == [("foldable", None, [1])] * 2
+
+
+# The norm of v in float32, laid out: a float16 Conv weight normed per input channel (dim=1).
+CAST_LAYOUT = """
+    <ir_version: 8, opset_import: ["" : 18]>
+    agraph (float16[1, 6, 8] x) => (float16[1, 4, 6] y) {
+        vc = Cast <to = 1> (v)
+        vt = Transpose <perm = [1, 0, 2]> (vc)
+        vr = Reshape(vt, shape)
+        n = ReduceL2 <keepdims = 1> (vr, axis)
+        nc = Cast <to = 10> (n)
+        nb = Reshape(nc, back)
+        d = Div(v, nb)
+        w = Mul(d, g)
+        y = Conv(x, w)
+    }
+"""
+
+
+def _cast_layout() -> onnx.ModelProto:
+    return onnx_model(
+        CAST_LAYOUT,
+        v=rand(4, 6, 3).astype(np.float16),
+        g=(np.abs(rand(1, 6, 1)) + 0.5).astype(np.float16),
+        shape=np.array([6, -1], np.int64),
+        axis=np.array([1], np.int64),
+        back=np.array([1, 6, 1], np.int64),
+    )
+
+
+def test_a_cast_before_the_layout_ops_folds_and_reports_its_axes() -> None:
+    """The indices run through the layout ops cannot go through a Cast to float (an
+    IndexError ended every fold and inspect of such a model): the axes are then g's."""
+    model = _cast_layout()
+    (site,) = inspect_onnx(model).sites
+    assert (site.status, site.axes) == ("foldable", [0, 2])
+    _, report = fold_onnx(model)
+    assert [(s.status, s.axes) for s in report.sites] == [("folded", [0, 2])]
+
+
+def test_a_large_v_takes_its_axes_from_g(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Index arrays of a large v's size cost memory and time (a 128 MiB weight: 1.3 GiB and
+    5x the fold): above the limit, the axes are read from g as the exporters write it."""
+    text = f"""
+        {HEADER17}
+        agraph () => (float[3, 4, 5] w) {{
+            vt = Transpose <perm = [1, 0, 2]> (v)
+            r = Reshape(vt, shape)
+            n0 = ReduceL2 <axes = [1]> (r)
+            n1 = Reshape(n0, back)
+            n = Transpose <perm = [1, 0, 2]> (n1)
+            d = Div(v, n)
+            w = Mul(g, d)
+        }}
+    """
+    shape, back = np.array([4, 15], np.int64), np.array([4, 1, 1], np.int64)
+    model = onnx_model(text, v=rand(3, 4, 5), g=rand(1, 4, 1), shape=shape, back=back)
+    ran: list[object] = []
+
+    def indexed(*args: object) -> list[int]:
+        ran.append(args)
+        return [0, 2]
+
+    monkeypatch.setattr(match, "_reduced_axes", indexed)
+    monkeypatch.setattr(match, "_INDEXED_AXES", 59)
+    (site,) = inspect_onnx(model).sites
+    assert site.axes == [0, 2] and ran == []

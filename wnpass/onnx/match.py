@@ -128,11 +128,17 @@ class Site:
         """The axes of v that a norm of reshaped or transposed v reduces, found by running the
         graph's layout ops on the element indices of v: an axis is reduced when the elements
         along it fall in one norm. ``None`` for the whole tensor, or when the norm's groups
-        are no set of axes of v (a reshape that splits an axis and reduces a part of it)."""
+        are no set of axes of v (a reshape that splits an axis and reduces a part of it).
+
+        That costs a few index arrays of v's size, so a v of more than ``_INDEXED_AXES``
+        elements, or a chain the indices cannot go through unchanged (a ``Cast`` to float),
+        is read as the exporters write it instead: the axes where g has size 1."""
         v = None if self.norm is None else const_tensor(self.norm.v)
         if v is None or self.reduced is None or self.norm is None or self.norm.axes is None:
             return None
         shape = tuple(int(d) for d in v.shape.numpy())
+        if math.prod(shape) > _INDEXED_AXES:
+            return self._axes_from_g()
         try:
             program = ev.compile_cone(self.reduced)
             indices = ir.tensor(np.arange(math.prod(shape), dtype=np.int64).reshape(shape))
@@ -140,7 +146,19 @@ class Site:
             laid_out = np.asarray(program.run()[0])
         except (ev.NotExact, ValueError, IndexError, TypeError):
             return None
+        if laid_out.dtype != np.int64:  # a Cast on the way: not indices any more
+            return self._axes_from_g()
         return _reduced_axes(laid_out, self.norm.axes, shape)
+
+    def _axes_from_g(self) -> list[int] | None:
+        """The axes where g (broadcast against v) has size 1: the reduced ones, as the
+        exporters lay a norm of v's own units out."""
+        v = None if self.v is None else const_tensor(self.v)
+        g = None if self.g is None else const_tensor(self.g)
+        if v is None or g is None or len(g.shape) != len(v.shape):
+            return None
+        axes = [a for a, size in enumerate(g.shape.numpy()) if size == 1]
+        return None if len(axes) == len(v.shape) else axes
 
     def consumers(self) -> list[str]:
         """The op types that consume the weight, looking through layout ops and slices."""
@@ -170,6 +188,11 @@ def describe_consumer(node: ir.Node, index: int) -> str:
         attr = node.attributes.get(trans)
         return f"Gemm({trans}={attr.value if attr is not None else 0})"
     return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+
+
+# The most elements of v whose axes are found by running the layout ops on their indices
+# (Site._axes_through_layout): 2**20, 8 MiB an index array.
+_INDEXED_AXES = 2**20
 
 
 def _reduced_axes(
