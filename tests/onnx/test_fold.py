@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+from onnx import TensorProto
+from onnx import helper as oh
+from onnx import numpy_helper as nh
 
 from tests.helpers import assert_close, onnx_model, rand, run
 from tests.onnx.helpers import SHARED_NORM, TWICE
@@ -57,3 +60,111 @@ def test_a_shared_norm_names_the_declined_row_after_the_value_it_keeps() -> None
         ("u", "declined"),
     ]
     assert "u" in {n.output[0] for n in folded.graph.node}
+
+
+def _branch(name: str, nested: bool, zero: bool) -> onnx.GraphProto:
+    """A body with a weight-norm site ``w`` (normalized again when ``nested``) read through
+    a Transpose; ``zero``: a zero-norm unit, which a fold declines."""
+    v = rand(4, 6)
+    if zero:
+        v[0] = 0
+    nodes = [
+        oh.make_node("ReduceL2", ["v", "ax"], ["n"], keepdims=1),
+        oh.make_node("Div", ["g", "n"], ["s"]),
+        oh.make_node("Mul", ["v", "s"], ["w"]),
+    ]
+    last = "w"
+    if nested:
+        nodes += [
+            oh.make_node("ReduceL2", ["w", "ax"], ["n2"], keepdims=1),
+            oh.make_node("Max", ["n2", "eps"], ["m2"]),
+            oh.make_node("Div", ["w", "m2"], ["w2"]),
+        ]
+        last = "w2"
+    nodes += [
+        oh.make_node("Transpose", [last], ["wt"], perm=[1, 0]),
+        oh.make_node("MatMul", ["x", "wt"], [f"y{name}"]),
+    ]
+    constants = {"v": v, "g": np.abs(rand(4, 1)) + 0.5, "ax": np.array([1], np.int64)}
+    constants["eps"] = np.array(1e-12, np.float32)
+    return oh.make_graph(
+        nodes,
+        name,
+        [],
+        [oh.make_tensor_value_info(f"y{name}", TensorProto.FLOAT, [2, 4])],
+        [nh.from_array(array, key) for key, array in constants.items()],
+    )
+
+
+def _if(
+    then: onnx.GraphProto, orelse: onnx.GraphProto, *nodes: onnx.NodeProto, **inits: np.ndarray
+) -> onnx.ModelProto:
+    graph = oh.make_graph(
+        [*nodes, oh.make_node("If", ["c"], ["y"], then_branch=then, else_branch=orelse)],
+        "main",
+        [oh.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6]),
+         oh.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [oh.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+        [nh.from_array(array, key) for key, array in inits.items()],
+    )  # fmt: skip
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 18)])
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def test_inspect_reports_each_bodys_site_as_the_fold_does() -> None:
+    """Both bodies have a site root named ``w``; one normalizes it again, the other has a
+    zero-norm unit: inspect's rows are the fold's, body by body (they were matched by the
+    root's name, and the declined site was shown foldable)."""
+    model = _if(_branch("then", nested=True, zero=False), _branch("else", nested=False, zero=True))
+    _, folded = fold_onnx(model)
+    inspected = inspect_onnx(model)
+    expected = [("foldable" if s.status == "folded" else s.status, s.reason) for s in folded.sites]
+    assert [(s.status, s.reason) for s in inspected.sites] == expected
+    assert sorted(s.status for s in folded.sites) == ["declined", "folded", "folded"]
+    assert inspected.cones == [] and folded.cones == []  # each Transpose is its site's
+
+
+def test_a_body_normalizing_a_weight_of_the_main_graph_folds_in_one_run() -> None:
+    """Weight norm in the main graph, ``F.normalize`` of that weight in one body and the
+    weight read through a Transpose in the other: one fold folds all of it (the body's site
+    was declined, "v 'w0' is not a constant", and folded by a second fold), and inspect
+    reports what the fold does, the other body's Transpose included."""
+    then = oh.make_graph(
+        [
+            oh.make_node("ReduceL2", ["w0", "ax"], ["tn"], keepdims=1),
+            oh.make_node("Max", ["tn", "teps"], ["tm"]),
+            oh.make_node("Div", ["w0", "tm"], ["tw"]),
+            oh.make_node("Transpose", ["tw"], ["twt"], perm=[1, 0]),
+            oh.make_node("MatMul", ["x", "twt"], ["ty"]),
+        ],
+        "then",
+        [],
+        [oh.make_tensor_value_info("ty", TensorProto.FLOAT, [2, 4])],
+        [nh.from_array(np.array(1e-12, np.float32), "teps")],
+    )
+    orelse = oh.make_graph(
+        [oh.make_node("Transpose", ["w0"], ["ewt"], perm=[1, 0]),
+         oh.make_node("MatMul", ["x", "ewt"], ["ey"])],
+        "else",
+        [],
+        [oh.make_tensor_value_info("ey", TensorProto.FLOAT, [2, 4])],
+    )  # fmt: skip
+    site = [
+        oh.make_node("ReduceL2", ["lin.weight_v", "ax"], ["n0"], keepdims=1),
+        oh.make_node("Div", ["lin.weight_g", "n0"], ["s0"]),
+        oh.make_node("Mul", ["lin.weight_v", "s0"], ["w0"]),
+    ]
+    inits = {"lin.weight_v": rand(4, 6), "lin.weight_g": np.abs(rand(4, 1)) + 0.5}
+    model = _if(then, orelse, *site, ax=np.array([1], np.int64), **inits)
+    folded, report = fold_onnx(model)
+    assert [s.status for s in report.sites] == ["folded", "folded"]
+    assert [c.status for c in report.cones] == ["folded"]
+    inspected = inspect_onnx(model)
+    assert [s.status for s in inspected.sites] == ["foldable", "foldable"]
+    assert [c.status for c in inspected.cones] == ["foldable"]
+    _, again = fold_onnx(folded)
+    assert (again.folded, again.cones_folded, len(again.sites)) == (0, 0, 0)
+    for c in (True, False):
+        feeds = {"x": rand(2, 6), "c": np.array(c)}
+        assert_close(run(folded, feeds), run(model, feeds))

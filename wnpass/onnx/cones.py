@@ -130,9 +130,12 @@ def _still_folded(value: ir.Value, graph: ir.Graph | ir.Function) -> bool:
     return node is not None and node.graph is graph
 
 
-def _constant_values(graph: ir.Graph | ir.Function) -> set[ir.Value]:
-    """Every value of ``graph`` computed from constants only (graph order is topological)."""
-    constant: set[ir.Value] = set()
+def _constant_values(
+    graph: ir.Graph | ir.Function, leaves: Set[ir.Value] = frozenset()
+) -> set[ir.Value]:
+    """Every value of ``graph`` computed from constants only (graph order is topological);
+    ``leaves`` count as constants, also where a body reads one of an enclosing graph."""
+    constant: set[ir.Value] = set(leaves)
     for node in graph:
         if node.domain not in ("", "ai.onnx") or node.op_type in _RANDOM:
             continue
@@ -206,7 +209,7 @@ def find_cones(
     leaves = {} if leaves is None else leaves
     cones: list[Cone] = []
     for graph in graphs_of(model):
-        constant = _constant_values(graph) | set(leaves)
+        constant = _constant_values(graph, leaves.keys())
         done: set[ir.Value] = set()
         for node in graph:
             if node.op_type not in WEIGHT_INPUTS or node.domain not in ("", "ai.onnx"):

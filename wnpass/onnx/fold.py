@@ -100,12 +100,14 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
 def _reports_of_a_fold(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
     """``site_reports`` where a site is computed from another site's weight: only that folded
     weight decides it, so a copy of the model is folded (its tensors are shared, not copied)
-    and each site reported as the fold did it."""
+    and each site reported as the fold did it. The copy's sites are found in the same order as
+    the model's (the same walk over the same graphs), and the fold reports them in the order
+    first found: reports pair with sites by position (a root's name is unique only within its
+    graph; two bodies may each have a ``w``)."""
     copy = model.clone()
-    by_root = {root.name: report for root, report in _fold_all(copy)[0].items()}
+    folded = list(_fold_all(copy)[0].values())
     reports = []
-    for site in sites:
-        done = by_root[site.root.name]
+    for site, done in zip(sites, folded, strict=True):
         status = "foldable" if done.status == "folded" else "declined"
         site.reason = done.reason
         reports.append(dataclasses.replace(done, status=status, nodes_removed=0))

@@ -556,10 +556,10 @@ def find_sites(model: ir.Model) -> list[Site]:
                 logger.debug("%s normalizes a run-time value; not a weight", root.name)
                 continue
             found_here.append(site)
-        _order_nested(found_here)
-        for site in found_here:
-            logger.debug("site %s: %s", site.root.name, site.reason or "foldable")
         sites.extend(found_here)
+    _order_nested(sites)  # across scopes: a body may normalize a weight of the main graph
+    for site in sites:
+        logger.debug("site %s: %s", site.root.name, site.reason or "foldable")
     return sites
 
 
@@ -577,4 +577,7 @@ def _order_nested(sites: list[Site]) -> None:
                     f"computed from '{value.name}', the weight of a weight-norm site"
                     " that is not folded"
                 )
+                # the layout ops after it are the site's, as once matched again (the fold
+                # folds them with it): not a weight computed from constants of its own
+                site.target, site.layout = _layout_chain(site.root)
                 break
