@@ -15,7 +15,7 @@ from onnx import numpy_helper as nh
 from onnx.reference import ReferenceEvaluator
 
 from tests.helpers import onnx_model, rand
-from wnpass import fold_onnx
+from wnpass import fold_onnx, inspect_onnx
 from wnpass.onnx.graphs import const_tensor, graphs_of
 
 TEXT = """
@@ -208,3 +208,78 @@ def test_an_outer_initializer_a_body_shadows_stays_when_its_site_is_folded() -> 
     feeds = {"x": rand(2, 4), "x6": rand(6, 1), "c": np.array(True)}
     (_, expected), (_, got) = (ReferenceEvaluator(m).run(None, feeds) for m in (model, folded))
     np.testing.assert_array_equal(got, expected)
+
+
+def _outer_site_named_like_a_body_initializer() -> onnx.ModelProto:
+    """A site whose weight ``w0`` a Gemm reads, and a body with an initializer ``w0`` that it
+    reads too: onnx.reference reads the outer ``w0`` there."""
+    floats = TensorProto.FLOAT
+    then = oh.make_graph(
+        [
+            oh.make_node("Gemm", ["x", "w0"], ["t0"], transB=1),
+            oh.make_node("Add", ["t0", "h"], ["ty"]),
+        ],
+        "then",
+        [],
+        [oh.make_tensor_value_info("ty", floats, [2, 4])],
+        [nh.from_array(rand(4, 6) * 100, "w0")],
+    )
+    orelse = oh.make_graph(
+        [oh.make_node("Identity", ["h"], ["ey"])],
+        "else",
+        [],
+        [oh.make_tensor_value_info("ey", floats, [2, 4])],
+    )
+    nodes = [
+        oh.make_node("ReduceL2", ["v"], ["n0"], axes=[1]),
+        oh.make_node("Div", ["g", "n0"], ["s0"]),
+        oh.make_node("Mul", ["v", "s0"], ["w0"]),
+        oh.make_node("Gemm", ["x", "w0"], ["h"], transB=1),
+        oh.make_node("If", ["c"], ["y"], then_branch=then, else_branch=orelse),
+    ]
+    graph = oh.make_graph(
+        nodes,
+        "main",
+        [oh.make_tensor_value_info("x", floats, [2, 6]),
+         oh.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [oh.make_tensor_value_info("y", floats, [2, 4])],
+        [nh.from_array(rand(4, 6), "v"), nh.from_array(rand(4, 1), "g")],
+    )  # fmt: skip
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 13)])
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def test_a_site_whose_weight_a_body_initializer_shadows_is_declined() -> None:
+    """Folding would remove the outer ``w0``: onnx.reference would then read the body's."""
+    model = _outer_site_named_like_a_body_initializer()
+    folded, report = fold_onnx(model)
+    ((status, reason),) = [(s.status, s.reason or "") for s in report.sites]
+    assert status == "declined" and reason.startswith("'w0' is named like an initializer")
+    assert [s.status for s in inspect_onnx(model).sites] == ["declined"]
+    feeds = {"x": rand(2, 6), "c": np.array(True)}
+    (expected,), (got,) = (ReferenceEvaluator(m).run(None, feeds) for m in (model, folded))
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_one_models_shadowing_changes_nothing_in_another() -> None:
+    """Which names are shadowed is a model's own: a model with shadowing bodies, still alive,
+    kept a plain model's dead ``v`` (they share the name) in its fold."""
+    alive = _shadowed(1)
+    fold_onnx(alive)  # its bodies are walked and recorded
+    plain = onnx_model(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2, 4] x) => (float[2, 6] y) {
+            n = ReduceL2 <axes = [1]> (v)
+            d = Div(v, n)
+            w = Mul(g, d)
+            y = Gemm <transB = 1> (x, w)
+        }
+        """,
+        v=rand(6, 4),
+        g=rand(6, 1),
+    )
+    folded, report = fold_onnx(plain)
+    assert report.folded == 1 and [i.name for i in folded.graph.initializer] == ["v.folded"]
+    del alive

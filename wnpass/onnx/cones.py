@@ -45,7 +45,7 @@ import onnx_ir as ir
 from wnpass.onnx import evaluate as ev
 from wnpass.onnx import naming
 from wnpass.onnx.fold import FoldResult, graph_label, replace_value, reuse_value
-from wnpass.onnx.graphs import graphs_of
+from wnpass.onnx.graphs import graphs_of, shadowed_in_cone
 from wnpass.onnx.match import Site, describe_consumer
 from wnpass.onnx.norms import producer
 from wnpass.onnx.weights import declared_dtype, folded_weight, release
@@ -208,7 +208,7 @@ def find_cones(
     """
     leaves = {} if leaves is None else leaves
     cones: list[Cone] = []
-    for graph in graphs_of(model):
+    for graph in list(graphs_of(model)):  # every body walked first (graphs.shadowed)
         constant = _constant_values(graph, leaves.keys())
         done: set[ir.Value] = set()
         for node in graph:
@@ -228,6 +228,7 @@ def find_cones(
                 if isinstance(graph, ir.Function) and producer(value, "Constant") is not None:
                     continue  # how a function holds a constant
                 if (cone := _walk(graph, value, leaves, sites)) is not None:
+                    cone.reason = cone.reason or shadowed_in_cone(value, graph)
                     cones.append(cone)
     return cones
 

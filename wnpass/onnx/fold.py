@@ -145,7 +145,7 @@ def _remove_dead(nodes: list[ir.Node], leaves: list[ir.Value]) -> int:
         if leaf.uses() or leaf.is_graph_output() or leaf.is_graph_input() or graph is None:
             continue
         if leaf.name is not None and graph.initializers.get(leaf.name) is leaf:
-            if shadowed(leaf.name):  # a body's own initializer of that name would take over
+            if leaf.name in shadowed(graph):  # a body's initializer of that name would take over
                 continue
             graph.initializers.pop(leaf.name)
     return removed

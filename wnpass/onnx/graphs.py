@@ -4,9 +4,10 @@ constant a value holds.
 Every walk is iterative, so a chain of thousands of nodes or deeply nested bodies are fine.
 
 A subgraph initializer named like a value of an enclosing scope has no single meaning: the
-ONNX checker accepts it, ``onnx.reference`` and ONNX Runtime without optimizations read the
-outer value, ONNX Runtime with them the initializer. Such an initializer is no constant here
-(``const_tensor``), so nothing computed from it is folded. Which initializers shadow is decided
+ONNX checker accepts it, ``onnx.reference`` reads the outer value, ONNX Runtime either,
+depending on its optimization level and the model. Such an initializer is no constant here
+(``const_tensor``), so nothing computed from it is folded; and the outer value of its name must
+stay under that name (``shadowed``, ``shadowed_in_cone``). Which initializers shadow is decided
 when a walk (``graphs_of``) first meets their body: the model as it was given, before a fold
 changes the graphs around it (a fold walks the whole model before it reads a constant).
 """
@@ -19,7 +20,15 @@ from collections.abc import Iterator, Sequence
 
 import onnx_ir as ir
 
-__all__ = ["const_tensor", "graphs_of", "shadowed", "subgraphs_of", "value_inputs", "walk_cone"]
+__all__ = [
+    "const_tensor",
+    "graphs_of",
+    "shadowed",
+    "shadowed_in_cone",
+    "subgraphs_of",
+    "value_inputs",
+    "walk_cone",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +36,10 @@ _GRAPH, _GRAPHS = ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS
 
 # Each subgraph walked: the names of its initializers that an enclosing scope defines too.
 _SHADOWING: weakref.WeakKeyDictionary[ir.Graph, frozenset[str]] = weakref.WeakKeyDictionary()
+# Each subgraph walked: the graph (or function) that encloses it.
+_ENCLOSING: weakref.WeakKeyDictionary[ir.Graph, ir.Graph | ir.Function] = (
+    weakref.WeakKeyDictionary()
+)
 # The shadowing initializers warned about (once each).
 _WARNED: weakref.WeakSet[ir.Value] = weakref.WeakSet()
 
@@ -48,6 +61,7 @@ def subgraphs_of(graph: ir.Graph | ir.Function) -> Iterator[ir.Graph]:
         body, outer = stack.pop()
         if body not in _SHADOWING:
             _SHADOWING[body] = frozenset(name for name in body.initializers if outer.defines(name))
+            _ENCLOSING[body] = outer.graph
         yield body
         stack.extend(_nested(_Scope(body, outer)))
 
@@ -156,12 +170,37 @@ def const_tensor(value: ir.Value) -> ir.TensorProtocol | None:
     return ir.convenience.get_const_tensor(value)
 
 
-def shadowed(name: str) -> bool:
-    """Whether a subgraph walked so far has an initializer named ``name`` that shadows a value
-    of an enclosing scope. An outer initializer of that name must stay even when nothing uses
-    it any more: runtimes that read the outer value in the body would otherwise read the
-    body's own. (Any live model's bodies count: keeping an unused initializer is safe.)"""
-    return any(name in names for names in _SHADOWING.values())
+def shadowed(graph: ir.Graph | ir.Function) -> frozenset[str]:
+    """The names of ``graph``'s scope that an initializer of a subgraph inside it (walked so
+    far) shadows. A value of ``graph`` with one of them must stay, under its name: runtimes
+    that read the outer value in the body would read the body's own once it is gone or
+    renamed. Empty, at once, for a model without such bodies."""
+    found: set[str] = set()
+    for body, names in _SHADOWING.items():
+        if not names:
+            continue
+        scope: ir.Graph | ir.Function | None = _ENCLOSING.get(body)
+        while scope is not None and scope is not graph:
+            scope = _ENCLOSING.get(scope) if isinstance(scope, ir.Graph) else None
+        if scope is graph:
+            found |= names
+    return frozenset(found)
+
+
+def shadowed_in_cone(value: ir.Value, graph: ir.Graph | ir.Function) -> str | None:
+    """Why folding ``value`` of ``graph`` is declined when a value it is computed from (which
+    a fold removes or renames) is named like a shadowing initializer of a body inside
+    ``graph`` (:func:`shadowed`); None when none is."""
+    names = shadowed(graph)
+    if not names:
+        return None
+    for current in walk_cone(value):
+        if current.name in names and not current.is_initializer():
+            return (
+                f"'{current.name}' is named like an initializer of a subgraph inside: runtimes "
+                "that read the outer value there would read that initializer once it is folded"
+            )
+    return None
 
 
 def _shadows(value: ir.Value) -> bool:

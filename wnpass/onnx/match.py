@@ -31,7 +31,7 @@ import numpy as np
 import onnx_ir as ir
 
 from wnpass.onnx import evaluate as ev
-from wnpass.onnx.graphs import const_tensor, graphs_of, walk_cone
+from wnpass.onnx.graphs import const_tensor, graphs_of, shadowed_in_cone, walk_cone
 from wnpass.onnx.norms import (
     Norm,
     as_norm,
@@ -526,6 +526,7 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
     )
     if site.reason is None:
         site.target, site.layout = _layout_chain(root)
+        site.reason = shadowed_in_cone(site.target, graph)
     return site
 
 
@@ -538,7 +539,8 @@ def declined_targets(sites: Sequence[Site]) -> frozenset[ir.Value]:
 def find_sites(model: ir.Model) -> list[Site]:
     """Every weight-norm site in the model, in graph order, foldable or with a reason."""
     sites: list[Site] = []
-    for graph in graphs_of(model):
+    # every body walked first: which names its initializers shadow decides some sites
+    for graph in list(graphs_of(model)):
         roots: dict[ir.Value, None] = {}
         for node in graph:
             if node.op_type in _SEEDS and node.domain in ("", "ai.onnx"):
