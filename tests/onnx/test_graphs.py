@@ -283,3 +283,46 @@ def test_one_models_shadowing_changes_nothing_in_another() -> None:
     folded, report = fold_onnx(plain)
     assert report.folded == 1 and [i.name for i in folded.graph.initializer] == ["v.folded"]
     del alive
+
+
+def test_a_body_site_over_an_outer_value_a_sibling_body_shadows_is_declined() -> None:
+    """``t = Identity(v0)`` in the main graph; one body folds ``g * t / ||t||``, the other has
+    its own initializer ``t`` and reads ``t``: folding removed the main graph's ``t``, and
+    onnx.reference read the other body's 100s there."""
+    floats = TensorProto.FLOAT
+    then = oh.make_graph(
+        [
+            oh.make_node("ReduceL2", ["t"], ["n"], axes=[1]),
+            oh.make_node("Div", ["t", "n"], ["d"]),
+            oh.make_node("Mul", ["g", "d"], ["w"]),
+            oh.make_node("Gemm", ["x", "w"], ["yt"], transB=1),
+        ],
+        "then",
+        [],
+        [oh.make_tensor_value_info("yt", floats, [2, 3])],
+    )
+    orelse = oh.make_graph(
+        [oh.make_node("Gemm", ["x", "t"], ["ye"], transB=1)],
+        "else",
+        [],
+        [oh.make_tensor_value_info("ye", floats, [2, 3])],
+        [nh.from_array(np.full((3, 4), 100.0, np.float32), "t")],
+    )
+    graph = oh.make_graph(
+        [oh.make_node("Identity", ["v0"], ["t"]),
+         oh.make_node("If", ["c"], ["y"], then_branch=then, else_branch=orelse)],
+        "main",
+        [oh.make_tensor_value_info("x", floats, [2, 4]),
+         oh.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [oh.make_tensor_value_info("y", floats, [2, 3])],
+        [nh.from_array(rand(3, 4), "v0"), nh.from_array(rand(3, 1), "g")],
+    )  # fmt: skip
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 13)])
+    onnx.checker.check_model(model, full_check=True)
+    folded, report = fold_onnx(model)
+    assert [s.status for s in report.sites] == ["declined"]
+    assert (report.sites[0].reason or "").startswith("'t' is named like an initializer")
+    for c in (True, False):
+        feeds = {"x": rand(2, 4), "c": np.array(c)}
+        (expected,), (got,) = (ReferenceEvaluator(m).run(None, feeds) for m in (model, folded))
+        np.testing.assert_array_equal(got, expected)

@@ -188,14 +188,21 @@ def shadowed(graph: ir.Graph | ir.Function) -> frozenset[str]:
 
 
 def shadowed_in_cone(value: ir.Value, graph: ir.Graph | ir.Function) -> str | None:
-    """Why folding ``value`` of ``graph`` is declined when a value it is computed from (which
-    a fold removes or renames) is named like a shadowing initializer of a body inside
-    ``graph`` (:func:`shadowed`); None when none is."""
-    names = shadowed(graph)
-    if not names:
+    """Why folding ``value`` of ``graph`` is declined when a value it is computed from (which a
+    fold removes or renames) is named like a shadowing initializer of a body inside the graph
+    that value belongs to (:func:`shadowed`): ``graph`` itself, or an enclosing graph whose
+    values a body's cone reads, whose other bodies may shadow them; None when none is."""
+    if not any(_SHADOWING.values()):  # no body of a live model shadows anything
         return None
+    names: dict[ir.Graph | ir.Function, frozenset[str]] = {}
     for current in walk_cone(value):
-        if current.name in names and not current.is_initializer():
+        if current.is_initializer():
+            continue  # an initializer a fold leaves unused stays when shadowed (fold)
+        node = current.producer()
+        owner = graph if node is None or node.graph is None else node.graph
+        if owner not in names:
+            names[owner] = shadowed(owner)
+        if current.name in names[owner]:
             return (
                 f"'{current.name}' is named like an initializer of a subgraph inside: runtimes "
                 "that read the outer value there would read that initializer once it is folded"
