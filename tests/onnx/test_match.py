@@ -120,3 +120,21 @@ def test_a_large_v_takes_its_axes_from_g(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(match, "_INDEXED_AXES", 59)
     (site,) = inspect_onnx(model).sites
     assert site.axes == [0, 2] and ran == []
+
+
+def test_a_reshaped_g_gives_the_axes_where_v_is_not_indexed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above the index limit the axes come from g's shape, also where g is computed by a
+    Reshape (it read only a constant g and said "all")."""
+    model = onnx_model(
+        CAST_LAYOUT.replace("w = Mul(d, g)", "gr = Reshape(g1, back)\n        w = Mul(d, gr)"),
+        v=rand(4, 6, 3).astype(np.float16),
+        g1=(np.abs(rand(6)) + 0.5).astype(np.float16),
+        shape=np.array([6, -1], np.int64),
+        axis=np.array([1], np.int64),
+        back=np.array([1, 6, 1], np.int64),
+    )
+    monkeypatch.setattr(match, "_INDEXED_AXES", 10)
+    (site,) = inspect_onnx(model).sites
+    assert (site.status, site.axes) == ("foldable", [0, 2])

@@ -154,10 +154,10 @@ class Site:
         """The axes where g (broadcast against v) has size 1: the reduced ones, as the
         exporters lay a norm of v's own units out."""
         v = None if self.v is None else const_tensor(self.v)
-        g = None if self.g is None else const_tensor(self.g)
-        if v is None or g is None or len(g.shape) != len(v.shape):
+        g_shape = None if self.g is None else _static_shape(self.g)
+        if v is None or g_shape is None or len(g_shape) != len(v.shape):
             return None
-        axes = [a for a, size in enumerate(g.shape.numpy()) if size == 1]
+        axes = [a for a, size in enumerate(g_shape) if size == 1]
         return None if len(axes) == len(v.shape) else axes
 
     def consumers(self) -> list[str]:
@@ -212,6 +212,21 @@ def _reduced_axes(
     if math.prod(kept) != math.prod(s for a, s in enumerate(shape) if a not in found):
         return None  # the norm's groups are not the slices along a set of axes of v
     return None if len(found) == len(shape) else found
+
+
+def _static_shape(value: ir.Value) -> tuple[int, ...] | None:
+    """The shape of ``value``: a constant's, a small constant expression's (g behind a
+    ``Reshape`` or ``Unsqueeze``), or the graph's declared one when every dimension is known."""
+    const = const_tensor(value)
+    if const is not None:
+        return tuple(int(d) for d in const.shape.numpy())
+    small = small_constant(value)
+    if small is not None:
+        return tuple(small.shape)
+    shape = value.shape
+    if shape is None or not all(isinstance(d, int) for d in shape):
+        return None
+    return tuple(int(d) for d in shape)  # type: ignore[arg-type]
 
 
 def _rank(value: ir.Value) -> int | None:
