@@ -521,3 +521,24 @@ def test_an_axis_the_exporter_left_fixed_is_refused() -> None:
     with pytest.raises(ExportError, match=r"did not make axis 0 of x dynamic \(fixed at 2\)"):
         _check_dynamic_made(model, {"x": {0: "batch"}}, "dynamo")
     _check_dynamic_made(model, None, "dynamo")
+
+
+class _DictAfter(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(4, 3))
+
+    def forward(self, x: torch.Tensor, d: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.fc(x).sum(0, keepdim=True) + d["a"]
+
+
+def test_a_dynamic_axis_beside_a_dict_input_under_dynamo(tmp_path: Path) -> None:
+    """torch.export wants a dict input's entry as a dict of the same keys (``inputs['d'] is
+    a dict, but dynamic_shapes['d'] is not``): the dict gets one of Nones."""
+    torch.manual_seed(0)
+    out = tmp_path / "m.onnx"
+    inputs = (torch.randn(5, 4), {"a": torch.randn(1, 3)})
+    report = export(_DictAfter(), inputs, out, dynamic={"x": {0: "b"}}, verify=False)
+    assert report.published
+    (x_input, *_) = onnx.load(out).graph.input
+    assert x_input.type.tensor_type.shape.dim[0].dim_param == "b"

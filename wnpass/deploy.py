@@ -324,7 +324,9 @@ def _dynamic_shapes(
     for name, value in bound.items():
         kind = signature.parameters[name].kind
         if kind is inspect.Parameter.VAR_POSITIONAL:
-            shapes[name] = tuple(dynamic.get(f"input_{position + i}") for i in range(len(value)))
+            shapes[name] = tuple(
+                _spec(item, dynamic.get(f"input_{position + i}")) for i, item in enumerate(value)
+            )
         elif kind is inspect.Parameter.VAR_KEYWORD:
             raise InvalidArgumentError(
                 f"the dynamo exporter gives no dynamic axes to a forward that takes inputs "
@@ -332,9 +334,18 @@ def _dynamic_shapes(
                 parameter="dynamic",
             )
         else:
-            shapes[name] = dynamic.get(name)
+            shapes[name] = _spec(value, dynamic.get(name))
             position += kind is not inspect.Parameter.KEYWORD_ONLY
     return shapes
+
+
+def _spec(value: Any, axes: dict[int, str] | None) -> Any:
+    """One input's entry: its axes for a tensor; for a container (a dict of tensors), the same
+    structure of Nones, which torch.export requires (``inputs['d'] is a dict, but
+    dynamic_shapes['d'] is not``); ``_check_dynamic`` gives axes only to tensors."""
+    if isinstance(value, torch.Tensor):
+        return axes
+    return torch.utils._pytree.tree_map(lambda _: None, value)
 
 
 def _check_dynamic_made(
