@@ -29,7 +29,7 @@ def test_axes_of_a_transposed_norm_are_those_it_reduces() -> None:
     assert site.axes == [0]
 
 
-def test_axes_of_a_reshaped_norm() -> None:
+def _reshaped_norm() -> onnx.ModelProto:
     """The dynamo form of ``dim=1`` on a 3-d weight: Transpose, Reshape, reduce, back."""
     text = f"""
         {HEADER17}
@@ -44,7 +44,12 @@ def test_axes_of_a_reshaped_norm() -> None:
         }}
     """
     shape, back = np.array([4, 15], np.int64), np.array([4, 1, 1], np.int64)
-    model = onnx_model(text, v=rand(3, 4, 5), g=rand(1, 4, 1), shape=shape, back=back)
+    return onnx_model(text, v=rand(3, 4, 5), g=rand(1, 4, 1), shape=shape, back=back)
+
+
+def test_axes_of_a_reshaped_norm() -> None:
+    """The dynamo form of ``dim=1`` on a 3-d weight: Transpose, Reshape, reduce, back."""
+    model = _reshaped_norm()
     (site,) = inspect_onnx(model).sites
     assert site.axes == [0, 2]
 
@@ -96,20 +101,7 @@ def test_a_cast_before_the_layout_ops_folds_and_reports_its_axes() -> None:
 def test_a_large_v_takes_its_axes_from_g(monkeypatch: pytest.MonkeyPatch) -> None:
     """Index arrays of a large v's size cost memory and time (a 128 MiB weight: 1.3 GiB and
     5x the fold): above the limit, the axes are read from g as the exporters write it."""
-    text = f"""
-        {HEADER17}
-        agraph () => (float[3, 4, 5] w) {{
-            vt = Transpose <perm = [1, 0, 2]> (v)
-            r = Reshape(vt, shape)
-            n0 = ReduceL2 <axes = [1]> (r)
-            n1 = Reshape(n0, back)
-            n = Transpose <perm = [1, 0, 2]> (n1)
-            d = Div(v, n)
-            w = Mul(g, d)
-        }}
-    """
-    shape, back = np.array([4, 15], np.int64), np.array([4, 1, 1], np.int64)
-    model = onnx_model(text, v=rand(3, 4, 5), g=rand(1, 4, 1), shape=shape, back=back)
+    model = _reshaped_norm()
     ran: list[object] = []
 
     def indexed(*args: object) -> list[int]:
