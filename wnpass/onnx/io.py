@@ -76,12 +76,7 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
     if plan is not None:
         plan.read(path, "the input model")
         plan.read_all(sorted(data_files), "the input's external data")
-    _check_structure(proto, path)
-    _check_carried(proto, path)
-    try:
-        model = from_proto(proto)
-    except Exception as error:  # the deserializer raises many types on malformed graphs
-        raise InvalidModelError(f"{path}: invalid ONNX graph ({one_line(error)})") from None
+    model = _checked_model(proto, path)
     weights.attach(proto, model)
     for tensor in _tensors(model):  # in functions too, which onnx-ir's set_base_dir skips
         if isinstance(tensor, ir.ExternalTensor):
@@ -141,13 +136,18 @@ def from_caller(proto: onnx.ModelProto) -> ir.Model:
     wnpass cannot carry) before it is deserialized, so that a malformed one is an
     InvalidModelError, not whatever the deserializer or a pass happens to raise. Its weights
     are read where they are, never copied; its external data, if any, is the caller's."""
-    label = Path("the ModelProto")
-    _check_structure(proto, label)
-    _check_carried(proto, label)
+    return _checked_model(proto, Path("the ModelProto"))
+
+
+def _checked_model(proto: onnx.ModelProto, path: Path) -> ir.Model:
+    """``proto`` deserialized once the full checker and ``_check_carried`` accept it; a
+    deserializer error is an InvalidModelError naming ``path``."""
+    _check_structure(proto, path)
+    _check_carried(proto, path)
     try:
         return from_proto(proto)
     except Exception as error:  # the deserializer raises many types on malformed graphs
-        raise InvalidModelError(f"{label}: invalid ONNX graph ({one_line(error)})") from None
+        raise InvalidModelError(f"{path}: invalid ONNX graph ({one_line(error)})") from None
 
 
 def from_proto(proto: onnx.ModelProto) -> ir.Model:
