@@ -240,7 +240,7 @@ def prepare_floor() -> Work:
 
 def prepare_wnpass() -> Work:
     import wnpass
-    import wnpass.onnx.api  # noqa: F401  (wnpass imports its modules lazily: not in the timing)
+    import wnpass.onnx.api
 
     def work(src: str, dst: str) -> dict[str, Any]:
         _, report = wnpass.fold_onnx(src, dst)

@@ -37,7 +37,7 @@ class SiteReport:
     name: str  # the folded weight's name (the PyTorch parameter's)
     graph: str  # "main", "subgraph <name>" or "function <domain>::<name>"
     consumers: list[str]
-    shape: list[int] | None
+    shape: list[int] | None  # v's, the shape the axes are of (layout ops may follow)
     dtype: str | None
     axes: list[int] | None  # reduction axes of ||v||; None: the whole tensor
     form: str  # how the norm is written

@@ -296,6 +296,36 @@ def test_inspect_computes_a_cone_over_a_weight_norm_site_from_the_folded_weight(
     assert all(out.const_value is None for node in ir_model.graph for out in node.outputs)
 
 
+def test_inspect_names_and_shapes_a_weight_computed_from_a_sites_weight_as_the_fold_does() -> None:
+    """A layer's weight-normed weight read by a Gemm and, transposed, by a MatMul: the fold
+    writes the site's weight and its transpose as a second tensor, ``fc.weight__1`` (3x4).
+    inspect says the same, row for row, not the site's name with an unknown shape."""
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 3] y, float[2, 3] z) {{
+            {SITE}
+            y = Gemm <transB = 1> (x, w)
+            t = Transpose <perm = [1, 0]> (w)
+            z = MatMul(x, t)
+        }}
+    """
+    names = {"v": "fc.weight_v", "g": "fc.weight_g"}
+    arrays = {"v": rand(3, 4), "g": np.abs(rand(3, 1)) + 0.5, "one": np.array([1], np.int64)}
+    model = onnx_model(text, names, True, **arrays)
+    _, report = folded_model(model)
+    inspected = inspect_onnx(model)
+    assert [(c.name, c.shape, c.status) for c in report.cones] == [
+        ("fc.weight__1", [4, 3], "folded")
+    ]
+    for done, seen in zip([*report.sites, *report.cones], [*inspected.sites, *inspected.cones],
+                          strict=True):  # fmt: skip
+        assert (seen.name, seen.shape, seen.dtype, seen.status) == (
+            done.name, done.shape, done.dtype, "foldable"
+        )  # fmt: skip
+    assert inspected.nodes_before == inspected.nodes_after == 6
+    assert fold_onnx(model)[1].cones_folded == 1  # inspecting changed nothing in the model
+
+
 def test_a_weight_computed_by_other_ops_is_reported_declined_and_left() -> None:
     text = f"""
         {HEADER}

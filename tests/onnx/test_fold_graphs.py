@@ -117,6 +117,9 @@ def test_layout_op_between_product_and_consumer_is_folded_through(layout: str) -
     folded, report = assert_folds(model, feeds={"x": rand(2, 4)})
     assert op_types(folded) == ["Gemm"]
     assert report.sites[0].form.endswith("->" + layout.split()[0])
+    # the row's shape is v's, the shape its axes are of, in the fold's report and inspect's
+    (done,), (seen,) = report.sites, inspect_onnx(model).sites
+    assert (done.shape, done.axes) == (seen.shape, seen.axes) == ([3, 4], [1])
 
 
 def test_shared_weight_feeds_several_consumers_one_initializer() -> None:

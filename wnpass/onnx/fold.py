@@ -28,6 +28,7 @@ __all__ = [
     "FoldWeightNormPass",
     "count_nodes",
     "graph_label",
+    "inspection_of_a_fold",
     "replace_value",
     "reuse_value",
     "site_reports",
@@ -80,9 +81,8 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
     """Reports for sites found but not (yet) folded: what ``inspect`` shows, named as the fold
     names them. A site the fold would decline on its values (a zero-norm unit, g with Inf ...)
     is declined with the fold's reason (``decline_reason``, which the fold's own checks
-    decide) and loses ``foldable``."""
-    if any(site.after is not None for site in sites):
-        return _reports_of_a_fold(model, sites)
+    decide) and loses ``foldable``. Where another site's weight decides a site
+    (``Site.after``), ``inspection_of_a_fold`` reports them."""
     taken = naming.taken_names(model)
     reports: list[SiteReport] = []
     declined: list[tuple[Site, SiteReport]] = []
@@ -97,21 +97,18 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
     return reports
 
 
-def _reports_of_a_fold(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
-    """``site_reports`` where a site is computed from another site's weight: only that folded
-    weight decides it, so a copy of the model is folded (its tensors are shared, not copied)
-    and each site reported as the fold did it. The copy's sites are found in the same order as
-    the model's (the same walk over the same graphs), and the fold reports them in the order
-    first found: reports pair with sites by position (a root's name is unique only within its
-    graph; two bodies may each have a ``w``)."""
+def inspection_of_a_fold(model: ir.Model, *, weight_norm_only: bool = False) -> FoldReport:
+    """What ``inspect`` shows where folding one weight decides another (a weight normalized
+    twice, a weight computed from a site's weight): a copy of ``model`` is folded (its tensors
+    are shared, not copied) and every row reported as the fold made it, its names and shapes
+    included, ``folded`` read as ``foldable``; ``model`` is left as it is."""
     copy = model.clone()
-    folded = list(_fold_all(copy)[0].values())
-    reports = []
-    for site, done in zip(sites, folded, strict=True):
-        status = "foldable" if done.status == "folded" else "declined"
-        site.reason = done.reason
-        reports.append(dataclasses.replace(done, status=status, nodes_removed=0))
-    return reports
+    result = FoldWeightNormPass(weight_norm_only=weight_norm_only)(copy)
+    report: FoldReport = result.report  # type: ignore[attr-defined]
+    for row in [*report.sites, *report.cones]:
+        if row.status == "folded":
+            row.status, row.nodes_removed = "foldable", 0
+    return report
 
 
 def _cone(value: ir.Value) -> tuple[list[ir.Node], list[ir.Value]]:
@@ -235,7 +232,6 @@ def _fold_site(
         declined.append(site)
         return False
     report = _describe(site, model, "folded", naming.folded_name(site, taken))
-    report.shape = list(weight.shape.numpy())
     report.dtype = weight.dtype.name.lower()
     report.nodes_removed = replace_value(site.graph, site.target, report.name, weight)
     reports[site.root] = report
