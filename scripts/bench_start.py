@@ -10,7 +10,17 @@ other's writes. Peak memory is each process's own maximum resident set, from GNU
 Models: the TorchScript export of ``models/hifigan.py`` (small, every weight still computed
 from g and v), and synthetic chains of weight-normed convolutions of 128 and 512 MiB.
 
-    python scripts/bench_start.py [--runs 7] [--folder bench-out/start] [--json FILE]
+Two cases for the output, measured one after the other: ``replace`` (each run writes over the
+output of the run before, as when a step is run again) and ``new`` (the output is removed
+before each run, as when a step writes a fresh export's fold). They differ most on virtual
+machines that hand free memory back to the host: a process that writes a large file touches
+that much fresh page cache, and memory the host took back costs a fault on first touch. The
+old output's pages are freed before the write when it is removed (``new``) or truncated (the
+floor's ``onnx.save`` opens its output for writing), and only at the end when a new file is
+renamed over it (wnpass's atomic replacement).
+
+    python scripts/bench_start.py [--runs 7] [--output replace new] [--folder bench-out/start]
+        [--json FILE] [--phases]
 
 Targets: the median ratio at or below 1.0 on every model, and at most 0.8 on files of 100 MB
 or more.
@@ -114,10 +124,13 @@ def large_model(folder: Path, layers: int, channels: int = 512, kernel: int = 16
     return path
 
 
-def timed(argv: list[str]) -> tuple[float, float]:
+def timed(argv: list[str], remove: Path | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one process, measured by GNU time (its child starts
-    small, so the peak is the command's own, not this script's size at fork). Dirty pages are
-    written back first, so that neither process pays for the other's writes."""
+    small, so the peak is the command's own, not this script's size at fork). ``remove`` is
+    removed first; then dirty pages are written back, so that neither process pays for the
+    other's writes."""
+    if remove is not None:
+        remove.unlink(missing_ok=True)
     os.sync()
     start = time.perf_counter()
     result = subprocess.run(
@@ -133,24 +146,27 @@ def timed(argv: list[str]) -> tuple[float, float]:
     return wall, int(result.stderr.strip().splitlines()[-1]) / 1024
 
 
-def measure(model: Path, runs: int) -> dict[str, object]:
+def measure(model: Path, runs: int, output: str) -> dict[str, object]:
+    """Ratios of ``runs`` pairs; ``output``: "replace" (over the last run's output) or "new"."""
     out = model.with_name(model.stem + ".out.onnx")
+    remove = out if output == "new" else None
     wnpass = [sys.executable, "-m", "wnpass", "fold", str(model), "-o", str(out)]
     floor = [sys.executable, "-c", FLOOR, str(model), str(out)]
-    timed(wnpass), timed(floor)  # warm the page cache and the .pyc files
+    timed(wnpass, remove), timed(floor, remove)  # warm the page cache and the .pyc files
     results: dict[str, list[float]] = {"wnpass": [], "floor": [], "wnpass_mib": [], "floor_mib": []}
     ratios = []
     for i in range(runs):
         order = [("wnpass", wnpass), ("floor", floor)]
         pair = {}
         for name, argv in order if i % 2 == 0 else order[::-1]:
-            wall, mib = timed(argv)
+            wall, mib = timed(argv, remove)
             pair[name] = wall
             results[name].append(wall)
             results[f"{name}_mib"].append(mib)
         ratios.append(pair["wnpass"] / pair["floor"])
     return {
         "model": model.name,
+        "output": output,
         "mib": round(model.stat().st_size / 2**20, 1),
         "wnpass_s": statistics.median(results["wnpass"]),
         "floor_s": statistics.median(results["floor"]),
@@ -185,6 +201,13 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=ROOT / "bench-out" / "start")
     parser.add_argument("--json", type=Path)
     parser.add_argument(
+        "--output",
+        nargs="+",
+        choices=("replace", "new"),
+        default=["replace", "new"],
+        help="the output cases to measure (default: both)",
+    )
+    parser.add_argument(
         "--phases", action="store_true", help="also time each phase inside the processes"
     )
     args = parser.parse_args()
@@ -192,20 +215,22 @@ def main() -> None:
     # an installed package has its bytecode compiled (pip does it); a checkout may not have it
     compileall.compile_dir(ROOT / "wnpass", quiet=1)
     models = [small_model(args.folder), *(large_model(args.folder, n) for n in (8, 32))]
-    rows = [measure(m, args.runs) for m in models]
+    rows = [measure(m, args.runs, output) for output in args.output for m in models]
     print(
-        "| model | size MiB | wnpass s | floor s | wnpass/floor (min-max) | peak MiB wnpass/floor |"
+        "| model | output | size MiB | wnpass s | floor s | wnpass/floor (min-max) "
+        "| peak MiB wnpass/floor |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['model']} | {r['mib']} | {r['wnpass_s']:.2f} | {r['floor_s']:.2f} | "
+            f"| {r['model']} | {r['output']} | {r['mib']} | {r['wnpass_s']:.2f} | "
+            f"{r['floor_s']:.2f} | "
             f"{r['ratio']:.2f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f}) | "
             f"{r['wnpass_peak_mib']:.0f} / {r['floor_peak_mib']:.0f} |"
         )
     if args.phases:
         print("\n| model | process | phase | median s |\n|---|---|---|---:|")
-        for model, row in zip(models, rows, strict=True):
+        for model, row in zip(models, rows, strict=False):  # the first output case's rows
             row["phases"] = phases(model, args.runs)
             for who, split in row["phases"].items():
                 for name, seconds in split.items():

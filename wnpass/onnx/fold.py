@@ -101,7 +101,9 @@ def inspection_of_a_fold(model: ir.Model, *, weight_norm_only: bool = False) -> 
     """What ``inspect`` shows where folding one weight decides another (a weight normalized
     twice, a weight computed from a site's weight): a copy of ``model`` is folded (its tensors
     are shared, not copied) and every row reported as the fold made it, its names and shapes
-    included, ``folded`` read as ``foldable``; ``model`` is left as it is."""
+    included, ``folded`` read as ``foldable``; ``model`` is left as it is. It holds what the
+    fold holds (the weights it computes eagerly), where ``site_reports`` and ``cone_reports``
+    hold one weight at a time; only such models pay for it."""
     copy = model.clone()
     result = FoldWeightNormPass(weight_norm_only=weight_norm_only)(copy)
     report: FoldReport = result.report  # type: ignore[attr-defined]
