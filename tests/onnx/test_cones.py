@@ -12,7 +12,7 @@ from tests.helpers import assert_close, onnx_model, op_types, rand, run, zero_un
 from tests.onnx.helpers import DECLINED_ON_VALUES
 from wnpass import fold_onnx, inspect_onnx
 from wnpass.onnx import cones, io
-from wnpass.report import FoldReport, fold_summary
+from wnpass.report import ConeReport, FoldReport, SiteReport, fold_summary
 
 HEADER = '<ir_version: 8, opset_import: ["" : 18]>'
 X = rand(2, 4)
@@ -317,8 +317,9 @@ def test_inspect_names_and_shapes_a_weight_computed_from_a_sites_weight_as_the_f
     assert [(c.name, c.shape, c.status) for c in report.cones] == [
         ("fc.weight__1", [4, 3], "folded")
     ]
-    for done, seen in zip([*report.sites, *report.cones], [*inspected.sites, *inspected.cones],
-                          strict=True):  # fmt: skip
+    done_rows: list[SiteReport | ConeReport] = [*report.sites, *report.cones]
+    seen_rows: list[SiteReport | ConeReport] = [*inspected.sites, *inspected.cones]
+    for done, seen in zip(done_rows, seen_rows, strict=True):
         assert (seen.name, seen.shape, seen.dtype, seen.status) == (
             done.name, done.shape, done.dtype, "foldable"
         )  # fmt: skip

@@ -21,7 +21,7 @@ from wnpass.onnx import naming
 from wnpass.onnx.graphs import const_tensor, graphs_of, shadowed, walk_cone
 from wnpass.onnx.match import Site, find_sites
 from wnpass.onnx.weights import declared_dtype, decline_reason, folded_weight
-from wnpass.report import FoldReport, SiteReport
+from wnpass.report import ConeReport, FoldReport, SiteReport
 
 __all__ = [
     "FoldResult",
@@ -107,7 +107,8 @@ def inspection_of_a_fold(model: ir.Model, *, weight_norm_only: bool = False) -> 
     copy = model.clone()
     result = FoldWeightNormPass(weight_norm_only=weight_norm_only)(copy)
     report: FoldReport = result.report  # type: ignore[attr-defined]
-    for row in [*report.sites, *report.cones]:
+    rows: list[SiteReport | ConeReport] = [*report.sites, *report.cones]
+    for row in rows:
         if row.status == "folded":
             row.status, row.nodes_removed = "foldable", 0
     return report
