@@ -97,3 +97,26 @@ def test_a_matmul_over_a_shared_symbol_runs(
     onnx.save(onnx_model(text), path)
     assert _check(str(path), str(path)) == 0
     assert "w[0] (K) = 32, as x[1]" in capsys.readouterr().out
+
+
+def test_an_empty_optional_beside_all_nan_outputs_compares_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """x*2 against x*3 where every output is an empty optional or all NaN: no evidence."""
+    text = """
+        <ir_version: 9, opset_import: ["" : 18]>
+        agraph (float[4] x) => (optional(seq(float)) o, float[4] n) {
+            o = Optional <type = seq(float)> ()
+            m = Mul(x, k)
+            n = Mul(m, nan)
+        }
+    """
+    nan = np.array([np.nan], np.float32)
+    paths = []
+    for k in (2.0, 3.0):
+        paths.append(tmp_path / f"opt{k:g}.onnx")
+        onnx.save(onnx_model(text, k=np.array([k], np.float32), nan=nan), paths[-1])
+    assert _check(str(paths[0]), str(paths[1])) == 1
+    out = capsys.readouterr().out
+    assert "not compared: the optional output is empty in both" in out
+    assert "NOTHING COMPARED" in out and "equivalent:" not in out

@@ -127,3 +127,20 @@ def test_floats_take_the_tolerance_asked_for() -> None:
     ref = np.array([1.0, 2.0], np.float32)
     row = compare_outputs(["y"], [ref], ["y"], [ref + 0.5], rtol=0.0, atol=1.0)[0]
     assert not row.exact and (row.rtol, row.atol) == (0.0, 1.0) and row.passed
+
+
+def test_an_optional_output_empty_in_both_compares_nothing() -> None:
+    """ONNX Runtime gives an empty optional as None: nothing there to agree on."""
+    row = compare_outputs(["o"], [None], ["o"], [None])[0]
+    assert (row.problem, row.total) == (None, 0)
+    assert row.uncompared == "the optional output is empty in both"
+    assert nothing_compared([row]) is not None
+
+
+def test_an_optional_output_empty_on_one_side_only_is_a_mismatch() -> None:
+    y = np.array([1.0], np.float32)
+    row = compare_outputs(["o"], [None], ["o"], [y])[0]
+    assert row.problem == "a value where the reference's optional output is empty"
+    row = compare_outputs(["o"], [[y]], ["o"], [None])[0]
+    assert row.problem == "empty where the reference's optional output has a value"
+    assert not row.passed

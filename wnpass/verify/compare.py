@@ -7,11 +7,13 @@ tolerance too, and the error sizes are over the elements finite in both. Integer
 and strings must be equal, whatever tolerance was asked for; a sequence output is compared
 item by item, a map output must be equal.
 
-An output in which not one element could be compared (it has no elements, or every element is
-NaN or Inf in both) says so (``uncompared``); when that is so of every output, the comparison
-as a whole fails with ``nothing compared`` (:func:`nothing_compared`): equal NaN positions and
-empty outputs say nothing about whether the two models compute the same function. One such
-output among others that were compared (an output empty by construction) is no failure.
+An output in which not one element could be compared (it has no elements, every element is NaN
+or Inf in both, or it is an optional output empty in both) says so (``uncompared``); when that
+is so of every output, the comparison as a whole fails with ``nothing compared``
+(:func:`nothing_compared`): equal NaN positions and empty outputs say nothing about whether the
+two models compute the same function. One such output among others that were compared (an
+output empty by construction) is no failure. An optional output empty on one side only is a
+mismatch.
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ def _compare(
 ) -> OutputComparison:
     if isinstance(ref, list) and isinstance(cand, list):
         return _compare_sequences(name, ref, cand, rtol, atol)
+    if ref is None or cand is None:
+        return _compare_optionals(name, ref, cand)
     if not isinstance(ref, np.ndarray) or not isinstance(cand, np.ndarray):
         result = OutputComparison(name, None, type(ref).__name__, None, None, total=1)
         result.numeric = False
@@ -144,6 +148,20 @@ def _compare(
         result.outside += int(np.count_nonzero(error > a + r * reference))
     elif result.problem is None:  # NaN/Inf alike in both, and nothing else
         result.uncompared = "every element is NaN or Inf in both"
+    return result
+
+
+def _compare_optionals(name: str, ref: Any, cand: Any) -> OutputComparison:
+    """An optional output ONNX Runtime gave as None (empty) on either side: empty in both
+    compares nothing (an absent value says nothing of what either model computes); empty on
+    one side only is a mismatch."""
+    result = OutputComparison(name, None, None, None, None, numeric=False)
+    if ref is None and cand is None:
+        result.uncompared = "the optional output is empty in both"
+    elif ref is None:
+        result.problem = "a value where the reference's optional output is empty"
+    else:
+        result.problem = "empty where the reference's optional output has a value"
     return result
 
 
