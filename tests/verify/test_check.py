@@ -14,6 +14,7 @@ from wnpass import fold_onnx
 from wnpass.errors import InvalidArgumentError
 from wnpass.verify import providers
 from wnpass.verify.check import check
+from wnpass.verify.report import comparison_rows
 
 WN_MODEL = """
     <ir_version: 8, opset_import: ["" : 17]>
@@ -161,10 +162,10 @@ def test_cuda_runs_on_cuda_and_matches_cpu(pair: tuple[Path, Path]) -> None:
     assert report
 
 
-def test_a_silent_fall_back_to_cpu_is_reported_not_measured(
-    pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """ONNX Runtime may accept CUDA and then run on the CPU: never label CPU numbers CUDA."""
+@pytest.fixture
+def cuda_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA listed as available, and every session ONNX Runtime creates runs on the CPU (as
+    when a CUDA library is missing): the silent fall-back, simulated."""
     ort = providers.onnxruntime()
     real_session = ort.InferenceSession
 
@@ -173,12 +174,38 @@ def test_a_silent_fall_back_to_cpu_is_reported_not_measured(
 
     monkeypatch.setattr(providers, "available", lambda: ["cpu", "cuda"])
     monkeypatch.setattr(ort, "InferenceSession", falls_back)
+
+
+FELL_BACK = "cuda/default: nothing compared: ONNX Runtime fell back to CPU (nothing ran on cuda)"
+
+
+@pytest.mark.usefixtures("cuda_falls_back")
+def test_a_silent_fall_back_to_cpu_is_reported_not_measured(pair: tuple[Path, Path]) -> None:
+    """ONNX Runtime may accept CUDA and then run on the CPU: never label CPU numbers CUDA."""
     report = check(*pair, providers=["cuda"], runs=1, warmup=0)
     (run,) = report.runs
     assert run.provider == "cuda" and run.status == "fell back to CPU"
     assert run.reference is None and run.candidate is None and not run.comparisons
     assert not report, "nothing was compared: the check must not pass"
-    assert report.failures() == ["cuda/default: fell back to CPU; nothing compared"]
+    assert report.failures() == [FELL_BACK]
+
+
+@pytest.mark.usefixtures("cuda_falls_back")
+@pytest.mark.parametrize("asked", [["cuda", "cpu"], None], ids=["by-name", "every-available"])
+def test_a_provider_that_fell_back_fails_the_check_beside_one_that_matched(
+    pair: tuple[Path, Path], asked: list[str] | None
+) -> None:
+    """CPU matched, CUDA ran nothing: the check does not say every provider matched."""
+    report = check(*pair, providers=asked, runs=1, warmup=0)
+    runs = {r.provider: r for r in report.runs}
+    assert runs.keys() == {"cpu", "cuda"} and runs["cuda"].status == "fell back to CPU"
+    assert runs["cpu"].passed and not report and report.compared_nothing()
+    assert report.failures() == [FELL_BACK]
+    why = FELL_BACK.removeprefix("cuda/default: ")
+    assert ("cuda/default", *["-"] * 6, f"FAIL: {why}") in comparison_rows(report)
+    data = report.to_dict()
+    assert data["ok"] is False
+    assert [r["nothing_compared"] for r in data["runs"] if r["provider"] == "cuda"] == [why]
 
 
 def test_string_and_sequence_outputs_are_compared(tmp_path: Path) -> None:

@@ -65,7 +65,10 @@ class ProviderRun:
 
     @property
     def nothing_compared(self) -> str | None:
-        """Why this run compared nothing, when every output was empty or NaN alike."""
+        """Why this run compared nothing: ONNX Runtime fell back from the provider asked for
+        (nothing was run there), or every output was empty or NaN alike."""
+        if self.status != "ok":
+            return f"nothing compared: ONNX Runtime {self.status} (nothing ran on {self.provider})"
         return nothing_compared(self.comparisons)
 
 
@@ -82,20 +85,20 @@ class CheckReport:
     cross_provider: list[OutputComparison] = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
-        """True when outputs were compared on some provider, and matched wherever they were
-        (and across providers); a run that fell back to the CPU compared nothing."""
-        compared = [run for run in self.runs if run.status == "ok"]
+        """True when every run compared outputs and they matched (and across providers): a
+        provider that was asked for (by name, or as one of every one available) and fell back
+        to the CPU compared nothing there, so the check fails."""
         cross = self.cross_provider
         return (
-            bool(compared)
-            and all(r.passed for r in compared)
+            bool(self.runs)
+            and all(r.passed for r in self.runs)
             and all(cross)
             and nothing_compared(cross) is None
         )
 
     def compared_nothing(self) -> bool:
         """Failed, though no element differed: some run compared nothing (every output empty
-        or NaN alike, or the provider fell back), and every other one matched."""
+        or NaN alike, or the provider fell back to the CPU), and every other one matched."""
         groups = [run.comparisons for run in self.runs] + [self.cross_provider]
         return not self and all(all(group) for group in groups)
 
@@ -103,12 +106,10 @@ class CheckReport:
         """One line per failed output (where, which, why), and per run that compared nothing."""
         lines = []
         for run in self.runs:
-            if run.status != "ok":
-                lines.append(f"{run.provider}/{run.optimization}: {run.status}; nothing compared")
             for c in run.comparisons:
                 if not c.passed:
                     lines.append(f"{run.provider}/{run.optimization}: {c.name}: {_why(c)}")
-            if run.status == "ok" and (vacuous := run.nothing_compared):
+            if vacuous := run.nothing_compared:
                 lines.append(f"{run.provider}/{run.optimization}: {vacuous}")
         for c in self.cross_provider:
             if not c.passed:
@@ -192,10 +193,16 @@ def comparison_row(where: str, c: OutputComparison) -> tuple[str, ...]:
 
 
 def comparison_rows(report: CheckReport) -> list[tuple[str, ...]]:
-    groups = [(f"{r.provider}/{r.optimization}", r.comparisons) for r in report.runs]
-    if report.cross_provider:
-        groups.append(("cuda vs cpu", report.cross_provider))
-    return [comparison_row(where, c) for where, comparisons in groups for c in comparisons]
+    """Every output's row, run by run; a run that fell back has one row saying so (it
+    compared nothing, and fails the check)."""
+    rows = []
+    for run in report.runs:
+        where = f"{run.provider}/{run.optimization}"
+        if run.status != "ok":
+            rows.append((where, *["-"] * 6, f"FAIL: {run.nothing_compared}"))
+        rows.extend(comparison_row(where, c) for c in run.comparisons)
+    rows.extend(comparison_row("cuda vs cpu", c) for c in report.cross_provider)
+    return rows
 
 
 def latency_rows(report: CheckReport) -> list[tuple[str, ...]]:
