@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import threading
+import zipfile
 from pathlib import Path
 
 import ml_dtypes
@@ -152,3 +154,32 @@ def test_a_bfloat16_input_is_read_from_its_bits(stored: str, tmp_path: Path) -> 
     path = _npz(tmp_path / "x.npz", {"x": x if stored == "bfloat16" else x.view(np.uint16)})
     loaded = inputs.load_npz(path, spec)["x"]
     assert loaded.dtype == ml_dtypes.bfloat16 and np.array_equal(loaded, x)
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _npy(array: np.ndarray) -> bytes:
+    stream = io.BytesIO()
+    np.save(stream, array)
+    return stream.getvalue()
+
+
+def test_a_member_that_is_not_an_npy_array_is_one_line(tmp_path: Path) -> None:
+    """numpy hands such a member back as its raw bytes."""
+    path = _zip(tmp_path / "raw.npz", {"x.npy": b"not an npy array"})
+    with pytest.raises(InvalidArgumentError) as raised:
+        inputs.load_npz(path, specs())
+    assert str(raised.value) == f"inputs {path}: 'x' is not a .npy array"
+
+
+def test_an_input_held_twice_is_refused_as_ambiguous(tmp_path: Path) -> None:
+    """Members x and x.npy are both x to numpy: one would be fed, the other dropped."""
+    x = _npy(np.zeros((2, 4), np.float32))
+    path = _zip(tmp_path / "twice.npz", {"x.npy": x, "x": x})
+    with pytest.raises(InvalidArgumentError, match=r"holds 'x' twice \(members x and x\.npy\)"):
+        inputs.load_npz(path, specs())

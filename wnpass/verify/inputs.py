@@ -208,6 +208,23 @@ def _bfloat16_bits(array: np.ndarray, spec: InputSpec) -> np.ndarray:
     return array
 
 
+def _arrays(path: Path, names: list[str], members: dict[str, object]) -> dict[str, np.ndarray]:
+    """The members of an ``.npz`` as arrays, one per input name. numpy names a member ``x.npy``
+    and one ``x`` both ``x`` (the file would feed one and drop the other: ambiguous), and hands
+    a member that is no ``.npy`` back as its raw bytes."""
+    if twice := sorted({name for name in names if names.count(name) > 1}):
+        raise InvalidArgumentError(
+            f"{path}: holds {twice[0]!r} twice (members {twice[0]} and {twice[0]}.npy); refused",
+            parameter="inputs",
+        )
+    arrays = {}
+    for name, member in members.items():
+        if not isinstance(member, np.ndarray):
+            raise InvalidArgumentError(f"{path}: {name!r} is not a .npy array", parameter="inputs")
+        arrays[name] = member
+    return arrays
+
+
 def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
     """Inputs from an ``.npz`` file, checked against the model's inputs."""
     try:
@@ -220,13 +237,15 @@ def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
         raise InvalidArgumentError(f"{path}: is {kind_of(mode)}; refused", parameter="inputs")
     try:
         with np.load(path, allow_pickle=False) as data:
-            feeds = {name: data[name] for name in data.files}
+            members = {name: data[name] for name in data.files}
+            names_read = list(data.files)
     except Exception as error:  # a cut-off zip, a bad member: whatever the file is, not .npz
         # numpy falls back to unpickling what is not a zip: say what the file is not instead
         detail = "" if "pickle" in str(error) else f" ({one_line(error, with_type=True)})"
         raise InvalidArgumentError(
             f"{path}: not a readable .npz file{detail}", parameter="inputs"
         ) from None
+    feeds = _arrays(path, names_read, members)
     names = {s.name for s in specs}
     if missing := sorted(names - set(feeds)):
         raise InvalidArgumentError(f"{path}: missing input {missing[0]!r}", parameter="inputs")
