@@ -120,3 +120,20 @@ def test_an_empty_optional_beside_all_nan_outputs_compares_nothing(
     out = capsys.readouterr().out
     assert "not compared: the optional output is empty in both" in out
     assert "NOTHING COMPARED" in out and "equivalent:" not in out
+
+
+def test_a_string_input_from_an_inputs_file_is_checked(tmp_path: Path) -> None:
+    """'give an inputs file' is advice that works: a numpy str array runs."""
+    path = tmp_path / "strings.onnx"
+    onnx.save(
+        onnx_model(
+            """
+            <ir_version: 8, opset_import: ["" : 17]>
+            agraph (string[2] x) => (string[2] y) { y = Identity(x) }
+            """
+        ),
+        path,
+    )
+    assert _check(str(path), str(path)) == 2
+    np.savez(tmp_path / "in.npz", x=np.array(["a", "b"]))
+    assert _check(str(path), str(path), "--inputs", str(tmp_path / "in.npz")) == 0

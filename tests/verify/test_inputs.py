@@ -183,3 +183,23 @@ def test_an_input_held_twice_is_refused_as_ambiguous(tmp_path: Path) -> None:
     path = _zip(tmp_path / "twice.npz", {"x.npy": x, "x": x})
     with pytest.raises(InvalidArgumentError, match=r"holds 'x' twice \(members x and x\.npy\)"):
         inputs.load_npz(path, specs())
+
+
+STRING_INPUT = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (string[2] x) => (string[2] y) { y = Identity(x) }
+"""
+
+
+def test_a_string_input_is_read_as_onnx_runtime_takes_it(tmp_path: Path) -> None:
+    """A str array (<U) is fed; bytes (|S, which ONNX Runtime misreads) and object arrays
+    (which need pickle) are refused, each saying what to save instead."""
+    spec = inputs.signature(ir.serde.deserialize_model(onnx_model(STRING_INPUT)))
+    x = np.array(["a", "bé"])
+    loaded = inputs.load_npz(_npz(tmp_path / "u.npz", {"x": x}), spec)["x"]
+    assert np.array_equal(loaded, x)
+    with pytest.raises(InvalidArgumentError, match=r"x is \|S1, the model wants string \(a numpy"):
+        inputs.load_npz(_npz(tmp_path / "s.npz", {"x": np.array([b"a", b"b"])}), spec)
+    pickled = {"x": np.array(["a", "b"], object)}
+    with pytest.raises(InvalidArgumentError, match="object array needs pickle, which is never run"):
+        inputs.load_npz(_npz(tmp_path / "o.npz", pickled), spec)

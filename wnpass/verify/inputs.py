@@ -225,6 +225,28 @@ def _arrays(path: Path, names: list[str], members: dict[str, object]) -> dict[st
     return arrays
 
 
+def _unreadable(error: Exception) -> str:
+    """Why numpy could not read an ``.npz``, for the error line. It falls back to unpickling
+    what is not a zip (say only what the file is not), and refuses an object array, which
+    only pickle can hold: for string inputs, a str array is what to save instead."""
+    if "Object arrays cannot be loaded" in str(error):
+        return " (an object array needs pickle, which is never run; save strings as a str array)"
+    return "" if "pickle" in str(error) else f" ({one_line(error, with_type=True)})"
+
+
+def _fits_dtype(spec: InputSpec, array: np.ndarray) -> bool:
+    """ONNX Runtime takes a string input as a numpy str array (``<U``); it misreads a bytes
+    one (``|S``: garbage characters), and pickle-free ``.npz`` cannot hold an object one."""
+    if spec.dtype == ir.DataType.STRING:
+        return array.dtype.kind == "U"
+    return array.dtype == spec.dtype.numpy()
+
+
+def _wanted(dtype: ir.DataType) -> str:
+    """A model input's dtype as the error names it, with what to save for a string one."""
+    return "string (a numpy str array)" if dtype == ir.DataType.STRING else dtype.name.lower()
+
+
 def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
     """Inputs from an ``.npz`` file, checked against the model's inputs."""
     try:
@@ -240,10 +262,8 @@ def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
             members = {name: data[name] for name in data.files}
             names_read = list(data.files)
     except Exception as error:  # a cut-off zip, a bad member: whatever the file is, not .npz
-        # numpy falls back to unpickling what is not a zip: say what the file is not instead
-        detail = "" if "pickle" in str(error) else f" ({one_line(error, with_type=True)})"
         raise InvalidArgumentError(
-            f"{path}: not a readable .npz file{detail}", parameter="inputs"
+            f"{path}: not a readable .npz file{_unreadable(error)}", parameter="inputs"
         ) from None
     feeds = _arrays(path, names_read, members)
     names = {s.name for s in specs}
@@ -255,9 +275,9 @@ def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
         )
     for spec in specs:
         array = feeds[spec.name] = _bfloat16_bits(feeds[spec.name], spec)
-        if array.dtype != spec.dtype.numpy():
+        if not _fits_dtype(spec, array):
             raise InvalidArgumentError(
-                f"{path}: {spec.name} is {array.dtype}, the model wants {spec.dtype.name.lower()}",
+                f"{path}: {spec.name} is {array.dtype}, the model wants {_wanted(spec.dtype)}",
                 parameter="inputs",
             )
         fits = len(array.shape) == len(spec.shape) and all(
