@@ -144,3 +144,19 @@ def test_an_optional_output_empty_on_one_side_only_is_a_mismatch() -> None:
     row = compare_outputs(["o"], [[y]], ["o"], [None])[0]
     assert row.problem == "empty where the reference's optional output has a value"
     assert not row.passed
+
+
+def test_the_scaled_error_of_a_sequence_is_over_all_its_items() -> None:
+    """Items of one scale, the second differing: the error is not hidden behind the first."""
+    x = np.array([0.5, -2.0], np.float32)
+    row = compare_outputs(["s"], [[x, x]], ["s"], [[x, 3 * x]])[0]
+    assert (row.max_abs, row.scale, row.max_scaled) == (4.0, 2.0, 2.0)
+
+
+def test_the_scaled_error_of_an_integer_output_is_computed() -> None:
+    ref, cand = np.array([10, -40], np.int64), np.array([10, -38], np.int64)
+    row = compare_outputs(["i"], [ref], ["i"], [cand])[0]
+    assert (row.max_abs, row.scale, row.max_scaled) == (2.0, 40.0, 0.05)
+    low = np.array([np.iinfo(np.int64).min], np.int64)  # its magnitude is no int64
+    row = compare_outputs(["j"], [low], ["j"], [low + 1])[0]
+    assert (row.max_abs, row.scale) == (1.0, 2.0**63)

@@ -94,6 +94,12 @@ class OutputComparison:
         return self.passed
 
 
+def _scaled(max_abs: float, scale: float) -> float:
+    """The headline error: ``max_abs`` relative to the output's scale (its largest reference
+    magnitude), or ``max_abs`` itself where the reference is all zero and has no scale."""
+    return max_abs / scale if scale else max_abs
+
+
 def _compare(
     name: str, ref: Any, cand: Any, rtol: float | None, atol: float | None
 ) -> OutputComparison:
@@ -127,9 +133,12 @@ def _compare(
     if r is None or a is None:  # integers and bools: equal or not, and by how much
         diff = ref != cand
         result.outside = int(np.count_nonzero(diff))
-        if result.outside:  # in Python's integers: no numpy type holds every int64/uint64 one
+        # in Python's integers: no numpy type holds every int64/uint64 difference or magnitude
+        result.scale = float(max(abs(int(ref.min())), abs(int(ref.max()))))
+        if result.outside:
             pairs = zip(ref[diff].tolist(), cand[diff].tolist(), strict=True)
             result.max_abs = float(max(abs(int(r) - int(c)) for r, c in pairs))
+        result.max_scaled = _scaled(result.max_abs, result.scale)
         return result
     ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
     both = np.isfinite(ref64) & np.isfinite(cand64)  # NaN/Inf are matched, not subtracted
@@ -144,7 +153,7 @@ def _compare(
         result.max_abs = float(error.max())
         result.max_rel = float((error / np.maximum(reference, np.finfo(np.float64).tiny)).max())
         result.scale = float(reference.max())
-        result.max_scaled = result.max_abs / result.scale if result.scale else result.max_abs
+        result.max_scaled = _scaled(result.max_abs, result.scale)
         result.outside += int(np.count_nonzero(error > a + r * reference))
     elif result.problem is None:  # NaN/Inf alike in both, and nothing else
         result.uncompared = "every element is NaN or Inf in both"
@@ -191,10 +200,10 @@ def _compare_sequences(
         result.outside += item.outside
         result.max_abs = max(result.max_abs, item.max_abs)
         result.max_rel = max(result.max_rel, item.max_rel)
-        if item.scale > result.scale:
-            result.scale, result.max_scaled = item.scale, item.max_scaled
+        result.scale = max(result.scale, item.scale)
         if result.problem is None and item.problem is not None:
             result.problem = f"{item.name}: {item.problem}"
+    result.max_scaled = _scaled(result.max_abs, result.scale)  # over every item, as one output
     if all(item.uncompared for item in items):
         result.uncompared = "no element of any item could be compared"
     return result
