@@ -286,3 +286,72 @@ def test_only_the_program_quiets_onnxruntimes_process_wide_logger(
     providers.onnxruntime.cache_clear()
     providers.onnxruntime()
     assert calls == [providers.ORT_LOG_FATAL] * 2
+
+
+NARROW = """
+    <ir_version: 10, opset_import: ["" : 21]>
+    agraph (float[N] x) => (%s[N] y) {
+        m = Mul(x, k)
+        y = Cast <to = %d> (m)
+    }
+"""
+
+
+def _narrow(tmp_path: Path, dtype: int, k: float) -> Path:
+    """``y = x * k`` cast to ``dtype``, a type numpy lacks."""
+    name = onnx.helper.tensor_dtype_to_string(dtype).removeprefix("TensorProto.").lower()
+    path = tmp_path / f"{name}_{k:g}.onnx"
+    onnx.save(onnx_model(NARROW % (name, dtype), k=np.array([k], np.float32)), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("dtype", "name"),
+    [
+        (onnx.TensorProto.FLOAT8E4M3FN, "float8_e4m3fn"),  # ONNX Runtime gives its bits
+        (onnx.TensorProto.FLOAT8E5M2, "float8_e5m2"),  # ONNX Runtime's run refuses it
+    ],
+)
+def test_a_float8_output_is_compared_by_value(tmp_path: Path, dtype: int, name: str) -> None:
+    """Not as bit patterns: x * 0 (-0 where x < 0) against x * -0 (+0 there) is equal; 3x
+    against 4x differs by its values, exactly (0/0 by default), and says its dtype."""
+    np.savez(tmp_path / "x.npz", x=np.array([1.0, -2.0, 0.5, 2.0], np.float32))
+    x = tmp_path / "x.npz"
+    report = check(_narrow(tmp_path, dtype, 0.0), _narrow(tmp_path, dtype, -0.0), inputs=x, runs=1)
+    (y,) = report.runs[0].comparisons
+    assert report and (y.dtype, y.rtol, y.atol, y.max_abs) == (name, 0.0, 0.0, 0.0)
+    report = check(_narrow(tmp_path, dtype, 3.0), _narrow(tmp_path, dtype, 4.0), inputs=x, runs=1)
+    (y,) = report.runs[0].comparisons  # [3, -6, 1.5, 6] against [4, -8, 2, 8]
+    assert not report and (y.dtype, y.outside, y.max_abs, y.scale) == (name, 4, 2.0, 6.0)
+    assert report.to_dict()["runs"][0]["comparisons"][0]["dtype"] == name
+
+
+def test_an_int4_output_is_unpacked_and_compared_exactly(tmp_path: Path) -> None:
+    """ONNX packs two int4 to a byte, low half first (an odd count leaves half a byte); each
+    is compared as its value."""
+    np.savez(tmp_path / "x.npz", x=np.array([1.0, -2.0, 2.0, -1.0, 0.0], np.float32))
+    x, dtype = tmp_path / "x.npz", onnx.TensorProto.INT4
+    report = check(_narrow(tmp_path, dtype, 2.0), _narrow(tmp_path, dtype, 2.0), inputs=x, runs=1)
+    (y,) = report.runs[0].comparisons
+    assert report and y.dtype == "int4" and y.exact and y.total == 5
+    report = check(_narrow(tmp_path, dtype, 2.0), _narrow(tmp_path, dtype, 3.0), inputs=x, runs=1)
+    (y,) = report.runs[0].comparisons  # [2, -4, 4, -2, 0] against [3, -6, 6, -3, 0]
+    assert not report and (y.outside, y.max_abs) == (4, 2.0)
+
+
+def test_a_float8_input_is_fed_as_its_bits(tmp_path: Path) -> None:
+    """Synthesized, or from an .npz of its bit patterns: ONNX Runtime takes it as an OrtValue."""
+    text = """
+        <ir_version: 10, opset_import: ["" : 21]>
+        agraph (float8e4m3fn[3] x) => (float[3] y) { c = Cast <to = 1> (x)  y = Mul(c, k) }
+    """
+    paths = []
+    for k in (1.0, 2.0):
+        paths.append(tmp_path / f"in{k:g}.onnx")
+        onnx.save(onnx_model(text, k=np.array([k], np.float32)), paths[-1])
+    report = check(paths[0], paths[0], runs=1, warmup=0)
+    assert report and report.inputs == [{"name": "x", "shape": [3], "dtype": "float8_e4m3fn"}]
+    bits = np.array([1.5, -2.0, 0.25], ml_dtypes.float8_e4m3fn).view(np.uint8)
+    np.savez(tmp_path / "x.npz", x=bits)
+    report = check(*paths, inputs=tmp_path / "x.npz", runs=1, warmup=0)
+    assert not report and report.runs[0].comparisons[0].max_abs == 2.0

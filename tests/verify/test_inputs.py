@@ -15,7 +15,7 @@ import onnx_ir as ir
 import pytest
 
 from tests.helpers import onnx_model
-from wnpass.errors import InvalidArgumentError
+from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.verify import inputs
 
 TEXT = """
@@ -142,18 +142,34 @@ def test_a_fifo_or_a_device_is_refused_without_being_opened(tmp_path: Path) -> N
         inputs.load_npz(Path("/dev/zero"), specs())
 
 
-@pytest.mark.parametrize("stored", ["bfloat16", "uint16"])
-def test_a_bfloat16_input_is_read_from_its_bits(stored: str, tmp_path: Path) -> None:
-    """numpy saves an ml_dtypes bfloat16 array as 2-byte void; uint16 bit patterns do too."""
-    text = """
-        <ir_version: 8, opset_import: ["" : 17]>
-        agraph (bfloat16[3] x) => (float[3] y) { y = Cast <to = 1> (x) }
+@pytest.mark.parametrize("bits", [False, True], ids=["ml_dtypes", "bit-patterns"])
+@pytest.mark.parametrize(
+    ("onnx_type", "dtype"),
+    [("bfloat16", ml_dtypes.bfloat16), ("float8e4m3fn", ml_dtypes.float8_e4m3fn)],
+)
+def test_an_input_of_a_type_numpy_lacks_is_read_from_its_bits(
+    onnx_type: str, dtype: type, bits: bool, tmp_path: Path
+) -> None:
+    """numpy saves an ml_dtypes array as void of its size; unsigned bit patterns do too."""
+    text = f"""
+        <ir_version: 10, opset_import: ["" : 21]>
+        agraph ({onnx_type}[3] x) => (float[3] y) {{ y = Cast <to = 1> (x) }}
     """
     spec = inputs.signature(ir.serde.deserialize_model(onnx_model(text)))
-    x = np.array([1.5, -2.0, 3.0], ml_dtypes.bfloat16)
-    path = _npz(tmp_path / "x.npz", {"x": x if stored == "bfloat16" else x.view(np.uint16)})
+    x: np.ndarray = np.array([1.5, -2.0, 3.0], dtype)
+    path = _npz(tmp_path / "x.npz", {"x": x.view(f"u{x.itemsize}") if bits else x})
     loaded = inputs.load_npz(path, spec)["x"]
-    assert loaded.dtype == ml_dtypes.bfloat16 and np.array_equal(loaded, x)
+    assert loaded.dtype == dtype and np.array_equal(loaded, x)
+
+
+def test_a_packed_input_is_refused_before_anything_runs() -> None:
+    """ONNX Runtime's Python API cannot be given int4 (two to a byte) from numpy."""
+    text = """
+        <ir_version: 10, opset_import: ["" : 21]>
+        agraph (int4[3] x) => (float[3] y) { y = Cast <to = 1> (x) }
+    """
+    with pytest.raises(UsageError, match=r"^input 'x' is int4: ONNX Runtime's Python API cannot"):
+        inputs.signature(ir.serde.deserialize_model(onnx_model(text)))
 
 
 def _zip(path: Path, members: dict[str, bytes]) -> Path:

@@ -22,6 +22,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import ml_dtypes
 import numpy as np
 
 __all__ = [
@@ -42,13 +43,23 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
     "bfloat16": (5e-2, 1e-2),  # 3.9e-3 per rounding
     "float64": (1e-9, 1e-12),  # 1.1e-16 per rounding
 }
+# Any other float (the float8s) is compared exactly by value, 0/0 (-0 == +0; NaN by place): one
+# float8 step is 6% to 25% of the value (100% in float8e8m0), so a default wide enough for a
+# value that upstream rounding moves across a step would pass real errors of that size;
+# --rtol/--atol allow one.
+EXACT_FLOAT = (0.0, 0.0)
+# Integer types numpy lacks (ml_dtypes adds them, as void to numpy): compared for equality too.
+_NARROW_INTEGERS = frozenset(
+    np.dtype(t) for t in (ml_dtypes.int2, ml_dtypes.uint2, ml_dtypes.int4, ml_dtypes.uint4)
+)
 # What a comparison that found nothing to compare says, and what to do about it.
 NOTHING_COMPARED = "nothing compared: {}; try other inputs"
 
 
 def is_exact(dtype: np.dtype) -> bool:
-    """Integers, bools and strings are compared for equality: no tolerance applies to them."""
-    return dtype.kind in "biuOSU"
+    """Integers (int4 and int2 too), bools and strings are compared for equality: no
+    tolerance applies to them."""
+    return dtype.kind in "biuOSU" or dtype in _NARROW_INTEGERS
 
 
 def tolerance_for(
@@ -58,7 +69,7 @@ def tolerance_for(
     compared exactly (:func:`is_exact`), else the dtype's default, overridden by a user's."""
     if is_exact(dtype):
         return None, None
-    default = DEFAULT_TOLERANCES.get(str(dtype), (0.0, 0.0))
+    default = DEFAULT_TOLERANCES.get(str(dtype), EXACT_FLOAT)
     return (default[0] if rtol is None else rtol, default[1] if atol is None else atol)
 
 

@@ -22,6 +22,7 @@ import onnx_ir as ir
 
 from wnpass.errors import InvalidArgumentError, UsageError, one_line
 from wnpass.plan import kind_of
+from wnpass.verify.providers import FED_AS_BITS, PACKED_TYPES
 
 __all__ = [
     "DEFAULT_DYNAMIC_DIM",
@@ -59,6 +60,11 @@ def signature(model: ir.Model) -> list[InputSpec]:
             continue
         if value.dtype is None or value.shape is None:
             raise UsageError(f"input {value.name!r} has no tensor type and shape in the model")
+        if value.dtype in PACKED_TYPES:
+            raise UsageError(
+                f"input {value.name!r} is {value.dtype.name.lower()}: ONNX Runtime's Python API "
+                "cannot take it (its elements are packed several to a byte)"
+            )
         dims = [d if isinstance(d, int) else (d.value if d.value else None) for d in value.shape]
         specs.append(InputSpec(value.name or "", value.dtype, dims))
     return specs
@@ -157,6 +163,8 @@ def _default_shape(spec: InputSpec, sizes: _Sizes) -> tuple[list[int], list[str]
 def _random(dtype: ir.DataType, shape: list[int], rng: np.random.Generator) -> np.ndarray:
     if dtype.is_floating_point():
         array = rng.standard_normal(shape)
+        if dtype == ir.DataType.FLOAT8E8M0:  # powers of two only: no sign, no zero
+            array = np.abs(array)
         if dtype == ir.DataType.BFLOAT16:
             return array.astype(ml_dtypes.bfloat16)
         return array.astype(dtype.numpy())
@@ -200,12 +208,15 @@ def synthesize(
     return feeds, notes
 
 
-def _bfloat16_bits(array: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """A bfloat16 input's array as ml_dtypes' bfloat16: numpy has no bfloat16, so ``.npz``
-    holds one as 2-byte void (how numpy saves an ml_dtypes array) or as uint16 bit patterns."""
-    if spec.dtype == ir.DataType.BFLOAT16 and array.dtype in (np.dtype("V2"), np.uint16):
-        return array.view(ml_dtypes.bfloat16)
-    return array
+def _from_bits(array: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """An input of a type numpy lacks (bfloat16, a float8: ``FED_AS_BITS``) as its ml_dtypes
+    array: ``.npz`` holds one as void of its size (how numpy saves an ml_dtypes array) or as
+    unsigned integers of its bit patterns."""
+    if spec.dtype not in FED_AS_BITS.values():
+        return array
+    wanted = np.dtype(spec.dtype.numpy())
+    stored = (np.dtype(f"V{wanted.itemsize}"), np.dtype(f"u{wanted.itemsize}"))
+    return array.view(wanted) if array.dtype in stored else array
 
 
 def _arrays(path: Path, names: list[str], members: dict[str, object]) -> dict[str, np.ndarray]:
@@ -274,7 +285,7 @@ def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
             f"{path}: the model has no input {extra[0]!r}", parameter="inputs"
         )
     for spec in specs:
-        array = feeds[spec.name] = _bfloat16_bits(feeds[spec.name], spec)
+        array = feeds[spec.name] = _from_bits(feeds[spec.name], spec)
         if not _fits_dtype(spec, array):
             raise InvalidArgumentError(
                 f"{path}: {spec.name} is {array.dtype}, the model wants {_wanted(spec.dtype)}",

@@ -9,14 +9,15 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
+import math
 import statistics
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import ml_dtypes
 import numpy as np
+import onnx_ir as ir
 
 from wnpass.errors import (
     InvalidArgumentError,
@@ -27,7 +28,10 @@ from wnpass.errors import (
 )
 
 __all__ = [
+    "BITS_TYPES",
+    "FED_AS_BITS",
     "OPTIMIZATION_LEVELS",
+    "PACKED_TYPES",
     "PROVIDERS",
     "Session",
     "available",
@@ -148,40 +152,89 @@ def run(session: Session, model: Path, feeds: dict[str, Any]) -> list[Any]:
         ) from None
 
 
-# ONNX Runtime's Python binding has no numpy type for bfloat16 (numpy has none; ml_dtypes
-# adds one): bfloat16 tensors cross it as OrtValues holding their 16-bit patterns.
-BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
-ONNX_BFLOAT16 = 16  # TensorProto.BFLOAT16
+# Types numpy lacks (ml_dtypes adds them), by ONNX Runtime's name for their tensors. Its Python
+# binding has no numpy type for them: session.run refuses them as outputs, or hands float8e4m3fn
+# back as its uint8 bit patterns (which would compare as integers: -0 against +0 differs by
+# 128), and cannot take them as inputs. They cross it as OrtValues, read from their bits.
+BITS_TYPES = {
+    f"tensor({t.name.lower()})": t
+    for t in (
+        ir.DataType.BFLOAT16,
+        ir.DataType.FLOAT8E4M3FN,
+        ir.DataType.FLOAT8E4M3FNUZ,
+        ir.DataType.FLOAT8E5M2,
+        ir.DataType.FLOAT8E5M2FNUZ,
+        ir.DataType.FLOAT8E8M0,
+        ir.DataType.INT4,
+        ir.DataType.UINT4,
+        ir.DataType.INT2,
+        ir.DataType.UINT2,
+    )
+}
+# Several elements to a byte, ONNX packs them (low bits first) where ml_dtypes gives each its
+# own byte. An output is unpacked; an input cannot be fed from numpy at all: an OrtValue takes
+# its shape from the numpy array it is made of, so packed bytes make one of the wrong shape.
+PACKED_TYPES = frozenset(
+    {
+        ir.DataType.INT4,
+        ir.DataType.UINT4,
+        ir.DataType.INT2,
+        ir.DataType.UINT2,
+        ir.DataType.FLOAT4E2M1,
+        ir.DataType.FLOAT6E2M3,
+        ir.DataType.FLOAT6E3M2,
+    }
+)
+# The ml_dtypes arrays fed as OrtValues of their bits, and the ONNX type each stands for.
+FED_AS_BITS = {np.dtype(t.numpy()): t for t in BITS_TYPES.values() if t not in PACKED_TYPES}
 
 
 def ort_feeds(feeds: dict[str, Any]) -> dict[str, Any]:
-    """``feeds`` as ONNX Runtime takes them: a bfloat16 array becomes an OrtValue (convert
-    once, so that timed runs do not pay for it); anything else is left as it is."""
-    if not any(isinstance(v, np.ndarray) and v.dtype == BFLOAT16 for v in feeds.values()):
+    """``feeds`` as ONNX Runtime takes them: an array of a type numpy lacks (bfloat16, the
+    float8s: ``BITS_TYPES``) becomes an OrtValue of its bits (convert once, so that timed runs
+    do not pay for it); anything else is left as it is."""
+    if not any(isinstance(v, np.ndarray) and v.dtype in FED_AS_BITS for v in feeds.values()):
         return feeds
     ort = onnxruntime()
     return {
-        name: ort.OrtValue.ortvalue_from_numpy_with_onnx_type(value.view(np.uint16), ONNX_BFLOAT16)
-        if isinstance(value, np.ndarray) and value.dtype == BFLOAT16
+        name: ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
+            value.view(f"u{value.itemsize}"), FED_AS_BITS[value.dtype].value
+        )
+        if isinstance(value, np.ndarray) and value.dtype in FED_AS_BITS
         else value
         for name, value in feeds.items()
     }
 
 
+def _unpacked(raw: bytes, dtype: ir.DataType, count: int) -> np.ndarray:
+    """``count`` elements packed ``dtype.bitwidth`` bits each, low bits first (ONNX's layout),
+    one to a byte with its bits low (ml_dtypes' layout), as ``dtype``'s numpy type."""
+    bits = dtype.bitwidth
+    shifts = np.arange(0, 8, bits, dtype=np.uint8)
+    codes = (np.frombuffer(raw, np.uint8)[:, None] >> shifts) & np.uint8((1 << bits) - 1)
+    return codes.reshape(-1)[:count].view(dtype.numpy())
+
+
 def _from_ort_value(name: str, value: Any) -> np.ndarray:
-    """An output OrtValue as a numpy array; a bfloat16 one (``OrtValue.numpy()`` refuses it)
-    as an ml_dtypes array, read from its bits in host memory."""
+    """An output OrtValue as a numpy array; one of a type numpy lacks (``BITS_TYPES``, which
+    ``OrtValue.numpy()`` refuses or gives as bits) as an ml_dtypes array, read from its bits in
+    host memory."""
     if not value.is_tensor():
         raise UsageError(
             f"output {name} is a {value.data_type()}: ONNX Runtime's Python API cannot read "
-            "it beside a bfloat16 output"
+            "it beside an output of a type numpy lacks (bfloat16, float8, int4)"
         )
-    if value.data_type() != "tensor(bfloat16)":
+    dtype = BITS_TYPES.get(value.data_type())
+    if dtype is None:
         return np.asarray(value.numpy())
     if value.device_name().lower() != "cpu":
-        raise UsageError(f"output {name}: a bfloat16 output on {value.device_name()} is unread")
-    raw = ctypes.string_at(value.data_ptr(), value.tensor_size_in_bytes())
-    return np.frombuffer(raw, BFLOAT16).reshape(value.shape())
+        where = value.device_name()
+        raise UsageError(f"output {name}: a {dtype.name.lower()} output on {where} is unread")
+    size, shape = value.tensor_size_in_bytes(), value.shape()
+    raw = ctypes.string_at(value.data_ptr(), size) if size else b""
+    if dtype in PACKED_TYPES:
+        return _unpacked(raw, dtype, math.prod(shape)).reshape(shape)
+    return np.frombuffer(raw, dtype.numpy()).reshape(shape)
 
 
 @dataclasses.dataclass
@@ -198,17 +251,19 @@ class Session:
         return self.actual != self.provider
 
     @functools.cached_property
-    def bfloat16_outputs(self) -> bool:
-        """Some output is a bfloat16 tensor: ``session.run`` cannot return it as numpy."""
-        return any(o.type == "tensor(bfloat16)" for o in self.session.get_outputs())
+    def bits_outputs(self) -> bool:
+        """Some output is of a type numpy lacks (``BITS_TYPES``): ``session.run`` cannot
+        return it as what it is."""
+        return any(o.type in BITS_TYPES for o in self.session.get_outputs())
 
     def run(self, feeds: dict[str, Any]) -> list[Any]:
         """Run once on ``feeds`` (arrays, or :func:`ort_feeds`'s); the outputs as numpy
-        arrays (bfloat16 ones as ml_dtypes arrays), lists (sequences) or dicts (maps)."""
+        arrays (those of types numpy lacks as ml_dtypes arrays), lists (sequences), dicts
+        (maps) or None (an empty optional)."""
         feeds = ort_feeds(feeds)
-        if not self.bfloat16_outputs:
+        if not self.bits_outputs:
             return list(self.session.run(None, feeds))
-        # run_with_ort_values hands back OrtValues, which can be read as bfloat16; it takes
+        # run_with_ort_values hands back OrtValues, which can be read by their bits; it takes
         # OrtValues only
         ort = onnxruntime()
         values = {
