@@ -137,3 +137,26 @@ def test_a_string_input_from_an_inputs_file_is_checked(tmp_path: Path) -> None:
     assert _check(str(path), str(path)) == 2
     np.savez(tmp_path / "in.npz", x=np.array(["a", "b"]))
     assert _check(str(path), str(path), "--inputs", str(tmp_path / "in.npz")) == 0
+
+
+def test_a_model_with_a_map_type_is_refused_when_read(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """As the README says: onnx-ir cannot hold map types, so ZipMap's output is refused."""
+    helper = onnx.helper
+    labels = helper.make_map_type_proto(
+        onnx.TensorProto.INT64, helper.make_tensor_type_proto(onnx.TensorProto.FLOAT, None)
+    )
+    graph = helper.make_graph(
+        [helper.make_node("ZipMap", ["x"], ["y"], domain="ai.onnx.ml", classlabels_int64s=[0, 1])],
+        "zipmap",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2])],
+        [helper.make_value_info("y", helper.make_sequence_type_proto(labels))],
+    )
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("ai.onnx.ml", 3)]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=9)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, path := tmp_path / "zipmap.onnx")
+    assert _check(str(path), str(path)) == 2
+    (line,) = capfd.readouterr().err.splitlines()
+    assert line.startswith(f"wnpass: error: {path}: invalid ONNX graph")

@@ -5,7 +5,8 @@ An element is outside tolerance when ``|candidate - reference| > atol + rtol * |
 the same sign) in both: an element that has one where the other has not counts as outside
 tolerance too, and the error sizes are over the elements finite in both. Integers, booleans
 and strings must be equal, whatever tolerance was asked for; a sequence output is compared
-item by item, a map output must be equal.
+item by item, a map (a dict) must be equal (``check`` meets none: a model with a map type is
+refused when read, since onnx-ir cannot hold one).
 
 An output in which not one element could be compared (it has no elements, every element is NaN
 or Inf in both, or it is an optional output empty in both) says so (``uncompared``); when that
