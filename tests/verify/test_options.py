@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from wnpass.errors import InvalidArgumentError
-from wnpass.verify.options import CheckOptions, check_tolerance
+from wnpass.verify.options import CheckOptions, as_tolerance, check_tolerance
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,25 @@ def test_a_tolerance_that_is_not_a_number_is_refused() -> None:
 def test_a_tolerance_beyond_any_float_is_refused_in_one_line(value: object) -> None:
     with pytest.raises(InvalidArgumentError, match=r"^rtol .*: a tolerance must be a finite"):
         CheckOptions(rtol=value).validate()  # type: ignore[arg-type]
+
+
+def test_a_negative_zero_tolerance_is_zero() -> None:
+    """--rtol -0.0 is a tolerance of 0, shown as 0, not as -0."""
+    options = CheckOptions(rtol=-0.0, atol=np.float32(-0.0)).validate()  # type: ignore[arg-type]
+    given = [options.rtol, options.atol, as_tolerance("rtol", -0.0)]
+    assert [f"{t:g}" for t in given if t is not None] == ["0", "0", "0"]
+
+
+def test_counts_and_dimensions_of_numpy_integer_types_are_whole_numbers() -> None:
+    options = CheckOptions(
+        runs=np.int64(2),  # type: ignore[arg-type]
+        warmup=np.uint8(0),  # type: ignore[arg-type]
+        threads=np.int32(1),  # type: ignore[arg-type]
+        shapes={"x": [np.int64(1), np.int16(4)]},  # type: ignore[list-item]
+    ).validate()
+    assert (options.runs, options.warmup, options.threads) == (2, 0, 1)
+    assert type(options.runs) is int and options.shapes == {"x": [1, 4]}
+    assert all(type(d) is int for d in (options.shapes or {})["x"])
+    for bad in (np.bool_(True), True, 2.0):
+        with pytest.raises(InvalidArgumentError, match=r"^runs .*: must be a whole number >= 1"):
+            CheckOptions(runs=bad).validate()  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ import math
 import numbers
 from collections.abc import Sequence
 from pathlib import Path
+from typing import SupportsFloat
 
 from wnpass.errors import InvalidArgumentError
 
@@ -41,13 +42,22 @@ class CheckOptions:
 
     def __post_init__(self) -> None:
         # A tolerance of any real type (np.float32(1e-3), Fraction(1, 10000)) is kept as a
-        # Python float, so that it is checked, shown and written to JSON like any other; a bool
-        # and a non-number are left for validate() to refuse.
+        # Python float, and a count or dimension of any integer type (np.int64(2)) as a Python
+        # int, so that each is checked, shown and written to JSON like any other; a bool and a
+        # non-number are left for validate() to refuse.
         for name in ("rtol", "atol"):
             value = getattr(self, name)
             if isinstance(value, numbers.Real) and not isinstance(value, bool):
                 with contextlib.suppress(OverflowError):  # beyond float: validate() says so
-                    object.__setattr__(self, name, float(value))
+                    object.__setattr__(self, name, _float(value))
+        for name in ("runs", "warmup", "threads"):
+            object.__setattr__(self, name, _int(getattr(self, name)))
+        if isinstance(self.shapes, dict):
+            shapes = {
+                k: [_int(d) for d in v] if isinstance(v, (list, tuple)) else v
+                for k, v in self.shapes.items()
+            }
+            object.__setattr__(self, "shapes", shapes)
 
     def validate(self) -> CheckOptions:
         """Check every option that needs no model; returns self."""
@@ -69,7 +79,9 @@ class CheckOptions:
                 parameter="shapes",
             )
         for name, dims in (self.shapes or {}).items():
-            if not dims or any(not isinstance(d, int) or d < 1 for d in dims):
+            if not dims or any(
+                not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in dims
+            ):
                 raise InvalidArgumentError(
                     f"{name}={dims}: every dimension must be a whole number >= 1",
                     parameter="shapes",
@@ -106,7 +118,21 @@ def as_tolerance(name: str, value: float | None) -> float | None:
     """``value`` checked as a tolerance (:func:`check_tolerance`), as a Python float (a numpy
     scalar is a number too)."""
     check_tolerance(name, value)
-    return None if value is None else float(value)
+    return None if value is None else _float(value)
+
+
+def _float(value: SupportsFloat) -> float:
+    """A tolerance as a Python float; -0.0 (which --rtol -0 gives) is 0.0, shown as 0."""
+    return float(value) + 0.0
+
+
+def _int(value: object) -> object:
+    """A whole number of any integer type (np.int64(2)) as a Python int; anything else as it
+    is, for validate() to refuse. A bool is no whole number, though Python counts it as an
+    int (numpy's bool is no numbers.Integral)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
 
 
 def _at_least(name: str, value: object, low: int) -> None:
