@@ -230,6 +230,47 @@ def test_rnn_flat_weights_and_attention_projections(layer: Callable[[], nn.Modul
     assert report.applied == len(weights) and report.equivalent
 
 
+class LearnedStates(nn.Module):
+    """RNNs fed learned tensors: initial states ``(h0, c0)`` and ``hx`` (also beside a packed
+    sequence), a cell's ``(h, c)``, and a learned input sequence."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 5, num_layers=2, proj_size=3, batch_first=True)
+        self.gru = nn.GRU(4, 5, bias=False, batch_first=True)
+        self.cell = nn.LSTMCell(4, 5)
+        self.h0, self.c0 = nn.Parameter(torch.randn(2, 1, 3)), nn.Parameter(torch.randn(2, 1, 5))
+        self.hx = nn.Parameter(torch.randn(1, 1, 5))
+        self.cell_h, self.cell_c = nn.Parameter(torch.randn(1, 5)), nn.Parameter(torch.randn(1, 5))
+        self.queries = nn.Parameter(torch.randn(1, 3, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.lstm(x, (self.h0, self.c0))[0].sum() + self.lstm(self.queries)[0].sum()
+        packed = nn.utils.rnn.pack_padded_sequence(x, [3], batch_first=True)
+        out = out + self.gru(packed, self.hx)[1].sum() + self.gru(x, self.hx)[0].sum()
+        return out + self.cell(x[:, 0], (self.cell_h, self.cell_c))[0].sum()
+
+
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+def test_learned_rnn_states_and_inputs_are_not_weights() -> None:
+    """A learned h0/c0, hx or input sequence fed to an RNN got weight norm at axis 0 as if it
+    were one of the RNN's weights; only the RNN's own weights (by their position in the call)
+    are: every one at axis 0, projections too, and every bias left alone."""
+    torch.manual_seed(0)
+    model, x = LearnedStates(), torch.randn(1, 3, 4)
+    sites = _observed(model, (x,))
+    states = ["h0", "c0", "hx", "cell_h", "cell_c", "queries"]
+    for name in states:
+        assert sites[name].status == "skipped", sites[name]
+        assert "input or state of" in (sites[name].reason or ""), sites[name]
+    own = [s for s in sites.values() if s.name not in states]
+    weights = [s for s in own if "weight" in s.name]
+    assert len(weights) == 10 and all((s.status, s.axis) == ("planned", 0) for s in weights)
+    assert all((s.status, s.reason) == ("skipped", "bias") for s in own if "bias" in s.name)
+    report = apply_weight_norm(model, (x,))
+    assert report.applied == len(weights) and report.equivalent
+
+
 def test_observation_agrees_with_fx_where_fx_works() -> None:
     """On models torch.fx can trace, both analyses plan the same axes."""
     models = [

@@ -467,13 +467,14 @@ class _Recorder(TorchFunctionMode):
             self._consume(tensor, op, "einsum", equation=equation, operand=index, shapes=shapes)
 
     def _rnn(self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        for value in [*args, *kwargs.values()]:
-            if isinstance(value, list | tuple):
-                for tensor in _tensors(value):
-                    if self.origins(tensor):
-                        self._consume(tensor, op, "linear" if tensor.dim() >= 2 else "bias")
-            elif isinstance(value, torch.Tensor) and self.origins(value):
-                self._consume(value, op, "linear" if value.dim() >= 2 else "bias")
+        """Only the RNN's own weights and biases, by their position in the call, are weights;
+        a tracked input, initial state (a learned ``h0``/``c0``) or ``batch_sizes`` is not."""
+        roles = _rnn_roles(op, args, kwargs)
+        for tensor, role in roles:
+            self._consume(tensor, op, role)
+        weights = {id(tensor) for tensor, _ in roles}
+        values = [t for v in [*args, *kwargs.values()] for t in _tensors(v)]
+        self._not_weights(op, [t for t in values if id(t) not in weights], "input or state")
 
     def _mha(
         self, func: Callable[..., Any], op: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -492,9 +493,15 @@ class _Recorder(TorchFunctionMode):
         for role, tensor in roles.items():
             self._consume(tensor, op, _MHA_ROLES[role])
         weights = {id(t) for t in roles.values()}
-        for value in [*args, *kwargs.values()]:  # the query/key/value: not weights
-            if isinstance(value, torch.Tensor) and id(value) not in weights and self.origins(value):
-                self._other("multi_head_attention_forward", (value,), {})
+        others = [v for v in [*args, *kwargs.values()] if isinstance(v, torch.Tensor)]
+        others = [t for t in others if id(t) not in weights]
+        self._not_weights(op, others, "query, key, value or mask")
+
+    def _not_weights(self, op: str, tensors: Sequence[torch.Tensor], role: str) -> None:
+        """Tracked tensors an op consumes as data, not as its weights: declined, saying so."""
+        for tensor in {id(t): t for t in tensors}.values():
+            for origin in self.origins(tensor):
+                self._use(origin, op, None, f"{role} of {op}, not a weight")
 
     def _other(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if name in _NORMS:
@@ -512,6 +519,37 @@ class _Recorder(TorchFunctionMode):
                     seen.add(id(tensor))
                     for origin in self.origins(tensor):
                         self._use(origin, name, None, reason)
+
+
+# RNN cells: ``_VF.lstm_cell(input, hx, w_ih, w_hh, b_ih, b_hh)`` (GRU and RNN cells alike).
+_CELL_WEIGHTS = (("w_ih", "linear"), ("w_hh", "linear"), ("b_ih", "bias"), ("b_hh", "bias"))
+
+
+def _rnn_roles(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[Any, str]]:
+    """The weights of an RNN call, each with its role ("linear" or "bias"), by position.
+
+    A cell takes them at positions 2 to 5. A whole RNN, ``_VF.lstm(input, hx, params,
+    has_biases, num_layers, dropout, train, bidirectional, batch_first)`` or, for a packed
+    sequence, ``(data, batch_sizes, hx, params, has_biases, num_layers, dropout, train,
+    bidirectional)``, takes the flat weights ``params`` just before ``has_biases``, its first
+    bool; per layer and direction they are ``w_ih, w_hh``, then ``b_ih, b_hh`` with biases,
+    then ``w_hr`` with projections. A call of another form raises (the caller then declines
+    every tracked tensor in it as not followed).
+    """
+    if name.endswith("_cell"):
+        found = [
+            (kwargs.get(key, args[2 + i] if len(args) > 2 + i else None), role)
+            for i, (key, role) in enumerate(_CELL_WEIGHTS)
+        ]
+        return [(tensor, role) for tensor, role in found if isinstance(tensor, torch.Tensor)]
+    at = next(i for i, value in enumerate(args) if isinstance(value, bool))
+    params, has_biases = list(args[at - 1]), args[at]
+    num_layers, bidirectional = int(args[at + 1]), bool(args[at + 4])
+    per_layer = len(params) // (num_layers * (2 if bidirectional else 1))
+    return [
+        (tensor, "bias" if has_biases and index % per_layer in (2, 3) else "linear")
+        for index, tensor in enumerate(params)
+    ]
 
 
 def _one_number(value: Any) -> bool:
