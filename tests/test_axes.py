@@ -1,4 +1,5 @@
-"""The per-op unit-axis table (wnpass/axes.py): grouped transposed convolutions."""
+"""The per-op unit-axis table (wnpass/axes.py): grouped transposed convolutions, and where a
+layer's output keeps its units."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from wnpass.axes import unit_axis
+from wnpass.axes import OpKind, output_unit_axis, unit_axis
 
 
 @pytest.mark.parametrize(
@@ -37,3 +38,43 @@ def test_grouped_conv_transpose_unit_axis(
         after = layer(x)
     changed = [c for c in range(out_channels) if not torch.equal(after[:, c], before[:, c])]
     assert changed == [1] and torch.allclose(after[:, 1], 2 * before[:, 1])
+
+
+@pytest.mark.parametrize(
+    ("kind", "layer", "x"),
+    [
+        ("linear", nn.Linear(3, 4), torch.randn(3)),
+        ("linear", nn.Linear(3, 4), torch.randn(2, 5, 3)),
+        ("conv", nn.Conv1d(3, 4, 3), torch.randn(2, 3, 6)),
+        ("conv", nn.Conv1d(3, 4, 3), torch.randn(3, 6)),  # unbatched: channels at 0
+        ("conv", nn.Conv2d(3, 4, 3), torch.randn(3, 5, 5)),
+        ("conv", nn.Conv3d(3, 4, 1), torch.randn(3, 2, 2, 2)),
+        ("conv_transpose", nn.ConvTranspose2d(3, 4, 3), torch.randn(3, 4, 4)),
+    ],
+    ids=["linear-1d", "linear-3d", "conv1d", "conv1d-unbatched", "conv2d-unbatched",
+         "conv3d-unbatched", "conv-transpose2d-unbatched"],
+)  # fmt: skip
+def test_the_output_unit_axis_holds_one_output_unit(
+    kind: OpKind, layer: nn.Module, x: torch.Tensor
+) -> None:
+    """Scaling one output unit's weights scales exactly the slice of the output at the axis
+    output_unit_axis names, batched or unbatched."""
+    weight, bias = layer.weight, layer.bias
+    assert isinstance(weight, torch.Tensor) and isinstance(bias, torch.Tensor)
+    unit = unit_axis(kind, list(weight.shape))
+    assert isinstance(unit, int)
+    with torch.no_grad():
+        bias.zero_()
+        before = layer(x)
+        weight.select(unit, 1).mul_(2.0)
+        after = layer(x)
+    axis = output_unit_axis(kind, before.dim(), weight.dim())
+    assert isinstance(axis, int)
+    before, after = before.movedim(axis, 0), after.movedim(axis, 0)
+    assert torch.allclose(after[1], 2 * before[1])
+    assert torch.equal(after[[0, 2, 3]], before[[0, 2, 3]])
+
+
+def test_an_output_of_neither_conv_layout_has_no_known_unit_axis() -> None:
+    reason = output_unit_axis("conv", 1, 3)
+    assert isinstance(reason, str) and "no known channel axis" in reason

@@ -104,9 +104,27 @@ def unit_axis(
     raise ValueError(f"unknown op kind {kind!r}")
 
 
-def output_unit_axis(kind: OpKind) -> int:
-    """Where a layer's output keeps its units: the last axis for ``linear``, else 1 (channels)."""
-    return -1 if kind == "linear" else 1
+def output_unit_axis(
+    kind: OpKind, output_ndim: int | None = None, weight_ndim: int | None = None
+) -> int | str:
+    """Where a layer's output keeps its units, or why that is not known.
+
+    ``linear``: the last axis, batched or not. A convolution (transposed too) with a weight of
+    ``weight_ndim`` axes ``(out, in, *kernel)`` gives a batched output ``(N, C, *spatial)`` of
+    as many axes, channels at 1, or an unbatched one ``(C, *spatial)`` of one fewer, channels
+    at 0 (PyTorch's own two layouts); an output of any other rank (a subclass that reshapes)
+    has no known channel axis. Without the ranks: the batched layout.
+    """
+    if kind == "linear":
+        return -1
+    if output_ndim is None or weight_ndim is None or output_ndim == weight_ndim:
+        return 1
+    if output_ndim == weight_ndim - 1:
+        return 0
+    return (
+        f"{kind} output {output_ndim}-D for a {weight_ndim}-D weight is neither (N, C, ...) "
+        "nor (C, ...): no known channel axis"
+    )
 
 
 def _einsum_terms(equation: str, count: int) -> tuple[list[str], str] | str:

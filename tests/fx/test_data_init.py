@@ -19,25 +19,32 @@ from wnpass.errors import InvalidArgumentError
 STAT_ATOL = 1e-4
 
 
-def _pre_activations(model: nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+_LAYERS = nn.Linear | nn.Conv1d | nn.Conv2d | nn.ConvTranspose1d
+
+
+def _pre_activations(model: nn.Module, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
     outputs: dict[str, torch.Tensor] = {}
     handles = [
         module.register_forward_hook(lambda m, a, o, n=name: outputs.__setitem__(n, o))
         for name, module in model.named_modules()
-        if isinstance(module, nn.Linear | nn.Conv2d | nn.ConvTranspose1d)
+        if isinstance(module, _LAYERS)
     ]
     with torch.no_grad():
-        model.eval()(batch)
+        model.eval()(*inputs)
     for handle in handles:
         handle.remove()
     return outputs
 
 
 def _check_normalized(
-    outputs: dict[str, torch.Tensor], scale_only: frozenset[str] = frozenset()
+    outputs: dict[str, torch.Tensor],
+    scale_only: frozenset[str] = frozenset(),
+    unit_axis: int | None = None,
 ) -> None:
+    """Per unit (``unit_axis``; default: a batched layer's, Linear's last axis or channels at
+    1), mean ~0 (unless the layer has no bias) and standard deviation ~1 over all other axes."""
     for name, out in outputs.items():
-        axis = -1 if out.dim() == 2 else 1
+        axis = unit_axis if unit_axis is not None else (-1 if out.dim() == 2 else 1)
         dims = [d for d in range(out.dim()) if d != axis % out.dim()]
         mean, std = out.mean(dim=dims), out.std(dim=dims, unbiased=False)
         if name not in scale_only:  # without a bias only the scale can be set
@@ -240,3 +247,86 @@ def test_a_refused_data_init_leaves_the_weights_as_they_were() -> None:
     assert [(n, p, p.requires_grad) for n, p in model.named_parameters()] == parameters
     assert [m.training for m in model.modules()] == training
     assert torch.equal(_outputs(model, x), expected)
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape"),
+    [
+        (lambda: nn.Conv1d(3, 4, 3), (3, 6)),  # output 4x4: the old axis 1 was the wrong 4
+        (lambda: nn.Conv1d(3, 4, 3), (3, 10)),  # output 4x8: the old axis 1 raised
+        (lambda: nn.Conv2d(3, 4, 3), (3, 5, 6)),
+        (lambda: nn.ConvTranspose1d(3, 4, 3), (3, 5)),
+    ],
+    ids=["conv1d-4x4", "conv1d-4x8", "conv2d", "conv-transpose1d"],
+)
+def test_an_unbatched_conv_is_normalized_per_channel(layer: Any, shape: tuple[int, ...]) -> None:
+    """An unbatched input (C, L) / (C, H, W) gives an output with channels at axis 0: the
+    statistics are per channel over every other axis (the batched axis 1 was used)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(layer())
+    x = 3 * torch.randn(shape) + 1
+    report = apply_weight_norm(model, (x,), init="data")
+    assert [s.init for s in report.sites if s.status == "applied"] == ["data, v rescaled"]
+    _check_normalized(_pre_activations(model, x), unit_axis=0)
+
+
+class _Flattened(nn.Conv1d):
+    """A conv whose output is reshaped: no channel axis data init could know."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).flatten()
+
+
+class _FlattenedNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.head, self.unused = _Flattened(2, 4, 3), nn.Linear(32, 3), nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x).reshape(len(x), 32))
+
+
+def test_a_layer_without_a_known_channel_axis_is_declined_and_kept() -> None:
+    """A layer whose output has neither conv layout is declined with the reason and keeps
+    its values, as does a layer the batch never reaches (both were left redrawn)."""
+    torch.manual_seed(0)
+    model = _FlattenedNet()
+    apply_weight_norm(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = data_init(model, torch.randn(4, 2, 10))
+    assert report.initialized == ["head.weight"]
+    assert "conv output 1-D for a 3-D weight" in report.kept["conv.weight"]
+    assert report.kept["unused.weight"] == "not called on the batch"
+    after = model.state_dict()
+    for key in before:
+        if not key.startswith("head."):
+            assert torch.equal(after[key], before[key]), key
+
+
+class _Masked(nn.Conv1d):
+    """A conv called with a keyword argument."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(x if mask is None else x * mask)
+
+
+class _MaskedNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2 = _Masked(3, 8, 1), nn.Conv1d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.c2(torch.relu(self.c1(x, mask=mask)))
+
+
+def test_a_layer_called_with_keywords_is_rerun_with_them() -> None:
+    """The recomputed output of ``c1(x, mask=m)`` dropped the mask, so every later layer was
+    initialized on the wrong activations: now every layer ends at mean 0, std 1 per unit."""
+    torch.manual_seed(0)
+    model = _MaskedNet()
+    x, mask = torch.randn(16, 3, 10), (torch.arange(10) < 3).float().expand(16, 1, 10)
+    report = apply_weight_norm(model, (x, mask), init="data")
+    assert [s.init for s in report.sites if s.status == "applied"] == ["data, v rescaled"] * 2
+    outputs = _pre_activations(model, x, mask)
+    assert sorted(outputs) == ["c1", "c2"]
+    _check_normalized(outputs)

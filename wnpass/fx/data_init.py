@@ -5,7 +5,11 @@ For each weight-normed Linear / Conv / ConvTranspose layer whose ``g`` is per ou
 network, and at each layer, in forward order, compute the pre-activation ``t = v . x / ||v||``,
 its per-unit mean ``mu`` and standard deviation ``sigma`` over the batch (and positions), and set
 ``g = 1/sigma``, ``b = -mu/sigma``. A forward hook does this the moment the layer runs and returns
-the layer's recomputed output, so every later layer sees initialized inputs: one pass, in order.
+the layer's output recomputed from the same call (keyword arguments too), so every later layer
+sees initialized inputs: one pass, in order. A unit is a Linear output's last axis and a
+convolution output's channel axis, 1 batched ``(N, C, ...)`` or 0 unbatched ``(C, ...)``; a
+layer whose output has neither layout is declined there and gets its values back, as does one
+the batch never reaches.
 
 ``rescale=True`` (the default) then sets ``v <- v * g/||v||`` per unit, so ``||v|| = g``: ``w``
 and the outputs are unchanged, but the gradient step on ``w`` scales with ``(g/||v||)^2``, which
@@ -33,7 +37,7 @@ import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
 
-from wnpass.axes import is_legacy_hook, output_unit_axis, unit_axis
+from wnpass.axes import OpKind, is_legacy_hook, output_unit_axis, unit_axis
 from wnpass.errors import InvalidArgumentError
 from wnpass.fx.arguments import require_module, require_values
 from wnpass.fx.axes import layer_kind
@@ -95,15 +99,19 @@ def _why_not(module: nn.Module, norm: _WeightNorm) -> str | None:
     return None
 
 
-def _candidates(
-    model: nn.Module, report: DataInitReport, redraw: bool
-) -> dict[nn.Module, tuple[str, int]]:
-    """Modules to initialize -> (name, unit axis of their output).
+# A module to initialize -> (its weight's name, the op kind of the table)
+_Targets = dict[nn.Module, tuple[str, OpKind]]
+# A module to initialize -> its g, v and bias, each with a copy of its value before the call
+_Saved = dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]
+
+
+def _candidates(model: nn.Module, report: DataInitReport, redraw: bool) -> _Targets:
+    """Modules to initialize -> (weight name, op kind).
 
     Without ``redraw`` the init keeps ``v``: a unit of ``v`` with no direction (all zero) has
     pre-activation 0/0 and would get ``g = NaN``; such a layer is kept, with the reason.
     """
-    targets: dict[nn.Module, tuple[str, int]] = {}
+    targets: _Targets = {}
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
         for hook in module._forward_pre_hooks.values():
@@ -125,7 +133,7 @@ def _candidates(
                 continue
             kind = layer_kind(module, "weight")
             assert kind is not None
-            targets[module] = (prefix + "weight", output_unit_axis(kind))
+            targets[module] = (prefix + "weight", kind)
     return targets
 
 
@@ -213,44 +221,52 @@ def data_init(
     inputs = as_batch(batch, "batch")
     report = DataInitReport(rescaled=rescale)
     targets = _candidates(model, report, redraw)
-    with _restored_on_error(_written(targets)):
-        _run(model, inputs, targets, report, rescale, redraw, std, generator)
+    saved = _saved(targets)
+    with _restored_on_error(saved):
+        _run(model, inputs, targets, saved, report, rescale, redraw, std, generator)
     logger.info(
         "data init: %d layers initialized, %d kept", len(report.initialized), len(report.kept)
     )
     return report
 
 
-def _written(targets: dict[nn.Module, tuple[str, int]]) -> list[torch.Tensor]:
-    """The tensors data init writes: each target's ``g``, ``v`` and bias."""
-    written = []
+@torch.no_grad()
+def _saved(targets: _Targets) -> _Saved:
+    """The tensors data init writes (each target's ``g``, ``v`` and bias) and their values."""
+    saved: _Saved = {}
     for module in targets:
         originals = _plist(module)
         bias = getattr(module, "bias", None)
-        written += [originals.original0, originals.original1]
+        written = [originals.original0, originals.original1]
         written += [bias] if isinstance(bias, torch.Tensor) else []
-    return written
+        saved[module] = [(tensor, tensor.detach().clone()) for tensor in written]
+    return saved
+
+
+@torch.no_grad()
+def _give_back(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Copy each saved value back, in place: the caller's parameters stay the same objects,
+    ``requires_grad`` and all."""
+    for tensor, value in pairs:
+        tensor.copy_(value)
 
 
 @contextlib.contextmanager
-def _restored_on_error(tensors: list[torch.Tensor]) -> Iterator[None]:
-    """Run the block; if it raises, copy each tensor's value from before it back (in place, so
-    the caller's parameters stay the same objects, ``requires_grad`` and all)."""
-    with torch.no_grad():
-        saved = [t.detach().clone() for t in tensors]
+def _restored_on_error(saved: _Saved) -> Iterator[None]:
+    """Run the block; if it raises, every written tensor gets its value from before it back."""
     try:
         yield
     except BaseException:
-        with torch.no_grad():
-            for tensor, value in zip(tensors, saved, strict=True):
-                tensor.copy_(value)
+        for pairs in saved.values():
+            _give_back(pairs)
         raise
 
 
 def _run(
     model: nn.Module,
     inputs: Any,
-    targets: dict[nn.Module, tuple[str, int]],
+    targets: _Targets,
+    saved: _Saved,
     report: DataInitReport,
     rescale: bool,
     redraw: bool,
@@ -258,7 +274,8 @@ def _run(
     generator: torch.Generator | None,
 ) -> None:
     """Reset the targets (``v`` redrawn, ``g = 1``, ``b = 0``) and initialize each as the
-    batch reaches it, filling ``report``."""
+    batch reaches it, filling ``report``; a layer declined there, or one the batch never
+    reaches, gets its values back (it is reported as kept: it must be)."""
     with torch.no_grad():
         for module in targets:
             originals = _plist(module)
@@ -271,17 +288,23 @@ def _run(
                 bias.zero_()
     done: set[nn.Module] = set()
 
-    def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
-        if module in done or not isinstance(output, torch.Tensor):
+    def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
+        if module in done:
             return None
         done.add(module)
-        name, axis = targets[module]
-        _initialize(module, name, output, axis, rescale)
-        report.initialized.append(name)
-        logger.debug("data init %s", name)
-        return module.forward(*args)
+        name, kind = targets[module]
+        axis = _output_axis(module, kind, output)
+        if isinstance(axis, str):
+            report.kept[name] = axis
+            _give_back(saved[module])
+        else:
+            _initialize(module, name, output, axis, rescale)
+            report.initialized.append(name)
+            logger.debug("data init %s", name)
+        # the output of the values now set, from the call as the model made it (keywords too)
+        return module.forward(*args, **kwargs)
 
-    handles = [m.register_forward_hook(hook) for m in targets]
+    handles = [m.register_forward_hook(hook, with_kwargs=True) for m in targets]
     try:
         with evaluating(model), torch.no_grad():
             model(*inputs.args, **inputs.kwargs)
@@ -291,3 +314,11 @@ def _run(
     for module, (name, _) in targets.items():
         if module not in done:
             report.kept[name] = "not called on the batch"
+            _give_back(saved[module])
+
+
+def _output_axis(module: nn.Module, kind: OpKind, output: Any) -> int | str:
+    """The unit axis of the layer's output on this call (batched or unbatched), or why none."""
+    if not isinstance(output, torch.Tensor):
+        return f"output is a {type(output).__name__}, not a tensor of pre-activations"
+    return output_unit_axis(kind, output.dim(), _plist(module).original1.dim())
