@@ -7,7 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from wnpass.axes import OpKind, output_unit_axis, unit_axis
+from wnpass.axes import (
+    OpKind,
+    is_legacy_hook,
+    is_legacy_spectral_norm_hook,
+    output_unit_axis,
+    unit_axis,
+)
 
 
 @pytest.mark.parametrize(
@@ -78,3 +84,10 @@ def test_the_output_unit_axis_holds_one_output_unit(
 def test_an_output_of_neither_conv_layout_has_no_known_unit_axis() -> None:
     reason = output_unit_axis("conv", 1, 3)
     assert isinstance(reason, str) and "no known channel axis" in reason
+
+
+def test_legacy_spectral_norm_hooks_are_told_from_weight_norm_hooks() -> None:
+    (spectral,) = torch.nn.utils.spectral_norm(nn.Linear(3, 4))._forward_pre_hooks.values()
+    (weight_norm,) = torch.nn.utils.weight_norm(nn.Linear(3, 4))._forward_pre_hooks.values()
+    assert is_legacy_spectral_norm_hook(spectral) and not is_legacy_hook(spectral)
+    assert is_legacy_hook(weight_norm) and not is_legacy_spectral_norm_hook(weight_norm)

@@ -20,7 +20,8 @@ axis is one output unit. Per op kind (weight layout -> unit axis):
 
 A batched weight (``ndim > 2`` with a leading axis of more than one element) in a matrix product
 has units spread over two axes: declined. Legacy ``torch.nn.utils.weight_norm`` hooks are
-recognized by type with :func:`is_legacy_hook` (without importing torch).
+recognized by type with :func:`is_legacy_hook`, legacy ``torch.nn.utils.spectral_norm`` ones
+with :func:`is_legacy_spectral_norm_hook` (without importing torch).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "OpKind",
     "einsum_unit_axis",
     "is_legacy_hook",
+    "is_legacy_spectral_norm_hook",
     "output_unit_axis",
     "unit_axis",
 ]
@@ -165,11 +167,21 @@ def einsum_unit_axis(equation: str, operand: int, shapes: Sequence[Sequence[int]
     return mine.index(units[0])
 
 
-def is_legacy_hook(hook: Any) -> bool:
-    """Whether a forward pre-hook is ``torch.nn.utils.weight_norm``'s ``WeightNorm``, by type.
+def _hook_of(hook: Any, module_name: str, class_name: str) -> bool:
+    """Whether ``hook`` is an instance of ``module_name.class_name``, by type.
 
     torch is not imported here: a model holding such a hook has imported that module already.
     """
-    module = sys.modules.get("torch.nn.utils.weight_norm")
-    cls = getattr(module, "WeightNorm", None)
-    return cls is not None and isinstance(hook, cls)
+    cls = getattr(sys.modules.get(module_name), class_name, None)
+    return isinstance(cls, type) and isinstance(hook, cls)
+
+
+def is_legacy_hook(hook: Any) -> bool:
+    """Whether a forward pre-hook is ``torch.nn.utils.weight_norm``'s ``WeightNorm``."""
+    return _hook_of(hook, "torch.nn.utils.weight_norm", "WeightNorm")
+
+
+def is_legacy_spectral_norm_hook(hook: Any) -> bool:
+    """Whether a forward pre-hook is ``torch.nn.utils.spectral_norm``'s ``SpectralNorm``: it
+    computes the weight from ``<name>_orig`` each forward, as the weight-norm hook does."""
+    return _hook_of(hook, "torch.nn.utils.spectral_norm", "SpectralNorm")

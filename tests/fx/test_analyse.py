@@ -9,9 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrizations
+from torch.nn.utils import parametrizations, parametrize
 
 from tests.fx.helpers import Functional, SharedBlock
+from wnpass import apply_weight_norm
 from wnpass.fx.analyse import analyse_sites
 from wnpass.fx.report import ParamSite
 
@@ -169,6 +170,42 @@ def test_layers_already_weight_normed_by_either_api() -> None:
     assert sites["0.weight"].status == "already" and "legacy" in (sites["0.weight"].reason or "")
     assert sites["2.weight"].status == "already" and sites["2.weight"].axis == 2
     assert not any("original" in name or name.endswith("_g") for name in sites)
+
+
+@pytest.mark.parametrize("inputs", [None, (torch.randn(3, 4),)], ids=["traced", "observed"])
+def test_layers_under_spectral_norm_by_either_api_are_left_alone(inputs: tuple | None) -> None:
+    """The legacy spectral_norm hook computes the weight from weight_orig each forward: that
+    weight_orig got weight norm, while the parametrized spectral norm was skipped. Both are."""
+    torch.manual_seed(0)
+    legacy = torch.nn.utils.spectral_norm(nn.Linear(4, 4))
+    new = parametrizations.spectral_norm(nn.Linear(4, 2))
+    model = nn.Sequential(legacy, nn.Tanh(), new)
+    sites = plan(model, inputs)
+    for name, kind in (("0.weight", "legacy spectral_norm hook"), ("2.weight", "_SpectralNorm")):
+        assert (sites[name].status, sites[name].reason) == (
+            "skipped",
+            f"already parametrized ({kind})",
+        )
+    assert not any("orig" in name for name in sites)
+    report = apply_weight_norm(model, inputs)
+    assert report.applied == 0 and not parametrize.is_parametrized(legacy)
+
+
+@pytest.mark.parametrize("inputs", [None, (torch.randn(2, 4, dtype=torch.cfloat),)])
+def test_complex_parameters_are_left_alone(inputs: tuple | None) -> None:
+    """PyTorch's weight norm has no complex kernel: a complex weight got weight norm, and the
+    check's forward then failed as if the model's own forward had raised."""
+    model = nn.Linear(4, 3, dtype=torch.cfloat)
+    sites = plan(model, inputs)
+    for name in ("weight", "bias"):
+        assert sites[name].status == "skipped"
+        assert (
+            sites[name].reason
+            == "complex64 parameter: weight norm needs a real floating-point weight"
+        )
+    report = apply_weight_norm(model, inputs)
+    assert report.applied == 0 and report.status == "nothing applied"
+    assert not parametrize.is_parametrized(model)
 
 
 def test_include_exclude_by_pattern_and_type() -> None:

@@ -22,7 +22,7 @@ import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
 
-from wnpass.axes import DimPolicy, is_legacy_hook
+from wnpass.axes import DimPolicy, is_legacy_hook, is_legacy_spectral_norm_hook
 from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.fx.arguments import require_choice
 from wnpass.fx.axes import Use
@@ -141,15 +141,21 @@ def _already(model: nn.Module) -> tuple[dict[str, ParamSite], dict[str, str]]:
                 if originals:
                     sites[originals[0]] = site
         for hook in module._forward_pre_hooks.values():
-            if not is_legacy_hook(hook):
-                continue
-            g_name, v_name = f"{prefix}{hook.name}_g", f"{prefix}{hook.name}_v"
-            v = getattr(module, f"{hook.name}_v")
-            axis = None if hook.dim == -1 else hook.dim
-            reason = "legacy weight_norm hook"
-            site = ParamSite(prefix + hook.name, op, list(v.shape), axis, "already", reason)
-            covered[g_name] = covered[v_name] = site.name
-            sites[g_name] = site
+            if is_legacy_hook(hook):
+                g_name, v_name = f"{prefix}{hook.name}_g", f"{prefix}{hook.name}_v"
+                v = getattr(module, f"{hook.name}_v")
+                axis = None if hook.dim == -1 else hook.dim
+                reason = "legacy weight_norm hook"
+                site = ParamSite(prefix + hook.name, op, list(v.shape), axis, "already", reason)
+                covered[g_name] = covered[v_name] = site.name
+                sites[g_name] = site
+            elif is_legacy_spectral_norm_hook(hook):  # like the parametrized spectral norm
+                original = f"{prefix}{hook.name}_orig"
+                shape = list(getattr(module, f"{hook.name}_orig").shape)
+                reason = "already parametrized (legacy spectral_norm hook)"
+                site = ParamSite(prefix + hook.name, op, shape, None, "skipped", reason)
+                covered[original] = site.name
+                sites[original] = site
     return sites, covered
 
 
@@ -182,6 +188,10 @@ def _decide(
         return site
     if not param.requires_grad:
         site.reason = "frozen (requires_grad=False)"
+        return site
+    if not param.is_floating_point():  # complex: PyTorch's weight norm has no kernel for it
+        dtype = str(param.dtype).removeprefix("torch.")
+        site.reason = f"{dtype} parameter: weight norm needs a real floating-point weight"
         return site
     if not uses:
         site.reason = {
