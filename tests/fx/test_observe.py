@@ -271,6 +271,45 @@ def test_learned_rnn_states_and_inputs_are_not_weights() -> None:
     assert report.applied == len(weights) and report.equivalent
 
 
+class ExportedStates(nn.Module):
+    """Learned RNN states and inputs in a model torch.fx cannot trace (a branch on a shape),
+    so that the static analysis reads torch.export's graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 5, num_layers=2, proj_size=3, batch_first=True)
+        self.gru = nn.GRU(4, 5, bias=False, batch_first=True)
+        self.h0, self.c0 = nn.Parameter(torch.randn(2, 1, 3)), nn.Parameter(torch.randn(2, 1, 5))
+        self.hx = nn.Parameter(torch.randn(1, 1, 5))
+        self.queries = nn.Parameter(torch.randn(1, 3, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 0:  # torch.fx cannot trace this branch; torch.export takes it
+            x = x * 1
+        out = self.lstm(x, (self.h0, self.c0))[0].sum() + self.lstm(self.queries)[0].sum()
+        return out + self.gru(x, self.hx)[0].sum()
+
+
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+def test_learned_rnn_states_are_not_weights_in_torch_exports_graph_either() -> None:
+    """The static analysis's torch.export path read every parameter an RNN took as one of
+    its weights (h0 at axis 0); there too only the flat weights are, biases by position."""
+    torch.manual_seed(0)
+    model, x = ExportedStates(), torch.randn(1, 3, 4)
+    static, mode, _ = analyse_sites(model, (x,), tracer="static")
+    assert mode == "export"
+    sites = {s.name: s for s in static}
+    for name in ("h0", "c0", "hx", "queries"):
+        assert sites[name].status == "skipped", sites[name]
+        assert "input or state of" in (sites[name].reason or ""), sites[name]
+    observed = _observed(model, (x,))
+    assert {
+        n: (s.status, s.axis) for n, s in sites.items() if n not in ("h0", "c0", "hx", "queries")
+    } == {
+        n: (s.status, s.axis) for n, s in observed.items() if n not in ("h0", "c0", "hx", "queries")
+    }
+
+
 def test_observation_agrees_with_fx_where_fx_works() -> None:
     """On models torch.fx can trace, both analyses plan the same axes."""
     models = [

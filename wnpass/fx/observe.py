@@ -38,7 +38,7 @@ from wnpass.axes import DimPolicy, OpKind, einsum_unit_axis, unit_axis
 from wnpass.fx.axes import Use
 from wnpass.fx.forward import Batch, run_forward
 
-__all__ = ["observe_uses"]
+__all__ = ["observe_uses", "rnn_roles"]
 
 logger = logging.getLogger(__name__)
 
@@ -469,7 +469,7 @@ class _Recorder(TorchFunctionMode):
     def _rnn(self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Only the RNN's own weights and biases, by their position in the call, are weights;
         a tracked input, initial state (a learned ``h0``/``c0``) or ``batch_sizes`` is not."""
-        roles = _rnn_roles(op, args, kwargs)
+        roles = rnn_roles(op, args, kwargs)
         for tensor, role in roles:
             self._consume(tensor, op, role)
         weights = {id(tensor) for tensor, _ in roles}
@@ -525,7 +525,7 @@ class _Recorder(TorchFunctionMode):
 _CELL_WEIGHTS = (("w_ih", "linear"), ("w_hh", "linear"), ("b_ih", "bias"), ("b_hh", "bias"))
 
 
-def _rnn_roles(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[Any, str]]:
+def rnn_roles(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[Any, str]]:
     """The weights of an RNN call, each with its role ("linear" or "bias"), by position.
 
     A cell takes them at positions 2 to 5. A whole RNN, ``_VF.lstm(input, hx, params,

@@ -25,7 +25,7 @@ from wnpass.errors import UsageError, one_line
 from wnpass.fx.arguments import require_choice
 from wnpass.fx.axes import Use, bias_use, conv_transpose_use, module_uses, table_use
 from wnpass.fx.forward import Batch, as_batch
-from wnpass.fx.observe import observe_uses
+from wnpass.fx.observe import observe_uses, rnn_roles
 
 __all__ = ["KNOWN_LAYERS", "TRACERS", "TraceResult", "Tracer", "find_uses"]
 
@@ -190,13 +190,28 @@ def _export_use(
             return Use(param, op, name, None, "used as embedding indices")
         return table_use(param, op, name, "embedding", shape, embeddings=embeddings)
     if op in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
-        leaf = param.rsplit(".", 1)[-1]
-        if "bias" in leaf:
-            return bias_use(param, op, name)
-        return table_use(param, op, name, "linear", shape)
+        return _rnn_use(param, op, name, user, node, shape)
     if op in ("add", "mul", "sub", "div", "neg", "tanh", "sigmoid", "exp"):
         return Use(param, op, name, None, f"elementwise use ({op})")
     return Use(param, op, name, None, f"used by {op}, which wnpass does not know")
+
+
+def _rnn_use(
+    param: str, op: str, consumer: str, user: fx.Node, node: fx.Node, shape: list[int]
+) -> Use:
+    """A parameter an RNN reads: a weight or bias only in its flat weights, by position
+    (``rnn_roles``, as a forward observed sees them); a learned input or initial state
+    (``h0``, ``c0``) is none."""
+    try:
+        roles = {id(entry): role for entry, role in rnn_roles(op, tuple(user.args), {})}
+    except (StopIteration, IndexError, TypeError, ValueError):
+        return Use(param, op, consumer, None, f"{op} called in a form wnpass does not follow")
+    role = roles.get(id(node))
+    if role is None:
+        return Use(param, op, consumer, None, f"input or state of {op}, not a weight")
+    if role == "bias":
+        return bias_use(param, op, consumer)
+    return table_use(param, op, consumer, "linear", shape)
 
 
 def _export_uses(model: nn.Module, batch: Batch, policy: DimPolicy, embeddings: bool) -> list[Use]:
