@@ -129,6 +129,18 @@ def test_floats_take_the_tolerance_asked_for() -> None:
     assert not row.exact and (row.rtol, row.atol) == (0.0, 1.0) and row.passed
 
 
+def test_complex_outputs_are_compared_in_both_parts() -> None:
+    """A float cast kept the real part alone: a wrong imaginary part passed as equal."""
+    ref = np.array([1 + 2j, 3 - 1j], np.complex64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ComplexWarning: nothing is cast away
+        row = compare_outputs(["y"], [ref], ["y"], [ref + 0.5j])[0]
+        same = compare_outputs(["y"], [ref], ["y"], [ref.copy()])[0]
+    assert not row.passed and (row.outside, row.max_abs) == (2, 0.5)
+    assert row.scale == np.abs(ref).max() and (row.rtol, row.atol) == (1e-4, 1e-5)
+    assert same.passed and same.max_abs == 0.0
+
+
 def test_an_optional_output_empty_in_both_compares_nothing() -> None:
     """ONNX Runtime gives an empty optional as None: nothing there to agree on."""
     row = compare_outputs(["o"], [None], ["o"], [None])[0]

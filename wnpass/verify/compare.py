@@ -43,6 +43,8 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
     "float16": (1e-2, 1e-3),  # 4.9e-4 per rounding
     "bfloat16": (5e-2, 1e-2),  # 3.9e-3 per rounding
     "float64": (1e-9, 1e-12),  # 1.1e-16 per rounding
+    "complex64": (1e-4, 1e-5),  # float32 parts, compared as complex numbers
+    "complex128": (1e-9, 1e-12),  # float64 parts
 }
 # Any other float (the float8s) is compared exactly by value, 0/0 (-0 == +0; NaN by place): one
 # float8 step is 6% to 25% of the value (100% in float8e8m0), so a default wide enough for a
@@ -152,7 +154,10 @@ def _compare(
             result.max_abs = float(max(abs(int(r) - int(c)) for r, c in pairs))
         result.max_scaled = _scaled(result.max_abs, result.scale)
         return result
-    ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
+    # complex numbers as complex: |error| and |reference| over both parts (a float cast
+    # would keep the real part alone)
+    wide = np.complex128 if ref.dtype.kind == "c" else np.float64
+    ref64, cand64 = ref.astype(wide), cand.astype(wide)
     both = np.isfinite(ref64) & np.isfinite(cand64)  # NaN/Inf are matched, not subtracted
     alike = (np.isnan(ref64) & np.isnan(cand64)) | (np.isinf(ref64) & (ref64 == cand64))
     unlike = int(np.count_nonzero(~both & ~alike))  # NaN or Inf where the other has not it
