@@ -569,6 +569,20 @@ def _training_info(model: onnx.ModelProto) -> None:
     model.training_info.add()
 
 
+def _map_output(model: onnx.ModelProto) -> None:
+    """A ZipMap's output, a sequence of maps, beside the model's own."""
+    model.opset_import.append(onnx.helper.make_opsetid("ai.onnx.ml", 3))
+    zipmap = onnx.helper.make_node(
+        "ZipMap", ["y"], ["labels"], domain="ai.onnx.ml", classlabels_int64s=[0, 1, 2]
+    )
+    model.graph.node.append(zipmap)
+    value = onnx.helper.make_tensor_type_proto(onnx.TensorProto.FLOAT, None)
+    maps = onnx.helper.make_sequence_type_proto(
+        onnx.helper.make_map_type_proto(onnx.TensorProto.INT64, value)
+    )
+    model.graph.output.append(onnx.helper.make_value_info("labels", maps))
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -576,6 +590,7 @@ def _training_info(model: onnx.ModelProto) -> None:
         (_sparse_in_a_subgraph, "Constant node 'inner' holds a sparse tensor (sparse_value)"),
         (_sparse_initializer, "sparse initializer 'sp': wnpass does not read sparse tensors"),
         (_training_info, "has training_info, which wnpass cannot carry; refused"),
+        (_map_output, "'labels' has a map type: wnpass reads models with onnx-ir, which"),
     ],
 )
 def test_what_onnx_ir_cannot_hold_is_refused_in_one_line(

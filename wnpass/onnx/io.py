@@ -413,10 +413,23 @@ def _all_graph_protos(proto: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
 _SPARSE = (onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.SPARSE_TENSORS)
 
 
+def _has_map(type_: onnx.TypeProto) -> bool:
+    """Whether a type is or holds a map (inside sequences and optionals)."""
+    kind = type_.WhichOneof("value")
+    if kind == "map_type":
+        return True
+    if kind == "sequence_type":
+        return _has_map(type_.sequence_type.elem_type)
+    if kind == "optional_type":
+        return _has_map(type_.optional_type.elem_type)
+    return False
+
+
 def _check_carried(proto: onnx.ModelProto, path: Path) -> None:
-    """Refuse what onnx-ir cannot hold, rather than leave it out of the output: sparse
-    tensors (sparse initializers, a ``Constant``'s ``sparse_value``; onnx-ir reads neither,
-    and drops sparse initializers without a word) and training information."""
+    """Refuse what onnx-ir cannot hold, rather than leave it out of the output or fail on it:
+    sparse tensors (sparse initializers, a ``Constant``'s ``sparse_value``; onnx-ir reads
+    neither, and drops sparse initializers without a word), map types (a ZipMap's output:
+    its deserializer fails) and training information."""
     if proto.training_info:
         raise InvalidModelError(f"{path}: has training_info, which wnpass cannot carry; refused")
     graphs = list(_all_graph_protos(proto))
@@ -426,6 +439,13 @@ def _check_carried(proto: onnx.ModelProto, path: Path) -> None:
                 f"{path}: sparse initializer {sparse.values.name!r}: wnpass does not read "
                 "sparse tensors; refused"
             )
+    for graph in graphs:
+        for info in itertools.chain(graph.input, graph.output, graph.value_info):
+            if _has_map(info.type):
+                raise InvalidModelError(
+                    f"{path}: {info.name!r} has a map type: wnpass reads models with onnx-ir, "
+                    "which cannot hold map types; refused"
+                )
     for nodes in [graph.node for graph in graphs] + [f.node for f in proto.functions]:
         for node in nodes:
             for attr in node.attribute:
