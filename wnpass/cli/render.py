@@ -47,7 +47,7 @@ def print_check(out: Printer, report: Any) -> None:
         out.summary(f"equivalent: {report.candidate} matches {report.reference}")
     elif report.compared_nothing():
         out.summary(
-            f"NOTHING COMPARED where it ran (below): {report.candidate} is not shown to match "
+            f"NOTHING COMPARED in a run (below): {report.candidate} is not shown to match "
             f"{report.reference}, though no element differed"
         )
     else:
