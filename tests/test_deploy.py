@@ -542,3 +542,15 @@ def test_a_dynamic_axis_beside_a_dict_input_under_dynamo(tmp_path: Path) -> None
     assert report.published
     (x_input, *_) = onnx.load(out).graph.input
     assert x_input.type.tensor_type.shape.dim[0].dim_param == "b"
+
+
+class _Exits(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise SystemExit(0)
+
+
+def test_a_sys_exit_in_forward_is_the_models_error(tmp_path: Path) -> None:
+    """``sys.exit()`` in the forward is the model's error (exit 2), nothing is written."""
+    with pytest.raises(ModelRunError, match=r"called sys\.exit\(0\)"):
+        export(_Exits(2, 2), (torch.ones(1, 2),), tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []

@@ -42,9 +42,9 @@ import torch
 from torch import nn
 
 from wnpass.axes import is_legacy_hook
-from wnpass.errors import InvalidArgumentError, InvalidModelError, WnpassError, one_line
+from wnpass.errors import InvalidArgumentError, InvalidModelError, WnpassError
 from wnpass.fx.fold import TorchFoldReport, fold_weight_norm
-from wnpass.fx.forward import Batch, as_batch, evaluating
+from wnpass.fx.forward import Batch, ForwardFailedError, as_batch, call_model, evaluating
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
 from wnpass.plan import IOPlan
@@ -65,8 +65,9 @@ class ExportError(WnpassError):
     """torch.onnx.export failed on the model."""
 
 
-class ModelRunError(WnpassError):
-    """The user's model raised when run on its example inputs."""
+# The user's model raised (or called sys.exit()) when run on its example inputs: the error of
+# every forward wnpass runs (wnpass.fx.forward), under the name this module has always given it.
+ModelRunError = ForwardFailedError
 
 
 @dataclasses.dataclass
@@ -543,8 +544,8 @@ def export(
     plan.check()  # the output's data file, if any, is planned once the model is known
     chosen = prov.resolve(list(providers) if providers else None) if verify else []
     with evaluating(model):  # the deployed behaviour; every submodule's flag comes back
-        outputs = _forward(model, inputs)
-        expected = _numpy_outputs(outputs) if verify else []
+        result = call_model(model, inputs)  # the model's own error, before any exporter's
+        expected = _numpy_outputs(result) if verify else []
         examples = _examples(graph_inputs) if verify else {}
         target, in_place = _copy(model) if fold_in_torch else (model, False)
         torch_report = fold_weight_norm(target) if fold_in_torch else None
@@ -611,17 +612,6 @@ def _named_as(staged: Path, path: Path) -> Iterator[None]:
     except InvalidModelError as error:
         detail = error.detail.replace(str(staged), str(path))
         raise InvalidModelError(detail, parameter=error.parameter) from None
-
-
-def _forward(model: nn.Module, inputs: Batch) -> Any:
-    """The model's outputs on its example inputs (no grad); an error is the model's."""
-    try:
-        with torch.no_grad():
-            return model(*inputs.args, **inputs.kwargs)
-    except Exception as error:
-        raise ModelRunError(
-            f"the model's forward raised {one_line(error, with_type=True)}"
-        ) from None
 
 
 @contextlib.contextmanager

@@ -273,3 +273,70 @@ def test_a_closed_stderr_loses_the_message_not_the_exit_code(tmp_path: Path) -> 
     assert proc.stderr is not None
     proc.stderr.close()
     assert proc.wait(timeout=60) == 2
+
+
+EXITS = {
+    "import": "import sys\nsys.exit(0)\n",
+    "forward": """
+import torch
+class M(torch.nn.Linear):
+    def forward(self, x):
+        raise SystemExit(0)
+def build_model():
+    return M(2, 2)
+def example_inputs():
+    return torch.ones(1, 2)
+""",
+    # without example inputs the model is traced by torch.fx: no forward of wnpass's own
+    "tracing": """
+import torch
+class M(torch.nn.Linear):
+    def forward(self, x):
+        if isinstance(x, torch.fx.Proxy):
+            raise SystemExit(4)
+        return super().forward(x)
+def build_model():
+    return M(2, 2)
+""",
+}
+
+
+EXPORT = ["export", "-o", "{out}", "--verify"]
+
+
+@pytest.mark.parametrize(
+    ("where", "command"),
+    [
+        ("import", EXPORT),
+        ("import", ["train-rewrite"]),
+        ("forward", EXPORT),
+        ("forward", ["train-rewrite"]),
+        ("forward", ["inspect"]),
+        ("tracing", ["train-rewrite"]),  # export needs example_inputs(): no tracing
+    ],
+)
+def test_a_sys_exit_in_the_model_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str, command: list[str]
+) -> None:
+    """``sys.exit()`` anywhere in a model.py's code (its body, its forward, a forward a tracer
+    runs) is bad input: one line naming the file and what it did, exit 2, nothing written;
+    never the model's exit code and never silence."""
+    model_py = tmp_path / "m.py"
+    model_py.write_text(EXITS[where])
+    name, *rest = command
+    argv = [name, str(model_py), *(a.format(out=tmp_path / "m.onnx") for a in rest)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"wnpass: error: {model_py}: ") and err.count("\n") == 1
+    assert "called sys.exit(" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.py"]
+
+
+def test_a_keyboard_interrupt_in_the_model_stops_the_program(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C inside the model's code is a stop, as anywhere else (exit 130), not its error."""
+    model_py = tmp_path / "m.py"
+    model_py.write_text("def build_model():\n    raise KeyboardInterrupt\n")
+    assert main(["train-rewrite", str(model_py)]) == 130
+    assert capsys.readouterr().err == "wnpass: interrupted; nothing more was written\n"

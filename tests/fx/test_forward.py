@@ -1,11 +1,14 @@
-"""The forwards wnpass runs on a user's model: its state stays whole and consistent."""
+"""The forwards wnpass runs on a user's model: its state stays whole and consistent, each
+its errors (sys.exit() too) are the model's."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from wnpass import apply_weight_norm
+from wnpass.fx.forward import Batch, ForwardFailedError, run_forward
 
 
 class _GrowingCache(nn.Module):
@@ -45,3 +48,15 @@ def test_a_lazy_model_is_rewritten() -> None:
     model = nn.Sequential(nn.LazyLinear(4), nn.LazyBatchNorm1d())
     report = apply_weight_norm(model, torch.randn(8, 3))
     assert report.applied == 1 and report.max_rel_error is not None
+
+
+class _Exits(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise SystemExit(0)
+
+
+def test_a_sys_exit_in_forward_is_the_models_error() -> None:
+    """``sys.exit()`` in the model's forward is one line naming the model (exit 2), never the
+    end of wnpass with the model's exit code."""
+    with pytest.raises(ForwardFailedError, match=r"^_Exits: .* called sys\.exit\(0\)$"):
+        run_forward(_Exits(2, 2), Batch((torch.ones(1, 2),)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,14 @@ def test_factory_by_name_and_no_inputs(tmp_path: Path) -> None:
         ("import torch\ndef build_model():\n    return torch.nn.Linear(1, 1)\n"
          "def example_inputs():\n    pass\n", None, NotInputsError,
          "example_inputs() returned None; expected a tensor or a tuple of tensors"),
+        # sys.exit() is the file's failure, never the end of the caller's process
+        ("import sys\nsys.exit(0)\n", None, ModelImportError,
+         "m.py: running the file called sys.exit(0)"),
+        ("def build_model():\n    raise SystemExit(3)\n", None, FactoryFailedError,
+         "m.py: build_model() called sys.exit(3)"),
+        ("import torch\ndef build_model():\n    return torch.nn.Linear(1, 1)\n"
+         "def example_inputs():\n    exit('no data')\n", None, FactoryFailedError,
+         "m.py: example_inputs() called sys.exit('no data')"),
     ],
 )  # fmt: skip
 def test_broken_model_py_says_which_step(
@@ -120,3 +129,44 @@ def test_a_model_py_runs_with_its_own_future_imports_only(tmp_path: Path) -> Non
     )
     model, _ = load_model_py(path)
     assert isinstance(model, nn.Linear)
+
+
+def test_a_keyboard_interrupt_in_the_file_is_not_its_error(tmp_path: Path) -> None:
+    """Ctrl-C while the file runs stops the caller (wnpass.interrupts): it is not turned into
+    an error about the file as a sys.exit() is."""
+    path = tmp_path / "m.py"
+    path.write_text("def build_model():\n    raise KeyboardInterrupt\n")
+    with pytest.raises(KeyboardInterrupt):
+        load_model_py(path)
+
+
+def test_the_file_runs_with_the_argv_and_path_of_python_model_py(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python model.py`` gives the file ``sys.argv == [model.py]`` (a parser at module level
+    parses no arguments of the caller's) and its folder first on ``sys.path`` (it imports the
+    module beside it, whatever the working directory); the caller's are back afterwards."""
+    folder, elsewhere = tmp_path / "model", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    (folder / "wnpass_test_layers.py").write_text(
+        "import torch\ndef make():\n    return torch.nn.Linear(2, 2)\n"
+    )
+    path = folder / "model.py"
+    path.write_text(
+        "import argparse, sys\n"
+        "from wnpass_test_layers import make\n"
+        "ARGS = argparse.ArgumentParser().parse_args()\n"
+        "ARGV = list(sys.argv)\n"
+        "def build_model():\n"
+        "    model = make()\n"
+        "    model.argv = ARGV\n"
+        "    return model\n"
+    )
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(sys, "argv", ["wnpass", "export", "--verify"])
+    monkeypatch.delitem(sys.modules, "wnpass_test_layers", raising=False)
+    path_before = list(sys.path)
+    model, _ = load_model_py(path)
+    assert isinstance(model, nn.Linear) and model.argv == [str(path)]
+    assert sys.argv == ["wnpass", "export", "--verify"] and sys.path == path_before

@@ -1,7 +1,8 @@
 """The ``wnpass`` command line: parse, validate, call the library, render, return an exit code.
 
 Exit codes, and no others: 0 success; 1 a check ran and failed; 2 bad input or usage
-(including errors raised by the user's model.py or checkpoint); 3 an internal error (one line;
+(including errors raised by the user's model.py or checkpoint, and a ``sys.exit()`` in the
+model's code, whatever code it asked for); 3 an internal error (one line;
 ``-v`` shows the traceback); 141, without a word, when the reader of the output went away (a
 closed pipe, as for a process that SIGPIPE stops). A run stopped by SIGINT or SIGTERM
 publishes nothing and exits with the shell's code for the signal (130, 143): at once when
@@ -19,6 +20,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from wnpass import __version__, interrupts
@@ -92,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, interrupts.Terminated) as stopped:
         kind = signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM
         return _stopped(kind)
+    except SystemExit as exited:
+        return _exited(exited, args)
     except Exception as error:
         # A stop signal raised as an exception, which the code it came through may have
         # wrapped in another (numpy's imports, torch's C++, an exporter's "export failed").
@@ -106,6 +110,21 @@ def _stopped(signum: int) -> int:
     """A stop signal that unwound the stack: staging is removed; say so, and its exit code."""
     _tell(stop_line(signum))
     return 128 + signum
+
+
+def _exited(exited: SystemExit, args: argparse.Namespace) -> int:
+    """A ``sys.exit()`` of the model's code that reached the command line: wnpass names the
+    model.py and the step where it catches one itself (loading, its forwards); this is where
+    it did not (a tracer running the model). Nothing of wnpass's own raises SystemExit once
+    the arguments are parsed. Bad input, exit 2: the model's exit code is not wnpass's."""
+    from wnpass.fx.forward import what_it_did  # torch is imported: the model's code ran
+
+    given = [getattr(args, "model", None), getattr(args, "check_model", None)]
+    paths = [p for value in given for p in (value if isinstance(value, list) else [value])]
+    model_py = next((p for p in paths if isinstance(p, Path) and p.suffix == ".py"), None)
+    where = f"{printable(str(model_py))}: " if model_py else ""
+    _tell(f"wnpass: error: {where}the model's code {what_it_did(exited)}")
+    return EXIT_BAD_INPUT
 
 
 def _failed(error: Exception, args: argparse.Namespace) -> int:

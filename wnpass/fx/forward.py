@@ -5,7 +5,8 @@ transformers' that take ``input_ids=``/``pixel_values=``), or both as ``(args, k
 :class:`Batch`. The outputs are every tensor the forward returned, wherever it put them: tuples,
 dicts, ``ModelOutput``s, dataclasses, and objects such as key/value caches (their attributes).
 An exception raised by the model's own code becomes :class:`ForwardFailedError`, which names the
-model (a user-facing error, exit code 2).
+model (a user-facing error, exit code 2); so does a ``sys.exit()`` in it, which must not end
+wnpass with the model's exit code.
 """
 
 from __future__ import annotations
@@ -20,7 +21,23 @@ from torch import nn
 
 from wnpass.errors import InvalidArgumentError, WnpassError, one_line
 
-__all__ = ["Batch", "ForwardFailedError", "as_batch", "evaluating", "output_tensors", "run_forward"]
+__all__ = [
+    "MODEL_ERRORS",
+    "Batch",
+    "ForwardFailedError",
+    "as_batch",
+    "call_model",
+    "evaluating",
+    "output_tensors",
+    "run_forward",
+    "what_it_did",
+]
+
+# What the user's own code (a model.py's body, its factory, a forward) may raise: any exception,
+# and SystemExit (``sys.exit()``, ``exit()``, an argparse error), which is the model's failure,
+# not the end of wnpass. KeyboardInterrupt and a SIGTERM (wnpass.interrupts) are not among
+# them: they stop wnpass as they would anywhere else.
+MODEL_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit)
 
 _MAX_DEPTH = 8  # nested containers followed when collecting outputs
 
@@ -35,6 +52,15 @@ class Batch:
 
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def what_it_did(error: BaseException) -> str:
+    """How the user's code failed, for a one-line message: ``raised KeyError: 'x'``, or
+    ``called sys.exit(0)`` for a SystemExit (whatever raised it: ``exit()``, argparse)."""
+    if isinstance(error, SystemExit):
+        code = "" if error.code is None else " ".join(repr(error.code).split())[:240]
+        return f"called sys.exit({code})"
+    return f"raised {one_line(error, with_type=True)}"
 
 
 def as_batch(value: Any, parameter: str = "example_inputs") -> Batch:
@@ -96,16 +122,22 @@ def evaluating(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
-def run_forward(model: nn.Module, batch: Batch) -> list[torch.Tensor]:
-    """``model(*batch.args, **batch.kwargs)`` in eval mode without grad; its output tensors."""
+def call_model(model: nn.Module, batch: Batch) -> Any:
+    """``model(*batch.args, **batch.kwargs)`` without grad, in the mode the model is in; what
+    it returned. An exception or a ``sys.exit()`` of the model's code is a
+    :class:`ForwardFailedError` naming the model."""
     try:
-        with evaluating(model), torch.no_grad():
-            result = model(*batch.args, **batch.kwargs)
+        with torch.no_grad():
+            return model(*batch.args, **batch.kwargs)
     except WnpassError:
         raise
-    except Exception as error:
+    except MODEL_ERRORS as error:
         raise ForwardFailedError(
-            f"{type(model).__name__}: the forward on the example inputs raised "
-            f"{one_line(error, with_type=True)}"
+            f"{type(model).__name__}: the forward on the example inputs {what_it_did(error)}"
         ) from error
-    return output_tensors(result)
+
+
+def run_forward(model: nn.Module, batch: Batch) -> list[torch.Tensor]:
+    """:func:`call_model` in eval mode; the tensors of what it returned."""
+    with evaluating(model):
+        return output_tensors(call_model(model, batch))

@@ -3,14 +3,25 @@
 The convention: the file defines a factory returning an ``nn.Module`` and, optionally,
 ``example_inputs()`` returning a tensor or a tuple of tensors. A factory named ``X_large``
 pairs with ``example_inputs_large()`` when the file has one. Every way this can go wrong raises a
-:class:`~wnpass.fx.errors.ModelPyError` subclass whose one-line message names the step.
+:class:`~wnpass.fx.errors.ModelPyError` subclass whose one-line message names the step; a
+``sys.exit()`` in the file's code (an argparse error too) is one of them, never the end of the
+caller's process.
+
+The file's code (its body, the factory, ``example_inputs()``) runs as ``python model.py`` would
+run it: ``sys.argv`` is ``[model.py]`` (a parser at module level sees no arguments of the
+caller's, as a script run without arguments) and the file's folder is first on ``sys.path``
+(``from layers import ...`` finds the module beside it). Both are the caller's again once it
+has run: a module the file imported stays imported, but later imports of the caller's do not
+search the model's folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,16 +29,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from wnpass.errors import one_line, printable
+from wnpass.errors import printable
 from wnpass.fx.errors import (
     FactoryFailedError,
     FactoryNotFoundError,
     ModelFileNotFoundError,
     ModelImportError,
+    ModelPyError,
     ModelSyntaxError,
     NotAModuleError,
     NotInputsError,
 )
+from wnpass.fx.forward import MODEL_ERRORS, what_it_did
 
 __all__ = ["DEFAULT_FACTORY", "EXPECTED_INPUTS", "as_inputs", "load_model_py"]
 
@@ -55,13 +68,38 @@ def _exec_module(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look their module up here
     try:
-        exec(code, module.__dict__)
-    except Exception as error:
+        _run(path, "running the file", ModelImportError, exec, code, module.__dict__)
+    except ModelImportError:
         sys.modules.pop(name, None)
-        raise ModelImportError(
-            f"{path}: running the file raised {one_line(error, with_type=True)}"
-        ) from None
+        raise
     return module
+
+
+@contextlib.contextmanager
+def _as_script(path: Path) -> Iterator[None]:
+    """``sys.argv`` and ``sys.path`` as ``python model.py`` gives them (the module docstring),
+    then the caller's again."""
+    argv, folder = sys.argv, str(path.resolve().parent)
+    sys.argv = [str(path)]
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        sys.argv = argv
+        with contextlib.suppress(ValueError):  # the file's code may have removed it itself
+            sys.path.remove(folder)
+
+
+def _run(
+    path: Path, step: str, error_type: type[ModelPyError], call: Callable[..., Any], *args: Any
+) -> Any:
+    """``call(*args)``: the file's code, run as a script (:func:`_as_script`); what it raised
+    or a ``sys.exit()`` in it is ``error_type``, one line naming the file and the step."""
+    try:
+        with _as_script(path):
+            return call(*args)
+    except MODEL_ERRORS as error:
+        raise error_type(f"{path}: {step} {what_it_did(error)}") from None
 
 
 def _syntax_message(path: Path, error: SyntaxError | ValueError) -> str:
@@ -108,12 +146,7 @@ def load_model_py(
         raise FactoryNotFoundError(
             f"{path}: defines no factory {name}() (give --factory NAME){hint}"
         )
-    try:
-        model = build()
-    except Exception as error:
-        raise FactoryFailedError(
-            f"{path}: {name}() raised {one_line(error, with_type=True)}"
-        ) from None
+    model = _run(path, f"{name}()", FactoryFailedError, build)
     if not isinstance(model, nn.Module):
         raise NotAModuleError(
             f"{path}: {name}() returned {type(model).__name__}, not a torch.nn.Module"
@@ -125,12 +158,7 @@ def load_model_py(
     if not callable(make_inputs):
         logger.info("%s defines no %s(): no equivalence check possible", path, inputs_name)
         return model, None
-    try:
-        value = make_inputs()
-    except Exception as error:
-        raise FactoryFailedError(
-            f"{path}: {inputs_name}() raised {one_line(error, with_type=True)}"
-        ) from None
+    value = _run(path, f"{inputs_name}()", FactoryFailedError, make_inputs)
     inputs = as_inputs(value)
     if inputs is None:
         what = "None" if value is None else f"a {type(value).__name__}"
