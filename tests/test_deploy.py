@@ -544,6 +544,31 @@ def test_a_dynamic_axis_beside_a_dict_input_under_dynamo(tmp_path: Path) -> None
     assert x_input.type.tensor_type.shape.dim[0].dim_param == "b"
 
 
+class _ScalesItsInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(4, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.mul_(2)  # in-place input scaling
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_forward_that_changes_its_input_in_place_is_verified(
+    exporter: str, tmp_path: Path
+) -> None:
+    """PyTorch's forward and the exporter's each get a copy of the example inputs, and ONNX
+    Runtime is fed the inputs as given: like is compared with like, and the caller's tensor
+    is as it was."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 4)
+    given = x.clone()
+    report = export(_ScalesItsInput(), (x,), tmp_path / "m.onnx", exporter=exporter, runs=1)
+    assert report.matches, report.to_dict()
+    assert torch.equal(x, given)
+
+
 class _Exits(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise SystemExit(0)

@@ -12,6 +12,9 @@
    the example inputs, each fed to the graph input of its name, on every available provider
    (or those asked for), and times the ONNX model there.
 
+PyTorch's forward and the exporter each run on a copy of the example inputs, so a forward
+that changes its input in place leaves ONNX Runtime the inputs as given.
+
 The caller's model comes back as it came: its weight norm (unless it cannot be copied: legacy
 hooks are folded in place, and the report says so) and the training flag of every submodule
 (the pipeline runs it in eval mode). The report says what was folded where, whether every
@@ -44,7 +47,7 @@ from torch import nn
 from wnpass.axes import is_legacy_hook
 from wnpass.errors import InvalidArgumentError, InvalidModelError, WnpassError
 from wnpass.fx.fold import TorchFoldReport, fold_weight_norm
-from wnpass.fx.forward import Batch, ForwardFailedError, as_batch, call_model, evaluating
+from wnpass.fx.forward import Batch, ForwardFailedError, as_batch, call_model, cloned, evaluating
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
 from wnpass.plan import IOPlan
@@ -554,7 +557,7 @@ def export(
             raw = staging / "exported.onnx"
             _export(
                 target,
-                inputs,
+                cloned(inputs),  # a forward that changes its inputs changes a copy
                 list(graph_inputs),
                 raw,
                 dynamo=dynamo,

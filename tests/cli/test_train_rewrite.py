@@ -12,15 +12,32 @@ from tests.fx.helpers import PLAIN
 from tests.helpers import cli_with_file_limit
 from wnpass.cli import main
 
+# Not reproducible: each call adds its count (random numbers would be drawn alike).
 NOISY = """
 import torch
 def build_model():
     class Noisy(torch.nn.Linear):
+        calls = 0
         def forward(self, x):
-            return super().forward(x) + torch.rand(1)
+            self.calls += 1
+            return super().forward(x) + self.calls
     return Noisy(3, 3)
 def example_inputs():
     return (torch.randn(2, 3),)
+"""
+
+# Sampling noise at inference (VITS-style) and dropout left on: random numbers in forward.
+SAMPLING = """
+import torch
+import torch.nn.functional as F
+def build_model():
+    class Sampling(torch.nn.Linear):
+        def forward(self, x):
+            y = super().forward(x)
+            return F.dropout(y + 0.01 * torch.randn_like(y), 0.5, training=True)
+    return Sampling(8, 8)
+def example_inputs():
+    return (torch.randn(4, 8),)
 """
 
 NAN_AFTER = """
@@ -118,6 +135,17 @@ def test_failed_equivalence_exits_1_and_writes_nothing(
     assert main(["train-rewrite", str(model_py)]) == 1
     assert "NOT EQUIVALENT" in capsys.readouterr().out
     assert not (tmp_path / "noisy.wn.pt").exists()
+
+
+def test_a_model_drawing_random_numbers_is_compared_with_itself(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both forwards draw the same random numbers: the rewrite is exact, not NOT EQUIVALENT."""
+    model_py = tmp_path / "sampling.py"
+    model_py.write_text(SAMPLING)
+    assert main(["train-rewrite", str(model_py)]) == 0
+    assert "equivalent: max relative output difference" in capsys.readouterr().out
+    assert (tmp_path / "sampling.wn.pt").exists()
 
 
 def test_outputs_turning_nan_fail_the_check(

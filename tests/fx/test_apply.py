@@ -14,7 +14,7 @@ from torch.nn.utils import parametrize
 
 from tests.fx.helpers import KEEP_RTOL, PLAIN_MODELS, Functional, SharedBlock, plain, rel_error
 from wnpass import apply_weight_norm
-from wnpass.fx.apply import max_rel_error
+from wnpass.fx.apply import Init, max_rel_error
 from wnpass.fx.report import NOTHING_COMPARED, apply_summary, plan_rows
 
 
@@ -224,11 +224,15 @@ def test_one_module_under_several_names_is_normed_once() -> None:
 
 
 def test_report_rows_json_and_failure(tmp_path: Path) -> None:
-    """Rows are pure strings; JSON has counts; a model whose outputs change fails the check."""
+    """Rows are pure strings; JSON has counts; a model whose outputs change fails the check
+    (random numbers are drawn alike in both forwards: a count of calls is what changes)."""
 
     class Noisy(nn.Linear):
+        calls = 0
+
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return super().forward(x) + torch.rand(1)
+            self.calls += 1
+            return super().forward(x) + self.calls
 
     report = apply_weight_norm(nn.Sequential(Noisy(3, 3)), (torch.randn(2, 3),))
     assert report.equivalent is False and not report
@@ -237,3 +241,50 @@ def test_report_rows_json_and_failure(tmp_path: Path) -> None:
     report.write_json(tmp_path / "r.json")
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["applied"] == 1 and data["ok"] is False and data["sites"][0]["axis"] == 0
+
+
+class _Sampling(nn.Module):
+    """Sampling noise at inference (VITS-style) and dropout left on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.a(x))
+        h = nn.functional.dropout(h + 0.01 * torch.randn_like(h), 0.5, training=True)
+        return self.b(h)
+
+
+def test_a_model_drawing_random_numbers_is_compared_with_itself() -> None:
+    """The forwards before and after the rewrite draw the same random numbers, so the check
+    sees the rewrite's rounding only; the caller's generator is where it was."""
+    model, x = _Sampling(), torch.randn(4, 8)
+    state = torch.get_rng_state()
+    report = apply_weight_norm(model, x)
+    assert report.applied == 2 and report.max_rel_error is not None
+    assert report.max_rel_error <= KEEP_RTOL, report.reason
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+class _ScalesItsInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.mul_(2)  # in-place input scaling
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("init", ["keep", "data"])
+def test_a_forward_that_changes_its_input_in_place_changes_a_copy(init: Init) -> None:
+    """Every forward of the call (before, the observed one, data init's, after) runs on its
+    own copy of the example inputs: the check compares like with like, and the caller's
+    tensor is as it was."""
+    model, x = _ScalesItsInput(), torch.randn(8, 4)
+    given = x.clone()
+    report = apply_weight_norm(model, x, init=init)
+    assert report.applied == 1 and torch.equal(x, given)
+    if init == "keep":
+        assert report.max_rel_error is not None and report.max_rel_error <= KEEP_RTOL

@@ -1,5 +1,5 @@
 """The forwards wnpass runs on a user's model: its state stays whole and consistent, each
-its errors (sys.exit() too) are the model's."""
+forward has its own copy of the inputs, and its errors (sys.exit() too) are the model's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from wnpass import apply_weight_norm
-from wnpass.fx.forward import Batch, ForwardFailedError, run_forward
+from wnpass.fx.forward import Batch, ForwardFailedError, RngSnapshot, run_forward
 
 
 class _GrowingCache(nn.Module):
@@ -60,3 +60,31 @@ def test_a_sys_exit_in_forward_is_the_models_error() -> None:
     end of wnpass with the model's exit code."""
     with pytest.raises(ForwardFailedError, match=r"^_Exits: .* called sys\.exit\(0\)$"):
         run_forward(_Exits(2, 2), Batch((torch.ones(1, 2),)))
+
+
+class _ScalesItsInput(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.mul_(2)  # in-place input scaling
+        return super().forward(x)
+
+
+def test_each_forward_gets_its_own_copy_of_the_inputs() -> None:
+    """A forward that changes its input in place changes a copy: the next forward, and the
+    caller, see the inputs as they were."""
+    model, x = _ScalesItsInput(4, 3), torch.randn(2, 4)
+    given = x.clone()
+    first, second = run_forward(model, Batch((x,))), run_forward(model, Batch((x,)))
+    assert torch.equal(first[0], second[0]) and torch.equal(x, given)
+
+
+def test_replayed_forwards_draw_the_same_numbers_and_leave_the_callers_alone() -> None:
+    """Blocks replayed from one snapshot draw the same random numbers; afterwards the
+    generator is where the caller left it."""
+    model = nn.Linear(2, 2)
+    snapshot = RngSnapshot.take(model, Batch((torch.ones(1, 2),)))
+    state = torch.get_rng_state()
+    with snapshot.replayed():
+        first = torch.randn(5)
+    with snapshot.replayed():
+        second = torch.randn(5)
+    assert torch.equal(first, second) and torch.equal(torch.get_rng_state(), state)

@@ -8,7 +8,9 @@ the state dict gets the standard ``parametrizations.<name>.original0`` (``g``, o
 unit, size 1 on every other axis) and ``original1`` (``v``) keys, and
 ``torch.nn.utils.parametrize.remove_parametrizations`` undoes it. ``init="keep"`` sets
 ``g = ||w||`` and ``v = w`` (PyTorch's ``right_inverse``), so the model computes what it did up to
-float rounding; on example inputs that is checked against ``KEEP_RTOL``. ``init="data"`` runs the
+float rounding; on example inputs that is checked against ``KEEP_RTOL`` (both forwards from
+the same random-number state, each on its own copy of the inputs: see
+:mod:`wnpass.fx.forward`). ``init="data"`` runs the
 paper's data-dependent init (:func:`wnpass.fx.data_init.data_init`) on the example inputs.
 RNN modules get the once-per-forward cache of :mod:`wnpass.fx.rnn_cache`. A call that raises
 after the rewrite began (``init="data"`` on a batch that gives a layer no statistics, say)
@@ -32,7 +34,7 @@ from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.fx.analyse import DIM_POLICIES, Pattern, analyse_sites, as_patterns, owner_of
 from wnpass.fx.arguments import require_choice, require_module, require_values
 from wnpass.fx.data_init import data_init
-from wnpass.fx.forward import Batch, as_batch, run_forward
+from wnpass.fx.forward import Batch, RngSnapshot, as_batch, cloned, run_forward
 from wnpass.fx.mean_only_bn import replace_batch_norm
 from wnpass.fx.register import register_weight_norm
 from wnpass.fx.report import ApplyReport, ParamSite
@@ -106,6 +108,13 @@ def _tolerance(model: nn.Module) -> float:
     return KEEP_RTOL_HALF if dtypes & {torch.float16, torch.bfloat16} else KEEP_RTOL
 
 
+def _compared_forward(model: nn.Module, inputs: Batch, rng: RngSnapshot) -> list[torch.Tensor]:
+    """The outputs on ``inputs``, the forward drawing its random numbers from ``rng``: the
+    same ones before and after the rewrite."""
+    with rng.replayed():
+        return run_forward(model, inputs)
+
+
 @contextlib.contextmanager
 def _undone_on_error(model: nn.Module) -> Iterator[None]:
     """Run the block; if it raises, give every module of ``model`` its class and attributes
@@ -174,16 +183,21 @@ class ApplyWeightNormPass:
         inputs = None if example_inputs is None else as_batch(example_inputs)
         if self.init == "data" and inputs is None:
             raise UsageError("init='data' needs a batch: pass example_inputs")
-        before = run_forward(model, inputs) if inputs is not None else None
-        sites, mode, note = analyse_sites(
-            model,
-            inputs,
-            include=self.include,
-            exclude=self.exclude,
-            dim_policy=self.dim_policy,
-            embeddings=self.embeddings,
-            tracer=self.tracer,
-        )
+        # the forwards run here draw the same random numbers (a model with sampling noise is
+        # compared with itself, not with other noise) and leave the caller's generators as
+        # they were; each gets its own copy of the inputs
+        rng = RngSnapshot.take(model, inputs)
+        before = _compared_forward(model, inputs, rng) if inputs is not None else None
+        with rng.replayed():
+            sites, mode, note = analyse_sites(
+                model,
+                inputs,
+                include=self.include,
+                exclude=self.exclude,
+                dim_policy=self.dim_policy,
+                embeddings=self.embeddings,
+                tracer=self.tracer,
+            )
         report = ApplyReport(
             sites=sites, traced_with=mode, trace_note=note, dim_policy=self.dim_policy
         )
@@ -196,10 +210,11 @@ class ApplyWeightNormPass:
                     sites.append(ParamSite(name, op, [], 1, "replaced", reason))
             if self.init == "data":
                 assert inputs is not None
-                self._data_init(model, inputs, sites)
+                self._data_init(model, cloned(inputs), sites)
             if before is not None and inputs is not None:
                 if self.init == "keep" and not self.mean_only_bn:
-                    report.max_rel_error = max_rel_error(run_forward(model, inputs), before)
+                    after = _compared_forward(model, inputs, rng)
+                    report.max_rel_error = max_rel_error(after, before)
                     report.rtol = _tolerance(model)
                 else:
                     report.notes.append(

@@ -7,12 +7,18 @@ dicts, ``ModelOutput``s, dataclasses, and objects such as key/value caches (thei
 An exception raised by the model's own code becomes :class:`ForwardFailedError`, which names the
 model (a user-facing error, exit code 2); so does a ``sys.exit()`` in it, which must not end
 wnpass with the model's exit code.
+
+Every forward gets a copy of the example tensors: a model that changes its input in place
+(``x.mul_(2)``) would otherwise give the next forward other inputs. Forwards whose outputs are
+compared run from one :class:`RngSnapshot`, so a model that draws random numbers (noise,
+``F.dropout(training=True)``) draws the same ones each time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -25,8 +31,10 @@ __all__ = [
     "MODEL_ERRORS",
     "Batch",
     "ForwardFailedError",
+    "RngSnapshot",
     "as_batch",
     "call_model",
+    "cloned",
     "evaluating",
     "output_tensors",
     "run_forward",
@@ -122,13 +130,58 @@ def evaluating(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
+def cloned(batch: Batch) -> Batch:
+    """``batch`` with a copy of each of its tensors (in tuples, lists and dicts), for one
+    forward: what the forward changes in place is the copy's."""
+    copy = torch.utils._pytree.tree_map(
+        lambda value: value.clone() if isinstance(value, torch.Tensor) else value,
+        (batch.args, dict(batch.kwargs)),
+    )
+    return Batch(*copy)
+
+
+@dataclasses.dataclass(frozen=True)
+class RngSnapshot:
+    """The state of torch's random number generators at one moment: the CPU's, and each CUDA
+    device's that the model or its inputs are on (the generators a forward there draws from).
+
+    Forwards run in :meth:`replayed` blocks draw the same numbers, so a model with sampling
+    noise compares exactly with itself; anything else that makes a model give other outputs
+    each time (a counter, the clock) still does.
+    """
+
+    cpu: torch.Tensor
+    cuda: dict[int, torch.Tensor]
+
+    @classmethod
+    def take(cls, model: nn.Module, batch: Batch | None) -> RngSnapshot:
+        """The generators' state now."""
+        given = () if batch is None else (batch.args, dict(batch.kwargs))
+        leaves = torch.utils._pytree.tree_leaves(given)
+        tensors = itertools.chain(model.parameters(), model.buffers(), leaves)
+        devices = {t.get_device() for t in tensors if isinstance(t, torch.Tensor) and t.is_cuda}
+        cuda = {device: torch.cuda.get_rng_state(device) for device in sorted(devices)}
+        return cls(torch.get_rng_state(), cuda)
+
+    @contextlib.contextmanager
+    def replayed(self) -> Iterator[None]:
+        """Run the block from this state; afterwards the generators are as they were before
+        the block (the caller's random numbers are not the ones the block drew)."""
+        with torch.random.fork_rng(devices=list(self.cuda), device_type="cuda"):
+            torch.set_rng_state(self.cpu)
+            for device, state in self.cuda.items():
+                torch.cuda.set_rng_state(state, device)
+            yield
+
+
 def call_model(model: nn.Module, batch: Batch) -> Any:
-    """``model(*batch.args, **batch.kwargs)`` without grad, in the mode the model is in; what
-    it returned. An exception or a ``sys.exit()`` of the model's code is a
-    :class:`ForwardFailedError` naming the model."""
+    """``model(*batch.args, **batch.kwargs)`` without grad, on a copy of the batch's tensors
+    (:func:`cloned`), in the mode the model is in; what it returned. An exception or a
+    ``sys.exit()`` of the model's code is a :class:`ForwardFailedError` naming the model."""
+    inputs = cloned(batch)
     try:
         with torch.no_grad():
-            return model(*batch.args, **batch.kwargs)
+            return model(*inputs.args, **inputs.kwargs)
     except WnpassError:
         raise
     except MODEL_ERRORS as error:
