@@ -84,9 +84,9 @@ def test_a_failed_verification_publishes_nothing(
     staged model is checked, found different, and never appears under the output's name."""
     export_module = importlib.import_module("wnpass.deploy")
 
-    real = export_module._numpy_outputs
+    real = export_module._expected
     monkeypatch.setattr(
-        export_module, "_numpy_outputs", lambda outputs: [a + 1.0 for a in real(outputs)]
+        export_module, "_expected", lambda graph, outputs: [a + 1.0 for a in real(graph, outputs)]
     )
     model, inputs = load_model_py(ROOT / "models" / "mlp.py")
     assert inputs is not None
@@ -94,7 +94,7 @@ def test_a_failed_verification_publishes_nothing(
     report = export(model, inputs, out, exporter="torchscript", runs=1)
     assert not report and not report.matches and report.published is False
     assert sorted(p.name for p in tmp_path.iterdir()) == []
-    monkeypatch.setattr(export_module, "_numpy_outputs", real)
+    monkeypatch.setattr(export_module, "_expected", real)
     report = export(model, inputs, out, exporter="torchscript", runs=1)
     assert report and report.published and out.exists()
 
@@ -542,6 +542,53 @@ def test_a_dynamic_axis_beside_a_dict_input_under_dynamo(tmp_path: Path) -> None
     assert report.published
     (x_input, *_) = onnx.load(out).graph.input
     assert x_input.type.tensor_type.shape.dim[0].dim_param == "b"
+
+
+class _WithNumber(nn.Module):
+    """Returns a Python number beside its tensor: the batch size (TorchScript makes it an
+    int64 output), or ``.item()`` of a tensor (dynamo makes it an output of that tensor's
+    dtype, float32 here)."""
+
+    def __init__(self, item: bool) -> None:
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(4, 3))
+        self.item = item
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int | float]:
+        y = self.fc(x)
+        return y, (y.sum().item() if self.item else x.shape[0])
+
+
+@pytest.mark.parametrize(
+    ("exporter", "item", "dtype"),
+    [("torchscript", False, "int64"), ("dynamo", True, "float32")],
+    ids=["torchscript-int", "dynamo-item"],
+)
+def test_a_number_the_forward_returns_is_verified_as_the_output_it_becomes(
+    exporter: str, item: bool, dtype: str, tmp_path: Path
+) -> None:
+    """The exporter makes a returned number a 0-d output: it is compared with the number as a
+    0-d array of that output's type (a number was left out of the expected outputs, and
+    pairing them failed with an internal error)."""
+    torch.manual_seed(0)
+    out = tmp_path / "m.onnx"
+    report = export(_WithNumber(item), (torch.randn(2, 4),), out, exporter=exporter, runs=1)
+    assert report.matches and out.exists(), report.to_dict()
+    number = report.comparisons["cpu"][1]
+    assert (number.shape, number.dtype) == ([], dtype)
+
+
+def test_outputs_that_cannot_be_paired_are_not_verified(tmp_path: Path) -> None:
+    """When the graph has another count of outputs than the forward returned tensors and
+    numbers, which is which is unknown: verification is declined, nothing is paired."""
+    import wnpass.deploy as deploy
+
+    torch.manual_seed(0)
+    out = tmp_path / "m.onnx"
+    export(_WithNumber(False), (torch.randn(2, 4),), out, exporter="torchscript", verify=False)
+    graph = ir.load(out).graph
+    with pytest.raises(InvalidArgumentError, match=r"cannot verify: .* 2 outputs where .* 1 "):
+        deploy._expected(graph, [np.zeros((2, 3), np.float32)])
 
 
 class _ScalesItsInput(nn.Module):

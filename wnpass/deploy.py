@@ -8,9 +8,10 @@
    request), with dynamic axes on request;
 3. folds whatever weight norm is still in the graph (``fold_onnx``: all of it when PyTorch did
    not fold first) into the output file, written atomically;
-4. with ``verify`` (the default), compares the PyTorch model's outputs with ONNX Runtime's on
-   the example inputs, each fed to the graph input of its name, on every available provider
-   (or those asked for), and times the ONNX model there.
+4. with ``verify`` (the default), compares the PyTorch model's outputs (a Python number it
+   returns as the 0-d output the exporter makes of it) with ONNX Runtime's on the example
+   inputs, each fed to the graph input of its name, on every available provider (or those
+   asked for), and times the ONNX model there.
 
 PyTorch's forward and the exporter each run on a copy of the example inputs, so a forward
 that changes its input in place leaves ONNX Runtime the inputs as given.
@@ -130,9 +131,39 @@ class ExportReport:
         write_json(path, self.to_dict(), plan)
 
 
-def _numpy_outputs(outputs: Any) -> list[np.ndarray]:
-    leaves = torch.utils._pytree.tree_leaves(outputs)
-    return [_to_numpy(t) for t in leaves if isinstance(t, torch.Tensor)]
+# What an exporter makes a graph output of, in the order torch's pytree flattens the result:
+# a tensor, and a Python number (``x.shape[0]``, ``.item()``) as a 0-d tensor (measured with
+# torch 2.13). None, a string and other objects become no output.
+Output = np.ndarray | bool | int | float
+
+
+def _outputs(result: Any) -> list[Output]:
+    """The forward's ``result`` as the exported graph's outputs will be: each tensor as an
+    array (:func:`_to_numpy`: a dtype that cannot be verified is refused here, before anything
+    is exported), each Python number as it is, until the graph says its type
+    (:func:`_expected`)."""
+    leaves = torch.utils._pytree.tree_leaves(result)
+    return [
+        _to_numpy(leaf) if isinstance(leaf, torch.Tensor) else leaf
+        for leaf in leaves
+        if isinstance(leaf, torch.Tensor | bool | int | float)
+    ]
+
+
+def _expected(graph: ir.Graph, outputs: list[Output]) -> list[np.ndarray]:
+    """What each graph output must hold: the forward's outputs paired with the graph's in
+    order, each number as a 0-d array of its graph output's type (TorchScript makes an ``int``
+    int64, a ``float`` float64; dynamo a ``.item()`` the type of its tensor), exactly or not
+    at all. Where the counts differ the pairing is unknown, and verification is declined."""
+    if len(graph.outputs) != len(outputs):
+        raise InvalidArgumentError(
+            f"cannot verify: the exported graph has {len(graph.outputs)} outputs where the "
+            f"forward returned {len(outputs)} tensors and numbers; which is which is unknown"
+        )
+    return [
+        output if isinstance(output, np.ndarray) else _scalar(f"output {value.name}", output, value)
+        for value, output in zip(graph.outputs, outputs, strict=True)
+    ]
 
 
 def _array(tensor: torch.Tensor) -> np.ndarray | None:
@@ -400,7 +431,7 @@ def _feeds(graph: ir.Graph, examples: dict[str, Any]) -> dict[str, np.ndarray]:
         if isinstance(example, np.ndarray):
             feeds[value.name] = example
         elif isinstance(example, (bool, int, float)) and value.dtype is not None:
-            feeds[value.name] = _scalar(value.name, example, value.dtype)
+            feeds[value.name] = _scalar(f"input {value.name}", example, value)
         else:
             raise InvalidArgumentError(
                 f"cannot verify: input {value.name}: ONNX Runtime takes no "
@@ -409,16 +440,20 @@ def _feeds(graph: ir.Graph, examples: dict[str, Any]) -> dict[str, np.ndarray]:
     return feeds
 
 
-def _scalar(name: str, example: bool | float, dtype: ir.DataType) -> np.ndarray:
-    """A Python number as the graph's scalar input of ``dtype``, exactly or not at all."""
+def _scalar(what: str, example: bool | float, value: ir.Value) -> np.ndarray:
+    """A Python number as the 0-d array of graph input or output ``value``'s type, exactly or
+    not at all (``what`` names it)."""
+    dtype = value.dtype
+    if dtype is None:
+        raise InvalidArgumentError(f"cannot verify: {what} has no type in the graph")
     try:
         scalar = np.array(example, dtype=dtype.numpy())
     except (OverflowError, ValueError, TypeError):
         scalar = None
     if scalar is None or scalar.item() != example:
         raise InvalidArgumentError(
-            f"cannot verify: input {name}: {example!r} is not exactly a "
-            f"{dtype.name.lower()}, the type the graph takes"
+            f"cannot verify: {what}: {example!r} is not exactly a "
+            f"{dtype.name.lower()}, its type in the graph"
         )
     return scalar
 
@@ -548,7 +583,7 @@ def export(
     chosen = prov.resolve(list(providers) if providers else None) if verify else []
     with evaluating(model):  # the deployed behaviour; every submodule's flag comes back
         result = call_model(model, inputs)  # the model's own error, before any exporter's
-        expected = _numpy_outputs(result) if verify else []
+        outputs = _outputs(result) if verify else []
         examples = _examples(graph_inputs) if verify else {}
         target, in_place = _copy(model) if fold_in_torch else (model, False)
         torch_report = fold_weight_norm(target) if fold_in_torch else None
@@ -576,6 +611,7 @@ def export(
                 [p for p in prov.PROVIDERS if p not in prov.available()] if verify else []
             )
             feeds = _feeds(exported.graph, examples) if verify else {}
+            expected = _expected(exported.graph, outputs) if verify else []
 
             def gate(staged: Path) -> bool:
                 with _named_as(staged, path):
