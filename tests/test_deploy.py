@@ -626,3 +626,15 @@ def test_a_sys_exit_in_forward_is_the_models_error(tmp_path: Path) -> None:
     with pytest.raises(ModelRunError, match=r"called sys\.exit\(0\)"):
         export(_Exits(2, 2), (torch.ones(1, 2),), tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tuple_input_is_refused_for_verification_in_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tuple of tensors becomes graph inputs with the exporter's names, which the example
+    inputs cannot be fed by: verification is declined before anything is exported, and the
+    refusal is the only thing said (no warning about names before it)."""
+    inputs = ((torch.ones(2), torch.ones(2)), torch.ones(2))
+    with pytest.raises(InvalidArgumentError, match=r"cannot verify: pair becomes 2 graph inputs"):
+        export(_PairFirst(), inputs, tmp_path / "m.onnx", exporter="torchscript")
+    assert caplog.records == [] and list(tmp_path.iterdir()) == []

@@ -244,27 +244,43 @@ def _input_count(value: Any, dynamo: bool) -> int:
     return sum(isinstance(leaf, kinds) for leaf in torch.utils._pytree.tree_leaves(value))
 
 
-def _graph_inputs(arguments: dict[str, Any], dynamo: bool) -> dict[str, Any]:
+def _graph_inputs(
+    arguments: dict[str, Any], dynamo: bool
+) -> tuple[dict[str, Any], tuple[str, int] | None]:
     """The arguments that become the exported graph's inputs, in the graph's order, by the
     name to give that input. An exporter takes input names as a list and gives them to its
     inputs in order, so an argument that becomes no input must not be named (``x, mask=None,
     scale=2.0``: naming ``mask`` would call the graph's ``scale`` input ``mask``). Naming
     stops at an argument that becomes several inputs (a tuple of tensors): those, and the
-    inputs after them, keep the exporter's own names. TorchScript drops an input that
-    ``forward`` never reads after naming, so such an argument keeps its place here."""
+    inputs after them, keep the exporter's own names; that argument and its count of inputs
+    come second (None when there is none). TorchScript drops an input that ``forward`` never
+    reads after naming, so such an argument keeps its place here."""
     named: dict[str, Any] = {}
     for name, value in arguments.items():
         count = _input_count(value, dynamo)
         if count > 1:
-            logger.warning(
-                "%s becomes %d graph inputs: it and the inputs after it keep the exporter's names",
-                name,
-                count,
-            )
-            break
+            return named, (name, count)
         if count == 1:
             named[name] = value
-    return named
+    return named, None
+
+
+def _several_inputs(name: str, count: int, verify: bool) -> None:
+    """An argument that becomes ``count`` graph inputs (:func:`_graph_inputs`): the example
+    inputs are fed to the graph by name, and the exporter's names of those inputs say which
+    is which only by its own rules, so verification is declined before anything is exported.
+    An export without verification goes on, and says the names are the exporter's."""
+    if verify:
+        raise InvalidArgumentError(
+            f"cannot verify: {name} becomes {count} graph inputs, which (with the inputs after "
+            "it) keep the exporter's names, and the example inputs are fed by name; give its "
+            "tensors to forward one by one, or export without verification"
+        )
+    logger.warning(
+        "%s becomes %d graph inputs: it and the inputs after it keep the exporter's names",
+        name,
+        count,
+    )
 
 
 def _check_dynamic(
@@ -571,8 +587,10 @@ def export(
     inputs = as_batch(example_inputs)
     dynamo = exporter == "dynamo"
     arguments = _arguments(model, inputs, dynamo)
-    graph_inputs = _graph_inputs(arguments, dynamo)
+    graph_inputs, several = _graph_inputs(arguments, dynamo)
     _check_dynamic(dynamic, arguments, graph_inputs)
+    if several is not None:
+        _several_inputs(*several, verify=verify)
     shapes = _dynamic_shapes(model, inputs, dynamic, arguments) if dynamic and dynamo else None
     _check_values(model, inputs)
     path = Path(path)
