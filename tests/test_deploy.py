@@ -19,7 +19,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from tests.helpers import run, sites_left
 from wnpass.deploy import ModelRunError, export
-from wnpass.errors import InvalidArgumentError, InvalidModelError
+from wnpass.errors import InvalidArgumentError, InvalidModelError, WnpassError
 from wnpass.fx.forward import Batch
 from wnpass.fx.loading import load_model_py
 from wnpass.verify import providers
@@ -638,3 +638,26 @@ def test_a_tuple_input_is_refused_for_verification_in_one_line(
     with pytest.raises(InvalidArgumentError, match=r"cannot verify: pair becomes 2 graph inputs"):
         export(_PairFirst(), inputs, tmp_path / "m.onnx", exporter="torchscript")
     assert caplog.records == [] and list(tmp_path.iterdir()) == []
+
+
+class _ReturnsItsInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, self.fc(x)
+
+
+def test_an_exported_file_the_checker_rejects_is_named_as_the_user_knows_it(
+    tmp_path: Path,
+) -> None:
+    """The dynamo exporter writes a graph that returns its input under its input's name,
+    which the ONNX checker rejects: the error names what the exporter wrote for the output,
+    not wnpass's staging file (gone once the error is shown)."""
+    out = tmp_path / "m.onnx"
+    with pytest.raises(WnpassError) as raised:
+        export(_ReturnsItsInput(), (torch.randn(2, 4),), out, verify=False)
+    message = str(raised.value)
+    assert message.startswith(f"the dynamo exporter's output for {out}: rejected by the ONNX")
+    assert ".wnpass-" not in message and list(tmp_path.iterdir()) == []

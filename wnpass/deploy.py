@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
 import dataclasses
 import inspect
 import itertools
 import logging
 import os
 import re
+import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -46,7 +48,7 @@ import torch
 from torch import nn
 
 from wnpass.axes import is_legacy_hook
-from wnpass.errors import InvalidArgumentError, InvalidModelError, WnpassError
+from wnpass.errors import InvalidArgumentError, WnpassError
 from wnpass.fx.fold import TorchFoldReport, fold_weight_norm
 from wnpass.fx.forward import Batch, ForwardFailedError, as_batch, call_model, cloned, evaluating
 from wnpass.onnx import io
@@ -348,7 +350,7 @@ def _export(
     if not inputs.kwargs and args and isinstance(args[-1], dict):
         args += ({},)
     try:
-        with warnings.catch_warnings(), _exporter_logs_quiet():
+        with warnings.catch_warnings(), _exporter_quiet():
             warnings.simplefilter("ignore")
             torch.onnx.export(model, args, str(path), kwargs=dict(inputs.kwargs) or None, **options)
     except Exception as error:
@@ -608,17 +610,18 @@ def export(
         weights = _weight_names(model)
         with plan.staging(path) as staging:
             raw = staging / "exported.onnx"
-            _export(
-                target,
-                cloned(inputs),  # a forward that changes its inputs changes a copy
-                list(graph_inputs),
-                raw,
-                dynamo=dynamo,
-                dynamic=dynamic,
-                shapes=shapes,
-                opset=opset,
-            )
-            exported = io.load(raw)
+            with _named_as(raw, f"the {exporter} exporter's output for {path}"):
+                _export(
+                    target,
+                    cloned(inputs),  # a forward that changes its inputs changes a copy
+                    list(graph_inputs),
+                    raw,
+                    dynamo=dynamo,
+                    dynamic=dynamic,
+                    shapes=shapes,
+                    opset=opset,
+                )
+                exported = io.load(raw)
             _check_opset(exported, opset)
             _check_dynamic_made(exported, dynamic, exporter)
             _, onnx_report = fold_onnx(exported, in_place=True)
@@ -632,7 +635,7 @@ def export(
             expected = _expected(exported.graph, outputs) if verify else []
 
             def gate(staged: Path) -> bool:
-                with _named_as(staged, path):
+                with _named_as(staged, str(path)):
                     _compare(report, staged, chosen, feeds, expected, options)
                 return bool(report.matches)
 
@@ -661,28 +664,70 @@ def _check_values(model: nn.Module, inputs: Batch) -> None:
 
 
 @contextlib.contextmanager
-def _named_as(staged: Path, path: Path) -> Iterator[None]:
-    """Errors about the staged file name the user's output instead: the staging folder is
-    wnpass's own, and gone once the error is shown."""
+def _named_as(staged: Path, name: str) -> Iterator[None]:
+    """Errors about a staged file call it ``name`` instead, which the user knows (the output,
+    or what the exporter wrote for it): the staging folder is wnpass's own, and gone once the
+    error is shown."""
     try:
         yield
-    except InvalidModelError as error:
-        detail = error.detail.replace(str(staged), str(path))
-        raise InvalidModelError(detail, parameter=error.parameter) from None
+    except WnpassError as error:
+        if str(staged) in error.detail:
+            error.detail = error.detail.replace(str(staged), name)
+            error.args = (error.render(),)
+        raise
 
 
 @contextlib.contextmanager
-def _exporter_logs_quiet() -> Iterator[None]:
-    """torch.onnx logs its own progress and notes (``torchvision is not installed``) as
-    warnings; they are shown only when wnpass itself logs at INFO (``-v``)."""
+def _exporter_quiet() -> Iterator[None]:
+    """What the exporters say besides their error, shown only when wnpass itself logs at INFO
+    (``-v``): torch.onnx logs its progress and notes (``torchvision is not installed``) as
+    warnings, the TorchScript exporter prints the whole graph to stdout (from C++) when it
+    fails, and torch.export prints the graph it could not export to stderr. The error itself
+    is the one line wnpass raises (:func:`_export`). Silenced at the file descriptors, for the
+    whole process while the export runs: C++ writes there directly."""
+    if logger.isEnabledFor(logging.INFO):
+        yield
+        return
     exporter = logging.getLogger("torch.onnx")
     level = exporter.level
-    if not logger.isEnabledFor(logging.INFO):
-        exporter.setLevel(logging.ERROR)
+    exporter.setLevel(logging.ERROR)
     try:
-        yield
+        with _silenced(sys.stdout, 1), _silenced(sys.stderr, 2):
+            yield
     finally:
         exporter.setLevel(level)
+
+
+@contextlib.contextmanager
+def _silenced(stream: Any, fd: int) -> Iterator[None]:
+    """File descriptor ``fd`` (``stream``'s) writes to the null device for the block. What
+    Python and C buffered meanwhile is flushed before it is put back, so none of it comes
+    out later. Where ``fd`` is not open there is nothing to silence."""
+    try:
+        saved = os.dup(fd)
+    except OSError:
+        saved = -1
+    if saved < 0:
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        _flush(stream)
+        os.dup2(null, fd)
+        yield
+    finally:
+        _flush(stream)
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(null)
+
+
+def _flush(stream: Any) -> None:
+    """Flush ``stream`` and C's stdio buffers (where C++ ``std::cout`` writes)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        stream.flush()
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        ctypes.CDLL(None).fflush(None)
 
 
 def _check_opset(model: ir.Model, opset: int | None) -> None:

@@ -4,6 +4,8 @@ flags that add up or are refused, and one-line refusals of models it cannot expo
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -153,3 +155,51 @@ def test_refusals_are_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.py"]
+
+
+# torch.diff has no TorchScript ONNX symbolic; torch.export cannot decide a branch on data.
+UNEXPORTABLE = """
+import torch
+from torch import nn
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = self.fc(x)
+        if {exporter!r} == "torchscript":
+            return torch.diff(y, dim=1)
+        return y * 2 if x.sum() > 0 else y
+
+def build_model():
+    return M()
+
+def example_inputs():
+    return torch.ones(2, 4)
+"""
+
+
+@pytest.mark.parametrize(
+    ("exporter", "message"),
+    [
+        ("torchscript", "Exporting the operator 'aten::diff' to ONNX"),
+        ("dynamo", "Failed to export the model with torch.export"),
+    ],
+)
+def test_a_failed_export_is_one_line_on_stderr_and_nothing_on_stdout(
+    tmp_path: Path, exporter: str, message: str
+) -> None:
+    """The exporters print what they failed on (TorchScript its whole IR graph to stdout,
+    from C++; torch.export the graph to stderr): the command says one line, as the program
+    runs it (C's buffers flushed at exit would show what an in-process test cannot)."""
+    model_py = tmp_path / "model.py"
+    model_py.write_text(UNEXPORTABLE.format(exporter=exporter))
+    argv = ["export", str(model_py), "-o", str(tmp_path / "m.onnx"), "--exporter", exporter]
+    result = subprocess.run(
+        [sys.executable, "-m", "wnpass", *argv], capture_output=True, text=True, check=False
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"wnpass: error: {model_py}: torch.onnx.export failed: ")
+    assert message in result.stderr and result.stderr.count("\n") == 1
