@@ -5,6 +5,7 @@ after the PyTorch parameters."""
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from tests.helpers import run, sites_left
-from wnpass.deploy import ModelRunError, export
+from wnpass.deploy import ModelRunError, export, exporters_silenced
 from wnpass.errors import InvalidArgumentError, InvalidModelError, WnpassError
 from wnpass.fx.forward import Batch
 from wnpass.fx.loading import load_model_py
@@ -661,3 +662,25 @@ def test_an_exported_file_the_checker_rejects_is_named_as_the_user_knows_it(
     message = str(raised.value)
     assert message.startswith(f"the dynamo exporter's output for {out}: rejected by the ONNX")
     assert ".wnpass-" not in message and list(tmp_path.iterdir()) == []
+
+
+def test_a_library_export_leaves_the_processs_file_descriptors_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Silencing what the exporters print from C++ redirects the whole process's stdout and
+    stderr: a command line's choice (``exporters_silenced``), never a library call's."""
+    redirected: list[int] = []
+    real = os.dup2
+
+    def dup2(fd: int, to: int) -> None:
+        redirected.append(to)
+        real(fd, to)
+
+    monkeypatch.setattr(os, "dup2", dup2)
+    model = nn.Linear(4, 3)
+    export(model, (torch.randn(2, 4),), tmp_path / "a.onnx", exporter="torchscript", verify=False)
+    assert redirected == []
+    with exporters_silenced():
+        export(model, (torch.randn(2, 4),), tmp_path / "b.onnx", exporter="torchscript",
+               verify=False)  # fmt: skip
+    assert sorted(redirected) == [1, 1, 2, 2]  # to the null device and back, each

@@ -26,6 +26,7 @@ matched (``verified=False``: ``matches`` is None, nothing was compared).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import ctypes
 import dataclasses
@@ -62,7 +63,14 @@ from wnpass.verify.compare import OutputComparison, compare_outputs, nothing_com
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
 from wnpass.verify.report import LatencyStats
 
-__all__ = ["ExportError", "ExportReport", "ModelRunError", "export", "opset_range"]
+__all__ = [
+    "ExportError",
+    "ExportReport",
+    "ModelRunError",
+    "export",
+    "exporters_silenced",
+    "opset_range",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -677,14 +685,31 @@ def _named_as(staged: Path, name: str) -> Iterator[None]:
         raise
 
 
+# Whether the exporters' printing is silenced at the file descriptors: a command line's
+# choice (:func:`exporters_silenced`), never a library call's (it is the whole process's).
+_SILENCED: contextvars.ContextVar[bool] = contextvars.ContextVar("silenced", default=False)
+
+
+@contextlib.contextmanager
+def exporters_silenced() -> Iterator[None]:
+    """For a command line, whose stdout and stderr are its own: while the block runs, what the
+    exporters print from C++ (the TorchScript exporter's whole graph on stdout when it fails,
+    torch.export's graph on stderr) goes to the null device, unless wnpass logs at INFO
+    (``-v``). A library call leaves the process's file descriptors alone."""
+    token = _SILENCED.set(True)
+    try:
+        yield
+    finally:
+        _SILENCED.reset(token)
+
+
 @contextlib.contextmanager
 def _exporter_quiet() -> Iterator[None]:
     """What the exporters say besides their error, shown only when wnpass itself logs at INFO
     (``-v``): torch.onnx logs its progress and notes (``torchvision is not installed``) as
-    warnings, the TorchScript exporter prints the whole graph to stdout (from C++) when it
-    fails, and torch.export prints the graph it could not export to stderr. The error itself
-    is the one line wnpass raises (:func:`_export`). Silenced at the file descriptors, for the
-    whole process while the export runs: C++ writes there directly."""
+    warnings; within :func:`exporters_silenced`, what C++ prints is silenced too, at the file
+    descriptors, for the whole process while the export runs (C++ writes there directly).
+    The error itself is the one line wnpass raises (:func:`_export`)."""
     if logger.isEnabledFor(logging.INFO):
         yield
         return
@@ -692,7 +717,10 @@ def _exporter_quiet() -> Iterator[None]:
     level = exporter.level
     exporter.setLevel(logging.ERROR)
     try:
-        with _silenced(sys.stdout, 1), _silenced(sys.stderr, 2):
+        with contextlib.ExitStack() as silenced:
+            if _SILENCED.get():
+                silenced.enter_context(_silenced(sys.stdout, 1))
+                silenced.enter_context(_silenced(sys.stderr, 2))
             yield
     finally:
         exporter.setLevel(level)

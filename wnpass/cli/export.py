@@ -65,12 +65,12 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     plan = plan_model_py(args, args.output)
     plan.check()
 
-    from wnpass.deploy import export
+    from wnpass.deploy import export, exporters_silenced
 
     model, inputs = load_model(args)
     if inputs is None:
         raise UsageError(f"{args.model}: defines no example_inputs(); export needs them")
-    with blamed_on(args.model):
+    with blamed_on(args.model), exporters_silenced():
         report = export(
             model,
             inputs,
