@@ -295,12 +295,35 @@ def test_a_layer_without_a_known_channel_axis_is_declined_and_kept() -> None:
     before = {k: v.clone() for k, v in model.state_dict().items()}
     report = data_init(model, torch.randn(4, 2, 10))
     assert report.initialized == ["head.weight"]
-    assert "conv output 1-D for a 3-D weight" in report.kept["conv.weight"]
+    assert "output is 1-D where its input is 3-D (reshaped)" in report.kept["conv.weight"]
     assert report.kept["unused.weight"] == "not called on the batch"
     after = model.state_dict()
     for key in before:
         if not key.startswith("head."):
             assert torch.equal(after[key], before[key]), key
+
+
+class _FlattenedAfter(nn.Conv1d):
+    """A conv whose output is ``(N, C*L)``: with N == C, its rank is an unbatched output's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).flatten(1)
+
+
+@pytest.mark.parametrize("batch", [2, 3], ids=["N==C", "N!=C"])
+def test_an_output_flattened_to_the_unbatched_rank_is_not_read_as_unbatched(batch: int) -> None:
+    """``(N, C*L)`` from a batched input: with N == C it was taken for ``(C, L)`` and
+    "initialized" per sample, with N != C it raised (exit 3). The input's rank says batched,
+    the output's does not fit: declined, values kept."""
+    torch.manual_seed(0)
+    model = nn.Sequential(_FlattenedAfter(3, 2, 1))
+    apply_weight_norm(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = data_init(model, torch.randn(batch, 3, 50))
+    assert report.initialized == []
+    assert "output is 2-D where its input is 3-D (reshaped)" in report.kept["0.weight"]
+    after = model.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before)
 
 
 class _Masked(nn.Conv1d):

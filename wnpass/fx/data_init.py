@@ -41,7 +41,7 @@ from wnpass.axes import OpKind, is_legacy_hook, output_unit_axis, unit_axis
 from wnpass.errors import InvalidArgumentError
 from wnpass.fx.arguments import require_module, require_values
 from wnpass.fx.axes import layer_kind
-from wnpass.fx.forward import as_batch, evaluating
+from wnpass.fx.forward import as_batch, call_model, evaluating
 from wnpass.fx.register import unit_norm_problem
 
 __all__ = ["DATA_INIT_EPS", "MIN_VALUES", "V_INIT_STD", "DataInitReport", "data_init"]
@@ -293,7 +293,7 @@ def _run(
             return None
         done.add(module)
         name, kind = targets[module]
-        axis = _output_axis(module, kind, output)
+        axis = _output_axis(module, kind, args, output)
         if isinstance(axis, str):
             report.kept[name] = axis
             _give_back(saved[module])
@@ -306,8 +306,8 @@ def _run(
 
     handles = [m.register_forward_hook(hook, with_kwargs=True) for m in targets]
     try:
-        with evaluating(model), torch.no_grad():
-            model(*inputs.args, **inputs.kwargs)
+        with evaluating(model):
+            call_model(model, inputs)  # the model's exception or sys.exit(): one line
     finally:
         for handle in handles:
             handle.remove()
@@ -317,8 +317,27 @@ def _run(
             _give_back(saved[module])
 
 
-def _output_axis(module: nn.Module, kind: OpKind, output: Any) -> int | str:
-    """The unit axis of the layer's output on this call (batched or unbatched), or why none."""
+def _output_axis(module: nn.Module, kind: OpKind, args: tuple[Any, ...], output: Any) -> int | str:
+    """The unit axis of the layer's output on this call, or why it is not known. The layer's
+    own forward keeps its input's rank (batched ``(N, C, ...)`` or unbatched ``(C, ...)``, the
+    input's rank telling which); an output of another rank or unit count was reshaped by a
+    subclass (``(N, C*L)``, whose N may equal C) and has no known unit axis."""
     if not isinstance(output, torch.Tensor):
         return f"output is a {type(output).__name__}, not a tensor of pre-activations"
-    return output_unit_axis(kind, output.dim(), _plist(module).original1.dim())
+    given = args[0] if args and isinstance(args[0], torch.Tensor) else None
+    if given is None:
+        return "its first argument is not a tensor: no known unit axis"
+    if given.dim() != output.dim():
+        return (
+            f"output is {output.dim()}-D where its input is {given.dim()}-D (reshaped): "
+            "no known unit axis"
+        )
+    originals = _plist(module)
+    axis = output_unit_axis(kind, given.dim(), originals.original1.dim())
+    units = originals.original0.numel()  # g: one entry per output unit
+    if isinstance(axis, int) and output.shape[axis] != units:
+        return (
+            f"output axis {axis % output.dim()} has {output.shape[axis]} entries, not the "
+            f"layer's {units} units: no known unit axis"
+        )
+    return axis
