@@ -249,6 +249,24 @@ def test_falls_back_to_torch_export() -> None:
     assert by_name["lin.weight"].axis == 0 and by_name["w"].axis == 1
 
 
+class _ExitsWhenTraced(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise SystemExit(0)
+
+
+@pytest.mark.parametrize("inputs", [None, (torch.randn(2, 4),)], ids=["fx", "fx-and-export"])
+def test_a_sys_exit_while_traced_is_a_tracer_failure_not_the_callers_exit(inputs: Any) -> None:
+    """torch.fx and torch.export run the forward's code: its ``sys.exit()`` escaped the
+    library call and would have ended the caller's process with status 0."""
+    sites, mode, note = analyse_sites(_ExitsWhenTraced(), inputs, tracer="static")
+    assert mode == "module types" and "SystemExit: 0" in (note or "")
+    assert {s.name: s.status for s in sites}["lin.weight"] == "planned"
+
+
 def test_falls_back_to_module_types_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     """Without inputs only module types are read; the warning says why; functional uses unseen."""
     with caplog.at_level(logging.WARNING, logger="wnpass.fx.trace"):

@@ -77,6 +77,33 @@ def test_each_forward_gets_its_own_copy_of_the_inputs() -> None:
     assert torch.equal(first[0], second[0]) and torch.equal(x, given)
 
 
+class _Cache:
+    """A transformers-style cache: an object (no tuple, list or dict) a forward extends."""
+
+    def __init__(self) -> None:
+        self.keys: list[torch.Tensor] = []
+
+
+class _ReadsItsCache(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor, cache: _Cache) -> torch.Tensor:
+        cache.keys.append(x)
+        return self.fc(torch.cat(cache.keys).sum(0, keepdim=True))
+
+
+def test_each_forward_gets_its_own_copy_of_a_cache_object() -> None:
+    """A cache object was passed on uncopied: each forward extended the same one, the
+    outputs drifted, and a correct rewrite was called NOT EQUIVALENT."""
+    model, x, cache = _ReadsItsCache(), torch.randn(1, 4), _Cache()
+    first, second = run_forward(model, Batch((x, cache))), run_forward(model, Batch((x, cache)))
+    assert torch.equal(first[0], second[0]) and cache.keys == []
+    report = apply_weight_norm(_ReadsItsCache(), (x, cache))
+    assert report.applied == 1 and report.equivalent and cache.keys == []
+
+
 def test_replayed_forwards_draw_the_same_numbers_and_leave_the_callers_alone() -> None:
     """Blocks replayed from one snapshot draw the same random numbers; afterwards the
     generator is where the caller left it."""

@@ -17,8 +17,10 @@ compared run from one :class:`RngSnapshot`, so a model that draws random numbers
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import itertools
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -40,6 +42,8 @@ __all__ = [
     "run_forward",
     "what_it_did",
 ]
+
+logger = logging.getLogger(__name__)
 
 # What the user's own code (a model.py's body, its factory, a forward) may raise: any exception,
 # and SystemExit (``sys.exit()``, ``exit()``, an argparse error), which is the model's failure,
@@ -130,14 +134,29 @@ def evaluating(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
+# Inputs no forward can change: passed on as they are.
+_IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device)
+
+
 def cloned(batch: Batch) -> Batch:
-    """``batch`` with a copy of each of its tensors (in tuples, lists and dicts), for one
-    forward: what the forward changes in place is the copy's."""
-    copy = torch.utils._pytree.tree_map(
-        lambda value: value.clone() if isinstance(value, torch.Tensor) else value,
-        (batch.args, dict(batch.kwargs)),
-    )
-    return Batch(*copy)
+    """``batch`` with a copy of each of its inputs (in tuples, lists and dicts), for one
+    forward: what the forward changes in place is the copy's. A tensor is cloned; another
+    object (a transformers cache, which a forward extends) is deep-copied, and passed on as
+    it is only where it cannot be copied."""
+    copies = torch.utils._pytree.tree_map(_copied, (batch.args, dict(batch.kwargs)))
+    return Batch(*copies)
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, _IMMUTABLE):
+        return value
+    try:
+        return copy.deepcopy(value)
+    except Exception as error:  # a lock, a file: the forwards share it, as before
+        logger.debug("example input %s is not copied: %s", type(value).__name__, error)
+        return value
 
 
 @dataclasses.dataclass(frozen=True)
