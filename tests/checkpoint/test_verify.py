@@ -72,6 +72,34 @@ def test_a_correct_fold_passes(tmp_path: Path, api_name: str) -> None:
     assert (tmp_path / "ckpt.folded.pt").is_file()
 
 
+@pytest.mark.parametrize(
+    "forward",
+    ["x.mul_(2)\n        return self.fc(x)", "return self.fc(x) + torch.randn_like(x[:, :3])"],
+    ids=["in-place-input", "sampling-noise"],
+)
+def test_a_correct_fold_of_a_model_that_scales_its_input_or_samples_passes(
+    tmp_path: Path, forward: str
+) -> None:
+    """The two forwards shared the input tensors (the first doubled them for the second) and
+    drew other random numbers: a correct fold was 'outside tolerance 6/6', nothing written.
+    Each now runs on its own copy of the inputs, from the same random state."""
+    model_py = tmp_path / "model.py"
+    model_py.write_text(
+        "import torch\nfrom torch import nn\n\nclass Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n"
+        "        self.fc = nn.Linear(4, 3)\n\n"
+        f"    def forward(self, x):\n        {forward}\n\n"
+        "def build_model():\n    return Net()\n\n"
+        "def example_inputs():\n    return (torch.randn(2, 4),)\n"
+    )
+    model, _ = load_model_py(model_py)
+    weight_norm(model.get_submodule("fc"), "weight")
+    torch.save(model.state_dict(), ckpt := tmp_path / "ckpt.pt")
+    report = fold_checkpoint(ckpt, check_model=model_py)
+    assert report and report.check is not None and report.published
+    assert report.check.outputs[0].max_rel < 1e-5
+
+
 def test_a_wrong_fold_fails_and_publishes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

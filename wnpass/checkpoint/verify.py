@@ -36,6 +36,7 @@ from wnpass.verify.compare import compare_outputs, is_exact, tolerance_for
 
 if TYPE_CHECKING:
     from wnpass.checkpoint.api import _Found
+    from wnpass.fx.forward import Batch, RngSnapshot
 
 __all__ = ["check_folded"]
 
@@ -81,16 +82,18 @@ def _outputs(value: Any, name: str = "output") -> Iterator[tuple[str, Any]]:
             yield from _outputs(item, f"{name}[{key!r}]")
 
 
-def _run(model: Any, inputs: tuple[Any, ...], model_py: Path) -> list[tuple[str, Any]]:
-    import torch
+def _run(model: Any, inputs: Batch, model_py: Path, rng: RngSnapshot) -> list[tuple[str, Any]]:
+    """The model's outputs on its own copy of ``inputs``, drawing the random numbers of
+    ``rng`` (a forward with sampling noise compares exactly with itself), by name."""
+    from wnpass.fx.forward import ForwardFailedError, call_model, what_it_did
 
     try:
-        with torch.no_grad():
-            return list(_outputs(model(*inputs)))
-    except Exception as error:
+        with rng.replayed():
+            return list(_outputs(call_model(model, inputs)))
+    except ForwardFailedError as error:
+        cause = error.__cause__ if error.__cause__ is not None else error
         raise InvalidArgumentError(
-            f"{model_py}: forward raised {one_line(error, with_type=True)}",
-            parameter="check_model",
+            f"{model_py}: forward {what_it_did(cause)}", parameter="check_model"
         ) from None
 
 
@@ -130,9 +133,9 @@ def check_folded(
 ) -> ModelCheckReport:
     """Compare the model with ``folded`` loaded against the weight-normed model with
     ``original`` loaded (module docstring)."""
-    import torch
     from torch.nn.utils.parametrizations import weight_norm
 
+    from wnpass.fx.forward import RngSnapshot, as_batch
     from wnpass.fx.state import load_state_dict_any
 
     model_py = Path(model_py)
@@ -176,9 +179,10 @@ def check_folded(
         row.problem = f"the folded checkpoint does not load strictly: {one_line(error)}"
         report.outputs.append(row)
         return report
-    with torch.no_grad():
-        ref_out = _run(reference, inputs, model_py)
-        cand_out = dict(_run(candidate, inputs, model_py))
+    batch = as_batch(inputs)
+    rng = RngSnapshot.take(reference, batch)
+    ref_out = _run(reference, batch, model_py, rng)
+    cand_out = dict(_run(candidate, batch, model_py, rng))
     for name, ref in ref_out:
         if name not in cand_out:
             row = OutputRow(name, list(ref.shape), None, 0.0, 0.0, 0, 0, 0.0, 0.0)
