@@ -3,6 +3,8 @@ named after their source and reported per weight; ``weight_norm_only`` leaves th
 
 from __future__ import annotations
 
+import logging
+
 import ml_dtypes
 import numpy as np
 import onnx
@@ -325,6 +327,29 @@ def test_inspect_names_and_shapes_a_weight_computed_from_a_sites_weight_as_the_f
         )  # fmt: skip
     assert inspected.nodes_before == inspected.nodes_after == 6
     assert fold_onnx(model)[1].cones_folded == 1  # inspecting changed nothing in the model
+
+
+def test_an_inspection_by_folding_a_copy_logs_no_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The fold an inspection runs on a copy warned of each site it declined ("not folding
+    w: ...", a name of the copy's graph); its rows say why, and inspect writes nothing."""
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 3] y, float[2, 3] z) {{
+            {SITE}
+            y = Gemm <transB = 1> (x, w)
+            t = Transpose <perm = [1, 0]> (w)
+            z = MatMul(x, t)
+        }}
+    """
+    arrays = {**zero_unit(3, 4), "one": np.array([1], np.int64)}
+    model = onnx_model(text, {"v": "fc.weight_v", "g": "fc.weight_g"}, True, **arrays)
+    with caplog.at_level(logging.DEBUG, logger="wnpass"):
+        inspected = inspect_onnx(model)
+    (site,) = inspected.sites
+    assert site.status == "declined" and "zero-norm units" in (site.reason or "")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_a_weight_computed_by_other_ops_is_reported_declined_and_left() -> None:
