@@ -139,6 +139,12 @@ def test_complex_outputs_are_compared_in_both_parts() -> None:
     assert not row.passed and (row.outside, row.max_abs) == (2, 0.5)
     assert row.scale == np.abs(ref).max() and (row.rtol, row.atol) == (1e-4, 1e-5)
     assert same.passed and same.max_abs == 0.0
+    # an element NaN in a part: the other part is compared too (it was taken as alike)
+    nan_ref = np.array([complex(np.nan, 1), 1 + 1j], np.complex64)
+    nan_cand = np.array([complex(np.nan, 5), 1 + 1j], np.complex64)
+    nan_row = compare_outputs(["y"], [nan_ref], ["y"], [nan_cand])[0]
+    assert not nan_row.passed and nan_row.outside == 1
+    assert compare_outputs(["y"], [nan_ref], ["y"], [nan_ref.copy()])[0].passed
 
 
 def test_an_optional_output_empty_in_both_compares_nothing() -> None:

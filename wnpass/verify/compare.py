@@ -159,7 +159,7 @@ def _compare(
     wide = np.complex128 if ref.dtype.kind == "c" else np.float64
     ref64, cand64 = ref.astype(wide), cand.astype(wide)
     both = np.isfinite(ref64) & np.isfinite(cand64)  # NaN/Inf are matched, not subtracted
-    alike = (np.isnan(ref64) & np.isnan(cand64)) | (np.isinf(ref64) & (ref64 == cand64))
+    alike = ~both & _alike(ref64, cand64)
     unlike = int(np.count_nonzero(~both & ~alike))  # NaN or Inf where the other has not it
     if unlike:
         result.problem = "NaN/Inf in different places"
@@ -175,6 +175,17 @@ def _compare(
     elif result.problem is None:  # NaN/Inf alike in both, and nothing else
         result.uncompared = "every element is NaN or Inf in both"
     return result
+
+
+def _alike(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Where an element that is not finite in both is the same in both: NaN for NaN, the same
+    infinity; a complex one part by part (``nan+1j`` is not ``nan+5j``), each part NaN in
+    both or equal."""
+    if ref.dtype.kind != "c":
+        return (np.isnan(ref) & np.isnan(cand)) | (np.isinf(ref) & (ref == cand))
+    same = [(np.isnan(r) & np.isnan(c)) | (r == c) for r, c in
+            ((ref.real, cand.real), (ref.imag, cand.imag))]  # fmt: skip
+    return same[0] & same[1]
 
 
 def _compare_optionals(name: str, ref: Any, cand: Any) -> OutputComparison:
