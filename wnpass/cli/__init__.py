@@ -113,10 +113,10 @@ def _stopped(signum: int) -> int:
 
 
 def _exited(exited: SystemExit, args: argparse.Namespace) -> int:
-    """A ``sys.exit()`` of the model's code that reached the command line: wnpass names the
-    model.py and the step where it catches one itself (loading, its forwards); this is where
-    it did not (a tracer running the model). Nothing of wnpass's own raises SystemExit once
-    the arguments are parsed. Bad input, exit 2: the model's exit code is not wnpass's."""
+    """A ``sys.exit()`` of the model's code that reached the command line: wnpass catches one
+    itself where it runs the model's code (loading, its forwards, the tracers) and names the
+    step; this is the net for a path that does not. Nothing of wnpass's own raises SystemExit
+    once the arguments are parsed. Bad input, exit 2: the model's exit code is not wnpass's."""
     from wnpass.fx.forward import what_it_did  # torch is imported: the model's code ran
 
     given = [getattr(args, "model", None), getattr(args, "check_model", None)]
