@@ -3,6 +3,8 @@ forward has its own copy of the inputs, and its errors (sys.exit() too) are the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -77,31 +79,47 @@ def test_each_forward_gets_its_own_copy_of_the_inputs() -> None:
     assert torch.equal(first[0], second[0]) and torch.equal(x, given)
 
 
-class _Cache:
-    """A transformers-style cache: an object (no tuple, list or dict) a forward extends."""
-
-    def __init__(self) -> None:
-        self.keys: list[torch.Tensor] = []
-
-
 class _ReadsItsCache(nn.Module):
+    """A forward that extends a transformers cache and reads everything in it."""
+
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 3)
 
-    def forward(self, x: torch.Tensor, cache: _Cache) -> torch.Tensor:
-        cache.keys.append(x)
-        return self.fc(torch.cat(cache.keys).sum(0, keepdim=True))
+    def forward(self, x: torch.Tensor, cache: Any) -> torch.Tensor:
+        keys, _ = cache.update(x.view(1, 1, -1, 4), x.view(1, 1, -1, 4), layer_idx=0)
+        return self.fc(keys.sum(2).view(1, 4))
 
 
-def test_each_forward_gets_its_own_copy_of_a_cache_object() -> None:
-    """A cache object was passed on uncopied: each forward extended the same one, the
-    outputs drifted, and a correct rewrite was called NOT EQUIVALENT."""
-    model, x, cache = _ReadsItsCache(), torch.randn(1, 4), _Cache()
+def test_each_forward_gets_its_own_copy_of_a_transformers_cache() -> None:
+    """A cache was passed on uncopied: each forward extended the same one, the outputs
+    drifted, and a correct rewrite was called NOT EQUIVALENT."""
+    transformers = pytest.importorskip("transformers")
+    model, x, cache = _ReadsItsCache(), torch.randn(1, 4), transformers.DynamicCache()
     first, second = run_forward(model, Batch((x, cache))), run_forward(model, Batch((x, cache)))
-    assert torch.equal(first[0], second[0]) and cache.keys == []
+    assert torch.equal(first[0], second[0]) and cache.get_seq_length() == 0
     report = apply_weight_norm(_ReadsItsCache(), (x, cache))
-    assert report.applied == 1 and report.equivalent and cache.keys == []
+    assert report.applied == 1 and report.equivalent and cache.get_seq_length() == 0
+
+
+class _Flag:
+    """An object a forward tests by identity."""
+
+
+class _TestsItsFlag(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.flag = nn.Linear(4, 3), _Flag()
+
+    def forward(self, x: torch.Tensor, flag: _Flag) -> torch.Tensor:
+        return self.fc(x) if flag is self.flag else -self.fc(x)
+
+
+def test_an_input_object_other_than_a_cache_is_passed_on_as_it_is() -> None:
+    """A forward may test an input by identity: a copy would take the other branch."""
+    model, x = _TestsItsFlag(), torch.randn(2, 4)
+    (out,) = run_forward(model, Batch((x, model.flag)))
+    assert torch.equal(out, model.fc(x).detach())
 
 
 def test_replayed_forwards_draw_the_same_numbers_and_leave_the_callers_alone() -> None:

@@ -134,15 +134,11 @@ def evaluating(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
-# Inputs no forward can change: passed on as they are.
-_IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device)
-
-
 def cloned(batch: Batch) -> Batch:
-    """``batch`` with a copy of each of its inputs (in tuples, lists and dicts), for one
-    forward: what the forward changes in place is the copy's. A tensor is cloned; another
-    object (a transformers cache, which a forward extends) is deep-copied, and passed on as
-    it is only where it cannot be copied."""
+    """``batch`` with a copy of each of its tensors (in tuples, lists and dicts) and of each
+    transformers cache, for one forward: what the forward changes in place (an input, a cache
+    it extends) is the copy's. Any other object is passed on as it is: a forward may test it
+    by identity (``flag is SENTINEL``, ``s is self.scaler``), which a copy would fail."""
     copies = torch.utils._pytree.tree_map(_copied, (batch.args, dict(batch.kwargs)))
     return Batch(*copies)
 
@@ -150,13 +146,20 @@ def cloned(batch: Batch) -> Batch:
 def _copied(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.clone()
-    if isinstance(value, _IMMUTABLE):
-        return value
-    try:
-        return copy.deepcopy(value)
-    except Exception as error:  # a lock, a file: the forwards share it, as before
-        logger.debug("example input %s is not copied: %s", type(value).__name__, error)
-        return value
+    if _is_cache(value):
+        try:
+            return copy.deepcopy(value)
+        except Exception as error:  # the forwards share it, as any other object
+            logger.debug("cache %s is not copied: %s", type(value).__name__, error)
+    return value
+
+
+def _is_cache(value: Any) -> bool:
+    """A transformers cache (``DynamicCache`` and the rest): made to be extended by forwards."""
+    return any(
+        base.__name__ == "Cache" and base.__module__.startswith("transformers.")
+        for base in type(value).__mro__
+    )
 
 
 @dataclasses.dataclass(frozen=True)
