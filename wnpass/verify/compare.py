@@ -159,7 +159,7 @@ def _compare(
     wide = np.complex128 if ref.dtype.kind == "c" else np.float64
     ref64, cand64 = ref.astype(wide), cand.astype(wide)
     both = np.isfinite(ref64) & np.isfinite(cand64)  # NaN/Inf are matched, not subtracted
-    alike = ~both & _alike(ref64, cand64)
+    alike = ~both & _alike(ref64, cand64, r, a)
     unlike = int(np.count_nonzero(~both & ~alike))  # NaN or Inf where the other has not it
     if unlike:
         result.problem = "NaN/Inf in different places"
@@ -177,15 +177,19 @@ def _compare(
     return result
 
 
-def _alike(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
+def _alike(ref: np.ndarray, cand: np.ndarray, rtol: float, atol: float) -> np.ndarray:
     """Where an element that is not finite in both is the same in both: NaN for NaN, the same
     infinity; a complex one part by part (``nan+1j`` is not ``nan+5j``), each part NaN in
-    both or equal."""
+    both, the same infinity, or finite in both and within tolerance."""
     if ref.dtype.kind != "c":
         return (np.isnan(ref) & np.isnan(cand)) | (np.isinf(ref) & (ref == cand))
-    same = [(np.isnan(r) & np.isnan(c)) | (r == c) for r, c in
-            ((ref.real, cand.real), (ref.imag, cand.imag))]  # fmt: skip
-    return same[0] & same[1]
+
+    def same(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):  # inf - inf where both are infinite
+            close = np.isfinite(r) & np.isfinite(c) & (np.abs(r - c) <= atol + rtol * np.abs(r))
+        return (np.isnan(r) & np.isnan(c)) | (np.isinf(r) & (r == c)) | close
+
+    return same(ref.real, cand.real) & same(ref.imag, cand.imag)
 
 
 def _compare_optionals(name: str, ref: Any, cand: Any) -> OutputComparison:
