@@ -326,6 +326,28 @@ def test_an_output_flattened_to_the_unbatched_rank_is_not_read_as_unbatched(batc
     assert all(torch.equal(after[k], before[k]) for k in before)
 
 
+class _KeywordInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(input=x)
+
+
+def test_a_layer_given_its_input_by_keyword_is_initialized() -> None:
+    """``self.fc(input=x)``: the layer's input is read from the keywords too (it was kept as
+    having no tensor first argument)."""
+    torch.manual_seed(0)
+    model, x = _KeywordInput(), torch.randn(64, 4)
+    report = apply_weight_norm(model, (x,), init="data")
+    assert [s.init for s in report.sites if s.status == "applied"] == ["data, v rescaled"]
+    with torch.no_grad():
+        out = model(x)
+    torch.testing.assert_close(out.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.std(0, unbiased=False), torch.ones(3), atol=1e-4, rtol=0)
+
+
 class _Masked(nn.Conv1d):
     """A conv called with a keyword argument."""
 

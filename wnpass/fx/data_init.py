@@ -293,7 +293,7 @@ def _run(
             return None
         done.add(module)
         name, kind = targets[module]
-        axis = _output_axis(module, kind, args, output)
+        axis = _output_axis(module, kind, args[0] if args else kwargs.get("input"), output)
         if isinstance(axis, str):
             report.kept[name] = axis
             _give_back(saved[module])
@@ -317,16 +317,15 @@ def _run(
             _give_back(saved[module])
 
 
-def _output_axis(module: nn.Module, kind: OpKind, args: tuple[Any, ...], output: Any) -> int | str:
+def _output_axis(module: nn.Module, kind: OpKind, given: Any, output: Any) -> int | str:
     """The unit axis of the layer's output on this call, or why it is not known. The layer's
     own forward keeps its input's rank (batched ``(N, C, ...)`` or unbatched ``(C, ...)``, the
     input's rank telling which); an output of another rank or unit count was reshaped by a
     subclass (``(N, C*L)``, whose N may equal C) and has no known unit axis."""
     if not isinstance(output, torch.Tensor):
         return f"output is a {type(output).__name__}, not a tensor of pre-activations"
-    given = args[0] if args and isinstance(args[0], torch.Tensor) else None
-    if given is None:
-        return "its first argument is not a tensor: no known unit axis"
+    if not isinstance(given, torch.Tensor):  # ``given``: the layer's input (``input=`` too)
+        return "its input is not a tensor: no known unit axis"
     if given.dim() != output.dim():
         return (
             f"output is {output.dim()}-D where its input is {given.dim()}-D (reshaped): "
