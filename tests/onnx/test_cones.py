@@ -298,22 +298,25 @@ def test_inspect_computes_a_cone_over_a_weight_norm_site_from_the_folded_weight(
     assert all(out.const_value is None for node in ir_model.graph for out in node.outputs)
 
 
+# A weight-norm site's weight read by a Gemm and, transposed, by a MatMul: two layouts.
+TWO_LAYOUTS = f"""
+    {HEADER}
+    agraph (float[2, 4] x) => (float[2, 3] y, float[2, 3] z) {{
+        {SITE}
+        y = Gemm <transB = 1> (x, w)
+        t = Transpose <perm = [1, 0]> (w)
+        z = MatMul(x, t)
+    }}
+"""
+
+
 def test_inspect_names_and_shapes_a_weight_computed_from_a_sites_weight_as_the_fold_does() -> None:
     """A layer's weight-normed weight read by a Gemm and, transposed, by a MatMul: the fold
     writes the site's weight and its transpose as a second tensor, ``fc.weight__1`` (3x4).
     inspect says the same, row for row, not the site's name with an unknown shape."""
-    text = f"""
-        {HEADER}
-        agraph (float[2, 4] x) => (float[2, 3] y, float[2, 3] z) {{
-            {SITE}
-            y = Gemm <transB = 1> (x, w)
-            t = Transpose <perm = [1, 0]> (w)
-            z = MatMul(x, t)
-        }}
-    """
     names = {"v": "fc.weight_v", "g": "fc.weight_g"}
     arrays = {"v": rand(3, 4), "g": np.abs(rand(3, 1)) + 0.5, "one": np.array([1], np.int64)}
-    model = onnx_model(text, names, True, **arrays)
+    model = onnx_model(TWO_LAYOUTS, names, True, **arrays)
     _, report = folded_model(model)
     inspected = inspect_onnx(model)
     assert [(c.name, c.shape, c.status) for c in report.cones] == [
@@ -334,17 +337,8 @@ def test_an_inspection_by_folding_a_copy_logs_no_warning(
 ) -> None:
     """The fold an inspection runs on a copy warned of each site it declined ("not folding
     w: ...", a name of the copy's graph); its rows say why, and inspect writes nothing."""
-    text = f"""
-        {HEADER}
-        agraph (float[2, 4] x) => (float[2, 3] y, float[2, 3] z) {{
-            {SITE}
-            y = Gemm <transB = 1> (x, w)
-            t = Transpose <perm = [1, 0]> (w)
-            z = MatMul(x, t)
-        }}
-    """
     arrays = {**zero_unit(3, 4), "one": np.array([1], np.int64)}
-    model = onnx_model(text, {"v": "fc.weight_v", "g": "fc.weight_g"}, True, **arrays)
+    model = onnx_model(TWO_LAYOUTS, {"v": "fc.weight_v", "g": "fc.weight_g"}, True, **arrays)
     with caplog.at_level(logging.DEBUG, logger="wnpass"):
         inspected = inspect_onnx(model)
     (site,) = inspected.sites
