@@ -14,9 +14,9 @@ import onnx_ir as ir
 
 from wnpass.errors import UsageError
 from wnpass.onnx import io
-from wnpass.onnx.cones import cone_reports, find_cones, site_targets
+from wnpass.onnx.cones import cone_reports, find_cones
 from wnpass.onnx.fold import FoldWeightNormPass, count_nodes, inspection_of_a_fold, site_reports
-from wnpass.onnx.match import Site, declined_targets, find_sites
+from wnpass.onnx.match import declined_targets, find_sites
 from wnpass.plan import IOPlan
 from wnpass.report import FoldReport
 from wnpass.verify.options import CheckOptions
@@ -51,29 +51,23 @@ def inspect_onnx(
     initializers (``report.computed_weights``); changes nothing."""
     ir_model = _as_ir(model, copy=False)
     sites = find_sites(ir_model)
-    if any(site.after is not None for site in sites) or (
-        not weight_norm_only and _reads_a_site(ir_model, sites)
+    # the sites the fold may fold count as constants: a weight computed from one is found
+    targets = {site.target: "" for site in sites if site.foldable}
+    cones = [] if weight_norm_only else find_cones(ir_model, targets, sites=declined_targets(sites))
+    if any(site.after is not None for site in sites) or any(
+        source in targets for cone in cones for source in cone.sources
     ):
+        # folding one weight decides another: the fold's own rows, from a copy
         report = inspection_of_a_fold(ir_model, weight_norm_only=weight_norm_only)
     else:
+        # no cone reads a site's weight: the cones are those of the model after the sites fold
         report = FoldReport(sites=site_reports(ir_model, sites))
-        if not weight_norm_only:
-            targets = site_targets(sites, report.sites)
-            cones = find_cones(ir_model, targets, sites=declined_targets(sites))
-            report.cones = cone_reports(ir_model, cones, sites)
+        report.cones = cone_reports(ir_model, cones, sites)
     report.nodes_before = report.nodes_after = count_nodes(ir_model)
     if isinstance(model, (str, os.PathLike)):
         report.input = str(model)
         report.bytes_before = io.model_bytes(model, ir_model)
     return report
-
-
-def _reads_a_site(model: ir.Model, sites: list[Site]) -> bool:
-    """Whether a weight computed from constants reads the weight of a site (a layer's weight
-    used in two layouts): the fold names and shapes it after folding that site."""
-    targets = {site.target: "" for site in sites if site.foldable}
-    cones = find_cones(model, targets, sites=declined_targets(sites))
-    return any(source in targets for cone in cones for source in cone.sources)
 
 
 @overload

@@ -49,7 +49,7 @@ from wnpass.onnx.graphs import graphs_of, shadowed_in_cone
 from wnpass.onnx.match import Site, describe_consumer
 from wnpass.onnx.norms import producer
 from wnpass.onnx.weights import declared_dtype, folded_weight, release
-from wnpass.report import ConeReport, FoldReport, SiteReport
+from wnpass.report import ConeReport, FoldReport
 
 __all__ = [
     "CONE_OPS",
@@ -59,7 +59,6 @@ __all__ = [
     "cone_reports",
     "decline_reason",
     "find_cones",
-    "site_targets",
 ]
 
 logger = logging.getLogger(__name__)
@@ -231,15 +230,6 @@ def find_cones(
                     cone.reason = cone.reason or shadowed_in_cone(value, graph)
                     cones.append(cone)
     return cones
-
-
-def site_targets(sites: Sequence[Site], reports: Sequence[SiteReport]) -> dict[ir.Value, str]:
-    """The values that foldable weight-norm sites replace, with the names they will get."""
-    return {
-        site.target: report.name
-        for site, report in zip(sites, reports, strict=True)
-        if site.foldable
-    }
 
 
 def cone_reports(
