@@ -13,7 +13,7 @@ from torch import nn
 from wnpass.axes import einsum_unit_axis, is_legacy_hook, output_unit_axis, unit_axis
 from wnpass.fx.fold import folded_weight
 from wnpass.rounding import round_to_torch
-from wnpass.rules import dim_from_shapes, pair_keys, parse_key, weight_from
+from wnpass.rules import KeyForm, dim_from_shapes, pair_keys, parse_key, weight_from
 
 
 def test_rules_and_axes_import_without_torch() -> None:
@@ -111,6 +111,29 @@ def test_key_forms_round_trip() -> None:
         assert parse_key(keys.g) == (keys, "g") and parse_key(keys.v) == (keys, "v")
     assert pair_keys("w", "parametrize").v == "parametrizations.w.original1"
     assert parse_key("conv.weight") is None
+
+
+@pytest.mark.parametrize("weight", ["weight", ".weight", "a..weight", "a.weight", "..w"])
+@pytest.mark.parametrize("form", ["parametrize", "legacy"])
+def test_key_forms_round_trip_for_an_empty_module(weight: str, form: KeyForm) -> None:
+    """A key whose module part is empty (``.parametrizations.weight.original0``) was read as
+    pair ``weight``, whose keys are other keys: a pair of neither half (an AssertionError in
+    every checkpoint command), and ``weight_g`` beside ``.weight_g`` renamed onto one key."""
+    keys = pair_keys(weight, form)
+    assert parse_key(keys.g) == (keys, "g") and parse_key(keys.v) == (keys, "v")
+
+
+def test_a_leading_dot_is_kept_in_both_forms() -> None:
+    keys = pair_keys(".weight", "parametrize")
+    assert (keys.g, keys.v) == (
+        ".parametrizations.weight.original0",
+        ".parametrizations.weight.original1",
+    )
+    assert parse_key(".parametrizations.weight.original1") == (keys, "v")
+    assert parse_key("parametrizations.weight.original1") == (
+        pair_keys("weight", "parametrize"),
+        "v",
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])

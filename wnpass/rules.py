@@ -53,11 +53,16 @@ class PairKeys:
 
 
 def pair_keys(weight: str, form: KeyForm) -> PairKeys:
-    """The g and v keys of plain weight ``weight`` (``m.W``) in key form ``form``."""
+    """The g and v keys of plain weight ``weight`` (``m.W``) in key form ``form``.
+
+    The inverse of :func:`parse_key` for every name, also one whose module part is empty
+    (``.weight``, a key some checkpoints hold): its keys keep the leading dot
+    (``.parametrizations.weight.original0``), so that two weights never share a key.
+    """
     if form == "legacy":
         return PairKeys(weight, f"{weight}_g", f"{weight}_v", form)
-    module, _, leaf = weight.rpartition(".")
-    base = f"{module}.parametrizations.{leaf}" if module else f"parametrizations.{leaf}"
+    module, dot, leaf = weight.rpartition(".")
+    base = f"{module}{dot}parametrizations.{leaf}"
     return PairKeys(weight, f"{base}.original0", f"{base}.original1", form)
 
 
@@ -69,7 +74,8 @@ def parse_key(key: str) -> tuple[PairKeys, Literal["g", "v"]] | None:
     """
     if match := _PARAMETRIZED.match(key):
         module, param = match["module"], match["param"]
-        weight = f"{module}.{param}" if module else param
+        # an empty module ("" in ".parametrizations.weight.original0") is kept: weight ".weight"
+        weight = param if module is None else f"{module}.{param}"
         return pair_keys(weight, "parametrize"), ("g" if match["k"] == "0" else "v")
     if match := _LEGACY.match(key):
         role: Literal["g", "v"] = "g" if match["role"] == "g" else "v"

@@ -94,3 +94,28 @@ def test_a_target_key_held_by_another_entry_declines_the_pair(tmp_path: Path, to
             assert tensor_bytes(out[key]) == tensor_bytes(value)
         else:
             assert out[key] == value
+
+
+def test_keys_with_an_empty_module_are_their_own_pairs(tmp_path: Path) -> None:
+    """``.weight_g``/``.weight_v`` beside ``weight_g``/``weight_v`` are two pairs: each keeps
+    its leading dot in the other form (both were renamed onto one key: an internal error)."""
+    state = {
+        "weight_g": torch.rand(2, 1),
+        "weight_v": torch.randn(2, 3),
+        ".weight_g": torch.rand(2, 1),
+        ".weight_v": torch.randn(2, 3),
+    }
+    save_file(state, str(tmp_path / "dot.safetensors"))
+    report = convert_checkpoint(tmp_path / "dot.safetensors", "parametrize")
+    assert sorted((p.weight, p.status) for p in report.pairs) == [
+        (".weight", "converted"),
+        ("weight", "converted"),
+    ]
+    out = load_file(str(tmp_path / "dot.parametrize.safetensors"))
+    renamed = {
+        "parametrizations.weight.original0": "weight_g",
+        "parametrizations.weight.original1": "weight_v",
+        ".parametrizations.weight.original0": ".weight_g",
+        ".parametrizations.weight.original1": ".weight_v",
+    }
+    assert _bytes(out) == {new: tensor_bytes(state[old]) for new, old in renamed.items()}

@@ -494,3 +494,26 @@ def test_a_tensor_with_the_negative_bit_folds_from_its_values(tmp_path: Path) ->
     assert [p.status for p in report.pairs] == ["folded"]
     out = torch.load(tmp_path / "n.folded.pt", weights_only=True)
     assert torch.equal(out["a.weight"], expected_weight(g, v.resolve_neg(), 0))
+
+
+@pytest.mark.parametrize("form", ["parametrize", "legacy"])
+def test_a_pair_whose_keys_start_with_a_dot_folds_under_its_own_name(
+    tmp_path: Path, form: str
+) -> None:
+    """``.parametrizations.weight.original0/1`` is pair ``.weight``: it was read as pair
+    ``weight``, whose keys it does not hold (an AssertionError in inspect and fold)."""
+    g, v = torch.rand(2, 1) + 0.5, torch.randn(2, 3)
+    keys = (
+        (".parametrizations.weight.original0", ".parametrizations.weight.original1")
+        if form == "parametrize"
+        else (".weight_g", ".weight_v")
+    )
+    save_file(dict(zip(keys, (g, v), strict=True)), str(tmp_path / "dot.safetensors"))
+    assert [p.status for p in inspect_checkpoint(tmp_path / "dot.safetensors").pairs] == [
+        "foldable"
+    ]
+    report = fold_checkpoint(tmp_path / "dot.safetensors")
+    assert [(p.weight, p.status) for p in report.pairs] == [(".weight", "folded")]
+    folded = load_file(str(tmp_path / "dot.folded.safetensors"))
+    assert list(folded) == [".weight"]
+    assert torch.equal(folded[".weight"], expected_weight(g, v, 0))
