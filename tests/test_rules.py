@@ -13,7 +13,14 @@ from torch import nn
 from wnpass.axes import einsum_unit_axis, is_legacy_hook, output_unit_axis, unit_axis
 from wnpass.fx.fold import folded_weight
 from wnpass.rounding import round_to_torch
-from wnpass.rules import KeyForm, dim_from_shapes, pair_keys, parse_key, weight_from
+from wnpass.rules import (
+    KeyForm,
+    dim_from_shapes,
+    pair_keys,
+    parse_key,
+    unit_size,
+    weight_from,
+)
 
 
 def test_rules_and_axes_import_without_torch() -> None:
@@ -185,6 +192,12 @@ def test_dim_from_shapes() -> None:
     assert dim_from_shapes([], [4, 3]) is None
     with pytest.raises(ValueError, match="more than one axis"):
         dim_from_shapes([4, 3], [4, 3])
+
+
+def test_unit_size_is_the_elements_one_norm_is_taken_over() -> None:
+    assert unit_size([4, 3, 5], 0) == 15 and unit_size([4, 3, 5], 1) == 20
+    assert unit_size([4, 3], None) == 12 and unit_size([], None) == 1
+    assert unit_size([1, 1, 8], 2) == 1 and unit_size([3, 0], 0) == 0
 
 
 def test_weight_from_is_float64_rounded_once() -> None:

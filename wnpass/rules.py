@@ -16,6 +16,7 @@ computes the product with :func:`weight_from`: in float64, rounded once to ``v``
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Sequence
 from typing import Literal
@@ -31,6 +32,7 @@ __all__ = [
     "norm_axes",
     "pair_keys",
     "parse_key",
+    "unit_size",
     "weight_from",
 ]
 
@@ -70,7 +72,9 @@ def parse_key(key: str) -> tuple[PairKeys, Literal["g", "v"]] | None:
     """The pair a key would belong to and its role, or None for a key of neither form.
 
     A legacy ``*_g``/``*_v`` key is only a candidate: whether it really is one half of a pair
-    is decided by finding the other half (``conv_v`` alone is an ordinary name).
+    is decided by finding the other half (``conv_v`` alone is an ordinary name), and a pair of
+    one element per unit (:func:`unit_size`) may be two ordinary names (RWKV's ``time_mix_g``
+    and ``time_mix_v``).
     """
     if match := _PARAMETRIZED.match(key):
         module, param = match["module"], match["param"]
@@ -86,6 +90,14 @@ def parse_key(key: str) -> tuple[PairKeys, Literal["g", "v"]] | None:
 def norm_axes(ndim: int, dim: int | None) -> tuple[int, ...]:
     """The axes ``||v||`` is taken over: every axis but ``dim``; all of them for ``None``."""
     return tuple(range(ndim)) if dim is None else tuple(a for a in range(ndim) if a != dim)
+
+
+def unit_size(v_shape: Sequence[int], dim: int | None) -> int:
+    """How many elements of ``v`` one unit holds (one norm is taken over them): the product of
+    ``v``'s sizes over :func:`norm_axes`. Where it is 1, ``||v||`` is ``|v|`` and the weight is
+    ``g * sign(v)``: nothing in the values tells such a pair from two plain tensors."""
+    v_shape = tuple(v_shape)
+    return math.prod(v_shape[axis] for axis in norm_axes(len(v_shape), dim))
 
 
 def dim_from_shapes(g_shape: Sequence[int], v_shape: Sequence[int]) -> int | None:

@@ -32,7 +32,7 @@ from tests.checkpoint.builders import (
 from wnpass.checkpoint import fold_checkpoint, inspect_checkpoint
 from wnpass.checkpoint.fold import check_pair, fold_pair, values_reason
 from wnpass.checkpoint.tensorfile import DTYPE_CODES, write
-from wnpass.rules import parse_key, weight_from
+from wnpass.rules import pair_keys, parse_key, weight_from
 
 
 def _pairs(state: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -281,9 +281,11 @@ def test_a_declined_pair_keeps_its_place_in_a_torch_file(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("name", ["s.pt", "s.safetensors"])
 def test_a_scalar_pair_folds_to_a_scalar(tmp_path: Path, name: str) -> None:
-    """A 0-d v (a scalar g: the whole-tensor norm) gives a 0-d weight in both formats."""
+    """A 0-d v (a scalar g: the whole-tensor norm) gives a 0-d weight in both formats (in the
+    parametrize form: legacy keys of one element per unit are left alone, test_pairs)."""
     g, v = torch.tensor(2.0), torch.tensor(-3.0)
-    save_any({"s.weight_g": g, "s.weight_v": v}, tmp_path / name)
+    keys = pair_keys("s.weight", "parametrize")
+    save_any({keys.g: g, keys.v: v}, tmp_path / name)
     assert fold_checkpoint(tmp_path / name, tmp_path / f"out{Path(name).suffix}")
     weight = load_any(tmp_path / f"out{Path(name).suffix}")["s.weight"]
     assert weight.shape == v.shape == () and weight.dtype == v.dtype

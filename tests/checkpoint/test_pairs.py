@@ -118,3 +118,38 @@ def test_a_renaming_takes_a_pair_of_any_dtype(dtype: str) -> None:
     assert pair.ok and pair.dim == 0
     (pair,) = find_pairs(tensors)
     assert pair.reason == f"g is {dtype}, not a float type that is folded"
+
+
+@pytest.mark.parametrize("folding", [True, False], ids=["fold", "convert"])
+@pytest.mark.parametrize(
+    ("g", "v"),
+    [((1, 1, 8), (1, 1, 8)), ((8, 1), (8, 1)), ((), ()), ((), (1,)), ((1, 1), (1, 1))],
+)
+def test_a_legacy_pair_of_one_element_per_unit_is_left_alone(
+    folding: bool, g: tuple[int, ...], v: tuple[int, ...]
+) -> None:
+    """RWKV-5's ``time_mix_g`` and ``time_mix_v`` (both 1x1xC) are plain parameters: folded,
+    they became one made-up ``time_mix`` = g * sign(v), and the model no longer loaded."""
+    tensors = [info("att.time_mix_g", g), info("att.time_mix_v", v)]
+    (pair,) = find_pairs(tensors, folding=folding)
+    assert pair.reason == (
+        "one element per unit of v (the weight would be g * sign(v)): as likely two plain "
+        "parameters att.time_mix_g and att.time_mix_v; left alone"
+    )
+    # a model whose plain state dict holds att.time_mix says what the names cannot
+    (pair,) = find_pairs(tensors, folding=folding, model_keys={"att.time_mix"})
+    assert pair.ok
+
+
+def test_one_element_per_unit_is_no_doubt_in_the_parametrize_form() -> None:
+    """``m.parametrizations.weight.original0/1`` are weight norm's own keys; and a legacy pair
+    with several elements per unit is a pair."""
+    (pair,) = find_pairs(
+        [
+            info("m.parametrizations.weight.original0", (8, 1)),
+            info("m.parametrizations.weight.original1", (8, 1)),
+        ]
+    )
+    assert pair.ok and pair.dim == 0
+    (pair,) = find_pairs([info("m.time_mix_g", (1, 1, 8)), info("m.time_mix_v", (2, 1, 8))])
+    assert pair.ok and pair.dim == 2

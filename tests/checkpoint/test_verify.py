@@ -215,3 +215,34 @@ def test_an_empty_output_beside_compared_ones_passes_but_nothing_compared_fails(
     assert not alone and "nothing compared: e: the output has no elements" in (
         alone.vacuous() or ""
     )
+
+
+@pytest.mark.parametrize("normed_in_model_py", [False, True])
+def test_the_model_says_a_pair_of_one_element_per_unit_is_weight_norm(
+    tmp_path: Path, normed_in_model_py: bool
+) -> None:
+    """A weight-normed Linear(1, 3) stores g and v of one shape (3x1): alone, its legacy keys
+    cannot be told from two plain parameters and are left alone; a model that holds weight
+    ``0.weight`` (plain, or weight-normed and folded) says they are a pair, and the fold is
+    checked against it."""
+    first = (
+        "torch.nn.utils.weight_norm(nn.Linear(1, 3))" if normed_in_model_py else "nn.Linear(1, 3)"
+    )
+    model_py = tmp_path / "model.py"
+    model_py.write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "def build_model():\n"
+        f"    return nn.Sequential({first}, nn.Tanh(), nn.Linear(3, 2))\n\n"
+        "def example_inputs():\n"
+        "    return (torch.randn(4, 1, generator=torch.Generator().manual_seed(0)),)\n"
+    )
+    torch.manual_seed(3)
+    model, _ = load_model_py(model_py)
+    if not normed_in_model_py:
+        legacy_weight_norm(model.get_submodule("0"))
+    with torch.no_grad():
+        model.get_parameter("0.weight_g").mul_(3.0)  # g away from |v|
+    torch.save(model.state_dict(), ckpt := tmp_path / "one.pt")
+    assert [p.status for p in fold_checkpoint(ckpt).pairs] == ["declined"]
+    report = fold_checkpoint(ckpt, tmp_path / "checked.pt", check_model=model_py)
+    assert [p.status for p in report.pairs] == ["folded"] and report.check and report.published

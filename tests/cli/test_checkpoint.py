@@ -180,6 +180,53 @@ def test_declined_pairs_are_shown_and_exit_0(
     assert "folded 4 of 5 weight-norm pairs, 1 declined (left as they were)" in out
 
 
+RWKV5_PY = """
+import torch
+from torch import nn
+
+class TimeMix(nn.Module):  # RWKV-5's: no weight norm, parameters ending in _g and _v
+    def __init__(self):
+        super().__init__()
+        ramp = torch.arange(8.0).reshape(1, 1, 8) / 8
+        self.time_mix_v = nn.Parameter(ramp + 0.3)
+        self.time_mix_g = nn.Parameter(ramp ** 0.5)
+        self.key = nn.Linear(8, 8, bias=False)
+
+    def forward(self, x):
+        return self.key(x * self.time_mix_v) * self.time_mix_g
+
+def build_model():
+    return TimeMix()
+
+def example_inputs():
+    return (torch.randn(1, 2, 8, generator=torch.Generator().manual_seed(0)),)
+"""
+
+
+def test_parameters_that_only_look_like_a_legacy_pair_are_left_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RWKV-5's ``time_mix_g``/``time_mix_v`` (1x1xC each) were folded into a made-up
+    ``time_mix`` the model does not load, renamed by convert, and failed ``inspect --strict``
+    on a model without weight norm. One element per unit: left alone, with the reason."""
+    from wnpass.fx.loading import load_model_py
+
+    (tmp_path / "rwkv5.py").write_text(RWKV5_PY)
+    model, _ = load_model_py(tmp_path / "rwkv5.py")
+    torch.save(model.state_dict(), ckpt := tmp_path / "rwkv5.pth")
+    assert main(["--plain", "inspect", str(ckpt), "--strict"]) == 0
+    out = capsys.readouterr().out
+    assert "declined: one element per unit of v" in out and "STRICT" not in out
+    for argv, output in (
+        (["fold", str(ckpt)], "rwkv5.folded.pth"),
+        (["convert", str(ckpt), "--to", "parametrize"], "rwkv5.parametrize.pth"),
+    ):
+        assert main(argv) == 0
+        written = torch.load(tmp_path / output, weights_only=True)
+        assert list(written) == list(model.state_dict())
+        model.load_state_dict(written, strict=True)
+
+
 def test_model_check_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ckpt, model_py = _checkpoint(tmp_path)
     assert main(["--plain", "fold", str(ckpt), "--model", str(model_py)]) == 0

@@ -88,7 +88,12 @@ def fold_checkpoint(
     plan.check()
     report = _report("fold", checkpoint)
     try:
-        found = _find(checkpoint, report)
+        known: frozenset[str] = frozenset()
+        if check_model is not None:
+            from wnpass.checkpoint.verify import model_keys
+
+            known = model_keys(Path(check_model), factory)
+        found = _find(checkpoint, report, model_keys=known)
         _check_values(checkpoint, found, "folded")
         rewrite: Rewrite = {}
         for group, pair, pair_report in found:
@@ -215,12 +220,20 @@ def _size(files: Iterable[Path]) -> int:
     return sum(os.stat(path).st_size for path in files)
 
 
-def _find(checkpoint: Checkpoint, report: CheckpointReport, *, folding: bool = True) -> _Found:
+def _find(
+    checkpoint: Checkpoint,
+    report: CheckpointReport,
+    *,
+    folding: bool = True,
+    model_keys: frozenset[str] = frozenset(),
+) -> _Found:
     """Every pair of every state dict, with its report row (``declined`` or ``ok`` so far).
-    ``folding``: as :func:`~wnpass.checkpoint.pairs.find_pairs` (``convert`` renames any dtype)."""
+    ``folding``, ``model_keys``: as :func:`~wnpass.checkpoint.pairs.find_pairs` (``convert``
+    renames any dtype; ``--model``'s model says which plain weights it holds)."""
     found: _Found = []
     for group in checkpoint.groups:
-        for pair in find_pairs(group.tensors, group.others, folding=folding):
+        pairs = find_pairs(group.tensors, group.others, folding=folding, model_keys=model_keys)
+        for pair in pairs:
             v_or_g = pair.v or pair.g
             assert v_or_g is not None
             first = next(info for info in (pair.g, pair.v) if info and info.key == pair.first)

@@ -12,7 +12,14 @@ A pair is ``g`` and ``v`` of one weight in one key form (:mod:`wnpass.rules`). W
   other entry: folding would replace it), the same weight stored in both key forms, or another
   parametrization stacked on the weight (``m.parametrizations.weight.1._u`` beside
   ``original0``/``original1``: the weight is that parametrization of ``g * v / ||v||``, which
-  neither a fold nor a renaming into the legacy form keeps).
+  neither a fold nor a renaming into the legacy form keeps);
+- a legacy pair of one element per unit of ``v`` (:func:`wnpass.rules.unit_size`: ``g`` and
+  ``v`` of one shape, ``1x1xC`` or ``Cx1``): its weight would be ``g * sign(v)``, so nothing
+  tells it from two plain parameters that happen to end in ``_g`` and ``_v`` (RWKV-5's
+  ``time_mix_g`` and ``time_mix_v``), and folding or renaming those would break the model.
+  It is left alone, unless the model the fold is checked against holds that weight as a plain
+  tensor (``model_keys``: its state dict with weight norm folded out, so the checkpoint fits
+  it only as a pair). The parametrize form's keys are weight norm's own and need no model.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import re
 from collections.abc import Collection, Iterable, Sequence
 
 from wnpass.checkpoint.reading import TensorInfo
-from wnpass.rules import PairKeys, dim_from_shapes, parse_key
+from wnpass.rules import PairKeys, dim_from_shapes, parse_key, unit_size
 
 __all__ = ["FOLDABLE_DTYPES", "Pair", "find_pairs"]
 
@@ -76,13 +83,19 @@ def _stacked(keys: Iterable[str]) -> dict[str, str]:
 
 
 def find_pairs(
-    tensors: Sequence[TensorInfo], others: Collection[str] = (), *, folding: bool = True
+    tensors: Sequence[TensorInfo],
+    others: Collection[str] = (),
+    *,
+    folding: bool = True,
+    model_keys: Collection[str] = (),
 ) -> list[Pair]:
     """The pairs among ``tensors`` (one state dict), in the order of their first key.
     ``others``: the names of the dict's entries that are not tensors (a plain ``X.weight``
     among them declines pair ``X.weight`` as a tensor does: folding would replace it).
     ``folding``: the pairs' values are to be read (fold, inspect), so a dtype that is not
-    folded declines them; a renaming (``convert``) moves tensors of any dtype as they are."""
+    folded declines them; a renaming (``convert``) moves tensors of any dtype as they are.
+    ``model_keys``: the keys of a model's plain state dict (``conv.weight``): a legacy pair of
+    one element per unit whose weight is among them is a pair (module docstring)."""
     by_key = {info.key: info for info in tensors}
     stacked = _stacked([*by_key, *others])
     pairs: dict[tuple[str, str], Pair] = {}
@@ -97,7 +110,8 @@ def find_pairs(
         if (g is None or v is None) and not _lone_counts(keys):
             continue
         pair = Pair(keys, g, v, info.key)
-        pairs[(keys.weight, keys.form)] = _checked(pair, by_key, others, stacked, folding)
+        checked = _checked(pair, by_key, others, stacked, folding, model_keys)
+        pairs[(keys.weight, keys.form)] = checked
     found = list(pairs.values())
     for pair in found:  # the same weight in both forms: neither is folded
         other = "legacy" if pair.keys.form == "parametrize" else "parametrize"
@@ -115,6 +129,7 @@ def _checked(
     others: Collection[str],
     stacked: dict[str, str],
     folding: bool,
+    model_keys: Collection[str],
 ) -> Pair:
     """``pair`` with the reason it cannot be folded (or renamed), if any: module docstring."""
     g, v = pair.g, pair.v
@@ -140,4 +155,14 @@ def _checked(
         pair.dim = dim_from_shapes(g.shape, v.shape)
     except ValueError as error:
         pair.reason = f"shapes do not fit: {error}"
+        return pair
+    if (
+        pair.keys.form == "legacy"
+        and unit_size(v.shape, pair.dim) == 1
+        and pair.weight not in model_keys
+    ):
+        pair.reason = (
+            "one element per unit of v (the weight would be g * sign(v)): as likely two plain "
+            f"parameters {g.key} and {v.key}; left alone"
+        )
     return pair

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from wnpass.checkpoint.api import _Found
     from wnpass.fx.forward import Batch, RngSnapshot
 
-__all__ = ["check_folded"]
+__all__ = ["check_folded", "model_keys"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,14 @@ def _plain_model(model_py: Path, factory: str | None) -> tuple[Any, tuple[Any, .
         )
     fold_weight_norm(model)
     return model.eval(), inputs
+
+
+def model_keys(model_py: Path, factory: str | None) -> frozenset[str]:
+    """The keys of the ``model.py``'s model's state dict, weight norm folded out (its plain
+    weights: ``conv.weight``): the model's word that a legacy pair of one element per unit,
+    which its names alone leave in doubt, is a pair (:mod:`wnpass.checkpoint.pairs`)."""
+    model, _ = _plain_model(model_py, factory)
+    return frozenset(model.state_dict())
 
 
 def _outputs(value: Any, name: str = "output") -> Iterator[tuple[str, Any]]:
