@@ -246,3 +246,59 @@ def test_the_model_says_a_pair_of_one_element_per_unit_is_weight_norm(
     assert [p.status for p in fold_checkpoint(ckpt).pairs] == ["declined"]
     report = fold_checkpoint(ckpt, tmp_path / "checked.pt", check_model=model_py)
     assert [p.status for p in report.pairs] == ["folded"] and report.check and report.published
+
+
+def _plain_and_normed(tmp_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A plain state dict of MODEL_PY's model and a weight-normed one (``_checkpoint``'s)."""
+    ckpt, model_py = _checkpoint(tmp_path)
+    plain, _ = load_model_py(model_py)
+    return plain.state_dict(), torch.load(ckpt, weights_only=True)["model"]
+
+
+@pytest.mark.parametrize("wrong", [False, True])
+def test_the_state_dict_checked_is_the_one_folded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wrong: bool
+) -> None:
+    """``{"plain": plain, "model": weight-normed}``: both fit the model, and the first was the
+    one checked: a plain model against itself, "ok" whatever the fold did. The state dicts
+    checked are those holding folded pairs."""
+    plain, normed = _plain_and_normed(tmp_path)
+    torch.save({"plain": plain, "model": normed}, ckpt := tmp_path / "two.pt")
+    if wrong:
+        monkeypatch.setattr(api, "fold_pair", lambda g, v, dim: v.clone())
+    report = fold_checkpoint(ckpt, check_model=tmp_path / "model.py")
+    assert report.check is not None and report.check.checked == ["model"]
+    assert [row.group for row in report.check.outputs] == ["model"]
+    assert bool(report.check) is not wrong and report.published is not wrong
+
+
+def test_every_state_dict_with_folded_pairs_of_the_model_is_checked(tmp_path: Path) -> None:
+    """A model and its EMA copy are both folded, so both are checked; a state dict none of
+    whose folded weights the model has (another network's) is named as not checked."""
+    _, normed = _plain_and_normed(tmp_path)
+    other = {"net.weight_g": torch.rand(3, 1) + 0.5, "net.weight_v": torch.randn(3, 4)}
+    torch.save({"model": normed, "ema": normed, "disc": other}, ckpt := tmp_path / "ema.pt")
+    report = fold_checkpoint(ckpt, check_model=tmp_path / "model.py")
+    assert report.check is not None and report.check and report.published
+    assert (report.check.checked, report.check.unchecked) == (["model", "ema"], ["disc"])
+    assert [row.group for row in report.check.outputs] == ["model", "ema"]
+
+
+@pytest.mark.parametrize(
+    ("entries", "why"),
+    [
+        ({"plain": "plain"}, "no pair was folded"),
+        ({"plain": "plain", "disc": "other"}, "the model has none of the folded weights"),
+    ],
+)
+def test_a_check_of_no_folded_pair_compared_nothing(
+    tmp_path: Path, entries: dict[str, str], why: str
+) -> None:
+    plain, _ = _plain_and_normed(tmp_path)
+    other = {"net.weight_g": torch.rand(3, 1) + 0.5, "net.weight_v": torch.randn(3, 4)}
+    made = {"plain": plain, "other": other}
+    torch.save({key: made[kind] for key, kind in entries.items()}, ckpt := tmp_path / "p.pt")
+    report = fold_checkpoint(ckpt, check_model=tmp_path / "model.py")
+    assert report.check is not None and not report.check and not report.published
+    assert report.check.vacuous() == f"nothing compared: {why}"
+    assert report.to_dict()["check"]["ok"] is False

@@ -235,6 +235,36 @@ def test_model_check_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert (tmp_path / "ckpt.folded.pt").is_file()
 
 
+def test_model_check_names_the_state_dicts_it_compared(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt, model_py = _checkpoint(tmp_path)
+    normed = torch.load(ckpt, weights_only=True)["model"]
+    other = {"net.weight_g": torch.rand(3, 1) + 0.5, "net.weight_v": torch.randn(3, 4)}
+    torch.save({"model": normed, "ema": normed, "disc": other}, ckpt)
+    assert main(["--plain", "fold", str(ckpt), "--model", str(model_py)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^model +output .* ok$", out, re.M)
+    assert re.search(r"^ema +output .* ok$", out, re.M)
+    assert "not checked: the folded pairs of disc (the model has none of their weights)" in out
+
+
+def test_model_check_of_nothing_folded_is_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RWKV-5's look-alike pair is left alone: a check then compares nothing, and says so."""
+    (tmp_path / "rwkv5.py").write_text(RWKV5_PY)
+    from wnpass.fx.loading import load_model_py
+
+    model, _ = load_model_py(tmp_path / "rwkv5.py")
+    torch.save(model.state_dict(), ckpt := tmp_path / "rwkv5.pth")
+    assert main(["fold", str(ckpt), "--model", str(tmp_path / "rwkv5.py")]) == 1
+    out = capsys.readouterr().out
+    assert "nothing written: the folded checkpoint failed the check" in out
+    assert "nothing compared: no pair was folded" in out
+    assert not (tmp_path / "rwkv5.folded.pth").exists()
+
+
 def test_model_check_failure_is_exit_1_and_publishes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -61,6 +61,7 @@ class OutputRow:
     atol: float | None
     problem: str | None = None
     uncompared: str | None = None  # why no element of it was compared (no failure by itself)
+    group: str | None = None  # the state dict compared, in a torch file's object ("model")
 
     @property
     def ok(self) -> bool:
@@ -74,15 +75,21 @@ class ModelCheckReport:
     model: str
     outputs: list[OutputRow] = dataclasses.field(default_factory=list)
     reference: str = "torch.nn.utils.parametrizations.weight_norm on each folded pair"
+    # the state dicts holding folded pairs (their names in the file; None: the top level):
+    # compared, and not compared because the model has none of their folded weights
+    checked: list[str | None] = dataclasses.field(default_factory=list)
+    unchecked: list[str | None] = dataclasses.field(default_factory=list)
+    nothing_checked: str | None = None  # why no state dict was compared (a failure)
 
     def __bool__(self) -> bool:
         return bool(self.outputs) and all(row.ok for row in self.outputs) and self.vacuous() is None
 
     def vacuous(self) -> str | None:
-        """Why nothing was compared, when no element of any output could be: a failure."""
+        """Why nothing was compared, when no state dict with folded pairs was, or no element
+        of any output could be: a failure."""
         from wnpass.verify.compare import nothing_compared
 
-        return nothing_compared(self.outputs)
+        return self.nothing_checked or nothing_compared(self.outputs)
 
 
 @dataclasses.dataclass

@@ -9,6 +9,12 @@ first, so that both start plain):
   checkpoint (legacy keys renamed, by :func:`wnpass.fx.state.load_state_dict_any`): it computes
   ``g * v / ||v||`` at run time, in PyTorch, in the model's dtype, on every forward.
 
+This is done for every state dict that holds folded pairs whose weights the model has (a
+generator and its EMA copy: both), each in fresh instances; a state dict without folded pairs
+(a plain copy beside the weight-normed one) says nothing about the fold and is not compared,
+and one whose folded weights the model has none of (a discriminator beside the generator) is
+named as not checked. Where no state dict is compared, the check fails: nothing compared.
+
 Both run ``example_inputs()`` in eval mode. Outputs are compared with ``check``'s tolerances
 per output dtype (:data:`wnpass.verify.compare.DEFAULT_TOLERANCES`; float32: rtol 1e-4, atol
 1e-5; integers and bools exactly, whatever ``rtol``/``atol`` say): the reference rounds after
@@ -36,6 +42,8 @@ from wnpass.verify.compare import compare_outputs, is_exact, tolerance_for
 
 if TYPE_CHECKING:
     from wnpass.checkpoint.api import _Found
+    from wnpass.checkpoint.pairs import Pair
+    from wnpass.checkpoint.reading import Group
     from wnpass.fx.forward import Batch, RngSnapshot
 
 __all__ = ["check_folded", "model_keys"]
@@ -140,24 +148,57 @@ def check_folded(
     atol: float | None = None,
 ) -> ModelCheckReport:
     """Compare the model with ``folded`` loaded against the weight-normed model with
-    ``original`` loaded (module docstring)."""
-    from torch.nn.utils.parametrizations import weight_norm
-
-    from wnpass.fx.forward import RngSnapshot, as_batch
-    from wnpass.fx.state import load_state_dict_any
-
+    ``original`` loaded (module docstring), for every state dict that holds a folded pair
+    whose weight the model has: what was folded is what is checked. A state dict without
+    folded pairs (a plain copy beside the weight-normed one) proves nothing about the fold and
+    is not compared; where no state dict is left to compare, the check says so and fails."""
     model_py = Path(model_py)
     report = ModelCheckReport(str(model_py))
     candidate, inputs = _plain_model(model_py, factory)
-    reference, _ = _plain_model(model_py, factory)
     wanted = set(candidate.state_dict())
-    folded_dicts = _state_dicts(folded)
-    place = max(folded_dicts, key=lambda p: len(wanted & set(folded_dicts[p])))
-    original_state = _state_dicts(original)[place]
-    normed: set[tuple[int, str]] = set()  # (module, weight) given weight norm
+    groups: dict[tuple[str, ...], tuple[Group, list[Pair]]] = {}
     for group, pair, pair_report in found:
-        if group.path != place or pair_report.status != "folded":
-            continue
+        if pair_report.status == "folded":
+            groups.setdefault(group.path, (group, []))[1].append(pair)
+    checked = []
+    for group, pairs in groups.values():
+        fits = any(pair.weight in wanted for pair in pairs)
+        (report.checked if fits else report.unchecked).append(group.name)
+        if fits:
+            checked.append((group, pairs))
+    if not checked:
+        report.nothing_checked = "nothing compared: " + (
+            "the model has none of the folded weights" if groups else "no pair was folded"
+        )
+        logger.warning("--model check: %s", report.nothing_checked)
+        return report
+    folded_dicts, original_dicts = _state_dicts(folded), _state_dicts(original)
+    for i, (group, pairs) in enumerate(checked):
+        if i:  # the candidate holds the last state dict's weights: a fresh one for this one
+            candidate, _ = _plain_model(model_py, factory)
+        reference = _reference(model_py, factory, pairs, original_dicts[group.path])
+        rows = _compare(
+            model_py, reference, candidate, inputs, folded_dicts[group.path], rtol, atol
+        )
+        for row in rows:
+            row.group = group.name
+        report.outputs.extend(rows)
+    logger.info("--model check: %s", "passed" if report else "failed")
+    return report
+
+
+def _reference(
+    model_py: Path, factory: str | None, pairs: list[Pair], original: dict[str, Any]
+) -> Any:
+    """The plain model with PyTorch's weight norm on each folded pair's weight, at the axis
+    its ``g`` implies, holding the original state dict ``original``."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    from wnpass.fx.state import load_state_dict_any
+
+    reference, _ = _plain_model(model_py, factory)
+    normed: set[tuple[int, str]] = set()  # (module, weight) given weight norm
+    for pair in pairs:
         module_name, _, leaf = pair.weight.rpartition(".")
         try:
             module = reference.get_submodule(module_name)
@@ -174,29 +215,44 @@ def check_folded(
                 parameter="check_model",
             ) from None
     try:
-        load_state_dict_any(reference, original_state, strict=True)
+        load_state_dict_any(reference, original, strict=True)
     except Exception as error:
         raise InvalidArgumentError(
             f"{model_py}: the original checkpoint does not fit the model: {one_line(error)}",
             parameter="check_model",
         ) from None
+    return reference
+
+
+def _compare(
+    model_py: Path,
+    reference: Any,
+    candidate: Any,
+    inputs: Any,
+    folded: dict[str, Any],
+    rtol: float | None,
+    atol: float | None,
+) -> list[OutputRow]:
+    """``candidate`` with ``folded`` loaded strictly against ``reference``, output by output
+    (a folded state dict that does not load strictly is one failed row)."""
+    from wnpass.fx.forward import RngSnapshot, as_batch
+
     try:
-        candidate.load_state_dict(folded_dicts[place], strict=True)
+        candidate.load_state_dict(folded, strict=True)
     except Exception as error:
         row = OutputRow("load_state_dict", None, None, 0.0, 0.0, 0, 0, 0.0, 0.0)
         row.problem = f"the folded checkpoint does not load strictly: {one_line(error)}"
-        report.outputs.append(row)
-        return report
+        return [row]
     batch = as_batch(inputs)
     rng = RngSnapshot.take(reference, batch)
     ref_out = _run(reference, batch, model_py, rng)
     cand_out = dict(_run(candidate, batch, model_py, rng))
+    rows = []
     for name, ref in ref_out:
         if name not in cand_out:
             row = OutputRow(name, list(ref.shape), None, 0.0, 0.0, 0, 0, 0.0, 0.0)
             row.problem = "missing"
-            report.outputs.append(row)
+            rows.append(row)
             continue
-        report.outputs.append(_row(name, ref, cand_out[name], rtol, atol))
-    logger.info("--model check: %s", "passed" if report else "failed")
-    return report
+        rows.append(_row(name, ref, cand_out[name], rtol, atol))
+    return rows

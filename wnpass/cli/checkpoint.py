@@ -124,27 +124,36 @@ def print_pairs(out: Printer, report: CheckpointReport) -> None:
 
 
 def _print_check(out: Printer, report: CheckpointReport) -> None:
-    assert report.check is not None
+    """The ``--model`` table: one row per output (per state dict compared, when it has a
+    name), and the state dicts with folded pairs that were not compared."""
+    check = report.check
+    assert check is not None
+    where = any(row.group for row in check.outputs)
     rows = []
-    for row in report.check.outputs:
+    for row in check.outputs:
         result = (row.problem or "outside tolerance") if not row.ok else "ok"
         result = f"not compared: {row.uncompared}" if row.ok and row.uncompared else result
-        rows.append(
-            [
-                row.name,
-                _shape(row.shape),
-                f"{row.max_abs:.3g}",
-                f"{row.max_rel:.3g}",
-                f"{row.outside}/{row.total}",
-                "exact" if row.rtol is None else f"rtol={row.rtol:g} atol={row.atol:g}",
-                result,
-            ]
-        )
+        cells = [
+            row.name,
+            _shape(row.shape),
+            f"{row.max_abs:.3g}",
+            f"{row.max_rel:.3g}",
+            f"{row.outside}/{row.total}",
+            "exact" if row.rtol is None else f"rtol={row.rtol:g} atol={row.atol:g}",
+            result,
+        ]
+        rows.append([row.group or "-", *cells] if where else cells)
+    columns = ("output", "shape", "max abs", "max rel", "outside", "tolerance", "result")
     out.table(
-        f"folded vs weight-normed ({report.check.model})",
-        ("output", "shape", "max abs", "max rel", "outside", "tolerance", "result"),
+        f"folded vs weight-normed ({check.model})",
+        ("in", *columns) if where else columns,
         rows,
     )
+    for name in check.unchecked:
+        out.summary(
+            f"not checked: the folded pairs of {name or 'the top level'} (the model has none "
+            "of their weights)"
+        )
 
 
 def print_summary(out: Printer, report: CheckpointReport) -> None:
