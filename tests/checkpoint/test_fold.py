@@ -519,3 +519,21 @@ def test_a_pair_whose_keys_start_with_a_dot_folds_under_its_own_name(
     folded = load_file(str(tmp_path / "dot.folded.safetensors"))
     assert list(folded) == [".weight"]
     assert torch.equal(folded[".weight"], expected_weight(g, v, 0))
+
+
+def test_a_folded_safetensors_file_is_the_librarys_byte_for_byte(tmp_path: Path) -> None:
+    """The folded weight went where its g key was: ``dec.weight`` after ``dec.weight2``, where
+    the library (and the documentation) put it before, by name."""
+    torch.manual_seed(0)
+    state = {
+        "dec.weight_g": torch.rand(4, 1),
+        "dec.weight_v": torch.randn(4, 3),
+        "dec.weight2": torch.randn(2),
+    }
+    save_file(state, str(tmp_path / "o.safetensors"), metadata={"format": "pt"})
+    fold_checkpoint(tmp_path / "o.safetensors")
+    folded = load_file(str(tmp_path / "o.folded.safetensors"))
+    save_file(folded, str(tmp_path / "library.safetensors"), metadata={"format": "pt"})
+    assert (tmp_path / "o.folded.safetensors").read_bytes() == (
+        tmp_path / "library.safetensors"
+    ).read_bytes()

@@ -156,3 +156,28 @@ def test_metadata_is_read_in_the_files_order(tmp_path: Path) -> None:
     assert SafetensorsFile(path).metadata() == {}
     _write(path, None)
     assert SafetensorsFile(path).metadata() is None
+
+
+def test_tensors_are_laid_out_by_name_within_a_width_as_the_library_lays_them_out(
+    tmp_path: Path,
+) -> None:
+    """Given in any order (a folded key where its pair's first key was), the file is the
+    library's byte for byte where no two dtypes share a width: widest first, then by name."""
+    arrays = {
+        "dec.weight2": RNG.standard_normal(2).astype(np.float32),
+        "count": np.arange(3, dtype=np.int64),
+        "dec.weight": RNG.standard_normal((4, 3)).astype(np.float32),
+        "B": RNG.standard_normal(3).astype(np.float16),
+        "a": RNG.standard_normal(5).astype(np.float32),
+    }
+    write(
+        path := tmp_path / "t.safetensors",
+        [(k, DTYPE_CODES[a.dtype.name], a.shape, a) for k, a in arrays.items()],
+        {"format": "pt"},
+    )
+    save_file(
+        {k: torch.from_numpy(a) for k, a in arrays.items()},
+        str(library := tmp_path / "library.safetensors"),
+        metadata={"format": "pt"},
+    )
+    assert path.read_bytes() == library.read_bytes()

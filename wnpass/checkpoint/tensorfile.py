@@ -9,8 +9,12 @@ without a copy (:meth:`SafetensorsFile.torch`).
 
 Writing (:func:`write`): the header (``__metadata__`` first, then the tensors) padded with
 spaces to a multiple of 8 bytes, as the library pads it, then each tensor's bytes straight
-from its array. Tensors are laid out widest dtype first, as the library lays them out, so
-each starts at a multiple of its width, which readers that map the file rely on.
+from its array. Tensors are laid out as the library lays them out: widest dtype first, so that
+each starts at a multiple of its width, which readers that map the file rely on, and by name
+within a width (the library orders dtypes of one width, float16 and bfloat16, among
+themselves too), whatever order they are given in: a folded or renamed key goes where its own
+name puts it. The order is a sort of the entries, not of their data: the arrays are written
+one at a time, as they are given.
 """
 
 from __future__ import annotations
@@ -160,7 +164,7 @@ def write(
     metadata: dict[str, str] | None,
 ) -> None:
     """Write ``tensors`` (key, dtype code, shape, array holding the bytes) to ``target``."""
-    order = sorted(tensors, key=lambda item: -(_width(item[1]) or 1))  # stable: input order
+    order = sorted(tensors, key=lambda item: (-(_width(item[1]) or 1), item[0]))
     header: dict[str, Any] = {} if metadata is None else {"__metadata__": metadata}
     offset = 0
     for key, code, shape, data in order:
