@@ -163,7 +163,7 @@ def test_tensors_are_laid_out_by_name_within_a_width_as_the_library_lays_them_ou
 ) -> None:
     """Given in any order (a folded key where its pair's first key was), the file is the
     library's byte for byte where no two dtypes share a width: widest first, then by name."""
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "dec.weight2": RNG.standard_normal(2).astype(np.float32),
         "count": np.arange(3, dtype=np.int64),
         "dec.weight": RNG.standard_normal((4, 3)).astype(np.float32),
