@@ -55,7 +55,12 @@ def test_a_legacy_file_ending_in_zip_bytes_is_read_as_legacy(tmp_path: Path) -> 
 def test_state_dicts_are_found_inside_wrappers(tmp_path: Path) -> None:
     state = state_dict()
     torch.save(
-        {"model": state, "ema": {"shadow": state}, "optimizer": {"state": {0: {}}}, "step": 1},
+        {
+            "model": state,
+            "ema": {"shadow": state_dict(seed=1)},
+            "optimizer": {"state": {0: {}}},
+            "step": 1,
+        },
         tmp_path / "w.pt",
     )
     checkpoint = open_checkpoint(tmp_path / "w.pt")
@@ -123,3 +128,36 @@ def test_a_dict_that_contains_itself_is_refused(tmp_path: Path, where: str) -> N
     torch.save(state, tmp_path / "c.pt")
     with pytest.raises(InvalidModelError, match=r"c\.pt: holds a dict that contains itself"):
         open_checkpoint(tmp_path / "c.pt")
+
+
+def _wrapped(value: dict[str, Any], depth: int) -> dict[str, Any]:
+    """``value`` under ``depth`` dicts: {"w": {"w": ... value}}."""
+    for _ in range(depth):
+        value = {"w": value}
+    return value
+
+
+def test_a_state_dict_at_any_depth_is_found(tmp_path: Path) -> None:
+    """A state dict under 9 dicts was skipped: "holds no state dict", or, beside another one,
+    left unfolded while the fold said all were folded. Every depth torch files are read to
+    (MAX_NESTING levels, the state dict itself one of them) is searched."""
+    pair = {"a.weight_g": torch.rand(3, 1), "a.weight_v": torch.randn(3, 4)}
+    for depth in (9, MAX_NESTING - 1):
+        torch.save(_wrapped(pair, depth), tmp_path / "deep.pt")
+        (group,) = open_checkpoint(tmp_path / "deep.pt").groups
+        assert group.path == ("w",) * depth and len(group.tensors) == 2
+
+
+def test_a_dict_held_under_two_names_is_one_state_dict(tmp_path: Path) -> None:
+    """torch.load shares what torch.save wrote once: ``{"model": sd, "ema": sd}`` is one state
+    dict, at its first name; and dicts shared level after level (2**60 paths) are read once."""
+    sd = {"a.weight_g": torch.rand(3, 1), "a.weight_v": torch.randn(3, 4)}
+    torch.save({"model": sd, "ema": sd}, tmp_path / "two.pt")
+    (group,) = open_checkpoint(tmp_path / "two.pt").groups
+    assert group.path == ("model",)
+    shared: dict[str, Any] = sd
+    for _ in range(60):
+        shared = {"a": shared, "b": shared}
+    torch.save(shared, tmp_path / "dag.pt")
+    (group,) = open_checkpoint(tmp_path / "dag.pt").groups
+    assert group.path == ("a",) * 60

@@ -277,7 +277,9 @@ def test_every_state_dict_with_folded_pairs_of_the_model_is_checked(tmp_path: Pa
     whose folded weights the model has (another network's) is named as not checked."""
     _, normed = _plain_and_normed(tmp_path)
     other = {"net.weight_g": torch.rand(3, 1) + 0.5, "net.weight_v": torch.randn(3, 4)}
-    torch.save({"model": normed, "ema": normed, "disc": other}, ckpt := tmp_path / "ema.pt")
+    ema = {key: tensor.clone() for key, tensor in normed.items()}  # its own dict (torch.save
+    # writes a dict held twice once, and it is read back as one state dict)
+    torch.save({"model": normed, "ema": ema, "disc": other}, ckpt := tmp_path / "ema.pt")
     report = fold_checkpoint(ckpt, check_model=tmp_path / "model.py")
     assert report.check is not None and report.check and report.published
     assert (report.check.checked, report.check.unchecked) == (["model", "ema"], ["disc"])

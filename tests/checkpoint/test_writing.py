@@ -22,7 +22,7 @@ from tests.checkpoint.builders import (
     state_dict,
 )
 from tests.checkpoint.builders import tensor_bytes as raw
-from wnpass.checkpoint import convert_checkpoint, fold_checkpoint
+from wnpass.checkpoint import convert_checkpoint, fold_checkpoint, inspect_checkpoint
 
 SHARDS = [  # res.weight's g in the first shard, its v in the second
     ["conv_pre.bias", "conv_pre.weight_g", "conv_pre.weight_v", "res.weight_g"],
@@ -169,3 +169,29 @@ def test_shards_whose_output_names_would_collide_are_folded_apart(
         assert torch.equal(tensors[name], expected_weight(g, v, dim))
     files = sorted(path.name for path in tmp_path.iterdir())
     assert fold_checkpoint(index) and sorted(path.name for path in tmp_path.iterdir()) == files
+
+
+def test_a_deep_and_a_shared_state_dict_are_folded_and_stay_shared(tmp_path: Path) -> None:
+    """A pair 9 dicts deep beside a top-level pair was left in the output while the report
+    said 1 of 1 folded; a dict held under two names is folded once and stays one dict."""
+    deep = {"a.weight_g": torch.rand(3, 1) + 0.5, "a.weight_v": torch.randn(3, 4)}
+    shared = {"b.weight_g": torch.rand(2, 1) + 0.5, "b.weight_v": torch.randn(2, 2)}
+    nested: dict[str, object] = dict(deep)
+    for _ in range(9):
+        nested = {"w": nested}
+    state = {**nested, "top.weight_g": torch.rand(2, 1) + 0.5, "top.weight_v": torch.randn(2, 2)}
+    state.update(model=shared, ema=shared)
+    torch.save(state, tmp_path / "d.pt")
+    report = fold_checkpoint(tmp_path / "d.pt")
+    assert sorted((p.group or "", p.weight, p.status) for p in report.pairs) == [
+        ("", "top.weight", "folded"),
+        ("model", "b.weight", "folded"),
+        ("/".join(["w"] * 9), "a.weight", "folded"),
+    ]
+    out = torch.load(tmp_path / "d.folded.pt", weights_only=True)
+    inner = out
+    for _ in range(9):
+        inner = inner["w"]
+    assert list(inner) == ["a.weight"]
+    assert out["model"] is out["ema"] and list(out["model"]) == ["b.weight"]
+    assert not [p for p in inspect_checkpoint(tmp_path / "d.folded.pt").pairs]

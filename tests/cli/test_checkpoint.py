@@ -241,7 +241,8 @@ def test_model_check_names_the_state_dicts_it_compared(
     ckpt, model_py = _checkpoint(tmp_path)
     normed = torch.load(ckpt, weights_only=True)["model"]
     other = {"net.weight_g": torch.rand(3, 1) + 0.5, "net.weight_v": torch.randn(3, 4)}
-    torch.save({"model": normed, "ema": normed, "disc": other}, ckpt)
+    ema = {key: tensor.clone() for key, tensor in normed.items()}
+    torch.save({"model": normed, "ema": ema, "disc": other}, ckpt)
     assert main(["--plain", "fold", str(ckpt), "--model", str(model_py)]) == 0
     out = capsys.readouterr().out
     assert re.search(r"^model +output .* ok$", out, re.M)

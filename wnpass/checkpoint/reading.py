@@ -6,8 +6,8 @@
 - ``torch``: ``torch.load(weights_only=True, mmap=True)`` (``mmap`` needs the zip format of
   ``torch.save``; a file in the legacy format is loaded without it). A pickle that would run
   code is refused by ``weights_only`` before anything runs. The state dicts are found at the
-  top level and in nested dicts (``{"state_dict": ...}``, ``{"generator": ...}``, EMA copies):
-  each dict's string-keyed tensors form one :class:`Group`.
+  top level and in nested dicts at any depth (``{"state_dict": ...}``, ``{"generator": ...}``,
+  EMA copies): each dict's string-keyed tensors form one :class:`Group`.
 - an index (``*.safetensors.index.json``, ``pytorch_model.bin.index.json``): its
   ``weight_map`` gives the order and the shard of every tensor. A shard must be a plain file
   name in the index's folder (no path, no ``..``, not a symbolic link leading out of the
@@ -34,7 +34,6 @@ from wnpass.checkpoint.tensorfile import SafetensorsFile
 from wnpass.errors import InvalidModelError, one_line
 
 __all__ = [
-    "MAX_DEPTH",
     "MAX_NESTING",
     "Checkpoint",
     "Group",
@@ -46,7 +45,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MAX_DEPTH = 8  # nested dicts searched for state dicts (deeper ones are kept, not searched)
 # containers nested deeper in a torch file are refused: torch.save's pickler recurses once per
 # level and fails near Python's recursion limit (1000), so such a file could not be written back
 MAX_NESTING = 100
@@ -260,26 +258,45 @@ def _torch_info(key: str, tensor: Any, shard: int, group: tuple[str, ...]) -> Te
     )
 
 
-def _torch_groups(value: Any, shard: int, path: tuple[str, ...] = ()) -> Iterator[Group]:
+def _torch_groups(root: Any, shard: int) -> list[Group]:
+    """The state dicts of a torch file's object: each dict reached from ``root`` through dicts
+    (by string keys) that holds tensors, at any depth (the nesting is bounded by
+    :data:`MAX_NESTING`, refused beyond it before this runs), depth first in order.
+
+    Each dict is one state dict, at the first path it is reached by: a dict held under two
+    names (``{"model": sd, "ema": sd}``, which ``torch.save`` writes once and ``torch.load``
+    shares again) is folded once and written back once, still shared
+    (:func:`wnpass.checkpoint.writing.write_file`), and dicts shared level after level are
+    walked once each, not once per path (2 to the depth).
+    """
     import torch
 
-    if not isinstance(value, dict) or len(path) > MAX_DEPTH:
-        return
-    tensors = [
-        _torch_info(key, item, shard, path)
-        for key, item in value.items()
-        if isinstance(key, str) and isinstance(item, torch.Tensor)
-    ]
-    if tensors:
-        others = frozenset(
-            key
+    groups: list[Group] = []
+    seen: set[int] = set()
+
+    def visit(value: dict[Any, Any], path: tuple[str, ...]) -> None:
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        tensors = [
+            _torch_info(key, item, shard, path)
             for key, item in value.items()
-            if isinstance(key, str) and not isinstance(item, torch.Tensor)
-        )
-        yield Group(path, tensors, others)
-    for key, item in value.items():
-        if isinstance(key, str) and isinstance(item, dict):
-            yield from _torch_groups(item, shard, (*path, key))
+            if isinstance(key, str) and isinstance(item, torch.Tensor)
+        ]
+        if tensors:
+            others = frozenset(
+                key
+                for key, item in value.items()
+                if isinstance(key, str) and not isinstance(item, torch.Tensor)
+            )
+            groups.append(Group(path, tensors, others))
+        for key, item in value.items():
+            if isinstance(key, str) and isinstance(item, dict):
+                visit(item, (*path, key))
+
+    if isinstance(root, dict):
+        visit(root, ())
+    return groups
 
 
 def _walk(value: Any) -> tuple[int, bool]:
@@ -337,7 +354,7 @@ def _read_file(checkpoint: Checkpoint, shard: int) -> None:
             f"{path}: holds a dict that contains itself (a cycle), which no state dict does; "
             "refused"
         )
-    groups = list(_torch_groups(root, shard))
+    groups = _torch_groups(root, shard)
     if not groups:
         raise InvalidModelError(f"{path}: holds no state dict (no dict of named tensors)")
     if checkpoint.sharded:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
 
 from wnpass.checkpoint.pairs import Pair
-from wnpass.checkpoint.reading import MAX_DEPTH, Checkpoint, Group, TensorInfo
+from wnpass.checkpoint.reading import Checkpoint, Group, TensorInfo
 from wnpass.checkpoint.tensorfile import DTYPE_CODES, write
 from wnpass.errors import OutputError, one_line
 
@@ -93,7 +93,7 @@ def write_file(
     # (an OrderedDict) and _metadata stay as they were
     written: list[tuple[str, int]] = []
     groups = {group.path: group for group in checkpoint.groups}
-    obj = _rebuild(checkpoint.root(shard), (), groups, rewrite, fold, written)
+    obj = _rebuild(checkpoint.root(shard), (), groups, rewrite, fold, written, {})
     _torch_save(obj, target, label)
     return written
 
@@ -188,10 +188,16 @@ def _rebuild(
     rewrite: Rewrite,
     fold: Folder,
     written: list[tuple[str, int]],
+    done: dict[int, Any],
 ) -> Any:
-    """A torch file's object with its state dicts rewritten, everything else kept as it is."""
-    if not isinstance(value, dict) or len(path) > MAX_DEPTH:
+    """A torch file's object with its state dicts rewritten, everything else kept as it is.
+    ``done``: the dicts rebuilt so far, by the input dict's id: a dict reached again by another
+    path is the one already rebuilt, so it stays shared and is rewritten once, as the state
+    dict found at its first path (``reading._torch_groups`` walks in the same order)."""
+    if not isinstance(value, dict):
         return value
+    if id(value) in done:
+        return done[id(value)]
     group = groups.get(path)
     infos = {info.key for info in group.tensors} if group is not None else set()
     try:
@@ -212,11 +218,12 @@ def _rebuild(
             continue
         _claim(keys, key)
         if isinstance(key, str) and isinstance(item, dict):
-            out[key] = _rebuild(item, (*path, key), groups, rewrite, fold, written)
+            out[key] = _rebuild(item, (*path, key), groups, rewrite, fold, written, done)
         else:
             out[key] = item
     if hasattr(value, "_metadata"):
         out._metadata = copy.copy(value._metadata)  # type: ignore[attr-defined]
+    done[id(value)] = out
     return out
 
 
