@@ -199,6 +199,26 @@ def test_several_models_are_planned_before_any_is_read(
     assert done.read_bytes() == before
 
 
+def test_the_shards_of_every_index_are_planned_before_any_model_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--json`` naming a shard of the second input's index was refused only once that input
+    was reached, after the first one's report was printed."""
+    from tests.checkpoint.builders import save_sharded, state_dict
+
+    _, done, checkpoint = _folder(tmp_path)
+    state = state_dict("legacy")
+    index = save_sharded(tmp_path, state, [list(state)[:7], list(state)[7:]])
+    shard = tmp_path / "model-00002-of-00002.safetensors"
+    before = shard.read_bytes()
+    capsys.readouterr()
+    for first in (done, checkpoint):
+        assert main(["inspect", str(first), str(index), "--json", str(shard)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and "--json" in captured.err and shard.name in captured.err
+    assert shard.read_bytes() == before
+
+
 def test_a_model_py_is_inspected_on_its_own(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

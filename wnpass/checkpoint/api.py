@@ -21,11 +21,12 @@ from wnpass.checkpoint.formats import (
     check_output_name,
     default_output,
     detect_format,
+    is_sharded,
     shard_output_names,
 )
 from wnpass.checkpoint.pages import identities, release
 from wnpass.checkpoint.pairs import Pair, find_pairs
-from wnpass.checkpoint.reading import Checkpoint, Group, open_checkpoint
+from wnpass.checkpoint.reading import Checkpoint, Group, open_checkpoint, shard_files
 from wnpass.checkpoint.report import CheckpointReport, PairReport
 from wnpass.checkpoint.writing import Action, Rewrite, write_file, write_index
 from wnpass.errors import InvalidArgumentError, WnpassError
@@ -33,7 +34,7 @@ from wnpass.plan import IOPlan
 from wnpass.rules import pair_keys
 from wnpass.verify.options import as_tolerance
 
-__all__ = ["FORMS", "convert_checkpoint", "fold_checkpoint", "inspect_checkpoint"]
+__all__ = ["FORMS", "convert_checkpoint", "fold_checkpoint", "inspect_checkpoint", "plan_input"]
 
 logger = logging.getLogger(__name__)
 
@@ -182,12 +183,18 @@ def _clock(path: str | os.PathLike[str]) -> float:
     return time.perf_counter()
 
 
-def _open(path: str | os.PathLike[str], plan: IOPlan) -> Checkpoint:
+def plan_input(path: str | os.PathLike[str], plan: IOPlan) -> Path:
+    """Record in ``plan`` every file checkpoint ``path`` reads: itself and, for a sharded
+    checkpoint, each shard its index names (the index is read for them; no shard is opened),
+    so that a plan of several inputs is checked before the first is read. Returns the path."""
     path = plan.read(path, "the input checkpoint")
-    checkpoint = open_checkpoint(path)
-    if checkpoint.sharded:
-        plan.read_all(checkpoint.files, "a shard of the input checkpoint")
-    return checkpoint
+    if is_sharded(detect_format(path)):
+        plan.read_all(shard_files(path), "a shard of the input checkpoint")
+    return path
+
+
+def _open(path: str | os.PathLike[str], plan: IOPlan) -> Checkpoint:
+    return open_checkpoint(plan_input(path, plan))
 
 
 def _plan_outputs(

@@ -41,6 +41,7 @@ __all__ = [
     "load_torch",
     "open_checkpoint",
     "read_index",
+    "shard_files",
 ]
 
 logger = logging.getLogger(__name__)
@@ -420,6 +421,14 @@ def read_index(index_path: Path) -> tuple[dict[str, Any], list[str]]:
             _shard_path(index_path, name)
             names.append(name)
     return index, names
+
+
+def shard_files(index_path: Path) -> list[Path]:
+    """The shard files an index names, in first-use order: the index is read and each name
+    checked to be a plain file beside it (:func:`read_index`); no shard is opened."""
+    _require_file(index_path)
+    _, names = read_index(index_path)
+    return [index_path.parent / name for name in names]
 
 
 def _read_index(checkpoint: Checkpoint) -> None:

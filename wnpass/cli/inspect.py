@@ -72,7 +72,12 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     ):
         raise UsageError("--factory, --include and --exclude are for a model.py")
     plan.read_all(models, "the input model")
-    plan.check()  # before anything is read: --json naming any MODEL is refused here
+    if checkpoints := [model for model in models if checkpoint.is_checkpoint(model)]:
+        from wnpass.checkpoint.api import plan_input
+
+        for model in checkpoints:  # and the shards each index names (the index is read)
+            plan_input(model, plan)
+    plan.check()  # before any model is read: --json naming any of these files is refused here
     onnx_files = [model for model in models if not checkpoint.is_checkpoint(model)]
     if onnx_files:
         readahead.start(onnx_files[0])  # while onnx is imported
