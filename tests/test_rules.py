@@ -130,6 +130,19 @@ def test_key_forms_round_trip_for_an_empty_module(weight: str, form: KeyForm) ->
     assert parse_key(keys.g) == (keys, "g") and parse_key(keys.v) == (keys, "v")
 
 
+def test_no_two_weights_share_a_key() -> None:
+    """convert renames each pair onto pair_keys' keys: two weights never get one key, so no
+    two renamed pairs can write the same entry."""
+    weights = ["weight", ".weight", "..weight", "a.weight", "a..weight", "a.b.weight", "a_g"]
+    keys = [
+        key
+        for weight in weights
+        for form in ("parametrize", "legacy")
+        for key in (pair_keys(weight, form).g, pair_keys(weight, form).v)
+    ]
+    assert len(set(keys)) == len(keys) == 4 * len(weights)
+
+
 def test_a_leading_dot_is_kept_in_both_forms() -> None:
     keys = pair_keys(".weight", "parametrize")
     assert (keys.g, keys.v) == (
