@@ -352,3 +352,27 @@ def test_dict_inputs_and_a_meta_model_are_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert f"{model}: {message}" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "m.wn.pt").exists()
+
+
+EMPTY_LAYER = """
+import torch
+def build_model():
+    return torch.nn.Sequential(torch.nn.Linear(4, 0))
+def example_inputs():
+    return (torch.randn(2, 4),)
+"""
+
+
+def test_a_layer_without_output_units_is_skipped_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``nn.Linear(4, 0)`` was an internal error (exit 3) inside PyTorch's norm: now its
+    weight is skipped, "no elements", and nothing is applied (exit 1, nothing written; the
+    outputs, which have no elements, are not compared either)."""
+    model = _write(tmp_path, "empty.py", EMPTY_LAYER)
+    assert main(["train-rewrite", str(model), "--json", str(tmp_path / "r.json")]) == 1
+    sites = json.loads((tmp_path / "r.json").read_text())["sites"]
+    reasons = {site["name"]: site["reason"] for site in sites}
+    assert reasons["0.weight"] == "weight with no elements (0x4): nothing to normalize"
+    assert "nothing written" in capsys.readouterr().out
+    assert not (tmp_path / "empty.wn.pt").exists()

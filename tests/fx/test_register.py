@@ -36,3 +36,11 @@ def test_degenerate_units_are_named(weight: torch.Tensor, dim: int, words: str) 
     # the guard is right: PyTorch's weight norm does not give such a weight back
     g = torch.norm_except_dim(weight, 2, dim)
     assert not torch.equal(torch._weight_norm(weight, g, dim).isfinite(), weight.isfinite())
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (4, 0), (3, 0, 2)], ids=["no units", "no inputs", "3-D"])
+def test_a_weight_without_elements_is_named(shape: tuple[int, ...]) -> None:
+    """``nn.Linear(4, 0)``'s weight raised inside PyTorch's norm (exit 3); one with no inputs
+    was called all-zero units: it has nothing to normalize, and says so."""
+    problem = unit_norm_problem(torch.empty(shape), 0)
+    assert problem == f"weight with no elements ({'x'.join(map(str, shape))}): nothing to normalize"

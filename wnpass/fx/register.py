@@ -59,10 +59,15 @@ def unit_norm_problem(weight: torch.Tensor, dim: int) -> str | None:
     there, in the outputs and in the gradients of ``g`` and ``v``; a unit whose norm is not a
     positive finite number in the weight's dtype (NaN/Inf, overflow, underflow) is not exact
     either. The norm is PyTorch's own (``norm_except_dim``, what ``_weight_norm`` divides by).
-    The reason names the units in parentheses (a report groups reasons without them).
+    The reason names the units in parentheses (a report groups reasons without them). A weight
+    with no elements (a layer with no output units, ``nn.Linear(4, 0)``, or no inputs) has
+    nothing to normalize (and PyTorch's norm cannot reshape it).
     """
     if weight.is_meta or weight.dim() == 0:
         return None
+    if weight.numel() == 0:
+        shape = "x".join(map(str, weight.shape))
+        return f"weight with no elements ({shape}): nothing to normalize"
     with torch.no_grad():
         norms = torch.norm_except_dim(weight.detach(), 2, dim).flatten()
         bad = ~(torch.isfinite(norms) & (norms > 0))
