@@ -376,3 +376,24 @@ def test_a_layer_without_output_units_is_skipped_with_the_reason(
     assert reasons["0.weight"] == "weight with no elements (0x4): nothing to normalize"
     assert "nothing written" in capsys.readouterr().out
     assert not (tmp_path / "empty.wn.pt").exists()
+
+
+SCRIPTED = """
+import torch
+def build_model():
+    return torch.jit.script(torch.nn.Sequential(torch.nn.Linear(4, 3)))
+def example_inputs():
+    return (torch.randn(2, 4),)
+"""
+
+
+@pytest.mark.parametrize("command", ["train-rewrite", "inspect"])
+def test_a_torchscript_model_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """A factory returning a ScriptModule was an internal error (exit 3)."""
+    model = _write(tmp_path, "scripted.py", SCRIPTED)
+    assert main([command, str(model)]) == 2
+    err = capsys.readouterr().err
+    assert f"{model}: RecursiveScriptModule: a TorchScript module" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "scripted.wn.pt").exists()

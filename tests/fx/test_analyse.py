@@ -13,6 +13,7 @@ from torch.nn.utils import parametrizations, parametrize
 
 from tests.fx.helpers import Functional, SharedBlock
 from wnpass import apply_weight_norm
+from wnpass.errors import InvalidArgumentError
 from wnpass.fx.analyse import analyse_sites
 from wnpass.fx.report import ParamSite
 
@@ -285,3 +286,16 @@ def test_include_and_exclude_match_any_name_of_a_shared_module() -> None:
     included = plan(SharedBlock(), x, include="alias")
     assert included["blocks.0.weight"].status == "planned"
     assert included["head.weight"].reason == "not included"
+
+
+def test_a_torchscript_model_is_refused_in_one_line() -> None:
+    """A scripted model raised PyTorch's RuntimeError ("get_submodule is not supported on
+    ScriptModules"; exit 3 from the CLI): now a WnpassError saying what to do, before the
+    model runs, from the plan and from the rewrite alike."""
+    model = torch.jit.script(nn.Sequential(nn.Linear(4, 3)))
+    for call in (lambda: analyse_sites(model, torch.randn(2, 4)), lambda: apply_weight_norm(model)):
+        with pytest.raises(InvalidArgumentError, match="a TorchScript module") as caught:
+            call()
+        assert caught.value.parameter is None and "script or trace it afterwards" in str(
+            caught.value
+        )

@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import get_args
 
+import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
@@ -38,6 +39,7 @@ __all__ = [
     "as_patterns",
     "layer_type",
     "owner_of",
+    "require_eager",
 ]
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,18 @@ def layer_type(model: nn.Module, name: str) -> type[nn.Module]:
         f"no layer type {name!r} in torch.nn or in {type(model).__name__} "
         f"(its layer types: {', '.join(own[:20])}{' ...' if len(own) > 20 else ''})"
     )
+
+
+def require_eager(model: nn.Module) -> None:
+    """``model`` is a Python module, not TorchScript (``torch.jit.script`` / ``trace``): a
+    ScriptModule's submodules cannot be looked up by name nor parametrized, so it is refused
+    before anything runs. The error names no parameter: the model is what is wrong, and the CLI
+    then says which model.py built it."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise InvalidArgumentError(
+            f"{type(model).__name__}: a TorchScript module (torch.jit.script or trace): weight "
+            "norm goes on the Python nn.Module; script or trace it afterwards"
+        )
 
 
 def owner_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -241,6 +255,7 @@ def analyse_sites(
     model is run once, eval mode and no grad (:mod:`wnpass.fx.observe`); without, it is traced.
     """
     require_choice("dim_policy", dim_policy, DIM_POLICIES)
+    require_eager(model)
     already, covered = _already(model)
     aliases, tied = _aliases(model)
     canonical = {name: names[0] for names in aliases.values() for name in names}

@@ -31,7 +31,14 @@ from torch import nn
 
 from wnpass.axes import DimPolicy
 from wnpass.errors import InvalidArgumentError, UsageError
-from wnpass.fx.analyse import DIM_POLICIES, Pattern, analyse_sites, as_patterns, owner_of
+from wnpass.fx.analyse import (
+    DIM_POLICIES,
+    Pattern,
+    analyse_sites,
+    as_patterns,
+    owner_of,
+    require_eager,
+)
 from wnpass.fx.arguments import require_choice, require_module, require_values
 from wnpass.fx.data_init import data_init
 from wnpass.fx.forward import Batch, RngSnapshot, as_batch, cloned, run_forward
@@ -180,6 +187,7 @@ class ApplyWeightNormPass:
     def call(self, model: nn.Module, example_inputs: Any = None) -> ApplyReport:
         start = time.perf_counter()
         require_values(require_module(model))
+        require_eager(model)
         inputs = None if example_inputs is None else as_batch(example_inputs)
         if self.init == "data" and inputs is None:
             raise UsageError("init='data' needs a batch: pass example_inputs")
