@@ -153,3 +153,20 @@ def test_one_module_under_several_names_folds_once() -> None:
     assert model.blocks[0] is model.blocks[2] is model.alias
     assert not parametrize.is_parametrized(model.alias)
     assert float(((model(x) - before).abs().max() / before.abs().max()).detach()) <= RTOL
+
+
+def test_a_folded_model_has_none_of_wnpass_hooks_left() -> None:
+    """fold_weight_norm left the RNN cache hooks on a folded LSTM (torch.jit.script then
+    failed: "Couldn't find method: 'forward'") and the legacy-key renaming hook on every folded
+    module: the folded model is now as plain as the model before apply_weight_norm."""
+    torch.manual_seed(0)
+    model, x = nn.LSTM(4, 3, batch_first=True), torch.randn(2, 5, 4)
+    plain_hooks = (dict(model._forward_pre_hooks), dict(model._forward_hooks))
+    plain_load_hooks = dict(model._load_state_dict_pre_hooks)
+    apply_weight_norm(model, x)
+    model(x)
+    fold_weight_norm(model)
+    assert (dict(model._forward_pre_hooks), dict(model._forward_hooks)) == plain_hooks
+    assert dict(model._load_state_dict_pre_hooks) == plain_load_hooks
+    assert not model._forward_hooks_always_called and "_wnpass_cache_entered" not in vars(model)
+    torch.jit.script(model)  # as for a plain LSTM (calling either fails in torch 2.13)

@@ -8,7 +8,8 @@ becomes a plain ``nn.Parameter`` named as before (``conv.weight``), holding
 function every fold uses), rounded once to the parameter's dtype. The norm
 runs over every axis but ``dim`` (PyTorch stores ``dim=None`` as ``-1``, meaning the whole
 tensor there). A parametrization stacked with others on the same tensor is left alone, with the
-reason.
+reason. A module with no parametrization left is given back plain: the hooks wnpass added with
+weight norm (legacy key renaming, an RNN's parametrization cache) go too.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from torch.nn.utils.parametrizations import _WeightNorm
 from wnpass.axes import is_legacy_hook
 from wnpass.fx.arguments import require_module, require_values
 from wnpass.fx.pickling import unmake_picklable
+from wnpass.fx.register import remove_legacy_keys
+from wnpass.fx.rnn_cache import remove_rnn_cache
 from wnpass.rounding import round_to_torch
 from wnpass.rules import weight_from
 
@@ -113,6 +116,9 @@ def _fold_parametrized(module: nn.Module, prefix: str, report: TorchFoldReport) 
         requires_grad = v.requires_grad
         parametrize.remove_parametrizations(module, name, leave_parametrized=True)
         setattr(module, name, nn.Parameter(weight, requires_grad=requires_grad))
+        remove_legacy_keys(module, name)
+    if not parametrize.is_parametrized(module):
+        remove_rnn_cache(module)
 
 
 def _fold_legacy(module: nn.Module, prefix: str, report: TorchFoldReport) -> None:

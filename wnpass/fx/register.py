@@ -5,7 +5,8 @@ Equivalent to ``torch.nn.utils.parametrizations.weight_norm(module, name, dim)``
 ``right_inverse`` sets ``g = ||w||``, ``v = w``) and the same load-time renaming of legacy
 ``<name>_g``/``<name>_v`` keys; but the renaming hook is a module-level class rather than a local
 closure, and the module gets :func:`wnpass.fx.pickling.make_picklable`, so ``pickle`` and
-``torch.save(model)`` work.
+``torch.save(model)`` work. :func:`remove_legacy_keys` takes the renaming hook off again once the
+weight is plain (a fold).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch.nn.utils.parametrizations import _WeightNorm
 
 from wnpass.fx.pickling import make_picklable
 
-__all__ = ["LegacyKeys", "register_weight_norm", "unit_norm_problem"]
+__all__ = ["LegacyKeys", "register_weight_norm", "remove_legacy_keys", "unit_norm_problem"]
 
 
 class LegacyKeys:
@@ -41,6 +42,16 @@ def register_weight_norm(module: nn.Module, name: str, dim: int | None) -> None:
     parametrize.register_parametrization(module, name, _WeightNorm(dim), unsafe=True)
     module._register_load_state_dict_pre_hook(LegacyKeys(name))
     make_picklable(module)
+
+
+def remove_legacy_keys(module: nn.Module, name: str) -> None:
+    """Take :func:`register_weight_norm`'s renaming hook for ``module.<name>`` off ``module``
+    (PyTorch keeps each load-state-dict pre-hook wrapped, the hook itself as ``.hook``)."""
+    hooks = module._load_state_dict_pre_hooks
+    for key, wrapped in list(hooks.items()):
+        hook = getattr(wrapped, "hook", None)
+        if isinstance(hook, LegacyKeys) and hook.name == name:
+            del hooks[key]
 
 
 def _where(indices: list[int], count: int, dim: int) -> str:

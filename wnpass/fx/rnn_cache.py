@@ -15,7 +15,8 @@ hook undoes exactly what the entering one did. After an eager forward the hook a
 computed weights that ``RNNBase`` keeps in ``_flat_weights`` (non-leaf tensors, which make
 ``copy.deepcopy`` of a weight-normed RNN fail after its first forward; the next forward rebuilds
 them). State-dict keys, pickling and ``remove_parametrizations`` are untouched; the hooks are
-module-level functions, so deepcopy and pickle keep working.
+module-level functions, so deepcopy and pickle keep working. :func:`remove_rnn_cache` takes them
+off again (a folded RNN is plain: ``torch.jit.script`` refuses a module with hooks).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 
-__all__ = ["has_rnn_cache", "install_rnn_cache"]
+__all__ = ["has_rnn_cache", "install_rnn_cache", "remove_rnn_cache"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,4 +74,19 @@ def install_rnn_cache(module: nn.Module) -> bool:
     module.register_forward_pre_hook(_enter_cache)
     module.register_forward_hook(_leave_cache, always_call=True)
     logger.debug("parametrization cache hooks on %s", type(module).__name__)
+    return True
+
+
+def remove_rnn_cache(module: nn.Module) -> bool:
+    """Take the caching hooks (and their per-module state) off ``module``; True when it had
+    them. For a module whose weights are plain again: the cache has nothing left to cache."""
+    if not has_rnn_cache(module):
+        return False
+    for key in [k for k, hook in module._forward_pre_hooks.items() if hook is _enter_cache]:
+        del module._forward_pre_hooks[key]
+    for key in [k for k, hook in module._forward_hooks.items() if hook is _leave_cache]:
+        del module._forward_hooks[key]
+        module._forward_hooks_always_called.pop(key, None)
+    module.__dict__.pop(_ENTERED, None)
+    logger.debug("parametrization cache hooks off %s", type(module).__name__)
     return True
