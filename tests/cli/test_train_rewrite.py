@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -397,3 +399,28 @@ def test_a_torchscript_model_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert f"{model}: RecursiveScriptModule: a TorchScript module" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "scripted.wn.pt").exists()
+
+
+def test_an_output_onto_a_module_the_model_py_imports_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``-o helper.py`` where model.py does ``from helper import make`` replaced helper.py by
+    a torch zip (exit 0): it is read as much as the model.py; now exit 2, nothing written."""
+    helper = f"wnpass_test_helper_{uuid.uuid4().hex}"
+    source = "import torch\ndef make():\n    return torch.nn.Linear(4, 3)\n"
+    (tmp_path / f"{helper}.py").write_text(source)
+    model = _write(
+        tmp_path,
+        "model.py",
+        f"import torch\nfrom {helper} import make\ndef build_model():\n    return make()\n"
+        "def example_inputs():\n    return (torch.randn(2, 4),)\n",
+    )
+    try:
+        assert main(["train-rewrite", str(model), "-o", str(tmp_path / f"{helper}.py")]) == 2
+    finally:
+        sys.modules.pop(helper, None)
+    err = capsys.readouterr().err
+    assert "would overwrite a module the model.py imported" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (tmp_path / f"{helper}.py").read_text() == source
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model.py", f"{helper}.py"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from torch import nn
 
 from tests.fx.helpers import PLAIN
 from wnpass import load_model_py
+from wnpass.errors import OutputError
 from wnpass.fx.errors import (
     FactoryFailedError,
     FactoryNotFoundError,
@@ -19,6 +21,7 @@ from wnpass.fx.errors import (
     NotAModuleError,
     NotInputsError,
 )
+from wnpass.plan import IOPlan
 
 
 def test_loads_model_and_example_inputs() -> None:
@@ -170,3 +173,23 @@ def test_the_file_runs_with_the_argv_and_path_of_python_model_py(
     model, _ = load_model_py(path)
     assert isinstance(model, nn.Linear) and model.argv == [str(path)]
     assert sys.argv == ["wnpass", "export", "--verify"] and sys.path == path_before
+
+
+def test_the_modules_the_file_imports_are_read_in_the_plan(tmp_path: Path) -> None:
+    """``from helper import make`` reads helper.py as much as the model.py: given the run's
+    plan, the file is recorded as read and an output planned onto it is refused."""
+    helper = f"wnpass_test_helper_{uuid.uuid4().hex}"
+    (tmp_path / f"{helper}.py").write_text(
+        "import torch\ndef make():\n    return torch.nn.Linear(2, 2)\n"
+    )
+    path = tmp_path / "model.py"
+    path.write_text(f"from {helper} import make\ndef build_model():\n    return make()\n")
+    plan = IOPlan()
+    plan.read(path, "the model.py")
+    plan.write(tmp_path / f"{helper}.py", "output")
+    try:
+        with pytest.raises(OutputError, match=r"would overwrite a module the model\.py imported"):
+            load_model_py(path, plan=plan)
+    finally:
+        sys.modules.pop(helper, None)
+    assert (tmp_path / f"{helper}.py").read_text().startswith("import torch")

@@ -204,12 +204,16 @@ def plan_model_py(args: argparse.Namespace, output: Path) -> IOPlan:
     return plan
 
 
-def load_model(args: argparse.Namespace) -> tuple[Any, tuple[Any, ...] | None]:
-    """The model.py's model with ``--checkpoint`` loaded, and its example inputs."""
+def load_model(
+    args: argparse.Namespace, plan: IOPlan | None = None
+) -> tuple[Any, tuple[Any, ...] | None]:
+    """The model.py's model with ``--checkpoint`` loaded, and its example inputs. ``plan``:
+    the command's (:func:`plan_model_py`), which then also refuses an output onto a module
+    the model.py imported."""
     from wnpass.fx.files import load_checkpoint
     from wnpass.fx.loading import load_model_py
 
-    model, inputs = load_model_py(args.model, args.factory)
+    model, inputs = load_model_py(args.model, args.factory, plan=plan)
     if args.checkpoint is not None:
         load_checkpoint(model, args.checkpoint)
     return model, inputs

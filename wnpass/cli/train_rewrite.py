@@ -71,7 +71,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     from wnpass.fx.apply import apply_weight_norm
     from wnpass.fx.files import load_batch
 
-    model, inputs = load_model(args)
+    model, inputs = load_model(args, plan)
     batch = inputs
     if args.init == "data":
         batch = load_batch(args.data) if args.data is not None else inputs

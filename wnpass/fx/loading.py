@@ -13,6 +13,11 @@ caller's, as a script run without arguments) and the file's folder is first on `
 (``from layers import ...`` finds the module beside it). Both are the caller's again once it
 has run: a module the file imported stays imported, but later imports of the caller's do not
 search the model's folder.
+
+The source files of the modules the file's code imports (``helper.py`` beside it, for ``from
+helper import make``) are inputs of the run as much as the model.py: given the run's
+:class:`~wnpass.plan.IOPlan`, :func:`load_model_py` records them as read and checks the plan
+again, so that no output is written over one.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from wnpass.fx.errors import (
     NotInputsError,
 )
 from wnpass.fx.forward import MODEL_ERRORS, what_it_did
+from wnpass.plan import IOPlan
 
 __all__ = ["DEFAULT_FACTORY", "EXPECTED_INPUTS", "as_inputs", "load_model_py"]
 
@@ -129,14 +135,43 @@ def as_inputs(value: Any) -> tuple[Any, ...] | None:
     return None
 
 
+IMPORTED = "a module the model.py imported"  # what such a file is called in the plan
+
+
+def _imported_files(before: set[str]) -> list[Path]:
+    """The source files of the modules imported since ``before`` (names in ``sys.modules``):
+    what running a model.py's code read besides the file itself."""
+    files = set()
+    for name in set(sys.modules) - before:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if isinstance(file, str) and Path(file).is_file():
+            files.add(Path(file))
+    return sorted(files)
+
+
 def load_model_py(
-    path: str | Path, factory: str | None = None
+    path: str | Path, factory: str | None = None, *, plan: IOPlan | None = None
 ) -> tuple[nn.Module, tuple[Any, ...] | None]:
-    """The model a ``model.py`` builds, and its example inputs (None when it defines none)."""
+    """The model a ``model.py`` builds, and its example inputs (None when it defines none).
+
+    ``plan``: the run's plan; the files of the modules the file's code imported are recorded
+    in it as read and it is checked again (an output planned onto one is refused, as one onto
+    the model.py is).
+    """
     path = Path(path)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "no such file"
         raise ModelFileNotFoundError(f"{path}: {what}")
+    before = set(sys.modules)
+    model, inputs = _build(path, factory)
+    if plan is not None:
+        plan.read_all(_imported_files(before), IMPORTED)
+        plan.check()
+    return model, inputs
+
+
+def _build(path: Path, factory: str | None) -> tuple[nn.Module, tuple[Any, ...] | None]:
+    """Run the file, its factory and its ``example_inputs()``: the model and its inputs."""
     module = _exec_module(path)
     name = factory or DEFAULT_FACTORY
     build = getattr(module, name, None)
