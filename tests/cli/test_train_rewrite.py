@@ -6,7 +6,9 @@ import json
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -424,3 +426,25 @@ def test_an_output_onto_a_module_the_model_py_imports_is_refused(
     assert len(err.strip().splitlines()) == 1
     assert (tmp_path / f"{helper}.py").read_text() == source
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model.py", f"{helper}.py"])
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "raised"),
+    [
+        ("x.pt", lambda path: torch.save(torch.randn(4, 7), path), "RuntimeError: mat1 and mat2"),
+        ("x.npz", lambda path: np.savez(path), "TypeError: Sequential.forward() missing"),
+    ],
+    ids=["wrong shape", "empty npz"],
+)
+def test_a_data_batch_the_model_cannot_run_names_the_data_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, make: Any, raised: str
+) -> None:
+    """A --data batch the forward fails on was blamed on the model.py's example inputs
+    ("mlp.py: Sequential: the forward on the example inputs raised ..."): it names --data."""
+    model = _copy(tmp_path, "mlp")
+    data = tmp_path / name
+    make(data)
+    assert main(["train-rewrite", str(model), "--init", "data", "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert f"--data {data}: the model's forward on this batch raised {raised}" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "mlp.wn.pt").exists()

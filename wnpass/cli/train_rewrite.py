@@ -98,11 +98,21 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 @contextlib.contextmanager
 def _batch_named(args: argparse.Namespace) -> Iterator[None]:
     """An error about the library's ``example_inputs`` (a batch data init cannot use) is about
-    the batch the user gave: ``--data FILE``, else the model.py's ``example_inputs()``."""
+    the batch the user gave: ``--data FILE``, else the model.py's ``example_inputs()``. With
+    ``--data``, every forward runs on that batch: a forward that raises names the file (the
+    library's message says "the example inputs", which are the model.py's to a user)."""
     from wnpass.errors import InvalidArgumentError
+    from wnpass.fx.forward import ForwardFailedError, what_it_did
 
     try:
         yield
+    except ForwardFailedError as error:
+        if args.data is None or error.__cause__ is None:
+            raise
+        raise ForwardFailedError(
+            f"{args.data}: the model's forward on this batch {what_it_did(error.__cause__)}",
+            parameter="data",
+        ) from None
     except InvalidArgumentError as error:
         if error.parameter != "example_inputs":
             raise
