@@ -448,3 +448,82 @@ def test_a_data_batch_the_model_cannot_run_names_the_data_file(
     err = capsys.readouterr().err
     assert f"--data {data}: the model's forward on this batch raised {raised}" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "mlp.wn.pt").exists()
+
+
+ALREADY = """
+import torch
+from torch.nn.utils.parametrizations import weight_norm
+def build_model():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    weight_norm(model[0])
+    return model
+def example_inputs():
+    return (torch.randn(32, 8, generator=torch.Generator().manual_seed(1)),)
+"""
+
+
+def test_data_init_leaves_an_excluded_weight_normed_layer_alone(tmp_path: Path) -> None:
+    """``--exclude-type Linear --init data`` redrew the already weight-normed layer 0's g, v
+    and bias: the state written is now the model's own, and the check compared it."""
+    model = _write(tmp_path, "already.py", ALREADY)
+    output, report_json = tmp_path / "a.pt", tmp_path / "r.json"
+    argv = ["train-rewrite", str(model), "--init", "data", "--exclude-type", "Linear"]
+    assert main([*argv, "-o", str(output), "--json", str(report_json)]) == 0
+    namespace: dict[str, Any] = {}
+    exec(ALREADY, namespace)
+    expected = namespace["build_model"]().state_dict()
+    written = torch.load(output, weights_only=True)
+    assert list(written) == list(expected)
+    assert all(torch.equal(written[key], value) for key, value in expected.items())
+    report = json.loads(report_json.read_text())
+    assert report["equivalent"] is True and report["status"] == "nothing selected"
+
+
+ZEROS = """
+import torch
+def build_model():
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+def example_inputs():
+    return (torch.zeros(4, 8),)
+"""
+
+
+def test_data_init_on_a_constant_batch_exits_2_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A batch of zeros set every g to 1e6 with exit 0: now one line naming the layer, exit 2."""
+    model = _write(tmp_path, "zeros.py", ZEROS)
+    assert main(["train-rewrite", str(model), "--init", "data"]) == 2
+    err = capsys.readouterr().err
+    message = "example_inputs() gives layer 0 (Linear) pre-activations that are the same over"
+    assert f"{model}: {message}" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "zeros.wn.pt").exists()
+
+
+LSTM = """
+import torch
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.LSTM(4, 5, batch_first=True)
+    def forward(self, x):
+        return self.rnn(x)[0]
+def build_model():
+    return M()
+def example_inputs():
+    return (torch.randn(3, 6, 4),)
+"""
+
+
+def test_data_init_of_no_layer_is_said_and_the_outputs_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An LSTM's weights get no data init: the output said "outputs change by design ...:
+    not compared" and "not a layer's weight"; now the reason, the note and the check."""
+    model = _write(tmp_path, "lstm.py", LSTM)
+    assert main(["train-rewrite", str(model), "--init", "data"]) == 0
+    out = capsys.readouterr().out
+    assert "keep: LSTM: its gates' pre-activations stay inside the op" in out
+    assert "note: data init initialized no layer" in out and "not compared" not in out
+    assert "\nequivalent: max relative output difference" in out

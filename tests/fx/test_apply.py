@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
 from tests.fx.helpers import KEEP_RTOL, PLAIN_MODELS, Functional, SharedBlock, plain, rel_error
+from tests.fx.standins import Conv1D
 from wnpass import apply_weight_norm
 from wnpass.fx.apply import Init, max_rel_error
 from wnpass.fx.report import NOTHING_COMPARED, apply_summary, plan_rows
@@ -288,3 +290,52 @@ def test_a_forward_that_changes_its_input_in_place_changes_a_copy(init: Init) ->
     assert report.applied == 1 and torch.equal(x, given)
     if init == "keep":
         assert report.max_rel_error is not None and report.max_rel_error <= KEEP_RTOL
+
+
+class _ParameterListNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ws = nn.ParameterList([nn.Parameter(torch.randn(5, 4))])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.ws[0])
+
+
+@pytest.mark.parametrize(
+    ("make", "shape", "name", "reason"),
+    [
+        (
+            lambda: nn.LSTM(4, 5, batch_first=True),
+            (3, 6, 4),
+            "weight_ih_l0",
+            "LSTM: its gates' pre-activations stay inside the op (no output to normalize)",
+        ),
+        (
+            lambda: Conv1D(6, 4),
+            (8, 4),
+            "weight",
+            "Conv1D.weight: data init initializes Linear, Conv and ConvTranspose weights",
+        ),
+        (
+            _ParameterListNet,
+            (6, 4),
+            "ws.0",
+            "ParameterList.0: data init initializes Linear, Conv and ConvTranspose weights",
+        ),
+    ],
+    ids=["LSTM", "Conv1D", "ParameterList"],
+)
+def test_data_init_that_initializes_no_layer_compares_the_outputs(
+    make: Any, shape: tuple[int, ...], name: str, reason: str
+) -> None:
+    """Nothing data-initialized, yet the report said "outputs change by design (data init
+    ...): not compared" and gave false reasons ("not a layer's weight" for an LSTM's, "not the
+    module's output" for Conv1D's): the outputs are compared as with init="keep", a note says
+    no layer was initialized, and each weight says why."""
+    torch.manual_seed(0)
+    model, x = make(), torch.randn(shape)
+    report = apply_weight_norm(model, x, init="data")
+    assert report.max_rel_error is not None and report.equivalent is True
+    assert not any("not compared" in note for note in report.notes)
+    assert any(note.startswith("data init initialized no layer") for note in report.notes)
+    assert {site.name: site.init for site in report.sites}[name] == f"keep: {reason}"

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrizations, parametrize
 
@@ -23,9 +24,19 @@ _LAYERS = nn.Linear | nn.Conv1d | nn.Conv2d | nn.ConvTranspose1d
 
 
 def _pre_activations(model: nn.Module, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each layer's pre-activation in a forward of the model: its op's output, on the input
+    the model gives the layer (the ``torch.nn`` class's own forward: what a subclass does
+    after it, an activation or a reshape, left out)."""
     outputs: dict[str, torch.Tensor] = {}
+
+    def hook(module: nn.Module, args: tuple[Any, ...], name: str) -> None:
+        base: Any = next(
+            c for c in type(module).__mro__ if c.__module__.startswith("torch.nn.modules")
+        )
+        outputs[name] = base.forward(module, *args)
+
     handles = [
-        module.register_forward_hook(lambda m, a, o, n=name: outputs.__setitem__(n, o))
+        module.register_forward_pre_hook(lambda m, a, n=name: hook(m, a, n))
         for name, module in model.named_modules()
         if isinstance(module, _LAYERS)
     ]
@@ -271,7 +282,7 @@ def test_an_unbatched_conv_is_normalized_per_channel(layer: Any, shape: tuple[in
 
 
 class _Flattened(nn.Conv1d):
-    """A conv whose output is reshaped: no channel axis data init could know."""
+    """A conv whose output is reshaped: its module output has no channel axis."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x).flatten()
@@ -286,21 +297,20 @@ class _FlattenedNet(nn.Module):
         return self.head(self.conv(x).reshape(len(x), 32))
 
 
-def test_a_layer_without_a_known_channel_axis_is_declined_and_kept() -> None:
-    """A layer whose output has neither conv layout is declined with the reason and keeps
-    its values, as does a layer the batch never reaches (both were left redrawn)."""
+def test_a_layer_that_reshapes_its_output_is_initialized_on_its_ops_output() -> None:
+    """A conv whose forward flattens its output was declined (no channel axis in the module's
+    output): its pre-activation is its convolution's output, (N, C, L), normalized per
+    channel. A layer the batch never reaches keeps its values."""
     torch.manual_seed(0)
-    model = _FlattenedNet()
+    model, x = _FlattenedNet(), torch.randn(4, 2, 10)
     apply_weight_norm(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    report = data_init(model, torch.randn(4, 2, 10))
-    assert report.initialized == ["head.weight"]
-    assert "output is 1-D where its input is 3-D (reshaped)" in report.kept["conv.weight"]
-    assert report.kept["unused.weight"] == "not called on the batch"
+    report = data_init(model, x)
+    assert report.initialized == ["conv.weight", "head.weight"]
+    assert report.kept == {"unused.weight": "not called on the batch"}
+    _check_normalized(_pre_activations(model, x))
     after = model.state_dict()
-    for key in before:
-        if not key.startswith("head."):
-            assert torch.equal(after[key], before[key]), key
+    assert all(torch.equal(after[k], before[k]) for k in before if k.startswith("unused."))
 
 
 class _FlattenedAfter(nn.Conv1d):
@@ -310,20 +320,33 @@ class _FlattenedAfter(nn.Conv1d):
         return super().forward(x).flatten(1)
 
 
-@pytest.mark.parametrize("batch", [2, 3], ids=["N==C", "N!=C"])
-def test_an_output_flattened_to_the_unbatched_rank_is_not_read_as_unbatched(batch: int) -> None:
-    """``(N, C*L)`` from a batched input: with N == C it was taken for ``(C, L)`` and
-    "initialized" per sample, with N != C it raised (exit 3). The input's rank says batched,
-    the output's does not fit: declined, values kept."""
+class _Permuted(nn.Conv1d):
+    """A conv returning ``(N, L, C)``: with L == C, the module output fits either layout."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).transpose(1, 2)
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape"),
+    [
+        (lambda: _FlattenedAfter(3, 2, 1), (2, 3, 50)),
+        (lambda: _FlattenedAfter(3, 2, 1), (3, 3, 50)),
+        (lambda: _Permuted(3, 4, 1), (8, 3, 4)),
+    ],
+    ids=["flattened N==C", "flattened N!=C", "permuted L==C"],
+)
+def test_statistics_are_per_channel_of_the_convolution_whatever_the_layer_returns(
+    layer: Any, shape: tuple[int, ...]
+) -> None:
+    """``(N, C*L)`` from a batched input was read as unbatched (N == C) or raised (exit 3),
+    then declined; ``(N, L, C)`` with L == C was normalized along L (the documented blind
+    spot). The statistics are the convolution's, per channel, in every case."""
     torch.manual_seed(0)
-    model = nn.Sequential(_FlattenedAfter(3, 2, 1))
-    apply_weight_norm(model)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    report = data_init(model, torch.randn(batch, 3, 50))
-    assert report.initialized == []
-    assert "output is 2-D where its input is 3-D (reshaped)" in report.kept["0.weight"]
-    after = model.state_dict()
-    assert all(torch.equal(after[k], before[k]) for k in before)
+    model, x = nn.Sequential(layer()), 3 * torch.randn(shape) + 1
+    report = apply_weight_norm(model, (x,), init="data")
+    assert [s.init for s in report.sites if s.status == "applied"] == ["data, v rescaled"]
+    _check_normalized(_pre_activations(model, x))
 
 
 class _KeywordInput(nn.Module):
@@ -372,6 +395,173 @@ def test_a_layer_called_with_keywords_is_rerun_with_them() -> None:
     x, mask = torch.randn(16, 3, 10), (torch.arange(10) < 3).float().expand(16, 1, 10)
     report = apply_weight_norm(model, (x, mask), init="data")
     assert [s.init for s in report.sites if s.status == "applied"] == ["data, v rescaled"] * 2
-    outputs = _pre_activations(model, x, mask)
-    assert sorted(outputs) == ["c1", "c2"]
+    with torch.no_grad():  # c1's convolution runs on the masked input
+        c1 = F.conv1d(x * mask, model.c1.weight, model.c1.bias)
+        outputs = {"c1": c1, "c2": model.c2(torch.relu(c1))}
     _check_normalized(outputs)
+
+
+class _LinearReLU(nn.Linear):
+    """A Linear with its activation inside its forward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(super().forward(x))
+
+
+def test_a_layer_with_its_activation_inside_is_initialized_on_its_pre_activation() -> None:
+    """``relu(F.linear(...))`` in one forward was initialized on the ReLU's output (mean and
+    deviation of a rectified signal): the statistics are F.linear's own now."""
+    torch.manual_seed(0)
+    model, x = nn.Sequential(_LinearReLU(8, 6), nn.Linear(6, 3)), torch.randn(256, 8)
+    report = apply_weight_norm(model, (x,), init="data")
+    assert [s.init for s in report.sites if s.status == "applied"] == ["data, v rescaled"] * 2
+    _check_normalized(_pre_activations(model, x))
+
+
+def test_the_models_own_hooks_run_in_the_init_pass() -> None:
+    """A forward hook of the model (``out * 10``) was dropped by the init pass, which gave back
+    the layer's recomputed forward: layer 1 was initialized on 1/10 of its real input. The
+    pass now runs the model as it is; the hook stays and both layers end at mean 0, std 1."""
+    torch.manual_seed(0)
+    model, x = nn.Sequential(nn.Linear(8, 6), nn.Linear(6, 3)), torch.randn(512, 8)
+    model[0].register_forward_hook(lambda module, args, out: out * 10)
+    apply_weight_norm(model, (x,), init="data")
+    assert len(model[0]._forward_hooks) == 1
+    _check_normalized(_pre_activations(model, x))
+
+
+class _ScaledWeight(nn.Linear):
+    """Equalized learning rate: the op gets ``weight * 2``, not the weight."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * 2, self.bias)
+
+
+class _BiasAfter(nn.Linear):
+    """The op gets no bias; the layer adds twice its bias afterwards."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight) + 2 * self.bias
+
+
+@pytest.mark.parametrize(
+    ("layer", "reason"),
+    [
+        (_ScaledWeight, "its weight reaches no F.linear as the layer computes it"),
+        (_BiasAfter, "its forward gives F.linear another bias than the layer's own"),
+    ],
+)
+def test_a_layer_whose_op_is_not_its_pre_activation_is_declined(layer: Any, reason: str) -> None:
+    """Where the op does not get the layer's weight and bias as they are, its output is not
+    what g and b set: declined with the reason, every value as it was; the next layer is
+    initialized on what the declined one really outputs."""
+    torch.manual_seed(0)
+    model, x = nn.Sequential(layer(8, 6), nn.Linear(6, 3)), torch.randn(64, 8)
+    assert apply_weight_norm(model, x).applied == 2
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = data_init(model, x)
+    assert report.initialized == ["1.weight"] and reason in report.kept["0.weight"]
+    after = model.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before if k.startswith("0."))
+    _check_normalized({"1": _pre_activations(model, x)["1"]})
+
+
+class _TwiceOneRead(nn.Linear):
+    """Reads its weight once and applies it twice."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight
+        return F.linear(x, weight, self.bias) + F.linear(x, weight, self.bias)
+
+
+def test_a_weight_read_before_the_init_is_given_as_it_is_now() -> None:
+    """The second F.linear gets the weight read before the first one initialized the layer:
+    it computes with the layer's values as they are now, as the model would from here on."""
+    torch.manual_seed(0)
+    model: Any = nn.Sequential(_TwiceOneRead(8, 6), nn.Linear(6, 3))
+    x = torch.randn(64, 8)
+    apply_weight_norm(model, (x,), init="data")
+    with torch.no_grad():
+        hidden = model[0](x)
+        torch.testing.assert_close(hidden, 2 * F.linear(x, model[0].weight, model[0].bias))
+    _check_normalized({"1": _pre_activations(model, x)["1"]})
+
+
+def test_a_frozen_bias_is_left_as_it_is_and_the_layer_gets_its_scale() -> None:
+    """A frozen bias (requires_grad=False) was rewritten while the report said "skipped:
+    frozen": it keeps its value now, and the layer gets its scale only (std 1), as one without
+    a bias; the report says so."""
+    torch.manual_seed(0)
+    model: Any = nn.Sequential(nn.Linear(8, 4))
+    x = torch.randn(64, 8)
+    model[0].bias.requires_grad_(False)
+    bias = model[0].bias.detach().clone()
+    report = apply_weight_norm(model, (x,), init="data")
+    inits = {site.name: site.init for site in report.sites}
+    assert inits["0.weight"] == "data, v rescaled (bias frozen: scale only)"
+    assert torch.equal(model[0].bias, bias) and not model[0].bias.requires_grad
+    _check_normalized(_pre_activations(model, x), scale_only=frozenset({"0"}))
+
+
+def test_a_layer_with_frozen_g_or_v_is_kept() -> None:
+    """g or v frozen: data init would have to write them; the layer keeps its values."""
+    torch.manual_seed(0)
+    model: Any = nn.Sequential(parametrizations.weight_norm(nn.Linear(8, 4)))
+    model[0].parametrizations.weight.original0.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = data_init(model, torch.randn(16, 8))
+    assert report.kept == {"0.weight": "g or v frozen (requires_grad=False): not re-initialized"}
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [torch.zeros(4, 8), torch.randn(1, 8).repeat(16, 1)],
+    ids=["zeros", "one example repeated"],
+)
+def test_a_constant_batch_is_refused_and_the_model_left_as_it_was(batch: torch.Tensor) -> None:
+    """Every unit constant over the batch got g = 1e6 (1/epsilon), and outputs of 1e6 on any
+    other input: refused now, naming the layer and the units, the model as it was."""
+    model = nn.Sequential(nn.Linear(8, 4), nn.Tanh(), nn.Linear(4, 3))
+    before, x = _state(model), torch.randn(3, 8)
+    expected = _outputs(model, x)
+    with pytest.raises(InvalidArgumentError) as caught:
+        apply_weight_norm(model, (batch,), init="data")
+    assert caught.value.parameter == "example_inputs"
+    message = (
+        "gives layer 0 (Linear) pre-activations that are the same over the batch and positions "
+        "(within 4 float32 ulps) in units 0, 1, 2 and 1 more of 4 along axis 1 of its output: "
+        "no spread to scale to 1"
+    )
+    assert message in str(caught.value)
+    _assert_as_before(model, before)
+    assert torch.equal(_outputs(model, x), expected)
+
+
+def test_a_weight_normed_layer_the_selection_leaves_out_is_not_initialized() -> None:
+    """A layer weight-normed before, excluded by the user (or not included), was
+    re-initialized anyway: its g, v and bias are left alone now; selected, it is initialized."""
+    torch.manual_seed(0)
+    model = nn.Sequential(parametrizations.weight_norm(nn.Linear(8, 16)), nn.Linear(16, 4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(32, 8)
+    report = apply_weight_norm(model, x, init="data", exclude="*")
+    assert report.status == "nothing selected"
+    assert {s.name: s.init for s in report.sites}["0.weight"] == "keep: excluded (*)"
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    report = apply_weight_norm(model, x, init="data", include="1.*")
+    assert {s.name: s.init for s in report.sites}["0.weight"] == "keep: not included"
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items() if k[0] == "0")
+    result = data_init(model, x)  # on its own: every weight-normed layer
+    assert result.initialized == ["0.weight", "1.weight"]
+
+
+def test_pre_activations_too_small_for_g_in_its_dtype_are_refused() -> None:
+    """A float16 layer whose pre-activations spread by ~1e-6 would get g = 1/sigma = inf in
+    float16: refused, naming the layer, the model as it was."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 4)).half()
+    before = _state(model)
+    with pytest.raises(InvalidArgumentError, match=r"g = 1/sigma to be a float16 number in units"):
+        apply_weight_norm(model, torch.randn(16, 8).half() * 1e-6, init="data")
+    _assert_as_before(model, before)

@@ -40,6 +40,7 @@ __all__ = [
     "layer_type",
     "owner_of",
     "require_eager",
+    "selected_out",
 ]
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,25 @@ def _matches(
 
 def _pattern_text(pattern: Pattern) -> str:
     return pattern.__name__ if isinstance(pattern, type) else pattern
+
+
+def selected_out(
+    model: nn.Module,
+    site: ParamSite,
+    includes: list[Pattern],
+    excludes: list[Pattern],
+    names: list[str] | None = None,
+) -> str | None:
+    """Why the user's include/exclude leave ``site`` out (``excluded (Conv1d)``, ``not
+    included``); None when they select it. ``names``: every name of its parameter (default:
+    the site's own). The one rule for a weight to plan and for one weight-normed before (which
+    data init must then leave alone)."""
+    names = names or [site.name]
+    if (hit := _matches(model, site, excludes, names)) is not None:
+        return f"excluded ({_pattern_text(hit)})"
+    if includes and _matches(model, site, includes, names) is None:
+        return "not included"
+    return None
 
 
 def _already(model: nn.Module) -> tuple[dict[str, ParamSite], dict[str, str]]:
@@ -275,10 +295,9 @@ def analyse_sites(
         names = aliases[id(param)]
         site = _decide(name, param, by_param[name], names, id(param) in tied, mode)
         site.shape = list(param.shape)
-        if site.status == "planned":
-            if (hit := _matches(model, site, excludes, names)) is not None:
-                site.status, site.reason = "skipped", f"excluded ({_pattern_text(hit)})"
-            elif includes and _matches(model, site, includes, names) is None:
-                site.status, site.reason = "skipped", "not included"
+        if site.status == "planned" and (
+            left_out := selected_out(model, site, includes, excludes, names)
+        ):
+            site.status, site.reason = "skipped", left_out
         sites.append(site)
     return sites, mode, note

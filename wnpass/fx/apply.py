@@ -11,7 +11,10 @@ unit, size 1 on every other axis) and ``original1`` (``v``) keys, and
 float rounding; on example inputs that is checked against ``KEEP_RTOL`` (both forwards from
 the same random-number state, each on its own copy of the inputs: see
 :mod:`wnpass.fx.forward`). ``init="data"`` runs the
-paper's data-dependent init (:func:`wnpass.fx.data_init.data_init`) on the example inputs.
+paper's data-dependent init (:func:`wnpass.fx.data_init.data_init`) on the example inputs, of
+the weights normed now and of those normed before that ``include``/``exclude`` select (the
+others keep their values); when it initializes no layer, nothing was written and the outputs
+are compared as with ``init="keep"``.
 RNN modules get the once-per-forward cache of :mod:`wnpass.fx.rnn_cache`. A call that raises
 after the rewrite began (``init="data"`` on a batch that gives a layer no statistics, say)
 undoes it: the caller's model is left as it was.
@@ -38,6 +41,7 @@ from wnpass.fx.analyse import (
     as_patterns,
     owner_of,
     require_eager,
+    selected_out,
 )
 from wnpass.fx.arguments import require_choice, require_module, require_values
 from wnpass.fx.data_init import data_init
@@ -47,6 +51,7 @@ from wnpass.fx.register import register_weight_norm
 from wnpass.fx.report import ApplyReport, ParamSite
 from wnpass.fx.rnn_cache import install_rnn_cache
 from wnpass.fx.trace import TRACERS, Tracer
+from wnpass.report import counted
 
 __all__ = [
     "KEEP_RTOL",
@@ -216,18 +221,27 @@ class ApplyWeightNormPass:
                 for name, op in replace_batch_norm(model):
                     reason = "mean-only BatchNorm: scale and running variance dropped"
                     sites.append(ParamSite(name, op, [], 1, "replaced", reason))
+            initialized = 0
             if self.init == "data":
                 assert inputs is not None
-                self._data_init(model, cloned(inputs), sites)
+                initialized = self._data_init(model, cloned(inputs), sites)
+                if not initialized:
+                    report.notes.append(
+                        "data init initialized no layer (the init column says why): "
+                        "g and v are as with init='keep'"
+                    )
             if before is not None and inputs is not None:
-                if self.init == "keep" and not self.mean_only_bn:
+                # what changes the outputs on purpose; with nothing of it, they are compared
+                by_design = [f"data init of {counted(initialized, 'layer')}"] if initialized else []
+                by_design += ["mean-only BatchNorm"] if self.mean_only_bn else []
+                if by_design:
+                    report.notes.append(
+                        f"outputs change by design ({', '.join(by_design)}): not compared"
+                    )
+                else:
                     after = _compared_forward(model, inputs, rng)
                     report.max_rel_error = max_rel_error(after, before)
                     report.rtol = _tolerance(model)
-                else:
-                    report.notes.append(
-                        "outputs change by design (data init / mean-only BatchNorm): not compared"
-                    )
         report.seconds = time.perf_counter() - start
         logger.info(
             "apply weight norm: %d applied, %d skipped (%s)", report.applied, report.skipped, mode
@@ -246,9 +260,21 @@ class ApplyWeightNormPass:
             site.status, site.init = "applied", "keep"
             logger.debug("%s: weight norm at axis %s", site.name, site.axis)
 
-    def _data_init(self, model: nn.Module, inputs: Batch, sites: list[ParamSite]) -> None:
+    def _data_init(self, model: nn.Module, inputs: Batch, sites: list[ParamSite]) -> int:
+        """Data init of the weights normed now and of those normed before that the user's
+        include/exclude select; each one's ``init`` says what it got. Returns how many layers
+        were initialized."""
+        left_out = {
+            site.name: why
+            for site in sites
+            if site.status == "already"
+            and (why := selected_out(model, site, self.include, self.exclude)) is not None
+        }
+        only = [s.name for s in sites if s.status in ("applied", "already")]
         try:
-            result = data_init(model, inputs, rescale=self.rescale)
+            result = data_init(
+                model, inputs, rescale=self.rescale, only=[n for n in only if n not in left_out]
+            )
         except InvalidArgumentError as error:
             if error.parameter != "batch":
                 raise
@@ -256,16 +282,11 @@ class ApplyWeightNormPass:
         label = "data, v rescaled" if self.rescale else "data"
         by_name = {site.name: site for site in sites}
         for name in result.initialized:
-            if name in by_name:
-                owner, _ = owner_of(model, name)
-                no_bias = not isinstance(getattr(owner, "bias", None), torch.Tensor)
-                by_name[name].init = label + (" (no bias: scale only)" if no_bias else "")
-        for name, reason in result.kept.items():
-            if name in by_name and by_name[name].status in ("applied", "already"):
-                by_name[name].init = f"keep: {reason}"
-        for site in sites:
-            if site.status == "applied" and site.init == "keep":
-                site.init = "keep: functional use (no module to hook)"
+            why = result.scale_only.get(name)
+            by_name[name].init = label + (f" ({why}: scale only)" if why else "")
+        for name, reason in {**left_out, **result.kept}.items():
+            by_name[name].init = f"keep: {reason}"
+        return len(result.initialized)
 
 
 def apply_weight_norm(

@@ -4,21 +4,34 @@ For each weight-normed Linear / Conv / ConvTranspose layer whose ``g`` is per ou
 ``v ~ N(0, 0.05^2)`` (``redraw=True``), set ``g = 1`` and ``b = 0``, feed one batch through the
 network, and at each layer, in forward order, compute the pre-activation ``t = v . x / ||v||``,
 its per-unit mean ``mu`` and standard deviation ``sigma`` over the batch (and positions), and set
-``g = 1/sigma``, ``b = -mu/sigma``. A forward hook does this the moment the layer runs and returns
-the layer's output recomputed from the same call (keyword arguments too), so every later layer
-sees initialized inputs: one pass, in order. A unit is a Linear output's last axis and a
-convolution output's channel axis, 1 batched ``(N, C, ...)`` or 0 unbatched ``(C, ...)``; a
-layer whose output has neither layout is declined there and gets its values back, as does one
-the batch never reaches.
+``g = 1/sigma``, ``b = -mu/sigma``.
+
+The pre-activation is the output of the op that consumes the layer's weight (``F.linear``,
+``F.conv*d``, ``F.conv_transpose*d``), seen under a ``TorchFunctionMode``, not the module's
+output: whatever the layer's forward does around the op (pads before it as a causal conv does,
+applies an activation or reshapes after it) and whatever the model's own hooks do with the
+module's output, the statistics are the op's own, at the op's unit axis (a Linear output's last
+axis; a convolution output's channel axis, 1 batched ``(N, C, ...)`` or 0 unbatched ``(C, ...)``).
+The layer's values are reset and initialized when its op first runs, and that op gives back
+its output of the values now set: the rest of the forward (the layer's own code after the op,
+the hooks, every later layer) runs as the model runs, on initialized inputs. One pass, in
+order. The op must get the weight as the layer computes it and the layer's own bias (or none):
+a forward that changes the weight first (``F.linear(x, self.weight * 2)``), uses another op or
+adds another bias is declined with the reason, as is a layer the batch never reaches; both
+keep their values, which are only written once the op runs.
 
 ``rescale=True`` (the default) then sets ``v <- v * g/||v||`` per unit, so ``||v|| = g``: ``w``
 and the outputs are unchanged, but the gradient step on ``w`` scales with ``(g/||v||)^2``, which
 after the paper's init is ~400 in a small CNN's first layer; plain SGD then diverges, and with the
 rescale SGD sees plain-sized steps (see docs/train.md for the measured effect).
 
-Layers whose ``g`` is not per output unit (RNNs, attention, embeddings, ConvTranspose with
-``dim=0``, ``dim=None``), functional uses and the legacy hook keep their values, with a reason;
-so does, with ``redraw=False``, a layer whose ``v`` has an all-zero unit (0/0 there).
+Only what may change is written: a frozen bias (``requires_grad=False``) keeps its value and the
+layer gets its scale only, as a layer without a bias does; a layer whose ``g`` or ``v`` is
+frozen is kept. Layers whose ``g`` is not per output unit (RNNs, attention, embeddings,
+ConvTranspose with ``dim=0``, ``dim=None``), weights of other modules (a ``ParameterList``,
+GPT-2's ``Conv1D``) and the legacy hook keep their values, with a reason; so does, with
+``redraw=False``, a layer whose ``v`` has an all-zero unit (0/0 there). ``only`` limits the
+init to the weights it names (``apply_weight_norm`` gives those the user selected).
 The batch runs in eval mode (dropout off) under ``torch.no_grad``. A call that raises (a batch
 that gives some layer no statistics, the model's own error, an interrupt) gives every ``g``,
 ``v`` and bias it wrote its value back: the model is as it was.
@@ -29,35 +42,48 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
+from torch.overrides import TorchFunctionMode
+from torch.utils.weak import WeakIdKeyDictionary
 
 from wnpass.axes import OpKind, is_legacy_hook, output_unit_axis, unit_axis
 from wnpass.errors import InvalidArgumentError
 from wnpass.fx.arguments import require_module, require_values
 from wnpass.fx.axes import layer_kind
 from wnpass.fx.forward import as_batch, call_model, evaluating
-from wnpass.fx.register import unit_norm_problem
+from wnpass.fx.register import unit_norm_problem, units_text
 
-__all__ = ["DATA_INIT_EPS", "MIN_VALUES", "V_INIT_STD", "DataInitReport", "data_init"]
+__all__ = ["CONSTANT_ULPS", "MIN_VALUES", "V_INIT_STD", "DataInitReport", "data_init"]
 
 logger = logging.getLogger(__name__)
 
 V_INIT_STD = 0.05  # the paper's v ~ N(0, 0.05^2)
-# Added to sigma: a unit that is constant on the batch (sigma = 0, e.g. a dead ReLU input)
-# would otherwise get g = inf. 1e-6 is far below any real pre-activation spread in fp32.
-# Such a unit gets g = 1/EPS and outputs 0 on the batch, as in the paper's own code (1/sqrt(var +
-# 1e-10)); a batch that leaves every unit constant (one example) is refused instead.
-DATA_INIT_EPS = 1e-6
 # Values per output unit (over the batch and positions) its mean and deviation are taken from.
 MIN_VALUES = 2
+# A unit whose pre-activations spread no more than this many units in the last place (of the
+# layer's dtype, at its largest magnitude) over the batch is constant up to rounding (a batch of
+# zeros, one example repeated): g = 1/sigma would be unbounded (1e6 with the paper's epsilon,
+# and the unit's outputs on any other input as large), so such a batch is refused.
+CONSTANT_ULPS = 4
 
-_INITIALIZABLE = ("linear", "conv", "conv_transpose")  # the layer's output is its pre-activation
+# the ops whose output is a layer's pre-activation, by the name torch calls them
+_OPS: dict[str, OpKind] = {
+    "linear": "linear",
+    **dict.fromkeys(("conv1d", "conv2d", "conv3d"), "conv"),
+    **dict.fromkeys(("conv_transpose1d", "conv_transpose2d", "conv_transpose3d"), "conv_transpose"),
+}
+_LAYER_WEIGHTS = "Linear, Conv and ConvTranspose weights"
+_OP_NAMES: dict[OpKind, str] = {
+    "linear": "F.linear",
+    "conv": "a convolution",
+    "conv_transpose": "a transposed convolution",
+}
 
 
 @dataclasses.dataclass
@@ -66,10 +92,20 @@ class DataInitReport:
 
     initialized: list[str] = dataclasses.field(default_factory=list)
     kept: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> reason
+    # initialized weights whose layer kept its bias (or has none): name -> why ("no bias")
+    scale_only: dict[str, str] = dataclasses.field(default_factory=dict)
     rescaled: bool = True
 
     def __bool__(self) -> bool:
         return bool(self.initialized)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Target:
+    """A layer to initialize: its weight's name and the op kind of the table."""
+
+    name: str
+    kind: OpKind
 
 
 def _plist(module: nn.Module, name: str = "weight") -> Any:
@@ -77,63 +113,63 @@ def _plist(module: nn.Module, name: str = "weight") -> Any:
     return module.parametrizations[name]  # type: ignore[index]
 
 
-def _weight_norm_of(module: nn.Module) -> _WeightNorm | None:
-    if not parametrize.is_parametrized(module, "weight"):
-        return None
-    found = [p for p in _plist(module) if isinstance(p, _WeightNorm)]
-    return found[0] if len(found) == 1 and len(_plist(module)) == 1 else None
-
-
-def _why_not(module: nn.Module, norm: _WeightNorm) -> str | None:
-    """None when ``module`` can be data-initialized; else the reason."""
-    kind = layer_kind(module, "weight")
-    if kind not in _INITIALIZABLE or isinstance(module, nn.MultiheadAttention | nn.RNNBase):
-        return f"{type(module).__name__}: pre-activations are not the module's output"
-    assert kind is not None
-    weight = _plist(module).original1
-    unit = unit_axis(kind, list(weight.shape), groups=int(getattr(module, "groups", 1)))
+def _why_not(module: nn.Module, tensor_name: str, redraw: bool) -> str | None:
+    """None when ``module.<tensor_name>`` (weight-normed) can be data-initialized; else why."""
+    layer = parametrize.type_before_parametrizations(module).__name__
+    plist = _plist(module, tensor_name)
+    if len(plist) != 1:
+        return "stacked with other parametrizations: g and v are not the weight's alone"
+    kind = layer_kind(module, tensor_name)
+    if isinstance(module, nn.RNNBase):
+        return f"{layer}: its gates' pre-activations stay inside the op (no output to normalize)"
+    if isinstance(module, nn.MultiheadAttention):
+        return f"{layer}: its projections stay inside the op (no output to normalize)"
+    if kind == "embedding":
+        return f"{layer}: a lookup, no pre-activation"
+    if kind is None:
+        return f"{layer}.{tensor_name}: data init initializes {_LAYER_WEIGHTS}"
+    norm: _WeightNorm = plist[0]
+    unit = unit_axis(kind, list(plist.original1.shape), groups=int(getattr(module, "groups", 1)))
     if isinstance(unit, str):
         return f"{unit}: g is not per output unit"
     if norm.dim != unit:
         return f"g is per axis {norm.dim}, not per output unit (axis {unit})"
+    if not (plist.original0.requires_grad and plist.original1.requires_grad):
+        return "g or v frozen (requires_grad=False): not re-initialized"
+    if not redraw:
+        return unit_norm_problem(plist.original1, norm.dim)
     return None
 
 
-# A module to initialize -> (its weight's name, the op kind of the table)
-_Targets = dict[nn.Module, tuple[str, OpKind]]
-# A module to initialize -> its g, v and bias, each with a copy of its value before the call
-_Saved = dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]
-
-
-def _candidates(model: nn.Module, report: DataInitReport, redraw: bool) -> _Targets:
-    """Modules to initialize -> (weight name, op kind).
+def _candidates(
+    model: nn.Module, report: DataInitReport, redraw: bool, only: Collection[str] | None
+) -> dict[nn.Module, _Target]:
+    """The layers to initialize; every other weight-normed weight (of ``only``, if given) is
+    in ``report.kept`` with the reason.
 
     Without ``redraw`` the init keeps ``v``: a unit of ``v`` with no direction (all zero) has
     pre-activation 0/0 and would get ``g = NaN``; such a layer is kept, with the reason.
     """
-    targets: _Targets = {}
-    for name, module in model.named_modules():
-        prefix = f"{name}." if name else ""
+    targets: dict[nn.Module, _Target] = {}
+    for prefix, module in model.named_modules():
+        prefix = f"{prefix}." if prefix else ""
         for hook in module._forward_pre_hooks.values():
-            if is_legacy_hook(hook):
+            if is_legacy_hook(hook) and (only is None or prefix + hook.name in only):
                 report.kept[prefix + hook.name] = "legacy weight_norm hook: not re-initialized"
         if not parametrize.is_parametrized(module):
             continue
-        for tensor_name in module.parametrizations:
-            norm = _weight_norm_of(module) if tensor_name == "weight" else None
-            if norm is None:
-                if any(isinstance(p, _WeightNorm) for p in _plist(module, tensor_name)):
-                    report.kept[prefix + tensor_name] = "not a layer's weight"
+        for tensor_name, plist in module.parametrizations.items():
+            name = prefix + tensor_name
+            if not any(isinstance(p, _WeightNorm) for p in plist):
                 continue
-            reason = _why_not(module, norm)
-            if reason is None and not redraw:
-                reason = unit_norm_problem(_plist(module).original1, norm.dim)
-            if reason is not None:
-                report.kept[prefix + tensor_name] = reason
+            if only is not None and name not in only:
                 continue
-            kind = layer_kind(module, "weight")
+            if (reason := _why_not(module, tensor_name, redraw)) is not None:
+                report.kept[name] = reason
+                continue
+            kind = layer_kind(module, tensor_name)
             assert kind is not None
-            targets[module] = (prefix + "weight", kind)
+            targets[module] = _Target(name, kind)
     return targets
 
 
@@ -155,15 +191,19 @@ def _layer(module: nn.Module, name: str) -> str:
     return f"layer {prefix} ({kind})" if prefix else f"layer {kind}"
 
 
-def _statistics(t: torch.Tensor, output_axis: int, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per output unit: the mean and standard deviation of ``t`` over the batch and positions.
+def _statistics(
+    t: torch.Tensor, axis: int, layer: str, dtype: torch.dtype, scale_dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per output unit (``axis``): the mean and standard deviation of ``t`` (the float64 values
+    of an op output of ``dtype``) over the batch and positions.
 
-    Refused, naming the layer, when they mean nothing: fewer than 2 values per unit (an empty
-    batch, or one example of a Linear layer: sigma would be 0 for every unit, g = 1/EPS), or
-    NaN/Inf among the pre-activations (g and b would be NaN).
+    Refused, naming the layer, when they mean nothing: fewer than ``MIN_VALUES`` values per
+    unit (an empty batch, or one example of a Linear layer), NaN/Inf among the pre-activations
+    (g and b would be NaN), a unit constant up to rounding (``CONSTANT_ULPS``: g = 1/sigma
+    would be unbounded), or one so small that 1/sigma is no number in ``scale_dtype`` (g's).
     """
-    dims = _reduce_dims(t.dim(), output_axis)
-    values = t.numel() // max(t.shape[output_axis], 1)
+    dims = _reduce_dims(t.dim(), axis)
+    values = t.numel() // max(t.shape[axis], 1)
     if values < MIN_VALUES:
         raise InvalidArgumentError(
             f"gives {layer} {values} value{'s' if values != 1 else ''} per output unit (over "
@@ -178,26 +218,209 @@ def _statistics(t: torch.Tensor, output_axis: int, layer: str) -> tuple[torch.Te
             "to initialize it from",
             parameter="batch",
         )
+    rounding = CONSTANT_ULPS * torch.finfo(dtype).eps * t.abs().amax(dim=dims)
+    for bad, what, why in (
+        (sigma <= rounding, f"are the same over the batch and positions (within {CONSTANT_ULPS} "
+         f"{_dtype(dtype)} ulps)", ": no spread to scale to 1; give a batch of different examples"),
+        (~torch.isfinite((1.0 / sigma).to(scale_dtype)), "spread too little for g = 1/sigma to "
+         f"be a {_dtype(scale_dtype)} number", ""),
+    ):  # fmt: skip
+        if bool(bad.any()):
+            where = units_text(
+                [int(i) for i in bad.nonzero().flatten()], len(sigma), axis % t.dim()
+            )
+            raise InvalidArgumentError(
+                f"gives {layer} pre-activations that {what} in {where} of its output{why}",
+                parameter="batch",
+            )
     return mu, sigma
 
 
-@torch.no_grad()
-def _initialize(
-    module: nn.Module, name: str, output: torch.Tensor, output_axis: int, rescale: bool
-) -> None:
-    originals = _plist(module)
-    g, v = originals.original0, originals.original1
-    norm: _WeightNorm = originals[0]
-    mu, sigma = _statistics(output.double(), output_axis, _layer(module, name))
-    sigma = sigma + DATA_INIT_EPS
-    g.copy_((1.0 / sigma).reshape(g.shape).to(g.dtype))
+def _dtype(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _operand(args: tuple[Any, ...], kwargs: dict[str, Any], position: int, name: str) -> Any:
+    """An op's argument given by position or by keyword."""
+    return args[position] if len(args) > position else kwargs.get(name)
+
+
+def _call_with_weight(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], weight: torch.Tensor
+) -> Any:
+    """The op called with another weight (its second operand, ``weight=``)."""
+    if len(args) > 1:
+        return func(args[0], weight, *args[2:], **kwargs)
+    return func(*args, **{**kwargs, "weight": weight})
+
+
+def _writable_bias(module: nn.Module) -> tuple[torch.Tensor | None, str | None]:
+    """The layer's bias when data init may set it; else None and why it gets its scale only."""
     bias = getattr(module, "bias", None)
-    if isinstance(bias, torch.Tensor):
-        bias.copy_((-mu / sigma).to(bias.dtype))
-    if rescale:
-        v_dims = _reduce_dims(v.dim(), norm.dim)
-        v_norm = torch.linalg.vector_norm(v.double(), dim=v_dims, keepdim=True)
-        v.copy_((v.double() * (g.double().reshape(_unit_shape(v, norm.dim)) / v_norm)).to(v.dtype))
+    if not isinstance(bias, torch.Tensor):
+        return None, "no bias"
+    if not bias.requires_grad:
+        return None, "bias frozen"
+    return bias, None
+
+
+class _InitPass(TorchFunctionMode):
+    """One forward of the batch that initializes each target layer at its op.
+
+    A forward hook on each target's ``ParametrizationList`` records the weight it computes
+    (weakly, with the layer's version then); an op consuming a recorded weight is that layer's.
+    Its first such op resets and initializes the layer and gives back its output of the values
+    now set; a later op given a weight computed before (a forward that reads its weight once
+    and uses it twice) gets the weight as it is now.
+    """
+
+    def __init__(
+        self,
+        targets: dict[nn.Module, _Target],
+        report: DataInitReport,
+        *,
+        rescale: bool,
+        redraw: bool,
+        std: float,
+        generator: torch.Generator | None,
+    ) -> None:
+        super().__init__()
+        self.targets, self.report = targets, report
+        self.rescale, self.redraw, self.std, self.generator = rescale, redraw, std, generator
+        self.weights: Any = WeakIdKeyDictionary()  # computed weight -> (layer, its version)
+        self.version: dict[nn.Module, int] = dict.fromkeys(targets, 0)
+        self.computed: set[nn.Module] = set()  # layers whose weight was computed
+        self.reached: set[nn.Module] = set()  # layers whose op ran: initialized or kept
+        self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []  # what was written, as it was
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """The weights the targets compute are recorded, and their ops seen, in the block."""
+        owners = {_plist(module): module for module in self.targets}
+
+        def record(plist: nn.Module, args: Any, weight: torch.Tensor) -> None:
+            module = owners[plist]
+            self.weights[weight] = (module, self.version[module])
+            self.computed.add(module)
+
+        handles = [plist.register_forward_hook(record) for plist in owners]
+        try:
+            with self:
+                yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        kind = _OPS.get(getattr(func, "__name__", ""))
+        weight = _operand(args, kwargs, 1, "weight") if kind is not None else None
+        entry = self.weights.get(weight) if isinstance(weight, torch.Tensor) else None
+        if entry is None:
+            return func(*args, **kwargs)
+        module, version = entry
+        if module not in self.reached:
+            self.reached.add(module)
+            reason = self._why_not_here(module, kind, args, kwargs)
+            if reason is not None:
+                self.report.kept[self.targets[module].name] = reason
+                return func(*args, **kwargs)
+            self._initialize(module, func, args, kwargs)
+        elif version == self.version[module]:
+            return func(*args, **kwargs)
+        # the op's output of the layer's values as they are now
+        return _call_with_weight(func, args, kwargs, _plist(module)())
+
+    def _why_not_here(
+        self, module: nn.Module, kind: OpKind | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str | None:
+        """None when this op's output is the layer's pre-activation; else why it is not."""
+        target = self.targets[module]
+        expected = _OP_NAMES[target.kind]
+        if kind != target.kind:
+            return f"its weight goes to another op than {expected}: no known pre-activation"
+        bias = getattr(module, "bias", None)
+        if _operand(args, kwargs, 2, "bias") is not (
+            bias if isinstance(bias, torch.Tensor) else None
+        ):
+            return f"its forward gives {expected} another bias than the layer's own"
+        return None
+
+    def _reset(self, module: nn.Module) -> None:
+        """``v`` redrawn (``redraw``), ``g = 1``, the bias (where it may change) 0: saved first."""
+        originals = _plist(module)
+        bias, _ = _writable_bias(module)
+        written = [originals.original0, originals.original1, *([bias] if bias is not None else [])]
+        self.saved += [(tensor, tensor.detach().clone()) for tensor in written]
+        v = originals.original1
+        if self.redraw:
+            drawn = torch.randn(v.shape, generator=self.generator, dtype=v.dtype) * self.std
+            v.copy_(drawn.to(v.device))
+        originals.original0.fill_(1.0)
+        if bias is not None:
+            bias.zero_()
+
+    def _initialize(
+        self,
+        module: nn.Module,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        """Reset the layer, run its op on the reset values and set ``g`` (and ``b``) from the
+        output's statistics per unit."""
+        target = self.targets[module]
+        self._reset(module)
+        self.version[module] += 1
+        originals = _plist(module)
+        g, v = originals.original0, originals.original1
+        output = _call_with_weight(func, args, kwargs, originals())
+        # a convolution's output has its input's rank: (N, C, ...) or unbatched (C, ...)
+        axis = output_unit_axis(target.kind, output.dim(), v.dim())
+        assert isinstance(axis, int), axis  # the op ran: its input had one of its layouts
+        layer = _layer(module, target.name)
+        mu, sigma = _statistics(output.double(), axis, layer, output.dtype, g.dtype)
+        g.copy_((1.0 / sigma).reshape(g.shape).to(g.dtype))
+        bias, why = _writable_bias(module)
+        if bias is not None:
+            bias.copy_((-mu / sigma).to(bias.dtype))
+        else:
+            self.report.scale_only[target.name] = str(why)
+        if self.rescale:
+            dim = originals[0].dim
+            v_norm = torch.linalg.vector_norm(
+                v.double(), dim=_reduce_dims(v.dim(), dim), keepdim=True
+            )
+            v.copy_((v.double() * (g.double().reshape(_unit_shape(v, dim)) / v_norm)).to(v.dtype))
+        self.version[module] += 1
+        self.report.initialized.append(target.name)
+        logger.debug("data init %s", target.name)
+
+    def finish(self) -> None:
+        """Report the targets no op of the batch initialized (their values were not written)."""
+        for module, target in self.targets.items():
+            if module in self.reached:
+                continue
+            if module in self.computed:
+                self.report.kept[target.name] = (
+                    f"its weight reaches no {_OP_NAMES[target.kind]} as the layer computes it "
+                    "(the forward changes it first, or uses another op): no known pre-activation"
+                )
+            else:
+                self.report.kept[target.name] = "not called on the batch"
+
+    @torch.no_grad()
+    def give_back(self) -> None:
+        """Copy each saved value back, in place: the caller's parameters stay the same
+        objects, ``requires_grad`` and all."""
+        for tensor, value in self.saved:
+            tensor.copy_(value)
 
 
 def data_init(
@@ -208,11 +431,13 @@ def data_init(
     redraw: bool = True,
     std: float = V_INIT_STD,
     generator: torch.Generator | None = None,
+    only: Collection[str] | None = None,
 ) -> DataInitReport:
     """Data-dependent init of every weight-normed layer of ``model`` on ``batch``, in place.
 
-    A batch that gives a layer no statistics (fewer than ``MIN_VALUES`` values per unit, or
-    NaN/Inf pre-activations) is an :class:`~wnpass.errors.InvalidArgumentError` about ``batch``
+    ``only``: the weights (``"0.weight"``) to initialize; None: every one. A batch that gives
+    a layer no statistics (fewer than ``MIN_VALUES`` values per unit, NaN/Inf pre-activations
+    or a constant unit) is an :class:`~wnpass.errors.InvalidArgumentError` about ``batch``
     naming the layer; it is found only by running the batch through the layers before it, so
     on that error (or any other) every value written so far is given back and the model is
     left as it was.
@@ -220,123 +445,16 @@ def data_init(
     require_values(require_module(model))
     inputs = as_batch(batch, "batch")
     report = DataInitReport(rescaled=rescale)
-    targets = _candidates(model, report, redraw)
-    saved = _saved(targets)
-    with _restored_on_error(saved):
-        _run(model, inputs, targets, saved, report, rescale, redraw, std, generator)
+    targets = _candidates(model, report, redraw, None if only is None else set(only))
+    run = _InitPass(targets, report, rescale=rescale, redraw=redraw, std=std, generator=generator)
+    try:
+        with torch.no_grad(), evaluating(model), run.watching():
+            call_model(model, inputs)  # the model's exception or sys.exit(): one line
+    except BaseException:
+        run.give_back()
+        raise
+    run.finish()
     logger.info(
         "data init: %d layers initialized, %d kept", len(report.initialized), len(report.kept)
     )
     return report
-
-
-@torch.no_grad()
-def _saved(targets: _Targets) -> _Saved:
-    """The tensors data init writes (each target's ``g``, ``v`` and bias) and their values."""
-    saved: _Saved = {}
-    for module in targets:
-        originals = _plist(module)
-        bias = getattr(module, "bias", None)
-        written = [originals.original0, originals.original1]
-        written += [bias] if isinstance(bias, torch.Tensor) else []
-        saved[module] = [(tensor, tensor.detach().clone()) for tensor in written]
-    return saved
-
-
-@torch.no_grad()
-def _give_back(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """Copy each saved value back, in place: the caller's parameters stay the same objects,
-    ``requires_grad`` and all."""
-    for tensor, value in pairs:
-        tensor.copy_(value)
-
-
-@contextlib.contextmanager
-def _restored_on_error(saved: _Saved) -> Iterator[None]:
-    """Run the block; if it raises, every written tensor gets its value from before it back."""
-    try:
-        yield
-    except BaseException:
-        for pairs in saved.values():
-            _give_back(pairs)
-        raise
-
-
-def _run(
-    model: nn.Module,
-    inputs: Any,
-    targets: _Targets,
-    saved: _Saved,
-    report: DataInitReport,
-    rescale: bool,
-    redraw: bool,
-    std: float,
-    generator: torch.Generator | None,
-) -> None:
-    """Reset the targets (``v`` redrawn, ``g = 1``, ``b = 0``) and initialize each as the
-    batch reaches it, filling ``report``; a layer declined there, or one the batch never
-    reaches, gets its values back (it is reported as kept: it must be)."""
-    with torch.no_grad():
-        for module in targets:
-            originals = _plist(module)
-            if redraw:
-                v = originals.original1
-                v.copy_(torch.randn(v.shape, generator=generator, dtype=v.dtype).to(v.device) * std)
-            originals.original0.fill_(1.0)
-            bias = getattr(module, "bias", None)
-            if isinstance(bias, torch.Tensor):
-                bias.zero_()
-    done: set[nn.Module] = set()
-
-    def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
-        if module in done:
-            return None
-        done.add(module)
-        name, kind = targets[module]
-        axis = _output_axis(module, kind, args[0] if args else kwargs.get("input"), output)
-        if isinstance(axis, str):
-            report.kept[name] = axis
-            _give_back(saved[module])
-        else:
-            _initialize(module, name, output, axis, rescale)
-            report.initialized.append(name)
-            logger.debug("data init %s", name)
-        # the output of the values now set, from the call as the model made it (keywords too)
-        return module.forward(*args, **kwargs)
-
-    handles = [m.register_forward_hook(hook, with_kwargs=True) for m in targets]
-    try:
-        with evaluating(model):
-            call_model(model, inputs)  # the model's exception or sys.exit(): one line
-    finally:
-        for handle in handles:
-            handle.remove()
-    for module, (name, _) in targets.items():
-        if module not in done:
-            report.kept[name] = "not called on the batch"
-            _give_back(saved[module])
-
-
-def _output_axis(module: nn.Module, kind: OpKind, given: Any, output: Any) -> int | str:
-    """The unit axis of the layer's output on this call, or why it is not known. The layer's
-    own forward keeps its input's rank (batched ``(N, C, ...)`` or unbatched ``(C, ...)``, the
-    input's rank telling which); an output of another rank or unit count was reshaped by a
-    subclass (``(N, C*L)``, whose N may equal C) and has no known unit axis."""
-    if not isinstance(output, torch.Tensor):
-        return f"output is a {type(output).__name__}, not a tensor of pre-activations"
-    if not isinstance(given, torch.Tensor):  # ``given``: the layer's input (``input=`` too)
-        return "its input is not a tensor: no known unit axis"
-    if given.dim() != output.dim():
-        return (
-            f"output is {output.dim()}-D where its input is {given.dim()}-D (reshaped): "
-            "no known unit axis"
-        )
-    originals = _plist(module)
-    axis = output_unit_axis(kind, given.dim(), originals.original1.dim())
-    units = originals.original0.numel()  # g: one entry per output unit
-    if isinstance(axis, int) and output.shape[axis] != units:
-        return (
-            f"output axis {axis % output.dim()} has {output.shape[axis]} entries, not the "
-            f"layer's {units} units: no known unit axis"
-        )
-    return axis

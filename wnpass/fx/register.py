@@ -20,7 +20,13 @@ from torch.nn.utils.parametrizations import _WeightNorm
 
 from wnpass.fx.pickling import make_picklable
 
-__all__ = ["LegacyKeys", "register_weight_norm", "remove_legacy_keys", "unit_norm_problem"]
+__all__ = [
+    "LegacyKeys",
+    "register_weight_norm",
+    "remove_legacy_keys",
+    "unit_norm_problem",
+    "units_text",
+]
 
 
 class LegacyKeys:
@@ -54,7 +60,7 @@ def remove_legacy_keys(module: nn.Module, name: str) -> None:
             del hooks[key]
 
 
-def _where(indices: list[int], count: int, dim: int) -> str:
+def units_text(indices: list[int], count: int, dim: int) -> str:
     """``unit 3 of 8 along axis 0``; ``units 0, 1, 2 and 5 more of 8 along axis 0``."""
     shown = ", ".join(map(str, indices[:3]))
     more = f" and {len(indices) - 3} more" if len(indices) > 3 else ""
@@ -89,9 +95,11 @@ def unit_norm_problem(weight: torch.Tensor, dim: int) -> str | None:
         zero = [i for i in indices if not bool(rows[i].any())]
     count = weight.shape[dim]
     if zero:
-        return f"all-zero output units ({_where(zero, count, dim)}): g*v/||v|| would be 0/0 there"
-    dtype = str(weight.dtype).removeprefix("torch.")
+        return (
+            f"all-zero output units ({units_text(zero, count, dim)}): g*v/||v|| would be 0/0 there"
+        )
+    dtype, where = str(weight.dtype).removeprefix("torch."), units_text(indices, count, dim)
     return (
-        f"output units with a norm of 0, NaN or Inf in {dtype} ({_where(indices, count, dim)}): "
+        f"output units with a norm of 0, NaN or Inf in {dtype} ({where}): "
         "g*v/||v|| would not be the weight there"
     )
