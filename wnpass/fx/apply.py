@@ -227,8 +227,8 @@ class ApplyWeightNormPass:
                 initialized = self._data_init(model, cloned(inputs), sites)
                 if not initialized:
                     report.notes.append(
-                        "data init initialized no layer (the init column says why): "
-                        "g and v are as with init='keep'"
+                        "data init initialized no layer (the init column says why) and wrote "
+                        "no value: the outputs are compared"
                     )
             if before is not None and inputs is not None:
                 # what changes the outputs on purpose; with nothing of it, they are compared
