@@ -130,3 +130,17 @@ def test_a_reshaped_g_gives_the_axes_where_v_is_not_indexed(
     monkeypatch.setattr(match, "_INDEXED_AXES", 10)
     (site,) = inspect_onnx(model).sites
     assert (site.status, site.axes) == ("foldable", [0, 2])
+
+
+def test_a_gemm_bias_is_named_as_its_input_c_not_by_a_transpose_attribute() -> None:
+    """Gemm's third input is C, the bias: transA and transB say nothing about it."""
+    text = f"""
+        {HEADER17}
+        agraph (float[6, 2] x) => (float[2, 4] y) {{
+            b = Reshape(b2, s)
+            y = Gemm <transA = 1, transB = 1> (x, w, b)
+        }}
+    """
+    model = onnx_model(text, w=rand(4, 6), b2=rand(1, 4), s=np.array([4], np.int64))
+    (cone,) = inspect_onnx(model).cones
+    assert cone.consumers == ["Gemm(C)"]

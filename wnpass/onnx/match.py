@@ -182,8 +182,12 @@ class Site:
 
 
 def describe_consumer(node: ir.Node, index: int) -> str:
-    """How the report names the op that reads a weight as its input ``index``."""
-    if node.op_type == "Gemm":
+    """How the report names the op that reads a weight as its input ``index``: a Gemm's A and
+    B with the attribute that transposes them, its C (the bias, which nothing transposes) as
+    ``Gemm(C)``."""
+    if node.op_type == "Gemm" and node.domain in ("", "ai.onnx"):
+        if index == 2:
+            return "Gemm(C)"
         trans = "transB" if index == 1 else "transA"
         attr = node.attributes.get(trans)
         return f"Gemm({trans}={attr.value if attr is not None else 0})"
