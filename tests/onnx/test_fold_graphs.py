@@ -461,3 +461,37 @@ def test_lp_normalization_of_a_zero_unit_folds_to_zero_like_the_runtime() -> Non
         }}
     """
     assert_folds(onnx_model(text, v=v, g=rand(3, 1)), feeds={"x": rand(2, 4)})
+
+
+@pytest.mark.parametrize(
+    ("body", "arrays"),
+    [
+        (wn([1]), {"v": rand(3, 4), "g": rand(3, 1)}),  # a weight-norm site
+        ("w = Identity(p)", {"p": rand(3, 4)}),  # a parameter passed on
+        ("w = Transpose <perm = [1, 0]> (p)", {"p": rand(4, 3)}),  # a computed weight
+    ],
+    ids=["site", "identity", "transpose"],
+)
+def test_a_weight_that_is_a_graph_output_is_folded_once(body: str, arrays: Any) -> None:
+    """The output keeps its name as Identity(weight), and the consumer reads the weight itself:
+    nothing is left that a second fold would fold again, so ``inspect --strict`` passes."""
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y, float[3, 4] w) {{
+            {body}
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, **arrays)
+    folded, report = fold_onnx(model)
+    assert report.folded + report.cones_folded == 1
+    onnx.checker.check_model(folded, full_check=True)
+    assert [o.name for o in folded.graph.output] == ["y", "w"]
+    gemm = folded.graph.node[-1]
+    assert gemm.input[1] in {i.name for i in folded.graph.initializer}
+    feeds = {"x": rand(2, 4)}
+    assert_close(run(folded, feeds), run(model, feeds))
+    again, second = fold_onnx(folded)
+    assert second.folded + second.cones_folded == 0
+    assert again.SerializeToString() == folded.SerializeToString()
+    assert inspect_onnx(folded).remaining == 0

@@ -391,11 +391,7 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
                 continue
             programs.append(program)
             key = (id(cone.graph), _key(program))
-            if (
-                key in folded_as
-                and not cone.value.is_graph_output()
-                and _still_folded(folded_as[key], cone.graph)
-            ):
+            if key in folded_as and _still_folded(folded_as[key], cone.graph):
                 # the same elements as a weight folded before (one layer used twice): one tensor
                 existing, wanted = folded_as[key], report.name
                 report.status = "folded"
@@ -443,7 +439,7 @@ def _passed_on(cone: Cone, folded: Set[ir.Value] = frozenset()) -> ir.Value | No
     """The constant a cone passes on unchanged (``Identity``, a ``Cast`` to its own dtype),
     when the consumer can read it itself: an initializer (in a function, a ``Constant``), or
     one of ``folded``, the values the fold makes initializers before (for an inspection)."""
-    if cone.value.is_graph_output() or len(cone.sources) != 1:
+    if len(cone.sources) != 1:
         return None
     (source,) = cone.sources
     if source not in folded and not _readable(source, cone.graph):

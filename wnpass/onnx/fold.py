@@ -266,7 +266,7 @@ def reuse_value(target: ir.Value, existing: ir.Value) -> int:
     """Make every use of ``target`` read ``existing`` (the same tensor, folded before); remove
     what became dead; the number of nodes removed."""
     nodes, leaves = _cone(target)
-    target.replace_all_uses_with(existing)
+    _read_instead(target, existing)
     return _remove_dead(nodes, leaves)
 
 
@@ -290,15 +290,43 @@ def replace_value(
     else:
         new = ir.Value(name=name, const_value=tensor)
         graph.register_initializer(new)
-    if target.is_graph_output():
-        # The graph's interface keeps its output name: the output becomes Identity(weight).
+    _read_instead(target, new)
+    return _remove_dead(nodes, leaves)
+
+
+def _read_instead(target: ir.Value, new: ir.Value) -> None:
+    """Make every node that reads ``target`` read the constant ``new``. A graph output keeps
+    its name and its place in the interface as ``Identity(new)``, the one form in which a
+    constant has an output name of its own; the consumers read ``new`` itself, so that the
+    output's Identity is no computed weight for a later fold to find again. An output that is
+    ``Identity(new)`` already stays as it is."""
+    graph = target.graph
+    if target.is_graph_output() and not _identity_of(target, new):
+        assert graph is not None
         output_name = target.name
         target.name = f"{output_name}.unfolded"
-        identity = ir.node("Identity", [new], name=f"{name}_output")
+        identity = ir.node("Identity", [new], name=f"{new.name}_output")
         identity.outputs[0].name = output_name
         identity.outputs[0].shape, identity.outputs[0].type = target.shape, target.type
-        graph.insert_before(producer, identity)
-        target.replace_all_uses_with(identity.outputs[0], replace_graph_outputs=True)
-    else:
-        target.replace_all_uses_with(new)
-    return _remove_dead(nodes, leaves)
+        if (anchor := new.producer()) is not None:  # a Constant (functions): after it
+            graph.insert_after(anchor, identity)
+        else:
+            producer = target.producer()
+            assert producer is not None
+            graph.insert_before(producer, identity)
+        for i, output in enumerate(graph.outputs):
+            if output is target:
+                graph.outputs[i] = identity.outputs[0]
+    for node, index in list(target.uses()):
+        node.replace_input_with(index, new)
+
+
+def _identity_of(value: ir.Value, source: ir.Value) -> bool:
+    """Whether ``value`` is ``Identity(source)``."""
+    node = value.producer()
+    return (
+        node is not None
+        and node.op_type == "Identity"
+        and node.domain in ("", "ai.onnx")
+        and list(node.inputs) == [source]
+    )
