@@ -29,6 +29,29 @@ def gemm_model(body: str, header: str = HEADER17, **extra: Any) -> onnx.ModelPro
     return onnx_model(text, v=V, g=G, **extra)
 
 
+def run_unoptimized(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """ONNX Runtime's CPU provider with every graph optimization off: the graph's own
+    arithmetic, node by node (no constant folding of the weight)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    source = model.SerializeToString()
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+def computed_by_runtime(
+    model: onnx.ModelProto, name: str, feeds: dict[str, np.ndarray]
+) -> np.ndarray:
+    """The value ``name`` as ``run_unoptimized`` computes it in ``model`` (made an output of a
+    copy of it)."""
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    exposed.graph.output.append(onnx.ValueInfoProto(name=name))
+    return run_unoptimized(exposed, feeds)[-1]
+
+
 def assert_folds(model: onnx.ModelProto, sites: int = 1, feeds: dict | None = None, **tol):
     """Fold, then: every site folded, none left, same outputs, a valid model."""
     feeds = feeds if feeds is not None else {"x": X}

@@ -421,3 +421,29 @@ def test_a_shared_norm_is_a_site_for_each_of_its_products(form: str) -> None:
     by_consumer = [stored[n.input[1]] for n in folded.graph.node if n.op_type == "Gemm"]
     for got, want in zip(by_consumer, expected, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("square", ["ReduceL2", "ReduceSumSquare"])
+def test_a_norm_of_a_transposed_v_normalising_that_transpose_folds(square: str) -> None:
+    """``g * T(v) / ||T(v)||``: the normalised tensor is the one the norm reduces, a site of
+    T(v); its axes are given in terms of v (T(v)'s axis 1 is v's axis 0)."""
+    norm = (
+        "n = ReduceL2 <axes = [1]> (vt)"
+        if square == "ReduceL2"
+        else "q = ReduceSumSquare <axes = [1]> (vt)\n n = Sqrt(q)"
+    )
+    body = f"vt = Transpose <perm = [1, 0]> (v)\n {norm}\n d = Div(vt, n)\n w = Mul(d, g)"
+    model = onnx_model(
+        f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            {body}
+            y = Gemm <transB = 1> (x, w)
+        }}
+        """,
+        v=rand(4, 3),
+        g=G,
+    )
+    folded, report = assert_folds(model)
+    assert op_types(folded) == ["Gemm"]
+    assert report.sites[0].axes == [0] and report.sites[0].shape == [4, 3]

@@ -10,6 +10,7 @@ import onnx_ir as ir
 import pytest
 
 from tests.helpers import inf_g, onnx_model, rand, run, zero_unit
+from tests.onnx.helpers import computed_by_runtime, run_unoptimized
 from wnpass import fold_onnx
 from wnpass.onnx import weights
 from wnpass.onnx.match import find_sites
@@ -340,3 +341,50 @@ def test_a_weight_declared_in_another_type_than_computed_is_declined() -> None:
     np.testing.assert_allclose(
         run(folded, {"x": x})[0], run(declared_right, {"x": x})[0], rtol=1e-5
     )
+
+
+# ---------------------------------------------------------------- reasons true of the graph
+
+
+def _norm_model(v: np.ndarray, eps: float | None = None) -> onnx.ModelProto:
+    """``x @ (v / max(||v||, eps))^T`` over v's rows (no epsilon: ``Identity`` of the norm)."""
+    guard = "n = Max(n0, eps)" if eps is not None else "n = Identity(n0)"
+    body = f"n0 = ReduceL2 <axes = [1]> (v)\n{guard}\nw = Div(v, n)\ny = Gemm <transB = 1> (x, w)"
+    rows, cols = v.shape
+    arrays = {"v": v} if eps is None else {"v": v, "eps": np.array(eps, np.float32)}
+    return _site_model(body, f"float[2, {cols}] x", f"float[2, {rows}] y", **arrays)
+
+
+def test_an_empty_weight_is_folded_to_the_empty_tensor_the_graph_computes() -> None:
+    """v of shape (4, 0): the norms are 0 but divide no element; the weight is empty."""
+    model = _norm_model(np.zeros((4, 0), np.float32))
+    folded, report = fold_onnx(model)
+    assert report.folded == 1, report.sites[0].reason
+    assert list(folded.graph.initializer[0].dims) == [4, 0]
+    feeds = {"x": np.zeros((2, 0), np.float32)}
+    assert np.array_equal(run_unoptimized(folded, feeds)[0], run_unoptimized(model, feeds)[0])
+
+
+def test_an_infinite_epsilon_is_folded_to_the_zero_weight_the_graph_computes() -> None:
+    """max(||v||, inf) is inf for finite v: v / inf is 0 (its sign kept), bit for bit."""
+    model = _norm_model(rand(4, 6), np.inf)
+    folded, report = fold_onnx(model)
+    assert report.folded == 1, report.sites[0].reason
+    feeds = {"x": rand(2, 6)}
+    graphs = computed_by_runtime(model, "w", feeds)
+    weight = onnx.numpy_helper.to_array(folded.graph.initializer[0])
+    assert not graphs.any() and weight.tobytes() == graphs.tobytes()
+
+
+def test_a_nan_epsilon_is_declined_for_the_nan_norm_not_blamed_on_v() -> None:
+    """max(||v||, NaN) is NaN (Max passes NaN on, in ONNX Runtime too): v is finite and has
+    no zero unit; the reason says what makes the weight NaN."""
+    model = _norm_model(rand(4, 6), np.nan)
+    assert np.isnan(computed_by_runtime(model, "w", {"x": rand(2, 6)})).all()
+    assert _declined(model) == weights.NAN_NORM
+
+
+def test_v_holding_inf_is_declined_as_v_holding_inf() -> None:
+    v = rand(4, 6)
+    v[1, 2] = np.inf
+    assert _declined(_norm_model(v)) == "v holds NaN or Inf"

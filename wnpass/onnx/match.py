@@ -5,7 +5,8 @@ norm seed (``ReduceL2``, ``ReduceSumSquare``, ``ReduceSum`` of ``v*v`` or ``v**2
 ``LpNormalization``) the matcher walks forward to the root of the product it feeds, then
 flattens that root's ``Mul``/``Div``/``Reciprocal``/``Cast`` tree into factors with exponents
 +1/-1. A site is valid when the factors are exactly ``v^+1 * ||v||^-1 * g^+1`` with the norm
-taken of that same ``v``, or ``v^+1 * ||v||^-1`` alone: the gain-less form (``F.normalize`` of
+taken of that same ``v`` (or ``v`` laid out as the norm reduces it: ``g * T(v) / ||T(v)||``),
+or ``v^+1 * ||v||^-1`` alone: the gain-less form (``F.normalize`` of
 a weight, cosine classifiers, normalized codebooks), folded alike and reported as such. A
 gain-less ``x / ||x||`` whose ``x`` is not computed from constants normalizes an activation and
 is no site at all. This covers every association and operand order (``(v/n)*g``,
@@ -345,6 +346,14 @@ def _reduced_input(norm_value: ir.Value) -> ir.Value | None:
     return None
 
 
+def _normalised(leaf: ir.Value, v: ir.Value, reduced: ir.Value | None) -> bool:
+    """Whether ``leaf`` (behind Cast) is the tensor a norm normalises: ``v`` itself, or the
+    very tensor its reduction reads (``g * T(v) / ||T(v)||``: a weight-norm site of ``T(v)``,
+    which the fold evaluates as the graph computes it)."""
+    source = strip_cast(leaf)
+    return source is v or (reduced is not None and source is strip_cast(reduced))
+
+
 def _constant_reason(value: ir.Value, role: str) -> str | None:
     """Why ``value`` (through pass-through ops) is not a constant; None when it is."""
     # (value, role, what to say instead when it fails: for the shape inputs of reshapes)
@@ -520,9 +529,10 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
     norm = norms[0].norm
     assert norm is not None
     site.v = norm.v
+    reduced = _reduced_input(norms[0].value)
     if norm.layout:
-        site.reduced = _reduced_input(norms[0].value)
-    numerators = [f for f in leaves if strip_cast(f.value) is norm.v]
+        site.reduced = reduced
+    numerators = [f for f in leaves if _normalised(f.value, norm.v, reduced)]
     if len(numerators) != 1 or numerators[0].exponent != 1:
         site.reason = "unsupported form: the normalised tensor is not v itself"
         return site

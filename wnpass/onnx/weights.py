@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 _NUMPY_FLOATS = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE)
 ZERO_NORM = "v has zero-norm units, where the graph computes NaN; left as it is"
+NAN_NORM = "the norm holds NaN, where the graph computes NaN; left as it is"
 
 
 def declared_dtype(value: ir.Value) -> ir.DataType | None:
@@ -143,6 +144,8 @@ def _checked(site: Site) -> _Checked | str | None:
     margin = _rounding_margin(program, dtype)
     if "Transpose" in program.ops or margin is None:
         return None  # permuted against v's units, or truncated: evaluate and check
+    if not all(int(d) for d in v_tensor.shape.numpy()):
+        return None  # no element: the weight is empty, whatever g and the norm hold
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         g, g_dtype = (np.ones((), ev.F64), dtype) if g_leaf is None else ev.evaluate(g_leaf)
         norm, norm_dtype = program.run()
@@ -151,12 +154,10 @@ def _checked(site: Site) -> _Checked | str | None:
             return None  # operands of different types: the general path decides
         if not np.all(np.isfinite(g)):
             return "g holds NaN or Inf"
-        # ``norm`` is ||v|| when it divides, ||v||**-1 (rsqrt of the sum of squares) otherwise
-        zero, bad_v = (norm == 0, ~np.isfinite(norm)) if divides else (np.isinf(norm), ~(norm > 0))
-        if np.any(bad_v & ~zero):
-            return "v holds NaN or Inf"
-        if np.any(zero):
-            return ZERO_NORM
+        if np.any(_zero_units(norm, divides)):
+            return ZERO_NORM  # the epsilons only make the norm larger: ||v|| is 0 there
+        if not np.all(np.isfinite(norm) & (norm > 0)):
+            return None  # NaN or Inf in v or an epsilon: the general path tells which
         length = norm if divides else np.reciprocal(norm, dtype=ev.F64)
         bound = np.abs(g) * np.maximum(length, np.reciprocal(length, dtype=ev.F64))
         scale = (np.divide if divides else np.multiply)(g, norm, dtype=ev.F64)
@@ -234,13 +235,33 @@ def _evaluated(site: Site) -> ir.TensorProtocol | str:
         return f"the weight is {dtype.name.lower()}, not a float"
     if np.all(np.isfinite(rounded)):
         return ir.Tensor(rounded, dtype=dtype)
-    assert site.v is not None
+    return _not_finite(site, rounded, dtype)
+
+
+def _not_finite(site: Site, weight: np.ndarray, dtype: ir.DataType) -> str:
+    """Why the weight the graph computes holds NaN or Inf, told from what makes it: v or g
+    holding them, the norm holding NaN (a NaN epsilon: ``Max`` passes NaN on), a unit whose
+    norm is 0 (0/0); else a value too large for ``dtype``. A norm of Inf alone is none of
+    these: it makes the weight 0, which is folded."""
+    assert site.v is not None and site.factors is not None
     for role, value in (("v", site.v), ("g", site.g)):
         if value is not None and not np.all(np.isfinite(ev.evaluate(value)[0])):
             return f"{role} holds NaN or Inf"
-    if np.any(np.isnan(rounded)):
+    _, _, norm_value, divides = site.factors
+    norm = None if norm_value is None else ev.evaluate(norm_value)[0]
+    if norm is not None and np.any(np.isnan(norm)):
+        return NAN_NORM
+    if norm is not None and np.any(_zero_units(norm, divides)):
         return ZERO_NORM
+    if np.any(np.isnan(weight)):
+        return "the graph computes NaN in the weight"
     return f"the folded weight overflows {dtype.name.lower()}"
+
+
+def _zero_units(norm: np.ndarray, divides: bool) -> np.ndarray:
+    """Where the norm factor of a product is that of a unit of norm 0: ``||v||`` is 0 where it
+    divides, ``||v||**-1`` (rsqrt of the sum of squares) Inf where it multiplies."""
+    return norm == 0 if divides else np.isinf(norm)
 
 
 def folded_weight(site: Site) -> ir.TensorProtocol | str:
