@@ -102,3 +102,34 @@ def test_float16_round_trip_within_one_ulp_and_no_overflow() -> None:
     restored = onnx.numpy_helper.to_array(folded.graph.initializer[0])
     distance = np.abs(restored.view(np.int16).astype(np.int32) - weight.view(np.int16))
     assert int(distance.max()) <= 1
+
+
+@pytest.mark.parametrize(
+    ("weight", "reason"),
+    [
+        (np.full((4, 2), 1e19, np.float32), "the sum of squares overflows float"),
+        (np.full((4, 2), 1e-25, np.float32), "the sum of squares is below the smallest normal"),
+        (np.array([[np.inf, 1], [1, 1]], np.float32), "g holds NaN or Inf"),
+        (np.full((64, 2), 30000, np.float16), "ReduceL2 'w_wn_norm' overflows float16"),
+        (np.full((4, 2), 1e-6, np.float16), "the norm is below the smallest normal float16"),
+    ],
+    ids=["overflow", "underflow", "inf", "float16-norm-overflows", "float16-norm-subnormal"],
+)
+def test_weights_whose_norm_the_graph_cannot_compute_are_left_with_the_folds_reason(
+    weight: np.ndarray, reason: str
+) -> None:
+    """g * v / ||v|| would not give W back in the graph (an inf or 0 norm, NaN): the fold
+    declines such a site, and so the pass does not write it, by the fold's own checks."""
+    dtype = "float16" if weight.dtype == np.float16 else "float"
+    rows, cols = weight.shape
+    text = f"""
+        <ir_version: 8, opset_import: ["" : 18]>
+        agraph ({dtype}[1, {rows}] x) => ({dtype}[1, {cols}] y) {{ y = MatMul(x, w) }}
+    """
+    model = ir.serde.deserialize_model(onnx_model(text, w=weight))
+    result = AddWeightNormPass()(model)
+    assert not result.modified
+    (site,) = result.sites  # type: ignore[attr-defined]
+    assert reason in (site.reason or "")
+    assert [n.op_type for n in model.graph] == ["MatMul"]
+    assert list(model.graph.initializers) == ["w"]

@@ -8,12 +8,19 @@ initializers are named ``<W>_v`` and ``<W>_g`` (PyTorch's legacy names), so the 
 the weight ``<W>`` again. Output-unit axis per op, from the table every side shares
 (:func:`wnpass.axes.unit_axis`): Conv 0, ConvTranspose 1 (not for ``group > 1``, where that
 axis mixes groups), Gemm 0 with ``transB=1`` else 1, MatMul the last axis of ``B``.
+
+A weight is left as it is, with the reason, where the fold would decline the site written for
+it (the fold's own checks decide: one of NaN or Inf in ``W``, a sum of squares outside
+float32's normal range, a norm outside float16's or bfloat16's): there the graph's
+``g * v / ||v||`` is not ``W`` (an inf norm makes it 0, a 0 norm NaN), and the model's outputs
+would change.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import onnx_ir as ir
@@ -93,9 +100,13 @@ class AddWeightNormPass(ir.passes.InPlacePass):
         for weight, nodes in weights.items():
             site = self._check(weight, nodes)
             sites.append(site)
-            if site.reason is None:
-                assert site.axis is not None
-                self._rewrite(graph, weight, site.axis, opset, taken)
+            gain = (
+                None if site.reason is not None or site.axis is None else _gain(weight, site.axis)
+            )
+            if gain is not None:
+                site.reason = _not_folded_back(weight, gain, opset)
+            if gain is not None and site.reason is None:
+                self._rewrite(graph, weight, gain, opset, taken)
             else:
                 logger.debug("not adding weight norm to %s: %s", site.name, site.reason)
         added = sum(site.reason is None for site in sites)
@@ -134,37 +145,101 @@ class AddWeightNormPass(ir.passes.InPlacePass):
         return site
 
     @staticmethod
-    def _rewrite(graph: ir.Graph, weight: ir.Value, axis: int, opset: int, taken: set[str]) -> None:
-        const = weight.const_value
-        assert const is not None and weight.name is not None
+    def _rewrite(
+        graph: ir.Graph, weight: ir.Value, gain: _Gain, opset: int, taken: set[str]
+    ) -> None:
+        assert weight.name is not None
         name = weight.name
 
         def fresh(suffix: str) -> str:
             return naming.unique(f"{name}_{suffix}", taken)
 
-        array, dtype = ev.tensor_array(const)
-        reduce = [a for a in range(array.ndim) if a != axis]
-        g = ev.round_to(np.sqrt(ev.sum_of_squares(array, tuple(reduce), keepdims=True)), dtype)
-        g_name = fresh("g")
-        g_value = ir.Value(name=g_name, const_value=ir.Tensor(g, dtype=dtype, name=g_name))
-        g_value.shape, g_value.type = ir.Shape(g.shape), ir.TensorType(dtype)
+        g_value = _constant(fresh("g"), gain.g, gain.dtype)
         graph.register_initializer(g_value)
+        axes = None
+        if opset >= 18:
+            axes = _constant(fresh("axes"), np.array(gain.reduce, np.int64), ir.DataType.INT64)
+            graph.register_initializer(axes)
         output = ir.Value(name=fresh("wn"), shape=weight.shape, type=weight.type)
         weight.replace_all_uses_with(output)
         weight.name = fresh("v")
-        if opset >= 18:
-            axes = ir.Value(
-                name=fresh("axes"), const_value=ir.tensor(reduce, dtype=ir.DataType.INT64)
-            )
-            axes.shape, axes.type = ir.Shape([len(reduce)]), ir.TensorType(ir.DataType.INT64)
-            graph.register_initializer(axes)
-            norm = ir.node("ReduceL2", [weight, axes], attributes={"keepdims": 1})
-        else:
-            norm = ir.node("ReduceL2", [weight], attributes={"axes": reduce, "keepdims": 1})
-        div = ir.node("Div", [weight, norm.outputs[0]])
-        mul = ir.node("Mul", [div.outputs[0], g_value], outputs=[output])
-        for node, suffix in ((norm, "norm"), (div, "div"), (mul, "mul")):
-            node.name = f"{name}_wn_{suffix}"
-            if node is not mul:
-                node.outputs[0].name = fresh(f"wn_{suffix}")
-        graph.insert_before(graph[0], [norm, div, mul])
+        nodes = _normed(weight, g_value, axes, gain.reduce, name, output, fresh)
+        graph.insert_before(graph[0], nodes)
+
+
+@dataclasses.dataclass
+class _Gain:
+    """``g = ||W||`` over the axes ``reduce`` (all but the unit axis), in float64 rounded once
+    to W's dtype, shaped to multiply ``v / ||v||``."""
+
+    g: np.ndarray
+    dtype: ir.DataType
+    reduce: list[int]
+
+
+def _gain(weight: ir.Value, axis: int) -> _Gain:
+    const = weight.const_value
+    assert const is not None
+    array, dtype = ev.tensor_array(const)
+    reduce = [a for a in range(array.ndim) if a != axis]
+    with np.errstate(over="ignore"):  # a norm beyond the dtype's range: the fold declines it
+        g = ev.round_to(np.sqrt(ev.sum_of_squares(array, tuple(reduce), keepdims=True)), dtype)
+    return _Gain(g, dtype, reduce)
+
+
+def _constant(name: str, array: np.ndarray, dtype: ir.DataType) -> ir.Value:
+    """An initializer's value named ``name``, typed and shaped."""
+    value = ir.Value(name=name, const_value=ir.Tensor(array, dtype=dtype, name=name))
+    value.shape, value.type = ir.Shape(array.shape), ir.TensorType(dtype)
+    return value
+
+
+def _normed(
+    v: ir.Value,
+    g: ir.Value,
+    axes: ir.Value | None,
+    reduce: list[int],
+    name: str,
+    output: ir.Value,
+    fresh: Callable[[str], str],
+) -> list[ir.Node]:
+    """The nodes of ``output = Mul(Div(v, ReduceL2(v, axes)), g)``, named after the weight
+    ``name`` (their outputs ``fresh(suffix)``); the axes an input where given (opset 18 on),
+    else an attribute."""
+    if axes is not None:
+        norm = ir.node("ReduceL2", [v, axes], attributes={"keepdims": 1})
+    else:
+        norm = ir.node("ReduceL2", [v], attributes={"axes": reduce, "keepdims": 1})
+    div = ir.node("Div", [v, norm.outputs[0]])
+    mul = ir.node("Mul", [div.outputs[0], g], outputs=[output])
+    for node, suffix in ((norm, "norm"), (div, "div"), (mul, "mul")):
+        node.name = f"{name}_wn_{suffix}"
+        if node is not mul:
+            node.outputs[0].name = fresh(f"wn_{suffix}")
+    return [norm, div, mul]
+
+
+def _not_folded_back(weight: ir.Value, gain: _Gain, opset: int) -> str | None:
+    """Why the fold would decline the site this pass would write for ``weight`` (None: it
+    folds it back), decided by the fold's own checks (``weights.decline_reason``) on that
+    site, built in a graph of its own: where they decline, the graph does not compute ``W``
+    from ``g * v / ||v||`` (a norm whose sum of squares leaves float32's normal range is inf
+    or 0, one of NaN or Inf in W makes g or the weight NaN), so the rewrite would change the
+    model's outputs."""
+    from wnpass.onnx.match import find_sites
+    from wnpass.onnx.weights import decline_reason
+
+    assert weight.name is not None and weight.const_value is not None
+    v = ir.Value(name=weight.name, const_value=weight.const_value)
+    v.shape, v.type = weight.shape, weight.type
+    g = _constant("g", gain.g, gain.dtype)
+    axes = None
+    if opset >= 18:
+        axes = _constant("axes", np.array(gain.reduce, np.int64), ir.DataType.INT64)
+    output = ir.Value(name="w", shape=weight.shape, type=weight.type)
+    nodes = _normed(v, g, axes, gain.reduce, weight.name, output, lambda suffix: suffix)
+    leaves = [v, g] if axes is None else [v, g, axes]
+    graph = ir.Graph([], [output], nodes=nodes, initializers=leaves, opset_imports={"": opset})
+    (site,) = find_sites(ir.Model(graph, ir_version=10))
+    reason = decline_reason(site)
+    return None if reason is None else f"its weight-norm form would not compute it ({reason})"
