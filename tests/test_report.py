@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import onnx_model, rand
 from tests.hostile.builders import WN
 from wnpass.cli import main
-from wnpass.report import counted, human_bytes, write_json
+from wnpass.report import SiteReport, counted, human_bytes, site_rows, write_json
 
 
 def _strict_load(path: Path) -> object:
@@ -84,3 +84,12 @@ def test_every_command_writes_strict_json(command: str, tmp_path: Path) -> None:
     if command == "check":  # the relative error against zeros is not finite: null
         assert isinstance(data, dict)
         assert data["runs"][0]["comparisons"][0]["max_rel"] is None
+
+
+def test_a_site_row_shows_the_shape_written_where_it_is_not_vs() -> None:
+    def row(written: list[int] | None) -> str:
+        site = SiteReport("w", "main", ["MatMul"], [4, 6], "float", [1], "ReduceL2", "folded")
+        site.written_shape = written
+        return site_rows([site])[0][2]
+
+    assert [row([6, 4]), row([4, 6]), row(None)] == ["4x6 -> 6x4", "4x6", "4x6"]

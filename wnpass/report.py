@@ -44,6 +44,10 @@ class SiteReport:
     status: str  # "folded", "declined" or "foldable" (inspect)
     reason: str | None = None  # why it was declined
     nodes_removed: int = 0
+    # the shape of the weight written (folded) or to be written (foldable) in place of the
+    # value replaced: ``shape`` but where layout ops follow the product (``Transpose`` in
+    # front of a ``MatMul``); None for a site left as it is
+    written_shape: list[int] | None = None
 
 
 @dataclasses.dataclass
@@ -180,17 +184,24 @@ SITE_COLUMNS = ("weight", "consumer", "shape", "axes", "form", "status")
 
 
 def site_rows(sites: Sequence[SiteReport]) -> list[tuple[str, ...]]:
-    """One row per site, in the columns of ``SITE_COLUMNS``."""
+    """One row per site, in the columns of ``SITE_COLUMNS``. The shape is v's, which the axes
+    refer to, followed by that of the weight written where that differs (``4x6 -> 6x4``)."""
     rows: list[tuple[str, ...]] = []
     for site in sites:
         where = "" if site.graph == "main" else f" [{site.graph}]"
-        shape = "x".join(map(str, site.shape)) if site.shape is not None else "?"
+        shape = _shape(site.shape)
+        if site.written_shape is not None and site.written_shape != site.shape:
+            shape += f" -> {_shape(site.written_shape)}"
         axes = "all" if site.axes is None else ",".join(map(str, site.axes))
         status = site.status if site.reason is None else f"{site.status}: {site.reason}"
         rows.append(
             (site.name + where, ", ".join(site.consumers) or "-", shape, axes, site.form, status)
         )
     return rows
+
+
+def _shape(shape: list[int] | None) -> str:
+    return "x".join(map(str, shape)) if shape is not None else "?"
 
 
 CONE_COLUMNS = ("weight", "consumer", "shape", "computed by", "status")
@@ -201,7 +212,7 @@ def cone_rows(cones: Sequence[ConeReport]) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for cone in cones:
         where = "" if cone.graph == "main" else f" [{cone.graph}]"
-        shape = "x".join(map(str, cone.shape)) if cone.shape is not None else "?"
+        shape = _shape(cone.shape)
         status = cone.status if cone.reason is None else f"{cone.status}: {cone.reason}"
         ops = " -> ".join(dict.fromkeys(cone.ops)) or "-"
         rows.append((cone.name + where, ", ".join(cone.consumers) or "-", shape, ops, status))

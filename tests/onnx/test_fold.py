@@ -168,3 +168,31 @@ def test_a_body_normalizing_a_weight_of_the_main_graph_folds_in_one_run() -> Non
     for c in (True, False):
         feeds = {"x": rand(2, 6), "c": np.array(c)}
         assert_close(run(folded, feeds), run(model, feeds))
+
+
+def test_the_shape_written_is_reported_beside_vs_where_a_transpose_follows() -> None:
+    """g * v / ||v|| then a Transpose (the dynamo exporter's Linear): a row's shape is v's
+    (its axes are v's), and the shape of the weight written, transposed, is ``written_shape``,
+    in inspect's row as in the fold's; without layout ops the two are one shape."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 18]>
+        agraph (float[2, 6] x) => (float[2, 4] y, float[2, 4] z) {
+            n = ReduceL2 <keepdims = 1> (v, ax)
+            d = Div(v, n)
+            w = Mul(d, g)
+            wt = Transpose <perm = [1, 0]> (w)
+            y = MatMul(x, wt)
+            n2 = ReduceL2 <keepdims = 1> (u, ax)
+            d2 = Div(u, n2)
+            w2 = Mul(d2, g)
+            z = Gemm <transB = 1> (x, w2)
+        }
+    """
+    ax = np.array([1], np.int64)
+    model = onnx_model(text, v=rand(4, 6), u=rand(4, 6), g=rand(4, 1), ax=ax)
+    folded, report = fold_onnx(model)
+    written = {i.name: list(i.dims) for i in folded.graph.initializer}
+    rows = [(s.name, s.shape, s.written_shape) for s in report.sites]
+    assert rows == [("v.folded", [4, 6], [6, 4]), ("u.folded", [4, 6], [4, 6])]
+    assert all(written[name] == shape for name, _, shape in rows)
+    assert [(s.name, s.shape, s.written_shape) for s in inspect_onnx(model).sites] == rows

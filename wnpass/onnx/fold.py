@@ -22,7 +22,7 @@ import onnx_ir as ir
 from wnpass.onnx import naming
 from wnpass.onnx.graphs import const_tensor, graphs_of, shadowed, walk_cone
 from wnpass.onnx.match import Site, find_sites
-from wnpass.onnx.weights import declared_dtype, decline_reason, folded_weight
+from wnpass.onnx.weights import declared_dtype, fold_outcome, folded_weight
 from wnpass.report import ConeReport, FoldReport, SiteReport
 
 __all__ = [
@@ -82,16 +82,19 @@ def _describe(site: Site, model: ir.Model, status: str, name: str) -> SiteReport
 def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
     """Reports for sites found but not (yet) folded: what ``inspect`` shows, named as the fold
     names them. A site the fold would decline on its values (a zero-norm unit, g with Inf ...)
-    is declined with the fold's reason (``decline_reason``, which the fold's own checks
-    decide) and loses ``foldable``. Where another site's weight decides a site
-    (``Site.after``), ``inspection_of_a_fold`` reports them."""
+    is declined with the fold's reason (``fold_outcome``, which the fold's own checks
+    decide) and loses ``foldable``; a foldable one shows the shape of the weight it would
+    write. Where another site's weight decides a site (``Site.after``),
+    ``inspection_of_a_fold`` reports them."""
     taken = naming.taken_names(model)
     reports: list[SiteReport] = []
     declined: list[tuple[Site, SiteReport]] = []
     for site in sites:
-        site.reason = decline_reason(site)
-        if site.foldable:
+        outcome = fold_outcome(site)
+        site.reason = outcome if isinstance(outcome, str) else None
+        if not isinstance(outcome, str):
             reports.append(_describe(site, model, "foldable", naming.folded_name(site, taken)))
+            reports[-1].written_shape = list(outcome)
         else:
             reports.append(_describe(site, model, "declined", ""))
             declined.append((site, reports[-1]))
@@ -256,6 +259,7 @@ def _fold_site(
         return False
     report = _describe(site, model, "folded", naming.folded_name(site, taken))
     report.dtype = weight.dtype.name.lower()
+    report.written_shape = [int(d) for d in weight.shape.numpy()]
     report.nodes_removed = replace_value(site.graph, site.target, report.name, weight)
     reports[site.root] = report
     logger.debug("folded %s (%d nodes removed)", report.name, report.nodes_removed)

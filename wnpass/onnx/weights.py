@@ -33,7 +33,7 @@ from wnpass.onnx import halves
 from wnpass.onnx.graphs import const_tensor
 from wnpass.onnx.match import Site
 
-__all__ = ["declared_dtype", "decline_reason", "folded_weight", "release"]
+__all__ = ["declared_dtype", "decline_reason", "fold_outcome", "folded_weight", "release"]
 
 logger = logging.getLogger(__name__)
 
@@ -277,17 +277,27 @@ def folded_weight(site: Site) -> ir.TensorProtocol | str:
 def decline_reason(site: Site) -> str | None:
     """Why a fold leaves ``site`` as it is (None: it folds it), decided as ``folded_weight``
     decides; for the common form by its up-front checks alone, without the product."""
+    outcome = fold_outcome(site)
+    return outcome if isinstance(outcome, str) else None
+
+
+def fold_outcome(site: Site) -> str | tuple[int, ...]:
+    """What a fold does with ``site``: the reason it leaves it as it is, or the shape of the
+    weight it writes in its place (that of the value replaced: v's, or after the layout ops
+    that follow the product), decided as ``folded_weight`` decides; for the common form by
+    its up-front checks alone, without the product."""
     if not site.foldable:
+        assert site.reason is not None
         return site.reason
 
-    def reason() -> str | None:
+    def outcome() -> str | tuple[int, ...]:
         checked = _checked(site)
         if checked is not None:
-            return checked if isinstance(checked, str) else None
+            return checked if isinstance(checked, str) else checked.shape
         weight = _evaluated(site)  # not the common form: what the fold computes
-        return weight if isinstance(weight, str) else None
+        return weight if isinstance(weight, str) else tuple(int(d) for d in weight.shape.numpy())
 
-    return _decided(reason)
+    return _decided(outcome)
 
 
 _T = TypeVar("_T")
