@@ -29,6 +29,46 @@ def gemm_model(body: str, header: str = HEADER17, **extra: Any) -> onnx.ModelPro
     return onnx_model(text, v=V, g=G, **extra)
 
 
+def ir3_model(
+    nodes: list[onnx.NodeProto],
+    initializers: dict[str, np.ndarray] | None = None,
+    *,
+    flag: bool = False,
+) -> onnx.ModelProto:
+    """x[2, 6] (and a bool c with ``flag``) -> ... -> y[2, 6] at IR version 3 and opset 8,
+    every initializer listed as a graph input too, as that version wants (the checker refuses
+    one that is not)."""
+    arrays = initializers or {}
+    inits = [onnx.numpy_helper.from_array(array, name) for name, array in arrays.items()]
+    listed = [onnx.helper.make_tensor_value_info(i.name, i.data_type, i.dims) for i in inits]
+    if flag:
+        listed.insert(0, onnx.helper.make_tensor_value_info("c", onnx.TensorProto.BOOL, []))
+    graph = onnx.helper.make_graph(
+        nodes,
+        "main",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 6]), *listed],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 6])],
+        inits,
+    )
+    model = onnx.helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid("", 8)], ir_version=3
+    )
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def ir3_linear() -> onnx.ModelProto:
+    """A Linear at IR version 3, its weights Constant nodes: Gemm(x, Transpose(W), b)."""
+    make, array = onnx.helper.make_node, onnx.numpy_helper.from_array
+    nodes = [
+        make("Constant", [], ["W"], value=array(rand(6, 6))),
+        make("Transpose", ["W"], ["Wt"]),
+        make("Constant", [], ["b"], value=array(rand(6))),
+        make("Gemm", ["x", "Wt", "b"], ["y"], transB=1),
+    ]
+    return ir3_model(nodes)
+
+
 def run_unoptimized(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     """ONNX Runtime's CPU provider with every graph optimization off: the graph's own
     arithmetic, node by node (no constant folding of the weight)."""

@@ -8,6 +8,7 @@ import onnx_ir as ir
 import pytest
 
 from tests.helpers import assert_close, onnx_model, rand, run, sites_left
+from tests.onnx.helpers import ir3_model
 from wnpass import fold_onnx
 from wnpass.onnx.add import AddWeightNormPass
 
@@ -133,3 +134,17 @@ def test_weights_whose_norm_the_graph_cannot_compute_are_left_with_the_folds_rea
     assert reason in (site.reason or "")
     assert [n.op_type for n in model.graph] == ["MatMul"]
     assert list(model.graph.initializers) == ["w"]
+
+
+def test_an_ir3_models_weights_get_weight_norm_in_a_valid_model() -> None:
+    """At IR version 3 every initializer is a graph input that no feed can override (ONNX
+    Runtime's rule): a weight, not an input; g and v are listed as inputs too."""
+    model = ir3_model([onnx.helper.make_node("MatMul", ["x", "w"], ["y"])], {"w": rand(6, 6)})
+    ir_model = ir.serde.deserialize_model(onnx.load_from_string(model.SerializeToString()))
+    result = AddWeightNormPass()(ir_model)
+    assert [s.reason for s in result.sites] == [None]  # type: ignore[attr-defined]
+    normed = ir.serde.serialize_model(ir_model)
+    onnx.checker.check_model(normed, full_check=True)
+    assert [i.name for i in normed.graph.input] == ["x", "w_v", "w_g"]
+    feeds = {"x": rand(2, 6)}
+    assert_close(run(normed, feeds), run(model, feeds))

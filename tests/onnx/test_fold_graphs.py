@@ -10,7 +10,14 @@ import onnx_ir as ir
 import pytest
 
 from tests.helpers import assert_close, onnx_model, op_types, rand, run
-from tests.onnx.helpers import HEADER17, HEADER18, SHARED_V, assert_folds
+from tests.onnx.helpers import (
+    HEADER17,
+    HEADER18,
+    SHARED_V,
+    assert_folds,
+    ir3_linear,
+    ir3_model,
+)
 from wnpass import fold_onnx, inspect_onnx
 
 WN = "n = ReduceL2 <axes = {axes}, keepdims = 1> (v)\n d = Div(v, n)\n w = Mul(d, g)"
@@ -494,4 +501,74 @@ def test_a_weight_that_is_a_graph_output_is_folded_once(body: str, arrays: Any) 
     again, second = fold_onnx(folded)
     assert second.folded + second.cones_folded == 0
     assert again.SerializeToString() == folded.SerializeToString()
+    assert inspect_onnx(folded).remaining == 0
+
+
+def _assert_folds_ir3(model: onnx.ModelProto, sites: int, cones: int) -> onnx.ModelProto:
+    """Folded into a model the checker accepts (every initializer a graph input), with the
+    outputs of the input, which a second fold leaves as it is."""
+    folded, report = fold_onnx(model)
+    assert (report.folded, report.cones_folded) == (sites, cones)
+    onnx.checker.check_model(folded, full_check=True)
+    assert {i.name for i in folded.graph.initializer} <= {i.name for i in folded.graph.input}
+    feeds = {"x": rand(2, 6)}
+    assert_close(run(folded, feeds), run(model, feeds))
+    again, second = fold_onnx(folded)
+    assert second.folded + second.cones_folded == 0 and inspect_onnx(folded).remaining == 0
+    assert again.SerializeToString() == folded.SerializeToString()
+    return folded
+
+
+def test_an_ir3_model_of_constant_nodes_folds_into_a_valid_model() -> None:
+    """IR version 3 wants every initializer listed as a graph input: the weights written are."""
+    folded = _assert_folds_ir3(ir3_linear(), 0, 2)
+    assert [i.name for i in folded.graph.input] == ["x", "W", "b"]
+
+
+def test_an_ir3_models_initializers_are_constants_its_sites_fold() -> None:
+    """ONNX Runtime lets no feed override an initializer of an IR version 3 model (every one
+    is listed as an input): a weight-norm site of initializers folds, and so does a weight
+    computed from one; the model's inputs stay, less those the fold removed."""
+    nodes = [
+        onnx.helper.make_node("ReduceL2", ["fc.weight_v"], ["n"], axes=[1]),
+        onnx.helper.make_node("Div", ["fc.weight_v", "n"], ["d"]),
+        onnx.helper.make_node("Mul", ["d", "fc.weight_g"], ["w"]),
+        onnx.helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1),
+        onnx.helper.make_node("Transpose", ["p"], ["pt"]),
+        onnx.helper.make_node("MatMul", ["h", "pt"], ["y"]),
+    ]
+    arrays = {"fc.weight_v": rand(4, 6), "fc.weight_g": rand(4, 1), "p": rand(6, 4)}
+    model = ir3_model(nodes, {**arrays, "b": rand(4)})
+    folded = _assert_folds_ir3(model, 1, 1)
+    assert [i.name for i in folded.graph.input] == ["x", "b", "fc.weight", "p"]
+
+
+def test_an_ir3_bodys_weights_are_folded_into_constant_nodes() -> None:
+    """A body of an IR version 3 model can hold no initializer (it has no inputs to list one
+    in): its folded weights are Constant nodes, as in a function."""
+    make, array = onnx.helper.make_node, onnx.numpy_helper.from_array
+
+    def body(name: str) -> onnx.GraphProto:
+        nodes = [
+            make("Constant", [], [f"{name}v"], value=array(rand(6, 6))),
+            make("Constant", [], [f"{name}g"], value=array(rand(6, 1))),
+            make("ReduceL2", [f"{name}v"], [f"{name}n"], axes=[1]),
+            make("Div", [f"{name}v", f"{name}n"], [f"{name}d"]),
+            make("Mul", [f"{name}d", f"{name}g"], [f"{name}w"]),
+            make("Transpose", [f"{name}w"], [f"{name}wt"]),
+            make("MatMul", ["x", f"{name}wt"], [f"{name}y"]),
+        ]
+        output = onnx.helper.make_tensor_value_info(f"{name}y", onnx.TensorProto.FLOAT, [2, 6])
+        return onnx.helper.make_graph(nodes, name, [], [output])
+
+    branches = make("If", ["c"], ["y"], then_branch=body("t"), else_branch=body("e"))
+    model = ir3_model([branches], flag=True)
+    folded, report = fold_onnx(model)
+    assert [s.status for s in report.sites] == ["folded", "folded"]
+    onnx.checker.check_model(folded, full_check=True)
+    for branch in folded.graph.node[0].attribute:
+        assert [n.op_type for n in branch.g.node] == ["Constant", "MatMul"]
+    for c in (True, False):
+        feeds = {"x": rand(2, 6), "c": np.array(c)}
+        assert_close(run(folded, feeds), run(model, feeds))
     assert inspect_onnx(folded).remaining == 0

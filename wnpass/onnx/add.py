@@ -29,6 +29,7 @@ from wnpass.axes import OpKind
 from wnpass.axes import unit_axis as table_axis
 from wnpass.onnx import evaluate as ev
 from wnpass.onnx import naming
+from wnpass.onnx.graphs import constant_initializers
 
 __all__ = ["AddResult", "AddWeightNormPass", "AddedSite", "unit_axis"]
 
@@ -87,6 +88,10 @@ class AddWeightNormPass(ir.passes.InPlacePass):
         self.ops = ops
 
     def call(self, model: ir.Model) -> AddResult:
+        with constant_initializers(model):  # an IR version 3 model's are constants too
+            return self._add(model)
+
+    def _add(self, model: ir.Model) -> AddResult:
         graph = model.graph
         opset = model.opset_imports.get("", 1)
         weights: dict[ir.Value, list[ir.Node]] = {}

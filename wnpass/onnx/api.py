@@ -16,6 +16,7 @@ from wnpass.errors import UsageError
 from wnpass.onnx import io
 from wnpass.onnx.cones import cone_reports, find_cones
 from wnpass.onnx.fold import FoldWeightNormPass, count_nodes, inspection_of_a_fold, site_reports
+from wnpass.onnx.graphs import constant_initializers
 from wnpass.onnx.match import declined_targets, find_sites
 from wnpass.plan import IOPlan
 from wnpass.report import FoldReport
@@ -50,6 +51,17 @@ def inspect_onnx(
     ``weight_norm_only``) the weights computed from constants that a fold would make
     initializers (``report.computed_weights``); changes nothing."""
     ir_model = _as_ir(model, copy=False)
+    with constant_initializers(ir_model):  # an IR version 3 model's are constants too
+        report = _inspect(ir_model, weight_norm_only)
+    report.nodes_before = report.nodes_after = count_nodes(ir_model)
+    if isinstance(model, (str, os.PathLike)):
+        report.input = str(model)
+        report.bytes_before = io.model_bytes(model, ir_model)
+    return report
+
+
+def _inspect(ir_model: ir.Model, weight_norm_only: bool) -> FoldReport:
+    """The rows of ``inspect_onnx``: the fold's, decided as the fold decides them."""
     sites = find_sites(ir_model)
     # the sites the fold may fold count as constants: a weight computed from one is found
     targets = {site.target: "" for site in sites if site.foldable}
@@ -63,10 +75,6 @@ def inspect_onnx(
         # no cone reads a site's weight: the cones are those of the model after the sites fold
         report = FoldReport(sites=site_reports(ir_model, sites))
         report.cones = cone_reports(ir_model, cones, sites)
-    report.nodes_before = report.nodes_after = count_nodes(ir_model)
-    if isinstance(model, (str, os.PathLike)):
-        report.input = str(model)
-        report.bytes_before = io.model_bytes(model, ir_model)
     return report
 
 
@@ -189,9 +197,13 @@ def _check_gate(
     the input's); the result goes into ``report.check``."""
 
     def gate(staged: Path) -> bool:
+        from wnpass.errors import InvalidModelError
         from wnpass.verify.check import check
 
-        checked = check(source, staged, options=options, reference_model=model)
+        try:
+            checked = check(source, staged, options=options, reference_model=model)
+        except InvalidModelError as error:  # wnpass's own output: a bug, not bad input
+            raise RuntimeError(f"the folded model is not valid: {error.detail}") from error
         checked.candidate = str(output)  # the name it is published under
         report.check = checked
         return bool(checked)

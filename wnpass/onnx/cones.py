@@ -45,7 +45,7 @@ import onnx_ir as ir
 from wnpass.onnx import evaluate as ev
 from wnpass.onnx import naming
 from wnpass.onnx.fold import FoldResult, graph_label, replace_value, reuse_value
-from wnpass.onnx.graphs import graphs_of, shadowed_in_cone
+from wnpass.onnx.graphs import constants_as_nodes, graphs_of, shadowed_in_cone
 from wnpass.onnx.match import Site, describe_consumer
 from wnpass.onnx.norms import producer
 from wnpass.onnx.weights import declared_dtype, folded_weight, release
@@ -122,8 +122,9 @@ class Cone:
 
 def _still_folded(value: ir.Value, graph: ir.Graph | ir.Function) -> bool:
     """Whether a weight folded earlier is still there to share: an initializer of ``graph``
-    (or a Constant's output in a function), not removed by a later fold."""
-    if isinstance(graph, ir.Graph):
+    (or a Constant's output, where it holds no initializers), not removed by a later fold."""
+    if not constants_as_nodes(graph):
+        assert isinstance(graph, ir.Graph)
         return graph.initializers.get(value.name or "") is value
     node = value.producer()
     return node is not None and node.graph is graph
@@ -224,8 +225,8 @@ def find_cones(
                 if value is None or value in done or value not in constant or value in leaves:
                     continue
                 done.add(value)
-                if isinstance(graph, ir.Function) and producer(value, "Constant") is not None:
-                    continue  # how a function holds a constant
+                if constants_as_nodes(graph) and producer(value, "Constant") is not None:
+                    continue  # how a function (or an IR version 3 body) holds a constant
                 if (cone := _walk(graph, value, leaves, sites)) is not None:
                     cone.reason = cone.reason or shadowed_in_cone(value, graph)
                     cones.append(cone)
@@ -456,8 +457,8 @@ def _passed_on(cone: Cone, folded: Set[ir.Value] = frozenset()) -> ir.Value | No
 
 def _readable(source: ir.Value, graph: ir.Graph | ir.Function) -> bool:
     """Whether a consumer can read the constant ``source`` itself: an initializer no graph
-    input overrides (in a function, a ``Constant``'s output)."""
-    if isinstance(graph, ir.Function):
+    input overrides (where the graph holds no initializers, a ``Constant``'s output)."""
+    if constants_as_nodes(graph):
         return producer(source, "Constant") is not None
     return source.is_initializer() and not source.is_graph_input()
 

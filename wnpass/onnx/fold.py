@@ -20,7 +20,14 @@ from collections.abc import Iterator
 import onnx_ir as ir
 
 from wnpass.onnx import naming
-from wnpass.onnx.graphs import const_tensor, graphs_of, shadowed, walk_cone
+from wnpass.onnx.graphs import (
+    const_tensor,
+    constant_initializers,
+    constants_as_nodes,
+    graphs_of,
+    shadowed,
+    walk_cone,
+)
 from wnpass.onnx.match import Site, find_sites
 from wnpass.onnx.weights import declared_dtype, fold_outcome, folded_weight
 from wnpass.report import ConeReport, FoldReport, SiteReport
@@ -184,12 +191,13 @@ class FoldWeightNormPass(ir.passes.InPlacePass):
         self.weight_norm_only = weight_norm_only
 
     def call(self, model: ir.Model) -> FoldResult:
-        result, declined = self._fold_sites(model)
-        if self.weight_norm_only:
-            return result
-        from wnpass.onnx.cones import FoldWeightConesPass
+        with constant_initializers(model):  # an IR version 3 model's are constants too
+            result, declined = self._fold_sites(model)
+            if self.weight_norm_only:
+                return result
+            from wnpass.onnx.cones import FoldWeightConesPass
 
-        cones = FoldWeightConesPass(sites=declined)(model)
+            cones = FoldWeightConesPass(sites=declined)(model)
         report: FoldReport = result.report
         report.cones = cones.report.cones  # type: ignore[attr-defined]
         return FoldResult(model, modified=result.modified or cones.modified, report=report)
@@ -278,13 +286,14 @@ def replace_value(
     graph: ir.Graph | ir.Function, target: ir.Value, name: str, tensor: ir.TensorProtocol
 ) -> int:
     """Replace ``target`` by the constant ``tensor`` named ``name``: an initializer (a
-    ``Constant`` node in a function); remove what became dead; the number of nodes removed."""
+    ``Constant`` node where the graph holds no initializers, ``constants_as_nodes``); remove
+    what became dead; the number of nodes removed."""
     nodes, leaves = _cone(target)
     producer = target.producer()
     assert producer is not None
     tensor.name = name
-    if isinstance(graph, ir.Function):
-        # Functions have no initializers: the folded weight becomes a Constant node.
+    if constants_as_nodes(graph):
+        # No initializers there: the folded weight becomes a Constant node.
         constant = ir.node("Constant", [], attributes={"value": tensor}, name=f"{name}_const")
         constant.outputs[0].name = name
         constant.outputs[0].shape = ir.Shape(tensor.shape.numpy())
@@ -292,6 +301,7 @@ def replace_value(
         graph.insert_before(producer, constant)
         new = constant.outputs[0]
     else:
+        assert isinstance(graph, ir.Graph)
         new = ir.Value(name=name, const_value=tensor)
         graph.register_initializer(new)
     _read_instead(target, new)

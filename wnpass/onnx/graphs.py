@@ -14,6 +14,7 @@ changes the graphs around it (a fold walks the whole model before it reads a con
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import weakref
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,8 @@ import onnx_ir as ir
 
 __all__ = [
     "const_tensor",
+    "constant_initializers",
+    "constants_as_nodes",
     "graphs_of",
     "shadowed",
     "shadowed_in_cone",
@@ -44,12 +47,68 @@ _ENCLOSING: weakref.WeakKeyDictionary[ir.Graph, ir.Graph | ir.Function] = (
 _WARNED: weakref.WeakSet[ir.Value] = weakref.WeakSet()
 
 
+# Each body walked of a model of IR version 3 or below, where no initializer may stand: that
+# version wants every initializer listed as an input of its graph, and a body has none to list
+# it in. Its constants are Constant nodes, as in a function (``constants_as_nodes``).
+_WITHOUT_INITIALIZERS: weakref.WeakSet[ir.Graph] = weakref.WeakSet()
+
+# The IR version from which a graph input can override an initializer of its name (ONNX
+# Runtime's rule; below it, every initializer is listed as an input, and none is fed).
+OVERRIDABLE_FROM_IR = 4
+
+
 def graphs_of(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
     """The main graph, every subgraph (If/Loop/Scan bodies) and every local function."""
     tops: list[ir.Graph | ir.Function] = [model.graph, *model.functions.values()]
     for top in tops:
         yield top
-        yield from subgraphs_of(top)
+        for body in subgraphs_of(top):
+            if model.ir_version < OVERRIDABLE_FROM_IR:
+                _WITHOUT_INITIALIZERS.add(body)
+            yield body
+
+
+def constants_as_nodes(graph: ir.Graph | ir.Function) -> bool:
+    """Whether ``graph`` holds its constants as ``Constant`` nodes, not initializers: a
+    function, or a body of a model of IR version 3 or below (walked by ``graphs_of``)."""
+    return isinstance(graph, ir.Function) or graph in _WITHOUT_INITIALIZERS
+
+
+@contextlib.contextmanager
+def constant_initializers(model: ir.Model) -> Iterator[None]:
+    """In the block, the initializers of an IR version 3 model's main graph are no inputs.
+
+    That version wants every initializer listed as a graph input, and ONNX Runtime lets no
+    feed override one (from version 4 on, an initializer listed as an input can be fed, so
+    nothing computed from it is constant): they are the constants they look like, and the
+    passes see them as such. On leaving, the inputs are listed again as the version wants
+    them: those the model had, in their order, less the initializers the block removed, then
+    each initializer the block added, typed and shaped (an input needs its type). A model of
+    version 4 or above is left as it is."""
+    if model.ir_version >= OVERRIDABLE_FROM_IR:
+        yield
+        return
+    graph = model.graph
+    listed = list(graph.inputs)
+    constants = {value for value in listed if value.is_initializer()}
+    graph.inputs.clear()
+    graph.inputs.extend(value for value in listed if value not in constants)
+    try:
+        yield
+    finally:
+        kept = [v for v in listed if v not in constants or _initializer_of(v, graph)]
+        added = [v for v in graph.initializers.values() if v not in constants]
+        for value in added:
+            tensor = value.const_value
+            if tensor is not None:
+                value.type = value.type or ir.TensorType(tensor.dtype)
+                value.shape = value.shape or ir.Shape(tensor.shape.numpy())
+        graph.inputs.clear()
+        graph.inputs.extend([*kept, *added])
+
+
+def _initializer_of(value: ir.Value, graph: ir.Graph) -> bool:
+    return value.name is not None and graph.initializers.get(value.name) is value
 
 
 def subgraphs_of(graph: ir.Graph | ir.Function) -> Iterator[ir.Graph]:
