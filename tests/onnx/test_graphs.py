@@ -15,8 +15,9 @@ from onnx import numpy_helper as nh
 from onnx.reference import ReferenceEvaluator
 
 from tests.helpers import onnx_model, rand
+from tests.onnx.helpers import ir3_model
 from wnpass import fold_onnx, inspect_onnx
-from wnpass.onnx.graphs import const_tensor, graphs_of
+from wnpass.onnx.graphs import const_tensor, constant_initializers, graphs_of
 
 TEXT = """
     <ir_version: 8, opset_import: ["" : 17]>
@@ -326,3 +327,19 @@ def test_a_body_site_over_an_outer_value_a_sibling_body_shadows_is_declined() ->
         feeds = {"x": rand(2, 4), "c": np.array(c)}
         (expected,), (got,) = (ReferenceEvaluator(m).run(None, feeds) for m in (model, folded))
         np.testing.assert_array_equal(got, expected)
+
+
+def test_an_ir3_models_inputs_are_listed_again_with_only_the_initializers_added() -> None:
+    """In the block the initializers are no inputs; after it, the inputs are those the model
+    had and each initializer added in the block, not one it held unlisted already (an
+    ``ir.Model`` a caller built, which no checker saw)."""
+    model = ir.serde.deserialize_model(
+        ir3_model([oh.make_node("MatMul", ["x", "w"], ["y"])], {"w": rand(6, 6)})
+    )
+    unlisted = ir.Value(name="u", const_value=ir.tensor(rand(2)))
+    model.graph.register_initializer(unlisted)
+    with constant_initializers(model):
+        assert [value.name for value in model.graph.inputs] == ["x"]
+        model.graph.register_initializer(ir.Value(name="n", const_value=ir.tensor(rand(3))))
+    assert [value.name for value in model.graph.inputs] == ["x", "w", "n"]
+    assert model.graph.inputs[-1].shape == ir.Shape([3])

@@ -91,13 +91,14 @@ def constant_initializers(model: ir.Model) -> Iterator[None]:
     graph = model.graph
     listed = list(graph.inputs)
     constants = {value for value in listed if value.is_initializer()}
+    before = set(graph.initializers.values())
     graph.inputs.clear()
     graph.inputs.extend(value for value in listed if value not in constants)
     try:
         yield
     finally:
         kept = [v for v in listed if v not in constants or _initializer_of(v, graph)]
-        added = [v for v in graph.initializers.values() if v not in constants]
+        added = [v for v in graph.initializers.values() if v not in before]
         for value in added:
             tensor = value.const_value
             if tensor is not None:
