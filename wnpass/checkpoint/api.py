@@ -93,7 +93,7 @@ def fold_checkpoint(
         if check_model is not None:
             from wnpass.checkpoint.verify import model_keys
 
-            known = model_keys(Path(check_model), factory)
+            known = model_keys(Path(check_model), factory, plan)
         found = _find(checkpoint, report, model_keys=known)
         _check_values(checkpoint, found, "folded")
         rewrite: Rewrite = {}

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from wnpass.checkpoint.pairs import Pair
     from wnpass.checkpoint.reading import Group
     from wnpass.fx.forward import Batch, RngSnapshot
+    from wnpass.plan import IOPlan
 
 __all__ = ["check_folded", "model_keys"]
 
@@ -63,11 +64,15 @@ def _state_dicts(path: Path) -> dict[tuple[str, ...], dict[str, Any]]:
         checkpoint.close()
 
 
-def _plain_model(model_py: Path, factory: str | None) -> tuple[Any, tuple[Any, ...]]:
+def _plain_model(
+    model_py: Path, factory: str | None, plan: IOPlan | None = None
+) -> tuple[Any, tuple[Any, ...]]:
+    """The ``model.py``'s model, weight norm folded out, in eval mode, and its inputs.
+    ``plan``: as :func:`~wnpass.fx.loading.load_model_py`'s (the modules it imports are read)."""
     from wnpass.fx.fold import fold_weight_norm
     from wnpass.fx.loading import load_model_py
 
-    model, inputs = load_model_py(model_py, factory)
+    model, inputs = load_model_py(model_py, factory, plan=plan)
     if inputs is None:
         raise InvalidArgumentError(
             f"{model_py}: defines no example_inputs(); nothing to compare on",
@@ -77,11 +82,13 @@ def _plain_model(model_py: Path, factory: str | None) -> tuple[Any, tuple[Any, .
     return model.eval(), inputs
 
 
-def model_keys(model_py: Path, factory: str | None) -> frozenset[str]:
+def model_keys(model_py: Path, factory: str | None, plan: IOPlan | None = None) -> frozenset[str]:
     """The keys of the ``model.py``'s model's state dict, weight norm folded out (its plain
     weights: ``conv.weight``): the model's word that a legacy pair of one element per unit,
-    which its names alone leave in doubt, is a pair (:mod:`wnpass.checkpoint.pairs`)."""
-    model, _ = _plain_model(model_py, factory)
+    which its names alone leave in doubt, is a pair (:mod:`wnpass.checkpoint.pairs`).
+    ``plan``: the run's, checked again with the modules the model.py imports as read; this
+    is the run's first load of the model.py, before anything is written."""
+    model, _ = _plain_model(model_py, factory, plan)
     return frozenset(model.state_dict())
 
 

@@ -158,7 +158,7 @@ def _inspect_model_py(args: argparse.Namespace, path: Path, out: Printer, plan: 
 
     plan.read(path, "the model.py")
     plan.check()
-    model, inputs = load_model_py(path, args.factory)
+    model, inputs = load_model_py(path, args.factory, plan=plan)
     with blamed_on(path):
         include, exclude = selection(args, model)
         sites, mode, note = analyse_sites(model, inputs, include=include, exclude=exclude)
