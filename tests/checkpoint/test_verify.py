@@ -286,6 +286,41 @@ def test_every_state_dict_with_folded_pairs_of_the_model_is_checked(tmp_path: Pa
     assert [row.group for row in report.check.outputs] == ["model", "ema"]
 
 
+def _wider(normed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A weight-normed state dict of the model's layer names at twice the widths: another
+    network's (a discriminator naming its layers ``convs.0`` as the generator does)."""
+    return {
+        key: (torch.cat([value, value]) if value.dim() else value) + 0.5
+        for key, value in normed.items()
+    }
+
+
+def test_a_state_dict_of_another_network_with_the_same_layer_names_is_not_checked(
+    tmp_path: Path,
+) -> None:
+    """A generator and a discriminator that share layer names: the check took the
+    discriminator for the model's (it holds folded weights named as the model's) and the
+    fold failed with 'does not fit the model'; it is another network's, named as not checked."""
+    _, normed = _plain_and_normed(tmp_path)
+    torch.save({"disc": _wider(normed), "gen": normed}, ckpt := tmp_path / "gd.pt")
+    report = fold_checkpoint(ckpt, check_model=tmp_path / "model.py")
+    assert report.check is not None and report.check and report.published
+    assert (report.check.checked, report.check.unchecked) == (["gen"], ["disc"])
+
+
+def test_a_state_dict_with_the_model_weights_that_does_not_fit_it_is_an_error(
+    tmp_path: Path,
+) -> None:
+    """Where the only state dict with the model's folded weights does not load into it, the
+    error says how (the user gave the wrong model.py or checkpoint); nothing is written."""
+    _, normed = _plain_and_normed(tmp_path)
+    torch.save({"disc": _wider(normed)}, ckpt := tmp_path / "d.pt")
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(InvalidArgumentError, match="the original checkpoint does not fit the mod"):
+        fold_checkpoint(ckpt, check_model=tmp_path / "model.py")
+    assert sorted(tmp_path.iterdir()) == before
+
+
 @pytest.mark.parametrize(
     ("entries", "why"),
     [

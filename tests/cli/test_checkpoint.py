@@ -247,7 +247,7 @@ def test_model_check_names_the_state_dicts_it_compared(
     out = capsys.readouterr().out
     assert re.search(r"^model +output .* ok$", out, re.M)
     assert re.search(r"^ema +output .* ok$", out, re.M)
-    assert "not checked: the folded pairs of disc (the model has none of their weights)" in out
+    assert "not checked: the folded pairs of disc (a state dict the model does not load)" in out
 
 
 def test_model_check_of_nothing_folded_is_exit_1(

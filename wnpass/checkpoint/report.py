@@ -76,7 +76,7 @@ class ModelCheckReport:
     outputs: list[OutputRow] = dataclasses.field(default_factory=list)
     reference: str = "torch.nn.utils.parametrizations.weight_norm on each folded pair"
     # the state dicts holding folded pairs (their names in the file; None: the top level):
-    # compared, and not compared because the model has none of their folded weights
+    # compared, and not compared because the model does not load them (another network's)
     checked: list[str | None] = dataclasses.field(default_factory=list)
     unchecked: list[str | None] = dataclasses.field(default_factory=list)
     nothing_checked: str | None = None  # why no state dict was compared (a failure)

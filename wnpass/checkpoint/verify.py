@@ -158,28 +158,40 @@ def check_folded(
     ``original`` loaded (module docstring), for every state dict that holds a folded pair
     whose weight the model has: what was folded is what is checked. A state dict without
     folded pairs (a plain copy beside the weight-normed one) proves nothing about the fold and
-    is not compared; where no state dict is left to compare, the check says so and fails."""
+    is not compared, nor is one the model does not load (a discriminator beside the generator,
+    with layer names in common); where no state dict is left to compare, the check says so and
+    fails, or, when the only candidates do not fit the model, says how (InvalidArgumentError)."""
     model_py = Path(model_py)
     report = ModelCheckReport(str(model_py))
     candidate, inputs = _plain_model(model_py, factory)
-    wanted = set(candidate.state_dict())
+    model_shapes = {key: tuple(value.shape) for key, value in candidate.state_dict().items()}
     groups: dict[tuple[str, ...], tuple[Group, list[Pair]]] = {}
     for group, pair, pair_report in found:
         if pair_report.status == "folded":
             groups.setdefault(group.path, (group, []))[1].append(pair)
-    checked = []
+    folded_dicts = _state_dicts(folded) if groups else {}
+    checked, misfits = [], []
     for group, pairs in groups.values():
-        fits = any(pair.weight in wanted for pair in pairs)
-        (report.checked if fits else report.unchecked).append(group.name)
-        if fits:
-            checked.append((group, pairs))
+        if any(pair.weight in model_shapes for pair in pairs):
+            misfit = _misfit(folded_dicts[group.path], model_shapes)
+            if misfit is None:
+                checked.append((group, pairs))
+                report.checked.append(group.name)
+                continue
+            misfits.append(misfit)
+        report.unchecked.append(group.name)
+    if not checked and misfits:  # the one the user meant does not fit: say how
+        raise InvalidArgumentError(
+            f"{model_py}: the original checkpoint does not fit the model: {misfits[0]}",
+            parameter="check_model",
+        )
     if not checked:
         report.nothing_checked = "nothing compared: " + (
             "the model has none of the folded weights" if groups else "no pair was folded"
         )
         logger.warning("--model check: %s", report.nothing_checked)
         return report
-    folded_dicts, original_dicts = _state_dicts(folded), _state_dicts(original)
+    original_dicts = _state_dicts(original)
     for i, (group, pairs) in enumerate(checked):
         if i:  # the candidate holds the last state dict's weights: a fresh one for this one
             candidate, _ = _plain_model(model_py, factory)
@@ -192,6 +204,19 @@ def check_folded(
         report.outputs.extend(rows)
     logger.info("--model check: %s", "passed" if report else "failed")
     return report
+
+
+def _misfit(state: dict[str, Any], model_shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """Why folded state dict ``state`` is not one the model loads (another model's, such as a
+    discriminator beside its generator, which may share layer names); None when it is."""
+    if unexpected := sorted(set(state) - set(model_shapes)):
+        return f"keys the model does not have: {', '.join(unexpected[:3])}"
+    if missing := sorted(set(model_shapes) - set(state)):
+        return f"keys the model has and the file lacks: {', '.join(missing[:3])}"
+    for key, value in state.items():
+        if tuple(value.shape) != model_shapes[key]:
+            return f"{key} is {tuple(value.shape)} in the file, {model_shapes[key]} in the model"
+    return None
 
 
 def _reference(

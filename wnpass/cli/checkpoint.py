@@ -151,8 +151,8 @@ def _print_check(out: Printer, report: CheckpointReport) -> None:
     )
     for name in check.unchecked:
         out.summary(
-            f"not checked: the folded pairs of {name or 'the top level'} (the model has none "
-            "of their weights)"
+            f"not checked: the folded pairs of {name or 'the top level'} (a state dict the "
+            "model does not load)"
         )
 
 
