@@ -11,9 +11,10 @@ Writing (:func:`write`): the header (``__metadata__`` first, then the tensors) p
 spaces to a multiple of 8 bytes, as the library pads it, then each tensor's bytes straight
 from its array. Tensors are laid out as the library lays them out: widest dtype first, so that
 each starts at a multiple of its width, which readers that map the file rely on, and by name
-within a width (the library orders dtypes of one width, float16 and bfloat16, among
-themselves too), whatever order they are given in: a folded or renamed key goes where its own
-name puts it. The order is a sort of the entries, not of their data: the arrays are written
+within a width, whatever order they are given in: a folded or renamed key goes where its own
+name puts it. (The library also orders the dtypes of one width among themselves, bfloat16
+before float16 and int64 before float64, then by name; a file holding two dtypes of one width
+is therefore ordered otherwise than the library's, every tensor as aligned.) The order is a sort of the entries, not of their data: the arrays are written
 one at a time, as they are given.
 """
 
