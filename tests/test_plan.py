@@ -15,7 +15,7 @@ from wnpass import fold_onnx
 from wnpass.cli import main
 from wnpass.errors import OutputError
 from wnpass.onnx.io import DATA_FILES_KEY
-from wnpass.plan import IOPlan
+from wnpass.plan import IOPlan, user_code
 
 
 def test_a_target_must_be_planned_and_checked_before_it_is_written(tmp_path: Path) -> None:
@@ -348,3 +348,35 @@ def test_two_shards_the_plain_rule_names_alike_get_two_outputs(
         "model.folded-2-1.safetensors",
         "model.folded.safetensors.index.json",
     ]
+
+
+def test_a_plan_records_the_files_user_code_reads_only(tmp_path: Path) -> None:
+    """Inside ``user_code`` a file opened for reading is read by the run (checked before the
+    first write); one opened for writing there, or read outside it, is not."""
+    read_in, written_in, read_out = (tmp_path / name for name in ("a", "b", "c"))
+    for path in (read_in, written_in, read_out):
+        path.write_text("x")
+    plan = IOPlan()
+    plan.watch_user_code()
+    with user_code():
+        read_in.read_text()
+        written_in.write_text("y")
+    read_out.read_text()
+    for path in (written_in, read_out):
+        plan.write(path, "output")
+    plan.check()
+    for path in (written_in, read_out):
+        with plan.replace(path) as staged:
+            staged.write_text("z")
+    refused = IOPlan()
+    refused.watch_user_code()
+    with user_code():
+        read_in.read_text()
+    refused.write(read_in, "output")
+    refused.check()
+    with (
+        pytest.raises(OutputError, match=r"a file the model\.py's code read"),
+        refused.replace(read_in),
+    ):
+        pass
+    assert read_in.read_text() == "x"

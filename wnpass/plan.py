@@ -16,31 +16,86 @@ Every command and every file-writing API function goes through one :class:`IOPla
    so (the output's own record says wnpass wrote it, it has wnpass's data-file name for that
    output, lies beside it, is a regular file with one link, and is not read or written by
    this run); anything else is left and listed in :attr:`IOPlan.left`.
+
+The user's own code (a ``model.py``: loading it, its factory, the forwards wnpass runs) reads
+files no option names: the modules it imports, also lazily in ``forward`` or by
+``importlib`` from a file, and any file it opens. A plan that :meth:`IOPlan.watch_user_code`
+records them from Python's ``open`` audit events raised inside :func:`user_code` blocks, and
+checks itself again with them before each write.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
+import importlib.util
 import logging
 import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
+import weakref
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 from wnpass import interrupts
 from wnpass.errors import OutputError
 
-__all__ = ["STAGING_PREFIX", "IOPlan", "data_file_name", "kind_of"]
+__all__ = ["STAGING_PREFIX", "USER_CODE_READ", "IOPlan", "data_file_name", "kind_of", "user_code"]
 
 logger = logging.getLogger(__name__)
 
 # Staging files and folders start with this prefix: a run killed by SIGKILL can leave one
 # behind (never a half-written target), and its name says what it is.
 STAGING_PREFIX = ".wnpass-"
+
+
+USER_CODE_READ = "a file the model.py's code read"  # what such a file is called in the plan
+
+# Set inside user_code(): the audit hook records the files opened for reading there.
+_in_user_code: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "wnpass_in_user_code", default=False
+)
+_watching: weakref.WeakSet[IOPlan] = weakref.WeakSet()  # plans that record those files
+_hooked = False  # whether _on_open is installed (an audit hook cannot be removed)
+
+
+def _on_open(event: str, args: tuple[object, ...]) -> None:
+    """The audit hook: a file opened for reading inside :func:`user_code`, for every watching
+    plan. Never raises (an audit hook's exception would fail the user's ``open``)."""
+    if event != "open" or not _watching or not _in_user_code.get():
+        return
+    try:
+        path, mode, flags = args
+        if isinstance(path, int) or path is None:
+            return
+        if isinstance(mode, str) and any(c in mode for c in "wax+"):
+            return
+        if mode is None and isinstance(flags, int) and flags & os.O_ACCMODE != os.O_RDONLY:
+            return
+        name = os.path.abspath(os.fsdecode(path))  # type: ignore[arg-type]
+        names = [name]
+        if name.endswith(".pyc"):  # an import read the cached bytecode, not the source
+            with contextlib.suppress(ValueError):
+                names.append(importlib.util.source_from_cache(name))
+        for plan in list(_watching):
+            plan._user_reads.update(names)
+    except Exception:  # nothing may escape an audit hook
+        return
+
+
+@contextlib.contextmanager
+def user_code() -> Iterator[None]:
+    """Run the user's code (a model.py's, a forward): the files it reads are recorded in
+    every plan that :meth:`IOPlan.watch_user_code` (and so may not be written)."""
+    token = _in_user_code.set(True)
+    try:
+        yield
+    finally:
+        _in_user_code.reset(token)
 
 
 def data_file_name(output: Path, k: int = 0) -> str:
@@ -108,6 +163,7 @@ class IOPlan:
         self._probed: set[Path] = set()  # folders shown to take new files
         self.published: list[Path] = []  # targets renamed into place, in order
         self._publishing: set[Path] = set()  # those whose files are being published
+        self._user_reads: set[str] = set()  # files user code read, not yet recorded (above)
 
     # -- recording ------------------------------------------------------------------------
 
@@ -122,6 +178,22 @@ class IOPlan:
     def read_all(self, paths: Iterable[str | os.PathLike[str]], parameter: str) -> None:
         for path in paths:
             self.read(path, parameter)
+
+    def watch_user_code(self) -> None:
+        """From now on, record the files that code inside :func:`user_code` reads as read by
+        this run (:data:`USER_CODE_READ`); they are checked before each write."""
+        global _hooked
+        if not _hooked:
+            sys.addaudithook(_on_open)
+            _hooked = True
+        _watching.add(self)
+
+    def record_user_reads(self) -> bool:
+        """Record the files user code read since the last call; whether there were any (the
+        plan must then be checked again)."""
+        paths, self._user_reads = sorted(self._user_reads), set()
+        self.read_all(paths, USER_CODE_READ)
+        return bool(paths)
 
     def write(
         self, path: str | os.PathLike[str], parameter: str, *, replaces_read: bool = False
@@ -231,6 +303,8 @@ class IOPlan:
     def _require(self, target: Path) -> _Entry:
         if not self._checked:
             raise AssertionError("IOPlan.check() must pass before anything is written")
+        if self.record_user_reads():
+            self.check()
         where = _where(target)
         for entry in self._writes:
             if _where(entry.path) == where:

@@ -24,7 +24,8 @@ def helper_name() -> Iterator[str]:
     """A module name of this test's own, imported by the model.py, then forgotten."""
     name = f"wnpass_test_helper_{uuid.uuid4().hex}"
     yield name
-    sys.modules.pop(name, None)
+    for loaded in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
+        del sys.modules[loaded]
 
 
 def _model_py(folder: Path, helper: str) -> Path:
@@ -85,3 +86,59 @@ def test_a_json_onto_a_module_the_model_py_imports_is_refused(
     assert len(err.strip().splitlines()) == 1
     assert helper.read_text() == HELPER_SOURCE
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "__pycache__") == before
+
+
+LAZY_MODEL = """\
+import importlib.util
+import pathlib
+import torch
+import {name}
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        {how}
+        return late.act(self.fc(x))
+
+def build_model():
+    return Net()
+
+def example_inputs():
+    return (torch.randn(2, 4),)
+"""
+LATE_SOURCE = "import torch\ndef act(x):\n    return torch.tanh(x)\n"
+HOW = {
+    "an import in forward": "from {name} import late",
+    "importlib from a file": (
+        "spec = importlib.util.spec_from_file_location('late', "
+        "pathlib.Path({name}.__file__).with_name('late.py')); "
+        "late = importlib.util.module_from_spec(spec); spec.loader.exec_module(late)"
+    ),
+}
+
+
+@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize("command", ["train-rewrite", "inspect"])
+def test_an_output_onto_a_module_the_forward_loads_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], helper_name: str, how: str, command: str
+) -> None:
+    """A module that the forward imports (``from package import late`` in ``forward``, or
+    ``importlib``'s ``exec_module`` of a file, which never enters ``sys.modules``) was not
+    seen when model.py was loaded: ``-o``/``--json`` onto it replaced it (exit 0). Every file
+    the user's code reads, in the forwards too, is read by the run."""
+    (package := tmp_path / helper_name).mkdir()
+    (package / "__init__.py").write_text("")
+    late = package / "late.py"
+    late.write_text(LATE_SOURCE)
+    model = tmp_path / "model.py"
+    model.write_text(LAZY_MODEL.format(name=helper_name, how=HOW[how].format(name=helper_name)))
+    flag = "-o" if command == "train-rewrite" else "--json"
+    assert main([command, str(model), flag, str(late)]) == 2
+    err = capsys.readouterr().err
+    assert f"would overwrite a file the model.py's code read {late}" in err
+    assert len(err.strip().splitlines()) == 1
+    assert late.read_text() == LATE_SOURCE
+    assert sorted(p.name for p in package.iterdir()) == ["__init__.py", "late.py"]

@@ -14,8 +14,9 @@ each starts at a multiple of its width, which readers that map the file rely on,
 within a width, whatever order they are given in: a folded or renamed key goes where its own
 name puts it. (The library also orders the dtypes of one width among themselves, bfloat16
 before float16 and int64 before float64, then by name; a file holding two dtypes of one width
-is therefore ordered otherwise than the library's, every tensor as aligned.) The order is a sort of the entries, not of their data: the arrays are written
-one at a time, as they are given.
+is therefore ordered otherwise than the library's, every tensor as aligned.) The order is a
+sort of the entries, not of their data: the arrays are written one at a time, as they are
+given.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from wnpass.errors import InvalidArgumentError, WnpassError, one_line
+from wnpass.plan import user_code
 
 __all__ = [
     "MODEL_ERRORS",
@@ -202,7 +203,7 @@ def call_model(model: nn.Module, batch: Batch) -> Any:
     ``sys.exit()`` of the model's code is a :class:`ForwardFailedError` naming the model."""
     inputs = cloned(batch)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), user_code():
             return model(*inputs.args, **inputs.kwargs)
     except WnpassError:
         raise

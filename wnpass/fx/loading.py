@@ -46,7 +46,7 @@ from wnpass.fx.errors import (
     NotInputsError,
 )
 from wnpass.fx.forward import MODEL_ERRORS, what_it_did
-from wnpass.plan import IOPlan
+from wnpass.plan import IOPlan, user_code
 
 __all__ = ["DEFAULT_FACTORY", "EXPECTED_INPUTS", "as_inputs", "load_model_py"]
 
@@ -154,18 +154,23 @@ def load_model_py(
 ) -> tuple[nn.Module, tuple[Any, ...] | None]:
     """The model a ``model.py`` builds, and its example inputs (None when it defines none).
 
-    ``plan``: the run's plan; the files of the modules the file's code imported are recorded
-    in it as read and it is checked again (an output planned onto one is refused, as one onto
-    the model.py is).
+    ``plan``: the run's plan; the files of the modules the file's code imported, and every
+    file the user's code reads from now on (here and in the forwards wnpass runs), are
+    recorded in it as read and it is checked again (an output planned onto one is refused,
+    as one onto the model.py is).
     """
     path = Path(path)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "no such file"
         raise ModelFileNotFoundError(f"{path}: {what}")
+    if plan is not None:
+        plan.watch_user_code()
     before = set(sys.modules)
-    model, inputs = _build(path, factory)
+    with user_code():
+        model, inputs = _build(path, factory)
     if plan is not None:
         plan.read_all(_imported_files(before), IMPORTED)
+        plan.record_user_reads()
         plan.check()
     return model, inputs
 
