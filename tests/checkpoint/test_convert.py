@@ -119,3 +119,14 @@ def test_keys_with_an_empty_module_are_their_own_pairs(tmp_path: Path) -> None:
         ".parametrizations.weight.original1": ".weight_v",
     }
     assert _bytes(out) == {new: tensor_bytes(state[old]) for new, old in renamed.items()}
+
+
+def test_a_pair_of_one_element_per_unit_keeps_its_parametrize_keys(tmp_path: Path) -> None:
+    """``nn.Linear(1, 5)`` under weight norm, converted to legacy keys, gave ``weight_g`` /
+    ``weight_v`` of one element per unit, which wnpass (rightly) does not take for a pair:
+    converting back or folding then left it alone. It stays in the form that says it is one."""
+    layer = torch.nn.utils.parametrizations.weight_norm(torch.nn.Linear(1, 5))
+    torch.save(layer.state_dict(), tmp_path / "one.pt")
+    report = convert_checkpoint(tmp_path / "one.pt", "legacy")
+    assert [(p.status, p.reason is not None) for p in report.pairs] == [("declined", True)]
+    assert set(torch.load(tmp_path / "one.legacy.pt", weights_only=True)) == set(layer.state_dict())

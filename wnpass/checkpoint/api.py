@@ -31,7 +31,7 @@ from wnpass.checkpoint.report import CheckpointReport, PairReport
 from wnpass.checkpoint.writing import Action, Rewrite, write_file, write_index
 from wnpass.errors import InvalidArgumentError, WnpassError
 from wnpass.plan import IOPlan
-from wnpass.rules import pair_keys
+from wnpass.rules import pair_keys, unit_size
 from wnpass.verify.options import as_tolerance
 
 __all__ = ["FORMS", "convert_checkpoint", "fold_checkpoint", "inspect_checkpoint", "plan_input"]
@@ -148,6 +148,15 @@ def convert_checkpoint(
                 pair_report.status, pair_report.reason = "declined", f"{taken[0]} is stored too"
                 continue
             assert pair.g is not None and pair.v is not None
+            if to == "legacy" and unit_size(pair.v.shape, pair.dim) == 1:
+                pair_report.status, pair_report.reason = (
+                    "declined",
+                    (
+                        "one element per unit of v: under legacy keys it could not be told from "
+                        "two plain parameters (and would not be folded or converted back)"
+                    ),
+                )
+                continue
             rewrite[(group.path, pair.g.key)] = Action("rename", new.g)
             rewrite[(group.path, pair.v.key)] = Action("rename", new.v)
             pair_report.status, pair_report.output_keys = "converted", [new.g, new.v]
