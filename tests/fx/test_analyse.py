@@ -299,3 +299,23 @@ def test_a_torchscript_model_is_refused_in_one_line() -> None:
         assert caught.value.parameter is None and "script or trace it afterwards" in str(
             caught.value
         )
+
+
+class _ScriptedBody(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pre = nn.Linear(4, 4)
+        self.body = torch.jit.script(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.pre(x))
+
+
+def test_a_torchscript_submodule_is_refused_naming_it() -> None:
+    """A ScriptModule inside a Python model was not refused: its weights were "not used in
+    the observed forward" (its forward runs no Python op to see). Now refused, by path."""
+    model, x = _ScriptedBody(), torch.randn(8, 4)
+    for call in (lambda: analyse_sites(model, x), lambda: apply_weight_norm(model, x)):
+        with pytest.raises(InvalidArgumentError) as caught:
+            call()
+        assert str(caught.value).startswith("body (RecursiveScriptModule): a TorchScript module")

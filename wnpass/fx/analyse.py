@@ -71,15 +71,18 @@ def layer_type(model: nn.Module, name: str) -> type[nn.Module]:
 
 
 def require_eager(model: nn.Module) -> None:
-    """``model`` is a Python module, not TorchScript (``torch.jit.script`` / ``trace``): a
-    ScriptModule's submodules cannot be looked up by name nor parametrized, so it is refused
-    before anything runs. The error names no parameter: the model is what is wrong, and the CLI
+    """``model`` and every submodule are Python modules, not TorchScript (``torch.jit.script``
+    / ``trace``): a ScriptModule's submodules cannot be looked up by name nor parametrized, and
+    its forward runs no Python (no op is seen), so it is refused before anything runs, naming
+    the first one's path. The error names no parameter: the model is what is wrong, and the CLI
     then says which model.py built it."""
-    if isinstance(model, torch.jit.ScriptModule):
-        raise InvalidArgumentError(
-            f"{type(model).__name__}: a TorchScript module (torch.jit.script or trace): weight "
-            "norm goes on the Python nn.Module; script or trace it afterwards"
-        )
+    for path, module in model.named_modules():
+        if isinstance(module, torch.jit.ScriptModule):
+            where = f"{path} ({type(module).__name__})" if path else type(module).__name__
+            raise InvalidArgumentError(
+                f"{where}: a TorchScript module (torch.jit.script or trace): weight norm goes "
+                "on the Python nn.Module; script or trace it afterwards"
+            )
 
 
 def owner_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:
