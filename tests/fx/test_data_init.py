@@ -437,6 +437,15 @@ class _ScaledWeight(nn.Linear):
         return F.linear(x, self.weight * 2, self.bias)
 
 
+class _InPlaceWeight(nn.Linear):
+    """Changes the weight it computed in place before the op."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight
+        weight.mul_(3)
+        return F.linear(x, weight, self.bias)
+
+
 class _BiasAfter(nn.Linear):
     """The op gets no bias; the layer adds twice its bias afterwards."""
 
@@ -466,6 +475,25 @@ def test_a_layer_whose_op_is_not_its_pre_activation_is_declined(layer: Any, reas
     _check_normalized({"1": _pre_activations(model, x)["1"]})
 
 
+def test_a_weight_changed_in_place_before_its_op_is_declined() -> None:
+    """The layer was initialized from its op's output of the weight as computed, and the op
+    then got three times that: std 3. Declined now, as ``self.weight * 3`` is."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        parametrizations.weight_norm(_InPlaceWeight(8, 6)),
+        parametrizations.weight_norm(nn.Linear(6, 3)),
+    )
+    x = torch.randn(64, 8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = data_init(model, x)
+    assert report.initialized == ["1.weight"]
+    assert report.kept["0.weight"] == (
+        "its forward changes the weight in place before F.linear: no known pre-activation"
+    )
+    after = model.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before if k.startswith("0."))
+
+
 class _TwiceOneRead(nn.Linear):
     """Reads its weight once and applies it twice."""
 
@@ -474,16 +502,35 @@ class _TwiceOneRead(nn.Linear):
         return F.linear(x, weight, self.bias) + F.linear(x, weight, self.bias)
 
 
-def test_a_weight_read_before_the_init_is_given_as_it_is_now() -> None:
-    """The second F.linear gets the weight read before the first one initialized the layer:
-    it computes with the layer's values as they are now, as the model would from here on."""
+class _Looped(nn.Module):
+    """One Linear applied twice, as a recurrent block applies its layer."""
+
+    def __init__(self, features: int, out: int) -> None:
+        super().__init__()
+        self.layer = nn.Linear(features, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(torch.tanh(self.layer(x)))
+
+
+@pytest.mark.parametrize(
+    ("layer", "name"), [(_TwiceOneRead, "0.weight"), (_Looped, "0.layer.weight")]
+)
+def test_a_layer_whose_op_runs_twice_is_declined(layer: Any, name: str) -> None:
+    """Only the first of the ops was normalized (the second's std was off by order 1) and
+    the layer was reported initialized: one g per unit cannot set two pre-activations' std.
+    It keeps its values now, with the reason, and the next layer is initialized on what it
+    really outputs (a second pass)."""
     torch.manual_seed(0)
-    model: Any = nn.Sequential(_TwiceOneRead(8, 6), nn.Linear(6, 3))
-    x = torch.randn(64, 8)
-    apply_weight_norm(model, (x,), init="data")
-    with torch.no_grad():
-        hidden = model[0](x)
-        torch.testing.assert_close(hidden, 2 * F.linear(x, model[0].weight, model[0].bias))
+    model: Any = nn.Sequential(layer(6, 6), nn.Linear(6, 3))
+    x = torch.randn(64, 6)
+    assert apply_weight_norm(model, x).applied == 2
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = data_init(model, x)
+    assert report.initialized == ["1.weight"]
+    assert "F.linear of its weight runs 2 times in the forward" in report.kept[name]
+    after = model.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before if k.startswith("0."))
     _check_normalized({"1": _pre_activations(model, x)["1"]})
 
 
@@ -565,3 +612,96 @@ def test_pre_activations_too_small_for_g_in_its_dtype_are_refused() -> None:
     with pytest.raises(InvalidArgumentError, match=r"g = 1/sigma to be a float16 number in units"):
         apply_weight_norm(model, torch.randn(16, 8).half() * 1e-6, init="data")
     _assert_as_before(model, before)
+
+
+class _SharedBias(nn.Module):
+    """Two Linear layers sharing one bias; a third the batch may make constant."""
+
+    def __init__(self, constant: bool = False) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)
+        self.b.bias = self.a.bias
+        self.constant = constant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.b(torch.tanh(self.a(x)) * 3 + 1)
+        return self.c(h * 0 if self.constant else h)
+
+
+def test_layers_sharing_a_bias_are_declined() -> None:
+    """Both were reported initialized while b's init rewrote the bias a's statistics were
+    taken with (a's mean ended 0.67, not 0); each keeps its values now, with the reason."""
+    torch.manual_seed(0)
+    model, x = _SharedBias(), torch.randn(64, 4)
+    apply_weight_norm(model, x)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = data_init(model, x)
+    assert report.initialized == ["c.weight"]
+    assert report.kept["a.weight"].startswith("its bias is also b.bias: writing it would change")
+    assert report.kept["b.weight"].startswith("its bias is also a.bias")
+    after = model.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before if not k.startswith("c."))
+
+
+def test_a_refusal_gives_a_shared_bias_its_value_back() -> None:
+    """The shared bias was saved by each layer's init and given back in forward order, so it
+    ended with the value a's init wrote: the model is as it was now."""
+    torch.manual_seed(0)
+    model, x = _SharedBias(constant=True), torch.randn(64, 4)
+    apply_weight_norm(model, x)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(InvalidArgumentError, match=r"layer c \(Linear\)"):
+        data_init(model, x)
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+
+
+def test_a_layer_sharing_its_bias_with_an_excluded_one_is_kept() -> None:
+    """Layer 2, excluded, said untouched while layer 0's init rewrote the bias it uses."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4))
+    model[2].bias = model[0].bias
+    x, fixed = torch.randn(64, 4), torch.randn(8, 4)
+    with torch.no_grad():
+        expected = model[2](fixed)
+    report = apply_weight_norm(model, x, init="data", exclude=["2"])
+    init = {site.name: site.init for site in report.sites}
+    assert init["0.weight"] == (
+        "keep: its bias is also 2.bias: writing it would change that too, not this layer alone"
+    )
+    with torch.no_grad():
+        assert torch.equal(model[2](fixed), expected)
+
+
+class _Fallback(nn.Module):
+    """A forward that catches its fast path's exception and takes another layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self.a(x)
+        except Exception:
+            return self.b(x)
+
+
+def test_a_refusal_the_forward_catches_still_fails_the_call() -> None:
+    """The forward caught the refusal raised in layer a's op: the call returned, a left reset
+    (g = 1, v redrawn, b = 0) and reported nowhere. The call fails as without the catch now,
+    every value given back."""
+    torch.manual_seed(0)
+    model = _Fallback()
+    apply_weight_norm(model, torch.randn(8, 4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(InvalidArgumentError, match=r"layer a \(Linear\) pre-activations that"):
+        data_init(model, torch.ones(8, 4))
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+
+
+def test_a_torchscript_model_is_refused() -> None:
+    """A scripted model ran no op data init sees: an empty report, no reason given."""
+    with pytest.raises(InvalidArgumentError, match="RecursiveScriptModule: a TorchScript module"):
+        data_init(torch.jit.script(nn.Linear(4, 4)), torch.randn(8, 4))

@@ -12,13 +12,21 @@ output: whatever the layer's forward does around the op (pads before it as a cau
 applies an activation or reshapes after it) and whatever the model's own hooks do with the
 module's output, the statistics are the op's own, at the op's unit axis (a Linear output's last
 axis; a convolution output's channel axis, 1 batched ``(N, C, ...)`` or 0 unbatched ``(C, ...)``).
-The layer's values are reset and initialized when its op first runs, and that op gives back
-its output of the values now set: the rest of the forward (the layer's own code after the op,
-the hooks, every later layer) runs as the model runs, on initialized inputs. One pass, in
-order. The op must get the weight as the layer computes it and the layer's own bias (or none):
-a forward that changes the weight first (``F.linear(x, self.weight * 2)``), uses another op or
-adds another bias is declined with the reason, as is a layer the batch never reaches; both
-keep their values, which are only written once the op runs.
+The layer's values are reset and initialized when its op runs, and that op gives back its
+output of the values now set: the rest of the forward (the layer's own code after the op, the
+hooks, every later layer) runs as the model runs, on initialized inputs. One pass, in order.
+The op must get the weight as the layer computes it and the layer's own bias (or none): a
+forward that changes the weight first (``F.linear(x, self.weight * 2)``, or in place:
+``w.mul_(2)``), uses another op or adds another bias is declined with the reason, as is a layer
+the batch never reaches; both keep their values, which are only written once the op runs.
+A layer whose op runs more than once in the forward (a layer applied in a loop, a weight read
+once and used twice) is declined too: one ``g`` per unit cannot give each call's pre-activation
+std 1. That is seen only when the second call runs, after the rest of the forward ran on the
+layer's initialized output, so the pass is given back and run again without those layers
+(one more forward for each round that finds such a layer). A layer whose ``g``, ``v`` or
+bias is also a parameter of another module (a bias shared by two layers) is declined before
+the pass: writing it would change that module's output too, and a shared bias set for one
+layer's statistics is rewritten by the other's.
 
 ``rescale=True`` (the default) then sets ``v <- v * g/||v||`` per unit, so ``||v|| = g``: ``w``
 and the outputs are unchanged, but the gradient step on ``w`` scales with ``(g/||v||)^2``, which
@@ -34,7 +42,11 @@ GPT-2's ``Conv1D``) and the legacy hook keep their values, with a reason; so doe
 init to the weights it names (``apply_weight_norm`` gives those the user selected).
 The batch runs in eval mode (dropout off) under ``torch.no_grad``. A call that raises (a batch
 that gives some layer no statistics, the model's own error, an interrupt) gives every ``g``,
-``v`` and bias it wrote its value back: the model is as it was.
+``v`` and bias it wrote its value back: the model is as it was. A refusal raised inside a
+layer's op fails the call even when the model's forward catches it (``try: self.a(x) except
+Exception: self.b(x)``): the layer was reset for its init, and the batch is no better for it.
+A TorchScript module anywhere in the model is refused, as :func:`~wnpass.fx.analyse.require_eager`
+says why.
 """
 
 from __future__ import annotations
@@ -53,10 +65,18 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
 from wnpass.axes import OpKind, is_legacy_hook, output_unit_axis, unit_axis
-from wnpass.errors import InvalidArgumentError
+from wnpass.errors import InvalidArgumentError, WnpassError
+from wnpass.fx.analyse import require_eager
 from wnpass.fx.arguments import require_module, require_values
 from wnpass.fx.axes import layer_kind
-from wnpass.fx.forward import as_batch, call_model, evaluating
+from wnpass.fx.forward import (
+    Batch,
+    ForwardFailedError,
+    as_batch,
+    call_model,
+    evaluating,
+    what_it_did,
+)
 from wnpass.fx.register import unit_norm_problem, units_text
 
 __all__ = ["CONSTANT_ULPS", "MIN_VALUES", "V_INIT_STD", "DataInitReport", "data_init"]
@@ -151,6 +171,7 @@ def _candidates(
     pre-activation 0/0 and would get ``g = NaN``; such a layer is kept, with the reason.
     """
     targets: dict[nn.Module, _Target] = {}
+    holders = _holders(model)
     for prefix, module in model.named_modules():
         prefix = f"{prefix}." if prefix else ""
         for hook in module._forward_pre_hooks.values():
@@ -164,13 +185,53 @@ def _candidates(
                 continue
             if only is not None and name not in only:
                 continue
-            if (reason := _why_not(module, tensor_name, redraw)) is not None:
+            reason = _why_not(module, tensor_name, redraw) or _shared(module, holders)
+            if reason is not None:
                 report.kept[name] = reason
                 continue
             kind = layer_kind(module, tensor_name)
             assert kind is not None
             targets[module] = _Target(name, kind)
     return targets
+
+
+def _holders(model: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:
+    """Each parameter's holders (by ``id``): the modules that hold it and its name there; a
+    parametrized weight's ``original0``/``original1`` count as its layer's."""
+    holders: dict[int, list[tuple[nn.Module, str]]] = {}
+    for prefix, module in model.named_modules():
+        if isinstance(module, parametrize.ParametrizationList):
+            continue  # counted with the layer it parametrizes
+        held = list(module.named_parameters(prefix=prefix, recurse=False))
+        if parametrize.is_parametrized(module):
+            held += [
+                (f"{prefix}{'.' if prefix else ''}parametrizations.{name}.{original}", tensor)
+                for name, plist in module.parametrizations.items()
+                for original, tensor in plist.named_parameters(recurse=False)
+            ]
+        for name, tensor in held:
+            holders.setdefault(id(tensor), []).append((module, name))
+    return holders
+
+
+def _shared(module: nn.Module, holders: dict[int, list[tuple[nn.Module, str]]]) -> str | None:
+    """None when no value data init would write in ``module`` (``g``, ``v``, its bias) is
+    also another module's parameter; else why the layer is declined: writing the value would
+    change that module's output too (reported untouched), and two layers sharing a bias would
+    each set it for their own statistics, the later one undoing the earlier."""
+    originals = _plist(module)
+    bias, _ = _writable_bias(module)
+    written = {"g": originals.original0, "v": originals.original1, "its bias": bias}
+    for what, tensor in written.items():
+        if tensor is None:
+            continue
+        others = [name for holder, name in holders.get(id(tensor), []) if holder is not module]
+        if others:
+            return (
+                f"{what} is also {', '.join(others)}: writing it would change "
+                f"{'that' if len(others) == 1 else 'those'} too, not this layer alone"
+            )
+    return None
 
 
 def _unit_shape(tensor: torch.Tensor, axis: int) -> list[int]:
@@ -268,10 +329,12 @@ class _InitPass(TorchFunctionMode):
     """One forward of the batch that initializes each target layer at its op.
 
     A forward hook on each target's ``ParametrizationList`` records the weight it computes
-    (weakly, with the layer's version then); an op consuming a recorded weight is that layer's.
-    Its first such op resets and initializes the layer and gives back its output of the values
-    now set; a later op given a weight computed before (a forward that reads its weight once
-    and uses it twice) gets the weight as it is now.
+    (weakly, with its ``_version`` then: an in-place change before the op shows); an op
+    consuming a recorded weight is that layer's. Its first such op resets and initializes the
+    layer and gives back its output of the values now set; a later one is counted in
+    ``repeated`` (the caller gives the pass back and runs it again without that layer). An
+    exception raised while a layer is initialized is kept in ``failure``: the forward may catch
+    it, and the call must fail all the same.
     """
 
     def __init__(
@@ -287,10 +350,12 @@ class _InitPass(TorchFunctionMode):
         super().__init__()
         self.targets, self.report = targets, report
         self.rescale, self.redraw, self.std, self.generator = rescale, redraw, std, generator
-        self.weights: Any = WeakIdKeyDictionary()  # computed weight -> (layer, its version)
-        self.version: dict[nn.Module, int] = dict.fromkeys(targets, 0)
+        self.weights: Any = WeakIdKeyDictionary()  # computed weight -> (layer, _version)
         self.computed: set[nn.Module] = set()  # layers whose weight was computed
         self.reached: set[nn.Module] = set()  # layers whose op ran: initialized or kept
+        self.initialized: set[nn.Module] = set()
+        self.repeated: dict[nn.Module, int] = {}  # initialized layer -> how often its op ran
+        self.failure: BaseException | None = None
         self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []  # what was written, as it was
 
     @contextlib.contextmanager
@@ -300,7 +365,7 @@ class _InitPass(TorchFunctionMode):
 
         def record(plist: nn.Module, args: Any, weight: torch.Tensor) -> None:
             module = owners[plist]
-            self.weights[weight] = (module, self.version[module])
+            self.weights[weight] = (module, weight._version)
             self.computed.add(module)
 
         handles = [plist.register_forward_hook(record) for plist in owners]
@@ -321,30 +386,43 @@ class _InitPass(TorchFunctionMode):
         kwargs = kwargs or {}
         kind = _OPS.get(getattr(func, "__name__", ""))
         weight = _operand(args, kwargs, 1, "weight") if kind is not None else None
-        entry = self.weights.get(weight) if isinstance(weight, torch.Tensor) else None
-        if entry is None:
+        if not isinstance(weight, torch.Tensor) or (entry := self.weights.get(weight)) is None:
             return func(*args, **kwargs)
         module, version = entry
-        if module not in self.reached:
-            self.reached.add(module)
-            reason = self._why_not_here(module, kind, args, kwargs)
-            if reason is not None:
-                self.report.kept[self.targets[module].name] = reason
-                return func(*args, **kwargs)
-            self._initialize(module, func, args, kwargs)
-        elif version == self.version[module]:
+        if module in self.initialized:
+            self.repeated[module] = self.repeated.get(module, 1) + 1
+        if module in self.reached:
             return func(*args, **kwargs)
-        # the op's output of the layer's values as they are now
-        return _call_with_weight(func, args, kwargs, _plist(module)())
+        self.reached.add(module)
+        reason = self._why_not_here(module, kind, weight._version != version, args, kwargs)
+        if reason is not None:
+            self.report.kept[self.targets[module].name] = reason
+            return func(*args, **kwargs)
+        try:
+            return self._initialize(module, func, args, kwargs)
+        except BaseException as error:
+            self.failure = error
+            raise
 
     def _why_not_here(
-        self, module: nn.Module, kind: OpKind | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        module: nn.Module,
+        kind: OpKind | None,
+        changed: bool,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> str | None:
-        """None when this op's output is the layer's pre-activation; else why it is not."""
+        """None when this op's output is the layer's pre-activation; else why it is not
+        (``changed``: the weight was changed in place since the layer computed it)."""
         target = self.targets[module]
         expected = _OP_NAMES[target.kind]
         if kind != target.kind:
             return f"its weight goes to another op than {expected}: no known pre-activation"
+        if changed:
+            return (
+                f"its forward changes the weight in place before {expected}: "
+                "no known pre-activation"
+            )
         bias = getattr(module, "bias", None)
         if _operand(args, kwargs, 2, "bias") is not (
             bias if isinstance(bias, torch.Tensor) else None
@@ -372,12 +450,11 @@ class _InitPass(TorchFunctionMode):
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-    ) -> None:
+    ) -> Any:
         """Reset the layer, run its op on the reset values and set ``g`` (and ``b``) from the
-        output's statistics per unit."""
+        output's statistics per unit; the op's output of the values now set."""
         target = self.targets[module]
         self._reset(module)
-        self.version[module] += 1
         originals = _plist(module)
         g, v = originals.original0, originals.original1
         output = _call_with_weight(func, args, kwargs, originals())
@@ -398,9 +475,10 @@ class _InitPass(TorchFunctionMode):
                 v.double(), dim=_reduce_dims(v.dim(), dim), keepdim=True
             )
             v.copy_((v.double() * (g.double().reshape(_unit_shape(v, dim)) / v_norm)).to(v.dtype))
-        self.version[module] += 1
+        self.initialized.add(module)
         self.report.initialized.append(target.name)
         logger.debug("data init %s", target.name)
+        return _call_with_weight(func, args, kwargs, originals())
 
     def finish(self) -> None:
         """Report the targets no op of the batch initialized (their values were not written)."""
@@ -418,9 +496,30 @@ class _InitPass(TorchFunctionMode):
     @torch.no_grad()
     def give_back(self) -> None:
         """Copy each saved value back, in place: the caller's parameters stay the same
-        objects, ``requires_grad`` and all."""
-        for tensor, value in self.saved:
+        objects, ``requires_grad`` and all. In reverse order, so that a tensor saved twice
+        ends with the value saved first, the one it had before the call."""
+        for tensor, value in reversed(self.saved):
             tensor.copy_(value)
+
+
+def _run_pass(model: nn.Module, inputs: Batch, run: _InitPass) -> None:
+    """One forward of ``inputs`` under ``run``. On any exception, and when the forward caught
+    one raised while a layer was initialized (that layer is reset, not initialized), every
+    value written is given back and the exception raised (the model's own, as
+    :func:`call_model` words it)."""
+    try:
+        # not in inference mode, where the computed weights would keep no _version
+        with torch.no_grad(), torch.inference_mode(False), evaluating(model), run.watching():
+            call_model(model, inputs)  # the model's exception or sys.exit(): one line
+        if (failure := run.failure) is not None:
+            if isinstance(failure, WnpassError):
+                raise failure
+            raise ForwardFailedError(
+                f"{type(model).__name__}: the forward on the example inputs {what_it_did(failure)}"
+            ) from failure
+    except BaseException:
+        run.give_back()
+        raise
 
 
 def data_init(
@@ -443,16 +542,25 @@ def data_init(
     left as it was.
     """
     require_values(require_module(model))
+    require_eager(model)
     inputs = as_batch(batch, "batch")
-    report = DataInitReport(rescaled=rescale)
-    targets = _candidates(model, report, redraw, None if only is None else set(only))
-    run = _InitPass(targets, report, rescale=rescale, redraw=redraw, std=std, generator=generator)
-    try:
-        with torch.no_grad(), evaluating(model), run.watching():
-            call_model(model, inputs)  # the model's exception or sys.exit(): one line
-    except BaseException:
+    found = DataInitReport(rescaled=rescale)
+    targets = _candidates(model, found, redraw, None if only is None else set(only))
+    while True:  # each round declines one layer or more: as many rounds as targets at most
+        report = dataclasses.replace(found, initialized=[], kept=dict(found.kept), scale_only={})
+        run = _InitPass(
+            targets, report, rescale=rescale, redraw=redraw, std=std, generator=generator
+        )
+        _run_pass(model, inputs, run)
+        if not run.repeated:
+            break
         run.give_back()
-        raise
+        for module, times in run.repeated.items():
+            target = targets.pop(module)
+            found.kept[target.name] = (
+                f"{_OP_NAMES[target.kind]} of its weight runs {times} times in the forward: one "
+                "g per unit cannot give each call's pre-activation std 1"
+            )
     run.finish()
     logger.info(
         "data init: %d layers initialized, %d kept", len(report.initialized), len(report.kept)
