@@ -705,3 +705,33 @@ def test_a_torchscript_model_is_refused() -> None:
     """A scripted model ran no op data init sees: an empty report, no reason given."""
     with pytest.raises(InvalidArgumentError, match="RecursiveScriptModule: a TorchScript module"):
         data_init(torch.jit.script(nn.Linear(4, 4)), torch.randn(8, 4))
+
+
+class _FastPath(nn.Module):
+    """A forward that tries its layer on a wrong slice first, and goes on without it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = parametrizations.weight_norm(nn.Linear(4, 4))
+        self.b = parametrizations.weight_norm(nn.Linear(4, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self.b(self.a(x[:, :3]))
+        except RuntimeError:
+            return self.b(x)
+
+
+def test_a_layer_whose_op_raises_in_a_forward_that_goes_on_is_kept() -> None:
+    """Layer a's op raised (its input is the wrong shape) after a was reset; the forward
+    caught it: a was left reset (g = 1, v redrawn, b = 0) and reported nowhere. Now it gets
+    its values back and is kept with the reason; b is initialized."""
+    torch.manual_seed(0)
+    model, x = _FastPath(), torch.randn(64, 4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = data_init(model, x)
+    assert report.initialized == ["b.weight"]
+    assert report.kept["a.weight"].startswith("F.linear of its weight raised RuntimeError: ")
+    assert report.kept["a.weight"].endswith("and the forward went on without it: no pre-activation")
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items() if k.startswith("a."))

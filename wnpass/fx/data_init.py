@@ -45,6 +45,8 @@ that gives some layer no statistics, the model's own error, an interrupt) gives 
 ``v`` and bias it wrote its value back: the model is as it was. A refusal raised inside a
 layer's op fails the call even when the model's forward catches it (``try: self.a(x) except
 Exception: self.b(x)``): the layer was reset for its init, and the batch is no better for it.
+An error of the op itself (as it would raise with any values) that the forward catches leaves
+that layer as it was, kept with the error as the reason.
 A TorchScript module anywhere in the model is refused, as :func:`~wnpass.fx.analyse.require_eager`
 says why.
 """
@@ -332,9 +334,11 @@ class _InitPass(TorchFunctionMode):
     (weakly, with its ``_version`` then: an in-place change before the op shows); an op
     consuming a recorded weight is that layer's. Its first such op resets and initializes the
     layer and gives back its output of the values now set; a later one is counted in
-    ``repeated`` (the caller gives the pass back and runs it again without that layer). An
-    exception raised while a layer is initialized is kept in ``failure``: the forward may catch
-    it, and the call must fail all the same.
+    ``repeated`` (the caller gives the pass back and runs it again without that layer). A
+    refusal (or an interrupt) raised while a layer is initialized is kept in ``failure``: the
+    forward may catch it, and the call must fail all the same. An error of the op itself (as
+    the op would raise with any values) gives the layer its values back and reports it kept,
+    in case the forward catches it and goes on.
     """
 
     def __init__(
@@ -398,9 +402,20 @@ class _InitPass(TorchFunctionMode):
         if reason is not None:
             self.report.kept[self.targets[module].name] = reason
             return func(*args, **kwargs)
+        mark = len(self.saved)
         try:
             return self._initialize(module, func, args, kwargs)
-        except BaseException as error:
+        except Exception as error:
+            if isinstance(error, WnpassError):  # the batch's refusal: the call fails
+                self.failure = error
+            else:  # the op's own error, as with any values: the forward may go on without it
+                self.give_back(mark)
+                self.report.kept[self.targets[module].name] = (
+                    f"{_OP_NAMES[self.targets[module].kind]} of its weight {what_it_did(error)} "
+                    "and the forward went on without it: no pre-activation"
+                )
+            raise
+        except BaseException as error:  # an interrupt: the call fails
             self.failure = error
             raise
 
@@ -475,10 +490,11 @@ class _InitPass(TorchFunctionMode):
                 v.double(), dim=_reduce_dims(v.dim(), dim), keepdim=True
             )
             v.copy_((v.double() * (g.double().reshape(_unit_shape(v, dim)) / v_norm)).to(v.dtype))
+        output = _call_with_weight(func, args, kwargs, originals())
         self.initialized.add(module)
         self.report.initialized.append(target.name)
         logger.debug("data init %s", target.name)
-        return _call_with_weight(func, args, kwargs, originals())
+        return output
 
     def finish(self) -> None:
         """Report the targets no op of the batch initialized (their values were not written)."""
@@ -494,12 +510,13 @@ class _InitPass(TorchFunctionMode):
                 self.report.kept[target.name] = "not called on the batch"
 
     @torch.no_grad()
-    def give_back(self) -> None:
-        """Copy each saved value back, in place: the caller's parameters stay the same
-        objects, ``requires_grad`` and all. In reverse order, so that a tensor saved twice
-        ends with the value saved first, the one it had before the call."""
-        for tensor, value in reversed(self.saved):
+    def give_back(self, mark: int = 0) -> None:
+        """Copy each value saved since the ``mark``-th back, in place: the caller's parameters
+        stay the same objects, ``requires_grad`` and all. In reverse order, so that a tensor
+        saved twice ends with the value saved first, the one it had before."""
+        for tensor, value in reversed(self.saved[mark:]):
             tensor.copy_(value)
+        del self.saved[mark:]
 
 
 def _run_pass(model: nn.Module, inputs: Batch, run: _InitPass) -> None:
