@@ -73,10 +73,10 @@ from wnpass.fx.arguments import require_module, require_values
 from wnpass.fx.axes import layer_kind
 from wnpass.fx.forward import (
     Batch,
-    ForwardFailedError,
     as_batch,
     call_model,
     evaluating,
+    forward_failed,
     what_it_did,
 )
 from wnpass.fx.register import unit_norm_problem, units_text
@@ -531,9 +531,7 @@ def _run_pass(model: nn.Module, inputs: Batch, run: _InitPass) -> None:
         if (failure := run.failure) is not None:
             if isinstance(failure, WnpassError):
                 raise failure
-            raise ForwardFailedError(
-                f"{type(model).__name__}: the forward on the example inputs {what_it_did(failure)}"
-            ) from failure
+            raise forward_failed(model, failure) from failure
     except BaseException:
         run.give_back()
         raise

@@ -39,6 +39,7 @@ __all__ = [
     "call_model",
     "cloned",
     "evaluating",
+    "forward_failed",
     "output_tensors",
     "run_forward",
     "what_it_did",
@@ -208,9 +209,14 @@ def call_model(model: nn.Module, batch: Batch) -> Any:
     except WnpassError:
         raise
     except MODEL_ERRORS as error:
-        raise ForwardFailedError(
-            f"{type(model).__name__}: the forward on the example inputs {what_it_did(error)}"
-        ) from error
+        raise forward_failed(model, error) from error
+
+
+def forward_failed(model: nn.Module, error: BaseException) -> ForwardFailedError:
+    """The model's own exception (or ``sys.exit()``) in its forward, as one line naming it."""
+    return ForwardFailedError(
+        f"{type(model).__name__}: the forward on the example inputs {what_it_did(error)}"
+    )
 
 
 def run_forward(model: nn.Module, batch: Batch) -> list[torch.Tensor]:
