@@ -39,7 +39,9 @@ class SiteReport:
     consumers: list[str]
     shape: list[int] | None  # v's, the shape the axes are of (layout ops may follow)
     dtype: str | None
-    axes: list[int] | None  # reduction axes of ||v||; None: the whole tensor
+    # reduction axes of ||v||; None: the whole tensor; words where they are no axes of v
+    # (a norm of reshaped v grouping parts of an axis) or not known
+    axes: list[int] | str | None
     form: str  # how the norm is written
     status: str  # "folded", "declined" or "foldable" (inspect)
     reason: str | None = None  # why it was declined
@@ -183,6 +185,10 @@ def human_bytes(size: int | None) -> str:
 SITE_COLUMNS = ("weight", "consumer", "shape", "axes", "form", "status")
 
 
+def _axes(axes: list[int] | None) -> str:
+    return "all" if axes is None else ",".join(map(str, axes))
+
+
 def site_rows(sites: Sequence[SiteReport]) -> list[tuple[str, ...]]:
     """One row per site, in the columns of ``SITE_COLUMNS``. The shape is v's, which the axes
     refer to, followed by that of the weight written where that differs (``4x6 -> 6x4``)."""
@@ -192,7 +198,7 @@ def site_rows(sites: Sequence[SiteReport]) -> list[tuple[str, ...]]:
         shape = _shape(site.shape)
         if site.written_shape is not None and site.written_shape != site.shape:
             shape += f" -> {_shape(site.written_shape)}"
-        axes = "all" if site.axes is None else ",".join(map(str, site.axes))
+        axes = site.axes if isinstance(site.axes, str) else _axes(site.axes)
         status = site.status if site.reason is None else f"{site.status}: {site.reason}"
         rows.append(
             (site.name + where, ", ".join(site.consumers) or "-", shape, axes, site.form, status)

@@ -54,6 +54,24 @@ def test_axes_of_a_reshaped_norm() -> None:
     assert site.axes == [0, 2]
 
 
+def test_a_norm_of_reshaped_v_over_parts_of_an_axis_is_not_reported_as_all() -> None:
+    """``g * R(v) / ||R(v)||`` with R a Reshape 4x6 -> 2x12 reduced over axis 1: each norm
+    takes two rows of v, no set of v's axes. The report said ``all`` (None: the whole
+    tensor); it says so in words, and the site still folds."""
+    text = f"""
+        {HEADER17}
+        agraph () => (float[2, 12] w) {{
+            r = Reshape(v, shape)
+            n = ReduceL2 <axes = [1]> (r)
+            d = Div(r, n)
+            w = Mul(g, d)
+        }}
+    """
+    model = onnx_model(text, v=rand(4, 6), g=rand(2, 1), shape=np.array([2, 12], np.int64))
+    (site,) = inspect_onnx(model).sites
+    assert (site.axes, site.status) == (match.NOT_AXES_OF_V, "foldable")
+
+
 def test_a_weight_normalized_twice_has_no_wrong_reason() -> None:
     model = onnx_model(TWICE, v=rand(6, 4), g=rand(6, 1), eps=np.array(1e-12, np.float32))
     sites = inspect_onnx(model).sites

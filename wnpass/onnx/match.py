@@ -111,8 +111,9 @@ class Site:
             parts.append("->" + "->".join(self.layout))
         return " ".join(parts)
 
-    def axes(self) -> list[int] | None:
-        """Reduction axes, non-negative; ``None`` for a whole-tensor norm."""
+    def axes(self) -> list[int] | str | None:
+        """Reduction axes, non-negative; ``None`` for a whole-tensor norm; in words where they
+        are no axes of v or not known (:data:`NOT_AXES_OF_V`, :data:`AXES_UNKNOWN`)."""
         if self.norm is None:
             return None
         if self.norm.layout:
@@ -125,7 +126,7 @@ class Site:
         axes = sorted({a % rank for a in self.norm.axes}) if rank else []
         return None if len(axes) == rank and rank > 1 else axes
 
-    def _axes_through_layout(self) -> list[int] | None:
+    def _axes_through_layout(self) -> list[int] | str | None:
         """The axes of v that a norm of reshaped or transposed v reduces, found by running the
         graph's layout ops on the element indices of v: an axis is reduced when the elements
         along it fall in one norm. ``None`` for the whole tensor, or when the norm's groups
@@ -136,7 +137,7 @@ class Site:
         is read as the exporters write it instead: the axes where g has size 1."""
         v = None if self.norm is None else const_tensor(self.norm.v)
         if v is None or self.reduced is None or self.norm is None or self.norm.axes is None:
-            return None
+            return AXES_UNKNOWN
         shape = tuple(int(d) for d in v.shape.numpy())
         if math.prod(shape) > _INDEXED_AXES:
             return self._axes_from_g()
@@ -146,18 +147,18 @@ class Site:
             program.slots = [indices if slot is v else slot for slot in program.slots]
             laid_out = np.asarray(program.run()[0])
         except (ev.NotExact, ValueError, IndexError, TypeError):
-            return None
+            return AXES_UNKNOWN
         if laid_out.dtype != np.int64:  # a Cast on the way: not indices any more
             return self._axes_from_g()
         return _reduced_axes(laid_out, self.norm.axes, shape)
 
-    def _axes_from_g(self) -> list[int] | None:
+    def _axes_from_g(self) -> list[int] | str | None:
         """The axes where g (broadcast against v) has size 1: the reduced ones, as the
         exporters lay a norm of v's own units out."""
         v = None if self.v is None else const_tensor(self.v)
         g_shape = None if self.g is None else _static_shape(self.g)
         if v is None or g_shape is None or len(g_shape) != len(v.shape):
-            return None
+            return AXES_UNKNOWN
         axes = [a for a, size in enumerate(g_shape) if size == 1]
         return None if len(axes) == len(v.shape) else axes
 
@@ -195,6 +196,10 @@ def describe_consumer(node: ir.Node, index: int) -> str:
     return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
 
 
+# Site.axes in words, where it is no list of v's axes (None is the whole tensor)
+NOT_AXES_OF_V = "not axes of v"  # the norm's groups, through the layout, are no set of axes
+AXES_UNKNOWN = "?"  # what the layout ops do to v's axes is not known
+
 # The most elements of v whose axes are found by running the layout ops on their indices
 # (Site._axes_through_layout): 2**20, 8 MiB an index array.
 _INDEXED_AXES = 2**20
@@ -202,11 +207,11 @@ _INDEXED_AXES = 2**20
 
 def _reduced_axes(
     laid_out: np.ndarray, axes: tuple[int, ...], shape: tuple[int, ...]
-) -> list[int] | None:
+) -> list[int] | str | None:
     """The axes of v (``shape``) reduced by reducing ``axes`` of ``laid_out``, the indices of
-    v's elements as the reduction reads them; None for all, or for no set of axes."""
+    v's elements as the reduction reads them; None for all, NOT_AXES_OF_V for no set of axes."""
     if laid_out.size != math.prod(shape) or not laid_out.ndim:
-        return None
+        return AXES_UNKNOWN
     reduced = {a % laid_out.ndim for a in axes}
     kept = [size if a not in reduced else 1 for a, size in enumerate(laid_out.shape)]
     groups = np.broadcast_to(np.arange(math.prod(kept)).reshape(kept), laid_out.shape)
@@ -215,7 +220,7 @@ def _reduced_axes(
     group_of = group_of.reshape(shape)
     found = [a for a in range(len(shape)) if (group_of == group_of.take([0], axis=a)).all()]
     if math.prod(kept) != math.prod(s for a, s in enumerate(shape) if a not in found):
-        return None  # the norm's groups are not the slices along a set of axes of v
+        return NOT_AXES_OF_V  # the norm's groups are not the slices along a set of axes of v
     return None if len(found) == len(shape) else found
 
 
