@@ -492,7 +492,7 @@ def true_weights(model_path: Path) -> dict[str, Any]:
         parametrized = f"{base}.parametrizations.{leaf}.original"
         for g_name, v_name in ((f"{parametrized}0", f"{parametrized}1"),
                                (f"{site.name}_g", f"{site.name}_v")):  # fmt: skip
-            if g_name in arrays and v_name in arrays:
+            if g_name in arrays and v_name in arrays and not isinstance(site.axes, str):
                 g, v = arrays[g_name].astype(np.float64), arrays[v_name].astype(np.float64)
                 axes = None if site.axes is None else tuple(site.axes)
                 weights[site.name] = g * v / np.sqrt(np.sum(v * v, axis=axes, keepdims=True))

@@ -38,6 +38,8 @@ def measure(path: Path) -> tuple[int, float, float, float, float]:
         v32 = site.v.const_value.numpy()  # type: ignore[union-attr]
         g32 = site.g.const_value.numpy()  # type: ignore[union-attr]
         axes = site.axes()
+        if isinstance(axes, str):  # no set of v's axes (or not known): no per-axis truth
+            continue
         axes_t = tuple(range(v32.ndim)) if axes is None else tuple(axes)
         v, g = v32.astype(np.float64), g32.astype(np.float64)
         exact = g * v / np.sqrt(np.sum(v * v, axis=axes_t, keepdims=True))
