@@ -19,9 +19,9 @@ Every command and every file-writing API function goes through one :class:`IOPla
 
 The user's own code (a ``model.py``: loading it, its factory, the forwards wnpass runs) reads
 files no option names: the modules it imports, also lazily in ``forward`` or by
-``importlib`` from a file, and any file it opens. A plan that :meth:`IOPlan.watch_user_code`
-records them from Python's ``open`` audit events raised inside :func:`user_code` blocks, and
-checks itself again with them before each write.
+``importlib`` from a file, and any file it opens. After :meth:`IOPlan.watch_user_code`, a
+plan records them from Python's ``open`` audit events raised inside :func:`user_code` blocks,
+and checks itself again with them before each write.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def _on_open(event: str, args: tuple[object, ...]) -> None:
 @contextlib.contextmanager
 def user_code() -> Iterator[None]:
     """Run the user's code (a model.py's, a forward): the files it reads are recorded in
-    every plan that :meth:`IOPlan.watch_user_code` (and so may not be written)."""
+    every plan watching (:meth:`IOPlan.watch_user_code`), and so may not be written."""
     token = _in_user_code.set(True)
     try:
         yield
