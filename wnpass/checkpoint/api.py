@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from wnpass.checkpoint.fold import check_pair, fold_pair
 from wnpass.checkpoint.formats import (
@@ -89,11 +90,12 @@ def fold_checkpoint(
     plan.check()
     report = _report("fold", checkpoint)
     try:
-        known: frozenset[str] = frozenset()
+        plain = None
         if check_model is not None:
-            from wnpass.checkpoint.verify import model_keys
+            from wnpass.checkpoint.verify import plain_model
 
-            known = model_keys(Path(check_model), factory, plan)
+            plain = plain_model(Path(check_model), factory, plan)
+        known = frozenset(plain[0].state_dict()) if plain is not None else frozenset()
         found = _find(checkpoint, report, model_keys=known)
         _check_values(checkpoint, found, "folded")
         rewrite: Rewrite = {}
@@ -106,7 +108,8 @@ def fold_checkpoint(
             pair_report.output_keys = [pair.weight]
         verify = None
         if check_model is not None:
-            verify = _Verify(Path(check_model), factory, rtol, atol, found)
+            assert plain is not None
+            verify = _Verify(Path(check_model), factory, rtol, atol, found, plain)
         _write(checkpoint, rewrite, targets, plan, report, verify)
     finally:
         checkpoint.close()
@@ -179,6 +182,7 @@ class _Verify:
     rtol: float | None
     atol: float | None
     found: _Found
+    plain: tuple[Any, tuple[Any, ...]]  # the plain model built to read its keys, and inputs
 
 
 def _clock(path: str | os.PathLike[str]) -> float:
@@ -350,6 +354,7 @@ def _write(
                 verify.found,
                 rtol=verify.rtol,
                 atol=verify.atol,
+                plain=verify.plain,
             )
             if not report.check:
                 logger.warning("the folded checkpoint failed the check: nothing published")

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from wnpass.fx.forward import Batch, RngSnapshot
     from wnpass.plan import IOPlan
 
-__all__ = ["check_folded", "model_keys"]
+__all__ = ["check_folded", "plain_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +64,14 @@ def _state_dicts(path: Path) -> dict[tuple[str, ...], dict[str, Any]]:
         checkpoint.close()
 
 
-def _plain_model(
+def plain_model(
     model_py: Path, factory: str | None, plan: IOPlan | None = None
 ) -> tuple[Any, tuple[Any, ...]]:
-    """The ``model.py``'s model, weight norm folded out, in eval mode, and its inputs.
-    ``plan``: as :func:`~wnpass.fx.loading.load_model_py`'s (the modules it imports are read)."""
+    """The ``model.py``'s model, weight norm folded out, in eval mode, and its inputs. Its
+    state dict's keys (``conv.weight``) are the model's word that a legacy pair of one element
+    per unit, which its names alone leave in doubt, is a pair (:mod:`wnpass.checkpoint.pairs`).
+    ``plan``: as :func:`~wnpass.fx.loading.load_model_py`'s (the files the model.py's code
+    reads are read by the run); given on the run's first load, before anything is written."""
     from wnpass.fx.fold import fold_weight_norm
     from wnpass.fx.loading import load_model_py
 
@@ -80,16 +83,6 @@ def _plain_model(
         )
     fold_weight_norm(model)
     return model.eval(), inputs
-
-
-def model_keys(model_py: Path, factory: str | None, plan: IOPlan | None = None) -> frozenset[str]:
-    """The keys of the ``model.py``'s model's state dict, weight norm folded out (its plain
-    weights: ``conv.weight``): the model's word that a legacy pair of one element per unit,
-    which its names alone leave in doubt, is a pair (:mod:`wnpass.checkpoint.pairs`).
-    ``plan``: the run's, checked again with the modules the model.py imports as read; this
-    is the run's first load of the model.py, before anything is written."""
-    model, _ = _plain_model(model_py, factory, plan)
-    return frozenset(model.state_dict())
 
 
 def _outputs(value: Any, name: str = "output") -> Iterator[tuple[str, Any]]:
@@ -153,6 +146,7 @@ def check_folded(
     *,
     rtol: float | None = None,
     atol: float | None = None,
+    plain: tuple[Any, tuple[Any, ...]] | None = None,
 ) -> ModelCheckReport:
     """Compare the model with ``folded`` loaded against the weight-normed model with
     ``original`` loaded (module docstring), for every state dict that holds a folded pair
@@ -160,10 +154,11 @@ def check_folded(
     folded pairs (a plain copy beside the weight-normed one) proves nothing about the fold and
     is not compared, nor is one the model does not load (a discriminator beside the generator,
     with layer names in common); where no state dict is left to compare, the check says so and
-    fails, or, when the only candidates do not fit the model, says how (InvalidArgumentError)."""
+    fails, or, when the only candidates do not fit the model, says how (InvalidArgumentError).
+    ``plain``: :func:`plain_model`'s result, when the caller has built it already."""
     model_py = Path(model_py)
     report = ModelCheckReport(str(model_py))
-    candidate, inputs = _plain_model(model_py, factory)
+    candidate, inputs = plain if plain is not None else plain_model(model_py, factory)
     model_shapes = {key: tuple(value.shape) for key, value in candidate.state_dict().items()}
     groups: dict[tuple[str, ...], tuple[Group, list[Pair]]] = {}
     for group, pair, pair_report in found:
@@ -194,7 +189,7 @@ def check_folded(
     original_dicts = _state_dicts(original)
     for i, (group, pairs) in enumerate(checked):
         if i:  # the candidate holds the last state dict's weights: a fresh one for this one
-            candidate, _ = _plain_model(model_py, factory)
+            candidate, _ = plain_model(model_py, factory)
         reference = _reference(model_py, factory, pairs, original_dicts[group.path])
         rows = _compare(
             model_py, reference, candidate, inputs, folded_dicts[group.path], rtol, atol
@@ -228,7 +223,7 @@ def _reference(
 
     from wnpass.fx.state import load_state_dict_any
 
-    reference, _ = _plain_model(model_py, factory)
+    reference, _ = plain_model(model_py, factory)
     normed: set[tuple[int, str]] = set()  # (module, weight) given weight norm
     for pair in pairs:
         module_name, _, leaf = pair.weight.rpartition(".")
