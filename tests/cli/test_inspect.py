@@ -280,3 +280,35 @@ def test_each_model_is_freed_before_the_next_is_read(
         gc.enable()
     assert alive_at_load == [0, 0, 0]
     assert gc.get_freeze_count() == frozen  # what the command froze, it unfroze
+
+
+def test_a_folder_stands_for_the_onnx_files_under_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    left, done, _ = _folder(tmp_path)  # and a checkpoint, which a folder does not pick up
+    nested = tmp_path / "sub" / "deeper"
+    nested.mkdir(parents=True)
+    deep = _save(nested, "deep.onnx", onnx_model(WN, v=rand(3, 4), g=rand(3, 1)))
+    hidden = tmp_path / ".cache"
+    hidden.mkdir()
+    _save(hidden, "skipped.onnx", onnx_model(WN, v=rand(3, 4), g=rand(3, 1)))
+    (tmp_path / "loop").symlink_to(tmp_path)  # a link to a folder: not followed
+    capsys.readouterr()
+    assert main(["--quiet", "inspect", str(tmp_path), "--strict"]) == 1
+    out = capsys.readouterr().out
+    named = [line.split(": ")[0] for line in out.splitlines() if not line.startswith("STRICT")]
+    assert named == [str(done), str(left), str(deep)]  # in path order, each once
+    assert out.rstrip().endswith("STRICT: 2 of 3 models left to fold")
+    assert main(["fold", str(left), "--in-place"]) == main(["fold", str(deep), "--in-place"]) == 0
+    assert main(["--quiet", "inspect", str(tmp_path), str(done), "--strict"]) == 0
+
+
+def test_a_folder_with_no_onnx_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "weights.pt").write_bytes(b"")
+    assert main(["inspect", str(tmp_path / "models"), "--strict"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"wnpass: error: {tmp_path / 'models'}: a folder with no .onnx file in it"
+    )

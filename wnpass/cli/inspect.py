@@ -2,8 +2,8 @@
 model.py; changes nothing (with ``--json``, writes only the report).
 
 Several ONNX files and checkpoints are inspected in turn by one process, so that a pipeline
-guarding a folder pays the start-up once; with ``--strict`` the exit code is 1 when any of them
-is left to fold.
+guarding a folder pays the start-up once (a folder stands for the ``.onnx`` files under it);
+with ``--strict`` the exit code is 1 when any of them is left to fold.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         nargs="+",
         metavar="MODEL",
-        help="an .onnx file, a model.py or a checkpoint; several .onnx files and checkpoints "
-        "are inspected in turn",
+        help="an .onnx file, a model.py, a checkpoint, or a folder (its .onnx files, at any "
+        "depth); several .onnx files and checkpoints are inspected in turn",
     )
     parser.add_argument(
         "--factory", metavar="NAME", help="model.py: the factory function (default build_model)"
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     """List the weight-norm sites of ONNX models, checkpoints or a model.py; changes nothing."""
     from wnpass.cli import checkpoint
 
-    models: list[Path] = args.model
+    models = _expanded(args.model)
     plan = IOPlan()
     if args.json:
         plan.write(args.json, "json_path")
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     if onnx_files:
         readahead.start(onnx_files[0])  # while onnx is imported
         defer_sympy()  # inspecting an ONNX model never needs it
-    several = len(models) > 1
+    several = len(models) > 1 or any(model.is_dir() for model in args.model)
     reports: list[dict[str, Any]] = []
     left: list[Path] = []
     with _one_model_at_a_time() as release:
@@ -105,6 +106,34 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     if left and several:
         out.summary(f"STRICT: {len(left)} of {len(models)} models left to fold")
     return 1 if left else 0
+
+
+def _expanded(models: list[Path]) -> list[Path]:
+    """The MODEL arguments with each folder replaced by the ``.onnx`` files under it, at any
+    depth, in path order; each path once.
+
+    Hidden files and folders (a name starting with ".", as wnpass's own staging does) are
+    skipped, and links to folders are not followed (no loops, nothing outside the folder by
+    way of a link). Checkpoints are not picked up: a sharded one is read through its index, not
+    shard by shard, so checkpoints are named one by one.
+    """
+    paths: list[Path] = []
+    for model in models:
+        if not model.is_dir():
+            paths.append(model)
+            continue
+        found = []
+        for folder, folders, files in os.walk(model):
+            folders[:] = [name for name in folders if not name.startswith(".")]
+            found += [
+                Path(folder, name)
+                for name in files
+                if name.endswith(".onnx") and not name.startswith(".")
+            ]
+        if not found:
+            raise UsageError(f"{model}: a folder with no .onnx file in it")
+        paths += sorted(found)
+    return list(dict.fromkeys(paths))
 
 
 @contextlib.contextmanager
