@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 
 from wnpass.verify.compare import OutputComparison, compare_outputs, nothing_compared
 
@@ -182,3 +183,43 @@ def test_the_scaled_error_of_an_integer_output_is_computed() -> None:
     low = np.array([np.iinfo(np.int64).min], np.int64)  # its magnitude is no int64
     row = compare_outputs(["j"], [low], ["j"], [low + 1])[0]
     assert (row.max_abs, row.scale) == (1.0, 2.0**63)
+
+
+def test_a_sequence_whose_first_item_fails_reports_the_tolerance_used() -> None:
+    """A failed comparison is falsy: the first item's failing must not make the sequence
+    read as exact, with no tolerance and no item dtype."""
+    ref = [np.array([1.0, 2.0], np.float32), np.array([3.0], np.float32)]
+    cand = [np.array([1.0, 9.0], np.float32), np.array([3.0], np.float32)]
+    row = compare_outputs(["s"], [ref], ["s"], [cand])[0]
+    assert not row.passed and row.outside == 1
+    assert (row.dtype, row.rtol, row.atol, row.exact) == ("sequence<float32>", 1e-4, 1e-5, False)
+    ints = [np.array([1, 2], np.int64)]
+    row = compare_outputs(["i"], [ints], ["i"], [[ints[0] + 1]])[0]
+    assert (row.dtype, row.exact) == ("sequence<int64>", True)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_a_difference_beyond_float64_between_finite_values_is_outside(dtype: type) -> None:
+    """1.7e308 against -1.7e308: |c - r| overflows to Inf, and so does rtol * |r| for
+    rtol 1.5; Inf > Inf is false, which passed the element."""
+    big = np.finfo(np.float64).max * 0.95
+    ref: np.ndarray = np.array([big, 1.0], dtype)
+    cand: np.ndarray = np.array([-big, 1.0], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning reaches the user
+        row = compare_outputs(["y"], [ref], ["y"], [cand], rtol=1.5, atol=0.0)[0]
+        wide = compare_outputs(["y"], [ref], ["y"], [cand], rtol=2.5, atol=0.0)[0]
+    assert not row.passed and row.outside == 1 and row.max_abs == np.inf
+    assert wide.passed  # |c - r| = 2|r| < 2.5|r|: truly within, and still found so
+
+
+def test_a_complex_part_beyond_float64_beside_a_nan_part_is_outside() -> None:
+    """An element NaN in one part in both has its other part compared within tolerance:
+    there too a difference that overflows is no match."""
+    big = np.finfo(np.float64).max * 0.95
+    ref = np.array([complex(big, np.nan)], np.complex128)
+    cand = np.array([complex(-big, np.nan)], np.complex128)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        row = compare_outputs(["y"], [ref], ["y"], [cand], rtol=1.5, atol=0.0)[0]
+    assert not row.passed and row.outside == 1

@@ -164,17 +164,37 @@ def _compare(
     if unlike:
         result.problem = "NaN/Inf in different places"
     result.outside = unlike
-    error = np.abs(ref64[both] - cand64[both])
-    reference = np.abs(ref64[both])
+    with np.errstate(over="ignore"):  # float64's extremes: see _outside
+        error = np.abs(ref64[both] - cand64[both])
+        reference = np.abs(ref64[both])
     if error.size:  # the error sizes are over the elements finite in both
-        result.max_abs = float(error.max())
-        result.max_rel = float((error / np.maximum(reference, np.finfo(np.float64).tiny)).max())
+        result.max_abs = float(error.max())  # Inf where a difference is beyond float64
+        with np.errstate(over="ignore"):
+            rel = error / np.maximum(reference, np.finfo(np.float64).tiny)
+        result.max_rel = float(rel.max())
         result.scale = float(reference.max())
         result.max_scaled = _scaled(result.max_abs, result.scale)
-        result.outside += int(np.count_nonzero(error > a + r * reference))
+        result.outside += int(np.count_nonzero(_outside(ref64[both], cand64[both], r, a)))
     elif result.problem is None:  # NaN/Inf alike in both, and nothing else
         result.uncompared = "every element is NaN or Inf in both"
     return result
+
+
+def _outside(ref: np.ndarray, cand: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+    """Where ``|cand - ref| > atol + rtol * |ref|`` (meaningful where both are finite), exactly
+    where float64 overflows: the difference of two finite values near its largest (1.7e308
+    and -1.7e308), or the tolerance, can be Inf. Those elements are compared again in
+    quarters (exact for numbers that large), in which neither side overflows, unless the
+    tolerance is beyond 4 times the largest float64, and then beyond any such difference."""
+    with np.errstate(over="ignore", invalid="ignore"):  # invalid: 0 * Inf, Inf - Inf
+        error = np.abs(cand - ref)
+        tolerance = atol + rtol * np.abs(ref)
+        outside = error > tolerance
+        over = ~np.isfinite(error) | ~np.isfinite(tolerance)
+        if over.any():
+            r4, c4 = ref[over] / 4, cand[over] / 4
+            outside[over] = np.abs(c4 - r4) > atol / 4 + rtol * np.abs(r4)
+    return outside
 
 
 def _alike(ref: np.ndarray, cand: np.ndarray, rtol: float, atol: float) -> np.ndarray:
@@ -185,8 +205,7 @@ def _alike(ref: np.ndarray, cand: np.ndarray, rtol: float, atol: float) -> np.nd
         return (np.isnan(ref) & np.isnan(cand)) | (np.isinf(ref) & (ref == cand))
 
     def same(r: np.ndarray, c: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore"):  # inf - inf where both are infinite
-            close = np.isfinite(r) & np.isfinite(c) & (np.abs(r - c) <= atol + rtol * np.abs(r))
+        close = np.isfinite(r) & np.isfinite(c) & ~_outside(r, c, rtol, atol)
         return (np.isnan(r) & np.isnan(c)) | (np.isinf(r) & (r == c)) | close
 
     return same(ref.real, cand.real) & same(ref.imag, cand.imag)
@@ -212,15 +231,16 @@ def _compare_sequences(
     """A sequence output, item by item, as one comparison: the worst of its items."""
     pairs = enumerate(zip(ref, cand, strict=False))  # a length mismatch is reported below
     items = [_compare(f"{name}[{i}]", r, c, rtol, atol) for i, (r, c) in pairs]
+    # the items are of one type; a comparison is falsy when it failed, so "is not None"
     first = items[0] if items else None
     result = OutputComparison(
         name,
         [len(ref)],
-        f"sequence<{first.dtype}>" if first else "sequence",
-        first.rtol if first else None,
-        first.atol if first else None,
+        f"sequence<{first.dtype}>" if first is not None else "sequence",
+        first.rtol if first is not None else None,
+        first.atol if first is not None else None,
         total=sum(item.total for item in items),
-        numeric=first.numeric if first else True,
+        numeric=first.numeric if first is not None else True,
     )
     if len(ref) != len(cand):
         result.problem = f"{len(cand)} items != reference {len(ref)}"
