@@ -160,3 +160,44 @@ def test_a_model_with_a_map_type_is_refused_when_read(
     assert _check(str(path), str(path)) == 2
     (line,) = capfd.readouterr().err.splitlines()
     assert line.startswith(f"wnpass: error: {path}: 'y' has a map type")
+
+
+SHARED = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[N] x, float[N] z) => (float[N] y) { y = Add(x, z) }
+"""
+
+
+def test_inputs_that_disagree_on_a_shared_dimension_blame_the_inputs_file(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "shared.onnx"
+    onnx.save(onnx_model(SHARED), path)
+    npz = tmp_path / "bad.npz"
+    np.savez(npz, x=np.ones(3, np.float32), z=np.ones(4, np.float32))
+    assert _check(str(path), str(path), "--inputs", str(npz)) == 2
+    (line,) = capfd.readouterr().err.splitlines()
+    assert line == f"wnpass: error: --inputs {npz}: z[0] = 4 but x[0] = 3, and both are N"
+
+
+def test_an_input_given_twice_with_shape_is_refused(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "shared.onnx"
+    onnx.save(onnx_model(SHARED), path)
+    assert _check(str(path), str(path), "--shape", "x=3", "--shape", "x=5") == 2
+    (line,) = capfd.readouterr().err.splitlines()
+    assert line == "wnpass: error: --shape 'x=5': x is given twice; give each input once"
+
+
+def test_a_sequence_input_is_refused_in_one_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (seq(float[2]) s) => (float[2] y) { y = SequenceAt(s, i) }
+    """
+    onnx.save(onnx_model(text, i=np.array(0, np.int64)), path := tmp_path / "seq.onnx")
+    assert _check(str(path), str(path)) == 2
+    (line,) = capfd.readouterr().err.splitlines()
+    assert "input 's' is of type seq(tensor(float)): wnpass feeds tensor inputs only" in line

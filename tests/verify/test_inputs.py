@@ -219,3 +219,45 @@ def test_a_string_input_is_read_as_onnx_runtime_takes_it(tmp_path: Path) -> None
     pickled = {"x": np.array(["a", "b"], object)}
     with pytest.raises(InvalidArgumentError, match="object array needs pickle, which is never run"):
         inputs.load_npz(_npz(tmp_path / "o.npz", pickled), spec)
+
+
+def test_an_inputs_file_that_disagrees_on_a_symbol_is_refused(tmp_path: Path) -> None:
+    """x[B, K] by w[K, 4] with x's K 5 and w's 6: the inputs file is to blame, as --shape is
+    for shapes that disagree, before anything runs (ONNX Runtime's error named the model)."""
+    matmul = inputs.signature(ir.serde.deserialize_model(onnx_model(MATMUL)))
+    arrays = {"x": np.zeros((1, 5), np.float32), "m": np.zeros(3, np.float32)}
+    path = _npz(tmp_path / "in.npz", {**arrays, "w": np.zeros((6, 4), np.float32)})
+    with pytest.raises(InvalidArgumentError) as raised:
+        inputs.load_npz(path, matmul)
+    assert raised.value.parameter == "inputs"
+    assert str(raised.value) == f"inputs {path}: w[0] = 6 but x[1] = 5, and both are K"
+    path = _npz(tmp_path / "ok.npz", {**arrays, "w": np.zeros((5, 4), np.float32)})
+    assert inputs.load_npz(path, matmul)["w"].shape == (5, 4)
+
+
+def test_a_sequence_input_is_refused_not_fed_a_tensor(tmp_path: Path) -> None:
+    """ONNX Runtime takes a list for it, which wnpass neither synthesizes nor reads from an
+    .npz: a tensor synthesized for it failed in ONNX Runtime, blamed on the model."""
+    model = ir.serde.deserialize_model(
+        onnx_model(
+            """
+            <ir_version: 8, opset_import: ["" : 17]>
+            agraph (seq(float[2]) s, float[2] x) => (float[2] y) { y = SequenceAt(s, i) }
+            """,
+            i=np.array(0, np.int64),
+        )
+    )
+    with pytest.raises(UsageError) as raised:
+        inputs.signature(model, tmp_path / "m.onnx")
+    assert str(raised.value) == (
+        f"{tmp_path / 'm.onnx'}: input 's' is of type seq(tensor(float)): wnpass feeds tensor "
+        "inputs only, synthesized or from an inputs file, and cannot make this one"
+    )
+
+
+def test_an_input_given_twice_in_shapes_is_refused() -> None:
+    """--shape x=3 --shape x=5 used 5 without a word: which one was meant is not known."""
+    assert inputs.parse_shapes(["x=3", "y=5"]) == {"x": [3], "y": [5]}
+    with pytest.raises(InvalidArgumentError) as raised:
+        inputs.parse_shapes(["x=3", "x=5"])
+    assert str(raised.value) == "shapes 'x=5': x is given twice; give each input once"

@@ -52,14 +52,23 @@ class InputSpec:
     shape: list[int | str | None]
 
 
-def signature(model: ir.Model) -> list[InputSpec]:
-    """The model's real inputs (initializers listed as inputs are not fed)."""
+def signature(model: ir.Model, where: Path | None = None) -> list[InputSpec]:
+    """The model's real inputs (initializers listed as inputs are not fed); each must be a
+    tensor. ``where``: the model's file, which errors name."""
+    at = f"{where}: " if where is not None else ""
     specs = []
     for value in model.graph.inputs:
         if value.is_initializer():
             continue
+        if value.type is not None and not isinstance(value.type, ir.TensorType):
+            # a sequence or an optional: ONNX Runtime takes a list or None for it, which
+            # wnpass neither synthesizes nor reads from an .npz (it holds arrays only)
+            raise UsageError(
+                f"{at}input {value.name!r} is of type {_type_name(value.type)}: wnpass feeds "
+                "tensor inputs only, synthesized or from an inputs file, and cannot make this one"
+            )
         if value.dtype is None or value.shape is None:
-            raise UsageError(f"input {value.name!r} has no tensor type and shape in the model")
+            raise UsageError(f"{at}input {value.name!r} has no tensor type and shape in the model")
         if value.dtype in PACKED_TYPES:
             raise UsageError(
                 f"input {value.name!r} is {value.dtype.name.lower()}: ONNX Runtime's Python API "
@@ -68,6 +77,18 @@ def signature(model: ir.Model) -> list[InputSpec]:
         dims = [d if isinstance(d, int) else (d.value if d.value else None) for d in value.shape]
         specs.append(InputSpec(value.name or "", value.dtype, dims))
     return specs
+
+
+def _type_name(type_: ir.TypeProtocol) -> str:
+    """A value's type as ONNX spells it: ``seq(tensor(float))``, ``optional(tensor(int64))``."""
+    if isinstance(type_, ir.TensorType):
+        return f"tensor({type_.dtype.name.lower()})"
+    inner = getattr(type_, "elem_type", None)
+    if isinstance(type_, ir.SequenceType) and inner is not None:
+        return f"seq({_type_name(inner)})"
+    if isinstance(type_, ir.OptionalType) and inner is not None:
+        return f"optional({_type_name(inner)})"
+    return type(type_).__name__
 
 
 def require_same_inputs(
@@ -88,13 +109,18 @@ def require_same_inputs(
 
 
 def parse_shapes(items: list[str] | None) -> dict[str, list[int]]:
-    """``["x=1,80,200", ...]`` -> ``{"x": [1, 80, 200]}``, with one clear error per mistake."""
+    """``["x=1,80,200", ...]`` -> ``{"x": [1, 80, 200]}``, with one clear error per mistake
+    (an input given twice is one: which size was meant is not known)."""
     shapes: dict[str, list[int]] = {}
     for item in items or []:
         match = re.fullmatch(r"([^=]+)=(\d+(?:[,x]\d+)*)", item.strip())
         if match is None:
             raise InvalidArgumentError(
                 f"{item!r}: expected NAME=DIMS, e.g. mel=1,80,200", parameter="shapes"
+            )
+        if match[1] in shapes:
+            raise InvalidArgumentError(
+                f"{item!r}: {match[1]} is given twice; give each input once", parameter="shapes"
             )
         shapes[match[1]] = [int(d) for d in re.split(r"[,x]", match[2])]
     return shapes
@@ -104,16 +130,18 @@ class _Sizes:
     """One size per symbolic dimension, across every input: ``[B, K]`` by ``[K, 4]`` only runs
     when both ``K`` are the same. A symbol takes its size from the first shape that fixes it."""
 
-    def __init__(self) -> None:
+    def __init__(self, parameter: str = "shapes", prefix: str = "") -> None:
+        """``parameter``: what a disagreement is blamed on; ``prefix`` starts its message."""
         self._sizes: dict[str, tuple[int, str]] = {}  # symbol -> (size, the axis it came from)
+        self._parameter, self._prefix = parameter, prefix
 
     def bind(self, symbol: str, size: int, where: str) -> None:
         """``where`` (e.g. ``x[1]``) is given ``size`` for ``symbol``: it must agree."""
         if symbol in self._sizes and self._sizes[symbol][0] != size:
             bound, other = self._sizes[symbol]
             raise InvalidArgumentError(
-                f"{where} = {size} but {other} = {bound}, and both are {symbol}",
-                parameter="shapes",
+                f"{self._prefix}{where} = {size} but {other} = {bound}, and both are {symbol}",
+                parameter=self._parameter,
             )
         self._sizes.setdefault(symbol, (size, where))
 
@@ -266,6 +294,8 @@ def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
         raise InvalidArgumentError(f"{path}: no such file", parameter="inputs") from None
     except OSError as error:
         raise InvalidArgumentError(f"{path}: {error.strerror}", parameter="inputs") from None
+    except ValueError:  # a NUL byte in the name
+        raise InvalidArgumentError(f"{path}: contains a NUL byte", parameter="inputs") from None
     if not stat.S_ISREG(mode):  # a FIFO would block the read, a device never end it
         raise InvalidArgumentError(f"{path}: is {kind_of(mode)}; refused", parameter="inputs")
     try:
@@ -301,4 +331,9 @@ def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
                 f"{[d if isinstance(d, int) else '?' for d in spec.shape]}",
                 parameter="inputs",
             )
+    sizes = _Sizes("inputs", f"{path}: ")  # a symbol has one size in every input naming it
+    for spec in specs:
+        for axis, dim in enumerate(spec.shape):
+            if isinstance(dim, str):
+                sizes.bind(dim, feeds[spec.name].shape[axis], f"{spec.name}[{axis}]")
     return feeds
