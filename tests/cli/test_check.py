@@ -201,3 +201,24 @@ def test_a_sequence_input_is_refused_in_one_line(
     assert _check(str(path), str(path)) == 2
     (line,) = capfd.readouterr().err.splitlines()
     assert "input 's' is of type seq(tensor(float)): wnpass feeds tensor inputs only" in line
+
+
+@pytest.mark.parametrize("threads", ["0", "1025", "2147483647", "2147483648"])
+def test_threads_out_of_range_are_refused_naming_the_flag(
+    threads: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    a = _scale(tmp_path, "a", 1.0)
+    assert _check(a, a, "--threads", threads) == 2
+    (line,) = capfd.readouterr().err.splitlines()
+    assert line == f"wnpass: error: --threads {threads}: must be a whole number from 1 to 1024"
+
+
+def test_a_json_path_ending_in_a_slash_names_a_folder(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Path('out/') is Path('out'): a file named out was written for a folder."""
+    a = _scale(tmp_path, "a", 1.0)
+    assert _check(a, a, "--json", f"{tmp_path / 'out'}/") == 2
+    (line,) = capfd.readouterr().err.splitlines()
+    assert "--json" in line and "out/: names a folder, not a file" in line
+    assert not (tmp_path / "out").exists()

@@ -14,6 +14,7 @@ from wnpass import fold_onnx
 from wnpass.errors import InvalidArgumentError
 from wnpass.verify import providers
 from wnpass.verify.check import check
+from wnpass.verify.options import CheckOptions
 from wnpass.verify.report import comparison_rows
 
 WN_MODEL = """
@@ -355,3 +356,29 @@ def test_a_float8_input_is_fed_as_its_bits(tmp_path: Path) -> None:
     np.savez(tmp_path / "x.npz", x=bits)
     report = check(*paths, inputs=tmp_path / "x.npz", runs=1, warmup=0)
     assert not report and report.runs[0].comparisons[0].max_abs == 2.0
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"inputs": 1}, "inputs must be a path (a str or os.PathLike), not int"),
+        ({"optimizations": ()}, "optimizations is empty: give at least one of default, disabled"),
+        ({"providers": "cpu"}, "providers 'cpu': must be a list of names, not str"),
+        ({"progress": 3}, "progress must be a function (label, done, total) or None, not int"),
+        ({"options": {"runs": 1}}, "options must be a CheckOptions, not dict"),
+        (
+            {"options": CheckOptions(), "runs": 3},
+            "options and runs cannot be combined: options holds every check option",
+        ),
+        ({"plan": "plan"}, "plan must be an IOPlan or None, not str"),
+        ({"reference_model": 1}, "reference_model must be an onnx_ir.Model or None, not int"),
+    ],
+)
+def test_every_parameter_of_check_is_validated_first(
+    pair: tuple[Path, Path], given: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError) as raised:
+        check(*pair, **given)  # type: ignore[arg-type]
+    assert str(raised.value) == message
+    with pytest.raises(InvalidArgumentError, match=r"^candidate must be a path"):
+        check(pair[0], 1)  # type: ignore[arg-type]

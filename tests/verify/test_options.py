@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 from typing import SupportsFloat
 
 import numpy as np
 import pytest
 
 from wnpass.errors import InvalidArgumentError
-from wnpass.verify.options import CheckOptions, as_tolerance, check_tolerance
+from wnpass.verify.options import MAX_THREADS, CheckOptions, as_tolerance, check_tolerance
 
 
 @pytest.mark.parametrize(
@@ -62,3 +63,48 @@ def test_counts_and_dimensions_of_numpy_integer_types_are_whole_numbers() -> Non
     for bad in (np.bool_(True), True, 2.0):
         with pytest.raises(InvalidArgumentError, match=r"^runs .*: must be a whole number >= 1"):
             CheckOptions(runs=bad).validate()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("threads", [0, MAX_THREADS + 1, 2**31 - 1, 2**31])
+def test_threads_beyond_the_documented_range_are_refused(threads: int) -> None:
+    """2**31 was a TypeError out of ONNX Runtime, 2**31 - 1 its std::bad_alloc blamed on the
+    model; every count is checked against the documented range first."""
+    with pytest.raises(InvalidArgumentError) as raised:
+        CheckOptions(threads=threads).validate()
+    assert raised.value.parameter == "threads"
+    assert str(raised.value) == f"threads {threads}: must be a whole number from 1 to 1024"
+    assert CheckOptions(threads=MAX_THREADS).validate().threads == MAX_THREADS
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"optimizations": ()}, "optimizations is empty: give at least one of default, disabled"),
+        ({"optimizations": "default"}, "optimizations 'default': must be a list of names, not str"),
+        ({"optimizations": ["default", "default"]}, "optimizations 'default': given twice"),
+        ({"providers": "cpu"}, "providers 'cpu': must be a list of names, not str"),
+        ({"providers": []}, "providers is empty: give at least one"),
+        ({"providers": ["cpu", "cpu"]}, "providers 'cpu': given twice"),
+        (
+            {"shapes": [("x", [2])]},
+            "shapes must be a dict of input name to dimensions, not list",
+        ),
+        ({"shapes": {1: [2]}}, "shapes 1: an input name must be a str, not int"),
+        ({"shapes": {"x": 2}}, "shapes x=2: every dimension must be a whole number >= 1"),
+        ({"inputs": 1}, "inputs must be a path (a str or os.PathLike), not int"),
+        ({"inputs": b"x.npz"}, "inputs must be a path (a str or os.PathLike), not bytes"),
+    ],
+)
+def test_every_option_of_a_wrong_kind_is_one_line_naming_it(
+    given: dict[str, object], message: str
+) -> None:
+    """A str read as its letters ('c': unknown), an empty list that ran nothing and failed
+    without a reason, a list of pairs for a dict (AttributeError), an int for a path
+    (TypeError): each is a WnpassError naming the parameter."""
+    with pytest.raises(InvalidArgumentError) as raised:
+        CheckOptions(**given).validate()  # type: ignore[arg-type]
+    assert str(raised.value) == message
+
+
+def test_an_inputs_path_given_as_a_str_is_a_path() -> None:
+    assert CheckOptions(inputs="in.npz").validate().inputs == Path("in.npz")  # type: ignore[arg-type]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from wnpass.errors import UsageError, WnpassError
+from wnpass.errors import UsageError, WnpassError, printable
 from wnpass.plan import IOPlan
-from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
+from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, MAX_THREADS, CheckOptions
 
 __all__ = [
     "FLAGS",
@@ -21,6 +22,7 @@ __all__ = [
     "add_selection_arguments",
     "blamed_on",
     "check_options",
+    "file_path",
     "flags_for",
     "given_check_flags",
     "load_model",
@@ -63,10 +65,18 @@ def flags_for(args: argparse.Namespace) -> dict[str, str]:
     return flags
 
 
+def file_path(text: str) -> Path:
+    """A file to write, as argparse takes it: a name that ends in a slash names a folder
+    (``Path`` would drop the slash, and a file of the folder's name be written)."""
+    if text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(f"{printable(text)}: names a folder, not a file")
+    return Path(text)
+
+
 def add_json_option(
     parser: argparse.ArgumentParser, help: str = "also write the report as JSON"
 ) -> None:
-    parser.add_argument("--json", type=Path, metavar="FILE", help=help)
+    parser.add_argument("--json", type=file_path, metavar="FILE", help=help)
 
 
 def add_model_py_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,7 +150,11 @@ def add_check_options(parser: argparse.ArgumentParser, *, inputs: bool = True) -
     # (given_check_flags); check_options fills in the library's defaults
     group.add_argument("--runs", type=int, help=f"timed runs per model (default {DEFAULT_RUNS})")
     group.add_argument("--warmup", type=int, help=f"untimed runs first (default {DEFAULT_WARMUP})")
-    group.add_argument("--threads", type=int, help="intra-op threads (default: ONNX Runtime's)")
+    group.add_argument(
+        "--threads",
+        type=int,
+        help=f"intra-op threads, 1 to {MAX_THREADS} (default: ONNX Runtime's)",
+    )
     if inputs:
         group.add_argument(
             "--optimization",

@@ -19,12 +19,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import onnx_ir as ir
 
+from wnpass.errors import InvalidArgumentError
 from wnpass.onnx import io
 from wnpass.plan import IOPlan
 from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
 from wnpass.verify.compare import compare_outputs
-from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
+from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions, as_path
 from wnpass.verify.report import CheckReport, LatencyStats, ProviderRun
 
 __all__ = ["DEFAULT_RUNS", "DEFAULT_WARMUP", "CheckOptions", "check", "latency_stats"]
@@ -81,6 +82,56 @@ def _feeds(
     return feeds, [f"inputs synthesized (seed {inputs_mod.SEED})", *notes]
 
 
+# The check options check() takes one by one, and the value each has when not given.
+_OPTION_DEFAULTS: dict[str, object] = {
+    "providers": None,
+    "shapes": None,
+    "inputs": None,
+    "rtol": None,
+    "atol": None,
+    "runs": DEFAULT_RUNS,
+    "warmup": DEFAULT_WARMUP,
+    "threads": None,
+    "optimizations": ("default",),
+}
+
+
+def _is_default(name: str, value: object) -> bool:
+    default = _OPTION_DEFAULTS[name]
+    if value is default:
+        return True
+    if isinstance(value, list | tuple) and isinstance(default, tuple):
+        value = tuple(value)
+    try:
+        return bool(value == default)
+    except Exception:  # an array, say: not the default
+        return False
+
+
+def _options(options: object, given: dict[str, Any]) -> CheckOptions:
+    """The check's options, validated: ``options`` where given (then no option may be given
+    one by one too: it would be ignored), else those given one by one."""
+    if options is None:
+        return CheckOptions(**given).validate()
+    if not isinstance(options, CheckOptions):
+        raise InvalidArgumentError(
+            f"must be a CheckOptions, not {type(options).__name__}", parameter="options"
+        )
+    if also := next((name for name, v in given.items() if not _is_default(name, v)), None):
+        raise InvalidArgumentError(
+            f"and {also} cannot be combined: options holds every check option",
+            parameter="options",
+        )
+    return options.validate()
+
+
+def _require(name: str, value: object, kind: type, what: str) -> None:
+    if value is not None and not isinstance(value, kind):
+        raise InvalidArgumentError(
+            f"must be {what} or None, not {type(value).__name__}", parameter=name
+        )
+
+
 def check(
     reference: str | os.PathLike[str],
     candidate: str | os.PathLike[str],
@@ -102,26 +153,33 @@ def check(
     """Compare ``candidate`` with ``reference`` on each provider; see the module docstring.
 
     ``providers`` are short names (``"cpu"``, ``"cuda"``); by default every one available.
-    Every option is validated first (:class:`CheckOptions`); a bad one raises
-    ``InvalidArgumentError`` naming the parameter. ``options`` gives them all at once instead.
-    ``plan``: the caller's plan (its report file); the models and the inputs file are recorded
-    in it as read, and it is checked before anything runs. ``reference_model``: the reference,
-    loaded already (its inputs are read from it instead of the file).
+    Every parameter is validated first (the options by :class:`CheckOptions`); a bad one
+    raises ``InvalidArgumentError`` naming it. ``options`` gives the check options all at once
+    instead (then none may be given one by one). ``plan``: the caller's plan (its report
+    file); the models and the inputs file are recorded in it as read, and it is checked before
+    anything runs. ``reference_model``: the reference, loaded already (its inputs are read from
+    it instead of the file).
     """
-    if options is None:
-        options = CheckOptions(
-            providers,
-            shapes,
-            Path(inputs) if inputs is not None else None,
-            rtol,
-            atol,
-            runs,
-            warmup,
-            threads,
-            tuple(optimizations),
+    given = {
+        "providers": providers,
+        "shapes": shapes,
+        "inputs": inputs,
+        "rtol": rtol,
+        "atol": atol,
+        "runs": runs,
+        "warmup": warmup,
+        "threads": threads,
+        "optimizations": optimizations,
+    }
+    options = _options(options, given)
+    reference, candidate = as_path("reference", reference), as_path("candidate", candidate)
+    if progress is not None and not callable(progress):
+        raise InvalidArgumentError(
+            f"must be a function (label, done, total) or None, not {type(progress).__name__}",
+            parameter="progress",
         )
-    options.validate()
-    reference, candidate = Path(reference), Path(candidate)
+    _require("plan", plan, IOPlan, "an IOPlan")
+    _require("reference_model", reference_model, ir.Model, "an onnx_ir.Model")
     if reference_model is None:
         reference_model = io.load(reference, plan)
     specs = inputs_mod.signature(reference_model)

@@ -3,8 +3,10 @@
 ``check``, ``fold_onnx(verify=...)`` and ``export(verify=True)`` take the same options; each
 is checked here and a bad one raises :class:`~wnpass.errors.InvalidArgumentError` naming the
 parameter (the CLI says the flag): tolerances finite and non-negative, ``runs >= 1``,
-``warmup >= 0``, ``threads >= 1``, known optimization levels, providers that exist in this
-onnxruntime build, and ``shapes`` or ``inputs`` (never both) that fit the model's inputs.
+``warmup >= 0``, ``threads`` from 1 to ``MAX_THREADS``, one or more known optimization levels
+and providers (each a sequence of names, never a bare string; providers must exist in this
+onnxruntime build), ``shapes`` a dict of input name to dimensions, ``inputs`` a path, and
+``shapes`` or ``inputs`` (never both) that fit the model's inputs.
 """
 
 from __future__ import annotations
@@ -13,17 +15,30 @@ import contextlib
 import dataclasses
 import math
 import numbers
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import SupportsFloat
 
 from wnpass.errors import InvalidArgumentError
 
-__all__ = ["DEFAULT_RUNS", "DEFAULT_WARMUP", "CheckOptions", "as_tolerance", "check_tolerance"]
+__all__ = [
+    "DEFAULT_RUNS",
+    "DEFAULT_WARMUP",
+    "MAX_THREADS",
+    "CheckOptions",
+    "as_path",
+    "as_tolerance",
+    "check_tolerance",
+]
 
 DEFAULT_RUNS = 20
 DEFAULT_WARMUP = 3
 OPTIMIZATION_LEVELS = ("default", "disabled")
+# ONNX Runtime makes a thread pool of the size asked for, each thread with its stack, and takes
+# it as a C int: 2**31 - 1 ends in std::bad_alloc, 2**31 in a TypeError. More threads than any
+# machine has cores only slows a run down, so a count past this is refused as a mistake.
+MAX_THREADS = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +47,7 @@ class CheckOptions:
 
     providers: Sequence[str] | None = None
     shapes: dict[str, list[int]] | None = None
-    inputs: Path | None = None
+    inputs: Path | None = None  # a str or os.PathLike too, kept as a Path
     rtol: float | None = None
     atol: float | None = None
     runs: int = DEFAULT_RUNS
@@ -52,7 +67,14 @@ class CheckOptions:
                     object.__setattr__(self, name, _float(value))
         for name in ("runs", "warmup", "threads"):
             object.__setattr__(self, name, _int(getattr(self, name)))
-        if isinstance(self.shapes, dict):
+        if isinstance(self.inputs, (str, os.PathLike)):
+            with contextlib.suppress(TypeError):  # a bytes path: validate() refuses it
+                object.__setattr__(self, "inputs", Path(self.inputs))
+        for name in ("providers", "optimizations"):  # a tuple, whatever sequence was given
+            value = getattr(self, name)
+            if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+                object.__setattr__(self, name, tuple(value))
+        if isinstance(self.shapes, Mapping):
             shapes = {
                 k: [_int(d) for d in v] if isinstance(v, (list, tuple)) else v
                 for k, v in self.shapes.items()
@@ -66,26 +88,19 @@ class CheckOptions:
         _at_least("runs", self.runs, 1)
         _at_least("warmup", self.warmup, 0)
         if self.threads is not None:
-            _at_least("threads", self.threads, 1)
-        for level in self.optimizations:
-            if level not in OPTIMIZATION_LEVELS:
-                raise InvalidArgumentError(
-                    f"{level!r}: choose from {', '.join(OPTIMIZATION_LEVELS)}",
-                    parameter="optimizations",
-                )
+            _at_least("threads", self.threads, 1, MAX_THREADS)
+        _names("optimizations", self.optimizations, OPTIMIZATION_LEVELS)
+        if self.providers is not None:
+            _names("providers", self.providers)
+        if self.inputs is not None and not isinstance(self.inputs, Path):
+            as_path("inputs", self.inputs)
+        if self.shapes is not None:
+            _check_shapes(self.shapes)
         if self.shapes and self.inputs is not None:
             raise InvalidArgumentError(
                 "and inputs cannot be combined: the inputs file fixes every shape",
                 parameter="shapes",
             )
-        for name, dims in (self.shapes or {}).items():
-            if not dims or any(
-                not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in dims
-            ):
-                raise InvalidArgumentError(
-                    f"{name}={dims}: every dimension must be a whole number >= 1",
-                    parameter="shapes",
-                )
         from wnpass.verify import providers
 
         providers.resolve(list(self.providers) if self.providers else None)
@@ -121,6 +136,16 @@ def as_tolerance(name: str, value: float | None) -> float | None:
     return None if value is None else _float(value)
 
 
+def as_path(name: str, value: object) -> Path:
+    """``value`` (a str or an ``os.PathLike`` of one) as a Path; anything else is refused."""
+    if isinstance(value, (str, os.PathLike)):
+        with contextlib.suppress(TypeError):  # an os.PathLike of bytes
+            return Path(value)
+    raise InvalidArgumentError(
+        f"must be a path (a str or os.PathLike), not {type(value).__name__}", parameter=name
+    )
+
+
 def _float(value: SupportsFloat) -> float:
     """A tolerance as a Python float; -0.0 (which --rtol -0 gives) is 0.0, shown as 0."""
     return float(value) + 0.0
@@ -135,6 +160,56 @@ def _int(value: object) -> object:
     return value
 
 
-def _at_least(name: str, value: object, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+def _at_least(name: str, value: object, low: int, high: int | None = None) -> None:
+    """``value`` is a whole number >= ``low`` (and <= ``high``, where there is one)."""
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if high is None and not (whole and value >= low):  # type: ignore[operator]
         raise InvalidArgumentError(f"{value}: must be a whole number >= {low}", parameter=name)
+    if high is not None and not (whole and low <= value <= high):  # type: ignore[operator]
+        raise InvalidArgumentError(
+            f"{value}: must be a whole number from {low} to {high}", parameter=name
+        )
+
+
+def _names(name: str, value: object, choices: Sequence[str] = ()) -> None:
+    """``value`` is a sequence of one or more names (a bare string would be read as its
+    letters), each given once, and one of ``choices`` where there are choices."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InvalidArgumentError(
+            f"{value!r}: must be a list of names, not {type(value).__name__}", parameter=name
+        )
+    if not value:
+        what = f"one of {', '.join(choices)}" if choices else "one"
+        raise InvalidArgumentError(f"is empty: give at least {what}", parameter=name)
+    for item in value:
+        if choices and item not in choices:
+            raise InvalidArgumentError(
+                f"{item!r}: choose from {', '.join(choices)}", parameter=name
+            )
+    for i, item in enumerate(value):
+        if item in value[:i]:
+            raise InvalidArgumentError(f"{item!r}: given twice", parameter=name)
+
+
+def _check_shapes(shapes: object) -> None:
+    """``shapes`` maps input names to their dimensions, each a whole number >= 1."""
+    if not isinstance(shapes, Mapping):
+        raise InvalidArgumentError(
+            f"must be a dict of input name to dimensions, not {type(shapes).__name__}",
+            parameter="shapes",
+        )
+    for name, dims in shapes.items():
+        if not isinstance(name, str):
+            raise InvalidArgumentError(
+                f"{name!r}: an input name must be a str, not {type(name).__name__}",
+                parameter="shapes",
+            )
+        if (
+            not isinstance(dims, (list, tuple))
+            or not dims
+            or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in dims)
+        ):
+            raise InvalidArgumentError(
+                f"{name}={dims}: every dimension must be a whole number >= 1",
+                parameter="shapes",
+            )
