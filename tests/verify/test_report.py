@@ -57,3 +57,23 @@ def test_a_run_fails_only_when_no_output_compared_anything() -> None:
         "a.onnx", "b.onnx", runs=[empty, ProviderRun("cuda", "default", "ok", shifted)]
     )
     assert not differs and not differs.compared_nothing()
+
+
+def test_a_failing_error_never_prints_equal_to_the_tolerance() -> None:
+    """--rtol 0: 1.0014e-05 outside atol 1e-05 printed '(max abs 1e-05)' at 3 digits."""
+    ref = np.array([0.0, 1.0])
+    (c,) = compare_outputs(["y"], [ref], ["y"], [ref + 1.0014e-5], rtol=0.0, atol=1e-5)
+    assert c.outside == 2
+    why = "2 of 2 elements outside rtol=0 atol=1e-05 (max abs 1.001e-05)"
+    report = CheckReport("a.onnx", "b.onnx", runs=[ProviderRun("cpu", "default", "ok", [c])])
+    assert report.failures() == [f"cpu/default: y: {why}"]
+    assert comparison_row("cpu/default", c)[3] == "1.001e-05"
+    (c,) = compare_outputs(["y"], [ref], ["y"], [ref + 1e-6], rtol=0.0, atol=1e-5)
+    assert comparison_row("cpu/default", c)[3] == "1e-06"  # 3 digits where they tell
+
+
+def test_a_tolerance_is_shown_as_given() -> None:
+    """1.0000001e-05 was shown 1e-05 (6 digits): the report shows the tolerance used."""
+    ref = np.array([1.0, 2.0], np.float32)
+    (c,) = compare_outputs(["y"], [ref], ["y"], [ref], rtol=0.12345678, atol=1.0000001e-5)
+    assert comparison_row("cpu/default", c)[-2] == "rtol=0.12345678 atol=1.0000001e-05"

@@ -135,9 +135,31 @@ class CheckReport:
         write_json(path, self.to_dict(), plan)
 
 
+def _given(value: float) -> str:
+    """A tolerance as given: every digit it has (the shortest text that reads back as it),
+    ``1e-05``, ``0.0001``, ``1.0000001e-05``, and a whole number without ``.0``."""
+    return repr(float(value)).removesuffix(".0")
+
+
+def _error(value: float, tolerance: float | None) -> str:
+    """An error size to 3 significant digits, or as many more as it takes to print on the
+    same side of ``tolerance`` (the absolute one, which it is measured against) as it is: a
+    value outside a tolerance of 1e-05 never prints as 1e-05 (1.0014e-05 is ``1.001e-05``)."""
+    against = 0.0 if tolerance is None else tolerance
+    side = (value > against) - (value < against)
+    for digits in range(3, 18):  # 17 significant digits read back as the float itself
+        text = f"{value:.{digits}g}"
+        shown = float(text)
+        if shown == value or (shown > against) - (shown < against) == side:
+            return text
+    return repr(value)
+
+
 def _tolerance(c: OutputComparison) -> str:
     """The tolerance used, as the report shows it: ``exact`` where none applies."""
-    return "exact" if c.exact else f"rtol={c.rtol:g} atol={c.atol:g}"
+    if c.rtol is None or c.atol is None:
+        return "exact"
+    return f"rtol={_given(c.rtol)} atol={_given(c.atol)}"
 
 
 def _why(c: OutputComparison) -> str:
@@ -146,8 +168,9 @@ def _why(c: OutputComparison) -> str:
     if not c.numeric:
         return f"{c.outside} of {c.total} elements differ"
     if c.exact:
-        return f"{c.outside} of {c.total} elements differ (max abs {c.max_abs:.3g})"
-    return f"{c.outside} of {c.total} elements outside {_tolerance(c)} (max abs {c.max_abs:.3g})"
+        return f"{c.outside} of {c.total} elements differ (max abs {_error(c.max_abs, None)})"
+    where = f"outside {_tolerance(c)}"
+    return f"{c.outside} of {c.total} elements {where} (max abs {_error(c.max_abs, c.atol)})"
 
 
 COMPARISON_COLUMNS = (
@@ -184,7 +207,7 @@ def comparison_row(where: str, c: OutputComparison) -> tuple[str, ...]:
         where,
         c.name,
         shape,
-        f"{c.max_abs:.3g}" if c.numeric else "-",
+        _error(c.max_abs, c.atol) if c.numeric else "-",
         f"{c.max_scaled:.3g}" if c.numeric else "-",
         f"{c.outside}/{c.total}",
         _tolerance(c),
