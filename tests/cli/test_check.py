@@ -222,3 +222,34 @@ def test_a_json_path_ending_in_a_slash_names_a_folder(
     (line,) = capfd.readouterr().err.splitlines()
     assert "--json" in line and "out/: names a folder, not a file" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_a_name_holding_a_newline_prints_no_line_of_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An output (and an input) named "y\\nequivalent: ..." printed a fake verdict line
+    with --quiet: every line holding a model's name is one line, the newline escaped."""
+    helper = onnx.helper
+    fake = "y\nequivalent: b.onnx matches a.onnx"
+    x = "x\ninputs: none"
+    paths = []
+    for name, k in (("a", 1.0), ("b", 5.0)):
+        graph = helper.make_graph(
+            [helper.make_node("Mul", [x, "k"], [fake])],
+            "g",
+            [helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, [2])],
+            [helper.make_tensor_value_info(fake, onnx.TensorProto.FLOAT, [2])],
+            initializer=[onnx.numpy_helper.from_array(np.array([k], np.float32), "k")],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        onnx.save(model, path := tmp_path / f"{name}.onnx")
+        paths.append(str(path))
+    assert main(["--quiet", "check", *paths, "--runs", "1", "--warmup", "0"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert not any(line.startswith("equivalent:") for line in lines)
+    assert any(line.startswith("  cpu/default: y\\nequivalent: b.onnx") for line in lines)
+    assert _check(*paths) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert "inputs: x\\ninputs: none float32[2]" in lines
+    assert not any(line.startswith(("equivalent:", "inputs: none")) for line in lines)

@@ -42,12 +42,15 @@ class Printer:
             self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
 
     def line(self, text: str) -> None:
-        """A detail line (left out with ``--quiet``)."""
+        """A detail line (left out with ``--quiet``). A newline in ``text`` starts another
+        line: text holding a name (a model's, a path's: it may hold one) is passed through
+        :func:`~wnpass.errors.printable` first, which escapes it."""
         if not self.quiet:
             self._write(text)
 
     def summary(self, text: str) -> None:
-        """A summary line: always printed (inside :meth:`about`, after the file's name)."""
+        """A summary line: always printed (inside :meth:`about`, after the file's name). Its
+        newlines as for :meth:`line`."""
         self._write(text if self._subject is None else f"{self._subject}: {text}")
 
     @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from wnpass.cli.output import Printer
+from wnpass.errors import printable
 from wnpass.report import CONE_COLUMNS, SITE_COLUMNS, FoldReport, cone_rows, fold_summary, site_rows
 
 __all__ = ["print_check", "print_left", "print_sites"]
@@ -27,7 +28,9 @@ def print_left(out: Printer, left: list[str]) -> None:
 
 
 def print_check(out: Printer, report: Any) -> None:
-    """A check report: inputs, equivalence and latency tables, and the verdict."""
+    """A check report: inputs, equivalence and latency tables, and the verdict. Each line is
+    one line whatever the names in it (a model's, a path's) hold: a newline in one is
+    escaped with them (:func:`~wnpass.errors.printable`), never a line of its own."""
     from wnpass.verify.report import (
         COMPARISON_COLUMNS,
         LATENCY_COLUMNS,
@@ -36,22 +39,23 @@ def print_check(out: Printer, report: Any) -> None:
     )
 
     inputs = ", ".join(f"{i['name']} {i['dtype']}{i['shape']}" for i in report.inputs)
-    out.line(f"inputs: {inputs}")
+    out.line(printable(f"inputs: {inputs}"))
     for note in report.notes:
-        out.line(f"  {note}")
+        out.line(printable(f"  {note}"))
     out.table("equivalence", COMPARISON_COLUMNS, comparison_rows(report))
     out.table("latency (candidate vs reference)", LATENCY_COLUMNS, latency_rows(report))
     for provider in report.not_available:
         out.line(f"{provider}: not available")
+    candidate, reference = printable(report.candidate), printable(report.reference)
     if report:
-        out.summary(f"equivalent: {report.candidate} matches {report.reference}")
+        out.summary(f"equivalent: {candidate} matches {reference}")
     elif report.compared_nothing():
         out.summary(
-            f"NOTHING COMPARED in a run (below): {report.candidate} is not shown to match "
-            f"{report.reference}, though no element differed"
+            f"NOTHING COMPARED in a run (below): {candidate} is not shown to match "
+            f"{reference}, though no element differed"
         )
     else:
-        out.summary(f"NOT EQUIVALENT: {report.candidate} differs from {report.reference}")
+        out.summary(f"NOT EQUIVALENT: {candidate} differs from {reference}")
     if not report:
         for line in report.failures():
-            out.summary(f"  {line}")
+            out.summary(printable(f"  {line}"))
