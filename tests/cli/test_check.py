@@ -253,3 +253,37 @@ def test_a_name_holding_a_newline_prints_no_line_of_its_own(
     lines = capsys.readouterr().out.splitlines()
     assert "inputs: x\\ninputs: none float32[2]" in lines
     assert not any(line.startswith(("equivalent:", "inputs: none")) for line in lines)
+
+
+def test_a_candidate_that_fails_to_run_is_a_failed_check(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 1 with the reason, not exit 2 'bad input' blaming the file being judged; a
+    reference that fails to run is bad input (exit 2), nothing to judge against."""
+    runs, fails = tmp_path / "relu.onnx", tmp_path / "reshape.onnx"
+    relu = SCALE.replace("N, 8", "4").replace("Mul(x, k)", "Relu(x)")
+    onnx.save(onnx_model(relu), runs)
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[4] x) => (float[4] y) { s = Shape(x)  t = Mul(s, k)  y = Reshape(x, t) }
+    """
+    onnx.save(onnx_model(text, check=False, k=np.array([2], np.int64)), fails)
+    assert main(["--quiet", "check", str(runs), str(fails), "--runs", "1"]) == 1
+    captured = capfd.readouterr()
+    verdict, reason = captured.out.splitlines()
+    assert verdict == f"NOT EQUIVALENT: {fails} failed to run where {runs} ran"
+    assert reason.startswith("  cpu/default: the candidate failed to run: ") and "Reshape" in reason
+    assert captured.err == ""
+    assert main(["--quiet", "check", str(fails), str(runs), "--runs", "1"]) == 2
+    (line,) = capfd.readouterr().err.splitlines()
+    assert line.startswith(f"wnpass: error: {fails}: onnxruntime failed to run it: ")
+
+
+def test_json_onto_a_file_the_check_reads_names_what_it_is(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    a, b = _scale(tmp_path, "a", 1.0), _scale(tmp_path, "b", 1.0)
+    assert _check(a, b, "--json", a) == 2
+    (line,) = capfd.readouterr().err.splitlines()
+    why = f"would overwrite the reference {a}, which this run reads; refused"
+    assert line == f"wnpass: error: --json {a}: {why}"

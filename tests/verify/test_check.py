@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import ml_dtypes
@@ -11,11 +13,11 @@ import pytest
 
 from tests.helpers import onnx_model, rand
 from wnpass import fold_onnx
-from wnpass.errors import InvalidArgumentError
+from wnpass.errors import InvalidArgumentError, InvalidModelError, OutputError
 from wnpass.verify import providers
 from wnpass.verify.check import check
 from wnpass.verify.options import CheckOptions
-from wnpass.verify.report import comparison_rows
+from wnpass.verify.report import CANDIDATE_FAILED, comparison_rows
 
 WN_MODEL = """
     <ir_version: 8, opset_import: ["" : 17]>
@@ -382,3 +384,92 @@ def test_every_parameter_of_check_is_validated_first(
     assert str(raised.value) == message
     with pytest.raises(InvalidArgumentError, match=r"^candidate must be a path"):
         check(pair[0], 1)  # type: ignore[arg-type]
+
+
+def test_write_json_refuses_every_file_the_check_read(tmp_path: Path) -> None:
+    """r.write_json("ref.onnx") replaced the reference with JSON; the CLI refused --json
+    ref.onnx. The report knows what the check read, and the plan's rule refuses it."""
+    reference = tmp_path / "ref.onnx"
+    onnx.save(onnx_model(WN_MODEL, v=rand(32, 64), g=rand(32, 1)), reference)
+    candidate = tmp_path / "cand.onnx"
+    onnx.save(
+        onnx.load(reference),
+        candidate,
+        save_as_external_data=True,
+        location="cand.data",
+        size_threshold=0,
+    )
+    np.savez(tmp_path / "in.npz", x=np.ones((2, 64), np.float32))
+    report = check(reference, candidate, inputs=tmp_path / "in.npz", runs=1, warmup=0)
+    assert report
+    read = {
+        reference: "the reference",
+        candidate: "the candidate",
+        tmp_path / "cand.data": "the candidate's external data",
+        tmp_path / "in.npz": "the inputs file",
+    }
+    for path, what in read.items():
+        before = path.read_bytes()
+        with pytest.raises(OutputError) as raised:
+            report.write_json(str(path))
+        assert raised.value.parameter == "json_path"
+        assert str(raised.value) == (
+            f"json_path {path}: would overwrite {what} {path}, which this run reads; refused"
+        )
+        assert path.read_bytes() == before
+    with pytest.raises(OutputError, match=r"^json_path .*/: names a folder, not a file$"):
+        report.write_json(f"{tmp_path / 'out'}/")
+    report.write_json(tmp_path / "check.json")
+    assert json.loads((tmp_path / "check.json").read_text())["ok"] is True
+    assert "files_read" not in report.to_dict()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["ref.onnx", "cand.onnx", "cand.data", "in.npz", "check.json"]
+    )
+
+
+RELU = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[4] x) => (float[4] y) { y = Relu(x) }
+"""
+# runs only where x has 8 elements: a Reshape to twice x's length, computed at run time
+RESHAPE = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[4] x) => (float[4] y) {
+        s = Shape(x)
+        t = Mul(s, k)
+        y = Reshape(x, t)
+    }
+"""
+
+
+@pytest.fixture
+def fails_to_run(tmp_path: Path) -> tuple[Path, Path]:
+    """A model that runs, and one with its inputs that ONNX Runtime loads but cannot run."""
+    runs, fails = tmp_path / "relu.onnx", tmp_path / "reshape.onnx"
+    onnx.save(onnx_model(RELU), runs)
+    onnx.save(onnx_model(RESHAPE, check=False, k=np.array([2], np.int64)), fails)
+    return runs, fails
+
+
+def test_a_candidate_that_fails_to_run_fails_the_check(fails_to_run: tuple[Path, Path]) -> None:
+    """The reference ran: the candidate failing is what the check found (exit 1), no bad
+    input (it raised InvalidModelError, exit 2)."""
+    reference, candidate = fails_to_run
+    report = check(reference, candidate, runs=1, warmup=0)
+    (run,) = report.runs
+    assert run.status == CANDIDATE_FAILED and run.error and "Reshape" in run.error
+    assert not run.comparisons and run.reference is None and run.nothing_compared is None
+    assert not report and report.failed_to_run() and not report.compared_nothing()
+    assert report.failures() == [f"cpu/default: the candidate failed to run: {run.error}"]
+    assert comparison_rows(report) == [
+        ("cpu/default", *["-"] * 6, f"FAIL: the candidate failed to run: {run.error}")
+    ]
+    data = report.to_dict()["runs"][0]
+    assert (data["status"], data["error"]) == ("candidate failed to run", run.error)
+
+
+def test_a_reference_that_fails_to_run_is_bad_input(fails_to_run: tuple[Path, Path]) -> None:
+    """Nothing to compare the candidate with: the inputs do not fit the reference."""
+    runs, fails = fails_to_run
+    with pytest.raises(InvalidModelError, match=rf"^{re.escape(str(fails))}: onnxruntime failed"):
+        check(fails, runs, runs=1, warmup=0)

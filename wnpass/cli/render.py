@@ -54,6 +54,8 @@ def print_check(out: Printer, report: Any) -> None:
             f"NOTHING COMPARED in a run (below): {candidate} is not shown to match "
             f"{reference}, though no element differed"
         )
+    elif report.failed_to_run():
+        out.summary(f"NOT EQUIVALENT: {candidate} failed to run where {reference} ran")
     else:
         out.summary(f"NOT EQUIVALENT: {candidate} differs from {reference}")
     if not report:

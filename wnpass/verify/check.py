@@ -26,7 +26,14 @@ from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
 from wnpass.verify.compare import compare_outputs
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions, as_path
-from wnpass.verify.report import CheckReport, LatencyStats, ProviderRun
+from wnpass.verify.report import (
+    CANDIDATE_FAILED,
+    OK,
+    CheckReport,
+    LatencyStats,
+    ProviderRun,
+    fell_back_to,
+)
 
 __all__ = ["DEFAULT_RUNS", "DEFAULT_WARMUP", "CheckOptions", "check", "latency_stats"]
 
@@ -132,6 +139,19 @@ def _require(name: str, value: object, kind: type, what: str) -> None:
         )
 
 
+def _model_files(path: Path, role: str, data_files: list[Path]) -> list[tuple[str, str]]:
+    """A model file and its external data files, each with what it is ("the reference")."""
+    data = [(str(p), f"the {role}'s external data") for p in data_files]
+    return [(str(path), f"the {role}"), *data]
+
+
+def _load(path: Path, role: str) -> tuple[ir.Model, list[tuple[str, str]]]:
+    """The model at ``path``, and the files reading it read (:func:`_model_files`)."""
+    reads = IOPlan()
+    model = io.load(path, reads)
+    return model, _model_files(path, role, reads.reads()[1:])
+
+
 def check(
     reference: str | os.PathLike[str],
     candidate: str | os.PathLike[str],
@@ -158,7 +178,11 @@ def check(
     instead (then none may be given one by one). ``plan``: the caller's plan (its report
     file); the models and the inputs file are recorded in it as read, and it is checked before
     anything runs. ``reference_model``: the reference, loaded already (its inputs are read from
-    it instead of the file).
+    it instead of the file). The report knows the files the check read, and its
+    :meth:`~wnpass.verify.report.CheckReport.write_json` refuses to write over one.
+
+    The reference must run on the inputs (else ``InvalidModelError``: bad input); a candidate
+    that fails to run where the reference ran fails the check (that run's status says why).
     """
     given = {
         "providers": providers,
@@ -181,16 +205,24 @@ def check(
     _require("plan", plan, IOPlan, "an IOPlan")
     _require("reference_model", reference_model, ir.Model, "an onnx_ir.Model")
     if reference_model is None:
-        reference_model = io.load(reference, plan)
-    specs = inputs_mod.signature(reference_model)
-    inputs_mod.require_same_inputs(specs, inputs_mod.signature(io.load(candidate, plan)), candidate)
+        reference_model, reference_files = _load(reference, "reference")
+    else:
+        data = sorted(io.external_files(reference))
+        reference_files = _model_files(reference, "reference", data)
+    specs = inputs_mod.signature(reference_model, reference)
+    candidate_model, candidate_files = _load(candidate, "candidate")
+    candidate_specs = inputs_mod.signature(candidate_model, candidate)
+    inputs_mod.require_same_inputs(specs, candidate_specs, candidate)
+    files_read = [*reference_files, *candidate_files]
+    if options.inputs is not None:
+        files_read.append((str(options.inputs), "the inputs file"))
     if plan is not None:
-        if options.inputs is not None:
-            plan.read(options.inputs, "the inputs file")
+        for path, what in files_read:
+            plan.read(path, what)
         plan.check()
     chosen = prov.resolve(list(options.providers) if options.providers else None)
     arrays, notes = _feeds(specs, options.shapes or {}, options.inputs)
-    report = CheckReport(str(reference), str(candidate), notes=notes)
+    report = CheckReport(str(reference), str(candidate), notes=notes, files_read=files_read)
     report.inputs = [
         {"name": n, "shape": list(a.shape), "dtype": str(a.dtype)} for n, a in arrays.items()
     ]
@@ -202,7 +234,7 @@ def check(
         for level in options.optimizations:
             run = _check_one(reference, candidate, provider, level, feeds, options)
             report.runs.append(run.result)
-            if run.result.status != "ok":
+            if run.result.status != OK:
                 continue
             candidate_outputs.setdefault(provider, run.candidate_outputs)
             ref_s, cand_s = run.sessions
@@ -242,17 +274,22 @@ def _check_one(
         )
         for path in (reference, candidate)
     )
-    result = ProviderRun(provider, level, "ok")
+    result = ProviderRun(provider, level, OK)
     if ref.fell_back or cand.fell_back:
-        result.status = f"fell back to {(ref if ref.fell_back else cand).actual.upper()}"
+        result.status = fell_back_to((ref if ref.fell_back else cand).actual)
         logger.warning("%s session %s; nothing compared or measured", provider, result.status)
         return _OneRun(result, (ref, cand), ([], []))
     result.reference_session_s, result.candidate_session_s = (
         ref.seconds_to_create,
         cand.seconds_to_create,
     )
-    ref_out = prov.run(ref, reference, feeds)
-    cand_out = prov.run(cand, candidate, feeds)
+    ref_out = prov.run(ref, reference, feeds)  # the reference must run: else bad input
+    try:
+        cand_out = prov.run(cand, candidate, feeds)
+    except prov.RunFailedError as error:  # where the reference ran: the check fails
+        result.status, result.error = CANDIDATE_FAILED, error.reason
+        logger.info("%s/%s: the candidate failed to run: %s", provider, level, error.reason)
+        return _OneRun(result, (ref, cand), ([], []))
     cand_names = _run_names(cand.session)
     result.comparisons = compare_outputs(
         _run_names(ref.session), ref_out, cand_names, cand_out, rtol=options.rtol, atol=options.atol

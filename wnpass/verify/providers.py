@@ -33,6 +33,7 @@ __all__ = [
     "OPTIMIZATION_LEVELS",
     "PACKED_TYPES",
     "PROVIDERS",
+    "RunFailedError",
     "Session",
     "available",
     "onnxruntime",
@@ -140,16 +141,23 @@ def warm_up(provider: str) -> None:
     )
 
 
+class RunFailedError(InvalidModelError):
+    """ONNX Runtime failed to run a model it had loaded; ``reason`` is its message."""
+
+    def __init__(self, model: Path, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"{model}: onnxruntime failed to run it: {reason}")
+
+
 def run(session: Session, model: Path, feeds: dict[str, Any]) -> list[Any]:
-    """Run once, turning onnxruntime's failure into one line naming the model."""
+    """Run once, turning onnxruntime's failure into one line naming the model
+    (:class:`RunFailedError`)."""
     try:
         return session.run(feeds)
     except WnpassError:
         raise
     except Exception as error:
-        raise InvalidModelError(
-            f"{model}: onnxruntime failed to run it: {one_line(error)}"
-        ) from None
+        raise RunFailedError(model, one_line(error)) from None
 
 
 # Types numpy lacks (ml_dtypes adds them), by ONNX Runtime's name for their tensors. Its Python

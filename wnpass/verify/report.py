@@ -3,23 +3,38 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+import os
 from typing import TYPE_CHECKING, Any
 
+from wnpass.errors import OutputError
 from wnpass.report import write_json
 from wnpass.verify.compare import OutputComparison, nothing_compared
+from wnpass.verify.options import as_path
 
 if TYPE_CHECKING:
     from wnpass.plan import IOPlan
 
 __all__ = [
+    "CANDIDATE_FAILED",
+    "OK",
     "CheckReport",
     "LatencyStats",
     "ProviderRun",
     "comparison_row",
     "comparison_rows",
+    "fell_back_to",
     "latency_rows",
 ]
+
+# A provider run's status: compared (OK), or why not.
+OK = "ok"
+CANDIDATE_FAILED = "candidate failed to run"  # the reference ran; ProviderRun.error says why
+
+
+def fell_back_to(actual: str) -> str:
+    """The status of a run whose session ONNX Runtime moved to provider ``actual`` (short
+    name): nothing ran where it was asked for."""
+    return f"fell back to {actual.upper()}"
 
 
 @dataclasses.dataclass
@@ -38,12 +53,15 @@ class ProviderRun:
 
     provider: str  # the short name asked for: "cpu" or "cuda"
     optimization: str  # "default" or "disabled"
-    status: str  # "ok" or "fell back to CPU" (then nothing was measured)
+    # OK; fell_back_to(...): "fell back to CPU"; or CANDIDATE_FAILED (then nothing was
+    # compared or measured)
+    status: str
     comparisons: list[OutputComparison] = dataclasses.field(default_factory=list)
     reference_session_s: float | None = None
     candidate_session_s: float | None = None
     reference: LatencyStats | None = None
     candidate: LatencyStats | None = None
+    error: str | None = None  # CANDIDATE_FAILED: ONNX Runtime's message
 
     @property
     def ratio(self) -> float | None:
@@ -57,7 +75,7 @@ class ProviderRun:
         """Compared on the provider asked for, every output matched, and some element of some
         output was compared (:func:`~wnpass.verify.compare.nothing_compared`)."""
         return (
-            self.status == "ok"
+            self.status == OK
             and bool(self.comparisons)
             and all(self.comparisons)
             and self.nothing_compared is None
@@ -66,10 +84,21 @@ class ProviderRun:
     @property
     def nothing_compared(self) -> str | None:
         """Why this run compared nothing: ONNX Runtime fell back from the provider asked for
-        (nothing was run there), or every output was empty or NaN alike."""
-        if self.status != "ok":
+        (nothing was run there), or every output was empty or NaN alike. None where the
+        candidate failed to run: that is no lack of evidence but a failure
+        (:attr:`failed_to_run`)."""
+        if self.status == CANDIDATE_FAILED:
+            return None
+        if self.status != OK:
             return f"nothing compared: ONNX Runtime {self.status} (nothing ran on {self.provider})"
         return nothing_compared(self.comparisons)
+
+    @property
+    def failed_to_run(self) -> str | None:
+        """Why the candidate failed to run where the reference ran, or None."""
+        if self.status != CANDIDATE_FAILED:
+            return None
+        return f"the candidate failed to run: {self.error}"
 
 
 @dataclasses.dataclass
@@ -79,6 +108,9 @@ class CheckReport:
     reference: str
     candidate: str
     inputs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # (path, what it is): the models, their external data and the inputs file the check read
+    # (never written over by write_json; not in the JSON)
+    files_read: list[tuple[str, str]] = dataclasses.field(default_factory=list, repr=False)
     notes: list[str] = dataclasses.field(default_factory=list)  # defaults taken, ranges used
     runs: list[ProviderRun] = dataclasses.field(default_factory=list)
     not_available: list[str] = dataclasses.field(default_factory=list)
@@ -100,7 +132,12 @@ class CheckReport:
         """Failed, though no element differed: some run compared nothing (every output empty
         or NaN alike, or the provider fell back to the CPU), and every other one matched."""
         groups = [run.comparisons for run in self.runs] + [self.cross_provider]
-        return not self and all(all(group) for group in groups)
+        ran = not any(run.failed_to_run for run in self.runs)
+        return not self and ran and all(all(group) for group in groups)
+
+    def failed_to_run(self) -> bool:
+        """Failed because the candidate failed to run, somewhere, where the reference ran."""
+        return any(run.failed_to_run for run in self.runs)
 
     def failures(self) -> list[str]:
         """One line per failed output (where, which, why), and per run that compared nothing."""
@@ -111,6 +148,8 @@ class CheckReport:
                     lines.append(f"{run.provider}/{run.optimization}: {c.name}: {_why(c)}")
             if vacuous := run.nothing_compared:
                 lines.append(f"{run.provider}/{run.optimization}: {vacuous}")
+            if failed := run.failed_to_run:
+                lines.append(f"{run.provider}/{run.optimization}: {failed}")
         for c in self.cross_provider:
             if not c.passed:
                 lines.append(f"cuda vs cpu: {c.name}: {_why(c)}")
@@ -120,6 +159,7 @@ class CheckReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        del data["files_read"]
         data["ok"] = bool(self)
         data["cross_provider_nothing_compared"] = nothing_compared(self.cross_provider)
         for run, raw in zip(self.runs, data["runs"], strict=True):
@@ -131,7 +171,24 @@ class CheckReport:
             rc["passed"], rc["exact"] = c.passed, c.exact
         return data
 
-    def write_json(self, path: str | Path, plan: IOPlan | None = None) -> None:
+    def write_json(self, path: str | os.PathLike[str], plan: IOPlan | None = None) -> None:
+        """Write the report as JSON, atomically (:func:`wnpass.report.write_json`). ``plan``:
+        the caller's, in which ``path`` was recorded and checked with the files it reads;
+        without one, ``path`` is checked against the files this check read (the reference,
+        the candidate, their external data, the inputs file): writing over one is refused
+        (``OutputError``, parameter ``json_path``)."""
+        if isinstance(path, str) and path.endswith(("/", os.sep)):  # Path() drops the slash
+            raise OutputError(f"{path}: names a folder, not a file", parameter="json_path")
+        path = as_path("json_path", path)
+        if plan is None:
+            from wnpass.plan import IOPlan
+
+            plan = IOPlan()
+            read = [(self.reference, "the reference"), (self.candidate, "the candidate")]
+            for file, what in [*self.files_read, *read]:
+                plan.read(file, what)
+            plan.write(path, "json_path")
+            plan.check()
         write_json(path, self.to_dict(), plan)
 
 
@@ -221,8 +278,9 @@ def comparison_rows(report: CheckReport) -> list[tuple[str, ...]]:
     rows = []
     for run in report.runs:
         where = f"{run.provider}/{run.optimization}"
-        if run.status != "ok":
-            rows.append((where, *["-"] * 6, f"FAIL: {run.nothing_compared}"))
+        if run.status != OK:
+            why = run.failed_to_run or run.nothing_compared
+            rows.append((where, *["-"] * 6, f"FAIL: {why}"))
         rows.extend(comparison_row(where, c) for c in run.comparisons)
     rows.extend(comparison_row("cuda vs cpu", c) for c in report.cross_provider)
     return rows
