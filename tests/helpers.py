@@ -185,3 +185,15 @@ def weight_normed(tmp_path: Path, external: bool = False) -> Path:
     path = tmp_path / "model.onnx"
     onnx.save(model, path, save_as_external_data=external, location="weights.bin", size_threshold=0)
     return path
+
+
+def native_open(path: Path) -> None:
+    """Open and close ``path`` for reading through libc, as native code (safetensors' Rust,
+    torch's C++) does: Python raises no ``open`` audit event for it."""
+    import ctypes
+    import os
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.open(os.fsencode(path), os.O_RDONLY)
+    assert fd >= 0, os.strerror(ctypes.get_errno())
+    os.close(fd)

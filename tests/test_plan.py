@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import onnx
 import pytest
 
-from tests.helpers import onnx_model, rand, run, weight_normed
+from tests.helpers import native_open, onnx_model, rand, run, weight_normed
 from tests.hostile.builders import WN, external_ok, snapshot
 from wnpass import fold_onnx
 from wnpass.cli import main
 from wnpass.errors import OutputError
 from wnpass.onnx.io import DATA_FILES_KEY
-from wnpass.plan import IOPlan, user_code
+from wnpass.plan import IOPlan, own_code, user_code
+from wnpass.watch import OpenWatch
+
+LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify: Linux")
 
 
 def test_a_target_must_be_planned_and_checked_before_it_is_written(tmp_path: Path) -> None:
@@ -380,3 +384,93 @@ def test_a_plan_records_the_files_user_code_reads_only(tmp_path: Path) -> None:
     ):
         pass
     assert read_in.read_text() == "x"
+
+
+@LINUX
+@pytest.mark.parametrize("planned", ["before", "after"])
+def test_a_target_that_native_user_code_opens_is_refused(planned: str, tmp_path: Path) -> None:
+    """safetensors opens its file in Rust: no ``open`` audit event. The kernel's record of
+    the watched targets opened inside ``user_code`` counts them as read (a target planned
+    before the watch started, or after), and the write is refused; nothing is written."""
+    target = tmp_path / "w.safetensors"
+    target.write_bytes(b"weights")
+    plan = IOPlan()
+    if planned == "before":
+        plan.write(target, "output")
+    plan.watch_user_code()
+    if planned == "after":
+        plan.write(target, "output")
+    plan.check()
+    with user_code():
+        native_open(target)
+    with (
+        pytest.raises(OutputError, match=r"would overwrite a file the model\.py's code opened"),
+        plan.replace(target),
+    ):
+        pass
+    assert target.read_bytes() == b"weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
+    plan.close()
+
+
+@LINUX
+def test_only_opens_inside_user_code_count(tmp_path: Path) -> None:
+    """wnpass's own opens of a target, between the blocks of user code or marked
+    ``own_code`` inside one, are not the user's code's: the write goes ahead."""
+    target = tmp_path / "out.json"
+    target.write_text("old")
+    plan = IOPlan()
+    plan.write(target, "json_path")
+    plan.watch_user_code()
+    plan.check()
+    native_open(target)
+    with user_code():
+        with own_code():
+            native_open(target)
+        target.stat()  # the user's code, opening nothing
+    native_open(target)
+    with plan.replace(target) as staged:
+        staged.write_text("new")
+    assert target.read_text() == "new"
+    plan.close()
+
+
+@LINUX
+def test_an_old_data_file_user_code_opened_is_kept(tmp_path: Path) -> None:
+    """A replaced output's old data file (``out.onnx.data``, wnpass's own) that the model's
+    native code opened is read by this run: kept, never deleted."""
+    out, data = tmp_path / "out.onnx", tmp_path / "out.onnx.data"
+    out.write_bytes(b"model")
+    data.write_bytes(b"data")
+    plan = IOPlan()
+    plan.watch_user_code()
+    plan.write(out, "output")
+    plan.check()
+    with user_code():
+        native_open(data)
+    assert plan.delete_old_data([data], out, created=[data.name]) == []
+    assert plan.left == [f"{data}: kept (read by this run)"]
+    assert data.read_bytes() == b"data"
+    plan.close()
+
+
+def test_without_the_kernel_s_watch_the_audit_events_still_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where inotify is missing or refused, a plan watches with Python's audit events alone,
+    without a word."""
+    monkeypatch.setattr(OpenWatch, "start", classmethod(lambda cls: None))
+    target = tmp_path / "w.txt"
+    target.write_text("x")
+    plan = IOPlan()
+    plan.watch_user_code()
+    plan.write(target, "output")
+    plan.check()
+    with user_code():
+        target.read_text()
+    with (
+        pytest.raises(OutputError, match=r"a file the model\.py's code read"),
+        plan.replace(target),
+    ):
+        pass
+    plan.close()

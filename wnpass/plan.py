@@ -20,8 +20,16 @@ Every command and every file-writing API function goes through one :class:`IOPla
 The user's own code (a ``model.py``: loading it, its factory, the forwards wnpass runs) reads
 files no option names: the modules it imports, also lazily in ``forward`` or by
 ``importlib`` from a file, and any file it opens. After :meth:`IOPlan.watch_user_code`, a
-plan records them from Python's ``open`` audit events raised inside :func:`user_code` blocks,
-and checks itself again with them before each write.
+plan records them, and checks itself again with them before each write:
+
+- from Python's ``open`` audit events raised inside :func:`user_code` blocks (any file that
+  Python code opens for reading);
+- on Linux, from the kernel (:mod:`wnpass.watch`, inotify): every existing file the plan
+  would write over or delete (a target, and the files beside it with wnpass's data-file
+  names for it) is watched, and an open of one while a :func:`user_code` block runs counts,
+  whatever opened it: native code (safetensors, ``torch.from_file``, a memory map) or
+  another process. The watch's queue is emptied on entering and on leaving each block, so
+  wnpass's own opens between blocks do not count; :func:`own_code` marks one inside a block.
 """
 
 from __future__ import annotations
@@ -43,8 +51,18 @@ from pathlib import Path
 
 from wnpass import interrupts
 from wnpass.errors import OutputError
+from wnpass.watch import OpenWatch
 
-__all__ = ["STAGING_PREFIX", "USER_CODE_READ", "IOPlan", "data_file_name", "kind_of", "user_code"]
+__all__ = [
+    "STAGING_PREFIX",
+    "USER_CODE_OPENED",
+    "USER_CODE_READ",
+    "IOPlan",
+    "data_file_name",
+    "kind_of",
+    "own_code",
+    "user_code",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +72,7 @@ STAGING_PREFIX = ".wnpass-"
 
 
 USER_CODE_READ = "a file the model.py's code read"  # what such a file is called in the plan
+USER_CODE_OPENED = "a file the model.py's code opened"  # one the kernel saw opened (inotify)
 
 # Set inside user_code(): the audit hook records the files opened for reading there.
 _in_user_code: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -91,11 +110,34 @@ def _on_open(event: str, args: tuple[object, ...]) -> None:
 def user_code() -> Iterator[None]:
     """Run the user's code (a model.py's, a forward): the files it reads are recorded in
     every plan watching (:meth:`IOPlan.watch_user_code`), and so may not be written."""
-    token = _in_user_code.set(True)
+    with _marked(True):
+        yield
+
+
+@contextlib.contextmanager
+def own_code() -> Iterator[None]:
+    """wnpass's own reads (a replaced output's record of its data files), even inside a
+    :func:`user_code` block: not the user's code's."""
+    with _marked(False):
+        yield
+
+
+@contextlib.contextmanager
+def _marked(users: bool) -> Iterator[None]:
+    """The block's code is the user's (or not); the kernel's record of the opens before each
+    change is read out and counted for the code that ran until then."""
+    _drain_watches(counted=_in_user_code.get())
+    token = _in_user_code.set(users)
     try:
         yield
     finally:
+        _drain_watches(counted=users)
         _in_user_code.reset(token)
+
+
+def _drain_watches(counted: bool) -> None:
+    for plan in list(_watching):
+        plan._drain(counted)
 
 
 def data_file_name(output: Path, k: int = 0) -> str:
@@ -164,6 +206,8 @@ class IOPlan:
         self.published: list[Path] = []  # targets renamed into place, in order
         self._publishing: set[Path] = set()  # those whose files are being published
         self._user_reads: set[str] = set()  # files user code read, not yet recorded (above)
+        self._user_opened: set[Path] = set()  # targets it opened (inotify), not yet recorded
+        self._watch: OpenWatch | None = None
 
     # -- recording ------------------------------------------------------------------------
 
@@ -181,19 +225,56 @@ class IOPlan:
 
     def watch_user_code(self) -> None:
         """From now on, record the files that code inside :func:`user_code` reads as read by
-        this run (:data:`USER_CODE_READ`); they are checked before each write."""
+        this run (:data:`USER_CODE_READ`), and the targets it opens (:data:`USER_CODE_OPENED`,
+        where the kernel tells: see the module docstring); they are checked before each
+        write. :meth:`close` ends the watch (so does the plan's end)."""
         global _hooked
         if not _hooked:
             sys.addaudithook(_on_open)
             _hooked = True
+        if self._watch is None and self not in _watching:
+            self._watch = OpenWatch.start()
+            if self._watch is not None:
+                weakref.finalize(self, self._watch.close)
+                for entry in self._writes:
+                    self._arm(entry.path)
         _watching.add(self)
+
+    def close(self) -> None:
+        """Stop watching user code; the plan can still be checked and written."""
+        _watching.discard(self)
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()
+
+    def _arm(self, target: Path) -> None:
+        """Have the kernel report opens of ``target`` and of the files beside it that carry
+        wnpass's data-file names for it (an old data file of a replaced output, which may be
+        deleted), as far as they exist."""
+        assert self._watch is not None
+        self._watch.add(target)
+        with contextlib.suppress(OSError, ValueError), os.scandir(target.parent) as entries:
+            for entry in entries:
+                if _is_data_file_name(target, entry.name):
+                    self._watch.add(target.parent / entry.name)
+
+    def _drain(self, counted: bool) -> None:
+        """Read the kernel's record of the watched files opened since the last time; they
+        count as read by user code when ``counted``."""
+        if self._watch is not None:
+            opened = self._watch.opened()
+            if counted:
+                self._user_opened.update(opened)
 
     def record_user_reads(self) -> bool:
         """Record the files user code read since the last call; whether there were any (the
         plan must then be checked again)."""
+        self._drain(_in_user_code.get())
         paths, self._user_reads = sorted(self._user_reads), set()
+        opened, self._user_opened = sorted(self._user_opened), set()
         self.read_all(paths, USER_CODE_READ)
-        return bool(paths)
+        self.read_all(opened, USER_CODE_OPENED)
+        return bool(paths or opened)
 
     def write(
         self, path: str | os.PathLike[str], parameter: str, *, replaces_read: bool = False
@@ -204,6 +285,8 @@ class IOPlan:
         self._writes.append(_Entry(path, parameter))  # twice: check() refuses the collision
         if replaces_read:
             self._may_replace_read.add(_where(path))
+        if self._watch is not None:
+            self._arm(path)
         self._checked = False
         return path
 
@@ -426,6 +509,7 @@ class IOPlan:
         """Delete the files in ``referenced`` (the data files a replaced ``output`` used) that
         :meth:`may_delete` allows (``created``: the names the output's record lists); the
         others are listed in :attr:`left`. Returns the deleted."""
+        self.record_user_reads()
         deleted = []
         for path in sorted(set(referenced)):
             reason = self.may_delete(path, output, created)

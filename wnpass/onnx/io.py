@@ -24,7 +24,7 @@ from wnpass.errors import InvalidModelError, one_line
 from wnpass.onnx import inline
 from wnpass.onnx.graphs import graphs_of
 from wnpass.onnx.writer import write_model
-from wnpass.plan import IOPlan, data_file_name, kind_of
+from wnpass.plan import IOPlan, data_file_name, kind_of, own_code
 
 __all__ = [
     "DATA_FILES_KEY",
@@ -746,7 +746,8 @@ def save(
     """
     path = target.path
     replacing = os.path.isfile(path)
-    replaced, created = _data_record(path) if replacing else (set(), frozenset())
+    with own_code():  # never the user's code's read of a target, even inside its block
+        replaced, created = _data_record(path) if replacing else (set(), frozenset())
     if same_bytes_as is not None and _uses_external_data(model):
         same_bytes_as = None  # its bytes point at data files beside the input: written whole
     _drop_added_value_info(model)
