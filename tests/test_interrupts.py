@@ -145,6 +145,62 @@ def test_sigterm_between_shards_publishes_the_whole_checkpoint(tmp_path: Path) -
     assert not list(out.parent.glob(".wnpass-*"))
 
 
+@pytest.mark.parametrize(
+    ("signum", "word"), [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated")]
+)
+def test_a_signal_while_a_result_is_published_names_what_was_written(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    signum: int,
+    word: str,
+) -> None:
+    """``fold m.onnx --in-place`` with external data, the signal coming after the data file's
+    rename: it waits for m.onnx's, so m.onnx is replaced, and the line said "nothing more was
+    written" alone, as if m.onnx were as it was. It names what is in place."""
+    from wnpass.cli import main
+
+    source = tmp_path / "m.onnx"
+    onnx.save(
+        onnx_model(TEXT, v=rand(256, 256), g=rand(256, 1)),
+        source,
+        save_as_external_data=True,
+        location="w.bin",
+    )
+    publish = IOPlan.publish
+
+    def signalled(self: IOPlan, staged: Path, target: Path) -> None:
+        publish(self, staged, target)
+        if Path(target).suffix == ".data":
+            signal.raise_signal(signum)
+
+    monkeypatch.setattr(IOPlan, "publish", signalled)
+    assert main(["--quiet", "fold", str(source), "--in-place"]) == 128 + signum
+    assert capsys.readouterr().err == (
+        f"wnpass: {word}; already written: {tmp_path / 'm.onnx.data'}, {source}; "
+        "nothing more was written\n"
+    )
+    assert sites_left(source) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data", "w.bin"]
+
+
+@pytest.mark.usefixtures("handled")
+def test_the_stop_line_names_the_files_written_and_removed_since_the_handlers_came() -> None:
+    """A stop with nothing staged, after an output was put in place and an old data file
+    deleted, names both; a new block of handlers starts with none."""
+    from wnpass.program import stop_line
+
+    assert stop_line(signal.SIGTERM) == "wnpass: terminated; nothing more was written"
+    interrupts.wrote(Path("out.onnx"))
+    interrupts.removed(Path("out.onnx.data"))
+    assert stop_line(signal.SIGINT) == (
+        "wnpass: interrupted; already written: out.onnx; removed: out.onnx.data; "
+        "nothing more was written"
+    )
+    with interrupts.handled(_on_stop):
+        assert interrupts.changes() == ([], [])
+
+
 # A fold whose command, with nothing staged yet, gets SIGTERM inside code that turns every
 # exception into an ImportError (as numpy's C extension does with one raised in its import).
 _WRAPPING_CLI = """

@@ -11,6 +11,11 @@
   files, shards, then the model or index in place): the signal waits until the last rename of
   that result is done, so an output is never part old, part new; then it is raised as above.
 
+A signal that ends the run after a file was put in place (or an old data file deleted), be it
+held through a result's renames or come later, must not read as "nothing was written":
+:class:`wnpass.plan.IOPlan` records each such file here (:func:`wrote`, :func:`removed`), and
+the line the program ends with names them (:func:`changes`).
+
 SIGKILL cannot be caught: it can stop a result between two of its renames. wnpass orders the
 renames so that what is at the target stays usable (data under new names first, the model or
 index last); where a result's files must keep their names (checkpoint shards), the docs say so.
@@ -24,9 +29,20 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from typing import NoReturn
+from typing import ClassVar, NoReturn
 
-__all__ = ["Terminated", "handled", "held", "hold", "release", "staging", "stopped_by"]
+__all__ = [
+    "Terminated",
+    "changes",
+    "handled",
+    "held",
+    "hold",
+    "release",
+    "removed",
+    "staging",
+    "stopped_by",
+    "wrote",
+]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -41,6 +57,8 @@ class _State:
     pending: int | None = None  # a signal that came while a result was being published
     raised: int | None = None  # the signal last turned into an exception
     on_stop: Callable[[int], NoReturn] | None = None
+    written: ClassVar[list[str]] = []  # files put in place since handled() was entered
+    deleted: ClassVar[list[str]] = []  # files deleted since then
 
 
 @contextlib.contextmanager
@@ -77,6 +95,24 @@ def release() -> None:
         _raise(signum)
 
 
+def wrote(path: object) -> None:
+    """A file was put in place (renamed onto its target): a stop from now on names it.
+    Recorded inside :func:`handled` only (a library that handles no signal keeps nothing)."""
+    if _State.on_stop is not None:
+        _State.written.append(str(path))
+
+
+def removed(path: object) -> None:
+    """A file was deleted (an old data file of a replaced output): a stop names it."""
+    if _State.on_stop is not None:
+        _State.deleted.append(str(path))
+
+
+def changes() -> tuple[list[str], list[str]]:
+    """The files put in place and those deleted since :func:`handled` was entered."""
+    return list(_State.written), list(_State.deleted)
+
+
 def stopped_by() -> int | None:
     """The signal raised as an exception in this block of :func:`handled`, if any: code that
     catches exceptions wholesale (numpy's imports, torch's C++) may have turned it into
@@ -110,6 +146,7 @@ def handled(on_stop: Callable[[int], NoReturn]) -> Iterator[None]:
         return
     previous = {signum: signal.signal(signum, _handler) for signum in _SIGNALS}
     outer, _State.on_stop, _State.raised = _State.on_stop, on_stop, None
+    _State.written, _State.deleted = [], []  # kept after the block, for the line said then
     try:
         yield
     finally:

@@ -424,6 +424,7 @@ class IOPlan:
                 yield temporary
                 os.replace(temporary, target)
                 self.published.append(target)
+                interrupts.wrote(target)
             except OSError as error:
                 raise self._cannot_write(target, error, entry) from None
             finally:
@@ -472,6 +473,7 @@ class IOPlan:
         try:
             os.replace(staged, target)
             self.published.append(target)
+            interrupts.wrote(target)
         except OSError as error:
             raise self._cannot_write(target, error, entry) from None
 
@@ -525,6 +527,7 @@ class IOPlan:
                 self.left.append(f"{path}: kept (cannot delete: {error.strerror})")
                 continue
             deleted.append(path)
+            interrupts.removed(path)
             logger.info("deleted old data file %s", path)
         return deleted
 

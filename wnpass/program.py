@@ -24,8 +24,18 @@ _STOPPED: dict[int, str] = {signal.SIGINT: "interrupted", signal.SIGTERM: "termi
 
 
 def stop_line(signum: int) -> str:
-    """What the program says when a stop signal ends it."""
-    return f"wnpass: {_STOPPED[signum]}; nothing more was written"
+    """What the program says when a stop signal ends it: also what the run had already put
+    in place or deleted (a result whose renames the signal waited for, or an earlier one)."""
+    line = f"wnpass: {_STOPPED[signum]}"
+    written, deleted = interrupts.changes()
+    if written or deleted:
+        from wnpass.errors import printable  # imported already: the run wrote a file
+
+        if written:
+            line += f"; already written: {printable(', '.join(written))}"
+        if deleted:
+            line += f"; removed: {printable(', '.join(deleted))}"
+    return line + "; nothing more was written"
 
 
 def stop(signum: int) -> NoReturn:

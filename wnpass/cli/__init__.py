@@ -5,9 +5,10 @@ Exit codes, and no others: 0 success; 1 a check ran and failed; 2 bad input or u
 model's code, whatever code it asked for); 3 an internal error (one line;
 ``-v`` shows the traceback); 141, without a word, when the reader of the output went away (a
 closed pipe, as for a process that SIGPIPE stops). A run stopped by SIGINT or SIGTERM
-publishes nothing and exits with the shell's code for the signal (130, 143): at once when
-nothing is staged, after removing its staging otherwise, and after the last rename when it
-comes while a result is being published (:mod:`wnpass.interrupts`).
+publishes nothing more and exits with the shell's code for the signal (130, 143): at once
+when nothing is staged, after removing its staging otherwise, and after the last rename when
+it comes while a result is being published (:mod:`wnpass.interrupts`); its one line names
+what the run had already put in place or deleted, if anything.
 """
 
 from __future__ import annotations
