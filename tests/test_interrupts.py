@@ -193,7 +193,7 @@ def test_the_stop_line_names_the_files_written_and_removed_since_the_handlers_ca
     assert stop_line(signal.SIGTERM) == "wnpass: terminated; nothing more was written"
     interrupts.wrote(Path("out.onnx"))
     interrupts.removed(Path("out.onnx.data"))
-    assert stop_line(signal.SIGINT) == (
+    assert stop_line(signal.SIGINT, *interrupts.changes()) == (
         "wnpass: interrupted; already written: out.onnx; removed: out.onnx.data; "
         "nothing more was written"
     )
@@ -343,6 +343,47 @@ def test_a_signal_while_the_cli_is_imported_is_one_line_and_exit_130() -> None:
     assert result.returncode == 128 + signal.SIGINT, result.stderr
     assert result.stderr == "wnpass: interrupted; nothing more was written\n"
     assert result.stdout == ""  # it stopped before printing the version
+
+
+def test_importing_the_program_runs_no_module_but_signal() -> None:
+    """The console script imports ``wnpass.program`` before any handler is installed: a
+    signal then was a traceback (wnpass/__init__.py imported typing and wnpass.errors, the
+    program wnpass.interrupts and more). Only the package, the program and ``signal`` load."""
+    code = (
+        "import sys; before = set(sys.modules); import wnpass.program; "
+        "print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert set(result.stdout.split()) <= {"wnpass", "wnpass.program", "signal"}, result.stdout
+
+
+# The program, sent SIGINT as it imports any module but itself (the package is imported
+# already): a module imported before its handlers are installed meets the signal with a
+# traceback.
+_FIRST_IMPORT_CLI = """
+import signal, sys
+class Hook:
+    def find_spec(self, name, path=None, target=None):
+        if name != "wnpass.program":
+            signal.raise_signal(signal.SIGINT)
+        return None
+sys.argv = ["wnpass", "--version"]
+import wnpass
+sys.meta_path.insert(0, Hook())
+from wnpass.program import run
+run()
+"""
+
+
+def test_a_signal_at_the_program_s_first_import_is_one_line_and_exit_130() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _FIRST_IMPORT_CLI], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 128 + signal.SIGINT, result.stderr
+    assert result.stderr == "wnpass: interrupted; nothing more was written\n"
+    assert result.stdout == ""
 
 
 def test_the_program_and_python_dash_m_run_through_wnpass_program() -> None:

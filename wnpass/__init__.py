@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from wnpass.errors import WnpassError
-
+# Nothing is imported here at run time: the program (wnpass.program) installs its signal
+# handlers after this runs, and typing alone takes milliseconds.
+TYPE_CHECKING = False
 __all__ = [
     "ApplyReport",
     "CheckReport",
@@ -33,6 +32,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # the real imports, for type checkers and readers
     from wnpass.deploy import ExportReport, export
+    from wnpass.errors import WnpassError
     from wnpass.fx.apply import apply_weight_norm
     from wnpass.fx.data_init import DataInitReport, data_init
     from wnpass.fx.fold import TorchFoldReport, fold_weight_norm
@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and readers
 # ``wnpass``: importing the submodule binds it as the package's attribute over the name (the
 # export pipeline lives in ``wnpass.deploy`` for that reason).
 _LAZY = {
+    "WnpassError": "wnpass.errors",
     "fold_onnx": "wnpass.onnx.api",
     "inspect_onnx": "wnpass.onnx.api",
     "FoldReport": "wnpass.report",

@@ -6,28 +6,35 @@ Python traceback or end the process without a word. Nothing is staged yet then, 
 program says so in one line and ends at once, as it does later with nothing staged
 (:mod:`wnpass.interrupts`). Only the program does this: importing :mod:`wnpass.cli` as a
 library changes no handler.
+
+The handlers come first: importing this module (and the package, whose ``__init__`` imports
+nothing) loads only :mod:`signal` besides, and :func:`run` installs them before it imports
+anything. What comes before that is Python's own start-up, whose behaviour a signal there
+gets (a traceback, or the exit code Python chooses).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
-from typing import NoReturn
 
-from wnpass import interrupts
+TYPE_CHECKING = False  # typing is not imported before the handlers are installed
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import FrameType
+    from typing import NoReturn
 
 __all__ = ["run", "stop", "stop_line"]
 
 _STOPPED: dict[int, str] = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 
 
-def stop_line(signum: int) -> str:
-    """What the program says when a stop signal ends it: also what the run had already put
-    in place or deleted (a result whose renames the signal waited for, or an earlier one)."""
+def stop_line(signum: int, written: Sequence[str] = (), deleted: Sequence[str] = ()) -> str:
+    """What the program says when a stop signal ends it: also the files the run had already
+    put in place (``written``: a result whose renames the signal waited for, or an earlier
+    one) or deleted (:func:`wnpass.interrupts.changes`)."""
     line = f"wnpass: {_STOPPED[signum]}"
-    written, deleted = interrupts.changes()
     if written or deleted:
         from wnpass.errors import printable  # imported already: the run wrote a file
 
@@ -40,15 +47,33 @@ def stop_line(signum: int) -> str:
 
 def stop(signum: int) -> NoReturn:
     """A stop signal with nothing staged: say so and end the process where it is."""
-    with contextlib.suppress(OSError, ValueError):
-        sys.stdout.flush()
-    with contextlib.suppress(OSError, ValueError):
-        print(stop_line(signum), file=sys.stderr, flush=True)
+    from wnpass import interrupts  # imported: its handler calls this
+
+    _end(signum, stop_line(signum, *interrupts.changes()))
+
+
+def _early(signum: int, frame: FrameType | None) -> None:
+    """The handler until :mod:`wnpass.interrupts` is imported: nothing is written yet."""
+    _end(signum, stop_line(signum))
+
+
+def _end(signum: int, line: str) -> NoReturn:
+    """Flush stdout, say ``line`` on stderr (a closed stream loses it, never the exit code),
+    and end the process with the shell's code for the signal."""
+    for say in (sys.stdout.flush, lambda: print(line, file=sys.stderr, flush=True)):
+        try:
+            say()
+        except (OSError, ValueError):  # contextlib is not imported before the handlers
+            continue
     os._exit(128 + signum)
 
 
 def run() -> NoReturn:
     """Handle stop signals, then import and run the command line."""
+    for signum in _STOPPED:
+        signal.signal(signum, _early)
+    from wnpass import interrupts
+
     with interrupts.handled(stop):
         from wnpass.cli import run as run_cli
 

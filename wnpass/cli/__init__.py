@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _stopped(signum: int) -> int:
     """A stop signal that unwound the stack: staging is removed; say so, and its exit code."""
-    _tell(stop_line(signum))
+    _tell(stop_line(signum, *interrupts.changes()))
     return 128 + signum
 
 
