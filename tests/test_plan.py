@@ -474,3 +474,17 @@ def test_without_the_kernel_s_watch_the_audit_events_still_count(
     ):
         pass
     plan.close()
+
+
+def test_a_deleted_data_file_is_listed_as_removed(tmp_path: Path) -> None:
+    """What the plan deletes is listed (the report names it), beside what it keeps."""
+    out, data, kept = (tmp_path / name for name in ("o.onnx", "o.onnx.data", "o.onnx.1.data"))
+    for path in (out, data, kept):
+        path.write_bytes(b"x")
+    plan = IOPlan()
+    plan.write(out, "output")
+    plan.check()
+    assert plan.delete_old_data([data, kept], out, created=[data.name]) == [data]
+    assert plan.removed == [data]
+    assert plan.left == [f"{kept}: kept (not created by wnpass)"]
+    assert not data.exists() and kept.exists()

@@ -15,7 +15,9 @@ Every command and every file-writing API function goes through one :class:`IOPla
 4. an old data file of a replaced output is deleted only when :meth:`IOPlan.may_delete` says
    so (the output's own record says wnpass wrote it, it has wnpass's data-file name for that
    output, lies beside it, is a regular file with one link, and is not read or written by
-   this run); anything else is left and listed in :attr:`IOPlan.left`.
+   this run), and is then listed in :attr:`IOPlan.removed` (the report names it: a copy of
+   that output shares the file by reference, and loses it); anything else is left and
+   listed in :attr:`IOPlan.left`.
 
 The user's own code (a ``model.py``: loading it, its factory, the forwards wnpass runs) reads
 files no option names: the modules it imports, also lazily in ``forward`` or by
@@ -201,6 +203,7 @@ class IOPlan:
         self._may_replace_read: set[Path] = set()
         self._checked = False
         self.left: list[str] = []  # files a run would have removed but kept, with the reason
+        self.removed: list[Path] = []  # files it removed: old data files of replaced outputs
         self._stagings: set[Path] = set()  # staging folders that exist
         self._probed: set[Path] = set()  # folders shown to take new files
         self.published: list[Path] = []  # targets renamed into place, in order
@@ -510,7 +513,7 @@ class IOPlan:
     ) -> list[Path]:
         """Delete the files in ``referenced`` (the data files a replaced ``output`` used) that
         :meth:`may_delete` allows (``created``: the names the output's record lists); the
-        others are listed in :attr:`left`. Returns the deleted."""
+        others are listed in :attr:`left`, the deleted in :attr:`removed`. Returns the deleted."""
         self.record_user_reads()
         deleted = []
         for path in sorted(set(referenced)):
@@ -527,6 +530,7 @@ class IOPlan:
                 self.left.append(f"{path}: kept (cannot delete: {error.strerror})")
                 continue
             deleted.append(path)
+            self.removed.append(path)
             interrupts.removed(path)
             logger.info("deleted old data file %s", path)
         return deleted

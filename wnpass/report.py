@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONE_COLUMNS",
+    "REMOVED",
     "ConeReport",
     "FoldReport",
     "SiteReport",
@@ -85,6 +86,9 @@ class FoldReport:
     bytes_after: int | None = None
     seconds: float | None = None
     left: list[str] = dataclasses.field(default_factory=list)  # old files kept, and why
+    # files the fold deleted: the old data files of the output it replaced (wnpass's own;
+    # another model pointing at one, a copy of that output, loses its weights)
+    removed: list[str] = dataclasses.field(default_factory=list)
     check: Any = None  # the CheckReport of a verified fold
 
     @property
@@ -256,4 +260,9 @@ def fold_summary(report: FoldReport, *, inspect: bool = False) -> str:
         text += f"; {report.seconds:.2f} s"
     if report.output:
         text += f"\nwrote {report.output}"
+    for path in report.removed:
+        text += f"\nremoved: {path} ({REMOVED})"
     return text
+
+
+REMOVED = "the replaced output's data file"  # why a file in FoldReport.removed was deleted

@@ -3,6 +3,8 @@ every opset from 9 on folds."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.helpers import onnx_model, rand
+from tests.helpers import onnx_model, rand, weight_normed
 from tests.hostile.builders import WN, unchecked
 from tests.onnx.helpers import ir3_linear
 from wnpass.cli import main
@@ -99,3 +101,22 @@ def test_an_invalid_output_is_an_internal_error_not_bad_input(
     assert main(["fold", str(path), "--verify"]) == 3
     assert "internal error" in capsys.readouterr().err
     assert not (tmp_path / "ir3.folded.onnx").exists()
+
+
+def test_a_refold_names_the_old_data_file_it_removed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """o.onnx, written by wnpass with its weights in o.onnx.data, and deploy.onnx, a copy of
+    it (``cp``: it points at o.onnx.data too). Folding onto o.onnx again deletes o.onnx.data,
+    wnpass's own data file, and deploy.onnx loses its weights: it went without a word. The
+    table and the JSON report name every file the run deleted."""
+    source = weight_normed(tmp_path, external=True)
+    out, data = tmp_path / "o.onnx", tmp_path / "o.onnx.data"
+    assert main(["fold", str(source), "-o", str(out)]) == 0
+    assert "removed" not in capsys.readouterr().out
+    shutil.copy(out, tmp_path / "deploy.onnx")
+    report = tmp_path / "report.json"
+    assert main(["fold", str(source), "-o", str(out), "--json", str(report)]) == 0
+    assert not data.exists()
+    assert f"removed: {data} (the replaced output's data file)" in capsys.readouterr().out
+    assert json.loads(report.read_text())["removed"] == [str(data)]
