@@ -305,6 +305,26 @@ def test_a_signal_as_a_staging_entry_is_made_leaves_none(
 
 
 @pytest.mark.usefixtures("handled")
+def test_a_signal_in_a_file_s_rename_is_raised_once_the_file_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM during the rename that puts a single-file output (a report, a checkpoint) in
+    place: it was raised the moment the rename returned, before the file was recorded, and the
+    stop line said nothing of it though it was replaced."""
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    the_plan = IOPlan()
+    the_plan.write(target, "json_path")
+    the_plan.check()
+    monkeypatch.setattr(plan.os, "replace", _signalling(plan.os.replace, signal.SIGTERM))
+    with pytest.raises(interrupts.Terminated), the_plan.replace(target) as staged:
+        staged.write_text("new")
+    assert target.read_text() == "new"
+    assert interrupts.changes() == ([str(target)], [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+@pytest.mark.usefixtures("handled")
 def test_a_second_signal_does_not_cut_the_removal_of_staging_short(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -425,9 +425,10 @@ class IOPlan:
                     finally:
                         os.close(handle)
                 yield temporary
-                os.replace(temporary, target)
-                self.published.append(target)
-                interrupts.wrote(target)
+                with interrupts.held():  # a signal in the rename is raised once it is recorded
+                    os.replace(temporary, target)
+                    self.published.append(target)
+                    interrupts.wrote(target)
             except OSError as error:
                 raise self._cannot_write(target, error, entry) from None
             finally:
