@@ -414,3 +414,25 @@ def test_the_program_and_python_dash_m_run_through_wnpass_program() -> None:
     assert scripts == {"wnpass": "wnpass.program:run"}
     main_py = Path(interrupts.__file__).with_name("__main__.py").read_text()
     assert "from wnpass.program import run" in main_py
+
+
+def test_a_signal_the_process_ignores_stays_ignored() -> None:
+    """A shell script's background job starts with SIGINT ignored: Python leaves it so, and
+    so must wnpass (its handlers made a Ctrl-C meant for the script's caller stop the job)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interrupts.handled(_on_stop):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # handled
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_the_program_started_with_sigint_ignored_runs_through_it() -> None:
+    code = "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n" + _FIRST_IMPORT_CLI
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("wnpass ")  # the version, printed after every import

@@ -20,7 +20,9 @@ SIGKILL cannot be caught: it can stop a result between two of its renames. wnpas
 renames so that what is at the target stays usable (data under new names first, the model or
 index last); where a result's files must keep their names (checkpoint shards), the docs say so.
 Python runs signal handlers in the main thread only, between bytecodes, so this state needs no
-lock; a library user who installs nothing keeps Python's own behaviour.
+lock; a library user who installs nothing keeps Python's own behaviour. A signal the process
+was started with ignored (SIGINT for a background job of a shell script, ``nohup``-like
+launchers) stays ignored, as Python leaves it.
 """
 
 from __future__ import annotations
@@ -144,7 +146,11 @@ def handled(on_stop: Callable[[int], NoReturn]) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signum: signal.signal(signum, _handler) for signum in _SIGNALS}
+    previous = {
+        signum: signal.signal(signum, _handler)
+        for signum in _SIGNALS
+        if signal.getsignal(signum) is not signal.SIG_IGN  # ignored stays ignored
+    }
     outer, _State.on_stop, _State.raised = _State.on_stop, on_stop, None
     _State.written, _State.deleted = [], []  # kept after the block, for the line said then
     try:

@@ -71,7 +71,8 @@ def _end(signum: int, line: str) -> NoReturn:
 def run() -> NoReturn:
     """Handle stop signals, then import and run the command line."""
     for signum in _STOPPED:
-        signal.signal(signum, _early)
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # ignored stays ignored
+            signal.signal(signum, _early)
     from wnpass import interrupts
 
     with interrupts.handled(stop):

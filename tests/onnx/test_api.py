@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -9,7 +11,7 @@ from onnx import TensorProto
 from onnx import helper as oh
 from onnx import numpy_helper as nh
 
-from tests.helpers import rand
+from tests.helpers import rand, weight_normed
 from wnpass import fold_onnx, inspect_onnx
 from wnpass.errors import InvalidModelError
 
@@ -97,3 +99,14 @@ def test_a_malformed_model_proto_is_one_invalid_model_error() -> None:
     for entry in (fold_onnx, inspect_onnx):
         with pytest.raises(InvalidModelError, match="the ModelProto: rejected by the ONNX checker"):
             entry(model)
+
+
+def test_the_library_report_names_the_old_data_file_a_refold_removed(tmp_path: Path) -> None:
+    """``fold_onnx`` onto an output it wrote before deletes that output's data file (wnpass's
+    own): its report says so, as the command's does."""
+    source = weight_normed(tmp_path, external=True)
+    out, data = tmp_path / "o.onnx", tmp_path / "o.onnx.data"
+    assert fold_onnx(source, out)[1].removed == []
+    assert data.exists()
+    assert fold_onnx(source, out)[1].removed == [str(data)]
+    assert not data.exists()

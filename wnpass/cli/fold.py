@@ -97,7 +97,6 @@ def run(args: argparse.Namespace, out: Printer) -> int:
             plan=plan,
             progress=progress,
         )
-    report.removed = [str(path) for path in plan.removed]
     print_sites(out, report, str(args.model), inspect=False)
     if report.check is not None:
         print_check(out, report.check)

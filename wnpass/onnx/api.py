@@ -173,6 +173,7 @@ def fold_onnx(
         progress=progress,
     )
     report.left = list(plan.left)
+    report.removed = [str(path) for path in plan.removed]
     if published:
         report.output = str(target.path)
         report.bytes_after = target.path.stat().st_size + (
