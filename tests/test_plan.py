@@ -488,3 +488,12 @@ def test_a_deleted_data_file_is_listed_as_removed(tmp_path: Path) -> None:
     assert plan.removed == [data]
     assert plan.left == [f"{kept}: kept (not created by wnpass)"]
     assert not data.exists() and kept.exists()
+
+
+def test_a_target_named_with_a_trailing_slash_names_a_folder(tmp_path: Path) -> None:
+    """``Path("out/")`` is ``out``: a report asked for at ``out/`` became a file named out."""
+    from wnpass.report import FoldReport
+
+    with pytest.raises(OutputError, match=r"^json_path .*out/: names a folder, not a file$"):
+        FoldReport().write_json(f"{tmp_path}/out/")
+    assert not (tmp_path / "out").exists()

@@ -283,7 +283,10 @@ class IOPlan:
         self, path: str | os.PathLike[str], parameter: str, *, replaces_read: bool = False
     ) -> Path:
         """Record that ``path`` is written (as ``parameter``). ``replaces_read``: it is also
-        read, and writing over it is what was asked (``in_place``)."""
+        read, and writing over it is what was asked (``in_place``). A name that ends in a
+        slash names a folder (``Path`` would drop the slash): refused here."""
+        if isinstance(path, str) and path.endswith(("/", os.sep)):
+            raise OutputError(f"{path}: names a folder, not a file", parameter=parameter)
         path = Path(path)
         self._writes.append(_Entry(path, parameter))  # twice: check() refuses the collision
         if replaces_read:

@@ -6,7 +6,6 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
-from wnpass.errors import OutputError
 from wnpass.report import write_json
 from wnpass.verify.compare import OutputComparison, nothing_compared
 from wnpass.verify.options import as_path
@@ -177,9 +176,7 @@ class CheckReport:
         without one, ``path`` is checked against the files this check read (the reference,
         the candidate, their external data, the inputs file): writing over one is refused
         (``OutputError``, parameter ``json_path``)."""
-        if isinstance(path, str) and path.endswith(("/", os.sep)):  # Path() drops the slash
-            raise OutputError(f"{path}: names a folder, not a file", parameter="json_path")
-        path = as_path("json_path", path)
+        given = as_path("json_path", path)  # what is no path is refused
         if plan is None:
             from wnpass.plan import IOPlan
 
@@ -187,9 +184,9 @@ class CheckReport:
             read = [(self.reference, "the reference"), (self.candidate, "the candidate")]
             for file, what in [*self.files_read, *read]:
                 plan.read(file, what)
-            plan.write(path, "json_path")
+            plan.write(path, "json_path")  # the name as given: one ending in "/" is refused
             plan.check()
-        write_json(path, self.to_dict(), plan)
+        write_json(given, self.to_dict(), plan)
 
 
 def _given(value: float) -> str:
