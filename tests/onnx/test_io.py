@@ -609,3 +609,15 @@ def test_what_onnx_ir_cannot_hold_is_refused_in_one_line(
     path.write_bytes(model.SerializeToString())
     for command in ("inspect", "fold"):
         assert_refused([command, str(path)], tmp_path, capsys, 2, f"{path}: {message}")
+
+
+@pytest.mark.parametrize("key", ["offset", "length"])
+@pytest.mark.parametrize("number", ["9223372036854775808", "9" * 26, "1" * 5000])
+def test_external_offset_and_length_past_int64_are_out_of_range(
+    key: str, number: str, tmp_path: Path
+) -> None:
+    """Digits, but more than ONNX Runtime's 64-bit integer holds: said so, not 'not a
+    number'."""
+    path = _external(tmp_path, **{key: number})
+    with pytest.raises(InvalidModelError, match=r"is out of range \(at most 2\*\*63 - 1\)$"):
+        io.load(path)

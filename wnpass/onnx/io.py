@@ -362,9 +362,15 @@ def _check_external(tensor: onnx.TensorProto, path: Path, folder: Path, owner: i
 
 def _whole(text: str, key: str, where: str) -> int:
     """An ``offset`` or ``length``: ASCII digits only (``str.isdigit`` also takes ``²`` and
-    Arabic-Indic digits, which ONNX Runtime does not read as numbers)."""
-    if not re.fullmatch(r"[0-9]{1,20}", text):
+    Arabic-Indic digits, which ONNX Runtime does not read as numbers), below 2**63 (ONNX
+    Runtime reads a 64-bit signed integer)."""
+    if not re.fullmatch(r"[0-9]+", text):
         raise InvalidModelError(f"{where}: external data {key} {text!r} is not a number")
+    if len(text) > 19 or int(text) >= 2**63:  # a digit count before int() of a long text
+        raise InvalidModelError(
+            f"{where}: external data {key} {text[:24]}{'...' if len(text) > 24 else ''} "
+            "is out of range (at most 2**63 - 1)"
+        )
     return int(text)
 
 
