@@ -684,3 +684,16 @@ def test_a_library_export_leaves_the_processs_file_descriptors_alone(
         export(model, (torch.randn(2, 4),), tmp_path / "b.onnx", exporter="torchscript",
                verify=False)  # fmt: skip
     assert sorted(redirected) == [1, 1, 2, 2]  # to the null device and back, each
+
+
+def test_an_opset_whose_graph_lists_its_weights_as_inputs_is_verified(tmp_path: Path) -> None:
+    """Below IR version 4 (the TorchScript exporter's opsets 7 and 8) every initializer is
+    also a graph input: those are weights, not inputs to feed, and verification goes on (it
+    was refused: "takes an input 'fc.bias' that is none of the inputs named after forward's
+    parameters", exit 2)."""
+    model, inputs = _unused_first()
+    out = tmp_path / "m.onnx"
+    report = export(model, inputs, out, exporter="torchscript", opset=7, runs=1)
+    assert report.matches is True and report.published, report.to_dict()
+    proto = onnx.load(out)
+    assert proto.ir_version == 3 and "fc.bias" in [i.name for i in proto.graph.input]

@@ -445,9 +445,13 @@ def _feeds(graph: ir.Graph, examples: dict[str, Any]) -> dict[str, np.ndarray]:
     """The example inputs for the graph's inputs, paired by name: TorchScript drops inputs
     that ``forward`` never reads, so the graph's inputs are a subset of the named ones
     (:func:`_graph_inputs`), not a prefix. A Python number the graph takes (TorchScript
-    ``bool``, ``int``, ``float``) is fed as a scalar of the input's type."""
+    ``bool``, ``int``, ``float``) is fed as a scalar of the input's type. An input that has an
+    initializer is a weight, not one of forward's: below IR version 4 (opsets 7 and 8 of the
+    TorchScript exporter) every initializer is also listed as a graph input."""
     feeds = {}
     for value in graph.inputs:
+        if value.name in graph.initializers:
+            continue
         if value.name not in examples:
             raise InvalidArgumentError(
                 f"cannot verify: the exported graph takes an input {value.name!r} that is "
