@@ -697,3 +697,34 @@ def test_an_opset_whose_graph_lists_its_weights_as_inputs_is_verified(tmp_path: 
     assert report.matches is True and report.published, report.to_dict()
     proto = onnx.load(out)
     assert proto.ir_version == 3 and "fc.bias" in [i.name for i in proto.graph.input]
+
+
+def test_a_failed_export_says_its_innermost_cause_and_logs_the_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The dynamo exporter wraps the cause (``'int' object has no attribute 'name'``) in
+    messages of several hundred characters: the one line was cut at 240 and lost it. It says
+    the innermost exception first, then the first line of the outermost; ``-v`` (INFO) logs
+    the traceback."""
+    wrapper = "Failed to convert the exported program. \x1b[96mThis is step 3/3\x1b[0m. Next:\n"
+
+    def fail(*args: object, **kwargs: object) -> None:
+        try:
+            raise AttributeError("'int' object has no attribute 'name'")
+        except AttributeError as cause:
+            try:
+                raise RuntimeError("Error when translating node return (linear, 2).") from cause
+            except RuntimeError as middle:
+                raise RuntimeError(wrapper + "- steps " * 60) from middle
+
+    monkeypatch.setattr(torch.onnx, "export", fail)
+    caplog.set_level("INFO", logger="wnpass.deploy")
+    with pytest.raises(WnpassError) as raised:
+        export(nn.Linear(4, 3), (torch.randn(2, 4),), tmp_path / "m.onnx", verify=False)
+    assert str(raised.value) == (
+        "torch.onnx.export failed: AttributeError: 'int' object has no attribute 'name' "
+        "(in: Failed to convert the exported program. This is step 3/3. Next:)"
+    )
+    assert len([r for r in caplog.records if r.exc_info]) == 1
+    assert "'int' object has no attribute 'name'" in caplog.text and "Traceback" in caplog.text
+    assert list(tmp_path.iterdir()) == []

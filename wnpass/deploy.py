@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from wnpass.axes import is_legacy_hook
-from wnpass.errors import InvalidArgumentError, WnpassError
+from wnpass.errors import InvalidArgumentError, WnpassError, printable
 from wnpass.fx.fold import TorchFoldReport, fold_weight_norm
 from wnpass.fx.forward import Batch, ForwardFailedError, as_batch, call_model, cloned, evaluating
 from wnpass.onnx import io
@@ -142,8 +142,9 @@ class ExportReport:
 
 
 # What an exporter makes a graph output of, in the order torch's pytree flattens the result:
-# a tensor, and a Python number (``x.shape[0]``, ``.item()``) as a 0-d tensor (measured with
-# torch 2.13). None, a string and other objects become no output.
+# a tensor, and a Python number as a 0-d tensor: ``x.shape[0]`` under TorchScript, ``.item()``
+# under dynamo (each fails on the other; measured with torch 2.13). None, a string and other
+# objects become no output.
 Output = np.ndarray | bool | int | float
 
 
@@ -362,8 +363,8 @@ def _export(
             warnings.simplefilter("ignore")
             torch.onnx.export(model, args, str(path), kwargs=dict(inputs.kwargs) or None, **options)
     except Exception as error:
-        first = " ".join(_ANSI.sub("", str(error)).split())[:240]
-        raise ExportError(f"torch.onnx.export failed: {first}") from None
+        logger.info("torch.onnx.export failed", exc_info=error)  # -v: the traceback
+        raise ExportError(f"torch.onnx.export failed: {_failure(error)}") from None
 
 
 def _dynamic_shapes(
@@ -430,6 +431,34 @@ def _check_dynamic_made(
 
 # The colours torch.export puts in its messages (``\x1b[96m``): not for a one-line error.
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CAUSE_CHARACTERS = 240  # of the innermost exception's message
+_WRAPPER_CHARACTERS = 160  # of the outermost's, after it
+
+
+def _failure(error: BaseException) -> str:
+    """An exporter's failure as one line: the innermost exception of its chain (the cause,
+    ``'int' object has no attribute 'name'``) first, with its type, then the first line of
+    the outermost's message (which step failed), each trimmed. The exporters wrap the cause
+    in messages long enough that a line cut at their start lost it."""
+    chain = [error]
+    while (inner := chain[-1].__cause__ or _context(chain[-1])) is not None and len(chain) < 16:
+        chain.append(inner)
+    if len(chain) == 1:
+        return _trimmed(str(error), _CAUSE_CHARACTERS) or type(error).__name__
+    cause = f"{type(chain[-1]).__name__}: {_trimmed(str(chain[-1]), _CAUSE_CHARACTERS)}"
+    first = _ANSI.sub("", str(error)).strip().split("\n")[0]
+    return f"{cause} (in: {_trimmed(first, _WRAPPER_CHARACTERS)})" if first else cause
+
+
+def _context(error: BaseException) -> BaseException | None:
+    """The exception ``error`` was raised while handling, unless it said ``from None``."""
+    return None if error.__suppress_context__ else error.__context__
+
+
+def _trimmed(text: str, characters: int) -> str:
+    """``text`` as one printable line of at most ``characters`` (and "...")."""
+    text = " ".join(_ANSI.sub("", text).split())
+    return printable(text[:characters] + "..." if len(text) > characters else text)
 
 
 def _examples(graph_inputs: dict[str, Any]) -> dict[str, Any]:
