@@ -54,7 +54,7 @@ from wnpass.fx.fold import TorchFoldReport, fold_weight_norm
 from wnpass.fx.forward import Batch, ForwardFailedError, as_batch, call_model, cloned, evaluating
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
-from wnpass.plan import IOPlan
+from wnpass.plan import IOPlan, user_code
 from wnpass.report import FoldReport, write_json
 from wnpass.rules import parse_key
 from wnpass.verify import providers as prov
@@ -359,7 +359,8 @@ def _export(
     if not inputs.kwargs and args and isinstance(args[-1], dict):
         args += ({},)
     try:
-        with warnings.catch_warnings(), _exporter_quiet():
+        # the exporters run the user's forward (tracing it), which may read files
+        with warnings.catch_warnings(), _exporter_quiet(), user_code():
             warnings.simplefilter("ignore")
             torch.onnx.export(model, args, str(path), kwargs=dict(inputs.kwargs) or None, **options)
     except Exception as error:
@@ -637,7 +638,9 @@ def export(
     shapes = _dynamic_shapes(model, inputs, dynamic, arguments) if dynamic and dynamo else None
     _check_values(model, inputs)
     path = Path(path)
-    plan = plan if plan is not None else IOPlan()
+    if plan is None:  # the model's code may read files: none of them may be the output
+        plan = IOPlan()
+        plan.watch_user_code()
     if not plan.planned(path, "output"):  # the CLI plans it with its other files
         plan.write(path, "output")
     plan.check()  # the output's data file, if any, is planned once the model is known
@@ -663,6 +666,9 @@ def export(
                     opset=opset,
                 )
                 exported = io.load(raw)
+            # what the forward read while the exporter traced it: the plan.check() below,
+            # before anything is written, refuses an output onto one of those files
+            plan.record_user_reads()
             _check_opset(exported, opset)
             _check_dynamic_made(exported, dynamic, exporter)
             _, onnx_report = fold_onnx(exported, in_place=True)

@@ -203,3 +203,47 @@ def test_a_failed_export_is_one_line_on_stderr_and_nothing_on_stdout(
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.startswith(f"wnpass: error: {model_py}: torch.onnx.export failed: ")
     assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+# Reads a file only while an exporter traces it: never in the forwards wnpass runs itself.
+READS_WHILE_EXPORTED = """
+import os
+import torch
+from torch import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        if torch.onnx.is_in_onnx_export():
+            with open(os.path.join(HERE, "k.txt")) as f:
+                return self.fc(x) * float(f.read())
+        return self.fc(x)
+
+def build_model():
+    return M()
+
+def example_inputs():
+    return (torch.randn(2, 4),)
+"""
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_an_output_onto_a_file_the_forward_reads_while_exported_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], exporter: str
+) -> None:
+    """The exporters run the forward themselves (tracing it): a file it reads only then is
+    read by the run too. ``-o`` onto it replaced it with the ONNX model (exit 0): now exit 2,
+    and nothing is written."""
+    (tmp_path / "model.py").write_text(READS_WHILE_EXPORTED)
+    (tmp_path / "k.txt").write_text("1.0")
+    argv = ["export", str(tmp_path / "model.py"), "-o", str(tmp_path / "k.txt")]
+    assert main([*argv, "--exporter", exporter, "--verify", "--runs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"would overwrite a file the model.py's code read {tmp_path / 'k.txt'}" in err
+    assert err.count("\n") == 1 and (tmp_path / "k.txt").read_text() == "1.0"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.txt", "model.py"]
