@@ -728,3 +728,15 @@ def test_a_failed_export_says_its_innermost_cause_and_logs_the_traceback(
     assert len([r for r in caplog.records if r.exc_info]) == 1
     assert "'int' object has no attribute 'name'" in caplog.text and "Traceback" in caplog.text
     assert list(tmp_path.iterdir()) == []
+
+
+def test_two_runs_are_the_same_only_bit_for_bit() -> None:
+    """An output is the same in two PyTorch runs when its every bit is (NaN where the other
+    has NaN too); a difference of one ulp, or of a number's type, is a change."""
+    from wnpass.deploy import _changed
+
+    a = np.array([1.0, np.nan], np.float32)
+    assert _changed([a, 3, float("nan")], [a.copy(), 3, float("nan")]) == []
+    ulp = np.nextafter(a, np.float32(2.0))
+    assert _changed([a, 3, 1.0], [ulp, 3.0, 1.0]) == [0, 1]
+    assert _changed([a], [a, a]) == [0]

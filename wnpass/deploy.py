@@ -11,7 +11,9 @@
 4. with ``verify`` (the default), compares the PyTorch model's outputs (a Python number it
    returns as the 0-d output the exporter makes of it) with ONNX Runtime's on the example
    inputs, each fed to the graph input of its name, on every available provider (or those
-   asked for), and times the ONNX model there.
+   asked for), and times the ONNX model there. PyTorch runs twice on the same inputs first:
+   a model whose outputs differ between the two (it draws random numbers, counts its calls)
+   has no outputs to verify against, and the verification fails without comparing.
 
 PyTorch's forward and the exporter each run on a copy of the example inputs, so a forward
 that changes its input in place leaves ONNX Runtime the inputs as given.
@@ -104,18 +106,28 @@ class ExportReport:
     latency: dict[str, LatencyStats] = dataclasses.field(default_factory=dict)
     not_available: list[str] = dataclasses.field(default_factory=list)
     fell_back: list[str] = dataclasses.field(default_factory=list)  # asked for, ran elsewhere
+    # the outputs that differed between two PyTorch runs on the same inputs: nothing to verify
+    # against, so nothing was compared and the verification failed
+    not_deterministic: list[str] = dataclasses.field(default_factory=list)
     published: bool = True  # False: the check failed and nothing was written
 
     @property
     def matches(self) -> bool | None:
-        """None when not verified; else whether outputs were compared on every provider (some
-        element of some output: :func:`~wnpass.verify.compare.nothing_compared`), all matched
-        PyTorch's, and no provider asked for fell back to another (what ``verify`` requires
-        before the file is published)."""
+        """None when not verified; else whether PyTorch gave the same outputs twice, outputs
+        were compared on every provider (some element of some output:
+        :func:`~wnpass.verify.compare.nothing_compared`), all matched PyTorch's, and no
+        provider asked for fell back to another (what ``verify`` requires before the file is
+        published)."""
         if not self.verified:
             return None
         compared = [c for comparisons in self.comparisons.values() for c in comparisons]
-        return bool(compared) and all(compared) and not self.nothing_compared and not self.fell_back
+        return (
+            bool(compared)
+            and all(compared)
+            and not self.nothing_compared
+            and not self.fell_back
+            and not self.not_deterministic
+        )
 
     @property
     def nothing_compared(self) -> dict[str, str]:
@@ -648,6 +660,7 @@ def export(
     with evaluating(model):  # the deployed behaviour; every submodule's flag comes back
         result = call_model(model, inputs)  # the model's own error, before any exporter's
         outputs = _outputs(result) if verify else []
+        changed = _changed(outputs, _outputs(call_model(model, inputs))) if verify else []
         examples = _examples(graph_inputs) if verify else {}
         target, in_place = _copy(model) if fold_in_torch else (model, False)
         torch_report = fold_weight_norm(target) if fold_in_torch else None
@@ -680,8 +693,17 @@ def export(
             )
             feeds = _feeds(exported.graph, examples) if verify else {}
             expected = _expected(exported.graph, outputs) if verify else []
+            report.not_deterministic = [exported.graph.outputs[i].name or str(i) for i in changed]
+            if report.not_deterministic:
+                logger.warning(
+                    "cannot verify: PyTorch gave other values of output %s on a second run "
+                    "on the same inputs (the model is not deterministic)",
+                    ", ".join(report.not_deterministic),
+                )
 
             def gate(staged: Path) -> bool:
+                if report.not_deterministic:  # no reference to compare with
+                    return False
                 with _named_as(staged, str(path)):
                     _compare(report, staged, chosen, feeds, expected, options)
                 return bool(report.matches)
@@ -692,6 +714,29 @@ def export(
     report.published = published
     report.onnx_fold.left = list(plan.left)
     return report
+
+
+def _changed(first: list[Output], second: list[Output]) -> list[int]:
+    """The outputs (by position) of two PyTorch runs on the same inputs that are not the same
+    bit for bit: such an output is no reference, as the model gives another each time (random
+    numbers, however small: a tolerance would pass noise below it). Every output where the
+    runs returned other counts."""
+    if len(first) != len(second):
+        return list(range(len(first)))
+    return [i for i, (a, b) in enumerate(zip(first, second, strict=True)) if not _same(a, b)]
+
+
+def _same(a: Output, b: Output) -> bool:
+    """The same value: arrays of one dtype, shape and bytes (NaN where the other has NaN);
+    numbers of one type and value (NaN alike)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and (a.dtype, a.shape) == (b.dtype, b.shape)
+            and a.tobytes() == b.tobytes()
+        )
+    return type(a) is type(b) and (a == b or (a != a and b != b))
 
 
 def _check_values(model: nn.Module, inputs: Batch) -> None:

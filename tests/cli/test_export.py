@@ -247,3 +247,46 @@ def test_an_output_onto_a_file_the_forward_reads_while_exported_is_refused(
     assert f"would overwrite a file the model.py's code read {tmp_path / 'k.txt'}" in err
     assert err.count("\n") == 1 and (tmp_path / "k.txt").read_text() == "1.0"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.txt", "model.py"]
+
+
+# A sampler whose outputs are tiny: noise of 3e-6 passes the default float32 tolerance.
+NOISY = """
+import torch
+from torch import nn
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        mu = 1e-6 * self.fc(x)
+        return mu + 3e-6 * torch.randn_like(mu)
+
+def build_model():
+    torch.manual_seed(0)
+    return M()
+
+def example_inputs():
+    return (torch.randn(2, 4),)
+"""
+
+
+def test_a_model_whose_two_runs_differ_cannot_be_verified(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PyTorch runs twice on the same inputs: a model that draws random numbers gives other
+    outputs each time, so there is nothing to verify ONNX against. Its noise passed the
+    tolerance ("deployable: ONNX matches PyTorch", exit 0); now the verification fails (exit
+    1), naming the output, and nothing is written under -o."""
+    (tmp_path / "model.py").write_text(NOISY)
+    out, report = tmp_path / "m.onnx", tmp_path / "r.json"
+    argv = ["export", str(tmp_path / "model.py"), "-o", str(out), "--json", str(report)]
+    assert main([*argv, "--exporter", "torchscript", "--verify", "--runs", "1"]) == 1
+    printed = capsys.readouterr().out
+    data = json.loads(report.read_text())
+    (name,) = data["not_deterministic"]
+    assert f"PyTorch gave other values of output {name} on a second run on the same" in printed
+    assert f"NOT DEPLOYABLE: see above; nothing written to {out}" in printed
+    assert (data["matches"], data["published"], data["comparisons"]) == (False, False, {})
+    assert not out.exists()

@@ -154,6 +154,12 @@ def _print_export(out: Printer, report: Any) -> None:
         out.summary(f"{provider}: asked for, but ONNX Runtime fell back to another provider")
     for provider, vacuous in report.nothing_compared.items():
         out.summary(f"{provider}: {vacuous}")
+    if report.not_deterministic:
+        out.summary(
+            f"cannot verify: PyTorch gave other values of output "
+            f"{', '.join(report.not_deterministic)} on a second run on the same inputs: the "
+            "model is not deterministic, so there is nothing to verify against"
+        )
     if report and not report.verified:
         out.summary(f"wrote {report.output}; not verified against PyTorch (add --verify)")
     elif report:
