@@ -68,7 +68,8 @@ def test_dynamic_batch_axis(tmp_path: Path) -> None:
         dynamic={"x": {0: "batch"}},
         runs=1,
     )
-    assert report
+    assert report and report.doubled_inputs == {"x": [8, 64]}
+    assert report.dynamic_comparisons["cpu"] and all(report.dynamic_comparisons["cpu"])
     batch = np.random.default_rng(0).standard_normal((7, 64)).astype(np.float32)
     (result,) = run(out, {"x": batch})
     with torch.no_grad():
@@ -740,3 +741,50 @@ def test_two_runs_are_the_same_only_bit_for_bit() -> None:
     ulp = np.nextafter(a, np.float32(2.0))
     assert _changed([a, 3, 1.0], [ulp, 3.0, 1.0]) == [0, 1]
     assert _changed([a], [a, a]) == [0]
+
+
+class _AtMostThree(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 3:
+            raise ValueError("at most 3 rows")
+        return self.fc(x)
+
+
+class _FlatByLen(nn.Module):
+    """Flattens its output by ``len(x)``, which the TorchScript trace fixes at the example's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x).reshape(len(x) * 3)
+
+
+@pytest.mark.parametrize(
+    ("model", "reason"),
+    [
+        (_AtMostThree(), "PyTorch's forward raised ValueError: at most 3 rows"),
+        (_FlatByLen(), "on cpu, {out}: onnxruntime failed to run it: "),
+    ],
+    ids=["pytorch-fails", "onnxruntime-fails"],
+)
+def test_dynamic_axes_that_cannot_run_doubled_are_not_verified(
+    model: nn.Module, reason: str, tmp_path: Path
+) -> None:
+    """Where PyTorch itself fails on the example inputs with every dynamic axis doubled,
+    nothing says the dynamic axes work; where ONNX Runtime fails there, they do not: either
+    way the verification fails, saying why, and nothing is written (both passed, verified at
+    the example's size only)."""
+    out = tmp_path / "m.onnx"
+    report = export(
+        model, (torch.randn(2, 4),), out, exporter="torchscript", dynamic={"x": {0: "b"}}, runs=1
+    )
+    assert (report.dynamic_not_verified or "").startswith(reason.format(out=out))
+    assert report.doubled_inputs == {"x": [4, 4]} and report.dynamic_comparisons == {}
+    assert all(report.comparisons["cpu"]) and report.matches is False and not report.published
+    assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,12 @@
    inputs, each fed to the graph input of its name, on every available provider (or those
    asked for), and times the ONNX model there. PyTorch runs twice on the same inputs first:
    a model whose outputs differ between the two (it draws random numbers, counts its calls)
-   has no outputs to verify against, and the verification fails without comparing.
+   has no outputs to verify against, and the verification fails without comparing. With
+   dynamic axes, ONNX Runtime is also compared with PyTorch on the example inputs with every
+   dynamic axis doubled (each input repeated along it), where a size the trace fixed shows.
+
+A warning of the exporter that its result may be wrong (TorchScript's ``TracerWarning``: a
+Python value the trace fixed) is logged and listed in the report.
 
 PyTorch's forward and the exporter each run on a copy of the example inputs, so a forward
 that changes its input in place leaves ONNX Runtime the inputs as given.
@@ -53,7 +58,15 @@ from torch import nn
 from wnpass.axes import is_legacy_hook
 from wnpass.errors import InvalidArgumentError, WnpassError, printable
 from wnpass.fx.fold import TorchFoldReport, fold_weight_norm
-from wnpass.fx.forward import Batch, ForwardFailedError, as_batch, call_model, cloned, evaluating
+from wnpass.fx.forward import (
+    Batch,
+    ForwardFailedError,
+    as_batch,
+    call_model,
+    cloned,
+    evaluating,
+    what_it_did,
+)
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
 from wnpass.plan import IOPlan, user_code
@@ -109,24 +122,37 @@ class ExportReport:
     # the outputs that differed between two PyTorch runs on the same inputs: nothing to verify
     # against, so nothing was compared and the verification failed
     not_deterministic: list[str] = dataclasses.field(default_factory=list)
+    # with dynamic axes: the example inputs with every dynamic axis doubled (their shapes by
+    # graph input), ONNX Runtime's outputs there compared with PyTorch's, or why they could
+    # not be (PyTorch or ONNX Runtime failed there: the verification failed)
+    doubled_inputs: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    dynamic_comparisons: dict[str, list[OutputComparison]] = dataclasses.field(default_factory=dict)
+    dynamic_not_verified: str | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)  # the exporter's (above)
     published: bool = True  # False: the check failed and nothing was written
 
     @property
     def matches(self) -> bool | None:
         """None when not verified; else whether PyTorch gave the same outputs twice, outputs
         were compared on every provider (some element of some output:
-        :func:`~wnpass.verify.compare.nothing_compared`), all matched PyTorch's, and no
-        provider asked for fell back to another (what ``verify`` requires before the file is
-        published)."""
+        :func:`~wnpass.verify.compare.nothing_compared`), all matched PyTorch's (with dynamic
+        axes, also where they are doubled), and no provider asked for fell back to another
+        (what ``verify`` requires before the file is published)."""
         if not self.verified:
             return None
-        compared = [c for comparisons in self.comparisons.values() for c in comparisons]
+        compared = [
+            c
+            for results in (self.comparisons, self.dynamic_comparisons)
+            for comparisons in results.values()
+            for c in comparisons
+        ]
         return (
             bool(compared)
             and all(compared)
             and not self.nothing_compared
             and not self.fell_back
             and not self.not_deterministic
+            and self.dynamic_not_verified is None
         )
 
     @property
@@ -234,14 +260,9 @@ def _arguments(model: nn.Module, inputs: Batch, dynamo: bool) -> dict[str, Any]:
     input of its name or else its default, each as an argument of its own (measured with torch
     2.13; the dynamo exporter leaves the defaults to ``forward``, which bakes them into the
     graph)."""
-    try:
-        parameters = list(inspect.signature(model.forward).parameters.values())
-    except (TypeError, ValueError):
-        parameters = []
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    parameters = _parameters(model)
     args, kwargs = inputs.args, dict(inputs.kwargs)
-    named = {p.name: value for p, value in zip(positional, args, strict=False)}
-    named |= {f"input_{i}": value for i, value in enumerate(args) if i >= len(positional)}
+    named = dict(zip(_positional_names(parameters, len(args)), args, strict=True))
     if dynamo:
         return named | kwargs
     rest = [p for p in parameters[len(args) :] if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
@@ -256,6 +277,20 @@ def _arguments(model: nn.Module, inputs: Batch, dynamo: bool) -> dict[str, Any]:
     return named | {
         name: value for name, value in given.items() if value is not inspect.Parameter.empty
     }
+
+
+def _parameters(model: nn.Module) -> list[inspect.Parameter]:
+    """``forward``'s parameters; none where its signature cannot be read."""
+    try:
+        return list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return []
+
+
+def _positional_names(parameters: list[inspect.Parameter], count: int) -> list[str]:
+    """The names of ``count`` positional inputs: their parameters', ``input_<i>`` past them."""
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [positional[i].name if i < len(positional) else f"input_{i}" for i in range(count)]
 
 
 def _input_count(value: Any, dynamo: bool) -> int:
@@ -351,8 +386,9 @@ def _export(
     dynamic: dict[str, dict[int, str]] | None,
     shapes: dict[str, Any] | tuple[Any, ...] | None,
     opset: int | None,
-) -> None:
-    """Run torch.onnx.export, naming the graph's inputs ``names``.
+) -> list[str]:
+    """Run torch.onnx.export, naming the graph's inputs ``names``; the warnings it gave that
+    say its result may be wrong (:func:`_warned`).
 
     The dynamo exporter is given the dynamic axes as ``shapes`` (:func:`_dynamic_shapes`):
     given as ``dynamic_axes``, torch hands them out by position, not by name (``--dynamic y=0``
@@ -370,14 +406,44 @@ def _export(
     args = inputs.args
     if not inputs.kwargs and args and isinstance(args[-1], dict):
         args += ({},)
-    try:
-        # the exporters run the user's forward (tracing it), which may read files
-        with warnings.catch_warnings(), _exporter_quiet(), user_code():
-            warnings.simplefilter("ignore")
+    # the exporters run the user's forward (tracing it), which may read files
+    with warnings.catch_warnings(record=True) as caught, _exporter_quiet(), user_code():
+        warnings.simplefilter("always")
+        try:
             torch.onnx.export(model, args, str(path), kwargs=dict(inputs.kwargs) or None, **options)
-    except Exception as error:
-        logger.info("torch.onnx.export failed", exc_info=error)  # -v: the traceback
-        raise ExportError(f"torch.onnx.export failed: {_failure(error)}") from None
+        except Exception as error:
+            _warned(caught)
+            logger.info("torch.onnx.export failed", exc_info=error)  # -v: the traceback
+            raise ExportError(f"torch.onnx.export failed: {_failure(error)}") from None
+    return _warned(caught)
+
+
+# The warnings an exporter gives that say its result may be wrong: TorchScript's tracer turned
+# a Python value into a constant (``len(x)``, ``int(t)``, a branch on a tensor), which holds
+# for the example inputs only.
+_WRONG_RESULT_WARNINGS: tuple[type[Warning], ...] = (torch.jit.TracerWarning,)
+
+
+def _warned(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """The warnings of :data:`_WRONG_RESULT_WARNINGS` among ``caught``, each once, as
+    ``file:line: Category: message`` (the line of the model's code it is about); they are
+    logged as warnings. The others (deprecations, notes) are torch's own business: logged at
+    INFO (``-v``)."""
+    said: list[str] = []
+    noted: set[str] = set()
+    for caught_warning in caught:
+        category = caught_warning.category
+        line = f"{category.__name__}: {_trimmed(str(caught_warning.message), 400)}"
+        if not issubclass(category, _WRONG_RESULT_WARNINGS):
+            if line not in noted:
+                noted.add(line)
+                logger.info("the exporter warned: %s", line)
+            continue
+        line = f"{caught_warning.filename}:{caught_warning.lineno}: {line}"
+        if line not in said:
+            said.append(line)
+            logger.warning("%s", line)
+    return said
 
 
 def _dynamic_shapes(
@@ -662,13 +728,16 @@ def export(
         outputs = _outputs(result) if verify else []
         changed = _changed(outputs, _outputs(call_model(model, inputs))) if verify else []
         examples = _examples(graph_inputs) if verify else {}
+        doubled = (
+            _doubled(model, inputs, dynamic, arguments, dynamo) if verify and dynamic else None
+        )
         target, in_place = _copy(model) if fold_in_torch else (model, False)
         torch_report = fold_weight_norm(target) if fold_in_torch else None
         weights = _weight_names(model)
         with plan.staging(path) as staging:
             raw = staging / "exported.onnx"
             with _named_as(raw, f"the {exporter} exporter's output for {path}"):
-                _export(
+                warned = _export(
                     target,
                     cloned(inputs),  # a forward that changes its inputs changes a copy
                     list(graph_inputs),
@@ -686,6 +755,7 @@ def export(
             _check_dynamic_made(exported, dynamic, exporter)
             _, onnx_report = fold_onnx(exported, in_place=True)
             report = ExportReport(str(path), exporter, torch_report, onnx_report, in_place)
+            report.warnings = warned
             report.names_missing = _restore_names(exported, weights)
             report.verified = verify
             report.not_available = (
@@ -701,11 +771,13 @@ def export(
                     ", ".join(report.not_deterministic),
                 )
 
+            at_double = _at_double(report, exported.graph, doubled) if doubled else None
+
             def gate(staged: Path) -> bool:
                 if report.not_deterministic:  # no reference to compare with
                     return False
                 with _named_as(staged, str(path)):
-                    _compare(report, staged, chosen, feeds, expected, options)
+                    _compare(report, staged, chosen, (feeds, expected), at_double, options)
                 return bool(report.matches)
 
             save_target = io.plan_save(plan, exported, path)
@@ -714,6 +786,70 @@ def export(
     report.published = published
     report.onnx_fold.left = list(plan.left)
     return report
+
+
+@dataclasses.dataclass(frozen=True)
+class _Doubled:
+    """PyTorch on the example inputs with every dynamic axis doubled (:func:`_doubled`)."""
+
+    shapes: dict[str, list[int]]  # of the graph inputs made larger
+    examples: dict[str, Any]  # by graph input name, as :func:`_examples` gives them
+    outputs: list[Output] | None  # None: PyTorch's forward failed on them
+    failure: str | None = None  # how
+
+
+def _doubled(
+    model: nn.Module,
+    inputs: Batch,
+    dynamic: dict[str, dict[int, str]],
+    arguments: dict[str, Any],
+    dynamo: bool,
+) -> _Doubled:
+    """PyTorch's outputs on the example inputs with every dynamic axis doubled, each input
+    repeated along it (``torch.cat([x, x], axis)``): a size the exporter fixed in the graph
+    (TorchScript traces ``len(x)`` as the example's) gives other outputs there. A dynamic input
+    that is a parameter's default (which the TorchScript exporter passes on) is given by its
+    name, doubled."""
+    names = _positional_names(_parameters(model), len(inputs.args))
+
+    def grow(name: str, value: Any) -> Any:
+        for axis in sorted(dynamic.get(name, {})):
+            value = torch.cat([value, value], dim=axis)
+        return value
+
+    with torch.no_grad():
+        args = tuple(grow(name, value) for name, value in zip(names, inputs.args, strict=True))
+        kwargs = {name: grow(name, value) for name, value in inputs.kwargs.items()}
+        for name in dynamic:
+            if name not in names and name not in kwargs:
+                kwargs[name] = grow(name, arguments[name])
+    batch = Batch(args, kwargs)
+    graph_inputs, _ = _graph_inputs(_arguments(model, batch, dynamo), dynamo)
+    shapes = {name: list(graph_inputs[name].shape) for name in dynamic}
+    try:
+        outputs = _outputs(call_model(model, batch))
+    except ForwardFailedError as error:
+        how = what_it_did(error.__cause__) if error.__cause__ is not None else str(error)
+        return _Doubled(shapes, {}, None, f"PyTorch's forward {how}")
+    return _Doubled(shapes, _examples(graph_inputs), outputs)
+
+
+def _at_double(
+    report: ExportReport, graph: ir.Graph, doubled: _Doubled
+) -> tuple[dict[str, np.ndarray], list[np.ndarray]] | None:
+    """The feeds and expected outputs where the dynamic axes are doubled; None where they
+    cannot be had, and the report says why (:attr:`ExportReport.dynamic_not_verified`): PyTorch
+    failed there, or returned another count of outputs than the graph has."""
+    report.doubled_inputs = doubled.shapes
+    failure = doubled.failure
+    if doubled.outputs is not None:
+        try:
+            return _feeds(graph, doubled.examples), _expected(graph, doubled.outputs)
+        except InvalidArgumentError as error:
+            failure = error.detail.removeprefix("cannot verify: ")
+    report.dynamic_not_verified = failure
+    logger.warning("the dynamic axes could not be verified where doubled: %s", failure)
+    return None
 
 
 def _changed(first: list[Output], second: list[Output]) -> list[int]:
@@ -850,26 +986,50 @@ def _check_opset(model: ir.Model, opset: int | None) -> None:
         )
 
 
+# Feeds by graph input name, and the outputs PyTorch gave on them.
+Reference = tuple[dict[str, np.ndarray], list[np.ndarray]]
+
+
 def _compare(
     report: ExportReport,
     staged: Path,
     chosen: list[str],
-    feeds: dict[str, np.ndarray],
-    expected: list[np.ndarray],
+    example: Reference,
+    doubled: Reference | None,
     options: CheckOptions,
 ) -> None:
+    """ONNX Runtime against PyTorch on each provider in ``chosen``: on the example inputs, timed,
+    and on those with every dynamic axis ``doubled`` (where there are any). ONNX Runtime failing
+    where they are doubled is no error of the file's: the dynamic axes are not verified."""
+    feeds = example[0]
     for provider in chosen:
         session = prov.open_session(staged, provider, threads=options.threads)
         if session.fell_back:
             logger.warning("%s fell back to %s: not compared", provider, session.actual)
             report.fell_back.append(provider)
             continue
-        actual = prov.run(session, staged, feeds)
-        out_names = [o.name for o in session.session.get_outputs()]
-        report.comparisons[provider] = compare_outputs(
-            out_names, expected, out_names, actual, rtol=options.rtol, atol=options.atol
-        )
+        report.comparisons[provider] = _run_compared(session, staged, example, options)
+        if doubled is not None and report.dynamic_not_verified is None:
+            try:
+                with _named_as(staged, report.output):
+                    compared = _run_compared(session, staged, doubled, options)
+            except WnpassError as error:
+                report.dynamic_not_verified = f"on {provider}, {error}"
+                logger.warning("the dynamic axes could not be verified where doubled: %s", error)
+            else:
+                report.dynamic_comparisons[provider] = compared
         report.latency[provider] = _latency(session, feeds, options.runs, options.warmup)
+
+
+def _run_compared(
+    session: prov.Session, staged: Path, reference: Reference, options: CheckOptions
+) -> list[OutputComparison]:
+    feeds, expected = reference
+    actual = prov.run(session, staged, feeds)
+    out_names = [o.name for o in session.session.get_outputs()]
+    return compare_outputs(
+        out_names, expected, out_names, actual, rtol=options.rtol, atol=options.atol
+    )
 
 
 def _latency(

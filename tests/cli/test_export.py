@@ -290,3 +290,49 @@ def test_a_model_whose_two_runs_differ_cannot_be_verified(
     assert f"NOT DEPLOYABLE: see above; nothing written to {out}" in printed
     assert (data["matches"], data["published"], data["comparisons"]) == (False, False, {})
     assert not out.exists()
+
+
+# The mean over the batch by len(x): TorchScript's trace makes len(x) the example's 2.
+MEAN_BY_LEN = """
+import torch
+from torch import nn
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x).sum(0) / len(x)
+
+def build_model():
+    torch.manual_seed(0)
+    return M()
+
+def example_inputs():
+    return (torch.randn(2, 4),)
+"""
+
+
+def test_a_size_the_trace_fixed_fails_where_the_dynamic_axes_are_doubled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--dynamic x=0`` of a model that divides by ``len(x)``: the TorchScript trace divides
+    by 2 whatever the batch. Verified at the example's size only, it passed (exit 0) and the
+    tracer's warning was hidden. Now ONNX Runtime is also compared where every dynamic axis
+    is doubled, where it fails (exit 1, nothing written), and the warning is shown."""
+    (tmp_path / "model.py").write_text(MEAN_BY_LEN)
+    out, report = tmp_path / "m.onnx", tmp_path / "r.json"
+    argv = ["export", str(tmp_path / "model.py"), "-o", str(out), "--json", str(report)]
+    argv += ["--exporter", "torchscript", "--dynamic", "x=0", "--verify", "--runs", "1"]
+    assert main(argv) == 1
+    printed = capsys.readouterr().out
+    assert "ONNX Runtime vs PyTorch, every dynamic axis doubled (x 4x4)" in printed
+    assert "warning: the exporter says the result may be wrong: " in printed
+    assert "TracerWarning: Using len to get tensor shape" in printed
+    data = json.loads(report.read_text())
+    assert all(data["comparisons"]["cpu"]) and data["doubled_inputs"] == {"x": [4, 4]}
+    (doubled,) = data["dynamic_comparisons"]["cpu"]
+    assert doubled["outside"] == 3 and data["matches"] is False and not out.exists()
+    (warning,) = data["warnings"]
+    assert warning.startswith(f"{tmp_path / 'model.py'}:11: TracerWarning: Using len")

@@ -143,6 +143,17 @@ def _print_export(out: Printer, report: Any) -> None:
     ]
     if rows:
         out.table("ONNX Runtime vs PyTorch", COMPARISON_COLUMNS, rows)
+    doubled = [
+        comparison_row(provider, c)
+        for provider, comparisons in report.dynamic_comparisons.items()
+        for c in comparisons
+    ]
+    if doubled:
+        out.table(
+            f"ONNX Runtime vs PyTorch, every dynamic axis doubled ({_shapes(report)})",
+            COMPARISON_COLUMNS,
+            doubled,
+        )
     for provider, stats in report.latency.items():
         out.line(
             f"{provider} latency: median {stats.median_ms:.3f} ms, p90 {stats.p90_ms:.3f} ms, "
@@ -154,6 +165,13 @@ def _print_export(out: Printer, report: Any) -> None:
         out.summary(f"{provider}: asked for, but ONNX Runtime fell back to another provider")
     for provider, vacuous in report.nothing_compared.items():
         out.summary(f"{provider}: {vacuous}")
+    for warning in report.warnings:
+        out.summary(f"warning: the exporter says the result may be wrong: {warning}")
+    if report.dynamic_not_verified is not None:
+        out.summary(
+            f"dynamic axes not verified: with every dynamic axis doubled ({_shapes(report)}), "
+            f"{report.dynamic_not_verified}"
+        )
     if report.not_deterministic:
         out.summary(
             f"cannot verify: PyTorch gave other values of output "
@@ -162,9 +180,21 @@ def _print_export(out: Printer, report: Any) -> None:
         )
     if report and not report.verified:
         out.summary(f"wrote {report.output}; not verified against PyTorch (add --verify)")
+    elif report and report.dynamic_comparisons:
+        out.summary(
+            "deployable: ONNX matches PyTorch, also with every dynamic axis doubled; "
+            f"wrote {report.output}"
+        )
     elif report:
         out.summary(f"deployable: ONNX matches PyTorch; wrote {report.output}")
     elif not report.published:
         out.summary(f"NOT DEPLOYABLE: see above; nothing written to {report.output}")
     else:
         out.summary(f"NOT DEPLOYABLE: see above (wrote {report.output})")
+
+
+def _shapes(report: Any) -> str:
+    """The inputs made larger, with their doubled shapes: ``x 4x8, mel 1x80x200``."""
+    return ", ".join(
+        f"{name} {'x'.join(map(str, shape))}" for name, shape in report.doubled_inputs.items()
+    )
