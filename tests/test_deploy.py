@@ -571,13 +571,15 @@ def test_a_number_the_forward_returns_is_verified_as_the_output_it_becomes(
 ) -> None:
     """The exporter makes a returned number a 0-d output: it is compared with the number as a
     0-d array of that output's type (a number was left out of the expected outputs, and
-    pairing them failed with an internal error)."""
+    pairing them failed with an internal error), as any output of that type is: an int
+    exactly, a float within its tolerance (ONNX sums in its own order)."""
     torch.manual_seed(0)
     out = tmp_path / "m.onnx"
     report = export(_WithNumber(item), (torch.randn(2, 4),), out, exporter=exporter, runs=1)
     assert report.matches and out.exists(), report.to_dict()
     number = report.comparisons["cpu"][1]
     assert (number.shape, number.dtype) == ([], dtype)
+    assert (number.rtol, number.atol) == ((1e-4, 1e-5) if item else (None, None))
 
 
 def test_outputs_that_cannot_be_paired_are_not_verified(tmp_path: Path) -> None:
