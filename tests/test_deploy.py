@@ -8,6 +8,7 @@ import importlib
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -708,10 +709,12 @@ def test_a_failed_export_says_its_innermost_cause_and_logs_the_traceback(
     """The dynamo exporter wraps the cause (``'int' object has no attribute 'name'``) in
     messages of several hundred characters: the one line was cut at 240 and lost it. It says
     the innermost exception first, then the first line of the outermost; ``-v`` (INFO) logs
-    the traceback."""
+    the traceback, and the tracer's warnings before it (at WARNING they would be more lines
+    beside the error's one)."""
     wrapper = "Failed to convert the exported program. \x1b[96mThis is step 3/3\x1b[0m. Next:\n"
 
     def fail(*args: object, **kwargs: object) -> None:
+        warnings.warn("Using len to get tensor shape", torch.jit.TracerWarning, stacklevel=1)
         try:
             raise AttributeError("'int' object has no attribute 'name'")
         except AttributeError as cause:
@@ -729,6 +732,7 @@ def test_a_failed_export_says_its_innermost_cause_and_logs_the_traceback(
         "(in: Failed to convert the exported program. This is step 3/3. Next:)"
     )
     assert len([r for r in caplog.records if r.exc_info]) == 1
+    assert [r.levelname for r in caplog.records if "TracerWarning" in r.getMessage()] == ["INFO"]
     assert "'int' object has no attribute 'name'" in caplog.text and "Traceback" in caplog.text
     assert list(tmp_path.iterdir()) == []
 

@@ -412,7 +412,7 @@ def _export(
         try:
             torch.onnx.export(model, args, str(path), kwargs=dict(inputs.kwargs) or None, **options)
         except Exception as error:
-            _warned(caught)
+            _warned(caught, failed=True)
             logger.info("torch.onnx.export failed", exc_info=error)  # -v: the traceback
             raise ExportError(f"torch.onnx.export failed: {_failure(error)}") from None
     return _warned(caught)
@@ -424,11 +424,11 @@ def _export(
 _WRONG_RESULT_WARNINGS: tuple[type[Warning], ...] = (torch.jit.TracerWarning,)
 
 
-def _warned(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+def _warned(caught: Sequence[warnings.WarningMessage], *, failed: bool = False) -> list[str]:
     """The warnings of :data:`_WRONG_RESULT_WARNINGS` among ``caught``, each once, as
     ``file:line: Category: message`` (the line of the model's code it is about); they are
-    logged as warnings. The others (deprecations, notes) are torch's own business: logged at
-    INFO (``-v``)."""
+    logged as warnings, or at INFO (``-v``) when the export ``failed`` (its error is the one
+    line to say). The others (deprecations, notes) are torch's own business: logged at INFO."""
     said: list[str] = []
     noted: set[str] = set()
     for caught_warning in caught:
@@ -442,7 +442,7 @@ def _warned(caught: Sequence[warnings.WarningMessage]) -> list[str]:
         line = f"{caught_warning.filename}:{caught_warning.lineno}: {line}"
         if line not in said:
             said.append(line)
-            logger.warning("%s", line)
+            logger.log(logging.INFO if failed else logging.WARNING, "%s", line)
     return said
 
 
@@ -834,9 +834,7 @@ def _doubled(
     return _Doubled(shapes, _examples(graph_inputs), outputs)
 
 
-def _at_double(
-    report: ExportReport, graph: ir.Graph, doubled: _Doubled
-) -> tuple[dict[str, np.ndarray], list[np.ndarray]] | None:
+def _at_double(report: ExportReport, graph: ir.Graph, doubled: _Doubled) -> _Reference | None:
     """The feeds and expected outputs where the dynamic axes are doubled; None where they
     cannot be had, and the report says why (:attr:`ExportReport.dynamic_not_verified`): PyTorch
     failed there, or returned another count of outputs than the graph has."""
@@ -987,20 +985,21 @@ def _check_opset(model: ir.Model, opset: int | None) -> None:
 
 
 # Feeds by graph input name, and the outputs PyTorch gave on them.
-Reference = tuple[dict[str, np.ndarray], list[np.ndarray]]
+_Reference = tuple[dict[str, np.ndarray], list[np.ndarray]]
 
 
 def _compare(
     report: ExportReport,
     staged: Path,
     chosen: list[str],
-    example: Reference,
-    doubled: Reference | None,
+    example: _Reference,
+    doubled: _Reference | None,
     options: CheckOptions,
 ) -> None:
     """ONNX Runtime against PyTorch on each provider in ``chosen``: on the example inputs, timed,
     and on those with every dynamic axis ``doubled`` (where there are any). ONNX Runtime failing
-    where they are doubled is no error of the file's: the dynamic axes are not verified."""
+    on the doubled inputs is a failed verification (the graph is wrong at that size), not an
+    error: :attr:`ExportReport.dynamic_not_verified` says it."""
     feeds = example[0]
     for provider in chosen:
         session = prov.open_session(staged, provider, threads=options.threads)
@@ -1022,7 +1021,7 @@ def _compare(
 
 
 def _run_compared(
-    session: prov.Session, staged: Path, reference: Reference, options: CheckOptions
+    session: prov.Session, staged: Path, reference: _Reference, options: CheckOptions
 ) -> list[OutputComparison]:
     feeds, expected = reference
     actual = prov.run(session, staged, feeds)
