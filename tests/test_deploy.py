@@ -794,3 +794,20 @@ def test_dynamic_axes_that_cannot_run_doubled_are_not_verified(
     assert report.doubled_inputs == {"x": [4, 4]} and report.dynamic_comparisons == {}
     assert all(report.comparisons["cpu"]) and report.matches is False and not report.published
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_export_over_a_fold_with_external_data_names_the_data_file_it_removed(
+    tmp_path: Path,
+) -> None:
+    """o.onnx, written by ``wnpass fold`` with its weights in o.onnx.data (wnpass's own data
+    file): an export over it deletes that file, and its report says so, as a fold's does."""
+    from tests.helpers import weight_normed
+    from wnpass import fold_onnx
+
+    out, data = tmp_path / "o.onnx", tmp_path / "o.onnx.data"
+    fold_onnx(weight_normed(tmp_path, external=True), out)
+    assert data.exists()
+    model, inputs = _unused_first()
+    report = export(model, inputs, out, exporter="torchscript", verify=False)
+    assert report.published and not data.exists()
+    assert report.onnx_fold.removed == [str(data)]

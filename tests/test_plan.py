@@ -497,3 +497,32 @@ def test_a_target_named_with_a_trailing_slash_names_a_folder(tmp_path: Path) -> 
     with pytest.raises(OutputError, match=r"^json_path .*out/: names a folder, not a file$"):
         FoldReport().write_json(f"{tmp_path}/out/")
     assert not (tmp_path / "out").exists()
+
+
+def test_each_file_read_is_resolved_once_across_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dynamo export records the thousands of files the exporter imports, and the plan is
+    checked before every write: each check stat'ed every one of them again (0.5 s a check)."""
+    from wnpass import plan as plan_module
+
+    files = [tmp_path / f"read{i}.py" for i in range(50)]
+    for file in files:
+        file.write_text("")
+    looked_at: list[Path] = []
+    identity = plan_module._identity
+    monkeypatch.setattr(plan_module, "_identity", lambda p: looked_at.append(p) or identity(p))
+    plan = IOPlan()
+    plan.read_all(files, "a file")
+    plan.read(tmp_path / "later.bin", "a file made later")
+    plan.write(tmp_path / "out.json", "json_path")
+    for _ in range(3):
+        plan.check()
+    reads = [p for p in looked_at if p.name != "out.json"]
+    assert sorted(set(reads)) == sorted([*files, tmp_path / "later.bin"])
+    assert reads.count(files[0]) == 1
+    assert reads.count(tmp_path / "later.bin") == 3  # not there yet: looked at each time
+    (tmp_path / "later.bin").write_bytes(b"")
+    (tmp_path / "out.json").hardlink_to(tmp_path / "later.bin")
+    with pytest.raises(OutputError, match="would overwrite a file made later"):
+        plan.check()

@@ -785,6 +785,7 @@ def export(
             published = io.save(exported, save_target, plan, gate=gate if verify else None)
     report.published = published
     report.onnx_fold.left = list(plan.left)
+    report.onnx_fold.removed = [str(path) for path in plan.removed]
     return report
 
 

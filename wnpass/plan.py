@@ -199,6 +199,11 @@ class IOPlan:
 
     def __init__(self) -> None:
         self._reads: list[_Entry] = []
+        # _reads resolved by check(), the first entry at each place and file (_read_index)
+        self._read_where: dict[Path, _Entry] = {}
+        self._read_ids: dict[tuple[int, int], _Entry] = {}
+        self._indexed = 0  # the entries of _reads resolved so far
+        self._unresolved: list[_Entry] = []  # those whose file did not exist then
         self._writes: list[_Entry] = []
         self._may_replace_read: set[Path] = set()
         self._checked = False
@@ -313,13 +318,7 @@ class IOPlan:
 
     def check(self) -> None:
         """Refuse the plan (``OutputError`` naming the parameter) if any rule is broken."""
-        read_where: dict[Path, _Entry] = {}
-        read_ids: dict[tuple[int, int], _Entry] = {}
-        for entry in self._reads:
-            read_where.setdefault(Path(os.path.realpath(entry.path)), entry)
-            read_where.setdefault(_where(entry.path), entry)
-            if (identity := _identity(entry.path)) is not None:
-                read_ids.setdefault(identity, entry)
+        read_where, read_ids = self._read_index()
         seen: dict[Path, _Entry] = {}
         seen_ids: dict[tuple[int, int], _Entry] = {}
         for entry in self._writes:
@@ -345,6 +344,31 @@ class IOPlan:
         for entry in self._writes:
             self._probe(entry)
         self._checked = True
+
+    def _read_index(
+        self,
+    ) -> tuple[dict[Path, _Entry], dict[tuple[int, int], _Entry]]:
+        """The files read, by where they are and by (device, inode), the first entry of each.
+
+        Built up across checks: an entry is resolved once, when the check after it was
+        recorded comes (a dynamo export records thousands of files the exporter imports, and
+        the plan is checked before every write); one whose file did not exist is looked at
+        again each time.
+        """
+        where, ids = self._read_where, self._read_ids
+        for entry in self._reads[self._indexed :]:
+            where.setdefault(Path(os.path.realpath(entry.path)), entry)
+            where.setdefault(_where(entry.path), entry)
+            self._unresolved.append(entry)
+        self._indexed = len(self._reads)
+        unresolved = []
+        for entry in self._unresolved:
+            if (identity := _identity(entry.path)) is None:
+                unresolved.append(entry)
+            else:
+                ids.setdefault(identity, entry)
+        self._unresolved = unresolved
+        return where, ids
 
     def _probe(self, entry: _Entry) -> None:
         """Make and remove a file in the target's folder, once per folder: a folder that
