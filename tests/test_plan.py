@@ -511,7 +511,12 @@ def test_each_file_read_is_resolved_once_across_checks(
         file.write_text("")
     looked_at: list[Path] = []
     identity = plan_module._identity
-    monkeypatch.setattr(plan_module, "_identity", lambda p: looked_at.append(p) or identity(p))
+
+    def counted(path: Path) -> tuple[int, int] | None:
+        looked_at.append(path)
+        return identity(path)
+
+    monkeypatch.setattr(plan_module, "_identity", counted)
     plan = IOPlan()
     plan.read_all(files, "a file")
     plan.read(tmp_path / "later.bin", "a file made later")
