@@ -811,3 +811,31 @@ def test_an_export_over_a_fold_with_external_data_names_the_data_file_it_removed
     report = export(model, inputs, out, exporter="torchscript", verify=False)
     assert report.published and not data.exists()
     assert report.onnx_fold.removed == [str(data)]
+
+
+def _inotify_instances() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify"
+        except OSError:  # the descriptor os.listdir itself used, closed since
+            continue
+    return count
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_a_library_export_closes_the_watch_of_its_own_plan(tmp_path: Path) -> None:
+    """An export given no plan makes one that watches the model's reads with an inotify
+    instance (a few per user); a failed export whose exception was kept held it open."""
+
+    class Fails(nn.Module):
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("no")
+
+    model, inputs = _unused_first()
+    before = _inotify_instances()
+    with pytest.raises(WnpassError) as kept:  # the model's own error, after the plan was made
+        export(Fails(), inputs, tmp_path / "m.onnx")
+    assert "RuntimeError: no" in str(kept.value) and _inotify_instances() == before
+    export(model, inputs, tmp_path / "m.onnx", exporter="torchscript", verify=False)
+    assert _inotify_instances() == before

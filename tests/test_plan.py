@@ -404,7 +404,7 @@ def test_a_target_that_native_user_code_opens_is_refused(planned: str, tmp_path:
     with user_code():
         native_open(target)
     with (
-        pytest.raises(OutputError, match=r"would overwrite a file the model\.py's code opened"),
+        pytest.raises(OutputError, match=r"would overwrite a file opened while the model\.py's"),
         plan.replace(target),
     ):
         pass
@@ -531,3 +531,60 @@ def test_each_file_read_is_resolved_once_across_checks(
     (tmp_path / "out.json").hardlink_to(tmp_path / "later.bin")
     with pytest.raises(OutputError, match="would overwrite a file made later"):
         plan.check()
+
+
+@LINUX
+def test_another_thread_s_own_code_keeps_the_opens_of_user_code(tmp_path: Path) -> None:
+    """The kernel's record is one queue for the process: a thread leaving an ``own_code``
+    block while another runs user code threw that code's opens away (the target was then
+    written over)."""
+    import threading
+
+    target = tmp_path / "w.safetensors"
+    target.write_bytes(b"weights")
+    plan = IOPlan()
+    plan.write(target, "output")
+    plan.watch_user_code()
+    plan.check()
+    opened, done = threading.Event(), threading.Event()
+
+    def users() -> None:
+        with user_code():
+            native_open(target)
+            opened.set()
+            done.wait(5)
+
+    thread = threading.Thread(target=users)
+    thread.start()
+    assert opened.wait(5)
+    with own_code():
+        pass
+    done.set()
+    thread.join()
+    assert plan.record_user_reads()
+    with pytest.raises(OutputError, match="would overwrite a file opened while"):
+        plan.check()
+    assert target.read_bytes() == b"weights"
+    plan.close()
+
+
+def test_the_user_s_working_directory_is_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model.py that calls ``os.chdir`` sent wnpass's relative outputs into its folder,
+    past the plan's checks; its code keeps the directory it moved to, wnpass gets its own."""
+    moved = tmp_path / "sub"
+    moved.mkdir()
+    monkeypatch.chdir(tmp_path)
+    with user_code():
+        os.chdir(moved)
+    assert Path.cwd() == tmp_path
+    with user_code():
+        assert Path.cwd() == moved  # where the model's code left it
+        with own_code(), user_code():
+            assert Path.cwd() == moved  # nested blocks keep the outer block's
+    assert Path.cwd() == tmp_path
+    with user_code():
+        os.chdir(tmp_path)  # the model's code comes back
+    with user_code():
+        assert Path.cwd() == tmp_path

@@ -79,3 +79,8 @@ def __getattr__(name: str) -> object:
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'wnpass' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazy names too (completion in a REPL or an IDE)."""
+    return sorted({*globals(), *_LAZY})

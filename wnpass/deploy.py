@@ -702,6 +702,29 @@ def export(
     its other files). With ``verify``, the model is published under ``path`` only when ONNX
     Runtime's outputs match PyTorch's; otherwise nothing appears there and the report says why.
     """
+    if plan is None:  # the model's code may read files: none of them may be the output
+        plan = IOPlan()
+        plan.watch_user_code()
+        try:  # the plan's watch (an inotify instance: a few per user) ends with the call
+            return export(
+                model,
+                example_inputs,
+                path,
+                exporter=exporter,
+                fold_in_torch=fold_in_torch,
+                dynamic=dynamic,
+                opset=opset,
+                verify=verify,
+                providers=providers,
+                rtol=rtol,
+                atol=atol,
+                runs=runs,
+                warmup=warmup,
+                threads=threads,
+                plan=plan,
+            )
+        finally:
+            plan.close()
     options = CheckOptions(
         providers=providers, rtol=rtol, atol=atol, runs=runs, warmup=warmup, threads=threads
     )
@@ -716,9 +739,6 @@ def export(
     shapes = _dynamic_shapes(model, inputs, dynamic, arguments) if dynamic and dynamo else None
     _check_values(model, inputs)
     path = Path(path)
-    if plan is None:  # the model's code may read files: none of them may be the output
-        plan = IOPlan()
-        plan.watch_user_code()
     if not plan.planned(path, "output"):  # the CLI plans it with its other files
         plan.write(path, "output")
     plan.check()  # the output's data file, if any, is planned once the model is known

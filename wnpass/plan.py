@@ -47,6 +47,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import threading
 import weakref
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
@@ -74,7 +75,8 @@ STAGING_PREFIX = ".wnpass-"
 
 
 USER_CODE_READ = "a file the model.py's code read"  # what such a file is called in the plan
-USER_CODE_OPENED = "a file the model.py's code opened"  # one the kernel saw opened (inotify)
+# one the kernel saw opened (inotify) while the user's code ran: by it, or by another process
+USER_CODE_OPENED = "a file opened while the model.py's code ran (by it or another process)"
 
 # Set inside user_code(): the audit hook records the files opened for reading there.
 _in_user_code: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -124,17 +126,62 @@ def own_code() -> Iterator[None]:
         yield
 
 
+# Whether each thread runs user code now (its innermost user_code/own_code block says): the
+# kernel's record is one queue for the process, so an open counts for the user's code when
+# any thread ran it meanwhile (a thread's own_code block must not throw another's opens away).
+_threads_in_user_code: dict[int, bool] = {}
+# The working directory the user's code last moved to (``os.chdir`` in a model.py): it is
+# the user's code's again in its next block, and wnpass's own is put back after each block,
+# so that the paths planned relative to it stay the paths written.
+_users_cwd: str | None = None
+
+
 @contextlib.contextmanager
 def _marked(users: bool) -> Iterator[None]:
     """The block's code is the user's (or not); the kernel's record of the opens before each
     change is read out and counted for the code that ran until then."""
-    _drain_watches(counted=_in_user_code.get())
-    token = _in_user_code.set(users)
+    me = threading.get_ident()
+    _drain_watches(counted=_in_user_code.get() or _users_elsewhere(me))
+    token, outer = _in_user_code.set(users), _threads_in_user_code.get(me)
+    _threads_in_user_code[me] = users
+    own_cwd = _enter_users_cwd() if users and not outer else None
     try:
         yield
     finally:
-        _drain_watches(counted=users)
+        _drain_watches(counted=users or _users_elsewhere(me))
         _in_user_code.reset(token)
+        if outer is None:
+            _threads_in_user_code.pop(me, None)
+        else:
+            _threads_in_user_code[me] = outer
+        if own_cwd is not None:
+            _leave_users_cwd(own_cwd)
+
+
+def _users_elsewhere(me: int) -> bool:
+    return any(users for thread, users in list(_threads_in_user_code.items()) if thread != me)
+
+
+def _enter_users_cwd() -> str | None:
+    """wnpass's working directory, and the user's code's (where it last moved to) made the
+    process's; None where the working directory cannot be read (it was removed)."""
+    try:
+        own = os.getcwd()
+    except OSError:
+        return None
+    if _users_cwd is not None and _users_cwd != own:
+        with contextlib.suppress(OSError):
+            os.chdir(_users_cwd)
+    return own
+
+
+def _leave_users_cwd(own: str) -> None:
+    global _users_cwd
+    with contextlib.suppress(OSError):
+        now = os.getcwd()
+        _users_cwd = now if now != own else None
+    with contextlib.suppress(OSError):
+        os.chdir(own)
 
 
 def _drain_watches(counted: bool) -> None:

@@ -53,7 +53,10 @@ def test_an_output_onto_weights_the_model_py_loads_natively_is_refused(
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main([arg.format(**names) for arg in argv]) == 2
     err = capsys.readouterr().err
-    assert f"would overwrite a file the model.py's code opened {weights}" in err
+    assert (
+        f"would overwrite a file opened while the model.py's code ran (by it or another process) "
+        f"{weights}" in err
+    )
     assert len(err.strip().splitlines()) == 1
     assert weights.read_bytes() == data
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "__pycache__") == before

@@ -366,7 +366,8 @@ def _whole(text: str, key: str, where: str) -> int:
     Runtime reads a 64-bit signed integer)."""
     if not re.fullmatch(r"[0-9]+", text):
         raise InvalidModelError(f"{where}: external data {key} {text!r} is not a number")
-    if len(text) > 19 or int(text) >= 2**63:  # a digit count before int() of a long text
+    digits = text.lstrip("0")  # leading zeros are read past, as ONNX Runtime does
+    if len(digits) > 19 or int(digits or "0") >= 2**63:  # counted before int() of a long text
         raise InvalidModelError(
             f"{where}: external data {key} {text[:24]}{'...' if len(text) > 24 else ''} "
             "is out of range (at most 2**63 - 1)"
