@@ -120,3 +120,23 @@ def test_a_refold_names_the_old_data_file_it_removed(
     assert not data.exists()
     assert f"removed: {data} (the replaced output's data file)" in capsys.readouterr().out
     assert json.loads(report.read_text())["removed"] == [str(data)]
+
+
+def test_fold_verify_of_an_input_onnx_runtime_cannot_run_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The input itself fails in ONNX Runtime (a Reshape to twice its length): exit 2 naming
+    it, as check says of a reference; it was an internal error (exit 3) blaming the fold."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[4] x) => (float[4] y) { s = Shape(x)  t = Mul(s, k)  y = Reshape(x, t) }
+    """
+    path = tmp_path / "reshape.onnx"
+    onnx.save(onnx_model(text, check=False, k=np.array([2], np.int64)), path)
+    assert main(["fold", str(path), "--verify", "--runs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"wnpass: error: {path}: onnxruntime failed to run it")
+        and len(err.splitlines()) == 1
+    )
+    assert not (tmp_path / "reshape.folded.onnx").exists()

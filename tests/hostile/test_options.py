@@ -180,8 +180,9 @@ OPTIONS |= {
         lambda t: ["check", str(good(t)), str(_other_inputs(t))],
         "inputs differ from the reference's",
     ),
-    "check a candidate onnxruntime cannot load": (
-        lambda t: ["check", str(good(t)), str(_unloadable(t))],
+    # (a candidate it cannot load where the reference loaded fails the check: exit 1)
+    "check a reference onnxruntime cannot load": (
+        lambda t: ["check", str(_unloadable(t)), str(good(t))],
         "onnxruntime cannot load it",
     ),
     "no command": (lambda t: [], "the following arguments are required"),

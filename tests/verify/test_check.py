@@ -473,3 +473,55 @@ def test_a_reference_that_fails_to_run_is_bad_input(fails_to_run: tuple[Path, Pa
     runs, fails = fails_to_run
     with pytest.raises(InvalidModelError, match=rf"^{re.escape(str(fails))}: onnxruntime failed"):
         check(fails, runs, runs=1, warmup=0)
+
+
+# a model the ONNX checker takes (an op of a domain it does not know) and ONNX Runtime cannot load
+CUSTOM = """
+    <ir_version: 8, opset_import: ["" : 17, "com.example" : 1]>
+    agraph (float[4] x) => (float[4] y) { y = com.example.Relu(x) }
+"""
+
+
+def test_a_candidate_that_does_not_load_fails_the_check(tmp_path: Path) -> None:
+    """The reference loaded: ONNX Runtime refusing the candidate is what the check found
+    (exit 1, a report), as its failing to run is; it was bad input (exit 2, no report)."""
+    reference, candidate = tmp_path / "relu.onnx", tmp_path / "custom.onnx"
+    onnx.save(onnx_model(RELU), reference)
+    onnx.save(onnx_model(CUSTOM, check=False), candidate)
+    report = check(reference, candidate, runs=1, warmup=0)
+    (run,) = report.runs
+    assert run.status == CANDIDATE_FAILED and not report
+    assert run.error is not None and run.error.startswith("onnxruntime cannot load it: ")
+    with pytest.raises(providers.SessionError, match=r"custom\.onnx: onnxruntime cannot load"):
+        check(candidate, reference, runs=1, warmup=0)  # the reference's own: bad input
+
+
+class _Session:
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def run(self, feeds: dict[str, object]) -> list[object]:
+        raise RuntimeError(self.message)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while "
+        "running Expand node. std::bad_alloc",
+        "BFCArena::AllocateRawInternal(size_t, bool, onnxruntime::Stream*) Failed to allocate "
+        "memory for requested buffer of size 400000000",
+        "CUDA failure 2: out of memory",
+    ],
+)
+def test_running_out_of_memory_is_no_verdict_on_the_model(message: str) -> None:
+    """Two identical models failed the check ('NOT EQUIVALENT', exit 1) when the second ran
+    out of memory while the first one's session held it: an allocation failure is the
+    machine's limit, said as such (exit 2), whole."""
+    long = message + " " + "x" * 300
+    with pytest.raises(providers.OutOfMemoryError, match="ran out of memory running it") as error:
+        providers.run(_Session(long), Path("cand.onnx"), {})  # type: ignore[arg-type]
+    assert error.value.reason == long and error.value.model == Path("cand.onnx")
+    with pytest.raises(providers.RunFailedError) as failed:
+        providers.run(_Session("Reshape: cannot reshape " + "y" * 300), Path("c.onnx"), {})  # type: ignore[arg-type]
+    assert failed.value.reason.endswith("y" * 300)  # the report's error is whole

@@ -200,9 +200,14 @@ def _check_gate(
     def gate(staged: Path) -> bool:
         from wnpass.errors import InvalidModelError
         from wnpass.verify.check import check
+        from wnpass.verify.providers import SessionError
 
         try:
             checked = check(source, staged, options=options, reference_model=model)
+        except SessionError as error:
+            if error.model == source:  # the input ONNX Runtime cannot load or run: bad input
+                raise
+            raise RuntimeError(f"the folded model is not valid: {error.detail}") from error
         except InvalidModelError as error:  # wnpass's own output: a bug, not bad input
             raise RuntimeError(f"the folded model is not valid: {error.detail}") from error
         checked.candidate = str(output)  # the name it is published under

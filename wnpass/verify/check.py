@@ -238,6 +238,7 @@ def check(
                 continue
             candidate_outputs.setdefault(provider, run.candidate_outputs)
             ref_s, cand_s = run.sessions
+            assert cand_s is not None  # status OK: it loaded
             label = f"{provider}/{level}"
             run.result.reference, run.result.candidate = _timed_runs(
                 ref_s, cand_s, feeds, options.runs, options.warmup, progress, label
@@ -256,7 +257,7 @@ class _OneRun(NamedTuple):
     """One provider and level: the report's row, the open sessions, the candidate's outputs."""
 
     result: ProviderRun
-    sessions: tuple[prov.Session, prov.Session]
+    sessions: tuple[prov.Session, prov.Session | None]  # None: the candidate did not load
     candidate_outputs: tuple[list[str], list[np.ndarray]]
 
 
@@ -268,13 +269,19 @@ def _check_one(
     feeds: dict[str, Any],
     options: CheckOptions,
 ) -> _OneRun:
-    ref, cand = (
-        prov.open_session(
+    def session(path: Path) -> prov.Session:
+        return prov.open_session(
             path, provider, optimization=level, threads=options.threads, repeats=SESSION_REPEATS
         )
-        for path in (reference, candidate)
-    )
+
+    ref = session(reference)  # the reference must load and run: else bad input
     result = ProviderRun(provider, level, OK)
+    try:
+        cand = session(candidate)
+    except prov.SessionError as error:  # where the reference loaded: the check fails
+        result.status, result.error = CANDIDATE_FAILED, error.reason
+        logger.info("%s/%s: the candidate failed to load: %s", provider, level, error.reason)
+        return _OneRun(result, (ref, None), ([], []))
     if ref.fell_back or cand.fell_back:
         result.status = fell_back_to((ref if ref.fell_back else cand).actual)
         logger.warning("%s session %s; nothing compared or measured", provider, result.status)
@@ -283,7 +290,7 @@ def _check_one(
         ref.seconds_to_create,
         cand.seconds_to_create,
     )
-    ref_out = prov.run(ref, reference, feeds)  # the reference must run: else bad input
+    ref_out = prov.run(ref, reference, feeds)
     try:
         cand_out = prov.run(cand, candidate, feeds)
     except prov.RunFailedError as error:  # where the reference ran: the check fails

@@ -25,6 +25,7 @@ from wnpass.errors import (
     UsageError,
     WnpassError,
     one_line,
+    printable,
 )
 
 __all__ = [
@@ -33,8 +34,10 @@ __all__ = [
     "OPTIMIZATION_LEVELS",
     "PACKED_TYPES",
     "PROVIDERS",
+    "OutOfMemoryError",
     "RunFailedError",
     "Session",
+    "SessionError",
     "available",
     "onnxruntime",
     "open_session",
@@ -141,23 +144,52 @@ def warm_up(provider: str) -> None:
     )
 
 
-class RunFailedError(InvalidModelError):
-    """ONNX Runtime failed to run a model it had loaded; ``reason`` is its message."""
+class SessionError(InvalidModelError):
+    """ONNX Runtime could not load or run ``model`` (which of the models compared it was)."""
+
+    def __init__(self, model: Path, detail: str, reason: str | None = None) -> None:
+        self.model = model
+        self.reason = reason or detail  # what a report says of it (whole, without the path)
+        super().__init__(f"{model}: {detail}")
+
+
+class RunFailedError(SessionError):
+    """ONNX Runtime failed to run a model it had loaded; ``reason`` is its whole message (the
+    error's own line is cut to a readable length)."""
 
     def __init__(self, model: Path, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"{model}: onnxruntime failed to run it: {reason}")
+        short = reason if len(reason) <= 240 else reason[:240] + "..."
+        super().__init__(model, f"onnxruntime failed to run it: {short}", reason)
+
+
+class OutOfMemoryError(WnpassError):
+    """ONNX Runtime ran out of memory running ``model``: the machine's limit, which says
+    nothing of the model compared (two identical models do it when the first one's session
+    holds the memory), so never a failed check."""
+
+    def __init__(self, model: Path, reason: str) -> None:
+        self.model, self.reason = model, reason
+        short = reason if len(reason) <= 240 else reason[:240] + "..."
+        super().__init__(f"{model}: onnxruntime ran out of memory running it ({short})")
+
+
+# What ONNX Runtime's messages say when an allocation failed (its CPU arena, the C++ runtime,
+# CUDA's allocator).
+_OUT_OF_MEMORY = ("bad_alloc", "failed to allocate", "out of memory", "allocaterawinternal")
 
 
 def run(session: Session, model: Path, feeds: dict[str, Any]) -> list[Any]:
     """Run once, turning onnxruntime's failure into one line naming the model
-    (:class:`RunFailedError`)."""
+    (:class:`RunFailedError`; :class:`OutOfMemoryError` when an allocation failed)."""
     try:
         return session.run(feeds)
     except WnpassError:
         raise
     except Exception as error:
-        raise RunFailedError(model, one_line(error)) from None
+        reason = printable(" ".join(str(error).split())) or type(error).__name__
+        if isinstance(error, MemoryError) or any(w in reason.lower() for w in _OUT_OF_MEMORY):
+            raise OutOfMemoryError(model, reason) from None
+        raise RunFailedError(model, reason) from None
 
 
 # Types numpy lacks (ml_dtypes adds them), by ONNX Runtime's name for their tensors. Its Python
@@ -310,8 +342,7 @@ def open_session(
         try:
             session = ort.InferenceSession(str(model), sess_options=options, providers=providers)
         except Exception as error:  # onnxruntime raises its own types for models it cannot load
-            message = f"{model}: onnxruntime cannot load it: {one_line(error)}"
-            raise InvalidModelError(message) from None
+            raise SessionError(model, f"onnxruntime cannot load it: {one_line(error)}") from None
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     first = session.get_providers()[0]

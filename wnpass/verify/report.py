@@ -27,7 +27,9 @@ __all__ = [
 
 # A provider run's status: compared (OK), or why not.
 OK = "ok"
-CANDIDATE_FAILED = "candidate failed to run"  # the reference ran; ProviderRun.error says why
+# the reference loaded and ran, the candidate did not (did not load, or failed to run: the
+# ONNX Runtime message in ProviderRun.error says which)
+CANDIDATE_FAILED = "candidate failed to run"
 
 
 def fell_back_to(actual: str) -> str:
