@@ -672,3 +672,21 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, name: str, l
         result.stderr
     )
     assert hashes(folder) == before
+
+
+def test_a_failing_error_never_prints_as_its_tolerance() -> None:
+    """``--model``'s table printed 3 significant digits: 1.0014e-05 outside an atol of
+    1.0000001e-05 read 'max abs 1e-05 ... atol=1e-05 ... outside tolerance'."""
+    import io
+
+    from wnpass.checkpoint.report import CheckpointReport, ModelCheckReport, OutputRow
+    from wnpass.cli.checkpoint import _print_check
+    from wnpass.cli.output import Printer
+
+    row = OutputRow("y", [4], "float32", 1.0014e-05, 1e-3, 1, 4, 1e-4, 1.0000001e-05)
+    report = CheckpointReport("fold", "in.pt", "torch")
+    report.check = ModelCheckReport("model.py", outputs=[row])
+    stream = io.StringIO()
+    _print_check(Printer(stream=stream, plain=True), report)
+    (line,) = [line for line in stream.getvalue().splitlines() if line.startswith("y ")]
+    assert "1.001e-05" in line and "rtol=0.0001 atol=1.0000001e-05" in line

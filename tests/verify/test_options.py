@@ -81,10 +81,10 @@ def test_threads_beyond_the_documented_range_are_refused(threads: int) -> None:
     [
         ({"optimizations": ()}, "optimizations is empty: give at least one of default, disabled"),
         ({"optimizations": "default"}, "optimizations 'default': must be a list of names, not str"),
-        ({"optimizations": ["default", "default"]}, "optimizations 'default': given twice"),
+        ({"optimizations": 1}, "optimizations 1: must be a list of names, not int"),
         ({"providers": "cpu"}, "providers 'cpu': must be a list of names, not str"),
         ({"providers": []}, "providers is empty: give at least one"),
-        ({"providers": ["cpu", "cpu"]}, "providers 'cpu': given twice"),
+        ({"providers": {"cpu": 1}}, "providers {'cpu': 1}: must be a list of names, not dict"),
         (
             {"shapes": [("x", [2])]},
             "shapes must be a dict of input name to dimensions, not list",
@@ -104,6 +104,17 @@ def test_every_option_of_a_wrong_kind_is_one_line_naming_it(
     with pytest.raises(InvalidArgumentError) as raised:
         CheckOptions(**given).validate()  # type: ignore[arg-type]
     assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    "given",
+    [["cpu", "cpu"], {"cpu"}, (name for name in ["cpu"]), {"cpu": 1}.keys(), ("cpu",)],
+)
+def test_names_come_in_any_collection_each_once(given: object) -> None:
+    """A set, a generator, dict keys and a name given twice (``--provider cpu --provider
+    cpu``) worked, and were refused for a while; each is the names it holds, once."""
+    options = CheckOptions(providers=given, optimizations=iter(["default", "default"]))  # type: ignore[arg-type]
+    assert options.validate().providers == ("cpu",) and options.optimizations == ("default",)
 
 
 def test_an_inputs_path_given_as_a_str_is_a_path() -> None:

@@ -126,6 +126,8 @@ def print_pairs(out: Printer, report: CheckpointReport) -> None:
 def _print_check(out: Printer, report: CheckpointReport) -> None:
     """The ``--model`` table: one row per output (per state dict compared, when it has a
     name), and the state dicts with folded pairs that were not compared."""
+    from wnpass.verify.report import shown_error, shown_tolerance
+
     check = report.check
     assert check is not None
     where = any(row.group for row in check.outputs)
@@ -136,10 +138,12 @@ def _print_check(out: Printer, report: CheckpointReport) -> None:
         cells = [
             row.name,
             _shape(row.shape),
-            f"{row.max_abs:.3g}",
+            shown_error(row.max_abs, row.atol),
             f"{row.max_rel:.3g}",
             f"{row.outside}/{row.total}",
-            "exact" if row.rtol is None else f"rtol={row.rtol:g} atol={row.atol:g}",
+            "exact"
+            if row.rtol is None or row.atol is None
+            else f"rtol={shown_tolerance(row.rtol)} atol={shown_tolerance(row.atol)}",
             result,
         ]
         rows.append([row.group or "-", *cells] if where else cells)

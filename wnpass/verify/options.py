@@ -16,7 +16,7 @@ import dataclasses
 import math
 import numbers
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import SupportsFloat
 
@@ -70,10 +70,13 @@ class CheckOptions:
         if isinstance(self.inputs, (str, os.PathLike)):
             with contextlib.suppress(TypeError):  # a bytes path: validate() refuses it
                 object.__setattr__(self, "inputs", Path(self.inputs))
-        for name in ("providers", "optimizations"):  # a tuple, whatever sequence was given
+        for name in ("providers", "optimizations"):
+            # a tuple, whatever collection was given (a list, a set, a generator, dict keys),
+            # each name once (--provider cpu --provider cpu is cpu); a bare string is left
+            # for validate() to refuse (it would be read as its letters)
             value = getattr(self, name)
-            if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-                object.__setattr__(self, name, tuple(value))
+            if isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping)):
+                object.__setattr__(self, name, tuple(dict.fromkeys(value)))
         if isinstance(self.shapes, Mapping):
             shapes = {
                 k: [_int(d) for d in v] if isinstance(v, (list, tuple)) else v
@@ -172,9 +175,10 @@ def _at_least(name: str, value: object, low: int, high: int | None = None) -> No
 
 
 def _names(name: str, value: object, choices: Sequence[str] = ()) -> None:
-    """``value`` is a sequence of one or more names (a bare string would be read as its
-    letters), each given once, and one of ``choices`` where there are choices."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+    """``value`` is a tuple of one or more names (a bare string would be read as its
+    letters: ``__post_init__`` made any other collection a tuple), each one of ``choices``
+    where there are choices."""
+    if not isinstance(value, tuple):
         raise InvalidArgumentError(
             f"{value!r}: must be a list of names, not {type(value).__name__}", parameter=name
         )
@@ -186,9 +190,6 @@ def _names(name: str, value: object, choices: Sequence[str] = ()) -> None:
             raise InvalidArgumentError(
                 f"{item!r}: choose from {', '.join(choices)}", parameter=name
             )
-    for i, item in enumerate(value):
-        if item in value[:i]:
-            raise InvalidArgumentError(f"{item!r}: given twice", parameter=name)
 
 
 def _check_shapes(shapes: object) -> None:

@@ -23,6 +23,8 @@ __all__ = [
     "comparison_rows",
     "fell_back_to",
     "latency_rows",
+    "shown_error",
+    "shown_tolerance",
 ]
 
 # A provider run's status: compared (OK), or why not.
@@ -191,13 +193,13 @@ class CheckReport:
         write_json(given, self.to_dict(), plan)
 
 
-def _given(value: float) -> str:
+def shown_tolerance(value: float) -> str:
     """A tolerance as given: every digit it has (the shortest text that reads back as it),
     ``1e-05``, ``0.0001``, ``1.0000001e-05``, and a whole number without ``.0``."""
     return repr(float(value)).removesuffix(".0")
 
 
-def _error(value: float, tolerance: float | None) -> str:
+def shown_error(value: float, tolerance: float | None) -> str:
     """An error size to 3 significant digits, or as many more as it takes to print on the
     same side of ``tolerance`` (the absolute one, which it is measured against) as it is: a
     value outside a tolerance of 1e-05 never prints as 1e-05 (1.0014e-05 is ``1.001e-05``)."""
@@ -215,7 +217,7 @@ def _tolerance(c: OutputComparison) -> str:
     """The tolerance used, as the report shows it: ``exact`` where none applies."""
     if c.rtol is None or c.atol is None:
         return "exact"
-    return f"rtol={_given(c.rtol)} atol={_given(c.atol)}"
+    return f"rtol={shown_tolerance(c.rtol)} atol={shown_tolerance(c.atol)}"
 
 
 def _why(c: OutputComparison) -> str:
@@ -224,9 +226,9 @@ def _why(c: OutputComparison) -> str:
     if not c.numeric:
         return f"{c.outside} of {c.total} elements differ"
     if c.exact:
-        return f"{c.outside} of {c.total} elements differ (max abs {_error(c.max_abs, None)})"
+        return f"{c.outside} of {c.total} elements differ (max abs {shown_error(c.max_abs, None)})"
     where = f"outside {_tolerance(c)}"
-    return f"{c.outside} of {c.total} elements {where} (max abs {_error(c.max_abs, c.atol)})"
+    return f"{c.outside} of {c.total} elements {where} (max abs {shown_error(c.max_abs, c.atol)})"
 
 
 COMPARISON_COLUMNS = (
@@ -263,7 +265,7 @@ def comparison_row(where: str, c: OutputComparison) -> tuple[str, ...]:
         where,
         c.name,
         shape,
-        _error(c.max_abs, c.atol) if c.numeric else "-",
+        shown_error(c.max_abs, c.atol) if c.numeric else "-",
         f"{c.max_scaled:.3g}" if c.numeric else "-",
         f"{c.outside}/{c.total}",
         _tolerance(c),
