@@ -123,11 +123,14 @@ class ExportReport:
     # against, so nothing was compared and the verification failed
     not_deterministic: list[str] = dataclasses.field(default_factory=list)
     # with dynamic axes: the example inputs with every dynamic axis doubled (their shapes by
-    # graph input), ONNX Runtime's outputs there compared with PyTorch's, or why they could
-    # not be (PyTorch or ONNX Runtime failed there: the verification failed)
+    # graph input), ONNX Runtime's outputs there compared with PyTorch's; why ONNX Runtime
+    # failed there (the graph is wrong at that size: the verification failed), or why nothing
+    # could be compared there (PyTorch itself fails at that size, or returns another count of
+    # outputs: the dynamic axes are not verified, which does not fail the verification)
     doubled_inputs: dict[str, list[int]] = dataclasses.field(default_factory=dict)
     dynamic_comparisons: dict[str, list[OutputComparison]] = dataclasses.field(default_factory=dict)
     dynamic_not_verified: str | None = None
+    dynamic_unchecked: str | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)  # the exporter's (above)
     published: bool = True  # False: the check failed and nothing was written
 
@@ -192,8 +195,8 @@ def _outputs(result: Any) -> list[Output]:
     is exported), each Python number as it is, until the graph says its type
     (:func:`_expected`)."""
     leaves = torch.utils._pytree.tree_leaves(result)
-    return [
-        _to_numpy(leaf) if isinstance(leaf, torch.Tensor) else leaf
+    return [  # copies: a buffer forward returns, and changes in place on its next run, stays
+        _to_numpy(leaf).copy() if isinstance(leaf, torch.Tensor) else leaf
         for leaf in leaves
         if isinstance(leaf, torch.Tensor | bool | int | float)
     ]
@@ -407,8 +410,8 @@ def _export(
     if not inputs.kwargs and args and isinstance(args[-1], dict):
         args += ({},)
     # the exporters run the user's forward (tracing it), which may read files
+    # recorded, not printed; the filters in force stay (the user's, PYTHONWARNINGS)
     with warnings.catch_warnings(record=True) as caught, _exporter_quiet(), user_code():
-        warnings.simplefilter("always")
         try:
             torch.onnx.export(model, args, str(path), kwargs=dict(inputs.kwargs) or None, **options)
         except Exception as error:
@@ -425,25 +428,36 @@ _WRONG_RESULT_WARNINGS: tuple[type[Warning], ...] = (torch.jit.TracerWarning,)
 
 
 def _warned(caught: Sequence[warnings.WarningMessage], *, failed: bool = False) -> list[str]:
-    """The warnings of :data:`_WRONG_RESULT_WARNINGS` among ``caught``, each once, as
-    ``file:line: Category: message`` (the line of the model's code it is about); they are
-    logged as warnings, or at INFO (``-v``) when the export ``failed`` (its error is the one
-    line to say). The others (deprecations, notes) are torch's own business: logged at INFO."""
+    """The warnings of :data:`_WRONG_RESULT_WARNINGS` about the model's code among ``caught``,
+    each once, as ``file:line: Category: message`` (the line it is about), for the report to
+    show (none when the export ``failed``: its error is the one line to say); each is logged at
+    INFO (``-v``). The others (deprecations, notes, and tracer warnings about torch's own
+    modules) are torch's own business: logged at INFO too."""
     said: list[str] = []
     noted: set[str] = set()
     for caught_warning in caught:
         category = caught_warning.category
         line = f"{category.__name__}: {_trimmed(str(caught_warning.message), 400)}"
-        if not issubclass(category, _WRONG_RESULT_WARNINGS):
+        # torch's own modules (nn.LSTM's and attention's checks of their input sizes) trace
+        # Python values of the example on every export: no news of the model's code
+        if not issubclass(category, _WRONG_RESULT_WARNINGS) or _in_torch(caught_warning):
             if line not in noted:
                 noted.add(line)
                 logger.info("the exporter warned: %s", line)
             continue
         line = f"{caught_warning.filename}:{caught_warning.lineno}: {line}"
-        if line not in said:
+        if line not in said:  # the report shows it: logged at INFO, not said twice
             said.append(line)
-            logger.log(logging.INFO if failed else logging.WARNING, "%s", line)
-    return said
+            logger.info("the exporter warned: %s", line)
+    return said if not failed else []
+
+
+_TORCH_FOLDER = os.path.dirname(torch.__file__) + os.sep
+
+
+def _in_torch(caught: warnings.WarningMessage) -> bool:
+    """Whether the warning is about a line of torch's own code."""
+    return os.path.abspath(caught.filename).startswith(_TORCH_FOLDER)
 
 
 def _dynamic_shapes(
@@ -520,13 +534,21 @@ def _failure(error: BaseException) -> str:
     the outermost's message (which step failed), each trimmed. The exporters wrap the cause
     in messages long enough that a line cut at their start lost it."""
     chain = [error]
-    while (inner := chain[-1].__cause__ or _context(chain[-1])) is not None and len(chain) < 16:
+    # the explicit causes (raise ... from) while there are any, else what each was raised
+    # while handling: a forward's ``raise ValueError(hint)`` inside ``except KeyError`` is
+    # the cause torch wraps, and its KeyError only the context of the hint
+    follow = (lambda e: e.__cause__) if _has_cause(error) else _context
+    while (inner := follow(chain[-1])) is not None and len(chain) < 16:
         chain.append(inner)
     if len(chain) == 1:
         return _trimmed(str(error), _CAUSE_CHARACTERS) or type(error).__name__
     cause = f"{type(chain[-1]).__name__}: {_trimmed(str(chain[-1]), _CAUSE_CHARACTERS)}"
     first = _ANSI.sub("", str(error)).strip().split("\n")[0]
     return f"{cause} (in: {_trimmed(first, _WRAPPER_CHARACTERS)})" if first else cause
+
+
+def _has_cause(error: BaseException) -> bool:
+    return error.__cause__ is not None
 
 
 def _context(error: BaseException) -> BaseException | None:
@@ -857,8 +879,10 @@ def _doubled(
 
 def _at_double(report: ExportReport, graph: ir.Graph, doubled: _Doubled) -> _Reference | None:
     """The feeds and expected outputs where the dynamic axes are doubled; None where they
-    cannot be had, and the report says why (:attr:`ExportReport.dynamic_not_verified`): PyTorch
-    failed there, or returned another count of outputs than the graph has."""
+    cannot be had, and the report says why (:attr:`ExportReport.dynamic_unchecked`): PyTorch
+    failed there (a length tied to values, as ``lengths.max()``, or a table of fixed size), or
+    returned another count of outputs than the graph has. The export may be right: the
+    dynamic axes are then said to be unverified, which fails nothing."""
     report.doubled_inputs = doubled.shapes
     failure = doubled.failure
     if doubled.outputs is not None:
@@ -866,8 +890,8 @@ def _at_double(report: ExportReport, graph: ir.Graph, doubled: _Doubled) -> _Ref
             return _feeds(graph, doubled.examples), _expected(graph, doubled.outputs)
         except InvalidArgumentError as error:
             failure = error.detail.removeprefix("cannot verify: ")
-    report.dynamic_not_verified = failure
-    logger.warning("the dynamic axes could not be verified where doubled: %s", failure)
+    report.dynamic_unchecked = failure
+    logger.info("the dynamic axes could not be verified where doubled: %s", failure)
     return None
 
 
@@ -1009,6 +1033,9 @@ def _check_opset(model: ir.Model, opset: int | None) -> None:
 _Reference = tuple[dict[str, np.ndarray], list[np.ndarray]]
 
 
+_FAILED_TO_RUN = "onnxruntime failed to run it: "  # what a RunFailedError says, then why
+
+
 def _compare(
     report: ExportReport,
     staged: Path,
@@ -1033,8 +1060,11 @@ def _compare(
             try:
                 with _named_as(staged, report.output):
                     compared = _run_compared(session, staged, doubled, options)
-            except WnpassError as error:
-                report.dynamic_not_verified = f"on {provider}, {error}"
+            except WnpassError as error:  # ONNX Runtime's whole reason, where it gave one
+                said, reason = str(error), getattr(error, "reason", None)
+                if isinstance(error, prov.RunFailedError) and reason:
+                    said = said[: said.index(_FAILED_TO_RUN) + len(_FAILED_TO_RUN)] + reason
+                report.dynamic_not_verified = f"on {provider}, {said}"
                 logger.warning("the dynamic axes could not be verified where doubled: %s", error)
             else:
                 report.dynamic_comparisons[provider] = compared

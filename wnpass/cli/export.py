@@ -172,14 +172,25 @@ def _print_export(out: Printer, report: Any) -> None:
             f"dynamic axes not verified: with every dynamic axis doubled ({_shapes(report)}), "
             f"{report.dynamic_not_verified}"
         )
+    if report.dynamic_unchecked is not None:
+        out.summary(
+            f"dynamic axes not verified: with every dynamic axis doubled ({_shapes(report)}), "
+            f"{report.dynamic_unchecked}; verified at the example's size only"
+        )
     if report.not_deterministic:
         out.summary(
             f"cannot verify: PyTorch gave other values of output "
             f"{', '.join(report.not_deterministic)} on a second run on the same inputs: the "
-            "model is not deterministic, so there is nothing to verify against"
+            "model is not deterministic, so there is nothing to verify against (random "
+            "numbers, or an op that is not: see torch.use_deterministic_algorithms)"
         )
     if report and not report.verified:
         out.summary(f"wrote {report.output}; not verified against PyTorch (add --verify)")
+    elif report and report.dynamic_unchecked is not None:
+        out.summary(
+            "deployable at the example's size: ONNX matches PyTorch there (the dynamic axes "
+            f"are not verified); wrote {report.output}"
+        )
     elif report and report.dynamic_comparisons:
         out.summary(
             "deployable: ONNX matches PyTorch, also with every dynamic axis doubled; "
