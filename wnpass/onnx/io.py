@@ -372,7 +372,7 @@ def _whole(text: str, key: str, where: str) -> int:
             f"{where}: external data {key} {text[:24]}{'...' if len(text) > 24 else ''} "
             "is out of range (at most 2**63 - 1)"
         )
-    return int(text)
+    return int(digits or "0")  # int() of 4,300 digits or more (zeros too) is a ValueError
 
 
 def _all_tensor_protos(
