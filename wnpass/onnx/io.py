@@ -367,12 +367,17 @@ def _whole(text: str, key: str, where: str) -> int:
     if not re.fullmatch(r"[0-9]+", text):
         raise InvalidModelError(f"{where}: external data {key} {text!r} is not a number")
     digits = text.lstrip("0")  # leading zeros are read past, as ONNX Runtime does
-    if len(digits) > 19 or int(digits or "0") >= 2**63:  # counted before int() of a long text
+    # counted before int() of a long text, which Python refuses past 4,300 digits (zeros too:
+    # so does the IR built from the model)
+    if len(digits) > 19 or len(text) > _MOST_DIGITS or int(digits or "0") >= 2**63:
         raise InvalidModelError(
             f"{where}: external data {key} {text[:24]}{'...' if len(text) > 24 else ''} "
-            "is out of range (at most 2**63 - 1)"
+            f"is out of range (at most 2**63 - 1, in at most {_MOST_DIGITS} digits)"
         )
-    return int(digits or "0")  # int() of 4,300 digits or more (zeros too) is a ValueError
+    return int(digits or "0")
+
+
+_MOST_DIGITS = 4300  # Python's default int_max_str_digits
 
 
 def _all_tensor_protos(
