@@ -356,15 +356,6 @@ run()
 """
 
 
-def test_a_signal_while_the_cli_is_imported_is_one_line_and_exit_130() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _EARLY_CLI], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 128 + signal.SIGINT, result.stderr
-    assert result.stderr == "wnpass: interrupted; nothing more was written\n"
-    assert result.stdout == ""  # it stopped before printing the version
-
-
 def test_importing_the_program_runs_no_module_but_signal() -> None:
     """The console script imports ``wnpass.program`` before any handler is installed: a
     signal then was a traceback (wnpass/__init__.py imported typing and wnpass.errors, the
@@ -397,13 +388,12 @@ run()
 """
 
 
-def test_a_signal_at_the_program_s_first_import_is_one_line_and_exit_130() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _FIRST_IMPORT_CLI], capture_output=True, text=True, check=False
-    )
+@pytest.mark.parametrize("code", [_EARLY_CLI, _FIRST_IMPORT_CLI], ids=["cli", "first-import"])
+def test_a_signal_while_the_program_imports_is_one_line_and_exit_130(code: str) -> None:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 128 + signal.SIGINT, result.stderr
     assert result.stderr == "wnpass: interrupted; nothing more was written\n"
-    assert result.stdout == ""
+    assert result.stdout == ""  # it stopped before printing the version
 
 
 def test_the_program_and_python_dash_m_run_through_wnpass_program() -> None:

@@ -1033,9 +1033,6 @@ def _check_opset(model: ir.Model, opset: int | None) -> None:
 _Reference = tuple[dict[str, np.ndarray], list[np.ndarray]]
 
 
-_FAILED_TO_RUN = "onnxruntime failed to run it: "  # what a RunFailedError says, then why
-
-
 def _compare(
     report: ExportReport,
     staged: Path,
@@ -1061,9 +1058,9 @@ def _compare(
                 with _named_as(staged, report.output):
                     compared = _run_compared(session, staged, doubled, options)
             except WnpassError as error:  # ONNX Runtime's whole reason, where it gave one
-                said, reason = str(error), getattr(error, "reason", None)
-                if isinstance(error, prov.RunFailedError) and reason:
-                    said = said[: said.index(_FAILED_TO_RUN) + len(_FAILED_TO_RUN)] + reason
+                said = str(error)
+                if isinstance(error, prov.RunFailedError):
+                    said = f"{report.output}: onnxruntime failed to run it: {error.reason}"
                 report.dynamic_not_verified = f"on {provider}, {said}"
                 logger.warning("the dynamic axes could not be verified where doubled: %s", error)
             else:

@@ -37,7 +37,6 @@ plan records them, and checks itself again with them before each write:
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import dataclasses
 import importlib.util
 import logging
@@ -78,10 +77,17 @@ USER_CODE_READ = "a file the model.py's code read"  # what such a file is called
 # one the kernel saw opened (inotify) while the user's code ran: by it, or by another process
 USER_CODE_OPENED = "a file opened while the model.py's code ran (by it or another process)"
 
-# Set inside user_code(): the audit hook records the files opened for reading there.
-_in_user_code: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "wnpass_in_user_code", default=False
-)
+# Whether each thread runs user code now (its innermost user_code/own_code block says): the
+# audit hook records the files opened for reading there; and the kernel's record is one queue
+# for the process, so an open counts for the user's code when any thread ran it meanwhile (a
+# thread's own_code block must not throw another's opens away).
+_threads_in_user_code: dict[int, bool] = {}
+
+
+def _in_user_code() -> bool:
+    return _threads_in_user_code.get(threading.get_ident(), False)
+
+
 _watching: weakref.WeakSet[IOPlan] = weakref.WeakSet()  # plans that record those files
 _hooked = False  # whether _on_open is installed (an audit hook cannot be removed)
 
@@ -89,7 +95,7 @@ _hooked = False  # whether _on_open is installed (an audit hook cannot be remove
 def _on_open(event: str, args: tuple[object, ...]) -> None:
     """The audit hook: a file opened for reading inside :func:`user_code`, for every watching
     plan. Never raises (an audit hook's exception would fail the user's ``open``)."""
-    if event != "open" or not _watching or not _in_user_code.get():
+    if event != "open" or not _watching or not _in_user_code():
         return
     try:
         path, mode, flags = args
@@ -126,10 +132,6 @@ def own_code() -> Iterator[None]:
         yield
 
 
-# Whether each thread runs user code now (its innermost user_code/own_code block says): the
-# kernel's record is one queue for the process, so an open counts for the user's code when
-# any thread ran it meanwhile (a thread's own_code block must not throw another's opens away).
-_threads_in_user_code: dict[int, bool] = {}
 # The working directory the user's code last moved to (``os.chdir`` in a model.py): it is
 # the user's code's again in its next block, and wnpass's own is put back after each block,
 # so that the paths planned relative to it stay the paths written.
@@ -141,15 +143,14 @@ def _marked(users: bool) -> Iterator[None]:
     """The block's code is the user's (or not); the kernel's record of the opens before each
     change is read out and counted for the code that ran until then."""
     me = threading.get_ident()
-    _drain_watches(counted=_in_user_code.get() or _users_elsewhere(me))
-    token, outer = _in_user_code.set(users), _threads_in_user_code.get(me)
+    _drain_watches(counted=_in_user_code() or _users_elsewhere(me))
+    outer = _threads_in_user_code.get(me)
     _threads_in_user_code[me] = users
     own_cwd = _enter_users_cwd() if users and not outer else None
     try:
         yield
     finally:
         _drain_watches(counted=users or _users_elsewhere(me))
-        _in_user_code.reset(token)
         if outer is None:
             _threads_in_user_code.pop(me, None)
         else:
@@ -324,7 +325,7 @@ class IOPlan:
     def record_user_reads(self) -> bool:
         """Record the files user code read since the last call; whether there were any (the
         plan must then be checked again)."""
-        self._drain(_in_user_code.get())
+        self._drain(_in_user_code())
         paths, self._user_reads = sorted(self._user_reads), set()
         opened, self._user_opened = sorted(self._user_opened), set()
         self.read_all(paths, USER_CODE_READ)

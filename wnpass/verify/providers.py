@@ -158,8 +158,7 @@ class RunFailedError(SessionError):
     error's own line is cut to a readable length)."""
 
     def __init__(self, model: Path, reason: str) -> None:
-        short = reason if len(reason) <= 240 else reason[:240] + "..."
-        super().__init__(model, f"onnxruntime failed to run it: {short}", reason)
+        super().__init__(model, f"onnxruntime failed to run it: {_short(reason)}", reason)
 
 
 class OutOfMemoryError(WnpassError):
@@ -169,8 +168,12 @@ class OutOfMemoryError(WnpassError):
 
     def __init__(self, model: Path, reason: str) -> None:
         self.model, self.reason = model, reason
-        short = reason if len(reason) <= 240 else reason[:240] + "..."
-        super().__init__(f"{model}: onnxruntime ran out of memory running it ({short})")
+        super().__init__(f"{model}: onnxruntime ran out of memory running it ({_short(reason)})")
+
+
+def _short(reason: str) -> str:
+    """ONNX Runtime's message cut for an error's one line (a report keeps it whole)."""
+    return reason if len(reason) <= 240 else reason[:240] + "..."
 
 
 # What ONNX Runtime's messages say when an allocation failed (its CPU arena, the C++ runtime,
