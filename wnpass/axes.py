@@ -74,7 +74,7 @@ def _conv_transpose_axis(shape: Sequence[int], groups: int) -> int | str:
     where = f"{rows} of axis 0" + ("" if out_per_group == 1 else " at one index of axis 1")
     return (
         f"grouped transposed convolution (groups={groups}, weight {list(shape)}): each output "
-        f"channel is {where}, no single axis; use dim_policy='torch' for PyTorch's dim=0"
+        f"channel is {where}, no single axis"
     )
 
 
@@ -86,8 +86,10 @@ def unit_axis(
     policy: DimPolicy = "unit",
     trans_b: bool = False,
     embeddings: bool = False,
+    advise: bool = True,
 ) -> int | str:
-    """The output-unit axis of a weight of ``shape`` consumed by an op of ``kind``, or why none."""
+    """The output-unit axis of a weight of ``shape`` consumed by an op of ``kind``, or why none
+    (``advise``: with the ``dim_policy`` that gives one anyway, for a caller choosing it)."""
     if policy not in ("unit", "torch"):
         raise ValueError(f"dim_policy must be 'unit' or 'torch', not {policy!r}")
     ndim = len(shape)
@@ -100,7 +102,11 @@ def unit_axis(
     if kind == "gemm":
         return 0 if trans_b else 1
     if kind == "conv_transpose":
-        return 0 if policy == "torch" else _conv_transpose_axis(shape, groups)
+        if policy == "torch":
+            return 0
+        axis = _conv_transpose_axis(shape, groups)
+        advice = "; use dim_policy='torch' for PyTorch's dim=0" if advise else ""
+        return axis if isinstance(axis, int) else axis + advice
     if kind == "embedding":
         return 0 if embeddings else EMBEDDING_OPT_IN
     raise ValueError(f"unknown op kind {kind!r}")

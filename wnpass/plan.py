@@ -62,6 +62,7 @@ __all__ = [
     "IOPlan",
     "data_file_name",
     "kind_of",
+    "not_readable",
     "own_code",
     "user_code",
 ]
@@ -212,6 +213,23 @@ def kind_of(mode: int) -> str:
         if test(mode):
             return kind
     return "not a regular file"
+
+
+def not_readable(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be read as an input file, for a message after its name ("no such
+    file", "is a FIFO, not a regular file"); None for a regular file (links followed). Only
+    ``stat`` runs: nothing is opened, so a FIFO is not consumed, nor a device read."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except ValueError:  # a NUL byte in the name
+        return "contains a NUL byte"
+    except OSError as error:
+        return f"cannot read it ({error.strerror or error})"
+    if not stat.S_ISREG(mode):
+        return f"is {kind_of(mode)}, not a regular file"
+    return None
 
 
 def _umask() -> int:

@@ -339,3 +339,35 @@ def test_data_init_that_initializes_no_layer_compares_the_outputs(
     assert not any("not compared" in note for note in report.notes)
     assert any(note.startswith("data init initialized no layer") for note in report.notes)
     assert {site.name: site.init for site in report.sites}[name] == f"keep: {reason}"
+
+
+def test_complex_outputs_are_compared_by_their_parts() -> None:
+    """A complex output (``torch.fft.rfft``) was held to exact equality, as an integer one:
+    float rounding of 1e-7 made the rewrite NOT EQUIVALENT."""
+    torch.manual_seed(0)
+    model = nn.Linear(16, 16)
+    spectrum = lambda x: torch.fft.rfft(model(x))  # noqa: E731
+    x = torch.randn(8, 16)
+    before = spectrum(x).detach()
+    report = apply_weight_norm(model, (x,))
+    assert report.status == "ok" and report.max_rel_error is not None
+    assert report.rtol is not None and 0 < report.max_rel_error <= report.rtol
+    assert max_rel_error([spectrum(x).detach()], [before]) <= report.rtol
+    assert max_rel_error([before * (1 + 1e-3j)], [before]) > 1e-4  # a change in the parts
+
+
+def test_a_float16_output_gets_the_half_precision_tolerance() -> None:
+    """A float32 model whose output is cast to float16 differs by float16's rounding step
+    (2.4e-4 here): the tolerance followed the parameters' dtype only, and called it changed."""
+
+    class HalfOut(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(256, 256), nn.Linear(256, 256)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(torch.relu(self.a(x))).to(torch.float16)
+
+    torch.manual_seed(0)
+    report = apply_weight_norm(HalfOut(), (torch.randn(256, 256),))
+    assert report.status == "ok" and report.rtol == 1e-2

@@ -33,6 +33,16 @@ BAD: Any = "bogus"
         (lambda: apply_weight_norm(BAD, X), "model", "a torch.nn.Module, not str"),
         (lambda: fold_weight_norm(BAD), "model", "a torch.nn.Module, not str"),
         (lambda: data_init(_mlp(), 5), "batch", "not int"),
+        (lambda: data_init(_mlp(), X, std=float("nan")), "std", "finite number above 0, not nan"),
+        (lambda: data_init(_mlp(), X, std=0), "std", "above 0, not 0"),
+        (lambda: data_init(_mlp(), X, std=BAD), "std", "above 0, not 'bogus'"),
+        (lambda: data_init(_mlp(), X, generator=5), "generator", "or None, not int"),  # type: ignore[arg-type]
+        (lambda: data_init(_mlp(), X, only="0.weight"), "only", "a collection of names"),
+        (lambda: data_init(_mlp(), X, only=[0]), "only", "names (strings) only"),  # type: ignore[list-item]
+        (lambda: data_init(_mlp(), X, rescale=BAD), "rescale", "True or False, not 'bogus'"),
+        (lambda: data_init(_mlp(), X, redraw=1), "redraw", "True or False, not 1"),  # type: ignore[arg-type]
+        (lambda: apply_weight_norm(_mlp(), X, rescale=BAD), "rescale", "True or False"),
+        (lambda: apply_weight_norm(_mlp(), X, mean_only_bn=BAD), "mean_only_bn", "True or False"),
     ],
 )  # fmt: skip
 def test_a_bad_argument_is_an_error_naming_it(

@@ -735,3 +735,49 @@ def test_a_layer_whose_op_raises_in_a_forward_that_goes_on_is_kept() -> None:
     assert report.kept["a.weight"].endswith("and the forward went on without it: no pre-activation")
     after = model.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items() if k.startswith("a."))
+
+
+def test_autocast_runs_each_layer_on_the_bias_it_was_given() -> None:
+    """Under autocast, a parameter's cast is cached: the op rerun after the bias was written
+    used the bias cast while it was 0, and every later layer got inputs without it (per-unit
+    means of 0.1 after the first layer, where bfloat16 rounding allows about 2e-3)."""
+
+    class Autocast(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(64, 32), nn.Linear(32, 16)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return self.b(self.a(x))
+
+    torch.manual_seed(0)
+    model, batch = Autocast(), torch.randn(256, 64)
+    assert apply_weight_norm(model, (batch,), init="data").status == "ok"
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = model.a(batch)
+        for out in (hidden, model.b(hidden)):
+            mean, std = out.float().mean(0), out.float().std(0, unbiased=False)
+            assert float(mean.abs().max()) < 1e-2 and float((std - 1).abs().max()) < 1e-2
+
+
+@pytest.mark.parametrize("where", ["the model", "a layer inside it"])
+def test_a_compiled_model_is_initialized_and_reported_as_it_was(where: str) -> None:
+    """A compiled forward ran its own copy of the ops: data init wrote each layer and reported
+    it kept ("its weight reaches no F.linear"); a compiled layer inside a model was seen under
+    two names and declined as sharing its g with itself. It now runs as eager PyTorch."""
+    torch.manual_seed(0)
+    inner: Any = nn.Linear(4, 8)
+    if where != "the model":
+        inner = torch.compile(inner, backend="eager")  # an nn.Module: OptimizedModule
+    model: Any = nn.Sequential(inner, nn.ReLU(), nn.Linear(8, 3))
+    if where == "the model":
+        model = torch.compile(model, backend="eager")
+    batch = torch.randn(16, 4)
+    report = apply_weight_norm(model, (batch,), init="data")
+    inits = {site.name: site.init for site in report.sites if site.status == "applied"}
+    assert len(inits) == 2 and set(inits.values()) == {"data, v rescaled"}, inits
+    layers = [m for m in model.modules() if type(m).__name__.startswith("ParametrizedLinear")]
+    with torch.no_grad():
+        hidden = layers[0](batch)
+        _check_normalized({"a": hidden, "b": layers[1](torch.relu(hidden))})

@@ -4,9 +4,11 @@ their rules, loaded into the model in either weight-norm key form."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -95,3 +97,34 @@ def test_a_batch_that_is_no_tensor_or_tuple_says_what_it_holds(tmp_path: Path) -
         "(forward's positional inputs)"
     )
     assert load_batch(_torch(tmp_path / "one.pt", torch.ones(2, 3)))[0].shape == (2, 3)
+
+
+def test_a_batch_path_that_is_no_regular_file_says_what_it_is(tmp_path: Path) -> None:
+    """A FIFO or a folder was "no such file", though it exists; a FIFO is not opened."""
+    fifo = tmp_path / "batch.pt"
+    os.mkfifo(fifo)
+    for path, what in ((fifo, "a FIFO"), (tmp_path, "a directory")):
+        with pytest.raises(InvalidArgumentError) as raised:
+            load_batch(path)
+        assert str(raised.value) == f"data {path}: is {what}, not a regular file"
+
+
+def test_a_batch_that_is_no_torch_file_gets_no_advice_to_unpickle_it(tmp_path: Path) -> None:
+    """torch.load's message advised ``weights_only=False``, which would run the file's code."""
+    path = tmp_path / "batch.pt"
+    path.write_bytes(b"not a pickle at all")
+    with pytest.raises(InvalidArgumentError) as raised:
+        load_batch(path)
+    assert str(raised.value).startswith(f"data {path}: not a readable torch.save file")
+    assert "weights_only=False" not in str(raised.value)
+
+
+def test_npz_and_npy_batches_are_read_whatever_the_suffix_case(tmp_path: Path) -> None:
+    x, y = np.arange(6, dtype=np.float32).reshape(2, 3), np.ones((2, 1), dtype=np.float32)
+    with open(tmp_path / "BATCH.NPZ", "wb") as file:  # a path would get ".npz" added
+        np.savez(file, x=x, y=y)
+    np.save(tmp_path / "one.npy", x)
+    both = load_batch(tmp_path / "BATCH.NPZ")
+    assert [t.tolist() for t in both] == [x.tolist(), y.tolist()]
+    (one,) = load_batch(tmp_path / "one.npy")
+    assert one.tolist() == x.tolist()

@@ -170,3 +170,18 @@ def test_a_folded_model_has_none_of_wnpass_hooks_left() -> None:
     assert dict(model._load_state_dict_pre_hooks) == plain_load_hooks
     assert not model._forward_hooks_always_called and "_wnpass_cache_entered" not in vars(model)
     torch.jit.script(model)  # as for a plain LSTM (calling either fails in torch 2.13)
+
+
+def test_a_compiled_layer_inside_a_model_folds_under_its_own_name() -> None:
+    """``torch.compile``'s wrapper shows its layer's parametrizations as its own: fold took
+    the wrapper for the layer and PyTorch raised AttributeError removing them."""
+    torch.manual_seed(0)
+    layer = parametrizations.weight_norm(nn.Linear(4, 8))
+    compiled: Any = torch.compile(layer, backend="eager")  # an nn.Module: OptimizedModule
+    model = nn.Sequential(compiled, nn.Linear(8, 3))
+    x = torch.randn(5, 4)
+    before = model(x).detach()
+    report = fold_weight_norm(model)
+    assert [(s.name, s.status) for s in report.sites] == [("0._orig_mod.weight", "folded")]
+    assert not parametrize.is_parametrized(layer)
+    assert float(((model(x) - before).abs().max() / before.abs().max()).detach()) <= RTOL

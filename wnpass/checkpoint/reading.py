@@ -32,6 +32,7 @@ from typing import Any
 from wnpass.checkpoint.formats import Format, detect_format, is_sharded
 from wnpass.checkpoint.tensorfile import SafetensorsFile
 from wnpass.errors import InvalidModelError, one_line
+from wnpass.plan import not_readable
 
 __all__ = [
     "MAX_NESTING",
@@ -169,10 +170,10 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 
 
 def _require_file(path: Path, what: str = "") -> None:
-    if not path.exists():
-        raise InvalidModelError(f"{path}: no such file{what}")
-    if not path.is_file():
-        raise InvalidModelError(f"{path}: is {'a directory' if path.is_dir() else 'not a file'}")
+    """A regular file at ``path``, or an InvalidModelError saying what is there (``what``:
+    which file it is, for a shard)."""
+    if (problem := not_readable(path)) is not None:
+        raise InvalidModelError(f"{path}: {problem}{what}")
 
 
 def _safe_open(path: Path) -> SafetensorsFile:

@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data",
         type=Path,
         metavar="FILE",
-        help="batch for --init data: .pt (tensor or tuple) or .npz; default example_inputs()",
+        help="batch for --init data: .npz, .npy or .pt (tensor or tuple); default example_inputs()",
     )
     parser.add_argument("-o", "--output", type=Path, metavar="OUT", help="default <stem>.wn.pt")
     add_json_option(parser)

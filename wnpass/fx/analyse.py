@@ -27,7 +27,7 @@ from wnpass.axes import DimPolicy, is_legacy_hook, is_legacy_spectral_norm_hook
 from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.fx.arguments import require_choice
 from wnpass.fx.axes import Use
-from wnpass.fx.register import unit_norm_problem
+from wnpass.fx.register import parametrized_here, unit_norm_problem
 from wnpass.fx.report import ParamSite
 from wnpass.fx.trace import Tracer, find_uses
 
@@ -159,7 +159,7 @@ def _already(model: nn.Module) -> tuple[dict[str, ParamSite], dict[str, str]]:
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
         op = parametrize.type_before_parametrizations(module).__name__
-        if parametrize.is_parametrized(module):
+        if parametrized_here(module):
             for tensor_name, plist in module.parametrizations.items():
                 norms = [p for p in plist if isinstance(p, _WeightNorm)]
                 base = f"{prefix}parametrizations.{tensor_name}."

@@ -43,7 +43,7 @@ from wnpass.fx.analyse import (
     require_eager,
     selected_out,
 )
-from wnpass.fx.arguments import require_choice, require_module, require_values
+from wnpass.fx.arguments import require_choice, require_flag, require_module, require_values
 from wnpass.fx.data_init import data_init
 from wnpass.fx.forward import Batch, RngSnapshot, as_batch, cloned, run_forward
 from wnpass.fx.mean_only_bn import replace_batch_norm
@@ -96,8 +96,10 @@ def max_rel_error(after: list[torch.Tensor], before: list[torch.Tensor]) -> floa
 
 def _output_error(a: torch.Tensor, b: torch.Tensor) -> float | None:
     """As :func:`max_rel_error` for one output; None when it has no element to compare."""
-    if a.shape != b.shape:
+    if a.shape != b.shape or a.is_complex() != b.is_complex():
         return float("inf")
+    if b.is_complex():  # each element as its real and imaginary parts
+        a, b = torch.view_as_real(a.resolve_conj()), torch.view_as_real(b.resolve_conj())
     if not b.is_floating_point():
         if not torch.equal(a, b):
             return float("inf")
@@ -115,9 +117,13 @@ def _output_error(a: torch.Tensor, b: torch.Tensor) -> float | None:
     return diff / max(float(b64[finite].abs().max()), 1e-30)
 
 
-def _tolerance(model: nn.Module) -> float:
-    dtypes = {p.dtype for p in model.parameters()}
-    return KEEP_RTOL_HALF if dtypes & {torch.float16, torch.bfloat16} else KEEP_RTOL
+def _tolerance(model: nn.Module, outputs: list[torch.Tensor]) -> float:
+    """``KEEP_RTOL_HALF`` when the weights or an output round at half precision (a float32
+    model whose output is cast to float16 differs by its rounding step), else ``KEEP_RTOL``."""
+    dtypes = {p.dtype for p in model.parameters()} | {t.dtype for t in outputs}
+    return (
+        KEEP_RTOL_HALF if dtypes & {torch.float16, torch.bfloat16, torch.complex32} else KEEP_RTOL
+    )
 
 
 def _compared_forward(model: nn.Module, inputs: Batch, rng: RngSnapshot) -> list[torch.Tensor]:
@@ -184,6 +190,12 @@ class ApplyWeightNormPass:
         require_choice("init", init, INITS)
         require_choice("dim_policy", dim_policy, DIM_POLICIES)
         require_choice("tracer", tracer, TRACERS)
+        for parameter, flag in (
+            ("embeddings", embeddings),
+            ("mean_only_bn", mean_only_bn),
+            ("rescale", rescale),
+        ):
+            require_flag(parameter, flag)
         self.include = as_patterns(include, "include")
         self.exclude = as_patterns(exclude, "exclude")
         self.init, self.dim_policy, self.embeddings = init, dim_policy, embeddings
@@ -241,7 +253,7 @@ class ApplyWeightNormPass:
                 else:
                     after = _compared_forward(model, inputs, rng)
                     report.max_rel_error = max_rel_error(after, before)
-                    report.rtol = _tolerance(model)
+                    report.rtol = _tolerance(model, before)
         report.seconds = time.perf_counter() - start
         logger.info(
             "apply weight norm: %d applied, %d skipped (%s)", report.applied, report.skipped, mode

@@ -8,14 +8,24 @@ before the first op that needs their values fails inside PyTorch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Collection, Iterable
 from typing import Any
 
+import torch
 from torch import nn
 
 from wnpass.errors import InvalidArgumentError
 
-__all__ = ["require_choice", "require_module", "require_values"]
+__all__ = [
+    "require_choice",
+    "require_flag",
+    "require_generator",
+    "require_module",
+    "require_names",
+    "require_positive",
+    "require_values",
+]
 
 _NAMED = 3  # meta tensors named in the message; the rest are counted
 
@@ -26,6 +36,49 @@ def require_choice(parameter: str, value: Any, allowed: Iterable[str]) -> None:
     if not isinstance(value, str) or value not in choices:
         listed = ", ".join(repr(choice) for choice in choices)
         raise InvalidArgumentError(f"must be one of {listed}, not {value!r}", parameter=parameter)
+
+
+def require_flag(parameter: str, value: Any) -> None:
+    """``value`` is True or False (``rescale="no"`` would count as true)."""
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(f"must be True or False, not {value!r}", parameter=parameter)
+
+
+def require_positive(parameter: str, value: Any) -> float:
+    """``value`` as a float when it is a finite real number above 0."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and value > 0)
+    ):
+        raise InvalidArgumentError(
+            f"must be a finite number above 0, not {value!r}", parameter=parameter
+        )
+    return float(value)
+
+
+def require_generator(parameter: str, value: Any) -> None:
+    """``value`` is None or a ``torch.Generator``."""
+    if value is not None and not isinstance(value, torch.Generator):
+        raise InvalidArgumentError(
+            f"must be a torch.Generator or None, not {type(value).__name__}",
+            parameter=parameter,
+        )
+
+
+def require_names(parameter: str, value: Any) -> set[str] | None:
+    """``value`` as a set when it is None or a collection of names (a single string would be
+    read as its letters)."""
+    if value is None:
+        return None
+    if isinstance(value, str | bytes) or not isinstance(value, Collection):
+        raise InvalidArgumentError(
+            f"must be a collection of names (a list of strings) or None, not {value!r}",
+            parameter=parameter,
+        )
+    if not all(isinstance(name, str) for name in value):
+        raise InvalidArgumentError("must hold names (strings) only", parameter=parameter)
+    return set(value)
 
 
 def require_module(model: Any, parameter: str = "model") -> nn.Module:

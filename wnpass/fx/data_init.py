@@ -69,7 +69,14 @@ from torch.utils.weak import WeakIdKeyDictionary
 from wnpass.axes import OpKind, is_legacy_hook, output_unit_axis, unit_axis
 from wnpass.errors import InvalidArgumentError, WnpassError
 from wnpass.fx.analyse import require_eager
-from wnpass.fx.arguments import require_module, require_values
+from wnpass.fx.arguments import (
+    require_flag,
+    require_generator,
+    require_module,
+    require_names,
+    require_positive,
+    require_values,
+)
 from wnpass.fx.axes import layer_kind
 from wnpass.fx.forward import (
     Batch,
@@ -79,7 +86,7 @@ from wnpass.fx.forward import (
     forward_failed,
     what_it_did,
 )
-from wnpass.fx.register import unit_norm_problem, units_text
+from wnpass.fx.register import parametrized_here, unit_norm_problem, units_text
 
 __all__ = ["CONSTANT_ULPS", "MIN_VALUES", "V_INIT_STD", "DataInitReport", "data_init"]
 
@@ -151,7 +158,8 @@ def _why_not(module: nn.Module, tensor_name: str, redraw: bool) -> str | None:
     if kind is None:
         return f"{layer}.{tensor_name}: data init initializes {_LAYER_WEIGHTS}"
     norm: _WeightNorm = plist[0]
-    unit = unit_axis(kind, list(plist.original1.shape), groups=int(getattr(module, "groups", 1)))
+    groups = int(getattr(module, "groups", 1))
+    unit = unit_axis(kind, list(plist.original1.shape), groups=groups, advise=False)
     if isinstance(unit, str):
         return f"{unit}: g is not per output unit"
     if norm.dim != unit:
@@ -179,7 +187,7 @@ def _candidates(
         for hook in module._forward_pre_hooks.values():
             if is_legacy_hook(hook) and (only is None or prefix + hook.name in only):
                 report.kept[prefix + hook.name] = "legacy weight_norm hook: not re-initialized"
-        if not parametrize.is_parametrized(module):
+        if not parametrized_here(module):
             continue
         for tensor_name, plist in module.parametrizations.items():
             name = prefix + tensor_name
@@ -205,7 +213,7 @@ def _holders(model: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:
         if isinstance(module, parametrize.ParametrizationList):
             continue  # counted with the layer it parametrizes
         held = list(module.named_parameters(prefix=prefix, recurse=False))
-        if parametrize.is_parametrized(module):
+        if parametrized_here(module):
             held += [
                 (f"{prefix}{'.' if prefix else ''}parametrizations.{name}.{original}", tensor)
                 for name, plist in module.parametrizations.items()
@@ -311,7 +319,10 @@ def _operand(args: tuple[Any, ...], kwargs: dict[str, Any], position: int, name:
 def _call_with_weight(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], weight: torch.Tensor
 ) -> Any:
-    """The op called with another weight (its second operand, ``weight=``)."""
+    """The op called with another weight (its second operand, ``weight=``), on the values
+    the layer has now: autocast's cached casts of parameters (a bias cast to bfloat16 before
+    it was written) are dropped first, or the op would use the old values."""
+    torch.clear_autocast_cache()
     if len(args) > 1:
         return func(args[0], weight, *args[2:], **kwargs)
     return func(*args, **{**kwargs, "weight": weight})
@@ -517,6 +528,7 @@ class _InitPass(TorchFunctionMode):
         for tensor, value in reversed(self.saved[mark:]):
             tensor.copy_(value)
         del self.saved[mark:]
+        torch.clear_autocast_cache()  # no cast of a value written stays in use
 
 
 def _run_pass(model: nn.Module, inputs: Batch, run: _InitPass) -> None:
@@ -556,11 +568,16 @@ def data_init(
     on that error (or any other) every value written so far is given back and the model is
     left as it was.
     """
+    require_flag("rescale", rescale)
+    require_flag("redraw", redraw)
+    std = require_positive("std", std)
+    require_generator("generator", generator)
+    names = require_names("only", only)
     require_values(require_module(model))
     require_eager(model)
     inputs = as_batch(batch, "batch")
     found = DataInitReport(rescaled=rescale)
-    targets = _candidates(model, found, redraw, None if only is None else set(only))
+    targets = _candidates(model, found, redraw, names)
     while True:  # each round declines one layer or more: as many rounds as targets at most
         report = dataclasses.replace(found, initialized=[], kept=dict(found.kept), scale_only={})
         run = _InitPass(

@@ -20,6 +20,7 @@ from torch import nn
 
 from wnpass.checkpoint.formats import INDEX_SUFFIX
 from wnpass.errors import InvalidArgumentError, InvalidModelError, one_line
+from wnpass.plan import not_readable
 
 __all__ = ["checkpoint_files", "load_batch", "load_checkpoint"]
 
@@ -44,12 +45,12 @@ def _torch_file(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _as_checkpoint_error() -> Iterator[None]:
-    """The reader's errors, as errors of the ``checkpoint`` parameter."""
+def _as_argument_error(parameter: str) -> Iterator[None]:
+    """The reader's errors, as errors of ``parameter`` (the file it names)."""
     try:
         yield
     except InvalidModelError as error:
-        raise InvalidArgumentError(error.detail, parameter="checkpoint") from None
+        raise InvalidArgumentError(error.detail, parameter=parameter) from None
 
 
 def checkpoint_files(path: str | Path) -> list[Path]:
@@ -60,7 +61,7 @@ def checkpoint_files(path: str | Path) -> list[Path]:
     path = Path(path)
     if not path.name.endswith(INDEX_SUFFIX) or not path.is_file():
         return [path]
-    with _as_checkpoint_error():
+    with _as_argument_error("checkpoint"):
         _, names = read_index(path)
     return [path, *(path.parent / name for name in names)]
 
@@ -73,9 +74,9 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
     from wnpass.fx.state import load_state_dict_any
 
     path = Path(path)
-    if not path.is_file():
-        raise InvalidArgumentError(f"{path}: no such file", parameter="checkpoint")
-    with _as_checkpoint_error():
+    if (problem := not_readable(path)) is not None:
+        raise InvalidArgumentError(f"{path}: {problem}", parameter="checkpoint")
+    with _as_argument_error("checkpoint"):
         if _torch_file(path):
             value = load_torch(path)
             state = _state_dict(value)
@@ -96,23 +97,30 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
 
 
 def load_batch(path: str | Path) -> tuple[Any, ...]:
-    """A batch of inputs from ``.npz`` (arrays in file order) or ``.pt`` (a tensor or tuple)."""
+    """A batch of inputs from ``.npz`` (arrays in file order), ``.npy`` (one array) or a
+    ``torch.save`` file (a tensor or tuple; any other name); either suffix in any case."""
+    from wnpass.checkpoint.reading import load_torch
     from wnpass.fx.loading import EXPECTED_INPUTS, as_inputs
 
     path = Path(path)
-    if not path.is_file():
-        raise InvalidArgumentError(f"{path}: no such file", parameter="data")
-    try:
-        if path.suffix == ".npz":
-            import numpy as np
+    if (problem := not_readable(path)) is not None:
+        raise InvalidArgumentError(f"{path}: {problem}", parameter="data")
+    suffix = path.suffix.lower()
+    if suffix in (".npz", ".npy"):
+        import numpy as np
 
-            with np.load(path, allow_pickle=False) as arrays:
+        try:
+            loaded = np.load(path, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):  # a .npy file: one input
+                return (torch.from_numpy(loaded),)
+            with loaded as arrays:
                 return tuple(torch.from_numpy(arrays[name]) for name in arrays.files)
-        value = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise InvalidArgumentError(
-            f"{path}: cannot read a batch: {one_line(error)}", parameter="data"
-        ) from None
+        except Exception as error:
+            raise InvalidArgumentError(
+                f"{path}: cannot read a batch: {one_line(error)}", parameter="data"
+            ) from None
+    with _as_argument_error("data"):
+        value = load_torch(path)
     inputs = as_inputs(value)
     if inputs is None:
         what = type(value).__name__

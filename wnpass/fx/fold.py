@@ -26,7 +26,7 @@ from torch.nn.utils.parametrizations import _WeightNorm
 from wnpass.axes import is_legacy_hook
 from wnpass.fx.arguments import require_module, require_values
 from wnpass.fx.pickling import unmake_picklable
-from wnpass.fx.register import remove_legacy_keys
+from wnpass.fx.register import parametrized_here, remove_legacy_keys
 from wnpass.fx.rnn_cache import remove_rnn_cache
 from wnpass.rounding import round_to_torch
 from wnpass.rules import weight_from
@@ -117,7 +117,7 @@ def _fold_parametrized(module: nn.Module, prefix: str, report: TorchFoldReport) 
         parametrize.remove_parametrizations(module, name, leave_parametrized=True)
         setattr(module, name, nn.Parameter(weight, requires_grad=requires_grad))
         remove_legacy_keys(module, name)
-    if not parametrize.is_parametrized(module):
+    if not parametrized_here(module):
         remove_rnn_cache(module)
 
 
@@ -147,7 +147,7 @@ def fold_weight_norm(model: nn.Module) -> TorchFoldReport:
     report = TorchFoldReport()
     for prefix, module in model.named_modules():
         prefix = f"{prefix}." if prefix else ""
-        if parametrize.is_parametrized(module):
+        if parametrized_here(module):
             _fold_parametrized(module, prefix, report)
             unmake_picklable(module)
         _fold_legacy(module, prefix, report)

@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import itertools
 import logging
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -204,12 +205,26 @@ def call_model(model: nn.Module, batch: Batch) -> Any:
     ``sys.exit()`` of the model's code is a :class:`ForwardFailedError` naming the model."""
     inputs = cloned(batch)
     try:
-        with torch.no_grad(), user_code():
+        with torch.no_grad(), _eager(), user_code():
             return model(*inputs.args, **inputs.kwargs)
     except WnpassError:
         raise
     except MODEL_ERRORS as error:
         raise forward_failed(model, error) from error
+
+
+def _eager() -> contextlib.AbstractContextManager[Any]:
+    """``torch.compile``'d code (a compiled model, or a layer compiled inside one) run as the
+    eager PyTorch it compiles: wnpass's function modes see each op the model's code calls
+    (a compiled graph would run its own copy of them, and data init would find no layer's op),
+    and no forward of wnpass's waits for a compilation. Nothing is compiled in a process that
+    has not imported dynamo (importing it takes seconds): then there is nothing to do."""
+    if "torch._dynamo" not in sys.modules:
+        return contextlib.nullcontext()
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    if set_stance is not None:  # torch 2.6 and later
+        return set_stance("force_eager")
+    return sys.modules["torch._dynamo"].config.patch(disable=True)
 
 
 def forward_failed(model: nn.Module, error: BaseException) -> ForwardFailedError:

@@ -46,7 +46,7 @@ from wnpass.fx.errors import (
     NotInputsError,
 )
 from wnpass.fx.forward import MODEL_ERRORS, what_it_did
-from wnpass.plan import IOPlan, user_code
+from wnpass.plan import IOPlan, not_readable, user_code
 
 __all__ = ["DEFAULT_FACTORY", "EXPECTED_INPUTS", "as_inputs", "load_model_py"]
 
@@ -160,9 +160,8 @@ def load_model_py(
     as one onto the model.py is).
     """
     path = Path(path)
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "no such file"
-        raise ModelFileNotFoundError(f"{path}: {what}")
+    if (problem := not_readable(path)) is not None:
+        raise ModelFileNotFoundError(f"{path}: {problem}")
     if plan is not None:
         plan.watch_user_code()
     before = set(sys.modules)

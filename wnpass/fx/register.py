@@ -22,6 +22,7 @@ from wnpass.fx.pickling import make_picklable
 
 __all__ = [
     "LegacyKeys",
+    "parametrized_here",
     "register_weight_norm",
     "remove_legacy_keys",
     "unit_norm_problem",
@@ -41,6 +42,14 @@ class LegacyKeys:
             base = f"{prefix}parametrizations.{self.name}"
             state_dict[f"{base}.original0"] = state_dict.pop(g_key)
             state_dict[f"{base}.original1"] = state_dict.pop(v_key)
+
+
+def parametrized_here(module: nn.Module) -> bool:
+    """Whether ``module`` itself holds parametrizations. A wrapper that hands attribute reads on
+    to the module it wraps (``torch.compile``'s ``OptimizedModule``) would show that module's
+    as its own (``parametrize.is_parametrized`` reads the attribute), and ``named_modules``
+    yields both: the wrapped module alone is the layer."""
+    return isinstance(module._modules.get("parametrizations"), nn.ModuleDict)
 
 
 def register_weight_norm(module: nn.Module, name: str, dim: int | None) -> None:

@@ -7,7 +7,8 @@ calls (``torch.nn`` layers are leaves) and functional uses (``F.linear(x, self.w
 ``x @ self.w``). When it cannot trace (control flow on values or shapes), ``torch.export`` on
 the example inputs sees the same as ATen ops. When neither works (no example inputs,
 data-dependent control flow), the known layer types are read off the module tree, with a
-warning naming why: functional uses are then invisible.
+warning naming why: functional uses are then invisible (a layer's weight gets its layer type's
+axis even where the forward uses it another way).
 """
 
 from __future__ import annotations
@@ -275,8 +276,10 @@ def find_uses(
         why = f"torch.fx: {fx_error}; torch.export needs example inputs"
     advice = "give example inputs to observe a forward" if batch is None else "use tracer='auto'"
     note = (
-        "traced by module types only: functional uses (F.linear, x @ W, addmm ...) are not seen "
-        f"and their weights are left alone; {advice} ({why})"
+        "traced by module types only: each layer's weight gets its layer type's axis, as if "
+        "only the layer's own forward used it; functional uses (F.linear, x @ W, addmm ...) are "
+        "not seen, so a layer weight the forward uses otherwise may get the wrong axis and "
+        f"weights of no known layer are left alone; {advice} ({why})"
     )
     logger.warning("%s", note)
     return _type_uses(model, policy, embeddings), "module types", note

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
-import stat
 from pathlib import Path
 
 import ml_dtypes
@@ -21,7 +19,7 @@ import numpy as np
 import onnx_ir as ir
 
 from wnpass.errors import InvalidArgumentError, UsageError, one_line
-from wnpass.plan import kind_of
+from wnpass.plan import not_readable
 from wnpass.verify.providers import FED_AS_BITS, PACKED_TYPES
 
 __all__ = [
@@ -288,16 +286,8 @@ def _wanted(dtype: ir.DataType) -> str:
 
 def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
     """Inputs from an ``.npz`` file, checked against the model's inputs."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise InvalidArgumentError(f"{path}: no such file", parameter="inputs") from None
-    except OSError as error:
-        raise InvalidArgumentError(f"{path}: {error.strerror}", parameter="inputs") from None
-    except ValueError:  # a NUL byte in the name
-        raise InvalidArgumentError(f"{path}: contains a NUL byte", parameter="inputs") from None
-    if not stat.S_ISREG(mode):  # a FIFO would block the read, a device never end it
-        raise InvalidArgumentError(f"{path}: is {kind_of(mode)}; refused", parameter="inputs")
+    if (problem := not_readable(path)) is not None:  # a FIFO would block the read
+        raise InvalidArgumentError(f"{path}: {problem}", parameter="inputs")
     try:
         with np.load(path, allow_pickle=False) as data:
             members = {name: data[name] for name in data.files}
