@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import onnx
 import pytest
@@ -588,3 +591,63 @@ def test_the_user_s_working_directory_is_its_own(
         os.chdir(tmp_path)  # the model's code comes back
     with user_code():
         assert Path.cwd() == tmp_path
+
+
+def _planned(folder: Path, names: list[str]) -> IOPlan:
+    plan = IOPlan()
+    for name in names:
+        plan.write(folder / name, "output")
+    plan.check()
+    return plan
+
+
+def _publish(plan: IOPlan, folder: Path, names: list[str], text: str) -> None:
+    with plan.staging(folder / names[-1]) as staging:
+        for name in names:
+            (staging / name).write_text(text)
+            plan.publish(staging / name, folder / name)
+
+
+def test_a_result_is_renamed_into_place_while_no_other_run_renames_into_its_folder(
+    tmp_path: Path,
+) -> None:
+    """Two runs writing one sharded result at once interleaved their renames: the folder held
+    shards of both. A run now holds an exclusive flock on the folder while it publishes."""
+    names = ["model-1.safetensors", "model-2.safetensors", "model.safetensors.index.json"]
+    plan = _planned(tmp_path, names)
+    other = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(other, fcntl.LOCK_EX)  # another run, publishing its result
+    publisher = threading.Thread(target=_publish, args=(plan, tmp_path, names, "new"))
+    publisher.start()
+    publisher.join(timeout=0.5)
+    assert publisher.is_alive()  # waiting: nothing renamed into place
+    assert not any((tmp_path / name).exists() for name in names)
+    os.close(other)  # the other run is done: this one goes on
+    publisher.join(timeout=30)
+    assert not publisher.is_alive()
+    assert [(tmp_path / name).read_text() for name in names] == ["new"] * 3
+    probe = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released once published
+    finally:
+        os.close(probe)
+
+
+def test_publishing_resolves_each_target_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each publish resolved every target's folder again: 800 shards took 16 s to rename."""
+    names = [f"s-{i:03d}.bin" for i in range(60)]
+    plan = _planned(tmp_path, names)
+    calls = 0
+    resolve = os.path.realpath
+
+    def counted(path: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return resolve(path, *args, **kwargs)
+
+    monkeypatch.setattr(os.path, "realpath", counted)
+    _publish(plan, tmp_path, names, "x")
+    assert calls <= 3 * len(names)
+    assert sorted(p.name for p in tmp_path.iterdir()) == names

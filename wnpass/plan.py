@@ -12,6 +12,8 @@ Every command and every file-writing API function goes through one :class:`IOPla
 3. files are written only through :meth:`IOPlan.replace` and :meth:`IOPlan.staging`: a
    staging file (or folder) beside the target, renamed onto it at the end, so that a target is
    either as it was or complete; a path that was not planned and checked cannot be written;
+   the files of one result are renamed into their folder under an exclusive ``flock`` on it,
+   so that two runs writing the same result rename theirs one after the other;
 4. an old data file of a replaced output is deleted only when :meth:`IOPlan.may_delete` says
    so (the output's own record says wnpass wrote it, it has wnpass's data-file name for that
    output, lies beside it, is a regular file with one link, and is not read or written by
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import importlib.util
 import logging
 import os
@@ -248,6 +251,32 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def _lock(folder: Path) -> int | None:
+    """An exclusive ``flock`` on ``folder`` (its descriptor), waited for: two runs that publish
+    a multi-file result into one folder (shards and their index, a model and its data file)
+    rename their files one run after the other, never interleaved, so the folder holds one
+    run's result whole. None where the folder cannot be opened or locked (some network file
+    systems): the renames then go unlocked, as a single file's always do (one rename)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        os.close(fd)
+        return None
+    except BaseException:  # a signal while waiting: nothing was published
+        os.close(fd)
+        raise
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the last descriptor releases the lock
+
+
 def _where(path: Path) -> Path:
     """The absolute path of ``path`` with its folder resolved but its last part kept: a
     target is replaced by name, so a symbolic link there is the link, not what it points at."""
@@ -279,6 +308,8 @@ class IOPlan:
         self._probed: set[Path] = set()  # folders shown to take new files
         self.published: list[Path] = []  # targets renamed into place, in order
         self._publishing: set[Path] = set()  # those whose files are being published
+        self._locks: dict[Path, int] = {}  # staging folder -> its target folder's locked fd
+        self._write_at: dict[Path, _Entry] = {}  # each target's place, as check() resolved it
         self._user_reads: set[str] = set()  # files user code read, not yet recorded (above)
         self._user_opened: set[Path] = set()  # targets it opened (inotify), not yet recorded
         self._watch: OpenWatch | None = None
@@ -409,6 +440,7 @@ class IOPlan:
                 seen_ids[identity] = entry
         for entry in self._writes:
             self._probe(entry)
+        self._write_at = {_where(entry.path): entry for entry in reversed(self._writes)}
         self._checked = True
 
     def _read_index(
@@ -485,11 +517,15 @@ class IOPlan:
         if self.record_user_reads():
             self.check()
         where = _where(target)
-        for entry in self._writes:
-            if _where(entry.path) == where:
-                self._check_target(entry)  # again, at the last moment
-                return entry
-        raise AssertionError(f"{target} is not a planned target")
+        # the places check() resolved; resolved again if a folder moved since (one lookup per
+        # file published: a loop over every target's realpath made 800 shards take 16 s)
+        entry = self._write_at.get(where) or next(
+            (entry for entry in self._writes if _where(entry.path) == where), None
+        )
+        if entry is None:
+            raise AssertionError(f"{target} is not a planned target")
+        self._check_target(entry)  # again, at the last moment
+        return entry
 
     def _cannot_write(self, path: Path, error: OSError, entry: _Entry) -> OutputError:
         """A write that failed (a full disk), as one line that also names what this run has
@@ -555,6 +591,7 @@ class IOPlan:
                         self._stagings.discard(folder)
                         if folder in self._publishing:
                             self._publishing.discard(folder)
+                            _unlock(self._locks.pop(folder, None))
                             interrupts.release()
 
     def publish(self, staged: Path, target: str | os.PathLike[str]) -> None:
@@ -565,7 +602,10 @@ class IOPlan:
         if folder is None:
             raise AssertionError(f"{staged} is not in a staging folder of this plan")
         if folder not in self._publishing:
+            lock = _lock(target.parent)  # before the hold: a signal may end the wait
             self._publishing.add(folder)
+            if lock is not None:
+                self._locks[folder] = lock
             interrupts.hold()
         try:
             os.replace(staged, target)

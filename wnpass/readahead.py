@@ -19,12 +19,14 @@ import stat
 import threading
 from pathlib import Path
 
-__all__ = ["claim", "start"]
+__all__ = ["Identity", "claim", "identity", "start"]
 
 Identity = tuple[int, int, int, int, int]
 
 
-def _identity(status: os.stat_result) -> Identity:
+def identity(status: os.stat_result) -> Identity:
+    """What changes when a file is replaced (device, inode) or written to (size, modification
+    and change times, in nanoseconds)."""
     return (
         status.st_dev,
         status.st_ino,
@@ -57,8 +59,8 @@ class _Read(threading.Thread):
             with open(fd, "rb", closefd=False) as stream:
                 data = stream.read()
             after = os.fstat(fd)
-            if _identity(before) == _identity(after) and len(data) == after.st_size:
-                self.data, self.identity = data, _identity(after)
+            if identity(before) == identity(after) and len(data) == after.st_size:
+                self.data, self.identity = data, identity(after)
         except (OSError, MemoryError):
             return
         finally:
@@ -85,7 +87,7 @@ def claim(path: str | os.PathLike[str]) -> bytes | None:
         return None
     read.join()
     try:
-        now = _identity(os.stat(path))
+        now = identity(os.stat(path))
     except (OSError, ValueError):
         return None
     return read.data if read.identity == now else None

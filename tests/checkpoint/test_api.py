@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.checkpoint.builders import save_any, state_dict
+from wnpass.checkpoint import api
+from wnpass.errors import InvalidArgumentError, InvalidModelError, UsageError, WnpassError
 
 
 @pytest.mark.parametrize(
@@ -21,3 +28,67 @@ def test_a_reports_clock_starts_once_the_reader_is_imported(name: str, imports_t
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert (result.returncode, result.stdout.strip()) == (0, str(imports_torch))
+
+
+@pytest.mark.parametrize("name", ["g.safetensors", "g.pt"])
+@pytest.mark.parametrize("change", ["replaced", "written to"])
+def test_an_input_changed_between_reads_is_refused_and_nothing_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, change: str
+) -> None:
+    """The pairs are planned and checked on a first read, and the values folded on a second:
+    a checkpoint saved over the input in between (another seed's weights, or another axis)
+    was folded with the first read's plan, reported "folded", and published."""
+    source = save_any(state_dict(seed=0), tmp_path / name)
+    newer = save_any(state_dict(seed=1), tmp_path / f"newer{source.suffix}")
+    checked = api._check_values
+
+    def then_changed(*args: Any, **kwargs: Any) -> None:
+        checked(*args, **kwargs)
+        if change == "replaced":
+            os.replace(newer, source)  # as a trainer saving over its last checkpoint does
+        else:
+            with open(source, "r+b") as file:  # the same file, its bytes written again
+                data = file.read()
+                file.seek(0)
+                file.write(data)
+
+    monkeypatch.setattr(api, "_check_values", then_changed)
+    output = tmp_path / f"out{source.suffix}"
+    with pytest.raises(InvalidModelError, match=r"changed while it was read .*nothing written$"):
+        api.fold_checkpoint(source, output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        {source.name, newer.name} - ({newer.name} if change == "replaced" else set())
+    )
+
+
+def test_an_unchanged_input_is_folded_after_its_second_read(tmp_path: Path) -> None:
+    source = save_any(state_dict(seed=0), tmp_path / "g.safetensors")
+    report = api.fold_checkpoint(source, tmp_path / "out.safetensors")
+    assert report.output == str(tmp_path / "out.safetensors")
+    assert report.pairs and all(pair.status == "folded" for pair in report.pairs)
+
+
+BAD: Any = {None: None, 5: 5, "list": ["legacy"]}  # values the signatures do not allow
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda p: api.fold_checkpoint(p, rtol=1e-3), UsageError, "rtol goes with check_model"),
+        (lambda p: api.fold_checkpoint(p, factory="x"), UsageError, "factory goes with"),
+        (lambda p: api.fold_checkpoint(BAD[None]), InvalidArgumentError, "path must be a path"),
+        (lambda p: api.inspect_checkpoint(BAD[5]), InvalidArgumentError, "path must be a path"),
+        (lambda p: api.fold_checkpoint(p, BAD[5]), InvalidArgumentError, "output must be a path"),
+        (lambda p: api.convert_checkpoint(p, BAD["list"]), InvalidArgumentError, "to must be"),
+        (lambda p: api.fold_checkpoint(p, check_model=p, factory=BAD[5]), WnpassError, "a str"),
+    ],
+)  # fmt: skip
+def test_a_bad_argument_is_refused_before_anything_is_written(
+    tmp_path: Path, call: Any, error: type[Exception], message: str
+) -> None:
+    """A check option without the check was ignored while the output was written; a path
+    that is no path was a TypeError (README: every error is a WnpassError)."""
+    source = save_any(state_dict(), tmp_path / "g.safetensors")
+    with pytest.raises(error, match=message):
+        call(source)
+    assert [p.name for p in tmp_path.iterdir()] == ["g.safetensors"]

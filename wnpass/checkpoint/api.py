@@ -30,10 +30,10 @@ from wnpass.checkpoint.pairs import Pair, find_pairs
 from wnpass.checkpoint.reading import Checkpoint, Group, open_checkpoint, shard_files
 from wnpass.checkpoint.report import CheckpointReport, PairReport
 from wnpass.checkpoint.writing import Action, Rewrite, write_file, write_index
-from wnpass.errors import InvalidArgumentError, WnpassError
+from wnpass.errors import InvalidArgumentError, UsageError, WnpassError
 from wnpass.plan import IOPlan
 from wnpass.rules import pair_keys, unit_size
-from wnpass.verify.options import as_tolerance
+from wnpass.verify.options import as_path, as_tolerance
 
 __all__ = ["FORMS", "convert_checkpoint", "fold_checkpoint", "inspect_checkpoint", "plan_input"]
 
@@ -49,6 +49,7 @@ def inspect_checkpoint(
 ) -> CheckpointReport:
     """The weight-norm pairs of a checkpoint, each ``foldable`` or ``declined`` (with the
     reason), and the axis each implies; writes nothing."""
+    path = as_path("path", path)
     start = _clock(path)
     plan = plan if plan is not None else IOPlan()
     checkpoint = _open(path, plan)
@@ -80,7 +81,20 @@ def fold_checkpoint(
     ``example_inputs()``; if not, nothing is published and ``report.check`` says why.
     ``rtol``/``atol``: that check's tolerances (default: ``check``'s, per output dtype).
     """
+    path, output = as_path("path", path), _as_output(output)
     rtol, atol = as_tolerance("rtol", rtol), as_tolerance("atol", atol)
+    if check_model is None:
+        options = {"factory": factory, "rtol": rtol, "atol": atol}
+        unused = [name for name, value in options.items() if value is not None]
+        if unused:  # no check runs: an option of it would be ignored while the output is written
+            raise UsageError(f"{unused[0]} goes with check_model: no check runs without it")
+    else:
+        check_model = as_path("check_model", check_model)
+        if factory is not None and not isinstance(factory, str):
+            raise InvalidArgumentError(
+                f"must be a function name (a str) or None, not {type(factory).__name__}",
+                parameter="factory",
+            )
     start = _clock(path)
     plan = plan if plan is not None else IOPlan()
     checkpoint = _open(path, plan)
@@ -126,7 +140,8 @@ def convert_checkpoint(
 ) -> CheckpointReport:
     """Rename every weight-norm pair into key form ``to`` (``parametrize`` or ``legacy``);
     the tensors are the input's, byte for byte. ``output``: default ``<stem>.<to><suffix>``."""
-    if to not in FORMS:
+    path, output = as_path("path", path), _as_output(output)
+    if not isinstance(to, str) or to not in FORMS:
         raise InvalidArgumentError(f"must be parametrize or legacy, not {to!r}", parameter="to")
     start = _clock(path)
     plan = plan if plan is not None else IOPlan()
@@ -183,6 +198,10 @@ class _Verify:
     atol: float | None
     found: _Found
     plain: tuple[Any, tuple[Any, ...]]  # the plain model built to read its keys, and inputs
+
+
+def _as_output(output: object) -> Path | None:
+    return None if output is None else as_path("output", output)
 
 
 def _clock(path: str | os.PathLike[str]) -> float:
@@ -359,6 +378,7 @@ def _write(
             if not report.check:
                 logger.warning("the folded checkpoint failed the check: nothing published")
                 return
+        checkpoint.require_unchanged()  # what was folded is what is there, to the last read
         for stage, target in zip(staged, targets, strict=True):
             plan.publish(stage, target)
     report.output, report.shards = str(main), [str(t) for t in targets[:-1]]

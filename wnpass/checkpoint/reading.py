@@ -33,6 +33,7 @@ from wnpass.checkpoint.formats import Format, detect_format, is_sharded
 from wnpass.checkpoint.tensorfile import SafetensorsFile
 from wnpass.errors import InvalidModelError, one_line
 from wnpass.plan import not_readable
+from wnpass.readahead import Identity, identity
 
 __all__ = [
     "MAX_NESTING",
@@ -98,6 +99,7 @@ class Checkpoint:
         self.groups: list[Group] = []
         self.index: dict[str, Any] | None = None
         self._open: dict[int, Any] = {}  # shard -> SafetensorsFile or the torch file's object
+        self._identities: dict[int, Identity] = {}  # shard -> the file as first opened
 
     @property
     def sharded(self) -> bool:
@@ -117,7 +119,29 @@ class Checkpoint:
         if shard not in self._open:
             path = self.files[shard]
             self._open[shard] = _safe_open(path) if self.safetensors else load_torch(path)
+            self._require_same(shard)
         return self._open[shard]
+
+    def _require_same(self, shard: int) -> None:
+        """File ``shard`` is the file it was when first opened: not replaced (a trainer saving
+        over its last checkpoint renames a new file onto it) nor written to since. Its pairs
+        were planned and checked from that read: values read from another file would be
+        folded with that plan."""
+        path = self.files[shard]
+        try:
+            now = identity(os.stat(path))
+        except OSError as error:
+            raise InvalidModelError(f"{path}: cannot read ({error.strerror or error})") from None
+        if self._identities.setdefault(shard, now) != now:
+            raise InvalidModelError(
+                f"{path}: changed while it was read (replaced or written to); nothing written"
+            )
+
+    def require_unchanged(self) -> None:
+        """Every file opened so far is still the file it was when first opened (see
+        :meth:`_require_same`): called before a result is published."""
+        for shard in list(self._identities):
+            self._require_same(shard)
 
     def tensor(self, info: TensorInfo) -> Any:
         """The tensor ``info`` describes, memory-mapped where the format allows: a read-only
