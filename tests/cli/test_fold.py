@@ -140,3 +140,13 @@ def test_fold_verify_of_an_input_onnx_runtime_cannot_run_is_bad_input(
         and len(err.splitlines()) == 1
     )
     assert not (tmp_path / "reshape.folded.onnx").exists()
+
+
+def test_fold_in_place_verify_names_the_folded_model_and_the_input_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It printed "equivalent: ip.onnx matches ip.onnx", a file compared with itself."""
+    path = tmp_path / "ip.onnx"
+    onnx.save(ir3_linear(), path)
+    assert main(["fold", str(path), "--in-place", "--verify"]) == 0
+    assert f"equivalent: the folded {path} matches {path}\n" in capsys.readouterr().out

@@ -462,3 +462,32 @@ def test_each_submodule_gets_its_own_mode_back() -> None:
     analyse_sites(model, (torch.randn(3, 4),))
     apply_weight_norm(model, (torch.randn(3, 4),))
     assert model.training and model[0].training and not model[1].training
+
+
+@pytest.mark.parametrize(
+    ("name", "norm"),
+    [
+        ("layer_norm", lambda w: F.layer_norm(w, (4,))),
+        ("layer_norm", lambda w: F.layer_norm(input=w, normalized_shape=(4,))),
+        ("group_norm", lambda w: F.group_norm(w, 2)),
+    ],
+)
+def test_a_parameter_a_norm_normalizes_is_its_input_not_its_scale(
+    name: str, norm: Callable[[torch.Tensor], torch.Tensor]
+) -> None:
+    """SEW-D's relative-position embeddings go through LayerNorm as its input: they were
+    declined as the norm's "scale or shift", which they are not."""
+
+    class NormedTable(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = nn.Parameter(torch.randn(6, 4))
+            self.scale = nn.Parameter(torch.ones(4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x @ norm(self.table).T + F.layer_norm(x, (4,), self.scale).sum()
+
+    sites = _observed(NormedTable(), (torch.randn(2, 4),))
+    assert sites["table"].status == "skipped"
+    assert sites["table"].reason == f"the input of {name}, not a weight"
+    assert sites["scale"].reason == "1-D parameter (a scale or shift)"

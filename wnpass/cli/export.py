@@ -18,6 +18,7 @@ from wnpass.cli.options import (
 )
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_sites
+from wnpass.report import counted
 from wnpass.verify.options import CheckOptions
 
 __all__ = ["add_arguments", "run"]
@@ -130,7 +131,7 @@ def _print_export(out: Printer, report: Any) -> None:
     from wnpass.verify.report import COMPARISON_COLUMNS, comparison_row
 
     if report.torch_fold is not None:
-        out.line(f"folded {report.torch_fold.folded} weight-norm sites in PyTorch")
+        out.line(f"folded {counted(report.torch_fold.folded, 'weight-norm site')} in PyTorch")
     print_sites(out, report.onnx_fold, f"{report.output} ({report.exporter})", inspect=False)
     if report.names_missing:
         out.line(f"weights with no initializer of their name: {', '.join(report.names_missing)}")

@@ -504,7 +504,12 @@ class _Recorder(TorchFunctionMode):
                 self._use(origin, op, None, f"{role} of {op}, not a weight")
 
     def _other(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if name in _NORMS:
+        if name in _NORMS:  # its input is data it normalizes; the other tensors scale or shift
+            data = args[0] if args else kwargs.get("input")
+            if isinstance(data, torch.Tensor):
+                self._not_weights(name, [data], "the input")
+            args = args[1:] if args else args
+            kwargs = {key: value for key, value in kwargs.items() if key != "input"}
             reason = f"normalization scale or shift ({name})"
         elif name in _ELEMENTWISE:
             reason = f"elementwise use ({name})"

@@ -210,7 +210,8 @@ def _check_gate(
             raise RuntimeError(f"the folded model is not valid: {error.detail}") from error
         except InvalidModelError as error:  # wnpass's own output: a bug, not bad input
             raise RuntimeError(f"the folded model is not valid: {error.detail}") from error
-        checked.candidate = str(output)  # the name it is published under
+        # the name it is published under; in place, that is the input's name too
+        checked.candidate = str(output) if output != source else f"the folded {output}"
         report.check = checked
         return bool(checked)
 
