@@ -159,6 +159,34 @@ def test_wrapper_is_kept_and_every_state_dict_in_it_folded(tmp_path: Path) -> No
     _assert_folded(ema, out["ema"]["model"])
 
 
+def test_state_dicts_in_lists_and_tuples_are_folded_and_stay_shared(tmp_path: Path) -> None:
+    """An EMA's snapshots in a list were written back unfolded, and ``inspect --strict`` of
+    the output passed. A state dict held in a dict and in a list stays one shared dict; a
+    list that holds itself, a ``torch.Size`` and a list of numbers come back as they were."""
+    state, ema = state_dict("legacy"), state_dict("parametrize", seed=1)
+    loop: list[object] = [ema]
+    loop.append(loop)
+    checkpoint = {
+        "model": state,
+        "ema": [state, ema],
+        "snapshots": (ema, {"step": 3}),
+        "loop": loop,
+        "size": torch.Size([2, 3]),
+        "lr": [0.1, 0.2],
+    }
+    torch.save(checkpoint, tmp_path / "g.pt")
+    report = fold_checkpoint(tmp_path / "g.pt")
+    assert report.count("folded") == 10 and report.groups == ["model", "ema[1]"]
+    out = torch.load(tmp_path / "g.folded.pt", weights_only=True)
+    _assert_folded(state, out["model"])
+    _assert_folded(ema, out["ema"][1])
+    assert out["ema"][0] is out["model"]
+    assert out["snapshots"][0] is out["ema"][1] is out["loop"][0]
+    assert out["loop"][1] is out["loop"] and out["snapshots"][1] == {"step": 3}
+    assert out["size"] == torch.Size([2, 3]) and out["lr"] == [0.1, 0.2]
+    assert inspect_checkpoint(tmp_path / "g.folded.pt").pairs == []
+
+
 def test_state_dict_metadata_of_an_ordered_dict_is_kept(tmp_path: Path) -> None:
     state = generator("parametrize").state_dict()
     torch.save(state, tmp_path / "g.pt")

@@ -36,12 +36,15 @@ from wnpass.plan import not_readable
 from wnpass.readahead import Identity, identity
 
 __all__ = [
+    "HOLDERS",
     "MAX_NESTING",
     "Checkpoint",
     "Group",
+    "Place",
     "TensorInfo",
     "load_torch",
     "open_checkpoint",
+    "place_name",
     "read_index",
     "shard_files",
 ]
@@ -52,6 +55,21 @@ logger = logging.getLogger(__name__)
 # level and fails near Python's recursion limit (1000), so such a file could not be written back
 MAX_NESTING = 100
 _CONTAINERS = (dict, list, tuple, set, frozenset)
+# the containers a state dict is looked for in (and rebuilt through: wnpass.checkpoint.writing)
+HOLDERS = (dict, list, tuple)
+
+
+# Where a state dict sits in a torch file's object: the keys of the dicts (str) and the
+# positions in the lists and tuples (int) on the way to it from the top level; () for the top.
+Place = tuple[str | int, ...]
+
+
+def place_name(place: Place) -> str | None:
+    """A place as the report shows it: ``generator``, ``model/ema``, ``snapshots[0]``."""
+    text = ""
+    for part in place:
+        text += f"[{part}]" if isinstance(part, int) else (f"/{part}" if text else part)
+    return text or None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +81,7 @@ class TensorInfo:
     dtype: str  # torch's name: "float32", "bfloat16", ...
     nbytes: int
     shard: int = 0  # which file holds it (Checkpoint.files)
-    group: tuple[str, ...] = ()  # where its dict sits in a torch file's object
+    group: Place = ()  # where its dict sits in a torch file's object
 
 
 @dataclasses.dataclass
@@ -71,13 +89,13 @@ class Group:
     """One state dict: its tensors in the checkpoint's order, and the names of its other
     entries (a torch file's dict may hold lists, numbers, nested dicts beside its tensors)."""
 
-    path: tuple[str, ...]  # () for the top level; ("generator",) for {"generator": {...}}
+    path: Place  # () for the top level; ("generator",) for {"generator": {...}}
     tensors: list[TensorInfo]
     others: frozenset[str] = frozenset()  # string keys of its entries that are not tensors
 
     @property
     def name(self) -> str | None:
-        return "/".join(self.path) or None
+        return place_name(self.path)
 
     @functools.cached_property
     def keys(self) -> frozenset[str]:
@@ -273,7 +291,7 @@ def load_torch(path: Path) -> Any:
         ) from None
 
 
-def _torch_info(key: str, tensor: Any, shard: int, group: tuple[str, ...]) -> TensorInfo:
+def _torch_info(key: str, tensor: Any, shard: int, group: Place) -> TensorInfo:
     return TensorInfo(
         key=key,
         shape=tuple(int(n) for n in tensor.shape),
@@ -286,8 +304,9 @@ def _torch_info(key: str, tensor: Any, shard: int, group: tuple[str, ...]) -> Te
 
 def _torch_groups(root: Any, shard: int) -> list[Group]:
     """The state dicts of a torch file's object: each dict reached from ``root`` through dicts
-    (by string keys) that holds tensors, at any depth (the nesting is bounded by
-    :data:`MAX_NESTING`, refused beyond it before this runs), depth first in order.
+    (by string keys), lists and tuples (an EMA's snapshots) that holds tensors, at any depth
+    (the nesting is bounded by :data:`MAX_NESTING`, refused beyond it before this runs),
+    depth first in order.
 
     Each dict is one state dict, at the first path it is reached by: a dict held under two
     names (``{"model": sd, "ema": sd}``, which ``torch.save`` writes once and ``torch.load``
@@ -300,10 +319,15 @@ def _torch_groups(root: Any, shard: int) -> list[Group]:
     groups: list[Group] = []
     seen: set[int] = set()
 
-    def visit(value: dict[Any, Any], path: tuple[str, ...]) -> None:
+    def visit(value: Any, path: Place) -> None:
         if id(value) in seen:
             return
         seen.add(id(value))
+        if not isinstance(value, dict):  # a list or a tuple
+            for position, item in enumerate(value):
+                if isinstance(item, HOLDERS):
+                    visit(item, (*path, position))
+            return
         tensors = [
             _torch_info(key, item, shard, path)
             for key, item in value.items()
@@ -317,7 +341,7 @@ def _torch_groups(root: Any, shard: int) -> list[Group]:
             )
             groups.append(Group(path, tensors, others))
         for key, item in value.items():
-            if isinstance(key, str) and isinstance(item, dict):
+            if isinstance(key, str) and isinstance(item, HOLDERS):
                 visit(item, (*path, key))
 
     if isinstance(root, dict):

@@ -43,7 +43,7 @@ from wnpass.verify.compare import compare_outputs, is_exact, tolerance_for
 if TYPE_CHECKING:
     from wnpass.checkpoint.api import _Found
     from wnpass.checkpoint.pairs import Pair
-    from wnpass.checkpoint.reading import Group
+    from wnpass.checkpoint.reading import Group, Place
     from wnpass.fx.forward import Batch, RngSnapshot
     from wnpass.plan import IOPlan
 
@@ -52,7 +52,7 @@ __all__ = ["check_folded", "plain_model"]
 logger = logging.getLogger(__name__)
 
 
-def _state_dicts(path: Path) -> dict[tuple[str, ...], dict[str, Any]]:
+def _state_dicts(path: Path) -> dict[Place, dict[str, Any]]:
     """Every state dict of a checkpoint, materialized, by its place in the file."""
     checkpoint = open_checkpoint(path)
     try:
@@ -160,7 +160,7 @@ def check_folded(
     report = ModelCheckReport(str(model_py))
     candidate, inputs = plain if plain is not None else plain_model(model_py, factory)
     model_shapes = {key: tuple(value.shape) for key, value in candidate.state_dict().items()}
-    groups: dict[tuple[str, ...], tuple[Group, list[Pair]]] = {}
+    groups: dict[Place, tuple[Group, list[Pair]]] = {}
     for group, pair, pair_report in found:
         if pair_report.status == "folded":
             groups.setdefault(group.path, (group, []))[1].append(pair)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
 
 from wnpass.checkpoint.pairs import Pair
-from wnpass.checkpoint.reading import Checkpoint, Group, TensorInfo
+from wnpass.checkpoint.reading import Checkpoint, Group, Place, TensorInfo
 from wnpass.checkpoint.tensorfile import DTYPE_CODES, write
 from wnpass.errors import OutputError, one_line
 
@@ -44,12 +44,12 @@ class Action:
 
 
 # (group path, input key) -> Action; keys not in it are copied
-Rewrite = dict[tuple[tuple[str, ...], str], Action]
+Rewrite = dict[tuple[Place, str], Action]
 Folder = Callable[[Pair], Any]  # computes a pair's folded tensor
 
 
 def _entries(
-    rewrite: Rewrite, group: tuple[str, ...], infos: list[TensorInfo], fold: Folder
+    rewrite: Rewrite, group: Place, infos: list[TensorInfo], fold: Folder
 ) -> list[tuple[str, TensorInfo, Any]]:
     """(output key, input tensor, its folded weight or None: the input's own) for ``infos``
     of one file, in their order."""
@@ -93,7 +93,8 @@ def write_file(
     # (an OrderedDict) and _metadata stay as they were
     written: list[tuple[str, int]] = []
     groups = {group.path: group for group in checkpoint.groups}
-    obj = _rebuild(checkpoint.root(shard), (), groups, rewrite, fold, written, {})
+    rebuild = _Rebuild(groups, rewrite, fold, written)
+    obj = rebuild(checkpoint.root(shard), ())
     _torch_save(obj, target, label)
     return written
 
@@ -181,50 +182,80 @@ def _nbytes(tensor: Any) -> int:
     return int(tensor.numel()) * int(tensor.element_size())
 
 
-def _rebuild(
-    value: Any,
-    path: tuple[str, ...],
-    groups: dict[tuple[str, ...], Group],
-    rewrite: Rewrite,
-    fold: Folder,
-    written: list[tuple[str, int]],
-    done: dict[int, Any],
-) -> Any:
+class _Rebuild:
     """A torch file's object with its state dicts rewritten, everything else kept as it is.
-    ``done``: the dicts rebuilt so far, by the input dict's id: a dict reached again by another
-    path is the one already rebuilt, so it stays shared and is rewritten once, as the state
-    dict found at its first path (``reading._torch_groups`` walks in the same order)."""
-    if not isinstance(value, dict):
+
+    A dict is rebuilt (its type, an ``OrderedDict``, and its ``_metadata`` kept); a list or a
+    tuple too, but it stays the input's own object when none of its items changed (a
+    ``torch.Size``, a list of numbers). ``done``: what was rebuilt so far, by the input
+    container's id: one reached again by another path (a state dict held in a dict and in a
+    list) is the one already rebuilt, so it stays shared and is rewritten once, as the state
+    dict found at its first path (``reading._torch_groups`` walks in the same order). A list
+    is registered before its items are rebuilt, so one that holds itself is rebuilt once (a
+    dict cannot: refused when read).
+    """
+
+    def __init__(
+        self,
+        groups: dict[Place, Group],
+        rewrite: Rewrite,
+        fold: Folder,
+        written: list[tuple[str, int]],
+    ) -> None:
+        self.groups, self.rewrite = groups, rewrite
+        self.fold, self.written = fold, written
+        self.done: dict[int, Any] = {}
+
+    def __call__(self, value: Any, path: Place) -> Any:
+        if id(value) in self.done:
+            return self.done[id(value)]
+        if isinstance(value, dict):
+            return self._dict(value, path)
+        if isinstance(value, list | tuple):
+            return self._sequence(value, path)
         return value
-    if id(value) in done:
-        return done[id(value)]
-    group = groups.get(path)
-    infos = {info.key for info in group.tensors} if group is not None else set()
-    try:
-        out = type(value)()
-    except TypeError:
-        out = {}
-    keys: set[object] = set()
-    for key, item in value.items():
-        if isinstance(key, str) and key in infos:
-            action = rewrite.get((path, key), Action("copy", key))
-            if action.kind == "drop":
+
+    def _dict(self, value: dict[Any, Any], path: Place) -> Any:
+        group = self.groups.get(path)
+        infos = {info.key for info in group.tensors} if group is not None else set()
+        try:
+            out = type(value)()
+        except TypeError:
+            out = {}
+        keys: set[object] = set()
+        for key, item in value.items():
+            if isinstance(key, str) and key in infos:
+                action = self.rewrite.get((path, key), Action("copy", key))
+                if action.kind == "drop":
+                    continue
+                if action.kind == "fold" and action.pair is not None:
+                    item = self.fold(action.pair)
+                _claim(keys, action.key)
+                out[action.key] = item
+                self.written.append((action.key, _nbytes(item)))
                 continue
-            if action.kind == "fold" and action.pair is not None:
-                item = fold(action.pair)
-            _claim(keys, action.key)
-            out[action.key] = item
-            written.append((action.key, _nbytes(item)))
-            continue
-        _claim(keys, key)
-        if isinstance(key, str) and isinstance(item, dict):
-            out[key] = _rebuild(item, (*path, key), groups, rewrite, fold, written, done)
+            _claim(keys, key)
+            out[key] = self(item, (*path, key)) if isinstance(key, str) else item
+        if hasattr(value, "_metadata"):
+            out._metadata = copy.copy(value._metadata)  # type: ignore[attr-defined]
+        self.done[id(value)] = out
+        return out
+
+    def _sequence(self, value: list[Any] | tuple[Any, ...], path: Place) -> Any:
+        if isinstance(value, list):
+            out: list[Any] = copy.copy(value)  # its type and attributes; items replaced below
+            self.done[id(value)] = out
+            out[:] = [self(item, (*path, position)) for position, item in enumerate(value)]
         else:
-            out[key] = item
-    if hasattr(value, "_metadata"):
-        out._metadata = copy.copy(value._metadata)  # type: ignore[attr-defined]
-    done[id(value)] = out
-    return out
+            out = [self(item, (*path, position)) for position, item in enumerate(value)]
+        if all(new is old for new, old in zip(out, value, strict=True)):
+            self.done[id(value)] = value
+            return value
+        if isinstance(value, tuple):
+            rebuilt = type(value)(*out) if hasattr(value, "_fields") else type(value)(out)
+            self.done[id(value)] = rebuilt
+            return rebuilt
+        return out
 
 
 def write_index(
