@@ -26,7 +26,9 @@ Identity = tuple[int, int, int, int, int]
 
 def identity(status: os.stat_result) -> Identity:
     """What changes when a file is replaced (device, inode) or written to (size, modification
-    and change times, in nanoseconds)."""
+    and change times, in nanoseconds). The change time also moves on a chmod or a new hard
+    link; it is kept because ``cp -p`` rewrites a file's bytes and then sets its modification
+    time back, which only the change time shows."""
     return (
         status.st_dev,
         status.st_ino,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.checkpoint.builders import save_any, state_dict
-from wnpass.checkpoint import api
+from wnpass.checkpoint import api, reading
 from wnpass.errors import InvalidArgumentError, InvalidModelError, UsageError, WnpassError
 
 
@@ -59,6 +59,29 @@ def test_an_input_changed_between_reads_is_refused_and_nothing_written(
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         {source.name, newer.name} - ({newer.name} if change == "replaced" else set())
     )
+
+
+@pytest.mark.parametrize("name", ["g.safetensors", "g.pt"])
+def test_an_input_replaced_during_its_first_read_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """The file was taken as it was after the first read, so a checkpoint renamed onto the
+    input while that read went on was folded with the plan made from the one before it."""
+    source = save_any(state_dict(seed=0), tmp_path / name)
+    newer = save_any(state_dict(seed=1), tmp_path / f"newer{source.suffix}")
+    opener = "_safe_open" if source.suffix == ".safetensors" else "load_torch"
+    read = getattr(reading, opener)
+
+    def replaced_while_read(path: Path) -> Any:
+        opened = read(path)
+        if newer.exists():
+            os.replace(newer, source)
+        return opened
+
+    monkeypatch.setattr(reading, opener, replaced_while_read)
+    with pytest.raises(InvalidModelError, match=r"changed while it was read .*nothing written$"):
+        api.fold_checkpoint(source, tmp_path / f"out{source.suffix}")
+    assert [p.name for p in tmp_path.iterdir()] == [source.name]
 
 
 def test_an_unchanged_input_is_folded_after_its_second_read(tmp_path: Path) -> None:

@@ -136,23 +136,25 @@ class Checkpoint:
         holds."""
         if shard not in self._open:
             path = self.files[shard]
+            # Taken before the first read, so that a file replaced or written to while that
+            # read goes on is caught by the check after it.
+            self._identities.setdefault(shard, _identity_of(path))
             self._open[shard] = _safe_open(path) if self.safetensors else load_torch(path)
             self._require_same(shard)
         return self._open[shard]
 
     def _require_same(self, shard: int) -> None:
-        """File ``shard`` is the file it was when first opened: not replaced (a trainer saving
-        over its last checkpoint renames a new file onto it) nor written to since. Its pairs
-        were planned and checked from that read: values read from another file would be
-        folded with that plan."""
+        """File ``shard`` is the file it was before it was first opened: not replaced (a
+        trainer saving over its last checkpoint renames a new file onto it) nor written to
+        since. Its pairs were planned and checked from that read: values read from another
+        file would be folded with that plan. The change time is compared too: ``cp -p`` over
+        the input rewrites its bytes and then puts its modification time back, so a chmod or a
+        new hard link during a run is refused as well (exit 2; run it again)."""
         path = self.files[shard]
-        try:
-            now = identity(os.stat(path))
-        except OSError as error:
-            raise InvalidModelError(f"{path}: cannot read ({error.strerror or error})") from None
-        if self._identities.setdefault(shard, now) != now:
+        if self._identities[shard] != _identity_of(path):
             raise InvalidModelError(
-                f"{path}: changed while it was read (replaced or written to); nothing written"
+                f"{path}: changed while it was read (replaced, written to, or its status "
+                "changed); nothing written"
             )
 
     def require_unchanged(self) -> None:
@@ -209,6 +211,13 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         sum(len(g.tensors) for g in checkpoint.groups),
     )
     return checkpoint
+
+
+def _identity_of(path: Path) -> Identity:
+    try:
+        return identity(os.stat(path))
+    except OSError as error:
+        raise InvalidModelError(f"{path}: cannot read ({error.strerror or error})") from None
 
 
 def _require_file(path: Path, what: str = "") -> None:
