@@ -16,6 +16,7 @@ import pytest
 from tests.helpers import native_open, onnx_model, rand, run, weight_normed
 from tests.hostile.builders import WN, external_ok, snapshot
 from wnpass import fold_onnx
+from wnpass import plan as plan_module
 from wnpass.cli import main
 from wnpass.errors import OutputError
 from wnpass.onnx.io import DATA_FILES_KEY
@@ -631,6 +632,25 @@ def test_a_result_is_renamed_into_place_while_no_other_run_renames_into_its_fold
         fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released once published
     finally:
         os.close(probe)
+
+
+def test_a_lock_held_past_the_wait_is_an_error_and_nothing_is_renamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`flock DIR wnpass fold ...` (the folder locked by the very command that runs wnpass)
+    waited for ever: a lock is now waited for up to LOCK_WAIT_S, saying so, then refused."""
+    monkeypatch.setattr(plan_module, "LOCK_WAIT_S", 0.2)
+    names = ["model-1.safetensors", "model.safetensors.index.json"]
+    plan = _planned(tmp_path, names)
+    other = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(OutputError, match=r"cannot write \(another process has held a lock"):
+            _publish(plan, tmp_path, names, "new")
+    finally:
+        os.close(other)
+    assert list(tmp_path.iterdir()) == []  # nothing renamed, the staging folder removed
+    assert "another process holds a lock on this folder; waiting up to 0.2 s" in caplog.text
 
 
 def test_publishing_resolves_each_target_once(

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import importlib.util
 import logging
@@ -50,6 +51,7 @@ import stat
 import sys
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
@@ -251,25 +253,54 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+# How long a publish waits for another process's lock on the folder it renames into: another
+# wnpass run holds it for its renames only (milliseconds); a lock held longer is someone's
+# `flock DIR command`, which a run must not wait on for ever.
+LOCK_WAIT_S = 30.0
+_LOCK_POLL_S = 0.05
+
+
 def _lock(folder: Path) -> int | None:
-    """An exclusive ``flock`` on ``folder`` (its descriptor), waited for: two runs that publish
-    a multi-file result into one folder (shards and their index, a model and its data file)
-    rename their files one run after the other, never interleaved, so the folder holds one
-    run's result whole. None where the folder cannot be opened or locked (some network file
-    systems): the renames then go unlocked, as a single file's always do (one rename)."""
+    """An exclusive ``flock`` on ``folder`` (its descriptor), waited for up to
+    :data:`LOCK_WAIT_S` (then TimeoutError): two runs that publish a multi-file result into
+    one folder (shards and their index, a model and its data file) rename their files one run
+    after the other, never interleaved, so the folder holds one run's result whole. None
+    where the folder cannot be opened or locked (some network file systems): the renames then
+    go unlocked, as a single file's always do (one rename)."""
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return None
+    deadline = time.monotonic() + LOCK_WAIT_S
+    waiting = False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        errno.EAGAIN,
+                        f"another process has held a lock on its folder for {LOCK_WAIT_S:g} s",
+                    ) from None
+                if not waiting:
+                    waiting = True
+                    logger.warning(
+                        "%s: another process holds a lock on this folder; waiting up to %g s",
+                        folder,
+                        LOCK_WAIT_S,
+                    )
+                time.sleep(_LOCK_POLL_S)
+    except TimeoutError:
+        os.close(fd)
+        raise
     except OSError:
         os.close(fd)
         return None
     except BaseException:  # a signal while waiting: nothing was published
         os.close(fd)
         raise
-    return fd
 
 
 def _unlock(fd: int | None) -> None:
@@ -602,7 +633,10 @@ class IOPlan:
         if folder is None:
             raise AssertionError(f"{staged} is not in a staging folder of this plan")
         if folder not in self._publishing:
-            lock = _lock(target.parent)  # before the hold: a signal may end the wait
+            try:
+                lock = _lock(target.parent)  # before the hold: a signal may end the wait
+            except TimeoutError as error:
+                raise self._cannot_write(target, error, entry) from None
             self._publishing.add(folder)
             if lock is not None:
                 self._locks[folder] = lock

@@ -87,3 +87,17 @@ def test_no_output_shard_takes_an_input_shard_name() -> None:
         "model.folded-2-model-a.safetensors",
         "model.folded.folded-a.safetensors",
     ]
+
+
+def test_in_another_folder_the_shards_keep_their_names(tmp_path: Path) -> None:
+    """model.safetensors.index.json folded to out/model.safetensors.index.json wrote
+    out/model-2-model-00001-of-00002.safetensors: an input shard's name was avoided in a
+    folder that holds no input shard."""
+    (tmp_path / "out").mkdir()
+    index = tmp_path / "model.safetensors.index.json"
+    plain = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    assert shard_output_names(plain, index, tmp_path / "out" / index.name) == plain
+    assert shard_output_names(plain, index, tmp_path / "out" / ".." / index.name) == [
+        "model-2-model-00001-of-00002.safetensors",
+        "model-2-model-00002-of-00002.safetensors",
+    ]

@@ -13,12 +13,13 @@ stem: ``model-00001-of-00002.safetensors`` → ``model.folded-00001-of-00002.saf
 shard whose name does not start with the input's stem gets ``<output stem>-`` in front. Where
 two shards would get one name that way (``model-x.safetensors`` and ``x.safetensors``), the
 one without the stem is ``<output stem>-2-x.safetensors``; a name that is an input shard's is
-never given either (:func:`shard_output_names`).
+never given in the input's folder either (:func:`shard_output_names`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Literal
@@ -129,7 +130,8 @@ def shard_output_name(shard: str, input_index: Path, output_index: Path) -> str:
 
 def shard_output_names(shards: list[str], input_index: Path, output_index: Path) -> list[str]:
     """The output shard names for input shards ``shards`` (distinct names), one each, all
-    distinct and none an input shard's name (writing it would destroy the input). Each is
+    distinct and, in the input's folder, none an input shard's name (writing it would destroy
+    the input; in another folder, ``out/model-00001-of-00002.safetensors`` is kept). Each is
     :func:`shard_output_name` unless that is an input shard's name or another shard's too
     (shard ``x.safetensors`` and shard ``model-x.safetensors`` of
     ``model.safetensors.index.json`` both give ``<stem>-x.safetensors``); of shards sharing a
@@ -142,7 +144,8 @@ def shard_output_names(shards: list[str], input_index: Path, output_index: Path)
     in_stem, _ = split_name(input_index)
     first = [shard_output_name(shard, input_index, output_index) for shard in shards]
     counts = Counter(first)
-    inputs = set(shards)
+    same_folder = os.path.realpath(input_index.parent) == os.path.realpath(output_index.parent)
+    inputs = set(shards) if same_folder else set()
     names: list[str | None] = [
         name if name not in inputs and (counts[name] == 1 or shard.startswith(in_stem)) else None
         for shard, name in zip(shards, first, strict=True)
