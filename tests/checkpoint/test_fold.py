@@ -187,6 +187,31 @@ def test_state_dicts_in_lists_and_tuples_are_folded_and_stay_shared(tmp_path: Pa
     assert inspect_checkpoint(tmp_path / "g.folded.pt").pairs == []
 
 
+def test_state_dicts_under_keys_that_are_not_strings_are_folded_and_stay_shared(
+    tmp_path: Path,
+) -> None:
+    """EMA copies by step number (``{1000: sd}``) were not found: written back unfolded,
+    the one also held under "model" written twice (its sharing lost), and ``inspect
+    --strict`` of the output passed. Names read as Python subscripts, apart from string
+    keys that look the same."""
+    state, ema = state_dict("legacy"), state_dict("parametrize", seed=1)
+    checkpoint = {
+        0: state,
+        "model": state,
+        "ema_by_step": {1000: ema, "1000": {"note": "a string key"}},
+        "a/b": {None: ema},
+    }
+    torch.save(checkpoint, tmp_path / "g.pt")
+    report = fold_checkpoint(tmp_path / "g.pt")
+    assert report.count("folded") == 10 and report.groups == ["[0]", "ema_by_step[1000]"]
+    out = torch.load(tmp_path / "g.folded.pt", weights_only=True)
+    _assert_folded(state, out[0])
+    _assert_folded(ema, out["ema_by_step"][1000])
+    assert out["model"] is out[0] and out["a/b"][None] is out["ema_by_step"][1000]
+    assert out["ema_by_step"]["1000"] == {"note": "a string key"}
+    assert inspect_checkpoint(tmp_path / "g.folded.pt").pairs == []
+
+
 def test_state_dict_metadata_of_an_ordered_dict_is_kept(tmp_path: Path) -> None:
     state = generator("parametrize").state_dict()
     torch.save(state, tmp_path / "g.pt")

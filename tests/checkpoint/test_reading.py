@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from tests.checkpoint.builders import save_sharded, state_dict
-from wnpass.checkpoint.reading import MAX_NESTING, open_checkpoint
+from wnpass.checkpoint.reading import MAX_NESTING, Key, Place, open_checkpoint, place_name
 from wnpass.errors import InvalidModelError
 
 
@@ -161,3 +161,22 @@ def test_a_dict_held_under_two_names_is_one_state_dict(tmp_path: Path) -> None:
     torch.save(shared, tmp_path / "dag.pt")
     (group,) = open_checkpoint(tmp_path / "dag.pt").groups
     assert group.path == ("a",) * 60
+
+
+@pytest.mark.parametrize(
+    ("place", "name"),
+    [
+        ((), None),
+        (("generator",), "generator"),
+        (("model", "ema"), "model/ema"),
+        (("snapshots", 0), "snapshots[0]"),
+        ((Key(1000),), "[1000]"),
+        (("by_step", Key(1000), 2), "by_step[1000][2]"),
+        (("by_step", "1000"), "by_step/1000"),
+        (("ema[0]",), "['ema[0]']"),
+        (("runs", "a/b"), "runs/['a/b']"),
+        ((Key(None), Key((1, "x"))), "[None][(1, 'x')]"),
+    ],
+)
+def test_a_place_has_one_name(place: Place, name: str | None) -> None:
+    assert place_name(place) == name

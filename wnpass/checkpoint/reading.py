@@ -40,11 +40,14 @@ __all__ = [
     "MAX_NESTING",
     "Checkpoint",
     "Group",
+    "Key",
     "Place",
     "TensorInfo",
+    "at_place",
     "load_torch",
     "open_checkpoint",
     "place_name",
+    "place_part",
     "read_index",
     "shard_files",
 ]
@@ -59,17 +62,47 @@ _CONTAINERS = (dict, list, tuple, set, frozenset)
 HOLDERS = (dict, list, tuple)
 
 
-# Where a state dict sits in a torch file's object: the keys of the dicts (str) and the
-# positions in the lists and tuples (int) on the way to it from the top level; () for the top.
-Place = tuple[str | int, ...]
+@dataclasses.dataclass(frozen=True)
+class Key:
+    """A dict key that is not a string, on the way to a state dict (``{1000: sd}``: a step
+    number), kept apart from a list position (an int)."""
+
+    value: Any  # hashable: it is a dict's key
+
+
+# Where a state dict sits in a torch file's object: the keys of the dicts (a str, or a Key) and
+# the positions in the lists and tuples (int) on the way to it from the top level; () for the
+# top.
+Place = tuple[str | int | Key, ...]
+
+_PLAIN_NAME = re.compile(r"[^/\[\]]+")  # a key shown as it is: no part of the name's syntax
 
 
 def place_name(place: Place) -> str | None:
-    """A place as the report shows it: ``generator``, ``model/ema``, ``snapshots[0]``."""
+    """A place as the report shows it: ``generator``, ``model/ema``, ``snapshots[0]``; a key
+    that is not a string, or a string that would read as more than one part, as Python would
+    subscript it: ``ema_by_step[1000]``, ``['ema[0]']``, ``runs/['a/b']``."""
     text = ""
     for part in place:
-        text += f"[{part}]" if isinstance(part, int) else (f"/{part}" if text else part)
+        if isinstance(part, str) and _PLAIN_NAME.fullmatch(part):
+            text += f"/{part}" if text else part
+        elif isinstance(part, str):
+            text += f"/[{part!r}]" if text else f"[{part!r}]"
+        else:
+            text += f"[{part.value if isinstance(part, Key) else part!r}]"
     return text or None
+
+
+def place_part(key: Any) -> str | Key:
+    """The part of a place that dict key ``key`` is."""
+    return key if isinstance(key, str) else Key(key)
+
+
+def at_place(root: Any, place: Place) -> Any:
+    """The object at ``place`` in ``root``."""
+    for part in place:
+        root = root[part.value if isinstance(part, Key) else part]
+    return root
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,9 +203,7 @@ class Checkpoint:
         root = self.root(info.shard)
         if self.safetensors:
             return root.array(info.key)
-        for key in info.group:
-            root = root[key]
-        return root[info.key]
+        return at_place(root, info.group)[info.key]
 
     def torch_tensor(self, info: TensorInfo) -> Any:
         """The tensor ``info`` describes, as a torch tensor whatever the format."""
@@ -313,9 +344,9 @@ def _torch_info(key: str, tensor: Any, shard: int, group: Place) -> TensorInfo:
 
 def _torch_groups(root: Any, shard: int) -> list[Group]:
     """The state dicts of a torch file's object: each dict reached from ``root`` through dicts
-    (by string keys), lists and tuples (an EMA's snapshots) that holds tensors, at any depth
-    (the nesting is bounded by :data:`MAX_NESTING`, refused beyond it before this runs),
-    depth first in order.
+    (by any key: a step number too), lists and tuples (an EMA's snapshots) that holds tensors,
+    at any depth (the nesting is bounded by :data:`MAX_NESTING`, refused beyond it before this
+    runs), depth first in order.
 
     Each dict is one state dict, at the first path it is reached by: a dict held under two
     names (``{"model": sd, "ema": sd}``, which ``torch.save`` writes once and ``torch.load``
@@ -350,8 +381,8 @@ def _torch_groups(root: Any, shard: int) -> list[Group]:
             )
             groups.append(Group(path, tensors, others))
         for key, item in value.items():
-            if isinstance(key, str) and isinstance(item, HOLDERS):
-                visit(item, (*path, key))
+            if isinstance(item, HOLDERS):
+                visit(item, (*path, place_part(key)))
 
     if isinstance(root, dict):
         visit(root, ())

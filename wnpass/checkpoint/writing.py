@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
 
 from wnpass.checkpoint.pairs import Pair
-from wnpass.checkpoint.reading import Checkpoint, Group, Place, TensorInfo
+from wnpass.checkpoint.reading import Checkpoint, Group, Place, TensorInfo, place_part
 from wnpass.checkpoint.tensorfile import DTYPE_CODES, write
 from wnpass.errors import OutputError, one_line
 
@@ -235,7 +235,7 @@ class _Rebuild:
                 self.written.append((action.key, _nbytes(item)))
                 continue
             _claim(keys, key)
-            out[key] = self(item, (*path, key)) if isinstance(key, str) else item
+            out[key] = self(item, (*path, place_part(key)))
         if hasattr(value, "_metadata"):
             out._metadata = copy.copy(value._metadata)  # type: ignore[attr-defined]
         self.done[id(value)] = out
