@@ -33,9 +33,12 @@ BAD: Any = "bogus"
         (lambda: apply_weight_norm(BAD, X), "model", "a torch.nn.Module, not str"),
         (lambda: fold_weight_norm(BAD), "model", "a torch.nn.Module, not str"),
         (lambda: data_init(_mlp(), 5), "batch", "not int"),
-        (lambda: data_init(_mlp(), X, std=float("nan")), "std", "finite number above 0, not nan"),
-        (lambda: data_init(_mlp(), X, std=0), "std", "above 0, not 0"),
-        (lambda: data_init(_mlp(), X, std=BAD), "std", "above 0, not 'bogus'"),
+        (lambda: data_init(_mlp(), X, std=float("nan")), "std", "from 1e-06 to 1e+06, not nan"),
+        (lambda: data_init(_mlp(), X, std=0), "std", "to 1e+06, not 0"),
+        (lambda: data_init(_mlp(), X, std=BAD), "std", "to 1e+06, not 'bogus'"),
+        (lambda: data_init(_mlp(), X, std=1e-25), "std", "to 1e+06, not 1e-25"),  # squares: 0
+        (lambda: data_init(_mlp(), X, std=1e25), "std", "to 1e+06, not 1e+25"),  # squares: Inf
+        (lambda: data_init(_mlp(), X, std=10**400), "std", "not 1" + "0" * 36 + "..."),
         (lambda: data_init(_mlp(), X, generator=5), "generator", "or None, not int"),  # type: ignore[arg-type]
         (lambda: data_init(_mlp(), X, only="0.weight"), "only", "a collection of names"),
         (lambda: data_init(_mlp(), X, only=[0]), "only", "names (strings) only"),  # type: ignore[list-item]

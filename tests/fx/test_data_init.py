@@ -494,6 +494,47 @@ def test_a_weight_changed_in_place_before_its_op_is_declined() -> None:
     assert all(torch.equal(after[k], before[k]) for k in before if k.startswith("0."))
 
 
+class _InContext(nn.Module):
+    """Runs its layers in a grad mode of its own (its forward is wnpass's to call as it is)."""
+
+    def __init__(self, context: Any, in_place: bool = False) -> None:
+        super().__init__()
+        self.context, self.in_place = context, in_place
+        self.first = (_InPlaceWeight if in_place else nn.Linear)(8, 6)
+        self.second = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self.context():
+            return self.second(torch.tanh(self.first(x)))
+
+
+@pytest.mark.parametrize("context", [torch.enable_grad, torch.inference_mode])
+def test_a_forward_that_sets_its_own_grad_mode_is_initialized(context: Any) -> None:
+    """Under the forward's own enable_grad(), writing g in place was "a leaf Variable that
+    requires grad is being used in an in-place operation"; under its inference_mode(), the
+    computed weights keep no version counter to show an in-place change: "Inference tensors
+    do not track version counter". Both failed the call."""
+    torch.manual_seed(0)
+    model, x = _InContext(context), torch.randn(64, 8)
+    apply_weight_norm(model)
+    report = data_init(model, x)
+    assert report.initialized == ["first.weight", "second.weight"] and report.kept == {}
+    _check_normalized(_pre_activations(model, x))
+
+
+def test_a_weight_changed_in_place_under_inference_mode_is_declined() -> None:
+    """Without a version counter the change is seen on a copy of the weight as computed."""
+    torch.manual_seed(0)
+    model, x = _InContext(torch.inference_mode, in_place=True), torch.randn(64, 8)
+    parametrizations.weight_norm(model.first)  # apply_weight_norm declines its .mul_()
+    parametrizations.weight_norm(model.second)
+    report = data_init(model, x)
+    assert report.initialized == ["second.weight"]
+    assert report.kept["first.weight"] == (
+        "its forward changes the weight in place before F.linear: no known pre-activation"
+    )
+
+
 class _TwiceOneRead(nn.Linear):
     """Reads its weight once and applies it twice."""
 

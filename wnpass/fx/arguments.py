@@ -8,7 +8,7 @@ before the first op that needs their values fails inside PyTorch.
 
 from __future__ import annotations
 
-import math
+import contextlib
 from collections.abc import Collection, Iterable
 from typing import Any
 
@@ -23,11 +23,12 @@ __all__ = [
     "require_generator",
     "require_module",
     "require_names",
-    "require_positive",
     "require_values",
+    "require_within",
 ]
 
 _NAMED = 3  # meta tensors named in the message; the rest are counted
+_SHOWN = 40  # characters of a refused value shown
 
 
 def require_choice(parameter: str, value: Any, allowed: Iterable[str]) -> None:
@@ -44,17 +45,19 @@ def require_flag(parameter: str, value: Any) -> None:
         raise InvalidArgumentError(f"must be True or False, not {value!r}", parameter=parameter)
 
 
-def require_positive(parameter: str, value: Any) -> float:
-    """``value`` as a float when it is a finite real number above 0."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not (math.isfinite(value) and value > 0)
-    ):
+def require_within(parameter: str, value: Any, low: float, high: float) -> float:
+    """``value`` as a float when it is a real number from ``low`` to ``high``."""
+    number = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):  # an int beyond any float: 10**400
+            number = float(value)
+    if number is None or not low <= number <= high:  # NaN is in no range
+        shown = repr(value)
+        shown = shown if len(shown) <= _SHOWN else shown[: _SHOWN - 3] + "..."
         raise InvalidArgumentError(
-            f"must be a finite number above 0, not {value!r}", parameter=parameter
+            f"must be a number from {low:g} to {high:g}, not {shown}", parameter=parameter
         )
-    return float(value)
+    return number
 
 
 def require_generator(parameter: str, value: Any) -> None:

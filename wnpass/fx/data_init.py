@@ -74,8 +74,8 @@ from wnpass.fx.arguments import (
     require_generator,
     require_module,
     require_names,
-    require_positive,
     require_values,
+    require_within,
 )
 from wnpass.fx.axes import layer_kind
 from wnpass.fx.forward import (
@@ -88,11 +88,23 @@ from wnpass.fx.forward import (
 )
 from wnpass.fx.register import parametrized_here, unit_norm_problem, units_text
 
-__all__ = ["CONSTANT_ULPS", "MIN_VALUES", "V_INIT_STD", "DataInitReport", "data_init"]
+__all__ = [
+    "CONSTANT_ULPS",
+    "MIN_VALUES",
+    "V_INIT_STD",
+    "V_INIT_STD_RANGE",
+    "DataInitReport",
+    "data_init",
+]
 
 logger = logging.getLogger(__name__)
 
 V_INIT_STD = 0.05  # the paper's v ~ N(0, 0.05^2)
+# The std a redrawn v may have. Its scale leaves the output alone (the layer uses v / ||v||)
+# and only sets how far the first optimizer steps turn v; beyond these bounds the squares that
+# ||v|| sums leave float32's and bfloat16's range (std 1e-25: squares of 1e-50 are 0; std 1e25:
+# 1e50 is Inf) and the layer's output is NaN or constant, which read as a bad batch.
+V_INIT_STD_RANGE = (1e-6, 1e6)
 # Values per output unit (over the batch and positions) its mean and deviation are taken from.
 MIN_VALUES = 2
 # A unit whose pre-activations spread no more than this many units in the last place (of the
@@ -342,7 +354,7 @@ class _InitPass(TorchFunctionMode):
     """One forward of the batch that initializes each target layer at its op.
 
     A forward hook on each target's ``ParametrizationList`` records the weight it computes
-    (weakly, with its ``_version`` then: an in-place change before the op shows); an op
+    (weakly, with its :func:`_state_of` then: an in-place change before the op shows); an op
     consuming a recorded weight is that layer's. Its first such op resets and initializes the
     layer and gives back its output of the values now set; a later one is counted in
     ``repeated`` (the caller gives the pass back and runs it again without that layer). A
@@ -365,7 +377,7 @@ class _InitPass(TorchFunctionMode):
         super().__init__()
         self.targets, self.report = targets, report
         self.rescale, self.redraw, self.std, self.generator = rescale, redraw, std, generator
-        self.weights: Any = WeakIdKeyDictionary()  # computed weight -> (layer, _version)
+        self.weights: Any = WeakIdKeyDictionary()  # computed weight -> (layer, _state_of it)
         self.computed: set[nn.Module] = set()  # layers whose weight was computed
         self.reached: set[nn.Module] = set()  # layers whose op ran: initialized or kept
         self.initialized: set[nn.Module] = set()
@@ -380,7 +392,7 @@ class _InitPass(TorchFunctionMode):
 
         def record(plist: nn.Module, args: Any, weight: torch.Tensor) -> None:
             module = owners[plist]
-            self.weights[weight] = (module, weight._version)
+            self.weights[weight] = (module, _state_of(weight))
             self.computed.add(module)
 
         handles = [plist.register_forward_hook(record) for plist in owners]
@@ -403,13 +415,13 @@ class _InitPass(TorchFunctionMode):
         weight = _operand(args, kwargs, 1, "weight") if kind is not None else None
         if not isinstance(weight, torch.Tensor) or (entry := self.weights.get(weight)) is None:
             return func(*args, **kwargs)
-        module, version = entry
+        module, state = entry
         if module in self.initialized:
             self.repeated[module] = self.repeated.get(module, 1) + 1
         if module in self.reached:
             return func(*args, **kwargs)
         self.reached.add(module)
-        reason = self._why_not_here(module, kind, weight._version != version, args, kwargs)
+        reason = self._why_not_here(module, kind, _changed(weight, state), args, kwargs)
         if reason is not None:
             self.report.kept[self.targets[module].name] = reason
             return func(*args, **kwargs)
@@ -470,6 +482,7 @@ class _InitPass(TorchFunctionMode):
         if bias is not None:
             bias.zero_()
 
+    @torch.no_grad()  # also under a forward's enable_grad(): g, v and b are written in place
     def _initialize(
         self,
         module: nn.Module,
@@ -531,13 +544,29 @@ class _InitPass(TorchFunctionMode):
         torch.clear_autocast_cache()  # no cast of a value written stays in use
 
 
+def _state_of(weight: torch.Tensor) -> int | torch.Tensor:
+    """What shows an in-place change of a computed weight later (:func:`_changed`): its
+    version counter, or a copy of its values where it keeps none (computed in a forward that
+    enters ``torch.inference_mode()`` itself)."""
+    return weight.detach().clone() if weight.is_inference() else weight._version
+
+
+def _changed(weight: torch.Tensor, state: int | torch.Tensor) -> bool:
+    """Whether ``weight`` was changed in place since its :func:`_state_of` was ``state``."""
+    if isinstance(state, int):
+        return weight._version != state
+    same = (weight == state) | (weight.isnan() & state.isnan())
+    return not bool(same.all())
+
+
 def _run_pass(model: nn.Module, inputs: Batch, run: _InitPass) -> None:
     """One forward of ``inputs`` under ``run``. On any exception, and when the forward caught
     one raised while a layer was initialized (that layer is reset, not initialized), every
     value written is given back and the exception raised (the model's own, as
     :func:`call_model` words it)."""
     try:
-        # not in inference mode, where the computed weights would keep no _version
+        # not in inference mode, where the computed weights would keep no _version (a forward
+        # that enters it itself is seen through copies: _state_of)
         with torch.no_grad(), torch.inference_mode(False), evaluating(model), run.watching():
             call_model(model, inputs)  # the model's exception or sys.exit(): one line
         if (failure := run.failure) is not None:
@@ -561,7 +590,8 @@ def data_init(
 ) -> DataInitReport:
     """Data-dependent init of every weight-normed layer of ``model`` on ``batch``, in place.
 
-    ``only``: the weights (``"0.weight"``) to initialize; None: every one. A batch that gives
+    ``only``: the weights (``"0.weight"``) to initialize; None: every one. ``std``: of the
+    entries of the redrawn ``v``, within :data:`V_INIT_STD_RANGE`. A batch that gives
     a layer no statistics (fewer than ``MIN_VALUES`` values per unit, NaN/Inf pre-activations
     or a constant unit) is an :class:`~wnpass.errors.InvalidArgumentError` about ``batch``
     naming the layer; it is found only by running the batch through the layers before it, so
@@ -570,7 +600,7 @@ def data_init(
     """
     require_flag("rescale", rescale)
     require_flag("redraw", redraw)
-    std = require_positive("std", std)
+    std = require_within("std", std, *V_INIT_STD_RANGE)
     require_generator("generator", generator)
     names = require_names("only", only)
     require_values(require_module(model))
