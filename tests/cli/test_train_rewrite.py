@@ -80,8 +80,11 @@ def test_train_rewrite_prints_plan_checks_and_writes_state_dict(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "vocoder.py", "vocoder.wn.pt"]
 
 
-def test_checkpoint_exclude_and_data_init(tmp_path: Path) -> None:
-    """--checkpoint is loaded first, --exclude honoured, --init data with a --data batch."""
+def test_checkpoint_exclude_and_data_init(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--checkpoint is loaded first, --exclude honoured, --init data with a --data batch,
+    which the summary names (it said "a forward on the example inputs")."""
     model_py = _copy(tmp_path, "mlp")
     from wnpass import load_model_py
 
@@ -97,6 +100,8 @@ def test_checkpoint_exclude_and_data_init(tmp_path: Path) -> None:
     assert sites["4.weight"]["reason"] == "excluded (4)"
     assert sites["0.weight"]["init"] == "data, v rescaled"
     assert "4.weight" in torch.load(tmp_path / "out.pt", weights_only=True)
+    batch = tmp_path / "batch.pt"
+    assert f"uses observed in a forward on the batch in {batch}, " in capsys.readouterr().out
 
 
 def test_a_sharded_safetensors_checkpoint_is_loaded_and_its_shards_planned(

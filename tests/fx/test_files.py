@@ -128,3 +128,32 @@ def test_npz_and_npy_batches_are_read_whatever_the_suffix_case(tmp_path: Path) -
     assert [t.tolist() for t in both] == [x.tolist(), y.tolist()]
     (one,) = load_batch(tmp_path / "one.npy")
     assert one.tolist() == x.tolist()
+
+
+_NOT_NUMPY = "not a NumPy .npy or .npz file (neither NumPy's header nor a zip archive)"
+_OBJECTS = "holds Python objects (dtype=object): reading them would unpickle, which can run code"
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "problem"),
+    [
+        ("junk.npy", lambda p: p.write_bytes(b"not numpy"), _NOT_NUMPY),
+        ("junk.npz", lambda p: p.write_bytes(b""), _NOT_NUMPY),
+        (
+            "objects.npy",
+            lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True),
+            _OBJECTS,
+        ),
+        ("objects.npz", lambda p: np.savez(p, x=np.array([{"a": 1}], dtype=object)), _OBJECTS),
+    ],
+)
+def test_a_numpy_batch_that_is_no_arrays_of_numbers_is_refused_without_advice_to_unpickle(
+    tmp_path: Path, name: str, write: Callable[[Path], object], problem: str
+) -> None:
+    """numpy's message advised `allow_pickle=` (it reads any file without its header as a
+    pickle): a batch is numbers, and loading a pickle can run code."""
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(InvalidArgumentError) as raised:
+        load_batch(path)
+    assert str(raised.value) == f"data {path}: cannot read a batch: {problem}"

@@ -49,11 +49,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_json_option(parser)
 
 
-def print_plan(out: Printer, report: Any, title: str, *, inspect: bool) -> None:
+def print_plan(
+    out: Printer, report: Any, title: str, *, inspect: bool, data: Path | None = None
+) -> None:
+    """The plan's table and summary; ``data``: the ``--data`` file the forwards ran on."""
     from wnpass.fx.report import PLAN_COLUMNS, apply_summary, plan_rows
 
     out.table(title, PLAN_COLUMNS, plan_rows(report.sites))
-    out.summary(apply_summary(report, inspect=inspect))
+    inputs = f"the batch in {data}" if data is not None else "the example inputs"
+    out.summary(apply_summary(report, inspect=inspect, inputs=inputs))
 
 
 def run(args: argparse.Namespace, out: Printer) -> int:
@@ -87,7 +91,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     if report:
         _save(model.state_dict(), output, plan)
         report.output = str(output)
-    print_plan(out, report, str(args.model), inspect=False)
+    print_plan(out, report, str(args.model), inspect=False, data=args.data)
     if not report:
         out.summary(f"nothing written: {report.reason}; {output} untouched")
     if args.json:

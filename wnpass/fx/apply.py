@@ -45,7 +45,14 @@ from wnpass.fx.analyse import (
 )
 from wnpass.fx.arguments import require_choice, require_flag, require_module, require_values
 from wnpass.fx.data_init import data_init
-from wnpass.fx.forward import Batch, RngSnapshot, as_batch, cloned, run_forward
+from wnpass.fx.forward import (
+    Batch,
+    RngSnapshot,
+    as_batch,
+    cloned,
+    output_tensors,
+    run_forward,
+)
 from wnpass.fx.mean_only_bn import replace_batch_norm
 from wnpass.fx.register import register_weight_norm
 from wnpass.fx.report import ApplyReport, ParamSite
@@ -117,20 +124,36 @@ def _output_error(a: torch.Tensor, b: torch.Tensor) -> float | None:
     return diff / max(float(b64[finite].abs().max()), 1e-30)
 
 
-def _tolerance(model: nn.Module, outputs: list[torch.Tensor]) -> float:
-    """``KEEP_RTOL_HALF`` when the weights or an output round at half precision (a float32
-    model whose output is cast to float16 differs by its rounding step), else ``KEEP_RTOL``."""
-    dtypes = {p.dtype for p in model.parameters()} | {t.dtype for t in outputs}
-    return (
-        KEEP_RTOL_HALF if dtypes & {torch.float16, torch.bfloat16, torch.complex32} else KEEP_RTOL
-    )
+_HALF = {torch.float16, torch.bfloat16, torch.complex32}
 
 
-def _compared_forward(model: nn.Module, inputs: Batch, rng: RngSnapshot) -> list[torch.Tensor]:
+def _tolerance(model: nn.Module, dtypes: set[torch.dtype]) -> float:
+    """``KEEP_RTOL_HALF`` when the weights, or a tensor the forward's modules returned (its
+    output among them), round at half precision (a float32 model under autocast computes its
+    layers in float16; one whose output is cast to float16 differs by that rounding step),
+    else ``KEEP_RTOL``."""
+    dtypes = dtypes | {p.dtype for p in model.parameters()}
+    return KEEP_RTOL_HALF if dtypes & _HALF else KEEP_RTOL
+
+
+def _compared_forward(
+    model: nn.Module, inputs: Batch, rng: RngSnapshot
+) -> tuple[list[torch.Tensor], set[torch.dtype]]:
     """The outputs on ``inputs``, the forward drawing its random numbers from ``rng``: the
-    same ones before and after the rewrite."""
-    with rng.replayed():
-        return run_forward(model, inputs)
+    same ones before and after the rewrite; and the dtypes of the outputs and of every tensor
+    a module returned in the forward."""
+    dtypes: set[torch.dtype] = set()
+
+    def record(module: nn.Module, args: Any, output: Any) -> None:
+        dtypes.update(tensor.dtype for tensor in output_tensors(output))
+
+    hook = nn.modules.module.register_module_forward_hook(record)
+    try:
+        with rng.replayed():
+            outputs = run_forward(model, inputs)
+    finally:
+        hook.remove()
+    return outputs, dtypes | {tensor.dtype for tensor in outputs}
 
 
 @contextlib.contextmanager
@@ -212,7 +235,9 @@ class ApplyWeightNormPass:
         # compared with itself, not with other noise) and leave the caller's generators as
         # they were; each gets its own copy of the inputs
         rng = RngSnapshot.take(model, inputs)
-        before = _compared_forward(model, inputs, rng) if inputs is not None else None
+        before, dtypes = (
+            _compared_forward(model, inputs, rng) if inputs is not None else (None, set())
+        )
         with rng.replayed():
             sites, mode, note = analyse_sites(
                 model,
@@ -251,9 +276,9 @@ class ApplyWeightNormPass:
                         f"outputs change by design ({', '.join(by_design)}): not compared"
                     )
                 else:
-                    after = _compared_forward(model, inputs, rng)
+                    after, _ = _compared_forward(model, inputs, rng)
                     report.max_rel_error = max_rel_error(after, before)
-                    report.rtol = _tolerance(model, before)
+                    report.rtol = _tolerance(model, dtypes)
         report.seconds = time.perf_counter() - start
         logger.info(
             "apply weight norm: %d applied, %d skipped (%s)", report.applied, report.skipped, mode

@@ -96,6 +96,28 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
         ) from None
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK"
+
+
+def _numpy_problem(path: Path, error: Exception) -> str:
+    """What is wrong with a file numpy refused, without numpy's advice to unpickle it (any
+    file that is neither an array nor a zip is a pickle to numpy, and so is an object array):
+    a batch is arrays of numbers, and a pickle runs code when loaded."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(_NPY_MAGIC))
+    except OSError as reading:
+        return one_line(reading)
+    if not head.startswith((_NPY_MAGIC, _ZIP_MAGIC)):
+        return "not a NumPy .npy or .npz file (neither NumPy's header nor a zip archive)"
+    if "allow_pickle" in str(error):
+        return (
+            "holds Python objects (dtype=object): reading them would unpickle, which can run code"
+        )
+    return one_line(error)
+
+
 def load_batch(path: str | Path) -> tuple[Any, ...]:
     """A batch of inputs from ``.npz`` (arrays in file order), ``.npy`` (one array) or a
     ``torch.save`` file (a tensor or tuple; any other name); either suffix in any case."""
@@ -117,7 +139,7 @@ def load_batch(path: str | Path) -> tuple[Any, ...]:
                 return tuple(torch.from_numpy(arrays[name]) for name in arrays.files)
         except Exception as error:
             raise InvalidArgumentError(
-                f"{path}: cannot read a batch: {one_line(error)}", parameter="data"
+                f"{path}: cannot read a batch: {_numpy_problem(path, error)}", parameter="data"
             ) from None
     with _as_argument_error("data"):
         value = load_torch(path)

@@ -180,7 +180,7 @@ class ApplyReport:
 
 
 _HOW = {
-    "observed": "uses observed in a forward on the example inputs",
+    "observed": "uses observed in a forward on {inputs}",
     "fx": "traced with torch.fx",
     "export": "traced with torch.export",
     "module types": "read from module types only",
@@ -210,14 +210,17 @@ def difference_text(report: ApplyReport) -> str:
     return f"max relative output difference {value:.2e} (tolerance {report.rtol:.0e})"
 
 
-def apply_summary(report: ApplyReport, *, inspect: bool = False) -> str:
-    """The paragraph under the table."""
+def apply_summary(
+    report: ApplyReport, *, inspect: bool = False, inputs: str = "the example inputs"
+) -> str:
+    """The paragraph under the table; ``inputs``: what the forwards ran on, in words."""
     verb = "would apply" if inspect else "applied"
     count = report.count("planned") if inspect else report.applied
     text = (
         f"{verb} weight norm to {count} of {counted(len(report.sites), 'parameter')} "
         f"({report.skipped} skipped, {report.count('already')} already weight-normed); "
-        f"{_HOW.get(report.traced_with, report.traced_with)}, dim_policy={report.dim_policy}"
+        f"{_HOW.get(report.traced_with, report.traced_with).replace('{inputs}', inputs)}, "
+        f"dim_policy={report.dim_policy}"
     )
     if report.seconds is not None:
         text += f"; {report.seconds:.2f} s"
