@@ -10,6 +10,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -905,3 +906,21 @@ def test_tracer_warnings_about_torch_s_own_modules_are_no_warning_lines(tmp_path
             _FlatByLen(), (torch.randn(2, 4),), tmp_path / "f.onnx", exporter="torchscript"
         )
     assert report.warnings == []
+
+
+@pytest.mark.parametrize(("fold_in_torch", "prefix"), [(True, "b."), (False, "b._orig_mod.")])
+def test_a_compiled_layer_s_weight_is_named_as_its_bias_is(
+    fold_in_torch: bool, prefix: str, tmp_path: Path
+) -> None:
+    """The copy folded in torch holds a torch.compile'd layer unwrapped, so the exporter names
+    its bias "b.bias"; its weight was named from the caller's model: "b._orig_mod.weight"."""
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.add_module("a", weight_norm(nn.Linear(5, 8)))
+    compiled: Any = torch.compile(weight_norm(nn.Linear(8, 3)))  # an nn.Module: OptimizedModule
+    model.add_module("b", compiled)
+    out = tmp_path / "m.onnx"
+    report = export(model, (torch.randn(4, 5),), out, fold_in_torch=fold_in_torch, runs=1)
+    assert report and report.names_missing == []
+    names = sorted(init.name for init in onnx.load(out).graph.initializer)
+    assert names == ["a.bias", "a.weight", f"{prefix}bias", f"{prefix}weight"]

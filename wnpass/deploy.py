@@ -775,7 +775,9 @@ def export(
         )
         target, in_place = _copy(model) if fold_in_torch else (model, False)
         torch_report = fold_weight_norm(target) if fold_in_torch else None
-        weights = _weight_names(model)
+        # named as the exporter sees them: a deep copy holds a torch.compile'd layer unwrapped
+        # (its bias is "b.bias", not "b._orig_mod.bias"), and its weight must match
+        weights = _weight_names(target)
         with plan.staging(path) as staging:
             raw = staging / "exported.onnx"
             with _named_as(raw, f"the {exporter} exporter's output for {path}"):

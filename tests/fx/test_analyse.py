@@ -68,6 +68,33 @@ def test_layout_reads_are_not_uses_when_traced() -> None:
     assert (site.status, site.axis) == ("planned", 0), site.reason
 
 
+def test_a_compiled_submodule_is_traced_as_the_module_it_compiles() -> None:
+    """torch.fx refuses dynamo's wrapper: without example inputs the whole model was read by
+    module types only, so the compiled block's ``x @ W`` (a weight of no layer) was left out."""
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(8, 3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x @ self.w
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(5, 8)
+            self.b: Any = torch.compile(Block(), backend="eager")
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(torch.tanh(self.a(x)))
+
+    sites, mode, _ = analyse_sites(Model())
+    assert mode == "fx"
+    site = {s.name: s for s in sites}["b._orig_mod.w"]
+    assert (site.status, site.axis, site.op) == ("planned", 1, "matmul"), site.reason
+
+
 def test_functional_uses() -> None:
     """F.linear -> 0, x @ W -> last axis, W @ x -> 0, elementwise use skipped."""
     sites = plan(Functional())

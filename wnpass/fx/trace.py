@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import operator
+import sys
 from typing import Any, Literal
 
 import torch
@@ -138,8 +139,23 @@ def _layout_read(user: fx.Node) -> bool:
     )
 
 
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, reading a ``torch.compile``'d submodule as the module it compiles
+    (fx refuses to trace dynamo's wrapper, and the whole model was then read by module types
+    only); its nodes name that module as its parameters do (``b._orig_mod``)."""
+
+    def call_module(
+        self, m: nn.Module, forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # none compiled without it
+        if eval_frame is not None and isinstance(m, eval_frame.OptimizedModule):
+            inner = m._orig_mod
+            return self.call_module(inner, inner.forward, args, kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+
 def _fx_uses(model: nn.Module, policy: DimPolicy, embeddings: bool) -> list[Use]:
-    graph = fx.symbolic_trace(model).graph
+    graph = _Tracer().trace(model)
     params = dict(model.named_parameters())
     uses: list[Use] = []
     for node in graph.nodes:
