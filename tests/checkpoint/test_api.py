@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.checkpoint.builders import save_any, state_dict
+from tests.checkpoint.builders import save_any, save_sharded, state_dict
 from wnpass.checkpoint import api, reading
 from wnpass.errors import InvalidArgumentError, InvalidModelError, UsageError, WnpassError
 
@@ -82,6 +82,51 @@ def test_an_input_replaced_during_its_first_read_is_refused(
     with pytest.raises(InvalidModelError, match=r"changed while it was read .*nothing written$"):
         api.fold_checkpoint(source, tmp_path / f"out{source.suffix}")
     assert [p.name for p in tmp_path.iterdir()] == [source.name]
+
+
+def test_an_index_replaced_between_reads_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shards were checked before publishing, the index never: an index renamed onto the
+    input (naming other shards, or the same ones) was folded from the first one's plan."""
+    state = state_dict(seed=0)
+    keys = list(state)
+    index = save_sharded(tmp_path, state, [keys[:3], keys[3:]])
+    newer = tmp_path / "newer.json"
+    newer.write_bytes(index.read_bytes())
+    checked = api._check_values
+
+    def then_replaced(*args: Any, **kwargs: Any) -> None:
+        checked(*args, **kwargs)
+        os.replace(newer, index)
+
+    monkeypatch.setattr(api, "_check_values", then_replaced)
+    before = sorted(p.name for p in tmp_path.iterdir() if p != newer)
+    with pytest.raises(InvalidModelError, match=r"index.json: changed while it was read"):
+        api.fold_checkpoint(index, tmp_path / "out.safetensors.index.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_check_that_read_a_replaced_input_blames_the_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--model reads the input again for its reference: one replaced before that read was
+    compared and the fold called "outside tolerance" (exit 1)."""
+    from tests.checkpoint.test_verify import _checkpoint
+    from wnpass.checkpoint import verify
+
+    source, model_py = _checkpoint(tmp_path)
+    other = save_any(state_dict(seed=1), tmp_path / "other.pt")
+    check = verify.check_folded
+
+    def replaced_first(*args: Any, **kwargs: Any) -> Any:
+        os.replace(other, source)
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(verify, "check_folded", replaced_first)
+    with pytest.raises(InvalidModelError, match=r"ckpt.pt: changed while it was read"):
+        api.fold_checkpoint(source, tmp_path / "out.pt", check_model=model_py)
+    assert not (tmp_path / "out.pt").exists()
 
 
 def test_an_unchanged_input_is_folded_after_its_second_read(tmp_path: Path) -> None:

@@ -365,16 +365,21 @@ def _write(
         if verify is not None:
             from wnpass.checkpoint.verify import check_folded
 
-            report.check = check_folded(
-                verify.model_py,
-                verify.factory,
-                checkpoint.path,
-                staged[-1],
-                verify.found,
-                rtol=verify.rtol,
-                atol=verify.atol,
-                plain=verify.plain,
-            )
+            # the check reads the input again: if it read other files, that is the error
+            # (raised over whatever the check made of them), not the fold
+            try:
+                report.check = check_folded(
+                    verify.model_py,
+                    verify.factory,
+                    checkpoint.path,
+                    staged[-1],
+                    verify.found,
+                    rtol=verify.rtol,
+                    atol=verify.atol,
+                    plain=verify.plain,
+                )
+            finally:
+                checkpoint.require_unchanged()
             if not report.check:
                 logger.warning("the folded checkpoint failed the check: nothing published")
                 return

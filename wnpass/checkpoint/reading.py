@@ -150,7 +150,7 @@ class Checkpoint:
         self.groups: list[Group] = []
         self.index: dict[str, Any] | None = None
         self._open: dict[int, Any] = {}  # shard -> SafetensorsFile or the torch file's object
-        self._identities: dict[int, Identity] = {}  # shard -> the file as first opened
+        self._identities: dict[Path, Identity] = {}  # file read -> it before its first read
 
     @property
     def sharded(self) -> bool:
@@ -169,32 +169,36 @@ class Checkpoint:
         holds."""
         if shard not in self._open:
             path = self.files[shard]
-            # Taken before the first read, so that a file replaced or written to while that
-            # read goes on is caught by the check after it.
-            self._identities.setdefault(shard, _identity_of(path))
+            self.reading(path)
             self._open[shard] = _safe_open(path) if self.safetensors else load_torch(path)
-            self._require_same(shard)
+            self.require_same(path)
         return self._open[shard]
 
-    def _require_same(self, shard: int) -> None:
-        """File ``shard`` is the file it was before it was first opened: not replaced (a
-        trainer saving over its last checkpoint renames a new file onto it) nor written to
-        since. Its pairs were planned and checked from that read: values read from another
-        file would be folded with that plan. The change time is compared too: ``cp -p`` over
-        the input rewrites its bytes and then puts its modification time back, so a chmod or a
-        new hard link during a run is refused as well (exit 2; run it again)."""
-        path = self.files[shard]
-        if self._identities[shard] != _identity_of(path):
+    def reading(self, path: Path) -> None:
+        """About to read ``path`` (a shard, the index) for the first time, or again: the file
+        as it is before its first read is what :meth:`require_same` compares with, so that a
+        file replaced or written to while that read goes on is caught."""
+        self._identities.setdefault(path, _identity_of(path))
+
+    def require_same(self, path: Path) -> None:
+        """File ``path`` is the file it was before it was first read: not replaced (a trainer
+        saving over its last checkpoint renames a new file onto it) nor written to since. Its
+        pairs were planned and checked from that read: values read from another file (or
+        shards another index names) would be folded with that plan. The change time is
+        compared too: ``cp -p`` over the input rewrites its bytes and then puts its
+        modification time back, so a chmod or a new hard link during a run is refused as well
+        (exit 2; run it again)."""
+        if self._identities[path] != _identity_of(path):
             raise InvalidModelError(
                 f"{path}: changed while it was read (replaced, written to, or its status "
                 "changed); nothing written"
             )
 
     def require_unchanged(self) -> None:
-        """Every file opened so far is still the file it was when first opened (see
-        :meth:`_require_same`): called before a result is published."""
-        for shard in list(self._identities):
-            self._require_same(shard)
+        """Every file read so far is still the file it was before its first read (see
+        :meth:`require_same`): called before a result is published."""
+        for path in list(self._identities):
+            self.require_same(path)
 
     def tensor(self, info: TensorInfo) -> Any:
         """The tensor ``info`` describes, memory-mapped where the format allows: a read-only
@@ -522,7 +526,9 @@ def shard_files(index_path: Path) -> list[Path]:
 
 def _read_index(checkpoint: Checkpoint) -> None:
     index_path = checkpoint.path
+    checkpoint.reading(index_path)
     index, names = read_index(index_path)  # every shard checked before anything is opened
+    checkpoint.require_same(index_path)
     weight_map = index["weight_map"]
     checkpoint.index = index
     checkpoint.shard_names = names
