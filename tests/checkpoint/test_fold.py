@@ -212,6 +212,22 @@ def test_state_dicts_under_keys_that_are_not_strings_are_folded_and_stay_shared(
     assert inspect_checkpoint(tmp_path / "g.folded.pt").pairs == []
 
 
+def test_state_dicts_under_keys_equal_to_no_other_object_are_folded(tmp_path: Path) -> None:
+    """A NaN or a tensor as a key equals only itself, and the file loaded again holds other
+    objects: looking the state dict up again by key was a KeyError (exit 3)."""
+    state, ema = state_dict("legacy"), state_dict("parametrize", seed=1)
+    torch.save(
+        {float("nan"): state, torch.tensor(1): {"x": 1}, "ema": {torch.tensor(2): ema}},
+        tmp_path / "g.pt",
+    )
+    report = fold_checkpoint(tmp_path / "g.pt")
+    assert report.count("folded") == 10 and report.groups == ["[nan]", "ema[tensor(2)]"]
+    out = list(torch.load(tmp_path / "g.folded.pt", weights_only=True).values())
+    _assert_folded(state, out[0])
+    _assert_folded(ema, next(iter(out[2].values())))
+    assert inspect_checkpoint(tmp_path / "g.folded.pt").pairs == []
+
+
 def test_state_dict_metadata_of_an_ordered_dict_is_kept(tmp_path: Path) -> None:
     state = generator("parametrize").state_dict()
     torch.save(state, tmp_path / "g.pt")

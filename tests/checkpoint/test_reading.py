@@ -170,12 +170,16 @@ def test_a_dict_held_under_two_names_is_one_state_dict(tmp_path: Path) -> None:
         (("generator",), "generator"),
         (("model", "ema"), "model/ema"),
         (("snapshots", 0), "snapshots[0]"),
-        ((Key(1000),), "[1000]"),
-        (("by_step", Key(1000), 2), "by_step[1000][2]"),
+        ((Key(1000, 0),), "[1000]"),
+        (("by_step", Key(1000, 3), 2), "by_step[1000][2]"),
         (("by_step", "1000"), "by_step/1000"),
         (("ema[0]",), "['ema[0]']"),
         (("runs", "a/b"), "runs/['a/b']"),
-        ((Key(None), Key((1, "x"))), "[None][(1, 'x')]"),
+        ((Key(None, 0), Key((1, "x"), 1)), "[None][(1, 'x')]"),
+        (("a\nb",), "['a\\nb']"),  # a newline, escaped
+        (("a\\nb",), "['a\\\\nb']"),  # a backslash and n: not the same name
+        (("m ",), "['m ']"),
+        (("",), "['']"),
     ],
 )
 def test_a_place_has_one_name(place: Place, name: str | None) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import os
@@ -65,9 +66,12 @@ HOLDERS = (dict, list, tuple)
 @dataclasses.dataclass(frozen=True)
 class Key:
     """A dict key that is not a string, on the way to a state dict (``{1000: sd}``: a step
-    number), kept apart from a list position (an int)."""
+    number), kept apart from a list position (an int). It is found again by its position among
+    the dict's entries (which ``torch.save`` keeps), not by value: a key loaded again is
+    another object, and one that equals no other object (NaN, a tensor) would not match."""
 
-    value: Any  # hashable: it is a dict's key
+    value: Any = dataclasses.field(compare=False)  # shown in the place's name
+    position: int
 
 
 # Where a state dict sits in a torch file's object: the keys of the dicts (a str, or a Key) and
@@ -75,16 +79,14 @@ class Key:
 # top.
 Place = tuple[str | int | Key, ...]
 
-_PLAIN_NAME = re.compile(r"[^/\[\]]+")  # a key shown as it is: no part of the name's syntax
-
 
 def place_name(place: Place) -> str | None:
     """A place as the report shows it: ``generator``, ``model/ema``, ``snapshots[0]``; a key
-    that is not a string, or a string that would read as more than one part, as Python would
-    subscript it: ``ema_by_step[1000]``, ``['ema[0]']``, ``runs/['a/b']``."""
+    that is not a string, or a string that would not read as itself (:func:`_plain`), as
+    Python would subscript it: ``ema_by_step[1000]``, ``['ema[0]']``, ``runs/['a/b']``."""
     text = ""
     for part in place:
-        if isinstance(part, str) and _PLAIN_NAME.fullmatch(part):
+        if isinstance(part, str) and _plain(part):
             text += f"/{part}" if text else part
         elif isinstance(part, str):
             text += f"/[{part!r}]" if text else f"[{part!r}]"
@@ -93,15 +95,30 @@ def place_name(place: Place) -> str | None:
     return text or None
 
 
-def place_part(key: Any) -> str | Key:
-    """The part of a place that dict key ``key`` is."""
-    return key if isinstance(key, str) else Key(key)
+def _plain(key: str) -> bool:
+    """Whether a string key reads as itself in a place's name: no part of the name's syntax
+    (``/``, ``[``, ``]``), nothing the table would escape or hide (a control character, a
+    backslash, a space at an end, an empty key)."""
+    return (
+        bool(key)
+        and key.isprintable()
+        and key == key.strip()
+        and not any(c in key for c in "/[]\\")
+    )
+
+
+def place_part(key: Any, position: int) -> str | Key:
+    """The part of a place that dict key ``key``, the dict's ``position``-th, is."""
+    return key if isinstance(key, str) else Key(key, position)
 
 
 def at_place(root: Any, place: Place) -> Any:
     """The object at ``place`` in ``root``."""
     for part in place:
-        root = root[part.value if isinstance(part, Key) else part]
+        if isinstance(part, Key):
+            root = next(itertools.islice(root.values(), part.position, None))
+        else:
+            root = root[part]
     return root
 
 
@@ -384,9 +401,9 @@ def _torch_groups(root: Any, shard: int) -> list[Group]:
                 if isinstance(key, str) and not isinstance(item, torch.Tensor)
             )
             groups.append(Group(path, tensors, others))
-        for key, item in value.items():
+        for position, (key, item) in enumerate(value.items()):
             if isinstance(item, HOLDERS):
-                visit(item, (*path, place_part(key)))
+                visit(item, (*path, place_part(key, position)))
 
     if isinstance(root, dict):
         visit(root, ())

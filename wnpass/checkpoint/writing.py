@@ -223,7 +223,7 @@ class _Rebuild:
         except TypeError:
             out = {}
         keys: set[object] = set()
-        for key, item in value.items():
+        for position, (key, item) in enumerate(value.items()):
             if isinstance(key, str) and key in infos:
                 action = self.rewrite.get((path, key), Action("copy", key))
                 if action.kind == "drop":
@@ -235,7 +235,7 @@ class _Rebuild:
                 self.written.append((action.key, _nbytes(item)))
                 continue
             _claim(keys, key)
-            out[key] = self(item, (*path, place_part(key)))
+            out[key] = self(item, (*path, place_part(key, position)))
         if hasattr(value, "_metadata"):
             out._metadata = copy.copy(value._metadata)  # type: ignore[attr-defined]
         self.done[id(value)] = out
