@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -37,6 +38,8 @@ BAD: Any = "bogus"
         (lambda: data_init(_mlp(), X, std=0), "std", "to 1e+06, not 0"),
         (lambda: data_init(_mlp(), X, std=BAD), "std", "to 1e+06, not 'bogus'"),
         (lambda: data_init(_mlp(), X, std=1e-25), "std", "to 1e+06, not 1e-25"),  # squares: 0
+        (lambda: data_init(_mlp(), X, std=Decimal("0.05")), "std", "an int or a float"),  # type: ignore[arg-type]
+        (lambda: data_init(_mlp(), X, std=torch.tensor(0.05)), "std", "not tensor(0.0500)"),  # type: ignore[arg-type]
         (lambda: data_init(_mlp(), X, std=1e25), "std", "to 1e+06, not 1e+25"),  # squares: Inf
         (lambda: data_init(_mlp(), X, std=10**400), "std", "not 1" + "0" * 36 + "..."),
         (lambda: data_init(_mlp(), X, generator=5), "generator", "or None, not int"),  # type: ignore[arg-type]

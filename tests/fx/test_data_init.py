@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -653,6 +654,33 @@ def test_pre_activations_too_small_for_g_in_its_dtype_are_refused() -> None:
     with pytest.raises(InvalidArgumentError, match=r"g = 1/sigma to be a float16 number in units"):
         apply_weight_norm(model, torch.randn(16, 8).half() * 1e-6, init="data")
     _assert_as_before(model, before)
+
+
+@pytest.mark.parametrize("std", [3e4, 1e6])
+def test_a_std_whose_v_a_float16_layer_cannot_hold_is_an_error_about_std(std: float) -> None:
+    """Inside the range float32 holds, but v drawn at std 3e4 has entries beyond float16's
+    65504 (Inf): the layer's pre-activations were NaN, and the batch was blamed."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 64)).half()
+    apply_weight_norm(model)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    with pytest.raises(InvalidArgumentError) as raised:
+        data_init(model, torch.randn(16, 256).half(), std=std)
+    assert raised.value.parameter == "std"
+    assert str(raised.value) == (
+        f"std {std:g} draws a v that layer 0 (Linear) cannot normalize in torch.float16 (its "
+        "entries or their squares overflow or underflow); the default is 0.05"
+    )
+    assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
+
+
+def test_a_numpy_std_is_a_number() -> None:
+    """``std=np.float32(0.1)`` was refused as "not a number"."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 4))
+    apply_weight_norm(model)
+    report = data_init(model, torch.randn(32, 8), std=np.float32(0.1))  # type: ignore[arg-type]
+    assert report.initialized == ["0.weight"]
 
 
 class _SharedBias(nn.Module):

@@ -9,6 +9,7 @@ before the first op that needs their values fails inside PyTorch.
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Collection, Iterable
 from typing import Any
 
@@ -46,16 +47,19 @@ def require_flag(parameter: str, value: Any) -> None:
 
 
 def require_within(parameter: str, value: Any, low: float, high: float) -> float:
-    """``value`` as a float when it is a real number from ``low`` to ``high``."""
+    """``value`` as a float when it is a real number (a NumPy scalar, a ``Fraction`` too) from
+    ``low`` to ``high``."""
     number = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
         with contextlib.suppress(OverflowError):  # an int beyond any float: 10**400
             number = float(value)
     if number is None or not low <= number <= high:  # NaN is in no range
         shown = repr(value)
         shown = shown if len(shown) <= _SHOWN else shown[: _SHOWN - 3] + "..."
+        wanted = f"an int or a float (a NumPy scalar too) from {low:g} to {high:g}"
         raise InvalidArgumentError(
-            f"must be a number from {low:g} to {high:g}, not {shown}", parameter=parameter
+            f"must be {wanted}, not {shown}",
+            parameter=parameter,
         )
     return number
 

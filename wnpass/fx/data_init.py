@@ -496,7 +496,15 @@ class _InitPass(TorchFunctionMode):
         self._reset(module)
         originals = _plist(module)
         g, v = originals.original0, originals.original1
-        output = _call_with_weight(func, args, kwargs, originals())
+        weight = originals()
+        if self.redraw and not bool(torch.isfinite(weight).all()):
+            raise InvalidArgumentError(
+                f"{self.std:g} draws a v that {_layer(module, target.name)} cannot normalize in "
+                f"{v.dtype} (its entries or their squares overflow or underflow); the default "
+                f"is {V_INIT_STD}",
+                parameter="std",
+            )
+        output = _call_with_weight(func, args, kwargs, weight)
         # a convolution's output has its input's rank: (N, C, ...) or unbatched (C, ...)
         axis = output_unit_axis(target.kind, output.dim(), v.dim())
         assert isinstance(axis, int), axis  # the op ran: its input had one of its layouts
