@@ -16,7 +16,7 @@ from torch.nn.utils import parametrize
 from tests.fx.helpers import KEEP_RTOL, PLAIN_MODELS, Functional, SharedBlock, plain, rel_error
 from tests.fx.standins import Conv1D
 from wnpass import apply_weight_norm
-from wnpass.fx.apply import Init, max_rel_error
+from wnpass.fx.apply import Init, max_rel_error, output_changes
 from wnpass.fx.report import NOTHING_COMPARED, apply_summary, plan_rows
 
 
@@ -162,6 +162,26 @@ def test_outputs_turning_nan_are_outputs_changed() -> None:
     assert report.status == "outputs changed" and not report and report.equivalent is False
     assert report.max_rel_error == float("inf")
     assert "NaN/Inf appeared" in (report.reason or "")
+
+
+def test_changed_outputs_are_named_with_how_they_changed() -> None:
+    """A quantizer's codes that flipped on float rounding (a codec) read as "NaN/Inf
+    appeared or moved, or an output's count, shape or integer values changed": which output,
+    and which of the three, was not said."""
+    before = [torch.zeros(2, 3), torch.arange(6).reshape(2, 3), torch.ones(4)]
+    after = [torch.zeros(2, 3), torch.tensor([[0, 1, 2], [3, 5, 4]]), torch.ones(4) * 1.5]
+    assert output_changes(after, before, 1e-5) == (
+        "output 1 (int64 2x3): 2 of 6 values differ; "
+        "output 2 (float32 4): max relative difference 5.00e-01"
+    )
+    assert output_changes(after, before, 1.0) == "output 1 (int64 2x3): 2 of 6 values differ"
+    assert output_changes(before, before, 0.0) == ""
+    assert output_changes(before[:2], before, 1.0) == "the forward returned 2 tensors, 3 before"
+    reshaped = [before[0].reshape(3, 2)] * 5
+    assert output_changes(reshaped, [before[0]] * 5, 1.0) == (
+        "output 0 (float32 2x3): shape 3x2 now; output 1 (float32 2x3): shape 3x2 now; "
+        "output 2 (float32 2x3): shape 3x2 now; 2 more"
+    )
 
 
 class ZeroUnits(nn.Module):

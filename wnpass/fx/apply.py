@@ -66,6 +66,7 @@ __all__ = [
     "analyse_sites",
     "apply_weight_norm",
     "max_rel_error",
+    "output_changes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -96,32 +97,60 @@ def max_rel_error(after: list[torch.Tensor], before: list[torch.Tensor]) -> floa
     """
     if len(after) != len(before):
         return float("inf")
-    errors = [_output_error(a, b) for a, b in zip(after, before, strict=True)]
+    errors = [_output_error(a, b)[0] for a, b in zip(after, before, strict=True)]
     compared = [error for error in errors if error is not None]
     return max(compared) if compared else float("nan")
 
 
-def _output_error(a: torch.Tensor, b: torch.Tensor) -> float | None:
-    """As :func:`max_rel_error` for one output; None when it has no element to compare."""
-    if a.shape != b.shape or a.is_complex() != b.is_complex():
-        return float("inf")
+_NAMED_CHANGES = 3  # outputs a changed check names; the rest are counted
+
+
+def output_changes(after: list[torch.Tensor], before: list[torch.Tensor], rtol: float) -> str:
+    """Where the outputs differ beyond ``rtol`` (:func:`max_rel_error`'s rule), in words:
+    ``output 1 (int64 2x9x1000): 7 of 18000 values differ``; empty when nowhere."""
+    if len(after) != len(before):
+        return f"the forward returned {len(after)} tensors, {len(before)} before"
+    changes = []
+    for i, (a, b) in enumerate(zip(after, before, strict=True)):
+        error, detail = _output_error(a, b)
+        if error is not None and not error <= rtol:
+            changes.append(
+                f"output {i} ({str(b.dtype).removeprefix('torch.')} {_shape(b)}): {detail}"
+            )
+    more = len(changes) - _NAMED_CHANGES
+    return "; ".join(changes[:_NAMED_CHANGES]) + (f"; {more} more" if more > 0 else "")
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return "x".join(str(n) for n in tensor.shape) or "scalar"
+
+
+def _output_error(a: torch.Tensor, b: torch.Tensor) -> tuple[float | None, str]:
+    """As :func:`max_rel_error` for one output (None when it has no element to compare), and
+    how it differs, in words."""
+    inf = float("inf")
+    if a.shape != b.shape:
+        return inf, f"shape {_shape(a)} now"
+    if a.is_complex() != b.is_complex():
+        return inf, f"{str(a.dtype).removeprefix('torch.')} now"
     if b.is_complex():  # each element as its real and imaginary parts
         a, b = torch.view_as_real(a.resolve_conj()), torch.view_as_real(b.resolve_conj())
     if not b.is_floating_point():
-        if not torch.equal(a, b):
-            return float("inf")
-        return 0.0 if b.numel() else None
+        if differ := int((a != b).sum()):
+            return inf, f"{differ} of {b.numel()} values differ"
+        return (0.0 if b.numel() else None), ""
     a64, b64 = a.detach().double(), b.detach().double()
     finite = torch.isfinite(b64)
-    if not torch.equal(finite, torch.isfinite(a64)):
-        return float("inf")  # NaN/Inf appeared or went away
+    if moved := int((finite != torch.isfinite(a64)).sum()):
+        return inf, f"NaN/Inf appeared or went away at {moved} of {b.numel()} values"
     same = torch.isclose(a64[~finite], b64[~finite], rtol=0.0, atol=0.0, equal_nan=True)
-    if not bool(same.all()):
-        return float("inf")  # NaN became Inf, or Inf changed sign
+    if changed := int((~same).sum()):
+        return inf, f"NaN became Inf, or Inf changed sign, at {changed} values"
     if not finite.any():
-        return None
+        return None, ""
     diff = float((a64[finite] - b64[finite]).abs().max())
-    return diff / max(float(b64[finite].abs().max()), 1e-30)
+    error = diff / max(float(b64[finite].abs().max()), 1e-30)
+    return error, f"max relative difference {error:.2e}"
 
 
 _HALF = {torch.float16, torch.bfloat16, torch.complex32}
@@ -279,6 +308,7 @@ class ApplyWeightNormPass:
                     after, _ = _compared_forward(model, inputs, rng)
                     report.max_rel_error = max_rel_error(after, before)
                     report.rtol = _tolerance(model, dtypes)
+                    report.changes = output_changes(after, before, report.rtol) or None
         report.seconds = time.perf_counter() - start
         logger.info(
             "apply weight norm: %d applied, %d skipped (%s)", report.applied, report.skipped, mode

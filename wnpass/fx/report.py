@@ -72,6 +72,7 @@ class ApplyReport:
     init: str = "keep"
     max_rel_error: float | None = None  # outputs after vs before on example inputs
     rtol: float | None = None  # the tolerance max_rel_error was held to
+    changes: str | None = None  # where the outputs differ beyond rtol, when they do
     output: str | None = None
     seconds: float | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -130,12 +131,7 @@ class ApplyReport:
         if status == "nothing compared":
             return f"the outputs could not be compared: {NOTHING_COMPARED}"
         if status == "outputs changed":
-            if self.max_rel_error is not None and math.isinf(self.max_rel_error):
-                return f"the outputs changed: {NOT_COMPARABLE}"
-            return (
-                f"the outputs changed: max relative difference {self.max_rel_error:.2e} "
-                f"> tolerance {self.rtol:.0e}"
-            )
+            return f"the outputs changed: {difference_text(self)}"
         if status == "nothing selected":
             return f"include/exclude left out all {self.selected_out} weights weight norm fits"
         if status == "nothing applied":
@@ -205,6 +201,8 @@ def difference_text(report: ApplyReport) -> str:
     value = report.max_rel_error
     if report.nothing_compared:
         return f"{NOTHING_COMPARED}: nothing to hold to the tolerance ({report.rtol:.0e})"
+    if report.changes:
+        return f"{report.changes} (tolerance {report.rtol:.0e})"
     if value is not None and math.isinf(value):
         return f"{NOT_COMPARABLE} (tolerance {report.rtol:.0e})"
     return f"max relative output difference {value:.2e} (tolerance {report.rtol:.0e})"
