@@ -336,3 +336,20 @@ def test_a_size_the_trace_fixed_fails_where_the_dynamic_axes_are_doubled(
     assert doubled["outside"] == 3 and data["matches"] is False and not out.exists()
     (warning,) = data["warnings"]
     assert warning.startswith(f"{tmp_path / 'model.py'}:11: TracerWarning: Using len")
+
+
+def test_a_weight_the_graph_does_not_use_is_listed_with_why_it_can_be_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unused layer's weight read as a weight whose name the export lost."""
+    model_py = _model_py(tmp_path)
+    source = model_py.read_text().replace(
+        "self.fc = weight_norm(nn.Linear(8, 6))",
+        "self.fc = weight_norm(nn.Linear(8, 6))\n        self.unused = nn.Linear(8, 4)",
+    )
+    model_py.write_text(source)
+    assert main(["export", str(model_py), "-o", str(tmp_path / "m.onnx")]) == 0
+    assert (
+        "weights with no initializer of their name (the exported graph does not use them, or "
+        "computes them from other initializers): unused.weight"
+    ) in capsys.readouterr().out

@@ -134,7 +134,10 @@ def _print_export(out: Printer, report: Any) -> None:
         out.line(f"folded {counted(report.torch_fold.folded, 'weight-norm site')} in PyTorch")
     print_sites(out, report.onnx_fold, f"{report.output} ({report.exporter})", inspect=False)
     if report.names_missing:
-        out.line(f"weights with no initializer of their name: {', '.join(report.names_missing)}")
+        out.line(
+            "weights with no initializer of their name (the exported graph does not use them, "
+            f"or computes them from other initializers): {', '.join(report.names_missing)}"
+        )
     else:
         out.line("every weight is an initializer named after its PyTorch parameter")
     rows = [
