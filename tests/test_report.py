@@ -12,7 +12,15 @@ import pytest
 from tests.helpers import onnx_model, rand
 from tests.hostile.builders import WN
 from wnpass.cli import main
-from wnpass.report import SiteReport, counted, human_bytes, site_rows, write_json
+from wnpass.report import (
+    ConeReport,
+    SiteReport,
+    cone_rows,
+    counted,
+    human_bytes,
+    site_rows,
+    write_json,
+)
 
 
 def _strict_load(path: Path) -> object:
@@ -93,3 +101,18 @@ def test_a_site_row_shows_the_shape_written_where_it_is_not_vs() -> None:
         return site_rows([site])[0][2]
 
     assert [row([6, 4]), row([4, 6]), row(None)] == ["4x6 -> 6x4", "4x6", "4x6"]
+
+
+def test_cones_that_read_the_same_are_one_row_with_their_count() -> None:
+    """A TorchScript export feeds one zero bias to 14 Convs through an Identity each: 14
+    identical rows, which hid the two cones that differ."""
+
+    def cone(name: str, consumer: str, status: str = "foldable") -> ConeReport:
+        return ConeReport(name, "main", [consumer], [4], "float32", ["Identity"], [name], status)
+
+    cones = [cone("b", "Conv"), cone("w", "MatMul"), cone("b", "Conv"), cone("b", "Conv", "x")]
+    assert cone_rows(cones) == [
+        ("b", "Conv x2", "4", "Identity", "foldable"),
+        ("w", "MatMul", "4", "Identity", "foldable"),
+        ("b", "Conv", "4", "Identity", "x"),
+    ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -218,15 +219,21 @@ CONE_COLUMNS = ("weight", "consumer", "shape", "computed by", "status")
 
 
 def cone_rows(cones: Sequence[ConeReport]) -> list[tuple[str, ...]]:
-    """One row per weight computed from constants, in the columns of ``CONE_COLUMNS``."""
-    rows: list[tuple[str, ...]] = []
+    """One row per weight computed from constants, in the columns of ``CONE_COLUMNS``; cones
+    that would read the same (a TorchScript export feeds one initializer to each consumer
+    through an Identity of its own) are one row, at the first, with their count after the
+    consumer (``Conv x6``)."""
+    counts: Counter[tuple[str, ...]] = Counter()
     for cone in cones:
         where = "" if cone.graph == "main" else f" [{cone.graph}]"
         shape = _shape(cone.shape)
         status = cone.status if cone.reason is None else f"{cone.status}: {cone.reason}"
         ops = " -> ".join(dict.fromkeys(cone.ops)) or "-"
-        rows.append((cone.name + where, ", ".join(cone.consumers) or "-", shape, ops, status))
-    return rows
+        counts[(cone.name + where, ", ".join(cone.consumers) or "-", shape, ops, status)] += 1
+    return [
+        (name, consumer if n == 1 else f"{consumer} x{n}", *rest)
+        for (name, consumer, *rest), n in counts.items()
+    ]
 
 
 def _count(items: Sequence[ConeReport], status: str) -> int:
