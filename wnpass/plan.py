@@ -282,7 +282,7 @@ def _lock(folder: Path) -> int | None:
                 if time.monotonic() >= deadline:
                     raise TimeoutError(
                         errno.EAGAIN,
-                        f"another process has held a lock on its folder for {LOCK_WAIT_S:g} s",
+                        f"another process has held a lock on {folder}/ for {LOCK_WAIT_S:g} s",
                     ) from None
                 if not waiting:
                     waiting = True
