@@ -46,7 +46,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from wnpass import apply_weight_norm, fold_weight_norm  # noqa: E402
-from wnpass.fx.apply import max_rel_error  # noqa: E402
+from wnpass.fx.compare import max_rel_error, result_leaves  # noqa: E402
 from wnpass.fx.forward import Batch, as_batch, run_forward  # noqa: E402
 from wnpass.fx.trace import TRACERS, Tracer  # noqa: E402
 from wnpass.rules import parse_key  # noqa: E402
@@ -322,7 +322,9 @@ def _has_zero_unit(weight: torch.Tensor, axis: int) -> bool:
 def _max_rel(outputs: list[torch.Tensor], exact: list[torch.Tensor]) -> float:
     """The library's measure over the float outputs (NaN/Inf in new places: inf, never 0)."""
     pairs = [(a, b) for a, b in zip(outputs, exact, strict=True) if b.is_floating_point()]
-    return max_rel_error([a for a, _ in pairs], [b for _, b in pairs])
+    return max_rel_error(
+        result_leaves([a.double() for a, _ in pairs]), result_leaves([b.double() for _, b in pairs])
+    )
 
 
 def _double(batch: Batch) -> Batch:

@@ -44,14 +44,16 @@ from wnpass.fx.analyse import (
     selected_out,
 )
 from wnpass.fx.arguments import require_choice, require_flag, require_module, require_values
+from wnpass.fx.compare import Leaf, max_rel_error, output_changes, result_leaves
 from wnpass.fx.data_init import data_init
 from wnpass.fx.forward import (
     Batch,
     RngSnapshot,
     as_batch,
+    call_model,
     cloned,
+    evaluating,
     output_tensors,
-    run_forward,
 )
 from wnpass.fx.mean_only_bn import replace_batch_norm
 from wnpass.fx.register import register_weight_norm
@@ -65,8 +67,6 @@ __all__ = [
     "ApplyWeightNormPass",
     "analyse_sites",
     "apply_weight_norm",
-    "max_rel_error",
-    "output_changes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -83,76 +83,6 @@ Init = Literal["keep", "data"]
 INITS: tuple[Init, ...] = get_args(Init)
 
 
-def max_rel_error(after: list[torch.Tensor], before: list[torch.Tensor]) -> float:
-    """Largest |after - before| over every output, relative to that output's largest magnitude.
-
-    ``inf`` when the outputs cannot be the same: another count or shape, a non-float output
-    that differs, or NaN/Inf anywhere but where ``before`` had the same value (a weight norm
-    that computes 0/0 turns outputs NaN; subtracting NaN and taking a Python ``max`` would
-    report 0). The difference is taken over the finite elements only.
-
-    NaN when not one element could be compared (no output, every output empty, or NaN/Inf
-    everywhere before and after): the rewrite is then not shown to keep anything, and 0 would
-    read as "equal".
-    """
-    if len(after) != len(before):
-        return float("inf")
-    errors = [_output_error(a, b)[0] for a, b in zip(after, before, strict=True)]
-    compared = [error for error in errors if error is not None]
-    return max(compared) if compared else float("nan")
-
-
-_NAMED_CHANGES = 3  # outputs a changed check names; the rest are counted
-
-
-def output_changes(after: list[torch.Tensor], before: list[torch.Tensor], rtol: float) -> str:
-    """Where the outputs differ beyond ``rtol`` (:func:`max_rel_error`'s rule), in words:
-    ``output 1 (int64 2x9x1000): 7 of 18000 values differ``; empty when nowhere."""
-    if len(after) != len(before):
-        return f"the forward returned {len(after)} tensors, {len(before)} before"
-    changes = []
-    for i, (a, b) in enumerate(zip(after, before, strict=True)):
-        error, detail = _output_error(a, b)
-        if error is not None and not error <= rtol:
-            changes.append(
-                f"output {i} ({str(b.dtype).removeprefix('torch.')} {_shape(b)}): {detail}"
-            )
-    more = len(changes) - _NAMED_CHANGES
-    return "; ".join(changes[:_NAMED_CHANGES]) + (f"; {more} more" if more > 0 else "")
-
-
-def _shape(tensor: torch.Tensor) -> str:
-    return "x".join(str(n) for n in tensor.shape) or "scalar"
-
-
-def _output_error(a: torch.Tensor, b: torch.Tensor) -> tuple[float | None, str]:
-    """As :func:`max_rel_error` for one output (None when it has no element to compare), and
-    how it differs, in words."""
-    inf = float("inf")
-    if a.shape != b.shape:
-        return inf, f"shape {_shape(a)} now"
-    if a.is_complex() != b.is_complex():
-        return inf, f"{str(a.dtype).removeprefix('torch.')} now"
-    if b.is_complex():  # each element as its real and imaginary parts
-        a, b = torch.view_as_real(a.resolve_conj()), torch.view_as_real(b.resolve_conj())
-    if not b.is_floating_point():
-        if differ := int((a != b).sum()):
-            return inf, f"{differ} of {b.numel()} values differ"
-        return (0.0 if b.numel() else None), ""
-    a64, b64 = a.detach().double(), b.detach().double()
-    finite = torch.isfinite(b64)
-    if moved := int((finite != torch.isfinite(a64)).sum()):
-        return inf, f"NaN/Inf appeared or went away at {moved} of {b.numel()} values"
-    same = torch.isclose(a64[~finite], b64[~finite], rtol=0.0, atol=0.0, equal_nan=True)
-    if changed := int((~same).sum()):
-        return inf, f"NaN became Inf, or Inf changed sign, at {changed} values"
-    if not finite.any():
-        return None, ""
-    diff = float((a64[finite] - b64[finite]).abs().max())
-    error = diff / max(float(b64[finite].abs().max()), 1e-30)
-    return error, f"max relative difference {error:.2e}"
-
-
 _HALF = {torch.float16, torch.bfloat16, torch.complex32}
 
 
@@ -167,10 +97,10 @@ def _tolerance(model: nn.Module, dtypes: set[torch.dtype]) -> float:
 
 def _compared_forward(
     model: nn.Module, inputs: Batch, rng: RngSnapshot
-) -> tuple[list[torch.Tensor], set[torch.dtype]]:
-    """The outputs on ``inputs``, the forward drawing its random numbers from ``rng``: the
-    same ones before and after the rewrite; and the dtypes of the outputs and of every tensor
-    a module returned in the forward."""
+) -> tuple[list[Leaf], set[torch.dtype]]:
+    """The result on ``inputs`` as its leaves (:mod:`wnpass.fx.compare`), the forward drawing
+    its random numbers from ``rng``: the same ones before and after the rewrite; and the
+    dtypes of the result's tensors and of every tensor a module returned in the forward."""
     dtypes: set[torch.dtype] = set()
 
     def record(module: nn.Module, args: Any, output: Any) -> None:
@@ -178,11 +108,11 @@ def _compared_forward(
 
     hook = nn.modules.module.register_module_forward_hook(record)
     try:
-        with rng.replayed():
-            outputs = run_forward(model, inputs)
+        with rng.replayed(), evaluating(model):
+            leaves = result_leaves(call_model(model, inputs))
     finally:
         hook.remove()
-    return outputs, dtypes | {tensor.dtype for tensor in outputs}
+    return leaves, dtypes | {v.dtype for _, v in leaves if isinstance(v, torch.Tensor)}
 
 
 @contextlib.contextmanager

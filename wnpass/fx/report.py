@@ -202,7 +202,7 @@ def difference_text(report: ApplyReport) -> str:
     if report.nothing_compared:
         return f"{NOTHING_COMPARED}: nothing to hold to the tolerance ({report.rtol:.0e})"
     if report.changes:
-        return f"{report.changes} (tolerance {report.rtol:.0e})"
+        return report.changes
     if value is not None and math.isinf(value):
         return f"{NOT_COMPARABLE} (tolerance {report.rtol:.0e})"
     return f"max relative output difference {value:.2e} (tolerance {report.rtol:.0e})"
