@@ -73,6 +73,37 @@ def test_a_correct_fold_passes(tmp_path: Path, api_name: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("g_scale", "passes"), [(1.0, True), (2.0, False)], ids=["correct", "g-doubled"]
+)
+def test_every_part_of_the_result_is_compared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, g_scale: float, passes: bool
+) -> None:
+    """A number the forward returns (a loss's .item()) and a dataclass's tensors were left
+    out of the comparison: only tensors in lists, tuples and dicts were read."""
+    model_py = tmp_path / "model.py"
+    model_py.write_text(
+        "import dataclasses, torch\nfrom torch import nn\n\n"
+        "@dataclasses.dataclass\nclass Out:\n    y: torch.Tensor\n\n"
+        "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.fc = nn.Linear(4, 3)\n\n"
+        "    def forward(self, x):\n        y = self.fc(x)\n"
+        "        return Out(y), float(y.abs().sum())\n\n"
+        "def build_model():\n    return Net()\n\n"
+        "def example_inputs():\n    return (torch.randn(2, 4),)\n"
+    )
+    model, _ = load_model_py(model_py)
+    weight_norm(model.get_submodule("fc"), "weight")
+    torch.save(model.state_dict(), ckpt := tmp_path / "ckpt.pt")
+    fold_pair = api.fold_pair  # a wrong fold (g doubled) must fail every part
+    monkeypatch.setattr(api, "fold_pair", lambda g, v, dim: fold_pair(g * g_scale, v, dim))
+    report = fold_checkpoint(ckpt, check_model=model_py)
+    assert report.check is not None and bool(report.check) is passes
+    rows = {row.name: row for row in report.check.outputs}
+    assert list(rows) == ["output[0].y", "output[1]"] and rows["output[1]"].dtype == "float64"
+    assert all(row.ok is passes for row in rows.values())
+
+
+@pytest.mark.parametrize(
     "forward",
     ["x.mul_(2)\n        return self.fc(x)", "return self.fc(x) + torch.randn_like(x[:, :3])"],
     ids=["in-place-input", "sampling-noise"],

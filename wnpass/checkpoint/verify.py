@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,32 +84,40 @@ def plain_model(
     return model.eval(), inputs
 
 
-def _outputs(value: Any, name: str = "output") -> Iterator[tuple[str, Any]]:
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        yield name, value
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            yield from _outputs(item, f"{name}[{i}]")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _outputs(item, f"{name}[{key!r}]")
-
-
 def _run(model: Any, inputs: Batch, model_py: Path, rng: RngSnapshot) -> list[tuple[str, Any]]:
-    """The model's outputs on its own copy of ``inputs``, drawing the random numbers of
-    ``rng`` (a forward with sampling noise compares exactly with itself), by name."""
+    """The model's result on its own copy of ``inputs`` as its leaves by path
+    (:func:`wnpass.fx.compare.result_leaves`), drawing the random numbers of ``rng`` (a
+    forward with sampling noise compares exactly with itself)."""
+
+    from wnpass.fx.compare import result_leaves
     from wnpass.fx.forward import ForwardFailedError, call_model, what_it_did
 
     try:
         with rng.replayed():
-            return list(_outputs(call_model(model, inputs)))
+            leaves = result_leaves(call_model(model, inputs))
+
     except ForwardFailedError as error:
         cause = error.__cause__ if error.__cause__ is not None else error
         raise InvalidArgumentError(
             f"{model_py}: forward {what_it_did(cause)}", parameter="check_model"
         ) from None
+    # a Python number is compared as a 0-d tensor of its kind: a float (a loss's .item())
+    # within the float64 tolerance, an int or bool exactly
+    return [(path, _number_as_tensor(leaf)) for path, leaf in leaves]
+
+
+def _number_as_tensor(leaf: Any) -> Any:
+    """A Python float, int or bool as a 0-d float64, int64 or bool tensor; anything else (an
+    int beyond int64 too, compared by value) as it is."""
+    import torch
+
+    kinds = {float: torch.float64, int: torch.int64, bool: torch.bool}
+    if type(leaf) not in kinds:
+        return leaf
+    try:
+        return torch.tensor(leaf, dtype=kinds[type(leaf)])
+    except (OverflowError, RuntimeError, ValueError):  # 2**70: "Overflow when unpacking long"
+        return leaf
 
 
 def _row(name: str, ref: Any, cand: Any, rtol: float | None, atol: float | None) -> OutputRow:
@@ -262,6 +269,8 @@ def _compare(
 ) -> list[OutputRow]:
     """``candidate`` with ``folded`` loaded strictly against ``reference``, output by output
     (a folded state dict that does not load strictly is one failed row)."""
+    import torch
+
     from wnpass.fx.forward import RngSnapshot, as_batch
 
     try:
@@ -276,10 +285,30 @@ def _compare(
     cand_out = dict(_run(candidate, batch, model_py, rng))
     rows = []
     for name, ref in ref_out:
-        if name not in cand_out:
-            row = OutputRow(name, list(ref.shape), None, 0.0, 0.0, 0, 0, 0.0, 0.0)
-            row.problem = "missing"
-            rows.append(row)
+        cand = cand_out.pop(name, _MISSING)
+        if isinstance(ref, torch.Tensor) and isinstance(cand, torch.Tensor):
+            rows.append(_row(name, ref, cand, rtol, atol))
             continue
-        rows.append(_row(name, ref, cand_out[name], rtol, atol))
+        shape = list(ref.shape) if isinstance(ref, torch.Tensor) else None
+        row = OutputRow(name, shape, _kind(ref), 0.0, 0.0, 0, 1, None, None)
+        if cand is _MISSING:
+            row.problem = "missing"
+        elif type(cand) is not type(ref) or cand != ref:
+            row.problem = f"{cand!r} != reference {ref!r}"
+        rows.append(row)
+    for name, cand in cand_out.items():  # parts only the folded model's result has
+        row = OutputRow(name, None, _kind(cand), 0.0, 0.0, 0, 0, None, None)
+        row.problem = "not in the reference's result"
+        rows.append(row)
     return rows
+
+
+_MISSING = object()
+
+
+def _kind(value: Any) -> str:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return str(value.dtype).removeprefix("torch.")
+    return type(value).__name__
