@@ -75,7 +75,11 @@ def printable(text: str) -> str:
 def one_line(error: BaseException, *, with_type: bool = False) -> str:
     """An exception's message as one line for the user (240 characters at most; the ONNX
     checker's "==> Context:" dump left out), prefixed by its type name if asked."""
-    text = " ".join(str(error).split("==> Context:")[0].split())
+    try:
+        message = str(error)
+    except Exception:  # the model's own exception class, whose __str__ itself raises
+        message = f"(its message could not be read: {type(error).__name__}.__str__ raised)"
+    text = " ".join(message.split("==> Context:")[0].split())
     text = printable(text[:240] + "..." if len(text) > 240 else text)
     if with_type:
         return f"{type(error).__name__}: {text}" if text else type(error).__name__

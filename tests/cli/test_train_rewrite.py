@@ -195,6 +195,10 @@ def test_inspect_model_py_changes_nothing(
         (["train-rewrite", "{tmp}/broken.py"], "syntax error"),
         (["train-rewrite", "{model}", "--factory", "nope"], "no factory nope()"),
         (["inspect", "{tmp}/raises.py"], "build_model() raised RuntimeError: boom"),
+        (  # an exception whose __str__ raises was an internal error, exit 3
+            ["inspect", "{tmp}/unprintable.py"],
+            "build_model() raised E: (its message could not be read: E.__str__ raised)",
+        ),
         (["train-rewrite", "{model}", "-o", "{model}"], "would overwrite the model.py"),
         (["train-rewrite", "{model}", "--checkpoint", "{tmp}/none.pt"], "none.pt: no such file"),
         (
@@ -211,6 +215,10 @@ def test_bad_input_is_one_line_and_exit_2(
     model = _copy(tmp_path, "mlp")
     (tmp_path / "broken.py").write_text("def build_model(:\n")
     (tmp_path / "raises.py").write_text("def build_model():\n    raise RuntimeError('boom')\n")
+    (tmp_path / "unprintable.py").write_text(
+        "class E(Exception):\n    def __str__(self):\n        raise RuntimeError('boom')\n\n"
+        "def build_model():\n    raise E()\n"
+    )
     argv = [a.format(tmp=tmp_path, model=model) for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err
