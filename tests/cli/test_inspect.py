@@ -37,10 +37,15 @@ def test_strict_fails_on_foldable_sites_and_passes_once_folded(
     path = _save(tmp_path, "model.onnx", onnx_model(WN, v=rand(3, 4), g=rand(3, 1)))
     assert main(["inspect", str(path), "--strict", "--json", str(tmp_path / "r.json")]) == 1
     assert "STRICT: 1 left to fold" in capsys.readouterr().out
-    assert json.loads((tmp_path / "r.json").read_text())["remaining"] == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    # "ok" was true beside exit 1: a gate reading the JSON passed
+    assert (report["remaining"], report["left_to_fold"], report["ok"]) == (1, 1, False)
     assert main(["inspect", str(path)]) == 0  # without --strict, an inspection only
     assert main(["fold", str(path)]) == 0
-    assert main(["inspect", str(tmp_path / "model.folded.onnx"), "--strict"]) == 0
+    folded = str(tmp_path / "model.folded.onnx")
+    assert main(["inspect", folded, "--strict", "--json", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert (report["left_to_fold"], report["ok"]) == (0, True)
 
 
 def _zero_unit() -> dict[str, np.ndarray]:
@@ -119,7 +124,12 @@ def test_strict_on_a_checkpoint_gates_on_weight_norm_pairs(tmp_path: Path) -> No
 
     state = {"conv.weight_g": torch.rand(4, 1, 1), "conv.weight_v": torch.randn(4, 2, 3)}
     torch.save(state, tmp_path / "g.pt")
-    assert main(["inspect", str(tmp_path / "g.pt"), "--strict"]) == 1
+    assert (
+        main(["inspect", str(tmp_path / "g.pt"), "--strict", "--json", str(tmp_path / "r.json")])
+        == 1
+    )
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert (report["left_to_fold"], report["ok"]) == (1, False)
     assert main(["fold", str(tmp_path / "g.pt")]) == 0
     assert main(["inspect", str(tmp_path / "g.folded.pt"), "--strict"]) == 0
 

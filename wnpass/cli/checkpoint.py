@@ -88,7 +88,7 @@ def inspect_one(path: Path, out: Printer, plan: IOPlan) -> tuple[dict[str, Any],
     print_summary(out, report)
     foldable = report.count("foldable")
     left = f"STRICT: {foldable} pairs left to fold in {path}" if foldable else None
-    return report.to_dict(), left
+    return {**report.to_dict(), "left_to_fold": foldable}, left
 
 
 def _dim(pair: PairReport) -> str:

@@ -97,6 +97,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
             if args.strict and strict_line is not None:
                 out.summary(strict_line)
                 left.append(model)
+                report["ok"] = False  # as the exit code says: a gate reading the JSON fails
             if several:
                 release()
     if args.json:
@@ -174,7 +175,9 @@ def _inspect_onnx(
     report.bytes_before = io.model_bytes(path, model)
     print_sites(out, report, str(path), inspect=True)
     left = f"STRICT: {report.remaining} left to fold in {path}; run wnpass fold"
-    return report.to_dict(), (left if report.remaining else None)
+    return {**report.to_dict(), "left_to_fold": report.remaining}, (
+        left if report.remaining else None
+    )
 
 
 def _inspect_model_py(args: argparse.Namespace, path: Path, out: Printer, plan: IOPlan) -> int:
