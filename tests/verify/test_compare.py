@@ -62,7 +62,7 @@ def test_a_map_is_equal_or_not_and_a_missing_sequence_is_named() -> None:
     assert compare_outputs(["m"], [{1: 0.5}], ["m"], [{1: 0.5}])[0].passed
     assert compare_outputs(["m"], [{1: 0.5}], ["m"], [{1: 0.25}])[0].outside == 1
     missing = compare_outputs(["s"], [[np.zeros(1)]], [], [])[0]
-    assert missing.problem == "missing in the candidate" and missing.dtype == "list"
+    assert missing.problem == "missing in the candidate" and missing.dtype == "sequence"
 
 
 def test_outputs_without_elements_compare_nothing_and_fail_together() -> None:
@@ -223,3 +223,22 @@ def test_a_complex_part_beyond_float64_beside_a_nan_part_is_outside() -> None:
         warnings.simplefilter("error")
         row = compare_outputs(["y"], [ref], ["y"], [cand], rtol=1.5, atol=0.0)[0]
     assert not row.passed and row.outside == 1
+
+
+def test_error_sizes_are_measured_or_marked_unmeasured_never_made_up() -> None:
+    """An integer output 36 vs 39 had max_abs 3 beside max_rel 0; a string, an output with
+    no element compared and a missing one had error sizes of 0, read as "no error"; a string
+    was of dtype "object", a sequence against a tensor "a list where the reference has a
+    ndarray"."""
+    ints = compare_outputs(["i"], [np.array([36, 0])], ["i"], [np.array([39, 0])])[0]
+    assert (ints.measured, ints.max_abs, ints.max_rel) == (True, 3.0, 3 / 36)
+    strings = np.array(["a", "b"], object)
+    row = compare_outputs(["s"], [strings], ["s"], [np.array(["a", "c"], object)])[0]
+    assert (row.dtype, row.measured, row.status) == ("string", False, "failed")
+    nan = np.full(2, np.nan, np.float32)
+    row = compare_outputs(["n"], [nan], ["n"], [nan.copy()])[0]
+    assert (row.measured, row.passed, row.status) == (False, True, "not compared")
+    row = compare_outputs(["q"], [[np.zeros(1)]], ["q"], [np.zeros(1)])[0]
+    assert row.problem == "a tensor where the reference has a sequence"
+    row = compare_outputs(["f"], [np.ones(2, np.float32)], ["f"], [np.ones(2, np.float32)])[0]
+    assert (row.measured, row.status) == (True, "passed")

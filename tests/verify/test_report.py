@@ -77,3 +77,22 @@ def test_a_tolerance_is_shown_as_given() -> None:
     ref = np.array([1.0, 2.0], np.float32)
     (c,) = compare_outputs(["y"], [ref], ["y"], [ref], rtol=0.12345678, atol=1.0000001e-5)
     assert comparison_row("cpu/default", c)[-2] == "rtol=0.12345678 atol=1.0000001e-05"
+
+
+def test_the_json_has_each_output_s_status_and_no_made_up_error_size() -> None:
+    """An output with no element compared was "passed": true with max_abs 0.0, as a string
+    output was: both read as "compared, no error"."""
+    y = np.array([1.0, 2.0], np.float32)
+    words = np.array(["a"], object)
+    rows = compare_outputs(
+        ["y", "e", "s"], [y, y[:0], words], ["y", "e", "s"], [y + 1, y[:0], words.copy()]
+    )
+    report = CheckReport("a.onnx", "b.onnx", runs=[ProviderRun("cpu", "default", "ok", rows)])
+    recorded = {c["name"]: c for c in report.to_dict()["runs"][0]["comparisons"]}
+    assert [recorded[n]["status"] for n in "yes"] == ["failed", "not compared", "passed"]
+    assert recorded["y"]["max_abs"] == 1.0
+    for name in "es":
+        sizes = [recorded[name][key] for key in ("max_abs", "max_rel", "scale", "max_scaled")]
+        assert sizes == [None] * 4, name
+    shown = {row[1]: row for row in (comparison_row("cpu", c) for c in rows)}
+    assert shown["e"][3:5] == ("-", "-") and shown["y"][3] != "-"

@@ -94,6 +94,7 @@ class OutputComparison:
     problem: str | None = None  # shape/dtype/NaN mismatch or a missing output
     uncompared: str | None = None  # why not one element was compared (no problem by itself)
     numeric: bool = True  # False: strings or a map, equal or not (no tolerance, no error size)
+    measured: bool = False  # the error sizes were measured (on elements compared by value)
 
     @property
     def exact(self) -> bool:
@@ -103,6 +104,14 @@ class OutputComparison:
     @property
     def passed(self) -> bool:
         return self.problem is None and self.outside == 0
+
+    @property
+    def status(self) -> str:
+        """``passed``, ``failed``, or ``not compared`` (no element could be: no failure by
+        itself, but nothing shown either)."""
+        if not self.passed:
+            return "failed"
+        return "not compared" if self.uncompared else "passed"
 
     def __bool__(self) -> bool:
         return self.passed
@@ -122,20 +131,20 @@ def _compare(
     if ref is None or cand is None:
         return _compare_optionals(name, ref, cand)
     if not isinstance(ref, np.ndarray) or not isinstance(cand, np.ndarray):
-        result = OutputComparison(name, None, type(ref).__name__, None, None, total=1)
+        result = OutputComparison(name, None, _kind(ref), None, None, total=1)
         result.numeric = False
         if type(ref) is not type(cand):
-            result.problem = f"a {type(cand).__name__} where the reference has a {result.dtype}"
+            result.problem = f"a {_kind(cand)} where the reference has a {result.dtype}"
         elif ref != cand:  # a map (ONNX Runtime gives a dict): exact
             result.outside = 1
         return result
     r, a = tolerance_for(ref.dtype, rtol, atol)
-    result = OutputComparison(name, list(ref.shape), str(ref.dtype), r, a, total=int(ref.size))
+    result = OutputComparison(name, list(ref.shape), _dtype(ref), r, a, total=int(ref.size))
     if ref.shape != cand.shape:
         result.problem = f"shape {list(cand.shape)} != reference {list(ref.shape)}"
         return result
     if ref.dtype != cand.dtype:
-        result.problem = f"dtype {cand.dtype} != reference {ref.dtype}"
+        result.problem = f"dtype {_dtype(cand)} != reference {_dtype(ref)}"
         return result
     result.numeric = ref.dtype.kind not in "OSU"  # strings: equal or not, no error size
     if ref.size == 0:
@@ -150,9 +159,11 @@ def _compare(
         # in Python's integers: no numpy type holds every int64/uint64 difference or magnitude
         result.scale = float(max(abs(int(ref.min())), abs(int(ref.max()))))
         if result.outside:
-            pairs = zip(ref[diff].tolist(), cand[diff].tolist(), strict=True)
+            pairs = list(zip(ref[diff].tolist(), cand[diff].tolist(), strict=True))
             result.max_abs = float(max(abs(int(r) - int(c)) for r, c in pairs))
+            result.max_rel = max(_int_rel(int(r), int(c)) for r, c in pairs)
         result.max_scaled = _scaled(result.max_abs, result.scale)
+        result.measured = True
         return result
     # complex numbers as complex: |error| and |reference| over both parts (a float cast
     # would keep the real part alone)
@@ -174,10 +185,37 @@ def _compare(
         result.max_rel = float(rel.max())
         result.scale = float(reference.max())
         result.max_scaled = _scaled(result.max_abs, result.scale)
+        result.measured = True
         result.outside += int(np.count_nonzero(_outside(ref64[both], cand64[both], r, a)))
     elif result.problem is None:  # NaN/Inf alike in both, and nothing else
         result.uncompared = "every element is NaN or Inf in both"
     return result
+
+
+def _int_rel(ref: int, cand: int) -> float:
+    """|cand - ref| / |ref| of two integers, as a float's relative error is taken (a zero
+    reference as the smallest float64): Inf beyond float64."""
+    return abs(cand - ref) / max(float(abs(ref)), _TINY)
+
+
+_TINY = float(np.finfo(np.float64).tiny)
+
+
+def _dtype(array: np.ndarray) -> str:
+    """An array's element type as a model's is named: ``string`` for ONNX Runtime's string
+    tensors (numpy object or unicode arrays)."""
+    return "string" if array.dtype.kind in "OSU" else str(array.dtype)
+
+
+def _kind(value: Any) -> str:
+    """What an output that is not an array is, in ONNX's words."""
+    if isinstance(value, list):
+        return "sequence"
+    if isinstance(value, dict):
+        return "map"
+    if isinstance(value, np.ndarray):
+        return "tensor"
+    return type(value).__name__
 
 
 def _outside(ref: np.ndarray, cand: np.ndarray, rtol: float, atol: float) -> np.ndarray:
@@ -256,6 +294,7 @@ def _compare_sequences(
         if result.problem is None and item.problem is not None:
             result.problem = f"{item.name}: {item.problem}"
     result.max_scaled = _scaled(result.max_abs, result.scale)  # over every item, as one output
+    result.measured = any(item.measured for item in items)
     if all(item.uncompared for item in items):
         result.uncompared = "no element of any item could be compared"
     return result
@@ -295,9 +334,9 @@ def compare_outputs(
         if name not in by_name:
             if isinstance(ref, np.ndarray):
                 r, a = tolerance_for(ref.dtype, rtol, atol)
-                missing = OutputComparison(name, list(ref.shape), str(ref.dtype), r, a)
+                missing = OutputComparison(name, list(ref.shape), _dtype(ref), r, a)
             else:
-                missing = OutputComparison(name, None, type(ref).__name__, None, None)
+                missing = OutputComparison(name, None, _kind(ref), None, None)
             missing.problem = "missing in the candidate"
             results.append(missing)
             continue

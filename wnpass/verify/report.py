@@ -169,9 +169,9 @@ class CheckReport:
             raw["ratio"] = run.ratio
             raw["nothing_compared"] = run.nothing_compared
             for c, rc in zip(run.comparisons, raw["comparisons"], strict=True):
-                rc["passed"], rc["exact"] = c.passed, c.exact
+                _comparison_data(c, rc)
         for c, rc in zip(self.cross_provider, data["cross_provider"], strict=True):
-            rc["passed"], rc["exact"] = c.passed, c.exact
+            _comparison_data(c, rc)
         return data
 
     def write_json(self, path: str | os.PathLike[str], plan: IOPlan | None = None) -> None:
@@ -258,6 +258,15 @@ def _result(c: OutputComparison) -> str:
     return f"not compared: {c.uncompared}" if c.uncompared else "ok"
 
 
+def _comparison_data(c: OutputComparison, data: dict[str, Any]) -> None:
+    """One output's JSON: its status, and error sizes only where they were measured (null for
+    a string, a map, a missing output or one with no element compared: 0 would read as
+    "no error")."""
+    data.update(passed=c.passed, status=c.status, exact=c.exact)
+    if not c.measured:
+        data.update(max_abs=None, max_rel=None, scale=None, max_scaled=None)
+
+
 def comparison_row(where: str, c: OutputComparison) -> tuple[str, ...]:
     """One output's comparison in the columns of ``COMPARISON_COLUMNS``."""
     shape = "x".join(map(str, c.shape)) if c.shape else "-"
@@ -265,8 +274,8 @@ def comparison_row(where: str, c: OutputComparison) -> tuple[str, ...]:
         where,
         c.name,
         shape,
-        shown_error(c.max_abs, c.atol) if c.numeric else "-",
-        f"{c.max_scaled:.3g}" if c.numeric else "-",
+        shown_error(c.max_abs, c.atol) if c.measured else "-",
+        f"{c.max_scaled:.3g}" if c.measured else "-",
         f"{c.outside}/{c.total}",
         _tolerance(c),
         _result(c),
