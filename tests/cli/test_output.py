@@ -53,8 +53,15 @@ def test_no_color_and_dumb_terminals_get_plain_text(
     assert "x" * 300 in terminal.getvalue()
 
 
-def test_a_terminal_gets_a_drawn_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NO_COLOR", raising=False)
+@pytest.mark.parametrize("no_color", [None, ""], ids=["unset", "empty"])
+def test_a_terminal_gets_a_drawn_table(
+    monkeypatch: pytest.MonkeyPatch, no_color: str | None
+) -> None:
+    """An empty NO_COLOR is no request for plain text (no-color.org): it made tables plain."""
+    if no_color is None:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    else:
+        monkeypatch.setenv("NO_COLOR", no_color)
     monkeypatch.setenv("TERM", "xterm")
     terminal = _Terminal()
     Printer(stream=terminal).table("t", ["a"], [["x"]])

@@ -121,6 +121,14 @@ def test_a_cut_off_npz_is_one_line(tmp_path: Path) -> None:
         inputs.load_npz(cut, specs())
 
 
+def test_a_npy_file_is_refused_saying_what_inputs_takes(tmp_path: Path) -> None:
+    """It said "not a readable .npz file (TypeError: 'numpy.ndarray' object does not support
+    the context manager protocol)"."""
+    np.save(tmp_path / "x.npy", np.zeros((2, 4), np.float32))
+    with pytest.raises(InvalidArgumentError, match=r"x\.npy: one array without a name \(a \.npy"):
+        inputs.load_npz(tmp_path / "x.npy", specs())
+
+
 def test_a_fifo_or_a_device_is_refused_without_being_opened(tmp_path: Path) -> None:
     fifo = tmp_path / "inputs.npz"
     os.mkfifo(fifo)  # opening it to read would block until a writer comes: never here

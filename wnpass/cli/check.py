@@ -9,7 +9,7 @@ from typing import Any
 
 from wnpass._deferred import defer_sympy
 from wnpass.cli.options import add_check_options, add_json_option, check_options
-from wnpass.cli.output import Printer
+from wnpass.cli.output import Printer, is_plain_terminal
 from wnpass.cli.render import print_check
 from wnpass.plan import IOPlan
 
@@ -43,14 +43,15 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
 
 class progress_bar:
-    """A progress bar on stderr for the timed runs, shown only on a terminal."""
+    """A progress bar on stderr for the timed runs, shown only on a terminal that is not
+    plain (:func:`~wnpass.cli.output.is_plain_terminal`: NO_COLOR, TERM=dumb)."""
 
     def __enter__(self) -> Any:
         from rich.console import Console
         from rich.progress import Progress
 
         self._bar = Progress(
-            console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty()
+            console=Console(stderr=True), transient=True, disable=is_plain_terminal(sys.stderr)
         )
         self._bar.__enter__()
         tasks: dict[str, Any] = {}

@@ -21,8 +21,13 @@ __all__ = ["Printer", "is_plain_terminal"]
 
 
 def is_plain_terminal(stream: TextIO) -> bool:
-    """True where output should be plain text: not a terminal, NO_COLOR, or TERM=dumb."""
-    return not stream.isatty() or "NO_COLOR" in os.environ or os.environ.get("TERM", "") == "dumb"
+    """True where output should be plain text: not a terminal, NO_COLOR set to anything but
+    the empty string (no-color.org), or TERM=dumb."""
+    return (
+        not stream.isatty()
+        or bool(os.environ.get("NO_COLOR"))
+        or os.environ.get("TERM", "") == "dumb"
+    )
 
 
 class Printer:

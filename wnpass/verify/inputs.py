@@ -289,9 +289,18 @@ def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
     if (problem := not_readable(path)) is not None:  # a FIFO would block the read
         raise InvalidArgumentError(f"{path}: {problem}", parameter="inputs")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):  # a .npy file: one array, no names
+            raise InvalidArgumentError(
+                f"{path}: one array without a name (a .npy file); --inputs takes an .npz with "
+                "an array per model input, by its name (numpy.savez(path, name=array))",
+                parameter="inputs",
+            )
+        with loaded as data:
             members = {name: data[name] for name in data.files}
             names_read = list(data.files)
+    except InvalidArgumentError:
+        raise
     except Exception as error:  # a cut-off zip, a bad member: whatever the file is, not .npz
         raise InvalidArgumentError(
             f"{path}: not a readable .npz file{_unreadable(error)}", parameter="inputs"
