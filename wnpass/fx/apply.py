@@ -8,9 +8,9 @@ the state dict gets the standard ``parametrizations.<name>.original0`` (``g``, o
 unit, size 1 on every other axis) and ``original1`` (``v``) keys, and
 ``torch.nn.utils.parametrize.remove_parametrizations`` undoes it. ``init="keep"`` sets
 ``g = ||w||`` and ``v = w`` (PyTorch's ``right_inverse``), so the model computes what it did up to
-float rounding; on example inputs that is checked against ``KEEP_RTOL`` (both forwards from
-the same random-number state, each on its own copy of the inputs: see
-:mod:`wnpass.fx.forward`). ``init="data"`` runs the
+float rounding; on example inputs the whole result is checked against ``KEEP_RTOL``
+(:mod:`wnpass.fx.compare`; both forwards from the same random-number state, each on its own
+copy of the inputs: see :mod:`wnpass.fx.forward`). ``init="data"`` runs the
 paper's data-dependent init (:func:`wnpass.fx.data_init.data_init`) on the example inputs, of
 the weights normed now and of those normed before that ``include``/``exclude`` select (the
 others keep their values); when it initializes no layer, nothing was written and the outputs
