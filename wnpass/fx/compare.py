@@ -132,8 +132,9 @@ def output_changes(after: Sequence[Leaf], before: Sequence[Leaf], rtol: float) -
 
 
 def _structure_change(after: list[str], before: list[str]) -> str:
-    gone = [path for path in before if path not in set(after)]
-    new = [path for path in after if path not in set(before)]
+    after_set, before_set = set(after), set(before)
+    gone = [path for path in before if path not in after_set]
+    new = [path for path in after if path not in before_set]
     if gone or new:
         parts = ([f"no {', '.join(gone[:_NAMED])}"] if gone else []) + (
             [f"{', '.join(new[:_NAMED])} new"] if new else []
@@ -142,10 +143,17 @@ def _structure_change(after: list[str], before: list[str]) -> str:
     return "the forward's result holds its parts in another order"
 
 
+def _dtype(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return "x".join(str(n) for n in tensor.shape) or "scalar"
+
+
 def _kind(value: Any) -> str:
     if isinstance(value, torch.Tensor):
-        shape = "x".join(str(n) for n in value.shape) or "scalar"
-        return f"{str(value.dtype).removeprefix('torch.')} {shape}"
+        return f"{_dtype(value)} {_shape(value)}"
     return type(value).__name__
 
 
@@ -165,9 +173,9 @@ def _leaf_error(a: Any, b: Any) -> tuple[float | None, str]:
 
 def _tensor_error(a: torch.Tensor, b: torch.Tensor) -> tuple[float | None, str]:
     if a.dtype != b.dtype:
-        return math.inf, f"dtype {str(a.dtype).removeprefix('torch.')} now"
+        return math.inf, f"dtype {_dtype(a)} now"
     if a.shape != b.shape:
-        return math.inf, f"shape {_kind(a).split()[1]} now"
+        return math.inf, f"shape {_shape(a)} now"
     if b.is_complex():  # each element as its real and imaginary parts
         a, b = torch.view_as_real(a.resolve_conj()), torch.view_as_real(b.resolve_conj())
     if not b.is_floating_point():
