@@ -99,7 +99,7 @@ def test_every_part_of_the_result_is_compared(
     report = fold_checkpoint(ckpt, check_model=model_py)
     assert report.check is not None and bool(report.check) is passes
     rows = {row.name: row for row in report.check.outputs}
-    assert list(rows) == ["output[0].y", "output[1]"] and rows["output[1]"].dtype == "float64"
+    assert list(rows) == ["output[0].y", "output[1]"] and rows["output[1]"].dtype == "float"
     assert all(row.ok is passes for row in rows.values())
 
 
@@ -370,3 +370,36 @@ def test_a_check_of_no_folded_pair_compared_nothing(
     assert report.check is not None and not report.check and not report.published
     assert report.check.vacuous() == f"nothing compared: {why}"
     assert report.to_dict()["check"]["ok"] is False
+
+
+def test_a_python_float_is_held_to_the_models_tolerance_and_objects_are_named(
+    tmp_path: Path,
+) -> None:
+    """A loss's ``.item()`` was held to float64's tolerance (rtol 1e-9), which the float32
+    rounding of a correct fold exceeds; a logger in the result was walked into the logging
+    system and an expanded view cloned in full."""
+    model_py = tmp_path / "model.py"
+    model_py.write_text(
+        "import logging, torch\nfrom torch import nn\n\n"
+        "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.a, self.b = nn.Linear(64, 64), nn.Linear(64, 64)\n\n"
+        "    def forward(self, x):\n        y = self.b(torch.tanh(self.a(x)))\n"
+        "        return y, y.square().sum().item(), logging.getLogger('m'), y[0].expand(9, 64)\n\n"
+        "def build_model():\n    return Net()\n\n"
+        "def example_inputs():\n"
+        "    return (torch.randn(16, 64, generator=torch.Generator().manual_seed(1)),)\n"
+    )
+    torch.manual_seed(0)
+    model, _ = load_model_py(model_py)
+    for name in ("a", "b"):
+        weight_norm(model.get_submodule(name), "weight")
+    torch.save(model.state_dict(), ckpt := tmp_path / "ckpt.pt")
+    report = fold_checkpoint(ckpt, check_model=model_py)
+    assert report and report.check is not None and report.published
+    rows = {row.name: row for row in report.check.outputs}
+    assert list(rows) == ["output[0]", "output[1]", "output[2]", "output[3]"]
+    assert (rows["output[1]"].dtype, rows["output[1]"].rtol) == ("float", 1e-4)
+    assert rows["output[2]"].uncompared == (
+        "Logger: a standard-library object without equality of its own"
+    )
+    assert rows["output[3]"].total == 9 * 64 and rows["output[3]"].outside == 0

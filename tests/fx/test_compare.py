@@ -3,15 +3,26 @@ it is not a float."""
 
 from __future__ import annotations
 
+import array
+import collections
 import dataclasses
+import decimal
+import fractions
+import logging
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
 import torch
 
-from wnpass.fx.compare import MAX_DEPTH, max_rel_error, output_changes, result_leaves
+from wnpass.fx.compare import (
+    SCALE_FLOOR,
+    max_rel_error,
+    output_changes,
+    result_leaves,
+    uncompared,
+)
 
 NAN, INF = float("nan"), float("inf")
 
@@ -101,16 +112,17 @@ def test_a_float_is_compared_within_the_tolerance_and_a_cache_by_its_tensors() -
     assert _changes(Out(y, [Cache(y), 0.5 + 1e-12]), before) == ""
 
 
-def test_a_result_nested_too_deep_is_a_difference_not_left_out() -> None:
+def test_a_result_nested_deeper_than_python_recurses_is_compared_whole() -> None:
+    """A depth limit made identical results differ (and named an internal class)."""
+
     def nested(value: Any) -> Any:
-        for _ in range(MAX_DEPTH + 2):
+        for _ in range(5000):  # past Python's recursion limit
             value = [value]
         return value
 
-    assert _changes(nested(y), nested(y)).endswith(
-        f"containers nested deeper than {MAX_DEPTH} before, containers nested deeper than "
-        f"{MAX_DEPTH} now"
-    )
+    assert _changes(nested(y), nested(y)) == ""
+    assert _error(nested(y), nested(y)) == 0.0
+    assert _changes(nested(y + 1), nested(y)).startswith("output" + "[0]" * 5000 + " (float32 3)")
 
 
 def test_a_buffer_the_forward_changes_in_place_is_compared_as_it_was() -> None:
@@ -144,3 +156,176 @@ def test_changed_outputs_are_named_with_how_they_changed() -> None:
         "output[0] (float32 2x3): shape 3x2 now; output[1] (float32 2x3): shape 3x2 now; "
         "output[2] (float32 2x3): shape 3x2 now; 2 more"
     )
+
+
+class _Slotted:
+    __slots__ = ("__hidden", "t")
+
+    def __init__(self, t: torch.Tensor) -> None:
+        self.t, self.__hidden = t, t
+
+
+@dataclasses.dataclass
+class _Out:
+    y: torch.Tensor
+
+
+def _with_extra(extra: torch.Tensor) -> _Out:
+    out = _Out(y)
+    out.extra = extra  # type: ignore[attr-defined]  # an attribute that is not a field
+    return out
+
+
+class _NT(NamedTuple):
+    a: Any
+    b: Any
+
+
+class _NT2(NamedTuple):
+    a: Any
+    b: Any
+
+
+@pytest.mark.parametrize(
+    ("after", "before", "change"),
+    [
+        (_Slotted(2 * y), _Slotted(y), "output._Slotted__hidden (float32 3): max relative"),
+        (_with_extra(2 * y), _with_extra(y), "output.extra (float32 3)"),
+        (np.float32(6.0), np.float32(1.0), "output (float32 scalar): max relative"),
+        (np.int64(3), np.int64(4), "output (int64 scalar): 1 of 1 values differ"),
+        (np.bool_(True), np.bool_(False), "output (bool scalar)"),
+        (collections.deque([2 * y]), collections.deque([y]), "output[0] (float32 3)"),
+        (range(3), range(4), "output (range): range(0, 4) before, range(0, 3) now"),
+        (array.array("f", [1, 2]), array.array("f", [1, 3]), "output (float32 2): max rel"),
+        (bytearray(b"a"), bytearray(b"b"), "bytearray(b'b') before, bytearray(b'a') now"),
+        (fractions.Fraction(1, 3), fractions.Fraction(1, 4), "Fraction(1, 4) before"),
+        (decimal.Decimal(1), decimal.Decimal(2), "Decimal('2') before, Decimal('1') now"),
+        ((y, torch.float64), (y, torch.float32), "torch.float32 before, torch.float64 now"),
+        ((y, torch.device("meta")), (y, torch.device("cpu")), "output[1] (device)"),
+        ((y, slice(0, 2)), (y, slice(0, 3)), "slice(0, 3, None) before"),
+        ([y], (y,), "output (tuple): tuple of 1 before, list of 1 now"),
+        ({0: y}, [y], "output (list): list of 1 before, dict of 1 now"),
+        (_NT2(y, y), _NT(y, y), "output (_NT): _NT of 2 before, _NT2 of 2 now"),
+        ((y,), (y, []), "the forward's result changed: no output[1]"),
+        ((y, {}), (y, []), "output[1] (list): list of 0 before, dict of 0 now"),
+        ({"a": y, "extra": {}}, {"a": y}, "output['extra'] new"),
+        (frozenset([1]), {1}, "output (set): {1} before, frozenset({1}) now"),
+        ({True}, {1}, "output (set): {1} before, {True} now"),
+        (np.array([1, "x"], dtype=object), np.array([1, "y"], dtype=object), "output[1] (str)"),
+        (np.ma.array([1.0, 2.0], mask=[False, True]), np.ma.array([1.0, 2.0]), "output.mask"),
+        (np.array(["a", "c"]), np.array(["a", "b"]), "array(['a', 'b'], dtype='<U1') before"),
+        (y.to_sparse() * 2, y.to_sparse(), "output.values() (float32 2): max relative"),
+        (y[None].to_sparse_csr(), y[None].to_sparse(), "output (sparse_coo float32 tensor)"),
+        ((2 * y).unsqueeze(0).to_sparse_csr(), y.unsqueeze(0).to_sparse_csr(), ".values()"),
+        (torch.quantize_per_tensor(2 * y, 0.1, 0, torch.qint8),
+         torch.quantize_per_tensor(y, 0.1, 0, torch.qint8), "output.dequantize() (float32 3)"),
+    ],
+)  # fmt: skip
+def test_no_kind_of_part_is_passed_over(after: Any, before: Any, change: str) -> None:
+    """Slotted objects were compared by type only, NumPy scalars and deques were not read,
+    values of other types (range, Fraction, torch.dtype, ...) passed whatever they were, and
+    containers left no leaf of their own: an empty part dropped, a tuple become a list, passed
+    as "equivalent"."""
+    assert change in _changes(after, before)
+    assert _error(after, before) > 1e-5
+    assert _changes(before, before) == "" and _changes(after, after) == ""
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: np.array(["a", "b"]),
+        lambda: np.array(["2020-01-01", "NaT"], dtype="datetime64[D]"),
+        lambda: np.zeros(2, dtype=[("a", "f4"), ("b", "i4")]),
+        lambda: np.arange(3, dtype=">f4"),  # big-endian
+        lambda: torch.nested.nested_tensor([y, y[:2]]),
+        lambda: torch.nested.nested_tensor([y, y[:2]], layout=torch.jagged),
+        lambda: torch.empty(3, device="meta"),
+        lambda: y[None].to_sparse_csr(),
+    ],
+    ids=["str", "datetime", "structured", "big-endian", "nested", "jagged", "meta",
+         "csr"],
+)  # fmt: skip
+def test_results_of_every_kind_are_read_and_equal_to_themselves(make: Any) -> None:
+    """Each was an internal error (torch.from_numpy, a NestedTensor's sizes, Tensor.item() on
+    meta), or a false difference (a jagged tensor's symbolic sizes differ in each copy)."""
+    assert _changes(make(), make()) == ""
+    error = _error(make(), make())  # NaN for the meta tensor: no value to compare
+    assert error == 0.0 or math.isnan(error)
+
+
+def test_a_changed_part_inside_a_structured_or_nested_result_is_named() -> None:
+    records = np.zeros(2, dtype=[("a", "f4"), ("b", "i4")])
+    changed = records.copy()
+    changed["b"][1] = 7
+    assert _changes(changed, records) == "output['b'] (int32 2): 1 of 2 values differ"
+    nested = torch.nested.nested_tensor([y, y[:2]], layout=torch.jagged)
+    assert _changes(nested * 2, nested).startswith("output.unbind()[0] (float32 3): max rel")
+
+
+def test_an_expanded_view_is_copied_as_the_elements_it_expands() -> None:
+    """``y[0].expand(40000, 40000)`` was cloned to 6.4 GB to be compared."""
+    view = y[1].expand(40000, 40000)
+    ((_, leaf),) = result_leaves(view)
+    assert leaf.untyped_storage().nbytes() == 4 and leaf.shape == view.shape
+    assert _changes(view, view) == ""
+    ints = torch.arange(3)
+    assert _changes(ints[2].expand(40000, 40000), ints[1].expand(40000, 40000)) == (
+        "output (int64 40000x40000): 1600000000 of 1600000000 values differ"
+    )
+    small = y[1].expand(300, 400)
+    other = torch.cat([small[:299], y[2].expand(1, 400)])  # one row differs: not expanded
+    assert _changes(other, small) == (
+        "output (float32 300x400): max relative difference 1.00e+00 > tolerance 1e-05"
+    )
+
+
+def test_a_statistic_near_zero_is_judged_against_the_floor_not_its_own_scale() -> None:
+    """The mean of a normalized activation, ~1e-9, differs by rounding ~1e-8: 0.56 relative to
+    itself, which failed an equivalent rewrite."""
+    assert _error((y, 1e-9 + 5e-9), (y, 1e-9)) == pytest.approx(5e-9 / SCALE_FLOOR)
+    assert _changes((y, torch.tensor(3e-9)), (y, torch.tensor(1e-9))) == ""
+    assert "max relative difference" in _changes((y, 0.02), (y, 0.01))  # 0.1 relative: caught
+
+
+def test_a_complex_number_is_compared_within_the_tolerance() -> None:
+    """A Python complex (``.item()`` of a complex tensor) was compared exactly."""
+    assert _changes(complex(2.0 * (1 + 1e-12), 1.0), complex(2.0, 1.0)) == ""
+    assert "max relative difference" in _changes(complex(2.0, 1.5), complex(2.0, 1.0))
+
+
+class _Result:
+    def __init__(self, **parts: Any) -> None:
+        self.__dict__.update(parts)
+
+
+def test_what_is_not_read_into_is_named_not_compared() -> None:
+    """A logger in the result was walked into the logging system (its cache changed between
+    the forwards: a false difference); an array namespace (``self.xp = np``) into NumPy's
+    whole module tree (minutes); a set of tensors in their id order."""
+    log = logging.getLogger("wnpass.tests.compare")
+    before = _Result(y=y, log=log, xp=np, f=y.sum, s={y[0] * 1, y[1] * 1})
+    leaves = result_leaves(before)
+    logging.getLogger("wnpass.tests.compare.child").info("a new logger: its parent's cache")
+    after = result_leaves(_Result(y=y, log=log, xp=np, f=y.sum, s={y[1] * 1, y[0] * 1}))
+    assert output_changes(after, leaves, 1e-5) == "" and max_rel_error(after, leaves) == 0.0
+    assert len(leaves) == 6  # the object, y and the four named below
+    assert uncompared(leaves) == (
+        "output.log (Logger: a standard-library object without equality of its own); "
+        "output.xp (module: code, not a value); "
+        "output.f (builtin_function_or_method: code, not a value); 1 more"
+    )
+    assert "output.s (set: its elements have no order to be paired in)" in uncompared([leaves[-1]])
+    assert uncompared(result_leaves((y, [y]))) == ""
+
+
+def test_an_object_met_twice_is_compared_as_where_it_was_met_first() -> None:
+    shared: dict[str, Any] = {"k": y}
+    cycle: list[Any] = [y]
+    cycle.append(cycle)
+    assert _changes((shared, shared), (shared, shared)) == ""
+    assert _changes(cycle, cycle) == ""
+    assert _changes((shared, dict(shared)), (shared, shared)) == (
+        "the forward's result changed: output[1]['k'] new"
+    )
+    assert _changes((y, y), (y, y * 1)) == ""  # a tensor: at each of its paths

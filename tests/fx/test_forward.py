@@ -3,8 +3,10 @@ forward has its own copy of the inputs, and its errors (sys.exit() too) are the 
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -133,3 +135,17 @@ def test_replayed_forwards_draw_the_same_numbers_and_leave_the_callers_alone() -
     with snapshot.replayed():
         second = torch.randn(5)
     assert torch.equal(first, second) and torch.equal(torch.get_rng_state(), state)
+
+
+def test_pythons_and_numpys_random_numbers_are_replayed_too() -> None:
+    """A forward drawing from ``random`` or ``np.random`` drew other numbers before and after
+    the rewrite, though the README says the forwards compared draw the same ones."""
+    snapshot = RngSnapshot.take(nn.Linear(2, 2), None)
+    python, numpy = random.getstate(), np.random.get_state()
+    with snapshot.replayed():
+        first = (random.random(), np.random.rand())
+    with snapshot.replayed():
+        second = (random.random(), np.random.rand())
+    assert first == second
+    assert random.getstate() == python
+    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), numpy, strict=True))

@@ -15,7 +15,8 @@ from tests.fx.helpers import Functional
 from tests.fx.standins import Conv1D, Looped, TinyGPT
 from wnpass import WnpassError, apply_weight_norm
 from wnpass.fx.analyse import UnknownLayerTypeError, analyse_sites, layer_type
-from wnpass.fx.forward import ForwardFailedError, output_tensors
+from wnpass.fx.compare import result_tensors
+from wnpass.fx.forward import ForwardFailedError
 from wnpass.fx.report import ParamSite
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -173,7 +174,7 @@ def test_gpt2_like_model_conv1d_tied_head_cache_and_control_flow() -> None:
     a cache object, a dict-like output and value-dependent control flow change nothing."""
     torch.manual_seed(0)
     model, ids = TinyGPT(), torch.randint(0, 16, (2, 5))
-    before = output_tensors(model.eval()(ids))
+    before = result_tensors(model.eval()(ids))
     assert len(before) == 4  # logits, two cached keys, the dataclass's hidden
     model.train()
     report = apply_weight_norm(model, {"input_ids": ids})
@@ -185,7 +186,7 @@ def test_gpt2_like_model_conv1d_tied_head_cache_and_control_flow() -> None:
     assert "tied weight (also lm_head.weight)" in (sites["wte.weight"].reason or "")
     assert model.lm_head.weight is model.wte.weight and model.training
     assert report.traced_with == "observed" and report.equivalent and report.status == "ok"
-    after = output_tensors(model.eval()(ids))
+    after = result_tensors(model.eval()(ids))
     assert all(
         torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(after, before, strict=True)
     )

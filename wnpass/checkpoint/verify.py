@@ -94,46 +94,59 @@ def _run(model: Any, inputs: Batch, model_py: Path, rng: RngSnapshot) -> list[tu
 
     try:
         with rng.replayed():
-            leaves = result_leaves(call_model(model, inputs))
-
+            return result_leaves(call_model(model, inputs))
     except ForwardFailedError as error:
         cause = error.__cause__ if error.__cause__ is not None else error
         raise InvalidArgumentError(
             f"{model_py}: forward {what_it_did(cause)}", parameter="check_model"
         ) from None
-    # a Python number is compared as a 0-d tensor of its kind: a float (a loss's .item())
-    # within the float64 tolerance, an int or bool exactly
-    return [(path, _number_as_tensor(leaf)) for path, leaf in leaves]
 
 
-def _number_as_tensor(leaf: Any) -> Any:
-    """A Python float, int or bool as a 0-d float64, int64 or bool tensor; anything else (an
-    int beyond int64 too, compared by value) as it is."""
-    import torch
-
-    kinds = {float: torch.float64, int: torch.int64, bool: torch.bool}
-    if type(leaf) not in kinds:
-        return leaf
-    try:
-        return torch.tensor(leaf, dtype=kinds[type(leaf)])
-    except (OverflowError, RuntimeError, ValueError):  # 2**70: "Overflow when unpacking long"
-        return leaf
+def _number_dtypes(model: Any) -> dict[type, str]:
+    """The dtype whose tolerance a Python float or complex number the forward returns is held
+    to: the model's own float dtype's (a float is most often a tensor's ``.item()``; float64's
+    tolerance would fail its float32 rounding), float32's for a model without floats."""
+    floats = [p.dtype for p in model.parameters() if p.is_floating_point()]
+    name = str(floats[0]).removeprefix("torch.") if floats else "float32"
+    return {float: name, complex: "complex128" if name == "float64" else "complex64"}
 
 
-def _row(name: str, ref: Any, cand: Any, rtol: float | None, atol: float | None) -> OutputRow:
+def _row(
+    name: str,
+    ref: Any,
+    cand: Any,
+    rtol: float | None,
+    atol: float | None,
+    held_as: str | None = None,
+) -> OutputRow:
+    """``cand`` against ``ref``, tensors, with the tolerance of their dtype (``held_as``'s
+    where given) as check has it (integers and bools: exact)."""
+    from wnpass.fx.compare import same_strides_compacted
+
     dtype = str(ref.dtype).removeprefix("torch.")
-    # the tolerance of the output's own dtype, as check has it (integers and bools: exact)
-    exact, (rtol, atol) = is_exact(kind := _numpy_dtype(dtype)), tolerance_for(kind, rtol, atol)
+    kind = _numpy_dtype(held_as or dtype)
+    exact, (rtol, atol) = is_exact(kind), tolerance_for(kind, rtol, atol)
     row = OutputRow(name, list(ref.shape), dtype, 0.0, 0.0, 0, int(ref.numel()), rtol, atol)
     if ref.shape != cand.shape or ref.dtype != cand.dtype:
         row.problem = f"{list(cand.shape)} {cand.dtype} != reference {list(ref.shape)} {dtype}"
         return row
-    # floats in float64 with that tolerance (check's element rule); the rest as they are
-    r, c = ((t.detach() if exact else t.detach().double()).numpy() for t in (ref, cand))
+    # floats in float64 (complex128) with that tolerance (check's element rule); the rest as
+    # they are; an axis both expand (stride 0) once
+    cand, ref, factor = same_strides_compacted(cand, ref)
+    r, c = (_as_compared(t, exact).numpy() for t in (ref, cand))
     (result,) = compare_outputs([name], [r], [name], [c], rtol=rtol, atol=atol)
-    row.problem, row.outside, row.uncompared = result.problem, result.outside, result.uncompared
-    row.max_abs, row.max_rel = result.max_abs, result.max_rel
+    row.problem, row.uncompared = result.problem, result.uncompared
+    row.outside, row.max_abs, row.max_rel = result.outside * factor, result.max_abs, result.max_rel
     return row
+
+
+def _as_compared(tensor: Any, exact: bool) -> Any:
+    import torch
+
+    tensor = tensor.detach().cpu().resolve_conj().resolve_neg()
+    if exact:
+        return tensor
+    return tensor.to(torch.complex128 if tensor.is_complex() else torch.float64)
 
 
 def _numpy_dtype(name: str) -> np.dtype:
@@ -271,6 +284,7 @@ def _compare(
     (a folded state dict that does not load strictly is one failed row)."""
     import torch
 
+    from wnpass.fx.compare import kind_of
     from wnpass.fx.forward import RngSnapshot, as_batch
 
     try:
@@ -283,32 +297,44 @@ def _compare(
     rng = RngSnapshot.take(reference, batch)
     ref_out = _run(reference, batch, model_py, rng)
     cand_out = dict(_run(candidate, batch, model_py, rng))
+    numbers = _number_dtypes(reference)
     rows = []
     for name, ref in ref_out:
         cand = cand_out.pop(name, _MISSING)
-        if isinstance(ref, torch.Tensor) and isinstance(cand, torch.Tensor):
+        if type(ref) is type(cand) and type(ref) in numbers:  # a Python float or complex
+            wide = torch.float64 if type(ref) is float else torch.complex128
+            r, c = torch.tensor(ref, dtype=wide), torch.tensor(cand, dtype=wide)
+            rows.append(_row(name, r, c, rtol, atol, held_as=numbers[type(ref)]))
+            rows[-1].dtype = type(ref).__name__
+        elif isinstance(ref, torch.Tensor) and isinstance(cand, torch.Tensor):
             rows.append(_row(name, ref, cand, rtol, atol))
-            continue
-        shape = list(ref.shape) if isinstance(ref, torch.Tensor) else None
-        row = OutputRow(name, shape, _kind(ref), 0.0, 0.0, 0, 1, None, None)
-        if cand is _MISSING:
-            row.problem = "missing"
-        elif type(cand) is not type(ref) or cand != ref:
-            row.problem = f"{cand!r} != reference {ref!r}"
-        rows.append(row)
+        elif other := _other_row(name, ref, cand):
+            rows.append(other)
     for name, cand in cand_out.items():  # parts only the folded model's result has
-        row = OutputRow(name, None, _kind(cand), 0.0, 0.0, 0, 0, None, None)
+        row = OutputRow(name, None, kind_of(cand), 0.0, 0.0, 0, 0, None, None)
         row.problem = "not in the reference's result"
         rows.append(row)
     return rows
 
 
-_MISSING = object()
-
-
-def _kind(value: Any) -> str:
+def _other_row(name: str, ref: Any, cand: Any) -> OutputRow | None:
+    """A row for a leaf that is no tensor or number: a value compared exactly, a part not
+    compared, or a container (a row only where it changed)."""
     import torch
 
-    if isinstance(value, torch.Tensor):
-        return str(value.dtype).removeprefix("torch.")
-    return type(value).__name__
+    from wnpass.fx.compare import is_shape, kind_of, leaf_difference, why_uncompared
+
+    shape = list(ref.shape) if isinstance(ref, torch.Tensor) else None
+    row = OutputRow(name, shape, kind_of(ref), 0.0, 0.0, 0, 1, None, None)
+    if cand is _MISSING:
+        row.problem = "missing"
+    elif difference := leaf_difference(cand, ref):
+        row.problem = difference
+    elif why := why_uncompared(ref):
+        row.uncompared, row.total = why, 0
+    elif is_shape(ref):
+        return None
+    return row
+
+
+_MISSING = object()

@@ -44,7 +44,14 @@ from wnpass.fx.analyse import (
     selected_out,
 )
 from wnpass.fx.arguments import require_choice, require_flag, require_module, require_values
-from wnpass.fx.compare import Leaf, max_rel_error, output_changes, result_leaves
+from wnpass.fx.compare import (
+    Leaf,
+    max_rel_error,
+    output_changes,
+    result_leaves,
+    result_tensors,
+    uncompared,
+)
 from wnpass.fx.data_init import data_init
 from wnpass.fx.forward import (
     Batch,
@@ -53,7 +60,6 @@ from wnpass.fx.forward import (
     call_model,
     cloned,
     evaluating,
-    output_tensors,
 )
 from wnpass.fx.mean_only_bn import replace_batch_norm
 from wnpass.fx.register import register_weight_norm
@@ -104,7 +110,7 @@ def _compared_forward(
     dtypes: set[torch.dtype] = set()
 
     def record(module: nn.Module, args: Any, output: Any) -> None:
-        dtypes.update(tensor.dtype for tensor in output_tensors(output))
+        dtypes.update(tensor.dtype for tensor in result_tensors(output))
 
     hook = nn.modules.module.register_module_forward_hook(record)
     try:
@@ -239,6 +245,8 @@ class ApplyWeightNormPass:
                     report.max_rel_error = max_rel_error(after, before)
                     report.rtol = _tolerance(model, dtypes)
                     report.changes = output_changes(after, before, report.rtol) or None
+                    if parts := uncompared(before):
+                        report.notes.append(f"not compared: {parts}")
         report.seconds = time.perf_counter() - start
         logger.info(
             "apply weight norm: %d applied, %d skipped (%s)", report.applied, report.skipped, mode

@@ -1,109 +1,363 @@
 """Compare what a forward returned before a rewrite with what it returns after.
 
-A forward's result is read as its leaves, each with its path in the result (``output``,
-``output[1]``, ``output['logits']``, ``output.past[0]``): tensors and plain values (numbers,
-strings, None), through tuples, lists, dicts, dataclasses and objects' attributes (a cache
-object's tensors). The results match when they have the same paths, each tensor the same dtype
-and shape with values within the tolerance (:func:`max_rel_error`), and each plain value the
-same type and value (a float within the tolerance, as a 0-d tensor; a NumPy array as a
-tensor). Nothing is left out: a tensor returned twice is a leaf at each of its paths, a leaf
-of a type wnpass cannot read into (a function, a slotted object) is compared by its type, and
-a result nested deeper than :data:`MAX_DEPTH` is a difference.
+A forward's result is read as its leaves, each at its path in the result, written as the
+Python that reads it (``output``, ``output[1]``, ``output['logits']``, ``output.past[0].k``):
+
+- numbers: a tensor (copied as it is when read: a buffer the forward returns and changes in
+  place on its next run stays what it was), a NumPy array or scalar of numbers, an
+  ``array.array``, a Python float or complex number: within a tolerance
+  (:func:`max_rel_error`). A sparse tensor is its layout and shape, its coalesced
+  ``indices()`` (exactly: where the nonzeros are) and ``values()``; a nested tensor its
+  ``unbind()``; a quantized one its ``dequantize()``; a meta tensor, which has no values, its
+  dtype and shape;
+- values, by type and equality: ints, bools, strings, bytes, None; values of types with their
+  own equality (Fraction, Decimal, datetime, UUID, a path, a range, torch.dtype); a set of
+  such values; a NumPy array of strings, dates or bytes;
+- the result's shape: each container (tuple, list, dict, deque, namedtuple, dataclass, an
+  object whose attributes are read) is a leaf of its type and size, so a part added, dropped
+  or reordered, an empty part, a list where there was a tuple, is a difference. An object
+  met a second time (a cycle, or one object at two paths) is a leaf naming where it was
+  first met; a tensor is not (weight norm computes a weight anew at each read, so a weight
+  returned twice is two tensors after the rewrite): it is a leaf at each of its paths.
+
+Objects are read through their attributes (``__dict__`` and ``__slots__``) where their
+class is defined outside Python's standard library (a transformers cache, a distribution, a
+result class of the user's), and in a namespace. What is not read is not compared and is
+named (:func:`uncompared`): a module, a function, a generator (reading it would use it up),
+a set of tensors (it has no order to pair them in), and the standard library's objects
+without equality of their own (a logger's state is the logging system's, not the model's).
+The walk visits each object once, so its time and memory follow the size of the result.
 """
 
 from __future__ import annotations
 
+import argparse
+import array
+import copy
 import dataclasses
+import enum
 import math
-from collections.abc import Mapping, Sequence
+import sys
+import types
+from collections.abc import Iterator, Mapping, Sequence, Set
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["MAX_DEPTH", "Leaf", "max_rel_error", "output_changes", "result_leaves"]
+__all__ = [
+    "SCALE_FLOOR",
+    "Leaf",
+    "is_shape",
+    "kind_of",
+    "leaf_difference",
+    "max_rel_error",
+    "output_changes",
+    "result_leaves",
+    "result_tensors",
+    "same_strides_compacted",
+    "uncompared",
+    "why_uncompared",
+]
 
-MAX_DEPTH = 16  # containers followed into a result
+# A float leaf is judged relative to its largest magnitude, or to SCALE_FLOOR where that is
+# smaller. A statistic near zero (the mean of a normalized activation, ~1e-9) carries the
+# rounding of its unit-sized terms, ~1e-7 absolute, which is far from small relative to
+# itself. 0.1 is the ratio of check's float32 tolerances (atol 1e-5 to rtol 1e-4): with
+# apply's 1e-5, differences below 1e-6 pass anywhere.
+SCALE_FLOOR = 0.1
 _NAMED = 3  # changed leaves a report names; the rest are counted
+_REPR = 60  # characters of a value shown in a message
 
-Leaf = tuple[str, Any]  # (its path in the result, a tensor or a plain value)
+Leaf = tuple[str, Any]  # (its path in the result, what is compared there)
 
-_PLAIN = (type(None), bool, int, float, complex, str, bytes)
+_SPARSE = {torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc}
+_STDLIB = sys.stdlib_module_names | {"builtins"}
+_NAMESPACES = (types.SimpleNamespace, argparse.Namespace)
+_VALUES: tuple[type, ...] = (type(None), bool, int, float, complex, str, bytes, range)
+_VALUES += (enum.Enum, torch.dtype, torch.device)
+_NOT_READ = (types.ModuleType, type, nn.Module, types.GeneratorType, types.CoroutineType)
 
 
-class _TooDeep:
-    """The leaf at a path nested deeper than MAX_DEPTH: never equal to anything."""
+@dataclasses.dataclass(frozen=True)
+class _Shape:
+    """A container of the result (or a tensor's form): equal when of the same kind and size."""
 
-    def __repr__(self) -> str:
-        return f"containers nested deeper than {MAX_DEPTH}"
+    kind: str  # "tuple", "dict", "Cache", "sparse_csr tensor", ...
+    size: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.size}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Alias:
+    """An object met before in the walk, at ``path``."""
+
+    path: str
+
+    def __str__(self) -> str:
+        return f"the object at {self.path}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Values:
+    """A value compared by type and equality where Python's own ``==`` would not do: a set
+    (``{True} == {1}``), a NumPy array of strings, dates or bytes (its bytes)."""
+
+    kind: str
+    value: Any
+    shown: str = dataclasses.field(compare=False)
+
+    def __str__(self) -> str:
+        return _short(self.shown)
 
 
 @dataclasses.dataclass(frozen=True)
 class _Opaque:
-    """A leaf of a type wnpass cannot read into (a function, a slotted object): only its type
-    is compared."""
+    """What wnpass does not read into: never a difference, named by :func:`uncompared`."""
 
-    type_name: str
+    kind: str
+    why: str
 
-    def __repr__(self) -> str:
-        return f"a {self.type_name}"
+    def __str__(self) -> str:
+        return f"a {self.kind}"
 
 
 def result_leaves(value: Any) -> list[Leaf]:
-    """Every leaf of a forward's result (module docstring), in the result's order, each tensor
-    detached and copied (a buffer the forward returns and changes in place on its next run
-    stays what it was). A set is walked in its iteration order; a container inside itself is
-    walked once on each path."""
-    leaves: list[Leaf] = []
-    on_path: set[int] = set()
+    """Every leaf of a forward's result (module docstring), in the result's order."""
+    return _walked(value, _Walk(copy=True)).leaves
 
-    def walk(item: Any, path: str, depth: int) -> None:
-        if isinstance(item, torch.Tensor):
-            leaves.append((path, item.detach().clone()))
-            return
-        if isinstance(item, np.ndarray) and item.dtype != object:
-            leaves.append((path, torch.from_numpy(item.copy())))
-            return
-        if isinstance(item, _PLAIN):
-            leaves.append((path, item))
-            return
-        if id(item) in on_path:  # a cycle: its contents are on the path already
-            return
-        if depth >= MAX_DEPTH:
-            leaves.append((path, _TooDeep()))
-            return
-        on_path.add(id(item))
-        if isinstance(item, Mapping):
-            for key in item:
-                walk(item[key], f"{path}[{key!r}]", depth + 1)
-        elif isinstance(item, list | tuple | set | frozenset):
-            for i, element in enumerate(item):
-                walk(element, f"{path}[{i}]", depth + 1)
-        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
-            for field in dataclasses.fields(item):
-                walk(getattr(item, field.name, None), f"{path}.{field.name}", depth + 1)
-        elif hasattr(item, "__dict__") and not isinstance(item, nn.Module | type):
-            for name, element in vars(item).items():  # a cache object: its tensors
-                walk(element, f"{path}.{name}", depth + 1)
-        else:
-            leaves.append((path, _Opaque(type(item).__qualname__)))
-        on_path.discard(id(item))
 
-    walk(value, "output", 0)
-    return leaves
+def result_tensors(value: Any) -> list[torch.Tensor]:
+    """The tensors among a result's leaves (module docstring), each once, detached, not
+    copied."""
+    leaves = _walked(value, _Walk(copy=False)).leaves
+    unique = {id(leaf): leaf for _, leaf in leaves if isinstance(leaf, torch.Tensor)}
+    return list(unique.values())
+
+
+def _walked(value: Any, walk: _Walk) -> _Walk:
+    stack: list[tuple[str, Any]] = [("output", value)]
+    while stack:  # depth first, in the result's order, however deep
+        path, item = stack.pop()
+        stack.extend(reversed(_read(path, item, walk)))
+    return walk
+
+
+@dataclasses.dataclass
+class _Walk:
+    """What a walk over a result has found. Objects met are kept by id, and kept alive with
+    it: a part made on reading (a mapping's computed value, a tensor's ``unbind()``) must not
+    free its id for another."""
+
+    copy: bool  # tensors are copied (else only detached)
+    leaves: list[Leaf] = dataclasses.field(default_factory=list)
+    first: dict[int, tuple[str, Any]] = dataclasses.field(default_factory=dict)
+    copies: dict[int, tuple[torch.Tensor, torch.Tensor]] = dataclasses.field(default_factory=dict)
+
+    def add(self, path: str, leaf: Any) -> list[tuple[str, Any]]:
+        self.leaves.append((path, leaf))
+        return []
+
+
+def _read(path: str, item: Any, walk: _Walk) -> list[tuple[str, Any]]:
+    """Add ``item``'s leaf at ``path`` to the walk; the parts of it to read next."""
+    if isinstance(item, torch.Tensor):
+        return _read_tensor(path, item, walk)
+    if isinstance(item, np.ndarray | np.generic):
+        return _read_array(path, item, walk)
+    if isinstance(item, array.array) and item.typecode not in "uw":
+        return walk.add(path, torch.tensor(np.array(item)))
+    if isinstance(item, bytearray | array.array) or (
+        _is_value(item) and not isinstance(item, tuple | frozenset)  # containers: read
+    ):
+        return walk.add(path, copy.copy(item))
+    if isinstance(item, Set):
+        return walk.add(path, _read_set(item))
+    if isinstance(item, memoryview):
+        return walk.add(path, item.tobytes())
+    if id(item) in walk.first:
+        return walk.add(path, _Alias(walk.first[id(item)][0]))
+    kind = type(item).__qualname__
+    parts: list[tuple[str, Any]]
+    if isinstance(item, Mapping):
+        parts = [(f"{path}[{key!r}]", item[key]) for key in item]
+    elif isinstance(item, Sequence):
+        parts = [(f"{path}[{i}]", element) for i, element in enumerate(item)]
+    elif _readable(item):
+        parts = [(f"{path}.{name}", element) for name, element in _attributes(item)]
+    elif _has_equality(item) and not callable(item):  # a value of a C type: no attributes
+        return walk.add(path, item)
+    else:
+        return walk.add(path, _Opaque(kind, _why_not_read(item)))
+    walk.first[id(item)] = (path, item)
+    walk.add(path, _Shape(kind, str(len(parts))))
+    return parts
+
+
+def _is_value(item: Any) -> bool:
+    """Compared by type and ``==``: a Python number, string, bytes or None, an enum member,
+    a value of a standard-library or torch type with equality of its own (Fraction, Decimal,
+    UUID, a path, a range, torch.dtype/device), a tuple or frozenset of values."""
+    if isinstance(item, _VALUES):
+        return True
+    if isinstance(item, tuple | frozenset):
+        return type(item) in (tuple, frozenset) and all(_is_value(e) for e in item)
+    if isinstance(item, Sequence | Mapping | Set | torch.Tensor | np.ndarray):
+        return False
+    module = type(item).__module__.partition(".")[0]
+    return module in _STDLIB | {"torch"} and _has_equality(item) and not callable(item)
+
+
+def _has_equality(item: Any) -> bool:
+    return type(item).__eq__ is not object.__eq__
+
+
+def _readable(item: Any) -> bool:
+    """Read through its attributes: an object of a class from outside the standard library,
+    a dataclass, or a namespace; not a module, class, function or generator."""
+    if isinstance(item, _NOT_READ) or (callable(item) and not dataclasses.is_dataclass(item)):
+        return False
+    if isinstance(item, _NAMESPACES) or dataclasses.is_dataclass(item):
+        return True
+    module = type(item).__module__.partition(".")[0]
+    return module not in _STDLIB and any(True for _ in _attributes(item))
+
+
+def _attributes(item: Any) -> Iterator[tuple[str, Any]]:
+    """An object's attributes: its ``__dict__``, then its ``__slots__`` that are set."""
+    yield from getattr(item, "__dict__", {}).items()
+    for cls in type(item).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name.startswith("__") and not name.endswith("__"):  # a private name, mangled
+                name = f"_{cls.__name__.lstrip('_')}{name}"
+            if name not in ("__dict__", "__weakref__") and hasattr(item, name):
+                yield name, getattr(item, name)
+
+
+def _why_not_read(item: Any) -> str:
+    if isinstance(item, types.GeneratorType | types.CoroutineType):
+        return "reading it would use it up"
+    if isinstance(item, nn.Module | types.ModuleType | type) or callable(item):
+        return "code, not a value"
+    if type(item).__module__.partition(".")[0] in _STDLIB:
+        return "a standard-library object without equality of its own"
+    return "no attributes or equality to compare it by"
+
+
+def _read_set(item: Set[Any]) -> _Values | _Opaque:
+    """A set of values as its elements with their types (``{True}`` is not ``{1}``); a set
+    holding anything else (a tensor hashes by identity) has no order to pair its elements in."""
+    kind = type(item).__qualname__
+    if all(_is_value(e) for e in item):
+        return _Values(kind, frozenset((type(e), e) for e in item), repr(item))
+    return _Opaque(kind, "its elements have no order to be paired in")
+
+
+def _read_tensor(path: str, item: torch.Tensor, walk: _Walk) -> list[tuple[str, Any]]:
+    tensor = item.detach()
+    kind = f"{_dtype(tensor)} tensor"
+    if tensor.is_nested:
+        parts = tensor.unbind()
+        walk.add(path, _Shape(f"nested {kind}", str(len(parts))))
+        return [(f"{path}.unbind()[{i}]", part) for i, part in enumerate(parts)]
+    if tensor.layout in _SPARSE:
+        layout = str(tensor.layout).removeprefix("torch.")
+        try:
+            coo = tensor.to_sparse_coo().coalesce()
+        except RuntimeError as error:
+            return walk.add(path, _Opaque(f"{layout} {kind}", f"not read: {error}"))
+        walk.add(path, _Shape(f"{layout} {kind}", _shape(tensor)))
+        return [(f"{path}.indices()", coo.indices()), (f"{path}.values()", coo.values())]
+    if tensor.is_quantized:
+        walk.add(path, _Shape(f"quantized {kind}", _shape(tensor)))
+        return [(f"{path}.dequantize()", tensor.dequantize())]
+    if tensor.is_meta:  # no values: its dtype and shape are what there is
+        return walk.add(path, _Shape(f"meta {kind}", _shape(tensor)))
+    if tensor.layout != torch.strided:
+        return walk.add(path, _Opaque(f"{tensor.layout} tensor", "a layout wnpass cannot read"))
+    if id(item) not in walk.copies:
+        walk.copies[id(item)] = (item, _copy(tensor) if walk.copy else tensor)
+    return walk.add(path, walk.copies[id(item)][1])
+
+
+def _copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy of ``tensor`` that takes the memory of its distinct elements: an expanded view
+    (``x.expand(40000, 40000)``: one element) stays expanded over a copy of what it expands."""
+    compact = tensor
+    for dim in range(tensor.dim()):
+        if tensor.stride(dim) == 0 and tensor.size(dim) > 1:
+            compact = compact.narrow(dim, 0, 1)
+    return compact.clone().expand(tensor.shape)
+
+
+def same_strides_compacted(
+    a: torch.Tensor, b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``a`` and ``b`` (of one shape) narrowed to one element along the axes both expand (stride
+    0: every element there is the same), and how many elements each one left stands for."""
+    factor = 1
+    for dim in range(b.dim()):
+        if a.stride(dim) == 0 and b.stride(dim) == 0 and b.size(dim) > 1:
+            factor *= b.size(dim)
+            a, b = a.narrow(dim, 0, 1), b.narrow(dim, 0, 1)
+    return a, b, factor
+
+
+def _read_array(path: str, item: np.ndarray | np.generic, walk: _Walk) -> list[tuple[str, Any]]:
+    if isinstance(item, np.ma.MaskedArray):
+        walk.add(path, _Shape("masked array", _size(item.shape)))
+        return [(f"{path}.data", np.asarray(item.data)), (f"{path}.mask", np.ma.getmaskarray(item))]
+    values = np.asarray(item)
+    if values.dtype.kind == "O":
+        walk.add(path, _Shape("object array", _size(values.shape)))
+        return [(f"{path}[{', '.join(map(str, i))}]", values[i]) for i in np.ndindex(values.shape)]
+    if values.dtype.names:
+        walk.add(path, _Shape("structured array", _size(values.shape)))
+        return [(f"{path}[{name!r}]", values[name]) for name in values.dtype.names]
+    if values.dtype.kind in "biufc":
+        native = values.astype(values.dtype.newbyteorder("="), copy=True)
+        try:
+            return walk.add(path, torch.from_numpy(native))
+        except TypeError:  # a dtype torch has not (float128): compared by its bytes
+            pass
+    as_bytes = np.ascontiguousarray(values).tobytes()
+    value = (values.dtype.str, values.shape, as_bytes)
+    return walk.add(path, _Values(f"{values.dtype} array", value, _short(repr(values))))
+
+
+def uncompared(leaves: Sequence[Leaf]) -> str:
+    """The parts of a result that are not compared (module docstring), with their types and
+    why: ``output.log (Logger: a standard-library object without equality of its own)``;
+    empty when none."""
+    return _few([f"{path} ({why})" for path, leaf in leaves if (why := why_uncompared(leaf))])
+
+
+def why_uncompared(leaf: Any) -> str | None:
+    """Why a leaf is not compared (``Logger: a standard-library object ...``); None when it
+    is."""
+    return f"{leaf.kind}: {leaf.why}" if isinstance(leaf, _Opaque) else None
+
+
+def is_shape(leaf: Any) -> bool:
+    """Whether a leaf is the result's shape (a container's kind and size, or an object met
+    before), which has no value of its own to show."""
+    return isinstance(leaf, _Shape | _Alias)
 
 
 def max_rel_error(after: Sequence[Leaf], before: Sequence[Leaf]) -> float:
-    """Largest |after - before| over every tensor (and float), relative to that leaf's largest
-    magnitude.
+    """Largest |after - before| over every float leaf, relative to that leaf's largest
+    magnitude (:data:`SCALE_FLOOR` at least).
 
-    ``inf`` when the results cannot be the same: other paths, a dtype or shape changed, a
-    non-float value that differs, or NaN/Inf anywhere but where ``before`` had the same value
-    (a weight norm that computes 0/0 turns outputs NaN; subtracting NaN and taking a Python
-    ``max`` would report 0). The difference is taken over the finite elements only.
+    ``inf`` when the results cannot be the same: other paths, another type, size, dtype or
+    shape, an exact value that differs, or NaN/Inf anywhere but where ``before`` had the same
+    value (a weight norm that computes 0/0 turns outputs NaN; subtracting NaN and taking a
+    Python ``max`` would report 0). The difference is taken over the finite elements only.
 
-    NaN when not one element could be compared (no leaf, every tensor empty, or NaN/Inf
+    NaN when not one element could be compared (no value, every tensor empty, or NaN/Inf
     everywhere before and after): the rewrite is then not shown to keep anything, and 0 would
     read as "equal".
     """
@@ -126,9 +380,30 @@ def output_changes(after: Sequence[Leaf], before: Sequence[Leaf], rtol: float) -
         error, detail = _leaf_error(a, b)
         if error is not None and not error <= rtol:
             held = f" > tolerance {rtol:.0e}" if math.isfinite(error) else ""
-            changes.append(f"{path} ({_kind(b)}): {detail}{held}")
-    more = len(changes) - _NAMED
-    return "; ".join(changes[:_NAMED]) + (f"; {more} more" if more > 0 else "")
+            changes.append(f"{path} ({kind_of(b)}): {detail}{held}")
+    return _few(changes)
+
+
+def _few(parts: list[str]) -> str:
+    """The first of ``parts`` and a count of the rest, in one line."""
+    more = len(parts) - _NAMED
+    return "; ".join(parts[:_NAMED]) + (f"; {more} more" if more > 0 else "")
+
+
+def leaf_difference(a: Any, b: Any) -> str | None:
+    """How leaf ``a`` differs from ``b`` where neither is a tensor nor a float: another type,
+    size or value (``3 before, 4 now``); None where they are the same, or not compared."""
+    error, detail = _leaf_error(a, b)
+    return detail if error is not None and error > 0 else None
+
+
+def kind_of(leaf: Any) -> str:
+    """A leaf's kind in a message: ``float32 2x3`` for a tensor, ``tuple`` for a container."""
+    if isinstance(leaf, torch.Tensor):
+        return f"{_dtype(leaf)} {_shape(leaf)}"
+    if isinstance(leaf, _Shape | _Values | _Opaque):
+        return leaf.kind
+    return "the object met before" if isinstance(leaf, _Alias) else type(leaf).__name__
 
 
 def _structure_change(after: list[str], before: list[str]) -> str:
@@ -148,27 +423,46 @@ def _dtype(tensor: torch.Tensor) -> str:
 
 
 def _shape(tensor: torch.Tensor) -> str:
-    return "x".join(str(n) for n in tensor.shape) or "scalar"
+    return _size(tensor.shape)
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"{_dtype(value)} {_shape(value)}"
-    return type(value).__name__
+def _size(shape: Sequence[int]) -> str:
+    return "x".join(str(n) for n in shape) or "scalar"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _REPR else text[: _REPR - 3] + "..."
 
 
 def _leaf_error(a: Any, b: Any) -> tuple[float | None, str]:
     """As :func:`max_rel_error` for one leaf (None when it has no element to compare), and how
     it differs, in words."""
-    if isinstance(a, float) and isinstance(b, float):  # rounding as a tensor's element's
-        a, b = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+    if type(a) is type(b) and type(b) in (float, complex):  # rounding as a tensor element's
+        dtype = torch.float64 if type(b) is float else torch.complex128
+        a, b = torch.tensor(a, dtype=dtype), torch.tensor(b, dtype=dtype)
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
         return _tensor_error(a, b)
+    if isinstance(a, _Opaque) and isinstance(b, _Opaque):
+        return None, ""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor) or type(a) is not type(b):
-        return math.inf, f"{_kind(a)} now"
-    if isinstance(b, _TooDeep) or a != b:
-        return math.inf, f"{b!r} before, {a!r} now"
-    return 0.0, ""
+        now = str(a) if isinstance(a, _Shape | _Alias | _Opaque) else kind_of(a)
+        return math.inf, f"{now} now"
+    if not _equal(a, b):
+        return math.inf, f"{_shown(b)} before, {_shown(a)} now"
+    return (None if isinstance(b, _Shape | _Alias) else 0.0), ""
+
+
+def _shown(value: Any) -> str:
+    ours = isinstance(value, _Shape | _Alias | _Values | _Opaque)
+    return _short(str(value) if ours else repr(value))
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """``a == b`` as a bool; False where the comparison raises or gives no bool."""
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
 
 
 def _tensor_error(a: torch.Tensor, b: torch.Tensor) -> tuple[float | None, str]:
@@ -176,21 +470,25 @@ def _tensor_error(a: torch.Tensor, b: torch.Tensor) -> tuple[float | None, str]:
         return math.inf, f"dtype {_dtype(a)} now"
     if a.shape != b.shape:
         return math.inf, f"shape {_shape(a)} now"
+    if a.device != b.device:
+        return math.inf, f"device {a.device} now"
+    numel = b.numel()
+    a, b, factor = same_strides_compacted(a, b)
     if b.is_complex():  # each element as its real and imaginary parts
         a, b = torch.view_as_real(a.resolve_conj()), torch.view_as_real(b.resolve_conj())
     if not b.is_floating_point():
-        if differ := int((a != b).sum()):
-            return math.inf, f"{differ} of {b.numel()} values differ"
-        return (0.0 if b.numel() else None), ""
+        if differ := int((a != b).sum()) * factor:
+            return math.inf, f"{differ} of {numel} values differ"
+        return (0.0 if numel else None), ""
     a64, b64 = a.double(), b.double()
     finite = torch.isfinite(b64)
-    if moved := int((finite != torch.isfinite(a64)).sum()):
-        return math.inf, f"NaN/Inf appeared or went away at {moved} of {b.numel()} values"
+    if moved := int((finite != torch.isfinite(a64)).sum()) * factor:
+        return math.inf, f"NaN/Inf appeared or went away at {moved} of {numel} values"
     same = torch.isclose(a64[~finite], b64[~finite], rtol=0.0, atol=0.0, equal_nan=True)
-    if changed := int((~same).sum()):
+    if changed := int((~same).sum()) * factor:
         return math.inf, f"NaN became Inf, or Inf changed sign, at {changed} values"
     if not finite.any():
         return None, ""
     diff = float((a64[finite] - b64[finite]).abs().max())
-    error = diff / max(float(b64[finite].abs().max()), 1e-30)
+    error = diff / max(float(b64[finite].abs().max()), SCALE_FLOOR)
     return error, f"max relative difference {error:.2e}"

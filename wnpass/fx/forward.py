@@ -21,14 +21,17 @@ import copy
 import dataclasses
 import itertools
 import logging
+import random
 import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from wnpass.errors import InvalidArgumentError, WnpassError, one_line
+from wnpass.fx.compare import result_tensors
 from wnpass.plan import user_code
 
 __all__ = [
@@ -41,7 +44,6 @@ __all__ = [
     "cloned",
     "evaluating",
     "forward_failed",
-    "output_tensors",
     "run_forward",
     "what_it_did",
 ]
@@ -53,8 +55,6 @@ logger = logging.getLogger(__name__)
 # not the end of wnpass. KeyboardInterrupt and a SIGTERM (wnpass.interrupts) are not among
 # them: they stop wnpass as they would anywhere else.
 MODEL_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit)
-
-_MAX_DEPTH = 8  # nested containers followed when collecting outputs
 
 
 class ForwardFailedError(WnpassError):
@@ -93,35 +93,6 @@ def as_batch(value: Any, parameter: str = "example_inputs") -> Batch:
     raise InvalidArgumentError(
         f"must be a tensor, a tuple or a dict of keyword inputs, not {what}", parameter=parameter
     )
-
-
-def output_tensors(value: Any) -> list[torch.Tensor]:
-    """Every tensor in a forward's result, each once (in the result's own order; a set inside
-    it is walked in its iteration order)."""
-    found: list[torch.Tensor] = []
-    seen: set[int] = set()
-
-    def walk(item: Any, depth: int) -> None:
-        if depth > _MAX_DEPTH or id(item) in seen:
-            return
-        seen.add(id(item))
-        if isinstance(item, torch.Tensor):
-            found.append(item.detach())
-        elif isinstance(item, Mapping):
-            for key in item:
-                walk(item[key], depth + 1)
-        elif isinstance(item, list | tuple | set | frozenset):
-            for element in item:
-                walk(element, depth + 1)
-        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
-            for field in dataclasses.fields(item):
-                walk(getattr(item, field.name, None), depth + 1)
-        elif hasattr(item, "__dict__") and not isinstance(item, nn.Module | type):
-            for element in vars(item).values():  # a cache object: its tensors
-                walk(element, depth + 1)
-
-    walk(value, 0)
-    return found
 
 
 @contextlib.contextmanager
@@ -167,16 +138,19 @@ def _is_cache(value: Any) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class RngSnapshot:
-    """The state of torch's random number generators at one moment: the CPU's, and each CUDA
-    device's that the model or its inputs are on (the generators a forward there draws from).
+    """The state of the random number generators a forward draws from, at one moment:
+    torch's on the CPU and on each CUDA device that the model or its inputs are on, Python's
+    ``random`` and NumPy's global one (``np.random.rand``).
 
     Forwards run in :meth:`replayed` blocks draw the same numbers, so a model with sampling
     noise compares exactly with itself; anything else that makes a model give other outputs
-    each time (a counter, the clock) still does.
+    each time (a counter, the clock, a generator of its own seeded from the system) still does.
     """
 
     cpu: torch.Tensor
     cuda: dict[int, torch.Tensor]
+    python: Any  # random.getstate()
+    numpy: Any  # np.random.get_state()
 
     @classmethod
     def take(cls, model: nn.Module, batch: Batch | None) -> RngSnapshot:
@@ -186,17 +160,24 @@ class RngSnapshot:
         tensors = itertools.chain(model.parameters(), model.buffers(), leaves)
         devices = {t.get_device() for t in tensors if isinstance(t, torch.Tensor) and t.is_cuda}
         cuda = {device: torch.cuda.get_rng_state(device) for device in sorted(devices)}
-        return cls(torch.get_rng_state(), cuda)
+        return cls(torch.get_rng_state(), cuda, random.getstate(), np.random.get_state())
 
     @contextlib.contextmanager
     def replayed(self) -> Iterator[None]:
         """Run the block from this state; afterwards the generators are as they were before
         the block (the caller's random numbers are not the ones the block drew)."""
-        with torch.random.fork_rng(devices=list(self.cuda), device_type="cuda"):
-            torch.set_rng_state(self.cpu)
-            for device, state in self.cuda.items():
-                torch.cuda.set_rng_state(state, device)
-            yield
+        python, numpy = random.getstate(), np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=list(self.cuda), device_type="cuda"):
+                torch.set_rng_state(self.cpu)
+                for device, state in self.cuda.items():
+                    torch.cuda.set_rng_state(state, device)
+                random.setstate(self.python)
+                np.random.set_state(self.numpy)
+                yield
+        finally:
+            random.setstate(python)
+            np.random.set_state(numpy)
 
 
 def call_model(model: nn.Module, batch: Batch) -> Any:
@@ -235,6 +216,7 @@ def forward_failed(model: nn.Module, error: BaseException) -> ForwardFailedError
 
 
 def run_forward(model: nn.Module, batch: Batch) -> list[torch.Tensor]:
-    """:func:`call_model` in eval mode; the tensors of what it returned."""
+    """:func:`call_model` in eval mode; the tensors of what it returned
+    (:func:`wnpass.fx.compare.result_tensors`)."""
     with evaluating(model):
-        return output_tensors(call_model(model, batch))
+        return result_tensors(call_model(model, batch))
