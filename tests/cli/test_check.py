@@ -120,6 +120,8 @@ def test_an_empty_optional_beside_all_nan_outputs_compares_nothing(
     out = capsys.readouterr().out
     assert "not compared: the optional output is empty in both" in out
     assert "NOTHING COMPARED" in out and "equivalent:" not in out
+    (row,) = [line.split() for line in out.splitlines() if line.startswith("cpu/default  o ")]
+    assert row[6] == "-"  # tolerance: none, no dtype to take one from (it said "exact")
 
 
 def test_a_string_input_from_an_inputs_file_is_checked(tmp_path: Path) -> None:
