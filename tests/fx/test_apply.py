@@ -418,3 +418,21 @@ def test_an_equivalent_rewrite_passes_whatever_else_its_result_holds() -> None:
         "not compared: output['result'].xp (module: code, not a value); output['result'].log "
         "(Logger: a standard-library object without equality of its own)"
     ]
+
+
+class _HugeKey(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        y = self.lin(x)
+        return y, {10**5000: y}  # a key whose repr Python refuses (over 4300 digits)
+
+
+def test_a_result_wnpass_cannot_print_is_no_failure_of_the_forward() -> None:
+    """Reading the result raised inside the forward (the dtype hook walks each module's
+    output), and was reported as the model's own failure: "the forward ... raised
+    ValueError"."""
+    report = apply_weight_norm(_HugeKey(), torch.randn(2, 4))
+    assert report.status == "ok", report.changes

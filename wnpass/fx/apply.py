@@ -110,7 +110,10 @@ def _compared_forward(
     dtypes: set[torch.dtype] = set()
 
     def record(module: nn.Module, args: Any, output: Any) -> None:
-        dtypes.update(tensor.dtype for tensor in result_tensors(output))
+        try:
+            dtypes.update(tensor.dtype for tensor in result_tensors(output))
+        except Exception as error:  # not the forward's failure: this output's dtypes unknown
+            logger.debug("%s output not read: %s", type(module).__name__, error)
 
     hook = nn.modules.module.register_module_forward_hook(record)
     try:

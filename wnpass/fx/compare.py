@@ -8,11 +8,12 @@ Python that reads it (``output``, ``output[1]``, ``output['logits']``, ``output.
   ``array.array``, a Python float or complex number: within a tolerance
   (:func:`max_rel_error`). A sparse tensor is its layout and shape, its coalesced
   ``indices()`` (exactly: where the nonzeros are) and ``values()``; a nested tensor its
-  ``unbind()``; a quantized one its ``dequantize()``; a meta tensor, which has no values, its
-  dtype and shape;
-- values, by type and equality: ints, bools, strings, bytes, None; values of types with their
-  own equality (Fraction, Decimal, datetime, UUID, a path, a range, torch.dtype); a set of
-  such values; a NumPy array of strings, dates or bytes;
+  ``unbind()``; a quantized one its ``dequantize()``; a MaskedTensor its ``get_mask()`` and
+  its data where unmasked; a meta tensor, which has no values, its dtype and shape;
+- values, by type and equality: ints, bools, strings, bytes, None, classes (a module's as
+  before weight norm); values of types with their own equality (Fraction, Decimal, datetime,
+  UUID, a path, a range, torch.dtype); a set of such values; a NumPy array of strings, dates
+  or bytes;
 - the result's shape: each container (tuple, list, dict, deque, namedtuple, dataclass, an
   object whose attributes are read) is a leaf of its type and size, so a part added, dropped
   or reordered, an empty part, a list where there was a tuple, is a difference. An object
@@ -22,10 +23,11 @@ Python that reads it (``output``, ``output[1]``, ``output['logits']``, ``output.
 
 Objects are read through their attributes (``__dict__`` and ``__slots__``) where their
 class is defined outside Python's standard library (a transformers cache, a distribution, a
-result class of the user's), and in a namespace. What is not read is not compared and is
-named (:func:`uncompared`): a module, a function, a generator (reading it would use it up),
-a set of tensors (it has no order to pair them in), and the standard library's objects
-without equality of their own (a logger's state is the logging system's, not the model's).
+result class of the user's, a dict subclass's attributes too), and in a namespace. What is
+not read is not compared, but for its type, and is named (:func:`uncompared`): a module, a
+function, a generator (reading it would use it up), a set of tensors (it has no order to
+pair them in), the standard library's objects without equality of their own (a logger's
+state is the logging system's, not the model's), a C extension's object with neither.
 The walk visits each object once, so its time and memory follow the size of the result.
 """
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import builtins
 import copy
 import dataclasses
 import enum
@@ -73,11 +76,12 @@ _REPR = 60  # characters of a value shown in a message
 Leaf = tuple[str, Any]  # (its path in the result, what is compared there)
 
 _SPARSE = {torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc}
-_STDLIB = sys.stdlib_module_names | {"builtins"}
 _NAMESPACES = (types.SimpleNamespace, argparse.Namespace)
 _VALUES: tuple[type, ...] = (type(None), bool, int, float, complex, str, bytes, range)
 _VALUES += (enum.Enum, torch.dtype, torch.device)
-_NOT_READ = (types.ModuleType, type, nn.Module, types.GeneratorType, types.CoroutineType)
+_BITS = {torch.bits16: torch.int16}
+_BITS |= dict.fromkeys((torch.bits8, torch.bits1x8, torch.bits2x4, torch.bits4x2), torch.uint8)
+_NOT_READ = (types.ModuleType, nn.Module, types.GeneratorType, types.CoroutineType)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,27 +178,101 @@ def _read(path: str, item: Any, walk: _Walk) -> list[tuple[str, Any]]:
         _is_value(item) and not isinstance(item, tuple | frozenset)  # containers: read
     ):
         return walk.add(path, copy.copy(item))
+    if isinstance(item, type):  # a class: by identity, a module's as before weight norm
+        return walk.add(path, _unparametrized(item))
     if isinstance(item, Set):
         return walk.add(path, _read_set(item))
     if isinstance(item, memoryview):
         return walk.add(path, item.tobytes())
     if id(item) in walk.first:
         return walk.add(path, _Alias(walk.first[id(item)][0]))
-    kind = type(item).__qualname__
-    parts: list[tuple[str, Any]]
-    if isinstance(item, Mapping):
-        parts = [(f"{path}[{key!r}]", item[key]) for key in item]
-    elif isinstance(item, Sequence):
-        parts = [(f"{path}[{i}]", element) for i, element in enumerate(item)]
-    elif _readable(item):
-        parts = [(f"{path}.{name}", element) for name, element in _attributes(item)]
-    elif _has_equality(item) and not callable(item):  # a value of a C type: no attributes
+    kind = _type_name(item)
+    try:
+        parts = _parts(path, item)
+    except Exception as error:  # a mapping whose items cannot be read, say
+        return walk.add(path, _Opaque(kind, f"not read: {_error_text(error)}"))
+    if parts is None and _has_equality(item) and not callable(item):  # a C type's value
         return walk.add(path, item)
-    else:
+    if parts is None:
         return walk.add(path, _Opaque(kind, _why_not_read(item)))
     walk.first[id(item)] = (path, item)
     walk.add(path, _Shape(kind, str(len(parts))))
     return parts
+
+
+def _parts(path: str, item: Any) -> list[tuple[str, Any]] | None:
+    """The parts of a container or an object read through its attributes, at their paths;
+    None for what is neither. A subclass of dict, list or tuple of a class from outside the
+    standard library has its attributes read too (those that are not one of its items: a
+    ``ModelOutput``'s fields are both)."""
+    if isinstance(item, Mapping):
+        parts = [(f"{path}[{_key_text(key, i)}]", item[key]) for i, key in enumerate(item)]
+    elif isinstance(item, Sequence):
+        parts = [(f"{path}[{i}]", element) for i, element in enumerate(item)]
+    elif _readable(item):
+        return [(f"{path}.{name}", element) for name, element in _attributes(item)]
+    else:
+        return None
+    if not _from_stdlib(type(item)):
+        items = {id(value) for _, value in parts}
+        attributes = [(name, v) for name, v in _attributes(item) if id(v) not in items]
+        parts += [(f"{path}.{name}", value) for name, value in attributes]
+    return parts
+
+
+def _key_text(key: Any, position: int) -> str:
+    """A mapping key in a path: its repr where it is a value, else its type and position (a
+    module's repr changes when weight norm goes on it; an object's carries its address)."""
+    if _is_value(key):
+        return _repr(key)
+    return f"<{_type_name(key)} key {position}>"
+
+
+def _unparametrized(cls: type) -> type:
+    """A module class as it was before weight norm went on an instance of it (PyTorch's
+    parametrization gives the instance a subclass, ``ParametrizedLinear`` of ``Linear``)."""
+    bases = cls.__bases__
+    if (
+        issubclass(cls, nn.Module)
+        and len(bases) == 1
+        and cls.__name__ == f"Parametrized{bases[0].__name__}"
+    ):
+        return bases[0]
+    return cls
+
+
+def _type_name(item: Any) -> str:
+    """The name of ``item``'s type; a module's as it was before weight norm went on it."""
+    cls = type(item)
+    if isinstance(item, nn.Module):
+        cls = torch.nn.utils.parametrize.type_before_parametrizations(item)
+    return cls.__qualname__
+
+
+def _from_stdlib(cls: type) -> bool:
+    """Whether ``cls`` is Python's own: its module is the standard library's, or it is a
+    builtin (a C extension's type can name ``builtins`` as its module without being one)."""
+    module = str(getattr(cls, "__module__", "")).partition(".")[0]
+    if module == "builtins":
+        return vars(builtins).get(cls.__name__) is cls or cls in vars(types).values()
+    return module in sys.stdlib_module_names
+
+
+def _repr(value: Any) -> str:
+    """``repr(value)``, shortened; what it is where it has none (an int of 5000 digits)."""
+    try:
+        return _short(repr(value))
+    except Exception:
+        if isinstance(value, int):
+            return f"an int of {len(hex(value)) - 2} hex digits ending {hex(value)[-8:]}"
+        return f"a {type(value).__qualname__}"
+
+
+def _error_text(error: Exception) -> str:
+    try:
+        return _short(f"{type(error).__name__}: {error}")
+    except Exception:
+        return type(error).__name__
 
 
 def _is_value(item: Any) -> bool:
@@ -207,8 +285,8 @@ def _is_value(item: Any) -> bool:
         return type(item) in (tuple, frozenset) and all(_is_value(e) for e in item)
     if isinstance(item, Sequence | Mapping | Set | torch.Tensor | np.ndarray):
         return False
-    module = type(item).__module__.partition(".")[0]
-    return module in _STDLIB | {"torch"} and _has_equality(item) and not callable(item)
+    ours = _from_stdlib(type(item)) or type(item).__module__.partition(".")[0] == "torch"
+    return ours and _has_equality(item) and not callable(item)
 
 
 def _has_equality(item: Any) -> bool:
@@ -222,8 +300,7 @@ def _readable(item: Any) -> bool:
         return False
     if isinstance(item, _NAMESPACES) or dataclasses.is_dataclass(item):
         return True
-    module = type(item).__module__.partition(".")[0]
-    return module not in _STDLIB and any(True for _ in _attributes(item))
+    return not _from_stdlib(type(item)) and any(True for _ in _attributes(item))
 
 
 def _attributes(item: Any) -> Iterator[tuple[str, Any]]:
@@ -243,7 +320,7 @@ def _why_not_read(item: Any) -> str:
         return "reading it would use it up"
     if isinstance(item, nn.Module | types.ModuleType | type) or callable(item):
         return "code, not a value"
-    if type(item).__module__.partition(".")[0] in _STDLIB:
+    if _from_stdlib(type(item)):
         return "a standard-library object without equality of its own"
     return "no attributes or equality to compare it by"
 
@@ -253,11 +330,18 @@ def _read_set(item: Set[Any]) -> _Values | _Opaque:
     holding anything else (a tensor hashes by identity) has no order to pair its elements in."""
     kind = type(item).__qualname__
     if all(_is_value(e) for e in item):
-        return _Values(kind, frozenset((type(e), e) for e in item), repr(item))
+        nan = [isinstance(e, float | complex) and e != e for e in item]  # NaN != NaN
+        members = frozenset((type(e), "nan" if n else e) for e, n in zip(item, nan, strict=True))
+        return _Values(kind, members, _repr(item))
     return _Opaque(kind, "its elements have no order to be paired in")
 
 
 def _read_tensor(path: str, item: torch.Tensor, walk: _Walk) -> list[tuple[str, Any]]:
+    if isinstance(item, torch.masked.MaskedTensor):  # its mask, and its data where unmasked
+        data, mask = item.get_data().detach(), item.get_mask()
+        walk.add(path, _Shape(f"masked {_dtype(data)} tensor", _shape(data)))
+        unmasked = torch.where(mask, data, torch.zeros((), dtype=data.dtype))
+        return [(f"{path}.get_mask()", mask), (f"{path}.get_data()", unmasked)]
     tensor = item.detach()
     kind = f"{_dtype(tensor)} tensor"
     if tensor.is_nested:
@@ -312,7 +396,10 @@ def _read_array(path: str, item: np.ndarray | np.generic, walk: _Walk) -> list[t
         walk.add(path, _Shape("masked array", _size(item.shape)))
         return [(f"{path}.data", np.asarray(item.data)), (f"{path}.mask", np.ma.getmaskarray(item))]
     values = np.asarray(item)
-    if values.dtype.kind == "O":
+    if values.dtype.kind == "O":  # a container: met once (it can hold itself)
+        if id(item) in walk.first:
+            return walk.add(path, _Alias(walk.first[id(item)][0]))
+        walk.first[id(item)] = (path, item)
         walk.add(path, _Shape("object array", _size(values.shape)))
         return [(f"{path}[{', '.join(map(str, i))}]", values[i]) for i in np.ndindex(values.shape)]
     if values.dtype.names:
@@ -320,13 +407,12 @@ def _read_array(path: str, item: np.ndarray | np.generic, walk: _Walk) -> list[t
         return [(f"{path}[{name!r}]", values[name]) for name in values.dtype.names]
     if values.dtype.kind in "biufc":
         native = values.astype(values.dtype.newbyteorder("="), copy=True)
-        try:
-            return walk.add(path, torch.from_numpy(native))
-        except TypeError:  # a dtype torch has not (float128): compared by its bytes
-            pass
+        if native.dtype.itemsize > 8 and native.dtype.kind in "fc":  # longdouble: torch has none
+            native = native.astype(np.float64 if native.dtype.kind == "f" else np.complex128)
+        return walk.add(path, torch.from_numpy(native))
     as_bytes = np.ascontiguousarray(values).tobytes()
     value = (values.dtype.str, values.shape, as_bytes)
-    return walk.add(path, _Values(f"{values.dtype} array", value, _short(repr(values))))
+    return walk.add(path, _Values(f"{values.dtype} array", value, _repr(values)))
 
 
 def uncompared(leaves: Sequence[Leaf]) -> str:
@@ -438,12 +524,11 @@ def _leaf_error(a: Any, b: Any) -> tuple[float | None, str]:
     """As :func:`max_rel_error` for one leaf (None when it has no element to compare), and how
     it differs, in words."""
     if type(a) is type(b) and type(b) in (float, complex):  # rounding as a tensor element's
-        dtype = torch.float64 if type(b) is float else torch.complex128
-        a, b = torch.tensor(a, dtype=dtype), torch.tensor(b, dtype=dtype)
+        return _number_error(a, b)
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
         return _tensor_error(a, b)
-    if isinstance(a, _Opaque) and isinstance(b, _Opaque):
-        return None, ""
+    if isinstance(a, _Opaque) and isinstance(b, _Opaque):  # not compared, but by its type
+        return (None, "") if a.kind == b.kind else (math.inf, f"{a} now")
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor) or type(a) is not type(b):
         now = str(a) if isinstance(a, _Shape | _Alias | _Opaque) else kind_of(a)
         return math.inf, f"{now} now"
@@ -454,7 +539,7 @@ def _leaf_error(a: Any, b: Any) -> tuple[float | None, str]:
 
 def _shown(value: Any) -> str:
     ours = isinstance(value, _Shape | _Alias | _Values | _Opaque)
-    return _short(str(value) if ours else repr(value))
+    return _short(str(value)) if ours else _repr(value)
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -463,6 +548,30 @@ def _equal(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:
         return False
+
+
+def _number_error(a: complex, b: complex) -> tuple[float | None, str]:
+    """:func:`_tensor_error`'s rule for two Python floats or complex numbers (each as its real
+    and imaginary parts), in Python: a list of 80,000 floats takes milliseconds, not the
+    minute 80,000 one-element tensors would."""
+    after: tuple[float, ...] = (a.real, a.imag)
+    before: tuple[float, ...] = (b.real, b.imag)
+    if isinstance(b, float):
+        after, before = after[:1], before[:1]
+    pairs = list(zip(after, before, strict=True))
+    if moved := sum(math.isfinite(x) != math.isfinite(y) for x, y in pairs):
+        return math.inf, f"NaN/Inf appeared or went away at {moved} of {len(pairs)} values"
+    same = [x == y or (math.isnan(x) and math.isnan(y)) for x, y in pairs]
+    if changed := sum(
+        not math.isfinite(y) and not s for (_, y), s in zip(pairs, same, strict=True)
+    ):
+        return math.inf, f"NaN became Inf, or Inf changed sign, at {changed} values"
+    kept = [(x, y) for x, y in pairs if math.isfinite(y)]
+    if not kept:
+        return None, ""
+    diff = max(abs(x - y) for x, y in kept)
+    error = diff / max(max(abs(y) for _, y in kept), SCALE_FLOOR)
+    return error, f"max relative difference {error:.2e}"
 
 
 def _tensor_error(a: torch.Tensor, b: torch.Tensor) -> tuple[float | None, str]:
@@ -474,6 +583,8 @@ def _tensor_error(a: torch.Tensor, b: torch.Tensor) -> tuple[float | None, str]:
         return math.inf, f"device {a.device} now"
     numel = b.numel()
     a, b, factor = same_strides_compacted(a, b)
+    if b.dtype in _BITS:  # bit patterns: compared as integers of their width
+        a, b = a.view(_BITS[b.dtype]), b.view(_BITS[b.dtype])
     if b.is_complex():  # each element as its real and imaginary parts
         a, b = torch.view_as_real(a.resolve_conj()), torch.view_as_real(b.resolve_conj())
     if not b.is_floating_point():
