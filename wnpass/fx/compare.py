@@ -81,6 +81,10 @@ _VALUES: tuple[type, ...] = (type(None), bool, int, float, complex, str, bytes, 
 _VALUES += (enum.Enum, torch.dtype, torch.device)
 _BITS = {torch.bits16: torch.int16}
 _BITS |= dict.fromkeys((torch.bits8, torch.bits1x8, torch.bits2x4, torch.bits4x2), torch.uint8)
+# Python's own types that name builtins as their module (a C extension's can too)
+_BUILTIN_TYPES = {
+    t for t in [*vars(builtins).values(), *vars(types).values()] if isinstance(t, type)
+}
 _NOT_READ = (types.ModuleType, nn.Module, types.GeneratorType, types.CoroutineType)
 
 
@@ -120,7 +124,8 @@ class _Values:
 
 @dataclasses.dataclass(frozen=True)
 class _Opaque:
-    """What wnpass does not read into: never a difference, named by :func:`uncompared`."""
+    """What wnpass does not read into: compared by its type only, named by
+    :func:`uncompared`."""
 
     kind: str
     why: str
@@ -254,7 +259,7 @@ def _from_stdlib(cls: type) -> bool:
     builtin (a C extension's type can name ``builtins`` as its module without being one)."""
     module = str(getattr(cls, "__module__", "")).partition(".")[0]
     if module == "builtins":
-        return vars(builtins).get(cls.__name__) is cls or cls in vars(types).values()
+        return cls in _BUILTIN_TYPES
     return module in sys.stdlib_module_names
 
 
@@ -318,7 +323,7 @@ def _attributes(item: Any) -> Iterator[tuple[str, Any]]:
 def _why_not_read(item: Any) -> str:
     if isinstance(item, types.GeneratorType | types.CoroutineType):
         return "reading it would use it up"
-    if isinstance(item, nn.Module | types.ModuleType | type) or callable(item):
+    if isinstance(item, nn.Module | types.ModuleType) or callable(item):
         return "code, not a value"
     if _from_stdlib(type(item)):
         return "a standard-library object without equality of its own"
@@ -330,10 +335,14 @@ def _read_set(item: Set[Any]) -> _Values | _Opaque:
     holding anything else (a tensor hashes by identity) has no order to pair its elements in."""
     kind = type(item).__qualname__
     if all(_is_value(e) for e in item):
-        nan = [isinstance(e, float | complex) and e != e for e in item]  # NaN != NaN
-        members = frozenset((type(e), "nan" if n else e) for e, n in zip(item, nan, strict=True))
+        members = frozenset((type(e), "nan" if _is_nan(e) else e) for e in item)
         return _Values(kind, members, _repr(item))
     return _Opaque(kind, "its elements have no order to be paired in")
+
+
+def _is_nan(value: Any) -> bool:
+    """A float or complex NaN (which is not equal to itself: a set member compared by it)."""
+    return isinstance(value, float | complex) and value != value
 
 
 def _read_tensor(path: str, item: torch.Tensor, walk: _Walk) -> list[tuple[str, Any]]:
