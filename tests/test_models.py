@@ -28,9 +28,10 @@ def _feeds(model_py: Path, path: Path) -> dict[str, np.ndarray]:
     return {name: t.numpy() for name, t in zip(names, inputs, strict=True)}
 
 
+# Under dynamo, one model covers the script's branch: tests/test_deploy.py takes every model
+# through the dynamo exporter and the ONNX fold (a vocoder's dynamo export takes 12-22 s).
 @pytest.mark.parametrize(
-    ("name", "dynamo"),
-    [(name, False) for name in MODELS] + [("hifigan.py", True), ("lstm_lm.py", True)],
+    ("name", "dynamo"), [(name, False) for name in MODELS] + [("lstm_lm.py", True)]
 )
 def test_example_model_folds_to_plain_weights(name: str, dynamo: bool, tmp_path: Path) -> None:
     model_py = ROOT / "models" / name
