@@ -423,6 +423,39 @@ def test_a_shared_norm_is_a_site_for_each_of_its_products(form: str) -> None:
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("read_as_is", [False, True], ids=["two-gains", "two-gains-and-as-is"])
+def test_one_normalized_v_times_two_gains_is_a_site_for_each(read_as_is: bool) -> None:
+    """``v / ||v||`` computed once and multiplied by two gains (and read as it is too): each
+    product is a weight of its own, folded exactly; none is left computed at run time."""
+    as_is = "\n y3 = Gemm <transB = 1> (x, d)\n y = Add(y12, y3)" if read_as_is else ""
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            n = ReduceL2 <axes = [1]> (v)
+            d = Div(v, n)
+            w1 = Mul(d, g)
+            w2 = Mul(d, g2)
+            y1 = Gemm <transB = 1> (x, w1)
+            y2 = Gemm <transB = 1> (x, w2)
+            {"y12" if read_as_is else "y"} = Add(y1, y2){as_is}
+        }}
+    """
+    g2 = np.abs(rand(3, 1)) + 0.5
+    model = onnx_model(text, v=V, g=G, g2=g2)
+    count = 3 if read_as_is else 2
+    inspected = inspect_onnx(model)
+    assert [s.status for s in inspected.sites] == ["foldable"] * count
+    folded, report = assert_folds(model, sites=count)
+    assert report.cones == [] and set(op_types(folded)) == {"Gemm", "Add"}
+    v64 = V.astype(np.float64)
+    unit = v64 / np.linalg.norm(v64, axis=1, keepdims=True)
+    expected = [G * unit, g2 * unit, unit][:count]
+    stored = {i.name: onnx.numpy_helper.to_array(i) for i in folded.graph.initializer}
+    by_consumer = [stored[n.input[1]] for n in folded.graph.node if n.op_type == "Gemm"]
+    for got, want in zip(by_consumer, expected, strict=True):
+        np.testing.assert_array_equal(got, want.astype(np.float32))
+
+
 @pytest.mark.parametrize("square", ["ReduceL2", "ReduceSumSquare"])
 def test_a_norm_of_a_transposed_v_normalising_that_transpose_folds(square: str) -> None:
     """``g * T(v) / ||T(v)||``: the normalised tensor is the one the norm reduces, a site of

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 import pytest
@@ -162,3 +164,65 @@ def test_a_gemm_bias_is_named_as_its_input_c_not_by_a_transpose_attribute() -> N
     model = onnx_model(text, w=rand(4, 6), b2=rand(1, 4), s=np.array([4], np.int64))
     (cone,) = inspect_onnx(model).cones
     assert cone.consumers == ["Gemm(C)"]
+
+
+NO_EPSILON: dict[str, tuple[str, str, dict[str, Any], str]] = {
+    # the epsilon an initializer that a graph input overrides (IR version 4 and above)
+    "overridable": (
+        "(float[2, 4] x, float e)",
+        "m = Add(n, e)",
+        {"e": np.array(1e-5, np.float32)},
+        "the norm's epsilon 'e' is a graph input",
+    ),
+    "per-unit": (
+        "(float[2, 4] x)",
+        "m = Add(n, e)",
+        {"e": np.full((3, 1), 1e-5, np.float32)},
+        "the norm's epsilon 'e' is not a scalar",
+    ),
+    "clip-with-a-max": (
+        "(float[2, 4] x)",
+        "m = Clip(n, lo, hi)",
+        {"lo": np.array(1e-5, np.float32), "hi": np.array(2.0, np.float32)},
+        "a Clip with a max bounds the norm from above",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", NO_EPSILON)
+def test_a_norm_whose_epsilon_is_no_constant_scalar_is_declined_as_such(case: str) -> None:
+    """A weight-norm site whose epsilon the fold cannot use is declined with that reason, and
+    its axes are still the norm's (not the whole tensor's)."""
+    inputs, epsilon, arrays, reason = NO_EPSILON[case]
+    text = f"""
+        {HEADER17}
+        agraph {inputs} => (float[2, 3] y) {{
+            n = ReduceL2 <axes = [1]> (v)
+            {epsilon}
+            d = Div(v, m)
+            w = Mul(d, g)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, v=rand(3, 4), g=rand(3, 1), **arrays)
+    for report in (inspect_onnx(model), fold_onnx(model)[1]):
+        (site,) = report.sites
+        assert (site.status, site.reason, site.axes) == ("declined", reason, [1])
+
+
+def test_the_axes_of_a_site_without_a_norm_it_reads_are_unknown_not_all() -> None:
+    """A norm raised to a power the matcher does not read (``Pow(sum of squares, 0.25)``):
+    the site is declined, and its axes are '?', not the whole tensor."""
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            q = ReduceSumSquare <axes = [1]> (v)
+            n = Pow(q, p)
+            d = Div(v, n)
+            w = Mul(d, g)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, v=rand(3, 4), g=rand(3, 1), p=np.array(0.25, np.float32))
+    (site,) = inspect_onnx(model).sites
+    assert site.status == "declined" and site.axes == match.AXES_UNKNOWN

@@ -229,7 +229,7 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
         sites = find_sites(model)
         found.update(dict.fromkeys(site.root for site in sites))
         waiting = [site for site in sites if site.after is not None]
-        fresh = [s for s in sites if s.after is None and s.root not in reports]
+        fresh = _outer_first([s for s in sites if s.after is None and s.root not in reports])
         folded = sum(_fold_site(model, site, taken, reports, declined) for site in fresh)
         if not waiting or not folded:
             break
@@ -245,6 +245,19 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
         {report.name for report in reports.values()},
     )
     return {root: reports[root] for root in found if root in reports}, declined
+
+
+def _outer_first(sites: list[Site]) -> list[Site]:
+    """``sites`` in the order to fold them: a site whose weight is a step of other sites'
+    products (``v / ||v||`` read as it is, below ``g1 * v / ||v||`` and ``g2 * v / ||v||``)
+    after them, as folding it first would take their products' steps away from them."""
+    targets = {site.target for site in sites}
+    above: dict[ir.Value, int] = dict.fromkeys(targets, 0)  # how many products hold each
+    for site in sites:
+        for value in walk_cone(site.root):
+            if value in targets and value is not site.target:
+                above[value] += 1
+    return sorted(sites, key=lambda site: above[site.target])
 
 
 def _fold_site(

@@ -2,7 +2,9 @@
 
 A site is recognised algebraically rather than by a fixed list of node patterns. From every
 norm seed (``ReduceL2``, ``ReduceSumSquare``, ``ReduceSum`` of ``v*v`` or ``v**2``,
-``LpNormalization``) the matcher walks forward to the root of the product it feeds, then
+``LpNormalization``) the matcher walks forward to the root of each product it feeds (a value
+that several products by constants read is climbed along each, and is a root itself where
+something else reads it too), then
 flattens that root's ``Mul``/``Div``/``Reciprocal``/``Cast`` tree into factors with exponents
 +1/-1. A site is valid when the factors are exactly ``v^+1 * ||v||^-1 * g^+1`` with the norm
 taken of that same ``v`` (or ``v`` laid out as the norm reduces it: ``g * T(v) / ||T(v)||``),
@@ -26,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import onnx_ir as ir
@@ -115,7 +117,7 @@ class Site:
         """Reduction axes, non-negative; ``None`` for a whole-tensor norm; in words where they
         are no axes of v or not known (:data:`NOT_AXES_OF_V`, :data:`AXES_UNKNOWN`)."""
         if self.norm is None:
-            return None
+            return AXES_UNKNOWN
         if self.norm.layout:
             return self._axes_through_layout()
         if self.norm.axes is None:
@@ -412,7 +414,7 @@ def _roots_of(seed: ir.Node) -> list[ir.Value]:
     shared nodes go when the last of them is folded.
     """
     if seed.op_type == "LpNormalization":
-        return [_climb(seed.outputs[0])]
+        return _climb(seed.outputs[0])
     roots: list[ir.Value] = []
     stack, seen = [seed.outputs[0]], set()
     while stack:
@@ -425,29 +427,56 @@ def _roots_of(seed: ir.Node) -> list[ir.Value]:
             if node.domain not in ("", "ai.onnx"):
                 continue
             if node.op_type in _PRODUCT_OPS:
-                roots.append(_climb(node.outputs[0]))
+                roots.extend(_climb(node.outputs[0]))
             elif node.op_type in _NORM_WRAPPERS:
                 stack.append(node.outputs[0])
     return list(dict.fromkeys(roots))
 
 
-def _climb(value: ir.Value) -> ir.Value:
-    """Climb the product tree (through Cast) while the value has a single product user whose
-    other operand is a constant: an elementwise Mul by an activation is the consumer."""
-    while len(value.uses()) == 1 and not value.is_graph_output():
-        use = next(iter(value.uses()))
-        if use.node.domain not in ("", "ai.onnx"):
-            break
-        if use.node.op_type == "Cast" and len(use.node.outputs[0].uses()) == 1:
-            after = next(iter(use.node.outputs[0].uses()))
-            if after.node.op_type in _PRODUCT_OPS and _others_constant(after.node, after.idx):
-                value = use.node.outputs[0]
-                continue
-        if use.node.op_type in _PRODUCT_OPS and _others_constant(use.node, use.idx):
-            value = use.node.outputs[0]
-        else:
-            break
-    return value
+def _climb(value: ir.Value) -> list[ir.Value]:
+    """The tops of the product trees above ``value``: climb (through Cast) each product that
+    uses it with constant other operands; an elementwise Mul by an activation is a consumer.
+    Every value on the way that is also used otherwise (read by a consumer, a graph output)
+    is a top too: ``v / ||v||`` read as it is and times two gains is three weights."""
+    tops: list[ir.Value] = []
+    stack, seen = [value], set()
+    while stack:
+        value = stack.pop()
+        if value in seen:
+            continue
+        seen.add(value)
+        uses = value.uses()
+        steps = [up for use in uses if (up := _climb_step(use)) is not None]
+        if value.is_graph_output() or len(steps) < len(uses) or not uses:
+            tops.append(value)
+        stack.extend(reversed(steps))
+    return tops
+
+
+def _climb_step(use: tuple[ir.Node, int]) -> ir.Value | None:
+    """The value one step up the product tree from ``use`` (a node and the index of its input
+    the value is): the product's, or a Cast's whose every use is such a product; None where
+    the node consumes the value."""
+    node, index = use
+    if node.domain not in ("", "ai.onnx"):
+        return None
+    if node.op_type in _PRODUCT_OPS and _others_constant(node, index):
+        return node.outputs[0]
+    if node.op_type == "Cast":
+        cast = node.outputs[0]
+        after = cast.uses()
+        if (
+            after
+            and not cast.is_graph_output()
+            and all(
+                a.node.op_type in _PRODUCT_OPS
+                and a.node.domain in ("", "ai.onnx")
+                and _others_constant(a.node, a.idx)
+                for a in after
+            )
+        ):
+            return cast
+    return None
 
 
 def _runtime_gain(root: ir.Value) -> ir.Value | None:
@@ -534,6 +563,9 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
     norm = norms[0].norm
     assert norm is not None
     site.v = norm.v
+    if norm.problem is not None:
+        site.reason = norm.problem
+        return site
     reduced = _reduced_input(norms[0].value)
     if norm.layout:
         site.reduced = reduced
@@ -605,7 +637,7 @@ def _order_nested(sites: list[Site]) -> None:
     it is folded from that site's folded weight, once that one is."""
     by_target = {site.target: site for site in sites}
     for site in sites:
-        for value in walk_cone(site.root):
+        for value in _walk_inputs(site):
             inner = by_target.get(value)
             if inner is not None and inner is not site:
                 site.after = inner
@@ -617,3 +649,19 @@ def _order_nested(sites: list[Site]) -> None:
                 # folds them with it): not a weight computed from constants of its own
                 site.target, site.layout = _layout_chain(site.root)
                 break
+
+
+def _walk_inputs(site: Site) -> Iterator[ir.Value]:
+    """The values ``site``'s weight is computed from: the cones of its factors (v, g, the
+    norm), where they are known, else its whole product. A step of its own product tree
+    (``v / ||v||`` below ``g * v / ||v||``) is no input, even where it is a site too."""
+    if site.factors is None:
+        yield from walk_cone(site.root)
+        return
+    seen: set[ir.Value] = set()
+    for factor in site.factors[:3]:
+        if isinstance(factor, ir.Value):
+            for value in walk_cone(factor):
+                if value not in seen:
+                    seen.add(value)
+                    yield value

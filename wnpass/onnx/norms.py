@@ -46,6 +46,9 @@ class Norm:
     # so that the norm the graph computes is at least ||v||: what the common path's overflow
     # bound in ``weights`` rests on.
     bounded: bool = True
+    # Why the fold cannot compute this norm, though it is one: an epsilon that is no constant
+    # scalar (a graph input, a tensor), a Clip that bounds it from above; None when it can.
+    problem: str | None = None
 
 
 def producer(value: ir.Value | None, *ops: str) -> ir.Node | None:
@@ -181,6 +184,7 @@ def as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
     power = 1
     flips = 0  # reciprocals walked through so far, from the outside in
     epsilons: list[tuple[float, int]] = []  # each epsilon, with the reciprocals outside it
+    problems: list[str] = []  # what makes it a norm the fold cannot compute (Norm.problem)
     squared = False  # True once we stand on a sum of squares (needs a square root)
     while True:
         node = value.producer()
@@ -197,16 +201,30 @@ def as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
                 value = a
             elif (c := const_scalar(a)) is not None and b is not None:
                 value = b
+            elif (operands := _norm_and_other(a, b)) is not None:
+                value, other = operands
+                problems.append(_no_epsilon(other))
+                continue
             else:
                 return None
             epsilons.append((c, flips))
         elif op == "Clip" and inputs[0] is not None:
-            low = const_scalar(inputs[1]) if len(inputs) > 1 else None
+            given = inputs[1] if len(inputs) > 1 else None
+            low = const_scalar(given)
             if low is None and "min" in node.attributes:
                 low = float(node.attributes["min"].value)
             has_max = (len(inputs) > 2 and inputs[2] is not None) or "max" in node.attributes
             if low is None or has_max:
-                return None
+                if not _is_norm(inputs[0]):
+                    return None
+                if has_max:
+                    problems.append("a Clip with a max bounds the norm from above")
+                elif given is not None:
+                    problems.append(_no_epsilon(given))
+                else:
+                    return None
+                value = inputs[0]
+                continue
             epsilons.append((low, flips))
             value = inputs[0]
         elif op == "Sqrt" and inputs[0] is not None and not squared:
@@ -225,7 +243,7 @@ def as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
             if isinstance(axes, str):
                 return axes
             v, axes, layout = _norm_source(strip_cast(inputs[0]), axes)
-            return _norm(v, axes, "ReduceL2", layout, epsilons, flips), power
+            return _norm(v, axes, "ReduceL2", layout, epsilons, flips, problems), power
         elif op in ("ReduceSumSquare", "ReduceSum") and squared:
             source = sum_of_squares_source(node)
             if source is None:
@@ -234,7 +252,8 @@ def as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
             if isinstance(axes, str):
                 return axes
             v, axes, layout = _norm_source(source[0], axes)
-            return _norm(v, axes, f"sqrt({source[1]})", layout, epsilons, flips), power
+            kind = f"sqrt({source[1]})"
+            return _norm(v, axes, kind, layout, epsilons, flips, problems), power
         else:
             return None
 
@@ -246,11 +265,34 @@ def _norm(
     layout: bool,
     epsilons: list[tuple[float, int]],
     flips: int,
+    problems: list[str],
 ) -> Norm:
     """The ``Norm`` of a recognised expression, given its epsilons (each with the number of
     reciprocals walked through before it, from the outside in) and all its reciprocals: an
     epsilon with every reciprocal outside it is applied before any of them."""
     before = [c for c, outside in epsilons if outside == flips]
-    eps = before[0] if len(epsilons) == 1 and before else None
+    eps = before[0] if len(epsilons) == 1 and before and not problems else None
     bounded = len(before) == len(epsilons) and all(c >= 0 for c in before)
-    return Norm(v, axes, kind, eps, layout, bounded)
+    return Norm(v, axes, kind, eps, layout, bounded, problems[0] if problems else None)
+
+
+def _is_norm(value: ir.Value | None) -> bool:
+    return value is not None and isinstance(as_norm(value), tuple)
+
+
+def _norm_and_other(a: ir.Value | None, b: ir.Value | None) -> tuple[ir.Value, ir.Value] | None:
+    """Of the operands of an epsilon's ``Add`` or ``Max`` whose epsilon is no constant
+    scalar: (the norm, the other operand), when exactly one of them is a norm."""
+    if a is None or b is None or _is_norm(a) == _is_norm(b):
+        return None
+    return (a, b) if _is_norm(a) else (b, a)
+
+
+def _no_epsilon(value: ir.Value) -> str:
+    """Why ``value``, added to a norm (or its bound), is no epsilon the fold can use."""
+    what = f"the norm's epsilon '{value.name}'"
+    if value.is_graph_input():
+        return f"{what} is a graph input"
+    if small_constant(value) is not None:
+        return f"{what} is not a scalar"
+    return f"{what} is not a constant"
