@@ -589,3 +589,42 @@ def test_a_constant_pad_in_front_of_a_weight_is_folded_bit_for_bit() -> None:
     (cone,) = report.cones
     assert cone.status == "folded" and "Pad" in cone.ops and cone.shape == [1, 4, 6]
     assert run(folded, {"x": xs})[0].tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("split", ["all-outside", "cast-outside"])
+def test_a_weight_computed_outside_a_branch_that_reads_it_is_folded(split: str) -> None:
+    """A weight computed from constants in the main graph and read by a MatMul in both
+    branches of an ``If``: one exact initializer where the main graph computed it, reported
+    once; computed partly there, partly in each branch: one in each branch. None is left
+    computed, and the outputs are the same bits."""
+    make, info = onnx.helper.make_node, onnx.helper.make_tensor_value_info
+    outside = [make("Transpose", ["w"], ["t"])] if split == "all-outside" else []
+    outside = outside or [make("Cast", ["w"], ["t0"], to=onnx.TensorProto.FLOAT)]
+
+    def body(name: str) -> onnx.GraphProto:
+        inside = [] if split == "all-outside" else [make("Transpose", ["t0"], ["t"])]
+        nodes = [*inside, make("MatMul", ["x", "t"], [f"y{name}"])]
+        return onnx.helper.make_graph(nodes, name, [], [info(f"y{name}", 1, [2, 3])])
+
+    branches = make("If", ["c"], ["y"], then_branch=body("t"), else_branch=body("e"))
+    graph = onnx.helper.make_graph(
+        [*outside, branches],
+        "main",
+        [info("c", onnx.TensorProto.BOOL, []), info("x", 1, [2, 4])],
+        [info("y", 1, [2, 3])],
+        [onnx.numpy_helper.from_array(rand(3, 4), "w")],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    count = 1 if split == "all-outside" else 2
+    inspected = inspect_onnx(model)
+    assert [(c.name, c.status) for c in inspected.cones] == [("w", "foldable")] * count
+    folded, report = folded_model(model)
+    assert [c.status for c in report.cones] == ["folded"] * count
+    assert inspect_onnx(folded).cones == []
+    assert op_types(folded) == ["If"]
+    if split == "all-outside":
+        np.testing.assert_array_equal(weights(folded)["w"], weights(model)["w"].T)
+    for c in (True, False):
+        feeds = {"c": np.array(c), "x": X}
+        assert run(folded, feeds)[0].tobytes() == run(model, feeds)[0].tobytes()

@@ -18,7 +18,8 @@ Runtime's quantizer only quantizes initializers.
 
 A weight used by several consumers becomes one tensor, and so do two cones of one graph that
 compute the same elements from the same constants (a layer called twice: two ``Transpose`` of
-one ``W``); the same cone in two subgraphs (both branches of an ``If``) is folded in each.
+one ``W``); the same cone in two subgraphs (both branches of an ``If``) is folded in each. A
+weight that a body reads from an enclosing graph, which computes it, is folded there.
 It is named after the constant it comes from (``lstm.weight_hh_l0``; several:
 ``lstm.bias_ih_l0+bias_hh_l0``), that name itself when the constant goes away with the cone.
 A large weight is computed when the model is written (an ``ir.LazyTensor``), one at a time,
@@ -45,7 +46,13 @@ import onnx_ir as ir
 from wnpass.onnx import evaluate as ev
 from wnpass.onnx import naming
 from wnpass.onnx.fold import FoldResult, graph_label, replace_value, reuse_value
-from wnpass.onnx.graphs import constants_as_nodes, graphs_of, shadowed_in_cone
+from wnpass.onnx.graphs import (
+    constants_as_nodes,
+    defining_scope,
+    enclosing_scope,
+    graphs_of,
+    shadowed_in_cone,
+)
 from wnpass.onnx.match import Site, describe_consumer
 from wnpass.onnx.norms import producer
 from wnpass.onnx.weights import declared_dtype, folded_weight, release
@@ -208,9 +215,15 @@ def find_cones(
     """
     leaves = {} if leaves is None else leaves
     cones: list[Cone] = []
+    constants: dict[ir.Graph | ir.Function, set[ir.Value]] = {}
+    done: set[ir.Value] = set()
     for graph in list(graphs_of(model)):  # every body walked first (graphs.shadowed)
-        constant = _constant_values(graph, leaves.keys())
-        done: set[ir.Value] = set()
+        # a body reads its enclosing graphs' values: the constant ones are constants there
+        # (graphs_of gives a graph before the bodies inside it)
+        outer = enclosing_scope(graph)
+        inherited = constants[outer] if outer is not None else set()
+        constant = _constant_values(graph, leaves.keys() | inherited)
+        constants[graph] = constant
         for node in graph:
             if node.op_type not in WEIGHT_INPUTS or node.domain not in ("", "ai.onnx"):
                 continue
@@ -225,10 +238,11 @@ def find_cones(
                 if value is None or value in done or value not in constant or value in leaves:
                     continue
                 done.add(value)
-                if constants_as_nodes(graph) and producer(value, "Constant") is not None:
+                owner = defining_scope(value, graph)  # a value of an enclosing graph: there
+                if constants_as_nodes(owner) and producer(value, "Constant") is not None:
                     continue  # how a function (or an IR version 3 body) holds a constant
-                if (cone := _walk(graph, value, leaves, sites)) is not None:
-                    cone.reason = cone.reason or shadowed_in_cone(value, graph)
+                if (cone := _walk(owner, value, leaves, sites)) is not None:
+                    cone.reason = cone.reason or shadowed_in_cone(value, owner)
                     cones.append(cone)
     return cones
 

@@ -25,6 +25,8 @@ __all__ = [
     "const_tensor",
     "constant_initializers",
     "constants_as_nodes",
+    "defining_scope",
+    "enclosing_scope",
     "graphs_of",
     "shadowed",
     "shadowed_in_cone",
@@ -228,6 +230,25 @@ def const_tensor(value: ir.Value) -> ir.TensorProtocol | None:
         tensor: ir.TensorProtocol = attr.value
         return tensor
     return ir.convenience.get_const_tensor(value)
+
+
+def enclosing_scope(graph: ir.Graph | ir.Function) -> ir.Graph | ir.Function | None:
+    """The graph (or function) whose node holds the body ``graph`` (walked by ``graphs_of``);
+    None for a main graph or a function."""
+    return _ENCLOSING.get(graph) if isinstance(graph, ir.Graph) else None
+
+
+def defining_scope(value: ir.Value, graph: ir.Graph | ir.Function) -> ir.Graph | ir.Function:
+    """The graph among ``graph`` and the scopes around it (walked by ``graphs_of``) that
+    defines ``value``, which ``graph`` reads: ``graph`` itself, or an enclosing graph whose
+    value a body reads (a weight computed in the main graph for a branch of an ``If``)."""
+    defining = value.graph
+    scope: ir.Graph | ir.Function | None = graph
+    while scope is not None:
+        if defining is (scope.graph if isinstance(scope, ir.Function) else scope):
+            return scope
+        scope = enclosing_scope(scope)
+    return graph
 
 
 def shadowed(graph: ir.Graph | ir.Function) -> frozenset[str]:
