@@ -135,6 +135,13 @@ def test_cast_from_double_folds_where_the_roundings_agree() -> None:
         (np.array([np.nan], np.float32), TensorProto.INT32, "NaN or Inf"),
         (np.array([3e9], np.float32), TensorProto.INT32, "out of its range"),
         (np.array([300], np.int32), TensorProto.UINT8, "out of its range"),
+        # in float64, int64's largest value rounds up to 2**63: compared exactly
+        (np.array([2.0**63, 5.0], np.float32), TensorProto.INT64, "out of its range"),
+        (np.array([2.0**64, 7.0], np.float64), TensorProto.UINT64, "out of its range"),
+        (np.array([2**63], np.uint64), TensorProto.INT64, "out of its range"),
+        (np.array([1.0, np.nan], np.float32), TensorProto.FLOAT16, "NaN from float to float16"),
+        (np.array([np.nan], np.float64), TensorProto.FLOAT, "NaN from double to float"),
+        (np.array([np.nan], np.float16), TensorProto.FLOAT, "NaN from float16 to float"),
         (np.array([2**60], np.int64), TensorProto.FLOAT, "beyond 2\\*\\*53"),
         (np.array(["a"], object), TensorProto.FLOAT, "string"),
     ],
