@@ -68,11 +68,34 @@ def _end(signum: int, line: str) -> NoReturn:
     os._exit(128 + signum)
 
 
+def _open_closed_streams() -> None:
+    """A standard stream the process was started without (``2>&-``: some daemons and step
+    runners start tools so) is opened on /dev/null before anything opens a file. Else the
+    first file a command opens takes its descriptor, and whatever a library writes to stdout
+    or stderr from C (the TorchScript exporter prints graphs so) lands in that file; and
+    Python's stream for it is None, which the command line would fail on. What the program
+    would say there is dropped, never its exit code."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        opened = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+        if opened != fd:  # the lowest free descriptor is fd, unless it is open after all
+            os.dup2(opened, fd)
+            os.close(opened)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
+
+
 def run() -> NoReturn:
-    """Handle stop signals, then import and run the command line."""
+    """Handle stop signals, open the standard streams the process lacks, then import and run
+    the command line."""
     for signum in _STOPPED:
         if signal.getsignal(signum) is not signal.SIG_IGN:  # ignored stays ignored
             signal.signal(signum, _early)
+    _open_closed_streams()
     from wnpass import interrupts
 
     with interrupts.handled(stop):

@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import pytest
 
-from tests.helpers import run, sites_left, weight_normed
+from tests.helpers import onnx_model, run, sites_left, weight_normed, zero_unit
 from wnpass.cli import main
 
 
@@ -273,6 +274,56 @@ def test_a_closed_stderr_loses_the_message_not_the_exit_code(tmp_path: Path) -> 
     assert proc.stderr is not None
     proc.stderr.close()
     assert proc.wait(timeout=60) == 2
+
+
+@pytest.mark.parametrize("closed", [1, 2], ids=["stdout", "stderr"])
+def test_a_stream_closed_from_the_start_changes_nothing_but_what_is_said(
+    tmp_path: Path, closed: int
+) -> None:
+    """Started without stdout or stderr (``>&-``, ``2>&-``), a command does its work and
+    exits as it would, without a traceback; the file it writes takes no standard descriptor
+    (where a library's own writes to it would land)."""
+    path = weight_normed(tmp_path)
+    out = tmp_path / "out.onnx"
+    argv = [sys.executable, "-m", "wnpass", "--quiet", "fold", str(path), "-o", str(out)]
+    if closed == 1:
+        argv += ["--json", str(tmp_path / "r.json")]
+    result = subprocess.run(argv, capture_output=True, preexec_fn=lambda: os.close(closed))
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert (b"wrote" in result.stdout) == (closed == 2)  # the summary, where stdout is open
+    assert sites_left(out) == 0
+    inspected = subprocess.run(
+        [sys.executable, "-m", "wnpass", "--quiet", "inspect", str(path)],
+        capture_output=True,
+        preexec_fn=lambda: os.close(closed),
+    )
+    assert inspected.returncode == 0 and inspected.stderr == b""
+
+
+def test_a_log_line_escapes_the_control_characters_of_a_models_names(tmp_path: Path) -> None:
+    """A warning names a model's value as every printed line does, control characters
+    escaped: a name holding a newline cannot forge a line of its own."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2, 4] x) => (float[2, 3] y) {
+            n = ReduceL2 <axes = [1]> (v)
+            d = Div(v, n)
+            w = Mul(d, g)
+            y = Gemm <transB = 1> (x, w)
+        }
+    """
+    arrays = zero_unit(3, 4)
+    model = onnx_model(text, v=arrays["v"], g=arrays["g"])
+    for node in model.graph.node:  # the weight the fold declines, named with a newline
+        for values in (node.input, node.output):
+            values[:] = ["w\nFORGED LINE" if name == "w" else name for name in values]
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    argv = [sys.executable, "-m", "wnpass", "--quiet", "fold", str(path), "-o", str(path) + ".f"]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("WARNING ") and "w\\nFORGED LINE" in line
 
 
 EXITS = {

@@ -76,6 +76,15 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with control characters escaped, as every line the command line prints: the
+    library's messages name a model's values, which are untrusted (a name holding a newline
+    would forge a line of its own). A traceback (``-v``) follows as Python writes it."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (see the module docstring)."""
     try:
@@ -83,7 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, or a usage error (already printed)
         return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     # Python warnings of the libraries underneath (torch.load, the exporters) are theirs, not
     # the user's: shown with -v only, so that an error stays one line.
     logging.captureWarnings(True)
