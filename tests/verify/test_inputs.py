@@ -58,6 +58,19 @@ def test_shape_option_sets_dynamic_dimensions_and_checks_fixed_ones() -> None:
         inputs.parse_shapes(["x:1,2"])
 
 
+def test_a_negative_declared_size_is_dynamic_as_onnx_runtime_reads_it() -> None:
+    """A dimension declared as -1 (ONNX's checker accepts it) is dynamic: synthesized at the
+    default size, and an inputs file or --shape may give it any size."""
+    model = onnx_model(TEXT)
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = -1
+    (x, *_) = inputs.signature(ir.serde.deserialize_model(model))
+    assert x.shape == ["N", None]
+    feeds, _ = inputs.synthesize([x])
+    assert feeds["x"].shape == (1, inputs.DEFAULT_DYNAMIC_DIM)
+    given, _ = inputs.synthesize([x], {"x": [2, 3]})
+    assert given["x"].shape == (2, 3)
+
+
 MATMUL = """
     <ir_version: 8, opset_import: ["" : 17]>
     agraph (float[B, K] x, float[K, 4] w, float[M] m) => (float[B, 4] y) { y = MatMul(x, w) }

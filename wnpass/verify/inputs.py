@@ -72,9 +72,17 @@ def signature(model: ir.Model, where: Path | None = None) -> list[InputSpec]:
                 f"input {value.name!r} is {value.dtype.name.lower()}: ONNX Runtime's Python API "
                 "cannot take it (its elements are packed several to a byte)"
             )
-        dims = [d if isinstance(d, int) else (d.value if d.value else None) for d in value.shape]
+        # a negative size (-1, which ONNX's checker accepts) is dynamic, as ONNX Runtime reads it
+        dims = [_dim(d) for d in value.shape]
         specs.append(InputSpec(value.name or "", value.dtype, dims))
     return specs
+
+
+def _dim(dim: int | ir.SymbolicDim) -> int | str | None:
+    """A declared dimension: its size, its symbol, or None where it is dynamic unnamed."""
+    if isinstance(dim, int):
+        return dim if dim >= 0 else None
+    return dim.value or None
 
 
 def _type_name(type_: ir.TypeProtocol) -> str:
