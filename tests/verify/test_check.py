@@ -233,6 +233,29 @@ def test_string_and_sequence_outputs_are_compared(tmp_path: Path) -> None:
     assert not report
 
 
+def test_outputs_in_another_order_are_compared_by_name_and_noted(tmp_path: Path) -> None:
+    """The candidate lists the same outputs in another order: each is compared with the
+    reference's of its name (equivalent), and a note says a caller reading them by position
+    would get them mixed up."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2] x) => (%s) {
+            a = Neg(x)
+            b = Abs(x)
+        }
+    """
+    paths = [tmp_path / "ab.onnx", tmp_path / "ba.onnx"]
+    orders = ("float[2] a, float[2] b", "float[2] b, float[2] a")
+    for path, outputs in zip(paths, orders, strict=True):
+        onnx.save(onnx.parser.parse_model(text % outputs), path)
+    same = check(paths[0], paths[0], runs=1, warmup=0)
+    assert not any("another order" in note for note in same.notes)
+    report = check(*paths, runs=1, warmup=0)
+    assert report and [c.name for c in report.runs[0].comparisons] == ["a", "b"]
+    (note,) = [note for note in report.notes if "another order" in note]
+    assert "(b, a; the reference's: a, b)" in note
+
+
 BFLOAT16 = """
     <ir_version: 8, opset_import: ["" : 17]>
     agraph (bfloat16[N] x) => (bfloat16[N] y, float[N] f) {

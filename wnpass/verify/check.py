@@ -222,6 +222,7 @@ def check(
         plan.check()
     chosen = prov.resolve(list(options.providers) if options.providers else None)
     arrays, notes = _feeds(specs, options.shapes or {}, options.inputs)
+    notes += _order_note(reference_model, candidate_model)
     report = CheckReport(str(reference), str(candidate), notes=notes, files_read=files_read)
     report.inputs = [
         {"name": n, "shape": list(a.shape), "dtype": str(a.dtype)} for n, a in arrays.items()
@@ -251,6 +252,21 @@ def check(
         )
     logger.info("check %s: %s", candidate, "equivalent" if report else "FAILED")
     return report
+
+
+def _order_note(reference: ir.Model, candidate: ir.Model) -> list[str]:
+    """A note where the candidate lists the reference's outputs in another order: they are
+    compared by name, but a caller that reads a session's outputs by position (ONNX
+    Runtime's ``run(None, ...)``) would get them mixed up."""
+    ref = [value.name for value in reference.graph.outputs]
+    cand = [value.name for value in candidate.graph.outputs]
+    if ref == cand or sorted(ref, key=str) != sorted(cand, key=str):
+        return []  # the same order, or other outputs (a failure the comparison names)
+    return [
+        f"the candidate's outputs are in another order ({', '.join(map(str, cand))}; "
+        f"the reference's: {', '.join(map(str, ref))}): compared by name, but a "
+        "caller that reads them by position gets them mixed up"
+    ]
 
 
 class _OneRun(NamedTuple):
