@@ -548,3 +548,24 @@ def test_running_out_of_memory_is_no_verdict_on_the_model(message: str) -> None:
     with pytest.raises(providers.RunFailedError) as failed:
         providers.run(_Session("Reshape: cannot reshape " + "y" * 300), Path("c.onnx"), {})  # type: ignore[arg-type]
     assert failed.value.reason.endswith("y" * 300)  # the report's error is whole
+
+
+def test_an_output_of_tiny_values_fails_when_it_is_wrong(tmp_path: Path) -> None:
+    """y = x * 1e-7 against y = x * 0: every value is below float32's default atol, which a
+    fixed atol would call equivalent; capped at rtol times the scale, the check fails and
+    the table and the JSON say which atol it used."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[N, 8] x) => (float[N, 8] y) { y = Mul(x, k) }
+    """
+    paths = []
+    for k in (1e-7, 0.0):
+        paths.append(tmp_path / f"k{k:g}.onnx")
+        onnx.save(onnx_model(text, k=np.array([k], np.float32)), paths[-1])
+    report = check(*paths, runs=1, warmup=0)
+    assert not report
+    (row,) = report.runs[0].comparisons
+    assert row.atol_scaled and row.atol is not None and row.atol < 1e-9
+    assert comparison_rows(report)[0][6].endswith("(rtol x scale)")
+    (data,) = report.to_dict()["runs"][0]["comparisons"]
+    assert data["atol_scaled"] is True and data["atol"] == row.atol

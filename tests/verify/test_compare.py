@@ -242,3 +242,38 @@ def test_error_sizes_are_measured_or_marked_unmeasured_never_made_up() -> None:
     assert row.problem == "a tensor where the reference has a sequence"
     row = compare_outputs(["f"], [np.ones(2, np.float32)], ["f"], [np.ones(2, np.float32)])[0]
     assert (row.measured, row.status) == (True, "passed")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_an_output_of_tiny_values_is_held_to_rtol_not_passed_by_atol(dtype: type) -> None:
+    """A default atol is at most rtol times the output's scale: an output whose every value
+    is below atol (1e-5 for float32, 1e-3 for float16) is not equal to zeros, nor to itself
+    with its sign flipped; rounding-sized differences still pass; an atol given is used as
+    given."""
+    small = np.array([1e-7, -3e-7, 2e-7, 0.0], np.float64) * (1 if dtype == np.float32 else 1e3)
+    ref: np.ndarray = small.astype(dtype)
+    for wrong in (np.zeros_like(ref), -ref):
+        row = compare_outputs(["y"], [ref], ["y"], [wrong])[0]
+        assert not row.passed and row.outside == 3, row
+        rtol = 1e-4 if dtype == np.float32 else 1e-2
+        assert row.atol_scaled and row.atol == rtol * float(np.abs(ref.astype(np.float64)).max())
+    close = ref + (np.spacing(ref) * (ref != 0)).astype(dtype)  # one ulp off each nonzero
+    assert compare_outputs(["y"], [ref], ["y"], [close])[0].passed
+    given = compare_outputs(["y"], [ref], ["y"], [np.zeros_like(ref)], atol=1e-3)[0]
+    assert given.passed and (given.atol, given.atol_scaled) == (1e-3, False)
+
+
+def test_an_output_of_ordinary_scale_keeps_the_default_atol() -> None:
+    """At a scale of 0.1 and above (float32), rtol times the scale is at least atol: the
+    default atol stands, for the elements near zero."""
+    ref = np.array([0.5, 1e-9, -0.2], np.float32)
+    row = compare_outputs(["y"], [ref], ["y"], [np.array([0.5, 5e-6, -0.2], np.float32)])[0]
+    assert row.passed and (row.atol, row.atol_scaled) == (1e-5, False)
+
+
+def test_an_all_zero_reference_is_matched_by_zeros_only() -> None:
+    """No scale, no default atol: zeros match, anything else is outside."""
+    zeros = np.zeros(3, np.float32)
+    assert compare_outputs(["y"], [zeros], ["y"], [zeros.copy()])[0].passed
+    row = compare_outputs(["y"], [zeros], ["y"], [np.array([0, 1e-9, 0], np.float32)])[0]
+    assert not row.passed and row.outside == 1 and row.atol == 0.0

@@ -61,6 +61,7 @@ class OutputRow:
     atol: float | None
     problem: str | None = None
     uncompared: str | None = None  # why no element of it was compared (no failure by itself)
+    atol_scaled: bool = False  # the default atol capped at rtol times the output's scale
     group: str | None = None  # the state dict compared, in a torch file's object ("model")
 
     @property

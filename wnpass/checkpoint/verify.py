@@ -125,8 +125,8 @@ def _row(
 
     dtype = str(ref.dtype).removeprefix("torch.")
     kind = _numpy_dtype(held_as or dtype)
-    exact, (rtol, atol) = is_exact(kind), tolerance_for(kind, rtol, atol)
-    row = OutputRow(name, list(ref.shape), dtype, 0.0, 0.0, 0, int(ref.numel()), rtol, atol)
+    exact, (row_rtol, row_atol) = is_exact(kind), tolerance_for(kind, rtol, atol)
+    row = OutputRow(name, list(ref.shape), dtype, 0.0, 0.0, 0, int(ref.numel()), row_rtol, row_atol)
     if ref.shape != cand.shape or ref.dtype != cand.dtype:
         row.problem = f"{list(cand.shape)} {cand.dtype} != reference {list(ref.shape)} {dtype}"
         return row
@@ -134,8 +134,9 @@ def _row(
     # they are; an axis both expand (stride 0) once
     cand, ref, factor = same_strides_compacted(cand, ref)
     r, c = (_as_compared(t, exact).numpy() for t in (ref, cand))
-    (result,) = compare_outputs([name], [r], [name], [c], rtol=rtol, atol=atol)
+    (result,) = compare_outputs([name], [r], [name], [c], rtol=rtol, atol=atol, held_as=kind)
     row.problem, row.uncompared = result.problem, result.uncompared
+    row.atol, row.atol_scaled = result.atol, result.atol_scaled
     row.outside, row.max_abs, row.max_rel = result.outside * factor, result.max_abs, result.max_rel
     return row
 

@@ -126,7 +126,7 @@ def print_pairs(out: Printer, report: CheckpointReport) -> None:
 def _print_check(out: Printer, report: CheckpointReport) -> None:
     """The ``--model`` table: one row per output (per state dict compared, when it has a
     name), and the state dicts with folded pairs that were not compared."""
-    from wnpass.verify.report import shown_error, shown_tolerance
+    from wnpass.verify.report import shown_error, tolerance_text
 
     check = report.check
     assert check is not None
@@ -141,9 +141,7 @@ def _print_check(out: Printer, report: CheckpointReport) -> None:
             shown_error(row.max_abs, row.atol),
             f"{row.max_rel:.3g}",
             f"{row.outside}/{row.total}",
-            "exact"
-            if row.rtol is None or row.atol is None
-            else f"rtol={shown_tolerance(row.rtol)} atol={shown_tolerance(row.atol)}",
+            tolerance_text(row.rtol, row.atol, row.atol_scaled),
             result,
         ]
         rows.append([row.group or "-", *cells] if where else cells)

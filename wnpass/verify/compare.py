@@ -1,12 +1,18 @@
 """Compare two sets of outputs element by element, within tolerances chosen per dtype.
 
 An element is outside tolerance when ``|candidate - reference| > atol + rtol * |reference|``
-(numpy's ``allclose`` rule, element by element). NaN and Inf must sit in the same places (with
-the same sign) in both: an element that has one where the other has not counts as outside
-tolerance too, and the error sizes are over the elements finite in both. Integers, booleans
-and strings must be equal, whatever tolerance was asked for; a sequence output is compared
-item by item, a map (a dict) must be equal (``check`` meets none: a model with a map type is
-refused when read, since onnx-ir cannot hold one).
+(numpy's ``allclose`` rule, element by element). A default ``atol`` (one not given) is at
+most ``rtol`` times the output's scale, its largest reference magnitude
+(:func:`scaled_atol`): it is there for the elements near zero of an output of ordinary size,
+and a fixed one would pass any error in an output whose every value is below it (a float32
+output of scale 1e-7 against all zeros: a 100% error within 1e-5).
+
+NaN and Inf must sit in the same places (with the same sign) in both: an element that has one
+where the other has not counts as outside tolerance too, and the error sizes are over the
+elements finite in both. Integers, booleans and strings must be equal, whatever tolerance was
+asked for; a sequence output is compared item by item, a map (a dict) must be equal
+(``check`` meets none: a model with a map type is refused when read, since onnx-ir cannot
+hold one).
 
 An output in which not one element could be compared (it has no elements, every element is NaN
 or Inf in both, or it is an optional output empty in both) says so (``uncompared``); when that
@@ -32,6 +38,7 @@ __all__ = [
     "compare_outputs",
     "is_exact",
     "nothing_compared",
+    "scaled_atol",
     "tolerance_for",
 ]
 
@@ -76,6 +83,14 @@ def tolerance_for(
     return (default[0] if rtol is None else rtol, default[1] if atol is None else atol)
 
 
+def scaled_atol(atol: float, rtol: float, scale: float) -> float:
+    """A default ``atol`` for an output of ``scale`` (its largest finite reference magnitude):
+    at most ``rtol * scale``, what ``rtol`` allows at the output's largest value, so that an
+    output of tiny values is held to ``rtol`` too; 0 for an all-zero reference, which only
+    zeros match."""
+    return min(atol, rtol * scale)
+
+
 @dataclasses.dataclass
 class OutputComparison:
     """How one output of the candidate compares with the reference's."""
@@ -85,6 +100,7 @@ class OutputComparison:
     dtype: str | None
     rtol: float | None  # None (both): compared exactly, no tolerance applies
     atol: float | None
+    atol_scaled: bool = False  # atol is the default's cap, rtol times the scale (scaled_atol)
     max_abs: float = 0.0
     max_rel: float = 0.0  # largest per-element |error| / |reference| (large near zero)
     scale: float = 0.0  # largest |reference|: the output's scale
@@ -124,7 +140,12 @@ def _scaled(max_abs: float, scale: float) -> float:
 
 
 def _compare(
-    name: str, ref: Any, cand: Any, rtol: float | None, atol: float | None
+    name: str,
+    ref: Any,
+    cand: Any,
+    rtol: float | None,
+    atol: float | None,
+    held_as: np.dtype | None = None,
 ) -> OutputComparison:
     if isinstance(ref, list) and isinstance(cand, list):
         return _compare_sequences(name, ref, cand, rtol, atol)
@@ -138,7 +159,7 @@ def _compare(
         elif ref != cand:  # a map (ONNX Runtime gives a dict): exact
             result.outside = 1
         return result
-    r, a = tolerance_for(ref.dtype, rtol, atol)
+    r, a = tolerance_for(ref.dtype if held_as is None else held_as, rtol, atol)
     result = OutputComparison(name, list(ref.shape), _dtype(ref), r, a, total=int(ref.size))
     if ref.shape != cand.shape:
         result.problem = f"shape {list(cand.shape)} != reference {list(ref.shape)}"
@@ -170,6 +191,11 @@ def _compare(
     wide = np.complex128 if ref.dtype.kind == "c" else np.float64
     ref64, cand64 = ref.astype(wide), cand.astype(wide)
     both = np.isfinite(ref64) & np.isfinite(cand64)  # NaN/Inf are matched, not subtracted
+    with np.errstate(over="ignore"):  # float64's extremes: see _outside
+        reference = np.abs(ref64[both])
+    if atol is None and reference.size and scaled_atol(a, r, float(reference.max())) < a:
+        a = result.atol = scaled_atol(a, r, float(reference.max()))
+        result.atol_scaled = True
     alike = ~both & _alike(ref64, cand64, r, a)
     unlike = int(np.count_nonzero(~both & ~alike))  # NaN or Inf where the other has not it
     if unlike:
@@ -177,7 +203,6 @@ def _compare(
     result.outside = unlike
     with np.errstate(over="ignore"):  # float64's extremes: see _outside
         error = np.abs(ref64[both] - cand64[both])
-        reference = np.abs(ref64[both])
     if error.size:  # the error sizes are over the elements finite in both
         result.max_abs = float(error.max())  # Inf where a difference is beyond float64
         with np.errstate(over="ignore"):
@@ -286,6 +311,9 @@ def _compare_sequences(
     if not items:
         result.uncompared = "the sequence has no items"
         return result
+    if any(item.atol_scaled for item in items):  # each item's atol is its own: the loosest
+        result.atol = max(item.atol for item in items if item.atol is not None)
+        result.atol_scaled = True
     for item in items:
         result.outside += item.outside
         result.max_abs = max(result.max_abs, item.max_abs)
@@ -326,8 +354,11 @@ def compare_outputs(
     *,
     rtol: float | None = None,
     atol: float | None = None,
+    held_as: np.dtype | None = None,
 ) -> list[OutputComparison]:
-    """Compare outputs matched by name; an output missing on either side is a failure."""
+    """Compare outputs matched by name; an output missing on either side is a failure.
+    ``held_as``: the dtype whose default tolerances apply, where the arrays are wider than the
+    values they hold (a checkpoint's float16 outputs compared in float64)."""
     by_name = dict(zip(candidate_names, candidate, strict=True))
     results = []
     for name, ref in zip(names, reference, strict=True):
@@ -340,7 +371,7 @@ def compare_outputs(
             missing.problem = "missing in the candidate"
             results.append(missing)
             continue
-        results.append(_compare(name, ref, by_name[name], rtol, atol))
+        results.append(_compare(name, ref, by_name[name], rtol, atol, held_as))
     for name in candidate_names:
         if name not in names:
             extra = OutputComparison(name, None, None, None, None)

@@ -25,6 +25,7 @@ __all__ = [
     "latency_rows",
     "shown_error",
     "shown_tolerance",
+    "tolerance_text",
 ]
 
 # A provider run's status: compared (OK), or why not.
@@ -219,9 +220,18 @@ def _tolerance(c: OutputComparison) -> str:
     sequence: ONNX Runtime gives neither a dtype)."""
     if c.rtol is None and not c.total:
         return "-"
-    if c.rtol is None or c.atol is None:
+    return tolerance_text(c.rtol, c.atol, c.atol_scaled)
+
+
+def tolerance_text(rtol: float | None, atol: float | None, atol_scaled: bool) -> str:
+    """A tolerance as a table shows it: ``exact`` where none applies; a default ``atol``
+    capped at ``rtol`` times the output's scale (``compare.scaled_atol``) to 3 digits and
+    marked so, being derived; else both as given, every digit."""
+    if rtol is None or atol is None:
         return "exact"
-    return f"rtol={shown_tolerance(c.rtol)} atol={shown_tolerance(c.atol)}"
+    if atol_scaled:
+        return f"rtol={shown_tolerance(rtol)} atol={atol:.3g} (rtol x scale)"
+    return f"rtol={shown_tolerance(rtol)} atol={shown_tolerance(atol)}"
 
 
 def _why(c: OutputComparison) -> str:
