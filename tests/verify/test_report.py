@@ -96,3 +96,22 @@ def test_the_json_has_each_output_s_status_and_no_made_up_error_size() -> None:
         assert sizes == [None] * 4, name
     shown = {row[1]: row for row in (comparison_row("cpu", c) for c in rows)}
     assert shown["e"][3:5] == ("-", "-") and shown["y"][3] != "-"
+
+
+def test_a_failed_run_says_so_in_its_json_and_rows_show_only_what_was_counted() -> None:
+    """A run that ran (status ok) but whose outputs failed has ``passed: false``; a shape
+    mismatch counts no element outside (``-``, not ``0/6``); a 0-d output's shape is
+    ``scalar``, not the ``-`` of a missing one; an output with no type to take a tolerance
+    from is neither exact nor toleranced in the JSON (the table's ``-``)."""
+    y = np.ones((2, 3), np.float32)
+    s = np.array(1.0, np.float32)
+    rows = compare_outputs(
+        ["y", "s", "o"], [y, s, None], ["y", "s", "o"], [y.reshape(3, 2), s.copy(), None]
+    )
+    report = CheckReport("a.onnx", "b.onnx", runs=[ProviderRun("cpu", "default", "ok", rows)])
+    shape, scalar, optional = (comparison_row("cpu", c) for c in rows)
+    assert shape[2:6] == ("2x3", "-", "-", "-") and shape[-1].startswith("FAIL: shape")
+    assert scalar[2] == "scalar" and scalar[5] == "0/1" and optional[6] == "-"
+    (run,) = report.to_dict()["runs"]
+    assert (run["status"], run["passed"]) == ("ok", False)
+    assert [c["exact"] for c in run["comparisons"]] == [False, False, None]

@@ -24,7 +24,7 @@ from wnpass.onnx import io
 from wnpass.plan import IOPlan
 from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
-from wnpass.verify.compare import compare_outputs
+from wnpass.verify.compare import compare_outputs, dtype_name
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions, as_path
 from wnpass.verify.report import (
     CANDIDATE_FAILED,
@@ -225,7 +225,7 @@ def check(
     notes += _order_note(reference_model, candidate_model)
     report = CheckReport(str(reference), str(candidate), notes=notes, files_read=files_read)
     report.inputs = [
-        {"name": n, "shape": list(a.shape), "dtype": str(a.dtype)} for n, a in arrays.items()
+        {"name": n, "shape": list(a.shape), "dtype": dtype_name(a)} for n, a in arrays.items()
     ]
     feeds = prov.ort_feeds(arrays)  # once: the timed runs pay nothing to convert them
     report.not_available = [p for p in prov.PROVIDERS if p not in prov.available()]

@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_TOLERANCES",
     "OutputComparison",
     "compare_outputs",
+    "dtype_name",
     "is_exact",
     "nothing_compared",
     "scaled_atol",
@@ -160,12 +161,12 @@ def _compare(
             result.outside = 1
         return result
     r, a = tolerance_for(ref.dtype if held_as is None else held_as, rtol, atol)
-    result = OutputComparison(name, list(ref.shape), _dtype(ref), r, a, total=int(ref.size))
+    result = OutputComparison(name, list(ref.shape), dtype_name(ref), r, a, total=int(ref.size))
     if ref.shape != cand.shape:
         result.problem = f"shape {list(cand.shape)} != reference {list(ref.shape)}"
         return result
     if ref.dtype != cand.dtype:
-        result.problem = f"dtype {_dtype(cand)} != reference {_dtype(ref)}"
+        result.problem = f"dtype {dtype_name(cand)} != reference {dtype_name(ref)}"
         return result
     result.numeric = ref.dtype.kind not in "OSU"  # strings: equal or not, no error size
     if ref.size == 0:
@@ -226,7 +227,7 @@ def _int_rel(ref: int, cand: int) -> float:
 _TINY = float(np.finfo(np.float64).tiny)
 
 
-def _dtype(array: np.ndarray) -> str:
+def dtype_name(array: np.ndarray) -> str:
     """An array's element type as a model's is named: ``string`` for ONNX Runtime's string
     tensors (numpy object or unicode arrays)."""
     return "string" if array.dtype.kind in "OSU" else str(array.dtype)
@@ -365,7 +366,7 @@ def compare_outputs(
         if name not in by_name:
             if isinstance(ref, np.ndarray):
                 r, a = tolerance_for(ref.dtype, rtol, atol)
-                missing = OutputComparison(name, list(ref.shape), _dtype(ref), r, a)
+                missing = OutputComparison(name, list(ref.shape), dtype_name(ref), r, a)
             else:
                 missing = OutputComparison(name, None, _kind(ref), None, None)
             missing.problem = "missing in the candidate"

@@ -168,6 +168,7 @@ class CheckReport:
         data["cross_provider_nothing_compared"] = nothing_compared(self.cross_provider)
         for run, raw in zip(self.runs, data["runs"], strict=True):
             raw["ratio"] = run.ratio
+            raw["passed"] = run.passed  # status says whether it ran; this, whether it matched
             raw["nothing_compared"] = run.nothing_compared
             for c, rc in zip(run.comparisons, raw["comparisons"], strict=True):
                 _comparison_data(c, rc)
@@ -218,9 +219,15 @@ def _tolerance(c: OutputComparison) -> str:
     """The tolerance used, as the report shows it: ``exact`` where none applies, ``-`` where
     no element had a type to take one from (an optional output empty in both, an empty
     sequence: ONNX Runtime gives neither a dtype)."""
-    if c.rtol is None and not c.total:
+    if not _typed(c):
         return "-"
     return tolerance_text(c.rtol, c.atol, c.atol_scaled)
+
+
+def _typed(c: OutputComparison) -> bool:
+    """Whether an element gave the output a type to take its tolerance from: not so of an
+    optional output empty in both, or an empty sequence (ONNX Runtime gives neither one)."""
+    return c.rtol is not None or bool(c.total)
 
 
 def tolerance_text(rtol: float | None, atol: float | None, atol_scaled: bool) -> str:
@@ -276,21 +283,24 @@ def _comparison_data(c: OutputComparison, data: dict[str, Any]) -> None:
     """One output's JSON: its status, and error sizes only where they were measured (null for
     a string, a map, a missing output or one with no element compared: 0 would read as
     "no error")."""
-    data.update(passed=c.passed, status=c.status, exact=c.exact)
+    # exact: null where no element had a type to take a tolerance from (the table's "-")
+    data.update(passed=c.passed, status=c.status, exact=c.exact if _typed(c) else None)
     if not c.measured:
         data.update(max_abs=None, max_rel=None, scale=None, max_scaled=None)
 
 
 def comparison_row(where: str, c: OutputComparison) -> tuple[str, ...]:
     """One output's comparison in the columns of ``COMPARISON_COLUMNS``."""
-    shape = "x".join(map(str, c.shape)) if c.shape else "-"
+    shape = "-" if c.shape is None else "x".join(map(str, c.shape)) or "scalar"
+    # a shape or dtype mismatch, a missing output: no element compared, none counted outside
+    counted = c.problem is None or c.measured or c.outside > 0
     return (
         where,
         c.name,
         shape,
         shown_error(c.max_abs, c.atol) if c.measured else "-",
         f"{c.max_scaled:.3g}" if c.measured else "-",
-        f"{c.outside}/{c.total}",
+        f"{c.outside}/{c.total}" if counted else "-",
         _tolerance(c),
         _result(c),
     )
