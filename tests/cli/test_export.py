@@ -65,6 +65,27 @@ def test_without_verify_it_says_nothing_was_compared(
     assert data["verified"] is False and data["matches"] is None and data["comparisons"] == {}
 
 
+def test_a_pruned_unit_is_declined_in_pytorch_and_not_deployable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A unit of v that is all zero gives NaN weights: PyTorch's fold declines it (said in a
+    line of its own), the ONNX fold meets it again and declines it too, and the export is not
+    deployable (exit 1): never a model of NaN weights called folded."""
+    path = _model_py(tmp_path)
+    source = path.read_text().replace(
+        "    return M().to(torch.float32)",
+        "    m = M()\n    with torch.no_grad():\n"
+        "        m.fc.parametrizations.weight.original1[1].zero_()\n    return m",
+    )
+    path.write_text(source)
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(path), "-o", str(out), "--exporter", "torchscript"]) == 1
+    printed = capsys.readouterr().out
+    assert "folded 0 of 1 weight-norm site in PyTorch" in printed
+    assert "declined in PyTorch: fc.weight: v has a unit with zero norm" in printed
+    assert "NOT DEPLOYABLE" in printed
+
+
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
 def test_verify_feeds_each_graph_input_its_own_example(
     exporter: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

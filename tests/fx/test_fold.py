@@ -127,6 +127,43 @@ def test_a_stacked_parametrization_is_left_alone_with_the_reason() -> None:
     assert parametrize.is_parametrized(module)
 
 
+@pytest.mark.parametrize(
+    ("spoil", "reason"),
+    [
+        ("zero unit", "v has a unit with zero norm (PyTorch computes NaN there)"),
+        ("nan g", "NaN or Inf in g or v"),
+        ("inf g", "NaN or Inf in g or v"),
+    ],
+)
+@pytest.mark.parametrize("api", ["parametrization", "legacy hook"])
+def test_values_with_no_finite_weight_are_declined_and_left_weight_normed(
+    spoil: str, reason: str, api: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A unit of v that is all zero (pruned), or g with NaN or Inf: the weight would be NaN or
+    Inf, so the site is declined with the reason and a warning, as the checkpoint and ONNX
+    folds decline it, and the module keeps its weight norm and its tensors."""
+    conv = nn.Conv1d(4, 6, 3)
+    module = parametrizations.weight_norm(conv) if api == "parametrization" else legacy(conv)
+    pair = dict(module.named_parameters())
+    g, v = (
+        (pair["parametrizations.weight.original0"], pair["parametrizations.weight.original1"])
+        if api == "parametrization"
+        else (pair["weight_g"], pair["weight_v"])
+    )
+    with torch.no_grad():
+        if spoil == "zero unit":
+            v[2].zero_()
+        else:
+            g[2] = float("nan") if spoil == "nan g" else float("inf")
+    before = {k: t.clone() for k, t in module.state_dict().items()}
+    report = fold_weight_norm(module)
+    assert not report and [(s.status, s.reason) for s in report.sites] == [("declined", reason)]
+    assert f"not folding weight: {reason}" in caplog.text
+    after = module.state_dict()
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[k].nan_to_num(), t.nan_to_num()) for k, t in before.items())
+
+
 def test_a_folded_rewritten_model_copies_and_pickles_as_a_plain_one() -> None:
     """After apply_weight_norm then fold: deepcopy and pickle work and give plain modules."""
     import pickle

@@ -18,6 +18,7 @@ from wnpass.cli.options import (
 )
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_sites
+from wnpass.errors import printable
 from wnpass.report import counted
 from wnpass.verify.options import CheckOptions
 
@@ -130,8 +131,19 @@ def _parse_dynamic(items: list[str] | None) -> dict[str, dict[int, str]] | None:
 def _print_export(out: Printer, report: Any) -> None:
     from wnpass.verify.report import COMPARISON_COLUMNS, comparison_row
 
-    if report.torch_fold is not None:
-        out.line(f"folded {counted(report.torch_fold.folded, 'weight-norm site')} in PyTorch")
+    if (torch_fold := report.torch_fold) is not None:
+        # a site declined in PyTorch (NaN, a zero-norm unit) stays weight norm: said here,
+        # and the ONNX fold below meets it again
+        declined = [site for site in torch_fold.sites if site.status == "declined"]
+        total = counted(len(torch_fold.sites), "weight-norm site")
+        done = (
+            f"{torch_fold.folded} of {total}"
+            if declined
+            else counted(torch_fold.folded, "weight-norm site")
+        )
+        out.line(f"folded {done} in PyTorch")
+        for site in declined:
+            out.line(printable(f"  declined in PyTorch: {site.name}: {site.reason}"))
     print_sites(out, report.onnx_fold, f"{report.output} ({report.exporter})", inspect=False)
     if report.names_missing:
         out.line(

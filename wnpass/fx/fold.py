@@ -79,6 +79,21 @@ def folded_weight(g: torch.Tensor, v: torch.Tensor, dim: int | None) -> torch.Te
     return round_to_torch(weight_from(g64, v64, dim), v).to(v.device)
 
 
+def _declined(site: FoldedSite, g: torch.Tensor, v: torch.Tensor) -> bool:
+    """Decline ``site`` where its values give no exact, finite weight (the checkpoint fold's
+    rule, :func:`wnpass.checkpoint.fold.check_pair`: NaN or Inf in g or v, a unit of v with
+    zero norm, where PyTorch computes NaN, norms that overflow or underflow): it stays weight
+    norm, with the reason and a warning, rather than become a weight of NaN or Inf."""
+    from wnpass.checkpoint.fold import check_pair
+
+    reason = check_pair(g, v, site.dim)
+    if reason is None:
+        return False
+    site.status, site.reason = "declined", reason
+    logger.warning("not folding %s: %s", site.name, reason)
+    return True
+
+
 def _unit_dim(dim: int, ndim: int) -> int | None:
     """PyTorch's stored ``dim``: -1 means the whole tensor (``dim=None`` at creation)."""
     return None if dim == -1 else dim % ndim
@@ -112,6 +127,8 @@ def _fold_parametrized(module: nn.Module, prefix: str, report: TorchFoldReport) 
         if len(plist) != 1:
             site.status, site.reason = "declined", "stacked with other parametrizations"
             continue
+        if _declined(site, g, v):
+            continue
         weight = folded_weight(g, v, dim)
         requires_grad = v.requires_grad
         parametrize.remove_parametrizations(module, name, leave_parametrized=True)
@@ -128,9 +145,10 @@ def _fold_legacy(module: nn.Module, prefix: str, report: TorchFoldReport) -> Non
             continue
         g, v = getattr(module, f"{hook.name}_g"), getattr(module, f"{hook.name}_v")
         dim = _unit_dim(hook.dim, v.dim())
-        report.sites.append(
-            FoldedSite(f"{prefix}{hook.name}", "legacy hook", dim, list(v.shape), "folded")
-        )
+        site = FoldedSite(f"{prefix}{hook.name}", "legacy hook", dim, list(v.shape), "folded")
+        report.sites.append(site)
+        if _declined(site, g, v):
+            continue
         weight = folded_weight(g, v, dim)
         requires_grad = v.requires_grad
         del module._forward_pre_hooks[key]
