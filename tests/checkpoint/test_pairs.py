@@ -153,3 +153,20 @@ def test_one_element_per_unit_is_no_doubt_in_the_parametrize_form() -> None:
     assert pair.ok and pair.dim == 0
     (pair,) = find_pairs([info("m.time_mix_g", (1, 1, 8)), info("m.time_mix_v", (2, 1, 8))])
     assert pair.ok and pair.dim == 2
+
+
+def test_spectral_norms_legacy_keys_are_no_pair() -> None:
+    """``nn.utils.spectral_norm`` stores ``weight_orig``, ``weight_u`` and ``weight_v`` (its
+    power-iteration vector): a discriminator's lone ``weight_v`` is no broken weight-norm pair;
+    a weight-norm pair beside it is found as ever, and a lone ``weight_v`` without them is
+    still a broken one."""
+    tensors = [
+        info("0.weight_orig", (8, 1, 5)),
+        info("0.weight_u", (8,)),
+        info("0.weight_v", (5,)),
+        info("2.weight_g", (8, 1, 1)),
+        info("2.weight_v", (8, 8, 3)),
+        info("4.weight_v", (3,)),
+    ]
+    found = {(p.weight, p.reason) for p in find_pairs(tensors)}
+    assert found == {("2.weight", None), ("4.weight", "v without g (4.weight_v)")}

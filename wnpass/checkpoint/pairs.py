@@ -13,6 +13,9 @@ A pair is ``g`` and ``v`` of one weight in one key form (:mod:`wnpass.rules`). W
   parametrization stacked on the weight (``m.parametrizations.weight.1._u`` beside
   ``original0``/``original1``: the weight is that parametrization of ``g * v / ||v||``, which
   neither a fold nor a renaming into the legacy form keeps);
+- not a pair at all: spectral norm's legacy keys (``X.weight_orig``, ``X.weight_u`` and
+  ``X.weight_v``, its power-iteration vector, which ends like weight norm's ``v``), as
+  HiFi-GAN's and VITS' discriminators store them;
 - a legacy pair of one element per unit of ``v`` (:func:`wnpass.rules.unit_size`: ``g`` and
   ``v`` of one shape, ``1x1xC`` or ``Cx1``): its weight would be ``g * sign(v)``, so nothing
   tells it from two plain parameters that happen to end in ``_g`` and ``_v`` (RWKV-5's
@@ -73,6 +76,15 @@ def _lone_counts(keys: PairKeys) -> bool:
     return keys.form == "parametrize" or keys.weight.rpartition(".")[2] == "weight"
 
 
+def _spectral_norm(keys: PairKeys, by_key: Collection[str]) -> bool:
+    """Whether a lone legacy ``X.weight_v`` is spectral norm's (``torch.nn.utils.spectral_norm``
+    stores ``X.weight_orig``, ``X.weight_u`` and ``X.weight_v``, its power-iteration vector):
+    no half of a weight-norm pair, but a tensor like any other."""
+    return keys.form == "legacy" and all(
+        f"{keys.weight}_{part}" in by_key for part in ("orig", "u")
+    )
+
+
 def _stacked(keys: Iterable[str]) -> dict[str, str]:
     """The first key of a stacked parametrization's state, by the base it belongs to."""
     found: dict[str, str] = {}
@@ -108,6 +120,8 @@ def find_pairs(
             continue
         g, v = by_key.get(keys.g), by_key.get(keys.v)
         if (g is None or v is None) and not _lone_counts(keys):
+            continue
+        if g is None and _spectral_norm(keys, by_key):
             continue
         pair = Pair(keys, g, v, info.key)
         checked = _checked(pair, by_key, others, stacked, folding, model_keys)
