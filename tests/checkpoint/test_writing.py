@@ -49,6 +49,21 @@ def _load(index: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return data, tensors
 
 
+def test_a_sharded_folds_parameter_count_loses_the_folded_gains(tmp_path: Path) -> None:
+    """transformers' index metadata counts the parameters (``total_parameters``): the folded
+    index counts what its shards hold (each g folded away), as its total_size does; a
+    renaming changes no count."""
+    state = state_dict("legacy")
+    index = save_sharded(tmp_path, state, SHARDS)
+    data = json.loads(index.read_text())
+    data["metadata"]["total_parameters"] = sum(t.numel() for t in state.values())
+    index.write_text(json.dumps(data))
+    assert fold_checkpoint(index) and convert_checkpoint(index, to="parametrize")
+    for name in ("model.folded.safetensors.index.json", "model.parametrize.safetensors.index.json"):
+        written, tensors = _load(tmp_path / name)
+        assert written["metadata"]["total_parameters"] == sum(t.numel() for t in tensors.values())
+
+
 @pytest.mark.parametrize("kind", ["safetensors", "bin"])
 def test_sharded_fold(tmp_path: Path, kind: str) -> None:
     state = state_dict("legacy")

@@ -259,13 +259,22 @@ class _Rebuild:
 
 
 def write_index(
-    index: dict[str, Any], weight_map: dict[str, str], total: int, target: Path
+    index: dict[str, Any],
+    weight_map: dict[str, str],
+    total: int,
+    gains_folded: int,
+    target: Path,
 ) -> None:
-    """Write a sharded checkpoint's index: the input's, with the new weight map and size."""
+    """Write a sharded checkpoint's index: the input's, with the new weight map and size; a
+    count of parameters (transformers' ``total_parameters``) less the elements of the gains
+    folded away (each folded weight has its v's elements)."""
     out = {key: value for key, value in index.items() if key != "weight_map"}
     metadata = out.get("metadata")
     if isinstance(metadata, dict):
         out["metadata"] = {**metadata, "total_size": total}
+        counted = metadata.get("total_parameters")
+        if isinstance(counted, int) and not isinstance(counted, bool):
+            out["metadata"]["total_parameters"] = counted - gains_folded
     else:
         out["metadata"] = {"total_size": total}
     out["weight_map"] = weight_map
