@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
+from torch.nn.utils import parametrizations, parametrize
 
 from tests.fx.helpers import KEEP_RTOL, PLAIN_MODELS, Functional, SharedBlock, plain, rel_error
 from tests.fx.standins import Conv1D
@@ -436,3 +436,14 @@ def test_a_result_wnpass_cannot_print_is_no_failure_of_the_forward() -> None:
     ValueError"."""
     report = apply_weight_norm(_HugeKey(), torch.randn(2, 4))
     assert report.status == "ok", report.changes
+
+
+def test_nothing_to_apply_is_said_in_the_tense_of_the_command() -> None:
+    """A model whose every weight is weight-normed already: applying says NOTHING APPLIED, an
+    inspection NOTHING TO APPLY; the reason fits both."""
+    report = apply_weight_norm(parametrizations.weight_norm(nn.Linear(3, 2)))
+    reason = "no parameter to apply weight norm to (1x bias; 1x already weight-normed)"
+    assert report.status == "nothing applied" and report.reason is not None
+    assert report.reason.startswith(reason)
+    assert f"\nNOTHING APPLIED: {reason}" in apply_summary(report)
+    assert f"\nNOTHING TO APPLY: {reason}" in apply_summary(report, inspect=True)

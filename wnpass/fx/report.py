@@ -147,7 +147,7 @@ class ApplyReport:
                 reasons[key] = reasons.get(key, 0) + 1
         top = sorted(reasons.items(), key=lambda item: -item[1])[:4]
         detail = "; ".join(f"{count}x {why}" for why, count in top) or "the model has none"
-        text = f"applied weight norm to no parameter ({detail})"
+        text = f"no parameter to apply weight norm to ({detail})"
         if self.traced_with == "module types":
             text += "; only module types were read: give example inputs to observe a forward"
         return text
@@ -227,7 +227,8 @@ def apply_summary(
     for note in report.notes:
         text += f"\nnote: {note}"
     if report.status in ("nothing applied", "nothing selected"):
-        text += f"\n{'NOTHING APPLIED' if not report else 'nothing selected'}: {report.reason}"
+        label = ("NOTHING TO APPLY" if inspect else "NOTHING APPLIED") if not report else ""
+        text += f"\n{label or 'nothing selected'}: {report.reason}"
     if report.max_rel_error is not None:
         verdict = "equivalent" if report.equivalent else "NOT EQUIVALENT"
         verdict = "NOT COMPARED" if report.nothing_compared else verdict
