@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from tests.helpers import onnx_model, rand
-from tests.onnx.helpers import HEADER17, TWICE
+from tests.onnx.helpers import HEADER17, TWICE, gemm_model
 from wnpass import fold_onnx, inspect_onnx
 from wnpass.onnx import match
 
@@ -213,16 +213,7 @@ def test_a_norm_whose_epsilon_is_no_constant_scalar_is_declined_as_such(case: st
 def test_the_axes_of_a_site_without_a_norm_it_reads_are_unknown_not_all() -> None:
     """A norm raised to a power the matcher does not read (``Pow(sum of squares, 0.25)``):
     the site is declined, and its axes are '?', not the whole tensor."""
-    text = f"""
-        {HEADER17}
-        agraph (float[2, 4] x) => (float[2, 3] y) {{
-            q = ReduceSumSquare <axes = [1]> (v)
-            n = Pow(q, p)
-            d = Div(v, n)
-            w = Mul(d, g)
-            y = Gemm <transB = 1> (x, w)
-        }}
-    """
-    model = onnx_model(text, v=rand(3, 4), g=rand(3, 1), p=np.array(0.25, np.float32))
+    body = "q = ReduceSumSquare <axes = [1]> (v)\n n = Pow(q, p)\n d = Div(v, n)\n w = Mul(d, g)"
+    model = gemm_model(body, p=np.array(0.25, np.float32))
     (site,) = inspect_onnx(model).sites
     assert site.status == "declined" and site.axes == match.AXES_UNKNOWN
