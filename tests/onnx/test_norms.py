@@ -6,10 +6,12 @@ wrapped."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 import pytest
 
 from tests.helpers import onnx_model, rand
+from wnpass import inspect_onnx
 from wnpass.onnx.norms import Norm, as_norm
 
 HEADER = '<ir_version: 8, opset_import: ["" : 18]>'
@@ -108,3 +110,20 @@ def test_axes_of_a_reshaped_v_are_not_read_against_v() -> None:
     found = as_norm(ir.serde.deserialize_model(model).graph.outputs[0])
     assert isinstance(found, tuple)
     assert found[0].axes == (1,) and found[0].layout
+
+
+def test_a_normalized_residual_stream_is_read_once_not_per_operand() -> None:
+    """``y / ||y||`` where ``y`` ends a chain of 2,000 ``Add(h, Relu(h))`` (an activation, no
+    weight): each non-constant ``Add`` is tested for a norm among its operands once, not by
+    reading each operand's whole chain again (a recursion per ``Add``, whose cost grew
+    threefold per level): no site, at once."""
+    make = onnx.helper.make_node
+    nodes, previous = [], "x"
+    for i in range(2000):
+        nodes += [make("Relu", [previous], [f"r{i}"]), make("Add", [previous, f"r{i}"], [f"h{i}"])]
+        previous = f"h{i}"
+    nodes += [make("ReduceL2", [previous], ["n"], axes=[1]), make("Div", [previous, "n"], ["y"])]
+    info = onnx.helper.make_tensor_value_info
+    graph = onnx.helper.make_graph(nodes, "g", [info("x", 1, [2, 4])], [info("y", 1, [2, 4])])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    assert inspect_onnx(model).sites == []

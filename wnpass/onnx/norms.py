@@ -15,6 +15,8 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
+from wnpass.onnx.graphs import const_tensor
+
 __all__ = [
     "Norm",
     "as_norm",
@@ -175,11 +177,14 @@ def _out_of_range(node: ir.Node, axes: tuple[int, ...]) -> str | None:
     return None
 
 
-def as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
+def as_norm(value: ir.Value, *, strict: bool = False) -> tuple[Norm, int] | str | None:
     """Recognise ``value`` as ``||v||**power`` (power +1 or -1).
 
     Returns None when ``value`` is no norm expression, or a reason when it is one that cannot
-    be used.
+    be used. An epsilon that is no constant scalar (``Add(||v||, e)`` with ``e`` a graph
+    input) is read through, and ``Norm.problem`` says why the fold cannot use it; with
+    ``strict`` such an expression is no norm (None): how an operand of one is tested, so that
+    a chain of such ``Add`` nodes (a residual stream) is walked once, not once per operand.
     """
     power = 1
     flips = 0  # reciprocals walked through so far, from the outside in
@@ -201,7 +206,7 @@ def as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
                 value = a
             elif (c := const_scalar(a)) is not None and b is not None:
                 value = b
-            elif (operands := _norm_and_other(a, b)) is not None:
+            elif not strict and (operands := _norm_and_other(a, b)) is not None:
                 value, other = operands
                 problems.append(_no_epsilon(other))
                 continue
@@ -215,7 +220,7 @@ def as_norm(value: ir.Value) -> tuple[Norm, int] | str | None:
                 low = float(node.attributes["min"].value)
             has_max = (len(inputs) > 2 and inputs[2] is not None) or "max" in node.attributes
             if low is None or has_max:
-                if not _is_norm(inputs[0]):
+                if strict or not _is_norm(inputs[0]):
                     return None
                 if has_max:
                     problems.append("a Clip with a max bounds the norm from above")
@@ -277,15 +282,19 @@ def _norm(
 
 
 def _is_norm(value: ir.Value | None) -> bool:
-    return value is not None and isinstance(as_norm(value), tuple)
+    """Whether ``value`` is a norm expression of the usual form (:func:`as_norm`, strict)."""
+    return value is not None and isinstance(as_norm(value, strict=True), tuple)
 
 
 def _norm_and_other(a: ir.Value | None, b: ir.Value | None) -> tuple[ir.Value, ir.Value] | None:
     """Of the operands of an epsilon's ``Add`` or ``Max`` whose epsilon is no constant
     scalar: (the norm, the other operand), when exactly one of them is a norm."""
-    if a is None or b is None or _is_norm(a) == _is_norm(b):
+    if a is None or b is None:
         return None
-    return (a, b) if _is_norm(a) else (b, a)
+    a_norm, b_norm = _is_norm(a), _is_norm(b)
+    if a_norm == b_norm:
+        return None
+    return (a, b) if a_norm else (b, a)
 
 
 def _no_epsilon(value: ir.Value) -> str:
@@ -293,6 +302,6 @@ def _no_epsilon(value: ir.Value) -> str:
     what = f"the norm's epsilon '{value.name}'"
     if value.is_graph_input():
         return f"{what} is a graph input"
-    if small_constant(value) is not None:
+    if small_constant(value) is not None or const_tensor(value) is not None:
         return f"{what} is not a scalar"
     return f"{what} is not a constant"
