@@ -403,3 +403,47 @@ def test_a_python_float_is_held_to_the_models_tolerance_and_objects_are_named(
         "Logger: a standard-library object without equality of its own"
     )
     assert rows["output[3]"].total == 9 * 64 and rows["output[3]"].outside == 0
+
+
+ZERO_INIT_PY = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+    from torch.nn.utils.parametrizations import weight_norm
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = weight_norm(nn.Conv1d(2, 3, 3))
+            out = nn.Conv1d(3, 2, 1)
+            nn.init.zeros_(out.weight)  # a zero-initialised last layer (flows, residuals)
+            self.out = weight_norm(out)
+
+        def forward(self, x):
+            return self.out(torch.tanh(self.a(x)))
+
+    def build_model():
+        return Net()
+
+    def example_inputs():
+        return (torch.randn(1, 2, 8, generator=torch.Generator().manual_seed(0)),)
+    """
+)
+
+
+def test_a_model_py_whose_fresh_weights_would_be_declined_still_checks_a_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """The model.py builds its model weight-normed with a zero-initialised layer, whose fresh
+    weights no fold would fold (a zero-norm unit); the checkpoint's values, trained, replace
+    them: the plain model is made whatever its fresh values, and the check passes."""
+    model_py = tmp_path / "model.py"
+    model_py.write_text(ZERO_INIT_PY)
+    model, _ = load_model_py(model_py)
+    with torch.no_grad():  # trained
+        for key, param in model.named_parameters():
+            if key.startswith("out."):
+                param.copy_(torch.rand_like(param) + 0.5)
+    torch.save(model.state_dict(), tmp_path / "ckpt.pt")
+    report = fold_checkpoint(tmp_path / "ckpt.pt", check_model=model_py)
+    assert report and report.check is not None and report.published

@@ -80,7 +80,7 @@ def plain_model(
             f"{model_py}: defines no example_inputs(); nothing to compare on",
             parameter="check_model",
         )
-    fold_weight_norm(model)
+    fold_weight_norm(model, check_values=False)  # its values are the checkpoint's next
     return model.eval(), inputs
 
 

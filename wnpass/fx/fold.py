@@ -111,7 +111,9 @@ def _own_class(module: nn.Module) -> None:
     module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
 
 
-def _fold_parametrized(module: nn.Module, prefix: str, report: TorchFoldReport) -> None:
+def _fold_parametrized(
+    module: nn.Module, prefix: str, report: TorchFoldReport, check_values: bool
+) -> None:
     _own_class(module)
     parametrizations: Any = module.parametrizations  # a ModuleDict of ParametrizationLists
     for name, plist in list(parametrizations.items()):
@@ -127,7 +129,7 @@ def _fold_parametrized(module: nn.Module, prefix: str, report: TorchFoldReport) 
         if len(plist) != 1:
             site.status, site.reason = "declined", "stacked with other parametrizations"
             continue
-        if _declined(site, g, v):
+        if check_values and _declined(site, g, v):
             continue
         weight = folded_weight(g, v, dim)
         requires_grad = v.requires_grad
@@ -138,7 +140,9 @@ def _fold_parametrized(module: nn.Module, prefix: str, report: TorchFoldReport) 
         remove_rnn_cache(module)
 
 
-def _fold_legacy(module: nn.Module, prefix: str, report: TorchFoldReport) -> None:
+def _fold_legacy(
+    module: nn.Module, prefix: str, report: TorchFoldReport, check_values: bool
+) -> None:
     hooks: list[tuple[int, Any]] = list(module._forward_pre_hooks.items())
     for key, hook in hooks:
         if not is_legacy_hook(hook):
@@ -147,7 +151,7 @@ def _fold_legacy(module: nn.Module, prefix: str, report: TorchFoldReport) -> Non
         dim = _unit_dim(hook.dim, v.dim())
         site = FoldedSite(f"{prefix}{hook.name}", "legacy hook", dim, list(v.shape), "folded")
         report.sites.append(site)
-        if _declined(site, g, v):
+        if check_values and _declined(site, g, v):
             continue
         weight = folded_weight(g, v, dim)
         requires_grad = v.requires_grad
@@ -159,15 +163,18 @@ def _fold_legacy(module: nn.Module, prefix: str, report: TorchFoldReport) -> Non
 
 
 @torch.no_grad()
-def fold_weight_norm(model: nn.Module) -> TorchFoldReport:
-    """Replace every weight-norm site of ``model`` by a plain parameter, in place."""
+def fold_weight_norm(model: nn.Module, *, check_values: bool = True) -> TorchFoldReport:
+    """Replace every weight-norm site of ``model`` by a plain parameter, in place. A site
+    whose values give no finite weight (NaN or Inf in g or v, a zero-norm unit) is declined
+    and left as it is; with ``check_values=False`` every site is folded whatever its values:
+    for a model whose values are replaced next (a checkpoint loaded into the plain model)."""
     require_values(require_module(model))
     report = TorchFoldReport()
     for prefix, module in model.named_modules():
         prefix = f"{prefix}." if prefix else ""
         if parametrized_here(module):
-            _fold_parametrized(module, prefix, report)
+            _fold_parametrized(module, prefix, report, check_values)
             unmake_picklable(module)
-        _fold_legacy(module, prefix, report)
+        _fold_legacy(module, prefix, report, check_values)
     logger.info("folded %d of %d weight-norm sites in PyTorch", report.folded, len(report.sites))
     return report
