@@ -445,7 +445,9 @@ def test_one_normalized_v_times_two_gains_is_a_site_for_each(read_as_is: bool) -
     count = 3 if read_as_is else 2
     inspected = inspect_onnx(model)
     assert [s.status for s in inspected.sites] == ["foldable"] * count
+    assert all(s.consumers == ["Gemm(transB=1)"] for s in inspected.sites)
     folded, report = assert_folds(model, sites=count)
+    assert [s.name for s in report.sites] == [s.name for s in inspected.sites]  # as inspected
     assert report.cones == [] and set(op_types(folded)) == {"Gemm", "Add"}
     v64 = V.astype(np.float64)
     unit = v64 / np.linalg.norm(v64, axis=1, keepdims=True)

@@ -28,7 +28,7 @@ from wnpass.onnx.graphs import (
     shadowed,
     walk_cone,
 )
-from wnpass.onnx.match import Site, find_sites
+from wnpass.onnx.match import Site, find_sites, fold_order
 from wnpass.onnx.weights import declared_dtype, fold_outcome, folded_weight
 from wnpass.report import ConeReport, FoldReport, SiteReport
 
@@ -94,17 +94,19 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
     write. Where another site's weight decides a site (``Site.after``),
     ``inspection_of_a_fold`` reports them."""
     taken = naming.taken_names(model)
-    reports: list[SiteReport] = []
+    by_site: dict[int, SiteReport] = {}
     declined: list[tuple[Site, SiteReport]] = []
-    for site in sites:
+    for site in fold_order(sites):  # named in the order the fold names them
         outcome = fold_outcome(site)
         site.reason = outcome if isinstance(outcome, str) else None
         if not isinstance(outcome, str):
-            reports.append(_describe(site, model, "foldable", naming.folded_name(site, taken)))
-            reports[-1].written_shape = list(outcome)
+            report = _describe(site, model, "foldable", naming.folded_name(site, taken))
+            report.written_shape = list(outcome)
         else:
-            reports.append(_describe(site, model, "declined", ""))
-            declined.append((site, reports[-1]))
+            report = _describe(site, model, "declined", "")
+            declined.append((site, report))
+        by_site[id(site)] = report
+    reports = [by_site[id(site)] for site in sites]
     naming.name_declined(declined, {report.name for report in reports})
     return reports
 
@@ -229,7 +231,7 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
         sites = find_sites(model)
         found.update(dict.fromkeys(site.root for site in sites))
         waiting = [site for site in sites if site.after is not None]
-        fresh = _outer_first([s for s in sites if s.after is None and s.root not in reports])
+        fresh = fold_order([s for s in sites if s.after is None and s.root not in reports])
         folded = sum(_fold_site(model, site, taken, reports, declined) for site in fresh)
         if not waiting or not folded:
             break
@@ -245,19 +247,6 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
         {report.name for report in reports.values()},
     )
     return {root: reports[root] for root in found if root in reports}, declined
-
-
-def _outer_first(sites: list[Site]) -> list[Site]:
-    """``sites`` in the order to fold them: a site whose weight is a step of other sites'
-    products (``v / ||v||`` read as it is, below ``g1 * v / ||v||`` and ``g2 * v / ||v||``)
-    after them, as folding it first would take their products' steps away from them."""
-    targets = {site.target for site in sites}
-    above: dict[ir.Value, int] = dict.fromkeys(targets, 0)  # how many products hold each
-    for site in sites:
-        for value in walk_cone(site.root):
-            if value in targets and value is not site.target:
-                above[value] += 1
-    return sorted(sites, key=lambda site: above[site.target])
 
 
 def _fold_site(

@@ -45,7 +45,7 @@ from wnpass.onnx.norms import (
     sum_of_squares_source,
 )
 
-__all__ = ["Site", "declined_targets", "describe_consumer", "find_sites"]
+__all__ = ["Site", "declined_targets", "describe_consumer", "find_sites", "fold_order"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +176,8 @@ class Site:
                 if id(node) in seen:
                     continue
                 seen.add(id(node))
+                if value is self.root and _climb_step(use) is not None:
+                    continue  # a step of another site's product (g * v / ||v||), no consumer
                 if node.op_type in _REPORT_THROUGH:
                     stack.extend(node.outputs)
                 else:
@@ -200,7 +202,7 @@ def describe_consumer(node: ir.Node, index: int) -> str:
 
 # Site.axes in words, where it is no list of v's axes (None is the whole tensor)
 NOT_AXES_OF_V = "not axes of v"  # the norm's groups, through the layout, are no set of axes
-AXES_UNKNOWN = "?"  # what the layout ops do to v's axes is not known
+AXES_UNKNOWN = "?"  # no norm was read, or what the layout ops do to v's axes is not known
 
 # The most elements of v whose axes are found by running the layout ops on their indices
 # (Site._axes_through_layout): 2**20, 8 MiB an index array.
@@ -455,28 +457,26 @@ def _climb(value: ir.Value) -> list[ir.Value]:
 
 def _climb_step(use: tuple[ir.Node, int]) -> ir.Value | None:
     """The value one step up the product tree from ``use`` (a node and the index of its input
-    the value is): the product's, or a Cast's whose every use is such a product; None where
-    the node consumes the value."""
-    node, index = use
-    if node.domain not in ("", "ai.onnx"):
-        return None
-    if node.op_type in _PRODUCT_OPS and _others_constant(node, index):
-        return node.outputs[0]
-    if node.op_type == "Cast":
+    the value is): a product's (:func:`_product_step`), or a Cast's whose every use is such a
+    product; None where the node consumes the value."""
+    if (up := _product_step(use)) is not None:
+        return up
+    node, _ = use
+    if node.op_type == "Cast" and node.domain in ("", "ai.onnx"):
         cast = node.outputs[0]
         after = cast.uses()
-        if (
-            after
-            and not cast.is_graph_output()
-            and all(
-                a.node.op_type in _PRODUCT_OPS
-                and a.node.domain in ("", "ai.onnx")
-                and _others_constant(a.node, a.idx)
-                for a in after
-            )
-        ):
+        if after and not cast.is_graph_output() and all(_product_step(a) for a in after):
             return cast
     return None
+
+
+def _product_step(use: tuple[ir.Node, int]) -> ir.Value | None:
+    """The product's value where ``use`` is a ``Mul``/``Div`` whose other operands are
+    computed from constants: a step of a weight's product tree, not its consumer."""
+    node, index = use
+    if node.domain not in ("", "ai.onnx") or node.op_type not in _PRODUCT_OPS:
+        return None
+    return node.outputs[0] if _others_constant(node, index) else None
 
 
 def _runtime_gain(root: ir.Value) -> ir.Value | None:
@@ -596,6 +596,20 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
     return site
 
 
+def fold_order(sites: list[Site]) -> list[Site]:
+    """``sites`` in the order to fold (and name) them: a site whose weight is a step of other
+    sites' products (``v / ||v||`` read as it is, below ``g1 * v / ||v||`` and
+    ``g2 * v / ||v||``) after them, as folding it first would take their products' steps away
+    from them; otherwise in the order given."""
+    targets = {site.target for site in sites}
+    above: dict[ir.Value, int] = dict.fromkeys(targets, 0)  # how many products hold each
+    for site in sites:
+        for value in walk_cone(site.root):
+            if value in targets and value is not site.target:
+                above[value] += 1
+    return sorted(sites, key=lambda site: above[site.target])
+
+
 def declined_targets(sites: Sequence[Site]) -> frozenset[ir.Value]:
     """The values of the sites that are declined: a weight computed from one is that site's,
     reported with it (``cones.find_cones``)."""
@@ -653,10 +667,10 @@ def _order_nested(sites: list[Site]) -> None:
 
 def _walk_inputs(site: Site) -> Iterator[ir.Value]:
     """The values ``site``'s weight is computed from: the cones of its factors (v, g, the
-    norm), where they are known, else its whole product. A step of its own product tree
-    (``v / ||v||`` below ``g * v / ||v||``) is no input, even where it is a site too."""
+    norm). A step of its own product tree (``v / ||v||`` below ``g * v / ||v||``) is no
+    input, even where it is a site too. None for a site declined before its factors were
+    read (its form): it keeps that reason, whatever it is computed from."""
     if site.factors is None:
-        yield from walk_cone(site.root)
         return
     seen: set[ir.Value] = set()
     for factor in site.factors[:3]:
