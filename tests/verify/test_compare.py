@@ -261,6 +261,25 @@ def test_an_output_of_tiny_values_is_held_to_rtol_not_passed_by_atol(dtype: type
     assert compare_outputs(["y"], [ref], ["y"], [close])[0].passed
     given = compare_outputs(["y"], [ref], ["y"], [np.zeros_like(ref)], atol=1e-3)[0]
     assert given.passed and (given.atol, given.atol_scaled) == (1e-3, False)
+    rtol_only = compare_outputs(["y"], [ref], ["y"], [np.zeros_like(ref)], rtol=0.0)[0]
+    assert not rtol_only.atol_scaled  # a tolerance given is used as given, default atol too
+
+
+def test_the_scale_that_caps_atol_is_the_references_whatever_the_candidate_holds() -> None:
+    """The cap is rtol times the largest finite reference value, also where the candidate
+    has NaN there (which fails that element, not the others' atol)."""
+    ref = np.array([1.0, 1e-6], np.float32)
+    row = compare_outputs(["y"], [ref], ["y"], [np.array([np.nan, 1e-6 + 5e-6], np.float32)])[0]
+    assert row.atol == 1e-5 and not row.atol_scaled and row.outside == 1
+
+
+def test_a_sequence_shows_the_loosest_atol_its_items_used_and_how_it_came() -> None:
+    """Each item caps its own atol: shown is the loosest, marked scaled only if it was."""
+    tiny, ordinary = np.array([1e-7], np.float32), np.array([1.0], np.float32)
+    row = compare_outputs(["s"], [[tiny, ordinary]], ["s"], [[tiny, ordinary]])[0]
+    assert row.passed and (row.atol, row.atol_scaled) == (1e-5, False)
+    row = compare_outputs(["s"], [[tiny]], ["s"], [[tiny]])[0]
+    assert row.atol_scaled and row.atol is not None and row.atol < 1e-10
 
 
 def test_an_output_of_ordinary_scale_keeps_the_default_atol() -> None:

@@ -1,9 +1,10 @@
 """Compare two sets of outputs element by element, within tolerances chosen per dtype.
 
 An element is outside tolerance when ``|candidate - reference| > atol + rtol * |reference|``
-(numpy's ``allclose`` rule, element by element). A default ``atol`` (one not given) is at
-most ``rtol`` times the output's scale, its largest reference magnitude
-(:func:`scaled_atol`): it is there for the elements near zero of an output of ordinary size,
+(numpy's ``allclose`` rule, element by element). The default tolerance's ``atol`` (where
+neither ``rtol`` nor ``atol`` is given) is at most ``rtol`` times the output's scale, its
+largest finite reference magnitude (a sequence's items each their own; :func:`scaled_atol`):
+it is there for the elements near zero of an output of ordinary size,
 and a fixed one would pass any error in an output whose every value is below it (a float32
 output of scale 1e-7 against all zeros: a 100% error within 1e-5).
 
@@ -192,11 +193,11 @@ def _compare(
     wide = np.complex128 if ref.dtype.kind == "c" else np.float64
     ref64, cand64 = ref.astype(wide), cand.astype(wide)
     both = np.isfinite(ref64) & np.isfinite(cand64)  # NaN/Inf are matched, not subtracted
-    with np.errstate(over="ignore"):  # float64's extremes: see _outside
-        reference = np.abs(ref64[both])
-    if atol is None and reference.size and scaled_atol(a, r, float(reference.max())) < a:
-        a = result.atol = scaled_atol(a, r, float(reference.max()))
-        result.atol_scaled = True
+    finite = np.abs(ref64[np.isfinite(ref64)])
+    if rtol is None and atol is None and finite.size:  # the default tolerance: atol capped
+        capped = scaled_atol(a, r, float(finite.max()))
+        if capped < a:
+            a, result.atol, result.atol_scaled = capped, capped, True
     alike = ~both & _alike(ref64, cand64, r, a)
     unlike = int(np.count_nonzero(~both & ~alike))  # NaN or Inf where the other has not it
     if unlike:
@@ -204,6 +205,7 @@ def _compare(
     result.outside = unlike
     with np.errstate(over="ignore"):  # float64's extremes: see _outside
         error = np.abs(ref64[both] - cand64[both])
+        reference = np.abs(ref64[both])
     if error.size:  # the error sizes are over the elements finite in both
         result.max_abs = float(error.max())  # Inf where a difference is beyond float64
         with np.errstate(over="ignore"):
@@ -313,8 +315,8 @@ def _compare_sequences(
         result.uncompared = "the sequence has no items"
         return result
     if any(item.atol_scaled for item in items):  # each item's atol is its own: the loosest
-        result.atol = max(item.atol for item in items if item.atol is not None)
-        result.atol_scaled = True
+        loosest = max((i for i in items if i.atol is not None), key=lambda i: i.atol or 0.0)
+        result.atol, result.atol_scaled = loosest.atol, loosest.atol_scaled
     for item in items:
         result.outside += item.outside
         result.max_abs = max(result.max_abs, item.max_abs)
