@@ -27,6 +27,7 @@ __all__ = [
     "counted",
     "fold_summary",
     "human_bytes",
+    "shape_text",
     "site_rows",
     "write_json",
 ]
@@ -200,9 +201,9 @@ def site_rows(sites: Sequence[SiteReport]) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for site in sites:
         where = "" if site.graph == "main" else f" [{site.graph}]"
-        shape = _shape(site.shape)
+        shape = shape_text(site.shape)
         if site.written_shape is not None and site.written_shape != site.shape:
-            shape += f" -> {_shape(site.written_shape)}"
+            shape += f" -> {shape_text(site.written_shape)}"
         axes = site.axes if isinstance(site.axes, str) else _axes(site.axes)
         status = site.status if site.reason is None else f"{site.status}: {site.reason}"
         rows.append(
@@ -211,8 +212,12 @@ def site_rows(sites: Sequence[SiteReport]) -> list[tuple[str, ...]]:
     return rows
 
 
-def _shape(shape: list[int] | None) -> str:
-    return "x".join(map(str, shape)) if shape is not None else "?"
+def shape_text(shape: list[int] | None, unknown: str = "?") -> str:
+    """A shape as the tables show it: ``4x6``, ``scalar`` for a 0-d one, ``unknown`` where
+    there is none (``?``: not known; the check tables' ``-``: no output to have one)."""
+    if shape is None:
+        return unknown
+    return "x".join(map(str, shape)) or "scalar"
 
 
 CONE_COLUMNS = ("weight", "consumer", "shape", "computed by", "status")
@@ -226,7 +231,7 @@ def cone_rows(cones: Sequence[ConeReport]) -> list[tuple[str, ...]]:
     counts: Counter[tuple[str, ...]] = Counter()
     for cone in cones:
         where = "" if cone.graph == "main" else f" [{cone.graph}]"
-        shape = _shape(cone.shape)
+        shape = shape_text(cone.shape)
         status = cone.status if cone.reason is None else f"{cone.status}: {cone.reason}"
         ops = " -> ".join(dict.fromkeys(cone.ops)) or "-"
         counts[(cone.name + where, ", ".join(cone.consumers) or "-", shape, ops, status)] += 1

@@ -14,6 +14,7 @@ from wnpass.cli.options import given_check_flags
 from wnpass.cli.output import Printer
 from wnpass.errors import UsageError
 from wnpass.plan import IOPlan
+from wnpass.report import shape_text
 
 if TYPE_CHECKING:
     from wnpass.checkpoint import CheckpointReport, PairReport
@@ -97,10 +98,6 @@ def _dim(pair: PairReport) -> str:
     return "-" if pair.dim is None else str(pair.dim)
 
 
-def _shape(shape: list[int] | None) -> str:
-    return "-" if shape is None else "x".join(map(str, shape)) or "scalar"
-
-
 def print_pairs(out: Printer, report: CheckpointReport) -> None:
     """The table of pairs: one row each, with the axis its g implies and what was done."""
     where = any(pair.group or pair.shard for pair in report.pairs)
@@ -111,8 +108,8 @@ def print_pairs(out: Printer, report: CheckpointReport) -> None:
         row = [
             pair.weight,
             pair.form,
-            _shape(pair.v_shape),
-            _shape(pair.g_shape),
+            shape_text(pair.v_shape, unknown="-"),
+            shape_text(pair.g_shape, unknown="-"),
             _dim(pair),
             pair.dtype or "-",
             status,
@@ -135,12 +132,13 @@ def _print_check(out: Printer, report: CheckpointReport) -> None:
     for row in check.outputs:
         result = (row.problem or "outside tolerance") if not row.ok else "ok"
         result = f"not compared: {row.uncompared}" if row.ok and row.uncompared else result
+        counted = row.problem is None or row.outside > 0  # a mismatch compares no element
         cells = [
             row.name,
-            _shape(row.shape),
-            shown_error(row.max_abs, row.atol),
-            f"{row.max_rel:.3g}",
-            f"{row.outside}/{row.total}",
+            shape_text(row.shape, unknown="-"),
+            shown_error(row.max_abs, row.atol) if counted else "-",
+            f"{row.max_rel:.3g}" if counted else "-",
+            f"{row.outside}/{row.total}" if counted else "-",
             tolerance_text(row.rtol, row.atol, row.atol_scaled),
             result,
         ]

@@ -6,7 +6,7 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
-from wnpass.report import write_json
+from wnpass.report import shape_text, write_json
 from wnpass.verify.compare import OutputComparison, nothing_compared
 from wnpass.verify.options import as_path
 
@@ -291,13 +291,12 @@ def _comparison_data(c: OutputComparison, data: dict[str, Any]) -> None:
 
 def comparison_row(where: str, c: OutputComparison) -> tuple[str, ...]:
     """One output's comparison in the columns of ``COMPARISON_COLUMNS``."""
-    shape = "-" if c.shape is None else "x".join(map(str, c.shape)) or "scalar"
     # a shape or dtype mismatch, a missing output: no element compared, none counted outside
     counted = c.problem is None or c.measured or c.outside > 0
     return (
         where,
         c.name,
-        shape,
+        shape_text(c.shape, unknown="-"),
         shown_error(c.max_abs, c.atol) if c.measured else "-",
         f"{c.max_scaled:.3g}" if c.measured else "-",
         f"{c.outside}/{c.total}" if counted else "-",
