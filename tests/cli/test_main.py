@@ -281,8 +281,7 @@ def test_a_stream_closed_from_the_start_changes_nothing_but_what_is_said(
     tmp_path: Path, closed: int
 ) -> None:
     """Started without stdout or stderr (``>&-``, ``2>&-``), a command does its work and
-    exits as it would, without a traceback; the file it writes takes no standard descriptor
-    (where a library's own writes to it would land)."""
+    exits as it would, without a traceback, and what it says on the other stream is whole."""
     path = weight_normed(tmp_path)
     out = tmp_path / "out.onnx"
     argv = [sys.executable, "-m", "wnpass", "--quiet", "fold", str(path), "-o", str(out)]

@@ -335,7 +335,7 @@ def _write(
     published: they stay None (empty) when a failed check publishes nothing."""
     main = targets[-1]
     written_total = count = 0
-    gains_folded = 0  # elements of the g tensors folded away (a weight has v's elements)
+    gain_elements_folded = 0  # elements of the g tensors folded away (a weight has v's elements)
     weight_map: dict[str, str] = {}
     files = identities(checkpoint.files)
     with plan.staging(main) as folder:
@@ -343,11 +343,11 @@ def _write(
         for shard in range(len(checkpoint.files)):
 
             def fold(pair: Pair, shard: int = shard) -> object:
-                nonlocal gains_folded
+                nonlocal gain_elements_folded
                 assert pair.g is not None and pair.v is not None
                 g, v = checkpoint.tensor(pair.g), checkpoint.tensor(pair.v)
                 weight = fold_pair(g, v, pair.dim)
-                gains_folded += math.prod(pair.g.shape)
+                gain_elements_folded += math.prod(pair.g.shape)
                 release((g, v), files)  # not read again: give their mapped pages back
                 for other in {pair.g.shard, pair.v.shard} - {shard}:
                     checkpoint.release(other)
@@ -364,7 +364,7 @@ def _write(
         if checkpoint.sharded:
             assert checkpoint.index is not None
             ordered = _index_order(checkpoint, rewrite, weight_map)
-            write_index(checkpoint.index, ordered, written_total, gains_folded, staged[-1])
+            write_index(checkpoint.index, ordered, written_total, gain_elements_folded, staged[-1])
         bytes_after = _size(staged)
         if verify is not None:
             from wnpass.checkpoint.verify import check_folded

@@ -262,7 +262,7 @@ def write_index(
     index: dict[str, Any],
     weight_map: dict[str, str],
     total: int,
-    gains_folded: int,
+    gain_elements_folded: int,
     target: Path,
 ) -> None:
     """Write a sharded checkpoint's index: the input's, with the new weight map and size; a
@@ -274,7 +274,7 @@ def write_index(
         out["metadata"] = {**metadata, "total_size": total}
         counted = metadata.get("total_parameters")
         if isinstance(counted, int) and not isinstance(counted, bool):
-            out["metadata"]["total_parameters"] = counted - gains_folded
+            out["metadata"]["total_parameters"] = counted - gain_elements_folded
     else:
         out["metadata"] = {"total_size": total}
     out["weight_map"] = weight_map
