@@ -25,21 +25,28 @@ class WnpassError(Exception):
     """Base of every error wnpass raises for bad input; its message is one line for the user.
 
     ``parameter`` is the library parameter the error is about (None: the input as a whole);
-    the message then reads ``"<parameter> <detail>"``.
+    the message then reads ``"<parameter> <detail>"``, or ``"<parameter> and <also>
+    <detail>"`` where a second parameter goes with it (two that cannot be combined).
     """
 
     exit_code = 2
 
-    def __init__(self, detail: str, *, parameter: str | None = None) -> None:
+    def __init__(
+        self, detail: str, *, parameter: str | None = None, also: str | None = None
+    ) -> None:
         self.detail = printable(detail)
         self.parameter = parameter
+        self.also = also
         super().__init__(self.render())
 
     def render(self, names: Mapping[str, str] | None = None) -> str:
-        """The message, with the parameter called by its name in ``names`` (CLI flags)."""
+        """The message, with each parameter called by its name in ``names`` (CLI flags)."""
         if self.parameter is None:
             return self.detail
-        name = (names or {}).get(self.parameter, self.parameter)
+        names = names or {}
+        name = names.get(self.parameter, self.parameter)
+        if self.also is not None:
+            name = f"{name} and {names.get(self.also, self.also)}"
         return f"{name} {self.detail}"
 
 

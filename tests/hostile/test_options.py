@@ -103,7 +103,7 @@ for prefix, make in (("check", _check), ("fold --verify", _fold_verify)):
 OPTIONS |= {
     "check --shape and --inputs": (
         _check_inputs(_inputs, "--shape", "x=2,4"),
-        "--shape and inputs cannot be combined",
+        "--shape and --inputs cannot be combined",
     ),
     "export --opset 7 with dynamo": (_export("--opset", "7"), "--opset 7: the dynamo exporter"),
     "export --opset 17 with dynamo": (_export("--opset", "17"), "--opset 17: the dynamo"),

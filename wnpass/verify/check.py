@@ -126,8 +126,9 @@ def _options(options: object, given: dict[str, Any]) -> CheckOptions:
         )
     if also := next((name for name, v in given.items() if not _is_default(name, v)), None):
         raise InvalidArgumentError(
-            f"and {also} cannot be combined: options holds every check option",
+            "cannot be combined: options holds every check option",
             parameter="options",
+            also=also,
         )
     return options.validate()
 

@@ -101,8 +101,9 @@ class CheckOptions:
             _check_shapes(self.shapes)
         if self.shapes and self.inputs is not None:
             raise InvalidArgumentError(
-                "and inputs cannot be combined: the inputs file fixes every shape",
+                "cannot be combined: the inputs file fixes every shape",
                 parameter="shapes",
+                also="inputs",
             )
         from wnpass.verify import providers
 
