@@ -458,6 +458,27 @@ def test_one_normalized_v_times_two_gains_is_a_site_for_each(read_as_is: bool) -
         np.testing.assert_array_equal(got, want.astype(np.float32))
 
 
+def test_a_cast_of_a_normalized_v_read_as_is_and_times_a_gain_is_two_weights() -> None:
+    """``Cast(v / ||v||)`` read by a Gemm and by a gain's product (fp16 models cast so): the
+    Cast's value and the product are a site each; none is left computed."""
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            n = ReduceL2 <axes = [1]> (v)
+            d = Div(v, n)
+            c = Cast <to = 1> (d)
+            w = Mul(c, g)
+            y1 = Gemm <transB = 1> (x, w)
+            y2 = Gemm <transB = 1> (x, c)
+            y = Add(y1, y2)
+        }}
+    """
+    model = onnx_model(text, v=V, g=G)
+    assert [s.consumers for s in inspect_onnx(model).sites] == [["Gemm(transB=1)"]] * 2
+    folded, report = assert_folds(model, sites=2)
+    assert report.cones == [] and op_types(folded) == ["Gemm", "Gemm", "Add"]
+
+
 @pytest.mark.parametrize("square", ["ReduceL2", "ReduceSumSquare"])
 def test_a_norm_of_a_transposed_v_normalising_that_transpose_folds(square: str) -> None:
     """``g * T(v) / ||T(v)||``: the normalised tensor is the one the norm reduces, a site of

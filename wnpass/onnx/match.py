@@ -457,15 +457,15 @@ def _climb(value: ir.Value) -> list[ir.Value]:
 
 def _climb_step(use: tuple[ir.Node, int]) -> ir.Value | None:
     """The value one step up the product tree from ``use`` (a node and the index of its input
-    the value is): a product's (:func:`_product_step`), or a Cast's whose every use is such a
-    product; None where the node consumes the value."""
+    the value is): a product's (:func:`_product_step`), or a Cast's that such a product reads
+    (its other uses make it a top of its own, in :func:`_climb`); None where the node
+    consumes the value."""
     if (up := _product_step(use)) is not None:
         return up
     node, _ = use
     if node.op_type == "Cast" and node.domain in ("", "ai.onnx"):
         cast = node.outputs[0]
-        after = cast.uses()
-        if after and not cast.is_graph_output() and all(_product_step(a) for a in after):
+        if any(_product_step(after) for after in cast.uses()):
             return cast
     return None
 
