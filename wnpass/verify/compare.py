@@ -192,10 +192,10 @@ def _compare(
     # would keep the real part alone)
     wide = np.complex128 if ref.dtype.kind == "c" else np.float64
     ref64, cand64 = ref.astype(wide), cand.astype(wide)
-    both = np.isfinite(ref64) & np.isfinite(cand64)  # NaN/Inf are matched, not subtracted
-    finite = np.abs(ref64[np.isfinite(ref64)])
-    if rtol is None and atol is None and finite.size:  # the default tolerance: atol capped
-        capped = scaled_atol(a, r, float(finite.max()))
+    ref_finite = np.isfinite(ref64)
+    both = ref_finite & np.isfinite(cand64)  # NaN/Inf are matched, not subtracted
+    if rtol is None and atol is None and ref_finite.any():  # the default tolerance: capped
+        capped = scaled_atol(a, r, float(np.abs(ref64[ref_finite]).max()))
         if capped < a:
             a, result.atol, result.atol_scaled = capped, capped, True
     alike = ~both & _alike(ref64, cand64, r, a)

@@ -21,6 +21,7 @@ __all__ = [
     "ProviderRun",
     "comparison_row",
     "comparison_rows",
+    "elements_compared",
     "fell_back_to",
     "latency_rows",
     "shown_error",
@@ -289,10 +290,16 @@ def _comparison_data(c: OutputComparison, data: dict[str, Any]) -> None:
         data.update(max_abs=None, max_rel=None, scale=None, max_scaled=None)
 
 
+def elements_compared(problem: str | None, outside: int, measured: bool = False) -> bool:
+    """Whether a row's error sizes and outside count say something: not so of an output whose
+    shape or dtype differs, or that is missing, where no element was compared (the tables
+    show ``-`` there, not ``0/6``)."""
+    return problem is None or measured or outside > 0
+
+
 def comparison_row(where: str, c: OutputComparison) -> tuple[str, ...]:
     """One output's comparison in the columns of ``COMPARISON_COLUMNS``."""
-    # a shape or dtype mismatch, a missing output: no element compared, none counted outside
-    counted = c.problem is None or c.measured or c.outside > 0
+    counted = elements_compared(c.problem, c.outside, c.measured)
     return (
         where,
         c.name,
