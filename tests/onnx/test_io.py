@@ -23,6 +23,7 @@ from tests.helpers import (
     weight_normed,
 )
 from tests.hostile.builders import WN, assert_refused
+from tests.onnx.helpers import G, V, X
 from wnpass import fold_onnx
 from wnpass.cli import main
 from wnpass.errors import InvalidModelError, OutputError
@@ -633,3 +634,26 @@ def test_leading_zeros_of_an_external_offset_or_length_are_read_past(
     model = io.load(_external(tmp_path, **{key: number}))
     value = model.graph.initializers["v"].const_value
     assert value is not None and value.numpy().shape == (3, 4)
+
+
+@pytest.mark.parametrize("output", ["g", "v"])
+def test_an_initializer_that_is_a_graph_output_keeps_its_type(output: str) -> None:
+    # The fold drops the types it added to initializers; an output's is part of the interface.
+    shape = "3, 1" if output == "g" else "3, 4"
+    text = f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2, 4] x) => (float[2, 3] y, float[{shape}] {output}) {{
+            n = ReduceL2 <axes = [1], keepdims = 1> (v)
+            d = Div(v, n)
+            w = Mul(g, d)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, v=V, g=G)
+    folded, report = fold_onnx(model)
+    assert report.folded == 1
+    onnx.checker.check_model(folded, full_check=True)
+    listed = {o.name: o.type.tensor_type for o in folded.graph.output}
+    assert listed[output].elem_type == onnx.TensorProto.FLOAT
+    assert [d.dim_value for d in listed[output].shape.dim] == [int(d) for d in shape.split(", ")]
+    assert_close(run(folded, {"x": X}), run(model, {"x": X}))

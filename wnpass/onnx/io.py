@@ -158,7 +158,9 @@ def from_proto(proto: onnx.ModelProto) -> ir.Model:
 
 
 def _drop_added_value_info(model: ir.Model) -> None:
-    """Clear the type of initializers that had no value_info, so none is written for them."""
+    """Clear the type of initializers that had no value_info, so none is written for them. An
+    initializer that is a graph input or output keeps it: there the type is part of the
+    interface, and an output without one is refused by the checker."""
     known = model.meta.get(_VALUE_INFO_KEY)
     if known is None:
         return
@@ -166,8 +168,9 @@ def _drop_added_value_info(model: ir.Model) -> None:
         if not isinstance(graph, ir.Graph):
             continue
         for value in graph.initializers.values():
-            if value.name not in known and not value.is_graph_input():
-                value.type, value.shape = None, None
+            if value.name in known or value.is_graph_input() or value.is_graph_output():
+                continue
+            value.type, value.shape = None, None
 
 
 def to_proto(model: ir.Model) -> onnx.ModelProto:
