@@ -22,6 +22,7 @@ from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
 from tests.helpers import onnx_model, rand, run
+from tests.onnx.helpers import run_unoptimized
 from wnpass import fold_onnx
 from wnpass.onnx.evaluate import MAX_ELEMENTS, NotExact, evaluate, round_to
 
@@ -727,6 +728,56 @@ def test_axes_out_of_range_for_the_rank_are_declined(text: str, reason: str) -> 
     )
     with pytest.raises(NotExact, match=reason):
         _evaluate(model)
+
+
+_LISTS = {  # an op with a list operand, and that list's values
+    "y = ReduceL2(x, l)": [1],
+    "y = ReduceSum(x, l)": [1],
+    "y = ReduceSumSquare(x, l)": [1],
+    "y = Squeeze(u, l)": [0],
+    "y = Reshape(x, l)": [6],
+    "y = Slice(x, l, e)": [1],
+    "y = Pad(x, l)": [1, 1, 1, 1],
+    "y = Split <num_outputs = 1> (x, l)": [2],
+    "y = Unsqueeze(x, l)": [0],
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "rank"),
+    [
+        (text, rank)
+        for text, values in _LISTS.items()
+        for rank in (0, 2)
+        if rank or len(values) == 1
+    ],
+)
+def test_a_list_operand_of_another_rank_than_one_is_evaluated_only_where_the_runtime_runs_it(
+    text: str, rank: int
+) -> None:
+    """Axes, a shape, starts, pads and sizes are 1-D tensors; ONNX Runtime refuses a graph
+    that gives one of rank 0 or 2 (Unsqueeze also takes a 0-d one), so the fold declines it
+    rather than read it flattened and turn a graph that cannot run into one that runs."""
+    values = np.array(_LISTS[text], np.int64)
+    listed = values.reshape(()) if rank == 0 else values.reshape(1, -1)
+    model = onnx_model(
+        f"{HEADER}\nagraph () => (float[?, ?] y) {{ {text} }}",
+        check=False,
+        x=rand(2, 3),
+        u=rand(1, 3),
+        l=listed,
+        e=np.array([2], np.int64),
+    )
+    runs = rank == 0 and text.startswith("y = Unsqueeze")
+    try:
+        expected = run_unoptimized(model, {})[0]
+    except Exception:
+        assert not runs, "ONNX Runtime refused a graph it is known to run"
+        with pytest.raises(NotExact, match=f"a list operand of rank {rank}, where ONNX wants 1"):
+            _evaluate(model)
+        return
+    assert runs, "ONNX Runtime ran a graph the fold declines"
+    assert _evaluate(model).tobytes() == expected.tobytes()
 
 
 @pytest.mark.parametrize(

@@ -92,6 +92,14 @@ def test_reduction_axes_out_of_range_are_a_reason(axis: int) -> None:
     assert found == f"ReduceL2 'n': axis {axis} is out of range for rank 2"
 
 
+@pytest.mark.parametrize("axes", [np.array(1), np.array([[1]])], ids=["0-d", "2-D"])
+def test_reduction_axes_that_are_no_vector_are_a_reason(axes: np.ndarray) -> None:
+    """ONNX Runtime refuses ReduceL2 axes that are not a 1-D tensor ("must be a vector
+    tensor"), so the norm is not read as one over the axes flattened."""
+    found = _norm_of("n = ReduceL2(v, a)\ne = Identity(n)", a=axes.astype(np.int64))
+    assert found == f"ReduceL2 'n': a list operand of rank {axes.ndim}, where ONNX wants 1"
+
+
 def test_reduction_axes_in_range_are_read() -> None:
     body = "a = Reshape(a0, m1)\nn = ReduceL2(v, a)\ne = Identity(n)"
     found = _norm_of(body, a0=np.array(-2, np.int64), m1=np.array([-1], np.int64))

@@ -339,14 +339,30 @@ def _dtype(args: Args, i: int = 0) -> ir.DataType:
     return entry[1]
 
 
-def _ints(args: Args, i: int) -> list[int] | None:
+# Ops whose integer list operands (axes, shapes, starts, pads, sizes) ONNX Runtime also takes
+# as a 0-d tensor; everywhere else it refuses any but a 1-D one ("must be a vector tensor").
+_SCALAR_LISTS = frozenset({"Unsqueeze"})
+
+
+def int_list(array: np.ndarray, op: str, where: str) -> list[int]:
+    """The integers of an operand that lists them (axes, a shape, starts, pads, sizes), where
+    ONNX Runtime reads it: a 1-D tensor (or 0-d, for the ops of ``_SCALAR_LISTS``). Another
+    rank is declined, since the runtime refuses the graph: reading it flattened would turn a
+    graph that cannot run into a folded one that runs."""
+    array = np.asarray(array)
+    if array.ndim != 1 and not (array.ndim == 0 and op in _SCALAR_LISTS):
+        raise NotExact(f"{where}: a list operand of rank {array.ndim}, where ONNX wants 1")
+    return [int(a) for a in array.reshape(-1)]
+
+
+def _ints(step: Step, args: Args, i: int) -> list[int] | None:
     entry = args[i] if i < len(args) else None
-    return None if entry is None else [int(a) for a in np.asarray(entry[0]).reshape(-1)]
+    return None if entry is None else int_list(entry[0], step.op, step.where)
 
 
 def _axes(step: Step, args: Args, i: int = 1) -> list[int] | None:
     """Axes from input ``i`` (newer opsets) or the ``axes`` attribute."""
-    found = _ints(args, i)
+    found = _ints(step, args, i)
     if found is not None:
         return found
     axes = step.attributes.get("axes")
@@ -677,7 +693,7 @@ def _same(fn: Callable[[Step, Args], np.ndarray]) -> Callable[[Step, Args], Eval
 
 def _reshape(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
-    shape = _ints(args, 1)
+    shape = _ints(step, args, 1)
     if shape is None:
         shape = [int(d) for d in step.attributes.get("shape", [])]
     if not step.attributes.get("allowzero", 0):
@@ -716,7 +732,7 @@ def _transpose(step: Step, args: Args) -> np.ndarray:
 
 def _expand(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
-    shape = np.broadcast_shapes(x.shape, tuple(_ints(args, 1) or ()))
+    shape = np.broadcast_shapes(x.shape, tuple(_ints(step, args, 1) or ()))
     _check_size(shape, "Expand")
     return np.broadcast_to(x, shape)
 
@@ -724,8 +740,8 @@ def _expand(step: Step, args: Args) -> np.ndarray:
 def _slice(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
     if len(args) > 1:  # opset >= 10: starts, ends, axes, steps as inputs
-        starts, ends = _ints(args, 1) or [], _ints(args, 2) or []
-        axes, steps = _ints(args, 3), _ints(args, 4)
+        starts, ends = _ints(step, args, 1) or [], _ints(step, args, 2) or []
+        axes, steps = _ints(step, args, 3), _ints(step, args, 4)
     else:
         starts = [int(a) for a in step.attributes.get("starts", [])]
         ends = [int(a) for a in step.attributes.get("ends", [])]
@@ -764,7 +780,7 @@ def _concat(step: Step, args: Args) -> Evaluated:
 def _split(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
     axis = axis_in_range(int(step.attributes.get("axis", 0)), x.ndim, step.where)
-    sizes = _ints(args, 1)
+    sizes = _ints(step, args, 1)
     if sizes is None and "split" in step.attributes:
         sizes = [int(s) for s in step.attributes["split"]]
     if sizes is None:
@@ -813,9 +829,9 @@ def _pad(step: Step, args: Args) -> np.ndarray:
     mode = step.attributes.get("mode", "constant")
     mode = mode.decode() if isinstance(mode, bytes) else str(mode)
     if len(args) > 1:  # opset >= 11: pads, constant_value and axes as inputs
-        pads = _ints(args, 1) or []
+        pads = _ints(step, args, 1) or []
         fill = _arg(args, 2) if len(args) > 2 and args[2] is not None else None
-        axes = _ints(args, 3) if len(args) > 3 else None
+        axes = _ints(step, args, 3) if len(args) > 3 else None
     else:
         pads = [int(p) for p in step.attributes.get("pads", [])]
         value = float(step.attributes.get("value", 0.0))
@@ -855,7 +871,7 @@ def _pad(step: Step, args: Args) -> np.ndarray:
 
 def _constant_of_shape(step: Step, args: Args) -> Evaluated:
     """``ConstantOfShape``: the shape filled with the one value of its ``value`` attribute."""
-    shape = _ints(args, 0) or []
+    shape = _ints(step, args, 0) or []
     if any(d < 0 for d in shape):
         raise ValueError(f"ConstantOfShape of a negative shape {shape}")
     _check_size(shape, "ConstantOfShape")

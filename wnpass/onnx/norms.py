@@ -148,7 +148,12 @@ def _reduction_axes(node: ir.Node) -> tuple[int, ...] | str | None:
         const = small_constant(node.inputs[1])
         if const is None:
             return "reduction axes are not constant"
-        axes = tuple(int(a) for a in np.asarray(const).reshape(-1))
+        from wnpass.onnx.evaluate import NotExact, int_list  # it imports this module
+
+        try:
+            axes = tuple(int_list(const, node.op_type, _where(node)))
+        except NotExact as error:
+            return str(error)
     else:
         attr = node.attributes.get("axes")
         axes = () if attr is None else tuple(int(a) for a in attr.value)
@@ -167,14 +172,18 @@ def _out_of_range(node: ir.Node, axes: tuple[int, ...]) -> str | None:
     rank = None if node.inputs[0] is None else _known_rank(node.inputs[0])
     if rank is None:
         return None  # the evaluator checks them against the tensor
-    name = node.name or node.outputs[0].name  # as the evaluator names a node (``Step.where``)
-    where = f"{node.op_type} '{name}'" if name else node.op_type
     try:
         for axis in axes:
-            axis_in_range(axis, rank, where)
+            axis_in_range(axis, rank, _where(node))
     except NotExact as error:
         return str(error)
     return None
+
+
+def _where(node: ir.Node) -> str:
+    """The node as a reason names it, as the evaluator does (``Step.where``)."""
+    name = node.name or node.outputs[0].name
+    return f"{node.op_type} '{name}'" if name else node.op_type
 
 
 def as_norm(value: ir.Value, *, strict: bool = False) -> tuple[Norm, int] | str | None:
