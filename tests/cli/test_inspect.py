@@ -65,13 +65,16 @@ def test_strict_passes_when_the_fold_would_decline_every_site(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], arrays, reason: str
 ) -> None:
     """A site the fold declines on its values is declined in the inspection, with the fold's
-    reason: nothing is left to fold, so --strict passes."""
+    reason: nothing is left to fold, so --strict passes, and its JSON says so."""
     path = _save(tmp_path, "model.onnx", onnx_model(WN, **arrays()))
     json_path = tmp_path / "r.json"
     assert main(["inspect", str(path), "--strict", "--json", str(json_path)]) == 0
     out = capsys.readouterr().out
     assert f"declined: {reason}" in out and "STRICT" not in out
-    (site,) = json.loads(json_path.read_text())["sites"]
+    inspected = json.loads(json_path.read_text())
+    # "ok" was false beside exit 0 (a declined site): a gate reading the JSON failed
+    assert (inspected["left_to_fold"], inspected["ok"]) == (0, True)
+    (site,) = inspected["sites"]
     assert main(["fold", str(path), "--json", str(tmp_path / "f.json")]) == 0
     (folded,) = json.loads((tmp_path / "f.json").read_text())["sites"]
     assert site["status"] == folded["status"] == "declined" and site["reason"] == folded["reason"]
