@@ -492,3 +492,38 @@ def test_a_parameter_a_norm_normalizes_is_its_input_not_its_scale(
     assert sites["table"].status == "skipped"
     assert sites["table"].reason == f"the input of {name}, not a weight"
     assert sites["scale"].reason == "1-D parameter (a scale or shift)"
+
+
+class _Renormed(nn.Module):
+    """Three tables read with max_norm, which renormalizes the rows read in place at every
+    forward, and one read without."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Embedding(10, 4, max_norm=1.0)
+        self.functional = nn.Parameter(torch.randn(10, 4))
+        self.bag = nn.Parameter(torch.randn(10, 4))
+        self.plain = nn.Embedding(10, 4)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows = self.layer(ids) + F.embedding(ids, self.functional, max_norm=2.0)
+        return (
+            rows.sum(1)
+            + F.embedding_bag(ids, self.bag, mode="sum", max_norm=2.0)
+            + self.plain(ids).sum(1)
+        )
+
+
+@pytest.mark.parametrize("tracer", ["observe", "static"])
+def test_an_embedding_with_max_norm_is_left_alone(tracer: str) -> None:
+    """Under weight norm the renormalization would land on the computed weight, never on g
+    and v: the constraint would silently stop holding in training."""
+    model = _Renormed()
+    ids = torch.randint(0, 10, (3, 5))
+    sites, _, _ = analyse_sites(model, (ids,), embeddings=True, tracer=tracer)  # type: ignore[arg-type]
+    found = {site.name: site for site in sites}
+    renormed = ["layer.weight"] if tracer == "static" else ["layer.weight", "functional", "bag"]
+    for name in renormed:
+        assert found[name].axis is None, name
+        assert "max_norm renormalizes" in str(found[name].reason), name
+    assert found["plain.weight"].axis == 0

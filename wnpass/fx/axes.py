@@ -39,6 +39,11 @@ class Use:
     reason: str | None = None
 
 
+# An embedding with ``max_norm`` renormalizes the rows it reads in its stored weight, in place,
+# at every forward: under weight norm that would land on the computed weight, never on g and v.
+RENORMED = "modified in place in the forward (max_norm renormalizes the rows it reads)"
+
+
 def unit_use(param: str, op: str, consumer: str, axis: int) -> Use:
     return Use(param, op, consumer, axis)
 
@@ -120,6 +125,8 @@ def module_uses(prefix: str, module: nn.Module, policy: DimPolicy, embeddings: b
         kind = layer_kind(owner, leaf)
         if _is_bias(leaf):
             uses.append(bias_use(name, op, prefix))
+        elif kind == "embedding" and getattr(owner, "max_norm", None) is not None:
+            uses.append(Use(name, op, prefix, None, RENORMED))
         elif kind is not None:
             groups = int(getattr(owner, "groups", 1))
             shape = list(param.shape)

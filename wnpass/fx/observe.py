@@ -35,7 +35,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from wnpass.axes import DimPolicy, OpKind, einsum_unit_axis, unit_axis
-from wnpass.fx.axes import Use
+from wnpass.fx.axes import RENORMED, Use
 from wnpass.fx.forward import Batch, run_forward
 
 __all__ = ["observe_uses", "rnn_roles"]
@@ -446,8 +446,13 @@ class _Recorder(TorchFunctionMode):
         elif name == "einsum":
             self._einsum(op, args)
         elif name in ("embedding", "embedding_bag"):
-            table = arg(1, "weight") if func in (F.embedding, F.embedding_bag) else arg(0, "weight")
-            self._consume(table, op, "embedding")
+            functional = func in (F.embedding, F.embedding_bag)
+            table = arg(1, "weight") if functional else arg(0, "weight")
+            if functional and arg(3, "max_norm") is not None:
+                for origin in self.origins(table):
+                    self._use(origin, op, None, RENORMED)
+            else:
+                self._consume(table, op, "embedding")
         elif name in _RNN:
             self._rnn(op, args, kwargs)
         elif name in ("multi_head_attention_forward", "_native_multi_head_attention"):
