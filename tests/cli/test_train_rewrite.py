@@ -542,3 +542,28 @@ def test_data_init_of_no_layer_is_said_and_the_outputs_checked(
     assert "keep: LSTM: its gates' pre-activations stay inside the op" in out
     assert "note: data init initialized no layer" in out and "not compared" not in out
     assert "\nequivalent: max relative output difference" in out
+
+
+def test_data_init_of_a_model_weight_normed_before_is_written(tmp_path: Path) -> None:
+    """Every layer weight-normed already: ``--init data`` initialized them, then said NOTHING
+    APPLIED, exit 1, and wrote nothing; the init is the work done, so it is written."""
+    model = _write(
+        tmp_path,
+        "all.py",
+        ALREADY.replace("weight_norm(model[0])", "weight_norm(model[0]); weight_norm(model[2])"),
+    )
+    output, report_json = tmp_path / "a.pt", tmp_path / "r.json"
+    argv = ["train-rewrite", str(model), "--init", "data", "-o", str(output)]
+    assert main([*argv, "--json", str(report_json)]) == 0
+    report = json.loads(report_json.read_text())
+    assert (report["status"], report["ok"], report["applied"]) == ("ok", True, 0)
+    inits = {site["name"]: site["init"] for site in report["sites"] if site["status"] == "already"}
+    assert inits == {"0.weight": "data, v rescaled", "2.weight": "data, v rescaled"}
+    namespace: dict[str, Any] = {}
+    exec(model.read_text(), namespace)
+    built = namespace["build_model"]().state_dict()
+    written = torch.load(output, weights_only=True)
+    assert list(written) == list(built)
+    assert not torch.equal(
+        written["0.parametrizations.weight.original0"], built["0.parametrizations.weight.original0"]
+    )

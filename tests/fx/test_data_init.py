@@ -850,3 +850,18 @@ def test_a_compiled_model_is_initialized_and_reported_as_it_was(where: str) -> N
     with torch.no_grad():
         hidden = layers[0](batch)
         _check_normalized({"a": hidden, "b": layers[1](torch.relu(hidden))})
+
+
+def test_only_names_weight_normed_weights_or_is_refused() -> None:
+    """``only=["0.wieght"]`` (a typo) initialized nothing and said nothing: now an error
+    naming the parameter and the names, before any value is written."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2))
+    apply_weight_norm(model, (torch.randn(8, 6),))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(InvalidArgumentError) as caught:
+        data_init(model, torch.randn(16, 6), only=["0.wieght", "2.weight", "1.weight"])
+    assert caught.value.parameter == "only"
+    assert "'0.wieght', '1.weight': no weight-normed weight of the model" in str(caught.value)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert data_init(model, torch.randn(16, 6), only=["2.weight"]).initialized == ["2.weight"]

@@ -187,16 +187,20 @@ def _candidates(
     model: nn.Module, report: DataInitReport, redraw: bool, only: Collection[str] | None
 ) -> dict[nn.Module, _Target]:
     """The layers to initialize; every other weight-normed weight (of ``only``, if given) is
-    in ``report.kept`` with the reason.
+    in ``report.kept`` with the reason. A name of ``only`` that is no weight-normed weight of
+    the model is an error (a typo would otherwise initialize nothing, silently).
 
     Without ``redraw`` the init keeps ``v``: a unit of ``v`` with no direction (all zero) has
     pre-activation 0/0 and would get ``g = NaN``; such a layer is kept, with the reason.
     """
     targets: dict[nn.Module, _Target] = {}
     holders = _holders(model)
+    normed: set[str] = set()
     for prefix, module in model.named_modules():
         prefix = f"{prefix}." if prefix else ""
         for hook in module._forward_pre_hooks.values():
+            if is_legacy_hook(hook):
+                normed.add(prefix + hook.name)
             if is_legacy_hook(hook) and (only is None or prefix + hook.name in only):
                 report.kept[prefix + hook.name] = "legacy weight_norm hook: not re-initialized"
         if not parametrized_here(module):
@@ -205,6 +209,7 @@ def _candidates(
             name = prefix + tensor_name
             if not any(isinstance(p, _WeightNorm) for p in plist):
                 continue
+            normed.add(name)
             if only is not None and name not in only:
                 continue
             reason = _why_not(module, tensor_name, redraw) or _shared(module, holders)
@@ -214,6 +219,12 @@ def _candidates(
             kind = layer_kind(module, tensor_name)
             assert kind is not None
             targets[module] = _Target(name, kind)
+    if only is not None and (unknown := sorted(set(only) - normed)):
+        listed = ", ".join(repr(name) for name in unknown[:3])
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        raise InvalidArgumentError(
+            f"{listed}{more}: no weight-normed weight of the model", parameter="only"
+        )
     return targets
 
 

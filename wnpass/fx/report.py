@@ -30,7 +30,8 @@ __all__ = [
 # before), "replaced" (BatchNorm -> mean-only BatchNorm)
 
 # the outcome of a whole rewrite (ApplyReport.status):
-# "ok"                 weight norm was applied (or planned) and the outputs, if checked, match
+# "ok"                 weight norm was applied (or planned), or layers weight-normed before got
+#                      the data init, and the outputs, if checked, match
 # "nothing selected"   candidates existed, the user's include/exclude left none: on purpose, ok
 # "nothing applied"    no parameter could take weight norm: a failure, ``reason`` says why
 # "outputs changed"    the rewritten model computes something else: a failure
@@ -89,8 +90,13 @@ class ApplyReport:
         return self.count("skipped")
 
     @property
+    def initialized(self) -> int:
+        """Layers that got the data-dependent init (weight-normed now or before)."""
+        return sum((site.init or "").startswith("data") for site in self.sites)
+
+    @property
     def modified(self) -> bool:
-        return self.applied > 0 or self.count("replaced") > 0
+        return self.applied > 0 or self.count("replaced") > 0 or self.initialized > 0
 
     @property
     def equivalent(self) -> bool | None:
@@ -120,7 +126,7 @@ class ApplyReport:
             return "nothing compared"
         if self.equivalent is False:
             return "outputs changed"
-        if self.applied or self.count("planned") or self.count("replaced"):
+        if self.applied or self.count("planned") or self.count("replaced") or self.initialized:
             return "ok"
         return "nothing selected" if self.selected_out else "nothing applied"
 
@@ -153,7 +159,8 @@ class ApplyReport:
         return text
 
     def __bool__(self) -> bool:
-        """True when weight norm was applied (or planned) and outputs held, or the user's
+        """True when weight norm was applied (or planned), or data init given to layers
+        weight-normed before, and outputs held, or the user's
         include/exclude selected nothing on purpose; False when nothing could be applied, the
         outputs changed or had nothing to compare (``status`` and ``reason`` say which)."""
         return self.status in ("ok", "nothing selected")
