@@ -167,9 +167,18 @@ class ExportReport:
             if (vacuous := nothing_compared(comparisons))
         }
 
+    @property
+    def folded_whole(self) -> bool:
+        """Whether no weight-norm site was declined, by the ONNX fold or in PyTorch. A site
+        PyTorch declines (NaN, a zero-norm unit) may never reach the ONNX fold: the dynamo
+        exporter computes it into a plain initializer itself, NaN included."""
+        torch_whole = self.torch_fold is None or bool(self.torch_fold)
+        return torch_whole and self.onnx_fold.declined == 0
+
     def __bool__(self) -> bool:
-        """Nothing left to fold, and the outputs matched where verified (:attr:`matches`)."""
-        return self.onnx_fold.declined == 0 and self.matches is not False
+        """Nothing left to fold (:attr:`folded_whole`), and the outputs matched where verified
+        (:attr:`matches`)."""
+        return self.folded_whole and self.matches is not False
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -722,7 +731,8 @@ def export(
 
     Every option and path is checked before anything is written (``plan``: the caller's, with
     its other files). With ``verify``, the model is published under ``path`` only when ONNX
-    Runtime's outputs match PyTorch's; otherwise nothing appears there and the report says why.
+    Runtime's outputs match PyTorch's and no weight-norm site was declined; otherwise nothing
+    appears there and the report says why.
     """
     if plan is None:  # the model's code may read files: none of them may be the output
         plan = IOPlan()
@@ -822,7 +832,7 @@ def export(
                     return False
                 with _named_as(staged, str(path)):
                     _compare(report, staged, chosen, (feeds, expected), at_double, options)
-                return bool(report.matches)
+                return bool(report)  # matched, and nothing was left to fold
 
             save_target = io.plan_save(plan, exported, path)
             plan.check()

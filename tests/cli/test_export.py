@@ -65,12 +65,15 @@ def test_without_verify_it_says_nothing_was_compared(
     assert data["verified"] is False and data["matches"] is None and data["comparisons"] == {}
 
 
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
 def test_a_pruned_unit_is_declined_in_pytorch_and_not_deployable(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    exporter: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A unit of v that is all zero gives NaN weights: PyTorch's fold declines it (said in a
-    line of its own), the ONNX fold meets it again and declines it too, and the export is not
-    deployable (exit 1): never a model of NaN weights called folded."""
+    line of its own), and the export is not deployable (exit 1): never a model of NaN weights
+    called folded. The ONNX fold meets it again after TorchScript; the dynamo exporter
+    computes it into an initializer itself, and was called deployable. With --verify the
+    output under -o is left as it was, as for any failed verification."""
     path = _model_py(tmp_path)
     source = path.read_text().replace(
         "    return M().to(torch.float32)",
@@ -78,12 +81,19 @@ def test_a_pruned_unit_is_declined_in_pytorch_and_not_deployable(
         "        m.fc.parametrizations.weight.original1[1].zero_()\n    return m",
     )
     path.write_text(source)
-    out = tmp_path / "m.onnx"
-    assert main(["export", str(path), "-o", str(out), "--exporter", "torchscript"]) == 1
+    out, report = tmp_path / "m.onnx", tmp_path / "r.json"
+    argv = ["export", str(path), "-o", str(out), "--exporter", exporter]
+    assert main(argv) == 1
     printed = capsys.readouterr().out
     assert "folded 0 of 1 weight-norm site in PyTorch" in printed
     assert "declined in PyTorch: fc.weight: v has a unit with zero norm" in printed
-    assert "NOT DEPLOYABLE" in printed
+    assert f"NOT DEPLOYABLE: see above (wrote {out})" in printed
+    out.write_bytes(b"the last good model")
+    assert main([*argv, "--verify", "--runs", "1", "--json", str(report)]) == 1
+    assert f"NOT DEPLOYABLE: see above; nothing written to {out}" in capsys.readouterr().out
+    assert out.read_bytes() == b"the last good model"
+    data = json.loads(report.read_text())
+    assert (data["ok"], data["published"]) == (False, False)
 
 
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
