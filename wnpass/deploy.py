@@ -67,6 +67,7 @@ from wnpass.fx.forward import (
     evaluating,
     what_it_did,
 )
+from wnpass.interrupts import STOPS
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
 from wnpass.plan import IOPlan, user_code
@@ -423,7 +424,11 @@ def _export(
     with warnings.catch_warnings(record=True) as caught, _exporter_quiet(), user_code():
         try:
             torch.onnx.export(model, args, str(path), kwargs=dict(inputs.kwargs) or None, **options)
-        except Exception as error:
+        except STOPS:
+            raise
+        except SystemExit:
+            raise  # the model's sys.exit(), which the command line names
+        except BaseException as error:  # the exporter's, or the model's code while traced
             _warned(caught, failed=True)
             logger.info("torch.onnx.export failed", exc_info=error)  # -v: the traceback
             raise ExportError(f"torch.onnx.export failed: {_failure(error)}") from None

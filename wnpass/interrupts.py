@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from typing import ClassVar, NoReturn
 
 __all__ = [
+    "STOPS",
     "Terminated",
     "changes",
     "handled",
@@ -51,6 +52,11 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class Terminated(BaseException):
     """SIGTERM, raised where the process is, so that staging is removed on the way out."""
+
+
+# What stops wnpass wherever it is, also inside the user's code: a block that catches what
+# the user's code raises (``except BaseException``) lets these through first.
+STOPS: tuple[type[BaseException], ...] = (KeyboardInterrupt, Terminated)
 
 
 class _State:

@@ -325,18 +325,23 @@ def test_a_log_line_escapes_the_control_characters_of_a_models_names(tmp_path: P
     assert line.startswith("WARNING ") and "w\\nFORGED LINE" in line
 
 
-EXITS = {
-    "import": "import sys\nsys.exit(0)\n",
-    "forward": """
+_RAISING_FORWARD = """
 import torch
 class M(torch.nn.Linear):
     def forward(self, x):
-        raise SystemExit(0)
+        raise {error}
 def build_model():
     return M(2, 2)
 def example_inputs():
     return torch.ones(1, 2)
-""",
+"""
+# (the model's code, what the error line says it did)
+EXITS = {
+    "import": ("import sys\nsys.exit(0)\n", "called sys.exit(0)"),
+    "forward": (_RAISING_FORWARD.format(error="SystemExit(0)"), "called sys.exit(0)"),
+    # a BaseException that is neither a stop nor SystemExit gave a traceback and exit 1
+    "import-base": ("class E(BaseException):\n    pass\nraise E('own')\n", "raised E: own"),
+    "forward-base": (_RAISING_FORWARD.format(error="GeneratorExit('g')"), "raised GeneratorExit"),
 }
 # Without example inputs the model is traced by torch.fx: a sys.exit() there is a tracer's
 # failure like any other, and module types are read (tests/fx/test_analyse.py).
@@ -353,22 +358,27 @@ EXPORT = ["export", "-o", "{out}", "--verify"]
         ("forward", EXPORT),
         ("forward", ["train-rewrite"]),
         ("forward", ["inspect"]),
+        ("import-base", EXPORT),
+        ("forward-base", EXPORT),
+        ("forward-base", ["train-rewrite"]),
+        ("forward-base", ["inspect"]),
     ],
 )
 def test_a_sys_exit_in_the_model_is_one_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str, command: list[str]
 ) -> None:
-    """``sys.exit()`` in a model.py's code (its body, its forward) is bad input: one line
-    naming the file and what it did, exit 2, nothing written; never the model's exit code
-    and never silence."""
+    """``sys.exit()`` (or another BaseException) in a model.py's code (its body, its forward)
+    is bad input: one line naming the file and what it did, exit 2, nothing written; never
+    the model's exit code and never silence."""
+    code, said = EXITS[where]
     model_py = tmp_path / "m.py"
-    model_py.write_text(EXITS[where])
+    model_py.write_text(code)
     name, *rest = command
     argv = [name, str(model_py), *(a.format(out=tmp_path / "m.onnx") for a in rest)]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"wnpass: error: {model_py}: ") and err.count("\n") == 1
-    assert "called sys.exit(" in err
+    assert said in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.py"]
 
 
@@ -380,3 +390,26 @@ def test_a_keyboard_interrupt_in_the_model_stops_the_program(
     model_py.write_text("def build_model():\n    raise KeyboardInterrupt\n")
     assert main(["train-rewrite", str(model_py)]) == 130
     assert capsys.readouterr().err == "wnpass: interrupted; nothing more was written\n"
+
+
+def test_a_base_exception_no_block_names_is_an_internal_error_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The last net: any BaseException but a stop or SystemExit that reaches the command line
+    is one line and exit 3, never a traceback with exit 1."""
+
+    class Escaped(BaseException):
+        pass
+
+    def run(args: object, out: object) -> int:
+        """Raises what no block names."""
+        raise Escaped("past every block")
+
+    from wnpass.cli import inspect as inspect_command
+
+    monkeypatch.setattr(inspect_command, "run", run)
+    assert main(["inspect", "m.onnx"]) == 3
+    err = capsys.readouterr().err
+    assert err == (
+        "wnpass: internal error: Escaped: past every block (run with -v to see the traceback)\n"
+    )

@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _stopped(kind)
     except SystemExit as exited:
         return _exited(exited, args)
-    except Exception as error:
+    except BaseException as error:  # any other, also a BaseException no inner block named
         # A stop signal raised as an exception, which the code it came through may have
         # wrapped in another (numpy's imports, torch's C++, an exporter's "export failed").
         if (stopped_by := interrupts.stopped_by()) is not None:
@@ -139,7 +139,7 @@ def _exited(exited: SystemExit, args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT
 
 
-def _failed(error: Exception, args: argparse.Namespace) -> int:
+def _failed(error: BaseException, args: argparse.Namespace) -> int:
     """An error as one line on stderr, and its exit code."""
     if isinstance(error, WnpassError):
         _tell(f"wnpass: error: {error.render(flags_for(args))}")

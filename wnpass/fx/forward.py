@@ -32,10 +32,10 @@ from torch import nn
 
 from wnpass.errors import InvalidArgumentError, WnpassError, one_line
 from wnpass.fx.compare import result_tensors
+from wnpass.interrupts import STOPS
 from wnpass.plan import user_code
 
 __all__ = [
-    "MODEL_ERRORS",
     "Batch",
     "ForwardFailedError",
     "RngSnapshot",
@@ -50,11 +50,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# What the user's own code (a model.py's body, its factory, a forward) may raise: any exception,
-# and SystemExit (``sys.exit()``, ``exit()``, an argparse error), which is the model's failure,
-# not the end of wnpass. KeyboardInterrupt and a SIGTERM (wnpass.interrupts) are not among
-# them: they stop wnpass as they would anywhere else.
-MODEL_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit)
+# What the user's own code (a model.py's body, its factory, a forward) raises is the model's
+# failure, not the end of wnpass: any exception, SystemExit (``sys.exit()``, ``exit()``, an
+# argparse error) and any other BaseException (``GeneratorExit``, a class of its own). Each
+# block that runs it lets the stops through first (``except STOPS: raise``), then catches
+# ``BaseException``: KeyboardInterrupt and a SIGTERM stop wnpass as they would anywhere else.
 
 
 class ForwardFailedError(WnpassError):
@@ -190,7 +190,9 @@ def call_model(model: nn.Module, batch: Batch) -> Any:
             return model(*inputs.args, **inputs.kwargs)
     except WnpassError:
         raise
-    except MODEL_ERRORS as error:
+    except STOPS:
+        raise
+    except BaseException as error:  # the model's failure (see above)
         raise forward_failed(model, error) from error
 
 

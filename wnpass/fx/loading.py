@@ -45,7 +45,8 @@ from wnpass.fx.errors import (
     NotAModuleError,
     NotInputsError,
 )
-from wnpass.fx.forward import MODEL_ERRORS, what_it_did
+from wnpass.fx.forward import what_it_did
+from wnpass.interrupts import STOPS
 from wnpass.plan import IOPlan, not_readable, user_code
 
 __all__ = ["DEFAULT_FACTORY", "EXPECTED_INPUTS", "as_inputs", "load_model_py"]
@@ -104,7 +105,9 @@ def _run(
     try:
         with _as_script(path):
             return call(*args)
-    except MODEL_ERRORS as error:
+    except STOPS:
+        raise
+    except BaseException as error:  # the model's failure, sys.exit() included
         raise error_type(f"{path}: {step} {what_it_did(error)}") from None
 
 

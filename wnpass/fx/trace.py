@@ -26,8 +26,9 @@ from wnpass.axes import DimPolicy, OpKind
 from wnpass.errors import UsageError, one_line
 from wnpass.fx.arguments import require_choice
 from wnpass.fx.axes import Use, bias_use, conv_transpose_use, module_uses, table_use
-from wnpass.fx.forward import MODEL_ERRORS, Batch, as_batch
+from wnpass.fx.forward import Batch, as_batch
 from wnpass.fx.observe import observe_uses, rnn_roles
+from wnpass.interrupts import STOPS
 
 __all__ = ["KNOWN_LAYERS", "TRACERS", "TraceResult", "Tracer", "find_uses"]
 
@@ -279,14 +280,18 @@ def find_uses(
         return uses, "observed", None
     try:
         return _fx_uses(model, policy, embeddings), "fx", None
-    except MODEL_ERRORS as error:  # the model's code may call sys.exit() while traced
+    except STOPS:
+        raise
+    except BaseException as error:  # the model's code may call sys.exit() while traced
         fx_error = one_line(error, with_type=True)
         logger.info("torch.fx cannot trace %s: %s", type(model).__name__, fx_error)
     if batch is not None:
         try:
             uses = _export_uses(model, batch, policy, embeddings)
             return uses, "export", f"torch.fx could not trace ({fx_error}); used torch.export"
-        except MODEL_ERRORS as error:  # the model's code may call sys.exit() while traced
+        except STOPS:
+            raise
+        except BaseException as error:  # the model's code may call sys.exit() while traced
             why = f"torch.fx: {fx_error}; torch.export: {one_line(error, with_type=True)}"
     else:
         why = f"torch.fx: {fx_error}; torch.export needs example inputs"
