@@ -77,7 +77,7 @@ from wnpass.verify import providers as prov
 from wnpass.verify.check import latency_stats
 from wnpass.verify.compare import OutputComparison, compare_outputs, nothing_compared
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
-from wnpass.verify.report import LatencyStats
+from wnpass.verify.report import LatencyStats, comparison_data
 
 __all__ = [
     "ExportError",
@@ -183,6 +183,10 @@ class ExportReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        for field in ("comparisons", "dynamic_comparisons"):  # as wnpass check writes them
+            for provider, comparisons in getattr(self, field).items():
+                for c, raw in zip(comparisons, data[field][provider], strict=True):
+                    comparison_data(c, raw)
         data["matches"] = self.matches
         data["nothing_compared"] = self.nothing_compared
         data["ok"] = bool(self)

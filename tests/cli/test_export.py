@@ -384,3 +384,23 @@ def test_a_weight_the_graph_does_not_use_is_listed_with_why_it_can_be_missing(
         "weights with no initializer of their name (the exported graph does not use them, or "
         "computes them from other initializers): unused.weight"
     ) in capsys.readouterr().out
+
+
+def test_the_json_says_what_the_table_says_of_an_output_not_compared(tmp_path: Path) -> None:
+    """An output that is Inf everywhere in both shows "-" and "not compared" in the table; its
+    JSON row said max_abs 0.0 (read as a perfect match) and had no status. Now each row is
+    written as ``wnpass check`` writes it: the status, and error sizes only where measured."""
+    path = _model_py(tmp_path)
+    path.write_text(
+        path.read_text().replace(
+            "return self.fc(x) * scale", "y = self.fc(x)\n        return y * scale, y / 0.0"
+        )
+    )
+    out, report = tmp_path / "m.onnx", tmp_path / "r.json"
+    argv = ["export", str(path), "-o", str(out), "--verify", "--runs", "1", "--json", str(report)]
+    assert main(argv) == 0
+    measured, infinite = json.loads(report.read_text())["comparisons"]["cpu"]
+    assert (measured["status"], measured["passed"], measured["exact"]) == ("passed", True, False)
+    assert measured["max_abs"] is not None and measured["scale"] > 0
+    assert (infinite["status"], infinite["passed"]) == ("not compared", True)
+    assert [infinite[k] for k in ("max_abs", "max_rel", "scale", "max_scaled")] == [None] * 4

@@ -19,6 +19,7 @@ __all__ = [
     "CheckReport",
     "LatencyStats",
     "ProviderRun",
+    "comparison_data",
     "comparison_row",
     "comparison_rows",
     "elements_compared",
@@ -172,9 +173,9 @@ class CheckReport:
             raw["passed"] = run.passed  # status says whether it ran; this, whether it matched
             raw["nothing_compared"] = run.nothing_compared
             for c, rc in zip(run.comparisons, raw["comparisons"], strict=True):
-                _comparison_data(c, rc)
+                comparison_data(c, rc)
         for c, rc in zip(self.cross_provider, data["cross_provider"], strict=True):
-            _comparison_data(c, rc)
+            comparison_data(c, rc)
         return data
 
     def write_json(self, path: str | os.PathLike[str], plan: IOPlan | None = None) -> None:
@@ -280,7 +281,7 @@ def _result(c: OutputComparison) -> str:
     return f"not compared: {c.uncompared}" if c.uncompared else "ok"
 
 
-def _comparison_data(c: OutputComparison, data: dict[str, Any]) -> None:
+def comparison_data(c: OutputComparison, data: dict[str, Any]) -> None:
     """One output's JSON: its status, and error sizes only where they were measured (null for
     a string, a map, a missing output or one with no element compared: 0 would read as
     "no error")."""
