@@ -232,6 +232,26 @@ def test_site_inside_a_local_function_becomes_a_constant() -> None:
     assert report.sites[0].graph == "function local::WnLinear"
 
 
+def test_a_gain_a_function_takes_as_input_is_declined_as_a_function_input() -> None:
+    """The reason named it "a graph input": the graph's inputs are another list."""
+    text = f"""
+        <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            y = local.WnLinear(x, g)
+        }}
+        <domain: "local", opset_import: ["" : 17]>
+        WnLinear (x, g) => (y) {{
+            v = Constant <value = float[3, 4] {{{", ".join(map(str, rand(3, 4).ravel()))}}}> ()
+            {wn([1])}
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, g=rand(3, 1))
+    _, report = fold_onnx(model)
+    assert (report.folded, report.declined) == (0, 1)
+    assert report.sites[0].reason == "g 'g' is a function input"
+
+
 @pytest.mark.parametrize(
     ("graph_input", "reason"),
     [("v", "v 'v' is a graph input"), ("g", "g 'g' is a graph input")],

@@ -217,3 +217,14 @@ def test_the_axes_of_a_site_without_a_norm_it_reads_are_unknown_not_all() -> Non
     model = gemm_model(body, p=np.array(0.25, np.float32))
     (site,) = inspect_onnx(model).sites
     assert site.status == "declined" and site.axes == match.AXES_UNKNOWN
+
+
+@pytest.mark.parametrize("axis", [2, -3])
+def test_an_axis_out_of_range_is_shown_as_written_not_wrapped(axis: int) -> None:
+    """LpNormalization over axis 2 of a 2-D v is declined (ONNX Runtime refuses it); its axes
+    column showed 0, the axis modulo the rank, as if it were a norm over the units."""
+    body = f"d = LpNormalization <axis = {axis}, p = 2> (v)\n w = Mul(d, g)"
+    model = gemm_model(body)
+    (site,) = inspect_onnx(model).sites
+    assert site.status == "declined" and "out of range" in str(site.reason)
+    assert site.axes == [axis]

@@ -123,8 +123,8 @@ class Site:
         if self.norm.axes is None:
             return None
         rank = _rank(self.norm.v)
-        if rank is None:
-            return list(self.norm.axes)
+        if rank is None or any(not -rank <= a < rank for a in self.norm.axes):
+            return list(self.norm.axes)  # as written: out of range, the site is declined
         axes = sorted({a % rank for a in self.norm.axes}) if rank else []
         return None if len(axes) == rank and rank > 1 else axes
 
@@ -363,15 +363,16 @@ def _normalised(leaf: ir.Value, v: ir.Value, reduced: ir.Value | None) -> bool:
     return source is v or (reduced is not None and source is strip_cast(reduced))
 
 
-def _constant_reason(value: ir.Value, role: str) -> str | None:
-    """Why ``value`` (through pass-through ops) is not a constant; None when it is."""
+def _constant_reason(value: ir.Value, role: str, scope: str = "graph") -> str | None:
+    """Why ``value`` (through pass-through ops) is not a constant; None when it is. ``scope``:
+    what its inputs are the inputs of (``graph``, ``function``)."""
     # (value, role, what to say instead when it fails: for the shape inputs of reshapes)
     work: list[tuple[ir.Value, str, str | None]] = [(value, role, None)]
     while work:
         value, what, instead = work.pop()
         while True:
             if value.is_graph_input():
-                return instead or f"{what} '{value.name}' is a graph input"
+                return instead or f"{what} '{value.name}' is a {scope} input"
             if const_tensor(value) is not None:
                 break
             if instead is not None and small_constant(value) is not None:
@@ -384,7 +385,7 @@ def _constant_reason(value: ir.Value, role: str) -> str | None:
                     if source is not None
                     else "an initializer named like a value of an enclosing scope"
                     if value.is_initializer()  # const_tensor refuses only those
-                    else "a graph input"
+                    else f"a {scope} input"
                 )
                 return instead or f"{what} '{value.name}' is not a constant ({how})"
             reshaped = instead or f"{what} '{value.name}' is reshaped by a non-constant"
@@ -535,6 +536,7 @@ def _layout_chain(root: ir.Value) -> tuple[ir.Value, tuple[str, ...]]:
 def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
     """The site at ``root``; None when it is no weight (``x / ||x||`` of a run-time value)."""
     site = Site(graph=graph, root=root, target=root)
+    scope = "function" if isinstance(graph, ir.Function) else "graph"
     if isinstance(graph, ir.Function) and (reason := _cone_reason(root)) is not None:
         site.reason = reason  # attribute references must not be read as values below
         return site
@@ -575,7 +577,7 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
         return site
     others = [f for f in leaves if f is not numerators[0]]
     if not others and (gain := _runtime_gain(root)) is not None:
-        site.reason = _constant_reason(gain, "g")  # v / ||v|| times a value fed at run time
+        site.reason = _constant_reason(gain, "g", scope)  # v / ||v|| times a run-time value
         return site
     if len(others) > 1 or (others and others[0].exponent != 1):
         site.reason = "unsupported form: expected at most one gain g multiplying v / ||v||"
@@ -586,8 +588,8 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
     site.factors = (numerators[0].value, gain_leaf, norm_value, norms[0].divides)
     site.casts = tuple(casts)
     site.reason = (
-        _constant_reason(norm.v, "v")
-        or (None if gain_leaf is None else _constant_reason(gain_leaf, "g"))
+        _constant_reason(norm.v, "v", scope)
+        or (None if gain_leaf is None else _constant_reason(gain_leaf, "g", scope))
         or _cone_reason(root)
     )
     if site.reason is None:
