@@ -685,6 +685,8 @@ class IOPlan:
         self.record_user_reads()
         deleted = []
         for path in sorted(set(referenced)):
+            if _where(path) == _where(output):
+                continue  # the output itself (a tensor's data kept in the model file): replaced
             reason = self.may_delete(path, output, created)
             if reason == "gone":
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -657,3 +658,38 @@ def test_an_initializer_that_is_a_graph_output_keeps_its_type(output: str) -> No
     assert listed[output].elem_type == onnx.TensorProto.FLOAT
     assert [d.dim_value for d in listed[output].shape.dim] == [int(d) for d in shape.split(", ")]
     assert_close(run(folded, {"x": X}), run(model, {"x": X}))
+
+
+def test_data_kept_in_the_model_file_itself_is_counted_once_and_not_left_in_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bias whose external data location is the model file: an in-place fold said "left in
+    place: model.onnx: kept" of the file it had just replaced, and counted its size twice."""
+    path = tmp_path / "model.onnx"
+    model = onnx.parser.parse_model(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2, 4] x) => (float[2, 3] y) {
+            n = ReduceL2 <axes = [1], keepdims = 1> (v)
+            d = Div(v, n)
+            w = Mul(g, d)
+            y = Gemm <transB = 1> (x, w, b)
+        }
+        """
+    )
+    model.graph.initializer.extend(
+        [onnx.numpy_helper.from_array(V, "v"), onnx.numpy_helper.from_array(G, "g")]
+    )
+    bias = model.graph.initializer.add(name="b", data_type=onnx.TensorProto.FLOAT, dims=[3])
+    bias.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in {"location": "model.onnx", "offset": "0", "length": "12"}.items():
+        bias.external_data.add(key=key, value=value)
+    path.write_bytes(model.SerializeToString())
+    size = path.stat().st_size
+    before = run(onnx.load(path), {"x": X})
+    assert main(["fold", str(path), "--in-place", "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "left in place" not in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert (report["bytes_before"], report["left"]) == (size, [])
+    assert_close(run(onnx.load(path), {"x": X}), before)

@@ -545,7 +545,8 @@ def has_external_data(model: ir.Model) -> bool:
 
 
 def model_bytes(path: str | os.PathLike[str], model: ir.Model | None = None) -> int:
-    """Size of an ONNX file plus the external data files its initializers live in.
+    """Size of an ONNX file plus the external data files its initializers live in, each
+    file counted once (a location may name the model file itself, or a link to another).
 
     The locations come from ``model`` (the loaded file) when given, else from the file.
     """
@@ -558,11 +559,16 @@ def model_bytes(path: str | os.PathLike[str], model: ir.Model | None = None) -> 
         for value in graph.initializers.values()
         if isinstance(tensor := value.const_value, ir.ExternalTensor)
     }
-    total = path.stat().st_size
+    st = path.stat()
+    total, counted = st.st_size, {(st.st_dev, st.st_ino)}
     for location in locations:
         data = path.parent / location
-        if data.is_file():
-            total += data.stat().st_size
+        if not data.is_file():
+            continue
+        st = data.stat()
+        if (st.st_dev, st.st_ino) not in counted:
+            counted.add((st.st_dev, st.st_ino))
+            total += st.st_size
     return total
 
 
