@@ -413,3 +413,26 @@ def test_a_base_exception_no_block_names_is_an_internal_error_in_one_line(
     assert err == (
         "wnpass: internal error: Escaped: past every block (run with -v to see the traceback)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "argument"),
+    [
+        (["fold", ""], "MODEL"),
+        (["fold", "m.onnx", "-o", ""], "-o/--output"),
+        (["inspect", ""], "MODEL"),
+        (["check", "a.onnx", ""], "CANDIDATE.onnx"),
+        (["check", "a.onnx", "b.onnx", "--inputs", ""], "--inputs"),
+        (["check", "a.onnx", "b.onnx", "--json", ""], "--json"),
+        (["export", "m.py", "-o", ""], "-o/--output"),
+        (["train-rewrite", ""], "model.py"),
+        (["convert", "c.pt", "--to", "legacy", "-o", ""], "-o/--output"),
+    ],
+)
+def test_an_empty_path_is_refused_by_its_flag(
+    argv: list[str], argument: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``-o ''`` said "-o .: is a directory": Path("") is the current folder."""
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"argument {argument}: an empty path" in line

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from wnpass._deferred import defer_sympy
-from wnpass.cli.options import add_check_options, add_json_option, check_options
+from wnpass.cli.options import add_check_options, add_json_option, check_options, given_path
 from wnpass.cli.output import Printer, is_plain_terminal
 from wnpass.cli.render import print_check
 from wnpass.plan import IOPlan
@@ -17,8 +16,8 @@ __all__ = ["add_arguments", "progress_bar", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("reference", type=Path, metavar="REFERENCE.onnx")
-    parser.add_argument("candidate", type=Path, metavar="CANDIDATE.onnx")
+    parser.add_argument("reference", type=given_path, metavar="REFERENCE.onnx")
+    parser.add_argument("candidate", type=given_path, metavar="CANDIDATE.onnx")
     add_json_option(parser)
     add_check_options(parser)
 

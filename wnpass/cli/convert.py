@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from wnpass.cli.options import add_json_option
+from wnpass.cli.options import add_json_option, given_path
 from wnpass.cli.output import Printer
 from wnpass.plan import IOPlan
 
@@ -15,7 +14,7 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model",
-        type=Path,
+        type=given_path,
         metavar="CKPT",
         help="a checkpoint: .pt, .pth, .bin, .safetensors, or a *.index.json of shards",
     )
@@ -26,7 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="parametrize: m.parametrizations.W.original0/1; legacy: m.W_g/m.W_v",
     )
     parser.add_argument(
-        "-o", "--output", type=Path, metavar="OUT", help="default: <stem>.<to><suffix> beside it"
+        "-o",
+        "--output",
+        type=given_path,
+        metavar="OUT",
+        help="default: <stem>.<to><suffix> beside it",
     )
     add_json_option(parser)
 

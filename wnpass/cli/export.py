@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from wnpass.cli.options import (
@@ -12,6 +11,7 @@ from wnpass.cli.options import (
     add_model_py_arguments,
     blamed_on,
     check_options,
+    given_path,
     load_model,
     plan_model_py,
     refuse_check_flags,
@@ -27,7 +27,7 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_py_arguments(parser)
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="MODEL.onnx")
+    parser.add_argument("-o", "--output", type=given_path, required=True, metavar="MODEL.onnx")
     parser.add_argument(
         "--exporter",
         choices=("dynamo", "torchscript"),

@@ -13,6 +13,7 @@ from wnpass.cli.options import (
     add_check_options,
     add_json_option,
     check_options,
+    given_path,
     refuse_check_flags,
 )
 from wnpass.cli.output import Printer
@@ -29,14 +30,14 @@ PROGRESS_BAR_BYTES = 100 * 2**20
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model",
-        type=Path,
+        type=given_path,
         metavar="MODEL",
         help="an .onnx file or a checkpoint (.pt, .pth, .bin, .safetensors, *.index.json)",
     )
     parser.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=given_path,
         metavar="OUT",
         help="default: <stem>.folded<suffix> beside the input (.onnx, or the checkpoint's)",
     )
@@ -58,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--model",
         dest="check_model",
-        type=Path,
+        type=given_path,
         metavar="model.py",
         help="verify a folded checkpoint: load it strictly into this model without weight norm "
         "and compare outputs on example_inputs()",

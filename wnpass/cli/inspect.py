@@ -18,7 +18,13 @@ from typing import Any
 
 from wnpass import readahead
 from wnpass._deferred import defer_sympy
-from wnpass.cli.options import add_json_option, add_selection_arguments, blamed_on, selection
+from wnpass.cli.options import (
+    add_json_option,
+    add_selection_arguments,
+    blamed_on,
+    given_path,
+    selection,
+)
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_sites
 from wnpass.errors import UsageError
@@ -30,7 +36,7 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model",
-        type=Path,
+        type=given_path,
         nargs="+",
         metavar="MODEL",
         help="an .onnx file, a model.py, a checkpoint, or a folder (its .onnx files, at any "

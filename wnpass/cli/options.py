@@ -65,12 +65,20 @@ def flags_for(args: argparse.Namespace) -> dict[str, str]:
     return flags
 
 
+def given_path(text: str) -> Path:
+    """A path, as argparse takes it; an empty one is refused (``Path("")`` would be the
+    current folder, and the error name a ``.`` the user never typed)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
+
+
 def file_path(text: str) -> Path:
     """A file to write, as argparse takes it: a name that ends in a slash names a folder
     (``Path`` would drop the slash, and a file of the folder's name be written)."""
     if text.endswith(("/", os.sep)):
         raise argparse.ArgumentTypeError(f"{printable(text)}: names a folder, not a file")
-    return Path(text)
+    return given_path(text)
 
 
 def add_json_option(
@@ -81,11 +89,11 @@ def add_json_option(
 
 def add_model_py_arguments(parser: argparse.ArgumentParser) -> None:
     """Where a command's model comes from: ``model.py``, ``--factory`` and ``--checkpoint``."""
-    parser.add_argument("model", type=Path, metavar="model.py")
+    parser.add_argument("model", type=given_path, metavar="model.py")
     parser.add_argument("--factory", metavar="NAME", help="factory function (default build_model)")
     parser.add_argument(
         "--checkpoint",
-        type=Path,
+        type=given_path,
         metavar="FILE",
         help="state dict to load first: .pt/.pth/.bin, .safetensors or a sharded *.index.json",
     )
@@ -143,7 +151,9 @@ def add_check_options(parser: argparse.ArgumentParser, *, inputs: bool = True) -
             metavar="NAME=DIMS",
             help="size of a dynamic input, e.g. mel=1,80,200 (repeatable)",
         )
-        group.add_argument("--inputs", type=Path, metavar="FILE.npz", help="inputs to use instead")
+        group.add_argument(
+            "--inputs", type=given_path, metavar="FILE.npz", help="inputs to use instead"
+        )
     group.add_argument("--rtol", type=float, help="relative tolerance (default: per dtype)")
     group.add_argument("--atol", type=float, help="absolute tolerance (default: per dtype)")
     # no argparse defaults: a flag not given is None, so a command can tell what was given

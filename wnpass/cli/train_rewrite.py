@@ -20,6 +20,7 @@ from wnpass.cli.options import (
     add_model_py_arguments,
     add_selection_arguments,
     blamed_on,
+    given_path,
     load_model,
     plan_model_py,
     selection,
@@ -41,11 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--data",
-        type=Path,
+        type=given_path,
         metavar="FILE",
         help="batch for --init data: .npz, .npy or .pt (tensor or tuple); default example_inputs()",
     )
-    parser.add_argument("-o", "--output", type=Path, metavar="OUT", help="default <stem>.wn.pt")
+    parser.add_argument(
+        "-o", "--output", type=given_path, metavar="OUT", help="default <stem>.wn.pt"
+    )
     add_json_option(parser)
 
 
