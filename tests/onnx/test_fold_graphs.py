@@ -257,7 +257,9 @@ def test_a_gain_a_function_takes_as_input_is_declined_as_a_function_input() -> N
     [("v", "v 'v' is a graph input"), ("g", "g 'g' is a graph input")],
 )
 def test_graph_input_weights_are_declined_and_left_alone(graph_input: str, reason: str) -> None:
-    """Negative case: a weight fed at run time is not a constant; nothing is rewritten."""
+    """Negative case: a weight fed at run time is not a constant; nothing is rewritten. The
+    row names the weight its consumer reads (with g fed at run time it named ``v / ||v||``,
+    read by a Mul)."""
     other = "g" if graph_input == "v" else "v"
     shape = "[3, 4]" if graph_input == "v" else "[3, 1]"
     text = f"""
@@ -272,6 +274,7 @@ def test_graph_input_weights_are_declined_and_left_alone(graph_input: str, reaso
     folded, report = fold_onnx(model)
     assert report.folded == 0 and report.declined == 1 and not report
     assert report.sites[0].reason == reason
+    assert (report.sites[0].name, report.sites[0].consumers) == ("w", ["Gemm(transB=1)"])
     assert folded.SerializeToString() == model.SerializeToString()
 
 

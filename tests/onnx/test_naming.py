@@ -9,16 +9,17 @@ from wnpass import fold_onnx, inspect_onnx
 
 def test_a_parameter_folded_and_declined_names_two_rows_apart() -> None:
     """One v (a PyTorch parameter) in a folded site and a declined one: the folded row is the
-    parameter, the declined row the value the model keeps computing."""
+    parameter, the declined row the weight the model keeps computing (``k = u * s``, s fed at
+    run time: the value its Gemm reads)."""
     text = SHARED_NORM
     names = {"v": "fc.weight_v", "g": "fc.weight_g"}
     model = onnx_model(text, names=names, v=rand(3, 4), g=rand(3, 1))
     _, report = fold_onnx(model)
     assert [(s.name, s.status) for s in report.sites] == [
         ("fc.weight", "folded"),
-        ("u", "declined"),
+        ("k", "declined"),
     ]
-    assert [s.name for s in inspect_onnx(model).sites] == ["fc.weight", "u"]
+    assert [s.name for s in inspect_onnx(model).sites] == ["fc.weight", "k"]
 
 
 def test_inspect_names_as_the_fold_names() -> None:

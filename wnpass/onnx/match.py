@@ -578,6 +578,8 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
     others = [f for f in leaves if f is not numerators[0]]
     if not others and (gain := _runtime_gain(root)) is not None:
         site.reason = _constant_reason(gain, "g", scope)  # v / ||v|| times a run-time value
+        # the weight is that product, as its consumers read it: reported by its name
+        site.target = next(iter(root.uses())).node.outputs[0]
         return site
     if len(others) > 1 or (others and others[0].exponent != 1):
         site.reason = "unsupported form: expected at most one gain g multiplying v / ||v||"
