@@ -609,6 +609,38 @@ def test_outputs_that_cannot_be_paired_are_not_verified(tmp_path: Path) -> None:
         deploy._expected(graph, [np.zeros((2, 3), np.float32)])
 
 
+class _Spectrum(nn.Module):
+    """A complex output (a spectrum, as STFT-based vocoders and codecs return) beside a real one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(8, 4))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.fc(x)
+        return torch.complex(y, 2 * y), y
+
+
+def test_a_complex_output_is_verified_as_the_real_pairs_the_exporter_makes(
+    tmp_path: Path,
+) -> None:
+    """The dynamo exporter makes a complex output real pairs (a last axis of 2): it failed as
+    "shape [2, 4, 2] != reference [2, 4]"; now PyTorch's output is taken as those pairs,
+    exactly as ``torch.view_as_real`` gives them, and compared element by element."""
+    torch.manual_seed(0)
+    model, x = _Spectrum(), torch.randn(2, 8)
+    report = export(model, (x,), tmp_path / "m.onnx", runs=1)
+    assert report.matches, report.to_dict()
+    pairs, real = report.comparisons["cpu"]
+    assert (pairs.shape, pairs.dtype, pairs.total, real.total) == ([2, 4, 2], "float32", 16, 8)
+    import wnpass.deploy as deploy
+
+    expected = torch.view_as_real(model(x)[0]).detach().numpy()
+    graph = ir.load(tmp_path / "m.onnx").graph
+    (made, _) = deploy._expected(graph, deploy._outputs(model(x)))
+    assert made.tobytes() == expected.tobytes() and made.dtype == expected.dtype
+
+
 class _ScalesItsInput(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -227,9 +227,33 @@ def _expected(graph: ir.Graph, outputs: list[Output]) -> list[np.ndarray]:
             f"forward returned {len(outputs)} tensors and numbers; which is which is unknown"
         )
     return [
-        output if isinstance(output, np.ndarray) else _scalar(f"output {value.name}", output, value)
+        _as_pairs(output, value)
+        if isinstance(output, np.ndarray)
+        else _scalar(f"output {value.name}", output, value)
         for value, output in zip(graph.outputs, outputs, strict=True)
     ]
+
+
+# The real type an exporter stores each complex type's parts in.
+_COMPLEX_PARTS = {
+    np.dtype(np.complex64): ir.DataType.FLOAT,
+    np.dtype(np.complex128): ir.DataType.DOUBLE,
+}
+
+
+def _as_pairs(output: np.ndarray, value: ir.Value) -> np.ndarray:
+    """A complex output as the graph holds it where the exporter made it real pairs (the
+    dynamo exporter: ``torch.view_as_real``, a last axis of 2 in the parts' type); any other
+    output as it is."""
+    parts = _COMPLEX_PARTS.get(output.dtype)
+    shape = value.shape
+    if (
+        parts is None
+        or value.dtype != parts
+        or (shape is not None and len(shape) != output.ndim + 1)
+    ):
+        return output
+    return np.stack([output.real, output.imag], axis=-1)
 
 
 def _array(tensor: torch.Tensor) -> np.ndarray | None:
