@@ -72,7 +72,9 @@ class Site:
 
     graph: ir.Graph | ir.Function
     root: ir.Value  # the product g * v / ||v||
-    target: ir.Value  # the value replaced by the folded weight (root, or after layout ops)
+    # the value replaced by the folded weight (root, or after layout ops); of a site declined
+    # for a gain fed at run time, that product (the weight its consumers read)
+    target: ir.Value
     v: ir.Value | None = None
     g: ir.Value | None = None
     norm: Norm | None = None
