@@ -184,3 +184,56 @@ def test_a_dict_held_under_two_names_is_one_state_dict(tmp_path: Path) -> None:
 )
 def test_a_place_has_one_name(place: Place, name: str | None) -> None:
     assert place_name(place) == name
+
+
+def _rezipped(source: Path, target: Path, record: str, edit: Any, compress: bool = False) -> None:
+    """``source`` (a torch.save zip) written again with ``edit`` applied to the bytes of its
+    storage record ``record`` (``data/0``)."""
+    with zipfile.ZipFile(source) as read, zipfile.ZipFile(target, "w") as write:
+        prefix = read.namelist()[0].split("/")[0]
+        for info in read.infolist():
+            data = read.read(info)
+            named = info.filename == f"{prefix}/{record}"
+            kind = zipfile.ZIP_DEFLATED if named and compress else zipfile.ZIP_STORED
+            write.writestr(info.filename, edit(data) if named else data, compress_type=kind)
+
+
+@pytest.mark.parametrize(
+    ("record", "edit", "compress", "message"),
+    [
+        (
+            "data/0",
+            lambda data: data[:100],
+            False,
+            "data/0 holds 100 bytes where its tensors need 256",
+        ),
+        (
+            "data/0",
+            lambda data: data + b"\0" * 8,
+            False,
+            "data/0 holds 264 bytes where its tensors need 256",
+        ),
+        ("data/1", lambda data: data[:100], False, ""),  # the last: torch.load refuses it
+        ("data/0", lambda data: data, True, "data/0 is compressed"),
+    ],
+    ids=["first-cut-short", "first-too-long", "second-cut-short", "compressed"],
+)
+def test_a_storage_record_of_another_size_than_its_tensors_is_refused(
+    tmp_path: Path, record: str, edit: Any, compress: bool, message: str
+) -> None:
+    """torch.load with mmap maps a storage at its record's offset, the pickle's size long, and
+    does not compare that with the record's: the first record cut short was folded from the
+    bytes after it (g of -8.6e17), exit 0. torch.load without mmap refuses it; so does wnpass."""
+    good = tmp_path / "good.pt"
+    torch.save({"a.weight_g": torch.rand(64, 1), "a.weight_v": torch.randn(64, 300)}, good)
+    bad = tmp_path / "bad.pt"
+    _rezipped(good, bad, record, edit, compress)
+    with pytest.raises(
+        InvalidModelError, match=f"bad.pt: not a readable torch.save file: .*{message}"
+    ):
+        open_checkpoint(bad).tensors()
+    _rezipped(good, tmp_path / "same.pt", record, lambda data: data)
+    assert [info.key for info in open_checkpoint(tmp_path / "same.pt").tensors()] == [
+        "a.weight_g",
+        "a.weight_v",
+    ]

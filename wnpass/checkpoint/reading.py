@@ -5,9 +5,13 @@
   are read when used, and torch is not imported); its metadata is kept.
 - ``torch``: ``torch.load(weights_only=True, mmap=True)`` (``mmap`` needs the zip format of
   ``torch.save``; a file in the legacy format is loaded without it). A pickle that would run
-  code is refused by ``weights_only`` before anything runs. The state dicts are found at the
-  top level and in nested dicts at any depth (``{"state_dict": ...}``, ``{"generator": ...}``,
-  EMA copies): each dict's string-keyed tensors form one :class:`Group`.
+  code is refused by ``weights_only`` before anything runs. A memory-mapped storage is a
+  slice of the file at its record's offset, of the size the pickle gives, which ``torch.load``
+  does not compare with the record's own (a record cut short maps the bytes after it): each
+  storage is checked to be exactly one record, as ``torch.load`` without ``mmap`` checks it.
+  The state dicts are found at the top level and in nested dicts at any depth
+  (``{"state_dict": ...}``, ``{"generator": ...}``, EMA copies): each dict's string-keyed
+  tensors form one :class:`Group`.
 - an index (``*.safetensors.index.json``, ``pytorch_model.bin.index.json``): its
   ``weight_map`` gives the order and the shard of every tensor. A shard must be a plain file
   name in the index's folder (no path, no ``..``, not a symbolic link leading out of the
@@ -325,7 +329,11 @@ def load_torch(path: Path) -> Any:
             value = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         for warning in caught:
             logger.info("%s: torch.load: %s", path, warning.message)
+        if mmap:
+            _check_mapped(path, value)
         return value
+    except InvalidModelError:
+        raise
     except pickle.UnpicklingError as error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         detail = next(
@@ -350,6 +358,108 @@ def load_torch(path: Path) -> Any:
         raise InvalidModelError(
             f"{path}: not a readable torch.save file: {one_line(error, with_type=True)}"
         ) from None
+
+
+def _check_mapped(path: Path, value: Any) -> None:
+    """Every storage ``torch.load`` mapped from zip ``path`` is exactly one of its records:
+    mapped at a record's offset and as long as that record (``torch.load``'s own check without
+    ``mmap``: "record size ... does not match expected size"). It maps each at its record's
+    offset but as long as the pickle says, so a record cut short (or long) would read the
+    bytes of the next. The storages are slices of one mapping of the whole file, so their
+    addresses less the records' offsets give the mapping's one base address; a storage whose
+    place and length are no record's is refused, and so is a compressed record (the bytes
+    mapped would be its compressed ones)."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as raw:
+        records: dict[int, zipfile.ZipInfo] = {}
+        listed = archive.infolist()
+        storage_folder = listed[0].filename.split("/")[0] + "/data/"  # torch's archive name
+        for info in listed:
+            if not info.filename.startswith(storage_folder):
+                continue
+            raw.seek(info.header_offset + 26)  # a local header's name and extra lengths
+            name_length, extra_length = struct.unpack("<HH", raw.read(4))
+            records[info.header_offset + 30 + name_length + extra_length] = info
+    storages = {}
+    for tensor in _tensors_in(value):
+        for part in _dense_parts(tensor):
+            storage = part.untyped_storage()
+            if storage.nbytes():  # an empty one reads nothing
+                storages[storage.data_ptr()] = storage.nbytes()
+    if not storages:
+        return
+    bases = [min(storages) - offset for offset in records]  # the lowest storage: some record's
+    base = next((base for base in bases if _fits(records, storages, base) == len(storages)), None)
+    if base is None:
+        base = max(bases, key=lambda base: _fits(records, storages, base), default=0)
+        raise InvalidModelError(
+            f"{path}: not a readable torch.save file: {_misfit(records, storages, base)}"
+        )
+    for address in storages:
+        if records[address - base].compress_type != zipfile.ZIP_STORED:
+            name = records[address - base].filename
+            raise InvalidModelError(
+                f"{path}: not a readable torch.save file: storage record {name} is compressed "
+                "(torch.save stores them as they are, to be mapped)"
+            )
+
+
+def _fits(records: dict[int, Any], storages: dict[int, int], base: int) -> int:
+    """How many storages (address: bytes) are exactly a record (offset: info) if the file is
+    mapped at ``base``."""
+    return sum(
+        (record := records.get(address - base)) is not None and record.file_size == nbytes
+        for address, nbytes in storages.items()
+    )
+
+
+def _misfit(records: dict[int, Any], storages: dict[int, int], base: int) -> str:
+    """Which record does not fit its storage, the file mapped at ``base``."""
+    for address, nbytes in sorted(storages.items()):
+        record = records.get(address - base)
+        if record is not None and record.file_size != nbytes:
+            return (
+                f"storage record {record.filename} holds {record.file_size} bytes where its "
+                f"tensors need {nbytes}"
+            )
+    return "a storage is mapped where no record of its size starts"
+
+
+def _dense_parts(tensor: Any) -> list[Any]:
+    """The strided tensors that hold ``tensor``'s values (a sparse one's indices and values);
+    none for a meta tensor, which holds no values."""
+    import torch
+
+    if tensor.device.type == "meta":
+        return []
+    layout = tensor.layout
+    if layout == torch.sparse_coo:
+        return [tensor._indices(), tensor._values()]
+    if layout in (torch.sparse_csr, torch.sparse_bsr):
+        return [tensor.crow_indices(), tensor.col_indices(), tensor.values()]
+    if layout in (torch.sparse_csc, torch.sparse_bsc):
+        return [tensor.ccol_indices(), tensor.row_indices(), tensor.values()]
+    return [tensor]
+
+
+def _tensors_in(value: Any) -> Iterator[Any]:
+    """Every tensor in a loaded object, through its containers (each container once)."""
+    import torch
+
+    stack: list[Any] = [value]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            yield item
+        elif isinstance(item, _CONTAINERS) and id(item) not in seen:
+            seen.add(id(item))
+            if isinstance(item, dict):
+                stack.extend(part for pair in item.items() for part in pair)
+            else:
+                stack.extend(item)
 
 
 def _torch_info(key: str, tensor: Any, shard: int, group: Place) -> TensorInfo:
