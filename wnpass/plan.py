@@ -6,9 +6,11 @@ Every command and every file-writing API function goes through one :class:`IOPla
    checkpoint, a ``model.py``, a data or inputs file) and each path it writes
    (:meth:`IOPlan.write`: outputs, their data files, the JSON report);
 2. :meth:`IOPlan.check` refuses the plan, before anything is written, when a target is
-   something read (by path, through a symbolic link, or as a hard link to it), when two
-   targets are the same file, when a target exists and is not a regular file (a symbolic
-   link, FIFO, device or folder), or when its folder does not exist;
+   something read (by path, through a symbolic link, or as a hard link to it) or kept
+   (:meth:`IOPlan.keep`: a data file of an output this run replaces, which must stay whole
+   until the new output is in place), when two targets are the same file, when a target
+   exists and is not a regular file (a symbolic link, FIFO, device or folder), or when its
+   folder does not exist;
 3. files are written only through :meth:`IOPlan.replace` and :meth:`IOPlan.staging`: a
    staging file (or folder) beside the target, renamed onto it at the end, so that a target is
    either as it was or complete; a path that was not planned and checked cannot be written;
@@ -331,6 +333,7 @@ class IOPlan:
         self._indexed = 0  # the entries of _reads resolved so far
         self._unresolved: list[_Entry] = []  # those whose file did not exist then
         self._writes: list[_Entry] = []
+        self._kept: list[_Entry] = []
         self._may_replace_read: set[Path] = set()
         self._checked = False
         self.left: list[str] = []  # files a run would have removed but kept, with the reason
@@ -358,6 +361,13 @@ class IOPlan:
     def read_all(self, paths: Iterable[str | os.PathLike[str]], parameter: str) -> None:
         for path in paths:
             self.read(path, parameter)
+
+    def keep(self, path: str | os.PathLike[str], output: str | os.PathLike[str]) -> None:
+        """Record that no output of this run may be written onto ``path``, a data file of
+        ``output``'s old version, which this run replaces: it stays as it is until the new
+        one is in place (a failed check leaves the old output whole)."""
+        self._kept.append(_Entry(Path(path), str(output)))
+        self._checked = False
 
     def watch_user_code(self) -> None:
         """From now on, record the files that code inside :func:`user_code` reads as read by
@@ -447,6 +457,8 @@ class IOPlan:
     def check(self) -> None:
         """Refuse the plan (``OutputError`` naming the parameter) if any rule is broken."""
         read_where, read_ids = self._read_index()
+        kept_where = {_where(kept.path): kept for kept in self._kept}
+        kept_ids = {key: kept for kept in self._kept if (key := _identity(kept.path))}
         seen: dict[Path, _Entry] = {}
         seen_ids: dict[tuple[int, int], _Entry] = {}
         for entry in self._writes:
@@ -458,6 +470,13 @@ class IOPlan:
                 raise OutputError(
                     f"{path}: would overwrite {read.parameter} {read.path}, which this run "
                     "reads; refused",
+                    parameter=entry.parameter,
+                )
+            kept = kept_where.get(where) or (kept_ids.get(identity) if identity else None)
+            if kept is not None:
+                raise OutputError(
+                    f"{path}: is a data file of {kept.parameter}, which this run replaces and "
+                    "leaves whole until the new one is in place; refused",
                     parameter=entry.parameter,
                 )
             other = seen.get(where) or (seen_ids.get(identity) if identity else None)

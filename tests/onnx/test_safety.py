@@ -141,3 +141,27 @@ def test_a_full_disk_is_one_line_and_loses_nothing(
     reason = "disk is full, or a quota or the file size limit" if external else "File too large"
     assert "cannot write (" in result.stderr and reason in result.stderr, result.stderr
     assert {p.name: _digest(p) for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("verify", [False, True])
+def test_json_onto_a_data_file_of_the_output_replaced_is_refused(
+    tmp_path: Path, verify: bool
+) -> None:
+    """``fold m.onnx -o o.onnx --verify --json o.onnx.data``: the check failed, "nothing
+    written", and the report was written over o.onnx's data file, leaving the old o.onnx
+    without its weights. A data file of the output a run replaces stays whole until the new
+    output is in place: no other output of the run may be written onto it."""
+    from wnpass.cli import main
+
+    model = tmp_path / "m.onnx"
+    source = onnx_model(square_gemm_site(64), v=rand(64, 64), g=rand(64, 1))
+    onnx.save(source, model, save_as_external_data=True, size_threshold=0)
+    out = tmp_path / "o.onnx"
+    assert main(["fold", str(model), "-o", str(out)]) == 0
+    data = tmp_path / "o.onnx.data"
+    before = {path: _digest(path) for path in (out, data)}
+    argv = ["fold", str(model), "-o", str(out), "--json", str(data)]
+    argv += ["--verify", "--rtol", "0", "--atol", "0"] if verify else []
+    assert main(argv) == 2
+    assert {path: _digest(path) for path in (out, data)} == before
+    onnx.checker.check_model(onnx.load(out), full_check=True)

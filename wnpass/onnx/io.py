@@ -739,6 +739,12 @@ def plan_save(
         external_data = has_external_data(model) or _weights_bytes(model) > PROTOBUF_LIMIT
     if not plan.planned(path, parameter):
         plan.write(path, parameter, replaces_read=replaces_read)
+    if os.path.isfile(path):  # what the old output needs stays whole until it is replaced
+        with own_code():
+            referenced, _ = _data_record(path)
+        for data in sorted(referenced):
+            if os.path.normpath(data) != os.path.normpath(path):
+                plan.keep(data, path)
     data_name = None
     if external_data:
         data_name = _free_data_name(path)
