@@ -674,3 +674,31 @@ def test_publishing_resolves_each_target_once(
     _publish(plan, tmp_path, names, "x")
     assert calls <= 3 * len(names)
     assert sorted(p.name for p in tmp_path.iterdir()) == names
+
+
+@pytest.mark.parametrize("swap", ["folder-link", "hard-link"])
+def test_a_target_changed_into_what_is_read_after_the_check_is_refused_at_the_write(
+    tmp_path: Path, swap: str
+) -> None:
+    """Another process swapped the output's folder for a link to the input's (``mv out
+    out.real; ln -s . out``) after the plan was checked: the fold wrote over its own input,
+    exit 0. Or put a hard link to the input where the output goes. The last-moment check
+    before each write sees it now."""
+    source = tmp_path / "m.onnx"
+    source.write_text("the input")
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / "m.onnx"
+    plan = IOPlan()
+    plan.read(source, "the input model")
+    plan.write(target, "output")
+    plan.check()
+    if swap == "folder-link":
+        (tmp_path / "out").rename(tmp_path / "out.real")
+        (tmp_path / "out").symlink_to(".")
+        message = "its folder changed while this run went on"
+    else:
+        os.link(source, target)
+        message = "is now the input model"
+    with pytest.raises(OutputError, match=message), plan.replace(target) as staged:
+        staged.write_text("folded")
+    assert source.read_text() == "the input"

@@ -567,14 +567,30 @@ class IOPlan:
         if self.record_user_reads():
             self.check()
         where = _where(target)
-        # the places check() resolved; resolved again if a folder moved since (one lookup per
-        # file published: a loop over every target's realpath made 800 shards take 16 s)
-        entry = self._write_at.get(where) or next(
-            (entry for entry in self._writes if _where(entry.path) == where), None
-        )
+        # the places check() resolved (one lookup per file published: a loop over every
+        # target's realpath made 800 shards take 16 s)
+        entry = self._write_at.get(where)
         if entry is None:
-            raise AssertionError(f"{target} is not a planned target")
+            planned = next((e for e in self._writes if e.path == target), None)
+            if planned is None:
+                raise AssertionError(f"{target} is not a planned target")
+            # its folder leads elsewhere than when the plan was checked: a folder on the way
+            # was moved or replaced by a link (by another process), maybe onto what is read
+            message = (
+                f"{target}: its folder changed while this run went on (it now leads to "
+                f"{where.parent}); refused"
+            )
+            if self.published:
+                message += "; already written: " + ", ".join(str(p) for p in self.published)
+            raise OutputError(message, parameter=planned.parameter)
         self._check_target(entry)  # again, at the last moment
+        identity = _identity(target)
+        read = self._read_ids.get(identity) if identity is not None else None
+        if read is not None and where not in self._may_replace_read:
+            raise OutputError(  # a hard link to a file read, put there since the check
+                f"{target}: is now {read.parameter} {read.path}, which this run reads; refused",
+                parameter=entry.parameter,
+            )
         return entry
 
     def _cannot_write(self, path: Path, error: OSError, entry: _Entry) -> OutputError:
