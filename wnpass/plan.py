@@ -59,7 +59,8 @@ from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 from wnpass import interrupts
-from wnpass.errors import OutputError
+from wnpass.errors import InvalidModelError, OutputError
+from wnpass.readahead import Identity, identity
 from wnpass.watch import OpenWatch
 
 __all__ = [
@@ -334,6 +335,7 @@ class IOPlan:
         self._unresolved: list[_Entry] = []  # those whose file did not exist then
         self._writes: list[_Entry] = []
         self._kept: list[_Entry] = []
+        self._pinned: dict[Path, Identity | None] = {}  # files read lazily: as first seen
         self._may_replace_read: set[Path] = set()
         self._checked = False
         self.left: list[str] = []  # files a run would have removed but kept, with the reason
@@ -361,6 +363,32 @@ class IOPlan:
     def read_all(self, paths: Iterable[str | os.PathLike[str]], parameter: str) -> None:
         for path in paths:
             self.read(path, parameter)
+
+    def pin(self, path: str | os.PathLike[str], seen: Identity | None = None) -> None:
+        """Record ``path`` (a file read, maybe lazily, until the result is complete) as it is
+        now, or as ``seen`` when it was read: :meth:`require_unchanged` refuses to publish a
+        result once it was replaced or written to (values from two versions of it)."""
+        path = Path(path)
+        if seen is None:
+            try:
+                seen = identity(os.stat(path))
+            except OSError:
+                seen = None
+        self._pinned.setdefault(path, seen)
+
+    def require_unchanged(self) -> None:
+        """Every pinned file is still the file it was (device, inode, size, modification and
+        change times); else ``InvalidModelError``: it changed while this run read it."""
+        for path, seen in self._pinned.items():
+            try:
+                now: Identity | None = identity(os.stat(path))
+            except OSError:
+                now = None
+            if now != seen:
+                raise InvalidModelError(
+                    f"{path}: changed while it was read (replaced, written to, or its status "
+                    "changed); nothing written"
+                )
 
     def keep(self, path: str | os.PathLike[str], output: str | os.PathLike[str]) -> None:
         """Record that no output of this run may be written onto ``path``, a data file of

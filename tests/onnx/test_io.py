@@ -8,6 +8,7 @@ import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -693,3 +694,31 @@ def test_data_kept_in_the_model_file_itself_is_counted_once_and_not_left_in_plac
     report = json.loads((tmp_path / "r.json").read_text())
     assert (report["bytes_before"], report["left"]) == (size, [])
     assert_close(run(onnx.load(path), {"x": X}), before)
+
+
+@pytest.mark.parametrize("changed", ["data", "model"])
+def test_an_input_written_to_while_it_is_folded_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changed: str
+) -> None:
+    """A row of the external data rewritten in place (same size) while the fold ran: the
+    output held weights from neither version, exit 0. The files read are checked before the
+    result is published, as a checkpoint's are."""
+    from wnpass.onnx.fold import FoldWeightNormPass
+
+    path = weight_normed(tmp_path, external=True)
+    target = path if changed == "model" else tmp_path / "weights.bin"
+    original = FoldWeightNormPass.call
+
+    def call_then_write(self: FoldWeightNormPass, model: Any) -> Any:
+        result = original(self, model)
+        with open(target, "r+b") as stream:  # the same bytes: only the times move
+            head = stream.read(16)
+            stream.seek(0)
+            stream.write(head)
+        return result
+
+    monkeypatch.setattr(FoldWeightNormPass, "call", call_then_write)
+    out = tmp_path / "out.onnx"
+    with pytest.raises(InvalidModelError, match=f"{target.name}: changed while it was read"):
+        fold_onnx(path, out)
+    assert not out.exists()

@@ -25,6 +25,7 @@ from wnpass.onnx import inline
 from wnpass.onnx.graphs import graphs_of
 from wnpass.onnx.writer import write_model
 from wnpass.plan import IOPlan, data_file_name, kind_of, own_code
+from wnpass.readahead import identity
 
 __all__ = [
     "DATA_FILES_KEY",
@@ -76,6 +77,9 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
     if plan is not None:
         plan.read(path, "the input model")
         plan.read_all(sorted(data_files), "the input's external data")
+        plan.pin(path, identity(status))  # as parsed; the data files as they are now,
+        for data in sorted(data_files):  # before their tensors are read (lazily)
+            plan.pin(data)
     model = _checked_model(proto, path)
     weights.attach(proto, model)
     for tensor in _tensors(model):  # in functions too, which onnx-ir's set_base_dir skips
@@ -803,6 +807,7 @@ def save(
         if gate is not None and not gate(staged):
             logger.info("%s: not published (the check failed)", path)
             return False
+        plan.require_unchanged()  # what was folded is what is there, to the last read
         staged_data = staging / (target.data_name or "")
         if target.data_path is not None and staged_data.is_file() and staged_data.stat().st_size:
             plan.publish(staged_data, target.data_path)  # small tensors stay inline
