@@ -160,3 +160,34 @@ def test_a_bad_argument_is_refused_before_anything_is_written(
     with pytest.raises(error, match=message):
         call(source)
     assert [p.name for p in tmp_path.iterdir()] == ["g.safetensors"]
+
+
+@pytest.mark.parametrize("written_to", [True, False])
+def test_a_weight_that_fails_when_folded_is_an_input_that_changed_or_an_internal_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written_to: bool
+) -> None:
+    """A pair checked finite whose weight is not when folded was read from a file written to
+    meanwhile: it was an internal error (exit 3, "Declined: the folded weight is not
+    finite"); it is the input that changed (exit 2). Where the input did not change, the
+    checks let through what they should not: an internal error still."""
+    from wnpass.checkpoint.fold import Declined
+
+    source = save_any(state_dict(seed=0), tmp_path / "g.safetensors")
+
+    def declined(*args: Any) -> Any:
+        if written_to:
+            with open(source, "r+b") as file:  # the same bytes: only the times move
+                data = file.read()
+                file.seek(0)
+                file.write(data)
+        raise Declined("the folded weight is not finite")
+
+    monkeypatch.setattr(api, "fold_pair", declined)
+    output = tmp_path / "out.safetensors"
+    if written_to:
+        with pytest.raises(InvalidModelError, match=r"g.safetensors: changed while it was read"):
+            api.fold_checkpoint(source, output)
+    else:
+        with pytest.raises(Declined):
+            api.fold_checkpoint(source, output)
+    assert not output.exists()

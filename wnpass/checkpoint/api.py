@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from wnpass.checkpoint.fold import check_pair, fold_pair
+from wnpass.checkpoint.fold import Declined, check_pair, fold_pair
 from wnpass.checkpoint.formats import (
     check_output_name,
     default_output,
@@ -346,7 +346,11 @@ def _write(
                 nonlocal gain_elements_folded
                 assert pair.g is not None and pair.v is not None
                 g, v = checkpoint.tensor(pair.g), checkpoint.tensor(pair.v)
-                weight = fold_pair(g, v, pair.dim)
+                try:
+                    weight = fold_pair(g, v, pair.dim)
+                except Declined:  # values that passed the checks and now do not: read again
+                    checkpoint.require_unchanged()  # from a file that changed, if it did
+                    raise
                 gain_elements_folded += math.prod(pair.g.shape)
                 release((g, v), files)  # not read again: give their mapped pages back
                 for other in {pair.g.shard, pair.v.shard} - {shard}:
