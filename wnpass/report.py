@@ -248,8 +248,8 @@ def _count(items: Sequence[ConeReport], status: str) -> int:
 _CONE, _CONES = "weight computed from constants", "weights computed from constants"
 
 
-def fold_summary(report: FoldReport, *, inspect: bool = False) -> str:
-    """The one-paragraph summary under the tables."""
+def fold_summary(report: FoldReport, *, inspect: bool = False) -> list[str]:
+    """The summary lines under the tables."""
     cones = report.cones
     if inspect:
         text = (
@@ -261,7 +261,7 @@ def fold_summary(report: FoldReport, *, inspect: bool = False) -> str:
                 f"; {counted(len(cones), _CONE, _CONES)}: "
                 f"{_count(cones, 'foldable')} foldable, {_count(cones, 'declined')} declined"
             )
-        return text + f"; {counted(report.nodes_before, 'node')}."
+        return [text + f"; {counted(report.nodes_before, 'node')}."]
     text = f"folded {report.folded} of {counted(len(report.sites), 'weight-norm site')}"
     if cones:
         text += f" and {report.cones_folded} of {counted(len(cones), _CONE, _CONES)}"
@@ -270,11 +270,11 @@ def fold_summary(report: FoldReport, *, inspect: bool = False) -> str:
         text += f"; size {human_bytes(report.bytes_before)} -> {human_bytes(report.bytes_after)}"
     if report.seconds is not None:
         text += f"; {report.seconds:.2f} s"
+    lines = [text]
     if report.output:
-        text += f"\nwrote {report.output}"
-    for path in report.removed:
-        text += f"\nremoved: {path} ({REMOVED})"
-    return text
+        lines.append(f"wrote {report.output}")
+    lines += [f"removed: {path} ({REMOVED})" for path in report.removed]
+    return lines
 
 
 REMOVED = "the replaced output's data file"  # why a file in FoldReport.removed was deleted

@@ -118,3 +118,17 @@ def test_the_headline_error_is_relative_to_the_output_s_scale() -> None:
     (result,) = compare_outputs(["y"], [reference], ["y"], [candidate])
     assert result.max_rel > 10 and result.passed
     assert result.scale == 10.0 and result.max_scaled == pytest.approx(1e-8, rel=1e-3)
+
+
+def test_a_name_with_a_newline_cannot_forge_a_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``-o $'a\\nwrote b.onnx'`` printed "wrote a" and then a forged "wrote b.onnx" line: each
+    line the command line prints is one line, its control characters escaped."""
+    model = tmp_path / "m.onnx"
+    onnx.save(onnx_model(WN, v=rand(3, 4), g=rand(3, 1)), model)
+    out = tmp_path / "a\nwrote b.onnx"
+    assert main(["fold", str(model), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == f"wrote {tmp_path}/a\\nwrote b.onnx"
+    assert not any(line.startswith("wrote b.onnx") for line in printed)

@@ -18,7 +18,6 @@ from wnpass.cli.options import (
 )
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_sites
-from wnpass.errors import printable
 from wnpass.report import counted
 from wnpass.verify.options import CheckOptions
 
@@ -143,7 +142,7 @@ def _print_export(out: Printer, report: Any) -> None:
         )
         out.line(f"folded {done} in PyTorch")
         for site in declined:
-            out.line(printable(f"  declined in PyTorch: {site.name}: {site.reason}"))
+            out.line(f"  declined in PyTorch: {site.name}: {site.reason}")
     print_sites(out, report.onnx_fold, f"{report.output} ({report.exporter})", inspect=False)
     if report.names_missing:
         out.line(

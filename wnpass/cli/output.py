@@ -47,15 +47,15 @@ class Printer:
             self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
 
     def line(self, text: str) -> None:
-        """A detail line (left out with ``--quiet``). A newline in ``text`` starts another
-        line: text holding a name (a model's, a path's: it may hold one) is passed through
-        :func:`~wnpass.errors.printable` first, which escapes it."""
+        """A detail line (left out with ``--quiet``): one line, whatever it holds; a control
+        character in it (a newline in a model's or a path's name) is escaped
+        (:func:`~wnpass.errors.printable`), so that no name can forge a line of its own."""
         if not self.quiet:
             self._write(text)
 
     def summary(self, text: str) -> None:
-        """A summary line: always printed (inside :meth:`about`, after the file's name). Its
-        newlines as for :meth:`line`."""
+        """A summary line: always printed (inside :meth:`about`, after the file's name); one
+        line, as for :meth:`line`."""
         self._write(text if self._subject is None else f"{self._subject}: {text}")
 
     @contextlib.contextmanager
@@ -89,7 +89,7 @@ class Printer:
         self.stream.flush()
 
     def _write(self, text: str) -> None:
-        text = "\n".join(printable(line) for line in text.split("\n"))
+        text = printable(text)
         if self._console is not None:
             from rich.markup import escape
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from wnpass.cli.output import Printer
-from wnpass.errors import printable
 from wnpass.report import CONE_COLUMNS, SITE_COLUMNS, FoldReport, cone_rows, fold_summary, site_rows
 
 __all__ = ["print_check", "print_left", "print_sites"]
@@ -18,7 +17,8 @@ def print_sites(out: Printer, report: FoldReport, title: str, *, inspect: bool) 
         out.line(f"{title}: no weight-norm sites")
     if report.cones:
         out.table("weights computed from constants", CONE_COLUMNS, cone_rows(report.cones))
-    out.summary(fold_summary(report, inspect=inspect))
+    for line in fold_summary(report, inspect=inspect):
+        out.summary(line)
     print_left(out, report.left)
 
 
@@ -39,14 +39,14 @@ def print_check(out: Printer, report: Any) -> None:
     )
 
     inputs = ", ".join(f"{i['name']} {i['dtype']}{i['shape']}" for i in report.inputs)
-    out.line(printable(f"inputs: {inputs}"))
+    out.line(f"inputs: {inputs}")
     for note in report.notes:
-        out.line(printable(f"  {note}"))
+        out.line(f"  {note}")
     out.table("equivalence", COMPARISON_COLUMNS, comparison_rows(report))
     out.table("latency (candidate vs reference)", LATENCY_COLUMNS, latency_rows(report))
     for provider in report.not_available:
         out.line(f"{provider}: not available")
-    candidate, reference = printable(report.candidate), printable(report.reference)
+    candidate, reference = report.candidate, report.reference
     if report:
         out.summary(f"equivalent: {candidate} matches {reference}")
     elif report.compared_nothing():
@@ -60,4 +60,4 @@ def print_check(out: Printer, report: Any) -> None:
         out.summary(f"NOT EQUIVALENT: {candidate} differs from {reference}")
     if not report:
         for line in report.failures():
-            out.summary(printable(f"  {line}"))
+            out.summary(f"  {line}")

@@ -60,7 +60,8 @@ def print_plan(
 
     out.table(title, PLAN_COLUMNS, plan_rows(report.sites))
     inputs = f"the batch in {data}" if data is not None else "the example inputs"
-    out.summary(apply_summary(report, inspect=inspect, inputs=inputs))
+    for line in apply_summary(report, inspect=inspect, inputs=inputs):
+        out.summary(line)
 
 
 def run(args: argparse.Namespace, out: Printer) -> int:

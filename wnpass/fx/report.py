@@ -217,8 +217,8 @@ def difference_text(report: ApplyReport) -> str:
 
 def apply_summary(
     report: ApplyReport, *, inspect: bool = False, inputs: str = "the example inputs"
-) -> str:
-    """The paragraph under the table; ``inputs``: what the forwards ran on, in words."""
+) -> list[str]:
+    """The lines under the table; ``inputs``: what the forwards ran on, in words."""
     verb = "would apply" if inspect else "applied"
     count = report.count("planned") if inspect else report.applied
     text = (
@@ -229,17 +229,17 @@ def apply_summary(
     )
     if report.seconds is not None:
         text += f"; {report.seconds:.2f} s"
+    lines = [text]
     if report.trace_note:
-        text += f"\nnote: {report.trace_note}"
-    for note in report.notes:
-        text += f"\nnote: {note}"
+        lines.append(f"note: {report.trace_note}")
+    lines += [f"note: {note}" for note in report.notes]
     if report.status in ("nothing applied", "nothing selected"):
         label = ("NOTHING TO APPLY" if inspect else "NOTHING APPLIED") if not report else ""
-        text += f"\n{label or 'nothing selected'}: {report.reason}"
+        lines.append(f"{label or 'nothing selected'}: {report.reason}")
     if report.max_rel_error is not None:
         verdict = "equivalent" if report.equivalent else "NOT EQUIVALENT"
         verdict = "NOT COMPARED" if report.nothing_compared else verdict
-        text += f"\n{verdict}: {difference_text(report)}"
+        lines.append(f"{verdict}: {difference_text(report)}")
     if report.output:
-        text += f"\nwrote {report.output}"
-    return text
+        lines.append(f"wrote {report.output}")
+    return lines
