@@ -142,6 +142,29 @@ def test_a_wrong_fold_fails_and_publishes_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "model.py"]
 
 
+@pytest.mark.parametrize("api_name", ["parametrize", "legacy"])
+def test_a_declined_pair_fails_the_check_naming_it_not_the_original(
+    tmp_path: Path, api_name: str
+) -> None:
+    """A unit of one pair's v all zero: that pair is declined and stays weight-normed, so the
+    folded state dict cannot load into the plain model. It said "the original checkpoint
+    does not fit the model" (exit 2); the check fails naming the pair (exit 1), nothing
+    written."""
+    ckpt, model_py = _checkpoint(tmp_path, api_name)
+    state = torch.load(ckpt, weights_only=True)
+    v_key = "pre.parametrizations.weight.original1" if api_name == "parametrize" else "pre.weight_v"
+    state["model"][v_key][1] = 0
+    torch.save(state, ckpt)
+    report = fold_checkpoint(ckpt, check_model=model_py)
+    assert report.check is not None and not report.check and not report.published
+    (row,) = report.check.outputs
+    assert row.problem is not None
+    assert row.problem.startswith(
+        "the folded checkpoint keeps pre.weight weight-normed (declined: v has"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "model.py"]
+
+
 TIED_PY = textwrap.dedent(
     """
     import torch

@@ -182,12 +182,29 @@ def check_folded(
     candidate, inputs = plain if plain is not None else plain_model(model_py, factory)
     model_shapes = {key: tuple(value.shape) for key, value in candidate.state_dict().items()}
     groups: dict[Place, tuple[Group, list[Pair]]] = {}
+    declined: dict[Place, list[tuple[Pair, str | None]]] = {}
     for group, pair, pair_report in found:
         if pair_report.status == "folded":
             groups.setdefault(group.path, (group, []))[1].append(pair)
+        elif pair_report.status == "declined":
+            declined.setdefault(group.path, []).append((pair, pair_report.reason))
     folded_dicts = _state_dicts(folded) if groups else {}
     checked, misfits = [], []
     for group, pairs in groups.values():
+        kept = [(p, why) for p, why in declined.get(group.path, []) if p.weight in model_shapes]
+        if kept and any(pair.weight in model_shapes for pair in pairs):
+            # a pair left weight-normed (NaN, a zero-norm unit): the plain model has no place
+            # for its g and v, so the folded state dict cannot load, and the check fails
+            pair, why = kept[0]
+            row = OutputRow("load_state_dict", None, None, 0.0, 0.0, 0, 0, 0.0, 0.0)
+            row.problem = (
+                f"the folded checkpoint keeps {pair.weight} weight-normed (declined: {why}), "
+                "which the model without weight norm cannot load"
+            )
+            row.group = group.name
+            report.outputs.append(row)
+            report.checked.append(group.name)
+            continue
         if any(pair.weight in model_shapes for pair in pairs):
             misfit = _misfit(folded_dicts[group.path], model_shapes)
             if misfit is None:
@@ -201,6 +218,8 @@ def check_folded(
             f"{model_py}: the original checkpoint does not fit the model: {misfits[0]}",
             parameter="check_model",
         )
+    if not checked and report.outputs:  # every state dict failed already (a pair declined)
+        return report
     if not checked:
         report.nothing_checked = "nothing compared: " + (
             "the model has none of the folded weights" if groups else "no pair was folded"
