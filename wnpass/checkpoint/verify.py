@@ -26,6 +26,7 @@ checked: the reference normalizes where ``g`` says, as the fold does.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -192,9 +193,13 @@ def check_folded(
     checked, misfits = [], []
     for group, pairs in groups.values():
         kept = [(p, why) for p, why in declined.get(group.path, []) if p.weight in model_shapes]
-        if kept and any(pair.weight in model_shapes for pair in pairs):
-            # a pair left weight-normed (NaN, a zero-norm unit): the plain model has no place
-            # for its g and v, so the folded state dict cannot load, and the check fails
+        if (
+            kept
+            and any(pair.weight in model_shapes for pair in pairs)
+            and _misfit(_as_if_folded(folded_dicts[group.path], kept), model_shapes) is None
+        ):
+            # the model's state dict, but a pair left weight-normed (NaN, a zero-norm unit):
+            # the plain model has no place for its g and v, and the check fails naming it
             pair, why = kept[0]
             row = OutputRow("load_state_dict", None, None, 0.0, 0.0, 0, 0, 0.0, 0.0)
             row.problem = (
@@ -239,6 +244,27 @@ def check_folded(
         report.outputs.extend(rows)
     logger.info("--model check: %s", "passed" if report else "failed")
     return report
+
+
+def _as_if_folded(state: dict[str, Any], declined: list[tuple[Pair, str | None]]) -> dict[str, Any]:
+    """``state`` with each declined pair's halves in place of the weight they stand for (of
+    ``v``'s shape): what it would be had the pair been folded, to tell the model's own state
+    dict from another network's."""
+    state = dict(state)
+    for pair, _ in declined:
+        for half in (pair.g, pair.v):
+            if half is not None:
+                state.pop(half.key, None)
+        if pair.v is not None and pair.weight not in state:
+            state[pair.weight] = _Shaped(tuple(pair.v.shape))
+    return state
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shaped:
+    """A stand-in tensor: only its shape is read."""
+
+    shape: tuple[int, ...]
 
 
 def _misfit(state: dict[str, Any], model_shapes: dict[str, tuple[int, ...]]) -> str | None:
