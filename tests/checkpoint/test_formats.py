@@ -10,6 +10,7 @@ from wnpass.checkpoint.formats import (
     check_output_name,
     default_output,
     detect_format,
+    is_checkpoint_path,
     shard_output_name,
     shard_output_names,
 )
@@ -29,9 +30,14 @@ from wnpass.errors import InvalidModelError, UsageError
             "model.folded.safetensors.index.json",
         ),
         ("pytorch_model.bin.index.json", "torch-index", "pytorch_model.folded.bin.index.json"),
+        # a suffix in another case names the same format (it was read as ONNX), kept as written
+        ("G.PT", "torch", "G.folded.PT"),
+        ("M.SafeTensors", "safetensors", "M.folded.SafeTensors"),
+        ("M.SAFETENSORS.INDEX.JSON", "safetensors-index", "M.folded.SAFETENSORS.INDEX.JSON"),
     ],
 )
 def test_formats_and_default_outputs(name: str, fmt: str, folded: str) -> None:
+    assert is_checkpoint_path(name)
     assert detect_format(name) == fmt
     assert default_output(Path("d") / name, "folded") == Path("d") / folded
 
@@ -50,6 +56,7 @@ def test_other_names_are_refused() -> None:
     with pytest.raises(UsageError, match=r"^output .*must end with \.safetensors"):
         check_output_name(Path("out.pt"), "safetensors")
     check_output_name(Path("out.pth"), "torch")
+    check_output_name(Path("out.PTH"), "torch")
 
 
 def test_shard_names_are_distinct_where_the_rule_gives_two_shards_one() -> None:

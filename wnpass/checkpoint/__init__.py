@@ -12,9 +12,16 @@ Formats: ``torch.save`` files (``.pt``, ``.pth``, ``.bin``; read with ``weights_
 
 from __future__ import annotations
 
-from wnpass.checkpoint.api import FORMS, convert_checkpoint, fold_checkpoint, inspect_checkpoint
-from wnpass.checkpoint.formats import is_checkpoint_path
-from wnpass.checkpoint.report import CheckpointReport, ModelCheckReport, OutputRow, PairReport
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the real imports, for type checkers and readers
+    from wnpass.checkpoint.api import (
+        FORMS,
+        convert_checkpoint,
+        fold_checkpoint,
+        inspect_checkpoint,
+    )
+    from wnpass.checkpoint.formats import is_checkpoint_path
+    from wnpass.checkpoint.report import CheckpointReport, ModelCheckReport, OutputRow, PairReport
 
 __all__ = [
     "FORMS",
@@ -27,3 +34,30 @@ __all__ = [
     "inspect_checkpoint",
     "is_checkpoint_path",
 ]
+
+# Each name is imported on first use, as wnpass's own are: the API imports numpy and the
+# readers (a quarter of a second), and the command line needs only the names of the formats
+# (wnpass.checkpoint.formats) to tell a checkpoint from an ONNX file.
+_LAZY = {
+    "FORMS": "wnpass.checkpoint.api",
+    "convert_checkpoint": "wnpass.checkpoint.api",
+    "fold_checkpoint": "wnpass.checkpoint.api",
+    "inspect_checkpoint": "wnpass.checkpoint.api",
+    "is_checkpoint_path": "wnpass.checkpoint.formats",
+    "CheckpointReport": "wnpass.checkpoint.report",
+    "ModelCheckReport": "wnpass.checkpoint.report",
+    "OutputRow": "wnpass.checkpoint.report",
+    "PairReport": "wnpass.checkpoint.report",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'wnpass.checkpoint' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -2,8 +2,8 @@
 
 Formats: ``torch`` (a ``torch.save`` file: ``.pt``, ``.pth``, ``.bin``), ``safetensors``, and
 the sharded indexes ``safetensors-index`` (``*.safetensors.index.json``) and ``torch-index``
-(``*.bin.index.json``, ``*.pt.index.json``, ``*.pth.index.json``). An output always has its
-input's format.
+(``*.bin.index.json``, ``*.pt.index.json``, ``*.pth.index.json``), in any case (``M.PT``: a
+suffix names a format, as a file manager reads it). An output always has its input's format.
 
 Output names: ``<stem>.<tag><suffix>`` beside the input (``tag`` is ``folded`` for a fold and
 the target form for a conversion): ``model.pt`` → ``model.folded.pt``,
@@ -51,7 +51,7 @@ _SUFFIXES = (*TORCH_SUFFIXES, ".safetensors", INDEX_SUFFIX)
 
 def is_checkpoint_path(path: str | Path) -> bool:
     """True for the names of the checkpoint formats (the content is checked when read)."""
-    return Path(path).name.endswith(_SUFFIXES)
+    return Path(path).name.lower().endswith(_SUFFIXES)
 
 
 def is_sharded(fmt: Format) -> bool:
@@ -62,19 +62,22 @@ def split_name(path: str | Path) -> tuple[str, str]:
     """``(stem, suffix)`` where suffix is the whole format suffix: ``.safetensors.index.json``
     for an index, ``.safetensors``, ``.pt`` ...; ValueError for another name."""
     name = Path(path).name
-    if name.endswith(INDEX_SUFFIX):
-        inner = name[: -len(INDEX_SUFFIX)]
+    lower = name.lower()  # the suffix is matched in any case, and kept as written
+    if lower.endswith(INDEX_SUFFIX):
+        inner = lower[: -len(INDEX_SUFFIX)]
         for suffix in (".safetensors", *TORCH_SUFFIXES):
             if inner.endswith(suffix) and len(inner) > len(suffix):
-                return inner[: -len(suffix)], suffix + INDEX_SUFFIX
+                cut = len(inner) - len(suffix)
+                return name[:cut], name[cut:]
         raise ValueError(name)
     for suffix in (".safetensors", *TORCH_SUFFIXES):
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)], suffix
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], name[-len(suffix) :]
     raise ValueError(name)
 
 
 def _format_of_suffix(suffix: str) -> Format:
+    suffix = suffix.lower()
     if suffix.endswith(INDEX_SUFFIX):
         return "safetensors-index" if suffix.startswith(".safetensors") else "torch-index"
     return "safetensors" if suffix == ".safetensors" else "torch"

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from wnpass.checkpoint import CheckpointReport, PairReport
 
 __all__ = [
-    "CHECKPOINT_SUFFIXES",
     "fold",
     "inspect_one",
     "is_checkpoint",
@@ -28,13 +27,15 @@ __all__ = [
     "print_summary",
 ]
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".index.json")
 
 _PAIR_COLUMNS = ("weight", "form", "v shape", "g shape", "dim", "dtype", "status")
 
 
 def is_checkpoint(path: Path) -> bool:
-    return path.name.endswith(CHECKPOINT_SUFFIXES)
+    """Whether ``path`` names a checkpoint (else it is read as an ONNX file)."""
+    from wnpass.checkpoint.formats import is_checkpoint_path
+
+    return is_checkpoint_path(path)
 
 
 def fold(args: argparse.Namespace, out: Printer) -> int:
