@@ -70,7 +70,7 @@ from wnpass.fx.forward import (
 from wnpass.interrupts import STOPS
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
-from wnpass.plan import IOPlan, user_code
+from wnpass.plan import IOPlan, as_plan, user_code
 from wnpass.report import FoldReport, write_json
 from wnpass.rules import parse_key
 from wnpass.verify import providers as prov
@@ -767,6 +767,7 @@ def export(
     Runtime's outputs match PyTorch's and no weight-norm site was declined; otherwise nothing
     appears there and the report says why.
     """
+    plan = as_plan(plan)
     if plan is None:  # the model's code may read files: none of them may be the output
         plan = IOPlan()
         plan.watch_user_code()

@@ -59,7 +59,7 @@ from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 from wnpass import interrupts
-from wnpass.errors import InvalidModelError, OutputError
+from wnpass.errors import InvalidArgumentError, InvalidModelError, OutputError
 from wnpass.readahead import Identity, identity
 from wnpass.watch import OpenWatch
 
@@ -68,6 +68,7 @@ __all__ = [
     "USER_CODE_OPENED",
     "USER_CODE_READ",
     "IOPlan",
+    "as_plan",
     "data_file_name",
     "kind_of",
     "not_readable",
@@ -309,6 +310,16 @@ def _lock(folder: Path) -> int | None:
 def _unlock(fd: int | None) -> None:
     if fd is not None:
         os.close(fd)  # closing the last descriptor releases the lock
+
+
+def as_plan(value: object, parameter: str = "plan") -> IOPlan | None:
+    """``value`` when it is an :class:`IOPlan` or None (the function makes its own); anything
+    else is refused here, not met later as an AttributeError."""
+    if value is None or isinstance(value, IOPlan):
+        return value
+    raise InvalidArgumentError(
+        f"must be an IOPlan or None, not {type(value).__name__}", parameter=parameter
+    )
 
 
 def _where(path: Path) -> Path:

@@ -149,8 +149,9 @@ def write_json(
     ``plan``: the run's plan, in which ``path`` was recorded and checked; without one, the
     path is planned and checked on its own (parameter ``json_path``).
     """
-    from wnpass.plan import IOPlan
+    from wnpass.plan import IOPlan, as_plan
 
+    plan = as_plan(plan)
     if plan is None:
         plan = IOPlan()
         plan.write(path, "json_path")

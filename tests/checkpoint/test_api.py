@@ -149,6 +149,13 @@ BAD: Any = {None: None, 5: 5, "list": ["legacy"]}  # values the signatures do no
         (lambda p: api.fold_checkpoint(p, BAD[5]), InvalidArgumentError, "output must be a path"),
         (lambda p: api.convert_checkpoint(p, BAD["list"]), InvalidArgumentError, "to must be"),
         (lambda p: api.fold_checkpoint(p, check_model=p, factory=BAD[5]), WnpassError, "a str"),
+        # an empty path was the current folder: "output .: the output has the input's format"
+        (lambda p: api.fold_checkpoint(p, ""), InvalidArgumentError, "output is an empty path"),
+        (lambda p: api.inspect_checkpoint(""), InvalidArgumentError, "path is an empty path"),
+        # a plan that is no IOPlan was an AttributeError
+        (lambda p: api.inspect_checkpoint(p, plan=BAD[5]), InvalidArgumentError, "plan must be an"),
+        (lambda p: api.fold_checkpoint(p, plan=BAD[5]), InvalidArgumentError, "plan must be an"),
+        (lambda p: api.convert_checkpoint(p, "legacy", plan=BAD[5]), WnpassError, "plan must"),
     ],
 )  # fmt: skip
 def test_a_bad_argument_is_refused_before_anything_is_written(

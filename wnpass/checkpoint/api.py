@@ -32,7 +32,7 @@ from wnpass.checkpoint.reading import Checkpoint, Group, open_checkpoint, shard_
 from wnpass.checkpoint.report import CheckpointReport, PairReport
 from wnpass.checkpoint.writing import Action, Rewrite, write_file, write_index
 from wnpass.errors import InvalidArgumentError, UsageError, WnpassError
-from wnpass.plan import IOPlan
+from wnpass.plan import IOPlan, as_plan
 from wnpass.rules import pair_keys, unit_size
 from wnpass.verify.options import as_path, as_tolerance
 
@@ -52,7 +52,7 @@ def inspect_checkpoint(
     reason), and the axis each implies; writes nothing."""
     path = as_path("path", path)
     start = _clock(path)
-    plan = plan if plan is not None else IOPlan()
+    plan = as_plan(plan) or IOPlan()
     checkpoint = _open(path, plan)
     plan.check()
     report = _report("inspect", checkpoint)
@@ -97,7 +97,7 @@ def fold_checkpoint(
                 parameter="factory",
             )
     start = _clock(path)
-    plan = plan if plan is not None else IOPlan()
+    plan = as_plan(plan) or IOPlan()
     checkpoint = _open(path, plan)
     if check_model is not None:
         plan.read(check_model, "the model.py")
@@ -145,7 +145,7 @@ def convert_checkpoint(
     if not isinstance(to, str) or to not in FORMS:
         raise InvalidArgumentError(f"must be parametrize or legacy, not {to!r}", parameter="to")
     start = _clock(path)
-    plan = plan if plan is not None else IOPlan()
+    plan = as_plan(plan) or IOPlan()
     checkpoint = _open(path, plan)
     targets = _plan_outputs(checkpoint, output, to, plan)
     plan.check()

@@ -47,7 +47,7 @@ from wnpass.fx.errors import (
 )
 from wnpass.fx.forward import what_it_did
 from wnpass.interrupts import STOPS
-from wnpass.plan import IOPlan, not_readable, user_code
+from wnpass.plan import IOPlan, as_plan, not_readable, user_code
 
 __all__ = ["DEFAULT_FACTORY", "EXPECTED_INPUTS", "as_inputs", "load_model_py"]
 
@@ -162,6 +162,7 @@ def load_model_py(
     recorded in it as read and it is checked again (an output planned onto one is refused,
     as one onto the model.py is).
     """
+    plan = as_plan(plan)
     path = Path(path)
     if (problem := not_readable(path)) is not None:
         raise ModelFileNotFoundError(f"{path}: {problem}")

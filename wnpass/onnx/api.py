@@ -18,7 +18,7 @@ from wnpass.onnx.cones import cone_reports, find_cones
 from wnpass.onnx.fold import FoldWeightNormPass, count_nodes, inspection_of_a_fold, site_reports
 from wnpass.onnx.graphs import constant_initializers
 from wnpass.onnx.match import declined_targets, find_sites
-from wnpass.plan import IOPlan
+from wnpass.plan import IOPlan, as_plan
 from wnpass.report import FoldReport
 from wnpass.verify.options import CheckOptions
 
@@ -131,6 +131,7 @@ def fold_onnx(
     new one is returned.
     """
     start = time.perf_counter()
+    plan = as_plan(plan)
     if verify is not None:
         verify.validate()
     if not isinstance(model, (str, os.PathLike)):

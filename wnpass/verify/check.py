@@ -21,7 +21,7 @@ import onnx_ir as ir
 
 from wnpass.errors import InvalidArgumentError
 from wnpass.onnx import io
-from wnpass.plan import IOPlan
+from wnpass.plan import IOPlan, as_plan
 from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
 from wnpass.verify.compare import compare_outputs, dtype_name
@@ -197,6 +197,7 @@ def check(
         "optimizations": optimizations,
     }
     options = _options(options, given)
+    plan = as_plan(plan)
     reference, candidate = as_path("reference", reference), as_path("candidate", candidate)
     if progress is not None and not callable(progress):
         raise InvalidArgumentError(

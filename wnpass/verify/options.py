@@ -141,9 +141,12 @@ def as_tolerance(name: str, value: float | None) -> float | None:
 
 
 def as_path(name: str, value: object) -> Path:
-    """``value`` (a str or an ``os.PathLike`` of one) as a Path; anything else is refused."""
+    """``value`` (a str or an ``os.PathLike`` of one) as a Path; anything else is refused, and
+    so is an empty one (``Path("")`` is the current folder: the error would name a ``.``)."""
     if isinstance(value, (str, os.PathLike)):
         with contextlib.suppress(TypeError):  # an os.PathLike of bytes
+            if not os.fspath(value):
+                raise InvalidArgumentError("is an empty path", parameter=name)
             return Path(value)
     raise InvalidArgumentError(
         f"must be a path (a str or os.PathLike), not {type(value).__name__}", parameter=name
