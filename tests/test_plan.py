@@ -332,6 +332,19 @@ def test_the_same_target_planned_twice_is_a_collision(tmp_path: Path) -> None:
         plan.check()
 
 
+def test_a_collision_is_named_after_the_target_planned_first(tmp_path: Path) -> None:
+    """``--json m.folded-00002-of-00002.safetensors``: the report was planned first, the shard
+    the command derived from the input after; the error named the output (``-o``), which the
+    user never gave. It names the one planned first: the caller's choice."""
+    plan = IOPlan()
+    plan.write(tmp_path / "m.folded-00002-of-00002.safetensors", "json_path")
+    plan.write(tmp_path / "m.folded-00001-of-00002.safetensors", "output")
+    plan.write(tmp_path / "m.folded-00002-of-00002.safetensors", "output")
+    with pytest.raises(OutputError, match="is also another output of this run") as caught:
+        plan.check()
+    assert caught.value.parameter == "json_path"
+
+
 def test_two_shards_the_plain_rule_names_alike_get_two_outputs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

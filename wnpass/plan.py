@@ -519,10 +519,10 @@ class IOPlan:
                     parameter=entry.parameter,
                 )
             other = seen.get(where) or (seen_ids.get(identity) if identity else None)
-            if other is not None:
-                raise OutputError(
-                    f"{path}: is also another output of this run ({other.path}); refused",
-                    parameter=entry.parameter,
+            if other is not None:  # named after the one planned first: what the caller chose
+                raise OutputError(  # (--json), not what a command derived from its input
+                    f"{other.path}: is also another output of this run ({path}); refused",
+                    parameter=other.parameter,
                 )
             seen[where] = entry
             if identity is not None:
