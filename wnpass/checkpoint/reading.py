@@ -390,12 +390,15 @@ def _check_mapped(path: Path, value: Any) -> None:
                 storages[storage.data_ptr()] = storage.nbytes()
     if not storages:
         return
-    bases = [min(storages) - offset for offset in records]  # the lowest storage: some record's
-    base = next((base for base in bases if _fits(records, storages, base) == len(storages)), None)
+    # The lowest storage is some record's: most likely the first (torch.save writes one for
+    # each storage it pickles), so that base is tried first, then the others, each given up
+    # at its first storage that is no record: about one look per storage in all.
+    lowest, first = min(storages), min(records, default=0)
+    bases = [lowest - first, *(lowest - offset for offset in records if offset != first)]
+    base = next((base for base in bases if _fits(records, storages, base)), None)
     if base is None:
-        base = max(bases, key=lambda base: _fits(records, storages, base), default=0)
         raise InvalidModelError(
-            f"{path}: not a readable torch.save file: {_misfit(records, storages, base)}"
+            f"{path}: not a readable torch.save file: {_misfit(records, storages, bases[0])}"
         )
     for address in storages:
         if records[address - base].compress_type != zipfile.ZIP_STORED:
@@ -406,10 +409,10 @@ def _check_mapped(path: Path, value: Any) -> None:
             )
 
 
-def _fits(records: dict[int, Any], storages: dict[int, int], base: int) -> int:
-    """How many storages (address: bytes) are exactly a record (offset: info) if the file is
-    mapped at ``base``."""
-    return sum(
+def _fits(records: dict[int, Any], storages: dict[int, int], base: int) -> bool:
+    """Whether every storage (address: bytes) is exactly a record (offset: info) if the file
+    is mapped at ``base``."""
+    return all(
         (record := records.get(address - base)) is not None and record.file_size == nbytes
         for address, nbytes in storages.items()
     )
