@@ -402,9 +402,10 @@ class IOPlan:
                 )
 
     def keep(self, path: str | os.PathLike[str], output: str | os.PathLike[str]) -> None:
-        """Record that no output of this run may be written onto ``path``, a data file of
-        ``output``'s old version, which this run replaces: it stays as it is until the new
-        one is in place (a failed check leaves the old output whole)."""
+        """Record that no output of this run may be written onto ``path``, a file that the old
+        ``output`` (which this run replaces) needs: an ONNX model's data file, a sharded
+        index's shard. It stays as it is until the new output is in place (a failed check
+        leaves the old output whole)."""
         self._kept.append(_Entry(Path(path), str(output)))
         self._checked = False
 
@@ -514,8 +515,8 @@ class IOPlan:
             kept = kept_where.get(where) or (kept_ids.get(identity) if identity else None)
             if kept is not None:
                 raise OutputError(
-                    f"{path}: is a data file of {kept.parameter}, which this run replaces and "
-                    "leaves whole until the new one is in place; refused",
+                    f"{path}: belongs to {kept.parameter}, which this run replaces and leaves "
+                    "whole until the new one is in place; refused",
                     parameter=entry.parameter,
                 )
             other = seen.get(where) or (seen_ids.get(identity) if identity else None)

@@ -198,3 +198,23 @@ def test_a_weight_that_fails_when_folded_is_an_input_that_changed_or_an_internal
         with pytest.raises(Declined):
             api.fold_checkpoint(source, output)
     assert not output.exists()
+
+
+def test_no_output_is_written_onto_a_shard_of_the_index_it_replaces(tmp_path: Path) -> None:
+    """A sharded output folded again (from two shards where it had three) with ``--json``
+    naming its old third shard, which no new shard replaces: the report was written over it,
+    and a failed check left the old index naming a JSON file. A shard of the index a run
+    replaces stays whole until the new one is in place, as an ONNX output's data file does."""
+    from wnpass.cli import main
+
+    state = state_dict()
+    keys = list(state)
+    three = save_sharded(tmp_path, state, [keys[:2], keys[2:4], keys[4:]], stem="three")
+    two = save_sharded(tmp_path, state, [keys[:3], keys[3:]], stem="two")
+    out = tmp_path / "out.safetensors.index.json"
+    assert main(["fold", str(three), "-o", str(out)]) == 0
+    stray = tmp_path / "out-00003-of-00003.safetensors"
+    before = {path.name: path.read_bytes() for path in tmp_path.glob("out*")}
+    assert main(["fold", str(two), "-o", str(out), "--json", str(stray)]) == 2
+    assert {path.name: path.read_bytes() for path in tmp_path.glob("out*")} == before
+    assert main(["fold", str(two), "-o", str(out)]) == 0  # without it, the refold is written

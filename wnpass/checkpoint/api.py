@@ -31,7 +31,7 @@ from wnpass.checkpoint.pairs import Pair, find_pairs
 from wnpass.checkpoint.reading import Checkpoint, Group, open_checkpoint, shard_files
 from wnpass.checkpoint.report import CheckpointReport, PairReport
 from wnpass.checkpoint.writing import Action, Rewrite, write_file, write_index
-from wnpass.errors import InvalidArgumentError, UsageError, WnpassError
+from wnpass.errors import InvalidArgumentError, InvalidModelError, UsageError, WnpassError
 from wnpass.plan import IOPlan, as_plan
 from wnpass.rules import pair_keys, unit_size
 from wnpass.verify.options import as_path, as_tolerance
@@ -241,7 +241,25 @@ def _plan_outputs(
     names = shard_output_names(checkpoint.shard_names, checkpoint.path, main)
     shards = [main.parent / name for name in names]
     plan.write(main, "output")  # the index first: a clash with it is the one reported
-    return [*(plan.write(target, "output") for target in shards), main]
+    targets = [*(plan.write(target, "output") for target in shards), main]
+    _keep_old_shards(main, targets, plan)
+    return targets
+
+
+def _keep_old_shards(index: Path, targets: list[Path], plan: IOPlan) -> None:
+    """The shards an index this run replaces names (those no new shard replaces) stay whole
+    until the new index is in place: no other output of the run may be written onto one (a
+    failed check leaves the old checkpoint whole)."""
+    if not index.is_file():
+        return
+    try:
+        old = shard_files(index)
+    except InvalidModelError:  # not a readable index: it names nothing to keep
+        return
+    replaced = {os.path.realpath(target) for target in targets}
+    for shard in old:
+        if os.path.realpath(shard) not in replaced:
+            plan.keep(shard, index)
 
 
 def _report(action: str, checkpoint: Checkpoint) -> CheckpointReport:
