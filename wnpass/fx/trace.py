@@ -25,7 +25,7 @@ from torch import fx, nn
 from wnpass.axes import DimPolicy, OpKind
 from wnpass.errors import UsageError, one_line
 from wnpass.fx.arguments import require_choice
-from wnpass.fx.axes import Use, bias_use, conv_transpose_use, module_uses, table_use
+from wnpass.fx.axes import RENORMED, Use, bias_use, conv_transpose_use, module_uses, table_use
 from wnpass.fx.forward import Batch, as_batch
 from wnpass.fx.observe import observe_uses, rnn_roles
 from wnpass.interrupts import STOPS
@@ -119,6 +119,9 @@ def _fx_functional_use(
         weight_index = 1 if target is F.embedding else 0
         if index != weight_index:
             return Use(param, "embedding", name, None, "used as embedding indices")
+        max_norm = user.kwargs.get("max_norm", user.args[3] if len(user.args) > 3 else None)
+        if target is F.embedding and max_norm is not None:
+            return Use(param, "F.embedding", name, None, RENORMED)
         return table_use(param, "F.embedding", name, "embedding", shape, embeddings=embeddings)
     label = target if isinstance(target, str) else getattr(target, "__name__", str(target))
     if user.op == "call_function" and target in _ELEMENTWISE:
