@@ -116,3 +116,29 @@ def test_cones_that_read_the_same_are_one_row_with_their_count() -> None:
         ("w", "MatMul", "4", "Identity", "foldable"),
         ("b", "Conv", "4", "Identity", "x"),
     ]
+
+
+def test_an_empty_path_is_refused_by_every_function_that_takes_one(tmp_path: Path) -> None:
+    """``Path("")`` is the current folder: ``fold_onnx(m, "")`` wrote the default output, as
+    if no output had been given, and ``write_json("")`` said ".: is a directory". Each path
+    parameter refuses an empty one, naming it, before anything is read or written."""
+    import torch
+
+    from wnpass import export, fold_onnx, load_model_py
+    from wnpass.errors import InvalidArgumentError
+
+    model = tmp_path / "m.onnx"
+    onnx.save(onnx_model(WN, v=rand(3, 4), g=rand(3, 1)), model)
+    calls = {
+        "output": lambda: fold_onnx(model, ""),
+        "model": lambda: fold_onnx(""),
+        "json_path": lambda: write_json("", {}),
+        "path": lambda: load_model_py(""),
+    }
+    for parameter, call in calls.items():
+        with pytest.raises(InvalidArgumentError) as caught:
+            call()
+        assert (caught.value.parameter, caught.value.detail) == (parameter, "is an empty path")
+    with pytest.raises(InvalidArgumentError, match=r"^path is an empty path$"):
+        export(torch.nn.Linear(2, 2), torch.ones(1, 2), "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]

@@ -76,7 +76,7 @@ from wnpass.rules import parse_key
 from wnpass.verify import providers as prov
 from wnpass.verify.check import latency_stats
 from wnpass.verify.compare import OutputComparison, compare_outputs, nothing_compared
-from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
+from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions, as_path
 from wnpass.verify.report import LatencyStats, comparison_data
 
 __all__ = [
@@ -804,7 +804,7 @@ def export(
         _several_inputs(*several, verify=verify)
     shapes = _dynamic_shapes(model, inputs, dynamic, arguments) if dynamic and dynamo else None
     _check_values(model, inputs)
-    path = Path(path)
+    path = as_path("path", path)
     if not plan.planned(path, "output"):  # the CLI plans it with its other files
         plan.write(path, "output")
     plan.check()  # the output's data file, if any, is planned once the model is known

@@ -150,7 +150,9 @@ def write_json(
     path is planned and checked on its own (parameter ``json_path``).
     """
     from wnpass.plan import IOPlan, as_plan
+    from wnpass.verify.options import as_path
 
+    path = as_path("json_path", path)
     plan = as_plan(plan)
     if plan is None:
         plan = IOPlan()

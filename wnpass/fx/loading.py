@@ -48,6 +48,7 @@ from wnpass.fx.errors import (
 from wnpass.fx.forward import what_it_did
 from wnpass.interrupts import STOPS
 from wnpass.plan import IOPlan, as_plan, not_readable, user_code
+from wnpass.verify.options import as_path
 
 __all__ = ["DEFAULT_FACTORY", "EXPECTED_INPUTS", "as_inputs", "load_model_py"]
 
@@ -163,7 +164,7 @@ def load_model_py(
     as one onto the model.py is).
     """
     plan = as_plan(plan)
-    path = Path(path)
+    path = as_path("path", path)
     if (problem := not_readable(path)) is not None:
         raise ModelFileNotFoundError(f"{path}: {problem}")
     if plan is not None:

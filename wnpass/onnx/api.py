@@ -20,7 +20,7 @@ from wnpass.onnx.graphs import constant_initializers
 from wnpass.onnx.match import declined_targets, find_sites
 from wnpass.plan import IOPlan, as_plan
 from wnpass.report import FoldReport
-from wnpass.verify.options import CheckOptions
+from wnpass.verify.options import CheckOptions, as_path
 
 __all__ = ["FoldOutcome", "fold_onnx", "inspect_onnx"]
 
@@ -132,6 +132,7 @@ def fold_onnx(
     """
     start = time.perf_counter()
     plan = as_plan(plan)
+    output = None if output is None else as_path("output", output)  # "" is no output
     if verify is not None:
         verify.validate()
     if not isinstance(model, (str, os.PathLike)):
@@ -147,7 +148,7 @@ def fold_onnx(
                 return FoldOutcome(unchanged, report)
             return FoldOutcome(io.to_proto(ir_model), report)
         return FoldOutcome(ir_model, report)
-    source = Path(model)
+    source = as_path("model", model)
     plan = plan if plan is not None else IOPlan()
     ir_model = io.load(source, plan)
     if verify is not None and verify.inputs is not None:
