@@ -43,6 +43,9 @@ SAVERS: dict[str, Callable[[Path, dict[str, torch.Tensor]], Path]] = {
     "safetensors": lambda t, s: _safetensors(t / "g.safetensors", s),
     "safetensors, sharded": lambda t, s: save_sharded(t, s, _halves(s)),
     "torch, sharded": lambda t, s: save_sharded(t, s, _halves(s), kind="torch"),
+    # a suffix in another case names its format (W.SAFETENSORS was unpickled as torch.save's)
+    "safetensors, upper case": lambda t, s: _safetensors(t / "G.SAFETENSORS", s),
+    "torch.save, other name": lambda t, s: _torch(t / "g.ckpt", s),
 }
 
 
@@ -67,6 +70,8 @@ def test_an_index_names_its_shards_for_the_plan(tmp_path: Path) -> None:
     shards = [tmp_path / f"model-0000{i}-of-00002.safetensors" for i in (1, 2)]
     assert checkpoint_files(index) == [index, *shards]
     assert checkpoint_files(tmp_path / "g.pt") == [tmp_path / "g.pt"]
+    upper = index.rename(tmp_path / "MODEL.SAFETENSORS.INDEX.JSON")  # its shards are planned
+    assert checkpoint_files(upper) == [upper, *shards]
 
 
 def test_a_shard_outside_the_folder_is_refused_as_the_checkpoint(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "detect_format",
     "is_checkpoint_path",
     "is_sharded",
+    "read_format",
     "shard_output_name",
     "shard_output_names",
     "split_name",
@@ -93,6 +94,15 @@ def detect_format(path: str | Path) -> Format:
             "*.safetensors.index.json, *.bin.index.json)"
         ) from None
     return _format_of_suffix(suffix)
+
+
+def read_format(path: str | Path) -> Format:
+    """The format a file given to load a state dict from is read as: the one its name names,
+    and ``torch.save``'s for any other name (``model.ckpt``: the most common such files)."""
+    try:
+        return detect_format(path)
+    except InvalidModelError:
+        return "torch"
 
 
 def default_output(path: Path, tag: str) -> Path:

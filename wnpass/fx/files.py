@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from wnpass.checkpoint.formats import INDEX_SUFFIX
+from wnpass.checkpoint.formats import is_sharded, read_format
 from wnpass.errors import InvalidArgumentError, InvalidModelError, one_line
 from wnpass.plan import not_readable
 
@@ -41,7 +41,7 @@ def _state_dict(value: Any) -> dict[str, Any] | None:
 
 def _torch_file(path: Path) -> bool:
     """Whether ``path`` is read as a ``torch.save`` file (every name but the other formats')."""
-    return not path.name.endswith((".safetensors", INDEX_SUFFIX))
+    return read_format(path) == "torch"
 
 
 @contextlib.contextmanager
@@ -59,7 +59,7 @@ def checkpoint_files(path: str | Path) -> list[Path]:
     from wnpass.checkpoint.reading import read_index
 
     path = Path(path)
-    if not path.name.endswith(INDEX_SUFFIX) or not path.is_file():
+    if not is_sharded(read_format(path)) or not path.is_file():
         return [path]
     with _as_argument_error("checkpoint"):
         _, names = read_index(path)
