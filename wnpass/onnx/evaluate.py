@@ -339,16 +339,18 @@ def _dtype(args: Args, i: int = 0) -> ir.DataType:
     return entry[1]
 
 
-# Ops whose integer list operands (axes, shapes, starts, pads, sizes) ONNX Runtime also takes
-# as a 0-d tensor; everywhere else it refuses any but a 1-D one ("must be a vector tensor").
+# Ops whose integer list operands (axes, shapes, starts, pads, sizes) are read also as a 0-d
+# tensor, as ONNX Runtime reads them (1.32: Unsqueeze's axes).
 _SCALAR_LISTS = frozenset({"Unsqueeze"})
 
 
 def int_list(array: np.ndarray, op: str, where: str) -> list[int]:
-    """The integers of an operand that lists them (axes, a shape, starts, pads, sizes), where
-    ONNX Runtime reads it: a 1-D tensor (or 0-d, for the ops of ``_SCALAR_LISTS``). Another
-    rank is declined, since the runtime refuses the graph: reading it flattened would turn a
-    graph that cannot run into a folded one that runs."""
+    """The integers of an operand that lists them (axes, a shape, starts, pads, sizes): a 1-D
+    tensor, as ONNX's schemas want (or 0-d, for the ops of ``_SCALAR_LISTS``). Another rank is
+    declined: ONNX Runtime refuses most such graphs (Reduce*, Squeeze, Reshape, Slice, Split,
+    Pad: "must be a vector tensor"), and reading the operand flattened would turn a graph
+    that cannot run into a folded one that runs; the few it runs anyway (Expand, a 2-D
+    ConstantOfShape shape) stay computed, which is no wrong result."""
     array = np.asarray(array)
     if array.ndim != 1 and not (array.ndim == 0 and op in _SCALAR_LISTS):
         raise NotExact(f"{where}: a list operand of rank {array.ndim}, where ONNX wants 1")
