@@ -968,3 +968,18 @@ def test_a_compiled_layer_s_weight_is_named_as_its_bias_is(
     assert report and report.names_missing == []
     names = sorted(init.name for init in onnx.load(out).graph.initializer)
     assert names == ["a.bias", "a.weight", f"{prefix}bias", f"{prefix}weight"]
+
+
+class _NoCopy(nn.Linear):
+    """A layer whose deep copy raises a BaseException that is no Exception."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        raise GeneratorExit("no copies")
+
+
+def test_a_model_whose_copy_raises_a_base_exception_is_folded_in_place(tmp_path: Path) -> None:
+    """The deep copy runs the model's own code: a GeneratorExit there was an internal error
+    (exit 3); it is a model that cannot be copied, folded in place as one with legacy hooks."""
+    model = weight_norm(_NoCopy(4, 3))
+    report = export(model, (torch.randn(2, 4),), tmp_path / "m.onnx", runs=1)
+    assert report and report.folded_in_place and report.matches

@@ -287,7 +287,9 @@ def _copy(model: nn.Module) -> tuple[nn.Module, bool]:
     """A deep copy to fold, or the model itself when it cannot be copied."""
     try:
         return copy.deepcopy(model), False
-    except Exception as error:  # legacy weight_norm hooks refuse deepcopy
+    except STOPS:
+        raise
+    except BaseException as error:  # legacy weight_norm hooks refuse deepcopy; the model's own
         logger.warning("cannot copy the model (%s); folding it in place", error)
         return model, True
 

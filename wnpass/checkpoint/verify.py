@@ -38,6 +38,7 @@ import numpy as np
 from wnpass.checkpoint.reading import open_checkpoint
 from wnpass.checkpoint.report import ModelCheckReport, OutputRow
 from wnpass.errors import InvalidArgumentError, one_line
+from wnpass.interrupts import STOPS
 from wnpass.verify.compare import compare_outputs, is_exact, tolerance_for
 
 if TYPE_CHECKING:
@@ -309,7 +310,9 @@ def _reference(
             ) from None
     try:
         load_state_dict_any(reference, original, strict=True)
-    except Exception as error:
+    except STOPS:
+        raise
+    except BaseException as error:  # the model's own load hooks too
         raise InvalidArgumentError(
             f"{model_py}: the original checkpoint does not fit the model: {one_line(error)}",
             parameter="check_model",
@@ -335,7 +338,9 @@ def _compare(
 
     try:
         candidate.load_state_dict(folded, strict=True)
-    except Exception as error:
+    except STOPS:
+        raise
+    except BaseException as error:  # the model's own load hooks too
         row = OutputRow("load_state_dict", None, None, 0.0, 0.0, 0, 0, 0.0, 0.0)
         row.problem = f"the folded checkpoint does not load strictly: {one_line(error)}"
         return [row]

@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with interrupts.handled(stop):
             out = Printer(quiet=args.quiet, plain=args.plain)
             return int(args.run(args, out))
-    except (KeyboardInterrupt, interrupts.Terminated) as stopped:
+    except interrupts.STOPS as stopped:
         kind = signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM
         return _stopped(kind)
     except SystemExit as exited:

@@ -131,8 +131,8 @@ def _print_export(out: Printer, report: Any) -> None:
     from wnpass.verify.report import COMPARISON_COLUMNS, comparison_row
 
     if (torch_fold := report.torch_fold) is not None:
-        # a site declined in PyTorch (NaN, a zero-norm unit) stays weight norm: said here,
-        # and the ONNX fold below meets it again
+        # a site declined in PyTorch (NaN, a zero-norm unit) stays weight norm: said here (the
+        # ONNX fold meets it again after TorchScript; dynamo computes it into an initializer)
         declined = [site for site in torch_fold.sites if site.status == "declined"]
         total = counted(len(torch_fold.sites), "weight-norm site")
         done = (

@@ -20,6 +20,7 @@ from torch import nn
 
 from wnpass.checkpoint.formats import is_sharded, read_format
 from wnpass.errors import InvalidArgumentError, InvalidModelError, one_line
+from wnpass.interrupts import STOPS
 from wnpass.plan import not_readable
 
 __all__ = ["checkpoint_files", "load_batch", "load_checkpoint"]
@@ -90,7 +91,9 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
             checkpoint.close()
     try:
         load_state_dict_any(model, state)
-    except Exception as error:
+    except STOPS:
+        raise
+    except BaseException as error:  # the model's own load hooks too
         raise InvalidArgumentError(
             f"{path}: does not fit the model: {one_line(error)}", parameter="checkpoint"
         ) from None
