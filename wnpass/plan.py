@@ -58,9 +58,8 @@ import weakref
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
-from wnpass import interrupts
+from wnpass import interrupts, readahead
 from wnpass.errors import InvalidArgumentError, InvalidModelError, OutputError
-from wnpass.readahead import Identity, identity
 from wnpass.watch import OpenWatch
 
 __all__ = [
@@ -69,6 +68,7 @@ __all__ = [
     "USER_CODE_READ",
     "IOPlan",
     "as_plan",
+    "changed_while_read",
     "data_file_name",
     "kind_of",
     "not_readable",
@@ -312,6 +312,15 @@ def _unlock(fd: int | None) -> None:
         os.close(fd)  # closing the last descriptor releases the lock
 
 
+def changed_while_read(path: str | os.PathLike[str]) -> InvalidModelError:
+    """The error for an input that changed between reads of one run (see
+    :meth:`IOPlan.require_unchanged`; a checkpoint's shards are followed the same way)."""
+    return InvalidModelError(
+        f"{path}: changed while it was read (replaced, written to, or its status changed); "
+        "nothing written"
+    )
+
+
 def as_plan(value: object, parameter: str = "plan") -> IOPlan | None:
     """``value`` when it is an :class:`IOPlan` or None (the function makes its own); anything
     else is refused here, not met later as an AttributeError."""
@@ -345,8 +354,8 @@ class IOPlan:
         self._indexed = 0  # the entries of _reads resolved so far
         self._unresolved: list[_Entry] = []  # those whose file did not exist then
         self._writes: list[_Entry] = []
-        self._kept: list[_Entry] = []
-        self._pinned: dict[Path, Identity | None] = {}  # files read lazily: as first seen
+        self._kept: dict[Path, Path] = {}  # a file the old version of an output needs: output
+        self._pinned: dict[Path, readahead.Identity | None] = {}  # files read lazily: as first seen
         self._may_replace_read: set[Path] = set()
         self._checked = False
         self.left: list[str] = []  # files a run would have removed but kept, with the reason
@@ -375,14 +384,14 @@ class IOPlan:
         for path in paths:
             self.read(path, parameter)
 
-    def pin(self, path: str | os.PathLike[str], seen: Identity | None = None) -> None:
+    def pin(self, path: str | os.PathLike[str], seen: readahead.Identity | None = None) -> None:
         """Record ``path`` (a file read, maybe lazily, until the result is complete) as it is
         now, or as ``seen`` when it was read: :meth:`require_unchanged` refuses to publish a
         result once it was replaced or written to (values from two versions of it)."""
         path = Path(path)
         if seen is None:
             try:
-                seen = identity(os.stat(path))
+                seen = readahead.identity(os.stat(path))
             except OSError:
                 seen = None
         self._pinned.setdefault(path, seen)
@@ -392,21 +401,18 @@ class IOPlan:
         change times); else ``InvalidModelError``: it changed while this run read it."""
         for path, seen in self._pinned.items():
             try:
-                now: Identity | None = identity(os.stat(path))
+                now: readahead.Identity | None = readahead.identity(os.stat(path))
             except OSError:
                 now = None
             if now != seen:
-                raise InvalidModelError(
-                    f"{path}: changed while it was read (replaced, written to, or its status "
-                    "changed); nothing written"
-                )
+                raise changed_while_read(path)
 
     def keep(self, path: str | os.PathLike[str], output: str | os.PathLike[str]) -> None:
         """Record that no output of this run may be written onto ``path``, a file that the old
         ``output`` (which this run replaces) needs: an ONNX model's data file, a sharded
         index's shard. It stays as it is until the new output is in place (a failed check
         leaves the old output whole)."""
-        self._kept.append(_Entry(Path(path), str(output)))
+        self._kept.setdefault(Path(path), Path(output))
         self._checked = False
 
     def watch_user_code(self) -> None:
@@ -497,8 +503,8 @@ class IOPlan:
     def check(self) -> None:
         """Refuse the plan (``OutputError`` naming the parameter) if any rule is broken."""
         read_where, read_ids = self._read_index()
-        kept_where = {_where(kept.path): kept for kept in self._kept}
-        kept_ids = {key: kept for kept in self._kept if (key := _identity(kept.path))}
+        kept_where = {_where(path): output for path, output in self._kept.items()}
+        kept_ids = {key: output for path, output in self._kept.items() if (key := _identity(path))}
         seen: dict[Path, _Entry] = {}
         seen_ids: dict[tuple[int, int], _Entry] = {}
         for entry in self._writes:
@@ -512,11 +518,11 @@ class IOPlan:
                     "reads; refused",
                     parameter=entry.parameter,
                 )
-            kept = kept_where.get(where) or (kept_ids.get(identity) if identity else None)
-            if kept is not None:
+            owner = kept_where.get(where) or (kept_ids.get(identity) if identity else None)
+            if owner is not None:
                 raise OutputError(
-                    f"{path}: belongs to {kept.parameter}, which this run replaces and leaves "
-                    "whole until the new one is in place; refused",
+                    f"{path}: belongs to {owner}, which this run replaces and leaves whole "
+                    "until the new one is in place; refused",
                     parameter=entry.parameter,
                 )
             other = seen.get(where) or (seen_ids.get(identity) if identity else None)

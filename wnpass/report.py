@@ -152,7 +152,7 @@ def write_json(
     from wnpass.plan import IOPlan, as_plan
     from wnpass.verify.options import as_path
 
-    path = as_path("json_path", path)
+    as_path("json_path", path)  # refused if no path; the name as given is planned ("out/")
     plan = as_plan(plan)
     if plan is None:
         plan = IOPlan()

@@ -162,6 +162,8 @@ def test_a_declined_pair_fails_the_check_naming_it_not_the_original(
     assert row.problem.startswith(
         "the folded checkpoint keeps pre.weight weight-normed (declined: v has"
     )
+    (data,) = report.to_dict()["check"]["outputs"]  # no element compared: no sizes, no tolerance
+    assert [data[key] for key in ("max_abs", "max_rel", "rtol", "atol")] == [None] * 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "model.py"]
 
 

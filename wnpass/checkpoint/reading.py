@@ -37,7 +37,7 @@ from typing import Any
 from wnpass.checkpoint.formats import Format, detect_format, is_sharded
 from wnpass.checkpoint.tensorfile import SafetensorsFile
 from wnpass.errors import InvalidModelError, one_line
-from wnpass.plan import not_readable
+from wnpass.plan import changed_while_read, not_readable
 from wnpass.readahead import Identity, identity
 
 __all__ = [
@@ -210,10 +210,7 @@ class Checkpoint:
         modification time back, so a chmod or a new hard link during a run is refused as well
         (exit 2; run it again)."""
         if self._identities[path] != _identity_of(path):
-            raise InvalidModelError(
-                f"{path}: changed while it was read (replaced, written to, or its status "
-                "changed); nothing written"
-            )
+            raise changed_while_read(path)
 
     def require_unchanged(self) -> None:
         """Every file read so far is still the file it was before its first read (see

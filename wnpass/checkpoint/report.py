@@ -69,6 +69,18 @@ class OutputRow:
         return self.problem is None and self.outside == 0
 
 
+def _row_data(row: OutputRow, data: dict[str, Any]) -> None:
+    """One output row's JSON, as the table shows it: error sizes null where no element was
+    compared (0 would read as "no error"), and no tolerance for a row that is no output (the
+    folded checkpoint did not load)."""
+    from wnpass.verify.report import elements_compared
+
+    if not elements_compared(row.problem, row.outside):
+        data.update(max_abs=None, max_rel=None)
+    if row.shape is None:
+        data.update(rtol=None, atol=None)
+
+
 @dataclasses.dataclass
 class ModelCheckReport:
     """The folded checkpoint in the plain model vs the original in the weight-normed model."""
@@ -136,6 +148,8 @@ class CheckpointReport:
         if self.check is not None:
             data["check"]["ok"] = bool(self.check)
             data["check"]["nothing_compared"] = self.check.vacuous()
+            for row, raw in zip(self.check.outputs, data["check"]["outputs"], strict=True):
+                _row_data(row, raw)
         data["ok"] = bool(self)
         return data
 

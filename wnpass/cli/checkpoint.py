@@ -140,7 +140,7 @@ def _print_check(out: Printer, report: CheckpointReport) -> None:
             shown_error(row.max_abs, row.atol) if counted else "-",
             f"{row.max_rel:.3g}" if counted else "-",
             f"{row.outside}/{row.total}" if counted else "-",
-            tolerance_text(row.rtol, row.atol, row.atol_scaled),
+            tolerance_text(row.rtol, row.atol, row.atol_scaled) if row.shape is not None else "-",
             result,
         ]
         rows.append([row.group or "-", *cells] if where else cells)
