@@ -103,7 +103,12 @@ def test_verify_feeds_each_graph_input_its_own_example(
     out = tmp_path / "m.onnx"
     argv = ["export", str(_model_py(tmp_path)), "-o", str(out), "--verify", "--runs", "1"]
     assert main([*argv, "--exporter", exporter]) == 0
-    assert f"deployable: ONNX matches PyTorch; wrote {out}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"deployable: ONNX matches PyTorch; wrote {out}" in printed
+    # the claim is of the weights (biases keep the exporter's names; equal ones may share one)
+    assert "every weight (2-D and up) is an initializer named after its PyTorch" in printed
+    names = {i.name for i in onnx.load(out).graph.initializer}
+    assert "fc.weight" in names
 
 
 # ``mask=None`` before ``scale=2.0``: TorchScript makes the defaults ``scale`` a graph input and

@@ -150,7 +150,7 @@ def _print_export(out: Printer, report: Any) -> None:
             f"or computes them from other initializers): {', '.join(report.names_missing)}"
         )
     else:
-        out.line("every weight is an initializer named after its PyTorch parameter")
+        out.line("every weight (2-D and up) is an initializer named after its PyTorch parameter")
     rows = [
         comparison_row(provider, c)
         for provider, comparisons in report.comparisons.items()
