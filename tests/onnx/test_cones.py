@@ -628,3 +628,23 @@ def test_a_weight_computed_outside_a_branch_that_reads_it_is_folded(split: str) 
     for c in (True, False):
         feeds = {"c": np.array(c), "x": X}
         assert run(folded, feeds)[0].tobytes() == run(model, feeds)[0].tobytes()
+
+
+@pytest.mark.parametrize("passed_on", [False, True], ids=["computed", "identity"])
+def test_inspect_shows_the_shape_the_fold_shows(passed_on: bool) -> None:
+    """A computed weight whose value the graph declares no shape for showed ``?`` in inspect
+    and its shape in the fold's table (t19, GPT-2's shared biases): inspect takes it from the
+    weight the fold's own steps compute (or from the constant a cone passes on)."""
+    op = "Identity" if passed_on else "Transpose <perm = [1, 0]>"
+    text = f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[N, 4] x) => (float[N, 3] y) {{
+            wt = {op} (w)
+            y = MatMul(x, wt)
+        }}
+    """
+    weight = rand(3, 4) if not passed_on else rand(4, 3)
+    model = onnx_model(text, w=weight)
+    (inspected,) = inspect_onnx(model).cones
+    (folded,) = fold_onnx(model)[1].cones
+    assert inspected.shape == folded.shape == [4, 3]

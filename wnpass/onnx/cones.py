@@ -26,7 +26,7 @@ A large weight is computed when the model is written (an ``ir.LazyTensor``), one
 like a folded weight-norm site. A computed weight with any other op in its cone, or one the
 evaluator cannot do exactly, is left as it is and reported ``declined`` with the reason; one
 computed by a weight-norm site that the fold declined is that site's, reported with it once.
-``inspect`` asks the fold's own steps (``decline_reason``): a computed weight is ``foldable``
+``inspect`` asks the fold's own steps (``cone_outcome``): a computed weight is ``foldable``
 only where the fold would fold it, which can depend on its values (a ``Cast`` that overflows,
 ``Pad`` widths the evaluator does not do), so each is computed, one at a time, dropped at once. A
 weight computed from a graph input (also from an initializer that a graph input can override)
@@ -63,8 +63,8 @@ __all__ = [
     "WEIGHT_INPUTS",
     "Cone",
     "FoldWeightConesPass",
+    "cone_outcome",
     "cone_reports",
-    "decline_reason",
     "find_cones",
 ]
 
@@ -251,20 +251,24 @@ def cone_reports(
     model: ir.Model, cones: list[Cone], sites: Sequence[Site] = ()
 ) -> list[ConeReport]:
     """Reports for cones found but not (yet) folded: what ``inspect`` shows. Each is
-    ``foldable`` or ``declined`` as the fold decides it (``decline_reason``), so that nothing
-    the fold would leave is called foldable. ``sites``: the weight-norm sites, whose foldable
-    ones (folded first by the fold) some cones read."""
+    ``foldable`` or ``declined`` as the fold decides it (``cone_outcome``), so that nothing
+    the fold would leave is called foldable, with the shape the fold's weight has where the
+    graph declares none. ``sites``: the weight-norm sites, whose foldable ones (folded first by
+    the fold) some cones read."""
     folded_sites = {site.target: site for site in sites if site.foldable}
     reports = []
     for cone in cones:
-        cone.reason = decline_reason(cone, folded_sites)
-        reports.append(_describe(model, cone, "foldable" if cone.foldable else "declined"))
+        cone.reason, shape = cone_outcome(cone, folded_sites)
+        report = _describe(model, cone, "foldable" if cone.foldable else "declined")
+        report.shape = report.shape if report.shape is not None else shape
+        reports.append(report)
     return reports
 
 
-def decline_reason(cone: Cone, sites: Mapping[ir.Value, Site]) -> str | None:
+def cone_outcome(cone: Cone, sites: Mapping[ir.Value, Site]) -> tuple[str | None, list[int] | None]:
     """Why a fold leaves ``cone`` as it is (None: it folds it), decided by the fold's own steps
-    (``_passed_on``, ``_program``, ``_tensor``), so the decision cannot differ from the fold's.
+    (``_passed_on``, ``_program``, ``_tensor``), so the decision cannot differ from the fold's;
+    and the shape of the weight it computes, where it got that far.
 
     ``sites``: foldable weight-norm sites by the value they replace; the fold folds them first,
     so a cone reads their weights (``folded_weight``) as constants. The tensor computed is
@@ -272,24 +276,27 @@ def decline_reason(cone: Cone, sites: Mapping[ir.Value, Site]) -> str | None:
     the fold.
     """
     if cone.reason is not None:
-        return cone.reason
-    if _passed_on(cone, sites.keys()) is not None:
-        return None  # read from its source, nothing computed
+        return cone.reason, None
+    if (source := _passed_on(cone, sites.keys())) is not None:  # read from it, nothing computed
+        held = ev.const_leaf(source) if source not in sites else None
+        return None, None if held is None else [int(d) for d in held.shape.numpy()]
     weights: dict[ir.Value, ir.TensorProtocol] = {}
     read = (i for node in cone.nodes for i in node.inputs if i is not None and i in sites)
     for value in dict.fromkeys(read):
         weight = folded_weight(sites[value])
         if isinstance(weight, str):  # not after ``site_reports``: it declines such a site
-            return weight
+            return weight, None
         weights[value] = weight
     with _holding(weights):
         program = _program(cone)
     if isinstance(program, str):
-        return program
+        return program, None
     tensor = _tensor(cone.value, program)
     for leaf in program.leaves:
         release(leaf)
-    return tensor if isinstance(tensor, str) else None
+    if isinstance(tensor, str):
+        return tensor, None
+    return None, [int(d) for d in tensor.shape.numpy()]
 
 
 @contextlib.contextmanager
