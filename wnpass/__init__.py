@@ -31,6 +31,8 @@ __all__ = [
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # the real imports, for type checkers and readers
+    from collections.abc import Callable
+
     from wnpass.deploy import ExportReport, export
     from wnpass.errors import WnpassError
     from wnpass.fx.apply import apply_weight_norm
@@ -73,14 +75,26 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        import importlib
+def _lazy_exports(
+    package: str, table: dict[str, str]
+) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
+    """A package's ``__getattr__`` and ``__dir__`` for the names of ``table`` (name: the module
+    that defines it), each imported on first use; ``__dir__`` lists them too (completion in a
+    REPL or an IDE). Subpackages with a costly API (``wnpass.checkpoint``) use it as well."""
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'wnpass' has no attribute {name!r}")
+    def __getattr__(name: str) -> object:
+        if name in table:
+            import importlib
+
+            return getattr(importlib.import_module(table[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        import sys
+
+        return sorted({*vars(sys.modules[package]), *table})
+
+    return __getattr__, __dir__
 
 
-def __dir__() -> list[str]:
-    """The lazy names too (completion in a REPL or an IDE)."""
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY)

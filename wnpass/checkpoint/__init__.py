@@ -12,6 +12,8 @@ Formats: ``torch.save`` files (``.pt``, ``.pth``, ``.bin``; read with ``weights_
 
 from __future__ import annotations
 
+from wnpass import _lazy_exports  # the package is imported already: this costs nothing
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the real imports, for type checkers and readers
     from wnpass.checkpoint.api import (
@@ -50,14 +52,4 @@ _LAZY = {
     "PairReport": "wnpass.checkpoint.report",
 }
 
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'wnpass.checkpoint' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY)
