@@ -22,20 +22,12 @@ if TYPE_CHECKING:
 __all__ = [
     "fold",
     "inspect_one",
-    "is_checkpoint",
     "print_pairs",
     "print_summary",
 ]
 
 
 _PAIR_COLUMNS = ("weight", "form", "v shape", "g shape", "dim", "dtype", "status")
-
-
-def is_checkpoint(path: Path) -> bool:
-    """Whether ``path`` names a checkpoint (else it is read as an ONNX file)."""
-    from wnpass.checkpoint.formats import is_checkpoint_path
-
-    return is_checkpoint_path(path)
 
 
 def fold(args: argparse.Namespace, out: Printer) -> int:

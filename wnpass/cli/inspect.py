@@ -64,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: Printer) -> int:
     """List the weight-norm sites of ONNX models, checkpoints or a model.py; changes nothing."""
+    from wnpass.checkpoint.formats import is_checkpoint_path
     from wnpass.cli import checkpoint
 
     models = _expanded(args.model)
@@ -79,13 +80,13 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     ):
         raise UsageError("--factory, --include and --exclude are for a model.py")
     plan.read_all(models, "the input model")
-    if checkpoints := [model for model in models if checkpoint.is_checkpoint(model)]:
+    if checkpoints := [model for model in models if is_checkpoint_path(model)]:
         from wnpass.checkpoint.api import plan_input
 
         for model in checkpoints:  # and the shards each index names (the index is read)
             plan_input(model, plan)
     plan.check()  # before any model is read: --json naming any of these files is refused here
-    onnx_files = [model for model in models if not checkpoint.is_checkpoint(model)]
+    onnx_files = [model for model in models if not is_checkpoint_path(model)]
     if onnx_files:
         readahead.start(onnx_files[0])  # while onnx is imported
         defer_sympy()  # inspecting an ONNX model never needs it
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     with _one_model_at_a_time() as release:
         for model in models:
             with out.about(str(model) if several else None):
-                if checkpoint.is_checkpoint(model):
+                if is_checkpoint_path(model):
                     report, strict_line = checkpoint.inspect_one(model, out, plan)
                 else:
                     report, strict_line = _inspect_onnx(model, args.weight_norm_only, out, plan)
