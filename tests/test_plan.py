@@ -689,6 +689,27 @@ def test_publishing_resolves_each_target_once(
     assert sorted(p.name for p in tmp_path.iterdir()) == names
 
 
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_staging_path_is_removed_from_where_its_folder_was_moved(
+    tmp_path: Path, kind: str
+) -> None:
+    """Another process moved the output's folder while a result was staged in it: the
+    staging file or folder was removed by its old path, which led nowhere, and stayed behind
+    in the moved folder."""
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / "m.onnx"
+    plan = IOPlan()
+    plan.write(target, "output")
+    plan.check()
+    stage = plan.replace(target) if kind == "file" else plan.staging(target)
+    with pytest.raises(RuntimeError), stage as staged:
+        (staged if kind == "file" else staged / "m.onnx").write_text("folded")
+        (tmp_path / "out").rename(tmp_path / "moved")
+        raise RuntimeError("the run fails after the move")
+    assert list((tmp_path / "moved").iterdir()) == []
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("swap", ["folder-link", "hard-link"])
 def test_a_target_changed_into_what_is_read_after_the_check_is_refused_at_the_write(
     tmp_path: Path, swap: str

@@ -307,9 +307,27 @@ def _lock(folder: Path) -> int | None:
         raise
 
 
-def _unlock(fd: int | None) -> None:
+def _open_folder(folder: Path) -> int | None:
+    """A descriptor of ``folder``, held while a staging path made in it exists: the path is
+    removed through it (:func:`_relative`), so from where it is even if another process moved
+    the folder meanwhile. None where the folder cannot be opened: removed by its path then."""
+    try:
+        return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _relative(path: Path, folder: int | None) -> str:
+    """``path``'s name for calls given ``dir_fd=folder`` (its folder's descriptor), or the
+    whole path where there is none."""
+    return path.name if folder is not None else str(path)
+
+
+def _close(fd: int | None) -> None:
+    """Close a descriptor of :func:`_lock` (closing the last one releases the lock) or of
+    :func:`_open_folder`."""
     if fd is not None:
-        os.close(fd)  # closing the last descriptor releases the lock
+        os.close(fd)
 
 
 def changed_while_read(path: str | os.PathLike[str]) -> InvalidModelError:
@@ -655,8 +673,10 @@ class IOPlan:
         entry = self._require(target)
         with interrupts.staging():
             temporary: Path | None = None
+            parent: int | None = None
             try:
                 with interrupts.held():  # made, and its removal below set up, as one step
+                    parent = _open_folder(target.parent)
                     handle, name = tempfile.mkstemp(
                         prefix=STAGING_PREFIX, suffix=suffix, dir=target.parent
                     )
@@ -673,9 +693,11 @@ class IOPlan:
             except OSError as error:
                 raise self._cannot_write(target, error, entry) from None
             finally:
-                if temporary is not None:
-                    with interrupts.held(), contextlib.suppress(OSError):
-                        temporary.unlink()
+                with interrupts.held():
+                    if temporary is not None:
+                        with contextlib.suppress(OSError):  # where it is, if its folder moved
+                            os.unlink(_relative(temporary, parent), dir_fd=parent)
+                    _close(parent)
 
     @contextlib.contextmanager
     def staging(self, target: str | os.PathLike[str]) -> Iterator[Path]:
@@ -688,8 +710,10 @@ class IOPlan:
         entry = self._require(target)
         with interrupts.staging():
             folder: Path | None = None
+            parent: int | None = None
             try:
                 with interrupts.held():  # made, and its removal below set up, as one step
+                    parent = _open_folder(target.parent)
                     folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target.parent))
                     self._stagings.add(folder)
                 yield folder
@@ -697,14 +721,15 @@ class IOPlan:
                 where = target if folder is not None else target.parent
                 raise self._cannot_write(where, error, entry) from None
             finally:
-                if folder is not None:
-                    with interrupts.held():  # a second signal must not cut the removal short
-                        shutil.rmtree(folder, ignore_errors=True)
+                with interrupts.held():  # a second signal must not cut the removal short
+                    if folder is not None:  # where it is, if its folder moved meanwhile
+                        shutil.rmtree(_relative(folder, parent), ignore_errors=True, dir_fd=parent)
                         self._stagings.discard(folder)
                         if folder in self._publishing:
                             self._publishing.discard(folder)
-                            _unlock(self._locks.pop(folder, None))
+                            _close(self._locks.pop(folder, None))
                             interrupts.release()
+                    _close(parent)
 
     def publish(self, staged: Path, target: str | os.PathLike[str]) -> None:
         """Rename a file staged in a :meth:`staging` folder onto planned ``target``."""
