@@ -70,13 +70,13 @@ from wnpass.fx.forward import (
 from wnpass.interrupts import STOPS
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
-from wnpass.plan import IOPlan, as_plan, user_code
+from wnpass.plan import IOPlan, as_path, as_plan, user_code
 from wnpass.report import FoldReport, write_json
 from wnpass.rules import parse_key
 from wnpass.verify import providers as prov
 from wnpass.verify.check import latency_stats
 from wnpass.verify.compare import OutputComparison, compare_outputs, nothing_compared
-from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions, as_path
+from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
 from wnpass.verify.report import LatencyStats, comparison_data
 
 __all__ = [

@@ -67,6 +67,7 @@ __all__ = [
     "USER_CODE_OPENED",
     "USER_CODE_READ",
     "IOPlan",
+    "as_path",
     "as_plan",
     "changed_while_read",
     "data_file_name",
@@ -346,6 +347,19 @@ def as_plan(value: object, parameter: str = "plan") -> IOPlan | None:
         return value
     raise InvalidArgumentError(
         f"must be an IOPlan or None, not {type(value).__name__}", parameter=parameter
+    )
+
+
+def as_path(name: str, value: object) -> Path:
+    """``value`` (a str or an ``os.PathLike`` of one) as a Path; anything else is refused, and
+    so is an empty one (``Path("")`` is the current folder: the error would name a ``.``)."""
+    if isinstance(value, (str, os.PathLike)):
+        with contextlib.suppress(TypeError):  # an os.PathLike of bytes
+            if not os.fspath(value):
+                raise InvalidArgumentError("is an empty path", parameter=name)
+            return Path(value)
+    raise InvalidArgumentError(
+        f"must be a path (a str or os.PathLike), not {type(value).__name__}", parameter=name
     )
 
 

@@ -149,8 +149,7 @@ def write_json(
     ``plan``: the run's plan, in which ``path`` was recorded and checked; without one, the
     path is planned and checked on its own (parameter ``json_path``).
     """
-    from wnpass.plan import IOPlan, as_plan
-    from wnpass.verify.options import as_path
+    from wnpass.plan import IOPlan, as_path, as_plan
 
     as_path("json_path", path)  # refused if no path; the name as given is planned ("out/")
     plan = as_plan(plan)

@@ -32,9 +32,9 @@ from wnpass.checkpoint.reading import Checkpoint, Group, open_checkpoint, shard_
 from wnpass.checkpoint.report import CheckpointReport, PairReport
 from wnpass.checkpoint.writing import Action, Rewrite, write_file, write_index
 from wnpass.errors import InvalidArgumentError, InvalidModelError, UsageError, WnpassError
-from wnpass.plan import IOPlan, as_plan
+from wnpass.plan import IOPlan, as_path, as_plan
 from wnpass.rules import pair_keys, unit_size
-from wnpass.verify.options import as_path, as_tolerance
+from wnpass.verify.options import as_tolerance
 
 __all__ = ["FORMS", "convert_checkpoint", "fold_checkpoint", "inspect_checkpoint", "plan_input"]
 

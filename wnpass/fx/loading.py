@@ -47,8 +47,7 @@ from wnpass.fx.errors import (
 )
 from wnpass.fx.forward import what_it_did
 from wnpass.interrupts import STOPS
-from wnpass.plan import IOPlan, as_plan, not_readable, user_code
-from wnpass.verify.options import as_path
+from wnpass.plan import IOPlan, as_path, as_plan, not_readable, user_code
 
 __all__ = ["DEFAULT_FACTORY", "EXPECTED_INPUTS", "as_inputs", "load_model_py"]
 

@@ -18,9 +18,9 @@ from wnpass.onnx.cones import cone_reports, find_cones
 from wnpass.onnx.fold import FoldWeightNormPass, count_nodes, inspection_of_a_fold, site_reports
 from wnpass.onnx.graphs import constant_initializers
 from wnpass.onnx.match import declined_targets, find_sites
-from wnpass.plan import IOPlan, as_plan
+from wnpass.plan import IOPlan, as_path, as_plan
 from wnpass.report import FoldReport
-from wnpass.verify.options import CheckOptions, as_path
+from wnpass.verify.options import CheckOptions
 
 __all__ = ["FoldOutcome", "fold_onnx", "inspect_onnx"]
 

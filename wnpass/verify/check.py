@@ -21,11 +21,11 @@ import onnx_ir as ir
 
 from wnpass.errors import InvalidArgumentError
 from wnpass.onnx import io
-from wnpass.plan import IOPlan, as_plan
+from wnpass.plan import IOPlan, as_path, as_plan
 from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
 from wnpass.verify.compare import compare_outputs, dtype_name
-from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions, as_path
+from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
 from wnpass.verify.report import (
     CANDIDATE_FAILED,
     OK,

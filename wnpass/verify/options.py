@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import SupportsFloat
 
 from wnpass.errors import InvalidArgumentError
+from wnpass.plan import as_path
 
 __all__ = [
     "DEFAULT_RUNS",
     "DEFAULT_WARMUP",
     "MAX_THREADS",
     "CheckOptions",
-    "as_path",
     "as_tolerance",
     "check_tolerance",
 ]
@@ -138,19 +138,6 @@ def as_tolerance(name: str, value: float | None) -> float | None:
     scalar is a number too)."""
     check_tolerance(name, value)
     return None if value is None else _float(value)
-
-
-def as_path(name: str, value: object) -> Path:
-    """``value`` (a str or an ``os.PathLike`` of one) as a Path; anything else is refused, and
-    so is an empty one (``Path("")`` is the current folder: the error would name a ``.``)."""
-    if isinstance(value, (str, os.PathLike)):
-        with contextlib.suppress(TypeError):  # an os.PathLike of bytes
-            if not os.fspath(value):
-                raise InvalidArgumentError("is an empty path", parameter=name)
-            return Path(value)
-    raise InvalidArgumentError(
-        f"must be a path (a str or os.PathLike), not {type(value).__name__}", parameter=name
-    )
 
 
 def _float(value: SupportsFloat) -> float:

@@ -6,9 +6,9 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
+from wnpass.plan import as_path
 from wnpass.report import shape_text, write_json
 from wnpass.verify.compare import OutputComparison, nothing_compared
-from wnpass.verify.options import as_path
 
 if TYPE_CHECKING:
     from wnpass.plan import IOPlan
