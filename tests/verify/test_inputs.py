@@ -6,8 +6,10 @@ import io
 import os
 import re
 import threading
+import warnings
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -220,8 +222,50 @@ def test_an_input_held_twice_is_refused_as_ambiguous(tmp_path: Path) -> None:
     """Members x and x.npy are both x to numpy: one would be fed, the other dropped."""
     x = _npy(np.zeros((2, 4), np.float32))
     path = _zip(tmp_path / "twice.npz", {"x.npy": x, "x": x})
-    with pytest.raises(InvalidArgumentError, match=r"holds 'x' twice \(members x and x\.npy\)"):
+    with pytest.raises(InvalidArgumentError, match=r"holds 'x' twice \(members x\.npy and x\)"):
         inputs.load_npz(path, specs())
+
+
+def test_one_member_name_twice_in_the_zip_is_refused(tmp_path: Path) -> None:
+    x = _npy(np.zeros((2, 4), np.float32))
+    with zipfile.ZipFile(tmp_path / "twice.npz", "w") as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate name it writes
+        archive.writestr("x.npy", x)
+        archive.writestr("x.npy", x)
+    message = r"holds 'x' twice \(members x\.npy and x\.npy\); refused$"
+    with pytest.raises(InvalidArgumentError, match=message):
+        inputs.load_npz(tmp_path / "twice.npz", specs())
+
+
+TWO_INPUTS = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[2] x, float[2] "x.npy") => (float[2] y) { y = Sub(x, "x.npy") }
+"""
+
+
+def test_an_input_named_like_a_member_gets_its_own_array(tmp_path: Path) -> None:
+    """``numpy.savez(p, x=a, **{"x.npy": b})`` holds members ``x.npy`` and ``x.npy.npy``;
+    numpy's ``load(p)["x.npy"]`` is member ``x.npy``, so input ``x.npy`` was fed ``a``."""
+    spec = inputs.signature(ir.serde.deserialize_model(onnx_model(TWO_INPUTS)))
+    a, b = np.ones(2, np.float32), np.full(2, 2.0, np.float32)
+    arrays: dict[str, Any] = {"x": a, "x.npy": b}
+    np.savez(tmp_path / "in.npz", **arrays)
+    loaded = inputs.load_npz(tmp_path / "in.npz", spec)
+    assert np.array_equal(loaded["x"], a) and np.array_equal(loaded["x.npy"], b)
+
+
+def test_a_declared_shape_is_checked_before_the_array_is_read(tmp_path: Path) -> None:
+    """A 1 MB file that declared shape (5, 5e7) was read whole (1 GB) before its shape was
+    refused: the header is checked first. This member declares 1 GB and holds none of it."""
+    x, header = np.zeros(2, np.float32), io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (2, 250_000_000)}
+    )
+    path = _zip(tmp_path / "bomb.npz", {"x.npy": header.getvalue(), "x.npy.npy": _npy(x)})
+    spec = inputs.signature(ir.serde.deserialize_model(onnx_model(TWO_INPUTS)))
+    with pytest.raises(InvalidArgumentError) as raised:
+        inputs.load_npz(path, spec)
+    assert str(raised.value).endswith("x has shape [2, 250000000], the model wants [2]")
 
 
 STRING_INPUT = """

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import zipfile
 from pathlib import Path
 
 import ml_dtypes
@@ -253,21 +254,48 @@ def _from_bits(array: np.ndarray, spec: InputSpec) -> np.ndarray:
     return array.view(wanted) if array.dtype in stored else array
 
 
-def _arrays(path: Path, names: list[str], members: dict[str, object]) -> dict[str, np.ndarray]:
-    """The members of an ``.npz`` as arrays, one per input name. numpy names a member ``x.npy``
-    and one ``x`` both ``x`` (the file would feed one and drop the other: ambiguous), and hands
-    a member that is no ``.npy`` back as its raw bytes."""
-    if twice := sorted({name for name in names if names.count(name) > 1}):
-        raise InvalidArgumentError(
-            f"{path}: holds {twice[0]!r} twice (members {twice[0]} and {twice[0]}.npy); refused",
-            parameter="inputs",
-        )
-    arrays = {}
-    for name, member in members.items():
-        if not isinstance(member, np.ndarray):
-            raise InvalidArgumentError(f"{path}: {name!r} is not a .npy array", parameter="inputs")
-        arrays[name] = member
-    return arrays
+@dataclasses.dataclass
+class _Member:
+    """One array of an ``.npz``: the input name it is for, its zip member, and what its
+    ``.npy`` header declares (None where the header's version has no public reader)."""
+
+    name: str
+    info: zipfile.ZipInfo
+    shape: tuple[int, ...] | None
+
+
+def _members(path: Path, archive: zipfile.ZipFile) -> list[_Member]:
+    """The arrays of an ``.npz`` by the zip's own member names (``numpy.load`` hands member
+    ``x.npy`` out under ``x`` and under ``x.npy`` alike, so that an input named ``x.npy``, held
+    as ``x.npy.npy``, was fed ``x``'s array), their headers read, no data yet."""
+    members: dict[str, _Member] = {}
+    for info in archive.infolist():
+        name = info.filename.removesuffix(".npy")
+        if name in members:  # x and x.npy; or one name twice in the zip's directory
+            raise InvalidArgumentError(
+                f"{path}: holds {name!r} twice (members {members[name].info.filename} and "
+                f"{info.filename}); refused",
+                parameter="inputs",
+            )
+        with archive.open(info) as stream:
+            try:
+                version = np.lib.format.read_magic(stream)
+            except ValueError:
+                raise InvalidArgumentError(
+                    f"{path}: {name!r} is not a .npy array", parameter="inputs"
+                ) from None
+            header = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }.get(version)
+            shape = None if header is None else tuple(header(stream)[0])
+        members[name] = _Member(name, info, shape)
+    return list(members.values())
+
+
+def _read(archive: zipfile.ZipFile, member: _Member) -> np.ndarray:
+    with archive.open(member.info) as stream:
+        return np.lib.format.read_array(stream, allow_pickle=False)
 
 
 def _unreadable(error: Exception) -> str:
@@ -293,34 +321,34 @@ def _wanted(dtype: ir.DataType) -> str:
 
 
 def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
-    """Inputs from an ``.npz`` file, checked against the model's inputs."""
+    """Inputs from an ``.npz`` file, checked against the model's inputs: the names and the
+    shapes its headers declare before any array is read (a small file can declare a huge
+    one), then each array's dtype and the sizes of the symbolic dimensions."""
     if (problem := not_readable(path)) is not None:  # a FIFO would block the read
         raise InvalidArgumentError(f"{path}: {problem}", parameter="inputs")
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):  # a .npy file: one array, no names
+        with open(path, "rb") as file:
+            magic = file.read(len(np.lib.format.MAGIC_PREFIX))
+        if magic == np.lib.format.MAGIC_PREFIX:  # a .npy file: one array, no names
             raise InvalidArgumentError(
                 f"{path}: one array without a name (a .npy file); --inputs takes an .npz with "
                 "an array per model input, by its name (numpy.savez(path, name=array))",
                 parameter="inputs",
             )
-        with loaded as data:
-            members = {name: data[name] for name in data.files}
-            names_read = list(data.files)
+        with zipfile.ZipFile(path) as archive:
+            members = _members(path, archive)
+            by_name = {member.name: member for member in members}
+            _check_names(path, specs, by_name)
+            for spec in specs:
+                if (shape := by_name[spec.name].shape) is not None:
+                    _check_shape(path, spec, shape)
+            feeds = {member.name: _read(archive, member) for member in members}
     except InvalidArgumentError:
         raise
     except Exception as error:  # a cut-off zip, a bad member: whatever the file is, not .npz
         raise InvalidArgumentError(
             f"{path}: not a readable .npz file{_unreadable(error)}", parameter="inputs"
         ) from None
-    feeds = _arrays(path, names_read, members)
-    names = {s.name for s in specs}
-    if missing := sorted(names - set(feeds)):
-        raise InvalidArgumentError(f"{path}: missing input {missing[0]!r}", parameter="inputs")
-    if extra := sorted(set(feeds) - names):
-        raise InvalidArgumentError(
-            f"{path}: the model has no input {extra[0]!r}", parameter="inputs"
-        )
     for spec in specs:
         array = feeds[spec.name] = _from_bits(feeds[spec.name], spec)
         if not _fits_dtype(spec, array):
@@ -328,19 +356,33 @@ def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
                 f"{path}: {spec.name} is {array.dtype}, the model wants {_wanted(spec.dtype)}",
                 parameter="inputs",
             )
-        fits = len(array.shape) == len(spec.shape) and all(
-            not isinstance(want, int) or want == got
-            for want, got in zip(spec.shape, array.shape, strict=False)
-        )
-        if not fits:
-            raise InvalidArgumentError(
-                f"{path}: {spec.name} has shape {list(array.shape)}, the model wants "
-                f"{[d if isinstance(d, int) else '?' for d in spec.shape]}",
-                parameter="inputs",
-            )
+        _check_shape(path, spec, array.shape)
     sizes = _Sizes("inputs", f"{path}: ")  # a symbol has one size in every input naming it
     for spec in specs:
         for axis, dim in enumerate(spec.shape):
             if isinstance(dim, str):
                 sizes.bind(dim, feeds[spec.name].shape[axis], f"{spec.name}[{axis}]")
     return feeds
+
+
+def _check_names(path: Path, specs: list[InputSpec], held: dict[str, _Member]) -> None:
+    names = {s.name for s in specs}
+    if missing := sorted(names - set(held)):
+        raise InvalidArgumentError(f"{path}: missing input {missing[0]!r}", parameter="inputs")
+    if extra := sorted(set(held) - names):
+        raise InvalidArgumentError(
+            f"{path}: the model has no input {extra[0]!r}", parameter="inputs"
+        )
+
+
+def _check_shape(path: Path, spec: InputSpec, shape: tuple[int, ...]) -> None:
+    fits = len(shape) == len(spec.shape) and all(
+        not isinstance(want, int) or want == got
+        for want, got in zip(spec.shape, shape, strict=False)
+    )
+    if not fits:
+        raise InvalidArgumentError(
+            f"{path}: {spec.name} has shape {list(shape)}, the model wants "
+            f"{[d if isinstance(d, int) else '?' for d in spec.shape]}",
+            parameter="inputs",
+        )
