@@ -1113,7 +1113,7 @@ def _compare(
                 logger.warning("the dynamic axes could not be verified where doubled: %s", error)
             else:
                 report.dynamic_comparisons[provider] = compared
-        report.latency[provider] = _latency(session, feeds, options.runs, options.warmup)
+        report.latency[provider] = _latency(session, staged, feeds, options)
 
 
 def _run_compared(
@@ -1128,13 +1128,15 @@ def _run_compared(
 
 
 def _latency(
-    session: prov.Session, feeds: dict[str, np.ndarray], runs: int, warmup: int
+    session: prov.Session, staged: Path, feeds: dict[str, np.ndarray], options: CheckOptions
 ) -> LatencyStats:
-    for _ in range(warmup):
-        session.session.run(None, feeds)
+    """Median and spread of ``options.runs`` runs after ``options.warmup``; each run as the
+    compared one ran (:func:`prov.run`: a failure is one line naming the model)."""
+    for _ in range(options.warmup):
+        prov.run(session, staged, feeds)
     seconds = []
-    for _ in range(runs):
+    for _ in range(options.runs):
         start = time.perf_counter()
-        session.session.run(None, feeds)
+        prov.run(session, staged, feeds)
         seconds.append(time.perf_counter() - start)
     return latency_stats(seconds)

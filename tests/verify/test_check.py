@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from tests.helpers import onnx_model, rand
 from wnpass import fold_onnx
-from wnpass.errors import InvalidArgumentError, InvalidModelError, OutputError
+from wnpass.errors import InvalidArgumentError, InvalidModelError, OutputError, UsageError
 from wnpass.verify import providers
 from wnpass.verify.check import check
 from wnpass.verify.options import CheckOptions
@@ -256,6 +257,29 @@ def test_outputs_in_another_order_are_compared_by_name_and_noted(tmp_path: Path)
     assert "(b, a; the reference's: a, b)" in note
 
 
+def test_an_output_listed_twice_fails_the_check(tmp_path: Path) -> None:
+    """The candidate lists ``y`` twice (``[y, y, z]`` against ``[y, z]``): compared by name,
+    every output matched, "equivalent", while a caller reading outputs by position gets ``y``
+    where the reference gives ``z``."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2] x) => (%s) {
+            y = Neg(x)
+            z = Abs(x)
+        }
+    """
+    paths = [tmp_path / "yz.onnx", tmp_path / "yyz.onnx"]
+    outputs = ("float[2] y, float[2] z", "float[2] y, float[2] y, float[2] z")
+    for path, listed in zip(paths, outputs, strict=True):
+        onnx.save(onnx.parser.parse_model(text % listed), path)
+    report = check(*paths, runs=1, warmup=0)
+    assert not report
+    assert report.failures() == [
+        "cpu/default: y: listed 2 times among the candidate's outputs, once among the reference's"
+    ]
+    assert check(paths[1], paths[1], runs=1, warmup=0)  # the same list on both sides
+
+
 BFLOAT16 = """
     <ir_version: 8, opset_import: ["" : 17]>
     agraph (bfloat16[N] x) => (bfloat16[N] y, float[N] f) {
@@ -474,6 +498,78 @@ def fails_to_run(tmp_path: Path) -> tuple[Path, Path]:
     return runs, fails
 
 
+def test_a_fortran_ordered_bfloat16_input_is_fed_in_its_element_order() -> None:
+    """An OrtValue made from a bfloat16 array's bits takes its buffer as it is: a Fortran-
+    ordered ``[[0, 1, 2], [3, 4, 5]]`` was fed as ``[[0, 3, 1], [4, 2, 5]]``, so two models
+    that differ only there were "equivalent"."""
+    x = np.asfortranarray(np.arange(6, dtype=np.float32).reshape(2, 3)).astype(ml_dtypes.bfloat16)
+    assert not x.flags.c_contiguous
+    square = providers.ort_feeds({"x": x})["x"]
+    assert square.shape() == [2, 3]
+    as_bits = np.ascontiguousarray(x).view(np.uint16)
+    fed = np.frombuffer(ctypes.string_at(square.data_ptr(), 12), np.uint16).reshape(2, 3)
+    assert np.array_equal(fed, as_bits)
+
+
+# y = x reshaped to a size drawn at random: 6 (runs) or 7 (fails), a new draw each run
+FLAKY = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[2, 3] x) => (float[6] y) {
+        r = RandomUniform <shape = [1], seed = %s> ()
+        c = Less(r, half)
+        s = Where(c, six, seven)
+        y = Reshape(x, s)
+    }
+"""
+
+
+def _flaky(tmp_path: Path) -> Path:
+    """A model whose first two runs succeed and a later one of the next six fails."""
+    feeds = {"x": np.zeros((2, 3), np.float32)}
+    path = tmp_path / "flaky.onnx"
+    for seed in range(100):
+        model = onnx_model(
+            FLAKY % f"{seed}.0",
+            check=False,
+            half=np.array([0.5], np.float32),
+            six=np.array([6], np.int64),
+            seven=np.array([7], np.int64),
+        )
+        onnx.save(model, path)
+        session = providers.open_session(path, "cpu")
+        ran = []
+        for _ in range(8):
+            try:
+                session.run(feeds)
+                ran.append(True)
+            except Exception:
+                ran.append(False)
+        if ran[:2] == [True, True] and not all(ran):
+            return path
+    raise AssertionError("no seed gives a run that fails after two that succeed")
+
+
+def test_a_candidate_that_fails_in_a_timed_run_fails_the_check(tmp_path: Path) -> None:
+    """A candidate that ran once and failed in a later timed run was an internal error (exit 3,
+    no report): it fails the check, as on its first run; the reference's is bad input."""
+    reference = tmp_path / "reshape6.onnx"
+    onnx.save(onnx_model(FLAKY_FREE, six=np.array([6], np.int64)), reference)
+    candidate = _flaky(tmp_path)
+    report = check(reference, candidate, runs=3, warmup=3)
+    (run,) = report.runs
+    assert run.status == CANDIDATE_FAILED and not report and run.candidate is None
+    assert run.error is not None and run.error.startswith("on its run ")
+    assert "for the timing, after the run compared had succeeded: [ONNXRuntimeError]" in run.error
+    with pytest.raises(providers.RunFailedError, match=r"flaky\.onnx: onnxruntime failed to run"):
+        check(candidate, reference, runs=3, warmup=3)  # the reference's: bad input
+
+
+FLAKY_FREE = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[2, 3] x) => (float[6] y) { y = Reshape(x, six) }
+"""
+
+
 def test_a_candidate_that_fails_to_run_fails_the_check(fails_to_run: tuple[Path, Path]) -> None:
     """The reference ran: the candidate failing is what the check found (exit 1), no bad
     input (it raised InvalidModelError, exit 2)."""
@@ -548,6 +644,31 @@ def test_running_out_of_memory_is_no_verdict_on_the_model(message: str) -> None:
     with pytest.raises(providers.RunFailedError) as failed:
         providers.run(_Session("Reshape: cannot reshape " + "y" * 300), Path("c.onnx"), {})  # type: ignore[arg-type]
     assert failed.value.reason.endswith("y" * 300)  # the report's error is whole
+    # a word of an out-of-memory message in the model's own names is no allocation failure
+    named = "running Reshape node. Name:'bad_alloc_here' Status Message: cannot reshape"
+    with pytest.raises(providers.RunFailedError):
+        providers.run(_Session(named), Path("c.onnx"), {})  # type: ignore[arg-type]
+
+
+def test_a_string_input_beside_a_bits_output_is_said_to_be_onnx_runtimes_limit(
+    tmp_path: Path,
+) -> None:
+    """ONNX Runtime makes no OrtValue of strings, and reads bfloat16 outputs only as OrtValues:
+    the error blamed the model ("onnxruntime failed to run it")."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (string[2] s, float[2] x) => (string[2] t, bfloat16[2] y) {
+            t = Identity(s)
+            y = Cast <to = 16> (x)
+        }
+    """
+    path = tmp_path / "str_bf16.onnx"
+    onnx.save(onnx_model(text), path)
+    message = r"^a string input beside an output of a type numpy lacks .*; nothing compared$"
+    feeds = tmp_path / "in.npz"
+    np.savez(feeds, s=np.array(["a", "b"]), x=np.ones(2, np.float32))
+    with pytest.raises(UsageError, match=message):
+        check(path, path, inputs=feeds, runs=1, warmup=0)
 
 
 def test_an_output_of_tiny_values_fails_when_it_is_wrong(tmp_path: Path) -> None:

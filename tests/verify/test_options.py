@@ -92,6 +92,7 @@ def test_threads_beyond_the_documented_range_are_refused(threads: int) -> None:
         ({"shapes": {1: [2]}}, "shapes 1: an input name must be a str, not int"),
         ({"shapes": {"x": 2}}, "shapes x=2: every dimension must be a whole number >= 1"),
         ({"inputs": 1}, "inputs must be a path (a str or os.PathLike), not int"),
+        ({"inputs": ""}, "inputs is an empty path"),  # was "inputs .: is a directory"
         ({"inputs": b"x.npz"}, "inputs must be a path (a str or os.PathLike), not bytes"),
     ],
 )

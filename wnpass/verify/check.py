@@ -56,25 +56,53 @@ def _run_names(session: object) -> list[str]:
     return [o.name for o in session.get_outputs()]  # type: ignore[attr-defined]
 
 
+class _FailedInTiming(Exception):
+    """The candidate failed in a timed run after its compared run had succeeded (a model
+    whose result depends on more than its inputs: a random op, say)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def _timed_runs(
     ref: prov.Session,
     cand: prov.Session,
+    paths: tuple[Path, Path],
     feeds: dict[str, Any],
     runs: int,
     warmup: int,
     progress: Progress | None,
     label: str,
 ) -> tuple[LatencyStats, LatencyStats]:
-    for _ in range(warmup):  # both already ran once without error
-        ref.run(feeds)
-        cand.run(feeds)
+    """Warm both up, then time them run by run, alternating which goes first. A run that
+    fails is the reference's (``RunFailedError``: bad input, as on its first run) or the
+    candidate's (:class:`_FailedInTiming`: the check fails)."""
+    done = 0
+
+    def run(key: str) -> None:
+        session, path = (ref, paths[0]) if key == "ref" else (cand, paths[1])
+        try:
+            prov.run(session, path, feeds)
+        except prov.RunFailedError as error:
+            if key == "ref":
+                raise
+            raise _FailedInTiming(
+                f"on its run {done + 1} of {warmup + runs} for the timing, after the run "
+                f"compared had succeeded: {error.reason}"
+            ) from None
+
+    for _ in range(warmup):
+        run("ref")
+        run("cand")
+        done += 1
     times: dict[str, list[float]] = {"ref": [], "cand": []}
     for i in range(runs):
-        order = [("ref", ref), ("cand", cand)] if i % 2 == 0 else [("cand", cand), ("ref", ref)]
-        for key, session in order:
+        for key in ("ref", "cand") if i % 2 == 0 else ("cand", "ref"):
             start = time.perf_counter()
-            session.run(feeds)
+            run(key)
             times[key].append(time.perf_counter() - start)
+        done += 1
         if progress:
             progress(label, i + 1, runs)
     return latency_stats(times["ref"]), latency_stats(times["cand"])
@@ -232,6 +260,7 @@ def check(
     feeds = prov.ort_feeds(arrays)  # once: the timed runs pay nothing to convert them
     report.not_available = [p for p in prov.PROVIDERS if p not in prov.available()]
     candidate_outputs: dict[str, tuple[list[str], list[np.ndarray]]] = {}
+    paths = (reference, candidate)
     for provider in chosen:
         prov.warm_up(provider)
         for level in options.optimizations:
@@ -243,9 +272,13 @@ def check(
             ref_s, cand_s = run.sessions
             assert cand_s is not None  # status OK: it loaded
             label = f"{provider}/{level}"
-            run.result.reference, run.result.candidate = _timed_runs(
-                ref_s, cand_s, feeds, options.runs, options.warmup, progress, label
-            )
+            try:
+                run.result.reference, run.result.candidate = _timed_runs(
+                    ref_s, cand_s, paths, feeds, options.runs, options.warmup, progress, label
+                )
+            except _FailedInTiming as error:
+                run.result.status, run.result.error = CANDIDATE_FAILED, error.reason
+                logger.info("%s: the candidate failed to run: %s", label, error.reason)
     if "cuda" in candidate_outputs and "cpu" in candidate_outputs:
         cpu_names, cpu_values = candidate_outputs["cpu"]
         cuda_names, cuda_values = candidate_outputs["cuda"]

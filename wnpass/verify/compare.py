@@ -27,6 +27,7 @@ mismatch.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -380,4 +381,19 @@ def compare_outputs(
             extra = OutputComparison(name, None, None, None, None)
             extra.problem = "not in the reference"
             results.append(extra)
+    # an output listed more often on one side moves the others' positions: a caller that
+    # reads them by position (run(None, ...)) gets another output there
+    listed, candidate_listed = Counter(names), Counter(candidate_names)
+    for name in dict.fromkeys(names):
+        if name in candidate_listed and listed[name] != candidate_listed[name]:
+            twice = OutputComparison(name, None, None, None, None)
+            twice.problem = (
+                f"listed {_times(candidate_listed[name])} among the candidate's outputs, "
+                f"{_times(listed[name])} among the reference's"
+            )
+            results.append(twice)
     return results
+
+
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"

@@ -68,8 +68,10 @@ class CheckOptions:
         for name in ("runs", "warmup", "threads"):
             object.__setattr__(self, name, _int(getattr(self, name)))
         if isinstance(self.inputs, (str, os.PathLike)):
-            with contextlib.suppress(TypeError):  # a bytes path: validate() refuses it
-                object.__setattr__(self, "inputs", Path(self.inputs))
+            # a bytes path, and an empty one (Path("") is "."): validate() refuses them
+            with contextlib.suppress(TypeError):
+                if os.fspath(self.inputs):
+                    object.__setattr__(self, "inputs", Path(self.inputs))
         for name in ("providers", "optimizations"):
             # a tuple, whatever collection was given (a list, a set, a generator, dict keys),
             # each name once (--provider cpu --provider cpu is cpu); a bare string is left

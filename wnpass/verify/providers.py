@@ -10,6 +10,7 @@ import ctypes
 import dataclasses
 import functools
 import math
+import re
 import statistics
 import time
 from pathlib import Path
@@ -190,7 +191,9 @@ def run(session: Session, model: Path, feeds: dict[str, Any]) -> list[Any]:
         raise
     except Exception as error:
         reason = printable(" ".join(str(error).split())) or type(error).__name__
-        if isinstance(error, MemoryError) or any(w in reason.lower() for w in _OUT_OF_MEMORY):
+        # what is quoted is the model's own (a node named 'bad_alloc'), not what happened
+        said = re.sub(r"'[^']*'", "''", reason).lower()
+        if isinstance(error, MemoryError) or any(w in said for w in _OUT_OF_MEMORY):
             raise OutOfMemoryError(model, reason) from None
         raise RunFailedError(model, reason) from None
 
@@ -239,9 +242,9 @@ def ort_feeds(feeds: dict[str, Any]) -> dict[str, Any]:
     if not any(isinstance(v, np.ndarray) and v.dtype in FED_AS_BITS for v in feeds.values()):
         return feeds
     ort = onnxruntime()
-    return {
+    return {  # its bits in C order: the OrtValue takes the buffer as it is, strides unread
         name: ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
-            value.view(f"u{value.itemsize}"), FED_AS_BITS[value.dtype].value
+            np.ascontiguousarray(value).view(f"u{value.itemsize}"), FED_AS_BITS[value.dtype].value
         )
         if isinstance(value, np.ndarray) and value.dtype in FED_AS_BITS
         else value
@@ -307,7 +310,12 @@ class Session:
         if not self.bits_outputs:
             return list(self.session.run(None, feeds))
         # run_with_ort_values hands back OrtValues, which can be read by their bits; it takes
-        # OrtValues only
+        # OrtValues only, and ONNX Runtime makes none of strings
+        if any(isinstance(v, np.ndarray) and v.dtype.kind == "U" for v in feeds.values()):
+            raise UsageError(
+                "a string input beside an output of a type numpy lacks (bfloat16, float8, "
+                "int4): ONNX Runtime's Python API cannot run such a model; nothing compared"
+            )
         ort = onnxruntime()
         values = {
             name: value
