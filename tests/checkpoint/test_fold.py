@@ -496,20 +496,47 @@ _MAX64 = float(np.finfo(np.float64).max)
 def test_a_weight_whose_float64_computation_overflows_is_declined(
     g: float, row: list[float], finite: bool
 ) -> None:
-    """A pair is declined exactly where the fold's own float64 ``v * (g / ||v||)`` is not
-    finite (g and the exact weight may both be finite): never folded into inf or NaN, and
-    never declined where it would fold."""
+    """A float64 pair is declined exactly where ``v * (g / ||v||)`` is not finite (g and the
+    exact weight may both be finite): never folded into inf or NaN, and never declined where
+    it would fold."""
     g64, v64 = np.array([[g]]), np.array([row])
     with np.errstate(over="ignore", invalid="ignore"):
         assert bool(np.isfinite(weight_from(g64, v64, 0)).all()) is finite
     reason = values_reason(g64, v64, 0)
     assert (reason is None) is finite
     if not finite:
-        assert reason == (
-            "g / ||v|| is too large: the fold's float64 v * (g / ||v||) overflows, so the "
-            "folded weight would not be finite"
-        )
+        assert reason == _QUOTIENT % "float64"
         assert check_pair(torch.tensor(g64), torch.tensor(v64), 0) == reason
+
+
+_QUOTIENT = (
+    "g / ||v|| exceeds the largest %s: PyTorch computes v * (g / ||v||), inf there, so the "
+    "weight it uses is not finite"
+)
+
+
+@pytest.mark.parametrize(
+    ("g", "row"),
+    [
+        (3e38, [0.5, 0.0, 0.0]),  # the exact weight, [3e38, 0, 0], is a float32
+        (3e38, [1.0, 0.0, 0.0]),
+        (1.0, [1e-19, 1e-19, 0.0]),
+        (1.0, [1e-18, 0.0, 0.0]),
+    ],
+)
+def test_a_float32_pair_whose_pytorch_quotient_overflows_is_declined(
+    g: float, row: list[float]
+) -> None:
+    """``g = 3e38``, ``v = [0.5, 0, 0]``: PyTorch's weight norm is ``[inf, nan, nan]`` (its
+    ``g / ||v||`` overflows float32) while the exact weight, which the fold wrote, is finite;
+    the model the checkpoint came from never computed it. Declined where, and only where,
+    PyTorch's own weight is not finite."""
+    g32, v32 = torch.tensor([[g]]), torch.tensor([row])
+    pytorch_finite = bool(torch._weight_norm(v32, g32, 0).isfinite().all())
+    reason = check_pair(g32, v32, 0)
+    assert (reason is None) is pytorch_finite
+    if not pytorch_finite:
+        assert reason == _QUOTIENT % "float32"
 
 
 @pytest.mark.parametrize("name", ["o.safetensors", "o.pt"])
@@ -521,7 +548,7 @@ def test_inspect_and_fold_agree_on_an_overflowing_quotient(tmp_path: Path, name:
         "a.weight_v": torch.tensor([[1e-100, 0.0]], dtype=torch.float64),
     }
     save_any(state, tmp_path / name)
-    reason = "g / ||v|| is too large"
+    reason = "g / ||v|| exceeds the largest float64"
     (pair,) = inspect_checkpoint(tmp_path / name).pairs
     assert pair.status == "declined" and reason in (pair.reason or "")
     report = fold_checkpoint(tmp_path / name)

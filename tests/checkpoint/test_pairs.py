@@ -110,6 +110,30 @@ def test_a_parametrization_stacked_on_weight_norm_declines_the_pair(folding: boo
     assert n.ok
 
 
+@pytest.mark.parametrize("folding", [True, False], ids=["fold", "convert"])
+def test_a_parametrization_of_three_tensors_declines_the_pair(folding: bool) -> None:
+    """A parametrization whose ``right_inverse`` gives three tensors (``g * v / ||v|| +
+    delta``) stores ``original0/1/2``: it was folded into ``g * v / ||v||``, 1.5 from the
+    model's weight, and ``original2`` was left behind; ``convert`` left it behind too."""
+    tensors = [
+        info("m.parametrizations.weight.original0", (4, 1)),
+        info("m.parametrizations.weight.original1", (4, 3)),
+        info("m.parametrizations.weight.original2", (4, 3)),
+        info("n.parametrizations.weight.original0", (4, 1)),
+        info("n.parametrizations.weight.original1", (4, 3)),
+        info("n.parametrizations.weight.original10", (4, 3)),  # not original1: a third one
+        info("k.parametrizations.weight.original0", (4, 1)),  # another module's: folded
+        info("k.parametrizations.weight.original1", (4, 3)),
+    ]
+    m, n, k = find_pairs(tensors, folding=folding)
+    assert m.reason == (
+        "its parametrization holds more than g and v (m.parametrizations.weight.original2): "
+        "the weight is not g * v / ||v||"
+    )
+    assert n.reason is not None and "(n.parametrizations.weight.original10)" in n.reason
+    assert k.ok
+
+
 @pytest.mark.parametrize("dtype", ["float8_e4m3fn", "int64", "complex64"])
 def test_a_renaming_takes_a_pair_of_any_dtype(dtype: str) -> None:
     """``convert`` reads no values: the dtype declines a pair only where it is to be folded."""

@@ -4,8 +4,8 @@ The values are checked first, and a pair that would not give an exact, finite we
 declined (:class:`Declined`, with the reason) rather than written: NaN or Inf in ``g`` or
 ``v``, a unit of ``v`` whose norm PyTorch would not compute exactly at run time (all zero: NaN;
 squares that overflow or underflow the dtype it sums them in: inf or 0), a ``g`` beyond ``v``'s
-dtype, or a weight whose own computation here would not be finite (``g / ||v||`` beyond
-float64); a tensor without dense values (sparse, quantized, meta) is declined too. The
+dtype, or a quotient ``g / ||v||`` beyond it (PyTorch's ``v * (g / ||v||)`` is inf there); a
+tensor without dense values (sparse, quantized, meta) is declined too. The
 product is computed in float64 with numpy (single-threaded, deterministic) and rounded once,
 to nearest even, to ``v``'s dtype by :func:`wnpass.rounding.round_once` (straight from
 float64; bfloat16 through float32 rounded to odd, where torch's own cast would round twice).
@@ -22,7 +22,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from wnpass.rounding import BFLOAT16, round_once, to_torch
+from wnpass.rounding import BFLOAT16, to_torch
 from wnpass.rules import norm_axes, weight_from
 
 __all__ = [
@@ -115,27 +115,24 @@ def norm_reason(
 def overflow_reason(
     g64: np.ndarray, v64: np.ndarray, squares: np.ndarray, dim: int | None, dtype: np.dtype
 ) -> str | None:
-    """Why the fold's own computation of the weight would not be finite, or None.
+    """Why PyTorch's own computation of the weight would not be finite, or None.
 
-    :func:`wnpass.rules.weight_from` computes ``v * (g / ||v||)`` in float64 and rounds it once
-    to ``dtype``. Where ``g`` is large and ``||v||`` tiny, ``g / ||v||`` overflows float64
-    (``g = 1e300``, ``||v|| = 1e-100``: inf, and ``0 * inf`` is NaN) although the exact weight
-    is finite. After the quotient, each step (the product, the rounding) is monotone in
-    ``|v|``, so a unit's weights are all finite exactly when the one at its largest ``|v|``
-    is: that one is computed per unit here, the same way, rather than the whole product.
+    PyTorch computes ``v * (g / ||v||)``: where ``g / ||v||`` exceeds the largest value of the
+    weight's dtype (``g = 3e38``, ``v = [0.5, 0]`` in float32), it is inf there and the weight
+    inf (NaN where ``v`` is 0), although the exact weight may be finite. (On some devices
+    PyTorch takes a 16-bit weight's quotient in float32; it is declined where any would
+    overflow.) Below that limit, the fold's float64 product is finite too: ``|v| <= ||v||``,
+    so each weight is at most ``|g|``, which :func:`values_reason` bounds first.
     """
-    axes = norm_axes(v64.ndim, dim)
-    if v64.ndim and len(axes) == v64.ndim:
+    if v64.ndim and len(norm_axes(v64.ndim, dim)) == v64.ndim:
         g64 = g64.reshape(())  # as weight_from: a whole-tensor g of shape (1, 1) is a scalar
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        quotient = np.abs(g64 / np.sqrt(squares))
-        largest = np.max(np.abs(v64), axis=axes, keepdims=True, initial=0.0)
-        peak = round_once(largest * quotient, dtype)
-    if np.isfinite(peak).all():
+    with np.errstate(over="ignore", divide="ignore"):
+        quotient = np.abs(g64) / np.sqrt(squares)
+    if not quotient.size or float(quotient.max()) <= float(ml_dtypes.finfo(dtype).max):
         return None
     return (
-        "g / ||v|| is too large: the fold's float64 v * (g / ||v||) overflows, so the folded "
-        "weight would not be finite"
+        f"g / ||v|| exceeds the largest {dtype.name}: PyTorch computes v * (g / ||v||), "
+        "inf there, so the weight it uses is not finite"
     )
 
 
@@ -143,8 +140,8 @@ def values_reason(g: np.ndarray, v: np.ndarray, dim: int | None) -> str | None:
     """Why these values cannot be folded exactly, or None: NaN/Inf in ``g`` or ``v``, norms
     PyTorch would not compute exactly (:func:`norm_reason`: a zero unit, squares that overflow
     or underflow), a ``g`` beyond the largest finite value of ``v``'s dtype (``|w| <= |g|``,
-    so a ``g`` within it cannot overflow that dtype), or a computation of the weight that
-    would not be finite (:func:`overflow_reason`)."""
+    so a ``g`` within it cannot overflow that dtype), or a quotient ``g / ||v||`` beyond it
+    (:func:`overflow_reason`)."""
     g64, v64 = g.astype(np.float64), v.astype(np.float64)
     if not np.isfinite(g64).all() or not np.isfinite(v64).all():
         return "NaN or Inf in g or v"

@@ -12,7 +12,8 @@ A pair is ``g`` and ``v`` of one weight in one key form (:mod:`wnpass.rules`). W
   other entry: folding would replace it), the same weight stored in both key forms, or another
   parametrization stacked on the weight (``m.parametrizations.weight.1._u`` beside
   ``original0``/``original1``: the weight is that parametrization of ``g * v / ||v||``, which
-  neither a fold nor a renaming into the legacy form keeps);
+  neither a fold nor a renaming into the legacy form keeps), or a parametrization of more
+  tensors than two (``original2`` too: the weight is some function of the three);
 - not a pair at all: spectral norm's legacy keys (``X.weight_orig``, ``X.weight_u`` and
   ``X.weight_v``, its power-iteration vector, which ends like weight norm's ``v``), as
   HiFi-GAN's and VITS' discriminators store them;
@@ -41,9 +42,12 @@ logger = logging.getLogger(__name__)
 
 FOLDABLE_DTYPES = ("float64", "float32", "float16", "bfloat16")
 
-# The state of parametrization k of a weight (``m.parametrizations.weight.1._u``: a spectral
-# norm stacked on weight norm), by the ``m.parametrizations.weight`` it belongs to.
+# State of a weight's parametrization beyond weight norm's g and v, by the
+# ``m.parametrizations.weight`` it belongs to: that of another parametrization stacked on it
+# (``m.parametrizations.weight.1._u``: a spectral norm), or an original past the second
+# (``.original2``: a parametrization of three tensors, ``g * v / ||v|| + delta``, say).
 _STACKED = re.compile(r"^(?P<base>(?:.*\.)?parametrizations\.[^.]+)\.\d+\.")
+_MORE_ORIGINALS = re.compile(r"^(?P<base>(?:.*\.)?parametrizations\.[^.]+)\.original(?!0$|1$)")
 
 
 @dataclasses.dataclass
@@ -86,11 +90,14 @@ def _spectral_norm(keys: PairKeys, by_key: Collection[str]) -> bool:
 
 
 def _stacked(keys: Iterable[str]) -> dict[str, str]:
-    """The first key of a stacked parametrization's state, by the base it belongs to."""
+    """Why a parametrized weight is not ``g * v / ||v||``, naming the first key of the state
+    beyond ``g`` and ``v`` its parametrization holds, by the base it belongs to."""
     found: dict[str, str] = {}
     for key in keys:
         if match := _STACKED.match(key):
-            found.setdefault(match["base"], key)
+            found.setdefault(match["base"], f"another parametrization is stacked on it ({key})")
+        elif match := _MORE_ORIGINALS.match(key):
+            found.setdefault(match["base"], f"its parametrization holds more than g and v ({key})")
     return found
 
 
@@ -153,10 +160,7 @@ def _checked(
         return pair
     base = pair.keys.g.removesuffix(".original0")
     if pair.keys.form == "parametrize" and base in stacked:
-        pair.reason = (
-            f"another parametrization is stacked on it ({stacked[base]}): "
-            "the weight is not g * v / ||v||"
-        )
+        pair.reason = f"{stacked[base]}: the weight is not g * v / ||v||"
         return pair
     if pair.weight in by_key or pair.weight in others:
         pair.reason = f"{pair.weight} is stored too"
