@@ -14,6 +14,7 @@ from tests.checkpoint.builders import legacy_weight_norm
 from wnpass.checkpoint import api, fold_checkpoint
 from wnpass.errors import InvalidArgumentError
 from wnpass.fx.loading import load_model_py
+from wnpass.verify.compare import DEFAULT_TOLERANCES
 
 MODEL_PY = textwrap.dedent(
     """
@@ -140,6 +141,52 @@ def test_a_wrong_fold_fails_and_publishes_nothing(
     assert report.check is not None and not report.check and not report.published
     assert report.check.outputs[0].outside > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "model.py"]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize(("g_scale", "passes"), [(1.0, True), (1.05, False)])
+def test_a_half_precision_checkpoint_is_held_to_its_weights_tolerance(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dtype: torch.dtype,
+    g_scale: float,
+    passes: bool,
+) -> None:
+    """A bfloat16 checkpoint checked against a float32 model.py: the exact fold, rounded once
+    to bfloat16, failed float32's tolerance (44/48 outside, nothing written), since the
+    reference computes g * v / ||v|| in float32. The plain model's weights hold no more than
+    bfloat16, so their dtype's tolerance applies, shown in the row; a wrong g still fails."""
+    ckpt, model_py = _checkpoint(tmp_path)
+    state = torch.load(ckpt)
+    state["model"] = {k: v.to(dtype) for k, v in state["model"].items()}
+    torch.save(state, ckpt)
+    fold_pair = api.fold_pair
+    monkeypatch.setattr(api, "fold_pair", lambda g, v, dim: fold_pair(g * g_scale, v, dim))
+    report = fold_checkpoint(ckpt, check_model=model_py)
+    assert report.check is not None and bool(report.check) is passes
+    (row,) = report.check.outputs
+    name = str(dtype).removeprefix("torch.")
+    assert (row.dtype, row.held_as) == ("float32", name)
+    assert (row.rtol, row.atol) == DEFAULT_TOLERANCES[name]
+
+
+def test_a_whole_tensor_g_stored_with_axes_of_one_is_checked(tmp_path: Path) -> None:
+    """g of shape 1x1x1 beside v of 5x5x7 is a whole-tensor pair to the fold (foldable,
+    folded), but --model said the original checkpoint did not fit the model (exit 2): PyTorch's
+    weight norm keeps that g 0-d, and the g loaded into it is reshaped to fit."""
+    model_py = tmp_path / "model.py"
+    model_py.write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "def build_model():\n    return nn.Conv1d(5, 5, 7, padding=3)\n\n"
+        "def example_inputs():\n    return (torch.randn(1, 5, 9),)\n"
+    )
+    torch.manual_seed(0)
+    v = torch.randn(5, 5, 7)
+    state = {"weight_g": torch.tensor([[[1.7]]]), "weight_v": v, "bias": torch.randn(5)}
+    torch.save(state, ckpt := tmp_path / "g111.pt")
+    report = fold_checkpoint(ckpt, check_model=model_py)
+    assert report and report.check is not None and report.published
+    assert report.check.outputs[0].max_rel < 1e-5
 
 
 @pytest.mark.parametrize("api_name", ["parametrize", "legacy"])

@@ -235,6 +235,23 @@ def test_model_check_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert (tmp_path / "ckpt.folded.pt").is_file()
 
 
+def test_model_check_of_a_bfloat16_checkpoint_says_whose_tolerance_applies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt, model_py = _checkpoint(tmp_path)
+    state = torch.load(ckpt, weights_only=True)
+    torch.save({k: v.to(torch.bfloat16) for k, v in state["model"].items()}, ckpt)
+    report = tmp_path / "r.json"
+    assert (
+        main(["--plain", "fold", str(ckpt), "--model", str(model_py), "--json", str(report)]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "rtol=0.05 atol=0.01" in out
+    assert "tolerance of bfloat16: the folded weights are bfloat16, so outputs computed " in out
+    (row,) = json.loads(report.read_text())["check"]["outputs"]
+    assert (row["dtype"], row["held_as"], row["rtol"]) == ("float32", "bfloat16", 0.05)
+
+
 def test_model_check_names_the_state_dicts_it_compared(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

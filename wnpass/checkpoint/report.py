@@ -63,6 +63,9 @@ class OutputRow:
     uncompared: str | None = None  # why no element of it was compared (no failure by itself)
     atol_scaled: bool = False  # the default atol capped at rtol times the output's scale
     group: str | None = None  # the state dict compared, in a torch file's object ("model")
+    # the dtype whose tolerance applies where not the output's: the folded weights' (bfloat16
+    # weights in a float32 model hold no more than bfloat16's precision)
+    held_as: str | None = None
 
     @property
     def ok(self) -> bool:

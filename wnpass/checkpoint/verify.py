@@ -20,8 +20,10 @@ per output dtype (:data:`wnpass.verify.compare.DEFAULT_TOLERANCES`; float32: rto
 1e-5; integers and bools exactly, whatever ``rtol``/``atol`` say): the reference rounds after
 every op of ``g * v / ||v||`` in float32 where the fold rounds once from float64, so the
 weights differ by a few ulps and the outputs by those ulps accumulated over each layer's sums;
-a wrong product (a lost ``g``, a wrong weight) differs by order 1. The axis itself is not
-checked: the reference normalizes where ``g`` says, as the fold does.
+a wrong product (a lost ``g``, a wrong weight) differs by order 1. An output more precise
+than the folded weights (a bfloat16 checkpoint, a float32 model) is held to the weights'
+dtype's tolerance (:func:`_held_as`). The axis itself is not checked: the reference
+normalizes where ``g`` says, as the fold does.
 """
 
 from __future__ import annotations
@@ -143,6 +145,34 @@ def _row(
     return row
 
 
+def _precision(name: str) -> float | None:
+    """The spacing at 1 of real float dtype ``name`` (bfloat16: 2**-7), None for any other."""
+    dtype = _numpy_dtype(name)
+    if dtype.kind == "c":
+        return None
+    try:
+        return float(ml_dtypes.finfo(dtype).eps)
+    except ValueError:  # integers, bools
+        return None
+
+
+def _coarsest(dtypes: list[str]) -> str | None:
+    """The least precise of the folded weights' dtypes."""
+    floats = [(eps, name) for name in dtypes if (eps := _precision(name)) is not None]
+    return max(floats)[1] if floats else None
+
+
+def _held_as(output: str, weights: str | None) -> str | None:
+    """``weights`` where the folded weights are of a float type less precise than float output
+    dtype ``output`` (bfloat16 weights, a float32 model): the plain model then computes with
+    weights that hold no more than ``weights`` does, rounded once from the exact product, where
+    the reference computes ``g * v / ||v||`` from the same ``g`` and ``v`` in ``output``; the
+    two differ by ``weights``' rounding, which ``output``'s tolerance would call a failure.
+    None where ``output``'s own tolerance applies."""
+    out, coarse = _precision(output), _precision(weights) if weights is not None else None
+    return weights if out is not None and coarse is not None and coarse > out else None
+
+
 def _as_compared(tensor: Any, exact: bool) -> Any:
     import torch
 
@@ -237,8 +267,9 @@ def check_folded(
         if i:  # the candidate holds the last state dict's weights: a fresh one for this one
             candidate, _ = plain_model(model_py, factory)
         reference = _reference(model_py, factory, pairs, original_dicts[group.path])
+        weights = _coarsest([pair.v.dtype for pair in pairs if pair.v is not None])
         rows = _compare(
-            model_py, reference, candidate, inputs, folded_dicts[group.path], rtol, atol
+            model_py, reference, candidate, inputs, folded_dicts[group.path], rtol, atol, weights
         )
         for row in rows:
             row.group = group.name
@@ -292,16 +323,22 @@ def _reference(
 
     reference, _ = plain_model(model_py, factory)
     normed: set[tuple[int, str]] = set()  # (module, weight) given weight norm
+    original = dict(original)
     for pair in pairs:
         module_name, _, leaf = pair.weight.rpartition(".")
         try:
             module = reference.get_submodule(module_name)
             # a module under two names (tied: self.b = self.a) has a pair under each; weight
             # norm goes on it once (twice would nest it, and its forward would fail)
-            if (id(module), leaf) in normed:
-                continue
-            normed.add((id(module), leaf))
-            weight_norm(module, leaf, dim=pair.dim)  # type: ignore[arg-type]  # None: whole
+            if (id(module), leaf) not in normed:
+                normed.add((id(module), leaf))
+                weight_norm(module, leaf, dim=pair.dim)  # type: ignore[arg-type]  # None: whole
+            # g as PyTorch's weight norm shapes it: a whole-tensor g stored 1x1x1 (read as a
+            # scalar, as the fold reads it) is 0-d there
+            shape = module.parametrizations[leaf].original0.shape
+            g = original.get(pair.g.key) if pair.g is not None else None
+            if g is not None and g.shape != shape and g.numel() == shape.numel():
+                original[pair.g.key] = g.reshape(shape)  # type: ignore[union-attr]
         except Exception as error:
             raise InvalidArgumentError(
                 f"{model_py}: the model has no weight {pair.weight} to put weight norm on "
@@ -328,9 +365,12 @@ def _compare(
     folded: dict[str, Any],
     rtol: float | None,
     atol: float | None,
+    weights: str | None = None,
 ) -> list[OutputRow]:
     """``candidate`` with ``folded`` loaded strictly against ``reference``, output by output
-    (a folded state dict that does not load strictly is one failed row)."""
+    (a folded state dict that does not load strictly is one failed row). ``weights``: the
+    dtype of the least precise folded weight (:func:`_coarsest`), whose tolerance a float
+    output more precise than it is held to (:func:`_held_as`)."""
     import torch
 
     from wnpass.fx.compare import kind_of
@@ -355,10 +395,13 @@ def _compare(
         if type(ref) is type(cand) and type(ref) in numbers:  # a Python float or complex
             wide = torch.float64 if type(ref) is float else torch.complex128
             r, c = torch.tensor(ref, dtype=wide), torch.tensor(cand, dtype=wide)
-            rows.append(_row(name, r, c, rtol, atol, held_as=numbers[type(ref)]))
-            rows[-1].dtype = type(ref).__name__
+            coarser = _held_as(numbers[type(ref)], weights)
+            rows.append(_row(name, r, c, rtol, atol, held_as=coarser or numbers[type(ref)]))
+            rows[-1].dtype, rows[-1].held_as = type(ref).__name__, coarser
         elif isinstance(ref, torch.Tensor) and isinstance(cand, torch.Tensor):
-            rows.append(_row(name, ref, cand, rtol, atol))
+            coarser = _held_as(str(ref.dtype).removeprefix("torch."), weights)
+            rows.append(_row(name, ref, cand, rtol, atol, held_as=coarser))
+            rows[-1].held_as = coarser
         elif other := _other_row(name, ref, cand):
             rows.append(other)
     for name, cand in cand_out.items():  # parts only the folded model's result has

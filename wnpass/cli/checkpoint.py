@@ -142,6 +142,11 @@ def _print_check(out: Printer, report: CheckpointReport) -> None:
         ("in", *columns) if where else columns,
         rows,
     )
+    for held in dict.fromkeys(row.held_as for row in check.outputs if row.held_as):
+        out.line(
+            f"tolerance of {held}: the folded weights are {held}, so outputs computed with "
+            f"them are no closer than {held}'s rounding"
+        )
     for name in check.unchecked:
         out.summary(
             f"not checked: the folded pairs of {name or 'the top level'} (a state dict the "
