@@ -96,6 +96,60 @@ def test_a_pruned_unit_is_declined_in_pytorch_and_not_deployable(
     assert (data["ok"], data["published"]) == (False, False)
 
 
+PLAIN = """
+import torch
+from torch import nn
+
+def build_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv1d(4, 4, 3), nn.Tanh(), nn.Conv1d(4, 2, 3))
+
+def example_inputs():
+    return (torch.randn(1, 4, 10, generator=torch.Generator().manual_seed(1)),)
+"""
+
+
+@pytest.mark.parametrize("zero_unit", [False, True], ids=["healthy", "zero-unit"])
+def test_a_weight_norm_checkpoint_of_a_plain_model_is_folded_and_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], zero_unit: bool
+) -> None:
+    """A weight-normed checkpoint loaded into a plain model.py was folded while loading,
+    unchecked and unreported: a unit of v all zero became NaN weights, compared NaN for NaN
+    with ONNX Runtime and called deployable (exit 0), and the report counted none of its
+    sites. The model now holds the checkpoint's weight norm, which export folds, checks and
+    reports as any other."""
+    import torch
+    from torch.nn.utils.parametrizations import weight_norm
+
+    from wnpass.fx.loading import load_model_py
+
+    path = tmp_path / "plain.py"
+    path.write_text(PLAIN)
+    model, _ = load_model_py(path)
+    weight_norm(model.get_submodule("0"))
+    torch.nn.utils.weight_norm(model.get_submodule("2"))  # legacy keys: weight_g, weight_v
+    state = model.state_dict()
+    if zero_unit:
+        state["0.parametrizations.weight.original1"][1].zero_()
+    torch.save(state, ckpt := tmp_path / "wn.pt")
+    out, report = tmp_path / "m.onnx", tmp_path / "r.json"
+    argv = ["export", str(path), "--checkpoint", str(ckpt), "-o", str(out), "--verify"]
+    assert main([*argv, "--runs", "1", "--json", str(report)]) == (1 if zero_unit else 0)
+    printed = capsys.readouterr().out
+    data = json.loads(report.read_text())
+    sites = {site["name"]: site["status"] for site in data["torch_fold"]["sites"]}
+    if zero_unit:
+        assert sites == {"0.weight": "declined", "2.weight": "folded"}
+        assert "declined in PyTorch: 0.weight: v has a unit with zero norm" in printed
+        assert not out.exists()
+    else:
+        assert sites == {"0.weight": "folded", "2.weight": "folded"}
+        assert "folded 2 weight-norm sites in PyTorch" in printed
+        assert onnx.numpy_helper.to_array(
+            {i.name: i for i in onnx.load(out).graph.initializer}["0.weight"]
+        ).shape == (4, 4, 3)
+
+
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
 def test_verify_feeds_each_graph_input_its_own_example(
     exporter: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

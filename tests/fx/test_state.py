@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
 from tests.fx.helpers import KEEP_RTOL, rel_error
 from wnpass import apply_weight_norm, load_state_dict_any
+from wnpass.fx.state import WeightNormPairError, restore_weight_norm
 
 
 def _source() -> Any:
@@ -56,3 +58,31 @@ def test_mismatched_checkpoint_still_fails() -> None:
         assert "size mismatch" in str(error)
         return
     raise AssertionError("a mismatched checkpoint loaded")
+
+
+def test_a_pair_without_a_finite_weight_is_refused_into_a_plain_model() -> None:
+    """A unit of v all zero was folded into NaN weights while loading, with no word."""
+    source = _source()
+    torch.nn.utils.parametrizations.weight_norm(source[0])
+    state = source.state_dict()
+    state["0.parametrizations.weight.original1"][2].zero_()
+    plain = _source()
+    with pytest.raises(WeightNormPairError, match=r"^0\.weight: cannot be folded into a plain "):
+        load_state_dict_any(plain, state)
+    assert torch.equal(plain[0].weight, _source()[0].weight)  # nothing loaded
+
+
+def test_weight_norm_is_restored_where_a_plain_model_meets_a_pair() -> None:
+    """Each stored pair gets PyTorch's weight norm at the axis its g keeps, in either key
+    form; the model then loads the pair as it is stored."""
+    source = _source()
+    torch.nn.utils.parametrizations.weight_norm(source[0])
+    torch.nn.utils.weight_norm(source[2], dim=2)
+    state = source.state_dict()
+    plain = _source()
+    assert restore_weight_norm(plain, state) == ["0.weight", "2.weight"]
+    load_state_dict_any(plain, state)
+    assert torch.equal(plain[2].parametrizations.weight.original1, state["2.weight_v"])
+    assert plain[2].parametrizations.weight.original0.shape == (1, 1, 3)  # dim 2 kept
+    assert rel_error(plain(_x()), source(_x())) <= KEEP_RTOL
+    assert restore_weight_norm(plain, state) == []  # once

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
     from wnpass.deploy import export, exporters_silenced
 
-    model, inputs = load_model(args, plan)
+    model, inputs = load_model(args, plan, keep_pairs=True)  # its weight norm reported
     if inputs is None:
         raise UsageError(f"{args.model}: defines no example_inputs(); export needs them")
     with blamed_on(args.model), exporters_silenced():

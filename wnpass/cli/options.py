@@ -229,17 +229,17 @@ def plan_model_py(args: argparse.Namespace, output: Path) -> IOPlan:
 
 
 def load_model(
-    args: argparse.Namespace, plan: IOPlan | None = None
+    args: argparse.Namespace, plan: IOPlan | None = None, *, keep_pairs: bool = False
 ) -> tuple[Any, tuple[Any, ...] | None]:
     """The model.py's model with ``--checkpoint`` loaded, and its example inputs. ``plan``:
     the command's (:func:`plan_model_py`), which then also refuses an output onto a module
-    the model.py imported."""
+    the model.py imported. ``keep_pairs``: as :func:`wnpass.fx.files.load_checkpoint`'s."""
     from wnpass.fx.files import load_checkpoint
     from wnpass.fx.loading import load_model_py
 
     model, inputs = load_model_py(args.model, args.factory, plan=plan)
     if args.checkpoint is not None:
-        load_checkpoint(model, args.checkpoint)
+        load_checkpoint(model, args.checkpoint, keep_pairs=keep_pairs)
     return model, inputs
 
 

@@ -67,12 +67,16 @@ def checkpoint_files(path: str | Path) -> list[Path]:
     return [path, *(path.parent / name for name in names)]
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> None:
+def load_checkpoint(model: nn.Module, path: str | Path, *, keep_pairs: bool = False) -> None:
     """Load a state dict in any weight-norm key form into ``model``: from a ``torch.save`` file
     (at its top level or under one of ``WRAPPER_KEYS``), a ``.safetensors`` file or a sharded
-    index of either."""
+    index of either. A weight stored as a g/v pair that the model holds plain is folded into
+    it as it is loaded (a pair of NaN or a zero-norm unit is refused); with ``keep_pairs``, it
+    gets PyTorch's weight norm first instead (:func:`wnpass.fx.state.restore_weight_norm`), so
+    that a command that folds the model's weight norm (export) folds, checks and reports it
+    as the model's own."""
     from wnpass.checkpoint.reading import load_torch, open_checkpoint
-    from wnpass.fx.state import load_state_dict_any
+    from wnpass.fx.state import load_state_dict_any, restore_weight_norm
 
     path = Path(path)
     if (problem := not_readable(path)) is not None:
@@ -90,6 +94,8 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
             state = {info.key: checkpoint.torch_tensor(info) for info in checkpoint.tensors()}
             checkpoint.close()
     try:
+        if keep_pairs:
+            restore_weight_norm(model, state)
         load_state_dict_any(model, state)
     except STOPS:
         raise

@@ -28,7 +28,12 @@ from wnpass.errors import WnpassError
 from wnpass.fx.fold import folded_weight
 from wnpass.rules import dim_from_shapes, pair_keys, parse_key
 
-__all__ = ["WeightNormPairError", "convert_state_dict", "load_state_dict_any"]
+__all__ = [
+    "WeightNormPairError",
+    "convert_state_dict",
+    "load_state_dict_any",
+    "restore_weight_norm",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +57,50 @@ class WeightNormPairError(WnpassError):
     """A stored g/v pair whose shapes do not fit together."""
 
 
-def _weight_from(name: str, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """The plain weight of a stored pair, its axis read from ``g``'s shape (rules)."""
+def _dim(name: str, g: torch.Tensor, v: torch.Tensor) -> int | None:
+    """The axis a stored pair's ``g`` keeps (rules); None: the whole tensor."""
     try:
-        dim = dim_from_shapes(g.shape, v.shape)
+        return dim_from_shapes(g.shape, v.shape)
     except ValueError as error:
         raise WeightNormPairError(f"{name}: {error}") from None
+
+
+def _weight_from(name: str, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The plain weight of a stored pair, its axis read from ``g``'s shape (rules); a pair
+    whose values give no exact, finite weight (NaN or Inf, a unit of ``v`` with zero norm:
+    the checkpoint fold's rule) is refused, never loaded as a weight of NaN."""
+    from wnpass.checkpoint.fold import check_pair
+
+    dim = _dim(name, g, v)
+    if (reason := check_pair(g, v, dim)) is not None:
+        raise WeightNormPairError(f"{name}: cannot be folded into a plain weight: {reason}")
     return folded_weight(g, v, dim)
+
+
+def restore_weight_norm(model: nn.Module, state: Mapping[str, Any]) -> list[str]:
+    """Put PyTorch's weight norm (``torch.nn.utils.parametrizations.weight_norm``, at the axis
+    the stored ``g`` keeps) on each weight that ``state`` stores as a g/v pair and ``model``
+    holds plain, so that the model holds the pair as stored instead of a weight folded while
+    loading: its weight norm is then folded, checked and reported with the rest of the
+    model's (a pair of NaN or a zero-norm unit is declined there, by name). Returns the
+    weights' names."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    plain = dict(model.named_parameters())
+    restored = []
+    for name in sorted(_plain_names(state)):
+        pair = _get_pair(state, name)
+        if pair is None or name not in plain:
+            continue
+        prefix, leaf = _split(name)
+        module = model.get_submodule(prefix[:-1]) if prefix else model
+        if parametrize.is_parametrized(module, leaf):
+            continue
+        dim = _dim(name, *pair)
+        weight_norm(module, leaf, dim=dim)  # type: ignore[arg-type]  # None: the whole tensor
+        restored.append(name)
+        logger.info("%s: weight norm put back from the checkpoint's g and v (dim %s)", name, dim)
+    return restored
 
 
 def _plain_names(state: Mapping[str, Any]) -> set[str]:
