@@ -70,6 +70,34 @@ def test_example_model_deploys_clean(
     model(*inputs)  # the caller's model still runs, weight norm and all
 
 
+class _Attention(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.mha = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+        self.kv = torch.nn.MultiheadAttention(8, 2, kdim=6, vdim=4, batch_first=True)
+
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        y, _ = self.mha(x, x, x)
+        return self.kv(y, k, v)[0]
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_attention_projection_weights_are_named(exporter: str, tmp_path: Path) -> None:
+    """``in_proj_weight`` (and ``q/k/v_proj_weight`` with kdim/vdim) were written as ``val_0``
+    or ``onnx::MatMul_146`` while the export said every weight was named after its parameter:
+    only names starting with ``weight`` were looked for."""
+    torch.manual_seed(0)
+    model = _Attention().eval()
+    g = torch.Generator().manual_seed(1)
+    inputs = tuple(torch.randn(1, n, d, generator=g) for n, d in ((5, 8), (3, 6), (3, 4)))
+    out = tmp_path / "attention.onnx"
+    report = export(model, inputs, out, exporter=exporter, verify=False)
+    assert report.names_missing == []
+    names = {init.name for init in onnx.load(out).graph.initializer}
+    projections = ("mha.in_proj_weight", "kv.q_proj_weight", "kv.k_proj_weight")
+    assert {*projections, "kv.v_proj_weight", "mha.out_proj.weight"} <= names
+
+
 def test_dynamic_batch_axis(tmp_path: Path) -> None:
     model, inputs = load_model_py(ROOT / "models" / "mlp.py")
     assert inputs is not None

@@ -663,9 +663,10 @@ def _scalar(what: str, example: bool | float, value: ir.Value) -> np.ndarray:
 
 
 def _weight_names(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Each weight (2-D and up) by its deployed name, with the value it computes with:
-    ``conv.weight`` also for weight-normed ``conv.parametrizations.weight.original0/1`` and
-    (legacy hook) ``conv.weight_g/_v``."""
+    """Each weight (a parameter of 2-D and up with ``weight`` in its name: ``conv.weight``,
+    ``lstm.weight_ih_l0``, ``attn.in_proj_weight``) by its deployed name, with the value it
+    computes with: ``conv.weight`` also for weight-normed
+    ``conv.parametrizations.weight.original0/1`` and (legacy hook) ``conv.weight_g/_v``."""
     legacy = {
         f"{prefix}.{hook.name}" if prefix else hook.name
         for prefix, module in model.named_modules()
@@ -679,7 +680,7 @@ def _weight_names(model: nn.Module) -> dict[str, torch.Tensor]:
             name = parsed[0].weight
             module, _, param = name.rpartition(".")
             value = getattr(model.get_submodule(module), param)
-        if value.dim() >= 2 and name.rpartition(".")[2].startswith("weight"):
+        if value.dim() >= 2 and "weight" in name.rpartition(".")[2]:
             weights[name] = value.detach()
     return weights
 
