@@ -98,6 +98,38 @@ def test_attention_projection_weights_are_named(exporter: str, tmp_path: Path) -
     assert {*projections, "kv.v_proj_weight", "mha.out_proj.weight"} <= names
 
 
+@pytest.mark.parametrize("fails", ["load", "run"])
+def test_a_graph_onnx_runtime_cannot_load_or_run_fails_the_verification(
+    fails: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dynamo exporter writes an LSTM with ``proj_size`` that ONNX Runtime cannot run
+    (torch 2.13): that was exit 2, bad input, where the same failure at the doubled size
+    fails the verification (exit 1). The exported graph is the exporter's, not the user's."""
+    model, inputs = load_model_py(ROOT / "models" / "mlp.py")
+    assert inputs is not None
+    if fails == "load":
+
+        def refuse(model: Path, *args: Any, **kwargs: Any) -> Any:
+            raise providers.SessionError(model, "onnxruntime cannot load it: Type Error")
+
+        monkeypatch.setattr(providers, "open_session", refuse)
+    else:
+
+        def fail(session: Any, model: Path, feeds: Any) -> Any:
+            raise providers.RunFailedError(model, "Input initial_c must have shape {1,2,6}")
+
+        monkeypatch.setattr(providers, "run", fail)
+    out = tmp_path / "mlp.onnx"
+    report = export(model, inputs, out, exporter="torchscript", runs=1)
+    assert not report and report.matches is False and not report.published
+    said = {
+        "load": "onnxruntime cannot load it: Type Error",
+        "run": "onnxruntime failed to run it: Input initial_c must have shape {1,2,6}",
+    }[fails]
+    assert report.ort_failed == f"on cpu, {out}: {said}"
+    assert report.to_dict()["ort_failed"] == report.ort_failed and not out.exists()
+
+
 def test_dynamic_batch_axis(tmp_path: Path) -> None:
     model, inputs = load_model_py(ROOT / "models" / "mlp.py")
     assert inputs is not None

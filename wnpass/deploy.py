@@ -132,6 +132,9 @@ class ExportReport:
     dynamic_comparisons: dict[str, list[OutputComparison]] = dataclasses.field(default_factory=dict)
     dynamic_not_verified: str | None = None
     dynamic_unchecked: str | None = None
+    # why ONNX Runtime could not load or run the exported graph on the example inputs, where
+    # PyTorch ran (the graph is wrong: the verification failed)
+    ort_failed: str | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)  # the exporter's (above)
     published: bool = True  # False: the check failed and nothing was written
 
@@ -157,6 +160,7 @@ class ExportReport:
             and not self.fell_back
             and not self.not_deterministic
             and self.dynamic_not_verified is None
+            and self.ort_failed is None
         )
 
     @property
@@ -1096,12 +1100,23 @@ def _compare(
     error: :attr:`ExportReport.dynamic_not_verified` says it."""
     feeds = example[0]
     for provider in chosen:
-        session = prov.open_session(staged, provider, threads=options.threads)
-        if session.fell_back:
+        try:
+            session = prov.open_session(staged, provider, threads=options.threads)
+            compared = (
+                None if session.fell_back else _run_compared(session, staged, example, options)
+            )
+        except prov.SessionError as error:  # where PyTorch ran: the exported graph is wrong
+            said = error.reason
+            if isinstance(error, prov.RunFailedError):
+                said = f"onnxruntime failed to run it: {said}"
+            report.ort_failed = f"on {provider}, {report.output}: {said}"
+            logger.warning("the exported graph failed on %s: %s", provider, said)
+            return
+        if compared is None:
             logger.warning("%s fell back to %s: not compared", provider, session.actual)
             report.fell_back.append(provider)
             continue
-        report.comparisons[provider] = _run_compared(session, staged, example, options)
+        report.comparisons[provider] = compared
         if doubled is not None and report.dynamic_not_verified is None:
             try:
                 with _named_as(staged, report.output):

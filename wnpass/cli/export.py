@@ -182,6 +182,8 @@ def _print_export(out: Printer, report: Any) -> None:
         out.summary(f"{provider}: {vacuous}")
     for warning in report.warnings:
         out.summary(f"warning: the exporter says the result may be wrong: {warning}")
+    if report.ort_failed is not None:
+        out.summary(f"ONNX Runtime failed where PyTorch ran: {report.ort_failed}")
     if report.dynamic_not_verified is not None:
         out.summary(
             f"dynamic axes not verified: with every dynamic axis doubled ({_shapes(report)}), "
