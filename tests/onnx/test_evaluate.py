@@ -567,7 +567,10 @@ def test_sums_of_squares_beyond_float32_are_declined(form: str, scale: float, re
     the node; the same graph in range evaluates."""
     in_range = ir.serde.deserialize_model(_square_sum(form, 1.0)).graph.outputs[0]
     assert np.all(np.isfinite(evaluate(in_range)[0]))
-    with pytest.raises(NotExact, match=f"^[A-Za-z2]+ 'n'.* {reason}"):
+    pattern = f"^[A-Za-z2]+ 'n'.* {reason}"
+    if scale < 1 and "(" in form:  # the squares themselves (about 1e-40) are subnormal
+        pattern = "^(Mul|Pow) 's' underflows float: its every non-zero value is below"
+    with pytest.raises(NotExact, match=pattern):
         _evaluate(_square_sum(form, scale))
 
 

@@ -197,3 +197,41 @@ def test_the_shape_written_is_reported_beside_vs_where_a_transpose_follows() -> 
     assert rows == [("v.folded", [4, 6], [6, 4]), ("u.folded", [4, 6], [4, 6])]
     assert all(written[name] == shape for name, _, shape in rows)
     assert [(s.name, s.shape, s.written_shape) for s in inspect_onnx(model).sites] == rows
+
+
+GV = """
+    <ir_version: 9, opset_import: ["" : 18]>
+    agraph (float[2, 5] x) => (float[2, 6] y) {
+        n = ReduceL2 <keepdims = 1> (v, axes)
+        gv = Mul(g, v)
+        w = Div(gv, n)
+        y = Gemm <transB = 1> (x, w)
+    }
+"""
+
+
+def _gv(g: float, v_scale: float) -> onnx.ModelProto:
+    v = np.random.default_rng(0).standard_normal((6, 5)).astype(np.float32) * np.float32(v_scale)
+    g_array = np.full((6, 1), g, np.float32)
+    return onnx_model(GV, v=v, g=g_array, axes=np.array([1], np.int64))
+
+
+def test_a_product_held_in_subnormals_is_declined_as_one_that_overflows() -> None:
+    """``g = 1e-35`` times ``v`` around ``1e-10``: the graph's ``g * v`` (about 1e-45) is held
+    in float32 subnormals, or 0, so the weight it divides out of it is 48% off the exact one
+    that the fold wrote, "folded"; the mirror case, a product that overflows, was declined.
+    A product with normal values, however small its weight, folds."""
+    for g, v_scale, reason in (
+        (1e-35, 1e-10, "Mul 'gv' underflows float: its every non-zero value is below"),
+        (3e38, 4.0, "Mul 'gv' overflows float (the graph computes inf there)"),
+    ):
+        model = _gv(g, v_scale)
+        (site,) = inspect_onnx(model).sites
+        assert site.status == "declined" and (site.reason or "").startswith(reason)
+        _, report = fold_onnx(model)
+        assert [s.status for s in report.sites] == ["declined"]
+    model = _gv(1e-30, 1e-6)  # g * v around 1e-36: normal float32
+    folded, report = fold_onnx(model)
+    assert [s.status for s in report.sites] == ["folded"]
+    feeds = {"x": rand(2, 5)}
+    assert_close(run(folded, feeds), run(model, feeds))

@@ -401,6 +401,26 @@ def _check_overflow(result: np.ndarray, dtype: ir.DataType, where: str) -> None:
         raise NotExact(f"{where} overflows {dtype.name.lower()} (the graph computes inf there)")
 
 
+def _check_range(result: np.ndarray, dtype: ir.DataType, where: str) -> None:
+    """Decline an arithmetic result the graph cannot hold to its type's precision: one that
+    overflows it (:func:`_check_overflow`), or one whose every non-zero value is below its
+    smallest normal number (``g * v`` with ``g = 1e-35``, ``|v| ~ 1e-10`` in float32). The
+    graph holds such a result in subnormals, whose spacing is as large as the values (or as 0),
+    so a weight divided out of it later keeps none of its precision, where the fold computes it
+    exactly. A result with some values in the normal range keeps the rest to within half its
+    largest value's spacing, as ordinary rounding does."""
+    _check_overflow(result, dtype, where)
+    if dtype == ir.DataType.DOUBLE or result.size == 0:
+        return
+    largest = float(np.max(np.abs(result), where=np.isfinite(result), initial=0.0))
+    if 0 < largest < float(_finfo(dtype).tiny):
+        name = dtype.name.lower()
+        raise NotExact(
+            f"{where} underflows {name}: its every non-zero value is below the smallest "
+            f"normal {name} (the graph holds it in subnormals, losing its precision)"
+        )
+
+
 def _finfo(dtype: ir.DataType) -> Any:
     """numpy's ``finfo`` of a float type, bfloat16 included (ml_dtypes')."""
     return ml_dtypes.finfo(dtype.numpy())
@@ -461,7 +481,7 @@ def _binary(step: Step, args: Args) -> Evaluated:
         return _int_binary(step.op, a, b, dtype), dtype
     _float_args(step, args)
     result = _BINARY[step.op](a, b, dtype=F64)
-    _check_overflow(result, dtype, step.where)
+    _check_range(result, dtype, step.where)
     return result, dtype
 
 
@@ -490,7 +510,7 @@ def _unary(fn: Callable[..., np.ndarray]) -> Callable[[Step, Args], Evaluated]:
     def run(step: Step, args: Args) -> Evaluated:
         dtype = _float_args(step, args)
         result = fn(_arg(args, 0), dtype=F64)
-        _check_overflow(result, dtype, step.where)
+        _check_range(result, dtype, step.where)
         return result, dtype
 
     return run
@@ -501,7 +521,7 @@ def _pow(step: Step, args: Args) -> Evaluated:
     base, exponent = _arg(args, 0), _arg(args, 1)
     _check_size(np.broadcast_shapes(base.shape, exponent.shape), step.op)
     result = np.power(base, exponent, dtype=F64)
-    _check_overflow(result, dtype, step.where)
+    _check_range(result, dtype, step.where)
     return result, dtype
 
 
@@ -582,7 +602,7 @@ def _reduce_sum(step: Step, args: Args) -> Evaluated:
         result = sum_of_squares(x, axis, keepdims, step.where)
     else:
         result = np.asarray(np.sum(x, axis=axis, keepdims=keepdims, dtype=F64))
-    _check_overflow(result, dtype, step.where)
+    _check_range(result, dtype, step.where)
     if squares or step.squares:
         _check_squares(result, count, dtype, step.where, norm=False)
     return result, dtype

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -109,6 +110,24 @@ class _Checked:
     shape: tuple[int, ...]
 
 
+def _may_underflow(g: np.ndarray, norm: np.ndarray, count: int, dtype: ir.DataType) -> bool:
+    """Whether a value the product makes on the way may be non-zero and wholly below the
+    dtype's smallest normal number (held in subnormals: the evaluator's ``_check_range``),
+    from lower bounds of the largest value of each: ``g * v`` at least ``|g| * ||v|| /
+    sqrt(count)`` in some unit (a unit of ``count`` elements has one at least its norm over
+    ``sqrt(count)``), ``g / ||v||`` exactly, the weight at least ``|g| / sqrt(count)``
+    (``v / ||v||``, at least ``1 / sqrt(count)``, is normal for any real unit size)."""
+    tiny = float(np.finfo(dtype.numpy()).tiny)
+    root = math.sqrt(max(count, 1))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        lows = (
+            float(np.max(np.abs(g) * norm)) / root,
+            float(np.max(np.abs(g) / norm)),
+            float(np.max(np.abs(g))) / root,
+        )
+    return any(0 < low < tiny for low in lows)
+
+
 def _checked(site: Site) -> _Checked | str | None:
     """The up-front checks of the common form: the reason to decline, or what the product
     needs; None when the site is not of this form (the general path decides).
@@ -169,6 +188,8 @@ def _checked(site: Site) -> _Checked | str | None:
     largest = float(np.finfo(dtype.numpy()).max) / margin
     if not np.all(bound < largest):
         return None  # let the general path compute it and say exactly what went wrong
+    if _may_underflow(g, norm, math.prod(v_shape) // math.prod(units), dtype):
+        return None  # the general path evaluates the graph's order and says where
     return _Checked(v_tensor, scale, dtype, np.broadcast_shapes(v_shape, scale.shape))
 
 
