@@ -118,9 +118,9 @@ def test_a_cast_before_the_layout_ops_folds_and_reports_its_axes() -> None:
     assert [(s.status, s.axes) for s in report.sites] == [("folded", [0, 2])]
 
 
-def test_a_large_v_takes_its_axes_from_g(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_large_v_takes_its_axes_from_the_norms_shape(monkeypatch: pytest.MonkeyPatch) -> None:
     """Index arrays of a large v's size cost memory and time (a 128 MiB weight: 1.3 GiB and
-    5x the fold): above the limit, the axes are read from g as the exporters write it."""
+    5x the fold): above the limit, the axes are read from the norm's shape as it divides v."""
     model = _reshaped_norm()
     ran: list[object] = []
 
@@ -134,11 +134,11 @@ def test_a_large_v_takes_its_axes_from_g(monkeypatch: pytest.MonkeyPatch) -> Non
     assert site.axes == [0, 2] and ran == []
 
 
-def test_a_reshaped_g_gives_the_axes_where_v_is_not_indexed(
+def test_a_reshaped_g_leaves_the_axes_where_v_is_not_indexed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Above the index limit the axes come from g's shape, also where g is computed by a
-    Reshape (it read only a constant g and said "all")."""
+    """Above the index limit the axes come from the norm's shape, whatever shape g has, or
+    however it is computed (a Reshape of g was read as "all")."""
     model = onnx_model(
         CAST_LAYOUT.replace("w = Mul(d, g)", "gr = Reshape(g1, back)\n        w = Mul(d, gr)"),
         v=rand(4, 6, 3).astype(np.float16),
@@ -228,3 +228,29 @@ def test_an_axis_out_of_range_is_shown_as_written_not_wrapped(axis: int) -> None
     (site,) = inspect_onnx(model).sites
     assert site.status == "declined" and "out of range" in str(site.reason)
     assert site.axes == [axis]
+
+
+# The norm of each column of v (its axis 0) through Transposes, with a gain of shape [1, 1].
+COLUMNS = f"""
+    {HEADER17}
+    agraph (float[2, 5] x) => (float[2, 6] y) {{
+        vt = Transpose <perm = [1, 0]> (v)
+        nt = ReduceL2 <axes = [1]> (vt)
+        n = Transpose <perm = [1, 0]> (nt)
+        gv = Mul(g, v)
+        w = Div(gv, n)
+        y = Gemm <transB = 1> (x, w)
+    }}
+"""
+
+
+@pytest.mark.parametrize("limit", [2**20, 10], ids=["indexed", "large"])
+def test_a_gain_of_one_element_beside_a_norm_of_columns_is_no_whole_tensor_norm(
+    monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    """Above the index limit (a 1100x1000 v) the axes were read from g: a gain of shape
+    [1, 1] made a norm of each column "all", the whole tensor."""
+    monkeypatch.setattr(match, "_INDEXED_AXES", limit)
+    model = onnx_model(COLUMNS, v=rand(6, 5), g=np.full((1, 1), 1.5, np.float32))
+    (site,) = inspect_onnx(model).sites
+    assert (site.status, site.axes) == ("foldable", [0])

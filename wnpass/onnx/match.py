@@ -138,13 +138,13 @@ class Site:
 
         That costs a few index arrays of v's size, so a v of more than ``_INDEXED_AXES``
         elements, or a chain the indices cannot go through unchanged (a ``Cast`` to float),
-        is read as the exporters write it instead: the axes where g has size 1."""
+        is read from the norm's shape instead (:meth:`_axes_from_norm`)."""
         v = None if self.norm is None else const_tensor(self.norm.v)
         if v is None or self.reduced is None or self.norm is None or self.norm.axes is None:
             return AXES_UNKNOWN
         shape = tuple(int(d) for d in v.shape.numpy())
         if math.prod(shape) > _INDEXED_AXES:
-            return self._axes_from_g()
+            return self._axes_from_norm()
         try:
             program = ev.compile_cone(self.reduced)
             indices = ir.tensor(np.arange(math.prod(shape), dtype=np.int64).reshape(shape))
@@ -153,18 +153,24 @@ class Site:
         except (ev.NotExact, ValueError, IndexError, TypeError):
             return AXES_UNKNOWN
         if laid_out.dtype != np.int64:  # a Cast on the way: not indices any more
-            return self._axes_from_g()
+            return self._axes_from_norm()
         return _reduced_axes(laid_out, self.norm.axes, shape)
 
-    def _axes_from_g(self) -> list[int] | str | None:
-        """The axes where g (broadcast against v) has size 1: the reduced ones, as the
-        exporters lay a norm of v's own units out."""
+    def _axes_from_norm(self) -> list[int] | str | None:
+        """The axes where the norm, as it divides v (broadcast against it), has size 1: the
+        reduced ones, as the exporters lay a norm of v's own units out. Unknown where the
+        norm's shape is not known or is no broadcast of v's (g's shape says nothing here: a
+        gain of shape ``[1, 1]`` beside a norm of each column is no whole-tensor norm)."""
         v = None if self.v is None else const_tensor(self.v)
-        g_shape = None if self.g is None else _static_shape(self.g)
-        if v is None or g_shape is None or len(g_shape) != len(v.shape):
+        norm = None if self.factors is None else self.factors[2]
+        shape = None if norm is None else _static_shape(norm)
+        if v is None or shape is None or len(shape) != len(v.shape):
             return AXES_UNKNOWN
-        axes = [a for a, size in enumerate(g_shape) if size == 1]
-        return None if len(axes) == len(v.shape) else axes
+        v_shape = tuple(int(d) for d in v.shape.numpy())
+        if any(size not in (1, d) for size, d in zip(shape, v_shape, strict=True)):
+            return AXES_UNKNOWN
+        axes = [a for a, size in enumerate(shape) if size == 1]
+        return None if len(axes) == len(v_shape) else axes
 
     def consumers(self) -> list[str]:
         """The op types that consume the weight, looking through layout ops and slices."""
