@@ -235,3 +235,50 @@ def test_a_product_held_in_subnormals_is_declined_as_one_that_overflows() -> Non
     assert [s.status for s in report.sites] == ["folded"]
     feeds = {"x": rand(2, 5)}
     assert_close(run(folded, feeds), run(model, feeds))
+
+
+def test_a_float16_lp_normalization_past_float16_says_the_runtimes_differ() -> None:
+    """A unit of 40000s: its norm is beyond float16, its normalized values are not. The
+    site is declined (ONNX Runtime keeps the norm in float32, the reference evaluator in
+    float16, which gives 0), and the reason said the op's output overflows, computing inf."""
+    text = """
+        <ir_version: 9, opset_import: ["" : 18]>
+        agraph () => (float16[2, 5] w) {
+            vn = LpNormalization <axis = 1, p = 2> (v)
+            w = Mul(g, vn)
+        }
+    """
+    v = np.full((2, 5), 40000, np.float16)
+    v[0] = [1, 2, 3, 4, 5]
+    model = onnx_model(text, v=v, g=np.ones((2, 1), np.float16))
+    (site,) = inspect_onnx(model).sites
+    assert site.status == "declined"
+    assert site.reason == (
+        "LpNormalization 'vn': the norm it divides by exceeds the largest float16, where "
+        "runtimes differ (ONNX Runtime keeps it in float32; one that keeps it in float16 gives 0)"
+    )
+
+
+def test_an_epsilon_cast_like_an_undeclared_norm_says_so() -> None:
+    """``F.normalize`` as the dynamo exporter writes it without optimizing: the epsilon is
+    ``CastLike(eps, n)``. Where ``n``'s type is not declared, the reason said the epsilon is
+    not a constant; declared, the site folds."""
+    text = """
+        <ir_version: 9, opset_import: ["" : 18]>
+        agraph (float[2, 5] x) => (float[2, 6] y) %s {
+            n = ReduceL2 (v, axes)
+            e = CastLike(eps, n)
+            c = Clip(n, e)
+            w = Div(v, c)
+            y = Gemm <transB = 1> (x, w)
+        }
+    """
+    v, axes, eps = rand(6, 5), np.array([1], np.int64), np.array(1e-12, np.float32)
+    (undeclared,) = inspect_onnx(onnx_model(text % "", v=v, axes=axes, eps=eps)).sites
+    assert undeclared.reason == (
+        "the norm's epsilon 'e' is cast by CastLike to the type of 'n', which the graph does "
+        "not declare"
+    )
+    declared_n = onnx_model(text % "<float[6, 1] n>", v=v, axes=axes, eps=eps)
+    (declared,) = inspect_onnx(declared_n).sites
+    assert declared.status == "foldable"

@@ -313,4 +313,11 @@ def _no_epsilon(value: ir.Value) -> str:
         return f"{what} is a graph input"
     if small_constant(value) is not None or const_tensor(value) is not None:
         return f"{what} is not a scalar"
+    like = producer(value, "CastLike")
+    target = None if like is None or len(like.inputs) < 2 else like.inputs[1]
+    if target is not None and target.dtype is None:  # the dynamo exporter's F.normalize
+        return (
+            f"{what} is cast by CastLike to the type of '{target.name}', which the graph does "
+            "not declare"
+        )
     return f"{what} is not a constant"
