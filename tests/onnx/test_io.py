@@ -52,6 +52,32 @@ def test_bad_files_give_one_clear_error(
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("name", ["last.ckpt", "g_02500000"])
+@pytest.mark.parametrize("kind", ["zip", "pickle", "safetensors"])
+def test_a_checkpoint_without_a_checkpoint_name_says_what_to_do(
+    tmp_path: Path, name: str, kind: str
+) -> None:
+    """Lightning's ``last.ckpt`` and HiFi-GAN's ``g_02500000`` are torch.save files; any name
+    without a checkpoint suffix is read as ONNX, and the error said only "Wire format was
+    corrupt"."""
+    import torch
+    from safetensors.numpy import save_file
+
+    path = tmp_path / name
+    state = {"w": torch.ones(2)}
+    if kind == "safetensors":
+        save_file({"w": np.ones(2, np.float32)}, str(path))
+    else:
+        torch.save(state, path, _use_new_zipfile_serialization=kind == "zip")
+    with pytest.raises(InvalidModelError) as error:
+        io.load(path)
+    starts = {"zip": "a torch.save file (a zip)", "pickle": "a torch.save file (a pickle)"}
+    assert str(error.value).endswith(
+        f"; it starts as {starts.get(kind, 'a .safetensors file')}: checkpoints are told by "
+        "their suffix (.pt, .pth, .bin, .safetensors), so give it one (a link named X.pt will do)"
+    )
+
+
 def test_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidModelError, match="is a directory"):
         io.load(tmp_path)

@@ -50,6 +50,28 @@ PROTOBUF_LIMIT = 2**31 - 1
 _SMALL_MODEL = 64 * 2**20
 
 
+def _checkpoint_hint(path: Path) -> str:
+    """What to do with a file that is no ONNX model but starts as a checkpoint does (Lightning's
+    ``last.ckpt``, HiFi-GAN's ``g_02500000``): wnpass tells checkpoints by their names."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(16)
+    except OSError:
+        return ""
+    if head.startswith(b"PK\x03\x04"):
+        kind = "a torch.save file (a zip)"
+    elif head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        kind = "a torch.save file (a pickle)"
+    elif len(head) > 8 and head[8:9] == b"{":
+        kind = "a .safetensors file"
+    else:
+        return ""
+    return (
+        f"; it starts as {kind}: checkpoints are told by their suffix (.pt, .pth, .bin, "
+        ".safetensors), so give it one (a link named X.pt will do)"
+    )
+
+
 def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
     """Load ``path`` as an onnx-ir model (external data mapped lazily), or raise one clear line.
 
@@ -68,7 +90,10 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
     try:
         proto, weights = inline.parse(path)
     except (google.protobuf.message.DecodeError, ValueError, RuntimeError) as error:
-        raise InvalidModelError(f"{path}: not a readable ONNX model ({one_line(error)})") from None
+        hint = _checkpoint_hint(path)
+        raise InvalidModelError(
+            f"{path}: not a readable ONNX model ({one_line(error)}){hint}"
+        ) from None
     except OSError as error:
         raise InvalidModelError(f"{path}: cannot read ({error.strerror or error})") from None
     if not proto.HasField("graph") or proto.ir_version == 0:
