@@ -146,6 +146,23 @@ def test_failed_equivalence_exits_1_and_writes_nothing(
     assert not (tmp_path / "noisy.wn.pt").exists()
 
 
+def test_rtol_sets_the_outputs_tolerance_and_goes_with_init_keep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_py = tmp_path / "sampling.py"
+    model_py.write_text(SAMPLING)
+    report = tmp_path / "r.json"
+    assert main(["train-rewrite", str(model_py), "--rtol", "3e-4", "--json", str(report)]) == 0
+    assert "(tolerance 3e-04)" in capsys.readouterr().out
+    assert json.loads(report.read_text())["rtol"] == 3e-4
+    for extra, message in (
+        (["--init", "data"], "--rtol goes with --init keep"),
+        (["--rtol", "-1"], "--rtol -1.0: a tolerance must be a finite number >= 0"),
+    ):
+        assert main(["train-rewrite", str(model_py), "--rtol", "1e-3", *extra]) == 2
+        assert capsys.readouterr().err.startswith(f"wnpass: error: {message}")
+
+
 def test_a_model_drawing_random_numbers_is_compared_with_itself(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -47,6 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="batch for --init data: .npz, .npy or .pt (tensor or tuple); default example_inputs()",
     )
     parser.add_argument(
+        "--rtol",
+        type=float,
+        metavar="R",
+        help="with --init keep: the outputs' relative tolerance (default 1e-5; 1e-2 where the "
+        "model computes at half precision)",
+    )
+    parser.add_argument(
         "-o", "--output", type=given_path, metavar="OUT", help="default <stem>.wn.pt"
     )
     add_json_option(parser)
@@ -70,6 +77,11 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
     if args.data is not None and args.init != "data":
         raise UsageError("--data is the batch for --init data")
+    if args.rtol is not None and args.init != "keep":
+        raise UsageError("--rtol goes with --init keep: data init changes the outputs on purpose")
+    from wnpass.verify.options import as_tolerance
+
+    as_tolerance("--rtol", args.rtol)
     output: Path = args.output or args.model.with_name(f"{args.model.stem}.wn.pt")
     plan = plan_model_py(args, output)
     if args.data is not None:
@@ -87,7 +99,9 @@ def run(args: argparse.Namespace, out: Printer) -> int:
             raise UsageError(f"--init data needs --data FILE: {args.model} has no example_inputs()")
     with blamed_on(args.model), _batch_named(args):
         include, exclude = selection(args, model)
-        report = apply_weight_norm(model, batch, init=args.init, include=include, exclude=exclude)
+        report = apply_weight_norm(
+            model, batch, init=args.init, include=include, exclude=exclude, rtol=args.rtol
+        )
     if args.init == "data" and args.data is None:
         report.notes.append("data init on example_inputs(): give --data FILE for a real batch")
     if args.init == "keep" and inputs is None:

@@ -177,7 +177,10 @@ class ApplyWeightNormPass:
         mean_only_bn: bool = False,
         rescale: bool = True,
         tracer: Tracer = "auto",
+        rtol: float | None = None,
     ) -> None:
+        from wnpass.verify.options import as_tolerance
+
         require_choice("init", init, INITS)
         require_choice("dim_policy", dim_policy, DIM_POLICIES)
         require_choice("tracer", tracer, TRACERS)
@@ -191,6 +194,8 @@ class ApplyWeightNormPass:
         self.exclude = as_patterns(exclude, "exclude")
         self.init, self.dim_policy, self.embeddings = init, dim_policy, embeddings
         self.mean_only_bn, self.rescale, self.tracer = mean_only_bn, rescale, tracer
+        # the outputs' tolerance with init="keep"; None: _tolerance's, by the model's dtypes
+        self.rtol = as_tolerance("rtol", rtol)
 
     def call(self, model: nn.Module, example_inputs: Any = None) -> ApplyReport:
         start = time.perf_counter()
@@ -246,7 +251,7 @@ class ApplyWeightNormPass:
                 else:
                     after, _ = _compared_forward(model, inputs, rng)
                     report.max_rel_error = max_rel_error(after, before)
-                    report.rtol = _tolerance(model, dtypes)
+                    report.rtol = self.rtol if self.rtol is not None else _tolerance(model, dtypes)
                     report.changes = output_changes(after, before, report.rtol) or None
                     if parts := uncompared(before):
                         report.notes.append(f"not compared: {parts}")
@@ -309,6 +314,7 @@ def apply_weight_norm(
     mean_only_bn: bool = False,
     rescale: bool = True,
     tracer: Tracer = "auto",
+    rtol: float | None = None,
 ) -> ApplyReport:
     """Weight-normalize ``model`` in place at each weight's output-unit axis; returns the report.
 
@@ -316,7 +322,9 @@ def apply_weight_norm(
     ``model(**inputs)``) is run once to see every weight's uses (``tracer="auto"``; without
     inputs the model is traced statically), is the batch for ``init="data"``, and with
     ``init="keep"`` the outputs before and after are compared (``report.max_rel_error``
-    against ``report.rtol``).
+    against ``report.rtol``: ``rtol`` where given, else ``KEEP_RTOL``, or ``KEEP_RTOL_HALF``
+    for a model that computes at half precision; a deep network's float32 rounding of each
+    weight's few ulps can add up past ``KEEP_RTOL``).
     """
     return ApplyWeightNormPass(
         include=include,
@@ -327,4 +335,5 @@ def apply_weight_norm(
         mean_only_bn=mean_only_bn,
         rescale=rescale,
         tracer=tracer,
+        rtol=rtol,
     ).call(model, example_inputs)
