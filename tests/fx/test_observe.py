@@ -64,9 +64,12 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
         (4, 12),
         lambda x, w: F.linear(x, w.split(6, dim=1)[0]) + F.linear(x, w.split(6, dim=1)[1]),
         X2,
-        "sliced along axis 1",
+        "sliced or joined along axis 1",
     ),
     ("rows by index", (8, 6), lambda x, w: F.linear(x, w[:4]), X2, 0),
+    # a slice that keeps every column is no cut (it was "sliced along axis 1")
+    ("every column by index", (8, 6), lambda x, w: F.linear(x, w[:, :6]), X2, 0),
+    ("every column, a step of 1", (8, 6), lambda x, w: F.linear(x, w[:, 0:99:1]), X2, 0),
     ("einsum (out, in)", (4, 6), lambda x, w: torch.einsum("bi,oi->bo", x, w), X2, 0),
     ("einsum (in, out)", (6, 4), lambda x, w: torch.einsum("bi,io->bo", x, w), X2, 1),
     ("einsum batch axis", (2, 6, 4), lambda x, w: torch.einsum("bi,bio->bo", x, w), X2, "batch"),
@@ -139,7 +142,7 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
         (4, 3),
         lambda x, w: F.linear(x, torch.cat([w, w.detach()], dim=1)),
         X2,
-        "sliced along axis 1",
+        "sliced or joined along axis 1",
     ),
     (
         "clamped in place",
@@ -447,7 +450,7 @@ def test_views_that_are_easy_to_misread() -> None:
     assert [(s.name, s.status) for s in sites] == [("W", "skipped")]
     sites, _, _ = analyse_sites(_CatAxis(), (torch.randn(2, 8),))
     assert {s.status for s in sites} == {"skipped"}
-    assert all("sliced along axis 1" in (s.reason or "") for s in sites)
+    assert all("sliced or joined along axis 1" in (s.reason or "") for s in sites)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         sites, _, _ = analyse_sites(_Reversed(), (torch.randn(1, 4, 10),))

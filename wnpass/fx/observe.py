@@ -163,8 +163,10 @@ def _reshape_axes(src: Sequence[int], dst: Sequence[int]) -> list[int | None]:
     return out
 
 
-def _index_axes(index: Any, ndim: int) -> tuple[list[int | None], set[int]] | None:
-    """Basic indexing: for each output axis the input axis (None: new), and the sliced axes."""
+def _index_axes(index: Any, shape: Sequence[int]) -> tuple[list[int | None], set[int]] | None:
+    """Basic indexing: for each output axis the input axis (None: new), and the sliced axes
+    (a slice that keeps every element of its axis, ``W[:, :8]`` of a 10x8 ``W``, cuts none)."""
+    ndim = len(shape)
     items = list(index) if isinstance(index, tuple) else [index]
     if any(isinstance(i, torch.Tensor | list | bool) for i in items):
         return None  # advanced indexing: a lookup, not a view
@@ -183,7 +185,9 @@ def _index_axes(index: Any, ndim: int) -> tuple[list[int | None], set[int]] | No
             sliced.add(axis)
             axis += 1
         elif isinstance(item, slice):
-            if item != slice(None):
+            if axis >= ndim:
+                return None  # more indices than axes: torch raises
+            if range(*item.indices(shape[axis])) != range(shape[axis]):
                 sliced.add(axis)
             out.append(axis)
             axis += 1
@@ -337,7 +341,7 @@ class _Recorder(TorchFunctionMode):
             mapping = [a for a in range(ndim) if name in _SLICE_KEEP or a != dim]
             cut = {dim}
         elif name == "__getitem__":
-            parsed = _index_axes(args[1], ndim)
+            parsed = _index_axes(args[1], list(tensor.shape))
             if parsed is None:
                 return False
             mapping, cut = parsed
@@ -402,7 +406,8 @@ class _Recorder(TorchFunctionMode):
         elif origin.sliced - {param_axis}:
             axes = sorted(str(a) for a in origin.sliced - {param_axis})
             reason = (
-                f"sliced along axis {', '.join(axes)} before {op}{via}: units would share a norm"
+                f"sliced or joined along axis {', '.join(axes)} before {op}{via}: units would "
+                "share a norm"
             )
             self._use(origin, op, None, reason)
         else:
