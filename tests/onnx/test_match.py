@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.helpers import onnx_model, rand
+from tests.helpers import assert_close, onnx_model, rand, run
 from tests.onnx.helpers import HEADER17, TWICE, gemm_model
 from wnpass import fold_onnx, inspect_onnx
 from wnpass.onnx import match
@@ -254,3 +254,33 @@ def test_a_gain_of_one_element_beside_a_norm_of_columns_is_no_whole_tensor_norm(
     model = onnx_model(COLUMNS, v=rand(6, 5), g=np.full((1, 1), 1.5, np.float32))
     (site,) = inspect_onnx(model).sites
     assert (site.status, site.axes) == ("foldable", [0])
+
+
+LP_OF_TRANSPOSED = f"""
+    {HEADER17}
+    agraph (float[2, 6] x) => (float[2, 5] y) {{
+        vt = Transpose <perm = [1, 0]> (v)
+        vn = LpNormalization <axis = 0, p = 2> (vt)
+        w = Mul(g, vn)
+        y = MatMul(x, w)
+    }}
+"""
+
+
+def test_lp_normalization_of_a_transposed_v_is_reported_in_terms_of_v() -> None:
+    """``g * LpNormalization(T(v), axis=0)`` was reported as the transposed tensor's
+    (``vt.folded``, shape ``?``, axes 0) where the same norm written with ReduceL2 is ``v``'s
+    (``v.folded``, ``6x5 -> 5x6``, axes 1): each row of the 6x5 ``v`` is normalized."""
+    model = onnx_model(LP_OF_TRANSPOSED, v=rand(5, 6), g=rand(1, 5) + 2)
+    (site,) = inspect_onnx(model).sites
+    assert (site.name, site.shape, site.written_shape, site.axes, site.status) == (
+        "v.folded",
+        [5, 6],
+        [6, 5],
+        [1],
+        "foldable",
+    )
+    folded, report = fold_onnx(model)
+    assert [s.status for s in report.sites] == ["folded"]
+    feeds = {"x": rand(2, 6)}
+    assert_close(run(folded, feeds), run(model, feeds))

@@ -39,6 +39,7 @@ from wnpass.onnx.norms import (
     Norm,
     as_norm,
     attr_int,
+    norm_source,
     producer,
     small_constant,
     strip_cast,
@@ -312,10 +313,11 @@ def _factors(
             if op == "LpNormalization" and inputs[0] is not None:
                 if attr_int(node, "p", 2) != 2:
                     return "LpNormalization with p != 2 is not a weight norm"
-                v = strip_cast(inputs[0])
-                axis = attr_int(node, "axis", -1)
+                laid = strip_cast(inputs[0])  # v, or v behind layout ops: T(v)
+                v, axes, layout = norm_source(laid, (attr_int(node, "axis", -1),))
+                lp = Norm(v, axes, "LpNormalization(p=2)", layout=layout)
                 out.append(_Factor("leaf", inputs[0], exponent))
-                out.append(_Factor("norm", v, -exponent, Norm(v, (axis,), "LpNormalization(p=2)")))
+                out.append(_Factor("norm", laid, -exponent, lp))
                 continue
         norm = as_norm(value)
         if isinstance(norm, str):
@@ -576,7 +578,8 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
     if norm.problem is not None:
         site.reason = norm.problem
         return site
-    reduced = _reduced_input(norms[0].value)
+    lp = norm.kind.startswith("LpNormalization")  # it reduces the tensor it normalizes
+    reduced = norms[0].value if lp else _reduced_input(norms[0].value)
     if norm.layout:
         site.reduced = reduced
     numerators = [f for f in leaves if _normalised(f.value, norm.v, reduced)]
@@ -594,7 +597,7 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
         return site
     gain_leaf = others[0].value if others else None
     site.g = None if gain_leaf is None else strip_cast(gain_leaf)
-    norm_value = None if norm.kind.startswith("LpNormalization") else norms[0].value
+    norm_value = None if lp else norms[0].value
     site.factors = (numerators[0].value, gain_leaf, norm_value, norms[0].divides)
     site.casts = tuple(casts)
     site.reason = (

@@ -120,7 +120,7 @@ def _known_rank(value: ir.Value) -> int | None:
     return 2 if producer(value, "Flatten") is not None else None
 
 
-def _norm_source(
+def norm_source(
     value: ir.Value, axes: tuple[int, ...] | None
 ) -> tuple[ir.Value, tuple[int, ...] | None, bool]:
     """Look through layout ops between v and the reduction: (v, axes, whether it looked).
@@ -256,7 +256,7 @@ def as_norm(value: ir.Value, *, strict: bool = False) -> tuple[Norm, int] | str 
             axes = _reduction_axes(node)
             if isinstance(axes, str):
                 return axes
-            v, axes, layout = _norm_source(strip_cast(inputs[0]), axes)
+            v, axes, layout = norm_source(strip_cast(inputs[0]), axes)
             return _norm(v, axes, "ReduceL2", layout, epsilons, flips, problems), power
         elif op in ("ReduceSumSquare", "ReduceSum") and squared:
             source = sum_of_squares_source(node)
@@ -265,7 +265,7 @@ def as_norm(value: ir.Value, *, strict: bool = False) -> tuple[Norm, int] | str 
             axes = _reduction_axes(node)
             if isinstance(axes, str):
                 return axes
-            v, axes, layout = _norm_source(source[0], axes)
+            v, axes, layout = norm_source(source[0], axes)
             kind = f"sqrt({source[1]})"
             return _norm(v, axes, kind, layout, epsilons, flips, problems), power
         else:
