@@ -1043,3 +1043,18 @@ def test_a_model_whose_copy_raises_a_base_exception_is_folded_in_place(tmp_path:
     model = weight_norm(_NoCopy(4, 3))
     report = export(model, (torch.randn(2, 4),), tmp_path / "m.onnx", runs=1)
     assert report and report.folded_in_place and report.matches
+
+
+def test_an_export_reports_json_never_replaces_the_exported_model(tmp_path: Path) -> None:
+    """``ExportReport.write_json`` without a plan wrote over the model it reported on."""
+    from wnpass.errors import OutputError
+
+    model, inputs = load_model_py(ROOT / "models" / "mlp.py")
+    assert inputs is not None
+    out = tmp_path / "mlp.onnx"
+    report = export(model, inputs, out, exporter="torchscript", verify=False)
+    before = out.read_bytes()
+    with pytest.raises(OutputError, match=r"the exported model .*which the report is about"):
+        report.write_json(out)
+    assert out.read_bytes() == before
+    report.write_json(tmp_path / "r.json")

@@ -142,3 +142,24 @@ def test_an_empty_path_is_refused_by_every_function_that_takes_one(tmp_path: Pat
     with pytest.raises(InvalidArgumentError, match=r"^path is an empty path$"):
         export(torch.nn.Linear(2, 2), torch.ones(1, 2), "")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_a_fold_reports_json_never_replaces_the_models_it_is_about(tmp_path: Path) -> None:
+    """``FoldReport.write_json`` without a plan wrote over the model it reported on (the
+    input, the output, the output's data file), where ``CheckReport.write_json`` refuses."""
+    from wnpass import fold_onnx
+    from wnpass.errors import OutputError
+
+    source, out = tmp_path / "m.onnx", tmp_path / "m.folded.onnx"
+    model = onnx_model(WN.replace("[N, 4]", "[N, 100]"), v=rand(3, 100), g=rand(3, 1))
+    onnx.save(model, source, save_as_external_data=True, location="m.onnx.data", size_threshold=0)
+    _, report = fold_onnx(source, out)
+    data_files = sorted(p for p in tmp_path.iterdir() if p.suffix == ".data")
+    assert len(data_files) == 2  # the input's and the output's
+    for target in (source, out, *data_files):
+        before = target.read_bytes()
+        with pytest.raises(OutputError, match=r"which the report is about; refused$"):
+            report.write_json(target)
+        assert target.read_bytes() == before
+    report.write_json(tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text())["output"] == str(out)

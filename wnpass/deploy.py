@@ -71,7 +71,7 @@ from wnpass.interrupts import STOPS
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
 from wnpass.plan import IOPlan, as_path, as_plan, user_code
-from wnpass.report import FoldReport, write_json
+from wnpass.report import FoldReport, model_files, write_json
 from wnpass.rules import parse_key
 from wnpass.verify import providers as prov
 from wnpass.verify.check import latency_stats
@@ -197,7 +197,9 @@ class ExportReport:
         return data
 
     def write_json(self, path: str | Path, plan: IOPlan | None = None) -> None:
-        write_json(path, self.to_dict(), plan)
+        """Write the report as JSON (:func:`wnpass.report.write_json`); without ``plan``, never
+        onto the exported model or its data file."""
+        write_json(path, self.to_dict(), plan, model_files(self.output, "the exported model"))
 
 
 # What an exporter makes a graph output of, in the order torch's pytree flattens the result:

@@ -373,6 +373,7 @@ def _where(path: Path) -> Path:
 class _Entry:
     path: Path  # as given
     parameter: str  # the library parameter (the CLI says the flag)
+    why: str = "which this run reads"  # a read file: why no output may be written onto it
 
 
 class IOPlan:
@@ -411,6 +412,13 @@ class IOPlan:
         self._reads.append(_Entry(path, parameter))
         self._checked = False
         return path
+
+    def protect(self, path: str | os.PathLike[str], what: str) -> None:
+        """Record a file no output of this run may be written onto, though the run does not
+        read it: a file a report is about (the model a fold read or wrote), when the report
+        is written on its own (``write_json`` without the run's plan)."""
+        self._reads.append(_Entry(Path(path), what, "which the report is about"))
+        self._checked = False
 
     def read_all(self, paths: Iterable[str | os.PathLike[str]], parameter: str) -> None:
         for path in paths:
@@ -546,8 +554,7 @@ class IOPlan:
             read = read_where.get(where) or (read_ids.get(identity) if identity else None)
             if read is not None and where not in self._may_replace_read:
                 raise OutputError(
-                    f"{path}: would overwrite {read.parameter} {read.path}, which this run "
-                    "reads; refused",
+                    f"{path}: would overwrite {read.parameter} {read.path}, {read.why}; refused",
                     parameter=entry.parameter,
                 )
             owner = kept_where.get(where) or (kept_ids.get(identity) if identity else None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,18 +137,29 @@ class FoldReport:
         return data
 
     def write_json(self, path: str | Path, plan: IOPlan | None = None) -> None:
-        write_json(path, self.to_dict(), plan)
+        """Write the report as JSON (:func:`write_json`); without ``plan``, never onto the
+        model it is about, its output or their data files."""
+        about = [
+            *model_files(self.input, "the input model"),
+            *model_files(self.output, "the output"),
+        ]
+        write_json(path, self.to_dict(), plan, about)
 
 
 def write_json(
-    path: str | Path, data: dict[str, Any] | list[dict[str, Any]], plan: IOPlan | None = None
+    path: str | Path,
+    data: dict[str, Any] | list[dict[str, Any]],
+    plan: IOPlan | None = None,
+    about: Sequence[tuple[str | None, str]] = (),
 ) -> None:
     """Write a report as strict JSON atomically (a staging file beside it, then renamed).
 
     A number that is not finite (a relative error against a zero reference is Inf) is written
     as ``null``: ``NaN`` and ``Infinity`` are not JSON, and strict parsers reject them.
     ``plan``: the run's plan, in which ``path`` was recorded and checked; without one, the
-    path is planned and checked on its own (parameter ``json_path``).
+    path is planned and checked on its own (parameter ``json_path``), and refused where it is
+    one of the files ``about`` names (``(path, what it is)``: the model the report is on, its
+    data files, the output it wrote), which the report would otherwise replace.
     """
     from wnpass.plan import IOPlan, as_path, as_plan
 
@@ -155,11 +167,25 @@ def write_json(
     plan = as_plan(plan)
     if plan is None:
         plan = IOPlan()
+        for file, what in about:
+            if file is not None:
+                plan.protect(file, what)
         plan.write(path, "json_path")
         plan.check()
     text = json.dumps(_strict(data), indent=2, allow_nan=False)
     with plan.replace(path, suffix=".json") as temporary:
         temporary.write_text(text + "\n")
+
+
+def model_files(path: str | None, what: str) -> list[tuple[str | None, str]]:
+    """An ONNX model a report is about, and the external data files it names, each with what
+    it is (for :func:`write_json`'s ``about``); none for no model."""
+    if path is None:
+        return []
+    from wnpass.onnx.io import external_files  # reads the file's data references only
+
+    data = sorted(external_files(path)) if os.path.isfile(path) else []
+    return [(path, what), *((str(file), f"{what}'s external data") for file in data)]
 
 
 def _strict(value: Any) -> Any:

@@ -218,3 +218,22 @@ def test_no_output_is_written_onto_a_shard_of_the_index_it_replaces(tmp_path: Pa
     assert main(["fold", str(two), "-o", str(out), "--json", str(stray)]) == 2
     assert {path.name: path.read_bytes() for path in tmp_path.glob("out*")} == before
     assert main(["fold", str(two), "-o", str(out)]) == 0  # without it, the refold is written
+
+
+def test_a_checkpoint_reports_json_never_replaces_the_files_it_is_about(tmp_path: Path) -> None:
+    """``CheckpointReport.write_json`` without a plan wrote over the checkpoint it reported
+    on: the input, its shards, the output or its shards."""
+    from wnpass.errors import OutputError
+
+    state = state_dict(seed=0)
+    keys = list(state)
+    index = save_sharded(tmp_path, state, [keys[:3], keys[3:]])
+    report = api.fold_checkpoint(index, tmp_path / "out.safetensors.index.json")
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert len(files) >= 4 and report.shards
+    for target in files:
+        before = target.read_bytes()
+        with pytest.raises(OutputError, match=r"which the report is about; refused$"):
+            report.write_json(target)
+        assert target.read_bytes() == before
+    report.write_json(tmp_path / "r.json")

@@ -6,11 +6,13 @@ Data only, in the style of :mod:`wnpass.report`: dataclasses that know whether t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wnpass.errors import WnpassError
 from wnpass.report import write_json
 
 if TYPE_CHECKING:
@@ -157,4 +159,13 @@ class CheckpointReport:
         return data
 
     def write_json(self, path: str | Path, plan: IOPlan | None = None) -> None:
-        write_json(path, self.to_dict(), plan)
+        """Write the report as JSON (:func:`wnpass.report.write_json`); without ``plan``, never
+        onto the checkpoint it is about, its output or their shards."""
+        from wnpass.fx.files import checkpoint_files
+
+        about: list[tuple[str | None, str]] = [(self.input, "the input checkpoint")]
+        with contextlib.suppress(WnpassError):  # an index that no longer reads: itself only
+            shards = checkpoint_files(self.input)[1:]
+            about += [(str(f), "a shard of the input") for f in shards]
+        about += [(self.output, "the output"), *((s, "a shard of the output") for s in self.shards)]
+        write_json(path, self.to_dict(), plan, about)
