@@ -98,13 +98,18 @@ def test_a_progress_bar_only_for_large_files_on_a_terminal(
     with open(large, "wb") as stream:  # sparse: no disk used
         stream.truncate(PROGRESS_BAR_BYTES)
     monkeypatch.setattr("wnpass.cli.output.is_plain_terminal", lambda stream: False)
-    with write_progress(small) as progress:
+    with write_progress(small, Printer()) as progress:
         assert progress is None
-    with write_progress(large) as progress:
+    with write_progress(large, Printer()) as progress:
         assert progress is not None
         progress(1, 2)
+    # --plain and --quiet draw none either, on a terminal too (--plain drew check's bar)
+    for out in (Printer(plain=True), Printer(quiet=True)):
+        with write_progress(large, out) as progress:
+            assert progress is None
+        assert not out.bars
     monkeypatch.setattr("wnpass.cli.output.is_plain_terminal", lambda stream: True)
-    with write_progress(large) as progress:
+    with write_progress(large, Printer()) as progress:
         assert progress is None
 
 
@@ -132,3 +137,19 @@ def test_a_name_with_a_newline_cannot_forge_a_line(
     printed = capsys.readouterr().out.splitlines()
     assert printed[-1] == f"wrote {tmp_path}/a\\nwrote b.onnx"
     assert not any(line.startswith("wrote b.onnx") for line in printed)
+
+
+def test_checks_timing_bar_follows_plain_and_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--plain check`` drew its timing bar on a terminal's stderr, cursor codes and all."""
+    from wnpass.cli.check import progress_bar
+
+    monkeypatch.setattr("wnpass.cli.output.is_plain_terminal", lambda stream: False)
+    for out, shown in (
+        (Printer(), True),
+        (Printer(plain=True), False),
+        (Printer(quiet=True), False),
+    ):
+        bar = progress_bar(out)
+        with bar as progress:
+            progress("cpu/default", 1, 2)
+            assert bar._bar.disable is not shown

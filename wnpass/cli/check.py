@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from wnpass._deferred import defer_sympy
 from wnpass.cli.options import add_check_options, add_json_option, check_options, given_path
-from wnpass.cli.output import Printer, is_plain_terminal
+from wnpass.cli.output import Printer
 from wnpass.cli.render import print_check
 from wnpass.plan import IOPlan
 
@@ -31,7 +30,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     plan = IOPlan()
     if args.json:
         plan.write(args.json, "json_path")
-    with progress_bar() as progress:  # check() records and checks the files it reads first
+    with progress_bar(out) as progress:  # check() records and checks the files it reads first
         report = check(
             args.reference, args.candidate, options=options, progress=progress, plan=plan
         )
@@ -42,16 +41,17 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
 
 class progress_bar:
-    """A progress bar on stderr for the timed runs, shown only on a terminal that is not
-    plain (:func:`~wnpass.cli.output.is_plain_terminal`: NO_COLOR, TERM=dumb)."""
+    """A progress bar on stderr for the timed runs, shown only where ``out`` draws bars
+    (:attr:`~wnpass.cli.output.Printer.bars`: a terminal, and neither --plain nor --quiet)."""
+
+    def __init__(self, out: Printer) -> None:
+        self._shown = out.bars
 
     def __enter__(self) -> Any:
         from rich.console import Console
         from rich.progress import Progress
 
-        self._bar = Progress(
-            console=Console(stderr=True), transient=True, disable=is_plain_terminal(sys.stderr)
-        )
+        self._bar = Progress(console=Console(stderr=True), transient=True, disable=not self._shown)
         self._bar.__enter__()
         tasks: dict[str, Any] = {}
 

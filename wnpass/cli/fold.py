@@ -89,7 +89,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     plan = IOPlan()
     if args.json:
         plan.write(args.json, "json_path")
-    with write_progress(args.model) as progress:
+    with write_progress(args.model, out) as progress:
         _, report = fold_onnx(
             args.model,
             args.output,
@@ -110,18 +110,15 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
 
 @contextlib.contextmanager
-def write_progress(model: Path) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar on stderr while the output's weights are written: only on a terminal
-    and for inputs of ``PROGRESS_BAR_BYTES`` or more (never in a log)."""
-    import sys
-
-    from wnpass.cli.output import is_plain_terminal
-
+def write_progress(model: Path, out: Printer) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr while the output's weights are written: only where ``out``
+    draws bars (a terminal, neither --plain nor --quiet; never in a log) and for inputs of
+    ``PROGRESS_BAR_BYTES`` or more."""
     try:
         large = model.stat().st_size >= PROGRESS_BAR_BYTES
     except OSError:
         large = False
-    if not large or is_plain_terminal(sys.stderr):
+    if not large or not out.bars:
         yield None
         return
     from rich.console import Console

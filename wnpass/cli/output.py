@@ -39,6 +39,8 @@ class Printer:
         self.stream = stream if stream is not None else sys.stdout
         self.quiet = quiet
         self.plain = True if plain else is_plain_terminal(self.stream)
+        # a progress bar (on stderr) only where nothing asked for plain or quiet output
+        self.bars = not (plain or quiet or is_plain_terminal(sys.stderr))
         self._subject: str | None = None
         self._console = None
         if not self.plain:
