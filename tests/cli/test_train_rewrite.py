@@ -152,9 +152,9 @@ def test_rtol_sets_the_outputs_tolerance_and_goes_with_init_keep(
     model_py = tmp_path / "sampling.py"
     model_py.write_text(SAMPLING)
     report = tmp_path / "r.json"
-    assert main(["train-rewrite", str(model_py), "--rtol", "3e-4", "--json", str(report)]) == 0
-    assert "(tolerance 3e-04)" in capsys.readouterr().out
-    assert json.loads(report.read_text())["rtol"] == 3e-4
+    assert main(["train-rewrite", str(model_py), "--rtol", "2.6e-4", "--json", str(report)]) == 0
+    assert "(tolerance 0.00026)" in capsys.readouterr().out  # as given: it printed 3e-04
+    assert json.loads(report.read_text())["rtol"] == 2.6e-4
     for extra, message in (
         (["--init", "data"], "--rtol goes with --init keep"),
         (["--rtol", "-1"], "--rtol -1.0: a tolerance must be a finite number >= 0"),

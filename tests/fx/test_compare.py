@@ -100,8 +100,8 @@ y = torch.arange(3.0)
         (torch.tensor([1, 2], dtype=torch.int64), torch.tensor([1, 2], dtype=torch.int32), "dtype"),
         ({"cls": y + 1, "box": y}, {"cls": y, "box": y}, "output['cls'] (float32 3): max rel"),
         ({"b": y, "a": y}, {"a": y, "b": y}, "the forward's result holds its parts in another"),
-        (np.ones(3) * 2, np.ones(3), "output (float64 3): max relative difference 1.00e+00"),
-        ((y, 1.5), (y, 1.0), "output[1] (float): max relative difference 5.00e-01"),
+        (np.ones(3) * 2, np.ones(3), "output (float64 3): max relative difference 1 "),
+        ((y, 1.5), (y, 1.0), "output[1] (float): max relative difference 0.5 "),
     ],
 )  # fmt: skip
 def test_every_part_of_the_result_is_compared(after: Any, before: Any, change: str) -> None:
@@ -125,7 +125,7 @@ def test_a_float_is_compared_within_the_tolerance_and_a_cache_by_its_tensors() -
     before = Out(y, [Cache(y), 0.5])
     after = Out(y, [Cache(y + 1), 0.5 + 1e-12])
     assert _changes(after, before) == (
-        "output.past[0].k (float32 3): max relative difference 5.00e-01 > tolerance 1e-05"
+        "output.past[0].k (float32 3): max relative difference 0.5 > tolerance 1e-05"
     )
     assert _changes(Out(y, [Cache(y), 0.5 + 1e-12]), before) == ""
 
@@ -150,7 +150,7 @@ def test_a_buffer_the_forward_changes_in_place_is_compared_as_it_was() -> None:
     before = result_leaves(buffer)
     buffer += 1
     assert output_changes(result_leaves(buffer), before, 1e-5) == (
-        "output (float32 3): max relative difference 1.00e+00 > tolerance 1e-05"
+        "output (float32 3): max relative difference 1 > tolerance 1e-05"
     )
 
 
@@ -162,7 +162,7 @@ def test_changed_outputs_are_named_with_how_they_changed() -> None:
     after = (torch.zeros(2, 3), torch.tensor([[0, 1, 2], [3, 5, 4]]), torch.ones(4) * 1.5)
     assert _changes(after, before) == (
         "output[1] (int64 2x3): 2 of 6 values differ; "
-        "output[2] (float32 4): max relative difference 5.00e-01 > tolerance 1e-05"
+        "output[2] (float32 4): max relative difference 0.5 > tolerance 1e-05"
     )
     assert _changes(after, before, 1.0) == "output[1] (int64 2x3): 2 of 6 values differ"
     nan_now = (before[0] * NAN,)
@@ -294,7 +294,7 @@ def test_an_expanded_view_is_copied_as_the_elements_it_expands() -> None:
     small = y[1].expand(300, 400)
     other = torch.cat([small[:299], y[2].expand(1, 400)])  # one row differs: not expanded
     assert _changes(other, small) == (
-        "output (float32 300x400): max relative difference 1.00e+00 > tolerance 1e-05"
+        "output (float32 300x400): max relative difference 1 > tolerance 1e-05"
     )
 
 

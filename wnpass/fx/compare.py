@@ -471,11 +471,17 @@ def output_changes(after: Sequence[Leaf], before: Sequence[Leaf], rtol: float) -
     if paths_after != paths_before:
         return _structure_change(paths_after, paths_before)
     changes = []
+    from wnpass.verify.report import shown_error, shown_tolerance
+
     for (path, a), (_, b) in zip(after, before, strict=True):
         error, detail = _leaf_error(a, b)
         if error is not None and not error <= rtol:
-            held = f" > tolerance {rtol:.0e}" if math.isfinite(error) else ""
-            changes.append(f"{path} ({kind_of(b)}): {detail}{held}")
+            if math.isfinite(error):  # to as many digits as show it is past the tolerance
+                detail = (
+                    f"max relative difference {shown_error(error, rtol)} > tolerance "
+                    f"{shown_tolerance(rtol)}"
+                )
+            changes.append(f"{path} ({kind_of(b)}): {detail}")
     return _few(changes)
 
 

@@ -205,14 +205,18 @@ def plan_rows(sites: Sequence[ParamSite]) -> list[tuple[str, ...]]:
 
 def difference_text(report: ApplyReport) -> str:
     """The output check in words: the difference and the tolerance it was held to."""
-    value = report.max_rel_error
+    from wnpass.verify.report import shown_error, shown_tolerance
+
+    value, rtol = report.max_rel_error, report.rtol
+    tolerance = "-" if rtol is None else shown_tolerance(rtol)  # as given, every digit
     if report.nothing_compared:
-        return f"{NOTHING_COMPARED}: nothing to hold to the tolerance ({report.rtol:.0e})"
+        return f"{NOTHING_COMPARED}: nothing to hold to the tolerance ({tolerance})"
     if report.changes:
         return report.changes
     if value is not None and math.isinf(value):
-        return f"{NOT_COMPARABLE} (tolerance {report.rtol:.0e})"
-    return f"max relative output difference {value:.2e} (tolerance {report.rtol:.0e})"
+        return f"{NOT_COMPARABLE} (tolerance {tolerance})"
+    shown = "-" if value is None else shown_error(value, rtol)
+    return f"max relative output difference {shown} (tolerance {tolerance})"
 
 
 def apply_summary(
