@@ -306,7 +306,7 @@ def test_a_numpy_scalar_tolerance_is_kept_as_a_python_float(tmp_path: Path) -> N
 def test_an_empty_output_beside_compared_ones_passes_but_nothing_compared_fails() -> None:
     """An output empty by construction (``y[:0]``) is no failure while another output was
     compared; a model whose every output is empty (or NaN alike) proved nothing."""
-    from wnpass.checkpoint.report import ModelCheckReport
+    from wnpass.checkpoint.report import CheckpointReport, ModelCheckReport
     from wnpass.checkpoint.verify import _row
 
     y, empty = torch.tensor([1.0, 2.0]), torch.zeros(0, 4)
@@ -318,6 +318,13 @@ def test_an_empty_output_beside_compared_ones_passes_but_nothing_compared_fails(
     assert not alone and "nothing compared: e: the output has no elements" in (
         alone.vacuous() or ""
     )
+    # as check writes its rows: a status, and null error sizes where nothing was compared
+    # (the table showed "max abs 0", the JSON 0.0, beside "not compared")
+    report = CheckpointReport("fold", "c.pt", "torch", check=both)
+    y_row, e_row = report.to_dict()["check"]["outputs"]
+    assert (y_row["status"], y_row["passed"], y_row["max_abs"]) == ("passed", True, 0.0)
+    assert (e_row["status"], e_row["passed"]) == ("not compared", True)
+    assert (e_row["max_abs"], e_row["max_rel"]) == (None, None)
 
 
 @pytest.mark.parametrize("normed_in_model_py", [False, True])

@@ -73,14 +73,24 @@ class OutputRow:
     def ok(self) -> bool:
         return self.problem is None and self.outside == 0
 
+    @property
+    def compared(self) -> bool:
+        """Whether its error sizes say something: not so where no element was compared (a
+        missing output, another shape, every element NaN in both), shown ``-``, never 0."""
+        from wnpass.verify.report import elements_compared
+
+        return self.uncompared is None and elements_compared(self.problem, self.outside)
+
 
 def _row_data(row: OutputRow, data: dict[str, Any]) -> None:
-    """One output row's JSON, as the table shows it: error sizes null where no element was
-    compared (0 would read as "no error"), and no tolerance for a row that is no output (the
-    folded checkpoint did not load)."""
-    from wnpass.verify.report import elements_compared
+    """One output row's JSON, as the table shows it and as ``check`` writes its rows: its
+    ``status`` and ``passed``, error sizes null where no element was compared (0 would read
+    as "no error"), and no tolerance for a row that is no output (the folded checkpoint did
+    not load)."""
+    from wnpass.verify.compare import output_status
 
-    if not elements_compared(row.problem, row.outside):
+    data.update(passed=row.ok, status=output_status(row.ok, row.uncompared))
+    if not row.compared:
         data.update(max_abs=None, max_rel=None)
     if row.shape is None:
         data.update(rtol=None, atol=None)

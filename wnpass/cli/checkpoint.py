@@ -116,7 +116,7 @@ def print_pairs(out: Printer, report: CheckpointReport) -> None:
 def _print_check(out: Printer, report: CheckpointReport) -> None:
     """The ``--model`` table: one row per output (per state dict compared, when it has a
     name), and the state dicts with folded pairs that were not compared."""
-    from wnpass.verify.report import elements_compared, shown_error, tolerance_text
+    from wnpass.verify.report import shown_error, tolerance_text
 
     check = report.check
     assert check is not None
@@ -125,7 +125,7 @@ def _print_check(out: Printer, report: CheckpointReport) -> None:
     for row in check.outputs:
         result = (row.problem or "outside tolerance") if not row.ok else "ok"
         result = f"not compared: {row.uncompared}" if row.ok and row.uncompared else result
-        counted = elements_compared(row.problem, row.outside)
+        counted = row.compared
         cells = [
             row.name,
             shape_text(row.shape, unknown="-"),

@@ -466,7 +466,7 @@ def max_rel_error(after: Sequence[Leaf], before: Sequence[Leaf]) -> float:
 def output_changes(after: Sequence[Leaf], before: Sequence[Leaf], rtol: float) -> str:
     """Where the results differ beyond ``rtol`` (:func:`max_rel_error`'s rule), in words:
     ``output[1] (int64 2x9x1000): 7 of 18000 values differ``, ``output[0] (float32 4): max
-    relative difference 5.00e-01 > tolerance 1e-05``; empty when nowhere."""
+    relative difference 0.5 > tolerance 1e-05``; empty when nowhere."""
     paths_after, paths_before = [p for p, _ in after], [p for p, _ in before]
     if paths_after != paths_before:
         return _structure_change(paths_after, paths_before)

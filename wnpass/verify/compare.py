@@ -126,11 +126,7 @@ class OutputComparison:
 
     @property
     def status(self) -> str:
-        """``passed``, ``failed``, or ``not compared`` (no element could be: no failure by
-        itself, but nothing shown either)."""
-        if not self.passed:
-            return "failed"
-        return "not compared" if self.uncompared else "passed"
+        return output_status(self.passed, self.uncompared)
 
     def __bool__(self) -> bool:
         return self.passed
@@ -348,6 +344,14 @@ def nothing_compared(comparisons: Sequence[Compared]) -> str | None:
         reasons = dict.fromkeys(f"{c.name}: {c.uncompared}" for c in comparisons)
         return NOTHING_COMPARED.format("; ".join(reasons))
     return None
+
+
+def output_status(passed: bool, uncompared: str | None) -> str:
+    """An output's status in a report: ``passed``, ``failed``, or ``not compared`` (no element
+    could be: no failure by itself, but nothing shown either)."""
+    if not passed:
+        return "failed"
+    return "not compared" if uncompared else "passed"
 
 
 def compare_outputs(
