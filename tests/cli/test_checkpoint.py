@@ -300,6 +300,11 @@ def test_model_check_failure_is_exit_1_and_publishes_nothing(
     # the JSON names no output: none was written
     assert (report["output"], report["shards"], report["bytes_after"]) == (None, [], None)
     assert report["check"]["ok"] is False and report["ok"] is False
+    # --quiet names the failing output too (it said only "failed the check")
+    assert main(["--quiet", *argv[1:4], str(model_py)]) == 1
+    quiet = capsys.readouterr().out.splitlines()
+    assert quiet[-2].startswith("nothing written: the folded checkpoint failed the check")
+    assert re.match(r"^  model: output: \d+ of \d+ elements outside rtol=", quiet[-1])
 
 
 # -- hostile inputs and paths ------------------------------------------------------------------

@@ -4,6 +4,7 @@ flags that add up or are refused, and one-line refusals of models it cannot expo
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -91,9 +92,24 @@ def test_a_pruned_unit_is_declined_in_pytorch_and_not_deployable(
     out.write_bytes(b"the last good model")
     assert main([*argv, "--verify", "--runs", "1", "--json", str(report)]) == 1
     assert f"NOT DEPLOYABLE: see above; nothing written to {out}" in capsys.readouterr().out
+    assert main(["--quiet", *argv, "--verify", "--runs", "1"]) == 1  # what is above: --quiet too
+    quiet = capsys.readouterr().out
+    assert "declined in PyTorch: fc.weight: v has a unit with zero norm" in quiet
     assert out.read_bytes() == b"the last good model"
     data = json.loads(report.read_text())
     assert (data["ok"], data["published"]) == (False, False)
+
+
+def test_quiet_names_the_outputs_that_did_not_match(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--quiet export --verify`` said only "NOT DEPLOYABLE: see above", with nothing above."""
+    out = tmp_path / "m.onnx"
+    argv = ["--quiet", "export", str(_model_py(tmp_path)), "-o", str(out), "--verify"]
+    assert main([*argv, "--runs", "1", "--rtol", "0", "--atol", "0"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2] == f"NOT DEPLOYABLE: see above; nothing written to {out}"
+    assert re.match(r"^  cpu: \S+: \d+ of 12 elements outside rtol=0 atol=0 \(max abs ", lines[-1])
 
 
 PLAIN = """

@@ -154,6 +154,17 @@ def _print_check(out: Printer, report: CheckpointReport) -> None:
         )
 
 
+def _outside(row: Any) -> str:
+    """How many elements of a row are outside its tolerance, as check says it."""
+    from wnpass.verify.report import shown_error, tolerance_text
+
+    tolerance = tolerance_text(row.rtol, row.atol, row.atol_scaled)
+    return (
+        f"{row.outside} of {row.total} elements outside {tolerance} "
+        f"(max abs {shown_error(row.max_abs, row.atol)})"
+    )
+
+
 def print_summary(out: Printer, report: CheckpointReport) -> None:
     """The summary lines under the table (always printed, also with ``--quiet``)."""
     from wnpass.report import counted, human_bytes
@@ -183,6 +194,10 @@ def print_summary(out: Printer, report: CheckpointReport) -> None:
         out.summary(
             f"nothing written: the folded checkpoint failed the check ({report.check.model})"
         )
+        for row in report.check.outputs:  # which outputs failed, also with --quiet
+            if not row.ok:
+                where = f"{row.group}: " if row.group else ""
+                out.summary(f"  {where}{row.name}: {row.problem or _outside(row)}")
         if vacuous := report.check.vacuous():
             out.summary(f"  {vacuous}")
     elif report.output is not None:

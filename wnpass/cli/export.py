@@ -140,9 +140,10 @@ def _print_export(out: Printer, report: Any) -> None:
             if declined
             else counted(torch_fold.folded, "weight-norm site")
         )
-        out.line(f"folded {done} in PyTorch")
+        said = out.summary if declined else out.line  # a decline is why it failed: --quiet too
+        said(f"folded {done} in PyTorch")
         for site in declined:
-            out.line(f"  declined in PyTorch: {site.name}: {site.reason}")
+            said(f"  declined in PyTorch: {site.name}: {site.reason}")
     print_sites(out, report.onnx_fold, f"{report.output} ({report.exporter})", inspect=False)
     if report.names_missing:
         out.line(
@@ -215,10 +216,30 @@ def _print_export(out: Printer, report: Any) -> None:
         )
     elif report:
         out.summary(f"deployable: ONNX matches PyTorch; wrote {report.output}")
-    elif not report.published:
-        out.summary(f"NOT DEPLOYABLE: see above; nothing written to {report.output}")
     else:
-        out.summary(f"NOT DEPLOYABLE: see above (wrote {report.output})")
+        if not report.published:
+            out.summary(f"NOT DEPLOYABLE: see above; nothing written to {report.output}")
+        else:
+            out.summary(f"NOT DEPLOYABLE: see above (wrote {report.output})")
+        for line in _failed_outputs(report):  # which outputs failed, also with --quiet
+            out.summary(f"  {line}")
+
+
+def _failed_outputs(report: Any) -> list[str]:
+    """One line per output that did not match PyTorch (where, which, why), as check says it."""
+    from wnpass.verify.report import failure_reason
+
+    tables = (
+        ("", report.comparisons),
+        (", every dynamic axis doubled", report.dynamic_comparisons),
+    )
+    return [
+        f"{provider}{where}: {c.name}: {failure_reason(c)}"
+        for where, table in tables
+        for provider, comparisons in table.items()
+        for c in comparisons
+        if not c.passed
+    ]
 
 
 def _shapes(report: Any) -> str:

@@ -151,14 +151,16 @@ class CheckReport:
         for run in self.runs:
             for c in run.comparisons:
                 if not c.passed:
-                    lines.append(f"{run.provider}/{run.optimization}: {c.name}: {_why(c)}")
+                    lines.append(
+                        f"{run.provider}/{run.optimization}: {c.name}: {failure_reason(c)}"
+                    )
             if vacuous := run.nothing_compared:
                 lines.append(f"{run.provider}/{run.optimization}: {vacuous}")
             if failed := run.failed_to_run:
                 lines.append(f"{run.provider}/{run.optimization}: {failed}")
         for c in self.cross_provider:
             if not c.passed:
-                lines.append(f"cuda vs cpu: {c.name}: {_why(c)}")
+                lines.append(f"cuda vs cpu: {c.name}: {failure_reason(c)}")
         if vacuous := nothing_compared(self.cross_provider):
             lines.append(f"cuda vs cpu: {vacuous}")
         return lines
@@ -243,7 +245,8 @@ def tolerance_text(rtol: float | None, atol: float | None, atol_scaled: bool) ->
     return f"rtol={shown_tolerance(rtol)} atol={shown_tolerance(atol)}"
 
 
-def _why(c: OutputComparison) -> str:
+def failure_reason(c: OutputComparison) -> str:
+    """Why an output failed, in words: its problem, or how many elements are outside."""
     if c.problem:
         return c.problem
     if not c.numeric:
@@ -277,7 +280,7 @@ LATENCY_COLUMNS = (
 def _result(c: OutputComparison) -> str:
     """The result column: ``ok``, ``not compared`` and why (no failure by itself), or FAIL."""
     if not c.passed:
-        return f"FAIL: {_why(c)}"
+        return f"FAIL: {failure_reason(c)}"
     return f"not compared: {c.uncompared}" if c.uncompared else "ok"
 
 
