@@ -22,7 +22,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from tests.helpers import run, sites_left
 from wnpass.deploy import ModelRunError, export, exporters_silenced
-from wnpass.errors import InvalidArgumentError, InvalidModelError, WnpassError
+from wnpass.errors import InvalidArgumentError, InvalidModelError, UsageError, WnpassError
 from wnpass.fx.forward import Batch
 from wnpass.fx.loading import load_model_py
 from wnpass.verify import providers
@@ -1058,3 +1058,20 @@ def test_an_export_reports_json_never_replaces_the_exported_model(tmp_path: Path
         report.write_json(out)
     assert out.read_bytes() == before
     report.write_json(tmp_path / "r.json")
+
+
+@pytest.mark.parametrize(
+    ("given", "name"),
+    [({"rtol": 1e-3}, "rtol"), ({"runs": 5}, "runs"), ({"providers": ["cpu"]}, "providers")],
+)
+def test_check_options_without_verify_are_refused_not_ignored(
+    given: dict[str, Any], name: str, tmp_path: Path
+) -> None:
+    """``export(verify=False, rtol=...)`` ran without a word, where the command line and
+    ``fold_checkpoint`` refuse a check option no check uses."""
+    model, inputs = load_model_py(ROOT / "models" / "mlp.py")
+    assert inputs is not None
+    out = tmp_path / "mlp.onnx"
+    with pytest.raises(UsageError, match=rf"^{name} goes with verify=True: no check runs"):
+        export(model, inputs, out, exporter="torchscript", verify=False, **given)
+    assert not out.exists()

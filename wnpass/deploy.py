@@ -56,7 +56,7 @@ import torch
 from torch import nn
 
 from wnpass.axes import is_legacy_hook
-from wnpass.errors import InvalidArgumentError, WnpassError, printable
+from wnpass.errors import InvalidArgumentError, UsageError, WnpassError, printable
 from wnpass.fx.fold import TorchFoldReport, fold_weight_norm
 from wnpass.fx.forward import (
     Batch,
@@ -732,6 +732,18 @@ def opset_range(exporter: str) -> tuple[int, int]:
     return _constants.ONNX_MIN_OPSET, _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
 
 
+def _unused_check_options(options: CheckOptions) -> list[str]:
+    """The check options given other values than their defaults: ignored without a check."""
+    return [
+        field.name
+        for field in dataclasses.fields(options)
+        if getattr(options, field.name) != getattr(_DEFAULT_CHECK, field.name)
+    ]
+
+
+_DEFAULT_CHECK = CheckOptions()
+
+
 def validate_export_options(exporter: str, opset: int | None, options: CheckOptions | None) -> None:
     """Every export option (``options``: the check's, when verifying), checked before anything
     runs or is written."""
@@ -803,6 +815,8 @@ def export(
     options = CheckOptions(
         providers=providers, rtol=rtol, atol=atol, runs=runs, warmup=warmup, threads=threads
     )
+    if not verify and (unused := _unused_check_options(options)):
+        raise UsageError(f"{unused[0]} goes with verify=True: no check runs without it")
     validate_export_options(exporter, opset, options if verify else None)
     inputs = as_batch(example_inputs)
     dynamo = exporter == "dynamo"

@@ -161,6 +161,11 @@ def test_rtol_sets_the_outputs_tolerance_and_goes_with_init_keep(
     ):
         assert main(["train-rewrite", str(model_py), "--rtol", "1e-3", *extra]) == 2
         assert capsys.readouterr().err.startswith(f"wnpass: error: {message}")
+    # a model.py without example_inputs() compares nothing: --rtol was ignored, exit 0
+    no_inputs = tmp_path / "no_inputs.py"
+    no_inputs.write_text(SAMPLING.split("def example_inputs")[0])
+    assert main(["train-rewrite", str(no_inputs), "--rtol", "1e-3"]) == 2
+    assert "has no example_inputs(), so nothing is compared" in capsys.readouterr().err
 
 
 def test_a_model_drawing_random_numbers_is_compared_with_itself(

@@ -408,6 +408,10 @@ def test_a_tolerance_given_is_the_one_held_to() -> None:
         assert report.rtol == rtol and (report.status == "ok") is ok
     with pytest.raises(InvalidArgumentError, match=r"^rtol -1: a tolerance must be a finite"):
         apply_weight_norm(nn.Linear(2, 2), (torch.randn(1, 2),), rtol=-1)
+    # where no outputs are compared, a tolerance is refused, not ignored
+    for inputs, init in (((torch.randn(3, 2),), "data"), (None, "keep")):
+        with pytest.raises(InvalidArgumentError, match=r"^rtol goes with init='keep' and"):
+            apply_weight_norm(nn.Linear(2, 2), inputs, init=init, rtol=1e-3)  # type: ignore[arg-type]
 
 
 class _Result:

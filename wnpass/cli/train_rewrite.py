@@ -92,6 +92,8 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     from wnpass.fx.files import load_batch
 
     model, inputs = load_model(args, plan)
+    if args.rtol is not None and inputs is None:
+        raise UsageError(f"--rtol: {args.model} has no example_inputs(), so nothing is compared")
     batch = inputs
     if args.init == "data":
         batch = load_batch(args.data) if args.data is not None else inputs

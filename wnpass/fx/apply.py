@@ -204,6 +204,12 @@ class ApplyWeightNormPass:
         inputs = None if example_inputs is None else as_batch(example_inputs)
         if self.init == "data" and inputs is None:
             raise UsageError("init='data' needs a batch: pass example_inputs")
+        if self.rtol is not None and (inputs is None or self.init != "keep" or self.mean_only_bn):
+            raise InvalidArgumentError(  # it would hold nothing to it: refused, not ignored
+                "goes with init='keep' and example_inputs, where the outputs are compared "
+                "(data init and mean-only BatchNorm change them on purpose)",
+                parameter="rtol",
+            )
         # the forwards run here draw the same random numbers (a model with sampling noise is
         # compared with itself, not with other noise) and leave the caller's generators as
         # they were; each gets its own copy of the inputs
