@@ -26,6 +26,7 @@ from wnpass.errors import InvalidArgumentError, InvalidModelError, UsageError, W
 from wnpass.fx.forward import Batch
 from wnpass.fx.loading import load_model_py
 from wnpass.verify import providers
+from wnpass.verify.options import DEFAULT_RUNS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -322,7 +323,8 @@ def test_a_none_default_names_no_graph_input(exporter: str, verify: bool, tmp_pa
     torch.manual_seed(0)
     model, x = _Optional(), torch.randn(2, 8)
     out = tmp_path / "m.onnx"
-    report = export(model, (x,), out, exporter=exporter, verify=verify, runs=1)
+    runs = 1 if verify else DEFAULT_RUNS  # a check option is refused where no check runs
+    report = export(model, (x,), out, exporter=exporter, verify=verify, runs=runs)
     assert report.matches is (True if verify else None) and report.published
     if exporter == "dynamo":
         assert _graph_inputs(out) == [("x", "FLOAT")]
