@@ -130,6 +130,7 @@ class FoldReport:
         data = dataclasses.asdict(self)
         data["folded"], data["declined"] = self.folded, self.declined
         data["foldable"], data["cones_folded"] = self.foldable, self.cones_folded
+        data["cones_declined"] = _count(self.cones, "declined")  # as the summary counts them
         data["computed_weights"], data["remaining"] = self.computed_weights, self.remaining
         if self.check is not None:
             data["check"] = self.check.to_dict()

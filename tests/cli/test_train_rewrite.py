@@ -205,8 +205,11 @@ def test_inspect_model_py_changes_nothing(
     model_py = _copy(tmp_path, "transformer")
     assert main(["inspect", str(model_py), "--json", str(tmp_path / "r.json")]) == 0
     assert "would apply weight norm to 5 of 14 parameters" in capsys.readouterr().out
-    sites = {s["name"]: s for s in json.loads((tmp_path / "r.json").read_text())["sites"]}
+    data = json.loads((tmp_path / "r.json").read_text())
+    sites = {s["name"]: s for s in data["sites"]}
     assert sites["attn.in_proj_weight"]["status"] == "planned"
+    # the summary's numbers are in the JSON (it had "applied": 0 and no count of the plan)
+    assert (data["planned"], len(data["sites"]), data["applied"]) == (5, 14, 0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "transformer.py"]
 
 

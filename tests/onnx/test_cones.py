@@ -361,6 +361,7 @@ def test_a_weight_computed_by_other_ops_is_reported_declined_and_left() -> None:
     (cone,) = report.cones
     assert cone.status == "declined" and cone.reason == "computed by Mul, not by layout or cast ops"
     assert inspect_onnx(model).computed_weights == []
+    assert report.to_dict()["cones_declined"] == 1  # the summary's "1 declined", in the JSON
 
 
 def test_activations_and_plain_initializers_are_not_cones() -> None:

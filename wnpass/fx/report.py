@@ -173,6 +173,8 @@ class ApplyReport:
         if self.max_rel_error is not None and not math.isfinite(self.max_rel_error):
             data["max_rel_error"] = None
         data.update(applied=self.applied, skipped=self.skipped, equivalent=self.equivalent)
+        # as the summary counts them: inspect's plan, and the layers weight-normed already
+        data.update(planned=self.count("planned"), already=self.count("already"))
         data.update(status=self.status, reason=self.reason, ok=bool(self))
         return data
 
