@@ -644,6 +644,12 @@ def test_running_out_of_memory_is_no_verdict_on_the_model(message: str) -> None:
     with pytest.raises(providers.RunFailedError) as failed:
         providers.run(_Session("Reshape: cannot reshape " + "y" * 300), Path("c.onnx"), {})  # type: ignore[arg-type]
     assert failed.value.reason.endswith("y" * 300)  # the report's error is whole
+    # the line keeps the message's end, where ONNX Runtime says what was wrong (it was cut)
+    said = "Reshape node. Status Message: " + "/src/reshape_helper.h:91 " * 20 + "requested {5,7}"
+    with pytest.raises(providers.RunFailedError) as failed:
+        providers.run(_Session(said), Path("c.onnx"), {})  # type: ignore[arg-type]
+    line = str(failed.value)
+    assert line.endswith("requested {5,7}") and " ... " in line and len(line) < 300
     # a word of an out-of-memory message in the model's own names is no allocation failure
     named = "running Reshape node. Name:'bad_alloc_here' Status Message: cannot reshape"
     with pytest.raises(providers.RunFailedError):

@@ -156,7 +156,7 @@ class SessionError(InvalidModelError):
 
 class RunFailedError(SessionError):
     """ONNX Runtime failed to run a model it had loaded; ``reason`` is its whole message (the
-    error's own line is cut to a readable length)."""
+    error's own line is cut to a readable length, its end kept: :func:`_short`)."""
 
     def __init__(self, model: Path, reason: str) -> None:
         super().__init__(model, f"onnxruntime failed to run it: {_short(reason)}", reason)
@@ -173,8 +173,10 @@ class OutOfMemoryError(WnpassError):
 
 
 def _short(reason: str) -> str:
-    """ONNX Runtime's message cut for an error's one line (a report keeps it whole)."""
-    return reason if len(reason) <= 240 else reason[:240] + "..."
+    """ONNX Runtime's message cut for an error's one line (a report keeps it whole): its start
+    (the node) and its end (what was wrong: ``requested shape:{5,7}``), without the middle (the
+    source file and the C++ function that raised)."""
+    return reason if len(reason) <= 240 else f"{reason[:110]} ... {reason[-125:]}"
 
 
 # What ONNX Runtime's messages say when an allocation failed (its CPU arena, the C++ runtime,
