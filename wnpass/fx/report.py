@@ -227,9 +227,11 @@ def apply_summary(
     """The lines under the table; ``inputs``: what the forwards ran on, in words."""
     verb = "would apply" if inspect else "applied"
     count = report.count("planned") if inspect else report.applied
+    replaced = report.count("replaced")  # BatchNorm layers made mean-only: no parameters
+    made = f", {counted(replaced, 'BatchNorm')} made mean-only" if replaced else ""
     text = (
-        f"{verb} weight norm to {count} of {counted(len(report.sites), 'parameter')} "
-        f"({report.skipped} skipped, {report.count('already')} already weight-normed); "
+        f"{verb} weight norm to {count} of {counted(len(report.sites) - replaced, 'parameter')} "
+        f"({report.skipped} skipped, {report.count('already')} already weight-normed{made}); "
         f"{_HOW.get(report.traced_with, report.traced_with).replace('{inputs}', inputs)}, "
         f"dim_policy={report.dim_policy}"
     )
