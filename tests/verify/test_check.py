@@ -14,7 +14,13 @@ import pytest
 
 from tests.helpers import onnx_model, rand
 from wnpass import fold_onnx
-from wnpass.errors import InvalidArgumentError, InvalidModelError, OutputError, UsageError
+from wnpass.errors import (
+    InvalidArgumentError,
+    InvalidModelError,
+    OutputError,
+    UsageError,
+    WnpassError,
+)
 from wnpass.verify import providers
 from wnpass.verify.check import check
 from wnpass.verify.options import CheckOptions
@@ -654,6 +660,22 @@ def test_running_out_of_memory_is_no_verdict_on_the_model(message: str) -> None:
     named = "running Reshape node. Name:'bad_alloc_here' Status Message: cannot reshape"
     with pytest.raises(providers.RunFailedError):
         providers.run(_Session(named), Path("c.onnx"), {})  # type: ignore[arg-type]
+
+
+def test_a_comparison_out_of_memory_is_no_verdict(
+    pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outputs too large to compare in memory (float64 temporaries) were an internal error,
+    exit 3: like ONNX Runtime running out of memory, it is the machine's limit, exit 2."""
+    from wnpass.verify import check as check_module
+
+    def too_big(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(check_module, "compare_outputs", too_big)
+    with pytest.raises(WnpassError, match=r"comparing its outputs with the reference's needs") as e:
+        check(*pair, runs=1, warmup=0)
+    assert e.value.exit_code == 2
 
 
 def test_a_string_input_beside_a_bits_output_is_said_to_be_onnx_runtimes_limit(

@@ -328,3 +328,47 @@ def test_an_input_given_twice_in_shapes_is_refused() -> None:
     with pytest.raises(InvalidArgumentError) as raised:
         inputs.parse_shapes(["x=3", "x=5"])
     assert str(raised.value) == "shapes 'x=5': x is given twice; give each input once"
+
+
+def _header(version: tuple[int, int], descr: str, shape: tuple[int, ...]) -> bytes:
+    """A .npy header alone (the format's layout: magic, version, length, a padded dict): it
+    declares an array and holds none of its data."""
+    text = repr({"descr": descr, "fortran_order": False, "shape": shape})
+    width = 2 if version == (1, 0) else 4
+    start = len(np.lib.format.MAGIC_PREFIX) + 2 + width
+    text += " " * (-(start + len(text) + 1) % 64) + "\n"
+    length = len(text).to_bytes(width, "little")
+    return np.lib.format.MAGIC_PREFIX + bytes(version) + length + text.encode("latin1")
+
+
+@pytest.mark.parametrize(
+    ("version", "descr", "shape", "message"),
+    [
+        ((3, 0), "<f4", (2, 4), "'x' is a .npy of format 3.0 (a structured array), which no"),
+        ((1, 0), "|V134217728", (2, 4), "x is |V134217728, the model wants float"),
+        ((1, 0), "<f4", (2**29, 4), "x has shape [536870912, 4], the model wants [2, 4]"),
+    ],
+    ids=["version-3", "dtype", "shape"],
+)
+def test_a_header_is_refused_before_its_data_is_read(
+    tmp_path: Path, version: tuple[int, int], descr: str, shape: tuple[int, ...], message: str
+) -> None:
+    """A version 3.0 header and a dtype were checked only after the array was read: 1 MB of
+    compressed .npz took 1.1-1.4 GB before its refusal. These hold no data at all."""
+    spec = [inputs.InputSpec("x", ir.DataType.FLOAT, [2, 4])]
+    path = _zip(tmp_path / "bomb.npz", {"x.npy": _header(version, descr, shape)})
+    with pytest.raises(InvalidArgumentError) as raised:
+        inputs.load_npz(path, spec)
+    assert message in str(raised.value)
+
+
+def test_an_input_past_the_element_limit_is_refused_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dynamic axis let a 1 MB compressed .npz declare 1 GiB, which the check then held
+    many times over (killed by the kernel, no message): the synthesized inputs' limit holds."""
+    monkeypatch.setattr(inputs, "MAX_INPUT_ELEMENTS", 100)
+    spec = [inputs.InputSpec("x", ir.DataType.FLOAT, ["N", 4])]
+    path = _zip(tmp_path / "big.npz", {"x.npy": _header((1, 0), "<f4", (26, 4))})
+    with pytest.raises(InvalidArgumentError, match=r"x has 104 elements, more than the 100"):
+        inputs.load_npz(path, spec)

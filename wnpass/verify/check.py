@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import onnx_ir as ir
 
-from wnpass.errors import InvalidArgumentError
+from wnpass.errors import InvalidArgumentError, WnpassError
 from wnpass.onnx import io
 from wnpass.plan import IOPlan, as_path, as_plan
 from wnpass.verify import inputs as inputs_mod
@@ -349,7 +349,18 @@ def _check_one(
         logger.info("%s/%s: the candidate failed to run: %s", provider, level, error.reason)
         return _OneRun(result, (ref, cand), ([], []))
     cand_names = _run_names(cand.session)
-    result.comparisons = compare_outputs(
-        _run_names(ref.session), ref_out, cand_names, cand_out, rtol=options.rtol, atol=options.atol
-    )
+    try:
+        result.comparisons = compare_outputs(
+            _run_names(ref.session),
+            ref_out,
+            cand_names,
+            cand_out,
+            rtol=options.rtol,
+            atol=options.atol,
+        )
+    except MemoryError:  # the machine's limit, as ONNX Runtime's is: no verdict on the model
+        raise WnpassError(
+            f"{candidate}: comparing its outputs with the reference's needs more memory than "
+            "there is; give smaller inputs (--shape, --inputs)"
+        ) from None
     return _OneRun(result, (ref, cand), (cand_names, cand_out))

@@ -37,9 +37,9 @@ __all__ = [
 DEFAULT_DYNAMIC_DIM = 32  # long enough for small convolution kernels, short enough to run fast
 INT_HIGH = 8  # integer inputs in [0, 8): valid indices for any table with at least 8 rows
 SEED = 0
-# Inputs are synthesized in memory: a declared shape past this many elements (1 GiB of float32)
-# is refused rather than allocated.
-MAX_SYNTHESIZED_ELEMENTS = 2**28
+# An input is held in memory, several times over while outputs are compared: one past this many
+# elements (1 GiB of float32), synthesized or read from an .npz, is refused rather than made.
+MAX_INPUT_ELEMENTS = 2**28
 
 
 @dataclasses.dataclass
@@ -230,10 +230,10 @@ def synthesize(
             shape = given[spec.name]
         else:
             shape, spec_notes = _default_shape(spec, sizes)
-        if math.prod(shape) > MAX_SYNTHESIZED_ELEMENTS:
+        if math.prod(shape) > MAX_INPUT_ELEMENTS:
             raise InvalidArgumentError(
                 f"{spec.name}{shape}: {math.prod(shape)} elements is more than the "
-                f"{MAX_SYNTHESIZED_ELEMENTS} wnpass synthesizes; give smaller shapes",
+                f"{MAX_INPUT_ELEMENTS} wnpass synthesizes; give smaller shapes",
                 parameter="shapes",
             )
         notes.extend(spec_notes)
@@ -243,25 +243,40 @@ def synthesize(
     return feeds, notes
 
 
-def _from_bits(array: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """An input of a type numpy lacks (bfloat16, a float8: ``FED_AS_BITS``) as its ml_dtypes
-    array: ``.npz`` holds one as void of its size (how numpy saves an ml_dtypes array) or as
-    unsigned integers of its bit patterns."""
+def _viewed(stored: np.dtype, spec: InputSpec) -> np.dtype:
+    """The dtype an array stored as ``stored`` is fed as: an input of a type numpy lacks
+    (bfloat16, a float8: ``FED_AS_BITS``) held as void of its size (how numpy saves an
+    ml_dtypes array) or as unsigned integers of its bit patterns is its ml_dtypes type."""
     if spec.dtype not in FED_AS_BITS.values():
-        return array
+        return stored
     wanted = np.dtype(spec.dtype.numpy())
-    stored = (np.dtype(f"V{wanted.itemsize}"), np.dtype(f"u{wanted.itemsize}"))
-    return array.view(wanted) if array.dtype in stored else array
+    held = (np.dtype(f"V{wanted.itemsize}"), np.dtype(f"u{wanted.itemsize}"))
+    return wanted if stored in held else stored
+
+
+def _from_bits(array: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """``array`` as :func:`_viewed` says it is fed: a view of its bits where that differs."""
+    viewed = _viewed(array.dtype, spec)
+    return array if viewed == array.dtype else array.view(viewed)
 
 
 @dataclasses.dataclass
 class _Member:
-    """One array of an ``.npz``: the input name it is for, its zip member, and what its
-    ``.npy`` header declares (None where the header's version has no public reader)."""
+    """One array of an ``.npz``: the input name it is for, its zip member, and the shape and
+    dtype its ``.npy`` header declares."""
 
     name: str
     info: zipfile.ZipInfo
-    shape: tuple[int, ...] | None
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+# The .npy header versions with a public reader; 3.0 only differs from 2.0 in allowing UTF-8
+# field names of a structured array, which no model input is.
+_HEADERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
 
 
 def _members(path: Path, archive: zipfile.ZipFile) -> list[_Member]:
@@ -284,12 +299,14 @@ def _members(path: Path, archive: zipfile.ZipFile) -> list[_Member]:
                 raise InvalidArgumentError(
                     f"{path}: {name!r} is not a .npy array", parameter="inputs"
                 ) from None
-            header = {
-                (1, 0): np.lib.format.read_array_header_1_0,
-                (2, 0): np.lib.format.read_array_header_2_0,
-            }.get(version)
-            shape = None if header is None else tuple(header(stream)[0])
-        members[name] = _Member(name, info, shape)
+            if (header := _HEADERS.get(version)) is None:
+                raise InvalidArgumentError(
+                    f"{path}: {name!r} is a .npy of format {version[0]}.{version[1]} (a "
+                    "structured array), which no model input is",
+                    parameter="inputs",
+                )
+            shape, _, dtype = header(stream)
+        members[name] = _Member(name, info, tuple(shape), dtype)
     return list(members.values())
 
 
@@ -298,21 +315,24 @@ def _read(archive: zipfile.ZipFile, member: _Member) -> np.ndarray:
         return np.lib.format.read_array(stream, allow_pickle=False)
 
 
+_OBJECT_ARRAY = " (an object array needs pickle, which is never run; save strings as a str array)"
+
+
 def _unreadable(error: Exception) -> str:
     """Why numpy could not read an ``.npz``, for the error line. It falls back to unpickling
     what is not a zip (say only what the file is not), and refuses an object array, which
     only pickle can hold: for string inputs, a str array is what to save instead."""
     if "Object arrays cannot be loaded" in str(error):
-        return " (an object array needs pickle, which is never run; save strings as a str array)"
+        return _OBJECT_ARRAY
     return "" if "pickle" in str(error) else f" ({one_line(error, with_type=True)})"
 
 
-def _fits_dtype(spec: InputSpec, array: np.ndarray) -> bool:
+def _fits_dtype(spec: InputSpec, dtype: np.dtype) -> bool:
     """ONNX Runtime takes a string input as a numpy str array (``<U``); it misreads a bytes
     one (``|S``: garbage characters), and pickle-free ``.npz`` cannot hold an object one."""
     if spec.dtype == ir.DataType.STRING:
-        return array.dtype.kind == "U"
-    return array.dtype == spec.dtype.numpy()
+        return dtype.kind == "U"
+    return dtype == spec.dtype.numpy()
 
 
 def _wanted(dtype: ir.DataType) -> str:
@@ -339,9 +359,20 @@ def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
             members = _members(path, archive)
             by_name = {member.name: member for member in members}
             _check_names(path, specs, by_name)
-            for spec in specs:
-                if (shape := by_name[spec.name].shape) is not None:
-                    _check_shape(path, spec, shape)
+            for spec in specs:  # each as its header declares it, before any data is read
+                member = by_name[spec.name]
+                if member.dtype.hasobject:  # only pickle holds one, and none is run
+                    raise InvalidArgumentError(
+                        f"{path}: not a readable .npz file{_OBJECT_ARRAY}", parameter="inputs"
+                    )
+                _check_dtype(path, spec, _viewed(member.dtype, spec))
+                _check_shape(path, spec, member.shape)
+                if math.prod(member.shape) > MAX_INPUT_ELEMENTS:
+                    raise InvalidArgumentError(
+                        f"{path}: {spec.name} has {math.prod(member.shape)} elements, more than "
+                        f"the {MAX_INPUT_ELEMENTS} wnpass feeds an input; give smaller arrays",
+                        parameter="inputs",
+                    )
             feeds = {member.name: _read(archive, member) for member in members}
     except InvalidArgumentError:
         raise
@@ -349,13 +380,9 @@ def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
         raise InvalidArgumentError(
             f"{path}: not a readable .npz file{_unreadable(error)}", parameter="inputs"
         ) from None
-    for spec in specs:
+    for spec in specs:  # as read (its header said so)
         array = feeds[spec.name] = _from_bits(feeds[spec.name], spec)
-        if not _fits_dtype(spec, array):
-            raise InvalidArgumentError(
-                f"{path}: {spec.name} is {array.dtype}, the model wants {_wanted(spec.dtype)}",
-                parameter="inputs",
-            )
+        _check_dtype(path, spec, array.dtype)
         _check_shape(path, spec, array.shape)
     sizes = _Sizes("inputs", f"{path}: ")  # a symbol has one size in every input naming it
     for spec in specs:
@@ -363,6 +390,14 @@ def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
             if isinstance(dim, str):
                 sizes.bind(dim, feeds[spec.name].shape[axis], f"{spec.name}[{axis}]")
     return feeds
+
+
+def _check_dtype(path: Path, spec: InputSpec, dtype: np.dtype) -> None:
+    if not _fits_dtype(spec, dtype):
+        raise InvalidArgumentError(
+            f"{path}: {spec.name} is {dtype}, the model wants {_wanted(spec.dtype)}",
+            parameter="inputs",
+        )
 
 
 def _check_names(path: Path, specs: list[InputSpec], held: dict[str, _Member]) -> None:
