@@ -1077,3 +1077,22 @@ def test_check_options_without_verify_are_refused_not_ignored(
     with pytest.raises(UsageError, match=rf"^{name} goes with verify=True: no check runs"):
         export(model, inputs, out, exporter="torchscript", verify=False, **given)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_a_zero_norm_unit_kept_for_the_onnx_fold_is_not_deployable(
+    exporter: str, tmp_path: Path
+) -> None:
+    """``--keep-weight-norm`` with a unit of v all zero: the dynamo exporter computed the site
+    into a plain initializer of NaN, which no fold sees, and the NaN output matched PyTorch's
+    NaN: "deployable", exit 0. The values are checked in PyTorch whether it folds or not."""
+    torch.manual_seed(0)
+    model = torch.nn.utils.parametrizations.weight_norm(torch.nn.Linear(8, 6))
+    with torch.no_grad():
+        model.parametrizations.weight.original1[2].zero_()
+    out = tmp_path / "m.onnx"
+    report = export(model, (torch.randn(3, 8),), out, exporter=exporter, fold_in_torch=False)
+    assert report.torch_fold is not None
+    assert [(s.name, s.status) for s in report.torch_fold.sites] == [("weight", "declined")]
+    assert not report and not report.folded_whole and not report.published and not out.exists()
+    assert hasattr(model, "parametrizations")  # the caller's model is left as it was

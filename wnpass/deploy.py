@@ -57,7 +57,7 @@ from torch import nn
 
 from wnpass.axes import is_legacy_hook
 from wnpass.errors import InvalidArgumentError, UsageError, WnpassError, printable
-from wnpass.fx.fold import TorchFoldReport, fold_weight_norm
+from wnpass.fx.fold import TorchFoldReport, check_weight_norm, fold_weight_norm
 from wnpass.fx.forward import (
     Batch,
     ForwardFailedError,
@@ -177,7 +177,7 @@ class ExportReport:
         """Whether no weight-norm site was declined, by the ONNX fold or in PyTorch. A site
         PyTorch declines (NaN, a zero-norm unit) may never reach the ONNX fold: the dynamo
         exporter computes it into a plain initializer itself, NaN included."""
-        torch_whole = self.torch_fold is None or bool(self.torch_fold)
+        torch_whole = self.torch_fold is None or not self.torch_fold.declined
         return torch_whole and self.onnx_fold.declined == 0
 
     def __bool__(self) -> bool:
@@ -841,7 +841,9 @@ def export(
             _doubled(model, inputs, dynamic, arguments, dynamo) if verify and dynamic else None
         )
         target, in_place = _copy(model) if fold_in_torch else (model, False)
-        torch_report = fold_weight_norm(target) if fold_in_torch else None
+        # kept for the ONNX fold, its values are still checked here: the dynamo exporter
+        # computes a small site into a plain initializer, NaN and all, which no fold sees
+        torch_report = fold_weight_norm(target) if fold_in_torch else check_weight_norm(model)
         # named as the exporter sees them: a deep copy holds a torch.compile'd layer unwrapped
         # (its bias is "b.bias", not "b._orig_mod.bias"), and its weight must match
         weights = _weight_names(target)

@@ -133,7 +133,7 @@ def _print_export(out: Printer, report: Any) -> None:
     if (torch_fold := report.torch_fold) is not None:
         # a site declined in PyTorch (NaN, a zero-norm unit) stays weight norm: said here (the
         # ONNX fold meets it again after TorchScript; dynamo computes it into an initializer)
-        declined = [site for site in torch_fold.sites if site.status == "declined"]
+        declined = torch_fold.declined
         total = counted(len(torch_fold.sites), "weight-norm site")
         done = (
             f"{torch_fold.folded} of {total}"
@@ -141,7 +141,11 @@ def _print_export(out: Printer, report: Any) -> None:
             else counted(torch_fold.folded, "weight-norm site")
         )
         said = out.summary if declined else out.line  # a decline is why it failed: --quiet too
-        said(f"folded {done} in PyTorch")
+        kept = any(site.status == "kept" for site in torch_fold.sites)  # --keep-weight-norm
+        if not kept:
+            said(f"folded {done} in PyTorch")
+        elif declined:
+            said("kept weight norm for the ONNX fold; its values checked in PyTorch first")
         for site in declined:
             said(f"  declined in PyTorch: {site.name}: {site.reason}")
     print_sites(out, report.onnx_fold, f"{report.output} ({report.exporter})", inspect=False)

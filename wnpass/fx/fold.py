@@ -50,17 +50,23 @@ class FoldedSite:
 
 @dataclasses.dataclass
 class TorchFoldReport:
-    """What ``fold_weight_norm`` found and did."""
+    """What ``fold_weight_norm`` found and did (or :func:`check_weight_norm` found: every site
+    ``kept`` for the ONNX fold, or ``declined``)."""
 
     sites: list[FoldedSite] = dataclasses.field(default_factory=list)
+
+    @property
+    def declined(self) -> list[FoldedSite]:
+        return [site for site in self.sites if site.status == "declined"]
 
     @property
     def folded(self) -> int:
         return sum(site.status == "folded" for site in self.sites)
 
     def __bool__(self) -> bool:
-        """True when no weight-norm site was left in the model."""
-        return all(site.status == "folded" for site in self.sites)
+        """True when no weight-norm site was declined: a fold left none in the model (a
+        check kept them all, values fit to fold)."""
+        return not self.declined
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "folded": self.folded, "ok": bool(self)}
@@ -160,6 +166,36 @@ def _fold_legacy(
         if hasattr(module, hook.name):
             delattr(module, hook.name)  # the plain tensor the hook last computed
         module.register_parameter(hook.name, nn.Parameter(weight, requires_grad=requires_grad))
+
+
+@torch.no_grad()
+def check_weight_norm(model: nn.Module) -> TorchFoldReport:
+    """Every weight-norm site of ``model``, changing nothing: ``kept`` (weight norm stays, for
+    an exporter and the ONNX fold), or ``declined`` where :func:`fold_weight_norm` would
+    decline its values (NaN or Inf, a zero-norm unit): PyTorch computes NaN there, which an
+    exporter may fold into a plain initializer that no fold of the graph sees again."""
+    require_values(require_module(model))
+    report = TorchFoldReport()
+    for prefix, module in model.named_modules():
+        prefix = f"{prefix}." if prefix else ""
+        found: list[tuple[str, str, int, torch.Tensor, torch.Tensor]] = []
+        if parametrized_here(module):
+            parametrizations: Any = module.parametrizations
+            for name, plist in parametrizations.items():
+                norms = [p for p in plist if isinstance(p, _WeightNorm)]
+                if norms:
+                    g, v = plist.original0, plist.original1
+                    found.append((name, "parametrization", norms[0].dim, g, v))
+        for hook in module._forward_pre_hooks.values():
+            if is_legacy_hook(hook):
+                g, v = getattr(module, f"{hook.name}_g"), getattr(module, f"{hook.name}_v")
+                found.append((hook.name, "legacy hook", hook.dim, g, v))
+        for name, api, dim, g, v in found:
+            unit = _unit_dim(dim, v.dim())
+            site = FoldedSite(f"{prefix}{name}", api, unit, list(v.shape), "kept")
+            report.sites.append(site)
+            _declined(site, g, v)
+    return report
 
 
 @torch.no_grad()
