@@ -86,3 +86,27 @@ def test_weight_norm_is_restored_where_a_plain_model_meets_a_pair() -> None:
     assert plain[2].parametrizations.weight.original0.shape == (1, 1, 3)  # dim 2 kept
     assert rel_error(plain(_x()), source(_x())) <= KEEP_RTOL
     assert restore_weight_norm(plain, state) == []  # once
+
+
+def test_a_weight_stored_twice_is_refused() -> None:
+    """A pair beside a plain ``0.weight``, or a pair in both key forms: export took one copy,
+    train-rewrite the other, and the checkpoint commands decline the pair; which is meant is
+    unknown, so loading it is refused, naming the weight."""
+    source = _source()
+    torch.nn.utils.parametrizations.weight_norm(source[0])
+    state = source.state_dict()
+    with_plain = {**state, "0.weight": torch.full((6, 4), 0.5)}
+    legacy = {"0.weight_g": state["0.parametrizations.weight.original0"] * 2}
+    legacy["0.weight_v"] = state["0.parametrizations.weight.original1"]
+    for stored, said in ((with_plain, "and as a plain weight"), ({**state, **legacy}, "both key")):
+        for load in (load_state_dict_any, restore_weight_norm):
+            with pytest.raises(WeightNormPairError, match=rf"^0\.weight: stored .*{said}"):
+                load(_source(), stored)
+
+
+def test_a_pair_of_another_shape_than_the_weight_names_it() -> None:
+    """A pair whose v has another rank than the model's weight failed inside PyTorch's weight
+    norm: "Dimension out of range", naming no weight."""
+    state = {"0.weight_g": torch.ones(6, 1, 1), "0.weight_v": torch.ones(6, 1, 4)}
+    with pytest.raises(WeightNormPairError, match=r"^0\.weight: the checkpoint's v is \(6, 1, 4\)"):
+        restore_weight_norm(_source(), state)

@@ -88,7 +88,9 @@ def restore_weight_norm(model: nn.Module, state: Mapping[str, Any]) -> list[str]
 
     plain = dict(model.named_parameters())
     restored = []
-    for name in sorted(_plain_names(state)):
+    names = _plain_names(state)
+    _check_stored_once(state, names)
+    for name in sorted(names):
         pair = _get_pair(state, name)
         if pair is None or name not in plain:
             continue
@@ -97,6 +99,11 @@ def restore_weight_norm(model: nn.Module, state: Mapping[str, Any]) -> list[str]
         if parametrize.is_parametrized(module, leaf):
             continue
         dim = _dim(name, *pair)
+        if tuple(pair[1].shape) != tuple(plain[name].shape):
+            raise WeightNormPairError(
+                f"{name}: the checkpoint's v is {tuple(pair[1].shape)}, the model's weight "
+                f"{tuple(plain[name].shape)}"
+            )
         weight_norm(module, leaf, dim=dim)  # type: ignore[arg-type]  # None: the whole tensor
         restored.append(name)
         logger.info("%s: weight norm put back from the checkpoint's g and v (dim %s)", name, dim)
@@ -113,6 +120,25 @@ def _plain_names(state: Mapping[str, Any]) -> set[str]:
     return names
 
 
+def _check_stored_once(state: Mapping[str, Any], names: set[str]) -> None:
+    """Refuse a weight the state dict stores twice, as a pair and plain or as a pair in both
+    key forms: which one is meant is unknown (the checkpoint commands decline it alike)."""
+    for name in sorted(names):
+        if name in state:
+            raise WeightNormPairError(
+                f"{name}: stored both as a g/v pair and as a plain weight; which is meant is "
+                "unknown"
+            )
+        forms = [
+            keys for keys in (_new_keys(name), _legacy_keys(name)) if all(k in state for k in keys)
+        ]
+        if len(forms) > 1:
+            raise WeightNormPairError(
+                f"{name}: stored as a g/v pair in both key forms ({forms[0][0]}, {forms[1][0]}); "
+                "which is meant is unknown"
+            )
+
+
 def _get_pair(state: Mapping[str, Any], name: str) -> tuple[Any, Any] | None:
     for g_key, v_key in (_new_keys(name), _legacy_keys(name)):
         if g_key in state and v_key in state:
@@ -124,7 +150,9 @@ def convert_state_dict(model: nn.Module, state: Mapping[str, Any]) -> dict[str, 
     """``state`` with its weight-norm entries in the form ``model`` uses."""
     wanted = set(model.state_dict().keys())
     out = dict(state)
-    for name in _plain_names(state):
+    names = _plain_names(state)
+    _check_stored_once(state, names)
+    for name in names:
         pair = _get_pair(state, name)
         if pair is None:
             continue
