@@ -1096,3 +1096,28 @@ def test_a_zero_norm_unit_kept_for_the_onnx_fold_is_not_deployable(
     assert [(s.name, s.status) for s in report.torch_fold.sites] == [("weight", "declined")]
     assert not report and not report.folded_whole and not report.published and not out.exists()
     assert hasattr(model, "parametrizations")  # the caller's model is left as it was
+
+
+def test_a_full_disk_while_exporting_is_the_outputs_not_the_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exporter's write failing on a full disk (or a file size limit) read
+    "model.py: torch.onnx.export failed: [Errno 28] ...", blamed on the model."""
+    import errno
+
+    from wnpass.errors import OutputError
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as error:
+            raise RuntimeError("the exporter's own wrapper") from error
+
+    model, inputs = load_model_py(ROOT / "models" / "mlp.py")
+    assert inputs is not None
+    monkeypatch.setattr(torch.onnx, "export", full)
+    out = tmp_path / "mlp.onnx"
+    with pytest.raises(OutputError, match=r"cannot write \(No space left on device\)$") as e:
+        export(model, inputs, out, exporter="torchscript", verify=False)
+    assert e.value.parameter == "output" and str(out) in str(e.value)
+    assert list(tmp_path.iterdir()) == []

@@ -37,6 +37,7 @@ import contextvars
 import copy
 import ctypes
 import dataclasses
+import errno
 import inspect
 import itertools
 import logging
@@ -56,7 +57,13 @@ import torch
 from torch import nn
 
 from wnpass.axes import is_legacy_hook
-from wnpass.errors import InvalidArgumentError, UsageError, WnpassError, printable
+from wnpass.errors import (
+    InvalidArgumentError,
+    OutputError,
+    UsageError,
+    WnpassError,
+    printable,
+)
 from wnpass.fx.fold import TorchFoldReport, check_weight_norm, fold_weight_norm
 from wnpass.fx.forward import (
     Batch,
@@ -467,8 +474,28 @@ def _export(
         except BaseException as error:  # the exporter's, or the model's code while traced
             _warned(caught, failed=True)
             logger.info("torch.onnx.export failed", exc_info=error)  # -v: the traceback
+            if (full := _disk_full(error)) is not None:  # the machine's, not the model's
+                raise OutputError(
+                    f"{path}: cannot write ({full.strerror or full})", parameter="output"
+                ) from None
             raise ExportError(f"torch.onnx.export failed: {_failure(error)}") from None
     return _warned(caught)
+
+
+def _disk_full(error: BaseException) -> OSError | None:
+    """The write error that ended an export, where the disk or a limit on it did (a full
+    disk, a file size limit, a quota), found along the exporter's chain of causes."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _DISK_FULL:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 
 # The warnings an exporter gives that say its result may be wrong: TorchScript's tracer turned
