@@ -72,6 +72,12 @@ def test_a_checkpoint_without_a_checkpoint_name_says_what_to_do(
     with pytest.raises(InvalidModelError) as error:
         io.load(path)
     starts = {"zip": "a torch.save file (a zip)", "pickle": "a torch.save file (a pickle)"}
+    if kind == "zip":  # another zip (an .npz) is not called a torch.save file
+        np.savez(tmp_path / "other.npz", a=np.ones(2))
+        (tmp_path / "other.npz").rename(tmp_path / "other.ckpt")
+        with pytest.raises(InvalidModelError) as other:
+            io.load(tmp_path / "other.ckpt")
+        assert "it starts as" not in str(other.value)
     assert str(error.value).endswith(
         f"; it starts as {starts.get(kind, 'a .safetensors file')}: checkpoints are told by "
         "their suffix (.pt, .pth, .bin, .safetensors), so give it one (a link named X.pt will do)"

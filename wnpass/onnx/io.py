@@ -55,10 +55,13 @@ def _checkpoint_hint(path: Path) -> str:
     ``last.ckpt``, HiFi-GAN's ``g_02500000``): wnpass tells checkpoints by their names."""
     try:
         with path.open("rb") as file:
-            head = file.read(16)
+            head = file.read(512)
     except OSError:
         return ""
-    if head.startswith(b"PK\x03\x04"):
+    # a zip's first member's name (its local header: the name's length at 26, the name at
+    # 30): torch.save's zips start with "<archive>/data.pkl"; an .npz, say, does not
+    first = head[30 : 30 + int.from_bytes(head[26:28], "little")] if len(head) > 30 else b""
+    if head.startswith(b"PK\x03\x04") and first.endswith(b"data.pkl"):
         kind = "a torch.save file (a zip)"
     elif head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         kind = "a torch.save file (a pickle)"
