@@ -110,3 +110,24 @@ def test_a_pair_of_another_shape_than_the_weight_names_it() -> None:
     state = {"0.weight_g": torch.ones(6, 1, 1), "0.weight_v": torch.ones(6, 1, 4)}
     with pytest.raises(WeightNormPairError, match=r"^0\.weight: the checkpoint's v is \(6, 1, 4\)"):
         restore_weight_norm(_source(), state)
+
+
+def test_a_tied_weight_keeps_its_tie() -> None:
+    """Weight norm put back on a weight held under two names would untie them: a tied
+    weight's pair is folded as it is loaded instead, into the one tensor both names hold."""
+
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+            self.b.weight = self.a.weight
+
+    source = Tied()
+    torch.nn.utils.parametrizations.weight_norm(source.a)
+    state = dict(source.state_dict())  # a's pair, and b.weight: the weight both names hold
+    state["b.weight"] = source.a.weight.detach().clone()
+    target = Tied()
+    assert restore_weight_norm(target, state) == []
+    load_state_dict_any(target, state)
+    assert target.b.weight is target.a.weight
+    assert rel_error(target.a.weight, source.a.weight) <= KEEP_RTOL
