@@ -131,3 +131,19 @@ def test_a_tied_weight_keeps_its_tie() -> None:
     load_state_dict_any(target, state)
     assert target.b.weight is target.a.weight
     assert rel_error(target.a.weight, source.a.weight) <= KEEP_RTOL
+
+
+def test_a_whole_tensor_g_stored_with_axes_of_one_loads_into_weight_norm() -> None:
+    """g of 1x1x1 beside a 2x2x3 v (the whole tensor's norm, as an older weight_norm stored
+    it): PyTorch's weight norm holds that g 0-d, and export --checkpoint refused the file
+    ("does not fit the model") once weight norm was put back for it."""
+    source = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Conv1d(2, 2, 3))
+    v = torch.randn(2, 2, 3, generator=torch.Generator().manual_seed(4))
+    state = {k: t for k, t in source.state_dict().items() if k != "2.weight"}
+    state |= {"2.weight_g": torch.full((1, 1, 1), 1.7), "2.weight_v": v}
+    target = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Conv1d(2, 2, 3))
+    assert restore_weight_norm(target, state) == ["2.weight"]
+    load_state_dict_any(target, state)
+    expected = 1.7 * v / v.norm()
+    weight = target.get_submodule("2").weight
+    assert isinstance(weight, torch.Tensor) and rel_error(weight, expected) <= KEEP_RTOL

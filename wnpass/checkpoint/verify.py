@@ -323,7 +323,6 @@ def _reference(
 
     reference, _ = plain_model(model_py, factory)
     normed: set[tuple[int, str]] = set()  # (module, weight) given weight norm
-    original = dict(original)
     for pair in pairs:
         module_name, _, leaf = pair.weight.rpartition(".")
         try:
@@ -333,12 +332,6 @@ def _reference(
             if (id(module), leaf) not in normed:
                 normed.add((id(module), leaf))
                 weight_norm(module, leaf, dim=pair.dim)  # type: ignore[arg-type]  # None: whole
-            # g as PyTorch's weight norm shapes it: a whole-tensor g stored 1x1x1 (read as a
-            # scalar, as the fold reads it) is 0-d there
-            shape = module.parametrizations[leaf].original0.shape
-            g = original.get(pair.g.key) if pair.g is not None else None
-            if g is not None and g.shape != shape and g.numel() == shape.numel():
-                original[pair.g.key] = g.reshape(shape)  # type: ignore[union-attr]
         except Exception as error:
             raise InvalidArgumentError(
                 f"{model_py}: the model has no weight {pair.weight} to put weight norm on "

@@ -151,8 +151,11 @@ def _get_pair(state: Mapping[str, Any], name: str) -> tuple[Any, Any] | None:
 
 
 def convert_state_dict(model: nn.Module, state: Mapping[str, Any]) -> dict[str, Any]:
-    """``state`` with its weight-norm entries in the form ``model`` uses."""
-    wanted = set(model.state_dict().keys())
+    """``state`` with its weight-norm entries in the form ``model`` uses; a ``g`` of another
+    shape than the model's but as many elements (a whole-tensor ``g`` stored 1x1x1, which
+    PyTorch's weight norm keeps 0-d) reshaped to the model's, as the fold reads it."""
+    shapes = {key: value.shape for key, value in model.state_dict().items()}
+    wanted = set(shapes)
     out = dict(state)
     names = _plain_names(state)
     _check_stored_once(state, names)
@@ -166,9 +169,9 @@ def convert_state_dict(model: nn.Module, state: Mapping[str, Any]) -> dict[str, 
         new_g, new_v = _new_keys(name)
         old_g, old_v = _legacy_keys(name)
         if new_g in wanted:
-            out[new_g], out[new_v] = g, v
+            out[new_g], out[new_v] = _shaped(g, shapes[new_g]), v
         elif old_g in wanted:
-            out[old_g], out[old_v] = g, v
+            out[old_g], out[old_v] = _shaped(g, shapes[old_g]), v
         else:  # the model holds a plain weight
             out[name] = _weight_from(name, g, v)
             logger.debug("%s: g/v folded into a plain weight", name)
@@ -186,6 +189,13 @@ def convert_state_dict(model: nn.Module, state: Mapping[str, Any]) -> dict[str, 
         out[new_g], out[new_v] = g, v
         logger.debug("%s: plain weight split into g/v", key)
     return out
+
+
+def _shaped(g: Any, shape: torch.Size) -> Any:
+    """``g`` reshaped to ``shape`` where only axes of one differ (as many elements)."""
+    if isinstance(g, torch.Tensor) and g.shape != shape and g.numel() == shape.numel():
+        return g.reshape(shape)
+    return g
 
 
 def load_state_dict_any(
