@@ -344,7 +344,7 @@ def _header(version: tuple[int, int], descr: str, shape: tuple[int, ...]) -> byt
 @pytest.mark.parametrize(
     ("version", "descr", "shape", "message"),
     [
-        ((3, 0), "<f4", (2, 4), "'x' is a .npy of format 3.0 (a structured array), which no"),
+        ((3, 0), "<f4", (2, 4), "'x' is a .npy of format 3.0 (numpy writes it for structured"),
         ((1, 0), "|V134217728", (2, 4), "x is |V134217728, the model wants float"),
         ((1, 0), "<f4", (2**29, 4), "x has shape [536870912, 4], the model wants [2, 4]"),
     ],
@@ -362,13 +362,20 @@ def test_a_header_is_refused_before_its_data_is_read(
     assert message in str(raised.value)
 
 
-def test_an_input_past_the_element_limit_is_refused_before_it_is_read(
+def test_an_input_past_the_size_limit_is_refused_before_it_is_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A dynamic axis let a 1 MB compressed .npz declare 1 GiB, which the check then held
     many times over (killed by the kernel, no message): the synthesized inputs' limit holds."""
-    monkeypatch.setattr(inputs, "MAX_INPUT_ELEMENTS", 100)
+    monkeypatch.setattr(inputs, "MAX_INPUT_BYTES", 400)
     spec = [inputs.InputSpec("x", ir.DataType.FLOAT, ["N", 4])]
     path = _zip(tmp_path / "big.npz", {"x.npy": _header((1, 0), "<f4", (26, 4))})
-    with pytest.raises(InvalidArgumentError, match=r"x has 104 elements, more than the 100"):
+    with pytest.raises(InvalidArgumentError, match=r"x holds 416 bytes, more than the 400"):
         inputs.load_npz(path, spec)
+    # bytes, not elements: one string of 1e8 characters is 400 MB in one element
+    strings = [inputs.InputSpec("s", ir.DataType.STRING, [1])]
+    path = _zip(tmp_path / "str.npz", {"s.npy": _header((1, 0), "<U101", (1,))})
+    with pytest.raises(InvalidArgumentError, match=r"s holds 404 bytes, more than the 400"):
+        inputs.load_npz(path, strings)
+    with pytest.raises(InvalidArgumentError, match=r"x\[101, 4\]: 1616 bytes is more than"):
+        inputs.synthesize(spec, {"x": [101, 4]})

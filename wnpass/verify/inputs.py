@@ -38,8 +38,9 @@ DEFAULT_DYNAMIC_DIM = 32  # long enough for small convolution kernels, short eno
 INT_HIGH = 8  # integer inputs in [0, 8): valid indices for any table with at least 8 rows
 SEED = 0
 # An input is held in memory, several times over while outputs are compared: one past this many
-# elements (1 GiB of float32), synthesized or read from an .npz, is refused rather than made.
-MAX_INPUT_ELEMENTS = 2**28
+# bytes, synthesized or read from an .npz (a string input counts its characters' bytes), is
+# refused rather than made.
+MAX_INPUT_BYTES = 2**30
 
 
 @dataclasses.dataclass
@@ -230,10 +231,10 @@ def synthesize(
             shape = given[spec.name]
         else:
             shape, spec_notes = _default_shape(spec, sizes)
-        if math.prod(shape) > MAX_INPUT_ELEMENTS:
+        if (size := math.prod(shape) * np.dtype(spec.dtype.numpy()).itemsize) > MAX_INPUT_BYTES:
             raise InvalidArgumentError(
-                f"{spec.name}{shape}: {math.prod(shape)} elements is more than the "
-                f"{MAX_INPUT_ELEMENTS} wnpass synthesizes; give smaller shapes",
+                f"{spec.name}{shape}: {size} bytes is more than the {MAX_INPUT_BYTES} wnpass "
+                "feeds an input; give smaller shapes",
                 parameter="shapes",
             )
         notes.extend(spec_notes)
@@ -300,9 +301,10 @@ def _members(path: Path, archive: zipfile.ZipFile) -> list[_Member]:
                     f"{path}: {name!r} is not a .npy array", parameter="inputs"
                 ) from None
             if (header := _HEADERS.get(version)) is None:
+                what = " (numpy writes it for structured arrays only)" if version == (3, 0) else ""
                 raise InvalidArgumentError(
-                    f"{path}: {name!r} is a .npy of format {version[0]}.{version[1]} (a "
-                    "structured array), which no model input is",
+                    f"{path}: {name!r} is a .npy of format {version[0]}.{version[1]}{what}, "
+                    "which no model input is",
                     parameter="inputs",
                 )
             shape, _, dtype = header(stream)
@@ -367,10 +369,10 @@ def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
                     )
                 _check_dtype(path, spec, _viewed(member.dtype, spec))
                 _check_shape(path, spec, member.shape)
-                if math.prod(member.shape) > MAX_INPUT_ELEMENTS:
+                if (size := math.prod(member.shape) * member.dtype.itemsize) > MAX_INPUT_BYTES:
                     raise InvalidArgumentError(
-                        f"{path}: {spec.name} has {math.prod(member.shape)} elements, more than "
-                        f"the {MAX_INPUT_ELEMENTS} wnpass feeds an input; give smaller arrays",
+                        f"{path}: {spec.name} holds {size} bytes, more than the "
+                        f"{MAX_INPUT_BYTES} wnpass feeds an input; give smaller arrays",
                         parameter="inputs",
                     )
             feeds = {member.name: _read(archive, member) for member in members}
