@@ -99,7 +99,7 @@ def test_attention_projection_weights_are_named(exporter: str, tmp_path: Path) -
     assert {*projections, "kv.v_proj_weight", "mha.out_proj.weight"} <= names
 
 
-@pytest.mark.parametrize("fails", ["load", "run"])
+@pytest.mark.parametrize("fails", ["load", "run", "timed run"])
 def test_a_graph_onnx_runtime_cannot_load_or_run_fails_the_verification(
     fails: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -115,8 +115,12 @@ def test_a_graph_onnx_runtime_cannot_load_or_run_fails_the_verification(
 
         monkeypatch.setattr(providers, "open_session", refuse)
     else:
+        run, calls = providers.run, [0]
 
         def fail(session: Any, model: Path, feeds: Any) -> Any:
+            calls[0] += 1
+            if fails == "timed run" and calls[0] == 1:  # the compared run succeeds
+                return run(session, model, feeds)
             raise providers.RunFailedError(model, "Input initial_c must have shape {1,2,6}")
 
         monkeypatch.setattr(providers, "run", fail)
@@ -126,6 +130,8 @@ def test_a_graph_onnx_runtime_cannot_load_or_run_fails_the_verification(
     said = {
         "load": "onnxruntime cannot load it: Type Error",
         "run": "onnxruntime failed to run it: Input initial_c must have shape {1,2,6}",
+        "timed run": "onnxruntime failed to run it in a timed run, after the compared one: "
+        "Input initial_c must have shape {1,2,6}",
     }[fails]
     assert report.ort_failed == f"on cpu, {out}: {said}"
     assert report.to_dict()["ort_failed"] == report.ort_failed and not out.exists()

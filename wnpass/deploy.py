@@ -1174,7 +1174,14 @@ def _compare(
                 logger.warning("the dynamic axes could not be verified where doubled: %s", error)
             else:
                 report.dynamic_comparisons[provider] = compared
-        report.latency[provider] = _latency(session, staged, feeds, options)
+        try:
+            report.latency[provider] = _latency(session, staged, feeds, options)
+        except prov.RunFailedError as error:  # after the compared run: as check has it
+            said = "onnxruntime failed to run it in a timed run, after the compared one"
+            said += f": {error.reason}"
+            report.ort_failed = f"on {provider}, {report.output}: {said}"
+            logger.warning("the exported graph failed on %s: %s", provider, said)
+            return
 
 
 def _run_compared(
