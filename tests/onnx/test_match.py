@@ -284,3 +284,28 @@ def test_lp_normalization_of_a_transposed_v_is_reported_in_terms_of_v() -> None:
     assert [s.status for s in report.sites] == ["folded"]
     feeds = {"x": rand(2, 6)}
     assert_close(run(folded, feeds), run(model, feeds))
+
+
+# g * T(v) / ||T(v)||: the norm of each row of T(v), v's column, divides T(v)
+OF_TRANSPOSED = f"""
+    {HEADER17}
+    agraph (float[2, 6] x) => (float[2, 6] y) <float[6, 1] n> {{
+        t = Transpose <perm = [1, 0]> (v)
+        n = ReduceL2 <axes = [1]> (t)
+        gt = Mul(g, t)
+        w = Div(gt, n)
+        y = Gemm <transB = 1> (x, w)
+    }}
+"""
+
+
+@pytest.mark.parametrize(("limit", "axes"), [(2**20, [0]), (10, "?")], ids=["indexed", "large"])
+def test_a_norm_dividing_a_laid_out_v_gives_no_axes_of_v_from_its_shape(
+    monkeypatch: pytest.MonkeyPatch, limit: int, axes: list[int] | str
+) -> None:
+    """Above the index limit the norm's shape, in T(v)'s layout, was read as v's: a norm of
+    each column of a square v showed axes [1]; it is not known then, and says so."""
+    monkeypatch.setattr(match, "_INDEXED_AXES", limit)
+    model = onnx_model(OF_TRANSPOSED, v=rand(6, 6), g=rand(6, 1) + 2)
+    (site,) = inspect_onnx(model).sites
+    assert (site.status, site.axes) == ("foldable", axes)

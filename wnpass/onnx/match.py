@@ -160,12 +160,16 @@ class Site:
     def _axes_from_norm(self) -> list[int] | str | None:
         """The axes where the norm, as it divides v (broadcast against it), has size 1: the
         reduced ones, as the exporters lay a norm of v's own units out. Unknown where the
-        norm's shape is not known or is no broadcast of v's (g's shape says nothing here: a
-        gain of shape ``[1, 1]`` beside a norm of each column is no whole-tensor norm)."""
+        norm's shape is not known, is no broadcast of v's, or divides a laid-out ``T(v)``
+        instead of v (g's shape says nothing here: a gain of shape ``[1, 1]`` beside a norm
+        of each column is no whole-tensor norm)."""
         v = None if self.v is None else const_tensor(self.v)
         norm = None if self.factors is None else self.factors[2]
         shape = None if norm is None else _static_shape(norm)
         if v is None or shape is None or len(shape) != len(v.shape):
+            return AXES_UNKNOWN
+        assert self.factors is not None
+        if strip_cast(self.factors[0]) is not self.v:  # it divides T(v): its axes are T(v)'s
             return AXES_UNKNOWN
         v_shape = tuple(int(d) for d in v.shape.numpy())
         if any(size not in (1, d) for size, d in zip(shape, v_shape, strict=True)):
