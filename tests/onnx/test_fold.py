@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto
 from onnx import helper as oh
 from onnx import numpy_helper as nh
@@ -210,27 +211,39 @@ GV = """
 """
 
 
-def _gv(g: float, v_scale: float) -> onnx.ModelProto:
+def _gv(g: float, v_scale: float, reciprocal: bool = False, even: bool = False) -> onnx.ModelProto:
     v = np.random.default_rng(0).standard_normal((6, 5)).astype(np.float32) * np.float32(v_scale)
+    if even:  # every element the same: its largest is ||v|| / sqrt(5), as small as it can be
+        v = np.full((6, 5), v_scale, np.float32)
     g_array = np.full((6, 1), g, np.float32)
-    return onnx_model(GV, v=v, g=g_array, axes=np.array([1], np.int64))
+    if not reciprocal:
+        return onnx_model(GV, v=v, g=g_array, axes=np.array([1], np.int64))
+    text = GV.replace("n = ReduceL2 <keepdims = 1> (v, axes)", "s = ReduceSumSquare(v, axes)")
+    text = text.replace("w = Div(gv, n)", "r = Pow(s, half)\n        w = Mul(gv, r)")
+    half = np.array(-0.5, np.float32)
+    return onnx_model(text, v=v, g=g_array, axes=np.array([1], np.int64), half=half)
 
 
-def test_a_product_held_in_subnormals_is_declined_as_one_that_overflows() -> None:
+@pytest.mark.parametrize("reciprocal", [False, True], ids=["divides", "times-pow-minus-half"])
+def test_a_product_held_in_subnormals_is_declined_as_one_that_overflows(reciprocal: bool) -> None:
     """``g = 1e-35`` times ``v`` around ``1e-10``: the graph's ``g * v`` (about 1e-45) is held
     in float32 subnormals, or 0, so the weight it divides out of it is 48% off the exact one
     that the fold wrote, "folded"; the mirror case, a product that overflows, was declined.
     A product with normal values, however small its weight, folds."""
-    for g, v_scale, reason in (
-        (1e-35, 1e-10, "Mul 'gv' underflows float: its every non-zero value is below"),
-        (3e38, 4.0, "Mul 'gv' overflows float (the graph computes inf there)"),
+    underflows = "Mul 'gv' underflows float: its every non-zero value is below"
+    for g, v_scale, even, reason in (
+        (1e-35, 1e-10, False, underflows),
+        # g * ||v|| = 1.3e-38 is normal, g * v = 6e-39 is not: the bound read the reciprocal
+        # of the norm as the norm, and the fast path folded the Reciprocal form
+        (6e-29, 1e-10, True, underflows),
+        (3e38, 4.0, False, "Mul 'gv' overflows float (the graph computes inf there)"),
     ):
-        model = _gv(g, v_scale)
+        model = _gv(g, v_scale, reciprocal, even)
         (site,) = inspect_onnx(model).sites
         assert site.status == "declined" and (site.reason or "").startswith(reason)
         _, report = fold_onnx(model)
         assert [s.status for s in report.sites] == ["declined"]
-    model = _gv(1e-30, 1e-6)  # g * v around 1e-36: normal float32
+    model = _gv(1e-30, 1e-6, reciprocal)  # g * v around 1e-36: normal float32
     folded, report = fold_onnx(model)
     assert [s.status for s in report.sites] == ["folded"]
     feeds = {"x": rand(2, 5)}

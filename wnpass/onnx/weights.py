@@ -116,7 +116,8 @@ def _may_underflow(g: np.ndarray, norm: np.ndarray, count: int, dtype: ir.DataTy
     from lower bounds of the largest value of each: ``g * v`` at least ``|g| * ||v|| /
     sqrt(count)`` in some unit (a unit of ``count`` elements has one at least its norm over
     ``sqrt(count)``), ``g / ||v||`` exactly, the weight at least ``|g| / sqrt(count)``
-    (``v / ||v||``, at least ``1 / sqrt(count)``, is normal for any real unit size)."""
+    (``v / ||v||``, at least ``1 / sqrt(count)``, is normal for any real unit size). ``norm`` is
+    ``||v||`` itself, whether the graph divides by it or multiplies by its reciprocal."""
     tiny = float(np.finfo(dtype.numpy()).tiny)
     root = math.sqrt(max(count, 1))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -188,7 +189,7 @@ def _checked(site: Site) -> _Checked | str | None:
     largest = float(np.finfo(dtype.numpy()).max) / margin
     if not np.all(bound < largest):
         return None  # let the general path compute it and say exactly what went wrong
-    if _may_underflow(g, norm, math.prod(v_shape) // math.prod(units), dtype):
+    if _may_underflow(g, length, math.prod(v_shape) // math.prod(units), dtype):
         return None  # the general path evaluates the graph's order and says where
     return _Checked(v_tensor, scale, dtype, np.broadcast_shapes(v_shape, scale.shape))
 
