@@ -60,7 +60,6 @@ from wnpass.axes import is_legacy_hook
 from wnpass.errors import (
     InvalidArgumentError,
     OutputError,
-    UsageError,
     WnpassError,
     printable,
 )
@@ -83,7 +82,7 @@ from wnpass.rules import parse_key
 from wnpass.verify import providers as prov
 from wnpass.verify.check import latency_stats
 from wnpass.verify.compare import OutputComparison, compare_outputs, nothing_compared
-from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
+from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions, refuse_unused
 from wnpass.verify.report import LatencyStats, comparison_data
 
 __all__ = [
@@ -759,15 +758,6 @@ def opset_range(exporter: str) -> tuple[int, int]:
     return _constants.ONNX_MIN_OPSET, _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
 
 
-def _unused_check_options(options: CheckOptions) -> list[str]:
-    """The check options given other values than their defaults: ignored without a check."""
-    return [
-        field.name
-        for field in dataclasses.fields(options)
-        if getattr(options, field.name) != getattr(_DEFAULT_CHECK, field.name)
-    ]
-
-
 _DEFAULT_CHECK = CheckOptions()
 
 
@@ -842,8 +832,15 @@ def export(
     options = CheckOptions(
         providers=providers, rtol=rtol, atol=atol, runs=runs, warmup=warmup, threads=threads
     )
-    if not verify and (unused := _unused_check_options(options)):
-        raise UsageError(f"{unused[0]} goes with verify=True: no check runs without it")
+    if not verify:  # the options given other values than their defaults
+        refuse_unused(
+            {
+                f.name: value
+                for f in dataclasses.fields(options)
+                if (value := getattr(options, f.name)) != getattr(_DEFAULT_CHECK, f.name)
+            },
+            "verify=True",
+        )
     validate_export_options(exporter, opset, options if verify else None)
     inputs = as_batch(example_inputs)
     dynamo = exporter == "dynamo"

@@ -31,10 +31,10 @@ from wnpass.checkpoint.pairs import Pair, find_pairs
 from wnpass.checkpoint.reading import Checkpoint, Group, open_checkpoint, shard_files
 from wnpass.checkpoint.report import CheckpointReport, PairReport
 from wnpass.checkpoint.writing import Action, Rewrite, write_file, write_index
-from wnpass.errors import InvalidArgumentError, InvalidModelError, UsageError, WnpassError
+from wnpass.errors import InvalidArgumentError, InvalidModelError, WnpassError
 from wnpass.plan import IOPlan, as_path, as_plan
 from wnpass.rules import pair_keys, unit_size
-from wnpass.verify.options import as_tolerance
+from wnpass.verify.options import as_tolerance, refuse_unused
 
 __all__ = ["FORMS", "convert_checkpoint", "fold_checkpoint", "inspect_checkpoint", "plan_input"]
 
@@ -85,10 +85,7 @@ def fold_checkpoint(
     path, output = as_path("path", path), _as_output(output)
     rtol, atol = as_tolerance("rtol", rtol), as_tolerance("atol", atol)
     if check_model is None:
-        options = {"factory": factory, "rtol": rtol, "atol": atol}
-        unused = [name for name, value in options.items() if value is not None]
-        if unused:  # no check runs: an option of it would be ignored while the output is written
-            raise UsageError(f"{unused[0]} goes with check_model: no check runs without it")
+        refuse_unused({"factory": factory, "rtol": rtol, "atol": atol}, "check_model")
     else:
         check_model = as_path("check_model", check_model)
         if factory is not None and not isinstance(factory, str):

@@ -67,6 +67,7 @@ from wnpass.fx.report import ApplyReport, ParamSite
 from wnpass.fx.rnn_cache import install_rnn_cache
 from wnpass.fx.trace import TRACERS, Tracer
 from wnpass.report import counted
+from wnpass.verify.options import as_tolerance, refuse_unused
 
 __all__ = [
     "KEEP_RTOL",
@@ -179,8 +180,6 @@ class ApplyWeightNormPass:
         tracer: Tracer = "auto",
         rtol: float | None = None,
     ) -> None:
-        from wnpass.verify.options import as_tolerance
-
         require_choice("init", init, INITS)
         require_choice("dim_policy", dim_policy, DIM_POLICIES)
         require_choice("tracer", tracer, TRACERS)
@@ -204,12 +203,8 @@ class ApplyWeightNormPass:
         inputs = None if example_inputs is None else as_batch(example_inputs)
         if self.init == "data" and inputs is None:
             raise UsageError("init='data' needs a batch: pass example_inputs")
-        if self.rtol is not None and (inputs is None or self.init != "keep" or self.mean_only_bn):
-            raise InvalidArgumentError(  # it would hold nothing to it: refused, not ignored
-                "goes with init='keep' and example_inputs, where the outputs are compared "
-                "(data init and mean-only BatchNorm change them on purpose)",
-                parameter="rtol",
-            )
+        if inputs is None or self.init != "keep" or self.mean_only_bn:  # nothing compared
+            refuse_unused({"rtol": self.rtol}, "init='keep', example_inputs and no mean_only_bn")
         # the forwards run here draw the same random numbers (a model with sampling noise is
         # compared with itself, not with other noise) and leave the caller's generators as
         # they were; each gets its own copy of the inputs

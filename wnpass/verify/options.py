@@ -30,6 +30,7 @@ __all__ = [
     "CheckOptions",
     "as_tolerance",
     "check_tolerance",
+    "refuse_unused",
 ]
 
 DEFAULT_RUNS = 20
@@ -133,6 +134,16 @@ def check_tolerance(name: str, value: float | None) -> None:
         raise InvalidArgumentError(
             f"{value}: a tolerance must be a finite number >= 0", parameter=name
         )
+
+
+def refuse_unused(given: Mapping[str, object], goes_with: str) -> None:
+    """Refuse the first check option in ``given`` (by parameter name; None: not given) where
+    no check runs, rather than ignore it (``rtol=-1`` would pass unvalidated, ``rtol=0`` read
+    as if it had been applied): ``rtol goes with verify=True: no check runs without it``."""
+    from wnpass.errors import UsageError
+
+    if unused := [name for name, value in given.items() if value is not None]:
+        raise UsageError(f"{unused[0]} goes with {goes_with}: no check runs without it")
 
 
 def as_tolerance(name: str, value: float | None) -> float | None:
