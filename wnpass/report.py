@@ -148,7 +148,7 @@ class FoldReport:
 
 
 def write_json(
-    path: str | Path,
+    path: str | os.PathLike[str],
     data: dict[str, Any] | list[dict[str, Any]],
     plan: IOPlan | None = None,
     about: Sequence[tuple[str | None, str]] = (),

@@ -467,7 +467,7 @@ def test_write_json_refuses_every_file_the_check_read(tmp_path: Path) -> None:
             report.write_json(str(path))
         assert raised.value.parameter == "json_path"
         assert str(raised.value) == (
-            f"json_path {path}: would overwrite {what} {path}, which this run reads; refused"
+            f"json_path {path}: would overwrite {what} {path}, which the report is about; refused"
         )
         assert path.read_bytes() == before
     with pytest.raises(OutputError, match=r"^json_path .*/: names a folder, not a file$"):

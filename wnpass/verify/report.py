@@ -6,7 +6,6 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
-from wnpass.plan import as_path
 from wnpass.report import shape_text, write_json
 from wnpass.verify.compare import OutputComparison, nothing_compared
 
@@ -183,20 +182,10 @@ class CheckReport:
     def write_json(self, path: str | os.PathLike[str], plan: IOPlan | None = None) -> None:
         """Write the report as JSON, atomically (:func:`wnpass.report.write_json`). ``plan``:
         the caller's, in which ``path`` was recorded and checked with the files it reads;
-        without one, ``path`` is checked against the files this check read (the reference,
-        the candidate, their external data, the inputs file): writing over one is refused
-        (``OutputError``, parameter ``json_path``)."""
-        given = as_path("json_path", path)  # what is no path is refused
-        if plan is None:
-            from wnpass.plan import IOPlan
-
-            plan = IOPlan()
-            read = [(self.reference, "the reference"), (self.candidate, "the candidate")]
-            for file, what in [*self.files_read, *read]:
-                plan.read(file, what)
-            plan.write(path, "json_path")  # the name as given: one ending in "/" is refused
-            plan.check()
-        write_json(given, self.to_dict(), plan)
+        without one, writing over a file this check read (the reference, the candidate, their
+        external data, the inputs file) is refused (``OutputError``, parameter ``json_path``)."""
+        read = [(self.reference, "the reference"), (self.candidate, "the candidate")]
+        write_json(path, self.to_dict(), plan, [*self.files_read, *read])
 
 
 def shown_tolerance(value: float) -> str:
