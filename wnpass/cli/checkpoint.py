@@ -155,14 +155,10 @@ def _print_check(out: Printer, report: CheckpointReport) -> None:
 
 
 def _outside(row: Any) -> str:
-    """How many elements of a row are outside its tolerance, as check says it."""
-    from wnpass.verify.report import shown_error, tolerance_text
+    """How many elements of a row are off, as check says it."""
+    from wnpass.verify.report import outside_text
 
-    tolerance = tolerance_text(row.rtol, row.atol, row.atol_scaled)
-    return (
-        f"{row.outside} of {row.total} elements outside {tolerance} "
-        f"(max abs {shown_error(row.max_abs, row.atol)})"
-    )
+    return outside_text(row.outside, row.total, row.rtol, row.atol, row.atol_scaled, row.max_abs)
 
 
 def print_summary(out: Printer, report: CheckpointReport) -> None:

@@ -241,9 +241,27 @@ def failure_reason(c: OutputComparison) -> str:
     if not c.numeric:
         return f"{c.outside} of {c.total} elements differ"
     if c.exact:
-        return f"{c.outside} of {c.total} elements differ (max abs {shown_error(c.max_abs, None)})"
-    where = f"outside {_tolerance(c)}"
-    return f"{c.outside} of {c.total} elements {where} (max abs {shown_error(c.max_abs, c.atol)})"
+        return outside_text(c.outside, c.total, None, None, False, c.max_abs)
+    return outside_text(c.outside, c.total, c.rtol, c.atol, c.atol_scaled, c.max_abs)
+
+
+def outside_text(
+    outside: int,
+    total: int,
+    rtol: float | None,
+    atol: float | None,
+    atol_scaled: bool,
+    max_abs: float,
+) -> str:
+    """How many elements of a compared output are off, with the largest error: ``3 of 6
+    elements outside rtol=0.0001 atol=1e-05 (max abs 0.2)``; where it is compared exactly
+    (``rtol``/``atol`` None), ``3 of 6 elements differ (max abs 2)``."""
+    if rtol is None or atol is None:
+        return f"{outside} of {total} elements differ (max abs {shown_error(max_abs, None)})"
+    tolerance = tolerance_text(rtol, atol, atol_scaled)
+    return (
+        f"{outside} of {total} elements outside {tolerance} (max abs {shown_error(max_abs, atol)})"
+    )
 
 
 COMPARISON_COLUMNS = (
