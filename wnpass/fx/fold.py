@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.utils.parametrize as parametrize
@@ -117,55 +117,54 @@ def _own_class(module: nn.Module) -> None:
     module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
 
 
-def _fold_parametrized(
-    module: nn.Module, prefix: str, report: TorchFoldReport, check_values: bool
-) -> None:
-    _own_class(module)
-    parametrizations: Any = module.parametrizations  # a ModuleDict of ParametrizationLists
-    for name, plist in list(parametrizations.items()):
-        full = f"{prefix}{name}"
-        norms = [p for p in plist if isinstance(p, _WeightNorm)]
-        if not norms:
-            continue
-        g: torch.Tensor = plist.original0
-        v: torch.Tensor = plist.original1
-        dim = _unit_dim(norms[0].dim, v.dim())
-        site = FoldedSite(full, "parametrization", dim, list(v.shape), "folded")
-        report.sites.append(site)
-        if len(plist) != 1:
-            site.status, site.reason = "declined", "stacked with other parametrizations"
-            continue
-        if check_values and _declined(site, g, v):
-            continue
-        weight = folded_weight(g, v, dim)
-        requires_grad = v.requires_grad
+class _Stored(NamedTuple):
+    """One weight-norm site of a module, as PyTorch holds it."""
+
+    name: str  # the weight's, in its module
+    api: str  # "parametrization" or "legacy hook"
+    dim: int | None  # the unit axis; None: the whole tensor
+    g: torch.Tensor
+    v: torch.Tensor
+    stacked: bool = False  # other parametrizations on the weight too
+    hook: int | None = None  # the legacy hook's key in the module's forward pre-hooks
+
+
+def _stored(module: nn.Module) -> list[_Stored]:
+    """The module's own weight-norm sites: its weight-norm parametrizations, then its legacy
+    hooks (one walk for :func:`fold_weight_norm` and :func:`check_weight_norm`)."""
+    found = []
+    if parametrized_here(module):
+        parametrizations: Any = module.parametrizations  # a ModuleDict of ParametrizationLists
+        for name, plist in parametrizations.items():
+            norms = [p for p in plist if isinstance(p, _WeightNorm)]
+            if norms:
+                g, v = plist.original0, plist.original1
+                dim = _unit_dim(norms[0].dim, v.dim())
+                found.append(_Stored(name, "parametrization", dim, g, v, len(plist) != 1))
+    hooks: list[tuple[int, Any]] = list(module._forward_pre_hooks.items())
+    for key, hook in hooks:
+        if is_legacy_hook(hook):
+            g, v = getattr(module, f"{hook.name}_g"), getattr(module, f"{hook.name}_v")
+            dim = _unit_dim(hook.dim, v.dim())
+            found.append(_Stored(hook.name, "legacy hook", dim, g, v, hook=key))
+    return found
+
+
+def _fold(module: nn.Module, stored: _Stored) -> None:
+    """Replace one site by a plain parameter holding its weight (``g * v / ||v||``)."""
+    name, v = stored.name, stored.v
+    weight = folded_weight(stored.g, v, stored.dim)
+    requires_grad = v.requires_grad
+    if stored.hook is None:
         parametrize.remove_parametrizations(module, name, leave_parametrized=True)
         setattr(module, name, nn.Parameter(weight, requires_grad=requires_grad))
         remove_legacy_keys(module, name)
-    if not parametrized_here(module):
-        remove_rnn_cache(module)
-
-
-def _fold_legacy(
-    module: nn.Module, prefix: str, report: TorchFoldReport, check_values: bool
-) -> None:
-    hooks: list[tuple[int, Any]] = list(module._forward_pre_hooks.items())
-    for key, hook in hooks:
-        if not is_legacy_hook(hook):
-            continue
-        g, v = getattr(module, f"{hook.name}_g"), getattr(module, f"{hook.name}_v")
-        dim = _unit_dim(hook.dim, v.dim())
-        site = FoldedSite(f"{prefix}{hook.name}", "legacy hook", dim, list(v.shape), "folded")
-        report.sites.append(site)
-        if check_values and _declined(site, g, v):
-            continue
-        weight = folded_weight(g, v, dim)
-        requires_grad = v.requires_grad
-        del module._forward_pre_hooks[key]
-        del module._parameters[f"{hook.name}_g"], module._parameters[f"{hook.name}_v"]
-        if hasattr(module, hook.name):
-            delattr(module, hook.name)  # the plain tensor the hook last computed
-        module.register_parameter(hook.name, nn.Parameter(weight, requires_grad=requires_grad))
+        return
+    del module._forward_pre_hooks[stored.hook]
+    del module._parameters[f"{name}_g"], module._parameters[f"{name}_v"]
+    if hasattr(module, name):
+        delattr(module, name)  # the plain tensor the hook last computed
+    module.register_parameter(name, nn.Parameter(weight, requires_grad=requires_grad))
 
 
 @torch.no_grad()
@@ -177,25 +176,18 @@ def check_weight_norm(model: nn.Module) -> TorchFoldReport:
     require_values(require_module(model))
     report = TorchFoldReport()
     for prefix, module in model.named_modules():
-        prefix = f"{prefix}." if prefix else ""
-        found: list[tuple[str, str, int, torch.Tensor, torch.Tensor]] = []
-        if parametrized_here(module):
-            parametrizations: Any = module.parametrizations
-            for name, plist in parametrizations.items():
-                norms = [p for p in plist if isinstance(p, _WeightNorm)]
-                if norms:
-                    g, v = plist.original0, plist.original1
-                    found.append((name, "parametrization", norms[0].dim, g, v))
-        for hook in module._forward_pre_hooks.values():
-            if is_legacy_hook(hook):
-                g, v = getattr(module, f"{hook.name}_g"), getattr(module, f"{hook.name}_v")
-                found.append((hook.name, "legacy hook", hook.dim, g, v))
-        for name, api, dim, g, v in found:
-            unit = _unit_dim(dim, v.dim())
-            site = FoldedSite(f"{prefix}{name}", api, unit, list(v.shape), "kept")
+        for stored in _stored(module):
+            site = FoldedSite(
+                f"{_dotted(prefix)}{stored.name}", stored.api, stored.dim, list(stored.v.shape),
+                "kept",
+            )  # fmt: skip
             report.sites.append(site)
-            _declined(site, g, v)
+            _declined(site, stored.g, stored.v)
     return report
+
+
+def _dotted(prefix: str) -> str:
+    return f"{prefix}." if prefix else ""
 
 
 @torch.no_grad()
@@ -207,10 +199,21 @@ def fold_weight_norm(model: nn.Module, *, check_values: bool = True) -> TorchFol
     require_values(require_module(model))
     report = TorchFoldReport()
     for prefix, module in model.named_modules():
-        prefix = f"{prefix}." if prefix else ""
-        if parametrized_here(module):
-            _fold_parametrized(module, prefix, report, check_values)
+        parametrized = parametrized_here(module)
+        if parametrized:
+            _own_class(module)
+        for site in _stored(module):
+            folded = FoldedSite(
+                f"{_dotted(prefix)}{site.name}", site.api, site.dim, list(site.v.shape), "folded"
+            )
+            report.sites.append(folded)
+            if site.stacked:
+                folded.status, folded.reason = "declined", "stacked with other parametrizations"
+            elif not (check_values and _declined(folded, site.g, site.v)):
+                _fold(module, site)
+        if parametrized:
+            if not parametrized_here(module):
+                remove_rnn_cache(module)
             unmake_picklable(module)
-        _fold_legacy(module, prefix, report, check_values)
     logger.info("folded %d of %d weight-norm sites in PyTorch", report.folded, len(report.sites))
     return report
