@@ -1111,6 +1111,7 @@ def test_a_full_disk_while_exporting_is_the_outputs_not_the_models(
     "model.py: torch.onnx.export failed: [Errno 28] ...", blamed on the model."""
     import errno
 
+    from wnpass.deploy import ExportError
     from wnpass.errors import OutputError
 
     def full(*args: Any, **kwargs: Any) -> None:
@@ -1127,3 +1128,10 @@ def test_a_full_disk_while_exporting_is_the_outputs_not_the_models(
         export(model, inputs, out, exporter="torchscript", verify=False)
     assert e.value.parameter == "output" and str(out) in str(e.value)
     assert list(tmp_path.iterdir()) == []
+
+    def model_writes(*args: Any, **kwargs: Any) -> None:  # the model's own file, elsewhere
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "log.txt"))
+
+    monkeypatch.setattr(torch.onnx, "export", model_writes)
+    with pytest.raises(ExportError, match=r"torch.onnx.export failed"):
+        export(model, inputs, out, exporter="torchscript", verify=False)

@@ -473,7 +473,7 @@ def _export(
         except BaseException as error:  # the exporter's, or the model's code while traced
             _warned(caught, failed=True)
             logger.info("torch.onnx.export failed", exc_info=error)  # -v: the traceback
-            if (full := _disk_full(error)) is not None:  # the machine's, not the model's
+            if (full := _disk_full(error, path.parent)) is not None:  # not the model's
                 raise OutputError(
                     f"{path}: cannot write ({full.strerror or full})", parameter="output"
                 ) from None
@@ -481,15 +481,18 @@ def _export(
     return _warned(caught)
 
 
-def _disk_full(error: BaseException) -> OSError | None:
+def _disk_full(error: BaseException, staging: Path) -> OSError | None:
     """The write error that ended an export, where the disk or a limit on it did (a full
-    disk, a file size limit, a quota), found along the exporter's chain of causes."""
+    disk, a file size limit, a quota) as the exporter wrote its file in ``staging``, found
+    along the exporter's chain of causes; not one of a file the model's own code wrote."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, OSError) and current.errno in _DISK_FULL:
-            return current
+            name = current.filename
+            if name is None or Path(os.fsdecode(name)).parent == staging:
+                return current
         current = current.__cause__ or current.__context__
     return None
 

@@ -131,6 +131,7 @@ def _row(
     kind = _numpy_dtype(held_as or dtype)
     exact, (row_rtol, row_atol) = is_exact(kind), tolerance_for(kind, rtol, atol)
     row = OutputRow(name, list(ref.shape), dtype, 0.0, 0.0, 0, int(ref.numel()), row_rtol, row_atol)
+    row.held_as = held_as if held_as != dtype else None  # another dtype's tolerance: said
     if ref.shape != cand.shape or ref.dtype != cand.dtype:
         row.problem = f"{list(cand.shape)} {cand.dtype} != reference {list(ref.shape)} {dtype}"
         return row
@@ -394,7 +395,6 @@ def _compare(
         elif isinstance(ref, torch.Tensor) and isinstance(cand, torch.Tensor):
             coarser = _held_as(str(ref.dtype).removeprefix("torch."), weights)
             rows.append(_row(name, ref, cand, rtol, atol, held_as=coarser))
-            rows[-1].held_as = coarser
         elif other := _other_row(name, ref, cand):
             rows.append(other)
     for name, cand in cand_out.items():  # parts only the folded model's result has

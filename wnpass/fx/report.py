@@ -175,6 +175,7 @@ class ApplyReport:
         data.update(applied=self.applied, skipped=self.skipped, equivalent=self.equivalent)
         # as the summary counts them: inspect's plan, and the layers weight-normed already
         data.update(planned=self.count("planned"), already=self.count("already"))
+        data.update(replaced=self.count("replaced"))  # BatchNorm layers made mean-only
         data.update(status=self.status, reason=self.reason, ok=bool(self))
         return data
 

@@ -88,8 +88,8 @@ def _timed_runs(
             if key == "ref":
                 raise
             raise _FailedInTiming(
-                f"on its run {done + 1} of {warmup + runs} for the timing, after the run "
-                f"compared had succeeded: {error.reason}"
+                f"on its timed run {done + 1} of {warmup + runs} (warm-up included), after the "
+                f"run compared had succeeded: {error.reason}"
             ) from None
 
     for _ in range(warmup):
