@@ -701,7 +701,7 @@ class IOPlan:
                     handle, name = tempfile.mkstemp(
                         prefix=STAGING_PREFIX, suffix=suffix, dir=target.parent
                     )
-                    temporary = Path(name)
+                    temporary = Path(os.path.abspath(name))  # user code may change the cwd
                     try:  # the mode a new file gets (mkstemp makes it private to the owner)
                         os.fchmod(handle, 0o666 & ~_umask())
                     finally:
@@ -735,7 +735,8 @@ class IOPlan:
             try:
                 with interrupts.held():  # made, and its removal below set up, as one step
                     parent = _open_folder(target.parent)
-                    folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target.parent))
+                    made = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target.parent)
+                    folder = Path(os.path.abspath(made))  # user code may change the cwd
                     self._stagings.add(folder)
                 yield folder
             except OSError as error:

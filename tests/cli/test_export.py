@@ -479,3 +479,40 @@ def test_the_json_says_what_the_table_says_of_an_output_not_compared(tmp_path: P
     assert measured["max_abs"] is not None and measured["scale"] > 0
     assert (infinite["status"], infinite["passed"]) == ("not compared", True)
     assert [infinite[k] for k in ("max_abs", "max_rel", "scale", "max_scaled")] == [None] * 4
+
+
+CHDIR = """
+import os
+import torch
+os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "elsewhere"))
+
+def build_model():
+    torch.manual_seed(0)
+    return torch.nn.utils.parametrizations.weight_norm(torch.nn.Linear(4, 4))
+
+def example_inputs():
+    return (torch.randn(2, 4, generator=torch.Generator().manual_seed(1)),)
+"""
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_model_py_that_moves_the_working_directory_gets_relative_paths_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exporter: str
+) -> None:
+    """A model.py calling ``os.chdir``: the exporter wrote its staged file relative to the
+    model's directory ("No such file or directory", blamed on the model.py), and fold
+    --model read the model.py again from there. Paths are resolved in wnpass's directory."""
+    import torch
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "cd.py").write_text(CHDIR)
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "cd.py", "-o", "rel.onnx", "--exporter", exporter]) == 0
+    assert (tmp_path / "rel.onnx").is_file() and not any((tmp_path / "elsewhere").iterdir())
+    monkeypatch.chdir(tmp_path)  # the model.py's code moved the process's directory too
+    state = {"weight_g": torch.rand(4, 1) + 0.5, "weight_v": torch.randn(4, 4)}
+    torch.save({**state, "bias": torch.zeros(4)}, tmp_path / "ck.pt")
+    plain = tmp_path / "plain.py"
+    plain.write_text(CHDIR.replace("torch.nn.utils.parametrizations.weight_norm(", "("))
+    assert main(["fold", "ck.pt", "--model", "plain.py", "-o", "f.pt"]) == 0
+    assert (tmp_path / "f.pt").is_file()

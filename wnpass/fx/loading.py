@@ -25,11 +25,12 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -56,9 +57,18 @@ logger = logging.getLogger(__name__)
 DEFAULT_FACTORY = "build_model"
 
 
-def _exec_module(path: Path) -> ModuleType:
+class _File(NamedTuple):
+    """A model.py: as the caller named it (what messages and ``sys.argv`` say), and where it
+    is, resolved before any of its code runs (which may change the working directory)."""
+
+    shown: Path
+    location: Path
+
+
+def _exec_module(file: _File) -> ModuleType:
+    path = file.shown
     try:
-        source = path.read_bytes()
+        source = file.location.read_bytes()
     except OSError as error:
         raise ModelFileNotFoundError(f"{path}: cannot read: {error.strerror}") from None
     try:
@@ -69,13 +79,13 @@ def _exec_module(path: Path) -> ModuleType:
         code = compile(source, str(path), "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as error:
         raise ModelSyntaxError(_syntax_message(path, error)) from None
-    name = f"wnpass_model_{path.stem}_{abs(hash(path.resolve()))}"
-    spec = importlib.util.spec_from_file_location(name, path)
+    name = f"wnpass_model_{path.stem}_{abs(hash(file.location.resolve()))}"
+    spec = importlib.util.spec_from_file_location(name, file.location)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look their module up here
     try:
-        _run(path, "running the file", ModelImportError, exec, code, module.__dict__)
+        _run(file, "running the file", ModelImportError, exec, code, module.__dict__)
     except ModelImportError:
         sys.modules.pop(name, None)
         raise
@@ -83,11 +93,11 @@ def _exec_module(path: Path) -> ModuleType:
 
 
 @contextlib.contextmanager
-def _as_script(path: Path) -> Iterator[None]:
+def _as_script(file: _File) -> Iterator[None]:
     """``sys.argv`` and ``sys.path`` as ``python model.py`` gives them (the module docstring),
     then the caller's again."""
-    argv, folder = sys.argv, str(path.resolve().parent)
-    sys.argv = [str(path)]
+    argv, folder = sys.argv, str(file.location.resolve().parent)
+    sys.argv = [str(file.shown)]
     sys.path.insert(0, folder)
     try:
         yield
@@ -98,17 +108,17 @@ def _as_script(path: Path) -> Iterator[None]:
 
 
 def _run(
-    path: Path, step: str, error_type: type[ModelPyError], call: Callable[..., Any], *args: Any
+    file: _File, step: str, error_type: type[ModelPyError], call: Callable[..., Any], *args: Any
 ) -> Any:
     """``call(*args)``: the file's code, run as a script (:func:`_as_script`); what it raised
     or a ``sys.exit()`` in it is ``error_type``, one line naming the file and the step."""
     try:
-        with _as_script(path):
+        with _as_script(file):
             return call(*args)
     except STOPS:
         raise
     except BaseException as error:  # the model's failure, sys.exit() included
-        raise error_type(f"{path}: {step} {what_it_did(error)}") from None
+        raise error_type(f"{file.shown}: {step} {what_it_did(error)}") from None
 
 
 def _syntax_message(path: Path, error: SyntaxError | ValueError) -> str:
@@ -169,8 +179,9 @@ def load_model_py(
     if plan is not None:
         plan.watch_user_code()
     before = set(sys.modules)
+    file = _File(path, Path(os.path.abspath(path)))  # here, in wnpass's working directory
     with user_code():
-        model, inputs = _build(path, factory)
+        model, inputs = _build(file, factory)
     if plan is not None:
         plan.read_all(_imported_files(before), IMPORTED)
         plan.record_user_reads()
@@ -178,9 +189,10 @@ def load_model_py(
     return model, inputs
 
 
-def _build(path: Path, factory: str | None) -> tuple[nn.Module, tuple[Any, ...] | None]:
+def _build(file: _File, factory: str | None) -> tuple[nn.Module, tuple[Any, ...] | None]:
     """Run the file, its factory and its ``example_inputs()``: the model and its inputs."""
-    module = _exec_module(path)
+    path = file.shown
+    module = _exec_module(file)
     name = factory or DEFAULT_FACTORY
     build = getattr(module, name, None)
     if not callable(build):
@@ -189,7 +201,7 @@ def _build(path: Path, factory: str | None) -> tuple[nn.Module, tuple[Any, ...] 
         raise FactoryNotFoundError(
             f"{path}: defines no factory {name}() (give --factory NAME){hint}"
         )
-    model = _run(path, f"{name}()", FactoryFailedError, build)
+    model = _run(file, f"{name}()", FactoryFailedError, build)
     if not isinstance(model, nn.Module):
         raise NotAModuleError(
             f"{path}: {name}() returned {type(model).__name__}, not a torch.nn.Module"
@@ -201,7 +213,7 @@ def _build(path: Path, factory: str | None) -> tuple[nn.Module, tuple[Any, ...] 
     if not callable(make_inputs):
         logger.info("%s defines no %s(): no equivalence check possible", path, inputs_name)
         return model, None
-    value = _run(path, f"{inputs_name}()", FactoryFailedError, make_inputs)
+    value = _run(file, f"{inputs_name}()", FactoryFailedError, make_inputs)
     inputs = as_inputs(value)
     if inputs is None:
         what = "None" if value is None else f"a {type(value).__name__}"
