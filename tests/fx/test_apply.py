@@ -370,21 +370,25 @@ def test_a_float16_output_gets_the_half_precision_tolerance() -> None:
     assert report.status == "ok" and report.rtol == 1e-2
 
 
+class _Autocast(nn.Module):
+    """Weights and output float32, the layers computed in bfloat16 by the forward's own
+    autocast: the outputs move by bfloat16's rounding (9.9e-4) under weight norm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(64, 64), nn.Linear(64, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.b(torch.tanh(self.a(x))).float()
+
+
 def test_a_forward_under_autocast_gets_the_half_precision_tolerance() -> None:
     """Weights and output float32, the layers computed in bfloat16 by the forward's own
     autocast: 9.9e-4 apart, held to float32's 1e-5 and called changed."""
 
-    class Autocast(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a, self.b = nn.Linear(64, 64), nn.Linear(64, 8)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                return self.b(torch.tanh(self.a(x))).float()
-
     torch.manual_seed(0)
-    report = apply_weight_norm(Autocast(), (torch.randn(16, 64),))
+    report = apply_weight_norm(_Autocast(), (torch.randn(16, 64),))
     assert report.status == "ok" and report.rtol == 1e-2
     assert report.max_rel_error is not None and 1e-5 < report.max_rel_error < 1e-2
 
@@ -393,18 +397,9 @@ def test_a_tolerance_given_is_the_one_held_to() -> None:
     """A deep network's float32 rounding can pass 1e-5 (a VITS model: 1.31e-5 with one seed,
     under 1e-5 with others) and there was no way to say which tolerance holds: ``rtol``."""
 
-    class Autocast(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a, self.b = nn.Linear(64, 64), nn.Linear(64, 8)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                return self.b(torch.tanh(self.a(x))).float()
-
     for rtol, ok in ((1e-5, False), (2e-2, True)):
         torch.manual_seed(0)
-        report = apply_weight_norm(Autocast(), (torch.randn(16, 64),), rtol=rtol)
+        report = apply_weight_norm(_Autocast(), (torch.randn(16, 64),), rtol=rtol)
         assert report.rtol == rtol and (report.status == "ok") is ok
     with pytest.raises(InvalidArgumentError, match=r"^rtol -1: a tolerance must be a finite"):
         apply_weight_norm(nn.Linear(2, 2), (torch.randn(1, 2),), rtol=-1)

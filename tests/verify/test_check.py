@@ -240,21 +240,31 @@ def test_string_and_sequence_outputs_are_compared(tmp_path: Path) -> None:
     assert not report
 
 
+TWO_OUTPUTS = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[2] x) => (%s) {
+        a = Neg(x)
+        b = Abs(x)
+    }
+"""
+
+
+def _listed(tmp_path: Path, *listings: str) -> list[Path]:
+    """One model per listing of its outputs ``a = -x`` and ``b = |x|`` (``"float[2] b,
+    float[2] a"``), in files named after the listing."""
+    paths = []
+    for listing in listings:
+        path = tmp_path / ("".join(part.split()[-1] for part in listing.split(",")) + ".onnx")
+        onnx.save(onnx.parser.parse_model(TWO_OUTPUTS % listing), path)
+        paths.append(path)
+    return paths
+
+
 def test_outputs_in_another_order_are_compared_by_name_and_noted(tmp_path: Path) -> None:
     """The candidate lists the same outputs in another order: each is compared with the
     reference's of its name (equivalent), and a note says a caller reading them by position
     would get them mixed up."""
-    text = """
-        <ir_version: 8, opset_import: ["" : 17]>
-        agraph (float[2] x) => (%s) {
-            a = Neg(x)
-            b = Abs(x)
-        }
-    """
-    paths = [tmp_path / "ab.onnx", tmp_path / "ba.onnx"]
-    orders = ("float[2] a, float[2] b", "float[2] b, float[2] a")
-    for path, outputs in zip(paths, orders, strict=True):
-        onnx.save(onnx.parser.parse_model(text % outputs), path)
+    paths = _listed(tmp_path, "float[2] a, float[2] b", "float[2] b, float[2] a")
     same = check(paths[0], paths[0], runs=1, warmup=0)
     assert not any("another order" in note for note in same.notes)
     report = check(*paths, runs=1, warmup=0)
@@ -264,24 +274,14 @@ def test_outputs_in_another_order_are_compared_by_name_and_noted(tmp_path: Path)
 
 
 def test_an_output_listed_twice_fails_the_check(tmp_path: Path) -> None:
-    """The candidate lists ``y`` twice (``[y, y, z]`` against ``[y, z]``): compared by name,
-    every output matched, "equivalent", while a caller reading outputs by position gets ``y``
-    where the reference gives ``z``."""
-    text = """
-        <ir_version: 8, opset_import: ["" : 17]>
-        agraph (float[2] x) => (%s) {
-            y = Neg(x)
-            z = Abs(x)
-        }
-    """
-    paths = [tmp_path / "yz.onnx", tmp_path / "yyz.onnx"]
-    outputs = ("float[2] y, float[2] z", "float[2] y, float[2] y, float[2] z")
-    for path, listed in zip(paths, outputs, strict=True):
-        onnx.save(onnx.parser.parse_model(text % listed), path)
+    """The candidate lists ``a`` twice (``[a, a, b]`` against ``[a, b]``): compared by name,
+    every output matched, "equivalent", while a caller reading outputs by position gets ``a``
+    where the reference gives ``b``."""
+    paths = _listed(tmp_path, "float[2] a, float[2] b", "float[2] a, float[2] a, float[2] b")
     report = check(*paths, runs=1, warmup=0)
     assert not report
     assert report.failures() == [
-        "cpu/default: y: listed 2 times among the candidate's outputs, once among the reference's"
+        "cpu/default: a: listed 2 times among the candidate's outputs, once among the reference's"
     ]
     assert check(paths[1], paths[1], runs=1, warmup=0)  # the same list on both sides
 
