@@ -147,3 +147,15 @@ def test_a_whole_tensor_g_stored_with_axes_of_one_loads_into_weight_norm() -> No
     expected = 1.7 * v / v.norm()
     weight = target.get_submodule("2").weight
     assert isinstance(weight, torch.Tensor) and rel_error(weight, expected) <= KEEP_RTOL
+
+
+def test_a_g_of_another_axis_is_not_reshaped_into_the_models() -> None:
+    """A 1x6 g saved with dim=1 has as many elements as the 6x1 g of a dim=0 weight norm: it
+    was reshaped into it and loaded (export called the wrong weights deployable). Only a
+    whole-tensor g of one element is reshaped; this one is refused, as load_state_dict does."""
+    source = nn.Linear(6, 6)
+    torch.nn.utils.parametrizations.weight_norm(source, dim=1)
+    target = nn.Linear(6, 6)
+    torch.nn.utils.parametrizations.weight_norm(target, dim=0)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        load_state_dict_any(target, source.state_dict())

@@ -151,9 +151,8 @@ def _get_pair(state: Mapping[str, Any], name: str) -> tuple[Any, Any] | None:
 
 
 def convert_state_dict(model: nn.Module, state: Mapping[str, Any]) -> dict[str, Any]:
-    """``state`` with its weight-norm entries in the form ``model`` uses; a ``g`` of another
-    shape than the model's but as many elements (a whole-tensor ``g`` stored 1x1x1, which
-    PyTorch's weight norm keeps 0-d) reshaped to the model's, as the fold reads it."""
+    """``state`` with its weight-norm entries in the form ``model`` uses; a whole-tensor ``g``
+    stored 1x1x1, which PyTorch's weight norm keeps 0-d, in the model's shape (:func:`_shaped`)."""
     shapes = {key: value.shape for key, value in model.state_dict().items()}
     wanted = set(shapes)
     out = dict(state)
@@ -192,8 +191,10 @@ def convert_state_dict(model: nn.Module, state: Mapping[str, Any]) -> dict[str, 
 
 
 def _shaped(g: Any, shape: torch.Size) -> Any:
-    """``g`` reshaped to ``shape`` where only axes of one differ (as many elements)."""
-    if isinstance(g, torch.Tensor) and g.shape != shape and g.numel() == shape.numel():
+    """A whole-tensor ``g`` (one element: 1x1x1 as stored, 0-d as PyTorch's weight norm holds
+    it) in ``shape``; any other ``g`` as it is (a 1x6 ``g`` of dim 1 is no 6x1 ``g`` of dim
+    0: loading it fails, as it should)."""
+    if isinstance(g, torch.Tensor) and g.shape != shape and g.numel() == shape.numel() == 1:
         return g.reshape(shape)
     return g
 
