@@ -222,3 +222,26 @@ def test_a_compiled_layer_inside_a_model_folds_under_its_own_name() -> None:
     assert [(s.name, s.status) for s in report.sites] == [("0._orig_mod.weight", "folded")]
     assert not parametrize.is_parametrized(layer)
     assert float(((model(x) - before).abs().max() / before.abs().max()).detach()) <= RTOL
+
+
+def test_a_stacked_site_is_declined_by_the_fold_and_by_the_check_alike() -> None:
+    """A legacy weight norm whose ``weight_v`` is spectral-normed crashed the fold half-way
+    (``KeyError: 'weight_v'``, weight_g already gone: exit 3), and a weight-norm
+    parametrization stacked with another was declined by the fold but "kept" by the check of
+    --keep-weight-norm (deployable one way, not the other)."""
+    from torch.nn.utils.parametrizations import spectral_norm, weight_norm
+
+    from wnpass.fx.fold import check_weight_norm
+
+    torch.manual_seed(0)
+    legacy = torch.nn.utils.weight_norm(nn.Linear(4, 3))
+    spectral_norm(legacy, "weight_v")
+    stacked = spectral_norm(weight_norm(nn.Linear(4, 3)))
+    x = torch.randn(2, 4)
+    for model in (legacy.eval(), stacked.eval()):  # eval: no power iteration per forward
+        before = model(x)
+        for report in (check_weight_norm(model), fold_weight_norm(model)):
+            assert [(s.status, s.reason) for s in report.sites] == [
+                ("declined", "stacked with other parametrizations")
+            ]
+        torch.testing.assert_close(model(x), before, rtol=0, atol=0)  # left as it was

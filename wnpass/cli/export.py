@@ -141,8 +141,7 @@ def _print_export(out: Printer, report: Any) -> None:
             else counted(torch_fold.folded, "weight-norm site")
         )
         said = out.summary if declined else out.line  # a decline is why it failed: --quiet too
-        kept = any(site.status == "kept" for site in torch_fold.sites)  # --keep-weight-norm
-        if not kept:
+        if not torch_fold.kept:  # folded in PyTorch (not --keep-weight-norm)
             said(f"folded {done} in PyTorch")
         elif declined:
             said("kept weight norm for the ONNX fold; its values checked in PyTorch first")

@@ -54,6 +54,7 @@ class TorchFoldReport:
     ``kept`` for the ONNX fold, or ``declined``)."""
 
     sites: list[FoldedSite] = dataclasses.field(default_factory=list)
+    kept: bool = False  # check_weight_norm's: weight norm kept in the model, values checked
 
     @property
     def declined(self) -> list[FoldedSite]:
@@ -117,6 +118,9 @@ def _own_class(module: nn.Module) -> None:
     module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
 
 
+STACKED = "stacked with other parametrizations"
+
+
 class _Stored(NamedTuple):
     """One weight-norm site of a module, as PyTorch holds it."""
 
@@ -125,7 +129,7 @@ class _Stored(NamedTuple):
     dim: int | None  # the unit axis; None: the whole tensor
     g: torch.Tensor
     v: torch.Tensor
-    stacked: bool = False  # other parametrizations on the weight too
+    stacked: bool = False  # other parametrizations on the weight (or on g or v) too
     hook: int | None = None  # the legacy hook's key in the module's forward pre-hooks
 
 
@@ -146,7 +150,9 @@ def _stored(module: nn.Module) -> list[_Stored]:
         if is_legacy_hook(hook):
             g, v = getattr(module, f"{hook.name}_g"), getattr(module, f"{hook.name}_v")
             dim = _unit_dim(hook.dim, v.dim())
-            found.append(_Stored(hook.name, "legacy hook", dim, g, v, hook=key))
+            # g or v itself parametrized (a spectral norm on weight_v): stacked as well
+            stacked = any(parametrize.is_parametrized(module, f"{hook.name}_{h}") for h in "gv")
+            found.append(_Stored(hook.name, "legacy hook", dim, g, v, stacked, key))
     return found
 
 
@@ -174,7 +180,7 @@ def check_weight_norm(model: nn.Module) -> TorchFoldReport:
     decline its values (NaN or Inf, a zero-norm unit): PyTorch computes NaN there, which an
     exporter may fold into a plain initializer that no fold of the graph sees again."""
     require_values(require_module(model))
-    report = TorchFoldReport()
+    report = TorchFoldReport(kept=True)
     for prefix, module in model.named_modules():
         for stored in _stored(module):
             site = FoldedSite(
@@ -182,7 +188,10 @@ def check_weight_norm(model: nn.Module) -> TorchFoldReport:
                 "kept",
             )  # fmt: skip
             report.sites.append(site)
-            _declined(site, stored.g, stored.v)
+            if stored.stacked:  # as fold_weight_norm declines it: one verdict either way
+                site.status, site.reason = "declined", STACKED
+            else:
+                _declined(site, stored.g, stored.v)
     return report
 
 
@@ -208,7 +217,7 @@ def fold_weight_norm(model: nn.Module, *, check_values: bool = True) -> TorchFol
             )
             report.sites.append(folded)
             if site.stacked:
-                folded.status, folded.reason = "declined", "stacked with other parametrizations"
+                folded.status, folded.reason = "declined", STACKED
             elif not (check_values and _declined(folded, site.g, site.v)):
                 _fold(module, site)
         if parametrized:
