@@ -20,7 +20,7 @@ from wnpass import plan as plan_module
 from wnpass.cli import main
 from wnpass.errors import OutputError
 from wnpass.onnx.io import DATA_FILES_KEY
-from wnpass.plan import IOPlan, new_user_code, own_code, user_code
+from wnpass.plan import IOPlan, own_code, user_code
 from wnpass.watch import OpenWatch
 
 LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify: Linux")
@@ -603,12 +603,6 @@ def test_the_user_s_working_directory_is_its_own(
     assert Path.cwd() == tmp_path
     with user_code():
         os.chdir(tmp_path)  # the model's code comes back
-    with user_code():
-        assert Path.cwd() == tmp_path
-    # another model.py loaded next starts where the caller is, not where the first one moved
-    with user_code():
-        os.chdir(moved)
-    new_user_code()
     with user_code():
         assert Path.cwd() == tmp_path
 

@@ -72,7 +72,6 @@ __all__ = [
     "changed_while_read",
     "data_file_name",
     "kind_of",
-    "new_user_code",
     "not_readable",
     "own_code",
     "user_code",
@@ -186,13 +185,6 @@ def _enter_users_cwd() -> str | None:
         with contextlib.suppress(OSError):
             os.chdir(_users_cwd)
     return own
-
-
-def new_user_code() -> None:
-    """The next user code is another program (a model.py loaded now): it starts in the
-    caller's working directory, not where an earlier model.py's code moved to."""
-    global _users_cwd
-    _users_cwd = None
 
 
 def _leave_users_cwd(own: str) -> None:

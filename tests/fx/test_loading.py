@@ -193,27 +193,3 @@ def test_the_modules_the_file_imports_are_read_in_the_plan(tmp_path: Path) -> No
     finally:
         sys.modules.pop(helper, None)
     assert (tmp_path / f"{helper}.py").read_text().startswith("import torch")
-
-
-def test_a_model_py_starts_where_the_caller_is_not_where_another_moved(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """One model.py's ``os.chdir`` carried over into the next model.py loaded in the same
-    process: it read ``a/k.txt`` where the caller was in ``c``."""
-    for folder, value in (("a", "999"), ("c", "1")):
-        (tmp_path / folder).mkdir()
-        (tmp_path / folder / "k.txt").write_text(value)
-    (tmp_path / "ma.py").write_text(
-        "import os, torch\nos.chdir(os.path.join(os.path.dirname(__file__), 'a'))\n"
-        "def build_model():\n    return torch.nn.Linear(1, 1)\n"
-    )
-    (tmp_path / "mb.py").write_text(
-        "import torch\nK = float(open('k.txt').read())\n"
-        "def build_model():\n    return torch.nn.Linear(1, 1)\n"
-        "def example_inputs():\n    return (torch.full((1, 1), K),)\n"
-    )
-    monkeypatch.chdir(tmp_path)
-    load_model_py(tmp_path / "ma.py")
-    monkeypatch.chdir(tmp_path / "c")
-    _, inputs = load_model_py(tmp_path / "mb.py")
-    assert inputs is not None and float(inputs[0]) == 1.0

@@ -48,7 +48,7 @@ from wnpass.fx.errors import (
 )
 from wnpass.fx.forward import what_it_did
 from wnpass.interrupts import STOPS
-from wnpass.plan import IOPlan, as_path, as_plan, new_user_code, not_readable, user_code
+from wnpass.plan import IOPlan, as_path, as_plan, not_readable, user_code
 
 __all__ = ["DEFAULT_FACTORY", "EXPECTED_INPUTS", "as_inputs", "load_model_py"]
 
@@ -180,7 +180,6 @@ def load_model_py(
         plan.watch_user_code()
     before = set(sys.modules)
     file = _File(path, Path(os.path.abspath(path)))  # here, in wnpass's working directory
-    new_user_code()  # in the caller's directory, wherever an earlier model.py moved to
     with user_code():
         model, inputs = _build(file, factory)
     if plan is not None:
