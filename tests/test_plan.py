@@ -736,3 +736,26 @@ def test_a_target_changed_into_what_is_read_after_the_check_is_refused_at_the_wr
     with pytest.raises(OutputError, match=message), plan.replace(target) as staged:
         staged.write_text("folded")
     assert source.read_text() == "the input"
+
+
+def test_a_target_through_a_link_and_up_is_written_where_it_leads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``link/../out`` with ``link -> ../real/inner`` is ``real/out``: staged as text
+    (``os.path.abspath``), the staging folder went to ``work/`` and the write failed."""
+    (tmp_path / "real" / "inner").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "link").symlink_to(tmp_path / "real" / "inner")
+    monkeypatch.chdir(tmp_path / "work")
+    plan = IOPlan()
+    for name in ("link/../one.txt", "link/../two.txt"):
+        plan.write(name, "output")
+    plan.check()
+    with plan.replace("link/../one.txt") as staged:
+        staged.write_text("one")
+    with plan.staging("link/../two.txt") as folder:
+        (folder / "two.txt").write_text("two")
+        plan.publish(folder / "two.txt", "link/../two.txt")
+    assert (tmp_path / "real" / "one.txt").read_text() == "one"
+    assert (tmp_path / "real" / "two.txt").read_text() == "two"
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["link"]

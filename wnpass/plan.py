@@ -67,6 +67,7 @@ __all__ = [
     "USER_CODE_OPENED",
     "USER_CODE_READ",
     "IOPlan",
+    "anchored",
     "as_path",
     "as_plan",
     "changed_while_read",
@@ -361,6 +362,13 @@ def as_path(name: str, value: object) -> Path:
     raise InvalidArgumentError(
         f"must be a path (a str or os.PathLike), not {type(value).__name__}", parameter=name
     )
+
+
+def anchored(path: str | os.PathLike[str]) -> Path:
+    """``path`` made absolute against the working directory now (wnpass's, outside the user's
+    code, which may change it), its parts kept as they are: ``link/../m.py`` stays through
+    ``link``, as opening it resolves it (``os.path.abspath`` would drop ``link/..`` as text)."""
+    return Path(os.getcwd(), path)
 
 
 def _where(path: Path) -> Path:
@@ -701,7 +709,7 @@ class IOPlan:
                     handle, name = tempfile.mkstemp(
                         prefix=STAGING_PREFIX, suffix=suffix, dir=target.parent
                     )
-                    temporary = Path(os.path.abspath(name))  # user code may change the cwd
+                    temporary = anchored(name)  # user code may change the cwd
                     try:  # the mode a new file gets (mkstemp makes it private to the owner)
                         os.fchmod(handle, 0o666 & ~_umask())
                     finally:
@@ -736,7 +744,7 @@ class IOPlan:
                 with interrupts.held():  # made, and its removal below set up, as one step
                     parent = _open_folder(target.parent)
                     made = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target.parent)
-                    folder = Path(os.path.abspath(made))  # user code may change the cwd
+                    folder = anchored(made)  # user code may change the cwd
                     self._stagings.add(folder)
                 yield folder
             except OSError as error:

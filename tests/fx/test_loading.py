@@ -193,3 +193,19 @@ def test_the_modules_the_file_imports_are_read_in_the_plan(tmp_path: Path) -> No
     finally:
         sys.modules.pop(helper, None)
     assert (tmp_path / f"{helper}.py").read_text().startswith("import torch")
+
+
+def test_a_path_through_a_link_and_up_runs_the_model_py_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``link/../m.py`` with ``link -> ../real/inner``: the file is ``real/m.py``, as opening
+    it resolves it; made absolute as text (``os.path.abspath``), it ran ``work/m.py``."""
+    (tmp_path / "real" / "inner").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "link").symlink_to(tmp_path / "real" / "inner")
+    body = "import torch\ndef build_model():\n    return torch.nn.Linear({n}, 1)\n"
+    (tmp_path / "real" / "m.py").write_text(body.format(n=2))
+    (tmp_path / "work" / "m.py").write_text(body.format(n=3))  # the decoy
+    monkeypatch.chdir(tmp_path / "work")
+    model, _ = load_model_py("link/../m.py")
+    assert isinstance(model, nn.Linear) and model.in_features == 2

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,7 +47,7 @@ from wnpass.fx.errors import (
 )
 from wnpass.fx.forward import what_it_did
 from wnpass.interrupts import STOPS
-from wnpass.plan import IOPlan, as_path, as_plan, not_readable, user_code
+from wnpass.plan import IOPlan, anchored, as_path, as_plan, not_readable, user_code
 
 __all__ = ["DEFAULT_FACTORY", "EXPECTED_INPUTS", "as_inputs", "load_model_py"]
 
@@ -179,7 +178,7 @@ def load_model_py(
     if plan is not None:
         plan.watch_user_code()
     before = set(sys.modules)
-    file = _File(path, Path(os.path.abspath(path)))  # here, in wnpass's working directory
+    file = _File(path, anchored(path))  # here, in wnpass's working directory
     with user_code():
         model, inputs = _build(file, factory)
     if plan is not None:
