@@ -896,13 +896,7 @@ def export(
             _, onnx_report = fold_onnx(exported, in_place=True)
             report = ExportReport(str(path), exporter, torch_report, onnx_report, in_place)
             report.warnings = warned
-            # a site declined in PyTorch holds NaN, which no initializer matches by value: it
-            # is named as declined, not as a weight without a name
-            declined = (
-                {s.name for s in torch_report.declined} if torch_report is not None else set()
-            )
-            missing = _restore_names(exported, weights)
-            report.names_missing = [name for name in missing if name not in declined]
+            report.names_missing = _restore_names(exported, weights)
             report.verified = verify
             report.not_available = (
                 [p for p in prov.PROVIDERS if p not in prov.available()] if verify else []

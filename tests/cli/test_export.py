@@ -89,8 +89,10 @@ def test_a_pruned_unit_is_declined_in_pytorch_and_not_deployable(
     assert "folded 0 of 1 weight-norm site in PyTorch" in printed
     assert "declined in PyTorch: fc.weight: v has a unit with zero norm" in printed
     assert f"NOT DEPLOYABLE: see above (wrote {out})" in printed
-    # its NaN weight matches no initializer by value: declined, not "no initializer"
+    # its NaN weight matches no initializer by value: said as declined, not as unnamed, and
+    # the naming line does not claim it either
     assert "no initializer of their name" not in printed
+    assert "every weight (2-D and up) but those declined in PyTorch is an initializer" in printed
     out.write_bytes(b"the last good model")
     assert main([*argv, "--verify", "--runs", "1", "--json", str(report)]) == 1
     assert f"NOT DEPLOYABLE: see above; nothing written to {out}" in capsys.readouterr().out

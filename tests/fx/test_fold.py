@@ -238,10 +238,16 @@ def test_a_stacked_site_is_declined_by_the_fold_and_by_the_check_alike() -> None
     spectral_norm(legacy, "weight_v")
     stacked = spectral_norm(weight_norm(nn.Linear(4, 3)))
     x = torch.randn(2, 4)
-    for model in (legacy.eval(), stacked.eval()):  # eval: no power iteration per forward
-        before = model(x)
+    for model in (legacy, stacked):  # in training mode: reading v must not update it
+        state = {k: t.clone() for k, t in model.state_dict().items()}
         for report in (check_weight_norm(model), fold_weight_norm(model)):
             assert [(s.status, s.reason) for s in report.sites] == [
                 ("declined", "stacked with other parametrizations")
             ]
-        torch.testing.assert_close(model(x), before, rtol=0, atol=0)  # left as it was
+        after = model.state_dict()
+        assert list(after) == list(state)  # left as it was, buffers and all
+        assert all(torch.equal(after[k], t) for k, t in state.items())
+        model.eval()
+        before = model(x)
+        fold_weight_norm(model)
+        torch.testing.assert_close(model(x), before, rtol=0, atol=0)

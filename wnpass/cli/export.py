@@ -144,14 +144,24 @@ def _print_export(out: Printer, report: Any) -> None:
         if not torch_fold.kept:  # folded in PyTorch (not --keep-weight-norm)
             said(f"folded {done} in PyTorch")
         elif declined:
-            said("kept weight norm for the ONNX fold; its values checked in PyTorch first")
+            said("kept weight norm for the ONNX fold; each site checked in PyTorch first")
         for site in declined:
             said(f"  declined in PyTorch: {site.name}: {site.reason}")
     print_sites(out, report.onnx_fold, f"{report.output} ({report.exporter})", inspect=False)
-    if report.names_missing:
+    # a site declined in PyTorch is said above; its weight, computed from g and v (or by the
+    # exporter from NaN), is no initializer named after it either
+    torch_fold = report.torch_fold
+    declined = {site.name for site in torch_fold.declined} if torch_fold is not None else set()
+    unnamed = [name for name in report.names_missing if name not in declined]
+    if unnamed:
         out.line(
             "weights with no initializer of their name (the exported graph does not use them, "
-            f"or computes them from other initializers): {', '.join(report.names_missing)}"
+            f"or computes them from other initializers): {', '.join(unnamed)}"
+        )
+    elif report.names_missing:
+        out.line(
+            "every weight (2-D and up) but those declined in PyTorch is an initializer named "
+            "after its PyTorch parameter"
         )
     else:
         out.line("every weight (2-D and up) is an initializer named after its PyTorch parameter")

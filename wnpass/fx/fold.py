@@ -148,12 +148,24 @@ def _stored(module: nn.Module) -> list[_Stored]:
     hooks: list[tuple[int, Any]] = list(module._forward_pre_hooks.items())
     for key, hook in hooks:
         if is_legacy_hook(hook):
-            g, v = getattr(module, f"{hook.name}_g"), getattr(module, f"{hook.name}_v")
-            dim = _unit_dim(hook.dim, v.dim())
-            # g or v itself parametrized (a spectral norm on weight_v): stacked as well
+            # g or v itself parametrized (a spectral norm on weight_v): stacked as well, and
+            # read as stored (computing it would run the parametrization: a power iteration
+            # that changes its buffers in training mode)
+            g, v = (_as_stored(module, f"{hook.name}_{half}") for half in "gv")
             stacked = any(parametrize.is_parametrized(module, f"{hook.name}_{h}") for h in "gv")
+            dim = _unit_dim(hook.dim, v.dim())
             found.append(_Stored(hook.name, "legacy hook", dim, g, v, stacked, key))
     return found
+
+
+def _as_stored(module: nn.Module, name: str) -> torch.Tensor:
+    """Parameter ``name`` of ``module`` as stored: the original of a parametrized one."""
+    if parametrize.is_parametrized(module, name):
+        parametrizations: Any = module.parametrizations
+        original: torch.Tensor = parametrizations[name].original
+        return original
+    value: torch.Tensor = getattr(module, name)
+    return value
 
 
 def _fold(module: nn.Module, stored: _Stored) -> None:

@@ -196,6 +196,15 @@ def _default_shape(spec: InputSpec, sizes: _Sizes) -> tuple[list[int], list[str]
     return concrete, notes
 
 
+def _itemsize(dtype: ir.DataType) -> int:
+    """Bytes an element of ``dtype`` takes in memory; 1 for a type numpy has no dtype for
+    (:func:`_random` refuses it by name)."""
+    try:
+        return int(np.dtype(dtype.numpy()).itemsize)
+    except (TypeError, ValueError):
+        return 1
+
+
 def _random(dtype: ir.DataType, shape: list[int], rng: np.random.Generator) -> np.ndarray:
     if dtype.is_floating_point():
         array = rng.standard_normal(shape)
@@ -231,7 +240,7 @@ def synthesize(
             shape = given[spec.name]
         else:
             shape, spec_notes = _default_shape(spec, sizes)
-        if (size := math.prod(shape) * np.dtype(spec.dtype.numpy()).itemsize) > MAX_INPUT_BYTES:
+        if (size := math.prod(shape) * _itemsize(spec.dtype)) > MAX_INPUT_BYTES:
             raise InvalidArgumentError(
                 f"{spec.name}{shape}: {size} bytes is more than the {MAX_INPUT_BYTES} wnpass "
                 "feeds an input; give smaller shapes",
