@@ -130,8 +130,8 @@ def test_a_graph_onnx_runtime_cannot_load_or_run_fails_the_verification(
     said = {
         "load": "onnxruntime cannot load it: Type Error",
         "run": "onnxruntime failed to run it: Input initial_c must have shape {1,2,6}",
-        "timed run": "onnxruntime failed to run it in a timed run, after the compared one: "
-        "Input initial_c must have shape {1,2,6}",
+        "timed run": "onnxruntime failed to run it on a timed run, after the run compared "
+        "had succeeded: Input initial_c must have shape {1,2,6}",
     }[fails]
     assert report.ort_failed == f"on cpu, {out}: {said}"
     assert report.to_dict()["ort_failed"] == report.ort_failed and not out.exists()

@@ -1177,8 +1177,7 @@ def _compare(
         try:
             report.latency[provider] = _latency(session, staged, feeds, options)
         except prov.RunFailedError as error:  # after the compared run: as check has it
-            said = "onnxruntime failed to run it in a timed run, after the compared one"
-            said += f": {error.reason}"
+            said = f"onnxruntime failed to run it {prov.failed_in_timing(error.reason)}"
             report.ort_failed = f"on {provider}, {report.output}: {said}"
             logger.warning("the exported graph failed on %s: %s", provider, said)
             return

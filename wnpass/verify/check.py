@@ -88,8 +88,7 @@ def _timed_runs(
             if key == "ref":
                 raise
             raise _FailedInTiming(
-                f"on its timed run {done + 1} of {warmup + runs} (warm-up included), after the "
-                f"run compared had succeeded: {error.reason}"
+                prov.failed_in_timing(error.reason, done + 1, warmup + runs)
             ) from None
 
     for _ in range(warmup):
