@@ -17,7 +17,6 @@ axis read from ``g``'s shape. Key forms, the axis and the product are :mod:`wnpa
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,15 +87,20 @@ def restore_weight_norm(model: nn.Module, state: Mapping[str, Any]) -> list[str]
     from torch.nn.utils.parametrizations import weight_norm
 
     plain = dict(model.named_parameters())
-    # a weight held under two names (tied: lm_head.weight is wte.weight) keeps its tie: it is
-    # folded as it is loaded, as the rules leave tied weights without weight norm
-    holders = Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
+    # a weight held by two modules (tied: lm_head.weight is wte.weight) keeps its tie: it is
+    # folded as it is loaded, as the rules leave tied weights without weight norm (one module
+    # under two names is no tie: weight norm on it is on both)
+    holders: dict[int, set[int]] = {}
+    for _, module in model.named_modules(remove_duplicate=False):
+        for param in module._parameters.values():
+            if param is not None:
+                holders.setdefault(id(param), set()).add(id(module))
     restored = []
     names = _plain_names(state)
     _check_stored_once(state, names)
     for name in sorted(names):
         pair = _get_pair(state, name)
-        if pair is None or name not in plain or holders[id(plain[name])] > 1:
+        if pair is None or name not in plain or len(holders.get(id(plain[name]), ())) > 1:
             continue
         prefix, leaf = _split(name)
         module = model.get_submodule(prefix[:-1]) if prefix else model
