@@ -80,7 +80,15 @@ CHECKPOINTS: dict[str, tuple[Callable[[Path], Path], str]] = {
     "a pickle that runs code": (_malicious, "refused: loading it would run code"),
     "not a state dict": (
         lambda t: (__import__("torch").save([1, 2, 3], t / "ckpt.pt"), t / "ckpt.pt")[1],
-        "not a state dict",
+        "not a state dict (list); one is read at its top level or under state_dict, model,",
+    ),
+    "a state dict under a key not read": (  # it said only "not a state dict (dict)"
+        lambda t: (
+            __import__("torch").save({"net_g": {"w": __import__("torch").zeros(2)}}, t / "c.pt"),
+            t / "c.pt",
+        )[1],
+        "holds no state dict at its top level or under state_dict, model, model_state_dict or "
+        "generator (its keys: 'net_g')",
     ),
     "keys that do not fit": (
         lambda t: (

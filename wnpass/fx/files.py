@@ -40,6 +40,16 @@ def _state_dict(value: Any) -> dict[str, Any] | None:
     return None
 
 
+def _no_state_dict(value: Any) -> str:
+    """Why ``value`` gives the model no state dict, and where one is looked for: at the top
+    level (tensors by string keys) or under one of ``WRAPPER_KEYS``, the first found."""
+    where = "at its top level or under " + ", ".join(WRAPPER_KEYS[:-1]) + f" or {WRAPPER_KEYS[-1]}"
+    if isinstance(value, dict):
+        keys = ", ".join(repr(k) for k in list(value)[:6]) + (", ..." if len(value) > 6 else "")
+        return f"holds no state dict {where} (its keys: {keys or 'none'})"
+    return f"not a state dict ({type(value).__name__}); one is read {where}"
+
+
 def _torch_file(path: Path) -> bool:
     """Whether ``path`` is read as a ``torch.save`` file (every name but the other formats')."""
     return read_format(path) == "torch"
@@ -87,7 +97,7 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, keep_pairs: bool = Fa
             state = _state_dict(value)
             if state is None:
                 raise InvalidArgumentError(
-                    f"{path}: not a state dict ({type(value).__name__})", parameter="checkpoint"
+                    f"{path}: {_no_state_dict(value)}", parameter="checkpoint"
                 )
         else:
             checkpoint = open_checkpoint(path)
