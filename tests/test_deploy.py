@@ -1135,3 +1135,17 @@ def test_a_full_disk_while_exporting_is_the_outputs_not_the_models(
     monkeypatch.setattr(torch.onnx, "export", model_writes)
     with pytest.raises(ExportError, match=r"torch.onnx.export failed"):
         export(model, inputs, out, exporter="torchscript", verify=False)
+
+
+def test_a_weight_held_transposed_is_said_so(tmp_path: Path) -> None:
+    """The dynamo exporter feeds MatMul a square Linear weight's transpose; named after the
+    parameter, the initializer read as the weight itself (its shape shows nothing), and
+    nothing said otherwise."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8)).eval()
+    out = tmp_path / "m.onnx"
+    report = export(model, (torch.randn(2, 3, 8),), out, verify=False)
+    initializers = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(out).graph.initializer}
+    weight = model.get_submodule("0").weight.detach().numpy()  # type: ignore[operator]
+    assert np.array_equal(initializers["0.weight"], weight.T)  # torch 2.13's dynamo exporter
+    assert report.names_transposed == ["0.weight"]

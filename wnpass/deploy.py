@@ -121,6 +121,9 @@ class ExportReport:
     onnx_fold: FoldReport
     folded_in_place: bool = False  # the model could not be copied (legacy hooks)
     names_missing: list[str] = dataclasses.field(default_factory=list)
+    # weights whose initializer, named after them, holds them transposed (as MatMul reads a
+    # Linear's weight): square ones show it by no shape
+    names_transposed: list[str] = dataclasses.field(default_factory=list)
     verified: bool = False  # ONNX Runtime's outputs were compared with PyTorch's
     comparisons: dict[str, list[OutputComparison]] = dataclasses.field(default_factory=dict)
     latency: dict[str, LatencyStats] = dataclasses.field(default_factory=dict)
@@ -720,26 +723,34 @@ def _weight_names(model: nn.Module) -> dict[str, torch.Tensor]:
     return weights
 
 
-def _restore_names(model: ir.Model, weights: dict[str, torch.Tensor]) -> list[str]:
+def _restore_names(
+    model: ir.Model, weights: dict[str, torch.Tensor]
+) -> tuple[list[str], list[str]]:
     """Rename initializers the exporter named itself (``onnx::MatMul_12``, ``mul_1``) after the
     PyTorch weight they hold, found by shape and value (also transposed, as Linear feeds
     MatMul; within float32 rounding, as an exporter may have folded weight norm in float32).
-    Returns the weights that still have no initializer of their name."""
+    Returns the weights that still have no initializer of their name, and those whose
+    initializer holds them transposed."""
     named = model.graph.initializers
     arrays = {name: _array(w) for name, w in weights.items() if name not in named}
     missing = {name: a for name, a in arrays.items() if a is not None}
+    transposed = []
     for init_name, value in list(model.graph.initializers.items()):
         tensor = value.const_value
         if not missing or tensor is None or init_name in weights or tensor.size < 2:
             continue
         shape = tuple(tensor.shape.numpy())
         for name, weight in missing.items():
-            layouts = [weight] + ([weight.T] if weight.ndim == 2 else [])
-            if any(w.shape == shape and _close(tensor.numpy(), w) for w in layouts):
+            if weight.shape == shape and _close(tensor.numpy(), weight):
                 value.name = name
-                del missing[name]
-                break
-    return [name for name, a in arrays.items() if a is None] + list(missing)
+            elif weight.ndim == 2 and weight.T.shape == shape and _close(tensor.numpy(), weight.T):
+                value.name = name
+                transposed.append(name)
+            else:
+                continue
+            del missing[name]
+            break
+    return [name for name, a in arrays.items() if a is None] + list(missing), transposed
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> bool:
@@ -896,7 +907,7 @@ def export(
             _, onnx_report = fold_onnx(exported, in_place=True)
             report = ExportReport(str(path), exporter, torch_report, onnx_report, in_place)
             report.warnings = warned
-            report.names_missing = _restore_names(exported, weights)
+            report.names_missing, report.names_transposed = _restore_names(exported, weights)
             report.verified = verify
             report.not_available = (
                 [p for p in prov.PROVIDERS if p not in prov.available()] if verify else []

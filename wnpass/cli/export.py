@@ -165,6 +165,11 @@ def _print_export(out: Printer, report: Any) -> None:
         )
     else:
         out.line("every weight (2-D and up) is an initializer named after its PyTorch parameter")
+    if report.names_transposed:
+        out.line(
+            "held transposed, as MatMul reads them (the initializer is the parameter's .T): "
+            + ", ".join(report.names_transposed)
+        )
     rows = [
         comparison_row(provider, c)
         for provider, comparisons in report.comparisons.items()
