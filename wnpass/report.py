@@ -189,6 +189,16 @@ def model_files(path: str | None, what: str) -> list[tuple[str | None, str]]:
     return [(path, what), *((str(file), f"{what}'s external data") for file in data)]
 
 
+def written(output: str) -> str:
+    """An ONNX file written, as a summary names it: with the external data files it uses,
+    which must travel with it (``m.onnx and its data file m.onnx.data``)."""
+    data = [Path(output).parent / Path(file or "").name for file, _ in model_files(output, "")[1:]]
+    if not data:
+        return output
+    files = "data files" if len(data) > 1 else "data file"
+    return f"{output} and its {files} {', '.join(map(str, data))}"
+
+
 def _strict(value: Any) -> Any:
     """``value`` with every non-finite float made ``None`` (strict JSON has no NaN/Inf)."""
     if isinstance(value, dict):
@@ -301,7 +311,7 @@ def fold_summary(report: FoldReport, *, inspect: bool = False) -> list[str]:
         text += f"; {report.seconds:.2f} s"
     lines = [text]
     if report.output:
-        lines.append(f"wrote {report.output}")
+        lines.append(f"wrote {written(report.output)}")
     lines += [f"removed: {path} ({REMOVED})" for path in report.removed]
     return lines
 

@@ -113,7 +113,10 @@ def test_a_refold_names_the_old_data_file_it_removed(
     source = weight_normed(tmp_path, external=True)
     out, data = tmp_path / "o.onnx", tmp_path / "o.onnx.data"
     assert main(["fold", str(source), "-o", str(out)]) == 0
-    assert "removed" not in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "removed" not in printed
+    # the data file that must travel with the output is named (it was "wrote o.onnx" only)
+    assert f"wrote {out} and its data file {data}\n" in printed
     shutil.copy(out, tmp_path / "deploy.onnx")
     report = tmp_path / "report.json"
     assert main(["fold", str(source), "-o", str(out), "--json", str(report)]) == 0

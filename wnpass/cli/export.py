@@ -18,7 +18,7 @@ from wnpass.cli.options import (
 )
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_sites
-from wnpass.report import counted
+from wnpass.report import counted, written
 from wnpass.verify.options import CheckOptions
 
 __all__ = ["add_arguments", "run"]
@@ -221,24 +221,24 @@ def _print_export(out: Printer, report: Any) -> None:
             "numbers, or an op that is not: see torch.use_deterministic_algorithms)"
         )
     if report and not report.verified:
-        out.summary(f"wrote {report.output}; not verified against PyTorch (add --verify)")
+        out.summary(f"wrote {written(report.output)}; not verified against PyTorch (add --verify)")
     elif report and report.dynamic_unchecked is not None:
         out.summary(
             "deployable at the example's size: ONNX matches PyTorch there (the dynamic axes "
-            f"are not verified); wrote {report.output}"
+            f"are not verified); wrote {written(report.output)}"
         )
     elif report and report.dynamic_comparisons:
         out.summary(
             "deployable: ONNX matches PyTorch, also with every dynamic axis doubled; "
-            f"wrote {report.output}"
+            f"wrote {written(report.output)}"
         )
     elif report:
-        out.summary(f"deployable: ONNX matches PyTorch; wrote {report.output}")
+        out.summary(f"deployable: ONNX matches PyTorch; wrote {written(report.output)}")
     else:
         if not report.published:
             out.summary(f"NOT DEPLOYABLE: see above; nothing written to {report.output}")
         else:
-            out.summary(f"NOT DEPLOYABLE: see above (wrote {report.output})")
+            out.summary(f"NOT DEPLOYABLE: see above (wrote {written(report.output)})")
         for line in _failed_outputs(report):  # which outputs failed, also with --quiet
             out.summary(f"  {line}")
 
