@@ -192,7 +192,8 @@ def model_files(path: str | None, what: str) -> list[tuple[str | None, str]]:
 def written(output: str) -> str:
     """An ONNX file written, as a summary names it: with the external data files it uses,
     which must travel with it (``m.onnx and its data file m.onnx.data``)."""
-    data = [Path(output).parent / Path(file or "").name for file, _ in model_files(output, "")[1:]]
+    folder = Path(output).parent  # each as the model names it, from its folder
+    data = [folder / os.path.relpath(file or "", folder) for file, _ in model_files(output, "")[1:]]
     if not data:
         return output
     files = "data files" if len(data) > 1 else "data file"
