@@ -120,6 +120,7 @@ class ExportReport:
     torch_fold: TorchFoldReport | None
     onnx_fold: FoldReport
     folded_in_place: bool = False  # the model could not be copied (legacy hooks)
+    data_files: list[str] = dataclasses.field(default_factory=list)  # the output's, written
     names_missing: list[str] = dataclasses.field(default_factory=list)
     # weights whose initializer, named after them, holds them transposed (as MatMul reads a
     # Linear's weight): square ones show it by no shape
@@ -208,7 +209,12 @@ class ExportReport:
     def write_json(self, path: str | Path, plan: IOPlan | None = None) -> None:
         """Write the report as JSON (:func:`wnpass.report.write_json`); without ``plan``, never
         onto the exported model or its data file."""
-        write_json(path, self.to_dict(), plan, model_files(self.output, "the exported model"))
+        write_json(
+            path,
+            self.to_dict(),
+            plan,
+            lambda: model_files(self.output, "the exported model", self.data_files),
+        )
 
 
 # What an exporter makes a graph output of, in the order torch's pytree flattens the result:
@@ -935,6 +941,7 @@ def export(
             plan.check()
             published = io.save(exported, save_target, plan, gate=gate if verify else None)
     report.published = published
+    report.data_files = [str(path) for path in save_target.data_written(plan)]
     report.onnx_fold.left = list(plan.left)
     report.onnx_fold.removed = [str(path) for path in plan.removed]
     return report

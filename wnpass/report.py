@@ -11,7 +11,7 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +83,7 @@ class FoldReport:
     # layout and cast ops from constants (empty with ``weight_norm_only``)
     input: str | None = None
     output: str | None = None
+    data_files: list[str] = dataclasses.field(default_factory=list)  # the output's, written
     nodes_before: int = 0
     nodes_after: int = 0
     bytes_before: int | None = None
@@ -140,18 +141,22 @@ class FoldReport:
     def write_json(self, path: str | Path, plan: IOPlan | None = None) -> None:
         """Write the report as JSON (:func:`write_json`); without ``plan``, never onto the
         model it is about, its output or their data files."""
-        about = [
-            *model_files(self.input, "the input model"),
-            *model_files(self.output, "the output"),
-        ]
-        write_json(path, self.to_dict(), plan, about)
+        write_json(
+            path,
+            self.to_dict(),
+            plan,
+            lambda: [
+                *model_files(self.input, "the input model"),
+                *model_files(self.output, "the output", self.data_files),
+            ],
+        )
 
 
 def write_json(
     path: str | os.PathLike[str],
     data: dict[str, Any] | list[dict[str, Any]],
     plan: IOPlan | None = None,
-    about: Sequence[tuple[str | None, str]] = (),
+    about: Callable[[], Iterable[tuple[str | None, str]]] | None = None,
 ) -> None:
     """Write a report as strict JSON atomically (a staging file beside it, then renamed).
 
@@ -159,8 +164,9 @@ def write_json(
     as ``null``: ``NaN`` and ``Infinity`` are not JSON, and strict parsers reject them.
     ``plan``: the run's plan, in which ``path`` was recorded and checked; without one, the
     path is planned and checked on its own (parameter ``json_path``), and refused where it is
-    one of the files ``about`` names (``(path, what it is)``: the model the report is on, its
-    data files, the output it wrote), which the report would otherwise replace.
+    one of the files ``about()`` names (``(path, what it is)``: the model the report is on,
+    its data files, the output it wrote), which the report would otherwise replace; with a
+    plan, they are the plan's to guard, and ``about`` is not called.
     """
     from wnpass.plan import IOPlan, as_path, as_plan
 
@@ -168,7 +174,7 @@ def write_json(
     plan = as_plan(plan)
     if plan is None:
         plan = IOPlan()
-        for file, what in about:
+        for file, what in about() if about is not None else ():
             if file is not None:
                 plan.protect(file, what)
         plan.write(path, "json_path")
@@ -178,26 +184,28 @@ def write_json(
         temporary.write_text(text + "\n")
 
 
-def model_files(path: str | None, what: str) -> list[tuple[str | None, str]]:
-    """An ONNX model a report is about, and the external data files it names, each with what
-    it is (for :func:`write_json`'s ``about``); none for no model."""
+def model_files(
+    path: str | os.PathLike[str] | None, what: str, data: Iterable[str | Path] | None = None
+) -> list[tuple[str, str]]:
+    """An ONNX model a report is about, and its external data files (``data``, or those the
+    file names: its references are read), each with what it is (for :func:`write_json`'s
+    ``about``); none for no model."""
     if path is None:
         return []
-    from wnpass.onnx.io import external_files  # reads the file's data references only
+    if data is None:
+        from wnpass.onnx.io import external_files  # reads the file's data references only
 
-    data = sorted(external_files(path)) if os.path.isfile(path) else []
-    return [(path, what), *((str(file), f"{what}'s external data") for file in data)]
+        data = sorted(external_files(path)) if os.path.isfile(path) else []
+    return [(str(path), what), *((str(file), f"{what}'s external data") for file in data)]
 
 
-def written(output: str) -> str:
-    """An ONNX file written, as a summary names it: with the external data files it uses,
-    which must travel with it (``m.onnx and its data file m.onnx.data``)."""
-    folder = Path(output).parent  # each as the model names it, from its folder
-    data = [folder / os.path.relpath(file or "", folder) for file, _ in model_files(output, "")[1:]]
-    if not data:
+def written(output: str, data_files: Sequence[str]) -> str:
+    """An ONNX file written, as a summary names it: with the data files it uses, which must
+    travel with it (``m.onnx and its data file m.onnx.data``)."""
+    if not data_files:
         return output
-    files = "data files" if len(data) > 1 else "data file"
-    return f"{output} and its {files} {', '.join(map(str, data))}"
+    files = "data files" if len(data_files) > 1 else "data file"
+    return f"{output} and its {files} {', '.join(data_files)}"
 
 
 def _strict(value: Any) -> Any:
@@ -312,7 +320,7 @@ def fold_summary(report: FoldReport, *, inspect: bool = False) -> list[str]:
         text += f"; {report.seconds:.2f} s"
     lines = [text]
     if report.output:
-        lines.append(f"wrote {written(report.output)}")
+        lines.append(f"wrote {written(report.output, report.data_files)}")
     lines += [f"removed: {path} ({REMOVED})" for path in report.removed]
     return lines
 

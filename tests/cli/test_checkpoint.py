@@ -69,7 +69,9 @@ def test_safetensors_commands_leave_torch_unimported(tmp_path: Path, command: li
         "sys.exit(10 if 'torch' in sys.modules else status)"
     )
     for name, expected in (("g.safetensors", 0), ("g.pt", 10)):
-        argv = [sys.executable, "-c", code, *command, str(tmp_path / name)]
+        # --json too: the report's guard of its files imported torch (through wnpass.fx)
+        report = ["--json", str(tmp_path / f"{command[0]}-{name}.json")]
+        argv = [sys.executable, "-c", code, *command, *report, str(tmp_path / name)]
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
         assert result.returncode == expected, (name, result.stderr)
 

@@ -16,6 +16,7 @@ from wnpass.errors import WnpassError
 from wnpass.report import write_json
 
 if TYPE_CHECKING:
+    from wnpass.checkpoint.formats import Format
     from wnpass.plan import IOPlan
 
 __all__ = ["CheckpointReport", "ModelCheckReport", "OutputRow", "PairReport"]
@@ -126,7 +127,7 @@ class CheckpointReport:
 
     action: str  # "fold", "convert" or "inspect"
     input: str
-    format: str  # "torch", "safetensors", "torch-index", "safetensors-index"
+    format: Format  # "torch", "safetensors", "torch-index", "safetensors-index"
     pairs: list[PairReport] = dataclasses.field(default_factory=list)
     to: str | None = None  # convert: the target key form
     output: str | None = None  # the output file (the index of a sharded output)
@@ -171,11 +172,16 @@ class CheckpointReport:
     def write_json(self, path: str | Path, plan: IOPlan | None = None) -> None:
         """Write the report as JSON (:func:`wnpass.report.write_json`); without ``plan``, never
         onto the checkpoint it is about, its output or their shards."""
-        from wnpass.fx.files import checkpoint_files
+        write_json(path, self.to_dict(), plan, self._files)
 
-        about: list[tuple[str | None, str]] = [(self.input, "the input checkpoint")]
-        with contextlib.suppress(WnpassError):  # an index that no longer reads: itself only
-            shards = checkpoint_files(self.input)[1:]
-            about += [(str(f), "a shard of the input") for f in shards]
-        about += [(self.output, "the output"), *((s, "a shard of the output") for s in self.shards)]
-        write_json(path, self.to_dict(), plan, about)
+    def _files(self) -> list[tuple[str | None, str]]:
+        """The files the report is about: the input, its shards, the output, its shards."""
+        from wnpass.checkpoint.formats import is_sharded
+        from wnpass.checkpoint.reading import shard_files
+
+        files: list[tuple[str | None, str]] = [(self.input, "the input checkpoint")]
+        if is_sharded(self.format):
+            with contextlib.suppress(WnpassError):  # an index that no longer reads: itself
+                files += [(str(f), "a shard of the input") for f in shard_files(Path(self.input))]
+        files += [(self.output, "the output"), *((s, "a shard of the output") for s in self.shards)]
+        return files

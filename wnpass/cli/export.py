@@ -220,25 +220,25 @@ def _print_export(out: Printer, report: Any) -> None:
             "model is not deterministic, so there is nothing to verify against (random "
             "numbers, or an op that is not: see torch.use_deterministic_algorithms)"
         )
+    wrote = written(report.output, report.data_files)  # with its data file: copy it too
     if report and not report.verified:
-        out.summary(f"wrote {written(report.output)}; not verified against PyTorch (add --verify)")
+        out.summary(f"wrote {wrote}; not verified against PyTorch (add --verify)")
     elif report and report.dynamic_unchecked is not None:
         out.summary(
             "deployable at the example's size: ONNX matches PyTorch there (the dynamic axes "
-            f"are not verified); wrote {written(report.output)}"
+            f"are not verified); wrote {wrote}"
         )
     elif report and report.dynamic_comparisons:
         out.summary(
-            "deployable: ONNX matches PyTorch, also with every dynamic axis doubled; "
-            f"wrote {written(report.output)}"
+            f"deployable: ONNX matches PyTorch, also with every dynamic axis doubled; wrote {wrote}"
         )
     elif report:
-        out.summary(f"deployable: ONNX matches PyTorch; wrote {written(report.output)}")
+        out.summary(f"deployable: ONNX matches PyTorch; wrote {wrote}")
     else:
         if not report.published:
             out.summary(f"NOT DEPLOYABLE: see above; nothing written to {report.output}")
         else:
-            out.summary(f"NOT DEPLOYABLE: see above (wrote {written(report.output)})")
+            out.summary(f"NOT DEPLOYABLE: see above (wrote {wrote})")
         for line in _failed_outputs(report):  # which outputs failed, also with --quiet
             out.summary(f"  {line}")
 

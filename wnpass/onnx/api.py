@@ -178,9 +178,9 @@ def fold_onnx(
     report.removed = [str(path) for path in plan.removed]
     if published:
         report.output = str(target.path)
-        report.bytes_after = target.path.stat().st_size + (
-            target.data_path.stat().st_size if target.data_path and target.data_path.exists() else 0
-        )
+        report.data_files = [str(path) for path in target.data_written(plan)]
+        files = [str(target.path), *report.data_files]
+        report.bytes_after = sum(os.stat(file).st_size for file in files)
     report.seconds = time.perf_counter() - start
     return FoldOutcome(ir_model, report)
 

@@ -751,6 +751,11 @@ class SaveTarget:
     def data_path(self) -> Path | None:
         return None if self.data_name is None else self.path.parent / self.data_name
 
+    def data_written(self, plan: IOPlan) -> list[Path]:
+        """The data file :func:`save` put in place for the model, if it wrote one (it writes
+        none where every tensor is small enough to stay inline)."""
+        return [self.data_path] if self.data_path in plan.published else []
+
 
 def plan_save(
     plan: IOPlan,

@@ -22,6 +22,7 @@ import onnx_ir as ir
 from wnpass.errors import InvalidArgumentError, WnpassError
 from wnpass.onnx import io
 from wnpass.plan import IOPlan, as_path, as_plan
+from wnpass.report import model_files
 from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
 from wnpass.verify.compare import compare_outputs, dtype_name
@@ -167,17 +168,11 @@ def _require(name: str, value: object, kind: type, what: str) -> None:
         )
 
 
-def _model_files(path: Path, role: str, data_files: list[Path]) -> list[tuple[str, str]]:
-    """A model file and its external data files, each with what it is ("the reference")."""
-    data = [(str(p), f"the {role}'s external data") for p in data_files]
-    return [(str(path), f"the {role}"), *data]
-
-
 def _load(path: Path, role: str) -> tuple[ir.Model, list[tuple[str, str]]]:
-    """The model at ``path``, and the files reading it read (:func:`_model_files`)."""
+    """The model at ``path``, and the files reading it read, each with what it is."""
     reads = IOPlan()
     model = io.load(path, reads)
-    return model, _model_files(path, role, reads.reads()[1:])
+    return model, model_files(path, f"the {role}", reads.reads()[1:])
 
 
 def check(
@@ -236,8 +231,7 @@ def check(
     if reference_model is None:
         reference_model, reference_files = _load(reference, "reference")
     else:
-        data = sorted(io.external_files(reference))
-        reference_files = _model_files(reference, "reference", data)
+        reference_files = model_files(reference, "the reference")
     specs = inputs_mod.signature(reference_model, reference)
     candidate_model, candidate_files = _load(candidate, "candidate")
     candidate_specs = inputs_mod.signature(candidate_model, candidate)

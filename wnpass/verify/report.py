@@ -185,7 +185,7 @@ class CheckReport:
         without one, writing over a file this check read (the reference, the candidate, their
         external data, the inputs file) is refused (``OutputError``, parameter ``json_path``)."""
         read = [(self.reference, "the reference"), (self.candidate, "the candidate")]
-        write_json(path, self.to_dict(), plan, [*self.files_read, *read])
+        write_json(path, self.to_dict(), plan, lambda: [*self.files_read, *read])
 
 
 def shown_tolerance(value: float) -> str:
