@@ -392,12 +392,22 @@ def _check_size(shape: Sequence[int], op: str) -> None:
         raise NotExact(f"{op} would make {count} elements (more than {MAX_ELEMENTS})")
 
 
-def _check_overflow(result: np.ndarray, dtype: ir.DataType, where: str) -> None:
-    """Decline a float result that overflows its type, where the graph computes inf."""
-    if dtype == ir.DataType.DOUBLE or result.size == 0:
-        return
-    largest = np.max(np.abs(result), where=np.isfinite(result), initial=0.0)
-    if np.isinf(round_to(np.asarray(largest, F64), dtype)):
+def _largest(result: np.ndarray) -> float:
+    """The largest finite magnitude in ``result`` (0 for none): one pass over it."""
+    return float(np.max(np.abs(result), where=np.isfinite(result), initial=0.0))
+
+
+def _overflows(largest: float, dtype: ir.DataType) -> bool:
+    """Whether a finite value of magnitude ``largest`` is inf in ``dtype`` (rounded to it)."""
+    return dtype != ir.DataType.DOUBLE and bool(np.isinf(round_to(np.asarray(largest, F64), dtype)))
+
+
+def _check_overflow(
+    result: np.ndarray, dtype: ir.DataType, where: str, largest: float | None = None
+) -> None:
+    """Decline a float result that overflows its type, where the graph computes inf
+    (``largest``: its largest finite magnitude, where the caller has it)."""
+    if result.size and _overflows(_largest(result) if largest is None else largest, dtype):
         raise NotExact(f"{where} overflows {dtype.name.lower()} (the graph computes inf there)")
 
 
@@ -409,10 +419,10 @@ def _check_range(result: np.ndarray, dtype: ir.DataType, where: str) -> None:
     so a weight divided out of it later keeps none of its precision, where the fold computes it
     exactly. A result with some values in the normal range keeps the rest to within half its
     largest value's spacing, as ordinary rounding does."""
-    _check_overflow(result, dtype, where)
     if dtype == ir.DataType.DOUBLE or result.size == 0:
         return
-    largest = float(np.max(np.abs(result), where=np.isfinite(result), initial=0.0))
+    largest = _largest(result)  # once: the weights these checks see can be hundreds of MB
+    _check_overflow(result, dtype, where, largest)
     if 0 < largest < float(_finfo(dtype).tiny):
         name = dtype.name.lower()
         raise NotExact(
@@ -626,11 +636,7 @@ def _lp_normalization(step: Step, args: Args) -> Evaluated:
     sums = sum_of_squares(x, (axis,), True, step.where)
     _check_squares(sums, x.shape[axis], dtype, step.where, norm=True)
     norm = np.sqrt(sums)
-    if (
-        dtype != ir.DataType.DOUBLE
-        and norm.size
-        and np.isinf(round_to(np.asarray(norm.max()), dtype))
-    ):
+    if norm.size and _overflows(_largest(norm), dtype):
         name = dtype.name.lower()  # its output, at most 1, is in range either way
         raise NotExact(
             f"{step.where}: the norm it divides by exceeds the largest {name}, where runtimes "
