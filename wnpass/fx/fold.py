@@ -194,21 +194,21 @@ def check_weight_norm(model: nn.Module) -> TorchFoldReport:
     require_values(require_module(model))
     report = TorchFoldReport(kept=True)
     for prefix, module in model.named_modules():
-        for stored in _stored(module):
-            site = FoldedSite(
-                f"{_dotted(prefix)}{stored.name}", stored.api, stored.dim, list(stored.v.shape),
-                "kept",
-            )  # fmt: skip
-            report.sites.append(site)
-            if stored.stacked:  # as fold_weight_norm declines it: one verdict either way
-                site.status, site.reason = "declined", STACKED
-            else:
-                _declined(site, stored.g, stored.v)
+        report.sites += [_judged(prefix, stored, "kept") for stored in _stored(module)]
     return report
 
 
-def _dotted(prefix: str) -> str:
-    return f"{prefix}." if prefix else ""
+def _judged(prefix: str, stored: _Stored, status: str, check_values: bool = True) -> FoldedSite:
+    """``stored``'s report entry, ``status`` unless it is declined: stacked with another
+    parametrization, or (``check_values``) values that give no finite weight. One verdict for
+    :func:`fold_weight_norm` and :func:`check_weight_norm`."""
+    name = f"{prefix}.{stored.name}" if prefix else stored.name
+    site = FoldedSite(name, stored.api, stored.dim, list(stored.v.shape), status)
+    if stored.stacked:
+        site.status, site.reason = "declined", STACKED
+    elif check_values:
+        _declined(site, stored.g, stored.v)
+    return site
 
 
 @torch.no_grad()
@@ -223,15 +223,10 @@ def fold_weight_norm(model: nn.Module, *, check_values: bool = True) -> TorchFol
         parametrized = parametrized_here(module)
         if parametrized:
             _own_class(module)
-        for site in _stored(module):
-            folded = FoldedSite(
-                f"{_dotted(prefix)}{site.name}", site.api, site.dim, list(site.v.shape), "folded"
-            )
-            report.sites.append(folded)
-            if site.stacked:
-                folded.status, folded.reason = "declined", STACKED
-            elif not (check_values and _declined(folded, site.g, site.v)):
-                _fold(module, site)
+        for stored in _stored(module):
+            report.sites.append(site := _judged(prefix, stored, "folded", check_values))
+            if site.status == "folded":
+                _fold(module, stored)
         if parametrized:
             if not parametrized_here(module):
                 remove_rnn_cache(module)
