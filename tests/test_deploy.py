@@ -26,7 +26,7 @@ from wnpass.errors import InvalidArgumentError, InvalidModelError, UsageError, W
 from wnpass.fx.forward import Batch
 from wnpass.fx.loading import load_model_py
 from wnpass.verify import providers
-from wnpass.verify.options import DEFAULT_RUNS
+from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,8 +130,9 @@ def test_a_graph_onnx_runtime_cannot_load_or_run_fails_the_verification(
     said = {
         "load": "onnxruntime cannot load it: Type Error",
         "run": "onnxruntime failed to run it: Input initial_c must have shape {1,2,6}",
-        "timed run": "onnxruntime failed to run it on a timed run, after the run compared "
-        "had succeeded: Input initial_c must have shape {1,2,6}",
+        "timed run": f"onnxruntime failed to run it on its timed run 1 of {DEFAULT_WARMUP + 1} "
+        "(warm-up included), after the run compared had succeeded: Input initial_c must have "
+        "shape {1,2,6}",
     }[fails]
     assert report.ort_failed == f"on cpu, {out}: {said}"
     assert report.to_dict()["ort_failed"] == report.ort_failed and not out.exists()

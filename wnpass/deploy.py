@@ -44,7 +44,6 @@ import logging
 import os
 import re
 import sys
-import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -80,10 +79,10 @@ from wnpass.plan import IOPlan, as_path, as_plan, user_code
 from wnpass.report import FoldReport, model_files, write_json
 from wnpass.rules import parse_key
 from wnpass.verify import providers as prov
-from wnpass.verify.check import latency_stats
 from wnpass.verify.compare import OutputComparison, compare_outputs, nothing_compared
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions, refuse_unused
 from wnpass.verify.report import LatencyStats, comparison_data
+from wnpass.verify.timing import FailedInTiming, timed_runs
 
 __all__ = [
     "ExportError",
@@ -1193,9 +1192,11 @@ def _compare(
             else:
                 report.dynamic_comparisons[provider] = compared
         try:
-            report.latency[provider] = _latency(session, staged, feeds, options)
-        except prov.RunFailedError as error:  # after the compared run: as check has it
-            said = f"onnxruntime failed to run it {prov.failed_in_timing(error.reason)}"
+            (report.latency[provider],) = timed_runs(
+                [(session, staged)], feeds, options.runs, options.warmup
+            )
+        except FailedInTiming as error:  # after the compared run: as check has it
+            said = f"onnxruntime failed to run it {error.reason}"
             report.ort_failed = f"on {provider}, {report.output}: {said}"
             logger.warning("the exported graph failed on %s: %s", provider, said)
             return
@@ -1210,18 +1211,3 @@ def _run_compared(
     return compare_outputs(
         out_names, expected, out_names, actual, rtol=options.rtol, atol=options.atol
     )
-
-
-def _latency(
-    session: prov.Session, staged: Path, feeds: dict[str, np.ndarray], options: CheckOptions
-) -> LatencyStats:
-    """Median and spread of ``options.runs`` runs after ``options.warmup``; each run as the
-    compared one ran (:func:`prov.run`: a failure is one line naming the model)."""
-    for _ in range(options.warmup):
-        prov.run(session, staged, feeds)
-    seconds = []
-    for _ in range(options.runs):
-        start = time.perf_counter()
-        prov.run(session, staged, feeds)
-        seconds.append(time.perf_counter() - start)
-    return latency_stats(seconds)

@@ -8,10 +8,9 @@ by run and alternating which goes first, so that a noisy machine slows both alik
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,16 +26,10 @@ from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
 from wnpass.verify.compare import compare_outputs, dtype_name
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
-from wnpass.verify.report import (
-    CANDIDATE_FAILED,
-    OK,
-    CheckReport,
-    LatencyStats,
-    ProviderRun,
-    fell_back_to,
-)
+from wnpass.verify.report import CANDIDATE_FAILED, OK, CheckReport, ProviderRun, fell_back_to
+from wnpass.verify.timing import FailedInTiming, timed_runs
 
-__all__ = ["DEFAULT_RUNS", "DEFAULT_WARMUP", "CheckOptions", "check", "latency_stats"]
+__all__ = ["DEFAULT_RUNS", "DEFAULT_WARMUP", "CheckOptions", "check"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,66 +39,8 @@ SESSION_REPEATS = 3
 Progress = Callable[[str, int, int], None]
 
 
-def latency_stats(seconds: list[float]) -> LatencyStats:
-    """Median, p90 and min of run times, in milliseconds."""
-    ms = sorted(s * 1e3 for s in seconds)
-    p90 = ms[min(len(ms) - 1, round(0.9 * (len(ms) - 1)))]
-    return LatencyStats(len(ms), statistics.median(ms), p90, ms[0])
-
-
 def _run_names(session: object) -> list[str]:
     return [o.name for o in session.get_outputs()]  # type: ignore[attr-defined]
-
-
-class _FailedInTiming(Exception):
-    """The candidate failed in a timed run after its compared run had succeeded (a model
-    whose result depends on more than its inputs: a random op, say)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _timed_runs(
-    ref: prov.Session,
-    cand: prov.Session,
-    paths: tuple[Path, Path],
-    feeds: dict[str, Any],
-    runs: int,
-    warmup: int,
-    progress: Progress | None,
-    label: str,
-) -> tuple[LatencyStats, LatencyStats]:
-    """Warm both up, then time them run by run, alternating which goes first. A run that
-    fails is the reference's (``RunFailedError``: bad input, as on its first run) or the
-    candidate's (:class:`_FailedInTiming`: the check fails)."""
-    done = 0
-
-    def run(key: str) -> None:
-        session, path = (ref, paths[0]) if key == "ref" else (cand, paths[1])
-        try:
-            prov.run(session, path, feeds)
-        except prov.RunFailedError as error:
-            if key == "ref":
-                raise
-            raise _FailedInTiming(
-                prov.failed_in_timing(error.reason, done + 1, warmup + runs)
-            ) from None
-
-    for _ in range(warmup):
-        run("ref")
-        run("cand")
-        done += 1
-    times: dict[str, list[float]] = {"ref": [], "cand": []}
-    for i in range(runs):
-        for key in ("ref", "cand") if i % 2 == 0 else ("cand", "ref"):
-            start = time.perf_counter()
-            run(key)
-            times[key].append(time.perf_counter() - start)
-        done += 1
-        if progress:
-            progress(label, i + 1, runs)
-    return latency_stats(times["ref"]), latency_stats(times["cand"])
 
 
 def _feeds(
@@ -253,7 +188,6 @@ def check(
     feeds = prov.ort_feeds(arrays)  # once: the timed runs pay nothing to convert them
     report.not_available = [p for p in prov.PROVIDERS if p not in prov.available()]
     candidate_outputs: dict[str, tuple[list[str], list[np.ndarray]]] = {}
-    paths = (reference, candidate)
     for provider in chosen:
         prov.warm_up(provider)
         for level in options.optimizations:
@@ -265,11 +199,15 @@ def check(
             ref_s, cand_s = run.sessions
             assert cand_s is not None  # status OK: it loaded
             label = f"{provider}/{level}"
+            shown = None if progress is None else functools.partial(progress, label)
             try:
-                run.result.reference, run.result.candidate = _timed_runs(
-                    ref_s, cand_s, paths, feeds, options.runs, options.warmup, progress, label
-                )
-            except _FailedInTiming as error:
+                run.result.reference, run.result.candidate = timed_runs(
+                    [(ref_s, reference), (cand_s, candidate)],
+                    feeds, options.runs, options.warmup, shown,
+                )  # fmt: skip
+            except FailedInTiming as error:
+                if error.index == 0:
+                    raise error.error from None  # the reference's: bad input, as on its first run
                 run.result.status, run.result.error = CANDIDATE_FAILED, error.reason
                 logger.info("%s: the candidate failed to run: %s", label, error.reason)
     if "cuda" in candidate_outputs and "cpu" in candidate_outputs:

@@ -172,13 +172,6 @@ class OutOfMemoryError(WnpassError):
         super().__init__(f"{model}: onnxruntime ran out of memory running it ({_short(reason)})")
 
 
-def failed_in_timing(reason: str, run: int | None = None, runs: int | None = None) -> str:
-    """ONNX Runtime's ``reason`` for a run that failed while timing, after the run compared
-    had succeeded (a model with a random op), in words: which run, where known."""
-    where = f"on its timed run {run} of {runs} (warm-up included)" if run else "on a timed run"
-    return f"{where}, after the run compared had succeeded: {reason}"
-
-
 def _short(reason: str) -> str:
     """ONNX Runtime's message cut for an error's one line (a report keeps it whole): its start
     (the node) and its end (what was wrong: ``requested shape:{5,7}``), without the middle (the
