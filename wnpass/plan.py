@@ -75,6 +75,7 @@ __all__ = [
     "kind_of",
     "not_readable",
     "own_code",
+    "stat_input",
     "user_code",
 ]
 
@@ -226,20 +227,29 @@ def kind_of(mode: int) -> str:
     return "not a regular file"
 
 
-def not_readable(path: str | os.PathLike[str]) -> str | None:
-    """Why ``path`` cannot be read as an input file, for a message after its name ("no such
-    file", "is a FIFO, not a regular file"); None for a regular file (links followed). Only
-    ``stat`` runs: nothing is opened, so a FIFO is not consumed, nor a device read."""
+def stat_input(path: str | os.PathLike[str]) -> os.stat_result | str:
+    """``os.stat`` of an input (links followed), or why it has none, for a message after its
+    name ("no such file", "cannot read it (Too many levels of symbolic links)"). Only ``stat``
+    runs: nothing is opened, so a FIFO is not consumed, nor a device read."""
     try:
-        mode = os.stat(path).st_mode
+        return os.stat(path)
     except FileNotFoundError:
         return "no such file"
     except ValueError:  # a NUL byte in the name
         return "contains a NUL byte"
     except OSError as error:
         return f"cannot read it ({error.strerror or error})"
-    if not stat.S_ISREG(mode):
-        return f"is {kind_of(mode)}, not a regular file"
+
+
+def not_readable(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be read as an input file, for a message after its name ("no such
+    file", "is a FIFO, not a regular file"); None for a regular file (links followed): as
+    :func:`stat_input`, nothing is opened."""
+    status = stat_input(path)
+    if isinstance(status, str):
+        return status
+    if not stat.S_ISREG(status.st_mode):
+        return f"is {kind_of(status.st_mode)}, not a regular file"
     return None
 
 

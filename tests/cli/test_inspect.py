@@ -4,6 +4,8 @@ and several models in one process."""
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -325,3 +327,96 @@ def test_a_folder_with_no_onnx_file_is_refused(
     assert capsys.readouterr().err.strip() == (
         f"wnpass: error: {tmp_path / 'models'}: a folder with no .onnx file in it"
     )
+
+
+def _left(folder: Path, name: str = "left.onnx") -> Path:
+    """A model with a weight-norm site left to fold, in ``folder`` (made as needed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return _save(folder, name, onnx_model(WN, v=rand(3, 4), g=rand(3, 1)))
+
+
+def test_a_folder_that_cannot_be_listed_fails_the_gate_not_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder inside is read by a path longer than the system's limit (as a folder a CI
+    user may not list is): it was skipped unsaid, and the gate passed on the models it held."""
+    top = tmp_path / "exported"
+    _left(top / "ok", "a.onnx")
+    assert main(["fold", str(top / "ok" / "a.onnx"), "--in-place"]) == 0
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for _ in range(20):  # 20 x 251 bytes: past PATH_MAX (4096) as a path, but not by fd
+            os.mkdir("d" * 250, dir_fd=fd)
+            fd, parent = os.open("d" * 250, os.O_RDONLY, dir_fd=fd), fd
+            os.close(parent)
+        with os.fdopen(os.open("b.onnx", os.O_WRONLY | os.O_CREAT, dir_fd=fd), "wb") as file:
+            file.write(onnx_model(WN, v=rand(3, 4), g=rand(3, 1)).SerializeToString())
+    finally:
+        os.close(fd)
+    capsys.readouterr()
+    json_path = tmp_path / "r.json"
+    assert main(["inspect", str(top), "--strict", "--json", str(json_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and not json_path.exists()
+    assert captured.err.startswith(f"wnpass: error: {top}/{'d' * 250}/")
+    assert "cannot list it (File name too long); the models in it would go unread" in captured.err
+
+
+def test_a_tree_of_any_depth_is_walked(tmp_path: Path) -> None:
+    """1000 nested folders: the walk recursed once a level and crashed (exit 3)."""
+    deep = tmp_path
+    for _ in range(1000):  # one level at a time: Path.mkdir(parents=True) recurses too
+        deep = deep / "d"
+        deep.mkdir()
+    _left(deep)
+    json_path = tmp_path / "r.json"
+    assert main(["--quiet", "inspect", str(tmp_path), "--strict", "--json", str(json_path)]) == 1
+    (report,) = json.loads(json_path.read_text())
+    assert report["input"] == str(deep / "left.onnx")
+
+
+def test_a_folder_picks_up_onnx_files_in_any_case_and_each_file_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``A.ONNX`` was left out of a folder unsaid (the gate passed), and one file reached by a
+    hard link, a link and a second spelling was inspected, and counted, three times."""
+    upper = _left(tmp_path / "models", "A.ONNX")
+    os.link(upper, tmp_path / "models" / "b.onnx")
+    (tmp_path / "models" / "c.onnx").symlink_to(upper)
+    capsys.readouterr()
+    spelled = tmp_path / "models" / "sub" / ".." / "A.ONNX"
+    (tmp_path / "models" / "sub").mkdir()
+    assert main(["--quiet", "inspect", str(tmp_path / "models"), str(spelled), "--strict"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{upper}: 1 weight-norm site: 1 foldable, 0 declined; 4 nodes.",
+        f"STRICT: 1 left to fold in {upper}; run wnpass fold",
+        "STRICT: 1 of 1 models left to fold",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (lambda t: t / "missing.onnx", "no such file"),
+        (lambda t: _loop(t / "loop.onnx"), "cannot read it (Too many levels of symbolic links)"),
+    ],
+    ids=["missing", "link loop"],
+)
+def test_a_bad_path_is_refused_before_any_model_is_reported(
+    bad: Callable[[Path], Path], reason: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The models before it were reported (and STRICT lines printed) before the bad path was
+    reached; a link loop was called "no such file"."""
+    _left(tmp_path / "f")
+    path = bad(tmp_path)
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "f"), str(path), "--strict"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == f"wnpass: error: {path}: {reason}\n"
+    assert main(["fold", str(path)]) == 2  # the fold's own reading says the same
+    assert capsys.readouterr().err == f"wnpass: error: {path}: {reason}\n"
+
+
+def _loop(path: Path) -> Path:
+    path.symlink_to(path.name)
+    return path

@@ -27,8 +27,8 @@ from wnpass.cli.options import (
 )
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_sites
-from wnpass.errors import UsageError
-from wnpass.plan import IOPlan
+from wnpass.errors import InvalidModelError, UsageError
+from wnpass.plan import IOPlan, stat_input
 
 __all__ = ["add_arguments", "run"]
 
@@ -118,31 +118,52 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
 
 def _expanded(models: list[Path]) -> list[Path]:
-    """The MODEL arguments with each folder replaced by the ``.onnx`` files under it, at any
-    depth, in path order; each path once.
+    """The MODEL arguments with each folder replaced by the ONNX files under it (``.onnx`` in
+    any case), at any depth, in path order; each file once, however it is reached (a second
+    name for it, a hard link, a link to it: the first one stands). Each is checked to exist
+    before any is read, so that a gate refuses a bad path before it reports on the others.
 
     Hidden files and folders (a name starting with ".", as wnpass's own staging does) are
     skipped, and links to folders are not followed (no loops, nothing outside the folder by
     way of a link). Checkpoints are not picked up: a sharded one is read through its index, not
-    shard by shard, so checkpoints are named one by one.
+    shard by shard, so checkpoints are named one by one. A folder that cannot be listed is an
+    error, never skipped: a gate must not pass on the models it could not see.
     """
-    paths: list[Path] = []
+    paths: dict[tuple[int, int] | Path, Path] = {}
     for model in models:
-        if not model.is_dir():
-            paths.append(model)
-            continue
-        found = []
-        for folder, folders, files in os.walk(model):
-            folders[:] = [name for name in folders if not name.startswith(".")]
-            found += [
-                Path(folder, name)
-                for name in files
-                if name.endswith(".onnx") and not name.startswith(".")
-            ]
-        if not found:
-            raise UsageError(f"{model}: a folder with no .onnx file in it")
-        paths += sorted(found)
-    return list(dict.fromkeys(paths))
+        for path in _onnx_files(model) if model.is_dir() else [model]:
+            status = stat_input(path)
+            if isinstance(status, str):  # no such file, a link loop ...
+                raise InvalidModelError(f"{path}: {status}")
+            paths.setdefault((status.st_dev, status.st_ino), path)
+    return list(paths.values())
+
+
+def _onnx_files(top: Path) -> list[Path]:
+    """The ONNX files under ``top`` (see :func:`_expanded`), walked without recursion: a tree
+    of any depth is listed, or its first folder that cannot be is named."""
+    found: list[Path] = []
+    folders = [top]
+    while folders:
+        folder = folders.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    if entry.is_dir():  # links followed: a link to a folder is skipped
+                        if not entry.is_symlink():
+                            folders.append(Path(entry.path))
+                    elif entry.name.lower().endswith(".onnx"):
+                        found.append(Path(entry.path))
+        except OSError as error:
+            raise InvalidModelError(
+                f"{folder}: cannot list it ({error.strerror or error}); the models in it "
+                "would go unread"
+            ) from None
+    if not found:
+        raise UsageError(f"{top}: a folder with no .onnx file in it")
+    return sorted(found)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from wnpass.errors import InvalidModelError, one_line
 from wnpass.onnx import inline
 from wnpass.onnx.graphs import graphs_of
 from wnpass.onnx.writer import write_model
-from wnpass.plan import IOPlan, data_file_name, kind_of, own_code
+from wnpass.plan import IOPlan, data_file_name, kind_of, own_code, stat_input
 from wnpass.readahead import identity
 
 __all__ = [
@@ -81,11 +81,9 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
     With ``plan``, the file and every external data file it reads are recorded as read.
     """
     path = Path(path)
-    if "\0" in str(path):
-        raise InvalidModelError(f"{path}: contains a NUL byte")
-    if not path.exists():
-        raise InvalidModelError(f"{path}: no such file")
-    status = path.stat()
+    status = stat_input(path)
+    if isinstance(status, str):  # no such file, a link loop ...
+        raise InvalidModelError(f"{path}: {status}")
     if not stat.S_ISREG(status.st_mode):  # a directory, a FIFO, a device: never opened
         raise InvalidModelError(f"{path}: is {kind_of(status.st_mode)}, not an ONNX file")
     if status.st_size == 0:
