@@ -368,11 +368,18 @@ def test_a_tree_of_any_depth_is_walked(tmp_path: Path) -> None:
     for _ in range(1000):  # one level at a time: Path.mkdir(parents=True) recurses too
         deep = deep / "d"
         deep.mkdir()
-    _left(deep)
-    json_path = tmp_path / "r.json"
-    assert main(["--quiet", "inspect", str(tmp_path), "--strict", "--json", str(json_path)]) == 1
-    (report,) = json.loads(json_path.read_text())
-    assert report["input"] == str(deep / "left.onnx")
+    try:
+        _left(deep)
+        json_path = tmp_path / "r.json"
+        argv = ["--quiet", "inspect", str(tmp_path), "--strict", "--json", str(json_path)]
+        assert main(argv) == 1
+        (report,) = json.loads(json_path.read_text())
+        assert report["input"] == str(deep / "left.onnx")
+    finally:  # bottom up: pytest's own clean-up (shutil.rmtree) recurses as deep as the tree
+        (deep / "left.onnx").unlink(missing_ok=True)
+        while deep != tmp_path:
+            deep.rmdir()
+            deep = deep.parent
 
 
 def test_a_folder_picks_up_onnx_files_in_any_case_and_each_file_once(

@@ -130,6 +130,24 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
     ("number / W", (4, 6), lambda x, w: F.linear(x, 1 / w), X2, "elementwise"),
     ("W * a row", (4, 6), lambda x, w: F.linear(x, w * torch.ones(6)), X2, "elementwise"),
     ("lookup", (10, 6), lambda x, w: w[torch.tensor([1, 2])] + x, X2, "lookup"),
+    # one expert of stacked weights (MoE): said to be a gather, and why no axis would do (it
+    # was called a lookup table alone)
+    (
+        "one expert by a tensor index",
+        (3, 4, 6),
+        lambda x, w: F.linear(x, w[torch.tensor(1)]),
+        X2,
+        "stacked weights, not one layer's weight); sliced or joined along axis 0 before "
+        "F.linear (via __getitem__): units would share a norm",
+    ),
+    (
+        "rows gathered by a tensor index",
+        (8, 6),
+        lambda x, w: F.linear(x, w[:, :][torch.tensor([0, 2])]),
+        X2,
+        "indexed with a tensor",
+    ),
+    ("a mask", (4, 6), lambda x, w: w[w > 0].sum() * x, X2, "indexed with a tensor"),
     (
         "cat rows (fused q/k/v)",
         (4, 6),

@@ -164,12 +164,18 @@ def _reshape_axes(src: Sequence[int], dst: Sequence[int]) -> list[int | None]:
 
 
 def _index_axes(index: Any, shape: Sequence[int]) -> tuple[list[int | None], set[int]] | None:
-    """Basic indexing: for each output axis the input axis (None: new), and the sliced axes
-    (a slice that keeps every element of its axis, ``W[:, :8]`` of a 10x8 ``W``, cuts none)."""
+    """Indexing: for each output axis the input axis (None: new), and the sliced axes (a slice
+    that keeps every element of its axis, ``W[:, :8]`` of a 10x8 ``W``, cuts none). One integer
+    tensor among the indices gathers along its axis (``W[expert]``, ``W[ids]``): cut, its own
+    axes in place of it (a 1-D one keeps the axis, in another order); None for other advanced
+    indexing (several tensors, a mask, a list)."""
     ndim = len(shape)
     items = list(index) if isinstance(index, tuple) else [index]
-    if any(isinstance(i, torch.Tensor | list | bool) for i in items):
-        return None  # advanced indexing: a lookup, not a view
+    gathers = [i for i in items if isinstance(i, torch.Tensor)]
+    if any(isinstance(i, list | bool) for i in items) or len(gathers) > 1:
+        return None
+    if gathers and (gathers[0].is_floating_point() or gathers[0].dtype == torch.bool):
+        return None
     real = sum(1 for i in items if i is not None and i is not Ellipsis)
     out: list[int | None] = []
     sliced: set[int] = set()
@@ -184,6 +190,10 @@ def _index_axes(index: Any, shape: Sequence[int]) -> tuple[list[int | None], set
         elif isinstance(item, int):
             sliced.add(axis)
             axis += 1
+        elif isinstance(item, torch.Tensor):
+            sliced.add(axis)
+            out.extend([axis] if item.dim() == 1 else [None] * item.dim())
+            axis += 1
         elif isinstance(item, slice):
             if axis >= ndim:
                 return None  # more indices than axes: torch raises
@@ -195,6 +205,17 @@ def _index_axes(index: Any, shape: Sequence[int]) -> tuple[list[int | None], set
             return None
     out.extend(range(axis, ndim))
     return out, sliced
+
+
+def _gathers(index: Any) -> bool:
+    """Whether ``index`` holds a tensor (advanced indexing: a gather, not a view)."""
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, torch.Tensor) for i in items)
+
+
+# Why a weight indexed with a tensor is left alone: a gather of some of its units (a lookup
+# table's rows, one expert's weights of a stacked tensor), not one layer's weight as a whole.
+LOOKUP = "indexed with a tensor (a lookup table or stacked weights, not one layer's weight)"
 
 
 def _dim_arg(args: tuple[Any, ...], kwargs: dict[str, Any], position: int, ndim: int) -> int:
@@ -345,6 +366,9 @@ class _Recorder(TorchFunctionMode):
             if parsed is None:
                 return False
             mapping, cut = parsed
+            if _gathers(args[1]):  # never one layer's weight; followed to say more of it
+                for source in sources:
+                    self._use(source, name, None, LOOKUP)
         if mapping is None:
             return False
         self._track(
@@ -524,7 +548,7 @@ class _Recorder(TorchFunctionMode):
         elif name in _ELEMENTWISE:
             reason = f"elementwise use ({name})"
         elif name == "__getitem__":
-            reason = "indexed with a tensor (a lookup table, not a layer weight)"
+            reason = LOOKUP
         else:
             reason = f"used by {name}, which wnpass does not know"
         seen: set[int] = set()
