@@ -4,6 +4,7 @@ and read with weights_only; state dicts found inside wrappers."""
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -237,3 +238,28 @@ def test_a_storage_record_of_another_size_than_its_tensors_is_refused(
         "a.weight_g",
         "a.weight_v",
     ]
+
+
+def test_a_safetensors_shard_of_a_torch_index_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """torch.load reads any ``*.safetensors`` name as safetensors, so such a shard of a torch
+    index was accepted, then written back as a torch.save zip under its safetensors name: an
+    output nothing could load, wnpass included, from a fold that said it succeeded (t33)."""
+    from wnpass.cli import main
+
+    torch.save(
+        {"a.weight_g": torch.rand(3, 1), "a.weight_v": torch.randn(3, 4)}, tmp_path / "x.bin"
+    )
+    save_file({"b.bias": torch.zeros(3)}, str(tmp_path / "y.safetensors"))
+    index = tmp_path / "pytorch_model.bin.index.json"
+    weight_map = {"a.weight_g": "x.bin", "a.weight_v": "x.bin", "b.bias": "y.safetensors"}
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    before = sorted(tmp_path.iterdir())
+    for command in (["fold", str(index)], ["convert", str(index), "--to", "parametrize"]):
+        assert main(command) == 2
+        assert capsys.readouterr().err == (
+            f"wnpass: error: {tmp_path / 'y.safetensors'}: named as a safetensors file where a "
+            "torch.save file is read (torch.load reads it as safetensors); refused\n"
+        )
+        assert sorted(tmp_path.iterdir()) == before

@@ -314,11 +314,18 @@ def _is_zip_format(path: Path) -> bool:
 
 
 def load_torch(path: Path) -> Any:
-    """``torch.load`` with ``weights_only=True`` (and ``mmap=True`` for the zip format)."""
+    """``torch.load`` with ``weights_only=True`` (and ``mmap=True`` for the zip format). A name
+    ending in ``.safetensors`` is refused: ``torch.load`` reads any such file as safetensors,
+    and what was read as a torch.save file (a torch index's shard) is written as one."""
     import pickle
 
     import torch
 
+    if path.name.endswith(".safetensors"):
+        raise InvalidModelError(
+            f"{path}: named as a safetensors file where a torch.save file is read (torch.load "
+            "reads it as safetensors); refused"
+        )
     try:
         mmap = _is_zip_format(path)
         with warnings.catch_warnings(record=True) as caught:  # the CLI prints one line only
