@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from tests.helpers import run, sites_left
-from wnpass.deploy import ModelRunError, export, exporters_silenced
+from wnpass.deploy import ExportError, ModelRunError, _failure, export, exporters_silenced
 from wnpass.errors import InvalidArgumentError, InvalidModelError, UsageError, WnpassError
 from wnpass.fx.forward import Batch
 from wnpass.fx.loading import load_model_py
@@ -159,6 +159,105 @@ def test_dynamic_batch_axis(tmp_path: Path) -> None:
     np.testing.assert_allclose(result, expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(InvalidArgumentError, match=r"the model.s inputs are x"):
         export(model, inputs, out, dynamic={"mel": {0: "b"}})
+
+
+class _Branches(nn.Module):
+    """A weight-normed convolution whose forward branches on its input's length: below
+    ``above`` (``mode="below"``) or from ``above`` up."""
+
+    def __init__(self, mode: str, above: int) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+        self.mode, self.above = mode, above
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        longer = x.shape[2] > self.above
+        if longer if self.mode == "below" else not longer:
+            return h.mean(-1)
+        return h[..., :3].mean(-1)
+
+
+def test_an_axis_the_dynamo_exporter_bounds_is_refused(tmp_path: Path) -> None:
+    """torch.export holds the axis to the sizes of the branch it traced (0 to 10), and the ONNX
+    graph keeps it symbolic: the file was written, verified (a doubled length took the other
+    branch in PyTorch, whose mean over ``cat([x, x])`` is the example's), and computed every
+    longer input wrongly."""
+    out = tmp_path / "m.onnx"
+    inputs = Batch((torch.randn(2, 4, 7),), {})
+    with pytest.raises(ExportError) as caught:
+        export(_Branches("below", 10), inputs, out, dynamic={"x": {2: "t"}}, runs=1)
+    assert str(caught.value).endswith(
+        "the dynamo exporter made axis 2 of x dynamic for sizes 0 to 10 only (the model's code "
+        "branches on its size, or needs it there): the file would run at other sizes and "
+        "compute them wrongly"
+    )
+    assert not out.exists()
+
+
+def test_an_axis_the_dynamo_exporter_holds_from_a_size_up_is_a_warning(tmp_path: Path) -> None:
+    report = export(
+        _Branches("from", 4), Batch((torch.randn(2, 4, 7),), {}), tmp_path / "m.onnx",
+        dynamic={"x": {2: "t"}}, verify=False,
+    )  # fmt: skip
+    assert report.warnings == [
+        "axis 2 of x is exported for sizes from 5 up only (the model's code branches on its "
+        "size, or needs it there)"
+    ]
+
+
+def test_an_empty_dynamic_axis_is_not_verified_where_doubled(tmp_path: Path) -> None:
+    """Doubled, a length of 0 stays 0: "also with every dynamic axis doubled" was said of a
+    run at the example's size, and the JSON said ok."""
+
+    class Counts(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = weight_norm(nn.Linear(4, 3))
+
+        def forward(self, x: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+            return self.lin(x) + extra.sum(0).sum() + extra.shape[0]
+
+    inputs = Batch((torch.randn(2, 4), torch.zeros(0, 4)), {})
+    report = export(
+        Counts(), inputs, tmp_path / "m.onnx", exporter="torchscript",
+        dynamic={"extra": {0: "n"}}, runs=1,
+    )  # fmt: skip
+    assert report.dynamic_unchecked == "axis 0 of extra is 0 in the example, and doubled still 0"
+    assert report.doubled_inputs == {"extra": [0, 4]} and not report.dynamic_comparisons
+
+
+def test_a_dynamic_input_the_exporter_drops_is_named_so(tmp_path: Path) -> None:
+    class Unread(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = weight_norm(nn.Linear(4, 3))
+
+        def forward(self, x: torch.Tensor, unused: torch.Tensor) -> torch.Tensor:
+            return self.lin(x)
+
+    inputs = Batch((torch.randn(2, 4), torch.randn(3)), {})
+    with pytest.raises(
+        ExportError,
+        match="the torchscript exporter made no graph input of "
+        r"unused \(the forward does not read it\), so none of its axes is dynamic",
+    ):
+        export(Unread(), inputs, tmp_path / "m.onnx", exporter="torchscript",
+               dynamic={"unused": {0: "n"}}, verify=False)  # fmt: skip
+
+
+def test_an_exporter_failure_keeps_the_end_of_its_cause() -> None:
+    """torch.export names the input and axis at the end of a long message, which was cut."""
+    try:
+        try:
+            raise ValueError("Found the following conflicts: " + "x" * 300 + " for dimension "
+                             "inputs['hidden_states'].shape[2].")  # fmt: skip
+        except ValueError as inner:
+            raise RuntimeError("Failed to export the model with torch.export.") from inner
+    except RuntimeError as error:
+        said = _failure(error)
+    assert said.startswith("ValueError: Found the following conflicts: xxx")
+    assert "... " in said and "for dimension inputs['hidden_states'].shape[2]. (in: " in said
 
 
 def test_a_failed_verification_publishes_nothing(

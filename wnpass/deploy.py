@@ -61,6 +61,7 @@ from wnpass.errors import (
     OutputError,
     WnpassError,
     printable,
+    shortened,
 )
 from wnpass.fx.fold import TorchFoldReport, check_weight_norm, fold_weight_norm
 from wnpass.fx.forward import (
@@ -473,7 +474,9 @@ def _export(
     # recorded, not printed; the filters in force stay (the user's, PYTHONWARNINGS)
     with warnings.catch_warnings(record=True) as caught, _exporter_quiet(), user_code():
         try:
-            torch.onnx.export(model, args, str(path), kwargs=dict(inputs.kwargs) or None, **options)
+            program = torch.onnx.export(
+                model, args, str(path), kwargs=dict(inputs.kwargs) or None, **options
+            )
         except STOPS:
             raise
         except SystemExit:
@@ -486,7 +489,54 @@ def _export(
                     f"{path}: cannot write ({full.strerror or full})", parameter="output"
                 ) from None
             raise ExportError(f"torch.onnx.export failed: {_failure(error)}") from None
-    return _warned(caught)
+    return _warned(caught) + (_check_ranges(program) if dynamo and dynamic else [])
+
+
+def _check_ranges(program: Any) -> list[str]:
+    """The sizes torch.export holds each dynamic axis to, checked: it narrows an axis where the
+    model's code branches on its size (``if x.shape[2] > 10``) or needs one, without a word,
+    and the ONNX graph keeps the axis symbolic, computing the example's branch at every size.
+    An axis held below some size is an ``ExportError`` (other sizes would run, and compute
+    wrongly); one held from a size up is a warning (smaller ones, where the code needs them
+    larger or branches)."""
+    ranges = list(_dynamic_ranges(program))
+    for name, axis, lower, upper in ranges:
+        if upper is not None:
+            raise ExportError(
+                f"the dynamo exporter made axis {axis} of {name} dynamic for sizes {lower} to "
+                f"{upper} only (the model's code branches on its size, or needs it there): "
+                "the file would run at other sizes and compute them wrongly"
+            )
+    return [
+        f"axis {axis} of {name} is exported for sizes from {lower} up only (the model's code "
+        "branches on its size, or needs it there)"
+        for name, axis, lower, _ in ranges
+        if lower > 1
+    ]
+
+
+def _dynamic_ranges(program: Any) -> Iterator[tuple[str, int, int, int | None]]:
+    """Each dynamic axis of the exported program's inputs (``torch.onnx.export``'s
+    ``ONNXProgram``), with the sizes torch.export holds it to: input, axis, the least size, the
+    largest (None: unbounded)."""
+    import sympy
+    from torch.utils._sympy.numbers import int_oo
+
+    exported = getattr(program, "exported_program", None)
+    if exported is None:
+        return
+    user_inputs = set(exported.graph_signature.user_inputs)
+    for node in exported.graph.nodes:
+        if node.op != "placeholder" or node.name not in user_inputs:
+            continue
+        for axis, size in enumerate(getattr(node.meta.get("val"), "shape", ())):
+            if not isinstance(size, torch.SymInt):
+                continue
+            for symbol in size.node.expr.free_symbols:
+                bounds = exported.range_constraints.get(symbol)
+                if bounds is not None:
+                    upper = None if bounds.upper in (int_oo, sympy.oo) else int(bounds.upper)
+                    yield node.name, axis, int(bounds.lower), upper
 
 
 def _disk_full(error: BaseException, staging: Path) -> OSError | None:
@@ -599,7 +649,12 @@ def _check_dynamic_made(
     inputs = {value.name: value for value in model.graph.inputs}
     for name, axes in (dynamic or {}).items():
         value = inputs.get(name)
-        shape = None if value is None else value.shape
+        if value is None:
+            raise ExportError(
+                f"the {exporter} exporter made no graph input of {name} (the forward does not "
+                "read it), so none of its axes is dynamic"
+            )
+        shape = value.shape
         for axis in sorted(axes):
             size = None if shape is None or axis >= len(shape) else shape[axis]
             if size is None or isinstance(size, int):
@@ -628,8 +683,8 @@ def _failure(error: BaseException) -> str:
     while (inner := follow(chain[-1])) is not None and len(chain) < 16:
         chain.append(inner)
     if len(chain) == 1:
-        return _trimmed(str(error), _CAUSE_CHARACTERS) or type(error).__name__
-    cause = f"{type(chain[-1]).__name__}: {_trimmed(str(chain[-1]), _CAUSE_CHARACTERS)}"
+        return _cause(error) or type(error).__name__
+    cause = f"{type(chain[-1]).__name__}: {_cause(chain[-1])}"
     first = _ANSI.sub("", str(error)).strip().split("\n")[0]
     return f"{cause} (in: {_trimmed(first, _WRAPPER_CHARACTERS)})" if first else cause
 
@@ -641,6 +696,12 @@ def _has_cause(error: BaseException) -> bool:
 def _context(error: BaseException) -> BaseException | None:
     """The exception ``error`` was raised while handling, unless it said ``from None``."""
     return None if error.__suppress_context__ else error.__context__
+
+
+def _cause(error: BaseException) -> str:
+    """An exception's message as one printable line, its start and its end kept (torch.export
+    names the input and axis at the end: ``... for dimension inputs['x'].shape[2].``)."""
+    return printable(shortened(" ".join(_ANSI.sub("", str(error)).split()), _CAUSE_CHARACTERS))
 
 
 def _trimmed(text: str, characters: int) -> str:
@@ -984,6 +1045,11 @@ def _doubled(
     batch = Batch(args, kwargs)
     graph_inputs, _ = _graph_inputs(_arguments(model, batch, dynamo), dynamo)
     shapes = {name: list(graph_inputs[name].shape) for name in dynamic}
+    if empty := [(a, n) for n, axes in dynamic.items() for a in sorted(axes) if not shapes[n][a]]:
+        axis, name = empty[0]
+        return _Doubled(
+            shapes, {}, None, f"axis {axis} of {name} is 0 in the example, and doubled still 0"
+        )
     try:
         outputs = _outputs(call_model(model, batch))
     except ForwardFailedError as error:

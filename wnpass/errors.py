@@ -79,6 +79,16 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def shortened(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters where longer, keeping its start (where it
+    happened) and its end (what was wrong: ``requested shape:{5,7}``, ``for dimension
+    inputs['x'].shape[2]``), without the middle."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 5) * 9 // 20
+    return f"{text[:head]} ... {text[-(limit - 5 - head) :]}"
+
+
 def one_line(error: BaseException, *, with_type: bool = False) -> str:
     """An exception's message as one line for the user (240 characters at most; the ONNX
     checker's "==> Context:" dump left out), prefixed by its type name if asked."""

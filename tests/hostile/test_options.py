@@ -119,7 +119,10 @@ OPTIONS |= {
     "export --exporter onnxscript": (_export("--exporter", "onnxscript"), "invalid choice"),
     "export --dynamic without axes": (_export("--dynamic", "x"), "--dynamic 'x': expected"),
     "export --dynamic with text axes": (_export("--dynamic", "x=a,b"), "expected NAME=AXES"),
-    "export --dynamic with a negative axis": (_export("--dynamic", "x=-1"), "expected NAME=AXES"),
+    "export --dynamic with a negative axis": (
+        _export("--dynamic", "x=-1"),
+        "axes count from 0 (a negative axis is not taken)",
+    ),
     # a check option where no check runs is refused, not ignored unvalidated
     "fold --rtol -1 without --verify": (
         lambda t: ["fold", str(good(t)), "--rtol", "-1"],

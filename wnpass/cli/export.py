@@ -119,9 +119,13 @@ def _parse_dynamic(items: list[str] | None) -> dict[str, dict[int, str]] | None:
             axes = [int(a) for a in text.split(",")]
         except ValueError:
             axes = []
-        if not name or not axes or any(a < 0 for a in axes):
+        if not name or not axes:
             raise InvalidArgumentError(
                 f"{item!r}: expected NAME=AXES, e.g. mel=0,2", parameter="dynamic"
+            )
+        if any(a < 0 for a in axes):
+            raise InvalidArgumentError(
+                f"{item!r}: axes count from 0 (a negative axis is not taken)", parameter="dynamic"
             )
         dynamic.setdefault(name, {}).update({a: f"{name}_{a}" for a in axes})
     return dynamic

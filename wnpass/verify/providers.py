@@ -27,6 +27,7 @@ from wnpass.errors import (
     WnpassError,
     one_line,
     printable,
+    shortened,
 )
 
 __all__ = [
@@ -176,7 +177,7 @@ def _short(reason: str) -> str:
     """ONNX Runtime's message cut for an error's one line (a report keeps it whole): its start
     (the node) and its end (what was wrong: ``requested shape:{5,7}``), without the middle (the
     source file and the C++ function that raised)."""
-    return reason if len(reason) <= 240 else f"{reason[:110]} ... {reason[-125:]}"
+    return shortened(reason, 240)
 
 
 # What ONNX Runtime's messages say when an allocation failed (its CPU arena, the C++ runtime,
