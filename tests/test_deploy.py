@@ -99,6 +99,49 @@ def test_attention_projection_weights_are_named(exporter: str, tmp_path: Path) -
     assert {*projections, "kv.v_proj_weight", "mha.out_proj.weight"} <= names
 
 
+class _TiedHead(torch.nn.Module):
+    """An embedding whose table the output projection reads too (tied, as language models)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(12, 8)
+        self.head = torch.nn.Linear(8, 12, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.embed(ids)))
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_tied_weights_copy_is_named_after_it(exporter: str, tmp_path: Path) -> None:
+    """Both exporters read the tied head through a transposed copy of the table, which kept the
+    exporter's name (``val_3``) while the export said every weight was named: only the first
+    name of a tied weight was looked for. The copy is named after the other name."""
+    torch.manual_seed(0)
+    out, model = tmp_path / "tied.onnx", _TiedHead().eval()
+    report = export(model, (torch.tensor([[1, 5, 7]]),), out, exporter=exporter, verify=False)
+    assert report.names_missing == []
+    weights = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(out).graph.initializer}
+    table = model.embed.weight
+    for name in {"embed.weight", "head.weight"} & set(weights):
+        expected = table.T if name in report.names_transposed else table
+        np.testing.assert_array_equal(weights[name], expected.detach().numpy())
+    assert set(weights) == {"embed.weight", "head.weight"}  # the copy too, by its own name
+
+
+def test_a_tied_weight_with_one_initializer_for_both_names_is_not_missing(tmp_path: Path) -> None:
+    """Two layers reading one weight the same way: the exporter writes it once, under one of
+    the names, and the other name has no copy to be given (it is not missing)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 6), torch.nn.Tanh(), torch.nn.Linear(6, 6))
+    model[2].weight = model[0].weight
+    out = tmp_path / "pair.onnx"
+    report = export(model.eval(), (torch.randn(2, 6),), out, exporter="torchscript", verify=False)
+    weights = [i.name for i in onnx.load(out).graph.initializer if len(i.dims) == 2]
+    assert len(weights) == 1 and weights[0] in ("0.weight", "2.weight")
+    assert report.names_missing == []
+
+
 @pytest.mark.parametrize("fails", ["load", "run", "timed run"])
 def test_a_graph_onnx_runtime_cannot_load_or_run_fails_the_verification(
     fails: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -47,7 +47,7 @@ import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import ml_dtypes
 import numpy as np
@@ -766,44 +766,60 @@ def _scalar(what: str, example: bool | float, value: ir.Value) -> np.ndarray:
     return scalar
 
 
-def _weight_names(model: nn.Module) -> dict[str, torch.Tensor]:
+class _Weights(NamedTuple):
+    """A model's weights by deployed name (:func:`_weight_names`); ``aliases``: the names of a
+    weight held under another name too (tied: ``lm_head.weight`` of ``embed.weight``), each
+    with the name listed first."""
+
+    values: dict[str, torch.Tensor]
+    aliases: dict[str, str]
+
+
+def _weight_names(model: nn.Module) -> _Weights:
     """Each weight (a parameter of 2-D and up with ``weight`` in its name: ``conv.weight``,
     ``lstm.weight_ih_l0``, ``attn.in_proj_weight``) by its deployed name, with the value it
     computes with: ``conv.weight`` also for weight-normed
-    ``conv.parametrizations.weight.original0/1`` and (legacy hook) ``conv.weight_g/_v``."""
+    ``conv.parametrizations.weight.original0/1`` and (legacy hook) ``conv.weight_g/_v``. A
+    weight under several names (tied, or one module under two) is listed under each."""
     legacy = {
         f"{prefix}.{hook.name}" if prefix else hook.name
-        for prefix, module in model.named_modules()
+        for prefix, module in model.named_modules(remove_duplicate=False)
         for hook in module._forward_pre_hooks.values()
         if is_legacy_hook(hook)
     }
     weights: dict[str, torch.Tensor] = {}
-    for name, value in model.named_parameters():
+    aliases: dict[str, str] = {}
+    first: dict[int, str] = {}  # by the parameter's identity
+    for name, value in model.named_parameters(remove_duplicate=False):
         parsed = parse_key(name)
+        param = value
         if parsed is not None and (parsed[0].form == "parametrize" or parsed[0].weight in legacy):
             name = parsed[0].weight
-            module, _, param = name.rpartition(".")
-            value = getattr(model.get_submodule(module), param)
-        if value.dim() >= 2 and "weight" in name.rpartition(".")[2]:
-            weights[name] = value.detach()
-    return weights
+            module, _, attribute = name.rpartition(".")
+            value = getattr(model.get_submodule(module), attribute)
+        if value.dim() < 2 or "weight" not in name.rpartition(".")[2] or name in weights:
+            continue
+        if (named := first.setdefault(id(param), name)) != name:
+            aliases[name] = named
+        weights[name] = value.detach()
+    return _Weights(weights, aliases)
 
 
-def _restore_names(
-    model: ir.Model, weights: dict[str, torch.Tensor]
-) -> tuple[list[str], list[str]]:
+def _restore_names(model: ir.Model, weights: _Weights) -> tuple[list[str], list[str]]:
     """Rename initializers the exporter named itself (``onnx::MatMul_12``, ``mul_1``) after the
     PyTorch weight they hold, found by shape and value (also transposed, as Linear feeds
     MatMul; within float32 rounding, as an exporter may have folded weight norm in float32).
     Returns the weights that still have no initializer of their name, and those whose
-    initializer holds them transposed."""
+    initializer holds them transposed. A name of a weight held under another (tied) names a
+    copy of it the exporter made (the tied head's ``W.T`` for a MatMul); with none, the weight
+    is the initializer of its other name, and none is missing."""
     named = model.graph.initializers
-    arrays = {name: _array(w) for name, w in weights.items() if name not in named}
+    arrays = {name: _array(w) for name, w in weights.values.items() if name not in named}
     missing = {name: a for name, a in arrays.items() if a is not None}
     transposed = []
     for init_name, value in list(model.graph.initializers.items()):
         tensor = value.const_value
-        if not missing or tensor is None or init_name in weights or tensor.size < 2:
+        if not missing or tensor is None or init_name in weights.values or tensor.size < 2:
             continue
         shape = tuple(tensor.shape.numpy())
         for name, weight in missing.items():
@@ -816,7 +832,9 @@ def _restore_names(
                 continue
             del missing[name]
             break
-    return [name for name, a in arrays.items() if a is None] + list(missing), transposed
+    unnamed = [name for name, a in arrays.items() if a is None] + list(missing)
+    found = set(named)  # after the renaming above
+    return [n for n in unnamed if weights.aliases.get(n) not in found], transposed
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> bool:
