@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from tests.helpers import run, sites_left
+from tests.helpers import onnx_model, run, sites_left
 from wnpass.deploy import ExportError, ModelRunError, _failure, export, exporters_silenced
 from wnpass.errors import InvalidArgumentError, InvalidModelError, UsageError, WnpassError
 from wnpass.fx.forward import Batch
@@ -140,6 +140,28 @@ def test_a_tied_weight_with_one_initializer_for_both_names_is_not_missing(tmp_pa
     weights = [i.name for i in onnx.load(out).graph.initializer if len(i.dims) == 2]
     assert len(weights) == 1 and weights[0] in ("0.weight", "2.weight")
     assert report.names_missing == []
+
+
+def test_an_output_axis_declared_fixed_at_another_size_is_said() -> None:
+    """The dynamo exporter declares an LSTM's output ``[tokens_0, 16, 100]`` where ONNX Runtime
+    computes 32 for axis 1 at the doubled size: the values matched and nothing said the file's
+    shape info was wrong, which a runtime trusting it may fail on."""
+    from wnpass.deploy import ExportReport, _check_shape_info
+    from wnpass.verify.compare import compare_outputs
+
+    model = ir.from_proto(onnx_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[N, 4] x) => (float[N, 3] y) { y = Concat <axis = 1> (x, x) }
+    """, check=False))  # fmt: skip
+    y, wide = np.ones((2, 8), np.float32), np.ones((4, 8), np.float32)
+    report = ExportReport("m.onnx", "dynamo", None, None, False)  # type: ignore[arg-type]
+    report.comparisons["cpu"] = compare_outputs(["y"], [y], ["y"], [y])
+    report.dynamic_comparisons["cpu"] = compare_outputs(["y"], [wide], ["y"], [wide])
+    _check_shape_info(report, model.graph)
+    assert report.shape_info_wrong == [
+        "the graph declares axis 1 of output y as 3, but it is 8 on the example inputs",
+        "the graph declares axis 1 of output y as 3, but it is 8 with every dynamic axis doubled",
+    ]
 
 
 @pytest.mark.parametrize("fails", ["load", "run", "timed run"])

@@ -145,6 +145,10 @@ class ExportReport:
     # why ONNX Runtime could not load or run the exported graph on the example inputs, where
     # PyTorch ran (the graph is wrong: the verification failed)
     ort_failed: str | None = None
+    # output axes the graph's shape info declares of a fixed size that ONNX Runtime computed
+    # at another (the dynamo exporter's LSTM with dynamic axes): the values were compared and
+    # may match, but a runtime that trusts the shape info may fail
+    shape_info_wrong: list[str] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)  # the exporter's (above)
     published: bool = True  # False: the check failed and nothing was written
 
@@ -1013,6 +1017,7 @@ def export(
                     return False
                 with _named_as(staged, str(path)):
                     _compare(report, staged, chosen, (feeds, expected), at_double, options)
+                    _check_shape_info(report, exported.graph)
                 return bool(report)  # matched, and nothing was left to fold
 
             save_target = io.plan_save(plan, exported, path)
@@ -1284,6 +1289,34 @@ def _compare(
             report.ort_failed = f"on {provider}, {report.output}: {said}"
             logger.warning("the exported graph failed on %s: %s", provider, said)
             return
+
+
+def _check_shape_info(report: ExportReport, graph: ir.Graph) -> None:
+    """Set ``report.shape_info_wrong``: each output axis the graph declares of a fixed size
+    that a compared run computed at another (on the example inputs, or with every dynamic axis
+    doubled), once."""
+    declared = {value.name: value.shape for value in graph.outputs}
+    runs = (
+        ("on the example inputs", report.comparisons),
+        ("with every dynamic axis doubled", report.dynamic_comparisons),
+    )
+    for where, results in runs:
+        for comparison in (c for compared in results.values() for c in compared):
+            shape, actual = declared.get(comparison.name), comparison.shape
+            if shape is None or actual is None or len(shape) != len(actual):
+                continue
+            for axis, (size, computed) in enumerate(zip(shape, actual, strict=True)):
+                said = (
+                    f"the graph declares axis {axis} of output {comparison.name} as {size}, "
+                    f"but it is {computed} {where}"
+                )
+                if (
+                    isinstance(size, int)
+                    and size != computed
+                    and said not in report.shape_info_wrong
+                ):
+                    report.shape_info_wrong.append(said)
+                    logger.warning("%s", said)
 
 
 def _run_compared(

@@ -205,6 +205,11 @@ def _print_export(out: Printer, report: Any) -> None:
         out.summary(f"{provider}: {vacuous}")
     for warning in report.warnings:
         out.summary(f"warning: the exporter says the result may be wrong: {warning}")
+    for said in report.shape_info_wrong:
+        out.summary(
+            f"warning: {said} (the exporter's shape info is wrong there; ONNX Runtime computes "
+            "the values, but a runtime that trusts the shape info may fail)"
+        )
     if report.ort_failed is not None:
         out.summary(f"ONNX Runtime failed where PyTorch ran: {report.ort_failed}")
     if report.dynamic_not_verified is not None:
