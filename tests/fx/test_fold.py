@@ -251,3 +251,50 @@ def test_a_stacked_site_is_declined_by_the_fold_and_by_the_check_alike() -> None
         before = model(x)
         fold_weight_norm(model)
         torch.testing.assert_close(model(x), before, rtol=0, atol=0)
+
+
+def test_a_torchscript_submodule_is_left_as_it_is_and_the_rest_folds() -> None:
+    """A traced layer beside a weight-normed one: the fold, the check and so export raised an
+    AttributeError (a TorchScript module's ``_modules`` has no ``get``), after folding the
+    layers before it."""
+    from wnpass.fx.fold import check_weight_norm
+
+    torch.manual_seed(0)
+    x = torch.randn(5, 8)
+    model = nn.Sequential(nn.Linear(8, 16), torch.jit.trace(nn.Linear(16, 3), torch.randn(5, 16)))
+    parametrizations.weight_norm(model[0])
+    before = model(x)
+    assert [site.status for site in check_weight_norm(model).sites] == ["kept"]
+    report = fold_weight_norm(model)
+    assert [(site.name, site.status) for site in report.sites] == [("0.weight", "folded")]
+    assert not parametrize.is_parametrized(model[0])
+    torch.testing.assert_close(model(x), before, rtol=RTOL, atol=0)
+
+
+def test_a_fold_that_fails_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every site is judged before any is folded: a failure judging the second layer left the
+    first one folded."""
+    import wnpass.fx.fold as fold_module
+
+    model = nn.Sequential(nn.Linear(8, 16), nn.Linear(16, 3))
+    for layer in model:
+        parametrizations.weight_norm(layer)
+    judged, calls = fold_module._judged, []
+
+    def fails_second(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("judging failed")
+        return judged(*args, **kwargs)
+
+    monkeypatch.setattr(fold_module, "_judged", fails_second)
+    with pytest.raises(RuntimeError, match="judging failed"):
+        fold_weight_norm(model)
+    assert all(parametrize.is_parametrized(layer) for layer in model)
+
+
+def test_check_values_must_be_a_flag() -> None:
+    from wnpass import WnpassError
+
+    with pytest.raises(WnpassError, match="check_values must be True or False, not 'no'"):
+        fold_weight_norm(nn.Linear(2, 2), check_values="no")  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
 
 from wnpass.axes import is_legacy_hook
-from wnpass.fx.arguments import require_module, require_values
+from wnpass.fx.arguments import require_flag, require_module, require_values
 from wnpass.fx.pickling import unmake_picklable
 from wnpass.fx.register import parametrized_here, remove_legacy_keys
 from wnpass.fx.rnn_cache import remove_rnn_cache
@@ -217,16 +217,22 @@ def fold_weight_norm(model: nn.Module, *, check_values: bool = True) -> TorchFol
     whose values give no finite weight (NaN or Inf in g or v, a zero-norm unit) is declined
     and left as it is; with ``check_values=False`` every site is folded whatever its values:
     for a model whose values are replaced next (a checkpoint loaded into the plain model)."""
+    require_flag("check_values", check_values)
     require_values(require_module(model))
     report = TorchFoldReport()
+    walked: list[tuple[nn.Module, list[_Stored]]] = []
     for prefix, module in model.named_modules():
+        stored = _stored(module)
+        sites = [_judged(prefix, one, "folded", check_values) for one in stored]
+        report.sites += sites
+        folding = [one for one, site in zip(stored, sites, strict=True) if site.status == "folded"]
+        walked.append((module, folding))
+    for module, folding in walked:  # every site judged first: a failure there changes nothing
         parametrized = parametrized_here(module)
         if parametrized:
             _own_class(module)
-        for stored in _stored(module):
-            report.sites.append(site := _judged(prefix, stored, "folded", check_values))
-            if site.status == "folded":
-                _fold(module, stored)
+        for site in folding:
+            _fold(module, site)
         if parametrized:
             if not parametrized_here(module):
                 remove_rnn_cache(module)

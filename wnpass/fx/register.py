@@ -49,7 +49,8 @@ def parametrized_here(module: nn.Module) -> bool:
     to the module it wraps (``torch.compile``'s ``OptimizedModule``) would show that module's
     as its own (``parametrize.is_parametrized`` reads the attribute), and ``named_modules``
     yields both: the wrapped module alone is the layer."""
-    return isinstance(module._modules.get("parametrizations"), nn.ModuleDict)
+    modules = module._modules  # a TorchScript module's is no dict (no .get)
+    return "parametrizations" in modules and isinstance(modules["parametrizations"], nn.ModuleDict)
 
 
 def register_weight_norm(module: nn.Module, name: str, dim: int | None) -> None:
