@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -40,3 +41,39 @@ def test_apply_replaces_batch_norm_and_reports_each() -> None:
     untouched, inputs = plain("resnet")
     apply_weight_norm(untouched, inputs)
     assert any(isinstance(m, nn.BatchNorm2d) for m in untouched.modules())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_a_replaced_layer_keeps_the_models_dtype_and_trains(dtype: torch.dtype) -> None:
+    """The new layer's bias and running mean were float32 in an fp16 or float64 model: "ok",
+    then the first training forward failed (``expected dtype float for 'end'``)."""
+    model = nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).to(dtype)
+    x = torch.randn(6, 8, dtype=dtype)
+    assert apply_weight_norm(model, x, mean_only_bn=True)
+    layer = model[1]
+    assert isinstance(layer, MeanOnlyBatchNorm)
+    assert layer.bias.dtype == layer.running_mean.dtype == dtype
+    model.train()
+    assert model(x).dtype == dtype and layer.running_mean.dtype == dtype
+    model.eval()
+    assert model(x).dtype == dtype
+
+
+def test_a_batch_norm_under_two_names_is_replaced_under_both() -> None:
+    """The layer the forward calls by its second name stayed a BatchNorm, reported replaced."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 4)
+            self.bn = self.norm = nn.BatchNorm1d(4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.norm(self.fc(x))
+
+    model = Net()
+    report = apply_weight_norm(model, torch.randn(6, 8), mean_only_bn=True)
+    assert [(s.name, s.status) for s in report.sites if s.status == "replaced"] == [
+        ("bn", "replaced")
+    ]
+    assert isinstance(model.norm, MeanOnlyBatchNorm) and model.norm is model.bn

@@ -35,7 +35,7 @@ class MeanOnlyBatchNorm(nn.Module):
             dims = [0, *range(2, x.dim())]
             mean = x.mean(dim=dims)
             with torch.no_grad():
-                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
         else:
             mean = self.running_mean
         assert isinstance(mean, torch.Tensor)
@@ -49,23 +49,34 @@ _BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 def replace_batch_norm(model: nn.Module) -> list[tuple[str, str]]:
-    """Replace every BatchNorm layer in place; returns (name, type) of each one replaced."""
+    """Replace every BatchNorm layer in place, under each name it has (one layer under two
+    names stays one), its bias and running mean of their own device and dtype; returns
+    (name, type) of each one replaced, by its first name."""
     replaced: list[tuple[str, str]] = []
-    for name, module in list(model.named_modules()):
+    made: dict[int, MeanOnlyBatchNorm] = {}
+    for name, module in list(model.named_modules(remove_duplicate=False)):
         if not isinstance(module, _BATCH_NORM) or not name:
             continue
-        momentum = module.momentum if module.momentum is not None else 0.1
-        new = MeanOnlyBatchNorm(module.num_features, momentum)
-        if isinstance(module.running_mean, torch.Tensor):
-            new = new.to(device=module.running_mean.device)
-        with torch.no_grad():
-            if module.affine:
-                new.bias.copy_(module.bias)
-            if module.running_mean is not None:
-                new.running_mean.copy_(module.running_mean)
-        new.train(module.training)
+        new = made.get(id(module))
+        if new is None:
+            new = made[id(module)] = _mean_only(module)
+            replaced.append((name, type(module).__name__))
+            logger.debug("%s: %s -> MeanOnlyBatchNorm", name, type(module).__name__)
         parent_name, _, leaf = name.rpartition(".")
         setattr(model.get_submodule(parent_name), leaf, new)
-        replaced.append((name, type(module).__name__))
-        logger.debug("%s: %s -> MeanOnlyBatchNorm", name, type(module).__name__)
     return replaced
+
+
+def _mean_only(module: nn.modules.batchnorm._BatchNorm) -> MeanOnlyBatchNorm:
+    momentum = module.momentum if module.momentum is not None else 0.1
+    new = MeanOnlyBatchNorm(module.num_features, momentum)
+    with torch.no_grad():
+        mean = module.running_mean
+        if isinstance(mean, torch.Tensor):
+            new.running_mean = mean.detach().clone()
+        if module.affine:
+            new.bias = nn.Parameter(module.bias.detach().clone())
+        elif isinstance(mean, torch.Tensor):  # no bias to keep: zeros of the layer's kind
+            new.bias = nn.Parameter(torch.zeros_like(mean))
+    new.train(module.training)
+    return new
