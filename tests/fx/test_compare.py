@@ -60,6 +60,26 @@ def test_max_rel_error_counts_nan_and_inf(
     assert error == expected or (math.isnan(expected) and math.isnan(error))
 
 
+def test_a_result_of_none_is_nothing_compared() -> None:
+    """A forward returning None was "ok", max_rel_error 0: None is no value, and beside a
+    tensor the tensor alone is compared."""
+    from wnpass import apply_weight_norm
+
+    assert math.isnan(_error(None, None))
+    assert _error((torch.ones(2), None), (torch.ones(2), None)) == 0.0
+
+    class Silent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 4)
+
+        def forward(self, x: torch.Tensor) -> None:
+            self.fc(x)
+
+    report = apply_weight_norm(Silent(), torch.randn(5, 8))
+    assert report.status == "nothing compared" and not report
+
+
 @pytest.mark.parametrize(
     "values", [(x, y) for x in (NAN, INF, -INF, 1.0, 2.0, 0.0) for y in (NAN, INF, -INF, 1.0)]
 )

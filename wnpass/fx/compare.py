@@ -549,7 +549,7 @@ def _leaf_error(a: Any, b: Any) -> tuple[float | None, str]:
         return math.inf, f"{now} now"
     if not _equal(a, b):
         return math.inf, f"{_shown(b)} before, {_shown(a)} now"
-    return (None if isinstance(b, _Shape | _Alias) else 0.0), ""
+    return (None if b is None or isinstance(b, _Shape | _Alias) else 0.0), ""  # None: no value
 
 
 def _shown(value: Any) -> str:
