@@ -60,6 +60,21 @@ def test_a_bad_argument_is_an_error_naming_it(
     assert caught.value.parameter == parameter and message in str(caught.value)
 
 
+def test_a_lazy_layer_without_example_inputs_is_refused_up_front() -> None:
+    """Read by module types only, a LazyLinear's uninitialized weight raised torch's own
+    RuntimeError ("Can't access the shape of an uninitialized parameter"); with example
+    inputs the forward gives it its shape."""
+    model = nn.Sequential(nn.LazyLinear(6), nn.ReLU(), nn.Linear(6, 3))
+    with pytest.raises(InvalidArgumentError) as caught:
+        apply_weight_norm(model)
+    assert caught.value.parameter is None
+    assert str(caught.value) == (
+        "Sequential: lazy parameters not initialized yet (0.weight, 0.bias): pass example "
+        "inputs, or run the model once first"
+    )
+    assert apply_weight_norm(model, X).applied == 2
+
+
 def test_data_init_without_a_batch_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match=r"init='data' needs a batch"):
         apply_weight_norm(_mlp(), None, init="data")

@@ -43,7 +43,13 @@ from wnpass.fx.analyse import (
     require_eager,
     selected_out,
 )
-from wnpass.fx.arguments import require_choice, require_flag, require_module, require_values
+from wnpass.fx.arguments import (
+    require_choice,
+    require_flag,
+    require_initialized,
+    require_module,
+    require_values,
+)
 from wnpass.fx.compare import (
     Leaf,
     max_rel_error,
@@ -201,6 +207,8 @@ class ApplyWeightNormPass:
         require_values(require_module(model))
         require_eager(model)
         inputs = None if example_inputs is None else as_batch(example_inputs)
+        if inputs is None:  # no forward will give lazy layers their shapes
+            require_initialized(model)
         if self.init == "data" and inputs is None:
             raise UsageError("init='data' needs a batch: pass example_inputs")
         if inputs is None or self.init != "keep" or self.mean_only_bn:  # nothing compared

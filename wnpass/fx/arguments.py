@@ -22,6 +22,7 @@ __all__ = [
     "require_choice",
     "require_flag",
     "require_generator",
+    "require_initialized",
     "require_module",
     "require_names",
     "require_values",
@@ -113,6 +114,25 @@ def require_values(model: nn.Module) -> None:
         f"{type(model).__name__}: parameters on the meta device hold no values ({shown}): "
         "load or materialize them first"
     )
+
+
+def require_initialized(model: nn.Module) -> None:
+    """No parameter or buffer of ``model`` is a lazy module's uninitialized one: without a
+    forward to give them shapes (``nn.LazyLinear`` before its first call), nothing can be
+    read of them. The error names no parameter, as :func:`require_values`'s."""
+    lazy = [name for name, tensor in _tensors(model) if _is_lazy(tensor)]
+    if lazy:
+        more = len(lazy) - _NAMED
+        shown = ", ".join(lazy[:_NAMED]) + (f" and {more} more" if more > 0 else "")
+        raise InvalidArgumentError(
+            f"{type(model).__name__}: lazy parameters not initialized yet ({shown}): pass "
+            "example inputs, or run the model once first"
+        )
+
+
+def _is_lazy(tensor: Any) -> bool:
+    lazy = (nn.parameter.UninitializedParameter, nn.parameter.UninitializedBuffer)
+    return isinstance(tensor, lazy)
 
 
 def _tensors(model: nn.Module) -> Iterable[tuple[str, Any]]:
