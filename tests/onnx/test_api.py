@@ -110,3 +110,35 @@ def test_the_library_report_names_the_old_data_file_a_refold_removed(tmp_path: P
     assert data.exists()
     assert fold_onnx(source, out)[1].removed == [str(data)]
     assert not data.exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            {"model": None},
+            "model must be a path, an onnx.ModelProto or an onnx_ir.Model, not NoneType",
+        ),
+        (
+            {"model": b"m.onnx"},
+            "model must be a path, an onnx.ModelProto or an onnx_ir.Model, not bytes",
+        ),
+        ({"verify": {"rtol": 1e-4}}, "verify must be a CheckOptions or None, not dict"),
+        ({"weight_norm_only": "no"}, "weight_norm_only must be True or False, not 'no'"),
+        ({"in_place": 1}, "in_place must be True or False, not 1"),
+        ({"external_data": "yes"}, "external_data must be True or False, not 'yes'"),
+        ({"progress": 3}, "progress must be callable or None"),
+    ],
+)
+def test_a_bad_argument_is_refused_naming_it(
+    arguments: dict[str, object], message: str, tmp_path: Path
+) -> None:
+    """Each was a TypeError or AttributeError, or (a flag of "no") read as true."""
+    from wnpass.errors import InvalidArgumentError
+
+    path = weight_normed(tmp_path)
+    given: dict[str, object] = {"model": path, **arguments}
+    with pytest.raises(InvalidArgumentError) as caught:
+        fold_onnx(**given)  # type: ignore[call-overload]
+    assert str(caught.value) == message
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]

@@ -23,9 +23,9 @@ import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
 
+from wnpass.arguments import require_choice
 from wnpass.axes import DimPolicy, is_legacy_hook, is_legacy_spectral_norm_hook
 from wnpass.errors import InvalidArgumentError, UsageError
-from wnpass.fx.arguments import require_choice
 from wnpass.fx.axes import Use
 from wnpass.fx.register import parametrized_here, unit_norm_problem
 from wnpass.fx.report import ParamSite

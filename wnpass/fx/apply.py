@@ -32,6 +32,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
+from wnpass.arguments import require_choice, require_flag
 from wnpass.axes import DimPolicy
 from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.fx.analyse import (
@@ -43,13 +44,7 @@ from wnpass.fx.analyse import (
     require_eager,
     selected_out,
 )
-from wnpass.fx.arguments import (
-    require_choice,
-    require_flag,
-    require_initialized,
-    require_module,
-    require_values,
-)
+from wnpass.fx.arguments import require_initialized, require_module, require_values
 from wnpass.fx.compare import (
     Leaf,
     max_rel_error,

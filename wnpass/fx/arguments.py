@@ -19,8 +19,6 @@ from torch import nn
 from wnpass.errors import InvalidArgumentError
 
 __all__ = [
-    "require_choice",
-    "require_flag",
     "require_generator",
     "require_initialized",
     "require_module",
@@ -31,20 +29,6 @@ __all__ = [
 
 _NAMED = 3  # meta tensors named in the message; the rest are counted
 _SHOWN = 40  # characters of a refused value shown
-
-
-def require_choice(parameter: str, value: Any, allowed: Iterable[str]) -> None:
-    """``value`` is one of ``allowed``; else an error naming ``parameter`` and the choices."""
-    choices = tuple(allowed)
-    if not isinstance(value, str) or value not in choices:
-        listed = ", ".join(repr(choice) for choice in choices)
-        raise InvalidArgumentError(f"must be one of {listed}, not {value!r}", parameter=parameter)
-
-
-def require_flag(parameter: str, value: Any) -> None:
-    """``value`` is True or False (``rescale="no"`` would count as true)."""
-    if not isinstance(value, bool):
-        raise InvalidArgumentError(f"must be True or False, not {value!r}", parameter=parameter)
 
 
 def require_within(parameter: str, value: Any, low: float, high: float) -> float:

@@ -66,11 +66,11 @@ from torch.nn.utils.parametrizations import _WeightNorm
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
+from wnpass.arguments import require_flag
 from wnpass.axes import OpKind, is_legacy_hook, output_unit_axis, unit_axis
 from wnpass.errors import InvalidArgumentError, WnpassError
 from wnpass.fx.analyse import require_eager
 from wnpass.fx.arguments import (
-    require_flag,
     require_generator,
     require_module,
     require_names,

@@ -23,8 +23,9 @@ import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
 
+from wnpass.arguments import require_flag
 from wnpass.axes import is_legacy_hook
-from wnpass.fx.arguments import require_flag, require_module, require_values
+from wnpass.fx.arguments import require_module, require_values
 from wnpass.fx.pickling import unmake_picklable
 from wnpass.fx.register import parametrized_here, remove_legacy_keys
 from wnpass.fx.rnn_cache import remove_rnn_cache

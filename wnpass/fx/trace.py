@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from wnpass.arguments import require_choice
 from wnpass.axes import DimPolicy, OpKind
 from wnpass.errors import UsageError, one_line
-from wnpass.fx.arguments import require_choice
 from wnpass.fx.axes import RENORMED, Use, bias_use, conv_transpose_use, module_uses, table_use
 from wnpass.fx.forward import Batch, as_batch
 from wnpass.fx.observe import observe_uses, rnn_roles

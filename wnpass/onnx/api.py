@@ -12,7 +12,8 @@ from typing import Any, NamedTuple, TypeVar, overload
 import onnx
 import onnx_ir as ir
 
-from wnpass.errors import UsageError
+from wnpass.arguments import require_flag, require_type
+from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.onnx import io
 from wnpass.onnx.cones import cone_reports, find_cones
 from wnpass.onnx.fold import FoldWeightNormPass, count_nodes, inspection_of_a_fold, site_reports
@@ -78,6 +79,10 @@ def _inspect(ir_model: ir.Model, weight_norm_only: bool) -> FoldReport:
     return report
 
 
+# What fold_onnx takes as its model.
+_MODEL_TYPES = (str, os.PathLike, ir.Model, onnx.ModelProto)
+
+
 @overload
 def fold_onnx(
     model: onnx.ModelProto,
@@ -131,9 +136,17 @@ def fold_onnx(
     new one is returned.
     """
     start = time.perf_counter()
+    require_type("model", model, _MODEL_TYPES, "a path, an onnx.ModelProto or an onnx_ir.Model")
+    for parameter, flag in (("in_place", in_place), ("weight_norm_only", weight_norm_only)):
+        require_flag(parameter, flag)
+    if external_data is not None:
+        require_flag("external_data", external_data)
+    if progress is not None and not callable(progress):
+        raise InvalidArgumentError("must be callable or None", parameter="progress")
     plan = as_plan(plan)
     output = None if output is None else as_path("output", output)  # "" is no output
     if verify is not None:
+        require_type("verify", verify, (CheckOptions,), "a CheckOptions or None")
         verify.validate()
     if not isinstance(model, (str, os.PathLike)):
         if output is not None or verify is not None:
