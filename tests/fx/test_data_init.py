@@ -865,3 +865,21 @@ def test_only_names_weight_normed_weights_or_is_refused() -> None:
     assert "'0.wieght', '1.weight': no weight-normed weight of the model" in str(caught.value)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     assert data_init(model, torch.randn(16, 6), only=["2.weight"]).initialized == ["2.weight"]
+
+
+@pytest.mark.parametrize("own_generator", [False, True])
+def test_a_failed_init_gives_the_callers_generators_back(own_generator: bool) -> None:
+    """v is redrawn from the caller's generator before the batch is found constant: the call
+    failed and the model was given back, but the caller's next random numbers were others."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    for layer in (model[0], model[2]):
+        parametrizations.weight_norm(layer)
+    generator = torch.Generator().manual_seed(5) if own_generator else None
+    torch_state = torch.get_rng_state()
+    own_state = None if generator is None else generator.get_state()
+    with pytest.raises(InvalidArgumentError, match="the same over the batch"):
+        data_init(model, torch.zeros(4, 8), generator=generator)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    if generator is not None and own_state is not None:
+        assert torch.equal(generator.get_state(), own_state)

@@ -80,6 +80,7 @@ from wnpass.fx.arguments import (
 from wnpass.fx.axes import layer_kind
 from wnpass.fx.forward import (
     Batch,
+    RngSnapshot,
     as_batch,
     call_model,
     evaluating,
@@ -625,6 +626,27 @@ def data_init(
     require_values(require_module(model))
     require_eager(model)
     inputs = as_batch(batch, "batch")
+    # a call that fails gives the caller's generators back too (v is redrawn from them)
+    drawn_from = RngSnapshot.take(model, inputs)
+    given = None if generator is None else generator.get_state()
+    try:
+        return _data_init(model, inputs, rescale, redraw, std, generator, names)
+    except BaseException:
+        drawn_from.restore()
+        if generator is not None and given is not None:
+            generator.set_state(given)
+        raise
+
+
+def _data_init(
+    model: nn.Module,
+    inputs: Batch,
+    rescale: bool,
+    redraw: bool,
+    std: float,
+    generator: torch.Generator | None,
+    names: set[str] | None,
+) -> DataInitReport:
     found = DataInitReport(rescaled=rescale)
     targets = _candidates(model, found, redraw, names)
     while True:  # each round declines one layer or more: as many rounds as targets at most

@@ -162,6 +162,15 @@ class RngSnapshot:
         cuda = {device: torch.cuda.get_rng_state(device) for device in sorted(devices)}
         return cls(torch.get_rng_state(), cuda, random.getstate(), np.random.get_state())
 
+    def restore(self) -> None:
+        """Set every generator back to this state (a call that failed gives back what it
+        drew)."""
+        torch.set_rng_state(self.cpu)
+        for device, state in self.cuda.items():
+            torch.cuda.set_rng_state(state, device)
+        random.setstate(self.python)
+        np.random.set_state(self.numpy)
+
     @contextlib.contextmanager
     def replayed(self) -> Iterator[None]:
         """Run the block from this state; afterwards the generators are as they were before
