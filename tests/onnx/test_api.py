@@ -11,7 +11,7 @@ from onnx import TensorProto
 from onnx import helper as oh
 from onnx import numpy_helper as nh
 
-from tests.helpers import rand, weight_normed
+from tests.helpers import onnx_model, rand, weight_normed
 from wnpass import fold_onnx, inspect_onnx
 from wnpass.errors import InvalidModelError
 
@@ -142,3 +142,47 @@ def test_a_bad_argument_is_refused_naming_it(
         fold_onnx(**given)  # type: ignore[call-overload]
     assert str(caught.value) == message
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+CAST_WEIGHT = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[N, 64] x) => (float[N, 64] y) {
+        w = Cast <to = 1> (w16)
+        y = MatMul(x, w)
+    }
+"""
+
+
+def test_weights_a_fold_makes_larger_go_to_a_data_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether weights go outside was decided by the input's size, before the fold: a float16
+    model cast to float32 by its graph came out as one file past what protobuf can read (here
+    the limit is lowered to a few KiB: 8 KiB of float16 weights become 16 KiB)."""
+    from wnpass.onnx import io
+
+    monkeypatch.setattr(io, "_INLINE_LIMIT", 12_000)
+    path = tmp_path / "m.onnx"
+    onnx.save(onnx_model(CAST_WEIGHT, w16=rand(64, 64).astype(np.float16)), path)
+    _, report = fold_onnx(path)
+    assert report.cones_folded == 1
+    out = tmp_path / "m.folded.onnx"
+    assert report.data_files == [str(tmp_path / "m.folded.onnx.data")]
+    (weight,) = onnx.load(out, load_external_data=False).graph.initializer
+    assert weight.data_location == TensorProto.EXTERNAL and weight.data_type == TensorProto.FLOAT
+
+
+def test_a_model_too_large_for_one_file_is_refused_where_weights_must_stay_inside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With external_data=False the file was written past 2 GiB, exit 0, and nothing could load
+    it (ONNX Runtime: "Protobuf parsing failed"); nothing is published now."""
+    from wnpass.errors import OutputError
+    from wnpass.onnx import io
+
+    monkeypatch.setattr(io, "PROTOBUF_LIMIT", 12_000)
+    path = tmp_path / "m.onnx"
+    onnx.save(onnx_model(CAST_WEIGHT, w16=rand(64, 64).astype(np.float16)), path)
+    with pytest.raises(OutputError, match=r"m\.folded\.onnx: would be one file of \d+ bytes"):
+        fold_onnx(path, external_data=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]

@@ -754,3 +754,13 @@ def test_an_input_written_to_while_it_is_folded_is_refused(
     with pytest.raises(InvalidModelError, match=f"{target.name}: changed while it was read"):
         fold_onnx(path, out)
     assert not out.exists()
+
+
+def test_a_model_file_past_two_gib_is_refused(tmp_path: Path) -> None:
+    """wnpass's reader parsed it, and inspect --strict passed a file that onnx and ONNX Runtime
+    cannot load ("Protobuf parsing failed"). A sparse file: no 2 GiB written."""
+    path = tmp_path / "big.onnx"
+    with open(path, "wb") as stream:
+        stream.truncate(2**31)
+    with pytest.raises(InvalidModelError, match=r"big\.onnx: one file of 2147483648 bytes, more"):
+        io.load(path)

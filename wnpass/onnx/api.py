@@ -178,7 +178,7 @@ def fold_onnx(
     bytes_before = io.model_bytes(source, ir_model)
     report = _fold(ir_model, weight_norm_only)
     report.input, report.bytes_before = str(source), bytes_before
-    same_bytes = report.folded + report.cones_folded == 0 and target.data_name is None
+    same_bytes = report.folded + report.cones_folded == 0 and not target.external
     published = io.save(
         ir_model,
         target,

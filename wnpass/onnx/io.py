@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from wnpass.errors import InvalidModelError, one_line
+from wnpass.errors import InvalidModelError, OutputError, one_line
 from wnpass.onnx import inline
 from wnpass.onnx.graphs import graphs_of
 from wnpass.onnx.writer import write_model
@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 # Protobuf cannot serialise a message over 2 GiB: larger models must keep weights outside.
 PROTOBUF_LIMIT = 2**31 - 1
+# Tensors of more bytes go to a data file when the caller leaves it to wnpass: the rest of a
+# model (nodes, names, shapes) must fit beside them.
+_INLINE_LIMIT = PROTOBUF_LIMIT - 64 * 2**20
 # An existing output that the wire reader does not follow is parsed whole, for the data files it
 # uses, only below this size (a larger one is not a model that keeps its weights outside).
 _SMALL_MODEL = 64 * 2**20
@@ -88,6 +91,11 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
         raise InvalidModelError(f"{path}: is {kind_of(status.st_mode)}, not an ONNX file")
     if status.st_size == 0:
         raise InvalidModelError(f"{path}: empty file, not an ONNX model")
+    if status.st_size > PROTOBUF_LIMIT:  # wnpass's reader could; onnx and ONNX Runtime cannot
+        raise InvalidModelError(
+            f"{path}: one file of {status.st_size} bytes, more than a protobuf holds (2 GiB): "
+            "onnx and ONNX Runtime cannot load it (weights over 2 GiB go to a data file)"
+        )
     try:
         proto, weights = inline.parse(path)
     except (google.protobuf.message.DecodeError, ValueError, RuntimeError) as error:
@@ -612,10 +620,10 @@ def default_output(path: str | os.PathLike[str]) -> Path:
     return path.with_name(f"{path.stem}.folded{path.suffix or '.onnx'}")
 
 
-def _weights_bytes(model: ir.Model) -> int:
-    return sum(
-        v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None
-    )
+def _tensor_bytes(model: ir.Model) -> int:
+    """The bytes of every tensor of the model (initializers and attributes, in every graph),
+    read from their metadata: none is loaded."""
+    return sum(tensor.nbytes for tensor in _tensors(model))
 
 
 def external_files(path: str | os.PathLike[str]) -> set[Path]:
@@ -740,10 +748,14 @@ def _free_data_name(path: Path) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class SaveTarget:
-    """Where :func:`save` writes a model: the file and, if weights stay outside, its data file."""
+    """Where :func:`save` writes a model: the file and, if weights may go outside, the name
+    planned for their data file; ``external``: they do (True), they stay inside (False), or
+    they go outside only where they would not fit in one protobuf (None: decided by what is
+    saved, after the fold: a float16 weight a fold casts to float32 takes twice the bytes)."""
 
     path: Path
     data_name: str | None
+    external: bool | None = None
 
     @property
     def data_path(self) -> Path | None:
@@ -766,12 +778,13 @@ def plan_save(
 ) -> SaveTarget:
     """Record in ``plan`` what saving ``model`` to ``path`` writes; see :func:`save`.
 
-    ``external_data=None`` keeps weights external when the model had them or when they would
-    not fit in one protobuf.
+    ``external_data=None`` keeps weights external when the model had them, and puts them
+    outside when they would not fit in one protobuf, which :func:`save` decides by the model
+    it saves (a data file's name is planned for that case).
     """
     path = Path(path)
-    if external_data is None:
-        external_data = has_external_data(model) or _weights_bytes(model) > PROTOBUF_LIMIT
+    if external_data is None and has_external_data(model):
+        external_data = True
     if not plan.planned(path, parameter):
         plan.write(path, parameter, replaces_read=replaces_read)
     if os.path.isfile(path):  # what the old output needs stays whole until it is replaced
@@ -781,10 +794,10 @@ def plan_save(
             if os.path.normpath(data) != os.path.normpath(path):
                 plan.keep(data, path)
     data_name = None
-    if external_data:
+    if external_data is not False:
         data_name = _free_data_name(path)
         plan.write(path.parent / data_name, f"{parameter}'s external data")
-    return SaveTarget(path, data_name)
+    return SaveTarget(path, data_name, external_data)
 
 
 def save(
@@ -810,7 +823,10 @@ def save(
     replacing = os.path.isfile(path)
     with own_code():  # never the user's code's read of a target, even inside its block
         replaced, created = _data_record(path) if replacing else (set(), frozenset())
-    if same_bytes_as is not None and _uses_external_data(model):
+    external = target.external
+    if external is None:  # outside where they would not fit in one protobuf
+        external = _tensor_bytes(model) > _INLINE_LIMIT
+    if same_bytes_as is not None and (external or _uses_external_data(model)):
         same_bytes_as = None  # its bytes point at data files beside the input: written whole
     _drop_added_value_info(model)
     _internalize_attribute_tensors(model)
@@ -818,7 +834,8 @@ def save(
         staged = staging / path.name
         if same_bytes_as is not None:
             shutil.copyfile(same_bytes_as, staged)
-        elif target.data_name is not None:
+        elif external:
+            assert target.data_name is not None  # planned unless external is False
             counted = iter(range(1, 2**62))
 
             def callback(tensor: ir.TensorProtocol, info: ir.external_data.CallbackInfo) -> None:
@@ -835,6 +852,12 @@ def save(
         else:
             with open(staged, "wb") as stream, _recorded(model, []):
                 write_model(model, stream, progress, writeback=replacing)
+        if (size := staged.stat().st_size) > PROTOBUF_LIMIT:  # no reader could parse it
+            raise OutputError(
+                f"{path}: would be one file of {size} bytes, more than a protobuf holds (2 GiB); "
+                "let its weights go to a data file (external_data=True, or left unset)",
+                parameter="output",
+            )
         if gate is not None and not gate(staged):
             logger.info("%s: not published (the check failed)", path)
             return False
