@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -186,3 +187,22 @@ def test_a_model_too_large_for_one_file_is_refused_where_weights_must_stay_insid
     with pytest.raises(OutputError, match=r"m\.folded\.onnx: would be one file of \d+ bytes"):
         fold_onnx(path, external_data=False)
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+@pytest.mark.parametrize("call", [fold_onnx, inspect_onnx])
+def test_a_model_proto_whose_external_data_is_not_loaded_is_refused(
+    call: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its locations were read against the working directory: another folder's weights.bin was
+    folded without a word, and a missing one was a FileNotFoundError."""
+    (tmp_path / "a").mkdir()
+    path = weight_normed(tmp_path / "a", external=True)
+    proto = onnx.load(path, load_external_data=False)
+    decoy = tmp_path / "cwd"
+    decoy.mkdir()
+    weights = path.parent / "weights.bin"
+    (decoy / "weights.bin").write_bytes(bytes(weights.stat().st_size))  # zeros, same size
+    monkeypatch.chdir(decoy)
+    with pytest.raises(InvalidModelError, match="is in an external data file not loaded"):
+        call(proto)
+    assert call(onnx.load(path)) is not None  # loaded with its data: read as usual

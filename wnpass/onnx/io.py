@@ -173,8 +173,25 @@ def from_caller(proto: onnx.ModelProto) -> ir.Model:
     """A ``ModelProto`` a caller gave, checked as a file is (the full ONNX checker, nothing
     wnpass cannot carry) before it is deserialized, so that a malformed one is an
     InvalidModelError, not whatever the deserializer or a pass happens to raise. Its weights
-    are read where they are, never copied; its external data, if any, is the caller's."""
-    return _checked_model(proto, Path("the ModelProto"))
+    are read where they are, never copied. One whose tensors are still in external data files
+    is refused: a ModelProto has no folder to find them in (they were read from the working
+    directory, a missing file was a FileNotFoundError, another folder's file of that name was
+    folded)."""
+    where = Path("the ModelProto")
+    graphs = list(_all_graph_protos(proto))
+    nodes = itertools.chain(*(g.node for g in graphs), *(f.node for f in proto.functions))
+    tensors = itertools.chain(
+        *(graph.initializer for graph in graphs),
+        (tensor for node in nodes for a in node.attribute for tensor in (a.t, *a.tensors)),
+    )
+    for tensor in tensors:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            raise InvalidModelError(
+                f"{where}: tensor {tensor.name!r} is in an external data file not loaded "
+                "(a ModelProto has no folder to find it in): give the model's path, or "
+                "load it with its external data (onnx.load's default)"
+            )
+    return _checked_model(proto, where)
 
 
 def _checked_model(proto: onnx.ModelProto, path: Path) -> ir.Model:
