@@ -465,6 +465,20 @@ class IOPlan:
             if now != seen:
                 raise changed_while_read(path)
 
+    @contextlib.contextmanager
+    def changes_explain(self) -> Iterator[None]:
+        """Run the block; an error it raises while a pinned file has changed is that change
+        (:meth:`require_unchanged`'s error): a data file truncated under a memory map reads as
+        a buffer too short for its tensor, which says nothing of the model."""
+        try:
+            yield
+        except Exception as error:
+            try:
+                self.require_unchanged()
+            except InvalidModelError as changed:
+                raise changed from error
+            raise
+
     def keep(self, path: str | os.PathLike[str], output: str | os.PathLike[str]) -> None:
         """Record that no output of this run may be written onto ``path``, a file that the old
         ``output`` (which this run replaces) needs: an ONNX model's data file, a sharded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,23 @@ def test_a_model_proto_whose_external_data_is_not_loaded_is_refused(
     with pytest.raises(InvalidModelError, match="is in an external data file not loaded"):
         call(proto)
     assert call(onnx.load(path)) is not None  # loaded with its data: read as usual
+
+
+def test_a_data_file_cut_short_while_folding_is_a_change_not_an_internal_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Truncated after the plan was checked, its tensors were mapped short: "internal error:
+    ValueError: buffer is smaller than requested size", exit 3."""
+    import wnpass.onnx.api as api
+
+    path = weight_normed(tmp_path, external=True)
+    fold, data = api._fold, tmp_path / "weights.bin"
+
+    def truncated_first(*args: Any) -> Any:
+        os.truncate(data, data.stat().st_size // 2)
+        return fold(*args)
+
+    monkeypatch.setattr(api, "_fold", truncated_first)
+    with pytest.raises(InvalidModelError, match=r"weights\.bin: changed while it was read"):
+        fold_onnx(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "weights.bin"]

@@ -199,7 +199,8 @@ def _inspect_onnx(
 
     model = io.load(path, plan)
     plan.check()
-    report = inspect_onnx(model, weight_norm_only=weight_norm_only)
+    with plan.changes_explain():  # its weights are read lazily: a data file cut short meanwhile
+        report = inspect_onnx(model, weight_norm_only=weight_norm_only)
     report.input = str(path)
     report.bytes_before = io.model_bytes(path, model)
     print_sites(out, report, str(path), inspect=True)

@@ -176,17 +176,21 @@ def fold_onnx(
     )
     plan.check()
     bytes_before = io.model_bytes(source, ir_model)
-    report = _fold(ir_model, weight_norm_only)
-    report.input, report.bytes_before = str(source), bytes_before
-    same_bytes = report.folded + report.cones_folded == 0 and not target.external
-    published = io.save(
-        ir_model,
-        target,
-        plan,
-        gate=None if verify is None else _check_gate(ir_model, source, target.path, verify, report),
-        same_bytes_as=source if same_bytes else None,
-        progress=progress,
-    )
+    with plan.changes_explain():  # weights are read from here on, lazily
+        report = _fold(ir_model, weight_norm_only)
+        report.input, report.bytes_before = str(source), bytes_before
+        same_bytes = report.folded + report.cones_folded == 0 and not target.external
+        gate = (
+            None if verify is None else _check_gate(ir_model, source, target.path, verify, report)
+        )
+        published = io.save(
+            ir_model,
+            target,
+            plan,
+            gate=gate,
+            same_bytes_as=source if same_bytes else None,
+            progress=progress,
+        )
     report.left = list(plan.left)
     report.removed = [str(path) for path in plan.removed]
     if published:
