@@ -250,6 +250,68 @@ def test_a_product_held_in_subnormals_is_declined_as_one_that_overflows(reciproc
     assert_close(run(folded, feeds), run(model, feeds))
 
 
+@pytest.mark.parametrize("padding", ["Max", "Add", "Clip"])
+def test_a_product_held_in_subnormals_is_declined_when_an_epsilon_pads_the_norm(
+    padding: str,
+) -> None:
+    """``g = 1e-30``, ``v`` around ``1e-14``: ``g * v`` is about 1e-44, held in subnormals, but
+    the norm the graph computes is its epsilon (1e-6), far above ``||v||``, which the bound took
+    it for: folded 1.9% off what the graph computes (t38)."""
+    text = GV.replace(
+        "n = ReduceL2 <keepdims = 1> (v, axes)",
+        f"r = ReduceL2 <keepdims = 1> (v, axes)\n        n = {padding}(r, eps)",
+    )
+    v = (np.random.default_rng(0).standard_normal((6, 5)) * 1e-14).astype(np.float32)
+    model = onnx_model(
+        text, v=v, g=np.full((6, 1), 1e-30, np.float32), axes=np.array([1], np.int64),
+        eps=np.array(1e-6, np.float32),
+    )  # fmt: skip
+    (site,) = inspect_onnx(model).sites
+    assert site.status == "declined"
+    assert (site.reason or "").startswith("Mul 'gv' underflows float: its every non-zero")
+
+
+def test_a_clip_without_a_max_is_clipped_to_the_largest_float() -> None:
+    """``Clip(norm, min=inf)``: a bound not given is the type's own (the spec; ONNX Runtime),
+    so the graph divides by the largest float32, not by inf: the weight was folded to 0 where
+    the graph computes ``g * v / 3.4e38`` (t38)."""
+    text = GV.replace(
+        "n = ReduceL2 <keepdims = 1> (v, axes)",
+        "r = ReduceL2 <keepdims = 1> (v, axes)\n        n = Clip(r, inf)",
+    )
+    v, largest = rand(6, 5), float(np.finfo(np.float32).max)
+    for g in (2.0, 1e30):  # weights held in subnormals (one division: exact), and normal ones
+        model = onnx_model(
+            text, v=v, g=np.full((6, 1), g, np.float32), axes=np.array([1], np.int64),
+            inf=np.array(np.inf, np.float32),
+        )  # fmt: skip
+        folded, report = fold_onnx(model)
+        assert [s.status for s in report.sites] == ["folded"]
+        (weight,) = [nh.to_array(i) for i in folded.graph.initializer]
+        expected = (np.float32(g) * v.astype(np.float64) / largest).astype(np.float32)
+        assert np.all(weight != 0) and np.array_equal(weight, expected)
+
+
+def test_an_empty_v_whose_norm_reads_it_transposed_folds() -> None:
+    """The axes of an empty v read through a layout crashed the fold (IndexError, exit 3)
+    where ONNX Runtime runs the model (t38)."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 13]>
+        agraph (float[1, 3] x) => (float[1, 0] y) {
+            vt = Transpose <perm = [1, 0]> (v)
+            nt = ReduceL2 <axes = [1], keepdims = 1> (vt)
+            n = Transpose <perm = [1, 0]> (nt)
+            d = Div(v, n)
+            w = Mul(g, d)
+            y = MatMul(x, w)
+        }
+    """
+    model = onnx_model(text, v=np.zeros((3, 0), np.float32), g=np.ones((1, 0), np.float32))
+    folded, report = fold_onnx(model)
+    assert [(s.status, s.axes) for s in report.sites] == [("folded", "?")]
+    assert run(folded, {"x": rand(1, 3)})[0].shape == (1, 0)
+
+
 def test_a_float16_lp_normalization_past_float16_says_the_runtimes_differ() -> None:
     """A unit of 40000s: its norm is beyond float16, its normalized values are not. The
     site is declined (ONNX Runtime keeps the norm in float32, the reference evaluator in

@@ -555,6 +555,10 @@ def _clip(step: Step, args: Args) -> Evaluated:
         raise NotExact(f"Clip on {dtype.name.lower()} is not evaluated")
     low = args[1][0] if len(args) > 1 and args[1] is not None else step.attributes.get("min")
     high = args[2][0] if len(args) > 2 and args[2] is not None else step.attributes.get("max")
+    if dtype in FLOAT_TYPES:  # a bound not given is the type's own (the spec; ONNX Runtime):
+        largest = float(_finfo(dtype).max)  # Clip(x, min=inf) is its largest finite value
+        low = -largest if low is None else low
+        high = largest if high is None else high
     if low is not None:
         x = np.maximum(x, np.asarray(low, x.dtype if dtype in INT_TYPES else F64))
     if high is not None:

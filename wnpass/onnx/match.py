@@ -227,8 +227,8 @@ def _reduced_axes(
 ) -> list[int] | str | None:
     """The axes of v (``shape``) reduced by reducing ``axes`` of ``laid_out``, the indices of
     v's elements as the reduction reads them; None for all, NOT_AXES_OF_V for no set of axes."""
-    if laid_out.size != math.prod(shape) or not laid_out.ndim:
-        return AXES_UNKNOWN
+    if laid_out.size != math.prod(shape) or not laid_out.ndim or not laid_out.size:
+        return AXES_UNKNOWN  # an empty v has no element to tell its units by
     reduced = {a % laid_out.ndim for a in axes}
     kept = [size if a not in reduced else 1 for a, size in enumerate(laid_out.shape)]
     groups = np.broadcast_to(np.arange(math.prod(kept)).reshape(kept), laid_out.shape)

@@ -51,6 +51,10 @@ class Norm:
     # Why the fold cannot compute this norm, though it is one: an epsilon that is no constant
     # scalar (a graph input, a tensor), a Clip that bounds it from above; None when it can.
     problem: str | None = None
+    # Whether it has an epsilon at all: the norm the graph computes may then be far above
+    # ||v|| (an epsilon of 1e-12 beside a ||v|| of 1e-14), and no bound that takes it for
+    # ||v|| holds from below.
+    padded: bool = False
 
 
 def producer(value: ir.Value | None, *ops: str) -> ir.Node | None:
@@ -287,7 +291,8 @@ def _norm(
     before = [c for c, outside in epsilons if outside == flips]
     eps = before[0] if len(epsilons) == 1 and before and not problems else None
     bounded = len(before) == len(epsilons) and all(c >= 0 for c in before)
-    return Norm(v, axes, kind, eps, layout, bounded, problems[0] if problems else None)
+    problem = problems[0] if problems else None
+    return Norm(v, axes, kind, eps, layout, bounded, problem, padded=bool(epsilons))
 
 
 def _is_norm(value: ir.Value | None) -> bool:

@@ -110,23 +110,47 @@ class _Checked:
     shape: tuple[int, ...]
 
 
-def _may_underflow(g: np.ndarray, norm: np.ndarray, count: int, dtype: ir.DataType) -> bool:
+def _may_underflow(
+    g: np.ndarray, norm: np.ndarray, count: int, dtype: ir.DataType, v_max: np.ndarray | None
+) -> bool:
     """Whether a value the product makes on the way may be non-zero and wholly below the
     dtype's smallest normal number (held in subnormals: the evaluator's ``_check_range``),
     from lower bounds of the largest value of each: ``g * v`` at least ``|g| * ||v|| /
     sqrt(count)`` in some unit (a unit of ``count`` elements has one at least its norm over
     ``sqrt(count)``), ``g / ||v||`` exactly, the weight at least ``|g| / sqrt(count)``
     (``v / ||v||``, at least ``1 / sqrt(count)``, is normal for any real unit size). ``norm`` is
-    ``||v||`` itself, whether the graph divides by it or multiplies by its reciprocal."""
+    the norm the graph computes, whether it divides by it or multiplies by its reciprocal;
+    where it has an epsilon it may be far above ``||v||``, and ``v_max``, each unit's largest
+    ``|v|``, gives the largest values themselves: ``|g| * v_max``, ``g / norm``, ``v_max /
+    norm`` and ``|g| * v_max / norm``."""
     tiny = float(np.finfo(dtype.numpy()).tiny)
     root = math.sqrt(max(count, 1))
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        lows = (
-            float(np.max(np.abs(g) * norm)) / root,
-            float(np.max(np.abs(g) / norm)),
-            float(np.max(np.abs(g))) / root,
-        )
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        size = np.abs(g)
+        lows: tuple[float, ...]
+        if v_max is None:
+            lows = (
+                float(np.max(size * norm)) / root,
+                float(np.max(size / norm)),
+                float(np.max(size)) / root,
+            )
+        else:
+            lows = (
+                float(np.max(size * v_max)),
+                float(np.max(size / norm)),
+                float(np.max(v_max / norm)),
+                float(np.max(size * v_max / norm)),
+            )
     return any(0 < low < tiny for low in lows)
+
+
+def _unit_max(v: np.ndarray, reduced: set[int]) -> np.ndarray:
+    """Each unit's largest ``|v|`` (the reduced axes kept as 1), without a temporary of
+    ``v``'s size."""
+    axes = tuple(sorted(reduced))
+    return np.maximum(
+        np.max(v, axis=axes, keepdims=True), -np.min(v, axis=axes, keepdims=True)
+    ).astype(np.float64)
 
 
 def _checked(site: Site) -> _Checked | str | None:
@@ -169,6 +193,9 @@ def _checked(site: Site) -> _Checked | str | None:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         g, g_dtype = (np.ones((), ev.F64), dtype) if g_leaf is None else ev.evaluate(g_leaf)
         norm, norm_dtype = program.run()
+        v_shape = tuple(int(d) for d in v_tensor.shape.numpy())
+        reduced = _reduced_axes(site, len(v_shape))
+        v_max = _unit_max(v_tensor.numpy(), reduced) if site.norm.padded else None
         release(v_tensor)
         if g_dtype != dtype or norm_dtype != dtype:
             return None  # operands of different types: the general path decides
@@ -181,15 +208,13 @@ def _checked(site: Site) -> _Checked | str | None:
         length = norm if divides else np.reciprocal(norm, dtype=ev.F64)
         bound = np.abs(g) * np.maximum(length, np.reciprocal(length, dtype=ev.F64))
         scale = (np.divide if divides else np.multiply)(g, norm, dtype=ev.F64)
-    v_shape = tuple(int(d) for d in v_tensor.shape.numpy())
-    reduced = _reduced_axes(site, len(v_shape))
     units = tuple(1 if a in reduced else d for a, d in enumerate(v_shape))
     if norm.shape != units:
         return None  # the norm broadcasts against v some other way: evaluate and check
     largest = float(np.finfo(dtype.numpy()).max) / margin
     if not np.all(bound < largest):
         return None  # let the general path compute it and say exactly what went wrong
-    if _may_underflow(g, length, math.prod(v_shape) // math.prod(units), dtype):
+    if _may_underflow(g, length, math.prod(v_shape) // math.prod(units), dtype, v_max):
         return None  # the general path evaluates the graph's order and says where
     return _Checked(v_tensor, scale, dtype, np.broadcast_shapes(v_shape, scale.shape))
 
