@@ -4,6 +4,7 @@ named after their source and reported per weight; ``weight_norm_only`` leaves th
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import ml_dtypes
 import numpy as np
@@ -649,3 +650,34 @@ def test_inspect_shows_the_shape_the_fold_shows(passed_on: bool) -> None:
     (inspected,) = inspect_onnx(model).cones
     (folded,) = fold_onnx(model)[1].cones
     assert inspected.shape == folded.shape == [4, 3]
+
+
+@pytest.mark.parametrize("eager_bytes", [0, 16 << 20], ids=["lazy", "eager"])
+def test_the_constants_a_cone_read_are_unmapped_after_its_run(
+    eager_bytes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A float16 weight cast to float32 was read, then left mapped until the output was
+    written: every cone's pages stayed resident (1.44 GB peak for a 1.1 GiB model, against
+    300 MB as weight-norm sites)."""
+    import onnx_ir as ir
+
+    monkeypatch.setattr(cones, "EAGER_BYTES", eager_bytes)
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[N, 64] x) => (float[N, 64] y) {
+            w = Cast <to = 1> (w16)
+            y = MatMul(x, w)
+        }
+    """
+    w16 = rand(64, 64).astype(np.float16)
+    model = onnx_model(text, w16=w16)
+    onnx.save(model, tmp_path / "m.onnx", save_as_external_data=True, location="w.bin",
+              size_threshold=0)  # fmt: skip
+    ir_model = io.load(tmp_path / "m.onnx")
+    leaf = ir_model.graph.initializers["w16"].const_value
+    assert isinstance(leaf, ir.ExternalTensor)
+    fold_onnx(ir_model, in_place=True)
+    assert leaf.raw is None  # unmapped
+    (weight,) = ir_model.graph.initializers.values()
+    assert weight.const_value is not None
+    np.testing.assert_array_equal(weight.const_value.numpy(), w16.astype(np.float32))

@@ -292,8 +292,6 @@ def cone_outcome(cone: Cone, sites: Mapping[ir.Value, Site]) -> tuple[str | None
     if isinstance(program, str):
         return program, None
     tensor = _tensor(cone.value, program)
-    for leaf in program.leaves:
-        release(leaf)
     if isinstance(tensor, str):
         return tensor, None
     return None, [int(d) for d in tensor.shape.numpy()]
@@ -349,7 +347,17 @@ def _program(cone: Cone) -> ev.Program | str:
 
 
 def _tensor(value: ir.Value, program: ev.Program) -> ir.TensorProtocol | str:
-    """The weight the cone computes, exactly, or the reason it cannot be."""
+    """The weight the cone computes, exactly, or the reason it cannot be. The constants its
+    run read are unmapped after it (a large weight reads them again when it is written): held
+    mapped, every cone's would stay in memory until the end of the fold."""
+    try:
+        return _computed(value, program)
+    finally:
+        for leaf in program.leaves:
+            release(leaf)
+
+
+def _computed(value: ir.Value, program: ev.Program) -> ir.TensorProtocol | str:
     try:
         array, dtype = program.run()
         rounded = ev.round_to(array, dtype)
@@ -364,8 +372,8 @@ def _tensor(value: ir.Value, program: ev.Program) -> ir.TensorProtocol | str:
     if declared is not None and declared != dtype:
         return f"the graph says {declared.name.lower()} where it computes {dtype.name.lower()}"
     shape = rounded.shape
-    if rounded.nbytes <= EAGER_BYTES:
-        return ir.Tensor(np.ascontiguousarray(rounded), dtype=dtype)
+    if rounded.nbytes <= EAGER_BYTES:  # a copy: a view would keep the constants mapped
+        return ir.Tensor(np.array(rounded, order="C"), dtype=dtype)
     del rounded
 
     def compute() -> ir.TensorProtocol:  # again, at write time: one large weight at a time
