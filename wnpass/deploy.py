@@ -705,13 +705,18 @@ def _context(error: BaseException) -> BaseException | None:
 def _cause(error: BaseException) -> str:
     """An exception's message as one printable line, its start and its end kept (torch.export
     names the input and axis at the end: ``... for dimension inputs['x'].shape[2].``)."""
-    return printable(shortened(" ".join(_ANSI.sub("", str(error)).split()), _CAUSE_CHARACTERS))
+    return printable(shortened(_one_line(str(error)), _CAUSE_CHARACTERS))
 
 
 def _trimmed(text: str, characters: int) -> str:
     """``text`` as one printable line of at most ``characters`` (and "...")."""
-    text = " ".join(_ANSI.sub("", text).split())
+    text = _one_line(text)
     return printable(text[:characters] + "..." if len(text) > characters else text)
+
+
+def _one_line(text: str) -> str:
+    """``text`` without torch.export's colours, its whitespace runs one space each."""
+    return " ".join(_ANSI.sub("", text).split())
 
 
 def _examples(graph_inputs: dict[str, Any]) -> dict[str, Any]:

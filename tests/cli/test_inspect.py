@@ -399,6 +399,13 @@ def test_a_folder_picks_up_onnx_files_in_any_case_and_each_file_once(
         f"STRICT: 1 left to fold in {upper}; run wnpass fold",
         "STRICT: 1 of 1 models left to fold",
     ]
+    # two names of one file given: several models given, so a list, of one report
+    json_path = tmp_path / "r.json"
+    assert (
+        main(["inspect", str(upper), str(tmp_path / "models" / "c.onnx"), "--json", str(json_path)])
+        == 0
+    )
+    assert [r["input"] for r in json.loads(json_path.read_text())] == [str(upper)]
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,7 @@ def test_a_replaced_layer_keeps_the_models_dtype_and_trains(dtype: torch.dtype) 
     x = torch.randn(6, 8, dtype=dtype)
     assert apply_weight_norm(model, x, mean_only_bn=True)
     layer = model[1]
-    assert isinstance(layer, MeanOnlyBatchNorm)
+    assert isinstance(layer, MeanOnlyBatchNorm) and layer.running_mean is not None
     assert layer.bias.dtype == layer.running_mean.dtype == dtype
     model.train()
     assert model(x).dtype == dtype and layer.running_mean.dtype == dtype
@@ -77,3 +77,25 @@ def test_a_batch_norm_under_two_names_is_replaced_under_both() -> None:
         ("bn", "replaced")
     ]
     assert isinstance(model.norm, MeanOnlyBatchNorm) and model.norm is model.bn
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_a_batch_norm_without_running_stats_keeps_the_models_dtype_and_its_batch_mean(
+    affine: bool,
+) -> None:
+    """``track_running_stats=False``: the new layer had a float32 running mean of zeros (and,
+    without affine, a float32 bias) in a bfloat16 model, so its outputs were float32; and in
+    evaluation it subtracted that 0, where BatchNorm uses the batch's statistics."""
+    model = nn.Sequential(
+        nn.Linear(8, 4), nn.BatchNorm1d(4, affine=affine, track_running_stats=False)
+    ).to(torch.bfloat16)
+    x = torch.randn(6, 8, dtype=torch.bfloat16)
+    apply_weight_norm(model, x, mean_only_bn=True)
+    layer = model[1]
+    assert isinstance(layer, MeanOnlyBatchNorm) and layer.running_mean is None
+    assert layer.bias.dtype == torch.bfloat16
+    for training in (True, False):
+        model.train(training)
+        y = model(x)
+        assert y.dtype == torch.bfloat16
+        assert torch.allclose(y.float().mean(0), layer.bias.float(), atol=0.05)  # batch mean out

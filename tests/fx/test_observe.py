@@ -145,9 +145,15 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
         (8, 6),
         lambda x, w: F.linear(x, w[:, :][torch.tensor([0, 2])]),
         X2,
-        "indexed with a tensor",
+        "indexed with a tensor (a lookup table or stacked weights, not one layer's weight)",
     ),
-    ("a mask", (4, 6), lambda x, w: w[w > 0].sum() * x, X2, "indexed with a tensor"),
+    (
+        "a mask",
+        (4, 6),
+        lambda x, w: w[w > 0].sum() * x,
+        X2,
+        "indexed with a tensor (a lookup table or stacked weights, not one layer's weight)",
+    ),
     (
         "cat rows (fused q/k/v)",
         (4, 6),

@@ -185,7 +185,7 @@ def test_a_model_too_large_for_one_file_is_refused_where_weights_must_stay_insid
     monkeypatch.setattr(io, "PROTOBUF_LIMIT", 12_000)
     path = tmp_path / "m.onnx"
     onnx.save(onnx_model(CAST_WEIGHT, w16=rand(64, 64).astype(np.float16)), path)
-    with pytest.raises(OutputError, match=r"m\.folded\.onnx: would be one file of \d+ bytes"):
+    with pytest.raises(OutputError, match=r"m\.folded\.onnx: would be tensors of \d+ bytes"):
         fold_onnx(path, external_data=False)
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
 

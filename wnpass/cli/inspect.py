@@ -90,7 +90,8 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     if onnx_files:
         readahead.start(onnx_files[0])  # while onnx is imported
         defer_sympy()  # inspecting an ONNX model never needs it
-    several = len(models) > 1 or any(model.is_dir() for model in args.model)
+    # from the arguments: two names of one file are still several models given (a list)
+    several = len(args.model) > 1 or any(model.is_dir() for model in args.model)
     reports: list[dict[str, Any]] = []
     left: list[Path] = []
     with _one_model_at_a_time() as release:
@@ -129,7 +130,7 @@ def _expanded(models: list[Path]) -> list[Path]:
     shard by shard, so checkpoints are named one by one. A folder that cannot be listed is an
     error, never skipped: a gate must not pass on the models it could not see.
     """
-    paths: dict[tuple[int, int] | Path, Path] = {}
+    paths: dict[tuple[int, int], Path] = {}
     for model in models:
         for path in _onnx_files(model) if model.is_dir() else [model]:
             status = stat_input(path)

@@ -20,29 +20,34 @@ logger = logging.getLogger(__name__)
 
 
 class MeanOnlyBatchNorm(nn.Module):
-    """Per-channel (axis 1) mean subtraction with a running mean, plus a learned bias."""
+    """Per-channel (axis 1) mean subtraction with a running mean, plus a learned bias; with
+    ``track_running_stats=False``, the batch's mean in evaluation too (as BatchNorm has it)."""
 
-    def __init__(self, num_features: int, momentum: float = 0.1) -> None:
+    def __init__(
+        self, num_features: int, momentum: float = 0.1, track_running_stats: bool = True
+    ) -> None:
         super().__init__()
         self.num_features, self.momentum = num_features, momentum
         self.bias = nn.Parameter(torch.zeros(num_features))
-        self.running_mean: torch.Tensor
-        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.running_mean: torch.Tensor | None
+        mean = torch.zeros(num_features) if track_running_stats else None
+        self.register_buffer("running_mean", mean)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = [1, self.num_features] + [1] * (x.dim() - 2)
-        if self.training:
-            dims = [0, *range(2, x.dim())]
-            mean = x.mean(dim=dims)
-            with torch.no_grad():
-                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
+        running = self.running_mean
+        if self.training or running is None:
+            mean = x.mean(dim=[0, *range(2, x.dim())])
+            if self.training and running is not None:
+                with torch.no_grad():
+                    running.lerp_(mean.detach().to(running.dtype), self.momentum)
         else:
-            mean = self.running_mean
-        assert isinstance(mean, torch.Tensor)
+            mean = running
         return x - mean.view(shape) + self.bias.view(shape)
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, momentum={self.momentum}"
+        tracked = "" if self.running_mean is not None else ", track_running_stats=False"
+        return f"{self.num_features}, momentum={self.momentum}{tracked}"
 
 
 _BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -59,7 +64,7 @@ def replace_batch_norm(model: nn.Module) -> list[tuple[str, str]]:
             continue
         new = made.get(id(module))
         if new is None:
-            new = made[id(module)] = _mean_only(module)
+            new = made[id(module)] = _mean_only(module, _kind_of(model))
             replaced.append((name, type(module).__name__))
             logger.debug("%s: %s -> MeanOnlyBatchNorm", name, type(module).__name__)
         parent_name, _, leaf = name.rpartition(".")
@@ -67,16 +72,29 @@ def replace_batch_norm(model: nn.Module) -> list[tuple[str, str]]:
     return replaced
 
 
-def _mean_only(module: nn.modules.batchnorm._BatchNorm) -> MeanOnlyBatchNorm:
+def _kind_of(model: nn.Module) -> torch.Tensor | None:
+    """A floating-point tensor of ``model``, for the dtype and device of what a layer that
+    holds none is given (zeros like it)."""
+    tensors = (*model.parameters(), *model.buffers())
+    return next((t for t in tensors if t.is_floating_point()), None)
+
+
+def _mean_only(
+    module: nn.modules.batchnorm._BatchNorm, model_kind: torch.Tensor | None
+) -> MeanOnlyBatchNorm:
+    """The layer that replaces ``module``: its momentum, bias and running mean (or none), of
+    their own dtype and device; zeros like its tensors (or, with none, the model's)."""
     momentum = module.momentum if module.momentum is not None else 0.1
-    new = MeanOnlyBatchNorm(module.num_features, momentum)
+    mean = module.running_mean if isinstance(module.running_mean, torch.Tensor) else None
+    new = MeanOnlyBatchNorm(module.num_features, momentum, track_running_stats=mean is not None)
+    like = mean if mean is not None else module.bias if module.affine else model_kind
     with torch.no_grad():
-        mean = module.running_mean
-        if isinstance(mean, torch.Tensor):
+        if mean is not None:
             new.running_mean = mean.detach().clone()
         if module.affine:
             new.bias = nn.Parameter(module.bias.detach().clone())
-        elif isinstance(mean, torch.Tensor):  # no bias to keep: zeros of the layer's kind
-            new.bias = nn.Parameter(torch.zeros_like(mean))
+        elif like is not None:  # no bias to keep: zeros of the layer's kind
+            new.bias = nn.Parameter(torch.zeros(module.num_features, dtype=like.dtype,
+                                                device=like.device))  # fmt: skip
     new.train(module.training)
     return new

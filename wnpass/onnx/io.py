@@ -843,6 +843,8 @@ def save(
     external = target.external
     if external is None:  # outside where they would not fit in one protobuf
         external = _tensor_bytes(model) > _INLINE_LIMIT
+    elif not external and (size := _tensor_bytes(model)) > PROTOBUF_LIMIT:
+        raise _too_large(path, size, "tensors")
     if same_bytes_as is not None and (external or _uses_external_data(model)):
         same_bytes_as = None  # its bytes point at data files beside the input: written whole
     _drop_added_value_info(model)
@@ -870,11 +872,7 @@ def save(
             with open(staged, "wb") as stream, _recorded(model, []):
                 write_model(model, stream, progress, writeback=replacing)
         if (size := staged.stat().st_size) > PROTOBUF_LIMIT:  # no reader could parse it
-            raise OutputError(
-                f"{path}: would be one file of {size} bytes, more than a protobuf holds (2 GiB); "
-                "let its weights go to a data file (external_data=True, or left unset)",
-                parameter="output",
-            )
+            raise _too_large(path, size, "one file")
         if gate is not None and not gate(staged):
             logger.info("%s: not published (the check failed)", path)
             return False
@@ -887,6 +885,15 @@ def save(
         plan.delete_old_data(replaced, path, created=created)
     logger.info("wrote %s (external data: %s)", path, target.data_name)
     return True
+
+
+def _too_large(path: Path, size: int, what: str) -> OutputError:
+    """The error for an output no protobuf reader could parse: ``size`` bytes of ``what``."""
+    return OutputError(
+        f"{path}: would be {what} of {size} bytes, more than a protobuf holds (2 GiB); "
+        "let its weights go to a data file (external_data=True, or left unset)",
+        parameter="output",
+    )
 
 
 def _uses_external_data(model: ir.Model) -> bool:
