@@ -243,31 +243,56 @@ class _Branches(nn.Module):
         return h[..., :3].mean(-1)
 
 
-def test_an_axis_the_dynamo_exporter_bounds_is_refused(tmp_path: Path) -> None:
-    """torch.export holds the axis to the sizes of the branch it traced (0 to 10), and the ONNX
-    graph keeps it symbolic: the file was written, verified (a doubled length took the other
-    branch in PyTorch, whose mean over ``cat([x, x])`` is the example's), and computed every
-    longer input wrongly."""
+@pytest.mark.parametrize(
+    ("mode", "above", "sizes", "runs_at"),
+    [("below", 10, "0 to 10", 11), ("from", 4, "from 5 up", 4)],
+)
+def test_an_axis_the_dynamo_exporter_bounds_at_a_branch_is_refused(
+    mode: str, above: int, sizes: str, runs_at: int, tmp_path: Path
+) -> None:
+    """torch.export holds the axis to the sizes of the branch it traced, and the ONNX graph
+    keeps it symbolic: the file was written, verified (a doubled length took the other branch
+    in PyTorch, whose mean over ``cat([x, x])`` is the example's), and computed every input
+    past the bound with the example's branch. PyTorch runs just past it: a branch."""
     out = tmp_path / "m.onnx"
     inputs = Batch((torch.randn(2, 4, 7),), {})
     with pytest.raises(ExportError) as caught:
-        export(_Branches("below", 10), inputs, out, dynamic={"x": {2: "t"}}, runs=1)
+        export(_Branches(mode, above), inputs, out, dynamic={"x": {2: "t"}}, runs=1)
     assert str(caught.value).endswith(
-        "the dynamo exporter made axis 2 of x dynamic for sizes 0 to 10 only (the model's code "
-        "branches on its size, or needs it there): the file would run at other sizes and "
-        "compute them wrongly"
+        f"the dynamo exporter made axis 2 of x dynamic for sizes {sizes} only, and PyTorch runs "
+        f"at {runs_at}: the model's code branches on the size there, and the file would "
+        "compute such inputs with the example's branch"
     )
     assert not out.exists()
 
 
-def test_an_axis_the_dynamo_exporter_holds_from_a_size_up_is_a_warning(tmp_path: Path) -> None:
+class _Requires(nn.Module):
+    """A weight-normed convolution that asserts its input's length, as nanoGPT's
+    ``assert t <= block_size`` does: torch.export bounds the axis, and PyTorch fails past it."""
+
+    def __init__(self, low: int, high: int) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+        self.low, self.high = low, high
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch._check(x.shape[2] >= self.low)
+        torch._check(x.shape[2] <= self.high)
+        return self.conv(x)
+
+
+def test_an_axis_bounded_by_what_the_model_requires_is_exported_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    """The first version refused every bound: a model that asserts its largest length, right
+    at every length it accepts, could not be exported with a dynamic length."""
     report = export(
-        _Branches("from", 4), Batch((torch.randn(2, 4, 7),), {}), tmp_path / "m.onnx",
-        dynamic={"x": {2: "t"}}, verify=False,
+        _Requires(5, 16), Batch((torch.randn(2, 4, 7),), {}), tmp_path / "m.onnx",
+        dynamic={"x": {2: "t"}}, runs=1,
     )  # fmt: skip
+    assert report and report.published
     assert report.warnings == [
-        "axis 2 of x is exported for sizes from 5 up only (the model's code branches on its "
-        "size, or needs it there)"
+        "axis 2 of x is exported for sizes 5 to 16 only (PyTorch fails at 17 and 4 too)"
     ]
 
 

@@ -454,9 +454,10 @@ def _export(
     dynamic: dict[str, dict[int, str]] | None,
     shapes: dict[str, Any] | tuple[Any, ...] | None,
     opset: int | None,
-) -> list[str]:
+) -> tuple[list[str], list[_Range]]:
     """Run torch.onnx.export, naming the graph's inputs ``names``; the warnings it gave that
-    say its result may be wrong (:func:`_warned`).
+    say its result may be wrong (:func:`_warned`), and (dynamo) the sizes torch.export holds
+    each dynamic axis to (:func:`_check_ranges` judges them).
 
     The dynamo exporter is given the dynamic axes as ``shapes`` (:func:`_dynamic_shapes`):
     given as ``dynamic_axes``, torch hands them out by position, not by name (``--dynamic y=0``
@@ -493,36 +494,134 @@ def _export(
                     f"{path}: cannot write ({full.strerror or full})", parameter="output"
                 ) from None
             raise ExportError(f"torch.onnx.export failed: {_failure(error)}") from None
-    return _warned(caught) + (_check_ranges(program) if dynamo and dynamic else [])
+    ranges = list(_dynamic_ranges(program)) if dynamo and dynamic else []
+    return _warned(caught), ranges
 
 
-def _check_ranges(program: Any) -> list[str]:
-    """The sizes torch.export holds each dynamic axis to, checked: it narrows an axis where the
-    model's code branches on its size (``if x.shape[2] > 10``) or needs one, without a word,
-    and the ONNX graph keeps the axis symbolic, computing the example's branch at every size.
-    An axis held below some size is an ``ExportError`` (other sizes would run, and compute
-    wrongly); one held from a size up is a warning (smaller ones, where the code needs them
-    larger or branches)."""
-    ranges = list(_dynamic_ranges(program))
-    for name, axis, lower, upper in ranges:
-        if upper is not None:
-            raise ExportError(
-                f"the dynamo exporter made axis {axis} of {name} dynamic for sizes {lower} to "
-                f"{upper} only (the model's code branches on its size, or needs it there): "
-                "the file would run at other sizes and compute them wrongly"
-            )
-    return [
-        f"axis {axis} of {name} is exported for sizes from {lower} up only (the model's code "
-        "branches on its size, or needs it there)"
-        for name, axis, lower, _ in ranges
-        if lower > 1
-    ]
+class _Range(NamedTuple):
+    """The sizes torch.export holds a dynamic axis to (its symbol shared by every input axis
+    it sizes): ``lower`` up to ``upper`` (None: unbounded)."""
+
+    name: str
+    axis: int
+    symbol: object
+    lower: int
+    upper: int | None
 
 
-def _dynamic_ranges(program: Any) -> Iterator[tuple[str, int, int, int | None]]:
+# A probe of PyTorch just outside an axis's range feeds at most this many elements in all.
+_PROBE_ELEMENTS = 1 << 24
+
+
+def _check_ranges(
+    model: nn.Module, inputs: Batch, arguments: dict[str, Any], ranges: list[_Range]
+) -> list[str]:
+    """The sizes torch.export holds each dynamic axis to, checked: it narrows an axis, without
+    a word, where the model's code branches on its size (``if x.shape[2] > 10``) or requires
+    one (``assert t <= block_size``), and the ONNX graph keeps the axis symbolic. PyTorch is run
+    just outside each bound (the inputs repeated along the axis and cut): where it runs, the
+    code branched there, and the file would compute such inputs with the example's branch: an
+    ``ExportError``; where it fails too, the bound is the model's own: a warning. A lower bound
+    of 2 or less is 0/1 specialization, said as a warning only, as is a probe too large to run
+    (more than ``_PROBE_ELEMENTS``)."""
+    said: list[str] = []
+    grouped: dict[object, list[_Range]] = {}
+    for bounded in ranges:
+        grouped.setdefault(bounded.symbol, []).append(bounded)
+    for axes in grouped.values():
+        first = axes[0]
+        where = " and ".join(f"axis {r.axis} of {r.name}" for r in axes)
+        sizes = (
+            f"{first.lower} to {first.upper}"
+            if first.upper is not None
+            else f"from {first.lower} up"
+        )
+        outside = [first.upper + 1] if first.upper is not None else []
+        outside += [first.lower - 1] if first.lower > 2 else []
+        if not outside:
+            if first.lower > 1:
+                said.append(f"{where} is exported for sizes {sizes} only")
+            continue
+        fails: list[str] = []
+        untried: list[str] = []
+        for size in outside:
+            runs = _runs_at(model, inputs, arguments, {(r.name, r.axis): size for r in axes})
+            if runs:
+                raise ExportError(
+                    f"the dynamo exporter made {where} dynamic for sizes {sizes} only, and "
+                    f"PyTorch runs at {size}: the model's code branches on the size there, and "
+                    "the file would compute such inputs with the example's branch"
+                )
+            (untried if runs is None else fails).append(str(size))
+        why = [f"PyTorch fails at {' and '.join(fails)} too"] if fails else []
+        why += [f"not tried at {' and '.join(untried)}: too large"] if untried else []
+        said.append(f"{where} is exported for sizes {sizes} only ({'; '.join(why)})")
+    return said
+
+
+def _runs_at(
+    model: nn.Module,
+    inputs: Batch,
+    arguments: dict[str, Any],
+    sizes: dict[tuple[str, int], int],
+) -> bool | None:
+    """Whether PyTorch's forward runs with the inputs resized (``sizes``: each input axis's
+    length); None where the inputs would be too large to try, or an input is not known."""
+    resized = _resized(model, inputs, arguments, sizes)
+    if resized is None:
+        return None
+    leaves = torch.utils._pytree.tree_leaves((resized.args, dict(resized.kwargs)))
+    if sum(t.numel() for t in leaves if isinstance(t, torch.Tensor)) > _PROBE_ELEMENTS:
+        return None
+    try:
+        call_model(model, resized)
+    except ForwardFailedError:
+        return False
+    return True
+
+
+def _resized(
+    model: nn.Module, inputs: Batch, arguments: dict[str, Any], sizes: dict[tuple[str, int], int]
+) -> Batch | None:
+    """The example inputs with each ``(input, axis)`` of ``sizes`` made that long: repeated
+    along it and cut (``torch.cat([x, x, ...], axis)[:size]``). An input not passed is given
+    by its name where it is a parameter's default. None where an axis to grow is empty, or an
+    input is not one of the model's."""
+    names = _positional_names(_parameters(model), len(inputs.args))
+    axes_of: dict[str, dict[int, int]] = {}
+    for (name, axis), size in sizes.items():
+        axes_of.setdefault(name, {})[axis] = size
+
+    def resize(name: str, value: Any) -> Any:
+        for axis, size in sorted(axes_of.get(name, {}).items()):
+            length = value.shape[axis]
+            if size > length and not length:
+                raise _CannotResize
+            copies = -(-size // length) if size > length else 1
+            value = torch.cat([value] * copies, dim=axis).narrow(axis, 0, size)
+        return value
+
+    try:
+        with torch.no_grad():
+            args = tuple(resize(n, v) for n, v in zip(names, inputs.args, strict=True))
+            kwargs = {name: resize(name, value) for name, value in inputs.kwargs.items()}
+            for name in axes_of:
+                if name not in names and name not in kwargs:
+                    if name not in arguments:
+                        return None
+                    kwargs[name] = resize(name, arguments[name])
+    except _CannotResize:
+        return None
+    return Batch(args, kwargs)
+
+
+class _CannotResize(Exception):
+    """An empty axis cannot be grown by repeating it."""
+
+
+def _dynamic_ranges(program: Any) -> Iterator[_Range]:
     """Each dynamic axis of the exported program's inputs (``torch.onnx.export``'s
-    ``ONNXProgram``), with the sizes torch.export holds it to: input, axis, the least size, the
-    largest (None: unbounded)."""
+    ``ONNXProgram``), with the sizes torch.export holds it to."""
     import sympy
     from torch.utils._sympy.numbers import int_oo
 
@@ -540,7 +639,7 @@ def _dynamic_ranges(program: Any) -> Iterator[tuple[str, int, int, int | None]]:
                 bounds = exported.range_constraints.get(symbol)
                 if bounds is not None:
                     upper = None if bounds.upper in (int_oo, sympy.oo) else int(bounds.upper)
-                    yield node.name, axis, int(bounds.lower), upper
+                    yield _Range(node.name, axis, symbol, int(bounds.lower), upper)
 
 
 def _disk_full(error: BaseException, staging: Path) -> OSError | None:
@@ -981,7 +1080,7 @@ def export(
         with plan.staging(path) as staging:
             raw = staging / "exported.onnx"
             with _named_as(raw, f"the {exporter} exporter's output for {path}"):
-                warned = _export(
+                warned, ranges = _export(
                     target,
                     cloned(inputs),  # a forward that changes its inputs changes a copy
                     list(graph_inputs),
@@ -992,6 +1091,7 @@ def export(
                     opset=opset,
                 )
                 exported = io.load(raw)
+            warned += _check_ranges(model, inputs, arguments, ranges)
             # what the forward read while the exporter traced it: the plan.check() below,
             # before anything is written, refuses an output onto one of those files
             plan.record_user_reads()
