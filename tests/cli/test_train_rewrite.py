@@ -592,3 +592,64 @@ def test_data_init_of_a_model_weight_normed_before_is_written(tmp_path: Path) ->
     assert not torch.equal(
         written["0.parametrizations.weight.original0"], built["0.parametrizations.weight.original0"]
     )
+
+
+COUNTING = """
+import torch
+def build_model():
+    class Counting(torch.nn.Linear):
+        def __init__(self):
+            super().__init__(4, 3)
+            self.register_buffer("steps", torch.tensor(0))
+            self.register_buffer("ema", torch.zeros(3))
+        def forward(self, x):
+            y = super().forward(x)
+            with torch.no_grad():
+                self.steps += 1
+                self.ema.mul_(0.9).add_(0.1 * y.mean(0))
+            return y
+    return Counting()
+def example_inputs():
+    return (torch.randn(2, 4),)
+"""
+
+
+def test_buffers_the_forward_writes_are_saved_as_loaded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A step counter and an EMA the forward updates in eval mode: the checkpoint's
+    steps=1000 was saved as 1003, moved by wnpass's own forwards, without a word."""
+    model_py = _write(tmp_path, "counting.py", COUNTING)
+    checkpoint = tmp_path / "ck.pt"
+    state = {"weight": torch.randn(3, 4), "bias": torch.zeros(3)}
+    torch.save({**state, "steps": torch.tensor(1000), "ema": torch.tensor([1.0, 2.0, 3.0])},
+               checkpoint)  # fmt: skip
+    out = tmp_path / "out.pt"
+    argv = ["train-rewrite", str(model_py), "--checkpoint", str(checkpoint), "-o", str(out)]
+    assert main(argv) == 0
+    saved = torch.load(out)
+    assert int(saved["steps"]) == 1000 and saved["ema"].tolist() == [1.0, 2.0, 3.0]
+    assert "note: buffers the forward writes saved as they were loaded" in capsys.readouterr().out
+
+
+def test_a_state_dict_the_model_fails_to_give_is_its_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An override of ``state_dict`` that raises was "internal error: RuntimeError", exit 3."""
+    source = """
+import torch
+def build_model():
+    class NoState(torch.nn.Linear):
+        def state_dict(self, *args, **kwargs):
+            raise RuntimeError("no state for you")
+    return NoState(4, 3)
+def example_inputs():
+    return (torch.randn(2, 4),)
+"""
+    model_py = _write(tmp_path, "nostate.py", source)
+    out = tmp_path / "out.pt"
+    assert main(["train-rewrite", str(model_py), "-o", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"wnpass: error: {model_py}: the model's state_dict() raised RuntimeError: no state for you"
+    )
+    assert not out.exists()

@@ -99,6 +99,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         batch = load_batch(args.data) if args.data is not None else inputs
         if batch is None:
             raise UsageError(f"--init data needs --data FILE: {args.model} has no example_inputs()")
+    loaded = _buffers(model)  # as the model.py and --checkpoint set them
     with blamed_on(args.model), _batch_named(args):
         include, exclude = selection(args, model)
         report = apply_weight_norm(
@@ -109,7 +110,13 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     if args.init == "keep" and inputs is None:
         report.notes.append(f"{args.model} has no example_inputs(): equivalence not checked")
     if report:
-        _save(model.state_dict(), output, plan)
+        state = _state_dict(model, args.model)
+        if moved := _as_loaded(state, loaded):
+            report.notes.append(
+                f"buffers the forward writes saved as they were loaded, not as wnpass's own "
+                f"forwards left them: {', '.join(moved)}"
+            )
+        _save(state, output, plan)
         report.output = str(output)
     print_plan(out, report, str(args.model), inspect=False, data=args.data)
     if not report:
@@ -117,6 +124,56 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     if args.json:
         report.write_json(args.json, plan)
     return 0 if report else 1
+
+
+def _buffers(model: Any) -> dict[str, Any]:
+    """A copy of each of the model's buffers that holds a value (a lazy module's does not
+    yet), by its state-dict name."""
+    import torch
+
+    lazy = torch.nn.parameter.UninitializedBuffer
+    return {
+        name: buffer.detach().clone()
+        for name, buffer in model.named_buffers()
+        if not isinstance(buffer, lazy)
+    }
+
+
+def _as_loaded(state: dict[str, Any], loaded: dict[str, Any]) -> list[str]:
+    """Put back in ``state`` each buffer that wnpass's forwards moved (a step counter, an EMA
+    the forward updates in eval mode) as it was loaded; the names of those put back. The model
+    in memory keeps what its forward wrote (a buffer and the attributes beside it agree)."""
+    import torch
+
+    moved = []
+    for name, value in loaded.items():
+        now = state.get(name)
+        if not isinstance(now, torch.Tensor) or now.shape != value.shape:
+            continue  # gone, or another tensor now (a mean-only BatchNorm's running mean)
+        if now.dtype == value.dtype and not torch.equal(now, value):
+            state[name] = value
+            moved.append(name)
+    return moved
+
+
+def _state_dict(model: Any, model_py: Path) -> dict[str, Any]:
+    """``model.state_dict()``, whose code is the model's own (an override, a state-dict hook):
+    its failure is one line naming the model.py, exit 2."""
+    from wnpass.errors import InvalidModelError
+    from wnpass.fx.forward import what_it_did
+    from wnpass.interrupts import STOPS
+    from wnpass.plan import user_code
+
+    try:
+        with user_code():
+            state: dict[str, Any] = model.state_dict()
+    except STOPS:
+        raise
+    except BaseException as error:
+        raise InvalidModelError(
+            f"{model_py}: the model's state_dict() {what_it_did(error)}"
+        ) from error
+    return state
 
 
 @contextlib.contextmanager
