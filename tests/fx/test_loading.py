@@ -209,3 +209,22 @@ def test_a_path_through_a_link_and_up_runs_the_model_py_it_names(
     monkeypatch.chdir(tmp_path / "work")
     model, _ = load_model_py("link/../m.py")
     assert isinstance(model, nn.Linear) and model.in_features == 2
+
+
+def test_a_model_file_named_without_the_py_suffix_loads(tmp_path: Path) -> None:
+    """Its module had no spec (no loader for the suffix): "internal error: AssertionError"."""
+    path = tmp_path / "model"
+    path.write_text("import torch\ndef build_model():\n    return torch.nn.Linear(2, 3)\n")
+    model, inputs = load_model_py(path)
+    assert isinstance(model, nn.Linear) and inputs is None
+
+
+@pytest.mark.parametrize("factory", ["", "a b", "build_model()"])
+def test_a_factory_that_is_no_function_name_is_refused(factory: str) -> None:
+    """``--factory ""`` ran build_model() without a word."""
+    from wnpass.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        load_model_py(PLAIN / "mlp.py", factory)
+    assert caught.value.parameter == "factory"
+    assert str(caught.value) == f"factory must be the name of a function, not {factory!r}"

@@ -23,6 +23,7 @@ again, so that no output is written over one.
 from __future__ import annotations
 
 import contextlib
+import importlib.machinery
 import importlib.util
 import logging
 import sys
@@ -34,7 +35,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from wnpass.errors import printable
+from wnpass.errors import InvalidArgumentError, printable
 from wnpass.fx.errors import (
     FactoryFailedError,
     FactoryNotFoundError,
@@ -79,8 +80,10 @@ def _exec_module(file: _File) -> ModuleType:
     except (SyntaxError, ValueError) as error:
         raise ModelSyntaxError(_syntax_message(path, error)) from None
     name = f"wnpass_model_{path.stem}_{abs(hash(file.location.resolve()))}"
-    spec = importlib.util.spec_from_file_location(name, file.location)
-    assert spec is not None
+    # a loader given: without one a file not named *.py has no spec (it ran as a script does)
+    loader = importlib.machinery.SourceFileLoader(name, str(file.location))
+    spec = importlib.util.spec_from_file_location(name, file.location, loader=loader)
+    assert spec is not None  # a loader was given
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look their module up here
     try:
@@ -173,6 +176,10 @@ def load_model_py(
     """
     plan = as_plan(plan)
     path = as_path("path", path)
+    if factory is not None and (not isinstance(factory, str) or not factory.isidentifier()):
+        raise InvalidArgumentError(
+            f"must be the name of a function, not {factory!r}", parameter="factory"
+        )
     if (problem := not_readable(path)) is not None:
         raise ModelFileNotFoundError(f"{path}: {problem}")
     if plan is not None:
