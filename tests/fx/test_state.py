@@ -173,3 +173,20 @@ def test_one_module_under_two_names_gets_weight_norm_put_back() -> None:
     assert restore_weight_norm(target, state) == ["0.weight"]
     load_state_dict_any(target, state)
     assert rel_error(target(_x()[:, 0]), source(_x()[:, 0])) <= KEEP_RTOL
+
+
+@pytest.mark.parametrize("dim", [0, 1, None])
+def test_a_plain_checkpoint_loads_into_a_legacy_weight_norm_model(dim: int | None) -> None:
+    """Split as PyTorch's legacy weight norm splits a weight (v = w, g = its norm): it was
+    refused, "Missing 0.weight_g, 0.weight_v; Unexpected 0.weight", where the parametrize
+    API's model took the same file."""
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(4, 3))
+    x = torch.randn(2, 4)
+    expected = plain(x)
+    model = nn.Sequential(nn.Linear(4, 3))
+    with pytest.warns(FutureWarning):
+        nn.utils.weight_norm(model[0], dim=dim)  # type: ignore[arg-type]
+    load_state_dict_any(model, plain.state_dict())
+    assert rel_error(model(x), expected) < KEEP_RTOL
+    torch.testing.assert_close(model[0].weight_v, plain[0].weight, rtol=0, atol=0)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 
+from wnpass.axes import is_legacy_hook
 from wnpass.errors import WnpassError
 from wnpass.fx.fold import folded_weight
 from wnpass.rules import dim_from_shapes, pair_keys, parse_key
@@ -180,7 +181,16 @@ def convert_state_dict(model: nn.Module, state: Mapping[str, Any]) -> dict[str, 
             logger.debug("%s: g/v folded into a plain weight", name)
     for key in list(out):
         new_g, new_v = _new_keys(key)
-        if key in wanted or new_g not in wanted:
+        old_g, old_v = _legacy_keys(key)
+        if key in wanted:
+            continue
+        if old_g in wanted and (hook := _legacy_hook(model, key)) is not None:
+            weight = out.pop(key)  # as PyTorch's legacy weight norm splits it: v = w, g = ||w||
+            out[old_g] = torch.norm_except_dim(weight, 2, hook.dim).detach()
+            out[old_v] = weight
+            logger.debug("%s: plain weight split into legacy g/v", key)
+            continue
+        if new_g not in wanted:
             continue
         prefix, leaf = _split(key)
         module = model.get_submodule(prefix[:-1]) if prefix else model
@@ -192,6 +202,15 @@ def convert_state_dict(model: nn.Module, state: Mapping[str, Any]) -> dict[str, 
         out[new_g], out[new_v] = g, v
         logger.debug("%s: plain weight split into g/v", key)
     return out
+
+
+def _legacy_hook(model: nn.Module, key: str) -> Any:
+    """The legacy weight-norm hook (``torch.nn.utils.weight_norm``) of parameter ``key``'s
+    module that computes it, or None."""
+    prefix, leaf = _split(key)
+    module = model.get_submodule(prefix[:-1]) if prefix else model
+    hooks: list[Any] = list(module._forward_pre_hooks.values())
+    return next((h for h in hooks if is_legacy_hook(h) and h.name == leaf), None)
 
 
 def _shaped(g: Any, shape: torch.Size) -> Any:
