@@ -153,3 +153,24 @@ def test_checks_timing_bar_follows_plain_and_quiet(monkeypatch: pytest.MonkeyPat
         with bar as progress:
             progress("cpu/default", 1, 2)
             assert bar._bar.disable is not shown
+
+
+@pytest.mark.parametrize("plain", [True, False])
+def test_a_stream_closed_meanwhile_loses_the_lines_not_the_run(plain: bool) -> None:
+    """A model.py that closes sys.stdout: the next line was "internal error: ValueError: I/O
+    operation on closed file", exit 3, after the output had been written."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = io.StringIO() if plain else Terminal()
+    out = Printer(stream=stream, plain=plain or None)
+    stream.close()
+    out.line("a line")
+    out.summary("a summary")
+    out.table("t", ["a"], [["x"]])
+    other = io.StringIO()
+    guarded = Printer(stream=other, plain=True)._unless_closed()
+    with pytest.raises(ValueError, match="not closed"), guarded:  # another one still raises
+        raise ValueError("not closed")

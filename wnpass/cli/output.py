@@ -85,20 +85,33 @@ class Printer:
                 table.add_column(column, overflow="fold")
             for row in rows:
                 table.add_row(*(escape(cell) for cell in row))
-            self._console.print(table)
+            with self._unless_closed():
+                self._console.print(table)
             return
-        self.stream.write(plain_table(title, columns, rows))
-        self.stream.flush()
+        with self._unless_closed():
+            self.stream.write(plain_table(title, columns, rows))
+            self.stream.flush()
 
     def _write(self, text: str) -> None:
         text = printable(text)
-        if self._console is not None:
-            from rich.markup import escape
+        with self._unless_closed():
+            if self._console is not None:
+                from rich.markup import escape
 
-            self._console.print(escape(text))
-        else:
-            self.stream.write(text + "\n")
-            self.stream.flush()
+                self._console.print(escape(text))
+            else:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+
+    @contextlib.contextmanager
+    def _unless_closed(self) -> Iterator[None]:
+        """Write in the block; a stream closed meanwhile (a model.py's code closed stdout)
+        loses what is written, not the run: its exit code still says how it went."""
+        try:
+            yield
+        except ValueError:
+            if not self.stream.closed:
+                raise
 
 
 def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
