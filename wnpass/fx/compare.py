@@ -147,11 +147,22 @@ def result_tensors(value: Any) -> list[torch.Tensor]:
     return list(unique.values())
 
 
+# Parts nested deeper than this are not read (named as not compared): each part keeps its
+# path, whose length grows with its depth, so a result nested 30,000 levels deep took over
+# 3 GB to walk (100,000: killed); one 8000 deep, far past Python's own recursion limit, about
+# 400 MB.
+MAX_DEPTH = 8000
+
+
 def _walked(value: Any, walk: _Walk) -> _Walk:
-    stack: list[tuple[str, Any]] = [("output", value)]
-    while stack:  # depth first, in the result's order, however deep
-        path, item = stack.pop()
-        stack.extend(reversed(_read(path, item, walk)))
+    stack: list[tuple[str, Any, int]] = [("output", value, 0)]
+    while stack:  # depth first, in the result's order, without recursion
+        path, item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            why = f"nested more than {MAX_DEPTH} levels deep: not read"
+            walk.add(path, _Opaque(_type_name(item), why))
+            continue
+        stack.extend((part, value, depth + 1) for part, value in reversed(_read(path, item, walk)))
     return walk
 
 
