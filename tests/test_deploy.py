@@ -266,6 +266,47 @@ def test_an_axis_the_dynamo_exporter_bounds_at_a_branch_is_refused(
     assert not out.exists()
 
 
+class _Derived(nn.Module):
+    """``y`` twice as long as ``x``, and a branch on ``x``'s length: torch.export sizes ``y``
+    as ``2*s0``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x).repeat_interleave(2, dim=2) + self.conv(y)
+        return h.mean(-1) if x.shape[2] > 10 else h[..., :3].mean(-1)
+
+
+class _Star(nn.Module):
+    """A branch on the length of the first of ``*xs`` (torch.export names it ``xs_0``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        h = self.conv(xs[0])
+        return h.mean(-1) if xs[0].shape[2] > 10 else h[..., :3].mean(-1)
+
+
+@pytest.mark.parametrize("case", ["derived", "star"])
+def test_a_branch_is_found_through_derived_sizes_and_star_inputs(case: str, tmp_path: Path) -> None:
+    """The probe gave ``y`` (``2*s0``) x's length, so PyTorch failed at it and the file was
+    published with a warning; ``*xs``'s ``xs_0`` was not found ("not tried: too large") (t41)."""
+    x = torch.randn(2, 4, 7)
+    model, inputs, dynamic = (
+        (_Derived(), Batch((x, torch.cat([x, x], 2)), {}), {"x": {2: "t"}, "y": {2: "u"}})
+        if case == "derived"
+        else (_Star(), Batch((x,), {}), {"input_0": {2: "t"}})
+    )
+    with pytest.raises(
+        ExportError, match=r"dynamic for sizes 0 to 10 only, and PyTorch runs at 11"
+    ):
+        export(model, inputs, tmp_path / "m.onnx", dynamic=dynamic, verify=False)
+
+
 class _Requires(nn.Module):
     """A weight-normed convolution that asserts its input's length, as nanoGPT's
     ``assert t <= block_size`` does: torch.export bounds the axis, and PyTorch fails past it."""

@@ -47,7 +47,7 @@ import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import ml_dtypes
 import numpy as np
@@ -499,14 +499,24 @@ def _export(
 
 
 class _Range(NamedTuple):
-    """The sizes torch.export holds a dynamic axis to (its symbol shared by every input axis
-    it sizes): ``lower`` up to ``upper`` (None: unbounded)."""
+    """The sizes torch.export holds a dynamic axis's ``symbol`` to (shared by every input axis
+    it sizes): ``lower`` up to ``upper`` (None: unbounded); the axis is ``expr`` of it (the
+    symbol itself, or a size derived from it: ``2*s0`` for an input twice as long)."""
 
     name: str
     axis: int
-    symbol: object
+    symbol: Any
     lower: int
     upper: int | None
+    expr: Any
+
+
+def _size_at(bounded: _Range, size: int) -> int | None:
+    """The axis's length where its symbol is ``size``; None where it depends on another
+    dynamic size too (no one length to give it)."""
+    if bounded.expr.free_symbols != {bounded.symbol}:
+        return None
+    return int(bounded.expr.subs(bounded.symbol, size))
 
 
 # A probe of PyTorch just outside an axis's range feeds at most this many elements in all.
@@ -542,19 +552,22 @@ def _check_ranges(
             if first.lower > 1:
                 said.append(f"{where} is exported for sizes {sizes} only")
             continue
+        why: list[str] = []
         fails: list[str] = []
-        untried: list[str] = []
         for size in outside:
-            runs = _runs_at(model, inputs, arguments, {(r.name, r.axis): size for r in axes})
-            if runs:
+            lengths = {(r.name, r.axis): _size_at(r, size) for r in axes}
+            runs = _runs_at(model, inputs, arguments, lengths)
+            if runs is True:
                 raise ExportError(
                     f"the dynamo exporter made {where} dynamic for sizes {sizes} only, and "
                     f"PyTorch runs at {size}: the model's code branches on the size there, and "
                     "the file would compute such inputs with the example's branch"
                 )
-            (untried if runs is None else fails).append(str(size))
-        why = [f"PyTorch fails at {' and '.join(fails)} too"] if fails else []
-        why += [f"not tried at {' and '.join(untried)}: too large"] if untried else []
+            if runs is False:
+                fails.append(str(size))
+            else:
+                why.append(f"not tried at {size}: {runs}")
+        why = ([f"PyTorch fails at {' and '.join(fails)} too"] if fails else []) + why
         said.append(f"{where} is exported for sizes {sizes} only ({'; '.join(why)})")
     return said
 
@@ -563,16 +576,20 @@ def _runs_at(
     model: nn.Module,
     inputs: Batch,
     arguments: dict[str, Any],
-    sizes: dict[tuple[str, int], int],
-) -> bool | None:
+    sizes: dict[tuple[str, int], int | None],
+) -> bool | str:
     """Whether PyTorch's forward runs with the inputs resized (``sizes``: each input axis's
-    length); None where the inputs would be too large to try, or an input is not known."""
-    resized = _resized(model, inputs, arguments, sizes)
+    length); why it was not tried, where it was not: a length tied to another dynamic size, an
+    input wnpass cannot resize (an empty axis, one torch.export names otherwise), or inputs
+    too large to try."""
+    if None in sizes.values():
+        return "its length also depends on another dynamic size"
+    resized = _resized(model, inputs, arguments, cast(dict[tuple[str, int], int], sizes))
     if resized is None:
-        return None
+        return "an input wnpass cannot resize"
     leaves = torch.utils._pytree.tree_leaves((resized.args, dict(resized.kwargs)))
     if sum(t.numel() for t in leaves if isinstance(t, torch.Tensor)) > _PROBE_ELEMENTS:
-        return None
+        return "too large"
     try:
         call_model(model, resized)
     except ForwardFailedError:
@@ -587,9 +604,17 @@ def _resized(
     along it and cut (``torch.cat([x, x, ...], axis)[:size]``). An input not passed is given
     by its name where it is a parameter's default. None where an axis to grow is empty, or an
     input is not one of the model's."""
-    names = _positional_names(_parameters(model), len(inputs.args))
+    parameters = _parameters(model)
+    names = _positional_names(parameters, len(inputs.args))
+    # torch.export names forward(self, *xs)'s inputs xs_0, xs_1: wnpass's input_<i> past the
+    # named parameters
+    star = next((p.name for p in parameters if p.kind is p.VAR_POSITIONAL), None)
+    named = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
     axes_of: dict[str, dict[int, int]] = {}
     for (name, axis), size in sizes.items():
+        index = name.removeprefix(f"{star}_") if star is not None else ""
+        if star is not None and index.isdigit() and name not in names:
+            name = f"input_{named + int(index)}"
         axes_of.setdefault(name, {})[axis] = size
 
     def resize(name: str, value: Any) -> Any:
@@ -639,7 +664,8 @@ def _dynamic_ranges(program: Any) -> Iterator[_Range]:
                 bounds = exported.range_constraints.get(symbol)
                 if bounds is not None:
                     upper = None if bounds.upper in (int_oo, sympy.oo) else int(bounds.upper)
-                    yield _Range(node.name, axis, symbol, int(bounds.lower), upper)
+                    lower = int(bounds.lower)
+                    yield _Range(node.name, axis, symbol, lower, upper, size.node.expr)
 
 
 def _disk_full(error: BaseException, staging: Path) -> OSError | None:

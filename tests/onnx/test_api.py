@@ -206,7 +206,12 @@ def test_a_model_proto_whose_external_data_is_not_loaded_is_refused(
     monkeypatch.chdir(decoy)
     with pytest.raises(InvalidModelError, match="is in an external data file not loaded"):
         call(proto)
+    import onnx_ir as ir  # the same, deserialized: its tensors know no folder (t41)
+
+    with pytest.raises(InvalidModelError, match="in an external data file with no folder"):
+        call(ir.serde.deserialize_model(proto))
     assert call(onnx.load(path)) is not None  # loaded with its data: read as usual
+    assert call(ir.load(path)) is not None
 
 
 def test_a_data_file_cut_short_while_folding_is_a_change_not_an_internal_error(

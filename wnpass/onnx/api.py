@@ -39,6 +39,7 @@ class FoldOutcome(NamedTuple):
 
 def _as_ir(model: str | os.PathLike[str] | ir.Model | onnx.ModelProto, copy: bool) -> ir.Model:
     if isinstance(model, ir.Model):
+        io.require_data_folders(model)
         return model.clone() if copy else model
     if isinstance(model, onnx.ModelProto):
         return io.from_caller(model)

@@ -205,6 +205,20 @@ def _checked_model(proto: onnx.ModelProto, path: Path) -> ir.Model:
         raise InvalidModelError(f"{path}: invalid ONNX graph ({one_line(error)})") from None
 
 
+def require_data_folders(model: ir.Model) -> None:
+    """Every external tensor of an ``onnx_ir.Model`` a caller gave knows the folder its data
+    file is in: one deserialized from a ``ModelProto`` whose data was not loaded has none, and
+    its location would be read against the working directory (another folder's file of that
+    name, folded without a word)."""
+    for tensor in _tensors(model):
+        if isinstance(tensor, ir.ExternalTensor) and not tensor.base_dir:
+            raise InvalidModelError(
+                f"the onnx_ir.Model: tensor {tensor.name!r} is in an external data file with no "
+                "folder to find it in (deserialized from a ModelProto whose data was not "
+                "loaded): load the model from its path (onnx_ir.load)"
+            )
+
+
 def from_proto(proto: onnx.ModelProto) -> ir.Model:
     """Deserialize, remembering which value_info entries the proto had."""
     model = ir.serde.deserialize_model(proto)
