@@ -1230,6 +1230,38 @@ class _Counter(nn.Module):
         return self.fc(x), self.calls
 
 
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_buffer_the_forward_writes_is_exported_as_the_caller_set_it(
+    exporter: str, tmp_path: Path
+) -> None:
+    """An offset the forward adds to its output and then moves: it was exported as wnpass's own
+    forwards (dynamo) or the exporter's trace (TorchScript) left it, 1 where the caller set 0,
+    so the file computed other outputs than the model the caller had."""
+
+    class Drifting(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = weight_norm(nn.Linear(4, 3))
+            self.offset: torch.Tensor
+            self.register_buffer("offset", torch.zeros(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.fc(x) + self.offset
+            with torch.no_grad():
+                self.offset += 1
+            return y
+
+    torch.manual_seed(0)
+    model, x = Drifting(), torch.randn(2, 4)
+    with torch.no_grad():
+        expected = model.eval()(x).numpy()
+    model.offset.zero_()
+    out = tmp_path / "m.onnx"
+    export(model, (x,), out, exporter=exporter, verify=False)
+    (got,) = run(out, {"x": x.numpy()})
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_an_output_forward_changes_in_place_is_not_deterministic(tmp_path: Path) -> None:
     """The first run's output shared the buffer's memory, so the second run changed it too:
     the two runs looked the same, and the model was reported a mismatch of the export."""

@@ -40,10 +40,13 @@ __all__ = [
     "ForwardFailedError",
     "RngSnapshot",
     "as_batch",
+    "buffer_values",
     "call_model",
     "cloned",
     "evaluating",
     "forward_failed",
+    "moved_buffers",
+    "put_back",
     "run_forward",
     "what_it_did",
 ]
@@ -203,6 +206,45 @@ def call_model(model: nn.Module, batch: Batch) -> Any:
         raise
     except BaseException as error:  # the model's failure (see above)
         raise forward_failed(model, error) from error
+
+
+def buffer_values(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of each of ``model``'s buffers that holds a value (a lazy module's does not yet),
+    by its name: what the model.py or a checkpoint set, before wnpass's forwards move a step
+    counter or an EMA its forward updates in eval mode too."""
+    lazy = nn.parameter.UninitializedBuffer
+    return {
+        name: buffer.detach().clone()
+        for name, buffer in model.named_buffers()
+        if not isinstance(buffer, lazy)
+    }
+
+
+def moved_buffers(
+    model: nn.Module, values: Mapping[str, torch.Tensor]
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The buffers of ``model`` that hold another value than in ``values`` (of the same shape
+    and dtype), by name: (the value now, the value in ``values``)."""
+    moved = {}
+    for name, value in values.items():
+        try:
+            buffer = model.get_buffer(name)
+        except AttributeError:  # gone, or named otherwise in a copy
+            continue
+        same = (buffer.shape, buffer.dtype) == (value.shape, value.dtype)
+        if same and not torch.equal(buffer, value):
+            moved[name] = (buffer.detach().clone(), value)
+    return moved
+
+
+def put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[str]:
+    """Give each buffer of ``model`` named in ``values`` that value again, where it holds
+    another of the same shape and dtype; the names of those given back."""
+    moved = moved_buffers(model, values)
+    with torch.no_grad():
+        for name, (_, value) in moved.items():
+            model.get_buffer(name).copy_(value)
+    return list(moved)
 
 
 def _eager() -> contextlib.AbstractContextManager[Any]:
