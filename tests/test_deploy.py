@@ -1412,3 +1412,16 @@ def test_a_weight_held_transposed_is_said_so(tmp_path: Path) -> None:
     weight = model.get_submodule("0").weight.detach().numpy()  # type: ignore[operator]
     assert np.array_equal(initializers["0.weight"], weight.T)  # torch 2.13's dynamo exporter
     assert report.names_transposed == ["0.weight"]
+
+
+def test_a_probe_that_cannot_be_run_says_why() -> None:
+    """A derived length below 0 (``s0 - 3`` probed at 2) would have reached torch.narrow and
+    ended the export with an internal error; a length tied to two sizes has no one value."""
+    from wnpass.deploy import _runs_at
+
+    assert _runs_at(nn.Identity(), Batch((torch.ones(1, 4),), {}), {}, {("x", 1): -1}) == (
+        "a length below 0"
+    )
+    assert _runs_at(nn.Identity(), Batch((torch.ones(1, 4),), {}), {}, {("x", 1): None}) == (
+        "its length also depends on another dynamic size"
+    )

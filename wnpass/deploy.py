@@ -587,6 +587,8 @@ def _runs_at(
     too large to try."""
     if None in sizes.values():
         return "its length also depends on another dynamic size"
+    if any(size is not None and size < 0 for size in sizes.values()):
+        return "a length below 0"
     resized = _resized(model, inputs, arguments, cast(dict[tuple[str, int], int], sizes))
     if resized is None:
         return "an input wnpass cannot resize"
