@@ -69,10 +69,10 @@ from wnpass.fx.forward import (
     ForwardFailedError,
     as_batch,
     buffer_values,
+    buffers_given_back,
     call_model,
     cloned,
     evaluating,
-    moved_buffers,
     put_back,
     what_it_did,
 )
@@ -774,26 +774,6 @@ def _spec(value: Any, axes: dict[int, str] | None) -> Any:
     return torch.utils._pytree.tree_map(lambda _: None, value)
 
 
-def _buffers_as_set(
-    model: ir.Model, moved: Mapping[str, tuple[torch.Tensor, torch.Tensor]]
-) -> None:
-    """Each initializer named after a buffer the forward writes (a step counter, an offset it
-    moves) that holds the value the exporter's own trace left (TorchScript's runs the forward
-    and reads the buffer after), given the value the caller set."""
-    for name, (now, value) in moved.items():
-        held = model.graph.initializers.get(name)
-        if held is None or (tensor := held.const_value) is None:
-            continue
-        try:
-            traced, wanted = now.numpy(), value.numpy()
-        except TypeError:  # a dtype numpy lacks (bfloat16): left as exported
-            continue
-        same = (tensor.shape.numpy(), tensor.dtype.numpy()) == (traced.shape, traced.dtype)
-        if same and np.array_equal(tensor.numpy(), traced):
-            held.const_value = ir.Tensor(wanted, name=name)
-            logger.info("%s: exported as the caller set it, not as the trace left it", name)
-
-
 def _check_dynamic_made(
     model: ir.Model, dynamic: dict[str, dict[int, str]] | None, exporter: str
 ) -> None:
@@ -1114,7 +1094,9 @@ def export(
     plan.check()  # the output's data file, if any, is planned once the model is known
     chosen = prov.resolve(list(providers) if providers else None) if verify else []
     loaded = buffer_values(model)  # as the caller set them, before wnpass's forwards
-    with evaluating(model):  # the deployed behaviour; every submodule's flag comes back
+    # the deployed behaviour; every submodule's flag comes back, and every buffer the forward
+    # writes (a step counter, an offset it moves) its value
+    with evaluating(model), buffers_given_back(model, loaded):
         result = call_model(model, inputs)  # the model's own error, before any exporter's
         outputs = _outputs(result) if verify else []
         changed = _changed(outputs, _outputs(call_model(model, inputs))) if verify else []
@@ -1129,7 +1111,9 @@ def export(
         # named as the exporter sees them: a deep copy holds a torch.compile'd layer unwrapped
         # (its bias is "b.bias", not "b._orig_mod.bias"), and its weight must match
         weights = _weight_names(target)
-        put_back(target, loaded)  # the dynamo exporter reads a buffer as it is when it starts
+        # the dynamo exporter reads a buffer as it is when it starts (TorchScript's trace runs
+        # the forward once more, and its file holds the value after that run)
+        put_back(target, loaded)
         with plan.staging(path) as staging:
             raw = staging / "exported.onnx"
             with _named_as(raw, f"the {exporter} exporter's output for {path}"):
@@ -1144,7 +1128,6 @@ def export(
                     opset=opset,
                 )
                 exported = io.load(raw)
-            _buffers_as_set(exported, moved_buffers(target, loaded))
             warned += _check_ranges(model, inputs, arguments, ranges)
             # what the forward read while the exporter traced it: the plan.check() below,
             # before anything is written, refuses an output onto one of those files

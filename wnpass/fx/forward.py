@@ -41,11 +41,11 @@ __all__ = [
     "RngSnapshot",
     "as_batch",
     "buffer_values",
+    "buffers_given_back",
     "call_model",
     "cloned",
     "evaluating",
     "forward_failed",
-    "moved_buffers",
     "put_back",
     "run_forward",
     "what_it_did",
@@ -220,7 +220,7 @@ def buffer_values(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def moved_buffers(
+def _moved_buffers(
     model: nn.Module, values: Mapping[str, torch.Tensor]
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The buffers of ``model`` that hold another value than in ``values`` (of the same shape
@@ -240,11 +240,21 @@ def moved_buffers(
 def put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[str]:
     """Give each buffer of ``model`` named in ``values`` that value again, where it holds
     another of the same shape and dtype; the names of those given back."""
-    moved = moved_buffers(model, values)
+    moved = _moved_buffers(model, values)
     with torch.no_grad():
         for name, (_, value) in moved.items():
             model.get_buffer(name).copy_(value)
     return list(moved)
+
+
+@contextlib.contextmanager
+def buffers_given_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> Iterator[None]:
+    """Run the block; afterwards every buffer of ``model`` named in ``values`` holds that value
+    again (:func:`put_back`), however the block ended."""
+    try:
+        yield
+    finally:
+        put_back(model, values)
 
 
 def _eager() -> contextlib.AbstractContextManager[Any]:
