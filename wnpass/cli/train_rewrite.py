@@ -90,6 +90,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
     from wnpass.fx.apply import apply_weight_norm
     from wnpass.fx.files import load_batch
+    from wnpass.fx.forward import buffer_values, moved_buffers
 
     model, inputs = load_model(args, plan)
     if args.rtol is not None and inputs is None:
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         batch = load_batch(args.data) if args.data is not None else inputs
         if batch is None:
             raise UsageError(f"--init data needs --data FILE: {args.model} has no example_inputs()")
-    loaded = _buffers(model)  # as the model.py and --checkpoint set them
+    loaded = buffer_values(model)  # as the model.py and --checkpoint set them
     with blamed_on(args.model), _batch_named(args):
         include, exclude = selection(args, model)
         report = apply_weight_norm(
@@ -111,7 +112,11 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         report.notes.append(f"{args.model} has no example_inputs(): equivalence not checked")
     if report:
         state = _state_dict(model, args.model)
-        if moved := _as_loaded(state, loaded):
+        # saved as loaded; the model in memory keeps what its forward wrote (a buffer and the
+        # attributes beside it agree)
+        moved = [name for name in moved_buffers(model, loaded) if name in state]
+        state.update({name: loaded[name] for name in moved})
+        if moved:
             report.notes.append(
                 f"buffers the forward writes saved as they were loaded, not as wnpass's own "
                 f"forwards left them: {', '.join(moved)}"
@@ -124,36 +129,6 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     if args.json:
         report.write_json(args.json, plan)
     return 0 if report else 1
-
-
-def _buffers(model: Any) -> dict[str, Any]:
-    """A copy of each of the model's buffers that holds a value (a lazy module's does not
-    yet), by its state-dict name."""
-    import torch
-
-    lazy = torch.nn.parameter.UninitializedBuffer
-    return {
-        name: buffer.detach().clone()
-        for name, buffer in model.named_buffers()
-        if not isinstance(buffer, lazy)
-    }
-
-
-def _as_loaded(state: dict[str, Any], loaded: dict[str, Any]) -> list[str]:
-    """Put back in ``state`` each buffer that wnpass's forwards moved (a step counter, an EMA
-    the forward updates in eval mode) as it was loaded; the names of those put back. The model
-    in memory keeps what its forward wrote (a buffer and the attributes beside it agree)."""
-    import torch
-
-    moved = []
-    for name, value in loaded.items():
-        now = state.get(name)
-        if not isinstance(now, torch.Tensor) or now.shape != value.shape:
-            continue  # gone, or another tensor now (a mean-only BatchNorm's running mean)
-        if now.dtype == value.dtype and not torch.equal(now, value):
-            state[name] = value
-            moved.append(name)
-    return moved
 
 
 def _state_dict(model: Any, model_py: Path) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from torch import nn
 from wnpass.errors import InvalidArgumentError
 
 __all__ = [
+    "is_lazy",
     "require_generator",
     "require_initialized",
     "require_module",
@@ -104,7 +105,7 @@ def require_initialized(model: nn.Module) -> None:
     """No parameter or buffer of ``model`` is a lazy module's uninitialized one: without a
     forward to give them shapes (``nn.LazyLinear`` before its first call), nothing can be
     read of them. The error names no parameter, as :func:`require_values`'s."""
-    lazy = [name for name, tensor in _tensors(model) if _is_lazy(tensor)]
+    lazy = [name for name, tensor in _tensors(model) if is_lazy(tensor)]
     if lazy:
         more = len(lazy) - _NAMED
         shown = ", ".join(lazy[:_NAMED]) + (f" and {more} more" if more > 0 else "")
@@ -114,7 +115,8 @@ def require_initialized(model: nn.Module) -> None:
         )
 
 
-def _is_lazy(tensor: Any) -> bool:
+def is_lazy(tensor: Any) -> bool:
+    """Whether ``tensor`` is a lazy module's parameter or buffer not initialized yet."""
     lazy = (nn.parameter.UninitializedParameter, nn.parameter.UninitializedBuffer)
     return isinstance(tensor, lazy)
 

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from wnpass.errors import InvalidArgumentError, WnpassError, one_line
+from wnpass.fx.arguments import is_lazy
 from wnpass.fx.compare import result_tensors
 from wnpass.interrupts import STOPS
 from wnpass.plan import user_code
@@ -46,6 +47,7 @@ __all__ = [
     "cloned",
     "evaluating",
     "forward_failed",
+    "moved_buffers",
     "put_back",
     "run_forward",
     "what_it_did",
@@ -212,20 +214,17 @@ def buffer_values(model: nn.Module) -> dict[str, torch.Tensor]:
     """A copy of each of ``model``'s buffers that holds a value (a lazy module's does not yet),
     by its name: what the model.py or a checkpoint set, before wnpass's forwards move a step
     counter or an EMA its forward updates in eval mode too."""
-    lazy = nn.parameter.UninitializedBuffer
     return {
         name: buffer.detach().clone()
         for name, buffer in model.named_buffers()
-        if not isinstance(buffer, lazy)
+        if not is_lazy(buffer)
     }
 
 
-def _moved_buffers(
-    model: nn.Module, values: Mapping[str, torch.Tensor]
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """The buffers of ``model`` that hold another value than in ``values`` (of the same shape
-    and dtype), by name: (the value now, the value in ``values``)."""
-    moved = {}
+def moved_buffers(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[str]:
+    """The names in ``values`` of ``model``'s buffers that hold another value now (of the same
+    shape and dtype: a buffer gone, or another tensor now, is not one)."""
+    moved = []
     for name, value in values.items():
         try:
             buffer = model.get_buffer(name)
@@ -233,18 +232,18 @@ def _moved_buffers(
             continue
         same = (buffer.shape, buffer.dtype) == (value.shape, value.dtype)
         if same and not torch.equal(buffer, value):
-            moved[name] = (buffer.detach().clone(), value)
+            moved.append(name)
     return moved
 
 
 def put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[str]:
     """Give each buffer of ``model`` named in ``values`` that value again, where it holds
     another of the same shape and dtype; the names of those given back."""
-    moved = _moved_buffers(model, values)
+    moved = moved_buffers(model, values)
     with torch.no_grad():
-        for name, (_, value) in moved.items():
-            model.get_buffer(name).copy_(value)
-    return list(moved)
+        for name in moved:
+            model.get_buffer(name).copy_(values[name])
+    return moved
 
 
 @contextlib.contextmanager

@@ -59,12 +59,13 @@ def replace_batch_norm(model: nn.Module) -> list[tuple[str, str]]:
     (name, type) of each one replaced, by its first name."""
     replaced: list[tuple[str, str]] = []
     made: dict[int, MeanOnlyBatchNorm] = {}
+    model_kind = _kind_of(model)
     for name, module in list(model.named_modules(remove_duplicate=False)):
         if not isinstance(module, _BATCH_NORM) or not name:
             continue
         new = made.get(id(module))
         if new is None:
-            new = made[id(module)] = _mean_only(module, _kind_of(model))
+            new = made[id(module)] = _mean_only(module, model_kind)
             replaced.append((name, type(module).__name__))
             logger.debug("%s: %s -> MeanOnlyBatchNorm", name, type(module).__name__)
         parent_name, _, leaf = name.rpartition(".")
