@@ -1429,3 +1429,23 @@ def test_a_probe_that_cannot_be_run_says_why() -> None:
     assert _runs_at(nn.Identity(), Batch((torch.ones(1, 4),), {}), {}, {("x", 1): None}) == (
         "its length also depends on another dynamic size"
     )
+
+
+def test_a_traced_submodule_is_shared_with_the_copy_the_export_folds(tmp_path: Path) -> None:
+    """The PyTorch fold works on a deep copy, and a deep copy of a traced module holds its
+    parameters as plain tensors, which torch.export refuses (SpecViolationError, exit 2 from
+    the CLI): a traced layer beside a weight-normed one could not be exported folded."""
+    torch.manual_seed(0)
+    traced = torch.jit.trace(nn.Linear(16, 16), torch.randn(2, 16))
+    normed = weight_norm(nn.Linear(8, 16))
+    model = nn.Sequential(normed, traced, nn.Tanh())
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        expected = model.eval()(x).numpy()
+    out = tmp_path / "m.onnx"
+    export(model, (x,), out, exporter="dynamo", verify=False)
+    assert sites_left(out) == 0
+    (got,) = run(out, {"input": x.numpy()})  # nn.Sequential's name
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert model[1] is traced and isinstance(traced.weight, nn.Parameter)  # the caller's, as it was
+    assert isinstance(normed.parametrizations, nn.ModuleDict)  # folded on the copy only

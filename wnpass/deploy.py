@@ -312,9 +312,14 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
 
 
 def _copy(model: nn.Module) -> tuple[nn.Module, bool]:
-    """A deep copy to fold, or the model itself when it cannot be copied."""
+    """A deep copy to fold, or the model itself when it cannot be copied.
+
+    TorchScript submodules are shared, not copied: no fold touches them, and a deep copy of
+    one holds its parameters as plain tensors, which torch.export refuses ("not an instance of
+    torch.nn.Parameter")."""
+    scripted = {id(sub): sub for sub in model.modules() if isinstance(sub, torch.jit.ScriptModule)}
     try:
-        return copy.deepcopy(model), False
+        return copy.deepcopy(model, scripted), False
     except STOPS:
         raise
     except BaseException as error:  # legacy weight_norm hooks refuse deepcopy; the model's own
