@@ -1259,11 +1259,14 @@ def test_a_buffer_the_forward_writes_is_given_back_and_exported_as_set(
         expected = model.eval()(x).numpy()
     model.offset.zero_()
     out = tmp_path / "m.onnx"
-    export(model, (x,), out, exporter=exporter, verify=False)
+    report = export(model, (x,), out, exporter=exporter, verify=False)
     assert model.offset.tolist() == [0.0, 0.0, 0.0]  # the caller's model as it was
     (got,) = run(out, {"x": x.numpy()})
     traced = 1.0 if exporter == "torchscript" else 0.0
     np.testing.assert_allclose(got, expected + traced, rtol=1e-5, atol=1e-6)
+    # and the TorchScript file's moved value is said, not left to the README
+    moved = [w for w in report.warnings if "moved buffer offset" in w]
+    assert len(moved) == (exporter == "torchscript")
 
 
 def test_an_output_forward_changes_in_place_is_not_deterministic(tmp_path: Path) -> None:

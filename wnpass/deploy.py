@@ -73,6 +73,7 @@ from wnpass.fx.forward import (
     call_model,
     cloned,
     evaluating,
+    moved_buffers,
     put_back,
     what_it_did,
 )
@@ -529,6 +530,17 @@ def _size_at(bounded: _Range, size: int) -> int | None:
 
 # A probe of PyTorch just outside an axis's range feeds at most this many elements in all.
 _PROBE_ELEMENTS = 1 << 24
+
+
+def _moved_by_trace(target: nn.Module, loaded: Mapping[str, torch.Tensor]) -> list[str]:
+    """The buffers the TorchScript exporter's trace moved: it runs the forward once more and
+    reads the buffers after that run, and it may have folded them into other constants, so the
+    file holds what that run left and cannot be given the value as set afterwards."""
+    return [
+        f"its trace ran the forward, which moved buffer {name}: the file holds the value that "
+        "run left, not the one set (the dynamo exporter exports it as set)"
+        for name in moved_buffers(target, loaded)
+    ]
 
 
 def _check_ranges(
@@ -1134,6 +1146,7 @@ def export(
                 )
                 exported = io.load(raw)
             warned += _check_ranges(model, inputs, arguments, ranges)
+            warned += [] if dynamo else _moved_by_trace(target, loaded)
             # what the forward read while the exporter traced it: the plan.check() below,
             # before anything is written, refuses an output onto one of those files
             plan.record_user_reads()
