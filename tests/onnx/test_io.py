@@ -764,3 +764,75 @@ def test_a_model_file_past_two_gib_is_refused(tmp_path: Path) -> None:
         stream.truncate(2**31)
     with pytest.raises(InvalidModelError, match=r"big\.onnx: one file of 2147483648 bytes, more"):
         io.load(path)
+
+
+
+def _external_only_in_a_branch(path: Path) -> dict[str, np.ndarray]:
+    """A model whose one external tensor is an ``If`` branch's initializer (``w``, in
+    ``w.bin`` beside it), after a weight-norm site of the main graph; feeds to run it with."""
+    oh = onnx.helper
+    rng = np.random.default_rng(0)
+    w = onnx.numpy_helper.from_array(rng.standard_normal((16, 16)).astype(np.float32), "w")
+    (path.parent / "w.bin").write_bytes(w.raw_data)
+    onnx.external_data_helper.set_external_data(w, "w.bin", offset=0, length=len(w.raw_data))
+    w.ClearField("raw_data")
+    w.data_location = onnx.TensorProto.EXTERNAL
+    square = oh.make_tensor_value_info
+    then = oh.make_graph(
+        [oh.make_node("MatMul", ["h", "w"], ["ty"])],
+        "then",
+        [],
+        [square("ty", onnx.TensorProto.FLOAT, [16, 16])],
+        initializer=[w],
+    )
+    orelse = oh.make_graph(
+        [oh.make_node("Identity", ["h"], ["ey"])],
+        "else",
+        [],
+        [square("ey", onnx.TensorProto.FLOAT, [16, 16])],
+    )
+    model = onnx_model(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[16, 16] x, bool c) => (float[16, 16] y) {
+            n = ReduceL2 <axes = [1], keepdims = 1> (v)
+            d = Div(v, n)
+            w0 = Mul(d, g)
+            h = MatMul(x, w0)
+        }
+        """,
+        check=False,
+        v=rand(16, 16),
+        g=rand(16, 1),
+    )
+    model.graph.node.append(oh.make_node("If", ["c"], ["y"], then_branch=then, else_branch=orelse))
+    onnx.save(model, path)
+    return {"x": rng.standard_normal((16, 16)).astype(np.float32), "c": np.array(True)}
+
+
+@pytest.mark.parametrize("external_data", [None, False])
+def test_a_branchs_external_tensor_is_written_with_the_output(
+    external_data: bool | None, tmp_path: Path
+) -> None:
+    """Only the main graph's initializers were asked whether the model had external data: a
+    branch's tensor kept its location (``w.bin``), which names a file beside the input, so
+    the output folded into another folder did not load, or read that folder's ``w.bin``."""
+    source = tmp_path / "in" / "m.onnx"
+    source.parent.mkdir()
+    feeds = _external_only_in_a_branch(source)
+    out = tmp_path / "out" / "m.onnx"
+    out.parent.mkdir()
+    (out.parent / "w.bin").write_bytes(np.ones(16, np.float32).tobytes())  # another w.bin
+    report = fold_onnx(source, output=out, external_data=external_data).report
+    assert report.folded == 1
+    written = onnx.load(out, load_external_data=False)
+    assert written.graph.node[-1].op_type == "If"
+    locations = {
+        entry.value
+        for branch in written.graph.node[-1].attribute
+        for tensor in branch.g.initializer
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    assert locations == ({"m.onnx.data"} if external_data is None else set())
+    assert_close(run(out, feeds), run(source, feeds))

@@ -607,10 +607,9 @@ def _check_structure(proto: onnx.ModelProto, path: Path) -> None:
 
 
 def has_external_data(model: ir.Model) -> bool:
-    """Whether any initializer of the main graph lives in an external data file."""
-    return any(
-        isinstance(v.const_value, ir.ExternalTensor) for v in model.graph.initializers.values()
-    )
+    """Whether any initializer, of the main graph or of a subgraph (an ``If`` branch, a
+    ``Loop`` body), lives in an external data file."""
+    return any(isinstance(t, ir.ExternalTensor) for t in _initializer_tensors(model).values())
 
 
 def model_bytes(path: str | os.PathLike[str], model: ir.Model | None = None) -> int:
@@ -724,10 +723,11 @@ def _goes_external(tensor: ir.TensorProtocol) -> bool:
 
 
 def _initializer_tensors(model: ir.Model) -> dict[ir.Value, ir.TensorProtocol]:
-    """The initializers of every graph that have a value, and their values."""
+    """The initializers of every graph (subgraphs of functions too) that have a value, and
+    their values."""
     return {
         value: tensor
-        for graph in model.graphs()
+        for graph in _graphs(model)
         for value in graph.initializers.values()
         if (tensor := value.const_value) is not None
     }
@@ -883,7 +883,11 @@ def save(
             ):
                 onnx.save(ir.serde.serialize_model(model), staged)
         else:
-            with open(staged, "wb") as stream, _recorded(model, []):
+            with (
+                open(staged, "wb") as stream,
+                _recorded(model, []),
+                _subgraph_tensors_inside(model),
+            ):
                 write_model(model, stream, progress, writeback=replacing)
         if (size := staged.stat().st_size) > PROTOBUF_LIMIT:  # no reader could parse it
             raise _too_large(path, size, "one file")
@@ -943,6 +947,26 @@ def _internalize_attribute_tensors(model: ir.Model) -> None:
                     node.attributes[name] = ir.AttrTensors(
                         name, [_in_memory(t) for t in attr.value]
                     )
+
+
+@contextlib.contextmanager
+def _subgraph_tensors_inside(model: ir.Model) -> Iterator[None]:
+    """While a model is written in one file, the external initializers of its subgraphs are
+    in memory (:func:`write_model` writes the main graph's own from their files; a subgraph's,
+    serialized by onnx-ir, would keep their location, which names a file beside the input);
+    the caller's model is given back as it was."""
+    before = {
+        value: tensor
+        for value, tensor in _initializer_tensors(model).items()
+        if isinstance(tensor, ir.ExternalTensor) and value.graph is not model.graph
+    }
+    try:
+        for value, tensor in before.items():
+            value.const_value = _in_memory(tensor)
+        yield
+    finally:
+        for value, tensor in before.items():
+            value.const_value = tensor
 
 
 def _in_memory(tensor: ir.TensorProtocol) -> ir.Tensor:
