@@ -766,7 +766,6 @@ def test_a_model_file_past_two_gib_is_refused(tmp_path: Path) -> None:
         io.load(path)
 
 
-
 def _external_only_in_a_branch(path: Path) -> dict[str, np.ndarray]:
     """A model whose one external tensor is an ``If`` branch's initializer (``w``, in
     ``w.bin`` beside it), after a weight-norm site of the main graph; feeds to run it with."""
@@ -823,7 +822,7 @@ def test_a_branchs_external_tensor_is_written_with_the_output(
     out = tmp_path / "out" / "m.onnx"
     out.parent.mkdir()
     (out.parent / "w.bin").write_bytes(np.ones(16, np.float32).tobytes())  # another w.bin
-    report = fold_onnx(source, output=out, external_data=external_data).report
+    _, report = fold_onnx(source, output=out, external_data=external_data)
     assert report.folded == 1
     written = onnx.load(out, load_external_data=False)
     assert written.graph.node[-1].op_type == "If"
