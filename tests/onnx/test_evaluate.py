@@ -574,6 +574,38 @@ def test_sums_of_squares_beyond_float32_are_declined(form: str, scale: float, re
         _evaluate(_square_sum(form, scale))
 
 
+@pytest.mark.parametrize("form", list(SQUARE_SUMS))
+def test_squares_held_in_subnormals_are_declined_in_every_spelling(form: str) -> None:
+    """64 values of 2e-20: each square (4e-40) is a float32 subnormal, their sum (2.6e-38) is
+    normal. The graph's norm lost the squares' precision (36 float32 ulps off on a measured
+    case); ``Mul(v, v)`` and ``Pow(v, 2)`` were declined for it, ReduceL2, ReduceSumSquare and
+    LpNormalization folded the exact value (t45). Ten times larger, every square is normal."""
+    output = "float[1, 64]" if form == "LpNormalization" else "float[1]"
+
+    def model(scale: float) -> onnx.ModelProto:
+        return _constant_model(
+            f"agraph () => ({output} n) {{ {SQUARE_SUMS[form]} }}",
+            a=np.full((1, 64), scale, np.float32),
+            axes=np.array([1], np.int64),
+            two=np.array(2.0, np.float32),
+        )
+
+    assert np.all(np.isfinite(_evaluate(model(2e-19))))
+    inside = "^[A-Za-z2]+ 'n': its squares underflow float: every non-zero square is below"
+    pattern = "^(Mul|Pow) 's' underflows float" if "(" in form else inside
+    with pytest.raises(NotExact, match=pattern):
+        _evaluate(model(2e-20))
+
+
+def test_squares_partly_in_subnormals_are_evaluated() -> None:
+    """As for any result with values in the normal range (``_check_range``): the subnormal
+    squares are within half a spacing of the largest, which ordinary rounding allows."""
+    a = np.full((1, 64), 2e-20, np.float32)
+    a[0, 0] = 1e-18
+    text = "agraph () => (float[1] n) { n = ReduceL2 <keepdims = 0> (a, axes) }"
+    assert np.isfinite(_evaluate(_constant_model(text, a=a, axes=np.array([1], np.int64))))
+
+
 def test_float16_norms_sum_in_float32_as_onnx_runtime_does() -> None:
     """A float16 ReduceL2 whose sum of squares is beyond float16 (1e5) is summed in float32 by
     ONNX Runtime and folds; a float16 norm below float16's smallest normal is declined."""

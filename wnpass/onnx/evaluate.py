@@ -466,6 +466,33 @@ def _check_squares(
     raise NotExact(f"{where}: {what} (the graph computes 0 or an inexact norm there)")
 
 
+def _check_square_terms(
+    x: np.ndarray, sums: np.ndarray, count: int, dtype: ir.DataType, where: str
+) -> None:
+    """Decline squares an op computes inside itself (ReduceL2, ReduceSumSquare,
+    LpNormalization) whose every non-zero one is below the smallest normal number of the type
+    they are computed in: float32 for float16 and bfloat16, as ONNX Runtime computes them,
+    else ``dtype``. The graph holds them in subnormals and its norm loses their precision, as
+    it does for ``Mul(v, v)`` feeding a ReduceSum (:func:`_check_range`). A pass over ``x``
+    only where the sums leave it open: a sum of ``count`` squares of at least ``count`` times
+    the smallest normal has a normal square."""
+    squared_in = ir.DataType.FLOAT if dtype in _HALVES else dtype
+    if squared_in == ir.DataType.DOUBLE:
+        return
+    tiny = float(_finfo(squared_in).tiny)
+    finite = sums[np.isfinite(sums)]
+    if not finite.size or float(finite.max()) >= count * tiny:
+        return
+    largest = _largest(x)
+    if 0 < largest * largest < tiny:
+        name = squared_in.name.lower()
+        raise NotExact(
+            f"{where}: its squares underflow {name}: every non-zero square is below the "
+            f"smallest normal {name} (the graph holds them in subnormals, losing the norm's "
+            "precision)"
+        )
+
+
 # -------------------------------- arithmetic
 
 
@@ -619,6 +646,8 @@ def _reduce_sum(step: Step, args: Args) -> Evaluated:
     _check_range(result, dtype, step.where)
     if squares or step.squares:
         _check_squares(result, count, dtype, step.where, norm=False)
+    if squares:
+        _check_square_terms(x, result, count, dtype, step.where)
     return result, dtype
 
 
@@ -626,6 +655,7 @@ def _reduce_l2(step: Step, args: Args) -> Evaluated:
     x, dtype, axis, keepdims, count = _reduction(step, args)
     sums = sum_of_squares(x, axis, keepdims, step.where)
     _check_squares(sums, count, dtype, step.where, norm=True)
+    _check_square_terms(x, sums, count, dtype, step.where)
     result = np.sqrt(sums)
     _check_overflow(result, dtype, step.where)
     return result, dtype
@@ -639,6 +669,7 @@ def _lp_normalization(step: Step, args: Args) -> Evaluated:
     axis = axis_in_range(int(step.attributes.get("axis", -1)), x.ndim, step.where)
     sums = sum_of_squares(x, (axis,), True, step.where)
     _check_squares(sums, x.shape[axis], dtype, step.where, norm=True)
+    _check_square_terms(x, sums, x.shape[axis], dtype, step.where)
     norm = np.sqrt(sums)
     if norm.size and _overflows(_largest(norm), dtype):
         name = dtype.name.lower()  # its output, at most 1, is in range either way
