@@ -249,7 +249,7 @@ def test_an_output_of_tiny_values_is_held_to_rtol_not_passed_by_atol(dtype: type
     """A default atol is at most rtol times the output's scale: an output whose every value
     is below atol (1e-5 for float32, 1e-3 for float16) is not equal to zeros, nor to itself
     with its sign flipped; rounding-sized differences still pass; an atol given is used as
-    given."""
+    given, and an rtol given caps the default atol in its turn."""
     small = np.array([1e-7, -3e-7, 2e-7, 0.0], np.float64) * (1 if dtype == np.float32 else 1e3)
     ref: np.ndarray = small.astype(dtype)
     for wrong in (np.zeros_like(ref), -ref):
@@ -261,8 +261,12 @@ def test_an_output_of_tiny_values_is_held_to_rtol_not_passed_by_atol(dtype: type
     assert compare_outputs(["y"], [ref], ["y"], [close])[0].passed
     given = compare_outputs(["y"], [ref], ["y"], [np.zeros_like(ref)], atol=1e-3)[0]
     assert given.passed and (given.atol, given.atol_scaled) == (1e-3, False)
-    rtol_only = compare_outputs(["y"], [ref], ["y"], [np.zeros_like(ref)], rtol=0.0)[0]
-    assert not rtol_only.atol_scaled  # a tolerance given is used as given, default atol too
+    # an rtol given leaves atol the default, capped all the same (t43: `--rtol 1e-4`, the
+    # default said out loud, passed zeros for this output); rtol=0 then compares exactly
+    for rtol in (1e-4, 1e-6, 0.0):
+        rtol_only = compare_outputs(["y"], [ref], ["y"], [np.zeros_like(ref)], rtol=rtol)[0]
+        assert not rtol_only.passed and rtol_only.atol_scaled, rtol_only
+        assert rtol_only.atol == rtol * float(np.abs(ref.astype(np.float64)).max())
 
 
 def test_the_scale_that_caps_atol_is_the_references_whatever_the_candidate_holds() -> None:

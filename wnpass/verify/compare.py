@@ -1,8 +1,8 @@
 """Compare two sets of outputs element by element, within tolerances chosen per dtype.
 
 An element is outside tolerance when ``|candidate - reference| > atol + rtol * |reference|``
-(numpy's ``allclose`` rule, element by element). The default tolerance's ``atol`` (where
-neither ``rtol`` nor ``atol`` is given) is at most ``rtol`` times the output's scale, its
+(numpy's ``allclose`` rule, element by element). An ``atol`` not given (the dtype's default,
+whether ``rtol`` is given or not) is at most ``rtol`` times the output's scale, its
 largest finite reference magnitude (a sequence's items each their own; :func:`scaled_atol`):
 it is there for the elements near zero of an output of ordinary size,
 and a fixed one would pass any error in an output whose every value is below it (a float32
@@ -191,7 +191,7 @@ def _compare(
     ref64, cand64 = ref.astype(wide), cand.astype(wide)
     ref_finite = np.isfinite(ref64)
     both = ref_finite & np.isfinite(cand64)  # NaN/Inf are matched, not subtracted
-    if rtol is None and atol is None and ref_finite.any():  # the default tolerance: capped
+    if atol is None and ref_finite.any():  # the default atol, whatever the rtol: capped
         capped = scaled_atol(a, r, float(np.abs(ref64[ref_finite]).max()))
         if capped < a:
             a, result.atol, result.atol_scaled = capped, capped, True
