@@ -718,3 +718,36 @@ def test_an_output_of_tiny_values_fails_when_it_is_wrong(tmp_path: Path) -> None
     assert comparison_rows(report)[0][6].endswith("(rtol x scale)")
     (data,) = report.to_dict()["runs"][0]["comparisons"]
     assert data["atol_scaled"] is True and data["atol"] == row.atol
+
+
+def _with_default(tmp_path: Path, name: str, body: str) -> Path:
+    """A model of one input ``x`` that has a default (an initializer of ones, IR version 8)
+    and one output ``y = body``."""
+    text = f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2, 3] x) => (float[2, 3] y) {{ y = {body} }}
+    """
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(onnx_model(text, x=np.ones((2, 3), np.float32)), path)
+    return path
+
+
+def test_an_input_with_a_default_is_said_and_may_be_fed(tmp_path: Path) -> None:
+    """``Relu(x)`` and ``x * x`` agree at their default x (ones). Check took x's default
+    without a word, reported no inputs, and refused an inputs file that gave x (t43): two
+    other functions were called equivalent with no way to say otherwise. Now a note says
+    which inputs kept their defaults, and a file that gives x feeds it to both."""
+    relu, square = (
+        _with_default(tmp_path, "relu", "Relu(x)"),
+        _with_default(tmp_path, "sq", "Mul(x, x)"),
+    )
+    at_default = check(relu, square, runs=1, warmup=0)
+    assert at_default and at_default.inputs == []
+    (note,) = [n for n in at_default.notes if n.startswith("not fed")]
+    assert "initializer's value: x (inputs with a default" in note
+    feeds = tmp_path / "x.npz"
+    np.savez(feeds, x=np.full((2, 3), 2.0, np.float32))
+    fed = check(relu, square, runs=1, warmup=0, inputs=feeds)
+    assert not fed and [i["name"] for i in fed.inputs] == ["x"]
+    assert fed.runs[0].comparisons[0].max_abs == 2.0  # 2 against 4
+    assert not any(n.startswith("not fed") for n in fed.notes)

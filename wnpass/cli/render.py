@@ -39,7 +39,7 @@ def print_check(out: Printer, report: Any) -> None:
     )
 
     inputs = ", ".join(f"{i['name']} {i['dtype']}{i['shape']}" for i in report.inputs)
-    out.line(f"inputs: {inputs}")
+    out.line(f"inputs: {inputs or 'none'}")
     for note in report.notes:
         out.line(f"  {note}")
     out.table("equivalence", COMPARISON_COLUMNS, comparison_rows(report))

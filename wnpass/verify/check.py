@@ -44,12 +44,31 @@ def _run_names(session: object) -> list[str]:
 
 
 def _feeds(
-    specs: list[inputs_mod.InputSpec], shapes: dict[str, list[int]], inputs: Path | None
+    specs: list[inputs_mod.InputSpec],
+    defaults: list[inputs_mod.InputSpec],
+    shapes: dict[str, list[int]],
+    inputs: Path | None,
 ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The inputs to run both models on, and notes on them. ``defaults``: the inputs with a
+    default (an initializer) in both models, fed only where the inputs file gives them."""
     if inputs is not None:
-        return inputs_mod.load_npz(inputs, specs), [f"inputs from {inputs}"]
-    feeds, notes = inputs_mod.synthesize(specs, shapes)
-    return feeds, [f"inputs synthesized (seed {inputs_mod.SEED})", *notes]
+        feeds, notes = inputs_mod.load_npz(inputs, specs, defaults), [f"inputs from {inputs}"]
+    else:
+        feeds, notes = inputs_mod.synthesize(specs, shapes)
+        notes = [f"inputs synthesized (seed {inputs_mod.SEED})", *notes]
+    if unfed := [spec.name for spec in defaults if spec.name not in feeds]:
+        shown = ", ".join(unfed[:5]) + (f" and {len(unfed) - 5} more" if len(unfed) > 5 else "")
+        notes.append(
+            f"not fed, so each model takes its own initializer's value: {shown} (inputs with a "
+            "default; an inputs file may give them)"
+        )
+    return feeds, notes
+
+
+def _defaults(reference: ir.Model, candidate: ir.Model) -> list[inputs_mod.InputSpec]:
+    """The inputs with a default (an initializer) in both models, as the reference has them."""
+    theirs = {spec.name for spec in inputs_mod.signature(candidate, defaults=True)}
+    return [s for s in inputs_mod.signature(reference, defaults=True) if s.name in theirs]
 
 
 # The check options check() takes one by one, and the value each has when not given.
@@ -179,7 +198,8 @@ def check(
             plan.read(path, what)
         plan.check()
     chosen = prov.resolve(list(options.providers) if options.providers else None)
-    arrays, notes = _feeds(specs, options.shapes or {}, options.inputs)
+    defaults = _defaults(reference_model, candidate_model)
+    arrays, notes = _feeds(specs, defaults, options.shapes or {}, options.inputs)
     notes += _order_note(reference_model, candidate_model)
     report = CheckReport(str(reference), str(candidate), notes=notes, files_read=files_read)
     report.inputs = [

@@ -13,6 +13,7 @@ import dataclasses
 import math
 import re
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import ml_dtypes
@@ -52,13 +53,20 @@ class InputSpec:
     shape: list[int | str | None]
 
 
-def signature(model: ir.Model, where: Path | None = None) -> list[InputSpec]:
-    """The model's real inputs (initializers listed as inputs are not fed); each must be a
-    tensor. ``where``: the model's file, which errors name."""
+def signature(
+    model: ir.Model, where: Path | None = None, *, defaults: bool = False
+) -> list[InputSpec]:
+    """The model's real inputs, each a tensor; with ``defaults``, its inputs that have a
+    default instead (an initializer listed as an input: fed only when asked for, else the
+    runtime takes the initializer). ``where``: the model's file, which errors name."""
     at = f"{where}: " if where is not None else ""
     specs = []
     for value in model.graph.inputs:
-        if value.is_initializer():
+        if value.is_initializer() != defaults:
+            continue
+        if defaults:
+            if (spec := _default_spec(value)) is not None:
+                specs.append(spec)
             continue
         if value.type is not None and not isinstance(value.type, ir.TensorType):
             # a sequence or an optional: ONNX Runtime takes a list or None for it, which
@@ -78,6 +86,20 @@ def signature(model: ir.Model, where: Path | None = None) -> list[InputSpec]:
         dims = [_dim(d) for d in value.shape]
         specs.append(InputSpec(value.name or "", value.dtype, dims))
     return specs
+
+
+def _default_spec(value: ir.Value) -> InputSpec | None:
+    """An input with a default, as declared, else as its initializer is; None where ONNX
+    Runtime's Python API could not feed it (a packed type)."""
+    tensor = value.const_value
+    dtype = value.dtype or (tensor.dtype if tensor is not None else None)
+    if dtype is None or dtype in PACKED_TYPES:
+        return None
+    if value.shape is not None:
+        return InputSpec(value.name or "", dtype, [_dim(d) for d in value.shape])
+    if tensor is None:
+        return None
+    return InputSpec(value.name or "", dtype, [int(d) for d in tensor.shape.numpy()])
 
 
 def _dim(dim: int | ir.SymbolicDim) -> int | str | None:
@@ -351,9 +373,12 @@ def _wanted(dtype: ir.DataType) -> str:
     return "string (a numpy str array)" if dtype == ir.DataType.STRING else dtype.name.lower()
 
 
-def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
-    """Inputs from an ``.npz`` file, checked against the model's inputs: the names and the
-    shapes its headers declare before any array is read (a small file can declare a huge
+def load_npz(
+    path: Path, specs: list[InputSpec], optional: Sequence[InputSpec] = ()
+) -> dict[str, np.ndarray]:
+    """Inputs from an ``.npz`` file, checked against the model's inputs (``specs``, each
+    required; ``optional``: inputs with a default, fed where the file has them): the names and
+    the shapes its headers declare before any array is read (a small file can declare a huge
     one), then each array's dtype and the sizes of the symbolic dimensions."""
     if (problem := not_readable(path)) is not None:  # a FIFO would block the read
         raise InvalidArgumentError(f"{path}: {problem}", parameter="inputs")
@@ -369,7 +394,8 @@ def load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
         with zipfile.ZipFile(path) as archive:
             members = _members(path, archive)
             by_name = {member.name: member for member in members}
-            _check_names(path, specs, by_name)
+            _check_names(path, specs, optional, by_name)
+            specs = [*specs, *(spec for spec in optional if spec.name in by_name)]
             for spec in specs:  # each as its header declares it, before any data is read
                 member = by_name[spec.name]
                 if member.dtype.hasobject:  # only pickle holds one, and none is run
@@ -411,11 +437,13 @@ def _check_dtype(path: Path, spec: InputSpec, dtype: np.dtype) -> None:
         )
 
 
-def _check_names(path: Path, specs: list[InputSpec], held: dict[str, _Member]) -> None:
+def _check_names(
+    path: Path, specs: list[InputSpec], optional: Sequence[InputSpec], held: dict[str, _Member]
+) -> None:
     names = {s.name for s in specs}
     if missing := sorted(names - set(held)):
         raise InvalidArgumentError(f"{path}: missing input {missing[0]!r}", parameter="inputs")
-    if extra := sorted(set(held) - names):
+    if extra := sorted(set(held) - names - {s.name for s in optional}):
         raise InvalidArgumentError(
             f"{path}: the model has no input {extra[0]!r}", parameter="inputs"
         )
