@@ -622,8 +622,9 @@ def test_a_candidate_that_does_not_load_fails_the_check(tmp_path: Path) -> None:
 
 
 class _Session:
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, names: tuple[str, ...] = ()) -> None:
         self.message = message
+        self.names = list(names)
 
     def run(self, feeds: dict[str, object]) -> list[object]:
         raise RuntimeError(self.message)
@@ -660,6 +661,16 @@ def test_running_out_of_memory_is_no_verdict_on_the_model(message: str) -> None:
     named = "running Reshape node. Name:'bad_alloc_here' Status Message: cannot reshape"
     with pytest.raises(providers.RunFailedError):
         providers.run(_Session(named), Path("c.onnx"), {})  # type: ignore[arg-type]
+    # ONNX Runtime names inputs unquoted, and a wrong input's status is INVALID_ARGUMENT
+    # (t43: an input named bad_alloc of the wrong size was "ran out of memory", exit 2)
+    unquoted = "[ONNXRuntimeError] : 1 : FAIL : shape mismatch in input: out_of_memory_x"
+    with pytest.raises(providers.RunFailedError):
+        providers.run(_Session(unquoted, ("out_of_memory_x",)), Path("c.onnx"), {})  # type: ignore[arg-type]
+    invalid = (
+        "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions for input: bad_alloc"
+    )
+    with pytest.raises(providers.RunFailedError):
+        providers.run(_Session(invalid), Path("c.onnx"), {})  # type: ignore[arg-type]
 
 
 def test_a_comparison_out_of_memory_is_no_verdict(

@@ -13,6 +13,7 @@ import math
 import re
 import statistics
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -183,6 +184,26 @@ def _short(reason: str) -> str:
 # What ONNX Runtime's messages say when an allocation failed (its CPU arena, the C++ runtime,
 # CUDA's allocator).
 _OUT_OF_MEMORY = ("bad_alloc", "failed to allocate", "out of memory", "allocaterawinternal")
+# The statuses of ONNX Runtime's errors that say what was wrong with the inputs or the model,
+# never that memory ran out (``[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : ...``).
+_NOT_MEMORY = ("INVALID_ARGUMENT", "NO_SUCHFILE", "NO_MODEL", "INVALID_PROTOBUF", "INVALID_GRAPH",
+               "NOT_IMPLEMENTED")  # fmt: skip
+
+
+def _out_of_memory(error: Exception, reason: str, names: Iterable[str]) -> bool:
+    """Whether ONNX Runtime's ``error`` says an allocation failed. What is the model's own is
+    no news of that: a status that blames the inputs or the model, quoted text (a node named
+    'bad_alloc') and the names of its inputs and outputs, which ONNX Runtime does not quote
+    (``Got invalid dimensions for input: bad_alloc``)."""
+    if isinstance(error, MemoryError):
+        return True
+    status = re.match(r"\[ONNXRuntimeError\] : \d+ : (\w+)", reason)
+    if status is not None and status[1] in _NOT_MEMORY:
+        return False
+    said = re.sub(r"'[^']*'", "''", reason)
+    for name in sorted(names, key=len, reverse=True):
+        said = said.replace(name, "") if name else said
+    return any(word in said.lower() for word in _OUT_OF_MEMORY)
 
 
 def run(session: Session, model: Path, feeds: dict[str, Any]) -> list[Any]:
@@ -194,9 +215,7 @@ def run(session: Session, model: Path, feeds: dict[str, Any]) -> list[Any]:
         raise
     except Exception as error:
         reason = printable(" ".join(str(error).split())) or type(error).__name__
-        # what is quoted is the model's own (a node named 'bad_alloc'), not what happened
-        said = re.sub(r"'[^']*'", "''", reason).lower()
-        if isinstance(error, MemoryError) or any(w in said for w in _OUT_OF_MEMORY):
+        if _out_of_memory(error, reason, session.names):
             raise OutOfMemoryError(model, reason) from None
         raise RunFailedError(model, reason) from None
 
@@ -298,6 +317,11 @@ class Session:
     @property
     def fell_back(self) -> bool:
         return self.actual != self.provider
+
+    @functools.cached_property
+    def names(self) -> list[str]:
+        """The names of its inputs and outputs (its errors name them unquoted)."""
+        return [v.name for v in (*self.session.get_inputs(), *self.session.get_outputs())]
 
     @functools.cached_property
     def bits_outputs(self) -> bool:
