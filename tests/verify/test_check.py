@@ -5,7 +5,9 @@ from __future__ import annotations
 import ctypes
 import json
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -684,6 +686,12 @@ def test_a_comparison_out_of_memory_is_no_verdict(
         raise MemoryError
 
     monkeypatch.setattr(check_module, "compare_outputs", too_big)
+    with pytest.raises(WnpassError, match=r"ref.onnx: comparing two runs of its outputs needs"):
+        check(*pair, runs=1, warmup=0)  # the reference's against itself, first
+    from wnpass.verify.compare import compare_outputs
+
+    calls: Iterator[Callable[..., Any]] = iter([compare_outputs, too_big])
+    monkeypatch.setattr(check_module, "compare_outputs", lambda *a, **k: next(calls)(*a, **k))
     with pytest.raises(WnpassError, match=r"comparing its outputs with the reference's needs") as e:
         check(*pair, runs=1, warmup=0)
     assert e.value.exit_code == 2
@@ -762,3 +770,27 @@ def test_an_input_with_a_default_is_said_and_may_be_fed(tmp_path: Path) -> None:
     assert not fed and [i["name"] for i in fed.inputs] == ["x"]
     assert fed.runs[0].comparisons[0].max_abs == 2.0  # 2 against 4
     assert not any(n.startswith("not fed") for n in fed.notes)
+
+
+@pytest.mark.parametrize("seed", ["", "<seed = 3.0>"])
+def test_a_reference_that_changes_from_run_to_run_compares_nothing(
+    tmp_path: Path, seed: str
+) -> None:
+    """``x + RandomNormalLike(x)`` against itself was "ok": ONNX Runtime starts the draws of
+    every session of a process alike, so the two first runs agreed by the seed alone, and a
+    second run (or another process) draws other values (t43). No run of such a reference is a
+    reference: the check compares nothing there and fails, saying why."""
+    text = f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[64] x) => (float[64] y) {{
+            r = RandomNormalLike {seed} (x)
+            y = Add(x, r)
+        }}
+    """
+    path = tmp_path / "random.onnx"
+    onnx.save(onnx_model(text), path)
+    report = check(path, path, runs=1, warmup=0)
+    (run,) = report.runs
+    assert not report and report.compared_nothing() and run.status == "reference not deterministic"
+    assert run.comparisons == [] and run.reference is None  # neither compared nor timed
+    assert "the reference gave other values of y on a second run" in (run.nothing_compared or "")

@@ -24,9 +24,16 @@ from wnpass.plan import IOPlan, as_path, as_plan
 from wnpass.report import model_files
 from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
-from wnpass.verify.compare import compare_outputs, dtype_name
+from wnpass.verify.compare import OutputComparison, compare_outputs, dtype_name
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
-from wnpass.verify.report import CANDIDATE_FAILED, OK, CheckReport, ProviderRun, fell_back_to
+from wnpass.verify.report import (
+    CANDIDATE_FAILED,
+    NOT_DETERMINISTIC,
+    OK,
+    CheckReport,
+    ProviderRun,
+    fell_back_to,
+)
 from wnpass.verify.timing import FailedInTiming, timed_runs
 
 __all__ = ["DEFAULT_RUNS", "DEFAULT_WARMUP", "CheckOptions", "check"]
@@ -263,6 +270,42 @@ class _OneRun(NamedTuple):
     candidate_outputs: tuple[list[str], list[np.ndarray]]
 
 
+def _not_deterministic(
+    ref: prov.Session,
+    reference: Path,
+    feeds: dict[str, Any],
+    first: list[Any],
+    options: CheckOptions,
+) -> list[str]:
+    """The outputs a second run of the reference, on the same inputs, gives other values of,
+    beyond the check's own tolerance (float noise of a kernel that sums in another order is
+    within it). An unseeded random op draws the same values in every new session of a
+    process, so the reference and the candidate would agree on their first runs by the seed
+    alone; a second run of the same session draws new ones."""
+    names = _run_names(ref.session)
+    again = prov.run(ref, reference, feeds)
+    what = f"{reference}: comparing two runs of its outputs"
+    rows = _compared((names, first), (names, again), options, what)
+    return [row.name for row in rows if not row]
+
+
+def _compared(
+    reference: tuple[list[str], list[Any]],
+    candidate: tuple[list[str], list[Any]],
+    options: CheckOptions,
+    what: str,
+) -> list[OutputComparison]:
+    """``compare_outputs`` at the check's tolerance; running out of memory there is the
+    machine's limit, as ONNX Runtime's is: no verdict on the model (``what`` names the
+    comparison)."""
+    try:
+        return compare_outputs(*reference, *candidate, rtol=options.rtol, atol=options.atol)
+    except MemoryError:
+        raise WnpassError(
+            f"{what} needs more memory than there is; give smaller inputs (--shape, --inputs)"
+        ) from None
+
+
 def _check_one(
     reference: Path,
     candidate: Path,
@@ -293,6 +336,15 @@ def _check_one(
         cand.seconds_to_create,
     )
     ref_out = prov.run(ref, reference, feeds)
+    if changed := _not_deterministic(ref, reference, feeds, ref_out, options):
+        result.status = NOT_DETERMINISTIC
+        result.error = (
+            f"the reference gave other values of {', '.join(changed)} on a second run on the "
+            "same inputs (a random op or a training-mode Dropout): it is no reference to "
+            "compare with"
+        )
+        logger.warning("%s/%s: %s", provider, level, result.error)
+        return _OneRun(result, (ref, cand), ([], []))
     try:
         cand_out = prov.run(cand, candidate, feeds)
     except prov.RunFailedError as error:  # where the reference ran: the check fails
@@ -300,18 +352,10 @@ def _check_one(
         logger.info("%s/%s: the candidate failed to run: %s", provider, level, error.reason)
         return _OneRun(result, (ref, cand), ([], []))
     cand_names = _run_names(cand.session)
-    try:
-        result.comparisons = compare_outputs(
-            _run_names(ref.session),
-            ref_out,
-            cand_names,
-            cand_out,
-            rtol=options.rtol,
-            atol=options.atol,
-        )
-    except MemoryError:  # the machine's limit, as ONNX Runtime's is: no verdict on the model
-        raise WnpassError(
-            f"{candidate}: comparing its outputs with the reference's needs more memory than "
-            "there is; give smaller inputs (--shape, --inputs)"
-        ) from None
+    result.comparisons = _compared(
+        (_run_names(ref.session), ref_out),
+        (cand_names, cand_out),
+        options,
+        f"{candidate}: comparing its outputs with the reference's",
+    )
     return _OneRun(result, (ref, cand), (cand_names, cand_out))

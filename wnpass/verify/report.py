@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CANDIDATE_FAILED",
+    "NOT_DETERMINISTIC",
     "OK",
     "CheckReport",
     "LatencyStats",
@@ -34,6 +35,10 @@ OK = "ok"
 # the reference loaded and ran, the candidate did not (did not load, or failed to run: the
 # ONNX Runtime message in ProviderRun.error says which)
 CANDIDATE_FAILED = "candidate failed to run"
+# the reference gave other values on a second run on the same inputs (a random op, a
+# training-mode Dropout): no run of it is a reference to compare with (ProviderRun.error:
+# which outputs)
+NOT_DETERMINISTIC = "reference not deterministic"
 
 
 def fell_back_to(actual: str) -> str:
@@ -58,15 +63,15 @@ class ProviderRun:
 
     provider: str  # the short name asked for: "cpu" or "cuda"
     optimization: str  # "default" or "disabled"
-    # OK; fell_back_to(...): "fell back to CPU"; or CANDIDATE_FAILED (then nothing was
-    # compared or measured)
+    # OK; fell_back_to(...): "fell back to CPU"; CANDIDATE_FAILED or NOT_DETERMINISTIC (then
+    # nothing was compared or measured)
     status: str
     comparisons: list[OutputComparison] = dataclasses.field(default_factory=list)
     reference_session_s: float | None = None
     candidate_session_s: float | None = None
     reference: LatencyStats | None = None
     candidate: LatencyStats | None = None
-    error: str | None = None  # CANDIDATE_FAILED: ONNX Runtime's message
+    error: str | None = None  # CANDIDATE_FAILED: ONNX Runtime's message; NOT_DETERMINISTIC
 
     @property
     def ratio(self) -> float | None:
@@ -94,6 +99,8 @@ class ProviderRun:
         (:attr:`failed_to_run`)."""
         if self.status == CANDIDATE_FAILED:
             return None
+        if self.status == NOT_DETERMINISTIC:
+            return f"nothing compared: {self.error}"
         if self.status != OK:
             return f"nothing compared: ONNX Runtime {self.status} (nothing ran on {self.provider})"
         return nothing_compared(self.comparisons)
