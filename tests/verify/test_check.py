@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -794,3 +795,31 @@ def test_a_reference_that_changes_from_run_to_run_compares_nothing(
     assert not report and report.compared_nothing() and run.status == "reference not deterministic"
     assert run.comparisons == [] and run.reference is None  # neither compared nor timed
     assert "the reference gave other values of y on a second run" in (run.nothing_compared or "")
+
+
+@pytest.mark.parametrize("which", ["candidate", "inputs"])
+def test_a_file_replaced_while_the_check_runs_is_refused(
+    pair: tuple[Path, Path], which: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ONNX Runtime reads the models again for every session: a candidate replaced between
+    `--optimization` levels (as a build step's `mv` does) gave one report on two files, one
+    level failed and the other passed, without a word (t43)."""
+    from wnpass.verify import check as check_module
+
+    reference, candidate = pair
+    inputs = tmp_path / "x.npz"
+    np.savez(inputs, x=np.ones((2, 64), np.float32))
+    one_run = check_module._check_one
+
+    def then_replaced(*args: Any, **kwargs: Any) -> Any:
+        done = one_run(*args, **kwargs)
+        target = candidate if which == "candidate" else inputs
+        staged = target.with_name("staged")
+        staged.write_bytes(target.read_bytes() + (b"" if which == "candidate" else b"\0"))
+        os.replace(staged, target)
+        return done
+
+    monkeypatch.setattr(check_module, "_check_one", then_replaced)
+    with pytest.raises(InvalidModelError, match=r"changed while it was read") as error:
+        check(reference, candidate, runs=1, warmup=0, inputs=inputs)
+    assert str(error.value).startswith(str(candidate if which == "candidate" else inputs))

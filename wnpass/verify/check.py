@@ -129,10 +129,13 @@ def _require(name: str, value: object, kind: type, what: str) -> None:
         )
 
 
-def _load(path: Path, role: str) -> tuple[ir.Model, list[tuple[str, str]]]:
-    """The model at ``path``, and the files reading it read, each with what it is."""
+def _load(path: Path, role: str, pinned: list[IOPlan]) -> tuple[ir.Model, list[tuple[str, str]]]:
+    """The model at ``path``, and the files reading it read, each with what it is; the plan
+    that read them, which holds each as it was read, goes to ``pinned`` (ONNX Runtime reads
+    them again for every session: :meth:`IOPlan.require_unchanged` at the end)."""
     reads = IOPlan()
     model = io.load(path, reads)
+    pinned.append(reads)
     return model, model_files(path, f"the {role}", reads.reads()[1:])
 
 
@@ -189,17 +192,20 @@ def check(
         )
     _require("plan", plan, IOPlan, "an IOPlan")
     _require("reference_model", reference_model, ir.Model, "an onnx_ir.Model")
+    pinned: list[IOPlan] = []  # the files read, as read: a change during the runs is refused
     if reference_model is None:
-        reference_model, reference_files = _load(reference, "reference")
-    else:
+        reference_model, reference_files = _load(reference, "reference", pinned)
+    else:  # the caller's, who checks it is unchanged
         reference_files = model_files(reference, "the reference")
     specs = inputs_mod.signature(reference_model, reference)
-    candidate_model, candidate_files = _load(candidate, "candidate")
+    candidate_model, candidate_files = _load(candidate, "candidate", pinned)
     candidate_specs = inputs_mod.signature(candidate_model, candidate)
     inputs_mod.require_same_inputs(specs, candidate_specs, candidate)
     files_read = [*reference_files, *candidate_files]
     if options.inputs is not None:
         files_read.append((str(options.inputs), "the inputs file"))
+        pinned.append(IOPlan())
+        pinned[-1].pin(options.inputs)
     if plan is not None:
         for path, what in files_read:
             plan.read(path, what)
@@ -243,6 +249,8 @@ def check(
         report.cross_provider = compare_outputs(
             cpu_names, cpu_values, cuda_names, cuda_values, rtol=options.rtol, atol=options.atol
         )
+    for plan_read in pinned:  # sessions made from another file would mix two versions
+        plan_read.require_unchanged()
     logger.info("check %s: %s", candidate, "equivalent" if report else "FAILED")
     return report
 
