@@ -186,6 +186,30 @@ def test_check_bad_options_exit_2(
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check", "{t}/r.onnx", "{t}/c.onnx", "--rtol", "0.5", "--rtol", "1e-9"],
+        ["check", "{t}/r.onnx", "{t}/c.onnx", "--json", "{t}/a.json", "--json", "{t}/b.json"],
+        ["fold", "{t}/m.onnx", "-o", "{t}/a.onnx", "--output", "{t}/b.onnx"],
+        ["train-rewrite", "{t}/m.py", "--factory", "a", "--factory", "b"],
+    ],
+    ids=["rtol", "json", "output", "factory"],
+)
+def test_an_option_of_one_value_given_twice_is_refused(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The last one given was taken without a word: ``--json a.json --json b.json`` wrote
+    b.json only, and ``--rtol 0.5 --rtol 1e-9`` checked at 1e-9 (t43). Refused before any
+    file is read (none of these exist)."""
+    option = argv[-2]
+    assert main([a.replace("{t}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert "is given twice; give it once" in err and err.count("\n") == 1
+    assert option in err or option == "--output"  # -o and --output are one option
+    assert list(tmp_path.iterdir()) == []
+
+
 MLP = Path(__file__).resolve().parents[2] / "models" / "mlp.py"
 
 

@@ -156,10 +156,10 @@ def test_rtol_sets_the_outputs_tolerance_and_goes_with_init_keep(
     assert "(tolerance 0.00026)" in capsys.readouterr().out  # as given: it printed 3e-04
     assert json.loads(report.read_text())["rtol"] == 2.6e-4
     for extra, message in (
-        (["--init", "data"], "--rtol goes with --init keep"),
+        (["--rtol", "1e-3", "--init", "data"], "--rtol goes with --init keep"),
         (["--rtol", "-1"], "--rtol -1.0: a tolerance must be a finite number >= 0"),
     ):
-        assert main(["train-rewrite", str(model_py), "--rtol", "1e-3", *extra]) == 2
+        assert main(["train-rewrite", str(model_py), *extra]) == 2
         assert capsys.readouterr().err.startswith(f"wnpass: error: {message}")
     # a model.py without example_inputs() compares nothing: --rtol was ignored, exit 0
     no_inputs = tmp_path / "no_inputs.py"

@@ -22,7 +22,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from wnpass import __version__, interrupts
 from wnpass.cli import check, convert, export, fold, inspect, train_rewrite
@@ -57,8 +57,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"wnpass: error: {message} (see {self.prog} --help)\n")
 
 
+class _Once(argparse.Action):
+    """A single-valued option (argparse's ``store``): given twice, which value was meant is
+    not known (``--json a --json b`` would write b and never a), so it is a usage error."""
+
+    given = False
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if self.given and option_string is not None:
+            parser.error(f"{option_string} is given twice; give it once")
+        self.given = True
+        setattr(namespace, self.dest, values)
+
+
+def _once(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``parser``, its single-valued options (argparse's ``store``) made :class:`_Once`."""
+    parser.register("action", None, _Once)
+    parser.register("action", "store", _Once)
+    return parser
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="wnpass", description=(__doc__ or "").splitlines()[0])
+    parser = _once(_Parser(prog="wnpass", description=(__doc__ or "").splitlines()[0]))
     parser.add_argument("--version", action="version", version=f"wnpass {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print the summary only")
@@ -70,7 +96,7 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in _COMMANDS.items():
         doc = (module.run.__doc__ or "").strip().splitlines()[0]
-        sub = commands.add_parser(name, help=doc, description=doc)
+        sub = _once(commands.add_parser(name, help=doc, description=doc))
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)
     return parser
