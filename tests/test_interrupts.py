@@ -71,6 +71,30 @@ def test_while_publishing_the_signal_waits_for_the_release() -> None:
     assert done == ["renamed after the signal"]
 
 
+def test_other_stop_signals_are_taken_where_nothing_handles_them() -> None:
+    """SIGHUP at its default is a stop signal like SIGTERM; an alarm handler of the user's
+    stays theirs, and a signal the process ignores stays ignored."""
+
+    def users(signum: int, frame: object) -> None:
+        pass
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGALRM, signal.SIGUSR2)}
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGALRM, users)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    try:
+        with interrupts.handled(_on_stop):
+            assert signal.getsignal(signal.SIGALRM) is users
+            assert signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN
+            with pytest.raises(interrupts.Terminated), interrupts.staging():
+                signal.raise_signal(signal.SIGHUP)
+            assert interrupts.stopped_by() == signal.SIGHUP
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
 def test_the_handlers_are_put_back() -> None:
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     with interrupts.handled(_on_stop):
@@ -91,11 +115,13 @@ def _digests(folder: Path) -> dict[str, str]:
     }
 
 
-def _stop_before_rename(tmp_path: Path, stop_at: int, *argv: str) -> tuple[int, str]:
-    """SIGTERM a fold paused (2 s) before its ``stop_at``-th rename; its exit code, stderr."""
+def _stop_before_rename(
+    tmp_path: Path, stop_at: int, *argv: str, signum: int = signal.SIGTERM
+) -> tuple[int, str]:
+    """Signal a fold paused (2 s) before its ``stop_at``-th rename; its exit code, stderr."""
     marker = tmp_path.parent / f"{tmp_path.name}.marker"
     proc = paused_fold(marker, stop_at, *argv, pause=2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
     return proc.returncode, err.decode()
 
@@ -124,9 +150,21 @@ def test_sigterm_between_a_models_data_and_the_model_publishes_both(tmp_path: Pa
     assert not list(tmp_path.glob(".wnpass-*"))
 
 
-def test_sigterm_between_shards_publishes_the_whole_checkpoint(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "word"),
+    [
+        (signal.SIGTERM, "terminated"),
+        (signal.SIGHUP, "stopped by SIGHUP"),
+        (signal.SIGUSR1, "stopped by SIGUSR1"),
+    ],
+)
+def test_a_stop_between_shards_publishes_the_whole_checkpoint(
+    tmp_path: Path, signum: int, word: str
+) -> None:
     """Replacing a sharded output: stopped after the first shard's rename, the fold still
-    renames the other shards and the index, so the output is wholly the new one."""
+    renames the other shards and the index, so the output is wholly the new one. SIGHUP (a
+    closed terminal) and SIGUSR1 ended the process on the spot there, with shard 1 new and
+    the others old, and no word (t46)."""
     index = save_sharded(tmp_path, state_dict("legacy"), _three_shards())
     out = tmp_path / "out" / "model.safetensors.index.json"
     out.parent.mkdir()
@@ -139,8 +177,8 @@ def test_sigterm_between_shards_publishes_the_whole_checkpoint(tmp_path: Path) -
     older = save_sharded(other, state_dict("legacy", seed=1), _three_shards())
     assert subprocess.run([*fold[:4], str(older), "-o", str(out)], check=False).returncode == 0
     assert _digests(out.parent) != expected
-    code, err = _stop_before_rename(tmp_path, 2, str(index), "-o", str(out))
-    assert code == 128 + signal.SIGTERM and "terminated" in err, err
+    code, err = _stop_before_rename(tmp_path, 2, str(index), "-o", str(out), signum=signum)
+    assert code == 128 + signum and f"wnpass: {word}; already written: " in err, err
     assert _digests(out.parent) == expected
     assert not list(out.parent.glob(".wnpass-*"))
 

@@ -1,4 +1,6 @@
-"""What a stop signal (SIGINT, SIGTERM) does, by what the process has on disk at that moment.
+"""What a stop signal does, by what the process has on disk at that moment: SIGINT, SIGTERM,
+and the others whose default action would end the process on the spot (SIGHUP, SIGQUIT, ...:
+:data:`wnpass.program.STOP_SIGNALS`, where nothing else handles them).
 
 - **Nothing staged.** There is nothing to clean up and nothing half done, so the process ends
   at once (``on_stop``: the CLI says so in one line and exits with 130 or 143). It may be
@@ -33,6 +35,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import ClassVar, NoReturn
 
+from wnpass.program import STOP_SIGNALS, takes_over
+
 __all__ = [
     "STOPS",
     "Terminated",
@@ -47,11 +51,10 @@ __all__ = [
     "wrote",
 ]
 
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
 
 class Terminated(BaseException):
-    """SIGTERM, raised where the process is, so that staging is removed on the way out."""
+    """A stop signal other than SIGINT (SIGTERM, SIGHUP, ...), raised where the process is, so
+    that staging is removed on the way out (:func:`stopped_by` says which)."""
 
 
 # What stops wnpass wherever it is, also inside the user's code: a block that catches what
@@ -146,7 +149,7 @@ def _handler(signum: int, frame: object) -> None:
 
 @contextlib.contextmanager
 def handled(on_stop: Callable[[int], NoReturn]) -> Iterator[None]:
-    """Handle SIGINT and SIGTERM as the module docstring says while the block runs;
+    """Handle the stop signals as the module docstring says while the block runs;
     ``on_stop(signum)`` ends the process when nothing is staged. Outside the main thread
     (where Python cannot install handlers) the block runs with the handlers it has."""
     if threading.current_thread() is not threading.main_thread():
@@ -154,8 +157,8 @@ def handled(on_stop: Callable[[int], NoReturn]) -> Iterator[None]:
         return
     previous = {
         signum: signal.signal(signum, _handler)
-        for signum in _SIGNALS
-        if signal.getsignal(signum) is not signal.SIG_IGN  # ignored stays ignored
+        for signum in STOP_SIGNALS
+        if signal.getsignal(signum) is _handler or takes_over(signum, signal.getsignal(signum))
     }
     outer, _State.on_stop, _State.raised = _State.on_stop, on_stop, None
     _State.written, _State.deleted = [], []  # kept after the block, for the line said then

@@ -1,7 +1,8 @@
 """The ``wnpass`` program (and ``python -m wnpass``): stop signals handled from its first line.
 
-A SIGINT or SIGTERM that comes while the command line's modules are still being imported
-(20-80 ms, before :func:`wnpass.cli.main` installs its handlers) would otherwise print a
+A stop signal (SIGINT, SIGTERM, SIGHUP, ...: :data:`STOP_SIGNALS`) that comes while the
+command line's modules are still being imported (20-80 ms, before :func:`wnpass.cli.main`
+installs its handlers) would otherwise print a
 Python traceback or end the process without a word. Nothing is staged yet then, so the
 program says so in one line and ends at once, as it does later with nothing staged
 (:mod:`wnpass.interrupts`). Only the program does this: importing :mod:`wnpass.cli` as a
@@ -25,16 +26,35 @@ if TYPE_CHECKING:
     from types import FrameType
     from typing import NoReturn
 
-__all__ = ["run", "stop", "stop_line"]
+__all__ = ["STOP_SIGNALS", "run", "stop", "stop_line", "takes_over"]
 
-_STOPPED: dict[int, str] = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+# The stop signals, and what the line wnpass ends with calls each. Besides SIGINT and SIGTERM,
+# those whose default action ends a process on the spot, wherever it is (between two renames
+# of a result, leaving a sharded checkpoint part old, part new): SIGHUP (a closed terminal or
+# ssh session), SIGQUIT (Ctrl-\\), and the ones a user or a scheduler may send.
+STOP_SIGNALS: dict[int, str] = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+for _name in ("SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGXCPU",
+              "SIGPWR"):  # fmt: skip
+    if hasattr(signal, _name):
+        STOP_SIGNALS[getattr(signal, _name)] = f"stopped by {_name}"
+
+
+def takes_over(signum: int, current: object) -> bool:
+    """Whether wnpass handles stop signal ``signum``, whose handler is ``current``: never one
+    the process was started with ignored (a background job's SIGINT, ``nohup``'s SIGHUP); the
+    others than SIGINT and SIGTERM only where nothing handles them (their default action), so
+    that a handler of the user's (a model's alarm) stays."""
+    if current is signal.SIG_IGN:
+        return False
+    ours = current is _early
+    return ours or signum in (signal.SIGINT, signal.SIGTERM) or current is signal.SIG_DFL
 
 
 def stop_line(signum: int, written: Sequence[str] = (), deleted: Sequence[str] = ()) -> str:
     """What the program says when a stop signal ends it: also the files the run had already
     put in place (``written``: a result whose renames the signal waited for, or an earlier
     one) or deleted (:func:`wnpass.interrupts.changes`)."""
-    line = f"wnpass: {_STOPPED[signum]}"
+    line = f"wnpass: {STOP_SIGNALS[signum]}"
     if written or deleted:
         from wnpass.errors import printable  # imported already: the run wrote a file
 
@@ -92,8 +112,8 @@ def _open_closed_streams() -> None:
 def run() -> NoReturn:
     """Handle stop signals, open the standard streams the process lacks, then import and run
     the command line."""
-    for signum in _STOPPED:
-        if signal.getsignal(signum) is not signal.SIG_IGN:  # ignored stays ignored
+    for signum in STOP_SIGNALS:
+        if takes_over(signum, signal.getsignal(signum)):
             signal.signal(signum, _early)
     _open_closed_streams()
     from wnpass import interrupts

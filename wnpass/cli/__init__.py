@@ -4,8 +4,9 @@ Exit codes, and no others: 0 success; 1 a check ran and failed; 2 bad input or u
 (including errors raised by the user's model.py or checkpoint, and a ``sys.exit()`` in the
 model's code, whatever code it asked for); 3 an internal error (one line;
 ``-v`` shows the traceback); 141, without a word, when the reader of the output went away (a
-closed pipe, as for a process that SIGPIPE stops). A run stopped by SIGINT or SIGTERM
-publishes nothing more and exits with the shell's code for the signal (130, 143): at once
+closed pipe, as for a process that SIGPIPE stops). A run stopped by SIGINT, SIGTERM or
+another stop signal (SIGHUP, ...: :data:`wnpass.program.STOP_SIGNALS`) publishes nothing more
+and exits with the shell's code for the signal (130, 143, 129, ...): at once
 when nothing is staged, after removing its staging otherwise, and after the last rename when
 it comes while a result is being published (:mod:`wnpass.interrupts`); its one line names
 what the run had already put in place or deleted, if anything.
@@ -130,8 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = Printer(quiet=args.quiet, plain=args.plain)
             return int(args.run(args, out))
     except interrupts.STOPS as stopped:
-        kind = signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM
-        return _stopped(kind)
+        fallback = signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM
+        return _stopped(interrupts.stopped_by() or fallback)
     except SystemExit as exited:
         return _exited(exited, args)
     except BaseException as error:  # any other, also a BaseException no inner block named
