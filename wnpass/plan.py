@@ -394,6 +394,25 @@ class _Entry:
     why: str = "which this run reads"  # a read file: why no output may be written onto it
 
 
+def _rename_new(staged: Path, target: Path) -> None:
+    """Put ``staged`` at ``target``, which must not exist (``FileExistsError`` where it does):
+    a hard link fails where the name is taken, atomically, where a check and a rename would
+    leave a moment to another process. A file system without hard links gets that check and
+    rename."""
+    try:
+        os.link(staged, target)
+    except FileExistsError:
+        raise
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+            raise
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target)) from None
+        os.replace(staged, target)
+        return
+    os.unlink(staged)
+
+
 class IOPlan:
     """The paths one run reads and writes; see the module docstring for the rules."""
 
@@ -408,6 +427,7 @@ class IOPlan:
         self._kept: dict[Path, Path] = {}  # a file the old version of an output needs: output
         self._pinned: dict[Path, readahead.Identity | None] = {}  # files read lazily: as first seen
         self._may_replace_read: set[Path] = set()
+        self._new: set[Path] = set()  # targets whose name was chosen as free: never replaced
         self._checked = False
         self.left: list[str] = []  # files a run would have removed but kept, with the reason
         self.removed: list[Path] = []  # files it removed: old data files of replaced outputs
@@ -541,17 +561,26 @@ class IOPlan:
         return bool(paths or opened)
 
     def write(
-        self, path: str | os.PathLike[str], parameter: str, *, replaces_read: bool = False
+        self,
+        path: str | os.PathLike[str],
+        parameter: str,
+        *,
+        replaces_read: bool = False,
+        new: bool = False,
     ) -> Path:
         """Record that ``path`` is written (as ``parameter``). ``replaces_read``: it is also
-        read, and writing over it is what was asked (``in_place``). A name that ends in a
-        slash names a folder (``Path`` would drop the slash): refused here."""
+        read, and writing over it is what was asked (``in_place``). ``new``: a name chosen
+        because nothing had it (a data file's), which :meth:`publish` never renames over what
+        another process put there meanwhile. A name that ends in a slash names a folder
+        (``Path`` would drop the slash): refused here."""
         if isinstance(path, str) and path.endswith(("/", os.sep)):
             raise OutputError(f"{path}: names a folder, not a file", parameter=parameter)
         path = Path(path)
         self._writes.append(_Entry(path, parameter))  # twice: check() refuses the collision
         if replaces_read:
             self._may_replace_read.add(_where(path))
+        if new:
+            self._new.add(_where(path))
         if self._watch is not None:
             self._arm(path)
         self._checked = False
@@ -802,9 +831,20 @@ class IOPlan:
                 self._locks[folder] = lock
             interrupts.hold()
         try:
-            os.replace(staged, target)
+            if _where(target) in self._new:
+                _rename_new(staged, target)
+            else:
+                os.replace(staged, target)
             self.published.append(target)
             interrupts.wrote(target)
+        except FileExistsError:
+            message = (
+                f"{target}: another process put a file there while this run went on (its "
+                "name was free when it was chosen); refused"
+            )
+            if self.published:
+                message += "; already written: " + ", ".join(str(p) for p in self.published)
+            raise OutputError(message, parameter=entry.parameter) from None
         except OSError as error:
             raise self._cannot_write(target, error, entry) from None
 

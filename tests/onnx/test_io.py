@@ -835,3 +835,29 @@ def test_a_branchs_external_tensor_is_written_with_the_output(
     }
     assert locations == ({"m.onnx.data"} if external_data is None else set())
     assert_close(run(out, feeds), run(source, feeds))
+
+
+def test_a_data_file_name_taken_by_another_process_meanwhile_is_never_written_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data file's name is chosen free when the run is planned. Another run that took the
+    same name meanwhile (`-o out.onnx.1`, whose data file is out.onnx.1.data, beside an
+    output whose out.onnx.data is taken) had its data file renamed over: its model loaded
+    this run's weights, both exiting 0 (t46). The rename now refuses a name taken since."""
+    source = weight_normed(tmp_path, external=True)
+    out = tmp_path / "out.onnx"
+    fold_onnx(source, out)  # out.onnx.data is taken: the next fold plans out.onnx.1.data
+    theirs = tmp_path / "out.onnx.1.data"
+    saved = onnx.save
+
+    def and_another_run_meanwhile(*args: Any, **kwargs: Any) -> None:
+        saved(*args, **kwargs)
+        theirs.write_bytes(b"another run's weights")
+
+    monkeypatch.setattr(io.onnx, "save", and_another_run_meanwhile)
+    before = out.read_bytes()
+    with pytest.raises(OutputError, match=r"out\.onnx\.1\.data: another process put a file"):
+        fold_onnx(source, out)
+    assert theirs.read_bytes() == b"another run's weights"
+    assert out.read_bytes() == before and (tmp_path / "out.onnx.data").exists()
+    assert not list(tmp_path.glob(".wnpass-*"))

@@ -827,7 +827,7 @@ def plan_save(
     data_name = None
     if external_data is not False:
         data_name = _free_data_name(path)
-        plan.write(path.parent / data_name, f"{parameter}'s external data")
+        plan.write(path.parent / data_name, f"{parameter}'s external data", new=True)
     return SaveTarget(path, data_name, external_data)
 
 
