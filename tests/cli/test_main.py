@@ -323,6 +323,31 @@ def test_a_stream_closed_from_the_start_changes_nothing_but_what_is_said(
     assert inspected.returncode == 0 and inspected.stderr == b""
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this system")
+@pytest.mark.parametrize("command", ["fold", "check"])
+def test_a_standard_output_that_takes_nothing_is_said_after_the_run(
+    tmp_path: Path, command: str
+) -> None:
+    """``> /dev/full`` (a full disk under ``> log.txt``): the first line printed failed the
+    run, before its ``--json`` was written, with a line naming nothing (``No space left on
+    device``; t46). The run now goes on unprinted, writes every file, and says last what failed
+    and what it wrote; exit 2."""
+    path = weight_normed(tmp_path)
+    report, out = tmp_path / "r.json", tmp_path / "out.onnx"
+    argv = [sys.executable, "-m", "wnpass", command, str(path)]
+    argv += ["-o", str(out)] if command == "fold" else [str(path), "--runs", "1"]
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([*argv, "--json", str(report)], stdout=full, stderr=subprocess.PIPE)
+    assert result.returncode == 2
+    wrote = f"{out}, {report}" if command == "fold" else f"{report}"
+    assert result.stderr.decode() == (
+        "wnpass: error: cannot write to standard output (No space left on device); "
+        f"already written: {wrote}\n"
+    )
+    assert json.loads(report.read_text())["ok"] is True
+    assert command == "check" or sites_left(out) == 0
+
+
 def test_a_log_line_escapes_the_control_characters_of_a_models_names(tmp_path: Path) -> None:
     """A warning names a model's value as every printed line does, control characters
     escaped: a name holding a newline cannot forge a line of its own."""

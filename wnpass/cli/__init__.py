@@ -129,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with interrupts.handled(stop):
             out = Printer(quiet=args.quiet, plain=args.plain)
-            return int(args.run(args, out))
+            code = int(args.run(args, out))
+            return code if out.failed is None else _unprinted(out.failed)
     except interrupts.STOPS as stopped:
         fallback = signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM
         return _stopped(interrupts.stopped_by() or fallback)
@@ -143,6 +144,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _failed(error, args)
     finally:
         logging.captureWarnings(False)
+
+
+def _unprinted(error: OSError) -> int:
+    """The run went on without its report, which standard output would not take: say so, and
+    what the run put in place (each file whole), on stderr; exit 2, as for any file of the
+    user's that cannot be written."""
+    written, deleted = interrupts.changes()
+    line = f"wnpass: error: cannot write to standard output ({error.strerror or error})"
+    if written:
+        line += f"; already written: {', '.join(written)}"
+    if deleted:
+        line += f"; removed: {', '.join(deleted)}"
+    _tell(printable(line))
+    return EXIT_BAD_INPUT
 
 
 def _stopped(signum: int) -> int:

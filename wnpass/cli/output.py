@@ -42,6 +42,9 @@ class Printer:
         # a progress bar (on stderr) only where nothing asked for plain or quiet output
         self.bars = not (plain or quiet or is_plain_terminal(sys.stderr))
         self._subject: str | None = None
+        # the error that made the stream unwritable (a full disk under ``> out.txt``,
+        # /dev/full): the run goes on without printing, and the command line says it last
+        self.failed: OSError | None = None
         self._console = None
         if not self.plain:
             from rich.console import Console
@@ -72,7 +75,7 @@ class Printer:
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         """A table of pure rows (left out with ``--quiet``)."""
-        if self.quiet:
+        if self.quiet or self.failed is not None:
             return
         rows = [[printable(cell) for cell in row] for row in rows]
         title = printable(title)
@@ -93,6 +96,8 @@ class Printer:
             self.stream.flush()
 
     def _write(self, text: str) -> None:
+        if self.failed is not None:  # nothing more, rather than a report with a hole in it
+            return
         text = printable(text)
         with self._unless_closed():
             if self._console is not None:
@@ -106,12 +111,19 @@ class Printer:
     @contextlib.contextmanager
     def _unless_closed(self) -> Iterator[None]:
         """Write in the block; a stream closed meanwhile (a model.py's code closed stdout)
-        loses what is written, not the run: its exit code still says how it went."""
+        loses what is written, not the run: its exit code still says how it went. A stream
+        that cannot be written (no space left, an I/O error) loses it too, and the run goes
+        on, its files and ``--json`` written; the command line then says what failed
+        (:attr:`failed`). A reader gone away (a closed pipe) ends the run, as SIGPIPE would."""
         try:
             yield
         except ValueError:
             if not self.stream.closed:
                 raise
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            self.failed = error
 
 
 def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
