@@ -712,7 +712,8 @@ def test_a_string_input_beside_a_bits_output_is_said_to_be_onnx_runtimes_limit(
     """
     path = tmp_path / "str_bf16.onnx"
     onnx.save(onnx_model(text), path)
-    message = r"^a string input beside an output of a type numpy lacks .*; nothing compared$"
+    said = "a string input beside an output of a type numpy lacks .*; nothing compared$"
+    message = rf"^{re.escape(str(path))}: {said}"
     feeds = tmp_path / "in.npz"
     np.savez(feeds, s=np.array(["a", "b"]), x=np.ones(2, np.float32))
     with pytest.raises(UsageError, match=message):
@@ -823,3 +824,21 @@ def test_a_file_replaced_while_the_check_runs_is_refused(
     with pytest.raises(InvalidModelError, match=r"changed while it was read") as error:
         check(reference, candidate, runs=1, warmup=0, inputs=inputs)
     assert str(error.value).startswith(str(candidate if which == "candidate" else inputs))
+
+
+def test_a_bits_output_beside_a_sequence_is_refused_naming_the_model(tmp_path: Path) -> None:
+    """ONNX Runtime's Python API gives a bfloat16 output only as an OrtValue, and then a
+    sequence output not at all: refused, exit 2, with the model's name (t43: none was said)."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2] x) => (bfloat16[2] b, seq(float[2]) s) {
+            b = Cast <to = 16> (x)
+            s = SequenceConstruct(x)
+        }
+    """
+    path = tmp_path / "m.onnx"
+    onnx.save(onnx_model(text), path)
+    with pytest.raises(UsageError) as error:
+        check(path, path, runs=1, warmup=0)
+    assert str(error.value).startswith(f"{path}: output s is a seq(tensor(float)): ONNX Runtime")
+    assert error.value.exit_code == 2

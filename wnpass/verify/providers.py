@@ -211,6 +211,8 @@ def run(session: Session, model: Path, feeds: dict[str, Any]) -> list[Any]:
     (:class:`RunFailedError`; :class:`OutOfMemoryError` when an allocation failed)."""
     try:
         return session.run(feeds)
+    except UsageError as error:  # what ONNX Runtime's Python API cannot give of this model
+        raise UsageError(f"{model}: {error}") from None
     except WnpassError:
         raise
     except Exception as error:
