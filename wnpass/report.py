@@ -39,7 +39,7 @@ class SiteReport:
     """One weight-norm site: what it is and what was done with it."""
 
     name: str  # the folded weight's name (the PyTorch parameter's)
-    graph: str  # "main", "subgraph <name>" or "function <domain>::<name>"
+    graph: str  # "main", "subgraph <name>" or "function <domain>::<name>[:<overload>]"
     consumers: list[str]
     shape: list[int] | None  # v's, the shape the axes are of (layout ops may follow)
     dtype: str | None
@@ -62,7 +62,7 @@ class ConeReport:
     what was done with it: folded into one initializer, or why not."""
 
     name: str  # the folded weight's name (after the constant it comes from)
-    graph: str  # "main", "subgraph <name>" or "function <domain>::<name>"
+    graph: str  # "main", "subgraph <name>" or "function <domain>::<name>[:<overload>]"
     consumers: list[str]
     shape: list[int] | None
     dtype: str | None

@@ -595,3 +595,41 @@ def test_an_ir3_bodys_weights_are_folded_into_constant_nodes() -> None:
         feeds = {"x": rand(2, 6), "c": np.array(c)}
         assert_close(run(folded, feeds), run(model, feeds))
     assert inspect_onnx(folded).remaining == 0
+
+
+def test_overloads_of_a_function_are_told_apart_in_the_report() -> None:
+    """Two overloads of ``local::Lin`` (IR version 10), each holding a site: both were
+    reported ``function local::Lin``, so a reader could not tell which got which weight."""
+    oh = onnx.helper
+    functions = []
+    for overload in ("a", "b"):
+        nodes = [
+            oh.make_node("Constant", [], ["v"], value=onnx.numpy_helper.from_array(rand(4, 4))),
+            oh.make_node("Constant", [], ["g"], value=onnx.numpy_helper.from_array(rand(4, 1))),
+            oh.make_node("ReduceL2", ["v"], ["n"], axes=[1], keepdims=1),
+            oh.make_node("Div", ["v", "n"], ["d"]),
+            oh.make_node("Mul", ["g", "d"], ["w"]),
+            oh.make_node("Gemm", ["X", "w"], ["Y"], transB=1),
+        ]
+        function = oh.make_function("local", "Lin", ["X"], ["Y"], nodes, [oh.make_opsetid("", 17)])
+        function.overload = overload
+        functions.append(function)
+    calls = [oh.make_node("Lin", ["x"], [f"y{o}"], domain="local") for o in ("a", "b")]
+    for call, overload in zip(calls, ("a", "b"), strict=True):
+        call.overload = overload
+    square = [
+        oh.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [4, 4]) for n in ("x", "ya", "yb")
+    ]
+    graph = oh.make_graph(calls, "m", square[:1], square[1:])
+    model = oh.make_model(
+        graph,
+        opset_imports=[oh.make_opsetid("", 17), oh.make_opsetid("local", 1)],
+        functions=functions,
+        ir_version=10,
+    )
+    _, report = fold_onnx(model)
+    assert sorted(site.graph for site in report.sites) == [
+        "function local::Lin:a",
+        "function local::Lin:b",
+    ]
+    assert report.folded == 2

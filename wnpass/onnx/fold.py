@@ -64,8 +64,9 @@ def count_nodes(model: ir.Model) -> int:
 def graph_label(graph: ir.Graph | ir.Function, model: ir.Model) -> str:
     if graph is model.graph:
         return "main"
-    if isinstance(graph, ir.Function):
-        return f"function {graph.domain}::{graph.name}"
+    if isinstance(graph, ir.Function):  # an overload (IR version 10) is a function of its own
+        overload = f":{graph.overload}" if graph.overload else ""
+        return f"function {graph.domain}::{graph.name}{overload}"
     return f"subgraph {graph.name or '?'}"
 
 
