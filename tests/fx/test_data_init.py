@@ -627,6 +627,53 @@ def test_a_constant_batch_is_refused_and_the_model_left_as_it_was(batch: torch.T
     assert torch.equal(_outputs(model, x), expected)
 
 
+def test_a_batch_whose_spread_is_at_the_rounding_level_is_refused() -> None:
+    """``1 + 1e-6 * randn``: about 8 float32 ulps of spread, past the constant test's 4, was
+    initialized to unit means of -0.09 and stds of 1.06 on the batch itself, g about 1e6, and
+    reported ok (t48). The init's result is now checked on the batch: refused, as it was."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 4), nn.Tanh(), nn.Linear(4, 3))
+    before, x = _state(model), torch.randn(3, 8)
+    expected = _outputs(model, x)
+    batch = 1 + 1e-6 * torch.randn(64, 8)
+    with pytest.raises(InvalidArgumentError, match="cannot bring to std 1 and mean 0") as caught:
+        apply_weight_norm(model, (batch,), init="data")
+    assert "give a batch of different examples" in str(caught.value)
+    _assert_as_before(model, before)
+    assert torch.equal(_outputs(model, x), expected)
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e23])
+def test_a_rescale_that_would_change_the_weight_is_refused(scale: float) -> None:
+    """g = 1/sigma of about 1e20 (inputs near 1e-20) or 1e-23: rescaled to ||v|| = g, v's
+    norm overflowed or underflowed float32, the weight PyTorch computes was all zero or NaN,
+    and the report said ok (t48). Refused now; without the rescale the same batch
+    initializes."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 4))
+    before = _state(model)
+    batch = torch.randn(64, 8) * scale
+    with pytest.raises(InvalidArgumentError, match=r"rescaled to \|\|v\|\| = g, v's norm"):
+        apply_weight_norm(model, (batch,), init="data")
+    _assert_as_before(model, before)
+    apply_weight_norm(model)
+    assert data_init(model, batch, rescale=False).initialized == ["0.weight"]
+
+
+@pytest.mark.parametrize(("dim", "unit"), [(-2, True), (-1, False)])
+def test_a_negative_dim_is_read_as_pytorch_reads_it(dim: int, unit: bool) -> None:
+    """``weight_norm(Linear, dim=-2)`` is per output unit (axis 0) and was kept as "g is per
+    axis -2"; ``dim=-1`` is PyTorch's whole-tensor norm, said as such now (t48)."""
+    torch.manual_seed(0)
+    model: Any = nn.Sequential(parametrizations.weight_norm(nn.Linear(8, 4), dim=dim))
+    report = data_init(model, torch.randn(32, 8))
+    if unit:
+        assert report.initialized == ["0.weight"] and report.kept == {}
+    else:
+        reason = "g is one number for the whole weight (dim=None), not per output unit (axis 0)"
+        assert report.kept == {"0.weight": reason}
+
+
 def test_a_weight_normed_layer_the_selection_leaves_out_is_not_initialized() -> None:
     """A layer weight-normed before, excluded by the user (or not included), was
     re-initialized anyway: its g, v and bias are left alone now; selected, it is initialized."""

@@ -27,7 +27,7 @@ from wnpass.arguments import require_choice
 from wnpass.axes import DimPolicy, is_legacy_hook, is_legacy_spectral_norm_hook
 from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.fx.axes import Use
-from wnpass.fx.register import parametrized_here, unit_norm_problem
+from wnpass.fx.register import parametrized_here, stored_unit_dim, unit_norm_problem
 from wnpass.fx.report import ParamSite
 from wnpass.fx.trace import Tracer, find_uses
 
@@ -167,7 +167,7 @@ def _already(model: nn.Module) -> tuple[dict[str, ParamSite], dict[str, str]]:
                 v = getattr(plist, "original1", getattr(plist, "original", None))
                 shape = list(v.shape) if v is not None else []
                 if norms:
-                    axis = None if norms[0].dim == -1 else norms[0].dim
+                    axis = stored_unit_dim(norms[0].dim, len(shape))
                     status, reason = "already", "parametrizations.weight_norm"
                 else:
                     axis, status = None, "skipped"
@@ -181,7 +181,7 @@ def _already(model: nn.Module) -> tuple[dict[str, ParamSite], dict[str, str]]:
             if is_legacy_hook(hook):
                 g_name, v_name = f"{prefix}{hook.name}_g", f"{prefix}{hook.name}_v"
                 v = getattr(module, f"{hook.name}_v")
-                axis = None if hook.dim == -1 else hook.dim
+                axis = stored_unit_dim(hook.dim, v.dim())
                 reason = "legacy weight_norm hook"
                 site = ParamSite(prefix + hook.name, op, list(v.shape), axis, "already", reason)
                 covered[g_name] = covered[v_name] = site.name

@@ -87,7 +87,12 @@ from wnpass.fx.forward import (
     forward_failed,
     what_it_did,
 )
-from wnpass.fx.register import parametrized_here, unit_norm_problem, units_text
+from wnpass.fx.register import (
+    parametrized_here,
+    stored_unit_dim,
+    unit_norm_problem,
+    units_text,
+)
 
 __all__ = [
     "CONSTANT_ULPS",
@@ -113,6 +118,13 @@ MIN_VALUES = 2
 # zeros, one example repeated): g = 1/sigma would be unbounded (1e6 with the paper's epsilon,
 # and the unit's outputs on any other input as large), so such a batch is refused.
 CONSTANT_ULPS = 4
+# The init's result, checked on the batch it came from: each unit's pre-activation std 1 (and
+# mean 0 where the bias was set) within this, or ``RESULT_ULPS`` of the op's dtype where that
+# is coarser (bfloat16's). Ordinary batches land within 1e-6 in float32; one whose spread is at
+# the rounding level of its values (``1 + 1e-6 * randn``, 8 float32 ulps: std 1.06, mean -0.09
+# measured) passes CONSTANT_ULPS and is refused here instead.
+RESULT_TOLERANCE = 1e-3
+RESULT_ULPS = 16
 
 # the ops whose output is a layer's pre-activation, by the name torch calls them
 _OPS: dict[str, OpKind] = {
@@ -175,12 +187,15 @@ def _why_not(module: nn.Module, tensor_name: str, redraw: bool) -> str | None:
     unit = unit_axis(kind, list(plist.original1.shape), groups=groups, advise=False)
     if isinstance(unit, str):
         return f"{unit}: g is not per output unit"
-    if norm.dim != unit:
-        return f"g is per axis {norm.dim}, not per output unit (axis {unit})"
+    stored = stored_unit_dim(norm.dim, plist.original1.dim())
+    if stored is None:
+        return f"g is one number for the whole weight (dim=None), not per output unit (axis {unit})"
+    if stored != unit:
+        return f"g is per axis {stored}, not per output unit (axis {unit})"
     if not (plist.original0.requires_grad and plist.original1.requires_grad):
         return "g or v frozen (requires_grad=False): not re-initialized"
     if not redraw:
-        return unit_norm_problem(plist.original1, norm.dim)
+        return unit_norm_problem(plist.original1, stored)
     return None
 
 
@@ -329,6 +344,32 @@ def _statistics(
                 parameter="batch",
             )
     return mu, sigma
+
+
+def _check_result(
+    t: torch.Tensor, axis: int, layer: str, dtype: torch.dtype, *, set_mean: bool
+) -> None:
+    """Refuse an init whose pre-activations (``t``, the float64 values of the op's output of
+    ``dtype`` on the batch, with the values just set) are not what it promises: std 1 per unit,
+    and mean 0 where the bias was set, within ``RESULT_TOLERANCE`` (see there)."""
+    dims = _reduce_dims(t.dim(), axis)
+    mu, sigma = t.mean(dim=dims), t.std(dim=dims, unbiased=False)
+    tolerance = max(RESULT_TOLERANCE, RESULT_ULPS * torch.finfo(dtype).eps)
+    off = (sigma - 1).abs() > tolerance
+    if set_mean:
+        off |= mu.abs() > tolerance
+    off |= ~(torch.isfinite(mu) & torch.isfinite(sigma))
+    if bool(off.any()):
+        worst = int(off.nonzero().flatten()[0])
+        where = units_text([int(i) for i in off.nonzero().flatten()], len(sigma), axis % t.dim())
+        raise InvalidArgumentError(
+            f"gives {layer} pre-activations that the init cannot bring to std 1"
+            f"{' and mean 0' if set_mean else ''} in {where} of its output (unit {worst}: mean "
+            f"{float(mu[worst]):.3g}, std {float(sigma[worst]):.3g}, with tolerance "
+            f"{tolerance:g}): their spread is at the rounding level of their values; give a "
+            "batch of different examples",
+            parameter="batch",
+        )
 
 
 def _dtype(dtype: torch.dtype) -> str:
@@ -529,16 +570,37 @@ class _InitPass(TorchFunctionMode):
         else:
             self.report.scale_only[target.name] = str(why)
         if self.rescale:
-            dim = originals[0].dim
-            v_norm = torch.linalg.vector_norm(
-                v.double(), dim=_reduce_dims(v.dim(), dim), keepdim=True
-            )
-            v.copy_((v.double() * (g.double().reshape(_unit_shape(v, dim)) / v_norm)).to(v.dtype))
+            self._rescale(module, originals, layer)
         output = _call_with_weight(func, args, kwargs, originals())
+        _check_result(output.double(), axis, layer, output.dtype, set_mean=bias is not None)
         self.initialized.add(module)
         self.report.initialized.append(target.name)
         logger.debug("data init %s", target.name)
         return output
+
+    @staticmethod
+    def _rescale(module: nn.Module, originals: Any, layer: str) -> None:
+        """``v <- v * g/||v||`` per unit: the same weight, its ``||v||`` now ``g``; refused
+        where the weight PyTorch computes from them is another (``||v||`` then beyond the
+        range of v's dtype: g of 1e20 from a batch of values near 1e-20 makes its squares
+        inf, and the weight 0)."""
+        g, v = originals.original0, originals.original1
+        before = originals()
+        dim = originals[0].dim
+        v_norm = torch.linalg.vector_norm(v.double(), dim=_reduce_dims(v.dim(), dim), keepdim=True)
+        v.copy_((v.double() * (g.double().reshape(_unit_shape(v, dim)) / v_norm)).to(v.dtype))
+        after = originals()
+        eps = torch.finfo(before.dtype).eps
+        close = torch.isfinite(after).all() and bool(
+            ((after.double() - before.double()).abs() <= 4 * eps * before.double().abs()).all()
+        )
+        if not close:
+            raise InvalidArgumentError(
+                f"gives {layer} a g of up to {float(g.abs().max()):.3g}: rescaled to ||v|| = g, "
+                f"v's norm leaves {_dtype(v.dtype)}'s range and PyTorch computes another weight; "
+                "give a batch of ordinary scale (or, in Python, rescale=False)",
+                parameter="batch",
+            )
 
     def finish(self) -> None:
         """Report the targets no op of the batch initialized (their values were not written)."""

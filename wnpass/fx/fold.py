@@ -27,7 +27,7 @@ from wnpass.arguments import require_flag
 from wnpass.axes import is_legacy_hook
 from wnpass.fx.arguments import require_module, require_values
 from wnpass.fx.pickling import unmake_picklable
-from wnpass.fx.register import parametrized_here, remove_legacy_keys
+from wnpass.fx.register import parametrized_here, remove_legacy_keys, stored_unit_dim
 from wnpass.fx.rnn_cache import remove_rnn_cache
 from wnpass.rounding import round_to_torch
 from wnpass.rules import weight_from
@@ -102,11 +102,6 @@ def _declined(site: FoldedSite, g: torch.Tensor, v: torch.Tensor) -> bool:
     return True
 
 
-def _unit_dim(dim: int, ndim: int) -> int | None:
-    """PyTorch's stored ``dim``: -1 means the whole tensor (``dim=None`` at creation)."""
-    return None if dim == -1 else dim % ndim
-
-
 def _own_class(module: nn.Module) -> None:
     """Give a parametrized module a class of its own before removing a parametrization.
 
@@ -144,7 +139,7 @@ def _stored(module: nn.Module) -> list[_Stored]:
             norms = [p for p in plist if isinstance(p, _WeightNorm)]
             if norms:
                 g, v = plist.original0, plist.original1
-                dim = _unit_dim(norms[0].dim, v.dim())
+                dim = stored_unit_dim(norms[0].dim, v.dim())
                 found.append(_Stored(name, "parametrization", dim, g, v, len(plist) != 1))
     hooks: list[tuple[int, Any]] = list(module._forward_pre_hooks.items())
     for key, hook in hooks:
@@ -154,7 +149,7 @@ def _stored(module: nn.Module) -> list[_Stored]:
             # that changes its buffers in training mode)
             g, v = (_as_stored(module, f"{hook.name}_{half}") for half in "gv")
             stacked = any(parametrize.is_parametrized(module, f"{hook.name}_{h}") for h in "gv")
-            dim = _unit_dim(hook.dim, v.dim())
+            dim = stored_unit_dim(hook.dim, v.dim())
             found.append(_Stored(hook.name, "legacy hook", dim, g, v, stacked, key))
     return found
 

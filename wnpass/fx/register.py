@@ -25,6 +25,7 @@ __all__ = [
     "parametrized_here",
     "register_weight_norm",
     "remove_legacy_keys",
+    "stored_unit_dim",
     "unit_norm_problem",
     "units_text",
 ]
@@ -68,6 +69,13 @@ def remove_legacy_keys(module: nn.Module, name: str) -> None:
         hook = getattr(wrapped, "hook", None)
         if isinstance(hook, LegacyKeys) and hook.name == name:
             del hooks[key]
+
+
+def stored_unit_dim(dim: int, ndim: int) -> int | None:
+    """The unit axis of PyTorch's stored ``dim`` (of a ``_WeightNorm`` or a legacy hook) for a
+    weight of ``ndim`` dimensions: -1 means the whole tensor (``dim=None`` at creation); any
+    other negative axis counts from the end, as ``norm_except_dim`` reads it."""
+    return None if dim == -1 else dim % ndim
 
 
 def units_text(indices: list[int], count: int, dim: int) -> str:
