@@ -130,6 +130,43 @@ def test_key_forms_round_trip_for_an_empty_module(weight: str, form: KeyForm) ->
     assert parse_key(keys.g) == (keys, "g") and parse_key(keys.v) == (keys, "v")
 
 
+@pytest.mark.parametrize("weight", ["blk\n0.weight", "a.weight\n", "\na.weight", "a.w\r\nx"])
+@pytest.mark.parametrize("form", ["parametrize", "legacy"])
+def test_a_key_with_a_newline_is_read_exactly(weight: str, form: KeyForm) -> None:
+    """A newline is a character of the key like any other (a ModuleDict key may hold one): the
+    patterns without DOTALL missed ``blk\\n0.weight_g`` (a pair never seen)."""
+    keys = pair_keys(weight, form)
+    assert parse_key(keys.g) == (keys, "g") and parse_key(keys.v) == (keys, "v")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "a.weight_g\n",
+        "a.weight_v\n",
+        "a.parametrizations.weight.original0\n",
+        "a.parametrizations.weight.original1\n",
+        "a._g",
+        "a._v",
+        "._g",
+        "a.parametrizations..original0",
+    ],
+)
+def test_a_key_of_neither_form_is_no_half_of_a_pair(key: str) -> None:
+    """``$`` matched before a last newline: ``a.weight_g\\n`` was read as g of ``a.weight``,
+    whose keys are others (an AssertionError in every checkpoint command). ``a._g`` names no
+    parameter's g (its name would be empty, which PyTorch refuses): it is an ordinary tensor,
+    not renamed to ``a.parametrizations..original0``, which nothing reads back."""
+    assert parse_key(key) is None
+
+
+@pytest.mark.parametrize("weight", ["", ".", "a.", "a.b."])
+@pytest.mark.parametrize("form", ["parametrize", "legacy"])
+def test_a_weight_with_an_empty_name_has_no_keys(weight: str, form: KeyForm) -> None:
+    with pytest.raises(ValueError, match="names no parameter"):
+        pair_keys(weight, form)
+
+
 def test_no_two_weights_share_a_key() -> None:
     """convert renames each pair onto pair_keys' keys: two weights never get one key, so no
     two renamed pairs can write the same entry."""

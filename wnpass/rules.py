@@ -38,10 +38,13 @@ __all__ = [
 
 KeyForm = Literal["parametrize", "legacy"]
 
+# A key is matched exactly as stored, whole: ``.`` takes a newline too (DOTALL; a ModuleDict key
+# may hold one) and ``\Z`` is the key's end (``$`` would also match before a last newline, and
+# read ``a.weight_g\n`` as ``a.weight_g``).
 _PARAMETRIZED = re.compile(
-    r"^(?:(?P<module>.*)\.)?parametrizations\.(?P<param>[^.]+)\.original(?P<k>[01])$"
+    r"(?:(?P<module>.*)\.)?parametrizations\.(?P<param>[^.]+)\.original(?P<k>[01])\Z", re.DOTALL
 )
-_LEGACY = re.compile(r"^(?P<param>.+)_(?P<role>[gv])$")
+_LEGACY = re.compile(r"(?P<param>.+)_(?P<role>[gv])\Z", re.DOTALL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +63,11 @@ def pair_keys(weight: str, form: KeyForm) -> PairKeys:
     The inverse of :func:`parse_key` for every name, also one whose module part is empty
     (``.weight``, a key some checkpoints hold): its keys keep the leading dot
     (``.parametrizations.weight.original0``), so that two weights never share a key.
+    A name whose parameter part is empty (``""``, ``a.``) is no weight (PyTorch refuses an
+    empty parameter name): ValueError.
     """
+    if not weight.rpartition(".")[2]:
+        raise ValueError(f"{weight!r} names no parameter (its last part is empty)")
     if form == "legacy":
         return PairKeys(weight, f"{weight}_g", f"{weight}_v", form)
     module, dot, leaf = weight.rpartition(".")
@@ -74,14 +81,17 @@ def parse_key(key: str) -> tuple[PairKeys, Literal["g", "v"]] | None:
     A legacy ``*_g``/``*_v`` key is only a candidate: whether it really is one half of a pair
     is decided by finding the other half (``conv_v`` alone is an ordinary name), and a pair of
     one element per unit (:func:`unit_size`) may be two ordinary names (RWKV's ``time_mix_g``
-    and ``time_mix_v``).
+    and ``time_mix_v``). A key is read exactly as stored: ``blk\n0.weight_g`` is ``g`` of
+    ``blk\n0.weight``; ``a.weight_g\n`` (a last newline) is of neither form, and so is
+    ``a._g``, whose parameter name would be empty (``a.``, no PyTorch parameter: ``_g`` is an
+    ordinary name).
     """
     if match := _PARAMETRIZED.match(key):
         module, param = match["module"], match["param"]
         # an empty module ("" in ".parametrizations.weight.original0") is kept: weight ".weight"
         weight = param if module is None else f"{module}.{param}"
         return pair_keys(weight, "parametrize"), ("g" if match["k"] == "0" else "v")
-    if match := _LEGACY.match(key):
+    if (match := _LEGACY.match(key)) and match["param"].rpartition(".")[2]:
         role: Literal["g", "v"] = "g" if match["role"] == "g" else "v"
         return pair_keys(match["param"], "legacy"), role
     return None

@@ -194,3 +194,34 @@ def test_spectral_norms_legacy_keys_are_no_pair() -> None:
     ]
     found = {(p.weight, p.reason) for p in find_pairs(tensors)}
     assert found == {("2.weight", None), ("4.weight", "v without g (4.weight_v)")}
+
+
+def test_keys_with_a_newline_are_matched_whole() -> None:
+    """A newline inside a key is part of the module's name; one at the end makes the key
+    another (``a.weight_g\\n`` is no ``_g`` key); the stacked parametrization under a module
+    with a newline in its name is seen (the pattern stopped at the newline)."""
+    pairs = find_pairs(
+        [
+            info("blk\n0.weight_g", (3, 1)),
+            info("blk\n0.weight_v", (3, 2)),
+            info("a.weight_g\n", (3, 1)),
+            info("a.weight_v\n", (3, 2)),
+            info("b\n1.parametrizations.weight.original0", (3, 1)),
+            info("b\n1.parametrizations.weight.original1", (3, 2)),
+            info("b\n1.parametrizations.weight.1._u", (3,)),
+            info("c.parametrizations.weight.original0", (3, 1)),
+            info("c.parametrizations.weight.original1", (3, 2)),
+            info("c.parametrizations.weight.original1\n", (3, 2)),
+        ]
+    )
+    assert [(p.weight, p.ok) for p in pairs] == [
+        ("blk\n0.weight", True),
+        ("b\n1.weight", False),
+        ("c.weight", False),
+    ]
+    assert "another parametrization is stacked on it" in (pairs[1].reason or "")
+    assert "holds more than g and v" in (pairs[2].reason or "")
+
+
+def test_legacy_keys_of_an_empty_parameter_name_are_ordinary_tensors() -> None:
+    assert find_pairs([info("a._g", (3, 1)), info("a._v", (3, 2))]) == []

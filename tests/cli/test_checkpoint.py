@@ -18,7 +18,15 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.checkpoint.builders import hashes, save_sharded, state_dict, tensor_bytes
+from tests.checkpoint.builders import (
+    expected_weight,
+    hashes,
+    load_any,
+    save_any,
+    save_sharded,
+    state_dict,
+    tensor_bytes,
+)
 from tests.checkpoint.test_verify import MODEL_PY, _checkpoint
 from tests.helpers import cli_with_file_limit
 from wnpass.checkpoint import api
@@ -132,6 +140,38 @@ def test_convert_renames_a_pair_of_any_dtype(
     ]
     assert tensor_bytes(out["a.parametrizations.weight.original0"]) == tensor_bytes(g)
     assert tensor_bytes(out["a.parametrizations.weight.original1"]) == tensor_bytes(v)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_keys_with_a_newline_or_an_empty_name_are_read_exactly(
+    tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """t44: ``a.weight_g\\n`` was read as g of ``a.weight`` (internal AssertionError, exit 3);
+    ``blk\\n0.weight_g`` was no pair at all (``inspect --strict`` passed an unfolded pair);
+    ``a._g``/``a._v`` were converted to ``a.parametrizations..original0``, which nothing reads
+    back. A newline is a character of its key; an empty parameter name is no parameter's."""
+    v = torch.randn(3, 2)
+    g = v.norm(dim=1, keepdim=True) * 2
+    trailing = save_any({"a.weight_g\n": g, "a.weight_v\n": v}, tmp_path / f"end{suffix}")
+    inside = save_any({"blk\n0.weight_g": g, "blk\n0.weight_v": v}, tmp_path / f"mid{suffix}")
+    empty = save_any({"a._g": g, "a._v": v}, tmp_path / f"empty{suffix}")
+    assert main(["-q", "inspect", "--strict", str(trailing)]) == 0
+    assert main(["-q", "fold", str(trailing)]) == 0
+    assert list(load_any(tmp_path / f"end.folded{suffix}")) == ["a.weight_g\n", "a.weight_v\n"]
+    assert main(["-q", "inspect", "--strict", str(inside)]) == 1
+    assert "1 pairs left to fold" in capsys.readouterr().out
+    assert main(["-q", "fold", str(inside)]) == 0
+    folded = load_any(tmp_path / f"mid.folded{suffix}")
+    assert list(folded) == ["blk\n0.weight"]
+    assert torch.equal(folded["blk\n0.weight"], expected_weight(g, v, 0))
+    assert main(["-q", "convert", str(inside), "--to", "parametrize"]) == 0
+    assert list(load_any(tmp_path / f"mid.parametrize{suffix}")) == [
+        "blk\n0.parametrizations.weight.original0",
+        "blk\n0.parametrizations.weight.original1",
+    ]
+    assert main(["-q", "convert", str(empty), "--to", "parametrize"]) == 0
+    assert list(load_any(tmp_path / f"empty.parametrize{suffix}")) == ["a._g", "a._v"]
+    assert "converted 0 of 0 pairs" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("command", [["fold"], ["convert", "--to", "legacy"]], ids=lambda c: c[0])

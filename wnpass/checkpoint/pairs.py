@@ -46,8 +46,11 @@ FOLDABLE_DTYPES = ("float64", "float32", "float16", "bfloat16")
 # ``m.parametrizations.weight`` it belongs to: that of another parametrization stacked on it
 # (``m.parametrizations.weight.1._u``: a spectral norm), or an original past the second
 # (``.original2``: a parametrization of three tensors, ``g * v / ||v|| + delta``, say).
-_STACKED = re.compile(r"^(?P<base>(?:.*\.)?parametrizations\.[^.]+)\.\d+\.")
-_MORE_ORIGINALS = re.compile(r"^(?P<base>(?:.*\.)?parametrizations\.[^.]+)\.original(?!0$|1$)")
+# (Matched as wnpass.rules matches keys: whole, a newline like any other character.)
+_STACKED = re.compile(r"(?P<base>(?:.*\.)?parametrizations\.[^.]+)\.\d+\.", re.DOTALL)
+_MORE_ORIGINALS = re.compile(
+    r"(?P<base>(?:.*\.)?parametrizations\.[^.]+)\.original(?!0\Z|1\Z)", re.DOTALL
+)
 
 
 @dataclasses.dataclass
