@@ -28,7 +28,13 @@ from wnpass.checkpoint.formats import (
 )
 from wnpass.checkpoint.pages import identities, release
 from wnpass.checkpoint.pairs import Pair, find_pairs
-from wnpass.checkpoint.reading import Checkpoint, Group, open_checkpoint, shard_files
+from wnpass.checkpoint.reading import (
+    Checkpoint,
+    Group,
+    TensorInfo,
+    open_checkpoint,
+    shard_files,
+)
 from wnpass.checkpoint.report import CheckpointReport, PairReport
 from wnpass.checkpoint.writing import Action, Rewrite, write_file, write_index
 from wnpass.errors import InvalidArgumentError, InvalidModelError, WnpassError
@@ -291,7 +297,7 @@ def _find(
         for pair in pairs:
             v_or_g = pair.v or pair.g
             assert v_or_g is not None
-            first = next(info for info in (pair.g, pair.v) if info and info.key == pair.first)
+            first = _first(pair)
             row = PairReport(
                 weight=pair.weight,
                 form=pair.keys.form,
@@ -312,29 +318,49 @@ def _find(
     return found
 
 
+def _shards(pair: Pair) -> tuple[int, ...]:
+    """The files that hold a complete pair's halves: one, or two in order."""
+    assert pair.g is not None and pair.v is not None
+    return tuple(sorted({pair.g.shard, pair.v.shard}))
+
+
+def _hold(checkpoint: Checkpoint, held: Iterable[int], needed: Iterable[int]) -> None:
+    """Release the files of ``held`` that ``needed`` does not hold on to."""
+    for shard in set(held) - set(needed):
+        checkpoint.release(shard)
+
+
 def _check_values(checkpoint: Checkpoint, found: _Found, status: str) -> None:
-    """Read each complete pair's values (one pair at a time, a file's pairs together) and
-    mark it ``status`` or ``declined`` with the reason (NaN/Inf, zero norm, overflow)."""
+    """Read each complete pair's values (one pair at a time) and mark it ``status`` or
+    ``declined`` with the reason (NaN/Inf, zero norm, overflow).
+
+    The pairs are read by the files that hold them: those of one file, then those split
+    between it and a later one (by that one), and so on; a file stays open while the next
+    pairs need it. At most two files are open at once, and each is opened at most once for
+    itself and once for each earlier file it shares a pair with, however many pairs are split
+    across files (a file reopened for each pair took time quadratic in their number)."""
     todo = [(pair, row) for _, pair, row in found if row.status == "ok"]
     files = identities(checkpoint.files)
-    todo.sort(key=lambda item: item[0].v.shard if item[0].v else 0)
-    current: int | None = None
+    todo.sort(key=lambda item: _shards(item[0]))  # stable: the input's order within each
+    held: tuple[int, ...] = ()
     for pair, row in todo:
         assert pair.g is not None and pair.v is not None
-        if current is not None and pair.v.shard != current:
-            checkpoint.release(current)
-        current = pair.v.shard
+        _hold(checkpoint, held, _shards(pair))
+        held = _shards(pair)
         g, v = checkpoint.tensor(pair.g), checkpoint.tensor(pair.v)
         reason = check_pair(g, v, pair.dim)
         release((g, v), files)  # read once: their mapped pages are not needed again
         del g, v
-        if pair.g.shard != current:
-            checkpoint.release(pair.g.shard)
         row.status, row.reason = ("declined", reason) if reason else (status, None)
         if reason:
             row.whole_tensor = False
             logger.warning("%s: not folded: %s", pair.weight, reason)
     checkpoint.close()
+
+
+def _other_shard(pair: Pair, shard: int) -> int:
+    """The file that holds the half of ``pair`` not in ``shard``; ``shard`` if both are."""
+    return next((other for other in _shards(pair) if other != shard), shard)
 
 
 def _write(
@@ -356,24 +382,17 @@ def _write(
     with plan.staging(main) as folder:
         staged = [folder / target.name for target in targets]
         for shard in range(len(checkpoint.files)):
+            weights = _fold_shard(checkpoint, rewrite, shard, files)
 
-            def fold(pair: Pair, shard: int = shard) -> object:
+            def fold(pair: Pair, weights: dict[int, Any] = weights) -> object:
                 nonlocal gain_elements_folded
-                assert pair.g is not None and pair.v is not None
-                g, v = checkpoint.tensor(pair.g), checkpoint.tensor(pair.v)
-                try:
-                    weight = fold_pair(g, v, pair.dim)
-                except Declined:  # values that passed the checks and now do not: read again
-                    checkpoint.require_unchanged()  # from a file that changed, if it did
-                    raise
+                assert pair.g is not None
                 gain_elements_folded += math.prod(pair.g.shape)
-                release((g, v), files)  # not read again: give their mapped pages back
-                for other in {pair.g.shard, pair.v.shard} - {shard}:
-                    checkpoint.release(other)
-                return weight
+                return weights.pop(id(pair))
 
             written = write_file(checkpoint, shard, rewrite, fold, staged[shard], targets[shard])
-            checkpoint.release(shard)
+            assert not weights, "a folded weight was not written"
+            checkpoint.close()
             written_total += sum(nbytes for _, nbytes in written)
             count += len(written)
             for key, _ in written:
@@ -411,6 +430,44 @@ def _write(
             plan.publish(stage, target)
     report.output, report.shards = str(main), [str(t) for t in targets[:-1]]
     report.bytes_after = bytes_after
+
+
+def _fold_shard(
+    checkpoint: Checkpoint, rewrite: Rewrite, shard: int, files: set[tuple[int, int]]
+) -> dict[int, Any]:
+    """The folded weight of every pair folded into file ``shard`` (its first key's), by the
+    pair's ``id``: the weights are computed before the file is written (which holds all of them
+    at once anyway, until they are written), by the file that holds each pair's other half:
+    those of ``shard`` alone first, then each other file's in turn, opened once and released
+    before the next (a file reopened for each pair took time quadratic in their number)."""
+    pairs = [
+        action.pair
+        for action in rewrite.values()
+        if action.kind == "fold" and action.pair is not None
+    ]
+    here = [pair for pair in pairs if _first(pair).shard == shard]
+    here.sort(key=lambda pair: (_other_shard(pair, shard) != shard, _other_shard(pair, shard)))
+    weights: dict[int, Any] = {}
+    held: tuple[int, ...] = (shard,)
+    for pair in here:
+        assert pair.g is not None and pair.v is not None
+        _hold(checkpoint, held, _shards(pair))
+        held = _shards(pair)
+        g, v = checkpoint.tensor(pair.g), checkpoint.tensor(pair.v)
+        try:
+            weights[id(pair)] = fold_pair(g, v, pair.dim)
+        except Declined:  # values that passed the checks and now do not: read again
+            checkpoint.require_unchanged()  # from a file that changed, if it did
+            raise
+        release((g, v), files)  # not read again: give their mapped pages back
+        del g, v
+    _hold(checkpoint, held, (shard,))
+    return weights
+
+
+def _first(pair: Pair) -> TensorInfo:
+    """The half of ``pair`` whose key comes first: the folded weight takes its place."""
+    return next(info for info in (pair.g, pair.v) if info is not None and info.key == pair.first)
 
 
 def _index_order(
