@@ -539,6 +539,35 @@ def test_a_float32_pair_whose_pytorch_quotient_overflows_is_declined(
         assert reason == _QUOTIENT % "float32"
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dim", [0, 1, 2, None])
+def test_a_16_bit_quotient_beyond_its_dtype_is_declined_saying_what_pytorch_computes(
+    dtype: torch.dtype, dim: int | None
+) -> None:
+    """t44: a float16 ``weight_norm(Conv1d, dim=0)`` with ``g = 20``, ``||v|| = 1e-4`` was
+    declined saying PyTorch's weight is inf, which on CPU it is not: its fused kernel, at the
+    first and last axis, takes ``g / ||v||`` in float32. Unfused (another axis, the whole
+    tensor) it is taken in the 16-bit dtype and is inf. Still declined everywhere (the weight
+    depends on how it is computed), the reason saying "not finite" only where PyTorch's is."""
+    unit = [0.75, 0.65625, 0.0, 0.0]  # ||unit|| = 0.9966: g / ||v|| just beyond bfloat16
+    g_value = 20.0 if dtype == torch.float16 else float(torch.finfo(torch.bfloat16).max)
+    scale = 1e-4 if dtype == torch.float16 else 1.0
+    units = torch.tensor([unit, unit] if dim is not None else [unit]) * scale
+    v = units.reshape(-1, 2, 2).movedim(0, dim or 0).to(dtype).contiguous()  # units on dim
+    g_shape = [1, 1, 1]
+    if dim is not None:
+        g_shape[dim] = 2
+    g = torch.full(g_shape if dim is not None else [], g_value, dtype=dtype)
+    pytorch = torch._weight_norm(v, g, dim if dim is not None else -1)  # dim=None is -1
+    finite = bool(pytorch.isfinite().all())
+    assert finite is (dim in (0, 2))  # on CPU: fused at the first and last axis only
+    reason = check_pair(g, v, dim) or ""
+    assert reason.startswith(f"g / ||v|| exceeds the largest {str(dtype)[6:]}")
+    assert ("not finite" in reason) is not finite, reason
+    if finite:
+        assert "PyTorch's weight is finite where it takes that quotient in float32" in reason
+
+
 @pytest.mark.parametrize("name", ["o.safetensors", "o.pt"])
 def test_inspect_and_fold_agree_on_an_overflowing_quotient(tmp_path: Path, name: str) -> None:
     """What inspect calls foldable, fold folds; this pair both decline (fold exits as for any

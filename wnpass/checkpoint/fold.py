@@ -4,8 +4,9 @@ The values are checked first, and a pair that would not give an exact, finite we
 declined (:class:`Declined`, with the reason) rather than written: NaN or Inf in ``g`` or
 ``v``, a unit of ``v`` whose norm PyTorch would not compute exactly at run time (all zero: NaN;
 squares that overflow or underflow the dtype it sums them in: inf or 0), a ``g`` beyond ``v``'s
-dtype, or a quotient ``g / ||v||`` beyond it (PyTorch's ``v * (g / ||v||)`` is inf there); a
-tensor without dense values (sparse, quantized, meta) is declined too. The
+dtype, or a quotient ``g / ||v||`` beyond it (PyTorch's ``v * (g / ||v||)`` is inf there where
+it computes in that dtype: :func:`overflow_reason`); a tensor without dense values (sparse,
+quantized, meta) is declined too. The
 product is computed in float64 with numpy (single-threaded, deterministic) and rounded once,
 to nearest even, to ``v``'s dtype by :func:`wnpass.rounding.round_once` (straight from
 float64; bfloat16 through float32 rounded to odd, where torch's own cast would round twice).
@@ -115,23 +116,45 @@ def norm_reason(
 def overflow_reason(
     g64: np.ndarray, v64: np.ndarray, squares: np.ndarray, dim: int | None, dtype: np.dtype
 ) -> str | None:
-    """Why PyTorch's own computation of the weight would not be finite, or None.
+    """Why the weight PyTorch computes from this pair is not finite, or may not be, or None.
 
     PyTorch computes ``v * (g / ||v||)``: where ``g / ||v||`` exceeds the largest value of the
-    weight's dtype (``g = 3e38``, ``v = [0.5, 0]`` in float32), it is inf there and the weight
-    inf (NaN where ``v`` is 0), although the exact weight may be finite. (On some devices
-    PyTorch takes a 16-bit weight's quotient in float32; it is declined where any would
-    overflow.) Below that limit, the fold's float64 product is finite too: ``|v| <= ||v||``,
-    so each weight is at most ``|g|``, which :func:`values_reason` bounds first.
+    dtype it is taken in, it is inf and the weight inf (NaN where ``v`` is 0), although the
+    exact weight may be finite (``g = 3e38``, ``v = [0.5, 0]`` in float32: ``[inf, nan]``). It
+    is taken in the weight's dtype, but for a float16 or bfloat16 weight at the first or the
+    last axis, whose fused kernel takes it in float32 (on CPU: a float16
+    ``weight_norm(Conv1d, dim=0)`` with ``g = 20`` and ``||v|| = 1e-4`` has a finite weight,
+    the same pair at axis 1 or over the whole tensor an inf one); the unfused
+    ``v * (g / ||v||)`` takes it in the 16-bit dtype. Such a pair, whose weight depends on
+    which path computes it, is declined too, saying so. Below the dtype's own limit, the fold's
+    float64 product is finite too: ``|v| <= ||v||``, so each weight is at most ``|g|``, which
+    :func:`values_reason` bounds first.
     """
-    if v64.ndim and len(norm_axes(v64.ndim, dim)) == v64.ndim:
+    whole = dim is None
+    if v64.ndim and whole:
         g64 = g64.reshape(())  # as weight_from: a whole-tensor g of shape (1, 1) is a scalar
     with np.errstate(over="ignore", divide="ignore"):
         quotient = np.abs(g64) / np.sqrt(squares)
-    if not quotient.size or float(quotient.max()) <= float(ml_dtypes.finfo(dtype).max):
+    largest = float(quotient.max()) if quotient.size else 0.0
+    if largest <= float(ml_dtypes.finfo(dtype).max):
         return None
+    name = dtype.name
+    if dtype.itemsize == 2 and largest < float(np.finfo(np.float32).max):
+        if not whole and dim in (0, v64.ndim - 1):
+            return (
+                f"g / ||v|| exceeds the largest {name}: PyTorch's weight is finite where it "
+                "takes that quotient in float32 (its fused kernel, at the first or last axis, "
+                f"as on CPU) and inf where it takes it in {name} (v * (g / ||v||) unfused): "
+                "which one the model used depends on how it ran, so it is not folded"
+            )
+        where = "over the whole tensor" if whole else f"at axis {dim}"
+        return (
+            f"g / ||v|| exceeds the largest {name}: PyTorch computes v * (g / ||v||) in "
+            f"{name} {where} (its fused kernel, which takes the quotient in float32, serves the "
+            "first and last axis only), inf there, so the weight it uses is not finite"
+        )
     return (
-        f"g / ||v|| exceeds the largest {dtype.name}: PyTorch computes v * (g / ||v||), "
+        f"g / ||v|| exceeds the largest {name}: PyTorch computes v * (g / ||v||), "
         "inf there, so the weight it uses is not finite"
     )
 
