@@ -181,3 +181,28 @@ def test_tensors_are_laid_out_by_name_within_a_width_as_the_library_lays_them_ou
         metadata={"format": "pt"},
     )
     assert path.read_bytes() == library.read_bytes()
+
+
+def test_names_and_metadata_are_written_in_utf_8_as_the_library_writes_them(
+    tmp_path: Path,
+) -> None:
+    """t44: wnpass escaped every character beyond ASCII (``r\\u00e9sum\\u00e9.weight``, a
+    112-byte header) where the library writes it in UTF-8 as it is (104 bytes): a file that
+    reads the same, not the library's byte for byte as the documentation said. JSON's own
+    escapes (a quote, a backslash, control characters) are the library's too; DEL is not
+    escaped by either."""
+    names = ["résumé.weight", "日本.bias", "emoji🙂", "del\x7f", "nl\n", "c\x01", 'q"\\']
+    arrays = {name: RNG.standard_normal(i + 1).astype(np.float32) for i, name in enumerate(names)}
+    metadata = {"note": "café ☕"}
+    write(
+        path := tmp_path / "t.safetensors",
+        [(k, DTYPE_CODES[a.dtype.name], a.shape, a) for k, a in arrays.items()],
+        metadata,
+    )
+    save_file(
+        {k: torch.from_numpy(a) for k, a in arrays.items()},
+        str(library := tmp_path / "library.safetensors"),
+        metadata=metadata,
+    )
+    assert path.read_bytes() == library.read_bytes()
+    assert "résumé.weight".encode() in path.read_bytes()

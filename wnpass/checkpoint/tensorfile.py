@@ -7,7 +7,8 @@ memory-mapped file: nothing is copied, and pages are read when touched. The mapp
 private (copy-on-write): the file cannot change through it, and a view can go to torch
 without a copy (:meth:`SafetensorsFile.torch`).
 
-Writing (:func:`write`): the header (``__metadata__`` first, then the tensors) padded with
+Writing (:func:`write`): the header (``__metadata__`` first, then the tensors; JSON in UTF-8,
+names and metadata not escaped beyond what JSON needs, as the library writes them) padded with
 spaces to a multiple of 8 bytes, as the library pads it, then each tensor's bytes straight
 from its array. Tensors are laid out as the library lays them out: widest dtype first, so that
 each starts at a multiple of its width, which readers that map the file rely on, and by name
@@ -176,7 +177,9 @@ def write(
             "data_offsets": [offset, offset + data.nbytes],
         }
         offset += data.nbytes
-    text = json.dumps(header, separators=(",", ":")).encode()
+    # as the library (serde_json) writes it: UTF-8 as it is, only '"', '\\' and control
+    # characters escaped (ensure_ascii would escape é as \u00e9: another header, as valid)
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-len(text) % 8)
     with open(target, "wb") as stream:
         stream.write(struct.pack("<Q", len(text)))
