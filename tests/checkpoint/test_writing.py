@@ -255,3 +255,49 @@ def test_pairs_split_across_shards_open_each_shard_a_bounded_number_of_times(
         g, v = state[f"{name}_g"], state[f"{name}_v"]
         assert torch.equal(tensors[name], expected_weight(g, v, 0))
         assert data["weight_map"][name] == f"model.folded-0000{1 + i % 2}-of-00002{suffix}"
+
+
+def _tied_bin_index(folder: Path, total_size: object) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A torch index whose ``head.weight`` is ``emb.weight`` (tied, one storage in one shard)
+    and a legacy pair, with ``total_size`` as given (huggingface_hub's counts the tied storage
+    once)."""
+    torch.manual_seed(3)
+    emb = torch.randn(32, 8)
+    v = torch.randn(4, 3)
+    first = {"emb.weight": emb, "head.weight": emb}
+    second = {"conv.weight_g": v.norm(dim=1, keepdim=True) * 2, "conv.weight_v": v}
+    torch.save(first, folder / "pytorch_model-1.bin")
+    torch.save(second, folder / "pytorch_model-2.bin")
+    weight_map = {
+        **dict.fromkeys(first, "pytorch_model-1.bin"),
+        **dict.fromkeys(second, "pytorch_model-2.bin"),
+    }
+    index = folder / "pytorch_model.bin.index.json"
+    data = {"metadata": {"total_size": total_size, "format": "pt"}, "weight_map": weight_map}
+    index.write_text(json.dumps(data))
+    return index, {**first, **second}
+
+
+def test_an_index_keeps_its_total_size_less_the_gains_folded_away(tmp_path: Path) -> None:
+    """t44: huggingface_hub counts a tied tensor once (1024 + 48 + 16 bytes here); convert,
+    which changes no byte, wrote the sum over the keys (2112), and fold counted the tied
+    tensor twice as well. The size is the input's, less the bytes of each g folded away."""
+    once = 32 * 8 * 4 + 4 * 3 * 4 + 4 * 4
+    index, _ = _tied_bin_index(tmp_path, once)
+    assert convert_checkpoint(index, to="parametrize").count("converted") == 1
+    assert fold_checkpoint(index).count("folded") == 1
+    for name, size in (("parametrize", once), ("folded", once - 4 * 4)):
+        written = json.loads((tmp_path / f"pytorch_model.{name}.bin.index.json").read_text())
+        assert written["metadata"] == {"total_size": size, "format": "pt"}
+
+
+@pytest.mark.parametrize("total_size", [None, "2112", True, 10])
+def test_an_index_without_a_count_of_bytes_gets_the_bytes_written(
+    tmp_path: Path, total_size: object
+) -> None:
+    """A total_size that is no count of bytes (none, a string, a bool, fewer bytes than the
+    gains folded away) is the sum of the tensors written, as before."""
+    index, _ = _tied_bin_index(tmp_path, total_size)
+    assert fold_checkpoint(index)
+    written = json.loads((tmp_path / "pytorch_model.folded.bin.index.json").read_text())
+    assert written["metadata"]["total_size"] == 2 * 32 * 8 * 4 + 4 * 3 * 4

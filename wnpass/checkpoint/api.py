@@ -376,7 +376,7 @@ def _write(
     published: they stay None (empty) when a failed check publishes nothing."""
     main = targets[-1]
     written_total = count = 0
-    gain_elements_folded = 0  # elements of the g tensors folded away (a weight has v's elements)
+    gain_elements = gain_bytes = 0  # of the g tensors folded away (a weight has v's)
     weight_map: dict[str, str] = {}
     files = identities(checkpoint.files)
     with plan.staging(main) as folder:
@@ -385,9 +385,10 @@ def _write(
             weights = _fold_shard(checkpoint, rewrite, shard, files)
 
             def fold(pair: Pair, weights: dict[int, Any] = weights) -> object:
-                nonlocal gain_elements_folded
+                nonlocal gain_elements, gain_bytes
                 assert pair.g is not None
-                gain_elements_folded += math.prod(pair.g.shape)
+                gain_elements += math.prod(pair.g.shape)
+                gain_bytes += pair.g.nbytes
                 return weights.pop(id(pair))
 
             written = write_file(checkpoint, shard, rewrite, fold, staged[shard], targets[shard])
@@ -402,7 +403,14 @@ def _write(
         if checkpoint.sharded:
             assert checkpoint.index is not None
             ordered = _index_order(checkpoint, rewrite, weight_map)
-            write_index(checkpoint.index, ordered, written_total, gain_elements_folded, staged[-1])
+            write_index(
+                checkpoint.index,
+                ordered,
+                staged[-1],
+                written_bytes=written_total,
+                gain_bytes=gain_bytes,
+                gain_elements=gain_elements,
+            )
         bytes_after = _size(staged)
         if verify is not None:
             from wnpass.checkpoint.verify import check_folded

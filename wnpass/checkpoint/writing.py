@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, cast
+from typing import Any, BinaryIO, Literal, TypeGuard, cast
 
 from wnpass.checkpoint.pairs import Pair
 from wnpass.checkpoint.reading import Checkpoint, Group, Place, TensorInfo, place_part
@@ -261,21 +261,35 @@ class _Rebuild:
 def write_index(
     index: dict[str, Any],
     weight_map: dict[str, str],
-    total: int,
-    gain_elements_folded: int,
     target: Path,
+    *,
+    written_bytes: int,
+    gain_bytes: int,
+    gain_elements: int,
 ) -> None:
-    """Write a sharded checkpoint's index: the input's, with the new weight map and size; a
-    count of parameters (transformers' ``total_parameters``) less the elements of the gains
-    folded away (each folded weight has its v's elements)."""
+    """Write a sharded checkpoint's index: the input's, with the new weight map and its counts
+    less what folding took away (each folded weight has its v's elements and bytes).
+
+    ``metadata.total_size``: the input's less ``gain_bytes``, the bytes of the gains folded
+    away, so that it stays counted as the input counted it (huggingface_hub counts a tied
+    tensor's storage once: a sum over the keys would change it where no byte changed); where
+    the input has none, or one that is no count of bytes (not an int, or below the bytes
+    taken away), the bytes of the tensors written, ``written_bytes``. transformers'
+    ``total_parameters``, where given, less ``gain_elements``."""
     out = {key: value for key, value in index.items() if key != "weight_map"}
-    metadata = out.get("metadata")
-    if isinstance(metadata, dict):
-        out["metadata"] = {**metadata, "total_size": total}
-        counted = metadata.get("total_parameters")
-        if isinstance(counted, int) and not isinstance(counted, bool):
-            out["metadata"]["total_parameters"] = counted - gain_elements_folded
+    metadata = dict(out["metadata"]) if isinstance(out.get("metadata"), dict) else {}
+    size = metadata.get("total_size")
+    if _is_count(size) and size >= gain_bytes:
+        metadata["total_size"] = size - gain_bytes
     else:
-        out["metadata"] = {"total_size": total}
+        metadata["total_size"] = written_bytes
+    counted = metadata.get("total_parameters")
+    if _is_count(counted):
+        metadata["total_parameters"] = counted - gain_elements
+    out["metadata"] = metadata
     out["weight_map"] = weight_map
     target.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
