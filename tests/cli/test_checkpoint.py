@@ -467,6 +467,27 @@ def _deep_torch_file(folder: Path) -> list[str]:
     return ["fold", str(folder / "deep.pt")]
 
 
+def _derived_shard_is_an_input_shard(folder: Path) -> list[str]:
+    """-o's folder holds a hard link to an input shard under the name -o's shard gets."""
+    out = _m(folder)
+    os.link(folder / "model-00002-of-00002.safetensors", out / "model-00002-of-00002.safetensors")
+    return [
+        "fold",
+        str(folder / "model.safetensors.index.json"),
+        "-o",
+        str(out / "model.safetensors.index.json"),
+    ]
+
+
+def _default_shard_is_an_input_shard(folder: Path) -> list[str]:
+    """The default output's shard name is a hard link to an input shard."""
+    os.link(
+        folder / "model-00001-of-00002.safetensors",
+        folder / "model.folded-00001-of-00002.safetensors",
+    )
+    return ["fold", str(folder / "model.safetensors.index.json")]
+
+
 def _shard_is_a_folder(folder: Path) -> list[str]:
     (folder / "d.safetensors").mkdir()
     return ["fold", str(_index(folder, {"a": "d.safetensors"}))]
@@ -490,6 +511,19 @@ CASES: dict[str, tuple[Setup, int, str]] = {
         "-o {f}/g.pt: would overwrite the input checkpoint",
     ),
     "output is a symlink to the input": (_symlink_to_input, 2, "exists and is a symbolic link"),
+    # t44: labelled "-o {f}/m/model-...", as if the user had given the shard's name
+    "-o's shard is an input shard": (
+        _derived_shard_is_an_input_shard,
+        2,
+        "error: -o's shard {f}/m/model-00002-of-00002.safetensors: would overwrite a shard of "
+        "the input checkpoint",
+    ),
+    "the default output's shard is an input shard": (
+        _default_shard_is_an_input_shard,
+        2,
+        "error: output's shard {f}/model.folded-00001-of-00002.safetensors: would overwrite a "
+        "shard of the input checkpoint",
+    ),
     "output is a FIFO": (_fifo, 2, "exists and is a FIFO; refused"),
     "--json is a hard link to a shard": (
         _hard_link_to_shard,
@@ -736,6 +770,20 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, name: str, l
         result.stderr
     )
     assert hashes(folder) == before
+
+
+def test_a_full_disk_names_the_shard_it_could_not_write(tmp_path: Path) -> None:
+    """A shard named after -o's index is -o's shard, not -o (t44)."""
+    folder = _folder(tmp_path)
+    out = _m(folder)
+    index = folder / "model.safetensors.index.json"
+    result = cli_with_file_limit(
+        2048, "fold", str(index), "-o", str(out / "o.safetensors.index.json")
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    expected = f"-o's shard {out / 'o-00001-of-00002.safetensors'}: cannot write (File too large)"
+    assert expected in result.stderr
+    assert list(out.iterdir()) == []
 
 
 def test_a_failing_error_never_prints_as_its_tolerance() -> None:

@@ -47,6 +47,9 @@ __all__ = ["FORMS", "convert_checkpoint", "fold_checkpoint", "inspect_checkpoint
 logger = logging.getLogger(__name__)
 
 FORMS = ("parametrize", "legacy")
+# what an output shard is called in messages: its name is derived from ``output``'s (the CLI
+# says "-o's shard" where -o was given), not one the caller gave
+SHARD = "output's shard"
 
 _Found = list[tuple[Group, Pair, PairReport]]
 
@@ -236,7 +239,8 @@ def _open(path: str | os.PathLike[str], plan: IOPlan) -> Checkpoint:
 def _plan_outputs(
     checkpoint: Checkpoint, output: str | os.PathLike[str] | None, tag: str, plan: IOPlan
 ) -> list[Path]:
-    """The files to write: one per input file (its shards), then the index; all planned."""
+    """The files to write: one per input file (its shards), then the index; all planned, a
+    shard as :data:`SHARD` (a name derived from ``output``, not the name given)."""
     main = Path(output) if output is not None else default_output(checkpoint.path, tag)
     check_output_name(main, checkpoint.format)
     if not checkpoint.sharded:
@@ -244,7 +248,7 @@ def _plan_outputs(
     names = shard_output_names(checkpoint.shard_names, checkpoint.path, main)
     shards = [main.parent / name for name in names]
     plan.write(main, "output")  # the index first: a clash with it is the one reported
-    targets = [*(plan.write(target, "output") for target in shards), main]
+    targets = [*(plan.write(target, SHARD) for target in shards), main]
     _keep_old_shards(main, targets, plan)
     return targets
 
@@ -391,7 +395,15 @@ def _write(
                 gain_bytes += pair.g.nbytes
                 return weights.pop(id(pair))
 
-            written = write_file(checkpoint, shard, rewrite, fold, staged[shard], targets[shard])
+            written = write_file(
+                checkpoint,
+                shard,
+                rewrite,
+                fold,
+                staged[shard],
+                targets[shard],
+                SHARD if checkpoint.sharded else "output",
+            )
             assert not weights, "a folded weight was not written"
             checkpoint.close()
             written_total += sum(nbytes for _, nbytes in written)

@@ -80,23 +80,34 @@ def write_file(
     fold: Folder,
     target: Path,
     label: Path | None = None,
+    parameter: str = "output",
 ) -> list[tuple[str, int]]:
     """Write input file ``shard`` rewritten to ``target`` (a staging path; ``label``: the
-    output it becomes, for messages); returns (key, nbytes) written."""
-    label = label or target
+    output it becomes, and ``parameter`` what it is, for messages); returns (key, nbytes)
+    written."""
+    where = _Label(label or target, parameter)
     if checkpoint.safetensors:
         by_key = {info.key: info for info in checkpoint.tensors() if info.shard == shard}
         infos = [by_key[key] for key in checkpoint.shard_keys[shard]]
         entries = _entries(rewrite, (), infos, fold)
-        return _write_safetensors(checkpoint, shard, entries, target, label)
+        return _write_safetensors(checkpoint, shard, entries, target, where)
     # a torch file, or a torch shard (a flat dict of tensors): its object rebuilt, so its type
     # (an OrderedDict) and _metadata stay as they were
     written: list[tuple[str, int]] = []
     groups = {group.path: group for group in checkpoint.groups}
     rebuild = _Rebuild(groups, rewrite, fold, written)
     obj = rebuild(checkpoint.root(shard), ())
-    _torch_save(obj, target, label)
+    _torch_save(obj, target, where)
     return written
+
+
+@dataclasses.dataclass(frozen=True)
+class _Label:
+    """An output as messages name it: its path, and the parameter it is (``output``, or an
+    output shard, whose name is derived from it)."""
+
+    path: Path
+    parameter: str
 
 
 def _write_safetensors(
@@ -104,7 +115,7 @@ def _write_safetensors(
     shard: int,
     entries: list[tuple[str, TensorInfo, Any]],
     target: Path,
-    label: Path,
+    label: _Label,
 ) -> list[tuple[str, int]]:
     """Safetensors file ``shard`` rewritten: the input's tensors as their bytes, each folded
     weight (a numpy array) with its dtype's code."""
@@ -121,7 +132,7 @@ def _write_safetensors(
     return [(key, data.nbytes) for key, _, _, data in tensors]
 
 
-def _torch_save(obj: Any, target: Path, label: Path) -> None:
+def _torch_save(obj: Any, target: Path, label: _Label) -> None:
     """:func:`torch_save` with a failure as one :class:`OutputError` line naming ``label``."""
     with _written(label):
         torch_save(obj, target)
@@ -165,17 +176,19 @@ class _Sink:
 
 
 @contextlib.contextmanager
-def _written(label: Path) -> Iterator[None]:
+def _written(label: _Label) -> Iterator[None]:
     """A failure to write output ``label`` as one :class:`OutputError` line: the OS's reason
     (a full disk, a file size limit), or the library's."""
     try:
         yield
     except OSError as error:
         raise OutputError(
-            f"{label}: cannot write ({error.strerror or error})", parameter="output"
+            f"{label.path}: cannot write ({error.strerror or error})", parameter=label.parameter
         ) from None
     except Exception as error:
-        raise OutputError(f"{label}: cannot write: {one_line(error)}", parameter="output") from None
+        raise OutputError(
+            f"{label.path}: cannot write: {one_line(error)}", parameter=label.parameter
+        ) from None
 
 
 def _nbytes(tensor: Any) -> int:

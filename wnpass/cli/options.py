@@ -62,6 +62,7 @@ def flags_for(args: argparse.Namespace) -> dict[str, str]:
     if getattr(args, "output", None) is not None:
         flags["output"] = "-o"
         flags["output's external data"] = "-o's data file"
+        flags["output's shard"] = "-o's shard"  # a checkpoint's: named after -o's index
     return flags
 
 
