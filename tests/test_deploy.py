@@ -1355,6 +1355,33 @@ def test_check_options_without_verify_are_refused_not_ignored(
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("given", "name"),
+    [
+        ({"opset": "x"}, "opset"),
+        ({"opset": 20.0}, "opset"),
+        ({"dynamic": ["input"]}, "dynamic"),
+        ({"dynamic": {"input": {"0": "b"}}}, "dynamic"),
+        ({"dynamic": {"input": None}}, "dynamic"),
+        ({"verify": "no"}, "verify"),
+        ({"fold_in_torch": "no"}, "fold_in_torch"),
+    ],
+)
+def test_export_refuses_arguments_of_other_types_naming_them(
+    given: dict[str, Any], name: str, tmp_path: Path
+) -> None:
+    """``export(opset="x")`` was a TypeError deep inside, ``dynamic=["input"]`` an
+    AttributeError, and ``verify="no"`` counted as true, verifying and reporting
+    ``verified='no'`` (t47): each is now one error naming the parameter, nothing written."""
+    model, inputs = load_model_py(ROOT / "models" / "mlp.py")
+    assert inputs is not None
+    out = tmp_path / "mlp.onnx"
+    with pytest.raises(InvalidArgumentError) as caught:
+        export(model, inputs, out, **given)
+    assert caught.value.parameter == name
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 def test_a_zero_norm_unit_kept_for_the_onnx_fold_is_not_deployable(
     exporter: str, tmp_path: Path

@@ -55,6 +55,7 @@ import onnx_ir as ir
 import torch
 from torch import nn
 
+from wnpass.arguments import require_flag
 from wnpass.axes import is_legacy_hook
 from wnpass.errors import (
     InvalidArgumentError,
@@ -1015,6 +1016,34 @@ def opset_range(exporter: str) -> tuple[int, int]:
 _DEFAULT_CHECK = CheckOptions()
 
 
+def _require_export_arguments(
+    fold_in_torch: object, verify: object, opset: object, dynamic: object
+) -> None:
+    """The Python API's arguments of :func:`export` of the types it takes (the CLI's parsing
+    gives no other): ``verify="no"`` would count as true, ``dynamic=["x"]`` fail deep inside."""
+    require_flag("fold_in_torch", fold_in_torch)
+    require_flag("verify", verify)
+    if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int)):
+        raise InvalidArgumentError(
+            f"must be a whole number or None, not {opset!r}", parameter="opset"
+        )
+    if dynamic is None:
+        return
+    shape = "a dict of input names to {axis: name} dicts, e.g. {'mel': {0: 'batch', 2: 'frames'}}"
+    if not isinstance(dynamic, Mapping):
+        raise InvalidArgumentError(f"must be {shape}, not {dynamic!r}", parameter="dynamic")
+    for name, axes in dynamic.items():
+        ok = isinstance(name, str) and isinstance(axes, Mapping)
+        ok = ok and all(
+            isinstance(axis, int) and not isinstance(axis, bool) and isinstance(label, str)
+            for axis, label in axes.items()
+        )
+        if not ok:
+            raise InvalidArgumentError(
+                f"must be {shape}, not {{{name!r}: {axes!r}}}", parameter="dynamic"
+            )
+
+
 def validate_export_options(exporter: str, opset: int | None, options: CheckOptions | None) -> None:
     """Every export option (``options``: the check's, when verifying), checked before anything
     runs or is written."""
@@ -1060,6 +1089,7 @@ def export(
     appears there and the report says why.
     """
     plan = as_plan(plan)
+    _require_export_arguments(fold_in_torch, verify, opset, dynamic)
     if plan is None:  # the model's code may read files: none of them may be the output
         plan = IOPlan()
         plan.watch_user_code()
