@@ -4,12 +4,13 @@ work starts (``weight_norm_only="no"`` would otherwise count as true)."""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
 from wnpass.errors import InvalidArgumentError
 
-__all__ = ["require_choice", "require_flag", "require_type"]
+__all__ = ["as_whole", "require_choice", "require_flag", "require_type"]
 
 
 def require_choice(parameter: str, value: Any, allowed: Iterable[str]) -> None:
@@ -32,3 +33,12 @@ def require_type(parameter: str, value: Any, allowed: tuple[type, ...], what: st
         raise InvalidArgumentError(
             f"must be {what}, not {type(value).__name__}", parameter=parameter
         )
+
+
+def as_whole(value: Any) -> Any:
+    """A whole number of any integer type (``np.int64(2)``) as a Python int; anything else as
+    it is, for the caller to refuse. A bool is no whole number, though Python counts it as an
+    int (numpy's bool is no ``numbers.Integral``)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value

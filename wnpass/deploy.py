@@ -55,7 +55,7 @@ import onnx_ir as ir
 import torch
 from torch import nn
 
-from wnpass.arguments import require_flag
+from wnpass.arguments import as_whole, require_flag
 from wnpass.axes import is_legacy_hook
 from wnpass.errors import (
     InvalidArgumentError,
@@ -1018,24 +1018,31 @@ _DEFAULT_CHECK = CheckOptions()
 
 def _require_export_arguments(
     fold_in_torch: object, verify: object, opset: object, dynamic: object
-) -> None:
+) -> int | None:
     """The Python API's arguments of :func:`export` of the types it takes (the CLI's parsing
-    gives no other): ``verify="no"`` would count as true, ``dynamic=["x"]`` fail deep inside."""
+    gives no other): ``verify="no"`` would count as true, ``dynamic=["x"]`` fail deep inside.
+    Returns ``opset`` as a Python int (``np.int64(17)`` is one), or None."""
     require_flag("fold_in_torch", fold_in_torch)
     require_flag("verify", verify)
-    if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int)):
+    opset = as_whole(opset)
+    if opset is not None and not isinstance(opset, int):
         raise InvalidArgumentError(
             f"must be a whole number or None, not {opset!r}", parameter="opset"
         )
-    if dynamic is None:
-        return
+    if dynamic is not None:
+        _require_dynamic(dynamic)
+    return opset
+
+
+def _require_dynamic(dynamic: object) -> None:
+    """``dynamic`` maps input names to ``{axis: name}`` dicts."""
     shape = "a dict of input names to {axis: name} dicts, e.g. {'mel': {0: 'batch', 2: 'frames'}}"
     if not isinstance(dynamic, Mapping):
         raise InvalidArgumentError(f"must be {shape}, not {dynamic!r}", parameter="dynamic")
     for name, axes in dynamic.items():
         ok = isinstance(name, str) and isinstance(axes, Mapping)
         ok = ok and all(
-            isinstance(axis, int) and not isinstance(axis, bool) and isinstance(label, str)
+            isinstance(as_whole(axis), int) and isinstance(label, str)
             for axis, label in axes.items()
         )
         if not ok:
@@ -1089,7 +1096,7 @@ def export(
     appears there and the report says why.
     """
     plan = as_plan(plan)
-    _require_export_arguments(fold_in_torch, verify, opset, dynamic)
+    opset = _require_export_arguments(fold_in_torch, verify, opset, dynamic)
     if plan is None:  # the model's code may read files: none of them may be the output
         plan = IOPlan()
         plan.watch_user_code()

@@ -3,7 +3,8 @@ and the others whose default action would end the process on the spot (SIGHUP, S
 :data:`wnpass.program.STOP_SIGNALS`, where nothing else handles them).
 
 - **Nothing staged.** There is nothing to clean up and nothing half done, so the process ends
-  at once (``on_stop``: the CLI says so in one line and exits with 130 or 143). It may be
+  at once (``on_stop``: the CLI says so in one line and exits with 128 plus the signal's
+  number: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP). It may be
   anywhere: inside an import, where numpy turns an exception into an ``ImportError``, or inside
   a C++ extension, where an exception can abort the process; ending at once avoids both.
 - **Something staged** (:func:`staging`, entered by :class:`wnpass.plan.IOPlan` for every

@@ -674,6 +674,11 @@ def test_running_out_of_memory_is_no_verdict_on_the_model(message: str) -> None:
     )
     with pytest.raises(providers.RunFailedError):
         providers.run(_Session(invalid), Path("c.onnx"), {})  # type: ignore[arg-type]
+    # only whole names: an output y and an input a leave "out of memory" and "bad_alloc" be
+    # (the review: "out of memor" read as a failed run, exit 1, a verdict on the machine's limit)
+    for said in ("CUDA failure 2: out of memory", "std::bad_alloc"):
+        with pytest.raises(providers.OutOfMemoryError):
+            providers.run(_Session(said, ("a", "y")), Path("c.onnx"), {})  # type: ignore[arg-type]
 
 
 def test_a_comparison_out_of_memory_is_no_verdict(
@@ -751,6 +756,23 @@ def _with_default(tmp_path: Path, name: str, body: str) -> Path:
     path = tmp_path / f"{name}.onnx"
     onnx.save(onnx_model(text, x=np.ones((2, 3), np.float32)), path)
     return path
+
+
+def test_below_ir_version_4_an_initializer_listed_as_input_is_no_default(tmp_path: Path) -> None:
+    """IR version 3 lists every initializer as an input, and ONNX Runtime lets none be fed:
+    no note lists them, and an inputs file that gives one is refused as before."""
+    text = """
+        <ir_version: 3, opset_import: ["" : 8]>
+        agraph (float[2, 3] x, float[2, 3] w) => (float[2, 3] y) { y = Mul(x, w) }
+    """
+    path = tmp_path / "ir3.onnx"
+    onnx.save(onnx_model(text, w=np.ones((2, 3), np.float32)), path)
+    report = check(path, path, runs=1, warmup=0)
+    assert report and not any(n.startswith("not fed") for n in report.notes)
+    feeds = tmp_path / "in.npz"
+    np.savez(feeds, x=np.ones((2, 3), np.float32), w=np.ones((2, 3), np.float32))
+    with pytest.raises(InvalidArgumentError, match="the model has no input 'w'"):
+        check(path, path, runs=1, warmup=0, inputs=feeds)
 
 
 def test_an_input_with_a_default_is_said_and_may_be_fed(tmp_path: Path) -> None:

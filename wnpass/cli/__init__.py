@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with interrupts.handled(stop):
             out = Printer(quiet=args.quiet, plain=args.plain)
             code = int(args.run(args, out))
-            return code if out.failed is None else _unprinted(out.failed)
+            return code if out.failed is None else _unprinted(out.failed, code)
     except interrupts.STOPS as stopped:
         fallback = signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM
         return _stopped(interrupts.stopped_by() or fallback)
@@ -146,10 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.captureWarnings(False)
 
 
-def _unprinted(error: OSError) -> int:
+def _unprinted(error: OSError, code: int) -> int:
     """The run went on without its report, which standard output would not take: say so, and
-    what the run put in place (each file whole), on stderr; exit 2, as for any file of the
-    user's that cannot be written."""
+    what the run put in place (each file whole), on stderr. Exit 2, as for any file of the
+    user's that cannot be written, where the run succeeded (``code`` 0); a failed check keeps
+    its 1, the verdict a pipeline reads."""
     written, deleted = interrupts.changes()
     line = f"wnpass: error: cannot write to standard output ({error.strerror or error})"
     if written:
@@ -157,7 +158,7 @@ def _unprinted(error: OSError) -> int:
     if deleted:
         line += f"; removed: {', '.join(deleted)}"
     _tell(printable(line))
-    return EXIT_BAD_INPUT
+    return code or EXIT_BAD_INPUT
 
 
 def _stopped(signum: int) -> int:

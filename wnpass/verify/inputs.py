@@ -21,6 +21,7 @@ import numpy as np
 import onnx_ir as ir
 
 from wnpass.errors import InvalidArgumentError, UsageError, one_line
+from wnpass.onnx.graphs import OVERRIDABLE_FROM_IR
 from wnpass.plan import not_readable
 from wnpass.verify.providers import FED_AS_BITS, PACKED_TYPES
 
@@ -60,7 +61,9 @@ def signature(
     default instead (an initializer listed as an input: fed only when asked for, else the
     runtime takes the initializer). ``where``: the model's file, which errors name."""
     at = f"{where}: " if where is not None else ""
-    specs = []
+    specs: list[InputSpec] = []
+    if defaults and model.ir_version < OVERRIDABLE_FROM_IR:
+        return specs  # below IR version 4 an initializer is no default: no input overrides it
     for value in model.graph.inputs:
         if value.is_initializer() != defaults:
             continue

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import SupportsFloat
 
+from wnpass.arguments import as_whole
 from wnpass.errors import InvalidArgumentError
 from wnpass.plan import as_path
 
@@ -67,7 +68,7 @@ class CheckOptions:
                 with contextlib.suppress(OverflowError):  # beyond float: validate() says so
                     object.__setattr__(self, name, _float(value))
         for name in ("runs", "warmup", "threads"):
-            object.__setattr__(self, name, _int(getattr(self, name)))
+            object.__setattr__(self, name, as_whole(getattr(self, name)))
         if isinstance(self.inputs, (str, os.PathLike)):
             # a bytes path, and an empty one (Path("") is "."): validate() refuses them
             with contextlib.suppress(TypeError):
@@ -82,7 +83,7 @@ class CheckOptions:
                 object.__setattr__(self, name, tuple(dict.fromkeys(value)))
         if isinstance(self.shapes, Mapping):
             shapes = {
-                k: [_int(d) for d in v] if isinstance(v, (list, tuple)) else v
+                k: [as_whole(d) for d in v] if isinstance(v, (list, tuple)) else v
                 for k, v in self.shapes.items()
             }
             object.__setattr__(self, "shapes", shapes)
@@ -156,15 +157,6 @@ def as_tolerance(name: str, value: float | None) -> float | None:
 def _float(value: SupportsFloat) -> float:
     """A tolerance as a Python float; -0.0 (which --rtol -0 gives) is 0.0, shown as 0."""
     return float(value) + 0.0
-
-
-def _int(value: object) -> object:
-    """A whole number of any integer type (np.int64(2)) as a Python int; anything else as it
-    is, for validate() to refuse. A bool is no whole number, though Python counts it as an
-    int (numpy's bool is no numbers.Integral)."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    return value
 
 
 def _at_least(name: str, value: object, low: int, high: int | None = None) -> None:

@@ -201,8 +201,8 @@ def _out_of_memory(error: Exception, reason: str, names: Iterable[str]) -> bool:
     if status is not None and status[1] in _NOT_MEMORY:
         return False
     said = re.sub(r"'[^']*'", "''", reason)
-    for name in sorted(names, key=len, reverse=True):
-        said = said.replace(name, "") if name else said
+    for name in sorted(filter(None, names), key=len, reverse=True):  # whole names only: an
+        said = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", "", said)  # output y keeps "memory"
     return any(word in said.lower() for word in _OUT_OF_MEMORY)
 
 
