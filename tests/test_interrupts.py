@@ -95,6 +95,24 @@ def test_other_stop_signals_are_taken_where_nothing_handles_them() -> None:
             signal.signal(signum, handler)
 
 
+def test_a_handler_the_block_set_is_left_as_it_is() -> None:
+    """A model.py that installs its own SIGALRM handler and leaves a timer running: at the end
+    of the block wnpass put its own handler back over the model's, and the next tick ended a
+    run that had succeeded, "stopped by SIGALRM", exit 142 (t49)."""
+
+    def models(signum: int, frame: object) -> None:
+        pass
+
+    before = signal.getsignal(signal.SIGALRM)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    try:
+        with interrupts.handled(_on_stop):
+            signal.signal(signal.SIGALRM, models)  # the model's code, inside the run
+        assert signal.getsignal(signal.SIGALRM) is models
+    finally:
+        signal.signal(signal.SIGALRM, before)
+
+
 def test_the_handlers_are_put_back() -> None:
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     with interrupts.handled(_on_stop):

@@ -168,4 +168,5 @@ def handled(on_stop: Callable[[int], NoReturn]) -> Iterator[None]:
     finally:
         _State.on_stop = outer  # an enclosing block's (the program's) handles the rest
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            if signal.getsignal(signum) is _handler:  # one the model's code set stays its own
+                signal.signal(signum, handler)

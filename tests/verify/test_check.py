@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import io
 import json
 import os
 import re
@@ -758,6 +759,28 @@ def _with_default(tmp_path: Path, name: str, body: str) -> Path:
     return path
 
 
+def test_an_input_with_a_default_fed_to_both_must_have_one_type(tmp_path: Path) -> None:
+    """Fed from an inputs file, an input with a default of float32 in the reference and
+    float16 in the candidate was given the reference's array: the candidate failed to run,
+    "NOT EQUIVALENT", exit 1 (t49). The same mismatch on an ordinary input is bad input."""
+    half = _with_default(tmp_path, "half", "Relu(x)")
+    changed = onnx.load(half)
+    changed.graph.initializer[0].CopyFrom(
+        onnx.numpy_helper.from_array(np.ones((2, 3), np.float16), "x")
+    )
+    changed.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
+    changed.graph.output[0].type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
+    onnx.save(changed, half)
+    feeds = tmp_path / "x.npz"
+    np.savez(feeds, x=np.full((2, 3), 2.0, np.float32))
+    reference = _with_default(tmp_path, "single", "Relu(x)")
+    with pytest.raises(
+        UsageError, match=r"half\.onnx: input x is float16, the reference's is float"
+    ):
+        check(reference, half, runs=1, warmup=0, inputs=feeds)
+    assert not check(reference, half, runs=1, warmup=0)  # not fed: its own default, compared
+
+
 def test_below_ir_version_4_an_initializer_listed_as_input_is_no_default(tmp_path: Path) -> None:
     """IR version 3 lists every initializer as an input, and ONNX Runtime lets none be fed:
     no note lists them, and an inputs file that gives one is refused as before."""
@@ -817,6 +840,13 @@ def test_a_reference_that_changes_from_run_to_run_compares_nothing(
     (run,) = report.runs
     assert not report and report.compared_nothing() and run.status == "reference not deterministic"
     assert run.comparisons == [] and run.reference is None  # neither compared nor timed
+    from wnpass.cli.output import Printer
+    from wnpass.cli.render import print_check
+
+    shown = io.StringIO()
+    print_check(Printer(stream=shown, plain=True), report)
+    summary = f"NOTHING COMPARED: {path} gave other values on a second run (below)"
+    assert summary in shown.getvalue() and "no element differed" not in shown.getvalue()
     assert "the reference gave other values of y on a second run" in (run.nothing_compared or "")
 
 

@@ -34,6 +34,7 @@ def print_check(out: Printer, report: Any) -> None:
     from wnpass.verify.report import (
         COMPARISON_COLUMNS,
         LATENCY_COLUMNS,
+        NOT_DETERMINISTIC,
         comparison_rows,
         latency_rows,
     )
@@ -49,6 +50,11 @@ def print_check(out: Printer, report: Any) -> None:
     candidate, reference = report.candidate, report.reference
     if report:
         out.summary(f"equivalent: {candidate} matches {reference}")
+    elif any(run.status == NOT_DETERMINISTIC for run in report.runs) and report.compared_nothing():
+        out.summary(
+            f"NOTHING COMPARED: {reference} gave other values on a second run (below): no "
+            f"reference to compare {candidate} with"
+        )
     elif report.compared_nothing():
         out.summary(
             f"NOTHING COMPARED in a run (below): {candidate} is not shown to match "

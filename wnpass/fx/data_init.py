@@ -347,11 +347,13 @@ def _statistics(
 
 
 def _check_result(
-    t: torch.Tensor, axis: int, layer: str, dtype: torch.dtype, *, set_mean: bool
+    t: torch.Tensor, axis: int, layer: str, dtype: torch.dtype, set_mean: bool, offset: float
 ) -> None:
     """Refuse an init whose pre-activations (``t``, the float64 values of the op's output of
     ``dtype`` on the batch, with the values just set) are not what it promises: std 1 per unit,
-    and mean 0 where the bias was set, within ``RESULT_TOLERANCE`` (see there)."""
+    and mean 0 where the bias was set, within ``RESULT_TOLERANCE`` (see there). ``offset``:
+    the units' largest mean before the init, in standard deviations, which the op's rounding
+    multiplies: what the message blames."""
     dims = _reduce_dims(t.dim(), axis)
     mu, sigma = t.mean(dim=dims), t.std(dim=dims, unbiased=False)
     tolerance = max(RESULT_TOLERANCE, RESULT_ULPS * torch.finfo(dtype).eps)
@@ -366,8 +368,9 @@ def _check_result(
             f"gives {layer} pre-activations that the init cannot bring to std 1"
             f"{' and mean 0' if set_mean else ''} in {where} of its output (unit {worst}: mean "
             f"{float(mu[worst]):.3g}, std {float(sigma[worst]):.3g}, with tolerance "
-            f"{tolerance:g}): their spread is at the rounding level of their values; give a "
-            "batch of different examples",
+            f"{tolerance:g}): their mean is up to {offset:.3g} times their spread, which "
+            f"{_dtype(dtype)}'s rounding of the layer's own arithmetic leaves that far off; give "
+            "a batch of different examples, or centered ones",
             parameter="batch",
         )
 
@@ -572,7 +575,8 @@ class _InitPass(TorchFunctionMode):
         if self.rescale:
             self._rescale(module, originals, layer)
         output = _call_with_weight(func, args, kwargs, originals())
-        _check_result(output.double(), axis, layer, output.dtype, set_mean=bias is not None)
+        offset = float((mu.abs() / sigma).max())  # how far the bias must cancel, in stds
+        _check_result(output.double(), axis, layer, output.dtype, bias is not None, offset)
         self.initialized.add(module)
         self.report.initialized.append(target.name)
         logger.debug("data init %s", target.name)

@@ -72,10 +72,14 @@ def _feeds(
     return feeds, notes
 
 
-def _defaults(reference: ir.Model, candidate: ir.Model) -> list[inputs_mod.InputSpec]:
-    """The inputs with a default (an initializer) in both models, as the reference has them."""
-    theirs = {spec.name for spec in inputs_mod.signature(candidate, defaults=True)}
-    return [s for s in inputs_mod.signature(reference, defaults=True) if s.name in theirs]
+def _defaults(
+    reference: ir.Model, candidate: ir.Model
+) -> tuple[list[inputs_mod.InputSpec], list[inputs_mod.InputSpec]]:
+    """The inputs with a default (an initializer) in both models, as each has them, in the
+    reference's order."""
+    theirs = {spec.name: spec for spec in inputs_mod.signature(candidate, defaults=True)}
+    ours = [s for s in inputs_mod.signature(reference, defaults=True) if s.name in theirs]
+    return ours, [theirs[s.name] for s in ours]
 
 
 # The check options check() takes one by one, and the value each has when not given.
@@ -211,8 +215,12 @@ def check(
             plan.read(path, what)
         plan.check()
     chosen = prov.resolve(list(options.providers) if options.providers else None)
-    defaults = _defaults(reference_model, candidate_model)
+    defaults, candidate_defaults = _defaults(reference_model, candidate_model)
     arrays, notes = _feeds(specs, defaults, options.shapes or {}, options.inputs)
+    fed = [
+        pair for pair in zip(defaults, candidate_defaults, strict=True) if pair[0].name in arrays
+    ]
+    inputs_mod.require_same_inputs([r for r, _ in fed], [c for _, c in fed], candidate)
     notes += _order_note(reference_model, candidate_model)
     report = CheckReport(str(reference), str(candidate), notes=notes, files_read=files_read)
     report.inputs = [
