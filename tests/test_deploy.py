@@ -1360,9 +1360,11 @@ def test_check_options_without_verify_are_refused_not_ignored(
     [
         ({"opset": "x"}, "opset"),
         ({"opset": 20.0}, "opset"),
-        ({"dynamic": ["input"]}, "dynamic"),
-        ({"dynamic": {"input": {"0": "b"}}}, "dynamic"),
-        ({"dynamic": {"input": None}}, "dynamic"),
+        ({"opset": True}, "opset"),
+        ({"dynamic": ["x"]}, "dynamic"),
+        ({"dynamic": {"x": {"0": "b"}}}, "dynamic"),
+        ({"dynamic": {"x": {True: "b"}}}, "dynamic"),
+        ({"dynamic": {"x": None}}, "dynamic"),
         ({"verify": "no"}, "verify"),
         ({"fold_in_torch": "no"}, "fold_in_torch"),
     ],
@@ -1380,6 +1382,16 @@ def test_export_refuses_arguments_of_other_types_naming_them(
         export(model, inputs, out, **given)
     assert caught.value.parameter == name
     assert not out.exists()
+
+
+def test_export_takes_numpy_whole_numbers_as_ints() -> None:
+    """``np.int64`` is a whole number for ``opset`` and a ``dynamic`` axis, as for the check's
+    options (the review: one was refused, the other passed through unconverted)."""
+    from wnpass.deploy import _require_export_arguments, _required_dynamic
+
+    assert _require_export_arguments(True, True, np.int64(17)) == 17
+    axes = _required_dynamic({"x": {np.int64(0): "batch"}})
+    assert axes == {"x": {0: "batch"}} and type(next(iter(axes["x"]))) is int
 
 
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])

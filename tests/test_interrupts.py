@@ -113,6 +113,15 @@ def test_a_handler_the_block_set_is_left_as_it_is() -> None:
         signal.signal(signal.SIGALRM, before)
 
 
+def test_a_default_the_block_set_gives_the_handler_back() -> None:
+    """The model's code resetting SIGINT to its default is no handler of its own: wnpass's
+    caller gets its handler back (the review: a host calling ``main()`` lost Ctrl-C)."""
+    before = signal.getsignal(signal.SIGINT)
+    with interrupts.handled(_on_stop):
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_the_handlers_are_put_back() -> None:
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     with interrupts.handled(_on_stop):

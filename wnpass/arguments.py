@@ -10,7 +10,7 @@ from typing import Any
 
 from wnpass.errors import InvalidArgumentError
 
-__all__ = ["as_whole", "require_choice", "require_flag", "require_type"]
+__all__ = ["as_whole", "require_choice", "require_flag", "require_type", "whole"]
 
 
 def require_choice(parameter: str, value: Any, allowed: Iterable[str]) -> None:
@@ -42,3 +42,10 @@ def as_whole(value: Any) -> Any:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)
     return value
+
+
+def whole(value: Any) -> int | None:
+    """``value`` as a Python int where it is a whole number of any integer type (not a bool,
+    not a float that happens to be whole); else None."""
+    value = as_whole(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

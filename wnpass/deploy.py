@@ -55,7 +55,7 @@ import onnx_ir as ir
 import torch
 from torch import nn
 
-from wnpass.arguments import as_whole, require_flag
+from wnpass.arguments import require_flag, whole
 from wnpass.axes import is_legacy_hook
 from wnpass.errors import (
     InvalidArgumentError,
@@ -1016,39 +1016,41 @@ def opset_range(exporter: str) -> tuple[int, int]:
 _DEFAULT_CHECK = CheckOptions()
 
 
-def _require_export_arguments(
-    fold_in_torch: object, verify: object, opset: object, dynamic: object
-) -> int | None:
+def _require_export_arguments(fold_in_torch: object, verify: object, opset: object) -> int | None:
     """The Python API's arguments of :func:`export` of the types it takes (the CLI's parsing
     gives no other): ``verify="no"`` would count as true, ``dynamic=["x"]`` fail deep inside.
     Returns ``opset`` as a Python int (``np.int64(17)`` is one), or None."""
     require_flag("fold_in_torch", fold_in_torch)
     require_flag("verify", verify)
-    opset = as_whole(opset)
-    if opset is not None and not isinstance(opset, int):
+    if opset is None:
+        return None
+    if (number := whole(opset)) is None:
         raise InvalidArgumentError(
             f"must be a whole number or None, not {opset!r}", parameter="opset"
         )
-    if dynamic is not None:
-        _require_dynamic(dynamic)
-    return opset
+    return number
 
 
-def _require_dynamic(dynamic: object) -> None:
-    """``dynamic`` maps input names to ``{axis: name}`` dicts."""
+def _required_dynamic(dynamic: object) -> dict[str, dict[int, str]] | None:
+    """``dynamic`` as a dict of input names to ``{axis: name}`` dicts, each axis a Python int
+    (``np.int64(0)`` is one); refused where it is not one."""
+    if dynamic is None:
+        return None
     shape = "a dict of input names to {axis: name} dicts, e.g. {'mel': {0: 'batch', 2: 'frames'}}"
     if not isinstance(dynamic, Mapping):
         raise InvalidArgumentError(f"must be {shape}, not {dynamic!r}", parameter="dynamic")
+    checked: dict[str, dict[int, str]] = {}
     for name, axes in dynamic.items():
         ok = isinstance(name, str) and isinstance(axes, Mapping)
         ok = ok and all(
-            isinstance(as_whole(axis), int) and isinstance(label, str)
-            for axis, label in axes.items()
+            whole(axis) is not None and isinstance(label, str) for axis, label in axes.items()
         )
         if not ok:
             raise InvalidArgumentError(
                 f"must be {shape}, not {{{name!r}: {axes!r}}}", parameter="dynamic"
             )
+        checked[name] = {int(axis): label for axis, label in axes.items()}  # whole numbers
+    return checked
 
 
 def validate_export_options(exporter: str, opset: int | None, options: CheckOptions | None) -> None:
@@ -1096,7 +1098,8 @@ def export(
     appears there and the report says why.
     """
     plan = as_plan(plan)
-    opset = _require_export_arguments(fold_in_torch, verify, opset, dynamic)
+    opset = _require_export_arguments(fold_in_torch, verify, opset)
+    dynamic = _required_dynamic(dynamic)
     if plan is None:  # the model's code may read files: none of them may be the output
         plan = IOPlan()
         plan.watch_user_code()

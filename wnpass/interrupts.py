@@ -168,5 +168,6 @@ def handled(on_stop: Callable[[int], NoReturn]) -> Iterator[None]:
     finally:
         _State.on_stop = outer  # an enclosing block's (the program's) handles the rest
         for signum, handler in previous.items():
-            if signal.getsignal(signum) is _handler:  # one the model's code set stays its own
-                signal.signal(signum, handler)
+            current = signal.getsignal(signum)
+            if current is _handler or not callable(current):  # a handler of the model's code
+                signal.signal(signum, handler)  # stays its own (its timer may still run)

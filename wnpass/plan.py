@@ -397,20 +397,20 @@ class _Entry:
 def _rename_new(staged: Path, target: Path) -> None:
     """Put ``staged`` at ``target``, which must not exist (``FileExistsError`` where it does):
     a hard link fails where the name is taken, atomically, where a check and a rename would
-    leave a moment to another process. A file system without hard links gets that check and
-    rename."""
+    leave a moment to another process. Where the file system makes no hard link (exFAT, some
+    FUSE mounts: EPERM, ENOTSUP, ENOSYS, EACCES...), that check and rename. Once the link is
+    made the file is in place; the staged name goes with its staging folder if it stays."""
     try:
         os.link(staged, target)
     except FileExistsError:
         raise
-    except OSError as error:
-        if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
-            raise
+    except OSError:
         if os.path.lexists(target):
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target)) from None
         os.replace(staged, target)
         return
-    os.unlink(staged)
+    with contextlib.suppress(OSError):
+        os.unlink(staged)
 
 
 class IOPlan:

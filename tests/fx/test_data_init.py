@@ -930,3 +930,27 @@ def test_a_failed_init_gives_the_callers_generators_back(own_generator: bool) ->
     assert torch.equal(torch.get_rng_state(), torch_state)
     if generator is not None and own_state is not None:
         assert torch.equal(generator.get_state(), own_state)
+
+
+@pytest.mark.parametrize("kind", ["conv", "linear"])
+def test_tf32_on_cuda_is_the_precision_the_result_is_held_to(kind: str) -> None:
+    """On CUDA, PyTorch lets cuDNN convolutions (and matrix products, where allowed) compute
+    float32 in TF32, 10 mantissa bits: the result check held them to float32's 1e-3 and
+    refused batches of pixel values (the review, by emulation; no GPU here). Its tolerance is
+    the precision the op computed in."""
+    from types import SimpleNamespace
+
+    from wnpass.fx.data_init import _computed_in
+
+    on_cuda: Any = SimpleNamespace(is_cuda=True, dtype=torch.float32)
+    module: Any = torch.backends.cudnn if kind == "conv" else torch.backends.cuda.matmul
+    before = module.allow_tf32
+    try:
+        module.allow_tf32 = True
+        assert _computed_in(on_cuda, kind) == ("TF32", 2.0**-10)  # type: ignore[arg-type]
+        module.allow_tf32 = False
+        eps = float(torch.finfo(torch.float32).eps)
+        assert _computed_in(on_cuda, kind) == ("float32", eps)  # type: ignore[arg-type]
+        assert _computed_in(torch.ones(1), kind) == ("float32", eps)  # type: ignore[arg-type]
+    finally:
+        module.allow_tf32 = before

@@ -14,7 +14,6 @@ class _Recorded:
 
     def __init__(self, name: str, log: list[str], fails_on: int | None = None) -> None:
         self.name, self.log, self.fails_on, self.calls = name, log, fails_on, 0
-        self.names: list[str] = []  # of its inputs and outputs, as a Session has them
 
     def run(self, feeds: dict[str, Any]) -> list[Any]:
         self.calls += 1

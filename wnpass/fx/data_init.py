@@ -346,17 +346,41 @@ def _statistics(
     return mu, sigma
 
 
+def _computed_in(output: torch.Tensor, kind: OpKind) -> tuple[str, float]:
+    """The precision the op computed its float32 output in, as a name and its epsilon: its
+    dtype's, or TensorFloat-32's (10 mantissa bits) on CUDA where PyTorch lets the op use it
+    (cuDNN convolutions by default, ``torch.backends.cudnn.allow_tf32``; matrix products with
+    ``torch.backends.cuda.matmul.allow_tf32``)."""
+    if output.is_cuda and output.dtype == torch.float32:
+        convolution = kind in ("conv", "conv_transpose")
+        allowed = (
+            torch.backends.cudnn.allow_tf32
+            if convolution
+            else torch.backends.cuda.matmul.allow_tf32
+        )
+        if allowed:
+            return "TF32", 2.0**-10
+    return _dtype(output.dtype), float(torch.finfo(output.dtype).eps)
+
+
 def _check_result(
-    t: torch.Tensor, axis: int, layer: str, dtype: torch.dtype, set_mean: bool, offset: float
+    t: torch.Tensor,
+    axis: int,
+    layer: str,
+    precision: tuple[str, float],
+    set_mean: bool,
+    offset: float,
 ) -> None:
-    """Refuse an init whose pre-activations (``t``, the float64 values of the op's output of
-    ``dtype`` on the batch, with the values just set) are not what it promises: std 1 per unit,
-    and mean 0 where the bias was set, within ``RESULT_TOLERANCE`` (see there). ``offset``:
+    """Refuse an init whose pre-activations (``t``, the float64 values of the op's output on
+    the batch, with the values just set) are not what it promises: std 1 per unit, and mean 0
+    where the bias was set, within ``RESULT_TOLERANCE`` or ``RESULT_ULPS`` of the
+    ``precision`` the op computed in (:func:`_computed_in`), where that is coarser. ``offset``:
     the units' largest mean before the init, in standard deviations, which the op's rounding
     multiplies: what the message blames."""
     dims = _reduce_dims(t.dim(), axis)
     mu, sigma = t.mean(dim=dims), t.std(dim=dims, unbiased=False)
-    tolerance = max(RESULT_TOLERANCE, RESULT_ULPS * torch.finfo(dtype).eps)
+    name, eps = precision
+    tolerance = max(RESULT_TOLERANCE, RESULT_ULPS * eps)
     off = (sigma - 1).abs() > tolerance
     if set_mean:
         off |= mu.abs() > tolerance
@@ -369,7 +393,7 @@ def _check_result(
             f"{' and mean 0' if set_mean else ''} in {where} of its output (unit {worst}: mean "
             f"{float(mu[worst]):.3g}, std {float(sigma[worst]):.3g}, with tolerance "
             f"{tolerance:g}): their mean is up to {offset:.3g} times their spread, which "
-            f"{_dtype(dtype)}'s rounding of the layer's own arithmetic leaves that far off; give "
+            f"{name}'s rounding of the layer's own arithmetic leaves that far off; give "
             "a batch of different examples, or centered ones",
             parameter="batch",
         )
@@ -576,7 +600,8 @@ class _InitPass(TorchFunctionMode):
             self._rescale(module, originals, layer)
         output = _call_with_weight(func, args, kwargs, originals())
         offset = float((mu.abs() / sigma).max())  # how far the bias must cancel, in stds
-        _check_result(output.double(), axis, layer, output.dtype, bias is not None, offset)
+        precision = _computed_in(output, target.kind)
+        _check_result(output.double(), axis, layer, precision, bias is not None, offset)
         self.initialized.add(module)
         self.report.initialized.append(target.name)
         logger.debug("data init %s", target.name)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import SupportsFloat
 
-from wnpass.arguments import as_whole
+from wnpass.arguments import as_whole, whole
 from wnpass.errors import InvalidArgumentError
 from wnpass.plan import as_path
 
@@ -161,10 +161,10 @@ def _float(value: SupportsFloat) -> float:
 
 def _at_least(name: str, value: object, low: int, high: int | None = None) -> None:
     """``value`` is a whole number >= ``low`` (and <= ``high``, where there is one)."""
-    whole = isinstance(value, int) and not isinstance(value, bool)
-    if high is None and not (whole and value >= low):  # type: ignore[operator]
+    number = whole(value)
+    if high is None and not (number is not None and number >= low):
         raise InvalidArgumentError(f"{value}: must be a whole number >= {low}", parameter=name)
-    if high is not None and not (whole and low <= value <= high):  # type: ignore[operator]
+    if high is not None and not (number is not None and low <= number <= high):
         raise InvalidArgumentError(
             f"{value}: must be a whole number from {low} to {high}", parameter=name
         )

@@ -13,7 +13,6 @@ import math
 import re
 import statistics
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -190,19 +189,19 @@ _NOT_MEMORY = ("INVALID_ARGUMENT", "NO_SUCHFILE", "NO_MODEL", "INVALID_PROTOBUF"
                "NOT_IMPLEMENTED")  # fmt: skip
 
 
-def _out_of_memory(error: Exception, reason: str, names: Iterable[str]) -> bool:
+def _out_of_memory(error: Exception, reason: str) -> bool:
     """Whether ONNX Runtime's ``error`` says an allocation failed. What is the model's own is
     no news of that: a status that blames the inputs or the model, quoted text (a node named
-    'bad_alloc') and the names of its inputs and outputs, which ONNX Runtime does not quote
-    (``Got invalid dimensions for input: bad_alloc``)."""
+    'bad_alloc'), and the name ONNX Runtime writes unquoted after ``input``/``output``
+    (``Got invalid dimensions for input: bad_alloc``); the rest of the message is matched, so
+    a model's input named ``memory`` leaves "out of memory" be."""
     if isinstance(error, MemoryError):
         return True
     status = re.match(r"\[ONNXRuntimeError\] : \d+ : (\w+)", reason)
     if status is not None and status[1] in _NOT_MEMORY:
         return False
     said = re.sub(r"'[^']*'", "''", reason)
-    for name in sorted(filter(None, names), key=len, reverse=True):  # whole names only: an
-        said = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", "", said)  # output y keeps "memory"
+    said = re.sub(r"\b(?:input|output)s?\b[:\s]+\S+", "", said, flags=re.IGNORECASE)
     return any(word in said.lower() for word in _OUT_OF_MEMORY)
 
 
@@ -217,7 +216,7 @@ def run(session: Session, model: Path, feeds: dict[str, Any]) -> list[Any]:
         raise
     except Exception as error:
         reason = printable(" ".join(str(error).split())) or type(error).__name__
-        if _out_of_memory(error, reason, session.names):
+        if _out_of_memory(error, reason):
             raise OutOfMemoryError(model, reason) from None
         raise RunFailedError(model, reason) from None
 
@@ -319,11 +318,6 @@ class Session:
     @property
     def fell_back(self) -> bool:
         return self.actual != self.provider
-
-    @functools.cached_property
-    def names(self) -> list[str]:
-        """The names of its inputs and outputs (its errors name them unquoted)."""
-        return [v.name for v in (*self.session.get_inputs(), *self.session.get_outputs())]
 
     @functools.cached_property
     def bits_outputs(self) -> bool:
