@@ -526,3 +526,17 @@ def test_a_model_py_whose_fresh_weights_would_be_declined_still_checks_a_checkpo
     torch.save(model.state_dict(), tmp_path / "ckpt.pt")
     report = fold_checkpoint(tmp_path / "ckpt.pt", check_model=model_py)
     assert report and report.check is not None and report.published
+
+
+def test_a_row_held_to_another_dtype_says_so_only_where_its_defaults_are_used() -> None:
+    """``--rtol 1e-7 --atol 0`` replace both tolerances: the row still said it was held to
+    bfloat16's (``held_as``, and the CLI's line about it), though none of bfloat16's was used
+    (t51)."""
+    import torch
+
+    from wnpass.checkpoint.verify import _row
+
+    ref = torch.ones(4)
+    assert _row("y", ref, ref, None, None, held_as="bfloat16").held_as == "bfloat16"
+    assert _row("y", ref, ref, 1e-7, None, held_as="bfloat16").held_as == "bfloat16"
+    assert _row("y", ref, ref, 1e-7, 0.0, held_as="bfloat16").held_as is None

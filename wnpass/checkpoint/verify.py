@@ -131,7 +131,9 @@ def _row(
     kind = _numpy_dtype(held_as or dtype)
     exact, (row_rtol, row_atol) = is_exact(kind), tolerance_for(kind, rtol, atol)
     row = OutputRow(name, list(ref.shape), dtype, 0.0, 0.0, 0, int(ref.numel()), row_rtol, row_atol)
-    row.held_as = held_as if held_as != dtype else None  # another dtype's tolerance: said
+    # another dtype's tolerance: said, where one of its defaults is used (not both given)
+    given = rtol is not None and atol is not None
+    row.held_as = held_as if held_as != dtype and not given else None
     if ref.shape != cand.shape or ref.dtype != cand.dtype:
         row.problem = f"{list(cand.shape)} {cand.dtype} != reference {list(ref.shape)} {dtype}"
         return row
