@@ -35,17 +35,17 @@ def require_type(parameter: str, value: Any, allowed: tuple[type, ...], what: st
         )
 
 
-def as_whole(value: Any) -> Any:
-    """A whole number of any integer type (``np.int64(2)``) as a Python int; anything else as
-    it is, for the caller to refuse. A bool is no whole number, though Python counts it as an
-    int (numpy's bool is no ``numbers.Integral``)."""
+def whole(value: Any) -> int | None:
+    """``value`` as a Python int where it is a whole number of any integer type
+    (``np.int64(2)``); else None: a bool is none, though Python counts it as an int (numpy's
+    bool is no ``numbers.Integral``), nor is a float that happens to be whole."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)
-    return value
+    return None
 
 
-def whole(value: Any) -> int | None:
-    """``value`` as a Python int where it is a whole number of any integer type (not a bool,
-    not a float that happens to be whole); else None."""
-    value = as_whole(value)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def as_whole(value: Any) -> Any:
+    """:func:`whole`'s int where ``value`` is a whole number; anything else as it is, for the
+    caller to refuse with its own message."""
+    number = whole(value)
+    return value if number is None else number

@@ -726,9 +726,7 @@ class IOPlan:
                 f"{target}: its folder changed while this run went on (it now leads to "
                 f"{where.parent}); refused"
             )
-            if self.published:
-                message += "; already written: " + ", ".join(str(p) for p in self.published)
-            raise OutputError(message, parameter=planned.parameter)
+            raise OutputError(self._and_written(message), parameter=planned.parameter)
         self._check_target(entry)  # again, at the last moment
         identity = _identity(target)
         read = self._read_ids.get(identity) if identity is not None else None
@@ -743,9 +741,14 @@ class IOPlan:
         """A write that failed (a full disk), as one line that also names what this run has
         already put in place, if anything: an error must not read as "nothing was written"."""
         message = f"{path}: cannot write ({error.strerror or _short_write_reason(error)})"
-        if self.published:
-            message += "; already written: " + ", ".join(str(p) for p in self.published)
-        return OutputError(message, parameter=entry.parameter)
+        return OutputError(self._and_written(message), parameter=entry.parameter)
+
+    def _and_written(self, message: str) -> str:
+        """``message`` and what this run has already put in place, if anything: an error must
+        not read as "nothing was written"."""
+        if not self.published:
+            return message
+        return message + "; already written: " + ", ".join(str(p) for p in self.published)
 
     @contextlib.contextmanager
     def replace(self, target: str | os.PathLike[str], *, suffix: str = "") -> Iterator[Path]:
@@ -842,9 +845,7 @@ class IOPlan:
                 f"{target}: another process put a file there while this run went on (its "
                 "name was free when it was chosen); refused"
             )
-            if self.published:
-                message += "; already written: " + ", ".join(str(p) for p in self.published)
-            raise OutputError(message, parameter=entry.parameter) from None
+            raise OutputError(self._and_written(message), parameter=entry.parameter) from None
         except OSError as error:
             raise self._cannot_write(target, error, entry) from None
 

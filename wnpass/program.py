@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from types import FrameType
     from typing import NoReturn
 
-__all__ = ["STOP_SIGNALS", "run", "stop", "stop_line", "takes_over"]
+__all__ = ["STOP_SIGNALS", "changes_said", "run", "stop", "stop_line", "takes_over"]
 
 # The stop signals, and what the line wnpass ends with calls each. Besides SIGINT and SIGTERM,
 # those whose default action ends a process on the spot, wherever it is (between two renames
@@ -54,15 +54,21 @@ def stop_line(signum: int, written: Sequence[str] = (), deleted: Sequence[str] =
     """What the program says when a stop signal ends it: also the files the run had already
     put in place (``written``: a result whose renames the signal waited for, or an earlier
     one) or deleted (:func:`wnpass.interrupts.changes`)."""
-    line = f"wnpass: {STOP_SIGNALS[signum]}"
-    if written or deleted:
-        from wnpass.errors import printable  # imported already: the run wrote a file
+    return (
+        f"wnpass: {STOP_SIGNALS[signum]}{changes_said(written, deleted)}; nothing more was written"
+    )
 
-        if written:
-            line += f"; already written: {printable(', '.join(written))}"
-        if deleted:
-            line += f"; removed: {printable(', '.join(deleted))}"
-    return line + "; nothing more was written"
+
+def changes_said(written: Sequence[str], deleted: Sequence[str]) -> str:
+    """``; already written: ...; removed: ...`` for the files a run put in place and deleted
+    (:func:`wnpass.interrupts.changes`), control characters escaped; empty where there are
+    none. A line that ends the run says it, so that it never reads as "nothing was written"."""
+    if not (written or deleted):
+        return ""
+    from wnpass.errors import printable  # imported already: the run wrote a file
+
+    said = f"; already written: {printable(', '.join(written))}" if written else ""
+    return said + (f"; removed: {printable(', '.join(deleted))}" if deleted else "")
 
 
 def stop(signum: int) -> NoReturn:

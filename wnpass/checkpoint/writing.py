@@ -21,8 +21,9 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, TypeGuard, cast
+from typing import Any, BinaryIO, Literal, cast
 
+from wnpass.arguments import whole
 from wnpass.checkpoint.pairs import Pair
 from wnpass.checkpoint.reading import Checkpoint, Group, Place, TensorInfo, place_part
 from wnpass.checkpoint.tensorfile import DTYPE_CODES, write
@@ -291,18 +292,14 @@ def write_index(
     ``total_parameters``, where given, less ``gain_elements``."""
     out = {key: value for key, value in index.items() if key != "weight_map"}
     metadata = dict(out["metadata"]) if isinstance(out.get("metadata"), dict) else {}
-    size = metadata.get("total_size")
-    if _is_count(size) and size >= gain_bytes:
+    size = whole(metadata.get("total_size"))
+    if size is not None and size >= gain_bytes:
         metadata["total_size"] = size - gain_bytes
     else:
         metadata["total_size"] = written_bytes
-    counted = metadata.get("total_parameters")
-    if _is_count(counted):
+    counted = whole(metadata.get("total_parameters"))
+    if counted is not None:
         metadata["total_parameters"] = counted - gain_elements
     out["metadata"] = metadata
     out["weight_map"] = weight_map
     target.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-
-
-def _is_count(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)

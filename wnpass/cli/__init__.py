@@ -30,7 +30,7 @@ from wnpass.cli import check, convert, export, fold, inspect, train_rewrite
 from wnpass.cli.options import flags_for
 from wnpass.cli.output import Printer
 from wnpass.errors import WnpassError, one_line, printable
-from wnpass.program import stop, stop_line
+from wnpass.program import changes_said, stop, stop_line
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_INTERNAL", "EXIT_OK", "main", "run"]
 
@@ -151,13 +151,8 @@ def _unprinted(error: OSError, code: int) -> int:
     what the run put in place (each file whole), on stderr. Exit 2, as for any file of the
     user's that cannot be written, where the run succeeded (``code`` 0); a failed check keeps
     its 1, the verdict a pipeline reads."""
-    written, deleted = interrupts.changes()
-    line = f"wnpass: error: cannot write to standard output ({error.strerror or error})"
-    if written:
-        line += f"; already written: {', '.join(written)}"
-    if deleted:
-        line += f"; removed: {', '.join(deleted)}"
-    _tell(printable(line))
+    said = changes_said(*interrupts.changes())
+    _tell(f"wnpass: error: cannot write to standard output ({error.strerror or error}){said}")
     return code or EXIT_BAD_INPUT
 
 
