@@ -170,9 +170,7 @@ def fold_onnx(
     if in_place and output is not None and Path(output) != source:
         raise UsageError("in_place writes over the input; give no output")
     target_path = source if in_place else Path(output or io.default_output(source))
-    if external_data is None and io.has_external_data(ir_model):
-        external_data = True  # weights stay outside when they came from outside
-    target = io.plan_save(
+    target = io.plan_save(  # weights stay outside when they came from outside
         plan, ir_model, target_path, external_data=external_data, replaces_read=in_place
     )
     plan.check()
