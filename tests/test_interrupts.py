@@ -122,6 +122,48 @@ def test_a_default_the_block_set_gives_the_handler_back() -> None:
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_a_handler_the_model_set_waits_for_the_result_s_renames() -> None:
+    """A model's code that installs its own SIGTERM handler (which exits) kept it through the
+    renames of a result: a SIGTERM there ran it between two renames (t52). Ours is lent for
+    them, and the model's handler gets the signal once they are done."""
+    calls: list[str] = []
+
+    def models(signum: int, frame: object) -> None:
+        calls.append(f"model's handler, signal {signum}")
+
+    with interrupts.handled(_on_stop):
+        signal.signal(signal.SIGTERM, models)  # the model's code, inside the run
+        interrupts.hold()
+        signal.raise_signal(signal.SIGTERM)
+        calls.append("renamed after the signal")
+        interrupts.release()
+        calls.append("after the release")
+        assert signal.getsignal(signal.SIGTERM) is models
+    assert calls == [
+        "renamed after the signal",
+        f"model's handler, signal {signal.SIGTERM}",
+        "after the release",
+    ]
+
+
+def test_a_default_the_model_set_ends_the_process_only_after_the_renames() -> None:
+    code = """if True:
+        import signal, sys
+        from wnpass import interrupts
+        def on_stop(signum):
+            raise SystemExit(99)
+        with interrupts.handled(on_stop):
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)  # the model's code
+            interrupts.hold()
+            signal.raise_signal(signal.SIGHUP)
+            print("renamed after the signal", flush=True)
+            interrupts.release()
+            print("never: the default ends the process", flush=True)
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (-signal.SIGHUP, "renamed after the signal\n")
+
+
 def test_the_handlers_are_put_back() -> None:
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     with interrupts.handled(_on_stop):

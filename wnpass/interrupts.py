@@ -13,6 +13,8 @@ and the others whose default action would end the process on the spot (SIGHUP, S
 - **A result being published** (:func:`hold` to :func:`release`: the renames that put data
   files, shards, then the model or index in place): the signal waits until the last rename of
   that result is done, so an output is never part old, part new; then it is raised as above.
+  A handler the model's code installed meanwhile (its own, or a default that ends the
+  process) is lent wnpass's for the renames, and given the signal once they are done.
 
 A signal that ends the run after a file was put in place (or an old data file deleted), be it
 held through a result's renames or come later, must not read as "nothing was written":
@@ -34,7 +36,8 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from typing import ClassVar, NoReturn
+from types import FrameType
+from typing import Any, ClassVar, NoReturn
 
 from wnpass.program import STOP_SIGNALS, takes_over
 
@@ -63,10 +66,15 @@ class Terminated(BaseException):
 STOPS: tuple[type[BaseException], ...] = (KeyboardInterrupt, Terminated)
 
 
+# What ``signal.getsignal`` returns: a Python handler, SIG_DFL or SIG_IGN, or None.
+_Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
 class _State:
     staged = 0  # staging files and folders that exist (or are about to)
     holds = 0  # open blocks in which stop signals wait (renames, a staging entry made or removed)
     pending: int | None = None  # a signal that came while a result was being published
+    lent: ClassVar[dict[int, _Handler]] = {}  # the handlers ours replaced while publishing
     raised: int | None = None  # the signal last turned into an exception
     on_stop: Callable[[int], NoReturn] | None = None
     written: ClassVar[list[str]] = []  # files put in place since handled() was entered
@@ -95,16 +103,39 @@ def held() -> Iterator[None]:
 
 
 def hold() -> None:
-    """A result starts to be published: stop signals wait until the matching :func:`release`."""
+    """A result starts to be published: stop signals wait until the matching :func:`release`.
+
+    Inside :func:`handled`, a stop signal whose handler is no longer ours (the model's code
+    set one, or set the default, which would end the process between two renames) gets ours
+    until the release, which gives the handler back and the signal to it."""
     _State.holds += 1
+    if _State.holds == 1 and _State.on_stop is not None and _in_main_thread():
+        _State.lent = {
+            signum: signal.signal(signum, _handler)
+            for signum in STOP_SIGNALS
+            if signal.getsignal(signum) not in (_handler, signal.SIG_IGN, None)
+        }
 
 
 def release() -> None:
-    """The result is published (or abandoned): a signal that came meanwhile is raised now."""
+    """The result is published (or abandoned): a signal that came meanwhile is raised now, or
+    given to the handler it was lent from."""
     _State.holds -= 1
-    if _State.holds == 0 and _State.pending is not None:
+    if _State.holds:
+        return
+    lent, _State.lent = _State.lent, {}
+    for signum, handler in lent.items():
+        signal.signal(signum, handler)
+    if _State.pending is not None:
         signum, _State.pending = _State.pending, None
+        if signum in lent:
+            signal.raise_signal(signum)  # its own handler now: it runs (or ends the process)
+            return
         _raise(signum)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def wrote(path: object) -> None:
@@ -153,7 +184,7 @@ def handled(on_stop: Callable[[int], NoReturn]) -> Iterator[None]:
     """Handle the stop signals as the module docstring says while the block runs;
     ``on_stop(signum)`` ends the process when nothing is staged. Outside the main thread
     (where Python cannot install handlers) the block runs with the handlers it has."""
-    if threading.current_thread() is not threading.main_thread():
+    if not _in_main_thread():
         yield
         return
     previous = {
