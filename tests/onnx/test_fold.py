@@ -250,6 +250,31 @@ def test_a_product_held_in_subnormals_is_declined_as_one_that_overflows(reciproc
     assert_close(run(folded, feeds), run(model, feeds))
 
 
+@pytest.mark.parametrize("reciprocal", [False, True], ids=["divides", "times-pow-minus-half"])
+def test_a_weight_wholly_in_subnormals_is_folded_correctly_rounded(reciprocal: bool) -> None:
+    """``g = 2e-38``, ``|v|`` about 1e10: ``g * v`` is normal and the weight, ``g * v / ||v||``
+    (at most 1e-38), is wholly subnormal. It was declined (``Div 'w' underflows``) though
+    nothing divides it again: the graph's last operation rounds it once, as the fold does."""
+    uniform = np.random.default_rng(1).uniform(1.0, 1.2, (6, 5))
+    v = (uniform * 1e10).astype(np.float32)
+    g = np.full((6, 1), 2e-38, np.float32)
+    axes = np.array([1], np.int64)
+    model = onnx_model(GV, v=v, g=g, axes=axes)
+    if reciprocal:
+        text = GV.replace("n = ReduceL2 <keepdims = 1> (v, axes)", "s = ReduceSumSquare(v, axes)")
+        text = text.replace("w = Div(gv, n)", "r = Pow(s, half)\n        w = Mul(gv, r)")
+        model = onnx_model(text, v=v, g=g, axes=axes, half=np.array(-0.5, np.float32))
+    (site,) = inspect_onnx(model).sites
+    assert site.status == "foldable"
+    folded, report = fold_onnx(model)
+    assert [s.status for s in report.sites] == ["folded"]
+    (weight,) = [nh.to_array(i) for i in folded.graph.initializer]
+    v64 = v.astype(np.float64)
+    exact = g.astype(np.float64) * v64 / np.sqrt(np.sum(v64 * v64, axis=1, keepdims=True))
+    assert np.all(np.abs(exact) < np.finfo(np.float32).tiny) and np.all(weight != 0)
+    assert np.array_equal(weight, exact.astype(np.float32))
+
+
 @pytest.mark.parametrize("padding", ["Max", "Add", "Clip"])
 def test_a_product_held_in_subnormals_is_declined_when_an_epsilon_pads_the_norm(
     padding: str,
@@ -280,10 +305,7 @@ def test_a_clip_without_a_max_is_clipped_to_the_largest_float() -> None:
         "r = ReduceL2 <keepdims = 1> (v, axes)\n        n = Clip(r, inf)",
     )
     v, largest = rand(6, 5), float(np.finfo(np.float32).max)
-    # one |v| of 3: with g = 2 that weight is normal and the others subnormal (one division:
-    # exact). Wholly subnormal weights are declined (Div 'w' underflows), which rand's values
-    # alone gave in one order of the tests in four (each |v| below 2)
-    v[0, 0] = 3.0
+    # with g = 2 the weight is held in subnormals (one division: exact), with g = 1e30 normal
     for g in (2.0, 1e30):  # weights held in subnormals, and normal ones
         model = onnx_model(
             text, v=v, g=np.full((6, 1), g, np.float32), axes=np.array([1], np.int64),

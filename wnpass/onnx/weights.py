@@ -113,16 +113,16 @@ class _Checked:
 def _may_underflow(
     g: np.ndarray, norm: np.ndarray, count: int, dtype: ir.DataType, v_max: np.ndarray | None
 ) -> bool:
-    """Whether a value the product makes on the way may be non-zero and wholly below the
+    """Whether a value the product makes on the way (not the weight, which nothing divides
+    again: the evaluator's ``Program.run(stored=True)``) may be non-zero and wholly below the
     dtype's smallest normal number (held in subnormals: the evaluator's ``_check_range``),
     from lower bounds of the largest value of each: ``g * v`` at least ``|g| * ||v|| /
     sqrt(count)`` in some unit (a unit of ``count`` elements has one at least its norm over
-    ``sqrt(count)``), ``g / ||v||`` exactly, the weight at least ``|g| / sqrt(count)``
-    (``v / ||v||``, at least ``1 / sqrt(count)``, is normal for any real unit size). ``norm`` is
-    the norm the graph computes, whether it divides by it or multiplies by its reciprocal;
-    where it has an epsilon it may be far above ``||v||``, and ``v_max``, each unit's largest
-    ``|v|``, gives the largest values themselves: ``|g| * v_max``, ``g / norm``, ``v_max /
-    norm`` and ``|g| * v_max / norm``."""
+    ``sqrt(count)``), ``g / ||v||`` exactly (``v / ||v||``, at least ``1 / sqrt(count)``, is
+    normal for any real unit size). ``norm`` is the norm the graph computes, whether it
+    divides by it or multiplies by its reciprocal; where it has an epsilon it may be far above
+    ``||v||``, and ``v_max``, each unit's largest ``|v|``, gives the largest values themselves:
+    ``|g| * v_max``, ``g / norm`` and ``v_max / norm``."""
     tiny = float(np.finfo(dtype.numpy()).tiny)
     root = math.sqrt(max(count, 1))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
@@ -132,14 +132,12 @@ def _may_underflow(
             lows = (
                 float(np.max(size * norm)) / root,
                 float(np.max(size / norm)),
-                float(np.max(size)) / root,
             )
         else:
             lows = (
                 float(np.max(size * v_max)),
                 float(np.max(size / norm)),
                 float(np.max(v_max / norm)),
-                float(np.max(size * v_max / norm)),
             )
     return any(0 < low < tiny for low in lows)
 
@@ -273,7 +271,7 @@ def _multiply_into(out: np.ndarray, v: np.ndarray, scale: np.ndarray) -> None:
 def _evaluated(site: Site) -> ir.TensorProtocol | str:
     """The general path: evaluate the whole cone, round once, check the result."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        array, dtype = ev.evaluate(site.target)
+        array, dtype = ev.evaluate(site.target, stored=True)
         if (mismatch := _mismatch(site.target, dtype)) is not None:
             return mismatch
         rounded = ev.round_to(array, dtype)
