@@ -175,6 +175,60 @@ def test_tied_weights_are_skipped_not_untied() -> None:
     assert site.status == "skipped" and "tied weight (also head.weight)" in (site.reason or "")
 
 
+class _BufferToo(nn.Module):
+    """``lin.weight`` registered as a buffer of another module too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        self.other = nn.Module()
+        self.other.register_buffer("w", self.lin.weight)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.lin(x) + x @ self.other.get_buffer("w").t())
+
+
+class _InAList(nn.Module):
+    """A hand-written RNN cell keeping its weights in a list (as ``nn.RNNBase`` keeps its
+    ``_flat_weights``) and a transposed view of one as a plain attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w_ih = nn.Parameter(torch.randn(16, 8) * 0.3)
+        self.w_hh = nn.Parameter(torch.randn(16, 16) * 0.3)
+        self.flat = [self.w_ih, self.w_hh]
+        self.head = nn.Linear(16, 2)
+        self.head_t = self.head.weight.detach().t()  # shares head.weight's elements
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.zeros(x.shape[0], 16)
+        w_ih, w_hh = self.flat
+        for t in range(x.shape[1]):
+            h = torch.tanh(F.linear(x[:, t], w_ih) + F.linear(h, w_hh))
+        return h @ self.head_t + self.head.bias
+
+
+def test_a_weight_a_buffer_or_a_plain_attribute_also_holds_is_tied() -> None:
+    """Weight norm replaced the parameter on its module only: a buffer holding it kept the old
+    tensor (stale after a step, saved beside g and v), and a list holding it made the forward
+    read the old tensor (no gradient reached g and v); both were "applied", ok (t54)."""
+    sites = plan(_BufferToo(), (torch.randn(4, 8),))
+    untie = "one weight norm would untie it"
+    assert sites["lin.weight"].status == "skipped"
+    assert sites["lin.weight"].reason == f"tied weight (also other.w): {untie}"
+    assert sites["head.weight"].status == "planned"
+    sites = plan(_InAList(), (torch.randn(2, 5, 8),))
+    assert [sites[n].reason for n in ("w_ih", "w_hh", "head.weight")] == [
+        f"tied weight (also {other}): {untie}" for other in ("flat[0]", "flat[1]", "head_t")
+    ]
+
+
+def test_an_rnn_s_own_flat_weights_are_no_other_holder() -> None:
+    sites = plan(nn.LSTM(4, 6), (torch.randn(3, 2, 4),))
+    assert sites["weight_ih_l0"].status == sites["weight_hh_l0"].status == "planned"
+
+
 def test_one_parameter_two_different_ops_is_skipped() -> None:
     """A weight used by F.linear and elementwise: skipped with both facts."""
 

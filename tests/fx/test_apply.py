@@ -18,6 +18,7 @@ from tests.fx.helpers import KEEP_RTOL, PLAIN_MODELS, Functional, SharedBlock, p
 from tests.fx.standins import Conv1D
 from wnpass import apply_weight_norm
 from wnpass.errors import InvalidArgumentError, UsageError
+from wnpass.fx.analyse import analyse_sites
 from wnpass.fx.apply import Init
 from wnpass.fx.compare import max_rel_error, result_leaves
 from wnpass.fx.report import NOTHING_COMPARED, apply_summary, plan_rows
@@ -470,3 +471,33 @@ def test_nothing_to_apply_is_said_in_the_tense_of_the_command() -> None:
     applied, inspected = apply_summary(report), apply_summary(report, inspect=True)
     assert any(line.startswith(f"NOTHING APPLIED: {reason}") for line in applied[1:])
     assert any(line.startswith(f"NOTHING TO APPLY: {reason}") for line in inspected[1:])
+
+
+class _CachesOnItsFirstCall(nn.Module):
+    """Projects a learned memory on its first forward and reuses the projection after."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.memory = nn.Parameter(torch.randn(6, 8))
+        self.mem_proj = nn.Linear(8, 8)
+        self.out = nn.Linear(8, 4)
+        self.projected: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.projected is None:
+            self.projected = self.mem_proj(self.memory)
+        attention = torch.softmax(x @ self.projected.t(), -1) @ self.projected
+        return self.out(attention)
+
+
+def test_apply_plans_from_the_first_forward_as_an_analysis_does() -> None:
+    """apply ran its comparison forward first and planned from the second, in which this
+    model's ``mem_proj`` is not used: ``inspect`` planned it, ``train-rewrite`` skipped it
+    (t54)."""
+    x = torch.randn(2, 8)
+    inspected, _, _ = analyse_sites(_CachesOnItsFirstCall(), x)
+    report = apply_weight_norm(_CachesOnItsFirstCall(), x)
+    planned = [s.name for s in inspected if s.status == "planned"]
+    assert planned == ["mem_proj.weight", "out.weight"]
+    assert [s.name for s in report.sites if s.status == "applied"] == planned
+    assert report.status == "ok"

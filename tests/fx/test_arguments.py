@@ -12,6 +12,7 @@ from torch import nn
 
 from wnpass import apply_weight_norm, data_init, fold_weight_norm
 from wnpass.errors import InvalidArgumentError, UsageError, WnpassError
+from wnpass.fx.analyse import analyse_sites
 
 
 def _mlp() -> nn.Sequential:
@@ -73,6 +74,22 @@ def test_a_lazy_layer_without_example_inputs_is_refused_up_front() -> None:
         "inputs, or run the model once first"
     )
     assert apply_weight_norm(model, X).applied == 2
+
+
+def test_an_analysis_refuses_what_apply_refuses() -> None:
+    """``inspect`` planned weight norm for a model on the meta device, which ``train-rewrite``
+    refuses, and crashed on a lazy layer (``p.dim()`` of an uninitialized parameter, exit 3)
+    where ``train-rewrite`` gave its one line (t54)."""
+    with torch.device("meta"):
+        meta = _mlp()
+    with pytest.raises(InvalidArgumentError, match=r"^Sequential: parameters on the meta device"):
+        analyse_sites(meta)
+    lazy = nn.Sequential(nn.LazyLinear(6), nn.ReLU(), nn.Linear(6, 3))
+    with pytest.raises(InvalidArgumentError, match=r"^Sequential: lazy parameters not initial"):
+        analyse_sites(lazy)
+    sites, _, _ = analyse_sites(lazy, X)  # the inputs give the lazy layer its shape
+    assert [s.name for s in sites if s.status == "planned"] == ["0.weight", "2.weight"]
+    assert lazy[0].weight.shape == (6, 8)
 
 
 def test_data_init_without_a_batch_is_a_usage_error() -> None:

@@ -298,3 +298,34 @@ def test_check_values_must_be_a_flag() -> None:
 
     with pytest.raises(WnpassError, match="check_values must be True or False, not 'no'"):
         fold_weight_norm(nn.Linear(2, 2), check_values="no")  # type: ignore[arg-type]
+
+
+def test_apply_then_fold_keeps_the_order_of_the_parameters() -> None:
+    """PyTorch appends a weight made plain again after the other parameters: ``weight, bias``
+    came back as ``bias, weight``, and an optimizer state saved from the plain model no longer
+    lined up (its next step raised a size mismatch; t54)."""
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+            self.lstm = nn.LSTM(4, 4, num_layers=2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lstm(self.lin(x))[0]
+
+    model = Model()
+    before = [name for name, _ in model.named_parameters()]
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.randn(3, 2, 4)).sum().backward()
+    optimizer.step()
+    saved = optimizer.state_dict()
+    assert apply_weight_norm(model, torch.randn(3, 2, 4)).applied == 5
+    fold_weight_norm(model)
+    assert [name for name, _ in model.named_parameters()] == before
+    assert list(model.state_dict()) == before
+    assert not any("wnpass" in key for m in model.modules() for key in vars(m))
+    optimizer = torch.optim.Adam(model.parameters())
+    optimizer.load_state_dict(saved)
+    model(torch.randn(3, 2, 4)).sum().backward()
+    optimizer.step()  # the saved moments line up with the parameters again

@@ -26,7 +26,9 @@ from torch.nn.utils.parametrizations import _WeightNorm
 from wnpass.arguments import require_choice
 from wnpass.axes import DimPolicy, is_legacy_hook, is_legacy_spectral_norm_hook
 from wnpass.errors import InvalidArgumentError, UsageError
+from wnpass.fx.arguments import is_lazy, require_initialized, require_module, require_values
 from wnpass.fx.axes import Use
+from wnpass.fx.forward import Batch, as_batch, run_forward
 from wnpass.fx.register import parametrized_here, stored_unit_dim, unit_norm_problem
 from wnpass.fx.report import ParamSite
 from wnpass.fx.trace import Tracer, find_uses
@@ -39,6 +41,7 @@ __all__ = [
     "as_patterns",
     "layer_type",
     "owner_of",
+    "require_analysable",
     "require_eager",
     "selected_out",
 ]
@@ -83,6 +86,18 @@ def require_eager(model: nn.Module) -> None:
                 f"{where}: a TorchScript module (torch.jit.script or trace): weight norm goes "
                 "on the Python nn.Module; script or trace it afterwards"
             )
+
+
+def require_analysable(model: object, batch: Batch | None) -> None:
+    """What every analysis of ``model`` needs, checked before anything runs: a module
+    (``model``), whose weights hold values (none on the meta device), in Python (no
+    TorchScript), and whose lazy layers are initialized unless example inputs (``batch``) give
+    them their shapes."""
+    module = require_module(model)
+    require_values(module)
+    require_eager(module)
+    if batch is None:
+        require_initialized(module)
 
 
 def owner_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -202,15 +217,81 @@ def _aliases(model: nn.Module) -> tuple[dict[int, list[str]], set[int]]:
     A parameter under several names is tied when two different modules (or two attributes)
     hold it: weight norm on one would untie it. One module registered under several names
     (``nn.ModuleList([block] * 3)``, an alias attribute) is not: every name reaches the same
-    module, whose one parametrization they all share.
+    module, whose one parametrization they all share. A parameter whose data a buffer or a
+    plain attribute also holds (:func:`_held_elsewhere`) is tied too, under those names.
     """
     names: dict[int, list[str]] = defaultdict(list)
     holders: dict[int, set[tuple[int, str]]] = defaultdict(set)
+    params: dict[int, nn.Parameter] = {}
     for name, param in model.named_parameters(remove_duplicate=False):
         names[id(param)].append(name)
+        params[id(param)] = param
         owner, leaf = owner_of(model, name)
         holders[id(param)].add((id(owner), leaf))
+    for key, where in _held_elsewhere(model, params).items():
+        names[key].extend(where)
+        holders[key].update((0, name) for name in where)  # no module's id is 0
     return names, {key for key, held in holders.items() if len(held) > 1}
+
+
+def _held_elsewhere(model: nn.Module, params: dict[int, nn.Parameter]) -> dict[int, list[str]]:
+    """The other holders of each parameter's data (by id): a buffer that is the parameter or a
+    view of its elements (``register_buffer("w", lin.weight)``), or a module's plain
+    attribute holding one, alone or in a list, tuple or dict (``self.flat = [w_ih, w_hh]``).
+    Weight norm replaces the parameter on its module only: such a holder keeps the old
+    tensor, which the forward then reads (no gradient reaches g and v) or a state dict saves
+    beside them, stale. ``nn.RNNBase``'s own ``_flat_weights`` are rebuilt from the module's
+    attributes each forward, and are no other holder."""
+    spans: dict[tuple[str, int], list[tuple[int, int, int]]] = defaultdict(list)
+    for key, param in params.items():
+        if (span := _span(param)) is not None:
+            spans[span[0]].append((span[1], span[2], key))
+    held: dict[int, list[str]] = defaultdict(list)
+    for path, module in model.named_modules():
+        prefix = f"{path}." if path else ""
+        found = [(f"{prefix}{name}", t) for name, t in module._buffers.items() if t is not None]
+        for attribute, value in vars(module).items():
+            if attribute in ("_parameters", "_buffers", "_modules") or (
+                isinstance(module, nn.RNNBase) and attribute == "_flat_weights"
+            ):
+                continue
+            items = value.items() if isinstance(value, dict) else enumerate(value) \
+                if isinstance(value, list | tuple) else [(None, value)]  # fmt: skip
+            for index, item in items:
+                if isinstance(item, torch.Tensor):
+                    where = "" if index is None else f"[{index!r}]"
+                    found.append((f"{prefix}{attribute}{where}", item))
+        for name, tensor in found:
+            for key in _overlapping(tensor, params, spans):
+                held[key].append(name)
+    return held
+
+
+def _span(tensor: torch.Tensor) -> tuple[tuple[str, int], int, int] | None:
+    """Where ``tensor``'s elements lie: its storage (device, address) and the byte range from
+    its first to its last element; None for one without elements or storage (meta, sparse)."""
+    if tensor.numel() == 0 or tensor.is_meta or tensor.layout != torch.strided:
+        return None
+    size = tensor.element_size()
+    last = sum((n - 1) * stride for n, stride in zip(tensor.shape, tensor.stride(), strict=True))
+    start = tensor.data_ptr()
+    storage = (str(tensor.device), tensor.untyped_storage().data_ptr())
+    return storage, start, start + (last + 1) * size
+
+
+def _overlapping(
+    tensor: torch.Tensor,
+    params: dict[int, nn.Parameter],
+    spans: dict[tuple[str, int], list[tuple[int, int, int]]],
+) -> list[int]:
+    """The parameters (by id) whose elements ``tensor`` is or shares."""
+    if id(tensor) in params:
+        return [id(tensor)]
+    span = _span(tensor)
+    if span is None:
+        return []
+    storage, start, end = span
+    return [key for low, high, key in spans.get(storage, []) if low < end and start < high]
 
 
 def _decide(
@@ -276,13 +357,19 @@ def analyse_sites(
 
     ``example_inputs``: a tensor, a tuple (positional) or a dict (keyword inputs). With them the
     model is run once, eval mode and no grad (:mod:`wnpass.fx.observe`); without, it is traced.
+    A model with lazy layers not initialized yet (``nn.LazyLinear``) needs them: it is run once
+    more first, which gives those layers their shapes (and, as any first forward, their
+    initial values), and the plan is that of its second forward.
     """
     require_choice("dim_policy", dim_policy, DIM_POLICIES)
-    require_eager(model)
+    batch = None if example_inputs is None else as_batch(example_inputs)
+    require_analysable(model, batch)
+    if batch is not None and any(is_lazy(p) for p in model.parameters()):
+        run_forward(model, batch)
     already, covered = _already(model)
     aliases, tied = _aliases(model)
     canonical = {name: names[0] for names in aliases.values() for name in names}
-    uses, mode, note = find_uses(model, example_inputs, dim_policy, embeddings, tracer)
+    uses, mode, note = find_uses(model, batch, dim_policy, embeddings, tracer)
     by_param: dict[str, list[Use]] = defaultdict(list)
     for use in uses:
         key = canonical.get(use.param, use.param)

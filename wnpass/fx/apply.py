@@ -41,10 +41,9 @@ from wnpass.fx.analyse import (
     analyse_sites,
     as_patterns,
     owner_of,
-    require_eager,
+    require_analysable,
     selected_out,
 )
-from wnpass.fx.arguments import require_initialized, require_module, require_values
 from wnpass.fx.compare import (
     Leaf,
     max_rel_error,
@@ -199,11 +198,8 @@ class ApplyWeightNormPass:
 
     def call(self, model: nn.Module, example_inputs: Any = None) -> ApplyReport:
         start = time.perf_counter()
-        require_values(require_module(model))
-        require_eager(model)
         inputs = None if example_inputs is None else as_batch(example_inputs)
-        if inputs is None:  # no forward will give lazy layers their shapes
-            require_initialized(model)
+        require_analysable(model, inputs)
         if self.init == "data" and inputs is None:
             raise UsageError("init='data' needs a batch: pass example_inputs")
         if inputs is None or self.init != "keep" or self.mean_only_bn:  # nothing compared
@@ -212,10 +208,7 @@ class ApplyWeightNormPass:
         # compared with itself, not with other noise) and leave the caller's generators as
         # they were; each gets its own copy of the inputs
         rng = RngSnapshot.take(model, inputs)
-        before, dtypes = (
-            _compared_forward(model, inputs, rng) if inputs is not None else (None, set())
-        )
-        with rng.replayed():
+        with rng.replayed():  # first: the plan is inspect's, from the same first forward
             sites, mode, note = analyse_sites(
                 model,
                 inputs,
@@ -225,6 +218,9 @@ class ApplyWeightNormPass:
                 embeddings=self.embeddings,
                 tracer=self.tracer,
             )
+        before, dtypes = (
+            _compared_forward(model, inputs, rng) if inputs is not None else (None, set())
+        )
         report = ApplyReport(
             sites=sites, traced_with=mode, trace_note=note, dim_policy=self.dim_policy
         )

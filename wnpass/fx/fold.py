@@ -27,7 +27,12 @@ from wnpass.arguments import require_flag
 from wnpass.axes import is_legacy_hook
 from wnpass.fx.arguments import require_module, require_values
 from wnpass.fx.pickling import unmake_picklable
-from wnpass.fx.register import parametrized_here, remove_legacy_keys, stored_unit_dim
+from wnpass.fx.register import (
+    parametrized_here,
+    remove_legacy_keys,
+    restore_order,
+    stored_unit_dim,
+)
 from wnpass.fx.rnn_cache import remove_rnn_cache
 from wnpass.rounding import round_to_torch
 from wnpass.rules import weight_from
@@ -173,6 +178,7 @@ def _fold(module: nn.Module, stored: _Stored) -> None:
         parametrize.remove_parametrizations(module, name, leave_parametrized=True)
         setattr(module, name, nn.Parameter(weight, requires_grad=requires_grad))
         remove_legacy_keys(module, name)
+        restore_order(module)
         return
     del module._forward_pre_hooks[stored.hook]
     del module._parameters[f"{name}_g"], module._parameters[f"{name}_v"]

@@ -6,7 +6,10 @@ Equivalent to ``torch.nn.utils.parametrizations.weight_norm(module, name, dim)``
 ``<name>_g``/``<name>_v`` keys; but the renaming hook is a module-level class rather than a local
 closure, and the module gets :func:`wnpass.fx.pickling.make_picklable`, so ``pickle`` and
 ``torch.save(model)`` work. :func:`remove_legacy_keys` takes the renaming hook off again once the
-weight is plain (a fold).
+weight is plain (a fold). PyTorch appends a weight made plain again after the module's other
+parameters (``weight, bias`` becomes ``bias, weight``), so an optimizer state or a list of
+parameters saved from the plain model would no longer line up; the module's order before its
+first weight norm is kept, and :func:`restore_order` gives it back.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = [
     "parametrized_here",
     "register_weight_norm",
     "remove_legacy_keys",
+    "restore_order",
     "stored_unit_dim",
     "unit_norm_problem",
     "units_text",
@@ -54,8 +58,12 @@ def parametrized_here(module: nn.Module) -> bool:
     return "parametrizations" in modules and isinstance(modules["parametrizations"], nn.ModuleDict)
 
 
+_ORDER = "_wnpass_parameter_order"  # the module's parameter names before its first weight norm
+
+
 def register_weight_norm(module: nn.Module, name: str, dim: int | None) -> None:
     """Weight norm on ``module.<name>`` keeping axis ``dim`` (None: one scalar g), in place."""
+    module.__dict__.setdefault(_ORDER, tuple(module._parameters))
     parametrize.register_parametrization(module, name, _WeightNorm(dim), unsafe=True)
     module._register_load_state_dict_pre_hook(LegacyKeys(name))
     make_picklable(module)
@@ -69,6 +77,20 @@ def remove_legacy_keys(module: nn.Module, name: str) -> None:
         hook = getattr(wrapped, "hook", None)
         if isinstance(hook, LegacyKeys) and hook.name == name:
             del hooks[key]
+
+
+def restore_order(module: nn.Module) -> None:
+    """Put ``module``'s parameters back in the order they had before :func:`register_weight_norm`
+    (those it did not have then after them, as they are); once no weight of it is
+    parametrized any more, forget that order."""
+    order: tuple[str, ...] | None = module.__dict__.get(_ORDER)
+    if order is None:
+        return
+    params = module._parameters
+    for name in [n for n in order if n in params] + [n for n in params if n not in order]:
+        params[name] = params.pop(name)
+    if not parametrized_here(module):
+        del module.__dict__[_ORDER]
 
 
 def stored_unit_dim(dim: int, ndim: int) -> int | None:
