@@ -33,6 +33,10 @@ def round_once(values: np.ndarray, dtype: Any) -> np.ndarray:
         return np.asarray(values).astype(dtype, copy=False)
     if dtype != BFLOAT16:
         raise TypeError(f"no rounding to {dtype} (float64, float32, float16, bfloat16 only)")
+    if np.asarray(values).dtype == np.float32:
+        bits = np.asarray(values).view(np.uint32)
+        if not np.any(bits & 0xFFFF):  # every value a bfloat16 (widened): its bits, NaNs' too
+            return (bits >> 16).astype(np.uint16).view(BFLOAT16)
     x = np.asarray(values, np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         nearest = x.astype(np.float32)

@@ -224,6 +224,22 @@ def test_casts_round_exactly_and_bfloat16_is_kept() -> None:
     np.testing.assert_array_equal(onnx.numpy_helper.to_array(init), wb.T)
 
 
+def test_a_bfloat16_layout_keeps_every_bit_of_its_nans() -> None:
+    """A Transpose of bfloat16 NaNs with payloads (quiet and signaling) came out as the one
+    standard NaN: the weight went to float64 and back through ml_dtypes (t55)."""
+    text = f"""
+        {HEADER}
+        agraph (bfloat16[2, 2] x) => (bfloat16[2, 2] y) {{
+            t = Transpose <perm = [1, 0]> (w)
+            y = MatMul(x, t)
+        }}
+    """
+    bits = np.array([[0x7FC1, 0x7F81], [0xFF81, 0x3F80]], np.uint16)
+    folded, _ = folded_model(onnx_model(text, w=bits.view(ml_dtypes.bfloat16)))
+    (init,) = folded.graph.initializer
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(init).view(np.uint16), bits.T)
+
+
 def test_embedding_table_behind_a_reshape_is_folded() -> None:
     text = f"""
         {HEADER}

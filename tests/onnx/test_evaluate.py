@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 import onnx
 import onnx_ir as ir
@@ -493,6 +494,31 @@ def test_a_narrowing_cast_that_overflows_is_declined() -> None:
     _, report = fold_onnx(model)
     (cone,) = report.cones
     assert cone.status == "declined" and "overflows float16" in (cone.reason or "")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "values"),
+    [
+        ("bfloat16", np.array([[1e5, 1.0], [-3e5, 2.0]], ml_dtypes.bfloat16)),
+        ("int64", np.array([[70000, 1], [65520, 2]], np.int64)),  # 65520 rounds to inf
+    ],
+)
+def test_a_cast_to_float16_that_overflows_is_declined_from_any_type(
+    dtype: str, values: np.ndarray
+) -> None:
+    """From float32 it was declined; from bfloat16 or an integer type it was folded into a
+    weight of inf (t55)."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 18]>
+        agraph (float16[2, 2] x) => (float16[2, 2] y) {
+            h = Cast <to = 10> (w)
+            y = MatMul(x, h)
+        }
+    """
+    _, report = fold_onnx(onnx_model(text, w=values))
+    (cone,) = report.cones
+    assert cone.status == "declined"
+    assert cone.reason == "Cast 'h' overflows float16 (the graph computes inf there)", dtype
 
 
 # ---------------------------------------------------------------- rounding steps made visible

@@ -309,3 +309,35 @@ def test_a_norm_dividing_a_laid_out_v_gives_no_axes_of_v_from_its_shape(
     model = onnx_model(OF_TRANSPOSED, v=rand(6, 6), g=rand(6, 1) + 2)
     (site,) = inspect_onnx(model).sites
     assert (site.status, site.axes) == ("foldable", axes)
+
+
+_GAINS = {
+    "g = Concat <axis = 0> (ga, gb)": {"ga": rand(2, 1), "gb": rand(2, 1)},
+    "g = Expand(gs, shape)": {"gs": rand(1, 1), "shape": np.array([4, 1], np.int64)},
+    "g = Slice(gl, start, end)": {
+        "gl": rand(6, 1), "start": np.array([1], np.int64), "end": np.array([5], np.int64)
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("gain", list(_GAINS))
+def test_a_gain_computed_from_constants_is_a_constant(gain: str) -> None:
+    """A gain made by Concat, Expand or Slice of initializers was declined as "g 'g' is not a
+    constant (computed by Concat)": it is one, and the evaluator computes those ops (t55)."""
+    text = f"""
+        <ir_version: 8, opset_import: ["" : 18]>
+        agraph (float[2, 5] x) => (float[2, 4] y) {{
+            {gain}
+            n = ReduceL2 <keepdims = 1> (v, axes)
+            gv = Mul(g, v)
+            w = Div(gv, n)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, None, True, v=rand(4, 5), axes=np.array([1], np.int64), **_GAINS[gain])
+    (site,) = inspect_onnx(model).sites
+    assert site.status == "foldable", site.reason
+    folded, report = fold_onnx(model)
+    assert [s.status for s in report.sites] == ["folded"]
+    feeds = {"x": rand(2, 5)}
+    assert_close(run(folded, feeds), run(model, feeds))

@@ -275,6 +275,41 @@ def test_an_epsilon_the_bound_does_not_cover_is_evaluated_node_by_node(
     assert not np.all(np.isfinite(run(model, {"x": np.ones((1, 2), np.float32)})[0]))
 
 
+def test_a_gain_that_varies_within_a_unit_is_evaluated_node_by_node() -> None:
+    """One gain per column of a norm of rows: ``g * v`` is ``1e-30 * 1e-15`` where v is
+    non-zero and ``1 * 0`` elsewhere, every non-zero value subnormal. The common form's bounds
+    read ``|g|`` as one per unit (its largest, 1) and folded the weight 40% off what the graph
+    computes (t55); the general path declines it."""
+    body = "n = ReduceL2 <axes = [1]> (v)\ngv = Mul(g, v)\nw = Div(gv, n)\ny = Gemm(x, w)"
+    v = np.array([[1e-15, 0.0], [2e-15, 0.0], [-3e-15, 0.0]], np.float32)
+    model = _site_model(
+        body, "float[N, 3] x", "float[N, 2] y", v=v, g=np.array([[1e-30, 1.0]], np.float32)
+    )
+    (site,) = find_sites(ir.serde.deserialize_model(model))
+    assert weights._checked(site) is None
+    assert _declined(model).startswith("Mul 'gv' underflows float")
+    assert decline_reason(site) == _declined(model)
+
+
+@pytest.mark.parametrize("g", [1.0, 2.0])
+def test_a_reciprocal_of_the_norm_is_evaluated_node_by_node(g: float) -> None:
+    """``(g * v) * Reciprocal(||v||)`` in float16 with norms of about 25000: ``1 / ||v||`` is
+    wholly subnormal whatever g. The common form bounds ``g / ||v||`` only, so it folded the
+    site for g = 2 and the general path declined it for g = 1 (t55)."""
+    body = """
+        n = ReduceL2 <axes = [1], keepdims = 1> (v)
+        r = Reciprocal(n)
+        gv = Mul(g, v)
+        w = Mul(gv, r)
+        y = Gemm(x, w)
+    """
+    v = (np.random.default_rng(10).uniform(0.5, 1, (4, 8)) * 12000).astype(np.float16)
+    model = _site_model(
+        body, "float16[N, 4] x", "float16[N, 8] y", v=v, g=np.full((4, 1), g, np.float16)
+    )
+    assert _declined(model).startswith("Reciprocal 'r' underflows float16")
+
+
 def test_a_norm_truncated_to_an_integer_is_evaluated_node_by_node() -> None:
     """A norm cast to int64 and back is truncated (1.9 -> 1), below ||v||: g * v overflows
     float32 where the bound on the truncated norm does not see it."""

@@ -715,7 +715,9 @@ def _cast(step: Step, args: Args) -> Evaluated:
                 _check_one_rounding(x, source, target)
             return _held(x, target), target
         # widening, or float16 <-> bfloat16: the graph holds the value in the source type first
-        return _held(_held(x, source).astype(F64), target), target
+        held = _held(x, source).astype(F64)
+        _check_overflow(held, target, step.where)  # bfloat16's range is float16's many times
+        return _held(held, target), target
     if source in FLOAT_TYPES:
         x = _held(x, source).astype(F64)
         if target == ir.DataType.BOOL:
@@ -727,6 +729,7 @@ def _cast(step: Step, args: Args) -> Evaluated:
     if target in FLOAT_TYPES:
         if x.size and np.abs(x.astype(F64)).max() >= _EXACT_INT:
             raise NotExact(f"Cast of integers beyond 2**53 to {target.name.lower()}")
+        _check_overflow(x.astype(F64), target, step.where)  # 65520 is inf in float16
         if target in _HALVES:
             _check_one_rounding(x.astype(F64), source, target)
         return _held(x.astype(F64), target), target

@@ -174,6 +174,8 @@ def _checked(site: Site) -> _Checked | str | None:
         return None
     numerator, g_leaf, norm_value, divides = site.factors
     assert norm_value is not None
+    if _reciprocal_in_product(site.root, norm_value):
+        return None  # the graph computes 1 / ||v|| itself, which the bounds do not cover
     # The product reads v's tensor itself (the graph around it is gone by then), so the
     # numerator must be v unchanged: behind Identity or Casts that widen exactly, at most.
     v_tensor = ev.const_leaf(site.v)
@@ -209,12 +211,40 @@ def _checked(site: Site) -> _Checked | str | None:
     units = tuple(1 if a in reduced else d for a, d in enumerate(v_shape))
     if norm.shape != units:
         return None  # the norm broadcasts against v some other way: evaluate and check
+    if not _per_unit(g.shape, units):
+        return None  # g varies within a unit: the bounds below read |g| as one per unit
     largest = float(np.finfo(dtype.numpy()).max) / margin
     if not np.all(bound < largest):
         return None  # let the general path compute it and say exactly what went wrong
     if _may_underflow(g, length, math.prod(v_shape) // math.prod(units), dtype, v_max):
         return None  # the general path evaluates the graph's order and says where
     return _Checked(v_tensor, scale, dtype, np.broadcast_shapes(v_shape, scale.shape))
+
+
+def _reciprocal_in_product(root: ir.Value, norm: ir.Value) -> bool:
+    """Whether the product above ``norm`` takes a ``Reciprocal`` (of the norm, or of a part of
+    the product): a value of the graph's that ``_may_underflow`` does not bound."""
+    stack, seen = [root], set()
+    while stack:
+        value = stack.pop()
+        node = value.producer()
+        if value is norm or value in seen or node is None:
+            continue
+        seen.add(value)
+        if node.op_type == "Reciprocal":
+            return True
+        if node.op_type in ("Mul", "Div", "Cast", "Identity"):
+            stack.extend(i for i in node.inputs if i is not None)
+    return False
+
+
+def _per_unit(g_shape: tuple[int, ...], units: tuple[int, ...]) -> bool:
+    """Whether a ``g`` of shape ``g_shape`` is one number per unit (or one for all) of a ``v``
+    whose units have shape ``units`` (its reduced axes 1): it broadcasts to ``units``."""
+    if len(g_shape) > len(units):
+        return False
+    aligned = (1,) * (len(units) - len(g_shape)) + tuple(g_shape)
+    return all(g in (1, u) for g, u in zip(aligned, units, strict=True))
 
 
 def _rounding_margin(program: ev.Program, dtype: ir.DataType) -> float | None:
