@@ -146,21 +146,22 @@ def test_an_output_axis_declared_fixed_at_another_size_is_said() -> None:
     """The dynamo exporter declares an LSTM's output ``[tokens_0, 16, 100]`` where ONNX Runtime
     computes 32 for axis 1 at the doubled size: the values matched and nothing said the file's
     shape info was wrong, which a runtime trusting it may fail on."""
-    from wnpass.deploy import ExportReport, _check_shape_info
+    from wnpass.deploy import DynamicProbe, ExportReport, _check_shape_info
     from wnpass.verify.compare import compare_outputs
 
     model = ir.from_proto(onnx_model("""
         <ir_version: 8, opset_import: ["" : 17]>
         agraph (float[N, 4] x) => (float[N, 3] y) { y = Concat <axis = 1> (x, x) }
     """, check=False))  # fmt: skip
-    y, wide = np.ones((2, 8), np.float32), np.ones((4, 8), np.float32)
+    y, wide, odd = (np.ones((n, w), np.float32) for n, w in ((2, 8), (4, 8), (5, 9)))
     report = ExportReport("m.onnx", "dynamo", None, None, False)  # type: ignore[arg-type]
     report.comparisons["cpu"] = compare_outputs(["y"], [y], ["y"], [y])
-    report.dynamic_comparisons["cpu"] = compare_outputs(["y"], [wide], ["y"], [wide])
+    report.dynamic = [DynamicProbe("doubled"), DynamicProbe("doubled plus one")]
+    report.dynamic[0].comparisons["cpu"] = compare_outputs(["y"], [wide], ["y"], [wide])
+    report.dynamic[1].comparisons["cpu"] = compare_outputs(["y"], [odd], ["y"], [odd])
     _check_shape_info(report, model.graph)
-    assert report.shape_info_wrong == [
+    assert report.shape_info_wrong == [  # each axis once, at the first run that shows it
         "the graph declares axis 1 of output y as 3, but it is 8 on the example inputs",
-        "the graph declares axis 1 of output y as 3, but it is 8 with every dynamic axis doubled",
     ]
 
 
@@ -215,8 +216,9 @@ def test_dynamic_batch_axis(tmp_path: Path) -> None:
         dynamic={"x": {0: "batch"}},
         runs=1,
     )
-    assert report and report.doubled_inputs == {"x": [8, 64]}
-    assert report.dynamic_comparisons["cpu"] and all(report.dynamic_comparisons["cpu"])
+    doubled, odd = report.dynamic
+    assert report and (doubled.inputs, odd.inputs) == ({"x": [8, 64]}, {"x": [9, 64]})
+    assert all(doubled.comparisons["cpu"]) and all(odd.comparisons["cpu"])
     batch = np.random.default_rng(0).standard_normal((7, 64)).astype(np.float32)
     (result,) = run(out, {"x": batch})
     with torch.no_grad():
@@ -338,8 +340,8 @@ def test_an_axis_bounded_by_what_the_model_requires_is_exported_with_a_warning(
 
 
 def test_an_empty_dynamic_axis_is_not_verified_where_doubled(tmp_path: Path) -> None:
-    """Doubled, a length of 0 stays 0: "also with every dynamic axis doubled" was said of a
-    run at the example's size, and the JSON said ok."""
+    """Doubled, a length of 0 stays 0 (and has no first element to add): "also with every
+    dynamic axis doubled" was said of a run at the example's size, and the JSON said ok."""
 
     class Counts(nn.Module):
         def __init__(self) -> None:
@@ -354,8 +356,10 @@ def test_an_empty_dynamic_axis_is_not_verified_where_doubled(tmp_path: Path) -> 
         Counts(), inputs, tmp_path / "m.onnx", exporter="torchscript",
         dynamic={"extra": {0: "n"}}, runs=1,
     )  # fmt: skip
-    assert report.dynamic_unchecked == "axis 0 of extra is 0 in the example, and doubled still 0"
-    assert report.doubled_inputs == {"extra": [0, 4]} and not report.dynamic_comparisons
+    assert [(p.sizes, p.inputs, p.unchecked, p.comparisons) for p in report.dynamic] == [
+        (sizes, {"extra": [0, 4]}, "axis 0 of extra is 0 in the example", {})
+        for sizes in ("doubled", "doubled plus one")
+    ]
 
 
 def test_a_dynamic_input_the_exporter_drops_is_named_so(tmp_path: Path) -> None:
@@ -1126,10 +1130,12 @@ def test_dynamic_axes_onnx_runtime_cannot_run_doubled_fail_the_verification(
     report = export(
         _FlatByLen(), (torch.randn(2, 4),), out, exporter="torchscript", dynamic={"x": {0: "b"}}
     )
-    said = report.dynamic_not_verified or ""
+    doubled, odd = report.dynamic
+    said = doubled.not_verified or ""
     assert said.startswith(f"on cpu, {out}: onnxruntime failed to run it: ")
     assert said.endswith("requested shape:{6}")  # the whole reason, not cut at 240 characters
-    assert report.doubled_inputs == {"x": [4, 4]} and report.dynamic_comparisons == {}
+    assert doubled.inputs == {"x": [4, 4]} and doubled.comparisons == {}
+    assert (odd.not_verified or "").endswith("requested shape:{6}")
     assert all(report.comparisons["cpu"]) and report.matches is False and not report.published
     assert list(tmp_path.iterdir()) == []
 
@@ -1143,8 +1149,9 @@ def test_dynamic_axes_pytorch_cannot_run_doubled_are_said_unverified(tmp_path: P
     report = export(
         _AtMostThree(), (torch.randn(2, 4),), out, exporter="torchscript", dynamic={"x": {0: "b"}}
     )
-    assert report.dynamic_unchecked == "PyTorch's forward raised ValueError: at most 3 rows"
-    assert report.dynamic_not_verified is None and report.dynamic_comparisons == {}
+    for probe in report.dynamic:
+        assert probe.unchecked == "PyTorch's forward raised ValueError: at most 3 rows"
+        assert probe.not_verified is None and probe.comparisons == {}
     assert report.matches is True and report.published and out.exists()
 
 
@@ -1491,3 +1498,38 @@ def test_a_traced_submodule_is_shared_with_the_copy_the_export_folds(tmp_path: P
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert model[1] is traced and isinstance(traced.weight, nn.Parameter)  # the caller's, as it was
     assert isinstance(normed.parametrizations, nn.ModuleDict)  # folded on the copy only
+
+
+class _PadsOddLengths(nn.Module):
+    """A U-Net-like block: an odd length is padded to even before a stride-2 convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = weight_norm(nn.Conv1d(2, 4, 4, stride=2, padding=1))
+        self.up = weight_norm(nn.ConvTranspose1d(4, 2, 4, stride=2, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % 2:
+            x = torch.nn.functional.pad(x, (0, 1))
+        return self.up(self.down(x))
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_a_branch_on_the_parity_of_a_dynamic_size_fails_the_verification(
+    exporter: str, tmp_path: Path
+) -> None:
+    """Both exporters keep the branch the even example took (dynamo's guard
+    ``x.size()[2] % 2 != 1`` is dropped from the file, TorchScript traces it away): the file
+    was wrong at every odd length, and verified ("also with every dynamic axis doubled": 2n
+    is even whenever n is) and published (t53). The odd probe (2n + 1) sees it."""
+    out = tmp_path / "m.onnx"
+    report = export(
+        _PadsOddLengths(), (torch.randn(1, 2, 16),), out, exporter=exporter,
+        dynamic={"x": {2: "t"}}, runs=1,
+    )  # fmt: skip
+    doubled, odd = report.dynamic
+    assert (doubled.sizes, doubled.inputs) == ("doubled", {"x": [1, 2, 32]})
+    assert all(doubled.comparisons["cpu"])
+    assert (odd.sizes, odd.inputs) == ("doubled plus one", {"x": [1, 2, 33]})
+    assert not all(odd.comparisons["cpu"])
+    assert not report and report.matches is False and not report.published and not out.exists()

@@ -14,8 +14,9 @@
    asked for), and times the ONNX model there. PyTorch runs twice on the same inputs first:
    a model whose outputs differ between the two (it draws random numbers, counts its calls)
    has no outputs to verify against, and the verification fails without comparing. With
-   dynamic axes, ONNX Runtime is also compared with PyTorch on the example inputs with every
-   dynamic axis doubled (each input repeated along it), where a size the trace fixed shows.
+   dynamic axes, ONNX Runtime is also compared with PyTorch with every dynamic axis doubled
+   (each input repeated along it), where a size the trace fixed shows, and doubled plus one,
+   where a branch on the size's parity does (:data:`PROBES`).
 
 A warning of the exporter that its result may be wrong (TorchScript's ``TracerWarning``: a
 Python value the trace fixed) is logged and listed in the report.
@@ -110,6 +111,29 @@ class ExportError(WnpassError):
 # every forward wnpass runs (wnpass.fx.forward), under the name this module has always given it.
 ModelRunError = ForwardFailedError
 
+# The sizes --verify tries every dynamic axis at besides the example's n, by name: 2n (the
+# inputs repeated along the axis), where a size the trace fixed shows (TorchScript takes
+# ``len(x)`` as the example's); 2n + 1 (and the first element once more), where a branch on
+# the size's parity or remainder shows (``if t % 2: pad``, a shift of ``t % 4``), which 2n
+# never changes from the example's.
+PROBES = {"doubled": 0, "doubled plus one": 1}
+
+
+@dataclasses.dataclass
+class DynamicProbe:
+    """ONNX Runtime against PyTorch with every dynamic axis at one other size (``sizes``, a
+    name of :data:`PROBES`)."""
+
+    sizes: str
+    inputs: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # by graph input
+    comparisons: dict[str, list[OutputComparison]] = dataclasses.field(default_factory=dict)
+    # why ONNX Runtime failed there where PyTorch ran: the graph is wrong at those sizes, and
+    # the verification failed
+    not_verified: str | None = None
+    # why nothing could be compared there: PyTorch itself fails at those sizes, or returns
+    # another count of outputs (the dynamic axes are not verified there; this fails nothing)
+    unchecked: str | None = None
+
 
 @dataclasses.dataclass
 class ExportReport:
@@ -138,15 +162,9 @@ class ExportReport:
     # the outputs that differed between two PyTorch runs on the same inputs: nothing to verify
     # against, so nothing was compared and the verification failed
     not_deterministic: list[str] = dataclasses.field(default_factory=list)
-    # with dynamic axes: the example inputs with every dynamic axis doubled (their shapes by
-    # graph input), ONNX Runtime's outputs there compared with PyTorch's; why ONNX Runtime
-    # failed there (the graph is wrong at that size: the verification failed), or why nothing
-    # could be compared there (PyTorch itself fails at that size, or returns another count of
-    # outputs: the dynamic axes are not verified, which does not fail the verification)
-    doubled_inputs: dict[str, list[int]] = dataclasses.field(default_factory=dict)
-    dynamic_comparisons: dict[str, list[OutputComparison]] = dataclasses.field(default_factory=dict)
-    dynamic_not_verified: str | None = None
-    dynamic_unchecked: str | None = None
+    # with dynamic axes: ONNX Runtime against PyTorch with every dynamic axis at other sizes
+    # than the example's (:data:`PROBES`), one probe each
+    dynamic: list[DynamicProbe] = dataclasses.field(default_factory=list)
     # why ONNX Runtime could not load or run the exported graph on the example inputs, where
     # PyTorch ran (the graph is wrong: the verification failed)
     ort_failed: str | None = None
@@ -162,13 +180,13 @@ class ExportReport:
         """None when not verified; else whether PyTorch gave the same outputs twice, outputs
         were compared on every provider (some element of some output:
         :func:`~wnpass.verify.compare.nothing_compared`), all matched PyTorch's (with dynamic
-        axes, also where they are doubled), and no provider asked for fell back to another
+        axes, also at each probe's sizes), and no provider asked for fell back to another
         (what ``verify`` requires before the file is published)."""
         if not self.verified:
             return None
         compared = [
             c
-            for results in (self.comparisons, self.dynamic_comparisons)
+            for results in (self.comparisons, *(probe.comparisons for probe in self.dynamic))
             for comparisons in results.values()
             for c in comparisons
         ]
@@ -178,7 +196,7 @@ class ExportReport:
             and not self.nothing_compared
             and not self.fell_back
             and not self.not_deterministic
-            and self.dynamic_not_verified is None
+            and all(probe.not_verified is None for probe in self.dynamic)
             and self.ort_failed is None
         )
 
@@ -206,9 +224,13 @@ class ExportReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        for field in ("comparisons", "dynamic_comparisons"):  # as wnpass check writes them
-            for provider, comparisons in getattr(self, field).items():
-                for c, raw in zip(comparisons, data[field][provider], strict=True):
+        tables = [(self.comparisons, data["comparisons"])] + [
+            (probe.comparisons, raw["comparisons"])
+            for probe, raw in zip(self.dynamic, data["dynamic"], strict=True)
+        ]
+        for results, raw_results in tables:  # as wnpass check writes them
+            for provider, comparisons in results.items():
+                for c, raw in zip(comparisons, raw_results[provider], strict=True):
                     comparison_data(c, raw)
         data["matches"] = self.matches
         data["nothing_compared"] = self.nothing_compared
@@ -1158,9 +1180,11 @@ def export(
         outputs = _outputs(result) if verify else []
         changed = _changed(outputs, _outputs(call_model(model, inputs))) if verify else []
         examples = _examples(graph_inputs) if verify else {}
-        doubled = (
-            _doubled(model, inputs, dynamic, arguments, dynamo) if verify and dynamic else None
-        )
+        probed = [
+            _probed(model, inputs, dynamic, arguments, dynamo, sizes)
+            for sizes in PROBES
+            if verify and dynamic
+        ]
         target, in_place = _copy(model) if fold_in_torch else (model, False)
         # kept for the ONNX fold, its values are still checked here: the dynamo exporter
         # computes a small site into a plain initializer, NaN and all, which no fold sees
@@ -1210,13 +1234,13 @@ def export(
                     ", ".join(report.not_deterministic),
                 )
 
-            at_double = _at_double(report, exported.graph, doubled) if doubled else None
+            at_sizes = [_at_sizes(report, exported.graph, probe) for probe in probed]
 
             def gate(staged: Path) -> bool:
                 if report.not_deterministic:  # no reference to compare with
                     return False
                 with _named_as(staged, str(path)):
-                    _compare(report, staged, chosen, (feeds, expected), at_double, options)
+                    _compare(report, staged, chosen, (feeds, expected), at_sizes, options)
                     _check_shape_info(report, exported.graph)
                 return bool(report)  # matched, and nothing was left to fold
 
@@ -1231,32 +1255,36 @@ def export(
 
 
 @dataclasses.dataclass(frozen=True)
-class _Doubled:
-    """PyTorch on the example inputs with every dynamic axis doubled (:func:`_doubled`)."""
+class _Probed:
+    """PyTorch with every dynamic axis at a probe's sizes (:func:`_probed`)."""
 
+    sizes: str  # a name of PROBES
     shapes: dict[str, list[int]]  # of the graph inputs made larger
     examples: dict[str, Any]  # by graph input name, as :func:`_examples` gives them
     outputs: list[Output] | None  # None: PyTorch's forward failed on them
     failure: str | None = None  # how
 
 
-def _doubled(
+def _probed(
     model: nn.Module,
     inputs: Batch,
     dynamic: dict[str, dict[int, str]],
     arguments: dict[str, Any],
     dynamo: bool,
-) -> _Doubled:
-    """PyTorch's outputs on the example inputs with every dynamic axis doubled, each input
-    repeated along it (``torch.cat([x, x], axis)``): a size the exporter fixed in the graph
-    (TorchScript traces ``len(x)`` as the example's) gives other outputs there. A dynamic input
-    that is a parameter's default (which the TorchScript exporter passes on) is given by its
-    name, doubled."""
+    sizes: str,
+) -> _Probed:
+    """PyTorch's outputs with every dynamic axis of the example inputs at the probe ``sizes``
+    (:data:`PROBES`): each input repeated along it (``torch.cat([x, x], axis)``), and its first
+    element once more for ``doubled plus one``. A size the exporter fixed in the graph, or a
+    branch it took on the example's size, gives other outputs there. A dynamic input that is
+    a parameter's default (which the TorchScript exporter passes on) is given by its name."""
     names = _positional_names(_parameters(model), len(inputs.args))
+    extra = PROBES[sizes]
 
     def grow(name: str, value: Any) -> Any:
         for axis in sorted(dynamic.get(name, {})):
-            value = torch.cat([value, value], dim=axis)
+            more = [value.narrow(axis, 0, 1)] * extra if value.shape[axis] else []
+            value = torch.cat([value, value, *more], dim=axis)
         return value
 
     with torch.no_grad():
@@ -1270,32 +1298,32 @@ def _doubled(
     shapes = {name: list(graph_inputs[name].shape) for name in dynamic}
     if empty := [(a, n) for n, axes in dynamic.items() for a in sorted(axes) if not shapes[n][a]]:
         axis, name = empty[0]
-        return _Doubled(
-            shapes, {}, None, f"axis {axis} of {name} is 0 in the example, and doubled still 0"
-        )
+        return _Probed(sizes, shapes, {}, None, f"axis {axis} of {name} is 0 in the example")
     try:
         outputs = _outputs(call_model(model, batch))
     except ForwardFailedError as error:
         how = what_it_did(error.__cause__) if error.__cause__ is not None else str(error)
-        return _Doubled(shapes, {}, None, f"PyTorch's forward {how}")
-    return _Doubled(shapes, _examples(graph_inputs), outputs)
+        return _Probed(sizes, shapes, {}, None, f"PyTorch's forward {how}")
+    return _Probed(sizes, shapes, _examples(graph_inputs), outputs)
 
 
-def _at_double(report: ExportReport, graph: ir.Graph, doubled: _Doubled) -> _Reference | None:
-    """The feeds and expected outputs where the dynamic axes are doubled; None where they
-    cannot be had, and the report says why (:attr:`ExportReport.dynamic_unchecked`): PyTorch
-    failed there (a length tied to values, as ``lengths.max()``, or a table of fixed size), or
+def _at_sizes(report: ExportReport, graph: ir.Graph, probed: _Probed) -> _Reference | None:
+    """The feeds and expected outputs at a probe's sizes, its entry added to
+    ``report.dynamic``; None where they cannot be had, and the entry says why
+    (:attr:`DynamicProbe.unchecked`): PyTorch failed there (a length tied to values, as
+    ``lengths.max()``, a table of fixed size, a model that takes even lengths only), or
     returned another count of outputs than the graph has. The export may be right: the
-    dynamic axes are then said to be unverified, which fails nothing."""
-    report.doubled_inputs = doubled.shapes
-    failure = doubled.failure
-    if doubled.outputs is not None:
+    dynamic axes are then said to be unverified there, which fails nothing."""
+    probe = DynamicProbe(probed.sizes, probed.shapes)
+    report.dynamic.append(probe)
+    failure = probed.failure
+    if probed.outputs is not None:
         try:
-            return _feeds(graph, doubled.examples), _expected(graph, doubled.outputs)
+            return _feeds(graph, probed.examples), _expected(graph, probed.outputs)
         except InvalidArgumentError as error:
             failure = error.detail.removeprefix("cannot verify: ")
-    report.dynamic_unchecked = failure
-    logger.info("the dynamic axes could not be verified where doubled: %s", failure)
+    probe.unchecked = failure
+    logger.info("the dynamic axes could not be verified %s: %s", probed.sizes, failure)
     return None
 
 
@@ -1442,13 +1470,13 @@ def _compare(
     staged: Path,
     chosen: list[str],
     example: _Reference,
-    doubled: _Reference | None,
+    at_sizes: list[_Reference | None],
     options: CheckOptions,
 ) -> None:
     """ONNX Runtime against PyTorch on each provider in ``chosen``: on the example inputs, timed,
-    and on those with every dynamic axis ``doubled`` (where there are any). ONNX Runtime failing
-    on the doubled inputs is a failed verification (the graph is wrong at that size), not an
-    error: :attr:`ExportReport.dynamic_not_verified` says it."""
+    and at each dynamic probe's sizes (``at_sizes``, by ``report.dynamic``; None: nothing to
+    compare there). ONNX Runtime failing at a probe's sizes is a failed verification (the graph
+    is wrong there), not an error: :attr:`DynamicProbe.not_verified` says it."""
     feeds = example[0]
     for provider in chosen:
         try:
@@ -1468,18 +1496,20 @@ def _compare(
             report.fell_back.append(provider)
             continue
         report.comparisons[provider] = compared
-        if doubled is not None and report.dynamic_not_verified is None:
+        for probe, reference in zip(report.dynamic, at_sizes, strict=True):
+            if reference is None or probe.not_verified is not None:
+                continue
             try:
                 with _named_as(staged, report.output):
-                    compared = _run_compared(session, staged, doubled, options)
+                    compared = _run_compared(session, staged, reference, options)
             except WnpassError as error:  # ONNX Runtime's whole reason, where it gave one
                 said = str(error)
                 if isinstance(error, prov.RunFailedError):
                     said = f"{report.output}: onnxruntime failed to run it: {error.reason}"
-                report.dynamic_not_verified = f"on {provider}, {said}"
-                logger.warning("the dynamic axes could not be verified where doubled: %s", error)
+                probe.not_verified = f"on {provider}, {said}"
+                logger.warning("the dynamic axes failed %s: %s", probe.sizes, error)
             else:
-                report.dynamic_comparisons[provider] = compared
+                probe.comparisons[provider] = compared
         try:
             (report.latency[provider],) = timed_runs(
                 [(session, staged)], feeds, options.runs, options.warmup
@@ -1494,29 +1524,27 @@ def _compare(
 def _check_shape_info(report: ExportReport, graph: ir.Graph) -> None:
     """Set ``report.shape_info_wrong``: each output axis the graph declares of a fixed size
     that a compared run computed at another (on the example inputs, or with every dynamic axis
-    doubled), once."""
+    at a probe's sizes), once."""
     declared = {value.name: value.shape for value in graph.outputs}
-    runs = (
-        ("on the example inputs", report.comparisons),
-        ("with every dynamic axis doubled", report.dynamic_comparisons),
-    )
+    runs = [("on the example inputs", report.comparisons)] + [
+        (f"with every dynamic axis {probe.sizes}", probe.comparisons) for probe in report.dynamic
+    ]
+    seen: set[tuple[str, int]] = set()  # (output, axis): said at the first run that shows it
     for where, results in runs:
         for comparison in (c for compared in results.values() for c in compared):
             shape, actual = declared.get(comparison.name), comparison.shape
             if shape is None or actual is None or len(shape) != len(actual):
                 continue
             for axis, (size, computed) in enumerate(zip(shape, actual, strict=True)):
+                if not isinstance(size, int) or size == computed or (comparison.name, axis) in seen:
+                    continue
+                seen.add((comparison.name, axis))
                 said = (
                     f"the graph declares axis {axis} of output {comparison.name} as {size}, "
                     f"but it is {computed} {where}"
                 )
-                if (
-                    isinstance(size, int)
-                    and size != computed
-                    and said not in report.shape_info_wrong
-                ):
-                    report.shape_info_wrong.append(said)
-                    logger.warning("%s", said)
+                report.shape_info_wrong.append(said)
+                logger.warning("%s", said)
 
 
 def _run_compared(

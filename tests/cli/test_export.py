@@ -441,9 +441,10 @@ def test_a_size_the_trace_fixed_fails_where_the_dynamic_axes_are_doubled(
     assert "warning: the exporter says the result may be wrong: " in printed
     assert "TracerWarning: Using len to get tensor shape" in printed
     data = json.loads(report.read_text())
-    assert all(data["comparisons"]["cpu"]) and data["doubled_inputs"] == {"x": [4, 4]}
-    (doubled,) = data["dynamic_comparisons"]["cpu"]
-    assert doubled["outside"] == 3 and data["matches"] is False and not out.exists()
+    doubled = data["dynamic"][0]
+    assert all(data["comparisons"]["cpu"]) and doubled["inputs"] == {"x": [4, 4]}
+    (compared,) = doubled["comparisons"]["cpu"]
+    assert compared["outside"] == 3 and data["matches"] is False and not out.exists()
     (warning,) = data["warnings"]
     assert warning.startswith(f"{tmp_path / 'model.py'}:11: TracerWarning: Using len")
 

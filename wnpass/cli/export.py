@@ -181,17 +181,15 @@ def _print_export(out: Printer, report: Any) -> None:
     ]
     if rows:
         out.table("ONNX Runtime vs PyTorch", COMPARISON_COLUMNS, rows)
-    doubled = [
-        comparison_row(provider, c)
-        for provider, comparisons in report.dynamic_comparisons.items()
-        for c in comparisons
-    ]
-    if doubled:
-        out.table(
-            f"ONNX Runtime vs PyTorch, every dynamic axis doubled ({_shapes(report)})",
-            COMPARISON_COLUMNS,
-            doubled,
-        )
+    for probe in report.dynamic:
+        rows = [
+            comparison_row(provider, c)
+            for provider, comparisons in probe.comparisons.items()
+            for c in comparisons
+        ]
+        if rows:
+            title = f"ONNX Runtime vs PyTorch, every dynamic axis {probe.sizes} ({_shapes(probe)})"
+            out.table(title, COMPARISON_COLUMNS, rows)
     for provider, stats in report.latency.items():
         out.line(
             f"{provider} latency: median {stats.median_ms:.3f} ms, p90 {stats.p90_ms:.3f} ms, "
@@ -212,16 +210,13 @@ def _print_export(out: Printer, report: Any) -> None:
         )
     if report.ort_failed is not None:
         out.summary(f"ONNX Runtime failed where PyTorch ran: {report.ort_failed}")
-    if report.dynamic_not_verified is not None:
-        out.summary(
-            f"dynamic axes not verified: with every dynamic axis doubled ({_shapes(report)}), "
-            f"{report.dynamic_not_verified}"
-        )
-    if report.dynamic_unchecked is not None:
-        out.summary(
-            f"dynamic axes not verified: with every dynamic axis doubled ({_shapes(report)}), "
-            f"{report.dynamic_unchecked}; verified at the example's size only"
-        )
+    for probe in report.dynamic:
+        said = probe.not_verified if probe.not_verified is not None else probe.unchecked
+        if said is not None:
+            out.summary(
+                f"dynamic axes not verified: with every dynamic axis {probe.sizes} "
+                f"({_shapes(probe)}), {said}"
+            )
     if report.not_deterministic:
         out.summary(
             f"cannot verify: PyTorch gave other values of output "
@@ -230,16 +225,18 @@ def _print_export(out: Printer, report: Any) -> None:
             "numbers, or an op that is not: see torch.use_deterministic_algorithms)"
         )
     wrote = written(report.output, report.data_files)  # with its data file: copy it too
+    compared = " and ".join(probe.sizes for probe in report.dynamic if probe.comparisons)
     if report and not report.verified:
         out.summary(f"wrote {wrote}; not verified against PyTorch (add --verify)")
-    elif report and report.dynamic_unchecked is not None:
+    elif report and report.dynamic and not compared:
         out.summary(
             "deployable at the example's size: ONNX matches PyTorch there (the dynamic axes "
             f"are not verified); wrote {wrote}"
         )
-    elif report and report.dynamic_comparisons:
+    elif report and compared:
         out.summary(
-            f"deployable: ONNX matches PyTorch, also with every dynamic axis doubled; wrote {wrote}"
+            f"deployable: ONNX matches PyTorch, also with every dynamic axis {compared}; "
+            f"wrote {wrote}"
         )
     elif report:
         out.summary(f"deployable: ONNX matches PyTorch; wrote {wrote}")
@@ -256,10 +253,9 @@ def _failed_outputs(report: Any) -> list[str]:
     """One line per output that did not match PyTorch (where, which, why), as check says it."""
     from wnpass.verify.report import failure_reason
 
-    tables = (
-        ("", report.comparisons),
-        (", every dynamic axis doubled", report.dynamic_comparisons),
-    )
+    tables = [("", report.comparisons)] + [
+        (f", every dynamic axis {probe.sizes}", probe.comparisons) for probe in report.dynamic
+    ]
     return [
         f"{provider}{where}: {c.name}: {failure_reason(c)}"
         for where, table in tables
@@ -269,8 +265,6 @@ def _failed_outputs(report: Any) -> list[str]:
     ]
 
 
-def _shapes(report: Any) -> str:
-    """The inputs made larger, with their doubled shapes: ``x 4x8, mel 1x80x200``."""
-    return ", ".join(
-        f"{name} {'x'.join(map(str, shape))}" for name, shape in report.doubled_inputs.items()
-    )
+def _shapes(probe: Any) -> str:
+    """The inputs a dynamic probe made larger, with their shapes: ``x 4x8, mel 1x80x200``."""
+    return ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in probe.inputs.items())
