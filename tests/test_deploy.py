@@ -1533,3 +1533,18 @@ def test_a_branch_on_the_parity_of_a_dynamic_size_fails_the_verification(
     assert (odd.sizes, odd.inputs) == ("doubled plus one", {"x": [1, 2, 33]})
     assert not all(odd.comparisons["cpu"])
     assert not report and report.matches is False and not report.published and not out.exists()
+
+
+def test_what_the_report_says_failed_is_not_logged_as_a_warning_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The command line prints the report's failures as its summary: the same news logged as
+    a warning came out twice, once as a raw log line, also with --quiet (t53)."""
+    with caplog.at_level("INFO", logger="wnpass.deploy"):
+        report = export(
+            _FlatByLen(), (torch.randn(2, 4),), tmp_path / "m.onnx", exporter="torchscript",
+            dynamic={"x": {0: "b"}}, runs=1,
+        )  # fmt: skip
+    assert report.dynamic[0].not_verified is not None
+    said = [r for r in caplog.records if "the dynamic axes failed" in r.getMessage()]
+    assert said and all(r.levelname == "INFO" for r in said)

@@ -146,6 +146,30 @@ def test_a_handler_the_model_set_waits_for_the_result_s_renames() -> None:
     ]
 
 
+def test_a_lent_signal_after_ours_loses_neither() -> None:
+    """One signal was kept while a result was renamed: the model's alarm after a SIGTERM
+    replaced it, and the run went on as if never stopped (t56)."""
+    calls: list[str] = []
+
+    def models(signum: int, frame: object) -> None:
+        calls.append("model's alarm handler")
+
+    before = signal.getsignal(signal.SIGALRM)
+    try:
+        with pytest.raises(interrupts.Terminated), interrupts.handled(_on_stop):
+            signal.signal(signal.SIGALRM, models)
+            with interrupts.staging():
+                interrupts.hold()
+                signal.raise_signal(signal.SIGTERM)
+                signal.raise_signal(signal.SIGALRM)
+                calls.append("renamed after both")
+                interrupts.release()
+    finally:
+        signal.signal(signal.SIGALRM, before)
+    assert calls == ["renamed after both", "model's alarm handler"]
+    assert interrupts.stopped_by() == signal.SIGTERM
+
+
 def test_a_default_the_model_set_ends_the_process_only_after_the_renames() -> None:
     code = """if True:
         import signal, sys

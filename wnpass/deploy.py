@@ -1228,7 +1228,7 @@ def export(
             expected = _expected(exported.graph, outputs) if verify else []
             report.not_deterministic = [exported.graph.outputs[i].name or str(i) for i in changed]
             if report.not_deterministic:
-                logger.warning(
+                logger.info(
                     "cannot verify: PyTorch gave other values of output %s on a second run "
                     "on the same inputs (the model is not deterministic)",
                     ", ".join(report.not_deterministic),
@@ -1489,10 +1489,10 @@ def _compare(
             if isinstance(error, prov.RunFailedError):
                 said = f"onnxruntime failed to run it: {said}"
             report.ort_failed = f"on {provider}, {report.output}: {said}"
-            logger.warning("the exported graph failed on %s: %s", provider, said)
+            logger.info("the exported graph failed on %s: %s", provider, said)
             return
         if compared is None:
-            logger.warning("%s fell back to %s: not compared", provider, session.actual)
+            logger.info("%s fell back to %s: not compared", provider, session.actual)
             report.fell_back.append(provider)
             continue
         report.comparisons[provider] = compared
@@ -1507,7 +1507,7 @@ def _compare(
                 if isinstance(error, prov.RunFailedError):
                     said = f"{report.output}: onnxruntime failed to run it: {error.reason}"
                 probe.not_verified = f"on {provider}, {said}"
-                logger.warning("the dynamic axes failed %s: %s", probe.sizes, error)
+                logger.info("the dynamic axes failed %s: %s", probe.sizes, error)
             else:
                 probe.comparisons[provider] = compared
         try:
@@ -1517,7 +1517,7 @@ def _compare(
         except FailedInTiming as error:  # after the compared run: as check has it
             said = f"onnxruntime failed to run it {error.reason}"
             report.ort_failed = f"on {provider}, {report.output}: {said}"
-            logger.warning("the exported graph failed on %s: %s", provider, said)
+            logger.info("the exported graph failed on %s: %s", provider, said)
             return
 
 
@@ -1544,7 +1544,7 @@ def _check_shape_info(report: ExportReport, graph: ir.Graph) -> None:
                     f"but it is {computed} {where}"
                 )
                 report.shape_info_wrong.append(said)
-                logger.warning("%s", said)
+                logger.info("%s", said)
 
 
 def _run_compared(

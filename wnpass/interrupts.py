@@ -73,7 +73,7 @@ _Handler = Callable[[int, FrameType | None], Any] | int | None
 class _State:
     staged = 0  # staging files and folders that exist (or are about to)
     holds = 0  # open blocks in which stop signals wait (renames, a staging entry made or removed)
-    pending: int | None = None  # a signal that came while a result was being published
+    pending: ClassVar[list[int]] = []  # the signals that came while a result was published
     lent: ClassVar[dict[int, _Handler]] = {}  # the handlers ours replaced while publishing
     raised: int | None = None  # the signal last turned into an exception
     on_stop: Callable[[int], NoReturn] | None = None
@@ -118,20 +118,22 @@ def hold() -> None:
 
 
 def release() -> None:
-    """The result is published (or abandoned): a signal that came meanwhile is raised now, or
-    given to the handler it was lent from."""
+    """The result is published (or abandoned): the signals that came meanwhile go to the
+    handlers they were lent from (each runs, or ends the process), then one of wnpass's own is
+    raised; none is lost to another that came after it."""
     _State.holds -= 1
     if _State.holds:
         return
     lent, _State.lent = _State.lent, {}
     for signum, handler in lent.items():
         signal.signal(signum, handler)
-    if _State.pending is not None:
-        signum, _State.pending = _State.pending, None
+    pending, _State.pending = _State.pending, []
+    for signum in pending:
         if signum in lent:
-            signal.raise_signal(signum)  # its own handler now: it runs (or ends the process)
-            return
-        _raise(signum)
+            signal.raise_signal(signum)  # its own handler now
+    ours = [signum for signum in pending if signum not in lent]
+    if ours:
+        _raise(ours[0])
 
 
 def _in_main_thread() -> bool:
@@ -172,7 +174,8 @@ def _raise(signum: int) -> NoReturn:
 
 def _handler(signum: int, frame: object) -> None:
     if _State.holds:
-        _State.pending = signum
+        if signum not in _State.pending:
+            _State.pending.append(signum)
         return
     if not _State.staged and _State.on_stop is not None:
         _State.on_stop(signum)

@@ -277,6 +277,46 @@ def test_model_check_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert (tmp_path / "ckpt.folded.pt").is_file()
 
 
+_LAZY_MODEL_PY = """
+import torch
+from torch import nn
+
+def build_model():
+    return nn.Sequential(nn.LazyConv1d(4, 3), nn.Flatten(), nn.LazyLinear(3))
+
+def example_inputs():
+    return (torch.randn(2, 2, 10),)
+"""
+
+
+def test_a_lazy_model_py_checks_and_loads_checkpoints(tmp_path: Path) -> None:
+    """``fold CKPT --model lazy.py`` on train-rewrite's own output ended in an internal error
+    (exit 3); ``train-rewrite lazy.py --checkpoint`` of the model's own state dict said it did
+    not fit (t57): the example inputs give the lazy layers their shapes as the file loads."""
+    model_py = tmp_path / "lazy.py"
+    model_py.write_text(_LAZY_MODEL_PY)
+    rewritten = tmp_path / "lazy.wn.pt"
+    assert main(["--quiet", "train-rewrite", str(model_py), "-o", str(rewritten)]) == 0
+    folded = tmp_path / "lazy.folded.pt"
+    argv = ["--quiet", "fold", str(rewritten), "--model", str(model_py), "-o", str(folded)]
+    assert main(argv) == 0
+    plain = torch.load(folded, weights_only=True)
+    assert {k: tuple(v.shape) for k, v in plain.items()} == {
+        "0.weight": (4, 2, 3), "0.bias": (4,), "2.weight": (3, 32), "2.bias": (3,)
+    }  # fmt: skip
+    again = tmp_path / "again.wn.pt"
+    argv = [
+        "--quiet",
+        "train-rewrite",
+        str(model_py),
+        "--checkpoint",
+        str(folded),
+        "-o",
+        str(again),
+    ]
+    assert main(argv) == 0 and again.is_file()
+
+
 def test_model_check_of_a_bfloat16_checkpoint_says_whose_tolerance_applies(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,7 +14,7 @@ from torch.nn.utils import parametrizations, parametrize
 from tests.fx.helpers import Functional, SharedBlock
 from wnpass import apply_weight_norm
 from wnpass.errors import InvalidArgumentError
-from wnpass.fx.analyse import analyse_sites
+from wnpass.fx.analyse import NOT_INITIALIZED, analyse_sites
 from wnpass.fx.report import ParamSite
 
 
@@ -400,3 +400,62 @@ def test_a_torchscript_submodule_is_refused_naming_it() -> None:
         with pytest.raises(InvalidArgumentError) as caught:
             call()
         assert str(caught.value).startswith("body (RecursiveScriptModule): a TorchScript module")
+
+
+class _LazyBranch(nn.Module):
+    """A lazy layer the example inputs do not reach (an auxiliary head)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 6)
+        self.aux = nn.LazyLinear(3)
+
+    def forward(self, x: torch.Tensor, with_aux: bool = False) -> torch.Tensor:
+        h = self.a(x)
+        return self.aux(h) if with_aux else h
+
+
+def test_a_lazy_layer_the_inputs_do_not_reach_is_skipped_not_a_crash() -> None:
+    """Its parameters have no shape: ``inspect`` and ``train-rewrite`` ended in an internal
+    error (exit 3), ``apply_weight_norm`` raised a bare ValueError (t57)."""
+    sites = plan(_LazyBranch(), (torch.randn(5, 4),))
+    assert sites["a.weight"].status == "planned"
+    for name in ("aux.weight", "aux.bias"):
+        assert (sites[name].status, sites[name].shape) == ("skipped", None)
+        assert sites[name].reason == NOT_INITIALIZED
+    report = apply_weight_norm(_LazyBranch(), torch.randn(5, 4))
+    assert report.applied == 1 and report.status == "ok"
+
+
+def test_a_lazy_layer_is_selected_by_its_lazy_type() -> None:
+    """The forward that initializes a LazyConv1d makes it a Conv1d: ``--exclude-type
+    LazyConv1d`` excluded nothing, ``--include-type LazyLinear`` selected nothing (t57)."""
+
+    def lazy() -> nn.Sequential:
+        return nn.Sequential(nn.LazyConv1d(4, 3), nn.Flatten(), nn.LazyLinear(3))
+
+    x = (torch.randn(2, 2, 10),)
+    sites = plan(lazy(), x, exclude=nn.LazyConv1d)
+    assert (sites["0.weight"].reason, sites["2.weight"].status) == (
+        "excluded (LazyConv1d)",
+        "planned",
+    )
+    sites = plan(lazy(), x, include="LazyLinear")
+    assert (sites["0.weight"].reason, sites["2.weight"].status) == ("not included", "planned")
+    sites = plan(lazy(), x, exclude=nn.Conv1d)  # what it became matches too
+    assert sites["0.weight"].reason == "excluded (Conv1d)"
+
+
+def test_a_lazy_layer_draws_its_values_from_the_caller_s_generator_as_a_forward_does() -> None:
+    """Its initial values were drawn inside the snapshot that gives the caller's generators
+    back: the caller's next layer got the very same values, and two lazy models applied one
+    after the other came out identical (t57)."""
+    torch.manual_seed(0)
+    first, second = nn.Sequential(nn.LazyLinear(5)), nn.Sequential(nn.LazyLinear(5))
+    apply_weight_norm(first, torch.randn(2, 6))
+    apply_weight_norm(second, torch.randn(2, 6))
+    after = nn.Linear(6, 5)
+    w1, w2 = (
+        model.get_parameter("0.parametrizations.weight.original1") for model in (first, second)
+    )
+    assert not torch.equal(w1, w2) and not torch.equal(after.weight.detach(), w2)

@@ -19,8 +19,9 @@ from tests.fx.standins import Conv1D
 from wnpass import apply_weight_norm
 from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.fx.analyse import analyse_sites
-from wnpass.fx.apply import Init
+from wnpass.fx.apply import NOT_REACHED, Init
 from wnpass.fx.compare import max_rel_error, result_leaves
+from wnpass.fx.observe import FIRST_CALL_ONLY
 from wnpass.fx.report import NOTHING_COMPARED, apply_summary, plan_rows
 
 
@@ -490,14 +491,49 @@ class _CachesOnItsFirstCall(nn.Module):
         return self.out(attention)
 
 
-def test_apply_plans_from_the_first_forward_as_an_analysis_does() -> None:
+def test_a_weight_read_on_the_first_forward_only_is_skipped_by_apply_and_inspect_alike() -> None:
     """apply ran its comparison forward first and planned from the second, in which this
     model's ``mem_proj`` is not used: ``inspect`` planned it, ``train-rewrite`` skipped it
-    (t54)."""
+    (t54). Planned from the first, it was applied, "ok", and never trained: the model keeps
+    the projection it made on its first call (t57). Both now see the second forward."""
     x = torch.randn(2, 8)
     inspected, _, _ = analyse_sites(_CachesOnItsFirstCall(), x)
     report = apply_weight_norm(_CachesOnItsFirstCall(), x)
-    planned = [s.name for s in inspected if s.status == "planned"]
-    assert planned == ["mem_proj.weight", "out.weight"]
-    assert [s.name for s in report.sites if s.status == "applied"] == planned
+    for sites in (inspected, report.sites):
+        by_name = {s.name: s for s in sites}
+        assert [s.name for s in sites if s.status in ("planned", "applied")] == ["out.weight"]
+        assert by_name["mem_proj.weight"].reason == FIRST_CALL_ONLY
     assert report.status == "ok"
+
+
+class _ReadsThroughAClosure(nn.Module):
+    """Its forward reads its layers' weights through closures made at construction."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 2)
+        weight = self.lin.weight
+        self.project = lambda x: F.linear(x, weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.project(x)))
+
+
+def test_a_weight_the_forward_reads_elsewhere_is_given_back_its_parameter() -> None:
+    """A weight the forward reads through a closure (or a ``functools.partial``, an object's
+    attribute, a nested list) was weight-normed, "ok": the forward read the old tensor, and no
+    gradient reached g and v (t57). The forward after the rewrite shows it: the site is
+    skipped and its module holds the very parameter it held, which the closure reads."""
+    model, x = _ReadsThroughAClosure(), torch.randn(3, 4)
+    weight = model.lin.weight
+    report = apply_weight_norm(model, x)
+    by_name = {s.name: s for s in report.sites}
+    assert by_name["lin.weight"].status == "skipped"
+    assert by_name["lin.weight"].reason == NOT_REACHED
+    assert by_name["head.weight"].status == "applied" and report.status == "ok"
+    assert model.lin.weight is weight and not parametrize.is_parametrized(model.lin)
+    assert [n for n, _ in model.lin.named_parameters()] == ["weight", "bias"]
+    model(x).sum().backward()
+    assert weight.grad is not None
+    assert model.get_parameter("head.parametrizations.weight.original1").grad is not None

@@ -92,6 +92,22 @@ def test_an_analysis_refuses_what_apply_refuses() -> None:
     assert lazy[0].weight.shape == (6, 8)
 
 
+def test_a_model_wrapped_for_distributed_training_is_refused_with_the_way_round() -> None:
+    """A DistributedDataParallel wrapper holds its module's parameters in a list too: weight
+    norm on the module left it stepping the old tensors; its reason named a tie, not the way
+    round (t57)."""
+    wrapper = nn.parallel.DistributedDataParallel.__new__(nn.parallel.DistributedDataParallel)
+    nn.Module.__init__(wrapper)  # no process group: the type is what the check reads
+    wrapper.module = _mlp()
+    for call in (lambda: analyse_sites(wrapper, X), lambda: apply_weight_norm(wrapper, X)):
+        with pytest.raises(InvalidArgumentError) as caught:
+            call()
+        assert str(caught.value) == (
+            "DistributedDataParallel: a distributed wrapper holds the module's weights too: "
+            "apply weight norm to the module it wraps (its .module), then wrap it"
+        )
+
+
 def test_data_init_without_a_batch_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match=r"init='data' needs a batch"):
         apply_weight_norm(_mlp(), None, init="data")

@@ -251,9 +251,9 @@ def test_rnn_flat_weights_and_attention_projections(layer: Callable[[], nn.Modul
     torch.manual_seed(0)
     model, x = Wrap(), torch.randn(2, 3, 4)
     sites = _observed(model, (x,))
-    weights = [s for s in sites.values() if len(s.shape) == 2]
+    weights = [s for s in sites.values() if len(s.shape or ()) == 2]
     assert weights and all((s.status, s.axis) == ("planned", 0) for s in weights)
-    assert all(s.status == "skipped" for s in sites.values() if len(s.shape) == 1)
+    assert all(s.status == "skipped" for s in sites.values() if len(s.shape or ()) == 1)
     report = apply_weight_norm(model, (x,))
     assert report.applied == len(weights) and report.equivalent
 

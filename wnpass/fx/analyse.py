@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import weakref
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from types import SimpleNamespace
 from typing import get_args
 
 import torch
@@ -37,9 +39,11 @@ __all__ = [
     "DIM_POLICIES",
     "Pattern",
     "UnknownLayerTypeError",
+    "aliases",
     "analyse_sites",
     "as_patterns",
     "layer_type",
+    "materialize_lazy",
     "owner_of",
     "require_analysable",
     "require_eager",
@@ -91,13 +95,39 @@ def require_eager(model: nn.Module) -> None:
 def require_analysable(model: object, batch: Batch | None) -> None:
     """What every analysis of ``model`` needs, checked before anything runs: a module
     (``model``), whose weights hold values (none on the meta device), in Python (no
-    TorchScript), and whose lazy layers are initialized unless example inputs (``batch``) give
-    them their shapes."""
+    TorchScript), not wrapped for distributed training, and whose lazy layers are initialized
+    unless example inputs (``batch``) give them their shapes."""
     module = require_module(model)
     require_values(module)
     require_eager(module)
+    for path, inner in module.named_modules():
+        if isinstance(inner, nn.parallel.DistributedDataParallel):
+            where = f"{path} ({type(inner).__name__})" if path else type(inner).__name__
+            raise InvalidArgumentError(
+                f"{where}: a distributed wrapper holds the module's weights too: apply weight "
+                "norm to the module it wraps (its .module), then wrap it"
+            )
     if batch is None:
         require_initialized(module)
+
+
+NOT_INITIALIZED = "lazy parameter the example inputs do not initialize (its layer never ran)"
+# The class each lazy module had before :func:`materialize_lazy` gave it its shapes (PyTorch
+# then makes a LazyConv1d a Conv1d): include/exclude by layer type still match it.
+_WAS_LAZY: weakref.WeakKeyDictionary[nn.Module, type] = weakref.WeakKeyDictionary()
+
+
+def materialize_lazy(model: nn.Module, batch: Batch) -> None:
+    """Run ``model`` once on ``batch`` where it has lazy layers not initialized yet
+    (``nn.LazyLinear``): the forward gives them their shapes and initial values, drawn from
+    the random generators as any first forward draws them. Their classes before are kept for
+    the selection by layer type."""
+    lazy = [m for m in model.modules() if any(is_lazy(t) for t in m.parameters(recurse=False))]
+    if not lazy:
+        return
+    for module in lazy:
+        _WAS_LAZY[module] = type(module)
+    run_forward(model, batch)
 
 
 def owner_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -133,12 +163,13 @@ def _matches(
     its module's names, its op or its layer type."""
     owner, _ = owner_of(model, site.name)
     texts = [*names, *(name.rpartition(".")[0] for name in names), site.op]
+    types = [type(owner), *([_WAS_LAZY[owner]] if owner in _WAS_LAZY else [])]
     for pattern in patterns:
         if isinstance(pattern, type):
-            if isinstance(owner, pattern):
+            if any(issubclass(t, pattern) for t in types):
                 return pattern
         elif any(fnmatch.fnmatchcase(text, pattern) for text in texts) or any(
-            fnmatch.fnmatchcase(cls.__name__, pattern) for cls in type(owner).__mro__
+            fnmatch.fnmatchcase(cls.__name__, pattern) for t in types for cls in t.__mro__
         ):
             return pattern
     return None
@@ -211,7 +242,7 @@ def _already(model: nn.Module) -> tuple[dict[str, ParamSite], dict[str, str]]:
     return sites, covered
 
 
-def _aliases(model: nn.Module) -> tuple[dict[int, list[str]], set[int]]:
+def aliases(model: nn.Module) -> tuple[dict[int, list[str]], set[int]]:
     """Every name of each parameter (by id), and the parameters that are tied.
 
     A parameter under several names is tied when two different modules (or two attributes)
@@ -237,11 +268,14 @@ def _aliases(model: nn.Module) -> tuple[dict[int, list[str]], set[int]]:
 def _held_elsewhere(model: nn.Module, params: dict[int, nn.Parameter]) -> dict[int, list[str]]:
     """The other holders of each parameter's data (by id): a buffer that is the parameter or a
     view of its elements (``register_buffer("w", lin.weight)``), or a module's plain
-    attribute holding one, alone or in a list, tuple or dict (``self.flat = [w_ih, w_hh]``).
-    Weight norm replaces the parameter on its module only: such a holder keeps the old
-    tensor, which the forward then reads (no gradient reaches g and v) or a state dict saves
-    beside them, stale. ``nn.RNNBase``'s own ``_flat_weights`` are rebuilt from the module's
-    attributes each forward, and are no other holder."""
+    attribute holding one, alone or in lists, tuples, dicts, sets or ``SimpleNamespace``s,
+    nested (``self.layers = [(w_ih, w_hh), ...]``: :func:`_tensors_in`). Weight norm replaces
+    the parameter on its module only: such a holder keeps the old tensor, which the forward
+    then reads (no gradient reaches g and v) or a state dict saves beside them, stale.
+    ``nn.RNNBase``'s own ``_flat_weights`` are rebuilt from the module's attributes each
+    forward, and are no other holder. Holders no attribute shows (a closure, a
+    ``functools.partial``) are found by the forward after the rewrite, where there are
+    example inputs (``wnpass.fx.apply``)."""
     spans: dict[tuple[str, int], list[tuple[int, int, int]]] = defaultdict(list)
     for key, param in params.items():
         if (span := _span(param)) is not None:
@@ -255,22 +289,46 @@ def _held_elsewhere(model: nn.Module, params: dict[int, nn.Parameter]) -> dict[i
                 isinstance(module, nn.RNNBase) and attribute == "_flat_weights"
             ):
                 continue
-            items = value.items() if isinstance(value, dict) else enumerate(value) \
-                if isinstance(value, list | tuple) else [(None, value)]  # fmt: skip
-            for index, item in items:
-                if isinstance(item, torch.Tensor):
-                    where = "" if index is None else f"[{index!r}]"
-                    found.append((f"{prefix}{attribute}{where}", item))
+            found.extend(_tensors_in(f"{prefix}{attribute}", value))
         for name, tensor in found:
             for key in _overlapping(tensor, params, spans):
                 held[key].append(name)
     return held
 
 
+_NESTED = 4  # how deep containers are searched for tensors
+_CONTAINED = 10_000  # the most items searched in one attribute
+
+
+def _tensors_in(label: str, value: object) -> Iterator[tuple[str, torch.Tensor]]:
+    """The tensors in ``value`` (itself, or in its lists, tuples, dicts, sets and
+    ``SimpleNamespace``s, to :data:`_NESTED` levels and :data:`_CONTAINED` items), each with
+    where it is (``layers[0][1]``); a module inside is its own (``named_modules`` visits it)."""
+    stack, seen, count = [(label, value, 0)], set(), 0
+    while stack and count < _CONTAINED:
+        where, item, depth = stack.pop()
+        count += 1
+        if isinstance(item, torch.Tensor):
+            yield where, item
+            continue
+        if depth >= _NESTED or id(item) in seen or isinstance(item, nn.Module):
+            continue
+        seen.add(id(item))
+        if isinstance(item, SimpleNamespace):
+            item = vars(item)
+        if isinstance(item, dict):
+            stack.extend((f"{where}[{k!r}]", v, depth + 1) for k, v in item.items())
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{where}[{i}]", v, depth + 1) for i, v in enumerate(item))
+        elif isinstance(item, set | frozenset):
+            stack.extend((f"{where}{{...}}", v, depth + 1) for v in item)
+
+
 def _span(tensor: torch.Tensor) -> tuple[tuple[str, int], int, int] | None:
     """Where ``tensor``'s elements lie: its storage (device, address) and the byte range from
-    its first to its last element; None for one without elements or storage (meta, sparse)."""
-    if tensor.numel() == 0 or tensor.is_meta or tensor.layout != torch.strided:
+    its first to its last element; None for one without elements or storage (meta, sparse, a
+    lazy module's not initialized yet)."""
+    if is_lazy(tensor) or tensor.is_meta or tensor.layout != torch.strided or not tensor.numel():
         return None
     size = tensor.element_size()
     last = sum((n - 1) * stride for n, stride in zip(tensor.shape, tensor.stride(), strict=True))
@@ -364,11 +422,11 @@ def analyse_sites(
     require_choice("dim_policy", dim_policy, DIM_POLICIES)
     batch = None if example_inputs is None else as_batch(example_inputs)
     require_analysable(model, batch)
-    if batch is not None and any(is_lazy(p) for p in model.parameters()):
-        run_forward(model, batch)
+    if batch is not None:
+        materialize_lazy(model, batch)
     already, covered = _already(model)
-    aliases, tied = _aliases(model)
-    canonical = {name: names[0] for names in aliases.values() for name in names}
+    names_of, tied = aliases(model)
+    canonical = {name: names[0] for names in names_of.values() for name in names}
     uses, mode, note = find_uses(model, batch, dim_policy, embeddings, tracer)
     by_param: dict[str, list[Use]] = defaultdict(list)
     for use in uses:
@@ -382,7 +440,10 @@ def analyse_sites(
             if name in already:
                 sites.append(already[name])
             continue
-        names = aliases[id(param)]
+        if is_lazy(param):  # its layer's forward never ran: it has no shape to plan with
+            sites.append(ParamSite(name, "-", None, None, "skipped", NOT_INITIALIZED))
+            continue
+        names = names_of[id(param)]
         site = _decide(name, param, by_param[name], names, id(param) in tied, mode)
         site.shape = list(param.shape)
         if site.status == "planned" and (

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from wnpass.errors import InvalidArgumentError, printable
+from wnpass.fx.analyse import materialize_lazy
 from wnpass.fx.errors import (
     FactoryFailedError,
     FactoryNotFoundError,
@@ -46,7 +47,7 @@ from wnpass.fx.errors import (
     NotAModuleError,
     NotInputsError,
 )
-from wnpass.fx.forward import what_it_did
+from wnpass.fx.forward import as_batch, what_it_did
 from wnpass.interrupts import STOPS
 from wnpass.plan import IOPlan, anchored, as_path, as_plan, not_readable, user_code
 
@@ -188,6 +189,8 @@ def load_model_py(
     file = _File(path, anchored(path))  # here, in wnpass's working directory
     with user_code():
         model, inputs = _build(file, factory)
+        if inputs is not None:  # every command needs their shapes (a checkpoint's loading too)
+            materialize_lazy(model, as_batch(inputs))
     if plan is not None:
         plan.read_all(_imported_files(before), IMPORTED)
         plan.record_user_reads()

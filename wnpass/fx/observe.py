@@ -35,6 +35,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from wnpass.axes import DimPolicy, OpKind, einsum_unit_axis, unit_axis
+from wnpass.fx.arguments import is_lazy
 from wnpass.fx.axes import RENORMED, Use
 from wnpass.fx.forward import Batch, run_forward
 
@@ -619,10 +620,28 @@ def _owners(model: nn.Module) -> dict[str, tuple[str, str | None]]:
 def observe_uses(
     model: nn.Module, batch: Batch, policy: DimPolicy = "unit", embeddings: bool = False
 ) -> tuple[list[Use], list[Any]]:
-    """Every parameter use seen while running ``model`` on ``batch``, and the outputs."""
-    params = dict(model.named_parameters())
-    recorder = _Recorder(params, _owners(model), policy, embeddings)
+    """Every parameter use seen while running ``model`` on ``batch``, and the outputs of that
+    first forward. The model runs twice: a parameter the second forward does not read (the
+    model caches what it computed from it on its first call) gets a use with
+    :data:`FIRST_CALL_ONLY`, as weight norm on it would never train."""
+    params = {n: p for n, p in model.named_parameters() if not is_lazy(p)}  # none: no shape
+    owners = _owners(model)
+    recorder = _Recorder(params, owners, policy, embeddings)
     with recorder:
         outputs = run_forward(model, batch)
-    logger.debug("observed %d uses of %d parameters", len(recorder.uses), len(params))
-    return list(recorder.uses), outputs
+    again = _Recorder(params, owners, policy, embeddings)
+    with again:
+        run_forward(model, batch)
+    read_again = {use.param for use in again.uses}
+    uses = list(recorder.uses)
+    for use in list(uses):
+        if use.param not in read_again:
+            uses.append(Use(use.param, use.op, use.consumer, use.axis, FIRST_CALL_ONLY))
+    logger.debug("observed %d uses of %d parameters", len(uses), len(params))
+    return uses, outputs
+
+
+FIRST_CALL_ONLY = (
+    "read on the first forward only (the model keeps what it computed from it): weight norm "
+    "would never train it"
+)

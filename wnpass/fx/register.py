@@ -32,6 +32,7 @@ __all__ = [
     "stored_unit_dim",
     "unit_norm_problem",
     "units_text",
+    "unregister_weight_norm",
 ]
 
 
@@ -77,6 +78,16 @@ def remove_legacy_keys(module: nn.Module, name: str) -> None:
         hook = getattr(wrapped, "hook", None)
         if isinstance(hook, LegacyKeys) and hook.name == name:
             del hooks[key]
+
+
+def unregister_weight_norm(module: nn.Module, name: str, original: nn.Parameter) -> None:
+    """Undo :func:`register_weight_norm` on ``module.<name>``, which nothing trained yet: the
+    module holds ``original``, the very parameter it held before (what else holds it, a list
+    or a closure, holds it still), in its place among the others."""
+    parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    setattr(module, name, original)
+    remove_legacy_keys(module, name)
+    restore_order(module)
 
 
 def restore_order(module: nn.Module) -> None:

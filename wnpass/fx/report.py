@@ -55,7 +55,7 @@ class ParamSite:
 
     name: str  # the parameter's qualified name, e.g. "blocks.0.conv.weight"
     op: str  # the consuming op, e.g. "Conv2d", "F.linear", "matmul"
-    shape: list[int]
+    shape: list[int] | None  # None: not known (a lazy parameter not initialized)
     axis: int | None  # output-unit axis g keeps (PyTorch's dim); None: whole tensor or n/a
     status: str
     reason: str | None = None
@@ -199,7 +199,7 @@ def plan_rows(sites: Sequence[ParamSite]) -> list[tuple[str, ...]]:
     """One row per site, in the columns of ``PLAN_COLUMNS``."""
     rows: list[tuple[str, ...]] = []
     for site in sites:
-        shape = "x".join(map(str, site.shape)) or "scalar"
+        shape = "?" if site.shape is None else "x".join(map(str, site.shape)) or "scalar"
         axis = "-" if site.axis is None else str(site.axis)
         status = site.status if site.reason is None else f"{site.status}: {site.reason}"
         rows.append((site.name, site.op, shape, axis, status, site.init or "-"))

@@ -26,6 +26,7 @@ from torch import nn
 
 from wnpass.axes import is_legacy_hook
 from wnpass.errors import WnpassError
+from wnpass.fx.arguments import is_lazy
 from wnpass.fx.fold import folded_weight
 from wnpass.rules import dim_from_shapes, pair_keys, parse_key
 
@@ -87,21 +88,18 @@ def restore_weight_norm(model: nn.Module, state: Mapping[str, Any]) -> list[str]
     weights' names."""
     from torch.nn.utils.parametrizations import weight_norm
 
+    from wnpass.fx.analyse import aliases
+
     plain = dict(model.named_parameters())
-    # a weight held by two modules (tied: lm_head.weight is wte.weight) keeps its tie: it is
-    # folded as it is loaded, as the rules leave tied weights without weight norm (one module
-    # under two names is no tie: weight norm on it is on both)
-    holders: dict[int, set[int]] = {}
-    for _, module in model.named_modules(remove_duplicate=False):
-        for param in module._parameters.values():
-            if param is not None:
-                holders.setdefault(id(param), set()).add(id(module))
+    # a tied weight (lm_head.weight is wte.weight; a buffer or a list also holds it) keeps its
+    # tie: it is folded as it is loaded, as the rules leave tied weights without weight norm
+    _, tied = aliases(model)
     restored = []
     names = _plain_names(state)
     _check_stored_once(state, names)
     for name in sorted(names):
         pair = _get_pair(state, name)
-        if pair is None or name not in plain or len(holders.get(id(plain[name]), ())) > 1:
+        if pair is None or name not in plain or id(plain[name]) in tied:
             continue
         prefix, leaf = _split(name)
         module = model.get_submodule(prefix[:-1]) if prefix else model
@@ -158,8 +156,10 @@ def _get_pair(state: Mapping[str, Any], name: str) -> tuple[Any, Any] | None:
 def convert_state_dict(model: nn.Module, state: Mapping[str, Any]) -> dict[str, Any]:
     """``state`` with its weight-norm entries in the form ``model`` uses; a whole-tensor ``g``
     stored 1x1x1, which PyTorch's weight norm keeps 0-d, in the model's shape (:func:`_shaped`)."""
-    shapes = {key: value.shape for key, value in model.state_dict().items()}
-    wanted = set(shapes)
+    state_now = model.state_dict()
+    wanted = set(state_now)
+    # a lazy layer's tensors have no shape yet (loading gives them the stored ones); no g is one
+    shapes = {key: value.shape for key, value in state_now.items() if not is_lazy(value)}
     out = dict(state)
     names = _plain_names(state)
     _check_stored_once(state, names)

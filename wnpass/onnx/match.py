@@ -392,7 +392,7 @@ def _constant_reason(value: ir.Value, role: str, scope: str = "graph") -> str | 
             if instead is not None and small_constant(value) is not None:
                 break  # a reshape's shape computed from constants: the value the graph uses
             node = producer(value, *_CONST_PASSTHROUGH)
-            if node is None and _computed_from_constants(value):
+            if node is None and value.producer() is not None and _is_constant_cone(value):
                 break  # Concat, Expand, Slice ... of constants: the evaluator computes it
             if node is None:
                 source = value.producer()
@@ -409,25 +409,6 @@ def _constant_reason(value: ir.Value, role: str, scope: str = "graph") -> str | 
             assert node.inputs[0] is not None
             value = node.inputs[0]
     return None
-
-
-# The most values a cone read as computed from constants may have: one past it is called not
-# constant (a gain computed from an activation would otherwise walk the whole network).
-_CONSTANT_CONE = 10_000
-
-
-def _computed_from_constants(value: ir.Value) -> bool:
-    """Whether ``value`` is computed by nodes from constants alone (initializers no graph
-    input overrides, ``Constant`` nodes), whatever its ops: whether the evaluator can compute
-    them is ``_cone_reason``'s to say."""
-    if value.producer() is None:
-        return False
-    for count, current in enumerate(walk_cone(value)):
-        if count > _CONSTANT_CONE or current.is_graph_input():
-            return False
-        if current.producer() is None and const_tensor(current) is None:
-            return False
-    return True
 
 
 def _cone_reason(value: ir.Value) -> str | None:
@@ -536,10 +517,18 @@ def _others_constant(node: ir.Node, index: int) -> bool:
     )
 
 
+# The most values a cone read as constant may have: one past it is not (a value computed from
+# an activation would otherwise walk the whole network back to its inputs).
+_CONSTANT_CONE = 10_000
+
+
 def _is_constant_cone(value: ir.Value, overridable: bool = False) -> bool:
-    """Whether ``value`` is computed from constants only (no graph input, no outer value);
-    with ``overridable``, initializers that a graph input can override count as constants."""
-    for current in walk_cone(value):
+    """Whether ``value`` is computed from constants only (no graph input, no outer value),
+    whatever its ops (whether the evaluator computes them is ``_cone_reason``'s to say); with
+    ``overridable``, initializers that a graph input can override count as constants."""
+    for count, current in enumerate(walk_cone(value)):
+        if count > _CONSTANT_CONE:
+            return False
         if current.is_graph_input() and not (overridable and current.const_value is not None):
             return False
         if not current.is_initializer() and current.producer() is None:
