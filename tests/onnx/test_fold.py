@@ -250,29 +250,27 @@ def test_a_product_held_in_subnormals_is_declined_as_one_that_overflows(reciproc
     assert_close(run(folded, feeds), run(model, feeds))
 
 
-@pytest.mark.parametrize("reciprocal", [False, True], ids=["divides", "times-pow-minus-half"])
-def test_a_weight_wholly_in_subnormals_is_folded_correctly_rounded(reciprocal: bool) -> None:
-    """``g = 2e-38``, ``|v|`` about 1e10: ``g * v`` is normal and the weight, ``g * v / ||v||``
-    (at most 1e-38), is wholly subnormal. It was declined (``Div 'w' underflows``) though
-    nothing divides it again: the graph's last operation rounds it once, as the fold does."""
-    uniform = np.random.default_rng(1).uniform(1.0, 1.2, (6, 5))
-    v = (uniform * 1e10).astype(np.float32)
-    g = np.full((6, 1), 2e-38, np.float32)
-    axes = np.array([1], np.int64)
-    model = onnx_model(GV, v=v, g=g, axes=axes)
-    if reciprocal:
-        text = GV.replace("n = ReduceL2 <keepdims = 1> (v, axes)", "s = ReduceSumSquare(v, axes)")
-        text = text.replace("w = Div(gv, n)", "r = Pow(s, half)\n        w = Mul(gv, r)")
-        model = onnx_model(text, v=v, g=g, axes=axes, half=np.array(-0.5, np.float32))
+@pytest.mark.parametrize("layout", ["", "transposed"])
+def test_a_weight_wholly_in_subnormals_is_declined(layout: str) -> None:
+    """``g = 2^-139`` (1024 subnormal ulps), ``|v|`` about 1e10 (``g * v`` normal): the
+    weight is about 450 subnormal ulps, so one ulp is 0.2% of it. The graph's roundings move a
+    weight near a tie to the next ulp where the fold, rounding the exact value once, does not:
+    a fold that wrote such a weight (a session's change, reverted) gave one 0.1% off the
+    graph's, which a ``Mul`` left on it then showed (``check``: NOT EQUIVALENT; t58)."""
+    v = (np.random.default_rng(1).uniform(1.0, 1.2, (6, 5)) * 1e10).astype(np.float32)
+    g = np.full((6, 1), 2.0**-139, np.float32)
+    text = GV
+    if layout:
+        text = GV.replace(
+            "w = Div(gv, n)", "q = Div(gv, n)\n        w = Transpose <perm = [1, 0]> (q)"
+        )
+        text = text.replace("Gemm <transB = 1>", "Gemm")
+    model = onnx_model(text, v=v, g=g, axes=np.array([1], np.int64))
     (site,) = inspect_onnx(model).sites
-    assert site.status == "foldable"
-    folded, report = fold_onnx(model)
-    assert [s.status for s in report.sites] == ["folded"]
-    (weight,) = [nh.to_array(i) for i in folded.graph.initializer]
-    v64 = v.astype(np.float64)
-    exact = g.astype(np.float64) * v64 / np.sqrt(np.sum(v64 * v64, axis=1, keepdims=True))
-    assert np.all(np.abs(exact) < np.finfo(np.float32).tiny) and np.all(weight != 0)
-    assert np.array_equal(weight, exact.astype(np.float32))
+    underflows = "Div 'w' underflows float" if not layout else "Div 'q' underflows float"
+    assert site.status == "declined" and (site.reason or "").startswith(underflows)
+    _, report = fold_onnx(model)
+    assert [s.status for s in report.sites] == ["declined"]
 
 
 @pytest.mark.parametrize("padding", ["Max", "Add", "Clip"])
@@ -305,7 +303,10 @@ def test_a_clip_without_a_max_is_clipped_to_the_largest_float() -> None:
         "r = ReduceL2 <keepdims = 1> (v, axes)\n        n = Clip(r, inf)",
     )
     v, largest = rand(6, 5), float(np.finfo(np.float32).max)
-    # with g = 2 the weight is held in subnormals (one division: exact), with g = 1e30 normal
+    # one |v| of 3: with g = 2 that weight is normal and the others subnormal (one division:
+    # exact). Wholly subnormal weights are declined (Div 'w' underflows), which rand's values
+    # alone gave in one order of the tests in four (each |v| below 2)
+    v[0, 0] = 3.0
     for g in (2.0, 1e30):  # weights held in subnormals, and normal ones
         model = onnx_model(
             text, v=v, g=np.full((6, 1), g, np.float32), axes=np.array([1], np.int64),

@@ -341,3 +341,30 @@ def test_a_gain_computed_from_constants_is_a_constant(gain: str) -> None:
     assert [s.status for s in report.sites] == ["folded"]
     feeds = {"x": rand(2, 5)}
     assert_close(run(folded, feeds), run(model, feeds))
+
+
+def test_a_gain_of_too_many_constant_values_is_declined_as_such() -> None:
+    """A gain computed by 10,010 constant Adds was declined as "not a constant (computed by
+    Add)": the walk that reads it as a constant stops at 10,000 values, which the reason now
+    says (t58)."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 18]>
+        agraph (float[2, 5] x) => (float[2, 4] y) {
+            n = ReduceL2 <keepdims = 1> (v, axes)
+            gv = Mul(g, v)
+            w = Div(gv, n)
+            y = Gemm <transB = 1> (x, w)
+        }
+    """
+    model = onnx_model(text, None, False, v=rand(4, 5), axes=np.array([1], np.int64))
+    model.graph.initializer.append(onnx.numpy_helper.from_array(rand(4, 1), "a0"))
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(1e-3, np.float32), "step"))
+    chain = [onnx.helper.make_node("Add", [f"a{i}", "step"], [f"a{i + 1}"]) for i in range(10_010)]
+    chain[-1].output[0] = "g"
+    nodes = [*chain, *model.graph.node]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    (site,) = inspect_onnx(model).sites
+    assert (
+        site.reason == "g 'g' is computed by more than 10000 values: too many to read as a constant"
+    )

@@ -275,20 +275,61 @@ def test_an_epsilon_the_bound_does_not_cover_is_evaluated_node_by_node(
     assert not np.all(np.isfinite(run(model, {"x": np.ones((1, 2), np.float32)})[0]))
 
 
-def test_a_gain_that_varies_within_a_unit_is_evaluated_node_by_node() -> None:
-    """One gain per column of a norm of rows: ``g * v`` is ``1e-30 * 1e-15`` where v is
-    non-zero and ``1 * 0`` elsewhere, every non-zero value subnormal. The common form's bounds
-    read ``|g|`` as one per unit (its largest, 1) and folded the weight 40% off what the graph
-    computes (t55); the general path declines it."""
+@pytest.mark.parametrize(
+    ("v", "g"),
+    [
+        # g * v is 1e-30 * 1e-15 where v is non-zero, every non-zero value subnormal: the
+        # common form read |g| as one per unit (its largest, 1) and folded 40% off (t55)
+        ([[1e-15, 0.0], [2e-15, 0.0], [-3e-15, 0.0]], [[1e-30, 1.0]]),
+        # v / ||v|| holds 1e-45 for 1e-44 (subnormal, partly), which a gain of 3e38 scales up
+        # to 4.2e-7 in the graph: the general path folded 5.9e-7, 40% off (t58)
+        ([[3.0, 4.0, 1e-44]], [[1e-30, 1e-30, 3e38]]),
+    ],
+    ids=["wholly-subnormal", "partly-subnormal"],
+)
+def test_a_gain_that_varies_within_a_unit_is_no_weight_norm(v: list, g: list) -> None:
+    """A gain that varies along an axis the norm reduces scales each element of a unit by its
+    own factor: the graph's few-bit subnormals come out as large as the rest. Weight norm has
+    one gain per unit: such a site is declined, whichever path would compute it."""
     body = "n = ReduceL2 <axes = [1]> (v)\ngv = Mul(g, v)\nw = Div(gv, n)\ny = Gemm(x, w)"
-    v = np.array([[1e-15, 0.0], [2e-15, 0.0], [-3e-15, 0.0]], np.float32)
-    model = _site_model(
-        body, "float[N, 3] x", "float[N, 2] y", v=v, g=np.array([[1e-30, 1.0]], np.float32)
-    )
+    v_array, g_array = np.array(v, np.float32), np.array(g, np.float32)
+    rows, cols = v_array.shape
+    model = _site_model(body, f"float[N, {rows}] x", f"float[N, {cols}] y", v=v_array, g=g_array)
+    (site,) = find_sites(ir.serde.deserialize_model(model))
+    reason = f"g 1x{cols} varies within the units of v {rows}x{cols}: no weight norm of its units"
+    assert _declined(model) == reason and decline_reason(site) == reason
+
+
+def test_a_norm_in_a_numerator_is_evaluated_node_by_node() -> None:
+    """``g / (||v|| / v)``: the graph's ``||v|| / v`` is inf for a tiny v, and its weight 0
+    there. The common form bounds ``g * v``, ``g / ||v||`` and ``v / ||v||`` only, so it folded
+    the exact weight (t58); with a Cast in the product the general path declined it."""
+    body = "n = ReduceL2 <axes = [1]> (v)\nnv = Div(n, v)\nw = Div(g, nv)\ny = Gemm(x, w)"
+    v = np.array([[1e5, 1e-34, 0.5], [2.0, 3.0, 1e-37]], np.float32)
+    g = np.array([[1e30], [2e30]], np.float32)
+    model = _site_model(body, "float[N, 2] x", "float[N, 3] y", v=v, g=g)
     (site,) = find_sites(ir.serde.deserialize_model(model))
     assert weights._checked(site) is None
-    assert _declined(model).startswith("Mul 'gv' underflows float")
-    assert decline_reason(site) == _declined(model)
+    assert _declined(model) == "Div 'nv' overflows float (the graph computes inf there)"
+
+
+def test_a_constant_of_shape_weight_has_its_value_s_dtype() -> None:
+    """``ConstantOfShape(value=0.5)`` without type info was read as int64 (its input, the
+    shape): its cone and a gain made of it were declined (t58)."""
+    body = """
+        s = ConstantOfShape <value = float[1] {0.5}> (shape)
+        n = ReduceL2 <axes = [1]> (v)
+        gv = Mul(s, v)
+        w = Div(gv, n)
+        y = Gemm(x, w)
+    """
+    model = _site_model(
+        body, "float[N, 3] x", "float[N, 4] y", v=rand(3, 4), shape=np.array([3, 1], np.int64)
+    )
+    folded, report = fold_onnx(model)
+    assert [(s.status, s.dtype) for s in report.sites] == [("folded", "float")]
+    feeds = {"x": rand(2, 3)}
+    assert_close(run(folded, feeds), run(model, feeds))
 
 
 @pytest.mark.parametrize("g", [1.0, 2.0])

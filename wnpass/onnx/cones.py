@@ -359,7 +359,7 @@ def _tensor(value: ir.Value, program: ev.Program) -> ir.TensorProtocol | str:
 
 def _computed(value: ir.Value, program: ev.Program) -> ir.TensorProtocol | str:
     try:
-        array, dtype = program.run(stored=True)
+        array, dtype = program.run()
         rounded = ev.round_to(array, dtype)
         del array
     except ev.NotExact as error:
@@ -377,7 +377,7 @@ def _computed(value: ir.Value, program: ev.Program) -> ir.TensorProtocol | str:
     del rounded
 
     def compute() -> ir.TensorProtocol:  # again, at write time: one large weight at a time
-        array, _ = program.run(stored=True)
+        array, _ = program.run()
         out = np.ascontiguousarray(ev.round_to(array, dtype))
         del array
         for leaf in program.leaves:

@@ -208,7 +208,6 @@ class Step:
     outputs: int  # how many outputs the node has (Split)
     name: str = ""  # the node's name (else its output's), for the reasons given
     squares: bool = False  # a ReduceSum of squares (v*v or Pow(v, 2)): a norm's sum
-    stored: bool = False  # the program's value, stored as the weight (``Program.run``)
 
     @property
     def where(self) -> str:
@@ -231,12 +230,8 @@ class Program:
     def ops(self) -> list[str]:
         return [slot.op for slot in self.slots if isinstance(slot, Step)]
 
-    def run(self, *, stored: bool = False) -> Evaluated:
-        """The value, float results of arithmetic held in float64 (see the module rules).
-
-        ``stored``: the value is the weight the caller stores, rounded once, not a value the
-        graph computes on with: its last step may then be held in subnormals
-        (:func:`_check_range`)."""
+    def run(self) -> Evaluated:
+        """The value, float results of arithmetic held in float64 (see the module rules)."""
         last_use = {j: i for i, slot in enumerate(self.slots) if isinstance(slot, Step)
                     for j in slot.inputs if j is not None}  # fmt: skip
         results: list[Evaluated | None] = [None] * len(self.slots)
@@ -244,8 +239,6 @@ class Program:
         with np.errstate(all="ignore"):
             for i, slot in enumerate(self.slots):
                 if isinstance(slot, Step):
-                    if stored and i == len(self.slots) - 1:
-                        slot = dataclasses.replace(slot, stored=True)
                     args = [None if j is None else results[j] for j in slot.inputs]
                     value, dtype = _apply(slot, args)
                     results[i] = value, dtype
@@ -322,10 +315,9 @@ def _check_node(node: ir.Node) -> None:
         raise NotExact(f"{node.op_type} takes an attribute from the function's caller")
 
 
-def evaluate(value: ir.Value, *, stored: bool = False) -> Evaluated:
-    """Evaluate ``value`` from its constant leaves (``NotExact`` when that cannot be exact);
-    ``stored``: as :meth:`Program.run`."""
-    return compile_cone(value).run(stored=stored)
+def evaluate(value: ir.Value) -> Evaluated:
+    """Evaluate ``value`` from its constant leaves (``NotExact`` when that cannot be exact)."""
+    return compile_cone(value).run()
 
 
 # ---------------------------------------------------------------- ops
@@ -419,22 +411,19 @@ def _check_overflow(
         raise NotExact(f"{where} overflows {dtype.name.lower()} (the graph computes inf there)")
 
 
-def _check_range(result: np.ndarray, dtype: ir.DataType, step: Step) -> None:
+def _check_range(result: np.ndarray, dtype: ir.DataType, where: str) -> None:
     """Decline an arithmetic result the graph cannot hold to its type's precision: one that
     overflows it (:func:`_check_overflow`), or one whose every non-zero value is below its
     smallest normal number (``g * v`` with ``g = 1e-35``, ``|v| ~ 1e-10`` in float32). The
     graph holds such a result in subnormals, whose spacing is as large as the values (or as 0),
     so a weight divided out of it later keeps none of its precision, where the fold computes it
     exactly. A result with some values in the normal range keeps the rest to within half its
-    largest value's spacing, as ordinary rounding does. The weight itself (``step.stored``)
-    may be wholly subnormal: nothing divides it again, and the fold rounds it once, to the
-    nearest subnormal, as the graph's last operation rounds it."""
+    largest value's spacing, as ordinary rounding does."""
     if dtype == ir.DataType.DOUBLE or result.size == 0:
         return
     largest = _largest(result)  # once: the weights these checks see can be hundreds of MB
-    where = step.where
     _check_overflow(result, dtype, where, largest)
-    if not step.stored and 0 < largest < float(_finfo(dtype).tiny):
+    if 0 < largest < float(_finfo(dtype).tiny):
         name = dtype.name.lower()
         raise NotExact(
             f"{where} underflows {name}: its every non-zero value is below the smallest "
@@ -529,7 +518,7 @@ def _binary(step: Step, args: Args) -> Evaluated:
         return _int_binary(step.op, a, b, dtype), dtype
     _float_args(step, args)
     result = _BINARY[step.op](a, b, dtype=F64)
-    _check_range(result, dtype, step)
+    _check_range(result, dtype, step.where)
     return result, dtype
 
 
@@ -558,7 +547,7 @@ def _unary(fn: Callable[..., np.ndarray]) -> Callable[[Step, Args], Evaluated]:
     def run(step: Step, args: Args) -> Evaluated:
         dtype = _float_args(step, args)
         result = fn(_arg(args, 0), dtype=F64)
-        _check_range(result, dtype, step)
+        _check_range(result, dtype, step.where)
         return result, dtype
 
     return run
@@ -569,7 +558,7 @@ def _pow(step: Step, args: Args) -> Evaluated:
     base, exponent = _arg(args, 0), _arg(args, 1)
     _check_size(np.broadcast_shapes(base.shape, exponent.shape), step.op)
     result = np.power(base, exponent, dtype=F64)
-    _check_range(result, dtype, step)
+    _check_range(result, dtype, step.where)
     return result, dtype
 
 
@@ -654,7 +643,7 @@ def _reduce_sum(step: Step, args: Args) -> Evaluated:
         result = sum_of_squares(x, axis, keepdims, step.where)
     else:
         result = np.asarray(np.sum(x, axis=axis, keepdims=keepdims, dtype=F64))
-    _check_range(result, dtype, step)
+    _check_range(result, dtype, step.where)
     if squares or step.squares:
         _check_squares(result, count, dtype, step.where, norm=False)
     if squares:

@@ -392,8 +392,15 @@ def _constant_reason(value: ir.Value, role: str, scope: str = "graph") -> str | 
             if instead is not None and small_constant(value) is not None:
                 break  # a reshape's shape computed from constants: the value the graph uses
             node = producer(value, *_CONST_PASSTHROUGH)
-            if node is None and value.producer() is not None and _is_constant_cone(value):
-                break  # Concat, Expand, Slice ... of constants: the evaluator computes it
+            if node is None and value.producer() is not None:
+                constant = _is_constant_cone(value)
+                if constant:
+                    break  # Concat, Expand, Slice ... of constants: the evaluator computes it
+                if constant is None:
+                    return instead or (
+                        f"{what} '{value.name}' is computed by more than {_CONSTANT_CONE} "
+                        "values: too many to read as a constant"
+                    )
             if node is None:
                 source = value.producer()
                 how = (
@@ -522,13 +529,14 @@ def _others_constant(node: ir.Node, index: int) -> bool:
 _CONSTANT_CONE = 10_000
 
 
-def _is_constant_cone(value: ir.Value, overridable: bool = False) -> bool:
+def _is_constant_cone(value: ir.Value, overridable: bool = False) -> bool | None:
     """Whether ``value`` is computed from constants only (no graph input, no outer value),
     whatever its ops (whether the evaluator computes them is ``_cone_reason``'s to say); with
-    ``overridable``, initializers that a graph input can override count as constants."""
+    ``overridable``, initializers that a graph input can override count as constants. None
+    (falsy) for a cone of more than :data:`_CONSTANT_CONE` values, not walked further."""
     for count, current in enumerate(walk_cone(value)):
         if count > _CONSTANT_CONE:
-            return False
+            return None
         if current.is_graph_input() and not (overridable and current.const_value is not None):
             return False
         if not current.is_initializer() and current.producer() is None:

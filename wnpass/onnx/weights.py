@@ -43,17 +43,31 @@ ZERO_NORM = "v has zero-norm units, where the graph computes NaN; left as it is"
 NAN_NORM = "the norm holds NaN, where the graph computes NaN; left as it is"
 
 
+# Ops whose output's dtype is not their first input's: the input that gives it.
+_DTYPE_FROM = {"CastLike": 1, "Where": 1}
+
+
 def declared_dtype(value: ir.Value) -> ir.DataType | None:
-    """The dtype ``value`` has in the graph: type info, else followed through its producers."""
+    """The dtype ``value`` has in the graph: type info, else followed through its producers
+    (the input that gives an op's output its dtype, or the op itself)."""
     while value.dtype is None:
         if (const := const_tensor(value)) is not None:
             return const.dtype
         node = value.producer()
-        if node is None or not node.inputs or node.inputs[0] is None:
+        if node is None:
             return None
         if node.op_type == "Cast":
             return ir.DataType(int(node.attributes["to"].value))
-        value = node.inputs[0]
+        if node.op_type in ("Shape", "Size"):
+            return ir.DataType.INT64
+        if node.op_type == "ConstantOfShape":  # its value's, float32 where it has none
+            filled = node.attributes.get("value")
+            return ir.DataType.FLOAT if filled is None else filled.as_tensor().dtype
+        index = _DTYPE_FROM.get(node.op_type, 0)
+        source = node.inputs[index] if index < len(node.inputs) else None
+        if source is None:
+            return None
+        value = source
     return value.dtype
 
 
@@ -113,16 +127,16 @@ class _Checked:
 def _may_underflow(
     g: np.ndarray, norm: np.ndarray, count: int, dtype: ir.DataType, v_max: np.ndarray | None
 ) -> bool:
-    """Whether a value the product makes on the way (not the weight, which nothing divides
-    again: the evaluator's ``Program.run(stored=True)``) may be non-zero and wholly below the
+    """Whether a value the product makes on the way may be non-zero and wholly below the
     dtype's smallest normal number (held in subnormals: the evaluator's ``_check_range``),
     from lower bounds of the largest value of each: ``g * v`` at least ``|g| * ||v|| /
     sqrt(count)`` in some unit (a unit of ``count`` elements has one at least its norm over
-    ``sqrt(count)``), ``g / ||v||`` exactly (``v / ||v||``, at least ``1 / sqrt(count)``, is
-    normal for any real unit size). ``norm`` is the norm the graph computes, whether it
-    divides by it or multiplies by its reciprocal; where it has an epsilon it may be far above
-    ``||v||``, and ``v_max``, each unit's largest ``|v|``, gives the largest values themselves:
-    ``|g| * v_max``, ``g / norm`` and ``v_max / norm``."""
+    ``sqrt(count)``), ``g / ||v||`` exactly, the weight at least ``|g| / sqrt(count)``
+    (``v / ||v||``, at least ``1 / sqrt(count)``, is normal for any real unit size). ``norm`` is
+    the norm the graph computes, whether it divides by it or multiplies by its reciprocal;
+    where it has an epsilon it may be far above ``||v||``, and ``v_max``, each unit's largest
+    ``|v|``, gives the largest values themselves: ``|g| * v_max``, ``g / norm``, ``v_max /
+    norm`` and ``|g| * v_max / norm``."""
     tiny = float(np.finfo(dtype.numpy()).tiny)
     root = math.sqrt(max(count, 1))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
@@ -132,12 +146,14 @@ def _may_underflow(
             lows = (
                 float(np.max(size * norm)) / root,
                 float(np.max(size / norm)),
+                float(np.max(size)) / root,
             )
         else:
             lows = (
                 float(np.max(size * v_max)),
                 float(np.max(size / norm)),
                 float(np.max(v_max / norm)),
+                float(np.max(size * v_max / norm)),
             )
     return any(0 < low < tiny for low in lows)
 
@@ -174,8 +190,8 @@ def _checked(site: Site) -> _Checked | str | None:
         return None
     numerator, g_leaf, norm_value, divides = site.factors
     assert norm_value is not None
-    if _reciprocal_in_product(site.root, norm_value):
-        return None  # the graph computes 1 / ||v|| itself, which the bounds do not cover
+    if _unbounded_in_product(site.root, norm_value):
+        return None  # the graph computes 1 / ||v|| or ||v|| / x, which the bounds do not cover
     # The product reads v's tensor itself (the graph around it is gone by then), so the
     # numerator must be v unchanged: behind Identity or Casts that widen exactly, at most.
     v_tensor = ev.const_leaf(site.v)
@@ -211,8 +227,6 @@ def _checked(site: Site) -> _Checked | str | None:
     units = tuple(1 if a in reduced else d for a, d in enumerate(v_shape))
     if norm.shape != units:
         return None  # the norm broadcasts against v some other way: evaluate and check
-    if not _per_unit(g.shape, units):
-        return None  # g varies within a unit: the bounds below read |g| as one per unit
     largest = float(np.finfo(dtype.numpy()).max) / margin
     if not np.all(bound < largest):
         return None  # let the general path compute it and say exactly what went wrong
@@ -221,21 +235,61 @@ def _checked(site: Site) -> _Checked | str | None:
     return _Checked(v_tensor, scale, dtype, np.broadcast_shapes(v_shape, scale.shape))
 
 
-def _reciprocal_in_product(root: ir.Value, norm: ir.Value) -> bool:
-    """Whether the product above ``norm`` takes a ``Reciprocal`` (of the norm, or of a part of
-    the product): a value of the graph's that ``_may_underflow`` does not bound."""
-    stack, seen = [root], set()
+_PRODUCT_OPS = frozenset({"Mul", "Div", "Reciprocal", "Cast", "Identity"})
+
+
+def _unbounded_in_product(root: ir.Value, norm: ir.Value) -> bool:
+    """Whether the product above ``norm`` computes a value the bounds of ``_checked`` and
+    ``_may_underflow`` (``g * v``, ``g / ||v||``, ``v / ||v||``) do not cover: a
+    ``Reciprocal`` (of the norm, or of a part of the product), or a ``Div`` with the norm in
+    its numerator (``g / (||v|| / v)``: ``||v|| / v`` is inf for a tiny v)."""
+    for node in _product_nodes(root, norm):
+        if node.op_type == "Reciprocal":
+            return True
+        numerator = node.inputs[0] if node.op_type == "Div" else None
+        if numerator is None:
+            continue
+        if numerator is norm or any(norm in n.inputs for n in _product_nodes(numerator, norm)):
+            return True
+    return False
+
+
+def _product_nodes(root: ir.Value, norm: ir.Value) -> list[ir.Node]:
+    """The nodes of the product tree under ``root``, down to ``norm`` and the leaves."""
+    nodes, stack, seen = [], [root], set()
     while stack:
         value = stack.pop()
         node = value.producer()
-        if value is norm or value in seen or node is None:
+        if value is norm or value in seen or node is None or node.op_type not in _PRODUCT_OPS:
             continue
         seen.add(value)
-        if node.op_type == "Reciprocal":
-            return True
-        if node.op_type in ("Mul", "Div", "Cast", "Identity"):
-            stack.extend(i for i in node.inputs if i is not None)
-    return False
+        nodes.append(node)
+        stack.extend(i for i in node.inputs if i is not None)
+    return nodes
+
+
+def _gain_within_units(site: Site) -> str | None:
+    """Why ``site`` is no weight norm of ``v``'s units: its gain varies within a unit (along an
+    axis the norm reduces). The graph then scales each element of a unit by its own factor,
+    and a tiny element of ``v / ||v||`` it holds in subnormals (to a few bits) comes out of a
+    large factor as large as the others, far from the exact value a fold writes (t58)."""
+    if site.factors is None or site.factors[1] is None or site.v is None or site.norm is None:
+        return None
+    if site.norm.layout:
+        return None  # its axes are a laid-out v's: the evaluator decides
+    g_shape = ev.evaluate(site.factors[1])[0].shape
+    v_tensor = ev.const_leaf(site.v)
+    v_shape = (
+        tuple(v_tensor.shape.numpy()) if v_tensor is not None else ev.evaluate(site.v)[0].shape
+    )
+    reduced = _reduced_axes(site, len(v_shape))
+    units = tuple(1 if a in reduced else int(d) for a, d in enumerate(v_shape))
+    if _per_unit(g_shape, units):
+        return None
+    return (
+        f"g {'x'.join(map(str, g_shape))} varies within the units of v "
+        f"{'x'.join(map(str, v_shape))}: no weight norm of its units"
+    )
 
 
 def _per_unit(g_shape: tuple[int, ...], units: tuple[int, ...]) -> bool:
@@ -301,7 +355,7 @@ def _multiply_into(out: np.ndarray, v: np.ndarray, scale: np.ndarray) -> None:
 def _evaluated(site: Site) -> ir.TensorProtocol | str:
     """The general path: evaluate the whole cone, round once, check the result."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        array, dtype = ev.evaluate(site.target, stored=True)
+        array, dtype = ev.evaluate(site.target)
         if (mismatch := _mismatch(site.target, dtype)) is not None:
             return mismatch
         rounded = ev.round_to(array, dtype)
@@ -343,6 +397,8 @@ def folded_weight(site: Site) -> ir.TensorProtocol | str:
     """The folded weight of a foldable site, or the reason it must stay as it is."""
 
     def weight() -> ir.TensorProtocol | str:
+        if (within := _gain_within_units(site)) is not None:
+            return within
         deferred = _deferred_product(site)
         return deferred if deferred is not None else _evaluated(site)
 
@@ -366,6 +422,8 @@ def fold_outcome(site: Site) -> str | tuple[int, ...]:
         return site.reason
 
     def outcome() -> str | tuple[int, ...]:
+        if (within := _gain_within_units(site)) is not None:
+            return within
         checked = _checked(site)
         if checked is not None:
             return checked if isinstance(checked, str) else checked.shape
