@@ -170,6 +170,27 @@ def test_a_lent_signal_after_ours_loses_neither() -> None:
     assert interrupts.stopped_by() == signal.SIGTERM
 
 
+def test_a_lent_handler_that_raises_loses_not_our_signal() -> None:
+    """The model's alarm handler raised while it was given its signal after the renames: the
+    SIGTERM that came first was dropped, and the run went on (t59)."""
+
+    def models(signum: int, frame: object) -> None:
+        raise RuntimeError("the model's alarm")
+
+    before = signal.getsignal(signal.SIGALRM)
+    try:
+        with pytest.raises(interrupts.Terminated), interrupts.handled(_on_stop):
+            signal.signal(signal.SIGALRM, models)
+            with interrupts.staging():
+                interrupts.hold()
+                signal.raise_signal(signal.SIGTERM)
+                signal.raise_signal(signal.SIGALRM)
+                interrupts.release()
+    finally:
+        signal.signal(signal.SIGALRM, before)
+    assert interrupts.stopped_by() == signal.SIGTERM
+
+
 def test_a_default_the_model_set_ends_the_process_only_after_the_renames() -> None:
     code = """if True:
         import signal, sys

@@ -128,12 +128,14 @@ def release() -> None:
     for signum, handler in lent.items():
         signal.signal(signum, handler)
     pending, _State.pending = _State.pending, []
-    for signum in pending:
-        if signum in lent:
-            signal.raise_signal(signum)  # its own handler now
     ours = [signum for signum in pending if signum not in lent]
-    if ours:
-        _raise(ours[0])
+    try:
+        for signum in pending:
+            if signum in lent:
+                signal.raise_signal(signum)  # its own handler now (which may raise)
+    finally:
+        if ours:
+            _raise(ours[0])
 
 
 def _in_main_thread() -> bool:

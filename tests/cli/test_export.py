@@ -521,3 +521,60 @@ def test_a_model_py_that_moves_the_working_directory_gets_relative_paths_right(
     plain.write_text(CHDIR.replace("torch.nn.utils.parametrizations.weight_norm(", "("))
     assert main(["fold", "ck.pt", "--model", "plain.py", "-o", "f.pt"]) == 0
     assert (tmp_path / "f.pt").is_file()
+
+
+_PARTIAL_MODEL_PY = """
+import functools
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4, bias=False)
+        self.head = nn.Linear(4, 2)
+        self.project = functools.partial(F.linear, weight=self.lin.weight)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.project(x)))
+
+def build_model():
+    return M()
+
+def example_inputs():
+    return (torch.randn(3, 4),)
+"""
+
+
+def test_a_checkpoint_pair_of_a_weight_read_elsewhere_is_loaded_into_that_weight(
+    tmp_path: Path,
+) -> None:
+    """``export --checkpoint``: weight norm was put back on ``lin`` from the checkpoint's pair
+    while a ``functools.partial`` kept the model.py's random weight, which the forward read:
+    the file was verified against that model and published with the random weight (t56,
+    t59). The training forward shows the partial reading the old tensor: the pair is folded
+    into it as it loads."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    import torch.nn.functional as F
+
+    (tmp_path / "model.py").write_text(_PARTIAL_MODEL_PY)
+    torch.manual_seed(1)
+    v, g, head = torch.randn(4, 4), torch.rand(4, 1) + 0.5, torch.nn.Linear(4, 2)
+    state = {
+        "lin.parametrizations.weight.original0": g, "lin.parametrizations.weight.original1": v,
+        "head.weight": head.weight.detach(), "head.bias": head.bias.detach(),
+    }  # fmt: skip
+    torch.save(state, tmp_path / "ckpt.pt")
+    out = tmp_path / "m.onnx"
+    argv = ["--quiet", "export", str(tmp_path / "model.py"), "--checkpoint"]
+    argv += [str(tmp_path / "ckpt.pt"), "-o", str(out), "--verify", "--runs", "1"]
+    assert main(argv) == 0
+    x = torch.randn(3, 4)
+    weight = g * v / v.norm(dim=1, keepdim=True)
+    expected = F.linear(torch.tanh(F.linear(x, weight)), head.weight, head.bias).detach()
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-6)

@@ -379,11 +379,19 @@ def test_a_log_line_escapes_the_control_characters_of_a_models_names(tmp_path: P
             values[:] = ["w\nFORGED LINE" if name == "w" else name for name in values]
     path = tmp_path / "m.onnx"
     onnx.save(model, path)
-    argv = [sys.executable, "-m", "wnpass", "--quiet", "fold", str(path), "-o", str(path) + ".f"]
+    argv = [sys.executable, "-m", "wnpass", "fold", str(path), "-o", str(path) + ".f"]
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     (line,) = result.stderr.splitlines()
     assert line.startswith("WARNING ") and "w\\nFORGED LINE" in line
+    # --quiet: the summary alone (t53: a raw WARNING line beside it); -v gives the log back
+    argv.insert(3, "--quiet")
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith("folded 0 of 1 weight-norm site;")
+    argv.insert(3, "-v")
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert "WARNING " in result.stderr
 
 
 _RAISING_FORWARD = """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -459,3 +460,25 @@ def test_a_lazy_layer_draws_its_values_from_the_caller_s_generator_as_a_forward_
         model.get_parameter("0.parametrizations.weight.original1") for model in (first, second)
     )
     assert not torch.equal(w1, w2) and not torch.equal(after.weight.detach(), w2)
+
+
+class _Holders(nn.Module):
+    """Weights held in a set, a SimpleNamespace and a list three levels deep."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)
+        self.kept = {self.a.weight}
+        self.spec = SimpleNamespace(w=self.b.weight)
+        self.deep = [[(self.c.weight,)]]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(self.b(self.a(x)))
+
+
+def test_holders_in_sets_namespaces_and_nested_lists_tie() -> None:
+    sites = plan(_Holders(), (torch.randn(2, 4),))
+    assert [sites[n].reason for n in ("a.weight", "b.weight", "c.weight")] == [
+        f"tied weight (also {where}): one weight norm would untie it"
+        for where in ("kept{...}", "spec['w']", "deep[0][0][0]")
+    ]

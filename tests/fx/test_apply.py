@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -19,9 +20,9 @@ from tests.fx.standins import Conv1D
 from wnpass import apply_weight_norm
 from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.fx.analyse import analyse_sites
-from wnpass.fx.apply import NOT_REACHED, Init
+from wnpass.fx.apply import Init
 from wnpass.fx.compare import max_rel_error, result_leaves
-from wnpass.fx.observe import FIRST_CALL_ONLY
+from wnpass.fx.reach import NOT_REACHED
 from wnpass.fx.report import NOTHING_COMPARED, apply_summary, plan_rows
 
 
@@ -491,19 +492,41 @@ class _CachesOnItsFirstCall(nn.Module):
         return self.out(attention)
 
 
-def test_a_weight_read_on_the_first_forward_only_is_skipped_by_apply_and_inspect_alike() -> None:
+def test_a_weight_read_on_the_first_forward_only_is_given_back() -> None:
     """apply ran its comparison forward first and planned from the second, in which this
-    model's ``mem_proj`` is not used: ``inspect`` planned it, ``train-rewrite`` skipped it
-    (t54). Planned from the first, it was applied, "ok", and never trained: the model keeps
-    the projection it made on its first call (t57). Both now see the second forward."""
+    model's ``mem_proj`` is not used (t54); planned from the first, it was applied, "ok", and
+    never trained: the model keeps the projection it made on its first call (t57). The
+    forwards after the rewrite never compute its weight: it gets its parameter back.
+    ``inspect``, which rewrites nothing, plans from its one forward."""
     x = torch.randn(2, 8)
     inspected, _, _ = analyse_sites(_CachesOnItsFirstCall(), x)
+    assert [s.name for s in inspected if s.status == "planned"] == ["mem_proj.weight", "out.weight"]
     report = apply_weight_norm(_CachesOnItsFirstCall(), x)
-    for sites in (inspected, report.sites):
-        by_name = {s.name: s for s in sites}
-        assert [s.name for s in sites if s.status in ("planned", "applied")] == ["out.weight"]
-        assert by_name["mem_proj.weight"].reason == FIRST_CALL_ONLY
+    by_name = {s.name: s for s in report.sites}
+    assert [s.name for s in report.sites if s.status == "applied"] == ["out.weight"]
+    assert by_name["mem_proj.weight"].reason == NOT_REACHED
     assert report.status == "ok"
+
+
+class _RoutesAtRandom(nn.Module):
+    """Sends its input through one of two experts, picked at random on every call (in eval
+    mode too)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.experts[int(torch.randint(2, ()))](x)
+
+
+def test_a_weight_a_random_route_reads_stays_applied() -> None:
+    """The forward after the rewrite drew other random numbers than the plan's: it took the
+    other expert, and the one the plan saw was skipped as never trained (t60)."""
+    for seed in range(6):
+        torch.manual_seed(seed)
+        report = apply_weight_norm(_RoutesAtRandom(), torch.randn(2, 4))
+        assert report.applied == 1 and report.skipped == 3, (seed, report.sites)
 
 
 class _ReadsThroughAClosure(nn.Module):
@@ -537,3 +560,70 @@ def test_a_weight_the_forward_reads_elsewhere_is_given_back_its_parameter() -> N
     model(x).sum().backward()
     assert weight.grad is not None
     assert model.get_parameter("head.parametrizations.weight.original1").grad is not None
+
+
+class _PartialToo(nn.Module):
+    """Its layer reads its weight as usual, and a ``functools.partial`` made at construction
+    reads the same tensor too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.side = functools.partial(F.linear, weight=self.lin.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x) + self.side(x)
+
+
+def test_a_weight_read_both_through_its_module_and_elsewhere_is_given_back() -> None:
+    """The parametrization ran, so the site stayed "applied", ok: the partial kept reading the
+    old tensor, which training then left behind (t59). The old tensor read is what shows."""
+    model = _PartialToo()
+    report = apply_weight_norm(model, torch.randn(3, 4))
+    (site,) = [s for s in report.sites if s.name == "lin.weight"]
+    assert (site.status, site.reason) == ("skipped", NOT_REACHED)
+
+
+class _CachesInEvalOnly(nn.Module):
+    """Reuses a projection it computed in eval mode; recomputes it every training forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mem_proj = nn.Linear(8, 8)
+        self.memory = nn.Parameter(torch.randn(6, 8))
+        self.cached: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or self.cached is None:
+            projected = self.mem_proj(self.memory)
+            if not self.training:
+                self.cached = projected
+        else:
+            projected = self.cached
+        return x @ projected.t()
+
+
+def test_a_weight_a_training_forward_reads_is_applied_though_eval_caches_it() -> None:
+    """The second forward ran in eval mode, where this model reads its cache: its weight was
+    skipped as read on the first forward only, though every training step reads it (t59)."""
+    report = apply_weight_norm(_CachesInEvalOnly(), torch.randn(2, 8))
+    (site,) = [s for s in report.sites if s.name == "mem_proj.weight"]
+    assert site.status == "applied", site.reason
+
+
+class _AuxInTraining(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.main = nn.Linear(4, 4)
+        self.aux = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.main(x)
+        return y + self.aux(x) if self.training else y
+
+
+def test_a_head_only_training_reads_stays_applied_when_traced_statically() -> None:
+    """torch.fx traces the training graph, where ``aux`` is read; the check after the rewrite
+    ran in eval mode and took its weight norm off as never trained (t59)."""
+    report = apply_weight_norm(_AuxInTraining(), torch.randn(2, 4), tracer="static")
+    assert {s.name for s in report.sites if s.status == "applied"} == {"main.weight", "aux.weight"}

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from wnpass import apply_weight_norm
-from wnpass.fx.forward import Batch, ForwardFailedError, RngSnapshot, run_forward
+from wnpass.fx.forward import Batch, ForwardFailedError, RngSnapshot, evaluating, run_forward
 
 
 class _GrowingCache(nn.Module):
@@ -149,3 +149,36 @@ def test_pythons_and_numpys_random_numbers_are_replayed_too() -> None:
     assert first == second
     assert random.getstate() == python
     assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), numpy, strict=True))
+
+
+class _MergesInEval(nn.Linear):
+    """A LoRA-like layer: eval mode merges an update into its weight, training mode takes it
+    out again (loralib's ``train()``)."""
+
+    def __init__(self) -> None:
+        super().__init__(3, 3)
+        self.update = torch.ones(3, 3)
+        self.merged = False
+
+    def train(self, mode: bool = True) -> _MergesInEval:
+        super().train(mode)
+        with torch.no_grad():
+            if mode and self.merged:
+                self.weight -= self.update
+            elif not mode and not self.merged:
+                self.weight += self.update
+        self.merged = not mode
+        return self
+
+
+def test_the_modes_come_back_through_train_so_a_merged_update_is_taken_out() -> None:
+    """The mode was given back by setting the flag: the layer stayed merged in training mode,
+    and train-rewrite saved its update twice (t60)."""
+    layer, norm = _MergesInEval(), nn.BatchNorm1d(3)
+    model = nn.Sequential(layer, norm)
+    norm.eval()
+    weight = layer.weight.detach().clone()
+    with evaluating(model):
+        assert layer.merged
+    assert not layer.merged and torch.allclose(layer.weight, weight, atol=1e-6)
+    assert layer.training and not norm.training  # each back in its own mode

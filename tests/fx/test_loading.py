@@ -228,3 +228,28 @@ def test_a_factory_that_is_no_function_name_is_refused(factory: str) -> None:
         load_model_py(PLAIN / "mlp.py", factory)
     assert caught.value.parameter == "factory"
     assert str(caught.value) == f"factory must be the name of a function, not {factory!r}"
+
+
+def test_a_lazy_model_s_buffers_stay_as_built_when_its_shapes_are_given(tmp_path: Path) -> None:
+    """The forward that gives lazy layers their shapes as a model.py loads moved a call
+    counter, which train-rewrite then saved as if loaded so (t59)."""
+    path = tmp_path / "lazy.py"
+    path.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "class M(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.lin = nn.LazyLinear(3)\n"
+        "        self.register_buffer('calls', torch.zeros((), dtype=torch.long))\n"
+        "    def forward(self, x):\n"
+        "        self.calls += 1\n"
+        "        return self.lin(x)\n"
+        "def build_model():\n"
+        "    return M()\n"
+        "def example_inputs():\n"
+        "    return (torch.randn(2, 4),)\n"
+    )
+    model, _ = load_model_py(path)
+    assert model.get_buffer("calls").item() == 0
+    assert model.get_parameter("lin.weight").shape == (3, 4)

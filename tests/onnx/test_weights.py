@@ -296,8 +296,19 @@ def test_a_gain_that_varies_within_a_unit_is_no_weight_norm(v: list, g: list) ->
     rows, cols = v_array.shape
     model = _site_model(body, f"float[N, {rows}] x", f"float[N, {cols}] y", v=v_array, g=g_array)
     (site,) = find_sites(ir.serde.deserialize_model(model))
-    reason = f"g 1x{cols} varies within the units of v {rows}x{cols}: no weight norm of its units"
+    reason = "g varies along axis 1 of v, which the norm reduces: no weight norm of v's units"
     assert _declined(model) == reason and decline_reason(site) == reason
+
+
+def test_a_gain_stored_at_v_s_shape_with_one_value_per_unit_folds() -> None:
+    """Judged by its shape, such a gain was declined as varying within units (t59)."""
+    body = "n = ReduceL2 <axes = [1]> (v)\ngv = Mul(g, v)\nw = Div(gv, n)\ny = Gemm(x, w)"
+    g = np.repeat(rand(3, 1), 4, axis=1)
+    model = _site_model(body, "float[N, 3] x", "float[N, 4] y", v=rand(3, 4), g=g)
+    folded, report = fold_onnx(model)
+    assert [s.status for s in report.sites] == ["folded"]
+    feeds = {"x": rand(2, 3)}
+    assert_close(run(folded, feeds), run(model, feeds))
 
 
 def test_a_norm_in_a_numerator_is_evaluated_node_by_node() -> None:

@@ -119,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, or a usage error (already printed)
         return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    if args.quiet and not args.verbose:  # the summary only: the library's warnings with -v
+        level = logging.ERROR
     handler = logging.StreamHandler()
     handler.setFormatter(_PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])

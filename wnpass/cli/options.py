@@ -240,7 +240,7 @@ def load_model(
 
     model, inputs = load_model_py(args.model, args.factory, plan=plan)
     if args.checkpoint is not None:
-        load_checkpoint(model, args.checkpoint, keep_pairs=keep_pairs)
+        load_checkpoint(model, args.checkpoint, keep_pairs=keep_pairs, inputs=inputs)
     return model, inputs
 
 

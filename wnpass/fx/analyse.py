@@ -30,6 +30,7 @@ from wnpass.axes import DimPolicy, is_legacy_hook, is_legacy_spectral_norm_hook
 from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.fx.arguments import is_lazy, require_initialized, require_module, require_values
 from wnpass.fx.axes import Use
+from wnpass.fx.elements import Elements
 from wnpass.fx.forward import Batch, as_batch, run_forward
 from wnpass.fx.register import parametrized_here, stored_unit_dim, unit_norm_problem
 from wnpass.fx.report import ParamSite
@@ -276,10 +277,7 @@ def _held_elsewhere(model: nn.Module, params: dict[int, nn.Parameter]) -> dict[i
     forward, and are no other holder. Holders no attribute shows (a closure, a
     ``functools.partial``) are found by the forward after the rewrite, where there are
     example inputs (``wnpass.fx.apply``)."""
-    spans: dict[tuple[str, int], list[tuple[int, int, int]]] = defaultdict(list)
-    for key, param in params.items():
-        if (span := _span(param)) is not None:
-            spans[span[0]].append((span[1], span[2], key))
+    elements = Elements(params)
     held: dict[int, list[str]] = defaultdict(list)
     for path, module in model.named_modules():
         prefix = f"{path}." if path else ""
@@ -291,7 +289,7 @@ def _held_elsewhere(model: nn.Module, params: dict[int, nn.Parameter]) -> dict[i
                 continue
             found.extend(_tensors_in(f"{prefix}{attribute}", value))
         for name, tensor in found:
-            for key in _overlapping(tensor, params, spans):
+            for key in elements.of(tensor):
                 held[key].append(name)
     return held
 
@@ -322,34 +320,6 @@ def _tensors_in(label: str, value: object) -> Iterator[tuple[str, torch.Tensor]]
             stack.extend((f"{where}[{i}]", v, depth + 1) for i, v in enumerate(item))
         elif isinstance(item, set | frozenset):
             stack.extend((f"{where}{{...}}", v, depth + 1) for v in item)
-
-
-def _span(tensor: torch.Tensor) -> tuple[tuple[str, int], int, int] | None:
-    """Where ``tensor``'s elements lie: its storage (device, address) and the byte range from
-    its first to its last element; None for one without elements or storage (meta, sparse, a
-    lazy module's not initialized yet)."""
-    if is_lazy(tensor) or tensor.is_meta or tensor.layout != torch.strided or not tensor.numel():
-        return None
-    size = tensor.element_size()
-    last = sum((n - 1) * stride for n, stride in zip(tensor.shape, tensor.stride(), strict=True))
-    start = tensor.data_ptr()
-    storage = (str(tensor.device), tensor.untyped_storage().data_ptr())
-    return storage, start, start + (last + 1) * size
-
-
-def _overlapping(
-    tensor: torch.Tensor,
-    params: dict[int, nn.Parameter],
-    spans: dict[tuple[str, int], list[tuple[int, int, int]]],
-) -> list[int]:
-    """The parameters (by id) whose elements ``tensor`` is or shares."""
-    if id(tensor) in params:
-        return [id(tensor)]
-    span = _span(tensor)
-    if span is None:
-        return []
-    storage, start, end = span
-    return [key for low, high, key in spans.get(storage, []) if low < end and start < high]
 
 
 def _decide(

@@ -30,7 +30,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal, get_args
 
 import torch
-import torch.nn.utils.parametrize as parametrize
 from torch import nn
 
 from wnpass.arguments import require_choice, require_flag
@@ -64,9 +63,10 @@ from wnpass.fx.forward import (
     evaluating,
 )
 from wnpass.fx.mean_only_bn import replace_batch_norm
-from wnpass.fx.register import register_weight_norm, unregister_weight_norm
+from wnpass.fx.reach import NOT_REACHED, give_back_unreached
+from wnpass.fx.register import register_weight_norm
 from wnpass.fx.report import ApplyReport, ParamSite
-from wnpass.fx.rnn_cache import install_rnn_cache, remove_rnn_cache
+from wnpass.fx.rnn_cache import install_rnn_cache
 from wnpass.fx.trace import TRACERS, Tracer
 from wnpass.report import counted
 from wnpass.verify.options import as_tolerance, refuse_unused
@@ -125,51 +125,6 @@ def _compared_forward(
     finally:
         hook.remove()
     return leaves, dtypes | {v.dtype for _, v in leaves if isinstance(v, torch.Tensor)}
-
-
-NOT_REACHED = (
-    "the forward does not read it through its module (it reads the tensor held elsewhere: a "
-    "list, a closure, a cache made on the first call): weight norm would never train it"
-)
-
-
-def _not_reached(
-    model: nn.Module,
-    inputs: Batch,
-    rng: RngSnapshot,
-    sites: list[ParamSite],
-    originals: dict[str, nn.Parameter],
-) -> None:
-    """Run the rewritten model once on ``inputs`` and take weight norm off each applied site
-    whose parametrization that forward never computed: the forward reads the weight some way
-    other than its module's attribute, the old tensor, which no gradient of g and v reaches
-    (the plan came from the model's first forward, which read it). Such a site is skipped
-    with :data:`NOT_REACHED`, its module holding the very parameter it held before."""
-    calls: dict[str, int] = {}
-    hooks = []
-    for name in originals:
-        owner, leaf = owner_of(model, name)
-        parametrizations: Any = owner.parametrizations  # a ModuleDict of ParametrizationLists
-        norm: nn.Module = parametrizations[leaf][0]
-
-        def count(module: nn.Module, args: Any, output: Any, name: str = name) -> None:
-            calls[name] = calls.get(name, 0) + 1
-
-        hooks.append(norm.register_forward_hook(count))
-    try:
-        with rng.replayed(), evaluating(model):
-            call_model(model, inputs)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    for site in sites:
-        if site.status == "applied" and site.name in originals and site.name not in calls:
-            owner, leaf = owner_of(model, site.name)
-            unregister_weight_norm(owner, leaf, originals[site.name])
-            if isinstance(owner, nn.RNNBase) and not parametrize.is_parametrized(owner):
-                remove_rnn_cache(owner)
-            site.status, site.init, site.reason = "skipped", None, NOT_REACHED
-            logger.warning("%s: %s", site.name, NOT_REACHED)
 
 
 @contextlib.contextmanager
@@ -276,8 +231,11 @@ class ApplyWeightNormPass:
         report.init = self.init
         with _undone_on_error(model):
             originals = self._rewrite(model, sites)
-            if inputs is not None:
-                _not_reached(model, inputs, rng, sites, originals)
+            if inputs is not None and originals:
+                given_back = give_back_unreached(model, inputs, originals, rng)
+                for site in sites:
+                    if site.name in given_back:
+                        site.status, site.init, site.reason = "skipped", None, NOT_REACHED
             if self.mean_only_bn:
                 for name, op in replace_batch_norm(model):
                     reason = "mean-only BatchNorm: scale and running variance dropped"

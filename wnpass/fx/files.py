@@ -77,15 +77,22 @@ def checkpoint_files(path: str | Path) -> list[Path]:
     return [path, *(path.parent / name for name in names)]
 
 
-def load_checkpoint(model: nn.Module, path: str | Path, *, keep_pairs: bool = False) -> None:
+def load_checkpoint(
+    model: nn.Module, path: str | Path, *, keep_pairs: bool = False, inputs: Any = None
+) -> None:
     """Load a state dict in any weight-norm key form into ``model``: from a ``torch.save`` file
     (at its top level or under one of ``WRAPPER_KEYS``), a ``.safetensors`` file or a sharded
     index of either. A weight stored as a g/v pair that the model holds plain is folded into
     it as it is loaded (a pair of NaN or a zero-norm unit is refused); with ``keep_pairs``, it
     gets PyTorch's weight norm first instead (:func:`wnpass.fx.state.restore_weight_norm`), so
     that a command that folds the model's weight norm (export) folds, checks and reports it
-    as the model's own."""
+    as the model's own; with example ``inputs`` too, a weight norm that a training forward
+    does not reach (the forward reads the old tensor some other way:
+    :func:`wnpass.fx.reach.give_back_unreached`) is taken off again, its pair folded into the
+    parameter as it is loaded."""
     from wnpass.checkpoint.reading import load_torch, open_checkpoint
+    from wnpass.fx.forward import as_batch
+    from wnpass.fx.reach import give_back_unreached
     from wnpass.fx.state import load_state_dict_any, restore_weight_norm
 
     path = Path(path)
@@ -104,9 +111,13 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, keep_pairs: bool = Fa
             state = {info.key: checkpoint.torch_tensor(info) for info in checkpoint.tensors()}
             checkpoint.close()
     try:
-        if keep_pairs:
-            restore_weight_norm(model, state)
+        before = dict(model.named_parameters())
+        restored = restore_weight_norm(model, state) if keep_pairs else []
         load_state_dict_any(model, state)
+        if restored and inputs is not None:
+            originals = {name: before[name] for name in restored}
+            if give_back_unreached(model, as_batch(inputs), originals):
+                load_state_dict_any(model, state)  # those pairs folded into their parameters
     except STOPS:
         raise
     except BaseException as error:  # the model's own load hooks too

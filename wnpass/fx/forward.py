@@ -101,16 +101,20 @@ def as_batch(value: Any, parameter: str = "example_inputs") -> Batch:
 
 
 @contextlib.contextmanager
-def evaluating(model: nn.Module) -> Iterator[None]:
-    """``model`` in eval mode for the block, then every submodule back in its own mode (a
-    BatchNorm kept in eval inside a model in training stays in eval)."""
-    modes = {module: module.training for module in model.modules()}
+def evaluating(model: nn.Module, *, train: bool = False) -> Iterator[None]:
+    """``model`` in eval mode (``train``: in training mode) for the block, then every submodule
+    back in its own mode (a BatchNorm kept in eval inside a model in training stays in eval),
+    through ``train()``, as the block left it by: a module whose ``train()`` does more than
+    set its flag (a LoRA layer merges its update into its weight in eval mode and takes it out
+    again in training mode) undoes it, where setting the flag left the update merged."""
+    modes = {module: module.training for module in model.modules()}  # parents first
     try:
-        model.eval()
+        model.train(train)
         yield
     finally:
         for module, training in modes.items():
-            module.training = training
+            if module.training != training:
+                module.train(training)
 
 
 def cloned(batch: Batch) -> Batch:

@@ -37,9 +37,19 @@ from torch.overrides import TorchFunctionMode
 from wnpass.axes import DimPolicy, OpKind, einsum_unit_axis, unit_axis
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.axes import RENORMED, Use
-from wnpass.fx.forward import Batch, run_forward
+from wnpass.fx.elements import Elements
+from wnpass.fx.forward import (
+    Batch,
+    ForwardFailedError,
+    RngSnapshot,
+    buffer_values,
+    buffers_given_back,
+    call_model,
+    evaluating,
+    run_forward,
+)
 
-__all__ = ["observe_uses", "rnn_roles"]
+__all__ = ["forward_reads", "observe_uses", "rnn_roles"]
 
 logger = logging.getLogger(__name__)
 
@@ -620,28 +630,80 @@ def _owners(model: nn.Module) -> dict[str, tuple[str, str | None]]:
 def observe_uses(
     model: nn.Module, batch: Batch, policy: DimPolicy = "unit", embeddings: bool = False
 ) -> tuple[list[Use], list[Any]]:
-    """Every parameter use seen while running ``model`` on ``batch``, and the outputs of that
-    first forward. The model runs twice: a parameter the second forward does not read (the
-    model caches what it computed from it on its first call) gets a use with
-    :data:`FIRST_CALL_ONLY`, as weight norm on it would never train."""
+    """Every parameter use seen while running ``model`` on ``batch``, and the outputs."""
     params = {n: p for n, p in model.named_parameters() if not is_lazy(p)}  # none: no shape
-    owners = _owners(model)
-    recorder = _Recorder(params, owners, policy, embeddings)
+    recorder = _Recorder(params, _owners(model), policy, embeddings)
     with recorder:
         outputs = run_forward(model, batch)
-    again = _Recorder(params, owners, policy, embeddings)
-    with again:
-        run_forward(model, batch)
-    read_again = {use.param for use in again.uses}
-    uses = list(recorder.uses)
-    for use in list(uses):
-        if use.param not in read_again:
-            uses.append(Use(use.param, use.op, use.consumer, use.axis, FIRST_CALL_ONLY))
-    logger.debug("observed %d uses of %d parameters", len(uses), len(params))
-    return uses, outputs
+    logger.debug("observed %d uses of %d parameters", len(recorder.uses), len(params))
+    return list(recorder.uses), outputs
 
 
-FIRST_CALL_ONLY = (
-    "read on the first forward only (the model keeps what it computed from it): weight norm "
-    "would never train it"
-)
+class _Reads(TorchFunctionMode):
+    """Records which watched tensors (or tensors sharing their elements) each op reads,
+    outside the forwards of the modules it is told are opaque."""
+
+    def __init__(self, watched: Mapping[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.elements = Elements(watched)
+        self.read: set[str] = set()
+        self.inside = 0  # opaque forwards running
+
+    def __torch_function__(
+        self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:  # fmt: skip
+        kwargs = kwargs or {}
+        if not self.inside:
+            for value in (*args, *kwargs.values()):
+                for tensor in _tensors(value):
+                    self.read.update(self.elements.of(tensor))
+        return func(*args, **kwargs)
+
+
+def forward_reads(
+    model: nn.Module,
+    batch: Batch,
+    watched: Mapping[str, torch.Tensor],
+    opaque: Mapping[str, nn.Module],
+    *,
+    rng: RngSnapshot,
+    train: bool,
+) -> tuple[set[str], set[str]] | None:
+    """The names of the ``watched`` tensors that one forward of ``model`` reads (or tensors
+    sharing their elements), and the names of the ``opaque`` modules that ran, whose own
+    forwards are not watched (a weight-norm parametrization reads its ``v``, which holds the
+    old weight's elements). The forward runs in eval mode, or in training mode (``train``: what
+    a training step's forward reads), without grad, drawing from ``rng``; afterwards every
+    module's mode, the buffers it changed (running statistics) and the random generators are
+    as they were. None where it fails (a model that wants targets to train): nothing is known
+    of it then."""
+    reads, ran = _Reads(watched), set()
+    hooks = []
+    for name, module in opaque.items():
+
+        def enter(module: nn.Module, args: Any) -> None:
+            reads.inside += 1
+
+        def leave(module: nn.Module, args: Any, output: Any, name: str = name) -> None:
+            reads.inside -= 1
+            ran.add(name)
+
+        hooks.append(module.register_forward_pre_hook(enter))
+        hooks.append(module.register_forward_hook(leave, always_call=True))
+    try:
+        with (
+            rng.replayed(),
+            buffers_given_back(model, buffer_values(model)),
+            evaluating(model, train=train),
+            reads,
+        ):
+            call_model(model, batch)
+    except ForwardFailedError as error:
+        mode = "training" if train else "eval"
+        logger.info("no %s forward on the example inputs: %s", mode, error)
+        return None
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return reads.read, ran

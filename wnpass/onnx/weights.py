@@ -269,36 +269,41 @@ def _product_nodes(root: ir.Value, norm: ir.Value) -> list[ir.Node]:
 
 
 def _gain_within_units(site: Site) -> str | None:
-    """Why ``site`` is no weight norm of ``v``'s units: its gain varies within a unit (along an
-    axis the norm reduces). The graph then scales each element of a unit by its own factor,
-    and a tiny element of ``v / ||v||`` it holds in subnormals (to a few bits) comes out of a
-    large factor as large as the others, far from the exact value a fold writes (t58)."""
+    """Why ``site`` is no weight norm of ``v``'s units: its gain's values vary within a unit
+    (along an axis the norm reduces). The graph then scales each element of a unit by its own
+    factor, and a tiny element of ``v / ||v||`` it holds in subnormals (to a few bits) comes
+    out of a large factor as large as the others, far from the exact value a fold writes
+    (t58). A gain stored at ``v``'s whole shape, one value per unit, is no such gain."""
     if site.factors is None or site.factors[1] is None or site.v is None or site.norm is None:
         return None
     if site.norm.layout:
         return None  # its axes are a laid-out v's: the evaluator decides
-    g_shape = ev.evaluate(site.factors[1])[0].shape
-    v_tensor = ev.const_leaf(site.v)
-    v_shape = (
-        tuple(v_tensor.shape.numpy()) if v_tensor is not None else ev.evaluate(site.v)[0].shape
-    )
+    g = ev.evaluate(site.factors[1])[0]
+    v_shape = _shape_of(site.v)
     reduced = _reduced_axes(site, len(v_shape))
-    units = tuple(1 if a in reduced else int(d) for a, d in enumerate(v_shape))
-    if _per_unit(g_shape, units):
-        return None
-    return (
-        f"g {'x'.join(map(str, g_shape))} varies within the units of v "
-        f"{'x'.join(map(str, v_shape))}: no weight norm of its units"
-    )
+    offset = len(v_shape) - g.ndim
+    if offset < 0:
+        return f"g of {g.ndim} dimensions multiplies v of {len(v_shape)}: no weight norm of v"
+    for axis in sorted(reduced):
+        if axis >= offset and g.shape[axis - offset] > 1:
+            first = np.take(g, [0], axis=axis - offset)
+            if not np.array_equal(np.broadcast_to(first, g.shape), g, equal_nan=True):
+                return (
+                    f"g varies along axis {axis} of v, which the norm reduces: no weight norm "
+                    "of v's units"
+                )
+    return None
 
 
-def _per_unit(g_shape: tuple[int, ...], units: tuple[int, ...]) -> bool:
-    """Whether a ``g`` of shape ``g_shape`` is one number per unit (or one for all) of a ``v``
-    whose units have shape ``units`` (its reduced axes 1): it broadcasts to ``units``."""
-    if len(g_shape) > len(units):
-        return False
-    aligned = (1,) * (len(units) - len(g_shape)) + tuple(g_shape)
-    return all(g in (1, u) for g, u in zip(aligned, units, strict=True))
+def _shape_of(value: ir.Value) -> tuple[int, ...]:
+    """``value``'s shape: from the graph where it is known, else computed."""
+    dims = [] if value.shape is None else list(value.shape)
+    if value.shape is not None and all(isinstance(d, int) for d in dims):
+        return tuple(d for d in dims if isinstance(d, int))
+    tensor = ev.const_leaf(value)
+    if tensor is not None:
+        return tuple(int(d) for d in tensor.shape.numpy())
+    return tuple(ev.evaluate(value)[0].shape)
 
 
 def _rounding_margin(program: ev.Program, dtype: ir.DataType) -> float | None:

@@ -1,0 +1,57 @@
+"""Which watched tensors a tensor is, or shares elements with: the one test of a weight held
+somewhere else than its module (a buffer, a list, a view kept by the model), used both where a
+model's attributes are searched (:mod:`wnpass.fx.analyse`) and where a forward's operands are
+watched (:mod:`wnpass.fx.observe`)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Hashable, Mapping
+from typing import Generic, TypeVar
+
+import torch
+
+from wnpass.fx.arguments import is_lazy
+
+__all__ = ["Elements"]
+
+K = TypeVar("K", bound=Hashable)
+
+_Storage = tuple[str, int]  # device, address
+
+
+def _span(tensor: torch.Tensor) -> tuple[_Storage, int, int] | None:
+    """Where ``tensor``'s elements lie: its storage and the byte range from its first to its
+    last element; None for one without elements or storage (meta, sparse, a lazy module's not
+    initialized yet)."""
+    if is_lazy(tensor) or tensor.is_meta or tensor.layout != torch.strided or not tensor.numel():
+        return None
+    size = tensor.element_size()
+    last = sum((n - 1) * stride for n, stride in zip(tensor.shape, tensor.stride(), strict=True))
+    start = tensor.data_ptr()
+    storage = (str(tensor.device), tensor.untyped_storage().data_ptr())
+    return storage, start, start + (last + 1) * size
+
+
+class Elements(Generic[K]):
+    """The elements of some tensors, by key: :meth:`of` says whose a tensor is or shares."""
+
+    def __init__(self, tensors: Mapping[K, torch.Tensor]) -> None:
+        self._ids = {id(tensor): key for key, tensor in tensors.items()}
+        self._spans: dict[_Storage, list[tuple[int, int, K]]] = defaultdict(list)
+        for key, tensor in tensors.items():
+            if (span := _span(tensor)) is not None:
+                storage, low, high = span
+                self._spans[storage].append((low, high, key))
+
+    def of(self, tensor: torch.Tensor) -> list[K]:
+        """The keys of the watched tensors that ``tensor`` is, or whose elements it shares."""
+        if (key := self._ids.get(id(tensor))) is not None:
+            return [key]
+        span = _span(tensor)
+        if span is None:
+            return []
+        storage, start, end = span
+        return [
+            key for low, high, key in self._spans.get(storage, ()) if low < end and start < high
+        ]
