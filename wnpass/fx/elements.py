@@ -37,6 +37,7 @@ class Elements(Generic[K]):
     """The elements of some tensors, by key: :meth:`of` says whose a tensor is or shares."""
 
     def __init__(self, tensors: Mapping[K, torch.Tensor]) -> None:
+        self._tensors = list(tensors.values())  # held: an id is only theirs while they live
         self._ids = {id(tensor): key for key, tensor in tensors.items()}
         self._spans: dict[_Storage, list[tuple[int, int, K]]] = defaultdict(list)
         for key, tensor in tensors.items():

@@ -1,0 +1,61 @@
+"""Which weight norms the model's forward reaches, and the parameter given back where it does
+not (``wnpass.fx.reach``)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from wnpass.fx.forward import Batch
+from wnpass.fx.reach import give_back_unreached
+from wnpass.fx.register import register_weight_norm
+
+
+class _Closure(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin, self.head = nn.Linear(4, 4), nn.Linear(4, 2)
+        weight = self.lin.weight
+        self.project = lambda x: F.linear(x, weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.project(x))
+
+
+def test_a_weight_norm_the_forward_does_not_reach_is_taken_off_again() -> None:
+    model = _Closure()
+    originals = {
+        "lin.weight": model.lin.get_parameter("weight"),
+        "head.weight": model.head.get_parameter("weight"),
+    }
+    register_weight_norm(model.lin, "weight", 0)
+    register_weight_norm(model.head, "weight", 0)
+    given_back = give_back_unreached(model, Batch((torch.randn(3, 4),)), originals)
+    assert given_back == ["lin.weight"]
+    assert model.lin.weight is originals["lin.weight"] and not parametrize.is_parametrized(
+        model.lin
+    )
+    assert [name for name, _ in model.lin.named_parameters()] == ["weight", "bias"]
+    assert parametrize.is_parametrized(model.head, "weight")
+
+
+class _NeedsTargets(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            raise ValueError("targets are needed to train")
+        return self.lin(x)
+
+
+def test_a_forward_that_fails_in_one_mode_is_read_in_the_other() -> None:
+    """A model whose training forward wants targets: the eval forward alone decides."""
+    model = _NeedsTargets()
+    original = model.lin.get_parameter("weight")
+    register_weight_norm(model.lin, "weight", 0)
+    assert give_back_unreached(model, Batch((torch.randn(2, 4),)), {"lin.weight": original}) == []
+    assert parametrize.is_parametrized(model.lin, "weight")
