@@ -12,7 +12,15 @@ import torch
 from torch import nn
 
 from wnpass import apply_weight_norm
-from wnpass.fx.forward import Batch, ForwardFailedError, RngSnapshot, evaluating, run_forward
+from wnpass.fx.forward import (
+    Batch,
+    ForwardFailedError,
+    RngSnapshot,
+    buffer_values,
+    buffers_given_back,
+    evaluating,
+    run_forward,
+)
 
 
 class _GrowingCache(nn.Module):
@@ -182,3 +190,28 @@ def test_the_modes_come_back_through_train_so_a_merged_update_is_taken_out() -> 
         assert layer.merged
     assert not layer.merged and torch.allclose(layer.weight, weight, atol=1e-6)
     assert layer.training and not norm.training  # each back in its own mode
+
+
+class _GrowsItsTable(nn.Module):
+    """Registers its position table again, longer, for an input longer than it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("pe", torch.arange(4.0)[:, None].repeat(1, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > len(self.get_buffer("pe")):
+            self.register_buffer("pe", torch.arange(float(x.shape[0]))[:, None].repeat(1, 3))
+        return x + self.get_buffer("pe")[: x.shape[0]]
+
+
+def test_a_buffer_the_forward_registered_again_at_another_shape_is_given_back() -> None:
+    """Only buffers of the shape they had were given back: a table grown by wnpass's forwards
+    was saved grown, and the file no longer loaded into the model (t60)."""
+    model = _GrowsItsTable()
+    values = buffer_values(model)
+    with buffers_given_back(model, values):
+        run_forward(model, Batch((torch.ones(10, 3),)))
+        assert model.get_buffer("pe").shape == (10, 3)
+    assert torch.equal(model.get_buffer("pe"), values["pe"])
+    assert model.get_buffer("pe") is not values["pe"]  # a copy: the snapshot stays as taken

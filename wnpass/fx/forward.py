@@ -226,8 +226,9 @@ def buffer_values(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def moved_buffers(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[str]:
-    """The names in ``values`` of ``model``'s buffers that hold another value now (of the same
-    shape and dtype: a buffer gone, or another tensor now, is not one)."""
+    """The names in ``values`` of ``model``'s buffers that hold another value now: other
+    values, or another shape or dtype (a table the forward registered again, grown); a buffer
+    gone is not one."""
     moved = []
     for name, value in values.items():
         try:
@@ -235,18 +236,25 @@ def moved_buffers(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[
         except AttributeError:  # gone, or named otherwise in a copy
             continue
         same = (buffer.shape, buffer.dtype) == (value.shape, value.dtype)
-        if same and not torch.equal(buffer, value):
+        if not same or not torch.equal(buffer, value):
             moved.append(name)
     return moved
 
 
 def put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[str]:
     """Give each buffer of ``model`` named in ``values`` that value again, where it holds
-    another of the same shape and dtype; the names of those given back."""
+    another (in place; a copy of it in place of one of another shape or dtype); the names of
+    those given back."""
     moved = moved_buffers(model, values)
     with torch.no_grad():
         for name in moved:
-            model.get_buffer(name).copy_(values[name])
+            buffer, value = model.get_buffer(name), values[name]
+            if (buffer.shape, buffer.dtype) == (value.shape, value.dtype):
+                buffer.copy_(value)
+            else:
+                prefix, _, leaf = name.rpartition(".")
+                owner = model.get_submodule(prefix) if prefix else model
+                owner._buffers[leaf] = value.clone()
     return moved
 
 
