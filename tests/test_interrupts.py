@@ -191,6 +191,32 @@ def test_a_lent_handler_that_raises_loses_not_our_signal() -> None:
     assert interrupts.stopped_by() == signal.SIGTERM
 
 
+def test_every_lent_handler_gets_its_signal_though_one_raises() -> None:
+    """The first lent handler raised: the second never ran (t61)."""
+    calls: list[str] = []
+
+    def alarm(signum: int, frame: object) -> None:
+        calls.append("alarm")
+        raise RuntimeError("the model's alarm")
+
+    def user(signum: int, frame: object) -> None:
+        calls.append("usr1")
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGALRM, signal.SIGUSR1)}
+    try:
+        with pytest.raises(RuntimeError, match="the model's alarm"), interrupts.handled(_on_stop):
+            signal.signal(signal.SIGALRM, alarm)
+            signal.signal(signal.SIGUSR1, user)
+            interrupts.hold()
+            signal.raise_signal(signal.SIGALRM)
+            signal.raise_signal(signal.SIGUSR1)
+            interrupts.release()
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    assert calls == ["alarm", "usr1"]
+
+
 def test_a_default_the_model_set_ends_the_process_only_after_the_renames() -> None:
     code = """if True:
         import signal, sys

@@ -129,13 +129,17 @@ def release() -> None:
         signal.signal(signum, handler)
     pending, _State.pending = _State.pending, []
     ours = [signum for signum in pending if signum not in lent]
-    try:
-        for signum in pending:
-            if signum in lent:
+    failure: BaseException | None = None
+    for signum in pending:
+        if signum in lent:
+            try:
                 signal.raise_signal(signum)  # its own handler now (which may raise)
-    finally:
-        if ours:
-            _raise(ours[0])
+            except BaseException as error:  # raised again below, once every one has run
+                failure = failure or error
+    if ours:
+        _raise(ours[0])
+    if failure is not None:
+        raise failure
 
 
 def _in_main_thread() -> bool:

@@ -653,3 +653,37 @@ def example_inputs():
         f"wnpass: error: {model_py}: the model's state_dict() raised RuntimeError: no state for you"
     )
     assert not out.exists()
+
+
+_GROWS_MODEL_PY = """
+import torch
+from torch import nn
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.register_buffer("pe", torch.zeros(4, 3))
+        self.cached = 4
+
+    def forward(self, x):
+        if x.shape[0] > self.cached:
+            self.register_buffer("pe", torch.zeros(x.shape[0], 3))
+            self.cached = x.shape[0]
+        return self.lin(x) + self.pe[: x.shape[0]]
+
+def build_model():
+    return M()
+
+def example_inputs():
+    return (torch.randn(10, 3),)
+"""
+
+
+def test_a_table_the_forward_grows_is_saved_as_loaded(tmp_path: Path) -> None:
+    """wnpass's forwards grew the table: it was saved grown, and the file did not load into
+    the model (t60)."""
+    (tmp_path / "grows.py").write_text(_GROWS_MODEL_PY)
+    out = tmp_path / "grows.wn.pt"
+    assert main(["--quiet", "train-rewrite", str(tmp_path / "grows.py"), "-o", str(out)]) == 0
+    assert torch.load(out, weights_only=True)["pe"].shape == (4, 3)

@@ -19,6 +19,7 @@ from wnpass.fx.forward import (
     buffer_values,
     buffers_given_back,
     evaluating,
+    moved_buffers,
     run_forward,
 )
 
@@ -205,13 +206,37 @@ class _GrowsItsTable(nn.Module):
         return x + self.get_buffer("pe")[: x.shape[0]]
 
 
-def test_a_buffer_the_forward_registered_again_at_another_shape_is_given_back() -> None:
-    """Only buffers of the shape they had were given back: a table grown by wnpass's forwards
-    was saved grown, and the file no longer loaded into the model (t60)."""
+def test_a_buffer_the_forward_registered_again_at_another_shape_is_named_not_shrunk() -> None:
+    """A table wnpass's forwards grew was saved grown, and the file did not load into the
+    model (t60); shrunk back in memory, it disagreed with the attribute that says how long
+    it is (t61). It stays grown in memory, and is named for what is written."""
     model = _GrowsItsTable()
     values = buffer_values(model)
     with buffers_given_back(model, values):
         run_forward(model, Batch((torch.ones(10, 3),)))
-        assert model.get_buffer("pe").shape == (10, 3)
-    assert torch.equal(model.get_buffer("pe"), values["pe"])
-    assert model.get_buffer("pe") is not values["pe"]  # a copy: the snapshot stays as taken
+    assert model.get_buffer("pe").shape == (10, 3)
+    assert moved_buffers(model, values) == ["pe"] and values["pe"].shape == (4, 3)
+
+
+class _RaisesOnTrain(nn.Linear):
+    def train(self, mode: bool = True) -> _RaisesOnTrain:
+        if mode:
+            raise RuntimeError("inference only")
+        return super().train(mode)
+
+
+def test_a_train_override_that_raises_as_the_block_ends_is_a_warning() -> None:
+    """An inference-only module built in training mode: its ``train(True)`` raised out of the
+    block's end, an internal error (exit 3) of a run that had succeeded (t61)."""
+    model = nn.Sequential(_RaisesOnTrain(2, 2), nn.Linear(2, 2))
+    with evaluating(model):
+        pass
+    assert model[0].training and model[1].training
+
+
+def test_a_train_override_that_raises_as_the_block_starts_is_the_model_s_error() -> None:
+    model = nn.Sequential(nn.Linear(2, 2), _RaisesOnTrain(2, 2))
+    model[1].training = False
+    with pytest.raises(ForwardFailedError, match="inference only"), evaluating(model, train=True):
+        pass
+    assert model[0].training and not model[1].training

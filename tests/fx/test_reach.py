@@ -59,3 +59,53 @@ def test_a_forward_that_fails_in_one_mode_is_read_in_the_other() -> None:
     register_weight_norm(model.lin, "weight", 0)
     assert give_back_unreached(model, Batch((torch.randn(2, 4),)), {"lin.weight": original}) == []
     assert parametrize.is_parametrized(model.lin, "weight")
+
+
+class _InitializesOnItsFirstTrainingBatch(nn.Module):
+    """ActNorm-like: its first training forward sets ``loc`` from the batch, and a plain
+    attribute says it did."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.loc = nn.Parameter(torch.zeros(4))
+        self.initialized = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.lin(x)
+        if self.training and not self.initialized:
+            with torch.no_grad():
+                self.loc.copy_(-y.mean(0))
+            self.initialized = True
+        return y + self.loc
+
+
+def test_the_training_forward_leaves_the_model_as_it_was() -> None:
+    """It ran on the model itself: an export was published with the batch's ``loc`` for the
+    checkpoint's, and a plain flag said the model was initialized (t61)."""
+    model = _InitializesOnItsFirstTrainingBatch()
+    original = model.lin.get_parameter("weight")
+    register_weight_norm(model.lin, "weight", 0)
+    assert give_back_unreached(model, Batch((torch.randn(3, 4),)), {"lin.weight": original}) == []
+    assert torch.equal(model.loc, torch.zeros(4)) and not model.initialized
+
+
+class _RegularizesItsParameters(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtypes = {p.dtype for p in self.parameters()}
+        penalty = sum(p.pow(2).sum() for p in self.parameters()) if self.training else 0
+        assert dtypes == {torch.float32}
+        return self.lin(x) + 1e-3 * penalty
+
+
+def test_reading_a_weight_norm_s_own_v_is_no_read_of_the_old_weight() -> None:
+    """``v`` shares the old weight's elements: an L2 term over the parameters (or reading
+    their dtype) counted as reading the old tensor, and the weight was given back (t61)."""
+    model = _RegularizesItsParameters()
+    original = model.lin.get_parameter("weight")
+    register_weight_norm(model.lin, "weight", 0)
+    assert give_back_unreached(model, Batch((torch.randn(3, 4),)), {"lin.weight": original}) == []

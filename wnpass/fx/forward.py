@@ -103,18 +103,41 @@ def as_batch(value: Any, parameter: str = "example_inputs") -> Batch:
 @contextlib.contextmanager
 def evaluating(model: nn.Module, *, train: bool = False) -> Iterator[None]:
     """``model`` in eval mode (``train``: in training mode) for the block, then every submodule
-    back in its own mode (a BatchNorm kept in eval inside a model in training stays in eval),
-    through ``train()``, as the block left it by: a module whose ``train()`` does more than
-    set its flag (a LoRA layer merges its update into its weight in eval mode and takes it out
-    again in training mode) undoes it, where setting the flag left the update merged."""
-    modes = {module: module.training for module in model.modules()}  # parents first
+    back in its own mode (a BatchNorm kept in eval inside a model in training stays in eval).
+    A module whose class overrides ``train()`` (a LoRA layer merges its update into its weight
+    in eval mode and takes it out again in training mode) gets its own mode back through it,
+    so it undoes what it did; the flags are then set as they were. Such an override that
+    raises as the block starts is the model's error (:class:`ForwardFailedError`); one that
+    raises as it ends is said in a warning (its flag is set all the same), never an error that
+    would hide the block's or fail a model whose block succeeded."""
+    modes = {module: module.training for module in model.modules()}
+    overriding = [m for m in modes if type(m).train is not nn.Module.train]
     try:
         model.train(train)
+    except STOPS:
+        raise
+    except BaseException as error:  # the model's train(): the flags as they were
+        _set_flags(modes)
+        raise forward_failed(model, error) from error
+    try:
         yield
     finally:
-        for module, training in modes.items():
-            if module.training != training:
-                module.train(training)
+        for module in overriding:
+            try:
+                module.train(modes[module])
+            except STOPS:
+                raise
+            except BaseException as error:  # the model's own train(): its flag is set below
+                logger.warning(
+                    "%s.train(%s) raised %s: its mode is given back by its flag alone",
+                    type(module).__name__, modes[module], one_line(error, with_type=True),
+                )  # fmt: skip
+        _set_flags(modes)
+
+
+def _set_flags(modes: Mapping[nn.Module, bool]) -> None:
+    for module, training in modes.items():
+        module.training = training
 
 
 def cloned(batch: Batch) -> Batch:
@@ -242,19 +265,18 @@ def moved_buffers(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[
 
 
 def put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[str]:
-    """Give each buffer of ``model`` named in ``values`` that value again, where it holds
-    another (in place; a copy of it in place of one of another shape or dtype); the names of
-    those given back."""
-    moved = moved_buffers(model, values)
+    """Give each buffer of ``model`` named in ``values`` that value again, in place, where it
+    holds another of the same shape and dtype; the names of those given back. One the forward
+    registered again at another shape (a table grown, with an attribute beside it that says
+    how long it is now) stays as it is: what is written of the model takes the value from
+    ``values`` (:func:`moved_buffers` names it)."""
+    moved = []
     with torch.no_grad():
-        for name in moved:
+        for name in moved_buffers(model, values):
             buffer, value = model.get_buffer(name), values[name]
             if (buffer.shape, buffer.dtype) == (value.shape, value.dtype):
                 buffer.copy_(value)
-            else:
-                prefix, _, leaf = name.rpartition(".")
-                owner = model.get_submodule(prefix) if prefix else model
-                owner._buffers[leaf] = value.clone()
+                moved.append(name)
     return moved
 
 

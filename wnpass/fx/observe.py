@@ -37,7 +37,6 @@ from torch.overrides import TorchFunctionMode
 from wnpass.axes import DimPolicy, OpKind, einsum_unit_axis, unit_axis
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.axes import RENORMED, Use
-from wnpass.fx.elements import Elements
 from wnpass.fx.forward import (
     Batch,
     ForwardFailedError,
@@ -640,12 +639,13 @@ def observe_uses(
 
 
 class _Reads(TorchFunctionMode):
-    """Records which watched tensors (or tensors sharing their elements) each op reads,
-    outside the forwards of the modules it is told are opaque."""
+    """Records which watched tensors (the very objects) each op reads, outside the forwards of
+    the modules it is told are opaque."""
 
     def __init__(self, watched: Mapping[str, torch.Tensor]) -> None:
         super().__init__()
-        self.elements = Elements(watched)
+        self.watched = {id(tensor): name for name, tensor in watched.items()}
+        self.held = list(watched.values())  # an id is only theirs while they live
         self.read: set[str] = set()
         self.inside = 0  # opaque forwards running
 
@@ -657,7 +657,8 @@ class _Reads(TorchFunctionMode):
         if not self.inside:
             for value in (*args, *kwargs.values()):
                 for tensor in _tensors(value):
-                    self.read.update(self.elements.of(tensor))
+                    if (name := self.watched.get(id(tensor))) is not None:
+                        self.read.add(name)
         return func(*args, **kwargs)
 
 
@@ -670,14 +671,13 @@ def forward_reads(
     rng: RngSnapshot,
     train: bool,
 ) -> tuple[set[str], set[str]] | None:
-    """The names of the ``watched`` tensors that one forward of ``model`` reads (or tensors
-    sharing their elements), and the names of the ``opaque`` modules that ran, whose own
-    forwards are not watched (a weight-norm parametrization reads its ``v``, which holds the
-    old weight's elements). The forward runs in eval mode, or in training mode (``train``: what
-    a training step's forward reads), without grad, drawing from ``rng``; afterwards every
-    module's mode, the buffers it changed (running statistics) and the random generators are
-    as they were. None where it fails (a model that wants targets to train): nothing is known
-    of it then."""
+    """The names of the ``watched`` tensors that one forward of ``model`` reads (the very
+    objects: a weight norm's ``v`` shares the old weight's elements), and the names of the
+    ``opaque`` modules that ran, whose own forwards are not watched. The forward runs in eval
+    mode, or in training mode (``train``: what a training step's forward reads), without grad,
+    drawing from ``rng``; afterwards every module's mode, the buffers it changed (running
+    statistics) and the random generators are as they were. None where it fails (a model that
+    wants targets to train): nothing is known of it then."""
     reads, ran = _Reads(watched), set()
     hooks = []
     for name, module in opaque.items():
