@@ -234,9 +234,15 @@ def test_a_train_override_that_raises_as_the_block_ends_is_a_warning() -> None:
     assert model[0].training and model[1].training
 
 
+class _RaisesOnEval(nn.Linear):
+    def train(self, mode: bool = True) -> _RaisesOnEval:
+        if not mode:
+            raise RuntimeError("training only")
+        return super().train(mode)
+
+
 def test_a_train_override_that_raises_as_the_block_starts_is_the_model_s_error() -> None:
-    model = nn.Sequential(nn.Linear(2, 2), _RaisesOnTrain(2, 2))
-    model[1].training = False
-    with pytest.raises(ForwardFailedError, match="inference only"), evaluating(model, train=True):
+    model = nn.Sequential(nn.Linear(2, 2), _RaisesOnEval(2, 2))
+    with pytest.raises(ForwardFailedError, match="training only"), evaluating(model):
         pass
-    assert model[0].training and not model[1].training
+    assert model[0].training and model[1].training

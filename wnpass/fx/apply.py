@@ -232,7 +232,8 @@ class ApplyWeightNormPass:
         with _undone_on_error(model):
             originals = self._rewrite(model, sites)
             if inputs is not None and originals:
-                given_back = give_back_unreached(model, inputs, originals, rng)
+                observed = mode == "observed"  # a static plan: the forward may skip heads
+                given_back = give_back_unreached(model, inputs, originals, rng, computed=observed)
                 for site in sites:
                     if site.name in given_back:
                         site.status, site.init, site.reason = "skipped", None, NOT_REACHED

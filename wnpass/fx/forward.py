@@ -101,19 +101,19 @@ def as_batch(value: Any, parameter: str = "example_inputs") -> Batch:
 
 
 @contextlib.contextmanager
-def evaluating(model: nn.Module, *, train: bool = False) -> Iterator[None]:
-    """``model`` in eval mode (``train``: in training mode) for the block, then every submodule
-    back in its own mode (a BatchNorm kept in eval inside a model in training stays in eval).
-    A module whose class overrides ``train()`` (a LoRA layer merges its update into its weight
-    in eval mode and takes it out again in training mode) gets its own mode back through it,
-    so it undoes what it did; the flags are then set as they were. Such an override that
-    raises as the block starts is the model's error (:class:`ForwardFailedError`); one that
-    raises as it ends is said in a warning (its flag is set all the same), never an error that
-    would hide the block's or fail a model whose block succeeded."""
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode for the block, then every submodule back in its own mode (a
+    BatchNorm kept in eval inside a model in training stays in eval). A module whose class
+    overrides ``train()`` (a LoRA layer merges its update into its weight in eval mode and
+    takes it out again in training mode) gets its own mode back through it, so it undoes what
+    it did; the flags are then set as they were. Such an override that raises as the block
+    starts is the model's error (:class:`ForwardFailedError`); one that raises as it ends is
+    said in a warning (its flag is set all the same), never an error that would hide the
+    block's or fail a model whose block succeeded."""
     modes = {module: module.training for module in model.modules()}
     overriding = [m for m in modes if type(m).train is not nn.Module.train]
     try:
-        model.train(train)
+        model.eval()
     except STOPS:
         raise
     except BaseException as error:  # the model's train(): the flags as they were

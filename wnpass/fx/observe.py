@@ -657,8 +657,9 @@ class _Reads(TorchFunctionMode):
         if not self.inside:
             for value in (*args, *kwargs.values()):
                 for tensor in _tensors(value):
-                    if (name := self.watched.get(id(tensor))) is not None:
-                        self.read.add(name)
+                    for seen in (tensor, tensor._base):  # the tensor, or what it views
+                        if seen is not None and (name := self.watched.get(id(seen))):
+                            self.read.add(name)
         return func(*args, **kwargs)
 
 
@@ -669,15 +670,14 @@ def forward_reads(
     opaque: Mapping[str, nn.Module],
     *,
     rng: RngSnapshot,
-    train: bool,
 ) -> tuple[set[str], set[str]] | None:
     """The names of the ``watched`` tensors that one forward of ``model`` reads (the very
-    objects: a weight norm's ``v`` shares the old weight's elements), and the names of the
-    ``opaque`` modules that ran, whose own forwards are not watched. The forward runs in eval
-    mode, or in training mode (``train``: what a training step's forward reads), without grad,
-    drawing from ``rng``; afterwards every module's mode, the buffers it changed (running
-    statistics) and the random generators are as they were. None where it fails (a model that
-    wants targets to train): nothing is known of it then."""
+    objects, or views made of them: a weight norm's ``v``, made from the old weight, shares
+    its elements but is no view of it), and the names of the ``opaque`` modules that ran,
+    whose own forwards are not watched. The forward runs in eval mode without grad, drawing
+    from ``rng``; afterwards every module's mode, the buffers it changed in place (running
+    statistics) and the random generators are as they were. None where it fails: nothing is
+    known of it then."""
     reads, ran = _Reads(watched), set()
     hooks = []
     for name, module in opaque.items():
@@ -695,13 +695,12 @@ def forward_reads(
         with (
             rng.replayed(),
             buffers_given_back(model, buffer_values(model)),
-            evaluating(model, train=train),
+            evaluating(model),
             reads,
         ):
             call_model(model, batch)
     except ForwardFailedError as error:
-        mode = "training" if train else "eval"
-        logger.info("no %s forward on the example inputs: %s", mode, error)
+        logger.info("no forward on the example inputs: %s", error)
         return None
     finally:
         for hook in hooks:

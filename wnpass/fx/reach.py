@@ -2,21 +2,21 @@
 given back where it does not.
 
 Weight norm replaces a parameter on its module only. A forward that reads the old tensor some
-other way (a closure, a ``functools.partial``, an object that keeps it) trains neither g nor v;
-nor does one that never computes the weight (the model keeps what it computed from it on its
-first call). Two forwards on the example inputs show both
-(:func:`wnpass.fx.observe.forward_reads`): one of the model in eval mode, drawing the random
-numbers the plan's forward drew (a random route takes the same experts), and one in training
-mode (what a training step reads: a cache kept in eval mode only is no cache there), of a deep
-copy of the model that shares the old tensors, as a training forward may change the model
-(data-dependent init, a flag of its own). A weight norm whose parametrization neither forward
-computed, or whose old parameter either read, is taken off again, and the module holds the
-very parameter it held before, which those holders hold too.
+other way (a closure, a ``functools.partial``, an object that keeps it or a view of it) trains
+neither g nor v; nor does one that never computes the weight (the model keeps what it computed
+from it on its first call). One more forward on the example inputs shows both
+(:func:`wnpass.fx.observe.forward_reads`), in eval mode as the plan's forward ran, drawing the
+random numbers it drew (a random route takes the same experts): a weight norm whose
+parametrization it did not compute, or whose old parameter it read, is taken off again, and
+the module holds the very parameter it held before, which those holders hold too.
+
+Only what that forward does is seen: a cache the model keeps in eval mode only makes a weight
+look unread (it is given back: skipped with the reason, never left untrained), and a holder
+read in training mode only is not seen.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import Any
 
@@ -27,7 +27,6 @@ from wnpass.fx.forward import Batch, RngSnapshot
 from wnpass.fx.observe import forward_reads
 from wnpass.fx.register import unregister_weight_norm
 from wnpass.fx.rnn_cache import remove_rnn_cache
-from wnpass.interrupts import STOPS
 
 __all__ = ["NOT_REACHED", "give_back_unreached"]
 
@@ -44,28 +43,25 @@ def give_back_unreached(
     batch: Batch,
     originals: dict[str, nn.Parameter],
     rng: RngSnapshot | None = None,
+    *,
+    computed: bool = True,
 ) -> list[str]:
-    """Run ``model`` on ``batch`` in eval mode (from ``rng``: the plan's forward's draws) and
-    in training mode; take the weight norm off each weight of ``originals`` (by name: the
-    parameter it replaced) that they did not reach, the module holding that parameter again.
-    Returns their names; none where no forward ran (nothing is known then)."""
+    """Run ``model`` on ``batch`` in eval mode (from ``rng``: the plan's forward's draws); take
+    the weight norm off each weight of ``originals`` (by name: the parameter it replaced) whose
+    old parameter the forward read, or (``computed``: the plan came from a forward like this
+    one) whose weight it did not compute; the module holds that parameter again. Returns their
+    names; none where the forward failed (nothing is known then)."""
     rng = rng if rng is not None else RngSnapshot.take(model, batch)
     norms = {}
     for name in originals:
         owner, leaf = _owner(model, name)
         parametrizations: Any = owner.parametrizations  # a ModuleDict of ParametrizationLists
         norms[name] = parametrizations[leaf][0]
-    found = [forward_reads(model, batch, originals, norms, rng=rng, train=False)]
-    copy_and_norms = _copied(model, originals, norms)
-    if copy_and_norms is not None:
-        copied, copied_norms = copy_and_norms
-        found.append(forward_reads(copied, batch, originals, copied_norms, rng=rng, train=True))
-    runs = [run for run in found if run is not None]
-    if not runs:
+    found = forward_reads(model, batch, originals, norms, rng=rng)
+    if found is None:
         return []
-    old_read = set().union(*(read for read, _ in runs))
-    ran = set().union(*(ran for _, ran in runs))
-    given_back = [name for name in originals if name not in ran or name in old_read]
+    old_read, ran = found
+    given_back = [name for name in originals if name in old_read or (computed and name not in ran)]
     for name in given_back:
         owner, leaf = _owner(model, name)
         unregister_weight_norm(owner, leaf, originals[name])
@@ -73,23 +69,6 @@ def give_back_unreached(
             remove_rnn_cache(owner)
         logger.warning("%s: %s", name, NOT_REACHED)
     return given_back
-
-
-def _copied(
-    model: nn.Module, originals: dict[str, nn.Parameter], norms: dict[str, nn.Module]
-) -> tuple[nn.Module, dict[str, nn.Module]] | None:
-    """A deep copy of ``model`` whose holders of the old tensors hold those very tensors, and
-    its parametrizations by name; None where the model cannot be copied (the training forward
-    is then not run)."""
-    memo: dict[int, Any] = {id(tensor): tensor for tensor in originals.values()}
-    try:
-        copied = copy.deepcopy(model, memo)
-    except STOPS:
-        raise
-    except BaseException as error:  # the model's own __deepcopy__, an object that refuses it
-        logger.info("no training forward: the model cannot be copied (%s)", error)
-        return None
-    return copied, {name: memo[id(norm)] for name, norm in norms.items()}
 
 
 def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
