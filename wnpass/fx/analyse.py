@@ -84,13 +84,20 @@ def require_eager(model: nn.Module) -> None:
     its forward runs no Python (no op is seen), so it is refused before anything runs, naming
     the first one's path. The error names no parameter: the model is what is wrong, and the CLI
     then says which model.py built it."""
+    _refuse_inside(
+        model,
+        torch.jit.ScriptModule,
+        "a TorchScript module (torch.jit.script or trace): weight norm goes on the Python "
+        "nn.Module; script or trace it afterwards",
+    )
+
+
+def _refuse_inside(model: nn.Module, kind: type, why: str) -> None:
+    """Refuse ``model`` where it or a submodule is a ``kind``, naming the first one's path."""
     for path, module in model.named_modules():
-        if isinstance(module, torch.jit.ScriptModule):
+        if isinstance(module, kind):
             where = f"{path} ({type(module).__name__})" if path else type(module).__name__
-            raise InvalidArgumentError(
-                f"{where}: a TorchScript module (torch.jit.script or trace): weight norm goes "
-                "on the Python nn.Module; script or trace it afterwards"
-            )
+            raise InvalidArgumentError(f"{where}: {why}")
 
 
 def require_analysable(model: object, batch: Batch | None) -> None:
@@ -101,13 +108,12 @@ def require_analysable(model: object, batch: Batch | None) -> None:
     module = require_module(model)
     require_values(module)
     require_eager(module)
-    for path, inner in module.named_modules():
-        if isinstance(inner, nn.parallel.DistributedDataParallel):
-            where = f"{path} ({type(inner).__name__})" if path else type(inner).__name__
-            raise InvalidArgumentError(
-                f"{where}: a distributed wrapper holds the module's weights too: apply weight "
-                "norm to the module it wraps (its .module), then wrap it"
-            )
+    _refuse_inside(
+        module,
+        nn.parallel.DistributedDataParallel,
+        "a distributed wrapper holds the module's weights too: apply weight norm to the module "
+        "it wraps (its .module), then wrap it",
+    )
     if batch is None:
         require_initialized(module)
 
