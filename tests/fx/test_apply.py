@@ -646,8 +646,31 @@ class _AuxInTraining(nn.Module):
         return y + self.aux(x) if self.training else y
 
 
-def test_a_head_only_training_reads_stays_applied_when_traced_statically() -> None:
-    """torch.fx traces the training graph, where ``aux`` is read; the check after the rewrite
-    ran in eval mode and took its weight norm off as never trained (t59)."""
+def test_a_head_the_eval_forward_does_not_compute_is_given_back_when_traced_statically() -> None:
+    """torch.fx traces the training graph, where ``aux`` is read; the eval forward after the
+    rewrite does not compute it. Kept, a weight norm that forward does not compute could be
+    one that never trains (a cache made on the first call, with a plan from module types:
+    t63): it is given back, skipped with the reason, never left untrained."""
     report = apply_weight_norm(_AuxInTraining(), torch.randn(2, 4), tracer="static")
-    assert {s.name for s in report.sites if s.status == "applied"} == {"main.weight", "aux.weight"}
+    by_name = {s.name: s for s in report.sites}
+    assert by_name["main.weight"].status == "applied"
+    assert (by_name["aux.weight"].status, by_name["aux.weight"].reason) == ("skipped", NOT_REACHED)
+
+
+class _FlattensFirst(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(4, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rnn.flatten_parameters()
+        return self.rnn(x)[0]
+
+
+def test_an_rnn_that_flattens_its_parameters_first_keeps_its_weight_norm() -> None:
+    """``flatten_parameters()`` read the dtype of the old parameters RNNBase still kept in its
+    ``_flat_weights``: read as the old tensor, the first weight was given back (t63)."""
+    report = apply_weight_norm(_FlattensFirst(), torch.randn(5, 2, 4))
+    assert {s.name for s in report.sites if s.status == "applied"} == {
+        "rnn.weight_ih_l0", "rnn.weight_hh_l0"
+    }  # fmt: skip

@@ -86,8 +86,8 @@ def load_checkpoint(
     it as it is loaded (a pair of NaN or a zero-norm unit is refused); with ``keep_pairs``, it
     gets PyTorch's weight norm first instead (:func:`wnpass.fx.state.restore_weight_norm`), so
     that a command that folds the model's weight norm (export) folds, checks and reports it
-    as the model's own; with example ``inputs`` too, a weight norm that a training forward
-    does not reach (the forward reads the old tensor some other way:
+    as the model's own; with example ``inputs`` too, a weight norm that a forward does not
+    reach (the forward reads the old tensor some other way, or never computes the weight:
     :func:`wnpass.fx.reach.give_back_unreached`) is taken off again, its pair folded into the
     parameter as it is loaded."""
     from wnpass.checkpoint.reading import load_torch, open_checkpoint

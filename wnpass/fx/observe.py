@@ -654,13 +654,15 @@ class _Reads(TorchFunctionMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:  # fmt: skip
         kwargs = kwargs or {}
-        if not self.inside:
-            for value in (*args, *kwargs.values()):
-                for tensor in _tensors(value):
-                    for seen in (tensor, tensor._base):  # the tensor, or what it views
-                        if seen is not None and (name := self.watched.get(id(seen))):
-                            self.read.add(name)
-        return func(*args, **kwargs)
+        result = func(*args, **kwargs)
+        if self.inside or _metadata(_name(func), result):  # .dtype, .shape: no values read
+            return result
+        for value in (*args, *kwargs.values()):
+            for tensor in _tensors(value):
+                for seen in (tensor, tensor._base):  # the tensor, or what it views
+                    if seen is not None and (name := self.watched.get(id(seen))):
+                        self.read.add(name)
+        return result
 
 
 def forward_reads(

@@ -28,7 +28,7 @@ import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 
-__all__ = ["has_rnn_cache", "install_rnn_cache", "remove_rnn_cache"]
+__all__ = ["drop_stale_flat_weights", "has_rnn_cache", "install_rnn_cache", "remove_rnn_cache"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,19 @@ def _leave_cache(module: nn.Module, args: Any, output: Any) -> None:
     flat: list[Any] | None = module.__dict__.get("_flat_weights")
     if flat is not None:  # drop computed (non-leaf) weights: the next forward rebuilds them
         module.__dict__["_flat_weights"] = [w if w is None or w.is_leaf else None for w in flat]
+
+
+def drop_stale_flat_weights(module: nn.RNNBase) -> None:
+    """Drop from ``module``'s ``_flat_weights`` the tensors weight norm has just replaced:
+    ``RNNBase`` keeps the old parameters there until its next forward rebuilds the list, and a
+    forward that first calls ``flatten_parameters()`` reads them."""
+    flat: list[Any] | None = module.__dict__.get("_flat_weights")
+    names: list[str] = module.__dict__.get("_flat_weights_names", [])
+    if flat is not None and len(flat) == len(names):
+        module.__dict__["_flat_weights"] = [
+            None if parametrize.is_parametrized(module, name) else w
+            for w, name in zip(flat, names, strict=True)
+        ]
 
 
 def has_rnn_cache(module: nn.Module) -> bool:
