@@ -40,6 +40,17 @@ def handled() -> Iterator[None]:
         yield
 
 
+@pytest.fixture
+def models_handlers() -> Iterator[None]:
+    """SIGALRM's and SIGUSR1's handlers as they were after the test, which sets the model's."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGALRM, signal.SIGUSR1)}
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
 @pytest.mark.usefixtures("handled")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_with_nothing_staged_the_process_stops_at_once(signum: int) -> None:
@@ -146,6 +157,7 @@ def test_a_handler_the_model_set_waits_for_the_result_s_renames() -> None:
     ]
 
 
+@pytest.mark.usefixtures("models_handlers")
 def test_a_lent_signal_after_ours_loses_neither() -> None:
     """One signal was kept while a result was renamed: the model's alarm after a SIGTERM
     replaced it, and the run went on as if never stopped (t56)."""
@@ -154,22 +166,19 @@ def test_a_lent_signal_after_ours_loses_neither() -> None:
     def models(signum: int, frame: object) -> None:
         calls.append("model's alarm handler")
 
-    before = signal.getsignal(signal.SIGALRM)
-    try:
-        with pytest.raises(interrupts.Terminated), interrupts.handled(_on_stop):
-            signal.signal(signal.SIGALRM, models)
-            with interrupts.staging():
-                interrupts.hold()
-                signal.raise_signal(signal.SIGTERM)
-                signal.raise_signal(signal.SIGALRM)
-                calls.append("renamed after both")
-                interrupts.release()
-    finally:
-        signal.signal(signal.SIGALRM, before)
+    with pytest.raises(interrupts.Terminated), interrupts.handled(_on_stop):
+        signal.signal(signal.SIGALRM, models)
+        with interrupts.staging():
+            interrupts.hold()
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGALRM)
+            calls.append("renamed after both")
+            interrupts.release()
     assert calls == ["renamed after both", "model's alarm handler"]
     assert interrupts.stopped_by() == signal.SIGTERM
 
 
+@pytest.mark.usefixtures("models_handlers")
 def test_a_lent_handler_that_raises_loses_not_our_signal() -> None:
     """The model's alarm handler raised while it was given its signal after the renames: the
     SIGTERM that came first was dropped, and the run went on (t59)."""
@@ -177,20 +186,17 @@ def test_a_lent_handler_that_raises_loses_not_our_signal() -> None:
     def models(signum: int, frame: object) -> None:
         raise RuntimeError("the model's alarm")
 
-    before = signal.getsignal(signal.SIGALRM)
-    try:
-        with pytest.raises(interrupts.Terminated), interrupts.handled(_on_stop):
-            signal.signal(signal.SIGALRM, models)
-            with interrupts.staging():
-                interrupts.hold()
-                signal.raise_signal(signal.SIGTERM)
-                signal.raise_signal(signal.SIGALRM)
-                interrupts.release()
-    finally:
-        signal.signal(signal.SIGALRM, before)
+    with pytest.raises(interrupts.Terminated), interrupts.handled(_on_stop):
+        signal.signal(signal.SIGALRM, models)
+        with interrupts.staging():
+            interrupts.hold()
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGALRM)
+            interrupts.release()
     assert interrupts.stopped_by() == signal.SIGTERM
 
 
+@pytest.mark.usefixtures("models_handlers")
 def test_every_lent_handler_gets_its_signal_though_one_raises() -> None:
     """The first lent handler raised: the second never ran (t61)."""
     calls: list[str] = []
@@ -202,18 +208,13 @@ def test_every_lent_handler_gets_its_signal_though_one_raises() -> None:
     def user(signum: int, frame: object) -> None:
         calls.append("usr1")
 
-    before = {s: signal.getsignal(s) for s in (signal.SIGALRM, signal.SIGUSR1)}
-    try:
-        with pytest.raises(RuntimeError, match="the model's alarm"), interrupts.handled(_on_stop):
-            signal.signal(signal.SIGALRM, alarm)
-            signal.signal(signal.SIGUSR1, user)
-            interrupts.hold()
-            signal.raise_signal(signal.SIGALRM)
-            signal.raise_signal(signal.SIGUSR1)
-            interrupts.release()
-    finally:
-        for signum, handler in before.items():
-            signal.signal(signum, handler)
+    with pytest.raises(RuntimeError, match="the model's alarm"), interrupts.handled(_on_stop):
+        signal.signal(signal.SIGALRM, alarm)
+        signal.signal(signal.SIGUSR1, user)
+        interrupts.hold()
+        signal.raise_signal(signal.SIGALRM)
+        signal.raise_signal(signal.SIGUSR1)
+        interrupts.release()
     assert calls == ["alarm", "usr1"]
 
 

@@ -31,7 +31,7 @@ from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.fx.arguments import is_lazy, require_initialized, require_module, require_values
 from wnpass.fx.axes import Use
 from wnpass.fx.elements import Elements
-from wnpass.fx.forward import Batch, as_batch, run_forward
+from wnpass.fx.forward import Batch, as_batch, buffer_values, buffers_given_back, run_forward
 from wnpass.fx.register import parametrized_here, stored_unit_dim, unit_norm_problem
 from wnpass.fx.report import ParamSite
 from wnpass.fx.trace import Tracer, find_uses
@@ -127,14 +127,15 @@ _WAS_LAZY: weakref.WeakKeyDictionary[nn.Module, type] = weakref.WeakKeyDictionar
 def materialize_lazy(model: nn.Module, batch: Batch) -> None:
     """Run ``model`` once on ``batch`` where it has lazy layers not initialized yet
     (``nn.LazyLinear``): the forward gives them their shapes and initial values, drawn from
-    the random generators as any first forward draws them. Their classes before are kept for
-    the selection by layer type."""
+    the random generators as any first forward draws them; the buffers it writes (a call
+    counter) stay as built. Their classes before are kept for the selection by layer type."""
     lazy = [m for m in model.modules() if any(is_lazy(t) for t in m.parameters(recurse=False))]
     if not lazy:
         return
     for module in lazy:
         _WAS_LAZY[module] = type(module)
-    run_forward(model, batch)
+    with buffers_given_back(model, buffer_values(model)):
+        run_forward(model, batch)
 
 
 def owner_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -282,7 +283,7 @@ def _held_elsewhere(model: nn.Module, params: dict[int, nn.Parameter]) -> dict[i
     ``nn.RNNBase``'s own ``_flat_weights`` are rebuilt from the module's attributes each
     forward, and are no other holder. Holders no attribute shows (a closure, a
     ``functools.partial``) are found by the forward after the rewrite, where there are
-    example inputs (``wnpass.fx.apply``)."""
+    example inputs (:mod:`wnpass.fx.reach`)."""
     elements = Elements(params)
     held: dict[int, list[str]] = defaultdict(list)
     for path, module in model.named_modules():

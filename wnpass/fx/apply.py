@@ -66,7 +66,7 @@ from wnpass.fx.mean_only_bn import replace_batch_norm
 from wnpass.fx.reach import NOT_REACHED, give_back_unreached
 from wnpass.fx.register import register_weight_norm
 from wnpass.fx.report import ApplyReport, ParamSite
-from wnpass.fx.rnn_cache import drop_stale_flat_weights, install_rnn_cache
+from wnpass.fx.rnn_cache import install_rnn_cache
 from wnpass.fx.trace import TRACERS, Tracer
 from wnpass.report import counted
 from wnpass.verify.options import as_tolerance, refuse_unused
@@ -282,7 +282,6 @@ class ApplyWeightNormPass:
             register_weight_norm(owner, leaf, dim)
             if isinstance(owner, nn.RNNBase):
                 install_rnn_cache(owner)
-                drop_stale_flat_weights(owner)
             site.status, site.init = "applied", "keep"
             logger.debug("%s: weight norm at axis %s", site.name, site.axis)
         return originals

@@ -111,7 +111,7 @@ def load_checkpoint(
             state = {info.key: checkpoint.torch_tensor(info) for info in checkpoint.tensors()}
             checkpoint.close()
     try:
-        before = dict(model.named_parameters())
+        before = dict(model.named_parameters()) if keep_pairs else {}
         restored = restore_weight_norm(model, state) if keep_pairs else []
         load_state_dict_any(model, state)
         if restored and inputs is not None:

@@ -47,7 +47,7 @@ from wnpass.fx.errors import (
     NotAModuleError,
     NotInputsError,
 )
-from wnpass.fx.forward import as_batch, buffer_values, buffers_given_back, what_it_did
+from wnpass.fx.forward import as_batch, what_it_did
 from wnpass.interrupts import STOPS
 from wnpass.plan import IOPlan, anchored, as_path, as_plan, not_readable, user_code
 
@@ -190,8 +190,7 @@ def load_model_py(
     with user_code():
         model, inputs = _build(file, factory)
         if inputs is not None:  # every command needs their shapes (a checkpoint's loading too)
-            with buffers_given_back(model, buffer_values(model)):  # a counter stays as built
-                materialize_lazy(model, as_batch(inputs))
+            materialize_lazy(model, as_batch(inputs))
     if plan is not None:
         plan.read_all(_imported_files(before), IMPORTED)
         plan.record_user_reads()

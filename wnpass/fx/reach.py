@@ -23,6 +23,7 @@ from typing import Any
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 
+from wnpass.fx.analyse import owner_of
 from wnpass.fx.forward import Batch, RngSnapshot
 from wnpass.fx.observe import forward_reads
 from wnpass.fx.register import unregister_weight_norm
@@ -54,7 +55,7 @@ def give_back_unreached(
     rng = rng if rng is not None else RngSnapshot.take(model, batch)
     norms = {}
     for name in originals:
-        owner, leaf = _owner(model, name)
+        owner, leaf = owner_of(model, name)
         parametrizations: Any = owner.parametrizations  # a ModuleDict of ParametrizationLists
         norms[name] = parametrizations[leaf][0]
     found = forward_reads(model, batch, originals, norms, rng=rng)
@@ -63,14 +64,9 @@ def give_back_unreached(
     old_read, ran = found
     given_back = [name for name in originals if name in old_read or (computed and name not in ran)]
     for name in given_back:
-        owner, leaf = _owner(model, name)
+        owner, leaf = owner_of(model, name)
         unregister_weight_norm(owner, leaf, originals[name])
         if isinstance(owner, nn.RNNBase) and not parametrize.is_parametrized(owner):
             remove_rnn_cache(owner)
         logger.warning("%s: %s", name, NOT_REACHED)
     return given_back
-
-
-def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
-    prefix, _, leaf = name.rpartition(".")
-    return (model.get_submodule(prefix) if prefix else model), leaf

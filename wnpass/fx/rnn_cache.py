@@ -28,7 +28,7 @@ import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 
-__all__ = ["drop_stale_flat_weights", "has_rnn_cache", "install_rnn_cache", "remove_rnn_cache"]
+__all__ = ["has_rnn_cache", "install_rnn_cache", "remove_rnn_cache"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def _leave_cache(module: nn.Module, args: Any, output: Any) -> None:
         module.__dict__["_flat_weights"] = [w if w is None or w.is_leaf else None for w in flat]
 
 
-def drop_stale_flat_weights(module: nn.RNNBase) -> None:
+def _drop_stale_flat_weights(module: nn.RNNBase) -> None:
     """Drop from ``module``'s ``_flat_weights`` the tensors weight norm has just replaced:
     ``RNNBase`` keeps the old parameters there until its next forward rebuilds the list, and a
     forward that first calls ``flatten_parameters()`` reads them."""
@@ -80,8 +80,11 @@ def has_rnn_cache(module: nn.Module) -> bool:
     return any(hook is _enter_cache for hook in module._forward_pre_hooks.values())
 
 
-def install_rnn_cache(module: nn.Module) -> bool:
-    """Install the caching hooks on ``module`` once; True when they were added now."""
+def install_rnn_cache(module: nn.RNNBase) -> bool:
+    """Install the caching hooks on ``module`` once, as weight norm goes on one of its weights
+    (each time, the old tensors it replaced leave ``_flat_weights``:
+    :func:`_drop_stale_flat_weights`); True when the hooks were added now."""
+    _drop_stale_flat_weights(module)
     if has_rnn_cache(module):
         return False
     module.register_forward_pre_hook(_enter_cache)

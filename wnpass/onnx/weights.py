@@ -297,9 +297,8 @@ def _gain_within_units(site: Site) -> str | None:
 
 def _shape_of(value: ir.Value) -> tuple[int, ...]:
     """``value``'s shape: from the graph where it is known, else computed."""
-    dims = [] if value.shape is None else list(value.shape)
-    if value.shape is not None and all(isinstance(d, int) for d in dims):
-        return tuple(d for d in dims if isinstance(d, int))
+    if value.shape is not None and value.shape.is_static():
+        return value.shape.numpy()
     tensor = ev.const_leaf(value)
     if tensor is not None:
         return tuple(int(d) for d in tensor.shape.numpy())
