@@ -301,7 +301,11 @@ def test_inspect_computes_a_cone_over_a_weight_norm_site_from_the_folded_weight(
         }}
     """
     ints = {k: np.array([n], np.int64) for k, n in (("zero", 0), ("one", 1), ("three", 3))}
-    arrays = {"v": rand(3, 4), "g": np.full((3, 1), 1e5, np.float32), **ints}
+    # unit 0 points along its first axis: its weight there is 1e5 whatever the draw (a random
+    # v alone overflows only where some unit leans more than 0.66 along one axis)
+    v = rand(3, 4)
+    v[0] = [1, 0, 0, 0]
+    arrays = {"v": v, "g": np.full((3, 1), 1e5, np.float32), **ints}
     model = onnx_model(text, {"v": "fc.weight_v"}, True, **arrays)
     _, report = folded_model(model)
     (done,) = report.cones
