@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import zlib
 
 import numpy as np
@@ -14,7 +15,10 @@ from tests import helpers
 @pytest.fixture(autouse=True)
 def _draws_of_its_own(request: pytest.FixtureRequest) -> None:
     """Each test draws the same random values however the suite is ordered or split across
-    workers: ``helpers.rand`` and torch's generator start from a seed of the test's own id."""
+    workers: ``helpers.rand``, numpy's and Python's global generators and torch's start from a
+    seed of the test's own id."""
     seed = zlib.crc32(request.node.nodeid.encode())
     helpers.RNG.bit_generator.state = np.random.PCG64(seed).state
+    np.random.seed(seed)
+    random.seed(seed)
     torch.manual_seed(seed)

@@ -4,7 +4,9 @@ after the PyTorch parameters."""
 
 from __future__ import annotations
 
+import copy
 import importlib
+import logging
 import os
 import subprocess
 import sys
@@ -1297,12 +1299,14 @@ def test_tracer_warnings_about_torch_s_own_modules_are_no_warning_lines(tmp_path
     assert report.warnings == []
 
 
-@pytest.mark.parametrize(("fold_in_torch", "prefix"), [(True, "b."), (False, "b._orig_mod.")])
+@pytest.mark.parametrize("fold_in_torch", [True, False])
 def test_a_compiled_layer_s_weight_is_named_as_its_bias_is(
-    fold_in_torch: bool, prefix: str, tmp_path: Path
+    fold_in_torch: bool, tmp_path: Path
 ) -> None:
-    """The copy folded in torch holds a torch.compile'd layer unwrapped, so the exporter names
-    its bias "b.bias"; its weight was named from the caller's model: "b._orig_mod.weight"."""
+    """The copy exported holds a torch.compile'd layer unwrapped, so the exporter names its
+    bias "b.bias"; its weight was named from the caller's model: "b._orig_mod.weight". The
+    copy is exported whether weight norm is folded in torch or not."""
+    prefix = "b."
     torch.manual_seed(0)
     model = nn.Sequential()
     model.add_module("a", weight_norm(nn.Linear(5, 8)))
@@ -1322,12 +1326,22 @@ class _NoCopy(nn.Linear):
         raise GeneratorExit("no copies")
 
 
-def test_a_model_whose_copy_raises_a_base_exception_is_folded_in_place(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fold_in_torch", [True, False])
+def test_a_model_whose_copy_raises_a_base_exception_is_folded_in_place(
+    fold_in_torch: bool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The deep copy runs the model's own code: a GeneratorExit there was an internal error
-    (exit 3); it is a model that cannot be copied, folded in place as one with legacy hooks."""
+    (exit 3); it is a model that cannot be copied, exported itself and folded in place as one
+    with legacy hooks (where it is folded in torch at all)."""
     model = weight_norm(_NoCopy(4, 3))
-    report = export(model, (torch.randn(2, 4),), tmp_path / "m.onnx", runs=1)
-    assert report and report.folded_in_place and report.matches
+    with caplog.at_level(logging.WARNING, logger="wnpass"):
+        report = export(
+            model, (torch.randn(2, 4),), tmp_path / "m.onnx", fold_in_torch=fold_in_torch, runs=1
+        )
+    assert report and report.matches and report.folded_in_place == fold_in_torch
+    (said,) = [r.getMessage() for r in caplog.records if "cannot copy" in r.getMessage()]
+    assert ("folded in place" in said) == fold_in_torch
+    assert hasattr(model, "parametrizations") != fold_in_torch
 
 
 def test_an_export_reports_json_never_replaces_the_exported_model(tmp_path: Path) -> None:
@@ -1548,3 +1562,85 @@ def test_what_the_report_says_failed_is_not_logged_as_a_warning_too(
     assert report.dynamic[0].not_verified is not None
     said = [r for r in caplog.records if "the dynamic axes failed" in r.getMessage()]
     assert said and all(r.levelname == "INFO" for r in said)
+
+
+class _Streaming(nn.Module):
+    """A streaming causal convolution: it keeps its input's last frames in a plain attribute
+    (no buffer) between calls, and starts from zeros where it has none."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 4, 3))
+        self.state: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        prev = self.state if self.state is not None else x.new_zeros(x.shape[0], x.shape[1], 2)
+        x = torch.cat([prev, x], -1)
+        self.state = x[..., -2:].detach()
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+@pytest.mark.parametrize("fold_in_torch", [True, False])
+def test_the_file_is_the_model_as_given_whatever_wnpass_s_forwards_leave_in_it(
+    exporter: str, fold_in_torch: bool, tmp_path: Path
+) -> None:
+    """wnpass's own forward (the model's errors before the exporter's) ran before the copy it
+    exports, so the file baked in the example's last frames as the streaming state: 0.48 off
+    the model's first call, published without verification (t60). The file is now the model
+    as the caller gave it."""
+    torch.manual_seed(0)
+    model, x = _Streaming(), torch.randn(1, 4, 10)
+    with torch.no_grad():
+        expected = copy.deepcopy(model).eval()(x).numpy()
+    out = tmp_path / "s.onnx"
+    export(model, (x,), out, exporter=exporter, fold_in_torch=fold_in_torch, verify=False)
+    (got,) = run(out, {"x": x.numpy()})
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+class _GrownTable(nn.Module):
+    """A position table registered again, longer, where an input is longer than it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp, self.out = nn.Linear(8, 16), nn.Linear(16, 8)
+        self.pe: torch.Tensor
+        self.register_buffer("pe", self.table(12))
+
+    @staticmethod
+    def table(rows: int) -> torch.Tensor:
+        return torch.arange(rows * 16.0).reshape(rows, 16).sin()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        length = x.shape[1]
+        if length > self.pe.shape[0]:
+            self.register_buffer("pe", self.table(length))
+        return self.out(torch.relu(self.inp(x) + self.pe[:length]))
+
+
+def test_the_probes_of_dynamic_axes_do_not_change_the_file_they_verify(tmp_path: Path) -> None:
+    """The 2n + 1 probe grew the model's table to 21 rows before the copy was exported: the
+    file held a table the caller never set, the probes passed by their own side effect and it
+    was published as deployable, to fail at 22 (t60). The file is now the caller's model, its
+    12 rows, and the probes past them fail."""
+    torch.manual_seed(0)
+    model, x = _GrownTable(), torch.randn(2, 10, 8)
+    report = export(
+        model, (x,), tmp_path / "t.onnx", exporter="torchscript", dynamic={"x": {1: "time"}}
+    )
+    assert report.comparisons["cpu"] and all(report.comparisons["cpu"])  # at the example's size
+    assert [probe.not_verified is not None for probe in report.dynamic] == [True, True]
+    assert not report.published
+
+
+def test_a_lazy_layer_takes_its_shapes_before_the_copy_is_exported(tmp_path: Path) -> None:
+    """A copy taken while a layer is still lazy would draw its initial values again in the
+    exporter's trace: the file would hold other weights than the caller's model has after."""
+    torch.manual_seed(0)
+    model, x = nn.Sequential(nn.LazyLinear(3), nn.Tanh()), torch.randn(2, 4)
+    export(model, (x,), tmp_path / "l.onnx", verify=False)
+    assert not nn.modules.lazy.LazyModuleMixin.has_uninitialized_params(model[0])  # type: ignore[arg-type]
+    (got,) = run(tmp_path / "l.onnx", {"input": x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-5, atol=1e-6)

@@ -2,8 +2,10 @@
 
 ``export(model, example_inputs, path)``:
 
-1. folds weight norm out of a copy of the model (``fold_weight_norm``; the caller's model keeps
-   training as it was), unless ``fold_in_torch=False``;
+1. copies the model as given, before any forward of its own (what a forward writes, a buffer
+   or a plain attribute such as a streaming state, is exported as the caller set it), and
+   folds weight norm out of the copy (``fold_weight_norm``; the caller's model keeps training
+   as it was), unless ``fold_in_torch=False``;
 2. exports with ``torch.onnx.export`` (the dynamo exporter by default, the TorchScript one on
    request), with dynamic axes on request;
 3. folds whatever weight norm is still in the graph (``fold_onnx``: all of it when PyTorch did
@@ -25,8 +27,9 @@ PyTorch's forward and the exporter each run on a copy of the example inputs, so 
 that changes its input in place leaves ONNX Runtime the inputs as given.
 
 The caller's model comes back as it came: its weight norm (unless it cannot be copied: legacy
-hooks are folded in place, and the report says so) and the training flag of every submodule
-(the pipeline runs it in eval mode). The report says what was folded where, whether every
+hooks are folded in place, and the report says so), its buffers and the training flag of every
+submodule (the pipeline runs it in eval mode); plain attributes its forwards write stay as the
+forwards leave them. The report says what was folded where, whether every
 initializer carries its PyTorch parameter's name, and, when verified, whether the outputs
 matched (``verified=False``: ``matches`` is None, nothing was compared).
 """
@@ -65,6 +68,7 @@ from wnpass.errors import (
     printable,
     shortened,
 )
+from wnpass.fx.analyse import materialize_lazy
 from wnpass.fx.fold import TorchFoldReport, check_weight_norm, fold_weight_norm
 from wnpass.fx.forward import (
     Batch,
@@ -335,8 +339,9 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return array
 
 
-def _copy(model: nn.Module) -> tuple[nn.Module, bool]:
-    """A deep copy to fold, or the model itself when it cannot be copied.
+def _copy(model: nn.Module, fold: bool) -> tuple[nn.Module, bool]:
+    """A deep copy to export (and ``fold``), or the model itself when it cannot be copied
+    (and whether it is the model itself).
 
     TorchScript submodules are shared, not copied: no fold touches them, and a deep copy of
     one holds its parameters as plain tensors, which torch.export refuses ("not an instance of
@@ -347,7 +352,13 @@ def _copy(model: nn.Module) -> tuple[nn.Module, bool]:
     except STOPS:
         raise
     except BaseException as error:  # legacy weight_norm hooks refuse deepcopy; the model's own
-        logger.warning("cannot copy the model (%s); folding it in place", error)
+        folded = ", and its weight norm is folded in place" if fold else ""
+        logger.warning(
+            "cannot copy the model (%s): it is exported as wnpass's forwards leave it (its "
+            "buffers put back)%s",
+            error,
+            folded,
+        )
         return model, True
 
 
@@ -1176,6 +1187,11 @@ def export(
     # the deployed behaviour; every submodule's flag comes back, and every buffer the forward
     # writes (a step counter, an offset it moves) its value
     with evaluating(model), buffers_given_back(model, loaded):
+        # what is exported is the model as given, copied before any forward of wnpass's: a
+        # forward also writes what no buffer holds (a streaming state, a table it grows, a
+        # flag), which would otherwise be in the file (lazy layers take their shapes first)
+        materialize_lazy(model, inputs)
+        target, itself = _copy(model, fold_in_torch)
         result = call_model(model, inputs)  # the model's own error, before any exporter's
         outputs = _outputs(result) if verify else []
         changed = _changed(outputs, _outputs(call_model(model, inputs))) if verify else []
@@ -1185,16 +1201,14 @@ def export(
             for sizes in PROBES
             if verify and dynamic
         ]
-        target, in_place = _copy(model) if fold_in_torch else (model, False)
         # kept for the ONNX fold, its values are still checked here: the dynamo exporter
         # computes a small site into a plain initializer, NaN and all, which no fold sees
-        torch_report = fold_weight_norm(target) if fold_in_torch else check_weight_norm(model)
+        torch_report = fold_weight_norm(target) if fold_in_torch else check_weight_norm(target)
         # named as the exporter sees them: a deep copy holds a torch.compile'd layer unwrapped
         # (its bias is "b.bias", not "b._orig_mod.bias"), and its weight must match
         weights = _weight_names(target)
-        # the dynamo exporter reads a buffer as it is when it starts (TorchScript's trace runs
-        # the forward once more, and its file holds the value after that run)
-        put_back(target, loaded)
+        if itself:  # not copied: its buffers as set, for the exporter (a copy has them)
+            put_back(target, loaded)
         with plan.staging(path) as staging:
             raw = staging / "exported.onnx"
             with _named_as(raw, f"the {exporter} exporter's output for {path}"):
@@ -1217,6 +1231,7 @@ def export(
             _check_opset(exported, opset)
             _check_dynamic_made(exported, dynamic, exporter)
             _, onnx_report = fold_onnx(exported, in_place=True)
+            in_place = itself and fold_in_torch
             report = ExportReport(str(path), exporter, torch_report, onnx_report, in_place)
             report.warnings = warned
             report.names_missing, report.names_transposed = _restore_names(exported, weights)
