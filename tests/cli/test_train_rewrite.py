@@ -614,11 +614,14 @@ def example_inputs():
 """
 
 
+@pytest.mark.parametrize("init", ["keep", "data"])
 def test_buffers_the_forward_writes_are_saved_as_loaded(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    init: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A step counter and an EMA the forward updates in eval mode: the checkpoint's
-    steps=1000 was saved as 1003, moved by wnpass's own forwards, without a word."""
+    steps=1000 was saved as 1003, moved by wnpass's own forwards, without a word. The forwards
+    that plan and check the rewrite give them back; data init's move them, and a note says
+    they are saved as loaded."""
     model_py = _write(tmp_path, "counting.py", COUNTING)
     checkpoint = tmp_path / "ck.pt"
     state = {"weight": torch.randn(3, 4), "bias": torch.zeros(3)}
@@ -626,10 +629,11 @@ def test_buffers_the_forward_writes_are_saved_as_loaded(
                checkpoint)  # fmt: skip
     out = tmp_path / "out.pt"
     argv = ["train-rewrite", str(model_py), "--checkpoint", str(checkpoint), "-o", str(out)]
-    assert main(argv) == 0
+    assert main([*argv, "--init", init]) == 0
     saved = torch.load(out)
     assert int(saved["steps"]) == 1000 and saved["ema"].tolist() == [1.0, 2.0, 3.0]
-    assert "note: buffers the forward writes saved as they were loaded" in capsys.readouterr().out
+    noted = "note: buffers the forward writes saved as they were loaded" in capsys.readouterr().out
+    assert noted == (init == "data")
 
 
 def test_a_state_dict_the_model_fails_to_give_is_its_error(

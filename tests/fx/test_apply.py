@@ -674,3 +674,68 @@ def test_an_rnn_that_flattens_its_parameters_first_keeps_its_weight_norm() -> No
     assert {s.name for s in report.sites if s.status == "applied"} == {
         "rnn.weight_ih_l0", "rnn.weight_hh_l0"
     }  # fmt: skip
+
+
+class _Ema(nn.Module):
+    """Subtracts an EMA of its hidden units that it moves in eval mode too (a monitoring
+    statistic), and counts its calls: buffers its forward writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 16), nn.Linear(16, 4)
+        self.ema: torch.Tensor
+        self.register_buffer("ema", torch.full((16,), 7.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.a(x))
+        with torch.no_grad():
+            self.ema.mul_(0.9).add_(0.1 * h.mean(0))
+        return self.b(h - self.ema)
+
+
+def test_the_outputs_before_and_after_start_from_the_same_buffers() -> None:
+    """The forward after the rewrite read the EMA the forward before had moved: 0.09 apart,
+    NOT EQUIVALENT, for a rewrite that changed nothing (t60). Each compared forward starts from
+    the buffers as they were, and gives them back."""
+    model, x = _Ema(), torch.randn(3, 8)
+    ema = model.ema.clone()
+    report = apply_weight_norm(model, (x,))
+    assert report and report.equivalent is True and report.applied == 2
+    assert torch.equal(model.ema, ema)
+
+
+class _OwnGenerator(nn.Module):
+    """Adds noise from a generator of its own, which the random draws wnpass replays are not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 16), nn.Linear(16, 4)
+        self.gen = torch.Generator().manual_seed(1234)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.a(x)
+        return self.b(torch.relu(h + 0.5 * torch.randn(h.shape, generator=self.gen)))
+
+
+def test_outputs_that_change_from_run_to_run_are_said_to_be_the_cause() -> None:
+    """A model whose outputs differ on every run (its own generator, state in an attribute)
+    failed the check as "max relative difference 1.06", as if weight norm had changed it
+    (t60). The model after the rewrite is run once more: its outputs differ from run to run, and
+    the reason says so."""
+    report = apply_weight_norm(_OwnGenerator(), (torch.randn(3, 8),))
+    assert report.status == "outputs changed" and not report
+    assert report.not_deterministic
+    assert "differ from run to run" in (report.reason or "")
+    # a rewrite that changes a deterministic model's outputs is not blamed on the model
+    changed = apply_weight_norm(_Changes(), (torch.randn(2, 3),))
+    assert changed.status == "outputs changed" and not changed.not_deterministic
+    assert "run to run" not in (changed.reason or "")
+
+
+class _Changes(nn.Linear):
+    def __init__(self) -> None:
+        super().__init__(3, 3)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        y = super().forward(x)
+        return 2 * y if parametrize.is_parametrized(self) else y

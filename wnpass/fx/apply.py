@@ -58,6 +58,8 @@ from wnpass.fx.forward import (
     Batch,
     RngSnapshot,
     as_batch,
+    buffer_values,
+    buffers_given_back,
     call_model,
     cloned,
     evaluating,
@@ -120,7 +122,9 @@ def _compared_forward(
 
     hook = nn.modules.module.register_module_forward_hook(record)
     try:
-        with rng.replayed(), evaluating(model):
+        # every compared forward starts from the buffers as they are (an EMA that moves in
+        # eval mode too) and leaves them so
+        with rng.replayed(), evaluating(model), buffers_given_back(model, buffer_values(model)):
             leaves = result_leaves(call_model(model, inputs))
     finally:
         hook.remove()
@@ -262,6 +266,9 @@ class ApplyWeightNormPass:
                     report.max_rel_error = max_rel_error(after, before)
                     report.rtol = self.rtol if self.rtol is not None else _tolerance(model, dtypes)
                     report.changes = output_changes(after, before, report.rtol) or None
+                    if report.changes:  # weight norm, or the model itself from run to run?
+                        again, _ = _compared_forward(model, inputs, rng)
+                        report.not_deterministic = bool(output_changes(again, after, 0.0))
                     if parts := uncompared(before):
                         report.notes.append(f"not compared: {parts}")
         report.seconds = time.perf_counter() - start

@@ -632,7 +632,7 @@ def observe_uses(
     """Every parameter use seen while running ``model`` on ``batch``, and the outputs."""
     params = {n: p for n, p in model.named_parameters() if not is_lazy(p)}  # none: no shape
     recorder = _Recorder(params, _owners(model), policy, embeddings)
-    with recorder:
+    with recorder, buffers_given_back(model, buffer_values(model)):  # an EMA moved in eval too
         outputs = run_forward(model, batch)
     logger.debug("observed %d uses of %d parameters", len(recorder.uses), len(params))
     return list(recorder.uses), outputs

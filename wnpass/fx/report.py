@@ -44,6 +44,12 @@ ApplyStatus = Literal[
 NOT_COMPARABLE = "NaN/Inf appeared or moved, or an output's count, shape or integer values changed"
 # what a NaN max_rel_error means
 NOTHING_COMPARED = "no output element is finite before and after (all NaN/Inf, or none at all)"
+# what ApplyReport.not_deterministic adds to the outputs' change
+NOT_DETERMINISTIC = (
+    "; the model's outputs also differ from run to run on the same inputs and random draws "
+    "(state it keeps between forwards, or a random generator of its own), so weight norm "
+    "may not be the cause"
+)
 # the parts of a skip reason that vary per weight: "(also a.weight, ...)", "(unit 3 of 8 ...)"
 _VARYING = re.compile(r" \((?:also|units?) [^)]*\)")
 _SELECTED_OUT = ("not included", "excluded (")
@@ -74,6 +80,9 @@ class ApplyReport:
     max_rel_error: float | None = None  # outputs after vs before on example inputs
     rtol: float | None = None  # the tolerance max_rel_error was held to
     changes: str | None = None  # where the outputs differ beyond rtol, when they do
+    # the outputs changed, and the model after the rewrite gave other outputs again on one more
+    # run on the same inputs and random draws: state of its own, not weight norm, may be why
+    not_deterministic: bool = False
     output: str | None = None
     seconds: float | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -215,7 +224,7 @@ def difference_text(report: ApplyReport) -> str:
     if report.nothing_compared:
         return f"{NOTHING_COMPARED}: nothing to hold to the tolerance ({tolerance})"
     if report.changes:
-        return report.changes
+        return report.changes + (NOT_DETERMINISTIC if report.not_deterministic else "")
     if value is not None and math.isinf(value):
         return f"{NOT_COMPARABLE} (tolerance {tolerance})"
     shown = "-" if value is None else shown_error(value, rtol)
