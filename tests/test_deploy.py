@@ -1278,11 +1278,17 @@ def test_a_buffer_the_forward_writes_is_given_back_and_exported_as_set(
     assert len(moved) == (exporter == "torchscript")
 
 
-def test_an_output_forward_changes_in_place_is_not_deterministic(tmp_path: Path) -> None:
-    """The first run's output shared the buffer's memory, so the second run changed it too:
-    the two runs looked the same, and the model was reported a mismatch of the export."""
-    report = export(_Counter(), (torch.randn(2, 4),), tmp_path / "m.onnx", exporter="torchscript")
-    assert report.not_deterministic and not report.published
+def test_an_output_the_forward_changes_in_place_is_read_before_it_is_given_back(
+    tmp_path: Path,
+) -> None:
+    """The first run's output shared the buffer's memory, so the second run changed it too,
+    and the model was reported a mismatch of the export. Each run now starts from the buffers
+    as set (the count is 1 both times, as in the file) and its outputs are read before the
+    count is given back: read after, they held 0 and the export was called a mismatch."""
+    model = _Counter()  # dynamo exports the count as set (TorchScript's trace moves it: 2)
+    report = export(model, (torch.randn(2, 4),), tmp_path / "m.onnx", exporter="dynamo")
+    assert report and report.published and not report.not_deterministic
+    assert model.calls.tolist() == [0.0, 0.0, 0.0]
 
 
 def test_tracer_warnings_about_torch_s_own_modules_are_no_warning_lines(tmp_path: Path) -> None:
@@ -1644,3 +1650,72 @@ def test_a_lazy_layer_takes_its_shapes_before_the_copy_is_exported(tmp_path: Pat
     (got,) = run(tmp_path / "l.onnx", {"input": x.numpy()})
     with torch.no_grad():
         np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+class _SharedCounter(nn.Module):
+    """A part a deep copy shares rather than copies, scaling by a count of its calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.count: torch.Tensor
+        self.register_buffer("count", torch.zeros(()))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _SharedCounter:
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.count += 1
+        return self.lin(x) * self.count
+
+
+def test_a_part_the_copy_shares_is_exported_with_its_buffers_as_set(tmp_path: Path) -> None:
+    """The copy shares the part, so wnpass's forward had moved its count when it was exported:
+    the file scaled by 2 where the model's first call scales by 1 (t64)."""
+    torch.manual_seed(0)
+    shared = _SharedCounter()
+    model = nn.Sequential(weight_norm(nn.Linear(4, 4)), shared)
+    x = torch.randn(6, 4)
+    with torch.no_grad():
+        expected = shared.lin(model[0](x)).numpy()  # count 0 -> 1
+    export(model, (x,), tmp_path / "m.onnx", verify=False)
+    (got,) = run(tmp_path / "m.onnx", {"input": x.numpy()})
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert float(shared.count) == 0
+
+
+class _ActNorm(nn.Module):
+    """Glow's ActNorm: initialized from the first batch it sees, behind a plain flag, through
+    ``.data`` (which no version counter sees)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = weight_norm(nn.Linear(4, 4))
+        self.loc, self.logs = nn.Parameter(torch.zeros(4)), nn.Parameter(torch.zeros(4))
+        self.initialized = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x)
+        if not self.initialized:
+            with torch.no_grad():
+                self.loc.data.copy_(-h.mean(0))
+                self.logs.data.copy_(-torch.log(h.std(0) + 1e-6))
+            self.initialized = True
+        return (h + self.loc) * torch.exp(self.logs)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_model_whose_forward_writes_its_parameters_is_refused(
+    exporter: str, tmp_path: Path
+) -> None:
+    """TorchScript published a file holding the init the example inputs gave (0.87 off the
+    model as given on other inputs, verified as deployable); dynamo failed on the mutation in
+    the exporter's words (t64). Refused before any exporter runs, the caller's parameters as
+    they were."""
+    torch.manual_seed(0)
+    model = _ActNorm()
+    with pytest.raises(InvalidArgumentError, match=r"wrote its parameters loc, logs"):
+        export(model, (torch.randn(6, 4),), tmp_path / "m.onnx", exporter=exporter)
+    assert not (tmp_path / "m.onnx").exists()
+    assert model.loc.abs().sum() == 0 and model.logs.abs().sum() == 0
+    assert model.initialized is False

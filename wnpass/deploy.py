@@ -27,9 +27,11 @@ PyTorch's forward and the exporter each run on a copy of the example inputs, so 
 that changes its input in place leaves ONNX Runtime the inputs as given.
 
 The caller's model comes back as it came: its weight norm (unless it cannot be copied: legacy
-hooks are folded in place, and the report says so), its buffers and the training flag of every
-submodule (the pipeline runs it in eval mode); plain attributes its forwards write stay as the
-forwards leave them. The report says what was folded where, whether every
+hooks are folded in place, and the report says so), the training flag of every submodule (the
+pipeline runs it in eval mode), and its state: each of the pipeline's forwards gives back the
+buffers and plain attributes it wrote (:func:`~wnpass.fx.forward.state_given_back`). A model
+whose forward writes its parameters (a data-dependent init on its first call) is refused.
+The report says what was folded where, whether every
 initializer carries its PyTorch parameter's name, and, when verified, whether the outputs
 matched (``verified=False``: ``matches`` is None, nothing was compared).
 """
@@ -42,6 +44,7 @@ import copy
 import ctypes
 import dataclasses
 import errno
+import functools
 import inspect
 import itertools
 import logging
@@ -49,6 +52,7 @@ import os
 import re
 import sys
 import warnings
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -69,18 +73,18 @@ from wnpass.errors import (
     shortened,
 )
 from wnpass.fx.analyse import materialize_lazy
+from wnpass.fx.arguments import is_lazy
 from wnpass.fx.fold import TorchFoldReport, check_weight_norm, fold_weight_norm
 from wnpass.fx.forward import (
     Batch,
     ForwardFailedError,
     as_batch,
     buffer_values,
-    buffers_given_back,
     call_model,
     cloned,
     evaluating,
     moved_buffers,
-    put_back,
+    state_given_back,
     what_it_did,
 )
 from wnpass.interrupts import STOPS
@@ -1169,6 +1173,12 @@ def export(
             "verify=True",
         )
     validate_export_options(exporter, opset, options if verify else None)
+    if isinstance(model, torch.jit.ScriptModule):  # TorchScript submodules are exported as they are
+        raise InvalidArgumentError(
+            f"{type(model).__name__}: a TorchScript module (torch.jit.script or trace): wnpass "
+            "exports the Python nn.Module it was made from (it folds weight norm there); or "
+            "export it with torch.onnx.export and fold the file with wnpass fold"
+        )
     inputs = as_batch(example_inputs)
     dynamo = exporter == "dynamo"
     arguments = _arguments(model, inputs, dynamo)
@@ -1184,31 +1194,36 @@ def export(
     plan.check()  # the output's data file, if any, is planned once the model is known
     chosen = prov.resolve(list(providers) if providers else None) if verify else []
     loaded = buffer_values(model)  # as the caller set them, before wnpass's forwards
-    # the deployed behaviour; every submodule's flag comes back, and every buffer the forward
-    # writes (a step counter, an offset it moves) its value
-    with evaluating(model), buffers_given_back(model, loaded):
-        # what is exported is the model as given, copied before any forward of wnpass's: a
-        # forward also writes what no buffer holds (a streaming state, a table it grows, a
-        # flag), which would otherwise be in the file (lazy layers take their shapes first)
+    # each of wnpass's forwards leaves the model as given: every buffer it writes (a step
+    # counter, an offset it moves) and every plain attribute (a streaming state, a flag)
+    given_back = functools.partial(state_given_back, model, loaded)
+    # the deployed behaviour; every submodule's flag comes back
+    with evaluating(model), given_back():
+        # what is exported is a copy of the model as given, taken before any of them, and
+        # after lazy layers take their shapes (and give back what that forward wrote)
         materialize_lazy(model, inputs)
         target, itself = _copy(model, fold_in_torch)
-        result = call_model(model, inputs)  # the model's own error, before any exporter's
-        outputs = _outputs(result) if verify else []
-        changed = _changed(outputs, _outputs(call_model(model, inputs))) if verify else []
+        fingerprints = _fingerprints(model)
+        with given_back():
+            result = call_model(model, inputs)  # the model's own error, before any exporter's
+            outputs = _outputs(result) if verify else []  # read before it is given back
+        _refuse_written(model, fingerprints, None if itself else target)
+        changed = []
+        if verify:
+            with given_back():
+                changed = _changed(outputs, _outputs(call_model(model, inputs)))
         examples = _examples(graph_inputs) if verify else {}
-        probed = [
-            _probed(model, inputs, dynamic, arguments, dynamo, sizes)
-            for sizes in PROBES
-            if verify and dynamic
-        ]
+        probed = []
+        for sizes in PROBES if verify and dynamic else ():
+            assert dynamic is not None  # for the type checker
+            with given_back():
+                probed.append(_probed(model, inputs, dynamic, arguments, dynamo, sizes))
         # kept for the ONNX fold, its values are still checked here: the dynamo exporter
         # computes a small site into a plain initializer, NaN and all, which no fold sees
         torch_report = fold_weight_norm(target) if fold_in_torch else check_weight_norm(target)
         # named as the exporter sees them: a deep copy holds a torch.compile'd layer unwrapped
         # (its bias is "b.bias", not "b._orig_mod.bias"), and its weight must match
         weights = _weight_names(target)
-        if itself:  # not copied: its buffers as set, for the exporter (a copy has them)
-            put_back(target, loaded)
         with plan.staging(path) as staging:
             raw = staging / "exported.onnx"
             with _named_as(raw, f"the {exporter} exporter's output for {path}"):
@@ -1363,6 +1378,40 @@ def _same(a: Output, b: Output) -> bool:
             and a.tobytes() == b.tobytes()
         )
     return type(a) is type(b) and (a == b or (a != a and b != b))
+
+
+def _fingerprints(model: nn.Module) -> dict[str, int]:
+    """A checksum of each parameter's bytes: a forward that writes a parameter through
+    ``.data`` (which no version counter sees) changes it."""
+    return {
+        name: zlib.crc32(param.detach().cpu().reshape(-1).view(torch.uint8).numpy().data)
+        for name, param in model.named_parameters()
+        if not is_lazy(param) and param.numel()
+    }
+
+
+def _refuse_written(model: nn.Module, before: dict[str, int], copy: nn.Module | None) -> None:
+    """Refuse a model whose forward wrote its parameters (a data-dependent init on the first
+    call, as Glow's ActNorm does behind a plain flag): a file would hold the values that
+    forward computed from the example inputs, which the model as given computes from whatever
+    it is first run on. The caller's parameters get their values back from ``copy`` (the
+    model as given), where there is one."""
+    written = [name for name, crc in _fingerprints(model).items() if before.get(name) != crc]
+    if not written:
+        return
+    if copy is not None:
+        given = dict(copy.named_parameters())
+        with torch.no_grad():
+            for name in written:
+                if name in given:
+                    model.get_parameter(name).copy_(given[name])
+    raise InvalidArgumentError(
+        f"the model's forward wrote its parameters {shortened(', '.join(written), 200)} (a "
+        "data-dependent "
+        "init on its first call, as ActNorm's): the file would hold what it computed from the "
+        "example inputs; initialize the model first (the flag its forward tests, in its "
+        "state dict), then export it"
+    )
 
 
 def _check_values(model: nn.Module, inputs: Batch) -> None:

@@ -578,3 +578,78 @@ def test_a_checkpoint_pair_of_a_weight_read_elsewhere_is_loaded_into_that_weight
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+_STREAMING_MODEL_PY = """
+import torch
+from torch import nn
+
+class Stream(nn.Module):  # a streaming convolution: its last frames in a plain attribute
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 4, 3)
+        self.proj = nn.LazyLinear(8) if {lazy} else nn.Identity()
+        self.context = None
+
+    def forward(self, x):
+        context = self.context if self.context is not None else x.new_zeros(1, 4, 2)
+        self.context = x[..., -2:].detach()
+        return self.proj(self.conv(torch.cat([context, x], -1)))
+
+def build_model():
+    torch.manual_seed(0)
+    return Stream()
+
+def example_inputs():
+    return (torch.randn(1, 4, 8, generator=torch.Generator().manual_seed(1)),)
+"""
+
+
+@pytest.mark.parametrize("how", ["checkpoint", "lazy"])
+def test_the_file_is_the_model_as_given_after_the_forwards_that_load_it(
+    how: str, tmp_path: Path
+) -> None:
+    """The forwards that load a model.py ran before export copied it: that giving lazy layers
+    their shapes, and that checking a checkpoint's weight-norm pairs (a train-rewrite's .wn.pt):
+    the streaming state they left was in the file, 0.48 off the model as given, verified and
+    published as deployable (t64). Each of wnpass's forwards gives the model's state back."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from wnpass.fx.loading import load_model_py
+
+    model_py = tmp_path / "model.py"
+    model_py.write_text(_STREAMING_MODEL_PY.replace("{lazy}", str(how == "lazy")))
+    argv = ["--quiet", "export", str(model_py), "-o", str(tmp_path / "m.onnx"), "--verify"]
+    if how == "checkpoint":
+        assert main(["--quiet", "train-rewrite", str(model_py), "-o", str(tmp_path / "w.pt")]) == 0
+        argv += ["--checkpoint", str(tmp_path / "w.pt")]
+    assert main([*argv, "--runs", "1"]) == 0
+    model, inputs = load_model_py(model_py)  # its lazy layer drawn as the export's was
+    assert inputs is not None
+    (x,) = inputs
+    assert model.context is None
+    with torch.no_grad():
+        first = model.eval()(x).numpy()
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    np.testing.assert_allclose(got, first, rtol=1e-5, atol=1e-6)
+
+
+def test_a_torchscript_model_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A scripted model was exported, then its buffers were looked up by name, which
+    TorchScript does not support: an internal error, exit 3 (t64)."""
+    model_py = tmp_path / "model.py"
+    model_py.write_text(
+        "import torch\n"
+        "def build_model():\n    return torch.jit.script(torch.nn.Linear(3, 2))\n"
+        "def example_inputs():\n    return (torch.randn(2, 3),)\n"
+    )
+    argv = ["export", str(model_py), "-o", str(tmp_path / "m.onnx"), "--exporter", "torchscript"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "a TorchScript module" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m.onnx").exists()

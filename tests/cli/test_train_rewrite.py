@@ -19,12 +19,11 @@ from wnpass.cli import main
 # Not reproducible: each call adds its count (random numbers would be drawn alike).
 NOISY = """
 import torch
+from torch.nn.utils import parametrize
 def build_model():
     class Noisy(torch.nn.Linear):
-        calls = 0
-        def forward(self, x):
-            self.calls += 1
-            return super().forward(x) + self.calls
+        def forward(self, x):  # changes its outputs once weight norm is on its weight
+            return super().forward(x) * (2 if parametrize.is_parametrized(self) else 1)
     return Noisy(3, 3)
 def example_inputs():
     return (torch.randn(2, 3),)

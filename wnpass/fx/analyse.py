@@ -31,7 +31,7 @@ from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.fx.arguments import is_lazy, require_initialized, require_module, require_values
 from wnpass.fx.axes import Use
 from wnpass.fx.elements import Elements
-from wnpass.fx.forward import Batch, as_batch, buffer_values, buffers_given_back, run_forward
+from wnpass.fx.forward import Batch, as_batch, buffer_values, run_forward, state_given_back
 from wnpass.fx.register import parametrized_here, stored_unit_dim, unit_norm_problem
 from wnpass.fx.report import ParamSite
 from wnpass.fx.trace import Tracer, find_uses
@@ -134,7 +134,7 @@ def materialize_lazy(model: nn.Module, batch: Batch) -> None:
         return
     for module in lazy:
         _WAS_LAZY[module] = type(module)
-    with buffers_given_back(model, buffer_values(model)):
+    with state_given_back(model, buffer_values(model)):
         run_forward(model, batch)
 
 

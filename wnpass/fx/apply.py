@@ -59,10 +59,10 @@ from wnpass.fx.forward import (
     RngSnapshot,
     as_batch,
     buffer_values,
-    buffers_given_back,
     call_model,
     cloned,
     evaluating,
+    state_given_back,
 )
 from wnpass.fx.mean_only_bn import replace_batch_norm
 from wnpass.fx.reach import NOT_REACHED, give_back_unreached
@@ -124,7 +124,7 @@ def _compared_forward(
     try:
         # every compared forward starts from the buffers as they are (an EMA that moves in
         # eval mode too) and leaves them so
-        with rng.replayed(), evaluating(model), buffers_given_back(model, buffer_values(model)):
+        with rng.replayed(), evaluating(model), state_given_back(model, buffer_values(model)):
             leaves = result_leaves(call_model(model, inputs))
     finally:
         hook.remove()

@@ -32,6 +32,7 @@ from torch import nn
 
 from wnpass.errors import InvalidArgumentError, WnpassError, one_line
 from wnpass.fx.arguments import is_lazy
+from wnpass.fx.attributes import Attributes
 from wnpass.fx.compare import result_tensors
 from wnpass.interrupts import STOPS
 from wnpass.plan import user_code
@@ -42,14 +43,13 @@ __all__ = [
     "RngSnapshot",
     "as_batch",
     "buffer_values",
-    "buffers_given_back",
     "call_model",
     "cloned",
     "evaluating",
     "forward_failed",
     "moved_buffers",
-    "put_back",
     "run_forward",
+    "state_given_back",
     "what_it_did",
 ]
 
@@ -264,30 +264,39 @@ def moved_buffers(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[
     return moved
 
 
-def put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[str]:
+def _put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
     """Give each buffer of ``model`` named in ``values`` that value again, in place, where it
-    holds another of the same shape and dtype; the names of those given back. One the forward
-    registered again at another shape (a table grown, with an attribute beside it that says
-    how long it is now) stays as it is: what is written of the model takes the value from
-    ``values`` (:func:`moved_buffers` names it)."""
-    moved = []
+    holds another of the same shape and dtype."""
     with torch.no_grad():
         for name in moved_buffers(model, values):
             buffer, value = model.get_buffer(name), values[name]
             if (buffer.shape, buffer.dtype) == (value.shape, value.dtype):
                 buffer.copy_(value)
-                moved.append(name)
-    return moved
 
 
 @contextlib.contextmanager
-def buffers_given_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> Iterator[None]:
-    """Run the block; afterwards every buffer of ``model`` named in ``values`` holds that value
-    again (:func:`put_back`), however the block ended."""
+def state_given_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> Iterator[None]:
+    """Run the block; afterwards, however it ended, ``model``'s modules hold the state they
+    held when it began: every plain attribute (:class:`~wnpass.fx.attributes.Attributes`: a
+    streaming state, a first-call flag, a cache), every buffer object (one the forward
+    registered again, a table grown, or deleted, is registered as it was), and every buffer
+    named in ``values`` that value."""
+    attributes = Attributes(model)
+    registered = [
+        (module, leaf, buffer)
+        for module in model.modules()
+        if not isinstance(module, torch.jit.ScriptModule)  # TorchScript registers nothing again
+        for leaf, buffer in module._buffers.items()
+        if buffer is not None
+    ]
     try:
         yield
     finally:
-        put_back(model, values)
+        attributes.give_back()
+        for module, leaf, buffer in registered:
+            if module._buffers.get(leaf) is not buffer:
+                module._buffers[leaf] = buffer
+        _put_back(model, values)
 
 
 def _eager() -> contextlib.AbstractContextManager[Any]:

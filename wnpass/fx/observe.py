@@ -42,10 +42,10 @@ from wnpass.fx.forward import (
     ForwardFailedError,
     RngSnapshot,
     buffer_values,
-    buffers_given_back,
     call_model,
     evaluating,
     run_forward,
+    state_given_back,
 )
 
 __all__ = ["forward_reads", "observe_uses", "rnn_roles"]
@@ -632,7 +632,7 @@ def observe_uses(
     """Every parameter use seen while running ``model`` on ``batch``, and the outputs."""
     params = {n: p for n, p in model.named_parameters() if not is_lazy(p)}  # none: no shape
     recorder = _Recorder(params, _owners(model), policy, embeddings)
-    with recorder, buffers_given_back(model, buffer_values(model)):  # an EMA moved in eval too
+    with recorder, state_given_back(model, buffer_values(model)):  # an EMA moved in eval too
         outputs = run_forward(model, batch)
     logger.debug("observed %d uses of %d parameters", len(recorder.uses), len(params))
     return list(recorder.uses), outputs
@@ -673,13 +673,15 @@ def forward_reads(
     *,
     rng: RngSnapshot,
 ) -> tuple[set[str], set[str]] | None:
-    """The names of the ``watched`` tensors that one forward of ``model`` reads (the very
+    """The names of the ``watched`` tensors that a second forward of ``model`` reads (the very
     objects, or views made of them: a weight norm's ``v``, made from the old weight, shares
     its elements but is no view of it), and the names of the ``opaque`` modules that ran,
-    whose own forwards are not watched. The forward runs in eval mode without grad, drawing
-    from ``rng``; afterwards every module's mode, the buffers it changed in place (running
-    statistics) and the random generators are as they were. None where it fails: nothing is
-    known of it then."""
+    whose own forwards are not watched. The first forward is the model's first call, as
+    training's first step: what it caches (a table computed from a weight once), the second
+    reads from the cache. Both run in eval mode without grad, each drawing from ``rng``;
+    afterwards every module's mode, its state (buffers and plain attributes: the cache made)
+    and the random generators are as they were. None where a forward fails: nothing is known
+    of it then."""
     reads, ran = _Reads(watched), set()
     hooks = []
     for name, module in opaque.items():
@@ -694,13 +696,12 @@ def forward_reads(
         hooks.append(module.register_forward_pre_hook(enter))
         hooks.append(module.register_forward_hook(leave, always_call=True))
     try:
-        with (
-            rng.replayed(),
-            buffers_given_back(model, buffer_values(model)),
-            evaluating(model),
-            reads,
-        ):
-            call_model(model, batch)
+        with state_given_back(model, buffer_values(model)), evaluating(model):
+            with rng.replayed():
+                call_model(model, batch)
+            ran.clear()
+            with rng.replayed(), reads:
+                call_model(model, batch)
     except ForwardFailedError as error:
         logger.info("no forward on the example inputs: %s", error)
         return None

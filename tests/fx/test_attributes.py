@@ -1,0 +1,88 @@
+"""Attributes: a model's plain attributes given back after a forward of wnpass's own."""
+
+from __future__ import annotations
+
+import collections
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from wnpass.fx.attributes import Attributes
+
+
+class _Stateful(nn.Module):
+    """Keeps state of every kind a forward writes outside its parameters and buffers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.state: torch.Tensor | None = None
+        self.frames = torch.zeros(2)
+        self.initialized = False
+        self.history: list[int] = [1]
+        self.cache: dict[int, torch.Tensor] = {}
+        self.seen: set[str] = set()
+        self.window: collections.deque[int] = collections.deque([1, 2], maxlen=4)
+        self.gen = torch.Generator().manual_seed(0)
+        self.transposed = self.lin.weight.T  # a view of a weight: the weight's, not state
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.state = x.detach()
+        self.frames.add_(1)
+        self.initialized = True
+        self.history.append(2)
+        self.cache[len(x)] = x
+        self.seen.add("x")
+        self.window.append(3)
+        self.added = 1
+        del self.transposed
+        return self.lin(x) + torch.randn(3, generator=self.gen)
+
+
+def test_every_kind_of_state_a_forward_writes_is_given_back() -> None:
+    model = _Stateful()
+    frames, history, cache, transposed = model.frames, model.history, model.cache, model.transposed
+    draw = torch.randn(3, generator=torch.Generator().manual_seed(0))
+    saved = Attributes(model)
+    model(torch.ones(2, 3))
+    saved.give_back()
+    assert model.state is None and model.initialized is False and not hasattr(model, "added")
+    assert model.frames is frames and frames.tolist() == [0.0, 0.0]
+    assert model.history is history and history == [1]
+    assert model.cache is cache and cache == {}
+    assert model.seen == set() and list(model.window) == [1, 2]
+    assert model.transposed is transposed
+    assert torch.equal(torch.randn(3, generator=model.gen), draw)
+
+
+def test_the_items_of_a_container_are_the_very_objects_it_held() -> None:
+    """A cache's tensors are given back by identity, not copied."""
+    model = _Stateful()
+    kept = torch.ones(1)
+    model.cache[0] = kept
+    saved = Attributes(model)
+    model.cache[0] = torch.zeros(1)
+    saved.give_back()
+    assert model.cache[0] is kept
+
+
+def test_weights_and_pytorch_s_own_machinery_are_left_alone() -> None:
+    """A view of a weight changed in place is the weight changing (data init), not state; an
+    LSTM's flat weights are its cache; a lazy layer's first forward removes its hooks, and
+    weight norm put on after the snapshot stays."""
+    model = _Stateful()
+    model.rnn = nn.LSTM(3, 3)
+    model.lazy = nn.LazyLinear(2)
+    saved = Attributes(model)
+    with torch.no_grad():
+        model.lin.weight.add_(1)  # seen through the transposed view too
+    weight = model.lin.weight.detach().clone()
+    model.rnn._flat_weights = []
+    model.lazy(torch.ones(1, 3))
+    weight_norm(model.lin)
+    saved.give_back()
+    assert torch.equal(model.transposed.T, weight)
+    assert model.rnn._flat_weights == []
+    assert isinstance(model.lazy, nn.Linear) and not hasattr(model.lazy, "_initialize_hook")
+    assert hasattr(model.lin, "parametrizations")

@@ -1,0 +1,154 @@
+"""A model's plain attributes, given back after a forward of wnpass's own.
+
+A forward may keep state outside its parameters and buffers: a streaming convolution's last
+frames (``self.state = x[..., -2:]``), a flag set on the first call (``self.initialized =
+True``), a cache it fills (``self.cache[length] = table``), a generator of its own it draws
+from. wnpass runs the model's forward to plan, check and verify, and such a forward must leave
+the model as the caller gave it: the outputs compared, and the file exported, are the model's
+as given.
+
+:class:`Attributes` records every module's attributes outside PyTorch's own machinery and
+gives them back: an attribute the forward bound to another object, added or deleted is bound
+as it was; a tensor held there (not a parameter or buffer) gets its values back where the
+forward changed them in place; a list, dict, set or deque held there gets its items back (the
+same objects, not copies of them); a ``torch.Generator`` gets its state back. What an object of
+another class holds inside it (a counter in an object of the model's own class) is not
+followed, nor are the attributes of PyTorch's own layers (``nn.LSTM``'s flat weights: its
+caches, not a model's state).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.utils.hooks import RemovableHandle
+
+from wnpass.fx.arguments import is_lazy
+
+__all__ = ["Attributes"]
+
+# nn.Module's own attributes (registries of parameters, buffers, submodules and hooks, the
+# training flag): PyTorch's bookkeeping, never a model's state.
+_MODULE_OWN = frozenset(vars(nn.Module()))
+_MISSING = object()
+
+
+def _bookkeeping(name: str, value: object) -> bool:
+    """PyTorch's own: nn.Module's attributes, and hook handles (a lazy layer removes its
+    initializing hooks, and their handles, on its first forward)."""
+    return name in _MODULE_OWN or isinstance(value, RemovableHandle)
+
+
+def _torch_s_own(module: nn.Module) -> bool:
+    """One of PyTorch's own layers (weight-normed or not), whose attributes are its caches, or
+    a TorchScript module, whose forward keeps no Python state."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return True
+    return parametrize.type_before_parametrizations(module).__module__.startswith("torch.")
+
+
+def _storage(tensor: torch.Tensor) -> int | None:
+    """Where the tensor's memory is; None where it has none to read (a lazy layer's parameter
+    not initialized yet, a sparse tensor, a subclass without storage)."""
+    if is_lazy(tensor):
+        return None
+    try:
+        return tensor.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):
+        return None
+
+
+def _contents(value: object, weights: set[int]) -> Any:
+    """What is inside ``value`` to give back, or None: a tensor's values (not those of a
+    parameter's or buffer's memory, ``weights``: a buffer is given back as one, and a view of
+    a weight is the weight's), a container's items, a generator's state."""
+    if isinstance(value, torch.Tensor):
+        storage = _storage(value)
+        if value.layout != torch.strided or value.is_meta or storage is None or storage in weights:
+            return None
+        return value.detach().clone()
+    if isinstance(value, list | collections.deque):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, set):
+        return set(value)
+    if isinstance(value, torch.Generator):
+        return value.get_state()
+    return None
+
+
+def _same_items(now: Any, before: Any) -> bool:
+    """Whether a container holds the very objects it held (items compared by identity: a
+    tensor's ``==`` is no answer)."""
+    if isinstance(now, dict):
+        return now.keys() == before.keys() and all(now[k] is before[k] for k in before)
+    if isinstance(now, set):
+        return {id(item) for item in now} == {id(item) for item in before}
+    return len(now) == len(before) and all(a is b for a, b in zip(now, before, strict=True))
+
+
+def _give_back_contents(value: Any, contents: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        if (value.shape, value.dtype) == (contents.shape, contents.dtype) and not torch.equal(
+            value, contents
+        ):
+            with torch.no_grad():
+                value.copy_(contents)
+    elif isinstance(value, torch.Generator):
+        value.set_state(contents)
+    elif not _same_items(value, contents):
+        if isinstance(value, list):
+            value[:] = contents
+        elif isinstance(value, collections.deque):
+            value.clear()
+            value.extend(contents)
+        else:  # a dict or a set
+            value.clear()
+            value.update(contents)
+
+
+@dataclasses.dataclass
+class _Saved:
+    module: nn.Module
+    values: dict[str, Any]
+    contents: dict[str, Any]
+
+
+class Attributes:
+    """Every module's plain attributes of ``model`` as they are now; :meth:`give_back` binds
+    and fills them so again (see the module docstring)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        tensors = (*model.parameters(), *model.buffers())
+        weights = {p for t in tensors if (p := _storage(t)) is not None}
+        self.saved: list[_Saved] = []
+        for module in model.modules():
+            if _torch_s_own(module):
+                continue
+            values = {k: v for k, v in vars(module).items() if not _bookkeeping(k, v)}
+            contents = {
+                k: inside
+                for k, v in values.items()
+                if (inside := _contents(v, weights)) is not None
+            }
+            self.saved.append(_Saved(module, values, contents))
+
+    def give_back(self) -> None:
+        """Bind, fill and delete every attribute as it was."""
+        for saved in self.saved:
+            attributes = vars(saved.module)
+            added = [k for k, v in attributes.items() if k not in saved.values]
+            for name in added:
+                if not _bookkeeping(name, attributes[name]):
+                    del attributes[name]
+            for name, value in saved.values.items():
+                if attributes.get(name, _MISSING) is not value:
+                    attributes[name] = value
+                if name in saved.contents:
+                    _give_back_contents(value, saved.contents[name])
