@@ -463,22 +463,37 @@ def test_a_lazy_layer_draws_its_values_from_the_caller_s_generator_as_a_forward_
 
 
 class _Holders(nn.Module):
-    """Weights held in a set, a SimpleNamespace and a list three levels deep."""
+    """Weights held in a set, a SimpleNamespace, a list three levels deep, one six levels
+    deep, one after 20,000 numbers, and as a dict's key (an L2-SP anchor)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.a, self.b, self.c = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)
+        self.d, self.e, self.f = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)
         self.kept = {self.a.weight}
         self.spec = SimpleNamespace(w=self.b.weight)
         self.deep = [[(self.c.weight,)]]
+        self.deeper = [[[[[[self.d.weight]]]]]]
+        self.history = {"steps": [0.0] * 20_000, "w": self.e.weight}
+        self.anchors = {self.f.weight: self.f.weight.detach().clone()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c(self.b(self.a(x)))
+        return self.f(self.e(self.d(self.c(self.b(self.a(x))))))
 
 
-def test_holders_in_sets_namespaces_and_nested_lists_tie() -> None:
+def test_holders_in_sets_namespaces_nested_lists_and_dict_keys_tie() -> None:
+    """Holders six levels deep, after 10,000 items or as a dict's key were not searched, and
+    weight norm went on weights a training forward then read the old tensor of (t65)."""
     sites = plan(_Holders(), (torch.randn(2, 4),))
-    assert [sites[n].reason for n in ("a.weight", "b.weight", "c.weight")] == [
+    names = ("a.weight", "b.weight", "c.weight", "d.weight", "e.weight", "f.weight")
+    assert [sites[n].reason for n in names] == [
         f"tied weight (also {where}): one weight norm would untie it"
-        for where in ("kept{...}", "spec['w']", "deep[0][0][0]")
+        for where in (
+            "kept{...}",
+            "spec['w']",
+            "deep[0][0][0]",
+            "deeper[0][0][0][0][0][0]",
+            "history['w']",
+            "anchors (a key)",
+        )
     ]

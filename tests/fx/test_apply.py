@@ -22,7 +22,7 @@ from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.fx.analyse import analyse_sites
 from wnpass.fx.apply import Init
 from wnpass.fx.compare import max_rel_error, result_leaves
-from wnpass.fx.reach import NOT_REACHED
+from wnpass.fx.reach import NOT_COMPUTED, OLD_READ
 from wnpass.fx.report import NOTHING_COMPARED, apply_summary, plan_rows
 
 
@@ -495,7 +495,7 @@ def test_a_weight_read_on_the_first_forward_only_is_given_back() -> None:
     report = apply_weight_norm(_CachesOnItsFirstCall(), x)
     by_name = {s.name: s for s in report.sites}
     assert [s.name for s in report.sites if s.status == "applied"] == ["out.weight"]
-    assert by_name["mem_proj.weight"].reason == NOT_REACHED
+    assert by_name["mem_proj.weight"].reason == NOT_COMPUTED
     assert report.status == "ok"
 
 
@@ -544,7 +544,7 @@ def test_a_weight_the_forward_reads_elsewhere_is_given_back_its_parameter() -> N
     report = apply_weight_norm(model, x)
     by_name = {s.name: s for s in report.sites}
     assert by_name["lin.weight"].status == "skipped"
-    assert by_name["lin.weight"].reason == NOT_REACHED
+    assert by_name["lin.weight"].reason == OLD_READ
     assert by_name["head.weight"].status == "applied" and report.status == "ok"
     assert model.lin.weight is weight and not parametrize.is_parametrized(model.lin)
     assert [n for n, _ in model.lin.named_parameters()] == ["weight", "bias"]
@@ -572,7 +572,7 @@ def test_a_weight_read_both_through_its_module_and_elsewhere_is_given_back() -> 
     model = _PartialToo()
     report = apply_weight_norm(model, torch.randn(3, 4))
     (site,) = [s for s in report.sites if s.name == "lin.weight"]
-    assert (site.status, site.reason) == ("skipped", NOT_REACHED)
+    assert (site.status, site.reason) == ("skipped", OLD_READ)
 
 
 class _CachesInEvalOnly(nn.Module):
@@ -602,7 +602,7 @@ def test_a_weight_an_eval_only_cache_hides_is_given_back_not_left_untrained() ->
     t62): the weight is given back, skipped with the reason, never kept untrained."""
     report = apply_weight_norm(_CachesInEvalOnly(), torch.randn(2, 8))
     (site,) = [s for s in report.sites if s.name == "mem_proj.weight"]
-    assert (site.status, site.reason) == ("skipped", NOT_REACHED)
+    assert (site.status, site.reason) == ("skipped", NOT_COMPUTED)
 
 
 class _ReadsAViewElsewhere(nn.Module):
@@ -623,7 +623,7 @@ def test_a_view_of_the_old_weight_read_elsewhere_gives_the_weight_back() -> None
     seen, and the head's weight norm stayed, half of its uses untrained (t62)."""
     report = apply_weight_norm(_ReadsAViewElsewhere(), torch.randn(3, 4))
     (site,) = [s for s in report.sites if s.name == "head.weight"]
-    assert (site.status, site.reason) == ("skipped", NOT_REACHED)
+    assert (site.status, site.reason) == ("skipped", OLD_READ)
 
 
 class _AuxInTraining(nn.Module):
@@ -645,7 +645,7 @@ def test_a_head_the_eval_forward_does_not_compute_is_given_back_when_traced_stat
     report = apply_weight_norm(_AuxInTraining(), torch.randn(2, 4), tracer="static")
     by_name = {s.name: s for s in report.sites}
     assert by_name["main.weight"].status == "applied"
-    assert (by_name["aux.weight"].status, by_name["aux.weight"].reason) == ("skipped", NOT_REACHED)
+    assert (by_name["aux.weight"].status, by_name["aux.weight"].reason) == ("skipped", NOT_COMPUTED)
 
 
 class _FlattensFirst(nn.Module):
@@ -756,3 +756,50 @@ class _Changes(nn.Linear):
     def forward(self, x: torch.Tensor) -> Any:
         y = super().forward(x)
         return 2 * y if parametrize.is_parametrized(self) else y
+
+
+class _LoraMergesInEval(nn.Linear):
+    """loralib's Linear with ``merge_weights=True``: ``train(False)`` adds ``B @ A`` to the
+    frozen weight, ``train(True)`` takes it out; the forward reads A and B only unmerged."""
+
+    def __init__(self, merge_weights: bool = True) -> None:
+        super().__init__(8, 6)
+        self.weight.requires_grad_(False)
+        self.lora_A, self.lora_B = nn.Parameter(torch.randn(4, 8)), nn.Parameter(torch.randn(6, 4))
+        self.merge_weights, self.merged = merge_weights, False
+
+    def train(self, mode: bool = True) -> _LoraMergesInEval:
+        super().train(mode)
+        if not self.merge_weights:
+            return self
+        with torch.no_grad():
+            if mode and self.merged:
+                self.weight -= self.lora_B @ self.lora_A
+            elif not mode and not self.merged:
+                self.weight += self.lora_B @ self.lora_A
+        self.merged = not mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.linear(x, self.weight, self.bias)
+        return out if self.merged else out + (x @ self.lora_A.T) @ self.lora_B.T
+
+
+def test_what_a_train_override_computes_is_no_use_of_the_forward_s() -> None:
+    """The uses were recorded while eval mode was entered, so the merge's ``B @ A`` planned A
+    per input feature (axis 1) where the training forward's ``x @ A.T`` makes its rows the
+    units (axis 0), and the frozen weight "modified in place in the forward" (t65). The eval
+    forward reads the merged weight only: A and B are not used there, and left alone so."""
+    model = nn.Sequential(_LoraMergesInEval()).train()
+    report = apply_weight_norm(model, (torch.randn(5, 8),), include=["0.lora_*"])
+    reasons = {site.name: (site.status, site.reason) for site in report.sites}
+    assert (
+        reasons["0.lora_A"]
+        == reasons["0.lora_B"]
+        == ("skipped", "not used in the observed forward")
+    )
+    assert reasons["0.weight"] == ("skipped", "frozen (requires_grad=False)")
+    unmerged = nn.Sequential(_LoraMergesInEval(merge_weights=False)).train()
+    report = apply_weight_norm(unmerged, (torch.randn(5, 8),), include=["0.lora_*"])
+    axes = {site.name: site.axis for site in report.sites if site.status == "applied"}
+    assert axes == {"0.lora_A": 0, "0.lora_B": 0}

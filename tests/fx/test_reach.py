@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from wnpass.fx.forward import Batch
-from wnpass.fx.reach import give_back_unreached
+from wnpass.fx.reach import OLD_READ, give_back_unreached
 from wnpass.fx.register import register_weight_norm
 
 
@@ -33,7 +33,7 @@ def test_a_weight_norm_the_forward_does_not_reach_is_taken_off_again() -> None:
     register_weight_norm(model.lin, "weight", 0)
     register_weight_norm(model.head, "weight", 0)
     given_back = give_back_unreached(model, Batch((torch.randn(3, 4),)), originals)
-    assert given_back == ["lin.weight"]
+    assert given_back == {"lin.weight": OLD_READ}
     assert model.lin.weight is originals["lin.weight"] and not parametrize.is_parametrized(
         model.lin
     )
@@ -57,7 +57,7 @@ def test_a_forward_that_fails_in_one_mode_is_read_in_the_other() -> None:
     model = _NeedsTargets()
     original = model.lin.get_parameter("weight")
     register_weight_norm(model.lin, "weight", 0)
-    assert give_back_unreached(model, Batch((torch.randn(2, 4),)), {"lin.weight": original}) == []
+    assert give_back_unreached(model, Batch((torch.randn(2, 4),)), {"lin.weight": original}) == {}
     assert parametrize.is_parametrized(model.lin, "weight")
 
 
@@ -86,7 +86,7 @@ def test_the_training_forward_leaves_the_model_as_it_was() -> None:
     model = _InitializesOnItsFirstTrainingBatch()
     original = model.lin.get_parameter("weight")
     register_weight_norm(model.lin, "weight", 0)
-    assert give_back_unreached(model, Batch((torch.randn(3, 4),)), {"lin.weight": original}) == []
+    assert give_back_unreached(model, Batch((torch.randn(3, 4),)), {"lin.weight": original}) == {}
     assert torch.equal(model.loc, torch.zeros(4)) and not model.initialized
 
 
@@ -108,4 +108,4 @@ def test_reading_a_weight_norm_s_own_v_is_no_read_of_the_old_weight() -> None:
     model = _RegularizesItsParameters()
     original = model.lin.get_parameter("weight")
     register_weight_norm(model.lin, "weight", 0)
-    assert give_back_unreached(model, Batch((torch.randn(3, 4),)), {"lin.weight": original}) == []
+    assert give_back_unreached(model, Batch((torch.randn(3, 4),)), {"lin.weight": original}) == {}

@@ -119,3 +119,37 @@ def test_tracing_and_exporters_work_as_for_a_hand_wrapped_lstm() -> None:
     # scripting: whatever PyTorch does with a hand-wrapped model (today: it refuses
     # parametrized modules), the rewritten one does too
     assert _outcome(lambda: torch.jit.script(ours)) == _outcome(lambda: torch.jit.script(hand))
+
+
+def _spectral_norm_runs(lstm: Any, x: torch.Tensor) -> int:
+    """How often a training forward of ``lstm`` runs the spectral norm on ``weight_hh_l0``."""
+    calls = [0]
+
+    def hook(*_: object) -> None:
+        calls[0] += 1
+
+    handle = lstm.parametrizations.weight_hh_l0[0].register_forward_hook(hook)
+    lstm.train()(x)
+    handle.remove()
+    return calls[0]
+
+
+def test_another_parametrization_on_the_rnn_computes_as_often_as_without_wnpass() -> None:
+    """The cache is PyTorch's for every parametrization of the module: a spectral norm on
+    another weight, reported left alone, ran its power iteration once per training forward
+    instead of on each read, and its state drifted from the same weight norm put on by hand
+    (t65)."""
+
+    def build() -> Any:  # not a deep copy: that shares the parametrized class
+        torch.manual_seed(0)
+        return parametrizations.spectral_norm(nn.LSTM(4, 8), "weight_hh_l0")
+
+    hand, ours = build(), build()
+    parametrizations.weight_norm(hand, "weight_ih_l0")
+    report = apply_weight_norm(nn.Sequential(ours), include="0.weight_ih_l0")
+    assert [site.name for site in report.sites if site.status == "applied"] == ["0.weight_ih_l0"]
+    x = torch.randn(5, 2, 4)
+    for _ in range(2):
+        assert _spectral_norm_runs(hand, x) == _spectral_norm_runs(ours, x) > 1
+    u = [lstm.parametrizations.weight_hh_l0[0]._u for lstm in (hand, ours)]
+    assert torch.equal(*u)

@@ -301,32 +301,43 @@ def _held_elsewhere(model: nn.Module, params: dict[int, nn.Parameter]) -> dict[i
     return held
 
 
-_NESTED = 4  # how deep containers are searched for tensors
-_CONTAINED = 10_000  # the most items searched in one attribute
+# What a plain attribute may hold weights in: each is searched, however deep and large.
+_CONTAINERS = (dict, list, tuple, set, frozenset, SimpleNamespace)
 
 
 def _tensors_in(label: str, value: object) -> Iterator[tuple[str, torch.Tensor]]:
-    """The tensors in ``value`` (itself, or in its lists, tuples, dicts, sets and
-    ``SimpleNamespace``s, to :data:`_NESTED` levels and :data:`_CONTAINED` items), each with
-    where it is (``layers[0][1]``); a module inside is its own (``named_modules`` visits it)."""
-    stack, seen, count = [(label, value, 0)], set(), 0
-    while stack and count < _CONTAINED:
-        where, item, depth = stack.pop()
-        count += 1
+    """The tensors in ``value`` (itself, or in its lists, tuples, dicts (keys too: an
+    L2-SP anchor keyed by its parameter), sets and ``SimpleNamespace``s, nested to any depth),
+    each with where it is (``layers[0][1]``); a module inside is its own (``named_modules``
+    visits it). Each container is searched once (a cycle ends there)."""
+    stack: list[tuple[str, object]] = [(label, value)]
+    seen: set[int] = set()
+    while stack:
+        where, item = stack.pop()
         if isinstance(item, torch.Tensor):
             yield where, item
             continue
-        if depth >= _NESTED or id(item) in seen or isinstance(item, nn.Module):
+        if not isinstance(item, _CONTAINERS) or id(item) in seen:
             continue
         seen.add(id(item))
         if isinstance(item, SimpleNamespace):
             item = vars(item)
         if isinstance(item, dict):
-            stack.extend((f"{where}[{k!r}]", v, depth + 1) for k, v in item.items())
+            for k, v in item.items():
+                key = repr(k) if isinstance(k, str | int) else "..."
+                stack.extend(_searched(f"{where}[{key}]", v))
+                stack.extend(_searched(f"{where} (a key)", k))
         elif isinstance(item, list | tuple):
-            stack.extend((f"{where}[{i}]", v, depth + 1) for i, v in enumerate(item))
-        elif isinstance(item, set | frozenset):
-            stack.extend((f"{where}{{...}}", v, depth + 1) for v in item)
+            for i, v in enumerate(item):
+                stack.extend(_searched(f"{where}[{i}]", v))
+        else:  # a set
+            for v in item:
+                stack.extend(_searched(f"{where}{{...}}", v))
+
+
+def _searched(where: str, value: object) -> list[tuple[str, object]]:
+    """``value`` to search, or nothing: a number or a string in a long list holds no weight."""
+    return [(where, value)] if isinstance(value, (torch.Tensor, *_CONTAINERS)) else []
 
 
 def _decide(

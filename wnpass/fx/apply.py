@@ -65,7 +65,7 @@ from wnpass.fx.forward import (
     state_given_back,
 )
 from wnpass.fx.mean_only_bn import replace_batch_norm
-from wnpass.fx.reach import NOT_REACHED, give_back_unreached
+from wnpass.fx.reach import give_back_unreached
 from wnpass.fx.register import register_weight_norm
 from wnpass.fx.report import ApplyReport, ParamSite
 from wnpass.fx.rnn_cache import install_rnn_cache
@@ -239,7 +239,8 @@ class ApplyWeightNormPass:
                 given_back = give_back_unreached(model, inputs, originals, rng)
                 for site in sites:
                     if site.name in given_back:
-                        site.status, site.init, site.reason = "skipped", None, NOT_REACHED
+                        site.status, site.init = "skipped", None
+                        site.reason = given_back[site.name]
             if self.mean_only_bn:
                 for name, op in replace_batch_norm(model):
                     reason = "mean-only BatchNorm: scale and running variance dropped"

@@ -632,7 +632,9 @@ def observe_uses(
     """Every parameter use seen while running ``model`` on ``batch``, and the outputs."""
     params = {n: p for n, p in model.named_parameters() if not is_lazy(p)}  # none: no shape
     recorder = _Recorder(params, _owners(model), policy, embeddings)
-    with recorder, state_given_back(model, buffer_values(model)):  # an EMA moved in eval too
+    # eval mode is entered before the uses are recorded: a train() override's own ops (a LoRA
+    # layer merging B @ A into its weight) are no uses of the forward's
+    with evaluating(model), recorder, state_given_back(model, buffer_values(model)):
         outputs = run_forward(model, batch)
     logger.debug("observed %d uses of %d parameters", len(recorder.uses), len(params))
     return list(recorder.uses), outputs

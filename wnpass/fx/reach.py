@@ -4,11 +4,12 @@ given back where it does not.
 Weight norm replaces a parameter on its module only. A forward that reads the old tensor some
 other way (a closure, a ``functools.partial``, an object that keeps it or a view of it) trains
 neither g nor v; nor does one that never computes the weight (the model keeps what it computed
-from it on its first call). One more forward on the example inputs shows both
+from it on its first call). A forward on the example inputs after a first call shows both
 (:func:`wnpass.fx.observe.forward_reads`), in eval mode as the plan's forward ran, drawing the
 random numbers it drew (a random route takes the same experts): a weight norm whose
 parametrization it did not compute, or whose old parameter it read, is taken off again, and
-the module holds the very parameter it held before, which those holders hold too.
+the module holds the very parameter it held before, which those holders hold too; the reason
+says which.
 
 Only what that forward does is seen: a cache the model keeps in eval mode only makes a weight
 look unread (it is given back: skipped with the reason, never left untrained), and a holder
@@ -29,13 +30,19 @@ from wnpass.fx.observe import forward_reads
 from wnpass.fx.register import unregister_weight_norm
 from wnpass.fx.rnn_cache import remove_rnn_cache
 
-__all__ = ["NOT_REACHED", "give_back_unreached"]
+__all__ = ["NOT_COMPUTED", "OLD_READ", "give_back_unreached"]
 
 logger = logging.getLogger(__name__)
 
-NOT_REACHED = (
-    "the forward does not read it through its module (it reads the tensor held elsewhere: a "
-    "closure, an object, a cache made on its first call): weight norm would never train it"
+# Why a weight norm was taken off again, by what the forward after a first call did.
+OLD_READ = (
+    "the forward reads the old tensor, held elsewhere (a closure, a functools.partial, an "
+    "object keeps it or a view of it): weight norm would never train what it reads"
+)
+NOT_COMPUTED = (
+    "the model's eval forward does not compute this weight (it keeps what it computed from "
+    "it on a first call or in an eval-only cache, or only training uses it): weight norm "
+    "might never train it"
 )
 
 
@@ -46,12 +53,13 @@ def give_back_unreached(
     rng: RngSnapshot | None = None,
     *,
     computed: bool = True,
-) -> list[str]:
+) -> dict[str, str]:
     """Run ``model`` on ``batch`` in eval mode (from ``rng``: the plan's forward's draws); take
     the weight norm off each weight of ``originals`` (by name: the parameter it replaced) whose
     old parameter the forward read, or (``computed``: the plan came from a forward like this
     one) whose weight it did not compute; the module holds that parameter again. Returns their
-    names; none where the forward failed (nothing is known then)."""
+    names, each with why (:data:`OLD_READ`, :data:`NOT_COMPUTED`); none where the forward
+    failed (nothing is known then)."""
     rng = rng if rng is not None else RngSnapshot.take(model, batch)
     norms = {}
     for name in originals:
@@ -60,13 +68,17 @@ def give_back_unreached(
         norms[name] = parametrizations[leaf][0]
     found = forward_reads(model, batch, originals, norms, rng=rng)
     if found is None:
-        return []
+        return {}
     old_read, ran = found
-    given_back = [name for name in originals if name in old_read or (computed and name not in ran)]
-    for name in given_back:
+    given_back = {
+        name: OLD_READ if name in old_read else NOT_COMPUTED
+        for name in originals
+        if name in old_read or (computed and name not in ran)
+    }
+    for name, why in given_back.items():
         owner, leaf = owner_of(model, name)
         unregister_weight_norm(owner, leaf, originals[name])
         if isinstance(owner, nn.RNNBase) and not parametrize.is_parametrized(owner):
             remove_rnn_cache(owner)
-        logger.warning("%s: %s", name, NOT_REACHED)
+        logger.warning("%s: %s", name, why)
     return given_back

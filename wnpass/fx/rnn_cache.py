@@ -16,7 +16,9 @@ computed weights that ``RNNBase`` keeps in ``_flat_weights`` (non-leaf tensors, 
 ``copy.deepcopy`` of a weight-normed RNN fail after its first forward; the next forward rebuilds
 them). State-dict keys, pickling and ``remove_parametrizations`` are untouched; the hooks are
 module-level functions, so deepcopy and pickle keep working. :func:`remove_rnn_cache` takes them
-off again (a folded RNN is plain: ``torch.jit.script`` refuses a module with hooks).
+off again (a folded RNN is plain: ``torch.jit.script`` refuses a module with hooks). A
+forward of an RNN that also has another parametrization (spectral norm) runs without the
+cache: caching would change how often that one computes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
+from torch.nn.utils.parametrizations import _WeightNorm
 
 __all__ = ["has_rnn_cache", "install_rnn_cache", "remove_rnn_cache"]
 
@@ -43,8 +46,21 @@ def _eager() -> bool:
     return not torch.compiler.is_compiling()
 
 
+def _weight_norm_only(module: nn.Module) -> bool:
+    """Every parametrization of ``module`` is weight norm: the cache is PyTorch's for all of
+    them at once, and another (spectral norm's power iteration, run on each read in training)
+    would then compute once per forward instead of once per read, as it does without wnpass."""
+    lists: Any = getattr(module, "parametrizations", {})
+    return all(isinstance(p, _WeightNorm) for plist in lists.values() for p in plist)
+
+
+def _weight_normed(module: nn.Module, name: str) -> bool:
+    lists: Any = getattr(module, "parametrizations", {})
+    return name in lists and isinstance(lists[name][0], _WeightNorm)
+
+
 def _enter_cache(module: nn.Module, args: Any) -> None:
-    entered = _eager()
+    entered = _eager() and _weight_norm_only(module)
     module.__dict__.setdefault(_ENTERED, []).append(entered)
     if entered:
         parametrize._cache_enabled += 1
@@ -52,12 +68,11 @@ def _enter_cache(module: nn.Module, args: Any) -> None:
 
 def _leave_cache(module: nn.Module, args: Any, output: Any) -> None:
     stack: list[bool] = module.__dict__.get(_ENTERED) or [False]
-    if stack.pop():
-        parametrize._cache_enabled -= 1
-        if not parametrize._cache_enabled:
-            parametrize._cache = {}
-    if not _eager():
+    if not stack.pop():  # traced, compiled, or another parametrization: as without wnpass
         return
+    parametrize._cache_enabled -= 1
+    if not parametrize._cache_enabled:
+        parametrize._cache = {}
     flat: list[Any] | None = module.__dict__.get("_flat_weights")
     if flat is not None:  # drop computed (non-leaf) weights: the next forward rebuilds them
         module.__dict__["_flat_weights"] = [w if w is None or w.is_leaf else None for w in flat]
@@ -71,8 +86,7 @@ def _drop_stale_flat_weights(module: nn.RNNBase) -> None:
     names: list[str] = module.__dict__.get("_flat_weights_names", [])
     if flat is not None and len(flat) == len(names):
         module.__dict__["_flat_weights"] = [
-            None if parametrize.is_parametrized(module, name) else w
-            for w, name in zip(flat, names, strict=True)
+            None if _weight_normed(module, name) else w for w, name in zip(flat, names, strict=True)
         ]
 
 
