@@ -1719,3 +1719,93 @@ def test_a_model_whose_forward_writes_its_parameters_is_refused(
     assert not (tmp_path / "m.onnx").exists()
     assert model.loc.abs().sum() == 0 and model.logs.abs().sum() == 0
     assert model.initialized is False
+
+
+class _Conv1d(nn.Conv1d):
+    """A subclass of a PyTorch layer, as ParallelWaveGAN's ``layers.Conv1d``."""
+
+
+def test_legacy_weight_norm_built_and_never_run_is_copied_not_folded_in_place(
+    tmp_path: Path,
+) -> None:
+    """The copy is taken before any forward now, and a legacy hook's weight computed as the
+    hook went on is no leaf, which deepcopy refused: the caller's weight norm was folded in
+    place (EnCodec's 44 g/v pairs gone, t66). The weight is computed again without grad first."""
+    torch.manual_seed(0)
+    model = nn.Sequential(torch.nn.utils.weight_norm(_Conv1d(2, 3, 3)))
+    report = export(model, (torch.randn(1, 2, 8),), tmp_path / "m.onnx", verify=False)
+    assert not report.folded_in_place and report.torch_fold is not None
+    assert report.torch_fold.folded == 1
+    assert {name for name, _ in model.named_parameters()} == {"0.weight_g", "0.weight_v", "0.bias"}
+
+
+class _Uncopyable(nn.Sequential):
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        raise RuntimeError("no copies")
+
+
+def test_a_model_folded_in_place_computes_with_the_parameter_it_was_folded_into(
+    tmp_path: Path,
+) -> None:
+    """Folded in place inside the block whose end gave plain attributes back, the legacy
+    hook's last computed weight was bound again over the folded parameter: the forward read
+    a tensor no optimizer trains (t66). A block that changes the model's parameters gives no
+    attribute back."""
+    torch.manual_seed(0)
+    model = _Uncopyable(torch.nn.utils.weight_norm(_Conv1d(2, 3, 3)))
+    x = torch.randn(1, 2, 8)
+    report = export(model, (x,), tmp_path / "m.onnx", verify=False)
+    assert report.folded_in_place
+    conv: Any = model[0]
+    assert "weight" not in vars(conv) and isinstance(conv.weight, nn.Parameter)
+    with torch.no_grad():
+        conv.weight.zero_()
+        assert torch.equal(model(x), conv.bias[None, :, None].expand(1, 3, 6))
+
+
+class _HooksOnFirstCall(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self._handle: Any = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._handle is None:  # first call: hook its layer once
+            self._handle = self.lin.register_forward_hook(lambda mod, inp, out: out + 1.0)
+        return self.lin(x)
+
+
+def test_a_forward_that_builds_the_model_keeps_the_attributes_that_say_so(
+    tmp_path: Path,
+) -> None:
+    """The handle of a hook registered on the first call was given back (None) while the hook
+    stayed: each forward hooked the layer again, the export did not match, and the caller's
+    model added 1 once more on every call (t66)."""
+    torch.manual_seed(0)
+    model, x = _HooksOnFirstCall(), torch.randn(2, 4)
+    report = export(model, (x,), tmp_path / "m.onnx", runs=1)
+    assert report and report.matches
+    assert len(model.lin._forward_hooks) == 1 and model._handle is not None
+
+
+class _MyLazy(nn.LazyLinear):
+    """A user's subclass of a lazy layer."""
+
+
+def test_a_lazy_layer_keeps_the_shapes_its_first_forward_gave_it(tmp_path: Path) -> None:
+    """The attributes a lazy layer's first forward sets (``in_features``) were given back
+    (0) beside a weight of 4 x 5 (t66)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(_MyLazy(4))
+    export(model, (torch.randn(2, 5),), tmp_path / "m.onnx", verify=False)
+    assert model[0].in_features == 5 and model[0].weight.shape == (4, 5)
+
+
+def test_a_lazy_model_whose_forward_writes_its_parameters_is_refused(tmp_path: Path) -> None:
+    """The lazy layers' first forward wrote ActNorm's parameters before they were checked:
+    the file held what the example inputs gave them, exported as ok (t66)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.LazyLinear(4), _ActNorm())
+    with pytest.raises(InvalidArgumentError, match=r"wrote its parameters 1\.loc, 1\.logs"):
+        export(model, (torch.randn(6, 3),), tmp_path / "m.onnx", exporter="torchscript")
+    assert not (tmp_path / "m.onnx").exists()

@@ -26,14 +26,14 @@ Python value the trace fixed) is logged and listed in the report.
 PyTorch's forward and the exporter each run on a copy of the example inputs, so a forward
 that changes its input in place leaves ONNX Runtime the inputs as given.
 
-The caller's model comes back as it came: its weight norm (unless it cannot be copied: legacy
-hooks are folded in place, and the report says so), the training flag of every submodule (the
-pipeline runs it in eval mode), and its state: each of the pipeline's forwards gives back the
-buffers and plain attributes it wrote (:func:`~wnpass.fx.forward.state_given_back`). A model
-whose forward writes its parameters (a data-dependent init on its first call) is refused.
-The report says what was folded where, whether every
-initializer carries its PyTorch parameter's name, and, when verified, whether the outputs
-matched (``verified=False``: ``matches`` is None, nothing was compared).
+The caller's model comes back as it came: its weight norm (unless it cannot be copied: its own
+``__deepcopy__`` refuses; it is then folded in place, and the report says so), the training
+flag of every submodule (the pipeline runs it in eval mode), and its state: each of the
+pipeline's forwards gives back the buffers and plain attributes it wrote
+(:func:`~wnpass.fx.forward.state_given_back`). A model whose forward writes its parameters (a
+data-dependent init on its first call) is refused. The report says what was folded where,
+whether every initializer carries its PyTorch parameter's name, and, when verified, whether
+the outputs matched (``verified=False``: ``matches`` is None, nothing was compared).
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ class ExportReport:
     exporter: str
     torch_fold: TorchFoldReport | None
     onnx_fold: FoldReport
-    folded_in_place: bool = False  # the model could not be copied (legacy hooks)
+    folded_in_place: bool = False  # the model could not be copied (its __deepcopy__ refused)
     data_files: list[str] = dataclasses.field(default_factory=list)  # the output's, written
     names_missing: list[str] = dataclasses.field(default_factory=list)
     # weights whose initializer, named after them, holds them transposed (as MatMul reads a
@@ -351,19 +351,32 @@ def _copy(model: nn.Module, fold: bool) -> tuple[nn.Module, bool]:
     one holds its parameters as plain tensors, which torch.export refuses ("not an instance of
     torch.nn.Parameter")."""
     scripted = {id(sub): sub for sub in model.modules() if isinstance(sub, torch.jit.ScriptModule)}
+    _computed_without_grad(model)
     try:
         return copy.deepcopy(model, scripted), False
     except STOPS:
         raise
-    except BaseException as error:  # legacy weight_norm hooks refuse deepcopy; the model's own
+    except BaseException as error:  # the model's own __deepcopy__ (or one of what it holds)
         folded = ", and its weight norm is folded in place" if fold else ""
         logger.warning(
-            "cannot copy the model (%s): it is exported as wnpass's forwards leave it (its "
-            "buffers put back)%s",
+            "cannot copy the model (%s): it is exported itself (its state given back after "
+            "each of wnpass's forwards)%s",
             error,
             folded,
         )
         return model, True
+
+
+def _computed_without_grad(model: nn.Module) -> None:
+    """Compute each weight of a legacy weight-norm hook (``torch.nn.utils.weight_norm``)
+    again without grad, as its next forward would: the one computed when the hook was put on
+    is no leaf of autograd's graph, which a deep copy refuses."""
+    with torch.no_grad():
+        for module in model.modules():
+            hooks: list[Any] = list(module._forward_pre_hooks.values())
+            for hook in hooks:
+                if is_legacy_hook(hook):
+                    setattr(module, hook.name, hook.compute_weight(module))
 
 
 def _arguments(model: nn.Module, inputs: Batch, dynamo: bool) -> dict[str, Any]:
@@ -1201,9 +1214,11 @@ def export(
     with evaluating(model), given_back():
         # what is exported is a copy of the model as given, taken before any of them, and
         # after lazy layers take their shapes (and give back what that forward wrote)
-        materialize_lazy(model, inputs)
-        target, itself = _copy(model, fold_in_torch)
         fingerprints = _fingerprints(model)
+        materialize_lazy(model, inputs)
+        _refuse_written(model, fingerprints, None)  # a first forward: nothing to give back from
+        target, itself = _copy(model, fold_in_torch)
+        fingerprints = _fingerprints(model)  # the lazy layers' too
         with given_back():
             result = call_model(model, inputs)  # the model's own error, before any exporter's
             outputs = _outputs(result) if verify else []  # read before it is given back
@@ -1395,8 +1410,10 @@ def _refuse_written(model: nn.Module, before: dict[str, int], copy: nn.Module | 
     call, as Glow's ActNorm does behind a plain flag): a file would hold the values that
     forward computed from the example inputs, which the model as given computes from whatever
     it is first run on. The caller's parameters get their values back from ``copy`` (the
-    model as given), where there is one."""
-    written = [name for name, crc in _fingerprints(model).items() if before.get(name) != crc]
+    model as given), where there is one (a lazy layer's first forward comes before it, and a
+    model that cannot be copied has none)."""
+    now = _fingerprints(model)
+    written = [name for name, crc in before.items() if now.get(name, crc) != crc]
     if not written:
         return
     if copy is not None:

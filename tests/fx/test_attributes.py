@@ -86,3 +86,41 @@ def test_weights_and_pytorch_s_own_machinery_are_left_alone() -> None:
     assert model.rnn._flat_weights == []
     assert isinstance(model.lazy, nn.Linear) and not hasattr(model.lazy, "_initialize_hook")
     assert hasattr(model.lin, "parametrizations")
+
+
+class _BuildsOnFirstCall(nn.Module):
+    """Keras-style: makes its head on the first call, behind a plain flag."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.built = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.built:
+            self.head = nn.Linear(x.shape[-1], 2)
+            self.built = True
+        return self.head(x)
+
+
+class _MyLazy(nn.LazyLinear):
+    """A user's subclass of a lazy layer (its attributes are no PyTorch layer's)."""
+
+
+def test_a_forward_that_builds_the_model_gives_nothing_back() -> None:
+    """A flag given back beside the head it guards would make the next call build another
+    head, which no optimizer made before it trains."""
+    model = _BuildsOnFirstCall()
+    saved = Attributes(model)
+    model(torch.ones(1, 3))
+    assert saved.give_back() is False
+    assert model.built and isinstance(model.head, nn.Linear)
+
+
+def test_a_lazy_layer_keeps_what_its_first_forward_set_and_the_rest_is_given_back() -> None:
+    model = _Stateful()
+    model.lazy = _MyLazy(2)
+    saved = Attributes(model)
+    model.lazy(torch.ones(1, 5))
+    model(torch.ones(2, 3))
+    assert saved.give_back() is True
+    assert model.lazy.in_features == 5 and model.state is None

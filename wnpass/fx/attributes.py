@@ -15,12 +15,18 @@ same objects, not copies of them); a ``torch.Generator`` gets its state back. Wh
 another class holds inside it (a counter in an object of the model's own class) is not
 followed, nor are the attributes of PyTorch's own layers (``nn.LSTM``'s flat weights: its
 caches, not a model's state).
+
+A forward that builds the model further (a head made on the first call, a hook it registers,
+weight norm folded in place) changes what no attribute can give back: then nothing is given
+back, and the attributes that say so stay true. A lazy layer's first forward is PyTorch's own
+building: the lazy layer keeps what it sets (its shapes, its class), the rest is given back.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 from typing import Any
 
 import torch
@@ -31,6 +37,8 @@ from torch.utils.hooks import RemovableHandle
 from wnpass.fx.arguments import is_lazy
 
 __all__ = ["Attributes"]
+
+logger = logging.getLogger(__name__)
 
 # nn.Module's own attributes (registries of parameters, buffers, submodules and hooks, the
 # training flag): PyTorch's bookkeeping, never a model's state.
@@ -120,16 +128,54 @@ class _Saved:
     contents: dict[str, Any]
 
 
+def _lazy(module: nn.Module) -> bool:
+    """A lazy layer not initialized yet: its first forward gives it its shapes, its class and
+    the attributes that say them (``in_features``), PyTorch's own building."""
+    tensors = (*module.parameters(recurse=False), *module.buffers(recurse=False))
+    return any(is_lazy(t) for t in tensors)
+
+
+def _machinery(model: nn.Module, lazy: set[int]) -> list[tuple[Any, ...]]:
+    """What a forward that builds the model changes, module by module (but the ``lazy`` ones,
+    by id): its class (weight norm going on), its parameters and submodules (a head built on
+    the first call) by identity, and the hooks registered on it."""
+    found: list[tuple[Any, ...]] = []
+    for module in model.modules():
+        if id(module) in lazy:
+            continue
+        if isinstance(module, torch.jit.ScriptModule):
+            found.append((id(module), type(module)))
+            continue
+        hooks = tuple(tuple(value) for name, value in vars(module).items() if name in _HOOKS)
+        found.append(
+            (
+                id(module),
+                type(module),
+                tuple((k, id(v)) for k, v in module._parameters.items()),
+                tuple((k, id(v)) for k, v in module._modules.items()),
+                hooks,
+            )
+        )
+    return found
+
+
+# nn.Module's registries of hooks (forward, backward, state dict and load hooks).
+_HOOKS = frozenset(name for name in _MODULE_OWN if "hooks" in name)
+
+
 class Attributes:
     """Every module's plain attributes of ``model`` as they are now; :meth:`give_back` binds
-    and fills them so again (see the module docstring)."""
+    and fills them so again (see the module docstring), unless the model was built further
+    meanwhile."""
 
     def __init__(self, model: nn.Module) -> None:
+        self.lazy = {id(module) for module in model.modules() if _lazy(module)}
+        self.model, self.machinery = model, _machinery(model, self.lazy)
         tensors = (*model.parameters(), *model.buffers())
         weights = {p for t in tensors if (p := _storage(t)) is not None}
         self.saved: list[_Saved] = []
         for module in model.modules():
-            if _torch_s_own(module):
+            if _torch_s_own(module) or id(module) in self.lazy:
                 continue
             values = {k: v for k, v in vars(module).items() if not _bookkeeping(k, v)}
             contents = {
@@ -139,8 +185,14 @@ class Attributes:
             }
             self.saved.append(_Saved(module, values, contents))
 
-    def give_back(self) -> None:
-        """Bind, fill and delete every attribute as it was."""
+    def give_back(self) -> bool:
+        """Bind, fill and delete every attribute as it was; False, and nothing done, where
+        the model's machinery changed meanwhile (:func:`_machinery`: a class, a parameter, a
+        submodule or a hook): the attributes that say it was built (a hook's handle, a
+        ``built`` flag, a lazy layer's ``in_features``) must then stay as they are."""
+        if _machinery(self.model, self.lazy) != self.machinery:
+            logger.debug("the model was built further: its plain attributes are left as they are")
+            return False
         for saved in self.saved:
             attributes = vars(saved.module)
             added = [k for k, v in attributes.items() if k not in saved.values]
@@ -152,3 +204,4 @@ class Attributes:
                     attributes[name] = value
                 if name in saved.contents:
                     _give_back_contents(value, saved.contents[name])
+        return True

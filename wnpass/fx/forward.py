@@ -280,7 +280,9 @@ def state_given_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> It
     held when it began: every plain attribute (:class:`~wnpass.fx.attributes.Attributes`: a
     streaming state, a first-call flag, a cache), every buffer object (one the forward
     registered again, a table grown, or deleted, is registered as it was), and every buffer
-    named in ``values`` that value."""
+    named in ``values`` that value. Where the block built the model further (a hook, a
+    submodule, a lazy layer's shapes), its attributes and buffer objects stay as the block
+    left them, and only the buffers' values are given back."""
     attributes = Attributes(model)
     registered = [
         (module, leaf, buffer)
@@ -292,10 +294,10 @@ def state_given_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> It
     try:
         yield
     finally:
-        attributes.give_back()
-        for module, leaf, buffer in registered:
-            if module._buffers.get(leaf) is not buffer:
-                module._buffers[leaf] = buffer
+        if attributes.give_back():  # else the model was built further: buffers stay registered
+            for module, leaf, buffer in registered:
+                if module._buffers.get(leaf) is not buffer:
+                    module._buffers[leaf] = buffer
         _put_back(model, values)
 
 
