@@ -30,8 +30,8 @@ The caller's model comes back as it came: its weight norm (unless it cannot be c
 ``__deepcopy__`` refuses; it is then folded in place, and the report says so), the training
 flag of every submodule (the pipeline runs it in eval mode), and its state: each of the
 pipeline's forwards gives back the buffers and plain attributes it wrote
-(:func:`~wnpass.fx.forward.state_given_back`). A model whose forward writes its parameters (a
-data-dependent init on its first call) is refused. The report says what was folded where,
+(:func:`~wnpass.fx.forward.state_given_back`), and the parameters it wrote (an init on the
+first call), which a warning names. The report says what was folded where,
 whether every initializer carries its PyTorch parameter's name, and, when verified, whether
 the outputs matched (``verified=False``: ``matches`` is None, nothing was compared).
 """
@@ -1216,13 +1216,12 @@ def export(
         # after lazy layers take their shapes (and give back what that forward wrote)
         fingerprints = _fingerprints(model)
         materialize_lazy(model, inputs)
-        _refuse_written(model, fingerprints, None)  # a first forward: nothing to give back from
+        written = _written(model, fingerprints)  # by a first forward: not to be given back
         target, itself = _copy(model, fold_in_torch)
         fingerprints = _fingerprints(model)  # the lazy layers' too
         with given_back():
             result = call_model(model, inputs)  # the model's own error, before any exporter's
             outputs = _outputs(result) if verify else []  # read before it is given back
-        _refuse_written(model, fingerprints, None if itself else target)
         changed = []
         if verify:
             with given_back():
@@ -1233,6 +1232,10 @@ def export(
             assert dynamic is not None  # for the type checker
             with given_back():
                 probed.append(_probed(model, inputs, dynamic, arguments, dynamo, sizes))
+        given = _written(model, fingerprints)
+        if given and not itself:  # the values the copy exported, the model's as given
+            _give_back_parameters(model, target, given)
+        written = list(dict.fromkeys([*written, *given]))
         # kept for the ONNX fold, its values are still checked here: the dynamo exporter
         # computes a small site into a plain initializer, NaN and all, which no fold sees
         torch_report = fold_weight_norm(target) if fold_in_torch else check_weight_norm(target)
@@ -1255,6 +1258,7 @@ def export(
                 exported = io.load(raw)
             warned += _check_ranges(model, inputs, arguments, ranges)
             warned += [] if dynamo else _moved_by_trace(target, loaded)
+            warned += _said_written(written, given if not itself else [])
             # what the forward read while the exporter traced it: the plan.check() below,
             # before anything is written, refuses an output onto one of those files
             plan.record_user_reads()
@@ -1405,30 +1409,47 @@ def _fingerprints(model: nn.Module) -> dict[str, int]:
     }
 
 
-def _refuse_written(model: nn.Module, before: dict[str, int], copy: nn.Module | None) -> None:
-    """Refuse a model whose forward wrote its parameters (a data-dependent init on the first
-    call, as Glow's ActNorm does behind a plain flag): a file would hold the values that
-    forward computed from the example inputs, which the model as given computes from whatever
-    it is first run on. The caller's parameters get their values back from ``copy`` (the
-    model as given), where there is one (a lazy layer's first forward comes before it, and a
-    model that cannot be copied has none)."""
+def _written(model: nn.Module, before: dict[str, int]) -> list[str]:
+    """The parameters whose bytes changed since their ``before`` fingerprints: a forward of
+    the model's wrote them (an init on its first call behind a plain flag, as Glow's
+    ActNorm; a merge; an embedding's ``max_norm`` lookup)."""
     now = _fingerprints(model)
-    written = [name for name, crc in before.items() if now.get(name, crc) != crc]
+    return [name for name, crc in before.items() if now.get(name, crc) != crc]
+
+
+def _give_back_parameters(model: nn.Module, copy: nn.Module, names: list[str]) -> None:
+    """The caller's parameters ``names`` as the copy holds them (the model as given): in
+    place, or anew where the forward gave one another shape through ``.data``."""
+    given = dict(copy.named_parameters())
+    with torch.no_grad():
+        for name in names:
+            param, value = model.get_parameter(name), given.get(name)
+            if value is None:
+                continue
+            if param.shape == value.shape and param.dtype == value.dtype:
+                param.copy_(value)
+            else:
+                param.data = value.detach().clone()
+
+
+def _said_written(written: list[str], given_back: list[str]) -> list[str]:
+    """The report's warning about parameters a forward wrote (:func:`_written`), those of
+    them the caller's model got back named, logged."""
     if not written:
-        return
-    if copy is not None:
-        given = dict(copy.named_parameters())
-        with torch.no_grad():
-            for name in written:
-                if name in given:
-                    model.get_parameter(name).copy_(given[name])
-    raise InvalidArgumentError(
-        f"the model's forward wrote its parameters {shortened(', '.join(written), 200)} (a "
-        "data-dependent "
-        "init on its first call, as ActNorm's): the file would hold what it computed from the "
-        "example inputs; initialize the model first (the flag its forward tests, in its "
-        "state dict), then export it"
+        return []
+    back = (
+        f"; the caller's model has {shortened(', '.join(given_back), 200)} back as given"
+        if given_back
+        else ""
     )
+    line = (
+        f"the model's forward wrote its parameters {shortened(', '.join(written), 200)} (an "
+        "init on its first call, a merge, an embedding's max_norm): the file holds them as "
+        "the exporter's own run of the forward left them, which may be values computed from "
+        f"the example inputs{back}"
+    )
+    logger.warning("%s", line)
+    return [line]
 
 
 def _check_values(model: nn.Module, inputs: Batch) -> None:

@@ -803,3 +803,25 @@ def test_what_a_train_override_computes_is_no_use_of_the_forward_s() -> None:
     report = apply_weight_norm(unmerged, (torch.randn(5, 8),), include=["0.lora_*"])
     axes = {site.name: site.axis for site in report.sites if site.status == "applied"}
     assert axes == {"0.lora_A": 0, "0.lora_B": 0}
+
+
+class _RemakesItsActivation(nn.Module):
+    """Makes its activation again on every call and counts its calls in a plain attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin, self.act = nn.Linear(4, 4), nn.ReLU()
+        self.offset = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.act = nn.ReLU()
+        self.offset += 1.0
+        return self.act(self.lin(x)) + self.offset
+
+
+def test_a_submodule_made_again_on_every_call_builds_nothing() -> None:
+    """A new submodule on every call counted as building the model, so no attribute was ever
+    given back and the count carried over: NOT EQUIVALENT, 0.19 (t67)."""
+    model = _RemakesItsActivation()
+    report = apply_weight_norm(model, (torch.randn(2, 4),))
+    assert report and report.equivalent is True and model.offset == 0.0

@@ -106,14 +106,32 @@ class _MyLazy(nn.LazyLinear):
     """A user's subclass of a lazy layer (its attributes are no PyTorch layer's)."""
 
 
-def test_a_forward_that_builds_the_model_gives_nothing_back() -> None:
+class _Remakes(nn.Module):
+    """Makes its activation again on every call, and keeps a state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = nn.ReLU()
+        self.state: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.act = nn.ReLU()
+        self.state = x
+        return self.act(x)
+
+
+def test_a_module_the_forward_builds_keeps_its_attributes_and_the_others_are_given_back() -> None:
     """A flag given back beside the head it guards would make the next call build another
-    head, which no optimizer made before it trains."""
-    model = _BuildsOnFirstCall()
+    head, which no optimizer made before it trains; a module beside it that built nothing gets
+    its state back (t67: one module built made every other keep the example's state). A
+    submodule made again under its name on every call builds nothing (t67: that stopped
+    every give-back)."""
+    model = nn.Sequential(_BuildsOnFirstCall(), _Remakes())
     saved = Attributes(model)
     model(torch.ones(1, 3))
-    assert saved.give_back() is False
-    assert model.built and isinstance(model.head, nn.Linear)
+    assert saved.give_back() == {id(model), id(model[0])}
+    assert model[0].built and isinstance(model[0].head, nn.Linear)
+    assert model[1].state is None
 
 
 def test_a_lazy_layer_keeps_what_its_first_forward_set_and_the_rest_is_given_back() -> None:
@@ -122,5 +140,17 @@ def test_a_lazy_layer_keeps_what_its_first_forward_set_and_the_rest_is_given_bac
     saved = Attributes(model)
     model.lazy(torch.ones(1, 5))
     model(torch.ones(2, 3))
-    assert saved.give_back() is True
+    assert saved.give_back() == set()
     assert model.lazy.in_features == 5 and model.state is None
+
+
+def test_a_state_made_under_inference_mode_is_given_back_there() -> None:
+    """Written back in place outside inference mode, it raised: exit 3 (t67)."""
+    model = _Stateful()
+    with torch.inference_mode():
+        model.frames = torch.zeros(2)
+    saved = Attributes(model)
+    with torch.inference_mode():
+        model.frames.add_(1)
+    saved.give_back()
+    assert model.frames.tolist() == [0.0, 0.0]

@@ -17,9 +17,10 @@ followed, nor are the attributes of PyTorch's own layers (``nn.LSTM``'s flat wei
 caches, not a model's state).
 
 A forward that builds the model further (a head made on the first call, a hook it registers,
-weight norm folded in place) changes what no attribute can give back: then nothing is given
-back, and the attributes that say so stay true. A lazy layer's first forward is PyTorch's own
-building: the lazy layer keeps what it sets (its shapes, its class), the rest is given back.
+weight norm folded in place) changes what no attribute can give back: the attributes of that
+module, and of every module it is inside, stay as the forward left them, and say so truly.
+A lazy layer's first forward is PyTorch's own building: the lazy layer keeps what it sets (its
+shapes, its class), the rest is given back.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def _give_back_contents(value: Any, contents: Any) -> None:
         if (value.shape, value.dtype) == (contents.shape, contents.dtype) and not torch.equal(
             value, contents
         ):
-            with torch.no_grad():
+            # a tensor made under inference mode is written back there
+            with torch.inference_mode() if value.is_inference() else torch.no_grad():
                 value.copy_(contents)
     elif isinstance(value, torch.Generator):
         value.set_state(contents)
@@ -135,27 +137,20 @@ def _lazy(module: nn.Module) -> bool:
     return any(is_lazy(t) for t in tensors)
 
 
-def _machinery(model: nn.Module, lazy: set[int]) -> list[tuple[Any, ...]]:
-    """What a forward that builds the model changes, module by module (but the ``lazy`` ones,
-    by id): its class (weight norm going on), its parameters and submodules (a head built on
-    the first call) by identity, and the hooks registered on it."""
-    found: list[tuple[Any, ...]] = []
+def _machinery(model: nn.Module, lazy: set[int]) -> dict[int, tuple[Any, ...]]:
+    """What a forward that builds the model changes, by module (but the ``lazy`` ones, by id):
+    its class (weight norm going on), the names of its parameters and submodules (a head made
+    on the first call; a submodule made again under its name on every call is no change),
+    and the hooks registered on it."""
+    found: dict[int, tuple[Any, ...]] = {}
     for module in model.modules():
         if id(module) in lazy:
             continue
         if isinstance(module, torch.jit.ScriptModule):
-            found.append((id(module), type(module)))
+            found[id(module)] = (type(module),)
             continue
         hooks = tuple(tuple(value) for name, value in vars(module).items() if name in _HOOKS)
-        found.append(
-            (
-                id(module),
-                type(module),
-                tuple((k, id(v)) for k, v in module._parameters.items()),
-                tuple((k, id(v)) for k, v in module._modules.items()),
-                hooks,
-            )
-        )
+        found[id(module)] = (type(module), tuple(module._parameters), tuple(module._modules), hooks)
     return found
 
 
@@ -171,6 +166,7 @@ class Attributes:
     def __init__(self, model: nn.Module) -> None:
         self.lazy = {id(module) for module in model.modules() if _lazy(module)}
         self.model, self.machinery = model, _machinery(model, self.lazy)
+        self.paths = {id(module): path for path, module in model.named_modules()}
         tensors = (*model.parameters(), *model.buffers())
         weights = {p for t in tensors if (p := _storage(t)) is not None}
         self.saved: list[_Saved] = []
@@ -185,15 +181,32 @@ class Attributes:
             }
             self.saved.append(_Saved(module, values, contents))
 
-    def give_back(self) -> bool:
-        """Bind, fill and delete every attribute as it was; False, and nothing done, where
-        the model's machinery changed meanwhile (:func:`_machinery`: a class, a parameter, a
-        submodule or a hook): the attributes that say it was built (a hook's handle, a
-        ``built`` flag, a lazy layer's ``in_features``) must then stay as they are."""
-        if _machinery(self.model, self.lazy) != self.machinery:
-            logger.debug("the model was built further: its plain attributes are left as they are")
-            return False
+    def built(self) -> set[int]:
+        """The modules (by id) that the forward built further, or one inside them: the class,
+        the parameters' or submodules' names or the hooks of one of them changed."""
+        now = _machinery(self.model, self.lazy)
+        changed = [
+            self.paths[key]
+            for key, before in self.machinery.items()
+            if key in now and now[key] != before
+        ]
+        return {
+            key
+            for key, path in self.paths.items()
+            if any(c == path or not path or c.startswith(f"{path}.") for c in changed)
+        }
+
+    def give_back(self) -> set[int]:
+        """Bind, fill and delete every attribute as it was, but those of the modules the
+        forward built further (:meth:`built`: a module that registered a hook or made a head on
+        its first call, and every module it is inside): the attributes that say so (a hook's
+        handle, a ``built`` flag) must stay as they are. Returns those modules' ids."""
+        built = self.built()
+        if built:
+            logger.debug("the forward built %d modules further: their attributes stay", len(built))
         for saved in self.saved:
+            if id(saved.module) in built:
+                continue
             attributes = vars(saved.module)
             added = [k for k, v in attributes.items() if k not in saved.values]
             for name in added:
@@ -204,4 +217,4 @@ class Attributes:
                     attributes[name] = value
                 if name in saved.contents:
                     _give_back_contents(value, saved.contents[name])
-        return True
+        return built

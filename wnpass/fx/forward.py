@@ -280,9 +280,9 @@ def state_given_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> It
     held when it began: every plain attribute (:class:`~wnpass.fx.attributes.Attributes`: a
     streaming state, a first-call flag, a cache), every buffer object (one the forward
     registered again, a table grown, or deleted, is registered as it was), and every buffer
-    named in ``values`` that value. Where the block built the model further (a hook, a
-    submodule, a lazy layer's shapes), its attributes and buffer objects stay as the block
-    left them, and only the buffers' values are given back."""
+    named in ``values`` that value. A module the block built further (a hook, a submodule),
+    and every module it is inside, keeps its attributes and buffer objects as the block left
+    them; only the buffers' values are given back there."""
     attributes = Attributes(model)
     registered = [
         (module, leaf, buffer)
@@ -294,10 +294,10 @@ def state_given_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> It
     try:
         yield
     finally:
-        if attributes.give_back():  # else the model was built further: buffers stay registered
-            for module, leaf, buffer in registered:
-                if module._buffers.get(leaf) is not buffer:
-                    module._buffers[leaf] = buffer
+        built = attributes.give_back()  # modules built further keep their buffer objects too
+        for module, leaf, buffer in registered:
+            if id(module) not in built and module._buffers.get(leaf) is not buffer:
+                module._buffers[leaf] = buffer
         _put_back(model, values)
 
 
