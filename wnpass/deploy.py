@@ -52,7 +52,6 @@ import os
 import re
 import sys
 import warnings
-import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -73,7 +72,6 @@ from wnpass.errors import (
     shortened,
 )
 from wnpass.fx.analyse import materialize_lazy
-from wnpass.fx.arguments import is_lazy
 from wnpass.fx.fold import TorchFoldReport, check_weight_norm, fold_weight_norm
 from wnpass.fx.forward import (
     Batch,
@@ -84,8 +82,10 @@ from wnpass.fx.forward import (
     cloned,
     evaluating,
     moved_buffers,
+    parameter_prints,
     state_given_back,
     what_it_did,
+    written_parameters,
 )
 from wnpass.interrupts import STOPS
 from wnpass.onnx import io
@@ -1214,11 +1214,9 @@ def export(
     with evaluating(model), given_back():
         # what is exported is a copy of the model as given, taken before any of them, and
         # after lazy layers take their shapes (and give back what that forward wrote)
-        fingerprints = _fingerprints(model)
-        materialize_lazy(model, inputs)
-        written = _written(model, fingerprints)  # by a first forward: not to be given back
+        written = materialize_lazy(model, inputs)  # by a first forward: not to be given back
         target, itself = _copy(model, fold_in_torch)
-        fingerprints = _fingerprints(model)  # the lazy layers' too
+        fingerprints = parameter_prints(model)
         with given_back():
             result = call_model(model, inputs)  # the model's own error, before any exporter's
             outputs = _outputs(result) if verify else []  # read before it is given back
@@ -1232,7 +1230,7 @@ def export(
             assert dynamic is not None  # for the type checker
             with given_back():
                 probed.append(_probed(model, inputs, dynamic, arguments, dynamo, sizes))
-        given = _written(model, fingerprints)
+        given = written_parameters(model, fingerprints)
         if given and not itself:  # the values the copy exported, the model's as given
             _give_back_parameters(model, target, given)
         written = list(dict.fromkeys([*written, *given]))
@@ -1399,24 +1397,6 @@ def _same(a: Output, b: Output) -> bool:
     return type(a) is type(b) and (a == b or (a != a and b != b))
 
 
-def _fingerprints(model: nn.Module) -> dict[str, int]:
-    """A checksum of each parameter's bytes: a forward that writes a parameter through
-    ``.data`` (which no version counter sees) changes it."""
-    return {
-        name: zlib.crc32(param.detach().cpu().reshape(-1).view(torch.uint8).numpy().data)
-        for name, param in model.named_parameters()
-        if not is_lazy(param) and param.numel()
-    }
-
-
-def _written(model: nn.Module, before: dict[str, int]) -> list[str]:
-    """The parameters whose bytes changed since their ``before`` fingerprints: a forward of
-    the model's wrote them (an init on its first call behind a plain flag, as Glow's
-    ActNorm; a merge; an embedding's ``max_norm`` lookup)."""
-    now = _fingerprints(model)
-    return [name for name, crc in before.items() if now.get(name, crc) != crc]
-
-
 def _give_back_parameters(model: nn.Module, copy: nn.Module, names: list[str]) -> None:
     """The caller's parameters ``names`` as the copy holds them (the model as given): in
     place, or anew where the forward gave one another shape through ``.data``."""
@@ -1433,8 +1413,9 @@ def _give_back_parameters(model: nn.Module, copy: nn.Module, names: list[str]) -
 
 
 def _said_written(written: list[str], given_back: list[str]) -> list[str]:
-    """The report's warning about parameters a forward wrote (:func:`_written`), those of
-    them the caller's model got back named, logged."""
+    """The report's warning about parameters a forward wrote
+    (:func:`~wnpass.fx.forward.written_parameters`), those of them the caller's model got
+    back named, logged."""
     if not written:
         return []
     back = (

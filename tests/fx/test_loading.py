@@ -253,3 +253,35 @@ def test_a_lazy_model_s_buffers_stay_as_built_when_its_shapes_are_given(tmp_path
     model, _ = load_model_py(path)
     assert model.get_buffer("calls").item() == 0
     assert model.get_parameter("lin.weight").shape == (3, 4)
+
+
+def test_parameters_the_lazy_layers_first_forward_writes_are_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ActNorm behind a plain flag, initialized by that forward from the example inputs
+    before any command saw the model: `wnpass export` published them without a word (t67)."""
+    path = tmp_path / "lazy.py"
+    path.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "class M(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.lin = nn.LazyLinear(3)\n"
+        "        self.loc = nn.Parameter(torch.zeros(3))\n"
+        "        self.initialized = False\n"
+        "    def forward(self, x):\n"
+        "        h = self.lin(x)\n"
+        "        if not self.initialized:\n"
+        "            self.loc.data.copy_(-h.mean(0))\n"
+        "            self.initialized = True\n"
+        "        return h + self.loc\n"
+        "def build_model():\n"
+        "    return M()\n"
+        "def example_inputs():\n"
+        "    return (torch.randn(2, 4),)\n"
+    )
+    with caplog.at_level("WARNING", logger="wnpass"):
+        load_model_py(path)
+    (said,) = [r.getMessage() for r in caplog.records if "lazy layers" in r.getMessage()]
+    assert "wrote the parameters loc too" in said

@@ -31,7 +31,15 @@ from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.fx.arguments import is_lazy, require_initialized, require_module, require_values
 from wnpass.fx.axes import Use
 from wnpass.fx.elements import Elements
-from wnpass.fx.forward import Batch, as_batch, buffer_values, run_forward, state_given_back
+from wnpass.fx.forward import (
+    Batch,
+    as_batch,
+    buffer_values,
+    parameter_prints,
+    run_forward,
+    state_given_back,
+    written_parameters,
+)
 from wnpass.fx.register import parametrized_here, stored_unit_dim, unit_norm_problem
 from wnpass.fx.report import ParamSite
 from wnpass.fx.trace import Tracer, find_uses
@@ -124,18 +132,29 @@ NOT_INITIALIZED = "lazy parameter the example inputs do not initialize (its laye
 _WAS_LAZY: weakref.WeakKeyDictionary[nn.Module, type] = weakref.WeakKeyDictionary()
 
 
-def materialize_lazy(model: nn.Module, batch: Batch) -> None:
+def materialize_lazy(model: nn.Module, batch: Batch) -> list[str]:
     """Run ``model`` once on ``batch`` where it has lazy layers not initialized yet
     (``nn.LazyLinear``): the forward gives them their shapes and initial values, drawn from
     the random generators as any first forward draws them; the buffers it writes (a call
-    counter) stay as built. Their classes before are kept for the selection by layer type."""
+    counter) and the model's state stay as built. Their classes before are kept for the
+    selection by layer type. Returns the other parameters that forward wrote (an init on the
+    first call, as Glow's ActNorm), named in a warning too: nothing can give them back."""
     lazy = [m for m in model.modules() if any(is_lazy(t) for t in m.parameters(recurse=False))]
     if not lazy:
-        return
+        return []
     for module in lazy:
         _WAS_LAZY[module] = type(module)
+    before = parameter_prints(model)
     with state_given_back(model, buffer_values(model)):
         run_forward(model, batch)
+    written = written_parameters(model, before)
+    if written:
+        logger.warning(
+            "the forward that gave the lazy layers their shapes wrote the parameters %s too "
+            "(an init on its first call): they hold values computed from the example inputs",
+            ", ".join(written),
+        )
+    return written
 
 
 def owner_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:

@@ -23,6 +23,7 @@ import itertools
 import logging
 import random
 import sys
+import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -48,9 +49,11 @@ __all__ = [
     "evaluating",
     "forward_failed",
     "moved_buffers",
+    "parameter_prints",
     "run_forward",
     "state_given_back",
     "what_it_did",
+    "written_parameters",
 ]
 
 logger = logging.getLogger(__name__)
@@ -262,6 +265,25 @@ def moved_buffers(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[
         if not same or not torch.equal(buffer, value):
             moved.append(name)
     return moved
+
+
+def parameter_prints(model: nn.Module) -> dict[str, int]:
+    """A checksum of each parameter's bytes (lazy ones not initialized yet left out): a
+    forward that writes a parameter through ``.data``, which no version counter sees, changes
+    it (:func:`written_parameters`)."""
+    return {
+        name: zlib.crc32(param.detach().cpu().reshape(-1).view(torch.uint8).numpy().data)
+        for name, param in model.named_parameters()
+        if not is_lazy(param) and param.numel()
+    }
+
+
+def written_parameters(model: nn.Module, before: Mapping[str, int]) -> list[str]:
+    """The parameters whose bytes changed since their ``before`` prints
+    (:func:`parameter_prints`): a forward of the model's wrote them (an init on its first call
+    behind a plain flag, as Glow's ActNorm; a merge; an embedding's ``max_norm`` lookup)."""
+    now = parameter_prints(model)
+    return [name for name, crc in before.items() if now.get(name, crc) != crc]
 
 
 def _put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
