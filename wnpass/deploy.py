@@ -44,7 +44,6 @@ import copy
 import ctypes
 import dataclasses
 import errno
-import functools
 import inspect
 import itertools
 import logging
@@ -181,6 +180,11 @@ class ExportReport:
     # may match, but a runtime that trusts the shape info may fail
     shape_info_wrong: list[str] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)  # the exporter's (above)
+    # parameters a forward of the model's wrote (an init on its first call behind a plain flag,
+    # a merge, an embedding's max_norm): the file holds them as the exporter's own run of the
+    # forward left them; those the caller's model got back from the copy
+    parameters_written: list[str] = dataclasses.field(default_factory=list)
+    parameters_given_back: list[str] = dataclasses.field(default_factory=list)
     published: bool = True  # False: the check failed and nothing was written
 
     @property
@@ -1207,16 +1211,29 @@ def export(
     plan.check()  # the output's data file, if any, is planned once the model is known
     chosen = prov.resolve(list(providers) if providers else None) if verify else []
     loaded = buffer_values(model)  # as the caller set them, before wnpass's forwards
-    # each of wnpass's forwards leaves the model as given: every buffer it writes (a step
-    # counter, an offset it moves) and every plain attribute (a streaming state, a flag)
-    given_back = functools.partial(state_given_back, model, loaded)
     # the deployed behaviour; every submodule's flag comes back
-    with evaluating(model), given_back():
-        # what is exported is a copy of the model as given, taken before any of them, and
-        # after lazy layers take their shapes (and give back what that forward wrote)
-        written = materialize_lazy(model, inputs)  # by a first forward: not to be given back
+    with evaluating(model), state_given_back(model, loaded):
+        # what is exported is a copy of the model as given, taken before any of wnpass's
+        # forwards, and after lazy layers take their shapes (and give back what that forward
+        # wrote: not the parameters it wrote, which there is no copy of yet)
+        written = materialize_lazy(model, inputs)
         target, itself = _copy(model, fold_in_torch)
-        fingerprints = parameter_prints(model)
+        given: list[str] = []  # parameters a forward wrote that the copy gave back
+        prints = parameter_prints(model)
+
+        @contextlib.contextmanager
+        def given_back() -> Iterator[None]:
+            """Each of wnpass's forwards leaves the model as given: every buffer it writes (a
+            step counter), every plain attribute (a streaming state, a flag), and every
+            parameter (an init on its first call), from the copy."""
+            with state_given_back(model, loaded):
+                yield
+            names = written_parameters(model, prints)
+            if names and not itself:
+                _give_back_parameters(model, target, names)
+            written.extend(name for name in names if name not in written)
+            given.extend(name for name in names if name not in given and not itself)
+
         with given_back():
             result = call_model(model, inputs)  # the model's own error, before any exporter's
             outputs = _outputs(result) if verify else []  # read before it is given back
@@ -1230,10 +1247,7 @@ def export(
             assert dynamic is not None  # for the type checker
             with given_back():
                 probed.append(_probed(model, inputs, dynamic, arguments, dynamo, sizes))
-        given = written_parameters(model, fingerprints)
-        if given and not itself:  # the values the copy exported, the model's as given
-            _give_back_parameters(model, target, given)
-        written = list(dict.fromkeys([*written, *given]))
+        _said_written(written, given)
         # kept for the ONNX fold, its values are still checked here: the dynamo exporter
         # computes a small site into a plain initializer, NaN and all, which no fold sees
         torch_report = fold_weight_norm(target) if fold_in_torch else check_weight_norm(target)
@@ -1256,7 +1270,6 @@ def export(
                 exported = io.load(raw)
             warned += _check_ranges(model, inputs, arguments, ranges)
             warned += [] if dynamo else _moved_by_trace(target, loaded)
-            warned += _said_written(written, given if not itself else [])
             # what the forward read while the exporter traced it: the plan.check() below,
             # before anything is written, refuses an output onto one of those files
             plan.record_user_reads()
@@ -1266,6 +1279,7 @@ def export(
             in_place = itself and fold_in_torch
             report = ExportReport(str(path), exporter, torch_report, onnx_report, in_place)
             report.warnings = warned
+            report.parameters_written, report.parameters_given_back = written, given
             report.names_missing, report.names_transposed = _restore_names(exported, weights)
             report.verified = verify
             report.not_available = (
@@ -1412,25 +1426,26 @@ def _give_back_parameters(model: nn.Module, copy: nn.Module, names: list[str]) -
                 param.data = value.detach().clone()
 
 
-def _said_written(written: list[str], given_back: list[str]) -> list[str]:
-    """The report's warning about parameters a forward wrote
-    (:func:`~wnpass.fx.forward.written_parameters`), those of them the caller's model got
-    back named, logged."""
-    if not written:
-        return []
-    back = (
-        f"; the caller's model has {shortened(', '.join(given_back), 200)} back as given"
-        if given_back
-        else ""
-    )
-    line = (
+def _said_written(written: list[str], given_back: list[str]) -> None:
+    """Log the parameters a forward wrote (:func:`~wnpass.fx.forward.written_parameters`),
+    and those of them the caller's model got back (the report holds both, and the command
+    line prints them)."""
+    if written:
+        logger.info(
+            "%s%s",
+            parameters_written_line(written),
+            f"; the caller's model has {', '.join(given_back)} back as given" if given_back else "",
+        )
+
+
+def parameters_written_line(written: Sequence[str]) -> str:
+    """What the parameters a forward wrote mean for the file, in words (the CLI's line too)."""
+    return (
         f"the model's forward wrote its parameters {shortened(', '.join(written), 200)} (an "
         "init on its first call, a merge, an embedding's max_norm): the file holds them as "
         "the exporter's own run of the forward left them, which may be values computed from "
-        f"the example inputs{back}"
+        "the example inputs"
     )
-    logger.warning("%s", line)
-    return [line]
 
 
 def _check_values(model: nn.Module, inputs: Batch) -> None:

@@ -653,3 +653,57 @@ def test_a_torchscript_model_is_refused_in_one_line(
     err = capsys.readouterr().err
     assert "a TorchScript module" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "m.onnx").exists()
+
+
+_ACTNORM_MODEL_PY = """
+import torch
+from torch import nn
+
+class ActNorm(nn.Module):  # initialized from its first batch, behind a plain flag
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.loc = nn.Parameter(torch.zeros(4))
+        self.initialized = False
+
+    def forward(self, x):
+        h = self.lin(x)
+        if not self.initialized:
+            with torch.no_grad():
+                self.loc.data.copy_(-h.mean(0))
+            self.initialized = True
+        return h + self.loc
+
+def build_model():
+    torch.manual_seed(0)
+    return ActNorm()
+
+def example_inputs():
+    return (torch.randn(6, 4, generator=torch.Generator().manual_seed(1)),)
+"""
+
+
+def test_parameters_a_forward_writes_after_a_checkpoint_are_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The check of the checkpoint's weight-norm pairs ran the forward, which wrote the
+    ActNorm's loc from the example inputs over the checkpoint's before export looked: the
+    file held it and nothing said so (t68)."""
+    import torch
+
+    model_py = tmp_path / "model.py"
+    model_py.write_text(_ACTNORM_MODEL_PY)
+    torch.manual_seed(2)
+    state = {
+        "lin.parametrizations.weight.original0": torch.rand(4, 1) + 0.5,
+        "lin.parametrizations.weight.original1": torch.randn(4, 4),
+        "lin.bias": torch.zeros(4),
+        "loc": torch.full((4,), 0.5),
+    }
+    torch.save(state, tmp_path / "ck.pt")
+    argv = ["export", str(model_py), "--checkpoint", str(tmp_path / "ck.pt")]
+    argv += ["-o", str(tmp_path / "m.onnx"), "--exporter", "torchscript"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "warning: the model's forward wrote its parameters loc (" in out
+    assert "the model as given has loc back" in out

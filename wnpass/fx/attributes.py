@@ -16,9 +16,9 @@ another class holds inside it (a counter in an object of the model's own class) 
 followed, nor are the attributes of PyTorch's own layers (``nn.LSTM``'s flat weights: its
 caches, not a model's state).
 
-A forward that builds the model further (a head made on the first call, a hook it registers,
-weight norm folded in place) changes what no attribute can give back: the attributes of that
-module, and of every module it is inside, stay as the forward left them, and say so truly.
+A forward that builds the model further (a head made on the first call, a layer wrapped, a
+hook it registers, weight norm folded in place) changes what no attribute can give back: then
+no attribute is given back, and those that say so (wherever they are) stay true.
 A lazy layer's first forward is PyTorch's own building: the lazy layer keeps what it sets (its
 shapes, its class), the rest is given back.
 """
@@ -139,9 +139,10 @@ def _lazy(module: nn.Module) -> bool:
 
 def _machinery(model: nn.Module, lazy: set[int]) -> dict[int, tuple[Any, ...]]:
     """What a forward that builds the model changes, by module (but the ``lazy`` ones, by id):
-    its class (weight norm going on), the names of its parameters and submodules (a head made
-    on the first call; a submodule made again under its name on every call is no change),
-    and the hooks registered on it."""
+    its class (weight norm going on), its parameters and submodules by identity (a head made
+    on the first call, a layer wrapped in another), and the hooks registered on it. A
+    submodule without state, made again under its name on every call (``self.act =
+    nn.ReLU()``), is no change: it is known by its class alone."""
     found: dict[int, tuple[Any, ...]] = {}
     for module in model.modules():
         if id(module) in lazy:
@@ -150,8 +151,21 @@ def _machinery(model: nn.Module, lazy: set[int]) -> dict[int, tuple[Any, ...]]:
             found[id(module)] = (type(module),)
             continue
         hooks = tuple(tuple(value) for name, value in vars(module).items() if name in _HOOKS)
-        found[id(module)] = (type(module), tuple(module._parameters), tuple(module._modules), hooks)
+        found[id(module)] = (
+            type(module),
+            tuple((k, id(v)) for k, v in module._parameters.items()),
+            tuple((k, _identity(v)) for k, v in module._modules.items()),
+            hooks,
+        )
     return found
+
+
+def _identity(module: nn.Module | None) -> object:
+    """A submodule's identity for :func:`_machinery`: its class where it holds no state of
+    its own (no parameter, buffer or submodule, as an activation), else the object."""
+    if module is None or (not module._parameters and not module._buffers and not module._modules):
+        return type(module)
+    return id(module)
 
 
 # nn.Module's registries of hooks (forward, backward, state dict and load hooks).
@@ -166,7 +180,6 @@ class Attributes:
     def __init__(self, model: nn.Module) -> None:
         self.lazy = {id(module) for module in model.modules() if _lazy(module)}
         self.model, self.machinery = model, _machinery(model, self.lazy)
-        self.paths = {id(module): path for path, module in model.named_modules()}
         tensors = (*model.parameters(), *model.buffers())
         weights = {p for t in tensors if (p := _storage(t)) is not None}
         self.saved: list[_Saved] = []
@@ -181,32 +194,22 @@ class Attributes:
             }
             self.saved.append(_Saved(module, values, contents))
 
-    def built(self) -> set[int]:
-        """The modules (by id) that the forward built further, or one inside them: the class,
-        the parameters' or submodules' names or the hooks of one of them changed."""
-        now = _machinery(self.model, self.lazy)
-        changed = [
-            self.paths[key]
-            for key, before in self.machinery.items()
-            if key in now and now[key] != before
-        ]
-        return {
-            key
-            for key, path in self.paths.items()
-            if any(c == path or not path or c.startswith(f"{path}.") for c in changed)
-        }
+    def built(self) -> bool:
+        """Whether the forward built the model further: the class, the parameters, the
+        submodules or the hooks of one of its modules changed (:func:`_machinery`)."""
+        now = _machinery(self.model, self.lazy)  # a module gone shows in its parent's entry
+        return any(now.get(key, before) != before for key, before in self.machinery.items())
 
-    def give_back(self) -> set[int]:
-        """Bind, fill and delete every attribute as it was, but those of the modules the
-        forward built further (:meth:`built`: a module that registered a hook or made a head on
-        its first call, and every module it is inside): the attributes that say so (a hook's
-        handle, a ``built`` flag) must stay as they are. Returns those modules' ids."""
-        built = self.built()
-        if built:
-            logger.debug("the forward built %d modules further: their attributes stay", len(built))
+    def give_back(self) -> bool:
+        """Bind, fill and delete every attribute as it was, unless the forward built the model
+        further (:meth:`built`: a module that registered a hook or made a head on its first
+        call): the attributes that say so (a hook's handle, a ``built`` flag), wherever they
+        are (a flag of another module that holds the hooked one in a plain list), must then
+        stay as they are, and none is given back. Returns whether they were."""
+        if self.built():
+            logger.debug("the forward built the model further: its attributes stay as they are")
+            return False
         for saved in self.saved:
-            if id(saved.module) in built:
-                continue
             attributes = vars(saved.module)
             added = [k for k, v in attributes.items() if k not in saved.values]
             for name in added:
@@ -217,4 +220,4 @@ class Attributes:
                     attributes[name] = value
                 if name in saved.contents:
                     _give_back_contents(value, saved.contents[name])
-        return built
+        return True

@@ -91,7 +91,7 @@ def load_checkpoint(
     :func:`wnpass.fx.reach.give_back_unreached`) is taken off again, its pair folded into the
     parameter as it is loaded."""
     from wnpass.checkpoint.reading import load_torch, open_checkpoint
-    from wnpass.fx.forward import as_batch
+    from wnpass.fx.forward import as_batch, parameter_prints, written_parameters
     from wnpass.fx.reach import give_back_unreached
     from wnpass.fx.state import load_state_dict_any, restore_weight_norm
 
@@ -116,8 +116,12 @@ def load_checkpoint(
         load_state_dict_any(model, state)
         if restored and inputs is not None:
             originals = {name: before[name] for name in restored}
-            if give_back_unreached(model, as_batch(inputs), originals):
-                load_state_dict_any(model, state)  # those pairs folded into their parameters
+            prints = parameter_prints(model)
+            given_back = give_back_unreached(model, as_batch(inputs), originals)
+            # those pairs folded into their parameters; and the parameters that forward wrote
+            # (an init on its first call) as the checkpoint holds them
+            if given_back or written_parameters(model, prints):
+                load_state_dict_any(model, state)
     except STOPS:
         raise
     except BaseException as error:  # the model's own load hooks too

@@ -268,13 +268,14 @@ def moved_buffers(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[
 
 
 def parameter_prints(model: nn.Module) -> dict[str, int]:
-    """A checksum of each parameter's bytes (lazy ones not initialized yet left out): a
+    """A checksum of each parameter's bytes (lazy ones not initialized yet, and sparse ones,
+    left out): a
     forward that writes a parameter through ``.data``, which no version counter sees, changes
     it (:func:`written_parameters`)."""
     return {
         name: zlib.crc32(param.detach().cpu().reshape(-1).view(torch.uint8).numpy().data)
         for name, param in model.named_parameters()
-        if not is_lazy(param) and param.numel()
+        if not is_lazy(param) and param.numel() and param.layout == torch.strided
     }
 
 
@@ -302,9 +303,9 @@ def state_given_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> It
     held when it began: every plain attribute (:class:`~wnpass.fx.attributes.Attributes`: a
     streaming state, a first-call flag, a cache), every buffer object (one the forward
     registered again, a table grown, or deleted, is registered as it was), and every buffer
-    named in ``values`` that value. A module the block built further (a hook, a submodule),
-    and every module it is inside, keeps its attributes and buffer objects as the block left
-    them; only the buffers' values are given back there."""
+    named in ``values`` that value. Where the block built the model further (a hook, a
+    submodule), its attributes and buffer objects stay as the block left them, and only the
+    buffers' values are given back."""
     attributes = Attributes(model)
     registered = [
         (module, leaf, buffer)
@@ -316,10 +317,10 @@ def state_given_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> It
     try:
         yield
     finally:
-        built = attributes.give_back()  # modules built further keep their buffer objects too
-        for module, leaf, buffer in registered:
-            if id(module) not in built and module._buffers.get(leaf) is not buffer:
-                module._buffers[leaf] = buffer
+        if attributes.give_back():  # else the model was built further: buffers stay registered
+            for module, leaf, buffer in registered:
+                if module._buffers.get(leaf) is not buffer:
+                    module._buffers[leaf] = buffer
         _put_back(model, values)
 
 
