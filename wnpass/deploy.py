@@ -1226,13 +1226,14 @@ def export(
             """Each of wnpass's forwards leaves the model as given: every buffer it writes (a
             step counter), every plain attribute (a streaming state, a flag), and every
             parameter (an init on its first call), from the copy."""
-            with state_given_back(model, loaded):
-                yield
-            names = written_parameters(model, prints)
-            if names and not itself:
-                _give_back_parameters(model, target, names)
-            written.extend(name for name in names if name not in written)
-            given.extend(name for name in names if name not in given and not itself)
+            try:
+                with state_given_back(model, loaded):
+                    yield
+            finally:
+                names = written_parameters(model, prints)
+                back = [] if itself else _give_back_parameters(model, target, names)
+                written.extend(name for name in names if name not in written)
+                given.extend(name for name in back if name not in given)
 
         with given_back():
             result = call_model(model, inputs)  # the model's own error, before any exporter's
@@ -1411,10 +1412,12 @@ def _same(a: Output, b: Output) -> bool:
     return type(a) is type(b) and (a == b or (a != a and b != b))
 
 
-def _give_back_parameters(model: nn.Module, copy: nn.Module, names: list[str]) -> None:
+def _give_back_parameters(model: nn.Module, copy: nn.Module, names: list[str]) -> list[str]:
     """The caller's parameters ``names`` as the copy holds them (the model as given): in
-    place, or anew where the forward gave one another shape through ``.data``."""
+    place, or anew where the forward gave one another shape through ``.data``. Returns those
+    given back (a parameter the copy names otherwise, inside a compiled layer, is not)."""
     given = dict(copy.named_parameters())
+    back = []
     with torch.no_grad():
         for name in names:
             param, value = model.get_parameter(name), given.get(name)
@@ -1424,6 +1427,8 @@ def _give_back_parameters(model: nn.Module, copy: nn.Module, names: list[str]) -
                 param.copy_(value)
             else:
                 param.data = value.detach().clone()
+            back.append(name)
+    return back
 
 
 def _said_written(written: list[str], given_back: list[str]) -> None:

@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 # nn.Module's own attributes (registries of parameters, buffers, submodules and hooks, the
 # training flag): PyTorch's bookkeeping, never a model's state.
 _MODULE_OWN = frozenset(vars(nn.Module()))
+# Its registries of hooks (forward, backward, state dict and load hooks).
+_HOOKS = frozenset(name for name in _MODULE_OWN if "hooks" in name)
 _MISSING = object()
 
 
@@ -166,10 +168,6 @@ def _identity(module: nn.Module | None) -> object:
     if module is None or (not module._parameters and not module._buffers and not module._modules):
         return type(module)
     return id(module)
-
-
-# nn.Module's registries of hooks (forward, backward, state dict and load hooks).
-_HOOKS = frozenset(name for name in _MODULE_OWN if "hooks" in name)
 
 
 class Attributes:

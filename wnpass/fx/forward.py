@@ -269,9 +269,8 @@ def moved_buffers(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[
 
 def parameter_prints(model: nn.Module) -> dict[str, int]:
     """A checksum of each parameter's bytes (lazy ones not initialized yet, and sparse ones,
-    left out): a
-    forward that writes a parameter through ``.data``, which no version counter sees, changes
-    it (:func:`written_parameters`)."""
+    left out): a forward that writes a parameter through ``.data``, which no version counter
+    sees, changes it (:func:`written_parameters`)."""
     return {
         name: zlib.crc32(param.detach().cpu().reshape(-1).view(torch.uint8).numpy().data)
         for name, param in model.named_parameters()
