@@ -1902,3 +1902,29 @@ def test_parameters_given_back_after_each_forward_keep_the_model_deterministic(
     )
     assert not report.not_deterministic and report.published
     assert report.parameters_written == ["lin.parametrizations.weight.original0"]
+
+
+class _ActNormBesideAHook(nn.Module):
+    """An ActNorm initialized on its first call beside a layer hooked on its first call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm, self.tap = _ActNorm(), _HooksOnFirstCall()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tap(self.norm(x))
+
+
+def test_a_forward_that_builds_the_model_keeps_its_parameters_with_its_flags(
+    tmp_path: Path,
+) -> None:
+    """The hook made the forward a building one, so no flag came back, but the ActNorm's
+    parameters did: the next forward saw an initialized flag beside parameters as given, and
+    export called the model not deterministic (t69). Parameters follow the flags."""
+    torch.manual_seed(0)
+    model = _ActNormBesideAHook()
+    report = export(model, (torch.randn(6, 4),), tmp_path / "m.onnx", exporter="torchscript")
+    assert report and report.published and not report.not_deterministic
+    assert report.parameters_written == ["norm.loc", "norm.logs"]
+    assert report.parameters_given_back == []
+    assert model.norm.initialized and model.norm.loc.abs().sum() > 0

@@ -75,6 +75,7 @@ from wnpass.fx.fold import TorchFoldReport, check_weight_norm, fold_weight_norm
 from wnpass.fx.forward import (
     Batch,
     ForwardFailedError,
+    GivenBack,
     as_batch,
     buffer_values,
     call_model,
@@ -1225,15 +1226,20 @@ def export(
         def given_back() -> Iterator[None]:
             """Each of wnpass's forwards leaves the model as given: every buffer it writes (a
             step counter), every plain attribute (a streaming state, a flag), and every
-            parameter (an init on its first call), from the copy."""
+            parameter (an init on its first call), from the copy; but a forward that builds
+            the model further keeps its attributes, and then its parameters too, as the flags
+            among those attributes say (:class:`~wnpass.fx.forward.GivenBack`)."""
+            done = GivenBack()
             try:
-                with state_given_back(model, loaded):
+                with state_given_back(model, loaded) as done:
                     yield
             finally:
                 names = written_parameters(model, prints)
-                back = [] if itself else _give_back_parameters(model, target, names)
+                whole = done.whole and not itself
+                back = _give_back_parameters(model, target, names) if whole else []
                 written.extend(name for name in names if name not in written)
                 given.extend(name for name in back if name not in given)
+                prints.update(parameter_prints(model))  # as they are now, for the next one
 
         with given_back():
             result = call_model(model, inputs)  # the model's own error, before any exporter's
@@ -1435,7 +1441,7 @@ def _said_written(written: list[str], given_back: list[str]) -> None:
     """Log the parameters a forward wrote (:func:`~wnpass.fx.forward.written_parameters`),
     and those of them the caller's model got back (the report holds both, and the command
     line prints them)."""
-    if written:
+    if written:  # at INFO, as what else the report says: the command line prints it
         logger.info(
             "%s%s",
             parameters_written_line(written),

@@ -41,6 +41,7 @@ from wnpass.plan import user_code
 __all__ = [
     "Batch",
     "ForwardFailedError",
+    "GivenBack",
     "RngSnapshot",
     "as_batch",
     "buffer_values",
@@ -296,16 +297,25 @@ def _put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
                 buffer.copy_(value)
 
 
+@dataclasses.dataclass
+class GivenBack:
+    """What :func:`state_given_back` gave back, once its block ended: ``whole`` where the
+    block built nothing further, so that attributes and buffer objects came back too."""
+
+    whole: bool = False
+
+
 @contextlib.contextmanager
-def state_given_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> Iterator[None]:
+def state_given_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> Iterator[GivenBack]:
     """Run the block; afterwards, however it ended, ``model``'s modules hold the state they
     held when it began: every plain attribute (:class:`~wnpass.fx.attributes.Attributes`: a
     streaming state, a first-call flag, a cache), every buffer object (one the forward
     registered again, a table grown, or deleted, is registered as it was), and every buffer
     named in ``values`` that value. Where the block built the model further (a hook, a
     submodule), its attributes and buffer objects stay as the block left them, and only the
-    buffers' values are given back."""
+    buffers' values are given back. Yields a :class:`GivenBack` that says which."""
     attributes = Attributes(model)
+    given = GivenBack()
     registered = [
         (module, leaf, buffer)
         for module in model.modules()
@@ -314,9 +324,10 @@ def state_given_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> It
         if buffer is not None
     ]
     try:
-        yield
+        yield given
     finally:
-        if attributes.give_back():  # else the model was built further: buffers stay registered
+        given.whole = attributes.give_back()
+        if given.whole:  # else the model was built further: buffers stay registered
             for module, leaf, buffer in registered:
                 if module._buffers.get(leaf) is not buffer:
                     module._buffers[leaf] = buffer
