@@ -1928,3 +1928,35 @@ def test_a_forward_that_builds_the_model_keeps_its_parameters_with_its_flags(
     assert report.parameters_written == ["norm.loc", "norm.logs"]
     assert report.parameters_given_back == []
     assert model.norm.initialized and model.norm.loc.abs().sum() > 0
+
+
+class _ActNormFlaggedByABuffer(_ActNorm):
+    """The same ActNorm, its flag a buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inited: torch.Tensor
+        self.register_buffer("inited", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x)
+        if not self.inited.item():
+            with torch.no_grad():
+                self.loc.data.copy_(-h.mean(0))
+                self.logs.data.copy_(-torch.log(h.std(0) + 1e-6))
+                self.inited.add_(1)
+        return (h + self.loc) * torch.exp(self.logs)
+
+
+def test_a_forward_that_builds_the_model_keeps_a_buffer_flag_with_its_parameters(
+    tmp_path: Path,
+) -> None:
+    """Buffer values came back where nothing else did: the flag said not initialized beside
+    parameters initialized from the example inputs (t70)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(_ActNormFlaggedByABuffer(), _HooksOnFirstCall())
+    report = export(model, (torch.randn(6, 4),), tmp_path / "m.onnx", exporter="torchscript")
+    assert report.parameters_written == ["0.loc", "0.logs"]
+    assert report.parameters_given_back == []
+    norm: Any = model[0]
+    assert norm.inited.item() == 1 and norm.loc.abs().sum() > 0

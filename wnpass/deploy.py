@@ -1230,8 +1230,8 @@ def export(
             the model further keeps its attributes, and then its parameters too, as the flags
             among those attributes say (:class:`~wnpass.fx.forward.GivenBack`)."""
             done = GivenBack()
-            try:
-                with state_given_back(model, loaded) as done:
+            try:  # the buffers as this forward finds them: a building one before kept its own
+                with state_given_back(model, buffer_values(model)) as done:
                     yield
             finally:
                 names = written_parameters(model, prints)

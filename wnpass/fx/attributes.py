@@ -18,7 +18,8 @@ caches, not a model's state).
 
 A forward that builds the model further (a head made on the first call, a layer wrapped, a
 hook it registers, weight norm folded in place) changes what no attribute can give back: then
-no attribute is given back, and those that say so (wherever they are) stay true.
+no attribute is given back (nor buffers: :func:`wnpass.fx.forward.state_given_back`), and the
+flags that say so (wherever they are) stay true.
 A lazy layer's first forward is PyTorch's own building: the lazy layer keeps what it sets (its
 shapes, its class), the rest is given back.
 """

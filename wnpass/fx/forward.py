@@ -300,7 +300,7 @@ def _put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
 @dataclasses.dataclass
 class GivenBack:
     """What :func:`state_given_back` gave back, once its block ended: ``whole`` where the
-    block built nothing further, so that attributes and buffer objects came back too."""
+    block built nothing further and the state came back; else nothing did."""
 
     whole: bool = False
 
@@ -312,8 +312,9 @@ def state_given_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> It
     streaming state, a first-call flag, a cache), every buffer object (one the forward
     registered again, a table grown, or deleted, is registered as it was), and every buffer
     named in ``values`` that value. Where the block built the model further (a hook, a
-    submodule), its attributes and buffer objects stay as the block left them, and only the
-    buffers' values are given back. Yields a :class:`GivenBack` that says which."""
+    submodule), nothing is given back: its attributes, buffers (and, in the export pipeline,
+    parameters) stay as the block left them, so that a flag, a plain attribute or a buffer,
+    and what it guards agree. Yields a :class:`GivenBack` that says which."""
     attributes = Attributes(model)
     given = GivenBack()
     registered = [
@@ -327,11 +328,11 @@ def state_given_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> It
         yield given
     finally:
         given.whole = attributes.give_back()
-        if given.whole:  # else the model was built further: buffers stay registered
+        if given.whole:  # else the model was built further: its state stays as the block left it
             for module, leaf, buffer in registered:
                 if module._buffers.get(leaf) is not buffer:
                     module._buffers[leaf] = buffer
-        _put_back(model, values)
+            _put_back(model, values)
 
 
 def _eager() -> contextlib.AbstractContextManager[Any]:
