@@ -1227,8 +1227,8 @@ def export(
             """Each of wnpass's forwards leaves the model as given: every buffer it writes (a
             step counter), every plain attribute (a streaming state, a flag), and every
             parameter (an init on its first call), from the copy; but a forward that builds
-            the model further keeps its attributes, and then its parameters too, as the flags
-            among those attributes say (:class:`~wnpass.fx.forward.GivenBack`)."""
+            the model further keeps its attributes and buffers, and then its parameters too,
+            as the flags among them say (:class:`~wnpass.fx.forward.GivenBack`)."""
             done = GivenBack()
             try:  # the buffers as this forward finds them: a building one before kept its own
                 with state_given_back(model, buffer_values(model)) as done:
