@@ -201,3 +201,31 @@ def test_a_state_made_under_inference_mode_is_given_back_there() -> None:
         model.frames.add_(1)
     saved.give_back()
     assert model.frames.tolist() == [0.0, 0.0]
+
+
+class _Memory(nn.Module):
+    """A submodule with no parameter or buffer, holding a state in a plain attribute."""
+
+    def __init__(self, state: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.state = state
+
+
+class _Remembers(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.mem = _Memory()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.mem = _Memory(x.detach())
+        return x
+
+
+def test_a_stateless_submodule_made_again_with_a_state_is_bound_back() -> None:
+    """Made again with the example's state in it, it was kept: export's verification then
+    called the model not deterministic (t69)."""
+    model = _Remembers()
+    mem = model.mem
+    saved = Attributes(model)
+    model(torch.ones(1, 3))
+    assert saved.give_back() is True and model.mem is mem and mem.state is None

@@ -11,7 +11,9 @@ as given.
 gives them back: an attribute the forward bound to another object, added or deleted is bound
 as it was; a tensor held there (not a parameter or buffer) gets its values back where the
 forward changed them in place; a list, dict, set or deque held there gets its items back (the
-same objects, not copies of them); a ``torch.Generator`` gets its state back. What an object of
+same objects, not copies of them); a ``torch.Generator`` gets its state back; a submodule
+without state of its own that the forward made again under its name is bound as it was. What
+an object of
 another class holds inside it (a counter in an object of the model's own class) is not
 followed, nor are the attributes of PyTorch's own layers (``nn.LSTM``'s flat weights: its
 caches, not a model's state).
@@ -131,6 +133,9 @@ class _Saved:
     module: nn.Module
     values: dict[str, Any]
     contents: dict[str, Any]
+    # submodules without state of their own, by name: a forward may make another under the
+    # name (``self.mem = Memory(x)``), whose plain attributes then hold its state
+    stateless: dict[str, nn.Module]
 
 
 def _lazy(module: nn.Module) -> bool:
@@ -163,12 +168,15 @@ def _machinery(model: nn.Module, lazy: set[int]) -> dict[int, tuple[Any, ...]]:
     return found
 
 
+def _stateless(module: nn.Module | None) -> bool:
+    """No parameter, buffer or submodule of its own (an activation, a holder of plain state)."""
+    return module is None or not (module._parameters or module._buffers or module._modules)
+
+
 def _identity(module: nn.Module | None) -> object:
-    """A submodule's identity for :func:`_machinery`: its class where it holds no state of
-    its own (no parameter, buffer or submodule, as an activation), else the object."""
-    if module is None or (not module._parameters and not module._buffers and not module._modules):
-        return type(module)
-    return id(module)
+    """A submodule's identity for :func:`_machinery`: its class where it is stateless
+    (:func:`_stateless`), else the object."""
+    return type(module) if _stateless(module) else id(module)
 
 
 class Attributes:
@@ -191,7 +199,10 @@ class Attributes:
                 for k, v in values.items()
                 if (inside := _contents(v, weights)) is not None
             }
-            self.saved.append(_Saved(module, values, contents))
+            stateless = {
+                k: v for k, v in module._modules.items() if v is not None and _stateless(v)
+            }
+            self.saved.append(_Saved(module, values, contents, stateless))
 
     def built(self) -> bool:
         """Whether the forward built the model further: the class, the parameters, the
@@ -219,4 +230,7 @@ class Attributes:
                     attributes[name] = value
                 if name in saved.contents:
                     _give_back_contents(value, saved.contents[name])
+            for name, child in saved.stateless.items():
+                if saved.module._modules.get(name) is not child:
+                    saved.module._modules[name] = child
         return True
