@@ -1213,48 +1213,28 @@ def export(
     chosen = prov.resolve(list(providers) if providers else None) if verify else []
     loaded = buffer_values(model)  # as the caller set them, before wnpass's forwards
     # the deployed behaviour; every submodule's flag comes back
-    with evaluating(model), state_given_back(model, loaded):
+    with evaluating(model), state_given_back(model):
         # what is exported is a copy of the model as given, taken before any of wnpass's
         # forwards, and after lazy layers take their shapes (and give back what that forward
         # wrote: not the parameters it wrote, which there is no copy of yet)
-        written = materialize_lazy(model, inputs)
+        lazy_wrote = materialize_lazy(model, inputs)
         target, itself = _copy(model, fold_in_torch)
-        given: list[str] = []  # parameters a forward wrote that the copy gave back
-        prints = parameter_prints(model)
-
-        @contextlib.contextmanager
-        def given_back() -> Iterator[None]:
-            """Each of wnpass's forwards leaves the model as given: every buffer it writes (a
-            step counter), every plain attribute (a streaming state, a flag), and every
-            parameter (an init on its first call), from the copy; but a forward that builds
-            the model further keeps its attributes and buffers, and then its parameters too,
-            as the flags among them say (:class:`~wnpass.fx.forward.GivenBack`)."""
-            done = GivenBack()
-            try:  # the buffers as this forward finds them: a building one before kept its own
-                with state_given_back(model, buffer_values(model)) as done:
-                    yield
-            finally:
-                names = written_parameters(model, prints)
-                whole = done.whole and not itself
-                back = _give_back_parameters(model, target, names) if whole else []
-                written.extend(name for name in names if name not in written)
-                given.extend(name for name in back if name not in given)
-                prints.update(parameter_prints(model))  # as they are now, for the next one
-
-        with given_back():
+        forwards = _Forwards(model, None if itself else target, lazy_wrote)
+        with forwards.given_back():
             result = call_model(model, inputs)  # the model's own error, before any exporter's
             outputs = _outputs(result) if verify else []  # read before it is given back
         changed = []
         if verify:
-            with given_back():
+            with forwards.given_back():
                 changed = _changed(outputs, _outputs(call_model(model, inputs)))
         examples = _examples(graph_inputs) if verify else {}
         probed = []
         for sizes in PROBES if verify and dynamic else ():
             assert dynamic is not None  # for the type checker
-            with given_back():
+            with forwards.given_back():
                 probed.append(_probed(model, inputs, dynamic, arguments, dynamo, sizes))
-        _said_written(written, given)
+        if forwards.written:  # at INFO, as what else the report says: the command line prints it
+            logger.info("%s", parameters_written_line(forwards.written, forwards.given))
         # kept for the ONNX fold, its values are still checked here: the dynamo exporter
         # computes a small site into a plain initializer, NaN and all, which no fold sees
         torch_report = fold_weight_norm(target) if fold_in_torch else check_weight_norm(target)
@@ -1286,7 +1266,8 @@ def export(
             in_place = itself and fold_in_torch
             report = ExportReport(str(path), exporter, torch_report, onnx_report, in_place)
             report.warnings = warned
-            report.parameters_written, report.parameters_given_back = written, given
+            report.parameters_written = forwards.written
+            report.parameters_given_back = forwards.given
             report.names_missing, report.names_transposed = _restore_names(exported, weights)
             report.verified = verify
             report.not_available = (
@@ -1418,44 +1399,65 @@ def _same(a: Output, b: Output) -> bool:
     return type(a) is type(b) and (a == b or (a != a and b != b))
 
 
-def _give_back_parameters(model: nn.Module, copy: nn.Module, names: list[str]) -> list[str]:
-    """The caller's parameters ``names`` as the copy holds them (the model as given): in
-    place, or anew where the forward gave one another shape through ``.data``. Returns those
-    given back (a parameter the copy names otherwise, inside a compiled layer, is not)."""
-    given = dict(copy.named_parameters())
-    back = []
-    with torch.no_grad():
-        for name in names:
-            param, value = model.get_parameter(name), given.get(name)
-            if value is None:
-                continue
-            if param.shape == value.shape and param.dtype == value.dtype:
-                param.copy_(value)
-            else:
-                param.data = value.detach().clone()
-            back.append(name)
-    return back
+class _Forwards:
+    """Each of wnpass's forwards of ``model`` (:meth:`given_back`) leaves it as given: every
+    buffer it writes (a step counter), every plain attribute (a streaming state, a flag)
+    (:func:`~wnpass.fx.forward.state_given_back`), and every parameter it writes (an init on
+    its first call), from ``copy``, the model as given (None: it could not be copied). A
+    forward that builds the model further keeps its attributes and buffers, and then its
+    parameters too, as the flags among them say. ``written`` names the parameters the forwards
+    wrote (those the lazy layers' first forward wrote, ``lazy_wrote``, first), ``given`` those
+    the model got back."""
+
+    def __init__(self, model: nn.Module, copy: nn.Module | None, lazy_wrote: list[str]) -> None:
+        self.model, self.copy = model, copy
+        self.prints = parameter_prints(model)
+        self.written, self.given = list(lazy_wrote), list[str]()
+
+    @contextlib.contextmanager
+    def given_back(self) -> Iterator[None]:
+        done = GivenBack()
+        try:
+            with state_given_back(self.model) as done:
+                yield
+        finally:
+            names = written_parameters(self.model, self.prints)
+            back = self._parameters_back(names) if done.whole else []
+            self.written += [name for name in names if name not in self.written]
+            self.given += [name for name in back if name not in self.given]
+            if len(back) < len(names):  # some stay as written: the next forward starts there
+                self.prints = parameter_prints(self.model)
+
+    def _parameters_back(self, names: list[str]) -> list[str]:
+        """The parameters ``names`` as the copy holds them: in place, or anew where the forward
+        gave one another shape through ``.data``. Returns those given back (none without a
+        copy; a parameter the copy names otherwise, inside a compiled layer, is not)."""
+        if self.copy is None:
+            return []
+        given = dict(self.copy.named_parameters())
+        back = []
+        with torch.no_grad():
+            for name in names:
+                param, value = self.model.get_parameter(name), given.get(name)
+                if value is None:
+                    continue
+                if param.shape == value.shape and param.dtype == value.dtype:
+                    param.copy_(value)
+                else:
+                    param.data = value.detach().clone()
+                back.append(name)
+        return back
 
 
-def _said_written(written: list[str], given_back: list[str]) -> None:
-    """Log the parameters a forward wrote (:func:`~wnpass.fx.forward.written_parameters`),
-    and those of them the caller's model got back (the report holds both, and the command
-    line prints them)."""
-    if written:  # at INFO, as what else the report says: the command line prints it
-        logger.info(
-            "%s%s",
-            parameters_written_line(written),
-            f"; the caller's model has {', '.join(given_back)} back as given" if given_back else "",
-        )
-
-
-def parameters_written_line(written: Sequence[str]) -> str:
-    """What the parameters a forward wrote mean for the file, in words (the CLI's line too)."""
+def parameters_written_line(written: Sequence[str], given_back: Sequence[str]) -> str:
+    """What the parameters a forward wrote mean for the file, and those of them the caller's
+    model got back, in words (the report's fields; the log's and the command line's line)."""
+    back = shortened(", ".join(given_back), 200)
     return (
         f"the model's forward wrote its parameters {shortened(', '.join(written), 200)} (an "
         "init on its first call, a merge, an embedding's max_norm): the file holds them as "
         "the exporter's own run of the forward left them, which may be values computed from "
-        "the example inputs"
+        "the example inputs" + (f"; the model as given has {back} back" if given_back else "")
     )
 
 

@@ -216,7 +216,7 @@ def test_a_buffer_the_forward_registered_again_at_another_shape_is_registered_ba
     one grown outside wnpass's forwards is named as moved."""
     model = _GrowsItsTable()
     table, values = model.get_buffer("pe"), buffer_values(model)
-    with state_given_back(model, values):
+    with state_given_back(model):
         run_forward(model, Batch((torch.ones(10, 3),)))
     assert model.get_buffer("pe") is table and moved_buffers(model, values) == []
     run_forward(model, Batch((torch.ones(10, 3),)))

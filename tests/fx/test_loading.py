@@ -230,9 +230,10 @@ def test_a_factory_that_is_no_function_name_is_refused(factory: str) -> None:
     assert str(caught.value) == f"factory must be the name of a function, not {factory!r}"
 
 
-def test_a_lazy_model_s_buffers_stay_as_built_when_its_shapes_are_given(tmp_path: Path) -> None:
-    """The forward that gives lazy layers their shapes as a model.py loads moved a call
-    counter, which train-rewrite then saved as if loaded so (t59)."""
+def _lazy_model_py(tmp_path: Path, members: str, forward: list[str]) -> Path:
+    """A model.py whose model has a ``nn.LazyLinear(3)`` as ``lin``, ``members`` set beside
+    it, and the lines of ``forward(self, x)``; its example inputs are 2 x 4."""
+    body = "".join(f"        {line}\n" for line in forward)
     path = tmp_path / "lazy.py"
     path.write_text(
         "import torch\n"
@@ -241,14 +242,24 @@ def test_a_lazy_model_s_buffers_stay_as_built_when_its_shapes_are_given(tmp_path
         "    def __init__(self):\n"
         "        super().__init__()\n"
         "        self.lin = nn.LazyLinear(3)\n"
-        "        self.register_buffer('calls', torch.zeros((), dtype=torch.long))\n"
+        f"        {members}\n"
         "    def forward(self, x):\n"
-        "        self.calls += 1\n"
-        "        return self.lin(x)\n"
+        f"{body}"
         "def build_model():\n"
         "    return M()\n"
         "def example_inputs():\n"
         "    return (torch.randn(2, 4),)\n"
+    )
+    return path
+
+
+def test_a_lazy_model_s_buffers_stay_as_built_when_its_shapes_are_given(tmp_path: Path) -> None:
+    """The forward that gives lazy layers their shapes as a model.py loads moved a call
+    counter, which train-rewrite then saved as if loaded so (t59)."""
+    path = _lazy_model_py(
+        tmp_path,
+        "self.register_buffer('calls', torch.zeros((), dtype=torch.long))",
+        ["self.calls += 1", "return self.lin(x)"],
     )
     model, _ = load_model_py(path)
     assert model.get_buffer("calls").item() == 0
@@ -260,26 +271,16 @@ def test_parameters_the_lazy_layers_first_forward_writes_are_said(
 ) -> None:
     """An ActNorm behind a plain flag, initialized by that forward from the example inputs
     before any command saw the model: `wnpass export` published them without a word (t67)."""
-    path = tmp_path / "lazy.py"
-    path.write_text(
-        "import torch\n"
-        "from torch import nn\n"
-        "class M(nn.Module):\n"
-        "    def __init__(self):\n"
-        "        super().__init__()\n"
-        "        self.lin = nn.LazyLinear(3)\n"
-        "        self.loc = nn.Parameter(torch.zeros(3))\n"
-        "        self.initialized = False\n"
-        "    def forward(self, x):\n"
-        "        h = self.lin(x)\n"
-        "        if not self.initialized:\n"
-        "            self.loc.data.copy_(-h.mean(0))\n"
-        "            self.initialized = True\n"
-        "        return h + self.loc\n"
-        "def build_model():\n"
-        "    return M()\n"
-        "def example_inputs():\n"
-        "    return (torch.randn(2, 4),)\n"
+    path = _lazy_model_py(
+        tmp_path,
+        "self.loc = nn.Parameter(torch.zeros(3)); self.initialized = False",
+        [
+            "h = self.lin(x)",
+            "if not self.initialized:",
+            "    self.loc.data.copy_(-h.mean(0))",
+            "    self.initialized = True",
+            "return h + self.loc",
+        ],
     )
     with caplog.at_level("WARNING", logger="wnpass"):
         load_model_py(path)

@@ -133,7 +133,6 @@ def _parse_dynamic(items: list[str] | None) -> dict[str, dict[int, str]] | None:
 
 def _print_export(out: Printer, report: Any) -> None:
     from wnpass.deploy import parameters_written_line
-    from wnpass.errors import shortened
     from wnpass.verify.report import COMPARISON_COLUMNS, comparison_row
 
     if (torch_fold := report.torch_fold) is not None:
@@ -206,11 +205,8 @@ def _print_export(out: Printer, report: Any) -> None:
     for warning in report.warnings:
         out.summary(f"warning: the exporter says the result may be wrong: {warning}")
     if report.parameters_written:
-        back = shortened(", ".join(report.parameters_given_back), 200)
-        out.summary(
-            f"warning: {parameters_written_line(report.parameters_written)}"
-            + (f"; the model as given has {back} back" if back else "")
-        )
+        line = parameters_written_line(report.parameters_written, report.parameters_given_back)
+        out.summary(f"warning: {line}")
     for said in report.shape_info_wrong:
         out.summary(
             f"warning: {said} (the exporter's shape info is wrong there; ONNX Runtime computes "

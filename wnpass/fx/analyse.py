@@ -34,7 +34,6 @@ from wnpass.fx.elements import Elements
 from wnpass.fx.forward import (
     Batch,
     as_batch,
-    buffer_values,
     parameter_prints,
     run_forward,
     state_given_back,
@@ -145,7 +144,7 @@ def materialize_lazy(model: nn.Module, batch: Batch) -> list[str]:
     for module in lazy:
         _WAS_LAZY[module] = type(module)
     before = parameter_prints(model)
-    with state_given_back(model, buffer_values(model)):
+    with state_given_back(model):
         run_forward(model, batch)
     written = written_parameters(model, before)
     if written:

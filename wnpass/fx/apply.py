@@ -58,7 +58,6 @@ from wnpass.fx.forward import (
     Batch,
     RngSnapshot,
     as_batch,
-    buffer_values,
     call_model,
     cloned,
     evaluating,
@@ -124,7 +123,7 @@ def _compared_forward(
     try:
         # every compared forward starts from the buffers as they are (an EMA that moves in
         # eval mode too) and leaves them so
-        with rng.replayed(), evaluating(model), state_given_back(model, buffer_values(model)):
+        with rng.replayed(), evaluating(model), state_given_back(model):
             leaves = result_leaves(call_model(model, inputs))
     finally:
         hook.remove()

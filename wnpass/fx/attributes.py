@@ -39,6 +39,7 @@ from torch.nn.utils import parametrize
 from torch.utils.hooks import RemovableHandle
 
 from wnpass.fx.arguments import is_lazy
+from wnpass.fx.elements import Elements
 
 __all__ = ["Attributes"]
 
@@ -66,24 +67,12 @@ def _torch_s_own(module: nn.Module) -> bool:
     return parametrize.type_before_parametrizations(module).__module__.startswith("torch.")
 
 
-def _storage(tensor: torch.Tensor) -> int | None:
-    """Where the tensor's memory is; None where it has none to read (a lazy layer's parameter
-    not initialized yet, a sparse tensor, a subclass without storage)."""
-    if is_lazy(tensor):
-        return None
-    try:
-        return tensor.untyped_storage().data_ptr()
-    except (RuntimeError, NotImplementedError):
-        return None
-
-
-def _contents(value: object, weights: set[int]) -> Any:
+def _contents(value: object, weights: Elements[int]) -> Any:
     """What is inside ``value`` to give back, or None: a tensor's values (not those of a
-    parameter's or buffer's memory, ``weights``: a buffer is given back as one, and a view of
-    a weight is the weight's), a container's items, a generator's state."""
+    parameter's or buffer's elements, ``weights``: a buffer is given back as one, and a view
+    of a weight is the weight's), a container's items, a generator's state."""
     if isinstance(value, torch.Tensor):
-        storage = _storage(value)
-        if value.layout != torch.strided or value.is_meta or storage is None or storage in weights:
+        if is_lazy(value) or value.is_meta or value.layout != torch.strided or weights.of(value):
             return None
         return value.detach().clone()
     if isinstance(value, list | collections.deque):
@@ -187,8 +176,7 @@ class Attributes:
     def __init__(self, model: nn.Module) -> None:
         self.lazy = {id(module) for module in model.modules() if _lazy(module)}
         self.model, self.machinery = model, _machinery(model, self.lazy)
-        tensors = (*model.parameters(), *model.buffers())
-        weights = {p for t in tensors if (p := _storage(t)) is not None}
+        weights = Elements(dict(enumerate((*model.parameters(), *model.buffers()))))
         self.saved: list[_Saved] = []
         for module in model.modules():
             if _torch_s_own(module) or id(module) in self.lazy:

@@ -1,7 +1,8 @@
 """Which watched tensors a tensor is, or shares elements with: the one test of a weight held
-somewhere else than its module (a buffer, a list, a view kept by the model), used both where a
-model's attributes are searched (:mod:`wnpass.fx.analyse`) and where a forward's operands are
-watched (:mod:`wnpass.fx.observe`)."""
+somewhere else than its module (a buffer, a list, a view kept by the model), used where a
+model's attributes are searched (:mod:`wnpass.fx.analyse`), where a forward's operands are
+watched (:mod:`wnpass.fx.observe`), and where a forward's state is given back, weights aside
+(:mod:`wnpass.fx.attributes`)."""
 
 from __future__ import annotations
 

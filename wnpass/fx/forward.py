@@ -306,16 +306,16 @@ class GivenBack:
 
 
 @contextlib.contextmanager
-def state_given_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> Iterator[GivenBack]:
+def state_given_back(model: nn.Module) -> Iterator[GivenBack]:
     """Run the block; afterwards, however it ended, ``model``'s modules hold the state they
     held when it began: every plain attribute (:class:`~wnpass.fx.attributes.Attributes`: a
     streaming state, a first-call flag, a cache), every buffer object (one the forward
     registered again, a table grown, or deleted, is registered as it was), and every buffer
-    named in ``values`` that value. Where the block built the model further (a hook, a
+    its value. Where the block built the model further (a hook, a
     submodule), nothing is given back: its attributes, buffers (and, in the export pipeline,
     parameters) stay as the block left them, so that a flag, a plain attribute or a buffer,
     and what it guards agree. Yields a :class:`GivenBack` that says which."""
-    attributes = Attributes(model)
+    attributes, values = Attributes(model), buffer_values(model)
     given = GivenBack()
     registered = [
         (module, leaf, buffer)

@@ -41,7 +41,6 @@ from wnpass.fx.forward import (
     Batch,
     ForwardFailedError,
     RngSnapshot,
-    buffer_values,
     call_model,
     evaluating,
     run_forward,
@@ -634,7 +633,7 @@ def observe_uses(
     recorder = _Recorder(params, _owners(model), policy, embeddings)
     # eval mode is entered before the uses are recorded: a train() override's own ops (a LoRA
     # layer merging B @ A into its weight) are no uses of the forward's
-    with evaluating(model), recorder, state_given_back(model, buffer_values(model)):
+    with evaluating(model), recorder, state_given_back(model):
         outputs = run_forward(model, batch)
     logger.debug("observed %d uses of %d parameters", len(recorder.uses), len(params))
     return list(recorder.uses), outputs
@@ -698,7 +697,7 @@ def forward_reads(
         hooks.append(module.register_forward_pre_hook(enter))
         hooks.append(module.register_forward_hook(leave, always_call=True))
     try:
-        with state_given_back(model, buffer_values(model)), evaluating(model):
+        with state_given_back(model), evaluating(model):
             with rng.replayed():
                 call_model(model, batch)
             ran.clear()
