@@ -1960,3 +1960,31 @@ def test_a_forward_that_builds_the_model_keeps_a_buffer_flag_with_its_parameters
     assert report.parameters_given_back == []
     norm: Any = model[0]
     assert norm.inited.item() == 1 and norm.loc.abs().sum() > 0
+
+
+class _NormedActivations(nn.Module):
+    """Norms of activations times a learned constant, beside a weight-normed head: an
+    embedding with max_norm (the rows looked up are scaled down, on every call) and ScaleNorm
+    (``g * x / ||x||``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(20, 8, max_norm=1.0)
+        self.scale = nn.Parameter(torch.tensor(8**0.5))
+        self.head = weight_norm(nn.Linear(8, 3))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids)
+        return self.head(self.scale * x / x.norm(dim=-1, keepdim=True).clamp(min=1e-5))
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_norms_of_activations_are_no_weight_norm_sites(exporter: str, tmp_path: Path) -> None:
+    """The dynamo export held a weight-norm site for each of the norms, declined, so the export
+    was not deployable; only the head is weight norm."""
+    torch.manual_seed(0)
+    out = tmp_path / "normed.onnx"
+    ids = torch.tensor([[1, 2, 3, 2]])
+    report = export(_NormedActivations().eval(), (ids,), out, exporter=exporter, verify=False)
+    assert report.folded_whole and report.onnx_fold.sites == []
+    assert report.torch_fold is not None and report.torch_fold.folded == 1

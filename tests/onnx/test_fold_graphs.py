@@ -291,19 +291,101 @@ def test_overridable_initializer_counts_as_graph_input() -> None:
     assert report.declined == 1 and "graph input" in (report.sites[0].reason or "")
 
 
-def test_norm_of_a_runtime_tensor_is_declined() -> None:
-    """F.normalize(x) * g on an activation is not a weight: declined with the reason."""
-    text = f"""
-        {HEADER17}
-        agraph (float[3, 4] v) => (float[3, 4] y) {{
+# Norms of activations times a constant: no weight, whatever reads the product. A site here
+# made a ScaleNorm transformer, or an embedding's max_norm as the dynamo exporter writes it,
+# "not deployable" (a declined weight-norm site).
+_ACTIVATION_NORMS: dict[str, tuple[str, dict[str, Any]]] = {
+    # ScaleNorm, g * x / ||x||, of the graph's input, read as MatMul's activation
+    "scalenorm of the input": (
+        """agraph (float[3, 4] x) => (float[3, 5] y) {
+            n = ReduceL2 <axes = [1]> (x)
+            d = Div(x, n)
+            s = Mul(d, g)
+            y = MatMul(s, w)
+        }""",
+        {"g": rand(), "w": rand(4, 5)},
+    ),
+    # the same, read as attention's values at MatMul's input B
+    "scalenorm of the input as values": (
+        """agraph (float[3, 4] x, float[3, 3] a) => (float[3, 4] y) {
+            n = ReduceL2 <axes = [1]> (x)
+            d = Div(x, n)
+            s = Mul(d, g)
+            y = MatMul(a, s)
+        }""",
+        {"g": rand()},
+    ),
+    # F.normalize(x) * g of the input, a graph output
+    "normalized input times g": (
+        """agraph (float[3, 4] v) => (float[3, 4] y) {
             n = ReduceL2 <axes = [1]> (v)
             d = Div(v, n)
             y = Mul(d, g)
+        }""",
+        {"g": rand(3, 1)},
+    ),
+    # ScaleNorm of a computed activation, read at MatMul's weight input
+    "scalenorm of an activation": (
+        """agraph (float[4, 3] x) => (float[3, 3] y) {
+            h = Relu(x)
+            n = ReduceL2 <axes = [0]> (h)
+            d = Div(h, n)
+            s = Mul(d, g)
+            y = MatMul(w, s)
+        }""",
+        {"g": rand(), "w": rand(3, 4)},
+    ),
+    # nn.Embedding(max_norm=1.0) as the dynamo exporter writes it: the rows looked up are
+    # scaled down to the max norm and scattered back into the table
+    "embedding max_norm": (
+        """agraph (int64[1, 4] ids) => (float[1, 4, 8] y) {
+            u = Unique <sorted = 1> (ids)
+            rows = Gather <axis = 0> (table, u)
+            n = ReduceL2 <axes = [1], keepdims = 1> (rows)
+            d = Add(n, eps)
+            s = Div(most, d)
+            scaled = Mul(rows, s)
+            big = Greater(n, most)
+            new = Where(big, scaled, rows)
+            index = Unsqueeze(u, ax)
+            renormed = ScatterND(table, index, new)
+            y = Gather <axis = 0> (renormed, ids)
+        }""",
+        {
+            "table": rand(20, 8),
+            "ax": np.array([1], np.int64),
+            "eps": np.float32(1e-7),
+            "most": np.float32(1.0),
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_ACTIVATION_NORMS))
+def test_norms_of_activations_times_a_constant_are_no_sites(case: str) -> None:
+    text, arrays = _ACTIVATION_NORMS[case]
+    model = onnx_model(f"{HEADER17}\n{text}", **arrays)
+    folded, report = fold_onnx(model)
+    assert report.sites == [] and report
+    assert folded.SerializeToString() == model.SerializeToString()
+
+
+def test_a_weight_fed_at_run_time_through_a_transpose_is_declined() -> None:
+    """A weight fed at run time that a Gemm reads through a Transpose: a site, declined by its
+    name, unlike a norm of an activation."""
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x, float[4, 3] vt) => (float[2, 3] y) {{
+            v = Transpose <perm = [1, 0]> (vt)
+            n = ReduceL2 <axes = [1]> (v)
+            d = Div(v, n)
+            w = Mul(d, g)
+            wt = Transpose <perm = [1, 0]> (w)
+            y = Gemm(x, wt)
         }}
     """
-    model = onnx_model(text, g=rand(3, 1))
-    _, report = fold_onnx(model)
-    assert report.declined == 1 and report.folded == 0
+    _, report = fold_onnx(onnx_model(text, g=rand(3, 1)))
+    assert report.declined == 1 and report.sites[0].reason == "v 'vt' is a graph input"
 
 
 def test_norm_of_another_tensor_is_not_weight_norm() -> None:

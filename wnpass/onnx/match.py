@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import onnx_ir as ir
@@ -515,6 +515,44 @@ def _runtime_gain(root: ir.Value) -> ir.Value | None:
     return None if other is None or _is_constant_cone(other) else other
 
 
+# The inputs where PyTorch's exports put a layer's weight, and no activation: where a product
+# of a norm of a value fed at run time is read as a weight. Not MatMul's: either input may be
+# an activation (attention's values, ``softmax(q k^T) @ x``).
+_WEIGHT_SLOTS: dict[str, tuple[int, ...]] = {
+    "Conv": (1,),
+    "ConvTranspose": (1,),
+    "Gemm": (1,),
+    "LSTM": (1, 2),
+    "GRU": (1, 2),
+    "RNN": (1, 2),
+    "Gather": (0,),
+}
+
+
+def _weight_fed_at_run_time(normed: Iterable[ir.Value], root: ir.Value) -> bool:
+    """Whether the product at ``root`` is a weight fed at run time rather than a norm of an
+    activation: some normalized value is a graph or function input through layout ops, and a
+    layer reads the product (through layout ops) at a weight's input."""
+    target, _ = _layout_chain(root)
+    return any(_is_run_time_input(v) for v in normed) and any(
+        use.node.domain in ("", "ai.onnx") and use.idx in _WEIGHT_SLOTS.get(use.node.op_type, ())
+        for use in target.uses()
+    )
+
+
+def _is_run_time_input(value: ir.Value) -> bool:
+    """Whether ``value`` is a graph or function input, through layout ops."""
+    node = value.producer()
+    while node is not None:
+        if node.op_type not in _LAYOUT_OPS or node.domain not in ("", "ai.onnx"):
+            return False
+        if not node.inputs or node.inputs[0] is None:
+            return False
+        value = node.inputs[0]
+        node = value.producer()
+    return not value.is_initializer()
+
+
 def _others_constant(node: ir.Node, index: int) -> bool:
     """Whether every input of ``node`` but the one at ``index`` is computed from constants."""
     return all(
@@ -585,11 +623,16 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
         return None  # a norm's use that leaves the product (``n + x``): no site of it
     leaves = [f for f in factors if f.kind == "leaf"]
     normed = {f.norm.v for f in norms if f.norm is not None}
-    if not any(_is_constant_cone(v, overridable=True) for v in normed) and not any(
+    constant_gain = any(
         _is_constant_cone(f.value) for f in leaves if strip_cast(f.value) not in normed
+    )
+    if not any(_is_constant_cone(v, overridable=True) for v in normed) and not (
+        constant_gain and (not normed or _weight_fed_at_run_time(normed, root))
     ):
-        # norms of activations times nothing constant (``x / ||x||``, ConvNeXt-V2's
-        # ``x * ||x|| / mean(||x||)``): no weight, whatever its form
+        # norms of activations (``x / ||x||``, ConvNeXt-V2's ``x * ||x|| / mean(||x||)``), also
+        # times a constant (ScaleNorm's ``g * x / ||x||``, an embedding's max_norm scaling the
+        # rows it looked up): no weight, whatever its form. What is left is a weight fed at run
+        # time, declined below by its name.
         return None
     if len(norms) != 1 or norms[0].exponent != -1:
         site.reason = "unsupported form: expected exactly one norm in the denominator"
