@@ -10,8 +10,9 @@ flattens that root's ``Mul``/``Div``/``Reciprocal``/``Cast`` tree into factors w
 taken of that same ``v`` (or ``v`` laid out as the norm reduces it: ``g * T(v) / ||T(v)||``),
 or ``v^+1 * ||v||^-1`` alone: the gain-less form (``F.normalize`` of
 a weight, cosine classifiers, normalized codebooks), folded alike and reported as such. A
-gain-less ``x / ||x||`` whose ``x`` is not computed from constants normalizes an activation and
-is no site at all. This covers every association and operand order (``(v/n)*g``,
+norm of an ``x`` not computed from constants normalizes an activation and is no site at all,
+also times a constant (ScaleNorm's ``g * x / ||x||``), unless ``x`` is a weight fed at run time:
+a graph input whose product a layer reads at a weight's input. This covers every association and operand order (``(v/n)*g``,
 ``v*(g/n)``, ``(g*v)/n``, ``g*v*(1/n)`` ...) with one rule. A norm that feeds several products
 (one ``ReduceL2`` node merged by the exporter for two weights) gives a site for each.
 
