@@ -332,6 +332,36 @@ def test_falls_back_to_torch_export() -> None:
     assert by_name["lin.weight"].axis == 0 and by_name["w"].axis == 1
 
 
+class _Stateful(nn.Module):
+    """A forward that counts its calls in a buffer and flags a stream as started; control flow
+    on a shape (``branch``) makes torch.fx fail and torch.export trace it."""
+
+    steps: torch.Tensor
+
+    def __init__(self, branch: bool) -> None:
+        super().__init__()
+        self.lin, self.branch, self.started = nn.Linear(4, 3), branch, False
+        self.register_buffer("steps", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.steps += 1
+        self.started = True
+        if self.branch and x.shape[0] > 1:
+            x = 2 * x
+        return self.lin(x) * self.steps
+
+
+@pytest.mark.parametrize(("branch", "traced_with"), [(False, "fx"), (True, "export")])
+def test_a_static_trace_leaves_the_models_state_as_given(branch: bool, traced_with: str) -> None:
+    """torch.fx runs the forward's code on the real buffers: the counter moved to 1 (t71, as
+    apply_weight_norm planned a model without inputs), and both tracers set plain attributes."""
+    model = _Stateful(branch)
+    inputs = (torch.randn(2, 4),) if branch else None
+    _, mode, _ = analyse_sites(model, inputs, tracer="static")
+    assert mode == traced_with
+    assert float(model.steps) == 0.0 and model.started is False
+
+
 class _ExitsWhenTraced(nn.Module):
     def __init__(self) -> None:
         super().__init__()

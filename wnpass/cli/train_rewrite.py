@@ -108,6 +108,14 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         )
     if args.init == "data" and args.data is None:
         report.notes.append("data init on example_inputs(): give --data FILE for a real batch")
+    if args.init == "data" and args.checkpoint is not None and report.initialized:
+        from wnpass.report import counted
+
+        layers = counted(report.initialized, "layer")
+        report.notes.append(
+            f"data init drew v anew and set g (and the bias) of {layers}: {args.checkpoint}'s "
+            "values of them are not kept (--init keep keeps them)"
+        )
     if args.init == "keep" and inputs is None:
         report.notes.append(f"{args.model} has no example_inputs(): equivalence not checked")
     if report:

@@ -26,7 +26,7 @@ from wnpass.arguments import require_choice
 from wnpass.axes import DimPolicy, OpKind
 from wnpass.errors import UsageError, one_line
 from wnpass.fx.axes import RENORMED, Use, bias_use, conv_transpose_use, module_uses, table_use
-from wnpass.fx.forward import Batch, as_batch
+from wnpass.fx.forward import Batch, as_batch, state_given_back
 from wnpass.fx.observe import observe_uses, rnn_roles
 from wnpass.interrupts import STOPS
 
@@ -282,7 +282,9 @@ def find_uses(
         uses, _ = observe_uses(model, batch, policy, embeddings)
         return uses, "observed", None
     try:
-        return _fx_uses(model, policy, embeddings), "fx", None
+        # a static trace runs the model's code: in place on its buffers, on its attributes too
+        with state_given_back(model):
+            return _fx_uses(model, policy, embeddings), "fx", None
     except STOPS:
         raise
     except BaseException as error:  # the model's code may call sys.exit() while traced
@@ -290,7 +292,8 @@ def find_uses(
         logger.info("torch.fx cannot trace %s: %s", type(model).__name__, fx_error)
     if batch is not None:
         try:
-            uses = _export_uses(model, batch, policy, embeddings)
+            with state_given_back(model):
+                uses = _export_uses(model, batch, policy, embeddings)
             return uses, "export", f"torch.fx could not trace ({fx_error}); used torch.export"
         except STOPS:
             raise

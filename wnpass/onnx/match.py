@@ -12,9 +12,10 @@ or ``v^+1 * ||v||^-1`` alone: the gain-less form (``F.normalize`` of
 a weight, cosine classifiers, normalized codebooks), folded alike and reported as such. A
 norm of an ``x`` not computed from constants normalizes an activation and is no site at all,
 also times a constant (ScaleNorm's ``g * x / ||x||``), unless ``x`` is a weight fed at run time:
-a graph input whose product a layer reads at a weight's input. This covers every association and operand order (``(v/n)*g``,
-``v*(g/n)``, ``(g*v)/n``, ``g*v*(1/n)`` ...) with one rule. A norm that feeds several products
-(one ``ReduceL2`` node merged by the exporter for two weights) gives a site for each.
+a graph input whose product a layer reads at a weight's input. This covers every association
+and operand order (``(v/n)*g``, ``v*(g/n)``, ``(g*v)/n``, ``g*v*(1/n)`` ...) with one rule. A
+norm that feeds several products (one ``ReduceL2`` node merged by the exporter for two
+weights) gives a site for each.
 
 The norm factor is recognised by ``wnpass.onnx.norms`` (every way of writing ``||v||``). ``v``
 reaches the product as itself or behind ``Cast``; ``g`` may also come through ``Reshape``/
