@@ -825,3 +825,29 @@ def test_a_submodule_made_again_on_every_call_builds_nothing() -> None:
     model = _RemakesItsActivation()
     report = apply_weight_norm(model, (torch.randn(2, 4),))
     assert report and report.equivalent is True and model.offset == 0.0
+
+
+class _HeadOnFirstCall(nn.Module):
+    """A head made on the forward's first call, not a lazy layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(4, 8)
+        self.head: nn.Linear | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.body(x))
+        if self.head is None:
+            self.head = nn.Linear(8, 3)
+        return self.head(h)
+
+
+def test_a_layer_the_first_call_makes_is_observed_and_normed() -> None:
+    """Its weight was reported "not used in the observed forward" (t71): the planning forward
+    made it, and watched only the parameters there before."""
+    torch.manual_seed(0)
+    model = _HeadOnFirstCall()
+    report = apply_weight_norm(model, torch.randn(16, 4))
+    sites = {s.name: (s.status, s.axis) for s in report.sites}
+    assert sites["head.weight"] == ("applied", 0) and report
+    assert model.head is not None and parametrize.is_parametrized(model.head, "weight")

@@ -628,15 +628,30 @@ def _owners(model: nn.Module) -> dict[str, tuple[str, str | None]]:
 def observe_uses(
     model: nn.Module, batch: Batch, policy: DimPolicy = "unit", embeddings: bool = False
 ) -> tuple[list[Use], list[Any]]:
-    """Every parameter use seen while running ``model`` on ``batch``, and the outputs."""
+    """Every parameter use seen while running ``model`` on ``batch``, and the outputs. Where
+    the forward built the model further with parameters of its own (a head made on its first
+    call), they are observed in a second forward, on the model as it built it."""
+    uses, outputs, params, built = _observed(model, batch, policy, embeddings)
+    if built and {name for name, _ in model.named_parameters()} - params:
+        logger.debug("the forward made parameters: observed again")
+        uses, outputs, params, _ = _observed(model, batch, policy, embeddings)
+    logger.debug("observed %d uses of %d parameters", len(uses), len(params))
+    return uses, outputs
+
+
+def _observed(
+    model: nn.Module, batch: Batch, policy: DimPolicy, embeddings: bool
+) -> tuple[list[Use], list[Any], set[str], bool]:
+    """The uses one forward of ``model`` makes, its outputs, the names of the parameters
+    watched, and whether the forward built the model further (its state then stays as the
+    forward left it)."""
     params = {n: p for n, p in model.named_parameters() if not is_lazy(p)}  # none: no shape
     recorder = _Recorder(params, _owners(model), policy, embeddings)
     # eval mode is entered before the uses are recorded: a train() override's own ops (a LoRA
     # layer merging B @ A into its weight) are no uses of the forward's
-    with evaluating(model), recorder, state_given_back(model):
+    with evaluating(model), recorder, state_given_back(model) as given:
         outputs = run_forward(model, batch)
-    logger.debug("observed %d uses of %d parameters", len(recorder.uses), len(params))
-    return list(recorder.uses), outputs
+    return list(recorder.uses), outputs, set(params), not given.whole
 
 
 class _Reads(TorchFunctionMode):
