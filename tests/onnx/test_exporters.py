@@ -184,3 +184,49 @@ def test_cosine_classifier_folds_its_gainless_weight(exporter: str, tmp_path: Pa
     assert report.declined == 0 and sites_left(out) == 0
     assert inspect_onnx(out).computed_weights == []
     assert_close(run(out, feeds), run(path, feeds))
+
+
+class _HandWritten(nn.Module):
+    """Weight norm written out in the forward, ``g * v / ||v||``: TorchScript's constant
+    folding computes ``g * v`` into one initializer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.v = nn.Parameter(torch.randn(8, 4, 3))
+        self.g = nn.Parameter(torch.rand(8, 1, 1) + 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv1d(x, self.g * self.v / self.v.norm(dim=(1, 2), keepdim=True))
+
+
+class _ScaledDirection(nn.Module):
+    """A weight's direction times the input (``x * F.normalize(W)``) and ScaleNorm of the
+    input read at its first token: one gain-less site, and norms of activations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(16))
+        self.g = nn.Parameter(torch.tensor(4.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x * F.normalize(self.w, dim=0)
+        h = self.g * h / h.norm(dim=-1, keepdim=True)
+        return h[:, 0]
+
+
+@pytest.mark.parametrize("module", [_HandWritten, _ScaledDirection])
+def test_hand_written_forms_fold_whole(
+    module: type[nn.Module], exporter: str, tmp_path: Path
+) -> None:
+    """t72: each left a declined site, so export called the model not deployable."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 16) if module is _HandWritten else torch.randn(2, 5, 16)
+    path, out = tmp_path / "m.onnx", tmp_path / "folded.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module().eval(), (x,), path, dynamo=exporter == "dynamo")
+    feeds = {onnx.load(path).graph.input[0].name: x.numpy()}
+    _, report = fold_onnx(path, out)
+    assert report.declined == 0 and sites_left(out) == 0
+    assert inspect_onnx(out).computed_weights == []
+    assert_close(run(out, feeds), run(path, feeds))

@@ -315,6 +315,39 @@ _ACTIVATION_NORMS: dict[str, tuple[str, dict[str, Any]]] = {
         }""",
         {"g": rand()},
     ),
+    # the same, of which a token is read (``h[:, 0]``: a Gather of the activation)
+    "scalenorm of the input, indexed": (
+        """agraph (float[2, 5, 4] x) => (float[2, 4] y) {
+            n = ReduceL2 <axes = [2]> (x)
+            d = Div(x, n)
+            s = Mul(d, g)
+            y = Gather <axis = 1> (s, zero)
+        }""",
+        {"g": rand(), "zero": np.array(0, np.int64)},
+    ),
+    # a p=1 norm of an activation, times a constant (a form no weight norm has)
+    "p=1 norm of an activation": (
+        """agraph (float[2, 4] x) => (float[2, 4] y) {
+            r = Relu(x)
+            n = LpNormalization <p = 1, axis = -1> (r)
+            y = Mul(n, g)
+        }""",
+        {"g": rand()},
+    ),
+    # a norm of an activation over axes computed at run time, times a constant
+    "norm over run-time axes": (
+        """agraph (float[2, 4] x) => (float[2, 4] y) {
+            r = Relu(x)
+            shape = Shape(r)
+            rank = Size(shape)
+            last = Sub(rank, one)
+            axes = Reshape(last, single)
+            n = ReduceL2 <keepdims = 1> (r, axes)
+            d = Div(r, n)
+            y = Mul(d, g)
+        }""",
+        {"g": rand(), "one": np.array(1, np.int64), "single": np.array([1], np.int64)},
+    ),
     # F.normalize(x) * g of the input, a graph output
     "normalized input times g": (
         """agraph (float[3, 4] v) => (float[3, 4] y) {
@@ -364,10 +397,80 @@ _ACTIVATION_NORMS: dict[str, tuple[str, dict[str, Any]]] = {
 @pytest.mark.parametrize("case", sorted(_ACTIVATION_NORMS))
 def test_norms_of_activations_times_a_constant_are_no_sites(case: str) -> None:
     text, arrays = _ACTIVATION_NORMS[case]
-    model = onnx_model(f"{HEADER17}\n{text}", **arrays)
+    header = HEADER18 if "run-time axes" in case else HEADER17  # ReduceL2's axes input: 18
+    model = onnx_model(f"{header}\n{text}", **arrays)
     folded, report = fold_onnx(model)
     assert report.sites == [] and report
     assert folded.SerializeToString() == model.SerializeToString()
+
+
+def test_a_norm_of_an_activation_in_a_function_is_no_site() -> None:
+    """Inside a local function (as TorchScript's ``export_modules_as_functions`` writes a
+    module), F.normalize(relu(x)) * g was declined: the function's check of its cone's ops
+    came first."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
+        agraph (float[2, 4] x) => (float[2, 4] y) {
+            y = local.Head(x)
+        }
+        <domain: "local", opset_import: ["" : 17]>
+        Head (x) => (y) {
+            g = Constant <value = float {3.0}> ()
+            r = Relu(x)
+            n = ReduceL2 <axes = [1]> (r)
+            d = Div(r, n)
+            y = Mul(d, g)
+        }
+    """
+    model = onnx_model(text)
+    folded, report = fold_onnx(model)
+    assert report.sites == [] and report
+    assert folded.SerializeToString() == model.SerializeToString()
+
+
+def test_a_weights_direction_times_an_activation_folds_the_direction() -> None:
+    """``x * F.normalize(W)``: the direction is a gain-less site, folded; the product with the
+    activation stays. It was declined as a gain fed at run time ("g 'x' is a graph input")."""
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 8] x) => (float[2, 8] y) {{
+            n = ReduceL2 <axes = [0]> (w)
+            d = Div(w, n)
+            y = Mul(x, d)
+        }}
+    """
+    w = rand(8)
+    folded, report = assert_folds(onnx_model(text, w=w), feeds={"x": rand(2, 8)})
+    assert report.sites[0].form.startswith("gain-less ")
+    assert op_types(folded) == ["Mul"]
+    w64 = w.astype(np.float64)
+    expected = (w64 / np.linalg.norm(w64)).astype(np.float32)
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(folded.graph.initializer[0]), expected)
+
+
+def test_a_premultiplied_gain_folds_as_the_graph_computes_it() -> None:
+    """``g * v / ||v||`` whose ``g * v`` TorchScript's constant folding computed into one
+    initializer ``C``: ``C / ||v||`` was declined ("the normalised tensor is not v itself")
+    and the export called not deployable."""
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            n = ReduceL2 <axes = [1], keepdims = 1> (v)
+            w = Div(c, n)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    v, g = rand(3, 4), rand(3, 1)
+    c = g * v
+    folded, report = assert_folds(onnx_model(text, v=v, c=c), feeds={"x": rand(2, 4)})
+    (site,) = report.sites
+    assert site.form == "g*v premultiplied ReduceL2" and site.axes == [1]
+    v64 = v.astype(np.float64)
+    expected = (c.astype(np.float64) / np.linalg.norm(v64, axis=1, keepdims=True)).astype(
+        np.float32
+    )
+    (weight,) = [i for i in folded.graph.initializer if i.name != "x"]
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(weight), expected)
 
 
 def test_a_weight_fed_at_run_time_through_a_transpose_is_declined() -> None:

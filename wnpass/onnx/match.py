@@ -96,6 +96,9 @@ class Site:
     # A site whose v or g is computed by this other site (a weight normalized twice): it
     # can be folded once that one is, from its folded weight (``FoldWeightNormPass``).
     after: Site | None = None
+    # ``C / ||v||`` with ``C`` a constant of v's shape, not v: ``g * v / ||v||`` whose ``g * v``
+    # the exporter computed into one initializer (TorchScript's constant folding)
+    premultiplied: bool = False
 
     @property
     def foldable(self) -> bool:
@@ -104,14 +107,16 @@ class Site:
     @property
     def gainless(self) -> bool:
         """``w = v / ||v||``: no gain (F.normalize of a weight, normalized codebooks)."""
-        return self.factors is not None and self.factors[1] is None
+        return self.factors is not None and self.factors[1] is None and not self.premultiplied
 
     @property
     def form(self) -> str:
         """A short description of how the site is written."""
         if self.norm is None:
             return "?"
-        parts = ["gain-less", self.norm.kind] if self.gainless else [self.norm.kind]
+        parts = [self.norm.kind]
+        if self.gainless or self.premultiplied:
+            parts.insert(0, "gain-less" if self.gainless else "g*v premultiplied")
         if self.norm.eps is not None:
             parts.append(f"eps={self.norm.eps:g}")
         if self.layout:
@@ -171,7 +176,8 @@ class Site:
         if v is None or shape is None or len(shape) != len(v.shape):
             return AXES_UNKNOWN
         assert self.factors is not None
-        if strip_cast(self.factors[0]) is not self.v:  # it divides T(v): its axes are T(v)'s
+        if strip_cast(self.factors[0]) is not self.v and not self.premultiplied:
+            # it divides T(v): its axes are T(v)'s
             return AXES_UNKNOWN
         v_shape = tuple(int(d) for d in v.shape.numpy())
         if any(size not in (1, d) for size, d in zip(shape, v_shape, strict=True)):
@@ -379,6 +385,18 @@ def _normalised(leaf: ir.Value, v: ir.Value, reduced: ir.Value | None) -> bool:
     return source is v or (reduced is not None and source is strip_cast(reduced))
 
 
+def _premultiplied(leaves: list[_Factor], v: ir.Value) -> bool:
+    """Whether the product's one leaf is a constant of ``v``'s shape, multiplying: ``C``
+    of ``C / ||v||``, as TorchScript's constant folding leaves ``g * v / ||v||`` (its ``g * v``
+    computed into one initializer)."""
+    if len(leaves) != 1 or leaves[0].exponent != 1:
+        return False
+    shape = _static_shape(strip_cast(leaves[0].value))
+    return (
+        shape is not None and shape == _static_shape(v) and bool(_is_constant_cone(leaves[0].value))
+    )
+
+
 def _constant_reason(value: ir.Value, role: str, scope: str = "graph") -> str | None:
     """Why ``value`` (through pass-through ops) is not a constant; None when it is. ``scope``:
     what its inputs are the inputs of (``graph``, ``function``)."""
@@ -518,8 +536,8 @@ def _runtime_gain(root: ir.Value) -> ir.Value | None:
 
 
 # The inputs where PyTorch's exports put a layer's weight, and no activation: where a product
-# of a norm of a value fed at run time is read as a weight. Not MatMul's: either input may be
-# an activation (attention's values, ``softmax(q k^T) @ x``).
+# of a norm of a value fed at run time is read as a weight. Not MatMul's, nor Gather's data:
+# either may be an activation (attention's values, ``softmax(q k^T) @ x``; ``x[:, 0]``).
 _WEIGHT_SLOTS: dict[str, tuple[int, ...]] = {
     "Conv": (1,),
     "ConvTranspose": (1,),
@@ -527,19 +545,36 @@ _WEIGHT_SLOTS: dict[str, tuple[int, ...]] = {
     "LSTM": (1, 2),
     "GRU": (1, 2),
     "RNN": (1, 2),
-    "Gather": (0,),
 }
 
 
-def _weight_fed_at_run_time(normed: Iterable[ir.Value], root: ir.Value) -> bool:
-    """Whether the product at ``root`` is a weight fed at run time rather than a norm of an
-    activation: some normalized value is a graph or function input through layout ops, and a
-    layer reads the product (through layout ops) at a weight's input."""
-    target, _ = _layout_chain(root)
-    return any(_is_run_time_input(v) for v in normed) and any(
+def _weight_fed_at_run_time(operands: Iterable[ir.Value], product: ir.Value) -> bool:
+    """Whether ``product`` is a weight fed at run time rather than a norm of an activation (or
+    a weight's norm times an activation): some of its ``operands`` is a graph or function input
+    through layout ops, and a layer reads the product (through layout ops) at a weight's
+    input."""
+    return any(_is_run_time_input(v) for v in operands) and _at_weight_slot(product)
+
+
+def _at_weight_slot(value: ir.Value) -> bool:
+    """Whether a layer reads ``value``, through a single-use chain of layout ops, at a
+    weight's input."""
+    target, _ = _layout_chain(value)
+    return any(
         use.node.domain in ("", "ai.onnx") and use.idx in _WEIGHT_SLOTS.get(use.node.op_type, ())
         for use in target.uses()
     )
+
+
+def _read_as_weight(root: ir.Value) -> bool:
+    """Whether a layer reads the product at ``root`` as its weight, or the product of it and
+    a run-time value (``v / ||v||`` times a gain fed at run time)."""
+    if _at_weight_slot(root):
+        return True
+    uses = root.uses()
+    if len(uses) != 1 or next(iter(uses)).node.op_type != "Mul":
+        return False
+    return _at_weight_slot(next(iter(uses)).node.outputs[0])
 
 
 def _is_run_time_input(value: ir.Value) -> bool:
@@ -609,6 +644,10 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
     """The site at ``root``; None when it is no weight (``x / ||x||`` of a run-time value)."""
     site = Site(graph=graph, root=root, target=root)
     scope = "function" if isinstance(graph, ir.Function) else "graph"
+    if _is_constant_cone(root, overridable=True) is False and not _read_as_weight(root):
+        # computed from a run-time value and read as no layer's weight: a norm of an activation,
+        # in whatever form (ScaleNorm, x[:, 0] of it, a p=1 norm, axes given at run time)
+        return None
     if isinstance(graph, ir.Function) and (reason := _cone_reason(root)) is not None:
         site.reason = reason  # attribute references must not be read as values below
         return site
@@ -650,15 +689,20 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
     if norm.layout:
         site.reduced = reduced
     numerators = [f for f in leaves if _normalised(f.value, norm.v, reduced)]
+    if not numerators and not norm.layout and _premultiplied(leaves, norm.v):
+        numerators, site.premultiplied = leaves, True  # C / ||v|| with C = g * v computed
     if len(numerators) != 1 or numerators[0].exponent != 1:
         site.reason = "unsupported form: the normalised tensor is not v itself"
         return site
     others = [f for f in leaves if f is not numerators[0]]
-    if not others and (gain := _runtime_gain(root)) is not None:
-        site.reason = _constant_reason(gain, "g", scope)  # v / ||v|| times a run-time value
+    gain = None if others else _runtime_gain(root)
+    product = None if gain is None else next(iter(root.uses())).node.outputs[0]
+    if gain is not None and product is not None and _weight_fed_at_run_time([gain], product):
+        site.reason = _constant_reason(gain, "g", scope)  # v / ||v|| times a gain fed at run time
         # the weight is that product, as its consumers read it: reported by its name
-        site.target = next(iter(root.uses())).node.outputs[0]
+        site.target = product
         return site
+    # else v / ||v|| times an activation (``x * F.normalize(W)``): the gain-less site v / ||v||
     if len(others) > 1 or (others and others[0].exponent != 1):
         site.reason = "unsupported form: expected at most one gain g multiplying v / ||v||"
         return site
