@@ -385,6 +385,35 @@ def test_a_weight_computed_by_other_ops_is_reported_declined_and_left() -> None:
     assert report.to_dict()["cones_declined"] == 1  # the summary's "1 declined", in the JSON
 
 
+def test_integer_arithmetic_on_slice_bounds_is_part_of_a_cone() -> None:
+    """The dynamo exporter without its optimizer bounds an LSTM's gates by ``Mul(Shape(h),
+    k)``: declined as computed by Mul (t72). Integer arithmetic on sizes and indices moves no
+    element of the weight; a float Mul of its elements still declines (above)."""
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 6] y) {{
+            full = Shape(w)
+            rows = Gather(full, zero)
+            half = Div(rows, two)
+            end = Mul(half, two)
+            start = Sub(end, half)
+            a = Slice(w, start, end, axis)
+            b = Slice(w, axis, half, axis)
+            cat = Concat <axis = 0> (a, b)
+            y = Gemm <transB = 1> (x, cat)
+        }}
+    """
+    w = rand(6, 4)
+    ints = {"zero": np.array([0], np.int64), "two": np.array(2, np.int64)}
+    model = onnx_model(text, w=w, axis=np.array([0], np.int64), **ints)
+    folded, report = folded_model(model)
+    assert op_types(folded) == ["Gemm"]
+    (cone,) = report.cones
+    assert cone.status == "folded" and "Mul" in cone.ops
+    np.testing.assert_array_equal(weights(folded)[cone.name], np.concatenate([w[3:], w[:3]]))
+    assert run(folded, {"x": X})[0].tobytes() == run(model, {"x": X})[0].tobytes()
+
+
 def test_activations_and_plain_initializers_are_not_cones() -> None:
     text = f"""
         {HEADER}

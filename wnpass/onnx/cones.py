@@ -5,7 +5,8 @@ The rule: a weight input of ``Conv``, ``ConvTranspose``, ``Gemm``, ``MatMul``, `
 time) that is not an initializer but is computed from constants by layout and cast ops only
 (``Transpose``, ``Reshape``, ``Flatten``, ``Squeeze``/``Unsqueeze``, ``Slice``, ``Concat``,
 ``Split``, ``Gather`` with constant indices, ``Cast``, ``Identity``, ``Expand``, ``Pad``,
-``Constant``, and ``Shape``/``ConstantOfShape`` for their shape inputs)
+``Constant``, and ``Shape``/``ConstantOfShape`` for their shape inputs, with integer ``Add``,
+``Sub``, ``Mul`` and ``Div`` on sizes and indices: a ``Slice``'s bounds, a ``Reshape``'s shape)
 is replaced by one initializer holding exactly the tensor the graph computes: these ops move,
 select or convert elements, and the evaluator (``evaluate``) does each the way ONNX does, so
 the result is bit for bit the graph's. A cone that only passes an initializer on
@@ -87,6 +88,10 @@ CONE_OPS = frozenset(
 )
 # Ops whose inputs are only sizes: no input's elements go into the weight.
 _SIZED = frozenset({"Shape", "ConstantOfShape"})
+# Integer arithmetic on sizes and indices (a Slice's bounds, a Reshape's shape), which the
+# evaluator does exactly or declines: the dynamo exporter without its optimizer computes an
+# LSTM's gate bounds as Mul(Shape(...), k). No element of the weight goes through them.
+_INDEX_ARITHMETIC = frozenset({"Add", "Sub", "Mul", "Div"})
 # Ops whose outputs are not functions of their inputs.
 _RANDOM = frozenset(
     {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"}
@@ -184,7 +189,15 @@ def _walk(
             if node is not None and current not in leaves:
                 cone.nodes.append(node)
             continue
-        if node.op_type not in CONE_OPS or node.domain not in ("", "ai.onnx"):
+        index_arithmetic = (
+            not data
+            and node.op_type in _INDEX_ARITHMETIC
+            and declared_dtype(current) in ev.INT_TYPES
+        )
+        if (node.op_type not in CONE_OPS and not index_arithmetic) or node.domain not in (
+            "",
+            "ai.onnx",
+        ):
             cone.reason = f"computed by {node.op_type}, not by layout or cast ops"
             return cone
         if any(attr.is_ref() for attr in node.attributes.values()):
