@@ -404,8 +404,8 @@ def test_integer_arithmetic_on_slice_bounds_is_part_of_a_cone() -> None:
         }}
     """
     w = rand(6, 4)
-    ints = {"zero": np.array([0], np.int64), "two": np.array(2, np.int64)}
-    model = onnx_model(text, w=w, axis=np.array([0], np.int64), **ints)
+    zero, two = np.array([0], np.int64), np.array(2, np.int64)
+    model = onnx_model(text, w=w, axis=zero, zero=zero, two=two)
     folded, report = folded_model(model)
     assert op_types(folded) == ["Gemm"]
     (cone,) = report.cones
