@@ -368,3 +368,69 @@ def test_a_gain_of_too_many_constant_values_is_declined_as_such() -> None:
     assert (
         site.reason == "g 'g' is computed by more than 10000 values: too many to read as a constant"
     )
+
+
+def _chained(model: onnx.ModelProto, start: str, end: str, length: int = 10_010) -> None:
+    """Put a chain of ``length`` Adds (``start`` + 1e-3, ...) named ``end`` before the graph's
+    nodes: a value computed by more than the 10,000 values a cone is read as a constant by."""
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(1e-3, np.float32), "step"))
+    chain = [onnx.helper.make_node("Add", [start if i == 0 else f"c{i}", "step"], [f"c{i + 1}"])
+             for i in range(length)]  # fmt: skip
+    chain[-1].output[0] = end
+    nodes = [*chain, *model.graph.node]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+
+
+def test_a_v_of_too_many_constant_values_is_declined_as_such() -> None:
+    """The same for v: the check that a norm normalizes a constant read a cone too large to
+    walk as an activation, and the site was gone (t73)."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 18]>
+        agraph (float[2, 5] x) => (float[2, 4] y) {
+            n = ReduceL2 <keepdims = 1> (v, axes)
+            d = Div(v, n)
+            w = Mul(d, g)
+            y = Gemm <transB = 1> (x, w)
+        }
+    """
+    model = onnx_model(text, None, False, g=rand(4, 1), axes=np.array([1], np.int64))
+    model.graph.initializer.append(onnx.numpy_helper.from_array(rand(4, 5), "v0"))
+    _chained(model, "v0", "v")
+    (site,) = inspect_onnx(model).sites
+    assert (
+        site.reason == "v 'v' is computed by more than 10000 values: too many to read as a constant"
+    )
+
+
+def test_scalenorm_deep_in_a_network_is_no_site() -> None:
+    """An activation computed by more than 10,000 values (deep in a network), ScaleNorm'd and
+    read as an activation: no site, however far its cone is from the graph's input."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 18]>
+        agraph (float[2, 5] x) => (float[2, 4] y) {
+            n = ReduceL2 <keepdims = 1> (h, axes)
+            d = Div(h, n)
+            s = Mul(d, g)
+            y = MatMul(s, w)
+        }
+    """
+    model = onnx_model(text, None, False, g=rand(), w=rand(5, 4), axes=np.array([1], np.int64))
+    _chained(model, "x", "h")
+    assert inspect_onnx(model).sites == []
+
+
+def test_a_weight_computed_from_activations_is_no_site() -> None:
+    """A hypernetwork's weight, ``g * h / ||h||`` of a computed activation, read at Gemm's
+    weight input: no weight fed at run time (which a graph input is), no site."""
+    text = f"""
+        {HEADER17}
+        agraph (float[3, 4] z, float[2, 4] x) => (float[2, 3] y) {{
+            h = Relu(z)
+            n = ReduceL2 <axes = [1]> (h)
+            d = Div(h, n)
+            w = Mul(d, g)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    assert inspect_onnx(onnx_model(text, g=rand(3, 1))).sites == []

@@ -205,6 +205,30 @@ def walk_cone(value: ir.Value, *, values_only: bool = False) -> Iterator[ir.Valu
             stack.extend(i for i in inputs if i is not None)
 
 
+def run_time_values(model: ir.Model) -> set[ir.Value]:
+    """Every value of ``model``'s graphs, bodies and functions that is computed from a value
+    fed at run time, as :func:`walk_cone` walks cones: a graph input without an initializer
+    (one with an initializer, which a feed can override, counts as a constant, as the fold's
+    ``overridable`` reads it), a function's or a body's input, or a value of no producer that
+    is no initializer. One pass in graph order, whatever the network's depth."""
+    found: set[ir.Value] = set()
+
+    def fed(value: ir.Value | None) -> bool:
+        if value is None:
+            return False
+        if value in found:
+            return True
+        return (
+            value.producer() is None and not value.is_initializer() and (value.const_value is None)
+        )
+
+    for graph in graphs_of(model):
+        for node in graph:
+            if any(fed(value) for value in node.inputs):
+                found.update(node.outputs)
+    return found
+
+
 def const_tensor(value: ir.Value) -> ir.TensorProtocol | None:
     """``ir.convenience.get_const_tensor(value)``: an initializer's tensor or a ``Constant``'s;
     None for a subgraph initializer that shadows a value of an enclosing scope (module

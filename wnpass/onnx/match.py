@@ -30,13 +30,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Set
 
 import numpy as np
 import onnx_ir as ir
 
 from wnpass.onnx import evaluate as ev
-from wnpass.onnx.graphs import const_tensor, graphs_of, shadowed_in_cone, walk_cone
+from wnpass.onnx.graphs import (
+    const_tensor,
+    graphs_of,
+    run_time_values,
+    shadowed_in_cone,
+    walk_cone,
+)
 from wnpass.onnx.norms import (
     Norm,
     as_norm,
@@ -640,11 +646,12 @@ def _layout_chain(root: ir.Value) -> tuple[ir.Value, tuple[str, ...]]:
     return value, tuple(ops)
 
 
-def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
-    """The site at ``root``; None when it is no weight (``x / ||x||`` of a run-time value)."""
+def _analyse(graph: ir.Graph | ir.Function, root: ir.Value, run_time: Set[ir.Value]) -> Site | None:
+    """The site at ``root``; None when it is no weight (``x / ||x||`` of a run-time value).
+    ``run_time``: the values computed from a value fed at run time (``run_time_values``)."""
     site = Site(graph=graph, root=root, target=root)
     scope = "function" if isinstance(graph, ir.Function) else "graph"
-    if _is_constant_cone(root, overridable=True) is False and not _read_as_weight(root):
+    if root in run_time and not _read_as_weight(root):
         # computed from a run-time value and read as no layer's weight: a norm of an activation,
         # in whatever form (ScaleNorm, x[:, 0] of it, a p=1 norm, axes given at run time)
         return None
@@ -660,14 +667,14 @@ def _analyse(graph: ir.Graph | ir.Function, root: ir.Value) -> Site | None:
     if reason is not None:
         site.reason = reason
         return site
-    if not norms and not _is_constant_cone(root, overridable=True):
+    if not norms and root in run_time:
         return None  # a norm's use that leaves the product (``n + x``): no site of it
     leaves = [f for f in factors if f.kind == "leaf"]
     normed = {f.norm.v for f in norms if f.norm is not None}
     constant_gain = any(
-        _is_constant_cone(f.value) for f in leaves if strip_cast(f.value) not in normed
+        f.value not in run_time for f in leaves if strip_cast(f.value) not in normed
     )
-    if not any(_is_constant_cone(v, overridable=True) for v in normed) and not (
+    if all(v in run_time for v in normed) and not (
         constant_gain and (not normed or _weight_fed_at_run_time(normed, root))
     ):
         # norms of activations (``x / ||x||``, ConvNeXt-V2's ``x * ||x|| / mean(||x||)``), also
@@ -745,6 +752,7 @@ def declined_targets(sites: Sequence[Site]) -> frozenset[ir.Value]:
 def find_sites(model: ir.Model) -> list[Site]:
     """Every weight-norm site in the model, in graph order, foldable or with a reason."""
     sites: list[Site] = []
+    run_time = run_time_values(model)
     # every body walked first: which names its initializers shadow decides some sites
     for graph in list(graphs_of(model)):
         roots: dict[ir.Value, None] = {}
@@ -759,7 +767,7 @@ def find_sites(model: ir.Model) -> list[Site]:
                     roots.setdefault(root)
         found_here: list[Site] = []
         for root in roots:
-            site = _analyse(graph, root)
+            site = _analyse(graph, root, run_time)
             if site is None:
                 logger.debug("%s normalizes a run-time value; not a weight", root.name)
                 continue
