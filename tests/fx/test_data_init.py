@@ -14,6 +14,7 @@ from torch.nn.utils import parametrizations, parametrize
 from tests.fx.helpers import plain, rel_error
 from wnpass import apply_weight_norm, data_init
 from wnpass.errors import InvalidArgumentError
+from wnpass.fx import data_init as data_init_module
 
 # data init computes mu and sigma in float64 from float32 outputs; the layer then recomputes its
 # output in float32, so the normalized pre-activations are exact up to float32 rounding of sums
@@ -1060,3 +1061,68 @@ def test_data_init_of_no_layer_leaves_the_outputs_compared_as_equal(exclude: str
     assert report.rtol is not None and report.max_rel_error is not None
     assert report.max_rel_error <= report.rtol
     assert float(model.steps) == 0.0
+
+
+class _OwnBias(nn.Linear):
+    """A Linear whose bias is a buffer or a plain tensor (trainable), not a parameter."""
+
+    def __init__(self, as_buffer: bool) -> None:
+        super().__init__(4, 3)
+        bias = self.bias.detach().clone().requires_grad_()
+        del self.bias
+        if as_buffer:
+            self.register_buffer("bias", bias)
+        else:
+            self.bias = bias  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("as_buffer", [True, False])
+def test_a_bias_that_is_no_parameter_keeps_the_value_data_init_set(as_buffer: bool) -> None:
+    """The pass gives the model's state back, a bias that is a buffer or a plain tensor with
+    it: the report said initialized while the means were 5.9, 11.2 and 5.5 (t73)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(_OwnBias(as_buffer))
+    batch = torch.randn(64, 4) + 5.0
+    report = apply_weight_norm(model, (batch,), init="data")
+    assert [s.init for s in report.sites if s.status == "applied"] == ["data, v rescaled"]
+    _check_normalized(_pre_activations(model, batch))
+
+
+def test_a_batch_whose_squares_are_subnormal_is_refused_by_the_rescale() -> None:
+    """Inputs near 3e19 give g near 1e-20: rescaled to ||v|| = g, every square PyTorch sums for
+    the norm is subnormal in float32, and the weight came out percents off within the
+    tolerance of a norm of 1e6 squares (t73); the result check then refused with advice to
+    center the batch."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(100_000, 2))
+    batch = torch.randn(8, 100_000) * 3e19
+    with pytest.raises(InvalidArgumentError, match=r"rescaled to \|\|v\|\| = g, v's norm leaves"):
+        apply_weight_norm(model, (batch,), init="data")
+
+
+def test_a_weight_of_zero_is_no_rescaled_weight_whatever_the_tolerance() -> None:
+    """Beyond 8.4 million squares per unit the norm's worst-case rounding alone allows 100%."""
+    before, after = torch.ones(2, 3), torch.zeros(2, 3)
+    assert not data_init_module._same_weight(before, after, per_unit=10**8)
+    assert data_init_module._same_weight(before, before.clone(), per_unit=10**8)
+
+
+class _Counting(nn.Module):
+    """A plain layer (nothing weight-normed) that counts its calls in its class."""
+
+    calls = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        type(self).calls += 1
+        return self.lin(x)
+
+
+def test_data_init_with_no_candidate_runs_no_forward() -> None:
+    """Data init with no layer to initialize ran the whole batch through the model (t71)."""
+    model = _Counting()
+    report = data_init(model, torch.randn(8, 4))
+    assert not report and _Counting.calls == 0
