@@ -1100,6 +1100,16 @@ def test_a_batch_whose_squares_are_subnormal_is_refused_by_the_rescale() -> None
         apply_weight_norm(model, (batch,), init="data")
 
 
+def test_a_bfloat16_layer_far_from_unit_scale_is_still_rescaled() -> None:
+    """Inputs near 3e18: some squares of the rescaled v are subnormal in float32, too few to
+    move a bfloat16 weight; the range check asked for half a float32 ulp and refused (t74)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4000, 16)).to(torch.bfloat16)
+    batch = (torch.randn(256, 4000) * 3e18).to(torch.bfloat16)
+    report = apply_weight_norm(model, (batch,), init="data")
+    assert {s.name: s.init for s in report.sites}["0.weight"] == "data, v rescaled"
+
+
 def test_a_weight_of_zero_is_no_rescaled_weight_whatever_the_tolerance() -> None:
     """Beyond 8.4 million squares per unit the norm's worst-case rounding alone allows 100%."""
     before, after = torch.ones(2, 3), torch.zeros(2, 3)

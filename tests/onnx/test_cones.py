@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -412,6 +413,37 @@ def test_integer_arithmetic_on_slice_bounds_is_part_of_a_cone() -> None:
     assert cone.status == "folded" and "Mul" in cone.ops
     np.testing.assert_array_equal(weights(folded)[cone.name], np.concatenate([w[3:], w[:3]]))
     assert run(folded, {"x": X})[0].tobytes() == run(model, {"x": X})[0].tobytes()
+
+
+@pytest.mark.parametrize("case", ["float bound", "pad value"])
+def test_float_arithmetic_in_a_cone_is_declined_wherever_it_stands(case: str) -> None:
+    """Integer arithmetic on sizes and indices is exact; float arithmetic is not folded, in a
+    bound cast to an integer as in a Pad's constant value, which goes into the weight
+    (``1 + 2**-24 + 2**-24``: 1.0000001 folded in float64, 1.0 as ONNX Runtime adds, t74)."""
+    body = {
+        "float bound": "h = Mul(f, f)\n k = Cast <to = 7> (h)\n p = Slice(w, zero, k, zero)",
+        "pad value": "s = Add(f, e)\n pv = Add(s, e)\n p = Pad(w, pads, pv)",
+    }[case]
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, ?] y) {{
+            {body}
+            y = Gemm <transB = 1> (x, p)
+        }}
+    """
+    constants = {
+        "f": np.array([2.0], np.float32) if case == "float bound" else np.array(1.0, np.float32),
+        "e": np.array(2.0**-24, np.float32),
+        "zero": np.array([0], np.int64),
+        "pads": np.array([1, 0, 1, 0], np.int64),
+    }
+    used: dict[str, Any] = {k: a for k, a in constants.items() if k in body}
+    model = onnx_model(text, w=rand(6, 4), **used)
+    folded, report = folded_model(model)
+    (cone,) = report.cones
+    assert cone.status == "declined" and cone.reason is not None
+    assert cone.reason.startswith("computed by ")
+    assert op_types(folded) == op_types(model)
 
 
 def test_activations_and_plain_initializers_are_not_cones() -> None:

@@ -278,17 +278,80 @@ def test_graph_input_weights_are_declined_and_left_alone(graph_input: str, reaso
     assert folded.SerializeToString() == model.SerializeToString()
 
 
-def test_overridable_initializer_counts_as_graph_input() -> None:
+@pytest.mark.parametrize("inputs", [["v"], ["g"], ["v", "g"]])
+def test_overridable_initializer_counts_as_graph_input(inputs: list[str]) -> None:
+    """A g that a graph input overrides was folded as a gain-less site (t74), as every model
+    exported with keep_initializers_as_inputs=True showed its sites."""
+    shapes = {"v": "float[3, 4] v", "g": "float[3, 1] g"}
     text = f"""
         {HEADER17}
-        agraph (float[2, 4] x, float[3, 4] v) => (float[2, 3] y) {{
+        agraph (float[2, 4] x, {", ".join(shapes[name] for name in inputs)}) => (float[2, 3] y) {{
             {wn([1])}
             y = Gemm <transB = 1> (x, w)
         }}
     """
     model = onnx_model(text, v=rand(3, 4), g=rand(3, 1))
-    _, report = fold_onnx(model)
-    assert report.declined == 1 and "graph input" in (report.sites[0].reason or "")
+    folded, report = fold_onnx(model)
+    (site,) = report.sites
+    assert site.status == "declined" and "graph input" in (site.reason or "")
+    assert (site.name, site.consumers, site.form) == ("w", ["Gemm(transB=1)"], "ReduceL2")
+    assert folded.SerializeToString() == model.SerializeToString()
+
+
+def test_a_weights_norm_times_an_activation_is_declined() -> None:
+    """``x * v / ||v||`` written left to right (TorchScript keeps ``(x * v) / ||v||``): the norm
+    of a weight is computed at run time inside an activation's product, which no fold can
+    take apart exactly; declined by the run-time factor, not dropped as an activation's norm
+    (t74)."""
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 4] y) {{
+            n = ReduceL2 <axes = [0, 1], keepdims = 1> (v)
+            xv = Mul(x, v)
+            y = Div(xv, n)
+        }}
+    """
+    _, report = fold_onnx(onnx_model(text, v=rand(1, 4)))
+    (site,) = report.sites
+    assert site.status == "declined" and site.reason == "g 'x' is a graph input"
+
+
+# A norm of an activation that an If or a Loop passes on (their inputs constants, their bodies
+# reading x): no site (t74).
+_PASSED_ON = {
+    "if": """
+        h = If (c) <
+            then_branch = t () => (float[2, 4] a) { a = Relu(x) },
+            else_branch = e () => (float[2, 4] b) { b = Neg(x) }
+        >""",
+    "loop": """
+        h = Loop (m, c, start) <
+            body = b (int64 i, bool ci, float[2, 4] acc) => (bool co, float[2, 4] out) {
+                co = Identity(ci)
+                out = Add(acc, x)
+            }
+        >""",
+}
+
+
+@pytest.mark.parametrize("node", sorted(_PASSED_ON))
+def test_a_norm_of_an_activation_a_body_passes_on_is_no_site(node: str) -> None:
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 4] y) {{
+            {_PASSED_ON[node]}
+            n = ReduceL2 <axes = [1]> (h)
+            d = Div(h, n)
+            y = Mul(d, g)
+        }}
+    """
+    start = np.zeros((2, 4), np.float32)
+    arrays = {"c": np.array(True), "g": rand(1), "m": np.array(2, np.int64), "start": start}
+    used: dict[str, Any] = {k: a for k, a in arrays.items() if k in text}
+    model = onnx_model(text, **used)
+    folded, report = fold_onnx(model)
+    assert report.sites == [] and report
+    assert folded.SerializeToString() == model.SerializeToString()
 
 
 # Norms of activations times a constant: no weight, whatever reads the product. A site here

@@ -643,8 +643,10 @@ class _InitPass(TorchFunctionMode):
         if not close:
             raise InvalidArgumentError(
                 f"gives {layer} a g of up to {float(g.abs().max()):.3g}: rescaled to ||v|| = g, "
-                f"v's norm leaves {_dtype(v.dtype)}'s range and PyTorch computes another weight; "
-                "give a batch of ordinary scale (or, in Python, rescale=False)",
+                f"v's norm leaves {_dtype(_summed_in(v.dtype))}'s range (its squares overflow, "
+                "or are too small to be summed to the weight's precision) and PyTorch may "
+                "compute another weight; give a batch of ordinary scale (or, in Python, "
+                "rescale=False)",
                 parameter="batch",
             )
 
@@ -687,16 +689,18 @@ def _summed_in(dtype: torch.dtype) -> torch.dtype:
 def _norm_in_range(v: torch.Tensor, g: torch.Tensor, dim: int) -> bool:
     """Whether the squares PyTorch sums for ``||v||`` of each unit stay in the range of the
     type it sums them in: their sum, ``g**2`` after the rescale, below its largest value, and
-    the squares that are subnormal there (each off by up to its smallest subnormal,
-    ``tiny * eps``) too few to move that sum by more than half an ulp (``count * tiny <=
-    g**2``). A batch far from unit scale gives a g of 1e-20, whose units' squares are all
-    subnormal in float32: the norm is then off by percents (5.5% for 1e6 entries, t73),
-    within the worst-case rounding ``_same_weight`` allows."""
+    the squares that are subnormal there (each off by up to its smallest subnormal, ``tiny *
+    eps``) too few to move the norm by ``RESCALE_ULPS`` ulps of v's dtype (``count * tiny *
+    eps <= RESCALE_ULPS * eps(v) * g**2``). A batch far from unit scale gives a g of 1e-20,
+    whose units' squares are all subnormal in float32: the norm is then off by percents (5.5%
+    for 1e6 entries, t73), within the worst-case rounding ``_same_weight`` allows."""
     info = torch.finfo(_summed_in(v.dtype))
     squares = g.double().reshape(-1) ** 2
     units = v.detach().double().movedim(dim, 0).reshape(g.numel(), -1)
     subnormal = ((units != 0) & (units.abs() < math.sqrt(info.tiny))).sum(dim=1)
-    return bool((squares < info.max).all()) and bool((subnormal * info.tiny <= squares).all())
+    moved = subnormal * info.tiny * info.eps  # the most they move the sum of squares
+    allowed = RESCALE_ULPS * torch.finfo(v.dtype).eps * squares
+    return bool((squares < info.max).all()) and bool((moved <= allowed).all())
 
 
 def _same_weight(before: torch.Tensor, after: torch.Tensor, per_unit: int) -> bool:

@@ -173,9 +173,10 @@ def _walk(
     sites): that weight is the site's, reported with it."""
     cone = Cone(graph, value, [], [], [])
     seen: set[ir.Value] = set()
-    stack: list[tuple[ir.Value, bool]] = [(value, True)]  # (value, whether its elements go in)
+    # (value, whether its elements go in, whether it is only a size or an index)
+    stack: list[tuple[ir.Value, bool, bool]] = [(value, True, False)]
     while stack:
-        current, data = stack.pop()
+        current, data, index = stack.pop()
         if current in seen:
             continue
         seen.add(current)
@@ -190,9 +191,7 @@ def _walk(
                 cone.nodes.append(node)
             continue
         index_arithmetic = (
-            not data
-            and node.op_type in _INDEX_ARITHMETIC
-            and declared_dtype(current) in ev.INT_TYPES
+            index and node.op_type in _INDEX_ARITHMETIC and declared_dtype(current) in ev.INT_TYPES
         )
         if (node.op_type not in CONE_OPS and not index_arithmetic) or node.domain not in (
             "",
@@ -207,8 +206,10 @@ def _walk(
         inputs = list(enumerate(node.inputs))
         for i, inp in reversed(inputs):
             if inp is not None:
+                # a Pad's constant value goes into the weight too, but is no source of it
+                value_in = i == 2 and node.op_type == "Pad"
                 holds = node.op_type not in _SIZED and (i == 0 or node.op_type == "Concat")
-                stack.append((inp, data and holds))
+                stack.append((inp, data and holds, index or not (holds or value_in)))
     cone.nodes.reverse()
     cone.nodes = list(dict.fromkeys(cone.nodes))
     return cone

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import onnx_ir as ir
 
@@ -207,25 +207,73 @@ def walk_cone(value: ir.Value, *, values_only: bool = False) -> Iterator[ir.Valu
 
 def run_time_values(model: ir.Model) -> set[ir.Value]:
     """Every value of ``model``'s graphs, bodies and functions that is computed from a value
-    fed at run time, as :func:`walk_cone` walks cones: a graph input without an initializer
-    (one with an initializer, which a feed can override, counts as a constant, as the fold's
-    ``overridable`` reads it), a function's or a body's input, or a value of no producer that
-    is no initializer. One pass in graph order, whatever the network's depth."""
+    fed at run time: a graph input without an initializer (one with an initializer, which a
+    feed can override, counts as a constant, as the fold's ``overridable`` reads it), a
+    function's input, a value of no producer that is no initializer; the outputs of an
+    If/Loop/Scan whose bodies compute theirs from one (a body's input is fed at run time where
+    the node's input it is bound to is). One pass in graph order, however deep the network."""
     found: set[ir.Value] = set()
+    bound: set[ir.Value] = set()  # bodies' inputs bound to values computed from constants
 
     def fed(value: ir.Value | None) -> bool:
-        if value is None:
+        if value is None or value in bound:
             return False
         if value in found:
             return True
-        return (
-            value.producer() is None and not value.is_initializer() and (value.const_value is None)
-        )
+        return value.producer() is None and not value.is_initializer() and value.const_value is None
 
-    for graph in graphs_of(model):
-        for node in graph:
-            if any(fed(value) for value in node.inputs):
+    tops: list[ir.Graph | ir.Function] = [model.graph, *model.functions.values()]
+    for top in tops:
+        found.update(value for value in top.inputs if fed(value))
+        _scan_run_time(top, fed, found, bound)
+    return found
+
+
+def _scan_run_time(
+    graph: ir.Graph | ir.Function,
+    fed: Callable[[ir.Value | None], bool],
+    found: set[ir.Value],
+    bound: set[ir.Value],
+) -> None:
+    """Mark in ``found`` the values of ``graph`` computed from a value ``fed`` says is fed at
+    run time, bodies first at each node that holds them (iterative over nesting)."""
+    work: list[tuple[ir.Node, list[ir.Graph]] | Iterator[ir.Node]] = [iter(graph)]
+    while work:
+        item = work[-1]
+        if isinstance(item, tuple):  # a node whose bodies were scanned
+            work.pop()
+            node, bodies = item
+            if any(fed(v) for v in node.inputs) or any(
+                fed(v) for body in bodies for v in body.outputs
+            ):
                 found.update(node.outputs)
+            continue
+        following = next(item, None)
+        if following is None:
+            work.pop()
+            continue
+        node = following
+        bodies = _node_bodies(node)
+        if not bodies:
+            if any(fed(v) for v in node.inputs):
+                found.update(node.outputs)
+            continue
+        for body in bodies:  # Loop's and Scan's inputs are bound to the node's, in order
+            pairs = list(zip(body.inputs, node.inputs, strict=False))
+            bound.update(inner for inner, outer in pairs if not fed(outer))
+            found.update(inner for inner in body.inputs if fed(inner))
+        work.append((node, bodies))
+        work.extend(iter(body) for body in reversed(bodies))
+
+
+def _node_bodies(node: ir.Node) -> list[ir.Graph]:
+    """The bodies ``node`` holds (an If's branches, a Loop's or Scan's body)."""
+    found: list[ir.Graph] = []
+    for attr in node.attributes.data.values():
+        if attr.type is _GRAPH:
+            found.append(attr.value)
+        elif attr.type is _GRAPHS:
+            found.extend(attr.value)
     return found
 
 

@@ -584,7 +584,8 @@ def _read_as_weight(root: ir.Value) -> bool:
 
 
 def _is_run_time_input(value: ir.Value) -> bool:
-    """Whether ``value`` is a graph or function input, through layout ops."""
+    """Whether ``value`` is a graph or function input, through layout ops (an initializer
+    that a graph input overrides too)."""
     node = value.producer()
     while node is not None:
         if node.op_type not in _LAYOUT_OPS or node.domain not in ("", "ai.onnx"):
@@ -593,7 +594,7 @@ def _is_run_time_input(value: ir.Value) -> bool:
             return False
         value = node.inputs[0]
         node = value.producer()
-    return not value.is_initializer()
+    return value.is_graph_input() or not value.is_initializer()
 
 
 def _others_constant(node: ir.Node, index: int) -> bool:
@@ -646,14 +647,17 @@ def _layout_chain(root: ir.Value) -> tuple[ir.Value, tuple[str, ...]]:
     return value, tuple(ops)
 
 
-def _analyse(graph: ir.Graph | ir.Function, root: ir.Value, run_time: Set[ir.Value]) -> Site | None:
+def _analyse(
+    graph: ir.Graph | ir.Function, root: ir.Value, run_time: Set[ir.Value], of_activations: bool
+) -> Site | None:
     """The site at ``root``; None when it is no weight (``x / ||x||`` of a run-time value).
-    ``run_time``: the values computed from a value fed at run time (``run_time_values``)."""
+    ``run_time``: the values computed from a value fed at run time (``run_time_values``);
+    ``of_activations``: whether every norm feeding ``root`` normalizes one of them."""
     site = Site(graph=graph, root=root, target=root)
     scope = "function" if isinstance(graph, ir.Function) else "graph"
-    if root in run_time and not _read_as_weight(root):
-        # computed from a run-time value and read as no layer's weight: a norm of an activation,
-        # in whatever form (ScaleNorm, x[:, 0] of it, a p=1 norm, axes given at run time)
+    if of_activations and not _read_as_weight(root):
+        # norms of run-time values read as no layer's weight: of activations, in whatever form
+        # (ScaleNorm, x[:, 0] of it, a p=1 norm, axes given at run time)
         return None
     if isinstance(graph, ir.Function) and (reason := _cone_reason(root)) is not None:
         site.reason = reason  # attribute references must not be read as values below
@@ -755,19 +759,21 @@ def find_sites(model: ir.Model) -> list[Site]:
     run_time = run_time_values(model)
     # every body walked first: which names its initializers shadow decides some sites
     for graph in list(graphs_of(model)):
-        roots: dict[ir.Value, None] = {}
+        roots: dict[ir.Value, bool] = {}  # root -> whether every norm feeding it is of activations
         for node in graph:
             if node.op_type in _SEEDS and node.domain in ("", "ai.onnx"):
-                if node.op_type == "ReduceSum" and sum_of_squares_source(node) is None:
+                squares = sum_of_squares_source(node) if node.op_type == "ReduceSum" else None
+                if node.op_type == "ReduceSum" and squares is None:
                     continue
+                source = squares[0] if squares is not None else node.inputs[0]
                 found = _roots_of(node)
                 if not found:
                     logger.debug("norm %s feeds no product; not a weight-norm site", node.name)
                 for root in found:
-                    roots.setdefault(root)
+                    roots[root] = roots.get(root, True) and source in run_time
         found_here: list[Site] = []
-        for root in roots:
-            site = _analyse(graph, root, run_time)
+        for root, of_activations in roots.items():
+            site = _analyse(graph, root, run_time, of_activations)
             if site is None:
                 logger.debug("%s normalizes a run-time value; not a weight", root.name)
                 continue
