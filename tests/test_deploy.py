@@ -1988,3 +1988,55 @@ def test_norms_of_activations_are_no_weight_norm_sites(exporter: str, tmp_path: 
     report = export(_NormedActivations().eval(), (ids,), out, exporter=exporter, verify=False)
     assert report.folded_whole and report.onnx_fold.sites == []
     assert report.torch_fold is not None and report.torch_fold.folded == 1
+
+
+class _SquareAndRecurrent(nn.Module):
+    """A weight-normed square Linear on 3-D inputs (MatMul reads its weight transposed, which
+    no shape shows) and an LSTM (ONNX reads its gates reordered)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.square = weight_norm(nn.Linear(4, 4))
+        self.lstm = nn.LSTM(4, 3, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lstm(torch.relu(self.square(x)))[0]
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_weights_the_onnx_fold_writes_laid_out_are_said(exporter: str, tmp_path: Path) -> None:
+    """With weight norm kept for the ONNX fold, the fold names the weight it writes after the
+    parameter, transposed for MatMul: the export said every weight was named after its
+    parameter and listed none as transposed, and the square one loads into PyTorch without an
+    error, wrong (t75). An LSTM's reordered gates under the parameter's name are said too."""
+    torch.manual_seed(0)
+    model, out = _SquareAndRecurrent().eval(), tmp_path / "m.onnx"
+    x = torch.randn(2, 3, 4)
+    report = export(model, (x,), out, exporter=exporter, fold_in_torch=False, verify=False)
+    weights = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(out).graph.initializer}
+    square = model.square.weight.detach().numpy()
+    assert "square.weight" in report.names_transposed
+    np.testing.assert_allclose(weights["square.weight"], square.T, rtol=1e-6)
+    assert report.names_laid_out == []  # the exporters reorder the gates into their own names
+
+
+def test_a_cone_folded_under_a_weights_name_is_said_laid_out() -> None:
+    """The dynamo exporter without its optimizer reorders an LSTM's gates by Slice/Concat, a
+    cone the fold writes under the parameter's name: laid out, not transposed; a Reshape
+    alone moves no element."""
+    from wnpass.deploy import _folded_layouts, _Weights
+    from wnpass.report import ConeReport, FoldReport
+
+    def cone(name: str, ops: list[str]) -> ConeReport:
+        return ConeReport(name, "main", ["LSTM"], None, None, ops, [name], "folded")
+
+    fold = FoldReport(sites=[], cones=[
+        cone("lstm.weight_ih_l0", ["Slice", "Concat", "Unsqueeze"]),
+        cone("fc.weight", ["Transpose"]),
+        cone("conv.weight", ["Reshape"]),
+        cone("lstm.bias_ih_l0+bias_hh_l0", ["Concat"]),
+    ])  # fmt: skip
+    weights = _Weights(
+        {n: torch.zeros(8, 4) for n in ("lstm.weight_ih_l0", "fc.weight", "conv.weight")}, {}
+    )
+    assert _folded_layouts(fold, weights) == (["fc.weight"], ["lstm.weight_ih_l0"])

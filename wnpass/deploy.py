@@ -162,6 +162,9 @@ class ExportReport:
     # weights whose initializer, named after them, holds them transposed (as MatMul reads a
     # Linear's weight): square ones show it by no shape
     names_transposed: list[str] = dataclasses.field(default_factory=list)
+    # weights whose initializer, named after them, holds them in another layout of their
+    # elements: an LSTM's gates reordered (Slice/Concat), a slice, a padding
+    names_laid_out: list[str] = dataclasses.field(default_factory=list)
     verified: bool = False  # ONNX Runtime's outputs were compared with PyTorch's
     comparisons: dict[str, list[OutputComparison]] = dataclasses.field(default_factory=dict)
     latency: dict[str, LatencyStats] = dataclasses.field(default_factory=dict)
@@ -1049,6 +1052,32 @@ def _restore_names(model: ir.Model, weights: _Weights) -> tuple[list[str], list[
     return [n for n in unnamed if weights.aliases.get(n) not in found], transposed
 
 
+# Layout ops that move a weight's elements (``Reshape``, ``Unsqueeze``, a ``Cast`` keep their
+# order: a shape tells those).
+_MOVING = frozenset({"Transpose", "Slice", "Concat", "Split", "Gather", "Pad", "Expand"})
+
+
+def _folded_layouts(fold: FoldReport, weights: _Weights) -> tuple[list[str], list[str]]:
+    """The weights the ONNX fold wrote under their own name through layout ops that move
+    their elements (a weight-norm site's ``Transpose`` in front of a ``MatMul``, a cone's):
+    those held transposed (one 2-D ``Transpose``), and those laid out otherwise (an LSTM's
+    gates reordered). ``_restore_names`` sees only the initializers the exporter named."""
+    transposed: list[str] = []
+    laid_out: list[str] = []
+    entries = [(s.name, s.layout) for s in fold.sites if s.status == "folded"]
+    entries += [(c.name, c.ops) for c in fold.cones if c.status == "folded"]
+    for name, ops in entries:
+        weight = weights.values.get(name)
+        moving = [op for op in ops if op in _MOVING]
+        if weight is None or not moving or name in transposed + laid_out:
+            continue
+        if moving == ["Transpose"] and weight.dim() == 2:
+            transposed.append(name)
+        else:
+            laid_out.append(name)
+    return transposed, laid_out
+
+
 def _close(a: np.ndarray, b: np.ndarray) -> bool:
     """Equal up to a few float32 roundings (weight norm folded in another order)."""
     if a.dtype != b.dtype:
@@ -1269,6 +1298,8 @@ def export(
             report.parameters_written = forwards.written
             report.parameters_given_back = forwards.given
             report.names_missing, report.names_transposed = _restore_names(exported, weights)
+            transposed, report.names_laid_out = _folded_layouts(onnx_report, weights)
+            report.names_transposed += [n for n in transposed if n not in report.names_transposed]
             report.verified = verify
             report.not_available = (
                 [p for p in prov.PROVIDERS if p not in prov.available()] if verify else []

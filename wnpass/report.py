@@ -54,6 +54,9 @@ class SiteReport:
     # value replaced: ``shape`` but where layout ops follow the product (``Transpose`` in
     # front of a ``MatMul``); None for a site left as it is
     written_shape: list[int] | None = None
+    # the layout ops between the product and its consumer, folded with the site: the weight
+    # written is the product laid out by them (``["Transpose"]`` in front of a ``MatMul``)
+    layout: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

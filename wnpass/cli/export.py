@@ -175,6 +175,11 @@ def _print_export(out: Printer, report: Any) -> None:
             "held transposed, as MatMul reads them (the initializer is the parameter's .T): "
             + ", ".join(report.names_transposed)
         )
+    if report.names_laid_out:
+        out.line(
+            "held in the layout their ONNX op reads (elements moved: gates reordered, sliced "
+            "or padded), not as the parameter: " + ", ".join(report.names_laid_out)
+        )
     rows = [
         comparison_row(provider, c)
         for provider, comparisons in report.comparisons.items()

@@ -84,6 +84,7 @@ def _describe(site: Site, model: ir.Model, status: str, name: str) -> SiteReport
         form=site.form,
         status=status,
         reason=site.reason,
+        layout=list(site.layout),
     )
 
 
