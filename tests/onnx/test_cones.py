@@ -419,7 +419,8 @@ def test_integer_arithmetic_on_slice_bounds_is_part_of_a_cone() -> None:
 def test_float_arithmetic_in_a_cone_is_declined_wherever_it_stands(case: str) -> None:
     """Integer arithmetic on sizes and indices is exact; float arithmetic is not folded, in a
     bound cast to an integer as in a Pad's constant value, which goes into the weight
-    (``1 + 2**-24 + 2**-24``: 1.0000001 folded in float64, 1.0 as ONNX Runtime adds, t74)."""
+    (``1 + 2**-24 + 2**-24``: 1.0000001 folded in float64, 1.0 as ONNX Runtime adds, t74). A
+    guard: without the integer dtype check in ``cones._walk``, the bound's Mul is folded."""
     body = {
         "float bound": "h = Mul(f, f)\n k = Cast <to = 7> (h)\n p = Slice(w, zero, k, zero)",
         "pad value": "s = Add(f, e)\n pv = Add(s, e)\n p = Pad(w, pads, pv)",

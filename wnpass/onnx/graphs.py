@@ -210,8 +210,9 @@ def run_time_values(model: ir.Model) -> set[ir.Value]:
     fed at run time: a graph input without an initializer (one with an initializer, which a
     feed can override, counts as a constant, as the fold's ``overridable`` reads it), a
     function's input, a value of no producer that is no initializer; the outputs of an
-    If/Loop/Scan whose bodies compute theirs from one (a body's input is fed at run time where
-    the node's input it is bound to is). One pass in graph order, however deep the network."""
+    If/Loop/Scan whose bodies compute theirs from one (a body's input is fed at run time but
+    where it holds what a node's input computes on every iteration: ``_bound_pairs``). One pass
+    in graph order, however deep the network."""
     found: set[ir.Value] = set()
     bound: set[ir.Value] = set()  # bodies' inputs bound to values computed from constants
 
@@ -258,12 +259,27 @@ def _scan_run_time(
             if any(fed(v) for v in node.inputs):
                 found.update(node.outputs)
             continue
-        for body in bodies:  # Loop's and Scan's inputs are bound to the node's, in order
-            pairs = list(zip(body.inputs, node.inputs, strict=False))
+        for body in bodies:
+            pairs = _bound_pairs(node, body)
             bound.update(inner for inner, outer in pairs if not fed(outer))
             found.update(inner for inner in body.inputs if fed(inner))
         work.append((node, bodies))
         work.extend(iter(body) for body in reversed(bodies))
+
+
+def _bound_pairs(node: ir.Node, body: ir.Graph) -> list[tuple[ir.Value, ir.Value | None]]:
+    """The inputs of ``body`` that hold, on every iteration, what the node's input paired
+    with each computes: a Loop's iteration number (from its trip count) and a Scan's scanned
+    inputs. A Loop's condition and carried values, and a Scan's state, take the body's own
+    outputs after the first iteration: they are fed at run time, whatever starts them."""
+    if node.op_type == "Loop" and body.inputs:
+        return [(body.inputs[0], node.inputs[0] if node.inputs else None)]
+    if node.op_type == "Scan":
+        scanned = node.attributes.get("num_scan_inputs")
+        count = 0 if scanned is None else int(scanned.value)
+        states = len(node.inputs) - count
+        return list(zip(body.inputs[states:], node.inputs[states:], strict=False))
+    return []
 
 
 def _node_bodies(node: ir.Node) -> list[ir.Graph]:
