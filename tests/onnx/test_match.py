@@ -343,6 +343,18 @@ def test_a_gain_computed_from_constants_is_a_constant(gain: str) -> None:
     assert_close(run(folded, feeds), run(model, feeds))
 
 
+def _chained(model: onnx.ModelProto, start: str, end: str, length: int = 10_010) -> None:
+    """Put a chain of ``length`` Adds (``start`` + 1e-3, ...) named ``end`` before the graph's
+    nodes: a value computed by more than the 10,000 values a cone is read as a constant by."""
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(1e-3, np.float32), "step"))
+    chain = [onnx.helper.make_node("Add", [start if i == 0 else f"c{i}", "step"], [f"c{i + 1}"])
+             for i in range(length)]  # fmt: skip
+    chain[-1].output[0] = end
+    nodes = [*chain, *model.graph.node]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+
+
 def test_a_gain_of_too_many_constant_values_is_declined_as_such() -> None:
     """A gain computed by 10,010 constant Adds was declined as "not a constant (computed by
     Add)": the walk that reads it as a constant stops at 10,000 values, which the reason now
@@ -358,28 +370,11 @@ def test_a_gain_of_too_many_constant_values_is_declined_as_such() -> None:
     """
     model = onnx_model(text, None, False, v=rand(4, 5), axes=np.array([1], np.int64))
     model.graph.initializer.append(onnx.numpy_helper.from_array(rand(4, 1), "a0"))
-    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(1e-3, np.float32), "step"))
-    chain = [onnx.helper.make_node("Add", [f"a{i}", "step"], [f"a{i + 1}"]) for i in range(10_010)]
-    chain[-1].output[0] = "g"
-    nodes = [*chain, *model.graph.node]
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
+    _chained(model, "a0", "g")
     (site,) = inspect_onnx(model).sites
     assert (
         site.reason == "g 'g' is computed by more than 10000 values: too many to read as a constant"
     )
-
-
-def _chained(model: onnx.ModelProto, start: str, end: str, length: int = 10_010) -> None:
-    """Put a chain of ``length`` Adds (``start`` + 1e-3, ...) named ``end`` before the graph's
-    nodes: a value computed by more than the 10,000 values a cone is read as a constant by."""
-    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(1e-3, np.float32), "step"))
-    chain = [onnx.helper.make_node("Add", [start if i == 0 else f"c{i}", "step"], [f"c{i + 1}"])
-             for i in range(length)]  # fmt: skip
-    chain[-1].output[0] = end
-    nodes = [*chain, *model.graph.node]
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
 
 
 def test_a_v_of_too_many_constant_values_is_declined_as_such() -> None:
