@@ -617,9 +617,13 @@ def _check_ranges(
     grouped: dict[object, list[_Range]] = {}
     for bounded in ranges:
         grouped.setdefault(bounded.symbol, []).append(bounded)
+    parameters = _parameters(model)
+    names = _positional_names(parameters, len(inputs.args))
     for axes in grouped.values():
         first = axes[0]
-        where = " and ".join(f"axis {r.axis} of {r.name}" for r in axes)
+        where = " and ".join(
+            f"axis {r.axis} of {_input_name(parameters, names, r.name)}" for r in axes
+        )
         sizes = (
             f"{first.lower} to {first.upper}"
             if first.upper is not None
@@ -687,16 +691,9 @@ def _resized(
     input is not one of the model's."""
     parameters = _parameters(model)
     names = _positional_names(parameters, len(inputs.args))
-    # torch.export names forward(self, *xs)'s inputs xs_0, xs_1: wnpass's input_<i> past the
-    # named parameters
-    star = next((p.name for p in parameters if p.kind is p.VAR_POSITIONAL), None)
-    named = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
     axes_of: dict[str, dict[int, int]] = {}
     for (name, axis), size in sizes.items():
-        index = name.removeprefix(f"{star}_") if star is not None else ""
-        if star is not None and index.isdigit() and name not in names:
-            name = f"input_{named + int(index)}"
-        axes_of.setdefault(name, {})[axis] = size
+        axes_of.setdefault(_input_name(parameters, names, name), {})[axis] = size
 
     def resize(name: str, value: Any) -> Any:
         for axis, size in sorted(axes_of.get(name, {}).items()):
@@ -719,6 +716,18 @@ def _resized(
     except _CannotResize:
         return None
     return Batch(args, kwargs)
+
+
+def _input_name(parameters: list[inspect.Parameter], names: list[str], name: str) -> str:
+    """The graph input (and ``--dynamic``) name of the input torch.export calls ``name``: it
+    names ``forward(self, *xs)``'s inputs ``xs_0, xs_1``, wnpass ``input_<i>`` past the named
+    parameters."""
+    star = next((p.name for p in parameters if p.kind is p.VAR_POSITIONAL), None)
+    named = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+    index = name.removeprefix(f"{star}_") if star is not None else ""
+    if star is not None and index.isdigit() and name not in names:
+        return f"input_{named + int(index)}"
+    return name
 
 
 class _CannotResize(Exception):
