@@ -136,9 +136,10 @@ RESULT_ULPS = 16
 # before within the roundings of computing it: RESCALE_ULPS of the weight's dtype per element
 # (v's rounding, the division and the product by g), plus the worst-case relative error of
 # the norm PyTorch takes of a unit's n entries, a sum of n squares: n ulps of the type it sums
-# in (float32 for the half types). PyTorch's float64 norm of 25088 entries is off by 30 ulps,
-# its float32 one by 5 (measured); a v whose norm left its dtype's range gives a weight of 0,
-# Inf or NaN, off by all of it.
+# in (float32 for the half types). Units of 25088 entries moved the weight PyTorch computes by
+# up to 5 ulps in float32 and 30 in float64 when rescaled (measured); a v whose norm left its
+# dtype's range gives a weight of 0, Inf or NaN, off by all of it (``_norm_in_range`` also
+# refuses squares summed in subnormals, which the worst case here would let through).
 RESCALE_ULPS = 4
 
 # the ops whose output is a layer's pre-activation, by the name torch calls them
