@@ -1075,15 +1075,12 @@ def _folded_layouts(fold: FoldReport, weights: _Weights) -> tuple[list[str], lis
     laid_out: list[str] = []
     entries = [(s.name, s.layout) for s in fold.sites if s.status == "folded"]
     entries += [(c.name, c.ops) for c in fold.cones if c.status == "folded"]
-    for name, ops in entries:
+    for name, ops in dict(entries).items():  # a name once (a shared weight is written once)
         weight = weights.values.get(name)
         moving = [op for op in ops if op in _MOVING]
-        if weight is None or not moving or name in transposed + laid_out:
+        if weight is None or not moving:
             continue
-        if moving == ["Transpose"] and weight.dim() == 2:
-            transposed.append(name)
-        else:
-            laid_out.append(name)
+        (transposed if moving == ["Transpose"] and weight.dim() == 2 else laid_out).append(name)
     return transposed, laid_out
 
 

@@ -355,46 +355,32 @@ def _chained(model: onnx.ModelProto, start: str, end: str, length: int = 10_010)
     model.graph.node.extend(nodes)
 
 
-def test_a_gain_of_too_many_constant_values_is_declined_as_such() -> None:
+# g * v / ||v|| written (g * v) / n, and v / n * g
+_PRODUCTS = {"g": "gv = Mul(g, v)\n w = Div(gv, n)", "v": "d = Div(v, n)\n w = Mul(d, g)"}
+
+
+@pytest.mark.parametrize("role", ["g", "v"])
+def test_a_factor_of_too_many_constant_values_is_declined_as_such(role: str) -> None:
     """A gain computed by 10,010 constant Adds was declined as "not a constant (computed by
     Add)": the walk that reads it as a constant stops at 10,000 values, which the reason now
-    says (t58)."""
-    text = """
+    says (t58). The same for v: the check that a norm normalizes a constant read a cone too
+    large to walk as an activation, and the site was gone (t73)."""
+    text = f"""
         <ir_version: 8, opset_import: ["" : 18]>
-        agraph (float[2, 5] x) => (float[2, 4] y) {
+        agraph (float[2, 5] x) => (float[2, 4] y) {{
             n = ReduceL2 <keepdims = 1> (v, axes)
-            gv = Mul(g, v)
-            w = Div(gv, n)
+            {_PRODUCTS[role]}
             y = Gemm <transB = 1> (x, w)
-        }
+        }}
     """
-    model = onnx_model(text, None, False, v=rand(4, 5), axes=np.array([1], np.int64))
-    model.graph.initializer.append(onnx.numpy_helper.from_array(rand(4, 1), "a0"))
-    _chained(model, "a0", "g")
+    other: dict[str, Any] = {"v": rand(4, 5)} if role == "g" else {"g": rand(4, 1)}
+    model = onnx_model(text, None, False, axes=np.array([1], np.int64), **other)
+    start = rand(4, 1) if role == "g" else rand(4, 5)
+    model.graph.initializer.append(onnx.numpy_helper.from_array(start, f"{role}0"))
+    _chained(model, f"{role}0", role)
     (site,) = inspect_onnx(model).sites
-    assert (
-        site.reason == "g 'g' is computed by more than 10000 values: too many to read as a constant"
-    )
-
-
-def test_a_v_of_too_many_constant_values_is_declined_as_such() -> None:
-    """The same for v: the check that a norm normalizes a constant read a cone too large to
-    walk as an activation, and the site was gone (t73)."""
-    text = """
-        <ir_version: 8, opset_import: ["" : 18]>
-        agraph (float[2, 5] x) => (float[2, 4] y) {
-            n = ReduceL2 <keepdims = 1> (v, axes)
-            d = Div(v, n)
-            w = Mul(d, g)
-            y = Gemm <transB = 1> (x, w)
-        }
-    """
-    model = onnx_model(text, None, False, g=rand(4, 1), axes=np.array([1], np.int64))
-    model.graph.initializer.append(onnx.numpy_helper.from_array(rand(4, 5), "v0"))
-    _chained(model, "v0", "v")
-    (site,) = inspect_onnx(model).sites
-    assert (
-        site.reason == "v 'v' is computed by more than 10000 values: too many to read as a constant"
+    assert site.reason == (
+        f"{role} '{role}' is computed by more than 10000 values: too many to read as a constant"
     )
 
 

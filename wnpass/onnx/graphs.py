@@ -167,17 +167,7 @@ def _nested(scope: _Scope) -> list[tuple[ir.Graph, _Scope]]:
 
 def _bodies(graph: ir.Graph | ir.Function) -> list[ir.Graph]:
     """The bodies that the nodes of ``graph`` itself hold, in node order."""
-    found: list[ir.Graph] = []
-    for node in graph:
-        # ``Attributes`` is a UserDict: its ``data`` dict is walked without the Mapping
-        # machinery, 3.5x faster (the walk runs ten times in a fold, over every node)
-        for attr in node.attributes.data.values():
-            kind = attr.type
-            if kind is _GRAPH:
-                found.append(attr.value)
-            elif kind is _GRAPHS:
-                found.extend(attr.value)
-    return found
+    return [body for node in graph for body in _node_bodies(node)]
 
 
 def value_inputs(node: ir.Node) -> Sequence[ir.Value | None]:
@@ -285,10 +275,13 @@ def _bound_pairs(node: ir.Node, body: ir.Graph) -> list[tuple[ir.Value, ir.Value
 def _node_bodies(node: ir.Node) -> list[ir.Graph]:
     """The bodies ``node`` holds (an If's branches, a Loop's or Scan's body)."""
     found: list[ir.Graph] = []
+    # ``Attributes`` is a UserDict: its ``data`` dict is walked without the Mapping machinery,
+    # 3.5x faster (the walk runs ten times in a fold, over every node)
     for attr in node.attributes.data.values():
-        if attr.type is _GRAPH:
+        kind = attr.type
+        if kind is _GRAPH:
             found.append(attr.value)
-        elif attr.type is _GRAPHS:
+        elif kind is _GRAPHS:
             found.extend(attr.value)
     return found
 

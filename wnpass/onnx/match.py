@@ -529,16 +529,23 @@ def _product_step(use: tuple[ir.Node, int]) -> ir.Value | None:
     return node.outputs[0] if _others_constant(node, index) else None
 
 
-def _runtime_gain(root: ir.Value) -> ir.Value | None:
-    """The non-constant operand of the Mul that ``v / ||v||`` feeds, if it feeds one."""
+def _mul_use(root: ir.Value) -> tuple[ir.Node, int] | None:
+    """The Mul that is ``root``'s only use, and the input ``root`` is of it."""
     uses = root.uses()
     if len(uses) != 1:
         return None
-    use = next(iter(uses))
-    if use.node.op_type != "Mul":
+    node, index = next(iter(uses))
+    return (node, index) if node.op_type == "Mul" else None
+
+
+def _runtime_gain(root: ir.Value) -> tuple[ir.Value, ir.Value] | None:
+    """The non-constant operand of the Mul that ``v / ||v||`` alone feeds, and that Mul's
+    product; None where it feeds none, or multiplies a constant."""
+    use = _mul_use(root)
+    other = None if use is None else use[0].inputs[1 - use[1]]
+    if use is None or other is None or _is_constant_cone(other):
         return None
-    other = use.node.inputs[1 - use.idx]
-    return None if other is None or _is_constant_cone(other) else other
+    return other, use[0].outputs[0]
 
 
 # The inputs where PyTorch's exports put a layer's weight, and no activation: where a product
@@ -575,12 +582,8 @@ def _at_weight_slot(value: ir.Value) -> bool:
 def _read_as_weight(root: ir.Value) -> bool:
     """Whether a layer reads the product at ``root`` as its weight, or the product of it and
     a run-time value (``v / ||v||`` times a gain fed at run time)."""
-    if _at_weight_slot(root):
-        return True
-    uses = root.uses()
-    if len(uses) != 1 or next(iter(uses)).node.op_type != "Mul":
-        return False
-    return _at_weight_slot(next(iter(uses)).node.outputs[0])
+    use = _mul_use(root)
+    return _at_weight_slot(root) or (use is not None and _at_weight_slot(use[0].outputs[0]))
 
 
 def _is_run_time_input(value: ir.Value) -> bool:
@@ -611,15 +614,16 @@ def _others_constant(node: ir.Node, index: int) -> bool:
 _CONSTANT_CONE = 10_000
 
 
-def _is_constant_cone(value: ir.Value, overridable: bool = False) -> bool | None:
-    """Whether ``value`` is computed from constants only (no graph input, no outer value),
-    whatever its ops (whether the evaluator computes them is ``_cone_reason``'s to say); with
-    ``overridable``, initializers that a graph input can override count as constants. None
-    (falsy) for a cone of more than :data:`_CONSTANT_CONE` values, not walked further."""
+def _is_constant_cone(value: ir.Value) -> bool | None:
+    """Whether ``value`` is computed from constants only (no graph input, an initializer that
+    one overrides included; no outer value), whatever its ops (whether the evaluator computes
+    them is ``_cone_reason``'s to say). None (falsy) for a cone of more than
+    :data:`_CONSTANT_CONE` values, not walked further. Which values a graph input feeds,
+    whatever the cone's size, is ``run_time_values``'s to say."""
     for count, current in enumerate(walk_cone(value)):
         if count > _CONSTANT_CONE:
             return None
-        if current.is_graph_input() and not (overridable and current.const_value is not None):
+        if current.is_graph_input():
             return False
         if not current.is_initializer() and current.producer() is None:
             return False  # an outer-scope value that is not an initializer
@@ -706,9 +710,9 @@ def _analyse(
         site.reason = "unsupported form: the normalised tensor is not v itself"
         return site
     others = [f for f in leaves if f is not numerators[0]]
-    gain = None if others else _runtime_gain(root)
-    product = None if gain is None else next(iter(root.uses())).node.outputs[0]
-    if gain is not None and product is not None and _weight_fed_at_run_time([gain], product):
+    runtime = None if others else _runtime_gain(root)
+    if runtime is not None and _weight_fed_at_run_time([runtime[0]], runtime[1]):
+        gain, product = runtime
         site.reason = _constant_reason(gain, "g", scope)  # v / ||v|| times a gain fed at run time
         # the weight is that product, as its consumers read it: reported by its name
         site.target = product
