@@ -257,17 +257,24 @@ def test_an_axis_the_dynamo_exporter_bounds_at_a_branch_is_refused(
     """torch.export holds the axis to the sizes of the branch it traced, and the ONNX graph
     keeps it symbolic: the file was written, verified (a doubled length took the other branch
     in PyTorch, whose mean over ``cat([x, x])`` is the example's), and computed every input
-    past the bound with the example's branch. PyTorch runs just past it: a branch."""
+    past the bound with the example's branch. PyTorch runs just past it: unverified, that is
+    refused; verified, the file is compared with PyTorch there, and fails."""
     out = tmp_path / "m.onnx"
     inputs = Batch((torch.randn(2, 4, 7),), {})
     with pytest.raises(ExportError) as caught:
-        export(_Branches(mode, above), inputs, out, dynamic={"x": {2: "t"}}, runs=1)
+        export(_Branches(mode, above), inputs, out, dynamic={"x": {2: "t"}}, verify=False)
     assert str(caught.value).endswith(
         f"the dynamo exporter made axis 2 of x dynamic for sizes {sizes} only, and PyTorch runs "
-        f"at {runs_at}: the model's code branches on the size there, and the file would "
-        "compute such inputs with the example's branch"
+        f"at {runs_at}: a branch on the size there (in the model's code, or in torch's own "
+        "decompositions) would compute such inputs with the example's branch in the file; "
+        f"export with verification to compare the file with PyTorch at {runs_at}"
     )
     assert not out.exists()
+    report = export(_Branches(mode, above), inputs, out, dynamic={"x": {2: "t"}}, runs=1)
+    assert report.matches is False and not report.published and not out.exists()
+    outside = report.dynamic[-1]
+    assert (outside.sizes, outside.bound) == (f"axis 2 of x at {runs_at}", sizes)
+    assert not all(outside.comparisons["cpu"])
 
 
 class _Derived(nn.Module):
@@ -311,6 +318,86 @@ def test_a_branch_is_found_through_derived_sizes_and_star_inputs(case: str, tmp_
         export(model, inputs, tmp_path / "m.onnx", dynamic=dynamic, verify=False)
     # the axis is named as the graph input and --dynamic name it: input_0, not xs_0 (t75)
     assert f"axis 2 of {'x' if case == 'derived' else 'input_0'} " in str(caught.value)
+
+
+@pytest.mark.parametrize("case", ["derived", "star"])
+def test_a_branch_at_a_bound_fails_the_verification(case: str, tmp_path: Path) -> None:
+    """Verified, PyTorch just outside the range is a probe of its own: the file took the
+    example's branch, and does not match there (nothing written)."""
+    x = torch.randn(2, 4, 7)
+    model, inputs, dynamic = (
+        (_Derived(), Batch((x, torch.cat([x, x], 2)), {}), {"x": {2: "t"}, "y": {2: "u"}})
+        if case == "derived"
+        else (_Star(), Batch((x,), {}), {"input_0": {2: "t"}})
+    )
+    out = tmp_path / "m.onnx"
+    report = export(model, inputs, out, dynamic=dynamic, runs=1)
+    assert report.matches is False and not report.published and not out.exists()
+    *probes, outside = report.dynamic
+    name = "x" if case == "derived" else "input_0"
+    at = f"axis 2 of {name} at 11" + (" and axis 2 of y at 22" if case == "derived" else "")
+    assert (outside.sizes, outside.bound) == (at, "0 to 10")
+    assert outside.where == outside.sizes and probes[0].where == "every dynamic axis doubled"
+    assert outside.inputs[name] == [2, 4, 11] and not all(outside.comparisons["cpu"])
+
+
+class _SameBothWays(nn.Module):
+    """A branch on the length whose two sides compute the same values, as one of torch's
+    decompositions does (wav2vec2's reshapes bound its frames at 2 and up, and the file is
+    right at 1): torch.export holds the axis to sizes above 10."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return h.sum(-1) if x.shape[2] > 10 else h.flip(-1).sum(-1)
+
+
+def test_a_bound_where_the_file_matches_pytorch_is_verified_and_published(
+    tmp_path: Path,
+) -> None:
+    """The file takes the branch of sizes above 10, which computes the same values at 10: it
+    was refused, exit 2, for wav2vec2 and HuBERT (t75). Now it is compared with PyTorch
+    there, and published; without verification it is refused still, saying how to verify."""
+    inputs, dynamic = Batch((torch.randn(2, 4, 16),), {}), {"x": {2: "t"}}
+    out = tmp_path / "m.onnx"
+    with pytest.raises(ExportError, match=r"export with verification to compare the file"):
+        export(_SameBothWays(), inputs, out, dynamic=dynamic, verify=False)
+    assert not out.exists()
+    report = export(_SameBothWays(), inputs, out, dynamic=dynamic, runs=1)
+    assert report and report.published and out.exists()
+    outside = report.dynamic[-1]
+    assert (outside.sizes, outside.bound) == ("axis 2 of x at 10", "from 11 up")
+    assert outside.inputs == {"x": [2, 4, 10]}
+    assert all(outside.comparisons["cpu"]) and outside.not_verified is None
+    assert report.warnings == [
+        "axis 2 of x is exported for sizes from 11 up only (PyTorch runs at 10, where the file "
+        "is compared)"
+    ]
+
+
+def test_wav2vec2_with_a_dynamic_length_is_verified_below_its_bound(tmp_path: Path) -> None:
+    """A tiny wav2vec2 (random weights, a weight-normed positional convolution): torch's
+    reshape decomposition holds the samples to 30 and up (2 frames), and the file is right at
+    29 (1 frame); it was refused (t75)."""
+    transformers = pytest.importorskip(
+        "transformers", reason="transformers not installed (pip install -e '.[dev]')"
+    )
+    config = transformers.Wav2Vec2Config(
+        vocab_size=32, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 2), conv_kernel=(10, 3),
+        num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.Wav2Vec2Model(config).eval()
+    inputs = Batch((), {"input_values": torch.randn(2, 400)})
+    report = export(model, inputs, tmp_path / "m.onnx", dynamic={"input_values": {1: "t"}}, runs=1)
+    assert report and report.published
+    outside = report.dynamic[-1]
+    assert (outside.sizes, outside.bound) == ("axis 1 of input_values at 29", "from 30 up")
+    assert all(c for compared in outside.comparisons.values() for c in compared)
 
 
 class _Requires(nn.Module):

@@ -18,7 +18,9 @@
    has no outputs to verify against, and the verification fails without comparing. With
    dynamic axes, ONNX Runtime is also compared with PyTorch with every dynamic axis doubled
    (each input repeated along it), where a size the trace fixed shows, and doubled plus one,
-   where a branch on the size's parity does (:data:`PROBES`).
+   where a branch on the size's parity does (:data:`PROBES`). Where torch.export held an
+   axis to a range of sizes and PyTorch runs just outside it, ONNX Runtime is compared with
+   PyTorch there too: a branch on the size shows there (unverified, that is refused).
 
 A warning of the exporter that its result may be wrong (TorchScript's ``TracerWarning``: a
 Python value the trace fixed) is logged and listed in the report.
@@ -130,17 +132,27 @@ PROBES = {"doubled": 0, "doubled plus one": 1}
 @dataclasses.dataclass
 class DynamicProbe:
     """ONNX Runtime against PyTorch with every dynamic axis at one other size (``sizes``, a
-    name of :data:`PROBES`)."""
+    name of :data:`PROBES`), or with the axes of one size just outside the range torch.export
+    held them to, where PyTorch runs (``sizes``: ``axis 1 of x at 29``; ``bound``: the range,
+    ``from 30 up``): a branch on the size, in the model's code or in torch's decompositions,
+    shows there as values that do not match, and the verification fails."""
 
     sizes: str
     inputs: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # by graph input
     comparisons: dict[str, list[OutputComparison]] = dataclasses.field(default_factory=dict)
     # why ONNX Runtime failed there where PyTorch ran: the graph is wrong at those sizes, and
-    # the verification failed
+    # the verification failed; for a probe outside a range, also why nothing could be compared
     not_verified: str | None = None
     # why nothing could be compared there: PyTorch itself fails at those sizes, or returns
     # another count of outputs (the dynamic axes are not verified there; this fails nothing)
     unchecked: str | None = None
+    bound: str | None = None  # the range torch.export held the axes to, for a probe outside it
+
+    @property
+    def where(self) -> str:
+        """The sizes, as said after "with": ``every dynamic axis doubled``, ``axis 1 of x at
+        29``."""
+        return self.sizes if self.bound is not None else f"every dynamic axis {self.sizes}"
 
 
 @dataclasses.dataclass
@@ -602,18 +614,44 @@ def _moved_by_trace(target: nn.Module, loaded: Mapping[str, torch.Tensor]) -> li
     ]
 
 
+class _Outside(NamedTuple):
+    """PyTorch ran with the axes of one dynamic size (``where``: ``axis 1 of x``) at ``size``,
+    just outside the range torch.export held them to (``sizes``), on ``inputs`` (the example's,
+    resized)."""
+
+    where: str
+    sizes: str
+    size: int
+    inputs: Batch
+    resized: tuple[str, ...]  # the graph inputs resized
+    at: str  # each axis with its length: "axis 2 of x at 11 and axis 2 of y at 22"
+
+    @property
+    def refusal(self) -> str:
+        return (
+            f"the dynamo exporter made {self.where} dynamic for sizes {self.sizes} only, and "
+            f"PyTorch runs at {self.size}: a branch on the size there (in the model's code, or "
+            "in torch's own decompositions) would compute such inputs with the example's branch "
+            f"in the file; export with verification to compare the file with PyTorch at "
+            f"{self.size}"
+        )
+
+
 def _check_ranges(
     model: nn.Module, inputs: Batch, arguments: dict[str, Any], ranges: list[_Range]
-) -> list[str]:
+) -> tuple[list[str], list[_Outside]]:
     """The sizes torch.export holds each dynamic axis to, checked: it narrows an axis, without
     a word, where the model's code branches on its size (``if x.shape[2] > 10``) or requires
-    one (``assert t <= block_size``), and the ONNX graph keeps the axis symbolic. PyTorch is run
-    just outside each bound (the inputs repeated along the axis and cut): where it runs, the
-    code branched there, and the file would compute such inputs with the example's branch: an
-    ``ExportError``; where it fails too, the bound is the model's own: a warning. A lower bound
-    of 2 or less is 0/1 specialization, said as a warning only, as is a probe too large to run
-    (more than ``_PROBE_ELEMENTS``)."""
+    one (``assert t <= block_size``), or where one of torch's decompositions does (a reshape
+    that takes an axis of 1 otherwise: wav2vec2's frames from 2 up), and the ONNX graph keeps
+    the axis symbolic. PyTorch is run just outside each bound (the inputs repeated along the
+    axis and cut): where it runs, that size is returned (:class:`_Outside`) for the file to be
+    compared with PyTorch there, as the branch the file took may not be the one PyTorch takes
+    there; where it fails too, the bound is the model's own: a warning. A lower bound of 2 or
+    less is 0/1 specialization, said as a warning only, as is a probe too large to run (more
+    than ``_PROBE_ELEMENTS``)."""
     said: list[str] = []
+    outside: list[_Outside] = []
     grouped: dict[object, list[_Range]] = {}
     for bounded in ranges:
         grouped.setdefault(bounded.symbol, []).append(bounded)
@@ -621,38 +659,44 @@ def _check_ranges(
     names = _positional_names(parameters, len(inputs.args))
     for axes in grouped.values():
         first = axes[0]
-        where = " and ".join(
-            f"axis {r.axis} of {_input_name(parameters, names, r.name)}" for r in axes
-        )
+        inputs_of = [_input_name(parameters, names, r.name) for r in axes]
+        named = list(zip(axes, inputs_of, strict=True))
+        where = " and ".join(f"axis {r.axis} of {name}" for r, name in named)
         sizes = (
             f"{first.lower} to {first.upper}"
             if first.upper is not None
             else f"from {first.lower} up"
         )
-        outside = [first.upper + 1] if first.upper is not None else []
-        outside += [first.lower - 1] if first.lower > 2 else []
-        if not outside:
+        beyond = [first.upper + 1] if first.upper is not None else []
+        beyond += [first.lower - 1] if first.lower > 2 else []
+        if not beyond:
             if first.lower > 1:
                 said.append(f"{where} is exported for sizes {sizes} only")
             continue
         why: list[str] = []
         fails: list[str] = []
-        for size in outside:
+        runs: list[str] = []
+        for size in beyond:
             lengths = {(r.name, r.axis): _size_at(r, size) for r in axes}
-            runs = _runs_at(model, inputs, arguments, lengths)
-            if runs is True:
-                raise ExportError(
-                    f"the dynamo exporter made {where} dynamic for sizes {sizes} only, and "
-                    f"PyTorch runs at {size}: the model's code branches on the size there, and "
-                    "the file would compute such inputs with the example's branch"
+            ran = _runs_at(model, inputs, arguments, lengths)
+            if isinstance(ran, Batch):
+                at = " and ".join(
+                    f"axis {r.axis} of {name} at {lengths[r.name, r.axis]}" for r, name in named
                 )
-            if runs is False:
+                resized = tuple(dict.fromkeys(inputs_of))
+                outside.append(_Outside(where, sizes, size, ran, resized, at))
+                runs.append(str(size))
+            elif ran is False:
                 fails.append(str(size))
             else:
-                why.append(f"not tried at {size}: {runs}")
-        why = ([f"PyTorch fails at {' and '.join(fails)} too"] if fails else []) + why
+                why.append(f"not tried at {size}: {ran}")
+        why = (
+            ([f"PyTorch runs at {' and '.join(runs)}, where the file is compared"] if runs else [])
+            + ([f"PyTorch fails at {' and '.join(fails)} too"] if fails else [])
+            + why
+        )
         said.append(f"{where} is exported for sizes {sizes} only ({'; '.join(why)})")
-    return said
+    return said, outside
 
 
 def _runs_at(
@@ -660,11 +704,11 @@ def _runs_at(
     inputs: Batch,
     arguments: dict[str, Any],
     sizes: dict[tuple[str, int], int | None],
-) -> bool | str:
-    """Whether PyTorch's forward runs with the inputs resized (``sizes``: each input axis's
-    length); why it was not tried, where it was not: a length tied to another dynamic size, an
-    input wnpass cannot resize (an empty axis, one torch.export names otherwise), or inputs
-    too large to try."""
+) -> Batch | bool | str:
+    """The inputs resized (``sizes``: each input axis's length) where PyTorch's forward runs on
+    them; False where it fails; why it was not tried, where it was not: a length tied to
+    another dynamic size, an input wnpass cannot resize (an empty axis, one torch.export names
+    otherwise), or inputs too large to try."""
     if None in sizes.values():
         return "its length also depends on another dynamic size"
     if any(size is not None and size < 0 for size in sizes.values()):
@@ -679,7 +723,7 @@ def _runs_at(
         call_model(model, resized)
     except ForwardFailedError:
         return False
-    return True
+    return resized
 
 
 def _resized(
@@ -1290,7 +1334,14 @@ def export(
                     opset=opset,
                 )
                 exported = io.load(raw)
-            warned += _check_ranges(model, inputs, arguments, ranges)
+            with forwards.given_back():
+                ranged, outside = _check_ranges(model, inputs, arguments, ranges)
+            if outside and not verify:
+                raise ExportError(outside[0].refusal)
+            for beyond in outside:  # compared at the gate, as the probes above are
+                with forwards.given_back():
+                    probed.append(_probed_outside(model, beyond, dynamo))
+            warned += ranged
             warned += [] if dynamo else _moved_by_trace(target, loaded)
             # what the forward read while the exporter traced it: the plan.check() below,
             # before anything is written, refuses an output onto one of those files
@@ -1342,13 +1393,15 @@ def export(
 
 @dataclasses.dataclass(frozen=True)
 class _Probed:
-    """PyTorch with every dynamic axis at a probe's sizes (:func:`_probed`)."""
+    """PyTorch with every dynamic axis at a probe's sizes (:func:`_probed`), or with one
+    size's axes outside the range torch.export held them to (:func:`_probed_outside`)."""
 
-    sizes: str  # a name of PROBES
+    sizes: str  # a name of PROBES, or the axes and their size: "axis 1 of x at 29"
     shapes: dict[str, list[int]]  # of the graph inputs made larger
     examples: dict[str, Any]  # by graph input name, as :func:`_examples` gives them
     outputs: list[Output] | None  # None: PyTorch's forward failed on them
     failure: str | None = None  # how
+    bound: str | None = None  # the range, for a probe outside one: "from 30 up"
 
 
 def _probed(
@@ -1385,12 +1438,29 @@ def _probed(
     if empty := [(a, n) for n, axes in dynamic.items() for a in sorted(axes) if not shapes[n][a]]:
         axis, name = empty[0]
         return _Probed(sizes, shapes, {}, None, f"axis {axis} of {name} is 0 in the example")
+    return _run_probe(model, batch, graph_inputs, _Probed(sizes, shapes, {}, None))
+
+
+def _probed_outside(model: nn.Module, outside: _Outside, dynamo: bool) -> _Probed:
+    """PyTorch's outputs where it ran outside the range torch.export held an axis to
+    (:func:`_check_ranges`)."""
+    graph_inputs, _ = _graph_inputs(_arguments(model, outside.inputs, dynamo), dynamo)
+    shapes = {name: list(graph_inputs[name].shape) for name in outside.resized}
+    probe = _Probed(outside.at, shapes, {}, None, bound=outside.sizes)
+    return _run_probe(model, outside.inputs, graph_inputs, probe)
+
+
+def _run_probe(
+    model: nn.Module, batch: Batch, graph_inputs: dict[str, Any], probe: _Probed
+) -> _Probed:
+    """``probe`` with PyTorch's outputs on ``batch`` and its examples (``graph_inputs``), or
+    how PyTorch's forward failed on them."""
     try:
         outputs = _outputs(call_model(model, batch))
     except ForwardFailedError as error:
         how = what_it_did(error.__cause__) if error.__cause__ is not None else str(error)
-        return _Probed(sizes, shapes, {}, None, f"PyTorch's forward {how}")
-    return _Probed(sizes, shapes, _examples(graph_inputs), outputs)
+        return dataclasses.replace(probe, failure=f"PyTorch's forward {how}")
+    return dataclasses.replace(probe, examples=_examples(graph_inputs), outputs=outputs)
 
 
 def _at_sizes(report: ExportReport, graph: ir.Graph, probed: _Probed) -> _Reference | None:
@@ -1400,7 +1470,7 @@ def _at_sizes(report: ExportReport, graph: ir.Graph, probed: _Probed) -> _Refere
     ``lengths.max()``, a table of fixed size, a model that takes even lengths only), or
     returned another count of outputs than the graph has. The export may be right: the
     dynamic axes are then said to be unverified there, which fails nothing."""
-    probe = DynamicProbe(probed.sizes, probed.shapes)
+    probe = DynamicProbe(probed.sizes, probed.shapes, bound=probed.bound)
     report.dynamic.append(probe)
     failure = probed.failure
     if probed.outputs is not None:
@@ -1408,8 +1478,11 @@ def _at_sizes(report: ExportReport, graph: ir.Graph, probed: _Probed) -> _Refere
             return _feeds(graph, probed.examples), _expected(graph, probed.outputs)
         except InvalidArgumentError as error:
             failure = error.detail.removeprefix("cannot verify: ")
-    probe.unchecked = failure
-    logger.info("the dynamic axes could not be verified %s: %s", probed.sizes, failure)
+    if probe.bound is not None:  # where PyTorch ran: whether the file branches there is unknown
+        probe.not_verified = f"nothing could be compared: {failure}"
+    else:
+        probe.unchecked = failure
+    logger.info("the dynamic axes could not be verified with %s: %s", probe.where, failure)
     return None
 
 
@@ -1655,7 +1728,7 @@ def _compare(
                 if isinstance(error, prov.RunFailedError):
                     said = f"{report.output}: onnxruntime failed to run it: {error.reason}"
                 probe.not_verified = f"on {provider}, {said}"
-                logger.info("the dynamic axes failed %s: %s", probe.sizes, error)
+                logger.info("the dynamic axes failed with %s: %s", probe.where, error)
             else:
                 probe.comparisons[provider] = compared
         try:
@@ -1675,7 +1748,7 @@ def _check_shape_info(report: ExportReport, graph: ir.Graph) -> None:
     at a probe's sizes), once."""
     declared = {value.name: value.shape for value in graph.outputs}
     runs = [("on the example inputs", report.comparisons)] + [
-        (f"with every dynamic axis {probe.sizes}", probe.comparisons) for probe in report.dynamic
+        (f"with {probe.where}", probe.comparisons) for probe in report.dynamic
     ]
     seen: set[tuple[str, int]] = set()  # (output, axis): said at the first run that shows it
     for where, results in runs:

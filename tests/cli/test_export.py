@@ -449,6 +449,61 @@ def test_a_size_the_trace_fixed_fails_where_the_dynamic_axes_are_doubled(
     assert warning.startswith(f"{tmp_path / 'model.py'}:11: TracerWarning: Using len")
 
 
+BRANCH_AT_10 = """
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+
+    def forward(self, x):
+        h = self.conv(x)
+        return h.sum(-1) if x.shape[2] > 10 else SHORT
+
+def build_model():
+    return M()
+
+def example_inputs():
+    return (torch.randn(2, 4, 16),)
+"""
+
+
+@pytest.mark.parametrize("same", [True, False], ids=["same-both-ways", "branch"])
+def test_a_size_outside_the_exported_range_is_verified(
+    same: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """torch.export holds x's length to 11 and up, and PyTorch runs at 10: where both branches
+    compute the same values (as a decomposition's bound does: wav2vec2), the file matches
+    PyTorch at 10 and is written; where they differ, it does not, and a line says why."""
+    short = "h.flip(-1).sum(-1)" if same else "h[..., :3].sum(-1)"
+    (tmp_path / "model.py").write_text(BRANCH_AT_10.replace("SHORT", short))
+    out, report = tmp_path / "m.onnx", tmp_path / "r.json"
+    argv = ["export", str(tmp_path / "model.py"), "-o", str(out), "--json", str(report)]
+    argv += ["--dynamic", "x=2"]
+    assert main(argv) == 2 and not out.exists()
+    assert "export with verification to compare the file with PyTorch at 10" in (
+        capsys.readouterr().err
+    )
+    assert main([*argv, "--verify", "--runs", "1"]) == (0 if same else 1)
+    printed = capsys.readouterr().out
+    assert "ONNX Runtime vs PyTorch, axis 2 of x at 10 (x 2x4x10)" in printed
+    outside = json.loads(report.read_text())["dynamic"][-1]
+    assert (outside["sizes"], outside["bound"]) == ("axis 2 of x at 10", "from 11 up")
+    explained = (
+        "axis 2 of x at 10: outside the sizes torch.export held it to (from 11 up), PyTorch "
+        "runs, and the file does not match it"
+    )
+    assert out.exists() is same and (explained in printed) is not same
+    if same:
+        assert printed.rstrip().endswith(
+            "deployable: ONNX matches PyTorch, also with every dynamic axis doubled and doubled "
+            f"plus one and axis 2 of x at 10; wrote {out}"
+        )
+
+
 def test_a_weight_the_graph_does_not_use_is_listed_with_why_it_can_be_missing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

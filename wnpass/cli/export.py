@@ -194,7 +194,7 @@ def _print_export(out: Printer, report: Any) -> None:
             for c in comparisons
         ]
         if rows:
-            title = f"ONNX Runtime vs PyTorch, every dynamic axis {probe.sizes} ({_shapes(probe)})"
+            title = f"ONNX Runtime vs PyTorch, {probe.where} ({_shapes(probe)})"
             out.table(title, COMPARISON_COLUMNS, rows)
     for provider, stats in report.latency.items():
         out.line(
@@ -222,9 +222,13 @@ def _print_export(out: Printer, report: Any) -> None:
     for probe in report.dynamic:
         said = probe.not_verified if probe.not_verified is not None else probe.unchecked
         if said is not None:
+            out.summary(f"dynamic axes not verified: with {probe.where} ({_shapes(probe)}), {said}")
+        if probe.bound is not None and (probe.not_verified is not None or not _matched(probe)):
             out.summary(
-                f"dynamic axes not verified: with every dynamic axis {probe.sizes} "
-                f"({_shapes(probe)}), {said}"
+                f"{probe.sizes}: outside the sizes torch.export held it to ({probe.bound}), "
+                "PyTorch runs, and the file does not match it: the model's code (or one of "
+                "torch's decompositions) branches on the size there, and the file computes such "
+                "inputs with the example's branch"
             )
     if report.not_deterministic:
         out.summary(
@@ -234,7 +238,7 @@ def _print_export(out: Printer, report: Any) -> None:
             "numbers, or an op that is not: see torch.use_deterministic_algorithms)"
         )
     wrote = written(report.output, report.data_files)  # with its data file: copy it too
-    compared = " and ".join(probe.sizes for probe in report.dynamic if probe.comparisons)
+    compared = _compared(report.dynamic)
     if report and not report.verified:
         out.summary(f"wrote {wrote}; not verified against PyTorch (add --verify)")
     elif report and report.dynamic and not compared:
@@ -243,10 +247,7 @@ def _print_export(out: Printer, report: Any) -> None:
             f"are not verified); wrote {wrote}"
         )
     elif report and compared:
-        out.summary(
-            f"deployable: ONNX matches PyTorch, also with every dynamic axis {compared}; "
-            f"wrote {wrote}"
-        )
+        out.summary(f"deployable: ONNX matches PyTorch, also with {compared}; wrote {wrote}")
     elif report:
         out.summary(f"deployable: ONNX matches PyTorch; wrote {wrote}")
     else:
@@ -263,7 +264,7 @@ def _failed_outputs(report: Any) -> list[str]:
     from wnpass.verify.report import failure_reason
 
     tables = [("", report.comparisons)] + [
-        (f", every dynamic axis {probe.sizes}", probe.comparisons) for probe in report.dynamic
+        (f", with {probe.where}", probe.comparisons) for probe in report.dynamic
     ]
     return [
         f"{provider}{where}: {c.name}: {failure_reason(c)}"
@@ -272,6 +273,21 @@ def _failed_outputs(report: Any) -> list[str]:
         for c in comparisons
         if not c.passed
     ]
+
+
+def _compared(probes: list[Any]) -> str:
+    """The sizes the probes compared at, as said after "with": ``every dynamic axis doubled
+    and doubled plus one and axis 1 of x at 29``; empty where none compared."""
+    compared = [probe for probe in probes if probe.comparisons]
+    named = [probe.sizes for probe in compared if probe.bound is None]
+    said = [f"every dynamic axis {' and '.join(named)}"] if named else []
+    return " and ".join(said + [probe.sizes for probe in compared if probe.bound is not None])
+
+
+def _matched(probe: Any) -> bool:
+    """Whether every comparison of a probe passed (none made: not matched)."""
+    compared = [c for comparisons in probe.comparisons.values() for c in comparisons]
+    return bool(compared) and all(compared)
 
 
 def _shapes(probe: Any) -> str:
