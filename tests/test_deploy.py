@@ -20,6 +20,7 @@ import onnx_ir as ir
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
 from tests.helpers import onnx_model, run, sites_left
@@ -398,6 +399,35 @@ def test_wav2vec2_with_a_dynamic_length_is_verified_below_its_bound(tmp_path: Pa
     outside = report.dynamic[-1]
     assert (outside.sizes, outside.bound) == ("axis 1 of input_values at 29", "from 30 up")
     assert all(c for compared in outside.comparisons.values() for c in compared)
+
+
+class _GivenFilter(nn.Module):
+    """A filter the caller passes in, normalized to unit norm before the convolution, with a
+    learned gain: no parameter is weight-normed (dynamic filtering, t75)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Conv1d(4, 4, 1)
+        self.gain = nn.Parameter(torch.rand(4, 1, 1) + 0.5)
+
+    def forward(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        k = self.gain * F.normalize(kernel, dim=(1, 2))  # type: ignore[arg-type]  # (stub: int)
+        return self.proj(F.conv1d(x, k, padding=1))
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_a_filter_given_at_run_time_does_not_keep_the_file_from_deploying(
+    exporter: str, tmp_path: Path
+) -> None:
+    """The norm of the filter is a site whose v is a graph input: declined, as nothing can fold
+    it, and the export said NOT DEPLOYABLE and wrote nothing though ONNX Runtime matched."""
+    inputs = Batch((torch.randn(2, 4, 32), torch.randn(4, 4, 3)), {})
+    out = tmp_path / "m.onnx"
+    report = export(_GivenFilter(), inputs, out, exporter=exporter, runs=1)
+    assert report and report.folded_whole and report.published and out.exists()
+    (site,) = report.run_time_weights
+    assert (site.status, site.fed_by) == ("declined", "kernel")
+    assert report.to_dict()["run_time_weights"] == [site.name]
 
 
 class _Requires(nn.Module):

@@ -93,7 +93,7 @@ from wnpass.interrupts import STOPS
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
 from wnpass.plan import IOPlan, as_path, as_plan, user_code
-from wnpass.report import FoldReport, model_files, write_json
+from wnpass.report import FoldReport, SiteReport, model_files, write_json
 from wnpass.rules import parse_key
 from wnpass.verify import providers as prov
 from wnpass.verify.compare import OutputComparison, compare_outputs, nothing_compared
@@ -241,9 +241,19 @@ class ExportReport:
     def folded_whole(self) -> bool:
         """Whether no weight-norm site was declined, by the ONNX fold or in PyTorch. A site
         PyTorch declines (NaN, a zero-norm unit) may never reach the ONNX fold: the dynamo
-        exporter computes it into a plain initializer itself, NaN included."""
+        exporter computes it into a plain initializer itself, NaN included. A site whose
+        weight the model computes from its own inputs (:attr:`run_time_weights`) holds no
+        weight of the model's, and counts for nothing."""
         torch_whole = self.torch_fold is None or not self.torch_fold.declined
-        return torch_whole and self.onnx_fold.declined == 0
+        declined = self.onnx_fold.declined - len(self.run_time_weights)
+        return torch_whole and declined == 0
+
+    @property
+    def run_time_weights(self) -> list[SiteReport]:
+        """The ONNX sites declined because v is one of the model's inputs (their ``fed_by``):
+        a filter the caller passes to ``forward``, normalized there, is computed at run time
+        on every call, and no fold can make it a constant."""
+        return [s for s in self.onnx_fold.sites if s.status == "declined" and s.fed_by]
 
     def __bool__(self) -> bool:
         """Nothing left to fold (:attr:`folded_whole`), and the outputs matched where verified
@@ -262,6 +272,7 @@ class ExportReport:
                     comparison_data(c, raw)
         data["matches"] = self.matches
         data["nothing_compared"] = self.nothing_compared
+        data["run_time_weights"] = [site.name for site in self.run_time_weights]
         data["ok"] = bool(self)
         return data
 

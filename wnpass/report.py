@@ -57,6 +57,10 @@ class SiteReport:
     # the layout ops between the product and its consumer, folded with the site: the weight
     # written is the product laid out by them (``["Transpose"]`` in front of a ``MatMul``)
     layout: list[str] = dataclasses.field(default_factory=list)
+    # of a declined site: the graph input (no initializer behind it) that v is, through
+    # layout ops; its weight is computed from what the graph is given at run time (a filter
+    # the caller passes in), which no fold can make a constant
+    fed_by: str | None = None
 
 
 @dataclasses.dataclass

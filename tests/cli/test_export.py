@@ -449,6 +449,47 @@ def test_a_size_the_trace_fixed_fails_where_the_dynamic_axes_are_doubled(
     assert warning.startswith(f"{tmp_path / 'model.py'}:11: TracerWarning: Using len")
 
 
+GIVEN_FILTER = """
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gain = nn.Parameter(torch.rand(4, 1, 1) + 0.5)
+
+    def forward(self, x, kernel):
+        return F.conv1d(x, self.gain * F.normalize(kernel, dim=(1, 2)), padding=1)
+
+def build_model():
+    return Net()
+
+def example_inputs():
+    return (torch.randn(2, 4, 32), torch.randn(4, 4, 3))
+"""
+
+
+def test_a_filter_given_at_run_time_is_named_and_deployable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The declined site of a filter the caller passes in is said for what it is; the export
+    said NOT DEPLOYABLE and wrote nothing (t75)."""
+    (tmp_path / "model.py").write_text(GIVEN_FILTER)
+    out, report = tmp_path / "m.onnx", tmp_path / "r.json"
+    argv = ["export", str(tmp_path / "model.py"), "-o", str(out), "--json", str(report)]
+    assert main([*argv, "--verify", "--runs", "1"]) == 0 and out.exists()
+    printed = capsys.readouterr().out
+    assert "declined: v 'kernel' is a graph input" in printed
+    (line,) = [line for line in printed.splitlines() if line.startswith("weights computed at")]
+    assert line.endswith("(from kernel)")
+    assert printed.rstrip().endswith(f"deployable: ONNX matches PyTorch; wrote {out}")
+    data = json.loads(report.read_text())
+    (site,) = data["onnx_fold"]["sites"]
+    assert data["ok"] and data["run_time_weights"] == [site["name"]]
+    assert site["fed_by"] == "kernel"
+
+
 BRANCH_AT_10 = """
 import torch
 from torch import nn

@@ -253,6 +253,26 @@ def test_a_gain_a_function_takes_as_input_is_declined_as_a_function_input() -> N
     assert report.sites[0].reason == "g 'g' is a function input"
 
 
+def test_a_v_a_function_takes_as_input_is_not_fed_at_run_time() -> None:
+    """A function's input is what its caller passes, here an initializer: the site is
+    declined (no fold reaches into a call) but its weight is not one given at run time."""
+    text = f"""
+        <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            y = local.WnLinear(x, v)
+        }}
+        <domain: "local", opset_import: ["" : 17]>
+        WnLinear (x, v) => (y) {{
+            g = Constant <value = float[3, 1] {{{", ".join(map(str, rand(3, 1).ravel()))}}}> ()
+            {wn([1])}
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    _, report = fold_onnx(onnx_model(text, v=rand(3, 4)))
+    (site,) = report.sites
+    assert (site.reason, site.fed_by) == ("v 'v' is a function input", None)
+
+
 @pytest.mark.parametrize(
     ("graph_input", "reason"),
     [("v", "v 'v' is a graph input"), ("g", "g 'g' is a graph input")],
@@ -277,6 +297,9 @@ def test_graph_input_weights_are_declined_and_left_alone(graph_input: str, reaso
     assert report.sites[0].reason == reason
     assert (report.sites[0].name, report.sites[0].consumers) == ("w", ["Gemm(transB=1)"])
     assert folded.SerializeToString() == model.SerializeToString()
+    # a direction given at run time, which export does not hold against the file; a gain
+    # given with a constant v is not (its direction is a weight of the file's)
+    assert report.sites[0].fed_by == ("v" if graph_input == "v" else None)
 
 
 @pytest.mark.parametrize("inputs", [["v"], ["g"], ["v", "g"]])
@@ -296,6 +319,7 @@ def test_overridable_initializer_counts_as_graph_input(inputs: list[str]) -> Non
     (site,) = report.sites
     assert site.status == "declined" and "graph input" in (site.reason or "")
     assert (site.name, site.consumers, site.form) == ("w", ["Gemm(transB=1)"], "ReduceL2")
+    assert site.fed_by is None  # a weight with a value, which a feed may replace
     assert folded.SerializeToString() == model.SerializeToString()
 
 
@@ -598,6 +622,7 @@ def test_a_weight_fed_at_run_time_through_a_transpose_is_declined() -> None:
     """
     _, report = fold_onnx(onnx_model(text, g=rand(3, 1)))
     assert report.declined == 1 and report.sites[0].reason == "v 'vt' is a graph input"
+    assert report.sites[0].fed_by == "vt"
 
 
 def test_norm_of_another_tensor_is_not_weight_norm() -> None:

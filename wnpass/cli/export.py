@@ -153,6 +153,12 @@ def _print_export(out: Printer, report: Any) -> None:
         for site in declined:
             said(f"  declined in PyTorch: {site.name}: {site.reason}")
     print_sites(out, report.onnx_fold, f"{report.output} ({report.exporter})", inspect=False)
+    if kept := report.run_time_weights:
+        out.line(
+            "weights computed at run time from the model's inputs, as forward computes them "
+            "on every call (no fold can make them constants; they do not keep the file from "
+            "deploying): " + ", ".join(f"{site.name} (from {site.fed_by})" for site in kept)
+        )
     # a site declined in PyTorch is said above; its weight, computed from g and v (or by the
     # exporter from NaN), is no initializer named after it either
     torch_fold = report.torch_fold

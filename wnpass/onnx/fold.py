@@ -85,6 +85,7 @@ def _describe(site: Site, model: ir.Model, status: str, name: str) -> SiteReport
         status=status,
         reason=site.reason,
         layout=list(site.layout),
+        fed_by=site.fed_by if status == "declined" else None,
     )
 
 

@@ -105,6 +105,9 @@ class Site:
     # ``C / ||v||`` with ``C`` a constant of v's shape, not v: ``g * v / ||v||`` whose ``g * v``
     # the exporter computed into one initializer (TorchScript's constant folding)
     premultiplied: bool = False
+    # the graph input (no initializer behind it) that v is, through layout ops, for a site
+    # declined: a weight whose direction the graph's caller gives it at run time
+    fed_by: str | None = None
 
     @property
     def foldable(self) -> bool:
@@ -589,15 +592,34 @@ def _read_as_weight(root: ir.Value) -> bool:
 def _is_run_time_input(value: ir.Value) -> bool:
     """Whether ``value`` is a graph or function input, through layout ops (an initializer
     that a graph input overrides too)."""
+    source = _behind_layout(value)
+    return source is not None and (source.is_graph_input() or not source.is_initializer())
+
+
+def _behind_layout(value: ir.Value) -> ir.Value | None:
+    """The value that no node computes which ``value`` is, through layout ops; None where
+    another op computes it."""
     node = value.producer()
     while node is not None:
         if node.op_type not in _LAYOUT_OPS or node.domain not in ("", "ai.onnx"):
-            return False
+            return None
         if not node.inputs or node.inputs[0] is None:
-            return False
+            return None
         value = node.inputs[0]
         node = value.producer()
-    return value.is_graph_input() or not value.is_initializer()
+    return value
+
+
+def _fed_by(graph: ir.Graph | ir.Function, v: ir.Value) -> str | None:
+    """The name of the graph input, with no initializer behind it, that ``v`` is through
+    layout ops: the weight's direction is then what the graph's caller gives it at run time
+    (a filter passed in), which no fold can make a constant. None in a function (its inputs
+    are its caller's values, constants maybe), and for an initializer that a graph input
+    overrides (a weight with a value, which the file's user may replace)."""
+    source = None if isinstance(graph, ir.Function) else _behind_layout(v)
+    if source is not None and source.is_graph_input() and not source.is_initializer():
+        return source.name
+    return None
 
 
 def _others_constant(node: ir.Node, index: int) -> bool:
@@ -731,6 +753,8 @@ def _analyse(
         or (None if gain_leaf is None else _constant_reason(gain_leaf, "g", scope))
         or _cone_reason(root)
     )
+    if site.reason is not None:
+        site.fed_by = _fed_by(graph, norm.v)
     if site.reason is None:
         site.target, site.layout = _layout_chain(root)
         site.reason = shadowed_in_cone(site.target, graph)
