@@ -248,34 +248,76 @@ class _Branches(nn.Module):
         return h[..., :3].mean(-1)
 
 
-@pytest.mark.parametrize(
-    ("mode", "above", "sizes", "runs_at"),
-    [("below", 10, "0 to 10", 11), ("from", 4, "from 5 up", 4)],
-)
-def test_an_axis_the_dynamo_exporter_bounds_at_a_branch_is_refused(
-    mode: str, above: int, sizes: str, runs_at: int, tmp_path: Path
-) -> None:
+def test_pytorch_running_past_an_upper_bound_is_refused(tmp_path: Path) -> None:
     """torch.export holds the axis to the sizes of the branch it traced, and the ONNX graph
     keeps it symbolic: the file was written, verified (a doubled length took the other branch
     in PyTorch, whose mean over ``cat([x, x])`` is the example's), and computed every input
-    past the bound with the example's branch. PyTorch runs just past it: unverified, that is
-    refused; verified, the file is compared with PyTorch there, and fails."""
+    past the bound with the example's branch. PyTorch runs just past it: refused, verified
+    or not (no bound of torch's own is known to be an upper one)."""
     out = tmp_path / "m.onnx"
     inputs = Batch((torch.randn(2, 4, 7),), {})
+    for verify in (False, True):
+        with pytest.raises(ExportError) as caught:
+            export(_Branches("below", 10), inputs, out, dynamic={"x": {2: "t"}}, verify=verify)
+        assert str(caught.value).endswith(
+            "the dynamo exporter made axis 2 of x dynamic for sizes 0 to 10 only, and PyTorch "
+            "runs at 11: the model's code branches on the size there, and the file would "
+            "compute such inputs with the example's branch"
+        )
+        assert not out.exists()
+
+
+class _Clamps(nn.Module):
+    """Inputs cut to 32 where longer: at 32 both branches compute the same, at 33 they do
+    not (t77)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[2] >= 32:
+            x = x[:, :, :32]
+        return self.conv(x).mean(-1)
+
+
+def test_an_upper_bound_whose_branches_agree_just_past_it_is_refused(tmp_path: Path) -> None:
+    """One comparison at 32 passed the file, wrong from 33 up (t77)."""
+    with pytest.raises(ExportError, match=r"sizes 0 to 31 only, and PyTorch runs at 32: the"):
+        export(
+            _Clamps(), Batch((torch.randn(2, 4, 8),), {}), tmp_path / "m.onnx",
+            dynamic={"x": {2: "t"}}, runs=1,
+        )  # fmt: skip
+
+
+def test_a_branch_below_a_lower_bound_fails_the_verification(tmp_path: Path) -> None:
+    """Below the bound, the file is compared with PyTorch at every size where PyTorch runs:
+    the other branch shows, nothing is written. Unverified, it is refused, saying how to
+    verify."""
+    out = tmp_path / "m.onnx"
+    inputs, dynamic = Batch((torch.randn(2, 4, 7),), {}), {"x": {2: "t"}}
     with pytest.raises(ExportError) as caught:
-        export(_Branches(mode, above), inputs, out, dynamic={"x": {2: "t"}}, verify=False)
+        export(_Branches("from", 4), inputs, out, dynamic=dynamic, verify=False)
     assert str(caught.value).endswith(
-        f"the dynamo exporter made axis 2 of x dynamic for sizes {sizes} only, and PyTorch runs "
-        f"at {runs_at}: a branch on the size there (in the model's code, or in torch's own "
+        "the dynamo exporter made axis 2 of x dynamic for sizes from 5 up only, and PyTorch "
+        "runs at 4: a branch on the size there (in the model's code, or in torch's own "
         "decompositions) would compute such inputs with the example's branch in the file; "
-        f"export with verification to compare the file with PyTorch at {runs_at}"
+        "export with verification to compare the file with PyTorch at each size below the "
+        "bound"
     )
-    assert not out.exists()
-    report = export(_Branches(mode, above), inputs, out, dynamic={"x": {2: "t"}}, runs=1)
+    report = export(_Branches("from", 4), inputs, out, dynamic=dynamic, runs=1)
     assert report.matches is False and not report.published and not out.exists()
-    outside = report.dynamic[-1]
-    assert (outside.sizes, outside.bound) == (f"axis 2 of x at {runs_at}", sizes)
-    assert not all(outside.comparisons["cpu"])
+    below = [probe for probe in report.dynamic if probe.bound is not None]
+    assert [(p.axes, p.bound, p.size) for p in below] == [
+        ("axis 2 of x", "from 5 up", n) for n in (4, 3, 2, 1)
+    ]
+    assert [p.sizes for p in below] == [f"axis 2 of x at {n}" for n in (4, 3, 2, 1)]
+    # at 3 and below, h[..., :3] is all of h: both branches agree there
+    assert [all(probe.comparisons["cpu"]) for probe in below] == [False, True, True, True]
+    assert report.warnings == [
+        "axis 2 of x is exported for sizes from 5 up only (PyTorch runs at 1 to 4, where the "
+        "file is compared; PyTorch fails at 0 too)"
+    ]
 
 
 class _Derived(nn.Module):
@@ -303,43 +345,35 @@ class _Star(nn.Module):
         return h.mean(-1) if xs[0].shape[2] > 10 else h[..., :3].mean(-1)
 
 
-@pytest.mark.parametrize("case", ["derived", "star"])
+class _Capitalized(nn.Module):
+    """A branch on the length of an input whose name torch.export lowercases (``melspec``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+
+    def forward(self, melSpec: torch.Tensor) -> torch.Tensor:
+        h = self.conv(melSpec)
+        return h.mean(-1) if melSpec.shape[2] > 10 else h[..., :3].mean(-1)
+
+
+@pytest.mark.parametrize("case", ["derived", "star", "capitalized"])
 def test_a_branch_is_found_through_derived_sizes_and_star_inputs(case: str, tmp_path: Path) -> None:
     """The probe gave ``y`` (``2*s0``) x's length, so PyTorch failed at it and the file was
-    published with a warning; ``*xs``'s ``xs_0`` was not found ("not tried: too large") (t41)."""
+    published with a warning; ``*xs``'s ``xs_0`` was not found ("not tried: too large") (t41),
+    nor ``melspec``, which the model calls ``melSpec`` ("an input wnpass cannot resize", t77)."""
     x = torch.randn(2, 4, 7)
-    model, inputs, dynamic = (
-        (_Derived(), Batch((x, torch.cat([x, x], 2)), {}), {"x": {2: "t"}, "y": {2: "u"}})
-        if case == "derived"
-        else (_Star(), Batch((x,), {}), {"input_0": {2: "t"}})
-    )
+    model, inputs, dynamic, name = {
+        "derived": (_Derived(), Batch((x, torch.cat([x, x], 2)), {}), {"x": {2: "t"}, "y": {2: "u"}}, "x"),  # noqa: E501
+        "star": (_Star(), Batch((x,), {}), {"input_0": {2: "t"}}, "input_0"),
+        "capitalized": (_Capitalized(), Batch((x,), {}), {"melSpec": {2: "t"}}, "melSpec"),
+    }[case]  # fmt: skip
     with pytest.raises(
         ExportError, match=r"dynamic for sizes 0 to 10 only, and PyTorch runs at 11"
     ) as caught:
         export(model, inputs, tmp_path / "m.onnx", dynamic=dynamic, verify=False)
     # the axis is named as the graph input and --dynamic name it: input_0, not xs_0 (t75)
-    assert f"axis 2 of {'x' if case == 'derived' else 'input_0'} " in str(caught.value)
-
-
-@pytest.mark.parametrize("case", ["derived", "star"])
-def test_a_branch_at_a_bound_fails_the_verification(case: str, tmp_path: Path) -> None:
-    """Verified, PyTorch just outside the range is a probe of its own: the file took the
-    example's branch, and does not match there (nothing written)."""
-    x = torch.randn(2, 4, 7)
-    model, inputs, dynamic = (
-        (_Derived(), Batch((x, torch.cat([x, x], 2)), {}), {"x": {2: "t"}, "y": {2: "u"}})
-        if case == "derived"
-        else (_Star(), Batch((x,), {}), {"input_0": {2: "t"}})
-    )
-    out = tmp_path / "m.onnx"
-    report = export(model, inputs, out, dynamic=dynamic, runs=1)
-    assert report.matches is False and not report.published and not out.exists()
-    *probes, outside = report.dynamic
-    name = "x" if case == "derived" else "input_0"
-    at = f"axis 2 of {name} at 11" + (" and axis 2 of y at 22" if case == "derived" else "")
-    assert (outside.sizes, outside.bound) == (at, "0 to 10")
-    assert outside.where == outside.sizes and probes[0].where == "every dynamic axis doubled"
-    assert outside.inputs[name] == [2, 4, 11] and not all(outside.comparisons["cpu"])
+    assert f"axis 2 of {name} " in str(caught.value)
 
 
 class _SameBothWays(nn.Module):
@@ -356,12 +390,12 @@ class _SameBothWays(nn.Module):
         return h.sum(-1) if x.shape[2] > 10 else h.flip(-1).sum(-1)
 
 
-def test_a_bound_where_the_file_matches_pytorch_is_verified_and_published(
+def test_a_lower_bound_where_the_file_matches_pytorch_below_it_is_published(
     tmp_path: Path,
 ) -> None:
-    """The file takes the branch of sizes above 10, which computes the same values at 10: it
-    was refused, exit 2, for wav2vec2 and HuBERT (t75). Now it is compared with PyTorch
-    there, and published; without verification it is refused still, saying how to verify."""
+    """The file takes the branch of sizes above 10, which computes the same values below: it
+    was refused, exit 2, for wav2vec2 and HuBERT (t75). Now it is compared with PyTorch at
+    each size below the bound, and published; without verification it is refused still."""
     inputs, dynamic = Batch((torch.randn(2, 4, 16),), {}), {"x": {2: "t"}}
     out = tmp_path / "m.onnx"
     with pytest.raises(ExportError, match=r"export with verification to compare the file"):
@@ -369,20 +403,91 @@ def test_a_bound_where_the_file_matches_pytorch_is_verified_and_published(
     assert not out.exists()
     report = export(_SameBothWays(), inputs, out, dynamic=dynamic, runs=1)
     assert report and report.published and out.exists()
-    outside = report.dynamic[-1]
-    assert (outside.sizes, outside.bound) == ("axis 2 of x at 10", "from 11 up")
-    assert outside.inputs == {"x": [2, 4, 10]}
-    assert all(outside.comparisons["cpu"]) and outside.not_verified is None
+    below = [probe for probe in report.dynamic if probe.bound is not None]
+    assert [probe.size for probe in below] == list(range(10, 0, -1))
+    assert below[0].inputs == {"x": [2, 4, 10]} and below[0].bound == "from 11 up"
+    assert all(all(probe.comparisons["cpu"]) for probe in below)
     assert report.warnings == [
-        "axis 2 of x is exported for sizes from 11 up only (PyTorch runs at 10, where the file "
-        "is compared)"
+        "axis 2 of x is exported for sizes from 11 up only (PyTorch runs at 1 to 10, where "
+        "the file is compared; PyTorch fails at 0 too)"
     ]
+
+
+def test_too_many_sizes_below_a_lower_bound_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each size below the bound is compared, up to ``_MOST_BELOW`` of them: with more, some
+    would go unseen."""
+    monkeypatch.setattr("wnpass.deploy._MOST_BELOW", 8)
+    with pytest.raises(ExportError, match=r"and there are 11 \(at most 8\)"):
+        export(
+            _SameBothWays(), Batch((torch.randn(2, 4, 16),), {}), tmp_path / "m.onnx",
+            dynamic={"x": {2: "t"}}, runs=1,
+        )  # fmt: skip
+
+
+class _Pair(nn.Module):
+    """An input and its mask, each given a dynamic axis of its own, and a branch on the
+    input's length: resized alone, the mask no longer fits it and PyTorch fails (t77)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = weight_norm(nn.Linear(4, 3))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x)
+        if x.shape[1] <= 8:
+            h = h / 8
+        last = mask.sum(-1).long() - 1
+        return h[torch.arange(h.shape[0]), last]
+
+
+def test_an_axis_the_size_of_another_is_resized_with_it_where_alone_pytorch_fails(
+    tmp_path: Path,
+) -> None:
+    """The bound was said to be the model's own ("PyTorch fails at 8 too"), and the file,
+    wrong below it, published."""
+    inputs = Batch((torch.randn(2, 12, 4), torch.ones(2, 12)), {})
+    dynamic = {"x": {1: "t"}, "mask": {1: "m"}}
+    report = export(_Pair(), inputs, tmp_path / "m.onnx", dynamic=dynamic, runs=1)
+    assert report.matches is False and not report.published
+    below = [probe for probe in report.dynamic if probe.bound is not None]
+    assert below[0].sizes == "axis 1 of x at 8 and axis 1 of mask at 8"
+    assert below[0].inputs == {"x": [2, 8, 4], "mask": [2, 8]}
+
+
+class _SmoothsLonger(nn.Module):
+    """A branch at a length of 1: torch.export holds the axis to 2 and up (t77)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return h - h.mean(-1, keepdim=True) if x.shape[2] > 1 else h
+
+
+def test_a_lower_bound_of_2_is_compared_below_where_verified(tmp_path: Path) -> None:
+    """A lower bound of 2 is torch's 0/1 specialization in older versions, for every dynamic
+    axis: unverified, a warning; verified, the file is compared at 1, and fails there."""
+    inputs, dynamic = Batch((torch.randn(2, 4, 5),), {}), {"x": {2: "t"}}
+    out = tmp_path / "m.onnx"
+    report = export(_SmoothsLonger(), inputs, out, dynamic=dynamic, verify=False)
+    assert report.published and report.warnings == [
+        "axis 2 of x is exported for sizes from 2 up only (PyTorch runs at 1 too, where the "
+        "file is not compared without verification)"
+    ]
+    report = export(_SmoothsLonger(), inputs, out, dynamic=dynamic, runs=1)
+    assert report.matches is False and not report.published
+    (below,) = [probe for probe in report.dynamic if probe.bound is not None]
+    assert (below.size, below.bound) == (1, "from 2 up")
 
 
 def test_wav2vec2_with_a_dynamic_length_is_verified_below_its_bound(tmp_path: Path) -> None:
     """A tiny wav2vec2 (random weights, a weight-normed positional convolution): torch's
-    reshape decomposition holds the samples to 30 and up (2 frames), and the file is right at
-    29 (1 frame); it was refused (t75)."""
+    reshape decomposition holds the samples to 30 and up (2 frames), and the file is right
+    below, where PyTorch runs (20 to 29: 1 frame); it was refused (t75)."""
     transformers = pytest.importorskip(
         "transformers", reason="transformers not installed (pip install -e '.[dev]')"
     )
@@ -396,9 +501,11 @@ def test_wav2vec2_with_a_dynamic_length_is_verified_below_its_bound(tmp_path: Pa
     inputs = Batch((), {"input_values": torch.randn(2, 400)})
     report = export(model, inputs, tmp_path / "m.onnx", dynamic={"input_values": {1: "t"}}, runs=1)
     assert report and report.published
-    outside = report.dynamic[-1]
-    assert (outside.sizes, outside.bound) == ("axis 1 of input_values at 29", "from 30 up")
-    assert all(c for compared in outside.comparisons.values() for c in compared)
+    below = [probe for probe in report.dynamic if probe.bound is not None]
+    assert [probe.size for probe in below] == list(range(29, 19, -1))
+    ranges = {(probe.axes, probe.bound) for probe in below}
+    assert ranges == {("axis 1 of input_values", "from 30 up")}
+    assert all(c for probe in below for compared in probe.comparisons.values() for c in compared)
 
 
 class _GivenFilter(nn.Module):
@@ -1666,7 +1773,8 @@ def test_a_branch_on_the_parity_of_a_dynamic_size_fails_the_verification(
         _PadsOddLengths(), (torch.randn(1, 2, 16),), out, exporter=exporter,
         dynamic={"x": {2: "t"}}, runs=1,
     )  # fmt: skip
-    doubled, odd = report.dynamic
+    doubled, odd, *below = report.dynamic  # and those below a range torch.export gave
+    assert all(probe.bound is not None for probe in below)
     assert (doubled.sizes, doubled.inputs) == ("doubled", {"x": [1, 2, 32]})
     assert all(doubled.comparisons["cpu"])
     assert (odd.sizes, odd.inputs) == ("doubled plus one", {"x": [1, 2, 33]})

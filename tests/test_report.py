@@ -19,6 +19,7 @@ from wnpass.report import (
     counted,
     human_bytes,
     site_rows,
+    spans,
     write_json,
 )
 
@@ -163,3 +164,17 @@ def test_a_fold_reports_json_never_replaces_the_models_it_is_about(tmp_path: Pat
         assert target.read_bytes() == before
     report.write_json(tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text())["output"] == str(out)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "said"),
+    [
+        ([29, 28, 27], "27 to 29"),
+        ([7, 3, 5, 6], "3, 5 to 7"),
+        ([4], "4"),
+        ([2, 2, 1], "1 to 2"),
+        ([], ""),
+    ],
+)
+def test_spans_say_runs_of_consecutive_sizes(sizes: list[int], said: str) -> None:
+    assert spans(sizes) == said

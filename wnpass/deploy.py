@@ -19,8 +19,9 @@
    dynamic axes, ONNX Runtime is also compared with PyTorch with every dynamic axis doubled
    (each input repeated along it), where a size the trace fixed shows, and doubled plus one,
    where a branch on the size's parity does (:data:`PROBES`). Where torch.export held an
-   axis to a range of sizes and PyTorch runs just outside it, ONNX Runtime is compared with
-   PyTorch there too: a branch on the size shows there (unverified, that is refused).
+   axis to sizes from a lower bound up and PyTorch runs below it, ONNX Runtime is compared
+   with PyTorch at each size below where PyTorch runs: a branch on the size shows there
+   (unverified, that is refused, as is PyTorch running past an upper bound, verified or not).
 
 A warning of the exporter that its result may be wrong (TorchScript's ``TracerWarning``: a
 Python value the trace fixed) is logged and listed in the report.
@@ -46,6 +47,7 @@ import copy
 import ctypes
 import dataclasses
 import errno
+import functools
 import inspect
 import itertools
 import logging
@@ -53,7 +55,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -93,7 +95,7 @@ from wnpass.interrupts import STOPS
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
 from wnpass.plan import IOPlan, as_path, as_plan, user_code
-from wnpass.report import FoldReport, SiteReport, model_files, write_json
+from wnpass.report import FoldReport, SiteReport, model_files, spans, write_json
 from wnpass.rules import parse_key
 from wnpass.verify import providers as prov
 from wnpass.verify.compare import OutputComparison, compare_outputs, nothing_compared
@@ -132,10 +134,11 @@ PROBES = {"doubled": 0, "doubled plus one": 1}
 @dataclasses.dataclass
 class DynamicProbe:
     """ONNX Runtime against PyTorch with every dynamic axis at one other size (``sizes``, a
-    name of :data:`PROBES`), or with the axes of one size just outside the range torch.export
-    held them to, where PyTorch runs (``sizes``: ``axis 1 of x at 29``; ``bound``: the range,
-    ``from 30 up``): a branch on the size, in the model's code or in torch's decompositions,
-    shows there as values that do not match, and the verification fails."""
+    name of :data:`PROBES`), or with the axes of one size (``axes``: ``axis 1 of x``) at a
+    size (``size``: 29) below the range torch.export held them to (``bound``: ``from 30 up``),
+    where PyTorch runs (``sizes``: each axis resized, with its length: ``axis 1 of x at 29``):
+    a branch on the size, in the model's code or in torch's decompositions, shows there as
+    values that do not match, and the verification fails."""
 
     sizes: str
     inputs: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # by graph input
@@ -147,6 +150,8 @@ class DynamicProbe:
     # another count of outputs (the dynamic axes are not verified there; this fails nothing)
     unchecked: str | None = None
     bound: str | None = None  # the range torch.export held the axes to, for a probe outside it
+    axes: str | None = None  # those axes, for a probe outside their range
+    size: int | None = None  # their size there
 
     @property
     def where(self) -> str:
@@ -585,7 +590,7 @@ def _export(
                     f"{path}: cannot write ({full.strerror or full})", parameter="output"
                 ) from None
             raise ExportError(f"torch.onnx.export failed: {_failure(error)}") from None
-    ranges = list(_dynamic_ranges(program)) if dynamo and dynamic else []
+    ranges = list(_dynamic_ranges(program, model, inputs)) if dynamo and dynamic else []
     return _warned(caught), ranges
 
 
@@ -625,89 +630,186 @@ def _moved_by_trace(target: nn.Module, loaded: Mapping[str, torch.Tensor]) -> li
     ]
 
 
+# Where PyTorch runs just below the sizes torch.export held an axis to, the file is compared
+# with it at every size below the bound (down to 0) where it runs, when there are at most
+# this many; with more, the export is refused.
+_MOST_BELOW = 64
+
+
 class _Outside(NamedTuple):
-    """PyTorch ran with the axes of one dynamic size (``where``: ``axis 1 of x``) at ``size``,
-    just outside the range torch.export held them to (``sizes``), on ``inputs`` (the example's,
-    resized)."""
+    """PyTorch ran with the axes of one dynamic size (``where``: ``axis 1 of x``) at ``size``
+    (their size's; ``at``: each axis resized with its length, other dynamic axes of the
+    example's length included where PyTorch ran only with them), below the range torch.export
+    held them to (``sizes``), on ``inputs`` (the example's, resized)."""
 
     where: str
     sizes: str
     size: int
     inputs: Batch
     resized: tuple[str, ...]  # the graph inputs resized
-    at: str  # each axis with its length: "axis 2 of x at 11 and axis 2 of y at 22"
-
-    @property
-    def refusal(self) -> str:
-        return (
-            f"the dynamo exporter made {self.where} dynamic for sizes {self.sizes} only, and "
-            f"PyTorch runs at {self.size}: a branch on the size there (in the model's code, or "
-            "in torch's own decompositions) would compute such inputs with the example's branch "
-            f"in the file; export with verification to compare the file with PyTorch at "
-            f"{self.size}"
-        )
+    at: str  # "axis 2 of x at 11 and axis 2 of y at 22"
 
 
 def _check_ranges(
-    model: nn.Module, inputs: Batch, arguments: dict[str, Any], ranges: list[_Range]
+    model: nn.Module,
+    inputs: Batch,
+    arguments: dict[str, Any],
+    ranges: list[_Range],
+    verify: bool,
 ) -> tuple[list[str], list[_Outside]]:
     """The sizes torch.export holds each dynamic axis to, checked: it narrows an axis, without
     a word, where the model's code branches on its size (``if x.shape[2] > 10``) or requires
     one (``assert t <= block_size``), or where one of torch's decompositions does (a reshape
     that takes an axis of 1 otherwise: wav2vec2's frames from 2 up), and the ONNX graph keeps
     the axis symbolic. PyTorch is run just outside each bound (the inputs repeated along the
-    axis and cut): where it runs, that size is returned (:class:`_Outside`) for the file to be
-    compared with PyTorch there, as the branch the file took may not be the one PyTorch takes
-    there; where it fails too, the bound is the model's own: a warning. A lower bound of 2 or
-    less is 0/1 specialization, said as a warning only, as is a probe too large to run (more
-    than ``_PROBE_ELEMENTS``)."""
+    axis and cut; where it fails so, with the other dynamic axes of the example's length
+    resized too, as a mask goes with its input): where it fails, the bound is the model's own,
+    said as a warning, as is a bound not tried (a probe of more than ``_PROBE_ELEMENTS``).
+
+    Where PyTorch runs past an upper bound, the file computes such sizes with the example's
+    branch: an ``ExportError``. Where it runs below a lower bound, the bound may be torch's
+    own: with ``verify``, each size below it where PyTorch runs is returned
+    (:class:`_Outside`) for the file to be compared with PyTorch there (at most
+    ``_MOST_BELOW`` sizes; more are refused); without, an ``ExportError``, but for a lower
+    bound of 2 (torch's 0/1 specialization, which older versions give every dynamic axis):
+    a warning."""
     said: list[str] = []
     outside: list[_Outside] = []
     grouped: dict[object, list[_Range]] = {}
     for bounded in ranges:
         grouped.setdefault(bounded.symbol, []).append(bounded)
-    parameters = _parameters(model)
-    names = _positional_names(parameters, len(inputs.args))
-    for axes in grouped.values():
+    for symbol, axes in grouped.items():
         first = axes[0]
-        inputs_of = [_input_name(parameters, names, r.name) for r in axes]
-        named = list(zip(axes, inputs_of, strict=True))
-        where = " and ".join(f"axis {r.axis} of {name}" for r, name in named)
+        where = " and ".join(f"axis {r.axis} of {r.name}" for r in axes)
         sizes = (
             f"{first.lower} to {first.upper}"
             if first.upper is not None
             else f"from {first.lower} up"
         )
-        beyond = [first.upper + 1] if first.upper is not None else []
-        beyond += [first.lower - 1] if first.lower > 2 else []
-        if not beyond:
-            if first.lower > 1:
-                said.append(f"{where} is exported for sizes {sizes} only")
-            continue
-        why: list[str] = []
-        fails: list[str] = []
-        runs: list[str] = []
-        for size in beyond:
-            lengths = {(r.name, r.axis): _size_at(r, size) for r in axes}
-            ran = _runs_at(model, inputs, arguments, lengths)
+        companions = _companions(axes, [r for r in ranges if r.symbol != symbol], arguments)
+        at = functools.partial(_run_at, model, inputs, arguments, axes, companions)
+        seen = _Seen()
+        if first.upper is not None:
+            ran, _ = at(first.upper + 1)
             if isinstance(ran, Batch):
-                at = " and ".join(
-                    f"axis {r.axis} of {name} at {lengths[r.name, r.axis]}" for r, name in named
+                raise ExportError(
+                    f"the dynamo exporter made {where} dynamic for sizes {sizes} only, and "
+                    f"PyTorch runs at {first.upper + 1}: the model's code branches on the size "
+                    "there, and the file would compute such inputs with the example's branch"
                 )
-                resized = tuple(dict.fromkeys(inputs_of))
-                outside.append(_Outside(where, sizes, size, ran, resized, at))
-                runs.append(str(size))
-            elif ran is False:
-                fails.append(str(size))
-            else:
-                why.append(f"not tried at {size}: {ran}")
-        why = (
-            ([f"PyTorch runs at {' and '.join(runs)}, where the file is compared"] if runs else [])
-            + ([f"PyTorch fails at {' and '.join(fails)} too"] if fails else [])
-            + why
-        )
-        said.append(f"{where} is exported for sizes {sizes} only ({'; '.join(why)})")
+            seen.add(first.upper + 1, ran)
+        if first.lower >= 1:
+            outside += _below(at, first.lower, verify, where, sizes, seen)
+        if notes := seen.notes():
+            said.append(f"{where} is exported for sizes {sizes} only ({'; '.join(notes)})")
     return said, outside
+
+
+@dataclasses.dataclass
+class _Seen:
+    """What PyTorch did just outside a range (:func:`_check_ranges`), to say in a warning:
+    where the file is compared (``runs``), the sizes where PyTorch fails, those not tried."""
+
+    runs: list[str] = dataclasses.field(default_factory=list)
+    fails: list[str] = dataclasses.field(default_factory=list)
+    why: list[str] = dataclasses.field(default_factory=list)
+
+    def add(self, size: int, ran: bool | str) -> None:
+        """A size where PyTorch failed (False), or was not tried (why)."""
+        if ran is False:
+            self.fails.append(str(size))
+        else:
+            self.why.append(f"not tried at {size}: {ran}")
+
+    def notes(self) -> list[str]:
+        fails = [f"PyTorch fails at {' and '.join(self.fails)} too"] if self.fails else []
+        return self.runs + fails + self.why
+
+
+def _below(
+    at: Callable[[int], tuple[Batch | bool | str, dict[tuple[str, int], int | None]]],
+    lower: int,
+    verify: bool,
+    where: str,
+    sizes: str,
+    seen: _Seen,
+) -> list[_Outside]:
+    """Below a lower bound (:func:`_check_ranges`; ``at``: PyTorch run at a size): the sizes
+    to compare the file with PyTorch at, what was seen noted in ``seen``."""
+    ran, _ = at(lower - 1)
+    if not isinstance(ran, Batch):
+        seen.add(lower - 1, ran)
+        return []
+    if not verify and lower > 2:
+        raise ExportError(
+            f"the dynamo exporter made {where} dynamic for sizes {sizes} only, and PyTorch "
+            f"runs at {lower - 1}: a branch on the size there (in the model's code, or in "
+            "torch's own decompositions) would compute such inputs with the example's branch in "
+            "the file; export with verification to compare the file with PyTorch at each size "
+            "below the bound"
+        )
+    if not verify:
+        said = "where the file is not compared without verification"
+        seen.runs.append(f"PyTorch runs at {lower - 1} too, {said}")
+        return []
+    if lower > _MOST_BELOW:
+        raise ExportError(
+            f"the dynamo exporter made {where} dynamic for sizes {sizes} only, and PyTorch "
+            f"runs at {lower - 1}: the file would be compared with PyTorch at each size below "
+            f"the bound, and there are {lower} (at most {_MOST_BELOW})"
+        )
+    found: list[_Outside] = []
+    fails: list[int] = []
+    for size in range(lower - 1, -1, -1):
+        ran, lengths = at(size)
+        if isinstance(ran, Batch):
+            said = " and ".join(f"axis {a} of {name} at {n}" for (name, a), n in lengths.items())
+            resized = tuple(dict.fromkeys(name for name, _ in lengths))
+            found.append(_Outside(where, sizes, size, ran, resized, said))
+        elif ran is False:
+            fails.append(size)
+        else:
+            seen.add(size, ran)
+    seen.runs.append(f"PyTorch runs at {spans(o.size for o in found)}, where the file is compared")
+    seen.fails += [spans(fails)] if fails else []
+    return found
+
+
+def _companions(
+    axes: list[_Range], others: list[_Range], arguments: dict[str, Any]
+) -> list[_Range]:
+    """The other dynamic axes resized with ``axes`` where PyTorch fails with those alone: each
+    of another size whose example length is theirs (``x`` and its ``mask``, which torch.export
+    need not tie), where both are sizes themselves (not ``2*s0``)."""
+
+    def length(bounded: _Range) -> int | None:
+        value = arguments.get(bounded.name)
+        return int(value.shape[bounded.axis]) if isinstance(value, torch.Tensor) else None
+
+    first = axes[0]
+    if first.expr != first.symbol or (own := length(first)) is None:
+        return []
+    return [r for r in others if r.expr == r.symbol and length(r) == own]
+
+
+def _run_at(
+    model: nn.Module,
+    inputs: Batch,
+    arguments: dict[str, Any],
+    axes: list[_Range],
+    companions: list[_Range],
+    size: int,
+) -> tuple[Batch | bool | str, dict[tuple[str, int], int | None]]:
+    """:func:`_runs_at` with the axes of one size at ``size``; where PyTorch fails there, with
+    ``companions`` at ``size`` too. The lengths given, as the second item."""
+    lengths = {(r.name, r.axis): _size_at(r, size) for r in axes}
+    ran = _runs_at(model, inputs, arguments, lengths)
+    if ran is False and companions:
+        more = lengths | {(r.name, r.axis): size for r in companions}
+        again = _runs_at(model, inputs, arguments, more)
+        if isinstance(again, Batch):
+            return again, more
+    return ran, lengths
 
 
 def _runs_at(
@@ -744,11 +846,10 @@ def _resized(
     along it and cut (``torch.cat([x, x, ...], axis)[:size]``). An input not passed is given
     by its name where it is a parameter's default. None where an axis to grow is empty, or an
     input is not one of the model's."""
-    parameters = _parameters(model)
-    names = _positional_names(parameters, len(inputs.args))
+    names = _positional_names(_parameters(model), len(inputs.args))
     axes_of: dict[str, dict[int, int]] = {}
     for (name, axis), size in sizes.items():
-        axes_of.setdefault(_input_name(parameters, names, name), {})[axis] = size
+        axes_of.setdefault(name, {})[axis] = size
 
     def resize(name: str, value: Any) -> Any:
         for axis, size in sorted(axes_of.get(name, {}).items()):
@@ -773,34 +874,23 @@ def _resized(
     return Batch(args, kwargs)
 
 
-def _input_name(parameters: list[inspect.Parameter], names: list[str], name: str) -> str:
-    """The graph input (and ``--dynamic``) name of the input torch.export calls ``name``: it
-    names ``forward(self, *xs)``'s inputs ``xs_0, xs_1``, wnpass ``input_<i>`` past the named
-    parameters."""
-    star = next((p.name for p in parameters if p.kind is p.VAR_POSITIONAL), None)
-    named = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
-    index = name.removeprefix(f"{star}_") if star is not None else ""
-    if star is not None and index.isdigit() and name not in names:
-        return f"input_{named + int(index)}"
-    return name
-
-
 class _CannotResize(Exception):
     """An empty axis cannot be grown by repeating it."""
 
 
-def _dynamic_ranges(program: Any) -> Iterator[_Range]:
+def _dynamic_ranges(program: Any, model: nn.Module, inputs: Batch) -> Iterator[_Range]:
     """Each dynamic axis of the exported program's inputs (``torch.onnx.export``'s
-    ``ONNXProgram``), with the sizes torch.export holds it to."""
+    ``ONNXProgram``), with the sizes torch.export holds it to, by the graph input's name
+    (:func:`_graph_input_names`)."""
     import sympy
     from torch.utils._sympy.numbers import int_oo
 
     exported = getattr(program, "exported_program", None)
     if exported is None:
         return
-    user_inputs = set(exported.graph_signature.user_inputs)
+    named = _graph_input_names(exported, model, inputs)
     for node in exported.graph.nodes:
-        if node.op != "placeholder" or node.name not in user_inputs:
+        if node.op != "placeholder" or node.name not in named:
             continue
         for axis, size in enumerate(getattr(node.meta.get("val"), "shape", ())):
             if not isinstance(size, torch.SymInt):
@@ -810,7 +900,24 @@ def _dynamic_ranges(program: Any) -> Iterator[_Range]:
                 if bounds is not None:
                     upper = None if bounds.upper in (int_oo, sympy.oo) else int(bounds.upper)
                     lower = int(bounds.lower)
-                    yield _Range(node.name, axis, symbol, lower, upper, size.node.expr)
+                    name = named[node.name]
+                    yield _Range(name, axis, symbol, lower, upper, size.node.expr)
+
+
+def _graph_input_names(exported: Any, model: nn.Module, inputs: Batch) -> dict[str, str]:
+    """torch.export's name of each tensor input the model was called with, to the graph
+    input's (forward's parameter; ``input_<i>`` past the named positional ones; a keyword
+    input's key). torch.export makes its own: it lowercases them (``melSpec`` is ``melspec``)
+    and names ``*xs``'s items ``xs_0, xs_1``; its inputs are paired with the call's by their
+    place in it. A tensor inside a container (which takes no dynamic axes) has none."""
+    names = list(exported.graph_signature.user_inputs)
+    try:
+        args, kwargs = torch.utils._pytree.tree_unflatten(names, exported.call_spec.in_spec)
+    except (ValueError, TypeError, AttributeError):  # not as torch 2.13 gives them
+        return {}
+    positional = _positional_names(_parameters(model), len(inputs.args))
+    pairs = [*zip(args, positional, strict=False), *((kwargs[k], k) for k in kwargs)]
+    return {leaf: name for leaf, name in pairs if isinstance(leaf, str)}
 
 
 def _disk_full(error: BaseException, staging: Path) -> OSError | None:
@@ -1346,9 +1453,7 @@ def export(
                 )
                 exported = io.load(raw)
             with forwards.given_back():
-                ranged, outside = _check_ranges(model, inputs, arguments, ranges)
-            if outside and not verify:
-                raise ExportError(outside[0].refusal)
+                ranged, outside = _check_ranges(model, inputs, arguments, ranges, verify)
             for beyond in outside:  # compared at the gate, as the probes above are
                 with forwards.given_back():
                     probed.append(_probed_outside(model, beyond, dynamo))
@@ -1412,7 +1517,7 @@ class _Probed:
     examples: dict[str, Any]  # by graph input name, as :func:`_examples` gives them
     outputs: list[Output] | None  # None: PyTorch's forward failed on them
     failure: str | None = None  # how
-    bound: str | None = None  # the range, for a probe outside one: "from 30 up"
+    outside: _Outside | None = None  # for a probe outside a range: where
 
 
 def _probed(
@@ -1457,7 +1562,7 @@ def _probed_outside(model: nn.Module, outside: _Outside, dynamo: bool) -> _Probe
     (:func:`_check_ranges`)."""
     graph_inputs, _ = _graph_inputs(_arguments(model, outside.inputs, dynamo), dynamo)
     shapes = {name: list(graph_inputs[name].shape) for name in outside.resized}
-    probe = _Probed(outside.at, shapes, {}, None, bound=outside.sizes)
+    probe = _Probed(outside.at, shapes, {}, None, outside=outside)
     return _run_probe(model, outside.inputs, graph_inputs, probe)
 
 
@@ -1481,7 +1586,9 @@ def _at_sizes(report: ExportReport, graph: ir.Graph, probed: _Probed) -> _Refere
     ``lengths.max()``, a table of fixed size, a model that takes even lengths only), or
     returned another count of outputs than the graph has. The export may be right: the
     dynamic axes are then said to be unverified there, which fails nothing."""
-    probe = DynamicProbe(probed.sizes, probed.shapes, bound=probed.bound)
+    probe = DynamicProbe(probed.sizes, probed.shapes)
+    if (outside := probed.outside) is not None:
+        probe.bound, probe.axes, probe.size = outside.sizes, outside.where, outside.size
     report.dynamic.append(probe)
     failure = probed.failure
     if probed.outputs is not None:

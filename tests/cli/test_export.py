@@ -512,37 +512,54 @@ def example_inputs():
 """
 
 
-@pytest.mark.parametrize("same", [True, False], ids=["same-both-ways", "branch"])
-def test_a_size_outside_the_exported_range_is_verified(
-    same: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("short", ["same", "branch", "random"])
+def test_sizes_below_the_exported_range_are_verified(
+    short: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """torch.export holds x's length to 11 and up, and PyTorch runs at 10: where both branches
+    """torch.export holds x's length to 11 and up, and PyTorch runs below: where both branches
     compute the same values (as a decomposition's bound does: wav2vec2), the file matches
-    PyTorch at 10 and is written; where they differ, it does not, and a line says why."""
-    short = "h.flip(-1).sum(-1)" if same else "h[..., :3].sum(-1)"
-    (tmp_path / "model.py").write_text(BRANCH_AT_10.replace("SHORT", short))
+    PyTorch at each size below and is written, said in one line; where they differ (from 4 to
+    10: below, ``h[..., :3]`` is all of h), the sizes where it does not are named. A model
+    that draws random numbers compares nothing, and no line says the file does not match."""
+    body = "h[..., :3].sum(-1)" if short == "branch" else "h.flip(-1).sum(-1)"
+    source = BRANCH_AT_10.replace("SHORT", body)
+    if short == "random":
+        source = source.replace("h = self.conv(x)", "h = self.conv(x) + torch.rand(1)")
+    (tmp_path / "model.py").write_text(source)
     out, report = tmp_path / "m.onnx", tmp_path / "r.json"
     argv = ["export", str(tmp_path / "model.py"), "-o", str(out), "--json", str(report)]
     argv += ["--dynamic", "x=2"]
     assert main(argv) == 2 and not out.exists()
-    assert "export with verification to compare the file with PyTorch at 10" in (
+    assert "export with verification to compare the file with PyTorch at each size below" in (
         capsys.readouterr().err
     )
-    assert main([*argv, "--verify", "--runs", "1"]) == (0 if same else 1)
+    assert main([*argv, "--verify", "--runs", "1"]) == (0 if short == "same" else 1)
     printed = capsys.readouterr().out
-    assert "ONNX Runtime vs PyTorch, axis 2 of x at 10 (x 2x4x10)" in printed
-    outside = json.loads(report.read_text())["dynamic"][-1]
-    assert (outside["sizes"], outside["bound"]) == ("axis 2 of x at 10", "from 11 up")
+    below = [probe for probe in json.loads(report.read_text())["dynamic"] if probe["bound"]]
+    assert [(p["sizes"], p["axes"], p["size"], p["bound"]) for p in below] == [
+        (f"axis 2 of x at {n}", "axis 2 of x", n, "from 11 up") for n in range(10, 0, -1)
+    ]
     explained = (
-        "axis 2 of x at 10: outside the sizes torch.export held it to (from 11 up), PyTorch "
-        "runs, and the file does not match it"
+        "below the sizes torch.export held it to (from 11 up), PyTorch runs, and the file does "
+        "not match it"
     )
-    assert out.exists() is same and (explained in printed) is not same
-    if same:
+    assert out.exists() is (short == "same")
+    if short == "same":
+        assert (
+            "ONNX Runtime matches PyTorch with axis 2 of x below the sizes torch.export held it "
+            "to (from 11 up), at each size where PyTorch runs: 1 to 10"
+        ) in printed
         assert printed.rstrip().endswith(
             "deployable: ONNX matches PyTorch, also with every dynamic axis doubled and doubled "
-            f"plus one and axis 2 of x at 10; wrote {out}"
+            f"plus one and axis 2 of x at 1 to 10; wrote {out}"
         )
+        assert explained not in printed
+    elif short == "branch":
+        assert f"axis 2 of x at 4 to 10: {explained}" in printed
+        assert "ONNX Runtime vs PyTorch, axis 2 of x at 4 (x 2x4x4)" in printed
+        assert "ONNX Runtime vs PyTorch, axis 2 of x at 3 " not in printed  # matched: no table
+    else:
+        assert explained not in printed and "the model is not deterministic" in printed
 
 
 def test_a_weight_the_graph_does_not_use_is_listed_with_why_it_can_be_missing(

@@ -18,7 +18,7 @@ from wnpass.cli.options import (
 )
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_sites
-from wnpass.report import counted, written
+from wnpass.report import counted, spans, written
 from wnpass.verify.options import CheckOptions
 
 __all__ = ["add_arguments", "run"]
@@ -199,9 +199,14 @@ def _print_export(out: Printer, report: Any) -> None:
             for provider, comparisons in probe.comparisons.items()
             for c in comparisons
         ]
-        if rows:
+        if rows and (probe.bound is None or _failed(probe)):  # those that pass: one line
             title = f"ONNX Runtime vs PyTorch, {probe.where} ({_shapes(probe)})"
             out.table(title, COMPARISON_COLUMNS, rows)
+    for axes, bound, sizes in _below(report.dynamic, _passed):
+        out.line(
+            f"ONNX Runtime matches PyTorch with {axes} below the sizes torch.export held it to "
+            f"({bound}), at each size where PyTorch runs: {sizes}"
+        )
     for provider, stats in report.latency.items():
         out.line(
             f"{provider} latency: median {stats.median_ms:.3f} ms, p90 {stats.p90_ms:.3f} ms, "
@@ -229,13 +234,13 @@ def _print_export(out: Printer, report: Any) -> None:
         said = probe.not_verified if probe.not_verified is not None else probe.unchecked
         if said is not None:
             out.summary(f"dynamic axes not verified: with {probe.where} ({_shapes(probe)}), {said}")
-        if probe.bound is not None and (probe.not_verified is not None or not _matched(probe)):
-            out.summary(
-                f"{probe.sizes}: outside the sizes torch.export held it to ({probe.bound}), "
-                "PyTorch runs, and the file does not match it: the model's code (or one of "
-                "torch's decompositions) branches on the size there, and the file computes such "
-                "inputs with the example's branch"
-            )
+    for axes, bound, sizes in _below(report.dynamic, _failed):
+        out.summary(
+            f"{axes} at {sizes}: below the sizes torch.export held it to ({bound}), PyTorch "
+            "runs, and the file does not match it: the model's code (or one of torch's "
+            "decompositions) branches on the size there, and the file computes such inputs "
+            "with the example's branch"
+        )
     if report.not_deterministic:
         out.summary(
             f"cannot verify: PyTorch gave other values of output "
@@ -283,17 +288,33 @@ def _failed_outputs(report: Any) -> list[str]:
 
 def _compared(probes: list[Any]) -> str:
     """The sizes the probes compared at, as said after "with": ``every dynamic axis doubled
-    and doubled plus one and axis 1 of x at 29``; empty where none compared."""
-    compared = [probe for probe in probes if probe.comparisons]
-    named = [probe.sizes for probe in compared if probe.bound is None]
+    and doubled plus one and axis 1 of x at 20 to 29``; empty where none compared."""
+    named = [probe.sizes for probe in probes if probe.bound is None and probe.comparisons]
     said = [f"every dynamic axis {' and '.join(named)}"] if named else []
-    return " and ".join(said + [probe.sizes for probe in compared if probe.bound is not None])
+    said += [f"{axes} at {sizes}" for axes, _, sizes in _below(probes, _passed)]
+    return " and ".join(said)
 
 
-def _matched(probe: Any) -> bool:
-    """Whether every comparison of a probe passed (none made: not matched)."""
-    compared = [c for comparisons in probe.comparisons.values() for c in comparisons]
-    return bool(compared) and all(compared)
+def _below(probes: list[Any], chosen: Any) -> list[tuple[str, str, str]]:
+    """The ``chosen`` probes below a range torch.export held axes to, by those axes: each
+    group's axes, range, and the sizes (``20 to 29``)."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for probe in probes:
+        if probe.bound is not None and chosen(probe):
+            groups.setdefault((probe.axes, probe.bound), []).append(probe.size)
+    return [(axes, bound, spans(sizes)) for (axes, bound), sizes in groups.items()]
+
+
+def _failed(probe: Any) -> bool:
+    """Whether ONNX Runtime failed at a probe's sizes, or some output did not match there."""
+    compared = (c for comparisons in probe.comparisons.values() for c in comparisons)
+    return probe.not_verified is not None or not all(compared)
+
+
+def _passed(probe: Any) -> bool:
+    """Whether a probe compared something and every comparison passed (nothing compared, as
+    where PyTorch is not deterministic, is neither)."""
+    return bool(probe.comparisons) and not _failed(probe)
 
 
 def _shapes(probe: Any) -> str:
