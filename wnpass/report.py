@@ -132,8 +132,10 @@ class FoldReport:
         return self.foldable + len(self.computed_weights)
 
     def __bool__(self) -> bool:
-        """True when no weight-norm site is left declined and a verification, if any, passed."""
-        return self.declined == 0 and (self.check is None or bool(self.check))
+        """True when nothing was declined (no weight-norm site, no weight computed from
+        constants) and a verification, if any, passed."""
+        declined = self.declined + _count(self.cones, "declined")
+        return declined == 0 and (self.check is None or bool(self.check))
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -384,6 +384,8 @@ def test_a_weight_computed_by_other_ops_is_reported_declined_and_left() -> None:
     assert cone.status == "declined" and cone.reason == "computed by Mul, not by layout or cast ops"
     assert inspect_onnx(model).computed_weights == []
     assert report.to_dict()["cones_declined"] == 1  # the summary's "1 declined", in the JSON
+    # declined is not ok: "ok": true said otherwise, a gate reading it passed it (t78)
+    assert not report and report.to_dict()["ok"] is False
 
 
 def test_integer_arithmetic_on_slice_bounds_is_part_of_a_cone() -> None:
