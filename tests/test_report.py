@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -12,6 +13,7 @@ import pytest
 from tests.helpers import onnx_model, rand
 from tests.hostile.builders import WN
 from wnpass.cli import main
+from wnpass.errors import OutputError
 from wnpass.report import (
     ConeReport,
     SiteReport,
@@ -178,3 +180,48 @@ def test_a_fold_reports_json_never_replaces_the_models_it_is_about(tmp_path: Pat
 )
 def test_spans_say_runs_of_consecutive_sizes(sizes: list[int], said: str) -> None:
     assert spans(sizes) == said
+
+
+@pytest.mark.parametrize("kind", ["fold", "export", "check", "checkpoint"])
+def test_a_report_protects_its_files_after_the_caller_changes_directory(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Made from relative paths, a report's write_json("../model.onnx") after os.chdir("sub")
+    replaced that model with JSON: the paths it was about were read from the new directory
+    (t78). They are read from the one the report was made in."""
+    import torch
+    from torch import nn
+    from torch.nn.utils.parametrizations import weight_norm
+
+    from tests.checkpoint.builders import save_any, state_dict
+    from wnpass.checkpoint.api import fold_checkpoint
+    from wnpass.deploy import export
+    from wnpass.onnx.api import fold_onnx
+    from wnpass.verify.check import check
+
+    monkeypatch.chdir(tmp_path)
+    onnx.save(onnx_model(WN, v=rand(3, 4), g=rand(3, 1)), "model.onnx")
+    report: Any
+    if kind == "fold":
+        _, report = fold_onnx("model.onnx", "folded.onnx")
+        about = ["model.onnx", "folded.onnx"]
+    elif kind == "export":
+        model = weight_norm(nn.Linear(4, 3))
+        report = export(model, (torch.randn(2, 4),), "exported.onnx", verify=False)
+        about = ["exported.onnx"]
+    elif kind == "check":
+        report = check("model.onnx", "model.onnx", runs=1, warmup=0)
+        about = ["model.onnx"]
+    else:
+        save_any(state_dict(seed=0), Path("ck.pt"))
+        report = fold_checkpoint("ck.pt", "out.pt")
+        about = ["ck.pt", "out.pt"]
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    for name in about:
+        before = (tmp_path / name).read_bytes()
+        with pytest.raises(OutputError, match=r"which the report is about; refused$"):
+            report.write_json(f"../{name}")
+        assert (tmp_path / name).read_bytes() == before
+    report.write_json("../r.json")
+    assert json.loads((tmp_path / "r.json").read_text())["ok"] in (True, False)

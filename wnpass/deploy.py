@@ -95,7 +95,7 @@ from wnpass.interrupts import STOPS
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
 from wnpass.plan import IOPlan, as_path, as_plan, user_code
-from wnpass.report import FoldReport, SiteReport, model_files, spans, write_json
+from wnpass.report import Anchored, FoldReport, SiteReport, model_files, spans, write_json
 from wnpass.rules import parse_key
 from wnpass.verify import providers as prov
 from wnpass.verify.compare import OutputComparison, compare_outputs, nothing_compared
@@ -161,7 +161,7 @@ class DynamicProbe:
 
 
 @dataclasses.dataclass
-class ExportReport:
+class ExportReport(Anchored):
     """What the deployment pipeline did, and whether the ONNX model matches PyTorch.
 
     ``bool(report)``: nothing was left to fold and, when verified, the outputs matched; an
@@ -288,7 +288,11 @@ class ExportReport:
             path,
             self.to_dict(),
             plan,
-            lambda: model_files(self.output, "the exported model", self.data_files),
+            lambda: model_files(
+                self.anchored(self.output),
+                "the exported model",
+                [self.anchored(file) for file in self.data_files],
+            ),
         )
 
 

@@ -13,7 +13,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 if TYPE_CHECKING:
     from wnpass.plan import IOPlan
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONE_COLUMNS",
     "REMOVED",
+    "Anchored",
     "ConeReport",
     "FoldReport",
     "SiteReport",
@@ -33,6 +34,32 @@ __all__ = [
     "spans",
     "write_json",
 ]
+
+
+class Anchored:
+    """A report whose paths are as the caller gave them, relative to the working directory
+    when it was made: :meth:`anchored` gives them from there, for its ``write_json`` to
+    protect the files it is about after the caller changed directory (``../model.onnx``
+    named the model itself once the caller had gone into a folder)."""
+
+    def __post_init__(self) -> None:
+        try:
+            self._made_in: str | None = os.getcwd()
+        except OSError:  # the working directory is gone: the paths are as given
+            self._made_in = None
+
+    @overload
+    def anchored(self, path: str) -> str: ...
+
+    @overload
+    def anchored(self, path: str | None) -> str | None: ...
+
+    def anchored(self, path: str | None) -> str | None:
+        """``path`` as it named a file when the report was made."""
+        made_in = getattr(self, "_made_in", None)
+        if path is None or made_in is None or os.path.isabs(path):
+            return path
+        return os.path.join(made_in, path)
 
 
 @dataclasses.dataclass
@@ -83,7 +110,7 @@ class ConeReport:
 
 
 @dataclasses.dataclass
-class FoldReport:
+class FoldReport(Anchored):
     """What a fold (or an inspection) found and did."""
 
     sites: list[SiteReport] = dataclasses.field(default_factory=list)
@@ -156,8 +183,12 @@ class FoldReport:
             self.to_dict(),
             plan,
             lambda: [
-                *model_files(self.input, "the input model"),
-                *model_files(self.output, "the output", self.data_files),
+                *model_files(self.anchored(self.input), "the input model"),
+                *model_files(
+                    self.anchored(self.output),
+                    "the output",
+                    [self.anchored(file) for file in self.data_files],
+                ),
             ],
         )
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wnpass.errors import WnpassError
-from wnpass.report import write_json
+from wnpass.report import Anchored, write_json
 
 if TYPE_CHECKING:
     from wnpass.checkpoint.formats import Format
@@ -122,7 +122,7 @@ class ModelCheckReport:
 
 
 @dataclasses.dataclass
-class CheckpointReport:
+class CheckpointReport(Anchored):
     """What ``fold``, ``convert`` or ``inspect`` found in a checkpoint and did."""
 
     action: str  # "fold", "convert" or "inspect"
@@ -182,6 +182,7 @@ class CheckpointReport:
         files: list[tuple[str | None, str]] = [(self.input, "the input checkpoint")]
         if is_sharded(self.format):
             with contextlib.suppress(WnpassError):  # an index that no longer reads: itself
-                files += [(str(f), "a shard of the input") for f in shard_files(Path(self.input))]
+                shards = shard_files(Path(self.anchored(self.input)))
+                files += [(str(f), "a shard of the input") for f in shards]
         files += [(self.output, "the output"), *((s, "a shard of the output") for s in self.shards)]
-        return files
+        return [(self.anchored(file), what) for file, what in files]

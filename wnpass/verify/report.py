@@ -6,7 +6,7 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
-from wnpass.report import shape_text, write_json
+from wnpass.report import Anchored, shape_text, write_json
 from wnpass.verify.compare import OutputComparison, nothing_compared
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class ProviderRun:
 
 
 @dataclasses.dataclass
-class CheckReport:
+class CheckReport(Anchored):
     """Equivalence and latency of a candidate model against a reference."""
 
     reference: str
@@ -191,8 +191,12 @@ class CheckReport:
         the caller's, in which ``path`` was recorded and checked with the files it reads;
         without one, writing over a file this check read (the reference, the candidate, their
         external data, the inputs file) is refused (``OutputError``, parameter ``json_path``)."""
-        read = [(self.reference, "the reference"), (self.candidate, "the candidate")]
-        write_json(path, self.to_dict(), plan, lambda: [*self.files_read, *read])
+        read = [
+            *self.files_read,
+            (self.reference, "the reference"),
+            (self.candidate, "the candidate"),
+        ]
+        write_json(path, self.to_dict(), plan, lambda: [(self.anchored(f), w) for f, w in read])
 
 
 def shown_tolerance(value: float) -> str:
