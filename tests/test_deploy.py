@@ -2247,6 +2247,27 @@ def test_weights_the_onnx_fold_writes_laid_out_are_said(exporter: str, tmp_path:
     assert report.names_laid_out == []  # the exporters reorder the gates into their own names
 
 
+def test_a_bidirectional_lstms_weights_held_together_are_said(tmp_path: Path) -> None:
+    """The dynamo exporter concatenates the two directions' reordered gates (its optimizer
+    computes them itself below about a thousand elements, under names of its own); the fold
+    writes each pair into one initializer named after both, which the export reported as
+    four weights with no initializer (t78). Each is read back from it: the forward
+    direction's gates, reordered from PyTorch's i, f, g, o to ONNX's i, o, f, c, first."""
+    torch.manual_seed(0)
+    model = nn.LSTM(64, 48, batch_first=True, bidirectional=True).eval()
+    out = tmp_path / "m.onnx"
+    report = export(model, (torch.randn(2, 5, 64),), out, verify=False)
+    assert report.names_held_together == {
+        "weight_ih_l0+weight_ih_l0_reverse": ["weight_ih_l0", "weight_ih_l0_reverse"],
+        "weight_hh_l0+weight_hh_l0_reverse": ["weight_hh_l0", "weight_hh_l0_reverse"],
+    }
+    assert not [n for n in report.names_missing if n.startswith("weight_")]
+    weights = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(out).graph.initializer}
+    held = weights["weight_ih_l0+weight_ih_l0_reverse"]
+    i, f, g, o = np.split(model.state_dict()["weight_ih_l0"].numpy(), 4)
+    np.testing.assert_array_equal(held[0], np.concatenate([i, o, f, g]))
+
+
 def test_a_cone_folded_under_a_weights_name_is_said_laid_out() -> None:
     """The dynamo exporter without its optimizer reorders an LSTM's gates by Slice/Concat, a
     cone the fold writes under the parameter's name: laid out, not transposed; a Reshape
@@ -2266,4 +2287,4 @@ def test_a_cone_folded_under_a_weights_name_is_said_laid_out() -> None:
     weights = _Weights(
         {n: torch.zeros(8, 4) for n in ("lstm.weight_ih_l0", "fc.weight", "conv.weight")}, {}
     )
-    assert _folded_layouts(fold, weights) == (["fc.weight"], ["lstm.weight_ih_l0"])
+    assert _folded_layouts(fold, weights) == (["fc.weight"], ["lstm.weight_ih_l0"], {})

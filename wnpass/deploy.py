@@ -182,6 +182,9 @@ class ExportReport(Anchored):
     # weights whose initializer, named after them, holds them in another layout of their
     # elements: an LSTM's gates reordered (Slice/Concat), a slice, a padding
     names_laid_out: list[str] = dataclasses.field(default_factory=list)
+    # weights held with others in one initializer that the ONNX fold wrote, named after them
+    # all (a bidirectional LSTM's two directions, gates reordered), by that initializer
+    names_held_together: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     verified: bool = False  # ONNX Runtime's outputs were compared with PyTorch's
     comparisons: dict[str, list[OutputComparison]] = dataclasses.field(default_factory=dict)
     latency: dict[str, LatencyStats] = dataclasses.field(default_factory=dict)
@@ -1232,13 +1235,18 @@ def _restore_names(model: ir.Model, weights: _Weights) -> tuple[list[str], list[
 _MOVING = frozenset({"Transpose", "Slice", "Concat", "Split", "Gather", "Pad", "Expand"})
 
 
-def _folded_layouts(fold: FoldReport, weights: _Weights) -> tuple[list[str], list[str]]:
+def _folded_layouts(
+    fold: FoldReport, weights: _Weights
+) -> tuple[list[str], list[str], dict[str, list[str]]]:
     """The weights the ONNX fold wrote under their own name through layout ops that move
     their elements (a weight-norm site's ``Transpose`` in front of a ``MatMul``, a cone's):
     those held transposed (one 2-D ``Transpose``), and those laid out otherwise (an LSTM's
-    gates reordered). ``_restore_names`` sees only the initializers the exporter named."""
+    gates reordered); and the weights a cone wrote together under a name of them all (a
+    bidirectional LSTM's two directions, ``lstm.weight_ih_l0+weight_ih_l0_reverse``), by that
+    name. ``_restore_names`` sees only the initializers the exporter named."""
     transposed: list[str] = []
     laid_out: list[str] = []
+    together: dict[str, list[str]] = {}
     entries = [(s.name, s.layout) for s in fold.sites if s.status == "folded"]
     entries += [(c.name, c.ops) for c in fold.cones if c.status == "folded"]
     for name, ops in dict(entries).items():  # a name once (a shared weight is written once)
@@ -1247,7 +1255,11 @@ def _folded_layouts(fold: FoldReport, weights: _Weights) -> tuple[list[str], lis
         if weight is None or not moving:
             continue
         (transposed if moving == ["Transpose"] and weight.dim() == 2 else laid_out).append(name)
-    return transposed, laid_out
+    for cone in fold.cones:
+        held = [source for source in cone.sources if source in weights.values]
+        if cone.status == "folded" and cone.name not in weights.values and held:
+            together[cone.name] = held
+    return transposed, laid_out, together
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> bool:
@@ -1475,7 +1487,10 @@ def export(
             report.parameters_written = forwards.written
             report.parameters_given_back = forwards.given
             report.names_missing, report.names_transposed = _restore_names(exported, weights)
-            transposed, report.names_laid_out = _folded_layouts(onnx_report, weights)
+            transposed, report.names_laid_out, together = _folded_layouts(onnx_report, weights)
+            report.names_held_together = together
+            held = {name for names in together.values() for name in names}
+            report.names_missing = [name for name in report.names_missing if name not in held]
             report.names_transposed += [n for n in transposed if n not in report.names_transposed]
             report.verified = verify
             report.not_available = (

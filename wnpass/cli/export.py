@@ -164,22 +164,34 @@ def _print_export(out: Printer, report: Any) -> None:
     torch_fold = report.torch_fold
     declined = {site.name for site in torch_fold.declined} if torch_fold is not None else set()
     unnamed = [name for name in report.names_missing if name not in declined]
+    together = " (or held with others in one named after them all)"
+    together = together if report.names_held_together else ""
     if unnamed:
         out.line(
             "weights with no initializer of their name (the exported graph does not use them, "
-            f"or computes them from other initializers): {', '.join(unnamed)}"
+            "computes them from other initializers, or holds them in another layout under a "
+            "name of the exporter's, as TorchScript does an LSTM's reordered gates): "
+            + ", ".join(unnamed)
         )
     elif report.names_missing:
         out.line(
             "every weight (2-D and up) but those declined in PyTorch is an initializer named "
-            "after its PyTorch parameter"
+            f"after its PyTorch parameter{together}"
         )
     else:
-        out.line("every weight (2-D and up) is an initializer named after its PyTorch parameter")
+        out.line(
+            f"every weight (2-D and up) is an initializer named after its PyTorch parameter"
+            f"{together}"
+        )
     if report.names_transposed:
         out.line(
             "held transposed, as MatMul reads them (the initializer is the parameter's .T): "
             + ", ".join(report.names_transposed)
+        )
+    for name, held in report.names_held_together.items():
+        out.line(
+            f"held together in one initializer, {name}, in the layout their ONNX op reads: "
+            + ", ".join(held)
         )
     if report.names_laid_out:
         out.line(
