@@ -426,6 +426,79 @@ def test_too_many_sizes_below_a_lower_bound_are_refused(
         )  # fmt: skip
 
 
+class _VacuousBelow(nn.Module):
+    """Held to 2 and up by a branch at 1, where both PyTorch and the file divide by 0: every
+    element is Inf in both, and nothing can be compared there (t79)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x).abs() + 1
+        t = x.shape[2]
+        return h / (t - 1 if t > 1 else 0)
+
+
+class _FewerOutputsBelow(nn.Module):
+    """One output fewer below 11: the graph's two cannot be paired with PyTorch's one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        h = self.conv(x)
+        return (h.sum(-1), h.mean(-1)) if x.shape[2] > 10 else (h.sum(-1),)
+
+
+@pytest.mark.parametrize("model", [_VacuousBelow, _FewerOutputsBelow])
+def test_a_size_below_a_bound_where_nothing_can_be_compared_fails(
+    model: type[nn.Module], tmp_path: Path
+) -> None:
+    """No evidence that the file takes PyTorch's branch there: every element Inf in both was
+    a match, and the file published (t79)."""
+    out = tmp_path / "m.onnx"
+    report = export(model(), (torch.randn(2, 4, 16),), out, dynamic={"x": {2: "t"}}, runs=1)
+    assert report.matches is False and not report.published and not out.exists()
+    below = [probe for probe in report.dynamic if probe.bound is not None]
+    assert below and all(probe.not_verified for probe in below)
+
+
+class _CountsCalls(_SameBothWays):
+    """A forward that counts its calls in a buffer, as a streaming state does."""
+
+    calls: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return super().forward(x) + self.calls
+
+
+def test_the_forwards_below_a_bound_give_the_model_back(tmp_path: Path) -> None:
+    """Each size below the bound is one more forward (two where compared), each from the
+    model as set (as the file computes it: one more call than the buffer says); the model
+    comes back with the buffer as set."""
+    model = _CountsCalls()
+    with pytest.raises(ExportError):  # unverified: refused, after a forward below the bound
+        export(
+            model,
+            (torch.randn(2, 4, 16),),
+            tmp_path / "a.onnx",
+            dynamic={"x": {2: "t"}},
+            verify=False,
+        )
+    assert int(model.calls) == 0
+    report = export(
+        model, (torch.randn(2, 4, 16),), tmp_path / "m.onnx", dynamic={"x": {2: "t"}}, runs=1
+    )
+    assert report.published and int(model.calls) == 0
+
+
 class _Pair(nn.Module):
     """An input and its mask, each given a dynamic axis of its own, and a branch on the
     input's length: resized alone, the mask no longer fits it and PyTorch fails (t77)."""
@@ -520,6 +593,29 @@ class _GivenFilter(nn.Module):
     def forward(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         k = self.gain * F.normalize(kernel, dim=(1, 2))  # type: ignore[arg-type]  # (stub: int)
         return self.proj(F.conv1d(x, k, padding=1))
+
+
+class _TimesItsDirection(nn.Module):
+    """``(x * v) / ||v||``, as written: the norm of a weight inside an activation's product."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.v = nn.Parameter(torch.randn(1, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.v) / self.v.norm(dim=1, keepdim=True)
+
+
+def test_a_site_declined_over_a_weight_of_the_models_keeps_the_file_from_deploying(
+    tmp_path: Path,
+) -> None:
+    """TorchScript keeps ``(x * v) / ||v||``: a declined site whose v is the model's weight,
+    not given at run time, is no weight computed at run time (t79: no test told them apart)."""
+    out = tmp_path / "m.onnx"
+    report = export(_TimesItsDirection(), (torch.randn(2, 4),), out, exporter="torchscript", runs=1)
+    (site,) = report.onnx_fold.sites
+    assert (site.status, site.fed_by) == ("declined", None)
+    assert report.run_time_weights == [] and not report.folded_whole and not report.published
 
 
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])

@@ -253,6 +253,32 @@ def test_a_gain_a_function_takes_as_input_is_declined_as_a_function_input() -> N
     assert report.sites[0].reason == "g 'g' is a function input"
 
 
+@pytest.mark.parametrize("reads", ["x", "vb"])
+def test_a_body_input_is_not_fed_at_run_time_an_outer_graph_input_is(reads: str) -> None:
+    """A Loop carries the initializer ``v`` into its body as ``vb``: the site declined there
+    said ``fed_by`` "vb", a name of no input of the file, and an export called the file
+    deployable (t79). A body that normalizes the main graph's input ``x`` itself has it."""
+    text = f"""
+        {HEADER17}
+        agraph (float[3, 4] x) => (float[2, 2, 3] ys) {{
+            vf, ys = Loop (m, , v) <
+                body = b (int64 i, bool ci, float[3, 4] vb) => (bool co, float[3, 4] vo, float[2, 3] yi) {{
+                    co = Identity(ci)
+                    vo = Identity(vb)
+                    n = ReduceL2 <axes = [1]> ({reads})
+                    d = Div({reads}, n)
+                    w = Mul(d, g)
+                    yi = Gemm <transB = 1> (a, w)
+                }}
+            >
+        }}
+    """  # noqa: E501
+    model = onnx_model(text, v=rand(3, 4), g=rand(3, 1), a=rand(2, 4), m=np.array(2, np.int64))
+    _, report = fold_onnx(model)
+    (site,) = report.sites
+    assert site.status == "declined" and site.fed_by == ("x" if reads == "x" else None)
+
+
 def test_a_v_a_function_takes_as_input_is_not_fed_at_run_time() -> None:
     """A function's input is what its caller passes, here an initializer: the site is
     declined (no fold reaches into a call) but its weight is not one given at run time."""

@@ -211,7 +211,7 @@ def _print_export(out: Printer, report: Any) -> None:
             for provider, comparisons in probe.comparisons.items()
             for c in comparisons
         ]
-        if rows and (probe.bound is None or _failed(probe)):  # those that pass: one line
+        if rows and (probe.bound is None or not _passed(probe)):  # those that pass: one line
             title = f"ONNX Runtime vs PyTorch, {probe.where} ({_shapes(probe)})"
             out.table(title, COMPARISON_COLUMNS, rows)
     for axes, bound, sizes in _below(report.dynamic, _passed):
@@ -318,15 +318,15 @@ def _below(probes: list[Any], chosen: Any) -> list[tuple[str, str, str]]:
 
 
 def _failed(probe: Any) -> bool:
-    """Whether ONNX Runtime failed at a probe's sizes, or some output did not match there."""
-    compared = (c for comparisons in probe.comparisons.values() for c in comparisons)
-    return probe.not_verified is not None or not all(compared)
+    """Whether some output did not match PyTorch's at a probe's sizes (where ONNX Runtime
+    failed, or compared nothing, its ``not_verified`` says so)."""
+    return not all(c for comparisons in probe.comparisons.values() for c in comparisons)
 
 
 def _passed(probe: Any) -> bool:
-    """Whether a probe compared something and every comparison passed (nothing compared, as
-    where PyTorch is not deterministic, is neither)."""
-    return bool(probe.comparisons) and not _failed(probe)
+    """Whether a probe compared something, every comparison passed, and nothing left it
+    unverified (nothing compared, as where PyTorch is not deterministic, is neither)."""
+    return bool(probe.comparisons) and not _failed(probe) and probe.not_verified is None
 
 
 def _shapes(probe: Any) -> str:

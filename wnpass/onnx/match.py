@@ -610,16 +610,17 @@ def _behind_layout(value: ir.Value) -> ir.Value | None:
     return value
 
 
-def _fed_by(graph: ir.Graph | ir.Function, v: ir.Value) -> str | None:
-    """The name of the graph input, with no initializer behind it, that ``v`` is through
-    layout ops: the weight's direction is then what the graph's caller gives it at run time
-    (a filter passed in), which no fold can make a constant. None in a function (its inputs
-    are its caller's values, constants maybe), and for an initializer that a graph input
-    overrides (a weight with a value, which the file's user may replace)."""
-    source = None if isinstance(graph, ir.Function) else _behind_layout(v)
-    if source is not None and source.is_graph_input() and not source.is_initializer():
-        return source.name
-    return None
+def _fed_by(main: ir.Graph, v: ir.Value) -> str | None:
+    """The name of the input of the model's ``main`` graph, with no initializer behind it,
+    that ``v`` is through layout ops: the weight's direction is then what the model's caller
+    gives it at run time (a filter passed in), which no fold can make a constant. None for an
+    input of a function or a body (its caller's values, constants maybe: a Loop carrying an
+    initializer in), and for an initializer that a graph input overrides (a weight with a
+    value, which the file's user may replace)."""
+    source = _behind_layout(v)
+    if source is None or source.graph is not main or not source.is_graph_input():
+        return None
+    return None if source.is_initializer() else source.name
 
 
 def _others_constant(node: ir.Node, index: int) -> bool:
@@ -674,11 +675,16 @@ def _layout_chain(root: ir.Value) -> tuple[ir.Value, tuple[str, ...]]:
 
 
 def _analyse(
-    graph: ir.Graph | ir.Function, root: ir.Value, run_time: Set[ir.Value], of_activations: bool
+    graph: ir.Graph | ir.Function,
+    root: ir.Value,
+    run_time: Set[ir.Value],
+    of_activations: bool,
+    main: ir.Graph,
 ) -> Site | None:
     """The site at ``root``; None when it is no weight (``x / ||x||`` of a run-time value).
     ``run_time``: the values computed from a value fed at run time (``run_time_values``);
-    ``of_activations``: whether every norm feeding ``root`` normalizes one of them."""
+    ``of_activations``: whether every norm feeding ``root`` normalizes one of them; ``main``:
+    the model's graph."""
     site = Site(graph=graph, root=root, target=root)
     scope = "function" if isinstance(graph, ir.Function) else "graph"
     if of_activations and not _read_as_weight(root):
@@ -754,7 +760,7 @@ def _analyse(
         or _cone_reason(root)
     )
     if site.reason is not None:
-        site.fed_by = _fed_by(graph, norm.v)
+        site.fed_by = _fed_by(main, norm.v)
     if site.reason is None:
         site.target, site.layout = _layout_chain(root)
         site.reason = shadowed_in_cone(site.target, graph)
@@ -801,7 +807,7 @@ def find_sites(model: ir.Model) -> list[Site]:
                     roots[root] = roots.get(root, True) and source in run_time
         found_here: list[Site] = []
         for root, of_activations in roots.items():
-            site = _analyse(graph, root, run_time, of_activations)
+            site = _analyse(graph, root, run_time, of_activations, model.graph)
             if site is None:
                 logger.debug("%s normalizes a run-time value; not a weight", root.name)
                 continue
