@@ -248,23 +248,48 @@ class _Branches(nn.Module):
         return h[..., :3].mean(-1)
 
 
-def test_pytorch_running_past_an_upper_bound_is_refused(tmp_path: Path) -> None:
+def _refusal(where: str, sizes: str, runs_at: int) -> str:
+    return (
+        f"accept_ranges not given: the dynamo exporter made {where} dynamic for sizes {sizes} "
+        f"only, and PyTorch runs at {runs_at}: where the model's code, or one of torch's "
+        "decompositions, branches on the size, the file computes such inputs with the "
+        "example's branch, at sizes no probe can list; accept the range to export the file "
+        "for those sizes only"
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "above", "sizes", "runs_at"),
+    [("below", 10, "0 to 10", 11), ("from", 4, "from 5 up", 4)],
+)
+def test_an_axis_the_dynamo_exporter_bounds_at_a_branch_is_refused_unless_accepted(
+    mode: str, above: int, sizes: str, runs_at: int, tmp_path: Path
+) -> None:
     """torch.export holds the axis to the sizes of the branch it traced, and the ONNX graph
     keeps it symbolic: the file was written, verified (a doubled length took the other branch
     in PyTorch, whose mean over ``cat([x, x])`` is the example's), and computed every input
-    past the bound with the example's branch. PyTorch runs just past it: refused, verified
-    or not (no bound of torch's own is known to be an upper one)."""
+    past the bound with the example's branch. PyTorch runs just past it: refused, verified or
+    not (one size compared, or every size below a bound, let branches through: t77, t80);
+    accepted, the file is written for those sizes, with a warning."""
     out = tmp_path / "m.onnx"
-    inputs = Batch((torch.randn(2, 4, 7),), {})
+    inputs, dynamic = Batch((torch.randn(2, 4, 7),), {}), {"x": {2: "t"}}
     for verify in (False, True):
         with pytest.raises(ExportError) as caught:
-            export(_Branches("below", 10), inputs, out, dynamic={"x": {2: "t"}}, verify=verify)
-        assert str(caught.value).endswith(
-            "the dynamo exporter made axis 2 of x dynamic for sizes 0 to 10 only, and PyTorch "
-            "runs at 11: the model's code branches on the size there, and the file would "
-            "compute such inputs with the example's branch"
-        )
+            export(_Branches(mode, above), inputs, out, dynamic=dynamic, verify=verify)
+        assert str(caught.value).endswith(_refusal("axis 2 of x", sizes, runs_at))
         assert not out.exists()
+    report = export(
+        _Branches(mode, above), inputs, out, dynamic=dynamic, accept_ranges=True, runs=1
+    )
+    assert report and report.published
+    assert report.warnings == [
+        f"axis 2 of x is exported for sizes {sizes} only (PyTorch runs at {runs_at} too: "
+        "accepted, the file is for these sizes)"
+    ]
+    # the doubled length, 14, is outside 0 to 10: nothing to compare there (it failed there)
+    doubled = report.dynamic[0]
+    outside = "axis 2 of x is 14 there, outside the sizes it is exported for (0 to 10)"
+    assert doubled.unchecked == (outside if mode == "below" else None)
 
 
 class _Clamps(nn.Module):
@@ -283,41 +308,35 @@ class _Clamps(nn.Module):
 
 def test_an_upper_bound_whose_branches_agree_just_past_it_is_refused(tmp_path: Path) -> None:
     """One comparison at 32 passed the file, wrong from 33 up (t77)."""
-    with pytest.raises(ExportError, match=r"sizes 0 to 31 only, and PyTorch runs at 32: the"):
+    with pytest.raises(ExportError, match=r"sizes 0 to 31 only, and PyTorch runs at 32: where"):
         export(
             _Clamps(), Batch((torch.randn(2, 4, 8),), {}), tmp_path / "m.onnx",
             dynamic={"x": {2: "t"}}, runs=1,
         )  # fmt: skip
 
 
-def test_a_branch_below_a_lower_bound_fails_the_verification(tmp_path: Path) -> None:
-    """Below the bound, the file is compared with PyTorch at every size where PyTorch runs:
-    the other branch shows, nothing is written. Unverified, it is refused, saying how to
-    verify."""
-    out = tmp_path / "m.onnx"
-    inputs, dynamic = Batch((torch.randn(2, 4, 7),), {}), {"x": {2: "t"}}
-    with pytest.raises(ExportError) as caught:
-        export(_Branches("from", 4), inputs, out, dynamic=dynamic, verify=False)
-    assert str(caught.value).endswith(
-        "the dynamo exporter made axis 2 of x dynamic for sizes from 5 up only, and PyTorch "
-        "runs at 4: a branch on the size there (in the model's code, or in torch's own "
-        "decompositions) would compute such inputs with the example's branch in the file; "
-        "export with verification to compare the file with PyTorch at each size below the "
-        "bound"
-    )
-    report = export(_Branches("from", 4), inputs, out, dynamic=dynamic, runs=1)
-    assert report.matches is False and not report.published and not out.exists()
-    below = [probe for probe in report.dynamic if probe.bound is not None]
-    assert [(p.axes, p.bound, p.size) for p in below] == [
-        ("axis 2 of x", "from 5 up", n) for n in (4, 3, 2, 1)
-    ]
-    assert [p.sizes for p in below] == [f"axis 2 of x at {n}" for n in (4, 3, 2, 1)]
-    # at 3 and below, h[..., :3] is all of h: both branches agree there
-    assert [all(probe.comparisons["cpu"]) for probe in below] == [False, True, True, True]
-    assert report.warnings == [
-        "axis 2 of x is exported for sizes from 5 up only (PyTorch runs at 1 to 4, where the "
-        "file is compared; PyTorch fails at 0 too)"
-    ]
+class _EvenOnly(nn.Module):
+    """Frame pairs (even lengths only), and the first 8 pairs of inputs over 16: PyTorch fails
+    at 17 and runs at 18 (t80)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        h = h.reshape(h.shape[0], 6, x.shape[2] // 2, 2).mean(-1)
+        return (h[..., :8] if x.shape[2] > 16 else h).sum(-1)
+
+
+def test_a_model_of_even_lengths_is_probed_two_sizes_out(tmp_path: Path) -> None:
+    """The bound was taken as the model's own ("PyTorch fails at 17 too") and the file, wrong
+    from 18 up, published (t80)."""
+    with pytest.raises(ExportError, match=r"sizes 0 to 16 only, and PyTorch runs at 18: where"):
+        export(
+            _EvenOnly(), Batch((torch.randn(2, 4, 8),), {}), tmp_path / "m.onnx",
+            dynamic={"x": {2: "t"}}, verify=False,
+        )  # fmt: skip
 
 
 class _Derived(nn.Module):
@@ -376,129 +395,6 @@ def test_a_branch_is_found_through_derived_sizes_and_star_inputs(case: str, tmp_
     assert f"axis 2 of {name} " in str(caught.value)
 
 
-class _SameBothWays(nn.Module):
-    """A branch on the length whose two sides compute the same values, as one of torch's
-    decompositions does (wav2vec2's reshapes bound its frames at 2 and up, and the file is
-    right at 1): torch.export holds the axis to sizes above 10."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv(x)
-        return h.sum(-1) if x.shape[2] > 10 else h.flip(-1).sum(-1)
-
-
-def test_a_lower_bound_where_the_file_matches_pytorch_below_it_is_published(
-    tmp_path: Path,
-) -> None:
-    """The file takes the branch of sizes above 10, which computes the same values below: it
-    was refused, exit 2, for wav2vec2 and HuBERT (t75). Now it is compared with PyTorch at
-    each size below the bound, and published; without verification it is refused still."""
-    inputs, dynamic = Batch((torch.randn(2, 4, 16),), {}), {"x": {2: "t"}}
-    out = tmp_path / "m.onnx"
-    with pytest.raises(ExportError, match=r"export with verification to compare the file"):
-        export(_SameBothWays(), inputs, out, dynamic=dynamic, verify=False)
-    assert not out.exists()
-    report = export(_SameBothWays(), inputs, out, dynamic=dynamic, runs=1)
-    assert report and report.published and out.exists()
-    below = [probe for probe in report.dynamic if probe.bound is not None]
-    assert [probe.size for probe in below] == list(range(10, 0, -1))
-    assert below[0].inputs == {"x": [2, 4, 10]} and below[0].bound == "from 11 up"
-    assert all(all(probe.comparisons["cpu"]) for probe in below)
-    assert report.warnings == [
-        "axis 2 of x is exported for sizes from 11 up only (PyTorch runs at 1 to 10, where "
-        "the file is compared; PyTorch fails at 0 too)"
-    ]
-
-
-def test_too_many_sizes_below_a_lower_bound_are_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Each size below the bound is compared, up to ``_MOST_BELOW`` of them: with more, some
-    would go unseen."""
-    monkeypatch.setattr("wnpass.deploy._MOST_BELOW", 8)
-    with pytest.raises(ExportError, match=r"and there are 11 \(at most 8\)"):
-        export(
-            _SameBothWays(), Batch((torch.randn(2, 4, 16),), {}), tmp_path / "m.onnx",
-            dynamic={"x": {2: "t"}}, runs=1,
-        )  # fmt: skip
-
-
-class _VacuousBelow(nn.Module):
-    """Held to 2 and up by a branch at 1, where both PyTorch and the file divide by 0: every
-    element is Inf in both, and nothing can be compared there (t79)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv(x).abs() + 1
-        t = x.shape[2]
-        return h / (t - 1 if t > 1 else 0)
-
-
-class _FewerOutputsBelow(nn.Module):
-    """One output fewer below 11: the graph's two cannot be paired with PyTorch's one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        h = self.conv(x)
-        return (h.sum(-1), h.mean(-1)) if x.shape[2] > 10 else (h.sum(-1),)
-
-
-@pytest.mark.parametrize("model", [_VacuousBelow, _FewerOutputsBelow])
-def test_a_size_below_a_bound_where_nothing_can_be_compared_fails(
-    model: type[nn.Module], tmp_path: Path
-) -> None:
-    """No evidence that the file takes PyTorch's branch there: every element Inf in both was
-    a match, and the file published (t79)."""
-    out = tmp_path / "m.onnx"
-    report = export(model(), (torch.randn(2, 4, 16),), out, dynamic={"x": {2: "t"}}, runs=1)
-    assert report.matches is False and not report.published and not out.exists()
-    below = [probe for probe in report.dynamic if probe.bound is not None]
-    assert below and all(probe.not_verified for probe in below)
-
-
-class _CountsCalls(_SameBothWays):
-    """A forward that counts its calls in a buffer, as a streaming state does."""
-
-    calls: torch.Tensor
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        return super().forward(x) + self.calls
-
-
-def test_the_forwards_below_a_bound_give_the_model_back(tmp_path: Path) -> None:
-    """Each size below the bound is one more forward (two where compared), each from the
-    model as set (as the file computes it: one more call than the buffer says); the model
-    comes back with the buffer as set."""
-    model = _CountsCalls()
-    with pytest.raises(ExportError):  # unverified: refused, after a forward below the bound
-        export(
-            model,
-            (torch.randn(2, 4, 16),),
-            tmp_path / "a.onnx",
-            dynamic={"x": {2: "t"}},
-            verify=False,
-        )
-    assert int(model.calls) == 0
-    report = export(
-        model, (torch.randn(2, 4, 16),), tmp_path / "m.onnx", dynamic={"x": {2: "t"}}, runs=1
-    )
-    assert report.published and int(model.calls) == 0
-
-
 class _Pair(nn.Module):
     """An input and its mask, each given a dynamic axis of its own, and a branch on the
     input's length: resized alone, the mask no longer fits it and PyTorch fails (t77)."""
@@ -522,11 +418,8 @@ def test_an_axis_the_size_of_another_is_resized_with_it_where_alone_pytorch_fail
     wrong below it, published."""
     inputs = Batch((torch.randn(2, 12, 4), torch.ones(2, 12)), {})
     dynamic = {"x": {1: "t"}, "mask": {1: "m"}}
-    report = export(_Pair(), inputs, tmp_path / "m.onnx", dynamic=dynamic, runs=1)
-    assert report.matches is False and not report.published
-    below = [probe for probe in report.dynamic if probe.bound is not None]
-    assert below[0].sizes == "axis 1 of x at 8 and axis 1 of mask at 8"
-    assert below[0].inputs == {"x": [2, 8, 4], "mask": [2, 8]}
+    with pytest.raises(ExportError, match=r"axis 1 of x dynamic for sizes from 9 up only, and "):
+        export(_Pair(), inputs, tmp_path / "m.onnx", dynamic=dynamic, runs=1)
 
 
 class _SmoothsLonger(nn.Module):
@@ -554,13 +447,75 @@ def test_a_lower_bound_of_2_is_compared_below_where_verified(tmp_path: Path) -> 
     report = export(_SmoothsLonger(), inputs, out, dynamic=dynamic, runs=1)
     assert report.matches is False and not report.published
     (below,) = [probe for probe in report.dynamic if probe.bound is not None]
-    assert (below.size, below.bound) == (1, "from 2 up")
+    assert (below.sizes, below.axes, below.size, below.bound) == (
+        "axis 2 of x at 1",
+        "axis 2 of x",
+        1,
+        "from 2 up",
+    )
+    assert below.inputs == {"x": [2, 4, 1]} and not all(below.comparisons["cpu"])
 
 
-def test_wav2vec2_with_a_dynamic_length_is_verified_below_its_bound(tmp_path: Path) -> None:
+class _VacuousBelow(nn.Module):
+    """Held to 2 and up by a branch at 1, where both PyTorch and the file divide by 0: every
+    element is Inf in both, and nothing can be compared there (t79)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x).abs() + 1
+        t = x.shape[2]
+        return h / (t - 1 if t > 1 else 0)
+
+
+def test_a_size_below_a_bound_where_nothing_can_be_compared_fails(tmp_path: Path) -> None:
+    """No evidence that the file takes PyTorch's branch there: every element Inf in both was
+    a match, and the file published (t79)."""
+    out = tmp_path / "m.onnx"
+    report = export(_VacuousBelow(), (torch.randn(2, 4, 16),), out, dynamic={"x": {2: "t"}}, runs=1)
+    assert report.matches is False and not report.published and not out.exists()
+    (below,) = [probe for probe in report.dynamic if probe.bound is not None]
+    assert below.not_verified is not None and "nothing" in below.not_verified
+
+
+class _CountsCalls(nn.Module):
+    """A forward that counts its calls in a buffer, as a streaming state does, and a branch
+    at a length of 1 whose two sides agree there."""
+
+    calls: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+        self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        h = self.conv(x)
+        return (h - h.mean(-1, keepdim=True) if x.shape[2] > 1 else h * 0) + self.calls
+
+
+def test_the_forwards_outside_a_range_give_the_model_back(tmp_path: Path) -> None:
+    """The size below the bound is one more forward (two where compared), each from the
+    model as set (as the file computes it: one more call than the buffer says); the model
+    comes back with the buffer as set."""
+    model = _CountsCalls()
+    report = export(
+        model, (torch.randn(2, 4, 16),), tmp_path / "m.onnx", dynamic={"x": {2: "t"}}, runs=1
+    )
+    assert report.published and int(model.calls) == 0
+    (below,) = [probe for probe in report.dynamic if probe.bound is not None]
+    assert all(below.comparisons["cpu"])
+
+
+def test_wav2vec2_with_a_dynamic_length_is_exported_for_its_range_when_accepted(
+    tmp_path: Path,
+) -> None:
     """A tiny wav2vec2 (random weights, a weight-normed positional convolution): torch's
-    reshape decomposition holds the samples to 30 and up (2 frames), and the file is right
-    below, where PyTorch runs (20 to 29: 1 frame); it was refused (t75)."""
+    reshape decomposition holds the samples to 30 and up (2 frames), and PyTorch runs at 29
+    (1 frame); refused, unless the range is accepted (t75)."""
     transformers = pytest.importorskip(
         "transformers", reason="transformers not installed (pip install -e '.[dev]')"
     )
@@ -571,14 +526,16 @@ def test_wav2vec2_with_a_dynamic_length_is_verified_below_its_bound(tmp_path: Pa
     )  # fmt: skip
     torch.manual_seed(0)
     model = transformers.Wav2Vec2Model(config).eval()
-    inputs = Batch((), {"input_values": torch.randn(2, 400)})
-    report = export(model, inputs, tmp_path / "m.onnx", dynamic={"input_values": {1: "t"}}, runs=1)
+    inputs, dynamic = Batch((), {"input_values": torch.randn(2, 400)}), {"input_values": {1: "t"}}
+    out = tmp_path / "m.onnx"
+    with pytest.raises(ExportError, match=r"sizes from 30 up only, and PyTorch runs at 29"):
+        export(model, inputs, out, dynamic=dynamic, runs=1)
+    report = export(model, inputs, out, dynamic=dynamic, accept_ranges=True, runs=1)
     assert report and report.published
-    below = [probe for probe in report.dynamic if probe.bound is not None]
-    assert [probe.size for probe in below] == list(range(29, 19, -1))
-    ranges = {(probe.axes, probe.bound) for probe in below}
-    assert ranges == {("axis 1 of input_values", "from 30 up")}
-    assert all(c for probe in below for compared in probe.comparisons.values() for c in compared)
+    assert report.warnings == [
+        "axis 1 of input_values is exported for sizes from 30 up only (PyTorch runs at 29 "
+        "too: accepted, the file is for these sizes)"
+    ]
 
 
 class _GivenFilter(nn.Module):
@@ -659,7 +616,7 @@ def test_an_axis_bounded_by_what_the_model_requires_is_exported_with_a_warning(
     )  # fmt: skip
     assert report and report.published
     assert report.warnings == [
-        "axis 2 of x is exported for sizes 5 to 16 only (PyTorch fails at 17 and 4 too)"
+        "axis 2 of x is exported for sizes 5 to 16 only (PyTorch fails at 17, 18, 4 and 3 too)"
     ]
 
 

@@ -19,9 +19,9 @@
    dynamic axes, ONNX Runtime is also compared with PyTorch with every dynamic axis doubled
    (each input repeated along it), where a size the trace fixed shows, and doubled plus one,
    where a branch on the size's parity does (:data:`PROBES`). Where torch.export held an
-   axis to sizes from a lower bound up and PyTorch runs below it, ONNX Runtime is compared
-   with PyTorch at each size below where PyTorch runs: a branch on the size shows there
-   (unverified, that is refused, as is PyTorch running past an upper bound, verified or not).
+   axis to a range of sizes and PyTorch runs just outside it, the export is refused unless
+   the range is accepted (``accept_ranges``); below a range from 2 up (torch's 0/1
+   specialization), ONNX Runtime is compared with PyTorch at 1.
 
 A warning of the exporter that its result may be wrong (TorchScript's ``TracerWarning``: a
 Python value the trace fixed) is logged and listed in the report.
@@ -47,7 +47,6 @@ import copy
 import ctypes
 import dataclasses
 import errno
-import functools
 import inspect
 import itertools
 import logging
@@ -55,7 +54,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -95,7 +94,7 @@ from wnpass.interrupts import STOPS
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
 from wnpass.plan import IOPlan, as_path, as_plan, user_code
-from wnpass.report import Anchored, FoldReport, SiteReport, model_files, spans, write_json
+from wnpass.report import Anchored, FoldReport, SiteReport, model_files, write_json
 from wnpass.rules import parse_key
 from wnpass.verify import providers as prov
 from wnpass.verify.compare import OutputComparison, compare_outputs, nothing_compared
@@ -637,24 +636,18 @@ def _moved_by_trace(target: nn.Module, loaded: Mapping[str, torch.Tensor]) -> li
     ]
 
 
-# Where PyTorch runs just below the sizes torch.export held an axis to, the file is compared
-# with it at every size below the bound (down to 0) where it runs, when there are at most
-# this many; with more, the export is refused.
-_MOST_BELOW = 64
-
-
 class _Outside(NamedTuple):
     """PyTorch ran with the axes of one dynamic size (``where``: ``axis 1 of x``) at ``size``
     (their size's; ``at``: each axis resized with its length, other dynamic axes of the
-    example's length included where PyTorch ran only with them), below the range torch.export
-    held them to (``sizes``), on ``inputs`` (the example's, resized)."""
+    example's length included where PyTorch ran only with them), just below the range
+    torch.export held them to (``sizes``), on ``inputs`` (the example's, resized)."""
 
     where: str
     sizes: str
     size: int
     inputs: Batch
     resized: tuple[str, ...]  # the graph inputs resized
-    at: str  # "axis 2 of x at 11 and axis 2 of y at 22"
+    at: str  # "axis 2 of x at 1 and axis 2 of y at 2"
 
 
 def _check_ranges(
@@ -663,23 +656,24 @@ def _check_ranges(
     arguments: dict[str, Any],
     ranges: list[_Range],
     verify: bool,
+    accept: bool,
 ) -> tuple[list[str], list[_Outside]]:
     """The sizes torch.export holds each dynamic axis to, checked: it narrows an axis, without
     a word, where the model's code branches on its size (``if x.shape[2] > 10``) or requires
-    one (``assert t <= block_size``), or where one of torch's decompositions does (a reshape
-    that takes an axis of 1 otherwise: wav2vec2's frames from 2 up), and the ONNX graph keeps
-    the axis symbolic. PyTorch is run just outside each bound (the inputs repeated along the
-    axis and cut; where it fails so, with the other dynamic axes of the example's length
-    resized too, as a mask goes with its input): where it fails, the bound is the model's own,
-    said as a warning, as is a bound not tried (a probe of more than ``_PROBE_ELEMENTS``).
+    one (``assert t <= block_size``), or where one of torch's decompositions does (wav2vec2's
+    reshapes: its frames from 2 up), and the ONNX graph keeps the axis symbolic. PyTorch is
+    run just outside each bound (the inputs repeated along the axis and cut; where it fails
+    so, with the other dynamic axes of the example's length resized too, as a mask goes with
+    its input). Where it fails, or is not tried (more than ``_PROBE_ELEMENTS``), the bound is
+    taken as the model's own: a warning (PyTorch may run further out: a model of even lengths
+    only, a lengths input that was not resized; the range is said).
 
-    Where PyTorch runs past an upper bound, the file computes such sizes with the example's
-    branch: an ``ExportError``. Where it runs below a lower bound, the bound may be torch's
-    own: with ``verify``, each size below it where PyTorch runs is returned
-    (:class:`_Outside`) for the file to be compared with PyTorch there (at most
-    ``_MOST_BELOW`` sizes; more are refused); without, an ``ExportError``, but for a lower
-    bound of 2 (torch's 0/1 specialization, which older versions give every dynamic axis):
-    a warning."""
+    Where PyTorch runs outside a range, the file may compute such inputs otherwise, and no
+    probe can tell at which sizes: an ``ExportError`` unless ``accept`` (the file is then for
+    those sizes only: a warning). A lower bound of 2 is torch's 0/1 specialization, which
+    older versions give every dynamic axis: a warning; with ``verify`` the size below is
+    returned (:class:`_Outside`) for the file to be compared with PyTorch there. One of 1 is
+    not probed (an empty input, where a model's loop may never end)."""
     said: list[str] = []
     outside: list[_Outside] = []
     grouped: dict[object, list[_Range]] = {}
@@ -694,92 +688,47 @@ def _check_ranges(
             else f"from {first.lower} up"
         )
         companions = _companions(axes, [r for r in ranges if r.symbol != symbol], arguments)
-        at = functools.partial(_run_at, model, inputs, arguments, axes, companions)
-        seen = _Seen()
-        if first.upper is not None:
-            ran, _ = at(first.upper + 1)
-            if isinstance(ran, Batch):
-                raise ExportError(
-                    f"the dynamo exporter made {where} dynamic for sizes {sizes} only, and "
-                    f"PyTorch runs at {first.upper + 1}: the model's code branches on the size "
-                    "there, and the file would compute such inputs with the example's branch"
+        fails: list[str] = []
+        notes: list[str] = []
+        # each side's sizes, the nearest first; two, as a model of even lengths fails at one
+        sides = [[first.upper + 1, first.upper + 2]] if first.upper is not None else []
+        sides += [[s for s in (first.lower - 1, first.lower - 2) if s > 0]]  # not 0: empty
+        for side in filter(None, sides):
+            for size in side:
+                ran, lengths = _run_at(model, inputs, arguments, axes, companions, size)
+                if ran is not False:
+                    break
+                fails.append(str(size))
+            if ran is False:
+                continue
+            if not isinstance(ran, Batch):
+                notes.append(f"not tried at {size}: {ran}")
+            elif size < first.lower == 2 and verify:  # 0/1 specialization: compared
+                at = " and ".join(f"axis {a} of {name} at {n}" for (name, a), n in lengths.items())
+                resized = tuple(dict.fromkeys(name for name, _ in lengths))
+                outside.append(_Outside(where, sizes, size, ran, resized, at))
+                notes.append(f"PyTorch runs at {size}, where the file is compared")
+            elif size < first.lower == 2:
+                notes.append(
+                    f"PyTorch runs at {size} too, where the file is not compared without "
+                    "verification"
                 )
-            seen.add(first.upper + 1, ran)
-        if first.lower >= 1:
-            outside += _below(at, first.lower, verify, where, sizes, seen)
-        if notes := seen.notes():
+            elif accept:
+                notes.append(f"PyTorch runs at {size} too: accepted, the file is for these sizes")
+            else:
+                raise ExportError(
+                    f"not given: the dynamo exporter made {where} dynamic for sizes {sizes} "
+                    f"only, and PyTorch runs at {size}: where the model's code, or one of "
+                    "torch's decompositions, branches on the size, the file computes such "
+                    "inputs with the example's branch, at sizes no probe can list; accept the "
+                    "range to export the file for those sizes only",
+                    parameter="accept_ranges",
+                )
+        listed = ", ".join(fails[:-1]) + " and " + fails[-1] if len(fails) > 1 else "".join(fails)
+        notes += [f"PyTorch fails at {listed} too"] if fails else []
+        if notes:
             said.append(f"{where} is exported for sizes {sizes} only ({'; '.join(notes)})")
     return said, outside
-
-
-@dataclasses.dataclass
-class _Seen:
-    """What PyTorch did just outside a range (:func:`_check_ranges`), to say in a warning:
-    where the file is compared (``runs``), the sizes where PyTorch fails, those not tried."""
-
-    runs: list[str] = dataclasses.field(default_factory=list)
-    fails: list[str] = dataclasses.field(default_factory=list)
-    why: list[str] = dataclasses.field(default_factory=list)
-
-    def add(self, size: int, ran: bool | str) -> None:
-        """A size where PyTorch failed (False), or was not tried (why)."""
-        if ran is False:
-            self.fails.append(str(size))
-        else:
-            self.why.append(f"not tried at {size}: {ran}")
-
-    def notes(self) -> list[str]:
-        fails = [f"PyTorch fails at {' and '.join(self.fails)} too"] if self.fails else []
-        return self.runs + fails + self.why
-
-
-def _below(
-    at: Callable[[int], tuple[Batch | bool | str, dict[tuple[str, int], int | None]]],
-    lower: int,
-    verify: bool,
-    where: str,
-    sizes: str,
-    seen: _Seen,
-) -> list[_Outside]:
-    """Below a lower bound (:func:`_check_ranges`; ``at``: PyTorch run at a size): the sizes
-    to compare the file with PyTorch at, what was seen noted in ``seen``."""
-    ran, _ = at(lower - 1)
-    if not isinstance(ran, Batch):
-        seen.add(lower - 1, ran)
-        return []
-    if not verify and lower > 2:
-        raise ExportError(
-            f"the dynamo exporter made {where} dynamic for sizes {sizes} only, and PyTorch "
-            f"runs at {lower - 1}: a branch on the size there (in the model's code, or in "
-            "torch's own decompositions) would compute such inputs with the example's branch in "
-            "the file; export with verification to compare the file with PyTorch at each size "
-            "below the bound"
-        )
-    if not verify:
-        said = "where the file is not compared without verification"
-        seen.runs.append(f"PyTorch runs at {lower - 1} too, {said}")
-        return []
-    if lower > _MOST_BELOW:
-        raise ExportError(
-            f"the dynamo exporter made {where} dynamic for sizes {sizes} only, and PyTorch "
-            f"runs at {lower - 1}: the file would be compared with PyTorch at each size below "
-            f"the bound, and there are {lower} (at most {_MOST_BELOW})"
-        )
-    found: list[_Outside] = []
-    fails: list[int] = []
-    for size in range(lower - 1, -1, -1):
-        ran, lengths = at(size)
-        if isinstance(ran, Batch):
-            said = " and ".join(f"axis {a} of {name} at {n}" for (name, a), n in lengths.items())
-            resized = tuple(dict.fromkeys(name for name, _ in lengths))
-            found.append(_Outside(where, sizes, size, ran, resized, said))
-        elif ran is False:
-            fails.append(size)
-        else:
-            seen.add(size, ran)
-    seen.runs.append(f"PyTorch runs at {spans(o.size for o in found)}, where the file is compared")
-    seen.fails += [spans(fails)] if fails else []
-    return found
 
 
 def _companions(
@@ -1347,6 +1296,7 @@ def export(
     exporter: str = "dynamo",
     fold_in_torch: bool = True,
     dynamic: dict[str, dict[int, str]] | None = None,
+    accept_ranges: bool = False,
     opset: int | None = None,
     verify: bool = True,
     providers: Sequence[str] | None = None,
@@ -1363,10 +1313,13 @@ def export(
     Every option and path is checked before anything is written (``plan``: the caller's, with
     its other files). With ``verify``, the model is published under ``path`` only when ONNX
     Runtime's outputs match PyTorch's and no weight-norm site was declined; otherwise nothing
-    appears there and the report says why.
+    appears there and the report says why. ``accept_ranges``: export a dynamic axis that
+    torch.export holds to a range of sizes, outside which PyTorch runs too, for that range
+    only (refused otherwise: :func:`_check_ranges`).
     """
     plan = as_plan(plan)
     opset = _require_export_arguments(fold_in_torch, verify, opset)
+    require_flag("accept_ranges", accept_ranges)
     dynamic = _required_dynamic(dynamic)
     if plan is None:  # the model's code may read files: none of them may be the output
         plan = IOPlan()
@@ -1379,6 +1332,7 @@ def export(
                 exporter=exporter,
                 fold_in_torch=fold_in_torch,
                 dynamic=dynamic,
+                accept_ranges=accept_ranges,
                 opset=opset,
                 verify=verify,
                 providers=providers,
@@ -1469,7 +1423,10 @@ def export(
                 )
                 exported = io.load(raw)
             with forwards.given_back():
-                ranged, outside = _check_ranges(model, inputs, arguments, ranges, verify)
+                ranged, outside = _check_ranges(
+                    model, inputs, arguments, ranges, verify, accept_ranges
+                )
+            probed = [_within(probe, ranges) for probe in probed]
             for beyond in outside:  # compared at the gate, as the probes above are
                 with forwards.given_back():
                     probed.append(_probed_outside(model, beyond, dynamo))
@@ -1574,6 +1531,26 @@ def _probed(
         axis, name = empty[0]
         return _Probed(sizes, shapes, {}, None, f"axis {axis} of {name} is 0 in the example")
     return _run_probe(model, batch, graph_inputs, _Probed(sizes, shapes, {}, None))
+
+
+def _within(probe: _Probed, ranges: list[_Range]) -> _Probed:
+    """``probe`` with nothing to compare where it puts an axis outside the sizes torch.export
+    held it to (the file is for those only: an accepted range, or one where PyTorch fails
+    outside); as it was otherwise."""
+    for bounded in ranges:
+        shape = probe.shapes.get(bounded.name)
+        if probe.outputs is None or shape is None or bounded.expr != bounded.symbol:
+            continue
+        size = shape[bounded.axis]
+        if size < bounded.lower or (bounded.upper is not None and size > bounded.upper):
+            sizes = f"{bounded.lower} to {bounded.upper}" if bounded.upper is not None else ""
+            said = sizes or f"from {bounded.lower} up"
+            failure = (
+                f"axis {bounded.axis} of {bounded.name} is {size} there, outside the sizes "
+                f"it is exported for ({said})"
+            )
+            return dataclasses.replace(probe, examples={}, outputs=None, failure=failure)
+    return probe
 
 
 def _probed_outside(model: nn.Module, outside: _Outside, dynamo: bool) -> _Probed:

@@ -41,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dynamic", action="append", metavar="NAME=AXES", help="dynamic axes, e.g. mel=0,2"
     )
+    parser.add_argument(
+        "--accept-ranges",
+        action="store_true",
+        help="export a dynamic axis torch.export holds to a range of sizes, outside which "
+        "PyTorch runs too, for that range only (refused otherwise)",
+    )
     parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     parser.add_argument(
         "--verify",
@@ -79,6 +85,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
             exporter=args.exporter,
             fold_in_torch=not args.keep_weight_norm,
             dynamic=dynamic,
+            accept_ranges=args.accept_ranges,
             opset=args.opset,
             verify=args.verify,
             **_check_arguments(options),

@@ -45,6 +45,7 @@ FLAGS = {
     "optimizations": "--optimization",
     "opset": "--opset",
     "dynamic": "--dynamic",
+    "accept_ranges": "--accept-ranges",
     "exporter": "--exporter",
     "checkpoint": "--checkpoint",
     "factory": "--factory",
