@@ -444,6 +444,12 @@ def test_a_lower_bound_of_2_is_compared_below_where_verified(tmp_path: Path) -> 
         "axis 2 of x is exported for sizes from 2 up only (PyTorch runs at 1 too, where the "
         "file is not compared without verification)"
     ]
+    accepted = export(_SmoothsLonger(), inputs, out, dynamic=dynamic, accept_ranges=True, runs=1)
+    assert accepted.published and not [p for p in accepted.dynamic if p.bound is not None]
+    assert accepted.warnings == [
+        "axis 2 of x is exported for sizes from 2 up only (PyTorch runs at 1 too: accepted, "
+        "the file is for these sizes)"
+    ]  # compared nothing outside the range accepted (t81, t82)
     report = export(_SmoothsLonger(), inputs, out, dynamic=dynamic, runs=1)
     assert report.matches is False and not report.published
     (below,) = [probe for probe in report.dynamic if probe.bound is not None]
@@ -470,14 +476,29 @@ class _VacuousBelow(nn.Module):
         return h / (t - 1 if t > 1 else 0)
 
 
-def test_a_size_below_a_bound_where_nothing_can_be_compared_fails(tmp_path: Path) -> None:
+class _FewerOutputsAtOne(nn.Module):
+    """One output fewer at a length of 1: the graph's two cannot be paired with PyTorch's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        h = self.conv(x)
+        return (h.sum(-1), h.mean(-1)) if x.shape[2] > 1 else (h.sum(-1),)
+
+
+@pytest.mark.parametrize("model", [_VacuousBelow, _FewerOutputsAtOne])
+def test_a_size_below_a_bound_where_nothing_can_be_compared_fails(
+    model: type[nn.Module], tmp_path: Path
+) -> None:
     """No evidence that the file takes PyTorch's branch there: every element Inf in both was
-    a match, and the file published (t79)."""
+    a match, and the file published (t79); so for another count of outputs (t81)."""
     out = tmp_path / "m.onnx"
-    report = export(_VacuousBelow(), (torch.randn(2, 4, 16),), out, dynamic={"x": {2: "t"}}, runs=1)
+    report = export(model(), (torch.randn(2, 4, 16),), out, dynamic={"x": {2: "t"}}, runs=1)
     assert report.matches is False and not report.published and not out.exists()
     (below,) = [probe for probe in report.dynamic if probe.bound is not None]
-    assert below.not_verified is not None and "nothing" in below.not_verified
+    assert below.not_verified is not None and below.unchecked is None
 
 
 class _CountsCalls(nn.Module):
@@ -550,6 +571,35 @@ class _GivenFilter(nn.Module):
     def forward(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         k = self.gain * F.normalize(kernel, dim=(1, 2))  # type: ignore[arg-type]  # (stub: int)
         return self.proj(F.conv1d(x, k, padding=1))
+
+
+class _GivenAndOwn(nn.Module):
+    """A projection the caller passes in as ``weight`` and the module's own ``self.weight``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 4))
+
+    def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, weight) + F.linear(x, self.weight)
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_a_weight_is_not_named_after_a_graph_input_of_its_name(
+    exporter: str, tmp_path: Path
+) -> None:
+    """The initializer holding ``self.weight`` was renamed ``weight``, the graph input's name:
+    both MatMuls read what the caller feeds, the file was wrong (or failed the checker) and
+    its verification failed (t82). It keeps the exporter's name, and is said to."""
+    torch.manual_seed(0)
+    out = tmp_path / "m.onnx"
+    report = export(
+        _GivenAndOwn(), (torch.randn(2, 4), torch.randn(4, 4)), out, exporter=exporter, runs=1
+    )
+    assert report and report.published and report.names_missing == ["weight"]
+    model = onnx.load(out)
+    assert [i.name for i in model.graph.input] == ["x", "weight"]
+    assert "weight" not in {i.name for i in model.graph.initializer}
 
 
 class _TimesItsDirection(nn.Module):
@@ -2319,6 +2369,24 @@ def test_a_bidirectional_lstms_weights_held_together_are_said(tmp_path: Path) ->
     held = weights["weight_ih_l0+weight_ih_l0_reverse"]
     i, f, g, o = np.split(model.state_dict()["weight_ih_l0"].numpy(), 4)
     np.testing.assert_array_equal(held[0], np.concatenate([i, o, f, g]))
+
+
+class _Halves(nn.Module):
+    """Half of each of two weights, concatenated into one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(64, 64), nn.Linear(64, 64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ torch.cat([self.a.weight[:32], self.b.weight[:32]]).T
+
+
+def test_weights_held_in_part_are_not_said_held_together(tmp_path: Path) -> None:
+    """``a.weight+b.weight`` holds half of each: they were said held in it (t82)."""
+    report = export(_Halves(), (torch.randn(2, 64),), tmp_path / "m.onnx", verify=False)
+    assert report.names_held_together == {}
+    assert {"a.weight", "b.weight"} <= set(report.names_missing)
 
 
 def test_a_cone_folded_under_a_weights_name_is_said_laid_out() -> None:

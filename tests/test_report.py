@@ -21,7 +21,6 @@ from wnpass.report import (
     counted,
     human_bytes,
     site_rows,
-    spans,
     write_json,
 )
 
@@ -168,20 +167,6 @@ def test_a_fold_reports_json_never_replaces_the_models_it_is_about(tmp_path: Pat
     assert json.loads((tmp_path / "r.json").read_text())["output"] == str(out)
 
 
-@pytest.mark.parametrize(
-    ("sizes", "said"),
-    [
-        ([29, 28, 27], "27 to 29"),
-        ([7, 3, 5, 6], "3, 5 to 7"),
-        ([4], "4"),
-        ([2, 2, 1], "1 to 2"),
-        ([], ""),
-    ],
-)
-def test_spans_say_runs_of_consecutive_sizes(sizes: list[int], said: str) -> None:
-    assert spans(sizes) == said
-
-
 @pytest.mark.parametrize("kind", ["fold", "export", "check", "checkpoint"])
 def test_a_report_protects_its_files_after_the_caller_changes_directory(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -193,7 +178,7 @@ def test_a_report_protects_its_files_after_the_caller_changes_directory(
     from torch import nn
     from torch.nn.utils.parametrizations import weight_norm
 
-    from tests.checkpoint.builders import save_any, state_dict
+    from tests.checkpoint.builders import save_sharded, state_dict
     from wnpass.checkpoint.api import fold_checkpoint
     from wnpass.deploy import export
     from wnpass.onnx.api import fold_onnx
@@ -206,16 +191,22 @@ def test_a_report_protects_its_files_after_the_caller_changes_directory(
         _, report = fold_onnx("model.onnx", "folded.onnx")
         about = ["model.onnx", "folded.onnx"]
     elif kind == "export":
-        model = weight_norm(nn.Linear(4, 3))
-        report = export(model, (torch.randn(2, 4),), "exported.onnx", verify=False)
-        about = ["exported.onnx"]
+        model = weight_norm(nn.Linear(64, 3))
+        report = export(model, (torch.randn(2, 64),), "exported.onnx", verify=False)
+        about = ["exported.onnx", "exported.onnx.data"]
+        assert report.data_files == ["exported.onnx.data"]
     elif kind == "check":
         report = check("model.onnx", "model.onnx", runs=1, warmup=0)
         about = ["model.onnx"]
-    else:
-        save_any(state_dict(seed=0), Path("ck.pt"))
-        report = fold_checkpoint("ck.pt", "out.pt")
-        about = ["ck.pt", "out.pt"]
+    else:  # sharded: its shards are named by its index
+        state = state_dict(seed=0)
+        keys = list(state)
+        index = save_sharded(Path("."), state, [keys[:3], keys[3:]])
+        (tmp_path / "out").mkdir()
+        shards = sorted(path.name for path in tmp_path.glob("*-of-*"))
+        report = fold_checkpoint(index.name, "out/o.safetensors.index.json")
+        about = [index.name, *shards, "out/o.safetensors.index.json"]
+        assert len(shards) == 2
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path / "sub")
     for name in about:

@@ -50,6 +50,7 @@ import errno
 import inspect
 import itertools
 import logging
+import math
 import os
 import re
 import sys
@@ -93,6 +94,7 @@ from wnpass.fx.forward import (
 from wnpass.interrupts import STOPS
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
+from wnpass.onnx.naming import taken_names
 from wnpass.plan import IOPlan, as_path, as_plan, user_code
 from wnpass.report import Anchored, FoldReport, SiteReport, model_files, write_json
 from wnpass.rules import parse_key
@@ -133,11 +135,11 @@ PROBES = {"doubled": 0, "doubled plus one": 1}
 @dataclasses.dataclass
 class DynamicProbe:
     """ONNX Runtime against PyTorch with every dynamic axis at one other size (``sizes``, a
-    name of :data:`PROBES`), or with the axes of one size (``axes``: ``axis 1 of x``) at a
-    size (``size``: 29) below the range torch.export held them to (``bound``: ``from 30 up``),
-    where PyTorch runs (``sizes``: each axis resized, with its length: ``axis 1 of x at 29``):
-    a branch on the size, in the model's code or in torch's decompositions, shows there as
-    values that do not match, and the verification fails."""
+    name of :data:`PROBES`), or with the axes of one size (``axes``: ``axis 1 of x``) at 1
+    (``size``), below the range from 2 up that torch.export held them to (``bound``), where
+    PyTorch runs (``sizes``: each axis resized, with its length: ``axis 1 of x at 1``): a
+    branch on the size shows there as values that do not match, and the verification fails,
+    as it does where nothing can be compared there (``not_verified`` says why)."""
 
     sizes: str
     inputs: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # by graph input
@@ -662,11 +664,11 @@ def _check_ranges(
     a word, where the model's code branches on its size (``if x.shape[2] > 10``) or requires
     one (``assert t <= block_size``), or where one of torch's decompositions does (wav2vec2's
     reshapes: its frames from 2 up), and the ONNX graph keeps the axis symbolic. PyTorch is
-    run just outside each bound (the inputs repeated along the axis and cut; where it fails
-    so, with the other dynamic axes of the example's length resized too, as a mask goes with
-    its input). Where it fails, or is not tried (more than ``_PROBE_ELEMENTS``), the bound is
-    taken as the model's own: a warning (PyTorch may run further out: a model of even lengths
-    only, a lengths input that was not resized; the range is said).
+    run just outside each bound, at the two nearest sizes (the inputs repeated along the axis
+    and cut; where it fails so, with the other dynamic axes of the example's length resized
+    too, as a mask goes with its input). Where it fails at both, or is not tried (more than
+    ``_PROBE_ELEMENTS``), the bound is taken as the model's own: a warning (PyTorch may run
+    further out: a lengths input, which repeating does not resize; the range is said).
 
     Where PyTorch runs outside a range, the file may compute such inputs otherwise, and no
     probe can tell at which sizes: an ``ExportError`` unless ``accept`` (the file is then for
@@ -703,6 +705,8 @@ def _check_ranges(
                 continue
             if not isinstance(ran, Batch):
                 notes.append(f"not tried at {size}: {ran}")
+            elif accept:
+                notes.append(f"PyTorch runs at {size} too: accepted, the file is for these sizes")
             elif size < first.lower == 2 and verify:  # 0/1 specialization: compared
                 at = " and ".join(f"axis {a} of {name} at {n}" for (name, a), n in lengths.items())
                 resized = tuple(dict.fromkeys(name for name, _ in lengths))
@@ -713,8 +717,6 @@ def _check_ranges(
                     f"PyTorch runs at {size} too, where the file is not compared without "
                     "verification"
                 )
-            elif accept:
-                notes.append(f"PyTorch runs at {size} too: accepted, the file is for these sizes")
             else:
                 raise ExportError(
                     f"not given: the dynamo exporter made {where} dynamic for sizes {sizes} "
@@ -1154,8 +1156,11 @@ def _restore_names(model: ir.Model, weights: _Weights) -> tuple[list[str], list[
     Returns the weights that still have no initializer of their name, and those whose
     initializer holds them transposed. A name of a weight held under another (tied) names a
     copy of it the exporter made (the tied head's ``W.T`` for a MatMul); with none, the weight
-    is the initializer of its other name, and none is missing."""
+    is the initializer of its other name, and none is missing. A name some other value of
+    the model holds (a graph input ``weight``, the filter the caller passes in) is given to
+    none: two values of one name read as one, the input's."""
     named = model.graph.initializers
+    taken = taken_names(model)
     arrays = {name: _array(w) for name, w in weights.values.items() if name not in named}
     missing = {name: a for name, a in arrays.items() if a is not None}
     transposed = []
@@ -1165,6 +1170,8 @@ def _restore_names(model: ir.Model, weights: _Weights) -> tuple[list[str], list[
             continue
         shape = tuple(tensor.shape.numpy())
         for name, weight in missing.items():
+            if name in taken:
+                continue
             if weight.shape == shape and _close(tensor.numpy(), weight):
                 value.name = name
             elif weight.ndim == 2 and weight.T.shape == shape and _close(tensor.numpy(), weight.T):
@@ -1192,7 +1199,8 @@ def _folded_layouts(
     those held transposed (one 2-D ``Transpose``), and those laid out otherwise (an LSTM's
     gates reordered); and the weights a cone wrote together under a name of them all (a
     bidirectional LSTM's two directions, ``lstm.weight_ih_l0+weight_ih_l0_reverse``), by that
-    name. ``_restore_names`` sees only the initializers the exporter named."""
+    name, where it holds them all and nothing else (as many elements as they have, and no
+    other source). ``_restore_names`` sees only the initializers the exporter named."""
     transposed: list[str] = []
     laid_out: list[str] = []
     together: dict[str, list[str]] = {}
@@ -1205,9 +1213,12 @@ def _folded_layouts(
             continue
         (transposed if moving == ["Transpose"] and weight.dim() == 2 else laid_out).append(name)
     for cone in fold.cones:
-        held = [source for source in cone.sources if source in weights.values]
-        if cone.status == "folded" and cone.name not in weights.values and held:
-            together[cone.name] = held
+        held = [weights.values.get(source) for source in cone.sources]
+        whole = cone.shape is not None and all(w is not None for w in held)
+        if whole and sum(w.numel() for w in held if w is not None) != math.prod(cone.shape or ()):
+            whole = False  # some element of some weight is not in it (a slice of each)
+        if cone.status == "folded" and cone.name not in weights.values and whole:
+            together[cone.name] = list(cone.sources)
     return transposed, laid_out, together
 
 
@@ -1488,7 +1499,7 @@ class _Probed:
     """PyTorch with every dynamic axis at a probe's sizes (:func:`_probed`), or with one
     size's axes outside the range torch.export held them to (:func:`_probed_outside`)."""
 
-    sizes: str  # a name of PROBES, or the axes and their size: "axis 1 of x at 29"
+    sizes: str  # a name of PROBES, or the axes and their size: "axis 1 of x at 1"
     shapes: dict[str, list[int]]  # of the graph inputs made larger
     examples: dict[str, Any]  # by graph input name, as :func:`_examples` gives them
     outputs: list[Output] | None  # None: PyTorch's forward failed on them
@@ -1534,20 +1545,17 @@ def _probed(
 
 
 def _within(probe: _Probed, ranges: list[_Range]) -> _Probed:
-    """``probe`` with nothing to compare where it puts an axis outside the sizes torch.export
-    held it to (the file is for those only: an accepted range, or one where PyTorch fails
-    outside); as it was otherwise."""
+    """``probe`` with nothing to compare where it makes an axis longer than the sizes
+    torch.export held it to (the file is for those only: an accepted range, or one where
+    PyTorch fails outside); as it was otherwise (a probe only makes axes longer)."""
     for bounded in ranges:
         shape = probe.shapes.get(bounded.name)
         if probe.outputs is None or shape is None or bounded.expr != bounded.symbol:
             continue
-        size = shape[bounded.axis]
-        if size < bounded.lower or (bounded.upper is not None and size > bounded.upper):
-            sizes = f"{bounded.lower} to {bounded.upper}" if bounded.upper is not None else ""
-            said = sizes or f"from {bounded.lower} up"
+        if bounded.upper is not None and (size := shape[bounded.axis]) > bounded.upper:
             failure = (
                 f"axis {bounded.axis} of {bounded.name} is {size} there, outside the sizes "
-                f"it is exported for ({said})"
+                f"it is exported for ({bounded.lower} to {bounded.upper})"
             )
             return dataclasses.replace(probe, examples={}, outputs=None, failure=failure)
     return probe
@@ -1581,7 +1589,9 @@ def _at_sizes(report: ExportReport, graph: ir.Graph, probed: _Probed) -> _Refere
     (:attr:`DynamicProbe.unchecked`): PyTorch failed there (a length tied to values, as
     ``lengths.max()``, a table of fixed size, a model that takes even lengths only), or
     returned another count of outputs than the graph has. The export may be right: the
-    dynamic axes are then said to be unverified there, which fails nothing."""
+    dynamic axes are then said to be unverified there, which fails nothing; but below a
+    range (:func:`_probed_outside`), where PyTorch ran, nothing shows which branch the file
+    takes there: ``not_verified``, which fails the verification."""
     probe = DynamicProbe(probed.sizes, probed.shapes)
     if (outside := probed.outside) is not None:
         probe.bound, probe.axes, probe.size = outside.sizes, outside.where, outside.size

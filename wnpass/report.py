@@ -31,7 +31,6 @@ __all__ = [
     "human_bytes",
     "shape_text",
     "site_rows",
-    "spans",
     "write_json",
 ]
 
@@ -299,17 +298,6 @@ def site_rows(sites: Sequence[SiteReport]) -> list[tuple[str, ...]]:
             (site.name + where, ", ".join(site.consumers) or "-", shape, axes, site.form, status)
         )
     return rows
-
-
-def spans(sizes: Iterable[int]) -> str:
-    """Sizes as runs of consecutive ones, in ascending order: ``0 to 19``, ``3, 5 to 7``."""
-    runs: list[list[int]] = []
-    for size in sorted(set(sizes)):
-        if runs and size == runs[-1][1] + 1:
-            runs[-1][1] = size
-        else:
-            runs.append([size, size])
-    return ", ".join(str(a) if a == b else f"{a} to {b}" for a, b in runs)
 
 
 def shape_text(shape: list[int] | None, unknown: str = "?") -> str:

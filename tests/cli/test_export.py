@@ -534,7 +534,7 @@ def test_a_range_where_pytorch_runs_outside_is_refused_unless_accepted(
     ) in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("short", ["same", "branch", "random"])
+@pytest.mark.parametrize("short", ["same", "branch", "random", "inf"])
 def test_the_size_below_a_lower_bound_of_2_is_verified(
     short: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -547,6 +547,9 @@ def test_the_size_below_a_lower_bound_of_2_is_verified(
     source = BRANCH_AT.replace("LONG", long).replace("BOUND", "1").replace("SHORT", body)
     if short == "random":
         source = source.replace("h = self.conv(x)", "h = self.conv(x) + torch.rand(1)")
+    if short == "inf":  # at 1, both divide by 0: every element is Inf in both
+        long, body = "(h.abs() + 1) / (x.shape[2] - 1)", "(h.abs() + 1) / 0"
+        source = BRANCH_AT.replace("LONG", long).replace("BOUND", "1").replace("SHORT", body)
     (tmp_path / "model.py").write_text(source)
     out, report = tmp_path / "m.onnx", tmp_path / "r.json"
     argv = ["export", str(tmp_path / "model.py"), "-o", str(out), "--json", str(report)]
@@ -561,8 +564,8 @@ def test_the_size_below_a_lower_bound_of_2_is_verified(
         "from 2 up",
     )
     matched = (
-        "ONNX Runtime matches PyTorch with axis 2 of x below the sizes torch.export held it "
-        "to (from 2 up), at each size where PyTorch runs: 1"
+        "ONNX Runtime matches PyTorch with axis 2 of x at 1, below the sizes torch.export held "
+        "it to (from 2 up)"
     )
     explained = (
         "axis 2 of x at 1: below the sizes torch.export held it to (from 2 up), PyTorch "
@@ -578,6 +581,8 @@ def test_the_size_below_a_lower_bound_of_2_is_verified(
         )
     if short == "branch":
         assert "ONNX Runtime vs PyTorch, axis 2 of x at 1 (x 2x4x1)" in printed
+    if short == "inf":
+        assert "dynamic axes not verified: with axis 2 of x at 1 (x 2x4x1), on cpu" in printed
 
 
 def test_a_weight_the_graph_does_not_use_is_listed_with_why_it_can_be_missing(

@@ -18,7 +18,7 @@ from wnpass.cli.options import (
 )
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_sites
-from wnpass.report import counted, spans, written
+from wnpass.report import counted, written
 from wnpass.verify.options import CheckOptions
 
 __all__ = ["add_arguments", "run"]
@@ -221,10 +221,10 @@ def _print_export(out: Printer, report: Any) -> None:
         if rows and (probe.bound is None or not _passed(probe)):  # those that pass: one line
             title = f"ONNX Runtime vs PyTorch, {probe.where} ({_shapes(probe)})"
             out.table(title, COMPARISON_COLUMNS, rows)
-    for axes, bound, sizes in _below(report.dynamic, _passed):
+    for probe in _below(report.dynamic, _passed):
         out.line(
-            f"ONNX Runtime matches PyTorch with {axes} below the sizes torch.export held it to "
-            f"({bound}), at each size where PyTorch runs: {sizes}"
+            f"ONNX Runtime matches PyTorch with {probe.sizes}, below the sizes torch.export "
+            f"held it to ({probe.bound})"
         )
     for provider, stats in report.latency.items():
         out.line(
@@ -253,9 +253,9 @@ def _print_export(out: Printer, report: Any) -> None:
         said = probe.not_verified if probe.not_verified is not None else probe.unchecked
         if said is not None:
             out.summary(f"dynamic axes not verified: with {probe.where} ({_shapes(probe)}), {said}")
-    for axes, bound, sizes in _below(report.dynamic, _failed):
+    for probe in _below(report.dynamic, _failed):
         out.summary(
-            f"{axes} at {sizes}: below the sizes torch.export held it to ({bound}), PyTorch "
+            f"{probe.sizes}: below the sizes torch.export held it to ({probe.bound}), PyTorch "
             "runs, and the file does not match it: the model's code (or one of torch's "
             "decompositions) branches on the size there, and the file computes such inputs "
             "with the example's branch"
@@ -307,21 +307,15 @@ def _failed_outputs(report: Any) -> list[str]:
 
 def _compared(probes: list[Any]) -> str:
     """The sizes the probes compared at, as said after "with": ``every dynamic axis doubled
-    and doubled plus one and axis 1 of x at 20 to 29``; empty where none compared."""
+    and doubled plus one and axis 1 of x at 1``; empty where none compared."""
     named = [probe.sizes for probe in probes if probe.bound is None and probe.comparisons]
     said = [f"every dynamic axis {' and '.join(named)}"] if named else []
-    said += [f"{axes} at {sizes}" for axes, _, sizes in _below(probes, _passed)]
-    return " and ".join(said)
+    return " and ".join(said + [probe.sizes for probe in _below(probes, _passed)])
 
 
-def _below(probes: list[Any], chosen: Any) -> list[tuple[str, str, str]]:
-    """The ``chosen`` probes below a range torch.export held axes to, by those axes: each
-    group's axes, range, and the sizes (``20 to 29``)."""
-    groups: dict[tuple[str, str], list[int]] = {}
-    for probe in probes:
-        if probe.bound is not None and chosen(probe):
-            groups.setdefault((probe.axes, probe.bound), []).append(probe.size)
-    return [(axes, bound, spans(sizes)) for (axes, bound), sizes in groups.items()]
+def _below(probes: list[Any], chosen: Any) -> list[Any]:
+    """The ``chosen`` probes of a size below a range torch.export held axes to."""
+    return [probe for probe in probes if probe.bound is not None and chosen(probe)]
 
 
 def _failed(probe: Any) -> bool:
