@@ -395,6 +395,23 @@ def test_a_branch_is_found_through_derived_sizes_and_star_inputs(case: str, tmp_
     assert f"axis 2 of {name} " in str(caught.value)
 
 
+def test_a_range_of_an_input_not_paired_with_the_call_is_said_not_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where torch.export's inputs cannot be paired with the call's (a torch of another tree
+    spec), the range is said under torch.export's name, not tried; it is never dropped."""
+    monkeypatch.setattr("wnpass.deploy._graph_input_names", lambda *_: {})
+    x = torch.randn(2, 4, 7)
+    report = export(
+        _Capitalized(), Batch((x,), {}), tmp_path / "m.onnx", dynamic={"melSpec": {2: "t"}},
+        verify=False,
+    )  # fmt: skip
+    assert report.warnings == [
+        "axis 2 of melspec is exported for sizes 0 to 10 only (not tried at 11: an input wnpass "
+        "cannot resize)"
+    ]
+
+
 class _Pair(nn.Module):
     """An input and its mask, each given a dynamic axis of its own, and a branch on the
     input's length: resized alone, the mask no longer fits it and PyTorch fails (t77)."""

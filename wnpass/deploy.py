@@ -846,9 +846,12 @@ def _dynamic_ranges(program: Any, model: nn.Module, inputs: Batch) -> Iterator[_
     exported = getattr(program, "exported_program", None)
     if exported is None:
         return
-    named = _graph_input_names(exported, model, inputs)
+    user_inputs = set(exported.graph_signature.user_inputs)
+    # torch.export's own name where no call's input pairs with it: resizing it then fails,
+    # and its bound is said "not tried" (never dropped without a word)
+    named = {name: name for name in user_inputs} | _graph_input_names(exported, model, inputs)
     for node in exported.graph.nodes:
-        if node.op != "placeholder" or node.name not in named:
+        if node.op != "placeholder" or node.name not in user_inputs:
             continue
         for axis, size in enumerate(getattr(node.meta.get("val"), "shape", ())):
             if not isinstance(size, torch.SymInt):
