@@ -387,12 +387,17 @@ def test_a_branch_is_found_through_derived_sizes_and_star_inputs(case: str, tmp_
         "star": (_Star(), Batch((x,), {}), {"input_0": {2: "t"}}, "input_0"),
         "capitalized": (_Capitalized(), Batch((x,), {}), {"melSpec": {2: "t"}}, "melSpec"),
     }[case]  # fmt: skip
-    with pytest.raises(
-        ExportError, match=r"dynamic for sizes 0 to 10 only, and PyTorch runs at 11"
-    ) as caught:
+    with pytest.raises(ExportError, match=r" only, and PyTorch runs at 11") as caught:
         export(model, inputs, tmp_path / "m.onnx", dynamic=dynamic, verify=False)
     # the axis is named as the graph input and --dynamic name it: input_0, not xs_0 (t75)
     assert f"axis 2 of {name} " in str(caught.value)
+    # y, twice as long, with its own sizes: they were x's, 0 to 10, and "runs at 11" (t82)
+    assert (
+        "made axis 2 of x (0 to 10) and axis 2 of y (0 to 20) dynamic for those sizes only, "
+        "and PyTorch runs at 11 (axis 2 of y at 22)"
+        if case == "derived"
+        else f"made axis 2 of {name} dynamic for sizes 0 to 10 only, and PyTorch runs at 11:"
+    ) in str(caught.value)
 
 
 def test_a_range_of_an_input_not_paired_with_the_call_is_said_not_tried(

@@ -683,12 +683,12 @@ def _check_ranges(
         grouped.setdefault(bounded.symbol, []).append(bounded)
     for symbol, axes in grouped.items():
         first = axes[0]
-        where = " and ".join(f"axis {r.axis} of {r.name}" for r in axes)
         sizes = (
             f"{first.lower} to {first.upper}"
             if first.upper is not None
             else f"from {first.lower} up"
         )
+        where, held = _held(axes, sizes)
         companions = _companions(axes, [r for r in ranges if r.symbol != symbol], arguments)
         fails: list[str] = []
         notes: list[str] = []
@@ -700,27 +700,29 @@ def _check_ranges(
                 ran, lengths = _run_at(model, inputs, arguments, axes, companions, size)
                 if ran is not False:
                     break
-                fails.append(str(size))
+                fails.append(_at(axes, size, lengths))
             if ran is False:
                 continue
+            at = _at(axes, size, lengths)
             if not isinstance(ran, Batch):
-                notes.append(f"not tried at {size}: {ran}")
+                notes.append(f"not tried at {at}: {ran}")
             elif accept:
-                notes.append(f"PyTorch runs at {size} too: accepted, the file is for these sizes")
+                notes.append(f"PyTorch runs at {at} too: accepted, the file is for these sizes")
             elif size < first.lower == 2 and verify:  # 0/1 specialization: compared
-                at = " and ".join(f"axis {a} of {name} at {n}" for (name, a), n in lengths.items())
+                each = " and ".join(
+                    f"axis {a} of {name} at {n}" for (name, a), n in lengths.items()
+                )
                 resized = tuple(dict.fromkeys(name for name, _ in lengths))
-                outside.append(_Outside(where, sizes, size, ran, resized, at))
-                notes.append(f"PyTorch runs at {size}, where the file is compared")
+                outside.append(_Outside(where, sizes, size, ran, resized, each))
+                notes.append(f"PyTorch runs at {at}, where the file is compared")
             elif size < first.lower == 2:
                 notes.append(
-                    f"PyTorch runs at {size} too, where the file is not compared without "
-                    "verification"
+                    f"PyTorch runs at {at} too, where the file is not compared without verification"
                 )
             else:
                 raise ExportError(
-                    f"not given: the dynamo exporter made {where} dynamic for sizes {sizes} "
-                    f"only, and PyTorch runs at {size}: where the model's code, or one of "
+                    f"not given: the dynamo exporter made {where} dynamic for {held} "
+                    f"only, and PyTorch runs at {at}: where the model's code, or one of "
                     "torch's decompositions, branches on the size, the file computes such "
                     "inputs with the example's branch, at sizes no probe can list; accept the "
                     "range to export the file for those sizes only",
@@ -729,8 +731,42 @@ def _check_ranges(
         listed = ", ".join(fails[:-1]) + " and " + fails[-1] if len(fails) > 1 else "".join(fails)
         notes += [f"PyTorch fails at {listed} too"] if fails else []
         if notes:
-            said.append(f"{where} is exported for sizes {sizes} only ({'; '.join(notes)})")
+            said.append(f"{where} is exported for {held} only ({'; '.join(notes)})")
     return said, outside
+
+
+def _held(axes: list[_Range], sizes: str) -> tuple[str, str]:
+    """The axes of one size, and the sizes they are held to (``sizes``: their size's), as
+    the messages say them: ``axis 2 of x``, ``sizes 0 to 10``; where one is another length
+    (``y`` twice ``x``'s: ``2*s0``), each with its own, ``axis 2 of x (0 to 10) and axis 2 of
+    y (0 to 20)``, ``those sizes``."""
+    if all(r.expr == r.symbol for r in axes):
+        return " and ".join(f"axis {r.axis} of {r.name}" for r in axes), f"sizes {sizes}"
+    first = axes[0]
+    parts = []
+    for r in axes:
+        low = _size_at(r, first.lower)
+        high = None if first.upper is None else _size_at(r, first.upper)
+        own = (
+            "?"
+            if low is None or (first.upper is not None and high is None)
+            else f"{low} to {high}"
+            if high is not None
+            else f"from {low} up"
+        )
+        parts.append(f"axis {r.axis} of {r.name} ({own})")
+    return " and ".join(parts), "those sizes"
+
+
+def _at(axes: list[_Range], size: int, lengths: dict[tuple[str, int], int | None]) -> str:
+    """Where PyTorch was run, as said: ``11``, their size, and the length of each axis that
+    is another (``11 (axis 2 of y at 22)``)."""
+    other = [
+        f"axis {r.axis} of {r.name} at {length}"
+        for r in axes
+        if r.expr != r.symbol and (length := lengths.get((r.name, r.axis))) is not None
+    ]
+    return f"{size} ({' and '.join(other)})" if other else str(size)
 
 
 def _companions(
