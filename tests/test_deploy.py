@@ -292,13 +292,18 @@ def test_an_axis_the_dynamo_exporter_bounds_at_a_branch_is_refused_unless_accept
     assert doubled.unchecked == (outside if mode == "below" else None)
 
 
-class _Clamps(nn.Module):
-    """Inputs cut to 32 where longer: at 32 both branches compute the same, at 33 they do
-    not (t77)."""
+class _OneConv(nn.Module):
+    """A weight-normed convolution, 4 channels to 6 (kernel 1): the models below branch on
+    their input's length around it."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+
+
+class _Clamps(_OneConv):
+    """Inputs cut to 32 where longer: at 32 both branches compute the same, at 33 they do
+    not (t77)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[2] >= 32:
@@ -315,13 +320,9 @@ def test_an_upper_bound_whose_branches_agree_just_past_it_is_refused(tmp_path: P
         )  # fmt: skip
 
 
-class _EvenOnly(nn.Module):
+class _EvenOnly(_OneConv):
     """Frame pairs (even lengths only), and the first 8 pairs of inputs over 16: PyTorch fails
     at 17 and runs at 18 (t80)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv(x)
@@ -339,37 +340,25 @@ def test_a_model_of_even_lengths_is_probed_two_sizes_out(tmp_path: Path) -> None
         )  # fmt: skip
 
 
-class _Derived(nn.Module):
+class _Derived(_OneConv):
     """``y`` twice as long as ``x``, and a branch on ``x``'s length: torch.export sizes ``y``
     as ``2*s0``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = self.conv(x).repeat_interleave(2, dim=2) + self.conv(y)
         return h.mean(-1) if x.shape[2] > 10 else h[..., :3].mean(-1)
 
 
-class _Star(nn.Module):
+class _Star(_OneConv):
     """A branch on the length of the first of ``*xs`` (torch.export names it ``xs_0``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         h = self.conv(xs[0])
         return h.mean(-1) if xs[0].shape[2] > 10 else h[..., :3].mean(-1)
 
 
-class _Capitalized(nn.Module):
+class _Capitalized(_OneConv):
     """A branch on the length of an input whose name torch.export lowercases (``melspec``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
 
     def forward(self, melSpec: torch.Tensor) -> torch.Tensor:
         h = self.conv(melSpec)
@@ -444,12 +433,8 @@ def test_an_axis_the_size_of_another_is_resized_with_it_where_alone_pytorch_fail
         export(_Pair(), inputs, tmp_path / "m.onnx", dynamic=dynamic, runs=1)
 
 
-class _SmoothsLonger(nn.Module):
+class _SmoothsLonger(_OneConv):
     """A branch at a length of 1: torch.export holds the axis to 2 and up (t77)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv(x)
@@ -518,13 +503,9 @@ def test_a_lower_bound_of_1_is_not_probed() -> None:
     assert model.seen == [2]
 
 
-class _VacuousBelow(nn.Module):
+class _VacuousBelow(_OneConv):
     """Held to 2 and up by a branch at 1, where both PyTorch and the file divide by 0: every
     element is Inf in both, and nothing can be compared there (t79)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv(x).abs() + 1
@@ -532,12 +513,8 @@ class _VacuousBelow(nn.Module):
         return h / (t - 1 if t > 1 else 0)
 
 
-class _FewerOutputsAtOne(nn.Module):
+class _FewerOutputsAtOne(_OneConv):
     """One output fewer at a length of 1: the graph's two cannot be paired with PyTorch's."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         h = self.conv(x)

@@ -55,7 +55,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -157,7 +157,7 @@ class DynamicProbe:
     @property
     def where(self) -> str:
         """The sizes, as said after "with": ``every dynamic axis doubled``, ``axis 1 of x at
-        29``."""
+        1``."""
         return self.sizes if self.bound is not None else f"every dynamic axis {self.sizes}"
 
 
@@ -639,17 +639,18 @@ def _moved_by_trace(target: nn.Module, loaded: Mapping[str, torch.Tensor]) -> li
 
 
 class _Outside(NamedTuple):
-    """PyTorch ran with the axes of one dynamic size (``where``: ``axis 1 of x``) at ``size``
-    (their size's; ``at``: each axis resized with its length, other dynamic axes of the
+    """PyTorch ran with the axes of one dynamic size (``axes``: ``axis 1 of x``) at ``size``
+    (their size's; ``sizes``: each axis resized with its length, other dynamic axes of the
     example's length included where PyTorch ran only with them), just below the range
-    torch.export held them to (``sizes``), on ``inputs`` (the example's, resized)."""
+    torch.export held them to (``bound``), on ``inputs`` (the example's, resized); named as
+    :class:`DynamicProbe` names them."""
 
-    where: str
-    sizes: str
+    axes: str
+    bound: str
     size: int
     inputs: Batch
     resized: tuple[str, ...]  # the graph inputs resized
-    at: str  # "axis 2 of x at 1 and axis 2 of y at 2"
+    sizes: str  # "axis 2 of x at 1 and axis 2 of y at 2"
 
 
 def _check_ranges(
@@ -683,11 +684,7 @@ def _check_ranges(
         grouped.setdefault(bounded.symbol, []).append(bounded)
     for symbol, axes in grouped.items():
         first = axes[0]
-        sizes = (
-            f"{first.lower} to {first.upper}"
-            if first.upper is not None
-            else f"from {first.lower} up"
-        )
+        sizes = _span(first.lower, first.upper)
         where, held = _held(axes, sizes)
         companions = _companions(axes, [r for r in ranges if r.symbol != symbol], arguments)
         fails: list[str] = []
@@ -709,9 +706,7 @@ def _check_ranges(
             elif accept:
                 notes.append(f"PyTorch runs at {at} too: accepted, the file is for these sizes")
             elif size < first.lower == 2 and verify:  # 0/1 specialization: compared
-                each = " and ".join(
-                    f"axis {a} of {name} at {n}" for (name, a), n in lengths.items()
-                )
+                each = _lengths_said(lengths.items())
                 resized = tuple(dict.fromkeys(name for name, _ in lengths))
                 outside.append(_Outside(where, sizes, size, ran, resized, each))
                 notes.append(f"PyTorch runs at {at}, where the file is compared")
@@ -747,26 +742,31 @@ def _held(axes: list[_Range], sizes: str) -> tuple[str, str]:
     for r in axes:
         low = _size_at(r, first.lower)
         high = None if first.upper is None else _size_at(r, first.upper)
-        own = (
-            "?"
-            if low is None or (first.upper is not None and high is None)
-            else f"{low} to {high}"
-            if high is not None
-            else f"from {low} up"
-        )
+        unknown = low is None or (first.upper is not None and high is None)
+        own = "?" if low is None or unknown else _span(low, high)
         parts.append(f"axis {r.axis} of {r.name} ({own})")
     return " and ".join(parts), "those sizes"
+
+
+def _span(lower: int, upper: int | None) -> str:
+    """A range of sizes as the messages say it: ``0 to 10``, ``from 30 up``."""
+    return f"{lower} to {upper}" if upper is not None else f"from {lower} up"
+
+
+def _lengths_said(lengths: Iterable[tuple[tuple[str, int], int | None]]) -> str:
+    """Input axes with their lengths: ``axis 2 of x at 1 and axis 2 of y at 2``."""
+    return " and ".join(f"axis {axis} of {name} at {n}" for (name, axis), n in lengths)
 
 
 def _at(axes: list[_Range], size: int, lengths: dict[tuple[str, int], int | None]) -> str:
     """Where PyTorch was run, as said: ``11``, their size, and the length of each axis that
     is another (``11 (axis 2 of y at 22)``)."""
     other = [
-        f"axis {r.axis} of {r.name} at {length}"
+        ((r.name, r.axis), length)
         for r in axes
         if r.expr != r.symbol and (length := lengths.get((r.name, r.axis))) is not None
     ]
-    return f"{size} ({' and '.join(other)})" if other else str(size)
+    return f"{size} ({_lengths_said(other)})" if other else str(size)
 
 
 def _companions(
@@ -1594,7 +1594,7 @@ def _within(probe: _Probed, ranges: list[_Range]) -> _Probed:
         if bounded.upper is not None and (size := shape[bounded.axis]) > bounded.upper:
             failure = (
                 f"axis {bounded.axis} of {bounded.name} is {size} there, outside the sizes "
-                f"it is exported for ({bounded.lower} to {bounded.upper})"
+                f"it is exported for ({_span(bounded.lower, bounded.upper)})"
             )
             return dataclasses.replace(probe, examples={}, outputs=None, failure=failure)
     return probe
@@ -1605,7 +1605,7 @@ def _probed_outside(model: nn.Module, outside: _Outside, dynamo: bool) -> _Probe
     (:func:`_check_ranges`)."""
     graph_inputs, _ = _graph_inputs(_arguments(model, outside.inputs, dynamo), dynamo)
     shapes = {name: list(graph_inputs[name].shape) for name in outside.resized}
-    probe = _Probed(outside.at, shapes, {}, None, outside=outside)
+    probe = _Probed(outside.sizes, shapes, {}, None, outside=outside)
     return _run_probe(model, outside.inputs, graph_inputs, probe)
 
 
@@ -1633,7 +1633,7 @@ def _at_sizes(report: ExportReport, graph: ir.Graph, probed: _Probed) -> _Refere
     takes there: ``not_verified``, which fails the verification."""
     probe = DynamicProbe(probed.sizes, probed.shapes)
     if (outside := probed.outside) is not None:
-        probe.bound, probe.axes, probe.size = outside.sizes, outside.where, outside.size
+        probe.bound, probe.axes, probe.size = outside.bound, outside.axes, outside.size
     report.dynamic.append(probe)
     failure = probed.failure
     if probed.outputs is not None:
