@@ -492,13 +492,13 @@ def test_a_lower_bound_of_1_is_not_probed() -> None:
     t = sympy.Symbol("t", integer=True)
     model, x = _Lengths(), torch.randn(2, 4, 5)
     said, outside = _check_ranges(
-        model, Batch((x,), {}), {"x": x}, [_Range("x", 2, t, 1, None, t)], True, False
+        model, Batch((x,), {}), {"x": x}, [_Range("x", 2, t, 1, None, t)], [], True, False
     )
     assert (said, outside, model.seen) == ([], [], [])
     # from 3 up, it runs at 2 and is refused: the same check, one size up
     with pytest.raises(ExportError, match=r"sizes from 3 up only, and PyTorch runs at 2"):
         _check_ranges(
-            model, Batch((x,), {}), {"x": x}, [_Range("x", 2, t, 3, None, t)], True, False
+            model, Batch((x,), {}), {"x": x}, [_Range("x", 2, t, 3, None, t)], [], True, False
         )
     assert model.seen == [2]
 
@@ -562,6 +562,143 @@ def test_the_forwards_outside_a_range_give_the_model_back(tmp_path: Path) -> Non
     assert report.published and int(model.calls) == 0
     (below,) = [probe for probe in report.dynamic if probe.bound is not None]
     assert all(below.comparisons["cpu"])
+
+
+class _PadsOddFrames(nn.Module):
+    """Frames of 4 samples, pooled by 2 and stretched back, the last frame padded where their
+    count is odd (SEW's feature extractor): torch.export keeps ``2*(n // 8) == n // 4`` of an
+    even count, and the file never pads (t82)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.front = weight_norm(nn.Conv1d(1, 6, 4, stride=4))
+        self.mid = nn.Conv1d(6, 6, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.front(x)
+        u = self.mid(F.avg_pool1d(h, 2)).repeat_interleave(2, -1)
+        if u.shape[-1] < h.shape[-1]:
+            u = F.pad(u, (0, 1))
+        return u + h
+
+
+_CONDITION = (
+    "axis 2 of x is exported for sizes where (n // 4) <= 2*(n // 8) and (2*(n // 8)) == "
+    "(n // 4) only, a condition torch.export took that no range says (n: the length of axis 2 "
+    "of x; "
+)
+
+
+def test_a_condition_torch_export_took_on_a_size_is_compared_where_it_fails(
+    tmp_path: Path,
+) -> None:
+    """Verified at 16 samples, 32 and 33 (every frame count even), the file was published
+    and failed at every odd count (t82). The condition is read from torch.export's program
+    and the file compared at 15, the nearest size where it fails: it fails the verification.
+    Unverified, a warning; accepted, the file is for the sizes where it holds, and the probes
+    compare nothing where it does not."""
+    inputs, dynamic, out = Batch((torch.randn(1, 1, 16),), {}), {"x": {2: "t"}}, tmp_path / "m.onnx"
+    report = export(_PadsOddFrames(), inputs, out, dynamic=dynamic, runs=1)
+    assert report.matches is False and not report.published and not out.exists()
+    (probe,) = [p for p in report.dynamic if p.condition is not None]
+    assert (probe.sizes, probe.size, probe.inputs) == ("axis 2 of x at 15", 15, {"x": [1, 1, 15]})
+    assert probe.condition == "(n // 4) <= 2*(n // 8) and (2*(n // 8)) == (n // 4)"
+    assert probe.not_verified is not None or not all(probe.comparisons["cpu"])
+    assert _CONDITION + "PyTorch runs at 15, where it does not hold, and the file is compared)" in (
+        report.warnings
+    )
+    unverified = export(_PadsOddFrames(), inputs, out, dynamic=dynamic, verify=False)
+    assert (
+        unverified.published
+        and _CONDITION
+        + (
+            "PyTorch runs at 15, where it does not hold: the file computes such inputs with the "
+            "example's branch, not compared without verification)"
+        )
+        in unverified.warnings
+    )
+    accepted = export(_PadsOddFrames(), inputs, out, dynamic=dynamic, accept_ranges=True, runs=1)
+    assert accepted and accepted.published
+    assert _CONDITION + "PyTorch runs at 15 too: accepted, the file is for these sizes)" in (
+        accepted.warnings
+    )
+    assert not [p for p in accepted.dynamic if p.condition is not None]
+
+
+class _SameEitherWay(_OneConv):
+    """A branch on the length's parity whose two sides compute the same values."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return h * 1.0 if x.shape[2] % 2 == 0 else h + 0.0
+
+
+def test_a_condition_whose_branches_agree_passes_where_compared(tmp_path: Path) -> None:
+    """The file computes an odd length with the even branch, which gives the same values:
+    compared at 7 and published, the probe said as one that passed."""
+    report = export(
+        _SameEitherWay(), (torch.randn(2, 4, 8),), tmp_path / "m.onnx", dynamic={"x": {2: "t"}},
+        runs=1,
+    )  # fmt: skip
+    assert report and report.published
+    (probe,) = [p for p in report.dynamic if p.condition is not None]
+    assert (probe.size, probe.inputs) == (9, {"x": [2, 4, 9]}) and all(probe.comparisons["cpu"])
+
+
+class _Positions(_OneConv):
+    """A table of 12 positions added to the frames: torch.export keeps ``min(12, n) == n``,
+    which no range says, and PyTorch fails past it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(6, 12))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + self.table[:, : x.shape[2]]
+
+
+def test_a_condition_pytorch_fails_past_is_said_as_the_model_s_own(tmp_path: Path) -> None:
+    """Nothing to compare where PyTorch fails: the file is for the sizes where the condition
+    holds, which a warning says, and it is published."""
+    report = export(
+        _Positions(), (torch.randn(2, 4, 8),), tmp_path / "m.onnx", dynamic={"x": {2: "t"}},
+        runs=1,
+    )  # fmt: skip
+    assert report and report.published
+    assert not [p for p in report.dynamic if p.condition is not None]
+    (said,) = [w for w in report.warnings if "condition" in w]
+    assert said.endswith(
+        "(n: the length of axis 2 of x; PyTorch fails at 13 and 14 too, where it does not hold)"
+    )
+
+
+class _PadsOddTotal(nn.Module):
+    """A prompt and an input joined along time, the total padded where odd: the condition is
+    on the sum of two dynamic sizes (t82, t84)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 2, stride=2))
+
+    def forward(self, prompt: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([prompt, x], 2)
+        if h.shape[2] % 2:
+            h = F.pad(h, (0, 1))
+        return self.conv(h)
+
+
+def test_a_condition_on_two_sizes_is_tried_on_each(tmp_path: Path) -> None:
+    """Every probe kept the total even (8 + 16, and 17 + 33 doubled plus one): verified and
+    wrong at every odd total. Each size is varied with the other at the example's."""
+    inputs = (torch.randn(1, 4, 8), torch.randn(1, 4, 16))
+    report = export(
+        _PadsOddTotal(), inputs, tmp_path / "m.onnx", dynamic={"prompt": {2: "p"}, "x": {2: "t"}},
+        runs=1,
+    )  # fmt: skip
+    assert report.matches is False and not report.published
+    probes = {p.sizes: p for p in report.dynamic if p.condition is not None}
+    assert set(probes) == {"axis 2 of prompt at 9", "axis 2 of x at 17"}
+    assert any("the other dynamic sizes at the example's" in w for w in report.warnings)
 
 
 def test_wav2vec2_with_a_dynamic_length_is_exported_for_its_range_when_accepted(

@@ -21,7 +21,9 @@
    where a branch on the size's parity does (:data:`PROBES`). Where torch.export held an
    axis to a range of sizes and PyTorch runs just outside it, the export is refused unless
    the range is accepted (``accept_ranges``); below a range from 2 up (torch's 0/1
-   specialization), ONNX Runtime is compared with PyTorch at 1.
+   specialization), ONNX Runtime is compared with PyTorch at 1, and so it is at the sizes
+   nearest the example's where a condition torch.export took on a size fails
+   (:mod:`wnpass.assumed`).
 
 A warning of the exporter that its result may be wrong (TorchScript's ``TracerWarning``: a
 Python value the trace fixed) is logged and listed in the report.
@@ -47,6 +49,7 @@ import copy
 import ctypes
 import dataclasses
 import errno
+import functools
 import inspect
 import itertools
 import logging
@@ -65,6 +68,7 @@ import onnx_ir as ir
 import torch
 from torch import nn
 
+from wnpass import assumed
 from wnpass.arguments import require_flag, whole
 from wnpass.axes import is_legacy_hook
 from wnpass.errors import (
@@ -127,8 +131,9 @@ ModelRunError = ForwardFailedError
 # The sizes --verify tries every dynamic axis at besides the example's n, by name: 2n (the
 # inputs repeated along the axis), where a size the trace fixed shows (TorchScript takes
 # ``len(x)`` as the example's); 2n + 1 (and the first element once more), where a branch on
-# the size's parity or remainder shows (``if t % 2: pad``, a shift of ``t % 4``), which 2n
-# never changes from the example's.
+# the size's parity shows (``if t % 2: pad``), which 2n never changes from the example's. A
+# remainder by more, or a parity after a stride, may show at neither: with the dynamo
+# exporter, torch.export's condition on it is read instead (:mod:`wnpass.assumed`).
 PROBES = {"doubled": 0, "doubled plus one": 1}
 
 
@@ -136,10 +141,12 @@ PROBES = {"doubled": 0, "doubled plus one": 1}
 class DynamicProbe:
     """ONNX Runtime against PyTorch with every dynamic axis at one other size (``sizes``, a
     name of :data:`PROBES`), or with the axes of one size (``axes``: ``axis 1 of x``) at 1
-    (``size``), below the range from 2 up that torch.export held them to (``bound``), where
-    PyTorch runs (``sizes``: each axis resized, with its length: ``axis 1 of x at 1``): a
-    branch on the size shows there as values that do not match, and the verification fails,
-    as it does where nothing can be compared there (``not_verified`` says why)."""
+    (``size``), below the range from 2 up that torch.export held them to (``bound``), or at a
+    size within it where a condition torch.export took on their size does not hold
+    (``condition``), where PyTorch runs (``sizes``: each axis resized, with its length: ``axis
+    1 of x at 1``): a branch on the size shows there as values that do not match, and the
+    verification fails, as it does where nothing can be compared there (``not_verified`` says
+    why)."""
 
     sizes: str
     inputs: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # by graph input
@@ -153,6 +160,9 @@ class DynamicProbe:
     bound: str | None = None  # the range torch.export held the axes to, for a probe outside it
     axes: str | None = None  # those axes, for a probe outside their range
     size: int | None = None  # their size there
+    # for a probe within the range where a condition torch.export took on the axes' size does
+    # not hold: the condition, with their size as n ("2*(n // 8) == n // 4")
+    condition: str | None = None
 
     @property
     def where(self) -> str:
@@ -558,10 +568,11 @@ def _export(
     dynamic: dict[str, dict[int, str]] | None,
     shapes: dict[str, Any] | tuple[Any, ...] | None,
     opset: int | None,
-) -> tuple[list[str], list[_Range]]:
+) -> tuple[list[str], list[_Range], list[assumed.Condition]]:
     """Run torch.onnx.export, naming the graph's inputs ``names``; the warnings it gave that
     say its result may be wrong (:func:`_warned`), and (dynamo) the sizes torch.export holds
-    each dynamic axis to (:func:`_check_ranges` judges them).
+    each dynamic axis to and the conditions it took on them that no range says
+    (:func:`wnpass.assumed.conditions`; :func:`_check_ranges` judges both).
 
     The dynamo exporter is given the dynamic axes as ``shapes`` (:func:`_dynamic_shapes`):
     given as ``dynamic_axes``, torch hands them out by position, not by name (``--dynamic y=0``
@@ -581,7 +592,15 @@ def _export(
         args += ({},)
     # the exporters run the user's forward (tracing it), which may read files
     # recorded, not printed; the filters in force stay (the user's, PYTHONWARNINGS)
-    with warnings.catch_warnings(record=True) as caught, _exporter_quiet(), user_code():
+    captured: contextlib.AbstractContextManager[list[Any]] = (
+        assumed.captured() if dynamo and dynamic else contextlib.nullcontext([])
+    )
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        _exporter_quiet(),
+        user_code(),
+        captured as programs,
+    ):
         try:
             program = torch.onnx.export(
                 model, args, str(path), kwargs=dict(inputs.kwargs) or None, **options
@@ -599,7 +618,8 @@ def _export(
                 ) from None
             raise ExportError(f"torch.onnx.export failed: {_failure(error)}") from None
     ranges = list(_dynamic_ranges(program, model, inputs)) if dynamo and dynamic else []
-    return _warned(caught), ranges
+    conditions = assumed.conditions(programs[0]) if programs else []
+    return _warned(caught), ranges, conditions
 
 
 class _Range(NamedTuple):
@@ -642,8 +662,9 @@ class _Outside(NamedTuple):
     """PyTorch ran with the axes of one dynamic size (``axes``: ``axis 1 of x``) at ``size``
     (their size's; ``sizes``: each axis resized with its length, other dynamic axes of the
     example's length included where PyTorch ran only with them), just below the range
-    torch.export held them to (``bound``), on ``inputs`` (the example's, resized); named as
-    :class:`DynamicProbe` names them."""
+    torch.export held them to (``bound``), or within it where a condition torch.export took
+    on their size does not hold (``condition``, said with the size as n), on ``inputs`` (the
+    example's, resized); named as :class:`DynamicProbe` names them."""
 
     axes: str
     bound: str
@@ -651,6 +672,7 @@ class _Outside(NamedTuple):
     inputs: Batch
     resized: tuple[str, ...]  # the graph inputs resized
     sizes: str  # "axis 2 of x at 1 and axis 2 of y at 2"
+    condition: str | None = None
 
 
 def _check_ranges(
@@ -658,6 +680,7 @@ def _check_ranges(
     inputs: Batch,
     arguments: dict[str, Any],
     ranges: list[_Range],
+    conditions: list[assumed.Condition],
     verify: bool,
     accept: bool,
 ) -> tuple[list[str], list[_Outside]]:
@@ -676,7 +699,13 @@ def _check_ranges(
     those sizes only: a warning). A lower bound of 2 is torch's 0/1 specialization, which
     older versions give every dynamic axis: a warning; with ``verify`` the size below is
     returned (:class:`_Outside`) for the file to be compared with PyTorch there. One of 1 is
-    not probed (an empty input, where a model's loop may never end)."""
+    not probed (an empty input, where a model's loop may never end).
+
+    A condition torch.export took on a size that no range says (``conditions``: a block that
+    pads an odd count of frames, ``n != 1``) is tried as a bound is, at the two sizes nearest
+    the example's where it fails, and judged as a lower bound of 2 is: where PyTorch runs
+    there, a warning, or with ``verify`` the file compared there; with ``accept``, the file
+    is for the sizes where it holds."""
     said: list[str] = []
     outside: list[_Outside] = []
     grouped: dict[object, list[_Range]] = {}
@@ -687,30 +716,27 @@ def _check_ranges(
         sizes = _span(first.lower, first.upper)
         where, held = _held(axes, sizes)
         companions = _companions(axes, [r for r in ranges if r.symbol != symbol], arguments)
+        tried = _Tries(model, inputs, arguments, axes, companions)
         fails: list[str] = []
         notes: list[str] = []
         # each side's sizes, the nearest first; two, as a model of even lengths fails at one
         sides = [[first.upper + 1, first.upper + 2]] if first.upper is not None else []
         sides += [[s for s in (first.lower - 1, first.lower - 2) if s > 0]]  # not 0: empty
         for side in filter(None, sides):
-            for size in side:
-                ran, lengths = _run_at(model, inputs, arguments, axes, companions, size)
-                if ran is not False:
-                    break
-                fails.append(_at(axes, size, lengths))
+            size, ran, lengths, failed = tried.nearest(side)
+            fails += failed
             if ran is False:
                 continue
             at = _at(axes, size, lengths)
+            compared = size < first.lower == 2  # 0/1 specialization: compared, or said
             if not isinstance(ran, Batch):
                 notes.append(f"not tried at {at}: {ran}")
             elif accept:
                 notes.append(f"PyTorch runs at {at} too: accepted, the file is for these sizes")
-            elif size < first.lower == 2 and verify:  # 0/1 specialization: compared
-                each = _lengths_said(lengths.items())
-                resized = tuple(dict.fromkeys(name for name, _ in lengths))
-                outside.append(_Outside(where, sizes, size, ran, resized, each))
+            elif compared and verify:
+                outside.append(_Outside(where, sizes, size, ran, *_resized_said(lengths)))
                 notes.append(f"PyTorch runs at {at}, where the file is compared")
-            elif size < first.lower == 2:
+            elif compared:
                 notes.append(
                     f"PyTorch runs at {at} too, where the file is not compared without verification"
                 )
@@ -723,11 +749,86 @@ def _check_ranges(
                     "range to export the file for those sizes only",
                     parameter="accept_ranges",
                 )
-        listed = ", ".join(fails[:-1]) + " and " + fails[-1] if len(fails) > 1 else "".join(fails)
-        notes += [f"PyTorch fails at {listed} too"] if fails else []
+        notes += [f"PyTorch fails at {_listed(fails)} too"] if fails else []
         if notes:
             said.append(f"{where} is exported for {held} only ({'; '.join(notes)})")
+        for condition in (c for c in conditions if c.symbol == str(symbol)):
+            size, ran, lengths, failed = tried.nearest(condition.failing)
+            at = _at(axes, size, lengths)
+            if ran is False:
+                note = f"PyTorch fails at {_listed(failed)} too, where it does not hold"
+            elif not isinstance(ran, Batch):
+                note = f"not tried at {at}, where it does not hold: {ran}"
+            elif accept:
+                note = f"PyTorch runs at {at} too: accepted, the file is for these sizes"
+            elif verify:
+                if all(o.size != size or o.axes != where for o in outside):  # once a size
+                    resized, each = _resized_said(lengths)
+                    outside.append(_Outside(where, sizes, size, ran, resized, each, condition.text))
+                note = f"PyTorch runs at {at}, where it does not hold, and the file is compared"
+            else:
+                note = (
+                    f"PyTorch runs at {at}, where it does not hold: the file computes such "
+                    "inputs with the example's branch, not compared without verification"
+                )
+            said.append(
+                f"{where} is exported for sizes where {condition.text} only, a condition "
+                f"torch.export took that no range says ({_size_named(axes, condition)}; {note})"
+            )
     return said, outside
+
+
+class _Tries:
+    """PyTorch run with the axes of one dynamic size at other sizes (:func:`_run_at`), each
+    size once."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inputs: Batch,
+        arguments: dict[str, Any],
+        axes: list[_Range],
+        companions: list[_Range],
+    ) -> None:
+        self._axes = axes
+        self._run = functools.partial(_run_at, model, inputs, arguments, axes, companions)
+        self._runs: dict[int, tuple[Batch | bool | str, dict[tuple[str, int], int | None]]] = {}
+
+    def nearest(
+        self, sizes: Sequence[int]
+    ) -> tuple[int, Batch | bool | str, dict[tuple[str, int], int | None], list[str]]:
+        """The first of ``sizes`` where PyTorch does not fail (or the last), what it gave
+        there (:func:`_runs_at`), the lengths given, and where it failed before (as said)."""
+        failed: list[str] = []
+        for size in sizes:
+            if size not in self._runs:
+                self._runs[size] = self._run(size)
+            ran, lengths = self._runs[size]
+            if ran is not False:
+                break
+            failed.append(_at(self._axes, size, lengths))
+        return size, ran, lengths, failed
+
+
+def _listed(said: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return ", ".join(said[:-1]) + " and " + said[-1] if len(said) > 1 else "".join(said)
+
+
+def _resized_said(lengths: dict[tuple[str, int], int | None]) -> tuple[tuple[str, ...], str]:
+    """The graph inputs resized, and their axes with their lengths as said (:class:`_Outside`)."""
+    return tuple(dict.fromkeys(name for name, _ in lengths)), _lengths_said(lengths.items())
+
+
+def _size_named(axes: list[_Range], condition: assumed.Condition) -> str:
+    """What ``n`` is in a condition's text: the length of an axis that is the size itself,
+    ``n: the length of axis 2 of x``, or torch.export's name of the size where every axis is
+    another length of it; with the other dynamic sizes at the example's where it involves
+    them."""
+    own = [r for r in axes if r.expr == r.symbol]
+    named = f"axis {own[0].axis} of {own[0].name}" if own else f"torch.export's {condition.symbol}"
+    others = "" if condition.alone else ", the other dynamic sizes at the example's"
+    return f"n: the length of {named}{others}"
 
 
 def _held(axes: list[_Range], sizes: str) -> tuple[str, str]:
@@ -1461,7 +1562,7 @@ def export(
         with plan.staging(path) as staging:
             raw = staging / "exported.onnx"
             with _named_as(raw, f"the {exporter} exporter's output for {path}"):
-                warned, ranges = _export(
+                warned, ranges, conditions = _export(
                     target,
                     cloned(inputs),  # a forward that changes its inputs changes a copy
                     list(graph_inputs),
@@ -1474,9 +1575,10 @@ def export(
                 exported = io.load(raw)
             with forwards.given_back():
                 ranged, outside = _check_ranges(
-                    model, inputs, arguments, ranges, verify, accept_ranges
+                    model, inputs, arguments, ranges, conditions, verify, accept_ranges
                 )
-            probed = [_within(probe, ranges) for probe in probed]
+            accepted = conditions if accept_ranges else []
+            probed = [_within(probe, ranges, accepted) for probe in probed]
             for beyond in outside:  # compared at the gate, as the probes above are
                 with forwards.given_back():
                     probed.append(_probed_outside(model, beyond, dynamo))
@@ -1583,20 +1685,34 @@ def _probed(
     return _run_probe(model, batch, graph_inputs, _Probed(sizes, shapes, {}, None))
 
 
-def _within(probe: _Probed, ranges: list[_Range]) -> _Probed:
+def _within(probe: _Probed, ranges: list[_Range], accepted: list[assumed.Condition]) -> _Probed:
     """``probe`` with nothing to compare where it makes an axis longer than the sizes
     torch.export held it to (the file is for those only: an accepted range, or one where
-    PyTorch fails outside); as it was otherwise (a probe only makes axes longer)."""
+    PyTorch fails outside), or gives an axis a size where an ``accepted`` condition on it
+    does not hold; as it was otherwise (a probe only makes axes longer)."""
     for bounded in ranges:
         shape = probe.shapes.get(bounded.name)
         if probe.outputs is None or shape is None or bounded.expr != bounded.symbol:
             continue
-        if bounded.upper is not None and (size := shape[bounded.axis]) > bounded.upper:
+        size = shape[bounded.axis]
+        if bounded.upper is not None and size > bounded.upper:
             failure = (
                 f"axis {bounded.axis} of {bounded.name} is {size} there, outside the sizes "
                 f"it is exported for ({_span(bounded.lower, bounded.upper)})"
             )
             return dataclasses.replace(probe, examples={}, outputs=None, failure=failure)
+        for condition in accepted:
+            if (
+                condition.symbol == str(bounded.symbol)
+                and condition.alone
+                and not condition.holds(size)
+            ):
+                failure = (
+                    f"axis {bounded.axis} of {bounded.name} is {size} there, where "
+                    f"{condition.text} does not hold (n: its length), which the file is "
+                    "exported for"
+                )
+                return dataclasses.replace(probe, examples={}, outputs=None, failure=failure)
     return probe
 
 
@@ -1634,6 +1750,7 @@ def _at_sizes(report: ExportReport, graph: ir.Graph, probed: _Probed) -> _Refere
     probe = DynamicProbe(probed.sizes, probed.shapes)
     if (outside := probed.outside) is not None:
         probe.bound, probe.axes, probe.size = outside.bound, outside.axes, outside.size
+        probe.condition = outside.condition
     report.dynamic.append(probe)
     failure = probed.failure
     if probed.outputs is not None:

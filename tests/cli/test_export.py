@@ -585,6 +585,34 @@ def test_the_size_below_a_lower_bound_of_2_is_verified(
         assert "dynamic axes not verified: with axis 2 of x at 1 (x 2x4x1), on cpu" in printed
 
 
+@pytest.mark.parametrize("odd", ["same", "branch"])
+def test_a_condition_torch_export_took_is_verified_where_it_fails(
+    odd: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A branch on the length's parity, traced at 16: torch.export keeps ``(n % 2) == 0``,
+    which no range says, and the file is compared at 17. Where both branches compute the same
+    values, one line says so and the file is written; where they differ, a line says where."""
+    body = "h * 1.0" if odd == "same" else "h.flip(-1)"
+    source = BRANCH_AT.replace("x.shape[2] > BOUND", "x.shape[2] % 2 == 0")
+    (tmp_path / "model.py").write_text(source.replace("LONG", "h").replace("SHORT", body))
+    out, report = tmp_path / "m.onnx", tmp_path / "r.json"
+    argv = ["export", str(tmp_path / "model.py"), "-o", str(out), "--json", str(report)]
+    assert main([*argv, "--dynamic", "x=2", "--verify", "--runs", "1"]) == (odd == "branch")
+    printed = capsys.readouterr().out
+    (probe,) = [p for p in json.loads(report.read_text())["dynamic"] if p["condition"]]
+    assert (probe["sizes"], probe["size"], probe["condition"]) == (
+        "axis 2 of x at 17",
+        17,
+        "(n % 2) == 0",
+    )
+    where = "where torch.export's condition (n % 2) == 0 on it does not hold"
+    matched = f"ONNX Runtime matches PyTorch with axis 2 of x at 17, {where}"
+    explained = f"axis 2 of x at 17: {where}, PyTorch runs, and the file does not match it"
+    assert (matched in printed, explained in printed, out.exists()) == (
+        (True, False, True) if odd == "same" else (False, True, False)
+    )
+
+
 def test_a_weight_the_graph_does_not_use_is_listed_with_why_it_can_be_missing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

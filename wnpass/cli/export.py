@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--accept-ranges",
         action="store_true",
         help="export a dynamic axis torch.export holds to a range of sizes, outside which "
-        "PyTorch runs too, for that range only (refused otherwise)",
+        "PyTorch runs too, for that range only (refused otherwise), and for the sizes where "
+        "the conditions torch.export took on it hold",
     )
     parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     parser.add_argument(
@@ -222,10 +223,7 @@ def _print_export(out: Printer, report: Any) -> None:
             title = f"ONNX Runtime vs PyTorch, {probe.where} ({_shapes(probe)})"
             out.table(title, COMPARISON_COLUMNS, rows)
     for probe in _below(report.dynamic, _passed):
-        out.line(
-            f"ONNX Runtime matches PyTorch with {probe.sizes}, below the sizes torch.export "
-            f"held it to ({probe.bound})"
-        )
+        out.line(f"ONNX Runtime matches PyTorch with {probe.sizes}, {_beyond(probe)}")
     for provider, stats in report.latency.items():
         out.line(
             f"{provider} latency: median {stats.median_ms:.3f} ms, p90 {stats.p90_ms:.3f} ms, "
@@ -255,7 +253,7 @@ def _print_export(out: Printer, report: Any) -> None:
             out.summary(f"dynamic axes not verified: with {probe.where} ({_shapes(probe)}), {said}")
     for probe in _below(report.dynamic, _failed):
         out.summary(
-            f"{probe.sizes}: below the sizes torch.export held it to ({probe.bound}), PyTorch "
+            f"{probe.sizes}: {_beyond(probe)}, PyTorch "
             "runs, and the file does not match it: the model's code (or one of torch's "
             "decompositions) branches on the size there, and the file computes such inputs "
             "with the example's branch"
@@ -314,8 +312,18 @@ def _compared(probes: list[Any]) -> str:
 
 
 def _below(probes: list[Any], chosen: Any) -> list[Any]:
-    """The ``chosen`` probes of a size below a range torch.export held axes to."""
+    """The ``chosen`` probes of a size below a range torch.export held axes to, or where a
+    condition it took on their size does not hold."""
     return [probe for probe in probes if probe.bound is not None and chosen(probe)]
+
+
+def _beyond(probe: Any) -> str:
+    """Where such a probe's size is, as said after it: ``below the sizes torch.export held it
+    to (from 2 up)``, ``where torch.export's condition 2*(n // 8) == n // 4 on it does not
+    hold``."""
+    if probe.condition is not None:
+        return f"where torch.export's condition {probe.condition} on it does not hold"
+    return f"below the sizes torch.export held it to ({probe.bound})"
 
 
 def _failed(probe: Any) -> bool:

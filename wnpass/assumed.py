@@ -1,0 +1,195 @@
+"""What torch.export assumed of an export's dynamic sizes besides their ranges.
+
+As it traces, torch.export records each condition the model's code (or one of torch's
+decompositions) took on a dynamic size: a block that pads an odd count of frames, traced on an
+even one, keeps ``2*(n//8) == n//4``; a broadcast keeps ``n != 1``. The graph computes every
+size with the branch the example took. torch.onnx.export drops these conditions with the
+decompositions; only bounds on one size survive, as the program's ranges. :func:`captured`
+keeps the program as torch.export captured it, and :func:`conditions` reads from it the
+conditions no range says, each as a test of one dynamic size (the others at the example's)
+with the sizes nearest the example's where it does not hold: where PyTorch runs at those, the
+file may compute them otherwise.
+
+torch 2.13 records the conditions as deferred runtime asserts of the program's shape
+environment (guards, where it records them so); a torch that keeps them elsewhere gives none,
+and a logged line says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+# How far from the example's size the sizes where a condition fails are looked for, each way:
+# wide enough for a condition on frames after the strides of a speech front end (wav2vec2's
+# 320 samples a frame: the parity of the frames repeats every 640 samples).
+WINDOW = 1 << 13
+
+# The sizes where each condition fails that PyTorch is tried at, nearest the example's first:
+# two, as a model that takes even lengths only fails at one (as outside a range).
+FAILING = 2
+
+
+class Condition(NamedTuple):
+    """A condition torch.export took on one dynamic size (``symbol``, its name), as said with
+    the size as ``n`` (``text``: ``2*(n // 8) == n // 4``); ``alone``: False where it involves
+    other dynamic sizes too, which ``holds`` takes at the example's. ``failing``: the sizes
+    nearest the example's where it does not hold, within the size's range (at most
+    :data:`FAILING`)."""
+
+    symbol: str
+    text: str
+    alone: bool
+    failing: tuple[int, ...]
+    holds: Callable[[int], bool]
+
+
+@contextlib.contextmanager
+def captured() -> Iterator[list[Any]]:
+    """The programs torch.export gave torch.onnx.export inside, as captured: torch.onnx then
+    decomposes each (``run_decompositions``), and the decomposed program keeps no conditions."""
+    programs: list[Any] = []
+    exported_program = torch.export.ExportedProgram
+    original = exported_program.run_decompositions
+
+    @functools.wraps(original)
+    def run_decompositions(self: Any, *args: Any, **kwargs: Any) -> Any:
+        programs.append(self)
+        return original(self, *args, **kwargs)
+
+    exported_program.run_decompositions = run_decompositions  # type: ignore[method-assign]
+    try:
+        yield programs
+    finally:
+        exported_program.run_decompositions = original  # type: ignore[method-assign]
+
+
+def conditions(program: Any) -> list[Condition]:
+    """The conditions of ``program`` (a program :func:`captured` kept) that fail at some size
+    of a dynamic size's range within :data:`WINDOW` of the example's: one per condition and
+    size it involves (a condition on two sizes is one on each, the other at the example's)."""
+    import sympy
+
+    environment = _environment(program)
+    try:
+        ranges = {str(symbol): bounds for symbol, bounds in program.range_constraints.items()}
+        examples = {str(symbol): int(value) for symbol, value in environment.var_to_val.items()}
+        asserts = [a.expr for kept in environment.deferred_runtime_asserts.values() for a in kept]
+        expressions = asserts + [guard.expr for guard in environment.guards]
+    except (AttributeError, TypeError, ValueError):  # none, or not as torch 2.13 keeps them
+        logger.info("torch.export's program keeps no conditions wnpass can read")
+        return []
+    found: dict[tuple[str, str], Condition] = {}
+    for expression in dict.fromkeys(expressions):
+        symbols = {str(symbol): symbol for symbol in expression.free_symbols}
+        if not symbols or not all(s in ranges and s in examples for s in symbols):
+            continue  # a constant, or one on a size taken from values (unbacked): no range
+        for name, symbol in symbols.items():
+            others = {s: sympy.Integer(examples[n]) for n, s in symbols.items() if n != name}
+            size = sympy.Symbol("n", integer=True, positive=True)
+            alone = expression.xreplace(others).xreplace({symbol: size})
+            if alone in (sympy.true, sympy.false):
+                continue
+            text, holds = _test(alone, examples[name])
+            if holds is None or (name, text) in found:
+                continue
+            bounds = ranges[name]
+            failing = _failing(holds, examples[name], int(bounds.lower), _upper(bounds.upper))
+            if failing:
+                found[name, text] = Condition(name, text, len(symbols) == 1, failing, holds)
+    return _merged(found.values())
+
+
+def _merged(found: Iterable[Condition]) -> list[Condition]:
+    """Conditions on one size that fail at the same sizes as one (one branch often keeps two:
+    ``n // 4 <= 2*(n // 8)`` and ``2*(n // 8) == n // 4``), their texts joined by "and"."""
+    merged: dict[tuple[str, tuple[int, ...], bool], list[Condition]] = {}
+    for condition in found:
+        merged.setdefault((condition.symbol, condition.failing, condition.alone), []).append(
+            condition
+        )
+    return [
+        group[0]
+        if len(group) == 1
+        else group[0]._replace(
+            text=" and ".join(c.text for c in group),
+            holds=functools.partial(_all_hold, tuple(c.holds for c in group)),
+        )
+        for group in merged.values()
+    ]
+
+
+def _all_hold(tests: tuple[Callable[[int], bool], ...], n: int) -> bool:
+    return all(test(n) for test in tests)
+
+
+def _environment(program: Any) -> Any:
+    """The shape environment of the program's dynamic sizes (that of any input's)."""
+    for node in program.graph.nodes:
+        if node.op != "placeholder":
+            continue
+        for size in getattr(node.meta.get("val"), "shape", ()):
+            if isinstance(size, torch.SymInt):
+                return size.node.shape_env
+    return None
+
+
+def _upper(upper: Any) -> int | None:
+    """A range's upper bound, None where unbounded."""
+    import sympy
+    from torch.utils._sympy.numbers import int_oo
+
+    return None if upper in (int_oo, sympy.oo) else int(upper)
+
+
+# What torch's printer of sizes writes, and nothing else.
+_NAMES = {"math": math, "torch": torch, "min": min, "max": max, "abs": abs, "round": round}
+
+
+def _test(expression: Any, example: int) -> tuple[str, Callable[[int], bool] | None]:
+    """The condition as Python over ``n`` (torch's printer of sizes, which torch.export's own
+    guard code uses), and a test of it at a size (true where it cannot be evaluated there, as
+    a division by zero: no size to try). None where it does not hold at the example's size,
+    as every condition torch.export took does, or cannot be evaluated there: it is logged."""
+    from torch.utils._sympy.printers import PythonPrinter
+
+    text = PythonPrinter().doprint(expression)
+    try:
+        function = eval(f"lambda n: {text}", {"__builtins__": {}, **_NAMES})
+        usable = bool(function(example))
+    except Exception:
+        usable = False
+    if not usable:
+        logger.info("a condition on a dynamic size wnpass cannot evaluate: %s", text)
+        return text, None
+
+    def holds(n: int) -> bool:
+        try:
+            return bool(function(n))
+        except (ArithmeticError, ValueError):
+            return True
+
+    return text, holds
+
+
+def _failing(
+    holds: Callable[[int], bool], example: int, lower: int, upper: int | None
+) -> tuple[int, ...]:
+    """The sizes nearest ``example`` within ``lower`` to ``upper`` and :data:`WINDOW` where
+    the condition does not hold (above first where two are as near); at most :data:`FAILING`."""
+    found: list[int] = []
+    for distance in range(1, WINDOW + 1):
+        for n in (example + distance, example - distance):
+            if lower <= n and (upper is None or n <= upper) and not holds(n):
+                found.append(n)
+        if len(found) >= FAILING:
+            break
+    return tuple(found[:FAILING])
