@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.helpers import onnx_model, rand
+from tests.helpers import onnx_model, rand, zero_unit
 from tests.hostile.builders import WN
 from wnpass.cli import main
 from wnpass.cli.fold import PROGRESS_BAR_BYTES, write_progress
@@ -76,6 +76,20 @@ def test_quiet_prints_the_summary_only(tmp_path: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert LONG not in out
     assert out.startswith("folded 1 of 1 weight-norm site;") and "wrote " in out
+
+
+def test_quiet_says_what_a_fold_declined_and_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The site's row, with its reason, is in the table --quiet leaves out: "folded 0 of 1"
+    said nothing of why (t86; export's NOT DEPLOYABLE the same)."""
+    path = tmp_path / "model.onnx"
+    onnx.save(onnx_model(WN, names={"v": f"{LONG}_v"}, **zero_unit(3, 4)), path)
+    assert main(["--quiet", "fold", str(path), "-o", str(tmp_path / "f.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert f"\n  declined: {LONG}: v has zero-norm units, where the graph computes NaN" in out
+    assert main(["fold", str(path), "-o", str(tmp_path / "f.onnx")]) == 0
+    assert f"  declined: {LONG}" not in capsys.readouterr().out  # the table says it
 
 
 def test_control_characters_in_model_names_are_escaped(

@@ -19,6 +19,11 @@ def print_sites(out: Printer, report: FoldReport, title: str, *, inspect: bool) 
         out.table("weights computed from constants", CONE_COLUMNS, cone_rows(report.cones))
     for line in fold_summary(report, inspect=inspect):
         out.summary(line)
+    if out.quiet and not inspect:  # a decline is why a fold failed: said without the tables
+        for item in [*report.sites, *report.cones]:
+            if item.status == "declined":
+                where = "" if item.graph == "main" else f" [{item.graph}]"
+                out.summary(f"  declined: {item.name}{where}: {item.reason}")
     print_left(out, report.left)
 
 
