@@ -362,6 +362,19 @@ def test_a_folder_that_cannot_be_listed_fails_the_gate_not_skipped(
     assert "cannot list it (File name too long); the models in it would go unread" in captured.err
 
 
+def test_a_link_loop_in_a_folder_is_named_itself(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model named by a link to itself: the folder, which lists, was said not to (t86)."""
+    _left(tmp_path / "models")
+    (tmp_path / "models" / "self.onnx").symlink_to("self.onnx")
+    (tmp_path / "models" / "loop").symlink_to("loop")  # no model: not read
+    assert main(["inspect", str(tmp_path / "models"), "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"wnpass: error: {tmp_path / 'models' / 'self.onnx'}: ")
+    assert "cannot list" not in err
+
+
 def test_a_tree_of_any_depth_is_walked(tmp_path: Path) -> None:
     """1000 nested folders: the walk recursed once a level and crashed (exit 3)."""
     deep = tmp_path

@@ -84,7 +84,8 @@ def test_quiet_says_what_a_fold_declined_and_why(
     """The site's row, with its reason, is in the table --quiet leaves out: "folded 0 of 1"
     said nothing of why (t86; export's NOT DEPLOYABLE the same)."""
     path = tmp_path / "model.onnx"
-    onnx.save(onnx_model(WN, names={"v": f"{LONG}_v"}, **zero_unit(3, 4)), path)
+    arrays = zero_unit(3, 4)
+    onnx.save(onnx_model(WN, names={"v": f"{LONG}_v"}, v=arrays["v"], g=arrays["g"]), path)
     assert main(["--quiet", "fold", str(path), "-o", str(tmp_path / "f.onnx")]) == 0
     out = capsys.readouterr().out
     assert f"\n  declined: {LONG}: v has zero-norm units, where the graph computes NaN" in out

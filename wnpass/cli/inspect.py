@@ -152,9 +152,10 @@ def _onnx_files(top: Path) -> list[Path]:
                 for entry in entries:
                     if entry.name.startswith("."):
                         continue
-                    if entry.is_dir():  # links followed: a link to a folder is skipped
-                        if not entry.is_symlink():
-                            folders.append(Path(entry.path))
+                    if _links_to_a_folder(entry):
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(Path(entry.path))
                     elif entry.name.lower().endswith(".onnx"):
                         found.append(Path(entry.path))
         except OSError as error:
@@ -165,6 +166,15 @@ def _onnx_files(top: Path) -> list[Path]:
     if not found:
         raise UsageError(f"{top}: a folder with no .onnx file in it")
     return sorted(found)
+
+
+def _links_to_a_folder(entry: os.DirEntry[str]) -> bool:
+    """Whether a folder's entry is a link to a folder (not followed: skipped). A link that
+    cannot be followed (a loop) is not: named a model, it is refused under its own name."""
+    try:
+        return entry.is_symlink() and entry.is_dir()
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

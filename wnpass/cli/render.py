@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from wnpass.cli.output import Printer
-from wnpass.report import CONE_COLUMNS, SITE_COLUMNS, FoldReport, cone_rows, fold_summary, site_rows
+from wnpass.report import (
+    CONE_COLUMNS,
+    SITE_COLUMNS,
+    ConeReport,
+    FoldReport,
+    SiteReport,
+    cone_rows,
+    fold_summary,
+    site_rows,
+)
 
 __all__ = ["print_check", "print_left", "print_sites"]
 
@@ -20,7 +29,8 @@ def print_sites(out: Printer, report: FoldReport, title: str, *, inspect: bool) 
     for line in fold_summary(report, inspect=inspect):
         out.summary(line)
     if out.quiet and not inspect:  # a decline is why a fold failed: said without the tables
-        for item in [*report.sites, *report.cones]:
+        declined: list[SiteReport | ConeReport] = [*report.sites, *report.cones]
+        for item in declined:
             if item.status == "declined":
                 where = "" if item.graph == "main" else f" [{item.graph}]"
                 out.summary(f"  declined: {item.name}{where}: {item.reason}")
