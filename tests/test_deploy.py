@@ -340,6 +340,46 @@ def test_a_model_of_even_lengths_is_probed_two_sizes_out(tmp_path: Path) -> None
         )  # fmt: skip
 
 
+class _FramesOf4(_OneConv):
+    """Frames of 4 samples (lengths a multiple of 4 only), and the first 2 frames of inputs
+    over 40: PyTorch fails at 41 to 43 and runs at 44 (t84)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        h = h.reshape(h.shape[0], 6, -1, 4).mean(-1)
+        return (h.mean(-1) if x.shape[2] > 40 else h[..., :2].mean(-1)).sum(-1)
+
+
+class _TwoRates(nn.Module):
+    """``x`` at twice the rate of ``cond`` (a stride-2 convolution brings it to cond's length),
+    and a branch on cond's length: resized alone, or with x at cond's length, PyTorch fails;
+    with x twice as long, it runs past the bound (t84)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 2, stride=2))
+        self.cond = nn.Conv1d(4, 6, 1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x) + self.cond(cond)
+        return h.mean(-1) if cond.shape[2] > 10 else h[..., :3].mean(-1)
+
+
+@pytest.mark.parametrize("case", ["multiple of 4", "two rates"])
+def test_a_bound_is_probed_past_lengths_pytorch_fails_at(case: str, tmp_path: Path) -> None:
+    """Both were published with "PyTorch fails at 41 and 42 too" (11 and 12), and wrong at 44
+    (cond at 11 with x at 22): up to 8 sizes are tried past a bound, and the other dynamic
+    axes resized in proportion to the example's lengths where PyTorch fails without."""
+    x = torch.randn(2, 4, 16)
+    model, inputs, dynamic, said = {
+        "multiple of 4": (_FramesOf4(), (x,), {"x": {2: "t"}}, "sizes 0 to 40 only, and PyTorch runs at 44:"),  # noqa: E501
+        "two rates": (_TwoRates(), (x, x[..., :8]), {"x": {2: "t"}, "cond": {2: "c"}}, "axis 2 of cond dynamic for sizes 1 to 10 only, and PyTorch runs at 11 (axis 2 of cond at 11 and axis 2 of x at 22):"),  # noqa: E501
+    }[case]  # fmt: skip
+    with pytest.raises(ExportError) as caught:
+        export(model, inputs, tmp_path / "m.onnx", dynamic=dynamic, verify=False)
+    assert said in str(caught.value)
+
+
 class _Derived(_OneConv):
     """``y`` twice as long as ``x``, and a branch on ``x``'s length: torch.export sizes ``y``
     as ``2*s0``."""
@@ -383,7 +423,7 @@ def test_a_branch_is_found_through_derived_sizes_and_star_inputs(case: str, tmp_
     # y, twice as long, with its own sizes: they were x's, 0 to 10, and "runs at 11" (t82)
     assert (
         "made axis 2 of x (0 to 10) and axis 2 of y (0 to 20) dynamic for those sizes only, "
-        "and PyTorch runs at 11 (axis 2 of y at 22)"
+        "and PyTorch runs at 11 (axis 2 of x at 11 and axis 2 of y at 22)"
         if case == "derived"
         else f"made axis 2 of {name} dynamic for sizes 0 to 10 only, and PyTorch runs at 11:"
     ) in str(caught.value)
@@ -501,6 +541,35 @@ def test_a_lower_bound_of_1_is_not_probed() -> None:
             model, Batch((x,), {}), {"x": x}, [_Range("x", 2, t, 3, None, t)], [], True, False
         )
     assert model.seen == [2]
+
+
+class _Upsampled(nn.Module):
+    """``x`` twice ``cond``'s length (cond stretched to it), and a branch at cond's length of
+    1: torch.export holds cond from 2 up and x from 4 up (t84)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+        self.cond = nn.Conv1d(4, 6, 1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x) + self.cond(cond).repeat_interleave(2, dim=2)
+        return (h - h.mean(-1, keepdim=True)).abs().sum(-1) if cond.shape[2] > 1 else h.sum(-1)
+
+
+def test_a_probe_below_derived_ranges_says_each_axis_s_own(tmp_path: Path) -> None:
+    """The probe's bound was cond's range alone ("from 2 up"), for x too (t84)."""
+    x = torch.randn(2, 4, 16)
+    report = export(
+        _Upsampled(), (x, x[..., :8]), tmp_path / "m.onnx", runs=1,
+        dynamic={"x": {2: "t"}, "cond": {2: "c"}},
+    )  # fmt: skip
+    assert report.matches is False and not report.published
+    (below,) = [probe for probe in report.dynamic if probe.bound is not None]
+    assert (below.sizes, below.bound) == (
+        "axis 2 of x at 2 and axis 2 of cond at 1",
+        "from 4 up for axis 2 of x and from 2 up for axis 2 of cond",
+    )
 
 
 class _VacuousBelow(_OneConv):
@@ -836,7 +905,7 @@ def test_an_axis_bounded_by_what_the_model_requires_is_exported_with_a_warning(
     )  # fmt: skip
     assert report and report.published
     assert report.warnings == [
-        "axis 2 of x is exported for sizes 5 to 16 only (PyTorch fails at 17, 18, 4 and 3 too)"
+        "axis 2 of x is exported for sizes 5 to 16 only (PyTorch fails at 17 to 24 and 1 to 4 too)"
     ]
 
 
@@ -1891,6 +1960,7 @@ def test_check_options_without_verify_are_refused_not_ignored(
         ({"dynamic": {"x": {"0": "b"}}}, "dynamic"),
         ({"dynamic": {"x": {True: "b"}}}, "dynamic"),
         ({"dynamic": {"x": None}}, "dynamic"),
+        ({"dynamic": {"x": {}}}, "dynamic"),  # probed unchanged as "doubled" (t84)
         ({"verify": "no"}, "verify"),
         ({"fold_in_torch": "no"}, "fold_in_torch"),
     ],

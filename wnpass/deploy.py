@@ -59,6 +59,7 @@ import re
 import sys
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -688,9 +689,9 @@ def _check_ranges(
     a word, where the model's code branches on its size (``if x.shape[2] > 10``) or requires
     one (``assert t <= block_size``), or where one of torch's decompositions does (wav2vec2's
     reshapes: its frames from 2 up), and the ONNX graph keeps the axis symbolic. PyTorch is
-    run just outside each bound, at the two nearest sizes (the inputs repeated along the axis
-    and cut; where it fails so, with the other dynamic axes of the example's length resized
-    too, as a mask goes with its input). Where it fails at both, or is not tried (more than
+    run just outside each bound, at the nearest size where it runs of :data:`_PAST` (the
+    inputs repeated along the axis and cut; where it fails so, with the other dynamic axes
+    resized too: :func:`_run_at`). Where it fails at all, or is not tried (more than
     ``_PROBE_ELEMENTS``), the bound is taken as the model's own: a warning (PyTorch may run
     further out: a lengths input, which repeating does not resize; the range is said).
 
@@ -702,10 +703,10 @@ def _check_ranges(
     not probed (an empty input, where a model's loop may never end).
 
     A condition torch.export took on a size that no range says (``conditions``: a block that
-    pads an odd count of frames, ``n != 1``) is tried as a bound is, at the two sizes nearest
-    the example's where it fails, and judged as a lower bound of 2 is: where PyTorch runs
-    there, a warning, or with ``verify`` the file compared there; with ``accept``, the file
-    is for the sizes where it holds."""
+    pads an odd count of frames, ``n != 1``) is tried as a bound is, at the sizes nearest the
+    example's where it fails (:data:`wnpass.assumed.FAILING`), and judged as a lower bound
+    of 2 is: where PyTorch runs there, a warning, or with ``verify`` the file compared there;
+    with ``accept``, the file is for the sizes where it holds."""
     said: list[str] = []
     outside: list[_Outside] = []
     grouped: dict[object, list[_Range]] = {}
@@ -714,27 +715,28 @@ def _check_ranges(
     for symbol, axes in grouped.items():
         first = axes[0]
         sizes = _span(first.lower, first.upper)
-        where, held = _held(axes, sizes)
+        where, held, bound = _held(axes, sizes)
         companions = _companions(axes, [r for r in ranges if r.symbol != symbol], arguments)
         tried = _Tries(model, inputs, arguments, axes, companions)
         fails: list[str] = []
         notes: list[str] = []
-        # each side's sizes, the nearest first; two, as a model of even lengths fails at one
-        sides = [[first.upper + 1, first.upper + 2]] if first.upper is not None else []
-        sides += [[s for s in (first.lower - 1, first.lower - 2) if s > 0]]  # not 0: empty
+        # each side's sizes, the nearest first: a model of lengths a multiple of 2, 4 or 8
+        # fails at the others
+        sides = [[first.upper + d for d in _PAST]] if first.upper is not None else []
+        sides += [[first.lower - d for d in _PAST if first.lower - d > 0]]  # not 0: empty
         for side in filter(None, sides):
             size, ran, lengths, failed = tried.nearest(side)
-            fails += failed
             if ran is False:
+                fails.append(_spanned(failed))
                 continue
-            at = _at(axes, size, lengths)
+            at = _at(size, lengths)
             compared = size < first.lower == 2  # 0/1 specialization: compared, or said
             if not isinstance(ran, Batch):
                 notes.append(f"not tried at {at}: {ran}")
             elif accept:
                 notes.append(f"PyTorch runs at {at} too: accepted, the file is for these sizes")
             elif compared and verify:
-                outside.append(_Outside(where, sizes, size, ran, *_resized_said(lengths)))
+                outside.append(_Outside(where, bound, size, ran, *_resized_said(lengths)))
                 notes.append(f"PyTorch runs at {at}, where the file is compared")
             elif compared:
                 notes.append(
@@ -749,14 +751,14 @@ def _check_ranges(
                     "range to export the file for those sizes only",
                     parameter="accept_ranges",
                 )
-        notes += [f"PyTorch fails at {_listed(fails)} too"] if fails else []
+        notes += [f"PyTorch fails at {' and '.join(fails)} too"] if fails else []
         if notes:
             said.append(f"{where} is exported for {held} only ({'; '.join(notes)})")
         for condition in (c for c in conditions if c.symbol == str(symbol)):
             size, ran, lengths, failed = tried.nearest(condition.failing)
-            at = _at(axes, size, lengths)
+            at = _at(size, lengths)
             if ran is False:
-                note = f"PyTorch fails at {_listed(failed)} too, where it does not hold"
+                note = f"PyTorch fails at {_spanned(failed)} too, where it does not hold"
             elif not isinstance(ran, Batch):
                 note = f"not tried at {at}, where it does not hold: {ran}"
             elif accept:
@@ -764,7 +766,7 @@ def _check_ranges(
             elif verify:
                 if all(o.size != size or o.axes != where for o in outside):  # once a size
                     resized, each = _resized_said(lengths)
-                    outside.append(_Outside(where, sizes, size, ran, resized, each, condition.text))
+                    outside.append(_Outside(where, bound, size, ran, resized, each, condition.text))
                 note = f"PyTorch runs at {at}, where it does not hold, and the file is compared"
             else:
                 note = (
@@ -788,31 +790,42 @@ class _Tries:
         inputs: Batch,
         arguments: dict[str, Any],
         axes: list[_Range],
-        companions: list[_Range],
+        companions: list[tuple[_Range, Fraction]],
     ) -> None:
-        self._axes = axes
         self._run = functools.partial(_run_at, model, inputs, arguments, axes, companions)
         self._runs: dict[int, tuple[Batch | bool | str, dict[tuple[str, int], int | None]]] = {}
 
     def nearest(
         self, sizes: Sequence[int]
-    ) -> tuple[int, Batch | bool | str, dict[tuple[str, int], int | None], list[str]]:
+    ) -> tuple[int, Batch | bool | str, dict[tuple[str, int], int | None], list[tuple[int, str]]]:
         """The first of ``sizes`` where PyTorch does not fail (or the last), what it gave
-        there (:func:`_runs_at`), the lengths given, and where it failed before (as said)."""
-        failed: list[str] = []
+        there (:func:`_runs_at`), the lengths given, and where it failed before (each as
+        said, in the order tried)."""
+        failed: list[tuple[int, str]] = []
         for size in sizes:
             if size not in self._runs:
                 self._runs[size] = self._run(size)
             ran, lengths = self._runs[size]
             if ran is not False:
                 break
-            failed.append(_at(self._axes, size, lengths))
+            failed.append((size, _at(size, lengths)))
         return size, ran, lengths, failed
+
+
+# The sizes past a bound PyTorch is run at, the nearest first, until it runs at one.
+_PAST = range(1, 9)
 
 
 def _listed(said: list[str]) -> str:
     """``a``, ``a and b``, ``a, b and c``."""
     return ", ".join(said[:-1]) + " and " + said[-1] if len(said) > 1 else "".join(said)
+
+
+def _spanned(failed: list[tuple[int, str]]) -> str:
+    """The sizes PyTorch failed at on one side of a bound (each with how it is said), as
+    said: ``17 and 18``, or the least and greatest of more, ``17 to 24``."""
+    said = [at for _, at in sorted(failed)]
+    return _listed(said) if len(said) <= 2 else f"{said[0]} to {said[-1]}"
 
 
 def _resized_said(lengths: dict[tuple[str, int], int | None]) -> tuple[tuple[str, ...], str]:
@@ -831,22 +844,24 @@ def _size_named(axes: list[_Range], condition: assumed.Condition) -> str:
     return f"n: the length of {named}{others}"
 
 
-def _held(axes: list[_Range], sizes: str) -> tuple[str, str]:
-    """The axes of one size, and the sizes they are held to (``sizes``: their size's), as
-    the messages say them: ``axis 2 of x``, ``sizes 0 to 10``; where one is another length
-    (``y`` twice ``x``'s: ``2*s0``), each with its own, ``axis 2 of x (0 to 10) and axis 2 of
-    y (0 to 20)``, ``those sizes``."""
+def _held(axes: list[_Range], sizes: str) -> tuple[str, str, str]:
+    """The axes of one size, the sizes they are held to (``sizes``: their size's), and those
+    sizes as a probe's ``bound``, as the messages say them: ``axis 2 of x``, ``sizes 0 to
+    10``, ``0 to 10``; where one is another length (``y`` twice ``x``'s: ``2*s0``), each with
+    its own, ``axis 2 of x (0 to 10) and axis 2 of y (0 to 20)``, ``those sizes``, ``0 to 10
+    for axis 2 of x and 0 to 20 for axis 2 of y``."""
     if all(r.expr == r.symbol for r in axes):
-        return " and ".join(f"axis {r.axis} of {r.name}" for r in axes), f"sizes {sizes}"
+        return " and ".join(f"axis {r.axis} of {r.name}" for r in axes), f"sizes {sizes}", sizes
     first = axes[0]
     parts = []
     for r in axes:
         low = _size_at(r, first.lower)
         high = None if first.upper is None else _size_at(r, first.upper)
         unknown = low is None or (first.upper is not None and high is None)
-        own = "?" if low is None or unknown else _span(low, high)
-        parts.append(f"axis {r.axis} of {r.name} ({own})")
-    return " and ".join(parts), "those sizes"
+        parts.append(("?" if low is None or unknown else _span(low, high), r))
+    where = " and ".join(f"axis {r.axis} of {r.name} ({own})" for own, r in parts)
+    bound = " and ".join(f"{own} for axis {r.axis} of {r.name}" for own, r in parts)
+    return where, "those sizes", bound
 
 
 def _span(lower: int, upper: int | None) -> str:
@@ -859,32 +874,33 @@ def _lengths_said(lengths: Iterable[tuple[tuple[str, int], int | None]]) -> str:
     return " and ".join(f"axis {axis} of {name} at {n}" for (name, axis), n in lengths)
 
 
-def _at(axes: list[_Range], size: int, lengths: dict[tuple[str, int], int | None]) -> str:
-    """Where PyTorch was run, as said: ``11``, their size, and the length of each axis that
-    is another (``11 (axis 2 of y at 22)``)."""
-    other = [
-        ((r.name, r.axis), length)
-        for r in axes
-        if r.expr != r.symbol and (length := lengths.get((r.name, r.axis))) is not None
-    ]
-    return f"{size} ({_lengths_said(other)})" if other else str(size)
+def _at(size: int, lengths: dict[tuple[str, int], int | None]) -> str:
+    """Where PyTorch was run, as said: ``11``, the size, where every axis resized is that
+    long; else with each axis's length, ``11 (axis 2 of x at 11 and axis 2 of y at 22)`` (an
+    axis that is another length of the size, or resized with it in proportion)."""
+    if all(length == size for length in lengths.values()):
+        return str(size)
+    return f"{size} ({_lengths_said(lengths.items())})"
 
 
 def _companions(
     axes: list[_Range], others: list[_Range], arguments: dict[str, Any]
-) -> list[_Range]:
-    """The other dynamic axes resized with ``axes`` where PyTorch fails with those alone: each
-    of another size whose example length is theirs (``x`` and its ``mask``, which torch.export
-    need not tie), where both are sizes themselves (not ``2*s0``)."""
+) -> list[tuple[_Range, Fraction]]:
+    """The other dynamic axes resized with ``axes`` where PyTorch fails with those alone, each
+    with its example length's ratio to theirs: of another size, which torch.export need not
+    tie to theirs (``x`` and its ``mask``, ratio 1; an input at half the rate, ``cond`` to a
+    stride-2 ``x``, ratio 2), where both are sizes themselves (not ``2*s0``)."""
 
     def length(bounded: _Range) -> int | None:
         value = arguments.get(bounded.name)
         return int(value.shape[bounded.axis]) if isinstance(value, torch.Tensor) else None
 
     first = axes[0]
-    if first.expr != first.symbol or (own := length(first)) is None:
+    if first.expr != first.symbol or not (own := length(first)):
         return []
-    return [r for r in others if r.expr == r.symbol and length(r) == own]
+    return [
+        (r, Fraction(other, own)) for r in others if r.expr == r.symbol and (other := length(r))
+    ]
 
 
 def _run_at(
@@ -892,18 +908,29 @@ def _run_at(
     inputs: Batch,
     arguments: dict[str, Any],
     axes: list[_Range],
-    companions: list[_Range],
+    companions: list[tuple[_Range, Fraction]],
     size: int,
 ) -> tuple[Batch | bool | str, dict[tuple[str, int], int | None]]:
     """:func:`_runs_at` with the axes of one size at ``size``; where PyTorch fails there, with
-    ``companions`` at ``size`` too. The lengths given, as the second item."""
+    the ``companions`` of their example length at ``size`` too, and then with every companion
+    resized in proportion (its length at ``size`` times its ratio, rounded). The lengths
+    given, as the second item."""
     lengths = {(r.name, r.axis): _size_at(r, size) for r in axes}
     ran = _runs_at(model, inputs, arguments, lengths)
-    if ran is False and companions:
-        more = lengths | {(r.name, r.axis): size for r in companions}
-        again = _runs_at(model, inputs, arguments, more)
+    same: dict[tuple[str, int], int | None] = {
+        (r.name, r.axis): size for r, ratio in companions if ratio == 1
+    }
+    scaled: dict[tuple[str, int], int | None] = {
+        (r.name, r.axis): max(1, round(size * ratio)) for r, ratio in companions
+    }
+    tries = [same] if same else []
+    tries += [scaled] if scaled and scaled != same else []
+    for more in tries:
+        if ran is not False:
+            break
+        again = _runs_at(model, inputs, arguments, lengths | more)
         if isinstance(again, Batch):
-            return again, more
+            return again, lengths | more
     return ran, lengths
 
 
@@ -1417,6 +1444,8 @@ def _required_dynamic(dynamic: object) -> dict[str, dict[int, str]] | None:
             raise InvalidArgumentError(
                 f"must be {shape}, not {{{name!r}: {axes!r}}}", parameter="dynamic"
             )
+        if not axes:  # probes would say "every dynamic axis doubled" of unchanged inputs
+            raise InvalidArgumentError(f"{name!r} names no axis", parameter="dynamic")
         checked[name] = {int(axis): label for axis, label in axes.items()}  # whole numbers
     return checked
 
