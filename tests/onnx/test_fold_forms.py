@@ -330,6 +330,37 @@ def test_gainless_forms_fold_with_their_own_form_name(form: str) -> None:
     np.testing.assert_array_equal(onnx.numpy_helper.to_array(folded.graph.initializer[0]), expected)
 
 
+@pytest.mark.parametrize("copy", ["same", "one bit off"])
+def test_a_norm_of_a_copy_of_v_s_elements_folds_as_v_s(copy: str) -> None:
+    """``F.linear(x, w / w.norm())`` from TorchScript: its constant folding stores
+    ``Reshape(w, [-1])`` as a second initializer, whose norm divides w. Declined as "the
+    normalised tensor is not v itself", with that copy's shape and no gain-less form (t86);
+    a copy that differs in one bit is no copy, and still declined."""
+    flat = V.reshape(-1).copy()
+    if copy == "one bit off":
+        flat.view(np.uint32)[5] ^= 1
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            n = ReduceL2 (flat)
+            w = Div(v, n)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, v=V, flat=flat)
+    if copy == "one bit off":
+        (site,) = inspect_onnx(model).sites
+        assert site.reason == "unsupported form: the normalised tensor is not v itself"
+        return
+    folded, report = assert_folds(model)
+    (site,) = report.sites
+    assert (site.form, site.shape, site.axes) == ("gain-less ReduceL2", [3, 4], None)
+    assert op_types(folded) == ["Gemm"] and len(folded.graph.initializer) == 1
+    v64 = V.astype(np.float64)
+    expected = (v64 / np.linalg.norm(v64)).astype(np.float32)
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(folded.graph.initializer[0]), expected)
+
+
 def test_normalizing_an_activation_is_not_a_site() -> None:
     text = f"""
         {HEADER17}

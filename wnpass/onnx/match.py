@@ -394,6 +394,26 @@ def _normalised(leaf: ir.Value, v: ir.Value, reduced: ir.Value | None) -> bool:
     return source is v or (reduced is not None and source is strip_cast(reduced))
 
 
+def _copied(leaves: list[_Factor], copy: ir.Value) -> ir.Value | None:
+    """The product's one leaf, a constant, where the whole-tensor norm reads another constant
+    that holds its elements in the same order, bit for bit (``v / ||C||``, as TorchScript's
+    constant folding leaves ``v / v.norm()``: ``Reshape(v, [-1])`` computed into a second
+    initializer): the weight is v's, normalized; None otherwise."""
+    if len(leaves) != 1 or leaves[0].exponent != 1:
+        return None
+    v = strip_cast(leaves[0].value)
+    a, b = const_tensor(v), const_tensor(copy)
+    if a is None or b is None or a.dtype != b.dtype or a.size != b.size:
+        return None
+    return (
+        v
+        if np.array_equal(
+            a.numpy().reshape(-1).view(np.uint8), b.numpy().reshape(-1).view(np.uint8)
+        )
+        else None
+    )
+
+
 def _premultiplied(leaves: list[_Factor], v: ir.Value) -> bool:
     """Whether the product's one leaf is a constant of ``v``'s shape, multiplying: ``C``
     of ``C / ||v||``, as TorchScript's constant folding leaves ``g * v / ||v||`` (its ``g * v``
@@ -734,6 +754,8 @@ def _analyse(
     numerators = [f for f in leaves if _normalised(f.value, norm.v, reduced)]
     if not numerators and not norm.layout and _premultiplied(leaves, norm.v):
         numerators, site.premultiplied = leaves, True  # C / ||v|| with C = g * v computed
+    elif not numerators and norm.axes is None and (copied := _copied(leaves, norm.v)):
+        numerators, site.v = leaves, copied  # v / ||C||, C a copy of v's elements
     if len(numerators) != 1 or numerators[0].exponent != 1:
         site.reason = "unsupported form: the normalised tensor is not v itself"
         return site
