@@ -1349,8 +1349,10 @@ def _restore_names(model: ir.Model, weights: _Weights) -> tuple[list[str], list[
             del missing[name]
             break
     unnamed = [name for name, a in arrays.items() if a is None] + list(missing)
-    found = set(named)  # after the renaming above
-    return [n for n in unnamed if weights.aliases.get(n) not in found], transposed
+    # after the renaming above; a tied weight is held under any of its names (the dynamo
+    # exporter keeps the last: an embedding's table as the tied head's ``head.weight``)
+    held = {weights.aliases.get(name, name) for name in named if name in weights.values}
+    return [n for n in unnamed if weights.aliases.get(n, n) not in held], transposed
 
 
 # Layout ops that move a weight's elements (``Reshape``, ``Unsqueeze``, a ``Cast`` keep their
