@@ -158,16 +158,14 @@ def test_a_tied_weight_with_one_initializer_for_both_names_is_not_missing(
     given (it is not missing). The dynamo exporter names the table after the tied head, the
     name listed last, and the embedding's was said missing (t85)."""
     torch.manual_seed(0)
+    model: nn.Module
     if case == "pair":
-        model = torch.nn.Sequential(torch.nn.Linear(6, 6), torch.nn.Tanh(), torch.nn.Linear(6, 6))
-        model[2].weight = model[0].weight
-        names, inputs = ("0.weight", "2.weight"), (torch.randn(2, 6),)
+        pair = torch.nn.Sequential(torch.nn.Linear(6, 6), torch.nn.Tanh(), torch.nn.Linear(6, 6))
+        pair[2].weight = pair[0].weight
+        model, names, inputs = pair, ("0.weight", "2.weight"), (torch.randn(2, 6),)
     else:
-        model, names, inputs = (
-            _TiedUnread(),
-            ("embed.weight", "head.weight"),
-            (torch.tensor([[1, 5]]),),
-        )
+        model, names = _TiedUnread(), ("embed.weight", "head.weight")
+        inputs = (torch.tensor([[1, 5]]),)
     out = tmp_path / "pair.onnx"
     report = export(model.eval(), inputs, out, exporter=exporter, verify=False)
     weights = {i.name for i in onnx.load(out).graph.initializer if len(i.dims) == 2}
