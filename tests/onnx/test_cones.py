@@ -677,18 +677,23 @@ def test_a_constant_pad_in_front_of_a_weight_is_folded_bit_for_bit() -> None:
     assert run(folded, {"x": xs})[0].tobytes() == expected.tobytes()
 
 
-@pytest.mark.parametrize("split", ["all-outside", "cast-outside"])
+@pytest.mark.parametrize("split", ["all-outside", "cast-outside", "all-inside"])
 def test_a_weight_computed_outside_a_branch_that_reads_it_is_folded(split: str) -> None:
     """A weight computed from constants in the main graph and read by a MatMul in both
     branches of an ``If``: one exact initializer where the main graph computed it, reported
-    once; computed partly there, partly in each branch: one in each branch. None is left
-    computed, and the outputs are the same bits."""
+    once; computed partly there, partly in each branch, or wholly in each branch: reported in
+    each, and one initializer of the main graph, which both read (it was one in each branch,
+    the file twice the size, t86). None is left computed, and the outputs are the same bits."""
     make, info = onnx.helper.make_node, onnx.helper.make_tensor_value_info
-    outside = [make("Transpose", ["w"], ["t"])] if split == "all-outside" else []
-    outside = outside or [make("Cast", ["w"], ["t0"], to=onnx.TensorProto.FLOAT)]
+    outside = {
+        "all-outside": [make("Transpose", ["w"], ["t"])],
+        "cast-outside": [make("Cast", ["w"], ["t0"], to=onnx.TensorProto.FLOAT)],
+        "all-inside": [],
+    }[split]
 
     def body(name: str) -> onnx.GraphProto:
-        inside = [] if split == "all-outside" else [make("Transpose", ["t0"], ["t"])]
+        source = "t0" if split == "cast-outside" else "w"
+        inside = [] if split == "all-outside" else [make("Transpose", [source], ["t"])]
         nodes = [*inside, make("MatMul", ["x", "t"], [f"y{name}"])]
         return onnx.helper.make_graph(nodes, name, [], [info(f"y{name}", 1, [2, 3])])
 
@@ -709,8 +714,9 @@ def test_a_weight_computed_outside_a_branch_that_reads_it_is_folded(split: str) 
     assert [c.status for c in report.cones] == ["folded"] * count
     assert inspect_onnx(folded).cones == []
     assert op_types(folded) == ["If"]
-    if split == "all-outside":
-        np.testing.assert_array_equal(weights(folded)["w"], weights(model)["w"].T)
+    np.testing.assert_array_equal(weights(folded)["w"], weights(model)["w"].T)
+    (branches,) = folded.graph.node
+    assert [len(a.g.initializer) for a in branches.attribute] == [0, 0]
     for c in (True, False):
         feeds = {"c": np.array(c), "x": X}
         assert run(folded, feeds)[0].tobytes() == run(model, feeds)[0].tobytes()

@@ -19,8 +19,10 @@ Runtime's quantizer only quantizes initializers.
 
 A weight used by several consumers becomes one tensor, and so do two cones of one graph that
 compute the same elements from the same constants (a layer called twice: two ``Transpose`` of
-one ``W``); the same cone in two subgraphs (both branches of an ``If``) is folded in each. A
-weight that a body reads from an enclosing graph, which computes it, is folded there.
+one ``W``); a cone in a body that reads only initializers of the main graph is folded into
+one of the main graph, which the body reads from there, so that the same cone in two bodies
+(both branches of an ``If``) is one tensor too. A weight that a body reads from an enclosing
+graph, which computes it, is folded there.
 It is named after the constant it comes from (``lstm.weight_hh_l0``; several:
 ``lstm.bias_ih_l0+bias_hh_l0``), that name itself when the constant goes away with the cone.
 A large weight is computed when the model is written (an ``ir.LazyTensor``), one at a time,
@@ -434,8 +436,9 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
                 reports.append(report)
                 continue
             programs.append(program)
-            key = (id(cone.graph), _key(program))
-            if key in folded_as and _still_folded(folded_as[key], cone.graph):
+            owner = _owner(model, cone)
+            key = (id(owner), _key(program))
+            if key in folded_as and _still_folded(folded_as[key], owner):
                 # the same elements as a weight folded before (one layer used twice): one tensor
                 existing, wanted = folded_as[key], report.name
                 report.status = "folded"
@@ -448,7 +451,7 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
                             earlier.name = wanted
                     taken.discard(existing.name or "")
                     taken.add(wanted)
-                    _rename(cone.graph, existing.name or "", wanted)
+                    _rename(owner, existing.name or "", wanted)
                 report.name = existing.name or wanted
                 reports.append(report)
                 continue
@@ -462,13 +465,13 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
             report.shape = list(tensor.shape.numpy())
             report.dtype = tensor.dtype.name.lower()
             temporary = naming.unique(f"{report.name}.cone", taken)
-            report.nodes_removed = replace_value(cone.graph, cone.value, temporary, tensor)
+            report.nodes_removed = replace_value(owner, cone.value, temporary, tensor)
             _free_sources(cone, taken)
             if not cone.value.is_graph_output():
                 taken.discard(cone.value.name or "")
             final = naming.unique(report.name, taken)
             taken.discard(temporary)
-            folded_as[key] = _rename(cone.graph, temporary, final)
+            folded_as[key] = _rename(owner, temporary, final)
             done_shapes[key] = (report.shape, report.dtype)
             report.name = final
             reports.append(report)
@@ -477,6 +480,21 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
         folded = sum(r.status == "folded" for r in reports)
         logger.info("folded %d of %d computed weights", folded, len(reports))
         return FoldResult(model, modified=folded > 0, report=FoldReport(cones=reports))
+
+
+def _owner(model: ir.Model, cone: Cone) -> ir.Graph | ir.Function:
+    """The graph whose initializer a folded cone becomes: the main graph where the cone is in
+    a body that holds initializers and its constants are the main graph's initializers (a
+    branch of an ``If`` computing ``Transpose(W)``), so that the same cone in two bodies is one
+    tensor, which each reads from the scope around it; else the cone's own graph."""
+    graph, main = cone.graph, model.graph
+    if graph is main or constants_as_nodes(graph) or not cone.sources:
+        return graph
+    held = all(
+        main.initializers.get(source.name or "") is source and not source.is_graph_input()
+        for source in cone.sources
+    )
+    return main if held else graph
 
 
 def _passed_on(cone: Cone, folded: Set[ir.Value] = frozenset()) -> ir.Value | None:
