@@ -3,8 +3,10 @@ their effect on an export is tested in tests/test_deploy.py."""
 
 from __future__ import annotations
 
+import types
+import warnings
+
 import pytest
-import sympy
 import torch
 from torch import nn
 
@@ -28,10 +30,32 @@ def _program(model: nn.Module, x: torch.Tensor) -> object:
 
 
 def test_a_branch_on_a_size_is_read_with_the_nearest_sizes_where_it_fails() -> None:
-    (condition,) = assumed.conditions(_program(_Parity().eval(), torch.randn(2, 8)))
+    read = assumed.conditions(_program(_Parity().eval(), torch.randn(2, 8)))
+    assert read is not None
+    (condition,) = read
     assert condition.text == "(n % 4) == 0" and condition.alone
     assert condition.failing == (9, 7)  # above first where as near
     assert condition.holds(12) and not condition.holds(10)
+    assert condition.holds_at({}) and not condition.holds_at({condition.symbol: 10})  # at 8
+
+
+def test_the_example_sizes_are_read_under_either_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch 2.13 calls them backed_var_to_val and deprecates var_to_val (a FutureWarning on
+    every export, t88); a torch before it has var_to_val only."""
+    program = _program(_Parity().eval(), torch.randn(2, 8))
+    environment = assumed._environment(program)
+    older = types.SimpleNamespace(
+        var_to_val=dict(environment.backed_var_to_val),
+        deferred_runtime_asserts=environment.deferred_runtime_asserts,
+        guards=environment.guards,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no FutureWarning
+        assert [c.text for c in assumed.conditions(program) or []] == ["(n % 4) == 0"]
+    monkeypatch.setattr(assumed, "_environment", lambda program: older)
+    assert [c.text for c in assumed.conditions(program) or []] == ["(n % 4) == 0"]
+    monkeypatch.setattr(assumed, "_environment", lambda program: types.SimpleNamespace())
+    assert assumed.conditions(program) is None
 
 
 def test_the_program_is_captured_and_torch_given_back_on_failure() -> None:
@@ -52,16 +76,28 @@ def test_the_sizes_where_a_condition_fails_are_the_nearest_within_the_range() ->
 
 
 def test_a_condition_that_cannot_be_evaluated_at_the_example_is_not_used() -> None:
-    n = sympy.Symbol("n", integer=True, positive=True)
-    text, holds = assumed._test(sympy.Eq(n, 3), 3)
-    assert text == "n == 3" and holds is not None and holds(3) and not holds(4)
-    assert assumed._test(sympy.Eq(n, 3), 5)[1] is None  # torch took it: it holds there
+    holds = assumed._test("n == 3", 3)
+    assert holds is not None and holds(3) and not holds(4)
+    assert assumed._test("n == 3", 5) is None  # torch took it: it holds there
+    assert assumed._test("n ==", 3) is None and assumed._test("unknown(n)", 3) is None
+
+
+def test_a_size_where_a_condition_divides_by_zero_is_not_tried() -> None:
+    """No value there to say it fails: a division by zero is no failing size."""
+    holds = assumed._test("6 % (n - 3) == 0", 5)
+    assert holds is not None and holds(3) and not holds(7)
+    assert assumed._failing(holds, 5, 1, 10) == (7, 8)  # 3, as near as 7, is no such size
+
+
+def _condition(symbol: str, text: str, alone: bool, fails: int) -> assumed.Condition:
+    return assumed.Condition(symbol, text, alone, (9, 7), lambda n: n != fails,
+                             lambda sizes: sizes.get(symbol) != fails)  # fmt: skip
 
 
 def test_conditions_failing_at_the_same_sizes_are_said_as_one() -> None:
-    first = assumed.Condition("s0", "a", True, (9, 7), lambda n: n != 9)
-    second = assumed.Condition("s0", "b", True, (9, 7), lambda n: n != 7)
-    other = assumed.Condition("s1", "c", True, (9, 7), lambda n: True)
-    merged, kept = assumed._merged([first, second, other])
-    assert (merged.text, kept) == ("a and b", other)
+    first, second = _condition("s0", "a", True, 9), _condition("s0", "b", True, 7)
+    other, with_others = _condition("s1", "c", True, 9), _condition("s0", "d", False, 9)
+    merged, kept, apart = assumed._merged([first, second, other, with_others])
+    assert (merged.text, kept, apart) == ("a and b", other, with_others)
     assert not merged.holds(9) and not merged.holds(7) and merged.holds(8)
+    assert not merged.holds_at({"s0": 7}) and merged.holds_at({"s0": 8})

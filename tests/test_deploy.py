@@ -798,6 +798,124 @@ def test_a_condition_on_two_sizes_is_tried_on_each(tmp_path: Path) -> None:
     assert any("the other dynamic sizes at the example's" in w for w in report.warnings)
 
 
+class _PadsTotalTo4(_PadsOddTotal):
+    """The prompt and the input joined and padded to a multiple of 4: 8 + 16 and doubled,
+    48, are; 17 + 33, doubled plus one, is not (t88)."""
+
+    def forward(self, prompt: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([prompt, x], 2)
+        if h.shape[2] % 4:
+            h = F.pad(h, (0, 4 - h.shape[2] % 4))
+        return self.conv(h)
+
+
+@pytest.mark.parametrize("model", ["parity", "sum"])
+def test_an_accepted_condition_leaves_the_probes_where_it_fails_unchecked(
+    model: str, tmp_path: Path
+) -> None:
+    """Accepted, the file is for the sizes where the conditions hold: the doubled plus one
+    probe, where they fail (an odd length; a sum of two sizes not a multiple of 4), compares
+    nothing. The condition on two sizes was not checked there, and the export failed (t88)."""
+    if model == "parity":
+        built: nn.Module = _Parity()
+        inputs: tuple[torch.Tensor, ...] = (torch.randn(2, 4, 8),)
+        dynamic = {"x": {2: "t"}}
+    else:
+        built, inputs = _PadsTotalTo4(), (torch.randn(1, 4, 8), torch.randn(1, 4, 16))
+        dynamic = {"prompt": {2: "p"}, "x": {2: "t"}}
+    report = export(built, inputs, tmp_path / "m.onnx", dynamic=dynamic, accept_ranges=True, runs=1)
+    assert report and report.published
+    probes = {p.sizes: p for p in report.dynamic}
+    assert probes["doubled"].unchecked is None and all(probes["doubled"].comparisons["cpu"])
+    unchecked = probes["doubled plus one"].unchecked
+    assert unchecked is not None and unchecked.startswith("torch.export's condition ")
+    assert unchecked.endswith(
+        "does not hold there: the file is exported for the sizes where it holds"
+    )
+
+
+class _Parity(_OneConv):
+    """A branch on the length's parity whose two sides differ."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return h.mean(-1) if x.shape[2] % 2 == 0 else h.sum(-1)
+
+
+class _Cropped(nn.Module):
+    """A conditioning input cropped to the input's length: torch.export keeps ``x <= c``, and
+    resizing c in proportion with x keeps it holding (t88)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(4, 6, 1))
+        self.cond = nn.Conv1d(4, 6, 1)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + self.cond(c)[..., : x.shape[2]]
+
+
+def test_a_run_where_other_sizes_make_a_condition_hold_is_no_probe_of_it(tmp_path: Path) -> None:
+    """PyTorch ran x at 33 only with c at 66, where x <= c holds: it was said to run where the
+    condition does not hold, and compared there as if it did not (t88)."""
+    x = torch.randn(1, 4, 16)
+    report = export(
+        _Cropped(), (x, torch.randn(1, 4, 32)), tmp_path / "m.onnx", runs=1,
+        dynamic={"x": {2: "t"}, "c": {2: "u"}},
+    )  # fmt: skip
+    assert report and report.published
+    assert not [p for p in report.dynamic if p.condition is not None]
+    (said,) = [w for w in report.warnings if w.startswith("axis 2 of x ")]
+    assert said.endswith(
+        "PyTorch runs at 33 (axis 2 of x at 33 and axis 2 of c at 66) and 34 (axis 2 of x at 34 "
+        "and axis 2 of c at 68) only with other sizes resized so that it holds)"
+    )
+
+
+def test_conditions_that_cannot_be_read_are_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A torch that keeps them otherwise: the file was published as verified, wrong at every
+    odd frame count, and only a log line at INFO said why (t88)."""
+    monkeypatch.setattr("wnpass.assumed.conditions", lambda program: None)
+    inputs = Batch((torch.randn(1, 1, 16),), {})
+    report = export(_PadsOddFrames(), inputs, tmp_path / "m.onnx", dynamic={"x": {2: "t"}}, runs=1)
+    from wnpass.assumed import UNREAD
+
+    assert UNREAD in report.warnings
+
+
+def test_each_size_is_run_once_and_compared_once() -> None:
+    """Two conditions failing at 15 (not said as one: they fail at other sizes after it):
+    PyTorch runs there once, and the file is to be compared there once."""
+    import sympy
+
+    from wnpass.assumed import Condition
+    from wnpass.deploy import _check_ranges, _Range
+
+    t = sympy.Symbol("t", integer=True)
+    model, x = _Lengths(), torch.randn(2, 4, 16)
+
+    def condition(failing: tuple[int, ...]) -> Condition:
+        return Condition(str(t), f"n in {failing}", True, failing, lambda n: n not in failing,
+                         lambda sizes: sizes.get(str(t), 16) not in failing)  # fmt: skip
+
+    said, beyond = _check_ranges(
+        model, Batch((x,), {}), {"x": x}, [_Range("x", 2, t, 1, None, t)],
+        [condition((15, 14)), condition((15, 17))], True, False,
+    )  # fmt: skip
+    assert model.seen == [15] and [b.size for b in beyond] == [15] and len(said) == 2
+
+
+def test_a_companion_s_length_rounds_halves_up() -> None:
+    from fractions import Fraction
+
+    from wnpass.deploy import _scaled
+
+    assert (_scaled(9, Fraction(5, 2)), _scaled(11, Fraction(5, 2))) == (23, 28)
+    assert _scaled(1, Fraction(1, 4)) == 1
+
+
 def test_wav2vec2_with_a_dynamic_length_is_exported_for_its_range_when_accepted(
     tmp_path: Path,
 ) -> None:

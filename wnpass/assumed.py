@@ -21,7 +21,7 @@ import contextlib
 import functools
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -33,6 +33,13 @@ logger = logging.getLogger(__name__)
 # 320 samples a frame: the parity of the frames repeats every 640 samples).
 WINDOW = 1 << 13
 
+# Said where the conditions cannot be read (a torch that keeps them otherwise).
+UNREAD = (
+    "the conditions torch.export took on the dynamic sizes besides their ranges cannot be "
+    "read from this torch's program: a branch on a size's remainder or on a sum of sizes is "
+    "not looked for"
+)
+
 # The sizes where each condition fails that PyTorch is tried at, nearest the example's first:
 # two, as a model that takes even lengths only fails at one (as outside a range).
 FAILING = 2
@@ -43,13 +50,15 @@ class Condition(NamedTuple):
     the size as ``n`` (``text``: ``2*(n // 8) == n // 4``); ``alone``: False where it involves
     other dynamic sizes too, which ``holds`` takes at the example's. ``failing``: the sizes
     nearest the example's where it does not hold, within the size's range (at most
-    :data:`FAILING`)."""
+    :data:`FAILING`). ``holds_at``: whether it holds with the sizes it involves at those
+    given (by torch.export's name), the others at the example's."""
 
     symbol: str
     text: str
     alone: bool
     failing: tuple[int, ...]
     holds: Callable[[int], bool]
+    holds_at: Callable[[Mapping[str, int]], bool]
 
 
 @contextlib.contextmanager
@@ -72,40 +81,71 @@ def captured() -> Iterator[list[Any]]:
         exported_program.run_decompositions = original  # type: ignore[method-assign]
 
 
-def conditions(program: Any) -> list[Condition]:
+def conditions(program: Any) -> list[Condition] | None:
     """The conditions of ``program`` (a program :func:`captured` kept) that fail at some size
     of a dynamic size's range within :data:`WINDOW` of the example's: one per condition and
-    size it involves (a condition on two sizes is one on each, the other at the example's)."""
+    size it involves (a condition on two sizes is one on each, the other at the example's).
+    None where they cannot be read (another torch): the caller says so."""
     import sympy
 
-    environment = _environment(program)
-    try:
-        ranges = {str(symbol): bounds for symbol, bounds in program.range_constraints.items()}
-        examples = {str(symbol): int(value) for symbol, value in environment.var_to_val.items()}
-        asserts = [a.expr for kept in environment.deferred_runtime_asserts.values() for a in kept]
-        expressions = asserts + [guard.expr for guard in environment.guards]
-    except (AttributeError, TypeError, ValueError):  # none, or not as torch 2.13 keeps them
-        logger.info("torch.export's program keeps no conditions wnpass can read")
-        return []
+    read = _read(program)
+    try:  # torch's printer of sizes, which torch.export's own guard code uses
+        from torch.utils._sympy.printers import PythonPrinter
+    except ImportError as error:
+        logger.info("torch.export's conditions cannot be read: %s", error)
+        return None
+    if read is None:
+        return None
+    printer = PythonPrinter()
+    ranges, examples, expressions = read
     found: dict[tuple[str, str], Condition] = {}
     for expression in dict.fromkeys(expressions):
         symbols = {str(symbol): symbol for symbol in expression.free_symbols}
         if not symbols or not all(s in ranges and s in examples for s in symbols):
             continue  # a constant, or one on a size taken from values (unbacked): no range
+        compiled = _compiled(printer.doprint(expression), tuple(symbols))
+        if compiled is None:
+            continue
+        at = functools.partial(_holds_at, _lenient(compiled), {n: examples[n] for n in symbols})
         for name, symbol in symbols.items():
             others = {s: sympy.Integer(examples[n]) for n, s in symbols.items() if n != name}
             size = sympy.Symbol("n", integer=True, positive=True)
             alone = expression.xreplace(others).xreplace({symbol: size})
             if alone in (sympy.true, sympy.false):
                 continue
-            text, holds = _test(alone, examples[name])
+            text = printer.doprint(alone)
+            holds = _test(text, examples[name])
             if holds is None or (name, text) in found:
                 continue
-            bounds = ranges[name]
-            failing = _failing(holds, examples[name], int(bounds.lower), _upper(bounds.upper))
+            lower, upper = ranges[name]
+            failing = _failing(holds, examples[name], lower, upper)
             if failing:
-                found[name, text] = Condition(name, text, len(symbols) == 1, failing, holds)
+                alone_ = len(symbols) == 1
+                found[name, text] = Condition(name, text, alone_, failing, holds, at)
     return _merged(found.values())
+
+
+def _read(
+    program: Any,
+) -> tuple[dict[str, tuple[int, int | None]], dict[str, int], list[Any]] | None:
+    """The program's ranges and example sizes by name, and its conditions (sympy); None where
+    they cannot be read: a torch that keeps them otherwise (logged)."""
+    environment = _environment(program)
+    try:
+        ranges = {
+            str(symbol): (int(bounds.lower), upper_bound(bounds.upper))
+            for symbol, bounds in program.range_constraints.items()
+        }
+        # torch 2.13 names the example sizes backed_var_to_val, and var_to_val before
+        values = getattr(environment, "backed_var_to_val", None)
+        if values is None:
+            values = environment.var_to_val
+        examples = {str(symbol): int(value) for symbol, value in values.items()}
+        asserts = [a.expr for kept in environment.deferred_runtime_asserts.values() for a in kept]
+        return ranges, examples, asserts + [guard.expr for guard in environment.guards]
+    except (AttributeError, TypeError, ValueError) as error:  # not as torch 2.13 keeps them
+        logger.info("torch.export's conditions cannot be read: %s", error)
+        return None
 
 
 def _merged(found: Iterable[Condition]) -> list[Condition]:
@@ -122,13 +162,20 @@ def _merged(found: Iterable[Condition]) -> list[Condition]:
         else group[0]._replace(
             text=" and ".join(c.text for c in group),
             holds=functools.partial(_all_hold, tuple(c.holds for c in group)),
+            holds_at=functools.partial(_all_hold, tuple(c.holds_at for c in group)),
         )
         for group in merged.values()
     ]
 
 
-def _all_hold(tests: tuple[Callable[[int], bool], ...], n: int) -> bool:
-    return all(test(n) for test in tests)
+def _all_hold(tests: tuple[Callable[[Any], bool], ...], given: Any) -> bool:
+    return all(test(given) for test in tests)
+
+
+def _holds_at(
+    whole: Callable[..., bool], examples: dict[str, int], given: Mapping[str, int]
+) -> bool:
+    return whole(*(given.get(name, example) for name, example in examples.items()))
 
 
 def _environment(program: Any) -> Any:
@@ -142,8 +189,8 @@ def _environment(program: Any) -> Any:
     return None
 
 
-def _upper(upper: Any) -> int | None:
-    """A range's upper bound, None where unbounded."""
+def upper_bound(upper: Any) -> int | None:
+    """A range's upper bound (torch.export's), None where unbounded."""
     import sympy
     from torch.utils._sympy.numbers import int_oo
 
@@ -154,30 +201,41 @@ def _upper(upper: Any) -> int | None:
 _NAMES = {"math": math, "torch": torch, "min": min, "max": max, "abs": abs, "round": round}
 
 
-def _test(expression: Any, example: int) -> tuple[str, Callable[[int], bool] | None]:
-    """The condition as Python over ``n`` (torch's printer of sizes, which torch.export's own
-    guard code uses), and a test of it at a size (true where it cannot be evaluated there, as
-    a division by zero: no size to try). None where it does not hold at the example's size,
-    as every condition torch.export took does, or cannot be evaluated there: it is logged."""
-    from torch.utils._sympy.printers import PythonPrinter
-
-    text = PythonPrinter().doprint(expression)
+def _test(text: str, example: int) -> Callable[[int], bool] | None:
+    """A test of the condition ``text`` (Python over ``n``) at a size (:func:`_lenient`); None
+    where it does not hold at the example's size, as every condition torch.export took does,
+    or cannot be evaluated there: it is logged."""
+    function = _compiled(text, ("n",))
     try:
-        function = eval(f"lambda n: {text}", {"__builtins__": {}, **_NAMES})
-        usable = bool(function(example))
-    except Exception:
+        usable = function is not None and bool(function(example))
+    except Exception:  # torch's text: any failure, and it is not usable
         usable = False
-    if not usable:
+    if function is None or not usable:
         logger.info("a condition on a dynamic size wnpass cannot evaluate: %s", text)
-        return text, None
+        return None
+    return _lenient(function)
 
-    def holds(n: int) -> bool:
+
+def _compiled(text: str, names: tuple[str, ...]) -> Callable[..., Any] | None:
+    """The condition ``text`` (as torch's printer of sizes writes it) as a Python function of
+    the sizes ``names`` (torch.export's names, or ``n``); None where it cannot be made one."""
+    try:
+        return eval(f"lambda {', '.join(names)}: {text}", {"__builtins__": {}, **_NAMES})
+    except SyntaxError:
+        return None
+
+
+def _lenient(function: Callable[..., Any]) -> Callable[..., bool]:
+    """``function`` as a test: true where it cannot be evaluated at some sizes, as where it
+    divides by zero (no size to try there)."""
+
+    def holds(*sizes: int) -> bool:
         try:
-            return bool(function(n))
+            return bool(function(*sizes))
         except (ArithmeticError, ValueError):
             return True
 
-    return text, holds
+    return holds
 
 
 def _failing(

@@ -58,7 +58,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -618,8 +618,12 @@ def _export(
                     f"{path}: cannot write ({full.strerror or full})", parameter="output"
                 ) from None
             raise ExportError(f"torch.onnx.export failed: {_failure(error)}") from None
-    ranges = list(_dynamic_ranges(program, model, inputs)) if dynamo and dynamic else []
-    conditions = assumed.conditions(programs[0]) if programs else []
+    if not (dynamo and dynamic):
+        return _warned(caught), [], []
+    ranges = list(_dynamic_ranges(program, model, inputs))
+    conditions = assumed.conditions(programs[0]) if programs else None
+    if conditions is None:  # another torch: said, never passed over
+        return [*_warned(caught), assumed.UNREAD], ranges, []
     return _warned(caught), ranges, conditions
 
 
@@ -659,7 +663,7 @@ def _moved_by_trace(target: nn.Module, loaded: Mapping[str, torch.Tensor]) -> li
     ]
 
 
-class _Outside(NamedTuple):
+class _Beyond(NamedTuple):
     """PyTorch ran with the axes of one dynamic size (``axes``: ``axis 1 of x``) at ``size``
     (their size's; ``sizes``: each axis resized with its length, other dynamic axes of the
     example's length included where PyTorch ran only with them), just below the range
@@ -684,7 +688,7 @@ def _check_ranges(
     conditions: list[assumed.Condition],
     verify: bool,
     accept: bool,
-) -> tuple[list[str], list[_Outside]]:
+) -> tuple[list[str], list[_Beyond]]:
     """The sizes torch.export holds each dynamic axis to, checked: it narrows an axis, without
     a word, where the model's code branches on its size (``if x.shape[2] > 10``) or requires
     one (``assert t <= block_size``), or where one of torch's decompositions does (wav2vec2's
@@ -699,7 +703,7 @@ def _check_ranges(
     probe can tell at which sizes: an ``ExportError`` unless ``accept`` (the file is then for
     those sizes only: a warning). A lower bound of 2 is torch's 0/1 specialization, which
     older versions give every dynamic axis: a warning; with ``verify`` the size below is
-    returned (:class:`_Outside`) for the file to be compared with PyTorch there. One of 1 is
+    returned (:class:`_Beyond`) for the file to be compared with PyTorch there. One of 1 is
     not probed (an empty input, where a model's loop may never end).
 
     A condition torch.export took on a size that no range says (``conditions``: a block that
@@ -708,7 +712,7 @@ def _check_ranges(
     of 2 is: where PyTorch runs there, a warning, or with ``verify`` the file compared there;
     with ``accept``, the file is for the sizes where it holds."""
     said: list[str] = []
-    outside: list[_Outside] = []
+    beyond: list[_Beyond] = []
     grouped: dict[object, list[_Range]] = {}
     for bounded in ranges:
         grouped.setdefault(bounded.symbol, []).append(bounded)
@@ -725,7 +729,7 @@ def _check_ranges(
         sides = [[first.upper + d for d in _PAST]] if first.upper is not None else []
         sides += [[first.lower - d for d in _PAST if first.lower - d > 0]]  # not 0: empty
         for side in filter(None, sides):
-            size, ran, lengths, failed = tried.nearest(side)
+            size, ran, lengths, failed, _ = tried.nearest(side)
             if ran is False:
                 fails.append(_spanned(failed))
                 continue
@@ -736,7 +740,7 @@ def _check_ranges(
             elif accept:
                 notes.append(f"PyTorch runs at {at} too: accepted, the file is for these sizes")
             elif compared and verify:
-                outside.append(_Outside(where, bound, size, ran, *_resized_said(lengths)))
+                beyond.append(_Beyond(where, bound, size, ran, *_resized_said(lengths)))
                 notes.append(f"PyTorch runs at {at}, where the file is compared")
             elif compared:
                 notes.append(
@@ -755,18 +759,24 @@ def _check_ranges(
         if notes:
             said.append(f"{where} is exported for {held} only ({'; '.join(notes)})")
         for condition in (c for c in conditions if c.symbol == str(symbol)):
-            size, ran, lengths, failed = tried.nearest(condition.failing)
+            breaks = functools.partial(_breaks, condition, ranges)
+            size, ran, lengths, failed, kept = tried.nearest(condition.failing, breaks)
             at = _at(size, lengths)
             if ran is False:
-                note = f"PyTorch fails at {_spanned(failed)} too, where it does not hold"
+                ways = [f"PyTorch fails at {_spanned(failed)} too, where it does not hold"]
+                ways = ways if failed else []
+                if kept:  # a size it involves resized in proportion (x <= c, c twice x)
+                    ways.append(f"PyTorch runs at {_spanned(kept)} only with other sizes "
+                                "resized so that it holds")  # fmt: skip
+                note = "; ".join(ways)
             elif not isinstance(ran, Batch):
                 note = f"not tried at {at}, where it does not hold: {ran}"
             elif accept:
                 note = f"PyTorch runs at {at} too: accepted, the file is for these sizes"
             elif verify:
-                if all(o.size != size or o.axes != where for o in outside):  # once a size
+                if all(o.size != size or o.axes != where for o in beyond):  # once a size
                     resized, each = _resized_said(lengths)
-                    outside.append(_Outside(where, bound, size, ran, resized, each, condition.text))
+                    beyond.append(_Beyond(where, bound, size, ran, resized, each, condition.text))
                 note = f"PyTorch runs at {at}, where it does not hold, and the file is compared"
             else:
                 note = (
@@ -777,7 +787,7 @@ def _check_ranges(
                 f"{where} is exported for sizes where {condition.text} only, a condition "
                 f"torch.export took that no range says ({_size_named(axes, condition)}; {note})"
             )
-    return said, outside
+    return said, beyond
 
 
 class _Tries:
@@ -796,24 +806,56 @@ class _Tries:
         self._runs: dict[int, tuple[Batch | bool | str, dict[tuple[str, int], int | None]]] = {}
 
     def nearest(
-        self, sizes: Sequence[int]
-    ) -> tuple[int, Batch | bool | str, dict[tuple[str, int], int | None], list[tuple[int, str]]]:
+        self, sizes: Sequence[int], counts: Callable[[_Lengths], bool] | None = None
+    ) -> _Tried:
         """The first of ``sizes`` where PyTorch does not fail (or the last), what it gave
         there (:func:`_runs_at`), the lengths given, and where it failed before (each as
-        said, in the order tried)."""
+        said). A run where ``counts`` says the lengths given miss what is probed (the other
+        sizes resized with it make a condition hold) is passed over too, as ``held``."""
         failed: list[tuple[int, str]] = []
+        held: list[tuple[int, str]] = []
         for size in sizes:
             if size not in self._runs:
                 self._runs[size] = self._run(size)
             ran, lengths = self._runs[size]
-            if ran is not False:
-                break
-            failed.append((size, _at(size, lengths)))
-        return size, ran, lengths, failed
+            if ran is False:
+                failed.append((size, _at(size, lengths)))
+            elif counts is not None and isinstance(ran, Batch) and not counts(lengths):
+                held.append((size, _at(size, lengths)))
+            else:
+                return _Tried(size, ran, lengths, failed, held)
+        return _Tried(size, False, lengths, failed, held)
+
+
+_Lengths = dict[tuple[str, int], int | None]  # each input axis resized, with its length
+
+
+class _Tried(NamedTuple):
+    """Where :meth:`_Tries.nearest` ran PyTorch (``size``, ``lengths``), what it gave there
+    (``ran``: False where it failed at every size), and the sizes passed over before."""
+
+    size: int
+    ran: Batch | bool | str
+    lengths: _Lengths
+    failed: list[tuple[int, str]]
+    held: list[tuple[int, str]]
 
 
 # The sizes past a bound PyTorch is run at, the nearest first, until it runs at one.
 _PAST = range(1, 9)
+
+
+def _breaks(condition: assumed.Condition, ranges: list[_Range], lengths: _Lengths) -> bool:
+    """Whether ``condition`` fails with the input axes at ``lengths`` (the sizes they are of
+    theirs, where an axis is a size itself; the other sizes at the example's): a run there
+    probes it. With a mask resized with its input it does; with another size it involves
+    resized in proportion, it may hold again (``x <= c``, c twice as long)."""
+    sizes = {
+        str(r.symbol): length
+        for r in ranges
+        if r.expr == r.symbol and (length := lengths.get((r.name, r.axis))) is not None
+    }
+    return not condition.holds_at(sizes)
 
 
 def _listed(said: list[str]) -> str:
@@ -829,7 +871,7 @@ def _spanned(failed: list[tuple[int, str]]) -> str:
 
 
 def _resized_said(lengths: dict[tuple[str, int], int | None]) -> tuple[tuple[str, ...], str]:
-    """The graph inputs resized, and their axes with their lengths as said (:class:`_Outside`)."""
+    """The graph inputs resized, and their axes with their lengths as said (:class:`_Beyond`)."""
     return tuple(dict.fromkeys(name for name, _ in lengths)), _lengths_said(lengths.items())
 
 
@@ -921,7 +963,7 @@ def _run_at(
         (r.name, r.axis): size for r, ratio in companions if ratio == 1
     }
     scaled: dict[tuple[str, int], int | None] = {
-        (r.name, r.axis): max(1, round(size * ratio)) for r, ratio in companions
+        (r.name, r.axis): _scaled(size, ratio) for r, ratio in companions
     }
     tries = [same] if same else []
     tries += [scaled] if scaled and scaled != same else []
@@ -932,6 +974,12 @@ def _run_at(
         if isinstance(again, Batch):
             return again, lengths | more
     return ran, lengths
+
+
+def _scaled(size: int, ratio: Fraction) -> int:
+    """A companion's length where its ratio to the axes resized is ``ratio``: ``size`` times
+    it, halves rounded up (``round`` takes 22.5 to 22 and 23.5 to 24), at least 1."""
+    return max(1, math.floor(size * ratio + Fraction(1, 2)))
 
 
 def _runs_at(
@@ -1004,9 +1052,6 @@ def _dynamic_ranges(program: Any, model: nn.Module, inputs: Batch) -> Iterator[_
     """Each dynamic axis of the exported program's inputs (``torch.onnx.export``'s
     ``ONNXProgram``), with the sizes torch.export holds it to, by the graph input's name
     (:func:`_graph_input_names`)."""
-    import sympy
-    from torch.utils._sympy.numbers import int_oo
-
     exported = getattr(program, "exported_program", None)
     if exported is None:
         return
@@ -1023,7 +1068,7 @@ def _dynamic_ranges(program: Any, model: nn.Module, inputs: Batch) -> Iterator[_
             for symbol in size.node.expr.free_symbols:
                 bounds = exported.range_constraints.get(symbol)
                 if bounds is not None:
-                    upper = None if bounds.upper in (int_oo, sympy.oo) else int(bounds.upper)
+                    upper = assumed.upper_bound(bounds.upper)
                     lower = int(bounds.lower)
                     name = named[node.name]
                     yield _Range(name, axis, symbol, lower, upper, size.node.expr)
@@ -1605,14 +1650,14 @@ def export(
                 )
                 exported = io.load(raw)
             with forwards.given_back():
-                ranged, outside = _check_ranges(
+                ranged, beyond = _check_ranges(
                     model, inputs, arguments, ranges, conditions, verify, accept_ranges
                 )
             accepted = conditions if accept_ranges else []
             probed = [_within(probe, ranges, accepted) for probe in probed]
-            for beyond in outside:  # compared at the gate, as the probes above are
+            for where in beyond:  # compared at the gate, as the probes above are
                 with forwards.given_back():
-                    probed.append(_probed_outside(model, beyond, dynamo))
+                    probed.append(_probed_beyond(model, where, dynamo))
             warned += ranged
             warned += [] if dynamo else _moved_by_trace(target, loaded)
             # what the forward read while the exporter traced it: the plan.check() below,
@@ -1669,14 +1714,14 @@ def export(
 @dataclasses.dataclass(frozen=True)
 class _Probed:
     """PyTorch with every dynamic axis at a probe's sizes (:func:`_probed`), or with one
-    size's axes outside the range torch.export held them to (:func:`_probed_outside`)."""
+    size's axes outside the range torch.export held them to (:func:`_probed_beyond`)."""
 
     sizes: str  # a name of PROBES, or the axes and their size: "axis 1 of x at 1"
     shapes: dict[str, list[int]]  # of the graph inputs made larger
     examples: dict[str, Any]  # by graph input name, as :func:`_examples` gives them
     outputs: list[Output] | None  # None: PyTorch's forward failed on them
     failure: str | None = None  # how
-    outside: _Outside | None = None  # for a probe outside a range: where
+    beyond: _Beyond | None = None  # for a probe outside a range, or where a condition fails
 
 
 def _probed(
@@ -1732,28 +1777,31 @@ def _within(probe: _Probed, ranges: list[_Range], accepted: list[assumed.Conditi
                 f"it is exported for ({_span(bounded.lower, bounded.upper)})"
             )
             return dataclasses.replace(probe, examples={}, outputs=None, failure=failure)
-        for condition in accepted:
-            if (
-                condition.symbol == str(bounded.symbol)
-                and condition.alone
-                and not condition.holds(size)
-            ):
-                failure = (
-                    f"axis {bounded.axis} of {bounded.name} is {size} there, where "
-                    f"{condition.text} does not hold (n: its length), which the file is "
-                    "exported for"
-                )
-                return dataclasses.replace(probe, examples={}, outputs=None, failure=failure)
+    sizes = {
+        str(r.symbol): probe.shapes[r.name][r.axis]
+        for r in ranges
+        if r.expr == r.symbol and r.name in probe.shapes
+    }
+    for condition in accepted if probe.outputs is not None else ():
+        if not condition.holds_at(sizes):
+            named = [r for r in ranges if str(r.symbol) == condition.symbol and r.expr == r.symbol]
+            axis = f"axis {named[0].axis} of {named[0].name}" if named else condition.symbol
+            failure = (
+                f"torch.export's condition {condition.text} (n: the length of {axis}) does not "
+                "hold there: the file is exported for the sizes where it holds"
+            )
+            return dataclasses.replace(probe, examples={}, outputs=None, failure=failure)
     return probe
 
 
-def _probed_outside(model: nn.Module, outside: _Outside, dynamo: bool) -> _Probed:
-    """PyTorch's outputs where it ran outside the range torch.export held an axis to
+def _probed_beyond(model: nn.Module, beyond: _Beyond, dynamo: bool) -> _Probed:
+    """PyTorch's outputs where it ran beyond the sizes torch.export held an axis to (outside
+    its range, or where a condition on it fails)
     (:func:`_check_ranges`)."""
-    graph_inputs, _ = _graph_inputs(_arguments(model, outside.inputs, dynamo), dynamo)
-    shapes = {name: list(graph_inputs[name].shape) for name in outside.resized}
-    probe = _Probed(outside.sizes, shapes, {}, None, outside=outside)
-    return _run_probe(model, outside.inputs, graph_inputs, probe)
+    graph_inputs, _ = _graph_inputs(_arguments(model, beyond.inputs, dynamo), dynamo)
+    shapes = {name: list(graph_inputs[name].shape) for name in beyond.resized}
+    probe = _Probed(beyond.sizes, shapes, {}, None, beyond=beyond)
+    return _run_probe(model, beyond.inputs, graph_inputs, probe)
 
 
 def _run_probe(
@@ -1776,12 +1824,12 @@ def _at_sizes(report: ExportReport, graph: ir.Graph, probed: _Probed) -> _Refere
     ``lengths.max()``, a table of fixed size, a model that takes even lengths only), or
     returned another count of outputs than the graph has. The export may be right: the
     dynamic axes are then said to be unverified there, which fails nothing; but below a
-    range (:func:`_probed_outside`), where PyTorch ran, nothing shows which branch the file
+    range (:func:`_probed_beyond`), where PyTorch ran, nothing shows which branch the file
     takes there: ``not_verified``, which fails the verification."""
     probe = DynamicProbe(probed.sizes, probed.shapes)
-    if (outside := probed.outside) is not None:
-        probe.bound, probe.axes, probe.size = outside.bound, outside.axes, outside.size
-        probe.condition = outside.condition
+    if (beyond := probed.beyond) is not None:
+        probe.bound, probe.axes, probe.size = beyond.bound, beyond.axes, beyond.size
+        probe.condition = beyond.condition
     report.dynamic.append(probe)
     failure = probed.failure
     if probed.outputs is not None:

@@ -222,8 +222,8 @@ def _print_export(out: Printer, report: Any) -> None:
         if rows and (probe.bound is None or not _passed(probe)):  # those that pass: one line
             title = f"ONNX Runtime vs PyTorch, {probe.where} ({_shapes(probe)})"
             out.table(title, COMPARISON_COLUMNS, rows)
-    for probe in _below(report.dynamic, _passed):
-        out.line(f"ONNX Runtime matches PyTorch with {probe.sizes}, {_beyond(probe)}")
+    for probe in _beyond(report.dynamic, _passed):
+        out.line(f"ONNX Runtime matches PyTorch with {probe.sizes}, {_where_beyond(probe)}")
     for provider, stats in report.latency.items():
         out.line(
             f"{provider} latency: median {stats.median_ms:.3f} ms, p90 {stats.p90_ms:.3f} ms, "
@@ -251,9 +251,9 @@ def _print_export(out: Printer, report: Any) -> None:
         said = probe.not_verified if probe.not_verified is not None else probe.unchecked
         if said is not None:
             out.summary(f"dynamic axes not verified: with {probe.where} ({_shapes(probe)}), {said}")
-    for probe in _below(report.dynamic, _failed):
+    for probe in _beyond(report.dynamic, _failed):
         out.summary(
-            f"{probe.sizes}: {_beyond(probe)}, PyTorch "
+            f"{probe.sizes}: {_where_beyond(probe)}, PyTorch "
             "runs, and the file does not match it: the model's code (or one of torch's "
             "decompositions) branches on the size there, and the file computes such inputs "
             "with the example's branch"
@@ -308,16 +308,16 @@ def _compared(probes: list[Any]) -> str:
     and doubled plus one and axis 1 of x at 1``; empty where none compared."""
     named = [probe.sizes for probe in probes if probe.bound is None and probe.comparisons]
     said = [f"every dynamic axis {' and '.join(named)}"] if named else []
-    return " and ".join(said + [probe.sizes for probe in _below(probes, _passed)])
+    return " and ".join(said + [probe.sizes for probe in _beyond(probes, _passed)])
 
 
-def _below(probes: list[Any], chosen: Any) -> list[Any]:
+def _beyond(probes: list[Any], chosen: Any) -> list[Any]:
     """The ``chosen`` probes of a size below a range torch.export held axes to, or where a
     condition it took on their size does not hold."""
     return [probe for probe in probes if probe.bound is not None and chosen(probe)]
 
 
-def _beyond(probe: Any) -> str:
+def _where_beyond(probe: Any) -> str:
     """Where such a probe's size is, as said after it: ``below the sizes torch.export held it
     to (from 2 up)``, ``where torch.export's condition 2*(n // 8) == n // 4 on it does not
     hold``."""
