@@ -3,6 +3,7 @@ their effect on an export is tested in tests/test_deploy.py."""
 
 from __future__ import annotations
 
+import threading
 import types
 import warnings
 
@@ -63,6 +64,36 @@ def test_the_program_is_captured_and_torch_given_back_on_failure() -> None:
     with pytest.raises(RuntimeError, match="stop"), assumed.captured():
         assert torch.export.ExportedProgram.run_decompositions is not original
         raise RuntimeError("stop")
+    assert torch.export.ExportedProgram.run_decompositions is original
+
+
+def test_blocks_in_threads_each_get_their_own_programs() -> None:
+    """B still exporting when A closes its block: torch's method stays wrapped until the last
+    block closes, each block gets only its own programs, and torch gets its method back. (A
+    restored the method under B, and B's close put A's wrapper back for good.)"""
+    x = torch.randn(1, 2)
+    programs_of = {k: torch.export.export(nn.Linear(2, 2), (x,)) for k in "ab"}
+    original = torch.export.ExportedProgram.run_decompositions
+    both_in, a_out = threading.Barrier(2), threading.Event()
+    got: dict[str, list[object]] = {}
+
+    def export(name: str) -> None:
+        with assumed.captured() as programs:
+            both_in.wait()
+            if name == "b":
+                a_out.wait()
+            programs_of[name].run_decompositions()
+        got[name] = programs
+        if name == "a":
+            a_out.set()
+
+    threads = [threading.Thread(target=export, args=(name,)) for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [p is programs_of["a"] for p in got["a"]] == [True]
+    assert [p is programs_of["b"] for p in got["b"]] == [True]
     assert torch.export.ExportedProgram.run_decompositions is original
 
 

@@ -18,9 +18,11 @@ and a logged line says so.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import logging
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -64,21 +66,50 @@ class Condition(NamedTuple):
 @contextlib.contextmanager
 def captured() -> Iterator[list[Any]]:
     """The programs torch.export gave torch.onnx.export inside, as captured: torch.onnx then
-    decomposes each (``run_decompositions``), and the decomposed program keeps no conditions."""
+    decomposes each (``run_decompositions``), and the decomposed program keeps no conditions.
+    torch's method is wrapped while any block is open, and given back when the last closes;
+    each block (a thread's export) gets the programs of its own exports."""
     programs: list[Any] = []
-    exported_program = torch.export.ExportedProgram
-    original = exported_program.run_decompositions
-
-    @functools.wraps(original)
-    def run_decompositions(self: Any, *args: Any, **kwargs: Any) -> Any:
-        programs.append(self)
-        return original(self, *args, **kwargs)
-
-    exported_program.run_decompositions = run_decompositions  # type: ignore[method-assign]
+    token = _capturing.set(programs)
+    with _wrapping_lock:
+        global _open
+        if _open == 0:
+            _wrap()
+        _open += 1
     try:
         yield programs
     finally:
-        exported_program.run_decompositions = original  # type: ignore[method-assign]
+        _capturing.reset(token)
+        with _wrapping_lock:
+            _open -= 1
+            if _open == 0:
+                _unwrap()
+
+
+_capturing: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "wnpass_capturing", default=None
+)
+_wrapping_lock = threading.Lock()
+_open = 0  # blocks of captured() open, in any thread
+_original: Any = None
+
+
+def _wrap() -> None:
+    global _original
+    exported_program = torch.export.ExportedProgram
+    _original = original = exported_program.run_decompositions
+
+    @functools.wraps(original)
+    def run_decompositions(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if (programs := _capturing.get()) is not None:
+            programs.append(self)
+        return original(self, *args, **kwargs)
+
+    exported_program.run_decompositions = run_decompositions  # type: ignore[method-assign]
+
+
+def _unwrap() -> None:
+    torch.export.ExportedProgram.run_decompositions = _original  # type: ignore[method-assign]
 
 
 def conditions(program: Any) -> list[Condition] | None:
