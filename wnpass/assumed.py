@@ -42,9 +42,10 @@ UNREAD = (
     "not looked for"
 )
 
-# The sizes where each condition fails that PyTorch is tried at, nearest the example's first:
-# two, as a model that takes even lengths only fails at one (as outside a range).
-FAILING = 2
+# The sizes where each condition fails that PyTorch is tried at, nearest the example's first,
+# until it runs at one: a model that takes lengths of a multiple of 2, 4 or 8 only fails at
+# the others (as past a bound).
+FAILING = 8
 
 
 class Condition(NamedTuple):
@@ -63,13 +64,23 @@ class Condition(NamedTuple):
     holds_at: Callable[[Mapping[str, int]], bool]
 
 
+class Captured(NamedTuple):
+    """A program torch.export gave torch.onnx.export, and the conditions it took, as they
+    were then (sympy; None where they cannot be read): torch.onnx's own passes after it run
+    in the same shape environment and add their own (a fake convolution's choice of kernel
+    keeps ``batch < 16``), which are no condition of the model's or of torch.export's."""
+
+    program: Any
+    conditions: list[Any] | None
+
+
 @contextlib.contextmanager
-def captured() -> Iterator[list[Any]]:
+def captured() -> Iterator[list[Captured]]:
     """The programs torch.export gave torch.onnx.export inside, as captured: torch.onnx then
     decomposes each (``run_decompositions``), and the decomposed program keeps no conditions.
     torch's method is wrapped while any block is open, and given back when the last closes;
     each block (a thread's export) gets the programs of its own exports."""
-    programs: list[Any] = []
+    programs: list[Captured] = []
     token = _capturing.set(programs)
     with _wrapping_lock:
         global _open
@@ -86,7 +97,7 @@ def captured() -> Iterator[list[Any]]:
                 _unwrap()
 
 
-_capturing: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+_capturing: contextvars.ContextVar[list[Captured] | None] = contextvars.ContextVar(
     "wnpass_capturing", default=None
 )
 _wrapping_lock = threading.Lock()
@@ -102,7 +113,7 @@ def _wrap() -> None:
     @functools.wraps(original)
     def run_decompositions(self: Any, *args: Any, **kwargs: Any) -> Any:
         if (programs := _capturing.get()) is not None:
-            programs.append(self)
+            programs.append(Captured(self, _kept(self)))
         return original(self, *args, **kwargs)
 
     exported_program.run_decompositions = run_decompositions  # type: ignore[method-assign]
@@ -112,14 +123,14 @@ def _unwrap() -> None:
     torch.export.ExportedProgram.run_decompositions = _original  # type: ignore[method-assign]
 
 
-def conditions(program: Any) -> list[Condition] | None:
-    """The conditions of ``program`` (a program :func:`captured` kept) that fail at some size
+def conditions(captured: Captured) -> list[Condition] | None:
+    """The conditions of a program :func:`captured` kept that fail at some size
     of a dynamic size's range within :data:`WINDOW` of the example's: one per condition and
     size it involves (a condition on two sizes is one on each, the other at the example's).
     None where they cannot be read (another torch): the caller says so."""
     import sympy
 
-    read = _read(program)
+    read = _read(captured)
     try:  # torch's printer of sizes, which torch.export's own guard code uses
         from torch.utils._sympy.printers import PythonPrinter
     except ImportError as error:
@@ -157,24 +168,37 @@ def conditions(program: Any) -> list[Condition] | None:
 
 
 def _read(
-    program: Any,
+    captured: Captured,
 ) -> tuple[dict[str, tuple[int, int | None]], dict[str, int], list[Any]] | None:
     """The program's ranges and example sizes by name, and its conditions (sympy); None where
     they cannot be read: a torch that keeps them otherwise (logged)."""
-    environment = _environment(program)
+    if captured.conditions is None:
+        return None
+    environment = _environment(captured.program)
     try:
         ranges = {
             str(symbol): (int(bounds.lower), upper_bound(bounds.upper))
-            for symbol, bounds in program.range_constraints.items()
+            for symbol, bounds in captured.program.range_constraints.items()
         }
         # torch 2.13 names the example sizes backed_var_to_val, and var_to_val before
         values = getattr(environment, "backed_var_to_val", None)
         if values is None:
             values = environment.var_to_val
         examples = {str(symbol): int(value) for symbol, value in values.items()}
-        asserts = [a.expr for kept in environment.deferred_runtime_asserts.values() for a in kept]
-        return ranges, examples, asserts + [guard.expr for guard in environment.guards]
     except (AttributeError, TypeError, ValueError) as error:  # not as torch 2.13 keeps them
+        logger.info("torch.export's conditions cannot be read: %s", error)
+        return None
+    return ranges, examples, captured.conditions
+
+
+def _kept(program: Any) -> list[Any] | None:
+    """The conditions ``program``'s shape environment holds now (its deferred runtime asserts
+    and its guards); None where they cannot be read (logged)."""
+    environment = _environment(program)
+    try:
+        asserts = [a.expr for kept in environment.deferred_runtime_asserts.values() for a in kept]
+        return asserts + [guard.expr for guard in environment.guards]
+    except (AttributeError, TypeError) as error:  # not as torch 2.13 keeps them
         logger.info("torch.export's conditions cannot be read: %s", error)
         return None
 
@@ -191,7 +215,7 @@ def _merged(found: Iterable[Condition]) -> list[Condition]:
         group[0]
         if len(group) == 1
         else group[0]._replace(
-            text=" and ".join(c.text for c in group),
+            text=" and ".join(f"({c.text})" if " or " in c.text else c.text for c in group),
             holds=functools.partial(_all_hold, tuple(c.holds for c in group)),
             holds_at=functools.partial(_all_hold, tuple(c.holds_at for c in group)),
         )

@@ -593,7 +593,7 @@ def _export(
         args += ({},)
     # the exporters run the user's forward (tracing it), which may read files
     # recorded, not printed; the filters in force stay (the user's, PYTHONWARNINGS)
-    captured: contextlib.AbstractContextManager[list[Any]] = (
+    captured: contextlib.AbstractContextManager[list[assumed.Captured]] = (
         assumed.captured() if dynamo and dynamic else contextlib.nullcontext([])
     )
     with (
@@ -739,9 +739,8 @@ def _check_ranges(
                 notes.append(f"not tried at {at}: {ran}")
             elif accept:
                 notes.append(f"PyTorch runs at {at} too: accepted, the file is for these sizes")
-            elif compared and verify:
+            elif compared and verify:  # the probe says how it went: no warning of its own
                 beyond.append(_Beyond(where, bound, size, ran, *_resized_said(lengths)))
-                notes.append(f"PyTorch runs at {at}, where the file is compared")
             elif compared:
                 notes.append(
                     f"PyTorch runs at {at} too, where the file is not compared without verification"
@@ -773,15 +772,16 @@ def _check_ranges(
                 note = f"not tried at {at}, where it does not hold: {ran}"
             elif accept:
                 note = f"PyTorch runs at {at} too: accepted, the file is for these sizes"
-            elif verify:
+            elif verify:  # the probe says how it went: no warning of its own
                 if all(o.size != size or o.axes != where for o in beyond):  # once a size
                     resized, each = _resized_said(lengths)
                     beyond.append(_Beyond(where, bound, size, ran, resized, each, condition.text))
-                note = f"PyTorch runs at {at}, where it does not hold, and the file is compared"
+                continue
             else:
                 note = (
-                    f"PyTorch runs at {at}, where it does not hold: the file computes such "
-                    "inputs with the example's branch, not compared without verification"
+                    f"PyTorch runs at {at}, where it does not hold: the file takes the "
+                    "example's branch there, and may compute such inputs otherwise; not "
+                    "compared without verification"
                 )
             said.append(
                 f"{where} is exported for sizes where {condition.text} only, a condition "
