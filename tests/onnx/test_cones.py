@@ -722,6 +722,70 @@ def test_a_weight_computed_outside_a_branch_that_reads_it_is_folded(split: str) 
         assert run(folded, feeds)[0].tobytes() == run(model, feeds)[0].tobytes()
 
 
+def _branches(
+    then: list[onnx.NodeProto], other: list[onnx.NodeProto], **more: Any
+) -> onnx.ModelProto:
+    """``If(c)`` of two bodies, each ending in ``y<name>`` (2x3), the main graph holding
+    ``W`` (3x4) and ``V`` (4x3); ``more``: the else body's initializers, the main graph's
+    nodes and outputs."""
+    info = onnx.helper.make_tensor_value_info
+
+    def body(name: str, nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto]) -> Any:
+        return onnx.helper.make_graph(nodes, name, [], [info(f"y{name}", 1, [2, 3])], inits)
+
+    branches = onnx.helper.make_node(
+        "If", ["c"], ["y"], then_branch=body("t", then, []),
+        else_branch=body("e", other, more.get("inits", [])),
+    )  # fmt: skip
+    graph = onnx.helper.make_graph(
+        [branches, *more.get("nodes", [])],
+        "main",
+        [info("c", onnx.TensorProto.BOOL, []), info("x", 1, [2, 4])],
+        [info("y", 1, [2, 3]), *more.get("outputs", [])],
+        [
+            onnx.numpy_helper.from_array(rand(3, 4), "W"),
+            onnx.numpy_helper.from_array(rand(4, 3), "V"),
+        ],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("case", ["sibling local", "shadowing initializer", "both branches"])
+def test_a_weight_folded_into_the_main_graph_takes_a_name_no_body_uses(case: str) -> None:
+    """The main graph's names reach every body (t90): a branch's own ``W__1`` and the weight
+    given that name, once the other branch's ``W__1`` went away, made the file invalid; a
+    branch's own initializer ``W``, once the main ``W`` went away, made the rename fail (exit
+    3); and the rows of one weight read in two branches named one it no longer had."""
+    make, info = onnx.helper.make_node, onnx.helper.make_tensor_value_info
+    cone = [make("Transpose", ["W"], ["W__1"]), make("MatMul", ["x", "W__1"], ["yt"])]
+    model = {
+        "sibling local": _branches(
+            cone, [make("Neg", ["x"], ["W__1"]), make("MatMul", ["W__1", "V"], ["ye"])],
+            nodes=[make("Identity", ["W"], ["w"])], outputs=[info("w", 1, [3, 4])],
+        ),
+        "shadowing initializer": _branches(
+            cone, [make("Transpose", ["W"], ["t"]), make("MatMul", ["x", "t"], ["ye"])],
+            inits=[onnx.numpy_helper.from_array(rand(3, 4), "W")],
+        ),
+        "both branches": _branches(
+            cone, [make("Transpose", ["W"], ["t"]), make("MatMul", ["x", "t"], ["ye"])]
+        ),
+    }[case]  # fmt: skip
+    folded, report = folded_model(model)  # the full checker
+    (branches,) = [node for node in folded.graph.node if node.op_type == "If"]
+    held = {i.name for i in folded.graph.initializer} | {
+        i.name for a in branches.attribute for i in a.g.initializer
+    }
+    assert {c.name for c in report.cones} <= held  # each row names a weight of the file
+    if case == "both branches":  # one weight, under the name of W, which went away
+        assert held == {"W", "V"} and {c.name for c in report.cones} == {"W"}
+    for c in (True, False):
+        feeds = {"c": np.array(c), "x": X}
+        assert run(folded, feeds)[0].tobytes() == run(model, feeds)[0].tobytes()
+
+
 @pytest.mark.parametrize("passed_on", [False, True], ids=["computed", "identity"])
 def test_inspect_shows_the_shape_the_fold_shows(passed_on: bool) -> None:
     """A computed weight whose value the graph declares no shape for showed ``?`` in inspect

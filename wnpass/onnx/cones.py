@@ -416,8 +416,12 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> FoldResult:
         cones = find_cones(model, sites=self.sites)
         taken = naming.taken_names(model)
+        # names of several values: one going away frees none (a body's local of the name
+        # would shadow a weight of the main graph given it)
+        shared = naming.shared_names(model)
         reports: list[ConeReport] = []
         folded_as: dict[tuple[object, ...], ir.Value] = {}  # what a cone computes -> its weight
+        reporting: dict[int, list[ConeReport]] = {}  # a folded weight's rows, by its identity
         done_shapes: dict[tuple[object, ...], tuple[list[int] | None, str | None]] = {}
         programs: list[ev.Program] = []  # keep the leaves alive: keys hold their ids
         for cone in cones:
@@ -444,15 +448,16 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
                 report.status = "folded"
                 report.shape, report.dtype = done_shapes[key]
                 report.nodes_removed = reuse_value(cone.value, existing)
-                _free_sources(cone, taken)
+                _free_sources(cone, taken, shared)
                 if existing.name != wanted and wanted not in taken:  # its source is gone now
-                    for earlier in reports:
-                        if earlier.name == existing.name and earlier.graph == report.graph:
-                            earlier.name = wanted
-                    taken.discard(existing.name or "")
+                    for earlier in reporting[id(existing)]:  # in whichever body each is
+                        earlier.name = wanted
+                    if existing.name not in shared:
+                        taken.discard(existing.name or "")
                     taken.add(wanted)
                     _rename(owner, existing.name or "", wanted)
                 report.name = existing.name or wanted
+                reporting[id(existing)].append(report)
                 reports.append(report)
                 continue
             tensor = _tensor(cone.value, program)
@@ -466,12 +471,13 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
             report.dtype = tensor.dtype.name.lower()
             temporary = naming.unique(f"{report.name}.cone", taken)
             report.nodes_removed = replace_value(owner, cone.value, temporary, tensor)
-            _free_sources(cone, taken)
-            if not cone.value.is_graph_output():
+            _free_sources(cone, taken, shared)
+            if not cone.value.is_graph_output() and cone.value.name not in shared:
                 taken.discard(cone.value.name or "")
             final = naming.unique(report.name, taken)
             taken.discard(temporary)
             folded_as[key] = _rename(owner, temporary, final)
+            reporting[id(folded_as[key])] = [report]
             done_shapes[key] = (report.shape, report.dtype)
             report.name = final
             reports.append(report)
@@ -559,11 +565,12 @@ def _alias(cone: Cone, source: ir.Value, report: ConeReport, taken: set[str]) ->
     return report
 
 
-def _free_sources(cone: Cone, taken: set[str]) -> None:
-    """A source constant that went away with its cone frees its name."""
+def _free_sources(cone: Cone, taken: set[str], shared: Set[str] = frozenset()) -> None:
+    """A source constant that went away with its cone frees its name, unless another value
+    has it too (``shared``)."""
     for source in cone.sources:
         gone = not source.uses() and not source.is_graph_output() and not source.is_graph_input()
-        if source.name and gone:
+        if source.name and gone and source.name not in shared:
             taken.discard(source.name)
 
 

@@ -42,6 +42,21 @@ def taken_names(model: ir.Model) -> set[str]:
     return names
 
 
+def shared_names(model: ir.Model) -> set[str]:
+    """The names more than one value of the model has (in sibling graphs, or one shadowing
+    another): a value of one going away leaves the name in use."""
+    seen: set[str] = set()
+    shared: set[str] = set()
+    for graph in graphs_of(model):
+        values = [*graph.inputs, *(n for node in graph for n in node.outputs)]
+        names = [v.name for v in values if v.name]
+        if isinstance(graph, ir.Graph):
+            names += [name for name in graph.initializers if name not in names]
+        for name in dict.fromkeys(names):
+            (shared if name in seen else seen).add(name)
+    return shared
+
+
 def unique(name: str, taken: set[str]) -> str:
     """``name``, or ``name__1``, ``name__2`` ... the first one not in ``taken``; reserves it."""
     candidate, k = name, 0
