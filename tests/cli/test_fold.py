@@ -103,6 +103,23 @@ def test_an_invalid_output_is_an_internal_error_not_bad_input(
     assert not (tmp_path / "ir3.folded.onnx").exists()
 
 
+def test_an_invalid_output_is_never_written_verified_or_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --verify, a fold's bug that made the model invalid (two values of one name,
+    t90) was written, exit 0, and --in-place replaced the valid input with it: the output is
+    checked before anything is written."""
+    path = tmp_path / "ir3.onnx"
+    onnx.save(ir3_linear(), path)
+    before = path.read_bytes()
+    monkeypatch.setattr("wnpass.onnx.fold.constant_initializers", lambda model: nullcontext())
+    assert main(["fold", str(path), "--in-place"]) == 3
+    assert "the model to write is not valid" in capsys.readouterr().err
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "ir3.onnx"
+    ]
+
+
 def test_a_refold_names_the_old_data_file_it_removed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

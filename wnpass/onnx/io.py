@@ -22,7 +22,7 @@ import onnx_ir as ir
 
 from wnpass.errors import InvalidModelError, OutputError, one_line
 from wnpass.onnx import inline
-from wnpass.onnx.graphs import graphs_of
+from wnpass.onnx.graphs import OVERRIDABLE_FROM_IR, graphs_of
 from wnpass.onnx.writer import write_model
 from wnpass.plan import IOPlan, data_file_name, kind_of, own_code, stat_input
 from wnpass.readahead import identity
@@ -606,6 +606,50 @@ def _check_structure(proto: onnx.ModelProto, path: Path) -> None:
         ) from None
 
 
+def _check_output(model: ir.Model, path: Path) -> None:
+    """What is about to be written passes the full ONNX checker, as every input must: a fold's
+    own bug (two values of one name across scopes, a dangling input) is an internal error
+    before anything is written, never an invalid file published, over its input in place.
+    As for an input (:func:`_skeleton`), the main graph's large weights are checked as graph
+    inputs of their type and shape (no copy); at IR version 3, which lists every initializer
+    as an input, one it does not list is kept, as zeros, for the checker to refuse."""
+    large = {
+        value: tensor
+        for value in model.graph.initializers.values()
+        if (tensor := value.const_value) is not None and tensor.nbytes > _CHECKER_DATA_BYTES
+    }
+    stand_in = ir.Tensor(np.empty((0,), np.float32), dtype=ir.DataType.FLOAT)
+    try:
+        for value in large:
+            value.const_value = stand_in
+        proto = ir.serde.serialize_model(model)
+    finally:
+        for value, tensor in large.items():
+            value.const_value = tensor
+    declared = {value.name for value in proto.graph.input}
+    kept = [t for t in proto.graph.initializer if t.name not in {v.name for v in large}]
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(kept)
+    for value, tensor in large.items():
+        shape = [int(d) for d in tensor.shape.numpy()]
+        if value.name in declared:
+            continue
+        if model.ir_version >= OVERRIDABLE_FROM_IR and value.name:
+            info = onnx.helper.make_tensor_value_info(value.name, int(tensor.dtype), shape)
+            proto.graph.input.append(info)
+        else:
+            zeros = onnx.TensorProto(name=value.name, data_type=int(tensor.dtype), dims=shape)
+            _stand_in(zeros)
+            proto.graph.initializer.append(zeros)
+    for tensor in _all_tensor_protos(proto):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            _stand_in(tensor)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
+        raise RuntimeError(f"{path}: the model to write is not valid: {one_line(error)}") from None
+
+
 def has_external_data(model: ir.Model) -> bool:
     """Whether any initializer, of the main graph or of a subgraph (an ``If`` branch, a
     ``Loop`` body), lives in an external data file."""
@@ -863,6 +907,8 @@ def save(
         same_bytes_as = None  # its bytes point at data files beside the input: written whole
     _drop_added_value_info(model)
     _internalize_attribute_tensors(model)
+    if same_bytes_as is None:  # before anything is written
+        _check_output(model, path)
     with plan.staging(path) as staging:
         staged = staging / path.name
         if same_bytes_as is not None:
