@@ -143,3 +143,22 @@ def test_conditions_failing_at_the_same_sizes_are_said_as_one() -> None:
     either = _condition("s0", "n == 1 or n == 2", True, 9)
     (joined,) = assumed._merged([either, first])  # each part whole: "and" binds first
     assert joined.text == "(n == 1 or n == 2) and a"
+
+
+def test_a_condition_failing_far_from_the_example_is_found_at_its_nearest_size() -> None:
+    """``min(t, 10000) == t`` of an example of 16 holds within 8192 of it (t89): further out,
+    the first size where it fails, and those past it."""
+    assert assumed._failing(lambda n: min(n, 10000) == n, 16, 2, None)[:3] == (10001, 10002, 10003)
+    assert assumed._failing(lambda n: max(n, 1000) == n, 16000, 100, None)[:2] == (999, 998)
+    assert assumed._failing(lambda n: n <= 20000, 16, 2, 15000) == ()  # beyond the range
+    assert assumed._failing(lambda n: True, 16, 2, None) == ()
+
+
+def test_ties_are_equalities_and_multiples_of_sizes_not_branches_on_them() -> None:
+    import sympy
+    from torch.utils._sympy.functions import Mod
+
+    a, b, c = sympy.symbols("s1 s2 s3", integer=True, positive=True)
+    assert assumed._ties(sympy.Eq(a, b)) and assumed._ties(sympy.Eq(Mod(a * b, c), 0))
+    assert not assumed._ties(sympy.Eq(Mod(a + b, 4), 0))  # the parity of a sum: a branch
+    assert not assumed._ties(sympy.Eq(a, 3)) and not assumed._ties(sympy.Eq(Mod(a, 4), 0))

@@ -771,6 +771,66 @@ def test_no_condition_of_torch_onnx_s_own_passes_is_said(tmp_path: Path) -> None
     assert not [w for w in report.warnings if "axis 0" in w or "condition" in w]
 
 
+class _AdaptivePool(_OneConv):
+    """Six frames from any length: torch's decomposition of adaptive pooling (not the model's
+    code, nor torch.export's trace) keeps ``n % 6 != 0`` and ``6 % (n % 6) == 0`` (t89)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool1d(self.conv(x), 6)
+
+
+class _Saturates(_OneConv):
+    """A branch at 10000 frames, far from the example's 16: ``min(10000, n) == n``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return h.mean(-1) if min(x.shape[2], 10000) == x.shape[2] else h.sum(-1)
+
+
+@pytest.mark.parametrize("model", [_AdaptivePool, _Saturates])
+def test_conditions_of_decompositions_and_far_ones_are_compared(
+    model: type[nn.Module], tmp_path: Path
+) -> None:
+    """Both were deployable and wrong: the decomposition's conditions were read before it
+    ran, and a condition was looked for within 8192 sizes of the example's only (t89)."""
+    size = 13 if model is _AdaptivePool else 16
+    report = export(
+        model(), (torch.randn(1, 4, size),), tmp_path / "m.onnx", dynamic={"x": {2: "t"}},
+        runs=1,
+    )  # fmt: skip
+    assert report.matches is False and not report.published
+    probes = [p for p in report.dynamic if p.condition is not None]
+    assert probes and (model is _AdaptivePool or probes[0].size == 10001)
+
+
+class _Masked(nn.Module):
+    """An input and its mask, each given dynamic axes of their own, the mask read in the
+    input's batch (``reshape(batch, -1)``): torch.export ties their sizes by conditions (the
+    mask's elements a multiple of the batch, its length the input's), not one size (t89)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = weight_norm(nn.Linear(1, 3))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.reshape(x.shape[0], -1)
+        return self.lin((x * m).unsqueeze(-1)).sum(1)
+
+
+def test_a_condition_that_ties_two_sizes_is_said_not_tried(tmp_path: Path) -> None:
+    """A mask of another batch or length than its input was tried where PyTorch broadcast it
+    and ONNX Runtime refused it: a correct file failed its verification (t89)."""
+    inputs = (torch.randn(2, 8), torch.ones(2, 8))
+    report = export(
+        _Masked(), inputs, tmp_path / "m.onnx", runs=1, dynamic={"x": {0: "b", 1: "t"},
+        "mask": {0: "mb", 1: "mt"}},
+    )  # fmt: skip
+    assert report and report.published
+    ties = [w for w in report.warnings if "ties them" in w]
+    assert ties and all("mask.shape[" in w and "x.shape[" in w for w in ties)
+    assert not [p for p in report.dynamic if p.condition is not None]
+
+
 class _SameEitherWay(_OneConv):
     """A branch on the length's parity whose two sides compute the same values."""
 
@@ -903,9 +963,10 @@ class _Cropped(nn.Module):
         return self.conv(x) + self.cond(c)[..., : x.shape[2]]
 
 
-def test_a_run_where_other_sizes_make_a_condition_hold_is_no_probe_of_it(tmp_path: Path) -> None:
+def test_a_condition_a_crop_takes_ties_the_sizes(tmp_path: Path) -> None:
     """PyTorch ran x at 33 only with c at 66, where x <= c holds: it was said to run where the
-    condition does not hold, and compared there as if it did not (t88)."""
+    condition does not hold, and compared there as if it did not (t88). ``min(c, x) == x``
+    ties the sizes (x no longer than c): said, not tried."""
     x = torch.randn(1, 4, 16)
     report = export(
         _Cropped(), (x, torch.randn(1, 4, 32)), tmp_path / "m.onnx", runs=1,
@@ -913,11 +974,48 @@ def test_a_run_where_other_sizes_make_a_condition_hold_is_no_probe_of_it(tmp_pat
     )  # fmt: skip
     assert report and report.published
     assert not [p for p in report.dynamic if p.condition is not None]
-    (said,) = [w for w in report.warnings if w.startswith("axis 2 of x ")]
-    assert said.endswith(
-        "(n: the length of axis 2 of x, the other dynamic sizes at the example's; PyTorch runs "
-        "at 33 (axis 2 of x at 33 and axis 2 of c at 66) to 40 (axis 2 of x at 40 and axis 2 of "
-        "c at 80) only with other sizes resized so that it holds)"
+    (said,) = [w for w in report.warnings if "condition" in w]
+    assert "where x.shape[2] == min(c.shape[2], x.shape[2]) only" in said
+    assert said.endswith("ties them (not tried: inputs where it fails do not go together, as "
+                         "a mask of another length than its input)")  # fmt: skip
+
+
+class _NeedsTwice(nn.Module):
+    """Runs only where ``c`` is twice as long as ``x``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[int, int]] = []
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        self.seen.append((x.shape[2], c.shape[2]))
+        if c.shape[2] != 2 * x.shape[2]:
+            raise ValueError("c is not twice x")
+        return x.sum(-1)
+
+
+def test_a_run_where_other_sizes_make_a_condition_hold_is_no_probe_of_it() -> None:
+    """``x <= 16`` (with c at the example's 32: ``x <= c``): alone, PyTorch fails at 17; with
+    c in proportion (34) it runs, and the condition holds there, so it probes nothing: it was
+    compared as if it failed there (t88)."""
+    import sympy
+
+    from wnpass.assumed import Condition
+    from wnpass.deploy import _check_ranges, _Range
+
+    t, u = sympy.Symbol("t", integer=True), sympy.Symbol("u", integer=True)
+    model, x, c = _NeedsTwice(), torch.randn(1, 4, 16), torch.randn(1, 4, 32)
+    shorter = Condition(str(t), "n <= 32", False, (17, 18), lambda n: n <= 16,
+                        lambda sizes: sizes.get(str(t), 16) <= sizes.get(str(u), 32))  # fmt: skip
+    ranges = [_Range("x", 2, t, 1, None, t), _Range("c", 2, u, 1, None, u)]
+    said, beyond = _check_ranges(
+        model, Batch((x, c), {}), {"x": x, "c": c}, ranges, [shorter], True, False
+    )
+    assert beyond == [] and model.seen[:2] == [(17, 32), (17, 34)]
+    (line,) = said
+    assert line.endswith(
+        "PyTorch runs at 17 (axis 2 of x at 17 and axis 2 of c at 34) and 18 (axis 2 of x at 18 "
+        "and axis 2 of c at 36) only with other sizes resized so that it holds)"
     )
 
 
@@ -954,6 +1052,42 @@ def test_each_size_is_run_once_and_compared_once() -> None:
         [condition((15, 14)), condition((15, 17))], True, False,
     )  # fmt: skip
     assert model.seen == [15] and [b.size for b in beyond] == [15] and said == []
+
+
+class _Fails(nn.Module):
+    """Records the shapes it is run on, and fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        self.seen.append((x.shape[2], mask.shape[2]))
+        raise ValueError("no")
+
+
+def test_a_companion_resized_back_to_its_example_length_is_not_run_again() -> None:
+    """``mask`` a sixteenth of x: at x = 17 its length rounds to its example's, 1, and the
+    run with it "resized" was the first run again (t89)."""
+    import sympy
+
+    from wnpass.deploy import _companions, _Range, _run_at
+
+    t, u = sympy.Symbol("t", integer=True), sympy.Symbol("u", integer=True)
+    model, x, mask = _Fails(), torch.randn(1, 4, 16), torch.randn(1, 4, 1)
+    axes, others = [_Range("x", 2, t, 1, 16, t)], [_Range("mask", 2, u, 1, None, u)]
+    arguments = {"x": x, "mask": mask}
+    companions = _companions(axes, others, arguments)
+    _run_at(model, Batch((x, mask), {}), arguments, axes, companions, 17)
+    _run_at(model, Batch((x, mask), {}), arguments, axes, companions, 40)
+    assert model.seen == [(17, 1), (40, 1), (40, 3)]
+
+
+def test_sizes_tried_are_said_each_unless_in_a_row() -> None:
+    from wnpass.deploy import _spanned
+
+    assert _spanned([(s, str(s)) for s in (18, 17, 19)]) == "17 to 19"
+    assert _spanned([(s, str(s)) for s in (9, 11, 13)]) == "9, 11 and 13"  # not 9 to 13
 
 
 def test_a_companion_s_length_rounds_halves_up() -> None:

@@ -62,13 +62,18 @@ class Condition(NamedTuple):
     failing: tuple[int, ...]
     holds: Callable[[int], bool]
     holds_at: Callable[[Mapping[str, int]], bool]
+    # a condition that ties sizes to each other (``s94 == s27``, a mask's length and its
+    # input's, which torch.export did not make one size), said with torch.export's names
+    # (``text``), no ``symbol`` and no ``failing``: inputs where it fails do not go together
+    tie: bool = False
 
 
 class Captured(NamedTuple):
-    """A program torch.export gave torch.onnx.export, and the conditions it took, as they
-    were then (sympy; None where they cannot be read): torch.onnx's own passes after it run
-    in the same shape environment and add their own (a fake convolution's choice of kernel
-    keeps ``batch < 16``), which are no condition of the model's or of torch.export's."""
+    """A program torch.export gave torch.onnx.export, and the conditions taken on its sizes
+    once it is decomposed (sympy; None where they cannot be read): its decompositions take
+    some (adaptive pooling's), and torch.onnx's own passes after them run in the same shape
+    environment and add theirs (a fake convolution's choice of kernel keeps ``batch < 16``),
+    which are no condition of the graph's."""
 
     program: Any
     conditions: list[Any] | None
@@ -112,9 +117,12 @@ def _wrap() -> None:
 
     @functools.wraps(original)
     def run_decompositions(self: Any, *args: Any, **kwargs: Any) -> Any:
+        decomposed = original(self, *args, **kwargs)
+        # after the decompositions, which take conditions of their own in the same shape
+        # environment (adaptive pooling keeps ``n % 6 != 0``); before torch.onnx's passes
         if (programs := _capturing.get()) is not None:
             programs.append(Captured(self, _kept(self)))
-        return original(self, *args, **kwargs)
+        return decomposed
 
     exported_program.run_decompositions = run_decompositions  # type: ignore[method-assign]
 
@@ -149,6 +157,10 @@ def conditions(captured: Captured) -> list[Condition] | None:
         if compiled is None:
             continue
         at = functools.partial(_holds_at, _lenient(compiled), {n: examples[n] for n in symbols})
+        if _ties(expression):  # inputs where it fails do not go together: not tried
+            text = printer.doprint(expression)
+            found["", text] = Condition("", text, False, (), lambda n: True, at, tie=True)
+            continue
         for name, symbol in symbols.items():
             others = {s: sympy.Integer(examples[n]) for n, s in symbols.items() if n != name}
             size = sympy.Symbol("n", integer=True, positive=True)
@@ -203,11 +215,33 @@ def _kept(program: Any) -> list[Any] | None:
         return None
 
 
+def _ties(expression: Any) -> bool:
+    """Whether a condition ties dynamic sizes to each other: an equality of two sides that
+    each involve a size (``Eq(s94, s27)``), or one size's being a multiple of another's
+    (``Eq(Mod(s94*s95, s27), 0)``, a reshape of a mask to its input's batch); not
+    ``Eq(Mod(s0 + s1, 4), 0)``, a branch on them."""
+    import sympy
+    from torch.utils._sympy.functions import Mod, PythonMod
+
+    if not isinstance(expression, sympy.Eq) or len(expression.free_symbols) < 2:
+        return False
+    left, right = expression.args
+    if left.free_symbols and right.free_symbols:
+        return True
+    divided = left if right.free_symbols == set() else right
+    return (
+        (right == 0 or left == 0)
+        and isinstance(divided, (Mod, PythonMod, sympy.Mod))
+        and all(part.free_symbols for part in divided.args)
+    )
+
+
 def _merged(found: Iterable[Condition]) -> list[Condition]:
     """Conditions on one size that fail at the same sizes as one (one branch often keeps two:
     ``n // 4 <= 2*(n // 8)`` and ``2*(n // 8) == n // 4``), their texts joined by "and"."""
     merged: dict[tuple[str, tuple[int, ...], bool], list[Condition]] = {}
-    for condition in found:
+    ties = [condition for condition in found if condition.tie]
+    for condition in (c for c in found if not c.tie):
         merged.setdefault((condition.symbol, condition.failing, condition.alone), []).append(
             condition
         )
@@ -220,7 +254,7 @@ def _merged(found: Iterable[Condition]) -> list[Condition]:
             holds_at=functools.partial(_all_hold, tuple(c.holds_at for c in group)),
         )
         for group in merged.values()
-    ]
+    ] + ties
 
 
 def _all_hold(tests: tuple[Callable[[Any], bool], ...], given: Any) -> bool:
@@ -296,8 +330,9 @@ def _lenient(function: Callable[..., Any]) -> Callable[..., bool]:
 def _failing(
     holds: Callable[[int], bool], example: int, lower: int, upper: int | None
 ) -> tuple[int, ...]:
-    """The sizes nearest ``example`` within ``lower`` to ``upper`` and :data:`WINDOW` where
-    the condition does not hold (above first where two are as near); at most :data:`FAILING`."""
+    """The sizes nearest ``example`` within ``lower`` to ``upper`` where the condition does
+    not hold (above first where two are as near; at most :data:`FAILING`): within
+    :data:`WINDOW` each size, then further out each way (:func:`_far`)."""
     found: list[int] = []
     for distance in range(1, WINDOW + 1):
         for n in (example + distance, example - distance):
@@ -305,4 +340,32 @@ def _failing(
                 found.append(n)
         if len(found) >= FAILING:
             break
-    return tuple(found[:FAILING])
+    if found:
+        return tuple(found[:FAILING])
+    return _far(holds, example, lower, min(upper, _FARTHEST) if upper is not None else _FARTHEST)
+
+
+# The largest size looked at past the window (a length of 2**31 is more than any input).
+_FARTHEST = 1 << 31
+
+
+def _far(holds: Callable[[int], bool], example: int, lower: int, upper: int) -> tuple[int, ...]:
+    """Past :data:`WINDOW`, the sizes where the condition fails nearest the example on one
+    side (``min(t, 10000) == t`` of an example of 16): sizes doubling their distance from the
+    example, each way, to the range's bounds; at the first where it fails, the nearest size
+    where it starts to, between it and the last where it holds (by halving: where the
+    condition changes once there, as a bound does), and the sizes past that."""
+    for way in (1, -1):
+        near, distance = example, WINDOW
+        while True:
+            n = max(lower, min(upper, example + way * distance))
+            if n == near:
+                break  # the bound reached
+            if not holds(n):
+                while abs(n - near) > 1:  # holds at near, fails at n
+                    middle = (near + n) // 2
+                    near, n = (middle, n) if holds(middle) else (near, middle)
+                past = (n + way * k for k in range(FAILING))
+                return tuple(s for s in past if lower <= s <= upper and not holds(s))
+            near, distance = n, distance * 2
+    return ()

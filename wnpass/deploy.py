@@ -787,7 +787,24 @@ def _check_ranges(
                 f"{where} is exported for sizes where {condition.text} only, a condition "
                 f"torch.export took that no range says ({_size_named(axes, condition)}; {note})"
             )
+    for tie in (c for c in conditions if c.tie):
+        said.append(
+            f"the dynamic sizes are exported where {_tie_said(tie, ranges)} only, a condition "
+            "torch.export took that ties them (not tried: inputs where it fails do not go "
+            "together, as a mask of another length than its input)"
+        )
     return said, beyond
+
+
+def _tie_said(tie: assumed.Condition, ranges: list[_Range]) -> str:
+    """A condition that ties sizes, with each size named by an input axis it is the length
+    of: ``attention_mask.shape[1] == input_ids.shape[1]``."""
+    names = {
+        str(r.symbol): f"{r.name}.shape[{r.axis}]"
+        for r in reversed(ranges)  # the first axis of a size names it
+        if r.expr == r.symbol
+    }
+    return re.sub(r"\b(s\d+)\b", lambda m: names.get(m.group(1), m.group(1)), tie.text)
 
 
 class _Tries:
@@ -864,10 +881,14 @@ def _listed(said: list[str]) -> str:
 
 
 def _spanned(failed: list[tuple[int, str]]) -> str:
-    """The sizes PyTorch failed at on one side of a bound (each with how it is said), as
-    said: ``17 and 18``, or the least and greatest of more, ``17 to 24``."""
-    said = [at for _, at in sorted(failed)]
-    return _listed(said) if len(said) <= 2 else f"{said[0]} to {said[-1]}"
+    """The sizes PyTorch was run at (each with how it is said), in order: ``17 and 18``;
+    eight in a row, ``17 to 24``; else each (``9, 11, 13 and 15``: not every size between)."""
+    ordered = sorted(failed)
+    said = [at for _, at in ordered]
+    sizes = [size for size, _ in ordered]
+    if len(said) > 2 and sizes == list(range(sizes[0], sizes[-1] + 1)):
+        return f"{said[0]} to {said[-1]}"
+    return _listed(said)
 
 
 def _resized_said(lengths: dict[tuple[str, int], int | None]) -> tuple[tuple[str, ...], str]:
@@ -965,8 +986,13 @@ def _run_at(
     scaled: dict[tuple[str, int], int | None] = {
         (r.name, r.axis): _scaled(size, ratio) for r, ratio in companions
     }
-    tries = [same] if same else []
-    tries += [scaled] if scaled and scaled != same else []
+    alone = {
+        (r.name, r.axis): int(value.shape[r.axis])
+        for r, _ in companions
+        if isinstance(value := arguments.get(r.name), torch.Tensor)
+    }  # a companion at its example length is not resized: that run would be the first again
+    tries = [m for m in (same, scaled) if m and any(alone.get(k) != n for k, n in m.items())]
+    tries = tries[:1] if len(tries) == 2 and tries[0] == tries[1] else tries
     for more in tries:
         if ran is not False:
             break
@@ -1653,7 +1679,7 @@ def export(
                 ranged, beyond = _check_ranges(
                     model, inputs, arguments, ranges, conditions, verify, accept_ranges
                 )
-            accepted = conditions if accept_ranges else []
+            accepted = [c for c in conditions if c.tie or accept_ranges]
             probed = [_within(probe, ranges, accepted) for probe in probed]
             for where in beyond:  # compared at the gate, as the probes above are
                 with forwards.given_back():
@@ -1765,7 +1791,8 @@ def _within(probe: _Probed, ranges: list[_Range], accepted: list[assumed.Conditi
     """``probe`` with nothing to compare where it makes an axis longer than the sizes
     torch.export held it to (the file is for those only: an accepted range, or one where
     PyTorch fails outside), or gives an axis a size where an ``accepted`` condition on it
-    does not hold; as it was otherwise (a probe only makes axes longer)."""
+    does not hold (a tie, which breaking makes inputs that do not go together, among them);
+    as it was otherwise (a probe only makes axes longer)."""
     for bounded in ranges:
         shape = probe.shapes.get(bounded.name)
         if probe.outputs is None or shape is None or bounded.expr != bounded.symbol:
@@ -1783,14 +1810,21 @@ def _within(probe: _Probed, ranges: list[_Range], accepted: list[assumed.Conditi
         if r.expr == r.symbol and r.name in probe.shapes
     }
     for condition in accepted if probe.outputs is not None else ():
-        if not condition.holds_at(sizes):
+        if condition.holds_at(sizes):
+            continue
+        if condition.tie:
+            failure = (
+                f"the sizes there break torch.export's condition {_tie_said(condition, ranges)}"
+                ", which ties them: such inputs do not go together"
+            )
+        else:
             named = [r for r in ranges if str(r.symbol) == condition.symbol and r.expr == r.symbol]
             axis = f"axis {named[0].axis} of {named[0].name}" if named else condition.symbol
             failure = (
                 f"torch.export's condition {condition.text} (n: the length of {axis}) does not "
                 "hold there: the file is exported for the sizes where it holds"
             )
-            return dataclasses.replace(probe, examples={}, outputs=None, failure=failure)
+        return dataclasses.replace(probe, examples={}, outputs=None, failure=failure)
     return probe
 
 
