@@ -105,6 +105,18 @@ def test_blocks_in_threads_each_get_their_own_programs() -> None:
     assert torch.export.ExportedProgram.run_decompositions is original
 
 
+def test_nested_blocks_each_get_their_own_programs_and_leave_nothing_set() -> None:
+    x = torch.randn(1, 2)
+    inner_program, outer_program = (torch.export.export(nn.Linear(2, 2), (x,)) for _ in "ab")
+    with assumed.captured() as outer:
+        with assumed.captured() as inner:
+            inner_program.run_decompositions()
+        outer_program.run_decompositions()
+    assert [p.program is inner_program for p in inner] == [True]
+    assert [p.program is outer_program for p in outer] == [True]
+    assert assumed._capturing.get() is None and assumed._open == 0
+
+
 def test_the_sizes_where_a_condition_fails_are_the_nearest_within_the_range() -> None:
     def multiple_of_4(n: int) -> bool:
         return n % 4 != 0

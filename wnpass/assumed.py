@@ -85,17 +85,20 @@ def captured() -> Iterator[list[Captured]]:
     decomposes each (``run_decompositions``), and the decomposed program keeps no conditions.
     torch's method is wrapped while any block is open, and given back when the last closes;
     each block (a thread's export) gets the programs of its own exports."""
+    global _open
     programs: list[Captured] = []
-    token = _capturing.set(programs)
     with _wrapping_lock:
-        global _open
         if _open == 0:
             _wrap()
         _open += 1
     try:
-        yield programs
+        token = _capturing.set(programs)
+        try:
+            yield programs
+        finally:
+            with contextlib.suppress(ValueError):  # left from another context: it ends there
+                _capturing.reset(token)
     finally:
-        _capturing.reset(token)
         with _wrapping_lock:
             _open -= 1
             if _open == 0:

@@ -611,8 +611,23 @@ def _check_output(model: ir.Model, path: Path) -> None:
     own bug (two values of one name across scopes, a dangling input) is an internal error
     before anything is written, never an invalid file published, over its input in place.
     As for an input (:func:`_skeleton`), the main graph's large weights are checked as graph
-    inputs of their type and shape (no copy); at IR version 3, which lists every initializer
-    as an input, one it does not list is kept, as zeros, for the checker to refuse."""
+    inputs of their type and shape, without their data (at IR version 3 they are listed as
+    inputs already). A tensor elsewhere (in a body, a function, a node's attribute) cannot be
+    checked without its data: where one is large, or computed only when written (a weight
+    folded in a body), the model is not checked here (logged), rather than copied whole."""
+    main = set(model.graph.initializers.values())
+    elsewhere = [
+        tensor
+        for graph in graphs_of(model)
+        for tensor in (
+            *(v.const_value for v in getattr(graph, "initializers", {}).values() if v not in main),
+            *_attribute_tensors(graph),
+        )
+        if tensor is not None
+    ]
+    if any(isinstance(t, ir.LazyTensor) or t.nbytes > _CHECKER_DATA_BYTES for t in elsewhere):
+        logger.info("%s: not checked before it is written (large weights in a body)", path)
+        return
     large = {
         value: tensor
         for value in model.graph.initializers.values()
@@ -626,21 +641,17 @@ def _check_output(model: ir.Model, path: Path) -> None:
     finally:
         for value, tensor in large.items():
             value.const_value = tensor
-    declared = {value.name for value in proto.graph.input}
-    kept = [t for t in proto.graph.initializer if t.name not in {v.name for v in large}]
+    names = {value.name for value in large}
+    kept = [t for t in proto.graph.initializer if t.name not in names]
     del proto.graph.initializer[:]
     proto.graph.initializer.extend(kept)
-    for value, tensor in large.items():
-        shape = [int(d) for d in tensor.shape.numpy()]
-        if value.name in declared:
-            continue
-        if model.ir_version >= OVERRIDABLE_FROM_IR and value.name:
-            info = onnx.helper.make_tensor_value_info(value.name, int(tensor.dtype), shape)
-            proto.graph.input.append(info)
-        else:
-            zeros = onnx.TensorProto(name=value.name, data_type=int(tensor.dtype), dims=shape)
-            _stand_in(zeros)
-            proto.graph.initializer.append(zeros)
+    declared = {value.name for value in proto.graph.input}
+    if model.ir_version >= OVERRIDABLE_FROM_IR:  # before, each is an input already, or refused
+        for value, tensor in large.items():
+            if value.name and value.name not in declared:
+                shape = [int(d) for d in tensor.shape.numpy()]
+                info = onnx.helper.make_tensor_value_info(value.name, int(tensor.dtype), shape)
+                proto.graph.input.append(info)
     for tensor in _all_tensor_protos(proto):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             _stand_in(tensor)
