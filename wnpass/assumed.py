@@ -62,9 +62,9 @@ class Condition(NamedTuple):
     failing: tuple[int, ...]
     holds: Callable[[int], bool]
     holds_at: Callable[[Mapping[str, int]], bool]
-    # a condition that ties sizes to each other (``s94 == s27``, a mask's length and its
-    # input's, which torch.export did not make one size), said with torch.export's names
-    # (``text``), no ``symbol`` and no ``failing``: inputs where it fails do not go together
+    # whether it ties sizes to each other (``s94 == s27``: a mask's length and its input's,
+    # which torch.export did not make one size): where ONNX Runtime refuses the inputs that
+    # break it, they do not go together in the file (a branch on it still shows as values)
     tie: bool = False
 
 
@@ -160,10 +160,7 @@ def conditions(captured: Captured) -> list[Condition] | None:
         if compiled is None:
             continue
         at = functools.partial(_holds_at, _lenient(compiled), {n: examples[n] for n in symbols})
-        if _ties(expression):  # inputs where it fails do not go together: not tried
-            text = printer.doprint(expression)
-            found["", text] = Condition("", text, False, (), lambda n: True, at, tie=True)
-            continue
+        tie = _ties(expression)
         for name, symbol in symbols.items():
             others = {s: sympy.Integer(examples[n]) for n, s in symbols.items() if n != name}
             size = sympy.Symbol("n", integer=True, positive=True)
@@ -178,7 +175,7 @@ def conditions(captured: Captured) -> list[Condition] | None:
             failing = _failing(holds, examples[name], lower, upper)
             if failing:
                 alone_ = len(symbols) == 1
-                found[name, text] = Condition(name, text, alone_, failing, holds, at)
+                found[name, text] = Condition(name, text, alone_, failing, holds, at, tie)
     return _merged(found.values())
 
 
@@ -242,12 +239,10 @@ def _ties(expression: Any) -> bool:
 def _merged(found: Iterable[Condition]) -> list[Condition]:
     """Conditions on one size that fail at the same sizes as one (one branch often keeps two:
     ``n // 4 <= 2*(n // 8)`` and ``2*(n // 8) == n // 4``), their texts joined by "and"."""
-    merged: dict[tuple[str, tuple[int, ...], bool], list[Condition]] = {}
-    ties = [condition for condition in found if condition.tie]
-    for condition in (c for c in found if not c.tie):
-        merged.setdefault((condition.symbol, condition.failing, condition.alone), []).append(
-            condition
-        )
+    merged: dict[tuple[str, tuple[int, ...], bool, bool], list[Condition]] = {}
+    for condition in found:
+        key = (condition.symbol, condition.failing, condition.alone, condition.tie)
+        merged.setdefault(key, []).append(condition)
     return [
         group[0]
         if len(group) == 1
@@ -257,7 +252,7 @@ def _merged(found: Iterable[Condition]) -> list[Condition]:
             holds_at=functools.partial(_all_hold, tuple(c.holds_at for c in group)),
         )
         for group in merged.values()
-    ] + ties
+    ]
 
 
 def _all_hold(tests: tuple[Callable[[Any], bool], ...], given: Any) -> bool:

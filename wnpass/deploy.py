@@ -161,6 +161,10 @@ class DynamicProbe:
     bound: str | None = None  # the range torch.export held the axes to, for a probe outside it
     axes: str | None = None  # those axes, for a probe outside their range
     size: int | None = None  # their size there
+    # a condition that ties sizes (a mask's length to its input's) that the probe's sizes
+    # break: where ONNX Runtime refuses such inputs, they do not go together in the file,
+    # said in ``unchecked`` (which fails nothing); where it computes them, they are compared
+    ties: str | None = None
     # for a probe within the range where a condition torch.export took on the axes' size does
     # not hold: the condition, with their size as n ("2*(n // 8) == n // 4")
     condition: str | None = None
@@ -678,6 +682,7 @@ class _Beyond(NamedTuple):
     resized: tuple[str, ...]  # the graph inputs resized
     sizes: str  # "axis 2 of x at 1 and axis 2 of y at 2"
     condition: str | None = None
+    ties: str | None = None  # the condition, where it ties sizes (:attr:`DynamicProbe.ties`)
 
 
 def _check_ranges(
@@ -775,7 +780,10 @@ def _check_ranges(
             elif verify:  # the probe says how it went: no warning of its own
                 if all(o.size != size or o.axes != where for o in beyond):  # once a size
                     resized, each = _resized_said(lengths)
-                    beyond.append(_Beyond(where, bound, size, ran, resized, each, condition.text))
+                    tie = _tie_said(condition, ranges) if condition.tie else None
+                    beyond.append(
+                        _Beyond(where, bound, size, ran, resized, each, condition.text, tie)
+                    )
                 continue
             else:
                 note = (
@@ -787,24 +795,13 @@ def _check_ranges(
                 f"{where} is exported for sizes where {condition.text} only, a condition "
                 f"torch.export took that no range says ({_size_named(axes, condition)}; {note})"
             )
-    for tie in (c for c in conditions if c.tie):
-        said.append(
-            f"the dynamic sizes are exported where {_tie_said(tie, ranges)} only, a condition "
-            "torch.export took that ties them (not tried: inputs where it fails do not go "
-            "together, as a mask of another length than its input)"
-        )
     return said, beyond
 
 
 def _tie_said(tie: assumed.Condition, ranges: list[_Range]) -> str:
-    """A condition that ties sizes, with each size named by an input axis it is the length
-    of: ``attention_mask.shape[1] == input_ids.shape[1]``."""
-    names = {
-        str(r.symbol): f"{r.name}.shape[{r.axis}]"
-        for r in reversed(ranges)  # the first axis of a size names it
-        if r.expr == r.symbol
-    }
-    return re.sub(r"\b(s\d+)\b", lambda m: names.get(m.group(1), m.group(1)), tie.text)
+    """A condition that ties sizes, as said: its text, and what ``n`` is in it."""
+    axes = [r for r in ranges if str(r.symbol) == tie.symbol]
+    return f"{tie.text} ({_size_named(axes, tie)})"
 
 
 class _Tries:
@@ -1680,7 +1677,7 @@ def export(
                     model, inputs, arguments, ranges, conditions, verify, accept_ranges
                 )
             accepted = [c for c in conditions if c.tie or accept_ranges]
-            probed = [_within(probe, ranges, accepted) for probe in probed]
+            probed = [_within(probe, ranges, accepted, accept_ranges) for probe in probed]
             for where in beyond:  # compared at the gate, as the probes above are
                 with forwards.given_back():
                     probed.append(_probed_beyond(model, where, dynamo))
@@ -1748,6 +1745,7 @@ class _Probed:
     outputs: list[Output] | None  # None: PyTorch's forward failed on them
     failure: str | None = None  # how
     beyond: _Beyond | None = None  # for a probe outside a range, or where a condition fails
+    ties: str | None = None  # a condition that ties sizes its sizes break (DynamicProbe.ties)
 
 
 def _probed(
@@ -1787,7 +1785,9 @@ def _probed(
     return _run_probe(model, batch, graph_inputs, _Probed(sizes, shapes, {}, None))
 
 
-def _within(probe: _Probed, ranges: list[_Range], accepted: list[assumed.Condition]) -> _Probed:
+def _within(
+    probe: _Probed, ranges: list[_Range], accepted: list[assumed.Condition], accept: bool
+) -> _Probed:
     """``probe`` with nothing to compare where it makes an axis longer than the sizes
     torch.export held it to (the file is for those only: an accepted range, or one where
     PyTorch fails outside), or gives an axis a size where an ``accepted`` condition on it
@@ -1812,18 +1812,15 @@ def _within(probe: _Probed, ranges: list[_Range], accepted: list[assumed.Conditi
     for condition in accepted if probe.outputs is not None else ():
         if condition.holds_at(sizes):
             continue
-        if condition.tie:
-            failure = (
-                f"the sizes there break torch.export's condition {_tie_said(condition, ranges)}"
-                ", which ties them: such inputs do not go together"
-            )
-        else:
-            named = [r for r in ranges if str(r.symbol) == condition.symbol and r.expr == r.symbol]
-            axis = f"axis {named[0].axis} of {named[0].name}" if named else condition.symbol
-            failure = (
-                f"torch.export's condition {condition.text} (n: the length of {axis}) does not "
-                "hold there: the file is exported for the sizes where it holds"
-            )
+        if condition.tie and not accept:  # compared: ONNX Runtime may refuse such inputs
+            probe = dataclasses.replace(probe, ties=_tie_said(condition, ranges))
+            continue
+        named = [r for r in ranges if str(r.symbol) == condition.symbol and r.expr == r.symbol]
+        axis = f"axis {named[0].axis} of {named[0].name}" if named else condition.symbol
+        failure = (
+            f"torch.export's condition {condition.text} (n: the length of {axis}) does not "
+            "hold there: the file is exported for the sizes where it holds"
+        )
         return dataclasses.replace(probe, examples={}, outputs=None, failure=failure)
     return probe
 
@@ -1863,7 +1860,8 @@ def _at_sizes(report: ExportReport, graph: ir.Graph, probed: _Probed) -> _Refere
     probe = DynamicProbe(probed.sizes, probed.shapes)
     if (beyond := probed.beyond) is not None:
         probe.bound, probe.axes, probe.size = beyond.bound, beyond.axes, beyond.size
-        probe.condition = beyond.condition
+        probe.condition, probe.ties = beyond.condition, beyond.ties
+    probe.ties = probe.ties or probed.ties
     report.dynamic.append(probe)
     failure = probed.failure
     if probed.outputs is not None:
@@ -2120,6 +2118,13 @@ def _compare(
                 said = str(error)
                 if isinstance(error, prov.RunFailedError):
                     said = f"{report.output}: onnxruntime failed to run it: {error.reason}"
+                if probe.ties is not None and isinstance(error, prov.RunFailedError):
+                    probe.unchecked = (  # refused, not computed otherwise: fails nothing
+                        f"on {provider}, ONNX Runtime refuses these sizes, which break "
+                        f"torch.export's condition {probe.ties}, which ties them: in the file "
+                        "such inputs do not go together"
+                    )
+                    continue
                 probe.not_verified = f"on {provider}, {said}"
                 logger.info("the dynamic axes failed with %s: %s", probe.where, error)
             else:
