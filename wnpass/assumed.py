@@ -5,14 +5,14 @@ decompositions) took on a dynamic size: a block that pads an odd count of frames
 even one, keeps ``2*(n//8) == n//4``; a broadcast keeps ``n != 1``. The graph computes every
 size with the branch the example took. torch.onnx.export drops these conditions with the
 decompositions; only bounds on one size survive, as the program's ranges. :func:`captured`
-keeps the program as torch.export captured it, and :func:`conditions` reads from it the
-conditions no range says, each as a test of one dynamic size (the others at the example's)
-with the sizes nearest the example's where it does not hold: where PyTorch runs at those, the
-file may compute them otherwise.
+keeps the program torch.export captured, with its conditions once decomposed, and
+:func:`conditions` reads from it the conditions no range says, each as a test of one dynamic
+size (the others at the example's) with the sizes nearest the example's where it does not
+hold: where PyTorch runs at those, the file may compute them otherwise.
 
 torch 2.13 records the conditions as deferred runtime asserts of the program's shape
-environment (guards, where it records them so); a torch that keeps them elsewhere gives none,
-and a logged line says so.
+environment (guards, where it records them so); where a torch keeps them otherwise,
+:func:`conditions` gives None, and the export says so (:data:`UNREAD`).
 """
 
 from __future__ import annotations

@@ -708,14 +708,17 @@ def _check_ranges(
     probe can tell at which sizes: an ``ExportError`` unless ``accept`` (the file is then for
     those sizes only: a warning). A lower bound of 2 is torch's 0/1 specialization, which
     older versions give every dynamic axis: a warning; with ``verify`` the size below is
-    returned (:class:`_Beyond`) for the file to be compared with PyTorch there. One of 1 is
-    not probed (an empty input, where a model's loop may never end).
+    returned instead (:class:`_Beyond`) for the file to be compared with PyTorch there, and
+    the probe says how that went. One of 1 is not probed (an empty input, where a model's
+    loop may never end).
 
     A condition torch.export took on a size that no range says (``conditions``: a block that
     pads an odd count of frames, ``n != 1``) is tried as a bound is, at the sizes nearest the
     example's where it fails (:data:`wnpass.assumed.FAILING`), and judged as a lower bound
     of 2 is: where PyTorch runs there, a warning, or with ``verify`` the file compared there;
-    with ``accept``, the file is for the sizes where it holds."""
+    with ``accept``, the file is for the sizes where it holds. A tie (a mask's length to its
+    input's) is compared too; where ONNX Runtime refuses the inputs that break it, the probe
+    says they do not go together (:attr:`DynamicProbe.ties`)."""
     said: list[str] = []
     beyond: list[_Beyond] = []
     grouped: dict[object, list[_Range]] = {}
