@@ -310,7 +310,7 @@ def test_an_axis_the_dynamo_exporter_bounds_at_a_branch_is_refused_unless_accept
         _Branches(mode, above), inputs, out, dynamic=dynamic, accept_ranges=True, runs=1
     )
     assert report and report.published
-    assert report.warnings == [
+    assert report.sizes == [
         f"axis 2 of x is exported for sizes {sizes} only (PyTorch runs at {runs_at} too: "
         "accepted, the file is for these sizes)"
     ]
@@ -468,7 +468,7 @@ def test_a_range_of_an_input_not_paired_with_the_call_is_said_not_tried(
         _Capitalized(), Batch((x,), {}), tmp_path / "m.onnx", dynamic={"melSpec": {2: "t"}},
         verify=False,
     )  # fmt: skip
-    assert report.warnings == [
+    assert report.sizes == [
         "axis 2 of melspec is exported for sizes 0 to 10 only (not tried at 11: an input wnpass "
         "cannot resize)"
     ]
@@ -515,13 +515,13 @@ def test_a_lower_bound_of_2_is_compared_below_where_verified(tmp_path: Path) -> 
     inputs, dynamic = Batch((torch.randn(2, 4, 5),), {}), {"x": {2: "t"}}
     out = tmp_path / "m.onnx"
     report = export(_SmoothsLonger(), inputs, out, dynamic=dynamic, verify=False)
-    assert report.published and report.warnings == [
+    assert report.published and report.sizes == [
         "axis 2 of x is exported for sizes from 2 up only (PyTorch runs at 1 too, where the "
         "file is not compared without verification)"
     ]
     accepted = export(_SmoothsLonger(), inputs, out, dynamic=dynamic, accept_ranges=True, runs=1)
     assert accepted.published and not [p for p in accepted.dynamic if p.bound is not None]
-    assert accepted.warnings == [
+    assert accepted.sizes == [
         "axis 2 of x is exported for sizes from 2 up only (PyTorch runs at 1 too: accepted, "
         "the file is for these sizes)"
     ]  # compared nothing outside the range accepted (t81, t82)
@@ -701,7 +701,7 @@ def test_a_condition_torch_export_took_on_a_size_is_compared_where_it_fails(
     assert (probe.sizes, probe.size, probe.inputs) == ("axis 2 of x at 15", 15, {"x": [1, 1, 15]})
     assert probe.condition == "(n // 4) <= 2*(n // 8) and (2*(n // 8)) == (n // 4)"
     assert probe.not_verified is not None or not all(probe.comparisons["cpu"])
-    assert not [w for w in report.warnings if "condition" in w]  # the probe says it
+    assert not [w for w in report.sizes if "condition" in w]  # the probe says it
     unverified = export(_PadsOddFrames(), inputs, out, dynamic=dynamic, verify=False)
     assert (
         unverified.published
@@ -710,12 +710,12 @@ def test_a_condition_torch_export_took_on_a_size_is_compared_where_it_fails(
             "PyTorch runs at 15, where it does not hold: the file takes the example's branch "
             "there, and may compute such inputs otherwise; not compared without verification)"
         )
-        in unverified.warnings
+        in unverified.sizes
     )
     accepted = export(_PadsOddFrames(), inputs, out, dynamic=dynamic, accept_ranges=True, runs=1)
     assert accepted and accepted.published
     assert _CONDITION + "PyTorch runs at 15 too: accepted, the file is for these sizes)" in (
-        accepted.warnings
+        accepted.sizes
     )
     assert not [p for p in accepted.dynamic if p.condition is not None]
 
@@ -768,7 +768,7 @@ def test_no_condition_of_torch_onnx_s_own_passes_is_said(tmp_path: Path) -> None
         _FrontEnd().eval(), (torch.randn(2, 1600),), tmp_path / "m.onnx", verify=False,
         dynamic={"x": {0: "b", 1: "t"}},
     )  # fmt: skip
-    assert not [w for w in report.warnings if "axis 0" in w or "condition" in w]
+    assert not [w for w in report.sizes if "axis 0" in w or "condition" in w]
 
 
 class _AdaptivePool(_OneConv):
@@ -895,7 +895,7 @@ def test_a_condition_pytorch_fails_past_is_said_as_the_model_s_own(tmp_path: Pat
     )  # fmt: skip
     assert report and report.published
     assert not [p for p in report.dynamic if p.condition is not None]
-    (said,) = [w for w in report.warnings if "condition" in w]
+    (said,) = [w for w in report.sizes if "condition" in w]
     assert said.endswith(
         "(n: the length of axis 2 of x; PyTorch fails at 13 to 20 too, where it does not hold)"
     )
@@ -998,7 +998,7 @@ def test_a_condition_a_crop_takes_is_said_where_pytorch_runs_only_with_it(
     )  # fmt: skip
     assert report and report.published
     assert not [p for p in report.dynamic if p.condition is not None]
-    (said,) = [w for w in report.warnings if w.startswith("axis 2 of x ")]
+    (said,) = [w for w in report.sizes if w.startswith("axis 2 of x ")]
     assert said.endswith(
         "(n: the length of axis 2 of x, the other dynamic sizes at the example's; PyTorch runs "
         "at 33 (axis 2 of x at 33 and axis 2 of c at 66) to 40 (axis 2 of x at 40 and axis 2 of "
@@ -1055,7 +1055,7 @@ def test_conditions_that_cannot_be_read_are_said(
     report = export(_PadsOddFrames(), inputs, tmp_path / "m.onnx", dynamic={"x": {2: "t"}}, runs=1)
     from wnpass.assumed import UNREAD
 
-    assert UNREAD in report.warnings
+    assert UNREAD in report.sizes
 
 
 def test_each_size_is_run_once_and_compared_once() -> None:
@@ -1147,7 +1147,7 @@ def test_wav2vec2_with_a_dynamic_length_is_exported_for_its_range_when_accepted(
         export(model, inputs, out, dynamic=dynamic, runs=1)
     report = export(model, inputs, out, dynamic=dynamic, accept_ranges=True, runs=1)
     assert report and report.published
-    assert report.warnings == [
+    assert report.sizes == [
         "axis 1 of input_values is exported for sizes from 30 up only (PyTorch runs at 29 "
         "too: accepted, the file is for these sizes)"
     ]
@@ -1259,7 +1259,7 @@ def test_an_axis_bounded_by_what_the_model_requires_is_exported_with_a_warning(
         dynamic={"x": {2: "t"}}, runs=1,
     )  # fmt: skip
     assert report and report.published
-    assert report.warnings == [
+    assert report.sizes == [
         "axis 2 of x is exported for sizes 5 to 16 only (PyTorch fails at 17 to 24 and 1 to 4 too)"
     ]
 

@@ -220,6 +220,9 @@ class ExportReport(Anchored):
     # may match, but a runtime that trusts the shape info may fail
     shape_info_wrong: list[str] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)  # the exporter's (above)
+    # what wnpass found of the dynamic sizes: the ranges and conditions torch.export held
+    # them to, where PyTorch runs beyond them, and whether the file is compared there
+    sizes: list[str] = dataclasses.field(default_factory=list)
     # parameters a forward of the model's wrote (an init on its first call behind a plain flag,
     # a merge, an embedding's max_norm): the file holds them as the exporter's own run of the
     # forward left them; those the caller's model got back from the copy
@@ -573,7 +576,7 @@ def _export(
     dynamic: dict[str, dict[int, str]] | None,
     shapes: dict[str, Any] | tuple[Any, ...] | None,
     opset: int | None,
-) -> tuple[list[str], list[_Range], list[assumed.Condition]]:
+) -> tuple[list[str], list[_Range], list[assumed.Condition] | None]:
     """Run torch.onnx.export, naming the graph's inputs ``names``; the warnings it gave that
     say its result may be wrong (:func:`_warned`), and (dynamo) the sizes torch.export holds
     each dynamic axis to and the conditions it took on them that no range says
@@ -626,9 +629,7 @@ def _export(
         return _warned(caught), [], []
     ranges = list(_dynamic_ranges(program, model, inputs))
     conditions = assumed.conditions(programs[0]) if programs else None
-    if conditions is None:  # another torch: said, never passed over
-        return [*_warned(caught), assumed.UNREAD], ranges, []
-    return _warned(caught), ranges, conditions
+    return _warned(caught), ranges, conditions  # None: another torch, said by the caller
 
 
 class _Range(NamedTuple):
@@ -1677,14 +1678,15 @@ def export(
                 exported = io.load(raw)
             with forwards.given_back():
                 ranged, beyond = _check_ranges(
-                    model, inputs, arguments, ranges, conditions, verify, accept_ranges
+                    model, inputs, arguments, ranges, conditions or [], verify, accept_ranges
                 )
-            accepted = [c for c in conditions if c.tie or accept_ranges]
+            if conditions is None:  # another torch: said, never passed over
+                ranged.append(assumed.UNREAD)
+            accepted = [c for c in conditions or [] if c.tie or accept_ranges]
             probed = [_within(probe, ranges, accepted, accept_ranges) for probe in probed]
             for where in beyond:  # compared at the gate, as the probes above are
                 with forwards.given_back():
                     probed.append(_probed_beyond(model, where, dynamo))
-            warned += ranged
             warned += [] if dynamo else _moved_by_trace(target, loaded)
             # what the forward read while the exporter traced it: the plan.check() below,
             # before anything is written, refuses an output onto one of those files
@@ -1694,7 +1696,7 @@ def export(
             _, onnx_report = fold_onnx(exported, in_place=True)
             in_place = itself and fold_in_torch
             report = ExportReport(str(path), exporter, torch_report, onnx_report, in_place)
-            report.warnings = warned
+            report.warnings, report.sizes = warned, ranged
             report.parameters_written = forwards.written
             report.parameters_given_back = forwards.given
             report.names_missing, report.names_transposed = _restore_names(exported, weights)

@@ -237,6 +237,8 @@ def _print_export(out: Printer, report: Any) -> None:
         out.summary(f"{provider}: {vacuous}")
     for warning in report.warnings:
         out.summary(f"warning: the exporter says the result may be wrong: {warning}")
+    for said in report.sizes:
+        out.summary(f"warning: {said}")
     if report.parameters_written:
         line = parameters_written_line(report.parameters_written, report.parameters_given_back)
         out.summary(f"warning: {line}")
