@@ -132,14 +132,11 @@ def test_a_tied_weights_copy_is_named_after_it(exporter: str, tmp_path: Path) ->
     assert set(weights) == {"embed.weight", "head.weight"}  # the copy too, by its own name
 
 
-class _TiedUnread(torch.nn.Module):
+class _TiedUnread(_TiedHead):
     """A table tied to a head that this forward does not use: only the embedding reads it."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.embed = torch.nn.Embedding(12, 8)
-        self.head = torch.nn.Linear(8, 12, bias=False)
-        self.head.weight = self.embed.weight
         self.proj = torch.nn.Linear(8, 4)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:

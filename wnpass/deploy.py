@@ -818,7 +818,7 @@ class _Tries:
         inputs: Batch,
         arguments: dict[str, Any],
         axes: list[_Range],
-        companions: list[tuple[_Range, Fraction]],
+        companions: list[_Companion],
     ) -> None:
         self._run = functools.partial(_run_at, model, inputs, arguments, axes, companions)
         self._runs: dict[int, tuple[Batch | bool | str, dict[tuple[str, int], int | None]]] = {}
@@ -868,12 +868,19 @@ def _breaks(condition: assumed.Condition, ranges: list[_Range], lengths: _Length
     theirs, where an axis is a size itself; the other sizes at the example's): a run there
     probes it. With a mask resized with its input it does; with another size it involves
     resized in proportion, it may hold again (``x <= c``, c twice as long)."""
-    sizes = {
-        str(r.symbol): length
+    return not condition.holds_at(_symbol_sizes(ranges, lengths.get))
+
+
+def _symbol_sizes(
+    ranges: list[_Range], length: Callable[[tuple[str, int]], int | None]
+) -> dict[str, int]:
+    """Each dynamic size, by torch.export's name, at the ``length`` of an input axis that is
+    that size itself (not ``2*s0``), where one is given."""
+    return {
+        str(r.symbol): n
         for r in ranges
-        if r.expr == r.symbol and (length := lengths.get((r.name, r.axis))) is not None
+        if r.expr == r.symbol and (n := length((r.name, r.axis))) is not None
     }
-    return not condition.holds_at(sizes)
 
 
 def _listed(said: list[str]) -> str:
@@ -947,9 +954,19 @@ def _at(size: int, lengths: dict[tuple[str, int], int | None]) -> str:
     return f"{size} ({_lengths_said(lengths.items())})"
 
 
+class _Companion(NamedTuple):
+    """Another dynamic axis resized with the axes of one size where PyTorch fails with those
+    alone (:func:`_companions`): its example ``length``, and that length's ``ratio`` to
+    theirs."""
+
+    axis: _Range
+    length: int
+    ratio: Fraction
+
+
 def _companions(
     axes: list[_Range], others: list[_Range], arguments: dict[str, Any]
-) -> list[tuple[_Range, Fraction]]:
+) -> list[_Companion]:
     """The other dynamic axes resized with ``axes`` where PyTorch fails with those alone, each
     with its example length's ratio to theirs: of another size, which torch.export need not
     tie to theirs (``x`` and its ``mask``, ratio 1; an input at half the rate, ``cond`` to a
@@ -963,7 +980,9 @@ def _companions(
     if first.expr != first.symbol or not (own := length(first)):
         return []
     return [
-        (r, Fraction(other, own)) for r in others if r.expr == r.symbol and (other := length(r))
+        _Companion(r, other, Fraction(other, own))
+        for r in others
+        if r.expr == r.symbol and (other := length(r))
     ]
 
 
@@ -972,7 +991,7 @@ def _run_at(
     inputs: Batch,
     arguments: dict[str, Any],
     axes: list[_Range],
-    companions: list[tuple[_Range, Fraction]],
+    companions: list[_Companion],
     size: int,
 ) -> tuple[Batch | bool | str, dict[tuple[str, int], int | None]]:
     """:func:`_runs_at` with the axes of one size at ``size``; where PyTorch fails there, with
@@ -981,19 +1000,13 @@ def _run_at(
     given, as the second item."""
     lengths = {(r.name, r.axis): _size_at(r, size) for r in axes}
     ran = _runs_at(model, inputs, arguments, lengths)
-    same: dict[tuple[str, int], int | None] = {
-        (r.name, r.axis): size for r, ratio in companions if ratio == 1
-    }
-    scaled: dict[tuple[str, int], int | None] = {
-        (r.name, r.axis): _scaled(size, ratio) for r, ratio in companions
-    }
-    alone = {
-        (r.name, r.axis): int(value.shape[r.axis])
-        for r, _ in companions
-        if isinstance(value := arguments.get(r.name), torch.Tensor)
-    }  # a companion at its example length is not resized: that run would be the first again
-    tries = [m for m in (same, scaled) if m and any(alone.get(k) != n for k, n in m.items())]
-    tries = tries[:1] if len(tries) == 2 and tries[0] == tries[1] else tries
+    same: _Lengths = {(c.axis.name, c.axis.axis): size for c in companions if c.ratio == 1}
+    scaled: _Lengths = {(c.axis.name, c.axis.axis): _scaled(size, c.ratio) for c in companions}
+    example = {(c.axis.name, c.axis.axis): c.length for c in companions}
+    tries: list[_Lengths] = []
+    for more in (same, scaled):  # each once, and not where all are at their example length
+        if more and more not in tries and any(example[k] != n for k, n in more.items()):
+            tries.append(more)
     for more in tries:
         if ran is not False:
             break
@@ -1809,11 +1822,12 @@ def _within(
                 f"it is exported for ({_span(bounded.lower, bounded.upper)})"
             )
             return dataclasses.replace(probe, examples={}, outputs=None, failure=failure)
-    sizes = {
-        str(r.symbol): probe.shapes[r.name][r.axis]
-        for r in ranges
-        if r.expr == r.symbol and r.name in probe.shapes
-    }
+
+    def length(axis: tuple[str, int]) -> int | None:
+        shape = probe.shapes.get(axis[0])
+        return None if shape is None else shape[axis[1]]
+
+    sizes = _symbol_sizes(ranges, length)
     for condition in accepted if probe.outputs is not None else ():
         if condition.holds_at(sizes):
             continue

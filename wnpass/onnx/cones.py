@@ -415,10 +415,9 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
 
     def call(self, model: ir.Model) -> FoldResult:
         cones = find_cones(model, sites=self.sites)
-        taken = naming.taken_names(model)
-        # names of several values: one going away frees none (a body's local of the name
-        # would shadow a weight of the main graph given it)
-        shared = naming.shared_names(model)
+        # names of several values (shared): one going away frees none (a body's local of the
+        # name would shadow a weight of the main graph given it)
+        taken, shared = naming.names_in_use(model)
         reports: list[ConeReport] = []
         folded_as: dict[tuple[object, ...], ir.Value] = {}  # what a cone computes -> its weight
         reporting: dict[int, list[ConeReport]] = {}  # a folded weight's rows, by its identity

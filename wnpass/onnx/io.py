@@ -583,10 +583,15 @@ def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
             )
     # external data elsewhere (Constant nodes, subgraphs, functions) was checked above; the
     # checker would look for it relative to the working directory
-    for tensor in _all_tensor_protos(skeleton):
+    _external_stood_in(skeleton)
+    return skeleton
+
+
+def _external_stood_in(proto: onnx.ModelProto) -> None:
+    """Each external tensor of ``proto`` made zeros held inline (:func:`_stand_in`)."""
+    for tensor in _all_tensor_protos(proto):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             _stand_in(tensor)
-    return skeleton
 
 
 def _stand_in(tensor: onnx.TensorProto) -> None:
@@ -598,12 +603,18 @@ def _stand_in(tensor: onnx.TensorProto) -> None:
 
 def _check_structure(proto: onnx.ModelProto, path: Path) -> None:
     """Refuse what the full ONNX checker (with strict shape inference) refuses."""
+    if (refused := _refused(_skeleton(proto))) is not None:
+        raise InvalidModelError(f"{path}: rejected by the ONNX checker: {refused}")
+
+
+def _refused(proto: onnx.ModelProto) -> str | None:
+    """Why the full ONNX checker (with strict shape inference) refuses ``proto``; None where
+    it does not."""
     try:
-        onnx.checker.check_model(_skeleton(proto), full_check=True)
+        onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
-        raise InvalidModelError(
-            f"{path}: rejected by the ONNX checker: {one_line(error)}"
-        ) from None
+        return one_line(error)
+    return None
 
 
 def _check_output(model: ir.Model, path: Path) -> None:
@@ -652,13 +663,9 @@ def _check_output(model: ir.Model, path: Path) -> None:
                 shape = [int(d) for d in tensor.shape.numpy()]
                 info = onnx.helper.make_tensor_value_info(value.name, int(tensor.dtype), shape)
                 proto.graph.input.append(info)
-    for tensor in _all_tensor_protos(proto):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            _stand_in(tensor)
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
-        raise RuntimeError(f"{path}: the model to write is not valid: {one_line(error)}") from None
+    _external_stood_in(proto)
+    if (refused := _refused(proto)) is not None:
+        raise RuntimeError(f"{path}: the model to write is not valid: {refused}")
 
 
 def has_external_data(model: ir.Model) -> bool:

@@ -31,30 +31,23 @@ def parameter_name(v_name: str | None, fallback: str | None) -> str:
 
 def taken_names(model: ir.Model) -> set[str]:
     """Every value name used anywhere in the model (all graphs, subgraphs and functions)."""
-    names: set[str] = set()
-    for graph in graphs_of(model):
-        names.update(v.name for v in graph.inputs if v.name)
-        names.update(v.name for v in graph.outputs if v.name)
-        if isinstance(graph, ir.Graph):
-            names.update(graph.initializers)
-        for node in graph:
-            names.update(v.name for v in node.outputs if v.name)
-    return names
+    return names_in_use(model)[0]
 
 
-def shared_names(model: ir.Model) -> set[str]:
-    """The names more than one value of the model has (in sibling graphs, or one shadowing
-    another): a value of one going away leaves the name in use."""
-    seen: set[str] = set()
+def names_in_use(model: ir.Model) -> tuple[set[str], set[str]]:
+    """Every value name used anywhere in the model (:func:`taken_names`), and those that more
+    than one value has (in sibling graphs, or one shadowing another): a value of one going
+    away leaves the name in use."""
+    taken: set[str] = set()
     shared: set[str] = set()
     for graph in graphs_of(model):
-        values = [*graph.inputs, *(n for node in graph for n in node.outputs)]
-        names = [v.name for v in values if v.name]
+        names = {v.name for v in (*graph.inputs, *graph.outputs) if v.name}
         if isinstance(graph, ir.Graph):
-            names += [name for name in graph.initializers if name not in names]
-        for name in dict.fromkeys(names):
-            (shared if name in seen else seen).add(name)
-    return shared
+            names.update(graph.initializers)
+        names.update(v.name for node in graph for v in node.outputs if v.name)
+        shared |= names & taken
+        taken |= names
+    return taken, shared
 
 
 def unique(name: str, taken: set[str]) -> str:
