@@ -2077,6 +2077,51 @@ def test_dynamic_axes_pytorch_cannot_run_doubled_are_said_unverified(tmp_path: P
     assert report.matches is True and report.published and out.exists()
 
 
+class _PositionTable(nn.Module):
+    """Token and position embeddings: a position table of 16, so an example of 10 tokens
+    fails PyTorch at 20 and 21; ``batch_branch`` scales its output for batches over 3, a
+    branch the TorchScript trace fixes at the example's."""
+
+    def __init__(self, batch_branch: bool) -> None:
+        super().__init__()
+        self.tokens, self.positions = nn.Embedding(50, 8), nn.Embedding(16, 8)
+        self.fc = weight_norm(nn.Linear(8, 8))
+        self.batch_branch = batch_branch
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.fc(self.tokens(ids) + self.positions(torch.arange(ids.shape[1])))
+        return h * 2.0 if self.batch_branch and ids.shape[0] > 3 else h
+
+
+@pytest.mark.parametrize("branch", [False, True])
+def test_axes_are_resized_alone_where_every_axis_resized_fails(
+    branch: bool, tmp_path: Path
+) -> None:
+    """Twice the example's 10 tokens is past the position table: PyTorch fails with every
+    dynamic axis doubled, and the batch axis was compared at no other size, so a branch on
+    the batch size was published as verified at the example's size (t93). Each length of the
+    example is now resized alone there: the batch axis is compared doubled and doubled plus
+    one (the branch fails the verification), the token axis is said unverified alone too."""
+    out = tmp_path / "m.onnx"
+    ids = torch.randint(0, 50, (2, 10))
+    dynamic = {"ids": {0: "batch", 1: "tokens"}}
+    report = export(
+        _PositionTable(branch), (ids,), out, exporter="torchscript", dynamic=dynamic, runs=1
+    )
+    said = [(p.where, p.inputs["ids"], p.unchecked is None) for p in report.dynamic]
+    assert said == [
+        ("every dynamic axis doubled", [4, 20], False),
+        ("every dynamic axis doubled plus one", [5, 21], False),
+        ("axis 0 of ids doubled", [4, 10], True),
+        ("axis 1 of ids doubled", [2, 20], False),
+        ("axis 0 of ids doubled plus one", [5, 10], True),
+        ("axis 1 of ids doubled plus one", [2, 21], False),
+    ]
+    alone = [p for p in report.dynamic if p.alone == "axis 0 of ids"]
+    assert [all(p.comparisons["cpu"]) for p in alone] == [not branch, not branch]
+    assert report.matches is (not branch) and out.exists() is (not branch)
+
+
 def test_an_export_over_a_fold_with_external_data_names_the_data_file_it_removed(
     tmp_path: Path,
 ) -> None:

@@ -168,12 +168,18 @@ class DynamicProbe:
     # for a probe within the range where a condition torch.export took on the axes' size does
     # not hold: the condition, with their size as n ("2*(n // 8) == n // 4")
     condition: str | None = None
+    # the axes of one length in the example that the probe resized, the others kept at the
+    # example's ("axis 0 of ids"): tried where nothing could be compared with every dynamic
+    # axis at the probe's sizes (:func:`_alone`)
+    alone: str | None = None
 
     @property
     def where(self) -> str:
-        """The sizes, as said after "with": ``every dynamic axis doubled``, ``axis 1 of x at
-        1``."""
-        return self.sizes if self.bound is not None else f"every dynamic axis {self.sizes}"
+        """The sizes, as said after "with": ``every dynamic axis doubled``, ``axis 0 of ids
+        doubled``, ``axis 1 of x at 1``."""
+        if self.bound is not None:
+            return self.sizes
+        return f"{self.alone or 'every dynamic axis'} {self.sizes}"
 
 
 @dataclasses.dataclass
@@ -1697,6 +1703,12 @@ def export(
                 ranged.append(assumed.UNREAD)
             accepted = [c for c in conditions or [] if c.tie or accept_ranges]
             probed = [_within(probe, ranges, accepted, accept_ranges) for probe in probed]
+            for sizes in [p.sizes for p in probed if p.outputs is None]:
+                assert dynamic is not None  # for the type checker
+                for axes in _alone(dynamic, arguments):
+                    with forwards.given_back():
+                        alone = _probed(model, inputs, dynamic, arguments, dynamo, sizes, axes)
+                    probed.append(_within(alone, ranges, accepted, accept_ranges))
             for where in beyond:  # compared at the gate, as the probes above are
                 with forwards.given_back():
                     probed.append(_probed_beyond(model, where, dynamo))
@@ -1764,6 +1776,7 @@ class _Probed:
     failure: str | None = None  # how
     beyond: _Beyond | None = None  # for a probe outside a range, or where a condition fails
     ties: str | None = None  # a condition that ties sizes its sizes break (DynamicProbe.ties)
+    alone: str | None = None  # the axes it resized, where not every one (DynamicProbe.alone)
 
 
 def _probed(
@@ -1773,17 +1786,21 @@ def _probed(
     arguments: dict[str, Any],
     dynamo: bool,
     sizes: str,
+    alone: list[tuple[str, int]] | None = None,
 ) -> _Probed:
-    """PyTorch's outputs with every dynamic axis of the example inputs at the probe ``sizes``
-    (:data:`PROBES`): each input repeated along it (``torch.cat([x, x], axis)``), and its first
-    element once more for ``doubled plus one``. A size the exporter fixed in the graph, or a
-    branch it took on the example's size, gives other outputs there. A dynamic input that is
-    a parameter's default (which the TorchScript exporter passes on) is given by its name."""
+    """PyTorch's outputs with every dynamic axis of the example inputs (or those ``alone``, by
+    input name and axis) at the probe ``sizes`` (:data:`PROBES`): each input repeated along it
+    (``torch.cat([x, x], axis)``), and its first element once more for ``doubled plus one``.
+    A size the exporter fixed in the graph, or a branch it took on the example's size, gives
+    other outputs there. A dynamic input that is a parameter's default (which the TorchScript
+    exporter passes on) is given by its name."""
     names = _positional_names(_parameters(model), len(inputs.args))
     extra = PROBES[sizes]
+    resized = {(name, axis) for name, axes in dynamic.items() for axis in axes}
+    resized = resized if alone is None else set(alone)
 
     def grow(name: str, value: Any) -> Any:
-        for axis in sorted(dynamic.get(name, {})):
+        for axis in sorted(a for a in dynamic.get(name, {}) if (name, a) in resized):
             more = [value.narrow(axis, 0, 1)] * extra if value.shape[axis] else []
             value = torch.cat([value, value, *more], dim=axis)
         return value
@@ -1797,10 +1814,33 @@ def _probed(
     batch = Batch(args, kwargs)
     graph_inputs, _ = _graph_inputs(_arguments(model, batch, dynamo), dynamo)
     shapes = {name: list(graph_inputs[name].shape) for name in dynamic}
-    if empty := [(a, n) for n, axes in dynamic.items() for a in sorted(axes) if not shapes[n][a]]:
-        axis, name = empty[0]
-        return _Probed(sizes, shapes, {}, None, f"axis {axis} of {name} is 0 in the example")
-    return _run_probe(model, batch, graph_inputs, _Probed(sizes, shapes, {}, None))
+    said = None if alone is None else _axes_said(alone)
+    probe = _Probed(sizes, shapes, {}, None, alone=said)
+    if empty := sorted((n, a) for n, a in resized if not shapes[n][a]):
+        name, axis = empty[0]
+        failure = f"axis {axis} of {name} is 0 in the example"
+        return dataclasses.replace(probe, failure=failure)
+    return _run_probe(model, batch, graph_inputs, probe)
+
+
+def _alone(
+    dynamic: dict[str, dict[int, str]], arguments: dict[str, Any]
+) -> list[list[tuple[str, int]]]:
+    """The dynamic axes in groups of one length in the example, by input name and axis (a
+    mask's with its input's), where there are two groups or more: each group is resized alone
+    where nothing could be compared with every axis resized (a position table shorter than
+    twice the example's length fails PyTorch there, and a branch on the batch size would go
+    unseen)."""
+    groups: dict[int, list[tuple[str, int]]] = {}
+    for name, axes in dynamic.items():
+        for axis in sorted(axes):
+            groups.setdefault(int(arguments[name].shape[axis]), []).append((name, axis))
+    return list(groups.values()) if len(groups) > 1 else []
+
+
+def _axes_said(axes: list[tuple[str, int]]) -> str:
+    """Axes by input name and axis, as said: ``axis 1 of ids and axis 1 of mask``."""
+    return " and ".join(f"axis {axis} of {name}" for name, axis in axes)
 
 
 def _within(
@@ -1880,7 +1920,7 @@ def _at_sizes(report: ExportReport, graph: ir.Graph, probed: _Probed) -> _Refere
     if (beyond := probed.beyond) is not None:
         probe.bound, probe.axes, probe.size = beyond.bound, beyond.axes, beyond.size
         probe.condition, probe.ties = beyond.condition, beyond.ties
-    probe.ties = probe.ties or probed.ties
+    probe.ties, probe.alone = probe.ties or probed.ties, probed.alone
     report.dynamic.append(probe)
     failure = probed.failure
     if probed.outputs is not None:

@@ -872,3 +872,57 @@ def test_parameters_a_forward_writes_after_a_checkpoint_are_said(
     out = capsys.readouterr().out
     assert "warning: the model's forward wrote its parameters loc (" in out
     assert "the model as given has loc back" in out
+
+
+POSITIONS = """
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.tokens, self.positions = nn.Embedding(50, 8), nn.Embedding(16, 8)
+        self.fc = weight_norm(nn.Linear(8, 8))
+
+    def forward(self, ids):
+        return self.fc(self.tokens(ids) + self.positions(torch.arange(ids.shape[1])))
+
+def build_model():
+    return M()
+
+def example_inputs():
+    return (torch.randint(0, 50, (2, 10)),)
+"""
+
+
+def test_an_axis_compared_alone_is_named_in_the_last_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A position table of 16 and 10 tokens: PyTorch fails with every axis doubled, and with
+    the token axis doubled alone; the batch axis, resized alone, is compared. The last line
+    names what was compared, the lines above it what was not, and the JSON each probe's
+    ``alone``."""
+    (tmp_path / "model.py").write_text(POSITIONS)
+    out, report = tmp_path / "m.onnx", tmp_path / "r.json"
+    argv = ["export", str(tmp_path / "model.py"), "-o", str(out), "--json", str(report)]
+    assert main([*argv, "--dynamic", "ids=0,1", "--verify", "--runs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.rstrip().endswith(
+        "deployable: ONNX matches PyTorch, also with axis 0 of ids doubled and doubled plus "
+        f"one; wrote {out} and its data file {out}.data"
+    )
+    assert (
+        "dynamic axes not verified: with axis 1 of ids doubled (ids 2x20), PyTorch's forward "
+        "raised IndexError: index out of range in self"
+    ) in printed
+    assert "ONNX Runtime vs PyTorch, axis 0 of ids doubled plus one (ids 5x10)" in printed
+    probes = json.loads(report.read_text())["dynamic"]
+    assert [(p["sizes"], p["alone"]) for p in probes] == [
+        ("doubled", None),
+        ("doubled plus one", None),
+        ("doubled", "axis 0 of ids"),
+        ("doubled", "axis 1 of ids"),
+        ("doubled plus one", "axis 0 of ids"),
+        ("doubled plus one", "axis 1 of ids"),
+    ]
