@@ -895,3 +895,139 @@ def test_a_bits_output_beside_a_sequence_is_refused_naming_the_model(tmp_path: P
         check(path, path, runs=1, warmup=0)
     assert str(error.value).startswith(f"{path}: output s is a seq(tensor(float)): ONNX Runtime")
     assert error.value.exit_code == 2
+
+
+def _graph(inputs: str, body: str, **initializers: np.ndarray) -> onnx.ModelProto:
+    """A model of one output y from ONNX text's ``inputs`` and ``body``."""
+    text = f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph ({inputs}) => (float[N, 8] y) {{
+            {body}
+        }}
+    """
+    return onnx_model(text, None, True, **initializers)
+
+
+def test_a_candidate_that_adds_a_random_op_fails_whatever_its_runs_draw(tmp_path: Path) -> None:
+    """``y = x + 100 * (RandomUniformLike(x) > 0.99)`` against ``y = x`` passed in 9 checks of
+    10 (t96): a draw that changes an element seldom matches every run the check makes. The
+    models say it: the candidate holds a random op the reference does not."""
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    onnx.save(_graph("float[N, 8] x", "y = Identity(x)"), reference)
+    body = """r = RandomUniformLike (x)
+            c = Greater(r, rare)
+            f = Cast <to = 1> (c)
+            s = Mul(f, hundred)
+            y = Add(x, s)"""
+    constants = {"rare": np.array(1.0, np.float32), "hundred": np.array(100.0, np.float32)}
+    onnx.save(_graph("float[N, 8] x", body, **constants), candidate)  # never draws above 1
+    report = check(reference, candidate, runs=1, warmup=0)
+    assert all(run.passed for run in report.runs)  # every run matched ...
+    assert not report and not report.compared_nothing()  # ... and the check fails, saying why
+    assert report.differences == [
+        "the candidate holds random ops the reference does not (1 RandomUniformLike): its "
+        "outputs may change from run to run, which no run of the check shows equivalent"
+    ]
+    assert report.failures() == report.differences
+    assert check(candidate, candidate, runs=1, warmup=0).differences == []  # as many in both
+
+
+@pytest.mark.parametrize("mode", ["absent", "false", "fed"])
+def test_a_dropout_counts_as_random_only_where_it_may_train(mode: str, tmp_path: Path) -> None:
+    """A Dropout draws only in training mode: without a training_mode input, or with a
+    constant false one, the candidate adds nothing random; with one the caller feeds, it may."""
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    onnx.save(_graph("float[N, 8] x", "y = Identity(x)"), reference)
+    inputs, body = "float[N, 8] x", "y = Dropout(x)"
+    constants: dict[str, np.ndarray] = {}
+    if mode == "false":
+        body, constants = "y = Dropout(x, ratio, off)", {"off": np.array(False)}
+    if mode == "fed":
+        inputs, body = "float[N, 8] x, bool on", "y = Dropout(x, ratio, on)"
+    ratio = np.array(0.5, np.float32)
+    onnx.save(_graph(inputs, body, ratio=ratio, **constants), candidate)
+    assert bool(_random_added_to(reference, candidate)) is (mode == "fed")
+
+
+def _random_added_to(reference: Path, candidate: Path) -> list[str]:
+    from wnpass.onnx import io as onnx_io
+    from wnpass.verify.check import _random_added
+
+    return _random_added(onnx_io.load(reference), onnx_io.load(candidate))
+
+
+@pytest.mark.parametrize(
+    ("ours", "its", "said"),
+    [
+        ("N, 8", "1, 8", "axis 0 of input x is 1 in the candidate, dynamic (N) in the reference"),
+        ("2, 8", "1, 8", "axis 0 of input x is 1 in the candidate, 2 in the reference"),
+        ("2, 8", "N, 8", None),  # takes more: every input the reference takes
+        ("N, 8", "B, 8", None),
+    ],
+)
+def test_a_candidate_that_fixes_an_input_size_fails(
+    ours: str, its: str, said: str | None, tmp_path: Path
+) -> None:
+    """A candidate that takes x[1, 8] where the reference takes x[N, 8] was called equivalent
+    on the synthesized batch of 1 (t96): a caller's batch of 2 fails in it. A candidate that
+    takes more passes."""
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    onnx.save(_graph(f"float[{ours}] x", "y = Identity(x)"), reference)
+    onnx.save(_graph(f"float[{its}] x", "y = Identity(x)"), candidate)
+    report = check(reference, candidate, runs=1, warmup=0)
+    reason = ": the candidate refuses inputs the reference takes"
+    assert report.differences == ([] if said is None else [said + reason])
+    assert bool(report) is (said is None)
+
+
+def test_a_candidate_without_an_input_the_reference_takes_with_a_default_fails(
+    tmp_path: Path,
+) -> None:
+    """The reference's w is an initializer listed as an input: a caller may feed it. The
+    candidate holds w as a plain initializer: equal outputs on the defaults, but no drop-in
+    replacement (t96)."""
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    w = np.ones((1, 8), np.float32)
+    onnx.save(_graph("float[N, 8] x, float[1, 8] w", "y = Mul(x, w)", w=w), reference)
+    onnx.save(_graph("float[N, 8] x", "y = Mul(x, w)", w=w), candidate)
+    report = check(reference, candidate, runs=1, warmup=0)
+    assert all(run.passed for run in report.runs) and not report
+    assert report.differences == [
+        "the candidate has no input w, which the reference takes with a default (a caller may "
+        "feed it)"
+    ]
+    assert check(candidate, reference, runs=1, warmup=0)  # the other way round: it takes more
+
+
+def test_a_candidate_whose_second_run_differs_fails(tmp_path: Path) -> None:
+    """Both models hold one seeded RandomUniformLike (no random op added); the reference
+    multiplies its draw by 0, the candidate adds 100 where it is above the largest value of
+    its first draw: its first run matches, its second does not, and the check fails on it."""
+    feeds = {"x": np.random.default_rng(0).standard_normal((1, 8)).astype(np.float32)}
+    draw = _graph("float[N, 8] x", "y = RandomUniformLike <seed = 1.0> (x)")
+    draws_path = tmp_path / "draws.onnx"
+    onnx.save(draw, draws_path)
+    session = providers.open_session(draws_path, "cpu", optimization="default", threads=None)
+    first, second = (providers.run(session, draws_path, feeds)[0] for _ in range(2))
+    assert second.max() > first.max()  # ONNX Runtime's seeded draws: fixed, run by run
+    body = """r = RandomUniformLike <seed = 1.0> (x)
+            c = Greater(r, high)
+            f = Cast <to = 1> (c)
+            s = Mul(f, scale)
+            y = Add(x, s)"""
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    high = np.array(first.max(), np.float32)
+    for path, scale in ((reference, 0.0), (candidate, 100.0)):
+        onnx.save(_graph("float[N, 8] x", body, high=high, scale=np.array(scale, np.float32)), path)
+    np.savez(tmp_path / "in.npz", x=feeds["x"])
+    report = check(reference, candidate, runs=1, warmup=0, inputs=tmp_path / "in.npz")
+    (run,) = report.runs
+    assert run.status == "candidate not deterministic" and report.differences == []
+    assert not run.comparisons[0] and run.comparisons[0].max_abs > 99  # the second run's
+    assert not report and not report.compared_nothing() and run.reference is None
+    assert report.failures() == [
+        f"cpu/default: {run.error}",
+        f"cpu/default: y: {(second > high).sum()} of 8 elements outside rtol=0.0001 "
+        "atol=1e-05 (max abs 100)",
+    ]
+    assert run.error is not None and run.error.startswith("the candidate gave other values of y ")

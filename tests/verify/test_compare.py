@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from wnpass.verify.compare import OutputComparison, compare_outputs, nothing_compared
+from wnpass.verify.report import failure_reason
 
 
 def _compare(reference: list[float], candidate: list[float]) -> OutputComparison:
@@ -278,12 +279,20 @@ def test_the_scale_that_caps_atol_is_the_references_whatever_the_candidate_holds
 
 
 def test_a_sequence_shows_the_loosest_atol_its_items_used_and_how_it_came() -> None:
-    """Each item caps its own atol: shown is the loosest, marked scaled only if it was."""
+    """Each item caps its own atol: shown is the loosest, marked scaled only if it was, and
+    marked as an item's where the items' differ: a failure of the tiny item read "outside
+    atol=1e-05 (max abs 6.52e-07)", an atol that item was not judged with (t96)."""
     tiny, ordinary = np.array([1e-7], np.float32), np.array([1.0], np.float32)
     row = compare_outputs(["s"], [[tiny, ordinary]], ["s"], [[tiny, ordinary]])[0]
-    assert row.passed and (row.atol, row.atol_scaled) == (1e-5, False)
+    assert row.passed and (row.atol, row.atol_scaled, row.atol_per_item) == (1e-5, False, True)
     row = compare_outputs(["s"], [[tiny]], ["s"], [[tiny]])[0]
     assert row.atol_scaled and row.atol is not None and row.atol < 1e-10
+    assert not row.atol_per_item
+    off = np.array([1.5e-7], np.float32)
+    row = compare_outputs(["s"], [[tiny, ordinary]], ["s"], [[off, ordinary]])[0]
+    assert failure_reason(row) == (
+        "1 of 2 elements outside rtol=0.0001 atol<=1e-05 (rtol x each item's scale) (max abs 5e-08)"
+    )
 
 
 def test_an_output_of_ordinary_scale_keeps_the_default_atol() -> None:

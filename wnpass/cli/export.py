@@ -230,7 +230,7 @@ def _print_export(out: Printer, report: Any) -> None:
             f"min {stats.min_ms:.3f} ms ({stats.runs} runs)"
         )
     for provider in report.not_available:
-        out.line(f"{provider}: not available")
+        out.summary(f"{provider}: not available")
     for provider in report.fell_back:
         out.summary(f"{provider}: asked for, but ONNX Runtime fell back to another provider")
     for provider, vacuous in report.nothing_compared.items():

@@ -61,7 +61,7 @@ def print_check(out: Printer, report: Any) -> None:
     out.table("equivalence", COMPARISON_COLUMNS, comparison_rows(report))
     out.table("latency (candidate vs reference)", LATENCY_COLUMNS, latency_rows(report))
     for provider in report.not_available:
-        out.line(f"{provider}: not available")
+        out.summary(f"{provider}: not available")
     candidate, reference = report.candidate, report.reference
     if report:
         out.summary(f"equivalent: {candidate} matches {reference}")

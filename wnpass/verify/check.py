@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,6 +21,7 @@ import onnx_ir as ir
 
 from wnpass.errors import InvalidArgumentError, WnpassError
 from wnpass.onnx import io
+from wnpass.onnx.graphs import const_tensor, graphs_of
 from wnpass.plan import IOPlan, as_path, as_plan
 from wnpass.report import model_files
 from wnpass.verify import inputs as inputs_mod
@@ -28,6 +30,7 @@ from wnpass.verify.compare import OutputComparison, compare_outputs, dtype_name
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
 from wnpass.verify.report import (
     CANDIDATE_FAILED,
+    CANDIDATE_NOT_DETERMINISTIC,
     NOT_DETERMINISTIC,
     OK,
     CheckReport,
@@ -42,6 +45,12 @@ logger = logging.getLogger(__name__)
 
 # Session creation is timed as the median of this many creations (one is noisy at the ms scale).
 SESSION_REPEATS = 3
+
+# ONNX ops that draw new values on every run (Dropout too, where its training_mode may be true)
+RANDOM_OPS = frozenset(
+    {"Bernoulli", "Multinomial", "RandomNormal", "RandomNormalLike", "RandomUniform"}
+    | {"RandomUniformLike"}
+)
 
 Progress = Callable[[str, int, int], None]
 
@@ -223,6 +232,17 @@ def check(
     inputs_mod.require_same_inputs([r for r, _ in fed], [c for _, c in fed], candidate)
     notes += _order_note(reference_model, candidate_model)
     report = CheckReport(str(reference), str(candidate), notes=notes, files_read=files_read)
+    report.differences = [
+        *inputs_mod.narrower(specs, candidate_specs, defaults=False),
+        *inputs_mod.narrower(
+            inputs_mod.signature(reference_model, defaults=True),
+            inputs_mod.signature(candidate_model, defaults=True),
+            defaults=True,
+        ),
+        *_random_added(reference_model, candidate_model),
+    ]
+    for difference in report.differences:
+        logger.warning("%s: %s", candidate, difference)
     report.inputs = [
         {"name": n, "shape": list(a.shape), "dtype": dtype_name(a)} for n, a in arrays.items()
     ]
@@ -261,6 +281,42 @@ def check(
         plan_read.require_unchanged()
     logger.info("check %s: %s", candidate, "equivalent" if report else "FAILED")
     return report
+
+
+def _random_added(reference: ir.Model, candidate: ir.Model) -> list[str]:
+    """A line where the candidate holds more ops that draw random values than the reference
+    (of one type): its outputs may change from run to run where the reference's do not, and
+    a draw may match on every run the check makes."""
+    added = _random_ops(candidate) - _random_ops(reference)
+    if not added:
+        return []
+    ops = ", ".join(f"{count} {op}" for op, count in sorted(added.items()))
+    return [
+        f"the candidate holds random ops the reference does not ({ops}): its outputs may "
+        "change from run to run, which no run of the check shows equivalent"
+    ]
+
+
+def _random_ops(model: ir.Model) -> Counter[str]:
+    """The model's ops that draw random values, by type, in every graph and function."""
+    drawn: Counter[str] = Counter()
+    for graph in graphs_of(model):
+        for node in graph:
+            if node.domain not in ("", "ai.onnx"):
+                continue
+            if node.op_type in RANDOM_OPS or (node.op_type == "Dropout" and _training(node)):
+                drawn[node.op_type] += 1
+    return drawn
+
+
+def _training(node: ir.Node) -> bool:
+    """Whether a Dropout may run in training mode (and draw): its training_mode input is
+    given and not a constant false (a graph input may be fed true)."""
+    mode = node.inputs[2] if len(node.inputs) > 2 else None
+    if mode is None:
+        return False
+    tensor = None if mode.is_graph_input() else const_tensor(mode)
+    return tensor is None or bool(tensor.numpy().any())
 
 
 def _order_note(reference: ir.Model, candidate: ir.Model) -> list[str]:
@@ -368,10 +424,28 @@ def _check_one(
         logger.info("%s/%s: the candidate failed to run: %s", provider, level, error.reason)
         return _OneRun(result, (ref, cand), ([], []))
     cand_names = _run_names(cand.session)
-    result.comparisons = _compared(
-        (_run_names(ref.session), ref_out),
-        (cand_names, cand_out),
-        options,
-        f"{candidate}: comparing its outputs with the reference's",
-    )
+    what = f"{candidate}: comparing its outputs with the reference's"
+    ref_run = (_run_names(ref.session), ref_out)
+    result.comparisons = _compared(ref_run, (cand_names, cand_out), options, what)
+    # a random op draws alike on every session's first run, as the reference's check says: a
+    # second run of the candidate shows it (a draw that differs seldom may still match twice;
+    # the models' random ops are compared before any run)
+    try:
+        again = _compared(ref_run, (cand_names, prov.run(cand, candidate, feeds)), options, what)
+    except prov.RunFailedError as error:
+        result.status, result.error = CANDIDATE_FAILED, error.reason
+        logger.info("%s/%s: the candidate failed a second run: %s", provider, level, error.reason)
+        return _OneRun(result, (ref, cand), ([], []))
+    pairs = enumerate(zip(result.comparisons, again, strict=True))
+    if moved := [i for i, (first, second) in pairs if first and not second]:
+        result.status = CANDIDATE_NOT_DETERMINISTIC
+        names = ", ".join(result.comparisons[i].name for i in moved)
+        result.error = (
+            f"the candidate gave other values of {names} on a second run on the same inputs "
+            "(a random op, or a kernel that is not deterministic), which do not match the "
+            "reference's: it is not shown equivalent"
+        )
+        for i in moved:
+            result.comparisons[i] = again[i]
+        logger.warning("%s/%s: %s", provider, level, result.error)
     return _OneRun(result, (ref, cand), (cand_names, cand_out))

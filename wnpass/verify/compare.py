@@ -114,6 +114,9 @@ class OutputComparison:
     uncompared: str | None = None  # why not one element was compared (no problem by itself)
     numeric: bool = True  # False: strings or a map, equal or not (no tolerance, no error size)
     measured: bool = False  # the error sizes were measured (on elements compared by value)
+    # a sequence whose items took other atols (each capped at rtol times its own scale):
+    # atol is the largest of them
+    atol_per_item: bool = False
 
     @property
     def exact(self) -> bool:
@@ -314,6 +317,9 @@ def _compare_sequences(
     if any(item.atol_scaled for item in items):  # each item's atol is its own: the loosest
         loosest = max((i for i in items if i.atol is not None), key=lambda i: i.atol or 0.0)
         result.atol, result.atol_scaled = loosest.atol, loosest.atol_scaled
+        result.atol_per_item = (
+            len({(i.atol, i.atol_scaled) for i in items if i.atol is not None}) > 1
+        )
     for item in items:
         result.outside += item.outside
         result.max_abs = max(result.max_abs, item.max_abs)

@@ -141,6 +141,42 @@ def require_same_inputs(
             )
 
 
+def narrower(
+    reference: list[InputSpec], candidate: list[InputSpec], *, defaults: bool
+) -> list[str]:
+    """Where the candidate takes fewer inputs than the reference, one line each: an axis of
+    a fixed size where the reference's is dynamic or of another size, or another count of
+    axes (ONNX Runtime refuses such inputs); with ``defaults`` (the inputs with a default), an
+    input the reference takes with a default and the candidate lacks (a caller may feed it).
+    A candidate that takes more (a dynamic axis where the reference's is fixed) takes every
+    input the reference does."""
+    theirs = {spec.name: spec for spec in candidate}
+    lines = []
+    for spec in reference:
+        other = theirs.get(spec.name)
+        if other is None:
+            if defaults:
+                lines.append(
+                    f"the candidate has no input {spec.name}, which the reference takes with a "
+                    "default (a caller may feed it)"
+                )
+            continue
+        if len(other.shape) != len(spec.shape):
+            lines.append(
+                f"input {spec.name} has {len(other.shape)} axes in the candidate, "
+                f"{len(spec.shape)} in the reference"
+            )
+            continue
+        for axis, (ours, its) in enumerate(zip(spec.shape, other.shape, strict=True)):
+            if isinstance(its, int) and its != ours:
+                said = ours if isinstance(ours, int) else f"dynamic ({ours or 'unnamed'})"
+                lines.append(
+                    f"axis {axis} of input {spec.name} is {its} in the candidate, {said} in "
+                    "the reference: the candidate refuses inputs the reference takes"
+                )
+    return lines
+
+
 def parse_shapes(items: list[str] | None) -> dict[str, list[int]]:
     """``["x=1,80,200", ...]`` -> ``{"x": [1, 80, 200]}``, with one clear error per mistake
     (an input given twice is one: which size was meant is not known)."""

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CANDIDATE_FAILED",
+    "CANDIDATE_NOT_DETERMINISTIC",
     "NOT_DETERMINISTIC",
     "OK",
     "CheckReport",
@@ -39,6 +40,10 @@ CANDIDATE_FAILED = "candidate failed to run"
 # training-mode Dropout): no run of it is a reference to compare with (ProviderRun.error:
 # which outputs)
 NOT_DETERMINISTIC = "reference not deterministic"
+# the candidate gave other values on a second run on the same inputs where the reference did
+# not: it is not shown equivalent, whatever its first run matched (ProviderRun.error: which
+# outputs; the comparisons are of the run that differs)
+CANDIDATE_NOT_DETERMINISTIC = "candidate not deterministic"
 
 
 def fell_back_to(actual: str) -> str:
@@ -64,14 +69,16 @@ class ProviderRun:
     provider: str  # the short name asked for: "cpu" or "cuda"
     optimization: str  # "default" or "disabled"
     # OK; fell_back_to(...): "fell back to CPU"; CANDIDATE_FAILED or NOT_DETERMINISTIC (then
-    # nothing was compared or measured)
+    # nothing was compared or measured); CANDIDATE_NOT_DETERMINISTIC (compared, not measured)
     status: str
     comparisons: list[OutputComparison] = dataclasses.field(default_factory=list)
     reference_session_s: float | None = None
     candidate_session_s: float | None = None
     reference: LatencyStats | None = None
     candidate: LatencyStats | None = None
-    error: str | None = None  # CANDIDATE_FAILED: ONNX Runtime's message; NOT_DETERMINISTIC
+    # CANDIDATE_FAILED: ONNX Runtime's message; NOT_DETERMINISTIC and
+    # CANDIDATE_NOT_DETERMINISTIC: which outputs changed
+    error: str | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -97,8 +104,8 @@ class ProviderRun:
         (nothing was run there), or every output was empty or NaN alike. None where the
         candidate failed to run: that is no lack of evidence but a failure
         (:attr:`failed_to_run`)."""
-        if self.status == CANDIDATE_FAILED:
-            return None
+        if self.status in (CANDIDATE_FAILED, CANDIDATE_NOT_DETERMINISTIC):
+            return None  # a failure, not a lack of evidence
         if self.status == NOT_DETERMINISTIC:
             return f"nothing compared: {self.error}"
         if self.status != OK:
@@ -111,6 +118,11 @@ class ProviderRun:
         if self.status != CANDIDATE_FAILED:
             return None
         return f"the candidate failed to run: {self.error}"
+
+    @property
+    def changed(self) -> str | None:
+        """How the candidate's second run differed from its first, or None."""
+        return self.error if self.status == CANDIDATE_NOT_DETERMINISTIC else None
 
 
 @dataclasses.dataclass
@@ -127,14 +139,20 @@ class CheckReport(Anchored):
     runs: list[ProviderRun] = dataclasses.field(default_factory=list)
     not_available: list[str] = dataclasses.field(default_factory=list)
     cross_provider: list[OutputComparison] = dataclasses.field(default_factory=list)
+    # what makes the candidate no drop-in replacement, read from the two models before any
+    # run (a fixed size where the reference's input is dynamic, a random op it adds): each
+    # fails the check, whatever the runs compare
+    differences: list[str] = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
-        """True when every run compared outputs and they matched (and across providers): a
-        provider that was asked for (by name, or as one of every one available) and fell back
-        to the CPU compared nothing there, so the check fails."""
+        """True when every run compared outputs and they matched (and across providers), and
+        the models differ in nothing that fails the check (:attr:`differences`): a provider
+        that was asked for (by name, or as one of every one available) and fell back to the
+        CPU compared nothing there, so the check fails."""
         cross = self.cross_provider
         return (
-            bool(self.runs)
+            not self.differences
+            and bool(self.runs)
             and all(r.passed for r in self.runs)
             and all(cross)
             and nothing_compared(cross) is None
@@ -144,17 +162,20 @@ class CheckReport(Anchored):
         """Failed, though no element differed: some run compared nothing (every output empty
         or NaN alike, or the provider fell back to the CPU), and every other one matched."""
         groups = [run.comparisons for run in self.runs] + [self.cross_provider]
-        ran = not any(run.failed_to_run for run in self.runs)
-        return not self and ran and all(all(group) for group in groups)
+        ran = not any(run.failed_to_run or run.changed for run in self.runs)
+        return not self and not self.differences and ran and all(all(g) for g in groups)
 
     def failed_to_run(self) -> bool:
         """Failed because the candidate failed to run, somewhere, where the reference ran."""
         return any(run.failed_to_run for run in self.runs)
 
     def failures(self) -> list[str]:
-        """One line per failed output (where, which, why), and per run that compared nothing."""
-        lines = []
+        """One line per difference of the models, per failed output (where, which, why), and
+        per run that compared nothing."""
+        lines = list(self.differences)
         for run in self.runs:
+            if changed := run.changed:  # before the outputs of the run that differs
+                lines.append(f"{run.provider}/{run.optimization}: {changed}")
             for c in run.comparisons:
                 if not c.passed:
                     lines.append(
@@ -225,7 +246,7 @@ def _tolerance(c: OutputComparison) -> str:
     sequence: ONNX Runtime gives neither a dtype)."""
     if not _typed(c):
         return "-"
-    return tolerance_text(c.rtol, c.atol, c.atol_scaled)
+    return tolerance_text(c.rtol, c.atol, c.atol_scaled, per_item=c.atol_per_item)
 
 
 def _typed(c: OutputComparison) -> bool:
@@ -234,12 +255,17 @@ def _typed(c: OutputComparison) -> bool:
     return c.rtol is not None or bool(c.total)
 
 
-def tolerance_text(rtol: float | None, atol: float | None, atol_scaled: bool) -> str:
+def tolerance_text(
+    rtol: float | None, atol: float | None, atol_scaled: bool, *, per_item: bool = False
+) -> str:
     """A tolerance as a table shows it: ``exact`` where none applies; a default ``atol``
     capped at ``rtol`` times the output's scale (``compare.scaled_atol``) to 3 digits and
-    marked so, being derived; else both as given, every digit."""
+    marked so, being derived; for a sequence whose items' caps differ (``per_item``), the
+    largest, marked so; else both as given, every digit."""
     if rtol is None or atol is None:
         return "exact"
+    if per_item:
+        return f"rtol={shown_tolerance(rtol)} atol<={atol:.3g} (rtol x each item's scale)"
     if atol_scaled:
         return f"rtol={shown_tolerance(rtol)} atol={atol:.3g} (rtol x scale)"
     return f"rtol={shown_tolerance(rtol)} atol={shown_tolerance(atol)}"
@@ -253,7 +279,9 @@ def failure_reason(c: OutputComparison) -> str:
         return f"{c.outside} of {c.total} elements differ"
     if c.exact:
         return outside_text(c.outside, c.total, None, None, False, c.max_abs)
-    return outside_text(c.outside, c.total, c.rtol, c.atol, c.atol_scaled, c.max_abs)
+    return outside_text(
+        c.outside, c.total, c.rtol, c.atol, c.atol_scaled, c.max_abs, per_item=c.atol_per_item
+    )
 
 
 def outside_text(
@@ -263,13 +291,15 @@ def outside_text(
     atol: float | None,
     atol_scaled: bool,
     max_abs: float,
+    *,
+    per_item: bool = False,
 ) -> str:
     """How many elements of a compared output are off, with the largest error: ``3 of 6
     elements outside rtol=0.0001 atol=1e-05 (max abs 0.2)``; where it is compared exactly
     (``rtol``/``atol`` None), ``3 of 6 elements differ (max abs 2)``."""
     if rtol is None or atol is None:
         return f"{outside} of {total} elements differ (max abs {shown_error(max_abs, None)})"
-    tolerance = tolerance_text(rtol, atol, atol_scaled)
+    tolerance = tolerance_text(rtol, atol, atol_scaled, per_item=per_item)
     return (
         f"{outside} of {total} elements outside {tolerance} (max abs {shown_error(max_abs, atol)})"
     )
@@ -341,7 +371,7 @@ def comparison_rows(report: CheckReport) -> list[tuple[str, ...]]:
     for run in report.runs:
         where = f"{run.provider}/{run.optimization}"
         if run.status != OK:
-            why = run.failed_to_run or run.nothing_compared
+            why = run.failed_to_run or run.nothing_compared or run.changed
             rows.append((where, *["-"] * 6, f"FAIL: {why}"))
         rows.extend(comparison_row(where, c) for c in run.comparisons)
     rows.extend(comparison_row("cuda vs cpu", c) for c in report.cross_provider)
