@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -17,6 +18,8 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn.utils import parametrizations
 from torch.nn.utils.parametrize import remove_parametrizations
 
 from tests.checkpoint.builders import (
@@ -566,6 +569,49 @@ def test_a_16_bit_quotient_beyond_its_dtype_is_declined_saying_what_pytorch_comp
     assert ("not finite" in reason) is not finite, reason
     if finite:
         assert "PyTorch's weight is finite where it takes that quotient in float32" in reason
+
+
+@pytest.mark.parametrize(
+    ("module", "dim", "g", "scale", "dtype"),
+    [
+        (nn.ConvTranspose1d(4, 8, 3), 1, 3e-4, 1000.0, torch.float16),  # 30% off
+        (nn.Linear(3, 4), 0, 1e-32, 1e15, torch.float32),  # all 0
+        (nn.Linear(3, 4), None, 1e-33, 1e13, torch.float32),
+        (nn.Linear(3, 4), None, 1e-30, 1e15, torch.bfloat16),
+        (nn.Linear(3, 4), 0, 1e-20, 1e15, torch.float32),  # a normal quotient: folded
+        (nn.Conv1d(4, 8, 3), 0, 3e-4, 1000.0, torch.float16),  # fused: in float32 on CPU
+    ],
+)
+def test_a_quotient_below_the_smallest_normal_is_declined(
+    module: nn.Module, dim: int | None, g: float, scale: float, dtype: torch.dtype
+) -> None:
+    """PyTorch computes ``v * (g / ||v||)``: a quotient below the smallest normal value of the
+    dtype it is taken in loses bits (a float16 ConvTranspose's weight 30% off) or is 0, and
+    the exact weight, which the fold wrote, was not the model's (t94). Declined where, and
+    only where, the quotient is subnormal in a dtype PyTorch may take it in; a fold is the
+    weight PyTorch computed, to its rounding, everywhere else."""
+    torch.manual_seed(0)
+    normed: Any = parametrizations.weight_norm(module.to(dtype), dim=dim)  # type: ignore[arg-type]
+    pair = normed.parametrizations.weight
+    with torch.no_grad():
+        pair.original1.copy_(torch.randn(pair.original1.shape).to(dtype) * scale)
+        pair.original0.fill_(g)
+    reason = check_pair(pair.original0.detach(), pair.original1.detach(), dim)
+    folded = fold_pair(pair.original0.detach(), pair.original1.detach(), dim)
+    used = normed.weight.detach()  # what the weight-normed model computes (on CPU)
+    both = torch.stack([folded.double(), used.double()])
+    off = float((both[0] - both[1]).abs().max() / both[1].abs().max().clamp_min(1e-300))
+    eps = torch.finfo(dtype).eps
+    subnormal = "is below the smallest normal"
+    if g > 1e-25 and dtype == torch.float32:  # normal in float32: the weight to its rounding
+        assert reason is None and off <= 2 * eps
+    elif isinstance(module, nn.Conv1d):  # fused on CPU: exact, unfused: not; declined
+        assert off <= 2 * eps and (reason or "").startswith(f"g / ||v|| {subnormal} float16")
+        assert "which one the model used depends on how it ran" in (reason or "")
+    else:
+        assert off > 2 * eps  # the weight PyTorch used is not the exact one
+        assert (reason or "").startswith(f"g / ||v|| {subnormal} {str(dtype)[6:]}")
+        assert (reason or "").endswith("so the weight it uses is not the exact one")
 
 
 @pytest.mark.parametrize("name", ["o.safetensors", "o.pt"])

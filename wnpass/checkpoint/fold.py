@@ -4,8 +4,9 @@ The values are checked first, and a pair that would not give an exact, finite we
 declined (:class:`Declined`, with the reason) rather than written: NaN or Inf in ``g`` or
 ``v``, a unit of ``v`` whose norm PyTorch would not compute exactly at run time (all zero: NaN;
 squares that overflow or underflow the dtype it sums them in: inf or 0), a ``g`` beyond ``v``'s
-dtype, or a quotient ``g / ||v||`` beyond it (PyTorch's ``v * (g / ||v||)`` is inf there where
-it computes in that dtype: :func:`overflow_reason`); a tensor without dense values (sparse,
+dtype, or a quotient ``g / ||v||`` beyond it or below its smallest normal value (PyTorch's
+``v * (g / ||v||)`` is inf there, or loses bits, where it computes in that dtype:
+:func:`quotient_reason`); a tensor without dense values (sparse,
 quantized, meta) is declined too. The
 product is computed in float64 with numpy (single-threaded, deterministic) and rounded once,
 to nearest even, to ``v``'s dtype by :func:`wnpass.rounding.round_once` (straight from
@@ -31,7 +32,7 @@ __all__ = [
     "check_pair",
     "fold_pair",
     "norm_reason",
-    "overflow_reason",
+    "quotient_reason",
     "values_reason",
 ]
 
@@ -113,21 +114,23 @@ def norm_reason(
     return None
 
 
-def overflow_reason(
+def quotient_reason(
     g64: np.ndarray, v64: np.ndarray, squares: np.ndarray, dim: int | None, dtype: np.dtype
 ) -> str | None:
-    """Why the weight PyTorch computes from this pair is not finite, or may not be, or None.
+    """Why the weight PyTorch computes from this pair is not the exact one, or may not be, by
+    its quotient, or None.
 
-    PyTorch computes ``v * (g / ||v||)``: where ``g / ||v||`` exceeds the largest value of the
-    dtype it is taken in, it is inf and the weight inf (NaN where ``v`` is 0), although the
-    exact weight may be finite (``g = 3e38``, ``v = [0.5, 0]`` in float32: ``[inf, nan]``). It
-    is taken in the weight's dtype, but for a float16 or bfloat16 weight at the first or the
-    last axis, whose fused kernel takes it in float32 (on CPU: a float16
-    ``weight_norm(Conv1d, dim=0)`` with ``g = 20`` and ``||v|| = 1e-4`` has a finite weight,
-    the same pair at axis 1 or over the whole tensor an inf one); the unfused
-    ``v * (g / ||v||)`` takes it in the 16-bit dtype. Such a pair, whose weight depends on
-    which path computes it, is declined too, saying so. Below the dtype's own limit, the fold's
-    float64 product is finite too: ``|v| <= ||v||``, so each weight is at most ``|g|``, which
+    PyTorch computes ``v * (g / ||v||)``, taking ``g / ||v||`` in the weight's dtype, but for a
+    float16 or bfloat16 weight at the first or the last axis, whose fused kernel takes it in
+    float32 (on CPU: a float16 ``weight_norm(Conv1d, dim=0)`` with ``g = 20`` and ``||v|| =
+    1e-4`` has a finite weight, the same pair at axis 1 or over the whole tensor an inf one).
+    Where the quotient exceeds the largest value of that dtype, it is inf and the weight inf
+    (NaN where ``v`` is 0), although the exact weight may be finite (``g = 3e38``, ``v = [0.5,
+    0]`` in float32: ``[inf, nan]``). Where it is below the smallest normal value, it loses
+    bits (a float16 ConvTranspose's weight 30% off) or is 0 (a float32 weight all 0), though
+    the exact weight is not. A pair whose weight depends on which path computes it is
+    declined too, saying so. Within the dtype's normal range, the fold's float64 product is
+    finite too: ``|v| <= ||v||``, so each weight is at most ``|g|``, which
     :func:`values_reason` bounds first.
     """
     whole = dim is None
@@ -136,35 +139,45 @@ def overflow_reason(
     with np.errstate(over="ignore", divide="ignore"):
         quotient = np.abs(g64) / np.sqrt(squares)
     largest = float(quotient.max()) if quotient.size else 0.0
-    if largest <= float(ml_dtypes.finfo(dtype).max):
+    nonzero = quotient[quotient > 0]
+    smallest = float(nonzero.min()) if nonzero.size else np.inf
+    info, wide = ml_dtypes.finfo(dtype), np.finfo(np.float32)
+    name, fused = dtype.name, not whole and dim in (0, v64.ndim - 1) and dtype.itemsize == 2
+    if largest > float(info.max):
+        what, within_float32 = "exceeds the largest", largest < float(wide.max)
+        result, there = "inf there, so the weight it uses is not finite", ("finite", "inf")
+    elif smallest < float(info.smallest_normal):
+        what, within_float32 = (
+            "is below the smallest normal",
+            bool(smallest >= wide.smallest_normal),
+        )
+        result = "which loses bits there (or is 0), so the weight it uses is not the exact one"
+        there = ("the exact one", "not")
+    else:
         return None
-    name = dtype.name
-    if dtype.itemsize == 2 and largest < float(np.finfo(np.float32).max):
-        if not whole and dim in (0, v64.ndim - 1):
+    if dtype.itemsize == 2 and within_float32:
+        if fused:
             return (
-                f"g / ||v|| exceeds the largest {name}: PyTorch's weight is finite where it "
-                "takes that quotient in float32 (its fused kernel, at the first or last axis, "
-                f"as on CPU) and inf where it takes it in {name} (v * (g / ||v||) unfused): "
-                "which one the model used depends on how it ran, so it is not folded"
+                f"g / ||v|| {what} {name}: PyTorch's weight is {there[0]} where it takes that "
+                "quotient in float32 (its fused kernel, at the first or last axis, as on CPU) "
+                f"and {there[1]} where it takes it in {name} (v * (g / ||v||) unfused): which "
+                "one the model used depends on how it ran, so it is not folded"
             )
         where = "over the whole tensor" if whole else f"at axis {dim}"
         return (
-            f"g / ||v|| exceeds the largest {name}: PyTorch computes v * (g / ||v||) in "
-            f"{name} {where} (its fused kernel, which takes the quotient in float32, serves the "
-            "first and last axis only), inf there, so the weight it uses is not finite"
+            f"g / ||v|| {what} {name}: PyTorch computes v * (g / ||v||) in {name} {where} "
+            "(its fused kernel, which takes the quotient in float32, serves the first and last "
+            f"axis only), {result}"
         )
-    return (
-        f"g / ||v|| exceeds the largest {name}: PyTorch computes v * (g / ||v||), "
-        "inf there, so the weight it uses is not finite"
-    )
+    return f"g / ||v|| {what} {name}: PyTorch computes v * (g / ||v||), {result}"
 
 
 def values_reason(g: np.ndarray, v: np.ndarray, dim: int | None) -> str | None:
     """Why these values cannot be folded exactly, or None: NaN/Inf in ``g`` or ``v``, norms
     PyTorch would not compute exactly (:func:`norm_reason`: a zero unit, squares that overflow
     or underflow), a ``g`` beyond the largest finite value of ``v``'s dtype (``|w| <= |g|``,
-    so a ``g`` within it cannot overflow that dtype), or a quotient ``g / ||v||`` beyond it
-    (:func:`overflow_reason`)."""
+    so a ``g`` within it cannot overflow that dtype), or a quotient ``g / ||v||`` beyond it or
+    below its smallest normal value (:func:`quotient_reason`)."""
     g64, v64 = g.astype(np.float64), v.astype(np.float64)
     if not np.isfinite(g64).all() or not np.isfinite(v64).all():
         return "NaN or Inf in g or v"
@@ -174,7 +187,7 @@ def values_reason(g: np.ndarray, v: np.ndarray, dim: int | None) -> str | None:
         return reason
     if g64.size and float(np.abs(g64).max()) > float(ml_dtypes.finfo(v.dtype).max):
         return "g exceeds the largest value of the weight's dtype (the weight would overflow)"
-    return overflow_reason(g64, v64, squares, dim, v.dtype)
+    return quotient_reason(g64, v64, squares, dim, v.dtype)
 
 
 def check_pair(g: Any, v: Any, dim: int | None) -> str | None:
@@ -190,7 +203,7 @@ def fold_pair(g: Any, v: Any, dim: int | None) -> Any:
     """The folded weight, of ``v``'s dtype and shape, a numpy array or a torch tensor as ``v``
     is (checked by :func:`check_pair` first)."""
     weight = weight_from(_numpy(g, "g"), _numpy(v, "v"), dim)  # in float64, rounded once
-    if not np.isfinite(weight).all():  # check_pair rules this out: overflow_reason
+    if not np.isfinite(weight).all():  # check_pair rules this out: quotient_reason
         raise Declined("the folded weight is not finite")
     if isinstance(v, np.ndarray):
         return weight
