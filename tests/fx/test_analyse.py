@@ -301,6 +301,21 @@ def test_include_exclude_by_pattern_and_type() -> None:
     assert by_type["0.weight"].reason == "not included"
 
 
+@pytest.mark.parametrize("parameter", ["include", "exclude"])
+@pytest.mark.parametrize("pattern", ["fc*", "weight", nn.Conv2d])
+def test_a_pattern_that_matches_nothing_is_refused(parameter: str, pattern: Any) -> None:
+    """``--include 'fc*'`` on a model of ``0`` and ``1`` selected nothing, and the unchanged
+    model was written as ok ("nothing selected", t95); an exclude typo would put weight norm
+    where the user kept it out. A pattern matches whole names: ``*weight`` matches."""
+    model = nn.Sequential(nn.Linear(3, 3), nn.Conv1d(1, 1, 1))
+    with pytest.raises(InvalidArgumentError, match="matches no parameter of the model") as caught:
+        apply_weight_norm(model, **{parameter: pattern})
+    assert caught.value.parameter == parameter
+    assert not parametrize.is_parametrized(model)
+    kept: dict[str, Any] = {parameter: ["*weight" if parameter == "include" else "1"]}
+    assert apply_weight_norm(model, **kept).applied >= 1  # each matches: applied
+
+
 class ShapeBranch(nn.Module):
     """Control flow on a shape: torch.fx cannot trace it, torch.export can."""
 

@@ -441,13 +441,16 @@ def analyse_sites(
             by_param[key].append(use)
     includes, excludes = as_patterns(include, "include"), as_patterns(exclude, "exclude")
     sites: list[ParamSite] = []
+    every: list[tuple[ParamSite, list[str]]] = []  # with every name of its parameter
     for name, param in model.named_parameters():
         if name in covered:
             if name in already:
                 sites.append(already[name])
+                every.append((already[name], [already[name].name]))
             continue
         if is_lazy(param):  # its layer's forward never ran: it has no shape to plan with
             sites.append(ParamSite(name, "-", None, None, "skipped", NOT_INITIALIZED))
+            every.append((sites[-1], [name]))
             continue
         names = names_of[id(param)]
         site = _decide(name, param, by_param[name], names, id(param) in tied, mode)
@@ -457,4 +460,25 @@ def analyse_sites(
         ):
             site.status, site.reason = "skipped", left_out
         sites.append(site)
+        every.append((site, names))
+    _require_matched(model, every, includes, "include")
+    _require_matched(model, every, excludes, "exclude")
     return sites, mode, note
+
+
+def _require_matched(
+    model: nn.Module,
+    sites: list[tuple[ParamSite, list[str]]],
+    patterns: list[Pattern],
+    parameter: str,
+) -> None:
+    """Refuse a pattern that matches no parameter of the model (by any of its names, its
+    module's, its op or its layer type): a typo (``c_attn`` for GPT-2's ``h.0.attn.c_attn``,
+    which ``*c_attn*`` matches) selected nothing, and the model was written unchanged as ok."""
+    for pattern in patterns:
+        if not any(_matches(model, site, [pattern], names) for site, names in sites):
+            raise InvalidArgumentError(
+                f"{_pattern_text(pattern)!r} matches no parameter of the model, nor its "
+                "module, op or layer type (a name pattern matches a whole name: '*attn*')",
+                parameter=parameter,
+            )
