@@ -179,6 +179,37 @@ def test_a_folded_rewritten_model_copies_and_pickles_as_a_plain_one() -> None:
         assert torch.equal(clone(x)[0], model(x)[0])
 
 
+def test_a_folded_pytorch_weight_norm_keeps_no_renaming_hook_and_pickles() -> None:
+    """PyTorch's own ``weight_norm`` (transformers' wav2vec2 ``pos_conv``) puts a key-renaming
+    load-state-dict hook on the module, a local function: left on after the fold, it made
+    ``torch.save(model)`` fail (t95), and renamed a plain weight's legacy ``_g``/``_v`` keys
+    to a parametrization the module no longer has. The fold takes it off; another weight's
+    hook stays."""
+    import pickle
+
+    lstm: Any = nn.LSTM(4, 4)
+    for name in ("weight_ih_l0", "weight_hh_l0"):
+        parametrizations.weight_norm(lstm, name)
+    with torch.no_grad():  # a zero unit: weight_hh_l0 is declined, and keeps its hook
+        lstm.parametrizations.weight_hh_l0.original1[0].zero_()
+    assert len(lstm._load_state_dict_pre_hooks) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the declined site's warning
+        fold_weight_norm(lstm)
+    kept: Any
+    (kept,) = lstm._load_state_dict_pre_hooks.values()
+    assert kept.hook.__code__.co_name == "_weight_norm_compat_hook"
+    assert kept.hook.__closure__ is not None
+    assert "weight_hh_l0" in [c.cell_contents for c in kept.hook.__closure__]
+    plain = nn.Conv1d(4, 4, 3, bias=False)
+    parametrizations.weight_norm(plain, dim=2)
+    fold_weight_norm(plain)
+    assert not plain._load_state_dict_pre_hooks
+    clone = pickle.loads(pickle.dumps(plain))
+    x = torch.randn(1, 4, 8)
+    assert torch.equal(clone(x), plain(x))
+
+
 def test_one_module_under_several_names_folds_once() -> None:
     """A weight-normed module shared under four names is one site; the fold keeps it shared."""
     torch.manual_seed(0)

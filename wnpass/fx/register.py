@@ -71,13 +71,30 @@ def register_weight_norm(module: nn.Module, name: str, dim: int | None) -> None:
 
 
 def remove_legacy_keys(module: nn.Module, name: str) -> None:
-    """Take :func:`register_weight_norm`'s renaming hook for ``module.<name>`` off ``module``
-    (PyTorch keeps each load-state-dict pre-hook wrapped, the hook itself as ``.hook``)."""
+    """Take the renaming hook of a weight norm on ``module.<name>`` off ``module``:
+    :func:`register_weight_norm`'s, or that of PyTorch's own ``weight_norm`` (transformers'
+    wav2vec2 ``pos_conv``), which would rename a plain weight's ``_g``/``_v`` keys to a
+    parametrization the module no longer has, and which pickle cannot save (a local function:
+    ``torch.save(model)`` of a folded model failed, t95). PyTorch keeps each load-state-dict
+    pre-hook wrapped, the hook itself as ``.hook``."""
     hooks = module._load_state_dict_pre_hooks
     for key, wrapped in list(hooks.items()):
         hook = getattr(wrapped, "hook", None)
-        if isinstance(hook, LegacyKeys) and hook.name == name:
+        if (isinstance(hook, LegacyKeys) and hook.name == name) or _torch_renames(hook, name):
             del hooks[key]
+
+
+def _torch_renames(hook: object, name: str) -> bool:
+    """Whether ``hook`` is the key-renaming hook ``torch.nn.utils.parametrizations.weight_norm``
+    puts on a module for its weight ``name`` (a closure over that name)."""
+    code = getattr(hook, "__code__", None)
+    module = getattr(hook, "__module__", "")
+    if code is None or code.co_name != "_weight_norm_compat_hook" or "name" not in code.co_freevars:
+        return False
+    if module != "torch.nn.utils.parametrizations":
+        return False
+    cells = dict(zip(code.co_freevars, getattr(hook, "__closure__", None) or (), strict=False))
+    return "name" in cells and cells["name"].cell_contents == name
 
 
 def unregister_weight_norm(module: nn.Module, name: str, original: nn.Parameter) -> None:
