@@ -1731,8 +1731,10 @@ def export(
             report.names_missing = [name for name in report.names_missing if name not in held]
             report.names_transposed += [n for n in transposed if n not in report.names_transposed]
             report.verified = verify
-            report.not_available = (
-                [p for p in prov.PROVIDERS if p not in prov.available()] if verify else []
+            report.not_available = (  # not checked for lack of them, where not chosen
+                [p for p in prov.PROVIDERS if p not in prov.available()]
+                if verify and not providers
+                else []
             )
             feeds = _feeds(exported.graph, examples) if verify else {}
             expected = _expected(exported.graph, outputs) if verify else []

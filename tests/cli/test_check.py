@@ -277,6 +277,8 @@ def test_a_candidate_that_fails_to_run_is_a_failed_check(
     if "cuda" not in providers.available():  # said under --quiet too: CUDA was not checked
         assert lines.pop(0) == "cuda: not available"
     verdict, reason = lines
+    assert main(["--quiet", "check", str(runs), str(fails), "--runs", "1", "--provider", "cpu"])
+    assert "not available" not in capfd.readouterr().out  # only CPU was asked for (t99)
     assert verdict == f"NOT EQUIVALENT: {fails} failed to run where {runs} ran"
     assert reason.startswith("  cpu/default: the candidate failed to run: ") and "Reshape" in reason
     assert captured.err == ""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -302,16 +304,20 @@ def test_include_exclude_by_pattern_and_type() -> None:
 
 
 @pytest.mark.parametrize("parameter", ["include", "exclude"])
-@pytest.mark.parametrize("pattern", ["fc*", "weight", nn.Conv2d])
+@pytest.mark.parametrize("pattern", ["fc*", "weight", "encoder", "ReLU"])
 def test_a_pattern_that_matches_nothing_is_refused(parameter: str, pattern: Any) -> None:
     """``--include 'fc*'`` on a model of ``0`` and ``1`` selected nothing, and the unchanged
     model was written as ok ("nothing selected", t95); an exclude typo would put weight norm
-    where the user kept it out. A pattern matches whole names: ``*weight`` matches."""
-    model = nn.Sequential(nn.Linear(3, 3), nn.Conv1d(1, 1, 1))
-    with pytest.raises(InvalidArgumentError, match="matches no parameter of the model") as caught:
+    where the user kept it out. A pattern matches whole names: ``*weight`` matches, and so
+    does ``encoder.*``, not ``encoder``; a layer type that holds no parameter selects none."""
+    model = nn.Sequential(nn.Linear(3, 3), nn.Conv1d(1, 1, 1), nn.ReLU())
+    said = re.escape(f"{parameter} '{pattern}' selects no parameter: it matches no name")
+    with pytest.raises(InvalidArgumentError, match=f"^{said}") as caught:
         apply_weight_norm(model, **{parameter: pattern})
     assert caught.value.parameter == parameter
     assert not parametrize.is_parametrized(model)
+    by_class: dict[str, Any] = {parameter: nn.ReLU}  # a class: no typo, selects nothing
+    assert apply_weight_norm(copy.deepcopy(model), **by_class) is not None
     kept: dict[str, Any] = {parameter: ["*weight" if parameter == "include" else "1"]}
     assert apply_weight_norm(model, **kept).applied >= 1  # each matches: applied
 

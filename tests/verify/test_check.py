@@ -932,10 +932,11 @@ def test_a_candidate_that_adds_a_random_op_fails_whatever_its_runs_draw(tmp_path
     assert check(candidate, candidate, runs=1, warmup=0).differences == []  # as many in both
 
 
-@pytest.mark.parametrize("mode", ["absent", "false", "fed"])
+@pytest.mark.parametrize("mode", ["absent", "false", "fed", "ratio 0"])
 def test_a_dropout_counts_as_random_only_where_it_may_train(mode: str, tmp_path: Path) -> None:
     """A Dropout draws only in training mode: without a training_mode input, or with a
-    constant false one, the candidate adds nothing random; with one the caller feeds, it may."""
+    constant false one, the candidate adds nothing random; with one the caller feeds, it may.
+    With a ratio of 0, ONNX Runtime returns its input unchanged, training or not (t99)."""
     reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
     onnx.save(_graph("float[N, 8] x", "y = Identity(x)"), reference)
     inputs, body = "float[N, 8] x", "y = Dropout(x)"
@@ -944,6 +945,9 @@ def test_a_dropout_counts_as_random_only_where_it_may_train(mode: str, tmp_path:
         body, constants = "y = Dropout(x, ratio, off)", {"off": np.array(False)}
     if mode == "fed":
         inputs, body = "float[N, 8] x, bool on", "y = Dropout(x, ratio, on)"
+    if mode == "ratio 0":
+        body, constants = "y = Dropout(x, zero, on)", {"on": np.array(True)}
+        constants["zero"] = np.array(0.0, np.float32)
     ratio = np.array(0.5, np.float32)
     onnx.save(_graph(inputs, body, ratio=ratio, **constants), candidate)
     assert bool(_random_added_to(reference, candidate)) is (mode == "fed")

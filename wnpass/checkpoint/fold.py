@@ -126,12 +126,14 @@ def quotient_reason(
     1e-4`` has a finite weight, the same pair at axis 1 or over the whole tensor an inf one).
     Where the quotient exceeds the largest value of that dtype, it is inf and the weight inf
     (NaN where ``v`` is 0), although the exact weight may be finite (``g = 3e38``, ``v = [0.5,
-    0]`` in float32: ``[inf, nan]``). Where it is below the smallest normal value, it loses
-    bits (a float16 ConvTranspose's weight 30% off) or is 0 (a float32 weight all 0), though
-    the exact weight is not. A pair whose weight depends on which path computes it is
-    declined too, saying so. Within the dtype's normal range, the fold's float64 product is
-    finite too: ``|v| <= ||v||``, so each weight is at most ``|g|``, which
-    :func:`values_reason` bounds first.
+    0]`` in float32: ``[inf, nan]``). Where it is below half the smallest normal value, it
+    loses two bits or more in subnormals (a float16 ConvTranspose's weight 30% off) or is 0
+    (a float32 weight all 0), though the exact weight is not; between half the smallest
+    normal and it, one bit, which leaves the weight within about an ulp and a half of the
+    exact one, as a normal quotient's two roundings leave it within one (folded). A pair
+    whose weight depends on which path computes it is declined too, saying so. Within the
+    dtype's range, the fold's float64 product is finite too: ``|v| <= ||v||``, so each
+    weight is at most ``|g|``, which :func:`values_reason` bounds first.
     """
     whole = dim is None
     if v64.ndim and whole:
@@ -146,10 +148,10 @@ def quotient_reason(
     if largest > float(info.max):
         what, within_float32 = "exceeds the largest", largest < float(wide.max)
         result, there = "inf there, so the weight it uses is not finite", ("finite", "inf")
-    elif smallest < float(info.smallest_normal):
+    elif smallest < float(info.smallest_normal) / 2:
         what, within_float32 = (
-            "is below the smallest normal",
-            bool(smallest >= wide.smallest_normal),
+            "is below half the smallest normal",
+            bool(smallest >= wide.smallest_normal / 2),
         )
         result = "which loses bits there (or is 0), so the weight it uses is not the exact one"
         there = ("the exact one", "not")

@@ -472,13 +472,18 @@ def _require_matched(
     patterns: list[Pattern],
     parameter: str,
 ) -> None:
-    """Refuse a pattern that matches no parameter of the model (by any of its names, its
-    module's, its op or its layer type): a typo (``c_attn`` for GPT-2's ``h.0.attn.c_attn``,
-    which ``*c_attn*`` matches) selected nothing, and the model was written unchanged as ok."""
+    """Refuse a name pattern that selects no parameter of the model (matching none of its
+    names, its module's, its op or its layer type): a typo (``c_attn`` for GPT-2's
+    ``h.0.attn.c_attn``, which ``*c_attn*`` matches) selected nothing, and the model was
+    written unchanged as ok. A class is no typo (the command line resolves a type's name
+    first): one the model holds no parameter in selects nothing, harmlessly."""
     for pattern in patterns:
+        if isinstance(pattern, type):
+            continue
         if not any(_matches(model, site, [pattern], names) for site, names in sites):
             raise InvalidArgumentError(
-                f"{_pattern_text(pattern)!r} matches no parameter of the model, nor its "
-                "module, op or layer type (a name pattern matches a whole name: '*attn*')",
+                f"{pattern!r} selects no parameter: it matches no name of a parameter or of "
+                "the module holding one, nor the op or layer type using one (a pattern "
+                "matches a whole name: 'encoder.*', '*attn*')",
                 parameter=parameter,
             )

@@ -50,6 +50,7 @@ from wnpass.onnx import evaluate as ev
 from wnpass.onnx import naming
 from wnpass.onnx.fold import FoldResult, graph_label, replace_value, reuse_value
 from wnpass.onnx.graphs import (
+    RANDOM_OPS,
     constants_as_nodes,
     defining_scope,
     enclosing_scope,
@@ -94,11 +95,6 @@ _SIZED = frozenset({"Shape", "ConstantOfShape"})
 # evaluator does exactly or declines: the dynamo exporter without its optimizer computes an
 # LSTM's gate bounds as Mul(Shape(...), k). No element of the weight goes through them.
 _INDEX_ARITHMETIC = frozenset({"Add", "Sub", "Mul", "Div"})
-# Ops whose outputs are not functions of their inputs.
-_RANDOM = frozenset(
-    {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"}
-    | {"Bernoulli"}
-)
 EAGER_BYTES = 16 << 20  # smaller folded weights are kept in memory; larger ones made lazily
 
 
@@ -151,7 +147,7 @@ def _constant_values(
     ``leaves`` count as constants, also where a body reads one of an enclosing graph."""
     constant: set[ir.Value] = set(leaves)
     for node in graph:
-        if node.domain not in ("", "ai.onnx") or node.op_type in _RANDOM:
+        if node.domain not in ("", "ai.onnx") or node.op_type in RANDOM_OPS:
             continue
         if any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
                for a in node.attributes.values()):  # fmt: skip

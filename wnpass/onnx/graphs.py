@@ -54,6 +54,12 @@ _WARNED: weakref.WeakSet[ir.Value] = weakref.WeakSet()
 # it in. Its constants are Constant nodes, as in a function (``constants_as_nodes``).
 _WITHOUT_INITIALIZERS: weakref.WeakSet[ir.Graph] = weakref.WeakSet()
 
+# ONNX ops whose outputs are not functions of their inputs: each run draws new values.
+RANDOM_OPS = frozenset(
+    {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"}
+    | {"Bernoulli"}
+)
+
 # The IR version from which a graph input can override an initializer of its name (ONNX
 # Runtime's rule; below it, every initializer is listed as an input, and none is fed).
 OVERRIDABLE_FROM_IR = 4

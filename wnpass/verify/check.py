@@ -21,7 +21,7 @@ import onnx_ir as ir
 
 from wnpass.errors import InvalidArgumentError, WnpassError
 from wnpass.onnx import io
-from wnpass.onnx.graphs import const_tensor, graphs_of
+from wnpass.onnx.graphs import RANDOM_OPS, const_tensor, graphs_of
 from wnpass.plan import IOPlan, as_path, as_plan
 from wnpass.report import model_files
 from wnpass.verify import inputs as inputs_mod
@@ -45,12 +45,6 @@ logger = logging.getLogger(__name__)
 
 # Session creation is timed as the median of this many creations (one is noisy at the ms scale).
 SESSION_REPEATS = 3
-
-# ONNX ops that draw new values on every run (Dropout too, where its training_mode may be true)
-RANDOM_OPS = frozenset(
-    {"Bernoulli", "Multinomial", "RandomNormal", "RandomNormalLike", "RandomUniform"}
-    | {"RandomUniformLike"}
-)
 
 Progress = Callable[[str, int, int], None]
 
@@ -247,7 +241,10 @@ def check(
         {"name": n, "shape": list(a.shape), "dtype": dtype_name(a)} for n, a in arrays.items()
     ]
     feeds = prov.ort_feeds(arrays)  # once: the timed runs pay nothing to convert them
-    report.not_available = [p for p in prov.PROVIDERS if p not in prov.available()]
+    # the providers not checked for lack of them, where every one available was asked for
+    report.not_available = (
+        [] if options.providers else [p for p in prov.PROVIDERS if p not in prov.available()]
+    )
     candidate_outputs: dict[str, tuple[list[str], list[np.ndarray]]] = {}
     for provider in chosen:
         prov.warm_up(provider)
@@ -304,18 +301,23 @@ def _random_ops(model: ir.Model) -> Counter[str]:
         for node in graph:
             if node.domain not in ("", "ai.onnx"):
                 continue
-            if node.op_type in RANDOM_OPS or (node.op_type == "Dropout" and _training(node)):
+            if node.op_type in RANDOM_OPS or (node.op_type == "Dropout" and _draws(node)):
                 drawn[node.op_type] += 1
     return drawn
 
 
-def _training(node: ir.Node) -> bool:
-    """Whether a Dropout may run in training mode (and draw): its training_mode input is
-    given and not a constant false (a graph input may be fed true)."""
-    mode = node.inputs[2] if len(node.inputs) > 2 else None
-    if mode is None:
-        return False
-    tensor = None if mode.is_graph_input() else const_tensor(mode)
+def _draws(node: ir.Node) -> bool:
+    """Whether a Dropout may draw: its training_mode input is given and not a constant false,
+    and its ratio (0.5 where not given) is not a constant 0, where ONNX Runtime returns its
+    input unchanged."""
+    ratio, mode = (node.inputs[i] if len(node.inputs) > i else None for i in (1, 2))
+    return mode is not None and _may_be_nonzero(mode) and (ratio is None or _may_be_nonzero(ratio))
+
+
+def _may_be_nonzero(value: ir.Value) -> bool:
+    """Whether ``value`` may hold a non-zero element at run time (a graph input may be fed
+    one)."""
+    tensor = None if value.is_graph_input() else const_tensor(value)
     return tensor is None or bool(tensor.numpy().any())
 
 
