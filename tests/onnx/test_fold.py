@@ -230,7 +230,7 @@ def test_a_product_held_in_subnormals_is_declined_as_one_that_overflows(reciproc
     in float32 subnormals, or 0, so the weight it divides out of it is 48% off the exact one
     that the fold wrote, "folded"; the mirror case, a product that overflows, was declined.
     A product with normal values, however small its weight, folds."""
-    underflows = "Mul 'gv' underflows float: its every non-zero value is below"
+    underflows = "Mul 'gv' underflows float: a non-zero value of it is below"
     for g, v_scale, even, reason in (
         (1e-35, 1e-10, False, underflows),
         # g * ||v|| = 1.3e-38 is normal, g * v = 6e-39 is not: the bound read the reciprocal
@@ -248,6 +248,65 @@ def test_a_product_held_in_subnormals_is_declined_as_one_that_overflows(reciproc
     assert [s.status for s in report.sites] == ["folded"]
     feeds = {"x": rand(2, 5)}
     assert_close(run(folded, feeds), run(model, feeds))
+
+
+# v * (g / ||v||), the order PyTorch's weight norm computes, with the weight an output too
+QUOTIENT = """
+    <ir_version: 9, opset_import: ["" : 18]>
+    agraph (float[2, 5] x) => (float[2, 6] y, float[6, 5] w) {
+        n = ReduceL2 <keepdims = 1> (v, axes)
+        q = Div(g, n)
+        w = Mul(v, q)
+        y = Gemm <transB = 1> (x, w)
+    }
+"""
+
+
+def _one_unit(v: np.ndarray, g: np.ndarray, dtype: type) -> onnx.ModelProto:
+    text = QUOTIENT.replace("float", "double") if dtype is np.float64 else QUOTIENT
+    return onnx_model(text, v=v.astype(dtype), g=g.astype(dtype), axes=np.array([1], np.int64))
+
+
+def test_one_unit_whose_quotient_the_graph_holds_in_subnormals_is_declined() -> None:
+    """Unit 1's ``g / ||v||`` is 1e-45, a float32 subnormal, the others normal: the graph's
+    weight in that unit is 47% off the exact one, which the fold wrote, "folded", as only a
+    tensor whose every value was subnormal was declined (t97). The same unit in float64: the
+    fold took ``g / ||v||`` first, which is subnormal in float64 (3e-318) where the graph's
+    ``Mul(v, q)`` order is not, and wrote a weight 4e8 ulps off; it now follows the graph's
+    order there, and writes what ONNX Runtime computes."""
+    v = np.random.default_rng(0).standard_normal((6, 5)) * 1e12
+    g = np.ones((6, 1))
+    g[1] = 3e-33
+    (site,) = fold_onnx(_one_unit(v, g, np.float32))[1].sites
+    assert site.status == "declined"
+    assert site.reason == (
+        "Div 'q' underflows float: a non-zero value of it is below the smallest normal float "
+        "(the graph holds it in subnormals, losing its precision)"
+    )
+    g[1] = 1e-305
+    model = _one_unit(np.random.default_rng(0).standard_normal((6, 5)) * 1e-3, g, np.float64)
+    feeds = {"x": rand(2, 5).astype(np.float64)}
+    folded, report = fold_onnx(model)
+    assert [s.status for s in report.sites] == ["folded"]
+    (weight,) = [nh.to_array(i) for i in folded.graph.initializer]
+    graph_weight = run(model, feeds)[1]  # ONNX Runtime's weight, computed in the graph's order
+    assert np.max(np.abs(weight - graph_weight) / np.spacing(np.abs(graph_weight))) <= 3
+
+
+def test_one_unit_whose_squares_are_subnormal_is_declined() -> None:
+    """Unit 1 holds 16384 copies of 1e-21: each square is a float32 subnormal, their sum a
+    normal 1.6e-38, 2.6e-4 off in the graph; unit 0 is ones, so the tensor's largest square
+    is normal, which was all the check read ("foldable", and fold --verify failed, t97)."""
+    v = np.ones((2, 16384), np.float32)
+    v[1] = 1e-21
+    text = GV.replace("float[2, 5] x) => (float[2, 6] y", "float[2, 16384] x) => (float[2, 2] y")
+    model = onnx_model(text, v=v, g=np.ones((2, 1), np.float32), axes=np.array([1], np.int64))
+    (site,) = fold_onnx(model)[1].sites
+    assert site.status == "declined"
+    assert (site.reason or "").startswith(
+        "ReduceL2 'n': its squares underflow float: in some unit, every non-zero square is "
+        "below the smallest normal float"
+    )
 
 
 @pytest.mark.parametrize("layout", ["", "transposed"])
@@ -291,7 +350,7 @@ def test_a_product_held_in_subnormals_is_declined_when_an_epsilon_pads_the_norm(
     )  # fmt: skip
     (site,) = inspect_onnx(model).sites
     assert site.status == "declined"
-    assert (site.reason or "").startswith("Mul 'gv' underflows float: its every non-zero")
+    assert (site.reason or "").startswith("Mul 'gv' underflows float: a non-zero value of it")
 
 
 def test_a_clip_without_a_max_is_clipped_to_the_largest_float() -> None:

@@ -208,6 +208,7 @@ class Step:
     outputs: int  # how many outputs the node has (Split)
     name: str = ""  # the node's name (else its output's), for the reasons given
     squares: bool = False  # a ReduceSum of squares (v*v or Pow(v, 2)): a norm's sum
+    stored: bool = False  # the cone's value itself (its last step), which nothing reads after
 
     @property
     def where(self) -> str:
@@ -294,6 +295,8 @@ def compile_cone(value: ir.Value) -> Program:
         squares = node.op_type == "ReduceSum" and sum_of_squares_source(node) is not None
         name = node.name or current.name or ""
         slots.append(Step(op, attributes, inputs, index or 0, len(node.outputs), name, squares))
+    if slots and isinstance(slots[-1], Step):
+        slots[-1] = dataclasses.replace(slots[-1], stored=True)
     return Program(slots)
 
 
@@ -411,24 +414,39 @@ def _check_overflow(
         raise NotExact(f"{where} overflows {dtype.name.lower()} (the graph computes inf there)")
 
 
-def _check_range(result: np.ndarray, dtype: ir.DataType, where: str) -> None:
+def _check_range(result: np.ndarray, dtype: ir.DataType, step: Step) -> None:
     """Decline an arithmetic result the graph cannot hold to its type's precision: one that
-    overflows it (:func:`_check_overflow`), or one whose every non-zero value is below its
-    smallest normal number (``g * v`` with ``g = 1e-35``, ``|v| ~ 1e-10`` in float32). The
-    graph holds such a result in subnormals, whose spacing is as large as the values (or as 0),
-    so a weight divided out of it later keeps none of its precision, where the fold computes it
-    exactly. A result with some values in the normal range keeps the rest to within half its
-    largest value's spacing, as ordinary rounding does."""
+    overflows it (:func:`_check_overflow`), or, where a later step reads it, one with a
+    non-zero value below its smallest normal number (``g / ||v||`` with ``g = 3e-33``,
+    ``||v|| ~ 3e12`` in float32, in one unit of many). The graph holds such a value in
+    subnormals, whose spacing is as large as the value (or as 0), so a weight computed from it
+    keeps none of its precision (its unit 47% off), where the fold computes it exactly. The
+    cone's value itself (``step.stored``) is declined only where its every non-zero value is
+    subnormal: a subnormal weight among normal ones is a rounding of the graph's as the fold's
+    is, but one ulp of a weight wholly in subnormals is a large part of it, and the graph's
+    roundings move a weight near a tie to the next one, where the fold's does not (0.1% off,
+    t58). A float64 result is computed in float64 by the evaluator too."""
+    where = step.where
     if dtype == ir.DataType.DOUBLE or result.size == 0:
         return
     largest = _largest(result)  # once: the weights these checks see can be hundreds of MB
     _check_overflow(result, dtype, where, largest)
-    if 0 < largest < float(_finfo(dtype).tiny):
-        name = dtype.name.lower()
-        raise NotExact(
-            f"{where} underflows {name}: its every non-zero value is below the smallest "
-            f"normal {name} (the graph holds it in subnormals, losing its precision)"
-        )
+    tiny = float(_finfo(dtype).tiny)
+    if largest == 0 or (_least_nonzero(result) if not step.stored else largest) >= tiny:
+        return
+    name = dtype.name.lower()
+    which = "its every non-zero value is" if step.stored else "a non-zero value of it is"
+    raise NotExact(
+        f"{where} underflows {name}: {which} below the smallest normal {name} (the graph "
+        "holds it in subnormals, losing its precision)"
+    )
+
+
+def _least_nonzero(result: np.ndarray) -> float:
+    """The smallest non-zero finite magnitude in ``result`` (inf for none)."""
+    magnitude = np.abs(result)
+    chosen = (magnitude != 0) & np.isfinite(magnitude)
+    return float(np.min(magnitude, where=chosen, initial=math.inf))
 
 
 def _finfo(dtype: ir.DataType) -> Any:
@@ -467,29 +485,38 @@ def _check_squares(
 
 
 def _check_square_terms(
-    x: np.ndarray, sums: np.ndarray, count: int, dtype: ir.DataType, where: str
+    x: np.ndarray,
+    sums: np.ndarray,
+    axis: tuple[int, ...],
+    keepdims: bool,
+    dtype: ir.DataType,
+    where: str,
 ) -> None:
     """Decline squares an op computes inside itself (ReduceL2, ReduceSumSquare,
-    LpNormalization) whose every non-zero one is below the smallest normal number of the type
-    they are computed in: float32 for float16 and bfloat16, as ONNX Runtime computes them,
-    else ``dtype``. The graph holds them in subnormals and its norm loses their precision, as
-    it does for ``Mul(v, v)`` feeding a ReduceSum (:func:`_check_range`). A pass over ``x``
-    only where the sums leave it open: a sum of ``count`` squares of at least ``count`` times
-    the smallest normal has a normal square."""
+    LpNormalization) of which, in some unit (summed over ``axis``), every non-zero one is
+    below the smallest normal number of the type they are computed in: float32 for float16
+    and bfloat16, as ONNX Runtime computes them, else ``dtype``. The graph holds them in
+    subnormals and that unit's norm loses their precision (16384 squares of 1e-21 sum to a
+    normal 1.6e-38, 2.6e-4 off), as it does for ``Mul(v, v)`` feeding a ReduceSum
+    (:func:`_check_range`). A pass over ``x`` only where the sums leave it open: a sum of
+    ``count`` squares of at least ``count`` times the smallest normal has a normal square."""
     squared_in = ir.DataType.FLOAT if dtype in _HALVES else dtype
-    if squared_in == ir.DataType.DOUBLE:
+    if squared_in == ir.DataType.DOUBLE or not sums.size:
         return
     tiny = float(_finfo(squared_in).tiny)
-    finite = sums[np.isfinite(sums)]
-    if not finite.size or float(finite.max()) >= count * tiny:
+    count = math.prod(x.shape[a] for a in axis)
+    if not np.any(np.isfinite(sums) & (sums < count * tiny)):
         return
-    largest = _largest(x)
-    if 0 < largest * largest < tiny:
+    largest = np.maximum(
+        np.max(x, axis=axis, keepdims=keepdims), -np.min(x, axis=axis, keepdims=keepdims)
+    ).astype(F64)
+    squares = largest * largest
+    if np.any((squares > 0) & (squares < tiny)):
         name = squared_in.name.lower()
         raise NotExact(
-            f"{where}: its squares underflow {name}: every non-zero square is below the "
-            f"smallest normal {name} (the graph holds them in subnormals, losing the norm's "
-            "precision)"
+            f"{where}: its squares underflow {name}: in some unit, every non-zero square is "
+            f"below the smallest normal {name} (the graph holds them in subnormals, losing "
+            "that norm's precision)"
         )
 
 
@@ -518,7 +545,7 @@ def _binary(step: Step, args: Args) -> Evaluated:
         return _int_binary(step.op, a, b, dtype), dtype
     _float_args(step, args)
     result = _BINARY[step.op](a, b, dtype=F64)
-    _check_range(result, dtype, step.where)
+    _check_range(result, dtype, step)
     return result, dtype
 
 
@@ -547,7 +574,7 @@ def _unary(fn: Callable[..., np.ndarray]) -> Callable[[Step, Args], Evaluated]:
     def run(step: Step, args: Args) -> Evaluated:
         dtype = _float_args(step, args)
         result = fn(_arg(args, 0), dtype=F64)
-        _check_range(result, dtype, step.where)
+        _check_range(result, dtype, step)
         return result, dtype
 
     return run
@@ -558,7 +585,7 @@ def _pow(step: Step, args: Args) -> Evaluated:
     base, exponent = _arg(args, 0), _arg(args, 1)
     _check_size(np.broadcast_shapes(base.shape, exponent.shape), step.op)
     result = np.power(base, exponent, dtype=F64)
-    _check_range(result, dtype, step.where)
+    _check_range(result, dtype, step)
     return result, dtype
 
 
@@ -643,11 +670,11 @@ def _reduce_sum(step: Step, args: Args) -> Evaluated:
         result = sum_of_squares(x, axis, keepdims, step.where)
     else:
         result = np.asarray(np.sum(x, axis=axis, keepdims=keepdims, dtype=F64))
-    _check_range(result, dtype, step.where)
+    _check_range(result, dtype, step)
     if squares or step.squares:
         _check_squares(result, count, dtype, step.where, norm=False)
     if squares:
-        _check_square_terms(x, result, count, dtype, step.where)
+        _check_square_terms(x, result, axis, keepdims, dtype, step.where)
     return result, dtype
 
 
@@ -655,7 +682,7 @@ def _reduce_l2(step: Step, args: Args) -> Evaluated:
     x, dtype, axis, keepdims, count = _reduction(step, args)
     sums = sum_of_squares(x, axis, keepdims, step.where)
     _check_squares(sums, count, dtype, step.where, norm=True)
-    _check_square_terms(x, sums, count, dtype, step.where)
+    _check_square_terms(x, sums, axis, keepdims, dtype, step.where)
     result = np.sqrt(sums)
     _check_overflow(result, dtype, step.where)
     return result, dtype
@@ -669,7 +696,7 @@ def _lp_normalization(step: Step, args: Args) -> Evaluated:
     axis = axis_in_range(int(step.attributes.get("axis", -1)), x.ndim, step.where)
     sums = sum_of_squares(x, (axis,), True, step.where)
     _check_squares(sums, x.shape[axis], dtype, step.where, norm=True)
-    _check_square_terms(x, sums, x.shape[axis], dtype, step.where)
+    _check_square_terms(x, sums, (axis,), True, dtype, step.where)
     norm = np.sqrt(sums)
     if norm.size and _overflows(_largest(norm), dtype):
         name = dtype.name.lower()  # its output, at most 1, is in range either way
