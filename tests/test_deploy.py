@@ -2101,7 +2101,8 @@ def test_axes_are_resized_alone_where_every_axis_resized_fails(
     dynamic axis doubled, and the batch axis was compared at no other size, so a branch on
     the batch size was published as verified at the example's size (t93). Each length of the
     example is now resized alone there: the batch axis is compared doubled and doubled plus
-    one (the branch fails the verification), the token axis is said unverified alone too."""
+    one (the branch fails the verification), the token axis is said unverified alone too,
+    and then compared one shorter, at 9 (t98: a parity branch on it went unseen)."""
     out = tmp_path / "m.onnx"
     ids = torch.randint(0, 50, (2, 10))
     dynamic = {"ids": {0: "batch", 1: "tokens"}}
@@ -2116,10 +2117,42 @@ def test_axes_are_resized_alone_where_every_axis_resized_fails(
         ("axis 1 of ids doubled", [2, 20], False),
         ("axis 0 of ids doubled plus one", [5, 10], True),
         ("axis 1 of ids doubled plus one", [2, 21], False),
+        ("axis 1 of ids one shorter", [2, 9], True),  # where PyTorch failed at every size
     ]
     alone = [p for p in report.dynamic if p.alone == "axis 0 of ids"]
     assert [all(p.comparisons["cpu"]) for p in alone] == [not branch, not branch]
     assert report.matches is (not branch) and out.exists() is (not branch)
+
+
+class _DropsOddLast(nn.Module):
+    """A per-point MLP and a max over the points (PointNet-like); an odd count of points
+    drops its last one, a branch both exporters fix at the example's even count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.mlp = nn.Sequential(weight_norm(nn.Conv1d(3, 32, 1)), nn.ReLU(), nn.Conv1d(32, 32, 1))
+        self.head = nn.Linear(32, 4)
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        if points.shape[2] % 2:
+            points = points[:, :, :-1]
+        return self.head(self.mlp(points).amax(2))
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_a_branch_behind_a_max_shows_at_the_probes(exporter: str, tmp_path: Path) -> None:
+    """At 2n + 1 points the added point was a copy of the first, which a max over points
+    keeps as it was whether the branch drops it or not: the file, wrong at every odd count,
+    was published as verified (t98). A float input's added copies are scaled now, so the
+    added point is a new one, and the odd probe fails."""
+    out = tmp_path / "m.onnx"
+    points = torch.randn(2, 3, 16, generator=torch.Generator().manual_seed(1))
+    dynamic = {"points": {0: "batch", 2: "count"}}
+    report = export(_DropsOddLast(), (points,), out, exporter=exporter, dynamic=dynamic, runs=1)
+    odd = [p for p in report.dynamic if p.sizes == "doubled plus one" and p.bound is None]
+    assert odd and not all(odd[0].comparisons["cpu"])
+    assert report.matches is False and not out.exists()
 
 
 def test_an_export_over_a_fold_with_external_data_names_the_data_file_it_removed(

@@ -130,12 +130,16 @@ class ExportError(WnpassError):
 ModelRunError = ForwardFailedError
 
 # The sizes --verify tries every dynamic axis at besides the example's n, by name: 2n (the
-# inputs repeated along the axis), where a size the trace fixed shows (TorchScript takes
-# ``len(x)`` as the example's); 2n + 1 (and the first element once more), where a branch on
+# inputs repeated along the axis, a float copy scaled: _grown), where a size the trace fixed
+# shows (TorchScript takes ``len(x)`` as the example's); 2n + 1 (and the first element once
+# more), where a branch on
 # the size's parity shows (``if t % 2: pad``), which 2n never changes from the example's. A
 # remainder by more, or a parity after a stride, may show at neither: with the dynamo
 # exporter, torch.export's condition on it is read instead (:mod:`wnpass.assumed`).
 PROBES = {"doubled": 0, "doubled plus one": 1}
+# Where PyTorch fails at both (a position table shorter than twice the example's length), the
+# axes are tried one shorter, n - 1: another size, and the other parity.
+SHORTER = "one shorter"
 
 
 @dataclasses.dataclass
@@ -172,6 +176,8 @@ class DynamicProbe:
     # example's ("axis 0 of ids"): tried where nothing could be compared with every dynamic
     # axis at the probe's sizes (:func:`_alone`)
     alone: str | None = None
+    # the dynamic axes a probe of the sizes of PROBES or SHORTER resized, each as said
+    resized: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def where(self) -> str:
@@ -229,6 +235,8 @@ class ExportReport(Anchored):
     # what wnpass found of the dynamic sizes: the ranges and conditions torch.export held
     # them to, where PyTorch runs beyond them, and whether the file is compared there
     sizes: list[str] = dataclasses.field(default_factory=list)
+    # every dynamic axis, as said ("axis 1 of ids"), where verified with dynamic axes
+    dynamic_axes: list[str] = dataclasses.field(default_factory=list)
     # parameters a forward of the model's wrote (an init on its first call behind a plain flag,
     # a merge, an embedding's max_norm): the file holds them as the exporter's own run of the
     # forward left them; those the caller's model got back from the copy
@@ -271,6 +279,13 @@ class ExportReport(Anchored):
         }
 
     @property
+    def compared_at_example_only(self) -> list[str]:
+        """The dynamic axes that no probe of other sizes compared (PyTorch failed at every
+        size they were tried at): verified at the example's length only."""
+        compared = {axis for p in self.dynamic if p.comparisons for axis in p.resized}
+        return [axis for axis in self.dynamic_axes if axis not in compared]
+
+    @property
     def folded_whole(self) -> bool:
         """Whether no weight-norm site was declined, by the ONNX fold or in PyTorch. A site
         PyTorch declines (NaN, a zero-norm unit) may never reach the ONNX fold: the dynamo
@@ -305,6 +320,7 @@ class ExportReport(Anchored):
                     comparison_data(c, raw)
         data["matches"] = self.matches
         data["nothing_compared"] = self.nothing_compared
+        data["compared_at_example_only"] = self.compared_at_example_only
         data["run_time_weights"] = [site.name for site in self.run_time_weights]
         data["ok"] = bool(self)
         return data
@@ -1059,7 +1075,8 @@ def _resized(
     model: nn.Module, inputs: Batch, arguments: dict[str, Any], sizes: dict[tuple[str, int], int]
 ) -> Batch | None:
     """The example inputs with each ``(input, axis)`` of ``sizes`` made that long: repeated
-    along it and cut (``torch.cat([x, x, ...], axis)[:size]``). An input not passed is given
+    along it and cut (``torch.cat([x, x, ...], axis)[:size]``, float copies scaled:
+    :func:`_grown`). An input not passed is given
     by its name where it is a parameter's default. None where an axis to grow is empty, or an
     input is not one of the model's."""
     names = _positional_names(_parameters(model), len(inputs.args))
@@ -1069,11 +1086,9 @@ def _resized(
 
     def resize(name: str, value: Any) -> Any:
         for axis, size in sorted(axes_of.get(name, {}).items()):
-            length = value.shape[axis]
-            if size > length and not length:
+            if size > value.shape[axis] and not value.shape[axis]:
                 raise _CannotResize
-            copies = -(-size // length) if size > length else 1
-            value = torch.cat([value] * copies, dim=axis).narrow(axis, 0, size)
+            value = _grown(value, axis, size)
         return value
 
     try:
@@ -1092,6 +1107,22 @@ def _resized(
 
 class _CannotResize(Exception):
     """An empty axis cannot be grown by repeating it."""
+
+
+def _grown(value: torch.Tensor, axis: int, size: int) -> torch.Tensor:
+    """``value`` made ``size`` long along ``axis`` (not empty there): cut, or repeated and
+    cut, each copy after the first of a float or complex tensor scaled by 1 - k/8 (k its
+    number: 0.875, 0.75 ...), so that what is added holds values the example does not, and a
+    branch that drops or treats the added elements otherwise shows behind a max, a min or a
+    sort (copies of the example's values leave a max over them as it was: an odd length that
+    drops its last element was verified, t98). Integers and bools (token ids, masks) are
+    repeated as they are: any other value may be out of the model's range. Scaled towards 0,
+    a value keeps its sign and stays within the example's bounds where they hold 0."""
+    length = value.shape[axis]
+    copies = -(-size // length) if size > length else 1
+    varied = value.is_floating_point() or value.is_complex()
+    parts = [value if not varied or k == 0 else value * (1 - k / 8) for k in range(copies)]
+    return torch.cat(parts, dim=axis).narrow(axis, 0, size)
 
 
 def _dynamic_ranges(program: Any, model: nn.Module, inputs: Batch) -> Iterator[_Range]:
@@ -1709,6 +1740,11 @@ def export(
                     with forwards.given_back():
                         alone = _probed(model, inputs, dynamic, arguments, dynamo, sizes, axes)
                     probed.append(_within(alone, ranges, accepted, accept_ranges))
+            every = dynamic or {}
+            for axes in _shorter(probed, every, arguments):
+                with forwards.given_back():
+                    shorter = _probed(model, inputs, every, arguments, dynamo, SHORTER, axes)
+                probed.append(_within(shorter, ranges, accepted, accept_ranges))
             for where in beyond:  # compared at the gate, as the probes above are
                 with forwards.given_back():
                     probed.append(_probed_beyond(model, where, dynamo))
@@ -1731,6 +1767,10 @@ def export(
             report.names_missing = [name for name in report.names_missing if name not in held]
             report.names_transposed += [n for n in transposed if n not in report.names_transposed]
             report.verified = verify
+            if verify and dynamic:
+                report.dynamic_axes = [
+                    _axes_said([(name, axis)]) for name in dynamic for axis in sorted(dynamic[name])
+                ]
             report.not_available = (  # not checked for lack of them, where not chosen
                 [p for p in prov.PROVIDERS if p not in prov.available()]
                 if verify and not providers
@@ -1779,6 +1819,7 @@ class _Probed:
     beyond: _Beyond | None = None  # for a probe outside a range, or where a condition fails
     ties: str | None = None  # a condition that ties sizes its sizes break (DynamicProbe.ties)
     alone: str | None = None  # the axes it resized, where not every one (DynamicProbe.alone)
+    resized: tuple[str, ...] = ()  # the axes it resized, each as said (DynamicProbe.resized)
 
 
 def _probed(
@@ -1792,19 +1833,19 @@ def _probed(
 ) -> _Probed:
     """PyTorch's outputs with every dynamic axis of the example inputs (or those ``alone``, by
     input name and axis) at the probe ``sizes`` (:data:`PROBES`): each input repeated along it
-    (``torch.cat([x, x], axis)``), and its first element once more for ``doubled plus one``.
+    (``torch.cat([x, 0.875 * x], axis)`` for a float one, :func:`_grown`), and its first
+    element once more (times 0.75) for ``doubled plus one``.
     A size the exporter fixed in the graph, or a branch it took on the example's size, gives
     other outputs there. A dynamic input that is a parameter's default (which the TorchScript
     exporter passes on) is given by its name."""
     names = _positional_names(_parameters(model), len(inputs.args))
-    extra = PROBES[sizes]
     resized = {(name, axis) for name, axes in dynamic.items() for axis in axes}
     resized = resized if alone is None else set(alone)
 
     def grow(name: str, value: Any) -> Any:
         for axis in sorted(a for a in dynamic.get(name, {}) if (name, a) in resized):
-            more = [value.narrow(axis, 0, 1)] * extra if value.shape[axis] else []
-            value = torch.cat([value, value, *more], dim=axis)
+            if value.shape[axis]:  # an empty axis stays empty: said, nothing compared
+                value = _grown(value, axis, _probe_length(sizes, value.shape[axis]))
         return value
 
     with torch.no_grad():
@@ -1817,12 +1858,45 @@ def _probed(
     graph_inputs, _ = _graph_inputs(_arguments(model, batch, dynamo), dynamo)
     shapes = {name: list(graph_inputs[name].shape) for name in dynamic}
     said = None if alone is None else _axes_said(alone)
-    probe = _Probed(sizes, shapes, {}, None, alone=said)
+    each = tuple(_axes_said([axis]) for axis in sorted(resized))
+    probe = _Probed(sizes, shapes, {}, None, alone=said, resized=each)
     if empty := sorted((n, a) for n, a in resized if not shapes[n][a]):
         name, axis = empty[0]
         failure = f"axis {axis} of {name} is 0 in the example"
         return dataclasses.replace(probe, failure=failure)
     return _run_probe(model, batch, graph_inputs, probe)
+
+
+def _probe_length(sizes: str, length: int) -> int:
+    """An axis's length at a probe's ``sizes`` (a name of :data:`PROBES`, or
+    :data:`SHORTER`), from its example's ``length``."""
+    return length - 1 if sizes == SHORTER else 2 * length + PROBES[sizes]
+
+
+def _shorter(
+    probed: list[_Probed], dynamic: dict[str, dict[int, str]], arguments: dict[str, Any]
+) -> list[list[tuple[str, int]]]:
+    """The groups of axes (:func:`_alone`, or every axis as one) that no probe compared
+    because PyTorch failed at every size they were tried at (a table of fixed size: twice the
+    example's length is past it), each of an example length of 3 or more: tried one shorter
+    (:data:`SHORTER`), where a size the trace fixed and a parity branch show too."""
+    groups = _alone(dynamic, arguments) or [
+        [(name, axis) for name, axes in dynamic.items() for axis in sorted(axes)]
+    ]
+    chosen = []
+    for axes in groups:
+        said = _axes_said(axes)
+        tried = [p for p in probed if p.beyond is None and p.alone in (None, said)]
+        failed = all(p.outputs is None and _pytorch_failed(p) for p in tried)
+        if tried and failed and all(arguments[n].shape[a] >= 3 for n, a in axes):
+            chosen.append(axes)
+    return chosen
+
+
+def _pytorch_failed(probe: _Probed) -> bool:
+    """Whether nothing could be compared at a probe's sizes because PyTorch's forward failed
+    there (not because they are past a range, or break a condition)."""
+    return (probe.failure or "").startswith("PyTorch's forward")
 
 
 def _alone(
@@ -1848,17 +1922,17 @@ def _axes_said(axes: list[tuple[str, int]]) -> str:
 def _within(
     probe: _Probed, ranges: list[_Range], accepted: list[assumed.Condition], accept: bool
 ) -> _Probed:
-    """``probe`` with nothing to compare where it makes an axis longer than the sizes
+    """``probe`` with nothing to compare where it gives an axis a size outside those
     torch.export held it to (the file is for those only: an accepted range, or one where
-    PyTorch fails outside), or gives an axis a size where an ``accepted`` condition on it
-    does not hold (a tie, which breaking makes inputs that do not go together, among them);
-    as it was otherwise (a probe only makes axes longer)."""
+    PyTorch fails outside; longer, or one shorter: :data:`SHORTER`), or a size where an
+    ``accepted`` condition on it does not hold (a tie, which breaking makes inputs that do
+    not go together, among them); as it was otherwise."""
     for bounded in ranges:
         shape = probe.shapes.get(bounded.name)
         if probe.outputs is None or shape is None or bounded.expr != bounded.symbol:
             continue
         size = shape[bounded.axis]
-        if bounded.upper is not None and size > bounded.upper:
+        if size < bounded.lower or (bounded.upper is not None and size > bounded.upper):
             failure = (
                 f"axis {bounded.axis} of {bounded.name} is {size} there, outside the sizes "
                 f"it is exported for ({_span(bounded.lower, bounded.upper)})"
@@ -1923,6 +1997,7 @@ def _at_sizes(report: ExportReport, graph: ir.Graph, probed: _Probed) -> _Refere
         probe.bound, probe.axes, probe.size = beyond.bound, beyond.axes, beyond.size
         probe.condition, probe.ties = beyond.condition, beyond.ties
     probe.ties, probe.alone = probe.ties or probed.ties, probed.alone
+    probe.resized = list(probed.resized)
     report.dynamic.append(probe)
     failure = probed.failure
     if probed.outputs is not None:

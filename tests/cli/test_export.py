@@ -899,30 +899,40 @@ def example_inputs():
 def test_an_axis_compared_alone_is_named_in_the_last_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A position table of 16 and 10 tokens: PyTorch fails with every axis doubled, and with
-    the token axis doubled alone; the batch axis, resized alone, is compared. The last line
-    names what was compared, the lines above it what was not, and the JSON each probe's
-    ``alone``."""
-    (tmp_path / "model.py").write_text(POSITIONS)
+    """A position table of 16 and 10 tokens, and no fewer taken: PyTorch fails with every
+    axis doubled, and with the token axis doubled alone or one shorter; the batch axis,
+    resized alone, is compared. The last line names what was compared and the axis that
+    was not (it said plain "deployable", t98), the lines above it why, and the JSON each
+    probe's ``alone``."""
+    guarded = POSITIONS.replace(
+        "    def forward(self, ids):\n",
+        "    def forward(self, ids):\n        if ids.shape[1] < 10:\n"
+        "            raise ValueError('10 tokens or more')\n",
+    )
+    assert guarded != POSITIONS
+    (tmp_path / "model.py").write_text(guarded)
     out, report = tmp_path / "m.onnx", tmp_path / "r.json"
     argv = ["export", str(tmp_path / "model.py"), "-o", str(out), "--json", str(report)]
     assert main([*argv, "--dynamic", "ids=0,1", "--verify", "--runs", "1"]) == 0
     printed = capsys.readouterr().out
     assert printed.rstrip().endswith(
         "deployable: ONNX matches PyTorch, also with axis 0 of ids doubled and doubled plus "
-        f"one; wrote {out} and its data file {out}.data"
+        "one (not verified at another length than the example's: axis 1 of ids); wrote "
+        f"{out} and its data file {out}.data"
     )
     assert (
         "dynamic axes not verified: with axis 1 of ids doubled (ids 2x20), PyTorch's forward "
         "raised IndexError: index out of range in self"
     ) in printed
     assert "ONNX Runtime vs PyTorch, axis 0 of ids doubled plus one (ids 5x10)" in printed
-    probes = json.loads(report.read_text())["dynamic"]
-    assert [(p["sizes"], p["alone"]) for p in probes] == [
+    data = json.loads(report.read_text())
+    assert data["compared_at_example_only"] == ["axis 1 of ids"]
+    assert [(p["sizes"], p["alone"]) for p in data["dynamic"]] == [
         ("doubled", None),
         ("doubled plus one", None),
         ("doubled", "axis 0 of ids"),
         ("doubled", "axis 1 of ids"),
         ("doubled plus one", "axis 0 of ids"),
         ("doubled plus one", "axis 1 of ids"),
+        ("one shorter", "axis 1 of ids"),
     ]

@@ -276,6 +276,11 @@ def _print_export(out: Printer, report: Any) -> None:
             "deployable at the example's size: ONNX matches PyTorch there (the dynamic axes "
             f"are not verified); wrote {wrote}"
         )
+    elif report and compared and (only := report.compared_at_example_only):
+        out.summary(
+            f"deployable: ONNX matches PyTorch, also with {compared} (not verified at another "
+            f"length than the example's: {', '.join(only)}); wrote {wrote}"
+        )
     elif report and compared:
         out.summary(f"deployable: ONNX matches PyTorch, also with {compared}; wrote {wrote}")
     elif report:
