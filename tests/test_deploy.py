@@ -2155,6 +2155,36 @@ def test_a_branch_behind_a_max_shows_at_the_probes(exporter: str, tmp_path: Path
     assert report.matches is False and not out.exists()
 
 
+class _MaskedMean(nn.Module):
+    """A masked mean of token embeddings, the mask viewed as ``(batch, -1)``, as GPT-2 views
+    its attention mask: torch.export derives the mask's batch from the ids' sizes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = weight_norm(nn.Embedding(50, 8))
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        mask = mask.view(ids.shape[0], -1)
+        h = self.emb(ids) * mask[..., None]
+        return h.sum(1) / mask.sum(1, keepdim=True)
+
+
+def test_a_probe_that_empties_a_derived_axis_is_not_tried(tmp_path: Path) -> None:
+    """Below the ids' range, at 1, the mask's derived batch was 0: PyTorch ran on an empty
+    mask, both outputs were NaN, nothing was compared there, and the file, right at every
+    size, was refused (t98). An input made empty is no probe: not tried, said so."""
+    out = tmp_path / "m.onnx"
+    mask = torch.ones(2, 10)
+    mask[1, 6:] = 0
+    ids = torch.randint(0, 50, (2, 10), generator=torch.Generator().manual_seed(1))
+    dynamic = {"ids": {0: "b", 1: "t"}, "mask": {0: "mb", 1: "mt"}}
+    report = export(_MaskedMean(), (ids, mask), out, dynamic=dynamic, runs=1)
+    assert all(0 not in shape for p in report.dynamic for shape in p.inputs.values())
+    assert report.matches is True and out.exists()
+    assert any("not tried at 0, where it does not hold: an empty input" in s for s in report.sizes)
+
+
 def test_an_export_over_a_fold_with_external_data_names_the_data_file_it_removed(
     tmp_path: Path,
 ) -> None:

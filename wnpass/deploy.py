@@ -1058,6 +1058,8 @@ def _runs_at(
         return "its length also depends on another dynamic size"
     if any(size is not None and size < 0 for size in sizes.values()):
         return "a length below 0"
+    if 0 in sizes.values():  # a length derived from the one tried (a mask of b * t elements)
+        return "an empty input (a length of 0)"
     resized = _resized(model, inputs, arguments, cast(dict[tuple[str, int], int], sizes))
     if resized is None:
         return "an input wnpass cannot resize"
