@@ -595,7 +595,7 @@ def test_sums_of_squares_beyond_float32_are_declined(form: str, scale: float, re
     assert np.all(np.isfinite(evaluate(in_range)[0]))
     pattern = f"^[A-Za-z2]+ 'n'.* {reason}"
     if scale < 1 and "(" in form:  # the squares themselves (about 1e-40) are subnormal
-        pattern = "^(Mul|Pow) 's' underflows float: a non-zero value of it is below"
+        pattern = "^(Mul|Pow) 's' underflows float: its every non-zero value is below"
     with pytest.raises(NotExact, match=pattern):
         _evaluate(_square_sum(form, scale))
 

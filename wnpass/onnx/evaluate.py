@@ -53,7 +53,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import ml_dtypes
 import numpy as np
@@ -208,7 +208,6 @@ class Step:
     outputs: int  # how many outputs the node has (Split)
     name: str = ""  # the node's name (else its output's), for the reasons given
     squares: bool = False  # a ReduceSum of squares (v*v or Pow(v, 2)): a norm's sum
-    stored: bool = False  # the cone's value itself (its last step), which nothing reads after
 
     @property
     def where(self) -> str:
@@ -242,6 +241,9 @@ class Program:
                 if isinstance(slot, Step):
                     args = [None if j is None else results[j] for j in slot.inputs]
                     value, dtype = _apply(slot, args)
+                    for j, arg in zip(slot.inputs, args, strict=True):
+                        if j is not None and arg is not None and isinstance(self.slots[j], Step):
+                            _check_spread(arg, slot, cast(Step, self.slots[j]), value.size)
                     results[i] = value, dtype
                     inputs = [levels[j] for j in slot.inputs if j is not None]
                     levels[i] = _level(slot, args, dtype, max(inputs, default=EXACT))
@@ -295,8 +297,6 @@ def compile_cone(value: ir.Value) -> Program:
         squares = node.op_type == "ReduceSum" and sum_of_squares_source(node) is not None
         name = node.name or current.name or ""
         slots.append(Step(op, attributes, inputs, index or 0, len(node.outputs), name, squares))
-    if slots and isinstance(slots[-1], Step):
-        slots[-1] = dataclasses.replace(slots[-1], stored=True)
     return Program(slots)
 
 
@@ -416,30 +416,47 @@ def _check_overflow(
 
 def _check_range(result: np.ndarray, dtype: ir.DataType, step: Step) -> None:
     """Decline an arithmetic result the graph cannot hold to its type's precision: one that
-    overflows it (:func:`_check_overflow`), or, where a later step reads it, one with a
-    non-zero value below its smallest normal number (``g / ||v||`` with ``g = 3e-33``,
-    ``||v|| ~ 3e12`` in float32, in one unit of many). The graph holds such a value in
-    subnormals, whose spacing is as large as the value (or as 0), so a weight computed from it
-    keeps none of its precision (its unit 47% off), where the fold computes it exactly. The
-    cone's value itself (``step.stored``) is declined only where its every non-zero value is
-    subnormal: a subnormal weight among normal ones is a rounding of the graph's as the fold's
-    is, but one ulp of a weight wholly in subnormals is a large part of it, and the graph's
-    roundings move a weight near a tie to the next one, where the fold's does not (0.1% off,
-    t58). A float64 result is computed in float64 by the evaluator too."""
+    overflows it (:func:`_check_overflow`), or one whose every non-zero value is below its
+    smallest normal number (``g * v`` with ``g = 1e-35``, ``|v| ~ 1e-10`` in float32). The
+    graph holds such a result in subnormals, whose spacing is as large as the values (or as 0),
+    so a weight divided out of it later keeps none of its precision, where the fold computes it
+    exactly; and one ulp of a weight wholly in subnormals is a large part of it, where the
+    graph's roundings move a weight near a tie to the next one and the fold's does not (0.1%
+    off, t58). A result with some values in the normal range keeps the rest to within half its
+    largest value's spacing, as ordinary rounding does, element by element (float16 weights
+    hold subnormal elements as a rule); a value spread over several elements is judged on its
+    own (:func:`_check_spread`)."""
     where = step.where
     if dtype == ir.DataType.DOUBLE or result.size == 0:
         return
     largest = _largest(result)  # once: the weights these checks see can be hundreds of MB
     _check_overflow(result, dtype, where, largest)
-    tiny = float(_finfo(dtype).tiny)
-    if largest == 0 or (_least_nonzero(result) if not step.stored else largest) >= tiny:
+    if 0 < largest < float(_finfo(dtype).tiny):
+        name = dtype.name.lower()
+        raise NotExact(
+            f"{where} underflows {name}: its every non-zero value is below the smallest "
+            f"normal {name} (the graph holds it in subnormals, losing its precision)"
+        )
+
+
+def _check_spread(computed: Evaluated, by: Step, spread: Step, size: int) -> None:
+    """Decline a computed float value that a step (``by``) spreads over more elements than it
+    has (``size``: its result's), such as a unit's ``g / ||v||`` over the unit, where one of
+    its non-zero values is below the smallest normal number: the graph holds it in
+    subnormals, and every weight of that unit computed from it loses its precision (one unit's
+    quotient of 1e-45 among normal ones: 47% off, t97), where the fold computes it exactly.
+    ``spread``: the step that computed the value."""
+    array, dtype = computed
+    if dtype not in FLOAT_TYPES or dtype == ir.DataType.DOUBLE or array.size >= size:
         return
-    name = dtype.name.lower()
-    which = "its every non-zero value is" if step.stored else "a non-zero value of it is"
-    raise NotExact(
-        f"{where} underflows {name}: {which} below the smallest normal {name} (the graph "
-        "holds it in subnormals, losing its precision)"
-    )
+    tiny = float(_finfo(dtype).tiny)
+    if _least_nonzero(np.asarray(array)) < tiny:
+        name = dtype.name.lower()
+        raise NotExact(
+            f"{spread.where} underflows {name}: a non-zero value of it, which {by.where} "
+            f"spreads over several elements, is below the smallest normal {name} (the graph "
+            "holds it in subnormals, losing the precision of every element computed from it)"
+        )
 
 
 def _least_nonzero(result: np.ndarray) -> float:
