@@ -3112,3 +3112,51 @@ def test_a_cone_folded_under_a_weights_name_is_said_laid_out() -> None:
         {n: torch.zeros(8, 4) for n in ("lstm.weight_ih_l0", "fc.weight", "conv.weight")}, {}
     )
     assert _folded_layouts(fold, weights) == (["fc.weight"], ["lstm.weight_ih_l0"], {})
+
+
+def test_a_probe_whose_every_output_is_nan_in_both_verifies_no_axis() -> None:
+    """A probe whose outputs were NaN alike in both compared nothing, yet its axes were said
+    verified at another length ("deployable ..., also with every dynamic axis doubled", and
+    ``compared_at_example_only`` empty, t100)."""
+    from wnpass.deploy import DynamicProbe, ExportReport
+    from wnpass.report import FoldReport
+    from wnpass.verify.compare import compare_outputs
+
+    nan = np.full(3, np.nan, np.float32)
+    vacuous = compare_outputs(["y"], [nan], ["y"], [nan.copy()])
+    matched = compare_outputs(["y"], [np.ones(3, np.float32)], ["y"], [np.ones(3, np.float32)])
+    report = ExportReport("m.onnx", "dynamo", None, FoldReport())
+    report.dynamic_axes = ["axis 0 of x", "axis 1 of x"]
+    report.dynamic = [
+        DynamicProbe("doubled", comparisons={"cpu": vacuous}, resized=["axis 0 of x"]),
+        DynamicProbe("doubled", comparisons={"cpu": matched}, resized=["axis 1 of x"]),
+    ]
+    assert [p.compared for p in report.dynamic] == [False, True]
+    assert report.compared_at_example_only == ["axis 0 of x"]
+
+
+class _Hyperbolic(nn.Module):
+    """``acosh`` of points that must stay at 1 or above, then a max over them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = weight_norm(nn.Linear(4, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.acosh(x).amax(1))
+
+
+def test_added_copies_stay_in_the_inputs_domain_where_scaled_ones_leave_it(
+    tmp_path: Path,
+) -> None:
+    """The added copies scaled towards 0 put points below 1, where ``acosh`` is NaN, and the
+    runtimes place a max's NaN differently: a file right at every size was refused (t100).
+    Where PyTorch gives NaN or Inf there, the copies are the midpoints of the example's
+    points, which stay at 1 or above, and the file is compared and published."""
+    out = tmp_path / "m.onnx"
+    x = 1 + torch.rand(2, 6, 4, generator=torch.Generator().manual_seed(1)) * 0.1
+    report = export(_Hyperbolic(), (x,), out, dynamic={"x": {1: "points"}}, runs=1)
+    probes = [p for p in report.dynamic if p.bound is None]
+    assert probes and all(p.compared and all(p.comparisons["cpu"]) for p in probes)
+    assert report.matches is True and out.exists()

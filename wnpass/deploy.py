@@ -130,7 +130,7 @@ class ExportError(WnpassError):
 ModelRunError = ForwardFailedError
 
 # The sizes --verify tries every dynamic axis at besides the example's n, by name: 2n (the
-# inputs repeated along the axis, a float copy scaled: _grown), where a size the trace fixed
+# inputs repeated along the axis, a float copy as midpoints: _grown), where a size the trace fixed
 # shows (TorchScript takes ``len(x)`` as the example's); 2n + 1 (and the first element once
 # more), where a branch on
 # the size's parity shows (``if t % 2: pad``), which 2n never changes from the example's. A
@@ -178,6 +178,12 @@ class DynamicProbe:
     alone: str | None = None
     # the dynamic axes a probe of the sizes of PROBES or SHORTER resized, each as said
     resized: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def compared(self) -> bool:
+        """Whether some element of some output was compared at these sizes (not so where
+        every output was NaN or Inf alike in both, or nothing ran)."""
+        return any(nothing_compared(c) is None for c in self.comparisons.values() if c)
 
     @property
     def where(self) -> str:
@@ -282,7 +288,7 @@ class ExportReport(Anchored):
     def compared_at_example_only(self) -> list[str]:
         """The dynamic axes that no probe of other sizes compared (PyTorch failed at every
         size they were tried at): verified at the example's length only."""
-        compared = {axis for p in self.dynamic if p.comparisons for axis in p.resized}
+        compared = {axis for p in self.dynamic if p.compared for axis in p.resized}
         return [axis for axis in self.dynamic_axes if axis not in compared]
 
     @property
@@ -1077,7 +1083,7 @@ def _resized(
     model: nn.Module, inputs: Batch, arguments: dict[str, Any], sizes: dict[tuple[str, int], int]
 ) -> Batch | None:
     """The example inputs with each ``(input, axis)`` of ``sizes`` made that long: repeated
-    along it and cut (``torch.cat([x, x, ...], axis)[:size]``, float copies scaled:
+    along it and cut (``torch.cat([x, x, ...], axis)[:size]``, float copies as midpoints:
     :func:`_grown`). An input not passed is given
     by its name where it is a parameter's default. None where an axis to grow is empty, or an
     input is not one of the model's."""
@@ -1111,20 +1117,27 @@ class _CannotResize(Exception):
     """An empty axis cannot be grown by repeating it."""
 
 
-def _grown(value: torch.Tensor, axis: int, size: int) -> torch.Tensor:
+def _grown(value: torch.Tensor, axis: int, size: int, *, midpoints: bool = False) -> torch.Tensor:
     """``value`` made ``size`` long along ``axis`` (not empty there): cut, or repeated and
-    cut, each copy after the first of a float or complex tensor scaled by 1 - k/8 (k its
-    number: 0.875, 0.75 ...), so that what is added holds values the example does not, and a
-    branch that drops or treats the added elements otherwise shows behind a max, a min or a
-    sort (copies of the example's values leave a max over them as it was: an odd length that
-    drops its last element was verified, t98). Integers and bools (token ids, masks) are
-    repeated as they are: any other value may be out of the model's range. Scaled towards 0,
-    a value keeps its sign and stays within the example's bounds where they hold 0."""
+    cut, each copy after the first of a float or complex tensor holding values the example
+    does not, so that a branch that drops or treats the added elements otherwise shows behind
+    a max, a min or a sort (copies of the example's values leave a max over them as it was:
+    an odd length that drops its last element was verified, t98): scaled towards 0 (copy k
+    times 1 - k/8: 0.875, 0.75), which keeps each value's sign and reaches past every other
+    point; or, with ``midpoints``, the midpoints of the example's elements with those k
+    further along (``(x + x.roll(-k, axis)) / 2``), which stay within the example's bounds
+    (``x >= 1`` for ``acosh``, which a scaled copy leaves: t100). Integers and bools (token
+    ids, masks) are repeated as they are: any other value may be out of the model's range."""
     length = value.shape[axis]
     copies = -(-size // length) if size > length else 1
     varied = value.is_floating_point() or value.is_complex()
-    parts = [value if not varied or k == 0 else value * (1 - k / 8) for k in range(copies)]
-    return torch.cat(parts, dim=axis).narrow(axis, 0, size)
+
+    def copy(k: int) -> torch.Tensor:
+        if not varied or k == 0:
+            return value
+        return (value + value.roll(-k, axis)) / 2 if midpoints else value * (1 - k / 8)
+
+    return torch.cat([copy(k) for k in range(copies)], dim=axis).narrow(axis, 0, size)
 
 
 def _dynamic_ranges(program: Any, model: nn.Module, inputs: Batch) -> Iterator[_Range]:
@@ -1835,8 +1848,8 @@ def _probed(
 ) -> _Probed:
     """PyTorch's outputs with every dynamic axis of the example inputs (or those ``alone``, by
     input name and axis) at the probe ``sizes`` (:data:`PROBES`): each input repeated along it
-    (``torch.cat([x, 0.875 * x], axis)`` for a float one, :func:`_grown`), and its first
-    element once more (times 0.75) for ``doubled plus one``.
+    (``torch.cat([x, (x + x.roll(-1, axis)) / 2], axis)`` for a float one, :func:`_grown`),
+    and one element more for ``doubled plus one``.
     A size the exporter fixed in the graph, or a branch it took on the example's size, gives
     other outputs there. A dynamic input that is a parameter's default (which the TorchScript
     exporter passes on) is given by its name."""
@@ -1844,19 +1857,23 @@ def _probed(
     resized = {(name, axis) for name, axes in dynamic.items() for axis in axes}
     resized = resized if alone is None else set(alone)
 
-    def grow(name: str, value: Any) -> Any:
-        for axis in sorted(a for a in dynamic.get(name, {}) if (name, a) in resized):
-            if value.shape[axis]:  # an empty axis stays empty: said, nothing compared
-                value = _grown(value, axis, _probe_length(sizes, value.shape[axis]))
-        return value
+    def grown_batch(midpoints: bool) -> Batch:
+        def grow(name: str, value: Any) -> Any:
+            for axis in sorted(a for a in dynamic.get(name, {}) if (name, a) in resized):
+                if value.shape[axis]:  # an empty axis stays empty: said, nothing compared
+                    length = _probe_length(sizes, value.shape[axis])
+                    value = _grown(value, axis, length, midpoints=midpoints)
+            return value
 
-    with torch.no_grad():
-        args = tuple(grow(name, value) for name, value in zip(names, inputs.args, strict=True))
-        kwargs = {name: grow(name, value) for name, value in inputs.kwargs.items()}
-        for name in dynamic:
-            if name not in names and name not in kwargs:
-                kwargs[name] = grow(name, arguments[name])
-    batch = Batch(args, kwargs)
+        with torch.no_grad():
+            args = tuple(grow(name, value) for name, value in zip(names, inputs.args, strict=True))
+            kwargs = {name: grow(name, value) for name, value in inputs.kwargs.items()}
+            for name in dynamic:
+                if name not in names and name not in kwargs:
+                    kwargs[name] = grow(name, arguments[name])
+        return Batch(args, kwargs)
+
+    batch = grown_batch(midpoints=False)
     graph_inputs, _ = _graph_inputs(_arguments(model, batch, dynamo), dynamo)
     shapes = {name: list(graph_inputs[name].shape) for name in dynamic}
     said = None if alone is None else _axes_said(alone)
@@ -1866,7 +1883,22 @@ def _probed(
         name, axis = empty[0]
         failure = f"axis {axis} of {name} is 0 in the example"
         return dataclasses.replace(probe, failure=failure)
-    return _run_probe(model, batch, graph_inputs, probe)
+    ran = _run_probe(model, batch, graph_inputs, probe)
+    if ran.outputs is None or all(_finite(o) for o in ran.outputs):
+        return ran
+    # NaN or Inf: the scaled copies may have left the model's domain (acosh of x >= 1)
+    batch = grown_batch(midpoints=True)
+    graph_inputs, _ = _graph_inputs(_arguments(model, batch, dynamo), dynamo)
+    again = _run_probe(model, batch, graph_inputs, probe)
+    return again if again.outputs is not None and all(_finite(o) for o in again.outputs) else ran
+
+
+def _finite(output: Output) -> bool:
+    """Whether an output of PyTorch's holds no NaN or Inf (a number or an integer array:
+    yes)."""
+    if isinstance(output, np.ndarray) and output.dtype.kind in "fc":
+        return bool(np.isfinite(output).all())
+    return not isinstance(output, float) or math.isfinite(output)
 
 
 def _probe_length(sizes: str, length: int) -> int:

@@ -314,11 +314,11 @@ def _compared(probes: list[Any]) -> str:
     """The sizes the probes compared at, as said after "with": ``every dynamic axis doubled
     and doubled plus one and axis 0 of ids doubled and axis 1 of x at 1``; empty where none
     compared."""
-    every = [p.sizes for p in probes if p.bound is None and p.alone is None and p.comparisons]
+    every = [p.sizes for p in probes if p.bound is None and p.alone is None and p.compared]
     said = [f"every dynamic axis {' and '.join(every)}"] if every else []
     alone: dict[str, list[str]] = {}  # by axes: "axis 0 of ids doubled and doubled plus one"
     for probe in probes:
-        if probe.bound is None and probe.alone is not None and probe.comparisons:
+        if probe.bound is None and probe.alone is not None and probe.compared:
             alone.setdefault(probe.alone, []).append(probe.sizes)
     said += [f"{axes} {' and '.join(sizes)}" for axes, sizes in alone.items()]
     return " and ".join(said + [probe.sizes for probe in _beyond(probes, _passed)])
