@@ -414,7 +414,7 @@ def _check_overflow(
         raise NotExact(f"{where} overflows {dtype.name.lower()} (the graph computes inf there)")
 
 
-def _check_range(result: np.ndarray, dtype: ir.DataType, step: Step) -> None:
+def _check_range(result: np.ndarray, dtype: ir.DataType, where: str) -> None:
     """Decline an arithmetic result the graph cannot hold to its type's precision: one that
     overflows it (:func:`_check_overflow`), or one whose every non-zero value is below its
     smallest normal number (``g * v`` with ``g = 1e-35``, ``|v| ~ 1e-10`` in float32). The
@@ -426,7 +426,6 @@ def _check_range(result: np.ndarray, dtype: ir.DataType, step: Step) -> None:
     largest value's spacing, as ordinary rounding does, element by element (float16 weights
     hold subnormal elements as a rule); a value spread over several elements is judged on its
     own (:func:`_check_spread`)."""
-    where = step.where
     if dtype == ir.DataType.DOUBLE or result.size == 0:
         return
     largest = _largest(result)  # once: the weights these checks see can be hundreds of MB
@@ -439,6 +438,10 @@ def _check_range(result: np.ndarray, dtype: ir.DataType, step: Step) -> None:
         )
 
 
+# Ops that broadcast a value over more elements than it has (a Concat or a Pad only moves it).
+_SPREADING = frozenset({"Mul", "Div", "Add", "Sub", "Pow", "Expand", "Max", "Min", "Clip"})
+
+
 def _check_spread(computed: Evaluated, by: Step, spread: Step, size: int) -> None:
     """Decline a computed float value that a step (``by``) spreads over more elements than it
     has (``size``: its result's), such as a unit's ``g / ||v||`` over the unit, where one of
@@ -447,7 +450,9 @@ def _check_spread(computed: Evaluated, by: Step, spread: Step, size: int) -> Non
     quotient of 1e-45 among normal ones: 47% off, t97), where the fold computes it exactly.
     ``spread``: the step that computed the value."""
     array, dtype = computed
-    if dtype not in FLOAT_TYPES or dtype == ir.DataType.DOUBLE or array.size >= size:
+    if by.op not in _SPREADING or dtype not in FLOAT_TYPES or dtype == ir.DataType.DOUBLE:
+        return
+    if array.size >= size:
         return
     tiny = float(_finfo(dtype).tiny)
     if _least_nonzero(np.asarray(array)) < tiny:
@@ -562,7 +567,7 @@ def _binary(step: Step, args: Args) -> Evaluated:
         return _int_binary(step.op, a, b, dtype), dtype
     _float_args(step, args)
     result = _BINARY[step.op](a, b, dtype=F64)
-    _check_range(result, dtype, step)
+    _check_range(result, dtype, step.where)
     return result, dtype
 
 
@@ -591,7 +596,7 @@ def _unary(fn: Callable[..., np.ndarray]) -> Callable[[Step, Args], Evaluated]:
     def run(step: Step, args: Args) -> Evaluated:
         dtype = _float_args(step, args)
         result = fn(_arg(args, 0), dtype=F64)
-        _check_range(result, dtype, step)
+        _check_range(result, dtype, step.where)
         return result, dtype
 
     return run
@@ -602,7 +607,7 @@ def _pow(step: Step, args: Args) -> Evaluated:
     base, exponent = _arg(args, 0), _arg(args, 1)
     _check_size(np.broadcast_shapes(base.shape, exponent.shape), step.op)
     result = np.power(base, exponent, dtype=F64)
-    _check_range(result, dtype, step)
+    _check_range(result, dtype, step.where)
     return result, dtype
 
 
@@ -687,7 +692,7 @@ def _reduce_sum(step: Step, args: Args) -> Evaluated:
         result = sum_of_squares(x, axis, keepdims, step.where)
     else:
         result = np.asarray(np.sum(x, axis=axis, keepdims=keepdims, dtype=F64))
-    _check_range(result, dtype, step)
+    _check_range(result, dtype, step.where)
     if squares or step.squares:
         _check_squares(result, count, dtype, step.where, norm=False)
     if squares:
