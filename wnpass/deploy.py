@@ -823,9 +823,17 @@ def _check_ranges(
                     "example's branch there, and may compute such inputs otherwise; not "
                     "compared without verification"
                 )
+            named = _size_named(axes, condition)
+            if condition.tie and ran is False:  # PyTorch keeps it too: no size is lost
+                said.append(
+                    f"{where} goes with other dynamic sizes: torch.export took "
+                    f"{condition.text} ({named}), which PyTorch keeps too ({note}); the file "
+                    "is for inputs that keep it"
+                )
+                continue
             said.append(
                 f"{where} is exported for sizes where {condition.text} only, a condition "
-                f"torch.export took that no range says ({_size_named(axes, condition)}; {note})"
+                f"torch.export took that no range says ({named}; {note})"
             )
     return said, beyond
 
