@@ -878,17 +878,25 @@ class IOPlan:
         return None
 
     def delete_old_data(
-        self, referenced: Iterable[Path], output: Path, *, created: Collection[str] = ()
+        self,
+        referenced: Iterable[Path],
+        output: Path,
+        *,
+        created: Collection[str] = (),
+        keep: str | None = None,
     ) -> list[Path]:
         """Delete the files in ``referenced`` (the data files a replaced ``output`` used) that
         :meth:`may_delete` allows (``created``: the names the output's record lists); the
-        others are listed in :attr:`left`, the deleted in :attr:`removed`. Returns the deleted."""
+        others are listed in :attr:`left`, the deleted in :attr:`removed`; ``keep``: why none
+        may go (the replaced model lives on under another name). Returns the deleted."""
         self.record_user_reads()
         deleted = []
         for path in sorted(set(referenced)):
             if _where(path) == _where(output):
                 continue  # the output itself (a tensor's data kept in the model file): replaced
             reason = self.may_delete(path, output, created)
+            if reason is None and keep is not None:
+                reason = keep
             if reason == "gone":
                 continue
             if reason is not None:

@@ -4,6 +4,7 @@ every opset from 9 on folds."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from contextlib import nullcontext
 from pathlib import Path
@@ -140,6 +141,24 @@ def test_a_refold_names_the_old_data_file_it_removed(
     assert not data.exists()
     assert f"removed: {data} (the replaced output's data file)" in capsys.readouterr().out
     assert json.loads(report.read_text())["removed"] == [str(data)]
+
+
+def test_a_refold_keeps_the_old_data_file_of_an_output_with_another_hard_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """o.onnx, kept as release.onnx too by a hard link, then folded onto again: its data
+    file was deleted, and release.onnx could no longer be loaded (t101). The replaced model
+    lives on under its other name, so its data file stays, and a line says why."""
+    source = weight_normed(tmp_path, external=True)
+    out, data = tmp_path / "o.onnx", tmp_path / "o.onnx.data"
+    assert main(["fold", str(source), "-o", str(out)]) == 0
+    os.link(out, tmp_path / "release.onnx")
+    capsys.readouterr()
+    assert main(["fold", str(source), "-o", str(out)]) == 0
+    assert data.exists() and "removed" not in (printed := capsys.readouterr().out)
+    why = "the replaced output has other hard links, which still use it"
+    assert f"left in place: {data}: kept ({why})" in printed
+    assert main(["inspect", str(tmp_path / "release.onnx")]) == 0  # loads, weights and all
 
 
 def test_fold_verify_of_an_input_onnx_runtime_cannot_run_is_bad_input(

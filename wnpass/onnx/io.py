@@ -959,14 +959,25 @@ def save(
             logger.info("%s: not published (the check failed)", path)
             return False
         plan.require_unchanged()  # what was folded is what is there, to the last read
+        # the replaced model under another name (a hard link) still reads its data files
+        linked = replacing and _hard_links(path) > 1
         staged_data = staging / (target.data_name or "")
         if target.data_path is not None and staged_data.is_file() and staged_data.stat().st_size:
             plan.publish(staged_data, target.data_path)  # small tensors stay inline
         plan.publish(staged, path)
         # before the block ends, where a stop signal held since the first publish is raised
-        plan.delete_old_data(replaced, path, created=created)
+        keep = "the replaced output has other hard links, which still use it" if linked else None
+        plan.delete_old_data(replaced, path, created=created, keep=keep)
     logger.info("wrote %s (external data: %s)", path, target.data_name)
     return True
+
+
+def _hard_links(path: Path) -> int:
+    """How many names ``path``'s file has (1 where it cannot be read: nothing to keep)."""
+    try:
+        return os.lstat(path).st_nlink
+    except OSError:
+        return 1
 
 
 def _too_large(path: Path, size: int, what: str) -> OutputError:
