@@ -458,6 +458,22 @@ def test_an_external_data_key_given_twice_is_refused(key: str, tmp_path: Path) -
         io.load(path)
 
 
+def test_an_external_data_key_onnx_does_not_define_is_refused(tmp_path: Path) -> None:
+    """ONNX Runtime refuses ``foo=bar`` among a tensor's external data entries as a model
+    format error; inspect called the site foldable and fold wrote the model (t101)."""
+    path = _external(tmp_path, offset="0", length="48")
+    model = onnx.load(path, load_external_data=False)
+    tensor = next(t for t in model.graph.initializer if t.name == "v")
+    tensor.external_data.add(key="foo", value="bar")
+    path.write_bytes(model.SerializeToString())
+    message = (
+        f"{path}: tensor 'v': external data key 'foo' is not one ONNX Runtime reads "
+        "(checksum, length, location, offset); refused"
+    )
+    with pytest.raises(InvalidModelError, match=re.escape(message)):
+        io.load(path)
+
+
 def _with_strings(count: int) -> onnx.ModelProto:
     """The weight-normed model with a string initializer of ``count`` 10-byte strings passed
     through to a second output."""

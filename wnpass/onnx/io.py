@@ -365,6 +365,11 @@ def _values_needed(tensor: onnx.TensorProto) -> int:
     return count
 
 
+# The keys of a tensor's external data (ONNX's ExternalDataInfo); ONNX Runtime refuses any
+# other as a model format error.
+_EXTERNAL_KEYS = frozenset({"location", "offset", "length", "checksum"})
+
+
 def _check_external(tensor: onnx.TensorProto, path: Path, folder: Path, owner: int) -> Path:
     """Refuse external data that is missing, lies outside the model's folder, or does not hold
     its tensor; returns the data file.
@@ -375,9 +380,10 @@ def _check_external(tensor: onnx.TensorProto, path: Path, folder: Path, owner: i
     the system does not open as a file. ``offset`` and ``length`` must be whole numbers in
     ASCII digits, and the file must hold ``offset + length`` bytes, ``length`` being the
     tensor's size (ONNX Runtime reads exactly that many). A key given twice is refused (ONNX
-    Runtime refuses it; reading the last would not be reading what the runtime reads), and so
-    are strings (ONNX keeps them in ``string_data`` only; they have no size in bytes). A data
-    file with more than one hard link is read only if the model's owner (``owner``) owns it: a
+    Runtime refuses it; reading the last would not be reading what the runtime reads), as is
+    a key ONNX does not define (the runtime refuses it too, t101), and so are strings (ONNX
+    keeps them in ``string_data`` only; they have no size in bytes). A data file with more
+    than one hard link is read only if the model's owner (``owner``) owns it: a
     link to another user's file would pass for the model's data (the attack onnx-ir refuses
     every second link for).
     """
@@ -390,6 +396,11 @@ def _check_external(tensor: onnx.TensorProto, path: Path, folder: Path, owner: i
     if repeated := sorted({key for key in keys if keys.count(key) > 1}):
         raise InvalidModelError(
             f"{where}: external data key {repeated[0]!r} is given more than once; refused"
+        )
+    if unknown := sorted(set(keys) - _EXTERNAL_KEYS):
+        raise InvalidModelError(
+            f"{where}: external data key {unknown[0]!r} is not one ONNX Runtime reads "
+            f"({', '.join(sorted(_EXTERNAL_KEYS))}); refused"
         )
     info = {entry.key: entry.value for entry in tensor.external_data}
     location = info.get("location", "")
