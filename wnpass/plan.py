@@ -691,6 +691,10 @@ class IOPlan:
         if "\0" in str(path):
             raise OutputError(f"{path}: contains a NUL byte", parameter=entry.parameter)
         if not path.parent.is_dir():
+            if path.parent.exists():  # a file where its folder should be
+                raise OutputError(
+                    f"{path}: {path.parent} is not a directory", parameter=entry.parameter
+                )
             raise OutputError(f"{path}: no such directory", parameter=entry.parameter)
         try:
             mode = os.lstat(path).st_mode

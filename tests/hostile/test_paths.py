@@ -93,6 +93,10 @@ CASES: dict[str, Case] = {
         lambda t: ["fold", str(good(t)), "-o", str(t / "nowhere" / "o.onnx")],
         "no such directory",
     ),
+    "fold -o under a file": Case(  # it said "no such directory" of a file (t101)
+        lambda t: ["fold", str(good(t)), "-o", str(good(t) / "o.onnx")],
+        "is not a directory",
+    ),
     "fold -o /dev/null": Case(
         lambda t: ["fold", str(good(t)), "-o", "/dev/null"], "is a character device"
     ),
