@@ -121,37 +121,53 @@ def test_an_invalid_output_is_never_written_verified_or_not(
     ]
 
 
-def test_an_input_invalid_only_by_its_external_axes_is_bad_input(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """g of 32 rows against v's 64, every tensor in the data file, axes too: the input's
-    check sees no axes value (a data file's tensor is checked by type and shape), the
-    output's does, and the fold called the user's model an internal error, exit 3 (t101).
-    Invalid by values the input holds, it is bad input: exit 2, nothing written."""
+def _external_small(tmp_path: Path, g_rows: int, unsqueeze: bool) -> Path:
+    """A weight-normed Gemm (v 64x64, g ``g_rows`` x 1), every tensor in the data file,
+    ``axes`` too; with ``unsqueeze``, its output unsqueezed at an axis held there too."""
     from onnx import helper as oh
     from onnx import numpy_helper
 
     v = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
-    g, axes = np.ones((32, 1), np.float32), np.array([1], np.int64)
-    tensors = [numpy_helper.from_array(a, name) for a, name in ((v, "v"), (g, "g"), (axes, "axes"))]
+    g, axes = np.ones((g_rows, 1), np.float32), np.array([1], np.int64)
+    arrays: list[tuple[np.ndarray, str]] = [(v, "v"), (g, "g"), (axes, "axes")]
+    arrays.append((np.array([2], np.int64), "uaxes"))
+    tensors = [numpy_helper.from_array(a, name) for a, name in arrays]
     nodes = [
         oh.make_node("ReduceL2", ["v", "axes"], ["n"], keepdims=1),
         oh.make_node("Div", ["v", "n"], ["d"]),
         oh.make_node("Mul", ["g", "d"], ["w"]),
-        oh.make_node("Gemm", ["x", "w"], ["y"], transB=1),
+        oh.make_node("Gemm", ["x", "w"], ["y0" if unsqueeze else "y"], transB=1),
     ]
+    if unsqueeze:
+        nodes.append(oh.make_node("Unsqueeze", ["y0", "uaxes"], ["y"]))
     x = oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 64])
-    y = oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 64])
-    model = oh.make_model(
-        oh.make_graph(nodes, "g", [x], [y], tensors), opset_imports=[oh.make_opsetid("", 18)]
-    )
+    y = oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 64, 1][: 2 + unsqueeze])
+    graph = oh.make_graph(nodes, "g", [x], [y], tensors)
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 18)])
     model.ir_version = 9
     path = tmp_path / "m.onnx"
     onnx.save(model, path, save_as_external_data=True, location="m.onnx.data", size_threshold=0)
+    return path
+
+
+def test_small_tensors_in_a_data_file_are_read_for_the_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """g of 32 rows against v's 64, every tensor in the data file, axes too: the input's
+    check saw no axes value (a data file's tensor was checked by type and shape), the
+    output's did, and the fold called the user's model an internal error, exit 3 (t101).
+    The checks read small tensors from the data file: the input is refused on load, exit 2,
+    nothing written; and a valid model whose Unsqueeze reads its axes there is folded (the
+    output's check had taken them as zeros, t102)."""
+    path = _external_small(tmp_path, 32, unsqueeze=False)
     assert main(["fold", str(path)]) == 2
-    said = capsys.readouterr().err
-    assert "the model is not valid once its integer tensors' values are read" in said
+    assert f"{path}: rejected by the ONNX checker: " in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
+    valid = tmp_path / "valid"
+    valid.mkdir()
+    path = _external_small(valid, 64, unsqueeze=True)
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    assert main(["fold", str(path)]) == 0
 
 
 def test_a_refold_names_the_old_data_file_it_removed(

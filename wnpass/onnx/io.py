@@ -114,7 +114,7 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
         plan.pin(path, identity(status))  # as parsed; the data files as they are now,
         for data in sorted(data_files):  # before their tensors are read (lazily)
             plan.pin(data)
-    model = _checked_model(proto, path)
+    model = _checked_model(proto, path, path.parent)
     weights.attach(proto, model)
     for tensor in _tensors(model):  # in functions too, which onnx-ir's set_base_dir skips
         if isinstance(tensor, ir.ExternalTensor):
@@ -194,10 +194,11 @@ def from_caller(proto: onnx.ModelProto) -> ir.Model:
     return _checked_model(proto, where)
 
 
-def _checked_model(proto: onnx.ModelProto, path: Path) -> ir.Model:
+def _checked_model(proto: onnx.ModelProto, path: Path, folder: Path | None = None) -> ir.Model:
     """``proto`` deserialized once the full checker and ``_check_carried`` accept it; a
-    deserializer error is an InvalidModelError naming ``path``."""
-    _check_structure(proto, path)
+    deserializer error is an InvalidModelError naming ``path``. ``folder``: where its
+    external data files are (checked already), whose small tensors the checker reads."""
+    _check_structure(proto, path, folder)
     _check_carried(proto, path)
     try:
         return from_proto(proto)
@@ -559,12 +560,15 @@ def _check_carried(proto: onnx.ModelProto, path: Path) -> None:
 _CHECKER_DATA_BYTES = inline.MIN_BYTES
 
 
-def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
+def _skeleton(proto: onnx.ModelProto, folder: Path | None = None) -> onnx.ModelProto:
     """The model as the full ONNX checker needs it, without copying its weights.
 
     The checker validates structure (schemas, attributes, topological order, names) and infers
-    shapes strictly; neither needs the weights' values. Each large or external initializer of
-    the main graph becomes a graph input of its type and shape; small ones are kept.
+    shapes strictly, which reads small constants (an ``axes``, a shape); neither needs the
+    weights' values. Each large initializer of the main graph becomes a graph input of its
+    type and shape; small ones are kept, read from their data file in ``folder`` where they
+    are external (an ``axes`` held there made a model whose shapes do not agree pass, and its
+    fold's own check failed as an internal error, t101).
     """
     skeleton = onnx.ModelProto()
     for source, target, skip in (
@@ -582,10 +586,11 @@ def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
                 getattr(target, field.name).CopyFrom(value)
     inputs = {value.name for value in proto.graph.input}
     for tensor in proto.graph.initializer:
-        small = tensor.data_location != onnx.TensorProto.EXTERNAL and (
-            _tensor_nbytes(tensor) <= _CHECKER_DATA_BYTES
-        )
-        if small:
+        small = _tensor_nbytes(tensor) <= _CHECKER_DATA_BYTES
+        external = tensor.data_location == onnx.TensorProto.EXTERNAL
+        if small and external and folder is not None:
+            skeleton.graph.initializer.append(_read_inline(tensor, folder))
+        elif small and not external:
             skeleton.graph.initializer.append(tensor)
         elif tensor.name not in inputs:
             inputs.add(tensor.name)
@@ -596,6 +601,22 @@ def _skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
     # checker would look for it relative to the working directory
     _external_stood_in(skeleton)
     return skeleton
+
+
+def _read_inline(tensor: onnx.TensorProto, folder: Path) -> onnx.TensorProto:
+    """A copy of a small external ``tensor`` holding its bytes inline, read from its data file
+    in ``folder`` (whose location, offset and length :func:`_check_external` checked)."""
+    info = {entry.key: entry.value for entry in tensor.external_data}
+    offset, size = int(info.get("offset") or 0), _tensor_nbytes(tensor)
+    with open(os.path.join(folder, info["location"]), "rb") as stream:
+        stream.seek(offset)
+        data = stream.read(size)
+    copy = onnx.TensorProto()
+    copy.CopyFrom(tensor)
+    copy.ClearField("external_data")
+    copy.data_location = onnx.TensorProto.DEFAULT
+    copy.raw_data = data
+    return copy
 
 
 def _external_stood_in(proto: onnx.ModelProto) -> None:
@@ -612,9 +633,11 @@ def _stand_in(tensor: onnx.TensorProto) -> None:
     tensor.raw_data = b"\0" * _tensor_nbytes(tensor)
 
 
-def _check_structure(proto: onnx.ModelProto, path: Path) -> None:
-    """Refuse what the full ONNX checker (with strict shape inference) refuses."""
-    if (refused := _refused(_skeleton(proto))) is not None:
+def _check_structure(proto: onnx.ModelProto, path: Path, folder: Path | None = None) -> None:
+    """Refuse what the full ONNX checker (with strict shape inference) refuses; the small
+    tensors of the main graph held in data files in ``folder`` are read for it
+    (:func:`_skeleton`)."""
+    if (refused := _refused(_skeleton(proto, folder))) is not None:
         raise InvalidModelError(f"{path}: rejected by the ONNX checker: {refused}")
 
 
@@ -655,13 +678,20 @@ def _check_output(model: ir.Model, path: Path) -> None:
         for value in model.graph.initializers.values()
         if (tensor := value.const_value) is not None and tensor.nbytes > _CHECKER_DATA_BYTES
     }
+    small_external = {  # read, as the input's check reads them (an axes, a shape)
+        value: tensor
+        for value in model.graph.initializers.values()
+        if isinstance(tensor := value.const_value, ir.ExternalTensor) and value not in large
+    }
     stand_in = ir.Tensor(np.empty((0,), np.float32), dtype=ir.DataType.FLOAT)
     try:
         for value in large:
             value.const_value = stand_in
+        for value, tensor in small_external.items():
+            value.const_value = ir.Tensor(tensor.numpy(), dtype=tensor.dtype, name=tensor.name)
         proto = ir.serde.serialize_model(model)
     finally:
-        for value, tensor in large.items():
+        for value, tensor in (*large.items(), *small_external.items()):
             value.const_value = tensor
     names = {value.name for value in large}
     kept = [t for t in proto.graph.initializer if t.name not in names]
@@ -676,38 +706,7 @@ def _check_output(model: ir.Model, path: Path) -> None:
                 proto.graph.input.append(info)
     _external_stood_in(proto)
     if (refused := _refused(proto)) is not None:
-        if _refused(_without_values(proto)) is None:  # the values decide: the input's own
-            raise InvalidModelError(
-                f"{path}: the model is not valid once its integer tensors' values are read "
-                f"(the ONNX checker: {refused}); its input was checked without those held "
-                "in data files, and holds the same values: refused"
-            )
         raise RuntimeError(f"{path}: the model to write is not valid: {refused}")
-
-
-def _without_values(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """``proto`` with its main graph's integer initializers (``axes``, shapes: the values
-    shape inference reads) graph inputs of their type and shape, as the check of an input sees
-    one held in a data file: a failure that only their values show is the input's, which no
-    fold changes (a fold writes float weights, never a value a shape is read from). Below IR
-    version 4 an initializer is an input already: nothing changes, and a failure stays
-    wnpass's."""
-    bare = onnx.ModelProto()
-    bare.CopyFrom(proto)
-    if bare.ir_version < OVERRIDABLE_FROM_IR:
-        return bare
-    integers = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
-    declared = {value.name for value in bare.graph.input}
-    kept = []
-    for tensor in bare.graph.initializer:
-        if tensor.data_type not in integers:
-            kept.append(tensor)
-        elif tensor.name not in declared:
-            info = onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims)
-            bare.graph.input.append(info)
-    del bare.graph.initializer[:]
-    bare.graph.initializer.extend(kept)
-    return bare
 
 
 def has_external_data(model: ir.Model) -> bool:
