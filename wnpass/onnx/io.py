@@ -366,8 +366,8 @@ def _values_needed(tensor: onnx.TensorProto) -> int:
     return count
 
 
-# The keys of a tensor's external data (ONNX's ExternalDataInfo); ONNX Runtime refuses any
-# other as a model format error.
+# The keys of a tensor's external data that ONNX Runtime reads; it refuses any other (onnx's
+# own helper's ``basepath`` too) as a model format error.
 _EXTERNAL_KEYS = frozenset({"location", "offset", "length", "checksum"})
 
 
@@ -382,7 +382,7 @@ def _check_external(tensor: onnx.TensorProto, path: Path, folder: Path, owner: i
     ASCII digits, and the file must hold ``offset + length`` bytes, ``length`` being the
     tensor's size (ONNX Runtime reads exactly that many). A key given twice is refused (ONNX
     Runtime refuses it; reading the last would not be reading what the runtime reads), as is
-    a key ONNX does not define (the runtime refuses it too, t101), and so are strings (ONNX
+    a key the runtime does not read (it refuses it too, t101), and so are strings (ONNX
     keeps them in ``string_data`` only; they have no size in bytes). A data file with more
     than one hard link is read only if the model's owner (``owner``) owns it: a
     link to another user's file would pass for the model's data (the attack onnx-ir refuses
