@@ -130,7 +130,7 @@ class ExportError(WnpassError):
 ModelRunError = ForwardFailedError
 
 # The sizes --verify tries every dynamic axis at besides the example's n, by name: 2n (the
-# inputs repeated along the axis, a float copy as midpoints: _grown), where a size the trace fixed
+# inputs repeated along the axis, a float copy scaled: _grown), where a size the trace fixed
 # shows (TorchScript takes ``len(x)`` as the example's); 2n + 1 (and the first element once
 # more), where a branch on
 # the size's parity shows (``if t % 2: pad``), which 2n never changes from the example's. A
@@ -1091,7 +1091,7 @@ def _resized(
     model: nn.Module, inputs: Batch, arguments: dict[str, Any], sizes: dict[tuple[str, int], int]
 ) -> Batch | None:
     """The example inputs with each ``(input, axis)`` of ``sizes`` made that long: repeated
-    along it and cut (``torch.cat([x, x, ...], axis)[:size]``, float copies as midpoints:
+    along it and cut (``torch.cat([x, x, ...], axis)[:size]``, float copies scaled:
     :func:`_grown`). An input not passed is given
     by its name where it is a parameter's default. None where an axis to grow is empty, or an
     input is not one of the model's."""
@@ -1856,8 +1856,8 @@ def _probed(
 ) -> _Probed:
     """PyTorch's outputs with every dynamic axis of the example inputs (or those ``alone``, by
     input name and axis) at the probe ``sizes`` (:data:`PROBES`): each input repeated along it
-    (``torch.cat([x, (x + x.roll(-1, axis)) / 2], axis)`` for a float one, :func:`_grown`),
-    and one element more for ``doubled plus one``.
+    (``torch.cat([x, 0.875 * x], axis)`` for a float one, or its midpoints where PyTorch
+    gives NaN or Inf so: :func:`_grown`), and one element more for ``doubled plus one``.
     A size the exporter fixed in the graph, or a branch it took on the example's size, gives
     other outputs there. A dynamic input that is a parameter's default (which the TorchScript
     exporter passes on) is given by its name."""
