@@ -469,3 +469,23 @@ def test_a_float16_weight_with_subnormal_elements_read_through_a_transpose_folds
     assert np.any((weight != 0) & (np.abs(weight) < np.finfo(np.float16).tiny))
     _, report = fold_onnx(model)
     assert [s.status for s in report.sites] == ["folded"]
+
+
+def test_one_unit_whose_product_the_graph_holds_in_subnormals_is_declined() -> None:
+    """``g * v / ||v||`` with unit 1's ``g * v`` about 1e-43, every other unit normal: the
+    tensor has normal values, so the check of the whole passed, and unit 1's weight was
+    written 7% off the graph's (t97). ``g * v`` is judged unit by unit."""
+    v = np.random.default_rng(0).standard_normal((6, 5)).astype(np.float32)
+    v[1] *= np.float32(1e-10)
+    g = np.ones((6, 1), np.float32)
+    g[1] = 1e-33
+    model = onnx_model(GV, v=v, g=g, axes=np.array([1], np.int64))
+    (site,) = fold_onnx(model)[1].sites
+    assert site.status == "declined"
+    assert site.reason == (
+        "Mul 'gv' underflows float: in some unit, its every non-zero value is below the "
+        "smallest normal float (the graph holds that unit in subnormals, losing its precision)"
+    )
+    g[1] = 1.0  # the same v, a normal unit: folded
+    model = onnx_model(GV, v=v, g=g, axes=np.array([1], np.int64))
+    assert [s.status for s in fold_onnx(model)[1].sites] == ["folded"]

@@ -349,10 +349,23 @@ def _multiply_into(out: np.ndarray, v: np.ndarray, scale: np.ndarray) -> None:
         np.multiply(v, scale, out=out, dtype=ev.F64, casting="unsafe")
 
 
+def _units(site: Site) -> ev.Units | None:
+    """v's shape and the axes its norm reduces, where both are known (the evaluator judges a
+    value of v's shape unit by unit: :func:`wnpass.onnx.evaluate._check_units`)."""
+    leaf = None if site.v is None or site.norm is None else ev.const_leaf(site.v)
+    if leaf is None:
+        return None
+    shape = tuple(int(d) for d in leaf.shape.numpy())
+    try:
+        return shape, tuple(sorted(_reduced_axes(site, len(shape))))
+    except ev.NotExact:  # an axis out of range: the evaluator says so
+        return None
+
+
 def _evaluated(site: Site) -> ir.TensorProtocol | str:
     """The general path: evaluate the whole cone, round once, check the result."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        array, dtype = ev.evaluate(site.target)
+        array, dtype = ev.evaluate(site.target, _units(site))
         if (mismatch := _mismatch(site.target, dtype)) is not None:
             return mismatch
         rounded = ev.round_to(array, dtype)
