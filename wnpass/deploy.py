@@ -1791,9 +1791,7 @@ def export(
             report.names_transposed += [n for n in transposed if n not in report.names_transposed]
             report.verified = verify
             if verify and dynamic:
-                report.dynamic_axes = [
-                    _axes_said([(name, axis)]) for name in dynamic for axis in sorted(dynamic[name])
-                ]
+                report.dynamic_axes = [_axes_said([axis]) for axis in _every_axis(dynamic)]
             report.not_available = (  # not checked for lack of them, where not chosen
                 [p for p in prov.PROVIDERS if p not in prov.available()]
                 if verify and not providers
@@ -1862,8 +1860,7 @@ def _probed(
     other outputs there. A dynamic input that is a parameter's default (which the TorchScript
     exporter passes on) is given by its name."""
     names = _positional_names(_parameters(model), len(inputs.args))
-    resized = {(name, axis) for name, axes in dynamic.items() for axis in axes}
-    resized = resized if alone is None else set(alone)
+    resized = set(_every_axis(dynamic) if alone is None else alone)
 
     def grown_batch(midpoints: bool) -> Batch:
         def grow(name: str, value: Any) -> Any:
@@ -1922,9 +1919,7 @@ def _shorter(
     because PyTorch failed at every size they were tried at (a table of fixed size: twice the
     example's length is past it), each of an example length of 3 or more: tried one shorter
     (:data:`SHORTER`), where a size the trace fixed and a parity branch show too."""
-    groups = _alone(dynamic, arguments) or [
-        [(name, axis) for name, axes in dynamic.items() for axis in sorted(axes)]
-    ]
+    groups = _alone(dynamic, arguments) or [_every_axis(dynamic)]
     chosen = []
     for axes in groups:
         said = _axes_said(axes)
@@ -1954,6 +1949,11 @@ def _alone(
         for axis in sorted(axes):
             groups.setdefault(int(arguments[name].shape[axis]), []).append((name, axis))
     return list(groups.values()) if len(groups) > 1 else []
+
+
+def _every_axis(dynamic: dict[str, dict[int, str]]) -> list[tuple[str, int]]:
+    """Every dynamic axis, by input name and axis, in the order given."""
+    return [(name, axis) for name, axes in dynamic.items() for axis in sorted(axes)]
 
 
 def _axes_said(axes: list[tuple[str, int]]) -> str:

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, cast
 
 import ml_dtypes
@@ -446,6 +446,21 @@ def _check_range(result: np.ndarray, dtype: ir.DataType, where: str) -> None:
         )
 
 
+def unit_max(x: np.ndarray, axes: Iterable[int], *, keepdims: bool = True) -> np.ndarray:
+    """Each unit's largest ``|x|`` (reduced over ``axes``), in float64, without a temporary
+    of ``x``'s size."""
+    within = tuple(sorted(axes))
+    return np.maximum(
+        np.max(x, axis=within, keepdims=keepdims), -np.min(x, axis=within, keepdims=keepdims)
+    ).astype(F64)
+
+
+def _some_subnormal(largest: np.ndarray, tiny: float) -> bool:
+    """Whether some unit's largest magnitude (``largest``) is non-zero and below ``tiny``,
+    the smallest normal number: every non-zero value of that unit is subnormal."""
+    return bool(np.any((largest > 0) & (largest < tiny)))
+
+
 def _check_units(computed: Evaluated, step: Step, units: Units) -> None:
     """Decline a float value of v's shape that a later step reads (``g * v``, ``v / ||v||``)
     where, in some unit (``units``: v's shape and the axes its norm reduces), its every
@@ -460,9 +475,7 @@ def _check_units(computed: Evaluated, step: Step, units: Units) -> None:
         return
     if not array.size or not reduced:
         return
-    largest = np.max(np.abs(array), axis=reduced)
-    tiny = float(_finfo(dtype).tiny)
-    if np.any((largest > 0) & (largest < tiny)):
+    if _some_subnormal(unit_max(array, reduced), float(_finfo(dtype).tiny)):
         name = dtype.name.lower()
         raise NotExact(
             f"{step.where} underflows {name}: in some unit, its every non-zero value is below "
@@ -562,11 +575,8 @@ def _check_square_terms(
     count = math.prod(x.shape[a] for a in axis)
     if not np.any(np.isfinite(sums) & (sums < count * tiny)):
         return
-    largest = np.maximum(
-        np.max(x, axis=axis, keepdims=keepdims), -np.min(x, axis=axis, keepdims=keepdims)
-    ).astype(F64)
-    squares = largest * largest
-    if np.any((squares > 0) & (squares < tiny)):
+    largest = unit_max(x, axis, keepdims=keepdims)
+    if _some_subnormal(largest * largest, tiny):
         name = squared_in.name.lower()
         raise NotExact(
             f"{where}: its squares underflow {name}: in some unit, every non-zero square is "

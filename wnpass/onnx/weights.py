@@ -151,15 +151,6 @@ def _may_underflow(
     return any(bool(np.any((low > 0) & (low < tiny))) for low in lows)
 
 
-def _unit_max(v: np.ndarray, reduced: set[int]) -> np.ndarray:
-    """Each unit's largest ``|v|`` (the reduced axes kept as 1), without a temporary of
-    ``v``'s size."""
-    axes = tuple(sorted(reduced))
-    return np.maximum(
-        np.max(v, axis=axes, keepdims=True), -np.min(v, axis=axes, keepdims=True)
-    ).astype(np.float64)
-
-
 def _checked(site: Site) -> _Checked | str | None:
     """The up-front checks of the common form: the reason to decline, or what the product
     needs; None when the site is not of this form (the general path decides).
@@ -204,7 +195,7 @@ def _checked(site: Site) -> _Checked | str | None:
         norm, norm_dtype = program.run()
         v_shape = tuple(int(d) for d in v_tensor.shape.numpy())
         reduced = _reduced_axes(site, len(v_shape))
-        v_max = _unit_max(v_tensor.numpy(), reduced) if site.norm.padded else None
+        v_max = ev.unit_max(v_tensor.numpy(), reduced) if site.norm.padded else None
         release(v_tensor)
         if g_dtype != dtype or norm_dtype != dtype:
             return None  # operands of different types: the general path decides
