@@ -220,6 +220,36 @@ def test_no_output_is_written_onto_a_shard_of_the_index_it_replaces(tmp_path: Pa
     assert main(["fold", str(two), "-o", str(out)]) == 0  # without it, the refold is written
 
 
+def test_a_replaced_indexs_shards_the_new_one_does_not_name_are_kept_and_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sharded output folded again from two shards where it had three: its old third shard
+    is no longer named by any index, and was left without a word (t101). It is kept (the run
+    did not write it) and said, in the report and on the command line, also with --quiet."""
+    from wnpass.cli import main
+
+    state = state_dict()
+    keys = list(state)
+    three = save_sharded(tmp_path, state, [keys[:2], keys[2:4], keys[4:]], stem="three")
+    two = save_sharded(tmp_path, state, [keys[:3], keys[3:]], stem="two")
+    out = tmp_path / "out.safetensors.index.json"
+    first = api.fold_checkpoint(three, out)
+    assert first.left == [] and len(first.shards) == 3
+    again = api.fold_checkpoint(two, out)  # out-0000N-of-00002: no old name is reused
+    why = f"kept (a shard of the replaced {out.name}; the new one does not name it)"
+    assert again.left == [f"{shard}: {why}" for shard in first.shards]
+    assert all(Path(shard).is_file() for shard in first.shards)
+    assert again.to_dict()["left"] == again.left
+    capsys.readouterr()
+    assert main(["--quiet", "fold", str(two), "-o", str(out)]) == 0  # the same names: none left
+    assert "left in place" not in capsys.readouterr().out
+    assert main(["fold", str(three), "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["--quiet", "convert", str(two), "--to", "legacy", "-o", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-3:] == [f"left in place: {shard}: {why}" for shard in first.shards]
+
+
 def test_a_checkpoint_reports_json_never_replaces_the_files_it_is_about(tmp_path: Path) -> None:
     """``CheckpointReport.write_json`` without a plan wrote over the checkpoint it reported
     on: the input, its shards, the output or its shards."""

@@ -236,37 +236,47 @@ def _open(path: str | os.PathLike[str], plan: IOPlan) -> Checkpoint:
     return open_checkpoint(plan_input(path, plan))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Targets:
+    """The files a run writes (its shards, then the index or the one file) and the shards of
+    the index it replaces that no new shard replaces (kept: see :func:`_keep_old_shards`)."""
+
+    files: list[Path]
+    old_shards: list[Path]
+
+
 def _plan_outputs(
     checkpoint: Checkpoint, output: str | os.PathLike[str] | None, tag: str, plan: IOPlan
-) -> list[Path]:
+) -> _Targets:
     """The files to write: one per input file (its shards), then the index; all planned, a
     shard as :data:`SHARD` (a name derived from ``output``, not the name given)."""
     main = Path(output) if output is not None else default_output(checkpoint.path, tag)
     check_output_name(main, checkpoint.format)
     if not checkpoint.sharded:
-        return [plan.write(main, "output")]
+        return _Targets([plan.write(main, "output")], [])
     names = shard_output_names(checkpoint.shard_names, checkpoint.path, main)
     shards = [main.parent / name for name in names]
     plan.write(main, "output")  # the index first: a clash with it is the one reported
     targets = [*(plan.write(target, SHARD) for target in shards), main]
-    _keep_old_shards(main, targets, plan)
-    return targets
+    return _Targets(targets, _keep_old_shards(main, targets, plan))
 
 
-def _keep_old_shards(index: Path, targets: list[Path], plan: IOPlan) -> None:
+def _keep_old_shards(index: Path, targets: list[Path], plan: IOPlan) -> list[Path]:
     """The shards an index this run replaces names (those no new shard replaces) stay whole
     until the new index is in place: no other output of the run may be written onto one (a
-    failed check leaves the old checkpoint whole)."""
+    failed check leaves the old checkpoint whole). They are never deleted (the run did not
+    write them); returned, so the report can say they are left."""
     if not index.is_file():
-        return
+        return []
     try:
         old = shard_files(index)
     except InvalidModelError:  # not a readable index: it names nothing to keep
-        return
+        return []
     replaced = {os.path.realpath(target) for target in targets}
-    for shard in old:
-        if os.path.realpath(shard) not in replaced:
-            plan.keep(shard, index)
+    kept = [shard for shard in old if os.path.realpath(shard) not in replaced]
+    for shard in kept:
+        plan.keep(shard, index)
+    return kept
 
 
 def _report(action: str, checkpoint: Checkpoint) -> CheckpointReport:
@@ -370,14 +380,16 @@ def _other_shard(pair: Pair, shard: int) -> int:
 def _write(
     checkpoint: Checkpoint,
     rewrite: Rewrite,
-    targets: list[Path],
+    planned: _Targets,
     plan: IOPlan,
     report: CheckpointReport,
     verify: _Verify | None,
 ) -> None:
     """Write every output file into a staging folder, verify it if asked, then publish the
     shards and the index last. ``report.output``, ``shards`` and ``bytes_after`` name what was
-    published: they stay None (empty) when a failed check publishes nothing."""
+    published: they stay None (empty) when a failed check publishes nothing; ``report.left``
+    the replaced index's shards that the new index no longer names."""
+    targets = planned.files
     main = targets[-1]
     written_total = count = 0
     gain_elements = gain_bytes = 0  # of the g tensors folded away (a weight has v's)
@@ -450,6 +462,11 @@ def _write(
             plan.publish(stage, target)
     report.output, report.shards = str(main), [str(t) for t in targets[:-1]]
     report.bytes_after = bytes_after
+    report.left = [
+        f"{shard}: kept (a shard of the replaced {main.name}; the new one does not name it)"
+        for shard in planned.old_shards
+        if os.path.lexists(shard)
+    ]
 
 
 def _fold_shard(

@@ -139,6 +139,9 @@ class CheckpointReport(Anchored):
     bytes_after: int | None = None
     seconds: float | None = None
     check: ModelCheckReport | None = None
+    # files the run leaves although the output no longer needs them, with the reason: the
+    # shards a replaced index named that the new index does not (never deleted: not the run's)
+    left: list[str] = dataclasses.field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(pair.status == status for pair in self.pairs)

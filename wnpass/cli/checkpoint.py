@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from wnpass.cli.options import given_check_flags
 from wnpass.cli.output import Printer
+from wnpass.cli.render import print_left
 from wnpass.errors import UsageError
 from wnpass.plan import IOPlan
 from wnpass.report import shape_text
@@ -199,3 +200,4 @@ def print_summary(out: Printer, report: CheckpointReport) -> None:
     elif report.output is not None:
         shards = f" and {len(report.shards)} shards" if report.shards else ""
         out.summary(f"wrote {report.output}{shards}")
+    print_left(out, report.left)
