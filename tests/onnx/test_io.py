@@ -118,6 +118,25 @@ def test_external_data_is_read_and_written_beside_the_output(tmp_path: Path) -> 
     assert_close(run(out, feeds), run(path, feeds))
 
 
+def test_an_unreadable_data_file_is_said_with_its_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data file the user may not read was said as ``k/z.data: Permission denied``, without
+    the model that names it (t101; inspect of a folder reads several). The denial is made by
+    ``os.access`` here: the suite may run as root, whom no file mode stops."""
+    path = weight_normed(tmp_path, external=True)
+    data = tmp_path / "weights.bin"
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != data and real(p, mode, **kw))
+    assert_refused(
+        ["inspect", str(tmp_path)],
+        tmp_path,
+        capsys,
+        2,
+        f"{path}: tensor 'lin.weight_v': external data file {data.name!r} cannot be read",
+    )
+
+
 def test_two_runs_write_byte_identical_files(tmp_path: Path) -> None:
     path = weight_normed(tmp_path)
     fold_onnx(path, tmp_path / "a.onnx")

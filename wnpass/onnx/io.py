@@ -428,6 +428,8 @@ def _check_external(tensor: onnx.TensorProto, path: Path, folder: Path, owner: i
         raise InvalidModelError(f"{where}: external data file {location!r} is missing") from None
     if not stat.S_ISREG(status.st_mode):
         raise InvalidModelError(f"{where}: external data file {location!r} is not a regular file")
+    if not os.access(os.path.join(path.parent, location), os.R_OK):  # said with its model
+        raise InvalidModelError(f"{where}: external data file {location!r} cannot be read")
     if status.st_nlink > 1 and status.st_uid != owner:
         raise InvalidModelError(
             f"{where}: external data file {location!r} has {status.st_nlink} hard links and "
