@@ -294,20 +294,40 @@ def test_one_unit_whose_quotient_the_graph_holds_in_subnormals_is_declined() -> 
     assert np.max(np.abs(weight - graph_weight) / np.spacing(np.abs(graph_weight))) <= 3
 
 
-def test_one_unit_whose_squares_are_subnormal_is_declined() -> None:
+_SQUARES = {
+    "ReduceL2": "n = ReduceL2 <keepdims = 1> (v, axes)",
+    "ReduceSum": (
+        "sq = Mul(v, v)\n        n2 = ReduceSum <keepdims = 1> (sq, axes)\n        n = Sqrt(n2)"
+    ),
+    "ReduceSum-Pow": (
+        "two = Constant <value = float {2.0}> ()\n        sq = Pow(v, two)\n"
+        "        n2 = ReduceSum <keepdims = 1> (sq, axes)\n        n = Sqrt(n2)"
+    ),
+}
+
+
+@pytest.mark.parametrize("form", _SQUARES)
+def test_one_unit_whose_squares_are_subnormal_is_declined(form: str) -> None:
     """Unit 1 holds 16384 copies of 1e-21: each square is a float32 subnormal, their sum a
     normal 1.6e-38, 2.6e-4 off in the graph; unit 0 is ones, so the tensor's largest square
-    is normal, which was all the check read ("foldable", and fold --verify failed, t97)."""
+    is normal, which was all the check read ("foldable", and fold --verify failed, t97).
+    Squares the graph stores (``Mul(v, v)``, ``Pow(v, 2)``) were judged whole too: one unit
+    of random values times 1e-21 gave a graph weight 2.2e-6 off (18 ulps), folded."""
     v = np.ones((2, 16384), np.float32)
     v[1] = 1e-21
     text = GV.replace("float[2, 5] x) => (float[2, 6] y", "float[2, 16384] x) => (float[2, 2] y")
+    text = text.replace(_SQUARES["ReduceL2"], _SQUARES[form])
     model = onnx_model(text, v=v, g=np.ones((2, 1), np.float32), axes=np.array([1], np.int64))
     (site,) = fold_onnx(model)[1].sites
     assert site.status == "declined"
+    node = "ReduceL2 'n'" if form == "ReduceL2" else "ReduceSum 'n2'"
     assert (site.reason or "").startswith(
-        "ReduceL2 'n': its squares underflow float: in some unit, every non-zero square is "
+        f"{node}: its squares underflow float: in some unit, every non-zero square is "
         "below the smallest normal float"
     )
+    v[1] = 1e-17  # squares of 1e-34: normal, the same sum's bits kept
+    model = onnx_model(text, v=v, g=np.ones((2, 1), np.float32), axes=np.array([1], np.int64))
+    assert [s.status for s in fold_onnx(model)[1].sites] == ["folded"]
 
 
 @pytest.mark.parametrize("layout", ["", "transposed"])

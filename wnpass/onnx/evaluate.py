@@ -559,16 +559,21 @@ def _check_square_terms(
     keepdims: bool,
     dtype: ir.DataType,
     where: str,
+    *,
+    squared: bool = False,
 ) -> None:
-    """Decline squares an op computes inside itself (ReduceL2, ReduceSumSquare,
-    LpNormalization) of which, in some unit (summed over ``axis``), every non-zero one is
-    below the smallest normal number of the type they are computed in: float32 for float16
-    and bfloat16, as ONNX Runtime computes them, else ``dtype``. The graph holds them in
-    subnormals and that unit's norm loses their precision (16384 squares of 1e-21 sum to a
-    normal 1.6e-38, 2.6e-4 off), as it does for ``Mul(v, v)`` feeding a ReduceSum
-    (:func:`_check_range`). A pass over ``x`` only where the sums leave it open: a sum of
+    """Decline the squares of a sum of which, in some unit (summed over ``axis``), every
+    non-zero one is below the smallest normal number of the type they are held in. The graph
+    holds them in subnormals and that unit's norm loses their precision (16384 squares of
+    1e-21 sum to a normal 1.6e-38, 2.6e-4 off), where the fold sums them exactly.
+
+    ``x``: what the op squares (ReduceL2, ReduceSumSquare, LpNormalization), squared in
+    float32 for float16 and bfloat16, as ONNX Runtime computes them, else in ``dtype``; with
+    ``squared``, the squares themselves (``ReduceSum`` of ``Mul(v, v)`` or ``Pow(v, 2)``),
+    stored in ``dtype`` (one unit of such squares among normal ones: 2.2e-6 off, 18 float32
+    ulps, folded before). A pass over ``x`` only where the sums leave it open: a sum of
     ``count`` squares of at least ``count`` times the smallest normal has a normal square."""
-    squared_in = ir.DataType.FLOAT if dtype in _HALVES else dtype
+    squared_in = ir.DataType.FLOAT if dtype in _HALVES and not squared else dtype
     if squared_in == ir.DataType.DOUBLE or not sums.size:
         return
     tiny = float(_finfo(squared_in).tiny)
@@ -576,7 +581,7 @@ def _check_square_terms(
     if not np.any(np.isfinite(sums) & (sums < count * tiny)):
         return
     largest = unit_max(x, axis, keepdims=keepdims)
-    if _some_subnormal(largest * largest, tiny):
+    if _some_subnormal(largest if squared else largest * largest, tiny):
         name = squared_in.name.lower()
         raise NotExact(
             f"{where}: its squares underflow {name}: in some unit, every non-zero square is "
@@ -738,8 +743,7 @@ def _reduce_sum(step: Step, args: Args) -> Evaluated:
     _check_range(result, dtype, step.where)
     if squares or step.squares:
         _check_squares(result, count, dtype, step.where, norm=False)
-    if squares:
-        _check_square_terms(x, result, axis, keepdims, dtype, step.where)
+        _check_square_terms(x, result, axis, keepdims, dtype, step.where, squared=not squares)
     return result, dtype
 
 
