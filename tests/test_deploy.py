@@ -24,7 +24,8 @@ from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
 from tests.helpers import onnx_model, run, sites_left
-from wnpass.deploy import ExportError, ModelRunError, _failure, export, exporters_silenced
+from wnpass.deploy import ExportError, ModelRunError, export, exporters_silenced
+from wnpass.deploy.exporter import _failure
 from wnpass.errors import InvalidArgumentError, InvalidModelError, UsageError, WnpassError
 from wnpass.fx.forward import Batch
 from wnpass.fx.loading import load_model_py
@@ -174,7 +175,8 @@ def test_an_output_axis_declared_fixed_at_another_size_is_said() -> None:
     """The dynamo exporter declares an LSTM's output ``[tokens_0, 16, 100]`` where ONNX Runtime
     computes 32 for axis 1 at the doubled size: the values matched and nothing said the file's
     shape info was wrong, which a runtime trusting it may fail on."""
-    from wnpass.deploy import DynamicProbe, ExportReport, _check_shape_info
+    from wnpass.deploy import DynamicProbe, ExportReport
+    from wnpass.deploy.compare import _check_shape_info
     from wnpass.verify.compare import compare_outputs
 
     model = ir.from_proto(onnx_model("""
@@ -459,7 +461,7 @@ def test_a_range_of_an_input_not_paired_with_the_call_is_said_not_tried(
 ) -> None:
     """Where torch.export's inputs cannot be paired with the call's (a torch of another tree
     spec), the range is said under torch.export's name, not tried; it is never dropped."""
-    monkeypatch.setattr("wnpass.deploy._graph_input_names", lambda *_: {})
+    monkeypatch.setattr("wnpass.deploy.ranges._graph_input_names", lambda *_: {})
     x = torch.randn(2, 4, 7)
     report = export(
         _Capitalized(), Batch((x,), {}), tmp_path / "m.onnx", dynamic={"melSpec": {2: "t"}},
@@ -552,7 +554,7 @@ def test_a_lower_bound_of_1_is_not_probed() -> None:
     bound from a model's code, so the range is made here.)"""
     import sympy
 
-    from wnpass.deploy import _check_ranges, _Range
+    from wnpass.deploy.ranges import _check_ranges, _Range
 
     t = sympy.Symbol("t", integer=True)
     model, x = _Lengths(), torch.randn(2, 4, 5)
@@ -1027,7 +1029,7 @@ def test_a_run_where_other_sizes_make_a_condition_hold_is_no_probe_of_it() -> No
     import sympy
 
     from wnpass.assumed import Condition
-    from wnpass.deploy import _check_ranges, _Range
+    from wnpass.deploy.ranges import _check_ranges, _Range
 
     t, u = sympy.Symbol("t", integer=True), sympy.Symbol("u", integer=True)
     model, x, c = _NeedsTwice(), torch.randn(1, 4, 16), torch.randn(1, 4, 32)
@@ -1064,7 +1066,7 @@ def test_each_size_is_run_once_and_compared_once() -> None:
     import sympy
 
     from wnpass.assumed import Condition
-    from wnpass.deploy import _check_ranges, _Range
+    from wnpass.deploy.ranges import _check_ranges, _Range
 
     t = sympy.Symbol("t", integer=True)
     model, x = _Lengths(), torch.randn(2, 4, 16)
@@ -1097,7 +1099,7 @@ def test_a_companion_resized_back_to_its_example_length_is_not_run_again() -> No
     run with it "resized" was the first run again (t89)."""
     import sympy
 
-    from wnpass.deploy import _companions, _Range, _run_at
+    from wnpass.deploy.ranges import _companions, _Range, _run_at
 
     t, u = sympy.Symbol("t", integer=True), sympy.Symbol("u", integer=True)
     model, x, mask = _Fails(), torch.randn(1, 4, 16), torch.randn(1, 4, 1)
@@ -1110,7 +1112,7 @@ def test_a_companion_resized_back_to_its_example_length_is_not_run_again() -> No
 
 
 def test_sizes_tried_are_said_each_unless_in_a_row() -> None:
-    from wnpass.deploy import _spanned
+    from wnpass.deploy.ranges import _spanned
 
     assert _spanned([(s, str(s)) for s in (18, 17, 19)]) == "17 to 19"
     assert _spanned([(s, str(s)) for s in (9, 11, 13)]) == "9, 11 and 13"  # not 9 to 13
@@ -1119,7 +1121,7 @@ def test_sizes_tried_are_said_each_unless_in_a_row() -> None:
 def test_a_companion_s_length_rounds_halves_up() -> None:
     from fractions import Fraction
 
-    from wnpass.deploy import _scaled
+    from wnpass.deploy.ranges import _scaled
 
     assert (_scaled(9, Fraction(5, 2)), _scaled(11, Fraction(5, 2))) == (23, 28)
     assert _scaled(1, Fraction(1, 4)) == 1
@@ -1325,7 +1327,7 @@ def test_a_failed_verification_publishes_nothing(
 ) -> None:
     """When ONNX Runtime's outputs differ from PyTorch's (here: PyTorch's are shifted), the
     staged model is checked, found different, and never appears under the output's name."""
-    export_module = importlib.import_module("wnpass.deploy")
+    export_module = importlib.import_module("wnpass.deploy.pipeline")
 
     real = export_module._expected
     monkeypatch.setattr(
@@ -1754,7 +1756,8 @@ def test_a_dynamic_axis_goes_to_the_input_of_its_name(exporter: str, tmp_path: P
 
 
 def test_an_axis_the_exporter_left_fixed_is_refused() -> None:
-    from wnpass.deploy import ExportError, _check_dynamic_made
+    from wnpass.deploy import ExportError
+    from wnpass.deploy.inputs import _check_dynamic_made
 
     model = ir.serde.deserialize_model(
         onnx.parser.parse_model(
@@ -1827,7 +1830,7 @@ def test_a_number_the_forward_returns_is_verified_as_the_output_it_becomes(
 def test_outputs_that_cannot_be_paired_are_not_verified(tmp_path: Path) -> None:
     """When the graph has another count of outputs than the forward returned tensors and
     numbers, which is which is unknown: verification is declined, nothing is paired."""
-    import wnpass.deploy as deploy
+    import wnpass.deploy.outputs as deploy
 
     torch.manual_seed(0)
     out = tmp_path / "m.onnx"
@@ -1861,7 +1864,7 @@ def test_a_complex_output_is_verified_as_the_real_pairs_the_exporter_makes(
     assert report.matches, report.to_dict()
     pairs, real = report.comparisons["cpu"]
     assert (pairs.shape, pairs.dtype, pairs.total, real.total) == ([2, 4, 2], "float32", 16, 8)
-    import wnpass.deploy as deploy
+    import wnpass.deploy.outputs as deploy
 
     expected = torch.view_as_real(model(x)[0]).detach().numpy()
     graph = ir.load(tmp_path / "m.onnx").graph
@@ -2013,7 +2016,7 @@ def test_a_failed_export_says_its_innermost_cause_and_logs_the_traceback(
 def test_two_runs_are_the_same_only_bit_for_bit() -> None:
     """An output is the same in two PyTorch runs when its every bit is (NaN where the other
     has NaN too); a difference of one ulp, or of a number's type, is a change."""
-    from wnpass.deploy import _changed
+    from wnpass.deploy.outputs import _changed
 
     a = np.array([1.0, np.nan], np.float32)
     assert _changed([a, 3, float("nan")], [a.copy(), 3, float("nan")]) == []
@@ -2236,7 +2239,7 @@ def test_a_library_export_closes_the_watch_of_its_own_plan(tmp_path: Path) -> No
 def test_a_failure_says_the_innermost_explicit_cause() -> None:
     """A forward's hint raised inside ``except KeyError`` (no ``from``), wrapped by torch
     with ``raise ... from``: the hint is the cause to say, its KeyError only its context."""
-    from wnpass.deploy import _failure
+    from wnpass.deploy.exporter import _failure
 
     def wrapped() -> BaseException:
         try:
@@ -2446,7 +2449,7 @@ def test_export_refuses_arguments_of_other_types_naming_them(
 def test_export_takes_numpy_whole_numbers_as_ints() -> None:
     """``np.int64`` is a whole number for ``opset`` and a ``dynamic`` axis, as for the check's
     options (the review: one was refused, the other passed through unconverted)."""
-    from wnpass.deploy import _require_export_arguments, _required_dynamic
+    from wnpass.deploy.pipeline import _require_export_arguments, _required_dynamic
 
     assert _require_export_arguments(True, True, np.int64(17)) == 17
     axes = _required_dynamic({"x": {np.int64(0): "batch"}})
@@ -2522,7 +2525,7 @@ def test_a_weight_held_transposed_is_said_so(tmp_path: Path) -> None:
 def test_a_probe_that_cannot_be_run_says_why() -> None:
     """A derived length below 0 (``s0 - 3`` probed at 2) would have reached torch.narrow and
     ended the export with an internal error; a length tied to two sizes has no one value."""
-    from wnpass.deploy import _runs_at
+    from wnpass.deploy.resize import _runs_at
 
     assert _runs_at(nn.Identity(), Batch((torch.ones(1, 4),), {}), {}, {("x", 1): -1}) == (
         "a length below 0"
@@ -3099,7 +3102,7 @@ def test_a_cone_folded_under_a_weights_name_is_said_laid_out() -> None:
     """The dynamo exporter without its optimizer reorders an LSTM's gates by Slice/Concat, a
     cone the fold writes under the parameter's name: laid out, not transposed; a Reshape
     alone moves no element."""
-    from wnpass.deploy import _folded_layouts, _Weights
+    from wnpass.deploy.names import _folded_layouts, _Weights
     from wnpass.report import ConeReport, FoldReport
 
     def cone(name: str, ops: list[str]) -> ConeReport:

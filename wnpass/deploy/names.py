@@ -1,0 +1,143 @@
+"""The PyTorch names of the exported weights: initializers the exporter named itself
+(``onnx::MatMul_12``) renamed after the weight they hold, and the weights the ONNX fold wrote
+transposed, laid out otherwise, or together.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import onnx_ir as ir
+import torch
+from torch import nn
+
+from wnpass.axes import is_legacy_hook
+from wnpass.deploy.outputs import _array
+from wnpass.onnx.naming import taken_names
+from wnpass.report import FoldReport
+from wnpass.rules import parse_key
+
+
+class _Weights(NamedTuple):
+    """A model's weights by deployed name (:func:`_weight_names`); ``aliases``: the names of a
+    weight held under another name too (tied: ``lm_head.weight`` of ``embed.weight``), each
+    with the name listed first."""
+
+    values: dict[str, torch.Tensor]
+    aliases: dict[str, str]
+
+
+def _weight_names(model: nn.Module) -> _Weights:
+    """Each weight (a parameter of 2-D and up with ``weight`` in its name: ``conv.weight``,
+    ``lstm.weight_ih_l0``, ``attn.in_proj_weight``) by its deployed name, with the value it
+    computes with: ``conv.weight`` also for weight-normed
+    ``conv.parametrizations.weight.original0/1`` and (legacy hook) ``conv.weight_g/_v``. A
+    weight under several names (tied, or one module under two) is listed under each."""
+    legacy = {
+        f"{prefix}.{hook.name}" if prefix else hook.name
+        for prefix, module in model.named_modules(remove_duplicate=False)
+        for hook in module._forward_pre_hooks.values()
+        if is_legacy_hook(hook)
+    }
+    weights: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    first: dict[int, str] = {}  # by the parameter's identity
+    for name, value in model.named_parameters(remove_duplicate=False):
+        parsed = parse_key(name)
+        param = value
+        if parsed is not None and (parsed[0].form == "parametrize" or parsed[0].weight in legacy):
+            name = parsed[0].weight
+            module, _, attribute = name.rpartition(".")
+            value = getattr(model.get_submodule(module), attribute)
+        if value.dim() < 2 or "weight" not in name.rpartition(".")[2] or name in weights:
+            continue
+        if (named := first.setdefault(id(param), name)) != name:
+            aliases[name] = named
+        weights[name] = value.detach()
+    return _Weights(weights, aliases)
+
+
+def _restore_names(model: ir.Model, weights: _Weights) -> tuple[list[str], list[str]]:
+    """Rename initializers the exporter named itself (``onnx::MatMul_12``, ``mul_1``) after the
+    PyTorch weight they hold, found by shape and value (also transposed, as Linear feeds
+    MatMul; within float32 rounding, as an exporter may have folded weight norm in float32).
+    Returns the weights that still have no initializer of their name, and those whose
+    initializer holds them transposed. A name of a weight held under another (tied) names a
+    copy of it the exporter made (the tied head's ``W.T`` for a MatMul); with none, the weight
+    is the initializer of its other name, and none is missing. A name some other value of
+    the model holds (a graph input ``weight``, the filter the caller passes in) is given to
+    none: two values of one name read as one, the input's."""
+    named = model.graph.initializers
+    taken = taken_names(model)
+    arrays = {name: _array(w) for name, w in weights.values.items() if name not in named}
+    missing = {name: a for name, a in arrays.items() if a is not None}
+    transposed = []
+    for init_name, value in list(model.graph.initializers.items()):
+        tensor = value.const_value
+        if not missing or tensor is None or init_name in weights.values or tensor.size < 2:
+            continue
+        shape = tuple(tensor.shape.numpy())
+        for name, weight in missing.items():
+            if name in taken:
+                continue
+            if weight.shape == shape and _close(tensor.numpy(), weight):
+                value.name = name
+            elif weight.ndim == 2 and weight.T.shape == shape and _close(tensor.numpy(), weight.T):
+                value.name = name
+                transposed.append(name)
+            else:
+                continue
+            del missing[name]
+            break
+    unnamed = [name for name, a in arrays.items() if a is None] + list(missing)
+    # after the renaming above; a tied weight is held under any of its names (the dynamo
+    # exporter keeps the last: an embedding's table as the tied head's ``head.weight``)
+    held = {weights.aliases.get(name, name) for name in named if name in weights.values}
+    return [n for n in unnamed if weights.aliases.get(n, n) not in held], transposed
+
+
+# Layout ops that move a weight's elements (``Reshape``, ``Unsqueeze``, a ``Cast`` keep their
+# order: a shape tells those).
+_MOVING = frozenset({"Transpose", "Slice", "Concat", "Split", "Gather", "Pad", "Expand"})
+
+
+def _folded_layouts(
+    fold: FoldReport, weights: _Weights
+) -> tuple[list[str], list[str], dict[str, list[str]]]:
+    """The weights the ONNX fold wrote under their own name through layout ops that move
+    their elements (a weight-norm site's ``Transpose`` in front of a ``MatMul``, a cone's):
+    those held transposed (one 2-D ``Transpose``), and those laid out otherwise (an LSTM's
+    gates reordered); and the weights a cone wrote together under a name of them all (a
+    bidirectional LSTM's two directions, ``lstm.weight_ih_l0+weight_ih_l0_reverse``), by that
+    name, where it holds them all and nothing else (as many elements as they have, and no
+    other source). ``_restore_names`` sees only the initializers the exporter named."""
+    transposed: list[str] = []
+    laid_out: list[str] = []
+    together: dict[str, list[str]] = {}
+    entries = [(s.name, s.layout) for s in fold.sites if s.status == "folded"]
+    entries += [(c.name, c.ops) for c in fold.cones if c.status == "folded"]
+    for name, ops in dict(entries).items():  # a name once (a shared weight is written once)
+        weight = weights.values.get(name)
+        moving = [op for op in ops if op in _MOVING]
+        if weight is None or not moving:
+            continue
+        (transposed if moving == ["Transpose"] and weight.dim() == 2 else laid_out).append(name)
+    for cone in fold.cones:
+        held = [weights.values.get(source) for source in cone.sources]
+        whole = cone.shape is not None and all(w is not None for w in held)
+        if whole and sum(w.numel() for w in held if w is not None) != math.prod(cone.shape or ()):
+            whole = False  # some element of some weight is not in it (a slice of each)
+        if cone.status == "folded" and cone.name not in weights.values and whole:
+            together[cone.name] = list(cone.sources)
+    return transposed, laid_out, together
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to a few float32 roundings (weight norm folded in another order)."""
+    if a.dtype != b.dtype:
+        return False
+    a, b = a.astype(np.float64), b.astype(np.float64)  # ml_dtypes' bfloat16 too
+    scale = float(np.abs(b).max(initial=0.0)) or 1.0
+    return bool(np.allclose(a, b, rtol=1e-5, atol=1e-6 * scale))

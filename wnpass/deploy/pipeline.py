@@ -1,0 +1,344 @@
+"""``export``: the deployment pipeline's steps in order (see :mod:`wnpass.deploy`), and the
+checks of its arguments before anything runs or is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from wnpass import assumed
+from wnpass.arguments import require_flag, whole
+from wnpass.deploy.compare import _check_shape_info, _compare, _named_as
+from wnpass.deploy.exporter import _check_opset, _export, _moved_by_trace
+from wnpass.deploy.forwards import _check_values, _copy, _Forwards, parameters_written_line
+from wnpass.deploy.inputs import (
+    _arguments,
+    _check_dynamic,
+    _check_dynamic_made,
+    _dynamic_shapes,
+    _graph_inputs,
+    _several_inputs,
+)
+from wnpass.deploy.names import _folded_layouts, _restore_names, _weight_names
+from wnpass.deploy.outputs import _changed, _examples, _expected, _feeds, _outputs
+from wnpass.deploy.probes import (
+    _alone,
+    _at_sizes,
+    _axes_said,
+    _every_axis,
+    _probed,
+    _probed_beyond,
+    _shorter,
+    _within,
+)
+from wnpass.deploy.ranges import _check_ranges
+from wnpass.deploy.report import PROBES, SHORTER, ExportReport
+from wnpass.errors import InvalidArgumentError
+from wnpass.fx.analyse import materialize_lazy
+from wnpass.fx.fold import check_weight_norm, fold_weight_norm
+from wnpass.fx.forward import (
+    Batch,
+    as_batch,
+    buffer_values,
+    call_model,
+    cloned,
+    evaluating,
+    state_given_back,
+)
+from wnpass.onnx import io
+from wnpass.onnx.api import fold_onnx
+from wnpass.plan import IOPlan, as_path, as_plan
+from wnpass.verify import providers as prov
+from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions, refuse_unused
+
+logger = logging.getLogger(__name__)
+
+
+# The opsets each torch.onnx exporter writes: the dynamo exporter starts at 18 (its op library
+# needs it); the TorchScript one covers 7 to its own maximum.
+def opset_range(exporter: str) -> tuple[int, int]:
+    from torch.onnx import _constants
+
+    if exporter == "dynamo":
+        return 18, _constants.ONNX_MAX_OPSET
+    return _constants.ONNX_MIN_OPSET, _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+
+
+_DEFAULT_CHECK = CheckOptions()
+
+
+def _require_export_arguments(fold_in_torch: object, verify: object, opset: object) -> int | None:
+    """The Python API's arguments of :func:`export` of the types it takes (the CLI's parsing
+    gives no other): ``verify="no"`` would count as true, ``dynamic=["x"]`` fail deep inside.
+    Returns ``opset`` as a Python int (``np.int64(17)`` is one), or None."""
+    require_flag("fold_in_torch", fold_in_torch)
+    require_flag("verify", verify)
+    if opset is None:
+        return None
+    if (number := whole(opset)) is None:
+        raise InvalidArgumentError(
+            f"must be a whole number or None, not {opset!r}", parameter="opset"
+        )
+    return number
+
+
+def _required_dynamic(dynamic: object) -> dict[str, dict[int, str]] | None:
+    """``dynamic`` as a dict of input names to ``{axis: name}`` dicts, each axis a Python int
+    (``np.int64(0)`` is one); refused where it is not one."""
+    if dynamic is None:
+        return None
+    shape = "a dict of input names to {axis: name} dicts, e.g. {'mel': {0: 'batch', 2: 'frames'}}"
+    if not isinstance(dynamic, Mapping):
+        raise InvalidArgumentError(f"must be {shape}, not {dynamic!r}", parameter="dynamic")
+    checked: dict[str, dict[int, str]] = {}
+    for name, axes in dynamic.items():
+        ok = isinstance(name, str) and isinstance(axes, Mapping)
+        ok = ok and all(
+            whole(axis) is not None and isinstance(label, str) for axis, label in axes.items()
+        )
+        if not ok:
+            raise InvalidArgumentError(
+                f"must be {shape}, not {{{name!r}: {axes!r}}}", parameter="dynamic"
+            )
+        if not axes:  # probes would say "every dynamic axis doubled" of unchanged inputs
+            raise InvalidArgumentError(f"{name!r} names no axis", parameter="dynamic")
+        checked[name] = {int(axis): label for axis, label in axes.items()}  # whole numbers
+    return checked
+
+
+def validate_export_options(exporter: str, opset: int | None, options: CheckOptions | None) -> None:
+    """Every export option (``options``: the check's, when verifying), checked before anything
+    runs or is written."""
+    if exporter not in ("dynamo", "torchscript"):
+        raise InvalidArgumentError(
+            f"{exporter!r}: choose dynamo or torchscript", parameter="exporter"
+        )
+    if opset is not None:
+        low, high = opset_range(exporter)
+        if not low <= opset <= high:
+            raise InvalidArgumentError(
+                f"{opset}: the {exporter} exporter writes opsets {low} to {high}",
+                parameter="opset",
+            )
+    if options is not None:
+        options.validate()
+
+
+def export(
+    model: nn.Module,
+    example_inputs: torch.Tensor | Sequence[Any] | Mapping[str, Any] | Batch,
+    path: str | os.PathLike[str],
+    *,
+    exporter: str = "dynamo",
+    fold_in_torch: bool = True,
+    dynamic: dict[str, dict[int, str]] | None = None,
+    accept_ranges: bool = False,
+    opset: int | None = None,
+    verify: bool = True,
+    providers: Sequence[str] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    runs: int = DEFAULT_RUNS,
+    warmup: int = DEFAULT_WARMUP,
+    threads: int | None = None,
+    plan: IOPlan | None = None,
+) -> ExportReport:
+    """Export ``model`` to a clean ONNX file at ``path``, verified unless ``verify=False``; see
+    the module docstring.
+
+    Every option and path is checked before anything is written (``plan``: the caller's, with
+    its other files). With ``verify``, the model is published under ``path`` only when ONNX
+    Runtime's outputs match PyTorch's and no weight-norm site was declined; otherwise nothing
+    appears there and the report says why. ``accept_ranges``: export a dynamic axis that
+    torch.export holds to a range of sizes, outside which PyTorch runs too, for that range
+    only (refused otherwise: :func:`_check_ranges`).
+    """
+    plan = as_plan(plan)
+    opset = _require_export_arguments(fold_in_torch, verify, opset)
+    require_flag("accept_ranges", accept_ranges)
+    dynamic = _required_dynamic(dynamic)
+    if plan is None:  # the model's code may read files: none of them may be the output
+        plan = IOPlan()
+        plan.watch_user_code()
+        try:  # the plan's watch (an inotify instance: a few per user) ends with the call
+            return export(
+                model,
+                example_inputs,
+                path,
+                exporter=exporter,
+                fold_in_torch=fold_in_torch,
+                dynamic=dynamic,
+                accept_ranges=accept_ranges,
+                opset=opset,
+                verify=verify,
+                providers=providers,
+                rtol=rtol,
+                atol=atol,
+                runs=runs,
+                warmup=warmup,
+                threads=threads,
+                plan=plan,
+            )
+        finally:
+            plan.close()
+    options = CheckOptions(
+        providers=providers, rtol=rtol, atol=atol, runs=runs, warmup=warmup, threads=threads
+    )
+    if not verify:  # the options given other values than their defaults
+        refuse_unused(
+            {
+                f.name: value
+                for f in dataclasses.fields(options)
+                if (value := getattr(options, f.name)) != getattr(_DEFAULT_CHECK, f.name)
+            },
+            "verify=True",
+        )
+    validate_export_options(exporter, opset, options if verify else None)
+    if isinstance(model, torch.jit.ScriptModule):  # TorchScript submodules are exported as they are
+        raise InvalidArgumentError(
+            f"{type(model).__name__}: a TorchScript module (torch.jit.script or trace): wnpass "
+            "exports the Python nn.Module it was made from (it folds weight norm there); or "
+            "export it with torch.onnx.export and fold the file with wnpass fold"
+        )
+    inputs = as_batch(example_inputs)
+    dynamo = exporter == "dynamo"
+    arguments = _arguments(model, inputs, dynamo)
+    graph_inputs, several = _graph_inputs(arguments, dynamo)
+    _check_dynamic(dynamic, arguments, graph_inputs)
+    if several is not None:
+        _several_inputs(*several, verify=verify)
+    shapes = _dynamic_shapes(model, inputs, dynamic, arguments) if dynamic and dynamo else None
+    _check_values(model, inputs)
+    path = as_path("path", path)
+    if not plan.planned(path, "output"):  # the CLI plans it with its other files
+        plan.write(path, "output")
+    plan.check()  # the output's data file, if any, is planned once the model is known
+    chosen = prov.resolve(list(providers) if providers else None) if verify else []
+    loaded = buffer_values(model)  # as the caller set them, before wnpass's forwards
+    # the deployed behaviour; every submodule's flag comes back
+    with evaluating(model), state_given_back(model):
+        # what is exported is a copy of the model as given, taken before any of wnpass's
+        # forwards, and after lazy layers take their shapes (and give back what that forward
+        # wrote: not the parameters it wrote, which there is no copy of yet)
+        lazy_wrote = materialize_lazy(model, inputs)
+        target, itself = _copy(model, fold_in_torch)
+        forwards = _Forwards(model, None if itself else target, lazy_wrote)
+        with forwards.given_back():
+            result = call_model(model, inputs)  # the model's own error, before any exporter's
+            outputs = _outputs(result) if verify else []  # read before it is given back
+        changed = []
+        if verify:
+            with forwards.given_back():
+                changed = _changed(outputs, _outputs(call_model(model, inputs)))
+        examples = _examples(graph_inputs) if verify else {}
+        probed = []
+        for sizes in PROBES if verify and dynamic else ():
+            assert dynamic is not None  # for the type checker
+            with forwards.given_back():
+                probed.append(_probed(model, inputs, dynamic, arguments, dynamo, sizes))
+        if forwards.written:  # at INFO, as what else the report says: the command line prints it
+            logger.info("%s", parameters_written_line(forwards.written, forwards.given))
+        # kept for the ONNX fold, its values are still checked here: the dynamo exporter
+        # computes a small site into a plain initializer, NaN and all, which no fold sees
+        torch_report = fold_weight_norm(target) if fold_in_torch else check_weight_norm(target)
+        # named as the exporter sees them: a deep copy holds a torch.compile'd layer unwrapped
+        # (its bias is "b.bias", not "b._orig_mod.bias"), and its weight must match
+        weights = _weight_names(target)
+        with plan.staging(path) as staging:
+            raw = staging / "exported.onnx"
+            with _named_as(raw, f"the {exporter} exporter's output for {path}"):
+                warned, ranges, conditions = _export(
+                    target,
+                    cloned(inputs),  # a forward that changes its inputs changes a copy
+                    list(graph_inputs),
+                    raw,
+                    dynamo=dynamo,
+                    dynamic=dynamic,
+                    shapes=shapes,
+                    opset=opset,
+                )
+                exported = io.load(raw)
+            with forwards.given_back():
+                ranged, beyond = _check_ranges(
+                    model, inputs, arguments, ranges, conditions or [], verify, accept_ranges
+                )
+            if conditions is None:  # another torch: said, never passed over
+                ranged.append(assumed.UNREAD)
+            accepted = [c for c in conditions or [] if c.tie or accept_ranges]
+            probed = [_within(probe, ranges, accepted, accept_ranges) for probe in probed]
+            for sizes in [p.sizes for p in probed if p.outputs is None]:
+                assert dynamic is not None  # for the type checker
+                for axes in _alone(dynamic, arguments):
+                    with forwards.given_back():
+                        alone = _probed(model, inputs, dynamic, arguments, dynamo, sizes, axes)
+                    probed.append(_within(alone, ranges, accepted, accept_ranges))
+            every = dynamic or {}
+            for axes in _shorter(probed, every, arguments):
+                with forwards.given_back():
+                    shorter = _probed(model, inputs, every, arguments, dynamo, SHORTER, axes)
+                probed.append(_within(shorter, ranges, accepted, accept_ranges))
+            for where in beyond:  # compared at the gate, as the probes above are
+                with forwards.given_back():
+                    probed.append(_probed_beyond(model, where, dynamo))
+            warned += [] if dynamo else _moved_by_trace(target, loaded)
+            # what the forward read while the exporter traced it: the plan.check() below,
+            # before anything is written, refuses an output onto one of those files
+            plan.record_user_reads()
+            _check_opset(exported, opset)
+            _check_dynamic_made(exported, dynamic, exporter)
+            _, onnx_report = fold_onnx(exported, in_place=True)
+            in_place = itself and fold_in_torch
+            report = ExportReport(str(path), exporter, torch_report, onnx_report, in_place)
+            report.warnings, report.sizes = warned, ranged
+            report.parameters_written = forwards.written
+            report.parameters_given_back = forwards.given
+            report.names_missing, report.names_transposed = _restore_names(exported, weights)
+            transposed, report.names_laid_out, together = _folded_layouts(onnx_report, weights)
+            report.names_held_together = together
+            held = {name for names in together.values() for name in names}
+            report.names_missing = [name for name in report.names_missing if name not in held]
+            report.names_transposed += [n for n in transposed if n not in report.names_transposed]
+            report.verified = verify
+            if verify and dynamic:
+                report.dynamic_axes = [_axes_said([axis]) for axis in _every_axis(dynamic)]
+            report.not_available = (  # not checked for lack of them, where not chosen
+                [p for p in prov.PROVIDERS if p not in prov.available()]
+                if verify and not providers
+                else []
+            )
+            feeds = _feeds(exported.graph, examples) if verify else {}
+            expected = _expected(exported.graph, outputs) if verify else []
+            report.not_deterministic = [exported.graph.outputs[i].name or str(i) for i in changed]
+            if report.not_deterministic:
+                logger.info(
+                    "cannot verify: PyTorch gave other values of output %s on a second run "
+                    "on the same inputs (the model is not deterministic)",
+                    ", ".join(report.not_deterministic),
+                )
+
+            at_sizes = [_at_sizes(report, exported.graph, probe) for probe in probed]
+
+            def gate(staged: Path) -> bool:
+                if report.not_deterministic:  # no reference to compare with
+                    return False
+                with _named_as(staged, str(path)):
+                    _compare(report, staged, chosen, (feeds, expected), at_sizes, options)
+                    _check_shape_info(report, exported.graph)
+                return bool(report)  # matched, and nothing was left to fold
+
+            save_target = io.plan_save(plan, exported, path)
+            plan.check()
+            published = io.save(exported, save_target, plan, gate=gate if verify else None)
+    report.published = published
+    report.data_files = [str(path) for path in save_target.data_written(plan)]
+    report.onnx_fold.left = list(plan.left)
+    report.onnx_fold.removed = [str(path) for path in plan.removed]
+    return report
