@@ -2446,6 +2446,20 @@ def test_export_refuses_arguments_of_other_types_naming_them(
     assert not out.exists()
 
 
+def test_an_export_path_named_as_another_kind_of_file_is_refused(tmp_path: Path) -> None:
+    """``wnpass export mlp.py -o trained.pt`` replaced the checkpoint trained.pt with the ONNX
+    model (exit 0, t105): ``path`` must end with .onnx, checked before anything runs."""
+    model, inputs = load_model_py(ROOT / "models" / "mlp.py")
+    assert inputs is not None
+    (tmp_path / "trained.pt").write_bytes(b"kept")
+    with pytest.raises(UsageError) as caught:
+        export(model, inputs, tmp_path / "trained.pt", verify=False)
+    assert caught.value.parameter == "path"
+    assert str(caught.value).endswith("trained.pt: an ONNX output's name must end with .onnx")
+    assert [p.name for p in tmp_path.iterdir()] == ["trained.pt"]
+    assert (tmp_path / "trained.pt").read_bytes() == b"kept"
+
+
 def test_export_takes_numpy_whole_numbers_as_ints() -> None:
     """``np.int64`` is a whole number for ``opset`` and a ``dynamic`` axis, as for the check's
     options (the review: one was refused, the other passed through unconverted)."""

@@ -330,7 +330,7 @@ class M(nn.Module):
 
     def forward(self, x):
         if torch.onnx.is_in_onnx_export():
-            with open(os.path.join(HERE, "k.txt")) as f:
+            with open(os.path.join(HERE, "k.onnx")) as f:
                 return self.fc(x) * float(f.read())
         return self.fc(x)
 
@@ -350,13 +350,13 @@ def test_an_output_onto_a_file_the_forward_reads_while_exported_is_refused(
     read by the run too. ``-o`` onto it replaced it with the ONNX model (exit 0): now exit 2,
     and nothing is written."""
     (tmp_path / "model.py").write_text(READS_WHILE_EXPORTED)
-    (tmp_path / "k.txt").write_text("1.0")
-    argv = ["export", str(tmp_path / "model.py"), "-o", str(tmp_path / "k.txt")]
+    (tmp_path / "k.onnx").write_text("1.0")
+    argv = ["export", str(tmp_path / "model.py"), "-o", str(tmp_path / "k.onnx")]
     assert main([*argv, "--exporter", exporter, "--verify", "--runs", "1"]) == 2
     err = capsys.readouterr().err
-    assert f"would overwrite a file the model.py's code read {tmp_path / 'k.txt'}" in err
-    assert err.count("\n") == 1 and (tmp_path / "k.txt").read_text() == "1.0"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.txt", "model.py"]
+    assert f"would overwrite a file the model.py's code read {tmp_path / 'k.onnx'}" in err
+    assert err.count("\n") == 1 and (tmp_path / "k.onnx").read_text() == "1.0"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.onnx", "model.py"]
 
 
 # A sampler whose outputs are tiny: noise of 3e-6 passes the default float32 tolerance.

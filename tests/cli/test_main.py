@@ -379,7 +379,7 @@ def test_a_log_line_escapes_the_control_characters_of_a_models_names(tmp_path: P
             values[:] = ["w\nFORGED LINE" if name == "w" else name for name in values]
     path = tmp_path / "m.onnx"
     onnx.save(model, path)
-    argv = [sys.executable, "-m", "wnpass", "fold", str(path), "-o", str(path) + ".f"]
+    argv = [sys.executable, "-m", "wnpass", "fold", str(path), "-o", str(tmp_path / "f.onnx")]
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     (line,) = result.stderr.splitlines()

@@ -21,7 +21,7 @@ HERE = pathlib.Path(__file__).parent
 
 def build_model():
     model = torch.nn.Linear(4, 3)
-    model.load_state_dict(safetensors.torch.load_file(str(HERE / "w.safetensors")))
+    model.load_state_dict(safetensors.torch.load_file(str(HERE / "w.pt")))
     return model
 
 def example_inputs():
@@ -43,8 +43,9 @@ def test_an_output_onto_weights_the_model_py_loads_natively_is_refused(
 ) -> None:
     """``build_model`` loads w.safetensors with ``safetensors.torch.load_file``; ``--json
     w.safetensors`` (or ``-o``) replaced the weights with the report (exit 0). Exit 2, one
-    line, and nothing written."""
-    weights = tmp_path / "w.safetensors"
+    line, and nothing written. The file is named ``w.pt`` here (safetensors reads any name),
+    a name train-rewrite's output may have."""
+    weights = tmp_path / "w.pt"
     safetensors.torch.save_file(torch.nn.Linear(4, 3).state_dict(), weights)
     data = weights.read_bytes()
     model = tmp_path / "model.py"

@@ -226,7 +226,8 @@ def test_inspect_model_py_changes_nothing(
             ["inspect", "{tmp}/unprintable.py"],
             "build_model() raised E: (its message could not be read: E.__str__ raised)",
         ),
-        (["train-rewrite", "{model}", "-o", "{model}"], "would overwrite the model.py"),
+        (["train-rewrite", "{model}", "-o", "{model}"], ".py: a state dict written with torch"),
+        (["train-rewrite", "{model}", "--json", "{model}"], "would overwrite the model.py"),
         (["train-rewrite", "{model}", "--checkpoint", "{tmp}/none.pt"], "none.pt: no such file"),
         (
             ["train-rewrite", "{model}", "--checkpoint", "{tmp}/broken.py"],
@@ -449,7 +450,8 @@ def test_an_output_onto_a_module_the_model_py_imports_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``-o helper.py`` where model.py does ``from helper import make`` replaced helper.py by
-    a torch zip (exit 0): it is read as much as the model.py; now exit 2, nothing written."""
+    a torch zip (exit 0): it is read as much as the model.py; now exit 2, nothing written.
+    ``-o`` of a .py name is refused by its name now: ``--json`` is the output tried."""
     helper = f"wnpass_test_helper_{uuid.uuid4().hex}"
     source = "import torch\ndef make():\n    return torch.nn.Linear(4, 3)\n"
     (tmp_path / f"{helper}.py").write_text(source)
@@ -460,7 +462,7 @@ def test_an_output_onto_a_module_the_model_py_imports_is_refused(
         "def example_inputs():\n    return (torch.randn(2, 4),)\n",
     )
     try:
-        assert main(["train-rewrite", str(model), "-o", str(tmp_path / f"{helper}.py")]) == 2
+        assert main(["train-rewrite", str(model), "--json", str(tmp_path / f"{helper}.py")]) == 2
     finally:
         sys.modules.pop(helper, None)
     err = capsys.readouterr().err

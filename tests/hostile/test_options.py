@@ -147,9 +147,31 @@ OPTIONS |= {
         lambda t: ["export", str(model_py(t))],
         "the following arguments are required: -o",
     ),
+    # an output named as another kind of file replaced it (a checkpoint with an ONNX model,
+    # a script with a state dict: t105): the name must say what is written
     "export -o a .py file": (
         lambda t: ["export", str(model_py(t)), "-o", str(t / "out.py")],
-        "the output is an .onnx file",
+        "out.py: an ONNX output's name must end with .onnx",
+    ),
+    "export -o an existing checkpoint": (
+        lambda t: ["export", str(model_py(t)), "-o", str(raw(t, b"PK checkpoint", "trained.pt"))],
+        "trained.pt: an ONNX output's name must end with .onnx",
+    ),
+    "fold -o an existing checkpoint": (
+        lambda t: ["fold", str(good(t)), "-o", str(raw(t, b"PK checkpoint", "trained.pt"))],
+        "trained.pt: an ONNX output's name must end with .onnx",
+    ),
+    "fold -o a name without a suffix": (
+        lambda t: ["fold", str(good(t)), "-o", str(t / "folded")],
+        "folded: an ONNX output's name must end with .onnx",
+    ),
+    "train-rewrite -o an existing script": (
+        lambda t: ["train-rewrite", str(model_py(t)), "-o", str(raw(t, b"print(1)", "train.py"))],
+        "train.py: a state dict written with torch.save: its name must end with .pt, .pth or .bin",
+    ),
+    "train-rewrite -o an existing ONNX model": (
+        lambda t: ["train-rewrite", str(model_py(t)), "-o", str(good(t, "old.onnx"))],
+        "old.onnx: a state dict written with torch.save: its name must end with .pt",
     ),
     "train-rewrite --data without --init data": (
         lambda t: ["train-rewrite", str(model_py(t)), "--data", _inputs(t)],

@@ -24,19 +24,25 @@ from tests.hostile.builders import (
 )
 from wnpass.cli import main
 
-# kind -> builder of the path in a folder where the command's inputs already exist
-Kind = Callable[[Path, str, str], Path]
+# kind -> builder of the path in a folder where the command's inputs already exist, from a
+# fresh name, a file read and the name both targets share
+Kind = Callable[[Path, str, str, str], Path]
 READ_BY = {"fold": ["model.onnx", "weights.bin"], "train-rewrite": ["model.py", "ckpt.pt"]}
+# names the command's output may have (an ONNX model's ends with .onnx, a state dict's .pt)
+OUTPUT = {"fold": "out.onnx", "train-rewrite": "out.pt"}
+SHARED = {"fold": "shared.onnx", "train-rewrite": "shared.pt"}
 
 KINDS: dict[str, Kind] = {
-    "fresh": lambda t, fresh, read: t / fresh,
-    "the same fresh name": lambda t, fresh, read: t / "shared-name",
-    "a file read": lambda t, fresh, read: t / read,
-    "a symlink to a file read": lambda t, fresh, read: symlink(t, t / read, f"s-{fresh}"),
-    "a hard link to a file read": lambda t, fresh, read: hardlink(t, t / read, f"h-{fresh}"),
-    "a FIFO": lambda t, fresh, read: fifo(t, f"f-{fresh}"),
-    "a device node": lambda t, fresh, read: device(t, f"d-{fresh}"),
-    "a directory": lambda t, fresh, read: folder(t, f"dir-{fresh}"),
+    "fresh": lambda t, fresh, read, shared: t / fresh,
+    "the same fresh name": lambda t, fresh, read, shared: t / shared,
+    "a file read": lambda t, fresh, read, shared: t / read,
+    "a symlink to a file read": lambda t, fresh, read, shared: symlink(t, t / read, f"s-{fresh}"),
+    "a hard link to a file read": lambda t, fresh, read, shared: hardlink(
+        t, t / read, f"h-{fresh}"
+    ),
+    "a FIFO": lambda t, fresh, read, shared: fifo(t, f"f-{fresh}"),
+    "a device node": lambda t, fresh, read, shared: device(t, f"d-{fresh}"),
+    "a directory": lambda t, fresh, read, shared: folder(t, f"dir-{fresh}"),
 }
 # the only kinds a target may be; "the same fresh name" for both targets collides
 ALLOWED = {"fresh", "the same fresh name"}
@@ -61,8 +67,8 @@ def test_every_path_combination_succeeds_cleanly_or_changes_nothing(
 ) -> None:
     argv = _inputs(command, work)
     reads = READ_BY[command]
-    output = KINDS[output_kind](work, "out.bin", reads[0])
-    report = KINDS[json_kind](work, "r.json", reads[-1])
+    output = KINDS[output_kind](work, OUTPUT[command], reads[0], SHARED[command])
+    report = KINDS[json_kind](work, "r.json", reads[-1], SHARED[command])
     argv += ["-o", str(output), "--json", str(report)]
     before = snapshot(work.parent)
     code = main(argv)

@@ -15,6 +15,7 @@ from tests.hostile.builders import (
     device,
     external_ok,
     fifo,
+    folder,
     good,
     hardlink,
     model_py,
@@ -38,6 +39,14 @@ def _export(model: Path, *extra: str) -> list[str]:
     return ["export", str(model), *extra]
 
 
+def _batch_pt(t: Path) -> str:
+    """A batch for --data as a torch.save file."""
+    import torch
+
+    torch.save((torch.zeros(2, 4),), t / "batch.pt")
+    return str(t / "batch.pt")
+
+
 def _external(t: Path) -> str:
     return str(external_ok(t))
 
@@ -57,7 +66,7 @@ CASES: dict[str, Case] = {
         READS,
     ),
     "fold -o the input's external data": Case(
-        lambda t: ["fold", _external(t), "-o", str(t / "weights.bin")],
+        lambda t: ["fold", str(external_ok(t, "w.onnx")), "-o", str(t / "w.onnx")],
         "would overwrite the input's external data",
     ),
     "fold -o a hard link to the external data": Case(
@@ -88,7 +97,13 @@ CASES: dict[str, Case] = {
         lambda t: ["fold", str(good(t)), "-o", str(device(t, "o.onnx"))],
         "is a character device",
     ),
-    "fold -o a directory": Case(lambda t: ["fold", str(good(t)), "-o", str(t)], "is a directory"),
+    "fold -o a directory": Case(
+        lambda t: ["fold", str(good(t)), "-o", str(folder(t, "d.onnx"))], "is a directory"
+    ),
+    # a name that says another kind of file is refused first (an ONNX model's ends with .onnx)
+    "fold -o a folder without the suffix": Case(
+        lambda t: ["fold", str(good(t)), "-o", str(t)], "an ONNX output's name must end with"
+    ),
     "fold -o into a missing folder": Case(
         lambda t: ["fold", str(good(t)), "-o", str(t / "nowhere" / "o.onnx")],
         "no such directory",
@@ -98,7 +113,11 @@ CASES: dict[str, Case] = {
         "is not a directory",
     ),
     "fold -o /dev/null": Case(
-        lambda t: ["fold", str(good(t)), "-o", "/dev/null"], "is a character device"
+        lambda t: ["fold", str(good(t)), "-o", "/dev/null"], "an ONNX output's name must end with"
+    ),
+    "fold -o a device": Case(
+        lambda t: ["fold", str(good(t)), "-o", str(device(t, "null.onnx"))],
+        "is a character device",
     ),
     "fold --in-place on a symlink": Case(
         lambda t: ["fold", str(symlink(t, good(t), "link.onnx")), "--in-place"],
@@ -166,7 +185,7 @@ CASES: dict[str, Case] = {
             "-o",
             str(t / "inputs.npz"),
         ],
-        "would overwrite the inputs file",
+        "inputs.npz: an ONNX output's name must end with .onnx",
     ),
     "fold --verify --json the --inputs file": Case(
         lambda t: ["fold", str(good(t)), "--verify", "--inputs", _x(t), "--json", _x(t)],
@@ -244,7 +263,7 @@ CASES: dict[str, Case] = {
     # train-rewrite
     "train-rewrite -o the model.py": Case(
         lambda t: _train_rewrite(model_py(t), "-o", str(t / "model.py")),
-        "would overwrite the model.py",
+        "model.py: a state dict written with torch.save: its name must end with .pt",
     ),
     "train-rewrite -o the checkpoint": Case(
         lambda t: _train_rewrite(
@@ -260,7 +279,7 @@ CASES: dict[str, Case] = {
     ),
     "train-rewrite -o the --data batch": Case(
         lambda t: _train_rewrite(
-            model_py(t), "--init", "data", "--data", _x(t), "-o", str(t / "inputs.npz")
+            model_py(t), "--init", "data", "--data", _batch_pt(t), "-o", str(t / "batch.pt")
         ),
         "would overwrite the batch",
     ),
@@ -293,7 +312,7 @@ CASES: dict[str, Case] = {
         lambda t: _export(
             model_py(t), "--checkpoint", str(checkpoint(t)), "-o", str(t / "ckpt.pt")
         ),
-        "would overwrite the checkpoint",
+        "ckpt.pt: an ONNX output's name must end with .onnx",
     ),
     "export --json the model.py": Case(
         lambda t: _export(model_py(t), "-o", str(t / "m.onnx"), "--json", str(t / "model.py")),

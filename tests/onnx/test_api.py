@@ -146,6 +146,25 @@ def test_a_bad_argument_is_refused_naming_it(
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
+@pytest.mark.parametrize("name", ["trained.pt", "train.py", "folded", "m.onnx.bak"])
+def test_an_output_named_as_another_kind_of_file_is_refused(name: str, tmp_path: Path) -> None:
+    """``output="trained.pt"`` replaced a checkpoint of that name with an ONNX model (t105):
+    an ONNX output's name ends with .onnx (any case), and nothing is written otherwise."""
+    from wnpass.errors import UsageError
+
+    path = weight_normed(tmp_path)
+    (tmp_path / name).write_bytes(b"kept")
+    with pytest.raises(UsageError) as caught:
+        fold_onnx(path, tmp_path / name)
+    assert (
+        str(caught.value) == f"output {tmp_path / name}: an ONNX output's name must end with .onnx"
+    )
+    assert (tmp_path / name).read_bytes() == b"kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, name])
+    fold_onnx(path, tmp_path / "f.ONNX")  # any case
+    assert (tmp_path / "f.ONNX").is_file()
+
+
 CAST_WEIGHT = """
     <ir_version: 8, opset_import: ["" : 17]>
     agraph (float[N, 64] x) => (float[N, 64] y) {

@@ -111,14 +111,16 @@ def default_output(path: Path, tag: str) -> Path:
     return path.with_name(f"{stem}.{tag}{suffix}")
 
 
-def check_output_name(output: Path, fmt: Format) -> None:
-    """Refuse (parameter ``output``) an output whose name is not of the input's format."""
+def check_output_name(output: Path, fmt: Format, *, written: str | None = None) -> None:
+    """Refuse (parameter ``output``) an output whose name is not of the input's format
+    (``written``: why it is of format ``fmt``, where not that)."""
     try:
         _, suffix = split_name(output)
     except ValueError:
         suffix = ""
     if suffix and _format_of_suffix(suffix) == fmt:
         return
+    written = written or f"the output has the input's format ({fmt})"
     wanted = {
         "torch": ".pt, .pth or .bin",
         "safetensors": ".safetensors",
@@ -126,7 +128,7 @@ def check_output_name(output: Path, fmt: Format) -> None:
         "safetensors-index": "*.safetensors.index.json",
     }[fmt]
     raise UsageError(
-        f"{output}: the output has the input's format ({fmt}): its name must end with {wanted}",
+        f"{output}: {written}: its name must end with {wanted}",
         parameter="output",
     )
 

@@ -62,9 +62,9 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     """Fold weight norm in PyTorch, export to ONNX, fold what is left, verify against PyTorch."""
     from wnpass.deploy import validate_export_options
     from wnpass.errors import UsageError
+    from wnpass.onnx.io import require_onnx_name
 
-    if args.output.suffix == ".py":
-        raise UsageError(f"-o {args.output}: the output is an .onnx file")
+    require_onnx_name(args.output)  # before the model's code runs
     dynamic = _parse_dynamic(args.dynamic)
     if not args.verify:
         refuse_check_flags(args, goes_with="--verify")

@@ -73,6 +73,7 @@ def print_plan(
 
 def run(args: argparse.Namespace, out: Printer) -> int:
     """Add weight normalization to a model.py's model and save its state dict."""
+    from wnpass.checkpoint.formats import check_output_name
     from wnpass.errors import UsageError
 
     if args.data is not None and args.init != "data":
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
     as_tolerance("--rtol", args.rtol)
     output: Path = args.output or args.model.with_name(f"{args.model.stem}.wn.pt")
+    check_output_name(output, "torch", written="a state dict written with torch.save")
     plan = plan_model_py(args, output)
     if args.data is not None:
         plan.read(args.data, "the batch")

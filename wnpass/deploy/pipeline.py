@@ -218,6 +218,7 @@ def export(
     shapes = _dynamic_shapes(model, inputs, dynamic, arguments) if dynamic and dynamo else None
     _check_values(model, inputs)
     path = as_path("path", path)
+    io.require_onnx_name(path, "path")
     if not plan.planned(path, "output"):  # the CLI plans it with its other files
         plan.write(path, "output")
     plan.check()  # the output's data file, if any, is planned once the model is known

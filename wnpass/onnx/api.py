@@ -146,6 +146,8 @@ def fold_onnx(
         raise InvalidArgumentError("must be callable or None", parameter="progress")
     plan = as_plan(plan)
     output = None if output is None else as_path("output", output)  # "" is no output
+    if output is not None and not in_place:
+        io.require_onnx_name(output)
     if verify is not None:
         require_type("verify", verify, (CheckOptions,), "a CheckOptions or None")
         verify.validate()

@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from wnpass.errors import InvalidModelError, OutputError, one_line
+from wnpass.errors import InvalidModelError, OutputError, UsageError, one_line
 from wnpass.onnx import inline
 from wnpass.onnx.graphs import OVERRIDABLE_FROM_IR, graphs_of
 from wnpass.onnx.writer import write_model
@@ -747,6 +747,17 @@ def model_bytes(path: str | os.PathLike[str], model: ir.Model | None = None) -> 
 
 def _graphs(model: ir.Model) -> list[ir.Graph]:
     return [g for g in graphs_of(model) if isinstance(g, ir.Graph)]
+
+
+def require_onnx_name(path: str | os.PathLike[str], parameter: str = "output") -> None:
+    """Refuse an ONNX output given a name that does not end with ``.onnx`` (in any case): a
+    name of another kind of file (``-o trained.pt``, ``-o train.py``) would be replaced by an
+    ONNX model, the file of that name lost (t105)."""
+    if Path(path).suffix.lower() != ".onnx":
+        raise UsageError(
+            f"{os.fspath(path)}: an ONNX output's name must end with .onnx",
+            parameter=parameter,
+        )
 
 
 def default_output(path: str | os.PathLike[str]) -> Path:
