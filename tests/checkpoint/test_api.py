@@ -267,3 +267,40 @@ def test_a_checkpoint_reports_json_never_replaces_the_files_it_is_about(tmp_path
             report.write_json(target)
         assert target.read_bytes() == before
     report.write_json(tmp_path / "r.json")
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ("__metadata___g", "__metadata___v"),
+        ("parametrizations.__metadata__.original0", "parametrizations.__metadata__.original1"),
+    ],
+)
+def test_a_pair_whose_weight_is_safetensors_metadata_key_is_declined(
+    tmp_path: Path, keys: tuple[str, str]
+) -> None:
+    """Its folded tensor took the header entry ``__metadata__``: the metadata was lost and
+    the safetensors library could not open the file, written as ok (t103). The pair is
+    declined, the others fold, and the file opens with its metadata."""
+    import numpy as np
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    g, v = torch.rand(4, 1) + 0.5, torch.randn(4, 3)
+    state = {keys[0]: g, keys[1]: v, **state_dict()}
+    path = tmp_path / "m.safetensors"
+    save_file(state, path, metadata={"format": "pt"})
+    inspected = api.inspect_checkpoint(path).pairs
+    assert [p.status for p in inspected if p.weight == "__metadata__"] == ["declined"]
+    report = api.fold_checkpoint(path, tmp_path / "o.safetensors")
+    (row,) = [p for p in report.pairs if p.weight == "__metadata__"]
+    assert row.status == "declined" and "keeps for the file's metadata" in (row.reason or "")
+    assert report.count("folded") == len(report.pairs) - 1 >= 1
+    with safe_open(tmp_path / "o.safetensors", "np") as opened:
+        assert opened.metadata() == {"format": "pt"}
+        assert np.array_equal(opened.get_tensor(keys[1]), v.numpy())
+    torch.save(state, tmp_path / "m.pt")  # a torch file keeps no such entry: folded
+    report = api.fold_checkpoint(tmp_path / "m.pt", tmp_path / "o.pt")
+    assert report.count("declined") == 0

@@ -36,6 +36,7 @@ from wnpass.checkpoint.reading import (
     shard_files,
 )
 from wnpass.checkpoint.report import CheckpointReport, PairReport
+from wnpass.checkpoint.tensorfile import METADATA_KEY
 from wnpass.checkpoint.writing import Action, Rewrite, write_file, write_index
 from wnpass.errors import InvalidArgumentError, InvalidModelError, WnpassError
 from wnpass.plan import IOPlan, as_path, as_plan
@@ -327,9 +328,22 @@ def _find(
                 status="ok" if pair.ok else "declined",
                 reason=pair.reason,
             )
+            if folding and pair.ok and _reserved(checkpoint, pair.weight):
+                row.status, row.whole_tensor = "declined", False
+                row.reason = (
+                    f"its weight's key {pair.weight} is the header entry safetensors keeps for "
+                    "the file's metadata: a tensor of that key would make the file unreadable"
+                )
+                logger.warning("%s: not folded: %s", pair.weight, row.reason)
             found.append((group, pair, row))
             report.pairs.append(row)
     return found
+
+
+def _reserved(checkpoint: Checkpoint, key: str) -> bool:
+    """Whether ``key`` may not name a tensor in the checkpoint's format (safetensors keeps
+    :data:`~wnpass.checkpoint.tensorfile.METADATA_KEY` for the file's metadata, t103)."""
+    return key == METADATA_KEY and checkpoint.format in ("safetensors", "safetensors-index")
 
 
 def _shards(pair: Pair) -> tuple[int, ...]:

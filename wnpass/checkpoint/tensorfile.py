@@ -38,6 +38,10 @@ from wnpass.rounding import ML_DTYPES, to_torch
 __all__ = ["DTYPE_CODES", "DTYPE_NAMES", "Entry", "SafetensorsFile", "write"]
 
 # safetensors' dtype codes, and the name torch (and numpy or ml_dtypes) gives each
+# The header entry safetensors keeps for the file's metadata: no tensor may have its key.
+METADATA_KEY = "__metadata__"
+
+
 DTYPE_NAMES = {
     "F64": "float64",
     "F32": "float32",
@@ -114,13 +118,13 @@ class SafetensorsFile:
         self._start = 8 + size
         # the metadata in the file's order: the library gives it in its hash order, which
         # changes from process to process (and an output written in it would too)
-        self._metadata: dict[str, str] | None = header.get("__metadata__")
+        self._metadata: dict[str, str] | None = header.get(METADATA_KEY)
         if (self._metadata or None) != (metadata or None):
             raise ValueError("the header's metadata is not what the library read (changed?)")
         self.entries = {
             key: Entry(value["dtype"], tuple(map(int, value["shape"])), *value["data_offsets"])
             for key, value in header.items()
-            if key != "__metadata__"
+            if key != METADATA_KEY
         }
         # the library checked all this; the file may have changed since (another process)
         for key, entry in self.entries.items():
@@ -166,9 +170,13 @@ def write(
     tensors: Sequence[tuple[str, str, tuple[int, ...], np.ndarray]],
     metadata: dict[str, str] | None,
 ) -> None:
-    """Write ``tensors`` (key, dtype code, shape, array holding the bytes) to ``target``."""
+    """Write ``tensors`` (key, dtype code, shape, array holding the bytes) to ``target``; a
+    tensor keyed :data:`METADATA_KEY` is an error of the caller's (it would replace the
+    metadata, and the library could not open the file)."""
+    if any(key == METADATA_KEY for key, _, _, _ in tensors):
+        raise ValueError(f"a tensor keyed {METADATA_KEY} cannot be written to a safetensors file")
     order = sorted(tensors, key=lambda item: (-(_width(item[1]) or 1), item[0]))
-    header: dict[str, Any] = {} if metadata is None else {"__metadata__": metadata}
+    header: dict[str, Any] = {} if metadata is None else {METADATA_KEY: metadata}
     offset = 0
     for key, code, shape, data in order:
         header[key] = {
