@@ -3,7 +3,8 @@
 The values are checked first, and a pair that would not give an exact, finite weight is
 declined (:class:`Declined`, with the reason) rather than written: NaN or Inf in ``g`` or
 ``v``, a unit of ``v`` whose norm PyTorch would not compute exactly at run time (all zero: NaN;
-squares that overflow or underflow the dtype it sums them in: inf or 0), a ``g`` beyond ``v``'s
+squares that overflow or underflow the dtype it sums them in: inf or 0; a float16 norm in
+subnormals where it keeps the norm in float16), a ``g`` beyond ``v``'s
 dtype, or a quotient ``g / ||v||`` beyond it or below its smallest normal value (PyTorch's
 ``v * (g / ||v||)`` is inf there, or loses bits, where it computes in that dtype:
 :func:`quotient_reason`); a tensor without dense values (sparse,
@@ -111,7 +112,40 @@ def norm_reason(
             f"||v|| exceeds the largest {dtype.name}: PyTorch computes the norm as inf where "
             f"it keeps it in {dtype.name}"
         )
-    return None
+    return _subnormal_norm(squares, dim, dtype, v64.ndim)
+
+
+def _subnormal_norm(squares: np.ndarray, dim: int | None, dtype: np.dtype, ndim: int) -> str | None:
+    """Why a 16-bit weight's norm, where PyTorch keeps it in that dtype, loses bits, or None.
+
+    PyTorch's unfused ``v * (g / ||v||)`` (a middle axis, the whole tensor) rounds the norm to
+    the weight's dtype; below half its smallest normal value the norm loses two bits or more
+    in subnormals, and the weight with it (a float16 ConvTranspose at axis 1 with ``|v|``
+    about 4e-8: 5% off, t103; 8 ulps in a sweep of such norms, against 2.1 for normal ones
+    and 2.6 between half the smallest normal and it). The fused kernel (the first or last
+    axis, as on CPU) keeps it in float32: the weight then depends on how the model ran, and
+    is not folded either. Only float16 reaches here: a bfloat16 norm that small has squares
+    below float32's smallest normal, which :func:`norm_reason` declines first."""
+    if dtype.itemsize != 2 or not squares.size:
+        return None
+    nonzero = squares[squares > 0]
+    half = float(ml_dtypes.finfo(dtype).smallest_normal) / 2
+    if not nonzero.size or float(np.sqrt(nonzero.min())) >= half:
+        return None
+    name = dtype.name
+    if dim is not None and dim in (0, ndim - 1):
+        return (
+            f"||v|| is below half the smallest normal {name}: PyTorch's weight is exact where "
+            "it keeps the norm in float32 (its fused kernel, at the first or last axis, as on "
+            f"CPU) and not where it keeps it in {name} (unfused): which one the model used "
+            "depends on how it ran, so it is not folded"
+        )
+    where = "over the whole tensor" if dim is None else f"at axis {dim}"
+    return (
+        f"||v|| is below half the smallest normal {name}: PyTorch keeps the norm in {name} "
+        f"{where} (its fused kernel, which keeps it in float32, serves the first and last axis "
+        "only), where it loses bits, so the weight it uses is not the exact one"
+    )
 
 
 def quotient_reason(
