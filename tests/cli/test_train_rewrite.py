@@ -234,6 +234,10 @@ def test_inspect_model_py_changes_nothing(
             "broken.py: not a readable torch.save file",
         ),
         (["train-rewrite", "{model}", "--data", "{tmp}/x.pt"], "--data is the batch for"),
+        (  # the flag as given: the library's include takes the types too
+            ["train-rewrite", "{model}", "--include-type", "Conv2d"],
+            "--include-type Conv2d selects no parameter",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

@@ -293,6 +293,23 @@ def test_complex_parameters_are_left_alone(inputs: tuple | None) -> None:
     assert not parametrize.is_parametrized(model)
 
 
+def test_an_include_of_types_that_selects_nothing_is_refused() -> None:
+    """``--include-type Conv2d`` on an MLP (a slip for GPT-2's ``Conv1D`` as ``Conv1d``) wrote
+    the model unchanged as ok ("nothing selected", t105). An include that selects no
+    parameter at all is refused; a type the model lacks among others is not (a list written
+    for many models), nor is an exclude of one (it keeps nothing out)."""
+    model = nn.Sequential(nn.Linear(3, 3), nn.ReLU())
+    with pytest.raises(InvalidArgumentError) as caught:
+        apply_weight_norm(model, include=[nn.Conv2d, nn.Conv1d])
+    assert str(caught.value) == (
+        "include Conv2d, Conv1d selects no parameter: no layer of the model holding one is of "
+        "that type"
+    )
+    assert caught.value.parameter == "include" and not parametrize.is_parametrized(model)
+    assert apply_weight_norm(copy.deepcopy(model), include=[nn.Conv2d, nn.Linear]).applied == 1
+    assert apply_weight_norm(model, exclude=nn.Conv2d).applied == 1
+
+
 def test_include_exclude_by_pattern_and_type() -> None:
     """exclude by module-name pattern, include by type; others skipped with the reason."""
     model = nn.Sequential(nn.Linear(3, 3), nn.Conv1d(1, 1, 1), nn.Linear(3, 3))
@@ -317,7 +334,10 @@ def test_a_pattern_that_matches_nothing_is_refused(parameter: str, pattern: Any)
     assert caught.value.parameter == parameter
     assert not parametrize.is_parametrized(model)
     by_class: dict[str, Any] = {parameter: nn.ReLU}  # a class: no typo, selects nothing
-    assert apply_weight_norm(copy.deepcopy(model), **by_class) is not None
+    if parameter == "exclude":
+        assert apply_weight_norm(copy.deepcopy(model), **by_class) is not None
+    kept_types: dict[str, Any] = {parameter: [nn.ReLU, nn.Linear]}  # one of a list: no error
+    assert apply_weight_norm(copy.deepcopy(model), **kept_types) is not None
     kept: dict[str, Any] = {parameter: ["*weight" if parameter == "include" else "1"]}
     assert apply_weight_norm(model, **kept).applied >= 1  # each matches: applied
 

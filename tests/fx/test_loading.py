@@ -58,6 +58,11 @@ def test_factory_by_name_and_no_inputs(tmp_path: Path) -> None:
         ("import torch\ndef build_model():\n    return torch.nn.Linear(1, 1)\n"
          "def example_inputs():\n    pass\n", None, NotInputsError,
          "example_inputs() returned None; expected a tensor or a tuple of tensors"),
+        # a value where the function belongs was said as no example_inputs() at all (t105)
+        ("import torch\ndef build_model():\n    return torch.nn.Linear(1, 1)\n"
+         "example_inputs = (torch.ones(2, 1),)\n", None, NotInputsError,
+         "m.py: example_inputs is a tuple, not a function: define example_inputs() to return "
+         "a tensor or a tuple of tensors"),
         # sys.exit() is the file's failure, never the end of the caller's process
         ("import sys\nsys.exit(0)\n", None, ModelImportError,
          "m.py: running the file called sys.exit(0)"),

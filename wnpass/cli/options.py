@@ -58,8 +58,13 @@ FLAGS = {
 
 
 def flags_for(args: argparse.Namespace) -> dict[str, str]:
-    """FLAGS, plus ``-o`` for the output where the user gave it (else it keeps its name)."""
+    """FLAGS, plus ``-o`` for the output where the user gave it (else it keeps its name), and
+    ``--include-type`` for ``include`` where types were given (``--exclude-type`` likewise)."""
     flags = dict(FLAGS)
+    for which in ("include", "exclude"):  # the library's include takes types too
+        if getattr(args, f"{which}_type", None):
+            names = getattr(args, which, None)
+            flags[which] = f"--{which}/--{which}-type" if names else f"--{which}-type"
     if getattr(args, "output", None) is not None:
         flags["output"] = "-o"
         flags["output's external data"] = "-o's data file"

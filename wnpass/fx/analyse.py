@@ -463,7 +463,24 @@ def analyse_sites(
         every.append((site, names))
     _require_matched(model, every, includes, "include")
     _require_matched(model, every, excludes, "exclude")
+    _require_selected(model, every, includes)
     return sites, mode, note
+
+
+def _require_selected(
+    model: nn.Module, sites: list[tuple[ParamSite, list[str]]], includes: list[Pattern]
+) -> None:
+    """Refuse an include that selects no parameter at all: its name patterns each select one
+    (:func:`_require_matched`), so these are classes, none of which the model holds a
+    parameter in (``--include-type Conv1d`` for GPT-2's ``Conv1D`` wrote the model unchanged
+    as ok, t105). One class of several that the model lacks is no error: a list written for
+    many models (``(nn.Conv1d, nn.Conv2d)``) names some a given model does not have."""
+    if includes and not any(_matches(model, site, includes, names) for site, names in sites):
+        said = ", ".join(_pattern_text(pattern) for pattern in includes)
+        raise InvalidArgumentError(
+            f"{said} selects no parameter: no layer of the model holding one is of that type",
+            parameter="include",
+        )
 
 
 def _require_matched(
@@ -476,7 +493,8 @@ def _require_matched(
     names, its module's, its op or its layer type): a typo (``c_attn`` for GPT-2's
     ``h.0.attn.c_attn``, which ``*c_attn*`` matches) selected nothing, and the model was
     written unchanged as ok. A class is no typo (the command line resolves a type's name
-    first): one the model holds no parameter in selects nothing, harmlessly."""
+    first): one the model holds no parameter in is refused only where the whole include
+    selects nothing (:func:`_require_selected`)."""
     for pattern in patterns:
         if isinstance(pattern, type):
             continue

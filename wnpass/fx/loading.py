@@ -219,7 +219,12 @@ def _build(file: _File, factory: str | None) -> tuple[nn.Module, tuple[Any, ...]
     if name.endswith("_large") and callable(getattr(module, "example_inputs_large", None)):
         inputs_name = "example_inputs_large"
     make_inputs = getattr(module, inputs_name, None)
-    if not callable(make_inputs):
+    if make_inputs is not None and not callable(make_inputs):  # a value, not the function
+        raise NotInputsError(
+            f"{path}: {inputs_name} is a {type(make_inputs).__name__}, not a function: "
+            f"define {inputs_name}() to return {EXPECTED_INPUTS}"
+        )
+    if make_inputs is None:
         logger.info("%s defines no %s(): no equivalence check possible", path, inputs_name)
         return model, None
     value = _run(file, f"{inputs_name}()", FactoryFailedError, make_inputs)
