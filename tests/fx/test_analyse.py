@@ -310,6 +310,21 @@ def test_an_include_of_types_that_selects_nothing_is_refused() -> None:
     assert apply_weight_norm(model, exclude=nn.Conv2d).applied == 1
 
 
+def test_the_op_a_models_own_layer_calls_selects_it() -> None:
+    """GPT-2's ``Conv1D`` is shown as ``Conv1D (addmm)``, and the README names ``addmm`` as its
+    op, but ``--include addmm`` was refused as selecting nothing (t105): the op inside the
+    parentheses, and each of several ops, is a name a pattern matches."""
+    from tests.fx.standins import Conv1D
+
+    model = nn.Sequential(Conv1D(6, 4), nn.Linear(6, 2))
+    x = torch.randn(2, 4)
+    sites = {s.name: s for s in analyse_sites(model, (x,), include="addmm")[0]}
+    assert sites["0.weight"].op == "Conv1D (addmm)" and sites["0.weight"].status == "planned"
+    assert sites["1.weight"].reason == "not included"
+    sites = {s.name: s for s in analyse_sites(model, (x,), include="Conv1D")[0]}
+    assert sites["0.weight"].status == "planned"
+
+
 def test_include_exclude_by_pattern_and_type() -> None:
     """exclude by module-name pattern, include by type; others skipped with the reason."""
     model = nn.Sequential(nn.Linear(3, 3), nn.Conv1d(1, 1, 1), nn.Linear(3, 3))

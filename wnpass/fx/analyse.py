@@ -188,7 +188,7 @@ def _matches(
     """The first pattern matching the site: by any of its names (one module can have several),
     its module's names, its op or its layer type."""
     owner, _ = owner_of(model, site.name)
-    texts = [*names, *(name.rpartition(".")[0] for name in names), site.op]
+    texts = [*names, *(name.rpartition(".")[0] for name in names), *_op_names(site.op)]
     types = [type(owner), *([_WAS_LAZY[owner]] if owner in _WAS_LAZY else [])]
     for pattern in patterns:
         if isinstance(pattern, type):
@@ -199,6 +199,17 @@ def _matches(
         ):
             return pattern
     return None
+
+
+def _op_names(ops: str) -> list[str]:
+    """The names a site's ops are matched by: the text shown (``Conv1D (addmm)``), each op of
+    several (``Linear, matmul``), and the op a layer of the model's own called, as the
+    README names it (``addmm``, t105)."""
+    names = [ops]
+    for op in ops.split(", "):
+        layer, _, called = op.partition(" (")
+        names += [op, layer, called.removesuffix(")")] if called else [op]
+    return list(dict.fromkeys(names))
 
 
 def _pattern_text(pattern: Pattern) -> str:
