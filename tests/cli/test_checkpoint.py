@@ -220,6 +220,31 @@ def test_declined_pairs_are_shown_and_exit_0(
     out = capsys.readouterr().out
     assert "declined: v has a unit with zero norm" in out
     assert "folded 4 of 5 weight-norm pairs, 1 declined (left as they were)" in out
+    # --quiet: the summary, and each declined pair with its reason (it said "1 declined"
+    # alone, the warning log line hidden too, t104), for fold and for convert
+    assert (
+        main(
+            [
+                "--quiet",
+                "fold",
+                str(tmp_path / "z.safetensors"),
+                "-o",
+                str(tmp_path / "q.safetensors"),
+            ]
+        )
+        == 0
+    )
+    quiet = capsys.readouterr().out.splitlines()
+    assert quiet[0].startswith("folded 4 of 5 weight-norm pairs, 1 declined")
+    assert (
+        quiet[1]
+        == "  declined: res.weight: v has a unit with zero norm (PyTorch computes NaN there)"
+    )
+    state["res.weight"] = torch.ones(1)  # the legacy keys' weight is stored too: declined
+    save_file(state, str(tmp_path / "c.safetensors"))
+    assert main(["--quiet", "convert", str(tmp_path / "c.safetensors"), "--to", "legacy"]) == 0
+    quiet = capsys.readouterr().out.splitlines()
+    assert quiet[1].startswith("  declined: res.weight: ")
 
 
 RWKV5_PY = """

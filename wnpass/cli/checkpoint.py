@@ -187,6 +187,11 @@ def print_summary(out: Printer, report: CheckpointReport) -> None:
     if report.seconds is not None:
         text += f"; {report.seconds:.2f} s"
     out.summary(text)
+    if out.quiet:  # a decline is why a pair is left: said without the table (as ONNX's are)
+        for pair in report.pairs:
+            if pair.status == "declined":
+                where = f" [{pair.group}]" if pair.group else ""
+                out.summary(f"  declined: {pair.weight}{where}: {pair.reason}")
     if report.check is not None and not report.check:
         out.summary(
             f"nothing written: the folded checkpoint failed the check ({report.check.model})"
