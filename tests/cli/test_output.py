@@ -71,6 +71,33 @@ def test_a_terminal_gets_a_drawn_table(
     assert "┃" not in plain.getvalue()
 
 
+def test_a_terminal_shows_emoji_codes_in_names_as_they_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``m:warning:.onnx`` was shown ``m⚠.onnx`` and ``enc:fire:.weight`` ``enc🔥.weight`` on a
+    terminal (rich's emoji codes, t104): a name is shown as it is, in tables and lines."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    terminal = _Terminal()
+    out = Printer(stream=terminal)
+    out.table("m:warning:.onnx", ["weight"], [["enc:fire:.weight"]])
+    out.summary("wrote m:warning:.onnx")
+    shown = terminal.getvalue()
+    assert "m:warning:.onnx" in shown and "enc:fire:.weight" in shown
+    assert "wrote m:warning:.onnx" in shown and "⚠" not in shown and "🔥" not in shown
+
+
+def test_a_plain_table_pads_to_the_width_a_terminal_shows() -> None:
+    """Chinese names (two columns a character) and combining accents (none) put the later
+    columns out of line (t104): each cell is padded to the columns it takes."""
+    from wnpass.cli.output import display_width, plain_table
+
+    rows = [["编码器.weight", "1"], ["e\u0301nc.weight", "2"], ["plain.weight", "3"]]
+    lines = plain_table("t", ["name", "x"], rows).splitlines()
+    assert [display_width(line[:-1]) for line in lines[3:]] == [15] * 3
+    assert display_width("编码器") == 6 and display_width("e\u0301") == 1
+
+
 def test_quiet_prints_the_summary_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--quiet", "fold", str(_long_named(tmp_path))]) == 0
     out = capsys.readouterr().out

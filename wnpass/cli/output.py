@@ -49,7 +49,8 @@ class Printer:
         if not self.plain:
             from rich.console import Console
 
-            self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
+            # no emoji codes: a name holding ``:fire:`` is shown as it is (t104)
+            self._console = Console(file=self.stream, highlight=False, soft_wrap=True, emoji=False)
 
     def line(self, text: str) -> None:
         """A detail line (left out with ``--quiet``): one line, whatever it holds; a control
@@ -127,14 +128,29 @@ class Printer:
 
 
 def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A table as plain text: a title, a header, a rule and rows, columns padded, never wrapped."""
-    widths = [len(c) for c in columns]
+    """A table as plain text: a title, a header, a rule and rows, columns padded to the width
+    a terminal shows (:func:`display_width`), never wrapped."""
+    widths = [display_width(c) for c in columns]
     for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+        widths = [max(w, display_width(cell)) for w, cell in zip(widths, row, strict=True)]
 
     def render(cells: Sequence[str]) -> str:
-        return "  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip()
+        return "  ".join(
+            cell + " " * (w - display_width(cell)) for cell, w in zip(cells, widths, strict=True)
+        ).rstrip()
 
     lines = [title, render(columns), render(["-" * w for w in widths])]
     lines += [render(row) for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def display_width(text: str) -> int:
+    """The columns ``text`` takes in a terminal: two for a wide character (CJK: ``编码器``),
+    none for a combining mark (the accent of ``e\u0301``), one for the rest (t104: the later
+    columns of a row with such names were out of line)."""
+    import unicodedata
+
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
