@@ -128,6 +128,9 @@ class FoldReport(Anchored):
     # another model pointing at one, a copy of that output, loses its weights)
     removed: list[str] = dataclasses.field(default_factory=list)
     check: Any = None  # the CheckReport of a verified fold
+    # the local functions inlined (or, inspected, that a fold inlines) since they compute
+    # weights from their inputs, which their calls pass as constants (wnpass.onnx.functions)
+    inlined: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def folded(self) -> int:
@@ -349,7 +352,7 @@ def fold_summary(report: FoldReport, *, inspect: bool = False) -> list[str]:
                 f"; {counted(len(cones), _CONE, _CONES)}: "
                 f"{_count(cones, 'foldable')} foldable, {_count(cones, 'declined')} declined"
             )
-        return [text + f"; {counted(report.nodes_before, 'node')}."]
+        return [text + f"; {counted(report.nodes_before, 'node')}.", *_inlined(report, True)]
     text = f"folded {report.folded} of {counted(len(report.sites), 'weight-norm site')}"
     if cones:
         text += f" and {report.cones_folded} of {counted(len(cones), _CONE, _CONES)}"
@@ -358,11 +361,24 @@ def fold_summary(report: FoldReport, *, inspect: bool = False) -> list[str]:
         text += f"; size {human_bytes(report.bytes_before)} -> {human_bytes(report.bytes_after)}"
     if report.seconds is not None:
         text += f"; {report.seconds:.2f} s"
-    lines = [text]
+    lines = [text, *_inlined(report, False)]
     if report.output:
         lines.append(f"wrote {written(report.output, report.data_files)}")
     lines += [f"removed: {path} ({REMOVED})" for path in report.removed]
     return lines
+
+
+def _inlined(report: FoldReport, inspect: bool) -> list[str]:
+    """The line that names the local functions a fold inlines (or inlined)."""
+    if not report.inlined:
+        return []
+    done = "a fold inlines" if inspect else "inlined"
+    one = len(report.inlined) == 1
+    computes, its = ("computes", "its") if one else ("compute", "their")
+    return [
+        f"{done} {counted(len(report.inlined), 'local function')} that {computes} weights from "
+        f"{its} inputs, which every call passes as constants: {', '.join(report.inlined)}"
+    ]
 
 
 REMOVED = "the replaced output's data file"  # why a file in FoldReport.removed was deleted

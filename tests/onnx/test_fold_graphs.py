@@ -234,10 +234,11 @@ def test_site_inside_a_local_function_becomes_a_constant() -> None:
 
 
 def test_a_gain_a_function_takes_as_input_is_declined_as_a_function_input() -> None:
-    """The reason named it "a graph input": the graph's inputs are another list."""
+    """The reason named it "a graph input": the graph's inputs are another list. (Called with
+    an initializer, the function is inlined and the site folded: here the caller's own input.)"""
     text = f"""
         <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
-        agraph (float[2, 4] x) => (float[2, 3] y) {{
+        agraph (float[2, 4] x, float[3, 1] g) => (float[2, 3] y) {{
             y = local.WnLinear(x, g)
         }}
         <domain: "local", opset_import: ["" : 17]>
@@ -247,9 +248,9 @@ def test_a_gain_a_function_takes_as_input_is_declined_as_a_function_input() -> N
             y = Gemm <transB = 1> (x, w)
         }}
     """
-    model = onnx_model(text, g=rand(3, 1))
+    model = onnx_model(text)
     _, report = fold_onnx(model)
-    assert (report.folded, report.declined) == (0, 1)
+    assert (report.folded, report.declined, report.inlined) == (0, 1, [])
     assert report.sites[0].reason == "g 'g' is a function input"
 
 
@@ -280,8 +281,8 @@ def test_a_body_input_is_not_fed_at_run_time_an_outer_graph_input_is(reads: str)
 
 
 def test_a_v_a_function_takes_as_input_is_not_fed_at_run_time() -> None:
-    """A function's input is what its caller passes, here an initializer: the site is
-    declined (no fold reaches into a call) but its weight is not one given at run time."""
+    """A function's input is what its caller passes, here an initializer: no weight given at
+    run time. The function is inlined and the site folded (tests/onnx/test_functions.py)."""
     text = f"""
         <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
         agraph (float[2, 4] x) => (float[2, 3] y) {{
@@ -296,7 +297,7 @@ def test_a_v_a_function_takes_as_input_is_not_fed_at_run_time() -> None:
     """
     _, report = fold_onnx(onnx_model(text, v=rand(3, 4)))
     (site,) = report.sites
-    assert (site.reason, site.fed_by) == ("v 'v' is a function input", None)
+    assert (site.status, site.fed_by, report.inlined) == ("folded", None, ["local::WnLinear"])
 
 
 @pytest.mark.parametrize(

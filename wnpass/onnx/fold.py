@@ -196,8 +196,14 @@ class FoldWeightNormPass(ir.passes.InPlacePass):
         self.weight_norm_only = weight_norm_only
 
     def call(self, model: ir.Model) -> FoldResult:
+        from wnpass.onnx.functions import inline_weight_functions
+
+        # a weight computed inside a local function from its inputs: its constants reach it
+        inlined = inline_weight_functions(model, cones=not self.weight_norm_only)
         with constant_initializers(model):  # an IR version 3 model's are constants too
             result, declined = self._fold_sites(model)
+            result.report.inlined = inlined
+            result.modified = result.modified or bool(inlined)
             if self.weight_norm_only:
                 return result
             from wnpass.onnx.cones import FoldWeightConesPass

@@ -54,11 +54,20 @@ from wnpass.onnx.norms import (
     sum_of_squares_source,
 )
 
-__all__ = ["Site", "declined_targets", "describe_consumer", "find_sites", "fold_order"]
+__all__ = [
+    "SEEDS",
+    "Site",
+    "behind_layout",
+    "declined_targets",
+    "describe_consumer",
+    "find_sites",
+    "fold_order",
+    "is_constant_cone",
+]
 
 logger = logging.getLogger(__name__)
 
-_SEEDS = frozenset({"ReduceL2", "ReduceSumSquare", "ReduceSum", "LpNormalization"})
+SEEDS = frozenset({"ReduceL2", "ReduceSumSquare", "ReduceSum", "LpNormalization"})
 # Ops that carry a norm value unchanged in meaning towards the product (forward walk).
 _NORM_WRAPPERS = frozenset(
     {"Sqrt", "Pow", "Max", "Clip", "Add", "Cast", "Reciprocal", "Unsqueeze", "Reshape", "Expand"}
@@ -422,7 +431,7 @@ def _premultiplied(leaves: list[_Factor], v: ir.Value) -> bool:
         return False
     shape = _static_shape(strip_cast(leaves[0].value))
     return (
-        shape is not None and shape == _static_shape(v) and bool(_is_constant_cone(leaves[0].value))
+        shape is not None and shape == _static_shape(v) and bool(is_constant_cone(leaves[0].value))
     )
 
 
@@ -442,7 +451,7 @@ def _constant_reason(value: ir.Value, role: str, scope: str = "graph") -> str | 
                 break  # a reshape's shape computed from constants: the value the graph uses
             node = producer(value, *_CONST_PASSTHROUGH)
             if node is None and value.producer() is not None:
-                constant = _is_constant_cone(value)
+                constant = is_constant_cone(value)
                 if constant:
                     break  # Concat, Expand, Slice ... of constants: the evaluator computes it
                 if constant is None:
@@ -566,7 +575,7 @@ def _runtime_gain(root: ir.Value) -> tuple[ir.Value, ir.Value] | None:
     product; None where it feeds none, or multiplies a constant."""
     use = _mul_use(root)
     other = None if use is None else use[0].inputs[1 - use[1]]
-    if use is None or other is None or _is_constant_cone(other):
+    if use is None or other is None or is_constant_cone(other):
         return None
     return other, use[0].outputs[0]
 
@@ -612,11 +621,11 @@ def _read_as_weight(root: ir.Value) -> bool:
 def _is_run_time_input(value: ir.Value) -> bool:
     """Whether ``value`` is a graph or function input, through layout ops (an initializer
     that a graph input overrides too)."""
-    source = _behind_layout(value)
+    source = behind_layout(value)
     return source is not None and (source.is_graph_input() or not source.is_initializer())
 
 
-def _behind_layout(value: ir.Value) -> ir.Value | None:
+def behind_layout(value: ir.Value) -> ir.Value | None:
     """The value that no node computes which ``value`` is, through layout ops; None where
     another op computes it."""
     node = value.producer()
@@ -637,7 +646,7 @@ def _fed_by(main: ir.Graph, v: ir.Value) -> str | None:
     input of a function or a body (its caller's values, constants maybe: a Loop carrying an
     initializer in), and for an initializer that a graph input overrides (a weight with a
     value, which the file's user may replace)."""
-    source = _behind_layout(v)
+    source = behind_layout(v)
     if source is None or source.graph is not main or not source.is_graph_input():
         return None
     return None if source.is_initializer() else source.name
@@ -646,7 +655,7 @@ def _fed_by(main: ir.Graph, v: ir.Value) -> str | None:
 def _others_constant(node: ir.Node, index: int) -> bool:
     """Whether every input of ``node`` but the one at ``index`` is computed from constants."""
     return all(
-        _is_constant_cone(value)
+        is_constant_cone(value)
         for i, value in enumerate(node.inputs)
         if i != index and value is not None
     )
@@ -657,7 +666,7 @@ def _others_constant(node: ir.Node, index: int) -> bool:
 _CONSTANT_CONE = 10_000
 
 
-def _is_constant_cone(value: ir.Value) -> bool | None:
+def is_constant_cone(value: ir.Value) -> bool | None:
     """Whether ``value`` is computed from constants only (no graph input, an initializer that
     one overrides included; no outer value), whatever its ops (whether the evaluator computes
     them is ``_cone_reason``'s to say). None (falsy) for a cone of more than
@@ -763,6 +772,7 @@ def _analyse(
     runtime = None if others else _runtime_gain(root)
     if runtime is not None and _weight_fed_at_run_time([runtime[0]], runtime[1]):
         gain, product = runtime
+        site.g = strip_cast(gain)
         site.reason = _constant_reason(gain, "g", scope)  # v / ||v|| times a gain fed at run time
         # the weight is that product, as its consumers read it: reported by its name
         site.target = product
@@ -817,7 +827,7 @@ def find_sites(model: ir.Model) -> list[Site]:
     for graph in list(graphs_of(model)):
         roots: dict[ir.Value, bool] = {}  # root -> whether every norm feeding it is of activations
         for node in graph:
-            if node.op_type in _SEEDS and node.domain in ("", "ai.onnx"):
+            if node.op_type in SEEDS and node.domain in ("", "ai.onnx"):
                 squares = sum_of_squares_source(node) if node.op_type == "ReduceSum" else None
                 if node.op_type == "ReduceSum" and squares is None:
                     continue

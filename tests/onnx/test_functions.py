@@ -1,0 +1,189 @@
+"""Local functions that compute weights from their inputs: inlined, then folded (t104)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+
+from tests.helpers import assert_close, onnx_model, rand, run
+from wnpass import fold_onnx, inspect_onnx
+from wnpass.cli import main
+from wnpass.onnx.functions import weight_functions
+
+# ``WnLinear(x, v, g)``: weight norm on the function's inputs, as TorchScript's
+# ``export_modules_as_functions`` writes a layer (its parameters passed in by the caller)
+WN_FUNCTION = """
+    <domain: "local", opset_import: ["" : 17]>
+    WnLinear (x, v, g) => (y) {
+        n = ReduceL2 <axes = [1], keepdims = 1> (v)
+        d = Div(v, n)
+        w = Mul(d, g)
+        y = Gemm <transB = 1> (x, w)
+    }
+"""
+HEADER = '<ir_version: 8, opset_import: ["" : 17, "local" : 1]>'
+
+
+def _called(main_graph: str, function: str = WN_FUNCTION, **arrays: np.ndarray) -> onnx.ModelProto:
+    return onnx_model(f"{HEADER}\n{main_graph}\n{function}", **arrays)
+
+
+TWICE = """
+    agraph (float[2, 4] x) => (float[2, 3] y) {
+        h = local.WnLinear(x, v1, g1)
+        h4 = Concat <axis = 1> (h, h)
+        hs = Slice(h4, s0, s4, s1)
+        y = local.WnLinear(hs, v2, g2)
+    }
+"""
+
+
+def test_weight_norm_inside_a_function_called_with_initializers_is_folded() -> None:
+    """Inside the function v and g are inputs, so no weight was seen: "no weight-norm sites",
+    and ``inspect --strict`` passed a model that runs weight norm on every call (t104). The
+    function is inlined and each call's weight folded; the outputs are ONNX Runtime's."""
+    model = _called(
+        TWICE,
+        v1=rand(3, 4), g1=rand(3, 1), v2=rand(3, 4), g2=rand(3, 1),
+        s0=np.array([0]), s4=np.array([4]), s1=np.array([1]),
+    )  # fmt: skip
+    inspected = inspect_onnx(model)
+    assert [s.status for s in inspected.sites] == ["foldable", "foldable"]
+    assert inspected.inlined == ["local::WnLinear"]
+    folded, report = fold_onnx(model)
+    assert [s.status for s in report.sites] == ["folded", "folded"]
+    assert report.inlined == ["local::WnLinear"] and not folded.functions
+    assert {n.op_type for n in folded.graph.node} == {"Gemm", "Concat", "Slice"}
+    feeds = {"x": rand(2, 4)}
+    assert_close(run(folded, feeds), run(model, feeds))
+
+
+NESTED = """
+    agraph (float[2, 4] x) => (float[2, 3] y) {
+        y = local.Net(x, v, g)
+    }
+    <domain: "local", opset_import: ["" : 17, "local" : 1]>
+    Net (x, v, g) => (y) {
+        y = local.WnLinear(x, v, g)
+    }
+"""
+
+
+def test_a_function_that_passes_its_inputs_on_is_inlined_with_it() -> None:
+    """TorchScript's export makes the model a function too (``Net`` calling ``WnLinear``):
+    WnLinear's v is Net's input, which the main graph passes an initializer; both go."""
+    model = _called(NESTED, v=rand(3, 4), g=rand(3, 1))
+    assert {f.name for f in weight_functions(ir.from_proto(model))} == {"Net", "WnLinear"}
+    folded, report = fold_onnx(model)
+    assert report.inlined == ["local::Net", "local::WnLinear"]
+    assert [s.status for s in report.sites] == ["folded"]
+    assert [n.op_type for n in folded.graph.node] == ["Gemm"]
+
+
+def test_a_function_called_with_a_value_fed_at_run_time_stays() -> None:
+    """A call that passes a graph input as v (a filter given at run time): its weight is no
+    constant, the function is not inlined, and the site inside it is declined as before."""
+    text = """
+        agraph (float[2, 4] x, float[3, 4] v) => (float[2, 3] y) {
+            y = local.WnLinear(x, v, g)
+        }
+    """
+    model = _called(text, g=rand(3, 1))
+    folded, report = fold_onnx(model)
+    assert report.inlined == [] and len(folded.functions) == 1
+    assert [s.reason for s in report.sites] in ([], ["v 'v' is a function input"])
+
+
+def test_a_weight_laid_out_inside_a_function_is_folded_and_not_with_weight_norm_only() -> None:
+    """``Transpose(W)`` before ``MatMul`` inside a function: a weight computed from a
+    constant at every call. ``--weight-norm-only`` leaves cones, and so the function, alone."""
+    text = """
+        agraph (float[2, 4] x) => (float[2, 3] y) {
+            y = local.TMatMul(x, w)
+        }
+    """
+    function = """
+        <domain: "local", opset_import: ["" : 17]>
+        TMatMul (x, w) => (y) {
+            wt = Transpose <perm = [1, 0]> (w)
+            y = MatMul(x, wt)
+        }
+    """
+    model = _called(text, function, w=rand(3, 4))
+    _, only = fold_onnx(model, weight_norm_only=True)
+    assert only.inlined == []
+    folded, report = fold_onnx(model)
+    assert report.inlined == ["local::TMatMul"] and report.cones_folded == 1
+    assert [n.op_type for n in folded.graph.node] == ["MatMul"]
+    feeds = {"x": rand(2, 4)}
+    assert_close(run(folded, feeds), run(model, feeds))
+
+
+def test_a_function_whose_weight_is_its_own_constant_stays() -> None:
+    """Weight norm on a function's own constants is folded inside it: nothing is inlined.
+    Where only v is its own and g an input its call passes a constant, the site was declined
+    (``g 'g' is a function input``): that function is inlined and folded."""
+    values = ", ".join(map(str, rand(3, 4).ravel()))
+    own_v = f"v = Constant <value = float[3, 4] {{{values}}}> ()\n        n = ReduceL2"
+    gains = ", ".join(map(str, rand(3, 1).ravel()))
+    own_g = f"g = Constant <value = float[3, 1] {{{gains}}}> ()\n        n = ReduceL2"
+    both = WN_FUNCTION.replace("WnLinear (x, v, g)", "WnLinear (x)")
+    both = both.replace("n = ReduceL2", own_v).replace("n = ReduceL2", own_g, 1)
+    text = """
+        agraph (float[2, 4] x) => (float[2, 3] y) {
+            y = local.WnLinear(x)
+        }
+    """
+    folded, report = fold_onnx(_called(text, both))
+    assert report.inlined == [] and len(folded.functions) == 1
+    assert [s.status for s in report.sites] == ["folded"]
+    gain_in = WN_FUNCTION.replace("WnLinear (x, v, g)", "WnLinear (x, g)")
+    gain_in = gain_in.replace("n = ReduceL2", own_v)
+    model = _called(text.replace("(x)", "(x, g)"), gain_in, g=rand(3, 1))
+    folded, report = fold_onnx(model)
+    assert report.inlined == ["local::WnLinear"] and not folded.functions
+    assert [s.status for s in report.sites] == ["folded"]
+    feeds = {"x": rand(2, 4)}
+    assert_close(run(folded, feeds), run(model, feeds))
+
+
+def test_inspect_leaves_the_model_and_strict_fails_until_folded(
+    tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``inspect`` folds a copy: the caller's model keeps its functions; ``--strict`` exits 1
+    on the exported file and 0 once it is folded, and both say which functions go."""
+    model = _called(NESTED, v=rand(3, 4), g=rand(3, 1))
+    held = ir.from_proto(model)
+    inspect_onnx(held)
+    assert len(held.functions) == 2
+    path = tmp_path / "m.onnx"  # type: ignore[operator]
+    onnx.save(model, path)
+    assert main(["--quiet", "inspect", str(path), "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert "a fold inlines 2 local functions that compute weights from their inputs" in out
+    assert main(["--quiet", "fold", str(path)]) == 0
+    assert "inlined 2 local functions" in capsys.readouterr().out
+    assert main(["--quiet", "inspect", str(path.with_name("m.folded.onnx")), "--strict"]) == 0
+
+
+def test_a_function_of_another_opset_is_not_inlined(caplog: pytest.LogCaptureFixture) -> None:
+    """onnx-ir's inliner refuses a function importing another version of an opset than the
+    model, part way: such functions are left, with a warning, and nothing is changed. (A file
+    like that is refused on load by the ONNX checker: an onnx-ir model given to the API.)"""
+    function = WN_FUNCTION.replace('opset_import: ["" : 17]', 'opset_import: ["" : 18]')
+    text = """
+        agraph (float[2, 4] x) => (float[2, 3] y) {
+            y = local.WnLinear(x, v, g)
+        }
+    """
+    proto = onnx_model(f"{HEADER}\n{text}\n{function}", check=False, v=rand(3, 4), g=rand(3, 1))
+    model = ir.from_proto(proto)
+    with caplog.at_level(logging.WARNING, logger="wnpass.onnx.functions"):
+        report = fold_onnx(model, in_place=True)[1]
+    assert report.inlined == [] and len(model.functions) == 1
+    assert "not inlining the local functions that compute weights" in caplog.text
+    assert "local::WnLinear imports ai.onnx 18, the model 17" in caplog.text

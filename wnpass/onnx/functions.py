@@ -1,0 +1,210 @@
+"""Local functions that compute a model's weights from their inputs, inlined so that a fold can
+make those weights plain initializers.
+
+TorchScript's ``export_modules_as_functions`` (and models written by hand) put a layer in a
+local function whose inputs are its parameters: ``WNLinear(x, v, g)``, called with the main
+graph's initializers. Inside the function ``v`` and ``g`` are inputs, not constants, so a fold
+saw no weight there: weight norm (or a ``Transpose(W)`` before ``MatMul``) ran on every call,
+and ``inspect --strict`` passed the model (t104).
+
+A function is inlined (:func:`inline_weight_functions`) where it computes a weight from one of
+its inputs, a norm of it (what a weight-norm site starts from), the gain of a site, or layout
+ops on it that a layer reads as a weight (a weight input of
+:data:`~wnpass.onnx.cones.WEIGHT_INPUTS`), and every call
+of it passes a constant there: an initializer or a value computed from constants, or an input
+of another function whose every call does (``Net(x, v, g)`` calling ``WNLinear(x, v, g)``),
+which is inlined with it. Every other function stays as it is, and so does a function called
+with a value fed at run time there (a filter its caller computes), whose weight is no constant.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import onnx_ir as ir
+from onnx_ir.passes.common import InlinePass
+
+from wnpass.onnx.cones import CONE_OPS, WEIGHT_INPUTS
+from wnpass.onnx.graphs import graphs_of, walk_cone
+from wnpass.onnx.match import SEEDS, behind_layout, find_sites, is_constant_cone
+from wnpass.onnx.norms import sum_of_squares_source
+
+__all__ = ["inline_weight_functions", "weight_functions"]
+
+logger = logging.getLogger(__name__)
+
+_Id = tuple[str, str, str]  # a function's (domain, name, overload)
+_ONNX = ("", "ai.onnx")
+
+
+def weight_functions(model: ir.Model, *, cones: bool = True) -> list[ir.Function]:
+    """The local functions a fold inlines (module docstring), in the model's order; with
+    ``cones=False`` (``--weight-norm-only``), only those holding a norm of an input."""
+    if not model.functions:
+        return []
+    chosen: set[_Id] = set()
+    calls = _Calls(model)
+    gains = _gain_inputs(model)
+    for function in model.functions.values():
+        for index in [*_weight_inputs(function, cones), *gains.get(function.identifier(), [])]:
+            passed = calls.constant_everywhere(function, index)
+            if passed is not None:
+                chosen |= {function.identifier(), *passed}
+    return [f for f in model.functions.values() if f.identifier() in chosen]
+
+
+def inline_weight_functions(model: ir.Model, *, cones: bool = True) -> list[str]:
+    """Inline :func:`weight_functions` into the graphs that call them; their names
+    (``domain::name``), in the model's order."""
+    functions = weight_functions(model, cones=cones)
+    if not functions:
+        return []
+    chosen = {function.identifier() for function in functions}
+    inline = InlinePass(criteria=lambda function: function.identifier() in chosen)
+    if (problem := _not_inlinable(model, functions, inline)) is not None:
+        logger.warning("not inlining the local functions that compute weights: %s", problem)
+        return []
+    inline(model)
+    names = [_name(function) for function in functions]
+    logger.info("inlined local functions that compute weights from their inputs: %s", names)
+    return names
+
+
+def _not_inlinable(model: ir.Model, functions: list[ir.Function], inline: InlinePass) -> str | None:
+    """Why ``inline`` would fail part way on ``functions`` (onnx-ir's inliner checks as it
+    goes: another version of an opset than the model's, a graph passed as an attribute, more
+    inputs than the function has; and first, calls that form a cycle), or None."""
+    try:
+        inline.requires(model)
+    except ir.passes.PreconditionError as error:
+        return str(error)
+    versions = dict(model.opset_imports)
+    for function in functions:
+        for domain, version in function.opset_imports.items():
+            if versions.setdefault(domain, version) != version:
+                opset = domain or "ai.onnx"
+                return f"{_name(function)} imports {opset} {version}, the model {versions[domain]}"
+    ids = {function.identifier(): function for function in functions}
+    for graph in graphs_of(model):
+        for node in graph:
+            called = ids.get((node.domain, node.op_type, node.overload))
+            if called is None:
+                continue
+            if len(node.inputs) > len(called.inputs):
+                return f"a call of {_name(called)} passes more inputs than it takes"
+            if any(a.type in _GRAPHS for a in node.attributes.values()):
+                return f"a call of {_name(called)} passes a graph as an attribute"
+    return None
+
+
+_GRAPHS = frozenset({ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS})
+
+
+def _name(function: ir.Function) -> str:
+    overload = f":{function.overload}" if function.overload else ""
+    return f"{function.domain}::{function.name}{overload}"
+
+
+def _weight_inputs(function: ir.Function, cones: bool) -> list[int]:
+    """The inputs of ``function`` (by position) that a norm normalizes, through layout ops, or
+    (``cones``) that layout ops turn into a layer's weight."""
+    position = {value: i for i, value in enumerate(function.inputs)}
+    found: dict[int, None] = {}
+    for node in function:
+        if node.domain not in _ONNX:
+            continue
+        if node.op_type in SEEDS:
+            squares = sum_of_squares_source(node) if node.op_type == "ReduceSum" else None
+            if node.op_type == "ReduceSum" and squares is None:
+                continue
+            source = squares[0] if squares is not None else node.inputs[0]
+            behind = None if source is None else behind_layout(source)
+            if behind in position:
+                found[position[behind]] = None
+        elif cones:
+            for slot in WEIGHT_INPUTS.get(node.op_type, ()):
+                value = node.inputs[slot] if slot < len(node.inputs) else None
+                if value is not None and value.producer() is not None:
+                    found.update(dict.fromkeys(_laid_out_inputs(value, position)))
+    return list(found)
+
+
+def _gain_inputs(model: ir.Model) -> dict[_Id, list[int]]:
+    """The inputs (by position) of each function that are the gain of a weight-norm site
+    whose v is the function's own constant (declined as ``g 'g' is a function input``)."""
+    found: dict[_Id, list[int]] = {}
+    for site in find_sites(model):
+        if not isinstance(site.graph, ir.Function) or site.g is None:
+            continue
+        source = behind_layout(site.g)
+        if source is not None and source in site.graph.inputs:
+            found.setdefault(site.graph.identifier(), []).append(site.graph.inputs.index(source))
+    return found
+
+
+def _laid_out_inputs(value: ir.Value, position: dict[ir.Value, int]) -> list[int]:
+    """The function inputs that ``value`` is made of by layout ops alone (:data:`CONE_OPS`);
+    none where another op computes it."""
+    inputs: list[int] = []
+    for current in walk_cone(value):
+        node = current.producer()
+        if node is not None and (node.op_type not in CONE_OPS or node.domain not in _ONNX):
+            return []
+        if current in position:
+            inputs.append(position[current])
+    return inputs
+
+
+class _Calls:
+    """Every call of each local function, in every graph, body and function, and whether a
+    function's input is passed a constant at all of them."""
+
+    def __init__(self, model: ir.Model) -> None:
+        self.calls: dict[_Id, list[ir.Node]] = {}
+        for graph in graphs_of(model):
+            for node in graph:
+                key = (node.domain, node.op_type, node.overload)
+                if key in model.functions:
+                    self.calls.setdefault(key, []).append(node)
+        # each function's input: the function, and its position
+        self.inputs: dict[ir.Value, tuple[ir.Function, int]] = {
+            value: (function, i)
+            for function in model.functions.values()
+            for i, value in enumerate(function.inputs)
+        }
+        self._known: dict[tuple[_Id, int], set[_Id] | None] = {}
+
+    def constant_everywhere(self, function: ir.Function, index: int) -> set[_Id] | None:
+        """The functions whose inputs pass the constants on, where every call of ``function``
+        passes a constant as input ``index`` (empty: all from constants of their own graphs);
+        None where some call passes something else, or there is no call."""
+        key = (function.identifier(), index)
+        if key in self._known:
+            return self._known[key]
+        self._known[key] = None  # a cycle of calls is no constant
+        via: set[_Id] | None = set()
+        calls = self.calls.get(function.identifier(), [])
+        for call in calls:
+            argument = call.inputs[index] if index < len(call.inputs) else None
+            passed = self._constant(argument)
+            if passed is None:
+                via = None
+                break
+            assert via is not None
+            via |= passed
+        self._known[key] = via if calls else None
+        return self._known[key]
+
+    def _constant(self, argument: ir.Value | None) -> set[_Id] | None:
+        """Which functions pass ``argument`` on as a constant (empty: a constant of its own
+        graph); None where it is none."""
+        if argument is None:
+            return None
+        if is_constant_cone(argument):
+            return set()
+        source = behind_layout(argument)
+        if source is None or source not in self.inputs:
+            return None
+        outer, index = self.inputs[source]
+        passed = self.constant_everywhere(outer, index)
+        return None if passed is None else {outer.identifier(), *passed}
