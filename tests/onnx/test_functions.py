@@ -29,7 +29,7 @@ HEADER = '<ir_version: 8, opset_import: ["" : 17, "local" : 1]>'
 
 
 def _called(main_graph: str, function: str = WN_FUNCTION, **arrays: np.ndarray) -> onnx.ModelProto:
-    return onnx_model(f"{HEADER}\n{main_graph}\n{function}", **arrays)
+    return onnx_model(f"{HEADER}\n{main_graph}\n{function}", None, True, **arrays)
 
 
 TWICE = """
