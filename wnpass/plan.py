@@ -576,6 +576,8 @@ class IOPlan:
         if isinstance(path, str) and path.endswith(("/", os.sep)):
             raise OutputError(f"{path}: names a folder, not a file", parameter=parameter)
         path = Path(path)
+        if parameter == "json_path" and os.fspath(path) == "-":
+            return path  # the report on standard output (wnpass.report.write_json): no file
         self._writes.append(_Entry(path, parameter))  # twice: check() refuses the collision
         if replaces_read:
             self._may_replace_read.add(_where(path))

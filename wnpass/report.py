@@ -6,14 +6,16 @@ prints them.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import math
 import os
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, TextIO, overload
 
 if TYPE_CHECKING:
     from wnpass.plan import IOPlan
@@ -195,13 +197,23 @@ class FoldReport(Anchored):
         )
 
 
+# The name that writes a report's JSON to standard output (``--json -``), not to a file.
+STANDARD_OUTPUT = "-"
+# Where it goes: ``sys.stdout``, unless a command line set the stream it had before it sent
+# everything else there to standard error (what a model.py's code prints included).
+JSON_STREAM: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar(
+    "json_stream", default=None
+)
+
+
 def write_json(
     path: str | os.PathLike[str],
     data: dict[str, Any] | list[dict[str, Any]],
     plan: IOPlan | None = None,
     about: Callable[[], Iterable[tuple[str | None, str]]] | None = None,
 ) -> None:
-    """Write a report as strict JSON atomically (a staging file beside it, then renamed).
+    """Write a report as strict JSON atomically (a staging file beside it, then renamed); to
+    standard output where ``path`` is :data:`STANDARD_OUTPUT` (``-``).
 
     A number that is not finite (a relative error against a zero reference is Inf) is written
     as ``null``: ``NaN`` and ``Infinity`` are not JSON, and strict parsers reject them.
@@ -214,6 +226,12 @@ def write_json(
     from wnpass.plan import IOPlan, as_path, as_plan
 
     as_path("json_path", path)  # refused if no path; the name as given is planned ("out/")
+    text = json.dumps(_strict(data), indent=2, allow_nan=False)
+    if os.fspath(path) == STANDARD_OUTPUT:
+        stream = JSON_STREAM.get() or sys.stdout
+        stream.write(text + "\n")
+        stream.flush()
+        return
     plan = as_plan(plan)
     if plan is None:
         plan = IOPlan()
@@ -222,7 +240,6 @@ def write_json(
                 plan.protect(file, what)
         plan.write(path, "json_path")
         plan.check()
-    text = json.dumps(_strict(data), indent=2, allow_nan=False)
     with plan.replace(path, suffix=".json") as temporary:
         temporary.write_text(text + "\n")
 

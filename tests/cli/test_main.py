@@ -505,3 +505,35 @@ def test_an_empty_path_is_refused_by_its_flag(
     assert main(argv) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert f"argument {argument}: an empty path" in line
+
+
+PRINTS = """
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+def build_model():
+    print("building the model")
+    return nn.Sequential(weight_norm(nn.Linear(4, 3)))
+
+def example_inputs():
+    return (torch.randn(2, 4),)
+"""
+
+
+def test_json_dash_writes_the_report_alone_on_standard_output(tmp_path: Path) -> None:
+    """``--json -`` wrote a file named ``-`` (t104): the JSON goes to standard output, alone;
+    what the command prints, and what a model.py's code prints, goes to standard error."""
+    model = weight_normed(tmp_path)
+    argv = [sys.executable, "-m", "wnpass", "fold", str(model), "--json", "-"]
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["ok"] is True
+    assert "folded 1 of 1 weight-norm site" in result.stderr
+    assert not (tmp_path / "-").exists()
+    (tmp_path / "model.py").write_text(PRINTS)
+    argv = [sys.executable, "-m", "wnpass", "inspect", str(tmp_path / "model.py"), "--json", "-"]
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout), dict)
+    assert "building the model" in result.stderr

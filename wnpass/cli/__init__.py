@@ -21,7 +21,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -130,8 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("py.warnings").setLevel(logging.WARNING if args.verbose else logging.ERROR)
     try:
         with interrupts.handled(stop):
-            out = Printer(quiet=args.quiet, plain=args.plain)
-            code = int(args.run(args, out))
+            with _json_on_stdout(args):
+                out = Printer(quiet=args.quiet, plain=args.plain)
+                code = int(args.run(args, out))
             return code if out.failed is None else _unprinted(out.failed, code)
     except interrupts.STOPS as stopped:
         fallback = signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM
@@ -177,6 +178,23 @@ def _exited(exited: SystemExit, args: argparse.Namespace) -> int:
     where = f"{printable(str(model_py))}: " if model_py else ""
     _tell(f"wnpass: error: {where}the model's code {what_it_did(exited)}")
     return EXIT_BAD_INPUT
+
+
+@contextlib.contextmanager
+def _json_on_stdout(args: argparse.Namespace) -> Iterator[None]:
+    """With ``--json -``, standard output holds the JSON alone: what the command prints, and
+    what a model.py's code prints, goes to standard error meanwhile."""
+    if getattr(args, "json", None) != Path("-"):
+        yield
+        return
+    from wnpass.report import JSON_STREAM
+
+    token = JSON_STREAM.set(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        JSON_STREAM.reset(token)
 
 
 def _failed(error: BaseException, args: argparse.Namespace) -> int:
