@@ -210,6 +210,21 @@ def test_weight_norm_under_another_parametrization_is_declined(
     }
 
 
+def test_inspect_of_a_checkpoint_without_pairs_says_so_and_strict_says_what_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No pair printed an empty table, and the STRICT line did not say what to run, where an
+    ONNX model's does (t104)."""
+    save_file({"fc.weight": torch.ones(2, 2)}, str(tmp_path / "plain.safetensors"))
+    assert main(["--plain", "inspect", str(tmp_path / "plain.safetensors")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{tmp_path / 'plain.safetensors'} (safetensors): no weight-norm pairs"
+    save_file(state_dict("parametrize"), str(tmp_path / "wn.safetensors"))
+    assert main(["--quiet", "inspect", "--strict", str(tmp_path / "wn.safetensors")]) == 1
+    strict = capsys.readouterr().out.splitlines()[-1]
+    assert strict.startswith("STRICT: ") and strict.endswith("; run wnpass fold")
+
+
 def test_declined_pairs_are_shown_and_exit_0(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -82,7 +82,7 @@ def inspect_one(path: Path, out: Printer, plan: IOPlan) -> tuple[dict[str, Any],
     print_pairs(out, report)
     print_summary(out, report)
     foldable = report.count("foldable")
-    left = f"STRICT: {foldable} pairs left to fold in {path}" if foldable else None
+    left = f"STRICT: {foldable} pairs left to fold in {path}; run wnpass fold" if foldable else None
     return {**report.to_dict(), "left_to_fold": foldable}, left
 
 
@@ -111,7 +111,11 @@ def print_pairs(out: Printer, report: CheckpointReport) -> None:
         if where:
             row.append(pair.group or pair.shard or "-")
         rows.append(row)
-    out.table(f"{report.input} ({report.format})", columns, rows)
+    title = f"{report.input} ({report.format})"
+    if not rows:  # as an ONNX model without sites says it, not an empty table
+        out.line(f"{title}: no weight-norm pairs")
+        return
+    out.table(title, columns, rows)
 
 
 def _print_check(out: Printer, report: CheckpointReport) -> None:
