@@ -678,12 +678,24 @@ CASES: dict[str, tuple[Setup, int, str]] = {
     "index climbs out of its folder": (
         lambda f: ["fold", str(_index(f, {"a": "../g.safetensors"}))],
         2,
-        "names shard '../g.safetensors', which is not a file in the index's folder; refused",
+        "names shard '../g.safetensors', a path: an index names each shard by its file name "
+        "alone, beside it; refused",
     ),
     "index names an absolute shard": (
         lambda f: ["fold", str(_index(f, {"a": str(f / "g.safetensors")}))],
         2,
-        "which is not a file in the index's folder; refused",
+        "a path: an index names each shard by its file name alone, beside it; refused",
+    ),
+    # it said "which is not a file in the index's folder" of a file that is there (t103)
+    "index names a shard with ./": (
+        lambda f: ["fold", str(_index(f, {"a": "./g.safetensors"}))],
+        2,
+        "names shard './g.safetensors', a path: an index names each shard by its file name",
+    ),
+    "index names a shard ..": (
+        lambda f: ["fold", str(_index(f, {"a": ".."}))],
+        2,
+        "names shard '..', which is not a file name; refused",
     ),
     "shard is a symlink out of the folder": (
         _symlink_out,

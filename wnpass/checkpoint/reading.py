@@ -615,9 +615,10 @@ def _shard_path(index: Path, name: Any) -> Path:
         or "\\" in name
         or Path(name).name != name
     ):
-        raise InvalidModelError(
-            f"{index}: names shard {name!r}, which is not a file in the index's folder; refused"
-        )
+        said = "which is not a file name"
+        if isinstance(name, str) and ("/" in name or "\\" in name):  # ./model-00001-of-00002
+            said = "a path: an index names each shard by its file name alone, beside it"
+        raise InvalidModelError(f"{index}: names shard {name!r}, {said}; refused")
     path = index.parent / name
     folder = Path(os.path.realpath(index.parent))
     if Path(os.path.realpath(path)).parent != folder:
