@@ -559,21 +559,15 @@ def _check_square_terms(
     keepdims: bool,
     dtype: ir.DataType,
     where: str,
-    *,
-    squared: bool = False,
 ) -> None:
-    """Decline the squares of a sum of which, in some unit (summed over ``axis``), every
-    non-zero one is below the smallest normal number of the type they are held in. The graph
-    holds them in subnormals and that unit's norm loses their precision (16384 squares of
-    1e-21 sum to a normal 1.6e-38, 2.6e-4 off), where the fold sums them exactly.
-
-    ``x``: what the op squares (ReduceL2, ReduceSumSquare, LpNormalization), squared in
-    float32 for float16 and bfloat16, as ONNX Runtime computes them, else in ``dtype``; with
-    ``squared``, the squares themselves (``ReduceSum`` of ``Mul(v, v)`` or ``Pow(v, 2)``),
-    stored in ``dtype`` (one unit of such squares among normal ones: 2.2e-6 off, 18 float32
-    ulps, folded before). A pass over ``x`` only where the sums leave it open: a sum of
+    """Decline squares an op computes inside itself (ReduceL2, ReduceSumSquare,
+    LpNormalization) of which, in some unit (summed over ``axis``), every non-zero one is
+    below the smallest normal number of the type they are computed in: float32 for float16
+    and bfloat16, as ONNX Runtime computes them, else ``dtype``. The graph holds them in
+    subnormals and that unit's norm loses their precision (16384 squares of 1e-21 sum to a
+    normal 1.6e-38, 2.6e-4 off). A pass over ``x`` only where the sums leave it open: a sum of
     ``count`` squares of at least ``count`` times the smallest normal has a normal square."""
-    squared_in = ir.DataType.FLOAT if dtype in _HALVES and not squared else dtype
+    squared_in = ir.DataType.FLOAT if dtype in _HALVES else dtype
     if squared_in == ir.DataType.DOUBLE or not sums.size:
         return
     tiny = float(_finfo(squared_in).tiny)
@@ -581,12 +575,47 @@ def _check_square_terms(
     if not np.any(np.isfinite(sums) & (sums < count * tiny)):
         return
     largest = unit_max(x, axis, keepdims=keepdims)
-    if _some_subnormal(largest if squared else largest * largest, tiny):
+    if _some_subnormal(largest * largest, tiny):
         name = squared_in.name.lower()
         raise NotExact(
             f"{where}: its squares underflow {name}: in some unit, every non-zero square is "
             f"below the smallest normal {name} (the graph holds them in subnormals, losing "
             "that norm's precision)"
+        )
+
+
+def _check_stored_squares(
+    squares: np.ndarray,
+    sums: np.ndarray,
+    axis: tuple[int, ...],
+    keepdims: bool,
+    dtype: ir.DataType,
+    where: str,
+) -> None:
+    """Decline squares the graph stores (``ReduceSum`` of ``Mul(v, v)`` or ``Pow(v, 2)``, in
+    ``dtype``) where holding them in ``dtype`` moves some unit's norm by more than an ulp of
+    it: squares in subnormals keep little of their precision (one unit of squares of 1e-21
+    among normal ones: a weight 18 float32 ulps off, folded, where the fold sums the exact
+    squares). Whether a unit's squares are all subnormal is no test by itself: small float16
+    weights have such units (a unit of |v| below 7.8e-3), and their norms move by less than
+    an ulp (ONNX Runtime's weight within one ulp of the exact one, t106). A pass over
+    ``squares`` only where the sums leave it open (as :func:`_check_square_terms`)."""
+    if dtype == ir.DataType.DOUBLE or dtype not in FLOAT_TYPES or not sums.size:
+        return
+    info = _finfo(dtype)
+    count = math.prod(squares.shape[a] for a in axis)
+    if not np.any(np.isfinite(sums) & (sums < count * float(info.tiny))):
+        return
+    held = np.sum(round_to(squares, dtype), axis=axis, keepdims=keepdims, dtype=F64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moved = np.abs(np.sqrt(held) - np.sqrt(sums)) / np.sqrt(sums)
+    moved = moved[np.isfinite(moved)]
+    if moved.size and float(moved.max()) > float(info.eps):
+        name = dtype.name.lower()
+        ulps = float(moved.max()) / float(info.eps)
+        raise NotExact(
+            f"{where}: its squares underflow {name}: the graph holds some unit's in subnormals, "
+            f"which moves that unit's norm by {ulps:.1f} ulps (losing its precision)"
         )
 
 
@@ -743,7 +772,10 @@ def _reduce_sum(step: Step, args: Args) -> Evaluated:
     _check_range(result, dtype, step.where)
     if squares or step.squares:
         _check_squares(result, count, dtype, step.where, norm=False)
-        _check_square_terms(x, result, axis, keepdims, dtype, step.where, squared=not squares)
+    if squares:
+        _check_square_terms(x, result, axis, keepdims, dtype, step.where)
+    elif step.squares:
+        _check_stored_squares(x, result, axis, keepdims, dtype, step.where)
     return result, dtype
 
 
