@@ -653,6 +653,20 @@ def test_a_float16_norm_below_half_the_smallest_normal_is_declined(
         assert (reason or "").startswith(f"{below}: PyTorch keeps the norm in float16")
 
 
+def test_a_float16_unit_of_one_element_with_a_tiny_norm_folds() -> None:
+    """A unit's norm that float16 holds exactly loses nothing: one element's is ``|v|``
+    (a ``Linear(1, 8)`` with a weight of 2e-5 was declined, and its export called not
+    deployable, t106). PyTorch's weight, fused or not, is the exact one."""
+    torch.manual_seed(0)
+    normed: Any = parametrizations.weight_norm(nn.Linear(1, 8).half(), dim=0)
+    pair = normed.parametrizations.weight
+    with torch.no_grad():
+        pair.original1[3, 0] = 2e-5
+    g, v = pair.original0.detach(), pair.original1.detach()
+    assert check_pair(g, v, 0) is None
+    assert torch.equal(fold_pair(g, v, 0), normed.weight.detach())
+
+
 @pytest.mark.parametrize("name", ["o.safetensors", "o.pt"])
 def test_inspect_and_fold_agree_on_an_overflowing_quotient(tmp_path: Path, name: str) -> None:
     """What inspect calls foldable, fold folds; this pair both decline (fold exits as for any

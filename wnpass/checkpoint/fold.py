@@ -124,13 +124,16 @@ def _subnormal_norm(squares: np.ndarray, dim: int | None, dtype: np.dtype, ndim:
     about 4e-8: 5% off, t103; 8 ulps in a sweep of such norms, against 2.1 for normal ones
     and 2.6 between half the smallest normal and it). The fused kernel (the first or last
     axis, as on CPU) keeps it in float32: the weight then depends on how the model ran, and
-    is not folded either. Only float16 reaches here: a bfloat16 norm that small has squares
-    below float32's smallest normal, which :func:`norm_reason` declines first."""
+    is not folded either. A norm that float16 holds exactly (a unit of one element, whose norm
+    is ``|v|``) loses nothing. Only float16 reaches here: a bfloat16 norm that small has
+    squares below float32's smallest normal, which :func:`norm_reason` declines first."""
     if dtype.itemsize != 2 or not squares.size:
         return None
-    nonzero = squares[squares > 0]
+    norms = np.sqrt(squares[squares > 0])
     half = float(ml_dtypes.finfo(dtype).smallest_normal) / 2
-    if not nonzero.size or float(np.sqrt(nonzero.min())) >= half:
+    small = norms[norms < half]
+    # a norm float16 holds exactly loses nothing (one element's: |v|, t106)
+    if not small.size or np.array_equal(small.astype(dtype).astype(np.float64), small):
         return None
     name = dtype.name
     if dim is not None and dim in (0, ndim - 1):
