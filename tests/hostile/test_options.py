@@ -161,6 +161,15 @@ OPTIONS |= {
         lambda t: ["fold", str(good(t)), "-o", str(raw(t, b"PK checkpoint", "trained.pt"))],
         "trained.pt: an ONNX output's name must end with .onnx",
     ),
+    # the slash named a folder, but was dropped: the file of that name was replaced (t106)
+    "fold -o a file's name with a slash": (
+        lambda t: ["fold", str(good(t)), "-o", str(raw(t, b"kept", "keep.onnx")) + "/"],
+        "keep.onnx/: names a folder, not a file",
+    ),
+    "train-rewrite -o a file's name with a slash": (
+        lambda t: ["train-rewrite", str(model_py(t)), "-o", str(raw(t, b"kept", "w.pt")) + "/"],
+        "w.pt/: names a folder, not a file",
+    ),
     "fold -o a name without a suffix": (
         lambda t: ["fold", str(good(t)), "-o", str(t / "folded")],
         "folded: an ONNX output's name must end with .onnx",

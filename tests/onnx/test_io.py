@@ -137,6 +137,24 @@ def test_an_unreadable_data_file_is_said_with_its_model(
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "default"),
+    [
+        ("m.onnx", "m.folded.onnx"),
+        ("M.ONNX", "M.folded.onnx"),
+        ("m.onnx.bak", "m.onnx.bak.folded.onnx"),  # it was m.onnx.folded.bak (t106)
+        ("model.py", "model.py.folded.onnx"),  # an ONNX file so named: never model.folded.py
+        ("m", "m.folded.onnx"),
+    ],
+)
+def test_the_default_output_is_an_onnx_name(tmp_path: Path, name: str, default: str) -> None:
+    """The default output ends with .onnx, as every ONNX output's name must: it kept the
+    input's suffix, which wrote an ONNX model under a name of another kind of file."""
+    path = weight_normed(tmp_path).rename(tmp_path / name)
+    fold_onnx(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, default])
+
+
 def test_two_runs_write_byte_identical_files(tmp_path: Path) -> None:
     path = weight_normed(tmp_path)
     fold_onnx(path, tmp_path / "a.onnx")

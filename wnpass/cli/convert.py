@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from wnpass.cli.options import add_json_option, given_path
+from wnpass.cli.options import add_json_option, file_path, given_path
 from wnpass.cli.output import Printer
 from wnpass.plan import IOPlan
 
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",
         "--output",
-        type=given_path,
+        type=file_path,
         metavar="OUT",
         help="default: <stem>.<to><suffix> beside it",
     )

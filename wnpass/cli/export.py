@@ -11,7 +11,7 @@ from wnpass.cli.options import (
     add_model_py_arguments,
     blamed_on,
     check_options,
-    given_path,
+    file_path,
     load_model,
     plan_model_py,
     refuse_check_flags,
@@ -26,7 +26,7 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_py_arguments(parser)
-    parser.add_argument("-o", "--output", type=given_path, required=True, metavar="MODEL.onnx")
+    parser.add_argument("-o", "--output", type=file_path, required=True, metavar="MODEL.onnx")
     parser.add_argument(
         "--exporter",
         choices=("dynamo", "torchscript"),

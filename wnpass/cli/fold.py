@@ -13,6 +13,7 @@ from wnpass.cli.options import (
     add_check_options,
     add_json_option,
     check_options,
+    file_path,
     given_path,
     refuse_check_flags,
 )
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",
         "--output",
-        type=given_path,
+        type=file_path,
         metavar="OUT",
         help="default: <stem>.folded<suffix> beside the input (.onnx, or the checkpoint's)",
     )

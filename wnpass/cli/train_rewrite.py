@@ -20,6 +20,7 @@ from wnpass.cli.options import (
     add_model_py_arguments,
     add_selection_arguments,
     blamed_on,
+    file_path,
     given_path,
     load_model,
     plan_model_py,
@@ -54,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "model computes at half precision)",
     )
     parser.add_argument(
-        "-o", "--output", type=given_path, metavar="OUT", help="default <stem>.wn.pt"
+        "-o", "--output", type=file_path, metavar="OUT", help="default <stem>.wn.pt"
     )
     add_json_option(parser)
 

@@ -761,9 +761,12 @@ def require_onnx_name(path: str | os.PathLike[str], parameter: str = "output") -
 
 
 def default_output(path: str | os.PathLike[str]) -> Path:
-    """``<stem>.folded.onnx`` beside the input."""
+    """``<stem>.folded.onnx`` beside the input; ``<name>.folded.onnx`` for an input whose name
+    does not end with ``.onnx`` (``m.onnx.bak``: ``m.onnx.bak.folded.onnx``; it kept the
+    input's suffix, ``m.onnx.folded.bak``, which no output may have: t106)."""
     path = Path(path)
-    return path.with_name(f"{path.stem}.folded{path.suffix or '.onnx'}")
+    stem = path.stem if path.suffix.lower() == ".onnx" else path.name
+    return path.with_name(f"{stem}.folded.onnx")
 
 
 def _tensor_bytes(model: ir.Model) -> int:
