@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -187,3 +188,21 @@ def test_a_function_of_another_opset_is_not_inlined(caplog: pytest.LogCaptureFix
     assert report.inlined == [] and len(model.functions) == 1
     assert "not inlining the local functions that compute weights" in caplog.text
     assert "local::WnLinear imports ai.onnx 18, the model 17" in caplog.text
+
+
+def test_a_function_whose_weight_then_declines_is_not_inlined(tmp_path: Path) -> None:
+    """Inlining alone folds nothing: a zero-norm unit inside is declined either way. The fold
+    said it inlined the function, and wrote the input's bytes, functions and all (t107)."""
+    v = rand(3, 4)
+    v[1] = 0
+    model = _called("""
+        agraph (float[2, 4] x) => (float[2, 3] y) {
+            y = local.WnLinear(x, v, g)
+        }
+    """, v=v, g=rand(3, 1))  # fmt: skip
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    assert inspect_onnx(path).inlined == []
+    _, report = fold_onnx(path, tmp_path / "o.onnx")
+    assert report.inlined == [] and report.folded == 0
+    assert (tmp_path / "o.onnx").read_bytes() == path.read_bytes()

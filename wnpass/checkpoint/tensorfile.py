@@ -35,13 +35,12 @@ import numpy as np
 
 from wnpass.rounding import ML_DTYPES, to_torch
 
-__all__ = ["DTYPE_CODES", "DTYPE_NAMES", "Entry", "SafetensorsFile", "write"]
+__all__ = ["DTYPE_CODES", "DTYPE_NAMES", "METADATA_KEY", "Entry", "SafetensorsFile", "write"]
 
-# safetensors' dtype codes, and the name torch (and numpy or ml_dtypes) gives each
 # The header entry safetensors keeps for the file's metadata: no tensor may have its key.
 METADATA_KEY = "__metadata__"
 
-
+# safetensors' dtype codes, and the name torch (and numpy or ml_dtypes) gives each
 DTYPE_NAMES = {
     "F64": "float64",
     "F32": "float32",

@@ -196,14 +196,39 @@ class FoldWeightNormPass(ir.passes.InPlacePass):
         self.weight_norm_only = weight_norm_only
 
     def call(self, model: ir.Model) -> FoldResult:
+        # imported here: wnpass.onnx.functions reads the sites of wnpass.onnx.match, as this does
+        from wnpass.onnx.functions import inline_weight_functions, weight_functions
+
+        cones = not self.weight_norm_only
+        inlined: list[str] = []
+        if weight_functions(model, cones=cones) and self._inlining_folds_more(model):
+            # a weight computed inside a local function from its inputs: its constants reach it
+            inlined = inline_weight_functions(model, cones=cones)
+        result = self._fold_everything(model)
+        result.report.inlined = inlined
+        result.modified = result.modified or bool(inlined)
+        return result
+
+    def _inlining_folds_more(self, model: ir.Model) -> bool:
+        """Whether inlining the functions that compute weights lets the fold fold more than it
+        does without: each tried on a copy (tensors shared). Inlining alone changes the model
+        and folds nothing (a zero-norm unit inside: still declined), t107."""
         from wnpass.onnx.functions import inline_weight_functions
 
-        # a weight computed inside a local function from its inputs: its constants reach it
-        inlined = inline_weight_functions(model, cones=not self.weight_norm_only)
+        def folded(copy: ir.Model) -> int:
+            with _unlogged(logger, logging.getLogger("wnpass.onnx.cones")):
+                report = self._fold_everything(copy).report
+            return report.folded + report.cones_folded
+
+        inlined = model.clone()
+        if not inline_weight_functions(inlined, cones=not self.weight_norm_only):
+            return False
+        return folded(inlined) > folded(model.clone())
+
+    def _fold_everything(self, model: ir.Model) -> FoldResult:
+        """Every foldable site, then (unless ``weight_norm_only``) every cone."""
         with constant_initializers(model):  # an IR version 3 model's are constants too
             result, declined = self._fold_sites(model)
-            result.report.inlined = inlined
-            result.modified = result.modified or bool(inlined)
             if self.weight_norm_only:
                 return result
             from wnpass.onnx.cones import FoldWeightConesPass
