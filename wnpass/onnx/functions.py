@@ -26,8 +26,7 @@ from onnx_ir.passes.common import InlinePass
 
 from wnpass.onnx.cones import CONE_OPS, WEIGHT_INPUTS
 from wnpass.onnx.graphs import graphs_of, walk_cone
-from wnpass.onnx.match import SEEDS, behind_layout, find_sites, is_constant_cone
-from wnpass.onnx.norms import sum_of_squares_source
+from wnpass.onnx.match import behind_layout, find_sites, is_constant_cone, seed_source
 
 __all__ = ["inline_weight_functions", "weight_functions"]
 
@@ -113,13 +112,8 @@ def _weight_inputs(function: ir.Function, cones: bool) -> list[int]:
     for node in function:
         if node.domain not in _ONNX:
             continue
-        if node.op_type in SEEDS:
-            squares = sum_of_squares_source(node) if node.op_type == "ReduceSum" else None
-            if node.op_type == "ReduceSum" and squares is None:
-                continue
-            source = squares[0] if squares is not None else node.inputs[0]
-            behind = None if source is None else behind_layout(source)
-            if behind in position:
+        if (source := seed_source(node)) is not None:
+            if (behind := behind_layout(source)) in position:
                 found[position[behind]] = None
         elif cones:
             for slot in WEIGHT_INPUTS.get(node.op_type, ()):

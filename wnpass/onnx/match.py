@@ -55,7 +55,6 @@ from wnpass.onnx.norms import (
 )
 
 __all__ = [
-    "SEEDS",
     "Site",
     "behind_layout",
     "declined_targets",
@@ -63,11 +62,12 @@ __all__ = [
     "find_sites",
     "fold_order",
     "is_constant_cone",
+    "seed_source",
 ]
 
 logger = logging.getLogger(__name__)
 
-SEEDS = frozenset({"ReduceL2", "ReduceSumSquare", "ReduceSum", "LpNormalization"})
+_SEEDS = frozenset({"ReduceL2", "ReduceSumSquare", "ReduceSum", "LpNormalization"})
 # Ops that carry a norm value unchanged in meaning towards the product (forward walk).
 _NORM_WRAPPERS = frozenset(
     {"Sqrt", "Pow", "Max", "Clip", "Add", "Cast", "Reciprocal", "Unsqueeze", "Reshape", "Expand"}
@@ -819,6 +819,17 @@ def declined_targets(sites: Sequence[Site]) -> frozenset[ir.Value]:
     return frozenset(site.target for site in sites if not site.foldable)
 
 
+def seed_source(node: ir.Node) -> ir.Value | None:
+    """The value ``node`` takes a norm of, where it is the start of a weight-norm site (a
+    :data:`_SEEDS` op; a ``ReduceSum`` only of squares); else None."""
+    if node.op_type not in _SEEDS or node.domain not in ("", "ai.onnx"):
+        return None
+    if node.op_type == "ReduceSum":
+        squares = sum_of_squares_source(node)
+        return None if squares is None else squares[0]
+    return node.inputs[0]
+
+
 def find_sites(model: ir.Model) -> list[Site]:
     """Every weight-norm site in the model, in graph order, foldable or with a reason."""
     sites: list[Site] = []
@@ -827,11 +838,7 @@ def find_sites(model: ir.Model) -> list[Site]:
     for graph in list(graphs_of(model)):
         roots: dict[ir.Value, bool] = {}  # root -> whether every norm feeding it is of activations
         for node in graph:
-            if node.op_type in SEEDS and node.domain in ("", "ai.onnx"):
-                squares = sum_of_squares_source(node) if node.op_type == "ReduceSum" else None
-                if node.op_type == "ReduceSum" and squares is None:
-                    continue
-                source = squares[0] if squares is not None else node.inputs[0]
+            if (source := seed_source(node)) is not None:
                 found = _roots_of(node)
                 if not found:
                     logger.debug("norm %s feeds no product; not a weight-norm site", node.name)
