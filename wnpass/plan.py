@@ -636,6 +636,11 @@ class IOPlan:
             seen[where] = entry
             if identity is not None:
                 seen_ids[identity] = entry
+        for entry in self._writes:  # after the rules above, whose reasons say more
+            if entry.parameter == "json_path":
+                from wnpass.report import require_json_name
+
+                require_json_name(entry.path)
         for entry in self._writes:
             self._probe(entry)
         self._write_at = {_where(entry.path): entry for entry in reversed(self._writes)}

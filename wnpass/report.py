@@ -199,11 +199,38 @@ class FoldReport(Anchored):
 
 # The name that writes a report's JSON to standard output (``--json -``), not to a file.
 STANDARD_OUTPUT = "-"
-# Where it goes: ``sys.stdout``, unless a command line set the stream it had before it sent
-# everything else there to standard error (what a model.py's code prints included).
-JSON_STREAM: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar(
-    "json_stream", default=None
+
+
+@dataclasses.dataclass
+class JsonOutput:
+    """Where a command line's ``--json -`` goes: the stream standard output was before the
+    command sent everything else to standard error (what a model.py's code prints included),
+    and the error writing the JSON there met (a full disk: the command line says it)."""
+
+    stream: TextIO
+    failed: OSError | None = None
+
+
+# Set by a command line for the run (JsonOutput); unset, ``-`` is ``sys.stdout`` as it is.
+JSON_OUTPUT: contextvars.ContextVar[JsonOutput | None] = contextvars.ContextVar(
+    "json_output", default=None
 )
+
+
+def require_json_name(path: str | os.PathLike[str]) -> None:
+    """Refuse a JSON report's name that does not end with ``.json`` (in any case) and is not
+    ``-``: ``--json trained.pt`` replaced a checkpoint with the report (t107). A plan checks
+    it of each ``json_path`` it writes (:meth:`wnpass.plan.IOPlan.check`), after its other
+    rules."""
+    text = os.fspath(path)
+    name = os.path.basename(text)
+    if text != STANDARD_OUTPUT and (len(name) <= 5 or not name.lower().endswith(".json")):
+        from wnpass.errors import UsageError
+
+        raise UsageError(
+            f"{text}: a JSON report's name must end with .json (or be - for standard output)",
+            parameter="json_path",
+        )
 
 
 def write_json(
@@ -228,9 +255,7 @@ def write_json(
     as_path("json_path", path)  # refused if no path; the name as given is planned ("out/")
     text = json.dumps(_strict(data), indent=2, allow_nan=False)
     if os.fspath(path) == STANDARD_OUTPUT:
-        stream = JSON_STREAM.get() or sys.stdout
-        stream.write(text + "\n")
-        stream.flush()
+        _write_out(text + "\n")
         return
     plan = as_plan(plan)
     if plan is None:
@@ -242,6 +267,22 @@ def write_json(
         plan.check()
     with plan.replace(path, suffix=".json") as temporary:
         temporary.write_text(text + "\n")
+
+
+def _write_out(text: str) -> None:
+    """``text`` on standard output (:data:`JSON_OUTPUT`'s stream, where a command line set
+    one: an error there is recorded for it to say, a closed pipe raised as ever)."""
+    output = JSON_OUTPUT.get()
+    stream = output.stream if output is not None else sys.stdout
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        if output is None:
+            raise
+        output.failed = error
 
 
 def model_files(

@@ -411,14 +411,22 @@ def test_model_check_failure_is_exit_1_and_publishes_nothing(
     ckpt, model_py = _checkpoint(tmp_path)
     before = hashes(tmp_path)
     monkeypatch.setattr(api, "fold_pair", lambda g, v, dim: v.clone())
-    argv = ["--plain", "fold", str(ckpt), "--model", str(model_py), "--json", str(tmp_path / "r")]
+    argv = [
+        "--plain",
+        "fold",
+        str(ckpt),
+        "--model",
+        str(model_py),
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
     assert main(argv) == 1
     captured = capsys.readouterr()
     assert "nothing written: the folded checkpoint failed the check" in captured.out
     assert "size" not in captured.out and "wrote" not in captured.out
     after = hashes(tmp_path)
-    report = json.loads((tmp_path / "r").read_text())
-    assert after.pop("r") and after == before
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert after.pop("r.json") and after == before
     # the JSON names no output: none was written
     assert (report["output"], report["shards"], report["bytes_after"]) == (None, [], None)
     assert report["check"]["ok"] is False and report["ok"] is False

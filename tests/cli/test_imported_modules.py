@@ -75,14 +75,15 @@ def test_a_json_onto_a_module_the_model_py_imports_is_refused(
 ) -> None:
     """``--json helper.py`` where model.py does ``from helper import make`` replaced the
     helper module by the report (exit 0); it is read as much as the model.py: exit 2, and
-    nothing is written."""
+    nothing is written. A JSON report's name must end with .json now, which refuses it
+    first; the plan's own refusal of the module is the library's net."""
     model = _model_py(tmp_path, helper_name)
     helper = tmp_path / f"{helper_name}.py"
     argv = COMMANDS[command](model, helper)
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "would overwrite a module the model.py imported" in err
+    assert "py: a JSON report's name must end with .json" in err
     assert len(err.strip().splitlines()) == 1
     assert helper.read_text() == HELPER_SOURCE
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "__pycache__") == before
@@ -138,7 +139,7 @@ def test_an_output_onto_a_module_the_forward_loads_is_refused(
     # --json: an output of train-rewrite named .py is refused by its name (-o: a .pt)
     assert main([command, str(model), "--json", str(late)]) == 2
     err = capsys.readouterr().err
-    assert f"would overwrite a file the model.py's code read {late}" in err
+    assert f"{late}: a JSON report's name must end with .json" in err  # refused first
     assert len(err.strip().splitlines()) == 1
     assert late.read_text() == LATE_SOURCE
     assert sorted(p.name for p in package.iterdir()) == ["__init__.py", "late.py"]

@@ -514,6 +514,8 @@ from torch.nn.utils.parametrizations import weight_norm
 
 def build_model():
     print("building the model")
+    import os
+    os.write(1, b"native code writes here\\n")  # file descriptor 1 itself, as C++ would
     return nn.Sequential(weight_norm(nn.Linear(4, 3)))
 
 def example_inputs():
@@ -537,3 +539,28 @@ def test_json_dash_writes_the_report_alone_on_standard_output(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert isinstance(json.loads(result.stdout), dict)
     assert "building the model" in result.stderr
+    assert "native code writes here" in result.stderr
+    # standard output that takes nothing: said as such, with what was written; exit 2
+    if os.path.exists("/dev/full"):
+        argv = [sys.executable, "-m", "wnpass", "fold", str(model), "-o", "f.onnx", "--json", "-"]
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(
+                argv, stdout=full, stderr=subprocess.PIPE, text=True, cwd=tmp_path, check=False
+            )
+        assert result.returncode == 2
+        assert result.stderr.splitlines()[-1] == (
+            "wnpass: error: cannot write to standard output (No space left on device); "
+            "already written: f.onnx"
+        )
+    # a JSON report's name says it is one: --json trained.pt replaced a checkpoint (t107)
+    (tmp_path / "trained.pt").write_bytes(b"kept")
+    argv = [
+        "fold",
+        str(model),
+        "-o",
+        str(tmp_path / "g.onnx"),
+        "--json",
+        str(tmp_path / "trained.pt"),
+    ]
+    assert main(argv) == 2
+    assert (tmp_path / "trained.pt").read_bytes() == b"kept"

@@ -31,25 +31,25 @@ def example_inputs():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify: Linux")
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "name"),
     [
-        ["inspect", "{model}", "--json", "{weights}"],
-        ["train-rewrite", "{model}", "-o", "{weights}"],
-        ["train-rewrite", "{model}", "-o", "{out}", "--json", "{weights}"],
+        (["inspect", "{model}", "--json", "{weights}"], "w.json"),
+        (["train-rewrite", "{model}", "-o", "{weights}"], "w.pt"),
+        (["train-rewrite", "{model}", "-o", "{out}", "--json", "{weights}"], "w.json"),
     ],
 )
 def test_an_output_onto_weights_the_model_py_loads_natively_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], name: str
 ) -> None:
     """``build_model`` loads w.safetensors with ``safetensors.torch.load_file``; ``--json
     w.safetensors`` (or ``-o``) replaced the weights with the report (exit 0). Exit 2, one
-    line, and nothing written. The file is named ``w.pt`` here (safetensors reads any name),
-    a name train-rewrite's output may have."""
-    weights = tmp_path / "w.pt"
+    line, and nothing written. The file is named as the output may be here (``w.json``,
+    ``w.pt``: safetensors reads any name), so that its name does not refuse it first."""
+    weights = tmp_path / name
     safetensors.torch.save_file(torch.nn.Linear(4, 3).state_dict(), weights)
     data = weights.read_bytes()
     model = tmp_path / "model.py"
-    model.write_text(MODEL)
+    model.write_text(MODEL.replace('"w.pt"', f'"{name}"'))
     names = {"model": model, "weights": weights, "out": tmp_path / "out.pt"}
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main([arg.format(**names) for arg in argv]) == 2

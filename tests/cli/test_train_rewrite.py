@@ -455,7 +455,7 @@ def test_an_output_onto_a_module_the_model_py_imports_is_refused(
 ) -> None:
     """``-o helper.py`` where model.py does ``from helper import make`` replaced helper.py by
     a torch zip (exit 0): it is read as much as the model.py; now exit 2, nothing written.
-    ``-o`` of a .py name is refused by its name now: ``--json`` is the output tried."""
+    An output named .py is refused by its name now, before the plan sees the module."""
     helper = f"wnpass_test_helper_{uuid.uuid4().hex}"
     source = "import torch\ndef make():\n    return torch.nn.Linear(4, 3)\n"
     (tmp_path / f"{helper}.py").write_text(source)
@@ -470,7 +470,7 @@ def test_an_output_onto_a_module_the_model_py_imports_is_refused(
     finally:
         sys.modules.pop(helper, None)
     err = capsys.readouterr().err
-    assert "would overwrite a module the model.py imported" in err
+    assert "py: a JSON report's name must end with .json" in err  # refused by its name first
     assert len(err.strip().splitlines()) == 1
     assert (tmp_path / f"{helper}.py").read_text() == source
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model.py", f"{helper}.py"])

@@ -81,7 +81,7 @@ def test_a_shard_outside_the_folder_is_refused_as_the_checkpoint(tmp_path: Path)
         with pytest.raises(InvalidArgumentError) as raised:
             read(index)
         assert raised.value.parameter == "checkpoint"
-        assert "not a file in the index's folder; refused" in str(raised.value)
+        assert "a path: an index names each shard by its file name alone" in str(raised.value)
 
 
 def test_a_safetensors_file_that_does_not_fit_names_the_checkpoint(tmp_path: Path) -> None:

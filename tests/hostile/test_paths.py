@@ -195,8 +195,12 @@ CASES: dict[str, Case] = {
     "inspect --json the model": Case(
         lambda t: ["inspect", str(good(t)), "--json", str(t / "model.onnx")], READS
     ),
-    "inspect --json the external data": Case(
-        lambda t: ["inspect", _external(t), "--json", str(t / "weights.bin")], READS
+    "inspect --json the external data": Case(  # named so that its name does not refuse it
+        lambda t: ["inspect", str(external_ok(t, "w.json")), "--json", str(t / "w.json")], READS
+    ),
+    "inspect --json a name of another kind of file": Case(
+        lambda t: ["inspect", str(good(t)), "--json", str(t / "trained.pt")],
+        "trained.pt: a JSON report's name must end with .json",
     ),
     "inspect --json the model.py": Case(
         lambda t: ["inspect", str(model_py(t)), "--json", str(t / "model.py")],

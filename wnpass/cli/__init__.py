@@ -23,7 +23,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from wnpass import __version__, interrupts
 from wnpass.cli import check, convert, export, fold, inspect, train_rewrite
@@ -31,6 +31,9 @@ from wnpass.cli.options import flags_for
 from wnpass.cli.output import Printer
 from wnpass.errors import WnpassError, one_line, printable
 from wnpass.program import changes_said, stop, stop_line
+
+if TYPE_CHECKING:
+    from wnpass.report import JsonOutput
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_INTERNAL", "EXIT_OK", "main", "run"]
 
@@ -130,9 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("py.warnings").setLevel(logging.WARNING if args.verbose else logging.ERROR)
     try:
         with interrupts.handled(stop):
-            with _json_on_stdout(args):
+            with _json_on_stdout(args) as json_output:
                 out = Printer(quiet=args.quiet, plain=args.plain)
                 code = int(args.run(args, out))
+            if json_output is not None:  # the JSON is the output; what else failed is stderr's
+                return code if json_output.failed is None else _unprinted(json_output.failed, code)
             return code if out.failed is None else _unprinted(out.failed, code)
     except interrupts.STOPS as stopped:
         fallback = signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM
@@ -181,20 +186,37 @@ def _exited(exited: SystemExit, args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _json_on_stdout(args: argparse.Namespace) -> Iterator[None]:
+def _json_on_stdout(args: argparse.Namespace) -> Iterator[JsonOutput | None]:
     """With ``--json -``, standard output holds the JSON alone: what the command prints, and
-    what a model.py's code prints, goes to standard error meanwhile."""
-    if getattr(args, "json", None) != Path("-"):
-        yield
+    whatever a model.py's code writes there (``print``, or its native code and subprocesses
+    at file descriptor 1), goes to standard error meanwhile. Yields where the JSON goes, and
+    whether writing it failed (None without ``--json -``)."""
+    if getattr(args, "json", None) != Path("-"):  # wnpass.report.STANDARD_OUTPUT
+        yield None
         return
-    from wnpass.report import JSON_STREAM
+    from wnpass.report import JSON_OUTPUT, JsonOutput
 
-    token = JSON_STREAM.set(sys.stdout)
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # standard output is closed: the JSON's write says so
+        saved = -1
+    if saved >= 0:
+        os.dup2(2, 1)
+    stream = os.fdopen(saved, "w", closefd=False) if saved >= 0 else sys.stdout
+    output = JsonOutput(stream)
+    token = JSON_OUTPUT.set(output)
     try:
         with contextlib.redirect_stdout(sys.stderr):
-            yield
+            yield output
     finally:
-        JSON_STREAM.reset(token)
+        JSON_OUTPUT.reset(token)
+        if saved >= 0:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def _failed(error: BaseException, args: argparse.Namespace) -> int:
