@@ -335,18 +335,22 @@ def test_one_unit_whose_squares_are_subnormal_is_declined(form: str) -> None:
     assert [s.status for s in fold_onnx(model)[1].sites] == ["folded"]
 
 
+@pytest.mark.parametrize("every_unit", [False, True], ids=["one-unit", "every-unit"])
 @pytest.mark.parametrize(("dtype", "scale"), [(np.float16, 2e-3), (np.float32, 3e-20)])
 @pytest.mark.parametrize("form", ["ReduceSum", "ReduceSum-Pow"])
 def test_stored_squares_in_subnormals_that_keep_the_norm_fold(
-    form: str, dtype: type, scale: float
+    form: str, dtype: type, scale: float, every_unit: bool
 ) -> None:
     """Every square of a unit subnormal declined small float16 weights (a unit with |v|
     below 7.8e-3: a Linear of fan-in 16384 at its default init) whose norms those squares
     move by less than an ulp, ONNX Runtime's weight within one ulp of the exact one (t106).
-    What is judged is how far holding the squares in the graph's type moves a unit's norm."""
+    What is judged is how far holding the squares in the graph's type moves a unit's norm;
+    every unit's squares subnormal declined it as a value (a TorchScript export of such
+    weights was "NOT DEPLOYABLE", t106)."""
     rng = np.random.default_rng(0)
     v = rng.standard_normal((2, 48)) * scale
-    v[0] *= 100 if dtype == np.float16 else 1e10  # the other unit normal
+    if not every_unit:
+        v[0] *= 100 if dtype == np.float16 else 1e10  # the other unit normal
     text = GV.replace("float[2, 5] x) => (float[2, 6] y", "float[2, 48] x) => (float[2, 2] y")
     text = text.replace(_SQUARES["ReduceL2"], _SQUARES[form])
     if dtype == np.float16:
@@ -357,6 +361,46 @@ def test_stored_squares_in_subnormals_that_keep_the_norm_fold(
     assert [s.status for s in report.sites] == ["folded"]
     feeds: dict[str, np.ndarray] = {"x": rng.standard_normal((2, 48)).astype(dtype)}
     assert_close(run(folded, feeds), run(model, feeds), rtol=2e-3 if dtype == np.float16 else 1e-5)
+
+
+@pytest.mark.parametrize("square", ["Pow", "Mul"])
+def test_the_dynamo_float16_squares_cast_to_float32_to_be_summed_fold(square: str) -> None:
+    """``Pow(v, 2) -> Cast(float) -> ReduceSum -> Cast(float16) -> Sqrt``, the dynamo
+    exporter's float16 norm, was no site at all ("0 weight-norm sites", and ``inspect
+    --strict`` passed it, t106); then, found, ``Pow`` counted as several roundings, which the
+    Cast to float32 would show. ``Pow(x, 2)`` is ``x * x``: one rounding, as ``Mul``'s."""
+    rng = np.random.default_rng(0)
+    v = (rng.standard_normal((8, 16, 3)) * 0.05).astype(np.float16)
+    g = rng.uniform(0.5, 1.5, (8, 1, 1)).astype(np.float16)
+    squared = (
+        "two = Constant <value = float {2.0}> ()\n            sq = Pow(v, two)"
+        if square == "Pow"
+        else "sq = Mul(v, v)"
+    )
+    text = f"""
+        <ir_version: 9, opset_import: ["" : 18]>
+        agraph (float16[1, 16, 16] x) => (float16[1, 8, 16] y) {{
+            {squared}
+            sq32 = Cast <to = 1> (sq)
+            s32 = ReduceSum <keepdims = 1> (sq32, axes)
+            s = Cast <to = 10> (s32)
+            n = Sqrt(s)
+            gv = Mul(g, v)
+            w = Div(gv, n)
+            y = Conv <pads = [1, 1]> (x, w)
+        }}
+    """
+    model = onnx_model(text, v=v, g=g, axes=np.array([1, 2], np.int64))
+    folded, report = fold_onnx(model)
+    assert [s.status for s in report.sites] == ["folded"]
+    assert [n.op_type for n in folded.graph.node] == ["Conv"]
+    # the weight ONNX Runtime computes from the graph, against the one folded: within an ulp
+    model.graph.output.append(onnx.helper.make_tensor_value_info("w", 10, [8, 16, 3]))
+    feeds = {"x": np.zeros((1, 16, 16), np.float16)}
+    graph_weight = run(model, feeds)[1].astype(np.float64)
+    weight = nh.to_array(folded.graph.initializer[0]).astype(np.float64)
+    spacing = np.spacing(np.abs(graph_weight).astype(np.float16)).astype(np.float64)
+    assert np.max(np.abs(weight - graph_weight) / spacing) <= 1
 
 
 @pytest.mark.parametrize("layout", ["", "transposed"])

@@ -32,8 +32,9 @@ The rules, which make a fold exact or make it decline (``NotExact`` with the rea
   reduction, ``Pow``, or arithmetic on a value computed so) is declined where a ``Cast`` makes
   those steps visible: widened to a type with more precision (float32 arithmetic cast to double
   shows each float32 rounding at double precision), or converted to an integer or bool. A
-  single ``Mul``/``Div``/``Add``/``Sub``/``Sqrt``/``Reciprocal`` of exact values is rounded
-  correctly by the graph too, so it is rounded to its type first, exactly as the graph holds it.
+  single ``Mul``/``Div``/``Add``/``Sub``/``Sqrt``/``Reciprocal`` (or ``Pow(x, 2)``, which is
+  ``x * x``) of exact values is rounded correctly by the graph too, so it is rounded to its
+  type first, exactly as the graph holds it.
   Float -> integer truncates toward zero (NaN, Inf or out of range: declined); integer ->
   float is exact below 2**53 (declined above); integer -> integer must fit the target.
 - Integer tensors follow ONNX integer semantics: ``Add``/``Sub``/``Mul`` exact (declined on
@@ -210,6 +211,9 @@ class Step:
     outputs: int  # how many outputs the node has (Split)
     name: str = ""  # the node's name (else its output's), for the reasons given
     squares: bool = False  # a ReduceSum of squares (v*v or Pow(v, 2)): a norm's sum
+    # the squares such a ReduceSum sums (its Mul or Pow): judged there, by how far holding
+    # them in their type moves each unit's norm (_check_stored_squares), not as a value
+    summed: bool = False
 
     @property
     def where(self) -> str:
@@ -249,7 +253,7 @@ class Program:
                     for j, arg in zip(slot.inputs, args, strict=True):
                         if j is not None and arg is not None and isinstance(self.slots[j], Step):
                             _check_spread(arg, slot, cast(Step, self.slots[j]), value.size)
-                    if units is not None and i < len(self.slots) - 1:
+                    if units is not None and i < len(self.slots) - 1 and not slot.summed:
                         _check_units((value, dtype), slot, units)
                     results[i] = value, dtype
                     inputs = [levels[j] for j in slot.inputs if j is not None]
@@ -304,7 +308,18 @@ def compile_cone(value: ir.Value) -> Program:
         squares = node.op_type == "ReduceSum" and sum_of_squares_source(node) is not None
         name = node.name or current.name or ""
         slots.append(Step(op, attributes, inputs, index or 0, len(node.outputs), name, squares))
+        if squares:
+            _mark_summed(slots, inputs[0])
     return Program(slots)
+
+
+def _mark_summed(slots: list[ir.TensorProtocol | Step], index: int | None) -> None:
+    """Mark the step that makes the squares a ReduceSum sums (behind Casts) as
+    :attr:`Step.summed`."""
+    while index is not None and isinstance(step := slots[index], Step) and step.op == "Cast":
+        index = step.inputs[0]
+    if index is not None and isinstance(step := slots[index], Step) and step.op in ("Mul", "Pow"):
+        slots[index] = dataclasses.replace(step, summed=True)
 
 
 def _like_dtype(node: ir.Node) -> ir.DataType:
@@ -422,7 +437,9 @@ def _check_overflow(
         raise NotExact(f"{where} overflows {dtype.name.lower()} (the graph computes inf there)")
 
 
-def _check_range(result: np.ndarray, dtype: ir.DataType, where: str) -> None:
+def _check_range(
+    result: np.ndarray, dtype: ir.DataType, where: str, *, summed: bool = False
+) -> None:
     """Decline an arithmetic result the graph cannot hold to its type's precision: one that
     overflows it (:func:`_check_overflow`), or one whose every non-zero value is below its
     smallest normal number (``g * v`` with ``g = 1e-35``, ``|v| ~ 1e-10`` in float32). The
@@ -433,12 +450,14 @@ def _check_range(result: np.ndarray, dtype: ir.DataType, where: str) -> None:
     off, t58). A result with some values in the normal range keeps the rest to within half its
     largest value's spacing, as ordinary rounding does, element by element (float16 weights
     hold subnormal elements as a rule); a value spread over several elements is judged on its
-    own (:func:`_check_spread`)."""
+    own (:func:`_check_spread`). Squares a ``ReduceSum`` sums (``summed``) are judged there
+    instead (:func:`_check_stored_squares`: small float16 weights have squares all in
+    subnormals, whose norms they move by less than an ulp, t106); their overflow is not."""
     if dtype == ir.DataType.DOUBLE or result.size == 0:
         return
     largest = _largest(result)  # once: the weights these checks see can be hundreds of MB
     _check_overflow(result, dtype, where, largest)
-    if 0 < largest < float(_finfo(dtype).tiny):
+    if not summed and 0 < largest < float(_finfo(dtype).tiny):
         name = dtype.name.lower()
         raise NotExact(
             f"{where} underflows {name}: its every non-zero value is below the smallest "
@@ -644,7 +663,7 @@ def _binary(step: Step, args: Args) -> Evaluated:
         return _int_binary(step.op, a, b, dtype), dtype
     _float_args(step, args)
     result = _BINARY[step.op](a, b, dtype=F64)
-    _check_range(result, dtype, step.where)
+    _check_range(result, dtype, step.where, summed=step.summed)
     return result, dtype
 
 
@@ -684,7 +703,7 @@ def _pow(step: Step, args: Args) -> Evaluated:
     base, exponent = _arg(args, 0), _arg(args, 1)
     _check_size(np.broadcast_shapes(base.shape, exponent.shape), step.op)
     result = np.power(base, exponent, dtype=F64)
-    _check_range(result, dtype, step.where)
+    _check_range(result, dtype, step.where, summed=step.summed)
     return result, dtype
 
 
@@ -1151,9 +1170,18 @@ def _level(step: Step, args: Args, dtype: ir.DataType, level: int) -> int:
         return _cast_level(step, _dtype(args), dtype, level)
     if step.op not in _ARITHMETIC:
         return level  # moved or selected: no rounding of its own
-    if step.op in _ONE_ROUNDING_OPS and level == EXACT:
+    if (step.op in _ONE_ROUNDING_OPS or _squares(step, args)) and level == EXACT:
         return EXACT if dtype == ir.DataType.DOUBLE else ONE_ROUNDING
     return ROUNDED_ONCE
+
+
+def _squares(step: Step, args: Args) -> bool:
+    """Whether ``step`` is ``Pow(x, 2)``: ``x * x``, one correctly rounded operation (the
+    dynamo exporter's float16 squares, cast to float32 to be summed, t106)."""
+    if step.op != "Pow" or len(args) < 2:
+        return False
+    exponent = np.asarray(_arg(args, 1))
+    return exponent.size == 1 and float(exponent.reshape(())) == 2.0
 
 
 def _cast_level(step: Step, source: ir.DataType, target: ir.DataType, level: int) -> int:

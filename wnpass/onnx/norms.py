@@ -104,6 +104,7 @@ def sum_of_squares_source(node: ir.Node) -> tuple[ir.Value, str] | None:
         return strip_cast(x), "ReduceSumSquare"
     if node.op_type != "ReduceSum" or x is None:
         return None
+    x = strip_cast(x)  # the dynamo exporter's float16 squares, cast to float32 to be summed
     if (mul := producer(x, "Mul")) is not None:
         a, b = mul.inputs
         if a is not None and b is not None and strip_cast(a) is strip_cast(b):
