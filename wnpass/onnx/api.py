@@ -17,7 +17,6 @@ from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.onnx import io
 from wnpass.onnx.cones import cone_reports, find_cones
 from wnpass.onnx.fold import FoldWeightNormPass, count_nodes, inspection_of_a_fold, site_reports
-from wnpass.onnx.functions import weight_functions
 from wnpass.onnx.graphs import constant_initializers
 from wnpass.onnx.match import declined_targets, find_sites
 from wnpass.plan import IOPlan, as_path, as_plan
@@ -63,9 +62,17 @@ def inspect_onnx(
     return report
 
 
+def _weight_functions(ir_model: ir.Model, weight_norm_only: bool) -> bool:
+    """Whether a fold would inline some of the model's local functions (imported only for a
+    model that has some: onnx-ir's inliner costs a few ms and MiB)."""
+    from wnpass.onnx.functions import weight_functions
+
+    return bool(weight_functions(ir_model, cones=not weight_norm_only))
+
+
 def _inspect(ir_model: ir.Model, weight_norm_only: bool) -> FoldReport:
     """The rows of ``inspect_onnx``: the fold's, decided as the fold decides them."""
-    if weight_functions(ir_model, cones=not weight_norm_only):
+    if ir_model.functions and _weight_functions(ir_model, weight_norm_only):
         # a fold inlines functions first, which this model is not to have done to it
         return inspection_of_a_fold(ir_model, weight_norm_only=weight_norm_only)
     sites = find_sites(ir_model)

@@ -196,14 +196,15 @@ class FoldWeightNormPass(ir.passes.InPlacePass):
         self.weight_norm_only = weight_norm_only
 
     def call(self, model: ir.Model) -> FoldResult:
-        # imported here: wnpass.onnx.functions reads the sites of wnpass.onnx.match, as this does
-        from wnpass.onnx.functions import inline_weight_functions, weight_functions
-
         cones = not self.weight_norm_only
         inlined: list[str] = []
-        if weight_functions(model, cones=cones) and self._inlining_folds_more(model):
-            # a weight computed inside a local function from its inputs: its constants reach it
-            inlined = inline_weight_functions(model, cones=cones)
+        if model.functions:  # imported only then: onnx-ir's inliner, a few ms and MiB
+            from wnpass.onnx.functions import inline_weight_functions, weight_functions
+
+            if weight_functions(model, cones=cones) and self._inlining_folds_more(model):
+                # a weight computed inside a local function from its inputs: its constants
+                # reach it once the function is inlined
+                inlined = inline_weight_functions(model, cones=cones)
         result = self._fold_everything(model)
         result.report.inlined = inlined
         result.modified = result.modified or bool(inlined)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 
 import onnx_ir as ir
-from onnx_ir.passes.common import InlinePass
+from onnx_ir.passes.common.inliner import InlinePass  # not the package: all its passes
 
 from wnpass.onnx.cones import CONE_OPS, WEIGHT_INPUTS
 from wnpass.onnx.graphs import graphs_of, walk_cone
