@@ -585,13 +585,13 @@ def _check_square_terms(
     and bfloat16, as ONNX Runtime computes them, else ``dtype``. The graph holds them in
     subnormals and that unit's norm loses their precision (16384 squares of 1e-21 sum to a
     normal 1.6e-38, 2.6e-4 off). A pass over ``x`` only where the sums leave it open: a sum of
-    ``count`` squares of at least ``count`` times the smallest normal has a normal square."""
+    ``count`` squares of at least ``count`` times the smallest normal has a normal square
+    (:func:`_left_open`)."""
     squared_in = ir.DataType.FLOAT if dtype in _HALVES else dtype
     if squared_in == ir.DataType.DOUBLE or not sums.size:
         return
     tiny = float(_finfo(squared_in).tiny)
-    count = math.prod(x.shape[a] for a in axis)
-    if not np.any(np.isfinite(sums) & (sums < count * tiny)):
+    if not _left_open(sums, x.shape, axis, tiny):
         return
     largest = unit_max(x, axis, keepdims=keepdims)
     if _some_subnormal(largest * largest, tiny):
@@ -601,6 +601,13 @@ def _check_square_terms(
             f"below the smallest normal {name} (the graph holds them in subnormals, losing "
             "that norm's precision)"
         )
+
+
+def _left_open(sums: np.ndarray, shape: Sequence[int], axis: tuple[int, ...], tiny: float) -> bool:
+    """Whether some unit's sum leaves open that all its squares are below ``tiny``: a sum of
+    ``count`` squares of at least ``count`` times ``tiny`` has a square of at least ``tiny``."""
+    count = math.prod(shape[a] for a in axis)
+    return bool(np.any(np.isfinite(sums) & (sums < count * tiny)))
 
 
 def _check_stored_squares(
@@ -622,8 +629,7 @@ def _check_stored_squares(
     if dtype == ir.DataType.DOUBLE or dtype not in FLOAT_TYPES or not sums.size:
         return
     info = _finfo(dtype)
-    count = math.prod(squares.shape[a] for a in axis)
-    if not np.any(np.isfinite(sums) & (sums < count * float(info.tiny))):
+    if not _left_open(sums, squares.shape, axis, float(info.tiny)):
         return
     held = np.sum(round_to(squares, dtype), axis=axis, keepdims=keepdims, dtype=F64)
     with np.errstate(divide="ignore", invalid="ignore"):
