@@ -211,6 +211,9 @@ class Step:
     outputs: int  # how many outputs the node has (Split)
     name: str = ""  # the node's name (else its output's), for the reasons given
     squares: bool = False  # a ReduceSum of squares (v*v or Pow(v, 2)): a norm's sum
+    # the slot of the step that makes such squares where Casts stand between (the dynamo
+    # exporter's float16 squares, widened to be summed in float32): held in its type first
+    squares_from: int | None = None
     # the squares such a ReduceSum sums (its Mul or Pow): judged there, by how far holding
     # them in their type moves each unit's norm (_check_stored_squares), not as a value
     summed: bool = False
@@ -244,12 +247,16 @@ class Program:
         last_use = {j: i for i, slot in enumerate(self.slots) if isinstance(slot, Step)
                     for j in slot.inputs if j is not None}  # fmt: skip
         results: list[Evaluated | None] = [None] * len(self.slots)
+        made_in: dict[int, ir.DataType] = {}  # each step's result type
         levels = [EXACT] * len(self.slots)
         with np.errstate(all="ignore"):
             for i, slot in enumerate(self.slots):
                 if isinstance(slot, Step):
                     args = [None if j is None else results[j] for j in slot.inputs]
                     value, dtype = _apply(slot, args)
+                    made_in[i] = dtype
+                    if slot.squares_from is not None and made_in[slot.squares_from] != dtype:
+                        _check_held_squares(slot, args, value, made_in[slot.squares_from])
                     for j, arg in zip(slot.inputs, args, strict=True):
                         if j is not None and arg is not None and isinstance(self.slots[j], Step):
                             _check_spread(arg, slot, cast(Step, self.slots[j]), value.size)
@@ -306,20 +313,24 @@ def compile_cone(value: ir.Value) -> Program:
         index = current.index()
         slot_of[current] = len(slots)
         squares = node.op_type == "ReduceSum" and sum_of_squares_source(node) is not None
+        made = _mark_summed(slots, inputs[0]) if squares else None
+        made = made if made != inputs[0] else None  # no Cast between
         name = node.name or current.name or ""
-        slots.append(Step(op, attributes, inputs, index or 0, len(node.outputs), name, squares))
-        if squares:
-            _mark_summed(slots, inputs[0])
+        slots.append(
+            Step(op, attributes, inputs, index or 0, len(node.outputs), name, squares, made)
+        )
     return Program(slots)
 
 
-def _mark_summed(slots: list[ir.TensorProtocol | Step], index: int | None) -> None:
+def _mark_summed(slots: list[ir.TensorProtocol | Step], index: int | None) -> int | None:
     """Mark the step that makes the squares a ReduceSum sums (behind Casts) as
-    :attr:`Step.summed`."""
+    :attr:`Step.summed`; its slot (None: no such step)."""
     while index is not None and isinstance(step := slots[index], Step) and step.op == "Cast":
         index = step.inputs[0]
     if index is not None and isinstance(step := slots[index], Step) and step.op in ("Mul", "Pow"):
         slots[index] = dataclasses.replace(step, summed=True)
+        return index
+    return None
 
 
 def _like_dtype(node: ir.Node) -> ir.DataType:
@@ -600,6 +611,35 @@ def _check_square_terms(
             f"{where}: its squares underflow {name}: in some unit, every non-zero square is "
             f"below the smallest normal {name} (the graph holds them in subnormals, losing "
             "that norm's precision)"
+        )
+
+
+def _check_held_squares(step: Step, args: Args, sums: np.ndarray, held: ir.DataType) -> None:
+    """Decline squares made in ``held`` (float16) and widened by a Cast to be summed (the
+    dynamo exporter's float16 norm) where those held in ``held``'s subnormals may move some
+    unit's norm by more than an ulp of ``held``. ``squares`` holds them as the graph does,
+    rounded already, so how far rounding moved them is bounded, not measured: half a
+    subnormal spacing each. Runtimes differ there too (ONNX Runtime sums such squares
+    unrounded: its weight 6 ulps from the spec's rounded ones on |v| about 1e-3, t108)."""
+    if held not in FLOAT_TYPES or held == ir.DataType.DOUBLE or not sums.size:
+        return
+    squares, _, axis, keepdims, _ = _reduction(step, args)
+    where = step.where
+    info = _finfo(held)
+    tiny = float(info.tiny)
+    if not _left_open(sums, squares.shape, axis, tiny):
+        return
+    half = tiny * float(info.eps) / 2  # half the spacing of subnormals
+    small = np.sum(squares < tiny, axis=axis, keepdims=keepdims)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moved = small * half / sums / 2  # of the norm: half the sum's
+    moved = moved[np.isfinite(moved)]
+    if moved.size and float(moved.max()) > float(info.eps):
+        name = held.name.lower()
+        raise NotExact(
+            f"{where}: its squares are held in {name} subnormals before they are summed, which "
+            f"may move some unit's norm by up to {float(moved.max()) / float(info.eps):.1f} "
+            "ulps (runtimes differ there: ONNX Runtime sums them unrounded)"
         )
 
 
