@@ -273,6 +273,8 @@ def _write_out(text: str) -> None:
     """``text`` on standard output (:data:`JSON_OUTPUT`'s stream, where a command line set
     one: an error there is recorded for it to say, a closed pipe raised as ever)."""
     output = JSON_OUTPUT.get()
+    if output is not None and output.failed is not None:
+        return  # standard output was closed from the start: the command line says so
     stream = output.stream if output is not None else sys.stdout
     try:
         stream.write(text)

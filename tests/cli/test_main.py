@@ -552,6 +552,13 @@ def test_json_dash_writes_the_report_alone_on_standard_output(tmp_path: Path) ->
             "wnpass: error: cannot write to standard output (No space left on device); "
             "already written: f.onnx"
         )
+    # standard output closed (>&-): the JSON went nowhere, exit 0, no word (t108)
+    closed = f"{sys.executable} -m wnpass --quiet inspect {model} --json - >&-"
+    result = subprocess.run(["bash", "-c", closed], capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "wnpass: error: cannot write to standard output (Bad file descriptor)"
+    )
     # a JSON report's name says it is one: --json trained.pt replaced a checkpoint (t107)
     (tmp_path / "trained.pt").write_bytes(b"kept")
     argv = [

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -198,14 +199,19 @@ def _json_on_stdout(args: argparse.Namespace) -> Iterator[JsonOutput | None]:
 
     with contextlib.suppress(OSError, ValueError):
         sys.stdout.flush()
-    try:
-        saved = os.dup(1)
-    except OSError:  # standard output is closed: the JSON's write says so
-        saved = -1
-    if saved >= 0:
-        os.dup2(2, 1)
-    stream = os.fdopen(saved, "w", closefd=False) if saved >= 0 else sys.stdout
-    output = JsonOutput(stream)
+    failed: OSError | None = None
+    saved = -1
+    if sys.__stdout__ is None:  # closed when the process started (>&-): fd 1 is another file
+        failed = OSError(errno.EBADF, os.strerror(errno.EBADF))
+    else:
+        try:
+            saved = os.dup(1)
+        except OSError as closed:
+            failed = closed
+        else:
+            os.dup2(2, 1)
+    stream = os.fdopen(saved, "w", closefd=False) if saved >= 0 else sys.stderr
+    output = JsonOutput(stream, failed)
     token = JSON_OUTPUT.set(output)
     try:
         with contextlib.redirect_stdout(sys.stderr):
