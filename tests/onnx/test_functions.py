@@ -206,3 +206,55 @@ def test_a_function_whose_weight_then_declines_is_not_inlined(tmp_path: Path) ->
     _, report = fold_onnx(path, tmp_path / "o.onnx")
     assert report.inlined == [] and report.folded == 0
     assert (tmp_path / "o.onnx").read_bytes() == path.read_bytes()
+
+
+def test_weight_norm_in_a_body_inside_a_function_is_folded() -> None:
+    """The function's If body normalizes its input v (an outer value there): only the
+    function's own nodes were read, and the site was never seen (t108)."""
+    from onnx import TensorProto
+    from onnx import helper as oh
+    from onnx import numpy_helper as nh
+
+    axes = oh.make_node("Constant", [], ["ax"], value=nh.from_array(np.array([1], np.int64)))
+    then = oh.make_graph(
+        [
+            axes,
+            oh.make_node("ReduceL2", ["v", "ax"], ["n"]),
+            oh.make_node("Div", ["v", "n"], ["q"]),
+            oh.make_node("Mul", ["g", "q"], ["w"]),
+            oh.make_node("Gemm", ["x", "w"], ["t"], transB=1),
+        ],
+        "then",
+        [],
+        [oh.make_tensor_value_info("t", TensorProto.FLOAT, [2, 4])],
+    )
+    other = oh.make_graph(
+        [oh.make_node("Gemm", ["x", "v"], ["e"], transB=1)],
+        "else",
+        [],
+        [oh.make_tensor_value_info("e", TensorProto.FLOAT, [2, 4])],
+    )
+    opsets = [oh.make_opsetid("", 18)]
+    function = oh.make_function(
+        "local", "WN", ["x", "v", "g", "c"], ["y"],
+        [oh.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other)], opsets,
+    )  # fmt: skip
+    graph = oh.make_graph(
+        [oh.make_node("WN", ["x", "v1", "g1", "c"], ["y"], domain="local")],
+        "g",
+        [
+            oh.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]),
+            oh.make_tensor_value_info("c", TensorProto.BOOL, []),
+        ],
+        [oh.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+        [nh.from_array(rand(4, 4), "v1"), nh.from_array(rand(4, 1), "g1")],
+    )
+    model = oh.make_model(
+        graph, opset_imports=[*opsets, oh.make_opsetid("local", 1)], functions=[function]
+    )
+    model.ir_version = 10
+    folded, report = fold_onnx(model)
+    assert report.inlined == ["local::WN"] and [s.status for s in report.sites] == ["folded"]
+    for c in (True, False):
+        feeds = {"x": rand(2, 4), "c": np.array(c)}
+        assert_close(run(folded, feeds), run(model, feeds))

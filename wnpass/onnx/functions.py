@@ -109,7 +109,8 @@ def _weight_inputs(function: ir.Function, cones: bool) -> list[int]:
     (``cones``) that layout ops turn into a layer's weight."""
     position = {value: i for i, value in enumerate(function.inputs)}
     found: dict[int, None] = {}
-    for node in function:
+    # its If/Loop bodies too: a body reads the function's inputs as outer values (t108)
+    for node in ir.traversal.RecursiveGraphIterator(function):
         if node.domain not in _ONNX:
             continue
         if (source := seed_source(node)) is not None:
