@@ -552,6 +552,9 @@ def test_json_dash_writes_the_report_alone_on_standard_output(tmp_path: Path) ->
             "wnpass: error: cannot write to standard output (No space left on device); "
             "already written: f.onnx"
         )
+    # ./- is the file of that name, not standard output (Path made both "-", t108)
+    assert main(["fold", str(model), "-o", str(tmp_path / "h.onnx"), "--json", "./-"]) == 2
+    assert not (tmp_path / "h.onnx").exists()
     # standard output closed (>&-): the JSON went nowhere, exit 0, no word (t108)
     closed = f"{sys.executable} -m wnpass --quiet inspect {model} --json - >&-"
     result = subprocess.run(["bash", "-c", closed], capture_output=True, text=True, check=False)

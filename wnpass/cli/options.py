@@ -91,7 +91,14 @@ def file_path(text: str) -> Path:
 def add_json_option(
     parser: argparse.ArgumentParser, help: str = "also write the report as JSON"
 ) -> None:
-    parser.add_argument("--json", type=file_path, metavar="FILE", help=help)
+    parser.add_argument("--json", type=json_file, metavar="FILE", help=help)
+
+
+def json_file(text: str) -> Path:
+    """A JSON report's file, as argparse takes it (:func:`file_path`); ``-`` alone is standard
+    output, and ``./-`` the file of that name (``Path`` makes both ``-``: kept absolute)."""
+    path = file_path(text)
+    return path if text == "-" or os.fspath(path) != "-" else Path(os.path.abspath(text))
 
 
 def add_model_py_arguments(parser: argparse.ArgumentParser) -> None:
