@@ -207,7 +207,7 @@ class JsonOutput:
     command sent everything else to standard error (what a model.py's code prints included),
     and the error writing the JSON there met (a full disk: the command line says it)."""
 
-    stream: TextIO
+    stream: TextIO | int  # a file descriptor: written unbuffered, nothing left to flush later
     failed: OSError | None = None
 
 
@@ -277,8 +277,13 @@ def _write_out(text: str) -> None:
         return  # standard output was closed from the start: the command line says so
     stream = output.stream if output is not None else sys.stdout
     try:
-        stream.write(text)
-        stream.flush()
+        if isinstance(stream, int):
+            data = text.encode("utf-8")
+            while data:
+                data = data[os.write(stream, data) :]
+        else:
+            stream.write(text)
+            stream.flush()
     except BrokenPipeError:
         raise
     except OSError as error:

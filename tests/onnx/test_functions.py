@@ -258,3 +258,56 @@ def test_weight_norm_in_a_body_inside_a_function_is_folded() -> None:
     for c in (True, False):
         feeds = {"x": rand(2, 4), "c": np.array(c)}
         assert_close(run(folded, feeds), run(model, feeds))
+
+
+def test_a_gain_input_read_in_a_body_inside_a_function_is_inlined() -> None:
+    """The function's own v normalized in its If body, times its input g: the gain was
+    looked for only among sites of the function's top level, and the site declined as "g 'g'
+    is a graph input" (t109)."""
+    from onnx import TensorProto
+    from onnx import helper as oh
+    from onnx import numpy_helper as nh
+
+    v = nh.from_array(rand(4, 4), "v")
+    then = oh.make_graph(
+        [
+            oh.make_node("Constant", [], ["v"], value=v),
+            oh.make_node("ReduceL2", ["v"], ["n"], axes=[1]),
+            oh.make_node("Div", ["v", "n"], ["q"]),
+            oh.make_node("Mul", ["g", "q"], ["w"]),
+            oh.make_node("Gemm", ["x", "w"], ["t"], transB=1),
+        ],
+        "then",
+        [],
+        [oh.make_tensor_value_info("t", TensorProto.FLOAT, [2, 4])],
+    )
+    other = oh.make_graph(
+        [oh.make_node("Identity", ["x"], ["e"])],
+        "else",
+        [],
+        [oh.make_tensor_value_info("e", TensorProto.FLOAT, [2, 4])],
+    )
+    opsets = [oh.make_opsetid("", 17)]
+    function = oh.make_function(
+        "local", "WN", ["x", "g", "c"], ["y"],
+        [oh.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other)], opsets,
+    )  # fmt: skip
+    graph = oh.make_graph(
+        [oh.make_node("WN", ["x", "g1", "c"], ["y"], domain="local")],
+        "g",
+        [
+            oh.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]),
+            oh.make_tensor_value_info("c", TensorProto.BOOL, []),
+        ],
+        [oh.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+        [nh.from_array(rand(4, 1), "g1")],
+    )
+    model = oh.make_model(
+        graph, opset_imports=[*opsets, oh.make_opsetid("local", 1)], functions=[function]
+    )
+    model.ir_version = 8
+    folded, report = fold_onnx(model)
+    assert report.inlined == ["local::WN"] and [s.status for s in report.sites] == ["folded"]
+    for c in (True, False):
+        feeds = {"x": rand(2, 4), "c": np.array(c)}
+        assert_close(run(folded, feeds), run(model, feeds))

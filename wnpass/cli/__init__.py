@@ -210,8 +210,7 @@ def _json_on_stdout(args: argparse.Namespace) -> Iterator[JsonOutput | None]:
             failed = closed
         else:
             os.dup2(2, 1)
-    stream = os.fdopen(saved, "w", closefd=False) if saved >= 0 else sys.stderr
-    output = JsonOutput(stream, failed)
+    output = JsonOutput(saved if saved >= 0 else sys.stderr, failed)
     token = JSON_OUTPUT.set(output)
     try:
         with contextlib.redirect_stdout(sys.stderr):

@@ -25,7 +25,7 @@ import onnx_ir as ir
 from onnx_ir.passes.common.inliner import InlinePass  # not the package: all its passes
 
 from wnpass.onnx.cones import CONE_OPS, WEIGHT_INPUTS
-from wnpass.onnx.graphs import graphs_of, walk_cone
+from wnpass.onnx.graphs import enclosing_scope, graphs_of, walk_cone
 from wnpass.onnx.match import behind_layout, find_sites, is_constant_cone, seed_source
 
 __all__ = ["inline_weight_functions", "weight_functions"]
@@ -129,11 +129,14 @@ def _gain_inputs(model: ir.Model) -> dict[_Id, list[int]]:
     whose v is the function's own constant (declined as ``g 'g' is a function input``)."""
     found: dict[_Id, list[int]] = {}
     for site in find_sites(model):
-        if not isinstance(site.graph, ir.Function) or site.g is None:
+        scope: ir.Graph | ir.Function | None = site.graph
+        while scope is not None and not isinstance(scope, ir.Function):
+            scope = enclosing_scope(scope)  # a body inside a function reads its inputs (t109)
+        if scope is None or site.g is None:
             continue
         source = behind_layout(site.g)
-        if source is not None and source in site.graph.inputs:
-            found.setdefault(site.graph.identifier(), []).append(site.graph.inputs.index(source))
+        if source is not None and source in scope.inputs:
+            found.setdefault(scope.identifier(), []).append(scope.inputs.index(source))
     return found
 
 
