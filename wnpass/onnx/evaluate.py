@@ -263,7 +263,7 @@ class Program:
                     if i in held:
                         made[i] = value
                     if (j := slot.squares_from) is not None and made_in[j] != dtype:
-                        _check_held_squares(slot, args, value, made.pop(j), made_in[j])
+                        _check_held_squares(slot, args, value, made[j], made_in[j])
                     for j, arg in zip(slot.inputs, args, strict=True):
                         if j is not None and arg is not None and isinstance(self.slots[j], Step):
                             _check_spread(arg, slot, cast(Step, self.slots[j]), value.size)
