@@ -208,106 +208,73 @@ def test_a_function_whose_weight_then_declines_is_not_inlined(tmp_path: Path) ->
     assert (tmp_path / "o.onnx").read_bytes() == path.read_bytes()
 
 
-def test_weight_norm_in_a_body_inside_a_function_is_folded() -> None:
-    """The function's If body normalizes its input v (an outer value there): only the
-    function's own nodes were read, and the site was never seen (t108)."""
+def _if_in_function(
+    then_nodes: list, params: list[str], weights: dict[str, np.ndarray]
+) -> onnx.ModelProto:
+    """A model whose local function ``WN(x, *params, c)`` runs ``then_nodes`` in the then
+    branch of an If on ``c`` (``x`` through in the other), called with initializers
+    ``weights`` for ``params``, in order."""
     from onnx import TensorProto
     from onnx import helper as oh
     from onnx import numpy_helper as nh
 
-    axes = oh.make_node("Constant", [], ["ax"], value=nh.from_array(np.array([1], np.int64)))
-    then = oh.make_graph(
-        [
-            axes,
-            oh.make_node("ReduceL2", ["v", "ax"], ["n"]),
-            oh.make_node("Div", ["v", "n"], ["q"]),
-            oh.make_node("Mul", ["g", "q"], ["w"]),
-            oh.make_node("Gemm", ["x", "w"], ["t"], transB=1),
-        ],
-        "then",
-        [],
-        [oh.make_tensor_value_info("t", TensorProto.FLOAT, [2, 4])],
-    )
-    other = oh.make_graph(
-        [oh.make_node("Gemm", ["x", "v"], ["e"], transB=1)],
-        "else",
-        [],
-        [oh.make_tensor_value_info("e", TensorProto.FLOAT, [2, 4])],
-    )
+    def out(name: str) -> onnx.ValueInfoProto:
+        return oh.make_tensor_value_info(name, TensorProto.FLOAT, [2, 4])
+
+    then = oh.make_graph(then_nodes, "then", [], [out("t")])
+    other = oh.make_graph([oh.make_node("Identity", ["x"], ["e"])], "else", [], [out("e")])
     opsets = [oh.make_opsetid("", 18)]
-    function = oh.make_function(
-        "local", "WN", ["x", "v", "g", "c"], ["y"],
-        [oh.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other)], opsets,
-    )  # fmt: skip
-    graph = oh.make_graph(
-        [oh.make_node("WN", ["x", "v1", "g1", "c"], ["y"], domain="local")],
-        "g",
-        [
-            oh.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]),
-            oh.make_tensor_value_info("c", TensorProto.BOOL, []),
-        ],
-        [oh.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
-        [nh.from_array(rand(4, 4), "v1"), nh.from_array(rand(4, 1), "g1")],
-    )
-    model = oh.make_model(
-        graph, opset_imports=[*opsets, oh.make_opsetid("local", 1)], functions=[function]
-    )
+    branch = oh.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other)
+    function = oh.make_function("local", "WN", ["x", *params, "c"], ["y"], [branch], opsets)
+    call = oh.make_node("WN", ["x", *weights, "c"], ["y"], domain="local")
+    condition = oh.make_tensor_value_info("c", TensorProto.BOOL, [])
+    initializers = [nh.from_array(array, name) for name, array in weights.items()]
+    graph = oh.make_graph([call], "g", [out("x"), condition], [out("y")], initializers)
+    model = oh.make_model(graph, opset_imports=[*opsets, oh.make_opsetid("local", 1)])
+    model.functions.append(function)
     model.ir_version = 10
+    return model
+
+
+def _folds_inlined(model: onnx.ModelProto) -> None:
+    """The fold inlines ``WN`` and folds its one site; the outputs are the model's, either way
+    the If goes."""
     folded, report = fold_onnx(model)
     assert report.inlined == ["local::WN"] and [s.status for s in report.sites] == ["folded"]
     for c in (True, False):
         feeds = {"x": rand(2, 4), "c": np.array(c)}
         assert_close(run(folded, feeds), run(model, feeds))
+
+
+def test_weight_norm_in_a_body_inside_a_function_is_folded() -> None:
+    """The function's If body normalizes its input v (an outer value there): only the
+    function's own nodes were read, and the site was never seen (t108)."""
+    from onnx import helper as oh
+    from onnx import numpy_helper as nh
+
+    then = [
+        oh.make_node("Constant", [], ["ax"], value=nh.from_array(np.array([1], np.int64))),
+        oh.make_node("ReduceL2", ["v", "ax"], ["n"]),
+        oh.make_node("Div", ["v", "n"], ["q"]),
+        oh.make_node("Mul", ["g", "q"], ["w"]),
+        oh.make_node("Gemm", ["x", "w"], ["t"], transB=1),
+    ]
+    _folds_inlined(_if_in_function(then, ["v", "g"], {"v1": rand(4, 4), "g1": rand(4, 1)}))
 
 
 def test_a_gain_input_read_in_a_body_inside_a_function_is_inlined() -> None:
     """The function's own v normalized in its If body, times its input g: the gain was
     looked for only among sites of the function's top level, and the site declined as "g 'g'
     is a graph input" (t109)."""
-    from onnx import TensorProto
     from onnx import helper as oh
     from onnx import numpy_helper as nh
 
-    v = nh.from_array(rand(4, 4), "v")
-    then = oh.make_graph(
-        [
-            oh.make_node("Constant", [], ["v"], value=v),
-            oh.make_node("ReduceL2", ["v"], ["n"], axes=[1]),
-            oh.make_node("Div", ["v", "n"], ["q"]),
-            oh.make_node("Mul", ["g", "q"], ["w"]),
-            oh.make_node("Gemm", ["x", "w"], ["t"], transB=1),
-        ],
-        "then",
-        [],
-        [oh.make_tensor_value_info("t", TensorProto.FLOAT, [2, 4])],
-    )
-    other = oh.make_graph(
-        [oh.make_node("Identity", ["x"], ["e"])],
-        "else",
-        [],
-        [oh.make_tensor_value_info("e", TensorProto.FLOAT, [2, 4])],
-    )
-    opsets = [oh.make_opsetid("", 17)]
-    function = oh.make_function(
-        "local", "WN", ["x", "g", "c"], ["y"],
-        [oh.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other)], opsets,
-    )  # fmt: skip
-    graph = oh.make_graph(
-        [oh.make_node("WN", ["x", "g1", "c"], ["y"], domain="local")],
-        "g",
-        [
-            oh.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]),
-            oh.make_tensor_value_info("c", TensorProto.BOOL, []),
-        ],
-        [oh.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
-        [nh.from_array(rand(4, 1), "g1")],
-    )
-    model = oh.make_model(
-        graph, opset_imports=[*opsets, oh.make_opsetid("local", 1)], functions=[function]
-    )
-    model.ir_version = 8
-    folded, report = fold_onnx(model)
-    assert report.inlined == ["local::WN"] and [s.status for s in report.sites] == ["folded"]
-    for c in (True, False):
-        feeds = {"x": rand(2, 4), "c": np.array(c)}
-        assert_close(run(folded, feeds), run(model, feeds))
+    then = [
+        oh.make_node("Constant", [], ["v"], value=nh.from_array(rand(4, 4), "v")),
+        oh.make_node("Constant", [], ["ax"], value=nh.from_array(np.array([1], np.int64))),
+        oh.make_node("ReduceL2", ["v", "ax"], ["n"]),
+        oh.make_node("Div", ["v", "n"], ["q"]),
+        oh.make_node("Mul", ["g", "q"], ["w"]),
+        oh.make_node("Gemm", ["x", "w"], ["t"], transB=1),
+    ]
+    _folds_inlined(_if_in_function(then, ["g"], {"g1": rand(4, 1)}))
