@@ -59,7 +59,7 @@ from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 from wnpass import interrupts, readahead
-from wnpass.errors import InvalidArgumentError, InvalidModelError, OutputError
+from wnpass.errors import InvalidArgumentError, InvalidModelError, OutputError, UsageError
 from wnpass.watch import OpenWatch
 
 __all__ = [
@@ -80,6 +80,24 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# The name that writes a report's JSON to standard output (``--json -``), not to a file: no
+# target of a plan (:meth:`IOPlan.write`; the report writes it, :func:`wnpass.report.write_json`).
+STANDARD_OUTPUT = "-"
+
+
+def _require_json_name(path: str | os.PathLike[str]) -> None:
+    """Refuse a JSON report's name that does not end with ``.json`` (in any case) and is not
+    :data:`STANDARD_OUTPUT`: ``--json trained.pt`` replaced a checkpoint with the report
+    (t107). :meth:`IOPlan.check` checks it of each ``json_path``, after its other rules."""
+    text = os.fspath(path)
+    name = os.path.basename(text)
+    if text != STANDARD_OUTPUT and (len(name) <= 5 or not name.lower().endswith(".json")):
+        raise UsageError(
+            f"{text}: a JSON report's name must end with .json (or be - for standard output)",
+            parameter="json_path",
+        )
+
 
 # Staging files and folders start with this prefix: a run killed by SIGKILL can leave one
 # behind (never a half-written target), and its name says what it is.
@@ -576,7 +594,7 @@ class IOPlan:
         if isinstance(path, str) and path.endswith(("/", os.sep)):
             raise OutputError(f"{path}: names a folder, not a file", parameter=parameter)
         path = Path(path)
-        if parameter == "json_path" and os.fspath(path) == "-":
+        if parameter == "json_path" and os.fspath(path) == STANDARD_OUTPUT:
             return path  # the report on standard output (wnpass.report.write_json): no file
         self._writes.append(_Entry(path, parameter))  # twice: check() refuses the collision
         if replaces_read:
@@ -638,9 +656,7 @@ class IOPlan:
                 seen_ids[identity] = entry
         for entry in self._writes:  # after the rules above, whose reasons say more
             if entry.parameter == "json_path":
-                from wnpass.report import require_json_name
-
-                require_json_name(entry.path)
+                _require_json_name(entry.path)
         for entry in self._writes:
             self._probe(entry)
         self._write_at = {_where(entry.path): entry for entry in reversed(self._writes)}

@@ -197,10 +197,6 @@ class FoldReport(Anchored):
         )
 
 
-# The name that writes a report's JSON to standard output (``--json -``), not to a file.
-STANDARD_OUTPUT = "-"
-
-
 @dataclasses.dataclass
 class JsonOutput:
     """Where a command line's ``--json -`` goes: the stream standard output was before the
@@ -217,22 +213,6 @@ JSON_OUTPUT: contextvars.ContextVar[JsonOutput | None] = contextvars.ContextVar(
 )
 
 
-def require_json_name(path: str | os.PathLike[str]) -> None:
-    """Refuse a JSON report's name that does not end with ``.json`` (in any case) and is not
-    ``-``: ``--json trained.pt`` replaced a checkpoint with the report (t107). A plan checks
-    it of each ``json_path`` it writes (:meth:`wnpass.plan.IOPlan.check`), after its other
-    rules."""
-    text = os.fspath(path)
-    name = os.path.basename(text)
-    if text != STANDARD_OUTPUT and (len(name) <= 5 or not name.lower().endswith(".json")):
-        from wnpass.errors import UsageError
-
-        raise UsageError(
-            f"{text}: a JSON report's name must end with .json (or be - for standard output)",
-            parameter="json_path",
-        )
-
-
 def write_json(
     path: str | os.PathLike[str],
     data: dict[str, Any] | list[dict[str, Any]],
@@ -240,7 +220,7 @@ def write_json(
     about: Callable[[], Iterable[tuple[str | None, str]]] | None = None,
 ) -> None:
     """Write a report as strict JSON atomically (a staging file beside it, then renamed); to
-    standard output where ``path`` is :data:`STANDARD_OUTPUT` (``-``).
+    standard output where ``path`` is :data:`wnpass.plan.STANDARD_OUTPUT` (``-``).
 
     A number that is not finite (a relative error against a zero reference is Inf) is written
     as ``null``: ``NaN`` and ``Infinity`` are not JSON, and strict parsers reject them.
@@ -250,7 +230,7 @@ def write_json(
     its data files, the output it wrote), which the report would otherwise replace; with a
     plan, they are the plan's to guard, and ``about`` is not called.
     """
-    from wnpass.plan import IOPlan, as_path, as_plan
+    from wnpass.plan import STANDARD_OUTPUT, IOPlan, as_path, as_plan
 
     as_path("json_path", path)  # refused if no path; the name as given is planned ("out/")
     text = json.dumps(_strict(data), indent=2, allow_nan=False)

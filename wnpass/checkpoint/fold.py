@@ -115,6 +115,13 @@ def norm_reason(
     return _subnormal_norm(squares, dim, dtype, v64.ndim)
 
 
+def _fused(dim: int | None, ndim: int, dtype: np.dtype) -> bool:
+    """Whether PyTorch may compute a 16-bit weight's norm and quotient in its fused kernel,
+    in float32: at the first or last axis (as on CPU); the unfused ``v * (g / ||v||)``, at
+    another axis or over the whole tensor, keeps both in the weight's dtype."""
+    return dtype.itemsize == 2 and dim is not None and dim in (0, ndim - 1)
+
+
 def _subnormal_norm(squares: np.ndarray, dim: int | None, dtype: np.dtype, ndim: int) -> str | None:
     """Why a 16-bit weight's norm, where PyTorch keeps it in that dtype, loses bits, or None.
 
@@ -136,7 +143,7 @@ def _subnormal_norm(squares: np.ndarray, dim: int | None, dtype: np.dtype, ndim:
     if not small.size or np.array_equal(small.astype(dtype).astype(np.float64), small):
         return None
     name = dtype.name
-    if dim is not None and dim in (0, ndim - 1):
+    if _fused(dim, ndim, dtype):
         return (
             f"||v|| is below half the smallest normal {name}: PyTorch's weight is exact where "
             "it keeps the norm in float32 (its fused kernel, at the first or last axis, as on "
@@ -181,7 +188,7 @@ def quotient_reason(
     nonzero = quotient[quotient > 0]
     smallest = float(nonzero.min()) if nonzero.size else np.inf
     info, wide = ml_dtypes.finfo(dtype), np.finfo(np.float32)
-    name, fused = dtype.name, not whole and dim in (0, v64.ndim - 1) and dtype.itemsize == 2
+    name, fused = dtype.name, _fused(dim, v64.ndim, dtype)
     if largest > float(info.max):
         what, within_float32 = "exceeds the largest", largest < float(wide.max)
         result, there = "inf there, so the weight it uses is not finite", ("finite", "inf")

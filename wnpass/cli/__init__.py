@@ -31,6 +31,7 @@ from wnpass.cli import check, convert, export, fold, inspect, train_rewrite
 from wnpass.cli.options import flags_for
 from wnpass.cli.output import Printer
 from wnpass.errors import WnpassError, one_line, printable
+from wnpass.plan import STANDARD_OUTPUT
 from wnpass.program import changes_said, stop, stop_line
 
 if TYPE_CHECKING:
@@ -192,7 +193,7 @@ def _json_on_stdout(args: argparse.Namespace) -> Iterator[JsonOutput | None]:
     whatever a model.py's code writes there (``print``, or its native code and subprocesses
     at file descriptor 1), goes to standard error meanwhile. Yields where the JSON goes, and
     whether writing it failed (None without ``--json -``)."""
-    if getattr(args, "json", None) != Path("-"):  # wnpass.report.STANDARD_OUTPUT
+    if getattr(args, "json", None) != Path(STANDARD_OUTPUT):
         yield None
         return
     from wnpass.report import JSON_OUTPUT, JsonOutput

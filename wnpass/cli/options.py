@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from wnpass.errors import UsageError, WnpassError, printable
-from wnpass.plan import IOPlan
+from wnpass.plan import STANDARD_OUTPUT, IOPlan
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, MAX_THREADS, CheckOptions
 
 __all__ = [
@@ -98,7 +98,8 @@ def json_file(text: str) -> Path:
     """A JSON report's file, as argparse takes it (:func:`file_path`); ``-`` alone is standard
     output, and ``./-`` the file of that name (``Path`` makes both ``-``: kept absolute)."""
     path = file_path(text)
-    return path if text == "-" or os.fspath(path) != "-" else Path(os.path.abspath(text))
+    dashed = text != STANDARD_OUTPUT and os.fspath(path) == STANDARD_OUTPUT  # ./- and the like
+    return Path(os.path.abspath(text)) if dashed else path
 
 
 def add_model_py_arguments(parser: argparse.ArgumentParser) -> None:

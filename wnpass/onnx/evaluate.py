@@ -247,23 +247,21 @@ class Program:
         last_use = {j: i for i, slot in enumerate(self.slots) if isinstance(slot, Step)
                     for j in slot.inputs if j is not None}  # fmt: skip
         results: list[Evaluated | None] = [None] * len(self.slots)
-        made_in: dict[int, ir.DataType] = {}  # each step's result type
         # squares widened by a Cast to be summed, as made (exact): what the sum is judged by
         held = {
             s.squares_from for s in self.slots if isinstance(s, Step) and s.squares_from is not None
         }
-        made: dict[int, np.ndarray] = {}
+        made: dict[int, Evaluated] = {}
         levels = [EXACT] * len(self.slots)
         with np.errstate(all="ignore"):
             for i, slot in enumerate(self.slots):
                 if isinstance(slot, Step):
                     args = [None if j is None else results[j] for j in slot.inputs]
                     value, dtype = _apply(slot, args)
-                    made_in[i] = dtype
                     if i in held:
-                        made[i] = value
-                    if (j := slot.squares_from) is not None and made_in[j] != dtype:
-                        _check_held_squares(slot, args, value, made[j], made_in[j])
+                        made[i] = value, dtype
+                    if (j := slot.squares_from) is not None and made[j][1] != dtype:
+                        _check_held_squares(slot, args, value, *made[j])
                     for j, arg in zip(slot.inputs, args, strict=True):
                         if j is not None and arg is not None and isinstance(self.slots[j], Step):
                             _check_spread(arg, slot, cast(Step, self.slots[j]), value.size)
@@ -635,17 +633,24 @@ def _check_held_squares(
     info = _finfo(held)
     if not _left_open(sums, exact.shape, axis, float(info.tiny)) and not np.any(sums == 0):
         return
-    whole = np.sum(exact, axis=axis, keepdims=keepdims, dtype=F64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        moved = np.abs(np.sqrt(sums) - np.sqrt(whole)) / np.sqrt(whole)
-    moved = moved[np.isfinite(moved)]  # a unit of zeros: 0 / 0
-    if moved.size and float(moved.max()) > float(info.eps):
+    whole = np.asarray(np.sum(exact, axis=axis, keepdims=keepdims, dtype=F64))
+    if (moved := _norm_moved(sums, whole)) > float(info.eps):
         name = held.name.lower()
         raise NotExact(
             f"{step.where}: its squares are held in {name} subnormals before they are summed, "
-            f"which moves some unit's norm by {float(moved.max()) / float(info.eps):.1f} ulps "
+            f"which moves some unit's norm by {moved / float(info.eps):.1f} ulps "
             "(runtimes differ there: ONNX Runtime sums them unrounded)"
         )
+
+
+def _norm_moved(held: np.ndarray, exact: np.ndarray) -> float:
+    """How far, relative to it, some unit's norm of the sums ``exact`` moves where the graph
+    sums ``held`` instead (the largest; 0 for none): squares rounded to 0 move it all (1), a
+    unit of zeros not at all (0 / 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moved = np.abs(np.sqrt(held) - np.sqrt(exact)) / np.sqrt(exact)
+    moved = moved[np.isfinite(moved)]
+    return float(moved.max()) if moved.size else 0.0
 
 
 def _left_open(sums: np.ndarray, shape: Sequence[int], axis: tuple[int, ...], tiny: float) -> bool:
@@ -676,13 +681,10 @@ def _check_stored_squares(
     info = _finfo(dtype)
     if not _left_open(sums, squares.shape, axis, float(info.tiny)):
         return
-    held = np.sum(round_to(squares, dtype), axis=axis, keepdims=keepdims, dtype=F64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        moved = np.abs(np.sqrt(held) - np.sqrt(sums)) / np.sqrt(sums)
-    moved = moved[np.isfinite(moved)]
-    if moved.size and float(moved.max()) > float(info.eps):
+    held = np.asarray(np.sum(round_to(squares, dtype), axis=axis, keepdims=keepdims, dtype=F64))
+    if (moved := _norm_moved(held, sums)) > float(info.eps):
         name = dtype.name.lower()
-        ulps = float(moved.max()) / float(info.eps)
+        ulps = moved / float(info.eps)
         raise NotExact(
             f"{where}: its squares underflow {name}: the graph holds some unit's in subnormals, "
             f"which moves that unit's norm by {ulps:.1f} ulps (losing its precision)"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 
 import onnx_ir as ir
 
@@ -24,6 +24,7 @@ from wnpass.onnx.graphs import (
     const_tensor,
     constant_initializers,
     constants_as_nodes,
+    function_name,
     graphs_of,
     shadowed,
     walk_cone,
@@ -64,9 +65,8 @@ def count_nodes(model: ir.Model) -> int:
 def graph_label(graph: ir.Graph | ir.Function, model: ir.Model) -> str:
     if graph is model.graph:
         return "main"
-    if isinstance(graph, ir.Function):  # an overload (IR version 10) is a function of its own
-        overload = f":{graph.overload}" if graph.overload else ""
-        return f"function {graph.domain}::{graph.name}{overload}"
+    if isinstance(graph, ir.Function):
+        return f"function {function_name(graph)}"
     return f"subgraph {graph.name or '?'}"
 
 
@@ -196,25 +196,26 @@ class FoldWeightNormPass(ir.passes.InPlacePass):
         self.weight_norm_only = weight_norm_only
 
     def call(self, model: ir.Model) -> FoldResult:
-        cones = not self.weight_norm_only
         inlined: list[str] = []
         if model.functions:  # imported only then: onnx-ir's inliner, a few ms and MiB
-            from wnpass.onnx.functions import inline_weight_functions, weight_functions
+            from wnpass.onnx.functions import inline_functions, weight_functions
 
-            if weight_functions(model, cones=cones) and self._inlining_folds_more(model):
+            chosen = weight_functions(model, cones=not self.weight_norm_only)
+            ids = {function.identifier() for function in chosen}
+            if ids and self._inlining_folds_more(model, ids):
                 # a weight computed inside a local function from its inputs: its constants
                 # reach it once the function is inlined
-                inlined = inline_weight_functions(model, cones=cones)
+                inlined = inline_functions(model, ids)
         result = self._fold_everything(model)
         result.report.inlined = inlined
         result.modified = result.modified or bool(inlined)
         return result
 
-    def _inlining_folds_more(self, model: ir.Model) -> bool:
-        """Whether inlining the functions that compute weights lets the fold fold more than it
-        does without: each tried on a copy (tensors shared). Inlining alone changes the model
-        and folds nothing (a zero-norm unit inside: still declined), t107."""
-        from wnpass.onnx.functions import inline_weight_functions
+    def _inlining_folds_more(self, model: ir.Model, chosen: Set[tuple[str, str, str]]) -> bool:
+        """Whether inlining the functions ``chosen`` (their identifiers) lets the fold fold more
+        than it does without: each tried on a copy (tensors shared). Inlining alone changes
+        the model and folds nothing (a zero-norm unit inside: still declined), t107."""
+        from wnpass.onnx.functions import inline_functions
 
         def folded(copy: ir.Model) -> int:
             with _unlogged(logger, logging.getLogger("wnpass.onnx.cones")):
@@ -222,7 +223,7 @@ class FoldWeightNormPass(ir.passes.InPlacePass):
             return report.folded + report.cones_folded
 
         inlined = model.clone()
-        if not inline_weight_functions(inlined, cones=not self.weight_norm_only):
+        if not inline_functions(inlined, chosen):
             return False
         return folded(inlined) > folded(model.clone())
 

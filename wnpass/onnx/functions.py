@@ -7,7 +7,7 @@ graph's initializers. Inside the function ``v`` and ``g`` are inputs, not consta
 saw no weight there: weight norm (or a ``Transpose(W)`` before ``MatMul``) ran on every call,
 and ``inspect --strict`` passed the model (t104).
 
-A function is inlined (:func:`inline_weight_functions`) where it computes a weight from one of
+A function is inlined (:func:`inline_functions`) where it computes a weight from one of
 its inputs, a norm of it (what a weight-norm site starts from), the gain of a site, or layout
 ops on it that a layer reads as a weight (a weight input of
 :data:`~wnpass.onnx.cones.WEIGHT_INPUTS`), and every call
@@ -20,15 +20,16 @@ with a value fed at run time there (a filter its caller computes), whose weight 
 from __future__ import annotations
 
 import logging
+from collections.abc import Set
 
 import onnx_ir as ir
 from onnx_ir.passes.common.inliner import InlinePass  # not the package: all its passes
 
 from wnpass.onnx.cones import CONE_OPS, WEIGHT_INPUTS
-from wnpass.onnx.graphs import enclosing_scope, graphs_of, walk_cone
+from wnpass.onnx.graphs import enclosing_scope, function_name, graphs_of, walk_cone
 from wnpass.onnx.match import behind_layout, find_sites, is_constant_cone, seed_source
 
-__all__ = ["inline_weight_functions", "weight_functions"]
+__all__ = ["inline_functions", "weight_functions"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +53,20 @@ def weight_functions(model: ir.Model, *, cones: bool = True) -> list[ir.Function
     return [f for f in model.functions.values() if f.identifier() in chosen]
 
 
-def inline_weight_functions(model: ir.Model, *, cones: bool = True) -> list[str]:
-    """Inline :func:`weight_functions` into the graphs that call them; their names
-    (``domain::name``), in the model's order."""
-    functions = weight_functions(model, cones=cones)
+def inline_functions(model: ir.Model, chosen: Set[_Id]) -> list[str]:
+    """Inline the local functions ``chosen`` (identifiers, :func:`weight_functions`' of this
+    model or of one it is a copy of) into the graphs that call them; their names
+    (``domain::name``), in the model's order; none where onnx-ir's inliner would fail part
+    way (:func:`_not_inlinable`: said in a warning)."""
+    functions = [f for f in model.functions.values() if f.identifier() in chosen]
     if not functions:
         return []
-    chosen = {function.identifier() for function in functions}
     inline = InlinePass(criteria=lambda function: function.identifier() in chosen)
     if (problem := _not_inlinable(model, functions, inline)) is not None:
         logger.warning("not inlining the local functions that compute weights: %s", problem)
         return []
     inline(model)
-    names = [_name(function) for function in functions]
+    names = [function_name(function) for function in functions]
     logger.info("inlined local functions that compute weights from their inputs: %s", names)
     return names
 
@@ -81,8 +83,8 @@ def _not_inlinable(model: ir.Model, functions: list[ir.Function], inline: Inline
     for function in functions:
         for domain, version in function.opset_imports.items():
             if versions.setdefault(domain, version) != version:
-                opset = domain or "ai.onnx"
-                return f"{_name(function)} imports {opset} {version}, the model {versions[domain]}"
+                named, opset = function_name(function), domain or "ai.onnx"
+                return f"{named} imports {opset} {version}, the model {versions[domain]}"
     ids = {function.identifier(): function for function in functions}
     for graph in graphs_of(model):
         for node in graph:
@@ -90,18 +92,13 @@ def _not_inlinable(model: ir.Model, functions: list[ir.Function], inline: Inline
             if called is None:
                 continue
             if len(node.inputs) > len(called.inputs):
-                return f"a call of {_name(called)} passes more inputs than it takes"
+                return f"a call of {function_name(called)} passes more inputs than it takes"
             if any(a.type in _GRAPHS for a in node.attributes.values()):
-                return f"a call of {_name(called)} passes a graph as an attribute"
+                return f"a call of {function_name(called)} passes a graph as an attribute"
     return None
 
 
 _GRAPHS = frozenset({ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS})
-
-
-def _name(function: ir.Function) -> str:
-    overload = f":{function.overload}" if function.overload else ""
-    return f"{function.domain}::{function.name}{overload}"
 
 
 def _weight_inputs(function: ir.Function, cones: bool) -> list[int]:

@@ -76,6 +76,13 @@ def graphs_of(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
             yield body
 
 
+def function_name(function: ir.Function) -> str:
+    """A local function as reports name it: ``domain::name``, and ``:overload`` where it has
+    one (IR version 10: an overload is a function of its own)."""
+    overload = f":{function.overload}" if function.overload else ""
+    return f"{function.domain}::{function.name}{overload}"
+
+
 def constants_as_nodes(graph: ir.Graph | ir.Function) -> bool:
     """Whether ``graph`` holds its constants as ``Constant`` nodes, not initializers: a
     function, or a body of a model of IR version 3 or below (walked by ``graphs_of``)."""
