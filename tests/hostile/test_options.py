@@ -174,6 +174,10 @@ OPTIONS |= {
         lambda t: ["fold", str(good(t)), "-o", str(t / "folded")],
         "folded: an ONNX output's name must end with .onnx",
     ),
+    "fold -o .onnx alone": (
+        lambda t: ["fold", str(good(t)), "-o", str(t / ".onnx")],
+        ".onnx: an ONNX output needs a name before .onnx",
+    ),
     "train-rewrite -o an existing script": (
         lambda t: ["train-rewrite", str(model_py(t)), "-o", str(raw(t, b"print(1)", "train.py"))],
         "train.py: a state dict written with torch.save: its name must end with .pt, .pth or .bin",

@@ -752,7 +752,13 @@ def _graphs(model: ir.Model) -> list[ir.Graph]:
 def require_onnx_name(path: str | os.PathLike[str], parameter: str = "output") -> None:
     """Refuse an ONNX output given a name that does not end with ``.onnx`` (in any case): a
     name of another kind of file (``-o trained.pt``, ``-o train.py``) would be replaced by an
-    ONNX model, the file of that name lost (t105)."""
+    ONNX model, the file of that name lost (t105). ``.onnx`` alone is a hidden file's name
+    without a suffix: said as a name missing before it."""
+    name = Path(path).name
+    if name.lower() == ".onnx":
+        raise UsageError(
+            f"{os.fspath(path)}: an ONNX output needs a name before .onnx", parameter=parameter
+        )
     if Path(path).suffix.lower() != ".onnx":
         raise UsageError(
             f"{os.fspath(path)}: an ONNX output's name must end with .onnx",
