@@ -1,5 +1,5 @@
 """The conditions torch.export took on dynamic sizes, read from its program (wnpass.assumed);
-their effect on an export is tested in tests/test_deploy.py."""
+their effect on an export is tested in tests/deploy/test_ranges.py."""
 
 from __future__ import annotations
 

@@ -28,8 +28,8 @@ def _feeds(model_py: Path, path: Path) -> dict[str, np.ndarray]:
     return {name: t.numpy() for name, t in zip(names, inputs, strict=True)}
 
 
-# Under dynamo, one model covers the script's branch: tests/test_deploy.py takes every model
-# through the dynamo exporter and the ONNX fold (a vocoder's dynamo export takes 12-22 s).
+# Under dynamo, one model covers the script's branch: tests/deploy/test_pipeline.py takes every
+# model through the dynamo exporter and the ONNX fold (a vocoder's dynamo export takes 12-22 s).
 @pytest.mark.parametrize(
     ("name", "dynamo"), [(name, False) for name in MODELS] + [("lstm_lm.py", True)]
 )

@@ -1,0 +1,143 @@
+"""Values between PyTorch and ONNX Runtime: a number and a complex output compared as the graph
+outputs they become, outputs that cannot be paired, bfloat16, an opset whose graph lists its
+weights as inputs, and whether two PyTorch runs gave the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from tests.deploy.helpers import unused_first
+from wnpass.deploy import export
+from wnpass.errors import InvalidArgumentError
+
+
+def _bf16() -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    torch.manual_seed(0)
+    model = nn.Sequential(weight_norm(nn.Linear(8, 6)), nn.ReLU()).to(torch.bfloat16)
+    return model, (torch.randn(2, 8, dtype=torch.bfloat16),)
+
+
+def test_bfloat16_is_exported_and_its_verification_declined(tmp_path: Path) -> None:
+    """onnxruntime's Python API takes and gives no bfloat16 arrays: verifying is declined
+    before anything is exported; without it the model exports, weights named by value."""
+    model, inputs = _bf16()
+    with pytest.raises(InvalidArgumentError, match=r"cannot verify: .* no bfloat16 arrays"):
+        export(model, inputs, tmp_path / "m.onnx", exporter="torchscript")
+    assert list(tmp_path.iterdir()) == []
+    report = export(model, inputs, tmp_path / "m.onnx", exporter="torchscript", verify=False)
+    assert report and report.names_missing == []
+    assert "0.weight" in {i.name for i in onnx.load(tmp_path / "m.onnx").graph.initializer}
+
+
+class _WithNumber(nn.Module):
+    """Returns a Python number beside its tensor: the batch size (TorchScript makes it an
+    int64 output), or ``.item()`` of a tensor (dynamo makes it an output of that tensor's
+    dtype, float32 here)."""
+
+    def __init__(self, item: bool) -> None:
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(4, 3))
+        self.item = item
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int | float]:
+        y = self.fc(x)
+        return y, (y.sum().item() if self.item else x.shape[0])
+
+
+@pytest.mark.parametrize(
+    ("exporter", "item", "dtype"),
+    [("torchscript", False, "int64"), ("dynamo", True, "float32")],
+    ids=["torchscript-int", "dynamo-item"],
+)
+def test_a_number_the_forward_returns_is_verified_as_the_output_it_becomes(
+    exporter: str, item: bool, dtype: str, tmp_path: Path
+) -> None:
+    """The exporter makes a returned number a 0-d output: it is compared with the number as a
+    0-d array of that output's type (a number was left out of the expected outputs, and
+    pairing them failed with an internal error), as any output of that type is: an int
+    exactly, a float within its tolerance (ONNX sums in its own order)."""
+    torch.manual_seed(0)
+    out = tmp_path / "m.onnx"
+    report = export(_WithNumber(item), (torch.randn(2, 4),), out, exporter=exporter, runs=1)
+    assert report.matches and out.exists(), report.to_dict()
+    number = report.comparisons["cpu"][1]
+    assert (number.shape, number.dtype) == ([], dtype)
+    assert (number.rtol, number.atol) == ((1e-4, 1e-5) if item else (None, None))
+
+
+def test_outputs_that_cannot_be_paired_are_not_verified(tmp_path: Path) -> None:
+    """When the graph has another count of outputs than the forward returned tensors and
+    numbers, which is which is unknown: verification is declined, nothing is paired."""
+    import wnpass.deploy.outputs as deploy
+
+    torch.manual_seed(0)
+    out = tmp_path / "m.onnx"
+    export(_WithNumber(False), (torch.randn(2, 4),), out, exporter="torchscript", verify=False)
+    graph = ir.load(out).graph
+    with pytest.raises(InvalidArgumentError, match=r"cannot verify: .* 2 outputs where .* 1 "):
+        deploy._expected(graph, [np.zeros((2, 3), np.float32)])
+
+
+class _Spectrum(nn.Module):
+    """A complex output (a spectrum, as STFT-based vocoders and codecs return) beside a real one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(8, 4))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.fc(x)
+        return torch.complex(y, 2 * y), y
+
+
+def test_a_complex_output_is_verified_as_the_real_pairs_the_exporter_makes(
+    tmp_path: Path,
+) -> None:
+    """The dynamo exporter makes a complex output real pairs (a last axis of 2): it failed as
+    "shape [2, 4, 2] != reference [2, 4]"; now PyTorch's output is taken as those pairs,
+    exactly as ``torch.view_as_real`` gives them, and compared element by element."""
+    torch.manual_seed(0)
+    model, x = _Spectrum(), torch.randn(2, 8)
+    report = export(model, (x,), tmp_path / "m.onnx", runs=1)
+    assert report.matches, report.to_dict()
+    pairs, real = report.comparisons["cpu"]
+    assert (pairs.shape, pairs.dtype, pairs.total, real.total) == ([2, 4, 2], "float32", 16, 8)
+    import wnpass.deploy.outputs as deploy
+
+    expected = torch.view_as_real(model(x)[0]).detach().numpy()
+    graph = ir.load(tmp_path / "m.onnx").graph
+    (made, _) = deploy._expected(graph, deploy._outputs(model(x)))
+    assert made.tobytes() == expected.tobytes() and made.dtype == expected.dtype
+
+
+def test_an_opset_whose_graph_lists_its_weights_as_inputs_is_verified(tmp_path: Path) -> None:
+    """Below IR version 4 (the TorchScript exporter's opsets 7 and 8) every initializer is
+    also a graph input: those are weights, not inputs to feed, and verification goes on (it
+    was refused: "takes an input 'fc.bias' that is none of the inputs named after forward's
+    parameters", exit 2)."""
+    model, inputs = unused_first()
+    out = tmp_path / "m.onnx"
+    report = export(model, inputs, out, exporter="torchscript", opset=7, runs=1)
+    assert report.matches is True and report.published, report.to_dict()
+    proto = onnx.load(out)
+    assert proto.ir_version == 3 and "fc.bias" in [i.name for i in proto.graph.input]
+
+
+def test_two_runs_are_the_same_only_bit_for_bit() -> None:
+    """An output is the same in two PyTorch runs when its every bit is (NaN where the other
+    has NaN too); a difference of one ulp, or of a number's type, is a change."""
+    from wnpass.deploy.outputs import _changed
+
+    a = np.array([1.0, np.nan], np.float32)
+    assert _changed([a, 3, float("nan")], [a.copy(), 3, float("nan")]) == []
+    ulp = np.nextafter(a, np.float32(2.0))
+    assert _changed([a, 3, 1.0], [ulp, 3.0, 1.0]) == [0, 1]
+    assert _changed([a], [a, a]) == [0]
