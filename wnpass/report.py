@@ -94,8 +94,8 @@ class SiteReport:
 
 @dataclasses.dataclass
 class ConeReport:
-    """One weight computed from constants by layout and cast ops only (a constant cone), and
-    what was done with it: folded into one initializer, or why not."""
+    """One weight computed from constants (a constant cone), and what was done with it: folded
+    into one initializer, or why not."""
 
     name: str  # the folded weight's name (after the constant it comes from)
     graph: str  # "main", "subgraph <name>" or "function <domain>::<name>[:<overload>]"
@@ -115,8 +115,8 @@ class FoldReport(Anchored):
     """What a fold (or an inspection) found and did."""
 
     sites: list[SiteReport] = dataclasses.field(default_factory=list)
-    cones: list[ConeReport] = dataclasses.field(default_factory=list)  # weights computed by
-    # layout and cast ops from constants (empty with ``weight_norm_only``)
+    cones: list[ConeReport] = dataclasses.field(default_factory=list)  # weights computed
+    # from constants (empty with ``weight_norm_only``)
     input: str | None = None
     output: str | None = None
     data_files: list[str] = dataclasses.field(default_factory=list)  # the output's, written

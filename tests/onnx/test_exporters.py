@@ -186,6 +186,28 @@ def test_cosine_classifier_folds_its_gainless_weight(exporter: str, tmp_path: Pa
     assert_close(run(out, feeds), run(path, feeds))
 
 
+@pytest.mark.parametrize("opset", [13, 17])
+def test_a_normalized_weight_below_opset_18_folds_bit_for_bit(opset: int, tmp_path: Path) -> None:
+    """Below opset 18 the TorchScript exporter's constant folding computes the norm and leaves
+    ``W / Expand(Clip(||W||))`` (a weight computed at run time, declined as computed by Div
+    before): folded into one initializer named after the parameter, which ONNX Runtime's own
+    weight equals bit for bit, and nothing is left to fold."""
+    torch.manual_seed(0)
+    path, out = tmp_path / "cosine.onnx", tmp_path / "folded.onnx"
+    x = torch.randn(3, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(CosineClassifier().eval(), (x,), path, dynamo=False, opset_version=opset)
+    assert "Div" in {node.op_type for node in onnx.load(path).graph.node}
+    feeds = {onnx.load(path).graph.input[0].name: x.numpy()}
+    _, report = fold_onnx(path, out)
+    (cone,) = report.cones
+    assert (cone.name, cone.status) == ("weight.folded", "folded")
+    assert "Div" in cone.ops and report.declined == 0
+    assert inspect_onnx(out).computed_weights == []
+    assert [a.tobytes() for a in run(out, feeds)] == [a.tobytes() for a in run(path, feeds)]
+
+
 class _HandWritten(nn.Module):
     """Weight norm written out in the forward, ``g * v / ||v||``: TorchScript's constant
     folding computes ``g * v`` into one initializer."""

@@ -135,7 +135,8 @@ def fold_onnx(
     progress: Callable[[int, int], None] | None = None,
 ) -> Any:  # a FoldOutcome; the overloads above say which model type
     """Fold every foldable weight-norm site, then (unless ``weight_norm_only``) every weight
-    still computed from constants by layout and cast ops (``report.cones``).
+    still computed from constants by layout, cast and exactly rounded arithmetic ops
+    (``report.cones``).
 
     ``model`` is a path, an ``onnx_ir.Model`` or an ``onnx.ModelProto``. A path is read and the
     folded model written atomically to ``output`` (default ``<stem>.folded.onnx`` beside the

@@ -2,16 +2,21 @@
 
 The rule: a weight input of ``Conv``, ``ConvTranspose``, ``Gemm``, ``MatMul``, ``LSTM``, ``GRU``,
 ``RNN`` (weights and biases) or the table of an embedding ``Gather`` (its indices fed at run
-time) that is not an initializer but is computed from constants by layout and cast ops only
+time) that is not an initializer but is computed from constants by layout and cast ops
 (``Transpose``, ``Reshape``, ``Flatten``, ``Squeeze``/``Unsqueeze``, ``Slice``, ``Concat``,
 ``Split``, ``Gather`` with constant indices, ``Cast``, ``Identity``, ``Expand``, ``Pad``,
-``Constant``, and ``Shape``/``ConstantOfShape`` for their shape inputs, with integer ``Add``,
-``Sub``, ``Mul`` and ``Div`` on sizes and indices: a ``Slice``'s bounds, a ``Reshape``'s shape)
-is replaced by one initializer holding exactly the tensor the graph computes: these ops move,
-select or convert elements, and the evaluator (``evaluate``) does each the way ONNX does, so
-the result is bit for bit the graph's. A cone that only passes an initializer on
-(``Identity``, a ``Cast`` to its own dtype: TorchScript's form for parameters of equal values)
-is not copied: its consumers read that initializer itself (``_alias``).
+``Constant``, and ``Shape``/``ConstantOfShape`` for their shape inputs) and by exactly rounded
+arithmetic (``Add``, ``Sub``, ``Mul``, ``Div``, and the selections ``Max``, ``Min``, ``Clip``;
+on floats and on integers: a ``Slice``'s bounds, a ``Reshape``'s shape) is replaced by one
+initializer holding exactly the tensor the graph computes. Layout ops move, select or convert
+elements, and the evaluator (``evaluate``) does each the way ONNX does; IEEE arithmetic
+rounds each ``Add``/``Sub``/``Mul``/``Div`` correctly to its type, as ONNX Runtime's kernels
+do, and the evaluator computes a cone step by step in the graph's types, rounding each such
+result to its type at once: the result is bit for bit the graph's. (Below opset 18, the
+TorchScript exporter's constant folding leaves ``F.normalize`` of a weight as ``W /
+Expand(Clip(||W||))`` with the norm computed: such a cone.) A cone that only passes an
+initializer on (``Identity``, a ``Cast`` to its own dtype: TorchScript's form for parameters
+of equal values) is not copied: its consumers read that initializer itself (``_alias``).
 
 Exporters leave such cones in front of weights (the dynamo exporter reorders LSTM gates with
 ``Slice``/``Concat``/``Unsqueeze`` and puts ``Transpose(W)`` before ``MatMul``); ONNX
@@ -24,7 +29,10 @@ one of the main graph, which the body reads from there, so that the same cone in
 (both branches of an ``If``) is one tensor too. A weight that a body reads from an enclosing
 graph, which computes it, is folded there.
 It is named after the constant it comes from (``lstm.weight_hh_l0``; several:
-``lstm.bias_ih_l0+bias_hh_l0``), that name itself when the constant goes away with the cone.
+``lstm.bias_ih_l0+bias_hh_l0``), that name itself when the constant goes away with the cone;
+of arithmetic, the first operand's constants name it (``W / Expand(Clip(||W||))``, ``W *
+scale``: W's), of ``Max``/``Min`` each's, as of ``Concat``, and since its values are not
+that constant's, it gets ``.folded`` (``w.folded``), as a weight-norm site's weight does.
 A large weight is computed when the model is written (an ``ir.LazyTensor``), one at a time,
 like a folded weight-norm site. A computed weight with any other op in its cone, or one the
 evaluator cannot do exactly, is left as it is and reported ``declined`` with the reason; one
@@ -89,12 +97,16 @@ CONE_OPS = frozenset(
     {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Concat", "Split"}
     | {"Gather", "Cast", "Identity", "Expand", "Constant", "Shape", "Pad", "ConstantOfShape"}
 )
+# Arithmetic that IEEE arithmetic rounds correctly to the result's type, as ONNX Runtime's
+# kernels do (float16 and bfloat16 through float32, which rounds them the same), and
+# selections of one of the inputs' values: computed step by step in the graph's types
+# (``ev.compile_cone(stepwise=True)``), a cone of them is the graph's tensor bit for bit.
+ARITHMETIC_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Clip"})
+# Ops each of whose inputs names the weight; of the other arithmetic, the first only
+# (``W / Expand(Clip(||W||))`` is W's, ``W * scale`` too).
+_EACH_NAMES = frozenset({"Concat", "Max", "Min"})
 # Ops whose inputs are only sizes: no input's elements go into the weight.
 _SIZED = frozenset({"Shape", "ConstantOfShape"})
-# Integer arithmetic on sizes and indices (a Slice's bounds, a Reshape's shape), which the
-# evaluator does exactly or declines: the dynamo exporter without its optimizer computes an
-# LSTM's gate bounds as Mul(Shape(...), k). No element of the weight goes through them.
-_INDEX_ARITHMETIC = frozenset({"Add", "Sub", "Mul", "Div"})
 EAGER_BYTES = 16 << 20  # smaller folded weights are kept in memory; larger ones made lazily
 
 
@@ -109,6 +121,10 @@ class Cone:
     sources: list[ir.Value]  # the constants whose elements it holds
     source_names: list[str]  # their names (a weight-norm site's: the name it will get)
     reason: str | None = None
+    # the names of the sources it is named after: not those only another operand of
+    # arithmetic reads (a norm it is divided by, a scale)
+    naming: list[str] = dataclasses.field(default_factory=list)
+    computed: bool = False  # arithmetic on its elements: its values are none of its sources'
 
     @property
     def foldable(self) -> bool:
@@ -118,16 +134,21 @@ class Cone:
         return sorted({describe_consumer(use.node, use.idx) for use in self.value.uses()})
 
     def name(self) -> str:
-        """After its source constant; several: ``module.a+b``; else the value's own name."""
-        names = list(dict.fromkeys(self.source_names))
+        """After its source constant; several: ``module.a+b``; else the value's own name.
+        A weight computed by arithmetic gets ``.folded``, as a weight-norm site's weight named
+        after another parameter does: its values are not that parameter's."""
+        names = list(dict.fromkeys(self.naming or self.source_names))
         if len(names) == 1:
-            return names[0]
-        if names:
+            name = names[0]
+        elif names:
             module = names[0].rpartition(".")[0]
             if module and all(n.rpartition(".")[0] == module for n in names):
-                return module + "." + "+".join(n.rpartition(".")[2] for n in names)
-            return "+".join(names)
-        return self.value.name or "weight"
+                name = module + "." + "+".join(n.rpartition(".")[2] for n in names)
+            else:
+                name = "+".join(names)
+        else:
+            name = self.value.name or "weight"
+        return f"{name}.folded" if self.computed else name
 
 
 def _still_folded(value: ir.Value, graph: ir.Graph | ir.Function) -> bool:
@@ -171,10 +192,11 @@ def _walk(
     sites): that weight is the site's, reported with it."""
     cone = Cone(graph, value, [], [], [])
     seen: set[ir.Value] = set()
-    # (value, whether its elements go in, whether it is only a size or an index)
-    stack: list[tuple[ir.Value, bool, bool]] = [(value, True, False)]
+    # (value, whether its elements go in, whether it is only a size or an index, whether it
+    # names the weight)
+    stack: list[tuple[ir.Value, bool, bool, bool]] = [(value, True, False, True)]
     while stack:
-        current, data, index = stack.pop()
+        current, data, index, names = stack.pop()
         if current in seen:
             continue
         seen.add(current)
@@ -185,17 +207,17 @@ def _walk(
             if data:
                 cone.sources.append(current)
                 cone.source_names.append(leaves.get(current) or current.name or "?")
+                if names:
+                    cone.naming.append(cone.source_names[-1])
             if node is not None and current not in leaves:
                 cone.nodes.append(node)
             continue
-        index_arithmetic = (
-            index and node.op_type in _INDEX_ARITHMETIC and declared_dtype(current) in ev.INT_TYPES
-        )
-        if (node.op_type not in CONE_OPS and not index_arithmetic) or node.domain not in (
-            "",
-            "ai.onnx",
-        ):
-            cone.reason = f"computed by {node.op_type}, not by layout or cast ops"
+        arithmetic = node.op_type in ARITHMETIC_OPS
+        cone.computed = cone.computed or (arithmetic and data)
+        if not (node.op_type in CONE_OPS or arithmetic) or node.domain not in ("", "ai.onnx"):
+            cone.reason = (
+                f"computed by {node.op_type}, not by layout, cast or exactly rounded arithmetic ops"
+            )
             return cone
         if any(attr.is_ref() for attr in node.attributes.values()):
             cone.reason = f"{node.op_type} takes an attribute from the function's caller"
@@ -206,8 +228,11 @@ def _walk(
             if inp is not None:
                 # a Pad's constant value goes into the weight too, but is no source of it
                 value_in = i == 2 and node.op_type == "Pad"
-                holds = node.op_type not in _SIZED and (i == 0 or node.op_type == "Concat")
-                stack.append((inp, data and holds, index or not (holds or value_in)))
+                holds = node.op_type not in _SIZED and (
+                    i == 0 or node.op_type == "Concat" or arithmetic
+                )
+                named = names and holds and (i == 0 or node.op_type in _EACH_NAMES)
+                stack.append((inp, data and holds, index or not (holds or value_in), named))
     cone.nodes.reverse()
     cone.nodes = list(dict.fromkeys(cone.nodes))
     return cone
@@ -353,7 +378,7 @@ def _key(program: ev.Program) -> tuple[object, ...]:
 def _program(cone: Cone) -> ev.Program | str:
     """The cone compiled for the evaluator, or the reason the fold declines it."""
     try:
-        return ev.compile_cone(cone.value)
+        return ev.compile_cone(cone.value, stepwise=True)
     except ev.NotExact as error:
         return str(error)
 
@@ -400,7 +425,8 @@ def _computed(value: ir.Value, program: ev.Program) -> ir.TensorProtocol | str:
 
 
 class FoldWeightConesPass(ir.passes.InPlacePass):
-    """Replace every weight computed from constants by layout and cast ops by an initializer.
+    """Replace every weight computed from constants by layout, cast and exactly rounded
+    arithmetic ops by an initializer.
 
     ``sites``: the values of the weight-norm sites a fold declined, reported with those sites.
     """

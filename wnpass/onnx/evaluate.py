@@ -227,9 +227,12 @@ class Step:
 @dataclasses.dataclass
 class Program:
     """A constant cone as slots in topological order: leaf tensors and steps; the last slot
-    is the value."""
+    is the value. ``stepwise``: each ``Add``/``Sub``/``Mul``/``Div`` result is rounded to its
+    type at once, as the graph holds it (a cone folded bit for bit), instead of held in float64
+    and rounded once (a weight-norm site's weight as the graph means it)."""
 
     slots: list[ir.TensorProtocol | Step]
+    stepwise: bool = False
 
     @property
     def leaves(self) -> list[ir.TensorProtocol]:
@@ -258,6 +261,9 @@ class Program:
                 if isinstance(slot, Step):
                     args = [None if j is None else results[j] for j in slot.inputs]
                     value, dtype = _apply(slot, args)
+                    stepped = self.stepwise and _rounds_in_type(slot, dtype)
+                    if stepped:
+                        value = _held(value, dtype)
                     if i in held:
                         made[i] = value, dtype
                     if (j := slot.squares_from) is not None and made[j][1] != dtype:
@@ -269,7 +275,8 @@ class Program:
                         _check_units((value, dtype), slot, units)
                     results[i] = value, dtype
                     inputs = [levels[j] for j in slot.inputs if j is not None]
-                    levels[i] = _level(slot, args, dtype, max(inputs, default=EXACT))
+                    worst = max(inputs, default=EXACT)
+                    levels[i] = EXACT if stepped else _level(slot, args, dtype, worst)
                     for j in slot.inputs:
                         if j is not None and last_use.get(j) == i:
                             results[j] = None  # free what nothing later reads
@@ -282,8 +289,9 @@ class Program:
         return result
 
 
-def compile_cone(value: ir.Value) -> Program:
-    """Compile the cone of ``value``; ``NotExact`` when it is not all constants and known ops."""
+def compile_cone(value: ir.Value, *, stepwise: bool = False) -> Program:
+    """Compile the cone of ``value``; ``NotExact`` when it is not all constants and known ops.
+    ``stepwise``: see :class:`Program`."""
     slot_of: dict[ir.Value, int] = {}
     slots: list[ir.TensorProtocol | Step] = []
     stack: list[tuple[ir.Value, bool]] = [(value, False)]
@@ -324,7 +332,7 @@ def compile_cone(value: ir.Value) -> Program:
         slots.append(
             Step(op, attributes, inputs, index or 0, len(node.outputs), name, squares, made)
         )
-    return Program(slots)
+    return Program(slots, stepwise)
 
 
 def _mark_summed(slots: list[ir.TensorProtocol | Step], index: int | None) -> int | None:
@@ -1207,7 +1215,8 @@ def _apply(step: Step, args: Args) -> Evaluated:
 # correctly rounded operation of such values, not rounded yet; or several rounding steps of
 # the graph, rounded once here.
 EXACT, ONE_ROUNDING, ROUNDED_ONCE = 0, 1, 2
-_ONE_ROUNDING_OPS = frozenset({"Mul", "Div", "Add", "Sub", "Sqrt", "Reciprocal"})  # IEEE ops
+_BASIC_OPS = frozenset({"Mul", "Div", "Add", "Sub"})
+_ONE_ROUNDING_OPS = _BASIC_OPS | {"Sqrt", "Reciprocal"}  # IEEE ops
 _ARITHMETIC = (
     _ONE_ROUNDING_OPS | {"Pow", "ReduceL2", "ReduceSum", "ReduceSumSquare"} | {"LpNormalization"}
 )
@@ -1226,6 +1235,13 @@ def _level(step: Step, args: Args, dtype: ir.DataType, level: int) -> int:
     if (step.op in _ONE_ROUNDING_OPS or _squares(step, args)) and level == EXACT:
         return EXACT if dtype == ir.DataType.DOUBLE else ONE_ROUNDING
     return ROUNDED_ONCE
+
+
+def _rounds_in_type(step: Step, dtype: ir.DataType) -> bool:
+    """Whether a step's float result is one IEEE operation that rounds it to ``dtype``
+    correctly (float16 and bfloat16 through float32 too: float32 holds their exact results to
+    more than twice their precision, so rounding twice is rounding once)."""
+    return step.op in _BASIC_OPS and dtype in FLOAT_TYPES and dtype != ir.DataType.DOUBLE
 
 
 def _squares(step: Step, args: Args) -> bool:

@@ -188,8 +188,8 @@ def _remove_dead(nodes: list[ir.Node], leaves: list[ir.Value]) -> int:
 
 class FoldWeightNormPass(ir.passes.InPlacePass):
     """Replace every foldable ``g * v / ||v||`` site by a plain initializer; then, unless
-    ``weight_norm_only``, every weight still computed from constants by layout and cast ops
-    (``FoldWeightConesPass``)."""
+    ``weight_norm_only``, every weight still computed from constants by layout, cast and
+    exactly rounded arithmetic ops (``FoldWeightConesPass``)."""
 
     def __init__(self, *, weight_norm_only: bool = False) -> None:
         super().__init__()
