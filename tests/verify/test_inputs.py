@@ -58,6 +58,13 @@ def test_shape_option_sets_dynamic_dimensions_and_checks_fixed_ones() -> None:
         inputs.synthesize(specs(), {"nope": [1]})
     with pytest.raises(InvalidArgumentError, match="expected NAME=DIMS"):
         inputs.parse_shapes(["x:1,2"])
+    with pytest.raises(InvalidArgumentError, match="expected NAME=DIMS"):
+        inputs.parse_shapes(["x=1,a"])
+
+
+def test_a_shape_names_an_input_whose_name_holds_an_equals_sign() -> None:
+    """``a=b=1,2`` is the input ``a=b`` (t111: refused, as if no name could hold "=")."""
+    assert inputs.parse_shapes(["a=b=1,2", "=x=3"]) == {"a=b": [1, 2], "=x": [3]}
 
 
 def test_a_negative_declared_size_is_dynamic_as_onnx_runtime_reads_it() -> None:

@@ -102,16 +102,22 @@ def test_a_failed_run_says_so_in_its_json_and_rows_show_only_what_was_counted() 
     """A run that ran (status ok) but whose outputs failed has ``passed: false``; a shape
     mismatch counts no element outside (``-``, not ``0/6``); a 0-d output's shape is
     ``scalar``, not the ``-`` of a missing one; an output with no type to take a tolerance
-    from is neither exact nor toleranced in the JSON (the table's ``-``)."""
+    from is neither exact nor toleranced in the JSON (the table's ``-``); an integer array of
+    no elements is exact, as its dtype says (t111: ``-`` and null)."""
     y = np.ones((2, 3), np.float32)
     s = np.array(1.0, np.float32)
+    n = np.zeros((0, 2), np.int64)
     rows = compare_outputs(
-        ["y", "s", "o"], [y, s, None], ["y", "s", "o"], [y.reshape(3, 2), s.copy(), None]
+        ["y", "s", "o", "n"],
+        [y, s, None, n],
+        ["y", "s", "o", "n"],
+        [y.reshape(3, 2), s.copy(), None, n.copy()],
     )
     report = CheckReport("a.onnx", "b.onnx", runs=[ProviderRun("cpu", "default", "ok", rows)])
-    shape, scalar, optional = (comparison_row("cpu", c) for c in rows)
+    shape, scalar, optional, empty = (comparison_row("cpu", c) for c in rows)
     assert shape[2:6] == ("2x3", "-", "-", "-") and shape[-1].startswith("FAIL: shape")
     assert scalar[2] == "scalar" and scalar[5] == "0/1" and optional[6] == "-"
+    assert empty[6] == "exact"
     (run,) = report.to_dict()["runs"]
     assert (run["status"], run["passed"]) == ("ok", False)
-    assert [c["exact"] for c in run["comparisons"]] == [False, False, None]
+    assert [c["exact"] for c in run["comparisons"]] == [False, False, None, True]

@@ -65,7 +65,8 @@ def _feeds(
         feeds, notes = inputs_mod.load_npz(inputs, specs, defaults), [f"inputs from {inputs}"]
     else:
         feeds, notes = inputs_mod.synthesize(specs, shapes)
-        notes = [f"inputs synthesized (seed {inputs_mod.SEED})", *notes]
+        if specs:  # a model of no inputs has none to make up
+            notes = [f"inputs synthesized (seed {inputs_mod.SEED})", *notes]
     if unfed := [spec.name for spec in defaults if spec.name not in feeds]:
         shown = ", ".join(unfed[:5]) + (f" and {len(unfed) - 5} more" if len(unfed) > 5 else "")
         notes.append(
@@ -234,6 +235,7 @@ def check(
             defaults=True,
         ),
         *_random_added(reference_model, candidate_model),
+        *_types_differ(reference_model, candidate_model),
     ]
     for difference in report.differences:
         logger.warning("%s: %s", candidate, difference)
@@ -278,6 +280,38 @@ def check(
         plan_read.require_unchanged()
     logger.info("check %s: %s", candidate, "equivalent" if report else "FAILED")
     return report
+
+
+def _types_differ(reference: ir.Model, candidate: ir.Model) -> list[str]:
+    """A line for each output of both models declared an optional or a sequence of another
+    type in the candidate: an empty one (None, ``[]``) shows no type to compare, so two
+    outputs that are empty on the inputs the check runs would pass (t111). A tensor's dtype
+    is compared on its values."""
+    theirs = {value.name: value.type for value in candidate.graph.outputs}
+    lines = []
+    for value in reference.graph.outputs:
+        ours, its = value.type, theirs.get(value.name)
+        if its is None or ours is None or ours == its:
+            continue
+        if isinstance(ours, ir.TensorType) and isinstance(its, ir.TensorType):
+            continue
+        lines.append(
+            f"output {value.name} is declared {_type_name(its)} in the candidate, "
+            f"{_type_name(ours)} in the reference"
+        )
+    return lines
+
+
+def _type_name(declared: ir.TypeProtocol) -> str:
+    """A declared type as ONNX Runtime names it: ``optional(seq(tensor(float)))``."""
+    if isinstance(declared, ir.TensorType):
+        return f"tensor({declared.dtype.name.lower()})"
+    inner = getattr(declared, "elem_type", None)
+    if isinstance(declared, ir.SequenceType) and inner is not None:
+        return f"seq({_type_name(inner)})"
+    if isinstance(declared, ir.OptionalType) and inner is not None:
+        return f"optional({_type_name(inner)})"
+    return str(declared)
 
 
 def _random_added(reference: ir.Model, candidate: ir.Model) -> list[str]:

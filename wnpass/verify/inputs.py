@@ -149,9 +149,10 @@ def narrower(
     axes (ONNX Runtime refuses such inputs); with ``defaults`` (the inputs with a default), an
     input the reference takes with a default and the candidate lacks (a caller may feed it).
     A candidate that takes more (a dynamic axis where the reference's is fixed) takes every
-    input the reference does."""
+    input the reference does. Axes the candidate names by one symbol, which must then be of one
+    size, where the reference lets them differ, are said too (:func:`_tied`)."""
     theirs = {spec.name: spec for spec in candidate}
-    lines = []
+    lines = _tied(reference, theirs)
     for spec in reference:
         other = theirs.get(spec.name)
         if other is None:
@@ -177,12 +178,40 @@ def narrower(
     return lines
 
 
+def _tied(reference: list[InputSpec], candidate: dict[str, InputSpec]) -> list[str]:
+    """A line for each symbol the candidate gives several axes of inputs both models take
+    (``x[N, 3]``, ``y[N, 3]``: ONNX Runtime refuses them of other sizes), where the reference
+    does not tie those axes itself (``x[A, 3]``, ``y[B, 3]``): one symbol there too, or one
+    size. Inputs the check makes up give every symbol one size, which would hide it (t111)."""
+    axes: dict[str, list[tuple[str, int, int | str | None]]] = {}
+    for spec in reference:
+        other = candidate.get(spec.name)
+        if other is None or len(other.shape) != len(spec.shape):
+            continue  # said as a missing input or another count of axes
+        for axis, (ours, its) in enumerate(zip(spec.shape, other.shape, strict=True)):
+            if isinstance(its, str) and its:
+                axes.setdefault(its, []).append((spec.name, axis, ours))
+    lines = []
+    for symbol, where in axes.items():
+        dims = {ours for *_, ours in where}
+        if len(where) < 2 or (len(dims) == 1 and dims != {None} and dims != {""}):
+            continue  # one axis, or tied in the reference too
+        axes_said = [f"axis {axis} of input {name}" for name, axis, _ in where]
+        named = ", ".join(axes_said[:-1]) + " and " + axes_said[-1]
+        lines.append(
+            f"{named} are one dimension ({symbol}) in the candidate, which the reference "
+            "lets differ: the candidate refuses inputs the reference takes"
+        )
+    return lines
+
+
 def parse_shapes(items: list[str] | None) -> dict[str, list[int]]:
     """``["x=1,80,200", ...]`` -> ``{"x": [1, 80, 200]}``, with one clear error per mistake
     (an input given twice is one: which size was meant is not known)."""
     shapes: dict[str, list[int]] = {}
     for item in items or []:
-        match = re.fullmatch(r"([^=]+)=(\d+(?:[,x]\d+)*)", item.strip())
+        # the last "=" ends the name: an input's name may hold one (t111), the sizes cannot
+        match = re.fullmatch(r"(.+)=(\d+(?:[,x]\d+)*)", item.strip())
         if match is None:
             raise InvalidArgumentError(
                 f"{item!r}: expected NAME=DIMS, e.g. mel=1,80,200", parameter="shapes"

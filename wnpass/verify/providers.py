@@ -284,10 +284,13 @@ def _unpacked(raw: bytes, dtype: ir.DataType, count: int) -> np.ndarray:
     return codes.reshape(-1)[:count].view(dtype.numpy())
 
 
-def _from_ort_value(name: str, value: Any) -> np.ndarray:
+def _from_ort_value(name: str, value: Any) -> np.ndarray | None:
     """An output OrtValue as a numpy array; one of a type numpy lacks (``BITS_TYPES``, which
     ``OrtValue.numpy()`` refuses or gives as bits) as an ml_dtypes array, read from its bits in
-    host memory."""
+    host memory; an empty optional as None, as ``session.run`` gives it (it says it is a
+    tensor, and asking its type crashes the process: t111)."""
+    if not value.has_value():
+        return None
     if not value.is_tensor():
         raise UsageError(
             f"output {name} is a {value.data_type()}: ONNX Runtime's Python API cannot read "
