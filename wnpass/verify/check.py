@@ -296,22 +296,10 @@ def _types_differ(reference: ir.Model, candidate: ir.Model) -> list[str]:
         if isinstance(ours, ir.TensorType) and isinstance(its, ir.TensorType):
             continue
         lines.append(
-            f"output {value.name} is declared {_type_name(its)} in the candidate, "
-            f"{_type_name(ours)} in the reference"
+            f"output {value.name} is declared {inputs_mod.type_name(its)} in the candidate, "
+            f"{inputs_mod.type_name(ours)} in the reference"
         )
     return lines
-
-
-def _type_name(declared: ir.TypeProtocol) -> str:
-    """A declared type as ONNX Runtime names it: ``optional(seq(tensor(float)))``."""
-    if isinstance(declared, ir.TensorType):
-        return f"tensor({declared.dtype.name.lower()})"
-    inner = getattr(declared, "elem_type", None)
-    if isinstance(declared, ir.SequenceType) and inner is not None:
-        return f"seq({_type_name(inner)})"
-    if isinstance(declared, ir.OptionalType) and inner is not None:
-        return f"optional({_type_name(inner)})"
-    return str(declared)
 
 
 def _random_added(reference: ir.Model, candidate: ir.Model) -> list[str]:

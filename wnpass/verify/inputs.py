@@ -34,6 +34,7 @@ __all__ = [
     "require_same_inputs",
     "signature",
     "synthesize",
+    "type_name",
 ]
 
 DEFAULT_DYNAMIC_DIM = 32  # long enough for small convolution kernels, short enough to run fast
@@ -75,7 +76,7 @@ def signature(
             # a sequence or an optional: ONNX Runtime takes a list or None for it, which
             # wnpass neither synthesizes nor reads from an .npz (it holds arrays only)
             raise UsageError(
-                f"{at}input {value.name!r} is of type {_type_name(value.type)}: wnpass feeds "
+                f"{at}input {value.name!r} is of type {type_name(value.type)}: wnpass feeds "
                 "tensor inputs only, synthesized or from an inputs file, and cannot make this one"
             )
         if value.dtype is None or value.shape is None:
@@ -112,15 +113,15 @@ def _dim(dim: int | ir.SymbolicDim) -> int | str | None:
     return dim.value or None
 
 
-def _type_name(type_: ir.TypeProtocol) -> str:
+def type_name(type_: ir.TypeProtocol) -> str:
     """A value's type as ONNX spells it: ``seq(tensor(float))``, ``optional(tensor(int64))``."""
     if isinstance(type_, ir.TensorType):
         return f"tensor({type_.dtype.name.lower()})"
     inner = getattr(type_, "elem_type", None)
     if isinstance(type_, ir.SequenceType) and inner is not None:
-        return f"seq({_type_name(inner)})"
+        return f"seq({type_name(inner)})"
     if isinstance(type_, ir.OptionalType) and inner is not None:
-        return f"optional({_type_name(inner)})"
+        return f"optional({type_name(inner)})"
     return type(type_).__name__
 
 
