@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -128,6 +130,26 @@ def test_a_reader_that_goes_away_ends_the_program_quietly_with_141(
     proc.stdout.close()
     stderr = proc.stderr.read()
     assert (proc.wait(timeout=60), stderr) == (141, b"")
+
+
+def test_a_reader_gone_away_leaves_a_caller_of_main_its_standard_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``main`` ends with 141 when its standard output's reader went away; it pointed that
+    stream's descriptor at /dev/null (and leaked one), which a caller running ``main`` in its
+    own process kept (t109)."""
+    path = weight_normed(tmp_path)
+    read, write = os.pipe()
+    os.close(read)
+    with open(write, "w", buffering=1) as gone:  # every write: BrokenPipeError
+        monkeypatch.setattr(sys, "stdout", gone)
+        opened = set(os.listdir("/proc/self/fd"))
+        assert main(["--plain", "inspect", str(path)]) == 141
+        assert stat.S_ISFIFO(os.fstat(write).st_mode)  # still the pipe
+        assert set(os.listdir("/proc/self/fd")) <= opened
+        monkeypatch.undo()
+        with contextlib.suppress(BrokenPipeError):
+            gone.close()
 
 
 def _perturbed(tmp_path: Path, folded: Path) -> Path:

@@ -232,9 +232,8 @@ def _failed(error: BaseException, args: argparse.Namespace) -> int:
         return error.exit_code
     if isinstance(error, BrokenPipeError) and error.filename is None:
         # whoever read the output went away (``wnpass check ... | head -1``): end quietly, as
-        # a process stopped by SIGPIPE does, whose exit code the shell reports
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # a process stopped by SIGPIPE does, whose exit code the shell reports (the program
+        # ends without flushing again: ``run``; a caller of ``main`` keeps its standard output)
         return EXIT_BROKEN_PIPE
     if isinstance(error, OSError):  # a file of the user's that cannot be read or written
         where = f"{error.filename}: " if error.filename else ""
