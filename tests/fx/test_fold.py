@@ -284,6 +284,42 @@ def test_a_stacked_site_is_declined_by_the_fold_and_by_the_check_alike() -> None
         torch.testing.assert_close(model(x), before, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("inner", ["parametrization on weight_g", "legacy hook on weight_v"])
+def test_a_legacy_site_whose_g_or_v_is_weight_normed_itself_is_declined(inner: str) -> None:
+    """Weight norm on a legacy site's ``weight_g`` (a parametrization of two originals) or its
+    ``weight_v`` (a second legacy hook, whose result is no parameter) crashed the fold and the
+    check (``AttributeError: ... no attribute 'original'``, ``KeyError: 'weight_v'`` after
+    ``weight_g`` was gone: exit 3 from export, t110). The outer site is declined as stacked,
+    the inner one folds, and the model computes what it did."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    from wnpass.fx.fold import check_weight_norm
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = torch.nn.utils.weight_norm(nn.Conv1d(4, 6, 3))
+        if inner == "parametrization on weight_g":
+            weight_norm(model, "weight_g")
+            inner_name = "weight_g"
+        else:
+            torch.nn.utils.weight_norm(model, "weight_v")
+            inner_name = "weight_v"
+    x = torch.randn(2, 4, 9)
+    before = model(x).detach()
+    stacked = ("weight", "declined", "stacked with other parametrizations")
+    checked = check_weight_norm(model)
+    assert sorted((s.name, s.status, s.reason) for s in checked.sites) == sorted(
+        [stacked, (inner_name, "kept", None)]
+    )
+    report = fold_weight_norm(model)
+    assert sorted((s.name, s.status, s.reason) for s in report.sites) == sorted(
+        [stacked, (inner_name, "folded", None)]
+    )
+    assert isinstance(model._parameters[inner_name], nn.Parameter)
+    torch.testing.assert_close(model(x), before, rtol=RTOL, atol=1e-6)
+
+
 def test_a_torchscript_submodule_is_left_as_it_is_and_the_rest_folds() -> None:
     """A traced layer beside a weight-normed one: the fold, the check and so export raised an
     AttributeError (a TorchScript module's ``_modules`` has no ``get``), after folding the

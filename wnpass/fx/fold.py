@@ -152,19 +152,26 @@ def _stored(module: nn.Module) -> list[_Stored]:
             # g or v itself parametrized (a spectral norm on weight_v): stacked as well, and
             # read as stored (computing it would run the parametrization: a power iteration
             # that changes its buffers in training mode)
-            g, v = (_as_stored(module, f"{hook.name}_{half}") for half in "gv")
-            stacked = any(parametrize.is_parametrized(module, f"{hook.name}_{h}") for h in "gv")
+            # g or v not a parameter of its own (parametrized, or another legacy hook's
+            # result: weight norm on weight_v too) is stacked, which folding it would break
+            halves = [f"{hook.name}_{half}" for half in "gv"]
+            g, v = (_as_stored(module, half) for half in halves)
+            stacked = any(half not in module._parameters for half in halves)
             dim = stored_unit_dim(hook.dim, v.dim())
             found.append(_Stored(hook.name, "legacy hook", dim, g, v, stacked, key))
     return found
 
 
 def _as_stored(module: nn.Module, name: str) -> torch.Tensor:
-    """Parameter ``name`` of ``module`` as stored: the original of a parametrized one."""
+    """Tensor ``name`` of ``module`` as stored: the original of a parametrized one; where
+    its parametrization holds several originals (weight norm on ``weight_g``), the tensor it
+    computes, as for one that another legacy hook computes (a stacked site: only its shape is
+    read, t110)."""
     if parametrize.is_parametrized(module, name):
         parametrizations: Any = module.parametrizations
-        original: torch.Tensor = parametrizations[name].original
-        return original
+        original: torch.Tensor | None = getattr(parametrizations[name], "original", None)
+        if original is not None:
+            return original
     value: torch.Tensor = getattr(module, name)
     return value
 
