@@ -46,8 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weight-norm-only",
         action="store_true",
-        help="fold weight norm only, not the other weights computed from constants by layout "
-        "and cast ops",
+        help="fold weight norm only, not the other weights computed from constants",
     )
     add_json_option(parser)
     parser.add_argument(

@@ -10,9 +10,12 @@ arithmetic (``Add``, ``Sub``, ``Mul``, ``Div``, and the selections ``Max``, ``Mi
 on floats and on integers: a ``Slice``'s bounds, a ``Reshape``'s shape) is replaced by one
 initializer holding exactly the tensor the graph computes. Layout ops move, select or convert
 elements, and the evaluator (``evaluate``) does each the way ONNX does; IEEE arithmetic
-rounds each ``Add``/``Sub``/``Mul``/``Div`` correctly to its type, as ONNX Runtime's kernels
-do, and the evaluator computes a cone step by step in the graph's types, rounding each such
-result to its type at once: the result is bit for bit the graph's. (Below opset 18, the
+rounds each float32 and double ``Add``/``Sub``/``Mul``/``Div`` correctly to its type, as ONNX
+Runtime's kernels do, and the evaluator computes a cone step by step in the graph's types,
+rounding each such result to its type at once: the result is bit for bit the graph's, and
+ONNX Runtime's. What the two give differently is declined (float16 and bfloat16 arithmetic,
+which ONNX Runtime computes in float32 between Casts its rewrites move; a NaN ``Clip`` bound;
++0 and -0 meeting in a selection). (Below opset 18, the
 TorchScript exporter's constant folding leaves ``F.normalize`` of a weight as ``W /
 Expand(Clip(||W||))`` with the norm computed: such a cone.) A cone that only passes an
 initializer on (``Identity``, a ``Cast`` to its own dtype: TorchScript's form for parameters
@@ -30,9 +33,9 @@ one of the main graph, which the body reads from there, so that the same cone in
 graph, which computes it, is folded there.
 It is named after the constant it comes from (``lstm.weight_hh_l0``; several:
 ``lstm.bias_ih_l0+bias_hh_l0``), that name itself when the constant goes away with the cone;
-of arithmetic, the first operand's constants name it (``W / Expand(Clip(||W||))``, ``W *
-scale``: W's), of ``Max``/``Min`` each's, as of ``Concat``, and since its values are not
-that constant's, it gets ``.folded`` (``w.folded``), as a weight-norm site's weight does.
+of arithmetic, its largest constants name it (``W / Expand(Clip(||W||))``, ``s * W``: W's),
+and since its values are not that constant's, it gets ``.folded`` (``w.folded``), as a
+weight-norm site's weight does.
 A large weight is computed when the model is written (an ``ir.LazyTensor``), one at a time,
 like a folded weight-norm site. A computed weight with any other op in its cone, or one the
 evaluator cannot do exactly, is left as it is and reported ``declined`` with the reason; one
@@ -49,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 from collections.abc import Iterator, Mapping, Sequence, Set
 
 import numpy as np
@@ -102,9 +106,6 @@ CONE_OPS = frozenset(
 # selections of one of the inputs' values: computed step by step in the graph's types
 # (``ev.compile_cone(stepwise=True)``), a cone of them is the graph's tensor bit for bit.
 ARITHMETIC_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Clip"})
-# Ops each of whose inputs names the weight; of the other arithmetic, the first only
-# (``W / Expand(Clip(||W||))`` is W's, ``W * scale`` too).
-_EACH_NAMES = frozenset({"Concat", "Max", "Min"})
 # Ops whose inputs are only sizes: no input's elements go into the weight.
 _SIZED = frozenset({"Shape", "ConstantOfShape"})
 EAGER_BYTES = 16 << 20  # smaller folded weights are kept in memory; larger ones made lazily
@@ -121,10 +122,10 @@ class Cone:
     sources: list[ir.Value]  # the constants whose elements it holds
     source_names: list[str]  # their names (a weight-norm site's: the name it will get)
     reason: str | None = None
-    # the names of the sources it is named after: not those only another operand of
-    # arithmetic reads (a norm it is divided by, a scale)
-    naming: list[str] = dataclasses.field(default_factory=list)
     computed: bool = False  # arithmetic on its elements: its values are none of its sources'
+    # the elements of sources that hold no tensor yet (the weights of weight-norm sites a
+    # fold folds first, for an inspection)
+    leaf_sizes: dict[ir.Value, int] = dataclasses.field(default_factory=dict)
 
     @property
     def foldable(self) -> bool:
@@ -135,9 +136,10 @@ class Cone:
 
     def name(self) -> str:
         """After its source constant; several: ``module.a+b``; else the value's own name.
-        A weight computed by arithmetic gets ``.folded``, as a weight-norm site's weight named
-        after another parameter does: its values are not that parameter's."""
-        names = list(dict.fromkeys(self.naming or self.source_names))
+        A weight computed by arithmetic is named after its largest sources (``W / Expand(Clip(
+        ||W||))`` and ``s * W`` are W's), and gets ``.folded``, as a weight-norm site's weight
+        named after another parameter does: its values are not that parameter's."""
+        names = list(dict.fromkeys(self._largest() if self.computed else self.source_names))
         if len(names) == 1:
             name = names[0]
         elif names:
@@ -148,7 +150,24 @@ class Cone:
                 name = "+".join(names)
         else:
             name = self.value.name or "weight"
-        return f"{name}.folded" if self.computed else name
+        return f"{name}.folded" if self.computed and not name.endswith(".folded") else name
+
+    def _largest(self) -> list[str]:
+        """The names of the sources of the most elements (as their tensors' or their
+        declared shapes say)."""
+        sizes = [self.leaf_sizes.get(source) or _size(source) for source in self.sources]
+        most = max(sizes, default=0)
+        return [n for n, size in zip(self.source_names, sizes, strict=True) if size == most]
+
+
+def _size(value: ir.Value) -> int:
+    """The elements of a constant: its tensor's (a weight-norm site's folded weight has no
+    declared shape), else as the graph declares it (0 where it does not)."""
+    tensor = ev.const_leaf(value)
+    shape = tensor.shape if tensor is not None else value.shape
+    if shape is None:
+        return 0
+    return math.prod(d if isinstance(d, int) else 0 for d in shape)
 
 
 def _still_folded(value: ir.Value, graph: ir.Graph | ir.Function) -> bool:
@@ -192,11 +211,10 @@ def _walk(
     sites): that weight is the site's, reported with it."""
     cone = Cone(graph, value, [], [], [])
     seen: set[ir.Value] = set()
-    # (value, whether its elements go in, whether it is only a size or an index, whether it
-    # names the weight)
-    stack: list[tuple[ir.Value, bool, bool, bool]] = [(value, True, False, True)]
+    # (value, whether its elements go in, whether it is only a size or an index)
+    stack: list[tuple[ir.Value, bool, bool]] = [(value, True, False)]
     while stack:
-        current, data, index, names = stack.pop()
+        current, data, index = stack.pop()
         if current in seen:
             continue
         seen.add(current)
@@ -207,8 +225,6 @@ def _walk(
             if data:
                 cone.sources.append(current)
                 cone.source_names.append(leaves.get(current) or current.name or "?")
-                if names:
-                    cone.naming.append(cone.source_names[-1])
             if node is not None and current not in leaves:
                 cone.nodes.append(node)
             continue
@@ -231,8 +247,7 @@ def _walk(
                 holds = node.op_type not in _SIZED and (
                     i == 0 or node.op_type == "Concat" or arithmetic
                 )
-                named = names and holds and (i == 0 or node.op_type in _EACH_NAMES)
-                stack.append((inp, data and holds, index or not (holds or value_in), named))
+                stack.append((inp, data and holds, index or not (holds or value_in)))
     cone.nodes.reverse()
     cone.nodes = list(dict.fromkeys(cone.nodes))
     return cone
@@ -324,6 +339,7 @@ def cone_outcome(cone: Cone, sites: Mapping[ir.Value, Site]) -> tuple[str | None
         if isinstance(weight, str):  # not after ``site_reports``: it declines such a site
             return weight, None
         weights[value] = weight
+        cone.leaf_sizes[value] = math.prod(int(d) for d in weight.shape.numpy())
     with _holding(weights):
         program = _program(cone)
     if isinstance(program, str):

@@ -229,7 +229,8 @@ class Program:
     """A constant cone as slots in topological order: leaf tensors and steps; the last slot
     is the value. ``stepwise``: each ``Add``/``Sub``/``Mul``/``Div`` result is rounded to its
     type at once, as the graph holds it (a cone folded bit for bit), instead of held in float64
-    and rounded once (a weight-norm site's weight as the graph means it)."""
+    and rounded once (a weight-norm site's weight as the graph means it); what no fold can give
+    bit for bit as the graph and ONNX Runtime both do is declined (:func:`_check_stepwise`)."""
 
     slots: list[ir.TensorProtocol | Step]
     stepwise: bool = False
@@ -260,6 +261,8 @@ class Program:
             for i, slot in enumerate(self.slots):
                 if isinstance(slot, Step):
                     args = [None if j is None else results[j] for j in slot.inputs]
+                    if self.stepwise:
+                        _check_stepwise(slot, args)
                     value, dtype = _apply(slot, args)
                     stepped = self.stepwise and _rounds_in_type(slot, dtype)
                     if stepped:
@@ -1239,9 +1242,55 @@ def _level(step: Step, args: Args, dtype: ir.DataType, level: int) -> int:
 
 def _rounds_in_type(step: Step, dtype: ir.DataType) -> bool:
     """Whether a step's float result is one IEEE operation that rounds it to ``dtype``
-    correctly (float16 and bfloat16 through float32 too: float32 holds their exact results to
-    more than twice their precision, so rounding twice is rounding once)."""
+    correctly (float32; double needs no rounding of its own)."""
     return step.op in _BASIC_OPS and dtype in FLOAT_TYPES and dtype != ir.DataType.DOUBLE
+
+
+_SELECTIONS = frozenset({"Max", "Min", "Clip"})
+
+
+def _check_stepwise(step: Step, args: Args) -> None:
+    """Decline, in a cone folded bit for bit, a step whose result the graph's semantics and
+    ONNX Runtime's CPU kernels give differently (t112):
+
+    - float16 or bfloat16 arithmetic: ONNX Runtime has no CPU kernel for it, computes it in
+      float32 between Casts it inserts, and removes such Casts between two nodes, so it
+      rounds where its own rewrites leave a Cast, not after each op (``(W * a) * b`` of
+      float16: a third of the elements an ulp apart; a Cast to float32 of one product: the
+      product unrounded);
+    - a ``Clip`` bound that is NaN (ONNX Runtime ignores it; numpy's NaN propagates) or not
+      one value (ONNX Runtime refuses the node);
+    - ``Max``/``Min``/``Clip`` where +0 and -0 meet: which one ONNX Runtime keeps depends on
+      its kernel's path (the operand order, the tensor's length)."""
+    present = [a for a in args if a is not None]
+    if not present or step.op not in _BASIC_OPS | _SELECTIONS:
+        return
+    dtype = present[0][1]
+    if step.op in _BASIC_OPS and dtype in _HALVES:
+        name = dtype.name.lower()
+        raise NotExact(
+            f"{step.where} on {name}: ONNX Runtime computes {name} arithmetic in float32 and "
+            "rounds it where its graph rewrites leave a Cast, not after each op as the graph does"
+        )
+    if step.op not in _SELECTIONS or dtype not in FLOAT_TYPES:
+        return
+    operands = [np.asarray(a[0]) for a in present]
+    if step.op == "Clip":  # bounds as inputs (opset 11 on) or as attributes (before)
+        operands += [np.asarray(step.attributes[k], F64) for k in ("min", "max")
+                     if k in step.attributes]  # fmt: skip
+        for bound in operands[1:]:
+            if bound.size != 1:
+                raise NotExact(f"{step.where}: a bound of {bound.size} values, not one")
+            if np.isnan(bound).any():
+                raise NotExact(f"{step.where}: a NaN bound, which runtimes read differently")
+    zeros = [(x == 0, np.signbit(x)) for x in operands]
+    for i, (zero, sign) in enumerate(zeros):
+        for other_zero, other_sign in zeros[i + 1 :]:
+            if np.any(zero & other_zero & (sign != other_sign)):
+                raise NotExact(
+                    f"{step.where}: +0 and -0 meet, and which one ONNX Runtime keeps depends "
+                    "on its kernel"
+                )
 
 
 def _squares(step: Step, args: Args) -> bool:
