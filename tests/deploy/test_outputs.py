@@ -37,6 +37,51 @@ def test_bfloat16_is_exported_and_its_verification_declined(tmp_path: Path) -> N
     assert "0.weight" in {i.name for i in onnx.load(tmp_path / "m.onnx").graph.initializer}
 
 
+class _Returns(nn.Module):
+    """Computes a layer's output and returns what it is given: nothing of it."""
+
+    def __init__(self, returned: object) -> None:
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(4, 4))
+        self.returned = returned
+
+    def forward(self, x: torch.Tensor) -> object:
+        self.fc(x)
+        return self.returned
+
+
+@pytest.mark.parametrize(
+    ("returned", "said"),
+    [(None, "None"), ((), "a tuple holding no tensor"), ({"a": "b"}, "a dict holding no tensor")],
+    ids=["None", "empty tuple", "dict of a string"],
+)
+@pytest.mark.parametrize("verify", [False, True])
+def test_a_forward_that_returns_no_tensor_is_refused(
+    returned: object, said: str, verify: bool, tmp_path: Path
+) -> None:
+    """The exporters made a graph of no outputs, written with exit 0, or, verified, an ONNX
+    Runtime load error blamed on the exporter (t110): refused before anything is exported."""
+    with pytest.raises(InvalidArgumentError) as caught:
+        export(_Returns(returned), (torch.randn(3, 4),), tmp_path / "m.onnx", verify=verify)
+    assert str(caught.value) == (
+        f"the model's forward returns {said}: an exported graph would have no output"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sparse_example_input_is_said_to_be_sparse(tmp_path: Path) -> None:
+    """Verifying with a sparse example input said "no float32 arrays" (t110)."""
+    model = nn.Sequential(weight_norm(nn.Linear(4, 4)))
+    x = torch.randn(3, 4).to_sparse()
+    with pytest.raises(InvalidArgumentError) as caught:
+        export(model, (x,), tmp_path / "m.onnx", exporter="torchscript")
+    assert str(caught.value) == (
+        "cannot verify: a sparse_coo tensor, which ONNX Runtime neither takes nor gives "
+        "(give dense tensors: .to_dense())"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 class _WithNumber(nn.Module):
     """Returns a Python number beside its tensor: the batch size (TorchScript makes it an
     int64 output), or ``.item()`` of a tensor (dynamo makes it an output of that tensor's

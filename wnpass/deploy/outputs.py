@@ -33,6 +33,19 @@ def _outputs(result: Any) -> list[Output]:
     ]
 
 
+def _require_outputs(result: Any) -> None:
+    """Refuse a forward whose result holds no tensor and no number: the exporters make a graph
+    of no outputs of it, which was written (exit 0) or, verified, blamed on ONNX Runtime
+    (t110)."""
+    leaves = torch.utils._pytree.tree_leaves(result)
+    if any(isinstance(leaf, torch.Tensor | bool | int | float) for leaf in leaves):
+        return
+    what = "None" if result is None else f"a {type(result).__name__} holding no tensor"
+    raise InvalidArgumentError(
+        f"the model's forward returns {what}: an exported graph would have no output"
+    )
+
+
 def _expected(graph: ir.Graph, outputs: list[Output]) -> list[np.ndarray]:
     """What each graph output must hold: the forward's outputs paired with the graph's in
     order, each number as a 0-d array of its graph output's type (TorchScript makes an ``int``
@@ -90,7 +103,14 @@ def _array(tensor: torch.Tensor) -> np.ndarray | None:
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     """``tensor`` as ONNX Runtime takes or gives it, to verify with. A dtype its Python API
     cannot exchange (bfloat16: it neither takes ml_dtypes' arrays nor gives any; float8,
-    complex32, ...: numpy has no such type) is declined before anything is exported."""
+    complex32, ...: numpy has no such type) is declined before anything is exported, as is a
+    sparse tensor (said as such: t110 said its dtype)."""
+    if tensor.layout != torch.strided:
+        layout = str(tensor.layout).removeprefix("torch.")
+        raise InvalidArgumentError(
+            f"cannot verify: a {layout} tensor, which ONNX Runtime neither takes nor gives "
+            "(give dense tensors: .to_dense())"
+        )
     array = _array(tensor) if tensor.dtype != torch.bfloat16 else None
     if array is None:
         raise InvalidArgumentError(

@@ -28,7 +28,14 @@ from wnpass.deploy.inputs import (
     _several_inputs,
 )
 from wnpass.deploy.names import _folded_layouts, _restore_names, _weight_names
-from wnpass.deploy.outputs import _changed, _examples, _expected, _feeds, _outputs
+from wnpass.deploy.outputs import (
+    _changed,
+    _examples,
+    _expected,
+    _feeds,
+    _outputs,
+    _require_outputs,
+)
 from wnpass.deploy.probes import (
     _alone,
     _at_sizes,
@@ -234,6 +241,7 @@ def export(
         forwards = _Forwards(model, None if itself else target, lazy_wrote)
         with forwards.given_back():
             result = call_model(model, inputs)  # the model's own error, before any exporter's
+            _require_outputs(result)
             outputs = _outputs(result) if verify else []  # read before it is given back
         changed = []
         if verify:
