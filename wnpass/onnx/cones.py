@@ -102,9 +102,10 @@ CONE_OPS = frozenset(
     | {"Gather", "Cast", "Identity", "Expand", "Constant", "Shape", "Pad", "ConstantOfShape"}
 )
 # Arithmetic that IEEE arithmetic rounds correctly to the result's type, as ONNX Runtime's
-# kernels do (float16 and bfloat16 through float32, which rounds them the same), and
-# selections of one of the inputs' values: computed step by step in the graph's types
-# (``ev.compile_cone(stepwise=True)``), a cone of them is the graph's tensor bit for bit.
+# kernels do, and selections of one of the inputs' values: computed step by step in the
+# graph's types (``ev.compile_cone(stepwise=True)``), a cone of them is the graph's tensor bit
+# for bit; where ONNX Runtime computes it otherwise (float16 arithmetic), the evaluator
+# declines it.
 ARITHMETIC_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Clip"})
 # Ops whose inputs are only sizes: no input's elements go into the weight.
 _SIZED = frozenset({"Shape", "ConstantOfShape"})
