@@ -735,6 +735,42 @@ def test_the_model_s_own_state_is_given_back_after_each_forward_of_wnpass_s() ->
     assert model.last is None and model.history == [] and torch.equal(model.gen.get_state(), state)
 
 
+class _RescalesInEval(nn.Module):
+    """RWKV's ``_rescale_layers``: in eval mode, a forward divides the last layer's weight in
+    place once and sets a flag that says so; in train mode it multiplies it back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 16), nn.Linear(16, 4)
+        self.rescaled = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rescaled != (not self.training):
+            with torch.no_grad():
+                if self.training:
+                    self.b.weight.mul_(2)
+                else:
+                    self.b.weight[:] = self.b.weight / 2  # a write as __setitem__
+            self.rescaled = not self.training
+        return self.b(torch.relu(self.a(x))) * (1 if self.training else 2)
+
+
+def test_a_weight_the_forward_writes_in_place_is_given_back_with_its_flag() -> None:
+    """Each of wnpass's forwards gave the flag back but not the weight it divided, so the next
+    divided it again: RWKV's weights ended divided by 2**5 (t113). The weight comes back from
+    a copy made before the write, so the model is as given; the weight the forward writes is
+    left without weight norm (its writes would land on the computed weight)."""
+    torch.manual_seed(0)
+    model = _RescalesInEval()
+    weight = model.b.weight.detach().clone()
+    report = apply_weight_norm(model, (torch.randn(3, 8),))
+    assert report and report.equivalent is True
+    assert model.rescaled is False and torch.equal(model.b.weight, weight)
+    statuses = {site.name: (site.status, site.reason) for site in report.sites}
+    assert statuses["b.weight"][0] == "skipped" and "in place" in (statuses["b.weight"][1] or "")
+    assert statuses["a.weight"][0] == "applied"
+
+
 def test_outputs_that_change_from_run_to_run_are_said_to_be_the_cause() -> None:
     """State wnpass cannot give back (a count in an object of the model's own class) makes
     the outputs change from run to run: the model after the rewrite is run once more, its

@@ -83,7 +83,7 @@ class _Forwards:
     def given_back(self) -> Iterator[None]:
         done = GivenBack()
         try:
-            with state_given_back(self.model) as done:
+            with state_given_back(self.model, unless_written=False) as done:
                 yield
         finally:
             names = written_parameters(self.model, self.prints)

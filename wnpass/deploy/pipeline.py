@@ -232,7 +232,7 @@ def export(
     chosen = prov.resolve(list(providers) if providers else None) if verify else []
     loaded = buffer_values(model)  # as the caller set them, before wnpass's forwards
     # the deployed behaviour; every submodule's flag comes back
-    with evaluating(model), state_given_back(model):
+    with evaluating(model), state_given_back(model, unless_written=False):
         # what is exported is a copy of the model as given, taken before any of wnpass's
         # forwards, and after lazy layers take their shapes (and give back what that forward
         # wrote: not the parameters it wrote, which there is no copy of yet)

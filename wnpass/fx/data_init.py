@@ -749,7 +749,8 @@ def _run_pass(model: nn.Module, inputs: Batch, run: _InitPass) -> None:
             torch.no_grad(),
             torch.inference_mode(False),
             evaluating(model),
-            state_given_back(model),  # each pass starts from the model's state as given
+            # each pass starts from the model's state as given; the pass writes g and v
+            state_given_back(model, unless_written=False),
             run.watching(),
         ):
             call_model(model, inputs)  # the model's exception or sys.exit(): one line

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from wnpass.errors import InvalidArgumentError, WnpassError, one_line
 from wnpass.fx.arguments import is_lazy
@@ -54,6 +55,7 @@ __all__ = [
     "run_forward",
     "state_given_back",
     "what_it_did",
+    "writes_in_place",
     "written_parameters",
 ]
 
@@ -287,6 +289,72 @@ def written_parameters(model: nn.Module, before: Mapping[str, int]) -> list[str]
     return [name for name, crc in before.items() if now.get(name, crc) != crc]
 
 
+# Ops that write into their first operand without a trailing underscore (``w[i] = x``,
+# ``w *= 2``), and one with it that writes no value.
+_WRITES = frozenset({"__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__", "set_"})
+_NO_VALUE_WRITTEN = frozenset({"requires_grad_"})
+
+
+def writes_in_place(name: str) -> bool:
+    """Whether the op of this name (``Tensor.add_``, ``clamp_``, ``__setitem__`` ...) writes
+    into its first operand."""
+    if name in _WRITES:
+        return True
+    return name.endswith("_") and not name.startswith("_") and name not in _NO_VALUE_WRITTEN
+
+
+class _Snapshots(TorchFunctionMode):
+    """While entered, a copy of each parameter of ``model`` that an op is about to write in
+    place (``w.div_(2)``, ``w[0] = 1``, ``w *= 2``, ``out=w``, also through a view of it),
+    made before its first write; :meth:`give_back` writes each back. Lazy parameters not
+    initialized yet are no parameters here (giving them their shapes is no write)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.params = {id(p): (n, p) for n, p in model.named_parameters() if not is_lazy(p)}
+        self.versions = {n: p._version for n, p in self.params.values()}
+        self.saved: dict[int, torch.Tensor] = {}
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:  # fmt: skip
+        kwargs = kwargs or {}
+        in_place = writes_in_place(str(getattr(func, "__name__", "")))
+        targets = [*(args[:1] if in_place else ()), *_tensors_in(kwargs.get("out"))]
+        for target in targets:
+            for tensor in (target, getattr(target, "_base", None)):
+                key = id(tensor)
+                if key in self.params and key not in self.saved:
+                    self.saved[key] = self.params[key][1].detach().clone()
+        return func(*args, **kwargs)
+
+    def give_back(self) -> list[str]:
+        """Write each parameter copied back; returns those written in place all the same
+        (their version counters moved), that no copy was made of."""
+        restored = set(self.saved)
+        # unseen by the modes a caller runs the block under (an observation of the forward's
+        # ops would count the write back as one of its own)
+        with torch.no_grad(), torch._C.DisableTorchFunction():
+            for key, value in self.saved.items():
+                self.params[key][1].copy_(value)
+        self.saved.clear()
+        return [
+            name
+            for key, (name, param) in self.params.items()
+            if key not in restored and param._version != self.versions[name]
+        ]
+
+
+def _tensors_in(value: Any) -> list[torch.Tensor]:
+    """An ``out=`` argument's tensors: one, or a tuple of them."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, tuple | list):
+        return [v for v in value if isinstance(v, torch.Tensor)]
+    return []
+
+
 def _put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
     """Give each buffer of ``model`` named in ``values`` that value again, in place, where it
     holds another of the same shape and dtype."""
@@ -306,7 +374,7 @@ class GivenBack:
 
 
 @contextlib.contextmanager
-def state_given_back(model: nn.Module) -> Iterator[GivenBack]:
+def state_given_back(model: nn.Module, *, unless_written: bool = True) -> Iterator[GivenBack]:
     """Run the block; afterwards, however it ended, ``model``'s modules hold the state they
     held when it began: every plain attribute (:class:`~wnpass.fx.attributes.Attributes`: a
     streaming state, a first-call flag, a cache), every buffer object (one the forward
@@ -314,8 +382,16 @@ def state_given_back(model: nn.Module) -> Iterator[GivenBack]:
     its value. Where the block built the model further (a hook, a
     submodule), nothing is given back: its attributes, buffers (and, in the export pipeline,
     parameters) stay as the block left them, so that a flag, a plain attribute or a buffer,
-    and what it guards agree. Yields a :class:`GivenBack` that says which."""
+    and what it guards agree. With ``unless_written``, every parameter the block writes in
+    place is given back too, from a copy of it made just before its first write
+    (:class:`_Snapshots`): RWKV's forward in eval mode divides some weights and sets a flag
+    that says so, and a flag given back without them had each next forward divide them again
+    (t113). A write no copy was made before (in TorchScript code) keeps the state as the block
+    left it, flag and all. The export pipeline, which gives parameters back from its copy of
+    the model, and data init, which writes them itself, pass False. Yields a
+    :class:`GivenBack` that says which."""
     attributes, values = Attributes(model), buffer_values(model)
+    snapshots = _Snapshots(model) if unless_written else None
     given = GivenBack()
     registered = [
         (module, leaf, buffer)
@@ -325,9 +401,13 @@ def state_given_back(model: nn.Module) -> Iterator[GivenBack]:
         if buffer is not None
     ]
     try:
-        yield given
+        with snapshots or contextlib.nullcontext():
+            yield given
     finally:
-        given.whole = attributes.give_back()
+        unseen = snapshots.give_back() if snapshots is not None else []
+        if unseen:
+            logger.debug("the forward wrote %s in place: its state stays", ", ".join(unseen))
+        given.whole = not unseen and attributes.give_back()
         if given.whole:  # else the model was built further: its state stays as the block left it
             for module, leaf, buffer in registered:
                 if module._buffers.get(leaf) is not buffer:

@@ -45,6 +45,7 @@ from wnpass.fx.forward import (
     evaluating,
     run_forward,
     state_given_back,
+    writes_in_place,
 )
 
 __all__ = ["forward_reads", "observe_uses", "rnn_roles"]
@@ -108,13 +109,6 @@ def _name(func: Callable[..., Any]) -> str:
     if name == "__get__":  # a property such as Tensor.T: the descriptor has the name
         name = str(getattr(getattr(func, "__self__", None), "__name__", name))
     return name
-
-
-def _in_place(name: str) -> bool:
-    """``Tensor.add_``, ``clamp_``, ``__setitem__`` ...: the op writes into its first operand."""
-    if name in ("__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__", "set_"):
-        return True
-    return name.endswith("_") and not name.startswith("_") and name not in _IDENTITY
 
 
 def _tensors(value: Any) -> Iterator[Any]:
@@ -290,7 +284,7 @@ class _Recorder(TorchFunctionMode):
         if not any(self.origins(t) for v in values for t in _tensors(v)):
             return result
         name = _name(func)
-        if _in_place(name) and args and self.origins(args[0]):
+        if writes_in_place(name) and args and self.origins(args[0]):
             for origin in self.origins(args[0]):
                 self._use(origin, name, None, f"modified in place in the forward ({name})")
             return result
