@@ -61,7 +61,7 @@ import numpy as np
 import onnx_ir as ir
 
 from wnpass.onnx import halves
-from wnpass.onnx.graphs import const_tensor, value_inputs, walk_cone
+from wnpass.onnx.graphs import const_tensor, enclosing_scope, value_inputs, walk_cone
 from wnpass.onnx.norms import sum_of_squares_source
 from wnpass.rounding import round_once
 
@@ -146,6 +146,11 @@ def round_to(array: np.ndarray, dtype: ir.DataType) -> np.ndarray:
     return array.astype(dtype.numpy(), copy=False)
 
 
+def _form(dtype: ir.DataType) -> np.dtype:
+    """The numpy type values of float ``dtype`` are computed in (bfloat16 as float32)."""
+    return np.dtype(np.float32) if dtype == ir.DataType.BFLOAT16 else np.dtype(dtype.numpy())
+
+
 def _held(array: np.ndarray, dtype: ir.DataType) -> np.ndarray:
     """``array`` rounded to ``dtype`` in the form values are computed with (bf16 as float32)."""
     rounded = round_to(array, dtype)
@@ -217,6 +222,7 @@ class Step:
     # the squares such a ReduceSum sums (its Mul or Pow): judged there, by how far holding
     # them in their type moves each unit's norm (_check_stored_squares), not as a value
     summed: bool = False
+    opset: int | None = None  # of the node's domain, where the graph says it
 
     @property
     def where(self) -> str:
@@ -265,7 +271,10 @@ class Program:
                         _check_stepwise(slot, args)
                     value, dtype = _apply(slot, args)
                     stepped = self.stepwise and _rounds_in_type(slot, dtype)
-                    if stepped:
+                    if self.stepwise and dtype in FLOAT_TYPES and value.dtype != _form(dtype):
+                        # as the graph holds it: rounded, and never wider than a stored value a
+                        # later step mixes it with (a Concat of the two would widen that value,
+                        # quieting a signalling NaN of it: t114)
                         value = _held(value, dtype)
                     if i in held:
                         made[i] = value, dtype
@@ -332,10 +341,25 @@ def compile_cone(value: ir.Value, *, stepwise: bool = False) -> Program:
         made = _mark_summed(slots, inputs[0]) if squares else None
         made = made if made != inputs[0] else None  # no Cast between
         name = node.name or current.name or ""
+        outputs, opset = len(node.outputs), _opset(node)
         slots.append(
-            Step(op, attributes, inputs, index or 0, len(node.outputs), name, squares, made)
+            Step(op, attributes, inputs, index or 0, outputs, name, squares, made, opset=opset)
         )
     return Program(slots, stepwise)
+
+
+def _opset(node: ir.Node) -> int | None:
+    """The version of the default domain that ``node`` is of: its own, else its graph's or an
+    enclosing graph's import (None where none says)."""
+    if node.version is not None:
+        return node.version
+    scope: ir.Graph | ir.Function | None = node.graph
+    while scope is not None:
+        for domain in ("", "ai.onnx"):
+            if (version := scope.opset_imports.get(domain)) is not None:
+                return version
+        scope = enclosing_scope(scope)
+    return None
 
 
 def _mark_summed(slots: list[ir.TensorProtocol | Step], index: int | None) -> int | None:
@@ -365,6 +389,9 @@ def _check_node(node: ir.Node) -> None:
         raise NotExact(f"{name} in the weight computation is not supported")
     if any(attr.is_ref() for attr in node.attributes.values()):
         raise NotExact(f"{node.op_type} takes an attribute from the function's caller")
+    if node.op_type in _BASIC_OPS and "broadcast" in node.attributes:
+        # opset 6 and before: B aligned with A from ``axis``, not from the last axis (t114)
+        raise NotExact(f"{node.op_type} with the broadcast attribute of opset 6 is not evaluated")
 
 
 def evaluate(value: ir.Value, units: Units | None = None) -> Evaluated:
@@ -779,6 +806,8 @@ def _extreme(step: Step, args: Args) -> Evaluated:
         raise NotExact(f"{step.op} on {dtype.name.lower()} is not evaluated")
     fn = np.maximum if step.op == "Max" else np.minimum
     result = present[0][0]
+    if step.opset is not None and step.opset < 8 and len({a.shape for a, _ in present}) > 1:
+        raise NotExact(f"{step.where} broadcasts, which it does not below opset 8")
     for other, _ in present[1:]:
         _check_size(np.broadcast_shapes(result.shape, other.shape), step.op)
         result = fn(result, other)
@@ -1251,17 +1280,21 @@ _SELECTIONS = frozenset({"Max", "Min", "Clip"})
 
 def _check_stepwise(step: Step, args: Args) -> None:
     """Decline, in a cone folded bit for bit, a step whose result the graph's semantics and
-    ONNX Runtime's CPU kernels give differently (t112):
+    ONNX Runtime's CPU kernels give differently (t112, t114):
 
     - float16 or bfloat16 arithmetic: ONNX Runtime has no CPU kernel for it, computes it in
       float32 between Casts it inserts, and removes such Casts between two nodes, so it
       rounds where its own rewrites leave a Cast, not after each op (``(W * a) * b`` of
       float16: a third of the elements an ulp apart; a Cast to float32 of one product: the
       product unrounded);
-    - a ``Clip`` bound that is NaN (ONNX Runtime ignores it; numpy's NaN propagates) or not
-      one value (ONNX Runtime refuses the node);
-    - ``Max``/``Min``/``Clip`` where +0 and -0 meet: which one ONNX Runtime keeps depends on
-      its kernel's path (the operand order, the tensor's length)."""
+    - a ``Clip`` bound that is NaN (ONNX Runtime ignores it; numpy's NaN propagates), one not
+      of one value and at most one axis, or, below opset 11, a min above its max (ONNX
+      Runtime refuses the node);
+    - ``Max``/``Min``/``Clip`` where +0 and -0 meet, and any of these ops where two NaNs meet:
+      which one ONNX Runtime keeps depends on its kernel's path (the operand order, the
+      tensor's length: t114);
+    - a signalling NaN that arithmetic or a selection reads: numpy quiets it where it widens
+      a value, ONNX Runtime keeps it on some paths."""
     present = [a for a in args if a is not None]
     if not present or step.op not in _BASIC_OPS | _SELECTIONS:
         return
@@ -1272,25 +1305,50 @@ def _check_stepwise(step: Step, args: Args) -> None:
             f"{step.where} on {name}: ONNX Runtime computes {name} arithmetic in float32 and "
             "rounds it where its graph rewrites leave a Cast, not after each op as the graph does"
         )
-    if step.op not in _SELECTIONS or dtype not in FLOAT_TYPES:
+    if dtype not in FLOAT_TYPES:
         return
     operands = [np.asarray(a[0]) for a in present]
     if step.op == "Clip":  # bounds as inputs (opset 11 on) or as attributes (before)
-        operands += [np.asarray(step.attributes[k], F64) for k in ("min", "max")
-                     if k in step.attributes]  # fmt: skip
+        given = [np.asarray(step.attributes[k], F64) for k in ("min", "max")
+                 if k in step.attributes]  # fmt: skip
+        if len(given) == 2 and given[0] > given[1]:
+            raise NotExact(f"{step.where}: min above max, which ONNX Runtime refuses")
+        operands += given
         for bound in operands[1:]:
-            if bound.size != 1:
-                raise NotExact(f"{step.where}: a bound of {bound.size} values, not one")
+            if bound.size != 1 or bound.ndim > 1:
+                raise NotExact(f"{step.where}: a bound of shape {list(bound.shape)}, not one value")
             if np.isnan(bound).any():
                 raise NotExact(f"{step.where}: a NaN bound, which runtimes read differently")
-    zeros = [(x == 0, np.signbit(x)) for x in operands]
-    for i, (zero, sign) in enumerate(zeros):
-        for other_zero, other_sign in zeros[i + 1 :]:
-            if np.any(zero & other_zero & (sign != other_sign)):
-                raise NotExact(
-                    f"{step.where}: +0 and -0 meet, and which one ONNX Runtime keeps depends "
-                    "on its kernel"
-                )
+    for x in operands:
+        if _signalling(x):
+            raise NotExact(f"{step.where} reads a signalling NaN, which runtimes may quiet")
+    pairs = [(i, j) for i in range(len(operands)) for j in range(i + 1, len(operands))]
+    for i, j in pairs:
+        a, b = operands[i], operands[j]
+        if np.any(np.isnan(a) & np.isnan(b)):
+            raise NotExact(
+                f"{step.where}: two NaNs meet, and whose bits ONNX Runtime keeps depends on its "
+                "kernel"
+            )
+        signs_differ = np.signbit(a) != np.signbit(b)
+        if step.op in _SELECTIONS and np.any((a == 0) & (b == 0) & signs_differ):
+            raise NotExact(
+                f"{step.where}: +0 and -0 meet, and which one ONNX Runtime keeps depends on its "
+                "kernel"
+            )
+
+
+def _signalling(x: np.ndarray) -> bool:
+    """Whether ``x`` holds a signalling NaN: a NaN whose quiet bit, the mantissa's highest, is
+    clear."""
+    if x.dtype.kind != "f" or not np.isnan(x).any():
+        return False
+    bits = {np.dtype(np.float16): np.uint16, np.dtype(np.float32): np.uint32}.get(x.dtype)
+    nans = x[np.isnan(x)]
+    if bits is None:  # float64
+        return bool(np.any((nans.view(np.uint64) >> np.uint64(51)) & np.uint64(1) == 0))
+    quiet = {np.uint16: 9, np.uint32: 22}[bits]
+    return bool(np.any(((nans.view(bits) >> bits(quiet)) & bits(1)) == 0))
 
 
 def _squares(step: Step, args: Args) -> bool:
