@@ -735,14 +735,33 @@ def test_the_model_s_own_state_is_given_back_after_each_forward_of_wnpass_s() ->
     assert model.last is None and model.history == [] and torch.equal(model.gen.get_state(), state)
 
 
-class _RescalesInEval(nn.Module):
-    """RWKV's ``_rescale_layers``: in eval mode, a forward divides the last layer's weight in
-    place once and sets a flag that says so; in train mode it multiplies it back."""
+def _halve(weight: torch.Tensor, how: str) -> None:
+    """Halve ``weight`` in place, in one of the ways a forward may write a parameter."""
+    if how == "div_":
+        weight.div_(2)
+    elif how == "__setitem__":
+        weight[:] = weight / 2
+    elif how == ".data":
+        weight.data.mul_(0.5)
+    elif how == "init by keyword":  # nn.init passes it on as tensor=
+        torch.nn.init.constant_(tensor=weight, val=0.25)
+    elif how == "inplace=True":
+        F.relu(weight, inplace=True)
+    elif how == "out=":
+        torch.mul(weight, 0.5, out=weight)
 
-    def __init__(self) -> None:
+
+WRITES = ["div_", "__setitem__", ".data", "init by keyword", "inplace=True", "out="]
+
+
+class _RescalesInEval(nn.Module):
+    """RWKV's ``_rescale_layers``: in eval mode, a forward writes the last layer's weight in
+    place once and sets a flag that says so; in train mode it would write it back."""
+
+    def __init__(self, how: str) -> None:
         super().__init__()
         self.a, self.b = nn.Linear(8, 16), nn.Linear(16, 4)
-        self.rescaled = False
+        self.rescaled, self.how = False, how
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.rescaled != (not self.training):
@@ -750,25 +769,40 @@ class _RescalesInEval(nn.Module):
                 if self.training:
                     self.b.weight.mul_(2)
                 else:
-                    self.b.weight[:] = self.b.weight / 2  # a write as __setitem__
+                    _halve(self.b.weight, self.how)
             self.rescaled = not self.training
-        return self.b(torch.relu(self.a(x))) * (1 if self.training else 2)
+        return self.b(torch.relu(self.a(x)))
 
 
-def test_a_weight_the_forward_writes_in_place_is_given_back_with_its_flag() -> None:
+@pytest.mark.parametrize("how", WRITES)
+def test_a_weight_the_forward_writes_in_place_is_given_back_with_its_flag(how: str) -> None:
     """Each of wnpass's forwards gave the flag back but not the weight it divided, so the next
-    divided it again: RWKV's weights ended divided by 2**5 (t113). The weight comes back from
-    a copy made before the write, so the model is as given; the weight the forward writes is
-    left without weight norm (its writes would land on the computed weight)."""
+    divided it again: RWKV's weights ended divided by 2**15 (t113); a write through ``.data``,
+    by keyword, ``inplace=True`` or ``out=`` was not seen either (t115). The weight comes back
+    from a copy made before the write, so the model is as given; the weight the forward writes
+    is left without weight norm (its writes would land on the computed weight)."""
     torch.manual_seed(0)
-    model = _RescalesInEval()
+    model = _RescalesInEval(how)
     weight = model.b.weight.detach().clone()
     report = apply_weight_norm(model, (torch.randn(3, 8),))
     assert report and report.equivalent is True
     assert model.rescaled is False and torch.equal(model.b.weight, weight)
     statuses = {site.name: (site.status, site.reason) for site in report.sites}
-    assert statuses["b.weight"][0] == "skipped" and "in place" in (statuses["b.weight"][1] or "")
+    if how != ".data":  # no op of the forward's shows it (the copy is made all the same)
+        assert statuses["b.weight"][0] == "skipped"
+        assert "in place" in (statuses["b.weight"][1] or "")
     assert statuses["a.weight"][0] == "applied"
+
+
+def test_data_init_gives_back_a_weight_the_forward_writes_in_place() -> None:
+    """Data init's passes gave the flag back but not the weight (t115: saved at half its
+    value, reported as left alone)."""
+    torch.manual_seed(0)
+    model = _RescalesInEval("div_")
+    weight = model.b.weight.detach().clone()
+    report = apply_weight_norm(model, (torch.randn(64, 8),), init="data")
+    assert report.applied == 1
+    assert model.rescaled is False and torch.equal(model.b.weight, weight)
 
 
 def test_outputs_that_change_from_run_to_run_are_said_to_be_the_cause() -> None:

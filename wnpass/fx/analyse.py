@@ -144,7 +144,9 @@ def materialize_lazy(model: nn.Module, batch: Batch) -> list[str]:
     for module in lazy:
         _WAS_LAZY[module] = type(module)
     before = parameter_prints(model)
-    with state_given_back(model):
+    # the parameters it writes stay written (no copy of them is taken for this forward):
+    # lazy layers' values and an init of the model's own, said below
+    with state_given_back(model, unless_written=False):
         run_forward(model, batch)
     written = written_parameters(model, before)
     if written:

@@ -749,8 +749,9 @@ def _run_pass(model: nn.Module, inputs: Batch, run: _InitPass) -> None:
             torch.no_grad(),
             torch.inference_mode(False),
             evaluating(model),
-            # each pass starts from the model's state as given; the pass writes g and v
-            state_given_back(model, unless_written=False),
+            # each pass starts from the model's state as given, parameters the model's forward
+            # writes too; what the pass sets is given back with them, and set again after it
+            state_given_back(model),
             run.watching(),
         ):
             call_model(model, inputs)  # the model's exception or sys.exit(): one line

@@ -296,23 +296,27 @@ _NO_VALUE_WRITTEN = frozenset({"requires_grad_"})
 
 
 def writes_in_place(name: str) -> bool:
-    """Whether the op of this name (``Tensor.add_``, ``clamp_``, ``__setitem__`` ...) writes
-    into its first operand."""
-    if name in _WRITES:
+    """Whether the op of this name (``Tensor.add_``, ``clamp_``, ``__setitem__``,
+    ``_foreach_mul_`` ...) writes into its first operand (each of a ``_foreach_`` op's)."""
+    if name in _WRITES or (name.startswith("_foreach_") and name.endswith("_")):
         return True
     return name.endswith("_") and not name.startswith("_") and name not in _NO_VALUE_WRITTEN
 
 
 class _Snapshots(TorchFunctionMode):
     """While entered, a copy of each parameter of ``model`` that an op is about to write in
-    place (``w.div_(2)``, ``w[0] = 1``, ``w *= 2``, ``out=w``, also through a view of it),
+    place (:func:`_written`: ``w.div_(2)``, ``w[0] = 1``, ``w *= 2``, ``out=w``, ``init.normal_
+    (tensor=w)``, ``relu(w, inplace=True)``, an embedding's ``max_norm``; also through a view
+    of it, ``.data`` or ``.detach()``: the parameter whose storage the tensor written is in),
     made before its first write; :meth:`give_back` writes each back. Lazy parameters not
     initialized yet are no parameters here (giving them their shapes is no write)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.params = {id(p): (n, p) for n, p in model.named_parameters() if not is_lazy(p)}
-        self.versions = {n: p._version for n, p in self.params.values()}
+        self.params = {
+            _storage(p): (n, p) for n, p in model.named_parameters() if not is_lazy(p) and p.numel()
+        }
+        self.versions = {n: (p._version, _storage(p)) for n, p in self.params.values()}
         self.saved: dict[int, torch.Tensor] = {}
 
     def __torch_function__(
@@ -320,18 +324,16 @@ class _Snapshots(TorchFunctionMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:  # fmt: skip
         kwargs = kwargs or {}
-        in_place = writes_in_place(str(getattr(func, "__name__", "")))
-        targets = [*(args[:1] if in_place else ()), *_tensors_in(kwargs.get("out"))]
-        for target in targets:
-            for tensor in (target, getattr(target, "_base", None)):
-                key = id(tensor)
-                if key in self.params and key not in self.saved:
-                    self.saved[key] = self.params[key][1].detach().clone()
+        for target in _written(func, args, kwargs):
+            key = _storage(target)
+            if key in self.params and key not in self.saved:
+                self.saved[key] = self.params[key][1].detach().clone()
         return func(*args, **kwargs)
 
     def give_back(self) -> list[str]:
-        """Write each parameter copied back; returns those written in place all the same
-        (their version counters moved), that no copy was made of."""
+        """Write each parameter copied back; returns those written all the same, that no copy
+        was made of (their version counters moved, or their storage changed: ``w.data = x``,
+        a write in TorchScript code)."""
         restored = set(self.saved)
         # unseen by the modes a caller runs the block under (an observation of the forward's
         # ops would count the write back as one of its own)
@@ -342,8 +344,40 @@ class _Snapshots(TorchFunctionMode):
         return [
             name
             for key, (name, param) in self.params.items()
-            if key not in restored and param._version != self.versions[name]
+            if key not in restored and (param._version, _storage(param)) != self.versions[name]
         ]
+
+
+def _storage(tensor: torch.Tensor) -> int:
+    """Where ``tensor``'s elements live (a view, ``.data`` and ``.detach()`` share it); its
+    identity where it holds no storage of its own (a meta or sparse tensor)."""
+    try:
+        return int(tensor.untyped_storage().data_ptr()) or id(tensor)
+    except (RuntimeError, NotImplementedError):
+        return id(tensor)
+
+
+def written_by(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[torch.Tensor]:
+    """The tensors a call writes into, as its arguments say: the first operand of an in-place
+    op (positional, or the first given by keyword: ``init.normal_(tensor=w)``; each of a
+    ``_foreach_`` op's), that of one called with ``inplace=True``, and ``out=``."""
+    written = _tensors_in(kwargs.get("out"))
+    if writes_in_place(str(getattr(func, "__name__", ""))) or kwargs.get("inplace") is True:
+        first = args[0] if args else next(iter(kwargs.values()), None)
+        written += _tensors_in(first)
+    return written
+
+
+def _written(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[torch.Tensor]:
+    """:func:`written_by`, and an embedding's table that ``max_norm`` renormalizes (inside
+    ``F.embedding``, where no op of it is seen)."""
+    written = written_by(func, args, kwargs)
+    if getattr(func, "__name__", "") == "embedding":
+        max_norm = args[3] if len(args) > 3 else kwargs.get("max_norm")
+        weight = args[1] if len(args) > 1 else kwargs.get("weight")
+        if max_norm is not None:
+            written += _tensors_in(weight)
+    return written
 
 
 def _tensors_in(value: Any) -> list[torch.Tensor]:
@@ -388,8 +422,8 @@ def state_given_back(model: nn.Module, *, unless_written: bool = True) -> Iterat
     that says so, and a flag given back without them had each next forward divide them again
     (t113). A write no copy was made before (in TorchScript code) keeps the state as the block
     left it, flag and all. The export pipeline, which gives parameters back from its copy of
-    the model, and data init, which writes them itself, pass False. Yields a
-    :class:`GivenBack` that says which."""
+    the model, and the lazy layers' first forward, whose writes stay (said in a warning),
+    pass False. Yields a :class:`GivenBack` that says which."""
     attributes, values = Attributes(model), buffer_values(model)
     snapshots = _Snapshots(model) if unless_written else None
     given = GivenBack()
@@ -406,7 +440,11 @@ def state_given_back(model: nn.Module, *, unless_written: bool = True) -> Iterat
     finally:
         unseen = snapshots.give_back() if snapshots is not None else []
         if unseen:
-            logger.debug("the forward wrote %s in place: its state stays", ", ".join(unseen))
+            logger.warning(
+                "the forward wrote %s in a way no copy could be made before (TorchScript code, "
+                "`.data = ...`): the model keeps its state as that forward left it",
+                ", ".join(unseen),
+            )
         given.whole = not unseen and attributes.give_back()
         if given.whole:  # else the model was built further: its state stays as the block left it
             for module, leaf, buffer in registered:

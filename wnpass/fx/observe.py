@@ -45,7 +45,7 @@ from wnpass.fx.forward import (
     evaluating,
     run_forward,
     state_given_back,
-    writes_in_place,
+    written_by,
 )
 
 __all__ = ["forward_reads", "observe_uses", "rnn_roles"]
@@ -284,8 +284,8 @@ class _Recorder(TorchFunctionMode):
         if not any(self.origins(t) for v in values for t in _tensors(v)):
             return result
         name = _name(func)
-        if writes_in_place(name) and args and self.origins(args[0]):
-            for origin in self.origins(args[0]):
+        if written := [t for t in written_by(func, args, kwargs) if self.origins(t)]:
+            for origin in (origin for tensor in written for origin in self.origins(tensor)):
                 self._use(origin, name, None, f"modified in place in the forward ({name})")
             return result
         if _metadata(name, result):
