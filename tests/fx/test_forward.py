@@ -251,3 +251,62 @@ def test_a_train_override_that_raises_as_the_block_starts_is_the_model_s_error()
     with pytest.raises(ForwardFailedError, match="training only"), evaluating(model):
         pass
     assert model[0].training and model[1].training
+
+
+def test_parameters_made_of_one_tensor_are_given_back_together() -> None:
+    """Two parameters sliced from one tensor share its version counter: a write to one moved
+    the other's, which then read as written without a copy, and nothing was given back; the
+    copies went by storage, so the one written was not copied at all (t116)."""
+    flat = torch.ones(6)
+    module = nn.Module()
+    module.a, module.b = nn.Parameter(flat[:3]), nn.Parameter(flat[3:])
+    with torch.no_grad(), state_given_back(module) as given:
+        module.a.mul_(5)
+    assert given.whole
+    assert module.a.tolist() == [1.0] * 3 and module.b.tolist() == [1.0] * 3
+
+
+def test_a_forward_that_builds_the_model_further_keeps_what_it_wrote() -> None:
+    """Nothing is given back where the block built the model further: the copies were written
+    back all the same, so the first forward computed with a doubled weight and every later
+    one with the weight as given, its flag saying it was doubled (t116)."""
+    module = nn.Module()
+    module.w = nn.Parameter(torch.ones(3))
+    with torch.no_grad(), state_given_back(module) as given:
+        module.w.mul_(2)
+        module.added = nn.Linear(1, 1)  # a submodule made on the first call
+        vars(module)["done"] = True  # a plain attribute, as a flag is
+    assert not given.whole
+    assert module.w.tolist() == [2.0] * 3 and vars(module)["done"] is True
+
+
+def test_an_op_called_through_torch_ops_is_a_write_copied_first() -> None:
+    """``torch.ops.aten.add_.Tensor`` is named ``add_.Tensor``: it was no write, and its
+    parameter read as written without a copy (the model's state kept, with a warning)."""
+    module = nn.Module()
+    module.w = nn.Parameter(torch.ones(3))
+    with torch.no_grad(), state_given_back(module) as given:
+        torch.ops.aten.add_.Tensor(module.w, torch.ones(3))
+    assert given.whole and module.w.tolist() == [1.0] * 3
+
+
+@pytest.mark.parametrize("how", ["unsqueeze_", ".data ="])
+def test_a_write_no_copy_can_give_back_keeps_the_state_whole(
+    how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A parameter given another shape (``unsqueeze_``) came back with its values but not its
+    shape; one whose elements moved (``w.data = x``) was taken for another tensor later
+    written at the old address, and 'given back' as it was, its flag given back (t117). The
+    state stays whole as the forward left it, with a warning naming the parameter."""
+    module = nn.Module()
+    module.w = nn.Parameter(torch.ones(2, 2))
+    with caplog.at_level("WARNING", logger="wnpass"):
+        with torch.no_grad(), state_given_back(module) as given:
+            if how == "unsqueeze_":
+                module.w.unsqueeze_(0)
+            else:
+                module.w.data = module.w.data / 2
+                torch.empty(4).fill_(0)  # may be given the freed address
+            vars(module)["done"] = True
+    assert not given.whole and vars(module)["done"] is True
+    assert any("the forward wrote w in a way" in r.getMessage() for r in caplog.records)

@@ -619,17 +619,18 @@ def test_a_signalling_nan_only_moved_keeps_its_bits_beside_arithmetic() -> None:
             onnx.helper.make_node("Add", ["w", "b"], ["c"], broadcast=1, axis=0),
             "Add with the broadcast attribute of opset 6 is not evaluated",
         ),
+        (onnx.helper.make_node("Add", ["w", "b"], ["c"]), "Add 'c' broadcasts, which it does not"),
         (onnx.helper.make_node("Max", ["w", "b"], ["c"]), "Max 'c' broadcasts, which it does not"),
         (onnx.helper.make_node("Clip", ["w"], ["c"], min=2.0, max=-1.0), "Clip 'c': min above max"),
     ],
-    ids=["Add broadcast=1 axis=0", "Max broadcasting", "Clip min above max"],
+    ids=["Add broadcast=1 axis=0", "Add broadcasting", "Max broadcasting", "Clip min above max"],
 )
 def test_an_opset_6_op_evaluated_otherwise_or_refused_is_declined(
     node: onnx.NodeProto, reason: str
 ) -> None:
     """Add-6 with ``broadcast=1, axis=0`` aligns b with axis 0 (the fold aligned it with the
-    last, as numpy does); Max-6 does not broadcast and Clip-6 takes no min above its max
-    (ONNX Runtime refuses both; the fold made them run): declined (t114)."""
+    last, as numpy does); Add-6 without it and Max-6 do not broadcast, and Clip-6 takes no min
+    above its max (ONNX Runtime refuses them; the fold made them run): declined (t114, t116)."""
     make = onnx.helper
     graph = make.make_graph(
         [node, make.make_node("MatMul", ["x", "c"], ["y"])],

@@ -24,13 +24,16 @@ _Storage = tuple[str, int]  # device, address
 def _span(tensor: torch.Tensor) -> tuple[_Storage, int, int] | None:
     """Where ``tensor``'s elements lie: its storage and the byte range from its first to its
     last element; None for one without elements or storage (meta, sparse, a lazy module's not
-    initialized yet)."""
+    initialized yet, a tracer's fake tensor)."""
     if is_lazy(tensor) or tensor.is_meta or tensor.layout != torch.strided or not tensor.numel():
         return None
     size = tensor.element_size()
     last = sum((n - 1) * stride for n, stride in zip(tensor.shape, tensor.stride(), strict=True))
-    start = tensor.data_ptr()
-    storage = (str(tensor.device), tensor.untyped_storage().data_ptr())
+    try:
+        start = tensor.data_ptr()
+        storage = (str(tensor.device), tensor.untyped_storage().data_ptr())
+    except (RuntimeError, NotImplementedError):  # torch.export's FakeTensor has no data
+        return None
     return storage, start, start + (last + 1) * size
 
 
@@ -45,6 +48,13 @@ class Elements(Generic[K]):
             if (span := _span(tensor)) is not None:
                 storage, low, high = span
                 self._spans[storage].append((low, high, key))
+
+    @staticmethod
+    def storage_of(tensor: torch.Tensor) -> str:
+        """The storage ``tensor``'s elements lie in (its identity where it has none: meta,
+        sparse, not initialized), as a key."""
+        span = _span(tensor)
+        return f"{span[0][0]}:{span[0][1]}" if span is not None else f"id:{id(tensor)}"
 
     def of(self, tensor: torch.Tensor) -> list[K]:
         """The keys of the watched tensors that ``tensor`` is, or whose elements it shares."""

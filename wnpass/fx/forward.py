@@ -36,6 +36,7 @@ from wnpass.errors import InvalidArgumentError, WnpassError, one_line
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.attributes import Attributes
 from wnpass.fx.compare import result_tensors
+from wnpass.fx.elements import Elements
 from wnpass.interrupts import STOPS
 from wnpass.plan import user_code
 
@@ -55,7 +56,6 @@ __all__ = [
     "run_forward",
     "state_given_back",
     "what_it_did",
-    "writes_in_place",
     "written_parameters",
 ]
 
@@ -295,9 +295,11 @@ _WRITES = frozenset({"__setitem__", "__iadd__", "__isub__", "__imul__", "__itrue
 _NO_VALUE_WRITTEN = frozenset({"requires_grad_"})
 
 
-def writes_in_place(name: str) -> bool:
+def _writes_in_place(name: str) -> bool:
     """Whether the op of this name (``Tensor.add_``, ``clamp_``, ``__setitem__``,
-    ``_foreach_mul_`` ...) writes into its first operand (each of a ``_foreach_`` op's)."""
+    ``_foreach_mul_`` ...) writes into its first operand (each of a ``_foreach_`` op's); an
+    op called through ``torch.ops`` has its overload after a dot (``add_.Tensor``)."""
+    name = name.partition(".")[0]
     if name in _WRITES or (name.startswith("_foreach_") and name.endswith("_")):
         return True
     return name.endswith("_") and not name.startswith("_") and name not in _NO_VALUE_WRITTEN
@@ -307,17 +309,24 @@ class _Snapshots(TorchFunctionMode):
     """While entered, a copy of each parameter of ``model`` that an op is about to write in
     place (:func:`_written`: ``w.div_(2)``, ``w[0] = 1``, ``w *= 2``, ``out=w``, ``init.normal_
     (tensor=w)``, ``relu(w, inplace=True)``, an embedding's ``max_norm``; also through a view
-    of it, ``.data`` or ``.detach()``: the parameter whose storage the tensor written is in),
-    made before its first write; :meth:`give_back` writes each back. Lazy parameters not
-    initialized yet are no parameters here (giving them their shapes is no write)."""
+    of it, ``.data`` or ``.detach()``: every parameter whose elements the tensor written shares,
+    :class:`~wnpass.fx.elements.Elements`), made before its first write. :meth:`unseen` says
+    which parameters were written all the same, :meth:`give_back` writes each copy back. Lazy
+    parameters not initialized yet are no parameters here (giving them their shapes is no
+    write)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.params = {
-            _storage(p): (n, p) for n, p in model.named_parameters() if not is_lazy(p) and p.numel()
-        }
-        self.versions = {n: (p._version, _storage(p)) for n, p in self.params.values()}
-        self.saved: dict[int, torch.Tensor] = {}
+        self.params = {n: p for n, p in model.named_parameters() if not is_lazy(p)}
+        self.elements = Elements(self.params)
+        self.versions = {n: _written_marks(p) for n, p in self.params.items()}
+        # parameters made of one tensor share its version counter: each is copied with the
+        # one written, so that none of them reads as written without a copy
+        storages: dict[str, list[str]] = {}
+        for name, param in self.params.items():
+            storages.setdefault(Elements.storage_of(param), []).append(name)
+        self.together = {name: group for group in storages.values() for name in group}
+        self.saved: dict[str, torch.Tensor] = {}
 
     def __torch_function__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (),
@@ -325,36 +334,41 @@ class _Snapshots(TorchFunctionMode):
     ) -> Any:  # fmt: skip
         kwargs = kwargs or {}
         for target in _written(func, args, kwargs):
-            key = _storage(target)
-            if key in self.params and key not in self.saved:
-                self.saved[key] = self.params[key][1].detach().clone()
+            for written in self.elements.of(target):
+                for name in self.together[written]:
+                    if name not in self.saved:
+                        self.saved[name] = self.params[name].detach().clone()
         return func(*args, **kwargs)
 
-    def give_back(self) -> list[str]:
-        """Write each parameter copied back; returns those written all the same, that no copy
-        was made of (their version counters moved, or their storage changed: ``w.data = x``,
-        a write in TorchScript code)."""
-        restored = set(self.saved)
+    def unseen(self) -> list[str]:
+        """The parameters written in a way no copy can give back: without a copy made first
+        (their version counters moved, and no call said it would write them: TorchScript
+        code), or as a copy cannot (their elements moved elsewhere, ``w.data = x``, or they
+        took another shape or strides, ``unsqueeze_``: t117)."""
+        unseen = []
+        for name, param in self.params.items():
+            version, *where = _written_marks(param)
+            first, *first_where = self.versions[name]
+            if where != first_where or (version != first and name not in self.saved):
+                unseen.append(name)
+        return unseen
+
+    def give_back(self) -> None:
+        """Write each parameter copied back."""
         # unseen by the modes a caller runs the block under (an observation of the forward's
         # ops would count the write back as one of its own)
         with torch.no_grad(), torch._C.DisableTorchFunction():
-            for key, value in self.saved.items():
-                self.params[key][1].copy_(value)
+            for name, value in self.saved.items():
+                self.params[name].copy_(value)
         self.saved.clear()
-        return [
-            name
-            for key, (name, param) in self.params.items()
-            if key not in restored and (param._version, _storage(param)) != self.versions[name]
-        ]
 
 
-def _storage(tensor: torch.Tensor) -> int:
-    """Where ``tensor``'s elements live (a view, ``.data`` and ``.detach()`` share it); its
-    identity where it holds no storage of its own (a meta or sparse tensor)."""
-    try:
-        return int(tensor.untyped_storage().data_ptr()) or id(tensor)
-    except (RuntimeError, NotImplementedError):
-        return id(tensor)
+def _written_marks(param: torch.Tensor) -> tuple[int, int, tuple[int, ...], tuple[int, ...]]:
+    """What a write moves: the version counter; what only a write of another kind moves: where
+    the elements are, the shape and the strides (a sparse one: its shape)."""
+    if param.layout != torch.strided or param.is_meta:
+        return param._version, 0, tuple(param.shape), ()
+    return param._version, param.data_ptr(), tuple(param.shape), tuple(param.stride())
 
 
 def written_by(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[torch.Tensor]:
@@ -362,7 +376,7 @@ def written_by(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list
     op (positional, or the first given by keyword: ``init.normal_(tensor=w)``; each of a
     ``_foreach_`` op's), that of one called with ``inplace=True``, and ``out=``."""
     written = _tensors_in(kwargs.get("out"))
-    if writes_in_place(str(getattr(func, "__name__", ""))) or kwargs.get("inplace") is True:
+    if _writes_in_place(str(getattr(func, "__name__", ""))) or kwargs.get("inplace") is True:
         first = args[0] if args else next(iter(kwargs.values()), None)
         written += _tensors_in(first)
     return written
@@ -438,14 +452,18 @@ def state_given_back(model: nn.Module, *, unless_written: bool = True) -> Iterat
         with snapshots or contextlib.nullcontext():
             yield given
     finally:
-        unseen = snapshots.give_back() if snapshots is not None else []
+        unseen = snapshots.unseen() if snapshots is not None else []
         if unseen:
             logger.warning(
                 "the forward wrote %s in a way no copy could be made before (TorchScript code, "
-                "`.data = ...`): the model keeps its state as that forward left it",
+                "`.data = ...`, torch.ops): the model keeps its state as that forward left it",
                 ", ".join(unseen),
             )
+        # all or nothing: parameters, attributes and buffers come back together, so that a
+        # flag and the weights it guards agree
         given.whole = not unseen and attributes.give_back()
+        if given.whole and snapshots is not None:
+            snapshots.give_back()
         if given.whole:  # else the model was built further: its state stays as the block left it
             for module, leaf, buffer in registered:
                 if module._buffers.get(leaf) is not buffer:

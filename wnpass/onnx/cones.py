@@ -106,7 +106,7 @@ CONE_OPS = frozenset(
 # graph's types (``ev.compile_cone(stepwise=True)``), a cone of them is the graph's tensor bit
 # for bit; where ONNX Runtime computes it otherwise (float16 arithmetic), the evaluator
 # declines it.
-ARITHMETIC_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Clip"})
+ARITHMETIC_OPS = ev.STEPWISE_OPS
 # Ops whose inputs are only sizes: no input's elements go into the weight.
 _SIZED = frozenset({"Shape", "ConstantOfShape"})
 EAGER_BYTES = 16 << 20  # smaller folded weights are kept in memory; larger ones made lazily

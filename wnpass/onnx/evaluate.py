@@ -11,7 +11,10 @@ The rules, which make a fold exact or make it decline (``NotExact`` with the rea
 - Float arithmetic (``Mul``, ``Div``, ``Add``, ``Sub``, ``Sqrt``, ``Pow``, the reductions of
   a norm ...) is computed in float64 whatever the graph's float type and rounded once, at the
   next ``Cast`` or when the result is stored: the weight the graph means (``g * v / ||v||``)
-  rounded once, not float32 step by step (within half an ulp of the exact value). A result
+  rounded once, not float32 step by step (within half an ulp of the exact value). A cone
+  folded bit for bit (``Program.stepwise``: ``Add``/``Sub``/``Mul``/``Div`` and ``Max``/
+  ``Min``/``Clip`` only) is computed step by step instead, each result rounded to its type as
+  the graph and ONNX Runtime round it, and declined where the two differ. A result
   that would overflow its type at its node (the graph computes inf there) is declined, naming
   the node.
 - A sum of squares (inside ``ReduceL2`` and ``LpNormalization``, and ``ReduceSumSquare`` or
@@ -70,6 +73,7 @@ __all__ = [
     "FLOAT_TYPES",
     "INT_TYPES",
     "MAX_ELEMENTS",
+    "STEPWISE_OPS",
     "Evaluated",
     "NotExact",
     "Program",
@@ -250,7 +254,8 @@ class Program:
         return [slot.op for slot in self.slots if isinstance(slot, Step)]
 
     def run(self, units: Units | None = None) -> Evaluated:
-        """The value, float results of arithmetic held in float64 (see the module rules).
+        """The value, float results of arithmetic held in float64 (see the module rules), or
+        each rounded to its type at once where the program is :attr:`stepwise`.
         ``units``: v's shape and the axes its norm reduces, where the value is a weight-norm
         site's weight: a result of v's shape before the last step is judged unit by unit
         (:func:`_check_units`)."""
@@ -749,6 +754,8 @@ _BINARY: dict[str, Callable[..., np.ndarray]] = {
 
 def _binary(step: Step, args: Args) -> Evaluated:
     a, b, dtype = _arg(args, 0), _arg(args, 1), _dtype(args)
+    if step.opset is not None and step.opset < 7 and a.shape != b.shape:
+        raise NotExact(f"{step.where} broadcasts, which it does not below opset 7")
     _check_size(np.broadcast_shapes(a.shape, b.shape), step.op)
     if dtype in INT_TYPES:
         return _int_binary(step.op, a, b, dtype), dtype
@@ -1276,6 +1283,8 @@ def _rounds_in_type(step: Step, dtype: ir.DataType) -> bool:
 
 
 _SELECTIONS = frozenset({"Max", "Min", "Clip"})
+# What a cone folded bit for bit may compute besides moving elements (:func:`_check_stepwise`).
+STEPWISE_OPS = _BASIC_OPS | _SELECTIONS
 
 
 def _check_stepwise(step: Step, args: Args) -> None:
@@ -1296,7 +1305,7 @@ def _check_stepwise(step: Step, args: Args) -> None:
     - a signalling NaN that arithmetic or a selection reads: numpy quiets it where it widens
       a value, ONNX Runtime keeps it on some paths."""
     present = [a for a in args if a is not None]
-    if not present or step.op not in _BASIC_OPS | _SELECTIONS:
+    if not present or step.op not in STEPWISE_OPS:
         return
     dtype = present[0][1]
     if step.op in _BASIC_OPS and dtype in _HALVES:
@@ -1308,6 +1317,8 @@ def _check_stepwise(step: Step, args: Args) -> None:
     if dtype not in FLOAT_TYPES:
         return
     operands = [np.asarray(a[0]) for a in present]
+    # declined before a mask of the broadcast size is made (then by _apply: t116)
+    _check_size(np.broadcast_shapes(*(x.shape for x in operands)), step.op)
     if step.op == "Clip":  # bounds as inputs (opset 11 on) or as attributes (before)
         given = [np.asarray(step.attributes[k], F64) for k in ("min", "max")
                  if k in step.attributes]  # fmt: skip
@@ -1330,8 +1341,9 @@ def _check_stepwise(step: Step, args: Args) -> None:
                 f"{step.where}: two NaNs meet, and whose bits ONNX Runtime keeps depends on its "
                 "kernel"
             )
-        signs_differ = np.signbit(a) != np.signbit(b)
-        if step.op in _SELECTIONS and np.any((a == 0) & (b == 0) & signs_differ):
+        if step.op in _SELECTIONS and np.any(
+            (a == 0) & (b == 0) & (np.signbit(a) != np.signbit(b))
+        ):
             raise NotExact(
                 f"{step.where}: +0 and -0 meet, and which one ONNX Runtime keeps depends on its "
                 "kernel"
