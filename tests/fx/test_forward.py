@@ -300,13 +300,13 @@ def test_a_write_no_copy_can_give_back_keeps_the_state_whole(
     state stays whole as the forward left it, with a warning naming the parameter."""
     module = nn.Module()
     module.w = nn.Parameter(torch.ones(2, 2))
-    with caplog.at_level("WARNING", logger="wnpass"):
-        with torch.no_grad(), state_given_back(module) as given:
-            if how == "unsqueeze_":
-                module.w.unsqueeze_(0)
-            else:
-                module.w.data = module.w.data / 2
-                torch.empty(4).fill_(0)  # may be given the freed address
-            vars(module)["done"] = True
+    logs = caplog.at_level("WARNING", logger="wnpass")
+    with logs, torch.no_grad(), state_given_back(module) as given:
+        if how == "unsqueeze_":
+            module.w.unsqueeze_(0)
+        else:
+            module.w.data = module.w.data / 2
+            torch.empty(4).fill_(0)  # may be given the freed address
+        vars(module)["done"] = True
     assert not given.whole and vars(module)["done"] is True
     assert any("the forward wrote w in a way" in r.getMessage() for r in caplog.records)
