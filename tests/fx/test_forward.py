@@ -266,18 +266,27 @@ def test_parameters_made_of_one_tensor_are_given_back_together() -> None:
     assert module.a.tolist() == [1.0] * 3 and module.b.tolist() == [1.0] * 3
 
 
+class _Flagged(nn.Module):
+    """A module of the model's own (PyTorch's own modules' attributes are never given back)
+    with one weight and a flag a forward may set."""
+
+    def __init__(self, shape: tuple[int, ...] = (3,)) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(shape))
+        self.done = False
+
+
 def test_a_forward_that_builds_the_model_further_keeps_what_it_wrote() -> None:
     """Nothing is given back where the block built the model further: the copies were written
     back all the same, so the first forward computed with a doubled weight and every later
     one with the weight as given, its flag saying it was doubled (t116)."""
-    module = nn.Module()
-    module.w = nn.Parameter(torch.ones(3))
+    module = _Flagged()
     with torch.no_grad(), state_given_back(module) as given:
         module.w.mul_(2)
         module.added = nn.Linear(1, 1)  # a submodule made on the first call
-        vars(module)["done"] = True  # a plain attribute, as a flag is
+        module.done = True
     assert not given.whole
-    assert module.w.tolist() == [2.0] * 3 and vars(module)["done"] is True
+    assert module.w.tolist() == [2.0] * 3 and module.done is True
 
 
 def test_an_op_called_through_torch_ops_is_a_write_copied_first() -> None:
@@ -298,8 +307,7 @@ def test_a_write_no_copy_can_give_back_keeps_the_state_whole(
     shape; one whose elements moved (``w.data = x``) was taken for another tensor later
     written at the old address, and 'given back' as it was, its flag given back (t117). The
     state stays whole as the forward left it, with a warning naming the parameter."""
-    module = nn.Module()
-    module.w = nn.Parameter(torch.ones(2, 2))
+    module = _Flagged((2, 2))
     logs = caplog.at_level("WARNING", logger="wnpass")
     with logs, torch.no_grad(), state_given_back(module) as given:
         if how == "unsqueeze_":
@@ -307,6 +315,42 @@ def test_a_write_no_copy_can_give_back_keeps_the_state_whole(
         else:
             module.w.data = module.w.data / 2
             torch.empty(4).fill_(0)  # may be given the freed address
-        vars(module)["done"] = True
-    assert not given.whole and vars(module)["done"] is True
+        module.done = True
+    assert not given.whole and module.done is True
     assert any("the forward wrote w in a way" in r.getMessage() for r in caplog.records)
+
+
+@torch.jit.script
+def _halved(w: torch.Tensor) -> None:
+    w.mul_(0.5)
+
+
+def test_a_write_seen_after_one_in_torchscript_keeps_the_state_whole(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A write in TorchScript code (no op of it seen), then one seen: the copy, made at the
+    second, held the value the first wrote, and was 'given back' with the flag (t118)."""
+    module = _Flagged()
+    logs = caplog.at_level("WARNING", logger="wnpass")
+    with logs, torch.no_grad(), state_given_back(module) as given:
+        _halved(module.w)
+        module.w.clamp_(-1, 1)
+        module.done = True
+    assert not given.whole and module.done is True and module.w.tolist() == [0.5] * 3
+    assert any("the forward wrote w in a way" in r.getMessage() for r in caplog.records)
+    with torch.no_grad(), state_given_back(module) as given:  # a flag given back with it
+        module.w.clamp_(-0.25, 0.25)
+        module.done = False
+    assert given.whole and module.done is True and module.w.tolist() == [0.5] * 3
+
+
+@pytest.mark.parametrize("kind", [nn.Embedding, nn.EmbeddingBag])
+def test_a_table_max_norm_renormalizes_is_given_back(kind: type[nn.Module]) -> None:
+    """``F.embedding_bag`` with ``max_norm`` renormalizes its table inside the call, as
+    ``F.embedding`` does: it was no write copied first, so nothing was given back (t118)."""
+    torch.manual_seed(0)
+    table: Any = kind(10, 4, max_norm=0.5)
+    weight = table.weight.detach().clone()
+    with torch.no_grad(), state_given_back(table) as given:
+        table(torch.tensor([[1, 2, 3]]))
+    assert given.whole and torch.equal(table.weight, weight)

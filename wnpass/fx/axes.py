@@ -10,9 +10,12 @@ module calls rather than ops.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
+from torch.nn import functional as F
 
 from wnpass.axes import DimPolicy, OpKind, unit_axis
 
@@ -42,6 +45,15 @@ class Use:
 # An embedding with ``max_norm`` renormalizes the rows it reads in its stored weight, in place,
 # at every forward: under weight norm that would land on the computed weight, never on g and v.
 RENORMED = "modified in place in the forward (max_norm renormalizes the rows it reads)"
+
+
+def renormed_table(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+    """The table a call renormalizes in place: ``F.embedding`` or ``F.embedding_bag`` with
+    ``max_norm`` (both take it fourth), whose write inside no op shows; else None."""
+    if func not in (F.embedding, F.embedding_bag):
+        return None
+    max_norm = args[3] if len(args) > 3 else kwargs.get("max_norm")
+    return None if max_norm is None else (args[1] if len(args) > 1 else kwargs.get("weight"))
 
 
 def unit_use(param: str, op: str, consumer: str, axis: int) -> Use:

@@ -25,15 +25,18 @@ def _span(tensor: torch.Tensor) -> tuple[_Storage, int, int] | None:
     """Where ``tensor``'s elements lie: its storage and the byte range from its first to its
     last element; None for one without elements or storage (meta, sparse, a lazy module's not
     initialized yet, a tracer's fake tensor)."""
-    if is_lazy(tensor) or tensor.is_meta or tensor.layout != torch.strided or not tensor.numel():
-        return None
-    size = tensor.element_size()
-    last = sum((n - 1) * stride for n, stride in zip(tensor.shape, tensor.stride(), strict=True))
     try:
+        if is_lazy(tensor) or tensor.is_meta or tensor.layout != torch.strided:
+            return None
+        if not tensor.numel():
+            return None
+        size = tensor.element_size()
+        strides = zip(tensor.shape, tensor.stride(), strict=True)
+        last = sum((n - 1) * stride for n, stride in strides)
         start = tensor.data_ptr()
         storage = (str(tensor.device), tensor.untyped_storage().data_ptr())
-    except (RuntimeError, NotImplementedError):  # torch.export's FakeTensor has no data
-        return None
+    except (RuntimeError, NotImplementedError):  # a FakeTensor has no data, a nested tensor
+        return None  # no one shape
     return storage, start, start + (last + 1) * size
 
 

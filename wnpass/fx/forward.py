@@ -35,6 +35,7 @@ from torch.overrides import TorchFunctionMode
 from wnpass.errors import InvalidArgumentError, WnpassError, one_line
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.attributes import Attributes
+from wnpass.fx.axes import renormed_table
 from wnpass.fx.compare import result_tensors
 from wnpass.fx.elements import Elements
 from wnpass.interrupts import STOPS
@@ -309,8 +310,9 @@ class _Snapshots(TorchFunctionMode):
     """While entered, a copy of each parameter of ``model`` that an op is about to write in
     place (:func:`_written`: ``w.div_(2)``, ``w[0] = 1``, ``w *= 2``, ``out=w``, ``init.normal_
     (tensor=w)``, ``relu(w, inplace=True)``, an embedding's ``max_norm``; also through a view
-    of it, ``.data`` or ``.detach()``: every parameter whose elements the tensor written shares,
-    :class:`~wnpass.fx.elements.Elements`), made before its first write. :meth:`unseen` says
+    of it, ``.data`` or ``.detach()``: every parameter in the storage the tensor written lies
+    in, :meth:`~wnpass.fx.elements.Elements.storage_of`), made before its first write, once
+    per storage. :meth:`unseen` says
     which parameters were written all the same, :meth:`give_back` writes each copy back. Lazy
     parameters not initialized yet are no parameters here (giving them their shapes is no
     write)."""
@@ -318,15 +320,15 @@ class _Snapshots(TorchFunctionMode):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.params = {n: p for n, p in model.named_parameters() if not is_lazy(p)}
-        self.elements = Elements(self.params)
         self.versions = {n: _written_marks(p) for n, p in self.params.items()}
-        # parameters made of one tensor share its version counter: each is copied with the
-        # one written, so that none of them reads as written without a copy
-        storages: dict[str, list[str]] = {}
+        # every parameter in the storage a write goes to is copied (views of one tensor share
+        # its version counter: none of them then reads as written without a copy)
+        self.storages: dict[str, list[str]] = {}
         for name, param in self.params.items():
-            storages.setdefault(Elements.storage_of(param), []).append(name)
-        self.together = {name: group for group in storages.values() for name in group}
+            self.storages.setdefault(Elements.storage_of(param), []).append(name)
+        self.copied: set[str] = set()  # storages copied
         self.saved: dict[str, torch.Tensor] = {}
+        self.late: list[str] = []  # written before their copy was made (in TorchScript code)
 
     def __torch_function__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (),
@@ -334,22 +336,29 @@ class _Snapshots(TorchFunctionMode):
     ) -> Any:  # fmt: skip
         kwargs = kwargs or {}
         for target in _written(func, args, kwargs):
-            for written in self.elements.of(target):
-                for name in self.together[written]:
-                    if name not in self.saved:
-                        self.saved[name] = self.params[name].detach().clone()
+            storage = Elements.storage_of(target)
+            if storage in self.copied:
+                continue
+            self.copied.add(storage)
+            for name in self.storages.get(storage, ()):
+                param = self.params[name]
+                if param._version != self.versions[name][0]:
+                    self.late.append(name)  # no copy of it as it was can be made now
+                self.saved[name] = param.detach().clone()
         return func(*args, **kwargs)
 
     def unseen(self) -> list[str]:
         """The parameters written in a way no copy can give back: without a copy made first
-        (their version counters moved, and no call said it would write them: TorchScript
-        code), or as a copy cannot (their elements moved elsewhere, ``w.data = x``, or they
-        took another shape or strides, ``unsqueeze_``: t117)."""
+        (their version counters moved, and no call said it would write them, or only after
+        another write: TorchScript code, t118), or as a copy cannot (their elements moved
+        elsewhere, ``w.data = x``, or they took another shape or strides, ``unsqueeze_``:
+        t117)."""
         unseen = []
         for name, param in self.params.items():
             version, *where = _written_marks(param)
             first, *first_where = self.versions[name]
-            if where != first_where or (version != first and name not in self.saved):
+            moved = version != first and name not in self.saved
+            if where != first_where or moved or name in self.late:
                 unseen.append(name)
         return unseen
 
@@ -383,15 +392,9 @@ def written_by(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list
 
 
 def _written(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[torch.Tensor]:
-    """:func:`written_by`, and an embedding's table that ``max_norm`` renormalizes (inside
-    ``F.embedding``, where no op of it is seen)."""
-    written = written_by(func, args, kwargs)
-    if getattr(func, "__name__", "") == "embedding":
-        max_norm = args[3] if len(args) > 3 else kwargs.get("max_norm")
-        weight = args[1] if len(args) > 1 else kwargs.get("weight")
-        if max_norm is not None:
-            written += _tensors_in(weight)
-    return written
+    """:func:`written_by`, and an embedding's table that ``max_norm`` renormalizes inside the
+    call (:func:`~wnpass.fx.axes.renormed_table`)."""
+    return [*written_by(func, args, kwargs), *_tensors_in(renormed_table(func, args, kwargs))]
 
 
 def _tensors_in(value: Any) -> list[torch.Tensor]:
@@ -455,8 +458,8 @@ def state_given_back(model: nn.Module, *, unless_written: bool = True) -> Iterat
         unseen = snapshots.unseen() if snapshots is not None else []
         if unseen:
             logger.warning(
-                "the forward wrote %s in a way no copy could be made before (TorchScript code, "
-                "`.data = ...`, torch.ops): the model keeps its state as that forward left it",
+                "the forward wrote %s in a way no copy can give back (in TorchScript code, "
+                "`.data = ...`, a new shape): the model keeps its state as that forward left it",
                 ", ".join(unseen),
             )
         # all or nothing: parameters, attributes and buffers come back together, so that a

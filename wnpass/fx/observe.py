@@ -36,7 +36,7 @@ from torch.overrides import TorchFunctionMode
 
 from wnpass.axes import DimPolicy, OpKind, einsum_unit_axis, unit_axis
 from wnpass.fx.arguments import is_lazy
-from wnpass.fx.axes import RENORMED, Use
+from wnpass.fx.axes import RENORMED, Use, renormed_table
 from wnpass.fx.forward import (
     Batch,
     ForwardFailedError,
@@ -480,7 +480,7 @@ class _Recorder(TorchFunctionMode):
         elif name in ("embedding", "embedding_bag"):
             functional = func in (F.embedding, F.embedding_bag)
             table = arg(1, "weight") if functional else arg(0, "weight")
-            if functional and arg(3, "max_norm") is not None:
+            if renormed_table(func, args, kwargs) is not None:
                 for origin in self.origins(table):
                     self._use(origin, op, None, RENORMED)
             else:
