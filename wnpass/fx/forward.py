@@ -312,10 +312,9 @@ class _Snapshots(TorchFunctionMode):
     (tensor=w)``, ``relu(w, inplace=True)``, an embedding's ``max_norm``; also through a view
     of it, ``.data`` or ``.detach()``: every parameter in the storage the tensor written lies
     in, :meth:`~wnpass.fx.elements.Elements.storage_of`), made before its first write, once
-    per storage. :meth:`unseen` says
-    which parameters were written all the same, :meth:`give_back` writes each copy back. Lazy
-    parameters not initialized yet are no parameters here (giving them their shapes is no
-    write)."""
+    per storage. :meth:`unseen` says which parameters were written all the same,
+    :meth:`give_back` writes each copy back. Lazy parameters not initialized yet are no
+    parameters here (giving them their shapes is no write)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -398,7 +397,7 @@ def _written(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[t
 
 
 def _tensors_in(value: Any) -> list[torch.Tensor]:
-    """An ``out=`` argument's tensors: one, or a tuple of them."""
+    """An argument's tensors: one, or a tuple or list of them."""
     if isinstance(value, torch.Tensor):
         return [value]
     if isinstance(value, tuple | list):
