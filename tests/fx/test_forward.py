@@ -354,3 +354,35 @@ def test_a_table_max_norm_renormalizes_is_given_back(kind: type[nn.Module]) -> N
     with torch.no_grad(), state_given_back(table) as given:
         table(torch.tensor([[1, 2, 3]]))
     assert given.whole and torch.equal(table.weight, weight)
+
+
+class _Buffered(_Flagged):
+    """A weight, a flag, a buffer and a tensor held as a plain attribute."""
+
+    table: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("table", torch.zeros(3))
+        self.held = torch.zeros(2)
+
+
+@pytest.mark.parametrize("how", ["resize_", "-0.0", "requires_grad_", "held -0.0"])
+def test_what_a_forward_changes_besides_values_is_given_back(how: str) -> None:
+    """A buffer grown in place (``resize_``) kept its new shape, a buffer or a tensor attribute
+    made -0.0 compared equal to 0.0, and a weight's ``requires_grad`` turned off stayed off,
+    each with the rest of the state given back (t119)."""
+    module = _Buffered()
+    with torch.no_grad(), state_given_back(module) as given:
+        if how == "resize_":
+            module.table.resize_(6)
+        elif how == "-0.0":
+            module.table.mul_(-1)
+        elif how == "held -0.0":
+            module.held.mul_(-1)
+        else:
+            module.w.requires_grad_(False)
+        module.done = True
+    assert given.whole and module.done is False
+    assert module.table.shape == (3,) and not module.table.signbit().any()
+    assert not module.held.signbit().any() and module.w.requires_grad

@@ -41,7 +41,7 @@ from torch.utils.hooks import RemovableHandle
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.elements import Elements
 
-__all__ = ["Attributes"]
+__all__ = ["Attributes", "same_bytes"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,9 +96,18 @@ def _same_items(now: Any, before: Any) -> bool:
     return len(now) == len(before) and all(a is b for a, b in zip(now, before, strict=True))
 
 
+def same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors of one shape and dtype hold the same bytes: -0.0 told from 0.0, and
+    each NaN's bits from another's (``torch.equal`` tells neither: t119)."""
+    a, b = a.detach().reshape(-1), b.detach().reshape(-1)
+    if a.layout == torch.strided and a.dtype != torch.bool:
+        a, b = a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8)
+    return bool(torch.equal(a, b))
+
+
 def _give_back_contents(value: Any, contents: Any) -> None:
     if isinstance(value, torch.Tensor):
-        if (value.shape, value.dtype) == (contents.shape, contents.dtype) and not torch.equal(
+        if (value.shape, value.dtype) == (contents.shape, contents.dtype) and not same_bytes(
             value, contents
         ):
             # a tensor made under inference mode is written back there

@@ -34,7 +34,7 @@ from torch.overrides import TorchFunctionMode
 
 from wnpass.errors import InvalidArgumentError, WnpassError, one_line
 from wnpass.fx.arguments import is_lazy
-from wnpass.fx.attributes import Attributes
+from wnpass.fx.attributes import Attributes, same_bytes
 from wnpass.fx.axes import renormed_table
 from wnpass.fx.compare import result_tensors
 from wnpass.fx.elements import Elements
@@ -266,7 +266,7 @@ def moved_buffers(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[
         except AttributeError:  # gone, or named otherwise in a copy
             continue
         same = (buffer.shape, buffer.dtype) == (value.shape, value.dtype)
-        if not same or not torch.equal(buffer, value):
+        if not same or not same_bytes(buffer, value):
             moved.append(name)
     return moved
 
@@ -320,6 +320,7 @@ class _Snapshots(TorchFunctionMode):
         super().__init__()
         self.params = {n: p for n, p in model.named_parameters() if not is_lazy(p)}
         self.versions = {n: _written_marks(p) for n, p in self.params.items()}
+        self.requires_grad = {n: p.requires_grad for n, p in self.params.items()}
         # every parameter in the storage a write goes to is copied (views of one tensor share
         # its version counter: none of them then reads as written without a copy)
         self.storages: dict[str, list[str]] = {}
@@ -362,12 +363,14 @@ class _Snapshots(TorchFunctionMode):
         return unseen
 
     def give_back(self) -> None:
-        """Write each parameter copied back."""
+        """Write each parameter copied back; give each its requires_grad again."""
         # unseen by the modes a caller runs the block under (an observation of the forward's
         # ops would count the write back as one of its own)
         with torch.no_grad(), torch._C.DisableTorchFunction():
             for name, value in self.saved.items():
                 self.params[name].copy_(value)
+            for name, flag in self.requires_grad.items():  # requires_grad_(False) in a forward
+                self.params[name].requires_grad_(flag)
         self.saved.clear()
 
 
@@ -406,13 +409,16 @@ def _tensors_in(value: Any) -> list[torch.Tensor]:
 
 
 def _put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
-    """Give each buffer of ``model`` named in ``values`` that value again, in place, where it
-    holds another of the same shape and dtype."""
+    """Give each buffer of ``model`` named in ``values`` that value again: in place, or, where
+    the forward gave it another shape in place (``resize_``, ``.data = x``), as its elements
+    (``values`` are copies, each of them given to one buffer: t119)."""
     with torch.no_grad():
         for name in moved_buffers(model, values):
             buffer, value = model.get_buffer(name), values[name]
             if (buffer.shape, buffer.dtype) == (value.shape, value.dtype):
                 buffer.copy_(value)
+            elif buffer.dtype == value.dtype:
+                buffer.data = value
 
 
 @dataclasses.dataclass
