@@ -590,6 +590,68 @@ def test_a_cone_onnx_runtime_computes_otherwise_is_declined(case: str) -> None:
     assert [c.status for c in inspect_onnx(model).cones] == ["declined"]
 
 
+def test_a_clamp_with_castlike_bounds_folds_bit_for_bit() -> None:
+    """The dynamo exporter without its optimizer writes ``W.clamp(-0.5, 0.5)`` with bounds cast
+    by ``CastLike(bound, W)``: declined as computed by CastLike (t120), a cast like any."""
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            low = CastLike(lo, w)
+            high = CastLike(hi, w)
+            c = Clip(w, low, high)
+            y = MatMul(x, c)
+        }}
+    """
+    lo, hi = np.array(-0.5, np.float32), np.array(0.5, np.float32)
+    model = onnx_model(text, w=rand(4, 3), lo=lo, hi=hi)
+    folded, report = folded_model(model)
+    (cone,) = report.cones
+    assert cone.status == "folded" and "CastLike" in cone.ops, cone.reason
+    assert (
+        weights(folded)[cone.name].tobytes() == computed_by_runtime(model, "c", {"x": X}).tobytes()
+    )
+
+
+@pytest.mark.parametrize(
+    ("dtype", "op", "opset"),
+    [(np.float16, "Clip", 11), (ml_dtypes.bfloat16, "Max", 18)],
+    ids=["float16 Clip-11", "bfloat16 Max"],
+)
+def test_a_selection_onnx_runtime_has_no_kernel_for_is_declined(
+    dtype: type, op: str, opset: int
+) -> None:
+    """ONNX Runtime runs a float16 Clip below opset 12, or a bfloat16 selection, in float32
+    between Casts it inserts and removes: the MatMul that reads it then ran in float32 on the
+    original graph, in float16 on the folded one, an ulp apart in its output (t120)."""
+    make = onnx.helper
+    bound: np.ndarray
+    if op == "Clip":
+        node = make.make_node("Clip", ["w", "lo"], ["c"])
+        bound = np.array(-0.5, dtype)
+    else:
+        node = make.make_node("Max", ["w", "lo"], ["c"])
+        bound = np.array([-0.5], dtype)
+    graph = make.make_graph(
+        [
+            node,
+            make.make_node("Cast", ["c"], ["f"], to=1),
+            make.make_node("MatMul", ["x", "f"], ["y"]),
+        ],
+        "g",
+        [make.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 4])],
+        [make.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 3])],
+        [
+            onnx.numpy_helper.from_array(rand(4, 3).astype(dtype), "w"),
+            onnx.numpy_helper.from_array(bound, "lo"),
+        ],
+    )
+    model = make.make_model(graph, opset_imports=[make.make_opsetid("", opset)], ir_version=8)
+    folded, report = fold_onnx(model)
+    (cone,) = report.cones
+    assert cone.status == "declined" and "has no kernel for it" in (cone.reason or "")
+    assert op_types(folded) == op_types(model)
+
+
 def test_a_signalling_nan_only_moved_keeps_its_bits_beside_arithmetic() -> None:
     """``Concat(W, Clip(V))``: the Clip's result was held in float64, so the Concat widened W
     too, which quieted W's signalling NaN (0x7f800001 became 0x7fc00001; ONNX Runtime keeps

@@ -99,7 +99,8 @@ WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
 }
 CONE_OPS = frozenset(
     {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Concat", "Split"}
-    | {"Gather", "Cast", "Identity", "Expand", "Constant", "Shape", "Pad", "ConstantOfShape"}
+    | {"Gather", "Cast", "CastLike", "Identity", "Expand", "Constant", "Shape", "Pad"}
+    | {"ConstantOfShape"}
 )
 # Arithmetic that IEEE arithmetic rounds correctly to the result's type, as ONNX Runtime's
 # kernels do, and selections of one of the inputs' values: computed step by step in the

@@ -1316,6 +1316,16 @@ def _check_stepwise(step: Step, args: Args) -> None:
         )
     if dtype not in FLOAT_TYPES:
         return
+    if step.op in _SELECTIONS and (
+        dtype == ir.DataType.BFLOAT16
+        or (dtype == ir.DataType.FLOAT16 and step.op == "Clip" and (step.opset or 0) < 12)
+    ):
+        # no CPU kernel either: computed in float32 between Casts ONNX Runtime inserts and
+        # removes, so the ops that read it run in float32 on the original graph (t120)
+        raise NotExact(
+            f"{step.where} on {dtype.name.lower()}: ONNX Runtime has no kernel for it and "
+            "computes it, and what reads it, in float32"
+        )
     operands = [np.asarray(a[0]) for a in present]
     # declined before a mask of the broadcast size is made (then by _apply: t116)
     _check_size(np.broadcast_shapes(*(x.shape for x in operands)), step.op)
