@@ -4,6 +4,7 @@ forward has its own copy of the inputs, and its errors (sys.exit() too) are the 
 from __future__ import annotations
 
 import random
+import warnings
 from typing import Any
 
 import numpy as np
@@ -386,3 +387,22 @@ def test_what_a_forward_changes_besides_values_is_given_back(how: str) -> None:
     assert given.whole and module.done is False
     assert module.table.shape == (3,) and not module.table.signbit().any()
     assert not module.held.signbit().any() and module.w.requires_grad
+
+
+def test_buffers_of_any_kind_are_compared_and_a_new_dtype_given_back() -> None:
+    """Comparing a quantized buffer by its bytes crashed the process and a conjugate view's
+    raised (t121); a buffer the forward made float64 through ``.data`` stayed so, with the
+    rest of the state given back."""
+    module: Any = _Flagged()
+    with warnings.catch_warnings():  # quantized tensors are deprecated, not gone
+        warnings.simplefilter("ignore", UserWarning)
+        quantized = torch.quantize_per_tensor(torch.ones(3), 0.1, 0, torch.quint8)
+    module.register_buffer("q", quantized)
+    module.register_buffer("c", torch.tensor([1 + 2j, 3 - 1j]).conj())
+    module.register_buffer("scale", torch.ones(2))
+    with torch.no_grad(), state_given_back(module) as given:
+        module.scale.data = module.scale.to(torch.float64) * 2
+        module.done = True
+    assert given.whole and module.done is False
+    assert module.scale.dtype == torch.float32 and module.scale.tolist() == [1.0, 1.0]
+    assert torch.equal(module.q.int_repr(), quantized.int_repr())

@@ -410,14 +410,14 @@ def _tensors_in(value: Any) -> list[torch.Tensor]:
 
 def _put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
     """Give each buffer of ``model`` named in ``values`` that value again: in place, or, where
-    the forward gave it another shape in place (``resize_``, ``.data = x``), as its elements
-    (``values`` are copies, each of them given to one buffer: t119)."""
+    the forward gave it another shape or dtype in place (``resize_``, ``.data = x``), as its
+    elements (``values`` are copies, each of them given to one buffer: t119, t121)."""
     with torch.no_grad():
         for name in moved_buffers(model, values):
             buffer, value = model.get_buffer(name), values[name]
             if (buffer.shape, buffer.dtype) == (value.shape, value.dtype):
                 buffer.copy_(value)
-            elif buffer.dtype == value.dtype:
+            else:
                 buffer.data = value
 
 
