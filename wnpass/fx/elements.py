@@ -53,11 +53,11 @@ class Elements(Generic[K]):
                 self._spans[storage].append((low, high, key))
 
     @staticmethod
-    def storage_of(tensor: torch.Tensor) -> str:
+    def storage_of(tensor: torch.Tensor) -> _Storage:
         """The storage ``tensor``'s elements lie in (its identity where it has none: meta,
         sparse, not initialized), as a key."""
         span = _span(tensor)
-        return f"{span[0][0]}:{span[0][1]}" if span is not None else f"id:{id(tensor)}"
+        return span[0] if span is not None else ("id", id(tensor))
 
     def of(self, tensor: torch.Tensor) -> list[K]:
         """The keys of the watched tensors that ``tensor`` is, or whose elements it shares."""

@@ -56,6 +56,7 @@ __all__ = [
     "parameter_prints",
     "run_forward",
     "state_given_back",
+    "tensors_in",
     "what_it_did",
     "written_parameters",
 ]
@@ -323,12 +324,12 @@ class _Snapshots(TorchFunctionMode):
         self.requires_grad = {n: p.requires_grad for n, p in self.params.items()}
         # every parameter in the storage a write goes to is copied (views of one tensor share
         # its version counter: none of them then reads as written without a copy)
-        self.storages: dict[str, list[str]] = {}
+        self.storages: dict[tuple[str, int], list[str]] = {}
         for name, param in self.params.items():
             self.storages.setdefault(Elements.storage_of(param), []).append(name)
-        self.copied: set[str] = set()  # storages copied
+        self.copied: set[tuple[str, int]] = set()  # storages copied
         self.saved: dict[str, torch.Tensor] = {}
-        self.late: list[str] = []  # written before their copy was made (in TorchScript code)
+        self.late: set[str] = set()  # written before their copy was made (in TorchScript code)
 
     def __torch_function__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (),
@@ -343,7 +344,7 @@ class _Snapshots(TorchFunctionMode):
             for name in self.storages.get(storage, ()):
                 param = self.params[name]
                 if param._version != self.versions[name][0]:
-                    self.late.append(name)  # no copy of it as it was can be made now
+                    self.late.add(name)  # no copy of it as it was can be made now
                 self.saved[name] = param.detach().clone()
         return func(*args, **kwargs)
 
@@ -386,26 +387,27 @@ def written_by(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list
     """The tensors a call writes into, as its arguments say: the first operand of an in-place
     op (positional, or the first given by keyword: ``init.normal_(tensor=w)``; each of a
     ``_foreach_`` op's), that of one called with ``inplace=True``, and ``out=``."""
-    written = _tensors_in(kwargs.get("out"))
+    written = list(tensors_in(kwargs.get("out")))
     if _writes_in_place(str(getattr(func, "__name__", ""))) or kwargs.get("inplace") is True:
         first = args[0] if args else next(iter(kwargs.values()), None)
-        written += _tensors_in(first)
+        written += tensors_in(first)
     return written
 
 
 def _written(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[torch.Tensor]:
     """:func:`written_by`, and an embedding's table that ``max_norm`` renormalizes inside the
     call (:func:`~wnpass.fx.axes.renormed_table`)."""
-    return [*written_by(func, args, kwargs), *_tensors_in(renormed_table(func, args, kwargs))]
+    return [*written_by(func, args, kwargs), *tensors_in(renormed_table(func, args, kwargs))]
 
 
-def _tensors_in(value: Any) -> list[torch.Tensor]:
-    """An argument's tensors: one, or a tuple or list of them."""
+def tensors_in(value: Any) -> Iterator[torch.Tensor]:
+    """Tensors in an argument: the value itself, or inside a list/tuple (one level)."""
     if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, tuple | list):
-        return [v for v in value if isinstance(v, torch.Tensor)]
-    return []
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if isinstance(item, torch.Tensor):
+                yield item
 
 
 def _put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
@@ -470,9 +472,9 @@ def state_given_back(model: nn.Module, *, unless_written: bool = True) -> Iterat
         # all or nothing: parameters, attributes and buffers come back together, so that a
         # flag and the weights it guards agree
         given.whole = not unseen and attributes.give_back()
-        if given.whole and snapshots is not None:
-            snapshots.give_back()
         if given.whole:  # else the model was built further: its state stays as the block left it
+            if snapshots is not None:
+                snapshots.give_back()
             for module, leaf, buffer in registered:
                 if module._buffers.get(leaf) is not buffer:
                     module._buffers[leaf] = buffer

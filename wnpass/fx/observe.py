@@ -25,7 +25,7 @@ import dataclasses
 import inspect
 import logging
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import torch
@@ -45,6 +45,7 @@ from wnpass.fx.forward import (
     evaluating,
     run_forward,
     state_given_back,
+    tensors_in,
     written_by,
 )
 
@@ -111,16 +112,6 @@ def _name(func: Callable[..., Any]) -> str:
     return name
 
 
-def _tensors(value: Any) -> Iterator[Any]:
-    """Tensors in an argument: the value itself, or inside a list/tuple (one level)."""
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, list | tuple):
-        for item in value:
-            if isinstance(item, torch.Tensor):
-                yield item
-
-
 def _metadata(name: str, result: Any) -> bool:
     """Whether a call that read a parameter only asked about its layout: no use of its values.
 
@@ -133,7 +124,7 @@ def _metadata(name: str, result: Any) -> bool:
         return True
     if name == "stride" and isinstance(result, tuple):
         return True
-    return not any(True for _ in _tensors(result)) and not isinstance(result, list | tuple)
+    return not any(True for _ in tensors_in(result)) and not isinstance(result, list | tuple)
 
 
 def _reshape_axes(src: Sequence[int], dst: Sequence[int]) -> list[int | None]:
@@ -281,7 +272,7 @@ class _Recorder(TorchFunctionMode):
         kwargs = kwargs or {}
         result = func(*args, **kwargs)
         values = [*args, *kwargs.values()]
-        if not any(self.origins(t) for v in values for t in _tensors(v)):
+        if not any(self.origins(t) for v in values for t in tensors_in(v)):
             return result
         name = _name(func)
         if written := [t for t in written_by(func, args, kwargs) if self.origins(t)]:
@@ -294,7 +285,7 @@ class _Recorder(TorchFunctionMode):
             self._record(func, _name(func), args, kwargs, result)
         except Exception as error:  # never break the user's forward: record why instead
             logger.debug("could not follow %s: %s", _name(func), error)
-            for t in {id(t): t for v in values for t in _tensors(v)}.values():
+            for t in {id(t): t for v in values for t in tensors_in(v)}.values():
                 for origin in self.origins(t):
                     self._use(origin, _name(func), None, f"used by {_name(func)}: not followed")
         return result
@@ -302,7 +293,7 @@ class _Recorder(TorchFunctionMode):
     # -- derived tensors -------------------------------------------------------------------------
 
     def _track(self, result: Any, origins: tuple[_Origin, ...]) -> None:
-        for tensor in _tensors(result):
+        for tensor in tensors_in(result):
             self.derived[id(tensor)] = (weakref.ref(tensor), origins)
 
     def _scaled(
@@ -510,7 +501,7 @@ class _Recorder(TorchFunctionMode):
         for tensor, role in roles:
             self._consume(tensor, op, role)
         weights = {id(tensor) for tensor, _ in roles}
-        values = [t for v in [*args, *kwargs.values()] for t in _tensors(v)]
+        values = [t for v in [*args, *kwargs.values()] for t in tensors_in(v)]
         self._not_weights(op, [t for t in values if id(t) not in weights], "input or state")
 
     def _mha(
@@ -556,7 +547,7 @@ class _Recorder(TorchFunctionMode):
             reason = f"used by {name}, which wnpass does not know"
         seen: set[int] = set()
         for value in [*args, *kwargs.values()]:
-            for tensor in _tensors(value):
+            for tensor in tensors_in(value):
                 if id(tensor) not in seen:
                     seen.add(id(tensor))
                     for origin in self.origins(tensor):
@@ -668,7 +659,7 @@ class _Reads(TorchFunctionMode):
         if self.inside or _metadata(_name(func), result):  # .dtype, .shape: no values read
             return result
         for value in (*args, *kwargs.values()):
-            for tensor in _tensors(value):
+            for tensor in tensors_in(value):
                 for seen in (tensor, tensor._base):  # the tensor, or what it views
                     if seen is not None and (name := self.watched.get(id(seen))):
                         self.read.add(name)

@@ -275,7 +275,6 @@ class Program:
                     if self.stepwise:
                         _check_stepwise(slot, args)
                     value, dtype = _apply(slot, args)
-                    stepped = self.stepwise and _rounds_in_type(slot, dtype)
                     if self.stepwise and dtype in FLOAT_TYPES and value.dtype != _form(dtype):
                         # as the graph holds it: rounded, and never wider than a stored value a
                         # later step mixes it with (a Concat of the two would widen that value,
@@ -293,7 +292,8 @@ class Program:
                     results[i] = value, dtype
                     inputs = [levels[j] for j in slot.inputs if j is not None]
                     worst = max(inputs, default=EXACT)
-                    levels[i] = EXACT if stepped else _level(slot, args, dtype, worst)
+                    # a stepwise program holds each value as the graph does: no rounding left
+                    levels[i] = EXACT if self.stepwise else _level(slot, args, dtype, worst)
                     for j in slot.inputs:
                         if j is not None and last_use.get(j) == i:
                             results[j] = None  # free what nothing later reads
@@ -1276,12 +1276,6 @@ def _level(step: Step, args: Args, dtype: ir.DataType, level: int) -> int:
     return ROUNDED_ONCE
 
 
-def _rounds_in_type(step: Step, dtype: ir.DataType) -> bool:
-    """Whether a step's float result is one IEEE operation that rounds it to ``dtype``
-    correctly (float32; double needs no rounding of its own)."""
-    return step.op in _BASIC_OPS and dtype in FLOAT_TYPES and dtype != ir.DataType.DOUBLE
-
-
 _SELECTIONS = frozenset({"Max", "Min", "Clip"})
 # What a cone folded bit for bit may compute besides moving elements (:func:`_check_stepwise`).
 STEPWISE_OPS = _BASIC_OPS | _SELECTIONS
@@ -1340,13 +1334,13 @@ def _check_stepwise(step: Step, args: Args) -> None:
                 raise NotExact(f"{step.where}: a bound of shape {list(bound.shape)}, not one value")
             if np.isnan(bound).any():
                 raise NotExact(f"{step.where}: a NaN bound, which runtimes read differently")
-    for x in operands:
-        if _signalling(x):
-            raise NotExact(f"{step.where} reads a signalling NaN, which runtimes may quiet")
+    nans = [np.isnan(x) for x in operands]
+    if any(_signalling(x, nan) for x, nan in zip(operands, nans, strict=True)):
+        raise NotExact(f"{step.where} reads a signalling NaN, which runtimes may quiet")
     pairs = [(i, j) for i in range(len(operands)) for j in range(i + 1, len(operands))]
     for i, j in pairs:
         a, b = operands[i], operands[j]
-        if np.any(np.isnan(a) & np.isnan(b)):
+        if np.any(nans[i] & nans[j]):
             raise NotExact(
                 f"{step.where}: two NaNs meet, and whose bits ONNX Runtime keeps depends on its "
                 "kernel"
@@ -1360,17 +1354,20 @@ def _check_stepwise(step: Step, args: Args) -> None:
             )
 
 
-def _signalling(x: np.ndarray) -> bool:
-    """Whether ``x`` holds a signalling NaN: a NaN whose quiet bit, the mantissa's highest, is
-    clear."""
-    if x.dtype.kind != "f" or not np.isnan(x).any():
+# A float type's bits, and its quiet bit (the mantissa's highest): clear in a signalling NaN.
+_QUIET_BIT: dict[np.dtype, tuple[type[np.unsignedinteger], int]] = {
+    np.dtype(np.float16): (np.uint16, 9),
+    np.dtype(np.float32): (np.uint32, 22),
+    np.dtype(np.float64): (np.uint64, 51),
+}
+
+
+def _signalling(x: np.ndarray, nan: np.ndarray) -> bool:
+    """Whether ``x`` (``nan``: where it is NaN) holds a signalling NaN."""
+    if x.dtype not in _QUIET_BIT or not nan.any():
         return False
-    bits = {np.dtype(np.float16): np.uint16, np.dtype(np.float32): np.uint32}.get(x.dtype)
-    nans = x[np.isnan(x)]
-    if bits is None:  # float64
-        return bool(np.any((nans.view(np.uint64) >> np.uint64(51)) & np.uint64(1) == 0))
-    quiet = {np.uint16: 9, np.uint32: 22}[bits]
-    return bool(np.any(((nans.view(bits) >> bits(quiet)) & bits(1)) == 0))
+    bits, quiet = _QUIET_BIT[x.dtype]
+    return bool(np.any(((x[nan].view(bits) >> bits(quiet)) & bits(1)) == 0))
 
 
 def _squares(step: Step, args: Args) -> bool:

@@ -195,7 +195,7 @@ def _tied(reference: list[InputSpec], candidate: dict[str, InputSpec]) -> list[s
     lines = []
     for symbol, where in axes.items():
         dims = {ours for *_, ours in where}
-        if len(where) < 2 or (len(dims) == 1 and dims != {None} and dims != {""}):
+        if len(where) < 2 or (len(dims) == 1 and None not in dims):
             continue  # one axis, or tied in the reference too
         axes_said = [f"axis {axis} of input {name}" for name, axis, _ in where]
         named = ", ".join(axes_said[:-1]) + " and " + axes_said[-1]
