@@ -26,7 +26,7 @@ def test_an_output_axis_declared_fixed_at_another_size_is_said() -> None:
     computes 32 for axis 1 at the doubled size: the values matched and nothing said the file's
     shape info was wrong, which a runtime trusting it may fail on."""
     from wnpass.deploy import DynamicProbe, ExportReport
-    from wnpass.deploy.compare import _check_shape_info
+    from wnpass.deploy.compare import check_shape_info
     from wnpass.verify.compare import compare_outputs
 
     model = ir.from_proto(onnx_model("""
@@ -39,7 +39,7 @@ def test_an_output_axis_declared_fixed_at_another_size_is_said() -> None:
     report.dynamic = [DynamicProbe("doubled"), DynamicProbe("doubled plus one")]
     report.dynamic[0].comparisons["cpu"] = compare_outputs(["y"], [wide], ["y"], [wide])
     report.dynamic[1].comparisons["cpu"] = compare_outputs(["y"], [odd], ["y"], [odd])
-    _check_shape_info(report, model.graph)
+    check_shape_info(report, model.graph)
     assert report.shape_info_wrong == [  # each axis once, at the first run that shows it
         "the graph declares axis 1 of output y as 3, but it is 8 on the example inputs",
     ]

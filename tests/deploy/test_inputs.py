@@ -72,7 +72,7 @@ class _Optional(nn.Module):
         return y * scale
 
 
-def _graph_inputs(path: Path) -> list[tuple[str, str]]:
+def graph_arguments(path: Path) -> list[tuple[str, str]]:
     return [
         (i.name, onnx.TensorProto.DataType.Name(i.type.tensor_type.elem_type))
         for i in onnx.load(path).graph.input
@@ -92,9 +92,9 @@ def test_a_none_default_names_no_graph_input(exporter: str, verify: bool, tmp_pa
     report = export(model, (x,), out, exporter=exporter, verify=verify, runs=runs)
     assert report.matches is (True if verify else None) and report.published
     if exporter == "dynamo":
-        assert _graph_inputs(out) == [("x", "FLOAT")]
+        assert graph_arguments(out) == [("x", "FLOAT")]
         return
-    assert _graph_inputs(out) == [("x", "FLOAT"), ("scale", "DOUBLE")]
+    assert graph_arguments(out) == [("x", "FLOAT"), ("scale", "DOUBLE")]
     (result,) = run(out, {"x": x.numpy(), "scale": np.array(3.0)})
     with torch.no_grad():
         expected = model.eval()(x, None, 3.0).numpy()
@@ -123,7 +123,7 @@ def test_a_given_number_is_named_only_where_it_is_a_graph_input(
     out = tmp_path / "m.onnx"
     report = export(_ScaleBetween(), inputs, out, exporter=exporter, runs=1)
     assert report.matches is True, report.to_dict()
-    names = [name for name, _ in _graph_inputs(out)]
+    names = [name for name, _ in graph_arguments(out)]
     assert names == (["x", "scale", "bias"] if exporter == "torchscript" else ["x", "bias"])
 
 
@@ -173,7 +173,7 @@ def test_keyword_inputs_are_exported_named_and_fed_by_name(exporter: str, tmp_pa
         expected = model.eval()(x3, mask=mask3, bias=bias3).numpy()
     np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-6)
     alone = export(model, {"x": x}, tmp_path / "k.onnx", exporter=exporter, runs=1)
-    assert alone.matches is True and _graph_inputs(tmp_path / "k.onnx") == [("x", "FLOAT")]
+    assert alone.matches is True and graph_arguments(tmp_path / "k.onnx") == [("x", "FLOAT")]
 
 
 def test_torchscript_refuses_keywords_forward_does_not_name(tmp_path: Path) -> None:
@@ -309,7 +309,7 @@ def test_a_dynamic_axis_goes_to_the_input_of_its_name(exporter: str, tmp_path: P
 
 def test_an_axis_the_exporter_left_fixed_is_refused() -> None:
     from wnpass.deploy import ExportError
-    from wnpass.deploy.inputs import _check_dynamic_made
+    from wnpass.deploy.inputs import check_dynamic_made
 
     model = ir.serde.deserialize_model(
         onnx.parser.parse_model(
@@ -318,8 +318,8 @@ def test_an_axis_the_exporter_left_fixed_is_refused() -> None:
         )
     )
     with pytest.raises(ExportError, match=r"did not make axis 0 of x dynamic \(fixed at 2\)"):
-        _check_dynamic_made(model, {"x": {0: "batch"}}, "dynamo")
-    _check_dynamic_made(model, None, "dynamo")
+        check_dynamic_made(model, {"x": {0: "batch"}}, "dynamo")
+    check_dynamic_made(model, None, "dynamo")
 
 
 class _DictAfter(nn.Module):

@@ -253,7 +253,7 @@ def test_a_cone_folded_under_a_weights_name_is_said_laid_out() -> None:
     """The dynamo exporter without its optimizer reorders an LSTM's gates by Slice/Concat, a
     cone the fold writes under the parameter's name: laid out, not transposed; a Reshape
     alone moves no element."""
-    from wnpass.deploy.names import _folded_layouts, _Weights
+    from wnpass.deploy.names import Weights, folded_layouts
     from wnpass.report import ConeReport, FoldReport
 
     def cone(name: str, ops: list[str]) -> ConeReport:
@@ -265,7 +265,7 @@ def test_a_cone_folded_under_a_weights_name_is_said_laid_out() -> None:
         cone("conv.weight", ["Reshape"]),
         cone("lstm.bias_ih_l0+bias_hh_l0", ["Concat"]),
     ])  # fmt: skip
-    weights = _Weights(
+    weights = Weights(
         {n: torch.zeros(8, 4) for n in ("lstm.weight_ih_l0", "fc.weight", "conv.weight")}, {}
     )
-    assert _folded_layouts(fold, weights) == (["fc.weight"], ["lstm.weight_ih_l0"], {})
+    assert folded_layouts(fold, weights) == (["fc.weight"], ["lstm.weight_ih_l0"], {})

@@ -128,7 +128,7 @@ def test_outputs_that_cannot_be_paired_are_not_verified(tmp_path: Path) -> None:
     export(_WithNumber(False), (torch.randn(2, 4),), out, exporter="torchscript", verify=False)
     graph = ir.load(out).graph
     with pytest.raises(InvalidArgumentError, match=r"cannot verify: .* 2 outputs where .* 1 "):
-        deploy._expected(graph, [np.zeros((2, 3), np.float32)])
+        deploy.expected_outputs(graph, [np.zeros((2, 3), np.float32)])
 
 
 class _Spectrum(nn.Module):
@@ -159,7 +159,7 @@ def test_a_complex_output_is_verified_as_the_real_pairs_the_exporter_makes(
 
     expected = torch.view_as_real(model(x)[0]).detach().numpy()
     graph = ir.load(tmp_path / "m.onnx").graph
-    (made, _) = deploy._expected(graph, deploy._outputs(model(x)))
+    (made, _) = deploy.expected_outputs(graph, deploy.forward_outputs(model(x)))
     assert made.tobytes() == expected.tobytes() and made.dtype == expected.dtype
 
 
@@ -179,10 +179,10 @@ def test_an_opset_whose_graph_lists_its_weights_as_inputs_is_verified(tmp_path: 
 def test_two_runs_are_the_same_only_bit_for_bit() -> None:
     """An output is the same in two PyTorch runs when its every bit is (NaN where the other
     has NaN too); a difference of one ulp, or of a number's type, is a change."""
-    from wnpass.deploy.outputs import _changed
+    from wnpass.deploy.outputs import changed_outputs
 
     a = np.array([1.0, np.nan], np.float32)
-    assert _changed([a, 3, float("nan")], [a.copy(), 3, float("nan")]) == []
+    assert changed_outputs([a, 3, float("nan")], [a.copy(), 3, float("nan")]) == []
     ulp = np.nextafter(a, np.float32(2.0))
-    assert _changed([a, 3, 1.0], [ulp, 3.0, 1.0]) == [0, 1]
-    assert _changed([a], [a, a]) == [0]
+    assert changed_outputs([a, 3, 1.0], [ulp, 3.0, 1.0]) == [0, 1]
+    assert changed_outputs([a], [a, a]) == [0]

@@ -73,9 +73,11 @@ def test_a_failed_verification_publishes_nothing(
     staged model is checked, found different, and never appears under the output's name."""
     export_module = importlib.import_module("wnpass.deploy.pipeline")
 
-    real = export_module._expected
+    real = export_module.expected_outputs
     monkeypatch.setattr(
-        export_module, "_expected", lambda graph, outputs: [a + 1.0 for a in real(graph, outputs)]
+        export_module,
+        "expected_outputs",
+        lambda graph, outputs: [a + 1.0 for a in real(graph, outputs)],
     )
     model, inputs = load_model_py(ROOT / "models" / "mlp.py")
     assert inputs is not None
@@ -83,7 +85,7 @@ def test_a_failed_verification_publishes_nothing(
     report = export(model, inputs, out, exporter="torchscript", runs=1)
     assert not report and not report.matches and report.published is False
     assert sorted(p.name for p in tmp_path.iterdir()) == []
-    monkeypatch.setattr(export_module, "_expected", real)
+    monkeypatch.setattr(export_module, "expected_outputs", real)
     report = export(model, inputs, out, exporter="torchscript", runs=1)
     assert report and report.published and out.exists()
 

@@ -312,18 +312,18 @@ def test_a_lower_bound_of_1_is_not_probed() -> None:
     bound from a model's code, so the range is made here.)"""
     import sympy
 
-    from wnpass.deploy.ranges import _check_ranges, _Range
+    from wnpass.deploy.ranges import Range, check_ranges
 
     t = sympy.Symbol("t", integer=True)
     model, x = _Lengths(), torch.randn(2, 4, 5)
-    said, outside = _check_ranges(
-        model, Batch((x,), {}), {"x": x}, [_Range("x", 2, t, 1, None, t)], [], True, False
+    said, outside = check_ranges(
+        model, Batch((x,), {}), {"x": x}, [Range("x", 2, t, 1, None, t)], [], True, False
     )
     assert (said, outside, model.seen) == ([], [], [])
     # from 3 up, it runs at 2 and is refused: the same check, one size up
     with pytest.raises(ExportError, match=r"sizes from 3 up only, and PyTorch runs at 2"):
-        _check_ranges(
-            model, Batch((x,), {}), {"x": x}, [_Range("x", 2, t, 3, None, t)], [], True, False
+        check_ranges(
+            model, Batch((x,), {}), {"x": x}, [Range("x", 2, t, 3, None, t)], [], True, False
         )
     assert model.seen == [2]
 
@@ -757,14 +757,14 @@ def test_a_run_where_other_sizes_make_a_condition_hold_is_no_probe_of_it() -> No
     import sympy
 
     from wnpass.assumed import Condition
-    from wnpass.deploy.ranges import _check_ranges, _Range
+    from wnpass.deploy.ranges import Range, check_ranges
 
     t, u = sympy.Symbol("t", integer=True), sympy.Symbol("u", integer=True)
     model, x, c = _NeedsTwice(), torch.randn(1, 4, 16), torch.randn(1, 4, 32)
     shorter = Condition(str(t), "n <= 32", False, (17, 18), lambda n: n <= 16,
                         lambda sizes: sizes.get(str(t), 16) <= sizes.get(str(u), 32))  # fmt: skip
-    ranges = [_Range("x", 2, t, 1, None, t), _Range("c", 2, u, 1, None, u)]
-    said, beyond = _check_ranges(
+    ranges = [Range("x", 2, t, 1, None, t), Range("c", 2, u, 1, None, u)]
+    said, beyond = check_ranges(
         model, Batch((x, c), {}), {"x": x, "c": c}, ranges, [shorter], True, False
     )
     assert beyond == [] and model.seen[:2] == [(17, 32), (17, 34)]
@@ -794,7 +794,7 @@ def test_each_size_is_run_once_and_compared_once() -> None:
     import sympy
 
     from wnpass.assumed import Condition
-    from wnpass.deploy.ranges import _check_ranges, _Range
+    from wnpass.deploy.ranges import Range, check_ranges
 
     t = sympy.Symbol("t", integer=True)
     model, x = _Lengths(), torch.randn(2, 4, 16)
@@ -803,8 +803,8 @@ def test_each_size_is_run_once_and_compared_once() -> None:
         return Condition(str(t), f"n in {failing}", True, failing, lambda n: n not in failing,
                          lambda sizes: sizes.get(str(t), 16) not in failing)  # fmt: skip
 
-    said, beyond = _check_ranges(
-        model, Batch((x,), {}), {"x": x}, [_Range("x", 2, t, 1, None, t)],
+    said, beyond = check_ranges(
+        model, Batch((x,), {}), {"x": x}, [Range("x", 2, t, 1, None, t)],
         [condition((15, 14)), condition((15, 17))], True, False,
     )  # fmt: skip
     assert model.seen == [15] and [b.size for b in beyond] == [15] and said == []
@@ -827,11 +827,11 @@ def test_a_companion_resized_back_to_its_example_length_is_not_run_again() -> No
     run with it "resized" was the first run again (t89)."""
     import sympy
 
-    from wnpass.deploy.ranges import _companions, _Range, _run_at
+    from wnpass.deploy.ranges import Range, _companions, _run_at
 
     t, u = sympy.Symbol("t", integer=True), sympy.Symbol("u", integer=True)
     model, x, mask = _Fails(), torch.randn(1, 4, 16), torch.randn(1, 4, 1)
-    axes, others = [_Range("x", 2, t, 1, 16, t)], [_Range("mask", 2, u, 1, None, u)]
+    axes, others = [Range("x", 2, t, 1, 16, t)], [Range("mask", 2, u, 1, None, u)]
     arguments = {"x": x, "mask": mask}
     companions = _companions(axes, others, arguments)
     _run_at(model, Batch((x, mask), {}), arguments, axes, companions, 17)

@@ -79,12 +79,12 @@ def test_a_probe_that_empties_a_derived_axis_is_not_tried(tmp_path: Path) -> Non
 def test_a_probe_that_cannot_be_run_says_why() -> None:
     """A derived length below 0 (``s0 - 3`` probed at 2) would have reached torch.narrow and
     ended the export with an internal error; a length tied to two sizes has no one value."""
-    from wnpass.deploy.resize import _runs_at
+    from wnpass.deploy.resize import runs_at
 
-    assert _runs_at(nn.Identity(), Batch((torch.ones(1, 4),), {}), {}, {("x", 1): -1}) == (
+    assert runs_at(nn.Identity(), Batch((torch.ones(1, 4),), {}), {}, {("x", 1): -1}) == (
         "a length below 0"
     )
-    assert _runs_at(nn.Identity(), Batch((torch.ones(1, 4),), {}), {}, {("x", 1): None}) == (
+    assert runs_at(nn.Identity(), Batch((torch.ones(1, 4),), {}), {}, {("x", 1): None}) == (
         "its length also depends on another dynamic size"
     )
 

@@ -52,7 +52,7 @@ FORMS = ("parametrize", "legacy")
 # says "-o's shard" where -o was given), not one the caller gave
 SHARD = "output's shard"
 
-_Found = list[tuple[Group, Pair, PairReport]]
+Found = list[tuple[Group, Pair, PairReport]]
 
 
 def inspect_checkpoint(
@@ -204,7 +204,7 @@ class _Verify:
     factory: str | None
     rtol: float | None
     atol: float | None
-    found: _Found
+    found: Found
     plain: tuple[Any, tuple[Any, ...]]  # the plain model built to read its keys, and inputs
 
 
@@ -302,11 +302,11 @@ def _find(
     *,
     folding: bool = True,
     model_keys: frozenset[str] = frozenset(),
-) -> _Found:
+) -> Found:
     """Every pair of every state dict, with its report row (``declined`` or ``ok`` so far).
     ``folding``, ``model_keys``: as :func:`~wnpass.checkpoint.pairs.find_pairs` (``convert``
     renames any dtype; ``--model``'s model says which plain weights it holds)."""
-    found: _Found = []
+    found: Found = []
     for group in checkpoint.groups:
         pairs = find_pairs(group.tensors, group.others, folding=folding, model_keys=model_keys)
         for pair in pairs:
@@ -358,7 +358,7 @@ def _hold(checkpoint: Checkpoint, held: Iterable[int], needed: Iterable[int]) ->
         checkpoint.release(shard)
 
 
-def _check_values(checkpoint: Checkpoint, found: _Found, status: str) -> None:
+def _check_values(checkpoint: Checkpoint, found: Found, status: str) -> None:
     """Read each complete pair's values (one pair at a time) and mark it ``status`` or
     ``declined`` with the reason (NaN/Inf, zero norm, overflow).
 

@@ -44,7 +44,7 @@ from wnpass.interrupts import STOPS
 from wnpass.verify.compare import compare_outputs, is_exact, tolerance_for
 
 if TYPE_CHECKING:
-    from wnpass.checkpoint.api import _Found
+    from wnpass.checkpoint.api import Found
     from wnpass.checkpoint.pairs import Pair
     from wnpass.checkpoint.reading import Group, Place
     from wnpass.fx.forward import Batch, RngSnapshot
@@ -198,7 +198,7 @@ def check_folded(
     factory: str | None,
     original: Path,
     folded: Path,
-    found: _Found,
+    found: Found,
     *,
     rtol: float | None = None,
     atol: float | None = None,

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def _named_as(staged: Path, name: str) -> Iterator[None]:
+def named_as(staged: Path, name: str) -> Iterator[None]:
     """Errors about a staged file call it ``name`` instead, which the user knows (the output,
     or what the exporter wrote for it): the staging folder is wnpass's own, and gone once the
     error is shown."""
@@ -38,15 +38,15 @@ def _named_as(staged: Path, name: str) -> Iterator[None]:
 
 
 # Feeds by graph input name, and the outputs PyTorch gave on them.
-_Reference = tuple[dict[str, np.ndarray], list[np.ndarray]]
+Reference = tuple[dict[str, np.ndarray], list[np.ndarray]]
 
 
-def _compare(
+def compare_with_reference(
     report: ExportReport,
     staged: Path,
     chosen: list[str],
-    example: _Reference,
-    at_sizes: list[_Reference | None],
+    example: Reference,
+    at_sizes: list[Reference | None],
     options: CheckOptions,
 ) -> None:
     """ONNX Runtime against PyTorch on each provider in ``chosen``: on the example inputs, timed,
@@ -76,7 +76,7 @@ def _compare(
             if reference is None or probe.not_verified is not None:
                 continue
             try:
-                with _named_as(staged, report.output):
+                with named_as(staged, report.output):
                     compared = _run_compared(session, staged, reference, options)
             except WnpassError as error:  # ONNX Runtime's whole reason, where it gave one
                 said = str(error)
@@ -107,7 +107,7 @@ def _compare(
             return
 
 
-def _check_shape_info(report: ExportReport, graph: ir.Graph) -> None:
+def check_shape_info(report: ExportReport, graph: ir.Graph) -> None:
     """Set ``report.shape_info_wrong``: each output axis the graph declares of a fixed size
     that a compared run computed at another (on the example inputs, or with every dynamic axis
     at a probe's sizes), once."""
@@ -134,7 +134,7 @@ def _check_shape_info(report: ExportReport, graph: ir.Graph) -> None:
 
 
 def _run_compared(
-    session: prov.Session, staged: Path, reference: _Reference, options: CheckOptions
+    session: prov.Session, staged: Path, reference: Reference, options: CheckOptions
 ) -> list[OutputComparison]:
     feeds, expected = reference
     actual = prov.run(session, staged, feeds)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from wnpass import assumed
-from wnpass.deploy.ranges import _dynamic_ranges, _Range
+from wnpass.deploy.ranges import Range, dynamic_ranges
 from wnpass.deploy.report import ExportError
 from wnpass.errors import InvalidArgumentError, OutputError, printable, shortened
 from wnpass.fx.forward import Batch, moved_buffers
@@ -32,7 +32,7 @@ from wnpass.plan import user_code
 logger = logging.getLogger(__name__)
 
 
-def _export(
+def run_exporter(
     model: nn.Module,
     inputs: Batch,
     names: list[str],
@@ -42,13 +42,13 @@ def _export(
     dynamic: dict[str, dict[int, str]] | None,
     shapes: dict[str, Any] | tuple[Any, ...] | None,
     opset: int | None,
-) -> tuple[list[str], list[_Range], list[assumed.Condition] | None]:
+) -> tuple[list[str], list[Range], list[assumed.Condition] | None]:
     """Run torch.onnx.export, naming the graph's inputs ``names``; the warnings it gave that
     say its result may be wrong (:func:`_warned`), and (dynamo) the sizes torch.export holds
     each dynamic axis to and the conditions it took on them that no range says
-    (:func:`wnpass.assumed.conditions`; :func:`_check_ranges` judges both).
+    (:func:`wnpass.assumed.conditions`; :func:`check_ranges` judges both).
 
-    The dynamo exporter is given the dynamic axes as ``shapes`` (:func:`_dynamic_shapes`):
+    The dynamo exporter is given the dynamic axes as ``shapes`` (:func:`dynamic_shapes_for`):
     given as ``dynamic_axes``, torch hands them out by position, not by name (``--dynamic y=0``
     of ``forward(x, y)`` made x's axis dynamic). Both exporters read a dict at the end of the
     positional inputs as the keyword inputs, so a dict that is a positional input gets an empty
@@ -93,12 +93,12 @@ def _export(
             raise ExportError(f"torch.onnx.export failed: {_failure(error)}") from None
     if not (dynamo and dynamic):
         return _warned(caught), [], []
-    ranges = list(_dynamic_ranges(program, model, inputs))
+    ranges = list(dynamic_ranges(program, model, inputs))
     conditions = assumed.conditions(programs[0]) if programs else None
     return _warned(caught), ranges, conditions  # None: another torch, said by the caller
 
 
-def _moved_by_trace(target: nn.Module, loaded: Mapping[str, torch.Tensor]) -> list[str]:
+def moved_by_trace(target: nn.Module, loaded: Mapping[str, torch.Tensor]) -> list[str]:
     """The buffers the TorchScript exporter's trace moved: it runs the forward once more and
     reads the buffers after that run, and it may have folded them into other constants, so the
     file holds what that run left and cannot be given the value as set afterwards."""
@@ -246,7 +246,7 @@ def _exporter_quiet() -> Iterator[None]:
     (``-v``): torch.onnx logs its progress and notes (``torchvision is not installed``) as
     warnings; within :func:`exporters_silenced`, what C++ prints is silenced too, at the file
     descriptors, for the whole process while the export runs (C++ writes there directly).
-    The error itself is the one line wnpass raises (:func:`_export`)."""
+    The error itself is the one line wnpass raises (:func:`run_exporter`)."""
     if logger.isEnabledFor(logging.INFO):
         yield
         return
@@ -295,7 +295,7 @@ def _flush(stream: Any) -> None:
         ctypes.CDLL(None).fflush(None)
 
 
-def _check_opset(model: ir.Model, opset: int | None) -> None:
+def check_opset(model: ir.Model, opset: int | None) -> None:
     written = model.opset_imports.get("", None)
     if opset is not None and written != opset:
         raise InvalidArgumentError(

@@ -28,7 +28,7 @@ from wnpass.interrupts import STOPS
 logger = logging.getLogger(__name__)
 
 
-def _copy(model: nn.Module, fold: bool) -> tuple[nn.Module, bool]:
+def copy_to_export(model: nn.Module, fold: bool) -> tuple[nn.Module, bool]:
     """A deep copy to export (and ``fold``), or the model itself when it cannot be copied
     (and whether it is the model itself).
 
@@ -64,7 +64,7 @@ def _computed_without_grad(model: nn.Module) -> None:
                     setattr(module, hook.name, hook.compute_weight(module))
 
 
-class _Forwards:
+class Forwards:
     """Each of wnpass's forwards of ``model`` (:meth:`given_back`) leaves it as given: every
     buffer it writes (a step counter), every plain attribute (a streaming state, a flag)
     (:func:`~wnpass.fx.forward.state_given_back`), and every parameter it writes (an init on
@@ -126,7 +126,7 @@ def parameters_written_line(written: Sequence[str], given_back: Sequence[str]) -
     )
 
 
-def _check_values(model: nn.Module, inputs: Batch) -> None:
+def check_values(model: nn.Module, inputs: Batch) -> None:
     """Refuse tensors on the meta device (``torch.device("meta")``, lazy initialisation):
     they have shapes but no values, so there is nothing to export or compare."""
     tensors = itertools.chain(model.parameters(), model.buffers())

@@ -20,7 +20,7 @@ from wnpass.fx.forward import Batch
 logger = logging.getLogger(__name__)
 
 
-def _arguments(model: nn.Module, inputs: Batch, dynamo: bool) -> dict[str, Any]:
+def traced_arguments(model: nn.Module, inputs: Batch, dynamo: bool) -> dict[str, Any]:
     """The values the exporter traces ``forward`` with, by ``forward``'s parameter names and in
     the order they become graph inputs, so ``--dynamic mel=0,2`` reads as the model's code does
     (``input_<i>`` where the signature says nothing). The positional inputs come first. Then
@@ -29,9 +29,9 @@ def _arguments(model: nn.Module, inputs: Batch, dynamo: bool) -> dict[str, Any]:
     input of its name or else its default, each as an argument of its own (measured with torch
     2.13; the dynamo exporter leaves the defaults to ``forward``, which bakes them into the
     graph)."""
-    parameters = _parameters(model)
+    parameters = forward_parameters(model)
     args, kwargs = inputs.args, dict(inputs.kwargs)
-    named = dict(zip(_positional_names(parameters, len(args)), args, strict=True))
+    named = dict(zip(positional_names(parameters, len(args)), args, strict=True))
     if dynamo:
         return named | kwargs
     rest = [p for p in parameters[len(args) :] if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
@@ -48,7 +48,7 @@ def _arguments(model: nn.Module, inputs: Batch, dynamo: bool) -> dict[str, Any]:
     }
 
 
-def _parameters(model: nn.Module) -> list[inspect.Parameter]:
+def forward_parameters(model: nn.Module) -> list[inspect.Parameter]:
     """``forward``'s parameters; none where its signature cannot be read."""
     try:
         return list(inspect.signature(model.forward).parameters.values())
@@ -56,7 +56,7 @@ def _parameters(model: nn.Module) -> list[inspect.Parameter]:
         return []
 
 
-def _positional_names(parameters: list[inspect.Parameter], count: int) -> list[str]:
+def positional_names(parameters: list[inspect.Parameter], count: int) -> list[str]:
     """The names of ``count`` positional inputs: their parameters', ``input_<i>`` past them."""
     positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return [positional[i].name if i < len(positional) else f"input_{i}" for i in range(count)]
@@ -71,7 +71,7 @@ def _input_count(value: Any, dynamo: bool) -> int:
     return sum(isinstance(leaf, kinds) for leaf in torch.utils._pytree.tree_leaves(value))
 
 
-def _graph_inputs(
+def graph_arguments(
     arguments: dict[str, Any], dynamo: bool
 ) -> tuple[dict[str, Any], tuple[str, int] | None]:
     """The arguments that become the exported graph's inputs, in the graph's order, by the
@@ -92,8 +92,8 @@ def _graph_inputs(
     return named, None
 
 
-def _several_inputs(name: str, count: int, verify: bool) -> None:
-    """An argument that becomes ``count`` graph inputs (:func:`_graph_inputs`): the example
+def several_inputs(name: str, count: int, verify: bool) -> None:
+    """An argument that becomes ``count`` graph inputs (:func:`graph_arguments`): the example
     inputs are fed to the graph by name, and the exporter's names of those inputs say which
     is which only by its own rules, so verification is declined before anything is exported.
     An export without verification goes on, and says the names are the exporter's."""
@@ -110,7 +110,7 @@ def _several_inputs(name: str, count: int, verify: bool) -> None:
     )
 
 
-def _check_dynamic(
+def check_dynamic(
     dynamic: dict[str, dict[int, str]] | None,
     arguments: dict[str, Any],
     graph_inputs: dict[str, Any],
@@ -145,12 +145,12 @@ def _check_dynamic(
             )
 
 
-def _dynamic_shapes(
+def dynamic_shapes_for(
     model: nn.Module, inputs: Batch, dynamic: dict[str, dict[int, str]], arguments: dict[str, Any]
 ) -> dict[str, Any] | tuple[Any, ...]:
     """The dynamic axes as torch.export takes them: keyed by ``forward``'s parameters, the
     inputs bound to them as Python binds them (``*args`` a tuple by position, ``**kwargs`` a
-    dict by keyword), each entry the axes asked for by the input's name (:func:`_arguments`).
+    dict by keyword), each entry the axes asked for by the input's name (:func:`traced_arguments`).
     Where the signature cannot bind the inputs, one entry per argument in order. Inputs that
     ``**kwargs`` takes cannot be given dynamic axes: torch.export (2.13) fails on them with an
     AssertionError, so such a call is refused before anything is exported."""
@@ -182,13 +182,13 @@ def _dynamic_shapes(
 def _spec(value: Any, axes: dict[int, str] | None) -> Any:
     """One input's entry: its axes for a tensor; for a container (a dict of tensors), the same
     structure of Nones, which torch.export requires (``inputs['d'] is a dict, but
-    dynamic_shapes['d'] is not``); ``_check_dynamic`` gives axes only to tensors."""
+    dynamic_shapes['d'] is not``); ``check_dynamic`` gives axes only to tensors."""
     if isinstance(value, torch.Tensor):
         return axes
     return torch.utils._pytree.tree_map(lambda _: None, value)
 
 
-def _check_dynamic_made(
+def check_dynamic_made(
     model: ir.Model, dynamic: dict[str, dict[int, str]] | None, exporter: str
 ) -> None:
     """Every axis asked to be dynamic is a symbolic dimension of the graph input of its name:

@@ -14,14 +14,14 @@ import torch
 from torch import nn
 
 from wnpass.axes import is_legacy_hook
-from wnpass.deploy.outputs import _array
+from wnpass.deploy.outputs import as_array
 from wnpass.onnx.naming import taken_names
 from wnpass.report import FoldReport
 from wnpass.rules import parse_key
 
 
-class _Weights(NamedTuple):
-    """A model's weights by deployed name (:func:`_weight_names`); ``aliases``: the names of a
+class Weights(NamedTuple):
+    """A model's weights by deployed name (:func:`weights_by_name`); ``aliases``: the names of a
     weight held under another name too (tied: ``lm_head.weight`` of ``embed.weight``), each
     with the name listed first."""
 
@@ -29,7 +29,7 @@ class _Weights(NamedTuple):
     aliases: dict[str, str]
 
 
-def _weight_names(model: nn.Module) -> _Weights:
+def weights_by_name(model: nn.Module) -> Weights:
     """Each weight (a parameter of 2-D and up with ``weight`` in its name: ``conv.weight``,
     ``lstm.weight_ih_l0``, ``attn.in_proj_weight``) by its deployed name, with the value it
     computes with: ``conv.weight`` also for weight-normed
@@ -56,10 +56,10 @@ def _weight_names(model: nn.Module) -> _Weights:
         if (named := first.setdefault(id(param), name)) != name:
             aliases[name] = named
         weights[name] = value.detach()
-    return _Weights(weights, aliases)
+    return Weights(weights, aliases)
 
 
-def _restore_names(model: ir.Model, weights: _Weights) -> tuple[list[str], list[str]]:
+def restore_names(model: ir.Model, weights: Weights) -> tuple[list[str], list[str]]:
     """Rename initializers the exporter named itself (``onnx::MatMul_12``, ``mul_1``) after the
     PyTorch weight they hold, found by shape and value (also transposed, as Linear feeds
     MatMul; within float32 rounding, as an exporter may have folded weight norm in float32).
@@ -71,7 +71,7 @@ def _restore_names(model: ir.Model, weights: _Weights) -> tuple[list[str], list[
     none: two values of one name read as one, the input's."""
     named = model.graph.initializers
     taken = taken_names(model)
-    arrays = {name: _array(w) for name, w in weights.values.items() if name not in named}
+    arrays = {name: as_array(w) for name, w in weights.values.items() if name not in named}
     missing = {name: a for name, a in arrays.items() if a is not None}
     transposed = []
     for init_name, value in list(model.graph.initializers.items()):
@@ -103,8 +103,8 @@ def _restore_names(model: ir.Model, weights: _Weights) -> tuple[list[str], list[
 _MOVING = frozenset({"Transpose", "Slice", "Concat", "Split", "Gather", "Pad", "Expand"})
 
 
-def _folded_layouts(
-    fold: FoldReport, weights: _Weights
+def folded_layouts(
+    fold: FoldReport, weights: Weights
 ) -> tuple[list[str], list[str], dict[str, list[str]]]:
     """The weights the ONNX fold wrote under their own name through layout ops that move
     their elements (a weight-norm site's ``Transpose`` in front of a ``MatMul``, a cone's):
@@ -112,7 +112,7 @@ def _folded_layouts(
     gates reordered); and the weights a cone wrote together under a name of them all (a
     bidirectional LSTM's two directions, ``lstm.weight_ih_l0+weight_ih_l0_reverse``), by that
     name, where it holds them all and nothing else (as many elements as they have, and no
-    other source). ``_restore_names`` sees only the initializers the exporter named."""
+    other source). ``restore_names`` sees only the initializers the exporter named."""
     transposed: list[str] = []
     laid_out: list[str] = []
     together: dict[str, list[str]] = {}

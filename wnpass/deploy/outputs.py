@@ -20,11 +20,11 @@ from wnpass.errors import InvalidArgumentError
 Output = np.ndarray | bool | int | float
 
 
-def _outputs(result: Any) -> list[Output]:
+def forward_outputs(result: Any) -> list[Output]:
     """The forward's ``result`` as the exported graph's outputs will be: each tensor as an
     array (:func:`_to_numpy`: a dtype that cannot be verified is refused here, before anything
     is exported), each Python number as it is, until the graph says its type
-    (:func:`_expected`)."""
+    (:func:`expected_outputs`)."""
     leaves = torch.utils._pytree.tree_leaves(result)
     return [  # copies: a buffer forward returns, and changes in place on its next run, stays
         _to_numpy(leaf).copy() if isinstance(leaf, torch.Tensor) else leaf
@@ -33,7 +33,7 @@ def _outputs(result: Any) -> list[Output]:
     ]
 
 
-def _require_outputs(result: Any) -> None:
+def require_outputs(result: Any) -> None:
     """Refuse a forward whose result holds no tensor and no number: the exporters make a graph
     of no outputs of it, which was written (exit 0) or, verified, blamed on ONNX Runtime
     (t110)."""
@@ -46,7 +46,7 @@ def _require_outputs(result: Any) -> None:
     )
 
 
-def _expected(graph: ir.Graph, outputs: list[Output]) -> list[np.ndarray]:
+def expected_outputs(graph: ir.Graph, outputs: list[Output]) -> list[np.ndarray]:
     """What each graph output must hold: the forward's outputs paired with the graph's in
     order, each number as a 0-d array of its graph output's type (TorchScript makes an ``int``
     int64, a ``float`` float64; dynamo a ``.item()`` the type of its tensor), exactly or not
@@ -86,7 +86,7 @@ def _as_pairs(output: np.ndarray, value: ir.Value) -> np.ndarray:
     return np.stack([output.real, output.imag], axis=-1)
 
 
-def _array(tensor: torch.Tensor) -> np.ndarray | None:
+def as_array(tensor: torch.Tensor) -> np.ndarray | None:
     """``tensor`` as the array ONNX Runtime and onnx-ir take or give for it; None where numpy
     has no such type (float8, complex32, ...). numpy has no bfloat16 either: a bfloat16 tensor
     goes through float32 (which holds every bfloat16 value exactly) to ml_dtypes' bfloat16,
@@ -111,7 +111,7 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
             f"cannot verify: a {layout} tensor, which ONNX Runtime neither takes nor gives "
             "(give dense tensors: .to_dense())"
         )
-    array = _array(tensor) if tensor.dtype != torch.bfloat16 else None
+    array = as_array(tensor) if tensor.dtype != torch.bfloat16 else None
     if array is None:
         raise InvalidArgumentError(
             f"cannot verify: onnxruntime's Python API takes and gives no "
@@ -120,8 +120,8 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return array
 
 
-def _examples(graph_inputs: dict[str, Any]) -> dict[str, Any]:
-    """The example inputs by graph input name (:func:`_graph_inputs`), each tensor as the array
+def example_arrays(graph_inputs: dict[str, Any]) -> dict[str, Any]:
+    """The example inputs by graph input name (:func:`graph_arguments`), each tensor as the array
     to feed."""
     return {
         name: _to_numpy(value) if isinstance(value, torch.Tensor) else value
@@ -129,10 +129,10 @@ def _examples(graph_inputs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _feeds(graph: ir.Graph, examples: dict[str, Any]) -> dict[str, np.ndarray]:
+def feeds_for(graph: ir.Graph, examples: dict[str, Any]) -> dict[str, np.ndarray]:
     """The example inputs for the graph's inputs, paired by name: TorchScript drops inputs
     that ``forward`` never reads, so the graph's inputs are a subset of the named ones
-    (:func:`_graph_inputs`), not a prefix. A Python number the graph takes (TorchScript
+    (:func:`graph_arguments`), not a prefix. A Python number the graph takes (TorchScript
     ``bool``, ``int``, ``float``) is fed as a scalar of the input's type. An input that has an
     initializer is a weight, not one of forward's: below IR version 4 (opsets 7 and 8 of the
     TorchScript exporter) every initializer is also listed as a graph input."""
@@ -176,7 +176,7 @@ def _scalar(what: str, example: bool | float, value: ir.Value) -> np.ndarray:
     return scalar
 
 
-def _changed(first: list[Output], second: list[Output]) -> list[int]:
+def changed_outputs(first: list[Output], second: list[Output]) -> list[int]:
     """The outputs (by position) of two PyTorch runs on the same inputs that are not the same
     bit for bit: such an output is no reference, as the model gives another each time (random
     numbers, however small: a tolerance would pass noise below it). Every output where the

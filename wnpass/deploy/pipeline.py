@@ -16,37 +16,37 @@ from torch import nn
 
 from wnpass import assumed
 from wnpass.arguments import require_flag, whole
-from wnpass.deploy.compare import _check_shape_info, _compare, _named_as
-from wnpass.deploy.exporter import _check_opset, _export, _moved_by_trace
-from wnpass.deploy.forwards import _check_values, _copy, _Forwards, parameters_written_line
+from wnpass.deploy.compare import check_shape_info, compare_with_reference, named_as
+from wnpass.deploy.exporter import check_opset, moved_by_trace, run_exporter
+from wnpass.deploy.forwards import Forwards, check_values, copy_to_export, parameters_written_line
 from wnpass.deploy.inputs import (
-    _arguments,
-    _check_dynamic,
-    _check_dynamic_made,
-    _dynamic_shapes,
-    _graph_inputs,
-    _several_inputs,
+    check_dynamic,
+    check_dynamic_made,
+    dynamic_shapes_for,
+    graph_arguments,
+    several_inputs,
+    traced_arguments,
 )
-from wnpass.deploy.names import _folded_layouts, _restore_names, _weight_names
+from wnpass.deploy.names import folded_layouts, restore_names, weights_by_name
 from wnpass.deploy.outputs import (
-    _changed,
-    _examples,
-    _expected,
-    _feeds,
-    _outputs,
-    _require_outputs,
+    changed_outputs,
+    example_arrays,
+    expected_outputs,
+    feeds_for,
+    forward_outputs,
+    require_outputs,
 )
 from wnpass.deploy.probes import (
-    _alone,
-    _at_sizes,
-    _axes_said,
-    _every_axis,
-    _probed,
-    _probed_beyond,
-    _shorter,
-    _within,
+    axes_alone,
+    axes_said,
+    every_axis,
+    reference_at_sizes,
+    run_beyond,
+    run_probe,
+    shorter_axes,
+    within_ranges,
 )
-from wnpass.deploy.ranges import _check_ranges
+from wnpass.deploy.ranges import check_ranges
 from wnpass.deploy.report import PROBES, SHORTER, ExportReport
 from wnpass.errors import InvalidArgumentError
 from wnpass.fx.analyse import materialize_lazy
@@ -166,7 +166,7 @@ def export(
     Runtime's outputs match PyTorch's and no weight-norm site was declined; otherwise nothing
     appears there and the report says why. ``accept_ranges``: export a dynamic axis that
     torch.export holds to a range of sizes, outside which PyTorch runs too, for that range
-    only (refused otherwise: :func:`_check_ranges`).
+    only (refused otherwise: :func:`check_ranges`).
     """
     plan = as_plan(plan)
     opset = _require_export_arguments(fold_in_torch, verify, opset)
@@ -217,13 +217,13 @@ def export(
         )
     inputs = as_batch(example_inputs)
     dynamo = exporter == "dynamo"
-    arguments = _arguments(model, inputs, dynamo)
-    graph_inputs, several = _graph_inputs(arguments, dynamo)
-    _check_dynamic(dynamic, arguments, graph_inputs)
+    arguments = traced_arguments(model, inputs, dynamo)
+    graph_inputs, several = graph_arguments(arguments, dynamo)
+    check_dynamic(dynamic, arguments, graph_inputs)
     if several is not None:
-        _several_inputs(*several, verify=verify)
-    shapes = _dynamic_shapes(model, inputs, dynamic, arguments) if dynamic and dynamo else None
-    _check_values(model, inputs)
+        several_inputs(*several, verify=verify)
+    shapes = dynamic_shapes_for(model, inputs, dynamic, arguments) if dynamic and dynamo else None
+    check_values(model, inputs)
     path = as_path("path", path)
     io.require_onnx_name(path, "path")
     if not plan.planned(path, "output"):  # the CLI plans it with its other files
@@ -237,22 +237,22 @@ def export(
         # forwards, and after lazy layers take their shapes (and give back what that forward
         # wrote: not the parameters it wrote, which there is no copy of yet)
         lazy_wrote = materialize_lazy(model, inputs)
-        target, itself = _copy(model, fold_in_torch)
-        forwards = _Forwards(model, None if itself else target, lazy_wrote)
+        target, itself = copy_to_export(model, fold_in_torch)
+        forwards = Forwards(model, None if itself else target, lazy_wrote)
         with forwards.given_back():
             result = call_model(model, inputs)  # the model's own error, before any exporter's
-            _require_outputs(result)
-            outputs = _outputs(result) if verify else []  # read before it is given back
+            require_outputs(result)
+            outputs = forward_outputs(result) if verify else []  # read before it is given back
         changed = []
         if verify:
             with forwards.given_back():
-                changed = _changed(outputs, _outputs(call_model(model, inputs)))
-        examples = _examples(graph_inputs) if verify else {}
+                changed = changed_outputs(outputs, forward_outputs(call_model(model, inputs)))
+        examples = example_arrays(graph_inputs) if verify else {}
         probed = []
         for sizes in PROBES if verify and dynamic else ():
             assert dynamic is not None  # for the type checker
             with forwards.given_back():
-                probed.append(_probed(model, inputs, dynamic, arguments, dynamo, sizes))
+                probed.append(run_probe(model, inputs, dynamic, arguments, dynamo, sizes))
         if forwards.written:  # at INFO, as what else the report says: the command line prints it
             logger.info("%s", parameters_written_line(forwards.written, forwards.given))
         # kept for the ONNX fold, its values are still checked here: the dynamo exporter
@@ -260,11 +260,11 @@ def export(
         torch_report = fold_weight_norm(target) if fold_in_torch else check_weight_norm(target)
         # named as the exporter sees them: a deep copy holds a torch.compile'd layer unwrapped
         # (its bias is "b.bias", not "b._orig_mod.bias"), and its weight must match
-        weights = _weight_names(target)
+        weights = weights_by_name(target)
         with plan.staging(path) as staging:
             raw = staging / "exported.onnx"
-            with _named_as(raw, f"the {exporter} exporter's output for {path}"):
-                warned, ranges, conditions = _export(
+            with named_as(raw, f"the {exporter} exporter's output for {path}"):
+                warned, ranges, conditions = run_exporter(
                     target,
                     cloned(inputs),  # a forward that changes its inputs changes a copy
                     list(graph_inputs),
@@ -276,55 +276,55 @@ def export(
                 )
                 exported = io.load(raw)
             with forwards.given_back():
-                ranged, beyond = _check_ranges(
+                ranged, beyond = check_ranges(
                     model, inputs, arguments, ranges, conditions or [], verify, accept_ranges
                 )
             if conditions is None:  # another torch: said, never passed over
                 ranged.append(assumed.UNREAD)
             accepted = [c for c in conditions or [] if c.tie or accept_ranges]
-            probed = [_within(probe, ranges, accepted, accept_ranges) for probe in probed]
+            probed = [within_ranges(probe, ranges, accepted, accept_ranges) for probe in probed]
             for sizes in [p.sizes for p in probed if p.outputs is None]:
                 assert dynamic is not None  # for the type checker
-                for axes in _alone(dynamic, arguments):
+                for axes in axes_alone(dynamic, arguments):
                     with forwards.given_back():
-                        alone = _probed(model, inputs, dynamic, arguments, dynamo, sizes, axes)
-                    probed.append(_within(alone, ranges, accepted, accept_ranges))
+                        alone = run_probe(model, inputs, dynamic, arguments, dynamo, sizes, axes)
+                    probed.append(within_ranges(alone, ranges, accepted, accept_ranges))
             every = dynamic or {}
-            for axes in _shorter(probed, every, arguments):
+            for axes in shorter_axes(probed, every, arguments):
                 with forwards.given_back():
-                    shorter = _probed(model, inputs, every, arguments, dynamo, SHORTER, axes)
-                probed.append(_within(shorter, ranges, accepted, accept_ranges))
+                    shorter = run_probe(model, inputs, every, arguments, dynamo, SHORTER, axes)
+                probed.append(within_ranges(shorter, ranges, accepted, accept_ranges))
             for where in beyond:  # compared at the gate, as the probes above are
                 with forwards.given_back():
-                    probed.append(_probed_beyond(model, where, dynamo))
-            warned += [] if dynamo else _moved_by_trace(target, loaded)
+                    probed.append(run_beyond(model, where, dynamo))
+            warned += [] if dynamo else moved_by_trace(target, loaded)
             # what the forward read while the exporter traced it: the plan.check() below,
             # before anything is written, refuses an output onto one of those files
             plan.record_user_reads()
-            _check_opset(exported, opset)
-            _check_dynamic_made(exported, dynamic, exporter)
+            check_opset(exported, opset)
+            check_dynamic_made(exported, dynamic, exporter)
             _, onnx_report = fold_onnx(exported, in_place=True)
             in_place = itself and fold_in_torch
             report = ExportReport(str(path), exporter, torch_report, onnx_report, in_place)
             report.warnings, report.sizes = warned, ranged
             report.parameters_written = forwards.written
             report.parameters_given_back = forwards.given
-            report.names_missing, report.names_transposed = _restore_names(exported, weights)
-            transposed, report.names_laid_out, together = _folded_layouts(onnx_report, weights)
+            report.names_missing, report.names_transposed = restore_names(exported, weights)
+            transposed, report.names_laid_out, together = folded_layouts(onnx_report, weights)
             report.names_held_together = together
             held = {name for names in together.values() for name in names}
             report.names_missing = [name for name in report.names_missing if name not in held]
             report.names_transposed += [n for n in transposed if n not in report.names_transposed]
             report.verified = verify
             if verify and dynamic:
-                report.dynamic_axes = [_axes_said([axis]) for axis in _every_axis(dynamic)]
+                report.dynamic_axes = [axes_said([axis]) for axis in every_axis(dynamic)]
             report.not_available = (  # not checked for lack of them, where not chosen
                 [p for p in prov.PROVIDERS if p not in prov.available()]
                 if verify and not providers
                 else []
             )
-            feeds = _feeds(exported.graph, examples) if verify else {}
-            expected = _expected(exported.graph, outputs) if verify else []
+            feeds = feeds_for(exported.graph, examples) if verify else {}
+            expected = expected_outputs(exported.graph, outputs) if verify else []
             report.not_deterministic = [exported.graph.outputs[i].name or str(i) for i in changed]
             if report.not_deterministic:
                 logger.info(
@@ -333,14 +333,16 @@ def export(
                     ", ".join(report.not_deterministic),
                 )
 
-            at_sizes = [_at_sizes(report, exported.graph, probe) for probe in probed]
+            at_sizes = [reference_at_sizes(report, exported.graph, probe) for probe in probed]
 
             def gate(staged: Path) -> bool:
                 if report.not_deterministic:  # no reference to compare with
                     return False
-                with _named_as(staged, str(path)):
-                    _compare(report, staged, chosen, (feeds, expected), at_sizes, options)
-                    _check_shape_info(report, exported.graph)
+                with named_as(staged, str(path)):
+                    compare_with_reference(
+                        report, staged, chosen, (feeds, expected), at_sizes, options
+                    )
+                    check_shape_info(report, exported.graph)
                 return bool(report)  # matched, and nothing was left to fold
 
             save_target = io.plan_save(plan, exported, path)

@@ -16,12 +16,23 @@ import torch
 from torch import nn
 
 from wnpass import assumed
-from wnpass.deploy.compare import _Reference
-from wnpass.deploy.inputs import _arguments, _graph_inputs, _parameters, _positional_names
-from wnpass.deploy.outputs import Output, _examples, _expected, _feeds, _outputs
-from wnpass.deploy.ranges import _Beyond, _Range, _span, _symbol_sizes, _tie_said
+from wnpass.deploy.compare import Reference
+from wnpass.deploy.inputs import (
+    forward_parameters,
+    graph_arguments,
+    positional_names,
+    traced_arguments,
+)
+from wnpass.deploy.outputs import (
+    Output,
+    example_arrays,
+    expected_outputs,
+    feeds_for,
+    forward_outputs,
+)
+from wnpass.deploy.ranges import Beyond, Range, span_said, symbol_sizes, tie_said
 from wnpass.deploy.report import PROBES, SHORTER, DynamicProbe, ExportReport
-from wnpass.deploy.resize import _grown
+from wnpass.deploy.resize import grown
 from wnpass.errors import InvalidArgumentError
 from wnpass.fx.forward import Batch, ForwardFailedError, call_model, what_it_did
 
@@ -29,22 +40,22 @@ logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
-class _Probed:
-    """PyTorch with every dynamic axis at a probe's sizes (:func:`_probed`), or with one
-    size's axes outside the range torch.export held them to (:func:`_probed_beyond`)."""
+class Probed:
+    """PyTorch with every dynamic axis at a probe's sizes (:func:`run_probe`), or with one
+    size's axes outside the range torch.export held them to (:func:`run_beyond`)."""
 
     sizes: str  # a name of PROBES, or the axes and their size: "axis 1 of x at 1"
     shapes: dict[str, list[int]]  # of the graph inputs made larger
-    examples: dict[str, Any]  # by graph input name, as :func:`_examples` gives them
+    examples: dict[str, Any]  # by graph input name, as :func:`example_arrays` gives them
     outputs: list[Output] | None  # None: PyTorch's forward failed on them
     failure: str | None = None  # how
-    beyond: _Beyond | None = None  # for a probe outside a range, or where a condition fails
+    beyond: Beyond | None = None  # for a probe outside a range, or where a condition fails
     ties: str | None = None  # a condition that ties sizes its sizes break (DynamicProbe.ties)
     alone: str | None = None  # the axes it resized, where not every one (DynamicProbe.alone)
     resized: tuple[str, ...] = ()  # the axes it resized, each as said (DynamicProbe.resized)
 
 
-def _probed(
+def run_probe(
     model: nn.Module,
     inputs: Batch,
     dynamic: dict[str, dict[int, str]],
@@ -52,23 +63,23 @@ def _probed(
     dynamo: bool,
     sizes: str,
     alone: list[tuple[str, int]] | None = None,
-) -> _Probed:
+) -> Probed:
     """PyTorch's outputs with every dynamic axis of the example inputs (or those ``alone``, by
     input name and axis) at the probe ``sizes`` (:data:`PROBES`): each input repeated along it
     (``torch.cat([x, 0.875 * x], axis)`` for a float one, or its midpoints where PyTorch
-    gives NaN or Inf so: :func:`_grown`), and one element more for ``doubled plus one``.
+    gives NaN or Inf so: :func:`grown`), and one element more for ``doubled plus one``.
     A size the exporter fixed in the graph, or a branch it took on the example's size, gives
     other outputs there. A dynamic input that is a parameter's default (which the TorchScript
     exporter passes on) is given by its name."""
-    names = _positional_names(_parameters(model), len(inputs.args))
-    resized = set(_every_axis(dynamic) if alone is None else alone)
+    names = positional_names(forward_parameters(model), len(inputs.args))
+    resized = set(every_axis(dynamic) if alone is None else alone)
 
     def grown_batch(midpoints: bool) -> Batch:
         def grow(name: str, value: Any) -> Any:
             for axis in sorted(a for a in dynamic.get(name, {}) if (name, a) in resized):
                 if value.shape[axis]:  # an empty axis stays empty: said, nothing compared
                     length = _probe_length(sizes, value.shape[axis])
-                    value = _grown(value, axis, length, midpoints=midpoints)
+                    value = grown(value, axis, length, midpoints=midpoints)
             return value
 
         with torch.no_grad():
@@ -80,11 +91,11 @@ def _probed(
         return Batch(args, kwargs)
 
     batch = grown_batch(midpoints=False)
-    graph_inputs, _ = _graph_inputs(_arguments(model, batch, dynamo), dynamo)
+    graph_inputs, _ = graph_arguments(traced_arguments(model, batch, dynamo), dynamo)
     shapes = {name: list(graph_inputs[name].shape) for name in dynamic}
-    said = None if alone is None else _axes_said(alone)
-    each = tuple(_axes_said([axis]) for axis in sorted(resized))
-    probe = _Probed(sizes, shapes, {}, None, alone=said, resized=each)
+    said = None if alone is None else axes_said(alone)
+    each = tuple(axes_said([axis]) for axis in sorted(resized))
+    probe = Probed(sizes, shapes, {}, None, alone=said, resized=each)
     if empty := sorted((n, a) for n, a in resized if not shapes[n][a]):
         name, axis = empty[0]
         failure = f"axis {axis} of {name} is 0 in the example"
@@ -94,7 +105,7 @@ def _probed(
         return ran
     # NaN or Inf: the scaled copies may have left the model's domain (acosh of x >= 1)
     batch = grown_batch(midpoints=True)
-    graph_inputs, _ = _graph_inputs(_arguments(model, batch, dynamo), dynamo)
+    graph_inputs, _ = graph_arguments(traced_arguments(model, batch, dynamo), dynamo)
     again = _run_probe(model, batch, graph_inputs, probe)
     return again if again.outputs is not None and all(_finite(o) for o in again.outputs) else ran
 
@@ -113,17 +124,17 @@ def _probe_length(sizes: str, length: int) -> int:
     return length - 1 if sizes == SHORTER else 2 * length + PROBES[sizes]
 
 
-def _shorter(
-    probed: list[_Probed], dynamic: dict[str, dict[int, str]], arguments: dict[str, Any]
+def shorter_axes(
+    probed: list[Probed], dynamic: dict[str, dict[int, str]], arguments: dict[str, Any]
 ) -> list[list[tuple[str, int]]]:
-    """The groups of axes (:func:`_alone`, or every axis as one) that no probe compared
+    """The groups of axes (:func:`axes_alone`, or every axis as one) that no probe compared
     because PyTorch failed at every size they were tried at (a table of fixed size: twice the
     example's length is past it), each of an example length of 3 or more: tried one shorter
     (:data:`SHORTER`), where a size the trace fixed and a parity branch show too."""
-    groups = _alone(dynamic, arguments) or [_every_axis(dynamic)]
+    groups = axes_alone(dynamic, arguments) or [every_axis(dynamic)]
     chosen = []
     for axes in groups:
-        said = _axes_said(axes)
+        said = axes_said(axes)
         tried = [p for p in probed if p.beyond is None and p.alone in (None, said)]
         failed = all(p.outputs is None and _pytorch_failed(p) for p in tried)
         if tried and failed and all(arguments[n].shape[a] >= 3 for n, a in axes):
@@ -131,13 +142,13 @@ def _shorter(
     return chosen
 
 
-def _pytorch_failed(probe: _Probed) -> bool:
+def _pytorch_failed(probe: Probed) -> bool:
     """Whether nothing could be compared at a probe's sizes because PyTorch's forward failed
     there (not because they are past a range, or break a condition)."""
     return (probe.failure or "").startswith("PyTorch's forward")
 
 
-def _alone(
+def axes_alone(
     dynamic: dict[str, dict[int, str]], arguments: dict[str, Any]
 ) -> list[list[tuple[str, int]]]:
     """The dynamic axes in groups of one length in the example, by input name and axis (a
@@ -152,19 +163,19 @@ def _alone(
     return list(groups.values()) if len(groups) > 1 else []
 
 
-def _every_axis(dynamic: dict[str, dict[int, str]]) -> list[tuple[str, int]]:
+def every_axis(dynamic: dict[str, dict[int, str]]) -> list[tuple[str, int]]:
     """Every dynamic axis, by input name and axis, in the order given."""
     return [(name, axis) for name, axes in dynamic.items() for axis in sorted(axes)]
 
 
-def _axes_said(axes: list[tuple[str, int]]) -> str:
+def axes_said(axes: list[tuple[str, int]]) -> str:
     """Axes by input name and axis, as said: ``axis 1 of ids and axis 1 of mask``."""
     return " and ".join(f"axis {axis} of {name}" for name, axis in axes)
 
 
-def _within(
-    probe: _Probed, ranges: list[_Range], accepted: list[assumed.Condition], accept: bool
-) -> _Probed:
+def within_ranges(
+    probe: Probed, ranges: list[Range], accepted: list[assumed.Condition], accept: bool
+) -> Probed:
     """``probe`` with nothing to compare where it gives an axis a size outside those
     torch.export held it to (the file is for those only: an accepted range, or one where
     PyTorch fails outside; longer, or one shorter: :data:`SHORTER`), or a size where an
@@ -178,7 +189,7 @@ def _within(
         if size < bounded.lower or (bounded.upper is not None and size > bounded.upper):
             failure = (
                 f"axis {bounded.axis} of {bounded.name} is {size} there, outside the sizes "
-                f"it is exported for ({_span(bounded.lower, bounded.upper)})"
+                f"it is exported for ({span_said(bounded.lower, bounded.upper)})"
             )
             return dataclasses.replace(probe, examples={}, outputs=None, failure=failure)
 
@@ -186,12 +197,12 @@ def _within(
         shape = probe.shapes.get(axis[0])
         return None if shape is None else shape[axis[1]]
 
-    sizes = _symbol_sizes(ranges, length)
+    sizes = symbol_sizes(ranges, length)
     for condition in accepted if probe.outputs is not None else ():
         if condition.holds_at(sizes):
             continue
         if condition.tie and not accept:  # compared: ONNX Runtime may refuse such inputs
-            probe = dataclasses.replace(probe, ties=_tie_said(condition, ranges))
+            probe = dataclasses.replace(probe, ties=tie_said(condition, ranges))
             continue
         named = [r for r in ranges if str(r.symbol) == condition.symbol and r.expr == r.symbol]
         axis = f"axis {named[0].axis} of {named[0].name}" if named else condition.symbol
@@ -203,37 +214,37 @@ def _within(
     return probe
 
 
-def _probed_beyond(model: nn.Module, beyond: _Beyond, dynamo: bool) -> _Probed:
+def run_beyond(model: nn.Module, beyond: Beyond, dynamo: bool) -> Probed:
     """PyTorch's outputs where it ran beyond the sizes torch.export held an axis to (outside
     its range, or where a condition on it fails)
-    (:func:`_check_ranges`)."""
-    graph_inputs, _ = _graph_inputs(_arguments(model, beyond.inputs, dynamo), dynamo)
+    (:func:`check_ranges`)."""
+    graph_inputs, _ = graph_arguments(traced_arguments(model, beyond.inputs, dynamo), dynamo)
     shapes = {name: list(graph_inputs[name].shape) for name in beyond.resized}
-    probe = _Probed(beyond.sizes, shapes, {}, None, beyond=beyond)
+    probe = Probed(beyond.sizes, shapes, {}, None, beyond=beyond)
     return _run_probe(model, beyond.inputs, graph_inputs, probe)
 
 
 def _run_probe(
-    model: nn.Module, batch: Batch, graph_inputs: dict[str, Any], probe: _Probed
-) -> _Probed:
+    model: nn.Module, batch: Batch, graph_inputs: dict[str, Any], probe: Probed
+) -> Probed:
     """``probe`` with PyTorch's outputs on ``batch`` and its examples (``graph_inputs``), or
     how PyTorch's forward failed on them."""
     try:
-        outputs = _outputs(call_model(model, batch))
+        outputs = forward_outputs(call_model(model, batch))
     except ForwardFailedError as error:
         how = what_it_did(error.__cause__) if error.__cause__ is not None else str(error)
         return dataclasses.replace(probe, failure=f"PyTorch's forward {how}")
-    return dataclasses.replace(probe, examples=_examples(graph_inputs), outputs=outputs)
+    return dataclasses.replace(probe, examples=example_arrays(graph_inputs), outputs=outputs)
 
 
-def _at_sizes(report: ExportReport, graph: ir.Graph, probed: _Probed) -> _Reference | None:
+def reference_at_sizes(report: ExportReport, graph: ir.Graph, probed: Probed) -> Reference | None:
     """The feeds and expected outputs at a probe's sizes, its entry added to
     ``report.dynamic``; None where they cannot be had, and the entry says why
     (:attr:`DynamicProbe.unchecked`): PyTorch failed there (a length tied to values, as
     ``lengths.max()``, a table of fixed size, a model that takes even lengths only), or
     returned another count of outputs than the graph has. The export may be right: the
     dynamic axes are then said to be unverified there, which fails nothing; but below a
-    range (:func:`_probed_beyond`), where PyTorch ran, nothing shows which branch the file
+    range (:func:`run_beyond`), where PyTorch ran, nothing shows which branch the file
     takes there: ``not_verified``, which fails the verification."""
     probe = DynamicProbe(probed.sizes, probed.shapes)
     if (beyond := probed.beyond) is not None:
@@ -245,7 +256,7 @@ def _at_sizes(report: ExportReport, graph: ir.Graph, probed: _Probed) -> _Refere
     failure = probed.failure
     if probed.outputs is not None:
         try:
-            return _feeds(graph, probed.examples), _expected(graph, probed.outputs)
+            return feeds_for(graph, probed.examples), expected_outputs(graph, probed.outputs)
         except InvalidArgumentError as error:
             failure = error.detail.removeprefix("cannot verify: ")
     if probe.bound is not None:  # where PyTorch ran: whether the file branches there is unknown

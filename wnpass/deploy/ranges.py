@@ -1,6 +1,6 @@
 """The sizes torch.export holds each dynamic axis to, and the conditions it took on them,
 read from the exported program and checked against PyTorch just outside them
-(:func:`_check_ranges`); the messages that say them.
+(:func:`check_ranges`); the messages that say them.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import torch
 from torch import nn
 
 from wnpass import assumed
-from wnpass.deploy.inputs import _parameters, _positional_names
+from wnpass.deploy.inputs import forward_parameters, positional_names
 from wnpass.deploy.report import ExportError
-from wnpass.deploy.resize import _runs_at
+from wnpass.deploy.resize import runs_at
 from wnpass.fx.forward import Batch
 
 
-class _Range(NamedTuple):
+class Range(NamedTuple):
     """The sizes torch.export holds a dynamic axis's ``symbol`` to (shared by every input axis
     it sizes): ``lower`` up to ``upper`` (None: unbounded); the axis is ``expr`` of it (the
     symbol itself, or a size derived from it: ``2*s0`` for an input twice as long)."""
@@ -34,7 +34,7 @@ class _Range(NamedTuple):
     expr: Any
 
 
-def _size_at(bounded: _Range, size: int) -> int | None:
+def _size_at(bounded: Range, size: int) -> int | None:
     """The axis's length where its symbol is ``size``; None where it depends on another
     dynamic size too (no one length to give it)."""
     if bounded.expr.free_symbols != {bounded.symbol}:
@@ -42,7 +42,7 @@ def _size_at(bounded: _Range, size: int) -> int | None:
     return int(bounded.expr.subs(bounded.symbol, size))
 
 
-class _Beyond(NamedTuple):
+class Beyond(NamedTuple):
     """PyTorch ran with the axes of one dynamic size (``axes``: ``axis 1 of x``) at ``size``
     (their size's; ``sizes``: each axis resized with its length, other dynamic axes of the
     example's length included where PyTorch ran only with them), just below the range
@@ -60,15 +60,15 @@ class _Beyond(NamedTuple):
     ties: str | None = None  # the condition, where it ties sizes (:attr:`DynamicProbe.ties`)
 
 
-def _check_ranges(
+def check_ranges(
     model: nn.Module,
     inputs: Batch,
     arguments: dict[str, Any],
-    ranges: list[_Range],
+    ranges: list[Range],
     conditions: list[assumed.Condition],
     verify: bool,
     accept: bool,
-) -> tuple[list[str], list[_Beyond]]:
+) -> tuple[list[str], list[Beyond]]:
     """The sizes torch.export holds each dynamic axis to, checked: it narrows an axis, without
     a word, where the model's code branches on its size (``if x.shape[2] > 10``) or requires
     one (``assert t <= block_size``), or where one of torch's decompositions does (wav2vec2's
@@ -83,7 +83,7 @@ def _check_ranges(
     probe can tell at which sizes: an ``ExportError`` unless ``accept`` (the file is then for
     those sizes only: a warning). A lower bound of 2 is torch's 0/1 specialization, which
     older versions give every dynamic axis: a warning; with ``verify`` the size below is
-    returned instead (:class:`_Beyond`) for the file to be compared with PyTorch there, and
+    returned instead (:class:`Beyond`) for the file to be compared with PyTorch there, and
     the probe says how that went. One of 1 is not probed (an empty input, where a model's
     loop may never end).
 
@@ -95,13 +95,13 @@ def _check_ranges(
     input's) is compared too; where ONNX Runtime refuses the inputs that break it, the probe
     says they do not go together (:attr:`DynamicProbe.ties`)."""
     said: list[str] = []
-    beyond: list[_Beyond] = []
-    grouped: dict[object, list[_Range]] = {}
+    beyond: list[Beyond] = []
+    grouped: dict[object, list[Range]] = {}
     for bounded in ranges:
         grouped.setdefault(bounded.symbol, []).append(bounded)
     for symbol, axes in grouped.items():
         first = axes[0]
-        sizes = _span(first.lower, first.upper)
+        sizes = span_said(first.lower, first.upper)
         where, held, bound = _held(axes, sizes)
         companions = _companions(axes, [r for r in ranges if r.symbol != symbol], arguments)
         tried = _Tries(model, inputs, arguments, axes, companions)
@@ -123,7 +123,7 @@ def _check_ranges(
             elif accept:
                 notes.append(f"PyTorch runs at {at} too: accepted, the file is for these sizes")
             elif compared and verify:  # the probe says how it went: no warning of its own
-                beyond.append(_Beyond(where, bound, size, ran, *_resized_said(lengths)))
+                beyond.append(Beyond(where, bound, size, ran, *_resized_said(lengths)))
             elif compared:
                 notes.append(
                     f"PyTorch runs at {at} too, where the file is not compared without verification"
@@ -158,9 +158,9 @@ def _check_ranges(
             elif verify:  # the probe says how it went: no warning of its own
                 if all(o.size != size or o.axes != where for o in beyond):  # once a size
                     resized, each = _resized_said(lengths)
-                    tie = _tie_said(condition, ranges) if condition.tie else None
+                    tie = tie_said(condition, ranges) if condition.tie else None
                     beyond.append(
-                        _Beyond(where, bound, size, ran, resized, each, condition.text, tie)
+                        Beyond(where, bound, size, ran, resized, each, condition.text, tie)
                     )
                 continue
             else:
@@ -184,7 +184,7 @@ def _check_ranges(
     return said, beyond
 
 
-def _tie_said(tie: assumed.Condition, ranges: list[_Range]) -> str:
+def tie_said(tie: assumed.Condition, ranges: list[Range]) -> str:
     """A condition that ties sizes, as said: its text, and what ``n`` is in it."""
     axes = [r for r in ranges if str(r.symbol) == tie.symbol]
     return f"{tie.text} ({_size_named(axes, tie)})"
@@ -199,7 +199,7 @@ class _Tries:
         model: nn.Module,
         inputs: Batch,
         arguments: dict[str, Any],
-        axes: list[_Range],
+        axes: list[Range],
         companions: list[_Companion],
     ) -> None:
         self._run = functools.partial(_run_at, model, inputs, arguments, axes, companions)
@@ -209,7 +209,7 @@ class _Tries:
         self, sizes: Sequence[int], counts: Callable[[_Lengths], bool] | None = None
     ) -> _Tried:
         """The first of ``sizes`` where PyTorch does not fail (or the last), what it gave
-        there (:func:`_runs_at`), the lengths given, and where it failed before (each as
+        there (:func:`runs_at`), the lengths given, and where it failed before (each as
         said). A run where ``counts`` says the lengths given miss what is probed (the other
         sizes resized with it make a condition hold) is passed over too, as ``held``."""
         failed: list[tuple[int, str]] = []
@@ -245,16 +245,16 @@ class _Tried(NamedTuple):
 _PAST = range(1, 9)
 
 
-def _breaks(condition: assumed.Condition, ranges: list[_Range], lengths: _Lengths) -> bool:
+def _breaks(condition: assumed.Condition, ranges: list[Range], lengths: _Lengths) -> bool:
     """Whether ``condition`` fails with the input axes at ``lengths`` (the sizes they are of
     theirs, where an axis is a size itself; the other sizes at the example's): a run there
     probes it. With a mask resized with its input it does; with another size it involves
     resized in proportion, it may hold again (``x <= c``, c twice as long)."""
-    return not condition.holds_at(_symbol_sizes(ranges, lengths.get))
+    return not condition.holds_at(symbol_sizes(ranges, lengths.get))
 
 
-def _symbol_sizes(
-    ranges: list[_Range], length: Callable[[tuple[str, int]], int | None]
+def symbol_sizes(
+    ranges: list[Range], length: Callable[[tuple[str, int]], int | None]
 ) -> dict[str, int]:
     """Each dynamic size, by torch.export's name, at the ``length`` of an input axis that is
     that size itself (not ``2*s0``), where one is given."""
@@ -282,11 +282,11 @@ def _spanned(failed: list[tuple[int, str]]) -> str:
 
 
 def _resized_said(lengths: dict[tuple[str, int], int | None]) -> tuple[tuple[str, ...], str]:
-    """The graph inputs resized, and their axes with their lengths as said (:class:`_Beyond`)."""
+    """The graph inputs resized, and their axes with their lengths as said (:class:`Beyond`)."""
     return tuple(dict.fromkeys(name for name, _ in lengths)), _lengths_said(lengths.items())
 
 
-def _size_named(axes: list[_Range], condition: assumed.Condition) -> str:
+def _size_named(axes: list[Range], condition: assumed.Condition) -> str:
     """What ``n`` is in a condition's text: the length of an axis that is the size itself,
     ``n: the length of axis 2 of x``, or torch.export's name of the size where every axis is
     another length of it; with the other dynamic sizes at the example's where it involves
@@ -297,7 +297,7 @@ def _size_named(axes: list[_Range], condition: assumed.Condition) -> str:
     return f"n: the length of {named}{others}"
 
 
-def _held(axes: list[_Range], sizes: str) -> tuple[str, str, str]:
+def _held(axes: list[Range], sizes: str) -> tuple[str, str, str]:
     """The axes of one size, the sizes they are held to (``sizes``: their size's), and those
     sizes as a probe's ``bound``, as the messages say them: ``axis 2 of x``, ``sizes 0 to
     10``, ``0 to 10``; where one is another length (``y`` twice ``x``'s: ``2*s0``), each with
@@ -311,13 +311,13 @@ def _held(axes: list[_Range], sizes: str) -> tuple[str, str, str]:
         low = _size_at(r, first.lower)
         high = None if first.upper is None else _size_at(r, first.upper)
         unknown = low is None or (first.upper is not None and high is None)
-        parts.append(("?" if low is None or unknown else _span(low, high), r))
+        parts.append(("?" if low is None or unknown else span_said(low, high), r))
     where = " and ".join(f"axis {r.axis} of {r.name} ({own})" for own, r in parts)
     bound = " and ".join(f"{own} for axis {r.axis} of {r.name}" for own, r in parts)
     return where, "those sizes", bound
 
 
-def _span(lower: int, upper: int | None) -> str:
+def span_said(lower: int, upper: int | None) -> str:
     """A range of sizes as the messages say it: ``0 to 10``, ``from 30 up``."""
     return f"{lower} to {upper}" if upper is not None else f"from {lower} up"
 
@@ -341,20 +341,20 @@ class _Companion(NamedTuple):
     alone (:func:`_companions`): its example ``length``, and that length's ``ratio`` to
     theirs."""
 
-    axis: _Range
+    axis: Range
     length: int
     ratio: Fraction
 
 
 def _companions(
-    axes: list[_Range], others: list[_Range], arguments: dict[str, Any]
+    axes: list[Range], others: list[Range], arguments: dict[str, Any]
 ) -> list[_Companion]:
     """The other dynamic axes resized with ``axes`` where PyTorch fails with those alone, each
     with its example length's ratio to theirs: of another size, which torch.export need not
     tie to theirs (``x`` and its ``mask``, ratio 1; an input at half the rate, ``cond`` to a
     stride-2 ``x``, ratio 2), where both are sizes themselves (not ``2*s0``)."""
 
-    def length(bounded: _Range) -> int | None:
+    def length(bounded: Range) -> int | None:
         value = arguments.get(bounded.name)
         return int(value.shape[bounded.axis]) if isinstance(value, torch.Tensor) else None
 
@@ -372,16 +372,16 @@ def _run_at(
     model: nn.Module,
     inputs: Batch,
     arguments: dict[str, Any],
-    axes: list[_Range],
+    axes: list[Range],
     companions: list[_Companion],
     size: int,
 ) -> tuple[Batch | bool | str, dict[tuple[str, int], int | None]]:
-    """:func:`_runs_at` with the axes of one size at ``size``; where PyTorch fails there, with
+    """:func:`runs_at` with the axes of one size at ``size``; where PyTorch fails there, with
     the ``companions`` of their example length at ``size`` too, and then with every companion
     resized in proportion (its length at ``size`` times its ratio, rounded). The lengths
     given, as the second item."""
     lengths = {(r.name, r.axis): _size_at(r, size) for r in axes}
-    ran = _runs_at(model, inputs, arguments, lengths)
+    ran = runs_at(model, inputs, arguments, lengths)
     same: _Lengths = {(c.axis.name, c.axis.axis): size for c in companions if c.ratio == 1}
     scaled: _Lengths = {(c.axis.name, c.axis.axis): _scaled(size, c.ratio) for c in companions}
     example = {(c.axis.name, c.axis.axis): c.length for c in companions}
@@ -392,7 +392,7 @@ def _run_at(
     for more in tries:
         if ran is not False:
             break
-        again = _runs_at(model, inputs, arguments, lengths | more)
+        again = runs_at(model, inputs, arguments, lengths | more)
         if isinstance(again, Batch):
             return again, lengths | more
     return ran, lengths
@@ -404,7 +404,7 @@ def _scaled(size: int, ratio: Fraction) -> int:
     return max(1, math.floor(size * ratio + Fraction(1, 2)))
 
 
-def _dynamic_ranges(program: Any, model: nn.Module, inputs: Batch) -> Iterator[_Range]:
+def dynamic_ranges(program: Any, model: nn.Module, inputs: Batch) -> Iterator[Range]:
     """Each dynamic axis of the exported program's inputs (``torch.onnx.export``'s
     ``ONNXProgram``), with the sizes torch.export holds it to, by the graph input's name
     (:func:`_graph_input_names`)."""
@@ -427,7 +427,7 @@ def _dynamic_ranges(program: Any, model: nn.Module, inputs: Batch) -> Iterator[_
                     upper = assumed.upper_bound(bounds.upper)
                     lower = int(bounds.lower)
                     name = named[node.name]
-                    yield _Range(name, axis, symbol, lower, upper, size.node.expr)
+                    yield Range(name, axis, symbol, lower, upper, size.node.expr)
 
 
 def _graph_input_names(exported: Any, model: nn.Module, inputs: Batch) -> dict[str, str]:
@@ -441,6 +441,6 @@ def _graph_input_names(exported: Any, model: nn.Module, inputs: Batch) -> dict[s
         args, kwargs = torch.utils._pytree.tree_unflatten(names, exported.call_spec.in_spec)
     except (ValueError, TypeError, AttributeError):  # not as torch 2.13 gives them
         return {}
-    positional = _positional_names(_parameters(model), len(inputs.args))
+    positional = positional_names(forward_parameters(model), len(inputs.args))
     pairs = [*zip(args, positional, strict=False), *((kwargs[k], k) for k in kwargs)]
     return {leaf: name for leaf, name in pairs if isinstance(leaf, str)}

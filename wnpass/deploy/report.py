@@ -29,7 +29,7 @@ ModelRunError = ForwardFailedError
 
 
 # The sizes --verify tries every dynamic axis at besides the example's n, by name: 2n (the
-# inputs repeated along the axis, a float copy scaled: _grown), where a size the trace fixed
+# inputs repeated along the axis, a float copy scaled: grown), where a size the trace fixed
 # shows (TorchScript takes ``len(x)`` as the example's); 2n + 1 (and the first element once
 # more), where a branch on
 # the size's parity shows (``if t % 2: pad``), which 2n never changes from the example's. A
@@ -75,7 +75,7 @@ class DynamicProbe:
     condition: str | None = None
     # the axes of one length in the example that the probe resized, the others kept at the
     # example's ("axis 0 of ids"): tried where nothing could be compared with every dynamic
-    # axis at the probe's sizes (:func:`_alone`)
+    # axis at the probe's sizes (:func:`axes_alone`)
     alone: str | None = None
     # the dynamic axes a probe of the sizes of PROBES or SHORTER resized, each as said
     resized: list[str] = dataclasses.field(default_factory=list)

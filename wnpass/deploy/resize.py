@@ -10,14 +10,14 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from wnpass.deploy.inputs import _parameters, _positional_names
+from wnpass.deploy.inputs import forward_parameters, positional_names
 from wnpass.fx.forward import Batch, ForwardFailedError, call_model
 
 # A probe of PyTorch just outside an axis's range feeds at most this many elements in all.
 _PROBE_ELEMENTS = 1 << 24
 
 
-def _runs_at(
+def runs_at(
     model: nn.Module,
     inputs: Batch,
     arguments: dict[str, Any],
@@ -51,10 +51,10 @@ def _resized(
 ) -> Batch | None:
     """The example inputs with each ``(input, axis)`` of ``sizes`` made that long: repeated
     along it and cut (``torch.cat([x, x, ...], axis)[:size]``, float copies scaled:
-    :func:`_grown`). An input not passed is given
+    :func:`grown`). An input not passed is given
     by its name where it is a parameter's default. None where an axis to grow is empty, or an
     input is not one of the model's."""
-    names = _positional_names(_parameters(model), len(inputs.args))
+    names = positional_names(forward_parameters(model), len(inputs.args))
     axes_of: dict[str, dict[int, int]] = {}
     for (name, axis), size in sizes.items():
         axes_of.setdefault(name, {})[axis] = size
@@ -63,7 +63,7 @@ def _resized(
         for axis, size in sorted(axes_of.get(name, {}).items()):
             if size > value.shape[axis] and not value.shape[axis]:
                 raise _CannotResize
-            value = _grown(value, axis, size)
+            value = grown(value, axis, size)
         return value
 
     try:
@@ -84,7 +84,7 @@ class _CannotResize(Exception):
     """An empty axis cannot be grown by repeating it."""
 
 
-def _grown(value: torch.Tensor, axis: int, size: int, *, midpoints: bool = False) -> torch.Tensor:
+def grown(value: torch.Tensor, axis: int, size: int, *, midpoints: bool = False) -> torch.Tensor:
     """``value`` made ``size`` long along ``axis`` (not empty there): cut, or repeated and
     cut, each copy after the first of a float or complex tensor holding values the example
     does not, so that a branch that drops or treats the added elements otherwise shows behind
