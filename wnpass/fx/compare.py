@@ -477,7 +477,7 @@ def max_rel_error(after: Sequence[Leaf], before: Sequence[Leaf]) -> float:
 def output_changes(after: Sequence[Leaf], before: Sequence[Leaf], rtol: float) -> str:
     """Where the results differ beyond ``rtol`` (:func:`max_rel_error`'s rule), in words:
     ``output[1] (int64 2x9x1000): 7 of 18000 values differ``, ``output[0] (float32 4): max
-    relative difference 0.5 > tolerance 1e-05``; empty when nowhere."""
+    difference 0.5 of scale > tolerance 1e-05``; empty when nowhere."""
     paths_after, paths_before = [p for p, _ in after], [p for p, _ in before]
     if paths_after != paths_before:
         return _structure_change(paths_after, paths_before)
@@ -489,7 +489,7 @@ def output_changes(after: Sequence[Leaf], before: Sequence[Leaf], rtol: float) -
         if error is not None and not error <= rtol:
             if math.isfinite(error):  # to as many digits as show it is past the tolerance
                 detail = (
-                    f"max relative difference {shown_error(error, rtol)} > tolerance "
+                    f"max difference {shown_error(error, rtol)} of scale > tolerance "
                     f"{shown_tolerance(rtol)}"
                 )
             changes.append(f"{path} ({kind_of(b)}): {detail}")
@@ -597,7 +597,7 @@ def _number_error(a: complex, b: complex) -> tuple[float | None, str]:
         return None, ""
     diff = max(abs(x - y) for x, y in kept)
     error = diff / max(max(abs(y) for _, y in kept), SCALE_FLOOR)
-    return error, f"max relative difference {error:.2e}"
+    return error, f"max difference {error:.2e} of scale"
 
 
 def _tensor_error(a: torch.Tensor, b: torch.Tensor) -> tuple[float | None, str]:
@@ -628,4 +628,4 @@ def _tensor_error(a: torch.Tensor, b: torch.Tensor) -> tuple[float | None, str]:
         return None, ""
     diff = float((a64[finite] - b64[finite]).abs().max())
     error = diff / max(float(b64[finite].abs().max()), SCALE_FLOOR)
-    return error, f"max relative difference {error:.2e}"
+    return error, f"max difference {error:.2e} of scale"

@@ -217,6 +217,7 @@ def plan_rows(sites: Sequence[ParamSite]) -> list[tuple[str, ...]]:
 
 def difference_text(report: ApplyReport) -> str:
     """The output check in words: the difference and the tolerance it was held to."""
+    from wnpass.fx.compare import SCALE_FLOOR
     from wnpass.verify.report import shown_error, shown_tolerance
 
     value, rtol = report.max_rel_error, report.rtol
@@ -228,7 +229,10 @@ def difference_text(report: ApplyReport) -> str:
     if value is not None and math.isinf(value):
         return f"{NOT_COMPARABLE} (tolerance {tolerance})"
     shown = "-" if value is None else shown_error(value, rtol)
-    return f"max relative output difference {shown} (tolerance {tolerance})"
+    return (
+        f"max output difference {shown} of scale (tolerance {tolerance}; "
+        f"scale: max |output|, {SCALE_FLOOR:g} at least)"
+    )
 
 
 def apply_summary(
