@@ -739,6 +739,46 @@ def test_a_target_changed_into_what_is_read_after_the_check_is_refused_at_the_wr
     assert source.read_text() == "the input"
 
 
+def test_a_check_again_keeps_each_target_where_the_first_check_found_it(tmp_path: Path) -> None:
+    """The plan is checked again whenever user code read files (a model.py, the exporter's
+    imports): that check took the place a target's folder leads to now as the planned one,
+    so ``export`` and ``train-rewrite`` wrote into the folder another process had put a
+    link to in its place (``mv out old; ln -s protected out``), over a file there, exit 0
+    (t124). The check again refuses it, and so does the write."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "protected").mkdir()
+    precious = tmp_path / "protected" / "m.onnx"
+    precious.write_text("precious")
+    target = tmp_path / "out" / "m.onnx"
+    plan = IOPlan()
+    plan.write(target, "output")
+    plan.check()
+    (tmp_path / "out").rename(tmp_path / "old")
+    (tmp_path / "out").symlink_to(tmp_path / "protected")
+    message = "its folder changed while this run went on"
+    with pytest.raises(OutputError, match=message):
+        plan.check()
+    with pytest.raises(OutputError, match=message), plan.replace(target) as staged:
+        staged.write_text("model")
+    assert precious.read_text() == "precious" and list((tmp_path / "old").iterdir()) == []
+
+
+def test_a_target_planned_after_the_first_check_is_placed_by_the_check_after_it(
+    tmp_path: Path,
+) -> None:
+    """A caller that plans in two steps: the second target is placed when it is first
+    checked, and the first keeps its place."""
+    plan = IOPlan()
+    plan.write(tmp_path / "a.txt", "output")
+    plan.check()
+    plan.write(tmp_path / "b.txt", "report")
+    plan.check()
+    for name in ("a.txt", "b.txt"):
+        with plan.replace(tmp_path / name) as staged:
+            staged.write_text(name)
+    assert (tmp_path / "b.txt").read_text() == "b.txt"
+
+
 def test_a_target_through_a_link_and_up_is_written_where_it_leads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -455,6 +455,8 @@ class IOPlan:
         self._publishing: set[Path] = set()  # those whose files are being published
         self._locks: dict[Path, int] = {}  # staging folder -> its target folder's locked fd
         self._write_at: dict[Path, _Entry] = {}  # each target's place, as check() resolved it
+        self._first_at: dict[int, Path] = {}  # each target's place (by id of its entry), as
+        # the first check() that saw it resolved it: a check again keeps it
         self._user_reads: set[str] = set()  # files user code read, not yet recorded (above)
         self._user_opened: set[Path] = set()  # targets it opened (inotify), not yet recorded
         self._watch: OpenWatch | None = None
@@ -659,7 +661,11 @@ class IOPlan:
                 _require_json_name(entry.path)
         for entry in self._writes:
             self._probe(entry)
-        self._write_at = {_where(entry.path): entry for entry in reversed(self._writes)}
+        for entry in self._writes:
+            first = self._first_at.setdefault(id(entry), _where(entry.path))
+            if first != _where(entry.path):
+                raise OutputError(self._folder_changed(entry), parameter=entry.parameter)
+        self._write_at = {self._first_at[id(entry)]: entry for entry in reversed(self._writes)}
         self._checked = True
 
     def _read_index(
@@ -747,13 +753,7 @@ class IOPlan:
             planned = next((e for e in self._writes if e.path == target), None)
             if planned is None:
                 raise AssertionError(f"{target} is not a planned target")
-            # its folder leads elsewhere than when the plan was checked: a folder on the way
-            # was moved or replaced by a link (by another process), maybe onto what is read
-            message = (
-                f"{target}: its folder changed while this run went on (it now leads to "
-                f"{where.parent}); refused"
-            )
-            raise OutputError(self._and_written(message), parameter=planned.parameter)
+            raise OutputError(self._folder_changed(planned), parameter=planned.parameter)
         self._check_target(entry)  # again, at the last moment
         identity = _identity(target)
         read = self._read_ids.get(identity) if identity is not None else None
@@ -763,6 +763,18 @@ class IOPlan:
                 parameter=entry.parameter,
             )
         return entry
+
+    def _folder_changed(self, entry: _Entry) -> str:
+        """A target whose folder leads elsewhere than when the plan was first checked: a
+        folder on the way was moved or replaced by a link (by another process), maybe onto
+        what is read or onto another folder's files. A check again (after user code read
+        files) must not take the new place as the planned one."""
+        where = _where(entry.path)
+        message = (
+            f"{entry.path}: its folder changed while this run went on (it now leads to "
+            f"{where.parent}); refused"
+        )
+        return self._and_written(message)
 
     def _cannot_write(self, path: Path, error: OSError, entry: _Entry) -> OutputError:
         """A write that failed (a full disk), as one line that also names what this run has
