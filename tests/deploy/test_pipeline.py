@@ -203,6 +203,27 @@ def test_check_options_without_verify_are_refused_not_ignored(
 
 
 @pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({}, "goes with dynamic axes: with none given"),
+        ({"exporter": "torchscript", "dynamic": {"x": {0: "n"}}}, "goes with the dynamo exporter"),
+    ],
+)
+def test_accept_ranges_where_no_range_can_be_accepted_is_refused_not_ignored(
+    given: dict[str, Any], said: str, tmp_path: Path
+) -> None:
+    """``accept_ranges=True`` with no dynamic axis, or with the TorchScript exporter (which
+    holds no axis to a range), exported without a word (t124): a user who gives it may
+    believe a range was accepted."""
+    model, inputs = load_model_py(ROOT / "models" / "mlp.py")
+    assert inputs is not None
+    out = tmp_path / "mlp.onnx"
+    with pytest.raises(UsageError, match=rf"^accept_ranges {said}"):
+        export(model, inputs, out, accept_ranges=True, verify=False, **given)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
     ("given", "name"),
     [
         ({"opset": "x"}, "opset"),

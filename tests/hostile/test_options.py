@@ -123,6 +123,15 @@ OPTIONS |= {
         _export("--dynamic", "x=-1"),
         "axes count from 0 (a negative axis is not taken)",
     ),
+    # --accept-ranges where no range can be accepted (t124): refused, not ignored
+    "export --accept-ranges without --dynamic": (
+        _export("--accept-ranges"),
+        "--accept-ranges goes with dynamic axes: with none given",
+    ),
+    "export --accept-ranges with torchscript": (
+        _export("--exporter", "torchscript", "--dynamic", "x=0", "--accept-ranges"),
+        "--accept-ranges goes with the dynamo exporter: the torchscript exporter holds no axis",
+    ),
     # a check option where no check runs is refused, not ignored unvalidated
     "fold --rtol -1 without --verify": (
         lambda t: ["fold", str(good(t)), "--rtol", "-1"],

@@ -69,7 +69,13 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     if not args.verify:
         refuse_check_flags(args, goes_with="--verify")
     options = check_options(args) if args.verify else None
-    validate_export_options(args.exporter, args.opset, options)
+    validate_export_options(
+        args.exporter,
+        args.opset,
+        options,
+        dynamic=bool(dynamic),
+        accept_ranges=args.accept_ranges,
+    )
     plan = plan_model_py(args, args.output)
     plan.check()
 

@@ -48,7 +48,7 @@ from wnpass.deploy.probes import (
 )
 from wnpass.deploy.ranges import check_ranges
 from wnpass.deploy.report import PROBES, SHORTER, ExportReport
-from wnpass.errors import InvalidArgumentError
+from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.fx.analyse import materialize_lazy
 from wnpass.fx.fold import check_weight_norm, fold_weight_norm
 from wnpass.fx.forward import (
@@ -121,12 +121,29 @@ def _required_dynamic(dynamic: object) -> dict[str, dict[int, str]] | None:
     return checked
 
 
-def validate_export_options(exporter: str, opset: int | None, options: CheckOptions | None) -> None:
-    """Every export option (``options``: the check's, when verifying), checked before anything
-    runs or is written."""
+def validate_export_options(
+    exporter: str,
+    opset: int | None,
+    options: CheckOptions | None,
+    *,
+    dynamic: bool = False,
+    accept_ranges: bool = False,
+) -> None:
+    """Every export option (``options``: the check's, when verifying; ``dynamic``: whether
+    dynamic axes are given), checked before anything runs or is written."""
     if exporter not in ("dynamo", "torchscript"):
         raise InvalidArgumentError(
             f"{exporter!r}: choose dynamo or torchscript", parameter="exporter"
+        )
+    if accept_ranges and exporter != "dynamo":  # refused, not ignored: none would be accepted
+        raise UsageError(
+            f"goes with the dynamo exporter: the {exporter} exporter holds no axis to a range",
+            parameter="accept_ranges",
+        )
+    if accept_ranges and not dynamic:
+        raise UsageError(
+            "goes with dynamic axes: with none given, no size has a range to accept",
+            parameter="accept_ranges",
         )
     if opset is not None:
         low, high = opset_range(exporter)
@@ -208,7 +225,13 @@ def export(
             },
             "verify=True",
         )
-    validate_export_options(exporter, opset, options if verify else None)
+    validate_export_options(
+        exporter,
+        opset,
+        options if verify else None,
+        dynamic=bool(dynamic),
+        accept_ranges=accept_ranges,
+    )
     if isinstance(model, torch.jit.ScriptModule):  # TorchScript submodules are exported as they are
         raise InvalidArgumentError(
             f"{type(model).__name__}: a TorchScript module (torch.jit.script or trace): wnpass "
