@@ -200,6 +200,42 @@ def test_a_weight_that_fails_when_folded_is_an_input_that_changed_or_an_internal
     assert not output.exists()
 
 
+def test_a_pair_too_large_for_memory_is_declined_not_an_internal_error(tmp_path: Path) -> None:
+    """A 1.6 KB file whose ``v`` is one stored float expanded (stride 0) to 10**12 elements:
+    its check asked numpy for 7.28 TiB and the MemoryError was an internal error (exit 3)
+    in inspect and fold (t122). The pair is declined, as the ONNX fold declines a weight it
+    cannot compute, and the rest is folded."""
+    import torch
+
+    state = state_dict()
+    state["huge.weight_g"] = torch.tensor(1.0)
+    state["huge.weight_v"] = torch.tensor([1.0]).expand(10**6, 10**6)
+    source = tmp_path / "bomb.pt"
+    torch.save(state, source)
+    report = api.fold_checkpoint(source, tmp_path / "out.pt")
+    rows = {row.weight: row for row in report.pairs}
+    assert rows["huge.weight"].status == "declined"
+    assert rows["huge.weight"].reason == "cannot be computed: out of memory"
+    assert all(row.status == "folded" for name, row in rows.items() if name != "huge.weight")
+
+
+def test_memory_running_out_while_folding_is_one_line_and_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The weights of one output file are held until it is written: memory that ran out
+    while computing them was an internal error (exit 3)."""
+    source = save_any(state_dict(), tmp_path / "g.safetensors")
+
+    def out_of_memory(*args: Any) -> Any:
+        raise MemoryError
+
+    monkeypatch.setattr(api, "fold_pair", out_of_memory)
+    output = tmp_path / "out.safetensors"
+    with pytest.raises(WnpassError, match=r"out of memory computing its folded weight .*; nothing"):
+        api.fold_checkpoint(source, output)
+    assert [p.name for p in tmp_path.iterdir()] == ["g.safetensors"]
+
+
 def test_no_output_is_written_onto_a_shard_of_the_index_it_replaces(tmp_path: Path) -> None:
     """A sharded output folded again (from two shards where it had three) with ``--json``
     naming its old third shard, which no new shard replaces: the report was written over it,

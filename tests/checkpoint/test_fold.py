@@ -415,6 +415,24 @@ def test_norms_pytorch_does_not_compute_exactly_are_declined(case: str) -> None:
         assert computed != pytest.approx(exact, rel=1e-6, abs=0.0)
 
 
+@pytest.mark.parametrize(("v_shape", "g_shape", "dim"), [((4, 0), (4, 1), 0), ((0, 3), (0, 1), 0)])
+def test_units_of_no_elements_fold_to_the_empty_weight_pytorch_computes(
+    tmp_path: Path, v_shape: tuple[int, ...], g_shape: tuple[int, ...], dim: int
+) -> None:
+    """``weight_norm(nn.Linear(0, 4))``: every unit's norm is 0, but the weight PyTorch
+    computes is empty, with no NaN in it. It was declined as a unit of zero norm (t122).
+    A weight of no units is the empty one too."""
+    g, v = torch.rand(g_shape) + 0.5, torch.randn(v_shape)
+    assert check_pair(g, v, dim) is None
+    save_file({"a.weight_g": g, "a.weight_v": v}, str(tmp_path / "e.safetensors"))
+    report = fold_checkpoint(tmp_path / "e.safetensors", tmp_path / "out.safetensors")
+    assert [(p.weight, p.status) for p in report.pairs] == [("a.weight", "folded")]
+    weight = load_file(str(tmp_path / "out.safetensors"))["a.weight"]
+    assert weight.shape == v.shape and weight.dtype == v.dtype
+    if v_shape[0]:  # no units at all: torch 2.13's fused kernel dies of SIGFPE on it
+        assert torch._weight_norm(v, g, dim).shape == v.shape
+
+
 def test_a_declined_norm_keeps_the_pair(tmp_path: Path) -> None:
     state = {
         "big.weight_g": torch.ones(1, 1, dtype=torch.float64),

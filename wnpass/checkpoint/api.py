@@ -510,6 +510,11 @@ def _fold_shard(
         except Declined:  # values that passed the checks and now do not: read again
             checkpoint.require_unchanged()  # from a file that changed, if it did
             raise
+        except MemoryError:  # the check's arrays fitted, these with the weights before not
+            raise WnpassError(
+                f"{pair.weight}: out of memory computing its folded weight (the weights of "
+                "one output file are held until it is written); nothing written"
+            ) from None
         release((g, v), files)  # not read again: give their mapped pages back
         del g, v
     _hold(checkpoint, held, (shard,))

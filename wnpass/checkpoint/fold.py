@@ -227,6 +227,8 @@ def values_reason(g: np.ndarray, v: np.ndarray, dim: int | None) -> str | None:
     g64, v64 = g.astype(np.float64), v.astype(np.float64)
     if not np.isfinite(g64).all() or not np.isfinite(v64).all():
         return "NaN or Inf in g or v"
+    if not v64.size:  # units of no elements: PyTorch's weight is as empty, no norm is read
+        return None
     squares = _unit_squares(v64, dim)
     reason = norm_reason(v64, squares, dim, v.dtype)
     if reason is not None:
@@ -240,9 +242,11 @@ def check_pair(g: Any, v: Any, dim: int | None) -> str | None:
     """Why the pair ``g``, ``v`` cannot be folded, or None: :func:`values_reason`."""
     try:
         g_array, v_array = _numpy(g, "g"), _numpy(v, "v")
+        return values_reason(g_array, v_array, dim)
     except Declined as declined:
         return str(declined)
-    return values_reason(g_array, v_array, dim)
+    except MemoryError:  # a v of more elements than memory holds (a stride-0 one: a tiny file)
+        return "cannot be computed: out of memory"
 
 
 def fold_pair(g: Any, v: Any, dim: int | None) -> Any:

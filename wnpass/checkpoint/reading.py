@@ -313,10 +313,27 @@ def _is_zip_format(path: Path) -> bool:
         return stream.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
 
 
+def _compressed(path: Path) -> bool:
+    """Whether a zip-format torch file holds a compressed storage record (a file repacked by
+    a zip tool: ``torch.save`` stores them as they are). ``torch.load`` reads such a record,
+    but mapped (``mmap=True``) it gives the compressed bytes as the tensor's, without a word."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        listed = archive.infolist()
+        storage_folder = listed[0].filename.split("/")[0] + "/data/" if listed else ""
+        return any(
+            info.compress_type != zipfile.ZIP_STORED
+            for info in listed
+            if info.filename.startswith(storage_folder)
+        )
+
+
 def load_torch(path: Path) -> Any:
-    """``torch.load`` with ``weights_only=True`` (and ``mmap=True`` for the zip format). A name
-    ending in ``.safetensors`` is refused: ``torch.load`` reads any such file as safetensors,
-    and what was read as a torch.save file (a torch index's shard) is written as one."""
+    """``torch.load`` with ``weights_only=True`` (and ``mmap=True`` for the zip format, unless
+    a storage record in it is compressed: read into memory then). A name ending in
+    ``.safetensors`` is refused: ``torch.load`` reads any such file as safetensors, and what
+    was read as a torch.save file (a torch index's shard) is written as one."""
     import pickle
 
     import torch
@@ -327,7 +344,7 @@ def load_torch(path: Path) -> Any:
             "reads it as safetensors); refused"
         )
     try:
-        mmap = _is_zip_format(path)
+        mmap = _is_zip_format(path) and not _compressed(path)
         with warnings.catch_warnings(record=True) as caught:  # the CLI prints one line only
             warnings.simplefilter("always")
             value = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
@@ -581,6 +598,11 @@ def _read_file(checkpoint: Checkpoint, shard: int) -> None:
         raise InvalidModelError(
             f"{path}: holds a dict that contains itself (a cycle), which no state dict does; "
             "refused"
+        )
+    if any(tensor.is_nested for tensor in _tensors_in(root)):  # no one shape: none to read
+        raise InvalidModelError(
+            f"{path}: holds a nested tensor (torch.nested), which no state dict of a model "
+            "holds and wnpass does not read; refused"
         )
     groups = _torch_groups(root, shard)
     if not groups:
