@@ -7,9 +7,10 @@ A subgraph initializer named like a value of an enclosing scope has no single me
 ONNX checker accepts it, ``onnx.reference`` reads the outer value, ONNX Runtime either,
 depending on its optimization level and the model. Such an initializer is no constant here
 (``const_tensor``), so nothing computed from it is folded; and the outer value of its name must
-stay under that name (``shadowed``, ``shadowed_in_cone``). Which initializers shadow is decided
-when a walk (``graphs_of``) first meets their body: the model as it was given, before a fold
-changes the graphs around it (a fold walks the whole model before it reads a constant).
+stay under that name, read by the bodies that read it (``shadowed``, ``shadowed_in_cone``).
+Which initializers shadow is decided when a walk (``graphs_of``) first meets their body: the
+model as it was given, before a fold changes the graphs around it (a fold walks the whole
+model before it reads a constant).
 """
 
 from __future__ import annotations
@@ -372,7 +373,21 @@ def shadowed_in_cone(value: ir.Value, graph: ir.Graph | ir.Function) -> str | No
     names: dict[ir.Graph | ir.Function, frozenset[str]] = {}
     for current in walk_cone(value):
         if current.is_initializer():
-            continue  # an initializer a fold leaves unused stays when shadowed (fold)
+            # one a fold leaves unused stays when shadowed (fold), but a body that read it no
+            # longer does: ONNX Runtime gives a node's bodies the outer values they read, over
+            # a shadowing initializer of that name in any of them (optimizations disabled)
+            defining = current.graph
+            if defining is None or all(use.node.graph is defining for use in current.uses()):
+                continue
+            if defining not in names:
+                names[defining] = shadowed(defining)
+            if current.name in names[defining]:
+                return (
+                    f"'{current.name}' is read by a subgraph from an enclosing graph where "
+                    "an initializer of a subgraph inside has its name: ONNX Runtime reads the "
+                    "outer value in that subgraph while the node reads it, which folding ends"
+                )
+            continue
         node = current.producer()
         owner = graph if node is None or node.graph is None else node.graph
         if owner not in names:
