@@ -223,7 +223,8 @@ def test_a_shared_weight_stays_one_tensor() -> None:
 
 
 def test_casts_round_exactly_and_bfloat16_is_kept() -> None:
-    """float32 -> float16 -> float32 in front of a weight: the float16 rounding stays."""
+    """float32 -> float16 -> float32 in front of a weight: the float16 rounding stays, and
+    the weight is ``w.folded``: its values are not w's (it was named ``w``, t126)."""
     text = f"""
         {HEADER}
         agraph (float[2, 4] x) => (float[2, 3] y) {{
@@ -234,7 +235,9 @@ def test_casts_round_exactly_and_bfloat16_is_kept() -> None:
     """
     w = rand(4, 3) * 100
     folded, _ = folded_model(onnx_model(text, w=w))
-    np.testing.assert_array_equal(weights(folded)["w"], w.astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(
+        weights(folded)["w.folded"], w.astype(np.float16).astype(np.float32)
+    )
     text16 = f"""
         {HEADER}
         agraph (bfloat16[2, 4] x) => (bfloat16[2, 3] y) {{
@@ -720,8 +723,21 @@ def test_an_opset_6_op_evaluated_otherwise_or_refused_is_declined(
         ("s = Mul(fcw, two)\n t = Transpose <perm = [1, 0]> (s)", "fc.weight.folded"),
         ("t = Mul(two, fcw)", "fc.weight.folded"),
         ("t = Mul(fcf, two)", "fc.weight.folded"),
+        ("i = Cast <to = 6> (fcw)\n t = Cast <to = 1> (i)", "fc.weight.folded"),
+        ("h = Cast <to = 16> (fcw)\n t = Cast <to = 1> (h)", "fc.weight.folded"),
+        ("d = Cast <to = 11> (fcw)\n t = Cast <to = 1> (d)", "fc.weight"),
     ],
-    ids=["normalized", "added", "max", "scaled", "scale first", "named folded"],
+    ids=[
+        "normalized",
+        "added",
+        "max",
+        "scaled",
+        "scale first",
+        "named folded",
+        "through int32",
+        "through bfloat16",
+        "through double",
+    ],
 )
 def test_a_weight_computed_by_arithmetic_is_named_after_its_largest_constants(
     body: str, name: str
@@ -730,7 +746,8 @@ def test_a_weight_computed_by_arithmetic_is_named_after_its_largest_constants(
     Expand(Clip(||W||))`` (the TorchScript exporter's ``F.normalize`` of a weight below opset
     18), ``W * s`` and ``s * W`` are W's (``s * W`` was the scale's, t112), with ``.folded``
     (its values are not W's), once (a folded site's weight is named so already); ``W + D``
-    and ``Max(W, D)`` are both's."""
+    and ``Max(W, D)`` are both's. So is a cast that changes W's values on the way (to int32
+    or bfloat16 and back: it kept W's name, t126); one through double changes none."""
     text = f"""
         {HEADER}
         agraph (float[2, 4] x) => (float[2, 4] y) {{

@@ -35,7 +35,8 @@ It is named after the constant it comes from (``lstm.weight_hh_l0``; several:
 ``lstm.bias_ih_l0+bias_hh_l0``), that name itself when the constant goes away with the cone;
 of arithmetic, its largest constants name it (``W / Expand(Clip(||W||))``, ``s * W``: W's),
 and since its values are not that constant's, it gets ``.folded`` (``w.folded``), as a
-weight-norm site's weight does.
+weight-norm site's weight does; so does one whose casts change its values on the way
+(``_changes_values``: W to int32 and back).
 A large weight is computed when the model is written (an ``ir.LazyTensor``), one at a time,
 like a folded weight-norm site. A computed weight with any other op in its cone, or one the
 evaluator cannot do exactly, is left as it is and reported ``declined`` with the reason; one
@@ -55,6 +56,7 @@ import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence, Set
 
+import ml_dtypes
 import numpy as np
 import onnx_ir as ir
 
@@ -231,7 +233,7 @@ def _walk(
                 cone.nodes.append(node)
             continue
         arithmetic = node.op_type in ARITHMETIC_OPS
-        cone.computed = cone.computed or (arithmetic and data)
+        cone.computed = cone.computed or (data and (arithmetic or _changes_values(node, value)))
         if not (node.op_type in CONE_OPS or arithmetic) or node.domain not in ("", "ai.onnx"):
             cone.reason = (
                 f"computed by {node.op_type}, not by layout, cast or exactly rounded arithmetic ops"
@@ -253,6 +255,53 @@ def _walk(
     cone.nodes.reverse()
     cone.nodes = list(dict.fromkeys(cone.nodes))
     return cone
+
+
+def _changes_values(node: ir.Node, weight: ir.Value) -> bool:
+    """Whether ``node`` is a cast that changes values a weight of ``weight``'s dtype would
+    hold: one to a type that cannot hold every value of its input's (float32 to int32 or
+    bfloat16) other than the weight's own dtype. ``Cast(W, float16)`` before a float16 MatMul
+    gives W's values rounded to the weight's dtype, still W's; ``W`` to int32 and back, or
+    float64 to float32 to float16 (rounded twice), gives values of its own (named
+    ``.folded``). Unknown types count as changing nothing."""
+    if node.op_type not in ("Cast", "CastLike") or not node.inputs or node.inputs[0] is None:
+        return False
+    source, target, final = (
+        declared_dtype(node.inputs[0]),
+        declared_dtype(node.outputs[0]),
+        declared_dtype(weight),
+    )
+    if source is None or target is None or final is None or target == final:
+        return False
+    return not _holds_every_value(target, source)
+
+
+def _holds_every_value(target: ir.DataType, source: ir.DataType) -> bool:
+    """Whether ``target`` holds every value of ``source`` exactly (float16 in float32, int8 in
+    float16, int16 in int32; not float32 in int32, int32 in float32 or float32 in bfloat16)."""
+    if source == target or source == ir.DataType.BOOL:
+        return True
+    if not (source.is_floating_point() or source.is_integer()):
+        return False
+    into, of = target.numpy(), source.numpy()
+    if source.is_floating_point():
+        if not target.is_floating_point():
+            return False
+        wide, narrow = ml_dtypes.finfo(into), ml_dtypes.finfo(of)
+        return (
+            wide.nmant >= narrow.nmant
+            and wide.maxexp >= narrow.maxexp
+            and wide.minexp <= narrow.minexp
+        )
+    if target.is_floating_point():  # every integer of the source's bits, exactly
+        bits = ml_dtypes.iinfo(of).bits - int(ml_dtypes.iinfo(of).min < 0)
+        return bits <= ml_dtypes.finfo(into).nmant + 1
+    if target.is_integer():
+        return bool(
+            ml_dtypes.iinfo(into).min <= ml_dtypes.iinfo(of).min
+            and ml_dtypes.iinfo(into).max >= ml_dtypes.iinfo(of).max
+        )
+    return False
 
 
 def find_cones(
