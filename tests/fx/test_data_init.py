@@ -1136,3 +1136,54 @@ def test_data_init_with_no_candidate_runs_no_forward() -> None:
     model = _Counting()
     report = data_init(model, torch.randn(8, 4))
     assert not report and _Counting.calls == 0
+
+
+class _ForceField(nn.Module):
+    """Forces as ``-dE/dpos``: the forward takes a gradient through its own layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(3, 32), nn.Linear(32, 1)
+
+    def forward(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            pos = pos.detach().requires_grad_(True)
+            energy = self.b(torch.tanh(self.a(pos))).sum()
+            (grad,) = torch.autograd.grad(energy, pos)
+        return energy.detach(), -grad
+
+
+def test_a_forward_that_takes_its_own_gradient_is_initialized() -> None:
+    """The init pass runs under ``no_grad`` and gave each layer's op output back without a
+    graph, so a force field's ``autograd.grad(energy, pos)`` failed (exit 2, blamed on the
+    model, t125); ``init="keep"`` worked. The output comes back as the forward computes it."""
+    torch.manual_seed(0)
+    model, x = _ForceField(), torch.randn(256, 3)
+    report = apply_weight_norm(model, (x,), init="data")
+    assert [s.init for s in report.sites if s.status == "applied"] == ["data, v rescaled"] * 2
+    _check_normalized(_pre_activations(model, x), scale_only=frozenset({"b"}))
+
+
+class _Vmapped(nn.Module):
+    def __init__(self, grad: bool) -> None:
+        super().__init__()
+        self.a, self.b, self.grad = nn.Linear(3, 16), nn.Linear(16, 1), grad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def f(xi: torch.Tensor) -> torch.Tensor:
+            return self.b(torch.tanh(self.a(xi))).squeeze(-1)
+
+        return torch.vmap(torch.func.grad(f) if self.grad else f)(x)
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["vmap", "vmap of grad"])
+def test_a_layer_run_inside_a_torch_func_transform_is_kept_with_the_reason(grad: bool) -> None:
+    """Inside ``vmap`` the init's draw of ``v`` is a random op vmap refuses, and its writes to
+    ``g`` are of batched values: the call failed (t125). Such layers keep their values."""
+    torch.manual_seed(0)
+    model, x = _Vmapped(grad), torch.randn(64, 3)
+    report = apply_weight_norm(model, (x,), init="data")
+    inits = {s.name: s.init or "" for s in report.sites if s.status == "applied"}
+    assert inits.keys() == {"a.weight", "b.weight"}
+    assert all("runs inside a torch.func transform" in init for init in inits.values()), inits
+    assert report.equivalent  # kept: the outputs are the model's as given

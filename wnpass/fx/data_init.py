@@ -18,7 +18,9 @@ hooks, every later layer) runs as the model runs, on initialized inputs. One pas
 The op must get the weight as the layer computes it and the layer's own bias (or none): a
 forward that changes the weight first (``F.linear(x, self.weight * 2)``, or in place:
 ``w.mul_(2)``), uses another op or adds another bias is declined with the reason, as is a layer
-the batch never reaches; both keep their values, which are only written once the op runs.
+the batch never reaches, and one whose op runs inside a ``torch.func`` transform (``vmap``,
+``grad``: no ``v`` can be drawn there, and ``g`` would be written with batched values); they
+keep their values, which are only written once the op runs.
 A layer whose op runs more than once in the forward (a layer applied in a loop, a weight read
 once and used twice) is declined too: one ``g`` per unit cannot give each call's pre-activation
 std 1. That is seen only when the second call runs, after the rest of the forward ran on the
@@ -40,9 +42,11 @@ ConvTranspose with ``dim=0``, ``dim=None``), weights of other modules (a ``Param
 GPT-2's ``Conv1D``) and the legacy hook keep their values, with a reason; so does, with
 ``redraw=False``, a layer whose ``v`` has an all-zero unit (0/0 there). ``only`` limits the
 init to the weights it names (``apply_weight_norm`` gives those the user selected).
-The batch runs in eval mode (dropout off) under ``torch.no_grad``, and each pass gives the
-model's state back (:func:`~wnpass.fx.forward.state_given_back`: buffers and plain attributes,
-a step counter, a stream's flag, a generator of the model's own), so that a second pass starts
+The batch runs in eval mode (dropout off) under ``torch.no_grad`` (an op the forward runs with
+gradients enabled gives its output back with them: a force field's ``autograd.grad``), and each
+pass gives the model's state back (:func:`~wnpass.fx.forward.state_given_back`: buffers and
+plain attributes, a step counter, a stream's flag, a generator of the model's own), so that a
+second pass starts
 where the first did and the model ends with the state it was given, its ``g``, ``v`` and biases
 initialized (a forward that builds the model further keeps what it built). A call that raises
 (a batch that gives some layer no statistics, the model's own error, an interrupt) gives every
@@ -526,7 +530,7 @@ class _InitPass(TorchFunctionMode):
             return func(*args, **kwargs)
         mark = len(self.saved)
         try:
-            return self._initialize(module, func, args, kwargs)
+            return self._initialize(module, func, args, kwargs, torch.is_grad_enabled())
         except Exception as error:
             if isinstance(error, WnpassError):  # the batch's refusal: the call fails
                 self.failure = error
@@ -555,6 +559,11 @@ class _InitPass(TorchFunctionMode):
         expected = _OP_NAMES[target.kind]
         if kind != target.kind:
             return f"its weight goes to another op than {expected}: no known pre-activation"
+        if _in_functorch_transform():
+            return (
+                f"its {expected} runs inside a torch.func transform (vmap, grad): its values "
+                "cannot be drawn or written there"
+            )
         if changed:
             return (
                 f"its forward changes the weight in place before {expected}: "
@@ -588,9 +597,12 @@ class _InitPass(TorchFunctionMode):
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        grad: bool,
     ) -> Any:
         """Reset the layer, run its op on the reset values and set ``g`` (and ``b``) from the
-        output's statistics per unit; the op's output of the values now set."""
+        output's statistics per unit; the op's output of the values now set, computed with
+        gradients where the forward computes them (``grad``: a force field's forward takes
+        ``autograd.grad`` of its energy through the layer)."""
         target = self.targets[module]
         self._reset(module)
         originals = _plist(module)
@@ -617,7 +629,8 @@ class _InitPass(TorchFunctionMode):
             self.report.scale_only[target.name] = str(why)
         if self.rescale:
             self._rescale(module, originals, layer)
-        output = _call_with_weight(func, args, kwargs, originals())
+        with torch.set_grad_enabled(grad):
+            output = _call_with_weight(func, args, kwargs, originals())
         offset = float((mu.abs() / sigma).max())  # how far the bias must cancel, in stds
         precision = _computed_in(output, target.kind)
         _check_result(output.double(), axis, layer, precision, bias is not None, offset)
@@ -680,6 +693,13 @@ class _InitPass(TorchFunctionMode):
             tensor.copy_(value)
         del self.saved[mark:]
         torch.clear_autocast_cache()  # no cast of a value written stays in use
+
+
+def _in_functorch_transform() -> bool:
+    """Whether this runs inside a ``torch.func`` transform (``vmap``, ``grad``): a tensor
+    drawn there is a random op vmap refuses, and a parameter written in place there is
+    written with batched or traced values."""
+    return torch._C._functorch.maybe_current_level() is not None
 
 
 def _summed_in(dtype: torch.dtype) -> torch.dtype:
