@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -67,6 +68,58 @@ def test_the_items_of_a_container_are_the_very_objects_it_held() -> None:
     model.cache[0] = torch.zeros(1)
     saved.give_back()
     assert model.cache[0] is kept
+
+
+class _HeldInside(nn.Module):
+    """A streaming state in a dict, a list of tensors in a tuple, a NumPy counter, a
+    generator in a list: each written in place by the forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state: dict[str, Any] = {
+            "h": torch.zeros(4),
+            "layers": [torch.zeros(2), {"c": torch.zeros(3)}],
+        }
+        self.pair = (torch.zeros(2), [torch.zeros(1)])
+        self.seen = np.zeros(1)
+        self.gens = [torch.Generator().manual_seed(0)]
+        self.lin = nn.Linear(4, 4)
+        self.views = {"w": self.lin.weight}  # a weight: given back as one, elsewhere
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.state["h"].add_(1)
+        self.state["layers"][0].add_(1)
+        self.state["layers"][1]["c"].sub_(1)
+        self.state["layers"][1]["d"] = x
+        self.pair[0].add_(1)
+        self.pair[1][0].add_(1)
+        self.pair[1].append(x)
+        self.seen += 1
+        torch.randn(1, generator=self.gens[0])
+        return self.lin(x)
+
+
+def test_what_containers_hold_is_given_back_values_and_all() -> None:
+    """A tensor in a dict or list of a plain attribute, and a NumPy array, written in place,
+    kept what the forward wrote: data init then fitted each layer to the state after five
+    forwards and said "ok" (t125)."""
+    model = _HeldInside()
+    held = model.state["layers"][1]
+    saved = Attributes(model)
+    with torch.no_grad():
+        model(torch.ones(2, 4))
+        model.lin.weight.add_(1)  # a weight's values are not an attribute's to give back
+    saved.give_back()
+    assert model.state["h"].tolist() == [0.0] * 4 and model.state["layers"][0].tolist() == [0, 0]
+    assert model.state["layers"][1] is held and held.keys() == {"c"}
+    assert held["c"].tolist() == [0.0] * 3
+    assert model.pair[0].tolist() == [0, 0] and len(model.pair[1]) == 1
+    assert model.pair[1][0].tolist() == [0.0] and model.seen.tolist() == [0.0]
+    assert torch.equal(
+        torch.randn(1, generator=model.gens[0]),
+        torch.randn(1, generator=torch.Generator().manual_seed(0)),
+    )
+    assert float(model.lin.weight.detach().min()) > 0.0  # +1 on weights of at most 0.5 stayed
 
 
 def test_weights_and_pytorch_s_own_machinery_are_left_alone() -> None:

@@ -10,8 +10,10 @@ as given.
 :class:`Attributes` records every module's attributes outside PyTorch's own machinery and
 gives them back: an attribute the forward bound to another object, added or deleted is bound
 as it was; a tensor held there (not a parameter or buffer) gets its values back where the
-forward changed them in place; a list, dict, set or deque held there gets its items back (the
-same objects, not copies of them); a ``torch.Generator`` gets its state back; a submodule
+forward changed them in place, and so does a NumPy array; a list, dict, set or deque held
+there gets its items back (the same objects, not copies of them), and what its items hold in
+turn their values (a streaming state ``self.state["h"].add_(1)``; through tuples too, to
+:data:`MAX_DEPTH`); a ``torch.Generator`` gets its state back; a submodule
 without state of its own that the forward made again under its name is bound as it was. What
 an object of
 another class holds inside it (a counter in an object of the model's own class) is not
@@ -33,6 +35,7 @@ import dataclasses
 import logging
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -67,23 +70,57 @@ def _torch_s_own(module: nn.Module) -> bool:
     return parametrize.type_before_parametrizations(module).__module__.startswith("torch.")
 
 
-def _contents(value: object, weights: Elements[int]) -> Any:
-    """What is inside ``value`` to give back, or None: a tensor's values (not those of a
-    parameter's or buffer's elements, ``weights``: a buffer is given back as one, and a view
-    of a weight is the weight's), a container's items, a generator's state."""
-    if isinstance(value, torch.Tensor):
-        if is_lazy(value) or value.is_meta or value.layout != torch.strided or weights.of(value):
-            return None
-        return value.detach().clone()
-    if isinstance(value, list | collections.deque):
-        return list(value)
-    if isinstance(value, dict):
-        return dict(value)
-    if isinstance(value, set):
-        return set(value)
-    if isinstance(value, torch.Generator):
-        return value.get_state()
-    return None
+# How deep containers inside containers are followed (a cache of lists of dicts of tensors
+# is 3): far beyond a model's own state, and no recursion limit is near.
+MAX_DEPTH = 32
+_CONTAINERS = (list, tuple, collections.deque, dict, set, frozenset)
+_MUTABLE = (list, collections.deque, dict, set)
+
+
+@dataclasses.dataclass
+class _Contents:
+    """What is inside an attribute's value to give back: each mutable container's items (the
+    same objects), each tensor's and NumPy array's values, each generator's state, through
+    lists, tuples, deques, dicts and sets to :data:`MAX_DEPTH`."""
+
+    items: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
+    values: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
+    states: list[tuple[torch.Generator, torch.Tensor]] = dataclasses.field(default_factory=list)
+
+
+def _contents(value: object, weights: Elements[int]) -> _Contents | None:
+    """What is inside ``value`` to give back (:class:`_Contents`), or None where nothing is:
+    a tensor's values (not those of a parameter's or buffer's elements, ``weights``: a buffer
+    is given back as one, and a view of a weight is the weight's), a NumPy array's (a counter
+    ``self.seen += 1`` writes in place), a container's items and what they hold in turn (a
+    streaming state ``self.state["h"].add_(1)``), a generator's state."""
+    found = _Contents()
+    seen: set[int] = set()
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, torch.Tensor):
+            unread = is_lazy(item) or item.is_meta or item.layout != torch.strided
+            if not unread and not weights.of(item):  # a weight's elements: given back as it
+                found.values.append((item, item.detach().clone()))
+        elif isinstance(item, np.ndarray):
+            if not item.dtype.hasobject and item.flags.writeable:
+                found.values.append((item, item.copy()))
+        elif isinstance(item, torch.Generator):
+            found.states.append((item, item.get_state()))
+        elif isinstance(item, _CONTAINERS) and depth < MAX_DEPTH:
+            if isinstance(item, dict):
+                found.items.append((item, dict(item)))
+                parts: Any = item.values()
+            else:
+                if isinstance(item, _MUTABLE):
+                    found.items.append((item, set(item) if isinstance(item, set) else list(item)))
+                parts = item
+            stack.extend((part, depth + 1) for part in parts)
+    return found if (found.items or found.values or found.states) else None
 
 
 def _same_items(now: Any, before: Any) -> bool:
@@ -108,25 +145,31 @@ def same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool(torch.equal(a, b))
 
 
-def _give_back_contents(value: Any, contents: Any) -> None:
-    if isinstance(value, torch.Tensor):
-        if (value.shape, value.dtype) == (contents.shape, contents.dtype) and not same_bytes(
-            value, contents
+def _give_back_contents(contents: _Contents) -> None:
+    for container, items in contents.items:
+        if not _same_items(container, items):
+            if isinstance(container, list):
+                container[:] = items
+            elif isinstance(container, collections.deque):
+                container.clear()
+                container.extend(items)
+            else:  # a dict or a set
+                container.clear()
+                container.update(items)
+    for value, saved in contents.values:
+        if isinstance(value, np.ndarray):
+            if (value.shape, value.dtype) == (saved.shape, saved.dtype) and (
+                value.tobytes() != saved.tobytes()
+            ):
+                np.copyto(value, saved)
+        elif (value.shape, value.dtype) == (saved.shape, saved.dtype) and not same_bytes(
+            value, saved
         ):
             # a tensor made under inference mode is written back there
             with torch.inference_mode() if value.is_inference() else torch.no_grad():
-                value.copy_(contents)
-    elif isinstance(value, torch.Generator):
-        value.set_state(contents)
-    elif not _same_items(value, contents):
-        if isinstance(value, list):
-            value[:] = contents
-        elif isinstance(value, collections.deque):
-            value.clear()
-            value.extend(contents)
-        else:  # a dict or a set
-            value.clear()
-            value.update(contents)
+                value.copy_(saved)
+    for generator, state in contents.states:
+        generator.set_state(state)
 
 
 @dataclasses.dataclass
@@ -229,7 +272,7 @@ class Attributes:
                 if attributes.get(name, _MISSING) is not value:
                     attributes[name] = value
                 if name in saved.contents:
-                    _give_back_contents(value, saved.contents[name])
+                    _give_back_contents(saved.contents[name])
             for name, child in saved.stateless.items():
                 if saved.module._modules.get(name) is not child:
                     saved.module._modules[name] = child
