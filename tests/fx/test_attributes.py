@@ -226,6 +226,37 @@ def test_a_forward_that_builds_the_model_gives_no_attribute_back(case: str) -> N
     assert flag() and model[-1].state is not None
 
 
+class _RewrapsItsParameter(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.t = nn.Parameter(torch.ones(()))
+        self.register_buffer("step", torch.zeros(()))
+
+    step: torch.Tensor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.step.add_(1)
+        self.t = nn.Parameter(self.t.detach().clamp(min=0.5))
+        return x / self.t
+
+
+def test_a_forward_that_builds_the_model_is_warned_of_once_saying_what_it_built(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A parameter made again on every call: nothing can be given back (its step counter
+    stayed at 5 after apply), which was logged at debug level only (t125)."""
+    model = _RewrapsItsParameter()
+    for _ in range(2):
+        saved = Attributes(model)
+        model(torch.ones(1))
+        with caplog.at_level("WARNING", logger="wnpass.fx.attributes"):
+            assert saved.give_back() is False
+    (record,) = caplog.records
+    assert record.getMessage().startswith(
+        "the forward built the model further (the parameters of the model): its buffers"
+    )
+
+
 def test_a_submodule_without_state_made_again_builds_nothing() -> None:
     """An activation made again under its name on every call stopped every give-back (t67)."""
     model = _Remakes()

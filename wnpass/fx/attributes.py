@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.hooks import RemovableHandle
+from torch.utils.weak import WeakIdKeyDictionary
 
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.elements import Elements
@@ -54,6 +55,9 @@ _MODULE_OWN = frozenset(vars(nn.Module()))
 # Its registries of hooks (forward, backward, state dict and load hooks).
 _HOOKS = frozenset(name for name in _MODULE_OWN if "hooks" in name)
 _MISSING = object()
+# The models whose forward built them further, told of once each (by identity: a model's
+# class may define its own ``==``).
+_TOLD_BUILT: Any = WeakIdKeyDictionary()
 
 
 def _bookkeeping(name: str, value: object) -> bool:
@@ -212,6 +216,10 @@ def _machinery(model: nn.Module, lazy: set[int]) -> dict[int, tuple[Any, ...]]:
     return found
 
 
+# What each entry of :func:`_machinery` holds, in words.
+_PARTS = ("class", "parameters", "submodules", "hooks")
+
+
 def _stateless(module: nn.Module | None) -> bool:
     """No parameter, buffer or submodule of its own (an activation, a holder of plain state)."""
     return module is None or not (module._parameters or module._buffers or module._modules)
@@ -247,11 +255,20 @@ class Attributes:
             }
             self.saved.append(_Saved(module, values, contents, stateless))
 
-    def built(self) -> bool:
-        """Whether the forward built the model further: the class, the parameters, the
-        submodules or the hooks of one of its modules changed (:func:`_machinery`)."""
+    def built(self) -> str | None:
+        """What the forward built the model further by, in words (``the parameters of a``),
+        or None: the class, the parameters, the submodules or the hooks of one of its modules
+        changed (:func:`_machinery`)."""
         now = _machinery(self.model, self.lazy)  # a module gone shows in its parent's entry
-        return any(now.get(key, before) != before for key, before in self.machinery.items())
+        names = {id(module): name for name, module in self.model.named_modules()}
+        for key, before in self.machinery.items():
+            after = now.get(key, before)
+            if after != before:
+                changed = next(
+                    what for what, a, b in zip(_PARTS, after, before, strict=False) if a != b
+                )
+                return f"the {changed} of {names.get(key) or 'the model'}"
+        return None
 
     def give_back(self) -> bool:
         """Bind, fill and delete every attribute as it was, unless the forward built the model
@@ -259,8 +276,14 @@ class Attributes:
         call): the attributes that say so (a hook's handle, a ``built`` flag), wherever they
         are (a flag of another module that holds the hooked one in a plain list), must then
         stay as they are, and none is given back. Returns whether they were."""
-        if self.built():
-            logger.debug("the forward built the model further: its attributes stay as they are")
+        if (built := self.built()) is not None:
+            if self.model not in _TOLD_BUILT:
+                _TOLD_BUILT[self.model] = True
+                logger.warning(
+                    "the forward built the model further (%s): its buffers and plain "
+                    "attributes stay as that forward left them, not as given",
+                    built,
+                )
             return False
         for saved in self.saved:
             attributes = vars(saved.module)
