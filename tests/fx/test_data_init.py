@@ -1187,3 +1187,26 @@ def test_a_layer_run_inside_a_torch_func_transform_is_kept_with_the_reason(grad:
     assert inits.keys() == {"a.weight", "b.weight"}
     assert all("runs inside a torch.func transform" in init for init in inits.values()), inits
     assert report.equivalent  # kept: the outputs are the model's as given
+
+
+class _Aliased(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 16), nn.Linear(16, 4)
+        self.alias = self.a
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.alias(x)))
+
+
+def test_only_takes_a_layer_by_any_of_its_names() -> None:
+    """A layer held under two names: ``only=["alias.weight"]`` was refused as no weight-normed
+    weight, where ``apply_weight_norm(include="alias")`` takes it (t125). It is initialized,
+    reported by its first name; a name of no layer is still refused."""
+    torch.manual_seed(0)
+    model, x = _Aliased(), torch.randn(64, 8)
+    apply_weight_norm(model, (x,))
+    report = data_init(model, (x,), only=["alias.weight"])
+    assert report.initialized == ["a.weight"] and not report.kept
+    with pytest.raises(InvalidArgumentError, match=r"'alias\.bias': no weight-normed weight"):
+        data_init(model, (x,), only=["alias.bias"])

@@ -232,12 +232,21 @@ def _candidates(
     targets: dict[nn.Module, _Target] = {}
     holders = _holders(model)
     normed: set[str] = set()
+    # every name of each module (a layer held twice, ``self.alias = self.a``, has two), as
+    # ``apply_weight_norm``'s ``include`` takes them; a weight is reported by its first
+    prefixes: dict[int, list[str]] = {}
+    for prefix, module in model.named_modules(remove_duplicate=False):
+        prefixes.setdefault(id(module), []).append(f"{prefix}." if prefix else "")
+
+    def chosen(module: nn.Module, tensor_name: str) -> bool:
+        names = {prefix + tensor_name for prefix in prefixes[id(module)]}
+        normed.update(names)
+        return only is None or not names.isdisjoint(only)
+
     for prefix, module in model.named_modules():
         prefix = f"{prefix}." if prefix else ""
         for hook in module._forward_pre_hooks.values():
-            if is_legacy_hook(hook):
-                normed.add(prefix + hook.name)
-            if is_legacy_hook(hook) and (only is None or prefix + hook.name in only):
+            if is_legacy_hook(hook) and chosen(module, hook.name):
                 report.kept[prefix + hook.name] = "legacy weight_norm hook: not re-initialized"
         if not parametrized_here(module):
             continue
@@ -245,8 +254,7 @@ def _candidates(
             name = prefix + tensor_name
             if not any(isinstance(p, _WeightNorm) for p in plist):
                 continue
-            normed.add(name)
-            if only is not None and name not in only:
+            if not chosen(module, tensor_name):
                 continue
             reason = _why_not(module, tensor_name, redraw) or _shared(module, holders)
             if reason is not None:
@@ -797,7 +805,8 @@ def data_init(
 ) -> DataInitReport:
     """Data-dependent init of every weight-normed layer of ``model`` on ``batch``, in place.
 
-    ``only``: the weights (``"0.weight"``) to initialize; None: every one. ``std``: of the
+    ``only``: the weights (``"0.weight"``; a layer held under two names by either) to
+    initialize; None: every one. ``std``: of the
     entries of the redrawn ``v``, within :data:`V_INIT_STD_RANGE`. A batch that gives
     a layer no statistics (fewer than ``MIN_VALUES`` values per unit, NaN/Inf pre-activations
     or a constant unit) is an :class:`~wnpass.errors.InvalidArgumentError` about ``batch``
