@@ -135,6 +135,20 @@ def test_npz_and_npy_batches_are_read_whatever_the_suffix_case(tmp_path: Path) -
     assert one.tolist() == x.tolist()
 
 
+def test_a_big_endian_numpy_batch_is_read_with_its_values(tmp_path: Path) -> None:
+    """A ``>f4`` array (saved on a big-endian machine, or by a tool that writes them) was
+    refused with torch's message about byte orders (t125)."""
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.save(tmp_path / "be.npy", x.astype(">f4"))
+    np.savez(tmp_path / "be.npz", x=x.astype(">f4"), n=np.arange(2, dtype=">i8"))
+    (one,) = load_batch(tmp_path / "be.npy")
+    assert one.dtype == torch.float32 and one.tolist() == x.tolist()
+    first, second = load_batch(tmp_path / "be.npz")
+    assert (
+        first.tolist() == x.tolist() and second.dtype == torch.int64 and second.tolist() == [0, 1]
+    )
+
+
 _NOT_NUMPY = "not a NumPy .npy or .npz file (neither NumPy's header nor a zip archive)"
 _OBJECTS = "holds Python objects (dtype=object): reading them would unpickle, which can run code"
 

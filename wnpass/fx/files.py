@@ -165,12 +165,19 @@ def load_batch(path: str | Path) -> tuple[Any, ...]:
     if suffix in (".npz", ".npy"):
         import numpy as np
 
+        def native(array: np.ndarray) -> torch.Tensor:
+            """The array as a tensor; one stored big-endian (``>f4``) in this machine's byte
+            order first, which torch takes only."""
+            if not array.dtype.isnative:
+                array = array.astype(array.dtype.newbyteorder("="))
+            return torch.from_numpy(array)
+
         try:
             loaded = np.load(path, allow_pickle=False)
             if isinstance(loaded, np.ndarray):  # a .npy file: one input
-                return (torch.from_numpy(loaded),)
+                return (native(loaded),)
             with loaded as arrays:
-                return tuple(torch.from_numpy(arrays[name]) for name in arrays.files)
+                return tuple(native(arrays[name]) for name in arrays.files)
         except Exception as error:
             raise InvalidArgumentError(
                 f"{path}: cannot read a batch: {_numpy_problem(path, error)}", parameter="data"
