@@ -89,6 +89,7 @@ from wnpass.fx.arguments import (
 from wnpass.fx.axes import layer_kind
 from wnpass.fx.forward import (
     Batch,
+    GivenBack,
     RngSnapshot,
     as_batch,
     call_model,
@@ -492,13 +493,17 @@ class _InitPass(TorchFunctionMode):
         self.repeated: dict[nn.Module, int] = {}  # initialized layer -> how often its op ran
         self.failure: BaseException | None = None
         self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []  # what was written, as it was
-        # what was written, as it was set: put again after the model's state is given back
-        # (a bias that is a buffer or a plain tensor, not a parameter, is given back with it)
+        # a bias that is a buffer or a plain tensor, not a parameter, as it was set: the model's
+        # state given back after the pass gives it its old value, and it is put again (the
+        # parameters written stay: ``GivenBack.keeping``, no copy of them made)
         self.set: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.given = GivenBack()  # the pass's (:meth:`watching`)
 
     @contextlib.contextmanager
-    def watching(self) -> Iterator[None]:
-        """The weights the targets compute are recorded, and their ops seen, in the block."""
+    def watching(self, given: GivenBack) -> Iterator[None]:
+        """The weights the targets compute are recorded, and their ops seen, in the block;
+        ``given``: the state given back after it, which keeps what the pass writes."""
+        self.given = given
         owners = {_plist(module): module for module in self.targets}
 
         def record(plist: nn.Module, args: Any, weight: torch.Tensor) -> None:
@@ -611,6 +616,21 @@ class _InitPass(TorchFunctionMode):
         output's statistics per unit; the op's output of the values now set, computed with
         gradients where the forward computes them (``grad``: a force field's forward takes
         ``autograd.grad`` of its energy through the layer)."""
+        originals = _plist(module)
+        bias, _ = _writable_bias(module)
+        written = [originals.original0, originals.original1, *([bias] if bias is not None else [])]
+        with self.given.keeping(written):  # no copy of them to give back: they stay as set
+            return self._set_from_statistics(module, func, args, kwargs, grad)
+
+    def _set_from_statistics(
+        self,
+        module: nn.Module,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        grad: bool,
+    ) -> Any:
+        """:meth:`_initialize`'s work (its writes kept by the state given back)."""
         target = self.targets[module]
         self._reset(module)
         originals = _plist(module)
@@ -642,8 +662,8 @@ class _InitPass(TorchFunctionMode):
         offset = float((mu.abs() / sigma).max())  # how far the bias must cancel, in stds
         precision = _computed_in(output, target.kind)
         _check_result(output.double(), axis, layer, precision, bias is not None, offset)
-        written = [g, v, *([bias] if bias is not None else [])]
-        self.set += [(tensor, tensor.detach().clone()) for tensor in written]
+        if bias is not None and not isinstance(bias, nn.Parameter):
+            self.set.append((bias, bias.detach().clone()))
         self.initialized.add(module)
         self.report.initialized.append(target.name)
         logger.debug("data init %s", target.name)
@@ -696,9 +716,11 @@ class _InitPass(TorchFunctionMode):
     def give_back(self, mark: int = 0) -> None:
         """Copy each value saved since the ``mark``-th back, in place: the caller's parameters
         stay the same objects, ``requires_grad`` and all. In reverse order, so that a tensor
-        saved twice ends with the value saved first, the one it had before."""
-        for tensor, value in reversed(self.saved[mark:]):
-            tensor.copy_(value)
+        saved twice ends with the value saved first, the one it had before. Inside the pass
+        these writes stay too (``GivenBack.keeping``): no copy is made of the values undone."""
+        with self.given.keeping([tensor for tensor, _ in self.saved[mark:]]):
+            for tensor, value in reversed(self.saved[mark:]):
+                tensor.copy_(value)
         del self.saved[mark:]
         torch.clear_autocast_cache()  # no cast of a value written stays in use
 
@@ -779,8 +801,8 @@ def _run_pass(model: nn.Module, inputs: Batch, run: _InitPass) -> None:
             evaluating(model),
             # each pass starts from the model's state as given, parameters the model's forward
             # writes too; what the pass sets is given back with them, and set again after it
-            state_given_back(model),
-            run.watching(),
+            state_given_back(model) as given,
+            run.watching(given),
         ):
             call_model(model, inputs)  # the model's exception or sys.exit(): one line
         if (failure := run.failure) is not None:

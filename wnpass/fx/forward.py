@@ -24,7 +24,7 @@ import logging
 import random
 import sys
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -330,12 +330,15 @@ class _Snapshots(TorchFunctionMode):
         self.copied: set[tuple[str, int]] = set()  # storages copied
         self.saved: dict[str, torch.Tensor] = {}
         self.late: set[str] = set()  # written before their copy was made (in TorchScript code)
+        self.kept = 0  # inside keeping(): writes are the caller's own, to stay
 
     def __torch_function__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:  # fmt: skip
         kwargs = kwargs or {}
+        if self.kept:
+            return func(*args, **kwargs)
         for target in _written(func, args, kwargs):
             storage = Elements.storage_of(target)
             if storage in self.copied:
@@ -347,6 +350,23 @@ class _Snapshots(TorchFunctionMode):
                     self.late.add(name)  # no copy of it as it was can be made now
                 self.saved[name] = param.detach().clone()
         return func(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def keeping(self, tensors: Sequence[torch.Tensor]) -> Iterator[None]:
+        """The block writes ``tensors`` whole, and those writes stay (data init's ``g``,
+        ``v`` and bias): no copy is made in it, and afterwards no copy made before gives them
+        back, nor do their moved version counters read as unseen writes. Another write of
+        them after the block is copied as any is (its copy holds what the block wrote)."""
+        self.kept += 1
+        try:
+            yield
+        finally:
+            self.kept -= 1
+            for name, param in self.params.items():
+                if any(param is tensor for tensor in tensors):
+                    self.versions[name] = _written_marks(param)
+                    self.saved.pop(name, None)
+                    self.copied.discard(Elements.storage_of(param))
 
     def unseen(self) -> list[str]:
         """The parameters written in a way no copy can give back: without a copy made first
@@ -426,9 +446,18 @@ def _put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
 @dataclasses.dataclass
 class GivenBack:
     """What :func:`state_given_back` gave back, once its block ended: ``whole`` where the
-    block built nothing further and the state came back; else nothing did."""
+    block built nothing further and the state came back; else nothing did. :meth:`keeping`
+    marks parameters the caller writes in the block, to stay as written."""
 
     whole: bool = False
+    snapshots: _Snapshots | None = None
+
+    def keeping(self, tensors: Sequence[torch.Tensor]) -> contextlib.AbstractContextManager[None]:
+        """The block's writes of ``tensors`` (parameters written whole) stay, uncopied
+        (:meth:`_Snapshots.keeping`); nothing to do where parameters are not given back."""
+        if self.snapshots is None:
+            return contextlib.nullcontext()
+        return self.snapshots.keeping(tensors)
 
 
 @contextlib.contextmanager
@@ -450,7 +479,7 @@ def state_given_back(model: nn.Module, *, unless_written: bool = True) -> Iterat
     pass False. Yields a :class:`GivenBack` that says which."""
     attributes, values = Attributes(model), buffer_values(model)
     snapshots = _Snapshots(model) if unless_written else None
-    given = GivenBack()
+    given = GivenBack(snapshots=snapshots)
     registered = [
         (module, leaf, buffer)
         for module in model.modules()

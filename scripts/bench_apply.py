@@ -1,0 +1,51 @@
+"""Time and peak memory of ``apply_weight_norm`` on a model of tens of millions of parameters,
+as one process: run it under ``farm-bench`` against another checkout's (``--vs``).
+
+python scripts/bench_apply.py data mlp    # init="data" on 8 x Linear(2500, 2500): 50M params
+python scripts/bench_apply.py keep tf     # init="keep" on a 12-layer TransformerEncoder, d 512
+
+What is measured is the whole process: importing torch and wnpass, building the model (the
+same in both checkouts) and the call; its peak memory minus the model's is what the call adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from wnpass import apply_weight_norm  # noqa: E402
+
+
+def build(kind: str) -> tuple[nn.Module, torch.Tensor]:
+    """The model and a batch, from seed 0."""
+    torch.manual_seed(0)
+    if kind == "mlp":
+        layers: list[nn.Module] = []
+        for _ in range(8):
+            layers += [nn.Linear(2500, 2500), nn.ReLU()]
+        return nn.Sequential(*layers), torch.randn(64, 2500)
+    layer = nn.TransformerEncoderLayer(512, 8, 2048, batch_first=True)
+    return nn.TransformerEncoder(layer, 12, enable_nested_tensor=False), torch.randn(4, 64, 512)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("init", choices=["keep", "data"])
+    parser.add_argument("model", choices=["mlp", "tf"])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    model, batch = build(args.model)
+    report = apply_weight_norm(model, (batch,), init=args.init)
+    if not report:
+        sys.exit(f"apply_weight_norm: {report.status}")
+
+
+if __name__ == "__main__":
+    main()
