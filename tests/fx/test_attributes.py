@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import warnings
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,39 @@ def test_what_containers_hold_is_given_back_values_and_all() -> None:
         torch.randn(1, generator=torch.Generator().manual_seed(0)),
     )
     assert float(model.lin.weight.detach().min()) > 0.0  # +1 on weights of at most 0.5 stayed
+
+
+class _Holder(nn.Module):
+    """A model of the user's (PyTorch's own layers' attributes are not followed)."""
+
+    views: list[np.ndarray]
+    prompts: list[torch.Tensor]
+    store: list[np.ndarray]
+
+
+def test_a_numpy_view_of_a_weight_a_nested_tensor_and_a_memmap_are_no_state_to_copy(
+    tmp_path: Any,
+) -> None:
+    """``self.bias_np = fc.bias.detach().numpy()`` (all of it, or a slice) was copied and
+    written back over the bias data init had set, which still said ok; a nested tensor in a
+    list raised an internal error reading its shape; a ``np.memmap`` was read in whole at
+    every forward (t127)."""
+    model = _Holder()
+    model.fc = fc = nn.Linear(16, 4)
+    model.views = [fc.bias.detach().numpy(), fc.weight.detach().numpy()[:2, :8]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the strided layout's "prototype stage" warning
+        model.prompts = [torch.nested.nested_tensor([torch.zeros(2), torch.zeros(3)])]
+    stored = np.lib.format.open_memmap(tmp_path / "m.npy", mode="w+", shape=(4,), dtype="f4")
+    model.store = [stored]
+    saved = Attributes(model)
+    with torch.no_grad():
+        fc.bias.fill_(7.0)  # as data init writes it
+        fc.weight.fill_(3.0)
+    stored[:] = 1.0
+    saved.give_back()
+    assert fc.bias.tolist() == [7.0] * 4 and float(fc.weight.detach().min()) == 3.0
+    assert stored.tolist() == [1.0] * 4  # a file's, not copied
 
 
 def test_weights_and_pytorch_s_own_machinery_are_left_alone() -> None:

@@ -107,11 +107,10 @@ def _contents(value: object, weights: Elements[int]) -> _Contents | None:
             continue
         seen.add(id(item))
         if isinstance(item, torch.Tensor):
-            unread = is_lazy(item) or item.is_meta or item.layout != torch.strided
-            if not unread and not weights.of(item):  # a weight's elements: given back as it
+            if _has_values(item) and not weights.of(item):  # a weight's: given back as it
                 found.values.append((item, item.detach().clone()))
         elif isinstance(item, np.ndarray):
-            if not item.dtype.hasobject and item.flags.writeable:
+            if _own_array(item, weights):
                 found.values.append((item, item.copy()))
         elif isinstance(item, torch.Generator):
             found.states.append((item, item.get_state()))
@@ -123,8 +122,42 @@ def _contents(value: object, weights: Elements[int]) -> _Contents | None:
                 if isinstance(item, _MUTABLE):
                     found.items.append((item, set(item) if isinstance(item, set) else list(item)))
                 parts = item
-            stack.extend((part, depth + 1) for part in parts)
+            # only what can hold state: a vocabulary's million ints are walked past at once
+            stack.extend((part, depth + 1) for part in parts if isinstance(part, _HOLDERS))
     return found if (found.items or found.values or found.states) else None
+
+
+_HOLDERS = (torch.Tensor, np.ndarray, torch.Generator, *_CONTAINERS)
+
+
+def _has_values(tensor: torch.Tensor) -> bool:
+    """A tensor whose values can be copied and written back: not a lazy layer's, on the meta
+    device, sparse or nested (which has no one shape: reading it raised, t127)."""
+    return not (
+        is_lazy(tensor) or tensor.is_meta or tensor.layout != torch.strided or tensor.is_nested
+    )
+
+
+def _own_array(array: np.ndarray, weights: Elements[int]) -> bool:
+    """A NumPy array whose values are the model's state to give back: of numbers, writeable,
+    in memory (a ``np.memmap`` is a file, read in whole to copy it: t127), and not a view of a
+    weight's memory (``w.detach().numpy()``: written back, it undid data init's values, t127)."""
+    if array.dtype.hasobject or not array.flags.writeable or isinstance(array, np.memmap):
+        return False
+    if not array.size:
+        return True
+    low, high = _byte_bounds(array)
+    return not weights.in_memory(low, high)
+
+
+def _byte_bounds(array: np.ndarray) -> tuple[int, int]:
+    """The addresses of an array's first byte and of the byte after its last."""
+    try:
+        from numpy.lib.array_utils import byte_bounds  # numpy 2
+    except ImportError:  # numpy 1
+        byte_bounds = np.byte_bounds  # type: ignore[attr-defined,unused-ignore]
+    low, high = byte_bounds(array)
+    return int(low), int(high)
 
 
 def _same_items(now: Any, before: Any) -> bool:
@@ -149,6 +182,14 @@ def same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool(torch.equal(a, b))
 
 
+def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays of one shape and dtype hold the same bytes (-0.0 and NaN bits told
+    apart), without copying a contiguous one."""
+    if a.flags.c_contiguous and b.flags.c_contiguous:
+        return bool(np.array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)))
+    return a.tobytes() == b.tobytes()
+
+
 def _give_back_contents(contents: _Contents) -> None:
     for container, items in contents.items:
         if not _same_items(container, items):
@@ -162,8 +203,8 @@ def _give_back_contents(contents: _Contents) -> None:
                 container.update(items)
     for value, saved in contents.values:
         if isinstance(value, np.ndarray):
-            if (value.shape, value.dtype) == (saved.shape, saved.dtype) and (
-                value.tobytes() != saved.tobytes()
+            if (value.shape, value.dtype) == (saved.shape, saved.dtype) and not _same_array(
+                value, saved
             ):
                 np.copyto(value, saved)
         elif (value.shape, value.dtype) == (saved.shape, saved.dtype) and not same_bytes(

@@ -59,6 +59,17 @@ class Elements(Generic[K]):
         span = _span(tensor)
         return span[0] if span is not None else ("id", id(tensor))
 
+    def in_memory(self, low: int, high: int) -> list[K]:
+        """The keys of the watched CPU tensors with elements in the bytes from address ``low``
+        up to ``high`` (a NumPy array's: ``w.detach().numpy()`` shares a weight's memory)."""
+        return [
+            key
+            for (device, _), spans in self._spans.items()
+            if device == "cpu"
+            for start, end, key in spans
+            if start < high and low < end
+        ]
+
     def of(self, tensor: torch.Tensor) -> list[K]:
         """The keys of the watched tensors that ``tensor`` is, or whose elements it shares."""
         if (key := self._ids.get(id(tensor))) is not None:
