@@ -506,6 +506,47 @@ def test_a_base_exception_no_block_names_is_an_internal_error_in_one_line(
     )
 
 
+def test_a_usage_error_holding_a_newline_or_an_escape_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An unknown argument holding ESC and a newline was printed as it was: two lines, the
+    escape sent to the terminal (t128)."""
+    assert main(["inspect", "m.onnx", "--x\x1b[31mRED\nsecond"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        "wnpass: error: unrecognized arguments: --x\\x1b[31mRED\\nsecond (see wnpass --help)"
+    )
+
+
+CLOSES_STDOUT = """
+import sys
+from torch import nn
+
+sys.stdout.close()
+
+def build_model():
+    return nn.Linear(8, 4)
+
+def example_inputs():
+    raise ValueError("bad inputs")
+"""
+
+
+def test_a_model_py_that_closes_its_stdout_under_json_dash_leaves_the_error_line(
+    tmp_path: Path,
+) -> None:
+    """Under ``--json -`` a model.py's standard output was ``sys.stderr`` itself: closing it
+    closed the stream the error line goes to, and the run ended in exit 2 alone (t128)."""
+    (tmp_path / "closer.py").write_text(CLOSES_STDOUT)
+    for command in ("inspect", "train-rewrite"):
+        argv = [sys.executable, "-m", "wnpass", command, "closer.py", "--json", "-"]
+        result = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, check=False)
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.splitlines()[-1] == (
+            "wnpass: error: closer.py: example_inputs() raised ValueError: bad inputs"
+        )
+
+
 @pytest.mark.parametrize(
     ("argv", "argument"),
     [

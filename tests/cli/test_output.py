@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import onnx
@@ -14,6 +15,7 @@ from tests.hostile.builders import WN
 from wnpass.cli import main
 from wnpass.cli.fold import PROGRESS_BAR_BYTES, write_progress
 from wnpass.cli.output import Printer, is_plain_terminal
+from wnpass.plan import IOPlan
 
 
 class _Terminal(io.StringIO):
@@ -69,6 +71,36 @@ def test_a_terminal_gets_a_drawn_table(
     plain = _Terminal()
     Printer(stream=plain, plain=True).table("t", ["a"], [["x"]])  # --plain
     assert "┃" not in plain.getvalue()
+
+
+@pytest.mark.parametrize("columns", ["76", "20"])
+def test_a_table_too_wide_for_the_terminal_is_plain_text_never_a_folded_number(
+    monkeypatch: pytest.MonkeyPatch, columns: str
+) -> None:
+    """rich folded cells to fit: ``max abs`` read ``5.96e-0`` over ``8``, ``rtol=0`` over
+    ``.0001`` at 76 columns, and at 20 every cell but one was drawn 0 wide (t128). A table
+    that does not fit whole is plain text; one that fits is drawn."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("COLUMNS", columns)
+    row = ["cpu/default", "26", "4x10", "5.96e-08", "2.61e-07", "0/40", "rtol=0.0001 atol=1e-05"]
+    header = ["provider", "output", "shape", "max abs", "max abs/scale", "outside", "tolerance"]
+    terminal = _Terminal()
+    Printer(stream=terminal).table("equivalence", header, [row])
+    shown = terminal.getvalue()
+    (line,) = [line for line in shown.splitlines() if line.startswith("cpu/default")]
+    assert "┃" not in shown and line.split() == [*row[:-1], *row[-1].split()]
+    small = _Terminal()
+    Printer(stream=small).table("t", ["a"], [["5.96e-08"]])
+    assert "┃" in small.getvalue()  # 12 columns wide: drawn at 20 too
+
+
+def test_zero_width_characters_take_no_column() -> None:
+    """A Thai vowel sign, a variation selector, an enclosing circle and a Hangul vowel filler
+    (combining class 0, unlike an accent) were counted one column each (t128)."""
+    from wnpass.cli.output import display_width
+
+    assert display_width("a\u0e34\ufe0f\u20dd\u1160\u200bb") == 2
 
 
 def test_a_terminal_shows_emoji_codes_in_names_as_they_are(
@@ -131,27 +163,66 @@ def test_control_characters_in_model_names_are_escaped(
     assert "\x1b" not in out and "lin.\\x1b[2J\\x1b[31mweight" in out
 
 
-def test_a_progress_bar_only_for_large_files_on_a_terminal(
+class _Bar:
+    """rich's Progress as the tests see it: what was drawn."""
+
+    drawn: ClassVar[list[str]] = []
+
+    def __init__(self, **kwargs: Any) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def add_task(self, description: str, **kwargs: Any) -> int:
+        _Bar.drawn.append(description)
+        return 0
+
+    def update(self, task: int, **kwargs: Any) -> None:
+        pass
+
+
+def test_a_progress_bar_only_for_large_inputs_on_a_terminal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A bar for an input of 100 MB or more, its external data counted (a model over 2 GiB
+    keeps its weights in such files: a 513 B ``.onnx`` beside 114 MiB drew none, t128), its
+    name escaped (a name's ESC and newline reached the terminal in every frame, t128)."""
     small = tmp_path / "small.onnx"
     small.write_bytes(b"x")
-    large = tmp_path / "large.onnx"
-    with open(large, "wb") as stream:  # sparse: no disk used
-        stream.truncate(PROGRESS_BAR_BYTES)
+    large = tmp_path / "large\x1b[31m[red]\n.onnx"
+    data = tmp_path / "small.onnx.data"
+    for path in (large, data):
+        with open(path, "wb") as stream:  # sparse: no disk used
+            stream.truncate(PROGRESS_BAR_BYTES)
     monkeypatch.setattr("wnpass.cli.output.is_plain_terminal", lambda stream: False)
-    with write_progress(small, Printer()) as progress:
-        assert progress is None
-    with write_progress(large, Printer()) as progress:
+    monkeypatch.setattr("rich.progress.Progress", _Bar)
+    _Bar.drawn = []
+    with write_progress(small, Printer(), IOPlan()) as progress:
         assert progress is not None
         progress(1, 2)
+    assert _Bar.drawn == []
+    with write_progress(large, Printer(), IOPlan()) as progress:
+        assert progress is not None
+        progress(1, 2)
+        progress(2, 2)
+    assert _Bar.drawn == ["writing large\\x1b[31m\\[red]\\n.onnx"]  # printable, then escaped
+    plan = IOPlan()
+    plan.read(data, "the input model's data")
+    with write_progress(small, Printer(), plan) as progress:
+        assert progress is not None
+        progress(1, 2)
+    assert _Bar.drawn[1:] == ["writing small.onnx"]
     # --plain and --quiet draw none either, on a terminal too (--plain drew check's bar)
     for out in (Printer(plain=True), Printer(quiet=True)):
-        with write_progress(large, out) as progress:
+        with write_progress(large, out, IOPlan()) as progress:
             assert progress is None
         assert not out.bars
     monkeypatch.setattr("wnpass.cli.output.is_plain_terminal", lambda stream: True)
-    with write_progress(large, Printer()) as progress:
+    with write_progress(large, Printer(), IOPlan()) as progress:
         assert progress is None
 
 

@@ -24,7 +24,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from wnpass import __version__, interrupts
 from wnpass.cli import check, convert, export, fold, inspect, train_rewrite
@@ -60,7 +60,10 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr and exit 2, like every bad input."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"wnpass: error: {message} (see {self.prog} --help)\n")
+        # an argument is the user's text: a newline or an escape in it is shown, not sent
+        # to the terminal (t128: an unknown argument holding one made two lines)
+        line = printable(f"wnpass: error: {message} (see {self.prog} --help)")
+        self.exit(EXIT_BAD_INPUT, line + "\n")
 
 
 class _Once(argparse.Action):
@@ -213,16 +216,36 @@ def _json_on_stdout(args: argparse.Namespace) -> Iterator[JsonOutput | None]:
             os.dup2(2, 1)
     output = JsonOutput(saved if saved >= 0 else sys.stderr, failed)
     token = JSON_OUTPUT.set(output)
+    # standard output meanwhile is a stream of its own onto stderr's file: a model.py that
+    # closes its ``sys.stdout`` closes that one, not ``sys.stderr``, which the error line
+    # that ends a failed run needs (t128: the line was lost, exit 2 said alone)
+    printed = _stream_onto(2)
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(printed or sys.stderr):
             yield output
     finally:
         JSON_OUTPUT.reset(token)
+        if printed is not None:
+            with contextlib.suppress(OSError, ValueError):
+                printed.close()
         if saved >= 0:
             with contextlib.suppress(OSError, ValueError):
                 sys.stderr.flush()
             os.dup2(saved, 1)
             os.close(saved)
+
+
+def _stream_onto(fd: int) -> TextIO | None:
+    """A line-buffered text stream writing to a copy of file descriptor ``fd``, as
+    ``sys.stderr`` writes (its encoding and error handling); None where it cannot be had."""
+    try:
+        copy = os.dup(fd)
+    except OSError:
+        return None
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    return open(  # closed by the caller, whose block outlives this call
+        copy, "w", buffering=1, encoding=encoding, errors="backslashreplace", closefd=True
+    )
 
 
 def _failed(error: BaseException, args: argparse.Namespace) -> int:
@@ -248,9 +271,15 @@ def _failed(error: BaseException, args: argparse.Namespace) -> int:
 
 
 def _tell(line: str) -> None:
-    """One line on stderr; a closed stderr loses the line, never the exit code."""
-    with contextlib.suppress(OSError, ValueError):
+    """One line on stderr; a closed stderr loses the line, never the exit code. Where only
+    the Python object was closed (by a model.py's code), the line goes to file descriptor 2."""
+    try:
         print(line, file=sys.stderr)
+    except ValueError:
+        with contextlib.suppress(OSError):
+            os.write(2, (line + "\n").encode("utf-8", "backslashreplace"))
+    except OSError:
+        pass
 
 
 def run() -> NoReturn:

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from wnpass import readahead
 from wnpass._deferred import defer_sympy
@@ -19,6 +20,7 @@ from wnpass.cli.options import (
 )
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_check, print_sites
+from wnpass.errors import printable
 from wnpass.plan import IOPlan
 
 __all__ = ["add_arguments", "run", "write_progress"]
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     plan = IOPlan()
     if args.json:
         plan.write(args.json, "json_path")
-    with write_progress(args.model, out) as progress:
+    with write_progress(args.model, out, plan) as progress:
         _, report = fold_onnx(
             args.model,
             args.output,
@@ -110,24 +112,46 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
 
 @contextlib.contextmanager
-def write_progress(model: Path, out: Printer) -> Iterator[Callable[[int, int], None] | None]:
+def write_progress(
+    model: Path, out: Printer, plan: IOPlan
+) -> Iterator[Callable[[int, int], None] | None]:
     """A progress bar on stderr while the output's weights are written: only where ``out``
     draws bars (a terminal, neither --plain nor --quiet; never in a log) and for inputs of
-    ``PROGRESS_BAR_BYTES`` or more."""
-    try:
-        large = model.stat().st_size >= PROGRESS_BAR_BYTES
-    except OSError:
-        large = False
-    if not large or not out.bars:
+    ``PROGRESS_BAR_BYTES`` or more, the model and the external data files it read counted
+    (``plan``'s reads, known once the writing starts: a model over 2 GiB keeps its weights
+    in such files). rich is imported only for a bar drawn."""
+    if not out.bars:
         yield None
         return
-    from rich.console import Console
-    from rich.progress import Progress
+    bars: list[Any] = []  # the bar and its task, once drawn
+    decided = False
 
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(f"writing {model.name}", total=None)
+    def progress(done: int, total: int) -> None:
+        nonlocal decided
+        if not decided:
+            decided = True
+            if _bytes_read(plan, model) >= PROGRESS_BAR_BYTES:
+                from rich.console import Console
+                from rich.markup import escape
+                from rich.progress import Progress
 
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+                bar = Progress(console=Console(stderr=True), transient=True)
+                bar.start()
+                bars.extend([bar, bar.add_task(escape(f"writing {printable(model.name)}"))])
+        if bars:
+            bars[0].update(bars[1], completed=done, total=total)
 
+    try:
         yield progress
+    finally:
+        if bars:
+            bars[0].stop()
+
+
+def _bytes_read(plan: IOPlan, model: Path) -> int:
+    """The sizes of the model and of every file the run read (its external data)."""
+    total = 0
+    for path in dict.fromkeys([model, *plan.reads()]):
+        with contextlib.suppress(OSError):
+            total += path.stat().st_size
+    return total

@@ -1,6 +1,7 @@
 """Printing for the CLI: tables and lines for a terminal, or for a log that a pipeline keeps.
 
-On a terminal, tables are drawn with ``rich``. Without one (a CI log, a pipe, a file), with
+On a terminal, tables are drawn with ``rich`` where they fit its width whole (one wider is
+plain text: rich would fold a number inside a cell). Without one (a CI log, a pipe, a file), with
 ``NO_COLOR`` or ``TERM=dumb`` set, or with ``--plain``, a table is plain text: columns padded
 to their widest cell and never wrapped, so a weight name or a number is never split across
 lines, whatever the width. ``--quiet`` prints the summary lines only. Every name a model
@@ -80,13 +81,13 @@ class Printer:
             return
         rows = [[printable(cell) for cell in row] for row in rows]
         title = printable(title)
-        if self._console is not None:
+        if self._console is not None and _fits(columns, rows, self._console.width):
             from rich.markup import escape
             from rich.table import Table
 
             table = Table(title=escape(title), title_justify="left")
             for column in columns:
-                table.add_column(column, overflow="fold")
+                table.add_column(column, no_wrap=True)
             for row in rows:
                 table.add_row(*(escape(cell) for cell in row))
             with self._unless_closed():
@@ -127,6 +128,17 @@ class Printer:
             self.failed = error
 
 
+def _fits(columns: Sequence[str], rows: Sequence[Sequence[str]], width: int) -> bool:
+    """Whether a drawn table shows every cell on one line in ``width`` columns: each column
+    as wide as its widest cell, a space either side and a border after it. One that does not
+    is printed as plain text (the terminal then wraps whole lines, never inside a cell): rich
+    would fold a number inside it, ``5.96e-0`` over ``8`` (t128)."""
+    widths = [display_width(column) for column in columns]
+    for row in rows:
+        widths = [max(w, display_width(cell)) for w, cell in zip(widths, row, strict=True)]
+    return sum(widths) + 3 * len(widths) + 1 <= width
+
+
 def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A table as plain text: a title, a header, a rule and rows, columns padded to the width
     a terminal shows (:func:`display_width`), never wrapped."""
@@ -146,11 +158,15 @@ def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]
 
 def display_width(text: str) -> int:
     """The columns ``text`` takes in a terminal: two for a wide character (CJK: ``编码器``),
-    none for a combining mark (the accent of ``e\u0301``), one for the rest (t104: the later
-    columns of a row with such names were out of line)."""
+    none for a mark drawn on the character before it or a format character (the accent of
+    ``e\u0301``, a variation selector, an enclosing circle, a zero-width space) or a Hangul
+    vowel or final joined to its syllable, one for the rest (t104, t128: the later columns
+    of a row with such names were out of line)."""
     import unicodedata
 
-    return sum(
-        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
-        for ch in text
-    )
+    def width(ch: str) -> int:
+        if unicodedata.category(ch) in ("Mn", "Me", "Cf") or "\u1160" <= ch <= "\u11ff":
+            return 0
+        return 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+
+    return sum(width(ch) for ch in text)
