@@ -449,6 +449,13 @@ def _call_with_weight(
     return func(*args, **{**kwargs, "weight": weight})
 
 
+def _written_by_init(module: nn.Module) -> list[torch.Tensor]:
+    """What data init writes of a layer: its ``g`` and ``v``, and its bias where it may."""
+    originals = _plist(module)
+    bias, _ = _writable_bias(module)
+    return [originals.original0, originals.original1, *([bias] if bias is not None else [])]
+
+
 def _writable_bias(module: nn.Module) -> tuple[torch.Tensor | None, str | None]:
     """The layer's bias when data init may set it; else None and why it gets its scale only."""
     bias = getattr(module, "bias", None)
@@ -593,8 +600,7 @@ class _InitPass(TorchFunctionMode):
         """``v`` redrawn (``redraw``), ``g = 1``, the bias (where it may change) 0: saved first."""
         originals = _plist(module)
         bias, _ = _writable_bias(module)
-        written = [originals.original0, originals.original1, *([bias] if bias is not None else [])]
-        self.saved += [(tensor, tensor.detach().clone()) for tensor in written]
+        self.saved += [(tensor, tensor.detach().clone()) for tensor in _written_by_init(module)]
         v = originals.original1
         if self.redraw:
             drawn = torch.randn(v.shape, generator=self.generator, dtype=v.dtype) * self.std
@@ -617,57 +623,44 @@ class _InitPass(TorchFunctionMode):
         gradients where the forward computes them (``grad``: a force field's forward takes
         ``autograd.grad`` of its energy through the layer)."""
         originals = _plist(module)
-        bias, _ = _writable_bias(module)
-        written = [originals.original0, originals.original1, *([bias] if bias is not None else [])]
-        with self.given.keeping(written):  # no copy of them to give back: they stay as set
-            return self._set_from_statistics(module, func, args, kwargs, grad)
-
-    def _set_from_statistics(
-        self,
-        module: nn.Module,
-        func: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        grad: bool,
-    ) -> Any:
-        """:meth:`_initialize`'s work (its writes kept by the state given back)."""
-        target = self.targets[module]
-        self._reset(module)
-        originals = _plist(module)
-        g, v = originals.original0, originals.original1
-        weight = originals()
-        if self.redraw and not bool(torch.isfinite(weight).all()):
-            raise InvalidArgumentError(
-                f"{self.std:g} draws a v that {_layer(module, target.name)} cannot normalize in "
-                f"{v.dtype} (its entries or their squares overflow or underflow); the default "
-                f"is {V_INIT_STD}",
-                parameter="std",
-            )
-        output = _call_with_weight(func, args, kwargs, weight)
-        # a convolution's output has its input's rank: (N, C, ...) or unbatched (C, ...)
-        axis = output_unit_axis(target.kind, output.dim(), v.dim())
-        assert isinstance(axis, int), axis  # the op ran: its input had one of its layouts
-        layer = _layer(module, target.name)
-        mu, sigma = _statistics(output.double(), axis, layer, output.dtype, g.dtype)
-        g.copy_((1.0 / sigma).reshape(g.shape).to(g.dtype))
-        bias, why = _writable_bias(module)
-        if bias is not None:
-            bias.copy_((-mu / sigma).to(bias.dtype))
-        else:
-            self.report.scale_only[target.name] = str(why)
-        if self.rescale:
-            self._rescale(module, originals, layer)
-        with torch.set_grad_enabled(grad):
-            output = _call_with_weight(func, args, kwargs, originals())
-        offset = float((mu.abs() / sigma).max())  # how far the bias must cancel, in stds
-        precision = _computed_in(output, target.kind)
-        _check_result(output.double(), axis, layer, precision, bias is not None, offset)
-        if bias is not None and not isinstance(bias, nn.Parameter):
-            self.set.append((bias, bias.detach().clone()))
-        self.initialized.add(module)
-        self.report.initialized.append(target.name)
-        logger.debug("data init %s", target.name)
-        return output
+        # no copy of them is made to give back: they stay as set
+        with self.given.keeping(_written_by_init(module)):
+            target = self.targets[module]
+            self._reset(module)
+            g, v = originals.original0, originals.original1
+            weight = originals()
+            if self.redraw and not bool(torch.isfinite(weight).all()):
+                raise InvalidArgumentError(
+                    f"{self.std:g} draws a v that {_layer(module, target.name)} cannot "
+                    f"normalize in {v.dtype} (its entries or their squares overflow or "
+                    f"underflow); the default is {V_INIT_STD}",
+                    parameter="std",
+                )
+            output = _call_with_weight(func, args, kwargs, weight)
+            # a convolution's output has its input's rank: (N, C, ...) or unbatched (C, ...)
+            axis = output_unit_axis(target.kind, output.dim(), v.dim())
+            assert isinstance(axis, int), axis  # the op ran: its input had one of its layouts
+            layer = _layer(module, target.name)
+            mu, sigma = _statistics(output.double(), axis, layer, output.dtype, g.dtype)
+            g.copy_((1.0 / sigma).reshape(g.shape).to(g.dtype))
+            bias, why = _writable_bias(module)
+            if bias is not None:
+                bias.copy_((-mu / sigma).to(bias.dtype))
+            else:
+                self.report.scale_only[target.name] = str(why)
+            if self.rescale:
+                self._rescale(module, originals, layer)
+            with torch.set_grad_enabled(grad):
+                output = _call_with_weight(func, args, kwargs, originals())
+            offset = float((mu.abs() / sigma).max())  # how far the bias must cancel, in stds
+            precision = _computed_in(output, target.kind)
+            _check_result(output.double(), axis, layer, precision, bias is not None, offset)
+            if bias is not None and not isinstance(bias, nn.Parameter):
+                self.set.append((bias, bias.detach().clone()))
+            self.initialized.add(module)
+            self.report.initialized.append(target.name)
+            logger.debug("data init %s", target.name)
+            return output
 
     @staticmethod
     def _rescale(module: nn.Module, originals: Any, layer: str) -> None:

@@ -371,32 +371,32 @@ def shadowed_in_cone(value: ir.Value, graph: ir.Graph | ir.Function) -> str | No
     if not any(_SHADOWING.values()):  # no body of a live model shadows anything
         return None
     names: dict[ir.Graph | ir.Function, frozenset[str]] = {}
+    owner: ir.Graph | ir.Function | None
     for current in walk_cone(value):
         if current.is_initializer():
             # one a fold leaves unused stays when shadowed (fold), but a body that read it no
             # longer does: ONNX Runtime gives a node's bodies the outer values they read, over
             # a shadowing initializer of that name in any of them (optimizations disabled)
-            defining = current.graph
-            if defining is None or all(use.node.graph is defining for use in current.uses()):
+            owner = current.graph
+            if owner is None or all(use.node.graph is owner for use in current.uses()):
                 continue
-            if defining not in names:
-                names[defining] = shadowed(defining)
-            if current.name in names[defining]:
-                return (
-                    f"'{current.name}' is read by a subgraph from an enclosing graph where "
-                    "an initializer of a subgraph inside has its name: ONNX Runtime reads the "
-                    "outer value in that subgraph while the node reads it, which folding ends"
-                )
-            continue
-        node = current.producer()
-        owner = graph if node is None or node.graph is None else node.graph
+            said = (
+                "is read by a subgraph from an enclosing graph where an initializer of a "
+                "subgraph inside has its name: ONNX Runtime reads the outer value in that "
+                "subgraph while the node reads it, which folding ends"
+            )
+        else:
+            node = current.producer()
+            owner = graph if node is None or node.graph is None else node.graph
+            said = (
+                "is named like an initializer of a subgraph inside: runtimes that read the "
+                "outer value there would read that initializer once it is folded"
+            )
+        assert owner is not None
         if owner not in names:
             names[owner] = shadowed(owner)
         if current.name in names[owner]:
-            return (
-                f"'{current.name}' is named like an initializer of a subgraph inside: runtimes "
-                "that read the outer value there would read that initializer once it is folded"
-            )
+            return f"'{current.name}' {said}"
     return None
 
 
