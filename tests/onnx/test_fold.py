@@ -619,3 +619,35 @@ def test_one_unit_whose_product_the_graph_holds_in_subnormals_is_declined() -> N
     g[1] = 1.0  # the same v, a normal unit: folded
     model = onnx_model(GV, v=v, g=g, axes=np.array([1], np.int64))
     assert [s.status for s in fold_onnx(model)[1].sites] == ["folded"]
+
+
+def test_one_site_written_twice_folds_to_one_tensor_and_inspect_says_so() -> None:
+    """Two ``g * v / ReduceL2(v)`` over the same ``v`` and ``g`` (a producer that does not
+    merge identical nodes, as the exporters do) became ``v.folded`` and ``v.folded__1`` of the
+    same bytes (t126). One tensor, read by both; a site at another axis is another weight."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2, 3] x) => (float[2, 4] y1, float[2, 4] y2, float[2, 4] y3) {
+            n1 = ReduceL2 <axes = [1]> (v)
+            d1 = Div(v, n1)
+            w1 = Mul(g, d1)
+            y1 = Gemm <transB = 1> (x, w1)
+            n2 = ReduceL2 <axes = [1]> (v)
+            d2 = Div(v, n2)
+            w2 = Mul(g, d2)
+            y2 = Gemm <transB = 1> (x, w2)
+            n3 = ReduceL2 <axes = [0]> (v)
+            d3 = Div(v, n3)
+            w3 = Mul(h, d3)
+            y3 = Gemm <transB = 1> (x, w3)
+        }
+    """
+    model = onnx_model(text, v=rand(4, 3), g=rand(4, 1) + 0.5, h=rand(1, 3) + 0.5)
+    folded, report = fold_onnx(model)
+    names = [site.name for site in report.sites]
+    assert [site.status for site in report.sites] == ["folded"] * 3
+    assert names[0] == names[1] == "v.folded" and names[2] == "v.folded__1"
+    assert sorted(i.name for i in folded.graph.initializer) == ["v.folded", "v.folded__1"]
+    assert [site.name for site in inspect_onnx(model).sites] == names
+    feeds = {"x": rand(2, 3)}
+    assert_close(run(folded, feeds), run(model, feeds))

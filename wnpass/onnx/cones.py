@@ -62,7 +62,7 @@ import onnx_ir as ir
 
 from wnpass.onnx import evaluate as ev
 from wnpass.onnx import naming
-from wnpass.onnx.fold import FoldResult, graph_label, replace_value, reuse_value
+from wnpass.onnx.fold import FoldResult, graph_label, replace_value, reuse_value, still_folded
 from wnpass.onnx.graphs import (
     RANDOM_OPS,
     constants_as_nodes,
@@ -172,16 +172,6 @@ def _size(value: ir.Value) -> int:
     if shape is None:
         return 0
     return math.prod(d if isinstance(d, int) else 0 for d in shape)
-
-
-def _still_folded(value: ir.Value, graph: ir.Graph | ir.Function) -> bool:
-    """Whether a weight folded earlier is still there to share: an initializer of ``graph``
-    (or a Constant's output, where it holds no initializers), not removed by a later fold."""
-    if not constants_as_nodes(graph):
-        assert isinstance(graph, ir.Graph)
-        return graph.initializers.get(value.name or "") is value
-    node = value.producer()
-    return node is not None and node.graph is graph
 
 
 def _constant_values(
@@ -530,7 +520,7 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
             programs.append(program)
             owner = _owner(model, cone)
             key = (id(owner), _key(program))
-            if key in folded_as and _still_folded(folded_as[key], owner):
+            if key in folded_as and still_folded(folded_as[key], owner):
                 # the same elements as a weight folded before (one layer used twice): one tensor
                 existing, wanted = folded_as[key], report.name
                 report.status = "folded"

@@ -99,11 +99,18 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
     taken = naming.taken_names(model)
     by_site: dict[int, SiteReport] = {}
     declined: list[tuple[Site, SiteReport]] = []
+    named: dict[tuple[object, ...], str] = {}  # by _site_key: a site the fold writes once
     for site in fold_order(sites):  # named in the order the fold names them
         outcome = fold_outcome(site)
         site.reason = outcome if isinstance(outcome, str) else None
         if not isinstance(outcome, str):
-            report = _describe(site, model, "foldable", naming.folded_name(site, taken))
+            key = _site_key(site)
+            name = named.get(key) if key is not None else None
+            if name is None:
+                name = naming.folded_name(site, taken)
+                if key is not None:
+                    named[key] = name
+            report = _describe(site, model, "foldable", name)
             report.written_shape = list(outcome)
         else:
             report = _describe(site, model, "declined", "")
@@ -260,6 +267,7 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
     waits and the last round folded something, so one fold leaves nothing a second would fold.
     """
     taken = naming.taken_names(model)
+    done: dict[tuple[object, ...], tuple[ir.Value, SiteReport]] = {}  # by _site_key
     found: dict[ir.Value, None] = {}  # every site's root, in the order first found
     reports: dict[ir.Value, SiteReport] = {}
     declined: list[Site] = []
@@ -268,7 +276,7 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
         found.update(dict.fromkeys(site.root for site in sites))
         waiting = [site for site in sites if site.after is not None]
         fresh = fold_order([s for s in sites if s.after is None and s.root not in reports])
-        folded = sum(_fold_site(model, site, taken, reports, declined) for site in fresh)
+        folded = sum(_fold_site(model, site, taken, reports, declined, done) for site in fresh)
         if not waiting or not folded:
             break
         logger.debug("round %d folded %d; matching %d again", round_, folded, len(waiting))
@@ -291,9 +299,22 @@ def _fold_site(
     taken: set[str],
     reports: dict[ir.Value, SiteReport],
     declined: list[Site],
+    done: dict[tuple[object, ...], tuple[ir.Value, SiteReport]],
 ) -> bool:
     """Fold ``site``, or record why not (its name is given once all are folded); whether
-    it folded."""
+    it folded. A site that computes what one folded before in its graph computed (the same
+    ops on the same constants: ``g * v / ||v||`` written twice over one ``v``) reads that
+    weight (``done``, by :func:`_site_key`): one tensor, not two of the same bytes."""
+    key = _site_key(site) if site.foldable else None
+    if key is not None and key in done:
+        existing, first = done[key]
+        if still_folded(existing, site.graph):
+            report = _describe(site, model, "folded", existing.name or "")
+            report.dtype, report.written_shape = first.dtype, first.written_shape
+            report.nodes_removed = reuse_value(site.target, existing)
+            reports[site.root] = report
+            logger.debug("folded %s as %s, folded before", site.root.name, existing.name)
+            return True
     weight = folded_weight(site) if site.foldable else site.reason
     if isinstance(weight, str) or weight is None:
         if site.foldable:
@@ -308,8 +329,72 @@ def _fold_site(
     report.written_shape = [int(d) for d in weight.shape.numpy()]
     report.nodes_removed = replace_value(site.graph, site.target, report.name, weight)
     reports[site.root] = report
+    if key is not None:
+        done[key] = (_written_value(site.graph, report.name), report)
     logger.debug("folded %s (%d nodes removed)", report.name, report.nodes_removed)
     return True
+
+
+def _site_key(site: Site) -> tuple[object, ...] | None:
+    """What a site computes, structurally, in its graph: each node of its cone (in the order
+    ``walk_cone`` meets them from the target) with its op, its attributes and where its
+    inputs come from (a node of the cone, or a value outside it by identity). Equal keys
+    compute the same tensor. None for a site folded after another (its v is that one's
+    weight) and for attributes whose text would not tell them apart (tensors, graphs)."""
+    if site.after is not None:
+        return None
+    nodes, _ = _cone(site.target)
+    position = {id(node): i for i, node in enumerate(nodes)}
+    key: list[object] = [id(site.graph)]
+    for node in nodes:
+        attributes = []
+        for name, attr in sorted(node.attributes.items()):
+            if attr.is_ref() or attr.type not in _PLAIN_ATTRIBUTES:
+                return None
+            attributes.append((name, attr.type, repr(attr.value)))
+        inputs: list[tuple[object, ...]] = []
+        for value in node.inputs:
+            producer = value.producer() if value is not None else None
+            if value is not None and producer is not None and id(producer) in position:
+                inputs.append(("node", position[id(producer)], value.index()))
+            else:
+                inputs.append(("value", id(value)))
+        key.append((node.domain, node.op_type, node.overload, tuple(attributes), tuple(inputs)))
+    producer = site.target.producer()
+    key.append(("target", position.get(id(producer), -1), site.target.index()))
+    return tuple(key)
+
+
+# attribute types whose repr is their whole value
+_PLAIN_ATTRIBUTES = frozenset(
+    {
+        ir.AttributeType.INT,
+        ir.AttributeType.INTS,
+        ir.AttributeType.FLOAT,
+        ir.AttributeType.FLOATS,
+        ir.AttributeType.STRING,
+        ir.AttributeType.STRINGS,
+    }
+)
+
+
+def _written_value(graph: ir.Graph | ir.Function, name: str) -> ir.Value:
+    """The folded weight ``replace_value`` put in ``graph`` under ``name``."""
+    if not constants_as_nodes(graph):
+        assert isinstance(graph, ir.Graph)
+        return graph.initializers[name]
+    node = next(n for n in graph if n.op_type == "Constant" and n.outputs[0].name == name)
+    return node.outputs[0]
+
+
+def still_folded(value: ir.Value, graph: ir.Graph | ir.Function) -> bool:
+    """Whether a weight folded earlier is still there to share: an initializer of ``graph``
+    (or a Constant's output, where it holds no initializers), not removed by a later fold."""
+    if not constants_as_nodes(graph):
+        assert isinstance(graph, ir.Graph)
+        return graph.initializers.get(value.name or "") is value
+    node = value.producer()
+    return node is not None and node.graph is graph
 
 
 def reuse_value(target: ir.Value, existing: ir.Value) -> int:
