@@ -1210,3 +1210,101 @@ def test_only_takes_a_layer_by_any_of_its_names() -> None:
     assert report.initialized == ["a.weight"] and not report.kept
     with pytest.raises(InvalidArgumentError, match=r"'alias\.bias': no weight-normed weight"):
         data_init(model, (x,), only=["alias.bias"])
+
+
+class _FusedBiases(nn.Module):
+    """Two layers whose biases are views of one tensor, and a counter the forward moves."""
+
+    steps: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = parametrizations.weight_norm(nn.Linear(4, 3))
+        self.fc2 = parametrizations.weight_norm(nn.Linear(3, 3))
+        fused = torch.zeros(6)
+        self.fc1.bias = nn.Parameter(fused[:3])
+        self.fc2.bias = nn.Parameter(fused[3:])
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.steps.add_(1)
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_biases_that_are_views_of_one_tensor_are_initialized_and_the_state_comes_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Writing one view's bias moved the other's version counter with no copy of it made: the
+    state was not given back (its counter stayed at 1) and a warning blamed the forward
+    (t129, a regression of the pass's writes made uncopied)."""
+    torch.manual_seed(0)
+    model, x = _FusedBiases(), torch.randn(64, 4)
+    with caplog.at_level("WARNING"):
+        report = data_init(model, x)
+    assert report.initialized == ["fc1.weight", "fc2.weight"]
+    assert int(model.steps) == 0 and not caplog.records
+    _check_normalized(_pre_activations(model, x))
+
+
+class _CapsG(nn.Module):
+    """Caps its first layer's g in place before using it; ``caught``: then calls the layer on
+    an input of the wrong width and goes on without it; else gives the next layer a
+    constant."""
+
+    def __init__(self, caught: bool) -> None:
+        super().__init__()
+        self.fc = parametrizations.weight_norm(nn.Linear(4, 3))
+        self.fc2 = parametrizations.weight_norm(nn.Linear(3, 3))
+        self.caught = caught
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            self.fc.parametrizations.weight.original0.clamp_(max=0.25)
+        if self.caught:
+            try:
+                return self.fc(x[:, :2])
+            except RuntimeError:
+                return x
+        return self.fc2(self.fc(x) * 0)
+
+
+@pytest.mark.parametrize("caught", [True, False], ids=["op error caught", "call refused"])
+def test_a_g_the_forward_wrote_before_the_init_comes_back_as_it_was_given(caught: bool) -> None:
+    """The pass's copy of g was taken after the forward capped it: a layer kept for its op's
+    error (t129) and a call refused for a later layer's batch (older) left g capped."""
+    torch.manual_seed(0)
+    model, x = _CapsG(caught), torch.randn(16, 4)
+    g = model.fc.parametrizations.weight.original0
+    before = g.detach().clone()
+    if caught:
+        report = data_init(model, x)
+        assert "fc.weight" in report.kept
+    else:
+        with pytest.raises(InvalidArgumentError, match="the same over the batch"):
+            data_init(model, x)
+    assert torch.equal(g, before)
+
+
+class _CapsGAfter(nn.Module):
+    """Caps its layer's g in place after using it (a weight clipping of its own)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = parametrizations.weight_norm(nn.Linear(4, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x)
+        with torch.no_grad():
+            self.fc.parametrizations.weight.original0.clamp_(max=1e-3)
+        return y
+
+
+def test_a_g_the_forward_writes_after_the_init_ends_as_the_init_set_it() -> None:
+    """The forward's own write after the layer's init is given back to the value the init
+    set, not kept, and not to the value before the init."""
+    torch.manual_seed(0)
+    model, x = _CapsGAfter(), torch.randn(64, 4) * 10
+    report = data_init(model, x)
+    assert report.initialized == ["fc.weight"]
+    assert float(model.fc.parametrizations.weight.original0.detach().min()) > 1e-3
+    _check_normalized(_pre_activations(nn.Sequential(model.fc), x))

@@ -502,14 +502,14 @@ class _InitPass(TorchFunctionMode):
         self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []  # what was written, as it was
         # a bias that is a buffer or a plain tensor, not a parameter, as it was set: the model's
         # state given back after the pass gives it its old value, and it is put again (the
-        # parameters written stay: ``GivenBack.keeping``, no copy of them made)
+        # parameters set are given back as set: ``GivenBack.keep``)
         self.set: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.given = GivenBack()  # the pass's (:meth:`watching`)
 
     @contextlib.contextmanager
     def watching(self, given: GivenBack) -> Iterator[None]:
         """The weights the targets compute are recorded, and their ops seen, in the block;
-        ``given``: the state given back after it, which keeps what the pass writes."""
+        ``given``: the state given back after it, told what the pass sets."""
         self.given = given
         owners = {_plist(module): module for module in self.targets}
 
@@ -600,7 +600,8 @@ class _InitPass(TorchFunctionMode):
         """``v`` redrawn (``redraw``), ``g = 1``, the bias (where it may change) 0: saved first."""
         originals = _plist(module)
         bias, _ = _writable_bias(module)
-        self.saved += [(tensor, tensor.detach().clone()) for tensor in _written_by_init(module)]
+        # as they were before the pass: the copies that give the model's state back, shared
+        self.saved += [(tensor, self.given.copy_of(tensor)) for tensor in _written_by_init(module)]
         v = originals.original1
         if self.redraw:
             drawn = torch.randn(v.shape, generator=self.generator, dtype=v.dtype) * self.std
@@ -623,44 +624,43 @@ class _InitPass(TorchFunctionMode):
         gradients where the forward computes them (``grad``: a force field's forward takes
         ``autograd.grad`` of its energy through the layer)."""
         originals = _plist(module)
-        # no copy of them is made to give back: they stay as set
-        with self.given.keeping(_written_by_init(module)):
-            target = self.targets[module]
-            self._reset(module)
-            g, v = originals.original0, originals.original1
-            weight = originals()
-            if self.redraw and not bool(torch.isfinite(weight).all()):
-                raise InvalidArgumentError(
-                    f"{self.std:g} draws a v that {_layer(module, target.name)} cannot "
-                    f"normalize in {v.dtype} (its entries or their squares overflow or "
-                    f"underflow); the default is {V_INIT_STD}",
-                    parameter="std",
-                )
-            output = _call_with_weight(func, args, kwargs, weight)
-            # a convolution's output has its input's rank: (N, C, ...) or unbatched (C, ...)
-            axis = output_unit_axis(target.kind, output.dim(), v.dim())
-            assert isinstance(axis, int), axis  # the op ran: its input had one of its layouts
-            layer = _layer(module, target.name)
-            mu, sigma = _statistics(output.double(), axis, layer, output.dtype, g.dtype)
-            g.copy_((1.0 / sigma).reshape(g.shape).to(g.dtype))
-            bias, why = _writable_bias(module)
-            if bias is not None:
-                bias.copy_((-mu / sigma).to(bias.dtype))
-            else:
-                self.report.scale_only[target.name] = str(why)
-            if self.rescale:
-                self._rescale(module, originals, layer)
-            with torch.set_grad_enabled(grad):
-                output = _call_with_weight(func, args, kwargs, originals())
-            offset = float((mu.abs() / sigma).max())  # how far the bias must cancel, in stds
-            precision = _computed_in(output, target.kind)
-            _check_result(output.double(), axis, layer, precision, bias is not None, offset)
-            if bias is not None and not isinstance(bias, nn.Parameter):
-                self.set.append((bias, bias.detach().clone()))
-            self.initialized.add(module)
-            self.report.initialized.append(target.name)
-            logger.debug("data init %s", target.name)
-            return output
+        target = self.targets[module]
+        self._reset(module)
+        g, v = originals.original0, originals.original1
+        weight = originals()
+        if self.redraw and not bool(torch.isfinite(weight).all()):
+            raise InvalidArgumentError(
+                f"{self.std:g} draws a v that {_layer(module, target.name)} cannot "
+                f"normalize in {v.dtype} (its entries or their squares overflow or "
+                f"underflow); the default is {V_INIT_STD}",
+                parameter="std",
+            )
+        output = _call_with_weight(func, args, kwargs, weight)
+        # a convolution's output has its input's rank: (N, C, ...) or unbatched (C, ...)
+        axis = output_unit_axis(target.kind, output.dim(), v.dim())
+        assert isinstance(axis, int), axis  # the op ran: its input had one of its layouts
+        layer = _layer(module, target.name)
+        mu, sigma = _statistics(output.double(), axis, layer, output.dtype, g.dtype)
+        g.copy_((1.0 / sigma).reshape(g.shape).to(g.dtype))
+        bias, why = _writable_bias(module)
+        if bias is not None:
+            bias.copy_((-mu / sigma).to(bias.dtype))
+        else:
+            self.report.scale_only[target.name] = str(why)
+        if self.rescale:
+            self._rescale(module, originals, layer)
+        with torch.set_grad_enabled(grad):
+            output = _call_with_weight(func, args, kwargs, originals())
+        offset = float((mu.abs() / sigma).max())  # how far the bias must cancel, in stds
+        precision = _computed_in(output, target.kind)
+        _check_result(output.double(), axis, layer, precision, bias is not None, offset)
+        if bias is not None and not isinstance(bias, nn.Parameter):
+            self.set.append((bias, bias.detach().clone()))
+        self.given.set_by(_written_by_init(module))  # given back as set, once the pass is done
+        self.initialized.add(module)
+        self.report.initialized.append(target.name)
+        logger.debug("data init %s", target.name)
+        return output
 
     @staticmethod
     def _rescale(module: nn.Module, originals: Any, layer: str) -> None:
@@ -705,15 +705,18 @@ class _InitPass(TorchFunctionMode):
         for tensor, value in self.set:
             tensor.copy_(value)
 
+    def forget(self) -> None:
+        """Drop the values saved, given back otherwise (by the state given back)."""
+        self.saved.clear()
+        torch.clear_autocast_cache()  # no cast of a value written stays in use
+
     @torch.no_grad()
     def give_back(self, mark: int = 0) -> None:
         """Copy each value saved since the ``mark``-th back, in place: the caller's parameters
         stay the same objects, ``requires_grad`` and all. In reverse order, so that a tensor
-        saved twice ends with the value saved first, the one it had before. Inside the pass
-        these writes stay too (``GivenBack.keeping``): no copy is made of the values undone."""
-        with self.given.keeping([tensor for tensor, _ in self.saved[mark:]]):
-            for tensor, value in reversed(self.saved[mark:]):
-                tensor.copy_(value)
+        saved twice ends with the value saved first, the one it had before."""
+        for tensor, value in reversed(self.saved[mark:]):
+            tensor.copy_(value)
         del self.saved[mark:]
         torch.clear_autocast_cache()  # no cast of a value written stays in use
 
@@ -784,7 +787,10 @@ def _run_pass(model: nn.Module, inputs: Batch, run: _InitPass) -> None:
     """One forward of ``inputs`` under ``run``. On any exception, and when the forward caught
     one raised while a layer was initialized (that layer is reset, not initialized), every
     value written is given back and the exception raised (the model's own, as
-    :func:`call_model` words it)."""
+    :func:`call_model` words it): by the state given back, which has each value as it was
+    before the pass (before a write of the forward's own too); where that gave nothing back
+    (the forward built the model further), from the pass's own copies."""
+    given: GivenBack | None = None
     try:
         # not in inference mode, where the computed weights would keep no _version (a forward
         # that enters it itself is seen through copies: _state_of)
@@ -793,18 +799,23 @@ def _run_pass(model: nn.Module, inputs: Batch, run: _InitPass) -> None:
             torch.inference_mode(False),
             evaluating(model),
             # each pass starts from the model's state as given, parameters the model's forward
-            # writes too; what the pass sets is given back with them, and set again after it
+            # writes too; the parameters the pass sets are given back as set once it is done
             state_given_back(model) as given,
             run.watching(given),
         ):
             call_model(model, inputs)  # the model's exception or sys.exit(): one line
+            if run.failure is None:  # what the pass set stays; else all comes back as it was
+                given.keep()
         if (failure := run.failure) is not None:
             if isinstance(failure, WnpassError):
                 raise failure
             raise forward_failed(model, failure) from failure
         run.put_set()
     except BaseException:
-        run.give_back()
+        if given is not None and given.whole:
+            run.forget()  # every value came back as it was before the pass
+        else:
+            run.give_back()
         raise
 
 

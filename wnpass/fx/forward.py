@@ -320,6 +320,7 @@ class _Snapshots(TorchFunctionMode):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.params = {n: p for n, p in model.named_parameters() if not is_lazy(p)}
+        self.names = {id(p): n for n, p in self.params.items()}
         self.versions = {n: _written_marks(p) for n, p in self.params.items()}
         self.requires_grad = {n: p.requires_grad for n, p in self.params.items()}
         # every parameter in the storage a write goes to is copied (views of one tensor share
@@ -330,43 +331,61 @@ class _Snapshots(TorchFunctionMode):
         self.copied: set[tuple[str, int]] = set()  # storages copied
         self.saved: dict[str, torch.Tensor] = {}
         self.late: set[str] = set()  # written before their copy was made (in TorchScript code)
-        self.kept = 0  # inside keeping(): writes are the caller's own, to stay
+        # parameters the caller set in the block (data init's g, v and bias: :meth:`set_by`),
+        # and of those, each one's value as set where the block wrote it again afterwards
+        self.set: set[str] = set()
+        self.as_set: dict[str, torch.Tensor] = {}
+        self.kept: set[str] = set()  # set, and kept as set: their writes are the caller's
 
     def __torch_function__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:  # fmt: skip
         kwargs = kwargs or {}
-        if self.kept:
-            return func(*args, **kwargs)
         for target in _written(func, args, kwargs):
             storage = Elements.storage_of(target)
-            if storage in self.copied:
-                continue
-            self.copied.add(storage)
             for name in self.storages.get(storage, ()):
-                param = self.params[name]
-                if param._version != self.versions[name][0]:
-                    self.late.add(name)  # no copy of it as it was can be made now
-                self.saved[name] = param.detach().clone()
+                if name in self.set and name not in self.as_set:  # a write after the caller's
+                    self.as_set[name] = self.params[name].detach().clone()
+            self._copy(storage)
         return func(*args, **kwargs)
 
-    @contextlib.contextmanager
-    def keeping(self, tensors: Sequence[torch.Tensor]) -> Iterator[None]:
-        """The block writes ``tensors`` whole, and those writes stay (data init's ``g``,
-        ``v`` and bias): no copy is made in it, and afterwards no copy made before gives them
-        back, nor do their moved version counters read as unseen writes. Another write of
-        them after the block is copied as any is (its copy holds what the block wrote)."""
-        self.kept += 1
-        try:
-            yield
-        finally:
-            self.kept -= 1
-            for name, param in self.params.items():
-                if any(param is tensor for tensor in tensors):
-                    self.versions[name] = _written_marks(param)
-                    self.saved.pop(name, None)
-                    self.copied.discard(Elements.storage_of(param))
+    def _copy(self, storage: tuple[str, int]) -> None:
+        """A copy of every parameter in ``storage``, once (before its first write)."""
+        if storage in self.copied:
+            return
+        self.copied.add(storage)
+        for name in self.storages.get(storage, ()):
+            param = self.params[name]
+            if param._version != self.versions[name][0]:
+                self.late.add(name)  # no copy of it as it was can be made now
+            self.saved[name] = param.detach().clone()
+
+    def copy_of(self, tensor: torch.Tensor) -> torch.Tensor | None:
+        """The copy of parameter ``tensor`` as it was before the block (made now if its
+        storage was not written yet), which gives it back; None for no parameter."""
+        name = self.names.get(id(tensor))
+        if name is None:
+            return None
+        self._copy(Elements.storage_of(tensor))
+        return self.saved.get(name)
+
+    def set_by(self, tensors: Sequence[torch.Tensor]) -> None:
+        """``tensors``, parameters the caller just wrote whole in the block (data init's),
+        keep those values if :meth:`keep` says so: a later write of one in the block (the
+        model's forward) copies the value set first."""
+        self.set.update(self.names[id(t)] for t in tensors if id(t) in self.names)
+
+    def keep(self) -> None:
+        """The parameters :meth:`set_by` named are given back as they were set, not as they
+        were before the block (called once the block succeeded): from the copy made where
+        the block wrote one again, else left as they are."""
+        for name in self.set:
+            if name in self.as_set:
+                self.saved[name] = self.as_set.pop(name)
+            else:
+                self.saved.pop(name, None)
+        self.kept |= self.set
 
     def unseen(self) -> list[str]:
         """The parameters written in a way no copy can give back: without a copy made first
@@ -378,7 +397,7 @@ class _Snapshots(TorchFunctionMode):
         for name, param in self.params.items():
             version, *where = _written_marks(param)
             first, *first_where = self.versions[name]
-            moved = version != first and name not in self.saved
+            moved = version != first and name not in self.saved and name not in self.kept
             if where != first_where or moved or name in self.late:
                 unseen.append(name)
         return unseen
@@ -446,18 +465,29 @@ def _put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
 @dataclasses.dataclass
 class GivenBack:
     """What :func:`state_given_back` gave back, once its block ended: ``whole`` where the
-    block built nothing further and the state came back; else nothing did. :meth:`keeping`
-    marks parameters the caller writes in the block, to stay as written."""
+    block built nothing further and the state came back; else nothing did. A caller that
+    sets parameters in the block, to stay (data init), says which (:meth:`set_by`) and, once
+    the block succeeded, :meth:`keep`."""
 
     whole: bool = False
     snapshots: _Snapshots | None = None
 
-    def keeping(self, tensors: Sequence[torch.Tensor]) -> contextlib.AbstractContextManager[None]:
-        """The block's writes of ``tensors`` (parameters written whole) stay, uncopied
-        (:meth:`_Snapshots.keeping`); nothing to do where parameters are not given back."""
-        if self.snapshots is None:
-            return contextlib.nullcontext()
-        return self.snapshots.keeping(tensors)
+    def set_by(self, tensors: Sequence[torch.Tensor]) -> None:
+        """``tensors`` were just set by the caller (:meth:`_Snapshots.set_by`)."""
+        if self.snapshots is not None:
+            self.snapshots.set_by(tensors)
+
+    def keep(self) -> None:
+        """The parameters set stay as set (:meth:`_Snapshots.keep`); where the block fails
+        before this, they are given back as they were before it, with the rest."""
+        if self.snapshots is not None:
+            self.snapshots.keep()
+
+    def copy_of(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A copy of ``tensor`` as it was before the block: the one that gives a parameter
+        back (:meth:`_Snapshots.copy_of`: no second copy), else one made now."""
+        copy = self.snapshots.copy_of(tensor) if self.snapshots is not None else None
+        return copy if copy is not None else tensor.detach().clone()
 
 
 @contextlib.contextmanager
