@@ -322,3 +322,28 @@ def test_norms_of_activations_are_no_weight_norm_sites(exporter: str, tmp_path: 
     report = export(_NormedActivations().eval(), (ids,), out, exporter=exporter, verify=False)
     assert report.folded_whole and report.onnx_fold.sites == []
     assert report.torch_fold is not None and report.torch_fold.folded == 1
+
+
+class _RareNoise(nn.Module):
+    """Adds 1000 where a draw falls below 1e-9: a forward that almost never shows it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x)
+        return y + 1000 * (torch.rand_like(y) < 1e-9).float()
+
+
+def test_an_export_whose_graph_draws_random_values_is_not_deployable(tmp_path: Path) -> None:
+    """A forward whose rare draw matched on every run was published as deployable (t130): the
+    exported graph is read for random ops reaching its outputs, as check reads its models."""
+    torch.manual_seed(0)
+    out = tmp_path / "noise.onnx"
+    report = export(_RareNoise(), (torch.randn(2, 4),), out, exporter="torchscript", runs=1)
+    assert not report and not report.published and not out.exists()
+    (ops,) = report.draws_random.values()
+    assert ops == ["RandomUniformLike"] and not report.not_deterministic
+    plain = export(nn.Linear(4, 3), (torch.randn(2, 4),), out, exporter="torchscript", runs=1)
+    assert plain and plain.draws_random == {}

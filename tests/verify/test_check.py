@@ -967,6 +967,47 @@ def test_a_candidate_that_adds_a_random_op_fails_whatever_its_runs_draw(tmp_path
     assert check(candidate, candidate, runs=1, warmup=0).differences == []  # as many in both
 
 
+def test_only_random_ops_that_reach_an_output_count(tmp_path: Path) -> None:
+    """A reference with a RandomUniformLike that reaches no output matched, by count, the
+    candidate's that does: equivalent, exit 0, where 18 of 5000 runs were off by 1000 (t130).
+    Only draws that reach an output count, through a body and a local function too."""
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    dead = """r = RandomUniformLike (x)
+            y = Identity(x)"""
+    onnx.save(_graph("float[N, 8] x", dead), reference)
+    live = """r = RandomUniformLike (x)
+            c = Greater(r, rare)
+            f = Cast <to = 1> (c)
+            y = Add(x, f)"""
+    onnx.save(_graph("float[N, 8] x", live, rare=np.array(1.0, np.float32)), candidate)
+    assert _random_added_to(reference, candidate) == [
+        "the candidate holds random ops the reference does not (1 RandomUniformLike): its "
+        "outputs may change from run to run, which no run of the check shows equivalent"
+    ]
+    assert _random_added_to(candidate, reference) == []  # the dead one changes nothing
+    from wnpass.onnx import io as onnx_io
+    from wnpass.onnx.graphs import random_ops_by_output
+
+    text = """
+        <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
+        agraph (float[N, 8] x, bool c) => (float[N, 8] y, float[N, 8] z, float[N, 8] u) {
+            y = If (c) <then_branch = g1 () => (float[N, 8] t) { t = RandomNormalLike (x) },
+                        else_branch = g2 () => (float[N, 8] e) { e = Identity (x) }>
+            z = local.noisy (x)
+            u = Identity (x)
+        }
+        <domain: "local", opset_import: ["" : 17]>
+        noisy (a) => (b) { b = RandomUniformLike (a) }
+    """
+    path = tmp_path / "bodies.onnx"
+    onnx.save(onnx.parser.parse_model(text), path)
+    drawn = random_ops_by_output(onnx_io.load(path))
+    assert {name: [n.op_type for n in nodes] for name, nodes in drawn.items()} == {
+        "y": ["RandomNormalLike"],
+        "z": ["RandomUniformLike"],
+    }
+
+
 @pytest.mark.parametrize("mode", ["absent", "false", "fed", "ratio 0"])
 def test_a_dropout_counts_as_random_only_where_it_may_train(mode: str, tmp_path: Path) -> None:
     """A Dropout draws only in training mode: without a training_mode input, or with a

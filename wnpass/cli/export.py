@@ -273,6 +273,13 @@ def _print_export(out: Printer, report: Any) -> None:
             "model is not deterministic, so there is nothing to verify against (random "
             "numbers, or an op that is not: see torch.use_deterministic_algorithms)"
         )
+    if report.draws_random:
+        drawn = sorted({op for ops in report.draws_random.values() for op in ops})
+        out.summary(
+            f"cannot verify: the exported graph draws random values for output "
+            f"{', '.join(report.draws_random)} ({', '.join(drawn)}): its outputs may change "
+            "from run to run, which no comparison shows matching PyTorch"
+        )
     wrote = written(report.output, report.data_files)  # with its data file: copy it too
     compared = _compared(report.dynamic)
     if report and not report.verified:

@@ -62,6 +62,7 @@ from wnpass.fx.forward import (
 )
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
+from wnpass.onnx.graphs import random_ops_by_output
 from wnpass.plan import IOPlan, as_path, as_plan
 from wnpass.verify import providers as prov
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions, refuse_unused
@@ -349,6 +350,11 @@ def export(
             feeds = feeds_for(exported.graph, examples) if verify else {}
             expected = expected_outputs(exported.graph, outputs) if verify else []
             report.not_deterministic = [exported.graph.outputs[i].name or str(i) for i in changed]
+            if verify:
+                report.draws_random = {
+                    output: sorted(node.op_type for node in nodes)
+                    for output, nodes in random_ops_by_output(exported).items()
+                }
             if report.not_deterministic:
                 logger.info(
                     "cannot verify: PyTorch gave other values of output %s on a second run "
@@ -359,7 +365,7 @@ def export(
             at_sizes = [reference_at_sizes(report, exported.graph, probe) for probe in probed]
 
             def gate(staged: Path) -> bool:
-                if report.not_deterministic:  # no reference to compare with
+                if report.not_deterministic or report.draws_random:  # nothing to compare with
                     return False
                 with named_as(staged, str(path)):
                     compare_with_reference(

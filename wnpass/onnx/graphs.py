@@ -27,8 +27,10 @@ __all__ = [
     "constant_initializers",
     "constants_as_nodes",
     "defining_scope",
+    "draws",
     "enclosing_scope",
     "graphs_of",
+    "random_ops_by_output",
     "shadowed",
     "shadowed_in_cone",
     "subgraphs_of",
@@ -75,6 +77,81 @@ def graphs_of(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
             if model.ir_version < OVERRIDABLE_FROM_IR:
                 _WITHOUT_INITIALIZERS.add(body)
             yield body
+
+
+def random_ops_by_output(model: ir.Model) -> dict[str, list[ir.Node]]:
+    """Each output of the main graph that random draws reach, with the ops that draw them:
+    ``RANDOM_OPS`` and a ``Dropout`` that may draw (:func:`draws`), among the ops it is
+    computed from, through the bodies of the nodes on the way (their outputs, and the outer
+    values they read) and the model-local functions called. A random op whose values reach
+    no output changes nothing a run gives."""
+    found: dict[str, list[ir.Node]] = {}
+    for index, output in enumerate(model.graph.outputs):
+        drawn: dict[int, ir.Node] = {}
+        seen: set[int] = set()
+        stack = [output]
+        while stack:
+            value = stack.pop()
+            node = value.producer()
+            if node is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            if node.domain in ("", "ai.onnx") and (
+                node.op_type in RANDOM_OPS or (node.op_type == "Dropout" and draws(node))
+            ):
+                drawn[id(node)] = node
+            stack.extend(i for i in node.inputs if i is not None)
+            for body in _node_bodies(node):
+                stack.extend(body.outputs)
+                stack.extend(_outer_reads(body))
+            function = model.functions.get((node.domain, node.op_type, node.overload))
+            if function is not None:
+                stack.extend(function.outputs)
+        if drawn:
+            found[output.name or str(index)] = list(drawn.values())
+    return found
+
+
+def _outer_reads(body: ir.Graph) -> list[ir.Value]:
+    """The values of enclosing scopes that the nodes of ``body`` (and of its own bodies)
+    read."""
+    graphs, stack = [], [body]
+    while stack:  # iterative, however deep the nesting
+        graph = stack.pop()
+        graphs.append(graph)
+        stack.extend(inner for node in graph for inner in _node_bodies(node))
+    defined = {id(value) for graph in graphs for value in _defined(graph)}
+    return [
+        value
+        for graph in graphs
+        for node in graph
+        for value in node.inputs
+        if value is not None and id(value) not in defined
+    ]
+
+
+def _defined(graph: ir.Graph) -> list[ir.Value]:
+    """The values ``graph`` defines: its inputs, initializers and node outputs."""
+    return [
+        *graph.inputs,
+        *graph.initializers.values(),
+        *(output for node in graph for output in node.outputs),
+    ]
+
+
+def draws(node: ir.Node) -> bool:
+    """Whether a Dropout may draw: its training_mode input is given and not a constant false,
+    and its ratio (0.5 where not given) is not a constant 0, where ONNX Runtime returns its
+    input unchanged."""
+    ratio, mode = (node.inputs[i] if len(node.inputs) > i else None for i in (1, 2))
+    return mode is not None and _may_be_nonzero(mode) and (ratio is None or _may_be_nonzero(ratio))
+
+
+def _may_be_nonzero(value: ir.Value) -> bool:
+    """Whether ``value`` may hold a non-zero element at run time (a graph input may be fed
+    one)."""
+    tensor = None if value.is_graph_input() else const_tensor(value)
+    return tensor is None or bool(tensor.numpy().any())
 
 
 def function_name(function: ir.Function) -> str:

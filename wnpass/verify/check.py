@@ -21,7 +21,7 @@ import onnx_ir as ir
 
 from wnpass.errors import InvalidArgumentError, WnpassError
 from wnpass.onnx import io
-from wnpass.onnx.graphs import RANDOM_OPS, const_tensor, graphs_of
+from wnpass.onnx.graphs import random_ops_by_output
 from wnpass.plan import IOPlan, as_path, as_plan
 from wnpass.report import model_files
 from wnpass.verify import inputs as inputs_mod
@@ -317,30 +317,12 @@ def _random_added(reference: ir.Model, candidate: ir.Model) -> list[str]:
 
 
 def _random_ops(model: ir.Model) -> Counter[str]:
-    """The model's ops that draw random values, by type, in every graph and function."""
-    drawn: Counter[str] = Counter()
-    for graph in graphs_of(model):
-        for node in graph:
-            if node.domain not in ("", "ai.onnx"):
-                continue
-            if node.op_type in RANDOM_OPS or (node.op_type == "Dropout" and _draws(node)):
-                drawn[node.op_type] += 1
-    return drawn
-
-
-def _draws(node: ir.Node) -> bool:
-    """Whether a Dropout may draw: its training_mode input is given and not a constant false,
-    and its ratio (0.5 where not given) is not a constant 0, where ONNX Runtime returns its
-    input unchanged."""
-    ratio, mode = (node.inputs[i] if len(node.inputs) > i else None for i in (1, 2))
-    return mode is not None and _may_be_nonzero(mode) and (ratio is None or _may_be_nonzero(ratio))
-
-
-def _may_be_nonzero(value: ir.Value) -> bool:
-    """Whether ``value`` may hold a non-zero element at run time (a graph input may be fed
-    one)."""
-    tensor = None if value.is_graph_input() else const_tensor(value)
-    return tensor is None or bool(tensor.numpy().any())
+    """The model's ops that draw random values that reach an output, by type
+    (:func:`~wnpass.onnx.graphs.random_ops_by_output`: one whose draws reach no output
+    changes nothing, and counting it let a candidate's live draw pass for the reference's
+    dead one, t130)."""
+    drawn = {id(node): node for nodes in random_ops_by_output(model).values() for node in nodes}
+    return Counter(node.op_type for node in drawn.values())
 
 
 def _order_note(reference: ir.Model, candidate: ir.Model) -> list[str]:
