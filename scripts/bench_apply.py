@@ -1,5 +1,6 @@
 """Time and peak memory of ``apply_weight_norm`` on a model of tens of millions of parameters,
-as one process: run it under ``farm-bench`` against another checkout's (``--vs``).
+as one process: time it side by side with another checkout's (``hyperfine`` for the wall time,
+``/usr/bin/time -v`` for the peak memory).
 
 python scripts/bench_apply.py data mlp    # init="data" on 8 x Linear(2500, 2500): 50M params
 python scripts/bench_apply.py keep tf     # init="keep" on a 12-layer TransformerEncoder, d 512
