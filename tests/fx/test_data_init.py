@@ -1308,3 +1308,76 @@ def test_a_g_the_forward_writes_after_the_init_ends_as_the_init_set_it() -> None
     assert report.initialized == ["fc.weight"]
     assert float(model.fc.parametrizations.weight.original0.detach().min()) > 1e-3
     _check_normalized(_pre_activations(nn.Sequential(model.fc), x))
+
+
+class _FlatBiases(nn.Module):
+    """Biases that are views of a flat parameter of the model's own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flat = nn.Parameter(torch.zeros(6))
+        self.fc1 = parametrizations.weight_norm(nn.Linear(4, 3))
+        self.fc2 = parametrizations.weight_norm(nn.Linear(3, 3))
+        self.fc1.bias = nn.Parameter(self.flat.data[:3])
+        self.fc2.bias = nn.Parameter(self.flat.data[3:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_biases_over_which_a_flat_parameter_lies_keep_the_values_set() -> None:
+    """The flat parameter's copy from before the pass was written back over the biases set
+    (views of it): both layers said initialized, fc2's means 0.7 to 1 off (t131)."""
+    torch.manual_seed(0)
+    model, x = _FlatBiases(), torch.randn(256, 4) * 3 + 5
+    assert data_init(model, x).initialized == ["fc1.weight", "fc2.weight"]
+    _check_normalized(_pre_activations(model, x))
+
+
+class _StoppedAfter(nn.Module):
+    """Its mode restored after the pass is where an interrupt lands."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = parametrizations.weight_norm(nn.Linear(4, 3))
+        self.armed = False
+
+    def train(self, mode: bool = True) -> _StoppedAfter:
+        if self.armed and mode:
+            raise KeyboardInterrupt
+        return super().train(mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+class _PlainBias(nn.Module):
+    """A first layer whose bias is a plain tensor, and a second given a constant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = parametrizations.weight_norm(nn.Linear(4, 3))
+        del self.fc1.bias
+        self.fc1.bias = torch.full((3,), 0.5, requires_grad=True)
+        self.fc2 = parametrizations.weight_norm(nn.Linear(3, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.fc1(x) * 0)
+
+
+def test_a_call_that_fails_after_the_pass_or_on_a_plain_bias_gives_every_value_back() -> None:
+    """An interrupt as the pass ended (the values set were already kept) left them written;
+    a refused call left a plain-tensor bias of a PyTorch layer as the init set it (t131)."""
+    torch.manual_seed(0)
+    stopped, x = _StoppedAfter(), torch.randn(64, 4)
+    before = {k: v.detach().clone() for k, v in stopped.state_dict().items()}
+    stopped.train()
+    stopped.armed = True
+    with pytest.raises(KeyboardInterrupt):
+        data_init(stopped, x)
+    stopped.armed = False
+    assert all(torch.equal(v, before[k]) for k, v in stopped.state_dict().items())
+    plain = _PlainBias()
+    with pytest.raises(InvalidArgumentError, match="the same over the batch"):
+        data_init(plain, x)
+    assert plain.fc1.bias.tolist() == [0.5] * 3

@@ -406,3 +406,30 @@ def test_buffers_of_any_kind_are_compared_and_a_new_dtype_given_back() -> None:
     assert given.whole and module.done is False
     assert module.scale.dtype == torch.float32 and module.scale.tolist() == [1.0, 1.0]
     assert torch.equal(module.q.int_repr(), quantized.int_repr())
+
+
+class _CountsInInference(nn.Module):
+    """A counter buffer made, and moved by the forward, under inference mode."""
+
+    calls: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.inference_mode():
+            self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            self.calls.add_(1)
+        return x
+
+
+def test_a_buffer_made_under_inference_mode_is_given_back_there() -> None:
+    """Written back outside inference mode, it raised "Inplace update to inference tensor
+    outside InferenceMode": an internal error (exit 3) of inspect and data init (t131)."""
+    from wnpass.fx.forward import state_given_back
+
+    model = _CountsInInference()
+    with state_given_back(model):
+        model(torch.ones(1))
+    assert int(model.calls) == 0

@@ -990,11 +990,14 @@ def test_only_random_ops_that_reach_an_output_count(tmp_path: Path) -> None:
 
     text = """
         <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
-        agraph (float[N, 8] x, bool c) => (float[N, 8] y, float[N, 8] z, float[N, 8] u) {
+        agraph (float[N, 8] x, bool c) => (float[N, 8] y, float[N, 8] z, float[N, 8] u,
+                                           int64[2] s) {
             y = If (c) <then_branch = g1 () => (float[N, 8] t) { t = RandomNormalLike (x) },
                         else_branch = g2 () => (float[N, 8] e) { e = Identity (x) }>
             z = local.noisy (x)
             u = Identity (x)
+            r = RandomUniformLike (x)
+            s = Shape (r)
         }
         <domain: "local", opset_import: ["" : 17]>
         noisy (a) => (b) { b = RandomUniformLike (a) }
@@ -1005,7 +1008,7 @@ def test_only_random_ops_that_reach_an_output_count(tmp_path: Path) -> None:
     assert {name: [n.op_type for n in nodes] for name, nodes in drawn.items()} == {
         "y": ["RandomNormalLike"],
         "z": ["RandomUniformLike"],
-    }
+    }  # not s: a size, which draws do not change (t131)
 
 
 @pytest.mark.parametrize("mode", ["absent", "false", "fed", "ratio 0"])

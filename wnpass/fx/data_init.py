@@ -705,8 +705,14 @@ class _InitPass(TorchFunctionMode):
         for tensor, value in self.set:
             tensor.copy_(value)
 
+    @torch.no_grad()
     def forget(self) -> None:
-        """Drop the values saved, given back otherwise (by the state given back)."""
+        """Drop the values saved of parameters, given back by the state given back; write
+        back the rest (a bias that is a plain tensor of a PyTorch layer, whose attributes
+        are not followed, t131)."""
+        for tensor, value in reversed(self.saved):
+            if not isinstance(tensor, nn.Parameter):
+                tensor.copy_(value)
         self.saved.clear()
         torch.clear_autocast_cache()  # no cast of a value written stays in use
 
@@ -812,8 +818,8 @@ def _run_pass(model: nn.Module, inputs: Batch, run: _InitPass) -> None:
             raise forward_failed(model, failure) from failure
         run.put_set()
     except BaseException:
-        if given is not None and given.whole:
-            run.forget()  # every value came back as it was before the pass
+        if given is not None and given.whole and not given.kept:
+            run.forget()  # every parameter came back as it was before the pass
         else:
             run.give_back()
         raise

@@ -336,6 +336,9 @@ class _Snapshots(TorchFunctionMode):
         self.set: set[str] = set()
         self.as_set: dict[str, torch.Tensor] = {}
         self.kept: set[str] = set()  # set, and kept as set: their writes are the caller's
+        # kept ones written back last, as set: another parameter given back lies over them
+        # (a flat parameter of which the biases set are views) or the block wrote them again
+        self.last: dict[str, torch.Tensor] = {}
 
     def __torch_function__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (),
@@ -380,11 +383,15 @@ class _Snapshots(TorchFunctionMode):
         """The parameters :meth:`set_by` named are given back as they were set, not as they
         were before the block (called once the block succeeded): from the copy made where
         the block wrote one again, else left as they are."""
+        others = {
+            Elements.storage_of(self.params[name]) for name in self.saved if name not in self.set
+        }
         for name in self.set:
+            self.saved.pop(name, None)
             if name in self.as_set:
-                self.saved[name] = self.as_set.pop(name)
-            else:
-                self.saved.pop(name, None)
+                self.last[name] = self.as_set.pop(name)
+            elif Elements.storage_of(self.params[name]) in others:
+                self.last[name] = self.params[name].detach().clone()
         self.kept |= self.set
 
     def unseen(self) -> list[str]:
@@ -407,11 +414,13 @@ class _Snapshots(TorchFunctionMode):
         # unseen by the modes a caller runs the block under (an observation of the forward's
         # ops would count the write back as one of its own)
         with torch.no_grad(), torch._C.DisableTorchFunction():
-            for name, value in self.saved.items():
-                self.params[name].copy_(value)
+            for values in (self.saved, self.last):  # the kept ones last, over the others
+                for name, value in values.items():
+                    self.params[name].copy_(value)
             for name, flag in self.requires_grad.items():  # requires_grad_(False) in a forward
                 self.params[name].requires_grad_(flag)
         self.saved.clear()
+        self.last.clear()
 
 
 def _written_marks(param: torch.Tensor) -> tuple[int, int, tuple[int, ...], tuple[int, ...]]:
@@ -453,9 +462,10 @@ def _put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
     """Give each buffer of ``model`` named in ``values`` that value again: in place, or, where
     the forward gave it another shape or dtype in place (``resize_``, ``.data = x``), as its
     elements (``values`` are copies, each of them given to one buffer: t119, t121)."""
-    with torch.no_grad():
-        for name in moved_buffers(model, values):
-            buffer, value = model.get_buffer(name), values[name]
+    for name in moved_buffers(model, values):
+        buffer, value = model.get_buffer(name), values[name]
+        # a buffer made under inference mode is written there (t131: an internal error)
+        with torch.inference_mode() if buffer.is_inference() else torch.no_grad():
             if (buffer.shape, buffer.dtype) == (value.shape, value.dtype):
                 buffer.copy_(value)
             else:
@@ -479,9 +489,13 @@ class GivenBack:
 
     def keep(self) -> None:
         """The parameters set stay as set (:meth:`_Snapshots.keep`); where the block fails
-        before this, they are given back as they were before it, with the rest."""
+        before this, they are given back as they were before it, with the rest; after it
+        (:attr:`kept`), the caller gives them back itself."""
         if self.snapshots is not None:
             self.snapshots.keep()
+        self.kept = True
+
+    kept: bool = False
 
     def copy_of(self, tensor: torch.Tensor) -> torch.Tensor:
         """A copy of ``tensor`` as it was before the block: the one that gives a parameter

@@ -86,6 +86,9 @@ def random_ops_by_output(model: ir.Model) -> dict[str, list[ir.Node]]:
     values they read) and the model-local functions called. A random op whose values reach
     no output changes nothing a run gives."""
     found: dict[str, list[ir.Node]] = {}
+    if not any(_random(node) for graph in graphs_of(model) for node in graph):
+        return found  # one pass over the nodes: no walk per output (t131)
+    reads: dict[int, list[ir.Value]] = {}  # each body's outer reads, once
     for index, output in enumerate(model.graph.outputs):
         drawn: dict[int, ir.Node] = {}
         seen: set[int] = set()
@@ -96,20 +99,29 @@ def random_ops_by_output(model: ir.Model) -> dict[str, list[ir.Node]]:
             if node is None or id(node) in seen:
                 continue
             seen.add(id(node))
-            if node.domain in ("", "ai.onnx") and (
-                node.op_type in RANDOM_OPS or (node.op_type == "Dropout" and draws(node))
-            ):
+            if _random(node):
                 drawn[id(node)] = node
+            if node.op_type in ("Shape", "Size") and node.domain in ("", "ai.onnx"):
+                continue  # its output is a size, which draws do not change
             stack.extend(i for i in node.inputs if i is not None)
             for body in _node_bodies(node):
                 stack.extend(body.outputs)
-                stack.extend(_outer_reads(body))
+                if id(body) not in reads:
+                    reads[id(body)] = _outer_reads(body)
+                stack.extend(reads[id(body)])
             function = model.functions.get((node.domain, node.op_type, node.overload))
             if function is not None:
                 stack.extend(function.outputs)
         if drawn:
             found[output.name or str(index)] = list(drawn.values())
     return found
+
+
+def _random(node: ir.Node) -> bool:
+    """Whether ``node`` draws random values (``RANDOM_OPS``, a Dropout that may draw)."""
+    return node.domain in ("", "ai.onnx") and (
+        node.op_type in RANDOM_OPS or (node.op_type == "Dropout" and draws(node))
+    )
 
 
 def _outer_reads(body: ir.Graph) -> list[ir.Value]:
