@@ -540,3 +540,38 @@ def test_a_row_held_to_another_dtype_says_so_only_where_its_defaults_are_used() 
     assert _row("y", ref, ref, None, None, held_as="bfloat16").held_as == "bfloat16"
     assert _row("y", ref, ref, 1e-7, None, held_as="bfloat16").held_as == "bfloat16"
     assert _row("y", ref, ref, 1e-7, 0.0, held_as="bfloat16").held_as is None
+
+
+@pytest.mark.parametrize("returned", ["None", "(None, None)", "'done'", "()", "{}"], ids=str)
+def test_a_forward_that_returns_nothing_to_compare_fails_saying_so(
+    tmp_path: Path, returned: str
+) -> None:
+    """A forward returning None or a string printed one row ``0/1 ok``, exit 0, the fold
+    published as checked; ``()`` failed with no reason (t132)."""
+    ckpt, model_py = _checkpoint(tmp_path)
+    source = MODEL_PY.replace(
+        "return self.post(x + self.pos(x))",
+        f"self.post(x + self.pos(x))\n        return {returned}",
+    )
+    model_py.write_text(source)
+    report = fold_checkpoint(ckpt, check_model=model_py)
+    assert report.check is not None and not report.check and not report.published
+    assert (report.check.vacuous() or "").startswith(
+        "nothing compared: the model's forward returns no tensor or number with elements"
+    )
+
+
+def test_a_model_whose_load_leaves_the_folded_weights_fails(tmp_path: Path) -> None:
+    """A model whose own ``load_state_dict`` loads nothing passed with every folded weight
+    replaced by noise (t132): the check now confirms the model holds them."""
+    ckpt, model_py = _checkpoint(tmp_path)
+    source = MODEL_PY.replace(
+        "    def forward(self, x):",
+        "    def load_state_dict(self, state, strict=True, assign=False):\n"
+        "        return None\n\n    def forward(self, x):",
+    )
+    model_py.write_text(source)
+    report = fold_checkpoint(ckpt, check_model=model_py)
+    assert report.check is not None and not report.check and not report.published
+    (row,) = report.check.outputs
+    assert (row.problem or "").startswith("the model holds other values of pre.weight")

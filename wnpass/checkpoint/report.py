@@ -69,6 +69,7 @@ class OutputRow:
     # the dtype whose tolerance applies where not the output's: the folded weights' (bfloat16
     # weights in a float32 model hold no more than bfloat16's precision)
     held_as: str | None = None
+    numeric: bool = False  # a tensor's or a number's values (not a string, None, a shape)
 
     @property
     def ok(self) -> bool:

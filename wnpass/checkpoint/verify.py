@@ -272,11 +272,25 @@ def check_folded(
         reference = _reference(model_py, factory, pairs, original_dicts[group.path])
         weights = _coarsest([pair.v.dtype for pair in pairs if pair.v is not None])
         rows = _compare(
-            model_py, reference, candidate, inputs, folded_dicts[group.path], rtol, atol, weights
+            model_py,
+            reference,
+            candidate,
+            inputs,
+            folded_dicts[group.path],
+            [pair.weight for pair in pairs],
+            rtol,
+            atol,
+            weights,
         )
         for row in rows:
             row.group = group.name
         report.outputs.extend(rows)
+        if not any(row.numeric and row.compared and row.total for row in rows):
+            # None, a string, an empty tuple: no value the folded weights could reach (t132)
+            report.nothing_checked = (
+                f"nothing compared: the model's forward returns no tensor or number with "
+                f"elements ({model_py}), so no output can show the folded weights"
+            )
     logger.info("--model check: %s", "passed" if report else "failed")
     return report
 
@@ -359,14 +373,16 @@ def _compare(
     candidate: Any,
     inputs: Any,
     folded: dict[str, Any],
+    folded_weights: list[str],
     rtol: float | None,
     atol: float | None,
     weights: str | None = None,
 ) -> list[OutputRow]:
     """``candidate`` with ``folded`` loaded strictly against ``reference``, output by output
-    (a folded state dict that does not load strictly is one failed row). ``weights``: the
-    dtype of the least precise folded weight (:func:`_coarsest`), whose tolerance a float
-    output more precise than it is held to (:func:`_held_as`)."""
+    (a folded state dict that does not load strictly, or whose ``folded_weights`` the model
+    does not then hold, is one failed row). ``weights``: the dtype of the least precise
+    folded weight (:func:`_coarsest`), whose tolerance a float output more precise than it
+    is held to (:func:`_held_as`)."""
     import torch
 
     from wnpass.fx.compare import kind_of
@@ -379,6 +395,13 @@ def _compare(
     except BaseException as error:  # the model's own load hooks too
         row = OutputRow("load_state_dict", None, None, 0.0, 0.0, 0, 0, 0.0, 0.0)
         row.problem = f"the folded checkpoint does not load strictly: {one_line(error)}"
+        return [row]
+    if (unloaded := _not_loaded(candidate, folded, folded_weights)) is not None:
+        row = OutputRow("load_state_dict", None, None, 0.0, 0.0, 0, 0, 0.0, 0.0)
+        row.problem = (
+            f"the model holds other values of {unloaded} than the folded checkpoint after "
+            "load_state_dict (a load of its own that left them): nothing of it was checked"
+        )
         return [row]
     batch = as_batch(inputs)
     rng = RngSnapshot.take(reference, batch)
@@ -394,9 +417,11 @@ def _compare(
             coarser = _held_as(numbers[type(ref)], weights)
             rows.append(_row(name, r, c, rtol, atol, held_as=coarser or numbers[type(ref)]))
             rows[-1].dtype, rows[-1].held_as = type(ref).__name__, coarser
+            rows[-1].numeric = True
         elif isinstance(ref, torch.Tensor) and isinstance(cand, torch.Tensor):
             coarser = _held_as(str(ref.dtype).removeprefix("torch."), weights)
             rows.append(_row(name, ref, cand, rtol, atol, held_as=coarser))
+            rows[-1].numeric = True
         elif other := _other_row(name, ref, cand):
             rows.append(other)
     for name, cand in cand_out.items():  # parts only the folded model's result has
@@ -404,6 +429,21 @@ def _compare(
         row.problem = "not in the reference's result"
         rows.append(row)
     return rows
+
+
+def _not_loaded(model: Any, folded: dict[str, Any], keys: list[str]) -> str | None:
+    """The first of ``keys`` whose value ``model`` does not hold as ``folded`` has it (in
+    the model's dtype, as ``load_state_dict`` copies it); None when it holds them all."""
+    import torch
+
+    state = model.state_dict()
+    for key in keys:
+        if key in state and key in folded:
+            held = state[key].detach()
+            given = torch.as_tensor(folded[key]).to(held.device, held.dtype)
+            if held.shape != given.shape or not torch.equal(held, given):
+                return key
+    return None
 
 
 def _other_row(name: str, ref: Any, cand: Any) -> OutputRow | None:
