@@ -481,6 +481,7 @@ class GivenBack:
 
     whole: bool = False
     snapshots: _Snapshots | None = None
+    kept: bool = False  # keep() was called: the parameters set stay as set
 
     def set_by(self, tensors: Sequence[torch.Tensor]) -> None:
         """``tensors`` were just set by the caller (:meth:`_Snapshots.set_by`)."""
@@ -494,8 +495,6 @@ class GivenBack:
         if self.snapshots is not None:
             self.snapshots.keep()
         self.kept = True
-
-    kept: bool = False
 
     def copy_of(self, tensor: torch.Tensor) -> torch.Tensor:
         """A copy of ``tensor`` as it was before the block: the one that gives a parameter
