@@ -575,3 +575,15 @@ def test_a_model_whose_load_leaves_the_folded_weights_fails(tmp_path: Path) -> N
     assert report.check is not None and not report.check and not report.published
     (row,) = report.check.outputs
     assert (row.problem or "").startswith("the model holds other values of pre.weight")
+
+
+def test_a_forward_that_returns_a_python_int_is_compared_exactly(tmp_path: Path) -> None:
+    """``int(y.argmax())`` is a number the folded weights decide: it failed as "no tensor or
+    number" (t133), where it is compared exactly."""
+    ckpt, model_py = _checkpoint(tmp_path)
+    source = MODEL_PY.replace(
+        "return self.post(x + self.pos(x))", "return int(self.post(x + self.pos(x)).argmax())"
+    )
+    model_py.write_text(source)
+    report = fold_checkpoint(ckpt, check_model=model_py)
+    assert report.check is not None and report.check and report.published

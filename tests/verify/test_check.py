@@ -991,7 +991,7 @@ def test_only_random_ops_that_reach_an_output_count(tmp_path: Path) -> None:
     text = """
         <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
         agraph (float[N, 8] x, bool c) => (float[N, 8] y, float[N, 8] z, float[N, 8] u,
-                                           int64[2] s) {
+                                           int64[2] s) <float[N, 8] r> {
             y = If (c) <then_branch = g1 () => (float[N, 8] t) { t = RandomNormalLike (x) },
                         else_branch = g2 () => (float[N, 8] e) { e = Identity (x) }>
             z = local.noisy (x)
@@ -1196,3 +1196,27 @@ def test_a_candidate_whose_second_run_differs_fails(tmp_path: Path) -> None:
         "atol=1e-05 (max abs 100)",
     ]
     assert run.error is not None and run.error.startswith("the candidate gave other values of y ")
+
+
+def test_a_draw_that_decides_a_size_counts(tmp_path: Path) -> None:
+    """``Size(NonZero(Bernoulli(p)))`` changes from run to run: a stop at every Shape/Size
+    missed it, and check said equivalent (t133). A Shape of a fixed shape changes nothing."""
+    from wnpass.onnx import io as onnx_io
+    from wnpass.onnx.graphs import random_ops_by_output
+
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[4] p) => (int64 n, int64[1] s) <float[4] r> {
+            b = Bernoulli (p)
+            z = NonZero (b)
+            n = Size (z)
+            r = RandomUniformLike (p)
+            s = Shape (r)
+        }
+    """
+    path = tmp_path / "sizes.onnx"
+    onnx.save(onnx.parser.parse_model(text), path)
+    drawn = random_ops_by_output(onnx_io.load(path))
+    assert {name: [n.op_type for n in nodes] for name, nodes in drawn.items()} == {
+        "n": ["Bernoulli"]
+    }

@@ -285,7 +285,7 @@ def check_folded(
         for row in rows:
             row.group = group.name
         report.outputs.extend(rows)
-        if not any(row.numeric and row.compared and row.total for row in rows):
+        if not any(row.numeric or row.problem for row in rows):
             # None, a string, an empty tuple: no value the folded weights could reach (t132)
             report.nothing_checked = (
                 f"nothing compared: the model's forward returns no tensor or number with "
@@ -455,6 +455,7 @@ def _other_row(name: str, ref: Any, cand: Any) -> OutputRow | None:
 
     shape = list(ref.shape) if isinstance(ref, torch.Tensor) else None
     row = OutputRow(name, shape, kind_of(ref), 0.0, 0.0, 0, 1, None, None)
+    row.numeric = isinstance(ref, int | np.integer | np.bool_)  # exactly: argmax, a flag
     if cand is _MISSING:
         row.problem = "missing"
     elif difference := leaf_difference(cand, ref):

@@ -505,6 +505,7 @@ class _InitPass(TorchFunctionMode):
         # parameters set are given back as set: ``GivenBack.keep``)
         self.set: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.given = GivenBack()  # the pass's (:meth:`watching`)
+        self.plain: set[int] = set()  # ids of written tensors neither parameters nor buffers
 
     @contextlib.contextmanager
     def watching(self, given: GivenBack) -> Iterator[None]:
@@ -602,6 +603,12 @@ class _InitPass(TorchFunctionMode):
         bias, _ = _writable_bias(module)
         # as they were before the pass: the copies that give the model's state back, shared
         self.saved += [(tensor, self.given.copy_of(tensor)) for tensor in _written_by_init(module)]
+        buffers = {id(b) for b in module.buffers(recurse=False)}
+        self.plain.update(  # neither a parameter nor a buffer: the state given back has none
+            id(t)
+            for t in _written_by_init(module)
+            if not self.given.tracks(t) and id(t) not in buffers
+        )
         v = originals.original1
         if self.redraw:
             drawn = torch.randn(v.shape, generator=self.generator, dtype=v.dtype) * self.std
@@ -654,7 +661,7 @@ class _InitPass(TorchFunctionMode):
         offset = float((mu.abs() / sigma).max())  # how far the bias must cancel, in stds
         precision = _computed_in(output, target.kind)
         _check_result(output.double(), axis, layer, precision, bias is not None, offset)
-        if bias is not None and not isinstance(bias, nn.Parameter):
+        if bias is not None and not self.given.tracks(bias):  # given back with the state
             self.set.append((bias, bias.detach().clone()))
         self.given.set_by(_written_by_init(module))  # given back as set, once the pass is done
         self.initialized.add(module)
@@ -707,11 +714,11 @@ class _InitPass(TorchFunctionMode):
 
     @torch.no_grad()
     def forget(self) -> None:
-        """Drop the values saved of parameters, given back by the state given back; write
-        back the rest (a bias that is a plain tensor of a PyTorch layer, whose attributes
-        are not followed, t131)."""
+        """Drop the values saved of parameters and buffers, given back by the state given
+        back; write back the rest (a bias that is a plain tensor of a PyTorch layer, whose
+        attributes are not followed, t131)."""
         for tensor, value in reversed(self.saved):
-            if not isinstance(tensor, nn.Parameter):
+            if id(tensor) in self.plain:
                 tensor.copy_(value)
         self.saved.clear()
         torch.clear_autocast_cache()  # no cast of a value written stays in use

@@ -465,11 +465,12 @@ def _put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
     for name in moved_buffers(model, values):
         buffer, value = model.get_buffer(name), values[name]
         # a buffer made under inference mode is written there (t131: an internal error)
-        with torch.inference_mode() if buffer.is_inference() else torch.no_grad():
+        inference = buffer.is_inference()
+        with torch.inference_mode() if inference else torch.no_grad():
             if (buffer.shape, buffer.dtype) == (value.shape, value.dtype):
                 buffer.copy_(value)
-            else:
-                buffer.data = value
+            else:  # an inference tensor's elements must be one too (t133)
+                buffer.data = value.clone() if inference else value
 
 
 @dataclasses.dataclass
@@ -495,6 +496,10 @@ class GivenBack:
         if self.snapshots is not None:
             self.snapshots.keep()
         self.kept = True
+
+    def tracks(self, tensor: torch.Tensor) -> bool:
+        """Whether ``tensor`` is a parameter whose writes the block's copies give back."""
+        return self.snapshots is not None and id(tensor) in self.snapshots.names
 
     def copy_of(self, tensor: torch.Tensor) -> torch.Tensor:
         """A copy of ``tensor`` as it was before the block: the one that gives a parameter
