@@ -542,22 +542,35 @@ def test_a_row_held_to_another_dtype_says_so_only_where_its_defaults_are_used() 
     assert _row("y", ref, ref, 1e-7, 0.0, held_as="bfloat16").held_as is None
 
 
-@pytest.mark.parametrize("returned", ["None", "(None, None)", "'done'", "()", "{}"], ids=str)
+@pytest.mark.parametrize(
+    "returned",
+    [
+        "None",
+        "(None, None)",
+        "'done'",
+        "()",
+        "{}",
+        "{'y': x[..., :0], 'cache': None}",
+        "(x * float('nan'), None)",
+    ],
+    ids=str,
+)
 def test_a_forward_that_returns_nothing_to_compare_fails_saying_so(
     tmp_path: Path, returned: str
 ) -> None:
     """A forward returning None or a string printed one row ``0/1 ok``, exit 0, the fold
-    published as checked; ``()`` failed with no reason (t132)."""
+    published as checked; ``()`` failed with no reason (t132); an output with no elements, or
+    all NaN, beside a None passed (t134)."""
     ckpt, model_py = _checkpoint(tmp_path)
     source = MODEL_PY.replace(
         "return self.post(x + self.pos(x))",
-        f"self.post(x + self.pos(x))\n        return {returned}",
+        f"x = self.post(x + self.pos(x))\n        return {returned}",
     )
     model_py.write_text(source)
     report = fold_checkpoint(ckpt, check_model=model_py)
     assert report.check is not None and not report.check and not report.published
     assert (report.check.vacuous() or "").startswith(
-        "nothing compared: the model's forward returns no tensor or number with elements"
+        "nothing compared: no output of the model's forward holds a tensor or number with values"
     )
 
 

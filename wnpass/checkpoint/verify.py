@@ -41,7 +41,7 @@ from wnpass.checkpoint.reading import open_checkpoint
 from wnpass.checkpoint.report import ModelCheckReport, OutputRow
 from wnpass.errors import InvalidArgumentError, one_line
 from wnpass.interrupts import STOPS
-from wnpass.verify.compare import compare_outputs, is_exact, tolerance_for
+from wnpass.verify.compare import compare_outputs, is_exact, nothing_compared, tolerance_for
 
 if TYPE_CHECKING:
     from wnpass.checkpoint.api import Found
@@ -285,11 +285,13 @@ def check_folded(
         for row in rows:
             row.group = group.name
         report.outputs.extend(rows)
-        if not any(row.numeric or row.problem for row in rows):
-            # None, a string, an empty tuple: no value the folded weights could reach (t132)
+        compared = any((row.numeric and row.compared and row.total) or row.problem for row in rows)
+        if not compared and nothing_compared(rows) is None:
+            # None, a string, an empty tuple, beside what has no values to compare: nothing
+            # the folded weights could reach was compared (t132, t134)
             report.nothing_checked = (
-                f"nothing compared: the model's forward returns no tensor or number with "
-                f"elements ({model_py}), so no output can show the folded weights"
+                f"nothing compared: no output of the model's forward holds a tensor or number "
+                f"with values to compare ({model_py}), so no output can show the folded weights"
             )
     logger.info("--model check: %s", "passed" if report else "failed")
     return report
