@@ -396,6 +396,20 @@ def test_every_state_dict_with_folded_pairs_of_the_model_is_checked(tmp_path: Pa
     assert [row.group for row in report.check.outputs] == ["model", "ema"]
 
 
+def test_a_state_dict_that_compared_nothing_fails_beside_one_that_compared(
+    tmp_path: Path,
+) -> None:
+    """An EMA whose ``post.bias`` is NaN gave only NaN outputs, not compared; the model's state
+    dict compared, and the whole check said ok (t135): each state dict is decided alone."""
+    _, normed = _plain_and_normed(tmp_path)
+    ema = {key: tensor.clone() for key, tensor in normed.items()}
+    ema["post.bias"].fill_(float("nan"))
+    torch.save({"model": normed, "ema": ema}, ckpt := tmp_path / "ema.pt")
+    report = fold_checkpoint(ckpt, check_model=tmp_path / "model.py")
+    assert report.check is not None and not report.check and not report.published
+    assert (report.check.vacuous() or "").endswith("(in ema)")
+
+
 def _wider(normed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A weight-normed state dict of the model's layer names at twice the widths: another
     network's (a discriminator naming its layers ``convs.0`` as the generator does)."""

@@ -286,13 +286,16 @@ def check_folded(
             row.group = group.name
         report.outputs.extend(rows)
         compared = any((row.numeric and row.compared and row.total) or row.problem for row in rows)
-        if not compared and nothing_compared(rows) is None:
-            # None, a string, an empty tuple, beside what has no values to compare: nothing
-            # the folded weights could reach was compared (t132, t134)
-            report.nothing_checked = (
+        if not compared:
+            # None, a string, an empty tuple, or what has no values to compare: nothing the
+            # folded weights of this state dict could reach was compared (t132, t134); decided
+            # per state dict, as another's rows say nothing of this one's fold (t135)
+            why = nothing_compared(rows) or (
                 f"nothing compared: no output of the model's forward holds a tensor or number "
                 f"with values to compare ({model_py}), so no output can show the folded weights"
             )
+            where = f" (in {group.name})" if group.name is not None and len(checked) > 1 else ""
+            report.nothing_checked = report.nothing_checked or why + where
     logger.info("--model check: %s", "passed" if report else "failed")
     return report
 
