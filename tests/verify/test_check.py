@@ -1195,6 +1195,30 @@ def test_a_candidate_whose_second_run_differs_fails(tmp_path: Path) -> None:
     assert run.error is not None and run.error.startswith("the candidate gave other values of y ")
 
 
+def test_a_draw_moved_to_another_output_counts(tmp_path: Path) -> None:
+    """The reference draws for z, the candidate for y: as many ops of the type in both, and
+    check said equivalent (t137). Each output is held to the reference's of its name."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[N, 8] x) => (float[N, 8] y, float[N, 8] z) {{
+            r = RandomUniformLike (x)
+            c = Greater (r, rare)
+            f = Cast <to = 1> (c)
+            {drawn} = Add (x, f)
+            {plain} = Identity (x)
+        }}
+    """
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    rare = {"rare": np.array(1.0, np.float32)}
+    for path, drawn, plain in ((reference, "z", "y"), (candidate, "y", "z")):
+        onnx.save(onnx_model(text.format(drawn=drawn, plain=plain), None, True, **rare), path)
+    assert _random_added_to(reference, candidate) == [
+        "the candidate holds random ops the reference does not (1 RandomUniformLike): its "
+        "outputs may change from run to run, which no run of the check shows equivalent"
+    ]
+    assert _random_added_to(reference, reference) == []
+
+
 def test_a_draw_that_decides_a_size_counts(tmp_path: Path) -> None:
     """``Size(NonZero(Bernoulli(p)))`` changes from run to run: a stop at every Shape/Size
     missed it, and check said equivalent (t133); so did a stop at a declared shape, where

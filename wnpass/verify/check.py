@@ -303,26 +303,29 @@ def _types_differ(reference: ir.Model, candidate: ir.Model) -> list[str]:
 
 
 def _random_added(reference: ir.Model, candidate: ir.Model) -> list[str]:
-    """A line where the candidate holds more ops that draw random values than the reference
-    (of one type): its outputs may change from run to run where the reference's do not, and
-    a draw may match on every run the check makes."""
-    added = _random_ops(candidate) - _random_ops(reference)
+    """A line where the candidate holds more ops that draw random values than the reference,
+    output by output (of one type): its outputs may change from run to run where the
+    reference's do not, and a draw may match on every run the check makes. Only draws that
+    reach an output count (:func:`~wnpass.onnx.graphs.random_ops_by_output`: a dead one in
+    the reference let the candidate's live one pass, t130), and each output against the
+    reference's of its name (a draw moved to another output passed, t137)."""
+    ours = random_ops_by_output(reference)
+    added: dict[int, ir.Node] = {}
+    for output, nodes in random_ops_by_output(candidate).items():
+        held = Counter(node.op_type for node in ours.get(output, ()))
+        for node in nodes:
+            if held[node.op_type] > 0:
+                held[node.op_type] -= 1
+            else:
+                added[id(node)] = node
     if not added:
         return []
-    ops = ", ".join(f"{count} {op}" for op, count in sorted(added.items()))
+    counted = Counter(node.op_type for node in added.values())
+    ops = ", ".join(f"{count} {op}" for op, count in sorted(counted.items()))
     return [
         f"the candidate holds random ops the reference does not ({ops}): its outputs may "
         "change from run to run, which no run of the check shows equivalent"
     ]
-
-
-def _random_ops(model: ir.Model) -> Counter[str]:
-    """The model's ops that draw random values that reach an output, by type
-    (:func:`~wnpass.onnx.graphs.random_ops_by_output`: one whose draws reach no output
-    changes nothing, and counting it let a candidate's live draw pass for the reference's
-    dead one, t130)."""
-    drawn = {id(node): node for nodes in random_ops_by_output(model).values() for node in nodes}
-    return Counter(node.op_type for node in drawn.values())
 
 
 def _order_note(reference: ir.Model, candidate: ir.Model) -> list[str]:
