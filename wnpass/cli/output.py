@@ -133,18 +133,22 @@ def _fits(columns: Sequence[str], rows: Sequence[Sequence[str]], width: int) -> 
     as wide as its widest cell, a space either side and a border after it. One that does not
     is printed as plain text (the terminal then wraps whole lines, never inside a cell): rich
     would fold a number inside it, ``5.96e-0`` over ``8`` (t128)."""
+    widths = _widths(columns, rows)
+    return sum(widths) + 3 * len(widths) + 1 <= width
+
+
+def _widths(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[int]:
+    """Each column's width on a terminal: its widest cell's (:func:`display_width`)."""
     widths = [display_width(column) for column in columns]
     for row in rows:
         widths = [max(w, display_width(cell)) for w, cell in zip(widths, row, strict=True)]
-    return sum(widths) + 3 * len(widths) + 1 <= width
+    return widths
 
 
 def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A table as plain text: a title, a header, a rule and rows, columns padded to the width
     a terminal shows (:func:`display_width`), never wrapped."""
-    widths = [display_width(c) for c in columns]
-    for row in rows:
-        widths = [max(w, display_width(cell)) for w, cell in zip(widths, row, strict=True)]
+    widths = _widths(columns, rows)
 
     def render(cells: Sequence[str]) -> str:
         return "  ".join(

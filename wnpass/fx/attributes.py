@@ -79,6 +79,7 @@ def _torch_s_own(module: nn.Module) -> bool:
 MAX_DEPTH = 32
 _CONTAINERS = (list, tuple, collections.deque, dict, set, frozenset)
 _MUTABLE = (list, collections.deque, dict, set)
+_HOLDERS = (torch.Tensor, np.ndarray, torch.Generator, *_CONTAINERS)  # what may hold state
 
 
 @dataclasses.dataclass
@@ -125,9 +126,6 @@ def _contents(value: object, weights: Elements[int]) -> _Contents | None:
             # only what can hold state: a vocabulary's million ints are walked past at once
             stack.extend((part, depth + 1) for part in parts if isinstance(part, _HOLDERS))
     return found if (found.items or found.values or found.states) else None
-
-
-_HOLDERS = (torch.Tensor, np.ndarray, torch.Generator, *_CONTAINERS)
 
 
 def _has_values(tensor: torch.Tensor) -> bool:

@@ -601,13 +601,12 @@ class _InitPass(TorchFunctionMode):
         """``v`` redrawn (``redraw``), ``g = 1``, the bias (where it may change) 0: saved first."""
         originals = _plist(module)
         bias, _ = _writable_bias(module)
+        written = _written_by_init(module)
         # as they were before the pass: the copies that give the model's state back, shared
-        self.saved += [(tensor, self.given.copy_of(tensor)) for tensor in _written_by_init(module)]
+        self.saved += [(tensor, self.given.copy_of(tensor)) for tensor in written]
         buffers = {id(b) for b in module.buffers(recurse=False)}
         self.plain.update(  # neither a parameter nor a buffer: the state given back has none
-            id(t)
-            for t in _written_by_init(module)
-            if not self.given.tracks(t) and id(t) not in buffers
+            id(t) for t in written if not self.given.tracks(t) and id(t) not in buffers
         )
         v = originals.original1
         if self.redraw:

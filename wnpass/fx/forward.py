@@ -335,7 +335,7 @@ class _Snapshots(TorchFunctionMode):
         # and of those, each one's value as set where the block wrote it again afterwards
         self.set: set[str] = set()
         self.as_set: dict[str, torch.Tensor] = {}
-        self.kept: set[str] = set()  # set, and kept as set: their writes are the caller's
+        self.kept = False  # keep() was called: the writes of those set are the caller's
         # kept ones written back last, as set: another parameter given back lies over them
         # (a flat parameter of which the biases set are views) or the block wrote them again
         self.last: dict[str, torch.Tensor] = {}
@@ -392,7 +392,7 @@ class _Snapshots(TorchFunctionMode):
                 self.last[name] = self.as_set.pop(name)
             elif Elements.storage_of(self.params[name]) in others:
                 self.last[name] = self.params[name].detach().clone()
-        self.kept |= self.set
+        self.kept = True
 
     def unseen(self) -> list[str]:
         """The parameters written in a way no copy can give back: without a copy made first
@@ -404,7 +404,8 @@ class _Snapshots(TorchFunctionMode):
         for name, param in self.params.items():
             version, *where = _written_marks(param)
             first, *first_where = self.versions[name]
-            moved = version != first and name not in self.saved and name not in self.kept
+            kept = self.kept and name in self.set
+            moved = version != first and name not in self.saved and not kept
             if where != first_where or moved or name in self.late:
                 unseen.append(name)
         return unseen

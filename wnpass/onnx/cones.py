@@ -533,7 +533,7 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
                     if existing.name not in shared:
                         taken.discard(existing.name or "")
                     taken.add(wanted)
-                    _rename(owner, existing.name or "", wanted)
+                    _rename(existing, wanted)
                 report.name = existing.name or wanted
                 reporting[id(existing)].append(report)
                 reports.append(report)
@@ -548,13 +548,13 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
             report.shape = list(tensor.shape.numpy())
             report.dtype = tensor.dtype.name.lower()
             temporary = naming.unique(f"{report.name}.cone", taken)
-            report.nodes_removed = replace_value(owner, cone.value, temporary, tensor)
+            report.nodes_removed, written = replace_value(owner, cone.value, temporary, tensor)
             _free_sources(cone, taken, shared)
             if not cone.value.is_graph_output() and cone.value.name not in shared:
                 taken.discard(cone.value.name or "")
             final = naming.unique(report.name, taken)
             taken.discard(temporary)
-            folded_as[key] = _rename(owner, temporary, final)
+            folded_as[key] = _rename(written, final)
             reporting[id(folded_as[key])] = [report]
             done_shapes[key] = (report.shape, report.dtype)
             report.name = final
@@ -638,7 +638,7 @@ def _alias(cone: Cone, source: ir.Value, report: ConeReport, taken: set[str]) ->
         if isinstance(tensor, ir.serde.TensorProtoTensor):
             # its name is the caller's TensorProto's: a view of the same bytes is renamed
             source.const_value = ir.Tensor(tensor.numpy(), dtype=tensor.dtype)
-        _rename(graph, source.name or "", wanted)
+        _rename(source, wanted)
     report.name = source.name or wanted
     return report
 
@@ -652,17 +652,10 @@ def _free_sources(cone: Cone, taken: set[str], shared: Set[str] = frozenset()) -
             taken.discard(source.name)
 
 
-def _rename(graph: ir.Graph | ir.Function, old: str, new: str) -> ir.Value:
-    """Give the folded weight (initializer, or Constant output in a function) its final name."""
-    if isinstance(graph, ir.Graph) and old in graph.initializers:
-        value = graph.initializers[old]
-        value.name = new
-        return value
-    for node in graph:
-        if node.op_type == "Constant" and node.outputs[0].name == old:
-            node.outputs[0].name = new
-            tensor = node.attributes["value"].value
-            tensor.name = new
-            node.name = f"{new}_const"
-            return node.outputs[0]
-    raise AssertionError(f"the folded weight {old!r} is gone")
+def _rename(value: ir.Value, new: str) -> ir.Value:
+    """Give a folded weight (initializer, or Constant output in a function) its final name."""
+    value.name = new
+    if (node := value.producer()) is not None and node.op_type == "Constant":
+        node.attributes["value"].value.name = new
+        node.name = f"{new}_const"
+    return value

@@ -327,10 +327,10 @@ def _fold_site(
     report = _describe(site, model, "folded", naming.folded_name(site, taken))
     report.dtype = weight.dtype.name.lower()
     report.written_shape = [int(d) for d in weight.shape.numpy()]
-    report.nodes_removed = replace_value(site.graph, site.target, report.name, weight)
+    report.nodes_removed, written = replace_value(site.graph, site.target, report.name, weight)
     reports[site.root] = report
     if key is not None:
-        done[key] = (_written_value(site.graph, report.name), report)
+        done[key] = (written, report)
     logger.debug("folded %s (%d nodes removed)", report.name, report.nodes_removed)
     return True
 
@@ -378,15 +378,6 @@ _PLAIN_ATTRIBUTES = frozenset(
 )
 
 
-def _written_value(graph: ir.Graph | ir.Function, name: str) -> ir.Value:
-    """The folded weight ``replace_value`` put in ``graph`` under ``name``."""
-    if not constants_as_nodes(graph):
-        assert isinstance(graph, ir.Graph)
-        return graph.initializers[name]
-    node = next(n for n in graph if n.op_type == "Constant" and n.outputs[0].name == name)
-    return node.outputs[0]
-
-
 def still_folded(value: ir.Value, graph: ir.Graph | ir.Function) -> bool:
     """Whether a weight folded earlier is still there to share: an initializer of ``graph``
     (or a Constant's output, where it holds no initializers), not removed by a later fold."""
@@ -407,10 +398,10 @@ def reuse_value(target: ir.Value, existing: ir.Value) -> int:
 
 def replace_value(
     graph: ir.Graph | ir.Function, target: ir.Value, name: str, tensor: ir.TensorProtocol
-) -> int:
+) -> tuple[int, ir.Value]:
     """Replace ``target`` by the constant ``tensor`` named ``name``: an initializer (a
     ``Constant`` node where the graph holds no initializers, ``constants_as_nodes``); remove
-    what became dead; the number of nodes removed."""
+    what became dead. The number of nodes removed, and the value that holds ``tensor``."""
     nodes, leaves = _cone(target)
     producer = target.producer()
     assert producer is not None
@@ -428,7 +419,7 @@ def replace_value(
         new = ir.Value(name=name, const_value=tensor)
         graph.register_initializer(new)
     _read_instead(target, new)
-    return _remove_dead(nodes, leaves)
+    return _remove_dead(nodes, leaves), new
 
 
 def _read_instead(target: ir.Value, new: ir.Value) -> None:
