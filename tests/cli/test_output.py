@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -130,11 +131,38 @@ def test_a_plain_table_pads_to_the_width_a_terminal_shows() -> None:
     assert display_width("编码器") == 6 and display_width("e\u0301") == 1
 
 
-def test_quiet_prints_the_summary_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--quiet", "fold", str(_long_named(tmp_path))]) == 0
+@pytest.mark.parametrize("before", [True, False], ids=["before the command", "after it"])
+def test_quiet_prints_the_summary_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], before: bool
+) -> None:
+    command = ["fold", str(_long_named(tmp_path))]
+    assert main(["--quiet", *command] if before else [*command, "-q"]) == 0
     out = capsys.readouterr().out
     assert LONG not in out
     assert out.startswith("folded 1 of 1 weight-norm site;") and "wrote " in out
+
+
+def test_output_options_given_before_and_after_the_command_add_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``wnpass -v fold m.onnx -v`` is ``-vv`` (argparse's subcommand sets a field anew);
+    ``--plain`` after the command draws the plain table on a terminal."""
+    levels: list[int] = []
+    monkeypatch.setattr("logging.basicConfig", lambda **kw: levels.append(kw["level"]))
+    path = str(_long_named(tmp_path))
+    assert main(["-v", "fold", path, "-o", str(tmp_path / "a.onnx"), "-v"]) == 0
+    assert main(["fold", path, "-o", str(tmp_path / "b.onnx"), "-v"]) == 0
+    assert levels == [logging.DEBUG, logging.INFO]
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("COLUMNS", "300")
+    shown = []
+    for name, options in (("c", []), ("d", ["--plain"])):
+        terminal = _Terminal()
+        monkeypatch.setattr("sys.stdout", terminal)
+        assert main(["fold", path, "-o", str(tmp_path / f"{name}.onnx"), *options]) == 0
+        shown.append(terminal.getvalue())
+    assert "┃" in shown[0] and "┃" not in shown[1] and LONG in shown[1]
 
 
 def test_quiet_says_what_a_fold_declined_and_why(

@@ -92,21 +92,48 @@ def _once(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = _once(_Parser(prog="wnpass", description=(__doc__ or "").splitlines()[0]))
-    parser.add_argument("--version", action="version", version=f"wnpass {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print the summary only")
+# the options of the output, before the command or after it (``wnpass fold m.onnx -q``)
+_OUTPUT_OPTIONS = ("verbose", "quiet", "plain")
+
+
+def _add_output_options(parser: argparse._ActionsContainer, prefix: str = "") -> None:
+    """``-v``, ``-q`` and ``--plain``; a command's own land in ``prefix``-named fields, which
+    :func:`_output_options` adds to the ones given before the command (argparse's subcommand
+    would set the same field anew, and ``wnpass -v fold m.onnx -v`` is ``-vv``)."""
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, dest=prefix + "verbose",
+        help="log more (-vv: debug)",
+    )  # fmt: skip
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", dest=prefix + "quiet", help="print the summary only"
+    )
     parser.add_argument(
         "--plain",
         action="store_true",
+        dest=prefix + "plain",
         help="plain-text tables that never wrap (the default without a terminal)",
     )
+
+
+def _output_options(args: argparse.Namespace) -> None:
+    """The output options given before the command and after it, as one."""
+    args.verbose += args.command_verbose
+    args.quiet = args.quiet or args.command_quiet
+    args.plain = args.plain or args.command_plain
+    for name in _OUTPUT_OPTIONS:
+        delattr(args, "command_" + name)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _once(_Parser(prog="wnpass", description=(__doc__ or "").splitlines()[0]))
+    parser.add_argument("--version", action="version", version=f"wnpass {__version__}")
+    _add_output_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in _COMMANDS.items():
         doc = (module.run.__doc__ or "").strip().splitlines()[0]
         sub = _once(commands.add_parser(name, help=doc, description=doc))
         module.add_arguments(sub)
+        _add_output_options(sub.add_argument_group("output"), prefix="command_")
         sub.set_defaults(run=module.run)
     return parser
 
@@ -126,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _build_parser().parse_args(argv)
     except SystemExit as done:  # --help, --version, or a usage error (already printed)
         return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
+    _output_options(args)
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     if args.quiet and not args.verbose:  # the summary only: the library's warnings with -v
         level = logging.ERROR

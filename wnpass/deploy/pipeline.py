@@ -176,8 +176,8 @@ def export(
     threads: int | None = None,
     plan: IOPlan | None = None,
 ) -> ExportReport:
-    """Export ``model`` to a clean ONNX file at ``path``, verified unless ``verify=False``; see
-    the module docstring.
+    """Export ``model`` in eval mode (each submodule's training flag comes back) to a clean ONNX
+    file at ``path``, verified unless ``verify=False``; see the module docstring.
 
     Every option and path is checked before anything is written (``plan``: the caller's, with
     its other files). With ``verify``, the model is published under ``path`` only when ONNX
