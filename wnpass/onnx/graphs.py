@@ -18,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import onnx_ir as ir
 
 __all__ = [
+    "attribute_tensors",
     "const_tensor",
     "constant_initializers",
     "constants_as_nodes",
@@ -506,3 +507,16 @@ def _shadows(value: ir.Value) -> bool:
             graph.name or "?",
         )
     return True
+
+
+def attribute_tensors(nodes: Iterable[ir.Node]) -> Iterator[ir.TensorProtocol]:
+    """The tensors held in the attributes of ``nodes`` (references to a function's
+    attributes hold none)."""
+    for node in nodes:
+        for attr in node.attributes.values():
+            if attr.is_ref():
+                continue
+            if attr.type == ir.AttributeType.TENSOR:
+                yield attr.value
+            elif attr.type == ir.AttributeType.TENSORS:
+                yield from attr.value
