@@ -15,7 +15,7 @@ import onnx_ir as ir
 from wnpass.arguments import require_flag, require_type
 from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.onnx import io
-from wnpass.onnx.cones import cone_reports, find_cones
+from wnpass.onnx.cones import cone_reports, find_cones, named_as_folded
 from wnpass.onnx.fold import FoldWeightNormPass, count_nodes, inspection_of_a_fold, site_reports
 from wnpass.onnx.graphs import constant_initializers
 from wnpass.onnx.match import declined_targets, find_sites
@@ -88,6 +88,9 @@ def _inspect(ir_model: ir.Model, weight_norm_only: bool) -> FoldReport:
         # no cone reads a site's weight: the cones are those of the model after the sites fold
         report = FoldReport(sites=site_reports(ir_model, sites))
         report.cones = cone_reports(ir_model, cones, sites)
+        if not named_as_folded(ir_model, cones, report.cones, {r.name for r in report.sites}):
+            # the fold writes some weight under another name: its own rows, from a copy
+            report = inspection_of_a_fold(ir_model, weight_norm_only=weight_norm_only)
     return report
 
 

@@ -84,6 +84,7 @@ __all__ = [
     "cone_outcome",
     "cone_reports",
     "find_cones",
+    "named_as_folded",
 ]
 
 logger = logging.getLogger(__name__)
@@ -389,6 +390,39 @@ def cone_outcome(cone: Cone, sites: Mapping[ir.Value, Site]) -> tuple[str | None
     if isinstance(tensor, str):
         return tensor, None
     return None, [int(d) for d in tensor.shape.numpy()]
+
+
+def named_as_folded(
+    model: ir.Model, cones: Sequence[Cone], reports: Sequence[ConeReport], others: Set[str]
+) -> bool:
+    """Whether the fold writes each foldable computed weight under its row's name
+    (:meth:`Cone.name`), as :func:`cone_reports` gives them: no two rows share a name
+    (``others``: the names of the other rows, the weight-norm sites'), and each name is free
+    when the fold writes the weight. It is where no value has it but one source of the cone
+    that the cone alone reads (the fold removes it with the cone), and the cone computes
+    something: a tied weight's ``Transpose`` is written ``W__1``, since the embedding still
+    reads ``W``, and an ``Identity`` passing on a source that nothing else reads is folded
+    by renaming the source after the value its consumer read (:func:`_alias`). Where not, an
+    inspection asks a fold of a copy for the names."""
+    names = [report.name for report in reports]
+    if len(set(names)) != len(names) or not others.isdisjoint(names):
+        return False
+    taken, shared = naming.names_in_use(model)
+    for cone, report in zip(cones, reports, strict=True):
+        if report.status != "foldable":
+            continue
+        nodes = set(cone.nodes)
+        own = [s for s in cone.sources if s.name == report.name]
+        alone = [s for s in cone.sources if all(use.node in nodes for use in s.uses())]
+        if alone and _passed_on(cone) is not None:
+            return False
+        if report.name not in taken:
+            continue
+        if report.name in shared or len(own) != 1 or own[0] not in alone:
+            return False
+        if own[0].is_graph_input() or own[0].is_graph_output():
+            return False
+    return True
 
 
 @contextlib.contextmanager
