@@ -1029,6 +1029,53 @@ def test_a_dropout_counts_as_random_only_where_it_may_train(mode: str, tmp_path:
     assert bool(_random_added_to(reference, candidate)) is (mode == "fed")
 
 
+@pytest.mark.parametrize(
+    ("theirs", "said"),
+    [
+        ("y = Dropout(h, high, on)", "1 Dropout (ratio=0.9, training_mode=True)"),
+        (
+            "y = Dropout <seed = 3> (h, ratio, on)",
+            "1 Dropout (seed=3, ratio=0.1, training_mode=True)",
+        ),
+        ("y = Dropout(h, fed, on)", "1 Dropout (ratio input fed, training_mode=True)"),
+        ("y = Dropout(h, ratio, on)", None),
+        ("y = Dropout(h, same, on)", None),  # a Constant of the ratio's value: as given
+    ],
+    ids=["ratio", "seed", "ratio fed", "same", "same value"],
+)
+def test_a_random_op_that_draws_otherwise_counts(
+    tmp_path: Path, theirs: str, said: str | None
+) -> None:
+    """A training-mode Dropout of ratio 0.1 made 0.9 was called equivalent (t139): from
+    ``basic`` up ONNX Runtime takes every Dropout out, training mode or not, and both models
+    ran as ``Relu(Relu(x))``. How an op draws is part of what the reference must hold."""
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    constants = {
+        "ratio": np.array(0.1, np.float32),
+        "high": np.array(0.9, np.float32),
+        "on": np.array(True),
+    }
+    onnx.save(
+        _graph("float[N, 8] x", "h = Relu(x)\n y = Dropout(h, ratio, on)", **constants), reference
+    )
+    inputs = "float[N, 8] x, float fed" if "fed" in theirs else "float[N, 8] x"
+    if "same" in theirs:
+        theirs = "same = Constant <value = float {0.1}> ()\n " + theirs
+    onnx.save(_graph(inputs, f"h = Relu(x)\n {theirs}", **constants), candidate)
+    expected = (
+        []
+        if said is None
+        else [
+            f"the candidate holds random ops the reference does not ({said}): its outputs may "
+            "change from run to run, which no run of the check shows equivalent"
+        ]
+    )
+    assert _random_added_to(reference, candidate) == expected
+    if said == "1 Dropout (ratio=0.9, training_mode=True)":
+        report = check(reference, candidate, runs=1, warmup=0)
+        assert not report and report.differences == expected
+
+
 def _random_added_to(reference: Path, candidate: Path) -> list[str]:
     from wnpass.onnx import io as onnx_io
     from wnpass.verify.check import _random_added

@@ -21,6 +21,7 @@ import onnx_ir as ir
 
 from wnpass.errors import InvalidArgumentError, WnpassError
 from wnpass.onnx import io
+from wnpass.onnx.evaluate import small_constant
 from wnpass.onnx.graphs import random_ops_by_output
 from wnpass.plan import IOPlan, as_path, as_plan
 from wnpass.report import model_files
@@ -303,29 +304,73 @@ def _types_differ(reference: ir.Model, candidate: ir.Model) -> list[str]:
 
 
 def _random_added(reference: ir.Model, candidate: ir.Model) -> list[str]:
-    """A line where the candidate holds more ops that draw random values than the reference,
-    output by output (of one type): its outputs may change from run to run where the
-    reference's do not, and a draw may match on every run the check makes. Only draws that
-    reach an output count (:func:`~wnpass.onnx.graphs.random_ops_by_output`: a dead one in
-    the reference let the candidate's live one pass, t130), and each output against the
-    reference's of its name (a draw moved to another output passed, t137)."""
+    """A line where the candidate holds ops that draw random values which the reference does
+    not hold, drawing alike (:func:`_draw`), output by output: its outputs may change from
+    run to run where the reference's do not, and a draw may match on every run the check
+    makes. Only draws that reach an output count (:func:`~wnpass.onnx.graphs.random_ops_by_output`:
+    a dead one in the reference let the candidate's live one pass, t130), and each output
+    against the reference's of its name (a draw moved to another output passed, t137). How an
+    op draws counts too: from ``basic`` up, ONNX Runtime takes every Dropout out, training
+    mode or not, so a ratio of 0.1 made 0.9 ran as the reference did (t139)."""
     ours = random_ops_by_output(reference)
-    added: dict[int, ir.Node] = {}
+    added: dict[int, str] = {}
     for output, nodes in random_ops_by_output(candidate).items():
-        held = Counter(node.op_type for node in ours.get(output, ()))
+        held = Counter(_draw(node)[0] for node in ours.get(output, ()))
         for node in nodes:
-            if held[node.op_type] > 0:
-                held[node.op_type] -= 1
+            key, said = _draw(node)
+            if held[key] > 0:
+                held[key] -= 1
             else:
-                added[id(node)] = node
+                added[id(node)] = said
     if not added:
         return []
-    counted = Counter(node.op_type for node in added.values())
-    ops = ", ".join(f"{count} {op}" for op, count in sorted(counted.items()))
+    counted = Counter(added.values())
+    ops = ", ".join(f"{count} {said}" for said, count in sorted(counted.items()))
     return [
         f"the candidate holds random ops the reference does not ({ops}): its outputs may "
         "change from run to run, which no run of the check shows equivalent"
     ]
+
+
+# The inputs of a random op that set how it draws (the others are what it draws for: a shape
+# to take, probabilities, logits), by name.
+_DRAW_INPUTS = {"Dropout": {1: "ratio", 2: "training_mode"}}
+
+
+def _draw(node: ir.Node) -> tuple[tuple[object, ...], str]:
+    """How ``node`` draws, as a key that two ops drawing alike share, and as said: its type,
+    attributes (seed, mean, scale ...) and the values of the inputs that set its draws (a
+    Dropout's ratio, 0.5 where not given). An input given at run time is the graph input of
+    its name; one computed otherwise is known to no other op (it may differ)."""
+    key: list[object] = [node.domain or "", node.op_type, node.overload]
+    said: list[str] = []
+    for attr in sorted(node.attributes.values(), key=lambda a: a.name):
+        key.append((attr.name, repr(attr.value)))
+        said.append(f"{attr.name}={attr.value}")
+    for index, name in _DRAW_INPUTS.get(node.op_type, {}).items():
+        value = node.inputs[index] if index < len(node.inputs) else None
+        if value is None:
+            array = np.array(0.5) if name == "ratio" else None
+        else:
+            array = small_constant(value)
+        if array is not None:
+            key.append((name, str(array.dtype), array.tolist()))
+            said.append(f"{name}={_said(array)}")
+        elif value is not None and value.is_graph_input():
+            key.append((name, "input", value.name))
+            said.append(f"{name} input {value.name}")
+        else:
+            key.append((name, "computed", id(value)))
+            said.append(f"{name} computed")
+    return tuple(key), node.op_type + (f" ({', '.join(said)})" if said else "")
+
+
+def _said(array: np.ndarray) -> str:
+    """A small constant as a line says it: a float scalar to 6 digits (a float32 ratio 0.9,
+    not 0.8999999761581421), a bool as True or False."""
+    if array.ndim or array.dtype.kind != "f":
+        return str(array.tolist())
+    return f"{array.item():g}"
 
 
 def _order_note(reference: ir.Model, candidate: ir.Model) -> list[str]:
