@@ -310,6 +310,23 @@ def test_an_include_of_types_that_selects_nothing_is_refused() -> None:
     assert apply_weight_norm(model, exclude=nn.Conv2d).applied == 1
 
 
+def test_an_empty_include_is_refused_an_empty_exclude_keeps_nothing_out() -> None:
+    """``include=[]`` (a list a filter left empty) normed every weight and said ok, as None
+    does (t140): an include of no pattern selects nothing, and is refused as one that
+    matches nothing is."""
+    model = nn.Sequential(nn.Linear(3, 3), nn.ReLU())
+    empties: tuple[list[str], tuple[str, ...]] = ([], ())
+    for include in empties:
+        with pytest.raises(InvalidArgumentError) as caught:
+            apply_weight_norm(model, (torch.randn(2, 3),), include=include)
+        assert (
+            str(caught.value)
+            == "include is empty: it selects no parameter (None selects every one)"
+        )
+        assert not parametrize.is_parametrized(model)
+    assert apply_weight_norm(model, (torch.randn(2, 3),), exclude=[]).applied == 1
+
+
 def test_the_op_a_models_own_layer_calls_selects_it() -> None:
     """GPT-2's ``Conv1D`` is shown as ``Conv1D (addmm)``, and the README names ``addmm`` as its
     op, but ``--include addmm`` was refused as selecting nothing (t105): the op inside the

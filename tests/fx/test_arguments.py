@@ -133,3 +133,32 @@ def test_a_model_on_the_meta_device_is_refused_up_front(call: Callable[[Any], ob
         "Sequential: parameters on the meta device hold no values "
         "(0.weight, 0.bias, 2.weight and 1 more): load or materialize them first"
     )
+
+
+def test_under_inference_mode_a_model_gets_weight_norm_for_training() -> None:
+    """``apply_weight_norm`` under ``torch.inference_mode()`` raised torch's "Inference
+    tensors do not track version counter" (t140). Its g and v are made outside inference
+    mode, and train; a model whose own parameters were made under it is refused in one line,
+    by apply, data init and an analysis."""
+    model = _mlp()
+    with torch.inference_mode():
+        report = apply_weight_norm(model, X, init="data")
+        assert data_init(model, torch.randn(4, 8)).initialized == ["0.weight", "2.weight"]
+    assert report and report.initialized == 2
+    assert not any(p.is_inference() for p in model.parameters())
+    model(torch.randn(2, 8)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    with torch.inference_mode():
+        made = _mlp()
+    for call in (
+        lambda: apply_weight_norm(made, X),
+        lambda: data_init(made, X),
+        lambda: analyse_sites(made, X),
+    ):
+        with pytest.raises(InvalidArgumentError) as caught:
+            call()
+        assert str(caught.value) == (
+            "Sequential: parameters made under torch.inference_mode() cannot be trained "
+            "(0.weight, 0.bias, 2.weight and 1 more): build or load the model outside "
+            "inference mode"
+        )

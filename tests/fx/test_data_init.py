@@ -15,6 +15,7 @@ from tests.fx.helpers import plain, rel_error
 from wnpass import apply_weight_norm, data_init
 from wnpass.errors import InvalidArgumentError
 from wnpass.fx import data_init as data_init_module
+from wnpass.fx.forward import ForwardFailedError
 
 # data init computes mu and sigma in float64 from float32 outputs; the layer then recomputes its
 # output in float32, so the normalized pre-activations are exact up to float32 rounding of sums
@@ -458,7 +459,7 @@ class _BiasAfter(nn.Linear):
 @pytest.mark.parametrize(
     ("layer", "reason"),
     [
-        (_ScaledWeight, "its weight reaches no F.linear as the layer computes it"),
+        (_ScaledWeight, "its weight does not reach F.linear as the layer computes it"),
         (_BiasAfter, "its forward gives F.linear another bias than the layer's own"),
     ],
 )
@@ -898,7 +899,7 @@ def test_autocast_runs_each_layer_on_the_bias_it_was_given() -> None:
 @pytest.mark.parametrize("where", ["the model", "a layer inside it"])
 def test_a_compiled_model_is_initialized_and_reported_as_it_was(where: str) -> None:
     """A compiled forward ran its own copy of the ops: data init wrote each layer and reported
-    it kept ("its weight reaches no F.linear"); a compiled layer inside a model was seen under
+    it kept ("its weight does not reach F.linear"); a compiled layer inside a model was seen under
     two names and declined as sharing its g with itself. It now runs as eager PyTorch."""
     torch.manual_seed(0)
     inner: Any = nn.Linear(4, 8)
@@ -1408,3 +1409,36 @@ def test_a_refused_call_gives_a_buffer_bias_back_as_given() -> None:
     with pytest.raises(InvalidArgumentError, match="the same over the batch"):
         data_init(model, torch.randn(16, 4))
     assert model.fc1.bias.tolist() == [0.5] * 3
+
+
+class _FailsOnCall(nn.Linear):
+    """A Linear whose forward raises from its ``fail_at``-th call on."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__(4, 3)
+        self.calls, self.fail_at = 0, fail_at
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls >= self.fail_at:
+            raise RuntimeError("shapes cannot be multiplied")
+        return super().forward(x)
+
+
+def test_a_forward_that_raises_is_said_on_the_inputs_it_ran_on() -> None:
+    """data_init's batch was said to be "the example inputs" that apply_weight_norm had run
+    on without a fault (t140); in apply's own data init the batch is the example inputs."""
+    model = _FailsOnCall(fail_at=10**6)
+    apply_weight_norm(model, (torch.randn(8, 4),))
+    model.fail_at = model.calls + 1
+    with pytest.raises(ForwardFailedError) as raised:
+        data_init(model, torch.randn(8, 4))
+    assert str(raised.value) == (
+        f"{type(model).__name__}: the forward on the batch raised RuntimeError: shapes cannot "
+        "be multiplied"
+    )
+    calls = _FailsOnCall(fail_at=10**6)
+    apply_weight_norm(calls, (torch.randn(8, 4),))  # how many forwards apply runs before init
+    model = _FailsOnCall(fail_at=calls.calls + 1)
+    with pytest.raises(ForwardFailedError, match="the forward on the example inputs raised"):
+        apply_weight_norm(model, (torch.randn(8, 4),), init="data")

@@ -28,7 +28,13 @@ from torch.nn.utils.parametrizations import _WeightNorm
 from wnpass.arguments import require_choice
 from wnpass.axes import DimPolicy, is_legacy_hook, is_legacy_spectral_norm_hook
 from wnpass.errors import InvalidArgumentError, UsageError
-from wnpass.fx.arguments import is_lazy, require_initialized, require_module, require_values
+from wnpass.fx.arguments import (
+    is_lazy,
+    require_initialized,
+    require_module,
+    require_trainable,
+    require_values,
+)
 from wnpass.fx.axes import Use
 from wnpass.fx.elements import Elements
 from wnpass.fx.forward import (
@@ -110,10 +116,12 @@ def _refuse_inside(model: nn.Module, kind: type, why: str) -> None:
 def require_analysable(model: object, batch: Batch | None) -> None:
     """What every analysis of ``model`` needs, checked before anything runs: a module
     (``model``), whose weights hold values (none on the meta device), in Python (no
-    TorchScript), not wrapped for distributed training, and whose lazy layers are initialized
-    unless example inputs (``batch``) give them their shapes."""
+    TorchScript), not wrapped for distributed training, none made under inference mode, and
+    whose lazy layers are initialized unless example inputs (``batch``) give them their
+    shapes."""
     module = require_module(model)
     require_values(module)
+    require_trainable(module)
     require_eager(module)
     _refuse_inside(
         module,
@@ -164,14 +172,23 @@ def owner_of(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     return (model.get_submodule(prefix) if prefix else model), leaf
 
 
-def as_patterns(value: Pattern | Sequence[Pattern] | None, parameter: str) -> list[Pattern]:
+def as_patterns(
+    value: Pattern | Sequence[Pattern] | None, parameter: str, *, empty: bool = True
+) -> list[Pattern]:
     """``include``/``exclude`` as a list: a name pattern or a layer class, or several; anything
-    else is an error naming ``parameter`` (before the model runs, not when a pattern is read)."""
+    else is an error naming ``parameter`` (before the model runs, not when a pattern is read).
+    Without ``empty``, an empty sequence is one too: an include of no pattern selects no
+    parameter (it selected every one, as None does, t140), as one that matches none is
+    refused."""
     if value is None:
         return []
     items = [value] if isinstance(value, str | type) else value
     if isinstance(items, Iterable):
         items = list(items)
+        if not items and not empty:
+            raise InvalidArgumentError(
+                "is empty: it selects no parameter (None selects every one)", parameter=parameter
+            )
         if all(_is_pattern(item) for item in items):
             return items
     raise InvalidArgumentError(
@@ -452,7 +469,8 @@ def analyse_sites(
         key = canonical.get(use.param, use.param)
         if use not in by_param[key]:
             by_param[key].append(use)
-    includes, excludes = as_patterns(include, "include"), as_patterns(exclude, "exclude")
+    includes = as_patterns(include, "include", empty=False)
+    excludes = as_patterns(exclude, "exclude")
     sites: list[ParamSite] = []
     every: list[tuple[ParamSite, list[str]]] = []  # with every name of its parameter
     for name, param in model.named_parameters():

@@ -56,11 +56,13 @@ from wnpass.fx.compare import (
 from wnpass.fx.data_init import data_init
 from wnpass.fx.forward import (
     Batch,
+    ForwardFailedError,
     RngSnapshot,
     as_batch,
     call_model,
     cloned,
     evaluating,
+    forward_failed,
     state_given_back,
 )
 from wnpass.fx.mean_only_bn import replace_batch_norm
@@ -194,7 +196,7 @@ class ApplyWeightNormPass:
             ("rescale", rescale),
         ):
             require_flag(parameter, flag)
-        self.include = as_patterns(include, "include")
+        self.include = as_patterns(include, "include", empty=False)
         self.exclude = as_patterns(exclude, "exclude")
         self.init, self.dim_policy, self.embeddings = init, dim_policy, embeddings
         self.mean_only_bn, self.rescale, self.tracer = mean_only_bn, rescale, tracer
@@ -202,6 +204,12 @@ class ApplyWeightNormPass:
         self.rtol = as_tolerance("rtol", rtol)
 
     def call(self, model: nn.Module, example_inputs: Any = None) -> ApplyReport:
+        # g and v are made for training: never inference tensors, whatever mode the caller is
+        # in (under torch.inference_mode() they were, and reading a weight's version raised)
+        with torch.inference_mode(False):
+            return self._call(model, example_inputs)
+
+    def _call(self, model: nn.Module, example_inputs: Any = None) -> ApplyReport:
         start = time.perf_counter()
         inputs = None if example_inputs is None else as_batch(example_inputs)
         require_analysable(model, inputs)
@@ -219,7 +227,7 @@ class ApplyWeightNormPass:
             sites, mode, note = analyse_sites(
                 model,
                 inputs,
-                include=self.include,
+                include=self.include or None,  # [] here is every one: none was given
                 exclude=self.exclude,
                 dim_policy=self.dim_policy,
                 embeddings=self.embeddings,
@@ -312,6 +320,10 @@ class ApplyWeightNormPass:
             if error.parameter != "batch":
                 raise
             raise InvalidArgumentError(error.detail, parameter="example_inputs") from None
+        except ForwardFailedError as error:  # data_init's batch is the example inputs here
+            if (cause := error.__cause__) is None:
+                raise
+            raise forward_failed(model, cause) from cause
         label = "data, v rescaled" if self.rescale else "data"
         by_name = {site.name: site for site in sites}
         for name in result.initialized:

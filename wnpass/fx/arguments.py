@@ -24,6 +24,7 @@ __all__ = [
     "require_initialized",
     "require_module",
     "require_names",
+    "require_trainable",
     "require_values",
     "require_within",
 ]
@@ -91,14 +92,26 @@ def require_values(model: nn.Module) -> None:
     is what is wrong, and the CLI then says which model.py built it.
     """
     meta = [name for name, tensor in _tensors(model) if tensor.is_meta]
-    if not meta:
-        return
-    more = len(meta) - _NAMED
-    shown = ", ".join(meta[:_NAMED]) + (f" and {more} more" if more > 0 else "")
-    raise InvalidArgumentError(
-        f"{type(model).__name__}: parameters on the meta device hold no values ({shown}): "
-        "load or materialize them first"
-    )
+    if meta:
+        raise InvalidArgumentError(
+            f"{type(model).__name__}: parameters on the meta device hold no values "
+            f"({_shown(meta)}): load or materialize them first"
+        )
+
+
+def require_trainable(model: nn.Module) -> None:
+    """No parameter or buffer of ``model`` is an inference tensor (made under
+    ``torch.inference_mode()``): weight norm's ``g`` and ``v`` are for training, which such a
+    tensor cannot take part in, and wnpass's forwards tell a write by a tensor's version,
+    which it does not keep. The error names no parameter, as :func:`require_values`'s."""
+    made = [
+        name for name, tensor in _tensors(model) if not is_lazy(tensor) and tensor.is_inference()
+    ]
+    if made:
+        raise InvalidArgumentError(
+            f"{type(model).__name__}: parameters made under torch.inference_mode() cannot be "
+            f"trained ({_shown(made)}): build or load the model outside inference mode"
+        )
 
 
 def require_initialized(model: nn.Module) -> None:
@@ -107,12 +120,16 @@ def require_initialized(model: nn.Module) -> None:
     read of them. The error names no parameter, as :func:`require_values`'s."""
     lazy = [name for name, tensor in _tensors(model) if is_lazy(tensor)]
     if lazy:
-        more = len(lazy) - _NAMED
-        shown = ", ".join(lazy[:_NAMED]) + (f" and {more} more" if more > 0 else "")
         raise InvalidArgumentError(
-            f"{type(model).__name__}: lazy parameters not initialized yet ({shown}): pass "
-            "example inputs, or run the model once first"
+            f"{type(model).__name__}: lazy parameters not initialized yet ({_shown(lazy)}): "
+            "pass example inputs, or run the model once first"
         )
+
+
+def _shown(names: list[str]) -> str:
+    """The first few of ``names``, and how many more."""
+    more = len(names) - _NAMED
+    return ", ".join(names[:_NAMED]) + (f" and {more} more" if more > 0 else "")
 
 
 def is_lazy(tensor: Any) -> bool:

@@ -83,6 +83,7 @@ from wnpass.fx.arguments import (
     require_generator,
     require_module,
     require_names,
+    require_trainable,
     require_values,
     require_within,
 )
@@ -698,7 +699,7 @@ class _InitPass(TorchFunctionMode):
                 continue
             if module in self.computed:
                 self.report.kept[target.name] = (
-                    f"its weight reaches no {_OP_NAMES[target.kind]} as the layer computes it "
+                    f"its weight does not reach {_OP_NAMES[target.kind]} as the layer computes it "
                     "(the forward changes it first, or uses another op): no known pre-activation"
                 )
             else:
@@ -815,13 +816,13 @@ def _run_pass(model: nn.Module, inputs: Batch, run: _InitPass) -> None:
             state_given_back(model) as given,
             run.watching(given),
         ):
-            call_model(model, inputs)  # the model's exception or sys.exit(): one line
+            call_model(model, inputs, "the batch")  # the model's exception or sys.exit()
             if run.failure is None:  # what the pass set stays; else all comes back as it was
                 given.keep()
         if (failure := run.failure) is not None:
             if isinstance(failure, WnpassError):
                 raise failure
-            raise forward_failed(model, failure) from failure
+            raise forward_failed(model, failure, "the batch") from failure
         run.put_set()
     except BaseException:
         if given is not None and given.whole and not given.kept:
@@ -858,6 +859,7 @@ def data_init(
     require_generator("generator", generator)
     names = require_names("only", only)
     require_values(require_module(model))
+    require_trainable(model)
     require_eager(model)
     inputs = as_batch(batch, "batch")
     # a call that fails gives the caller's generators back too (v is redrawn from them)

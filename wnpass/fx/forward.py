@@ -229,10 +229,11 @@ class RngSnapshot:
             np.random.set_state(numpy)
 
 
-def call_model(model: nn.Module, batch: Batch) -> Any:
+def call_model(model: nn.Module, batch: Batch, on: str = "the example inputs") -> Any:
     """``model(*batch.args, **batch.kwargs)`` without grad, on a copy of the batch's tensors
     (:func:`cloned`), in the mode the model is in; what it returned. An exception or a
-    ``sys.exit()`` of the model's code is a :class:`ForwardFailedError` naming the model."""
+    ``sys.exit()`` of the model's code is a :class:`ForwardFailedError` naming the model and
+    what it ran ``on``."""
     inputs = cloned(batch)
     try:
         with torch.no_grad(), _eager(), user_code():
@@ -242,7 +243,7 @@ def call_model(model: nn.Module, batch: Batch) -> Any:
     except STOPS:
         raise
     except BaseException as error:  # the model's failure (see above)
-        raise forward_failed(model, error) from error
+        raise forward_failed(model, error, on) from error
 
 
 def buffer_values(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -573,11 +574,12 @@ def _eager() -> contextlib.AbstractContextManager[Any]:
     return sys.modules["torch._dynamo"].config.patch(disable=True)
 
 
-def forward_failed(model: nn.Module, error: BaseException) -> ForwardFailedError:
-    """The model's own exception (or ``sys.exit()``) in its forward, as one line naming it."""
-    return ForwardFailedError(
-        f"{type(model).__name__}: the forward on the example inputs {what_it_did(error)}"
-    )
+def forward_failed(
+    model: nn.Module, error: BaseException, on: str = "the example inputs"
+) -> ForwardFailedError:
+    """The model's own exception (or ``sys.exit()``) in its forward ``on`` its inputs (the
+    example inputs, data init's batch), as one line naming it."""
+    return ForwardFailedError(f"{type(model).__name__}: the forward on {on} {what_it_did(error)}")
 
 
 def run_forward(model: nn.Module, batch: Batch) -> list[torch.Tensor]:
