@@ -10,6 +10,7 @@ from torch import nn
 
 from tests.fx.helpers import KEEP_RTOL, rel_error
 from wnpass import apply_weight_norm, load_state_dict_any
+from wnpass.errors import InvalidArgumentError
 from wnpass.fx.state import WeightNormPairError, restore_weight_norm
 
 
@@ -49,15 +50,17 @@ def test_plain_checkpoint_into_weight_normed_model_and_back() -> None:
 
 
 def test_mismatched_checkpoint_still_fails() -> None:
-    """Negative case: a state dict of another shape is refused as load_state_dict would."""
+    """Negative case: a state dict of another shape is refused as load_state_dict refuses it,
+    in one line (torch's message was several, and no WnpassError, t140)."""
     normed = nn.Sequential(nn.Linear(4, 5))
     apply_weight_norm(normed)
-    try:
+    with pytest.raises(InvalidArgumentError) as caught:
         load_state_dict_any(normed, nn.Sequential(nn.Linear(4, 6)).state_dict())
-    except RuntimeError as error:
-        assert "size mismatch" in str(error)
-        return
-    raise AssertionError("a mismatched checkpoint loaded")
+    assert caught.value.parameter == "state_dict" and "\n" not in str(caught.value)
+    assert str(caught.value).startswith(
+        "state_dict does not fit Sequential: Error(s) in loading state_dict for Sequential: "
+        "size mismatch for 0.bias: copying a param with shape torch.Size([6])"
+    )
 
 
 def test_a_pair_without_a_finite_weight_is_refused_into_a_plain_model() -> None:
@@ -149,16 +152,34 @@ def test_a_whole_tensor_g_stored_with_axes_of_one_loads_into_weight_norm() -> No
     assert isinstance(weight, torch.Tensor) and rel_error(weight, expected) <= KEEP_RTOL
 
 
-def test_a_g_of_another_axis_is_not_reshaped_into_the_models() -> None:
+@pytest.mark.parametrize("form", ["parametrize", "legacy"])
+def test_a_pair_of_another_axis_loads_as_the_weight_it_computes(
+    form: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """A 1x6 g saved with dim=1 has as many elements as the 6x1 g of a dim=0 weight norm: it
-    was reshaped into it and loaded (export called the wrong weights deployable). Only a
-    whole-tensor g of one element is reshaped; this one is refused, as load_state_dict does."""
-    source = nn.Linear(6, 6)
+    was reshaped into it and loaded (export called the wrong weights deployable), then
+    refused, as load_state_dict refuses it: a ConvTranspose normed at PyTorch's default axis
+    0 did not load into wnpass's, per output channel (t140). The pair's weight is loaded,
+    normalized again at the model's axis, with a warning."""
+    torch.manual_seed(0)
+    source: Any = nn.ConvTranspose1d(6, 6, 3)
     torch.nn.utils.parametrizations.weight_norm(source, dim=1)
-    target = nn.Linear(6, 6)
-    torch.nn.utils.parametrizations.weight_norm(target, dim=0)
-    with pytest.raises(RuntimeError, match="size mismatch"):
-        load_state_dict_any(target, source.state_dict())
+    with torch.no_grad():
+        source.parametrizations.weight.original0.mul_(1.5)  # g no longer ||v||
+    target: Any = nn.ConvTranspose1d(6, 6, 3)
+    if form == "legacy":
+        torch.nn.utils.weight_norm(target, dim=0)
+    else:
+        torch.nn.utils.parametrizations.weight_norm(target, dim=0)
+    load_state_dict_any(target, source.state_dict())
+    x = torch.randn(2, 6, 5)
+    assert rel_error(target(x), source(x)) <= KEEP_RTOL
+    g = target.weight_g if form == "legacy" else target.parametrizations.weight.original0
+    assert g.shape == (6, 1, 1)
+    assert (
+        "0.weight" not in caplog.text
+        and "weight: the checkpoint's g is (1, 6, 1), the model's (6, 1, 1)" in caplog.text
+    )
 
 
 def test_one_module_under_two_names_gets_weight_norm_put_back() -> None:

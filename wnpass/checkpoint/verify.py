@@ -6,7 +6,7 @@ first, so that both start plain):
 - the candidate loads the folded checkpoint strictly (every key, no extra);
 - the reference gets ``torch.nn.utils.parametrizations.weight_norm(module, name, dim)`` on
   each folded pair's module, with the axis the pair's ``g`` implies, and loads the *original*
-  checkpoint (legacy keys renamed, by :func:`wnpass.fx.state.load_state_dict_any`): it computes
+  checkpoint (legacy keys renamed, by :func:`wnpass.fx.state.convert_state_dict`): it computes
   ``g * v / ||v||`` at run time, in PyTorch, in the model's dtype, on every forward.
 
 This is done for every state dict that holds folded pairs whose weights the model has (a
@@ -341,7 +341,7 @@ def _reference(
     its ``g`` implies, holding the original state dict ``original``."""
     from torch.nn.utils.parametrizations import weight_norm
 
-    from wnpass.fx.state import load_state_dict_any
+    from wnpass.fx.state import convert_state_dict
 
     reference, _ = plain_model(model_py, factory)
     normed: set[tuple[int, str]] = set()  # (module, weight) given weight norm
@@ -361,7 +361,7 @@ def _reference(
                 parameter="check_model",
             ) from None
     try:
-        load_state_dict_any(reference, original, strict=True)
+        reference.load_state_dict(convert_state_dict(reference, original), strict=True)
     except STOPS:
         raise
     except BaseException as error:  # the model's own load hooks too

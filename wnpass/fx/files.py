@@ -93,7 +93,7 @@ def load_checkpoint(
     from wnpass.checkpoint.reading import load_torch, open_checkpoint
     from wnpass.fx.forward import as_batch, parameter_prints, written_parameters
     from wnpass.fx.reach import give_back_unreached
-    from wnpass.fx.state import load_state_dict_any, restore_weight_norm
+    from wnpass.fx.state import convert_state_dict, restore_weight_norm
 
     path = Path(path)
     if (problem := not_readable(path)) is not None:
@@ -113,7 +113,7 @@ def load_checkpoint(
     try:
         before = dict(model.named_parameters()) if keep_pairs else {}
         restored = restore_weight_norm(model, state) if keep_pairs else []
-        load_state_dict_any(model, state)
+        model.load_state_dict(convert_state_dict(model, state))
         if restored and inputs is not None:
             originals = {name: before[name] for name in restored}
             prints = parameter_prints(model)
@@ -121,7 +121,7 @@ def load_checkpoint(
             # those pairs folded into their parameters; and the parameters that forward wrote
             # (an init on its first call) as the checkpoint holds them
             if given_back or written_parameters(model, prints):
-                load_state_dict_any(model, state)
+                model.load_state_dict(convert_state_dict(model, state))
     except STOPS:
         raise
     except BaseException as error:  # the model's own load hooks too

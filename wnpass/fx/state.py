@@ -11,7 +11,8 @@ Key forms for a weight ``W`` of module ``m``:
 parametrized keys are renamed into each other (same tensors); a plain ``W`` loads into a
 weight-normed model as ``g = ||W||``, ``v = W`` (PyTorch's own ``right_inverse``); ``g``/``v``
 load into a plain model as ``W = g * v / ||v||``, computed in float64 and rounded once, with the
-axis read from ``g``'s shape. Key forms, the axis and the product are :mod:`wnpass.rules`'.
+axis read from ``g``'s shape, and into a model normalized at another axis as that ``W`` split at
+the model's axis, with a warning. Key forms, the axis and the product are :mod:`wnpass.rules`'.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch.nn.utils.parametrize as parametrize
 from torch import nn
 
 from wnpass.axes import is_legacy_hook
-from wnpass.errors import WnpassError
+from wnpass.errors import InvalidArgumentError, WnpassError, one_line
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.fold import folded_weight
 from wnpass.rules import dim_from_shapes, pair_keys, parse_key
@@ -170,15 +171,21 @@ def convert_state_dict(model: nn.Module, state: Mapping[str, Any]) -> dict[str, 
         for key in (*_new_keys(name), *_legacy_keys(name)):
             out.pop(key, None)
         g, v = pair
-        new_g, new_v = _new_keys(name)
-        old_g, old_v = _legacy_keys(name)
-        if new_g in wanted:
-            out[new_g], out[new_v] = _shaped(g, shapes[new_g]), v
-        elif old_g in wanted:
-            out[old_g], out[old_v] = _shaped(g, shapes[old_g]), v
-        else:  # the model holds a plain weight
+        keys = next((k for k in (_new_keys(name), _legacy_keys(name)) if k[0] in wanted), None)
+        if keys is None:  # the model holds a plain weight
             out[name] = _weight_from(name, g, v)
             logger.debug("%s: g/v folded into a plain weight", name)
+        elif _other_axis(g, v, shapes[keys[0]], shapes[keys[1]]):
+            # the weight the pair computes, split at the model's axis below, as a plain one is
+            out[name] = _weight_from(name, g, v)
+            logger.warning(
+                "%s: the checkpoint's g is %s, the model's %s (weight norm at another axis): "
+                "loaded as the weight the pair computes, normalized again at the model's axis "
+                "(an optimizer state saved with the checkpoint's g does not fit it)",
+                name, tuple(g.shape), tuple(shapes[keys[0]]),
+            )  # fmt: skip
+        else:
+            out[keys[0]], out[keys[1]] = _shaped(g, shapes[keys[0]]), v
     for key in list(out):
         new_g, new_v = _new_keys(key)
         old_g, old_v = _legacy_keys(key)
@@ -213,10 +220,19 @@ def _legacy_hook(model: nn.Module, key: str) -> Any:
     return next((h for h in hooks if is_legacy_hook(h) and h.name == leaf), None)
 
 
+def _other_axis(g: Any, v: Any, g_shape: torch.Size, v_shape: torch.Size) -> bool:
+    """Whether a stored pair normalizes ``v`` at another axis than the model's ``g`` (of
+    ``g_shape``) does, over a ``v`` of the model's shape: a ConvTranspose normed at PyTorch's
+    default axis 0, loaded into one normed per output channel, axis 1. A ``v`` of another
+    shape is no such pair: loading it fails, naming the shapes."""
+    tensors = isinstance(g, torch.Tensor) and isinstance(v, torch.Tensor)
+    return tensors and v.shape == v_shape and _shaped(g, g_shape).shape != g_shape
+
+
 def _shaped(g: Any, shape: torch.Size) -> Any:
     """A whole-tensor ``g`` (one element: 1x1x1 as stored, 0-d as PyTorch's weight norm holds
     it) in ``shape``; any other ``g`` as it is (a 1x6 ``g`` of dim 1 is no 6x1 ``g`` of dim
-    0: loading it fails, as it should)."""
+    0: :func:`_other_axis`)."""
     if isinstance(g, torch.Tensor) and g.shape != shape and g.numel() == shape.numel() == 1:
         return g.reshape(shape)
     return g
@@ -225,5 +241,14 @@ def _shaped(g: Any, shape: torch.Size) -> Any:
 def load_state_dict_any(
     model: nn.Module, state_dict: Mapping[str, Any], *, strict: bool = True
 ) -> Any:
-    """``model.load_state_dict`` after :func:`convert_state_dict`; returns its result."""
-    return model.load_state_dict(convert_state_dict(model, state_dict), strict=strict)
+    """``model.load_state_dict`` after :func:`convert_state_dict`; returns its result. An
+    entry that does not fit the model (a shape, a key missing or left over with ``strict``)
+    is an :class:`~wnpass.errors.InvalidArgumentError` about ``state_dict``, PyTorch's
+    message in one line."""
+    converted = convert_state_dict(model, state_dict)
+    try:
+        return model.load_state_dict(converted, strict=strict)
+    except RuntimeError as error:
+        raise InvalidArgumentError(
+            f"does not fit {type(model).__name__}: {one_line(error)}", parameter="state_dict"
+        ) from None
