@@ -39,9 +39,34 @@ def test_an_output_axis_declared_fixed_at_another_size_is_said() -> None:
     report.dynamic = [DynamicProbe("doubled"), DynamicProbe("doubled plus one")]
     report.dynamic[0].comparisons["cpu"] = compare_outputs(["y"], [wide], ["y"], [wide])
     report.dynamic[1].comparisons["cpu"] = compare_outputs(["y"], [odd], ["y"], [odd])
-    check_shape_info(report, model.graph)
+    check_shape_info(report, model.graph, {"x": [2, 4]})
     assert report.shape_info_wrong == [  # each axis once, at the first run that shows it
         "the graph declares axis 1 of output y as 3, but it is 8 on the example inputs",
+    ]
+
+
+def test_inputs_the_graph_ties_to_one_size_fed_others_are_said() -> None:
+    """``forward(x, bias)`` adding a 1x4 bias to a 2x4 x, both axes 0 dynamic: the dynamo
+    exporter declared ``x[x_0, 4]`` and ``bias[x_0, 4]`` and the file was called deployable
+    with nothing said (t138); a runtime that holds inputs to their declared sizes refuses the
+    very inputs it was verified on. Said once, at the first run that shows it; a probe that
+    compared nothing fed nothing."""
+    from wnpass.deploy import DynamicProbe, ExportReport
+    from wnpass.deploy.compare import check_shape_info
+
+    model = ir.from_proto(onnx_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[N, 4] x, float[N, 4] bias, float[M] m) => (float[N, 4] y) { y = Add(x, bias) }
+    """, check=False))  # fmt: skip
+    report = ExportReport("m.onnx", "dynamo", None, None, False)  # type: ignore[arg-type]
+    report.dynamic = [DynamicProbe("doubled", {"x": [4, 4], "bias": [2, 4], "m": [3]})]
+    check_shape_info(report, model.graph, {"x": [2, 4], "bias": [2, 4], "m": [3]})
+    assert report.shape_info_wrong == []  # no probe compared: nothing fed at other sizes
+    report.dynamic[0].comparisons["cpu"] = []
+    check_shape_info(report, model.graph, {"x": [2, 4], "bias": [1, 4], "m": [3]})
+    assert report.shape_info_wrong == [
+        "the graph declares axis 0 of input x and axis 0 of input bias one size, N, but they "
+        "are 2 and 1 on the example inputs"
     ]
 
 

@@ -107,16 +107,24 @@ def compare_with_reference(
             return
 
 
-def check_shape_info(report: ExportReport, graph: ir.Graph) -> None:
+def check_shape_info(
+    report: ExportReport, graph: ir.Graph, example_shapes: dict[str, list[int]]
+) -> None:
     """Set ``report.shape_info_wrong``: each output axis the graph declares of a fixed size
-    that a compared run computed at another (on the example inputs, or with every dynamic axis
-    at a probe's sizes), once."""
+    that a compared run computed at another, and each size name the graph gives axes of
+    several inputs that a compared run fed sizes that differ (ONNX Runtime does not hold
+    inputs to it; a runtime that does refuses those inputs: ``x[x_0, 4]`` and ``bias[x_0, 4]``
+    fed 2x4 and 1x4, t138); on the example inputs (``example_shapes``, by graph input) or with
+    every dynamic axis at a probe's sizes, once each."""
     declared = {value.name: value.shape for value in graph.outputs}
-    runs = [("on the example inputs", report.comparisons)] + [
-        (f"with {probe.where}", probe.comparisons) for probe in report.dynamic
+    runs = [("on the example inputs", report.comparisons, example_shapes)] + [
+        (f"with {probe.where}", probe.comparisons, probe.inputs)
+        for probe in report.dynamic
+        if probe.comparisons
     ]
     seen: set[tuple[str, int]] = set()  # (output, axis): said at the first run that shows it
-    for where, results in runs:
+    tied: set[str] = set()  # the size names said
+    for where, results, fed in runs:
         for comparison in (c for compared in results.values() for c in compared):
             shape, actual = declared.get(comparison.name), comparison.shape
             if shape is None or actual is None or len(shape) != len(actual):
@@ -125,12 +133,44 @@ def check_shape_info(report: ExportReport, graph: ir.Graph) -> None:
                 if not isinstance(size, int) or size == computed or (comparison.name, axis) in seen:
                     continue
                 seen.add((comparison.name, axis))
-                said = (
+                _said_wrong(
+                    report,
                     f"the graph declares axis {axis} of output {comparison.name} as {size}, "
-                    f"but it is {computed} {where}"
+                    f"but it is {computed} {where}",
                 )
-                report.shape_info_wrong.append(said)
-                logger.info("%s", said)
+        for symbol, axes in _symbol_axes(graph, fed).items():
+            sizes = [size for _, _, size in axes]
+            if symbol in tied or len(set(sizes)) < 2:
+                continue
+            tied.add(symbol)
+            said = " and ".join(f"axis {axis} of input {name}" for name, axis, _ in axes)
+            _said_wrong(
+                report,
+                f"the graph declares {said} one size, {symbol}, but they are "
+                f"{' and '.join(str(size) for size in sizes)} {where}",
+            )
+
+
+def _symbol_axes(
+    graph: ir.Graph, fed: dict[str, list[int]]
+) -> dict[str, list[tuple[str, int, int]]]:
+    """The axes of the graph's inputs that the graph names by a size name, by that name, each
+    with its input, axis and the size ``fed`` gave it."""
+    axes: dict[str, list[tuple[str, int, int]]] = {}
+    for value in graph.inputs:
+        shape, given = value.shape, fed.get(value.name or "")
+        if shape is None or given is None or len(shape) != len(given):
+            continue
+        for axis, dim in enumerate(shape):
+            symbol = None if isinstance(dim, int) else dim.value
+            if isinstance(symbol, str) and symbol:
+                axes.setdefault(symbol, []).append((value.name or "", axis, given[axis]))
+    return axes
+
+
+def _said_wrong(report: ExportReport, said: str) -> None:
+    report.shape_info_wrong.append(said)
+    logger.info("%s", said)
 
 
 def _run_compared(

@@ -371,7 +371,9 @@ def export(
                     compare_with_reference(
                         report, staged, chosen, (feeds, expected), at_sizes, options
                     )
-                    check_shape_info(report, exported.graph)
+                    check_shape_info(
+                        report, exported.graph, {n: list(a.shape) for n, a in feeds.items()}
+                    )
                 return bool(report)  # matched, and nothing was left to fold
 
             save_target = io.plan_save(plan, exported, path)
