@@ -253,6 +253,17 @@ def test_export_refuses_arguments_of_other_types_naming_them(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("model", [lambda t: t * 2, None, "mlp.py", torch.relu])
+def test_export_of_what_is_no_module_names_the_model(model: Any, tmp_path: Path) -> None:
+    """A function given as the model was an AttributeError from the inputs' analysis
+    (``'function' object has no attribute 'forward'``, t138)."""
+    out = tmp_path / "m.onnx"
+    with pytest.raises(InvalidArgumentError) as caught:
+        export(model, (torch.randn(2, 4),), out)
+    assert caught.value.parameter == "model" and not out.exists()
+    assert str(caught.value) == f"model must be a torch.nn.Module, not {type(model).__name__}"
+
+
 def test_an_export_path_named_as_another_kind_of_file_is_refused(tmp_path: Path) -> None:
     """``wnpass export mlp.py -o trained.pt`` replaced the checkpoint trained.pt with the ONNX
     model (exit 0, t105): ``path`` must end with .onnx, checked before anything runs."""

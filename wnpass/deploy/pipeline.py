@@ -50,6 +50,7 @@ from wnpass.deploy.ranges import check_ranges
 from wnpass.deploy.report import PROBES, SHORTER, ExportReport
 from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.fx.analyse import materialize_lazy
+from wnpass.fx.arguments import require_module
 from wnpass.fx.fold import check_weight_norm, fold_weight_norm
 from wnpass.fx.forward import (
     Batch,
@@ -186,6 +187,7 @@ def export(
     torch.export holds to a range of sizes, outside which PyTorch runs too, for that range
     only (refused otherwise: :func:`check_ranges`).
     """
+    require_module(model)
     plan = as_plan(plan)
     opset = _require_export_arguments(fold_in_torch, verify, opset)
     require_flag("accept_ranges", accept_ranges)
