@@ -335,6 +335,35 @@ def test_norms_of_activations_are_no_weight_norm_sites(exporter: str, tmp_path: 
     assert report.torch_fold is not None and report.torch_fold.folded == 1
 
 
+class _MaxNorm(nn.Module):
+    """A max-norm constraint, ``v * min(g / ||v||, 1)``: a weight computed from constants, no
+    weight norm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.v = nn.Parameter(torch.randn(8, 4) * 0.01)
+        self.g = nn.Parameter(torch.rand(8, 1) + 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = self.v.norm(dim=1, keepdim=True)
+        return nn.functional.linear(x, self.v * (self.g / norm).clamp(max=1.0))
+
+
+def test_a_max_norm_constraint_is_no_declined_weight_norm_site(tmp_path: Path) -> None:
+    """TorchScript's export of it held a weight-norm site, declined ("the normalised tensor
+    is not v itself"), and the export was NOT DEPLOYABLE though ONNX Runtime matched (t138;
+    the dynamo exporter computes it into an initializer). It is a weight computed from
+    constants, left as it is, named as the graph names the value its MatMul reads."""
+    torch.manual_seed(0)
+    out = tmp_path / "maxnorm.onnx"
+    report = export(_MaxNorm().eval(), (torch.randn(2, 4),), out, exporter="torchscript")
+    assert report and report.published and report.onnx_fold.sites == []
+    (cone,) = report.onnx_fold.cones
+    assert cone.status == "declined" and "computed by ReduceL2" in (cone.reason or "")
+    held = {v for n in onnx.load(out).graph.node for v in (*n.input, *n.output)}
+    assert cone.name in held
+
+
 class _RareNoise(nn.Module):
     """Adds 1000 where a draw falls below 1e-9: a forward that almost never shows it."""
 

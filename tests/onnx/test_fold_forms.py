@@ -348,9 +348,9 @@ def test_a_norm_of_a_copy_of_v_s_elements_folds_as_v_s(copy: str) -> None:
         }}
     """
     model = onnx_model(text, v=V, flat=flat)
-    if copy == "one bit off":
-        (site,) = inspect_onnx(model).sites
-        assert site.reason == "unsupported form: the normalised tensor is not v itself"
+    if copy == "one bit off":  # a weight computed from constants, left as it is
+        report = inspect_onnx(model)
+        assert report.sites == [] and [c.status for c in report.cones] == ["declined"]
         return
     folded, report = assert_folds(model)
     (site,) = report.sites

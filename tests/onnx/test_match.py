@@ -210,13 +210,18 @@ def test_a_norm_whose_epsilon_is_no_constant_scalar_is_declined_as_such(case: st
         assert (site.status, site.reason, site.axes) == ("declined", reason, [1])
 
 
-def test_the_axes_of_a_site_without_a_norm_it_reads_are_unknown_not_all() -> None:
-    """A norm raised to a power the matcher does not read (``Pow(sum of squares, 0.25)``):
-    the site is declined, and its axes are '?', not the whole tensor."""
+def test_a_product_of_constants_that_is_no_weight_norm_is_a_computed_weight() -> None:
+    """A norm raised to a power the matcher does not read (``Pow(sum of squares, 0.25)``) was a
+    declined weight-norm site of axes '?', and an export of it not deployable (t138: a
+    max-norm clamp ``v * min(g / ||v||, 1)`` the same): it is no ``g * v / ||v||``, but a
+    weight computed from constants, left as it is where the fold cannot compute it exactly,
+    under the name its consumer reads."""
     body = "q = ReduceSumSquare <axes = [1]> (v)\n n = Pow(q, p)\n d = Div(v, n)\n w = Mul(d, g)"
     model = gemm_model(body, p=np.array(0.25, np.float32))
-    (site,) = inspect_onnx(model).sites
-    assert site.status == "declined" and site.axes == match.AXES_UNKNOWN
+    report = inspect_onnx(model)
+    assert report.sites == [] and [(c.name, c.status, c.reason) for c in report.cones] == [
+        ("w", "declined", "computed by Pow, not by layout, cast or exactly rounded arithmetic ops")
+    ]
 
 
 @pytest.mark.parametrize("axis", [2, -3])

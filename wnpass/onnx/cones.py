@@ -128,6 +128,7 @@ class Cone:
     source_names: list[str]  # their names (a weight-norm site's: the name it will get)
     reason: str | None = None
     computed: bool = False  # arithmetic on its elements: its values are none of its sources'
+    whole: bool = True  # False: the walk stopped at an op the fold does not fold (``reason``)
     # the elements of sources that hold no tensor yet (the weights of weight-norm sites a
     # fold folds first, for an inspection)
     leaf_sizes: dict[ir.Value, int] = dataclasses.field(default_factory=dict)
@@ -156,6 +157,16 @@ class Cone:
         else:
             name = self.value.name or "weight"
         return f"{name}.folded" if self.computed and not name.endswith(".folded") else name
+
+    def row_name(self) -> str:
+        """The name of its row: :meth:`name`, but where the fold leaves a weight computed by
+        arithmetic, or one computed by an op it does not fold, the value the graph keeps
+        computing, which its consumers read: nothing named after its sources is written (a
+        row named ``onnx::Div_13.folded``, after a value the walk stopped at, named no
+        tensor, t138)."""
+        if self.reason is not None and (self.computed or not self.whole) and self.value.name:
+            return self.value.name
+        return self.name()
 
     def _largest(self) -> list[str]:
         """The names of the sources of the most elements (as their tensors' or their
@@ -229,9 +240,11 @@ def _walk(
             cone.reason = (
                 f"computed by {node.op_type}, not by layout, cast or exactly rounded arithmetic ops"
             )
+            cone.whole = False
             return cone
         if any(attr.is_ref() for attr in node.attributes.values()):
             cone.reason = f"{node.op_type} takes an attribute from the function's caller"
+            cone.whole = False
             return cone
         cone.nodes.append(node)
         inputs = list(enumerate(node.inputs))
@@ -444,7 +457,7 @@ def _describe(model: ir.Model, cone: Cone, status: str) -> ConeReport:
     shape = cone.value.shape
     known = shape is not None and all(isinstance(d, int) for d in shape)
     return ConeReport(
-        name=cone.name(),
+        name=cone.row_name(),
         graph=graph_label(cone.graph, model),
         consumers=cone.consumers(),
         shape=[int(d) for d in shape] if known and shape is not None else None,  # type: ignore[arg-type]
@@ -548,6 +561,7 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
             program = _program(cone)
             if isinstance(program, str):
                 cone.reason = report.reason = program
+                report.name = cone.row_name()
                 logger.warning("not folding computed weight %s: %s", report.name, program)
                 reports.append(report)
                 continue
@@ -575,6 +589,7 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
             tensor = _tensor(cone.value, program)
             if isinstance(tensor, str):
                 cone.reason = report.reason = tensor
+                report.name = cone.row_name()
                 logger.warning("not folding computed weight %s: %s", report.name, tensor)
                 reports.append(report)
                 continue

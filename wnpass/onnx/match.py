@@ -682,6 +682,18 @@ def is_constant_cone(value: ir.Value) -> bool | None:
     return True
 
 
+def _unsupported(site: Site, why: str) -> Site | None:
+    """A norm's product that is no ``g * v / ||v||`` (``why``): where it is computed from
+    constants, no site at all, but a weight computed from constants, which the cone fold
+    folds where it can do so exactly and reports otherwise (a max-norm clamp, ``v *
+    min(g / ||v||, 1)``, was a declined weight-norm site, and its export not deployable,
+    t138); else the site, declined with the reason."""
+    if is_constant_cone(site.root):
+        return None
+    site.reason = f"unsupported form: {why}"
+    return site
+
+
 def _layout_chain(root: ir.Value) -> tuple[ir.Value, tuple[str, ...]]:
     """Follow a single-use chain of layout ops with constant side inputs below ``root``."""
     value, ops = root, []
@@ -748,8 +760,7 @@ def _analyse(
         # time, declined below by its name.
         return None
     if len(norms) != 1 or norms[0].exponent != -1:
-        site.reason = "unsupported form: expected exactly one norm in the denominator"
-        return site
+        return _unsupported(site, "expected exactly one norm in the denominator")
     norm = norms[0].norm
     assert norm is not None
     site.v = norm.v
@@ -766,8 +777,7 @@ def _analyse(
     elif not numerators and norm.axes is None and (copied := _copied(leaves, norm.v)):
         numerators, site.v = leaves, copied  # v / ||C||, C a copy of v's elements
     if len(numerators) != 1 or numerators[0].exponent != 1:
-        site.reason = "unsupported form: the normalised tensor is not v itself"
-        return site
+        return _unsupported(site, "the normalised tensor is not v itself")
     others = [f for f in leaves if f is not numerators[0]]
     runtime = None if others else _runtime_gain(root)
     if runtime is not None and _weight_fed_at_run_time([runtime[0]], runtime[1]):
@@ -779,8 +789,7 @@ def _analyse(
         return site
     # else v / ||v|| times an activation (``x * F.normalize(W)``): the gain-less site v / ||v||
     if len(others) > 1 or (others and others[0].exponent != 1):
-        site.reason = "unsupported form: expected at most one gain g multiplying v / ||v||"
-        return site
+        return _unsupported(site, "expected at most one gain g multiplying v / ||v||")
     gain_leaf = others[0].value if others else None
     site.g = None if gain_leaf is None else strip_cast(gain_leaf)
     norm_value = None if lp else norms[0].value
