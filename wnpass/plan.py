@@ -463,11 +463,12 @@ class IOPlan:
 
     # -- recording ------------------------------------------------------------------------
 
-    def read(self, path: str | os.PathLike[str], parameter: str) -> Path:
+    def read(self, path: str | os.PathLike[str], parameter: str, why: str = _Entry.why) -> Path:
         """Record that ``path`` is read; ``parameter`` says what it is, for messages
-        ("the input model"). Returns it as a Path."""
+        ("the input model"), and ``why`` why no output may be written onto it. Returns it as
+        a Path."""
         path = Path(path)
-        self._reads.append(_Entry(path, parameter))
+        self._reads.append(_Entry(path, parameter, why))
         self._checked = False
         return path
 
@@ -478,9 +479,11 @@ class IOPlan:
         self._reads.append(_Entry(Path(path), what, "which the report is about"))
         self._checked = False
 
-    def read_all(self, paths: Iterable[str | os.PathLike[str]], parameter: str) -> None:
+    def read_all(
+        self, paths: Iterable[str | os.PathLike[str]], parameter: str, why: str = _Entry.why
+    ) -> None:
         for path in paths:
-            self.read(path, parameter)
+            self.read(path, parameter, why)
 
     def pin(self, path: str | os.PathLike[str], seen: readahead.Identity | None = None) -> None:
         """Record ``path`` (a file read, maybe lazily, until the result is complete) as it is
@@ -577,7 +580,8 @@ class IOPlan:
         paths, self._user_reads = sorted(self._user_reads), set()
         opened, self._user_opened = sorted(self._user_opened), set()
         self.read_all(paths, USER_CODE_READ)
-        self.read_all(opened, USER_CODE_OPENED)
+        # opened, not only read: a log the model's code appends to is as much its file
+        self.read_all(opened, USER_CODE_OPENED, "which that code may read or write")
         return bool(paths or opened)
 
     def write(
