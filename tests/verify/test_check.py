@@ -1040,8 +1040,9 @@ def test_a_dropout_counts_as_random_only_where_it_may_train(mode: str, tmp_path:
         ("y = Dropout(h, fed, on)", "1 Dropout (ratio input fed, training_mode=True)"),
         ("y = Dropout(h, ratio, on)", None),
         ("y = Dropout(h, same, on)", None),  # a Constant of the ratio's value: as given
+        ("y = Dropout(h, half, on)", "1 Dropout (ratio=0.5, training_mode=True)"),
     ],
-    ids=["ratio", "seed", "ratio fed", "same", "same value"],
+    ids=["ratio", "seed", "ratio fed", "same", "same value", "half"],
 )
 def test_a_random_op_that_draws_otherwise_counts(
     tmp_path: Path, theirs: str, said: str | None
@@ -1050,9 +1051,10 @@ def test_a_random_op_that_draws_otherwise_counts(
     ``basic`` up ONNX Runtime takes every Dropout out, training mode or not, and both models
     ran as ``Relu(Relu(x))``. How an op draws is part of what the reference must hold."""
     reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
-    constants = {
+    constants: dict[str, np.ndarray] = {
         "ratio": np.array(0.1, np.float32),
         "high": np.array(0.9, np.float32),
+        "half": np.array(0.5, np.float64),
         "on": np.array(True),
     }
     onnx.save(

@@ -349,12 +349,11 @@ def _draw(node: ir.Node) -> tuple[tuple[object, ...], str]:
         said.append(f"{attr.name}={attr.value}")
     for index, name in _DRAW_INPUTS.get(node.op_type, {}).items():
         value = node.inputs[index] if index < len(node.inputs) else None
-        if value is None:
-            array = np.array(0.5) if name == "ratio" else None
-        else:
-            array = small_constant(value)
-        if array is not None:
-            key.append((name, str(array.dtype), array.tolist()))
+        if value is None and name != "ratio":
+            continue  # no training_mode: a Dropout that does not draw (never here)
+        array = np.array(0.5) if value is None else small_constant(value)
+        if array is not None:  # by value: a ratio of 0.5 given or not, float32 or float64
+            key.append((name, array.tolist()))
             said.append(f"{name}={_said(array)}")
         elif value is not None and value.is_graph_input():
             key.append((name, "input", value.name))
