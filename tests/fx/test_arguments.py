@@ -150,6 +150,10 @@ def test_under_inference_mode_a_model_gets_weight_norm_for_training() -> None:
     assert all(p.grad is not None for p in model.parameters())
     with torch.inference_mode():
         made = _mlp()
+        window = torch.hann_window(8)
+    model = _mlp()
+    model.register_buffer("window", window)  # a buffer may be one: training reads it
+    assert apply_weight_norm(model, X, init="data") and data_init(model, X).initialized
     for call in (
         lambda: apply_weight_norm(made, X),
         lambda: data_init(made, X),

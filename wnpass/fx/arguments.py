@@ -100,12 +100,15 @@ def require_values(model: nn.Module) -> None:
 
 
 def require_trainable(model: nn.Module) -> None:
-    """No parameter or buffer of ``model`` is an inference tensor (made under
-    ``torch.inference_mode()``): weight norm's ``g`` and ``v`` are for training, which such a
-    tensor cannot take part in, and wnpass's forwards tell a write by a tensor's version,
-    which it does not keep. The error names no parameter, as :func:`require_values`'s."""
+    """No parameter of ``model`` is an inference tensor (made under ``torch.inference_mode()``):
+    weight norm's ``g`` and ``v`` are for training, which such a tensor cannot take part in,
+    and wnpass's forwards tell a write to a parameter by its version, which it does not keep.
+    A buffer may be one (a window made once; training reads it): t141. The error names no
+    parameter, as :func:`require_values`'s."""
     made = [
-        name for name, tensor in _tensors(model) if not is_lazy(tensor) and tensor.is_inference()
+        name
+        for name, tensor in model.named_parameters()
+        if not is_lazy(tensor) and tensor.is_inference()
     ]
     if made:
         raise InvalidArgumentError(

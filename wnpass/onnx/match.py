@@ -683,11 +683,13 @@ def is_constant_cone(value: ir.Value) -> bool | None:
 
 
 def _unsupported(site: Site, why: str) -> Site | None:
-    """A norm's product that is no ``g * v / ||v||`` (``why``): where it is computed from
-    constants, no site at all, but a weight computed from constants, which the cone fold
-    folds where it can do so exactly and reports otherwise (a max-norm clamp, ``v *
-    min(g / ||v||, 1)``, was a declined weight-norm site, and its export not deployable,
-    t138); else the site, declined with the reason."""
+    """A norm's product that is no ``v / ||v||`` times constants (``why``: the norm is not
+    ``v``'s, or not to the power -1): where it is computed from constants, no site at all,
+    but a weight computed from constants, which the cone fold folds where it can do so
+    exactly and reports otherwise (a max-norm clamp, ``v * min(g / ||v||, 1)``, was a
+    declined weight-norm site, and its export not deployable, t138); else the site, declined
+    with the reason. ``v / ||v||`` times more than one constant is weight norm (a
+    weight-normed weight scaled, ``lin.weight * 0.5``), a site declined as such."""
     if is_constant_cone(site.root):
         return None
     site.reason = f"unsupported form: {why}"
@@ -789,7 +791,9 @@ def _analyse(
         return site
     # else v / ||v|| times an activation (``x * F.normalize(W)``): the gain-less site v / ||v||
     if len(others) > 1 or (others and others[0].exponent != 1):
-        return _unsupported(site, "expected at most one gain g multiplying v / ||v||")
+        # weight norm times a constant (``lin.weight * 0.5``): a site, declined (t141)
+        site.reason = "unsupported form: expected at most one gain g multiplying v / ||v||"
+        return site
     gain_leaf = others[0].value if others else None
     site.g = None if gain_leaf is None else strip_cast(gain_leaf)
     norm_value = None if lp else norms[0].value
