@@ -48,6 +48,13 @@ def test_shard_names_follow_the_output_stem() -> None:
         "y-00001-of-00002.safetensors"
     )
     assert shard_output_name("weights.safetensors", index, out) == "y-weights.safetensors"
+    # the stem as a word: index m's shard model-... was m.foldedodel-... (t142)
+    short, folded = Path("m.safetensors.index.json"), Path("m.folded.safetensors.index.json")
+    assert shard_output_name("model-00001-of-00002.safetensors", short, folded) == (
+        "m.folded-model-00001-of-00002.safetensors"
+    )
+    assert shard_output_name("m_1.safetensors", short, folded) == "m.folded_1.safetensors"
+    assert shard_output_name("m.safetensors", short, folded) == "m.folded.safetensors"
 
 
 def test_other_names_are_refused() -> None:

@@ -267,6 +267,39 @@ def test_a_model_that_does_not_fit_is_bad_input(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "model.py"]
 
 
+def test_a_model_whose_weight_norm_has_a_stateless_parametrization_on_top_is_said_so(
+    tmp_path: Path,
+) -> None:
+    """A symmetric constraint registered on top of weight norm keeps no state in the file:
+    the check said "nothing compared: the model has none of the folded weights", or that the
+    original checkpoint has keys the model does not have (t142), where the model's weight
+    is no g * v / ||v|| at all. Refused naming it; nothing written."""
+    ckpt, model_py = _checkpoint(tmp_path)
+    model_py.write_text(
+        MODEL_PY.replace(
+            "def build_model():\n    return Net()",
+            "class Sym(nn.Module):\n"
+            "    def forward(self, w):\n"
+            "        return w + w.flip(0)\n\n"
+            "def build_model():\n"
+            "    from torch.nn.utils import parametrize\n"
+            "    from torch.nn.utils.parametrizations import weight_norm\n"
+            "    net = Net()\n"
+            "    weight_norm(net.pre)\n"
+            "    parametrize.register_parametrization(net.pre, 'weight', Sym())\n"
+            "    return net",
+        )
+    )
+    with pytest.raises(InvalidArgumentError) as caught:
+        fold_checkpoint(ckpt, check_model=model_py)
+    assert str(caught.value) == (
+        f"check_model {model_py}: pre.weight: the model's weight norm is stacked with other "
+        "parametrizations, so its weight is not the g * v / ||v|| a folded checkpoint holds, "
+        "and the model cannot load one"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "model.py"]
+
+
 def test_inf_in_different_places_fails_the_comparison() -> None:
     """An output that is inf where the reference is finite (or the other way) is a failure,
     not an element left out of the count."""

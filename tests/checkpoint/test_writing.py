@@ -62,6 +62,13 @@ def test_a_sharded_folds_parameter_count_loses_the_folded_gains(tmp_path: Path) 
     for name in ("model.folded.safetensors.index.json", "model.parametrize.safetensors.index.json"):
         written, tensors = _load(tmp_path / name)
         assert written["metadata"]["total_parameters"] == sum(t.numel() for t in tensors.values())
+    # a count below the gains folded away counts no such tensors: left as it was (it went
+    # negative, t142)
+    data["metadata"]["total_parameters"] = 2
+    index.write_text(json.dumps(data))
+    assert fold_checkpoint(index, tmp_path / "small.safetensors.index.json")
+    written, _ = _load(tmp_path / "small.safetensors.index.json")
+    assert written["metadata"]["total_parameters"] == 2
 
 
 @pytest.mark.parametrize("kind", ["safetensors", "bin"])

@@ -138,9 +138,17 @@ def shard_output_name(shard: str, input_index: Path, output_index: Path) -> str:
     before :func:`shard_output_names` makes the names of all shards distinct."""
     in_stem, _ = split_name(input_index)
     out_stem, _ = split_name(output_index)
-    if shard.startswith(in_stem):
+    if _has_stem(shard, in_stem):
         return out_stem + shard[len(in_stem) :]
     return f"{out_stem}-{shard}"
+
+
+def _has_stem(shard: str, stem: str) -> bool:
+    """Whether ``shard`` starts with ``stem`` as a word: followed by no letter or digit
+    (``model-00001-of-00002`` of stem ``model``; not of stem ``m``, whose output shard was
+    ``m.foldedodel-00001-of-00002``, t142)."""
+    rest = shard[len(stem) :]
+    return shard.startswith(stem) and not (rest[:1].isalnum())
 
 
 def shard_output_names(shards: list[str], input_index: Path, output_index: Path) -> list[str]:
@@ -162,7 +170,7 @@ def shard_output_names(shards: list[str], input_index: Path, output_index: Path)
     same_folder = os.path.realpath(input_index.parent) == os.path.realpath(output_index.parent)
     inputs = set(shards) if same_folder else set()
     names: list[str | None] = [
-        name if name not in inputs and (counts[name] == 1 or shard.startswith(in_stem)) else None
+        name if name not in inputs and (counts[name] == 1 or _has_stem(shard, in_stem)) else None
         for shard, name in zip(shards, first, strict=True)
     ]
     taken = set(first) | inputs

@@ -74,7 +74,9 @@ def plain_model(
     state dict's keys (``conv.weight``) are the model's word that a legacy pair of one element
     per unit, which its names alone leave in doubt, is a pair (:mod:`wnpass.checkpoint.pairs`).
     ``plan``: as :func:`~wnpass.fx.loading.load_model_py`'s (the files the model.py's code
-    reads are read by the run); given on the run's first load, before anything is written."""
+    reads are read by the run); given on the run's first load, before anything is written. A
+    weight norm it cannot fold (another parametrization stacked on it, which keeps no state
+    in the file: a symmetric constraint) is an InvalidArgumentError naming the weight."""
     from wnpass.fx.fold import fold_weight_norm
     from wnpass.fx.loading import load_model_py
 
@@ -84,7 +86,16 @@ def plain_model(
             f"{model_py}: defines no example_inputs(); nothing to compare on",
             parameter="check_model",
         )
-    fold_weight_norm(model, check_values=False)  # its values are the checkpoint's next
+    folded = fold_weight_norm(model, check_values=False)  # its values are the checkpoint's
+    # another parametrization stacked on it, keeping no state: said as keys the model does
+    # not have, or as nothing compared (t142)
+    if kept := folded.declined:
+        site = kept[0]
+        raise InvalidArgumentError(
+            f"{model_py}: {site.name}: the model's weight norm is {site.reason}, so its weight "
+            "is not the g * v / ||v|| a folded checkpoint holds, and the model cannot load one",
+            parameter="check_model",
+        )
     return model.eval(), inputs
 
 

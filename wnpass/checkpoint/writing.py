@@ -289,7 +289,8 @@ def write_index(
     tensor's storage once: a sum over the keys would change it where no byte changed); where
     the input has none, or one that is no count of bytes (not an int, or below the bytes
     taken away), the bytes of the tensors written, ``written_bytes``. transformers'
-    ``total_parameters``, where given, less ``gain_elements``."""
+    ``total_parameters``, where given, less ``gain_elements``; one below that is no count of
+    these tensors, and is left as it was (it went negative, t142)."""
     out = {key: value for key, value in index.items() if key != "weight_map"}
     metadata = dict(out["metadata"]) if isinstance(out.get("metadata"), dict) else {}
     size = whole(metadata.get("total_size"))
@@ -298,7 +299,7 @@ def write_index(
     else:
         metadata["total_size"] = written_bytes
     counted = whole(metadata.get("total_parameters"))
-    if counted is not None:
+    if counted is not None and counted >= gain_elements:
         metadata["total_parameters"] = counted - gain_elements
     out["metadata"] = metadata
     out["weight_map"] = weight_map
