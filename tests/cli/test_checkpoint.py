@@ -159,7 +159,7 @@ def test_keys_with_a_newline_or_an_empty_name_are_read_exactly(
     assert main(["-q", "fold", str(trailing)]) == 0
     assert list(load_any(tmp_path / f"end.folded{suffix}")) == ["a.weight_g\n", "a.weight_v\n"]
     assert main(["-q", "inspect", "--strict", str(inside)]) == 1
-    assert "1 pairs left to fold" in capsys.readouterr().out
+    assert "1 pair left to fold" in capsys.readouterr().out
     assert main(["-q", "fold", str(inside)]) == 0
     folded = load_any(tmp_path / f"mid.folded{suffix}")
     assert list(folded) == ["blk\n0.weight"]
@@ -791,6 +791,16 @@ CASES: dict[str, tuple[Setup, int, str]] = {
         lambda f: ["fold", str(f / "g.pt"), "--weight-norm-only"],
         2,
         "--weight-norm-only is for ONNX models",
+    ),
+    "inspect --weight-norm-only for a checkpoint": (  # refused, not ignored (t143)
+        lambda f: ["inspect", str(f / "g.pt"), "--weight-norm-only", "--strict"],
+        2,
+        "--weight-norm-only is for ONNX models: a checkpoint holds weight-norm pairs only",
+    ),
+    "inspect --include-type for a checkpoint": (
+        lambda f: ["inspect", str(f / "g.pt"), "--include-type", "Conv1d"],
+        2,
+        "--include-type: for a model.py, not a checkpoint",
     ),
     "a NaN tolerance": (
         lambda f: ["fold", str(f / "g.pt"), "--model", str(f / "g.pt"), "--atol", "nan"],

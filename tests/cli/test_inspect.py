@@ -50,6 +50,31 @@ def test_strict_fails_on_foldable_sites_and_passes_once_folded(
     assert (report["left_to_fold"], report["ok"]) == (0, True)
 
 
+def test_a_report_that_cannot_be_written_keeps_the_gates_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk under ``--json`` made a gate that failed exit 2, bad input, and lost its
+    STRICT line (t143): the verdict keeps its 1 and its lines, the error is said last; a run
+    that passed exits 2, as for any file that cannot be written."""
+    path = _save(tmp_path, "model.onnx", onnx_model(WN, v=rand(3, 4), g=rand(3, 1)))
+
+    def full(*_: object, **__: object) -> None:
+        raise OSError(28, "No space left on device", str(tmp_path / "r.json"))
+
+    monkeypatch.setattr("wnpass.report.write_json", full)
+    several = [str(path), str(path.with_name("m2.onnx"))]
+    path.with_name("m2.onnx").write_bytes(path.read_bytes())
+    assert main(["inspect", *several, "--strict", "--json", str(tmp_path / "r.json")]) == 1
+    out, err = capsys.readouterr()
+    assert out.endswith("STRICT: 2 of 2 models left to fold\n")
+    assert err == f"wnpass: error: {tmp_path / 'r.json'}: No space left on device\n"
+    assert main(["fold", str(path)]) == 0
+    folded = str(tmp_path / "model.folded.onnx")
+    capsys.readouterr()
+    assert main(["inspect", folded, folded, "--strict", "--json", str(tmp_path / "r.json")]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+
+
 def _zero_unit() -> dict[str, np.ndarray]:
     return zero_unit(3, 4)
 
@@ -426,8 +451,9 @@ def test_a_folder_picks_up_onnx_files_in_any_case_and_each_file_once(
     [
         (lambda t: t / "missing.onnx", "no such file"),
         (lambda t: _loop(t / "loop.onnx"), "cannot read it (Too many levels of symbolic links)"),
+        (lambda t: _dangling(t / "b.onnx"), "a link to nowhere.onnx, which does not exist"),
     ],
-    ids=["missing", "link loop"],
+    ids=["missing", "link loop", "dangling link"],
 )
 def test_a_bad_path_is_refused_before_any_model_is_reported(
     bad: Callable[[Path], Path], reason: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -446,4 +472,10 @@ def test_a_bad_path_is_refused_before_any_model_is_reported(
 
 def _loop(path: Path) -> Path:
     path.symlink_to(path.name)
+    return path
+
+
+def _dangling(path: Path) -> Path:
+    """A link ls shows, to a file that is not there: it was "no such file" (t143)."""
+    path.symlink_to("nowhere.onnx")
     return path

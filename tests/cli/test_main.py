@@ -192,7 +192,7 @@ def test_check_exit_codes_and_json(
         (["--provider", "cuda"], "--provider 'cuda': not available"),
         (["--shape", "x=2"], "1 dimensions given, the model has 2"),
         (["--inputs", "absent.npz"], "no such file"),
-        (["--runs", "0"], "--runs 0: must be a whole number >= 1"),
+        (["--runs", "0"], "--runs 0: must be a whole number from 1 to 1000000"),
     ],
 )
 def test_check_bad_options_exit_2(
@@ -514,8 +514,20 @@ def test_a_usage_error_holding_a_newline_or_an_escape_is_one_line(
     assert main(["inspect", "m.onnx", "--x\x1b[31mRED\nsecond"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line == (
-        "wnpass: error: unrecognized arguments: --x\\x1b[31mRED\\nsecond (see wnpass --help)"
+        "wnpass: error: unrecognized arguments: --x\\x1b[31mRED\\nsecond "
+        "(see wnpass inspect --help)"
     )
+
+
+def test_an_argument_a_command_does_not_take_points_at_its_own_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``wnpass inspect m.onnx --verify`` said "see wnpass --help" (t143), whose page lists
+    the commands, not inspect's options; one before the command is the program's."""
+    assert main(["inspect", "m.onnx", "--verify"]) == 2
+    assert capsys.readouterr().err.endswith("--verify (see wnpass inspect --help)\n")
+    assert main(["--verify", "inspect", "m.onnx"]) == 2
+    assert capsys.readouterr().err.endswith("--verify (see wnpass --help)\n")
 
 
 CLOSES_STDOUT = """

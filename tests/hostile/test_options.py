@@ -64,7 +64,11 @@ for prefix, make in (("check", _check), ("fold --verify", _fold_verify)):
         f"{prefix} --atol nan": (make("--atol", "nan"), "--atol nan: a tolerance must be"),
         f"{prefix} --atol -1e-3": (make("--atol=-1e-3"), "--atol -0.001: a tolerance"),
         f"{prefix} --rtol text": (make("--rtol", "tight"), "invalid float value"),
-        f"{prefix} --runs 0": (make("--runs", "0"), "--runs 0: must be a whole number >= 1"),
+        f"{prefix} --runs 0": (make("--runs", "0"), "--runs 0: must be a whole number from 1 to"),
+        f"{prefix} --warmup 10**20": (  # a slip that ran with no end (t143)
+            make("--warmup", "99999999999999999999"),
+            "--warmup 99999999999999999999: must be a whole number from 0 to 1000000",
+        ),
         f"{prefix} --runs -5": (make("--runs", "-5"), "--runs -5: must be a whole number"),
         f"{prefix} --runs 1.5": (make("--runs", "1.5"), "invalid int value"),
         f"{prefix} --warmup -1": (make("--warmup", "-1"), "--warmup -1: must be a whole number"),
@@ -209,7 +213,11 @@ OPTIONS |= {
     ),
     "inspect --factory for an ONNX file": (
         lambda t: ["inspect", str(good(t)), "--factory", "build"],
-        "--factory, --include and --exclude are for a model.py",
+        "--factory: for a model.py, not an ONNX model",
+    ),
+    "inspect --exclude-type for an ONNX file": (  # named as given (t143)
+        lambda t: ["inspect", str(good(t)), "--exclude-type", "Conv1d"],
+        "--exclude-type: for a model.py, not an ONNX model",
     ),
     "check --inputs of the wrong dtype": (
         _check_inputs(lambda t: npz(t, x=np.zeros((2, 4)))),

@@ -40,6 +40,16 @@ def test_every_unlike_special_is_counted_outside() -> None:
     assert (row.problem, row.outside, row.total) == ("NaN/Inf in different places", 4, 6)
 
 
+def test_other_specials_in_the_same_places_are_said_so() -> None:
+    """+Inf for -Inf and NaN for Inf, each where the other model has one too, was "NaN/Inf
+    in different places" (t143): the places are the same, the values not."""
+    row = _compare([np.inf, -np.inf, 1.0], [-np.inf, np.nan, 1.0])
+    assert (row.problem, row.outside, row.total) == ("other NaN/Inf in the same places", 2, 3)
+    ref, cand = (np.array([complex(r, 1.0)], np.complex64) for r in (np.inf, -np.inf))
+    complex_row = compare_outputs(["y"], [ref], ["y"], [cand])[0]
+    assert complex_row.problem == "other NaN/Inf in the same places"
+
+
 def test_strings_are_equal_or_not() -> None:
     ref, cand = np.array(["a", "b"], object), np.array(["a", "c"], object)
     row = compare_outputs(["s"], [ref], ["s"], [cand])[0]
@@ -56,7 +66,7 @@ def test_a_sequence_is_compared_item_by_item() -> None:
     row = compare_outputs(["s"], [ref], ["s"], [far])[0]
     assert (row.outside, row.max_abs, row.passed) == (1, 0.5, False)
     row = compare_outputs(["s"], [ref], ["s"], [ref[:1]])[0]
-    assert row.problem == "1 items != reference 2"
+    assert row.problem == "1 item != reference 2"
 
 
 def test_a_map_is_equal_or_not_and_a_missing_sequence_is_named() -> None:

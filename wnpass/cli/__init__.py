@@ -134,8 +134,22 @@ def _build_parser() -> argparse.ArgumentParser:
         sub = _once(commands.add_parser(name, help=doc, description=doc))
         module.add_arguments(sub)
         _add_output_options(sub.add_argument_group("output"), prefix="command_")
-        sub.set_defaults(run=module.run)
+        sub.set_defaults(run=module.run, parser=sub)
     return parser
+
+
+def _parsed(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments; one the command does not take is its usage error, pointing at its own
+    help (``wnpass inspect --help``; the program's said ``wnpass --help``, t143)."""
+    parser = _build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        given = list(sys.argv[1:] if argv is None else argv)
+        after = given[given.index(args.command) + 1 :] if args.command in given else []
+        owner = args.parser if all(arg in after for arg in extra) else parser
+        owner.error(f"unrecognized arguments: {' '.join(extra)}")
+    del args.parser
+    return args
 
 
 class _PrintableFormatter(logging.Formatter):
@@ -150,7 +164,7 @@ class _PrintableFormatter(logging.Formatter):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (see the module docstring)."""
     try:
-        args = _build_parser().parse_args(argv)
+        args = _parsed(argv)
     except SystemExit as done:  # --help, --version, or a usage error (already printed)
         return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
     _output_options(args)
@@ -171,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 code = int(args.run(args, out))
             if json_output is not None:  # the JSON is the output; what else failed is stderr's
                 return code if json_output.failed is None else _unprinted(json_output.failed, code)
+            if out.json_failed is not None:  # said after the verdict, which keeps its code
+                code = _json_unwritten(out.json_failed, code, args)
             return code if out.failed is None else _unprinted(out.failed, code)
     except interrupts.STOPS as stopped:
         fallback = signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM
@@ -195,6 +211,14 @@ def _unprinted(error: OSError, code: int) -> int:
     said = changes_said(*interrupts.changes())
     _tell(f"wnpass: error: cannot write to standard output ({error.strerror or error}){said}")
     return code or EXIT_BAD_INPUT
+
+
+def _json_unwritten(error: BaseException, code: int, args: argparse.Namespace) -> int:
+    """The ``--json`` report could not be written (a full disk): its error line, and the exit
+    code: 2, as for any file of the user's that cannot be written, where the run succeeded; a
+    failed check or gate keeps its 1, the verdict a pipeline reads."""
+    failed = _failed(error, args)
+    return code or failed
 
 
 def _stopped(signum: int) -> int:

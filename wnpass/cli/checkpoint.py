@@ -15,7 +15,7 @@ from wnpass.cli.output import Printer
 from wnpass.cli.render import print_left
 from wnpass.errors import UsageError
 from wnpass.plan import IOPlan
-from wnpass.report import shape_text
+from wnpass.report import counted, shape_text
 
 if TYPE_CHECKING:
     from wnpass.checkpoint import CheckpointReport, PairReport
@@ -69,7 +69,7 @@ def fold(args: argparse.Namespace, out: Printer) -> int:
         _print_check(out, report)
     print_summary(out, report)
     if args.json:
-        report.write_json(args.json, plan)
+        out.json_report(lambda: report.write_json(args.json, plan))
     return 1 if report.check is not None and not report.check else 0
 
 
@@ -82,7 +82,8 @@ def inspect_one(path: Path, out: Printer, plan: IOPlan) -> tuple[dict[str, Any],
     print_pairs(out, report)
     print_summary(out, report)
     foldable = report.count("foldable")
-    left = f"STRICT: {foldable} pairs left to fold in {path}; run wnpass fold" if foldable else None
+    pairs = counted(foldable, "pair")
+    left = f"STRICT: {pairs} left to fold in {path}; run wnpass fold" if foldable else None
     return {**report.to_dict(), "left_to_fold": foldable}, left
 
 

@@ -46,5 +46,5 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     print_pairs(out, report)
     print_summary(out, report)
     if args.json:
-        report.write_json(args.json, plan)
+        out.json_report(lambda: report.write_json(args.json, plan))
     return 0

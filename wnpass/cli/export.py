@@ -100,7 +100,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         )
     _print_export(out, report)
     if args.json:
-        report.write_json(args.json, plan)
+        out.json_report(lambda: report.write_json(args.json, plan))
     return 0 if report else 1
 
 

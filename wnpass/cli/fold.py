@@ -107,7 +107,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         if not report.check:
             out.summary("nothing written: the folded model failed the check")
     if args.json:
-        report.write_json(args.json, plan)
+        out.json_report(lambda: report.write_json(args.json, plan))
     return 1 if report.check is not None and not report.check else 0
 
 

@@ -75,10 +75,23 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         if len(models) > 1:
             raise UsageError("a model.py is inspected on its own: give it as the only MODEL")
         return _inspect_model_py(args, models[0], out, plan)
-    if args.factory is not None or any(
-        (args.include, args.exclude, args.include_type, args.exclude_type)
-    ):
-        raise UsageError("--factory, --include and --exclude are for a model.py")
+    given = [
+        flag
+        for flag, value in (
+            ("--factory", args.factory is not None),
+            ("--include", args.include),
+            ("--exclude", args.exclude),
+            ("--include-type", args.include_type),
+            ("--exclude-type", args.exclude_type),
+        )
+        if value
+    ]
+    if given:  # named as given (t143: --exclude-type was said as --include and --exclude)
+        raise UsageError(f"{' and '.join(given)}: for a model.py, not {_kinds(models)}")
+    if args.weight_norm_only and all(is_checkpoint_path(model) for model in models):
+        raise UsageError(  # refused, not ignored (t143)
+            "--weight-norm-only is for ONNX models: a checkpoint holds weight-norm pairs only"
+        )
     plan.read_all(models, "the input model")
     if checkpoints := [model for model in models if is_checkpoint_path(model)]:
         from wnpass.checkpoint.api import plan_input
@@ -112,10 +125,20 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     if args.json:
         from wnpass.report import write_json
 
-        write_json(args.json, reports if several else reports[0], plan)
+        out.json_report(lambda: write_json(args.json, reports if several else reports[0], plan))
     if left and several:
         out.summary(f"STRICT: {len(left)} of {len(models)} models left to fold")
     return 1 if left else 0
+
+
+def _kinds(models: list[Path]) -> str:
+    """What the models given are, as a refusal says it."""
+    from wnpass.checkpoint.formats import is_checkpoint_path
+
+    checkpoints = [is_checkpoint_path(model) for model in models]
+    if all(checkpoints):
+        return "a checkpoint"
+    return "an ONNX model" if not any(checkpoints) else "ONNX models or checkpoints"
 
 
 def _expanded(models: list[Path]) -> list[Path]:
@@ -238,5 +261,5 @@ def _inspect_model_py(args: argparse.Namespace, path: Path, out: Printer, plan: 
     report = ApplyReport(sites=sites, traced_with=mode, trace_note=note)
     print_plan(out, report, str(path), inspect=True)
     if args.json:
-        report.write_json(args.json, plan)
+        out.json_report(lambda: report.write_json(args.json, plan))
     return 0

@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TextIO
 
-from wnpass.errors import printable
+from wnpass.errors import OutputError, WnpassError, printable
 
 __all__ = ["Printer", "is_plain_terminal"]
 
@@ -46,12 +46,27 @@ class Printer:
         # the error that made the stream unwritable (a full disk under ``> out.txt``,
         # /dev/full): the run goes on without printing, and the command line says it last
         self.failed: OSError | None = None
+        # the error that kept the --json report from being written (a full disk): the run
+        # goes on, its verdict and lines intact, and the command line says it last
+        self.json_failed: WnpassError | OSError | None = None
         self._console = None
         if not self.plain:
             from rich.console import Console
 
             # no emoji codes: a name holding ``:fire:`` is shown as it is (t104)
             self._console = Console(file=self.stream, highlight=False, soft_wrap=True, emoji=False)
+
+    def json_report(self, write: Callable[[], None]) -> None:
+        """Write the ``--json`` report by ``write``; one that cannot be written is kept in
+        :attr:`json_failed` for the command line to say last: a failed check keeps its exit
+        code 1, the verdict a pipeline reads, and the lines after it are printed (t143: exit
+        2, and ``inspect --strict`` lost its STRICT line)."""
+        try:
+            write()
+        except BrokenPipeError:
+            raise
+        except (OutputError, OSError) as error:
+            self.json_failed = error
 
     def line(self, text: str) -> None:
         """A detail line (left out with ``--quiet``): one line, whatever it holds; a control

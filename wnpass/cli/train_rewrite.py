@@ -138,7 +138,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     if not report:
         out.summary(f"nothing written: {report.reason}; {output} untouched")
     if args.json:
-        report.write_json(args.json, plan)
+        out.json_report(lambda: report.write_json(args.json, plan))
     return 0 if report else 1
 
 

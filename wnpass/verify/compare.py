@@ -34,6 +34,8 @@ from typing import Any, Protocol
 import ml_dtypes
 import numpy as np
 
+from wnpass.report import counted
+
 __all__ = [
     "DEFAULT_TOLERANCES",
     "OutputComparison",
@@ -200,8 +202,11 @@ def _compare(
             a, result.atol, result.atol_scaled = capped, capped, True
     alike = ~both & _alike(ref64, cand64, r, a)
     unlike = int(np.count_nonzero(~both & ~alike))  # NaN or Inf where the other has not it
-    if unlike:
-        result.problem = "NaN/Inf in different places"
+    if unlike:  # where, or which: +Inf in every place of a -Inf was "different places" (t143)
+        moved = np.isfinite(ref64) != np.isfinite(cand64)
+        result.problem = (
+            "NaN/Inf in different places" if moved.any() else "other NaN/Inf in the same places"
+        )
     result.outside = unlike
     with np.errstate(over="ignore"):  # float64's extremes: see _outside
         error = np.abs(ref64[both] - cand64[both])
@@ -309,7 +314,7 @@ def _compare_sequences(
         numeric=first.numeric if first is not None else True,
     )
     if len(ref) != len(cand):
-        result.problem = f"{len(cand)} items != reference {len(ref)}"
+        result.problem = f"{counted(len(cand), 'item')} != reference {len(ref)}"
         return result
     if not items:
         result.uncompared = "the sequence has no items"

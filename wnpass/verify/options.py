@@ -2,11 +2,11 @@
 
 ``check``, ``fold_onnx(verify=...)`` and ``export(verify=True)`` take the same options; each
 is checked here and a bad one raises :class:`~wnpass.errors.InvalidArgumentError` naming the
-parameter (the CLI says the flag): tolerances finite and non-negative, ``runs >= 1``,
-``warmup >= 0``, ``threads`` from 1 to ``MAX_THREADS``, one or more known optimization levels
-and providers (each a sequence of names, never a bare string; providers must exist in this
-onnxruntime build), ``shapes`` a dict of input name to dimensions, ``inputs`` a path, and
-``shapes`` or ``inputs`` (never both) that fit the model's inputs.
+parameter (the CLI says the flag): tolerances finite and non-negative, ``runs`` from 1 and
+``warmup`` from 0 to ``MAX_RUNS``, ``threads`` from 1 to ``MAX_THREADS``, one or more known
+optimization levels and providers (each a sequence of names, never a bare string; providers
+must exist in this onnxruntime build), ``shapes`` a dict of input name to dimensions,
+``inputs`` a path, and ``shapes`` or ``inputs`` (never both) that fit the model's inputs.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from wnpass.plan import as_path
 __all__ = [
     "DEFAULT_RUNS",
     "DEFAULT_WARMUP",
+    "MAX_RUNS",
     "MAX_THREADS",
     "CheckOptions",
     "as_tolerance",
@@ -41,6 +42,9 @@ OPTIMIZATION_LEVELS = ("default", "disabled")
 # it as a C int: 2**31 - 1 ends in std::bad_alloc, 2**31 in a TypeError. More threads than any
 # machine has cores only slows a run down, so a count past this is refused as a mistake.
 MAX_THREADS = 1024
+# The most timed or warm-up runs: a median of a million runs is as good as one of more, and
+# a count past it is a slip (99999999999999999999 ran with no end and no output, t143).
+MAX_RUNS = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,8 +96,8 @@ class CheckOptions:
         """Check every option that needs no model; returns self."""
         check_tolerance("rtol", self.rtol)
         check_tolerance("atol", self.atol)
-        _at_least("runs", self.runs, 1)
-        _at_least("warmup", self.warmup, 0)
+        _at_least("runs", self.runs, 1, MAX_RUNS)
+        _at_least("warmup", self.warmup, 0, MAX_RUNS)
         if self.threads is not None:
             _at_least("threads", self.threads, 1, MAX_THREADS)
         _names("optimizations", self.optimizations, OPTIMIZATION_LEVELS)
