@@ -253,7 +253,8 @@ def stat_input(path: str | os.PathLike[str]) -> os.stat_result | str:
         return os.stat(path)
     except FileNotFoundError:
         if os.path.islink(path):  # ls shows it: "no such file" read as wrong (t143)
-            return f"a link to {os.readlink(path)}, which does not exist"
+            # the file it ends at, links followed as far as they go, from the link's folder
+            return f"a link to {os.path.realpath(path)}, which does not exist"
         return "no such file"
     except ValueError:  # a NUL byte in the name
         return "contains a NUL byte"

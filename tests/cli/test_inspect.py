@@ -451,7 +451,7 @@ def test_a_folder_picks_up_onnx_files_in_any_case_and_each_file_once(
     [
         (lambda t: t / "missing.onnx", "no such file"),
         (lambda t: _loop(t / "loop.onnx"), "cannot read it (Too many levels of symbolic links)"),
-        (lambda t: _dangling(t / "b.onnx"), "a link to nowhere.onnx, which does not exist"),
+        (lambda t: _dangling(t / "b.onnx"), "a link to {t}/sub/nowhere.onnx, which does not exist"),
     ],
     ids=["missing", "link loop", "dangling link"],
 )
@@ -462,6 +462,7 @@ def test_a_bad_path_is_refused_before_any_model_is_reported(
     reached; a link loop was called "no such file"."""
     _left(tmp_path / "f")
     path = bad(tmp_path)
+    reason = reason.format(t=os.path.realpath(tmp_path))
     capsys.readouterr()
     assert main(["inspect", str(tmp_path / "f"), str(path), "--strict"]) == 2
     captured = capsys.readouterr()
@@ -476,6 +477,10 @@ def _loop(path: Path) -> Path:
 
 
 def _dangling(path: Path) -> Path:
-    """A link ls shows, to a file that is not there: it was "no such file" (t143)."""
-    path.symlink_to("nowhere.onnx")
+    """A link ls shows, to a link to a file that is not there: it was "no such file" (t143),
+    then named the link it points to, not the missing file at the end (t144)."""
+    (path.parent / "sub").mkdir()
+    (path.parent / "sub" / "last.onnx").symlink_to("nowhere.onnx")  # relative to sub/
+    path.symlink_to("sub/last.onnx")
+    (path.parent / "nowhere.onnx").write_bytes(b"")  # beside the first link: not it
     return path

@@ -528,6 +528,8 @@ def test_an_argument_a_command_does_not_take_points_at_its_own_help(
     assert capsys.readouterr().err.endswith("--verify (see wnpass inspect --help)\n")
     assert main(["--verify", "inspect", "m.onnx"]) == 2
     assert capsys.readouterr().err.endswith("--verify (see wnpass --help)\n")
+    assert main(["-x", "inspect", "m.onnx", "-x"]) == 2  # one of them the program's (t144)
+    assert capsys.readouterr().err.endswith("-x -x (see wnpass --help)\n")
 
 
 CLOSES_STDOUT = """

@@ -934,13 +934,16 @@ def test_a_bits_output_beside_a_sequence_is_refused_naming_the_model(tmp_path: P
 
 def _graph(inputs: str, body: str, **initializers: np.ndarray) -> onnx.ModelProto:
     """A model of one output y from ONNX text's ``inputs`` and ``body``."""
-    text = f"""
+    return onnx_model(_graph_text(inputs, body), None, True, **initializers)
+
+
+def _graph_text(inputs: str, body: str) -> str:
+    return f"""
         <ir_version: 8, opset_import: ["" : 17]>
         agraph ({inputs}) => (float[N, 8] y) {{
             {body}
         }}
     """
-    return onnx_model(text, None, True, **initializers)
 
 
 def test_a_candidate_that_adds_a_random_op_fails_whatever_its_runs_draw(tmp_path: Path) -> None:
@@ -1124,11 +1127,78 @@ def test_random_ops_that_draw_alike_are_held_alike(tmp_path: Path) -> None:
         assert _random_added_to(paths[reference], paths[candidate]), (reference, candidate)
 
 
+def _in_function(ratio: float) -> onnx.ModelProto:
+    """A training-mode Dropout inside a local function, its ratio passed by the caller."""
+    make = onnx.helper
+    body = [make.make_node("Dropout", ["x", "r", "t"], ["y"])]
+    function = make.make_function(
+        "local", "F", ["x", "r", "t"], ["y"], body, [make.make_opsetid("", 18)]
+    )
+    text = f"""
+        <ir_version: 10, opset_import: ["" : 18, "local" : 1]>
+        agraph (float[4, 8] x) => (float[4, 8] y) {{
+            r = Constant <value = float {{{ratio}}}> ()
+            t = Constant <value = bool {{1}}> ()
+            h = Relu(x)
+            d = local.F(h, r, t)
+            y = Relu(d)
+        }}
+    """
+    model = onnx.parser.parse_model(text)
+    model.functions.append(function)
+    return model
+
+
+def test_draws_in_functions_and_of_any_constants_are_held_by_what_they_draw(
+    tmp_path: Path,
+) -> None:
+    """t144: a Dropout in a local function, its ratio a function input, was keyed by the
+    input's name, and 0.1 made 0.9 passed; a constant of more than one element on the way
+    to a ratio was an internal error (a list as a key); a large one was keyed by numpy's
+    shortened repr (one 0.9 among 5000 0.1 passed) or, as an initializer, apart from itself
+    (a file against itself failed). Each call's draw is read inlined, each constant whole."""
+    paths = {}
+    for name, ratio in (("f1", 0.1), ("f9", 0.9)):
+        paths[name] = tmp_path / f"{name}.onnx"
+        onnx.save(_in_function(ratio), paths[name])
+    assert _random_added_to(paths["f1"], paths["f1"]) == []
+    (said,) = _random_added_to(paths["f1"], paths["f9"])
+    assert "(1 Dropout (ratio=0.9, training_mode=True))" in said
+    big = np.full(5000, 0.1, np.float32)
+    other = big.copy()
+    other[2500] = 0.9
+    for name, values, constant in (("k1", big, True), ("k9", other, True), ("ki", big, False)):
+        body = """r = ReduceMax <keepdims = 0> (k)
+            on = Constant <value = bool {1}> ()
+            y = Dropout(x, r, on)"""
+        model = onnx_model(  # a Constant goes in before the check
+            _graph_text("float[N, 8] x", body),
+            None,
+            not constant,
+            **({} if constant else {"k": values}),
+        )
+        if constant:
+            tensor = onnx.numpy_helper.from_array(values, "k")
+            model.graph.node.insert(0, onnx.helper.make_node("Constant", [], ["k"], value=tensor))
+        paths[name] = tmp_path / f"{name}.onnx"
+        onnx.save(model, paths[name])
+    assert _random_added_to(paths["k1"], paths["k1"]) == []
+    assert _random_added_to(paths["ki"], paths["ki"]) == []
+    assert _random_added_to(paths["k1"], paths["k9"])
+    axes = """a = Constant <value = int64[1] {0}> ()
+            r = Squeeze(p, a)
+            on = Constant <value = bool {1}> ()
+            y = Dropout(x, r, on)"""
+    paths["sq"] = tmp_path / "sq.onnx"
+    onnx.save(_graph("float[N, 8] x, float[1] p", axes), paths["sq"])
+    assert _random_added_to(paths["sq"], paths["sq"]) == []
+
+
 def _random_added_to(reference: Path, candidate: Path) -> list[str]:
     from wnpass.onnx import io as onnx_io
-    from wnpass.verify.check import _random_added
+    from wnpass.verify.draws import random_added
 
-    return _random_added(onnx_io.load(reference), onnx_io.load(candidate))
+    return random_added(onnx_io.load(reference), onnx_io.load(candidate))
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
@@ -145,8 +146,8 @@ def _parsed(argv: Sequence[str] | None) -> argparse.Namespace:
     args, extra = parser.parse_known_args(argv)
     if extra:
         given = list(sys.argv[1:] if argv is None else argv)
-        after = given[given.index(args.command) + 1 :] if args.command in given else []
-        owner = args.parser if all(arg in after for arg in extra) else parser
+        after = Counter(given[given.index(args.command) + 1 :] if args.command in given else [])
+        owner = args.parser if not Counter(extra) - after else parser  # each one after it
         owner.error(f"unrecognized arguments: {' '.join(extra)}")
     del args.parser
     return args

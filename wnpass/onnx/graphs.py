@@ -29,6 +29,7 @@ __all__ = [
     "constants_as_nodes",
     "defining_scope",
     "draws",
+    "draws_randomly",
     "enclosing_scope",
     "graphs_of",
     "random_ops_by_output",
@@ -87,7 +88,7 @@ def random_ops_by_output(model: ir.Model) -> dict[str, list[ir.Node]]:
     values they read) and the model-local functions called. A random op whose values reach
     no output changes nothing a run gives."""
     found: dict[str, list[ir.Node]] = {}
-    if not any(_random(node) for graph in graphs_of(model) for node in graph):
+    if not any(draws_randomly(node) for graph in graphs_of(model) for node in graph):
         return found  # one pass over the nodes: no walk per output (t131)
     reads: dict[int, list[ir.Value]] = {}  # each body's outer reads, once
     for index, output in enumerate(model.graph.outputs):
@@ -100,7 +101,7 @@ def random_ops_by_output(model: ir.Model) -> dict[str, list[ir.Node]]:
             if node is None or id(node) in seen:
                 continue
             seen.add(id(node))
-            if _random(node):
+            if draws_randomly(node):
                 drawn[id(node)] = node
             # through Shape/Size too: whether a size depends on a draw (NonZero of one, a
             # length torch.export names u0) is not told apart, so a draw read for its shape
@@ -119,7 +120,7 @@ def random_ops_by_output(model: ir.Model) -> dict[str, list[ir.Node]]:
     return found
 
 
-def _random(node: ir.Node) -> bool:
+def draws_randomly(node: ir.Node) -> bool:
     """Whether ``node`` draws random values (``RANDOM_OPS``, a Dropout that may draw)."""
     return node.domain in ("", "ai.onnx") and (
         node.op_type in RANDOM_OPS or (node.op_type == "Dropout" and draws(node))

@@ -1,0 +1,181 @@
+"""Which random draws reach a model's outputs, and how each draws: a candidate whose outputs
+draw where the reference's do not, or draw otherwise, is no equivalent, whatever its runs
+showed (a draw that changes an element seldom can match every run a check makes).
+
+An op draws alike where its type, its attributes (a default written out or not alike) and
+what sets its draws (a Dropout's ratio, 0.5 where not given, and its training_mode) are the
+same: a constant's values, a graph input's name, or what computes it from those, op by op.
+A model whose local functions draw is read with every function inlined, so that each call's
+draw is keyed by what that call passes (a function's ratio input stands for every caller's).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+
+import numpy as np
+import onnx_ir as ir
+
+from wnpass.onnx.evaluate import small_constant
+from wnpass.onnx.graphs import const_tensor, draws_randomly, random_ops_by_output
+
+__all__ = ["random_added"]
+
+logger = logging.getLogger(__name__)
+
+# The inputs of a random op that set how it draws (the others are what it draws for: a shape
+# to take, probabilities, logits), by name.
+_DRAW_INPUTS = {"Dropout": {1: "ratio", 2: "training_mode"}}
+# The most nodes of a computed draw input read into its key; a larger computation is known
+# to no other op (it may differ).
+_KEY_NODES = 64
+
+
+def random_added(reference: ir.Model, candidate: ir.Model) -> list[str]:
+    """A line where the candidate holds ops that draw random values which the reference does
+    not hold, drawing alike (:func:`_draw`), output by output: its outputs may change from
+    run to run where the reference's do not. Only draws that reach an output count
+    (:func:`~wnpass.onnx.graphs.random_ops_by_output`: a dead one in the reference let the
+    candidate's live one pass, t130), and each output against the reference's of its name (a
+    draw moved to another output passed, t137). How an op draws counts too: from ``basic``
+    up, ONNX Runtime takes out a Dropout that neither reads a graph input nor gives a graph
+    output, training mode or not, so a ratio of 0.1 made 0.9 ran as the reference did (t139),
+    also inside a local function (t144)."""
+    ours = random_ops_by_output(_inlined(reference))
+    added: dict[int, str] = {}
+    for output, nodes in random_ops_by_output(_inlined(candidate)).items():
+        held = Counter(_draw(node)[0] for node in ours.get(output, ()))
+        for node in nodes:
+            key, said = _draw(node)
+            if held[key] > 0:
+                held[key] -= 1
+            else:
+                added[id(node)] = said
+    if not added:
+        return []
+    counted = Counter(added.values())
+    ops = ", ".join(f"{count} {said}" for said, count in sorted(counted.items()))
+    return [
+        f"the candidate holds random ops the reference does not ({ops}): its outputs may "
+        "change from run to run, which no run of the check shows equivalent"
+    ]
+
+
+def _inlined(model: ir.Model) -> ir.Model:
+    """``model``, or where a local function draws, a copy (its tensors shared) with every
+    function inlined: a draw inside one is keyed by what each call passes."""
+    if not any(draws_randomly(node) for function in model.functions.values() for node in function):
+        return model
+    from onnx_ir.passes.common.inliner import InlinePass
+
+    copy = model.clone()
+    try:
+        InlinePass()(copy)
+    except Exception as error:  # onnx-ir's own failure: keys of functions' inputs stay apart
+        logger.info("random ops: the local functions could not be inlined (%s)", error)
+        return model
+    return copy
+
+
+def _draw(node: ir.Node) -> tuple[tuple[object, ...], str]:
+    """How ``node`` draws, as a key that two ops drawing alike share, and as said: its type,
+    attributes (seed, mean, scale ...; a default written out or not alike) and what the
+    inputs that set its draws hold (a Dropout's ratio, 0.5 where not given): a constant's
+    values, the graph input of its name, or what computes it from those (:func:`_value_key`)."""
+    key: list[object] = [node.domain or "", node.op_type, node.overload]
+    said: list[str] = []
+    given = {attr.name: attr for attr in node.attributes.values()}
+    for name, default in sorted(_attribute_defaults(node).items()):
+        if name not in given:
+            key.append((name, repr(default)))
+    for name, attr in sorted(given.items()):
+        key.append((name, _attribute_key(attr)))
+        said.append(f"{name}={attr.value}")
+    for index, name in _DRAW_INPUTS.get(node.op_type, {}).items():
+        value = node.inputs[index] if index < len(node.inputs) else None
+        if value is None and name != "ratio":
+            continue  # no training_mode: a Dropout that does not draw (never here)
+        array = np.array(0.5) if value is None else small_constant(value)
+        if array is not None:  # by value: a ratio of 0.5 given or not, float32 or float64
+            key.append((name, array.shape, tuple(array.ravel().tolist())))
+            said.append(f"{name}={_said(array)}")
+        elif value is not None and value.is_graph_input():
+            key.append((name, "input", value.name))
+            said.append(f"{name} input {value.name}")
+        else:
+            assert value is not None  # no input holds the constant 0.5
+            key.append((name, _value_key(value, {}, [_KEY_NODES])))
+            said.append(f"{name} computed")
+    return tuple(key), node.op_type + (f" ({', '.join(said)})" if said else "")
+
+
+def _attribute_defaults(node: ir.Node) -> dict[str, object]:
+    """The attributes ``node``'s op has a default for, with it (ONNX's schema)."""
+    import onnx
+
+    try:
+        schema = onnx.defs.get_schema(node.op_type, domain=node.domain or "")
+    except onnx.defs.SchemaError:
+        return {}
+    return {
+        name: onnx.helper.get_attribute_value(attr.default_value)
+        for name, attr in schema.attributes.items()
+        if attr.default_value.type
+    }
+
+
+def _attribute_key(attr: ir.Attr) -> object:
+    """What an attribute holds, as a key: a tensor by its whole bytes (numpy's ``repr``
+    shortens a large one with ``...``, t144), a graph as itself (no two alike), a reference to
+    a function's attribute by its name, any other value as written."""
+    if attr.is_ref():
+        return ("ref", attr.ref_attr_name)
+    if attr.type == ir.AttributeType.TENSOR:
+        return _tensor_key(attr.value)
+    if attr.type == ir.AttributeType.TENSORS:
+        return tuple(_tensor_key(tensor) for tensor in attr.value)
+    if attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS):
+        return ("graph", id(attr.value))
+    return repr(attr.value)
+
+
+def _tensor_key(tensor: ir.TensorProtocol) -> object:
+    """A tensor's values as a key: its type, shape and a digest of its bytes, however large."""
+    array = np.ascontiguousarray(tensor.numpy())
+    digest = hashlib.sha256(array.view(np.uint8).tobytes()).hexdigest()
+    return ("tensor", str(array.dtype), array.shape, digest)
+
+
+def _value_key(value: ir.Value, memo: dict[int, object], budget: list[int]) -> object:
+    """What ``value`` computes, as a key two models computing it alike share: a constant's
+    values (hashable, however large), a graph input's name, else its node's op, attributes
+    and its inputs' keys, up to ``budget`` nodes in all; beyond, or a value of an enclosing
+    scope, a key of its own that nothing else shares."""
+    if id(value) in memo:
+        return memo[id(value)]
+    node = value.producer()
+    if (array := small_constant(value)) is not None:
+        key: object = ("constant", str(array.dtype), array.shape, tuple(array.ravel().tolist()))
+    elif value.is_graph_input():
+        key = ("input", value.name)
+    elif (tensor := const_tensor(value)) is not None:
+        key = _tensor_key(tensor)
+    elif node is None or budget[0] <= 0:
+        key = ("unknown", id(value))
+    else:
+        budget[0] -= 1
+        attributes = tuple(sorted((a.name, _attribute_key(a)) for a in node.attributes.values()))
+        inputs = tuple(None if i is None else _value_key(i, memo, budget) for i in node.inputs)
+        key = (node.domain or "", node.op_type, attributes, value.index(), inputs)
+    memo[id(value)] = key
+    return key
+
+
+def _said(array: np.ndarray) -> str:
+    """A small constant as a line says it: a float scalar to 6 digits (a float32 ratio 0.9,
+    not 0.8999999761581421), a bool as True or False."""
+    if array.ndim or array.dtype.kind != "f":
+        return str(array.tolist())
+    return f"{array.item():g}"
