@@ -631,6 +631,40 @@ def test_a_weight_the_graph_does_not_use_is_listed_with_why_it_can_be_missing(
     ) in capsys.readouterr().out
 
 
+_HALF_KEPT = """
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+def build_model():
+    torch.manual_seed(0)
+    up = weight_norm(nn.ConvTranspose1d(32, 16, 5, stride=3), dim=2)
+    with torch.no_grad():
+        up.parametrizations.weight.original0.uniform_(0.5, 2.0)
+    return nn.Sequential(up).half()
+
+def example_inputs():
+    return (torch.randn(1, 32, 10, generator=torch.Generator().manual_seed(1)).half(),)
+"""
+
+
+def test_a_weight_the_exporter_computed_itself_is_said_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A float16 model exported with its weight norm kept: the dynamo exporter computes the
+    small site itself, in float16, into an initializer of its own name, a rounding off
+    PyTorch's weight; the line gave only reasons that were untrue (t146)."""
+    model_py = tmp_path / "half.py"
+    model_py.write_text(_HALF_KEPT)
+    argv = ["export", str(model_py), "-o", str(tmp_path / "m.onnx"), "--keep-weight-norm"]
+    assert main(argv) == 0
+    (line,) = [s for s in capsys.readouterr().out.splitlines() if "no initializer" in s]
+    assert line.endswith(
+        ", or computed them itself from the weight norm kept, rounding otherwise than PyTorch "
+        "(float16, bfloat16), under names of its own): 0.weight"
+    )
+
+
 def test_the_json_says_what_the_table_says_of_an_output_not_compared(tmp_path: Path) -> None:
     """An output that is Inf everywhere in both shows "-" and "not compared" in the table; its
     JSON row said max_abs 0.0 (read as a perfect match) and had no status. Now each row is

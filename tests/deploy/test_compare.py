@@ -70,6 +70,29 @@ def test_inputs_the_graph_ties_to_one_size_fed_others_are_said() -> None:
     ]
 
 
+def test_output_axes_the_graph_ties_to_one_size_computed_at_others_are_said() -> None:
+    """EnCodec's TorchScript export declares its output ``[Conv_dim_0, 1, Conv_dim_0]``: batch
+    and time of one name, computed 2x1x1600 where doubled, and nothing was said (t146)."""
+    from wnpass.deploy import DynamicProbe, ExportReport
+    from wnpass.deploy.compare import check_shape_info
+    from wnpass.verify.compare import compare_outputs
+
+    model = ir.from_proto(onnx_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[B, 1, T] x) => (float[C, 1, C] y) { y = Identity(x) }
+    """, check=False))  # fmt: skip
+    same, wide = np.ones((1, 1, 1), np.float32), np.ones((2, 1, 1600), np.float32)
+    report = ExportReport("m.onnx", "torchscript", None, None, False)  # type: ignore[arg-type]
+    report.comparisons["cpu"] = compare_outputs(["y"], [same], ["y"], [same])
+    report.dynamic = [DynamicProbe("doubled", {"x": [2, 1, 1600]})]
+    report.dynamic[0].comparisons["cpu"] = compare_outputs(["y"], [wide], ["y"], [wide])
+    check_shape_info(report, model.graph, {"x": [1, 1, 1]})
+    assert report.shape_info_wrong == [
+        "the graph declares axis 0 of output y and axis 2 of output y one size, C, but they "
+        "are 2 and 1600 with every dynamic axis doubled"
+    ]
+
+
 @pytest.mark.parametrize("fails", ["load", "run", "timed run"])
 def test_a_graph_onnx_runtime_cannot_load_or_run_fails_the_verification(
     fails: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -181,11 +181,19 @@ def _print_export(out: Printer, report: Any) -> None:
     together = " (or held with others in one named after them all)"
     together = together if report.names_held_together else ""
     if unnamed:
+        # with weight norm kept, the dynamo exporter computes a small site itself, in the
+        # model's precision: a float16 weight of its own name, a rounding off PyTorch's (t146)
+        itself = (
+            ", or computed them itself from the weight norm kept, rounding otherwise than "
+            "PyTorch (float16, bfloat16), under names of its own"
+            if torch_fold is not None and torch_fold.kept
+            else ""
+        )
         out.line(
             "weights with no initializer of their name (the exported graph does not use them, "
             "computes them from other initializers, or holds them in another layout under a "
-            "name of the exporter's, as TorchScript does an LSTM's reordered gates): "
-            + ", ".join(unnamed)
+            "name of the exporter's, as TorchScript does an LSTM's reordered gates"
+            f"{itself}): " + ", ".join(unnamed)
         )
     elif report.names_missing:
         out.line(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -111,11 +111,11 @@ def check_shape_info(
     report: ExportReport, graph: ir.Graph, example_shapes: dict[str, list[int]]
 ) -> None:
     """Set ``report.shape_info_wrong``: each output axis the graph declares of a fixed size
-    that a compared run computed at another, and each size name the graph gives axes of
-    several inputs that a compared run fed sizes that differ (ONNX Runtime does not hold
-    inputs to it; a runtime that does refuses those inputs: ``x[x_0, 4]`` and ``bias[x_0, 4]``
-    fed 2x4 and 1x4, t138); on the example inputs (``example_shapes``, by graph input) or with
-    every dynamic axis at a probe's sizes, once each."""
+    that a compared run computed at another, and each size name the graph gives several axes
+    of its inputs and outputs that a compared run fed or computed at sizes that differ (ONNX
+    Runtime does not hold inputs to it; a runtime that does refuses those inputs: ``x[x_0, 4]``
+    and ``bias[x_0, 4]`` fed 2x4 and 1x4, t138); on the example inputs (``example_shapes``, by
+    graph input) or with every dynamic axis at a probe's sizes, once each."""
     declared = {value.name: value.shape for value in graph.outputs}
     runs = [("on the example inputs", report.comparisons, example_shapes)] + [
         (f"with {probe.where}", probe.comparisons, probe.inputs)
@@ -138,12 +138,16 @@ def check_shape_info(
                     f"the graph declares axis {axis} of output {comparison.name} as {size}, "
                     f"but it is {computed} {where}",
                 )
-        for symbol, axes in _symbol_axes(graph, fed).items():
-            sizes = [size for _, _, size in axes]
+        shapes = {c.name: c.shape for c in next(iter(results.values()), [])}  # as computed
+        axes = _symbol_axes(graph.inputs, fed, "input")
+        for symbol, found in _symbol_axes(graph.outputs, shapes, "output").items():
+            axes.setdefault(symbol, []).extend(found)
+        for symbol, found in axes.items():
+            sizes = [size for _, size in found]
             if symbol in tied or len(set(sizes)) < 2:
                 continue
             tied.add(symbol)
-            said = " and ".join(f"axis {axis} of input {name}" for name, axis, _ in axes)
+            said = " and ".join(axis for axis, _ in found)
             _said_wrong(
                 report,
                 f"the graph declares {said} one size, {symbol}, but they are "
@@ -152,19 +156,21 @@ def check_shape_info(
 
 
 def _symbol_axes(
-    graph: ir.Graph, fed: dict[str, list[int]]
-) -> dict[str, list[tuple[str, int, int]]]:
-    """The axes of the graph's inputs that the graph names by a size name, by that name, each
-    with its input, axis and the size ``fed`` gave it."""
-    axes: dict[str, list[tuple[str, int, int]]] = {}
-    for value in graph.inputs:
-        shape, given = value.shape, fed.get(value.name or "")
+    values: Sequence[ir.Value], sizes: Mapping[str, Sequence[int] | None], kind: str
+) -> dict[str, list[tuple[str, int]]]:
+    """The axes of ``values`` (the graph's inputs or outputs, ``kind``) that the graph names
+    by a size name, by that name, each said (``axis 0 of input x``) with the size ``sizes``
+    gives it (fed, or computed: an output's batch and time of one name, 2 and 1600, t146)."""
+    axes: dict[str, list[tuple[str, int]]] = {}
+    for value in values:
+        shape, given = value.shape, sizes.get(value.name or "")
         if shape is None or given is None or len(shape) != len(given):
             continue
         for axis, dim in enumerate(shape):
             symbol = None if isinstance(dim, int) else dim.value
             if isinstance(symbol, str) and symbol:
-                axes.setdefault(symbol, []).append((value.name or "", axis, given[axis]))
+                said = f"axis {axis} of {kind} {value.name}"
+                axes.setdefault(symbol, []).append((said, given[axis]))
     return axes
 
 
