@@ -296,6 +296,61 @@ def test_applying_nothing_exits_1_with_the_reason(
     assert not (tmp_path / "done.wn.pt").exists()
 
 
+_EMBEDDED = (
+    "import torch\n"
+    "from torch import nn\n"
+    "def build_model():\n"
+    "    torch.manual_seed(0)\n"
+    "    return nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 3))\n"
+    "def example_inputs():\n"
+    "    return (torch.tensor([[1, 2, 3]]),)\n"
+)
+
+
+def test_including_only_what_weight_norm_cannot_go_on_applies_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--include-type Embedding`` said "nothing selected", exit 0, and wrote a checkpoint
+    without weight norm (t145): the embedding was asked for and skipped (opt-in), the Linear
+    left out by the include. Nothing applied, exit 1, nothing written, the reason naming
+    the flag that asks for it; with ``--embeddings`` it goes on, at axis 0. A selection that
+    leaves out on purpose every weight weight norm fits is still "nothing selected"."""
+    model_py = tmp_path / "embedded.py"
+    model_py.write_text(_EMBEDDED)
+    out = tmp_path / "e.pt"
+    argv = ["train-rewrite", str(model_py), "-o", str(out), "--include-type", "Embedding"]
+    assert main([*argv, "--json", str(tmp_path / "r.json")]) == 1
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["status"] == "nothing applied" and not out.exists()
+    assert report["reason"] == (
+        "no parameter of those included to apply weight norm to (1x embedding: opt-in "
+        "(embeddings=True))"
+    )
+    assert "(1x embedding: opt-in (--embeddings))" in printed  # said as the flag
+    assert main([*argv, "--embeddings", "--json", str(tmp_path / "r.json")]) == 0
+    sites = json.loads((tmp_path / "r.json").read_text())["sites"]
+    assert [(s["name"], s["axis"]) for s in sites if s["status"] == "applied"] == [("0.weight", 0)]
+    argv = ["train-rewrite", str(model_py), "-o", str(out), "--exclude-type", "Linear"]
+    assert main([*argv, "--json", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["status"] == "nothing selected"
+
+
+def test_dim_policy_torch_goes_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A skip reason said "use dim_policy='torch'", which no flag was (t145): --dim-policy
+    torch puts a ConvTranspose's weight norm at PyTorch's dim=0, in inspect and train-rewrite."""
+    model_py = _copy(tmp_path, "vocoder")
+    for command in ("inspect", "train-rewrite"):
+        argv = [command, str(model_py), "--dim-policy", "torch"]
+        assert main([*argv, "--json", str(tmp_path / "r.json")]) == 0
+        sites = json.loads((tmp_path / "r.json").read_text())["sites"]
+        axes = {s["name"]: s["axis"] for s in sites if s["status"] in ("planned", "applied")}
+        assert axes["ups.0.weight"] == 0 and axes["conv_pre.weight"] == 0
+    assert "--dim-policy torch" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("limit", [2048, 8192])
 def test_a_failed_write_is_one_line_and_leaves_nothing(tmp_path: Path, limit: int) -> None:
     """Writes fail past RLIMIT_FSIZE (a full disk, as the process sees it): the OS's reason in

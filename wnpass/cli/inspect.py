@@ -20,6 +20,7 @@ from wnpass import readahead
 from wnpass._deferred import defer_sympy
 from wnpass.cli.options import (
     add_json_option,
+    add_plan_arguments,
     add_selection_arguments,
     blamed_on,
     given_path,
@@ -60,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="look for weight-norm sites only (with --strict: gate on those alone)",
     )
     add_selection_arguments(parser)
+    add_plan_arguments(parser)
 
 
 def run(args: argparse.Namespace, out: Printer) -> int:
@@ -83,6 +85,8 @@ def run(args: argparse.Namespace, out: Printer) -> int:
             ("--exclude", args.exclude),
             ("--include-type", args.include_type),
             ("--exclude-type", args.exclude_type),
+            ("--dim-policy", args.dim_policy != "unit"),
+            ("--embeddings", args.embeddings),
         )
         if value
     ]
@@ -257,8 +261,15 @@ def _inspect_model_py(args: argparse.Namespace, path: Path, out: Printer, plan: 
     model, inputs = load_model_py(path, args.factory, plan=plan)
     with blamed_on(path):
         include, exclude = selection(args, model)
-        sites, mode, note = analyse_sites(model, inputs, include=include, exclude=exclude)
-    report = ApplyReport(sites=sites, traced_with=mode, trace_note=note)
+        sites, mode, note = analyse_sites(
+            model,
+            inputs,
+            include=include,
+            exclude=exclude,
+            dim_policy=args.dim_policy,
+            embeddings=args.embeddings,
+        )
+    report = ApplyReport(sites=sites, traced_with=mode, trace_note=note, dim_policy=args.dim_policy)
     print_plan(out, report, str(path), inspect=True)
     if args.json:
         out.json_report(lambda: report.write_json(args.json, plan))

@@ -19,7 +19,9 @@ __all__ = [
     "add_check_options",
     "add_json_option",
     "add_model_py_arguments",
+    "add_plan_arguments",
     "add_selection_arguments",
+    "as_flags",
     "blamed_on",
     "check_options",
     "file_path",
@@ -112,6 +114,39 @@ def add_model_py_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="state dict to load first: .pt/.pth/.bin, .safetensors or a sharded *.index.json",
     )
+
+
+def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    """How weight norm goes on a model.py's weights: the axis rule, and embeddings."""
+    group = parser.add_argument_group("weight norm")
+    group.add_argument(
+        "--dim-policy",
+        choices=("unit", "torch"),
+        default="unit",
+        help="unit: each weight's output-unit axis for its op (default); torch: PyTorch's "
+        "dim=0 for every weight, as torch.nn.utils.weight_norm's checkpoints hold it",
+    )
+    group.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="weight norm on embedding tables too (each row, axis 0)",
+    )
+
+
+# The library's parameters in the reasons it gives, as the command line's flags (t145: a skip
+# reason said "use dim_policy='torch'", which no flag was).
+_AS_FLAGS = (
+    ("dim_policy='torch'", "--dim-policy torch"),
+    ("embeddings=True", "--embeddings"),
+    ("dim_policy=", "--dim-policy "),
+)
+
+
+def as_flags(text: str) -> str:
+    """``text`` with the library's parameters named as the command line's flags."""
+    for parameter, flag in _AS_FLAGS:
+        text = text.replace(parameter, flag)
+    return text
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:

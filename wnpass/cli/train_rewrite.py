@@ -18,7 +18,9 @@ from typing import Any
 from wnpass.cli.options import (
     add_json_option,
     add_model_py_arguments,
+    add_plan_arguments,
     add_selection_arguments,
+    as_flags,
     blamed_on,
     file_path,
     given_path,
@@ -35,6 +37,7 @@ __all__ = ["add_arguments", "print_plan", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_py_arguments(parser)
     add_selection_arguments(parser)
+    add_plan_arguments(parser)
     parser.add_argument(
         "--init",
         choices=("keep", "data"),
@@ -66,10 +69,11 @@ def print_plan(
     """The plan's table and summary; ``data``: the ``--data`` file the forwards ran on."""
     from wnpass.fx.report import PLAN_COLUMNS, apply_summary, plan_rows
 
-    out.table(title, PLAN_COLUMNS, plan_rows(report.sites))
+    rows = [[as_flags(cell) for cell in row] for row in plan_rows(report.sites)]
+    out.table(title, PLAN_COLUMNS, rows)
     inputs = f"the batch in {data}" if data is not None else "the example inputs"
     for line in apply_summary(report, inspect=inspect, inputs=inputs):
-        out.summary(line)
+        out.summary(as_flags(line))
 
 
 def run(args: argparse.Namespace, out: Printer) -> int:
@@ -107,7 +111,14 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     with blamed_on(args.model), _batch_named(args):
         include, exclude = selection(args, model)
         report = apply_weight_norm(
-            model, batch, init=args.init, include=include, exclude=exclude, rtol=args.rtol
+            model,
+            batch,
+            init=args.init,
+            include=include,
+            exclude=exclude,
+            dim_policy=args.dim_policy,
+            embeddings=args.embeddings,
+            rtol=args.rtol,
         )
     if args.init == "data" and args.data is None:
         report.notes.append("data init on example_inputs(): give --data FILE for a real batch")
@@ -136,7 +147,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         report.output = str(output)
     print_plan(out, report, str(args.model), inspect=False, data=args.data)
     if not report:
-        out.summary(f"nothing written: {report.reason}; {output} untouched")
+        out.summary(as_flags(f"nothing written: {report.reason}; {output} untouched"))
     if args.json:
         out.json_report(lambda: report.write_json(args.json, plan))
     return 0 if report else 1

@@ -486,6 +486,7 @@ def analyse_sites(
         names = names_of[id(param)]
         site = _decide(name, param, by_param[name], names, id(param) in tied, mode)
         site.shape = list(param.shape)
+        site.included = bool(includes) and _matches(model, site, includes, names) is not None
         if site.status == "planned" and (
             left_out := selected_out(model, site, includes, excludes, names)
         ):

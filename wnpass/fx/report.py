@@ -66,6 +66,9 @@ class ParamSite:
     status: str
     reason: str | None = None
     init: str | None = None  # "keep", "data", "data, v rescaled" or "keep: <why no data init>"
+    # the user's include named it (False without one): skipped for a reason of its own, it
+    # was asked for and not given, so nothing applied is no selection on purpose (t145)
+    included: bool = False
 
 
 @dataclasses.dataclass
@@ -129,15 +132,30 @@ class ApplyReport:
         )
 
     @property
+    def included_but_skipped(self) -> list[ParamSite]:
+        """Sites the user's include named that weight norm cannot go on (an embedding, a
+        grouped transposed convolution): asked for, and not given."""
+        return [
+            site
+            for site in self.sites
+            if site.included
+            and site.status == "skipped"
+            and not (site.reason or "").startswith(_SELECTED_OUT)
+        ]
+
+    @property
     def status(self) -> ApplyStatus:
-        """The outcome; see ``ApplyStatus``. Applying nothing is a failure unless on purpose."""
+        """The outcome; see ``ApplyStatus``. Applying nothing is a failure unless on purpose:
+        the include/exclude left out every weight that weight norm fits, and none that the
+        include named was skipped for a reason of its own."""
         if self.nothing_compared:
             return "nothing compared"
         if self.equivalent is False:
             return "outputs changed"
         if self.applied or self.count("planned") or self.count("replaced") or self.initialized:
             return "ok"
-        return "nothing selected" if self.selected_out else "nothing applied"
+        on_purpose = self.selected_out and not self.included_but_skipped
+        return "nothing selected" if on_purpose else "nothing applied"
 
     @property
     def reason(self) -> str | None:
@@ -155,14 +173,16 @@ class ApplyReport:
 
     def _why_nothing(self) -> str:
         reasons: dict[str, int] = {}
-        for site in self.sites:
+        included = self.included_but_skipped
+        for site in included or self.sites:
             if site.status in ("skipped", "already"):
                 key = "already weight-normed" if site.status == "already" else (site.reason or "")
                 key = _VARYING.sub("", key)  # the other names of a tied weight, unit numbers
                 reasons[key] = reasons.get(key, 0) + 1
         top = sorted(reasons.items(), key=lambda item: -item[1])[:4]
         detail = "; ".join(f"{count}x {why}" for why, count in top) or "the model has none"
-        text = f"no parameter to apply weight norm to ({detail})"
+        what = "of those included " if included else ""
+        text = f"no parameter {what}to apply weight norm to ({detail})"
         if self.traced_with == "module types":
             text += "; only module types were read: give example inputs to observe a forward"
         return text
