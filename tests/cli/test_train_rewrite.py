@@ -334,6 +334,37 @@ def test_including_only_what_weight_norm_cannot_go_on_applies_nothing(
     argv = ["train-rewrite", str(model_py), "-o", str(out), "--exclude-type", "Linear"]
     assert main([*argv, "--json", str(tmp_path / "r.json")]) == 0
     assert json.loads((tmp_path / "r.json").read_text())["status"] == "nothing selected"
+    # a Linear included and excluded: its bias (1-D, never a candidate) was "asked for" (t147)
+    argv = ["train-rewrite", str(model_py), "-o", str(out), "--include-type", "Linear"]
+    assert main([*argv, "--exclude-type", "Linear", "--json", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["status"] == "nothing selected"
+
+
+def test_an_include_of_weights_normed_before_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every Linear weight-normed before, ``--include-type Linear``: the reason blamed only
+    the biases (t147); it says the weights are weight-normed already."""
+    model_py = tmp_path / "done.py"
+    model_py.write_text(
+        "import torch\n"
+        "from torch.nn.utils.parametrizations import weight_norm\n"
+        "def build_model():\n    return weight_norm(torch.nn.Linear(4, 3))\n"
+        "def example_inputs():\n    return (torch.randn(2, 4),)\n"
+    )
+    argv = ["train-rewrite", str(model_py), "--include-type", "Linear"]
+    assert main([*argv, "--json", str(tmp_path / "r.json")]) == 1
+    assert "already weight-normed" in json.loads((tmp_path / "r.json").read_text())["reason"]
+
+
+def test_flags_replace_parameters_in_reasons_never_in_names() -> None:
+    """A ModuleDict key ``proj_dim_policy=x`` was shown as ``proj_--dim-policy x`` (t147)."""
+    from wnpass.cli.options import as_flags
+
+    assert as_flags("embedding: opt-in (embeddings=True)") == "embedding: opt-in (--embeddings)"
+    assert as_flags("use dim_policy='torch' for dim=0") == "use --dim-policy torch for dim=0"
+    assert as_flags("blocks.proj_dim_policy=x.weight") == "blocks.proj_dim_policy=x.weight"
+    assert as_flags("m.dim_policy='torch'.weight") == "m.dim_policy='torch'.weight"
 
 
 def test_dim_policy_torch_goes_on_the_command_line(

@@ -1194,6 +1194,68 @@ def test_draws_in_functions_and_of_any_constants_are_held_by_what_they_draw(
     assert _random_added_to(paths["sq"], paths["sq"]) == []
 
 
+def _drop_in_if(ratio: float, opset: int = 18) -> onnx.ModelProto:
+    """``_in_function``'s Dropout inside an If of the function's body (``opset``: the
+    function's, 17 for one the model imports otherwise, which onnx-ir cannot inline)."""
+    make, info = onnx.helper, onnx.helper.make_tensor_value_info
+    branches = {
+        f"{side}_branch": make.make_graph(
+            [make.make_node("Dropout", ["x", "r", "t"], [side])], side, [], [info(side, 1, [4, 8])]
+        )
+        for side in ("then", "else")
+    }
+    body = [make.make_node("If", ["t"], ["y"], **branches)]
+    function = make.make_function(
+        "local", "F", ["x", "r", "t"], ["y"], body, [make.make_opsetid("", opset)]
+    )
+    model = _in_function(ratio)
+    del model.functions[:]
+    model.functions.append(function)
+    return model
+
+
+def _ratio_by_function(ratio: float) -> onnx.ModelProto:
+    """A Dropout of the main graph whose ratio a local function computes (a Constant)."""
+    make = onnx.helper
+    text = """
+        <ir_version: 10, opset_import: ["" : 18, "local" : 1]>
+        agraph (float[4, 8] x) => (float[4, 8] y) {
+            t = Constant <value = bool {1}> ()
+            r = local.R()
+            h = Relu(x)
+            d = Dropout(h, r, t)
+            y = Relu(d)
+        }
+    """
+    model = onnx.parser.parse_model(text)
+    constant = make.make_node("Constant", [], ["r"], value_float=ratio)
+    opset = [make.make_opsetid("", 18)]
+    model.functions.append(make.make_function("local", "R", [], ["r"], [constant], opset))
+    return model
+
+
+@pytest.mark.parametrize(
+    "build",
+    [_drop_in_if, _ratio_by_function, lambda ratio: _drop_in_if(ratio, opset=17)],
+    ids=["in a function's If", "ratio from a function", "not inlined"],
+)
+def test_draws_functions_hide_are_told_apart(
+    tmp_path: Path, build: Callable[[float], onnx.ModelProto]
+) -> None:
+    """0.1 made 0.9 passed where the Dropout sat in an If of a function, or a function
+    computed its ratio (only functions that drew at their top were inlined), or onnx-ir
+    could not inline them (an opset the function imports otherwise), t147. Where it
+    cannot, what a call passes is not known: the draw is held by none, a verdict refused."""
+    paths = {}
+    for ratio in (0.1, 0.9):
+        paths[ratio] = tmp_path / f"{ratio}.onnx"
+        onnx.save(build(ratio), paths[ratio])
+    assert _random_added_to(paths[0.1], paths[0.9])
+    same = _random_added_to(paths[0.1], paths[0.1])
+    inlined = onnx.load(paths[0.1]).functions[0].opset_import[0].version == 18
+    assert same == [] if inlined else "ratio given by a function's caller" in same[0]
+
+
 def _random_added_to(reference: Path, candidate: Path) -> list[str]:
     from wnpass.onnx import io as onnx_io
     from wnpass.verify.draws import random_added

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -134,18 +135,20 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # The library's parameters in the reasons it gives, as the command line's flags (t145: a skip
-# reason said "use dim_policy='torch'", which no flag was).
+# reason said "use dim_policy='torch'", which no flag was); whole words only: a model's own
+# name holding one stays as it is (t147: ``proj_dim_policy=x``).
 _AS_FLAGS = (
-    ("dim_policy='torch'", "--dim-policy torch"),
-    ("embeddings=True", "--embeddings"),
-    ("dim_policy=", "--dim-policy "),
+    (re.compile(r"(?<![\w.=-])dim_policy='torch'(?![\w.=])"), "--dim-policy torch"),
+    (re.compile(r"(?<=\()embeddings=True(?=\))"), "--embeddings"),
+    (re.compile(r"(?<=, )dim_policy=(unit|torch)(?=;)"), r"--dim-policy \1"),
 )
 
 
 def as_flags(text: str) -> str:
-    """``text`` with the library's parameters named as the command line's flags."""
+    """``text`` (a reason, a summary) with the library's parameters named as the command
+    line's flags."""
     for parameter, flag in _AS_FLAGS:
-        text = text.replace(parameter, flag)
+        text = parameter.sub(flag, text)
     return text
 
 

@@ -69,7 +69,8 @@ def print_plan(
     """The plan's table and summary; ``data``: the ``--data`` file the forwards ran on."""
     from wnpass.fx.report import PLAN_COLUMNS, apply_summary, plan_rows
 
-    rows = [[as_flags(cell) for cell in row] for row in plan_rows(report.sites)]
+    # the reasons (status and init), not the names
+    rows = [[*row[:4], *(as_flags(cell) for cell in row[4:])] for row in plan_rows(report.sites)]
     out.table(title, PLAN_COLUMNS, rows)
     inputs = f"the batch in {data}" if data is not None else "the example inputs"
     for line in apply_summary(report, inspect=inspect, inputs=inputs):

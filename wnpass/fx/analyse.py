@@ -486,7 +486,14 @@ def analyse_sites(
         names = names_of[id(param)]
         site = _decide(name, param, by_param[name], names, id(param) in tied, mode)
         site.shape = list(param.shape)
-        site.included = bool(includes) and _matches(model, site, includes, names) is not None
+        # a weight the include names and the exclude keeps (a bias, 1-D, never takes it)
+        site.included = (
+            bool(includes)
+            and site.shape is not None
+            and len(site.shape) >= 2
+            and _matches(model, site, includes, names) is not None
+            and _matches(model, site, excludes, names) is None
+        )
         if site.status == "planned" and (
             left_out := selected_out(model, site, includes, excludes, names)
         ):

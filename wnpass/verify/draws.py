@@ -19,7 +19,7 @@ import numpy as np
 import onnx_ir as ir
 
 from wnpass.onnx.evaluate import small_constant
-from wnpass.onnx.graphs import const_tensor, draws_randomly, random_ops_by_output
+from wnpass.onnx.graphs import const_tensor, draws_randomly, graphs_of, random_ops_by_output
 
 __all__ = ["random_added"]
 
@@ -43,12 +43,15 @@ def random_added(reference: ir.Model, candidate: ir.Model) -> list[str]:
     up, ONNX Runtime takes out a Dropout that neither reads a graph input nor gives a graph
     output, training mode or not, so a ratio of 0.1 made 0.9 ran as the reference did (t139),
     also inside a local function (t144)."""
-    ours = random_ops_by_output(_inlined(reference))
+    reference, opaque = _inlined(reference)
+    candidate, opaque_too = _inlined(candidate)
+    opaque |= opaque_too
+    ours = random_ops_by_output(reference)
     added: dict[int, str] = {}
-    for output, nodes in random_ops_by_output(_inlined(candidate)).items():
-        held = Counter(_draw(node)[0] for node in ours.get(output, ()))
+    for output, nodes in random_ops_by_output(candidate).items():
+        held = Counter(_draw(node, opaque)[0] for node in ours.get(output, ()))
         for node in nodes:
-            key, said = _draw(node)
+            key, said = _draw(node, opaque)
             if held[key] > 0:
                 held[key] -= 1
             else:
@@ -63,27 +66,35 @@ def random_added(reference: ir.Model, candidate: ir.Model) -> list[str]:
     ]
 
 
-def _inlined(model: ir.Model) -> ir.Model:
-    """``model``, or where a local function draws, a copy (its tensors shared) with every
-    function inlined: a draw inside one is keyed by what each call passes."""
-    if not any(draws_randomly(node) for function in model.functions.values() for node in function):
-        return model
+def _inlined(model: ir.Model) -> tuple[ir.Model, frozenset[int]]:
+    """``model``, or where it draws and has local functions, a copy (its tensors shared) with
+    every function inlined: a draw inside one (in a body of one too) is keyed by what each
+    call passes, and a ratio a function computes by what it computes (t147). Where onnx-ir
+    cannot inline them (an opset the function imports otherwise than the model), the model as
+    it is, with the ids of its functions' inputs: what a call passes there is not known, and
+    a draw reading one is held by no other (a verdict refused, never a wrong one)."""
+    if not model.functions or not any(
+        draws_randomly(node) for graph in graphs_of(model) for node in graph
+    ):
+        return model, frozenset()
     from onnx_ir.passes.common.inliner import InlinePass
 
     copy = model.clone()
     try:
         InlinePass()(copy)
-    except Exception as error:  # onnx-ir's own failure: keys of functions' inputs stay apart
+    except Exception as error:  # onnx-ir's own failure (an opset mismatch): keys kept apart
         logger.info("random ops: the local functions could not be inlined (%s)", error)
-        return model
-    return copy
+        inputs = {id(v) for function in model.functions.values() for v in function.inputs}
+        return model, frozenset(inputs)
+    return copy, frozenset()
 
 
-def _draw(node: ir.Node) -> tuple[tuple[object, ...], str]:
+def _draw(node: ir.Node, opaque: frozenset[int]) -> tuple[tuple[object, ...], str]:
     """How ``node`` draws, as a key that two ops drawing alike share, and as said: its type,
     attributes (seed, mean, scale ...; a default written out or not alike) and what the
     inputs that set its draws hold (a Dropout's ratio, 0.5 where not given): a constant's
-    values, the graph input of its name, or what computes it from those (:func:`_value_key`)."""
+    values, the graph input of its name, or what computes it from those (:func:`_value_key`;
+    ``opaque``: the ids of values whose content is not known, a function's inputs)."""
     key: list[object] = [node.domain or "", node.op_type, node.overload]
     said: list[str] = []
     given = {attr.name: attr for attr in node.attributes.values()}
@@ -101,12 +112,15 @@ def _draw(node: ir.Node) -> tuple[tuple[object, ...], str]:
         if array is not None:  # by value: a ratio of 0.5 given or not, float32 or float64
             key.append((name, array.shape, tuple(array.ravel().tolist())))
             said.append(f"{name}={_said(array)}")
+        elif value is not None and id(value) in opaque:
+            key.append((name, "unknown", id(value)))
+            said.append(f"{name} given by a function's caller")
         elif value is not None and value.is_graph_input():
             key.append((name, "input", value.name))
             said.append(f"{name} input {value.name}")
         else:
             assert value is not None  # no input holds the constant 0.5
-            key.append((name, _value_key(value, {}, [_KEY_NODES])))
+            key.append((name, _value_key(value, {}, [_KEY_NODES], opaque)))
             said.append(f"{name} computed")
     return tuple(key), node.op_type + (f" ({', '.join(said)})" if said else "")
 
@@ -129,9 +143,10 @@ def _attribute_defaults(node: ir.Node) -> dict[str, object]:
 def _attribute_key(attr: ir.Attr) -> object:
     """What an attribute holds, as a key: a tensor by its whole bytes (numpy's ``repr``
     shortens a large one with ``...``, t144), a graph as itself (no two alike), a reference to
-    a function's attribute by its name, any other value as written."""
+    a function's attribute (left where the functions could not be inlined) as itself too, what
+    each caller gives it not being known, any other value as written."""
     if attr.is_ref():
-        return ("ref", attr.ref_attr_name)
+        return ("ref", id(attr))
     if attr.type == ir.AttributeType.TENSOR:
         return _tensor_key(attr.value)
     if attr.type == ir.AttributeType.TENSORS:
@@ -148,7 +163,9 @@ def _tensor_key(tensor: ir.TensorProtocol) -> object:
     return ("tensor", str(array.dtype), array.shape, digest)
 
 
-def _value_key(value: ir.Value, memo: dict[int, object], budget: list[int]) -> object:
+def _value_key(
+    value: ir.Value, memo: dict[int, object], budget: list[int], opaque: frozenset[int]
+) -> object:
     """What ``value`` computes, as a key two models computing it alike share: a constant's
     values (hashable, however large), a graph input's name, else its node's op, attributes
     and its inputs' keys, up to ``budget`` nodes in all; beyond, or a value of an enclosing
@@ -156,8 +173,10 @@ def _value_key(value: ir.Value, memo: dict[int, object], budget: list[int]) -> o
     if id(value) in memo:
         return memo[id(value)]
     node = value.producer()
-    if (array := small_constant(value)) is not None:
-        key: object = ("constant", str(array.dtype), array.shape, tuple(array.ravel().tolist()))
+    if id(value) in opaque:
+        key: object = ("unknown", id(value))
+    elif (array := small_constant(value)) is not None:
+        key = ("constant", str(array.dtype), array.shape, tuple(array.ravel().tolist()))
     elif value.is_graph_input():
         key = ("input", value.name)
     elif (tensor := const_tensor(value)) is not None:
@@ -167,7 +186,9 @@ def _value_key(value: ir.Value, memo: dict[int, object], budget: list[int]) -> o
     else:
         budget[0] -= 1
         attributes = tuple(sorted((a.name, _attribute_key(a)) for a in node.attributes.values()))
-        inputs = tuple(None if i is None else _value_key(i, memo, budget) for i in node.inputs)
+        inputs = tuple(
+            None if i is None else _value_key(i, memo, budget, opaque) for i in node.inputs
+        )
         key = (node.domain or "", node.op_type, attributes, value.index(), inputs)
     memo[id(value)] = key
     return key
