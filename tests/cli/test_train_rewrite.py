@@ -277,17 +277,21 @@ def test_layer_types_select_on_the_command_line(
     assert "no layer type 'Conv9d'" in capsys.readouterr().err
 
 
+# A model whose only weight is weight-normed already.
+NORMED_BEFORE = (
+    "import torch\n"
+    "from torch.nn.utils.parametrizations import weight_norm\n"
+    "def build_model():\n    return weight_norm(torch.nn.Linear(4, 3))\n"
+    "def example_inputs():\n    return (torch.randn(2, 4),)\n"
+)
+
+
 def test_applying_nothing_exits_1_with_the_reason(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Every weight already weight-normed: nothing applied, exit 1, nothing written."""
     model_py = tmp_path / "done.py"
-    model_py.write_text(
-        "import torch\n"
-        "from torch.nn.utils.parametrizations import weight_norm\n"
-        "def build_model():\n    return weight_norm(torch.nn.Linear(4, 3))\n"
-        "def example_inputs():\n    return (torch.randn(2, 4),)\n"
-    )
+    model_py.write_text(NORMED_BEFORE)
     assert main(["train-rewrite", str(model_py), "--json", str(tmp_path / "r.json")]) == 1
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "r.json").read_text())
@@ -346,12 +350,7 @@ def test_an_include_of_weights_normed_before_says_so(
     """Every Linear weight-normed before, ``--include-type Linear``: the reason blamed only
     the biases (t147); it says the weights are weight-normed already."""
     model_py = tmp_path / "done.py"
-    model_py.write_text(
-        "import torch\n"
-        "from torch.nn.utils.parametrizations import weight_norm\n"
-        "def build_model():\n    return weight_norm(torch.nn.Linear(4, 3))\n"
-        "def example_inputs():\n    return (torch.randn(2, 4),)\n"
-    )
+    model_py.write_text(NORMED_BEFORE)
     argv = ["train-rewrite", str(model_py), "--include-type", "Linear"]
     assert main([*argv, "--json", str(tmp_path / "r.json")]) == 1
     assert "already weight-normed" in json.loads((tmp_path / "r.json").read_text())["reason"]
