@@ -7,6 +7,8 @@ what sets its draws (a Dropout's ratio, 0.5 where not given, and its training_mo
 same: a constant's values, a graph input's name, or what computes it from those, op by op.
 A model whose local functions draw is read with every function inlined, so that each call's
 draw is keyed by what that call passes (a function's ratio input stands for every caller's).
+A value computed by a node with a graph attribute (an ``If``) is keyed by that graph's
+identity: two models computing a ratio through an ``If`` never draw alike, a verdict refused.
 """
 
 from __future__ import annotations
@@ -25,9 +27,17 @@ __all__ = ["random_added"]
 
 logger = logging.getLogger(__name__)
 
-# The inputs of a random op that set how it draws (the others are what it draws for: a shape
-# to take, probabilities, logits), by name.
-_DRAW_INPUTS = {"Dropout": {1: "ratio", 2: "training_mode"}}
+# The inputs of a random op that set how it draws (a Like op's only input gives a shape and
+# a type to take, which its outputs show), by name.
+_DRAW_INPUTS = {
+    "Dropout": {1: "ratio", 2: "training_mode"},
+    "Bernoulli": {0: "probabilities"},
+    "Multinomial": {0: "logits"},
+}
+# Those that hold what is drawn from: a constant's values count (a Bernoulli of constant
+# probabilities 0 against 1e-6 passed, t148); one computed at run time, an activation's most
+# often, is more than a key reads, and counts as computed.
+_WHAT_IS_DRAWN = frozenset({"probabilities", "logits"})
 # The most nodes of a computed draw input read into its key; a larger computation is known
 # to no other op (it may differ).
 _KEY_NODES = 64
@@ -35,23 +45,22 @@ _KEY_NODES = 64
 
 def random_added(reference: ir.Model, candidate: ir.Model) -> list[str]:
     """A line where the candidate holds ops that draw random values which the reference does
-    not hold, drawing alike (:func:`_draw`), output by output: its outputs may change from
-    run to run where the reference's do not. Only draws that reach an output count
+    not hold, drawing alike (:meth:`_Keys.draw`), output by output: its outputs may change
+    from run to run where the reference's do not. Only draws that reach an output count
     (:func:`~wnpass.onnx.graphs.random_ops_by_output`: a dead one in the reference let the
     candidate's live one pass, t130), and each output against the reference's of its name (a
     draw moved to another output passed, t137). How an op draws counts too: from ``basic``
     up, ONNX Runtime takes out a Dropout that neither reads a graph input nor gives a graph
     output, training mode or not, so a ratio of 0.1 made 0.9 ran as the reference did (t139),
     also inside a local function (t144)."""
-    reference, opaque = _inlined(reference)
-    candidate, opaque_too = _inlined(candidate)
-    opaque |= opaque_too
-    ours = random_ops_by_output(reference)
+    interned: dict[object, int] = {}  # both models' keys, numbered alike
+    ours, theirs = _Keys(reference, interned), _Keys(candidate, interned)
+    held_by = random_ops_by_output(ours.model)
     added: dict[int, str] = {}
-    for output, nodes in random_ops_by_output(candidate).items():
-        held = Counter(_draw(node, opaque)[0] for node in ours.get(output, ()))
+    for output, nodes in random_ops_by_output(theirs.model).items():
+        held = Counter(ours.draw(node)[0] for node in held_by.get(output, ()))
         for node in nodes:
-            key, said = _draw(node, opaque)
+            key, said = theirs.draw(node)
             if held[key] > 0:
                 held[key] -= 1
             else:
@@ -71,8 +80,9 @@ def _inlined(model: ir.Model) -> tuple[ir.Model, frozenset[int]]:
     every function inlined: a draw inside one (in a body of one too) is keyed by what each
     call passes, and a ratio a function computes by what it computes (t147). Where onnx-ir
     cannot inline them (an opset the function imports otherwise than the model), the model as
-    it is, with the ids of its functions' inputs: what a call passes there is not known, and
-    a draw reading one is held by no other (a verdict refused, never a wrong one)."""
+    it is, with the ids of its functions' inputs and of what its calls of them give: what a
+    call passes or computes there is not known, and a draw reading one is held by no other (a
+    verdict refused, never a wrong one; a ratio a call computed passed, t148)."""
     if not model.functions or not any(
         draws_randomly(node) for graph in graphs_of(model) for node in graph
     ):
@@ -84,45 +94,111 @@ def _inlined(model: ir.Model) -> tuple[ir.Model, frozenset[int]]:
         InlinePass()(copy)
     except Exception as error:  # onnx-ir's own failure (an opset mismatch): keys kept apart
         logger.info("random ops: the local functions could not be inlined (%s)", error)
-        inputs = {id(v) for function in model.functions.values() for v in function.inputs}
-        return model, frozenset(inputs)
+        unknown = {id(v) for function in model.functions.values() for v in function.inputs}
+        unknown |= {
+            id(output)
+            for graph in graphs_of(model)
+            for node in graph
+            if (node.domain, node.op_type, node.overload) in model.functions
+            for output in node.outputs
+        }
+        return model, frozenset(unknown)
     return copy, frozenset()
 
 
-def _draw(node: ir.Node, opaque: frozenset[int]) -> tuple[tuple[object, ...], str]:
-    """How ``node`` draws, as a key that two ops drawing alike share, and as said: its type,
-    attributes (seed, mean, scale ...; a default written out or not alike) and what the
-    inputs that set its draws hold (a Dropout's ratio, 0.5 where not given): a constant's
-    values, the graph input of its name, or what computes it from those (:func:`_value_key`;
-    ``opaque``: the ids of values whose content is not known, a function's inputs)."""
-    key: list[object] = [node.domain or "", node.op_type, node.overload]
-    said: list[str] = []
-    given = {attr.name: attr for attr in node.attributes.values()}
-    for name, default in sorted(_attribute_defaults(node).items()):
-        if name not in given:
-            key.append((name, repr(default)))
-    for name, attr in sorted(given.items()):
-        key.append((name, _attribute_key(attr)))
-        said.append(f"{name}={attr.value}")
-    for index, name in _DRAW_INPUTS.get(node.op_type, {}).items():
-        value = node.inputs[index] if index < len(node.inputs) else None
-        if value is None and name != "ratio":
-            continue  # no training_mode: a Dropout that does not draw (never here)
-        array = np.array(0.5) if value is None else small_constant(value)
-        if array is not None:  # by value: a ratio of 0.5 given or not, float32 or float64
-            key.append((name, array.shape, tuple(array.ravel().tolist())))
-            said.append(f"{name}={_said(array)}")
-        elif value is not None and id(value) in opaque:
-            key.append((name, "unknown", id(value)))
-            said.append(f"{name} given by a function's caller")
-        elif value is not None and value.is_graph_input():
-            key.append((name, "input", value.name))
-            said.append(f"{name} input {value.name}")
-        else:
+class _Keys:
+    """How one model's random ops draw, as keys two models drawing alike share.
+
+    Every key is a number from ``interned``, the table both models' keys share, made of its
+    parts' numbers: a key hashes in the time of its own parts (a value read twice at every
+    step of a computation made keys of 2**depth nested tuples, t148). Each node's key is made
+    once, whichever outputs its draws reach.
+    """
+
+    def __init__(self, model: ir.Model, interned: dict[object, int]) -> None:
+        self.model, self.unknown = _inlined(model)
+        self.interned = interned
+        self.main_inputs = {id(value) for value in self.model.graph.inputs}
+        self.values: dict[int, int] = {}
+        self.draws: dict[int, tuple[int, str]] = {}
+
+    def draw(self, node: ir.Node) -> tuple[int, str]:
+        """How ``node`` draws, and as said: its type, attributes (seed, mean, scale ...; a
+        default written out or not alike) and what the inputs that set its draws hold (a
+        Dropout's ratio, 0.5 where not given; a Bernoulli's probabilities): a constant's
+        values, the graph input of its name (and default), or what computes it from those."""
+        if id(node) not in self.draws:
+            self.draws[id(node)] = self._draw(node)
+        return self.draws[id(node)]
+
+    def _draw(self, node: ir.Node) -> tuple[int, str]:
+        key: list[object] = [node.domain or "", node.op_type, node.overload]
+        said: list[str] = []
+        given = {attr.name: attr for attr in node.attributes.values()}
+        for name, default in sorted(_attribute_defaults(node).items()):
+            if name not in given:
+                key.append((name, repr(default)))
+        for name, attr in sorted(given.items()):
+            key.append((name, _attribute_key(attr)))
+            said.append(f"{name}={attr.value}")
+        for index, name in _DRAW_INPUTS.get(node.op_type, {}).items():
+            value = node.inputs[index] if index < len(node.inputs) else None
+            if value is None and name != "ratio":
+                continue  # no training_mode: a Dropout that does not draw (never here)
+            array = np.array(0.5) if value is None else small_constant(value)
+            if array is not None:  # by value: a ratio of 0.5 given or not, float32 or float64
+                key.append((name, array.shape, tuple(array.ravel().tolist())))
+                said.append(f"{name}={_said(array)}")
+                continue
             assert value is not None  # no input holds the constant 0.5
-            key.append((name, _value_key(value, {}, [_KEY_NODES], opaque)))
-            said.append(f"{name} computed")
-    return tuple(key), node.op_type + (f" ({', '.join(said)})" if said else "")
+            if name in _WHAT_IS_DRAWN:  # an activation's, most often: deeper than read
+                key.append((name, "computed"))
+                said.append(f"{name} computed")
+                continue
+            key.append((name, self.value(value, [_KEY_NODES])))
+            if id(value) in self.unknown:
+                said.append(f"{name} given by a function's caller")
+            elif id(value) in self.main_inputs:
+                said.append(f"{name} input {value.name}")
+            else:
+                said.append(f"{name} computed")
+        return self._interned(tuple(key)), node.op_type + (f" ({', '.join(said)})" if said else "")
+
+    def value(self, value: ir.Value, budget: list[int]) -> int:
+        """What ``value`` computes, as a key: a constant's values (however large), a graph
+        input's name with its default, else its node's op, attributes and its inputs' keys,
+        up to ``budget`` nodes; beyond, a value of an enclosing scope or a body's input (a
+        Loop's carried value, t148), or one whose content is not known, a key of its own that
+        nothing else shares."""
+        if id(value) in self.values:
+            return self.values[id(value)]
+        node = value.producer()
+        if id(value) in self.unknown:
+            key: object = ("unknown", id(value))
+        elif (array := small_constant(value)) is not None:
+            key = ("constant", str(array.dtype), array.shape, tuple(array.ravel().tolist()))
+        elif id(value) in self.main_inputs:  # the model's default, where it has one
+            default = self.model.graph.initializers.get(value.name or "")
+            held = None if default is None else default.const_value
+            key = ("input", value.name, None if held is None else _tensor_key(held))
+        elif value.is_graph_input():
+            key = ("unknown", id(value))
+        elif (tensor := const_tensor(value)) is not None:
+            key = _tensor_key(tensor)
+        elif node is None or budget[0] <= 0:
+            key = ("unknown", id(value))
+        else:
+            budget[0] -= 1
+            attributes = tuple(
+                sorted((a.name, _attribute_key(a)) for a in node.attributes.values())
+            )
+            inputs = tuple(None if i is None else self.value(i, budget) for i in node.inputs)
+            key = (node.domain or "", node.op_type, attributes, value.index(), inputs)
+        self.values[id(value)] = number = self._interned(key)
+        return number
+
+    def _interned(self, key: object) -> int:
+        return self.interned.setdefault(key, len(self.interned))
 
 
 def _attribute_defaults(node: ir.Node) -> dict[str, object]:
@@ -163,40 +239,12 @@ def _tensor_key(tensor: ir.TensorProtocol) -> object:
     return ("tensor", str(array.dtype), array.shape, digest)
 
 
-def _value_key(
-    value: ir.Value, memo: dict[int, object], budget: list[int], opaque: frozenset[int]
-) -> object:
-    """What ``value`` computes, as a key two models computing it alike share: a constant's
-    values (hashable, however large), a graph input's name, else its node's op, attributes
-    and its inputs' keys, up to ``budget`` nodes in all; beyond, or a value of an enclosing
-    scope, a key of its own that nothing else shares."""
-    if id(value) in memo:
-        return memo[id(value)]
-    node = value.producer()
-    if id(value) in opaque:
-        key: object = ("unknown", id(value))
-    elif (array := small_constant(value)) is not None:
-        key = ("constant", str(array.dtype), array.shape, tuple(array.ravel().tolist()))
-    elif value.is_graph_input():
-        key = ("input", value.name)
-    elif (tensor := const_tensor(value)) is not None:
-        key = _tensor_key(tensor)
-    elif node is None or budget[0] <= 0:
-        key = ("unknown", id(value))
-    else:
-        budget[0] -= 1
-        attributes = tuple(sorted((a.name, _attribute_key(a)) for a in node.attributes.values()))
-        inputs = tuple(
-            None if i is None else _value_key(i, memo, budget, opaque) for i in node.inputs
-        )
-        key = (node.domain or "", node.op_type, attributes, value.index(), inputs)
-    memo[id(value)] = key
-    return key
-
-
 def _said(array: np.ndarray) -> str:
     """A small constant as a line says it: a float scalar to 6 digits (a float32 ratio 0.9,
-    not 0.8999999761581421), a bool as True or False."""
+    not 0.8999999761581421), a bool as True or False, a few values as a list, more as a
+    constant of their shape."""
+    if array.size > 4:
+        return f"a {'x'.join(map(str, array.shape))} constant"
     if array.ndim or array.dtype.kind != "f":
         return str(array.tolist())
     return f"{array.item():g}"
