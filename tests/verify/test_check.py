@@ -1267,7 +1267,8 @@ def _deep_ratio(depth: int) -> str:
 def test_draws_read_whole_and_in_time(tmp_path: Path) -> None:
     """t148: a ratio computed through a value read twice at every step made keys of 2**depth
     tuples (26 steps took 33 s); a ratio given as a graph input with a default was keyed by
-    its name alone, and a Bernoulli by its type alone (0 against 1e-6 passed)."""
+    its name alone, and a Bernoulli by its type alone (0 against 1e-6 passed); t149: a NaN
+    among constant probabilities kept a file from matching itself."""
     fed = "on = Constant <value = bool {1}> ()\n y = Dropout(x, r, on)"
     drawn = "b = Bernoulli(q)\n y = Add(x, b)"
     given, ratio = "float[N, 8] x, float r", "float[N, 8] x"
@@ -1277,6 +1278,7 @@ def test_draws_read_whole_and_in_time(tmp_path: Path) -> None:
         "default 1e-6": (given, fed, {"r": np.array(1e-6, np.float32)}),
         "bernoulli 0": (ratio, drawn, {"q": np.zeros((1, 8), np.float32)}),
         "bernoulli 1e-6": (ratio, drawn, {"q": np.full((1, 8), 1e-6, np.float32)}),
+        "bernoulli nan": (ratio, drawn, {"q": np.array([[0.0] * 7 + [np.nan]], np.float32)}),
     }
     paths = {}
     for name, (inputs, body, constants) in texts.items():
@@ -1286,6 +1288,8 @@ def test_draws_read_whole_and_in_time(tmp_path: Path) -> None:
     for kind in ("default", "bernoulli"):
         zero, small = paths[f"{kind} 0"], paths[f"{kind} 1e-6"]
         assert _random_added_to(zero, zero) == [] and _random_added_to(zero, small)
+    nan = paths["bernoulli nan"]  # a NaN equals no NaN: the file failed against itself (t149)
+    assert _random_added_to(nan, nan) == []
 
 
 def _random_added_to(reference: Path, candidate: Path) -> list[str]:

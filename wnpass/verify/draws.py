@@ -147,7 +147,7 @@ class _Keys:
                 continue  # no training_mode: a Dropout that does not draw (never here)
             array = np.array(0.5) if value is None else small_constant(value)
             if array is not None:  # by value: a ratio of 0.5 given or not, float32 or float64
-                key.append((name, array.shape, tuple(array.ravel().tolist())))
+                key.append((name, _values(array)))
                 said.append(f"{name}={_said(array)}")
                 continue
             assert value is not None  # no input holds the constant 0.5
@@ -176,7 +176,7 @@ class _Keys:
         if id(value) in self.unknown:
             key: object = ("unknown", id(value))
         elif (array := small_constant(value)) is not None:
-            key = ("constant", str(array.dtype), array.shape, tuple(array.ravel().tolist()))
+            key = ("constant", str(array.dtype), _values(array))
         elif id(value) in self.main_inputs:  # the model's default, where it has one
             default = self.model.graph.initializers.get(value.name or "")
             held = None if default is None else default.const_value
@@ -237,6 +237,18 @@ def _tensor_key(tensor: ir.TensorProtocol) -> object:
     array = np.ascontiguousarray(tensor.numpy())
     digest = hashlib.sha256(array.view(np.uint8).tobytes()).hexdigest()
     return ("tensor", str(array.dtype), array.shape, digest)
+
+
+def _values(array: np.ndarray) -> object:
+    """A constant's values as a key part: floats as float64 bytes, every NaN alike (a NaN is
+    no value equal to itself: a file of one NaN among Bernoulli's probabilities failed
+    against itself, t149), so that a float32 and a float64 0.1 stay apart and 0.5 of either
+    type alike; other values as they are."""
+    if array.dtype.kind in "fc":
+        wide = np.asarray(array, np.complex128 if array.dtype.kind == "c" else np.float64)
+        wide = np.where(np.isnan(wide), np.nan, wide)
+        return (array.shape, wide.tobytes())
+    return (array.shape, tuple(array.ravel().tolist()))
 
 
 def _said(array: np.ndarray) -> str:
