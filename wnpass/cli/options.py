@@ -125,7 +125,8 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("unit", "torch"),
         default="unit",
         help="unit: each weight's output-unit axis for its op (default); torch: PyTorch's "
-        "dim=0 for every weight, as torch.nn.utils.weight_norm's checkpoints hold it",
+        "dim=0 for a transposed convolution (per input channel), as checkpoints of "
+        "torch.nn.utils.weight_norm hold it; every other op keeps its unit axis",
     )
     group.add_argument(
         "--embeddings",
@@ -140,7 +141,7 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
 _AS_FLAGS = (
     (re.compile(r"(?<![\w.=-])dim_policy='torch'(?![\w.=])"), "--dim-policy torch"),
     (re.compile(r"(?<=\()embeddings=True(?=\))"), "--embeddings"),
-    (re.compile(r"(?<=, )dim_policy=(unit|torch)(?=;)"), r"--dim-policy \1"),
+    (re.compile(r"(?<=, )dim_policy=(unit|torch)(?=;|$)"), r"--dim-policy \1"),
 )
 
 
