@@ -988,8 +988,6 @@ def test_only_random_ops_that_reach_an_output_count(tmp_path: Path) -> None:
         "outputs may change from run to run, which no run of the check shows equivalent"
     ]
     assert _random_added_to(candidate, reference) == []  # the dead one changes nothing
-    from wnpass.onnx import io as onnx_io
-    from wnpass.onnx.graphs import random_ops_by_output
 
     text = """
         <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
@@ -1002,10 +1000,7 @@ def test_only_random_ops_that_reach_an_output_count(tmp_path: Path) -> None:
         <domain: "local", opset_import: ["" : 17]>
         noisy (a) => (b) { b = RandomUniformLike (a) }
     """
-    path = tmp_path / "bodies.onnx"
-    onnx.save(onnx.parser.parse_model(text), path)
-    drawn = random_ops_by_output(onnx_io.load(path))
-    assert {name: [n.op_type for n in nodes] for name, nodes in drawn.items()} == {
+    assert _drawn_by_output(tmp_path / "bodies.onnx", text) == {
         "y": ["RandomNormalLike"],
         "z": ["RandomUniformLike"],
     }
@@ -1292,6 +1287,17 @@ def test_draws_read_whole_and_in_time(tmp_path: Path) -> None:
     assert _random_added_to(nan, nan) == []
 
 
+def _drawn_by_output(path: Path, text: str) -> dict[str, list[str]]:
+    """The random op types whose draws reach each output of the model of ONNX text ``text``,
+    saved at ``path`` and read back as a command reads it."""
+    from wnpass.onnx import io as onnx_io
+    from wnpass.onnx.graphs import random_ops_by_output
+
+    onnx.save(onnx.parser.parse_model(text), path)
+    drawn = random_ops_by_output(onnx_io.load(path))
+    return {name: [node.op_type for node in nodes] for name, nodes in drawn.items()}
+
+
 def _random_added_to(reference: Path, candidate: Path) -> list[str]:
     from wnpass.onnx import io as onnx_io
     from wnpass.verify.draws import random_added
@@ -1487,8 +1493,6 @@ def test_a_draw_that_decides_a_size_counts(tmp_path: Path) -> None:
     missed it, and check said equivalent (t133); so did a stop at a declared shape, where
     torch.export names such a length (u0, t134). A draw read for its shape alone counts too:
     which sizes a draw decides is not told apart, so the verdict is refused, never wrong."""
-    from wnpass.onnx import io as onnx_io
-    from wnpass.onnx.graphs import random_ops_by_output
 
     text = """
         <ir_version: 8, opset_import: ["" : 17]>
@@ -1500,10 +1504,7 @@ def test_a_draw_that_decides_a_size_counts(tmp_path: Path) -> None:
             s = Shape (r)
         }
     """
-    path = tmp_path / "sizes.onnx"
-    onnx.save(onnx.parser.parse_model(text), path)
-    drawn = random_ops_by_output(onnx_io.load(path))
-    assert {name: [n.op_type for n in nodes] for name, nodes in drawn.items()} == {
+    assert _drawn_by_output(tmp_path / "sizes.onnx", text) == {
         "n": ["Bernoulli"],
         "s": ["RandomUniformLike"],
     }

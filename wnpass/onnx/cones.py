@@ -560,10 +560,7 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
                 continue
             program = _program(cone)
             if isinstance(program, str):
-                cone.reason = report.reason = program
-                report.name = cone.row_name()
-                logger.warning("not folding computed weight %s: %s", report.name, program)
-                reports.append(report)
+                reports.append(_left(model, cone, program))
                 continue
             programs.append(program)
             owner = _owner(model, cone)
@@ -588,10 +585,7 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
                 continue
             tensor = _tensor(cone.value, program)
             if isinstance(tensor, str):
-                cone.reason = report.reason = tensor
-                report.name = cone.row_name()
-                logger.warning("not folding computed weight %s: %s", report.name, tensor)
-                reports.append(report)
+                reports.append(_left(model, cone, tensor))
                 continue
             report.status = "folded"
             report.shape = list(tensor.shape.numpy())
@@ -613,6 +607,15 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
         folded = sum(r.status == "folded" for r in reports)
         logger.info("folded %d of %d computed weights", folded, len(reports))
         return FoldResult(model, modified=folded > 0, report=FoldReport(cones=reports))
+
+
+def _left(model: ir.Model, cone: Cone, reason: str) -> ConeReport:
+    """The row of a cone the fold leaves for ``reason``, found on the way (compiling it,
+    computing it), under the name of what the graph keeps computing; said in a warning."""
+    cone.reason = reason
+    report = _describe(model, cone, "declined")
+    logger.warning("not folding computed weight %s: %s", report.name, reason)
+    return report
 
 
 def _owner(model: ir.Model, cone: Cone) -> ir.Graph | ir.Function:
