@@ -596,10 +596,12 @@ class IOPlan:
         new: bool = False,
     ) -> Path:
         """Record that ``path`` is written (as ``parameter``). ``replaces_read``: it is also
-        read, and writing over it is what was asked (``in_place``). ``new``: a name chosen
-        because nothing had it (a data file's), which :meth:`publish` never renames over what
-        another process put there meanwhile. A name that ends in a slash names a folder
-        (``Path`` would drop the slash): refused here."""
+        read, and writing over it is what was asked (``in_place``). ``new``: a name derived,
+        not given, that is written only where nothing is (a data file's, chosen free; a shard
+        of an output that replaces none of its name): :meth:`check` refuses it where a file
+        is, and :meth:`publish` never renames over what another process put there meanwhile.
+        A name that ends in a slash names a folder (``Path`` would drop the slash): refused
+        here."""
         if isinstance(path, str) and path.endswith(("/", os.sep)):
             raise OutputError(f"{path}: names a folder, not a file", parameter=parameter)
         path = Path(path)
@@ -664,6 +666,17 @@ class IOPlan:
             if identity is not None:
                 seen_ids[identity] = entry
         for entry in self._writes:  # after the rules above, whose reasons say more
+            if (
+                _where(entry.path) in self._new
+                and entry.path not in self.published
+                and os.path.lexists(entry.path)
+            ):
+                raise OutputError(
+                    f"{entry.path}: exists, and is no part of an output this run replaces: "
+                    "a name the run derives is written only where nothing is; refused",
+                    parameter=entry.parameter,
+                )
+        for entry in self._writes:
             if entry.parameter == "json_path":
                 _require_json_name(entry.path)
         for entry in self._writes:

@@ -279,11 +279,46 @@ def test_a_replaced_indexs_shards_the_new_one_does_not_name_are_kept_and_said(
     capsys.readouterr()
     assert main(["--quiet", "fold", str(two), "-o", str(out)]) == 0  # the same names: none left
     assert "left in place" not in capsys.readouterr().out
+    # the three-shard names are files no index this run replaces names: refused (t153)
+    assert main(["fold", str(three), "-o", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"wnpass: error: -o's shard {first.shards[0]}: exists, and is no")
+    for shard in first.shards:
+        Path(shard).unlink()
     assert main(["fold", str(three), "-o", str(out)]) == 0
+    for shard in again.shards:  # left in place by that run, unnamed: cleared for the next
+        Path(shard).unlink()
     capsys.readouterr()
     assert main(["--quiet", "convert", str(two), "--to", "legacy", "-o", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[-3:] == [f"left in place: {shard}: {why}" for shard in first.shards]
+
+
+def test_a_file_that_has_a_shards_derived_name_is_never_written_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """t153: a file of the name an output shard takes (the output's stem and the input
+    shard's number), which no index the run replaces names, was replaced by the shard,
+    said nowhere. It is refused, exit 2, nothing written; an older output's shard is still
+    replaced."""
+    from wnpass.cli import main
+
+    state = state_dict()
+    keys = list(state)
+    index = save_sharded(tmp_path, state, [keys[:3], keys[3:]], stem="model")
+    notes = tmp_path / "model.folded-00002-of-00002.safetensors"
+    notes.write_text("my notes")
+    before = sorted(tmp_path.iterdir())
+    assert main(["fold", str(index)]) == 2
+    error = capsys.readouterr().err
+    assert error == (
+        f"wnpass: error: output's shard {notes}: exists, and is no part of an output this run "
+        "replaces: a name the run derives is written only where nothing is; refused\n"
+    )
+    assert notes.read_text() == "my notes" and sorted(tmp_path.iterdir()) == before
+    notes.unlink()
+    first = api.fold_checkpoint(index)
+    assert notes.is_file() and api.fold_checkpoint(index).shards == first.shards
 
 
 def test_a_checkpoint_reports_json_never_replaces_the_files_it_is_about(tmp_path: Path) -> None:

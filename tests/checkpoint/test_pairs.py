@@ -56,6 +56,10 @@ def test_both_forms_and_their_axes() -> None:
             [info("m.weight_g", (4, 1), "int64"), info("m.weight_v", (4, 3))],
             "g is int64, not a float type that is folded",
         ),
+        (  # t153: folded to v's dtype; PyTorch refuses the pair or makes a float64 weight
+            [info("m.weight_g", (4, 1), "float64"), info("m.weight_v", (4, 3), "float16")],
+            "g is float64 and v float16: PyTorch makes no weight of one dtype of them",
+        ),
         (
             [info("m.weight", (4, 3)), info("m.weight_g", (4, 1)), info("m.weight_v", (4, 3))],
             "m.weight is stored too",
@@ -142,6 +146,15 @@ def test_a_renaming_takes_a_pair_of_any_dtype(dtype: str) -> None:
     assert pair.ok and pair.dim == 0
     (pair,) = find_pairs(tensors)
     assert pair.reason == f"g is {dtype}, not a float type that is folded"
+
+
+def test_a_renaming_takes_a_pair_of_two_dtypes() -> None:
+    """A pair of two dtypes is declined for a fold only: ``convert`` moves it as it is."""
+    tensors = [info("m.weight_g", (4, 1), "float32"), info("m.weight_v", (4, 3), "bfloat16")]
+    (pair,) = find_pairs(tensors, folding=False)
+    assert pair.ok
+    (pair,) = find_pairs(tensors)
+    assert pair.reason is not None and pair.reason.startswith("g is float32 and v bfloat16")
 
 
 @pytest.mark.parametrize("folding", [True, False], ids=["fold", "convert"])

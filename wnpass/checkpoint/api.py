@@ -258,21 +258,36 @@ def _plan_outputs(
     names = shard_output_names(checkpoint.shard_names, checkpoint.path, main)
     shards = [main.parent / name for name in names]
     plan.write(main, "output")  # the index first: a clash with it is the one reported
-    targets = [*(plan.write(target, SHARD) for target in shards), main]
-    return _Targets(targets, _keep_old_shards(main, targets, plan))
+    old = _old_shards(main)
+    replaced = {os.path.realpath(shard) for shard in old}
+    # a name derived, not given: written over only where the older output's index names it
+    # (a file of that name beside was replaced, t153)
+    targets = [
+        *(
+            plan.write(target, SHARD, new=os.path.realpath(target) not in replaced)
+            for target in shards
+        ),
+        main,
+    ]
+    return _Targets(targets, _keep_old_shards(old, main, targets, plan))
 
 
-def _keep_old_shards(index: Path, targets: list[Path], plan: IOPlan) -> list[Path]:
-    """The shards an index this run replaces names (those no new shard replaces) stay whole
-    until the new index is in place: no other output of the run may be written onto one (a
-    failed check leaves the old checkpoint whole). They are never deleted (the run did not
-    write them); returned, so the report can say they are left."""
+def _old_shards(index: Path) -> list[Path]:
+    """The shards the index at ``index`` names, which a run writing there replaces; none
+    where there is no readable index."""
     if not index.is_file():
         return []
     try:
-        old = shard_files(index)
-    except InvalidModelError:  # not a readable index: it names nothing to keep
+        return shard_files(index)
+    except InvalidModelError:  # not a readable index: it names nothing
         return []
+
+
+def _keep_old_shards(old: list[Path], index: Path, targets: list[Path], plan: IOPlan) -> list[Path]:
+    """The shards ``old`` of the index this run replaces that no new shard replaces stay
+    whole until the new index is in place: no other output of the run may be written onto
+    one (a failed check leaves the old checkpoint whole). They are never deleted (the run did
+    not write them); returned, so the report can say they are left."""
     replaced = {os.path.realpath(target) for target in targets}
     kept = [shard for shard in old if os.path.realpath(shard) not in replaced]
     for shard in kept:

@@ -7,12 +7,13 @@ A pair is ``g`` and ``v`` of one weight in one key form (:mod:`wnpass.rules`). W
 - a broken pair, reported and never changed: ``g`` without ``v`` or ``v`` without ``g`` in the
   parametrize form (in the legacy form only for a parameter named ``weight``: ``X.weight_g``
   without ``X.weight_v``; a lone ``gate_v`` is an ordinary name), shapes that do not fit, a
-  dtype other than float64/32/16 and bfloat16 (when the pairs are to be folded: ``convert``
-  renames keys of any dtype), a plain ``X.weight`` stored beside the pair (a tensor or any
-  other entry: folding would replace it), the same weight stored in both key forms, or another
-  parametrization stacked on the weight (``m.parametrizations.weight.1._u`` beside
-  ``original0``/``original1``: the weight is that parametrization of ``g * v / ||v||``, which
-  neither a fold nor a renaming into the legacy form keeps), or a parametrization of more
+  dtype other than float64/32/16 and bfloat16, or ``g`` and ``v`` of two dtypes (when the
+  pairs are to be folded: ``convert`` renames keys of any dtype), a plain ``X.weight``
+  stored beside the pair (a tensor or any other entry: folding would replace it), the same
+  weight stored in both key forms, or another parametrization stacked on the weight
+  (``m.parametrizations.weight.1._u`` beside ``original0``/``original1``: the weight is that
+  parametrization of ``g * v / ||v||``, which neither a fold nor a renaming into the legacy
+  form keeps), or a parametrization of more
   tensors than two (``original2`` too: the weight is some function of the three);
 - not a pair at all: spectral norm's legacy keys (``X.weight_orig``, ``X.weight_u`` and
   ``X.weight_v``, its power-iteration vector, which ends like weight norm's ``v``), as
@@ -172,6 +173,13 @@ def _checked(
         if folding and info.dtype not in FOLDABLE_DTYPES:
             pair.reason = f"{role} is {info.dtype}, not a float type that is folded"
             return pair
+    if folding and g.dtype != v.dtype:  # t153: folded to v's dtype, said nothing
+        pair.reason = (
+            f"g is {g.dtype} and v {v.dtype}: PyTorch makes no weight of one dtype of them "
+            "(at the first and last axis it refuses two dtypes; at another, its weight takes "
+            "the promoted one)"
+        )
+        return pair
     try:
         pair.dim = dim_from_shapes(g.shape, v.shape)
     except ValueError as error:
