@@ -1083,7 +1083,44 @@ def test_a_random_op_that_draws_otherwise_counts(
     if said == "1 Dropout (ratio=0.9, training_mode=True)":
         report = check(reference, candidate, runs=1, warmup=0)
         assert all(run.passed for run in report.runs)  # ran alike, every draw taken out
-        assert not report and report.differences == expected
+        lost = (  # and the reference's 0.1 is held by no Dropout of the candidate
+            "the reference holds random ops the candidate does not (1 Dropout (ratio=0.1, "
+            "training_mode=True)): its outputs may change from run to run where the "
+            "candidate's do not, which no run of the check shows equivalent"
+        )
+        assert not report and report.differences == [*expected, lost]
+
+
+@pytest.mark.parametrize(
+    "theirs",
+    ["y = Relu(h)", "d = Dropout(h, zero, on)", "d = Dropout(h, ratio, off)", "d = Dropout(h)"],
+    ids=["taken out", "ratio 0", "training_mode false", "eval"],
+)
+def test_a_random_op_the_candidate_lost_counts(tmp_path: Path, theirs: str) -> None:
+    """t151: a training-mode reference against a candidate whose Dropout was taken out, made
+    to draw nothing, or exported in eval mode was called equivalent: ONNX Runtime takes the
+    reference's Dropout out, so every run matched. What the reference draws, the candidate
+    must hold too."""
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    constants: dict[str, np.ndarray] = {
+        "ratio": np.array(0.1, np.float32),
+        "zero": np.array(0.0, np.float32),
+        "on": np.array(True),
+        "off": np.array(False),
+    }
+    trained = f"h = Relu(x)\n d = Dropout(h, ratio, on)\n {AFTER_DROPOUT}"
+    onnx.save(_graph("float[N, 8] x", trained, **constants), reference)
+    body = f"h = Relu(x)\n {theirs}\n {AFTER_DROPOUT if theirs.startswith('d') else ''}"
+    used = {k: v for k, v in constants.items() if re.search(rf"\b{k}\b", body)}
+    onnx.save(_graph("float[N, 8] x", body, **used), candidate)
+    report = check(reference, candidate, runs=1, warmup=0)
+    assert all(run.passed for run in report.runs)  # ran alike, the reference's draw taken out
+    assert not report and report.differences == [
+        "the reference holds random ops the candidate does not (1 Dropout (ratio=0.1, "
+        "training_mode=True)): its outputs may change from run to run where the candidate's "
+        "do not, which no run of the check shows equivalent"
+    ]
+    assert _random_differences(reference, reference) == []
 
 
 def test_random_ops_that_draw_alike_are_held_alike(tmp_path: Path) -> None:
@@ -1319,6 +1356,8 @@ def test_draws_read_whole_and_in_time(tmp_path: Path) -> None:
     for kind in ("default", "bernoulli"):
         zero, small = paths[f"{kind} 0"], paths[f"{kind} 1e-6"]
         assert _random_added_to(zero, zero) == [] and _random_added_to(zero, small)
+    (said,) = _random_added_to(paths["default 0"], paths["default 1e-6"])
+    assert "(1 Dropout (ratio input r (default 1e-06), training_mode=True))" in said  # t151
     nan = paths["bernoulli nan"]  # a NaN equals no NaN: the file failed against itself (t149)
     assert _random_added_to(nan, nan) == []
 
@@ -1334,11 +1373,17 @@ def _drawn_by_output(path: Path, text: str) -> dict[str, list[str]]:
     return {name: [node.op_type for node in nodes] for name, nodes in drawn.items()}
 
 
-def _random_added_to(reference: Path, candidate: Path) -> list[str]:
+def _random_differences(reference: Path, candidate: Path) -> list[str]:
     from wnpass.onnx import io as onnx_io
-    from wnpass.verify.draws import random_added
+    from wnpass.verify.draws import random_differences
 
-    return random_added(onnx_io.load(reference), onnx_io.load(candidate))
+    return random_differences(onnx_io.load(reference), onnx_io.load(candidate))
+
+
+def _random_added_to(reference: Path, candidate: Path) -> list[str]:
+    """The line on the random ops the candidate holds and the reference does not, if any."""
+    lines = _random_differences(reference, candidate)
+    return [line for line in lines if line.startswith("the candidate holds")]
 
 
 @pytest.mark.parametrize(
@@ -1464,6 +1509,29 @@ def test_a_candidate_without_an_input_the_reference_takes_with_a_default_fails(
         "feed it)"
     ]
     assert check(candidate, reference, runs=1, warmup=0)  # the other way round: it takes more
+
+
+def test_a_candidate_that_varies_and_fails_its_first_run_says_it_varies(tmp_path: Path) -> None:
+    """t151: a DropConnect's weight folded into an initializer: ONNX Runtime takes out the
+    reference's training-mode Dropout of a computed weight but keeps the candidate's, of an
+    initializer. Both hold the same draw; the candidate's first run failed as a plain
+    difference (255 of 256 elements outside) with no word of its draws. Its two runs differ,
+    and the run says so."""
+    constants = {
+        "w": np.full((8, 8), 0.5, np.float32),
+        "ratio": np.array(0.5, np.float32),
+        "on": np.array(True),
+    }
+    computed = "c = Relu(w)\n d = Dropout(c, ratio, on)\n y = MatMul(x, d)"
+    folded = "d = Dropout(w, ratio, on)\n y = MatMul(x, d)"
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    onnx.save(_graph("float[N, 8] x", computed, **constants), reference)
+    onnx.save(_graph("float[N, 8] x", folded, **constants), candidate)
+    report = check(reference, candidate, runs=1, warmup=0, optimizations=("default",))
+    (run,) = report.runs
+    assert run.status == "candidate not deterministic" and report.differences == []
+    assert run.error is not None and run.error.startswith("the candidate gave other values of y ")
+    assert not report and not run.comparisons[0]
 
 
 def test_a_candidate_whose_second_run_differs_fails(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import onnx_ir as ir
 from wnpass.onnx.evaluate import small_constant
 from wnpass.onnx.graphs import const_tensor, draws_randomly, graphs_of, random_ops_by_output
 
-__all__ = ["random_added"]
+__all__ = ["random_differences"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,36 +43,52 @@ _WHAT_IS_DRAWN = frozenset({"probabilities", "logits"})
 _KEY_NODES = 64
 
 
-def random_added(reference: ir.Model, candidate: ir.Model) -> list[str]:
+def random_differences(reference: ir.Model, candidate: ir.Model) -> list[str]:
     """A line where the candidate holds ops that draw random values which the reference does
     not hold, drawing alike (:meth:`_Keys.draw`), output by output: its outputs may change
-    from run to run where the reference's do not. Only draws that reach an output count
+    from run to run where the reference's do not; and one where the reference holds such
+    ops the candidate does not: a training-mode export against an eval one, a Dropout taken
+    out (t151). Only draws that reach an output count
     (:func:`~wnpass.onnx.graphs.random_ops_by_output`: a dead one in the reference let the
-    candidate's live one pass, t130), and each output against the reference's of its name (a
-    draw moved to another output passed, t137). How an op draws counts too: from ``basic``
-    up, ONNX Runtime takes out a Dropout that neither reads a graph input nor gives a graph
-    output, training mode or not, so a ratio of 0.1 made 0.9 ran as the reference did (t139),
-    also inside a local function (t144)."""
+    candidate's live one pass, t130), and each output against the other model's of its name
+    (a draw moved to another output passed, t137). How an op draws counts too: from
+    ``basic`` up, ONNX Runtime takes out a Dropout that reads a value computed in the graph
+    (no graph input or initializer itself) and gives no graph output, training mode or not,
+    so a ratio of 0.1 made 0.9 ran as the reference did (t139), also inside a local function
+    (t144); and no run shows a Dropout the candidate lost."""
     interned: dict[object, int] = {}  # both models' keys, numbered alike
     ours, theirs = _Keys(reference, interned), _Keys(candidate, interned)
-    held_by = random_ops_by_output(ours.model)
-    added: dict[int, str] = {}
-    for output, nodes in random_ops_by_output(theirs.model).items():
-        held = Counter(ours.draw(node)[0] for node in held_by.get(output, ()))
+    lines = []
+    if added := _unmatched(theirs, ours):
+        lines.append(
+            f"the candidate holds random ops the reference does not ({added}): its outputs "
+            "may change from run to run, which no run of the check shows equivalent"
+        )
+    if lost := _unmatched(ours, theirs):
+        lines.append(
+            f"the reference holds random ops the candidate does not ({lost}): its outputs "
+            "may change from run to run where the candidate's do not, which no run of the "
+            "check shows equivalent"
+        )
+    return lines
+
+
+def _unmatched(these: _Keys, others: _Keys) -> str:
+    """The ops of ``these`` whose draws reach an output that the other model's output of its
+    name does not hold drawing alike, counted as said (``2 Dropout (ratio=0.9, ...)``), or
+    ``""``."""
+    held_by = others.by_output
+    unmatched: dict[int, str] = {}
+    for output, nodes in these.by_output.items():
+        held = Counter(others.draw(node)[0] for node in held_by.get(output, ()))
         for node in nodes:
-            key, said = theirs.draw(node)
+            key, said = these.draw(node)
             if held[key] > 0:
                 held[key] -= 1
             else:
-                added[id(node)] = said
-    if not added:
-        return []
-    counted = Counter(added.values())
-    ops = ", ".join(f"{count} {said}" for said, count in sorted(counted.items()))
-    return [
-        f"the candidate holds random ops the reference does not ({ops}): its outputs may "
-        "change from run to run, which no run of the check shows equivalent"
-    ]
+                unmatched[id(node)] = said
+    counted = Counter(unmatched.values())
+    return ", ".join(f"{count} {said}" for said, count in sorted(counted.items()))
 
 
 def _inlined(model: ir.Model) -> tuple[ir.Model, frozenset[int]]:
@@ -121,6 +137,7 @@ class _Keys:
         self.main_inputs = {id(value) for value in self.model.graph.inputs}
         self.values: dict[int, int] = {}
         self.draws: dict[int, tuple[int, str]] = {}
+        self.by_output = random_ops_by_output(self.model)
 
     def draw(self, node: ir.Node) -> tuple[int, str]:
         """How ``node`` draws, and as said: its type, attributes (seed, mean, scale ...; a
@@ -158,11 +175,19 @@ class _Keys:
             key.append((name, self.value(value, [_KEY_NODES])))
             if id(value) in self.unknown:
                 said.append(f"{name} given by a function's caller")
-            elif id(value) in self.main_inputs:
-                said.append(f"{name} input {value.name}")
+            elif id(value) in self.main_inputs:  # with its default: keyed with it (t151)
+                said.append(f"{name} input {value.name}{self._default_said(value)}")
             else:
                 said.append(f"{name} computed")
         return self._interned(tuple(key)), node.op_type + (f" ({', '.join(said)})" if said else "")
+
+    def _default_said(self, value: ir.Value) -> str:
+        """`` (default 0.1)`` for a graph input with a default of a few values, ``""``
+        without one."""
+        default = self.model.graph.initializers.get(value.name or "")
+        if default is None or default.const_value is None:
+            return ""
+        return f" (default {_said(default.const_value.numpy())})"
 
     def value(self, value: ir.Value, budget: list[int]) -> int:
         """What ``value`` computes, as a key: a constant's values (however large), a graph
