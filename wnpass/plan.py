@@ -673,7 +673,8 @@ class IOPlan:
             ):
                 raise OutputError(
                     f"{entry.path}: exists, and is no part of an output this run replaces: "
-                    "a name the run derives is written only where nothing is; refused",
+                    "a name the run derives is written only where nothing is (move it away, "
+                    "or write elsewhere); refused",
                     parameter=entry.parameter,
                 )
         for entry in self._writes:

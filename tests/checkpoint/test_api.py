@@ -313,12 +313,15 @@ def test_a_file_that_has_a_shards_derived_name_is_never_written_over(
     error = capsys.readouterr().err
     assert error == (
         f"wnpass: error: output's shard {notes}: exists, and is no part of an output this run "
-        "replaces: a name the run derives is written only where nothing is; refused\n"
+        "replaces: a name the run derives is written only where nothing is (move it away, or "
+        "write elsewhere); refused\n"
     )
     assert notes.read_text() == "my notes" and sorted(tmp_path.iterdir()) == before
     notes.unlink()
     first = api.fold_checkpoint(index)
     assert notes.is_file() and api.fold_checkpoint(index).shards == first.shards
+    Path(first.shards[1]).unlink()  # the older index names it still: the others are its (t154)
+    assert api.fold_checkpoint(index).shards == first.shards and notes.is_file()
 
 
 def test_a_checkpoint_reports_json_never_replaces_the_files_it_is_about(tmp_path: Path) -> None:

@@ -1511,6 +1511,29 @@ def test_a_candidate_without_an_input_the_reference_takes_with_a_default_fails(
     assert check(candidate, reference, runs=1, warmup=0)  # the other way round: it takes more
 
 
+def test_a_draw_read_through_sizes_alone_holds_no_draw_read_by_value(tmp_path: Path) -> None:
+    """t154: a candidate whose Dropout only gave a Reshape its shape always gives what an
+    eval export gives, and held the reference's Dropout, read by value: equivalent. A draw
+    reaching an output through sizes alone (Shape, Size, a Like op) holds only such a draw."""
+    constants: dict[str, np.ndarray] = {"ratio": np.array(0.1, np.float32), "on": np.array(True)}
+    drawn = "h = Relu(x)\n d = Dropout(h, ratio, on)\n"
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    onnx.save(_graph("float[N, 8] x", f"{drawn} {AFTER_DROPOUT}", **constants), reference)
+    sized = f"{drawn} s = Shape(d)\n r = Reshape(h, s)\n y = Relu(r)"
+    onnx.save(_graph("float[N, 8] x", sized, **constants), candidate)
+    report = check(reference, candidate, runs=1, warmup=0)
+    said = "1 Dropout (ratio=0.1, training_mode=True)"
+    assert not report and report.differences == [
+        f"the candidate holds random ops the reference does not ({said} read through sizes "
+        "alone): its outputs may change from run to run, which no run of the check shows "
+        "equivalent",
+        f"the reference holds random ops the candidate does not ({said}): its outputs may "
+        "change from run to run where the candidate's do not, which no run of the check shows "
+        "equivalent",
+    ]
+    assert _random_differences(candidate, candidate) == []
+
+
 def test_a_candidate_that_varies_and_fails_its_first_run_says_it_varies(tmp_path: Path) -> None:
     """t151: a DropConnect's weight folded into an initializer: ONNX Runtime takes out the
     reference's training-mode Dropout of a computed weight but keeps the candidate's, of an
@@ -1532,6 +1555,16 @@ def test_a_candidate_that_varies_and_fails_its_first_run_says_it_varies(tmp_path
     assert run.status == "candidate not deterministic" and report.differences == []
     assert run.error is not None and run.error.startswith("the candidate gave other values of y ")
     assert not report and not run.comparisons[0]
+    added = tmp_path / "added.onnx"  # an output only the candidate gives varies: no such word
+    text = _graph_text("float[N, 8] x", "y = Relu(x)\n z = RandomUniformLike(x)")
+    text = text.replace("(float[N, 8] y)", "(float[N, 8] y, float[N, 8] z)")
+    onnx.save(onnx.parser.parse_model(text), added)
+    onnx.save(_graph("float[N, 8] x", "y = Relu(x)"), reference)
+    (run,) = check(reference, added, runs=1, warmup=0, optimizations=("default",)).runs
+    assert run.status == "ok" and [row.problem for row in run.comparisons] == [
+        None,
+        "not in the reference",
+    ]
 
 
 def test_a_candidate_whose_second_run_differs_fails(tmp_path: Path) -> None:

@@ -273,12 +273,13 @@ def _plan_outputs(
 
 
 def _old_shards(index: Path) -> list[Path]:
-    """The shards the index at ``index`` names, which a run writing there replaces; none
-    where there is no readable index."""
+    """The shards the index at ``index`` names, which a run writing there replaces, whether
+    each is there or not (one deleted by hand left every other refused, t154); none where
+    there is no readable index."""
     if not index.is_file():
         return []
     try:
-        return shard_files(index)
+        return shard_files(index, exists=False)
     except InvalidModelError:  # not a readable index: it names nothing
         return []
 
@@ -289,7 +290,9 @@ def _keep_old_shards(old: list[Path], index: Path, targets: list[Path], plan: IO
     one (a failed check leaves the old checkpoint whole). They are never deleted (the run did
     not write them); returned, so the report can say they are left."""
     replaced = {os.path.realpath(target) for target in targets}
-    kept = [shard for shard in old if os.path.realpath(shard) not in replaced]
+    kept = [
+        shard for shard in old if os.path.lexists(shard) and os.path.realpath(shard) not in replaced
+    ]
     for shard in kept:
         plan.keep(shard, index)
     return kept

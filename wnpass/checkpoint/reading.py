@@ -627,8 +627,9 @@ def _tensors_of_shard(checkpoint: Checkpoint, shard: int) -> list[TensorInfo]:
     ]
 
 
-def _shard_path(index: Path, name: Any) -> Path:
-    """The file of shard ``name`` of ``index``, refused unless it is a plain file beside it."""
+def _shard_path(index: Path, name: Any, *, exists: bool = True) -> Path:
+    """The file of shard ``name`` of ``index``, refused unless it is a plain file beside it
+    (``exists=False``: unless its name is a file name beside it, where a file may be or not)."""
     if (
         not isinstance(name, str)
         or name in ("", ".", "..")
@@ -642,6 +643,8 @@ def _shard_path(index: Path, name: Any) -> Path:
             said = "a path: an index names each shard by its file name alone, beside it"
         raise InvalidModelError(f"{index}: names shard {name!r}, {said}; refused")
     path = index.parent / name
+    if not exists:
+        return path
     folder = Path(os.path.realpath(index.parent))
     if Path(os.path.realpath(path)).parent != folder:
         raise InvalidModelError(
@@ -651,9 +654,9 @@ def _shard_path(index: Path, name: Any) -> Path:
     return path
 
 
-def read_index(index_path: Path) -> tuple[dict[str, Any], list[str]]:
+def read_index(index_path: Path, *, exists: bool = True) -> tuple[dict[str, Any], list[str]]:
     """An index's JSON and the names of its shards in first-use order, each checked to be a
-    plain file beside the index (none is opened)."""
+    plain file beside the index (none is opened; ``exists=False``: a file name beside it)."""
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
@@ -668,16 +671,18 @@ def read_index(index_path: Path) -> tuple[dict[str, Any], list[str]]:
     names: list[str] = []
     for name in weight_map.values():
         if name not in names:
-            _shard_path(index_path, name)
+            _shard_path(index_path, name, exists=exists)
             names.append(name)
     return index, names
 
 
-def shard_files(index_path: Path) -> list[Path]:
+def shard_files(index_path: Path, *, exists: bool = True) -> list[Path]:
     """The shard files an index names, in first-use order: the index is read and each name
-    checked to be a plain file beside it (:func:`read_index`); no shard is opened."""
+    checked to be a plain file beside it (:func:`read_index`; ``exists=False``: a file name
+    beside it, as an older output's shards, one of them missing or a link); no shard is
+    opened."""
     _require_file(index_path)
-    _, names = read_index(index_path)
+    _, names = read_index(index_path, exists=exists)
     return [index_path.parent / name for name in names]
 
 
