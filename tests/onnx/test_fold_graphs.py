@@ -278,6 +278,7 @@ def test_a_body_input_is_not_fed_at_run_time_an_outer_graph_input_is(reads: str)
     _, report = fold_onnx(model)
     (site,) = report.sites
     assert site.status == "declined" and site.fed_by == ("x" if reads == "x" else None)
+    assert site.shape == [3, 4]  # its declared shape: the table said ? (t155)
 
 
 def test_a_v_a_function_takes_as_input_is_not_fed_at_run_time() -> None:

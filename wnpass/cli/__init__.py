@@ -129,7 +129,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _once(_Parser(prog="wnpass", description=(__doc__ or "").splitlines()[0]))
     parser.add_argument("--version", action="version", version=f"wnpass {__version__}")
     _add_output_options(parser)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")  # required: _parsed
     for name, module in _COMMANDS.items():
         doc = (module.run.__doc__ or "").strip().splitlines()[0]
         sub = _once(commands.add_parser(name, help=doc, description=doc))
@@ -144,6 +144,9 @@ def _parsed(argv: Sequence[str] | None) -> argparse.Namespace:
     help (``wnpass inspect --help``; the program's said ``wnpass --help``, t143)."""
     parser = _build_parser()
     args, extra = parser.parse_known_args(argv)
+    if args.command is None:  # an unknown option is said before a missing command (t155)
+        said = f"unrecognized arguments: {' '.join(extra)}" if extra else None
+        parser.error(said or "the following arguments are required: COMMAND")
     if extra:
         given = list(sys.argv[1:] if argv is None else argv)
         after = Counter(given[given.index(args.command) + 1 :] if args.command in given else [])

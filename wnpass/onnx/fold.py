@@ -21,7 +21,6 @@ import onnx_ir as ir
 
 from wnpass.onnx import naming
 from wnpass.onnx.graphs import (
-    const_tensor,
     constant_initializers,
     constants_as_nodes,
     function_name,
@@ -29,7 +28,7 @@ from wnpass.onnx.graphs import (
     shadowed,
     walk_cone,
 )
-from wnpass.onnx.match import Site, find_sites, fold_order
+from wnpass.onnx.match import Site, find_sites, fold_order, static_shape
 from wnpass.onnx.weights import declared_dtype, fold_outcome, folded_weight
 from wnpass.report import ConeReport, FoldReport, SiteReport
 
@@ -71,8 +70,9 @@ def graph_label(graph: ir.Graph | ir.Function, model: ir.Model) -> str:
 
 
 def _describe(site: Site, model: ir.Model, status: str, name: str) -> SiteReport:
-    const = None if site.v is None else const_tensor(site.v)
-    shape = None if const is None else list(const.shape.numpy())
+    # v's shape: a constant's, or a graph input's declared one (a site declined for it, t155)
+    known = None if site.v is None else static_shape(site.v)
+    shape = None if known is None else list(known)
     dtype = declared_dtype(site.target)
     return SiteReport(
         name=name,

@@ -63,6 +63,7 @@ __all__ = [
     "fold_order",
     "is_constant_cone",
     "seed_source",
+    "static_shape",
 ]
 
 logger = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ class Site:
         of each column is no whole-tensor norm)."""
         v = None if self.v is None else const_tensor(self.v)
         norm = None if self.factors is None else self.factors[2]
-        shape = None if norm is None else _static_shape(norm)
+        shape = None if norm is None else static_shape(norm)
         if v is None or shape is None or len(shape) != len(v.shape):
             return AXES_UNKNOWN
         assert self.factors is not None
@@ -267,7 +268,7 @@ def _reduced_axes(
     return None if len(found) == len(shape) else found
 
 
-def _static_shape(value: ir.Value) -> tuple[int, ...] | None:
+def static_shape(value: ir.Value) -> tuple[int, ...] | None:
     """The shape of ``value``: a constant's, a small constant expression's (g behind a
     ``Reshape`` or ``Unsqueeze``), or the graph's declared one when every dimension is known."""
     const = const_tensor(value)
@@ -429,9 +430,9 @@ def _premultiplied(leaves: list[_Factor], v: ir.Value) -> bool:
     computed into one initializer)."""
     if len(leaves) != 1 or leaves[0].exponent != 1:
         return False
-    shape = _static_shape(strip_cast(leaves[0].value))
+    shape = static_shape(strip_cast(leaves[0].value))
     return (
-        shape is not None and shape == _static_shape(v) and bool(is_constant_cone(leaves[0].value))
+        shape is not None and shape == static_shape(v) and bool(is_constant_cone(leaves[0].value))
     )
 
 
