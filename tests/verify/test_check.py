@@ -1366,7 +1366,7 @@ def _drawn_by_output(path: Path, text: str) -> dict[str, list[str]]:
     """The random op types whose draws reach each output of the model of ONNX text ``text``,
     saved at ``path`` and read back as a command reads it."""
     from wnpass.onnx import io as onnx_io
-    from wnpass.onnx.graphs import random_ops_by_output
+    from wnpass.onnx.reach import random_ops_by_output
 
     onnx.save(onnx.parser.parse_model(text), path)
     drawn = random_ops_by_output(onnx_io.load(path))
@@ -1511,27 +1511,53 @@ def test_a_candidate_without_an_input_the_reference_takes_with_a_default_fails(
     assert check(candidate, reference, runs=1, warmup=0)  # the other way round: it takes more
 
 
-def test_a_draw_read_through_sizes_alone_holds_no_draw_read_by_value(tmp_path: Path) -> None:
+LOST = (
+    "the reference holds random ops the candidate does not (1 Dropout (ratio=0.1, "
+    "training_mode=True)): its outputs may change from run to run where the candidate's do "
+    "not, which no run of the check shows equivalent"
+)
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "differences"),
+    [
+        (AFTER_DROPOUT, "s = Shape(d)\n r = Reshape(h, s)\n y = Relu(r)", [LOST]),
+        (AFTER_DROPOUT, "y = CastLike(h, d)", [LOST]),
+        (
+            "z = NonZero(d)\n s = Shape(z)\n f = Cast <to = 1> (s)\n m = ReduceSum(f)"
+            "\n y = Add(h, m)",
+            "q = Shape(d)\n r = Reshape(h, q)\n z = NonZero(r)\n s = Shape(z)"
+            "\n f = Cast <to = 1> (s)\n m = ReduceSum(f)\n y = Add(h, m)",
+            [LOST],
+        ),
+        (
+            "s = Shape(d)\n y = Reshape(h, s)",
+            "s = If (c) <then_branch = g1 () => (int64[2] t) { t = Shape (d) }, "
+            "else_branch = g2 () => (int64[2] e) { e = Shape (d) }>\n y = Reshape(h, s)",
+            [],
+        ),
+    ],
+    ids=["a shape read", "a type read", "a size it decides", "a shape read in a body"],
+)
+def test_only_draws_that_can_change_an_output_count(
+    tmp_path: Path, ours: str, theirs: str, differences: list[str]
+) -> None:
     """t154: a candidate whose Dropout only gave a Reshape its shape always gives what an
-    eval export gives, and held the reference's Dropout, read by value: equivalent. A draw
-    reaching an output through sizes alone (Shape, Size, a Like op) holds only such a draw."""
+    eval export gives, and held the reference's Dropout, read by value: equivalent; so did
+    one whose Dropout only gave CastLike a type, and one whose Dropout's shape, not values,
+    went through a NonZero, against a reference counting the Dropout's kept elements
+    (t156). A Shape read in a body counted by value (t156). A draw counts where its values
+    can change an output: by value, or through a size its values decide."""
     constants: dict[str, np.ndarray] = {"ratio": np.array(0.1, np.float32), "on": np.array(True)}
     drawn = "h = Relu(x)\n d = Dropout(h, ratio, on)\n"
     reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
-    onnx.save(_graph("float[N, 8] x", f"{drawn} {AFTER_DROPOUT}", **constants), reference)
-    sized = f"{drawn} s = Shape(d)\n r = Reshape(h, s)\n y = Relu(r)"
-    onnx.save(_graph("float[N, 8] x", sized, **constants), candidate)
-    report = check(reference, candidate, runs=1, warmup=0)
-    said = "1 Dropout (ratio=0.1, training_mode=True)"
-    assert not report and report.differences == [
-        f"the candidate holds random ops the reference does not ({said} read through sizes "
-        "alone): its outputs may change from run to run, which no run of the check shows "
-        "equivalent",
-        f"the reference holds random ops the candidate does not ({said}): its outputs may "
-        "change from run to run where the candidate's do not, which no run of the check shows "
-        "equivalent",
-    ]
+    inputs = "float[N, 8] x, bool c" if "If" in theirs else "float[N, 8] x"
+    for path, body in ((reference, ours), (candidate, theirs)):
+        text = _graph_text(inputs, f"{drawn} {body}")
+        onnx.save(onnx_model(text, None, True, **constants), path)
+    assert _random_differences(reference, candidate) == differences
     assert _random_differences(candidate, candidate) == []
+    assert _random_differences(reference, reference) == []
 
 
 def test_a_candidate_that_varies_and_fails_its_first_run_says_it_varies(tmp_path: Path) -> None:
@@ -1628,8 +1654,8 @@ def test_a_draw_moved_to_another_output_counts(tmp_path: Path) -> None:
 def test_a_draw_that_decides_a_size_counts(tmp_path: Path) -> None:
     """``Size(NonZero(Bernoulli(p)))`` changes from run to run: a stop at every Shape/Size
     missed it, and check said equivalent (t133); so did a stop at a declared shape, where
-    torch.export names such a length (u0, t134). A draw read for its shape alone counts too:
-    which sizes a draw decides is not told apart, so the verdict is refused, never wrong."""
+    torch.export names such a length (u0, t134). A draw read for its shape alone changes
+    nothing where no draw decides that shape (a RandomUniformLike's is its input's, t156)."""
 
     text = """
         <ir_version: 8, opset_import: ["" : 17]>
@@ -1641,7 +1667,4 @@ def test_a_draw_that_decides_a_size_counts(tmp_path: Path) -> None:
             s = Shape (r)
         }
     """
-    assert _drawn_by_output(tmp_path / "sizes.onnx", text) == {
-        "n": ["Bernoulli"],
-        "s": ["RandomUniformLike"],
-    }
+    assert _drawn_by_output(tmp_path / "sizes.onnx", text) == {"n": ["Bernoulli"]}

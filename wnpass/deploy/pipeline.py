@@ -63,7 +63,7 @@ from wnpass.fx.forward import (
 )
 from wnpass.onnx import io
 from wnpass.onnx.api import fold_onnx
-from wnpass.onnx.graphs import random_ops_by_output
+from wnpass.onnx.reach import random_ops_by_output
 from wnpass.plan import IOPlan, as_path, as_plan
 from wnpass.verify import providers as prov
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions, refuse_unused

@@ -19,23 +19,20 @@ import contextlib
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import NamedTuple
 
 import onnx_ir as ir
 
 __all__ = [
-    "Drawn",
     "attribute_tensors",
     "const_tensor",
     "constant_initializers",
     "constants_as_nodes",
     "defining_scope",
     "draws",
-    "draws_by_output",
     "draws_randomly",
     "enclosing_scope",
     "graphs_of",
-    "random_ops_by_output",
+    "node_bodies",
     "shadowed",
     "shadowed_in_cone",
     "subgraphs_of",
@@ -84,156 +81,11 @@ def graphs_of(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
             yield body
 
 
-# Ops whose outputs hold their data input's shape (and type), not its values: a draw read
-# through one alone changes at most the sizes it gives.
-SIZE_READERS = frozenset({"Shape", "Size", "EyeLike", "RandomNormalLike", "RandomUniformLike"})
-
-
-class Drawn(NamedTuple):
-    """A random op whose draws reach an output: by the values they give (``by_value``), or
-    through sizes alone (:data:`SIZE_READERS` on every way there: ``Reshape(h, Shape(d))``)."""
-
-    node: ir.Node
-    by_value: bool
-
-
-def draws_by_output(model: ir.Model) -> dict[str, list[Drawn]]:
-    """Each output of the main graph that random draws reach, with the ops that draw them:
-    ``RANDOM_OPS`` and a ``Dropout`` that may draw (:func:`draws`), among the ops it is
-    computed from, through the bodies of the nodes on the way (their outputs, and the outer
-    values they read) and the model-local functions called, each in graph order and said
-    reaching by value or through sizes alone. A random op whose values reach no output
-    changes nothing a run gives. Whether a size depends on a draw (``NonZero`` of one, a
-    length torch.export names u0) is not told apart, so one read through a size alone counts
-    too (t133, t134), apart from one read by value (t154); a draw whose values cancel out
-    (``d - d``) counts as reaching by value.
-
-    Which draws reach a node is found once per node, for every output (a walk per output
-    took 29 s for 1000 outputs, t148)."""
-    drawing = [node for graph in graphs_of(model) for node in graph if draws_randomly(node)]
-    if not drawing:
-        return {}  # one pass over the nodes: no walk (t131)
-    bit = {id(node): 1 << index for index, node in enumerate(drawing)}
-    reach = _DrawsReaching(model, bit)
-    found: dict[str, list[Drawn]] = {}
-    for index, output in enumerate(model.graph.outputs):
-        node = output.producer()
-        drawn, by_value = (0, 0) if node is None else reach.of(node)
-        if drawn:
-            found[output.name or str(index)] = [
-                Drawn(node, bool(bit[id(node)] & by_value))
-                for node in drawing
-                if bit[id(node)] & drawn
-            ]
-    return found
-
-
-def random_ops_by_output(model: ir.Model) -> dict[str, list[ir.Node]]:
-    """Each output of the main graph that random draws reach, by value or through sizes, with
-    the ops that draw them (:func:`draws_by_output`)."""
-    return {
-        output: [drawn.node for drawn in draws] for output, draws in draws_by_output(model).items()
-    }
-
-
-class _DrawsReaching:
-    """The draws each node is computed from, and those of them whose values it reads, as two
-    bit sets (one bit per drawing node), each node's found once, after those of every node
-    it reads (a walk in post-order, iterative however deep the graph). What a node reads is
-    never computed from the node itself: the ONNX checker, which every model read passes,
-    refuses a cycle."""
-
-    def __init__(self, model: ir.Model, bit: dict[int, int]) -> None:
-        self.model, self.bit = model, bit
-        # each node done: the draws it is computed from, and those read by value
-        self.reach: dict[int, tuple[int, int]] = {}
-        self.reads: dict[int, list[ir.Value]] = {}  # each body's outer reads, once
-
-    def read(self, node: ir.Node) -> list[tuple[ir.Node, bool]]:
-        """The nodes ``node`` reads the outputs of, and whether by value: its inputs' (a
-        :data:`SIZE_READERS` op's through sizes alone), those its bodies give and read from
-        enclosing scopes, and those of the local function it calls."""
-        sizes = node.domain in ("", "ai.onnx") and node.op_type in SIZE_READERS
-        values = [(value, not sizes) for value in node.inputs if value is not None]
-        for body in _node_bodies(node):
-            values.extend((value, True) for value in body.outputs)
-            if id(body) not in self.reads:
-                self.reads[id(body)] = _outer_reads(body)
-            values.extend((value, True) for value in self.reads[id(body)])
-        function = self.model.functions.get((node.domain, node.op_type, node.overload))
-        if function is not None:
-            values.extend((value, True) for value in function.outputs)
-        producers = ((value.producer(), by_value) for value, by_value in values)
-        return [(producer, by_value) for producer, by_value in producers if producer is not None]
-
-    def of(self, root: ir.Node) -> tuple[int, int]:
-        """The draws ``root`` is computed from, and those of them whose values it reads."""
-        walk = [(root, self.read(root))]
-        on_walk = {id(root)}
-        while walk:
-            node, reads = walk[-1]
-            while reads and id(reads[-1][0]) in self.reach:
-                reads.pop()
-            if reads:  # its reads first
-                read, _ = reads.pop()
-                if id(read) in on_walk:
-                    raise AssertionError(f"a cycle through node {read.name!r}")
-                walk.append((read, self.read(read)))
-                on_walk.add(id(read))
-                continue
-            walk.pop()
-            on_walk.discard(id(node))
-            own = self.bit.get(id(node), 0)
-            drawn, by_value = own, own
-            for read, value_read in self.read(node):
-                other, other_by_value = self.reach[id(read)]
-                drawn = _joined(drawn, other)
-                if value_read:
-                    by_value = _joined(by_value, other_by_value)
-            self.reach[id(node)] = drawn, by_value
-        return self.reach[id(root)]
-
-
-def _joined(these: int, others: int) -> int:
-    """The union of two bit sets, ``these`` itself where ``others`` adds nothing to it (one
-    set shared by the nodes of a chain that draws nothing)."""
-    if not these:
-        return others
-    return these | others if others & ~these else these
-
-
 def draws_randomly(node: ir.Node) -> bool:
     """Whether ``node`` draws random values (``RANDOM_OPS``, a Dropout that may draw)."""
     return node.domain in ("", "ai.onnx") and (
         node.op_type in RANDOM_OPS or (node.op_type == "Dropout" and draws(node))
     )
-
-
-def _outer_reads(body: ir.Graph) -> list[ir.Value]:
-    """The values of enclosing scopes that the nodes of ``body`` (and of its own bodies)
-    read."""
-    graphs, stack = [], [body]
-    while stack:  # iterative, however deep the nesting
-        graph = stack.pop()
-        graphs.append(graph)
-        stack.extend(inner for node in graph for inner in _node_bodies(node))
-    defined = {id(value) for graph in graphs for value in _defined(graph)}
-    return [
-        value
-        for graph in graphs
-        for node in graph
-        for value in node.inputs
-        if value is not None and id(value) not in defined
-    ]
-
-
-def _defined(graph: ir.Graph) -> list[ir.Value]:
-    """The values ``graph`` defines: its inputs, initializers and node outputs."""
-    return [
-        *graph.inputs,
-        *graph.initializers.values(),
-        *(output for node in graph for output in node.outputs),
-    ]
 
 
 def draws(node: ir.Node) -> bool:
@@ -355,7 +207,7 @@ def _nested(scope: _Scope) -> list[tuple[ir.Graph, _Scope]]:
 
 def _bodies(graph: ir.Graph | ir.Function) -> list[ir.Graph]:
     """The bodies that the nodes of ``graph`` itself hold, in node order."""
-    return [body for node in graph for body in _node_bodies(node)]
+    return [body for node in graph for body in node_bodies(node)]
 
 
 def value_inputs(node: ir.Node) -> Sequence[ir.Value | None]:
@@ -432,7 +284,7 @@ def _scan_run_time(
             work.pop()
             continue
         node = following
-        bodies = _node_bodies(node)
+        bodies = node_bodies(node)
         if not bodies:
             if any(fed(v) for v in node.inputs):
                 found.update(node.outputs)
@@ -460,7 +312,7 @@ def _bound_pairs(node: ir.Node, body: ir.Graph) -> list[tuple[ir.Value, ir.Value
     return []
 
 
-def _node_bodies(node: ir.Node) -> list[ir.Graph]:
+def node_bodies(node: ir.Node) -> list[ir.Graph]:
     """The bodies ``node`` holds (an If's branches, a Loop's or Scan's body)."""
     found: list[ir.Graph] = []
     # ``Attributes`` is a UserDict: its ``data`` dict is walked without the Mapping machinery,

@@ -21,7 +21,8 @@ import numpy as np
 import onnx_ir as ir
 
 from wnpass.onnx.evaluate import small_constant
-from wnpass.onnx.graphs import const_tensor, draws_by_output, draws_randomly, graphs_of
+from wnpass.onnx.graphs import const_tensor, draws_randomly, graphs_of
+from wnpass.onnx.reach import random_ops_by_output
 
 __all__ = ["random_differences"]
 
@@ -48,12 +49,11 @@ def random_differences(reference: ir.Model, candidate: ir.Model) -> list[str]:
     not hold, drawing alike (:meth:`_Keys.draw`), output by output: its outputs may change
     from run to run where the reference's do not; and one where the reference holds such
     ops the candidate does not: a training-mode export against an eval one, a Dropout taken
-    out (t151). Only draws that reach an output count
-    (:func:`~wnpass.onnx.graphs.draws_by_output`: a dead one in the reference let the
-    candidate's live one pass, t130), each by value or through sizes alone, as the other
-    model's does (a Dropout read for its shape alone held the reference's, t154), and each
-    output against the other model's of its name (a draw moved to another output passed,
-    t137). How an op draws counts too: from
+    out (t151). Only draws that can change an output count
+    (:func:`~wnpass.onnx.reach.random_ops_by_output`: a dead one in the reference let the
+    candidate's live one pass, t130; one read for a shape it does not decide held the
+    reference's, read by value, t154), and each output against the other model's of its
+    name (a draw moved to another output passed, t137). How an op draws counts too: from
     ``basic`` up, ONNX Runtime takes out a Dropout that reads a value computed in the graph
     (no graph input or initializer itself) and gives no graph output, training mode or not,
     so a ratio of 0.1 made 0.9 ran as the reference did (t139), also inside a local function
@@ -82,15 +82,13 @@ def _unmatched(these: _Keys, others: _Keys) -> str:
     held_by = others.by_output
     unmatched: dict[int, str] = {}
     for output, drawn in these.by_output.items():
-        held = Counter(
-            (others.draw(node)[0], by_value) for node, by_value in held_by.get(output, ())
-        )
-        for node, by_value in drawn:
+        held = Counter(others.draw(node)[0] for node in held_by.get(output, ()))
+        for node in drawn:
             key, said = these.draw(node)
-            if held[key, by_value] > 0:
-                held[key, by_value] -= 1
-            elif id(node) not in unmatched:
-                unmatched[id(node)] = said if by_value else f"{said} read through sizes alone"
+            if held[key] > 0:
+                held[key] -= 1
+            else:
+                unmatched[id(node)] = said
     counted = Counter(unmatched.values())
     return ", ".join(f"{count} {said}" for said, count in sorted(counted.items()))
 
@@ -141,7 +139,7 @@ class _Keys:
         self.main_inputs = {id(value) for value in self.model.graph.inputs}
         self.values: dict[int, int] = {}
         self.draws: dict[int, tuple[int, str]] = {}
-        self.by_output = draws_by_output(self.model)
+        self.by_output = random_ops_by_output(self.model)
 
     def draw(self, node: ir.Node) -> tuple[int, str]:
         """How ``node`` draws, and as said: its type, attributes (seed, mean, scale ...; a
