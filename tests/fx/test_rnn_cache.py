@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 from torch.nn.utils import parametrizations
@@ -153,3 +154,54 @@ def test_another_parametrization_on_the_rnn_computes_as_often_as_without_wnpass(
         assert _spectral_norm_runs(hand, x) == _spectral_norm_runs(ours, x) > 1
     u = [lstm.parametrizations.weight_hh_l0[0]._u for lstm in (hand, ours)]
     assert torch.equal(*u)
+
+
+class _Siamese(nn.Module):
+    """One encoder applied to two inputs: the RNN runs twice in one forward."""
+
+    def __init__(self, rnn: nn.Module) -> None:
+        super().__init__()
+        self.enc, self.head = rnn, nn.Linear(6, 1)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.head(self.enc(a)[0][:, -1] - self.enc(b)[0][:, -1])
+
+
+@pytest.mark.parametrize("mode", ["train", "eval", "no_grad"])
+@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU, nn.RNN])
+def test_an_rnn_called_twice_in_the_callers_cached_scope(cls: Any, mode: str) -> None:
+    """Inside the caller's ``parametrize.cached()`` the second call got the first call's cached
+    weights back, still referenced, so RNNBase did not rebuild the flat weights the hook had
+    dropped and read ``None``: AttributeError (t157). Now outputs and gradients equal those of
+    PyTorch's wrapping bit for bit, two steps apart, and the model deep-copies after the scope."""
+    x = (torch.randn(3, 5, 8), torch.randn(3, 5, 8))
+    models = []
+    for hand in (True, False):
+        torch.manual_seed(0)
+        model = _Siamese(cls(8, 6, batch_first=True)).train(mode == "train")
+        if hand:
+            for name in ("weight_ih_l0", "weight_hh_l0"):
+                parametrizations.weight_norm(model.enc, name)
+            parametrizations.weight_norm(model.head)
+        else:
+            assert apply_weight_norm(model, x).applied == 3
+        models.append(model)
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.1) for m in models]
+    for _ in range(2):  # the second step reads the weights the first one changed
+        results: list[tuple[torch.Tensor, list[Any]]] = []
+        for model, optimizer in zip(models, optimizers, strict=True):
+            optimizer.zero_grad()
+            with torch.nn.utils.parametrize.cached():
+                if mode == "no_grad":
+                    with torch.no_grad():
+                        results.append((model(*x), []))
+                    continue
+                out = model(*x)
+                out.pow(2).mean().backward()
+            results.append((out.detach(), [p.grad for p in model.parameters()]))
+            optimizer.step()
+        (out_hand, grads_hand), (out_ours, grads_ours) = results
+        assert torch.equal(out_hand, out_ours)
+        assert all(torch.equal(g, h) for g, h in zip(grads_hand, grads_ours, strict=True))
+    assert torch.nn.utils.parametrize._cache_enabled == 0
+    copy.deepcopy(models[1])

@@ -13,17 +13,19 @@ hooks stay out of the way: PyTorch refuses to trace with the cache on, and a com
 each weight once anyway. Whether a forward entered the cache is kept per module, so the leaving
 hook undoes exactly what the entering one did. After an eager forward the hook also drops the
 computed weights that ``RNNBase`` keeps in ``_flat_weights`` (non-leaf tensors, which make
-``copy.deepcopy`` of a weight-normed RNN fail after its first forward; the next forward rebuilds
-them). State-dict keys, pickling and ``remove_parametrizations`` are untouched; the hooks are
-module-level functions, so deepcopy and pickle keep working. :func:`remove_rnn_cache` takes them
-off again (a folded RNN is plain: ``torch.jit.script`` refuses a module with hooks). A
-forward of an RNN that also has another parametrization (spectral norm) runs without the
-cache: caching would change how often that one computes.
+``copy.deepcopy`` of a weight-normed RNN fail after its first forward; marked as changed, the
+next forward rebuilds them, inside a caller's ``cached()`` scope too: t157). State-dict keys,
+pickling and ``remove_parametrizations`` are untouched; the hooks are module-level functions, so
+deepcopy and pickle keep working. :func:`remove_rnn_cache` takes them off again (a folded RNN
+is plain: ``torch.jit.script`` refuses a module with hooks). A forward of an RNN that also has
+another parametrization (spectral norm) runs without the cache: caching would change how often
+that one computes.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
 import torch
@@ -73,9 +75,38 @@ def _leave_cache(module: nn.Module, args: Any, output: Any) -> None:
     parametrize._cache_enabled -= 1
     if not parametrize._cache_enabled:
         parametrize._cache = {}
+    _drop_computed_flat_weights(module)
+
+
+class _Gone:
+    """Nothing refers to an instance: a weak reference to one is dead from the start."""
+
+
+# What ``RNNBase._weights_have_changed`` reads as "this weight changed": a dead reference is
+# never the tensor ``getattr`` returns (CPython frees the instance at once).
+_CHANGED: weakref.ref[Any] = weakref.ref(_Gone())
+
+
+def _drop_computed_flat_weights(module: nn.Module) -> None:
+    """Drop the computed (non-leaf) weights ``RNNBase`` keeps in ``_flat_weights`` after a
+    forward, and mark each dropped one as changed so that the next forward rebuilds the list.
+    Outside any ``cached()`` scope the dropped tensors die and their weak references with them,
+    but inside an outer one (a siamese model calling one RNN twice in the caller's
+    ``parametrize.cached()``) the next forward gets the same cached tensors back, their weak
+    references were still alive, ``_weights_have_changed()`` said no, and ``check_input`` read
+    the dropped ``None``: AttributeError on the second call (t157)."""
     flat: list[Any] | None = module.__dict__.get("_flat_weights")
-    if flat is not None:  # drop computed (non-leaf) weights: the next forward rebuilds them
-        module.__dict__["_flat_weights"] = [w if w is None or w.is_leaf else None for w in flat]
+    if flat is None:
+        return
+    refs: list[Any] | None = module.__dict__.get("_flat_weight_refs")
+    dropped = [w is not None and not w.is_leaf for w in flat]
+    module.__dict__["_flat_weights"] = [
+        None if d else w for w, d in zip(flat, dropped, strict=True)
+    ]
+    if refs is not None and len(refs) == len(flat):
+        module.__dict__["_flat_weight_refs"] = [
+            _CHANGED if d else ref for ref, d in zip(refs, dropped, strict=True)
+        ]
 
 
 def _drop_stale_flat_weights(module: nn.RNNBase) -> None:
