@@ -324,6 +324,34 @@ def test_a_file_that_has_a_shards_derived_name_is_never_written_over(
     assert api.fold_checkpoint(index).shards == first.shards and notes.is_file()
 
 
+def test_a_file_put_at_a_gone_shards_name_meanwhile_is_never_written_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """t156: a shard the older output's index names, gone when the run planned, was planned
+    as one to replace: a file another process put there meanwhile was renamed over. Such a
+    name is written only where nothing is."""
+    from wnpass.errors import OutputError
+    from wnpass.plan import IOPlan
+
+    state = state_dict()
+    keys = list(state)
+    index = save_sharded(tmp_path, state, [keys[:3], keys[3:]], stem="model")
+    first = api.fold_checkpoint(index)
+    gone = Path(first.shards[1])
+    gone.unlink()
+    publish = IOPlan.publish
+
+    def meanwhile(plan: IOPlan, staged: Path, target: str | os.PathLike[str]) -> None:
+        if not gone.exists():
+            gone.write_text("another process's file")
+        publish(plan, staged, target)
+
+    monkeypatch.setattr(IOPlan, "publish", meanwhile)
+    with pytest.raises(OutputError, match="another process put a file there"):
+        api.fold_checkpoint(index)
+    assert gone.read_text() == "another process's file"
+
+
 def test_a_checkpoint_reports_json_never_replaces_the_files_it_is_about(tmp_path: Path) -> None:
     """``CheckpointReport.write_json`` without a plan wrote over the checkpoint it reported
     on: the input, its shards, the output or its shards."""

@@ -532,8 +532,9 @@ def test_an_argument_a_command_does_not_take_points_at_its_own_help(
     assert capsys.readouterr().err.endswith("-x -x (see wnpass --help)\n")
     assert main(["--bogus"]) == 2  # no command: the unknown option is said first (t155)
     assert capsys.readouterr().err.endswith("unrecognized arguments: --bogus (see wnpass --help)\n")
-    assert main([]) == 2
-    assert capsys.readouterr().err.endswith("required: COMMAND (see wnpass --help)\n")
+    for argv in ([], ["--"], ["-q", "--"]):
+        assert main(argv) == 2
+        assert capsys.readouterr().err.endswith("required: COMMAND (see wnpass --help)\n")
 
 
 CLOSES_STDOUT = """

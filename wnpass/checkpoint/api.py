@@ -261,10 +261,15 @@ def _plan_outputs(
     old = _old_shards(main)
     replaced = {os.path.realpath(shard) for shard in old}
     # a name derived, not given: written over only where the older output's index names it
-    # (a file of that name beside was replaced, t153)
+    # and a file is (a file of that name beside was replaced, t153; one another process put
+    # at a name the older index names, its shard gone, too, t156)
     targets = [
         *(
-            plan.write(target, SHARD, new=os.path.realpath(target) not in replaced)
+            plan.write(
+                target,
+                SHARD,
+                new=os.path.realpath(target) not in replaced or not os.path.lexists(target),
+            )
             for target in shards
         ),
         main,

@@ -668,12 +668,12 @@ def read_index(index_path: Path, *, exists: bool = True) -> tuple[dict[str, Any]
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(k, str) for k in weight_map):
         raise InvalidModelError(f"{index_path}: not an index (no weight_map of names to shards)")
-    names: list[str] = []
+    names: dict[str, None] = {}  # in first-use order, each looked up in constant time (t156)
     for name in weight_map.values():
-        if name not in names:
-            _shard_path(index_path, name, exists=exists)
-            names.append(name)
-    return index, names
+        if not isinstance(name, str) or name not in names:
+            _shard_path(index_path, name, exists=exists)  # refuses what is not a file name
+            names[name] = None
+    return index, list(names)
 
 
 def shard_files(index_path: Path, *, exists: bool = True) -> list[Path]:

@@ -145,6 +145,7 @@ def _parsed(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = _build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command is None:  # an unknown option is said before a missing command (t155)
+        extra = [argument for argument in extra if argument != "--"]  # no option (t156)
         said = f"unrecognized arguments: {' '.join(extra)}" if extra else None
         parser.error(said or "the following arguments are required: COMMAND")
     if extra:
