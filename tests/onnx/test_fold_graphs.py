@@ -201,7 +201,33 @@ def test_site_inside_an_if_branch() -> None:
     assert report.sites[0].graph == "subgraph then_g"
     branch = folded.graph.node[0].attribute[0].g
     assert [n.op_type for n in branch.node] == ["Gemm"]
-    assert [i.name for i in branch.initializer] == ["v.folded"]
+    # made of the main graph's initializers: one of the main graph, which the branch reads
+    assert [i.name for i in branch.initializer] == []
+    assert [i.name for i in folded.graph.initializer] == ["b", "v.folded"]
+
+
+def test_one_site_in_both_branches_is_one_tensor() -> None:
+    """t158: the same ``g * v / ||v||`` of the main graph's v and g in both branches of an
+    If was folded into each branch, two tensors of the same bytes (a computed weight, one of
+    the main graph). It is one initializer of the main graph, read by both, both rows named
+    after it; a site of a branch's own initializer stays in the branch."""
+    body = wn([1]).replace("\n", " ") + " y = Gemm <transB = 1> (x, w)"
+    model = _if_model(body, "float[2, 3] y")
+    model.graph.node[0].attribute[1].g.CopyFrom(
+        onnx.parser.parse_graph(f"else_g () => (float[2, 3] y) {{ {body} }}")
+    )
+    for cond in (True, False):
+        folded, report = assert_folds(model, sites=2, feeds={"c": np.array(cond), "x": rand(2, 4)})
+    assert [site.name for site in report.sites] == ["v.folded", "v.folded"]
+    assert [i.name for i in folded.graph.initializer] == ["b", "v.folded"]
+    assert all(not branch.g.initializer for branch in folded.graph.node[0].attribute)
+    assert [site.name for site in inspect_onnx(model).sites] == ["v.folded", "v.folded"]
+    own = body.replace("(v)", "(u)").replace("(v, n)", "(u, n)")  # the branch's own v, u
+    else_branch = onnx.parser.parse_graph(f"else_g () => (float[2, 3] y) {{ {own} }}")
+    else_branch.initializer.append(onnx.numpy_helper.from_array(rand(3, 4), "u"))
+    model.graph.node[0].attribute[1].g.CopyFrom(else_branch)
+    folded, _ = assert_folds(model, sites=2, feeds={"c": np.array(False), "x": rand(2, 4)})
+    assert [i.name for i in folded.graph.node[0].attribute[1].g.initializer] == ["u.folded"]
 
 
 def test_folded_weight_that_is_a_branch_output_keeps_the_output_name() -> None:

@@ -62,7 +62,14 @@ import onnx_ir as ir
 
 from wnpass.onnx import evaluate as ev
 from wnpass.onnx import naming
-from wnpass.onnx.fold import FoldResult, graph_label, replace_value, reuse_value, still_folded
+from wnpass.onnx.fold import (
+    FoldResult,
+    graph_label,
+    initializer_owner,
+    replace_value,
+    reuse_value,
+    still_folded,
+)
 from wnpass.onnx.graphs import (
     RANDOM_OPS,
     constants_as_nodes,
@@ -563,7 +570,7 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
                 reports.append(_left(model, cone, program))
                 continue
             programs.append(program)
-            owner = _owner(model, cone)
+            owner = initializer_owner(model, cone.graph, list(cone.sources))
             key = (id(owner), _key(program))
             if key in folded_as and still_folded(folded_as[key], owner):
                 # the same elements as a weight folded before (one layer used twice): one tensor
@@ -616,21 +623,6 @@ def _left(model: ir.Model, cone: Cone, reason: str) -> ConeReport:
     report = _describe(model, cone, "declined")
     logger.warning("not folding computed weight %s: %s", report.name, reason)
     return report
-
-
-def _owner(model: ir.Model, cone: Cone) -> ir.Graph | ir.Function:
-    """The graph whose initializer a folded cone becomes: the main graph where the cone is in
-    a body that holds initializers and its constants are the main graph's initializers (a
-    branch of an ``If`` computing ``Transpose(W)``), so that the same cone in two bodies is one
-    tensor, which each reads from the scope around it; else the cone's own graph."""
-    graph, main = cone.graph, model.graph
-    if graph is main or constants_as_nodes(graph) or not cone.sources:
-        return graph
-    held = all(
-        main.initializers.get(source.name or "") is source and not source.is_graph_input()
-        for source in cone.sources
-    )
-    return main if held else graph
 
 
 def _passed_on(cone: Cone, folded: Set[ir.Value] = frozenset()) -> ir.Value | None:

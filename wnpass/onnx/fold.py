@@ -104,7 +104,7 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
         outcome = fold_outcome(site)
         site.reason = outcome if isinstance(outcome, str) else None
         if not isinstance(outcome, str):
-            key = _site_key(site)
+            key = _site_key(site, _site_owner(model, site))
             name = named.get(key) if key is not None else None
             if name is None:
                 name = naming.folded_name(site, taken)
@@ -305,10 +305,11 @@ def _fold_site(
     it folded. A site that computes what one folded before in its graph computed (the same
     ops on the same constants: ``g * v / ||v||`` written twice over one ``v``) reads that
     weight (``done``, by :func:`_site_key`): one tensor, not two of the same bytes."""
-    key = _site_key(site) if site.foldable else None
+    owner = _site_owner(model, site)
+    key = _site_key(site, owner) if site.foldable else None
     if key is not None and key in done:
         existing, first = done[key]
-        if still_folded(existing, site.graph):
+        if still_folded(existing, owner):
             report = _describe(site, model, "folded", existing.name or "")
             report.dtype, report.written_shape = first.dtype, first.written_shape
             report.nodes_removed = reuse_value(site.target, existing)
@@ -327,7 +328,7 @@ def _fold_site(
     report = _describe(site, model, "folded", naming.folded_name(site, taken))
     report.dtype = weight.dtype.name.lower()
     report.written_shape = [int(d) for d in weight.shape.numpy()]
-    report.nodes_removed, written = replace_value(site.graph, site.target, report.name, weight)
+    report.nodes_removed, written = replace_value(owner, site.target, report.name, weight)
     reports[site.root] = report
     if key is not None:
         done[key] = (written, report)
@@ -335,17 +336,23 @@ def _fold_site(
     return True
 
 
-def _site_key(site: Site) -> tuple[object, ...] | None:
-    """What a site computes, structurally, in its graph: each node of its cone (in the order
-    ``walk_cone`` meets them from the target) with its op, its attributes and where its
-    inputs come from (a node of the cone, or a value outside it by identity). Equal keys
-    compute the same tensor. None for a site folded after another (its v is that one's
-    weight) and for attributes whose text would not tell them apart (tensors, graphs)."""
+def _site_owner(model: ir.Model, site: Site) -> ir.Graph | ir.Function:
+    """The graph whose constant ``site``'s folded weight becomes (:func:`initializer_owner`)."""
+    return initializer_owner(model, site.graph, _cone(site.target)[1])
+
+
+def _site_key(site: Site, owner: ir.Graph | ir.Function) -> tuple[object, ...] | None:
+    """What a site computes, structurally, for the graph whose constant its weight becomes
+    (``owner``): each node of its cone (in the order ``walk_cone`` meets them from the
+    target) with its op, its attributes and where its inputs come from (a node of the cone,
+    or a value outside it by identity). Equal keys compute the same tensor. None for a site
+    folded after another (its v is that one's weight) and for attributes whose text would
+    not tell them apart (tensors, graphs)."""
     if site.after is not None:
         return None
     nodes, _ = _cone(site.target)
     position = {id(node): i for i, node in enumerate(nodes)}
-    key: list[object] = [id(site.graph)]
+    key: list[object] = [id(owner)]
     for node in nodes:
         attributes = []
         for name, attr in sorted(node.attributes.items()):
@@ -376,6 +383,24 @@ _PLAIN_ATTRIBUTES = frozenset(
         ir.AttributeType.STRINGS,
     }
 )
+
+
+def initializer_owner(
+    model: ir.Model, graph: ir.Graph | ir.Function, sources: list[ir.Value]
+) -> ir.Graph | ir.Function:
+    """The graph whose initializer a weight folded in ``graph`` from the initializers
+    ``sources`` becomes: the main graph where ``graph`` is a body that holds initializers and
+    every source is an initializer of the main graph (a branch of an ``If`` computing
+    ``Transpose(W)``, or ``g * v / ||v||``), so that the same weight in two bodies is one
+    tensor, which each reads from the scope around it (t158); else ``graph`` itself."""
+    main = model.graph
+    if graph is main or constants_as_nodes(graph) or not sources:
+        return graph
+    held = all(
+        main.initializers.get(source.name or "") is source and not source.is_graph_input()
+        for source in sources
+    )
+    return main if held else graph
 
 
 def still_folded(value: ir.Value, graph: ir.Graph | ir.Function) -> bool:
