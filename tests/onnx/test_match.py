@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from tests.helpers import assert_close, onnx_model, rand, run
-from tests.onnx.helpers import HEADER17, TWICE, gemm_model
+from tests.onnx.helpers import HEADER17, TWICE, assert_folds, gemm_model, run_unoptimized
 from wnpass import fold_onnx, inspect_onnx
 from wnpass.onnx import match
 
@@ -420,3 +420,95 @@ def test_a_weight_computed_from_activations_is_no_site() -> None:
         }}
     """
     assert inspect_onnx(onnx_model(text, g=rand(3, 1))).sites == []
+
+
+# The norms of a square v's rows, but as the graph broadcasts them against v, each divides a
+# column: w[i, j] = g[i] * v[i, j] / ||v[j, :]|| (or ||v[:, j]||), no weight norm of v (t158).
+MISBROADCAST = {
+    "keepdims=0": "n = ReduceL2 <axes = [1], keepdims = 0> (v)",
+    "Transpose, axes [0]": "t = Transpose <perm = [1, 0]> (v)\n n = ReduceL2 <axes = [0]> (t)",
+    "Transpose, axes [1]": "t = Transpose <perm = [1, 0]> (v)\n n = ReduceL2 <axes = [1]> (t)",
+}
+# The same norms where they do divide each unit by its own norm: weight-norm sites, axes.
+SQUARE_SITES = {
+    "keepdims=0, Unsqueeze": (
+        "n0 = ReduceL2 <axes = [1], keepdims = 0> (v)\n n = Unsqueeze(n0, one)",
+        (4, 1),
+        [1],
+    ),
+    "keepdims=0 over axis 0": ("n = ReduceL2 <axes = [0], keepdims = 0> (v)", (4,), [0]),
+    "keepdims=0, whole tensor": ("n = ReduceL2 <keepdims = 0> (v)", (), None),
+    "Transpose, back": (
+        "t = Transpose <perm = [1, 0]> (v)\n n0 = ReduceL2 <axes = [0]> (t)\n"
+        " n = Transpose <perm = [1, 0]> (n0)",
+        (4, 1),
+        [1],
+    ),
+    "of T(v), dividing T(v)": (
+        "t = Transpose <perm = [1, 0]> (v)\n n = ReduceL2 <axes = [0]> (t)\n gv = Mul(g, t)",
+        (1, 4),
+        [1],
+    ),
+}
+
+
+def _square(norm: str, g_shape: tuple[int, ...] = (4, 1)) -> onnx.ModelProto:
+    """``Div(Mul(g, v), n)`` of a 4x4 v, read by a Gemm, with ``norm`` computing ``n``."""
+    product = "" if "gv =" in norm else "gv = Mul(g, v)"
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 4] y) {{
+            {norm}
+            {product}
+            w = Div(gv, n)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    one = np.array([1], np.int64)  # Unsqueeze's axes, where read
+    return onnx_model(text, v=rand(4, 4), g=rand(*g_shape) + 2, one=one)
+
+
+@pytest.mark.parametrize("norm", MISBROADCAST)
+def test_a_norm_broadcast_against_other_units_than_its_own_is_no_weight_norm(norm: str) -> None:
+    """Such a product was a weight-norm site folded as of axes [1] (the Transpose of axes [1]:
+    [0]), a norm of v's units, which it is not: it is a weight computed from constants, left
+    as the graph computes it (the cone fold computes no ReduceL2), its outputs bit for bit."""
+    model = _square(MISBROADCAST[norm])
+    reason = "computed by ReduceL2, not by layout, cast or exactly rounded arithmetic ops"
+    folded, report = fold_onnx(model)
+    for found in (inspect_onnx(model), report):
+        assert found.sites == []
+        assert [(c.name, c.status, c.reason) for c in found.cones] == [("w", "declined", reason)]
+    feeds = {"x": rand(2, 4)}
+    before, after = run_unoptimized(model, feeds), run_unoptimized(folded, feeds)
+    assert [a.tobytes() for a in after] == [a.tobytes() for a in before]
+
+
+@pytest.mark.parametrize("norm", SQUARE_SITES)
+def test_a_norm_that_divides_each_unit_of_a_square_v_by_its_own_is_a_site(norm: str) -> None:
+    """keepdims=0 with the norm put back on v's axis, broadcast along the axis it reduces, of
+    the whole tensor, through Transposes that put it back: weight-norm sites, folded."""
+    text, g_shape, axes = SQUARE_SITES[norm]
+    model = _square(text, g_shape)
+    (site,) = inspect_onnx(model).sites
+    assert (site.status, site.axes) == ("foldable", axes)
+    _, report = assert_folds(model)
+    assert [(s.status, s.axes) for s in report.sites] == [("folded", axes)]
+
+
+def test_a_norm_of_units_permuted_among_equal_axes_is_no_weight_norm() -> None:
+    """The norm of ``T(v)[a, b, :]`` dividing ``v[a, b, :]`` (a Transpose of v's first two
+    axes, both of size 3): each norm of the right shape, but of another unit."""
+    text = f"""
+        {HEADER17}
+        agraph (float[1, 3, 5] x) => (float[1, 3, 3] y) {{
+            t = Transpose <perm = [1, 0, 2]> (v)
+            n = ReduceL2 <axes = [2]> (t)
+            gv = Mul(g, v)
+            w = Div(gv, n)
+            y = Conv(x, w)
+        }}
+    """
+    model = onnx_model(text, v=rand(3, 3, 3), g=rand(3, 1, 1) + 2)
+    report = inspect_onnx(model)
+    assert report.sites == [] and [c.status for c in report.cones] == ["declined"]

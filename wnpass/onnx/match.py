@@ -172,12 +172,8 @@ class Site:
         shape = tuple(int(d) for d in v.shape.numpy())
         if math.prod(shape) > _INDEXED_AXES:
             return self._axes_from_norm()
-        try:
-            program = ev.compile_cone(self.reduced)
-            indices = ir.tensor(np.arange(math.prod(shape), dtype=np.int64).reshape(shape))
-            program.slots = [indices if slot is v else slot for slot in program.slots]
-            laid_out = np.asarray(program.run()[0])
-        except (ev.NotExact, ValueError, IndexError, TypeError):
+        laid_out = _laid_out(self.reduced, v)
+        if laid_out is None:
             return AXES_UNKNOWN
         if laid_out.dtype != np.int64:  # a Cast on the way: not indices any more
             return self._axes_from_norm()
@@ -247,6 +243,96 @@ AXES_UNKNOWN = "?"  # no norm was read, or what the layout ops do to v's axes is
 # The most elements of v whose axes are found by running the layout ops on their indices
 # (Site._axes_through_layout): 2**20, 8 MiB an index array.
 _INDEXED_AXES = 2**20
+
+
+def _laid_out(reduced: ir.Value, v: ir.TensorProtocol) -> np.ndarray | None:
+    """The indices of v's elements as the layout ops between v and ``reduced`` (the tensor a
+    norm's reduction reads) lay them out; None where the evaluator cannot run those ops. Of
+    another dtype than int64 where a Cast on the way converts them."""
+    shape = tuple(int(d) for d in v.shape.numpy())
+    try:
+        program = ev.compile_cone(reduced)
+        indices = ir.tensor(np.arange(math.prod(shape), dtype=np.int64).reshape(shape))
+        program.slots = [indices if slot is v else slot for slot in program.slots]
+        return np.asarray(program.run()[0])
+    except (ev.NotExact, ValueError, IndexError, TypeError):
+        return None
+
+
+# Ops of a norm expression above its reduction that move its elements (run on the norm's
+# indices by _misbroadcast), and those that only change their values, one operand the norm
+# and any other a constant scalar (an epsilon, an exponent), read there as Identity.
+_NORM_MOVES = frozenset({"Identity", "Unsqueeze", "Squeeze", "Reshape", "Expand", "Transpose"})
+_NORM_VALUE_OPS = frozenset({"Cast", "Reciprocal", "Sqrt", "Pow", "Max", "Add", "Clip"})
+_REDUCTIONS = frozenset({"ReduceL2", "ReduceSumSquare", "ReduceSum"})
+
+
+def _misbroadcast(
+    norm_value: ir.Value, numerator: ir.Value, norm: Norm, reduced: ir.Value | None
+) -> bool:
+    """Whether the norm ``norm_value`` (of ``norm``, reducing ``reduced``), broadcast against
+    ``numerator`` (v, or v laid out as the reduction reads it) as the graph broadcasts it, does
+    not divide each unit of the numerator by that unit's own norm: ``g * v / ReduceL2(v,
+    axes=[1], keepdims=0)`` of a square v divides ``v[i, j]`` by the norm of row ``j`` (the
+    [4] norm broadcasts along the last axis), ``v / ReduceL2(T(v), axes=[0])`` ``v[i, j]`` by
+    that of row ``j`` too. Such a product is no weight norm at any axes of v (t158).
+
+    Found by running the ops above the reduction on the units' indices in place of their
+    norms, and comparing them, broadcast as the graph broadcasts the norm, with the unit each
+    element of the numerator falls in. False where that is not known: a whole-tensor norm (one
+    value, whatever its shape), a v of more than ``_INDEXED_AXES`` elements, ops the indices
+    cannot go through, a norm that does not broadcast to the numerator's shape."""
+    v = const_tensor(norm.v)
+    if norm.axes is None or v is None or reduced is None:
+        return False
+    shape = tuple(int(d) for d in v.shape.numpy())
+    size = math.prod(shape)
+    if size > _INDEXED_AXES:
+        return False
+    laid_out = (
+        _laid_out(reduced, v) if norm.layout else np.arange(size, dtype=np.int64).reshape(shape)
+    )
+    if laid_out is None or laid_out.dtype != np.int64 or laid_out.size != size:
+        return False
+    axes = {a % laid_out.ndim for a in norm.axes} if laid_out.ndim else set()
+    kept = [1 if a in axes else d for a, d in enumerate(laid_out.shape)]
+    units = math.prod(kept)
+    unit = np.broadcast_to(np.arange(units, dtype=np.int64).reshape(kept), laid_out.shape)
+    if norm.layout and strip_cast(numerator) is not strip_cast(reduced):
+        of_v = np.empty(laid_out.size, dtype=np.int64)  # the numerator is v: units in its order
+        of_v[laid_out.reshape(-1)] = unit.reshape(-1)
+        unit = of_v.reshape(shape)
+    try:
+        program = ev.compile_cone(norm_value)
+        slots = program.slots
+        (at,) = [i for i, s in enumerate(slots) if isinstance(s, ev.Step) and s.op in _REDUCTIONS]
+        step = slots[at]
+        assert isinstance(step, ev.Step)
+        # the reduction's result, each unit's norm, as the unit's index
+        out = [d for a, d in enumerate(kept) if a not in axes or step.attributes.get("keepdims", 1)]
+        slots[at] = ir.tensor(np.arange(units, dtype=np.int64).reshape(out))
+        moved = {at}  # the slots that hold the norm's indices
+        for i in range(at + 1, len(slots)):
+            step = slots[i]
+            if not isinstance(step, ev.Step) or not moved.intersection(step.inputs):
+                continue
+            if step.op in _NORM_MOVES and moved.isdisjoint(step.inputs[1:]):
+                moved.add(i)
+            elif step.op in _NORM_VALUE_OPS and len(moved.intersection(step.inputs)) == 1:
+                (j,) = moved.intersection(step.inputs)
+                slots[i] = ev.Step("Identity", {}, (j,), 0, 1, step.name)
+                moved.add(i)
+            else:
+                return False
+        divides = np.asarray(program.run()[0])
+    except (ev.NotExact, ValueError, IndexError, TypeError):
+        return False
+    try:
+        if np.broadcast_shapes(divides.shape, unit.shape) != unit.shape:
+            return False
+    except ValueError:
+        return False  # no broadcast: the graph cannot run it
+    return not np.array_equal(np.broadcast_to(divides, unit.shape), unit)
 
 
 def _reduced_axes(
@@ -781,6 +867,8 @@ def _analyse(
         numerators, site.v = leaves, copied  # v / ||C||, C a copy of v's elements
     if len(numerators) != 1 or numerators[0].exponent != 1:
         return _unsupported(site, "the normalised tensor is not v itself")
+    if not lp and _misbroadcast(norms[0].value, numerators[0].value, norm, reduced):
+        return _unsupported(site, "the norm, as it broadcasts, is not that of each unit of v")
     others = [f for f in leaves if f is not numerators[0]]
     runtime = None if others else _runtime_gain(root)
     if runtime is not None and _weight_fed_at_run_time([runtime[0]], runtime[1]):
