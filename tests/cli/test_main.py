@@ -535,6 +535,8 @@ def test_an_argument_a_command_does_not_take_points_at_its_own_help(
     for argv in ([], ["--"], ["-q", "--"]):
         assert main(argv) == 2
         assert capsys.readouterr().err.endswith("required: COMMAND (see wnpass --help)\n")
+    assert main(["--", "inspect", "m.onnx", "--verify"]) == 2  # was: invalid choice '--' (t159)
+    assert capsys.readouterr().err.endswith("--verify (see wnpass inspect --help)\n")
 
 
 CLOSES_STDOUT = """

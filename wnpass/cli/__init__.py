@@ -143,13 +143,20 @@ def _parsed(argv: Sequence[str] | None) -> argparse.Namespace:
     """The arguments; one the command does not take is its usage error, pointing at its own
     help (``wnpass inspect --help``; the program's said ``wnpass --help``, t143)."""
     parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for index, argument in enumerate(argv):  # argparse reads a "--" before it as the command
+        if argument == "--":  # (t159): nothing before the command is positional
+            del argv[index]
+            break
+        if not argument.startswith("-"):
+            break
     args, extra = parser.parse_known_args(argv)
     if args.command is None:  # an unknown option is said before a missing command (t155)
         extra = [argument for argument in extra if argument != "--"]  # no option (t156)
         said = f"unrecognized arguments: {' '.join(extra)}" if extra else None
         parser.error(said or "the following arguments are required: COMMAND")
     if extra:
-        given = list(sys.argv[1:] if argv is None else argv)
+        given = argv
         after = Counter(given[given.index(args.command) + 1 :] if args.command in given else [])
         owner = args.parser if not Counter(extra) - after else parser  # each one after it
         owner.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -13,7 +13,8 @@ however deep the graph). What a node reads is never computed from the node itsel
 checker, which every model read passes, refuses a cycle.
 
 What is not read: what a draw changes where it is read by value. ``d - d`` counts as
-computed from ``d``, as does a branch of an ``If`` that never runs.
+computed from ``d``, as does a branch of an ``If`` that never runs, and every output of a
+node as computed from all the node reads (a LayerNormalization's mean from its bias, t159).
 """
 
 from __future__ import annotations
