@@ -478,6 +478,28 @@ def test_a_layer_whose_op_is_not_its_pre_activation_is_declined(layer: Any, reas
     _check_normalized({"1": _pre_activations(model, x)["1"]})
 
 
+def test_multihead_attentions_out_proj_is_kept_for_what_it_is() -> None:
+    """t157: MultiheadAttention's out_proj was kept as "its weight does not reach F.linear as
+    the layer computes it (the forward changes it first, or uses another op)": its weight
+    goes into the attention op, as the in-projection's does, and is said so."""
+    torch.manual_seed(0)
+
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.att = nn.MultiheadAttention(16, 4, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.att(x, x, x)[0]
+
+    report = apply_weight_norm(Attention(), torch.randn(8, 5, 16), init="data")
+    kept = {site.name: site.init for site in report.sites if site.name.endswith("weight")}
+    assert kept["att.out_proj.weight"] == (
+        "keep: MultiheadAttention's out_proj: its projection stays inside the op (no output to "
+        "normalize)"
+    )
+
+
 def test_a_weight_changed_in_place_before_its_op_is_declined() -> None:
     """The layer was initialized from its op's output of the weight as computed, and the op
     then got three times that: std 3. Declined now, as ``self.weight * 3`` is."""

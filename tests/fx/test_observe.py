@@ -83,6 +83,20 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
         X2,
         "batched",
     ),
+    (  # one weight for every batch (t157: it was an elementwise use)
+        "bmm of W expanded",
+        (6, 4),
+        lambda x, w: torch.bmm(x.unsqueeze(0).expand(3, -1, -1), w.unsqueeze(0).expand(3, -1, -1)),
+        X2,
+        1,
+    ),
+    (  # expand's broadcast axis is no unit of the parameter: its rows repeat one row
+        "F.linear of a row expanded",
+        (1, 6),
+        lambda x, w: F.linear(x, w.expand(4, -1)),
+        X2,
+        "its unit axis is no single axis of the parameter",
+    ),
     (
         "baddbmm",
         (1, 6, 4),

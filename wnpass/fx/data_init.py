@@ -200,6 +200,11 @@ def _why_not(module: nn.Module, tensor_name: str, redraw: bool) -> str | None:
         return f"{layer}: its gates' pre-activations stay inside the op (no output to normalize)"
     if isinstance(module, nn.MultiheadAttention):
         return f"{layer}: its projections stay inside the op (no output to normalize)"
+    if isinstance(module, nn.modules.linear.NonDynamicallyQuantizableLinear):  # t157
+        return (
+            "MultiheadAttention's out_proj: its projection stays inside the op (no output to "
+            "normalize)"
+        )
     if kind == "embedding":
         return f"{layer}: a lookup, no pre-activation"
     if kind is None:

@@ -92,7 +92,7 @@ _ELEMENTWISE = {
     "__rtruediv__", "__rdiv__", "__neg__", "__pow__", "__rpow__", "relu", "softmax", "clamp",
     "where",
     "addcmul", "lerp", "exp_", "mul_", "add_", "sigmoid_", "maximum", "minimum", "stack",
-    "expand", "expand_as", "repeat", "sum", "mean", "norm", "square", "sin", "cos",
+    "repeat", "sum", "mean", "norm", "square", "sin", "cos",
 }  # fmt: skip
 _MHA_ROLES = {
     "in_proj_weight": "linear", "q_proj_weight": "linear", "k_proj_weight": "linear",
@@ -125,6 +125,15 @@ def _metadata(name: str, result: Any) -> bool:
     if name == "stride" and isinstance(result, tuple):
         return True
     return not any(True for _ in tensors_in(result)) and not isinstance(result, list | tuple)
+
+
+def _expand_axes(src: Sequence[int], dst: Sequence[int]) -> list[int | None]:
+    """The input axis each axis of ``expand``'s result is: the new leading ones none, and
+    one of size 1 broadcast none either (its elements repeat one slice): a weight shared
+    across a batch, ``W.unsqueeze(0).expand(B, -1, -1)`` before ``bmm``, keeps its axes
+    (t157: it was an elementwise use)."""
+    new = len(dst) - len(src)
+    return [None] * new + [a if size == dst[new + a] else None for a, size in enumerate(src)]
 
 
 def _reshape_axes(src: Sequence[int], dst: Sequence[int]) -> list[int | None]:
@@ -348,6 +357,8 @@ class _Recorder(TorchFunctionMode):
             mapping = list(range(ndim))
         elif name in _RESHAPE and isinstance(result, torch.Tensor):
             mapping = _reshape_axes(list(tensor.shape), list(result.shape))
+        elif name in ("expand", "expand_as") and isinstance(result, torch.Tensor):
+            mapping = _expand_axes(list(tensor.shape), list(result.shape))
         elif name in ("t", "T", "mT", "transpose", "swapaxes", "swapdims", "permute"):
             mapping = list(_permutation(name, args, kwargs, ndim))
         elif name in _SLICE_KEEP or name in _SLICE_DROP:
@@ -404,7 +415,11 @@ class _Recorder(TorchFunctionMode):
             )
         else:
             op_kind = cast(OpKind, kind)
-            shape = list(tensor.shape)
+            # an axis of stride 0 repeats one slice (expand): one unit's, as a size of 1 (t157)
+            shape = [
+                1 if step == 0 else size
+                for size, step in zip(tensor.shape, tensor.stride(), strict=True)
+            ]
             axis = unit_axis(
                 op_kind, shape, policy=self.policy, embeddings=self.embeddings, **options
             )
