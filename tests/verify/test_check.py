@@ -279,6 +279,21 @@ def test_outputs_in_another_order_are_compared_by_name_and_noted(tmp_path: Path)
     assert "(b, a; the reference's: a, b)" in note
 
 
+def test_models_that_share_no_output_name_are_told_why_nothing_matched(tmp_path: Path) -> None:
+    """Two exporters' files of one model name its output ``11`` and ``linear_2``: compared by
+    name, the check failed on "missing in the candidate" with no word of why. A note says
+    the models share no output name."""
+    reference, candidate = tmp_path / "ts.onnx", tmp_path / "dynamo.onnx"
+    onnx.save(onnx.parser.parse_model(TWO_OUTPUTS.replace("%s", "float[2] a")), reference)
+    renamed = TWO_OUTPUTS.replace("%s", "float[2] c").replace("a = Neg", "c = Neg")
+    onnx.save(onnx.parser.parse_model(renamed), candidate)
+    report = check(reference, candidate, runs=1, warmup=0)
+    assert not report and report.notes[-1] == (
+        "the models share no output name (the reference's: a; the candidate's: c): outputs "
+        "are compared by name, so give them the same names (the exporter's output_names)"
+    )
+
+
 def test_an_output_listed_twice_fails_the_check(tmp_path: Path) -> None:
     """The candidate lists ``a`` twice (``[a, a, b]`` against ``[a, b]``): compared by name,
     every output matched, "equivalent", while a caller reading outputs by position gets ``a``

@@ -304,9 +304,16 @@ def _types_differ(reference: ir.Model, candidate: ir.Model) -> list[str]:
 def _order_note(reference: ir.Model, candidate: ir.Model) -> list[str]:
     """A note where the candidate lists the reference's outputs in another order: they are
     compared by name, but a caller that reads a session's outputs by position (ONNX
-    Runtime's ``run(None, ...)``) would get them mixed up."""
+    Runtime's ``run(None, ...)``) would get them mixed up; and where the models share no
+    output name at all (two exporters' names for one output: nothing would be compared)."""
     ref = [value.name for value in reference.graph.outputs]
     cand = [value.name for value in candidate.graph.outputs]
+    if not set(ref) & set(cand):  # two exporters' names of one output: '11' and 'linear_2'
+        return [
+            f"the models share no output name (the reference's: {', '.join(map(str, ref))}; "
+            f"the candidate's: {', '.join(map(str, cand))}): outputs are compared by name, "
+            "so give them the same names (the exporter's output_names)"
+        ]
     if ref == cand or sorted(ref, key=str) != sorted(cand, key=str):
         return []  # the same order, or other outputs (a failure the comparison names)
     return [
