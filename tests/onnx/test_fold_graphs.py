@@ -230,6 +230,43 @@ def test_one_site_in_both_branches_is_one_tensor() -> None:
     assert [i.name for i in folded.graph.node[0].attribute[1].g.initializer] == ["u.folded"]
 
 
+@pytest.mark.parametrize("other", ["another gain", "a gain fed at run time"])
+def test_a_weight_folded_into_the_main_graph_takes_no_name_a_branch_keeps(other: str) -> None:
+    """t160: both branches compute a value named ``w``; the fold of one into an
+    initializer of the main graph freed that name and took it, while the other branch's
+    value still had it (folded after it with another gain: "already registered", exit 3;
+    declined, a gain fed at run time: two values of one name, an invalid model)."""
+    body = wn([1]).replace("\n", " ") + " y = Gemm <transB = 1> (x, w)"
+    gain = "g2" if other == "another gain" else "gin"
+    model = _if_model(body, "float[2, 3] y")
+    else_body = body.replace("Mul(d, g)", f"Mul(d, {gain})")
+    model.graph.node[0].attribute[1].g.CopyFrom(
+        onnx.parser.parse_graph(f"else_g () => (float[2, 3] y) {{ {else_body} }}")
+    )
+    if gain == "g2":
+        model.graph.initializer.append(onnx.numpy_helper.from_array(rand(3, 1), "g2"))
+    else:
+        model.graph.input.append(onnx.helper.make_tensor_value_info("gin", 1, [3, 1]))
+    # the legacy names: v's parameter is conv.weight, the name each branch's value has
+    renamed = {"v": "conv.weight_v", "w": "conv.weight"}
+    graphs = [model.graph, *(a.g for a in model.graph.node[0].attribute if a.g.name)]
+    for graph in graphs:
+        for tensor in graph.initializer:
+            tensor.name = renamed.get(tensor.name, tensor.name)
+        for node in graph.node:
+            node.input[:] = [renamed.get(name, name) for name in node.input]
+            node.output[:] = [renamed.get(name, name) for name in node.output]
+    onnx.checker.check_model(model, full_check=True)
+    folded, report = fold_onnx(model)
+    onnx.checker.check_model(folded, full_check=True)  # one value of each name
+    names = [site.name for site in report.sites]
+    assert len(set(names)) == 2 and [s.name for s in inspect_onnx(model).sites] == names
+    feeds = {"x": rand(2, 4)} | ({"gin": rand(3, 1)} if gain == "gin" else {})
+    for cond in (True, False):
+        feeds["c"] = np.array(cond)
+        assert_close(run(folded, feeds), run(model, feeds))
+
+
 def test_folded_weight_that_is_a_branch_output_keeps_the_output_name() -> None:
     model = _if_model(wn([1]).replace("\n", " "), "float[3, 4] w")
     for cond in (True, False):

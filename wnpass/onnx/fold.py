@@ -96,7 +96,7 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
     decide) and loses ``foldable``; a foldable one shows the shape of the weight it would
     write. Where another site's weight decides a site (``Site.after``),
     ``inspection_of_a_fold`` reports them."""
-    taken = naming.taken_names(model)
+    taken, shared = naming.names_in_use(model)
     by_site: dict[int, SiteReport] = {}
     declined: list[tuple[Site, SiteReport]] = []
     named: dict[tuple[object, ...], str] = {}  # by _site_key: a site the fold writes once
@@ -107,7 +107,7 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
             key = _site_key(site, _site_owner(model, site))
             name = named.get(key) if key is not None else None
             if name is None:
-                name = naming.folded_name(site, taken)
+                name = naming.folded_name(site, taken, shared)
                 if key is not None:
                     named[key] = name
             report = _describe(site, model, "foldable", name)
@@ -266,7 +266,7 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
     the graph computed, rounded where the graph rounds it. Rounds go on while such a site
     waits and the last round folded something, so one fold leaves nothing a second would fold.
     """
-    taken = naming.taken_names(model)
+    taken, shared = naming.names_in_use(model)
     done: dict[tuple[object, ...], tuple[ir.Value, SiteReport]] = {}  # by _site_key
     found: dict[ir.Value, None] = {}  # every site's root, in the order first found
     reports: dict[ir.Value, SiteReport] = {}
@@ -276,7 +276,9 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
         found.update(dict.fromkeys(site.root for site in sites))
         waiting = [site for site in sites if site.after is not None]
         fresh = fold_order([s for s in sites if s.after is None and s.root not in reports])
-        folded = sum(_fold_site(model, site, taken, reports, declined, done) for site in fresh)
+        folded = sum(
+            _fold_site(model, site, (taken, shared), reports, declined, done) for site in fresh
+        )
         if not waiting or not folded:
             break
         logger.debug("round %d folded %d; matching %d again", round_, folded, len(waiting))
@@ -296,7 +298,7 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
 def _fold_site(
     model: ir.Model,
     site: Site,
-    taken: set[str],
+    names: tuple[set[str], set[str]],
     reports: dict[ir.Value, SiteReport],
     declined: list[Site],
     done: dict[tuple[object, ...], tuple[ir.Value, SiteReport]],
@@ -304,7 +306,8 @@ def _fold_site(
     """Fold ``site``, or record why not (its name is given once all are folded); whether
     it folded. A site that computes what one folded before in its graph computed (the same
     ops on the same constants: ``g * v / ||v||`` written twice over one ``v``) reads that
-    weight (``done``, by :func:`_site_key`): one tensor, not two of the same bytes."""
+    weight (``done``, by :func:`_site_key`): one tensor, not two of the same bytes. ``names``:
+    the names taken, and those several values have (:func:`naming.folded_name`)."""
     owner = _site_owner(model, site)
     key = _site_key(site, owner) if site.foldable else None
     if key is not None and key in done:
@@ -325,7 +328,7 @@ def _fold_site(
         reports[site.root] = _describe(site, model, "declined", "")
         declined.append(site)
         return False
-    report = _describe(site, model, "folded", naming.folded_name(site, taken))
+    report = _describe(site, model, "folded", naming.folded_name(site, *names))
     report.dtype = weight.dtype.name.lower()
     report.written_shape = [int(d) for d in weight.shape.numpy()]
     report.nodes_removed, written = replace_value(owner, site.target, report.name, weight)
