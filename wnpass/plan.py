@@ -617,6 +617,16 @@ class IOPlan:
         self._checked = False
         return path
 
+    def withdraw(self, path: str | os.PathLike[str], parameter: str) -> None:
+        """Give up writing ``path`` (as ``parameter``), a target the run found it cannot write
+        (``inspect``'s ``--json`` report whose folder went away while it read its models): no
+        later check looks at it, and nothing is written there."""
+        where = _where(Path(path))
+        self._writes = [
+            e for e in self._writes if not (e.parameter == parameter and _where(e.path) == where)
+        ]
+        self._checked = False
+
     def planned(self, path: str | os.PathLike[str], parameter: str) -> bool:
         """Whether ``path`` is a target already, as ``parameter`` (for a caller that plans in
         two steps); the same path as another parameter is a collision that check() refuses."""

@@ -75,6 +75,38 @@ def test_a_report_that_cannot_be_written_keeps_the_gates_verdict(
     assert "No space left on device" in capsys.readouterr().err
 
 
+def test_a_report_whose_folder_goes_away_keeps_the_scan_and_its_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """t162: the --json report's folder removed while a folder of models was inspected: the
+    plan's check before the next model refused the report, the scan stopped after 97 of 400
+    models without its last STRICT line, exit 2. Every model is inspected, the error is said
+    last, the gate keeps its 1."""
+    import wnpass.cli.inspect as cli_inspect
+
+    path = _save(tmp_path, "m1.onnx", onnx_model(WN, v=rand(3, 4), g=rand(3, 1)))
+    for name in ("m2.onnx", "m3.onnx"):
+        path.with_name(name).write_bytes(path.read_bytes())
+    (tmp_path / "out").mkdir()
+    inspect_onnx = cli_inspect._inspect_onnx
+
+    def then_the_folder_goes(*args: object, **kwargs: object) -> object:
+        result = inspect_onnx(*args, **kwargs)  # type: ignore[arg-type]
+        if (tmp_path / "out").exists():
+            (tmp_path / "out").rmdir()
+        return result
+
+    monkeypatch.setattr(cli_inspect, "_inspect_onnx", then_the_folder_goes)
+    models = [str(tmp_path / f"m{i}.onnx") for i in (1, 2, 3)]
+    report = tmp_path / "out" / "r.json"
+    assert main(["-q", "inspect", *models, "--strict", "--json", str(report)]) == 1
+    out, err = capsys.readouterr()
+    assert out.count("left to fold in") == 3 and out.endswith(
+        "STRICT: 3 of 3 models left to fold\n"
+    )
+    assert err == f"wnpass: error: --json {report}: no such directory\n"
+
+
 def _zero_unit() -> dict[str, np.ndarray]:
     return zero_unit(3, 4)
 

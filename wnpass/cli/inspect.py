@@ -28,7 +28,7 @@ from wnpass.cli.options import (
 )
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_sites
-from wnpass.errors import InvalidModelError, UsageError
+from wnpass.errors import InvalidModelError, OutputError, UsageError
 from wnpass.plan import IOPlan, stat_input
 
 __all__ = ["add_arguments", "run"]
@@ -111,13 +111,23 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     several = len(args.model) > 1 or any(model.is_dir() for model in args.model)
     reports: list[dict[str, Any]] = []
     left: list[Path] = []
+
+    def inspect(model: Path) -> tuple[dict[str, Any], str | None]:
+        if is_checkpoint_path(model):
+            return checkpoint.inspect_one(model, out, plan)
+        return _inspect_onnx(model, args.weight_norm_only, out, plan)
+
     with _one_model_at_a_time() as release:
         for model in models:
             with out.about(str(model) if several else None):
-                if is_checkpoint_path(model):
-                    report, strict_line = checkpoint.inspect_one(model, out, plan)
-                else:
-                    report, strict_line = _inspect_onnx(model, args.weight_norm_only, out, plan)
+                try:
+                    report, strict_line = inspect(model)
+                except OutputError as error:  # --json that can no longer be written (t162):
+                    if error.parameter != "json_path":  # said last, every model inspected
+                        raise
+                    out.json_failed = error
+                    plan.withdraw(args.json, "json_path")
+                    report, strict_line = inspect(model)
             reports.append(report)
             if args.strict:  # "ok" says what the exit code says, for a gate reading the JSON
                 report["ok"] = strict_line is None
@@ -126,7 +136,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
                 left.append(model)
             if several:
                 release()
-    if args.json:
+    if args.json and out.json_failed is None:
         from wnpass.report import write_json
 
         out.json_report(lambda: write_json(args.json, reports if several else reports[0], plan))
