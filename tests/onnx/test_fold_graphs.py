@@ -267,6 +267,45 @@ def test_a_weight_folded_into_the_main_graph_takes_no_name_a_branch_keeps(other:
         assert_close(run(folded, feeds), run(model, feeds))
 
 
+def test_a_weight_folded_in_its_own_scope_keeps_the_parameters_name() -> None:
+    """t161: a name another value has anywhere was kept from every folded weight: each
+    branch's own conv.weight, folded into its branch, and a main graph's beside a local
+    function's value of that name became conv.weight__1, __2. Only a weight the fold moves
+    into the main graph from a body keeps off a name a sibling body's value has."""
+    make, info = onnx.helper.make_node, onnx.helper.make_tensor_value_info
+    v, g, w = "conv.weight_v", "conv.weight_g", "conv.weight"
+
+    def site(prefix: str) -> list[onnx.NodeProto]:
+        return [
+            make("ReduceL2", [v], [f"{prefix}n"], axes=[1], keepdims=1),
+            make("Div", [v, f"{prefix}n"], [f"{prefix}d"]),
+            make("Mul", [f"{prefix}d", g], [w]),
+            make("Gemm", ["x", w], [f"{prefix}y"], transB=1),
+        ]
+
+    def own() -> list[onnx.TensorProto]:
+        return [
+            onnx.numpy_helper.from_array(rand(3, 4), v),
+            onnx.numpy_helper.from_array(rand(3, 1), g),
+        ]
+
+    branches = [
+        onnx.helper.make_graph(site(p), f"{p}_g", [], [info(f"{p}y", 1, [2, 3])], initializer=own())
+        for p in ("t", "e")
+    ]
+    graph = onnx.helper.make_graph(
+        [make("If", ["c"], ["y"], then_branch=branches[0], else_branch=branches[1])],
+        "main",
+        [info("c", onnx.TensorProto.BOOL, []), info("x", 1, [2, 4])],
+        [info("y", 1, [2, 3])],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    folded, report = fold_onnx(model)
+    onnx.checker.check_model(folded, full_check=True)
+    assert [site.name for site in report.sites] == [w, w]
+    assert [site.name for site in inspect_onnx(model).sites] == [w, w]
+
+
 def test_folded_weight_that_is_a_branch_output_keeps_the_output_name() -> None:
     model = _if_model(wn([1]).replace("\n", " "), "float[3, 4] w")
     for cond in (True, False):

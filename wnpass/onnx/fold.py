@@ -107,7 +107,7 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
             key = _site_key(site, _site_owner(model, site))
             name = named.get(key) if key is not None else None
             if name is None:
-                name = naming.folded_name(site, taken, shared)
+                name = naming.folded_name(site, taken, _clashing(model, site, shared))
                 if key is not None:
                     named[key] = name
             report = _describe(site, model, "foldable", name)
@@ -328,7 +328,9 @@ def _fold_site(
         reports[site.root] = _describe(site, model, "declined", "")
         declined.append(site)
         return False
-    report = _describe(site, model, "folded", naming.folded_name(site, *names))
+    taken, shared = names
+    name = naming.folded_name(site, taken, _clashing(model, site, shared, owner))
+    report = _describe(site, model, "folded", name)
     report.dtype = weight.dtype.name.lower()
     report.written_shape = [int(d) for d in weight.shape.numpy()]
     report.nodes_removed, written = replace_value(owner, site.target, report.name, weight)
@@ -337,6 +339,20 @@ def _fold_site(
         done[key] = (written, report)
     logger.debug("folded %s (%d nodes removed)", report.name, report.nodes_removed)
     return True
+
+
+def _clashing(
+    model: ir.Model,
+    site: Site,
+    shared: set[str],
+    owner: ir.Graph | ir.Function | None = None,
+) -> set[str] | frozenset[str]:
+    """The names a site's folded weight may not take over from the value it replaces: where
+    the weight goes into the main graph from a body, those several values have (a sibling
+    body's value keeps it, and the main graph's names reach every body, t160); where it stays
+    in its own graph, none (a sibling's value of the name is out of its scope, t161)."""
+    owner = owner if owner is not None else _site_owner(model, site)
+    return shared if owner is not site.graph else frozenset()
 
 
 def _site_owner(model: ir.Model, site: Site) -> ir.Graph | ir.Function:

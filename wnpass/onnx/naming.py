@@ -63,8 +63,8 @@ def unique(name: str, taken: set[str]) -> str:
 def folded_name(site: Site, taken: set[str], shared: Collection[str] = frozenset()) -> str:
     """The name of the initializer that replaces ``site``'s weight, reserved in ``taken``: the
     name the value it replaces had is free again, unless that value is a graph output, which
-    keeps its name, or another value has that name too (``shared``, :func:`names_in_use`): a
-    sibling body's, which a weight of the main graph would clash with (t160)."""
+    keeps its name, or it is one of ``shared``, names another value keeps (a sibling body's,
+    which a weight of the main graph would clash with, t160)."""
     if not site.target.is_graph_output() and site.target.name not in shared:
         taken.discard(site.target.name or "")
     return unique(parameter_name(site.v.name if site.v else None, site.root.name), taken)

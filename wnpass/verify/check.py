@@ -308,11 +308,12 @@ def _order_note(reference: ir.Model, candidate: ir.Model) -> list[str]:
     output name at all (two exporters' names for one output: nothing would be compared)."""
     ref = [value.name for value in reference.graph.outputs]
     cand = [value.name for value in candidate.graph.outputs]
-    if not set(ref) & set(cand):  # two exporters' names of one output: '11' and 'linear_2'
+    if ref and cand and not set(ref) & set(cand):  # two exporters' names: '11', 'linear_2'
+        listed = [", ".join(map(str, dict.fromkeys(names))) for names in (ref, cand)]
         return [
-            f"the models share no output name (the reference's: {', '.join(map(str, ref))}; "
-            f"the candidate's: {', '.join(map(str, cand))}): outputs are compared by name, "
-            "so give them the same names (the exporter's output_names)"
+            f"the models share no output name (the reference's: {listed[0]}; the "
+            f"candidate's: {listed[1]}): outputs are compared by name, so give them the same "
+            "names (the exporter's output_names)"
         ]
     if ref == cand or sorted(ref, key=str) != sorted(cand, key=str):
         return []  # the same order, or other outputs (a failure the comparison names)
