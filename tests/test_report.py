@@ -64,6 +64,19 @@ def test_write_json_writes_non_finite_numbers_as_null(tmp_path: Path) -> None:
     }
 
 
+def test_write_json_writes_bytes_no_utf_8_decodes_as_printed_lines_do(tmp_path: Path) -> None:
+    """t162: a file name of a byte no UTF-8 decodes, which Python holds as a lone surrogate,
+    was written ``\\udcff``, and strict parsers refused the whole report; it is ``\\xff``."""
+    write_json(tmp_path / "r.json", {"input": "bad\udcff.onnx", "ok": "modèle", "k\udcfe": 1})
+    text = (tmp_path / "r.json").read_text()
+    assert "udc" not in text.lower()
+    assert _strict_load(tmp_path / "r.json") == {
+        "input": "bad\\xff.onnx",
+        "ok": "modèle",
+        "k\\xfe": 1,
+    }
+
+
 # y = 0 * x + k: the reference's output is all zeros, so the candidate's relative error is Inf.
 ZERO_PLUS_K = """
     <ir_version: 8, opset_import: ["" : 17]>

@@ -297,13 +297,22 @@ def written(output: str, data_files: Sequence[str]) -> str:
 
 
 def _strict(value: Any) -> Any:
-    """``value`` with every non-finite float made ``None`` (strict JSON has no NaN/Inf)."""
+    """``value`` with every non-finite float made ``None`` (strict JSON has no NaN/Inf), and
+    every string that holds bytes no UTF-8 decodes (a file name's, which Python carries as
+    lone surrogates, ``\\udcff``: strict parsers refuse the whole report, t162) with those
+    bytes written ``\\xff``, as the printed lines write them."""
     if isinstance(value, dict):
-        return {key: _strict(item) for key, item in value.items()}
+        return {_strict(key): _strict(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_strict(item) for item in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, str) and not value.isascii():
+        try:
+            raw = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate no byte stands for: itself, escaped
+            raw = value.encode("utf-8", "backslashreplace")
+        return raw.decode("utf-8", "backslashreplace")
     return value
 
 

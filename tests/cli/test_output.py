@@ -315,3 +315,13 @@ def test_a_stream_closed_meanwhile_loses_the_lines_not_the_run(plain: bool) -> N
     guarded = Printer(stream=other, plain=True)._unless_closed()
     with pytest.raises(ValueError, match="not closed"), guarded:  # another one still raises
         raise ValueError("not closed")
+
+
+def test_a_stream_that_holds_ascii_alone_gets_names_escaped() -> None:
+    """t162: standard output encoded as ASCII (PYTHONIOENCODING=ascii) and a model named
+    modèle.onnx: the summary line raised UnicodeEncodeError, exit 3, the JSON not written."""
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii")
+    Printer(stream=stream).summary("r3/modèle.onnx: 0 weight-norm sites")
+    stream.flush()
+    assert raw.getvalue() == b"r3/mod\\xe8le.onnx: 0 weight-norm sites\n"

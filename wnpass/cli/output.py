@@ -122,7 +122,12 @@ class Printer:
 
                 self._console.print(escape(text))
             else:
-                self.stream.write(text + "\n")
+                try:
+                    self.stream.write(text + "\n")
+                except UnicodeEncodeError:  # an ASCII stream: escaped, not exit 3 (t162)
+                    encoding = getattr(self.stream, "encoding", None) or "ascii"
+                    line = (text + "\n").encode(encoding, "backslashreplace")
+                    self.stream.write(line.decode(encoding))
                 self.stream.flush()
 
     @contextlib.contextmanager
