@@ -306,6 +306,49 @@ def test_a_weight_folded_in_its_own_scope_keeps_the_parameters_name() -> None:
     assert [site.name for site in inspect_onnx(model).sites] == [w, w]
 
 
+def test_a_weight_takes_no_name_a_body_nested_in_its_graph_has() -> None:
+    """t163: a main graph's site whose value is named conv.weight, after an If whose branch
+    defines a conv.weight of its own (valid: the main graph's is not yet in scope there),
+    freed the name and took it: the branch then redefined a name of its enclosing graph, an
+    invalid model (exit 3; in a branch or a function, written with exit 0)."""
+    make, info = onnx.helper.make_node, onnx.helper.make_tensor_value_info
+    then_g = onnx.helper.make_graph(
+        [make("Relu", ["x"], ["conv.weight"]), make("Identity", ["conv.weight"], ["ty"])],
+        "then",
+        [],
+        [info("ty", 1, [2, 4])],
+    )
+    else_g = onnx.helper.make_graph(
+        [make("Neg", ["x"], ["ey"])], "else", [], [info("ey", 1, [2, 4])]
+    )
+    nodes = [
+        make("If", ["c"], ["z"], then_branch=then_g, else_branch=else_g),
+        make("ReduceL2", ["conv.weight_v"], ["n"], axes=[1], keepdims=1),
+        make("Div", ["conv.weight_v", "n"], ["d"]),
+        make("Mul", ["d", "conv.weight_g"], ["conv.weight"]),
+        make("Gemm", ["z", "conv.weight"], ["y"], transB=1),
+    ]
+    graph = onnx.helper.make_graph(
+        nodes,
+        "main",
+        [info("c", onnx.TensorProto.BOOL, []), info("x", 1, [2, 4])],
+        [info("y", 1, [2, 3])],
+        initializer=[
+            onnx.numpy_helper.from_array(rand(3, 4), "conv.weight_v"),
+            onnx.numpy_helper.from_array(rand(3, 1), "conv.weight_g"),
+        ],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    folded, report = fold_onnx(model)
+    onnx.checker.check_model(folded, full_check=True)
+    assert [site.name for site in report.sites] == ["conv.weight__1"]
+    assert [site.name for site in inspect_onnx(model).sites] == ["conv.weight__1"]
+    for cond in (True, False):
+        feeds = {"c": np.array(cond), "x": rand(2, 4)}
+        assert_close(run(folded, feeds), run(model, feeds))
+
+
 def test_folded_weight_that_is_a_branch_output_keeps_the_output_name() -> None:
     model = _if_model(wn([1]).replace("\n", " "), "float[3, 4] w")
     for cond in (True, False):

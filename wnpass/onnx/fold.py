@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Iterator, Set
 
 import onnx_ir as ir
@@ -96,7 +97,8 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
     decide) and loses ``foldable``; a foldable one shows the shape of the weight it would
     write. Where another site's weight decides a site (``Site.after``),
     ``inspection_of_a_fold`` reports them."""
-    taken, shared = naming.names_in_use(model)
+    taken = naming.taken_names(model)
+    scopes: dict[int, Counter[str]] = {}  # names_in_scope of each graph a weight goes into
     by_site: dict[int, SiteReport] = {}
     declined: list[tuple[Site, SiteReport]] = []
     named: dict[tuple[object, ...], str] = {}  # by _site_key: a site the fold writes once
@@ -107,7 +109,7 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
             key = _site_key(site, _site_owner(model, site))
             name = named.get(key) if key is not None else None
             if name is None:
-                name = naming.folded_name(site, taken, _clashing(model, site, shared))
+                name = naming.folded_name(site, taken, _clashing(model, site, scopes))
                 if key is not None:
                     named[key] = name
             report = _describe(site, model, "foldable", name)
@@ -266,7 +268,8 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
     the graph computed, rounded where the graph rounds it. Rounds go on while such a site
     waits and the last round folded something, so one fold leaves nothing a second would fold.
     """
-    taken, shared = naming.names_in_use(model)
+    taken = naming.taken_names(model)
+    scopes: dict[int, Counter[str]] = {}  # names_in_scope of each graph a weight goes into
     done: dict[tuple[object, ...], tuple[ir.Value, SiteReport]] = {}  # by _site_key
     found: dict[ir.Value, None] = {}  # every site's root, in the order first found
     reports: dict[ir.Value, SiteReport] = {}
@@ -277,7 +280,7 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
         waiting = [site for site in sites if site.after is not None]
         fresh = fold_order([s for s in sites if s.after is None and s.root not in reports])
         folded = sum(
-            _fold_site(model, site, (taken, shared), reports, declined, done) for site in fresh
+            _fold_site(model, site, (taken, scopes), reports, declined, done) for site in fresh
         )
         if not waiting or not folded:
             break
@@ -298,7 +301,7 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
 def _fold_site(
     model: ir.Model,
     site: Site,
-    names: tuple[set[str], set[str]],
+    names: tuple[set[str], dict[int, Counter[str]]],
     reports: dict[ir.Value, SiteReport],
     declined: list[Site],
     done: dict[tuple[object, ...], tuple[ir.Value, SiteReport]],
@@ -307,7 +310,7 @@ def _fold_site(
     it folded. A site that computes what one folded before in its graph computed (the same
     ops on the same constants: ``g * v / ||v||`` written twice over one ``v``) reads that
     weight (``done``, by :func:`_site_key`): one tensor, not two of the same bytes. ``names``:
-    the names taken, and those several values have (:func:`naming.folded_name`)."""
+    the names taken, and the names in reach of each graph a weight goes into (:func:`_clashing`)."""
     owner = _site_owner(model, site)
     key = _site_key(site, owner) if site.foldable else None
     if key is not None and key in done:
@@ -328,8 +331,8 @@ def _fold_site(
         reports[site.root] = _describe(site, model, "declined", "")
         declined.append(site)
         return False
-    taken, shared = names
-    name = naming.folded_name(site, taken, _clashing(model, site, shared, owner))
+    taken, scopes = names
+    name = naming.folded_name(site, taken, _clashing(model, site, scopes, owner))
     report = _describe(site, model, "folded", name)
     report.dtype = weight.dtype.name.lower()
     report.written_shape = [int(d) for d in weight.shape.numpy()]
@@ -344,15 +347,19 @@ def _fold_site(
 def _clashing(
     model: ir.Model,
     site: Site,
-    shared: set[str],
+    scopes: dict[int, Counter[str]],
     owner: ir.Graph | ir.Function | None = None,
-) -> set[str] | frozenset[str]:
-    """The names a site's folded weight may not take over from the value it replaces: where
-    the weight goes into the main graph from a body, those several values have (a sibling
-    body's value keeps it, and the main graph's names reach every body, t160); where it stays
-    in its own graph, none (a sibling's value of the name is out of its scope, t161)."""
+) -> set[str]:
+    """The name of the value ``site``'s folded weight replaces, where another value in reach
+    of the graph the weight goes into has it too (:func:`naming.names_in_scope`, counted once
+    per graph in ``scopes``): a sibling body's, where the weight goes into the main graph
+    (t160), a nested body's, where it stays (t163); else none, and the weight may take it
+    (a sibling's value of the name is out of its reach, t161)."""
     owner = owner if owner is not None else _site_owner(model, site)
-    return shared if owner is not site.graph else frozenset()
+    if id(owner) not in scopes:
+        scopes[id(owner)] = naming.names_in_scope(model, owner)
+    name = site.target.name or ""
+    return {name} if scopes[id(owner)][name] > 1 else set()
 
 
 def _site_owner(model: ir.Model, site: Site) -> ir.Graph | ir.Function:

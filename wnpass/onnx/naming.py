@@ -3,12 +3,13 @@ for the report's rows of sites left as they are, names unique among the rows and
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 import onnx_ir as ir
 
-from wnpass.onnx.graphs import graphs_of
+from wnpass.onnx.graphs import enclosing_scope, graphs_of, subgraphs_of
 from wnpass.rules import parse_key
 
 if TYPE_CHECKING:
@@ -48,6 +49,26 @@ def names_in_use(model: ir.Model) -> tuple[set[str], set[str]]:
         shared |= names & taken
         taken |= names
     return taken, shared
+
+
+def names_in_scope(model: ir.Model, graph: ir.Graph | ir.Function) -> Counter[str]:
+    """How many values have each name among those a value of ``graph`` may share no name
+    with: ``graph``'s own, those of the scopes around it (which it reads) and those of the
+    bodies nested in it (which read it); a sibling body's are out of its reach."""
+    for _ in graphs_of(model):  # every body's enclosing scope recorded
+        pass
+    scopes: list[ir.Graph | ir.Function] = [graph, *subgraphs_of(graph)]
+    outer = enclosing_scope(graph)
+    while outer is not None:
+        scopes.append(outer)
+        outer = enclosing_scope(outer)
+    counted: Counter[str] = Counter()
+    for scope in scopes:
+        values = [*scope.inputs, *(v for node in scope for v in node.outputs)]
+        if isinstance(scope, ir.Graph):
+            values += [v for v in scope.initializers.values() if v not in scope.inputs]
+        counted.update(v.name for v in values if v.name)
+    return counted
 
 
 def unique(name: str, taken: set[str]) -> str:
