@@ -70,6 +70,9 @@ def test_write_json_writes_bytes_no_utf_8_decodes_as_printed_lines_do(tmp_path: 
     write_json(tmp_path / "r.json", {"input": "bad\udcff.onnx", "ok": "modèle", "k\udcfe": 1})
     text = (tmp_path / "r.json").read_text()
     assert "udc" not in text.lower()
+    from wnpass.errors import printable
+
+    assert printable("bad\udcff.onnx") == "bad\\xff.onnx"  # as printed lines write it (t163)
     assert _strict_load(tmp_path / "r.json") == {
         "input": "bad\\xff.onnx",
         "ok": "modèle",

@@ -73,10 +73,18 @@ class CheckFailedError(WnpassError):
 
 
 def printable(text: str) -> str:
-    """``text`` with terminal control characters escaped (a model's names are untrusted)."""
+    """``text`` with terminal control characters escaped (a model's names are untrusted), and
+    a file name's byte no UTF-8 decodes (held as a lone surrogate) written ``\\xff``, as the
+    JSON reports write it (t163)."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return "".join(c if c.isprintable() else _escaped(c) for c in text)
+
+
+def _escaped(character: str) -> str:
+    if "\udc80" <= character <= "\udcff":  # surrogateescape's stand-in for a byte
+        return f"\\x{ord(character) - 0xDC00:02x}"
+    return repr(character)[1:-1]
 
 
 def shortened(text: str, limit: int) -> str:

@@ -107,6 +107,31 @@ def test_a_report_whose_folder_goes_away_keeps_the_scan_and_its_verdict(
     assert err == f"wnpass: error: --json {report}: no such directory\n"
 
 
+def test_a_report_given_up_is_said_where_a_later_model_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """t163: the --json report given up during a scan (a later model's data file has its
+    name) and then a model that cannot be read: exit 2 named the model alone, and nothing
+    said the report was not written. Both are said."""
+    good = _save(tmp_path, "a.onnx", onnx_model(WN, v=rand(3, 4), g=rand(3, 1)))
+    external = onnx_model(WN, v=rand(3, 4), g=rand(3, 1))
+    onnx.save_model(
+        external,
+        tmp_path / "b.onnx",
+        save_as_external_data=True,
+        location="r.json",
+        size_threshold=0,
+    )
+    (tmp_path / "d.onnx").write_bytes(b"not a model")
+    report = tmp_path / "r.json"
+    models = [str(good), str(tmp_path / "b.onnx"), str(tmp_path / "d.onnx")]
+    data = report.read_bytes()
+    assert main(["-q", "inspect", *models, "--strict", "--json", str(report)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "--json" in err[0] and "d.onnx" in err[1]
+    assert report.read_bytes() == data  # the data file, untouched
+
+
 def _zero_unit() -> dict[str, np.ndarray]:
     return zero_unit(3, 4)
 

@@ -190,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the user's: shown with -v only, so that an error stays one line.
     logging.captureWarnings(True)
     logging.getLogger("py.warnings").setLevel(logging.WARNING if args.verbose else logging.ERROR)
+    out: Printer | None = None
     try:
         with interrupts.handled(stop):
             with _json_on_stdout(args) as json_output:
@@ -210,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # wrapped in another (numpy's imports, torch's C++, an exporter's "export failed").
         if (stopped_by := interrupts.stopped_by()) is not None:
             return _stopped(stopped_by)
+        if out is not None and out.json_failed is not None:  # given up before it (t163)
+            _failed(out.json_failed, args)
         return _failed(error, args)
     finally:
         logging.captureWarnings(False)

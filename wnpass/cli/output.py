@@ -14,7 +14,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import TextIO
+from typing import Any, TextIO, cast
 
 from wnpass.errors import OutputError, WnpassError, printable
 
@@ -31,13 +31,33 @@ def is_plain_terminal(stream: TextIO) -> bool:
     )
 
 
+class _Escaping:
+    """A text stream that writes a character its encoding lacks escaped (``\\xe8``), as
+    standard error does: standard output encoded as ASCII (``PYTHONIOENCODING=ascii``) and a
+    model named ``modèle.onnx`` raised UnicodeEncodeError, exit 3, in every line and table
+    that named it (t162, t163); anything else is the stream's own."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except UnicodeEncodeError:
+            encoding = getattr(self._stream, "encoding", None) or "ascii"
+            return self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 class Printer:
     """Where a command's report goes: ``table`` and ``line`` for detail, ``summary`` always."""
 
     def __init__(
         self, *, quiet: bool = False, plain: bool | None = None, stream: TextIO | None = None
     ) -> None:
-        self.stream = stream if stream is not None else sys.stdout
+        self.stream = cast(TextIO, _Escaping(stream if stream is not None else sys.stdout))
         self.quiet = quiet
         self.plain = True if plain else is_plain_terminal(self.stream)
         # a progress bar (on stderr) only where nothing asked for plain or quiet output
@@ -122,12 +142,7 @@ class Printer:
 
                 self._console.print(escape(text))
             else:
-                try:
-                    self.stream.write(text + "\n")
-                except UnicodeEncodeError:  # an ASCII stream: escaped, not exit 3 (t162)
-                    encoding = getattr(self.stream, "encoding", None) or "ascii"
-                    line = (text + "\n").encode(encoding, "backslashreplace")
-                    self.stream.write(line.decode(encoding))
+                self.stream.write(text + "\n")
                 self.stream.flush()
 
     @contextlib.contextmanager
