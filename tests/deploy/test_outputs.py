@@ -163,6 +163,27 @@ def test_a_complex_output_is_verified_as_the_real_pairs_the_exporter_makes(
     assert made.tobytes() == expected.tobytes() and made.dtype == expected.dtype
 
 
+class _OfComplex(nn.Module):
+    """A complex input (a spectrum in, as an inverse-STFT vocoder takes one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(4, 3))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc(z.real) + self.fc(z.imag)
+
+
+def test_a_complex_input_is_fed_as_the_real_pairs_the_exporter_declares(tmp_path: Path) -> None:
+    """t164: the dynamo exporter declares a complex64 [2, 4] input as float [2, 4, 2]; fed the
+    complex array, ONNX Runtime failed to run it and a correct file was called not
+    deployable (exit 1). It is fed as ``torch.view_as_real`` gives it."""
+    torch.manual_seed(0)
+    z = torch.randn(2, 4, dtype=torch.complex64)
+    report = export(_OfComplex(), (z,), tmp_path / "m.onnx", runs=1)
+    assert report.matches and report.published, report.to_dict()
+
+
 def test_an_opset_whose_graph_lists_its_weights_as_inputs_is_verified(tmp_path: Path) -> None:
     """Below IR version 4 (the TorchScript exporter's opsets 7 and 8) every initializer is
     also a graph input: those are weights, not inputs to feed, and verification goes on (it

@@ -72,9 +72,10 @@ _COMPLEX_PARTS = {
 
 
 def _as_pairs(output: np.ndarray, value: ir.Value) -> np.ndarray:
-    """A complex output as the graph holds it where the exporter made it real pairs (the
-    dynamo exporter: ``torch.view_as_real``, a last axis of 2 in the parts' type); any other
-    output as it is."""
+    """A complex output (or input) as the graph holds it where the exporter made it real
+    pairs (the dynamo exporter: ``torch.view_as_real``, a last axis of 2 in the parts' type);
+    any other as it is. A complex input fed as it was failed to run, and a correct file was
+    called not deployable (t164)."""
     parts = _COMPLEX_PARTS.get(output.dtype)
     shape = value.shape
     if (
@@ -146,8 +147,8 @@ def feeds_for(graph: ir.Graph, examples: dict[str, Any]) -> dict[str, np.ndarray
                 f"none of the inputs named after forward's parameters ({', '.join(examples)})"
             )
         example = examples[value.name]
-        if isinstance(example, np.ndarray):
-            feeds[value.name] = example
+        if isinstance(example, np.ndarray):  # complex: as the graph takes it (t164)
+            feeds[value.name] = _as_pairs(example, value)
         elif isinstance(example, (bool, int, float)) and value.dtype is not None:
             feeds[value.name] = _scalar(f"input {value.name}", example, value)
         else:
