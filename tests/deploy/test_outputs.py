@@ -4,6 +4,7 @@ weights as inputs, and whether two PyTorch runs gave the same."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,23 @@ def test_a_forward_that_returns_no_tensor_is_refused(
     assert str(caught.value) == (
         f"the model's forward returns {said}: an exported graph would have no output"
     )
+    assert list(tmp_path.iterdir()) == []
+
+
+@dataclasses.dataclass
+class _Out:
+    hidden: torch.Tensor
+    logits: torch.Tensor
+
+
+def test_a_forward_that_returns_an_object_the_exporters_cannot_take_apart_says_so(
+    tmp_path: Path,
+) -> None:
+    """t164: a dataclass of two tensors was refused as "a _Out holding no tensor", which sent
+    the user looking for the wrong problem: it is an object the exporters cannot take apart."""
+    x = torch.randn(3, 4)
+    with pytest.raises(InvalidArgumentError, match="a _Out, an object the exporters cannot"):
+        export(_Returns(_Out(x, x)), (x,), tmp_path / "m.onnx", verify=False)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -40,7 +40,10 @@ SOURCES: dict[str, tuple[str | None, str]] = {
     "import raises": ("import no_such_module_anywhere\n", "ModuleNotFoundError"),
     "module body raises": ("raise SystemError('boom')\n", "SystemError: boom"),
     "no factory": ("x = 1\n", "defines no factory build_model()"),
-    "factory not callable": ("build_model = 3\n", "defines no factory build_model()"),
+    "factory not callable": (
+        "build_model = 3\n",
+        "build_model is a value of type int, not a function",
+    ),
     "factory raises": ("def build_model():\n    raise KeyError('w')\n", "KeyError"),
     "factory returns no module": ("def build_model():\n    return 3\n", "not a torch.nn.Module"),
     "factory needs arguments": ("def build_model(n):\n    return n\n", "TypeError"),

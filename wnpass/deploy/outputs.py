@@ -40,10 +40,24 @@ def require_outputs(result: Any) -> None:
     leaves = torch.utils._pytree.tree_leaves(result)
     if any(isinstance(leaf, torch.Tensor | bool | int | float) for leaf in leaves):
         return
+    opaque = [leaf for leaf in leaves if _holds_tensors(leaf)]
+    if opaque:  # a dataclass of tensors: held, but out of the exporters' reach (t164)
+        kind = type(opaque[0]).__name__
+        raise InvalidArgumentError(
+            f"the model's forward returns a {kind}, an object the exporters cannot take "
+            "apart: return its tensors as a tuple or a dict (or register the class with "
+            "torch.utils._pytree)"
+        )
     what = "None" if result is None else f"a {type(result).__name__} holding no tensor"
     raise InvalidArgumentError(
         f"the model's forward returns {what}: an exported graph would have no output"
     )
+
+
+def _holds_tensors(leaf: Any) -> bool:
+    """Whether an object pytree does not take apart holds tensors in its attributes."""
+    fields = getattr(leaf, "__dict__", None)
+    return isinstance(fields, dict) and any(isinstance(v, torch.Tensor) for v in fields.values())
 
 
 def expected_outputs(graph: ir.Graph, outputs: list[Output]) -> list[np.ndarray]:

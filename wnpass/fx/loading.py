@@ -204,6 +204,11 @@ def _build(file: _File, factory: str | None) -> tuple[nn.Module, tuple[Any, ...]
     module = _exec_module(file)
     name = factory or DEFAULT_FACTORY
     build = getattr(module, name, None)
+    if build is not None and not callable(build):  # a value, not the function (t164)
+        raise FactoryNotFoundError(
+            f"{path}: {name} is a value of type {type(build).__name__}, not a function: "
+            f"define {name}() to return the model"
+        )
     if not callable(build):
         found = sorted(n for n, v in vars(module).items() if callable(v) and n.startswith("build"))
         hint = f"; it has {', '.join(found)}" if found else ""
