@@ -364,6 +364,8 @@ def _clashing(
 
 def _site_owner(model: ir.Model, site: Site) -> ir.Graph | ir.Function:
     """The graph whose constant ``site``'s folded weight becomes (:func:`initializer_owner`)."""
+    if site.graph is model.graph:  # its own: no walk of the cone
+        return site.graph
     return initializer_owner(model, site.graph, _cone(site.target)[1])
 
 
