@@ -349,6 +349,52 @@ def test_a_weight_takes_no_name_a_body_nested_in_its_graph_has() -> None:
         assert_close(run(folded, feeds), run(model, feeds))
 
 
+def test_a_weight_takes_no_name_a_sibling_fold_gave_up_where_a_value_in_reach_has_it() -> None:
+    """t165: one branch folds its value conv.weight under another parameter's name and frees
+    conv.weight; the other branch holds a conv.weight of its own, and its site's weight,
+    preferred name conv.weight, took it: two values of one name in that branch, a model the
+    checker and ONNX Runtime refuse, written with exit 0."""
+    make, info = onnx.helper.make_node, onnx.helper.make_tensor_value_info
+
+    def const(name: str, shape: tuple[int, ...]) -> onnx.NodeProto:
+        return make("Constant", [], [name], value=onnx.numpy_helper.from_array(rand(*shape)))
+
+    def site(v: str, g: str, target: str) -> list[onnx.NodeProto]:
+        return [
+            const(v, (3, 4)),
+            const(g, (3, 1)),
+            make("ReduceL2", [v], [f"{v}_n"], axes=[1], keepdims=1),
+            make("Div", [v, f"{v}_n"], [f"{v}_d"]),
+            make("Mul", [f"{v}_d", g], [target]),
+        ]
+
+    own = [make("Relu", ["x"], ["conv.weight"])]
+    own += site("conv.weight_v", "conv.weight_g", "t")
+    own.append(make("Gemm", ["conv.weight", "t"], ["ey"], transB=1))
+    other = site("other.weight_v", "other.weight_g", "conv.weight")
+    other.append(make("Gemm", ["x", "conv.weight"], ["ty"], transB=1))
+    branches = {
+        "then_branch": onnx.helper.make_graph(own, "then", [], [info("ey", 1, [2, 3])]),
+        "else_branch": onnx.helper.make_graph(other, "else", [], [info("ty", 1, [2, 3])]),
+    }
+    graph = onnx.helper.make_graph(
+        [make("If", ["c"], ["y"], **branches)],
+        "main",
+        [info("c", onnx.TensorProto.BOOL, []), info("x", 1, [2, 4])],
+        [info("y", 1, [2, 3])],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    folded, report = fold_onnx(model)
+    onnx.checker.check_model(folded, full_check=True)
+    names = [site.name for site in report.sites]
+    assert "conv.weight" not in names and names == [s.name for s in inspect_onnx(model).sites]
+    for cond in (True, False):
+        feeds = {"c": np.array(cond), "x": rand(2, 4)}
+        assert_close(run(folded, feeds), run(model, feeds))
+
+
 def test_folded_weight_that_is_a_branch_output_keeps_the_output_name() -> None:
     model = _if_model(wn([1]).replace("\n", " "), "float[3, 4] w")
     for cond in (True, False):

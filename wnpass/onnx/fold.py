@@ -109,7 +109,7 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
             key = _site_key(site, _site_owner(model, site))
             name = named.get(key) if key is not None else None
             if name is None:
-                name = naming.folded_name(site, taken, _clashing(model, site, scopes))
+                name = naming.folded_name(site, taken, _in_scope(model, site, scopes))
                 if key is not None:
                     named[key] = name
             report = _describe(site, model, "foldable", name)
@@ -310,7 +310,7 @@ def _fold_site(
     it folded. A site that computes what one folded before in its graph computed (the same
     ops on the same constants: ``g * v / ||v||`` written twice over one ``v``) reads that
     weight (``done``, by :func:`_site_key`): one tensor, not two of the same bytes. ``names``:
-    the names taken, and the names in reach of each graph a weight goes into (:func:`_clashing`)."""
+    the names taken, and the names in reach of each graph a weight goes into (:func:`_in_scope`)."""
     owner = _site_owner(model, site)
     key = _site_key(site, owner) if site.foldable else None
     if key is not None and key in done:
@@ -332,7 +332,7 @@ def _fold_site(
         declined.append(site)
         return False
     taken, scopes = names
-    name = naming.folded_name(site, taken, _clashing(model, site, scopes, owner))
+    name = naming.folded_name(site, taken, _in_scope(model, site, scopes, owner))
     report = _describe(site, model, "folded", name)
     report.dtype = weight.dtype.name.lower()
     report.written_shape = [int(d) for d in weight.shape.numpy()]
@@ -344,22 +344,19 @@ def _fold_site(
     return True
 
 
-def _clashing(
+def _in_scope(
     model: ir.Model,
     site: Site,
     scopes: dict[int, Counter[str]],
     owner: ir.Graph | ir.Function | None = None,
-) -> set[str]:
-    """The name of the value ``site``'s folded weight replaces, where another value in reach
-    of the graph the weight goes into has it too (:func:`naming.names_in_scope`, counted once
-    per graph in ``scopes``): a sibling body's, where the weight goes into the main graph
-    (t160), a nested body's, where it stays (t163); else none, and the weight may take it
-    (a sibling's value of the name is out of its reach, t161)."""
+) -> Counter[str]:
+    """How many values have each name in reach of the graph ``site``'s folded weight goes
+    into (:func:`naming.names_in_scope`), counted once per graph in ``scopes``: the names
+    :func:`naming.folded_name` keeps the weight off."""
     owner = owner if owner is not None else _site_owner(model, site)
     if id(owner) not in scopes:
         scopes[id(owner)] = naming.names_in_scope(model, owner)
-    name = site.target.name or ""
-    return {name} if scopes[id(owner)][name] > 1 else set()
+    return scopes[id(owner)]
 
 
 def _site_owner(model: ir.Model, site: Site) -> ir.Graph | ir.Function:

@@ -4,7 +4,7 @@ for the report's rows of sites left as they are, names unique among the rows and
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import onnx_ir as ir
@@ -81,14 +81,26 @@ def unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def folded_name(site: Site, taken: set[str], shared: Collection[str] = frozenset()) -> str:
-    """The name of the initializer that replaces ``site``'s weight, reserved in ``taken``: the
-    name the value it replaces had is free again, unless that value is a graph output, which
-    keeps its name, or it is one of ``shared``, names another value keeps (a sibling body's,
-    which a weight of the main graph would clash with, t160)."""
-    if not site.target.is_graph_output() and site.target.name not in shared:
-        taken.discard(site.target.name or "")
-    return unique(parameter_name(site.v.name if site.v else None, site.root.name), taken)
+def folded_name(site: Site, taken: set[str], in_scope: Mapping[str, int]) -> str:
+    """The name of the initializer that replaces ``site``'s weight, reserved in ``taken``.
+    ``in_scope``: how many values have each name in reach of the graph the weight goes into
+    (:func:`names_in_scope`). The name the value it replaces had is free again, unless that
+    value is a graph output, which keeps its name, or another value in reach has it (a
+    sibling body's, where the weight goes into the main graph, t160; a nested body's, t163);
+    and no name a value in reach has is taken, although another scope freed it (a sibling
+    function's value of the name a fold there gave up, t165)."""
+    own = site.target.name or ""
+    if not site.target.is_graph_output() and in_scope.get(own, 0) <= 1:
+        taken.discard(own)
+    else:
+        own = ""
+    name = parameter_name(site.v.name if site.v else None, site.root.name)
+    candidate, k = name, 0
+    while candidate in taken or (candidate != own and in_scope.get(candidate, 0) > 0):
+        k += 1
+        candidate = f"{name}__{k}"
+    taken.add(candidate)
+    return candidate
 
 
 def name_declined(rows: Sequence[tuple[Site, SiteReport]], used: Collection[str]) -> None:
