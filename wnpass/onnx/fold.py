@@ -106,10 +106,11 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
         outcome = fold_outcome(site)
         site.reason = outcome if isinstance(outcome, str) else None
         if not isinstance(outcome, str):
-            key = _site_key(site, _site_owner(model, site))
+            owner = _site_owner(model, site)
+            key = _site_key(site, owner)
             name = named.get(key) if key is not None else None
             if name is None:
-                name = naming.folded_name(site, taken, _in_scope(model, site, scopes))
+                name = naming.folded_name(site, taken, _in_scope(model, scopes, owner))
                 if key is not None:
                     named[key] = name
             report = _describe(site, model, "foldable", name)
@@ -332,7 +333,7 @@ def _fold_site(
         declined.append(site)
         return False
     taken, scopes = names
-    name = naming.folded_name(site, taken, _in_scope(model, site, scopes, owner))
+    name = naming.folded_name(site, taken, _in_scope(model, scopes, owner))
     report = _describe(site, model, "folded", name)
     report.dtype = weight.dtype.name.lower()
     report.written_shape = [int(d) for d in weight.shape.numpy()]
@@ -345,15 +346,11 @@ def _fold_site(
 
 
 def _in_scope(
-    model: ir.Model,
-    site: Site,
-    scopes: dict[int, Counter[str]],
-    owner: ir.Graph | ir.Function | None = None,
+    model: ir.Model, scopes: dict[int, Counter[str]], owner: ir.Graph | ir.Function
 ) -> Counter[str]:
-    """How many values have each name in reach of the graph ``site``'s folded weight goes
-    into (:func:`naming.names_in_scope`), counted once per graph in ``scopes``: the names
-    :func:`naming.folded_name` keeps the weight off."""
-    owner = owner if owner is not None else _site_owner(model, site)
+    """How many values have each name in reach of ``owner``, the graph a site's folded
+    weight goes into (:func:`naming.names_in_scope`), counted once per graph in ``scopes``:
+    the names :func:`naming.folded_name` keeps the weight off."""
     if id(owner) not in scopes:
         scopes[id(owner)] = naming.names_in_scope(model, owner)
     return scopes[id(owner)]

@@ -4,7 +4,7 @@ for the report's rows of sites left as they are, names unique among the rows and
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import onnx_ir as ir
@@ -71,10 +71,11 @@ def names_in_scope(model: ir.Model, graph: ir.Graph | ir.Function) -> Counter[st
     return counted
 
 
-def unique(name: str, taken: set[str]) -> str:
-    """``name``, or ``name__1``, ``name__2`` ... the first one not in ``taken``; reserves it."""
+def unique(name: str, taken: set[str], in_reach: Callable[[str], bool] | None = None) -> str:
+    """``name``, or ``name__1``, ``name__2`` ... the first one not in ``taken`` (nor one
+    ``in_reach`` says a value in reach has); reserves it."""
     candidate, k = name, 0
-    while candidate in taken:
+    while candidate in taken or (in_reach is not None and in_reach(candidate)):
         k += 1
         candidate = f"{name}__{k}"
     taken.add(candidate)
@@ -95,12 +96,9 @@ def folded_name(site: Site, taken: set[str], in_scope: Mapping[str, int]) -> str
     else:
         own = ""
     name = parameter_name(site.v.name if site.v else None, site.root.name)
-    candidate, k = name, 0
-    while candidate in taken or (candidate != own and in_scope.get(candidate, 0) > 0):
-        k += 1
-        candidate = f"{name}__{k}"
-    taken.add(candidate)
-    return candidate
+    return unique(
+        name, taken, lambda candidate: candidate != own and in_scope.get(candidate, 0) > 0
+    )
 
 
 def name_declined(rows: Sequence[tuple[Site, SiteReport]], used: Collection[str]) -> None:

@@ -57,16 +57,11 @@ SHAPED_BY_VALUES: dict[str, frozenset[int]] = {
     "TopK": frozenset({1}),
     "OneHot": frozenset({1}),
     "Range": frozenset({0, 1, 2}),
-    "ReduceSum": frozenset({1}),
-    "ReduceMean": frozenset({1}),
-    "ReduceMax": frozenset({1}),
-    "ReduceMin": frozenset({1}),
-    "ReduceProd": frozenset({1}),
-    "ReduceL1": frozenset({1}),
-    "ReduceL2": frozenset({1}),
-    "ReduceLogSum": frozenset({1}),
-    "ReduceLogSumExp": frozenset({1}),
-    "ReduceSumSquare": frozenset({1}),
+    **dict.fromkeys(  # their axes, an input from opsets 13 and 18
+        [f"Reduce{kind}" for kind in ("Sum", "Mean", "Max", "Min", "Prod", "L1", "L2")]
+        + ["ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"],
+        frozenset({1}),
+    ),
 }
 # The ops that read their first input for its shape alone (a size read from it), and those
 # that read their second for its type alone.
@@ -138,30 +133,32 @@ class _DrawsReaching:
 
     def of(self, root: ir.Node) -> tuple[int, int]:
         """The draws ``root``'s values are computed from, and those its shape is."""
-        walk = [(root, self.read(root))]
+        # each node on the way: what it reads (found once), and how many of those are done
+        walk = [(root, self.read(root), 0)]
         on_walk = {id(root)}
         while walk:
-            node, reads = walk[-1]
-            while reads and id(reads[-1][0]) in self.reach:
-                reads.pop()
-            if reads:  # its reads first
-                read, _ = reads.pop()
+            node, reads, done = walk[-1]
+            while done < len(reads) and id(reads[done][0]) in self.reach:
+                done += 1
+            if done < len(reads):  # its reads first
+                read = reads[done][0]
                 if id(read) in on_walk:
                     raise AssertionError(f"a cycle through node {read.name!r}")
-                walk.append((read, self.read(read)))
+                walk[-1] = (node, reads, done)
+                walk.append((read, self.read(read), 0))
                 on_walk.add(id(read))
                 continue
             walk.pop()
             on_walk.discard(id(node))
-            self.reach[id(node)] = self._joined_reads(node)
+            self.reach[id(node)] = self._joined_reads(node, reads)
         return self.reach[id(root)]
 
-    def _joined_reads(self, node: ir.Node) -> tuple[int, int]:
-        """``node``'s draws, from those of what it reads, found already: a draw's own values;
-        by value, what it reads by value and what decides the shapes it reads; for its
-        shape, the shapes of what it reads and the values that size it."""
+    def _joined_reads(self, node: ir.Node, reads: list[tuple[ir.Node, str]]) -> tuple[int, int]:
+        """``node``'s draws, from those of what it reads (``reads``), found already: a draw's
+        own values; by value, what it reads by value and what decides the shapes it reads;
+        for its shape, the shapes of what it reads and the values that size it."""
         values, shape = self.bit.get(id(node), 0), 0
-        for read, kind in self.read(node):
+        for read, kind in reads:
             its_values, its_shape = self.reach[id(read)]
             if kind == "value":
                 values, shape = _joined(values, its_values), _joined(shape, its_shape)
