@@ -91,3 +91,23 @@ def test_a_draw_that_decides_a_size_counts(tmp_path: Path) -> None:
         }
     """
     assert _drawn_by_output(tmp_path / "sizes.onnx", text) == {"n": ["Bernoulli"]}
+
+
+def test_a_body_initializer_named_like_a_drawn_value_reads_it(tmp_path: Path) -> None:
+    """A branch's initializer ``f`` named like an outer value computed from a draw: ONNX
+    Runtime reads the outer, drawn ``f`` in the branch, so the draw reaches the If's output
+    (onnx-ir links the read to the branch's constant: check said equivalent, t168)."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[4] x, bool c) => (float[4] y, float[4] z) {
+            f = RandomUniformLike (x)
+            y = If (c) <
+                then_branch = g1 () => (float[4] t) <float[4] f = {0.0, 0.0, 0.0, 0.0}> {
+                    t = Add (x, f)
+                },
+                else_branch = g2 () => (float[4] e) { e = Identity (x) }
+            >
+            z = Identity (x)
+        }
+    """
+    assert _drawn_by_output(tmp_path / "shadow.onnx", text) == {"y": ["RandomUniformLike"]}

@@ -1287,10 +1287,11 @@ def test_draws_functions_hide_are_told_apart(
     assert same == [] if inlined else "ratio given by a function's caller" in same[0]
 
 
-def _deep_ratio(depth: int) -> str:
-    """A Dropout ratio computed from a graph input p by ``depth`` steps of ``Mul(r, r)``."""
+def _deep_ratio(depth: int, first: str = "Sigmoid") -> str:
+    """A Dropout ratio computed from a graph input p by ``first`` then ``depth`` steps of
+    ``Mul(r, r)``."""
     steps = "\n ".join(f"r{i + 1} = Mul(r{i}, r{i})" for i in range(depth))
-    return f"r0 = Sigmoid(p)\n {steps}\n on = Constant <value = bool {{1}}> ()\n" + (
+    return f"r0 = {first}(p)\n {steps}\n on = Constant <value = bool {{1}}> ()\n" + (
         f" y = Dropout(x, r{depth}, on)"
     )
 
@@ -1299,12 +1300,14 @@ def test_draws_read_whole_and_in_time(tmp_path: Path) -> None:
     """t148: a ratio computed through a value read twice at every step made keys of 2**depth
     tuples (26 steps took 33 s); a ratio given as a graph input with a default was keyed by
     its name alone, and a Bernoulli by its type alone (0 against 1e-6 passed); t149: a NaN
-    among constant probabilities kept a file from matching itself."""
+    among constant probabilities kept a file from matching itself; t168: a ratio computed
+    through more than 64 nodes was keyed by nothing, and a file held draws itself did not."""
     fed = "on = Constant <value = bool {1}> ()\n y = Dropout(x, r, on)"
     drawn = "b = Bernoulli(q)\n y = Add(x, b)"
     given, ratio = "float[N, 8] x, float r", "float[N, 8] x"
     texts = {
-        "deep": ("float[N, 8] x, float p", _deep_ratio(40), {}),
+        "deep": ("float[N, 8] x, float p", _deep_ratio(2000), {}),
+        "deep other": ("float[N, 8] x, float p", _deep_ratio(2000, first="Tanh"), {}),
         "default 0": (given, fed, {"r": np.array(0.0, np.float32)}),
         "default 1e-6": (given, fed, {"r": np.array(1e-6, np.float32)}),
         "bernoulli 0": (ratio, drawn, {"q": np.zeros((1, 8), np.float32)}),
@@ -1316,6 +1319,7 @@ def test_draws_read_whole_and_in_time(tmp_path: Path) -> None:
         paths[name] = tmp_path / f"{name.replace(' ', '_')}.onnx"
         onnx.save(_graph(inputs, body, **constants), paths[name])
     assert _random_added_to(paths["deep"], paths["deep"]) == []  # 2**40 tuples never ended
+    assert _random_added_to(paths["deep"], paths["deep other"])  # 2000 nodes up, unlike
     for kind in ("default", "bernoulli"):
         zero, small = paths[f"{kind} 0"], paths[f"{kind} 1e-6"]
         assert _random_added_to(zero, zero) == [] and _random_added_to(zero, small)

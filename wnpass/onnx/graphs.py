@@ -33,6 +33,7 @@ __all__ = [
     "enclosing_scope",
     "graphs_of",
     "node_bodies",
+    "outer_namesake",
     "shadowed",
     "shadowed_in_cone",
     "subgraphs_of",
@@ -424,6 +425,32 @@ def shadowed_in_cone(value: ir.Value, graph: ir.Graph | ir.Function) -> str | No
         if current.name in names[owner]:
             return f"'{current.name}' {said}"
     return None
+
+
+def outer_namesake(value: ir.Value) -> ir.Value | None:
+    """The value of the nearest enclosing scope that ``value``, a subgraph initializer that
+    shadows it, is named like: ONNX Runtime may read that value in its place (module
+    docstring). None for any other value, and for a body no walk (``graphs_of``) has met."""
+    graph, name = value.graph, value.name
+    if graph is None or name not in _SHADOWING.get(graph, ()) or not value.is_initializer():
+        return None
+    assert name is not None  # a shadowing initializer's
+    scope: ir.Graph | ir.Function | None = _ENCLOSING.get(graph)
+    while scope is not None:
+        if (found := _value_named(scope, name)) is not None:
+            return found
+        scope = _ENCLOSING.get(scope) if isinstance(scope, ir.Graph) else None
+    return None
+
+
+def _value_named(graph: ir.Graph | ir.Function, name: str) -> ir.Value | None:
+    """The value ``graph`` defines under ``name`` (an input, an initializer, a node's output)."""
+    for value in graph.inputs:
+        if value.name == name:
+            return value
+    if isinstance(graph, ir.Graph) and name in graph.initializers:
+        return graph.initializers[name]
+    return next((out for node in graph for out in node.outputs if out.name == name), None)
 
 
 def _shadows(value: ir.Value) -> bool:

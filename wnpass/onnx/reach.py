@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from wnpass.onnx.graphs import draws_randomly, graphs_of, node_bodies
+from wnpass.onnx.graphs import draws_randomly, graphs_of, node_bodies, outer_namesake
 
 __all__ = ["SHAPED_BY_SHAPES", "SHAPED_BY_VALUES", "random_ops_by_output"]
 
@@ -108,7 +108,8 @@ class _DrawsReaching:
         (a size read from it), ``"type"``, or ``"sizing"`` (its values decide the output's
         shape); those its bodies and the local function it calls give, by ``"sizing"`` (how
         they are read there is not followed). A body's reads of enclosing values are its
-        own nodes' (the same values)."""
+        own nodes' (the same values), and a body's initializer named like an enclosing value
+        reads that value too: ONNX Runtime may read it in the initializer's place (t168)."""
         op = node.op_type if node.domain in ("", "ai.onnx") else ""
         sizing = SHAPED_BY_VALUES.get(op, frozenset())
         if op not in SHAPED_BY_SHAPES and op not in SHAPED_BY_VALUES:
@@ -118,11 +119,14 @@ class _DrawsReaching:
             if value is None:
                 continue
             if op in _SHAPE_READ and index == 0:
-                how.append((value, "shape"))
+                kind = "shape"
             elif op in _TYPE_READ and index == 1:
-                how.append((value, "type"))
+                kind = "type"
             else:
-                how.append((value, "sizing" if index in sizing else "value"))
+                kind = "sizing" if index in sizing else "value"
+            how.append((value, kind))
+            if (outer := outer_namesake(value)) is not None:  # read in its place, maybe
+                how.append((outer, kind))
         for body in node_bodies(node):
             how.extend((value, "sizing") for value in body.outputs)
         function = self.model.functions.get((node.domain, node.op_type, node.overload))

@@ -9,6 +9,8 @@ A model whose local functions draw is read with every function inlined, so that 
 draw is keyed by what that call passes (a function's ratio input stands for every caller's).
 A value computed by a node with a graph attribute (an ``If``) is keyed by that graph's
 identity: two models computing a ratio through an ``If`` never draw alike, a verdict refused.
+Draws are read as the models state them, not as ONNX Runtime's optimizer leaves them: where it
+takes out a Dropout in one model and keeps its match in the other, only the runs show it (t168).
 """
 
 from __future__ import annotations
@@ -39,9 +41,6 @@ _DRAW_INPUTS = {
 # probabilities 0 against 1e-6 passed, t148); one computed at run time, an activation's most
 # often, is more than a key reads, and counts as computed.
 _WHAT_IS_DRAWN = frozenset({"probabilities", "logits"})
-# The most nodes of a computed draw input read into its key; a larger computation is known
-# to no other op (it may differ).
-_KEY_NODES = 64
 
 
 def random_differences(reference: ir.Model, candidate: ir.Model) -> list[str]:
@@ -138,6 +137,7 @@ class _Keys:
         self.interned = interned
         self.main_inputs = {id(value) for value in self.model.graph.inputs}
         self.values: dict[int, int] = {}
+        self.varying: set[int] = set()  # the values keyed that may differ from run to run
         self.draws: dict[int, tuple[int, str]] = {}
         self.by_output = random_ops_by_output(self.model)
 
@@ -174,7 +174,7 @@ class _Keys:
                 key.append((name, "computed"))
                 said.append(f"{name} computed")
                 continue
-            key.append((name, self.value(value, [_KEY_NODES])))
+            key.append((name, self.value(value)))
             if id(value) in self.unknown:
                 said.append(f"{name} given by a function's caller")
             elif id(value) in self.main_inputs:  # with its default: keyed with it (t151)
@@ -191,38 +191,68 @@ class _Keys:
             return ""
         return f" (default {_said(default.const_value.numpy())})"
 
-    def value(self, value: ir.Value, budget: list[int]) -> int:
-        """What ``value`` computes, as a key: a constant's values (however large), a graph
+    def value(self, root: ir.Value) -> int:
+        """What ``root`` computes, as a key: a constant's values (however large), a graph
         input's name with its default, else its node's op, attributes and its inputs' keys,
-        up to ``budget`` nodes; beyond, a value of an enclosing scope or a body's input (a
-        Loop's carried value, t148), or one whose content is not known, a key of its own that
-        nothing else shares."""
-        if id(value) in self.values:
-            return self.values[id(value)]
-        node = value.producer()
-        if id(value) in self.unknown:
-            key: object = ("unknown", id(value))
+        however many nodes it is computed through (two identical files whose ratio was
+        computed through 65 nodes held draws the other did not, t168); a value of an
+        enclosing scope or a body's input (a Loop's carried value, t148), or one whose
+        content is not known, a key of its own that nothing else shares. Each value is keyed
+        once, in post-order (iterative, however long the computation)."""
+        stack = [root]
+        while stack:
+            value = stack[-1]
+            if id(value) in self.values:
+                stack.pop()
+                continue
+            node = value.producer()
+            if node is None or self._leaf(value):
+                key = self._leaf_key(value)
+            else:
+                pending = [i for i in node.inputs if i is not None and id(i) not in self.values]
+                if pending:  # its inputs first (the checker refuses a cycle)
+                    stack.extend(pending)
+                    continue
+                key = self._computed_key(value, node)
+            self.values[id(value)] = self._interned(key)
+            stack.pop()
+        return self.values[id(root)]
+
+    def _leaf(self, value: ir.Value) -> bool:
+        """Whether ``value`` is keyed by itself, not by its node's inputs."""
+        return (
+            id(value) in self.unknown or value.is_graph_input() or const_tensor(value) is not None
+        )
+
+    def _leaf_key(self, value: ir.Value) -> object:
+        """The key of a value keyed by itself: a constant by its values, a graph input of
+        the model by its name and default; anything else (a body's input, a function's, a
+        value without a producer) is not known, and varies."""
+        if id(value) not in self.unknown:
+            if (array := small_constant(value)) is not None:
+                return ("constant", str(array.dtype), _values(array))
+            if id(value) in self.main_inputs:  # the model's default, where it has one
+                self.varying.add(id(value))
+                default = self.model.graph.initializers.get(value.name or "")
+                held = None if default is None else default.const_value
+                return ("input", value.name, None if held is None else _tensor_key(held))
+            if not value.is_graph_input() and (tensor := const_tensor(value)) is not None:
+                return _tensor_key(tensor)
+        self.varying.add(id(value))
+        return ("unknown", id(value))
+
+    def _computed_key(self, value: ir.Value, node: ir.Node) -> object:
+        """The key of a value ``node`` computes, its inputs keyed: a small constant's values
+        where nothing it is computed from varies (a cone read as such is bounded), else its
+        op, attributes and its inputs' keys."""
+        inputs = [i for i in node.inputs if i is not None]
+        if any(id(i) in self.varying for i in inputs):
+            self.varying.add(id(value))
         elif (array := small_constant(value)) is not None:
-            key = ("constant", str(array.dtype), _values(array))
-        elif id(value) in self.main_inputs:  # the model's default, where it has one
-            default = self.model.graph.initializers.get(value.name or "")
-            held = None if default is None else default.const_value
-            key = ("input", value.name, None if held is None else _tensor_key(held))
-        elif value.is_graph_input():
-            key = ("unknown", id(value))
-        elif (tensor := const_tensor(value)) is not None:
-            key = _tensor_key(tensor)
-        elif node is None or budget[0] <= 0:
-            key = ("unknown", id(value))
-        else:
-            budget[0] -= 1
-            attributes = tuple(
-                sorted((a.name, _attribute_key(a)) for a in node.attributes.values())
-            )
-            inputs = tuple(None if i is None else self.value(i, budget) for i in node.inputs)
-            key = (node.domain or "", node.op_type, attributes, value.index(), inputs)
-        self.values[id(value)] = number = self._interned(key)
-        return number
+            return ("constant", str(array.dtype), _values(array))
+        attributes = tuple(sorted((a.name, _attribute_key(a)) for a in node.attributes.values()))
+        keys = tuple(None if i is None else self.values[id(i)] for i in node.inputs)
+        return (node.domain or "", node.op_type, attributes, value.index(), keys)
 
     def _interned(self, key: object) -> int:
         return self.interned.setdefault(key, len(self.interned))
