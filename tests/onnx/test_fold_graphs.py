@@ -395,6 +395,115 @@ def test_a_weight_takes_no_name_a_sibling_fold_gave_up_where_a_value_in_reach_ha
         assert_close(run(folded, feeds), run(model, feeds))
 
 
+def test_an_alias_keeps_its_initializers_name_where_a_body_has_the_alias_name() -> None:
+    """t166: ``Wt = Identity(W)`` after an If whose branch defines a ``Wt`` of its own (valid:
+    the main graph's is not yet in scope there). The fold renamed the initializer ``W`` to
+    ``Wt``, which the branch then redefined: an invalid model, exit 3. The MatMul reads
+    ``W``."""
+    make, info = onnx.helper.make_node, onnx.helper.make_tensor_value_info
+    then_g = onnx.helper.make_graph(
+        [make("Relu", ["x"], ["Wt"]), make("Identity", ["Wt"], ["ty"])],
+        "then",
+        [],
+        [info("ty", 1, [2, 4])],
+    )
+    else_g = onnx.helper.make_graph(
+        [make("Neg", ["x"], ["ey"])], "else", [], [info("ey", 1, [2, 4])]
+    )
+    graph = onnx.helper.make_graph(
+        [
+            make("If", ["c"], ["z"], then_branch=then_g, else_branch=else_g),
+            make("Identity", ["W"], ["Wt"]),
+            make("MatMul", ["z", "Wt"], ["y"]),
+        ],
+        "main",
+        [info("c", onnx.TensorProto.BOOL, []), info("x", 1, [2, 4])],
+        [info("y", 1, [2, 3])],
+        initializer=[onnx.numpy_helper.from_array(rand(4, 3), "W")],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    folded, report = fold_onnx(model)
+    assert isinstance(folded, onnx.ModelProto)
+    onnx.checker.check_model(folded, full_check=True)
+    assert [i.name for i in folded.graph.initializer] == ["W"]
+    assert [c.name for c in report.cones] == [c.name for c in inspect_onnx(model).cones] == ["W"]
+    for cond in (True, False):
+        feeds = {"c": np.array(cond), "x": rand(2, 4)}
+        assert_close(run(folded, feeds), run(model, feeds))
+
+
+def _legacy_site(v: str, g: str, target: str, *, local: bool) -> list[onnx.NodeProto]:
+    """A weight-norm site of the parameter ``v`` stands for, ``target = g * v / ||v||``; with
+    ``local``, its v and g are Constant nodes of its own graph."""
+    make = onnx.helper.make_node
+    constants = [
+        make("Constant", [], [name], value=onnx.numpy_helper.from_array(rand(*shape)))
+        for name, shape in ((v, (3, 4)), (g, (3, 1)))
+    ]
+    return [
+        *(constants if local else []),
+        make("ReduceL2", [v], [f"{v}_n"], axes=[1], keepdims=1),
+        make("Div", [v, f"{v}_n"], [f"{v}_d"]),
+        make("Mul", [f"{v}_d", g], [target]),
+    ]
+
+
+def test_a_name_a_fold_freed_is_free_to_the_weights_after_it_as_inspect_says() -> None:
+    """t166: the main graph's site of a.weight computes a value named b.weight, and a branch's
+    own site is b.weight's. The fold counted the branch's names after the first fold freed
+    b.weight and named it b.weight, where inspect, which counts on the model as given, said
+    b.weight__1; and a second main-graph site beside it became b.weight__1 although the
+    first fold had removed the only b.weight."""
+    make, info = onnx.helper.make_node, onnx.helper.make_tensor_value_info
+    then_g = onnx.helper.make_graph(
+        [
+            *_legacy_site("b.weight_v", "b.weight_g", "bw", local=True),
+            make("Gemm", ["x", "bw"], ["ty"], transB=1),
+        ],
+        "then",
+        [],
+        [info("ty", 1, [2, 3])],
+    )
+    else_g = onnx.helper.make_graph(
+        [make("Gemm", ["x", "c.weight"], ["ey"], transB=1)], "else", [], [info("ey", 1, [2, 3])]
+    )
+    graph = onnx.helper.make_graph(
+        [
+            *_legacy_site("a.weight_v", "a.weight_g", "b.weight", local=False),
+            *_legacy_site("c.weight_v", "c.weight_g", "c.weight", local=False),
+            make("Gemm", ["x", "b.weight"], ["h"], transB=1),
+            make("If", ["c"], ["z"], then_branch=then_g, else_branch=else_g),
+            make("Add", ["h", "z"], ["y"]),
+        ],
+        "main",
+        [info("c", onnx.TensorProto.BOOL, []), info("x", 1, [2, 4])],
+        [info("y", 1, [2, 3])],
+        initializer=[
+            onnx.numpy_helper.from_array(rand(*shape), name)
+            for name, shape in [
+                ("a.weight_v", (3, 4)),
+                ("a.weight_g", (3, 1)),
+                ("c.weight_v", (3, 4)),
+                ("c.weight_g", (3, 1)),
+            ]
+        ],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    folded, report = fold_onnx(model)
+    assert isinstance(folded, onnx.ModelProto)
+    onnx.checker.check_model(folded, full_check=True)
+    names = sorted(site.name for site in report.sites)
+    assert names == ["a.weight", "b.weight", "c.weight"]
+    assert sorted(site.name for site in inspect_onnx(model).sites) == names
+    for cond in (True, False):
+        feeds = {"c": np.array(cond), "x": rand(2, 4)}
+        assert_close(run(folded, feeds), run(model, feeds))
+
+
 def test_folded_weight_that_is_a_branch_output_keeps_the_output_name() -> None:
     model = _if_model(wn([1]).replace("\n", " "), "float[3, 4] w")
     for cond in (True, False):

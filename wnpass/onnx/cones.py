@@ -563,7 +563,7 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
                 continue
             report = _describe(model, cone, "declined")
             if (source := _passed_on(cone)) is not None:
-                reports.append(_alias(cone, source, report, taken))
+                reports.append(_alias(cone, source, report, (taken, shared)))
                 continue
             program = _program(cone)
             if isinstance(program, str):
@@ -652,15 +652,21 @@ def _readable(source: ir.Value, graph: ir.Graph | ir.Function) -> bool:
     return source.is_initializer() and not source.is_graph_input()
 
 
-def _alias(cone: Cone, source: ir.Value, report: ConeReport, taken: set[str]) -> ConeReport:
+def _alias(
+    cone: Cone, source: ir.Value, report: ConeReport, names: tuple[set[str], Set[str]]
+) -> ConeReport:
     """Fold a cone that only passes ``source`` on: its consumers read ``source`` itself.
 
     The TorchScript exporter keeps one initializer for parameters of equal values and gives
     the others as ``Identity(initializer)``; a copy of the tensor for each would store it
     twice. One tensor has one name: it keeps its own (the parameter it was exported for, whose
     values the others equal) while something else still reads it; when the cone was its only
-    use, it takes the name the consumer read (``Identity``'s output: the other parameter's).
+    use, it takes the name the consumer read (``Identity``'s output: the other parameter's),
+    unless another value has that name too (``names``: the names taken, and those several
+    values have): a body's value of the name would shadow the renamed initializer, an invalid
+    model (t166).
     """
+    taken, shared = names
     before = {(use.node, use.idx) for use in cone.value.uses()}
     wanted = cone.value.name or ""
     tensor = ev.const_leaf(source)
@@ -674,6 +680,7 @@ def _alias(cone: Cone, source: ir.Value, report: ConeReport, taken: set[str]) ->
     if (
         alone
         and wanted
+        and wanted not in shared
         and isinstance(graph, ir.Graph)
         and not source.is_graph_output()
         and graph.initializers.get(source.name or "") is source

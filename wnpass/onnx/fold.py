@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections import Counter
 from collections.abc import Iterator, Set
 
 import onnx_ir as ir
@@ -97,8 +96,7 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
     decide) and loses ``foldable``; a foldable one shows the shape of the weight it would
     write. Where another site's weight decides a site (``Site.after``),
     ``inspection_of_a_fold`` reports them."""
-    taken = naming.taken_names(model)
-    scopes: dict[int, Counter[str]] = {}  # names_in_scope of each graph a weight goes into
+    taken, scopes = naming.taken_names(model), naming.ScopeNames(model)
     by_site: dict[int, SiteReport] = {}
     declined: list[tuple[Site, SiteReport]] = []
     named: dict[tuple[object, ...], str] = {}  # by _site_key: a site the fold writes once
@@ -110,9 +108,11 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
             key = _site_key(site, owner)
             name = named.get(key) if key is not None else None
             if name is None:
-                name = naming.folded_name(site, taken, _in_scope(model, scopes, owner))
+                name = naming.folded_name(site, taken, scopes, owner)
                 if key is not None:
                     named[key] = name
+            else:  # it reads the weight named before, as the fold's does
+                scopes.replaced(site.target)
             report = _describe(site, model, "foldable", name)
             report.written_shape = list(outcome)
         else:
@@ -269,8 +269,7 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
     the graph computed, rounded where the graph rounds it. Rounds go on while such a site
     waits and the last round folded something, so one fold leaves nothing a second would fold.
     """
-    taken = naming.taken_names(model)
-    scopes: dict[int, Counter[str]] = {}  # names_in_scope of each graph a weight goes into
+    taken, scopes = naming.taken_names(model), naming.ScopeNames(model)
     done: dict[tuple[object, ...], tuple[ir.Value, SiteReport]] = {}  # by _site_key
     found: dict[ir.Value, None] = {}  # every site's root, in the order first found
     reports: dict[ir.Value, SiteReport] = {}
@@ -302,7 +301,7 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
 def _fold_site(
     model: ir.Model,
     site: Site,
-    names: tuple[set[str], dict[int, Counter[str]]],
+    names: tuple[set[str], naming.ScopeNames],
     reports: dict[ir.Value, SiteReport],
     declined: list[Site],
     done: dict[tuple[object, ...], tuple[ir.Value, SiteReport]],
@@ -311,7 +310,7 @@ def _fold_site(
     it folded. A site that computes what one folded before in its graph computed (the same
     ops on the same constants: ``g * v / ||v||`` written twice over one ``v``) reads that
     weight (``done``, by :func:`_site_key`): one tensor, not two of the same bytes. ``names``:
-    the names taken, and the names in reach of each graph a weight goes into (:func:`_in_scope`)."""
+    the names taken, and those counted graph by graph (:class:`naming.ScopeNames`)."""
     owner = _site_owner(model, site)
     key = _site_key(site, owner) if site.foldable else None
     if key is not None and key in done:
@@ -319,6 +318,7 @@ def _fold_site(
         if still_folded(existing, owner):
             report = _describe(site, model, "folded", existing.name or "")
             report.dtype, report.written_shape = first.dtype, first.written_shape
+            names[1].replaced(site.target)
             report.nodes_removed = reuse_value(site.target, existing)
             reports[site.root] = report
             logger.debug("folded %s as %s, folded before", site.root.name, existing.name)
@@ -333,7 +333,7 @@ def _fold_site(
         declined.append(site)
         return False
     taken, scopes = names
-    name = naming.folded_name(site, taken, _in_scope(model, scopes, owner))
+    name = naming.folded_name(site, taken, scopes, owner)
     report = _describe(site, model, "folded", name)
     report.dtype = weight.dtype.name.lower()
     report.written_shape = [int(d) for d in weight.shape.numpy()]
@@ -343,17 +343,6 @@ def _fold_site(
         done[key] = (written, report)
     logger.debug("folded %s (%d nodes removed)", report.name, report.nodes_removed)
     return True
-
-
-def _in_scope(
-    model: ir.Model, scopes: dict[int, Counter[str]], owner: ir.Graph | ir.Function
-) -> Counter[str]:
-    """How many values have each name in reach of ``owner``, the graph a site's folded
-    weight goes into (:func:`naming.names_in_scope`), counted once per graph in ``scopes``:
-    the names :func:`naming.folded_name` keeps the weight off."""
-    if id(owner) not in scopes:
-        scopes[id(owner)] = naming.names_in_scope(model, owner)
-    return scopes[id(owner)]
 
 
 def _site_owner(model: ir.Model, site: Site) -> ir.Graph | ir.Function:

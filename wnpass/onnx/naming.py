@@ -4,7 +4,7 @@ for the report's rows of sites left as they are, names unique among the rows and
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
 import onnx_ir as ir
@@ -16,7 +16,14 @@ if TYPE_CHECKING:
     from wnpass.onnx.match import Site
     from wnpass.report import SiteReport
 
-__all__ = ["folded_name", "name_declined", "parameter_name", "taken_names", "unique"]
+__all__ = [
+    "ScopeNames",
+    "folded_name",
+    "name_declined",
+    "parameter_name",
+    "taken_names",
+    "unique",
+]
 
 
 def parameter_name(v_name: str | None, fallback: str | None) -> str:
@@ -51,24 +58,61 @@ def names_in_use(model: ir.Model) -> tuple[set[str], set[str]]:
     return taken, shared
 
 
-def names_in_scope(model: ir.Model, graph: ir.Graph | ir.Function) -> Counter[str]:
-    """How many values have each name among those a value of ``graph`` may share no name
-    with: ``graph``'s own, those of the scopes around it (which it reads) and those of the
-    bodies nested in it (which read it); a sibling body's are out of its reach."""
-    for _ in graphs_of(model):  # every body's enclosing scope recorded
-        pass
-    scopes: list[ir.Graph | ir.Function] = [graph, *subgraphs_of(graph)]
-    outer = enclosing_scope(graph)
-    while outer is not None:
-        scopes.append(outer)
-        outer = enclosing_scope(outer)
-    counted: Counter[str] = Counter()
-    for scope in scopes:
-        values = [*scope.inputs, *(v for node in scope for v in node.outputs)]
-        if isinstance(scope, ir.Graph):
-            values += [v for v in scope.initializers.values() if v not in scope.inputs]
-        counted.update(v.name for v in values if v.name)
-    return counted
+class ScopeNames:
+    """How many values have each name, graph by graph: what a folded weight's name keeps off
+    (:func:`folded_name`). Counted once, on the model as given, then kept as each fold
+    removes the value it replaces and adds its weight, so that an inspection, which folds
+    nothing, names every weight as the fold does (the fold counted a branch's names after an
+    earlier fold had freed one, an inspection before, t166), and a name a fold freed is free
+    to the weights after it."""
+
+    def __init__(self, model: ir.Model) -> None:
+        self._counts = {_inner(graph): _own_names(graph) for graph in graphs_of(model)}
+        self._reach: dict[ir.Graph, list[Counter[str]]] = {}
+
+    def in_reach(self, graph: ir.Graph | ir.Function, name: str) -> int:
+        """How many values named ``name`` a value of ``graph`` may share no name with:
+        ``graph``'s own, those of the scopes around it (which it reads) and those of the
+        bodies nested in it (which read it); a sibling body's are out of its reach."""
+        key = _inner(graph)
+        if key not in self._reach:
+            scopes: list[ir.Graph | ir.Function] = [graph, *subgraphs_of(graph)]
+            outer = enclosing_scope(graph)
+            while outer is not None:
+                scopes.append(outer)
+                outer = enclosing_scope(outer)
+            self._reach[key] = [self._of(scope) for scope in scopes]  # live: kept by folds
+        return sum(counted[name] for counted in self._reach[key])
+
+    def replaced(self, value: ir.Value) -> None:
+        """A fold replaced ``value`` by a weight: its name is one value fewer, unless it is a
+        graph output, which keeps its name."""
+        if value.name and value.graph is not None and not value.is_graph_output():
+            self._of(value.graph)[value.name] -= 1
+
+    def added(self, graph: ir.Graph | ir.Function, name: str) -> None:
+        """A fold gave ``graph`` a weight named ``name``."""
+        self._of(graph)[name] += 1
+
+    def _of(self, graph: ir.Graph | ir.Function) -> Counter[str]:
+        key = _inner(graph)
+        if key not in self._counts:  # a body no walk met (none a fold makes): as it is
+            self._counts[key] = _own_names(graph)
+        return self._counts[key]
+
+
+def _inner(graph: ir.Graph | ir.Function) -> ir.Graph:
+    """The graph of a function (its values' ``graph``), or ``graph`` itself."""
+    return graph.graph if isinstance(graph, ir.Function) else graph
+
+
+def _own_names(graph: ir.Graph | ir.Function) -> Counter[str]:
+    """How many of ``graph``'s own values (inputs, initializers, node outputs) have each
+    name."""
+    values = [*graph.inputs, *(v for node in graph for v in node.outputs)]
+    if isinstance(graph, ir.Graph):
+        values += [v for v in graph.initializers.values() if v not in graph.inputs]
+    return Counter(v.name for v in values if v.name)
 
 
 def unique(name: str, taken: set[str], in_reach: Callable[[str], bool] | None = None) -> str:
@@ -82,23 +126,28 @@ def unique(name: str, taken: set[str], in_reach: Callable[[str], bool] | None = 
     return candidate
 
 
-def folded_name(site: Site, taken: set[str], in_scope: Mapping[str, int]) -> str:
-    """The name of the initializer that replaces ``site``'s weight, reserved in ``taken``.
-    ``in_scope``: how many values have each name in reach of the graph the weight goes into
-    (:func:`names_in_scope`). The name the value it replaces had is free again, unless that
-    value is a graph output, which keeps its name, or another value in reach has it (a
-    sibling body's, where the weight goes into the main graph, t160; a nested body's, t163);
-    and no name a value in reach has is taken, although another scope freed it (a sibling
-    function's value of the name a fold there gave up, t165)."""
+def folded_name(
+    site: Site, taken: set[str], names: ScopeNames, owner: ir.Graph | ir.Function
+) -> str:
+    """The name of the initializer that replaces ``site``'s weight in ``owner``, reserved in
+    ``taken`` and counted in ``names``, where the value it replaces is counted gone. The name
+    that value had is free again, unless it is a graph output, which keeps its name, or
+    another value in reach of ``owner`` has it (a sibling body's, where the weight goes into
+    the main graph, t160; a nested body's, t163); and no name a value in reach has is taken,
+    although another scope freed it (a sibling function's value of the name a fold there gave
+    up, t165)."""
     own = site.target.name or ""
-    if not site.target.is_graph_output() and in_scope.get(own, 0) <= 1:
+    if not site.target.is_graph_output() and names.in_reach(owner, own) <= 1:
         taken.discard(own)
     else:
         own = ""
     name = parameter_name(site.v.name if site.v else None, site.root.name)
-    return unique(
-        name, taken, lambda candidate: candidate != own and in_scope.get(candidate, 0) > 0
+    chosen = unique(
+        name, taken, lambda candidate: candidate != own and names.in_reach(owner, candidate) > 0
     )
+    names.replaced(site.target)
+    names.added(owner, chosen)
+    return chosen
 
 
 def name_declined(rows: Sequence[tuple[Site, SiteReport]], used: Collection[str]) -> None:
