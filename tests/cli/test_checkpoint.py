@@ -103,6 +103,47 @@ def test_fold_a_sharded_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture
     }
 
 
+def test_a_sharded_checkpoint_in_the_hugging_face_cache_is_read(tmp_path: Path) -> None:
+    """t167: the Hugging Face cache links each file of a snapshot to its blob
+    (``snapshots/<rev>/model-00001-of-00002.safetensors -> ../../blobs/<sha>``), the index
+    too; every shard was refused as a link leading out of the index's folder. A shard leading
+    where the index's own link leads is beside it; one leading elsewhere is still refused."""
+    (tmp_path / "source").mkdir()
+    source = _folder(tmp_path / "source")
+    blobs, snapshot = tmp_path / "hub" / "blobs", tmp_path / "hub" / "snapshots" / "abc"
+    blobs.mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    names = [p.name for p in source.glob("model*")]
+    for number, name in enumerate(names):
+        (blobs / f"blob{number}").write_bytes((source / name).read_bytes())
+        os.symlink(f"../../blobs/blob{number}", snapshot / name)
+    before = hashes(blobs)
+    index = snapshot / "model.safetensors.index.json"
+    assert main(["-q", "inspect", str(index)]) == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["-q", "fold", str(index), "-o", str(out / "model.safetensors.index.json")]) == 0
+    assert main(["-q", "fold", str(source / "model.safetensors.index.json"), "-o",
+                 str(out / "direct.safetensors.index.json")]) == 0  # fmt: skip
+    folded, direct = (_sharded(out / f"{n}.safetensors.index.json") for n in ("model", "direct"))
+    assert folded.keys() == direct.keys()
+    assert all(torch.equal(folded[key], direct[key]) for key in folded)
+    assert hashes(blobs) == before
+    elsewhere = tmp_path / "elsewhere"  # a shard leading out of both folders
+    elsewhere.mkdir()
+    shard = snapshot / "model-00002-of-00002.safetensors"
+    os.replace(blobs / f"blob{names.index(shard.name)}", elsewhere / "blob")
+    shard.unlink()
+    os.symlink(elsewhere / "blob", shard)
+    assert main(["-q", "inspect", str(index)]) == 2
+
+
+def _sharded(index: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a sharded safetensors checkpoint, by its index."""
+    shards = set(json.loads(index.read_text())["weight_map"].values())
+    return {k: v for shard in sorted(shards) for k, v in load_file(index.parent / shard).items()}
+
+
 def test_inspect_changes_nothing_but_the_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -708,7 +749,13 @@ CASES: dict[str, tuple[Setup, int, str]] = {
     "shard is a symlink out of the folder": (
         _symlink_out,
         2,
-        "shard s.safetensors is a symbolic link leading out of the index's folder; refused",
+        "shard s.safetensors is a symbolic link leading out of the index's folder (and not "
+        "where the index's own link leads); refused",
+    ),
+    "index names itself as a shard": (
+        lambda f: ["fold", str(_index(f, {"a": "bad.safetensors.index.json"}))],
+        2,
+        "bad.safetensors.index.json: names itself as a shard; refused",
     ),
     "missing shard": (
         lambda f: ["fold", str(_index(f, {"a": "gone.safetensors"}))],

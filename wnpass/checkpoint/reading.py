@@ -15,7 +15,9 @@
 - an index (``*.safetensors.index.json``, ``pytorch_model.bin.index.json``): its
   ``weight_map`` gives the order and the shard of every tensor. A shard must be a plain file
   name in the index's folder (no path, no ``..``, not a symbolic link leading out of the
-  folder), must exist, and must hold exactly the tensors the index assigns to it.
+  folder, unless it leads where the index's own link does, as in the Hugging Face cache,
+  where each file of a snapshot links to its blob), must exist, and must hold exactly the
+  tensors the index assigns to it.
 
 Every way a file can be wrong is one :class:`~wnpass.errors.InvalidModelError` line.
 """
@@ -642,13 +644,18 @@ def _shard_path(index: Path, name: Any, *, exists: bool = True) -> Path:
         if isinstance(name, str) and ("/" in name or "\\" in name):  # ./model-00001-of-00002
             said = "a path: an index names each shard by its file name alone, beside it"
         raise InvalidModelError(f"{index}: names shard {name!r}, {said}; refused")
+    if name == index.name:  # it said "header too large", reading the JSON as a shard (t167)
+        raise InvalidModelError(f"{index}: names itself as a shard; refused")
     path = index.parent / name
     if not exists:
         return path
-    folder = Path(os.path.realpath(index.parent))
-    if Path(os.path.realpath(path)).parent != folder:
+    # beside the index: in its folder, or where the index's own link leads (the Hugging Face
+    # cache links each file of a snapshot to its blob, index and shards alike, t167)
+    beside = {Path(os.path.realpath(index.parent)), Path(os.path.realpath(index)).parent}
+    if Path(os.path.realpath(path)).parent not in beside:
         raise InvalidModelError(
-            f"{index}: shard {name} is a symbolic link leading out of the index's folder; refused"
+            f"{index}: shard {name} is a symbolic link leading out of the index's folder "
+            "(and not where the index's own link leads); refused"
         )
     _require_file(path, f" (a shard named by {index.name})")
     return path
