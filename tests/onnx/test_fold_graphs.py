@@ -230,6 +230,36 @@ def test_one_site_in_both_branches_is_one_tensor() -> None:
     assert [i.name for i in folded.graph.node[0].attribute[1].g.initializer] == ["u.folded"]
 
 
+def test_one_site_in_both_branches_takes_the_name_both_values_had() -> None:
+    """t166: the same site in both branches, each branch's value named conv.weight (the
+    parameter v stands for): the first fold could not take the name while the other branch
+    had it, and the one tensor was conv.weight__1. Once the second branch's value is gone
+    too, the weight takes it, in the fold and in inspect alike."""
+    body = wn([1]).replace("\n", " ") + " y = Gemm <transB = 1> (x, w)"
+    model = _if_model(body, "float[2, 3] y")
+    model.graph.node[0].attribute[1].g.CopyFrom(
+        onnx.parser.parse_graph(f"else_g () => (float[2, 3] y) {{ {body} }}")
+    )
+    _rename_values(model, {"v": "conv.weight_v", "g": "conv.weight_g", "w": "conv.weight"})
+    onnx.checker.check_model(model, full_check=True)
+    for cond in (True, False):
+        folded, report = assert_folds(model, sites=2, feeds={"c": np.array(cond), "x": rand(2, 4)})
+    assert [site.name for site in report.sites] == ["conv.weight", "conv.weight"]
+    assert [i.name for i in folded.graph.initializer] == ["b", "conv.weight"]
+    assert [site.name for site in inspect_onnx(model).sites] == ["conv.weight", "conv.weight"]
+
+
+def _rename_values(model: onnx.ModelProto, renamed: dict[str, str]) -> None:
+    """Rename values in the main graph and the If's branches (``model.graph.node[0]``)."""
+    graphs = [model.graph, *(a.g for a in model.graph.node[0].attribute if a.g.name)]
+    for graph in graphs:
+        for tensor in graph.initializer:
+            tensor.name = renamed.get(tensor.name, tensor.name)
+        for node in graph.node:
+            node.input[:] = [renamed.get(name, name) for name in node.input]
+            node.output[:] = [renamed.get(name, name) for name in node.output]
+
+
 @pytest.mark.parametrize("other", ["another gain", "a gain fed at run time"])
 def test_a_weight_folded_into_the_main_graph_takes_no_name_a_branch_keeps(other: str) -> None:
     """t160: both branches compute a value named ``w``; the fold of one into an
@@ -248,14 +278,7 @@ def test_a_weight_folded_into_the_main_graph_takes_no_name_a_branch_keeps(other:
     else:
         model.graph.input.append(onnx.helper.make_tensor_value_info("gin", 1, [3, 1]))
     # the legacy names: v's parameter is conv.weight, the name each branch's value has
-    renamed = {"v": "conv.weight_v", "w": "conv.weight"}
-    graphs = [model.graph, *(a.g for a in model.graph.node[0].attribute if a.g.name)]
-    for graph in graphs:
-        for tensor in graph.initializer:
-            tensor.name = renamed.get(tensor.name, tensor.name)
-        for node in graph.node:
-            node.input[:] = [renamed.get(name, name) for name in node.input]
-            node.output[:] = [renamed.get(name, name) for name in node.output]
+    _rename_values(model, {"v": "conv.weight_v", "w": "conv.weight"})
     onnx.checker.check_model(model, full_check=True)
     folded, report = fold_onnx(model)
     onnx.checker.check_model(folded, full_check=True)  # one value of each name

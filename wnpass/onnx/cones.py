@@ -66,6 +66,7 @@ from wnpass.onnx.fold import (
     FoldResult,
     graph_label,
     initializer_owner,
+    rename_weight,
     replace_value,
     reuse_value,
     still_folded,
@@ -585,7 +586,7 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
                     if existing.name not in shared:
                         taken.discard(existing.name or "")
                     taken.add(wanted)
-                    _rename(existing, wanted)
+                    rename_weight(existing, wanted)
                 report.name = existing.name or wanted
                 reporting[id(existing)].append(report)
                 reports.append(report)
@@ -604,7 +605,7 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
                 taken.discard(cone.value.name or "")
             final = naming.unique(report.name, taken)
             taken.discard(temporary)
-            folded_as[key] = _rename(written, final)
+            folded_as[key] = rename_weight(written, final)
             reporting[id(folded_as[key])] = [report]
             done_shapes[key] = (report.shape, report.dtype)
             report.name = final
@@ -689,7 +690,7 @@ def _alias(
         if isinstance(tensor, ir.serde.TensorProtoTensor):
             # its name is the caller's TensorProto's: a view of the same bytes is renamed
             source.const_value = ir.Tensor(tensor.numpy(), dtype=tensor.dtype)
-        _rename(source, wanted)
+        rename_weight(source, wanted)
     report.name = source.name or wanted
     return report
 
@@ -701,12 +702,3 @@ def _free_sources(cone: Cone, taken: set[str], shared: Set[str] = frozenset()) -
         gone = not source.uses() and not source.is_graph_output() and not source.is_graph_input()
         if source.name and gone and source.name not in shared:
             taken.discard(source.name)
-
-
-def _rename(value: ir.Value, new: str) -> ir.Value:
-    """Give a folded weight (initializer, or Constant output in a function) its final name."""
-    value.name = new
-    if (node := value.producer()) is not None and node.op_type == "Constant":
-        node.attributes["value"].value.name = new
-        node.name = f"{new}_const"
-    return value

@@ -99,22 +99,27 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
     taken, scopes = naming.taken_names(model), naming.ScopeNames(model)
     by_site: dict[int, SiteReport] = {}
     declined: list[tuple[Site, SiteReport]] = []
-    named: dict[tuple[object, ...], str] = {}  # by _site_key: a site the fold writes once
+    named: dict[tuple[object, ...], list[SiteReport]] = {}  # by _site_key: one weight's rows
     for site in fold_order(sites):  # named in the order the fold names them
         outcome = fold_outcome(site)
         site.reason = outcome if isinstance(outcome, str) else None
         if not isinstance(outcome, str):
             owner = _site_owner(model, site)
             key = _site_key(site, owner)
-            name = named.get(key) if key is not None else None
-            if name is None:
+            earlier = named.get(key) if key is not None else None
+            if earlier is None:
                 name = naming.folded_name(site, taken, scopes, owner)
-                if key is not None:
-                    named[key] = name
             else:  # it reads the weight named before, as the fold's does
                 scopes.replaced(site.target)
+                name = earlier[0].name
+                if (freed := naming.freed_name(site, name, taken, scopes, owner)) is not None:
+                    name = freed
+                    for row in earlier:
+                        row.name = freed
             report = _describe(site, model, "foldable", name)
             report.written_shape = list(outcome)
+            if key is not None:
+                named.setdefault(key, []).append(report)
         else:
             report = _describe(site, model, "declined", "")
             declined.append((site, report))
@@ -270,7 +275,7 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
     waits and the last round folded something, so one fold leaves nothing a second would fold.
     """
     taken, scopes = naming.taken_names(model), naming.ScopeNames(model)
-    done: dict[tuple[object, ...], tuple[ir.Value, SiteReport]] = {}  # by _site_key
+    done: dict[tuple[object, ...], tuple[ir.Value, list[SiteReport]]] = {}  # by _site_key
     found: dict[ir.Value, None] = {}  # every site's root, in the order first found
     reports: dict[ir.Value, SiteReport] = {}
     declined: list[Site] = []
@@ -304,7 +309,7 @@ def _fold_site(
     names: tuple[set[str], naming.ScopeNames],
     reports: dict[ir.Value, SiteReport],
     declined: list[Site],
-    done: dict[tuple[object, ...], tuple[ir.Value, SiteReport]],
+    done: dict[tuple[object, ...], tuple[ir.Value, list[SiteReport]]],
 ) -> bool:
     """Fold ``site``, or record why not (its name is given once all are folded); whether
     it folded. A site that computes what one folded before in its graph computed (the same
@@ -314,13 +319,20 @@ def _fold_site(
     owner = _site_owner(model, site)
     key = _site_key(site, owner) if site.foldable else None
     if key is not None and key in done:
-        existing, first = done[key]
+        existing, earlier = done[key]
         if still_folded(existing, owner):
+            taken, scopes = names
+            scopes.replaced(site.target)
             report = _describe(site, model, "folded", existing.name or "")
-            report.dtype, report.written_shape = first.dtype, first.written_shape
-            names[1].replaced(site.target)
+            report.dtype, report.written_shape = earlier[0].dtype, earlier[0].written_shape
             report.nodes_removed = reuse_value(site.target, existing)
             reports[site.root] = report
+            earlier.append(report)
+            freed = naming.freed_name(site, existing.name or "", taken, scopes, owner)
+            if freed is not None:  # the last value of the parameter's name is gone
+                rename_weight(existing, freed)
+                for row in earlier:
+                    row.name = freed
             logger.debug("folded %s as %s, folded before", site.root.name, existing.name)
             return True
     weight = folded_weight(site) if site.foldable else site.reason
@@ -340,7 +352,7 @@ def _fold_site(
     report.nodes_removed, written = replace_value(owner, site.target, report.name, weight)
     reports[site.root] = report
     if key is not None:
-        done[key] = (written, report)
+        done[key] = (written, [report])
     logger.debug("folded %s (%d nodes removed)", report.name, report.nodes_removed)
     return True
 
@@ -456,6 +468,16 @@ def replace_value(
         graph.register_initializer(new)
     _read_instead(target, new)
     return _remove_dead(nodes, leaves), new
+
+
+def rename_weight(value: ir.Value, new: str) -> ir.Value:
+    """Give a folded weight (an initializer, or a Constant's output in a function) its final
+    name."""
+    value.name = new
+    if (node := value.producer()) is not None and node.op_type == "Constant":
+        node.attributes["value"].value.name = new
+        node.name = f"{new}_const"
+    return value
 
 
 def _read_instead(target: ir.Value, new: ir.Value) -> None:

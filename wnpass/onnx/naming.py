@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ScopeNames",
     "folded_name",
+    "freed_name",
     "name_declined",
     "parameter_name",
     "taken_names",
@@ -94,6 +95,16 @@ class ScopeNames:
         """A fold gave ``graph`` a weight named ``name``."""
         self._of(graph)[name] += 1
 
+    def renamed(self, graph: ir.Graph | ir.Function, old: str, new: str) -> None:
+        """A weight of ``graph`` named ``old`` is named ``new`` now."""
+        counted = self._of(graph)
+        counted[old] -= 1
+        counted[new] += 1
+
+    def anywhere(self, name: str) -> int:
+        """How many values of the whole model have ``name``."""
+        return sum(counted[name] for counted in self._counts.values())
+
     def _of(self, graph: ir.Graph | ir.Function) -> Counter[str]:
         key = _inner(graph)
         if key not in self._counts:  # a body no walk met (none a fold makes): as it is
@@ -148,6 +159,23 @@ def folded_name(
     names.replaced(site.target)
     names.added(owner, chosen)
     return chosen
+
+
+def freed_name(
+    site: Site, current: str, taken: set[str], names: ScopeNames, owner: ir.Graph | ir.Function
+) -> str | None:
+    """The name of the parameter ``site``'s weight stands for, where ``site`` reads a weight of
+    ``owner`` folded before under another name, ``current``, and no value of the model has the
+    parameter's name any more, the value ``site`` replaced being gone (counted in ``names``):
+    the same site in both branches of an ``If``, each branch's value named ``conv.weight``,
+    where neither could take the name while the other had it (t166). Counted and reserved;
+    None where the weight keeps its name."""
+    wanted = parameter_name(site.v.name if site.v else None, site.root.name)
+    if wanted == current or names.anywhere(wanted) > 0:
+        return None
+    names.renamed(owner, current, wanted)
+    taken.add(wanted)
+    return wanted
 
 
 def name_declined(rows: Sequence[tuple[Site, SiteReport]], used: Collection[str]) -> None:
