@@ -103,7 +103,9 @@ def test_fold_a_sharded_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture
     }
 
 
-def test_a_sharded_checkpoint_in_the_hugging_face_cache_is_read(tmp_path: Path) -> None:
+def test_a_sharded_checkpoint_in_the_hugging_face_cache_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """t167: the Hugging Face cache links each file of a snapshot to its blob
     (``snapshots/<rev>/model-00001-of-00002.safetensors -> ../../blobs/<sha>``), the index
     too; every shard was refused as a link leading out of the index's folder. A shard leading
@@ -136,6 +138,10 @@ def test_a_sharded_checkpoint_in_the_hugging_face_cache_is_read(tmp_path: Path) 
     shard.unlink()
     os.symlink(elsewhere / "blob", shard)
     assert main(["-q", "inspect", str(index)]) == 2
+    shard.unlink()  # a link to the index's own blob: its JSON was read as a shard (t169)
+    os.symlink(index.readlink(), shard)
+    assert main(["-q", "inspect", str(index)]) == 2
+    assert "names itself as a shard (model-00002-of-00002.safetensors)" in capsys.readouterr().err
 
 
 def _sharded(index: Path) -> dict[str, torch.Tensor]:

@@ -111,3 +111,23 @@ def test_a_body_initializer_named_like_a_drawn_value_reads_it(tmp_path: Path) ->
         }
     """
     assert _drawn_by_output(tmp_path / "shadow.onnx", text) == {"y": ["RandomUniformLike"]}
+
+
+def test_an_enclosing_value_after_the_body_is_not_read_in_its_place(tmp_path: Path) -> None:
+    """t169: a branch's initializer ``x`` named like an outer value computed after the If from
+    its output (and the If's own output named ``x``): that value is not there when the branch
+    runs, so the branch reads its own; counting it read made the If read itself, a cycle
+    (check exit 3)."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2] a, bool c) => (float[2] y, float[2] out) {
+            y = If (c) <
+                then_branch = g1 () => (float[2] t) <float[2] x = {1.0, 2.0}> { t = Add (a, x) },
+                else_branch = g2 () => (float[2] e) <float[2] x = {3.0, 4.0}> { e = Add (a, x) }
+            >
+            x = Relu (y)
+            r = RandomUniformLike (x)
+            out = Add (x, r)
+        }
+    """
+    assert _drawn_by_output(tmp_path / "after.onnx", text) == {"out": ["RandomUniformLike"]}

@@ -651,8 +651,10 @@ def _shard_path(index: Path, name: Any, *, exists: bool = True) -> Path:
         return path
     # beside the index: in its folder, or where the index's own link leads (the Hugging Face
     # cache links each file of a snapshot to its blob, index and shards alike, t167)
-    beside = {Path(os.path.realpath(index.parent)), Path(os.path.realpath(index)).parent}
-    if Path(os.path.realpath(path)).parent not in beside:
+    home, found = Path(os.path.realpath(index)), Path(os.path.realpath(path))
+    if found == home:  # a link to the index's own file (t169)
+        raise InvalidModelError(f"{index}: names itself as a shard ({name}); refused")
+    if found.parent not in {Path(os.path.realpath(index.parent)), home.parent}:
         raise InvalidModelError(
             f"{index}: shard {name} is a symbolic link leading out of the index's folder "
             "(and not where the index's own link leads); refused"

@@ -429,28 +429,40 @@ def shadowed_in_cone(value: ir.Value, graph: ir.Graph | ir.Function) -> str | No
 
 def outer_namesake(value: ir.Value) -> ir.Value | None:
     """The value of the nearest enclosing scope that ``value``, a subgraph initializer that
-    shadows it, is named like: ONNX Runtime may read that value in its place (module
-    docstring). None for any other value, and for a body no walk (``graphs_of``) has met."""
+    shadows it, is named like, where it is there when the body runs (an input, an initializer,
+    an output of a node before the one that holds the body; one after it, as the If's own
+    output, is not, t169): ONNX Runtime may read that value in its place (module docstring).
+    None for any other value, and for a body no walk (``graphs_of``) has met."""
     graph, name = value.graph, value.name
     if graph is None or name not in _SHADOWING.get(graph, ()) or not value.is_initializer():
         return None
     assert name is not None  # a shadowing initializer's
-    scope: ir.Graph | ir.Function | None = _ENCLOSING.get(graph)
+    body: ir.Graph | ir.Function = graph
+    scope = _ENCLOSING.get(graph)
     while scope is not None:
-        if (found := _value_named(scope, name)) is not None:
+        if (found := _defined_before(scope, body, name)) is not None:
             return found
-        scope = _ENCLOSING.get(scope) if isinstance(scope, ir.Graph) else None
+        body, scope = scope, _ENCLOSING.get(scope) if isinstance(scope, ir.Graph) else None
     return None
 
 
-def _value_named(graph: ir.Graph | ir.Function, name: str) -> ir.Value | None:
-    """The value ``graph`` defines under ``name`` (an input, an initializer, a node's output)."""
+def _defined_before(
+    graph: ir.Graph | ir.Function, body: ir.Graph | ir.Function, name: str
+) -> ir.Value | None:
+    """The value ``graph`` defines under ``name`` before the node that holds ``body``: an
+    input, an initializer, or an output of a node before that one."""
     for value in graph.inputs:
         if value.name == name:
             return value
     if isinstance(graph, ir.Graph) and name in graph.initializers:
         return graph.initializers[name]
-    return next((out for node in graph for out in node.outputs if out.name == name), None)
+    for node in graph:
+        if any(inner is body for inner in node_bodies(node)):
+            return None
+        for output in node.outputs:
+            if output.name == name:
+                return output
+    return None
 
 
 def _shadows(value: ir.Value) -> bool:
