@@ -518,6 +518,12 @@ def _symlink_out(folder: Path) -> list[str]:
     return ["fold", str(_index(folder, {"a": "s.safetensors"}))]
 
 
+def _shard_hard_links_the_index(folder: Path) -> list[str]:
+    index = _index(folder, {"a": "s.safetensors"})
+    os.link(index, folder / "s.safetensors")
+    return ["inspect", str(index)]
+
+
 def _fifo(folder: Path) -> list[str]:
     os.mkfifo(folder / "out.safetensors")
     return ["fold", str(folder / "g.safetensors"), "-o", str(folder / "out.safetensors")]
@@ -762,6 +768,12 @@ CASES: dict[str, tuple[Setup, int, str]] = {
         lambda f: ["fold", str(_index(f, {"a": "bad.safetensors.index.json"}))],
         2,
         "bad.safetensors.index.json: names itself as a shard; refused",
+    ),
+    # its JSON was read as a shard: "header too large" (t172)
+    "shard is a hard link to the index": (
+        _shard_hard_links_the_index,
+        2,
+        "bad.safetensors.index.json: names itself as a shard (s.safetensors); refused",
     ),
     "missing shard": (
         lambda f: ["fold", str(_index(f, {"a": "gone.safetensors"}))],

@@ -652,7 +652,7 @@ def _shard_path(index: Path, name: Any, *, exists: bool = True) -> Path:
     # beside the index: in its folder, or where the index's own link leads (the Hugging Face
     # cache links each file of a snapshot to its blob, index and shards alike, t167)
     home, found = Path(os.path.realpath(index)), Path(os.path.realpath(path))
-    if found == home:  # a link to the index's own file (t169)
+    if found == home or _same_file(path, index):  # a link to the index's own file (t169, t172)
         raise InvalidModelError(f"{index}: names itself as a shard ({name}); refused")
     if found.parent not in {Path(os.path.realpath(index.parent)), home.parent}:
         raise InvalidModelError(
@@ -661,6 +661,14 @@ def _shard_path(index: Path, name: Any, *, exists: bool = True) -> Path:
         )
     _require_file(path, f" (a shard named by {index.name})")
     return path
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    """Whether ``path`` is ``other``'s file (a hard link too); False where either is not."""
+    try:
+        return os.path.samefile(path, other)
+    except OSError:
+        return False
 
 
 def read_index(index_path: Path, *, exists: bool = True) -> tuple[dict[str, Any], list[str]]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from wnpass.onnx.graphs import draws_randomly, graphs_of, node_bodies, outer_namesake
+from wnpass.onnx.graphs import Namesakes, draws_randomly, graphs_of, node_bodies
 
 __all__ = ["SHAPED_BY_SHAPES", "SHAPED_BY_VALUES", "random_ops_by_output"]
 
@@ -100,6 +100,7 @@ class _DrawsReaching:
 
     def __init__(self, model: ir.Model, bit: dict[int, int]) -> None:
         self.model, self.bit = model, bit
+        self.namesakes = Namesakes()
         # each node done: the draws its values are computed from, and those its shape is
         self.reach: dict[int, tuple[int, int]] = {}
 
@@ -125,7 +126,7 @@ class _DrawsReaching:
             else:
                 kind = "sizing" if index in sizing else "value"
             how.append((value, kind))
-            if (outer := outer_namesake(value)) is not None:  # read in its place, maybe
+            if (outer := self.namesakes.of(value)) is not None:  # read in its place, maybe
                 how.append((outer, kind))
         for body in node_bodies(node):
             how.extend((value, "sizing") for value in body.outputs)
