@@ -342,6 +342,13 @@ def test_including_only_what_weight_norm_cannot_go_on_applies_nothing(
     argv = ["train-rewrite", str(model_py), "-o", str(out), "--include-type", "Linear"]
     assert main([*argv, "--exclude-type", "Linear", "--json", str(tmp_path / "r.json")]) == 0
     assert json.loads((tmp_path / "r.json").read_text())["status"] == "nothing selected"
+    # an include of biases alone asks for them: "nothing selected", exit 0 (t171)
+    biases = tmp_path / "b.pt"
+    argv = ["train-rewrite", str(model_py), "-o", str(biases), "--include", "*.bias"]
+    assert main([*argv, "--json", str(tmp_path / "r.json")]) == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["status"] == "nothing applied" and not biases.exists()
+    assert report["reason"] == "no parameter of those included to apply weight norm to (1x bias)"
 
 
 def test_an_include_of_weights_normed_before_says_so(

@@ -715,6 +715,30 @@ def test_a_negative_dim_is_read_as_pytorch_reads_it(dim: int, unit: bool) -> Non
         assert report.kept == {"0.weight": reason}
 
 
+def test_data_init_the_include_asks_for_and_cannot_give_applies_nothing() -> None:
+    """t171: ``init="data"`` with an include naming only a layer weight-normed before at
+    ``dim=None`` (``-1``: one g for the whole weight, no data init goes on it) said "nothing
+    selected", truthy, while ``data_init`` on the same layer was falsy. Nothing was done of
+    what was asked: "nothing applied", with the init's reason; at ``dim=0`` it is given."""
+    x = torch.randn(32, 8)
+    for dim, status in ((-1, "nothing applied"), (0, "ok")):  # -1: the whole weight
+        torch.manual_seed(0)
+        model: Any = nn.Sequential(
+            parametrizations.weight_norm(nn.Linear(8, 16), dim=dim), nn.Linear(16, 4)
+        )
+        report = apply_weight_norm(model, x, init="data", include="0.weight")
+        assert report.status == status and bool(report) is (status == "ok")
+    assert report.initialized == 1
+    torch.manual_seed(0)
+    model = nn.Sequential(parametrizations.weight_norm(nn.Linear(8, 16), dim=-1))
+    report = apply_weight_norm(model, x, init="data", include="0.weight")
+    assert report.reason == (
+        "no parameter of those included to apply weight norm to (1x already weight-normed, "
+        "data init cannot go on it: g is one number for the whole weight (dim=None), not per "
+        "output unit (axis 0))"
+    )
+
+
 def test_a_weight_normed_layer_the_selection_leaves_out_is_not_initialized() -> None:
     """A layer weight-normed before, excluded by the user (or not included), was
     re-initialized anyway: its g, v and bias are left alone now; selected, it is initialized."""

@@ -44,6 +44,10 @@ SOURCES: dict[str, tuple[str | None, str]] = {
         "build_model = 3\n",
         "build_model is a value of type int, not a function",
     ),
+    "factory is a model": (  # it was called, running the forward (t171)
+        "import torch\nbuild_model = torch.nn.Linear(4, 2)\n",
+        "build_model is a model (Linear), not a function: define build_model() to return",
+    ),
     "factory raises": ("def build_model():\n    raise KeyError('w')\n", "KeyError"),
     "factory returns no module": ("def build_model():\n    return 3\n", "not a torch.nn.Module"),
     "factory needs arguments": ("def build_model(n):\n    return n\n", "TypeError"),

@@ -486,24 +486,39 @@ def analyse_sites(
         names = names_of[id(param)]
         site = _decide(name, param, by_param[name], names, id(param) in tied, mode)
         site.shape = list(param.shape)
-        # a weight the include names and the exclude keeps (a bias, 1-D, never takes it)
-        site.included = (
-            bool(includes)
-            and site.shape is not None
-            and len(site.shape) >= 2
-            and _matches(model, site, includes, names) is not None
-            and _matches(model, site, excludes, names) is None
-        )
         if site.status == "planned" and (
             left_out := selected_out(model, site, includes, excludes, names)
         ):
             site.status, site.reason = "skipped", left_out
         sites.append(site)
         every.append((site, names))
+    if includes:
+        _mark_included(model, every, includes, excludes)
     _require_matched(model, every, includes, "include")
     _require_matched(model, every, excludes, "exclude")
     _require_selected(model, every, includes)
     return sites, mode, note
+
+
+def _mark_included(
+    model: nn.Module,
+    sites: list[tuple[ParamSite, list[str]]],
+    includes: list[Pattern],
+    excludes: list[Pattern],
+) -> None:
+    """Mark the parameters the include names and the exclude keeps (``ParamSite.included``):
+    asked for, so that one left without weight norm makes applying nothing a failure. Those of
+    2-D and up (weight-normed before too: asked for data init); 1-D ones only where the
+    include names no parameter of 2-D and up (``--include '*.bias'`` said "nothing selected",
+    exit 0, t171), since an include of a layer names its bias beside its weight (t147)."""
+    named = [
+        (site, names)
+        for site, names in sites
+        if site.shape is not None and _matches(model, site, includes, names) is not None
+    ]
+    wide = [(site, names) for site, names in named if len(site.shape or []) >= 2]
+    for site, names in wide or named:
+        site.included = _matches(model, site, excludes, names) is None
 
 
 def _require_selected(

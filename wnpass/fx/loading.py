@@ -209,6 +209,11 @@ def _build(file: _File, factory: str | None) -> tuple[nn.Module, tuple[Any, ...]
             f"{path}: {name} is a value of type {type(build).__name__}, not a function: "
             f"define {name}() to return the model"
         )
+    if isinstance(build, nn.Module):  # called, it ran the model's forward (t171)
+        raise FactoryNotFoundError(
+            f"{path}: {name} is a model ({type(build).__name__}), not a function: define "
+            f"{name}() to return the model"
+        )
     if not callable(build):
         found = sorted(n for n, v in vars(module).items() if callable(v) and n.startswith("build"))
         hint = f"; it has {', '.join(found)}" if found else ""

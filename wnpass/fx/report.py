@@ -134,14 +134,28 @@ class ApplyReport:
     @property
     def included_but_skipped(self) -> list[ParamSite]:
         """Sites the user's include named that weight norm cannot go on (an embedding, a
-        grouped transposed convolution): asked for, and not given."""
+        grouped transposed convolution, a bias where the include named biases alone), or,
+        weight-normed before, that the data init asked for cannot go on (a ``dim=None``
+        weight, t171): asked for, and not given."""
         return [
             site
             for site in self.sites
             if site.included
-            and site.status == "skipped"
-            and not (site.reason or "").startswith(_SELECTED_OUT)
+            and (
+                (site.status == "skipped" and not (site.reason or "").startswith(_SELECTED_OUT))
+                or (site.status == "already" and self._init_refused(site))
+            )
         ]
+
+    def _init_refused(self, site: ParamSite) -> bool:
+        """Whether the data init was asked for and ``site`` kept its values for a reason of
+        its own (not the selection's)."""
+        kept = site.init or ""
+        return (
+            self.init == "data"
+            and kept.startswith("keep: ")
+            and not kept.startswith(tuple(f"keep: {said}" for said in _SELECTED_OUT))
+        )
 
     @property
     def status(self) -> ApplyStatus:
@@ -176,7 +190,11 @@ class ApplyReport:
         included = self.included_but_skipped
         for site in included or self.sites:
             if site.status in ("skipped", "already"):
-                key = "already weight-normed" if site.status == "already" else (site.reason or "")
+                key = site.reason or ""
+                if site.status == "already":
+                    key = "already weight-normed"
+                    if site in included:  # the data init asked for cannot go on it
+                        key += f", data init cannot go on it: {(site.init or '')[6:]}"
                 key = _VARYING.sub("", key)  # the other names of a tied weight, unit numbers
                 reasons[key] = reasons.get(key, 0) + 1
         top = sorted(reasons.items(), key=lambda item: -item[1])[:4]
