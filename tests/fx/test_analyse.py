@@ -600,3 +600,52 @@ def test_holders_in_sets_namespaces_nested_lists_and_dict_keys_tie() -> None:
             "anchors (a key)",
         )
     ]
+
+
+class _LayerScaled(nn.Module):
+    """A block with a layer scale of its own (CaiT, ConvNeXt) beside its Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.gamma = nn.Parameter(torch.full((8,), 0.1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.gamma * self.fc(x)
+
+
+class _UnreachedHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.LazyLinear(4), nn.LazyLinear(3)  # b: never reached
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x)
+
+
+def test_an_include_that_names_only_what_gets_nothing_applies_nothing() -> None:
+    """t173: one rule for what an include asks for. A layer weight-normed before, named alone,
+    was "nothing selected" (exit 0) beside a plain layer the include left out, "nothing
+    applied" without it; a lazy layer the forward never reached, named alone, was "nothing
+    selected". Each applies nothing now, saying why; a block's own layer scale, named by the
+    block's name, adds how to name the layers inside it."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 4)
+    mixed = nn.Sequential(parametrizations.weight_norm(nn.Linear(4, 8)), nn.ReLU(), nn.Linear(8, 2))
+    report = apply_weight_norm(mixed, x, include="0")
+    assert report.status == "nothing applied" and not report
+    assert report.reason == (
+        "no parameter of those included to apply weight norm to (1x already weight-normed)"
+    )
+    report = apply_weight_norm(_UnreachedHead(), x, include="b")
+    assert report.status == "nothing applied"
+    assert "2x lazy parameter the example inputs do not initialize" in (report.reason or "")
+    blocks = nn.Sequential(_LayerScaled(), nn.Linear(8, 2))
+    report = apply_weight_norm(blocks, torch.randn(4, 8), include="0")
+    assert report.status == "nothing applied"
+    assert (report.reason or "").endswith("(add '.*' to a name: 'blocks.0.*')")
+    assert apply_weight_norm(blocks, torch.randn(4, 8), include="0.*").status == "ok"
+    plain = nn.Sequential(nn.Linear(4, 2))
+    report = apply_weight_norm(plain, x, exclude="0.weight", include="0.*")
+    assert report.status == "nothing selected"  # the weight left out on purpose, its bias too
+    assert report.reason == "include/exclude left out the 1 weight weight norm fits"

@@ -508,15 +508,12 @@ def _mark_included(
 ) -> None:
     """Mark the parameters the include names and the exclude keeps (``ParamSite.included``):
     asked for, so that one left without weight norm makes applying nothing a failure. Those of
-    2-D and up (weight-normed before too: asked for data init); 1-D ones only where the
+    2-D and up (weight-normed before too; lazy ones not reached); 1-D ones only where the
     include names no parameter of 2-D and up (``--include '*.bias'`` said "nothing selected",
     exit 0, t171), since an include of a layer names its bias beside its weight (t147)."""
-    named = [
-        (site, names)
-        for site, names in sites
-        if site.shape is not None and _matches(model, site, includes, names) is not None
-    ]
-    wide = [(site, names) for site, names in named if len(site.shape or []) >= 2]
+    named = [(s, names) for s, names in sites if _matches(model, s, includes, names) is not None]
+    # of 2-D and up, or of a shape not known (a lazy layer the forward never reached, t173)
+    wide = [(site, names) for site, names in named if len(site.shape or [0, 0]) >= 2]
     for site, names in wide or named:
         site.included = _matches(model, site, excludes, names) is None
 

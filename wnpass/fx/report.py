@@ -134,28 +134,19 @@ class ApplyReport:
     @property
     def included_but_skipped(self) -> list[ParamSite]:
         """Sites the user's include named that weight norm cannot go on (an embedding, a
-        grouped transposed convolution, a bias where the include named biases alone), or,
-        weight-normed before, that the data init asked for cannot go on (a ``dim=None``
-        weight, t171): asked for, and not given."""
+        grouped transposed convolution, a bias where the include named biases alone, a lazy
+        layer the forward never reached), or that were weight-normed before and got no data
+        init (none asked for, or one that cannot go on them: ``dim=None``, t171): asked for,
+        and not given (t173: it was "nothing selected" where another weight was left out)."""
         return [
             site
             for site in self.sites
             if site.included
             and (
                 (site.status == "skipped" and not (site.reason or "").startswith(_SELECTED_OUT))
-                or (site.status == "already" and self._init_refused(site))
+                or (site.status == "already" and not (site.init or "").startswith("data"))
             )
         ]
-
-    def _init_refused(self, site: ParamSite) -> bool:
-        """Whether the data init was asked for and ``site`` kept its values for a reason of
-        its own (not the selection's)."""
-        kept = site.init or ""
-        return (
-            self.init == "data"
-            and kept.startswith("keep: ")
-            and not kept.startswith(tuple(f"keep: {said}" for said in _SELECTED_OUT))
-        )
 
     @property
     def status(self) -> ApplyStatus:
@@ -180,7 +171,9 @@ class ApplyReport:
         if status == "outputs changed":
             return f"the outputs changed: {difference_text(self)}"
         if status == "nothing selected":
-            return f"include/exclude left out all {self.selected_out} weights weight norm fits"
+            count = self.selected_out
+            said = "the 1 weight" if count == 1 else f"all {count} weights"
+            return f"include/exclude left out {said} weight norm fits"
         if status == "nothing applied":
             return self._why_nothing()
         return None
@@ -193,7 +186,7 @@ class ApplyReport:
                 key = site.reason or ""
                 if site.status == "already":
                     key = "already weight-normed"
-                    if site in included:  # the data init asked for cannot go on it
+                    if site in included and self.init == "data":  # it cannot go on it
                         key += f", data init cannot go on it: {(site.init or '')[6:]}"
                 key = _VARYING.sub("", key)  # the other names of a tied weight, unit numbers
                 reasons[key] = reasons.get(key, 0) + 1
@@ -201,6 +194,15 @@ class ApplyReport:
         detail = "; ".join(f"{count}x {why}" for why, count in top) or "the model has none"
         what = "of those included " if included else ""
         text = f"no parameter {what}to apply weight norm to ({detail})"
+        if (
+            included
+            and all(len(site.shape or [0, 0]) < 2 for site in included)
+            and any(site.reason != "bias" for site in included)
+        ):
+            text += (  # "blocks.0" names the block's own scale, not its layers (t173)
+                "; a module's name or type names its own parameters, not those of the layers "
+                "inside it (add '.*' to a name: 'blocks.0.*')"
+            )
         if self.traced_with == "module types":
             text += "; only module types were read: give example inputs to observe a forward"
         return text
