@@ -250,6 +250,29 @@ def test_huge_declared_shapes_are_declined_not_allocated() -> None:
         _evaluate(model)
 
 
+def test_a_tile_in_front_of_a_weight_folds_and_a_huge_one_is_declined() -> None:
+    """Tile copies elements: a weight tiled in front of a MatMul is folded (SEW-D's
+    relative-position operands were "computed by Tile", t174), its repeats checked and its
+    size bounded."""
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, ?] y) {{
+            t = Tile(w, r)
+            y = MatMul(x, t)
+        }}
+    """
+    w = rand(2, 3)
+    model = onnx_model(text, w=w, r=np.array([2, 2], np.int64))
+    folded, report = fold_onnx(model)
+    assert isinstance(folded, onnx.ModelProto)
+    assert [c.status for c in report.cones] == ["folded"]
+    (tile,) = folded.graph.initializer
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(tile), np.tile(w, (2, 2)))
+    huge = onnx_model(text, w=w, r=np.array([2, 1 << 30], np.int64))
+    (cone,) = fold_onnx(huge)[1].cones
+    assert cone.status == "declined" and "Tile would make" in (cone.reason or "")
+
+
 def test_huge_expand_in_front_of_a_weight_is_declined_by_the_fold() -> None:
     text = f"""
         {HEADER}
@@ -324,7 +347,8 @@ FLOATS = ("float16", "float32", "float64")
 NUMERIC = [d for d in DTYPES if d != "bool"]
 OPS = [  # Cast four times: chains of Casts are where rounding goes wrong
     "Cast", "Cast", "Cast", "Cast", "Transpose", "Reshape", "Unsqueeze", "Squeeze", "Slice",
-    "Concat", "Gather", "Split", "Expand", "Identity", "Add", "Sub", "Mul", "Div", "Max", "Min",
+    "Concat", "Gather", "Split", "Expand", "Tile", "Identity", "Add", "Sub", "Mul", "Div", "Max",
+    "Min",
 ]  # fmt: skip
 INT64_MAX = np.iinfo(np.int64).max
 
@@ -431,6 +455,10 @@ def _step(b: _Builder, draw: st.DrawFn) -> None:
         b.add(op, [name, split], new, dtype, pending, outputs=2, index=index, axis=axis)
     elif op == "Expand":
         b.add(op, [name, b.constant(np.array([2, *shape], np.int64))], (2, *shape), dtype, pending)
+    elif op == "Tile":
+        repeats = [draw(st.integers(0, 2)) for _ in shape]
+        new = tuple(d * r for d, r in zip(shape, repeats, strict=True))
+        b.add(op, [name, b.constant(np.array(repeats, np.int64))], new, dtype, pending)
     elif op == "Identity":
         b.add(op, [name], shape, dtype, pending)
     else:  # binary arithmetic and Max/Min against a fresh constant of the same type

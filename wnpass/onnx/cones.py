@@ -4,7 +4,7 @@ The rule: a weight input of ``Conv``, ``ConvTranspose``, ``Gemm``, ``MatMul``, `
 ``RNN`` (weights and biases) or the table of an embedding ``Gather`` (its indices fed at run
 time) that is not an initializer but is computed from constants by layout and cast ops
 (``Transpose``, ``Reshape``, ``Flatten``, ``Squeeze``/``Unsqueeze``, ``Slice``, ``Concat``,
-``Split``, ``Gather`` with constant indices, ``Cast``, ``Identity``, ``Expand``, ``Pad``,
+``Split``, ``Gather`` with constant indices, ``Cast``, ``Identity``, ``Expand``, ``Tile``, ``Pad``,
 ``Constant``, and ``Shape``/``ConstantOfShape`` for their shape inputs) and by exactly rounded
 arithmetic (``Add``, ``Sub``, ``Mul``, ``Div``, and the selections ``Max``, ``Min``, ``Clip``;
 on floats and on integers: a ``Slice``'s bounds, a ``Reshape``'s shape) is replaced by one
@@ -111,7 +111,7 @@ WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
 CONE_OPS = frozenset(
     {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Concat", "Split"}
     | {"Gather", "Cast", "CastLike", "Identity", "Expand", "Constant", "Shape", "Pad"}
-    | {"ConstantOfShape"}
+    | {"ConstantOfShape", "Tile"}
 )
 # Arithmetic that IEEE arithmetic rounds correctly to the result's type, as ONNX Runtime's
 # kernels do, and selections of one of the inputs' values: computed step by step in the

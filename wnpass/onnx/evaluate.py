@@ -44,10 +44,10 @@ The rules, which make a fold exact or make it decline (``NotExact`` with the rea
   overflow or beyond 2**53), ``Div`` truncates toward zero (declined on division by zero),
   ``Max``/``Min``/``Clip`` select exactly; any other arithmetic on integers is declined.
 - Layout ops (``Transpose``, ``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze``, ``Slice``,
-  ``Concat``, ``Split``, ``Gather``, ``Expand``, ``Identity``, ``Pad``) move or select elements,
-  in any dtype, and are exact (``Pad`` writes its fill value or copies of x's own elements:
-  ``constant``, ``reflect``, ``edge``, ``wrap``); so are ``Shape`` of a constant and
-  ``ConstantOfShape``.
+  ``Concat``, ``Split``, ``Gather``, ``Expand``, ``Tile``, ``Identity``, ``Pad``) move or
+  select elements, in any dtype, and are exact (``Pad`` writes its fill value or copies of
+  x's own elements: ``constant``, ``reflect``, ``edge``, ``wrap``); so are ``Shape`` of a
+  constant and ``ConstantOfShape``.
 - Any other op, dtype or domain is declined with its name, as is a result of more than
   ``MAX_ELEMENTS`` elements (a huge declared shape is declined before anything is allocated).
 """
@@ -1059,6 +1059,14 @@ def _expand(step: Step, args: Args) -> np.ndarray:
     return np.broadcast_to(x, shape)
 
 
+def _tile(step: Step, args: Args) -> np.ndarray:
+    x, repeats = _arg(args, 0), _ints(step, args, 1)
+    if repeats is None or len(repeats) != x.ndim or min(repeats, default=0) < 0:
+        raise NotExact(f"{step.where}: repeats {repeats} do not fit a tensor of rank {x.ndim}")
+    _check_size([d * r for d, r in zip(x.shape, repeats, strict=True)], "Tile")
+    return np.tile(x, repeats)
+
+
 def _slice(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
     if len(args) > 1:  # opset >= 10: starts, ends, axes, steps as inputs
@@ -1232,6 +1240,7 @@ _OPS: dict[str, Callable[[Step, Args], Evaluated]] = {
     "Unsqueeze": _same(_unsqueeze),
     "Squeeze": _same(_squeeze),
     "Expand": _same(_expand),
+    "Tile": _same(_tile),
     "Slice": _same(_slice),
     "Split": _same(_split),
     "Gather": _same(_gather),
