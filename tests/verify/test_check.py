@@ -654,6 +654,30 @@ def test_a_reference_that_fails_to_run_is_bad_input(fails_to_run: tuple[Path, Pa
         check(fails, runs, runs=1, warmup=0)
 
 
+def test_a_reference_too_short_for_the_synthesized_axis_says_what_it_ran_on(
+    tmp_path: Path,
+) -> None:
+    """A model that needs 5 samples a row failed on the 32 a dynamic axis takes by default,
+    and the error said only ONNX Runtime's reason (EnCodec's reflect padding, t174): it names
+    the inputs it ran on and how to give others; with a size that fits, it runs."""
+    model = tmp_path / "rows.onnx"
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[1, T] x) => (float[5, ?] y) {
+            shape = Constant <value = int64[2] {5, -1}> ()
+            y = Reshape(x, shape)
+        }
+    """
+    onnx.save(onnx.parser.parse_model(text), model)
+    with pytest.raises(providers.RunFailedError) as failed:
+        check(model, model, runs=1, warmup=0)
+    assert str(failed.value).endswith(
+        "(on synthesized inputs, x float32[1, 32], a dynamic axis at its default size: give "
+        "its size or the inputs, --shape, --inputs)"
+    )
+    assert check(model, model, runs=1, warmup=0, shapes={"x": [1, 10]})
+
+
 # a model the ONNX checker takes (an op of a domain it does not know) and ONNX Runtime cannot load
 CUSTOM = """
     <ir_version: 8, opset_import: ["" : 17, "com.example" : 1]>

@@ -159,8 +159,8 @@ class RunFailedError(SessionError):
     """ONNX Runtime failed to run a model it had loaded; ``reason`` is its whole message (the
     error's own line is cut to a readable length, its end kept: :func:`_short`)."""
 
-    def __init__(self, model: Path, reason: str) -> None:
-        super().__init__(model, f"onnxruntime failed to run it: {_short(reason)}", reason)
+    def __init__(self, model: Path, reason: str, hint: str = "") -> None:
+        super().__init__(model, f"onnxruntime failed to run it: {_short(reason)}{hint}", reason)
 
 
 class OutOfMemoryError(WnpassError):
