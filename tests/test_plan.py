@@ -501,6 +501,8 @@ def test_a_deleted_data_file_is_listed_as_removed(tmp_path: Path) -> None:
         path.write_bytes(b"x")
     plan = IOPlan()
     plan.write(out, "output")
+    for path in (data, kept):  # as planned: the old output's data files, as they are now
+        plan.keep(path, out)
     plan.check()
     assert plan.delete_old_data([data, kept], out, created=[data.name]) == [data]
     assert plan.removed == [data]
@@ -822,3 +824,25 @@ def test_a_name_chosen_free_is_put_in_place_where_no_hard_link_can_be_made(
         (staging / "x").write_bytes(b"data")
         plan.publish(staging / "x", target)
     assert target.read_bytes() == b"data" and plan.published == [target]
+
+
+@pytest.mark.parametrize("how", ["renamed over", "written in place"])
+def test_an_old_data_file_another_process_replaced_after_the_plan_is_kept(
+    tmp_path: Path, how: str
+) -> None:
+    """t175: while a fold replaced out.onnx, another tool moved its own model in, whose data
+    file had the name of the old output's (or wrote over that file): the fold deleted it,
+    exit 0. Only the file that was there when the run planned may go."""
+    data, out = tmp_path / "out.onnx.data", tmp_path / "out.onnx"
+    data.write_bytes(b"\0" * 48)
+    plan = IOPlan()
+    plan.keep(data, out)
+    assert plan.may_delete(data, out, created={"out.onnx.data"}) is None
+    if how == "renamed over":
+        (tmp_path / "theirs").write_bytes(b"\1" * 48)
+        os.replace(tmp_path / "theirs", data)
+    else:
+        data.write_bytes(b"\1" * 64)
+    reason = plan.may_delete(data, out, created={"out.onnx.data"})
+    assert reason == "not the file there when this run planned"
+    assert plan.delete_old_data([data], out, created={"out.onnx.data"}) == [] and data.exists()

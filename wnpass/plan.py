@@ -18,8 +18,9 @@ Every command and every file-writing API function goes through one :class:`IOPla
    so that two runs writing the same result rename theirs one after the other;
 4. an old data file of a replaced output is deleted only when :meth:`IOPlan.may_delete` says
    so (the output's own record says wnpass wrote it, it has wnpass's data-file name for that
-   output, lies beside it, is a regular file with one link, and is not read or written by
-   this run), and is then listed in :attr:`IOPlan.removed` (the report names it: a copy of
+   output, lies beside it, is a regular file with one link, is not read or written by this
+   run, and is still the file :meth:`IOPlan.keep` saw when the run planned: not one another
+   process put there since, nor one it wrote to), and is then listed in :attr:`IOPlan.removed` (the report names it: a copy of
    that output shares the file by reference, and loses it); anything else is left and
    listed in :attr:`IOPlan.left`.
 
@@ -290,6 +291,16 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def _as_it_is(path: Path) -> tuple[int, ...] | None:
+    """The file at ``path`` itself (not following a link), as a stat shows it: device, inode,
+    size, and the times its content and its entry last changed; None where there is none."""
+    try:
+        st = os.lstat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 # How long a publish waits for another process's lock on the folder it renames into: another
 # wnpass run holds it for its renames only (milliseconds); a lock held longer is someone's
 # `flock DIR command`, which a run must not wait on for ever.
@@ -446,6 +457,8 @@ class IOPlan:
         self._unresolved: list[_Entry] = []  # those whose file did not exist then
         self._writes: list[_Entry] = []
         self._kept: dict[Path, Path] = {}  # a file the old version of an output needs: output
+        # each kept file as it was when planned: only that file may be deleted (t175)
+        self._kept_as: dict[Path, tuple[int, ...] | None] = {}
         self._pinned: dict[Path, readahead.Identity | None] = {}  # files read lazily: as first seen
         self._may_replace_read: set[Path] = set()
         self._new: set[Path] = set()  # targets whose name was chosen as free: never replaced
@@ -531,6 +544,7 @@ class IOPlan:
         index's shard. It stays as it is until the new output is in place (a failed check
         leaves the old output whole)."""
         self._kept.setdefault(Path(path), Path(output))
+        self._kept_as.setdefault(Path(path), _as_it_is(Path(path)))
         self._checked = False
 
     def watch_user_code(self) -> None:
@@ -945,6 +959,8 @@ class IOPlan:
             return "read by this run"
         if any(_where(t) == _where(path) for t in self.targets):
             return "written by this run"
+        if self._kept_as.get(Path(path)) != _as_it_is(path):  # another file came since the
+            return "not the file there when this run planned"  # plan (:meth:`keep`), t175
         return None
 
     def delete_old_data(
