@@ -20,9 +20,9 @@ Every command and every file-writing API function goes through one :class:`IOPla
    so (the output's own record says wnpass wrote it, it has wnpass's data-file name for that
    output, lies beside it, is a regular file with one link, is not read or written by this
    run, and is still the file :meth:`IOPlan.keep` saw when the run planned: not one another
-   process put there since, nor one it wrote to), and is then listed in :attr:`IOPlan.removed` (the report names it: a copy of
-   that output shares the file by reference, and loses it); anything else is left and
-   listed in :attr:`IOPlan.left`.
+   process put there since, nor one it wrote to), and is then listed in
+   :attr:`IOPlan.removed` (the report names it: a copy of that output shares the file by
+   reference, and loses it); anything else is left and listed in :attr:`IOPlan.left`.
 
 The user's own code (a ``model.py``: loading it, its factory, the forwards wnpass runs) reads
 files no option names: the modules it imports, also lazily in ``forward`` or by
