@@ -846,3 +846,23 @@ def test_an_old_data_file_another_process_replaced_after_the_plan_is_kept(
     reason = plan.may_delete(data, out, created={"out.onnx.data"})
     assert reason == "not the file there when this run planned"
     assert plan.delete_old_data([data], out, created={"out.onnx.data"}) == [] and data.exists()
+
+
+def test_a_refusal_after_an_output_was_published_names_it(tmp_path: Path) -> None:
+    """t175: a --json target swapped for a symbolic link after the model was put in place
+    was refused as if nothing had been written: the error names what was."""
+    model, report, victim = tmp_path / "out.onnx", tmp_path / "r.json", tmp_path / "victim"
+    victim.write_text("theirs")
+    plan = IOPlan()
+    plan.write(model, "output")
+    plan.write(report, "json_path")
+    plan.check()
+    with plan.replace(model) as staged:
+        staged.write_bytes(b"model")
+    report.symlink_to(victim)
+    with pytest.raises(OutputError) as refused, plan.replace(report) as staged:
+        staged.write_text("{}")
+    assert str(refused.value) == (
+        f"json_path {report}: exists and is a symbolic link; refused; already written: {model}"
+    )
+    assert victim.read_text() == "theirs" and model.read_bytes() == b"model"

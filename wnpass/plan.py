@@ -786,6 +786,18 @@ class IOPlan:
     # -- writing --------------------------------------------------------------------------
 
     def _require(self, target: Path) -> _Entry:
+        """The plan's entry for ``target``, checked again at the last moment; a refusal names
+        what this run has already put in place (a ``--json`` swapped for a link after the
+        model was published said "refused" alone, t175)."""
+        try:
+            return self._entry_checked(target)
+        except OutputError as error:
+            if not self.published or "; already written: " in error.detail:
+                raise
+            detail = self._and_written(error.detail)
+            raise OutputError(detail, parameter=error.parameter, also=error.also) from None
+
+    def _entry_checked(self, target: Path) -> _Entry:
         if not self._checked:
             raise AssertionError("IOPlan.check() must pass before anything is written")
         if self.record_user_reads():
@@ -825,6 +837,12 @@ class IOPlan:
         """A write that failed (a full disk), as one line that also names what this run has
         already put in place, if anything: an error must not read as "nothing was written"."""
         message = f"{path}: cannot write ({error.strerror or _short_write_reason(error)})"
+        if error.errno == errno.ENOENT:  # its folder moved away, maybe replaced (t175)
+            planned = next((where for where, e in self._write_at.items() if e is entry), None)
+            if planned is not None and _where(path) != planned:
+                return OutputError(self._folder_changed(entry), parameter=entry.parameter)
+            if not path.parent.is_dir():
+                message = f"{path}: cannot write: its folder was moved or removed meanwhile"
         return OutputError(self._and_written(message), parameter=entry.parameter)
 
     def _and_written(self, message: str) -> str:
