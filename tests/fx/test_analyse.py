@@ -627,8 +627,8 @@ def test_an_include_that_names_only_what_gets_nothing_applies_nothing() -> None:
     """t173: one rule for what an include asks for. A layer weight-normed before, named alone,
     was "nothing selected" (exit 0) beside a plain layer the include left out, "nothing
     applied" without it; a lazy layer the forward never reached, named alone, was "nothing
-    selected". Each applies nothing now, saying why; a block's own layer scale, named by the
-    block's name, adds how to name the layers inside it."""
+    selected". Each applies nothing now, saying why, as does a block's own layer scale named
+    by the block's name (``0.*`` names its layers); a 0-D scale is no weight (t176)."""
     torch.manual_seed(0)
     x = torch.randn(8, 4)
     mixed = nn.Sequential(parametrizations.weight_norm(nn.Linear(4, 8)), nn.ReLU(), nn.Linear(8, 2))
@@ -643,8 +643,15 @@ def test_an_include_that_names_only_what_gets_nothing_applies_nothing() -> None:
     blocks = nn.Sequential(_LayerScaled(), nn.Linear(8, 2))
     report = apply_weight_norm(blocks, torch.randn(4, 8), include="0")
     assert report.status == "nothing applied"
-    assert (report.reason or "").endswith("(add '.*' to a name: 'blocks.0.*')")
+    assert report.reason == (
+        "no parameter of those included to apply weight norm to (1x 1-D parameter (a scale or "
+        "shift))"
+    )
     assert apply_weight_norm(blocks, torch.randn(4, 8), include="0.*").status == "ok"
+    scalar = nn.Sequential(_LayerScaled(), nn.Linear(8, 2))
+    scalar[0].gamma = nn.Parameter(torch.tensor(0.1))  # ReZero's: 0-D, no weight (t176)
+    report = apply_weight_norm(scalar, torch.randn(4, 8), include="0.*", exclude="0.fc.weight")
+    assert report.status == "nothing selected"
     plain = nn.Sequential(nn.Linear(4, 2))
     report = apply_weight_norm(plain, x, exclude="0.weight", include="0.*")
     assert report.status == "nothing selected"  # the weight left out on purpose, its bias too

@@ -676,6 +676,9 @@ def test_a_reference_too_short_for_the_synthesized_axis_says_what_it_ran_on(
         "its size or the inputs, --shape, --inputs)"
     )
     assert check(model, model, runs=1, warmup=0, shapes={"x": [1, 10]})
+    with pytest.raises(providers.RunFailedError) as failed:  # a size given: its own (t176)
+        check(model, model, runs=1, warmup=0, shapes={"x": [1, 16]})
+    assert "Input shape:{1,16}" in str(failed.value) and "synthesized" not in str(failed.value)
 
 
 # a model the ONNX checker takes (an op of a domain it does not know) and ONNX Runtime cannot load

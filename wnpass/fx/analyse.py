@@ -513,7 +513,7 @@ def _mark_included(
     exit 0, t171), since an include of a layer names its bias beside its weight (t147)."""
     named = [(s, names) for s, names in sites if _matches(model, s, includes, names) is not None]
     # of 2-D and up, or of a shape not known (a lazy layer the forward never reached, t173)
-    wide = [(site, names) for site, names in named if len(site.shape or [0, 0]) >= 2]
+    wide = [(site, names) for site, names in named if site.shape is None or len(site.shape) >= 2]
     for site, names in wide or named:
         site.included = _matches(model, site, excludes, names) is None
 

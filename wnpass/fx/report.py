@@ -194,15 +194,6 @@ class ApplyReport:
         detail = "; ".join(f"{count}x {why}" for why, count in top) or "the model has none"
         what = "of those included " if included else ""
         text = f"no parameter {what}to apply weight norm to ({detail})"
-        if (
-            included
-            and all(len(site.shape or [0, 0]) < 2 for site in included)
-            and any(site.reason != "bias" for site in included)
-        ):
-            text += (  # "blocks.0" names the block's own scale, not its layers (t173)
-                "; a module's name or type names its own parameters, not those of the layers "
-                "inside it (add '.*' to a name: 'blocks.0.*')"
-            )
         if self.traced_with == "module types":
             text += "; only module types were read: give example inputs to observe a forward"
         return text

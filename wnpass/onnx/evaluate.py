@@ -1061,9 +1061,11 @@ def _expand(step: Step, args: Args) -> np.ndarray:
 
 def _tile(step: Step, args: Args) -> np.ndarray:
     x, repeats = _arg(args, 0), _ints(step, args, 1)
-    if repeats is None or len(repeats) != x.ndim or min(repeats, default=0) < 0:
+    if repeats is None or len(repeats) != x.ndim:
         raise NotExact(f"{step.where}: repeats {repeats} do not fit a tensor of rank {x.ndim}")
-    _check_size([d * r for d, r in zip(x.shape, repeats, strict=True)], "Tile")
+    if min(repeats, default=0) < 0:
+        raise NotExact(f"{step.where}: a negative repeat in {repeats}")
+    _check_size([d * r for d, r in zip(x.shape, repeats, strict=True)], step.where)
     return np.tile(x, repeats)
 
 

@@ -381,13 +381,19 @@ def _inputs_said(
     """``error``, where the reference failed to run on inputs synthesized with a dynamic axis
     at its default size, with the inputs it ran on: a model too short for 32 samples said
     only ONNX Runtime's reason (t174)."""
-    dynamic = any(not isinstance(dim, int) for spec in specs for dim in spec.shape)
-    if error.model != reference or options.inputs is not None or not dynamic:
+    given = options.shapes or {}
+    defaulted = [  # inputs with a dynamic axis no size was given for (t176)
+        spec.name
+        for spec in specs
+        if spec.name not in given and any(not isinstance(dim, int) for dim in spec.shape)
+    ]
+    if error.model != reference or options.inputs is not None or not defaulted:
         return error
     fed = ", ".join(
-        f"{name} {dtype_name(array)}[{', '.join(map(str, array.shape))}]"
-        for name, array in arrays.items()
-    )
+        f"{name} {dtype_name(arrays[name])}[{', '.join(map(str, arrays[name].shape))}]"
+        for name in defaulted[:5]
+        if name in arrays
+    ) + (f" and {len(defaulted) - 5} more" if len(defaulted) > 5 else "")
     hint = (
         f" (on synthesized inputs, {fed}, a dynamic axis at its default size: give its "
         "size or the inputs, --shape, --inputs)"
