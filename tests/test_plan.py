@@ -866,3 +866,32 @@ def test_a_refusal_after_an_output_was_published_names_it(tmp_path: Path) -> Non
         f"json_path {report}: exists and is a symbolic link; refused; already written: {model}"
     )
     assert victim.read_text() == "theirs" and model.read_bytes() == b"model"
+
+
+def test_an_old_data_file_behind_a_linked_folder_and_dotdot_is_the_real_one(
+    tmp_path: Path,
+) -> None:
+    """t177: ``-o deep/../o.onnx`` where deep links to A/B is A/o.onnx; its old data file
+    was looked for at ./o.onnx.data (the path normalized as text), so refolding neither
+    removed A/o.onnx.data nor named it."""
+    import numpy as np
+
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 64])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 64])],
+        [onnx.numpy_helper.from_array(np.ones((64, 64), np.float32), "w")],
+    )
+    source = tmp_path / "in.onnx"
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    onnx.save(model, source, save_as_external_data=True, location="in.data", size_threshold=0)
+    (tmp_path / "A" / "B").mkdir(parents=True)
+    (tmp_path / "deep").symlink_to(tmp_path / "A" / "B")
+    out = tmp_path / "deep" / ".." / "o.onnx"
+    fold_onnx(source, out)
+    first = (tmp_path / "A" / "o.onnx.data").read_bytes()
+    _, report = fold_onnx(source, out)
+    assert report.removed == [str(tmp_path / "deep" / ".." / "o.onnx.data")]
+    assert not (tmp_path / "A" / "o.onnx.data").exists()
+    assert (tmp_path / "A" / "o.onnx.1.data").read_bytes() == first

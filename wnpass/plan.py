@@ -839,10 +839,10 @@ class IOPlan:
         message = f"{path}: cannot write ({error.strerror or _short_write_reason(error)})"
         if error.errno == errno.ENOENT:  # its folder moved away, maybe replaced (t175)
             planned = next((where for where, e in self._write_at.items() if e is entry), None)
-            if planned is not None and _where(path) != planned:
+            if planned is not None and _where(entry.path) != planned:  # (its folder's, t177)
                 return OutputError(self._folder_changed(entry), parameter=entry.parameter)
-            if not path.parent.is_dir():
-                message = f"{path}: cannot write: its folder was moved or removed meanwhile"
+            if not entry.path.parent.is_dir():
+                message = f"{entry.path}: cannot write: its folder was moved or removed meanwhile"
         return OutputError(self._and_written(message), parameter=entry.parameter)
 
     def _and_written(self, message: str) -> str:

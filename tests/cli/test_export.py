@@ -970,3 +970,42 @@ def test_an_axis_compared_alone_is_named_in_the_last_line(
         ("doubled plus one", "axis 1 of ids"),
         ("one shorter", "axis 1 of ids"),
     ]
+
+
+def test_an_old_data_file_another_process_moved_in_while_the_model_built_is_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """t177: export replaced o.onnx, whose data file o.onnx.data wnpass wrote; while the
+    model.py built (it is the other process here), another file was moved in under that
+    name, and was deleted: the plan recorded the old data file only when it saved. It does
+    when -o is planned, before the model's code runs."""
+    import numpy as np
+
+    ours = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 64])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 64])],
+        [onnx.numpy_helper.from_array(np.ones((64, 64), np.float32), "w")],
+    )
+    onnx.save(
+        onnx.helper.make_model(ours, opset_imports=[onnx.helper.make_opsetid("", 17)]),
+        tmp_path / "in.onnx",
+        save_as_external_data=True,
+        location="in.onnx.data",
+        size_threshold=0,
+    )
+    out = tmp_path / "o.onnx"
+    assert main(["-q", "fold", str(tmp_path / "in.onnx"), "-o", str(out)]) == 0
+    assert (tmp_path / "o.onnx.data").is_file()  # the old output's, wnpass's own
+    (tmp_path / "theirs").write_bytes(b"theirs")
+    model_py = _model_py(tmp_path)
+    theirs, data = str(tmp_path / "theirs"), str(tmp_path / "o.onnx.data")
+    swap = f"import os; os.replace({theirs!r}, {data!r})"
+    model_py.write_text(
+        model_py.read_text().replace("def build_model():", f"def build_model():\n    {swap}")
+    )
+    capsys.readouterr()
+    assert main(["export", str(model_py), "-o", str(out), "--exporter", "torchscript"]) == 0
+    assert (tmp_path / "o.onnx.data").read_bytes() == b"theirs"
+    assert "o.onnx.data: kept (not the file there when this run planned)" in capsys.readouterr().out

@@ -77,6 +77,9 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         accept_ranges=args.accept_ranges,
     )
     plan = plan_model_py(args, args.output)
+    from wnpass.onnx.io import keep_old_data
+
+    keep_old_data(plan, args.output)  # before the model's code runs (t177)
     plan.check()
 
     from wnpass.deploy import export, exporters_silenced

@@ -254,6 +254,7 @@ def export(
     io.require_onnx_name(path, "path")
     if not plan.planned(path, "output"):  # the CLI plans it with its other files
         plan.write(path, "output")
+    io.keep_old_data(plan, path)  # the old output's data files, as they are now
     plan.check()  # the output's data file, if any, is planned once the model is known
     chosen = prov.resolve(list(providers) if providers else None) if verify else []
     loaded = buffer_values(model)  # as the caller set them, before wnpass's forwards

@@ -329,8 +329,8 @@ def _data_record(path: Path) -> tuple[set[Path], frozenset[str]]:
         proto = inline.skeleton(path, _SMALL_MODEL)
     except Exception:  # not a model (or not there): it references nothing
         return set(), frozenset()
-    referenced = {
-        Path(os.path.normpath(path.parent / entry.value))
+    referenced = {  # not normalized: "deep/../o.onnx.data" is not "o.onnx.data" where deep
+        path.parent / entry.value  # is a link to a folder (t177)
         for tensor in validity.all_tensor_protos(proto)
         if tensor.data_location == onnx.TensorProto.EXTERNAL
         for entry in tensor.external_data
@@ -467,17 +467,26 @@ def plan_save(
         external_data = True
     if not plan.planned(path, parameter):
         plan.write(path, parameter, replaces_read=replaces_read)
-    if os.path.isfile(path):  # what the old output needs stays whole until it is replaced
-        with own_code():
-            referenced, _ = _data_record(path)
-        for data in sorted(referenced):
-            if os.path.normpath(data) != os.path.normpath(path):
-                plan.keep(data, path)
+    keep_old_data(plan, path)
     data_name = None
     if external_data is not False:
         data_name = _free_data_name(path)
         plan.write(path.parent / data_name, f"{parameter}'s external data", new=True)
     return SaveTarget(path, data_name, external_data)
+
+
+def keep_old_data(plan: IOPlan, path: Path) -> None:
+    """Record in ``plan`` the data files of the ONNX file at ``path``, an output this run
+    replaces: they stay whole until the new one is in place, and only the very files there
+    now may be deleted then (:meth:`IOPlan.keep`). Called as soon as ``path`` is planned
+    (``export`` runs the model's code before it saves: a file moved in under a data file's
+    name meanwhile was deleted, t177); again later, it changes nothing."""
+    if os.path.isfile(path):
+        with own_code():
+            referenced, _ = _data_record(path)
+        for data in sorted(referenced):
+            if os.path.normpath(data) != os.path.normpath(path):
+                plan.keep(data, path)
 
 
 def save(
