@@ -874,18 +874,7 @@ def test_an_old_data_file_behind_a_linked_folder_and_dotdot_is_the_real_one(
     """t177: ``-o deep/../o.onnx`` where deep links to A/B is A/o.onnx; its old data file
     was looked for at ./o.onnx.data (the path normalized as text), so refolding neither
     removed A/o.onnx.data nor named it."""
-    import numpy as np
-
-    graph = onnx.helper.make_graph(
-        [onnx.helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "g",
-        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 64])],
-        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 64])],
-        [onnx.numpy_helper.from_array(np.ones((64, 64), np.float32), "w")],
-    )
-    source = tmp_path / "in.onnx"
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
-    onnx.save(model, source, save_as_external_data=True, location="in.data", size_threshold=0)
+    source = weight_normed(tmp_path, external=True)
     (tmp_path / "A" / "B").mkdir(parents=True)
     (tmp_path / "deep").symlink_to(tmp_path / "A" / "B")
     out = tmp_path / "deep" / ".." / "o.onnx"

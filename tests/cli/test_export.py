@@ -13,6 +13,7 @@ from pathlib import Path
 import onnx
 import pytest
 
+from tests.helpers import weight_normed
 from wnpass.cli import main
 
 # forward's first input is never read (the TorchScript exporter drops it) and its last is a
@@ -979,24 +980,9 @@ def test_an_old_data_file_another_process_moved_in_while_the_model_built_is_kept
     model.py built (it is the other process here), another file was moved in under that
     name, and was deleted: the plan recorded the old data file only when it saved. It does
     when -o is planned, before the model's code runs."""
-    import numpy as np
-
-    ours = onnx.helper.make_graph(
-        [onnx.helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "g",
-        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 64])],
-        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 64])],
-        [onnx.numpy_helper.from_array(np.ones((64, 64), np.float32), "w")],
-    )
-    onnx.save(
-        onnx.helper.make_model(ours, opset_imports=[onnx.helper.make_opsetid("", 17)]),
-        tmp_path / "in.onnx",
-        save_as_external_data=True,
-        location="in.onnx.data",
-        size_threshold=0,
-    )
+    source = weight_normed(tmp_path, external=True)
     out = tmp_path / "o.onnx"
-    assert main(["-q", "fold", str(tmp_path / "in.onnx"), "-o", str(out)]) == 0
+    assert main(["-q", "fold", str(source), "-o", str(out)]) == 0
     assert (tmp_path / "o.onnx.data").is_file()  # the old output's, wnpass's own
     (tmp_path / "theirs").write_bytes(b"theirs")
     model_py = _model_py(tmp_path)

@@ -329,14 +329,24 @@ def test_a_weight_folded_in_its_own_scope_keeps_the_parameters_name() -> None:
     assert [site.name for site in inspect_onnx(model).sites] == [w, w]
 
 
-def test_a_weight_takes_no_name_a_body_nested_in_its_graph_has() -> None:
-    """t163: a main graph's site whose value is named conv.weight, after an If whose branch
-    defines a conv.weight of its own (valid: the main graph's is not yet in scope there),
-    freed the name and took it: the branch then redefined a name of its enclosing graph, an
-    invalid model (exit 3; in a branch or a function, written with exit 0)."""
+def _folded_valid(graph: onnx.GraphProto) -> tuple[onnx.ModelProto, onnx.ModelProto, Any]:
+    """The model of ``graph`` (opset 17, IR 8), valid, and its fold, valid too, with the
+    fold's report."""
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    folded, report = fold_onnx(model)
+    assert isinstance(folded, onnx.ModelProto)
+    onnx.checker.check_model(folded, full_check=True)
+    return model, folded, report
+
+
+def _branches_defining(name: str) -> tuple[onnx.GraphProto, onnx.GraphProto]:
+    """An If's branches of x (float[2, 4]): the then-branch defines a value ``name`` of its
+    own (``Relu(x)``), the else-branch none."""
     make, info = onnx.helper.make_node, onnx.helper.make_tensor_value_info
     then_g = onnx.helper.make_graph(
-        [make("Relu", ["x"], ["conv.weight"]), make("Identity", ["conv.weight"], ["ty"])],
+        [make("Relu", ["x"], [name]), make("Identity", [name], ["ty"])],
         "then",
         [],
         [info("ty", 1, [2, 4])],
@@ -344,6 +354,16 @@ def test_a_weight_takes_no_name_a_body_nested_in_its_graph_has() -> None:
     else_g = onnx.helper.make_graph(
         [make("Neg", ["x"], ["ey"])], "else", [], [info("ey", 1, [2, 4])]
     )
+    return then_g, else_g
+
+
+def test_a_weight_takes_no_name_a_body_nested_in_its_graph_has() -> None:
+    """t163: a main graph's site whose value is named conv.weight, after an If whose branch
+    defines a conv.weight of its own (valid: the main graph's is not yet in scope there),
+    freed the name and took it: the branch then redefined a name of its enclosing graph, an
+    invalid model (exit 3; in a branch or a function, written with exit 0)."""
+    make, info = onnx.helper.make_node, onnx.helper.make_tensor_value_info
+    then_g, else_g = _branches_defining("conv.weight")
     nodes = [
         make("If", ["c"], ["z"], then_branch=then_g, else_branch=else_g),
         make("ReduceL2", ["conv.weight_v"], ["n"], axes=[1], keepdims=1),
@@ -424,15 +444,7 @@ def test_an_alias_keeps_its_initializers_name_where_a_body_has_the_alias_name() 
     ``Wt``, which the branch then redefined: an invalid model, exit 3. The MatMul reads
     ``W``."""
     make, info = onnx.helper.make_node, onnx.helper.make_tensor_value_info
-    then_g = onnx.helper.make_graph(
-        [make("Relu", ["x"], ["Wt"]), make("Identity", ["Wt"], ["ty"])],
-        "then",
-        [],
-        [info("ty", 1, [2, 4])],
-    )
-    else_g = onnx.helper.make_graph(
-        [make("Neg", ["x"], ["ey"])], "else", [], [info("ey", 1, [2, 4])]
-    )
+    then_g, else_g = _branches_defining("Wt")
     graph = onnx.helper.make_graph(
         [
             make("If", ["c"], ["z"], then_branch=then_g, else_branch=else_g),
@@ -444,12 +456,7 @@ def test_an_alias_keeps_its_initializers_name_where_a_body_has_the_alias_name() 
         [info("y", 1, [2, 3])],
         initializer=[onnx.numpy_helper.from_array(rand(4, 3), "W")],
     )
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    folded, report = fold_onnx(model)
-    assert isinstance(folded, onnx.ModelProto)
-    onnx.checker.check_model(folded, full_check=True)
+    model, folded, report = _folded_valid(graph)
     assert [i.name for i in folded.graph.initializer] == ["W"]
     assert [c.name for c in report.cones] == [c.name for c in inspect_onnx(model).cones] == ["W"]
     for cond in (True, False):
@@ -513,12 +520,7 @@ def test_a_name_a_fold_freed_is_free_to_the_weights_after_it_as_inspect_says() -
             ]
         ],
     )
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    folded, report = fold_onnx(model)
-    assert isinstance(folded, onnx.ModelProto)
-    onnx.checker.check_model(folded, full_check=True)
+    model, folded, report = _folded_valid(graph)
     names = sorted(site.name for site in report.sites)
     assert names == ["a.weight", "b.weight", "c.weight"]
     assert sorted(site.name for site in inspect_onnx(model).sites) == names
