@@ -884,3 +884,19 @@ def test_an_old_data_file_behind_a_linked_folder_and_dotdot_is_the_real_one(
     assert report.removed == [str(tmp_path / "deep" / ".." / "o.onnx.data")]
     assert not (tmp_path / "A" / "o.onnx.data").exists()
     assert (tmp_path / "A" / "o.onnx.1.data").read_bytes() == first
+
+
+def test_an_old_output_whose_data_location_holds_a_nul_byte_references_nothing(
+    tmp_path: Path,
+) -> None:
+    """t178: an old output naming its data file ``sub\\0/out.onnx.data`` made the plan's check
+    fail on the NUL byte, exit 3; no file has such a name: it references nothing."""
+    source = external_ok(tmp_path, "weights.bin")
+    out = _old_output(tmp_path, "sub\0/out.onnx.data", record=["out.onnx.data"])
+    before = snapshot(tmp_path)
+    _, report = fold_onnx(source, out)
+    after = snapshot(tmp_path)
+    assert report.removed == [] and report.left == []
+    assert {k: v for k, v in after.items() if k != "out.onnx"} == {
+        k: v for k, v in before.items() if k != "out.onnx"
+    }

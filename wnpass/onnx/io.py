@@ -334,7 +334,7 @@ def _data_record(path: Path) -> tuple[set[Path], frozenset[str]]:
         for tensor in validity.all_tensor_protos(proto)
         if tensor.data_location == onnx.TensorProto.EXTERNAL
         for entry in tensor.external_data
-        if entry.key == "location"
+        if entry.key == "location" and "\0" not in entry.value  # no file's name (t178)
     }
     entries = [entry.value for entry in proto.metadata_props if entry.key == DATA_FILES_KEY]
     try:
