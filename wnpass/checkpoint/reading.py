@@ -651,9 +651,9 @@ def _shard_path(index: Path, name: Any, *, exists: bool = True) -> Path:
         return path
     # beside the index: in its folder, or where the index's own link leads (the Hugging Face
     # cache links each file of a snapshot to its blob, index and shards alike, t167)
-    home, found = Path(os.path.realpath(index)), Path(os.path.realpath(path))
-    if found == home or _same_file(path, index):  # a link to the index's own file (t169, t172)
+    if _same_file(path, index):  # a symbolic or hard link to the index's own file (t169, t172)
         raise InvalidModelError(f"{index}: names itself as a shard ({name}); refused")
+    home, found = Path(os.path.realpath(index)), Path(os.path.realpath(path))
     if found.parent not in {Path(os.path.realpath(index.parent)), home.parent}:
         raise InvalidModelError(
             f"{index}: shard {name} is a symbolic link leading out of the index's folder "

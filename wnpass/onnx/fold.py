@@ -96,7 +96,8 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
     decide) and loses ``foldable``; a foldable one shows the shape of the weight it would
     write. Where another site's weight decides a site (``Site.after``),
     ``inspection_of_a_fold`` reports them."""
-    taken, scopes = naming.taken_names(model), naming.ScopeNames(model)
+    scopes = naming.ScopeNames(model)
+    taken = scopes.taken()
     by_site: dict[int, SiteReport] = {}
     declined: list[tuple[Site, SiteReport]] = []
     named: dict[tuple[object, ...], list[SiteReport]] = {}  # by _site_key: one weight's rows
@@ -110,7 +111,6 @@ def site_reports(model: ir.Model, sites: list[Site]) -> list[SiteReport]:
             if earlier is None:
                 name = naming.folded_name(site, taken, scopes, owner)
             else:  # it reads the weight named before, as the fold's does
-                scopes.replaced(site.target)
                 name = earlier[0].name
                 if (freed := naming.freed_name(site, name, taken, scopes, owner)) is not None:
                     name = freed
@@ -274,7 +274,8 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
     the graph computed, rounded where the graph rounds it. Rounds go on while such a site
     waits and the last round folded something, so one fold leaves nothing a second would fold.
     """
-    taken, scopes = naming.taken_names(model), naming.ScopeNames(model)
+    scopes = naming.ScopeNames(model)
+    taken = scopes.taken()
     done: dict[tuple[object, ...], tuple[ir.Value, list[SiteReport]]] = {}  # by _site_key
     found: dict[ir.Value, None] = {}  # every site's root, in the order first found
     reports: dict[ir.Value, SiteReport] = {}
@@ -321,14 +322,12 @@ def _fold_site(
     if key is not None and key in done:
         existing, earlier = done[key]
         if still_folded(existing, owner):
-            taken, scopes = names
-            scopes.replaced(site.target)
+            freed = naming.freed_name(site, existing.name or "", *names, owner)
             report = _describe(site, model, "folded", existing.name or "")
             report.dtype, report.written_shape = earlier[0].dtype, earlier[0].written_shape
             report.nodes_removed = reuse_value(site.target, existing)
             reports[site.root] = report
             earlier.append(report)
-            freed = naming.freed_name(site, existing.name or "", taken, scopes, owner)
             if freed is not None:  # the last value of the parameter's name is gone
                 rename_weight(existing, freed)
                 for row in earlier:

@@ -445,9 +445,9 @@ class Namesakes:
         initializer, an earlier node's output; one after it, as the If's own output, is not,
         t169). None for any other value, and for a body no walk (``graphs_of``) has met."""
         graph, name = value.graph, value.name
-        if graph is None or name not in _SHADOWING.get(graph, ()) or not value.is_initializer():
+        if not _is_shadowing(value):
             return None
-        assert name is not None  # a shadowing initializer's
+        assert graph is not None and name is not None  # a shadowing initializer's
         body: ir.Graph | ir.Function = graph
         scope = _ENCLOSING.get(graph)
         while scope is not None:
@@ -477,12 +477,20 @@ class Namesakes:
         return self._scopes[id(graph)]
 
 
+def _is_shadowing(value: ir.Value) -> bool:
+    """Whether ``value`` is a subgraph initializer named like a value of an enclosing scope
+    (of a body a walk, ``graphs_of``, has met)."""
+    graph = value.graph
+    return graph is not None and value.name in _SHADOWING.get(graph, ()) and value.is_initializer()
+
+
 def _shadows(value: ir.Value) -> bool:
     """Whether ``value`` is a subgraph initializer named like a value of an enclosing scope;
     warns the first time it is asked about each."""
-    graph = value.graph
-    if graph is None or value.name not in _SHADOWING.get(graph, ()) or not value.is_initializer():
+    if not _is_shadowing(value):
         return False
+    graph = value.graph
+    assert graph is not None
     if value not in _WARNED:
         _WARNED.add(value)
         logger.warning(

@@ -101,6 +101,10 @@ class ScopeNames:
         counted[old] -= 1
         counted[new] += 1
 
+    def taken(self) -> set[str]:
+        """Every name a value of the model has (as :func:`taken_names`, from the counts)."""
+        return {name for counted in self._counts.values() for name, n in counted.items() if n}
+
     def anywhere(self, name: str) -> int:
         """How many values of the whole model have ``name``."""
         return sum(counted[name] for counted in self._counts.values())
@@ -164,12 +168,13 @@ def folded_name(
 def freed_name(
     site: Site, current: str, taken: set[str], names: ScopeNames, owner: ir.Graph | ir.Function
 ) -> str | None:
-    """The name of the parameter ``site``'s weight stands for, where ``site`` reads a weight of
-    ``owner`` folded before under another name, ``current``, and no value of the model has the
-    parameter's name any more, the value ``site`` replaced being gone (counted in ``names``):
-    the same site in both branches of an ``If``, each branch's value named ``conv.weight``,
-    where neither could take the name while the other had it (t166). Counted and reserved;
-    None where the weight keeps its name."""
+    """Where ``site`` reads a weight of ``owner`` folded before under the name ``current``
+    (the value it replaces is counted gone in ``names``, as :func:`folded_name` counts it):
+    the name of the parameter the weight stands for, where no value of the model has it any
+    more: the same site in both branches of an ``If``, each branch's value named
+    ``conv.weight``, where neither could take the name while the other had it (t166).
+    Counted and reserved; None where the weight keeps its name."""
+    names.replaced(site.target)
     wanted = parameter_name(site.v.name if site.v else None, site.root.name)
     if wanted == current or names.anywhere(wanted) > 0:
         return None
