@@ -181,3 +181,37 @@ def test_a_full_disk_while_exporting_is_the_outputs_not_the_models(
     monkeypatch.setattr(torch.onnx, "export", model_writes)
     with pytest.raises(ExportError, match=r"torch.onnx.export failed"):
         export(model, inputs, out, exporter="torchscript", verify=False)
+
+
+class _MovesItsOutputFolder(nn.Module):
+    """A forward that, while exported, moves the output's folder away and makes a fresh one
+    there: another process's doing, which the exporter's write then fails on."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.folder = folder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.folder.is_dir() and any(self.folder.iterdir()):  # the export's staging
+            self.folder.rename(self.folder.with_name("moved"))
+            self.folder.mkdir()
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_an_output_folder_moved_during_the_export_is_said_so(tmp_path: Path, exporter: str) -> None:
+    """It read "model.py: torch.onnx.export failed: [Errno 2] No such file or directory: ...",
+    blamed on the model (t177)."""
+    from wnpass.errors import OutputError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    model = _MovesItsOutputFolder(out)
+    with pytest.raises(OutputError) as e:
+        export(model, (torch.randn(2, 4),), out / "m.onnx", exporter=exporter, verify=False)
+    assert str(e.value).endswith(
+        f"{out / 'm.onnx'}: cannot write: its folder was moved or removed during the export"
+    )
+    assert e.value.parameter == "output"
+    assert list(out.iterdir()) == [] and list((tmp_path / "moved").iterdir()) == []

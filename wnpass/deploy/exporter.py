@@ -38,12 +38,14 @@ def run_exporter(
     names: list[str],
     path: Path,
     *,
+    output: Path,
     dynamo: bool,
     dynamic: dict[str, dict[int, str]] | None,
     shapes: dict[str, Any] | tuple[Any, ...] | None,
     opset: int | None,
 ) -> tuple[list[str], list[Range], list[assumed.Condition] | None]:
-    """Run torch.onnx.export, naming the graph's inputs ``names``; the warnings it gave that
+    """Run torch.onnx.export into staging ``path`` for ``output``, naming the graph's inputs
+    ``names``; the warnings it gave that
     say its result may be wrong (:func:`_warned`), and (dynamo) the sizes torch.export holds
     each dynamic axis to and the conditions it took on them that no range says
     (:func:`wnpass.assumed.conditions`; :func:`check_ranges` judges both).
@@ -86,10 +88,8 @@ def run_exporter(
         except BaseException as error:  # the exporter's, or the model's code while traced
             _warned(caught, failed=True)
             logger.info("torch.onnx.export failed", exc_info=error)  # -v: the traceback
-            if (full := _disk_full(error, path.parent)) is not None:  # not the model's
-                raise OutputError(
-                    f"{path}: cannot write ({full.strerror or full})", parameter="output"
-                ) from None
+            if (failed := _write_failure(error, path, output)) is not None:  # not the model's
+                raise OutputError(failed, parameter="output") from None
             raise ExportError(f"torch.onnx.export failed: {_failure(error)}") from None
     if not (dynamo and dynamic):
         return _warned(caught), [], []
@@ -109,18 +109,24 @@ def moved_by_trace(target: nn.Module, loaded: Mapping[str, torch.Tensor]) -> lis
     ]
 
 
-def _disk_full(error: BaseException, staging: Path) -> OSError | None:
-    """The write error that ended an export, where the disk or a limit on it did (a full
-    disk, a file size limit, a quota) as the exporter wrote its file in ``staging``, found
-    along the exporter's chain of causes; not one of a file the model's own code wrote."""
+def _write_failure(error: BaseException, path: Path, output: Path) -> str | None:
+    """Why the exporter could not write ``path``, in its staging folder for ``output``, where
+    the disk or another process ended the export, found along the exporter's chain of causes:
+    a full disk (or a file size limit, a quota), or the staging folder gone (the output's
+    folder moved or removed meanwhile, t177). Not an error of a file the model's own code
+    wrote, which is the model's."""
+    staging = path.parent
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, OSError) and current.errno in _DISK_FULL:
+        if isinstance(current, OSError):
             name = current.filename
-            if name is None or Path(os.fsdecode(name)).parent == staging:
-                return current
+            ours = name is None or Path(os.fsdecode(name)).parent == staging
+            if ours and current.errno in _DISK_FULL:
+                return f"{output}: cannot write ({current.strerror or current})"
+            if ours and current.errno == errno.ENOENT and not staging.is_dir():
+                return f"{output}: cannot write: its folder was moved or removed during the export"
         current = current.__cause__ or current.__context__
     return None
 

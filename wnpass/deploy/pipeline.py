@@ -296,6 +296,7 @@ def export(
                     cloned(inputs),  # a forward that changes its inputs changes a copy
                     list(graph_inputs),
                     raw,
+                    output=path,
                     dynamo=dynamo,
                     dynamic=dynamic,
                     shapes=shapes,
