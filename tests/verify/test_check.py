@@ -27,10 +27,10 @@ from wnpass.errors import (
     UsageError,
     WnpassError,
 )
-from wnpass.verify import providers
+from wnpass.verify import providers, sensitivity
 from wnpass.verify.check import check
 from wnpass.verify.options import CheckOptions
-from wnpass.verify.report import CANDIDATE_FAILED, comparison_rows
+from wnpass.verify.report import CANDIDATE_FAILED, comparison_rows, shown_error
 
 WN_MODEL = """
     <ir_version: 8, opset_import: ["" : 17]>
@@ -95,6 +95,66 @@ def test_a_single_perturbed_weight_fails_and_names_the_outputs(
     assert "y" in failed and failed["y"].outside > 0 and failed["y"].max_abs > 1e-3
     assert any(line.startswith("cpu/default: y:") for line in report.failures())
     assert weight_name == "v.folded"
+    # the reference with its weights moved by one ulp passes: more differs than rounding
+    assert failed["y"].ulp_passed is True and failed["y"].ulp_max_abs is not None
+    assert 0 < failed["y"].ulp_max_abs < failed["y"].atol  # type: ignore[operator]
+    (line,) = [line for line in report.failures() if line.startswith("cpu/default: y:")]
+    assert re.search(r"; the reference with each weight moved by one ulp stays within it "
+                     r"\(max abs [0-9.e-]+\)$", line)  # fmt: skip
+    assert report.to_dict()["runs"][0]["comparisons"][0]["ulp_passed"] is True
+
+
+# y = k (x a - x b) + x c with a == b: the difference of two weights, amplified 10^4 times
+AMPLIFIES = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[N, 16] x) => (float[N, 8] y) {
+        p = MatMul(x, a)
+        q = MatMul(x, b)
+        d = Sub(p, q)
+        e = Mul(d, k)
+        r = MatMul(x, c)
+        y = Add(e, r)
+    }
+"""
+
+
+def test_a_model_that_amplifies_its_weights_rounding_is_said_to(tmp_path: Path) -> None:
+    """A candidate with one weight rounded otherwise (one ulp) fails: so does the reference
+    with each weight moved by one ulp, and the failure says so; the verdict stays a failure."""
+    a, c = rand(16, 8), rand(16, 8)
+    k = np.array(1e4, np.float32)
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    onnx.save(onnx_model(AMPLIFIES, a=a, b=a.copy(), c=c, k=k), reference)
+    b = a.copy()
+    b[2, 3] = np.nextafter(b[2, 3], np.float32(np.inf))
+    onnx.save(onnx_model(AMPLIFIES, a=a, b=b, c=c, k=k), candidate)
+    report = check(reference, candidate, runs=1, warmup=0, shapes={"x": [4, 16]})
+    assert not report
+    (y,) = report.runs[0].comparisons
+    assert y.outside > 0 and y.ulp_passed is False
+    assert y.ulp_max_abs is not None and y.ulp_max_abs > y.atol  # type: ignore[operator]
+    (line,) = report.failures()
+    assert line.endswith(
+        f"; the reference with each weight moved by one ulp fails it too (max abs "
+        f"{shown_error(y.ulp_max_abs, y.atol)}): this model moves beyond the tolerance wherever "
+        "its weights are rounded otherwise"
+    )
+    data = report.to_dict()["runs"][0]["comparisons"][0]
+    assert data["ulp_passed"] is False and data["ulp_max_abs"] == y.ulp_max_abs
+
+
+def test_a_check_that_passes_moves_no_weight(
+    pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reference runs once more only where a candidate failed on floats."""
+
+    def refused(model: object) -> None:
+        raise AssertionError("moved the weights of a check that passed")
+
+    monkeypatch.setattr(sensitivity, "moved_weights", refused)
+    report = check(*pair, runs=1, warmup=0)
+    assert report
+    assert all(c.ulp_passed is None for run in report.runs for c in run.comparisons)
 
 
 def test_a_numpy_tolerance_is_used_and_written(pair: tuple[Path, Path], tmp_path: Path) -> None:

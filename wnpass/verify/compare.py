@@ -119,6 +119,10 @@ class OutputComparison:
     # a sequence whose items took other atols (each capped at rtol times its own scale):
     # atol is the largest of them
     atol_per_item: bool = False
+    # where it failed on floats: how the reference with each weight moved by one ulp compared
+    # with the reference, at the same tolerance (wnpass.verify.sensitivity); None: not probed
+    ulp_max_abs: float | None = None
+    ulp_passed: bool | None = None
 
     @property
     def exact(self) -> bool:

@@ -13,6 +13,7 @@ import math
 import re
 import statistics
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -317,6 +318,8 @@ class Session:
     provider: str  # the short name asked for
     actual: str  # the short name of the provider ONNX Runtime put first
     seconds_to_create: float
+    # the values given to replace initializers, which ONNX Runtime reads where they are
+    held: list[tuple[str, Any]] = dataclasses.field(default_factory=list, repr=False)
 
     @property
     def fell_back(self) -> bool:
@@ -361,11 +364,20 @@ def open_session(
     optimization: str = "default",
     threads: int | None = None,
     repeats: int = 1,
+    initializers: Mapping[str, np.ndarray] | None = None,
 ) -> Session:
     """Create a session on ``provider``; time it (the median of ``repeats`` creations);
-    detect a silent fall-back to the CPU."""
+    detect a silent fall-back to the CPU. ``initializers``: values that replace the model's
+    initializers of those names (ONNX Runtime reads them where they are: the session holds
+    them)."""
     ort = onnxruntime()
     options = _session_options(ort)
+    held = [
+        (name, ort.OrtValue.ortvalue_from_numpy(value))
+        for name, value in (initializers or {}).items()
+    ]
+    for name, value in held:
+        options.add_initializer(name, value)
     if optimization == "disabled":
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if threads:
@@ -384,4 +396,4 @@ def open_session(
     seconds = statistics.median(times)
     first = session.get_providers()[0]
     actual = next((short for short, name in PROVIDERS.items() if name == first), first)
-    return Session(session, provider, actual, seconds)
+    return Session(session, provider, actual, seconds, held)

@@ -29,6 +29,7 @@ __all__ = [
     "shown_error",
     "shown_tolerance",
     "tolerance_text",
+    "ulp_note",
 ]
 
 # A provider run's status: compared (OK), or why not.
@@ -178,9 +179,8 @@ class CheckReport(Anchored):
                 lines.append(f"{run.provider}/{run.optimization}: {changed}")
             for c in run.comparisons:
                 if not c.passed:
-                    lines.append(
-                        f"{run.provider}/{run.optimization}: {c.name}: {failure_reason(c)}"
-                    )
+                    said = failure_reason(c) + (f"; {note}" if (note := ulp_note(c)) else "")
+                    lines.append(f"{run.provider}/{run.optimization}: {c.name}: {said}")
             if vacuous := run.nothing_compared:
                 lines.append(f"{run.provider}/{run.optimization}: {vacuous}")
             if failed := run.failed_to_run:
@@ -282,6 +282,20 @@ def failure_reason(c: OutputComparison) -> str:
         return outside_text(c.outside, c.total, None, None, False, c.max_abs)
     return outside_text(
         c.outside, c.total, c.rtol, c.atol, c.atol_scaled, c.max_abs, per_item=c.atol_per_item
+    )
+
+
+def ulp_note(c: OutputComparison) -> str | None:
+    """How the reference itself compared with its weights moved by one ulp, where ``c``
+    failed on floats (:mod:`wnpass.verify.sensitivity`); None where that was not measured."""
+    if c.ulp_passed is None or c.ulp_max_abs is None:
+        return None
+    moved = shown_error(c.ulp_max_abs, c.atol)
+    if c.ulp_passed:
+        return f"the reference with each weight moved by one ulp stays within it (max abs {moved})"
+    return (
+        f"the reference with each weight moved by one ulp fails it too (max abs {moved}): "
+        "this model moves beyond the tolerance wherever its weights are rounded otherwise"
     )
 
 
