@@ -275,6 +275,35 @@ def test_an_old_output_s_own_data_file_is_deleted(tmp_path: Path) -> None:
     assert run(out, {"x": rand(2, 64)})[0].shape == (2, 32)
 
 
+def test_an_old_output_whose_data_file_is_gone_is_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """t179: with out.onnx.data lost, folding again to out.onnx was refused ("belongs to
+    out.onnx, which this run replaces"); the only way out was deleting out.onnx by hand. The
+    new data takes a name the old output does not name, so that it never reads the new data
+    as its own; a report given that name is refused, saying the file is gone."""
+    source = weight_normed(tmp_path, external=True)
+    out = tmp_path / "out.onnx"
+    fold_onnx(source, out)
+    (tmp_path / "out.onnx.data").unlink()
+    gone = tmp_path / "out.onnx.data"
+    assert main(["fold", str(source), "-o", str(out), "--json", str(gone)]) == 2
+    assert capsys.readouterr().err == (
+        f"wnpass: error: --json {gone}: {out}, which this run replaces, names it as a file it "
+        "needs (none is there now): written, it would read as the old output's until the new "
+        "one is in place; refused\n"
+    )
+    _, report = fold_onnx(source, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "model.onnx",
+        "out.onnx",
+        "out.onnx.1.data",
+        "weights.bin",
+    ]
+    assert report.left == [] and report.removed == []
+    assert run(out, {"x": rand(2, 64)})[0].shape == (2, 32)
+
+
 def test_an_output_in_another_folder_carries_all_its_data(tmp_path: Path) -> None:
     """Constant nodes with external data are written inside the output: it never points back
     at the input's folder."""

@@ -674,6 +674,13 @@ class IOPlan:
                     parameter=entry.parameter,
                 )
             owner = kept_where.get(where) or (kept_ids.get(identity) if identity else None)
+            if owner is not None and not os.path.lexists(path):  # its file lost (t179)
+                raise OutputError(
+                    f"{path}: {owner}, which this run replaces, names it as a file it needs "
+                    "(none is there now): written, it would read as the old output's until "
+                    "the new one is in place; refused",
+                    parameter=entry.parameter,
+                )
             if owner is not None:
                 raise OutputError(
                     f"{path}: belongs to {owner}, which this run replaces and leaves whole "

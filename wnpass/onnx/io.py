@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import google.protobuf.message
@@ -417,11 +417,17 @@ def _moved_out(
             value.const_value = tensor
 
 
-def _free_data_name(path: Path) -> str:
+def _free_data_name(path: Path, referenced: Collection[Path] = ()) -> str:
     """``<name>.data``, or ``<name>.<k>.data`` when that name is taken: data is never written
-    over a file that a model (the input, or the output being replaced) may still be reading."""
+    over a file that a model (the input, or the output being replaced) may still be reading,
+    nor under a name the replaced output references though its file is gone (``referenced``:
+    until the new output is in place, the old one would read the new data as its own)."""
+    avoided = {os.path.realpath(data) for data in referenced}
     k = 0
-    while os.path.lexists(path.parent / data_file_name(path, k)):
+    while (
+        os.path.lexists(candidate := path.parent / data_file_name(path, k))
+        or os.path.realpath(candidate) in avoided
+    ):
         k += 1
     return data_file_name(path, k)
 
@@ -467,26 +473,29 @@ def plan_save(
         external_data = True
     if not plan.planned(path, parameter):
         plan.write(path, parameter, replaces_read=replaces_read)
-    keep_old_data(plan, path)
+    referenced = keep_old_data(plan, path)
     data_name = None
     if external_data is not False:
-        data_name = _free_data_name(path)
+        data_name = _free_data_name(path, referenced)
         plan.write(path.parent / data_name, f"{parameter}'s external data", new=True)
     return SaveTarget(path, data_name, external_data)
 
 
-def keep_old_data(plan: IOPlan, path: Path) -> None:
+def keep_old_data(plan: IOPlan, path: Path) -> set[Path]:
     """Record in ``plan`` the data files of the ONNX file at ``path``, an output this run
     replaces: they stay whole until the new one is in place, and only the very files there
-    now may be deleted then (:meth:`IOPlan.keep`). Called as soon as ``path`` is planned
-    (``export`` runs the model's code before it saves: a file moved in under a data file's
-    name meanwhile was deleted, t177); again later, it changes nothing."""
-    if os.path.isfile(path):
-        with own_code():
-            referenced, _ = _data_record(path)
-        for data in sorted(referenced):
-            if os.path.normpath(data) != os.path.normpath(path):
-                plan.keep(data, path)
+    now may be deleted then (:meth:`IOPlan.keep`); returns them, those gone too. Called as
+    soon as ``path`` is planned (``export`` runs the model's code before it saves: a file
+    moved in under a data file's name meanwhile was deleted, t177); again later, it changes
+    nothing."""
+    if not os.path.isfile(path):
+        return set()
+    with own_code():
+        referenced, _ = _data_record(path)
+    for data in sorted(referenced):
+        if os.path.normpath(data) != os.path.normpath(path):
+            plan.keep(data, path)
+    return referenced
 
 
 def save(
