@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import numpy as np
@@ -995,6 +996,42 @@ def test_a_failed_init_gives_the_callers_generators_back(own_generator: bool) ->
     assert torch.equal(torch.get_rng_state(), torch_state)
     if generator is not None and own_state is not None:
         assert torch.equal(generator.get_state(), own_state)
+
+
+class _DrawsNoise(nn.Module):
+    """Two layers behind sampling noise from each generator a forward may draw from."""
+
+    def __init__(self, noise: bool) -> None:
+        super().__init__()
+        self.a, self.b, self.noise = nn.Linear(8, 8), nn.Linear(8, 3), noise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.noise:
+            x = x + random.random() + float(np.random.rand()) + 0.1 * torch.randn(x.shape)
+        return self.b(torch.relu(self.a(x)))
+
+
+def test_a_data_init_moves_torchs_generator_by_vs_draws_alone() -> None:
+    """t180: the forward's own draws moved the caller's generators, Python's and NumPy's
+    too, where init keep leaves them as they were. v is drawn as from torch's generator
+    as the caller left it, the same whatever the forward draws."""
+    x = torch.randn(20, 8)
+    after: dict[bool, tuple[float, float, torch.Tensor]] = {}
+    for noise in (False, True):
+        torch.manual_seed(0)
+        model = _DrawsNoise(noise)
+        random.seed(1)
+        np.random.seed(1)
+        torch.manual_seed(123)
+        apply_weight_norm(model, x, init="data")
+        after[noise] = (random.random(), float(np.random.rand()), torch.get_rng_state())
+    random.seed(1)
+    np.random.seed(1)
+    assert after[True][:2] == (random.random(), float(np.random.rand()))
+    assert torch.equal(after[True][2], after[False][2])
+    torch.manual_seed(123)
+    torch.randn(8, 8), torch.randn(3, 8)  # v's draws, layer by layer
+    assert torch.equal(after[True][2], torch.get_rng_state())
 
 
 @pytest.mark.parametrize("kind", ["conv", "linear"])

@@ -867,16 +867,26 @@ def data_init(
     require_trainable(model)
     require_eager(model)
     inputs = as_batch(batch, "batch")
-    # a call that fails gives the caller's generators back too (v is redrawn from them)
+    # v is drawn from torch's generator as the caller left it, on a generator of its own: the
+    # forward's draws (sampling noise) leave the caller's generators as they were, and torch's
+    # moves by v's draws alone (t180); a call that fails gives every generator back
     drawn_from = RngSnapshot.take(model, inputs)
     given = None if generator is None else generator.get_state()
+    draws = generator
+    if draws is None:
+        draws = torch.Generator()
+        draws.set_state(drawn_from.cpu)
     try:
-        return _data_init(model, inputs, rescale, redraw, std, generator, names)
+        with drawn_from.replayed():
+            report = _data_init(model, inputs, rescale, redraw, std, draws, names)
     except BaseException:
         drawn_from.restore()
         if generator is not None and given is not None:
             generator.set_state(given)
         raise
+    if generator is None:
+        torch.set_rng_state(draws.get_state())
+    return report
 
 
 def _data_init(
