@@ -135,6 +135,44 @@ def test_npz_and_npy_batches_are_read_whatever_the_suffix_case(tmp_path: Path) -
     assert one.tolist() == x.tolist()
 
 
+def test_an_npz_batch_is_in_the_order_of_the_positional_inputs(tmp_path: Path) -> None:
+    """t180: ``np.savez(f, x, y=y)`` stores ``y`` first, and forward(x, y) ran on (y, x),
+    exit 0. Arrays saved by position go by number, those saved by name in the file's order,
+    and a file mixing the two is refused."""
+    import zipfile
+
+    arrays = [np.full((2, 3), k, dtype=np.float32) for k in range(12)]
+    with zipfile.ZipFile(tmp_path / "shuffled.npz", "w") as archive:  # arr_10 before arr_2
+        for k in (0, 1, 10, 11, *range(2, 10)):
+            with archive.open(f"arr_{k}.npy", "w") as member:
+                np.lib.format.write_array(member, arrays[k])
+    batch = load_batch(tmp_path / "shuffled.npz")
+    assert [int(t[0, 0]) for t in batch] == list(range(12))
+    np.savez(tmp_path / "named.npz", y=arrays[1], x=arrays[0])
+    assert [int(t[0, 0]) for t in load_batch(tmp_path / "named.npz")] == [1, 0]
+    mixed = tmp_path / "mixed.npz"
+    np.savez(mixed, arrays[0], y=arrays[1])
+    with pytest.raises(InvalidArgumentError) as raised:
+        load_batch(mixed)
+    assert str(raised.value) == (
+        f"data {mixed}: mixes arrays saved by position (arr_0) with arrays saved by name (y), "
+        "which numpy.savez stores first: the order of the inputs is lost; save them all by "
+        "position (np.savez(f, x, y)) or all by name, in the forward's order"
+    )
+
+
+def test_a_torch_file_named_npy_is_said_to_be_one(tmp_path: Path) -> None:
+    """t180: it read "cannot read a batch: 'bytes' object has no attribute 'dtype'"."""
+    path = tmp_path / "batch.npy"
+    torch.save(torch.ones(2, 3), path)
+    with pytest.raises(InvalidArgumentError) as raised:
+        load_batch(path)
+    assert str(raised.value).startswith(f"data {path}: cannot read a batch: member ")
+    assert str(raised.value).endswith(
+        " of the zip archive is no .npy array (a torch.save file? name it .pt)"
+    )
+
+
 def test_a_big_endian_numpy_batch_is_read_with_its_values(tmp_path: Path) -> None:
     """A ``>f4`` array (saved on a big-endian machine, or by a tool that writes them) was
     refused with torch's message about byte orders (t125)."""

@@ -11,6 +11,7 @@ batch is read with ``weights_only=True`` too. Every way they can be wrong is a o
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,40 @@ def _numpy_problem(path: Path, error: Exception) -> str:
     return one_line(error)
 
 
+def _in_order(path: Path, names: list[str]) -> list[str]:
+    """The arrays of an ``.npz`` batch in the order of the positional inputs: the file's, where
+    every one is saved by name; ``arr_0``, ``arr_1``, ... by number, where every one is saved
+    by position. A file that mixes the two is refused: ``numpy.savez(f, x, y=y)`` stores the
+    named ones first, so the order of its arguments is lost (t180: ``forward(x, y)`` ran on
+    ``(y, x)``, exit 0)."""
+    by_position = [name for name in names if re.fullmatch(r"arr_[0-9]+", name)]
+    if not by_position:
+        return names
+    if len(by_position) < len(names):
+        named = ", ".join(name for name in names if name not in by_position)
+        raise InvalidArgumentError(
+            f"{path}: mixes arrays saved by position ({', '.join(by_position)}) with arrays "
+            f"saved by name ({named}), which numpy.savez stores first: the order of the inputs "
+            "is lost; save them all by position (np.savez(f, x, y)) or all by name, in the "
+            "forward's order",
+            parameter="data",
+        )
+    return sorted(names, key=lambda name: int(name.removeprefix("arr_")))
+
+
+def _member(path: Path, arrays: Any, name: str) -> Any:
+    """Array ``name`` of an ``.npz`` batch; a member that is no ``.npy`` array is refused
+    (numpy gives its bytes: a ``torch.save`` file is a zip archive too)."""
+    value = arrays[name]
+    if isinstance(value, bytes):
+        raise InvalidArgumentError(
+            f"{path}: cannot read a batch: member {name} of the zip archive is no .npy array "
+            "(a torch.save file? name it .pt)",
+            parameter="data",
+        )
+    return value
+
+
 def load_batch(path: str | Path) -> tuple[Any, ...]:
     """A batch of inputs from ``.npz`` (arrays in file order), ``.npy`` (one array) or a
     ``torch.save`` file (a tensor or tuple; any other name); either suffix in any case."""
@@ -177,7 +212,11 @@ def load_batch(path: str | Path) -> tuple[Any, ...]:
             if isinstance(loaded, np.ndarray):  # a .npy file: one input
                 return (native(loaded),)
             with loaded as arrays:
-                return tuple(native(arrays[name]) for name in arrays.files)
+                return tuple(
+                    native(_member(path, arrays, name)) for name in _in_order(path, arrays.files)
+                )
+        except InvalidArgumentError:
+            raise
         except Exception as error:
             raise InvalidArgumentError(
                 f"{path}: cannot read a batch: {_numpy_problem(path, error)}", parameter="data"
