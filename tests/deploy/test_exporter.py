@@ -187,31 +187,39 @@ class _MovesItsOutputFolder(nn.Module):
     """A forward that, while exported, moves the output's folder away and makes a fresh one
     there: another process's doing, which the exporter's write then fails on."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, replaced_by: str) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 3)
-        self.folder = folder
+        self.folder, self.replaced_by = folder, replaced_by
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.folder.is_dir() and any(self.folder.iterdir()):  # the export's staging
             self.folder.rename(self.folder.with_name("moved"))
-            self.folder.mkdir()
+            if self.replaced_by == "a folder":
+                self.folder.mkdir()
+            else:
+                self.folder.write_text("a file")
         return self.fc(x)
 
 
+@pytest.mark.parametrize("replaced_by", ["a folder", "a file"])
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
-def test_an_output_folder_moved_during_the_export_is_said_so(tmp_path: Path, exporter: str) -> None:
+def test_an_output_folder_moved_during_the_export_is_said_so(
+    tmp_path: Path, exporter: str, replaced_by: str
+) -> None:
     """It read "model.py: torch.onnx.export failed: [Errno 2] No such file or directory: ...",
-    blamed on the model (t177)."""
+    blamed on the model (t177); [Errno 20] Not a directory where a file took its place
+    (t182)."""
     from wnpass.errors import OutputError
 
     out = tmp_path / "out"
     out.mkdir()
-    model = _MovesItsOutputFolder(out)
+    model = _MovesItsOutputFolder(out, replaced_by)
     with pytest.raises(OutputError) as e:
         export(model, (torch.randn(2, 4),), out / "m.onnx", exporter=exporter, verify=False)
     assert str(e.value).endswith(
         f"{out / 'm.onnx'}: cannot write: its folder was moved or removed during the export"
     )
     assert e.value.parameter == "output"
-    assert list(out.iterdir()) == [] and list((tmp_path / "moved").iterdir()) == []
+    assert list((tmp_path / "moved").iterdir()) == []
+    assert out.read_text() == "a file" if replaced_by == "a file" else list(out.iterdir()) == []

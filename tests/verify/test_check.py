@@ -30,7 +30,12 @@ from wnpass.errors import (
 from wnpass.verify import providers, sensitivity
 from wnpass.verify.check import check
 from wnpass.verify.options import CheckOptions
-from wnpass.verify.report import CANDIDATE_FAILED, comparison_rows, shown_error
+from wnpass.verify.report import (
+    CANDIDATE_FAILED,
+    comparison_rows,
+    failure_reason,
+    shown_error,
+)
 
 WN_MODEL = """
     <ir_version: 8, opset_import: ["" : 17]>
@@ -141,6 +146,32 @@ def test_a_model_that_amplifies_its_weights_rounding_is_said_to(tmp_path: Path) 
     )
     data = report.to_dict()["runs"][0]["comparisons"][0]
     assert data["ulp_passed"] is False and data["ulp_max_abs"] == y.ulp_max_abs
+
+
+def _two_weights(k: np.ndarray, w: np.ndarray) -> onnx.ModelProto:
+    """y from a Constant node's weight ``k``, y2 from initializer ``w``."""
+    values = ", ".join(map(repr, k.ravel().tolist()))
+    text = (
+        '<ir_version: 8, opset_import: ["" : 17]> agraph (float[N, 8] x) => '
+        "(float[N, 4] y, float[N, 4] y2) { "
+        f"k = Constant <value = float[8, 4] k {{{values}}}> () "
+        "y = MatMul(x, k) y2 = MatMul(x, w) }"
+    )
+    return onnx_model(text, w=w)
+
+
+def test_an_output_whose_weights_did_not_move_gets_no_note(tmp_path: Path) -> None:
+    """t182: an output computed from a Constant node's weight (or a body's), which no
+    initializer replaces, got "stays within it (max abs 0)": nothing was measured of it."""
+    k, w = rand(8, 4), rand(8, 4)
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    onnx.save(_two_weights(k, w), reference)
+    onnx.save(_two_weights(k * np.float32(1.01), w), candidate)
+    report = check(reference, candidate, runs=1, warmup=0, shapes={"x": [2, 8]})
+    y, y2 = report.runs[0].comparisons
+    assert not y.passed and y2.passed
+    assert y.ulp_passed is None and y.ulp_max_abs is None
+    assert report.failures() == [f"cpu/default: y: {failure_reason(y)}"]
 
 
 def test_a_check_that_passes_moves_no_weight(

@@ -58,15 +58,40 @@ def test_every_weight_of_two_dimensions_and_up_moves_by_one_ulp_either_way() -> 
     assert again is not None and all(np.array_equal(again[n], moved[n]) for n in moved)
 
 
-def test_zeros_move_to_the_smallest_subnormal_and_inf_and_nan_stay() -> None:
-    special = np.zeros((8, 4), np.float32)
-    special[0, :3] = [np.inf, -np.inf, np.nan]
+def test_zeros_inf_and_nan_stay() -> None:
+    """No rounding moves an exact zero; one moved to a subnormal changed what a mask's
+    ``Equal(m, 0)`` or a ``Log`` read (t182)."""
+    special = np.linspace(-1, 1, 32, dtype=np.float32).reshape(8, 4) + np.float32(0.01)
+    special[0, :4] = [np.inf, -np.inf, np.nan, 0.0]
     moved = sensitivity.moved_weights(_model(w=special))
     assert moved is not None
     assert np.isposinf(moved["w"][0, 0]) and np.isneginf(moved["w"][0, 1])
-    assert np.isnan(moved["w"][0, 2])
-    tiny = np.abs(moved["w"][1:])
-    assert np.all(tiny == np.nextafter(np.float32(0), np.float32(1)))
+    assert np.isnan(moved["w"][0, 2]) and moved["w"][0, 3] == 0
+    assert np.all(moved["w"][1:] != special[1:])
+
+
+def test_whole_numbers_and_shadowed_names_are_no_weights() -> None:
+    """t182: a causal mask of ones and zeros (read as ``Equal(mask, 0)``), a table of indices
+    cast to integers (one ulp down truncates 2 to 1), and an initializer a body's own one
+    shadows (ONNX Runtime replaces both) made "fails it too" of models that do not amplify
+    rounding."""
+    mask = np.tril(np.ones((8, 4), np.float32))
+    indices = np.arange(32, dtype=np.float16).reshape(8, 4)
+    moved = sensitivity.moved_weights(_model(w=mask, half=indices))
+    assert moved is None
+    own = ", ".join(["1.5"] * 32)
+    shadowing = f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2, 8] x, bool c) => (float[2, 4] y) {{
+            a = MatMul(x, w)
+            y = If(c) <then_branch = t () => (float[2, 4] o) <float[8, 4] w = {{{own}}}> {{
+                    o = MatMul(x, w)
+                }}, else_branch = e () => (float[2, 4] o) {{ o = Identity(a) }}>
+        }}
+    """
+    rng = np.random.default_rng(2)
+    model = onnx_model(shadowing, w=rng.standard_normal((8, 4)).astype(np.float32))
+    assert sensitivity.moved_weights(ir.serde.deserialize_model(model)) is None
 
 
 def test_nothing_moves_past_the_bound_or_where_there_is_no_weight(

@@ -113,8 +113,8 @@ def _write_failure(error: BaseException, path: Path, output: Path) -> str | None
     """Why the exporter could not write ``path``, in its staging folder for ``output``, where
     the disk or another process ended the export, found along the exporter's chain of causes:
     a full disk (or a file size limit, a quota), or the staging folder gone (the output's
-    folder moved or removed meanwhile, t177). Not an error of a file the model's own code
-    wrote, which is the model's."""
+    folder moved, removed or replaced by a file meanwhile, t177, t182). Not an error of a
+    file the model's own code wrote, which is the model's."""
     staging = path.parent
     seen: set[int] = set()
     current: BaseException | None = error
@@ -125,13 +125,15 @@ def _write_failure(error: BaseException, path: Path, output: Path) -> str | None
             ours = name is None or Path(os.fsdecode(name)).parent == staging
             if ours and current.errno in _DISK_FULL:
                 return f"{output}: cannot write ({current.strerror or current})"
-            if ours and current.errno == errno.ENOENT and not staging.is_dir():
+            if ours and current.errno in _GONE and not staging.is_dir():
                 return f"{output}: cannot write: its folder was moved or removed during the export"
         current = current.__cause__ or current.__context__
     return None
 
 
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+# A path through a folder that is gone: removed, or replaced by a file (t182).
+_GONE = frozenset({errno.ENOENT, errno.ENOTDIR})
 
 
 # The warnings an exporter gives that say its result may be wrong: TorchScript's tracer turned

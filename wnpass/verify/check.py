@@ -249,9 +249,9 @@ def check(
     )
     candidate_outputs: dict[str, tuple[list[str], list[np.ndarray]]] = {}
 
-    @functools.cache
-    def moved() -> dict[str, np.ndarray] | None:  # read from the file: the caller's may differ
-        return sensitivity.moved_weights(_load(reference, "reference", pinned)[0])
+    @functools.cache  # one pair of runs per provider, whatever the levels
+    def moved(provider: str) -> dict[str, OutputComparison]:
+        return _weights_moved(reference, provider, feeds, options, pinned)
 
     for provider in chosen:
         prov.warm_up(provider)
@@ -414,7 +414,7 @@ def _check_one(
     level: str,
     feeds: dict[str, Any],
     options: CheckOptions,
-    moved_weights: Callable[[], dict[str, np.ndarray] | None],
+    moved_by_ulp: Callable[[str], dict[str, OutputComparison]],
 ) -> _OneRun:
     def session(path: Path) -> prov.Session:
         return prov.open_session(
@@ -485,7 +485,10 @@ def _check_one(
             result.comparisons[i] = again[i]
         logger.warning("%s/%s: %s", provider, level, result.error)
     elif failed := [c for c in result.comparisons if _failed_on_floats(c)]:
-        _weights_moved(reference, ref.provider, feeds, options, failed, moved_weights)
+        rows = moved_by_ulp(ref.provider)
+        for comparison in failed:
+            if (row := rows.get(comparison.name)) is not None:
+                comparison.ulp_max_abs, comparison.ulp_passed = row.max_abs, row.passed
     return _OneRun(result, (ref, cand), (cand_names, cand_out))
 
 
@@ -499,19 +502,19 @@ def _weights_moved(
     provider: str,
     feeds: dict[str, Any],
     options: CheckOptions,
-    failed: list[OutputComparison],
-    moved: Callable[[], dict[str, np.ndarray] | None],
-) -> None:
-    """Run the reference with its weights moved by one ulp (``moved``: see
-    :mod:`wnpass.verify.sensitivity`) and give each ``failed`` output how that compared with
-    the reference at the same tolerance. Both run with graph optimizations disabled: ONNX
-    Runtime folds constants from the model's own initializers, not from those given to
-    replace them (a gain given doubled changed nothing, 1.32). Nothing where it has no weight
-    to move, where a session does not load, run or stay on ``provider``, or where the moved
-    weights changed no output bit (ONNX Runtime may not have used them): said in the log."""
-    weights = moved()
+    pinned: list[IOPlan],
+) -> dict[str, OutputComparison]:
+    """How the reference with its weights moved by one ulp (:mod:`wnpass.verify.sensitivity`;
+    read from its file, which the caller's model may not be) compares with the reference, at
+    the check's tolerance, by output. Both run with graph optimizations disabled: ONNX Runtime
+    folds constants from the model's own initializers, not from those given to replace them
+    (a gain given doubled changed nothing, 1.32). Only the outputs measured so: none where
+    there is no weight to move, or a session does not load, run or stay on ``provider`` (said
+    in the log); not an output that failed by a NaN or a shape, nor one that did not change
+    (its weights not moved: a Constant's, a body's; or ONNX Runtime did not use them)."""
+    weights = sensitivity.moved_weights(_load(reference, "reference", pinned)[0])
     if weights is None:
-        return
+        return {}
     runs: list[tuple[list[str], list[Any]]] = []
     for given in (None, weights):
         try:
@@ -525,15 +528,12 @@ def _weights_moved(
             runs.append((_run_names(session.session), prov.run(session, reference, feeds)))
         except (prov.SessionError, prov.OutOfMemoryError) as error:
             logger.info("%s: the reference with weights moved by one ulp: %s", provider, error)
-            return
+            return {}
         if session.fell_back:
-            return
+            return {}
     what = f"{reference}: comparing it with its weights moved by one ulp"
-    rows = {row.name: row for row in _compared(runs[0], runs[1], options, what)}
-    if all(row.passed and not row.max_abs for row in rows.values()):
-        logger.info("%s: moving the reference's weights by one ulp changed nothing", provider)
-        return
-    for comparison in failed:
-        row = rows.get(comparison.name)
-        if row is not None and row.measured:
-            comparison.ulp_max_abs, comparison.ulp_passed = row.max_abs, row.passed
+    return {
+        row.name: row
+        for row in _compared(runs[0], runs[1], options, what)
+        if row.measured and row.problem is None and row.max_abs > 0
+    }

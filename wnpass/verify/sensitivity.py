@@ -13,8 +13,8 @@ that with the reference at the same tolerance. The failure then says whether the
 itself fails so (:func:`wnpass.verify.report.ulp_note`). The verdict stays a failure either
 way, since what the check compares is the candidate, but the user learns whether the
 tolerance or the candidate is at fault. A weight is a float initializer of two dimensions and
-up that no input overrides: what a fold writes (a 1-D initializer may be a size, a scale or an
-epsilon, which must not move).
+up that no input overrides, not of whole numbers only: what a fold writes (a 1-D initializer
+may be a size, a scale or an epsilon, which must not move; see :func:`moved_weights`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import logging
 
 import numpy as np
 import onnx_ir as ir
+
+from wnpass.onnx import graphs
 
 __all__ = ["MOVED_BYTES", "SEED", "moved_weights"]
 
@@ -39,9 +41,18 @@ _MOVABLE = frozenset({ir.DataType.FLOAT, ir.DataType.DOUBLE, ir.DataType.FLOAT16
 def moved_weights(model: ir.Model) -> dict[str, np.ndarray] | None:
     """Each weight of ``model``'s main graph moved by one ulp, up or down at random (by
     :data:`SEED`), by name; None where it has no weight to move or more than
-    :data:`MOVED_BYTES` of them. A zero moves to the smallest subnormal of either sign; an
-    infinity or a NaN stays."""
+    :data:`MOVED_BYTES` of them.
+
+    A zero stays, as an infinity and a NaN do: no rounding moves an exact zero (a fold of a
+    zero ``v`` writes zero), and a zero moved to a subnormal changes what a mask's
+    ``Equal(m, 0)`` or a ``Log`` reads (t182). A tensor of whole numbers only is no weight
+    (a causal mask of ones and zeros, a table of indices cast to integers, where one ulp
+    down truncates 2 to 1), nor is one whose name an initializer of a subgraph shadows
+    (ONNX Runtime replaces that one too)."""
     graph = model.graph
+    for _ in graphs.subgraphs_of(graph):  # records the names the bodies shadow
+        pass
+    shadowed = graphs.shadowed(graph)
     weights = [
         value
         for name, value in graph.initializers.items()
@@ -51,9 +62,8 @@ def moved_weights(model: ir.Model) -> dict[str, np.ndarray] | None:
         and value.shape is not None
         and len(value.shape) >= 2
         and name
+        and name not in shadowed
     ]
-    if not weights:
-        return None
     total = sum(value.const_value.nbytes for value in weights if value.const_value is not None)
     if total > MOVED_BYTES:
         logger.info("the reference's weights take %d bytes: not moved by one ulp", total)
@@ -63,8 +73,10 @@ def moved_weights(model: ir.Model) -> dict[str, np.ndarray] | None:
     for value in weights:
         assert value.const_value is not None and value.name is not None  # as chosen above
         array = np.asarray(value.const_value.numpy())
+        finite = np.isfinite(array)
+        if np.array_equal(array[finite], np.round(array[finite])):
+            continue  # whole numbers: a mask or indices
         toward = np.where(rng.integers(0, 2, array.shape, dtype=np.int8) == 1, np.inf, -np.inf)
-        moved[value.name] = np.where(
-            np.isfinite(array), np.nextafter(array, toward.astype(array.dtype)), array
-        )
-    return moved
+        steps = np.nextafter(array, toward.astype(array.dtype))
+        moved[value.name] = np.where(finite & (array != 0), steps, array)
+    return moved or None
