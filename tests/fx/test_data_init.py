@@ -1034,6 +1034,42 @@ def test_a_data_init_moves_torchs_generator_by_vs_draws_alone() -> None:
     assert torch.equal(after[True][2], torch.get_rng_state())
 
 
+class _ATwice(nn.Module):
+    """Layer a runs twice (declined, the pass run again without it), b once after it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = parametrizations.weight_norm(nn.Linear(8, 8))
+        self.b = parametrizations.weight_norm(nn.Linear(8, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(torch.relu(self.a(x)))))
+
+
+@pytest.mark.parametrize("passed", [None, torch.default_generator])
+def test_a_pass_run_again_draws_as_the_first(passed: torch.Generator | None) -> None:
+    """t184: a second round (a layer used twice, declined) drew v where the first round's
+    draws had left the generator, so v differed from a call that selected the other layer
+    only, and torch's generator moved by both rounds' draws. And torch's own generator passed
+    (random_split's default) was set back by the forward's replay: the caller's next numbers
+    repeated v's. v comes from where the call started, in every round."""
+    x = torch.randn(64, 8)
+    results = []
+    for only in (None, ["b.weight"]):
+        torch.manual_seed(0)
+        model = _ATwice()
+        torch.manual_seed(7)
+        report = data_init(model, (x,), only=only, generator=passed)
+        v = model.b.parametrizations.weight.original1.detach().clone()
+        results.append((report.initialized, v, torch.get_rng_state()))
+    assert results[0][0] == results[1][0] == ["b.weight"]
+    assert torch.equal(results[0][1], results[1][1])
+    torch.manual_seed(7)
+    torch.randn(4, 8)  # b's v, the one draw
+    assert torch.equal(results[0][2], torch.get_rng_state())
+    assert torch.equal(results[1][2], torch.get_rng_state())
+
+
 @pytest.mark.parametrize("kind", ["conv", "linear"])
 def test_tf32_on_cuda_is_the_precision_the_result_is_held_to(kind: str) -> None:
     """On CUDA, PyTorch lets cuDNN convolutions (and matrix products, where allowed) compute

@@ -138,7 +138,7 @@ def test_npz_and_npy_batches_are_read_whatever_the_suffix_case(tmp_path: Path) -
 def test_an_npz_batch_is_in_the_order_of_the_positional_inputs(tmp_path: Path) -> None:
     """t180: ``np.savez(f, x, y=y)`` stores ``y`` first, and forward(x, y) ran on (y, x),
     exit 0. Arrays saved by position go by number, those saved by name in the file's order,
-    and a file mixing the two is refused."""
+    and a file mixing the two is refused, as is one holding two arrays of a name (t184)."""
     import zipfile
 
     arrays = [np.full((2, 3), k, dtype=np.float32) for k in range(12)]
@@ -150,6 +150,12 @@ def test_an_npz_batch_is_in_the_order_of_the_positional_inputs(tmp_path: Path) -
     assert [int(t[0, 0]) for t in batch] == list(range(12))
     np.savez(tmp_path / "named.npz", y=arrays[1], x=arrays[0])
     assert [int(t[0, 0]) for t in load_batch(tmp_path / "named.npz")] == [1, 0]
+    with zipfile.ZipFile(tmp_path / "twice.npz", "w") as archive:  # listed as arr_0 twice
+        for name in ("arr_0.npy", "arr_0"):
+            with archive.open(name, "w") as stream:
+                np.lib.format.write_array(stream, arrays[0])
+    with pytest.raises(InvalidArgumentError, match=r"holds more than one array named arr_0$"):
+        load_batch(tmp_path / "twice.npz")
     mixed = tmp_path / "mixed.npz"
     np.savez(mixed, arrays[0], y=arrays[1])
     with pytest.raises(InvalidArgumentError) as raised:

@@ -58,16 +58,19 @@ def test_every_weight_of_two_dimensions_and_up_moves_by_one_ulp_either_way() -> 
     assert again is not None and all(np.array_equal(again[n], moved[n]) for n in moved)
 
 
-def test_zeros_inf_and_nan_stay() -> None:
+def test_whole_numbers_inf_and_nan_stay() -> None:
     """No rounding moves an exact zero; one moved to a subnormal changed what a mask's
-    ``Equal(m, 0)`` or a ``Log`` read (t182)."""
+    ``Equal(m, 0)`` or a ``Log`` read (t182), and a whole number cast to an index moved
+    to the one below (t184)."""
     special = np.linspace(-1, 1, 32, dtype=np.float32).reshape(8, 4) + np.float32(0.01)
     special[0, :4] = [np.inf, -np.inf, np.nan, 0.0]
+    special[1, :3] = [6.0, -2.0, 2**30]  # indices cast to int64: 6 one ulp down is 5 (t184)
     moved = sensitivity.moved_weights(_model(w=special))
     assert moved is not None
     assert np.isposinf(moved["w"][0, 0]) and np.isneginf(moved["w"][0, 1])
     assert np.isnan(moved["w"][0, 2]) and moved["w"][0, 3] == 0
-    assert np.all(moved["w"][1:] != special[1:])
+    assert moved["w"][1, :3].tolist() == [6.0, -2.0, 2**30]
+    assert np.all(moved["w"][1, 3:] != special[1, 3:]) and np.all(moved["w"][2:] != special[2:])
 
 
 def test_whole_numbers_and_shadowed_names_are_no_weights() -> None:

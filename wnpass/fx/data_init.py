@@ -869,22 +869,30 @@ def data_init(
     inputs = as_batch(batch, "batch")
     # v is drawn from torch's generator as the caller left it, on a generator of its own: the
     # forward's draws (sampling noise) leave the caller's generators as they were, and torch's
-    # moves by v's draws alone (t180); a call that fails gives every generator back
+    # moves by v's draws alone (t180); a call that fails gives every generator back. Torch's
+    # own generator passed (random_split's default) is torch's (t184)
     drawn_from = RngSnapshot.take(model, inputs)
-    given = None if generator is None else generator.get_state()
-    draws = generator
-    if draws is None:
-        draws = torch.Generator()
+    own = generator is None or generator is torch.default_generator
+    draws = torch.Generator() if own else generator
+    assert draws is not None  # for the type checker
+    if own:
         draws.set_state(drawn_from.cpu)
+    start = draws.get_state()
+
+    def rewind() -> None:
+        """Each round of the pass draws as the first did: v from where the call started, the
+        forward from the generators as the caller left them (t184)."""
+        draws.set_state(start)
+        drawn_from.restore()
+
     try:
         with drawn_from.replayed():
-            report = _data_init(model, inputs, rescale, redraw, std, draws, names)
+            report = _data_init(model, inputs, rescale, redraw, std, draws, names, rewind)
     except BaseException:
         drawn_from.restore()
-        if generator is not None and given is not None:
-            generator.set_state(given)
+        draws.set_state(start)
         raise
-    if generator is None:
+    if own:
         torch.set_rng_state(draws.get_state())
     return report
 
@@ -895,8 +903,9 @@ def _data_init(
     rescale: bool,
     redraw: bool,
     std: float,
-    generator: torch.Generator | None,
+    generator: torch.Generator,
     names: set[str] | None,
+    rewind: Callable[[], None],
 ) -> DataInitReport:
     found = DataInitReport(rescaled=rescale)
     targets = _candidates(model, found, redraw, names)
@@ -904,6 +913,7 @@ def _data_init(
         report = dataclasses.replace(found, initialized=[], kept=dict(found.kept), scale_only={})
         if not targets:  # none (left) to initialize: no forward
             break
+        rewind()
         run = _InitPass(
             targets, report, rescale=rescale, redraw=redraw, std=std, generator=generator
         )

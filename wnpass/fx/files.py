@@ -159,7 +159,11 @@ def _in_order(path: Path, names: list[str]) -> list[str]:
     by position. A file that mixes the two is refused: ``numpy.savez(f, x, y=y)`` stores the
     named ones first, so the order of its arguments is lost (t180: ``forward(x, y)`` ran on
     ``(y, x)``, exit 0)."""
-    by_position = [name for name in names if re.fullmatch(r"arr_[0-9]+", name)]
+    if twice := sorted({name for name in names if names.count(name) > 1}):
+        raise InvalidArgumentError(  # x.npy beside a raw x: numpy lists both as x (t184)
+            f"{path}: holds more than one array named {', '.join(twice)}", parameter="data"
+        )
+    by_position = [name for name in names if re.fullmatch(r"arr_(?:0|[1-9][0-9]*)", name)]
     if not by_position:
         return names
     if len(by_position) < len(names):

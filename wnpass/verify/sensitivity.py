@@ -13,8 +13,8 @@ that with the reference at the same tolerance. The failure then says whether the
 itself fails so (:func:`wnpass.verify.report.ulp_note`). The verdict stays a failure either
 way, since what the check compares is the candidate, but the user learns whether the
 tolerance or the candidate is at fault. A weight is a float initializer of two dimensions and
-up that no input overrides, not of whole numbers only: what a fold writes (a 1-D initializer
-may be a size, a scale or an epsilon, which must not move; see :func:`moved_weights`).
+up that no input overrides: what a fold writes (a 1-D initializer may be a size, a scale or
+an epsilon, which must not move); its whole numbers stay (:func:`moved_weights`).
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ def moved_weights(model: ir.Model) -> dict[str, np.ndarray] | None:
     :data:`SEED`), by name; None where it has no weight to move or more than
     :data:`MOVED_BYTES` of them.
 
-    A zero stays, as an infinity and a NaN do: no rounding moves an exact zero (a fold of a
-    zero ``v`` writes zero), and a zero moved to a subnormal changes what a mask's
-    ``Equal(m, 0)`` or a ``Log`` reads (t182). A tensor of whole numbers only is no weight
-    (a causal mask of ones and zeros, a table of indices cast to integers, where one ulp
-    down truncates 2 to 1), nor is one whose name an initializer of a subgraph shadows
-    (ONNX Runtime replaces that one too)."""
+    A whole number stays, zero too, as an infinity and a NaN do: no rounding moves an exact
+    zero (a fold of a zero ``v`` writes zero), a zero moved to a subnormal changes what a
+    mask's ``Equal(m, 0)`` or a ``Log`` reads, and a whole number one ulp down is truncated
+    to the one below where it is cast to an index (t182, t184). A tensor of whole numbers
+    only (a causal mask) is no weight, nor is one whose name an initializer of a subgraph
+    shadows (ONNX Runtime replaces that one too)."""
     graph = model.graph
     for _ in graphs.subgraphs_of(graph):  # records the names the bodies shadow
         pass
@@ -73,10 +73,12 @@ def moved_weights(model: ir.Model) -> dict[str, np.ndarray] | None:
     for value in weights:
         assert value.const_value is not None and value.name is not None  # as chosen above
         array = np.asarray(value.const_value.numpy())
-        finite = np.isfinite(array)
-        if np.array_equal(array[finite], np.round(array[finite])):
-            continue  # whole numbers: a mask or indices
+        with np.errstate(invalid="ignore"):  # inf and NaN: not whole, and not finite
+            movable = np.isfinite(array) & (array != np.round(array))
+        if not movable.any():
+            continue  # whole numbers only: a mask, indices
         toward = np.where(rng.integers(0, 2, array.shape, dtype=np.int8) == 1, np.inf, -np.inf)
-        steps = np.nextafter(array, toward.astype(array.dtype))
-        moved[value.name] = np.where(finite & (array != 0), steps, array)
+        moved[value.name] = np.where(
+            movable, np.nextafter(array, toward.astype(array.dtype)), array
+        )
     return moved or None
