@@ -148,6 +148,27 @@ def test_a_model_that_amplifies_its_weights_rounding_is_said_to(tmp_path: Path) 
     assert data["ulp_passed"] is False and data["ulp_max_abs"] == y.ulp_max_abs
 
 
+def test_a_reference_over_the_bound_is_not_read_again_to_move_its_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its weights are read whole again to move them: a reference file over the bound is
+    not, whatever it holds (a 2 GiB model would be parsed a third time)."""
+    a, c = rand(16, 8), rand(16, 8)
+    k = np.array(1e4, np.float32)
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    onnx.save(onnx_model(AMPLIFIES, a=a, b=a.copy(), c=c, k=k), reference)
+    onnx.save(onnx_model(AMPLIFIES, a=a, b=a * np.float32(1.01), c=c, k=k), candidate)
+
+    def refused(model: object) -> None:
+        raise AssertionError("read the reference again")
+
+    monkeypatch.setattr(sensitivity, "MOVED_BYTES", reference.stat().st_size - 1)
+    monkeypatch.setattr(sensitivity, "moved_weights", refused)
+    report = check(reference, candidate, runs=1, warmup=0, shapes={"x": [4, 16]})
+    (y,) = report.runs[0].comparisons
+    assert not y.passed and y.ulp_passed is None
+
+
 def _two_weights(k: np.ndarray, w: np.ndarray) -> onnx.ModelProto:
     """y from a Constant node's weight ``k``, y2 from initializer ``w``."""
     values = ", ".join(map(repr, k.ravel().tolist()))
