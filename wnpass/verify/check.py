@@ -537,6 +537,7 @@ def _weights_moved(
             return {}
         if session.fell_back:
             return {}
+        del session  # before the next: one copy of the weights in ONNX Runtime at a time
     what = f"{reference}: comparing it with its weights moved by one ulp"
     try:
         rows = _compared(runs[0], runs[1], options, what)
