@@ -366,6 +366,23 @@ def test_a_scalar_pair_folds_to_a_scalar(tmp_path: Path, name: str) -> None:
     assert torch.equal(weight, expected_weight(g, v, None).reshape(()))
 
 
+@pytest.mark.parametrize(("g_dtype", "v_dtype"), [(torch.float32, torch.bfloat16),
+                                                   (torch.float64, torch.float16)])  # fmt: skip
+def test_a_whole_tensor_pair_with_a_0d_g_of_another_dtype_folds_to_vs(
+    tmp_path: Path, g_dtype: torch.dtype, v_dtype: torch.dtype
+) -> None:
+    """t183: a 0-d g takes no part in PyTorch's type promotion, so a dim=None pair of a
+    float32 g and a bfloat16 v makes a bfloat16 weight; it was declined, "PyTorch makes no
+    weight of one dtype of them". A g that keeps an axis is still declined (test_pairs)."""
+    g, v = torch.tensor(1.5, dtype=g_dtype), torch.randn(4, 3).to(v_dtype)
+    assert torch._weight_norm(v, g, -1).dtype == v_dtype
+    save_any({"a.weight_g": g, "a.weight_v": v}, tmp_path / "mixed.pt")
+    assert fold_checkpoint(tmp_path / "mixed.pt", tmp_path / "out.pt")
+    weight = load_any(tmp_path / "out.pt")["a.weight"]
+    assert weight.dtype == v_dtype
+    assert torch.equal(weight, expected_weight(g, v, None))
+
+
 # Values whose norms PyTorch does not compute exactly at run time: it sums v's squares in
 # float32 for 16-bit weights, in v's own dtype otherwise (and, for some axes, keeps a float16
 # norm in float16). The fold, exact in float64, would not compute what the model computes.

@@ -173,7 +173,9 @@ def _checked(
         if folding and info.dtype not in FOLDABLE_DTYPES:
             pair.reason = f"{role} is {info.dtype}, not a float type that is folded"
             return pair
-    if folding and g.dtype != v.dtype:  # t153: folded to v's dtype, said nothing
+    # t153: folded to v's dtype, said nothing. A 0-d g (dim=None) takes no part in type
+    # promotion: PyTorch's weight is of v's dtype, as the fold's (t183)
+    if folding and g.dtype != v.dtype and len(g.shape) > 0:
         pair.reason = (
             f"g is {g.dtype} and v {v.dtype}: PyTorch makes no weight of one dtype of them "
             "(at the first and last axis it refuses two dtypes; at another, its weight takes "
