@@ -289,6 +289,17 @@ def test_no_pairs_is_a_copy(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.parametrize("name", ["e.pt", "e.safetensors"])
+def test_an_empty_state_dict_is_one_in_both_formats(tmp_path: Path, name: str) -> None:
+    """A model without parameters saves ``{}``: a torch file of it was refused ("holds no
+    state dict") where a safetensors file of it was folded (t183)."""
+    save_any({}, tmp_path / name)
+    report = fold_checkpoint(tmp_path / name, tmp_path / f"out{Path(name).suffix}")
+    assert report and report.pairs == [] and report.tensors_before == 0
+    assert load_any(tmp_path / f"out{Path(name).suffix}") == {}
+    assert inspect_checkpoint(tmp_path / name).pairs == []
+
+
 def test_seconds_and_sizes_are_reported(tmp_path: Path) -> None:
     save_file(state_dict(), str(tmp_path / "g.safetensors"))
     report = fold_checkpoint(tmp_path / "g.safetensors")

@@ -160,7 +160,13 @@ NAN = float("nan")
     [
         (torch.full((4, 8), NAN), "gives layer 0 (Linear) pre-activations that are NaN or Inf"),
         (torch.randn(0, 8), "gives layer 0 (Linear) 0 values per output unit"),
-        (torch.randn(1, 8), "gives layer 0 (Linear) 1 value per output unit"),
+        (  # the advice holds where a router sends the layer one token of two (t186)
+            torch.randn(1, 8),
+            "gives layer 0 (Linear) 1 value per output unit (over the batch and positions); "
+            "each unit's mean and standard deviation need at least 2: give a batch that "
+            "brings it more (more examples; where the forward routes part of the batch to it, "
+            "as to an expert, a larger or more varied one), or exclude the layer",
+        ),
     ],
 )
 def test_a_batch_without_statistics_is_refused_naming_the_layer(

@@ -606,7 +606,9 @@ def _read_file(checkpoint: Checkpoint, shard: int) -> None:
             f"{path}: holds a nested tensor (torch.nested), which no state dict of a model "
             "holds and wnpass does not read; refused"
         )
-    groups = _torch_groups(root, shard)
+    # an empty dict is the state dict of a model without parameters, as an empty
+    # safetensors file is (t183)
+    groups = _torch_groups(root, shard) if root else [Group((), [], frozenset())]
     if not groups:
         raise InvalidModelError(f"{path}: holds no state dict (no dict of named tensors)")
     if checkpoint.sharded:

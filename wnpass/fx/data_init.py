@@ -353,7 +353,9 @@ def _statistics(
         raise InvalidArgumentError(
             f"gives {layer} {values} value{'s' if values != 1 else ''} per output unit (over "
             f"the batch and positions); each unit's mean and standard deviation need at least "
-            f"{MIN_VALUES}: give a batch of {MIN_VALUES} or more examples",
+            f"{MIN_VALUES}: give a batch that brings it more (more examples; where the forward "
+            "routes part of the batch to it, as to an expert, a larger or more varied one), or "
+            "exclude the layer",
             parameter="batch",
         )
     mu, sigma = t.mean(dim=dims), t.std(dim=dims, unbiased=False)
