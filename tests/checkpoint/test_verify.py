@@ -498,6 +498,21 @@ def test_a_check_of_no_folded_pair_compared_nothing(
     assert report.to_dict()["check"]["ok"] is False
 
 
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod."])
+def test_a_check_of_weights_under_a_wrappers_prefix_says_so(tmp_path: Path, prefix: str) -> None:
+    """t183: a state dict saved through DistributedDataParallel (``module.``) or
+    torch.compile (``_orig_mod.``) compared nothing, without a word why."""
+    _, normed = _plain_and_normed(tmp_path)
+    torch.save({prefix + key: value for key, value in normed.items()}, ckpt := tmp_path / "w.pt")
+    report = fold_checkpoint(ckpt, check_model=tmp_path / "model.py")
+    assert report.check is not None and not report.check and not report.published
+    assert report.check.vacuous() == (
+        "nothing compared: the model has none of the folded weights (they are its weights "
+        f"under the prefix {prefix!r}, as a DistributedDataParallel or torch.compile wrapper "
+        "saves them: save the state dict of the module inside)"
+    )
+
+
 def test_a_python_float_is_held_to_the_models_tolerance_and_objects_are_named(
     tmp_path: Path,
 ) -> None:

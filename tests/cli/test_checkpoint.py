@@ -364,6 +364,19 @@ def test_model_check_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert (tmp_path / "ckpt.folded.pt").is_file()
 
 
+def test_a_model_check_that_compared_nothing_shows_no_empty_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """t183: a table of headers and no rows stood above the lines that say why."""
+    ckpt, model_py = _checkpoint(tmp_path)
+    state = torch.load(ckpt, weights_only=True)["model"]
+    torch.save({"module." + key: value for key, value in state.items()}, ckpt)
+    assert main(["--plain", "fold", str(ckpt), "--model", str(model_py)]) == 1
+    out = capsys.readouterr().out
+    assert "folded vs weight-normed" not in out
+    assert "none of the folded weights (they are its weights under the prefix 'module.'" in out
+
+
 _LAZY_MODEL_PY = """
 import torch
 from torch import nn

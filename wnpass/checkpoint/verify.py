@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -204,6 +205,27 @@ def _numpy_dtype(name: str) -> np.dtype:
         return np.dtype(np.float64)
 
 
+def _prefixed(groups: dict[Place, tuple[Group, list[Pair]]], model_shapes: Collection[str]) -> str:
+    """Where the folded weights are the model's under one prefix (``module.`` of a
+    DistributedDataParallel, ``_orig_mod.`` of torch.compile), a hint that says so (t183)."""
+    weights = [pair.weight for _, pairs in groups.values() for pair in pairs]
+    prefixes = {
+        weight[: -len(key)]
+        for weight in weights
+        for key in model_shapes
+        if weight.endswith("." + key)
+    }
+    if len(prefixes) != 1:
+        return ""
+    (prefix,) = prefixes
+    if not all(weight.removeprefix(prefix) in model_shapes for weight in weights):
+        return ""
+    return (
+        f" (they are its weights under the prefix {prefix!r}, as a DistributedDataParallel or "
+        "torch.compile wrapper saves them: save the state dict of the module inside)"
+    )
+
+
 def check_folded(
     model_py: str | os.PathLike[str],
     factory: str | None,
@@ -272,7 +294,9 @@ def check_folded(
         return report
     if not checked:
         report.nothing_checked = "nothing compared: " + (
-            "the model has none of the folded weights" if groups else "no pair was folded"
+            "the model has none of the folded weights" + _prefixed(groups, model_shapes)
+            if groups
+            else "no pair was folded"
         )
         logger.warning("--model check: %s", report.nothing_checked)
         return report

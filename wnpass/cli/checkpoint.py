@@ -143,11 +143,12 @@ def _print_check(out: Printer, report: CheckpointReport) -> None:
         ]
         rows.append([row.group or "-", *cells] if where else cells)
     columns = ("output", "shape", "max abs", "max rel", "outside", "tolerance", "result")
-    out.table(
-        f"folded vs weight-normed ({check.model})",
-        ("in", *columns) if where else columns,
-        rows,
-    )
+    if rows:  # none compared: the lines below say why, under no empty table (t183)
+        out.table(
+            f"folded vs weight-normed ({check.model})",
+            ("in", *columns) if where else columns,
+            rows,
+        )
     for held in dict.fromkeys(row.held_as for row in check.outputs if row.held_as):
         out.line(
             f"tolerance of {held}: the folded weights are {held}, so outputs computed with "
