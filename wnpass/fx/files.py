@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,7 @@ def _in_order(path: Path, names: list[str]) -> list[str]:
     by position. A file that mixes the two is refused: ``numpy.savez(f, x, y=y)`` stores the
     named ones first, so the order of its arguments is lost (t180: ``forward(x, y)`` ran on
     ``(y, x)``, exit 0)."""
-    if twice := sorted({name for name in names if names.count(name) > 1}):
+    if twice := sorted(name for name, count in Counter(names).items() if count > 1):
         raise InvalidArgumentError(  # x.npy beside a raw x: numpy lists both as x (t184)
             f"{path}: holds more than one array named {', '.join(twice)}", parameter="data"
         )
@@ -192,8 +193,9 @@ def _member(path: Path, arrays: Any, name: str) -> Any:
 
 
 def load_batch(path: str | Path) -> tuple[Any, ...]:
-    """A batch of inputs from ``.npz`` (arrays in file order), ``.npy`` (one array) or a
-    ``torch.save`` file (a tensor or tuple; any other name); either suffix in any case."""
+    """A batch of inputs from ``.npz`` (arrays in order: :func:`_in_order`), ``.npy`` (one
+    array) or a ``torch.save`` file (a tensor or tuple; any other name); either suffix in any
+    case."""
     from wnpass.checkpoint.reading import load_torch
     from wnpass.fx.loading import EXPECTED_INPUTS, as_inputs
 
