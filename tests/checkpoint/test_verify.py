@@ -508,9 +508,27 @@ def test_a_check_of_weights_under_a_wrappers_prefix_says_so(tmp_path: Path, pref
     assert report.check is not None and not report.check and not report.published
     assert report.check.vacuous() == (
         "nothing compared: the model has none of the folded weights (they are its weights "
-        f"under the prefix {prefix!r}, as a DistributedDataParallel or torch.compile wrapper "
-        "saves them: save the state dict of the module inside)"
+        f"under the prefix {prefix!r}, as a DistributedDataParallel's module. or "
+        "torch.compile's _orig_mod. puts them: save the state dict of the module inside, or "
+        "take the prefix off)"
     )
+
+
+def test_weights_under_a_prefix_that_do_not_fit_the_model_get_no_hint(tmp_path: Path) -> None:
+    """t187: another network's weights of the model's names under ``module.`` were said to be
+    the model's; beside it, a second state dict of other names kept a fitting one unsaid."""
+    _, normed = _plain_and_normed(tmp_path)
+    wider = {"module." + key: value for key, value in _wider(normed).items()}
+    torch.save(wider, ckpt := tmp_path / "w.pt")
+    report = fold_checkpoint(ckpt, check_model=tmp_path / "model.py")
+    assert report.check is not None
+    assert report.check.vacuous() == "nothing compared: the model has none of the folded weights"
+    other = {"net.weight_g": torch.rand(3, 1) + 0.5, "net.weight_v": torch.randn(3, 4)}
+    fits = {"module." + key: value for key, value in normed.items()}
+    torch.save({"disc": other, "gen": fits}, ckpt)
+    report = fold_checkpoint(ckpt, check_model=tmp_path / "model.py")
+    assert report.check is not None
+    assert "(they are its weights under the prefix 'module.'" in (report.check.vacuous() or "")
 
 
 def test_a_python_float_is_held_to_the_models_tolerance_and_objects_are_named(

@@ -165,7 +165,7 @@ NAN = float("nan")
             "gives layer 0 (Linear) 1 value per output unit (over the batch and positions); "
             "each unit's mean and standard deviation need at least 2: give a batch that "
             "brings it more (more examples; where the forward routes part of the batch to it, "
-            "as to an expert, a larger or more varied one), or exclude the layer",
+            "as to an expert, a larger or more varied one), or leave the layer out",
         ),
     ],
 )

@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -205,25 +204,34 @@ def _numpy_dtype(name: str) -> np.dtype:
         return np.dtype(np.float64)
 
 
-def _prefixed(groups: dict[Place, tuple[Group, list[Pair]]], model_shapes: Collection[str]) -> str:
-    """Where the folded weights are the model's under one prefix (``module.`` of a
-    DistributedDataParallel, ``_orig_mod.`` of torch.compile), a hint that says so (t183)."""
-    weights = [pair.weight for _, pairs in groups.values() for pair in pairs]
-    prefixes = {
-        weight[: -len(key)]
-        for weight in weights
-        for key in model_shapes
-        if weight.endswith("." + key)
-    }
-    if len(prefixes) != 1:
-        return ""
-    (prefix,) = prefixes
-    if not all(weight.removeprefix(prefix) in model_shapes for weight in weights):
-        return ""
-    return (
-        f" (they are its weights under the prefix {prefix!r}, as a DistributedDataParallel or "
-        "torch.compile wrapper saves them: save the state dict of the module inside)"
-    )
+def _prefixed(
+    groups: dict[Place, tuple[Group, list[Pair]]],
+    folded: dict[Place, dict[str, Any]],
+    model_shapes: dict[str, tuple[int, ...]],
+) -> str:
+    """Where a state dict is the model's under one prefix (``module.`` of a
+    DistributedDataParallel, ``_orig_mod.`` of torch.compile, a submodule's name), a hint that
+    says so: its keys of that prefix, the prefix taken off, are a state dict the model loads
+    (t183, t187)."""
+    for path, (_, pairs) in groups.items():
+        prefixes = {
+            pair.weight[: -len(key)]
+            for pair in pairs
+            for key in model_shapes
+            if pair.weight.endswith("." + key)
+        }
+        for prefix in sorted(prefixes):
+            state = folded[path]
+            inside = {
+                key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)
+            }
+            if _misfit(inside, model_shapes) is None:
+                return (
+                    f" (they are its weights under the prefix {prefix!r}, as a "
+                    "DistributedDataParallel's module. or torch.compile's _orig_mod. puts "
+                    "them: save the state dict of the module inside, or take the prefix off)"
+                )
+    return ""
 
 
 def check_folded(
@@ -294,7 +302,8 @@ def check_folded(
         return report
     if not checked:
         report.nothing_checked = "nothing compared: " + (
-            "the model has none of the folded weights" + _prefixed(groups, model_shapes)
+            "the model has none of the folded weights"
+            + _prefixed(groups, folded_dicts, model_shapes)
             if groups
             else "no pair was folded"
         )

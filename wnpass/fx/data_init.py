@@ -355,7 +355,7 @@ def _statistics(
             f"the batch and positions); each unit's mean and standard deviation need at least "
             f"{MIN_VALUES}: give a batch that brings it more (more examples; where the forward "
             "routes part of the batch to it, as to an expert, a larger or more varied one), or "
-            "exclude the layer",
+            "leave the layer out",
             parameter="batch",
         )
     mu, sigma = t.mean(dim=dims), t.std(dim=dims, unbiased=False)
