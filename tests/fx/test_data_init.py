@@ -1017,10 +1017,17 @@ class _DrawsNoise(nn.Module):
         return self.b(torch.relu(self.a(x)))
 
 
-def test_a_data_init_moves_torchs_generator_by_vs_draws_alone() -> None:
+def _one_seed_drawn(seed: int) -> torch.Tensor:
+    """Torch's generator seeded ``seed``, after data init's one draw (the seed of v's)."""
+    torch.manual_seed(seed)
+    torch.randint(0, 2**63 - 1, (), dtype=torch.int64)
+    return torch.get_rng_state()
+
+
+def test_a_data_init_moves_torchs_generator_by_one_draw() -> None:
     """t180: the forward's own draws moved the caller's generators, Python's and NumPy's
-    too, where init keep leaves them as they were. v is drawn as from torch's generator
-    as the caller left it, the same whatever the forward draws."""
+    too, where init keep leaves them as they were. Torch's moves by one draw, the seed of the
+    generator v is drawn on, whatever the forward draws."""
     x = torch.randn(20, 8)
     after: dict[bool, tuple[float, float, torch.Tensor]] = {}
     for noise in (False, True):
@@ -1035,9 +1042,64 @@ def test_a_data_init_moves_torchs_generator_by_vs_draws_alone() -> None:
     np.random.seed(1)
     assert after[True][:2] == (random.random(), float(np.random.rand()))
     assert torch.equal(after[True][2], after[False][2])
-    torch.manual_seed(123)
-    torch.randn(8, 8), torch.randn(3, 8)  # v's draws, layer by layer
-    assert torch.equal(after[True][2], torch.get_rng_state())
+    assert torch.equal(after[True][2], _one_seed_drawn(123))
+
+
+class _SamplesItsLatent(nn.Module):
+    """A generator: its forward draws its latent z, which its first layer reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = parametrizations.weight_norm(nn.Linear(128, 64))
+
+    def forward(self, n: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.randn(n.shape[0], 128))
+
+
+def test_v_is_not_the_forwards_own_noise() -> None:
+    """t187: v was drawn from torch's state as the caller left it, and the forward's noise
+    replayed from the same state: each row of v was the latent the forward drew for one
+    example (cosine 1), and the layer's std on fresh latents 0.58, not 1."""
+    torch.manual_seed(0)
+    model = _SamplesItsLatent()
+    torch.manual_seed(0)
+    data_init(model, torch.zeros(64))
+    v = model.fc.parametrizations.weight.original1.detach()
+    torch.manual_seed(0)
+    torch.randint(0, 2**63 - 1, (), dtype=torch.int64)  # the seed's draw
+    latents = torch.randn(64, 128)  # what the init's forward drew
+    assert float(F.cosine_similarity(v, latents, dim=1).abs().max()) < 0.5
+    with torch.no_grad():
+        std = model(torch.zeros(20000)).std(dim=0)
+    assert 0.9 < float(std.mean()) < 1.1
+
+
+class _OwnNoise(nn.Module):
+    """Noise from a generator of the model's own, before two layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gen = torch.Generator().manual_seed(11)
+        self.a = parametrizations.weight_norm(nn.Linear(8, 8))
+        self.b = parametrizations.weight_norm(nn.Linear(8, 6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + 0.3 * torch.randn(x.shape, generator=self.gen)
+        return self.b(torch.tanh(self.a(x)))
+
+
+def test_a_generator_of_the_models_own_passed_moves() -> None:
+    """t187: the model's state given back after the pass set its own generator back too,
+    undoing v's draws: a second call drew the same v."""
+    torch.manual_seed(0)
+    model = _OwnNoise()
+    start = model.gen.get_state()
+    x = torch.randn(32, 8)
+    data_init(model, x, generator=model.gen)
+    first = model.a.parametrizations.weight.original1.detach().clone()
+    assert not torch.equal(model.gen.get_state(), start)
+    data_init(model, x, generator=model.gen)
+    assert not torch.equal(model.a.parametrizations.weight.original1.detach(), first)
 
 
 class _ATwice(nn.Module):
@@ -1058,7 +1120,8 @@ def test_a_pass_run_again_draws_as_the_first(passed: torch.Generator | None) -> 
     draws had left the generator, so v differed from a call that selected the other layer
     only, and torch's generator moved by both rounds' draws. And torch's own generator passed
     (random_split's default) was set back by the forward's replay: the caller's next numbers
-    repeated v's. v comes from where the call started, in every round."""
+    repeated v's. v comes from where the call started, in every round, and torch's generator
+    moves by the one draw of v's seed."""
     x = torch.randn(64, 8)
     results = []
     for only in (None, ["b.weight"]):
@@ -1070,10 +1133,8 @@ def test_a_pass_run_again_draws_as_the_first(passed: torch.Generator | None) -> 
         results.append((report.initialized, v, torch.get_rng_state()))
     assert results[0][0] == results[1][0] == ["b.weight"]
     assert torch.equal(results[0][1], results[1][1])
-    torch.manual_seed(7)
-    torch.randn(4, 8)  # b's v, the one draw
-    assert torch.equal(results[0][2], torch.get_rng_state())
-    assert torch.equal(results[1][2], torch.get_rng_state())
+    assert torch.equal(results[0][2], _one_seed_drawn(7))
+    assert torch.equal(results[1][2], _one_seed_drawn(7))
 
 
 @pytest.mark.parametrize("kind", ["conv", "linear"])

@@ -496,7 +496,7 @@ class _InitPass(TorchFunctionMode):
         rescale: bool,
         redraw: bool,
         std: float,
-        generator: torch.Generator | None,
+        generator: torch.Generator,
     ) -> None:
         super().__init__()
         self.targets, self.report = targets, report
@@ -514,6 +514,7 @@ class _InitPass(TorchFunctionMode):
         self.set: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.given = GivenBack()  # the pass's (:meth:`watching`)
         self.plain: set[int] = set()  # ids of written tensors neither parameters nor buffers
+        self.drawn_to: torch.Tensor | None = None  # the generator's state after the last v
 
     @contextlib.contextmanager
     def watching(self, given: GivenBack) -> Iterator[None]:
@@ -620,6 +621,7 @@ class _InitPass(TorchFunctionMode):
         if self.redraw:
             drawn = torch.randn(v.shape, generator=self.generator, dtype=v.dtype) * self.std
             v.copy_(drawn.to(v.device))
+            self.drawn_to = self.generator.get_state()
         originals.original0.fill_(1.0)
         if bias is not None:
             bias.zero_()
@@ -869,33 +871,36 @@ def data_init(
     require_trainable(model)
     require_eager(model)
     inputs = as_batch(batch, "batch")
-    # v is drawn from torch's generator as the caller left it, on a generator of its own: the
-    # forward's draws (sampling noise) leave the caller's generators as they were, and torch's
-    # moves by v's draws alone (t180); a call that fails gives every generator back. Torch's
-    # own generator passed (random_split's default) is torch's (t184)
+    # v is drawn on a generator of its own, seeded by one draw of torch's: the forward's noise
+    # (torch's, replayed from where that draw leaves it) is not v's numbers (t187), and the
+    # caller's generators move by that draw alone (t180). Torch's own generator passed
+    # (random_split's default) is torch's (t184). A call that fails gives every generator back
     drawn_from = RngSnapshot.take(model, inputs)
     own = generator is None or generator is torch.default_generator
-    draws = torch.Generator() if own else generator
-    assert draws is not None  # for the type checker
     if own:
-        draws.set_state(drawn_from.cpu)
+        seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
+        draws = torch.Generator().manual_seed(seed)
+        forward_from = RngSnapshot.take(model, inputs)
+    else:
+        assert generator is not None  # for the type checker
+        draws, forward_from = generator, drawn_from
     start = draws.get_state()
 
     def rewind() -> None:
         """Each round of the pass draws as the first did: v from where the call started, the
         forward from the generators as the caller left them (t184)."""
         draws.set_state(start)
-        drawn_from.restore()
+        forward_from.restore()
 
     try:
-        with drawn_from.replayed():
-            report = _data_init(model, inputs, rescale, redraw, std, draws, names, rewind)
+        with forward_from.replayed():
+            report, drawn_to = _data_init(model, inputs, rescale, redraw, std, draws, names, rewind)
     except BaseException:
         drawn_from.restore()
         draws.set_state(start)
         raise
-    if own:
-        torch.set_rng_state(draws.get_state())
+    if not own and drawn_to is not None:  # where it is the model's own, its state came back
+        draws.set_state(drawn_to)  # with the model's, which undid v's draws (t187)
     return report
 
 
@@ -908,8 +913,11 @@ def _data_init(
     generator: torch.Generator,
     names: set[str] | None,
     rewind: Callable[[], None],
-) -> DataInitReport:
+) -> tuple[DataInitReport, torch.Tensor | None]:
+    """The pass, in rounds (see :func:`data_init`); the report, and the state of ``generator``
+    after the last v it drew (None: none drawn)."""
     found = DataInitReport(rescaled=rescale)
+    drawn_to: torch.Tensor | None = None
     targets = _candidates(model, found, redraw, names)
     while True:  # each round declines one layer or more: as many rounds as targets at most
         report = dataclasses.replace(found, initialized=[], kept=dict(found.kept), scale_only={})
@@ -920,6 +928,7 @@ def _data_init(
             targets, report, rescale=rescale, redraw=redraw, std=std, generator=generator
         )
         _run_pass(model, inputs, run)
+        drawn_to = run.drawn_to
         if not run.repeated:
             run.finish()
             break
@@ -933,4 +942,4 @@ def _data_init(
     logger.info(
         "data init: %d layers initialized, %d kept", len(report.initialized), len(report.kept)
     )
-    return report
+    return report, drawn_to
