@@ -394,6 +394,19 @@ def test_a_whole_tensor_pair_with_a_0d_g_of_another_dtype_folds_to_vs(
     assert torch.equal(weight, expected_weight(g, v, None))
 
 
+def test_a_0d_g_of_another_dtype_near_vs_limits_is_declined_saying_why() -> None:
+    """t187: a float32 g of 1e5 over float16 ones was declined as "the weight would overflow",
+    though PyTorch takes g / ||v|| in float32 and its weight, 5e4, fits float16: the checks
+    made for one dtype do not hold for two."""
+    g, v = torch.tensor(1e5), torch.ones(2, 2, dtype=torch.float16)
+    assert torch.isfinite(torch._weight_norm(v, g, -1)).all()
+    assert check_pair(g, v, None) == (
+        "g is float32 and v float16, with g or g / ||v|| beyond float16's normal range: "
+        "PyTorch takes that quotient in the wider dtype, where the checks made for float16 "
+        "alone do not hold"
+    )
+
+
 # Values whose norms PyTorch does not compute exactly at run time: it sums v's squares in
 # float32 for 16-bit weights, in v's own dtype otherwise (and, for some axes, keeps a float16
 # norm in float16). The fold, exact in float64, would not compute what the model computes.

@@ -233,9 +233,18 @@ def values_reason(g: np.ndarray, v: np.ndarray, dim: int | None) -> str | None:
     reason = norm_reason(v64, squares, dim, v.dtype)
     if reason is not None:
         return reason
-    if g64.size and float(np.abs(g64).max()) > float(ml_dtypes.finfo(v.dtype).max):
-        return "g exceeds the largest value of the weight's dtype (the weight would overflow)"
-    return quotient_reason(g64, v64, squares, dim, v.dtype)
+    bound = float(ml_dtypes.finfo(v.dtype).max)
+    if g64.size and float(np.abs(g64).max()) > bound:
+        reason = "g exceeds the largest value of the weight's dtype (the weight would overflow)"
+    else:
+        reason = quotient_reason(g64, v64, squares, dim, v.dtype)
+    if reason is not None and g.dtype != v.dtype:  # a 0-d g of its own dtype (t187)
+        return (
+            f"g is {g.dtype.name} and v {v.dtype.name}, with g or g / ||v|| beyond "
+            f"{v.dtype.name}'s normal range: PyTorch takes that quotient in the wider dtype, "
+            f"where the checks made for {v.dtype.name} alone do not hold"
+        )
+    return reason
 
 
 def check_pair(g: Any, v: Any, dim: int | None) -> str | None:
