@@ -1043,6 +1043,13 @@ def test_a_data_init_moves_torchs_generator_by_one_draw() -> None:
     assert after[True][:2] == (random.random(), float(np.random.rand()))
     assert torch.equal(after[True][2], after[False][2])
     assert torch.equal(after[True][2], _one_seed_drawn(123))
+    torch.manual_seed(0)
+    model = _DrawsNoise(True)
+    apply_weight_norm(model)
+    torch.manual_seed(123)
+    report = data_init(model, x, redraw=False)  # no v drawn: no seed drawn either
+    assert report.initialized == ["a.weight", "b.weight"]
+    assert torch.equal(torch.get_rng_state(), torch.manual_seed(123).get_state())
 
 
 class _SamplesItsLatent(nn.Module):

@@ -877,8 +877,8 @@ def data_init(
     # (random_split's default) is torch's (t184). A call that fails gives every generator back
     drawn_from = RngSnapshot.take(model, inputs)
     own = generator is None or generator is torch.default_generator
-    if own:
-        seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
+    if own:  # without redraw, no v is drawn: no seed either
+        seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64)) if redraw else 0
         draws = torch.Generator().manual_seed(seed)
         forward_from = RngSnapshot.take(model, inputs)
     else:
