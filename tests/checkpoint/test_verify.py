@@ -507,10 +507,10 @@ def test_a_check_of_weights_under_a_wrappers_prefix_says_so(tmp_path: Path, pref
     report = fold_checkpoint(ckpt, check_model=tmp_path / "model.py")
     assert report.check is not None and not report.check and not report.published
     assert report.check.vacuous() == (
-        "nothing compared: the model has none of the folded weights (they are its weights "
-        f"under the prefix {prefix!r}, as a DistributedDataParallel's module. or "
-        "torch.compile's _orig_mod. puts them: save the state dict of the module inside, or "
-        "take the prefix off)"
+        "nothing compared: the model has none of the folded weights (the model's weights are "
+        f"in the checkpoint under the prefix {prefix!r}, as a DistributedDataParallel's "
+        "module. or torch.compile's _orig_mod. puts them: save the state dict of the module "
+        "inside, or take the prefix off)"
     )
 
 
@@ -528,7 +528,16 @@ def test_weights_under_a_prefix_that_do_not_fit_the_model_get_no_hint(tmp_path: 
     torch.save({"disc": other, "gen": fits}, ckpt)
     report = fold_checkpoint(ckpt, check_model=tmp_path / "model.py")
     assert report.check is not None
-    assert "(they are its weights under the prefix 'module.'" in (report.check.vacuous() or "")
+    assert "the model's weights are in the checkpoint under the prefix 'module.'" in (
+        report.check.vacuous() or ""
+    )
+    torch.save({"disc": _wider(normed), "gen": fits}, ckpt)  # t188: the misfit's error said it
+    with pytest.raises(InvalidArgumentError) as raised:
+        fold_checkpoint(ckpt, check_model=tmp_path / "model.py")
+    assert "does not fit the model" in str(raised.value)
+    assert "the model's weights are in the checkpoint under the prefix 'module.'" in str(
+        raised.value
+    )
 
 
 def test_a_python_float_is_held_to_the_models_tolerance_and_objects_are_named(

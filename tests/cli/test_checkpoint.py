@@ -374,7 +374,7 @@ def test_a_model_check_that_compared_nothing_shows_no_empty_table(
     assert main(["--plain", "fold", str(ckpt), "--model", str(model_py)]) == 1
     out = capsys.readouterr().out
     assert "folded vs weight-normed" not in out
-    assert "none of the folded weights (they are its weights under the prefix 'module.'" in out
+    assert "weights are in the checkpoint under the prefix 'module.'" in out
 
 
 _LAZY_MODEL_PY = """

@@ -1104,9 +1104,42 @@ def test_a_generator_of_the_models_own_passed_moves() -> None:
     x = torch.randn(32, 8)
     data_init(model, x, generator=model.gen)
     first = model.a.parametrizations.weight.original1.detach().clone()
-    assert not torch.equal(model.gen.get_state(), start)
+    expected = torch.Generator()
+    expected.set_state(start)
+    torch.randn(8, 8, generator=expected), torch.randn(6, 8, generator=expected)  # v's
+    assert torch.equal(model.gen.get_state(), expected.get_state())  # not the noise's (t188)
     data_init(model, x, generator=model.gen)
     assert not torch.equal(model.a.parametrizations.weight.original1.detach(), first)
+
+
+def test_a_call_that_draws_no_v_moves_no_generator() -> None:
+    """t188: every layer kept (its g frozen), no v drawn: torch's generator still moved by
+    the draw of v's seed."""
+    torch.manual_seed(0)
+    model = _DrawsNoise(True)
+    apply_weight_norm(model)
+    for name, parameter in model.named_parameters():
+        if name.endswith("original0"):
+            parameter.requires_grad_(False)
+    x = torch.randn(32, 8)
+    torch.manual_seed(5)
+    report = data_init(model, x)
+    assert report.initialized == [] and torch.equal(
+        torch.get_rng_state(), torch.manual_seed(5).get_state()
+    )
+
+
+def test_a_generator_in_torchs_state_is_said_to_draw_the_forwards_noise(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """t188: seeded as torch's, the generator passed draws v as the numbers the forward draws
+    from torch's (each row of v a latent the forward drew): said, as the caller chose it."""
+    torch.manual_seed(0)
+    model = _SamplesItsLatent()
+    torch.manual_seed(0)
+    with caplog.at_level("WARNING", logger="wnpass.fx.data_init"):
+        data_init(model, torch.zeros(64), generator=torch.Generator().manual_seed(0))
+    assert "the generator passed is in the state of torch's" in caplog.text
 
 
 class _ATwice(nn.Module):

@@ -208,11 +208,11 @@ def _prefixed(
     groups: dict[Place, tuple[Group, list[Pair]]],
     folded: dict[Place, dict[str, Any]],
     model_shapes: dict[str, tuple[int, ...]],
-) -> str:
-    """Where a state dict is the model's under one prefix (``module.`` of a
-    DistributedDataParallel, ``_orig_mod.`` of torch.compile, a submodule's name), a hint that
-    says so: its keys of that prefix, the prefix taken off, are a state dict the model loads
-    (t183, t187)."""
+) -> str | None:
+    """The prefix under which a state dict of the checkpoint is the model's (``module.`` of a
+    DistributedDataParallel, ``_orig_mod.`` of torch.compile, a submodule's name): its keys
+    of that prefix, the prefix taken off, are a state dict the model loads (t183, t187,
+    t188); None where there is none."""
     for path, (_, pairs) in groups.items():
         prefixes = {
             pair.weight[: -len(key)]
@@ -226,12 +226,19 @@ def _prefixed(
                 key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)
             }
             if _misfit(inside, model_shapes) is None:
-                return (
-                    f" (they are its weights under the prefix {prefix!r}, as a "
-                    "DistributedDataParallel's module. or torch.compile's _orig_mod. puts "
-                    "them: save the state dict of the module inside, or take the prefix off)"
-                )
-    return ""
+                return prefix
+    return None
+
+
+def _prefix_hint(prefix: str | None) -> str:
+    """What :func:`_prefixed` found, as the end of a line."""
+    if prefix is None:
+        return ""
+    return (
+        f" (the model's weights are in the checkpoint under the prefix {prefix!r}, as a "
+        "DistributedDataParallel's module. or torch.compile's _orig_mod. puts them: save the "
+        "state dict of the module inside, or take the prefix off)"
+    )
 
 
 def check_folded(
@@ -294,8 +301,9 @@ def check_folded(
             misfits.append(misfit)
         report.unchecked.append(group.name)
     if not checked and misfits:  # the one the user meant does not fit: say how
+        hint = _prefix_hint(_prefixed(groups, folded_dicts, model_shapes))
         raise InvalidArgumentError(
-            f"{model_py}: the original checkpoint does not fit the model: {misfits[0]}",
+            f"{model_py}: the original checkpoint does not fit the model: {misfits[0]}{hint}",
             parameter="check_model",
         )
     if not checked and report.outputs:  # every state dict failed already (a pair declined)
@@ -303,7 +311,7 @@ def check_folded(
     if not checked:
         report.nothing_checked = "nothing compared: " + (
             "the model has none of the folded weights"
-            + _prefixed(groups, folded_dicts, model_shapes)
+            + _prefix_hint(_prefixed(groups, folded_dicts, model_shapes))
             if groups
             else "no pair was folded"
         )

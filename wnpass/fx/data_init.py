@@ -514,7 +514,7 @@ class _InitPass(TorchFunctionMode):
         self.set: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.given = GivenBack()  # the pass's (:meth:`watching`)
         self.plain: set[int] = set()  # ids of written tensors neither parameters nor buffers
-        self.drawn_to: torch.Tensor | None = None  # the generator's state after the last v
+        self.drawn: list[tuple[torch.Size, torch.dtype]] = []  # the v drawn, in order
 
     @contextlib.contextmanager
     def watching(self, given: GivenBack) -> Iterator[None]:
@@ -618,10 +618,12 @@ class _InitPass(TorchFunctionMode):
             id(t) for t in written if not self.given.tracks(t) and id(t) not in buffers
         )
         v = originals.original1
-        if self.redraw:
-            drawn = torch.randn(v.shape, generator=self.generator, dtype=v.dtype) * self.std
-            v.copy_(drawn.to(v.device))
-            self.drawn_to = self.generator.get_state()
+        if self.redraw:  # on the generator's device: a CUDA one draws there (t188)
+            drawn = torch.randn(
+                v.shape, generator=self.generator, dtype=v.dtype, device=self.generator.device
+            )
+            v.copy_((drawn * self.std).to(v.device))
+            self.drawn.append((v.shape, v.dtype))
         originals.original0.fill_(1.0)
         if bias is not None:
             bias.zero_()
@@ -873,17 +875,23 @@ def data_init(
     inputs = as_batch(batch, "batch")
     # v is drawn on a generator of its own, seeded by one draw of torch's: the forward's noise
     # (torch's, replayed from where that draw leaves it) is not v's numbers (t187), and the
-    # caller's generators move by that draw alone (t180). Torch's own generator passed
-    # (random_split's default) is torch's (t184). A call that fails gives every generator back
+    # caller's generators move by that draw alone (t180), none where no v is drawn (t188).
+    # Torch's own generator passed (random_split's default) is torch's (t184). A generator
+    # passed moves by v's draws alone, also where the forward draws from it (t188). A call
+    # that fails gives every generator back
     drawn_from = RngSnapshot.take(model, inputs)
     own = generator is None or generator is torch.default_generator
-    if own:  # without redraw, no v is drawn: no seed either
-        seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64)) if redraw else 0
-        draws = torch.Generator().manual_seed(seed)
+    if own:
+        draws = torch.Generator().manual_seed(int(torch.randint(0, 2**63 - 1, ())))
         forward_from = RngSnapshot.take(model, inputs)
     else:
         assert generator is not None  # for the type checker
         draws, forward_from = generator, drawn_from
+        if generator.device.type == "cpu" and torch.equal(generator.get_state(), drawn_from.cpu):
+            logger.warning(
+                "data init: the generator passed is in the state of torch's: v is drawn as "
+                "the numbers the forward draws from torch's (seed it otherwise)"
+            )
     start = draws.get_state()
 
     def rewind() -> None:
@@ -894,13 +902,17 @@ def data_init(
 
     try:
         with forward_from.replayed():
-            report, drawn_to = _data_init(model, inputs, rescale, redraw, std, draws, names, rewind)
+            report, drawn = _data_init(model, inputs, rescale, redraw, std, draws, names, rewind)
     except BaseException:
         drawn_from.restore()
         draws.set_state(start)
         raise
-    if not own and drawn_to is not None:  # where it is the model's own, its state came back
-        draws.set_state(drawn_to)  # with the model's, which undid v's draws (t187)
+    if own and not drawn:  # no v drawn: no seed either
+        torch.set_rng_state(drawn_from.cpu)
+    elif not own:  # by v's draws alone, whatever else drew from it or gave it back
+        draws.set_state(start)
+        for shape, dtype in drawn:
+            torch.randn(shape, generator=draws, dtype=dtype, device=draws.device)
     return report
 
 
@@ -913,11 +925,11 @@ def _data_init(
     generator: torch.Generator,
     names: set[str] | None,
     rewind: Callable[[], None],
-) -> tuple[DataInitReport, torch.Tensor | None]:
-    """The pass, in rounds (see :func:`data_init`); the report, and the state of ``generator``
-    after the last v it drew (None: none drawn)."""
+) -> tuple[DataInitReport, list[tuple[torch.Size, torch.dtype]]]:
+    """The pass, in rounds (see :func:`data_init`); the report, and the v its last round drew
+    from ``generator``, in order (their shapes and dtypes)."""
     found = DataInitReport(rescaled=rescale)
-    drawn_to: torch.Tensor | None = None
+    drawn: list[tuple[torch.Size, torch.dtype]] = []
     targets = _candidates(model, found, redraw, names)
     while True:  # each round declines one layer or more: as many rounds as targets at most
         report = dataclasses.replace(found, initialized=[], kept=dict(found.kept), scale_only={})
@@ -928,7 +940,7 @@ def _data_init(
             targets, report, rescale=rescale, redraw=redraw, std=std, generator=generator
         )
         _run_pass(model, inputs, run)
-        drawn_to = run.drawn_to
+        drawn = run.drawn
         if not run.repeated:
             run.finish()
             break
@@ -942,4 +954,4 @@ def _data_init(
     logger.info(
         "data init: %d layers initialized, %d kept", len(report.initialized), len(report.kept)
     )
-    return report, drawn_to
+    return report, drawn
