@@ -6,6 +6,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -21,6 +22,9 @@ def _mlp() -> nn.Sequential:
 
 X = (torch.randn(2, 8),)
 BAD: Any = "bogus"
+
+
+NUMPY_RNG = np.random.default_rng(0)  # a generator of another library (t189)
 
 
 @pytest.mark.parametrize(
@@ -44,6 +48,7 @@ BAD: Any = "bogus"
         (lambda: data_init(_mlp(), X, std=1e25), "std", "to 1e+06, not 1e+25"),  # squares: Inf
         (lambda: data_init(_mlp(), X, std=10**400), "std", "not 1" + "0" * 36 + "..."),
         (lambda: data_init(_mlp(), X, generator=5), "generator", "or None, not int"),  # type: ignore[arg-type]
+        (lambda: data_init(_mlp(), X, generator=NUMPY_RNG), "generator", "not numpy.Generator"),  # type: ignore[arg-type]
         (lambda: data_init(_mlp(), X, only="0.weight"), "only", "a collection of names"),
         (lambda: data_init(_mlp(), X, only=[0]), "only", "names (strings) only"),  # type: ignore[list-item]
         (lambda: data_init(_mlp(), X, rescale=BAD), "rescale", "True or False, not 'bogus'"),

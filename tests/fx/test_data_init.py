@@ -1097,19 +1097,39 @@ class _OwnNoise(nn.Module):
 
 def test_a_generator_of_the_models_own_passed_moves() -> None:
     """t187: the model's state given back after the pass set its own generator back too,
-    undoing v's draws: a second call drew the same v."""
+    undoing v's draws: a second call drew the same v. Set back to v's draws alone (t188),
+    the next forward's noise was v (t189)."""
     torch.manual_seed(0)
     model = _OwnNoise()
     start = model.gen.get_state()
     x = torch.randn(32, 8)
     data_init(model, x, generator=model.gen)
     first = model.a.parametrizations.weight.original1.detach().clone()
-    expected = torch.Generator()
-    expected.set_state(start)
-    torch.randn(8, 8, generator=expected), torch.randn(6, 8, generator=expected)  # v's
-    assert torch.equal(model.gen.get_state(), expected.get_state())  # not the noise's (t188)
+    expected = torch.Generator()  # left after the last v, past the noise drawn before it:
+    expected.set_state(start)  # the next forward's noise repeats no v's numbers (t189)
+    torch.randn(32, 8, generator=expected)  # the noise, then v's, in the forward's order
+    torch.randn(8, 8, generator=expected), torch.randn(6, 8, generator=expected)
+    assert torch.equal(model.gen.get_state(), expected.get_state())
     data_init(model, x, generator=model.gen)
     assert not torch.equal(model.a.parametrizations.weight.original1.detach(), first)
+
+
+def test_a_call_that_initializes_nothing_after_a_second_round_moves_no_generator() -> None:
+    """t189: the only layer, used twice, drew v in the first round and was declined; the
+    call kept that round's draws though it initialized nothing."""
+    torch.manual_seed(0)
+    layer = parametrizations.weight_norm(nn.Linear(8, 8))
+    model = nn.Sequential(layer, nn.Tanh(), layer)
+    x = torch.randn(32, 8)
+    for passed in (None, torch.Generator().manual_seed(3)):
+        torch.manual_seed(5)
+        start = None if passed is None else passed.get_state()
+        report = data_init(model, x, generator=passed)
+        assert report.initialized == []
+        if passed is None:
+            assert torch.equal(torch.get_rng_state(), torch.manual_seed(5).get_state())
+        else:
+            assert start is not None and torch.equal(passed.get_state(), start)
 
 
 def test_a_call_that_draws_no_v_moves_no_generator() -> None:

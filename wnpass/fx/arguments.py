@@ -54,9 +54,10 @@ def require_within(parameter: str, value: Any, low: float, high: float) -> float
 def require_generator(parameter: str, value: Any) -> None:
     """``value`` is None or a ``torch.Generator``."""
     if value is not None and not isinstance(value, torch.Generator):
+        package, kind = type(value).__module__.partition(".")[0], type(value).__qualname__
+        named = kind if package == "builtins" else f"{package}.{kind}"  # numpy's Generator
         raise InvalidArgumentError(
-            f"must be a torch.Generator or None, not {type(value).__name__}",
-            parameter=parameter,
+            f"must be a torch.Generator or None, not {named}", parameter=parameter
         )
 
 

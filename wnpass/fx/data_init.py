@@ -514,7 +514,7 @@ class _InitPass(TorchFunctionMode):
         self.set: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.given = GivenBack()  # the pass's (:meth:`watching`)
         self.plain: set[int] = set()  # ids of written tensors neither parameters nor buffers
-        self.drawn: list[tuple[torch.Size, torch.dtype]] = []  # the v drawn, in order
+        self.drawn_to: torch.Tensor | None = None  # the generator's state after the last v
 
     @contextlib.contextmanager
     def watching(self, given: GivenBack) -> Iterator[None]:
@@ -623,7 +623,7 @@ class _InitPass(TorchFunctionMode):
                 v.shape, generator=self.generator, dtype=v.dtype, device=self.generator.device
             )
             v.copy_((drawn * self.std).to(v.device))
-            self.drawn.append((v.shape, v.dtype))
+            self.drawn_to = self.generator.get_state()
         originals.original0.fill_(1.0)
         if bias is not None:
             bias.zero_()
@@ -877,12 +877,13 @@ def data_init(
     # (torch's, replayed from where that draw leaves it) is not v's numbers (t187), and the
     # caller's generators move by that draw alone (t180), none where no v is drawn (t188).
     # Torch's own generator passed (random_split's default) is torch's (t184). A generator
-    # passed moves by v's draws alone, also where the forward draws from it (t188). A call
-    # that fails gives every generator back
+    # passed is left after the last v it gave: where the forward draws from it too, no later
+    # draw repeats v's numbers (t189). A call that fails gives every generator back
     drawn_from = RngSnapshot.take(model, inputs)
     own = generator is None or generator is torch.default_generator
-    if own:
-        draws = torch.Generator().manual_seed(int(torch.randint(0, 2**63 - 1, ())))
+    if own:  # on the CPU whatever the default device (a meta one had no value to read, t189)
+        seed = int(torch.randint(0, 2**63 - 1, (), device="cpu"))
+        draws = torch.Generator().manual_seed(seed)
         forward_from = RngSnapshot.take(model, inputs)
     else:
         assert generator is not None  # for the type checker
@@ -902,17 +903,15 @@ def data_init(
 
     try:
         with forward_from.replayed():
-            report, drawn = _data_init(model, inputs, rescale, redraw, std, draws, names, rewind)
+            report, drawn_to = _data_init(model, inputs, rescale, redraw, std, draws, names, rewind)
     except BaseException:
         drawn_from.restore()
         draws.set_state(start)
         raise
-    if own and not drawn:  # no v drawn: no seed either
+    if own and drawn_to is None:  # no v drawn: no seed either
         torch.set_rng_state(drawn_from.cpu)
-    elif not own:  # by v's draws alone, whatever else drew from it or gave it back
-        draws.set_state(start)
-        for shape, dtype in drawn:
-            torch.randn(shape, generator=draws, dtype=dtype, device=draws.device)
+    elif not own:  # the model's own, given back with the model's state, is set here too
+        draws.set_state(start if drawn_to is None else drawn_to)
     return report
 
 
@@ -925,22 +924,23 @@ def _data_init(
     generator: torch.Generator,
     names: set[str] | None,
     rewind: Callable[[], None],
-) -> tuple[DataInitReport, list[tuple[torch.Size, torch.dtype]]]:
-    """The pass, in rounds (see :func:`data_init`); the report, and the v its last round drew
-    from ``generator``, in order (their shapes and dtypes)."""
+) -> tuple[DataInitReport, torch.Tensor | None]:
+    """The pass, in rounds (see :func:`data_init`); the report, and the state of ``generator``
+    after the last v of the last round (None: that round drew none, or there was none)."""
     found = DataInitReport(rescaled=rescale)
-    drawn: list[tuple[torch.Size, torch.dtype]] = []
+    drawn_to: torch.Tensor | None = None
     targets = _candidates(model, found, redraw, names)
     while True:  # each round declines one layer or more: as many rounds as targets at most
         report = dataclasses.replace(found, initialized=[], kept=dict(found.kept), scale_only={})
-        if not targets:  # none (left) to initialize: no forward
+        if not targets:  # none (left) to initialize: no forward, and no v drawn (t189)
+            drawn_to = None
             break
         rewind()
         run = _InitPass(
             targets, report, rescale=rescale, redraw=redraw, std=std, generator=generator
         )
         _run_pass(model, inputs, run)
-        drawn = run.drawn
+        drawn_to = run.drawn_to
         if not run.repeated:
             run.finish()
             break
@@ -954,4 +954,4 @@ def _data_init(
     logger.info(
         "data init: %d layers initialized, %d kept", len(report.initialized), len(report.kept)
     )
-    return report, drawn
+    return report, drawn_to
