@@ -1132,6 +1132,66 @@ def test_a_call_that_initializes_nothing_after_a_second_round_moves_no_generator
             assert start is not None and torch.equal(passed.get_state(), start)
 
 
+class _NoiseFromItsInput(nn.Module):
+    """``forward(x, generator)``: the noise comes from a generator the caller passes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = parametrizations.weight_norm(nn.Linear(8, 8))
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.a(x + 0.3 * torch.randn(x.shape, generator=generator))
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_generator_among_the_inputs_is_replayed_and_given_back(fails: bool) -> None:
+    """t190: a torch.Generator the batch holds moved by every forward, on failure too, and
+    apply_weight_norm's compared forwards drew other noise from it (not deterministic)."""
+    torch.manual_seed(0)
+    model = _NoiseFromItsInput()
+    noise = torch.Generator().manual_seed(4)
+    start = noise.get_state()
+    x = torch.full((32, 8), NAN) if fails else torch.randn(32, 8)  # NaN: refused
+    batch = {"x": x, "generator": noise}
+    if fails:
+        with pytest.raises(InvalidArgumentError):
+            data_init(model, batch)
+    else:
+        assert data_init(model, batch).initialized == ["a.weight"]
+    assert torch.equal(noise.get_state(), start)
+    if not fails:
+        fresh = _NoiseFromItsInput()
+        report = apply_weight_norm(fresh, {"x": x, "generator": noise}, init="keep")
+        assert report.equivalent and not report.not_deterministic
+        assert torch.equal(noise.get_state(), start)
+
+
+def test_a_layer_whose_op_failed_gives_its_draw_back_too() -> None:
+    """t190: the op raised, the forward caught it and went on: the layer kept its values, yet
+    torch's generator had moved by the draw of v's seed (and a generator passed by its v)."""
+
+    class Caught(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = parametrizations.weight_norm(nn.Linear(8, 8))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            try:
+                return self.a(x[:, :5])  # the wrong width: the op raises
+            except RuntimeError:
+                return x
+
+    torch.manual_seed(0)
+    model, x = Caught(), torch.randn(32, 8)
+    passed = torch.Generator().manual_seed(2)
+    start = passed.get_state()
+    torch.manual_seed(5)
+    assert data_init(model, x).initialized == []
+    assert torch.equal(torch.get_rng_state(), torch.manual_seed(5).get_state())
+    assert data_init(model, x, generator=passed).initialized == []
+    assert torch.equal(passed.get_state(), start)
+
+
 def test_a_call_that_draws_no_v_moves_no_generator() -> None:
     """t188: every layer kept (its g frozen), no v drawn: torch's generator still moved by
     the draw of v's seed."""
@@ -1160,6 +1220,11 @@ def test_a_generator_in_torchs_state_is_said_to_draw_the_forwards_noise(
     with caplog.at_level("WARNING", logger="wnpass.fx.data_init"):
         data_init(model, torch.zeros(64), generator=torch.Generator().manual_seed(0))
     assert "the generator passed is in the state of torch's" in caplog.text
+    caplog.clear()
+    noisy = _OwnNoise()  # t190: in the state of the model's own, which the forward draws from
+    with caplog.at_level("WARNING", logger="wnpass.fx.data_init"):
+        data_init(noisy, torch.randn(32, 8), generator=torch.Generator().manual_seed(11))
+    assert "the generator passed is in the state of the model's gen" in caplog.text
 
 
 class _ATwice(nn.Module):

@@ -514,7 +514,8 @@ class _InitPass(TorchFunctionMode):
         self.set: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.given = GivenBack()  # the pass's (:meth:`watching`)
         self.plain: set[int] = set()  # ids of written tensors neither parameters nor buffers
-        self.drawn_to: torch.Tensor | None = None  # the generator's state after the last v
+        # each layer v was drawn for, and the generator's state after that draw
+        self.draws: list[tuple[nn.Module, torch.Tensor]] = []
 
     @contextlib.contextmanager
     def watching(self, given: GivenBack) -> Iterator[None]:
@@ -606,6 +607,12 @@ class _InitPass(TorchFunctionMode):
             return f"its forward gives {expected} another bias than the layer's own"
         return None
 
+    @property
+    def drawn_to(self) -> torch.Tensor | None:
+        """The generator's state after the v of the last layer initialized; None where none
+        was (a layer whose op failed gives its v back, and its draw too, t190)."""
+        return next((state for m, state in reversed(self.draws) if m in self.initialized), None)
+
     def _reset(self, module: nn.Module) -> None:
         """``v`` redrawn (``redraw``), ``g = 1``, the bias (where it may change) 0: saved first."""
         originals = _plist(module)
@@ -623,7 +630,7 @@ class _InitPass(TorchFunctionMode):
                 v.shape, generator=self.generator, dtype=v.dtype, device=self.generator.device
             )
             v.copy_((drawn * self.std).to(v.device))
-            self.drawn_to = self.generator.get_state()
+            self.draws.append((module, self.generator.get_state()))
         originals.original0.fill_(1.0)
         if bias is not None:
             bias.zero_()
@@ -888,10 +895,11 @@ def data_init(
     else:
         assert generator is not None  # for the type checker
         draws, forward_from = generator, drawn_from
-        if generator.device.type == "cpu" and torch.equal(generator.get_state(), drawn_from.cpu):
+        if (twin := _same_state(generator, model, drawn_from)) is not None:
             logger.warning(
-                "data init: the generator passed is in the state of torch's: v is drawn as "
-                "the numbers the forward draws from torch's (seed it otherwise)"
+                "data init: the generator passed is in the state of %s: v is drawn as the "
+                "numbers the forward draws from it (seed it otherwise)",
+                twin,
             )
     start = draws.get_state()
 
@@ -913,6 +921,36 @@ def data_init(
     elif not own:  # the model's own, given back with the model's state, is set here too
         draws.set_state(start if drawn_to is None else drawn_to)
     return report
+
+
+def _same_state(generator: torch.Generator, model: nn.Module, now: RngSnapshot) -> str | None:
+    """Which other generator a forward may draw from is in ``generator``'s state, if one is:
+    torch's of its device, one of the model's own, one among the inputs (t188, t190)."""
+    state, device = generator.get_state(), generator.device
+
+    def alike(other: torch.Tensor) -> bool:
+        return other.shape == state.shape and torch.equal(other, state)
+
+    if device.type == "cpu" and alike(now.cpu):
+        return "torch's"
+    if device.type == "cuda" and alike(now.cuda.get(device.index or 0, torch.empty(0))):
+        return f"torch's on {device}"
+
+    def twin(other: object) -> bool:
+        return (
+            isinstance(other, torch.Generator)
+            and other is not generator
+            and other.device == device
+            and alike(other.get_state())
+        )
+
+    for name, module in model.named_modules():
+        for attribute, value in vars(module).items():
+            if twin(value):
+                return f"the model's {'.'.join(filter(None, (name, attribute)))}"
+    if any(twin(other) for other, _ in now.given):
+        return "a generator among the inputs"
+    return None
 
 
 def _data_init(

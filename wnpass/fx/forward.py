@@ -180,7 +180,8 @@ def _is_cache(value: Any) -> bool:
 class RngSnapshot:
     """The state of the random number generators a forward draws from, at one moment:
     torch's on the CPU and on each CUDA device that the model or its inputs are on, Python's
-    ``random`` and NumPy's global one (``np.random.rand``).
+    ``random`` and NumPy's global one (``np.random.rand``), and each ``torch.Generator`` the
+    inputs hold (``forward(x, generator=g)``, t190).
 
     Forwards run in :meth:`replayed` blocks draw the same numbers, so a model with sampling
     noise compares exactly with itself; anything else that makes a model give other outputs
@@ -191,6 +192,7 @@ class RngSnapshot:
     cuda: dict[int, torch.Tensor]
     python: Any  # random.getstate()
     numpy: Any  # np.random.get_state()
+    given: tuple[tuple[torch.Generator, torch.Tensor], ...] = ()  # the inputs' own, and state
 
     @classmethod
     def take(cls, model: nn.Module, batch: Batch | None) -> RngSnapshot:
@@ -200,7 +202,14 @@ class RngSnapshot:
         tensors = itertools.chain(model.parameters(), model.buffers(), leaves)
         devices = {t.get_device() for t in tensors if isinstance(t, torch.Tensor) and t.is_cuda}
         cuda = {device: torch.cuda.get_rng_state(device) for device in sorted(devices)}
-        return cls(torch.get_rng_state(), cuda, random.getstate(), np.random.get_state())
+        held = {id(g): g for g in leaves if isinstance(g, torch.Generator)}.values()
+        return cls(
+            torch.get_rng_state(),
+            cuda,
+            random.getstate(),
+            np.random.get_state(),
+            tuple((g, g.get_state()) for g in held),
+        )
 
     def restore(self) -> None:
         """Set every generator back to this state (a call that failed gives back what it
@@ -210,12 +219,15 @@ class RngSnapshot:
             torch.cuda.set_rng_state(state, device)
         random.setstate(self.python)
         np.random.set_state(self.numpy)
+        for generator, state in self.given:
+            generator.set_state(state)
 
     @contextlib.contextmanager
     def replayed(self) -> Iterator[None]:
         """Run the block from this state; afterwards the generators are as they were before
         the block (the caller's random numbers are not the ones the block drew)."""
         python, numpy = random.getstate(), np.random.get_state()
+        given = [(generator, generator.get_state()) for generator, _ in self.given]
         try:
             with torch.random.fork_rng(devices=list(self.cuda), device_type="cuda"):
                 torch.set_rng_state(self.cpu)
@@ -223,10 +235,14 @@ class RngSnapshot:
                     torch.cuda.set_rng_state(state, device)
                 random.setstate(self.python)
                 np.random.set_state(self.numpy)
+                for generator, state in self.given:
+                    generator.set_state(state)
                 yield
         finally:
             random.setstate(python)
             np.random.set_state(numpy)
+            for generator, state in given:
+                generator.set_state(state)
 
 
 def call_model(model: nn.Module, batch: Batch, on: str = "the example inputs") -> Any:
