@@ -864,7 +864,10 @@ def data_init(
 
     ``only``: the weights (``"0.weight"``; a layer held under two names by either) to
     initialize; None: every one. ``std``: of the
-    entries of the redrawn ``v``, within :data:`V_INIT_STD_RANGE`. A batch that gives
+    entries of the redrawn ``v``, within :data:`V_INIT_STD_RANGE`. ``generator``: the one
+    ``v`` is drawn from, left after the last ``v`` it gave; by default one of data init's own,
+    seeded by one draw of torch's, which is all the caller's generators move by (the
+    forward's own draws are replayed and given back). A batch that gives
     a layer no statistics (fewer than ``MIN_VALUES`` values per unit, NaN/Inf pre-activations
     or a constant unit) is an :class:`~wnpass.errors.InvalidArgumentError` about ``batch``
     naming the layer; it is found only by running the batch through the layers before it, so
