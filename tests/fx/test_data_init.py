@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Any
 
@@ -1190,6 +1191,36 @@ def test_a_layer_whose_op_failed_gives_its_draw_back_too() -> None:
     assert torch.equal(torch.get_rng_state(), torch.manual_seed(5).get_state())
     assert data_init(model, x, generator=passed).initialized == []
     assert torch.equal(passed.get_state(), start)
+
+
+class _FailsThenGoesOn(nn.Module):
+    """b's op raises and the forward catches it; a runs after."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.b = parametrizations.weight_norm(nn.Linear(8, 8))
+        self.a = parametrizations.weight_norm(nn.Linear(8, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with contextlib.suppress(RuntimeError):
+            x = self.b(x[:, :5])  # the wrong width: the op raises
+        return self.a(x)
+
+
+@pytest.mark.parametrize("passed", [False, True])
+def test_a_failed_layers_draw_does_not_shift_the_next_layers_v(passed: bool) -> None:
+    """t191: b's v was still drawn, so a's came from the numbers after it: a differed from a
+    call that selected a alone, and a generator passed ended elsewhere."""
+    x, ends, vs = torch.randn(32, 8), [], []
+    for only in (None, ["a.weight"]):
+        torch.manual_seed(0)
+        model = _FailsThenGoesOn()
+        generator = torch.Generator().manual_seed(9) if passed else None
+        torch.manual_seed(5)
+        assert data_init(model, x, only=only, generator=generator).initialized == ["a.weight"]
+        vs.append(model.a.parametrizations.weight.original1.detach().clone())
+        ends.append((generator or torch.default_generator).get_state())
+    assert torch.equal(vs[0], vs[1]) and torch.equal(ends[0], ends[1])
 
 
 def test_a_call_that_draws_no_v_moves_no_generator() -> None:

@@ -299,10 +299,13 @@ def load_model(
 
 @contextlib.contextmanager
 def blamed_on(model_py: Path) -> Iterator[None]:
-    """Errors raised while the user's model runs name the model.py they came from."""
+    """Errors raised while the user's model runs name the model.py they came from; one about
+    the library's ``example_inputs`` names its ``example_inputs()``."""
     try:
         yield
     except WnpassError as error:
+        if error.parameter == "example_inputs":
+            error.parameter, error.detail = None, f"example_inputs() {error.detail}"
         if error.parameter is None and not error.detail.startswith(str(model_py)):
             error.detail = f"{model_py}: {error.detail}"
             error.args = (error.render(),)

@@ -48,6 +48,20 @@ def traced_arguments(model: nn.Module, inputs: Batch, dynamo: bool) -> dict[str,
     }
 
 
+def no_generators(arguments: dict[str, Any]) -> None:
+    """Refuse an input that holds a ``torch.Generator``: ONNX has no type for one, and the
+    exporters failed on it with messages that do not name it (t191)."""
+    for name, value in arguments.items():
+        if any(
+            isinstance(leaf, torch.Generator) for leaf in torch.utils._pytree.tree_leaves(value)
+        ):
+            raise InvalidArgumentError(
+                f"{name}: holds a torch.Generator, which no ONNX graph takes as an input; draw "
+                "from torch's generator in the model, or give the noise as a tensor input",
+                parameter="example_inputs",
+            )
+
+
 def forward_parameters(model: nn.Module) -> list[inspect.Parameter]:
     """``forward``'s parameters; none where its signature cannot be read."""
     try:

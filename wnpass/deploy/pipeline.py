@@ -24,6 +24,7 @@ from wnpass.deploy.inputs import (
     check_dynamic_made,
     dynamic_shapes_for,
     graph_arguments,
+    no_generators,
     several_inputs,
     traced_arguments,
 )
@@ -244,6 +245,7 @@ def export(
     inputs = as_batch(example_inputs)
     dynamo = exporter == "dynamo"
     arguments = traced_arguments(model, inputs, dynamo)
+    no_generators(arguments)
     graph_inputs, several = graph_arguments(arguments, dynamo)
     check_dynamic(dynamic, arguments, graph_inputs)
     if several is not None:

@@ -559,14 +559,16 @@ class _InitPass(TorchFunctionMode):
         if reason is not None:
             self.report.kept[self.targets[module].name] = reason
             return func(*args, **kwargs)
-        mark = len(self.saved)
+        mark, drawn_from = len(self.saved), self.generator.get_state()
         try:
             return self._initialize(module, func, args, kwargs, torch.is_grad_enabled())
         except Exception as error:
             if isinstance(error, WnpassError):  # the batch's refusal: the call fails
                 self.failure = error
             else:  # the op's own error, as with any values: the forward may go on without it
-                self.give_back(mark)
+                self.give_back(mark)  # its values, and its draw: the next v is the one a
+                self.generator.set_state(drawn_from)  # call without it draws (t191)
+                self.draws = [(m, state) for m, state in self.draws if m is not module]
                 self.report.kept[self.targets[module].name] = (
                     f"{_OP_NAMES[self.targets[module].kind]} of its weight {what_it_did(error)} "
                     "and the forward went on without it: no pre-activation"
@@ -609,9 +611,9 @@ class _InitPass(TorchFunctionMode):
 
     @property
     def drawn_to(self) -> torch.Tensor | None:
-        """The generator's state after the v of the last layer initialized; None where none
-        was (a layer whose op failed gives its v back, and its draw too, t190)."""
-        return next((state for m, state in reversed(self.draws) if m in self.initialized), None)
+        """The generator's state after the last v drawn; None where none was (a layer whose
+        op failed gives its v back, and its draw too, t190)."""
+        return self.draws[-1][1] if self.draws else None
 
     def _reset(self, module: nn.Module) -> None:
         """``v`` redrawn (``redraw``), ``g = 1``, the bias (where it may change) 0: saved first."""
