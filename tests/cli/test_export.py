@@ -1039,3 +1039,49 @@ def test_a_generator_input_is_refused_naming_it(
         "the noise as a tensor input\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["noisy.py"]
+
+
+def test_a_generator_default_of_forward_is_said_to_be_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """t192: the TorchScript exporter passes forward's defaults on as inputs; a Generator
+    default was blamed on example_inputs(), which held none."""
+    model_py = tmp_path / "default.py"
+    text = _GENERATOR_INPUT_PY.replace(
+        "def forward(self, x, generator):", "def forward(self, x, generator=GENERATOR):"
+    ).replace("from torch import nn\n", "from torch import nn\n\nGENERATOR = torch.Generator()\n")
+    model_py.write_text(
+        text.replace("return (torch.randn(2, 4), GENERATOR)", "return (torch.randn(2, 4),)")
+    )
+    out = tmp_path / "d.onnx"
+    assert main(["export", str(model_py), "-o", str(out), "--exporter", "torchscript"]) == 2
+    assert capsys.readouterr().err == (
+        f"wnpass: error: {model_py}: forward's default of generator is a torch.Generator, which "
+        "the TorchScript exporter passes on as an input and no ONNX graph takes: give it a "
+        "default of None (drawing from torch's generator then)\n"
+    )
+
+
+def test_errors_about_a_large_factorys_inputs_name_their_function(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """t192: with --factory build_model_large the inputs come from example_inputs_large(),
+    and the error said example_inputs()."""
+    model_py = tmp_path / "noisy.py"
+    model_py.write_text(
+        _GENERATOR_INPUT_PY.replace("def build_model():", "def build_model_large():").replace(
+            "def example_inputs():", "def example_inputs_large():"
+        )
+    )
+    argv = [
+        "export",
+        str(model_py),
+        "--factory",
+        "build_model_large",
+        "-o",
+        str(tmp_path / "n.onnx"),
+    ]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(
+        f"wnpass: error: {model_py}: example_inputs_large() generator: holds a torch.Generator"
+    )

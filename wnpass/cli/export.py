@@ -12,6 +12,7 @@ from wnpass.cli.options import (
     blamed_on,
     check_options,
     file_path,
+    inputs_function,
     load_model,
     plan_model_py,
     refuse_check_flags,
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     model, inputs = load_model(args, plan, keep_pairs=True)  # its weight norm reported
     if inputs is None:
         raise UsageError(f"{args.model}: defines no example_inputs(); export needs them")
-    with blamed_on(args.model), exporters_silenced():
+    with blamed_on(args.model, inputs_function(args)), exporters_silenced():
         report = export(
             model,
             inputs,

@@ -28,6 +28,7 @@ __all__ = [
     "file_path",
     "flags_for",
     "given_check_flags",
+    "inputs_function",
     "load_model",
     "plan_model_py",
     "refuse_check_flags",
@@ -297,15 +298,31 @@ def load_model(
     return model, inputs
 
 
+def inputs_function(args: argparse.Namespace) -> str:
+    """The model.py function whose example inputs the command runs on, as errors name it:
+    ``example_inputs_large()`` for a ``--factory`` ending in ``_large`` where the file defines
+    it (``wnpass.fx.loading`` pairs them), else ``example_inputs()`` (t192)."""
+    factory = getattr(args, "factory", None) or ""
+    if factory.endswith("_large"):
+        try:
+            source = Path(args.model).read_text(errors="replace")
+        except OSError:
+            source = ""
+        if re.search(r"^\s*def\s+example_inputs_large\s*\(", source, re.MULTILINE):
+            return "example_inputs_large()"
+    return "example_inputs()"
+
+
 @contextlib.contextmanager
-def blamed_on(model_py: Path) -> Iterator[None]:
+def blamed_on(model_py: Path, inputs: str = "example_inputs()") -> Iterator[None]:
     """Errors raised while the user's model runs name the model.py they came from; one about
-    the library's ``example_inputs`` names its ``example_inputs()``."""
+    the library's ``example_inputs`` names the function that made them (``inputs``:
+    :func:`inputs_function`)."""
     try:
         yield
     except WnpassError as error:
         if error.parameter == "example_inputs":
-            error.parameter, error.detail = None, f"example_inputs() {error.detail}"
+            error.parameter, error.detail = None, f"{inputs} {error.detail}"
         if error.parameter is None and not error.detail.startswith(str(model_py)):
             error.detail = f"{model_py}: {error.detail}"
             error.args = (error.render(),)

@@ -24,6 +24,7 @@ from wnpass.cli.options import (
     blamed_on,
     file_path,
     given_path,
+    inputs_function,
     load_model,
     plan_model_py,
     selection,
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         if batch is None:
             raise UsageError(f"--init data needs --data FILE: {args.model} has no example_inputs()")
     loaded = buffer_values(model)  # as the model.py and --checkpoint set them
-    with blamed_on(args.model), _batch_named(args):
+    with blamed_on(args.model, inputs_function(args)), _batch_named(args):
         include, exclude = selection(args, model)
         report = apply_weight_norm(
             model,
@@ -177,7 +178,8 @@ def _state_dict(model: Any, model_py: Path) -> dict[str, Any]:
 @contextlib.contextmanager
 def _batch_named(args: argparse.Namespace) -> Iterator[None]:
     """An error about the library's ``example_inputs`` (a batch data init cannot use) is about
-    the batch the user gave: ``--data FILE``, else the model.py's ``example_inputs()``. With
+    the batch the user gave: ``--data FILE`` (else :func:`blamed_on` names the model.py's
+    function). With
     ``--data``, every forward runs on that batch: a forward that raises names the file (the
     library's message says "the example inputs", which are the model.py's to a user)."""
     from wnpass.errors import InvalidArgumentError
@@ -193,11 +195,9 @@ def _batch_named(args: argparse.Namespace) -> Iterator[None]:
             parameter="data",
         ) from None
     except InvalidArgumentError as error:
-        if error.parameter != "example_inputs":
-            raise
-        if args.data is not None:
-            raise InvalidArgumentError(f"{args.data} {error.detail}", parameter="data") from None
-        raise InvalidArgumentError(f"{args.model}: example_inputs() {error.detail}") from None
+        if error.parameter != "example_inputs" or args.data is None:
+            raise  # without --data, blamed_on names the model.py's function
+        raise InvalidArgumentError(f"{args.data} {error.detail}", parameter="data") from None
 
 
 def _save(state: dict[str, Any], output: Path, plan: IOPlan) -> None:

@@ -48,18 +48,26 @@ def traced_arguments(model: nn.Module, inputs: Batch, dynamo: bool) -> dict[str,
     }
 
 
-def no_generators(arguments: dict[str, Any]) -> None:
-    """Refuse an input that holds a ``torch.Generator``: ONNX has no type for one, and the
-    exporters failed on it with messages that do not name it (t191)."""
+def no_generators(arguments: dict[str, Any], inputs: Batch) -> None:
+    """Refuse an argument that holds a ``torch.Generator``: ONNX has no type for one, and the
+    exporters failed on it with messages that do not name it (t191). One of ``forward``'s own
+    defaults, which only the TorchScript exporter passes on, is said to be one (t192)."""
+    given = set(list(arguments)[: len(inputs.args)]) | set(inputs.kwargs)  # the rest: defaults
     for name, value in arguments.items():
-        if any(
-            isinstance(leaf, torch.Generator) for leaf in torch.utils._pytree.tree_leaves(value)
-        ):
+        leaves = torch.utils._pytree.tree_leaves(value)
+        if not any(isinstance(leaf, torch.Generator) for leaf in leaves):
+            continue
+        if name in given:
             raise InvalidArgumentError(
                 f"{name}: holds a torch.Generator, which no ONNX graph takes as an input; draw "
                 "from torch's generator in the model, or give the noise as a tensor input",
                 parameter="example_inputs",
             )
+        raise InvalidArgumentError(
+            f"forward's default of {name} is a torch.Generator, which the TorchScript exporter "
+            "passes on as an input and no ONNX graph takes: give it a default of None (drawing "
+            "from torch's generator then)"
+        )
 
 
 def forward_parameters(model: nn.Module) -> list[inspect.Parameter]:

@@ -245,7 +245,7 @@ def export(
     inputs = as_batch(example_inputs)
     dynamo = exporter == "dynamo"
     arguments = traced_arguments(model, inputs, dynamo)
-    no_generators(arguments)
+    no_generators(arguments, inputs)
     graph_inputs, several = graph_arguments(arguments, dynamo)
     check_dynamic(dynamic, arguments, graph_inputs)
     if several is not None:
