@@ -123,7 +123,9 @@ def run(args: argparse.Namespace, out: Printer) -> int:
             rtol=args.rtol,
         )
     if args.init == "data" and args.data is None:
-        report.notes.append("data init on example_inputs(): give --data FILE for a real batch")
+        report.notes.append(
+            f"data init on {inputs_function(args)}: give --data FILE for a real batch"
+        )
     if args.init == "data" and args.checkpoint is not None and report.initialized:
         from wnpass.report import counted
 
@@ -179,9 +181,9 @@ def _state_dict(model: Any, model_py: Path) -> dict[str, Any]:
 def _batch_named(args: argparse.Namespace) -> Iterator[None]:
     """An error about the library's ``example_inputs`` (a batch data init cannot use) is about
     the batch the user gave: ``--data FILE`` (else :func:`blamed_on` names the model.py's
-    function). With
-    ``--data``, every forward runs on that batch: a forward that raises names the file (the
-    library's message says "the example inputs", which are the model.py's to a user)."""
+    function). With ``--data``, every forward runs on that batch: a forward that raises names
+    the file (the library's message says "the example inputs", which are the model.py's to a
+    user)."""
     from wnpass.errors import InvalidArgumentError
     from wnpass.fx.forward import ForwardFailedError, what_it_did
 
