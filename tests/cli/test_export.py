@@ -1085,3 +1085,12 @@ def test_errors_about_a_large_factorys_inputs_name_their_function(
     assert capsys.readouterr().err.startswith(
         f"wnpass: error: {model_py}: example_inputs_large() generator: holds a torch.Generator"
     )
+    # t193: not written as a def (a lambda, a partial): the loader's choice, not the text's
+    model_py.write_text(
+        _GENERATOR_INPUT_PY.replace("def build_model():", "def build_model_large():")
+        + "\nexample_inputs_large = lambda: example_inputs()\n"
+    )
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(
+        f"wnpass: error: {model_py}: example_inputs_large() generator: holds a torch.Generator"
+    )

@@ -263,13 +263,13 @@ def _inspect_model_py(args: argparse.Namespace, path: Path, out: Printer, plan: 
         raise UsageError("--strict and --weight-norm-only are for an ONNX file or a checkpoint")
     from wnpass.cli.train_rewrite import print_plan
     from wnpass.fx.analyse import analyse_sites
-    from wnpass.fx.loading import load_model_py
+    from wnpass.fx.loading import load_model_file
     from wnpass.fx.report import ApplyReport
 
     plan.read(path, "the model.py")
     plan.check()
-    model, inputs = load_model_py(path, args.factory, plan=plan)
-    with blamed_on(path):
+    model, inputs, made_by = load_model_file(path, args.factory, plan=plan)
+    with blamed_on(path, made_by):
         include, exclude = selection(args, model)
         sites, mode, note = analyse_sites(
             model,

@@ -286,31 +286,24 @@ def plan_model_py(args: argparse.Namespace, output: Path) -> IOPlan:
 def load_model(
     args: argparse.Namespace, plan: IOPlan | None = None, *, keep_pairs: bool = False
 ) -> tuple[Any, tuple[Any, ...] | None]:
-    """The model.py's model with ``--checkpoint`` loaded, and its example inputs. ``plan``:
+    """The model.py's model with ``--checkpoint`` loaded, and its example inputs (the function
+    that made them goes to ``args.inputs_function``: :func:`inputs_function`). ``plan``:
     the command's (:func:`plan_model_py`), which then also refuses an output onto a module
     the model.py imported. ``keep_pairs``: as :func:`wnpass.fx.files.load_checkpoint`'s."""
     from wnpass.fx.files import load_checkpoint
-    from wnpass.fx.loading import load_model_py
+    from wnpass.fx.loading import load_model_file
 
-    model, inputs = load_model_py(args.model, args.factory, plan=plan)
+    model, inputs, args.inputs_function = load_model_file(args.model, args.factory, plan=plan)
     if args.checkpoint is not None:
         load_checkpoint(model, args.checkpoint, keep_pairs=keep_pairs, inputs=inputs)
     return model, inputs
 
 
 def inputs_function(args: argparse.Namespace) -> str:
-    """The model.py function whose example inputs the command runs on, as errors name it:
-    ``example_inputs_large()`` for a ``--factory`` ending in ``_large`` where the file defines
-    it (``wnpass.fx.loading`` pairs them), else ``example_inputs()`` (t192)."""
-    factory = getattr(args, "factory", None) or ""
-    if factory.endswith("_large"):
-        try:
-            source = Path(args.model).read_text(errors="replace")
-        except OSError:
-            source = ""
-        if re.search(r"^\s*def\s+example_inputs_large\s*\(", source, re.MULTILINE):
-            return "example_inputs_large()"
-    return "example_inputs()"
+    """The model.py function whose example inputs the command runs on, as errors name it: the
+    one :func:`load_model` found (``example_inputs_large()`` beside a ``_large`` factory),
+    else ``example_inputs()`` (t192, t193)."""
+    return str(getattr(args, "inputs_function", None) or "example_inputs()")
 
 
 @contextlib.contextmanager

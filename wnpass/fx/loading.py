@@ -51,7 +51,14 @@ from wnpass.fx.forward import as_batch, what_it_did
 from wnpass.interrupts import STOPS
 from wnpass.plan import IOPlan, anchored, as_path, as_plan, not_readable, user_code
 
-__all__ = ["DEFAULT_FACTORY", "EXPECTED_INPUTS", "as_inputs", "load_model_py"]
+__all__ = [
+    "DEFAULT_FACTORY",
+    "EXPECTED_INPUTS",
+    "Loaded",
+    "as_inputs",
+    "load_model_file",
+    "load_model_py",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +172,16 @@ def _imported_files(before: set[str]) -> list[Path]:
     return sorted(files)
 
 
+class Loaded(NamedTuple):
+    """What a ``model.py`` built: the model, its example inputs (None when it defines none),
+    and the function that made them, as messages name it (``example_inputs()``, or
+    ``example_inputs_large()`` beside a ``_large`` factory)."""
+
+    model: nn.Module
+    inputs: tuple[Any, ...] | None
+    made_by: str
+
+
 def load_model_py(
     path: str | Path, factory: str | None = None, *, plan: IOPlan | None = None
 ) -> tuple[nn.Module, tuple[Any, ...] | None]:
@@ -175,6 +192,14 @@ def load_model_py(
     recorded in it as read and it is checked again (an output planned onto one is refused,
     as one onto the model.py is).
     """
+    loaded = load_model_file(path, factory, plan=plan)
+    return loaded.model, loaded.inputs
+
+
+def load_model_file(
+    path: str | Path, factory: str | None = None, *, plan: IOPlan | None = None
+) -> Loaded:
+    """:func:`load_model_py`, and the name of the function that made the inputs."""
     plan = as_plan(plan)
     path = as_path("path", path)
     if factory is not None and (not isinstance(factory, str) or not factory.isidentifier()):
@@ -188,17 +213,17 @@ def load_model_py(
     before = set(sys.modules)
     file = _File(path, anchored(path))  # here, in wnpass's working directory
     with user_code():
-        model, inputs = _build(file, factory)
-        if inputs is not None:  # every command needs their shapes (a checkpoint's loading too)
-            materialize_lazy(model, as_batch(inputs))
+        loaded = _build(file, factory)
+        if loaded.inputs is not None:  # every command needs their shapes (a checkpoint's too)
+            materialize_lazy(loaded.model, as_batch(loaded.inputs))
     if plan is not None:
         plan.read_all(_imported_files(before), IMPORTED)
         plan.record_user_reads()
         plan.check()
-    return model, inputs
+    return loaded
 
 
-def _build(file: _File, factory: str | None) -> tuple[nn.Module, tuple[Any, ...] | None]:
+def _build(file: _File, factory: str | None) -> Loaded:
     """Run the file, its factory and its ``example_inputs()``: the model and its inputs."""
     path = file.shown
     module = _exec_module(file)
@@ -236,7 +261,7 @@ def _build(file: _File, factory: str | None) -> tuple[nn.Module, tuple[Any, ...]
         )
     if make_inputs is None:
         logger.info("%s defines no %s(): no equivalence check possible", path, inputs_name)
-        return model, None
+        return Loaded(model, None, f"{inputs_name}()")
     value = _run(file, f"{inputs_name}()", FactoryFailedError, make_inputs)
     inputs = as_inputs(value)
     if inputs is None:
@@ -245,4 +270,4 @@ def _build(file: _File, factory: str | None) -> tuple[nn.Module, tuple[Any, ...]
         raise NotInputsError(
             f"{path}: {inputs_name}() returned {what}; expected {EXPECTED_INPUTS}{hint}"
         )
-    return model, inputs
+    return Loaded(model, inputs, f"{inputs_name}()")
