@@ -220,8 +220,8 @@ def _prefixed(
             for key in model_shapes
             if pair.weight.endswith("." + key)
         }
+        state = folded[path]
         for prefix in sorted(prefixes):
-            state = folded[path]
             inside = {
                 key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)
             }

@@ -896,7 +896,7 @@ def data_init(
     if own:  # on the CPU whatever the default device (a meta one had no value to read, t189)
         seed = int(torch.randint(0, 2**63 - 1, (), device="cpu"))
         draws = torch.Generator().manual_seed(seed)
-        forward_from = RngSnapshot.take(model, inputs)
+        forward_from = dataclasses.replace(drawn_from, cpu=torch.get_rng_state())
     else:
         assert generator is not None  # for the type checker
         draws, forward_from = generator, drawn_from
