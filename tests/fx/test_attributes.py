@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import random
 import warnings
 from typing import Any
 
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from wnpass import apply_weight_norm
 from wnpass.fx.attributes import Attributes
 
 
@@ -69,6 +71,61 @@ def test_the_items_of_a_container_are_the_very_objects_it_held() -> None:
     model.cache[0] = torch.zeros(1)
     saved.give_back()
     assert model.cache[0] is kept
+
+
+class _OwnRandom(nn.Module):
+    """Noise from a random number generator of its own (held in a dict of lists)."""
+
+    def __init__(self, rng: Any) -> None:
+        super().__init__()
+        self.lin, self.rngs = nn.Linear(4, 3), {"noise": [rng]}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rng = self.rngs["noise"][0]
+        if isinstance(rng, torch.Generator):
+            noise = float(torch.rand((), generator=rng))
+        elif isinstance(rng, np.random.RandomState):
+            noise = float(rng.random_sample())
+        else:  # random.Random, np.random.Generator
+            noise = float(rng.random())
+        return self.lin(x) + noise
+
+
+_RNGS = {
+    "torch": lambda: torch.Generator().manual_seed(0),
+    "random": lambda: random.Random(0),
+    "numpy": lambda: np.random.default_rng(0),
+    "numpy-legacy": lambda: np.random.RandomState(0),
+}
+
+
+@pytest.mark.parametrize("kind", list(_RNGS))
+def test_a_random_generator_of_the_model_s_own_gets_its_state_back(kind: str) -> None:
+    """t195: a model's own random.Random or NumPy generator moved with each of wnpass's
+    forwards (a torch.Generator did not): apply_weight_norm called the model not deterministic
+    and left the generator moved."""
+    x = torch.ones(1, 4)
+    model = _OwnRandom(_RNGS[kind]())
+    saved = Attributes(model)
+    model(x)
+    saved.give_back()
+    twin = _OwnRandom(_RNGS[kind]())
+    twin.lin = model.lin
+    assert torch.equal(model(x), twin(x))
+    model = _OwnRandom(_RNGS[kind]())
+    report = apply_weight_norm(model, torch.randn(16, 4))
+    assert report.equivalent and not report.not_deterministic
+    twin = _OwnRandom(_RNGS[kind]())
+    twin.lin = model.lin
+    assert torch.equal(model(x), twin(x))
+
+
+def test_the_system_s_random_generator_is_no_state_to_give_back() -> None:
+    """random.SystemRandom has no state to read (getstate raises): left as it is."""
+    model = _OwnRandom(random.SystemRandom())
+    saved = Attributes(model)
+    model(torch.ones(1, 4))
+    assert saved.give_back()
 
 
 class _HeldInside(nn.Module):

@@ -1258,6 +1258,65 @@ def test_a_generator_in_torchs_state_is_said_to_draw_the_forwards_noise(
     assert "the generator passed is in the state of the model's gen" in caplog.text
 
 
+class _NoiseHeldInside(nn.Module):
+    """Noise from a generator of the model's own held in a list or a dict."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(11)
+        self.held: Any = [gen] if holder == "list" else {"noise": gen}
+        self.a = parametrizations.weight_norm(nn.Linear(8, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gen = self.held[0] if isinstance(self.held, list) else self.held["noise"]
+        return self.a(x + 0.3 * torch.randn(x.shape, generator=gen))
+
+
+@pytest.mark.parametrize("holder", ["list", "dict"])
+def test_a_generator_in_the_state_of_one_the_model_holds_in_a_container_is_said_to(
+    holder: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """t195: the warning read the modules' attributes only; the model's own generator in a
+    list (which the model's state given back covers) drew v as its noise, unsaid."""
+    torch.manual_seed(0)
+    model = _NoiseHeldInside(holder)
+    with caplog.at_level("WARNING", logger="wnpass.fx.data_init"):
+        data_init(model, torch.randn(32, 8), generator=torch.Generator().manual_seed(11))
+    assert "the generator passed is in the state of the model's held" in caplog.text
+
+
+class _DrawsFromItsInput(nn.Module):
+    """Records the first number its forward draws from the generator it is given (in a list
+    outside the model: the model's state is given back after each forward)."""
+
+    def __init__(self, drawn: list[int]) -> None:
+        super().__init__()
+        self.a = parametrizations.weight_norm(nn.Linear(4, 8))
+        self.record = drawn.append
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        self.record(int(torch.randint(0, 2**63 - 1, (), generator=generator)))
+        return self.a(x)
+
+
+@pytest.mark.parametrize("given", [None, torch.default_generator], ids=["none", "torch's"])
+def test_the_forward_draws_after_v_s_seed_from_torch_s_generator_passed_as_an_input(
+    given: torch.Generator | None,
+) -> None:
+    """t195: torch's own generator among the inputs was replayed from its state before the
+    draw of v's seed: the forward's first number was v's seed."""
+    torch.manual_seed(0)
+    drawn: list[int] = []
+    model, x = _DrawsFromItsInput(drawn), torch.randn(16, 4)
+    torch.manual_seed(7)
+    seed = int(torch.randint(0, 2**63 - 1, ()))
+    following = int(torch.randint(0, 2**63 - 1, ()))
+    torch.manual_seed(7)
+    assert data_init(model, (x, given)).initialized == ["a.weight"]
+    assert drawn[-1] == following != seed
+    assert torch.equal(torch.get_rng_state(), _one_seed_drawn(7))
+
+
 class _ATwice(nn.Module):
     """Layer a runs twice (declined, the pass run again without it), b once after it."""
 

@@ -13,9 +13,9 @@ as it was; a tensor held there (not a parameter or buffer) gets its values back 
 forward changed them in place, and so does a NumPy array; a list, dict, set or deque held
 there gets its items back (the same objects, not copies of them), and what its items hold in
 turn their values (a streaming state ``self.state["h"].add_(1)``; through tuples too, to
-:data:`MAX_DEPTH`); a ``torch.Generator`` gets its state back; a submodule
-without state of its own that the forward made again under its name is bound as it was. What
-an object of
+:data:`MAX_DEPTH`); a random number generator (a ``torch.Generator``, a ``random.Random``,
+NumPy's ``Generator`` or ``RandomState``) gets its state back; a submodule without state of
+its own that the forward made again under its name is bound as it was. What an object of
 another class holds inside it (a counter in an object of the model's own class) is not
 followed, nor are the attributes of PyTorch's own layers (``nn.LSTM``'s flat weights: its
 caches, not a model's state).
@@ -33,6 +33,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -45,7 +47,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.elements import Elements
 
-__all__ = ["Attributes", "same_bytes"]
+__all__ = ["Attributes", "own_generators", "same_bytes"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,27 +81,14 @@ def _torch_s_own(module: nn.Module) -> bool:
 MAX_DEPTH = 32
 _CONTAINERS = (list, tuple, collections.deque, dict, set, frozenset)
 _MUTABLE = (list, collections.deque, dict, set)
-_HOLDERS = (torch.Tensor, np.ndarray, torch.Generator, *_CONTAINERS)  # what may hold state
+# random number generators, whose state is given back: torch's, Python's, NumPy's
+_GENERATORS = (torch.Generator, random.Random, np.random.Generator, np.random.RandomState)
+_HOLDERS = (torch.Tensor, np.ndarray, *_GENERATORS, *_CONTAINERS)  # what may hold state
 
 
-@dataclasses.dataclass
-class _Contents:
-    """What is inside an attribute's value to give back: each mutable container's items (the
-    same objects), each tensor's and NumPy array's values, each generator's state, through
-    lists, tuples, deques, dicts and sets to :data:`MAX_DEPTH`."""
-
-    items: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
-    values: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
-    states: list[tuple[torch.Generator, torch.Tensor]] = dataclasses.field(default_factory=list)
-
-
-def _contents(value: object, weights: Elements[int]) -> _Contents | None:
-    """What is inside ``value`` to give back (:class:`_Contents`), or None where nothing is:
-    a tensor's values (not those of a parameter's or buffer's elements, ``weights``: a buffer
-    is given back as one, and a view of a weight is the weight's), a NumPy array's (a counter
-    ``self.seen += 1`` writes in place), a container's items and what they hold in turn (a
-    streaming state ``self.state["h"].add_(1)``), a generator's state."""
-    found = _Contents()
+def _walk(value: object) -> Iterator[object]:
+    """``value`` and what may hold state inside it (:data:`_HOLDERS`), through lists, tuples,
+    deques, dicts (their values) and sets to :data:`MAX_DEPTH`; each object once."""
     seen: set[int] = set()
     stack: list[tuple[object, int]] = [(value, 0)]
     while stack:
@@ -107,25 +96,91 @@ def _contents(value: object, weights: Elements[int]) -> _Contents | None:
         if id(item) in seen:
             continue
         seen.add(id(item))
+        yield item
+        if isinstance(item, _CONTAINERS) and depth < MAX_DEPTH:
+            parts = item.values() if isinstance(item, dict) else item
+            # only what can hold state: a vocabulary's million ints are walked past at once
+            stack.extend((part, depth + 1) for part in parts if isinstance(part, _HOLDERS))
+
+
+def _state(generator: object) -> Any:
+    """A random number generator's state (:data:`_GENERATORS`), or :data:`_MISSING` where it
+    gives none (``random.SystemRandom``, the system's; a subclass whose reading raises)."""
+    try:
+        if isinstance(generator, torch.Generator):
+            return generator.get_state()
+        if isinstance(generator, np.random.Generator):
+            return generator.bit_generator.state
+        if isinstance(generator, np.random.RandomState):
+            return generator.get_state()
+        if isinstance(generator, random.Random):
+            return generator.getstate()
+    except Exception:  # the generator's own failure: its state is not given back
+        return _MISSING
+    return _MISSING
+
+
+def _set_state(generator: Any, state: Any) -> None:
+    """Set back a state :func:`_state` read."""
+    if isinstance(generator, np.random.Generator):
+        generator.bit_generator.state = state
+    elif isinstance(generator, random.Random):
+        generator.setstate(state)
+    else:  # torch's and NumPy's RandomState
+        generator.set_state(state)
+
+
+@dataclasses.dataclass
+class _Contents:
+    """What is inside an attribute's value to give back: each mutable container's items (the
+    same objects), each tensor's and NumPy array's values, each random number generator's
+    state, through lists, tuples, deques, dicts and sets to :data:`MAX_DEPTH`."""
+
+    items: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
+    values: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
+    states: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
+
+
+def _contents(value: object, weights: Elements[int]) -> _Contents | None:
+    """What is inside ``value`` to give back (:class:`_Contents`), or None where nothing is:
+    a tensor's values (not those of a parameter's or buffer's elements, ``weights``: a buffer
+    is given back as one, and a view of a weight is the weight's), a NumPy array's (a counter
+    ``self.seen += 1`` writes in place), a container's items and what they hold in turn (a
+    streaming state ``self.state["h"].add_(1)``), a random number generator's state (torch's,
+    ``random.Random``, NumPy's ``Generator`` and ``RandomState``)."""
+    found = _Contents()
+    for item in _walk(value):
         if isinstance(item, torch.Tensor):
             if _has_values(item) and not weights.of(item):  # a weight's: given back as it
                 found.values.append((item, item.detach().clone()))
         elif isinstance(item, np.ndarray):
             if _own_array(item, weights):
                 found.values.append((item, item.copy()))
-        elif isinstance(item, torch.Generator):
-            found.states.append((item, item.get_state()))
-        elif isinstance(item, _CONTAINERS) and depth < MAX_DEPTH:
-            if isinstance(item, dict):
-                found.items.append((item, dict(item)))
-                parts: Any = item.values()
-            else:
-                if isinstance(item, _MUTABLE):
-                    found.items.append((item, set(item) if isinstance(item, set) else list(item)))
-                parts = item
-            # only what can hold state: a vocabulary's million ints are walked past at once
-            stack.extend((part, depth + 1) for part in parts if isinstance(part, _HOLDERS))
+        elif isinstance(item, _GENERATORS):
+            if (state := _state(item)) is not _MISSING:
+                found.states.append((item, state))
+        elif isinstance(item, dict):
+            found.items.append((item, dict(item)))
+        elif isinstance(item, set):
+            found.items.append((item, set(item)))
+        elif isinstance(item, _MUTABLE):
+            found.items.append((item, list(item)))
     return found if (found.items or found.values or found.states) else None
+
+
+def own_generators(model: nn.Module) -> Iterator[tuple[str, torch.Generator]]:
+    """Each ``torch.Generator`` among the plain attributes of ``model``'s own modules (those
+    :class:`Attributes` gives back, in containers too), with the name of the attribute that
+    holds it."""
+    for name, module in model.named_modules():
+        if _torch_s_own(module):
+            continue
+        for attribute, value in vars(module).items():
+            if _bookkeeping(attribute, value):
+                continue
+            for item in _walk(value):
+                if isinstance(item, torch.Generator):
+                    yield ".".join(filter(None, (name, attribute))), item
 
 
 def _has_values(tensor: torch.Tensor) -> bool:
@@ -212,7 +267,7 @@ def _give_back_contents(contents: _Contents) -> None:
             with torch.inference_mode() if value.is_inference() else torch.no_grad():
                 value.copy_(saved)
     for generator, state in contents.states:
-        generator.set_state(state)
+        _set_state(generator, state)
 
 
 @dataclasses.dataclass

@@ -87,6 +87,7 @@ from wnpass.fx.arguments import (
     require_values,
     require_within,
 )
+from wnpass.fx.attributes import own_generators
 from wnpass.fx.axes import layer_kind
 from wnpass.fx.forward import (
     Batch,
@@ -896,7 +897,7 @@ def data_init(
     if own:  # on the CPU whatever the default device (a meta one had no value to read, t189)
         seed = int(torch.randint(0, 2**63 - 1, (), device="cpu"))
         draws = torch.Generator().manual_seed(seed)
-        forward_from = dataclasses.replace(drawn_from, cpu=torch.get_rng_state())
+        forward_from = drawn_from.again()  # torch's (also as an input's) after the draw
     else:
         assert generator is not None  # for the type checker
         draws, forward_from = generator, drawn_from
@@ -949,10 +950,9 @@ def _same_state(generator: torch.Generator, model: nn.Module, now: RngSnapshot) 
             and alike(other.get_state())
         )
 
-    for name, module in model.named_modules():
-        for attribute, value in vars(module).items():
-            if twin(value):
-                return f"the model's {'.'.join(filter(None, (name, attribute)))}"
+    for name, held in own_generators(model):  # in a list or dict too (t195)
+        if twin(held):
+            return f"the model's {name}"
     if any(twin(other) for other, _ in now.given):
         return "a generator among the inputs"
     return None

@@ -211,6 +211,18 @@ class RngSnapshot:
             tuple((g, g.get_state()) for g in held),
         )
 
+    def again(self) -> RngSnapshot:
+        """The state of the same generators now (torch's on the same devices, the same
+        inputs' generators)."""
+        return dataclasses.replace(
+            self,
+            cpu=torch.get_rng_state(),
+            cuda={device: torch.cuda.get_rng_state(device) for device in self.cuda},
+            python=random.getstate(),
+            numpy=np.random.get_state(),
+            given=tuple((generator, generator.get_state()) for generator, _ in self.given),
+        )
+
     def restore(self) -> None:
         """Set every generator back to this state (a call that failed gives back what it
         drew)."""
@@ -226,23 +238,12 @@ class RngSnapshot:
     def replayed(self) -> Iterator[None]:
         """Run the block from this state; afterwards the generators are as they were before
         the block (the caller's random numbers are not the ones the block drew)."""
-        python, numpy = random.getstate(), np.random.get_state()
-        given = [(generator, generator.get_state()) for generator, _ in self.given]
+        before = self.again()
         try:
-            with torch.random.fork_rng(devices=list(self.cuda), device_type="cuda"):
-                torch.set_rng_state(self.cpu)
-                for device, state in self.cuda.items():
-                    torch.cuda.set_rng_state(state, device)
-                random.setstate(self.python)
-                np.random.set_state(self.numpy)
-                for generator, state in self.given:
-                    generator.set_state(state)
-                yield
+            self.restore()
+            yield
         finally:
-            random.setstate(python)
-            np.random.set_state(numpy)
-            for generator, state in given:
-                generator.set_state(state)
+            before.restore()
 
 
 def call_model(model: nn.Module, batch: Batch, on: str = "the example inputs") -> Any:
