@@ -378,9 +378,9 @@ def _site_key(site: Site, owner: ir.Graph | ir.Function) -> tuple[object, ...] |
     for node in nodes:
         attributes = []
         for name, attr in sorted(node.attributes.items()):
-            if attr.is_ref() or attr.type not in _PLAIN_ATTRIBUTES:
+            if (text := _attribute_key(attr)) is None:
                 return None
-            attributes.append((name, attr.type, repr(attr.value)))
+            attributes.append((name, attr.type, text))
         inputs: list[tuple[object, ...]] = []
         for value in node.inputs:
             producer = value.producer() if value is not None else None
@@ -393,6 +393,24 @@ def _site_key(site: Site, owner: ir.Graph | ir.Function) -> tuple[object, ...] |
     key.append(("target", position.get(id(producer), -1), site.target.index()))
     return tuple(key)
 
+
+def _attribute_key(attr: ir.Attr) -> object | None:
+    """An attribute's value, as a key equal for equal values: the repr of a plain one, the
+    dtype, shape and bytes of a small tensor (a ``Constant``'s axes, which TorchScript writes
+    once per call of a layer: a cell stepped in a loop, t197); None for a reference, a graph
+    or a large tensor (not read to be compared)."""
+    if attr.is_ref():
+        return None
+    if attr.type in _PLAIN_ATTRIBUTES:
+        return repr(attr.value)
+    if attr.type == ir.AttributeType.TENSOR and attr.value.nbytes <= _KEYED_TENSOR_BYTES:
+        tensor = attr.value
+        return (tensor.dtype, tuple(tensor.shape), tensor.tobytes())
+    return None
+
+
+# The largest tensor attribute compared by its bytes: axes, shapes, a scalar.
+_KEYED_TENSOR_BYTES = 4096
 
 # attribute types whose repr is their whole value
 _PLAIN_ATTRIBUTES = frozenset(
