@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONE_COLUMNS",
+    "OUT_OF_MEMORY",
     "REMOVED",
     "Anchored",
     "ConeReport",
@@ -29,12 +30,25 @@ __all__ = [
     "SiteReport",
     "cone_rows",
     "counted",
+    "declined_for_memory",
     "fold_summary",
     "human_bytes",
     "shape_text",
     "site_rows",
     "write_json",
 ]
+
+
+# Why a weight-norm site, a computed weight or a checkpoint's pair was declined where computing
+# it ran out of memory: a fact about the machine it ran on, not about the model, so that a gate
+# (``inspect --strict``) counts it as undecided rather than as nothing left to fold.
+OUT_OF_MEMORY = "cannot be computed: out of memory"
+
+
+def declined_for_memory(rows: Iterable[Any]) -> int:
+    """How many of ``rows`` (sites, cones or pairs) were declined for lack of memory
+    (:data:`OUT_OF_MEMORY`)."""
+    return sum(row.status == "declined" and row.reason == OUT_OF_MEMORY for row in rows)
 
 
 class Anchored:
@@ -162,6 +176,11 @@ class FoldReport(Anchored):
         """What a fold would still do: foldable sites plus computed weights (0: nothing)."""
         return self.foldable + len(self.computed_weights)
 
+    @property
+    def undecided(self) -> int:
+        """Sites and computed weights declined for lack of memory (:data:`OUT_OF_MEMORY`)."""
+        return declined_for_memory(self.sites) + declined_for_memory(self.cones)
+
     def __bool__(self) -> bool:
         """True when nothing was declined (no weight-norm site, no weight computed from
         constants) and a verification, if any, passed."""
@@ -174,6 +193,7 @@ class FoldReport(Anchored):
         data["foldable"], data["cones_folded"] = self.foldable, self.cones_folded
         data["cones_declined"] = _count(self.cones, "declined")  # as the summary counts them
         data["computed_weights"], data["remaining"] = self.computed_weights, self.remaining
+        data["undecided"] = self.undecided
         if self.check is not None:
             data["check"] = self.check.to_dict()
         data["ok"] = bool(self)

@@ -221,6 +221,46 @@ def test_strict_on_a_checkpoint_gates_on_weight_norm_pairs(tmp_path: Path) -> No
     assert main(["inspect", str(tmp_path / "g.folded.pt"), "--strict"]) == 0
 
 
+def test_strict_fails_on_a_pair_it_ran_out_of_memory_checking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pair whose check ran out of memory was declined, and declines are not left to fold:
+    the gate passed on a file it failed on with more memory (t196). Undecided, it fails."""
+    import torch
+
+    state = {"fc.weight_g": torch.tensor(1.0), "fc.weight_v": torch.ones(1).expand(10**6, 10**6)}
+    torch.save(state, tmp_path / "bomb.pt")  # 7.28 TiB of float32 to check: out of memory
+    json_path = tmp_path / "r.json"
+    assert main(["inspect", str(tmp_path / "bomb.pt"), "--strict", "--json", str(json_path)]) == 1
+    out, err = capsys.readouterr()
+    assert f"STRICT: 1 pair undecided in {tmp_path / 'bomb.pt'}: out of memory computing it" in out
+    assert "1 weight-norm pair: 0 foldable, 1 declined; 2 tensors" in out  # no fold's wording,
+    assert "not folded" not in err  # nor a warning that repeats the table's row (t196)
+    report = json.loads(json_path.read_text())
+    assert (report["undecided"], report["left_to_fold"], report["ok"]) == (1, 0, False)
+    assert main(["inspect", str(tmp_path / "bomb.pt")]) == 0  # not a gate: an inspection
+
+
+def test_strict_fails_on_a_weight_it_ran_out_of_memory_computing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same for an ONNX model's site (t196), beside another model left to fold."""
+    from wnpass.onnx import weights
+
+    def out_of_memory(*args: object) -> object:
+        raise MemoryError
+
+    monkeypatch.setattr(weights, "_checked", out_of_memory)
+    path = _save(tmp_path, "model.onnx", onnx_model(WN, v=rand(3, 4), g=rand(3, 1)))
+    json_path = tmp_path / "r.json"
+    assert main(["inspect", str(path), "--strict", "--json", str(json_path)]) == 1
+    assert "STRICT: 1 weight undecided in" in capsys.readouterr().out
+    report = json.loads(json_path.read_text())
+    assert (report["undecided"], report["left_to_fold"], report["ok"]) == (1, 0, False)
+    other = _save(tmp_path, "other.onnx", onnx_model(TRANSPOSED, w=rand(3, 4)))
+    assert main(["-q", "inspect", str(path), str(other), "--strict"]) == 1
+    assert "STRICT: 2 of 2 models left to fold or undecided" in capsys.readouterr().out
+
 def test_strict_is_for_onnx_files_and_checkpoints(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from wnpass.report import OUT_OF_MEMORY
 from wnpass.rounding import BFLOAT16, to_torch
 from wnpass.rules import norm_axes, weight_from
 
@@ -255,7 +256,7 @@ def check_pair(g: Any, v: Any, dim: int | None) -> str | None:
     except Declined as declined:
         return str(declined)
     except MemoryError:  # a v of more elements than memory holds (a stride-0 one: a tiny file)
-        return "cannot be computed: out of memory"
+        return OUT_OF_MEMORY
 
 
 def fold_pair(g: Any, v: Any, dim: int | None) -> Any:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wnpass.errors import WnpassError
-from wnpass.report import Anchored, write_json
+from wnpass.report import Anchored, declined_for_memory, write_json
 
 if TYPE_CHECKING:
     from wnpass.checkpoint.formats import Format
@@ -152,6 +152,11 @@ class CheckpointReport(Anchored):
         return self.count("declined")
 
     @property
+    def undecided(self) -> int:
+        """Pairs declined for lack of memory (:data:`~wnpass.report.OUT_OF_MEMORY`)."""
+        return declined_for_memory(self.pairs)
+
+    @property
     def published(self) -> bool:
         """Whether the output was written (a failed ``--model`` check publishes nothing)."""
         return self.output is not None and (self.check is None or bool(self.check))
@@ -165,6 +170,7 @@ class CheckpointReport(Anchored):
         for status in ("folded", "foldable", "converted", "convertible", "unchanged"):
             data[status] = self.count(status)
         data["declined"] = self.declined
+        data["undecided"] = self.undecided
         if self.check is not None:
             data["check"]["ok"] = bool(self.check)
             data["check"]["nothing_compared"] = self.check.vacuous()

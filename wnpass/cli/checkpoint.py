@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from wnpass.cli.options import given_check_flags
 from wnpass.cli.output import Printer
-from wnpass.cli.render import print_left
+from wnpass.cli.render import print_left, strict_line
 from wnpass.errors import UsageError
 from wnpass.plan import IOPlan
 from wnpass.report import counted, shape_text
@@ -82,9 +82,9 @@ def inspect_one(path: Path, out: Printer, plan: IOPlan) -> tuple[dict[str, Any],
     print_pairs(out, report)
     print_summary(out, report)
     foldable = report.count("foldable")
-    pairs = counted(foldable, "pair")
-    left = f"STRICT: {pairs} left to fold in {path}; run wnpass fold" if foldable else None
-    return {**report.to_dict(), "left_to_fold": foldable}, left
+    left = counted(foldable, "pair") if foldable else None
+    line = strict_line(path, left, report.undecided, "pair")
+    return {**report.to_dict(), "left_to_fold": foldable}, line
 
 
 def _dim(pair: PairReport) -> str:
@@ -174,9 +174,11 @@ def print_summary(out: Printer, report: CheckpointReport) -> None:
 
     total, declined = len(report.pairs), report.declined
     left = f", {declined} declined (left as they were)" if declined else ""
-    if report.action == "inspect":
+    if report.action == "inspect":  # as an ONNX model's inspection says it
+        declines = f", {declined} declined" if declined else ""
         out.summary(
-            f"{counted(total, 'weight-norm pair')}: {report.count('foldable')} foldable{left}; "
+            f"{counted(total, 'weight-norm pair')}: {report.count('foldable')} foldable"
+            f"{declines}; "
             f"{counted(report.tensors_before, 'tensor')}"
         )
         return

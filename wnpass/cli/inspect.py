@@ -27,7 +27,7 @@ from wnpass.cli.options import (
     selection,
 )
 from wnpass.cli.output import Printer
-from wnpass.cli.render import print_sites
+from wnpass.cli.render import print_sites, strict_line
 from wnpass.errors import InvalidModelError, OutputError, UsageError
 from wnpass.plan import IOPlan, stat_input
 
@@ -141,7 +141,8 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
         out.json_report(lambda: write_json(args.json, reports if several else reports[0], plan))
     if left and several:
-        out.summary(f"STRICT: {len(left)} of {len(models)} models left to fold")
+        undecided = " or undecided" if any(report["undecided"] for report in reports) else ""
+        out.summary(f"STRICT: {len(left)} of {len(models)} models left to fold{undecided}")
     return 1 if left else 0
 
 
@@ -252,10 +253,9 @@ def _inspect_onnx(
     report.input = str(path)
     report.bytes_before = io.model_bytes(path, model)
     print_sites(out, report, str(path), inspect=True)
-    left = f"STRICT: {report.remaining} left to fold in {path}; run wnpass fold"
-    return {**report.to_dict(), "left_to_fold": report.remaining}, (
-        left if report.remaining else None
-    )
+    left = str(report.remaining) if report.remaining else None
+    line = strict_line(path, left, report.undecided, "weight")
+    return {**report.to_dict(), "left_to_fold": report.remaining}, line
 
 
 def _inspect_model_py(args: argparse.Namespace, path: Path, out: Printer, plan: IOPlan) -> int:

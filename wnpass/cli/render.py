@@ -12,11 +12,12 @@ from wnpass.report import (
     FoldReport,
     SiteReport,
     cone_rows,
+    counted,
     fold_summary,
     site_rows,
 )
 
-__all__ = ["print_check", "print_left", "print_sites"]
+__all__ = ["print_check", "print_left", "print_sites", "strict_line"]
 
 
 def print_sites(out: Printer, report: FoldReport, title: str, *, inspect: bool) -> None:
@@ -35,6 +36,26 @@ def print_sites(out: Printer, report: FoldReport, title: str, *, inspect: bool) 
                 where = "" if item.graph == "main" else f" [{item.graph}]"
                 out.summary(f"  declined: {item.name}{where}: {item.reason}")
     print_left(out, report.left)
+
+
+def strict_line(path: object, left: str | None, undecided: int, what: str) -> str | None:
+    """The line ``inspect --strict`` prints where ``path`` fails the gate, or None where it
+    passes: ``left``, what a fold would still do (None: nothing); ``undecided``, how many
+    ``what`` (``"weight"``, ``"pair"``) could not be computed for lack of memory, which the
+    gate fails on too: its verdict must not depend on the memory of the machine it runs on."""
+    if not undecided:
+        return None if left is None else f"STRICT: {left} left to fold in {path}; run wnpass fold"
+    them = "it" if undecided == 1 else "them"
+    unknown = f"{counted(undecided, what)} undecided"
+    if left is None:
+        return (
+            f"STRICT: {unknown} in {path}: out of memory computing {them}; inspect it where "
+            "more memory is free"
+        )
+    return (
+        f"STRICT: {left} left to fold and {unknown} in {path} (out of memory computing {them}); "
+        "run wnpass fold, and inspect it where more memory is free"
+    )
 
 
 def print_left(out: Printer, left: list[str]) -> None:

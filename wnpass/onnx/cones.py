@@ -82,7 +82,7 @@ from wnpass.onnx.graphs import (
 from wnpass.onnx.match import Site, describe_consumer
 from wnpass.onnx.norms import producer
 from wnpass.onnx.weights import declared_dtype, folded_weight, release
-from wnpass.report import ConeReport, FoldReport
+from wnpass.report import OUT_OF_MEMORY, ConeReport, FoldReport
 
 __all__ = [
     "CONE_OPS",
@@ -516,7 +516,7 @@ def _computed(value: ir.Value, program: ev.Program) -> ir.TensorProtocol | str:
     except (ValueError, IndexError, TypeError) as error:
         return f"cannot be computed: {error}"
     except MemoryError:
-        return "cannot be computed: out of memory"
+        return OUT_OF_MEMORY
     declared = declared_dtype(value)
     if declared is not None and declared != dtype:
         return f"the graph says {declared.name.lower()} where it computes {dtype.name.lower()}"

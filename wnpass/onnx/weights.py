@@ -33,6 +33,7 @@ from wnpass.onnx import evaluate as ev
 from wnpass.onnx import halves
 from wnpass.onnx.graphs import const_tensor
 from wnpass.onnx.match import Site
+from wnpass.report import OUT_OF_MEMORY
 
 __all__ = ["declared_dtype", "decline_reason", "fold_outcome", "folded_weight", "release"]
 
@@ -446,4 +447,4 @@ def _decided(decide: Callable[[], _T]) -> _T | str:
     except (ValueError, IndexError, TypeError) as error:  # shapes that do not fit, bad reshapes
         return f"cannot be computed: {error}"
     except MemoryError:
-        return "cannot be computed: out of memory"
+        return OUT_OF_MEMORY
