@@ -261,6 +261,7 @@ def test_strict_fails_on_a_weight_it_ran_out_of_memory_computing(
     assert main(["-q", "inspect", str(path), str(other), "--strict"]) == 1
     assert "STRICT: 2 of 2 models left to fold or undecided" in capsys.readouterr().out
 
+
 def test_strict_is_for_onnx_files_and_checkpoints(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
