@@ -1240,6 +1240,21 @@ def test_a_call_that_draws_no_v_moves_no_generator() -> None:
     )
 
 
+class _NoiseHeldByTorchs(nn.Module):
+    """Noise from a generator that one of PyTorch's own modules holds (an nn.Sequential)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = nn.Sequential()
+        vars(self.held)["gen"] = torch.Generator().manual_seed(11)  # a plain attribute
+        self.a = parametrizations.weight_norm(nn.Linear(8, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gen = self.held.gen
+        assert isinstance(gen, torch.Generator)
+        return self.a(x + 0.3 * torch.randn(x.shape, generator=gen))
+
+
 def test_a_generator_in_torchs_state_is_said_to_draw_the_forwards_noise(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -1256,6 +1271,12 @@ def test_a_generator_in_torchs_state_is_said_to_draw_the_forwards_noise(
     with caplog.at_level("WARNING", logger="wnpass.fx.data_init"):
         data_init(noisy, torch.randn(32, 8), generator=torch.Generator().manual_seed(11))
     assert "the generator passed is in the state of the model's gen" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="wnpass.fx.data_init"):  # t198
+        data_init(
+            _NoiseHeldByTorchs(), torch.randn(32, 8), generator=torch.Generator().manual_seed(11)
+        )
+    assert "the generator passed is in the state of the model's held.gen" in caplog.text
 
 
 class _NoiseHeldInside(nn.Module):

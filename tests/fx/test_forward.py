@@ -163,6 +163,45 @@ def test_pythons_and_numpys_random_numbers_are_replayed_too() -> None:
     assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), numpy, strict=True))
 
 
+class _NoiseFromItsInput(nn.Module):
+    """``forward(x, rng)``: noise from a generator the caller passes, of any kind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor, rng: Any) -> torch.Tensor:
+        if isinstance(rng, torch.Generator):
+            return self.lin(x) + float(torch.rand((), generator=rng))
+        if isinstance(rng, np.random.RandomState):
+            return self.lin(x) + float(rng.random_sample())
+        return self.lin(x) + float(rng.random())
+
+
+_INPUT_RNGS = {
+    "torch": lambda: torch.Generator().manual_seed(0),
+    "random": lambda: random.Random(0),
+    "numpy": lambda: np.random.default_rng(0),
+    "numpy-legacy": lambda: np.random.RandomState(np.random.PCG64(0)),  # not MT19937 (t198)
+}
+
+
+@pytest.mark.parametrize("kind", list(_INPUT_RNGS))
+def test_a_random_generator_among_the_inputs_is_replayed_and_given_back(kind: str) -> None:
+    """t198: a NumPy Generator or random.Random among the inputs moved with each forward (a
+    torch.Generator did not): apply_weight_norm called the model not deterministic and left
+    the caller's generator moved. A RandomState on another bit generator than MT19937 made
+    NumPy warn at each read of its state (an error under ``-W error``)."""
+    rng, x = _INPUT_RNGS[kind](), torch.randn(8, 4)
+    model = _NoiseFromItsInput()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = apply_weight_norm(model, (x, rng))
+    assert report.equivalent and not report.not_deterministic
+    fresh = _INPUT_RNGS[kind]()  # the caller's next number is its first
+    assert torch.equal(model(x, rng), model(x, fresh))
+
+
 class _MergesInEval(nn.Linear):
     """A LoRA-like layer: eval mode merges an update into its weight, training mode takes it
     out again (loralib's ``train()``)."""

@@ -47,7 +47,14 @@ from torch.utils.weak import WeakIdKeyDictionary
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.elements import Elements
 
-__all__ = ["Attributes", "own_generators", "same_bytes"]
+__all__ = [
+    "GENERATORS",
+    "Attributes",
+    "own_generators",
+    "rng_state",
+    "same_bytes",
+    "set_rng_state",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +89,8 @@ MAX_DEPTH = 32
 _CONTAINERS = (list, tuple, collections.deque, dict, set, frozenset)
 _MUTABLE = (list, collections.deque, dict, set)
 # random number generators, whose state is given back: torch's, Python's, NumPy's
-_GENERATORS = (torch.Generator, random.Random, np.random.Generator, np.random.RandomState)
-_HOLDERS = (torch.Tensor, np.ndarray, *_GENERATORS, *_CONTAINERS)  # what may hold state
+GENERATORS = (torch.Generator, random.Random, np.random.Generator, np.random.RandomState)
+_HOLDERS = (torch.Tensor, np.ndarray, *GENERATORS, *_CONTAINERS)  # what may hold state
 
 
 def _walk(value: object) -> Iterator[object]:
@@ -103,25 +110,25 @@ def _walk(value: object) -> Iterator[object]:
             stack.extend((part, depth + 1) for part in parts if isinstance(part, _HOLDERS))
 
 
-def _state(generator: object) -> Any:
-    """A random number generator's state (:data:`_GENERATORS`), or :data:`_MISSING` where it
+def rng_state(generator: object) -> Any:
+    """A random number generator's state (:data:`GENERATORS`), or None where it
     gives none (``random.SystemRandom``, the system's; a subclass whose reading raises)."""
     try:
         if isinstance(generator, torch.Generator):
             return generator.get_state()
         if isinstance(generator, np.random.Generator):
             return generator.bit_generator.state
-        if isinstance(generator, np.random.RandomState):
-            return generator.get_state()
+        if isinstance(generator, np.random.RandomState):  # legacy=True warns but on MT19937
+            return generator.get_state(legacy=False)
         if isinstance(generator, random.Random):
             return generator.getstate()
     except Exception:  # the generator's own failure: its state is not given back
-        return _MISSING
-    return _MISSING
+        return None
+    return None
 
 
-def _set_state(generator: Any, state: Any) -> None:
-    """Set back a state :func:`_state` read."""
+def set_rng_state(generator: Any, state: Any) -> None:
+    """Set back a state :func:`rng_state` read."""
     if isinstance(generator, np.random.Generator):
         generator.bit_generator.state = state
     elif isinstance(generator, random.Random):
@@ -156,8 +163,8 @@ def _contents(value: object, weights: Elements[int]) -> _Contents | None:
         elif isinstance(item, np.ndarray):
             if _own_array(item, weights):
                 found.values.append((item, item.copy()))
-        elif isinstance(item, _GENERATORS):
-            if (state := _state(item)) is not _MISSING:
+        elif isinstance(item, GENERATORS):
+            if (state := rng_state(item)) is not None:
                 found.states.append((item, state))
         elif isinstance(item, dict):
             found.items.append((item, dict(item)))
@@ -169,12 +176,10 @@ def _contents(value: object, weights: Elements[int]) -> _Contents | None:
 
 
 def own_generators(model: nn.Module) -> Iterator[tuple[str, torch.Generator]]:
-    """Each ``torch.Generator`` among the plain attributes of ``model``'s own modules (those
-    :class:`Attributes` gives back, in containers too), with the name of the attribute that
-    holds it."""
+    """Each ``torch.Generator`` among the plain attributes of ``model``'s modules (PyTorch's
+    own layers' too: a forward may draw from one it put there), in containers too, with the
+    name of the attribute that holds it."""
     for name, module in model.named_modules():
-        if _torch_s_own(module):
-            continue
         for attribute, value in vars(module).items():
             if _bookkeeping(attribute, value):
                 continue
@@ -267,7 +272,7 @@ def _give_back_contents(contents: _Contents) -> None:
             with torch.inference_mode() if value.is_inference() else torch.no_grad():
                 value.copy_(saved)
     for generator, state in contents.states:
-        _set_state(generator, state)
+        set_rng_state(generator, state)
 
 
 @dataclasses.dataclass

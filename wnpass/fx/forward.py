@@ -24,7 +24,7 @@ import logging
 import random
 import sys
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,13 @@ from torch.overrides import TorchFunctionMode
 
 from wnpass.errors import InvalidArgumentError, WnpassError, one_line
 from wnpass.fx.arguments import is_lazy
-from wnpass.fx.attributes import Attributes, same_bytes
+from wnpass.fx.attributes import (
+    GENERATORS,
+    Attributes,
+    rng_state,
+    same_bytes,
+    set_rng_state,
+)
 from wnpass.fx.axes import renormed_table
 from wnpass.fx.compare import result_tensors
 from wnpass.fx.elements import Elements
@@ -180,8 +186,9 @@ def _is_cache(value: Any) -> bool:
 class RngSnapshot:
     """The state of the random number generators a forward draws from, at one moment:
     torch's on the CPU and on each CUDA device that the model or its inputs are on, Python's
-    ``random`` and NumPy's global one (``np.random.rand``), and each ``torch.Generator`` the
-    inputs hold (``forward(x, generator=g)``, t190).
+    ``random`` and NumPy's global one (``np.random.rand``), and each random number generator
+    the inputs hold (``forward(x, generator=g)``, t190: a ``torch.Generator``, a
+    ``random.Random``, NumPy's ``Generator`` or ``RandomState``, t198).
 
     Forwards run in :meth:`replayed` blocks draw the same numbers, so a model with sampling
     noise compares exactly with itself; anything else that makes a model give other outputs
@@ -192,7 +199,7 @@ class RngSnapshot:
     cuda: dict[int, torch.Tensor]
     python: Any  # random.getstate()
     numpy: Any  # np.random.get_state()
-    given: tuple[tuple[torch.Generator, torch.Tensor], ...] = ()  # the inputs' own, and state
+    given: tuple[tuple[Any, Any], ...] = ()  # the inputs' generators, and their state
 
     @classmethod
     def take(cls, model: nn.Module, batch: Batch | None) -> RngSnapshot:
@@ -202,13 +209,9 @@ class RngSnapshot:
         tensors = itertools.chain(model.parameters(), model.buffers(), leaves)
         devices = {t.get_device() for t in tensors if isinstance(t, torch.Tensor) and t.is_cuda}
         cuda = {device: torch.cuda.get_rng_state(device) for device in sorted(devices)}
-        held = {id(g): g for g in leaves if isinstance(g, torch.Generator)}.values()
+        held = {id(g): g for g in leaves if isinstance(g, GENERATORS)}.values()
         return cls(
-            torch.get_rng_state(),
-            cuda,
-            random.getstate(),
-            np.random.get_state(),
-            tuple((g, g.get_state()) for g in held),
+            torch.get_rng_state(), cuda, random.getstate(), np.random.get_state(), _states(held)
         )
 
     def again(self) -> RngSnapshot:
@@ -220,7 +223,7 @@ class RngSnapshot:
             cuda={device: torch.cuda.get_rng_state(device) for device in self.cuda},
             python=random.getstate(),
             numpy=np.random.get_state(),
-            given=tuple((generator, generator.get_state()) for generator, _ in self.given),
+            given=_states(generator for generator, _ in self.given),
         )
 
     def restore(self) -> None:
@@ -232,7 +235,7 @@ class RngSnapshot:
         random.setstate(self.python)
         np.random.set_state(self.numpy)
         for generator, state in self.given:
-            generator.set_state(state)
+            set_rng_state(generator, state)
 
     @contextlib.contextmanager
     def replayed(self) -> Iterator[None]:
@@ -244,6 +247,12 @@ class RngSnapshot:
             yield
         finally:
             before.restore()
+
+
+def _states(generators: Iterable[Any]) -> tuple[tuple[Any, Any], ...]:
+    """Each generator with its state (one whose state cannot be read is left out)."""
+    states = ((generator, rng_state(generator)) for generator in generators)
+    return tuple((generator, state) for generator, state in states if state is not None)
 
 
 def call_model(model: nn.Module, batch: Batch, on: str = "the example inputs") -> Any:
