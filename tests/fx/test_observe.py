@@ -573,3 +573,35 @@ def test_an_embedding_with_max_norm_is_left_alone(tracer: str) -> None:
         assert found[name].axis is None, name
         assert "max_norm renormalizes" in str(found[name].reason), name
     assert found["plain.weight"].axis == 0
+
+
+class _Sparse(nn.Module):
+    """Tables read with sparse=True (a sparse gradient), and one read without."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Embedding(10, 4, sparse=True)
+        self.bags = nn.EmbeddingBag(10, 4, sparse=True)
+        self.functional = nn.Parameter(torch.randn(10, 4))
+        self.plain = nn.Embedding(10, 4)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows = self.layer(ids) + F.embedding(ids, self.functional, sparse=True)
+        return rows.sum(1) + self.bags(ids) + self.plain(ids).sum(1)
+
+
+@pytest.mark.parametrize("tracer", ["observe", "static"])
+def test_an_embedding_with_a_sparse_gradient_is_left_alone(tracer: str) -> None:
+    """t197: ``embeddings=True`` normed a sparse=True table, said "ok", and the first
+    backward failed (a sparse gradient cannot reach g and v)."""
+    model, ids = _Sparse(), torch.randint(0, 10, (3, 5))
+    sites, _, _ = analyse_sites(model, (ids,), embeddings=True, tracer=tracer)  # type: ignore[arg-type]
+    found = {site.name: site for site in sites}
+    # torch.fx knows no EmbeddingBag layer: skipped as such
+    sparse = ["layer.weight", "functional"] + ([] if tracer == "static" else ["bags.weight"])
+    for name in sparse:
+        assert str(found[name].reason).startswith("takes a sparse gradient"), name
+    assert found["bags.weight"].axis is None
+    assert found["plain.weight"].axis == 0
+    apply_weight_norm(model, (ids,), embeddings=True, tracer=tracer)  # type: ignore[arg-type]
+    model(ids).square().mean().backward()

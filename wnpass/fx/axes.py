@@ -56,6 +56,23 @@ def renormed_table(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) 
     return None if max_norm is None else (args[1] if len(args) > 1 else kwargs.get("weight"))
 
 
+# An embedding with ``sparse=True`` gives its table a sparse gradient, which the computed
+# weight of weight norm cannot pass on to g and v: the first backward fails.
+SPARSE = (
+    "takes a sparse gradient (sparse=True), which weight norm's g and v cannot take: "
+    "the backward fails"
+)
+
+
+def sparse_table(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+    """Whether a call is ``F.embedding`` or ``F.embedding_bag`` with ``sparse=True`` (their
+    seventh and eighth argument)."""
+    position = {F.embedding: 6, F.embedding_bag: 7}.get(func)
+    if position is None:
+        return False
+    return bool(args[position] if len(args) > position else kwargs.get("sparse", False))
+
+
 def unit_use(param: str, op: str, consumer: str, axis: int) -> Use:
     return Use(param, op, consumer, axis)
 
@@ -139,6 +156,8 @@ def module_uses(prefix: str, module: nn.Module, policy: DimPolicy, embeddings: b
             uses.append(bias_use(name, op, prefix))
         elif kind == "embedding" and getattr(owner, "max_norm", None) is not None:
             uses.append(Use(name, op, prefix, None, RENORMED))
+        elif kind == "embedding" and getattr(owner, "sparse", False):
+            uses.append(Use(name, op, prefix, None, SPARSE))
         elif kind is not None:
             groups = int(getattr(owner, "groups", 1))
             shape = list(param.shape)

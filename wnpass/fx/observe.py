@@ -36,7 +36,7 @@ from torch.overrides import TorchFunctionMode
 
 from wnpass.axes import DimPolicy, OpKind, einsum_unit_axis, unit_axis
 from wnpass.fx.arguments import is_lazy
-from wnpass.fx.axes import RENORMED, Use, renormed_table
+from wnpass.fx.axes import RENORMED, SPARSE, Use, renormed_table, sparse_table
 from wnpass.fx.forward import (
     Batch,
     ForwardFailedError,
@@ -489,6 +489,9 @@ class _Recorder(TorchFunctionMode):
             if renormed_table(func, args, kwargs) is not None:
                 for origin in self.origins(table):
                     self._use(origin, op, None, RENORMED)
+            elif sparse_table(func, args, kwargs):
+                for origin in self.origins(table):
+                    self._use(origin, op, None, SPARSE)
             else:
                 self._consume(table, op, "embedding")
         elif name in _RNN:

@@ -25,7 +25,15 @@ from torch import fx, nn
 from wnpass.arguments import require_choice
 from wnpass.axes import DimPolicy, OpKind
 from wnpass.errors import UsageError, one_line
-from wnpass.fx.axes import RENORMED, Use, bias_use, conv_transpose_use, module_uses, table_use
+from wnpass.fx.axes import (
+    RENORMED,
+    SPARSE,
+    Use,
+    bias_use,
+    conv_transpose_use,
+    module_uses,
+    table_use,
+)
 from wnpass.fx.forward import Batch, as_batch, state_given_back
 from wnpass.fx.observe import observe_uses, rnn_roles
 from wnpass.interrupts import STOPS
@@ -122,6 +130,10 @@ def _fx_functional_use(
         max_norm = user.kwargs.get("max_norm", user.args[3] if len(user.args) > 3 else None)
         if target is F.embedding and max_norm is not None:
             return Use(param, "F.embedding", name, None, RENORMED)
+        if target is F.embedding and user.kwargs.get(
+            "sparse", user.args[6] if len(user.args) > 6 else False
+        ):
+            return Use(param, "F.embedding", name, None, SPARSE)
         return table_use(param, "F.embedding", name, "embedding", shape, embeddings=embeddings)
     label = target if isinstance(target, str) else getattr(target, "__name__", str(target))
     if user.op == "call_function" and target in _ELEMENTWISE:
