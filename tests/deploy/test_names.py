@@ -207,6 +207,36 @@ def test_weights_the_onnx_fold_writes_laid_out_are_said(exporter: str, tmp_path:
     assert report.names_laid_out == []  # the exporters reorder the gates into their own names
 
 
+class _ProjectsTwice(nn.Module):
+    """Two square parameters read transposed by MatMul: one without "weight" in its name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # 128x128: the dynamo exporter's optimizer computes smaller sites itself
+        self.proj = nn.Parameter(torch.randn(128, 128) * 0.1)
+        self.proj_weight = nn.Parameter(torch.randn(128, 128) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x @ self.proj.t()) @ self.proj_weight.t()
+
+
+def test_a_parameter_without_weight_in_its_name_written_transposed_is_said(
+    tmp_path: Path,
+) -> None:
+    """apply_weight_norm norms any 2-D parameter (``proj``); the ONNX fold wrote ``proj``
+    holding ``proj.T``, and only ``proj_weight`` was said to be held transposed (t197)."""
+    from wnpass import apply_weight_norm
+
+    torch.manual_seed(0)
+    model, x, out = _ProjectsTwice().eval(), torch.randn(2, 128), tmp_path / "m.onnx"
+    assert apply_weight_norm(model, (x,)).status == "ok"
+    report = export(model, (x,), out, exporter="dynamo", fold_in_torch=False, verify=False)
+    weights = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(out).graph.initializer}
+    proj = model.proj.detach().numpy()
+    np.testing.assert_allclose(weights["proj"], proj.T, rtol=1e-6)
+    assert sorted(report.names_transposed) == ["proj", "proj_weight"]
+
+
 def test_a_bidirectional_lstms_weights_held_together_are_said(tmp_path: Path) -> None:
     """The dynamo exporter concatenates the two directions' reordered gates (its optimizer
     computes them itself below about a thousand elements, under names of its own); the fold
@@ -265,7 +295,6 @@ def test_a_cone_folded_under_a_weights_name_is_said_laid_out() -> None:
         cone("conv.weight", ["Reshape"]),
         cone("lstm.bias_ih_l0+bias_hh_l0", ["Concat"]),
     ])  # fmt: skip
-    weights = Weights(
-        {n: torch.zeros(8, 4) for n in ("lstm.weight_ih_l0", "fc.weight", "conv.weight")}, {}
-    )
+    values = {n: torch.zeros(8, 4) for n in ("lstm.weight_ih_l0", "fc.weight", "conv.weight")}
+    weights = Weights(values, {}, values)
     assert folded_layouts(fold, weights) == (["fc.weight"], ["lstm.weight_ih_l0"], {})

@@ -23,10 +23,12 @@ from wnpass.rules import parse_key
 class Weights(NamedTuple):
     """A model's weights by deployed name (:func:`weights_by_name`); ``aliases``: the names of a
     weight held under another name too (tied: ``lm_head.weight`` of ``embed.weight``), each
-    with the name listed first."""
+    with the name listed first; ``parameters``: every parameter of 2-D and up by deployed name,
+    ``weight`` in its name or not (``proj``, ``rel_attn.o``: weight norm applies to them too)."""
 
     values: dict[str, torch.Tensor]
     aliases: dict[str, str]
+    parameters: dict[str, torch.Tensor]
 
 
 def weights_by_name(model: nn.Module) -> Weights:
@@ -43,6 +45,7 @@ def weights_by_name(model: nn.Module) -> Weights:
     }
     weights: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
+    parameters: dict[str, torch.Tensor] = {}
     first: dict[int, str] = {}  # by the parameter's identity
     for name, value in model.named_parameters(remove_duplicate=False):
         parsed = parse_key(name)
@@ -51,12 +54,15 @@ def weights_by_name(model: nn.Module) -> Weights:
             name = parsed[0].weight
             module, _, attribute = name.rpartition(".")
             value = getattr(model.get_submodule(module), attribute)
-        if value.dim() < 2 or "weight" not in name.rpartition(".")[2] or name in weights:
+        if value.dim() < 2 or name in parameters:
+            continue
+        parameters[name] = value.detach()
+        if "weight" not in name.rpartition(".")[2]:
             continue
         if (named := first.setdefault(id(param), name)) != name:
             aliases[name] = named
-        weights[name] = value.detach()
-    return Weights(weights, aliases)
+        weights[name] = parameters[name]
+    return Weights(weights, aliases, parameters)
 
 
 def restore_names(model: ir.Model, weights: Weights) -> tuple[list[str], list[str]]:
@@ -106,20 +112,21 @@ _MOVING = frozenset({"Transpose", "Slice", "Concat", "Split", "Gather", "Pad", "
 def folded_layouts(
     fold: FoldReport, weights: Weights
 ) -> tuple[list[str], list[str], dict[str, list[str]]]:
-    """The weights the ONNX fold wrote under their own name through layout ops that move
-    their elements (a weight-norm site's ``Transpose`` in front of a ``MatMul``, a cone's):
-    those held transposed (one 2-D ``Transpose``), and those laid out otherwise (an LSTM's
-    gates reordered); and the weights a cone wrote together under a name of them all (a
-    bidirectional LSTM's two directions, ``lstm.weight_ih_l0+weight_ih_l0_reverse``), by that
-    name, where it holds them all and nothing else (as many elements as they have, and no
-    other source). ``restore_names`` sees only the initializers the exporter named."""
+    """The parameters the ONNX fold wrote under their own name (``weight`` in it or not)
+    through layout ops that move their elements (a weight-norm site's ``Transpose`` in front
+    of a ``MatMul``, a cone's): those held transposed (one 2-D ``Transpose``), and those laid
+    out otherwise (an LSTM's gates reordered); and the weights a cone wrote together under a
+    name of them all (a bidirectional LSTM's two directions,
+    ``lstm.weight_ih_l0+weight_ih_l0_reverse``), by that name, where it holds them all and
+    nothing else (as many elements as they have, and no other source). ``restore_names``
+    sees only the initializers the exporter named."""
     transposed: list[str] = []
     laid_out: list[str] = []
     together: dict[str, list[str]] = {}
     entries = [(s.name, s.layout) for s in fold.sites if s.status == "folded"]
     entries += [(c.name, c.ops) for c in fold.cones if c.status == "folded"]
     for name, ops in dict(entries).items():  # a name once (a shared weight is written once)
-        weight = weights.values.get(name)
+        weight = weights.parameters.get(name)  # ``weight`` in its name or not (t197)
         moving = [op for op in ops if op in _MOVING]
         if weight is None or not moving:
             continue
