@@ -575,6 +575,43 @@ def test_an_embedding_with_max_norm_is_left_alone(tracer: str) -> None:
     assert found["plain.weight"].axis == 0
 
 
+class _LearnedInputs(nn.Module):
+    """Learned queries into a Linear, a learned image into a Conv2d, prefix tokens joined to
+    the input into a Bilinear's first input and a ConvTranspose1d's input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries, self.proj = nn.Parameter(torch.randn(4, 8)), nn.Linear(8, 6)
+        self.image, self.conv = nn.Parameter(torch.randn(1, 3, 8, 8)), nn.Conv2d(3, 4, 3)
+        self.prefix, self.pair = nn.Parameter(torch.randn(2, 8)), nn.Bilinear(8, 8, 3)
+        self.frames, self.up = nn.Parameter(torch.randn(1, 8, 5)), nn.ConvTranspose1d(8, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        joined = torch.cat([self.prefix, x])
+        return (
+            self.proj(self.queries).sum()
+            + self.conv(self.image).sum()
+            + self.pair(joined, joined).sum()
+            + self.up(self.frames).sum()
+        )
+
+
+def test_a_learned_input_of_a_layer_is_said_to_be_its_input() -> None:
+    """A parameter fed to a Linear or a Conv as its input was said to be "not used in the
+    observed forward" (t197)."""
+    sites = _observed(_LearnedInputs(), (torch.randn(3, 8),))
+    expected = {
+        "queries": "F.linear",
+        "image": "F.conv2d",
+        "prefix": "bilinear",
+        "frames": "F.conv_transpose1d",
+    }
+    for name, op in expected.items():
+        assert sites[name].reason == f"the input of {op}, not a weight", name
+    assert {sites[name].axis for name in ("proj.weight", "conv.weight", "pair.weight")} == {0}
+    assert sites["up.weight"].axis == 1
+
+
 class _Sparse(nn.Module):
     """Tables read with sparse=True (a sparse gradient), and one read without."""
 

@@ -461,13 +461,17 @@ class _Recorder(TorchFunctionMode):
             weight_at = 2 if name == "bilinear" else 1
             self._consume(arg(weight_at, "weight"), op, "linear")
             self._consume(arg(weight_at + 1, "bias"), op, "bias")
+            inputs = [arg(0, "input1"), arg(1, "input2")] if weight_at == 2 else [arg(0, "input")]
+            self._inputs(op, inputs)
         elif name in _CONV:
             self._consume(arg(1, "weight"), op, "conv")
             self._consume(arg(2, "bias"), op, "bias")
+            self._inputs(op, [arg(0, "input")])
         elif name in _CONV_T:
             groups = int(arg(6, "groups") or 1)
             self._consume(arg(1, "weight"), op, "conv_transpose", groups=groups)
             self._consume(arg(2, "bias"), op, "bias")
+            self._inputs(op, [arg(0, "input")])
         elif name == "convolution":
             groups = int(arg(8, "groups") or 1)
             kind = "conv_transpose" if arg(6, "transposed") else "conv"
@@ -542,6 +546,11 @@ class _Recorder(TorchFunctionMode):
         others = [v for v in [*args, *kwargs.values()] if isinstance(v, torch.Tensor)]
         others = [t for t in others if id(t) not in weights]
         self._not_weights(op, others, "query, key, value or mask")
+
+    def _inputs(self, op: str, inputs: list[Any]) -> None:
+        """A layer's inputs: a learned one (Perceiver's latents, prefix tokens) is data, not a
+        weight (it was said to be unused, t197)."""
+        self._not_weights(op, [t for t in inputs if isinstance(t, torch.Tensor)], "the input")
 
     def _not_weights(self, op: str, tensors: Sequence[torch.Tensor], role: str) -> None:
         """Tracked tensors an op consumes as data, not as its weights: declined, saying so."""
