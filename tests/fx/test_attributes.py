@@ -120,6 +120,30 @@ def test_a_random_generator_of_the_model_s_own_gets_its_state_back(kind: str) ->
     assert torch.equal(model(x), twin(x))
 
 
+class _DrawsFromTorchsModule(nn.Module):
+    """Noise from a generator put on one of PyTorch's own modules (an nn.Sequential)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin, self.held = nn.Linear(4, 3), nn.Sequential()
+        vars(self.held)["gen"] = torch.Generator().manual_seed(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gen = vars(self.held)["gen"]
+        return self.lin(x) + float(torch.rand((), generator=gen))
+
+
+def test_a_generator_one_of_pytorch_s_modules_holds_gets_its_state_back() -> None:
+    """PyTorch's own modules' attributes are caches, not given back, and a generator put on
+    one moved with each forward: the model was called not deterministic (t199)."""
+    model, x = _DrawsFromTorchsModule(), torch.ones(1, 4)
+    report = apply_weight_norm(model, torch.randn(16, 4))
+    assert report.equivalent and not report.not_deterministic
+    twin = _DrawsFromTorchsModule()
+    twin.lin = model.lin
+    assert torch.equal(model(x), twin(x))
+
+
 def test_the_system_s_random_generator_is_no_state_to_give_back() -> None:
     """random.SystemRandom has no state to read (getstate raises): left as it is."""
     model = _OwnRandom(random.SystemRandom())

@@ -681,3 +681,65 @@ def test_a_site_written_twice_with_its_axes_in_constant_nodes_folds_to_one_tenso
     assert [site.name for site in inspect_onnx(model).sites] == names
     feeds = {"x": rand(2, 4)}
     assert_close(run(folded, feeds), run(model, feeds))
+
+
+def test_two_layers_whose_constants_hold_equal_values_are_two_weights() -> None:
+    """Constants keyed by their bytes made two layers of equal v and g (an identity init) one
+    tensor named after the second (t199): only integers and single numbers (axes, shapes,
+    an epsilon) are keyed by value; a layer's values by identity, as initializers are."""
+    nodes, x = [], "x"
+    for i in (1, 2):
+        nodes += [
+            oh.make_node(
+                "Constant", [], [f"l{i}.weight_v"], value=nh.from_array(np.eye(4, dtype=np.float32))
+            ),
+            oh.make_node(
+                "Constant", [], [f"l{i}.weight_g"], value=nh.from_array(np.ones((4, 1), np.float32))
+            ),
+            oh.make_node("Constant", [], [f"a{i}"], value=nh.from_array(np.array([1], np.int64))),
+            oh.make_node("ReduceL2", [f"l{i}.weight_v", f"a{i}"], [f"n{i}"]),
+            oh.make_node("Div", [f"l{i}.weight_v", f"n{i}"], [f"d{i}"]),
+            oh.make_node("Mul", [f"l{i}.weight_g", f"d{i}"], [f"w{i}"]),
+            oh.make_node("Gemm", [x, f"w{i}"], [f"y{i}"], transB=1),
+        ]
+        x = f"y{i}"
+    graph = oh.make_graph(
+        nodes,
+        "g",
+        [oh.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [oh.make_tensor_value_info("y2", TensorProto.FLOAT, [2, 4])],
+    )
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 18)], ir_version=8)
+    folded, report = fold_onnx(model)
+    assert [site.name for site in report.sites] == ["l1.weight", "l2.weight"]
+    assert sorted(i.name for i in folded.graph.initializer) == ["l1.weight", "l2.weight"]
+    assert [site.name for site in inspect_onnx(model).sites] == ["l1.weight", "l2.weight"]
+
+
+def test_a_string_constant_in_a_site_s_cone_is_declined_not_an_internal_error() -> None:
+    """A string Constant cast to float as v: reading its bytes for the site's key raised
+    (t199: exit 3); the fold declines it, as inspect does."""
+    nodes = [
+        oh.make_node(
+            "Constant",
+            [],
+            ["s"],
+            value=nh.from_array(np.full((4, 4), b"0.5", dtype=object)),
+        ),
+        oh.make_node("Cast", ["s"], ["v"], to=TensorProto.FLOAT),
+        oh.make_node("Constant", [], ["a"], value=nh.from_array(np.array([1], np.int64))),
+        oh.make_node("ReduceL2", ["v", "a"], ["n"]),
+        oh.make_node("Div", ["v", "n"], ["d"]),
+        oh.make_node("Mul", ["g", "d"], ["w"]),
+        oh.make_node("Gemm", ["x", "w"], ["y"], transB=1),
+    ]
+    graph = oh.make_graph(
+        nodes,
+        "g",
+        [oh.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [oh.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+        [nh.from_array(np.full((4, 1), 1.5, np.float32), "g")],
+    )
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 18)], ir_version=8)
+    (site,) = fold_onnx(model)[1].sites
+    assert (site.status, site.reason) == ("declined", "string constants are not evaluated")

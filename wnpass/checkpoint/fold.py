@@ -48,7 +48,8 @@ class Declined(Exception):
 def _numpy(tensor: Any, role: str = "a tensor") -> np.ndarray:
     """A numpy array as it is; a torch tensor as a numpy view of it (bfloat16 by its bits, as
     ml_dtypes' bfloat16). A tensor with torch's lazy negation (or conjugation) bit set, a view
-    such as ``x.neg()`` that numpy cannot see, is resolved into a copy that holds its values.
+    such as ``x.neg()`` that numpy cannot see, is resolved into a copy that holds its values
+    (where that copy does not fit in memory: :class:`MemoryError`, as numpy says it).
     One without dense values (sparse, quantized, on the meta device) is :class:`Declined`."""
     if isinstance(tensor, np.ndarray):
         return tensor
@@ -60,7 +61,12 @@ def _numpy(tensor: Any, role: str = "a tensor") -> np.ndarray:
         raise Declined(f"{role} is not a dense tensor (quantized)")
     if tensor.is_meta:
         raise Declined(f"{role} is not a dense tensor (on the meta device: it holds no values)")
-    tensor = tensor.detach().cpu().resolve_conj().resolve_neg()
+    try:
+        tensor = tensor.detach().cpu().resolve_conj().resolve_neg()
+    except RuntimeError as error:  # torch's CPU allocator says it so (a stride-0 view, t199)
+        if "can't allocate memory" in str(error) or isinstance(error, torch.OutOfMemoryError):
+            raise MemoryError(str(error)) from error
+        raise
     if tensor.dtype == torch.bfloat16:
         return tensor.view(torch.int16).numpy().view(BFLOAT16)
     return tensor.numpy()

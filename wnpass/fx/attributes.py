@@ -18,7 +18,8 @@ NumPy's ``Generator`` or ``RandomState``) gets its state back; a submodule witho
 its own that the forward made again under its name is bound as it was. What an object of
 another class holds inside it (a counter in an object of the model's own class) is not
 followed, nor are the attributes of PyTorch's own layers (``nn.LSTM``'s flat weights: its
-caches, not a model's state).
+caches, not a model's state), but for the random number generators they hold (one a forward
+put on an ``nn.Sequential`` and draws from).
 
 A forward that builds the model further (a head made on the first call, a layer wrapped, a
 hook it registers, weight norm folded in place) changes what no attribute can give back: then
@@ -340,7 +341,18 @@ class Attributes:
         self.model, self.machinery = model, _machinery(model, self.lazy)
         weights = Elements(dict(enumerate((*model.parameters(), *model.buffers()))))
         self.saved: list[_Saved] = []
+        # the random number generators PyTorch's own modules hold among their plain attributes
+        # (a forward may put one there and draw from it, t199): their state alone
+        self.generators: list[tuple[Any, Any]] = []
         for module in model.modules():
+            if _torch_s_own(module) and id(module) not in self.lazy:
+                plain = (v for k, v in vars(module).items() if not _bookkeeping(k, v))
+                held = (item for value in plain for item in _walk(value))
+                self.generators += [
+                    (item, state)
+                    for item in held
+                    if isinstance(item, GENERATORS) and (state := rng_state(item)) is not None
+                ]
             if _torch_s_own(module) or id(module) in self.lazy:
                 continue
             values = {k: v for k, v in vars(module).items() if not _bookkeeping(k, v)}
@@ -398,4 +410,6 @@ class Attributes:
             for name, child in saved.stateless.items():
                 if saved.module._modules.get(name) is not child:
                     saved.module._modules[name] = child
+        for generator, state in self.generators:
+            set_rng_state(generator, state)
         return True

@@ -395,21 +395,26 @@ def _site_key(site: Site, owner: ir.Graph | ir.Function) -> tuple[object, ...] |
 
 
 def _attribute_key(attr: ir.Attr) -> object | None:
-    """An attribute's value, as a key equal for equal values: the repr of a plain one, the
-    dtype, shape and bytes of a small tensor (a ``Constant``'s axes, which TorchScript writes
-    once per call of a layer: a cell stepped in a loop, t197); None for a reference, a graph
-    or a large tensor (not read to be compared)."""
+    """An attribute's value, as a key equal for equal values: the repr of a plain one; the
+    dtype, shape and bytes of a small tensor of integers, or of one number (a ``Constant`` of
+    axes, a shape, an epsilon, which TorchScript writes once per call of a layer: a cell
+    stepped in a loop, t197); any other tensor by identity, as an initializer is (a layer's
+    ``v`` or ``g`` as a ``Constant``: two layers of equal values are still two weights, t199);
+    None for a reference or a graph."""
     if attr.is_ref():
         return None
     if attr.type in _PLAIN_ATTRIBUTES:
         return repr(attr.value)
-    if attr.type == ir.AttributeType.TENSOR and attr.value.nbytes <= _KEYED_TENSOR_BYTES:
-        tensor = attr.value
+    if attr.type != ir.AttributeType.TENSOR:
+        return None
+    tensor = attr.value
+    number = tensor.size == 1 and tensor.dtype != ir.DataType.STRING
+    if (tensor.dtype.is_integer() or number) and tensor.nbytes <= _KEYED_TENSOR_BYTES:
         return (tensor.dtype, tuple(tensor.shape), tensor.tobytes())
-    return None
+    return ("tensor", id(tensor))
 
 
-# The largest tensor attribute compared by its bytes: axes, shapes, a scalar.
+# The largest tensor attribute compared by its bytes: axes and shapes.
 _KEYED_TENSOR_BYTES = 4096
 
 # attribute types whose repr is their whole value
