@@ -548,6 +548,41 @@ def test_a_float8_output_is_compared_by_value(tmp_path: Path, dtype: int, name: 
     assert report.to_dict()["runs"][0]["comparisons"][0]["dtype"] == name
 
 
+def _float4(path: Path, values: list[float]) -> Path:
+    """A model whose output w is an initializer of float4e2m1 ``values`` (ONNX Runtime 1.32
+    casts to no float4), beside z = x."""
+    w = onnx.helper.make_tensor("w", onnx.TensorProto.FLOAT4E2M1, [2, 3], values)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["z"])],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+        [
+            onnx.helper.make_tensor_value_info("w", onnx.TensorProto.FLOAT4E2M1, [2, 3]),
+            onnx.helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [2]),
+        ],
+        [w],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 21)])
+    model.ir_version = 11
+    onnx.save(model, path)
+    return path
+
+
+def test_a_float4_output_is_unpacked_and_compared_by_value(tmp_path: Path) -> None:
+    """t200: ONNX Runtime gave a float4e2m1 output as its packed bytes, compared as uint8
+    (+0 against -0 failed as 0 against 8). Unpacked, each is compared by its value."""
+    values = [0.0, 1.0, 1.5, 2.0, 3.0, -6.0]
+    plus = _float4(tmp_path / "plus.onnx", values)
+    minus = _float4(tmp_path / "minus.onnx", [-0.0, *values[1:]])
+    doubled = _float4(tmp_path / "doubled.onnx", [0.0, 2.0, 3.0, 4.0, 6.0, -6.0])
+    report = check(plus, minus, runs=1)
+    w = next(row for row in report.runs[0].comparisons if row.name == "w")
+    assert report and (w.dtype, w.total, w.max_abs) == ("float4_e2m1fn", 6, 0.0)
+    report = check(plus, doubled, runs=1)
+    w = next(row for row in report.runs[0].comparisons if row.name == "w")
+    assert not report and (w.outside, w.max_abs) == (4, 3.0)
+
+
 def test_an_int4_output_is_unpacked_and_compared_exactly(tmp_path: Path) -> None:
     """ONNX packs two int4 to a byte, low half first (an odd count leaves half a byte); each
     is compared as its value."""
@@ -1466,6 +1501,70 @@ def test_draws_read_whole_and_in_time(tmp_path: Path) -> None:
     assert "(1 Dropout (ratio input r (default 1e-06), training_mode=True))" in said  # t151
     nan = paths["bernoulli nan"]  # a NaN equals no NaN: the file failed against itself (t149)
     assert _random_added_to(nan, nan) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "z = Mul(x, zero)\n q = Add(z, p)\n b = Bernoulli(q)\n y = Add(x, b)",
+        "z = Mul(x, zero)\n q = Add(z, p)\n m = Multinomial <sample_size = 8> (q)\n"
+        " c = Cast <to = 1> (m)\n y = Add(x, c)",
+    ],
+    ids=["bernoulli", "multinomial"],
+)
+def test_probabilities_computed_otherwise_draw_otherwise(body: str, tmp_path: Path) -> None:
+    """t200: Bernoulli probabilities (and Multinomial logits) computed at run time were
+    keyed as "computed", whatever computed them: ``x * 0 + 1`` against ``x * 0 + 0.999``
+    passed every run. They are keyed op by op, as a Dropout's ratio is."""
+    paths = {}
+    for name, p in (("one", 1.0), ("less", 0.999)):
+        constants = {"zero": np.array(0.0, np.float32), "p": np.array(p, np.float32)}
+        paths[name] = tmp_path / f"{name}.onnx"
+        onnx.save(_graph("float[N, 8] x", body, **constants), paths[name])
+    assert _random_added_to(paths["one"], paths["one"]) == []
+    (said,) = _random_added_to(paths["one"], paths["less"])
+    assert "computed)" in said
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ("r = RandomNormalLike <scale = 0.0> (x)", "RandomNormalLike has a scale of 0"),
+        ("r = RandomNormal <scale = -1.0, shape = [2, 8]> ()", "RandomNormal has a scale of -1"),
+        (
+            "r = RandomUniformLike <low = 1.0, high = 0.0> (x)",
+            "RandomUniformLike has low 1 and high 0",
+        ),
+    ],
+)
+def test_a_random_op_onnx_runtime_aborts_on_is_never_run(
+    body: str, said: str, tmp_path: Path
+) -> None:
+    """t200: a RandomNormal of scale 0 (or a RandomUniform whose low is above its high) is a
+    valid model on which ONNX Runtime's C++ library aborts the whole process: exit 134, no
+    report, the staging folder left. The reference is bad input; a candidate fails unrun."""
+    plain, drawing = tmp_path / "plain.onnx", tmp_path / "drawing.onnx"
+    onnx.save(_graph("float[2, 8] x", "y = Identity(x)"), plain)
+    onnx.save(_graph("float[2, 8] x", f"{body}\n y = Add(x, r)"), drawing)
+    with pytest.raises(InvalidModelError, match=f"drawing.onnx: its {said}, on which onnxrun"):
+        check(drawing, plain, runs=1, warmup=0)
+    report = check(plain, drawing, runs=1, warmup=0)
+    assert not report
+    (run,) = report.runs
+    assert run.status == CANDIDATE_FAILED and said in str(run.error)
+
+
+def test_random_ops_onnx_runtime_runs_are_not_refused(tmp_path: Path) -> None:
+    """An infinite scale, and a low equal to its high, are no assertion's: they run."""
+    path = tmp_path / "m.onnx"
+    body = (
+        "a = RandomNormalLike <scale = 1e38> (x)\n b = RandomUniformLike <low = 1.0, high = 1.0>"
+        " (x)\n s = Add(a, b)\n y = Add(x, s)"
+    )
+    onnx.save(_graph("float[2, 8] x", body), path)
+    from wnpass.onnx import io as onnx_io
+
+    assert providers.aborting_op(onnx_io.load(path)) is None
 
 
 def _random_differences(reference: Path, candidate: Path) -> list[str]:

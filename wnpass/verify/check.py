@@ -207,7 +207,10 @@ def check(
     else:  # the caller's, who checks it is unchanged
         reference_files = model_files(reference, "the reference")
     specs = inputs_mod.signature(reference_model, reference)
+    if (aborts := prov.aborting_op(reference_model)) is not None:  # before any session
+        raise prov.SessionError(reference, aborts)
     candidate_model, candidate_files = _load(candidate, "candidate", pinned)
+    candidate_aborts = prov.aborting_op(candidate_model)  # a candidate that fails: not run
     candidate_specs = inputs_mod.signature(candidate_model, candidate)
     inputs_mod.require_same_inputs(specs, candidate_specs, candidate)
     files_read = [*reference_files, *candidate_files]
@@ -263,7 +266,9 @@ def check(
         prov.warm_up(provider)
         for level in options.optimizations:
             try:
-                run = _check_one(reference, candidate, provider, level, feeds, options, moved)
+                run = _check_one(
+                    reference, candidate, provider, level, feeds, options, moved, candidate_aborts
+                )
             except prov.RunFailedError as error:
                 raise _inputs_said(error, reference, specs, arrays, options) from None
             report.runs.append(run.result)
@@ -421,7 +426,11 @@ def _check_one(
     feeds: dict[str, Any],
     options: CheckOptions,
     moved_by_ulp: Callable[[str], dict[str, OutputComparison]],
+    candidate_aborts: str | None = None,
 ) -> _OneRun:
+    """One provider and level. ``candidate_aborts``: why ONNX Runtime would abort the process
+    running the candidate (:func:`~wnpass.verify.providers.aborting_op`): it fails unrun."""
+
     def session(path: Path) -> prov.Session:
         return prov.open_session(
             path, provider, optimization=level, threads=options.threads, repeats=SESSION_REPEATS
@@ -430,6 +439,8 @@ def _check_one(
     ref = session(reference)  # the reference must load and run: else bad input
     result = ProviderRun(provider, level, OK)
     try:
+        if candidate_aborts is not None:
+            raise prov.SessionError(candidate, candidate_aborts)
         cand = session(candidate)
     except prov.SessionError as error:  # where the reference loaded: the check fails
         result.status, result.error = CANDIDATE_FAILED, error.reason

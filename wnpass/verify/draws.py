@@ -37,10 +37,6 @@ _DRAW_INPUTS = {
     "Bernoulli": {0: "probabilities"},
     "Multinomial": {0: "logits"},
 }
-# Those that hold what is drawn from: a constant's values count (a Bernoulli of constant
-# probabilities 0 against 1e-6 passed, t148); one computed at run time, an activation's most
-# often, is more than a key reads, and counts as computed.
-_WHAT_IS_DRAWN = frozenset({"probabilities", "logits"})
 
 
 def random_differences(reference: ir.Model, candidate: ir.Model) -> list[str]:
@@ -170,10 +166,8 @@ class _Keys:
                 said.append(f"{name}={_said(array)}")
                 continue
             assert value is not None  # no input holds the constant 0.5
-            if name in _WHAT_IS_DRAWN:  # an activation's, most often: deeper than read
-                key.append((name, "computed"))
-                said.append(f"{name} computed")
-                continue
+            # what computes it, op by op, as a ratio: probabilities of 1 and of 0.999 computed
+            # alike but for a constant drew alike, and a check passed on them (t200)
             key.append((name, self.value(value)))
             if id(value) in self.unknown:
                 said.append(f"{name} given by a function's caller")
