@@ -27,6 +27,22 @@ def test_the_bytes_read_are_handed_over_once(tmp_path: Path) -> None:
     assert readahead.claim(path) is None  # handed out: the memory is the claimer's
 
 
+def test_no_read_ahead_where_no_thread_can_be_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The RuntimeError of a thread that cannot start was an internal error (t196): nothing
+    is read ahead, and the claimer reads the file itself."""
+
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"bytes")
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    readahead.start(path)
+    assert readahead.claim(path) is None
+
+
 def test_a_file_changed_after_the_read_is_read_again(tmp_path: Path) -> None:
     path = tmp_path / "model.onnx"
     path.write_bytes(b"old bytes")

@@ -76,7 +76,10 @@ def start(path: str | os.PathLike[str]) -> None:
     """Start reading ``path`` in the background (replacing any read not yet claimed)."""
     global _pending
     _pending = _Read(Path(path))
-    _pending.start()
+    try:
+        _pending.start()
+    except RuntimeError:  # no thread to be had (memory for its stack): read when claimed
+        _pending = None
 
 
 def claim(path: str | os.PathLike[str]) -> bytes | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -33,6 +34,7 @@ __all__ = [
     "declined_for_memory",
     "fold_summary",
     "human_bytes",
+    "out_of_memory",
     "shape_text",
     "site_rows",
     "write_json",
@@ -43,6 +45,14 @@ __all__ = [
 # it ran out of memory: a fact about the machine it ran on, not about the model, so that a gate
 # (``inspect --strict``) counts it as undecided rather than as nothing left to fold.
 OUT_OF_MEMORY = "cannot be computed: out of memory"
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` says memory ran out: numpy's ``MemoryError``, or a mapping of a file
+    that the system refused (``ENOMEM``: onnx-ir maps external data when it is read)."""
+    return isinstance(error, MemoryError) or (
+        isinstance(error, OSError) and error.errno == errno.ENOMEM
+    )
 
 
 def declined_for_memory(rows: Iterable[Any]) -> int:

@@ -3,6 +3,7 @@ and several models in one process."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Callable
@@ -247,14 +248,20 @@ def test_strict_fails_on_a_pair_it_ran_out_of_memory_checking(
     assert main(["inspect", str(tmp_path / "bomb.pt")]) == 0  # not a gate: an inspection
 
 
+@pytest.mark.parametrize("error", [MemoryError(), OSError(errno.ENOMEM, "Cannot allocate memory")])
 def test_strict_fails_on_a_weight_it_ran_out_of_memory_computing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    error: BaseException,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The same for an ONNX model's site (t196), beside another model left to fold."""
+    """The same for an ONNX model's site (t196), beside another model left to fold; also
+    where the system refused to map a weight's external data (ENOMEM: it was "error: Cannot
+    allocate memory", naming no file)."""
     from wnpass.onnx import weights
 
     def out_of_memory(*args: object) -> object:
-        raise MemoryError
+        raise error
 
     monkeypatch.setattr(weights, "_checked", out_of_memory)
     path = _save(tmp_path, "model.onnx", onnx_model(WN, v=rand(3, 4), g=rand(3, 1)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import stat
@@ -29,6 +30,21 @@ def test_fold_prints_the_sites_and_writes_beside_the_input(
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["folded"] == 1 and report["ok"] is True
     assert report["sites"][0]["name"] == "lin.weight" and report["sites"][0]["axes"] == [1]
+
+
+def test_a_mapping_the_system_refuses_is_said_to_be_out_of_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An OSError of ENOMEM names no file (onnx-ir mapping external data): the line said
+    only "Cannot allocate memory" (t196)."""
+    from wnpass.onnx import api
+
+    def refused(*args: object, **kwargs: object) -> object:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setattr(api, "_fold", refused)
+    assert main(["fold", str(weight_normed(tmp_path))]) == 2
+    assert capsys.readouterr().err == "wnpass: error: out of memory: Cannot allocate memory\n"
 
 
 def test_inspect_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -45,6 +45,21 @@ def test_an_error_in_the_second_half_is_raised_after_both_finish(split: None) ->
     assert finished == [2]
 
 
+def test_work_is_done_here_where_no_thread_can_be_started(
+    split: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process short of memory for a thread's stack: the RuntimeError of ``start`` was an
+    internal error (t196); the work is done on this thread alone."""
+
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    seen: list[tuple[slice, str]] = []
+    halves.by_rows(lambda part: seen.append((part, threading.current_thread().name)), 7, 1)
+    assert seen == [(slice(0, 7), threading.current_thread().name)]
+
+
 SHAPES = [((64, 3, 5), (1, 2)), ((33, 128), (1,)), ((9, 4, 4, 3), (1, 2, 3)), ((8, 5, 6), (2,))]
 
 

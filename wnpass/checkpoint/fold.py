@@ -25,7 +25,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from wnpass.report import OUT_OF_MEMORY
+from wnpass.report import OUT_OF_MEMORY, out_of_memory
 from wnpass.rounding import BFLOAT16, to_torch
 from wnpass.rules import norm_axes, weight_from
 
@@ -261,7 +261,9 @@ def check_pair(g: Any, v: Any, dim: int | None) -> str | None:
         return values_reason(g_array, v_array, dim)
     except Declined as declined:
         return str(declined)
-    except MemoryError:  # a v of more elements than memory holds (a stride-0 one: a tiny file)
+    except (MemoryError, OSError) as error:  # a v of more elements than memory holds (a
+        if not out_of_memory(error):  # stride-0 one: a tiny file), a file not mapped
+            raise
         return OUT_OF_MEMORY
 
 

@@ -327,6 +327,8 @@ def _failed(error: BaseException, args: argparse.Namespace) -> int:
         return EXIT_BROKEN_PIPE
     if isinstance(error, OSError):  # a file of the user's that cannot be read or written
         where = f"{error.filename}: " if error.filename else ""
+        if not where and error.errno == errno.ENOMEM:  # a mapping the system refused (t196)
+            where = "out of memory: "
         _tell(f"wnpass: error: {printable(where)}{error.strerror or error}")
         return EXIT_BAD_INPUT
     # a bug of wnpass's own: say so in one line

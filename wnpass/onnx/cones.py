@@ -82,7 +82,7 @@ from wnpass.onnx.graphs import (
 from wnpass.onnx.match import Site, describe_consumer
 from wnpass.onnx.norms import producer
 from wnpass.onnx.weights import declared_dtype, folded_weight, release
-from wnpass.report import OUT_OF_MEMORY, ConeReport, FoldReport
+from wnpass.report import OUT_OF_MEMORY, ConeReport, FoldReport, out_of_memory
 
 __all__ = [
     "CONE_OPS",
@@ -515,7 +515,9 @@ def _computed(value: ir.Value, program: ev.Program) -> ir.TensorProtocol | str:
         return str(error)
     except (ValueError, IndexError, TypeError) as error:
         return f"cannot be computed: {error}"
-    except MemoryError:
+    except (MemoryError, OSError) as error:  # a weight's data that cannot be mapped too
+        if not out_of_memory(error):
+            raise
         return OUT_OF_MEMORY
     declared = declared_dtype(value)
     if declared is not None and declared != dtype:

@@ -26,7 +26,8 @@ def _cores() -> int:
 def by_rows(work: Callable[[slice], None], rows: int, nbytes: int) -> None:
     """``work(slice(0, rows))``, done as ``work(first half)`` here and ``work(second half)`` on
     a second thread when ``nbytes`` is at least ``MIN_BYTES`` and the process may run on two
-    cores. An error in either half is raised here, after both have finished."""
+    cores (here alone where no thread can be started). An error in either half is raised
+    here, after both have finished."""
     if nbytes < MIN_BYTES or rows < 2 or _cores() < 2:
         work(slice(0, rows))
         return
@@ -40,7 +41,11 @@ def by_rows(work: Callable[[slice], None], rows: int, nbytes: int) -> None:
             errors.append(error)
 
     thread = threading.Thread(target=second, name="wnpass-half")
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had (memory for its stack, t196): one after another
+        work(slice(0, rows))
+        return
     try:
         work(slice(0, half))
     finally:

@@ -33,7 +33,7 @@ from wnpass.onnx import evaluate as ev
 from wnpass.onnx import halves
 from wnpass.onnx.graphs import const_tensor
 from wnpass.onnx.match import Site
-from wnpass.report import OUT_OF_MEMORY
+from wnpass.report import OUT_OF_MEMORY, out_of_memory
 
 __all__ = ["declared_dtype", "decline_reason", "fold_outcome", "folded_weight", "release"]
 
@@ -446,5 +446,7 @@ def _decided(decide: Callable[[], _T]) -> _T | str:
         return str(error)
     except (ValueError, IndexError, TypeError) as error:  # shapes that do not fit, bad reshapes
         return f"cannot be computed: {error}"
-    except MemoryError:
+    except (MemoryError, OSError) as error:  # a weight's data that cannot be mapped too
+        if not out_of_memory(error):
+            raise
         return OUT_OF_MEMORY
