@@ -447,7 +447,12 @@ def test_a_folder_stands_for_the_onnx_files_under_it(
     capsys.readouterr()
     assert main(["--quiet", "inspect", str(tmp_path), "--strict"]) == 1
     out = capsys.readouterr().out
-    named = [line.split(": ")[0] for line in out.splitlines() if not line.startswith("STRICT")]
+    lines = out.splitlines()
+    assert lines[0] == (  # what the gate did not see, said (t196)
+        f"{tmp_path}: skipped 1 checkpoint (name each one), 1 hidden entry (a name starting "
+        "with '.'), 1 link to a folder (not followed)"
+    )
+    named = [line.split(": ")[0] for line in lines[1:] if not line.startswith("STRICT")]
     assert named == [str(done), str(left), str(deep)]  # in path order, each once
     assert out.rstrip().endswith("STRICT: 2 of 3 models left to fold")
     assert main(["fold", str(left), "--in-place"]) == main(["fold", str(deep), "--in-place"]) == 0

@@ -9,6 +9,7 @@ with ``--strict`` the exit code is 1 when any of them is left to fold.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import gc
 import os
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     from wnpass.checkpoint.formats import is_checkpoint_path
     from wnpass.cli import checkpoint
 
-    models = _expanded(args.model)
+    skipped: list[str] = []
+    models = _expanded(args.model, skipped)
     plan = IOPlan()
     if args.json:
         plan.write(args.json, "json_path")
@@ -117,6 +119,8 @@ def run(args: argparse.Namespace, out: Printer) -> int:
             return checkpoint.inspect_one(model, out, plan)
         return _inspect_onnx(model, args.weight_norm_only, out, plan)
 
+    for line in skipped:  # a gate says what it did not see (t196)
+        out.summary(line)
     with _one_model_at_a_time() as release:
         for model in models:
             with out.about(str(model) if several else None):
@@ -156,7 +160,7 @@ def _kinds(models: list[Path]) -> str:
     return "an ONNX model" if not any(checkpoints) else "ONNX models or checkpoints"
 
 
-def _expanded(models: list[Path]) -> list[Path]:
+def _expanded(models: list[Path], skipped: list[str]) -> list[Path]:
     """The MODEL arguments with each folder replaced by the ONNX files under it (``.onnx`` in
     any case), at any depth, in path order; each file once, however it is reached (a second
     name for it, a hard link, a link to it: the first one stands). Each is checked to exist
@@ -166,11 +170,12 @@ def _expanded(models: list[Path]) -> list[Path]:
     skipped, and links to folders are not followed (no loops, nothing outside the folder by
     way of a link). Checkpoints are not picked up: a sharded one is read through its index, not
     shard by shard, so checkpoints are named one by one. A folder that cannot be listed is an
-    error, never skipped: a gate must not pass on the models it could not see.
+    error, never skipped: a gate must not pass on the models it could not see. What a folder
+    held and was skipped goes into ``skipped``, a line per folder given.
     """
     paths: dict[tuple[int, int], Path] = {}
     for model in models:
-        for path in _onnx_files(model) if model.is_dir() else [model]:
+        for path in _onnx_files(model, skipped) if model.is_dir() else [model]:
             status = stat_input(path)
             if isinstance(status, str):  # no such file, a link loop ...
                 raise InvalidModelError(f"{path}: {status}")
@@ -178,24 +183,35 @@ def _expanded(models: list[Path]) -> list[Path]:
     return list(paths.values())
 
 
-def _onnx_files(top: Path) -> list[Path]:
+def _onnx_files(top: Path, skipped: list[str]) -> list[Path]:
     """The ONNX files under ``top`` (see :func:`_expanded`), walked without recursion: a tree
-    of any depth is listed, or its first folder that cannot be is named."""
+    of any depth is listed, or its first folder that cannot be is named. A line saying what
+    was skipped that a gate might have been meant to see (hidden ``.onnx`` files and folders,
+    links to folders, checkpoints) goes into ``skipped``."""
+    from wnpass.checkpoint.formats import is_checkpoint_path
+    from wnpass.report import counted
+
     found: list[Path] = []
     folders = [top]
+    unseen: collections.Counter[str] = collections.Counter()
     while folders:
         folder = folders.pop()
         try:
             with os.scandir(folder) as entries:
                 for entry in entries:
                     if entry.name.startswith("."):
+                        if entry.name.lower().endswith(".onnx") or _a_folder(entry):
+                            unseen["hidden"] += 1  # wnpass's own staging is a hidden folder
                         continue
                     if _links_to_a_folder(entry):
+                        unseen["link to a folder"] += 1
                         continue
                     if entry.is_dir(follow_symlinks=False):
                         folders.append(Path(entry.path))
                     elif entry.name.lower().endswith(".onnx"):
                         found.append(Path(entry.path))
+                    elif is_checkpoint_path(Path(entry.name)):
+                        unseen["checkpoint"] += 1
         except OSError as error:
             raise InvalidModelError(
                 f"{folder}: cannot list it ({error.strerror or error}); the models in it "
@@ -203,7 +219,25 @@ def _onnx_files(top: Path) -> list[Path]:
             ) from None
     if not found:
         raise UsageError(f"{top}: a folder with no .onnx file in it")
+    if unseen:
+        nouns = {  # singular, plural, why
+            "hidden": ("hidden entry", "hidden entries", "a name starting with '.'"),
+            "link to a folder": ("link to a folder", "links to folders", "not followed"),
+            "checkpoint": ("checkpoint", "checkpoints", "name each one"),
+        }
+        parts = [
+            f"{counted(count, nouns[kind][0], nouns[kind][1])} ({nouns[kind][2]})"
+            for kind, count in sorted(unseen.items())
+        ]
+        skipped.append(f"{top}: skipped {', '.join(parts)}")
     return sorted(found)
+
+
+def _a_folder(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
 
 
 def _links_to_a_folder(entry: os.DirEntry[str]) -> bool:
