@@ -612,6 +612,29 @@ def test_a_learned_input_of_a_layer_is_said_to_be_its_input() -> None:
     assert sites["up.weight"].axis == 1
 
 
+class _NotElementwise(nn.Module):
+    """Weights repeated, stacked and reduced: no elementwise use."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Parameter(torch.randn(4, 4)), nn.Parameter(torch.randn(4, 4))
+        self.c, self.d = nn.Parameter(torch.randn(4, 4)), nn.Parameter(torch.randn(4, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        both = torch.stack([self.b, self.c])
+        return x @ self.a.repeat(1, 2) + both.sum() + self.d.norm()
+
+
+def test_a_weight_joined_or_reduced_is_said_to_be_so() -> None:
+    """W.repeat, torch.stack and W.norm were said to be elementwise uses (t197)."""
+    sites = _observed(_NotElementwise(), (torch.randn(2, 4),))
+    assert sites["a"].reason == "joined or repeated by repeat: axis not followed"
+    assert (
+        sites["b"].reason == sites["c"].reason == "joined or repeated by stack: axis not followed"
+    )
+    assert sites["d"].reason == "reduced by norm: no layer's unit axis"
+
+
 class _Sparse(nn.Module):
     """Tables read with sparse=True (a sparse gradient), and one read without."""
 

@@ -91,9 +91,13 @@ _ELEMENTWISE = {
     "__add__", "__radd__", "__mul__", "__rmul__", "__sub__", "__rsub__", "__truediv__",
     "__rtruediv__", "__rdiv__", "__neg__", "__pow__", "__rpow__", "relu", "softmax", "clamp",
     "where",
-    "addcmul", "lerp", "exp_", "mul_", "add_", "sigmoid_", "maximum", "minimum", "stack",
-    "repeat", "sum", "mean", "norm", "square", "sin", "cos",
+    "addcmul", "lerp", "exp_", "mul_", "add_", "sigmoid_", "maximum", "minimum", "square",
+    "sin", "cos",
 }  # fmt: skip
+# Uses that reduce a weight (a norm of its own, a sum) or join or repeat it with others: no
+# unit axis of a layer's (said as what they are, not as elementwise uses: t197)
+_REDUCTIONS = {"sum", "mean", "norm"}
+_JOINS = {"stack", "repeat"}
 _MHA_ROLES = {
     "in_proj_weight": "linear", "q_proj_weight": "linear", "k_proj_weight": "linear",
     "v_proj_weight": "linear", "out_proj_weight": "linear", "in_proj_bias": "bias",
@@ -568,6 +572,10 @@ class _Recorder(TorchFunctionMode):
             reason = f"normalization scale or shift ({name})"
         elif name in _ELEMENTWISE:
             reason = f"elementwise use ({name})"
+        elif name in _REDUCTIONS:
+            reason = f"reduced by {name}: no layer's unit axis"
+        elif name in _JOINS:
+            reason = f"joined or repeated by {name}: axis not followed"
         elif name == "__getitem__":
             reason = LOOKUP
         else:
