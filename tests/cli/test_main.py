@@ -553,6 +553,13 @@ def test_an_argument_a_command_does_not_take_points_at_its_own_help(
         assert capsys.readouterr().err.endswith("required: COMMAND (see wnpass --help)\n")
     assert main(["--", "inspect", "m.onnx", "--verify"]) == 2  # was: invalid choice '--' (t159)
     assert capsys.readouterr().err.endswith("--verify (see wnpass inspect --help)\n")
+    assert main(["inspect", "a.onnx", "--strict", "b.onnx"]) == 2  # a list split (t196)
+    assert capsys.readouterr().err.endswith(
+        "unrecognized arguments: b.onnx (give the files together, before the options or after "
+        "them) (see wnpass inspect --help)\n"
+    )
+    assert main(["fold", "a.onnx", "-q", "b.onnx"]) == 2  # one file: no list to give together
+    assert capsys.readouterr().err.endswith("b.onnx (see wnpass fold --help)\n")
 
 
 CLOSES_STDOUT = """

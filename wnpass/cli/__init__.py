@@ -159,9 +159,20 @@ def _parsed(argv: Sequence[str] | None) -> argparse.Namespace:
         given = argv
         after = Counter(given[given.index(args.command) + 1 :] if args.command in given else [])
         owner = args.parser if not Counter(extra) - after else parser  # each one after it
-        owner.error(f"unrecognized arguments: {' '.join(extra)}")
+        owner.error(f"unrecognized arguments: {' '.join(extra)}{_split_list(owner, extra)}")
     del args.parser
     return args
+
+
+def _split_list(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """A hint where a command that takes a list of files got some after an option (``inspect
+    a.onnx --strict b.onnx``: argparse reads a list in one piece, t196)."""
+    lists = any(
+        not action.option_strings and action.nargs in ("+", "*") for action in parser._actions
+    )
+    if lists and any(not argument.startswith("-") for argument in extra):
+        return " (give the files together, before the options or after them)"
+    return ""
 
 
 class _PrintableFormatter(logging.Formatter):
