@@ -91,6 +91,32 @@ def test_fold_verify_of_an_ir3_model_passes(tmp_path: Path) -> None:
     onnx.checker.check_model(onnx.load(tmp_path / "ir3.folded.onnx"), full_check=True)
 
 
+def test_fold_verify_reads_the_inputs_draws_as_check_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Bernoulli whose probabilities a folded layer computes: ``check`` says it draws
+    otherwise, but ``fold --verify`` read the draws of the model already folded (in place) as
+    the reference's, and passed (t201)."""
+    text = """
+        <ir_version: 9, opset_import: ["" : 17]>
+        agraph (float[2, 4] x) => (float[2, 3] y, float[2, 3] b) {
+            n = ReduceL2 <axes = [1]> (v)
+            d = Div(v, n)
+            w = Mul(g, d)
+            y = Gemm <transB = 1> (x, w)
+            z = Mul(y, zero)
+            p = Add(z, one)
+            b = Bernoulli <seed = 3.0> (p)
+        }
+    """
+    zero, one = np.zeros(1, np.float32), np.ones(1, np.float32)
+    path = tmp_path / "model.onnx"
+    onnx.save(onnx_model(text, v=rand(3, 4), g=rand(3, 1) + 0.5, zero=zero, one=one), path)
+    assert main(["fold", str(path), "--verify", "--runs", "1"]) == 1
+    assert "the candidate holds random ops the reference does not" in capsys.readouterr().out
+    assert not (tmp_path / "model.folded.onnx").exists()
+
+
 def test_an_invalid_output_is_an_internal_error_not_bad_input(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -220,17 +220,19 @@ class _ProjectsTwice(nn.Module):
         return (x @ self.proj.t()) @ self.proj_weight.t()
 
 
+@pytest.mark.parametrize("fold_in_torch", [False, True])
 def test_a_parameter_without_weight_in_its_name_written_transposed_is_said(
-    tmp_path: Path,
+    fold_in_torch: bool, tmp_path: Path
 ) -> None:
     """apply_weight_norm norms any 2-D parameter (``proj``); the ONNX fold wrote ``proj``
-    holding ``proj.T``, and only ``proj_weight`` was said to be held transposed (t197)."""
+    holding ``proj.T``, and only ``proj_weight`` was said to be held transposed (t197); folded
+    in PyTorch, the exporter's ``t`` holding ``proj.T`` kept its name, unsaid (t201)."""
     from wnpass import apply_weight_norm
 
     torch.manual_seed(0)
     model, x, out = _ProjectsTwice().eval(), torch.randn(2, 128), tmp_path / "m.onnx"
     assert apply_weight_norm(model, (x,)).status == "ok"
-    report = export(model, (x,), out, exporter="dynamo", fold_in_torch=False, verify=False)
+    report = export(model, (x,), out, exporter="dynamo", fold_in_torch=fold_in_torch, verify=False)
     weights = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(out).graph.initializer}
     proj = model.proj.detach().numpy()
     np.testing.assert_allclose(weights["proj"], proj.T, rtol=1e-6)

@@ -612,6 +612,31 @@ def test_a_learned_input_of_a_layer_is_said_to_be_its_input() -> None:
     assert sites["up.weight"].axis == 1
 
 
+class _FunctionalInputs(nn.Module):
+    """Parameters given to F.linear and F.conv2d as their inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows, self.w = nn.Parameter(torch.randn(4, 8)), nn.Parameter(torch.randn(6, 8))
+        self.image, self.k = (
+            nn.Parameter(torch.randn(1, 3, 5, 5)),
+            nn.Parameter(torch.randn(2, 3, 3, 3)),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.rows, self.w).sum() + F.conv2d(self.image, self.k).sum() + x.sum()
+
+
+@pytest.mark.parametrize("tracer", ["observe", "static"])
+def test_a_parameter_given_as_a_functional_layer_s_input_is_said_so(tracer: str) -> None:
+    """torch.fx said F.linear's input was a bias (t201)."""
+    sites, _, _ = analyse_sites(_FunctionalInputs(), (torch.randn(2),), tracer=tracer)  # type: ignore[arg-type]
+    found = {site.name: site for site in sites}
+    assert found["rows"].reason == "the input of F.linear, not a weight"
+    assert found["image"].reason == "the input of F.conv2d, not a weight"
+    assert found["w"].axis == found["k"].axis == 0
+
+
 class _NotElementwise(nn.Module):
     """Weights repeated, stacked and reduced: no elementwise use."""
 
@@ -643,10 +668,12 @@ class _Sparse(nn.Module):
         self.layer = nn.Embedding(10, 4, sparse=True)
         self.bags = nn.EmbeddingBag(10, 4, sparse=True)
         self.functional = nn.Parameter(torch.randn(10, 4))
+        self.aten = nn.Parameter(torch.randn(10, 4))
         self.plain = nn.Embedding(10, 4)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         rows = self.layer(ids) + F.embedding(ids, self.functional, sparse=True)
+        rows = rows + torch.embedding(self.aten, ids, -1, False, True)  # t201
         return rows.sum(1) + self.bags(ids) + self.plain(ids).sum(1)
 
 
@@ -658,7 +685,8 @@ def test_an_embedding_with_a_sparse_gradient_is_left_alone(tracer: str) -> None:
     sites, _, _ = analyse_sites(model, (ids,), embeddings=True, tracer=tracer)  # type: ignore[arg-type]
     found = {site.name: site for site in sites}
     # torch.fx knows no EmbeddingBag layer: skipped as such
-    sparse = ["layer.weight", "functional"] + ([] if tracer == "static" else ["bags.weight"])
+    sparse = ["layer.weight", "functional", "aten"]
+    sparse += [] if tracer == "static" else ["bags.weight"]
     for name in sparse:
         assert str(found[name].reason).startswith("takes a sparse gradient"), name
     assert found["bags.weight"].axis is None

@@ -29,6 +29,7 @@ from wnpass.errors import (
 )
 from wnpass.verify import providers, sensitivity
 from wnpass.verify.check import check
+from wnpass.verify.draws import aborting_op
 from wnpass.verify.options import CheckOptions
 from wnpass.verify.report import (
     CANDIDATE_FAILED,
@@ -1554,6 +1555,42 @@ def test_a_random_op_onnx_runtime_aborts_on_is_never_run(
     assert run.status == CANDIDATE_FAILED and said in str(run.error)
 
 
+def test_a_random_op_onnx_runtime_aborts_on_through_a_function_is_never_run(
+    tmp_path: Path,
+) -> None:
+    """t201: a local function's RandomNormalLike of scale ``@s``, called with s = 0, was read
+    with its default scale (1): ONNX Runtime inlines the call and aborted the process."""
+    helper = onnx.helper
+    noise = helper.make_node("RandomNormalLike", ["a"], ["b"])
+    noise.attribute.append(
+        onnx.AttributeProto(name="scale", ref_attr_name="s", type=onnx.AttributeProto.FLOAT)
+    )
+    function = helper.make_function(
+        "local",
+        "Noisy",
+        ["a"],
+        ["c"],
+        [noise, helper.make_node("Add", ["a", "b"], ["c"])],
+        [helper.make_opsetid("", 18)],
+        attributes=["s"],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Noisy", ["x"], ["y"], domain="local", s=0.0)],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 8])],
+    )
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("local", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, functions=[function], ir_version=9)
+    drawing, plain = tmp_path / "drawing.onnx", tmp_path / "plain.onnx"
+    onnx.save(model, drawing)
+    onnx.save(_graph("float[2, 8] x", "y = Identity(x)"), plain)
+    with pytest.raises(InvalidModelError, match="RandomNormalLike 'node' has a scale of 0"):
+        check(drawing, plain, runs=1, warmup=0)
+    report = check(plain, drawing, runs=1, warmup=0)
+    assert not report and report.runs[0].status == CANDIDATE_FAILED
+
+
 def test_random_ops_onnx_runtime_runs_are_not_refused(tmp_path: Path) -> None:
     """An infinite scale, and a low equal to its high, are no assertion's: they run."""
     path = tmp_path / "m.onnx"
@@ -1564,7 +1601,7 @@ def test_random_ops_onnx_runtime_runs_are_not_refused(tmp_path: Path) -> None:
     onnx.save(_graph("float[2, 8] x", body), path)
     from wnpass.onnx import io as onnx_io
 
-    assert providers.aborting_op(onnx_io.load(path)) is None
+    assert aborting_op(onnx_io.load(path)) is None
 
 
 def _random_differences(reference: Path, candidate: Path) -> list[str]:

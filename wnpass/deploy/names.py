@@ -67,8 +67,9 @@ def weights_by_name(model: nn.Module) -> Weights:
 
 def restore_names(model: ir.Model, weights: Weights) -> tuple[list[str], list[str]]:
     """Rename initializers the exporter named itself (``onnx::MatMul_12``, ``mul_1``) after the
-    PyTorch weight they hold, found by shape and value (also transposed, as Linear feeds
-    MatMul; within float32 rounding, as an exporter may have folded weight norm in float32).
+    PyTorch parameter (of 2-D and up) they hold, found by shape and value (also transposed, as
+    Linear feeds MatMul; within float32 rounding, as an exporter may have folded weight norm in
+    float32).
     Returns the weights that still have no initializer of their name, and those whose
     initializer holds them transposed. A name of a weight held under another (tied) names a
     copy of it the exporter made (the tied head's ``W.T`` for a MatMul); with none, the weight
@@ -77,12 +78,14 @@ def restore_names(model: ir.Model, weights: Weights) -> tuple[list[str], list[st
     none: two values of one name read as one, the input's."""
     named = model.graph.initializers
     taken = taken_names(model)
-    arrays = {name: as_array(w) for name, w in weights.values.items() if name not in named}
+    # every parameter of 2-D and up is renamed where found (a weight-normed ``proj`` held as
+    # ``t``, t201); only weights, ``weight`` in their name, are said to be missing
+    arrays = {name: as_array(w) for name, w in weights.parameters.items() if name not in named}
     missing = {name: a for name, a in arrays.items() if a is not None}
     transposed = []
     for init_name, value in list(model.graph.initializers.items()):
         tensor = value.const_value
-        if not missing or tensor is None or init_name in weights.values or tensor.size < 2:
+        if not missing or tensor is None or init_name in weights.parameters or tensor.size < 2:
             continue
         shape = tuple(tensor.shape.numpy())
         for name, weight in missing.items():
@@ -97,7 +100,11 @@ def restore_names(model: ir.Model, weights: Weights) -> tuple[list[str], list[st
                 continue
             del missing[name]
             break
-    unnamed = [name for name, a in arrays.items() if a is None] + list(missing)
+    unnamed = [
+        name
+        for name in [*(n for n, a in arrays.items() if a is None), *missing]
+        if name in weights.values
+    ]
     # after the renaming above; a tied weight is held under any of its names (the dynamo
     # exporter keeps the last: an embedding's table as the tied head's ``head.weight``)
     held = {weights.aliases.get(name, name) for name in named if name in weights.values}

@@ -10,9 +10,10 @@ module calls rather than ops.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.nn import functional as F
@@ -64,13 +65,18 @@ SPARSE = (
 )
 
 
-def sparse_table(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
-    """Whether a call is ``F.embedding`` or ``F.embedding_bag`` with ``sparse=True`` (their
-    seventh and eighth argument)."""
-    position = {F.embedding: 6, F.embedding_bag: 7}.get(func)
+# Where each embedding call takes ``sparse``: F.embedding's seventh argument, F.embedding_bag's
+# eighth, torch.embedding's fifth and torch.embedding_bag's sixth (t201).
+_SPARSE_AT = {F.embedding: 6, F.embedding_bag: 7, torch.embedding: 4, torch.embedding_bag: 5}
+
+
+def sparse_table(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+    """Whether a call of an embedding function has ``sparse=True`` (a traced call's
+    arguments too: a node in its place is no ``True``)."""
+    position = _SPARSE_AT.get(func)
     if position is None:
         return False
-    return bool(args[position] if len(args) > position else kwargs.get("sparse", False))
+    return (args[position] if len(args) > position else kwargs.get("sparse")) is True
 
 
 def unit_use(param: str, op: str, consumer: str, axis: int) -> Use:

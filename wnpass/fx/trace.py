@@ -32,6 +32,7 @@ from wnpass.fx.axes import (
     bias_use,
     conv_transpose_use,
     module_uses,
+    sparse_table,
     table_use,
 )
 from wnpass.fx.forward import Batch, as_batch, state_given_back
@@ -102,11 +103,15 @@ def _fx_functional_use(
     index = _arg_index(user, attr, "weight" if user.kwargs.get("weight") is attr else None)
     if user.op == "call_function" and target in _LINEAR:
         op = "F.linear"
+        if index == 0:  # as the observer says it (t201)
+            return Use(param, op, name, None, f"the input of {op}, not a weight")
         if index != 1:
             return bias_use(param, op, name)
         return table_use(param, op, name, "linear", shape)
     if user.op == "call_function" and target in _CONV:
         op = f"F.{getattr(target, '__name__', 'conv')}"
+        if index == 0:
+            return Use(param, op, name, None, f"the input of {op}, not a weight")
         if index != 1:
             return bias_use(param, op, name)
         return table_use(param, op, name, "conv", shape)
@@ -130,9 +135,7 @@ def _fx_functional_use(
         max_norm = user.kwargs.get("max_norm", user.args[3] if len(user.args) > 3 else None)
         if target is F.embedding and max_norm is not None:
             return Use(param, "F.embedding", name, None, RENORMED)
-        if target is F.embedding and user.kwargs.get(
-            "sparse", user.args[6] if len(user.args) > 6 else False
-        ):
+        if sparse_table(target, user.args, user.kwargs):
             return Use(param, "F.embedding", name, None, SPARSE)
         return table_use(param, "F.embedding", name, "embedding", shape, embeddings=embeddings)
     label = target if isinstance(target, str) else getattr(target, "__name__", str(target))

@@ -27,7 +27,7 @@ from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
 from wnpass.verify import sensitivity
 from wnpass.verify.compare import OutputComparison, compare_outputs, dtype_name
-from wnpass.verify.draws import random_differences
+from wnpass.verify.draws import aborting_op, random_differences
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
 from wnpass.verify.report import (
     CANDIDATE_FAILED,
@@ -207,10 +207,10 @@ def check(
     else:  # the caller's, who checks it is unchanged
         reference_files = model_files(reference, "the reference")
     specs = inputs_mod.signature(reference_model, reference)
-    if (aborts := prov.aborting_op(reference_model)) is not None:  # before any session
+    if (aborts := aborting_op(reference_model)) is not None:  # before any session
         raise prov.SessionError(reference, aborts)
     candidate_model, candidate_files = _load(candidate, "candidate", pinned)
-    candidate_aborts = prov.aborting_op(candidate_model)  # a candidate that fails: not run
+    candidate_aborts = aborting_op(candidate_model)  # a candidate that fails: not run
     candidate_specs = inputs_mod.signature(candidate_model, candidate)
     inputs_mod.require_same_inputs(specs, candidate_specs, candidate)
     files_read = [*reference_files, *candidate_files]

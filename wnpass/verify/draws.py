@@ -26,7 +26,7 @@ from wnpass.onnx.evaluate import small_constant
 from wnpass.onnx.graphs import const_tensor, draws_randomly, graphs_of
 from wnpass.onnx.reach import random_ops_by_output
 
-__all__ = ["random_differences"]
+__all__ = ["aborting_op", "random_differences"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,56 @@ def random_differences(reference: ir.Model, candidate: ir.Model) -> list[str]:
             "check shows equivalent"
         )
     return lines
+
+
+# Random ops whose distribution ONNX Runtime (1.32, built with libstdc++'s assertions) hands
+# to the C++ library unchecked, which then aborts the whole process (SIGABRT: no error, no
+# report): a normal distribution's scale must be above 0, a uniform one's low at most its high.
+_DISTRIBUTIONS = {
+    "RandomNormal": "normal",
+    "RandomNormalLike": "normal",
+    "RandomUniform": "uniform",
+    "RandomUniformLike": "uniform",
+}
+
+
+def aborting_op(model: ir.Model) -> str | None:
+    """Why ONNX Runtime would abort the process running ``model``, or None: a random op whose
+    distribution the C++ library refuses with an assertion (t200: ``RandomNormal`` of scale
+    0), in any graph or body, and in a function with each call's attributes (read with the
+    functions inlined, as ONNX Runtime runs them, t201; where onnx-ir cannot inline them, an
+    attribute a call sets is taken as its default). Even in a branch that never runs: which
+    does is not read."""
+    model, _ = _inlined(model)
+    for graph in graphs_of(model):
+        for node in graph:
+            kind = _DISTRIBUTIONS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+            if kind == "normal" and not _attribute(node, "scale", 1.0) > 0:
+                said = f"a scale of {_attribute(node, 'scale', 1.0):g}"
+                takes = "normal distribution takes a scale above 0"
+            elif kind == "uniform" and not (
+                _attribute(node, "low", 0.0) <= _attribute(node, "high", 1.0)
+            ):
+                low, high = _attribute(node, "low", 0.0), _attribute(node, "high", 1.0)
+                said = f"low {low:g} and high {high:g}"
+                takes = "uniform distribution takes a low at most its high"
+            else:
+                continue
+            named = f" {node.name!r}" if node.name else ""
+            return (
+                f"its {node.op_type}{named} has {said}, on which onnxruntime aborts the "
+                f"process where it runs it (its {takes})"
+            )
+    return None
+
+
+def _attribute(node: ir.Node, name: str, default: float) -> float:
+    """A float attribute of ``node``, its default where not given; one a function's caller
+    sets (a reference) is taken as the default (not known here)."""
+    attr = node.attributes.get(name)
+    if attr is None or attr.is_ref() or attr.type != ir.AttributeType.FLOAT:
+        return default
+    return float(attr.value)
 
 
 def _unmatched(these: _Keys, others: _Keys) -> str:

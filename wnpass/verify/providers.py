@@ -30,7 +30,6 @@ from wnpass.errors import (
     printable,
     shortened,
 )
-from wnpass.onnx.graphs import graphs_of
 
 __all__ = [
     "BITS_TYPES",
@@ -42,7 +41,6 @@ __all__ = [
     "RunFailedError",
     "Session",
     "SessionError",
-    "aborting_op",
     "available",
     "onnxruntime",
     "open_session",
@@ -147,52 +145,6 @@ def warm_up(provider: str) -> None:
     ort.InferenceSession(
         model.SerializeToString(), sess_options=_session_options(ort), providers=providers
     )
-
-
-# Random ops whose distribution ONNX Runtime (1.32, built with libstdc++'s assertions) hands
-# to the C++ library unchecked, which then aborts the whole process (SIGABRT: no error, no
-# report): a normal distribution's scale must be above 0, a uniform one's low at most its high.
-_DISTRIBUTIONS = {
-    "RandomNormal": "normal",
-    "RandomNormalLike": "normal",
-    "RandomUniform": "uniform",
-    "RandomUniformLike": "uniform",
-}
-
-
-def aborting_op(model: ir.Model) -> str | None:
-    """Why ONNX Runtime would abort the process running ``model``, or None: a random op whose
-    distribution the C++ library refuses with an assertion (t200: ``RandomNormal`` of scale
-    0), in any graph, body or function (an attribute a function's caller sets is not known)."""
-    for graph in graphs_of(model):
-        for node in graph:
-            kind = _DISTRIBUTIONS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-            if kind == "normal" and not _attribute(node, "scale", 1.0) > 0:
-                said = f"a scale of {_attribute(node, 'scale', 1.0):g}"
-                takes = "normal distribution takes a scale above 0"
-            elif kind == "uniform" and not (
-                _attribute(node, "low", 0.0) <= _attribute(node, "high", 1.0)
-            ):
-                low, high = _attribute(node, "low", 0.0), _attribute(node, "high", 1.0)
-                said = f"low {low:g} and high {high:g}"
-                takes = "uniform distribution takes a low at most its high"
-            else:
-                continue
-            named = f" {node.name!r}" if node.name else ""
-            return (
-                f"its {node.op_type}{named} has {said}, on which onnxruntime aborts the "
-                f"process (its {takes})"
-            )
-    return None
-
-
-def _attribute(node: ir.Node, name: str, default: float) -> float:
-    """A float attribute of ``node``, its default where not given; one a function's caller
-    sets (a reference) is taken as the default (not known here)."""
-    attr = node.attributes.get(name)
-    if attr is None or attr.is_ref() or attr.type != ir.AttributeType.FLOAT:
-        return default
-    return float(attr.value)
 
 
 class SessionError(InvalidModelError):
