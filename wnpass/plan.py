@@ -148,6 +148,23 @@ def _on_open(event: str, args: tuple[object, ...]) -> None:
         return
 
 
+class ProcessExit(SystemExit):
+    """``os._exit(code)`` called by the user's code, raised instead, as ``sys.exit`` raises:
+    it ended the process at once, exit code 0 and nothing written (t202)."""
+
+
+_real_os_exit = os._exit
+_pid = os.getpid()
+
+
+def _os_exit(code: int) -> None:
+    """``os._exit`` while the user's code runs: raises :class:`ProcessExit` in this process;
+    a child it forked (a DataLoader's worker) exits as it would."""
+    if os.getpid() != _pid:
+        _real_os_exit(code)
+    raise ProcessExit(code)
+
+
 @contextlib.contextmanager
 def user_code() -> Iterator[None]:
     """Run the user's code (a model.py's, a forward): the files it reads are recorded in
@@ -179,9 +196,12 @@ def _marked(users: bool) -> Iterator[None]:
     outer = _threads_in_user_code.get(me)
     _threads_in_user_code[me] = users
     own_cwd = _enter_users_cwd() if users and not outer else None
+    exits = os._exit
+    os._exit = _os_exit if users else _real_os_exit  # type: ignore[assignment]
     try:
         yield
     finally:
+        os._exit = exits
         _drain_watches(counted=users or _users_elsewhere(me))
         if outer is None:
             _threads_in_user_code.pop(me, None)

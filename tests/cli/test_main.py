@@ -449,6 +449,12 @@ EXITS = {
     # a BaseException that is neither a stop nor SystemExit gave a traceback and exit 1
     "import-base": ("class E(BaseException):\n    pass\nraise E('own')\n", "raised E: own"),
     "forward-base": (_RAISING_FORWARD.format(error="GeneratorExit('g')"), "raised GeneratorExit"),
+    # os._exit ended the process at once: exit 0, nothing written, no word (t202)
+    "import-os": ("import os\nos._exit(0)\n", "called os._exit(0)"),
+    "forward-os": (
+        _RAISING_FORWARD.replace("raise {error}", "__import__('os')._exit(3)"),
+        "called os._exit(3)",
+    ),
 }
 # Without example inputs the model is traced by torch.fx: a sys.exit() there is a tracer's
 # failure like any other, and module types are read (tests/fx/test_analyse.py).
@@ -469,6 +475,10 @@ EXPORT = ["export", "-o", "{out}", "--verify"]
         ("forward-base", EXPORT),
         ("forward-base", ["train-rewrite"]),
         ("forward-base", ["inspect"]),
+        ("import-os", EXPORT),
+        ("import-os", ["train-rewrite"]),
+        ("forward-os", EXPORT),
+        ("forward-os", ["inspect"]),
     ],
 )
 def test_a_sys_exit_in_the_model_is_one_line_and_exit_2(

@@ -45,7 +45,7 @@ from wnpass.fx.axes import renormed_table
 from wnpass.fx.compare import result_tensors
 from wnpass.fx.elements import Elements
 from wnpass.interrupts import STOPS
-from wnpass.plan import user_code
+from wnpass.plan import ProcessExit, user_code
 
 __all__ = [
     "Batch",
@@ -93,7 +93,7 @@ def what_it_did(error: BaseException) -> str:
     ``called sys.exit(0)`` for a SystemExit (whatever raised it: ``exit()``, argparse)."""
     if isinstance(error, SystemExit):
         code = "" if error.code is None else " ".join(repr(error.code).split())[:240]
-        return f"called sys.exit({code})"
+        return f"called {'os._exit' if isinstance(error, ProcessExit) else 'sys.exit'}({code})"
     return f"raised {one_line(error, with_type=True)}"
 
 
