@@ -154,13 +154,13 @@ class ProcessExit(SystemExit):
 
 
 _real_os_exit = os._exit
-_pid = os.getpid()
+_running_in: int | None = None  # the process that runs the user's code
 
 
 def _os_exit(code: int) -> None:
-    """``os._exit`` while the user's code runs: raises :class:`ProcessExit` in this process;
-    a child it forked (a DataLoader's worker) exits as it would."""
-    if os.getpid() != _pid:
+    """``os._exit`` while the user's code runs: raises :class:`ProcessExit` in the process
+    that runs it; a child it forked (a DataLoader's worker) exits as it would."""
+    if os.getpid() != _running_in:
         _real_os_exit(code)
     raise ProcessExit(code)
 
@@ -196,7 +196,8 @@ def _marked(users: bool) -> Iterator[None]:
     outer = _threads_in_user_code.get(me)
     _threads_in_user_code[me] = users
     own_cwd = _enter_users_cwd() if users and not outer else None
-    exits = os._exit
+    global _running_in
+    exits, _running_in = os._exit, os.getpid()
     os._exit = _os_exit if users else _real_os_exit  # type: ignore[assignment]
     try:
         yield
