@@ -211,6 +211,7 @@ def test_a_data_file_wnpass_did_not_create_is_kept_though_it_has_wnpass_s_name(
         ("out.onnx.data", [], "not created by wnpass"),
         ("out.onnx.data", ["out.onnx.1.data"], "not created by wnpass"),
         ("out.onnx.data", "not json", "not created by wnpass"),
+        ("out.onnx.data", "[" * 5000 + "]" * 5000, "not created by wnpass"),  # t202: deeper
         ("out.onnx.data", {"out.onnx.data": 1}, "not created by wnpass"),
         ("a.onnx.data", ["a.onnx.data"], "not a data-file name wnpass gives this output"),
     ],

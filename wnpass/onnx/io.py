@@ -339,7 +339,7 @@ def _data_record(path: Path) -> tuple[set[Path], frozenset[str]]:
     entries = [entry.value for entry in proto.metadata_props if entry.key == DATA_FILES_KEY]
     try:
         names = json.loads(entries[-1]) if entries else []
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than it reads (t202)
         names = []
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         names = []
