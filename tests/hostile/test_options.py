@@ -123,6 +123,10 @@ OPTIONS |= {
     "export --exporter onnxscript": (_export("--exporter", "onnxscript"), "invalid choice"),
     "export --dynamic without axes": (_export("--dynamic", "x"), "--dynamic 'x': expected"),
     "export --dynamic with text axes": (_export("--dynamic", "x=a,b"), "expected NAME=AXES"),
+    # int() takes these (t202): an Arabic-Indic 3, a space, a sign
+    "export --dynamic with a non-ASCII digit": (_export("--dynamic", "x=\u0663"), "expected NAME"),
+    "export --dynamic with a space": (_export("--dynamic", "x= 0"), "expected NAME=AXES"),
+    "export --dynamic with a plus sign": (_export("--dynamic", "x=+1"), "expected NAME=AXES"),
     "export --dynamic with a negative axis": (
         _export("--dynamic", "x=-1"),
         "axes count from 0 (a negative axis is not taken)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from wnpass.cli.options import (
@@ -122,6 +123,9 @@ def _check_arguments(options: CheckOptions | None) -> dict[str, Any]:
     }
 
 
+_DIGITS = re.compile(r"-?[0-9]+")
+
+
 def _parse_dynamic(items: list[str] | None) -> dict[str, dict[int, str]] | None:
     """``["mel=0,2"]`` -> ``{"mel": {0: "mel_0", 2: "mel_2"}}``; flags naming one input add
     up (``x=0 --dynamic x=1`` is ``x=0,1``). Whether each name and axis fits the model is
@@ -133,10 +137,9 @@ def _parse_dynamic(items: list[str] | None) -> dict[str, dict[int, str]] | None:
     dynamic: dict[str, dict[int, str]] = {}
     for item in items:
         name, _, text = item.partition("=")
-        try:
-            axes = [int(a) for a in text.split(",")]
-        except ValueError:
-            axes = []
+        parts = text.split(",")
+        # ASCII digits as written (int() takes " 0", "+1" and Arabic-Indic digits, t202)
+        axes = [int(a) for a in parts] if all(_DIGITS.fullmatch(a) for a in parts) else []
         if not name or not axes:
             raise InvalidArgumentError(
                 f"{item!r}: expected NAME=AXES, e.g. mel=0,2", parameter="dynamic"
