@@ -685,7 +685,10 @@ class IOPlan:
         seen: dict[Path, _Entry] = {}
         seen_ids: dict[tuple[int, int], _Entry] = {}
         for entry in self._writes:
-            self._check_target(entry)
+            # a derived name (a data file's) too long for the system names no file there, and
+            # may never be written (a small model's weights stay inline): refused if it is
+            # (t202: refused after the export, for a data file a model needed none of)
+            self._check_target(entry, derived=_where(entry.path) in self._new)
             path, where = entry.path, _where(entry.path)
             identity = _identity(path)
             read = read_where.get(where) or (read_ids.get(identity) if identity else None)
@@ -786,7 +789,7 @@ class IOPlan:
         self._probed.add(folder)
 
     @staticmethod
-    def _check_target(entry: _Entry) -> None:
+    def _check_target(entry: _Entry, *, derived: bool = False) -> None:
         path = entry.path
         if path.name in ("", ".", ".."):
             raise OutputError(f"{path}: is a directory", parameter=entry.parameter)
@@ -803,6 +806,8 @@ class IOPlan:
         except FileNotFoundError:
             return
         except OSError as error:
+            if derived and error.errno == errno.ENAMETOOLONG:
+                return
             raise OutputError(
                 f"{path}: cannot be examined ({error.strerror})", parameter=entry.parameter
             ) from None

@@ -914,3 +914,16 @@ def test_a_data_file_name_taken_by_another_process_meanwhile_is_never_written_ov
     assert theirs.read_bytes() == b"another run's weights"
     assert out.read_bytes() == before and (tmp_path / "out.onnx.data").exists()
     assert not list(tmp_path.glob(".wnpass-*"))
+
+
+def test_an_output_of_the_longest_name_whose_data_file_name_would_be_too_long(
+    tmp_path: Path,
+) -> None:
+    """A 255-byte output name is valid, its ``.data`` name is not: a model small enough to be
+    written inline was refused (``cannot be examined``, then ``cannot write``: File name too
+    long) for a data file it never needed (t202)."""
+    source = weight_normed(tmp_path)
+    output = tmp_path / ("o" * 250 + ".onnx")
+    _, report = fold_onnx(source, output)
+    assert report.output == str(output) and report.data_files == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, output.name])

@@ -567,7 +567,8 @@ def save(
         # the replaced model under another name (a hard link) still reads its data files
         linked = replacing and _hard_links(path) > 1
         staged_data = staging / (target.data_name or "")
-        if target.data_path is not None and staged_data.is_file() and staged_data.stat().st_size:
+        written = external and staged_data.is_file()  # not looked for where none was (t202)
+        if target.data_path is not None and written and staged_data.stat().st_size:
             plan.publish(staged_data, target.data_path)  # small tensors stay inline
         plan.publish(staged, path)
         # before the block ends, where a stop signal held since the first publish is raised
