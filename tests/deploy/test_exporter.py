@@ -5,6 +5,7 @@ warnings about torch's own modules left out, and what it prints silenced only wh
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -223,3 +224,27 @@ def test_an_output_folder_moved_during_the_export_is_said_so(
     assert e.value.parameter == "output"
     assert list((tmp_path / "moved").iterdir()) == []
     assert out.read_text() == "a file" if replaced_by == "a file" else list(out.iterdir()) == []
+
+
+class _RemovesTheStaging(nn.Module):
+    """A forward that removes every wnpass staging folder in the output's folder."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.fc, self.folder = nn.Linear(4, 3), folder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for staging in self.folder.glob(".wnpass-*"):
+            shutil.rmtree(staging, ignore_errors=True)
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_staging_folder_the_model_removes_is_said_so(tmp_path: Path, exporter: str) -> None:
+    """Its output's folder still there, the error said the folder was moved or removed (t202)."""
+    from wnpass.errors import OutputError
+
+    model = _RemovesTheStaging(tmp_path)
+    with pytest.raises(OutputError, match=r"m.onnx: cannot write: wnpass's staging folder"):
+        export(model, (torch.randn(2, 4),), tmp_path / "m.onnx", exporter=exporter, verify=False)
+    assert list(tmp_path.iterdir()) == []

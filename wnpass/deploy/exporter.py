@@ -126,6 +126,11 @@ def _write_failure(error: BaseException, path: Path, output: Path) -> str | None
             if ours and current.errno in _DISK_FULL:
                 return f"{output}: cannot write ({current.strerror or current})"
             if ours and current.errno in _GONE and not staging.is_dir():
+                if output.parent.is_dir() and not os.path.lexists(staging):  # the folder's there
+                    return (
+                        f"{output}: cannot write: wnpass's staging folder {staging.name} beside "
+                        "it was removed during the export (by the model's code?)"
+                    )
                 return f"{output}: cannot write: its folder was moved or removed during the export"
         current = current.__cause__ or current.__context__
     return None
