@@ -56,6 +56,7 @@ def run_exporter(
     positional inputs as the keyword inputs, so a dict that is a positional input gets an empty
     dict after it, which is how torch.onnx says "no keyword inputs".
     """
+    folder = _identity(output.parent)  # to tell it from one made there meanwhile
     options: dict[str, Any] = {"input_names": names, "dynamo": dynamo, "verbose": False}
     if opset is not None:
         options["opset_version"] = opset
@@ -88,7 +89,8 @@ def run_exporter(
         except BaseException as error:  # the exporter's, or the model's code while traced
             _warned(caught, failed=True)
             logger.info("torch.onnx.export failed", exc_info=error)  # -v: the traceback
-            if (failed := _write_failure(error, path, output)) is not None:  # not the model's
+            failed = _write_failure(error, path, output, folder)
+            if failed is not None:  # not the model's
                 raise OutputError(failed, parameter="output") from None
             raise ExportError(f"torch.onnx.export failed: {_failure(error)}") from None
     if not (dynamo and dynamic):
@@ -109,11 +111,22 @@ def moved_by_trace(target: nn.Module, loaded: Mapping[str, torch.Tensor]) -> lis
     ]
 
 
-def _write_failure(error: BaseException, path: Path, output: Path) -> str | None:
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _write_failure(
+    error: BaseException, path: Path, output: Path, folder: tuple[int, int] | None = None
+) -> str | None:
     """Why the exporter could not write ``path``, in its staging folder for ``output``, where
     the disk or another process ended the export, found along the exporter's chain of causes:
     a full disk (or a file size limit, a quota), or the staging folder gone (the output's
-    folder moved, removed or replaced by a file meanwhile, t177, t182). Not an error of a
+    folder moved, removed or replaced by a file meanwhile, t177, t182; or, that folder still
+    the one it was, ``folder``, the staging folder alone removed, t202). Not an error of a
     file the model's own code wrote, which is the model's."""
     staging = path.parent
     seen: set[int] = set()
@@ -126,7 +139,7 @@ def _write_failure(error: BaseException, path: Path, output: Path) -> str | None
             if ours and current.errno in _DISK_FULL:
                 return f"{output}: cannot write ({current.strerror or current})"
             if ours and current.errno in _GONE and not staging.is_dir():
-                if output.parent.is_dir() and not os.path.lexists(staging):  # the folder's there
+                if folder is not None and _identity(output.parent) == folder:  # still there
                     return (
                         f"{output}: cannot write: wnpass's staging folder {staging.name} beside "
                         "it was removed during the export (by the model's code?)"
