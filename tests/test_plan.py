@@ -6,6 +6,7 @@ import errno
 import fcntl
 import json
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -930,3 +931,46 @@ def test_an_old_output_whose_data_location_holds_a_nul_byte_references_nothing(
     assert {k: v for k, v in after.items() if k != "out.onnx"} == {
         k: v for k, v in before.items() if k != "out.onnx"
     }
+
+
+def test_os_exit_raises_on_the_thread_running_the_user_s_code_alone() -> None:
+    """t202: ``os._exit`` in a model.py ended the process at exit 0, nothing written; t203:
+    patched for the whole process, it swallowed another thread's exit (a watchdog's), and
+    blocks ending out of order left it patched."""
+    real = os._exit
+    with plan_module.user_code():
+        with pytest.raises(plan_module.ProcessExit) as raised:
+            os._exit(3)
+        assert raised.value.code == 3
+    assert os._exit is real
+    entered, release = threading.Event(), threading.Event()
+
+    def second_block() -> None:
+        with plan_module.user_code():
+            entered.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=second_block)
+    block = plan_module.user_code()
+    block.__enter__()  # this thread's block begins first and ends first
+    thread.start()
+    assert entered.wait(10)
+    block.__exit__(None, None, None)
+    release.set()
+    thread.join(10)
+    assert os._exit is real
+
+
+def test_os_exit_of_another_thread_exits_the_process(tmp_path: Path) -> None:
+    """A thread other than the one running the user's code (one it started, the caller's
+    watchdog) exits as it would, with its code."""
+    script = tmp_path / "exits.py"
+    script.write_text(
+        "import os, threading, time\n"
+        "from wnpass.plan import user_code\n"
+        "with user_code():\n"
+        "    threading.Thread(target=lambda: os._exit(7)).start()\n"
+        "    time.sleep(10)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], check=False, timeout=60)
+    assert done.returncode == 7

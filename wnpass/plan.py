@@ -153,16 +153,45 @@ class ProcessExit(SystemExit):
     it ended the process at once, exit code 0 and nothing written (t202)."""
 
 
-_real_os_exit = os._exit
-_running_in: int | None = None  # the process that runs the user's code
+# ``os._exit`` as it was before the first block of user code began (restored after the last
+# one ends), the process that installed :func:`_os_exit`, and how many blocks are running.
+_saved_os_exit = os._exit
+_installed_in: int | None = None
+_exit_blocks = 0
+_exit_lock = threading.Lock()
 
 
 def _os_exit(code: int) -> None:
-    """``os._exit`` while the user's code runs: raises :class:`ProcessExit` in the process
-    that runs it; a child it forked (a DataLoader's worker) exits as it would."""
-    if os.getpid() != _running_in:
-        _real_os_exit(code)
-    raise ProcessExit(code)
+    """``os._exit`` while user code runs: raises :class:`ProcessExit` on a thread running the
+    user's code, in the process that runs it; anywhere else (another thread, the caller's
+    watchdog; a child the code forked, a DataLoader's worker) it exits as it would (t203)."""
+    me = threading.get_ident()
+    if os.getpid() == _installed_in and _threads_in_user_code.get(me):
+        raise ProcessExit(code)
+    _saved_os_exit(code)
+
+
+def _exits_raise(users: bool) -> contextlib.AbstractContextManager[None]:
+    """:func:`_os_exit` installed for the block where it runs user code (``users``); the
+    original put back once no block of user code is running, in whatever order they end."""
+    return _exit_installed() if users else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _exit_installed() -> Iterator[None]:
+    global _saved_os_exit, _installed_in, _exit_blocks
+    with _exit_lock:
+        if _exit_blocks == 0:
+            _saved_os_exit, _installed_in = os._exit, os.getpid()
+            os._exit = _os_exit  # type: ignore[assignment]
+        _exit_blocks += 1
+    try:
+        yield
+    finally:
+        with _exit_lock:
+            _exit_blocks -= 1
+            if _exit_blocks == 0:
+                os._exit = _saved_os_exit
 
 
 @contextlib.contextmanager
@@ -196,13 +225,10 @@ def _marked(users: bool) -> Iterator[None]:
     outer = _threads_in_user_code.get(me)
     _threads_in_user_code[me] = users
     own_cwd = _enter_users_cwd() if users and not outer else None
-    global _running_in
-    exits, _running_in = os._exit, os.getpid()
-    os._exit = _os_exit if users else _real_os_exit  # type: ignore[assignment]
     try:
-        yield
+        with _exits_raise(users):
+            yield
     finally:
-        os._exit = exits
         _drain_watches(counted=users or _users_elsewhere(me))
         if outer is None:
             _threads_in_user_code.pop(me, None)
