@@ -298,5 +298,34 @@ def test_a_cone_folded_under_a_weights_name_is_said_laid_out() -> None:
         cone("lstm.bias_ih_l0+bias_hh_l0", ["Concat"]),
     ])  # fmt: skip
     values = {n: torch.zeros(8, 4) for n in ("lstm.weight_ih_l0", "fc.weight", "conv.weight")}
-    weights = Weights(values, {}, values)
+    weights = Weights(values, {}, values, {})
     assert folded_layouts(fold, weights) == (["fc.weight"], ["lstm.weight_ih_l0"], {})
+
+
+class _CopiesAndReturns(nn.Module):
+    """An unused parameter ``proj`` of fc's values (declared first), and a parameter ``table``
+    the forward returns transposed (a graph output of its values)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Parameter(torch.randn(8, 8))
+        self.fc = nn.Linear(8, 8, bias=False)
+        self.table = nn.Parameter(torch.randn(8, 8))
+        with torch.no_grad():
+            self.fc.weight.copy_(self.proj)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.fc(x), self.table.T
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_parameter_is_named_back_only_where_that_is_sure(exporter: str, tmp_path: Path) -> None:
+    """t203: an unused ``proj`` of fc.weight's values took fc.weight's initializer (then said
+    missing), and a graph output holding ``table.T`` was renamed ``table``."""
+    torch.manual_seed(0)
+    model, out = _CopiesAndReturns().eval(), tmp_path / "m.onnx"
+    report = export(model, (torch.randn(2, 3, 8),), out, exporter=exporter, verify=False)
+    graph = onnx.load(out).graph
+    assert report.names_missing == [] and "fc.weight" in {i.name for i in graph.initializer}
+    assert "proj" not in {i.name for i in graph.initializer}
+    assert "table" not in {o.name for o in graph.output}

@@ -15,6 +15,7 @@ from torch import nn
 
 from wnpass.axes import is_legacy_hook
 from wnpass.deploy.outputs import as_array
+from wnpass.fx.arguments import is_lazy
 from wnpass.onnx.naming import taken_names
 from wnpass.report import FoldReport
 from wnpass.rules import parse_key
@@ -29,6 +30,7 @@ class Weights(NamedTuple):
     values: dict[str, torch.Tensor]
     aliases: dict[str, str]
     parameters: dict[str, torch.Tensor]
+    buffers: dict[str, torch.Tensor]  # of 2-D and up: what a parameter's values may be too
 
 
 def weights_by_name(model: nn.Module) -> Weights:
@@ -62,7 +64,12 @@ def weights_by_name(model: nn.Module) -> Weights:
         if (named := first.setdefault(id(param), name)) != name:
             aliases[name] = named
         weights[name] = parameters[name]
-    return Weights(weights, aliases, parameters)
+    buffers = {
+        name: buffer.detach()
+        for name, buffer in model.named_buffers()
+        if buffer.dim() >= 2 and not is_lazy(buffer)
+    }
+    return Weights(weights, aliases, parameters, buffers)
 
 
 def restore_names(model: ir.Model, weights: Weights) -> tuple[list[str], list[str]]:
@@ -78,37 +85,83 @@ def restore_names(model: ir.Model, weights: Weights) -> tuple[list[str], list[st
     none: two values of one name read as one, the input's."""
     named = model.graph.initializers
     taken = taken_names(model)
-    # every parameter of 2-D and up is renamed where found (a weight-normed ``proj`` held as
-    # ``t``, t201); only weights, ``weight`` in their name, are said to be missing
-    arrays = {name: as_array(w) for name, w in weights.parameters.items() if name not in named}
+    arrays = {name: as_array(w) for name, w in weights.values.items() if name not in named}
     missing = {name: a for name, a in arrays.items() if a is not None}
-    transposed = []
+    transposed: list[str] = []
     for init_name, value in list(model.graph.initializers.items()):
         tensor = value.const_value
-        if not missing or tensor is None or init_name in weights.parameters or tensor.size < 2:
+        if not missing or tensor is None or init_name in weights.values or tensor.size < 2:
             continue
-        shape = tuple(tensor.shape.numpy())
         for name, weight in missing.items():
-            if name in taken:
+            if name in taken or (how := _held_as(tensor, weight)) is None:
                 continue
-            if weight.shape == shape and _close(tensor.numpy(), weight):
-                value.name = name
-            elif weight.ndim == 2 and weight.T.shape == shape and _close(tensor.numpy(), weight.T):
-                value.name = name
+            value.name = name
+            if how == "transposed":
                 transposed.append(name)
-            else:
-                continue
             del missing[name]
             break
-    unnamed = [
-        name
-        for name in [*(n for n, a in arrays.items() if a is None), *missing]
-        if name in weights.values
-    ]
+    transposed += _name_other_parameters(model, weights, taken)
+    unnamed = [n for n, a in arrays.items() if a is None] + list(missing)
     # after the renaming above; a tied weight is held under any of its names (the dynamo
     # exporter keeps the last: an embedding's table as the tied head's ``head.weight``)
     held = {weights.aliases.get(name, name) for name in named if name in weights.values}
     return [n for n in unnamed if weights.aliases.get(n, n) not in held], transposed
+
+
+def _held_as(tensor: ir.TensorProtocol, weight: np.ndarray) -> str | None:
+    """How an initializer holds ``weight``: ``"as is"``, ``"transposed"`` (2-D), or None."""
+    shape = tuple(tensor.shape.numpy())
+    if weight.shape == shape and _close(tensor.numpy(), weight):
+        return "as is"
+    if weight.ndim == 2 and weight.T.shape == shape and _close(tensor.numpy(), weight.T):
+        return "transposed"
+    return None
+
+
+def _name_other_parameters(model: ir.Model, weights: Weights, taken: set[str]) -> list[str]:
+    """The parameters of 2-D and up without ``weight`` in their name (a weight-normed
+    ``proj`` the dynamo exporter holds as ``t``, t201) given their initializer's name back,
+    where that is sure: one initializer the exporter named holds the parameter, and no other
+    parameter or buffer holds what it holds (an unused parameter of a weight's values took
+    the weight's name, a buffer's, t203); never a graph output's. Returns those held
+    transposed."""
+    outputs = {id(value) for value in model.graph.outputs}
+    named = model.graph.initializers
+    others = {
+        name: array
+        for name, value in weights.parameters.items()
+        if name not in weights.values and name not in named and name not in taken
+        if (array := as_array(value)) is not None
+    }
+    if not others:
+        return []
+    free = [  # the initializers the exporter named, with their values
+        (value, tensor)
+        for init_name, value in named.items()
+        if init_name not in weights.parameters and id(value) not in outputs
+        if (tensor := value.const_value) is not None and tensor.size >= 2
+    ]
+    holders = {**weights.parameters, **weights.buffers}
+    transposed = []
+    for name, array in others.items():
+        found = [(v, t, how) for v, t in free if (how := _held_as(t, array)) is not None]
+        if len(found) != 1:
+            continue
+        value, tensor, how = found[0]
+        alike = [
+            other
+            for other, held in holders.items()
+            if other != name
+            and (other_array := as_array(held)) is not None
+            and _held_as(tensor, other_array) is not None
+        ]
+        if alike:
+            continue
+        value.name = name
+        free.remove((value, tensor))
+        if how == "transposed":
+            transposed.append(name)
+    return transposed
 
 
 # Layout ops that move a weight's elements (``Reshape``, ``Unsqueeze``, a ``Cast`` keep their
