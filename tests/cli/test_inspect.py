@@ -444,12 +444,13 @@ def test_a_folder_stands_for_the_onnx_files_under_it(
     hidden.mkdir()
     _save(hidden, "skipped.onnx", onnx_model(WN, v=rand(3, 4), g=rand(3, 1)))
     (tmp_path / "loop").symlink_to(tmp_path)  # a link to a folder: not followed
+    (tmp_path / ".more").symlink_to(tmp_path / "sub")  # a hidden one: said too (t203)
     capsys.readouterr()
     assert main(["--quiet", "inspect", str(tmp_path), "--strict"]) == 1
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0] == (  # what the gate did not see, said (t196)
-        f"{tmp_path}: skipped 1 checkpoint (name each one), 1 hidden entry (a name starting "
+        f"{tmp_path}: skipped 1 checkpoint (name each one), 2 hidden entries (a name starting "
         "with '.'), 1 link to a folder (not followed)"
     )
     named = [line.split(": ")[0] for line in lines[1:] if not line.startswith("STRICT")]

@@ -568,6 +568,8 @@ def test_an_argument_a_command_does_not_take_points_at_its_own_help(
         "unrecognized arguments: b.onnx (give the files together, before the options or after "
         "them) (see wnpass inspect --help)\n"
     )
+    assert main(["inspect", "a.onnx", "--shapes", "x=1", "b.onnx"]) == 2  # an unknown option
+    assert capsys.readouterr().err.endswith("x=1 b.onnx (see wnpass inspect --help)\n")
     assert main(["fold", "a.onnx", "-q", "b.onnx"]) == 2  # one file: no list to give together
     assert capsys.readouterr().err.endswith("b.onnx (see wnpass fold --help)\n")
 

@@ -927,3 +927,13 @@ def test_an_output_of_the_longest_name_whose_data_file_name_would_be_too_long(
     _, report = fold_onnx(source, output)
     assert report.output == str(output) and report.data_files == []
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, output.name])
+
+
+def test_a_data_file_name_too_long_is_refused_saying_so(tmp_path: Path) -> None:
+    """Where the weights do go to a data file, its name too long said "cannot write (File name
+    too long)" of the output, whose own name was valid (t203)."""
+    source = weight_normed(tmp_path)
+    output = tmp_path / ("o" * 250 + ".onnx")
+    with pytest.raises(OutputError, match=r"its weights go to a data file, whose name o+\.onnx"):
+        fold_onnx(source, output, external_data=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [source.name]

@@ -170,7 +170,7 @@ def _split_list(parser: argparse.ArgumentParser, extra: list[str]) -> str:
     lists = any(
         not action.option_strings and action.nargs in ("+", "*") for action in parser._actions
     )
-    if lists and any(not argument.startswith("-") for argument in extra):
+    if lists and not any(argument.startswith("-") for argument in extra):  # files alone
         return " (give the files together, before the options or after them)"
     return ""
 

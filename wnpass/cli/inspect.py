@@ -234,8 +234,9 @@ def _onnx_files(top: Path, skipped: list[str]) -> list[Path]:
 
 
 def _a_folder(entry: os.DirEntry[str]) -> bool:
+    """A folder, or a link to one (t203: a hidden link to a folder went unsaid)."""
     try:
-        return entry.is_dir(follow_symlinks=False)
+        return entry.is_dir()
     except OSError:
         return False
 

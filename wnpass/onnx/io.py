@@ -532,6 +532,8 @@ def save(
     _internalize_attribute_tensors(model)
     if same_bytes_as is None:  # before anything is written
         validity.check_output(model, path)
+    if external and target.data_name is not None:
+        _require_name_fits(path, target.data_name)
     with plan.staging(path) as staging:
         staged = staging / path.name
         if same_bytes_as is not None:
@@ -584,6 +586,21 @@ def _hard_links(path: Path) -> int:
         return os.lstat(path).st_nlink
     except OSError:
         return 1
+
+
+def _require_name_fits(path: Path, data_name: str) -> None:
+    """Refuse a data file whose name is longer than the output's folder takes (a valid output
+    name of 255 bytes, and its ``.data``: t202, t203), saying so, before anything is staged."""
+    try:
+        longest = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        longest = 255
+    if len(os.fsencode(data_name)) > longest:
+        raise OutputError(
+            f"{path}: its weights go to a data file, whose name {data_name} is longer than "
+            f"the {longest} bytes a name may have there; give the output a shorter name",
+            parameter="output",
+        )
 
 
 def _too_large(path: Path, size: int, what: str) -> OutputError:

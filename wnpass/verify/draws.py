@@ -18,12 +18,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
+from collections.abc import Mapping
 
 import numpy as np
 import onnx_ir as ir
 
 from wnpass.onnx.evaluate import small_constant
-from wnpass.onnx.graphs import const_tensor, draws_randomly, graphs_of
+from wnpass.onnx.graphs import const_tensor, draws_randomly, graphs_of, subgraphs_of
 from wnpass.onnx.reach import random_ops_by_output
 
 __all__ = ["aborting_op", "random_differences"]
@@ -84,37 +85,59 @@ _DISTRIBUTIONS = {
 def aborting_op(model: ir.Model) -> str | None:
     """Why ONNX Runtime would abort the process running ``model``, or None: a random op whose
     distribution the C++ library refuses with an assertion (t200: ``RandomNormal`` of scale
-    0), in any graph or body, and in a function with each call's attributes (read with the
-    functions inlined, as ONNX Runtime runs them, t201; where onnx-ir cannot inline them, an
-    attribute a call sets is taken as its default). Even in a branch that never runs: which
-    does is not read."""
-    model, _ = _inlined(model)
-    for graph in graphs_of(model):
+    0), in any graph or body, and in a function with each call's attributes: read with the
+    functions inlined, as ONNX Runtime runs them (t201), or, where onnx-ir cannot inline them
+    (another opset), call by call, an attribute a call does not set taken from the function's
+    default (t203). Even in a branch that never runs: which does is not read."""
+    inlined, unknown = _inlined(model)
+    for graph in graphs_of(inlined):
         for node in graph:
-            kind = _DISTRIBUTIONS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-            if kind == "normal" and not _attribute(node, "scale", 1.0) > 0:
-                said = f"a scale of {_attribute(node, 'scale', 1.0):g}"
-                takes = "normal distribution takes a scale above 0"
-            elif kind == "uniform" and not (
-                _attribute(node, "low", 0.0) <= _attribute(node, "high", 1.0)
-            ):
-                low, high = _attribute(node, "low", 0.0), _attribute(node, "high", 1.0)
-                said = f"low {low:g} and high {high:g}"
-                takes = "uniform distribution takes a low at most its high"
-            else:
+            if (said := _aborts(node, {})) is not None:
+                return said
+    if not unknown:  # inlined, or no function draws
+        return None
+    for graph in graphs_of(model):
+        for call in graph:
+            function = model.functions.get((call.domain, call.op_type, call.overload))
+            if function is None:
                 continue
-            named = f" {node.name!r}" if node.name else ""
-            return (
-                f"its {node.op_type}{named} has {said}, on which onnxruntime aborts the "
-                f"process where it runs it (its {takes})"
-            )
+            bound = {**function.attributes, **call.attributes}
+            for body in (function, *subgraphs_of(function)):
+                for node in body:
+                    if (said := _aborts(node, bound)) is not None:
+                        return said
     return None
 
 
-def _attribute(node: ir.Node, name: str, default: float) -> float:
+def _aborts(node: ir.Node, bound: Mapping[str, ir.Attr]) -> str | None:
+    """Why ONNX Runtime aborts on ``node`` (:func:`aborting_op`), or None; ``bound``: the
+    attributes of the call of the function ``node`` is in, by name."""
+    kind = _DISTRIBUTIONS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+    if kind is None:
+        return None
+    if kind == "normal":
+        if (scale := _attribute(node, "scale", 1.0, bound)) > 0:
+            return None
+        said, takes = f"a scale of {scale:g}", "normal distribution takes a scale above 0"
+    else:
+        low, high = _attribute(node, "low", 0.0, bound), _attribute(node, "high", 1.0, bound)
+        if low <= high:
+            return None
+        said = f"low {low:g} and high {high:g}"
+        takes = "uniform distribution takes a low at most its high"
+    named = f" {node.name!r}" if node.name else ""
+    return (
+        f"its {node.op_type}{named} has {said}, on which onnxruntime aborts the process where "
+        f"it runs it (its {takes})"
+    )
+
+
+def _attribute(node: ir.Node, name: str, default: float, bound: Mapping[str, ir.Attr]) -> float:
     """A float attribute of ``node``, its default where not given; one a function's caller
-    sets (a reference) is taken as the default (not known here)."""
+    sets (a reference) is the call's (``bound``), else the default."""
     attr = node.attributes.get(name)
+    if attr is not None and attr.is_ref():
+        attr = bound.get(attr.ref_attr_name or "")
     if attr is None or attr.is_ref() or attr.type != ir.AttributeType.FLOAT:
         return default
     return float(attr.value)
