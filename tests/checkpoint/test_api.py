@@ -406,3 +406,26 @@ def test_a_pair_whose_weight_is_safetensors_metadata_key_is_declined(
     torch.save(state, tmp_path / "m.pt")  # a torch file keeps no such entry: folded
     report = api.fold_checkpoint(tmp_path / "m.pt", tmp_path / "o.pt")
     assert report.count("declined") == 0
+
+
+def test_a_pair_held_under_two_names_is_folded_into_one_tensor(tmp_path: Path) -> None:
+    """A module registered twice, and an EMA dict of the same tensors: each name's pair was
+    folded on its own, the tie lost and the file doubled (t204). One weight, under both."""
+    import torch
+    from torch.nn.utils.parametrizations import weight_norm
+
+    layer = weight_norm(torch.nn.Linear(64, 64))
+    model = torch.nn.ModuleDict({"a": layer, "b": layer})
+    state = model.state_dict()
+    torch.save({"model": state, "ema": dict(state)}, tmp_path / "tied.pt")
+    report = api.fold_checkpoint(tmp_path / "tied.pt", tmp_path / "out.pt")
+    assert [row.status for row in report.pairs] == ["folded"] * 4
+    out = torch.load(tmp_path / "out.pt")
+    weights = [out[group][f"{name}.weight"] for group in ("model", "ema") for name in "ab"]
+    pointers = {w.untyped_storage().data_ptr() for w in weights}
+    assert len(pointers) == 1
+    torch.save(layer.state_dict(), tmp_path / "alone.pt")  # the same pair, held once
+    api.fold_checkpoint(tmp_path / "alone.pt", tmp_path / "alone.folded.pt")
+    assert torch.equal(weights[0], torch.load(tmp_path / "alone.folded.pt")["weight"])
+    assert report.bytes_after is not None and report.bytes_before is not None
+    assert report.bytes_after < report.bytes_before

@@ -523,14 +523,23 @@ def _fold_shard(
     here = [pair for pair in pairs if _first(pair).shard == shard]
     here.sort(key=lambda pair: (_other_shard(pair, shard) != shard, _other_shard(pair, shard)))
     weights: dict[int, Any] = {}
+    # a pair held under two names (a module registered twice, an EMA dict of the same
+    # tensors) is folded once, and its weight written once under both (t204: two copies)
+    tied: dict[tuple[object, ...], Any] = {}
     held: tuple[int, ...] = (shard,)
     for pair in here:
         assert pair.g is not None and pair.v is not None
         _hold(checkpoint, held, _shards(pair))
         held = _shards(pair)
         g, v = checkpoint.tensor(pair.g), checkpoint.tensor(pair.v)
+        same = _same_tensors(g, v, pair.dim)
+        if same is not None and same in tied:
+            weights[id(pair)] = tied[same]
+            continue
         try:
             weights[id(pair)] = fold_pair(g, v, pair.dim)
+            if same is not None:
+                tied[same] = weights[id(pair)]
         except Declined:  # values that passed the checks and now do not: read again
             checkpoint.require_unchanged()  # from a file that changed, if it did
             raise
@@ -543,6 +552,26 @@ def _fold_shard(
         del g, v
     _hold(checkpoint, held, (shard,))
     return weights
+
+
+def _same_tensors(g: Any, v: Any, dim: int | None) -> tuple[object, ...] | None:
+    """A key equal for two pairs whose g and v are the same torch tensors (one storage, the
+    same view of it) and axis; None for numpy arrays (a safetensors file shares nothing)."""
+    if not (hasattr(g, "untyped_storage") and hasattr(v, "untyped_storage")):
+        return None
+
+    def view(t: Any) -> tuple[object, ...]:
+        storage = t.untyped_storage()
+        return (
+            storage.data_ptr(),
+            storage.nbytes(),
+            t.storage_offset(),
+            t.shape,
+            t.stride(),
+            t.dtype,
+        )
+
+    return (view(g), view(v), dim)
 
 
 def _first(pair: Pair) -> TensorInfo:

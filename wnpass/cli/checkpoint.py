@@ -211,6 +211,6 @@ def print_summary(out: Printer, report: CheckpointReport) -> None:
         if vacuous := report.check.vacuous():
             out.summary(f"  {vacuous}")
     elif report.output is not None:
-        shards = f" and {len(report.shards)} shards" if report.shards else ""
+        shards = f" and {counted(len(report.shards), 'shard')}" if report.shards else ""
         out.summary(f"wrote {report.output}{shards}")
     print_left(out, report.left)
