@@ -514,6 +514,27 @@ def test_a_check_of_weights_under_a_wrappers_prefix_says_so(tmp_path: Path, pref
     )
 
 
+def test_a_model_py_that_wraps_the_network_the_checkpoint_holds_says_so(tmp_path: Path) -> None:
+    """t204: a model.py whose network is under ``module.`` (it wraps the one the checkpoint
+    was saved from) compared nothing, without the hint the other way round gets."""
+    _, normed = _plain_and_normed(tmp_path)
+    torch.save(normed, ckpt := tmp_path / "w.pt")
+    (tmp_path / "wrap.py").write_text(
+        "from torch import nn\nfrom model import build_model as inner, example_inputs\n\n"
+        "class Wrap(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.module = inner()\n\n    def forward(self, *args):\n"
+        "        return self.module(*args)\n\n"
+        "def build_model():\n    return Wrap()\n"
+    )
+    report = fold_checkpoint(ckpt, check_model=tmp_path / "wrap.py")
+    assert report.check is not None and not report.published
+    assert report.check.vacuous() == (
+        "nothing compared: the model has none of the folded weights (the model's weights are "
+        "under the prefix 'module.', which the checkpoint's keys lack: the model.py wraps the "
+        "network the checkpoint was saved from; build that network, or add the prefix)"
+    )
+
+
 def test_weights_under_a_prefix_that_do_not_fit_the_model_get_no_hint(tmp_path: Path) -> None:
     """t187: another network's weights of the model's names under ``module.`` were said to be
     the model's; beside it, a second state dict of other names kept a fitting one unsaid."""

@@ -208,32 +208,49 @@ def _prefixed(
     groups: dict[Place, tuple[Group, list[Pair]]],
     folded: dict[Place, dict[str, Any]],
     model_shapes: dict[str, tuple[int, ...]],
-) -> str | None:
+) -> tuple[str, bool] | None:
     """The prefix under which a state dict of the checkpoint is the model's (``module.`` of a
     DistributedDataParallel, ``_orig_mod.`` of torch.compile, a submodule's name): its keys
     of that prefix, the prefix taken off, are a state dict the model loads (t183, t187,
-    t188); None where there is none."""
+    t188); or the one the model's keys have where the checkpoint's do not (a model.py that
+    wraps the network, ``self.module = Net()``, t204), with True. None where there is none."""
     for path, (_, pairs) in groups.items():
-        prefixes = {
+        state = folded[path]
+        ours = {
             pair.weight[: -len(key)]
             for pair in pairs
             for key in model_shapes
             if pair.weight.endswith("." + key)
         }
-        state = folded[path]
-        for prefix in sorted(prefixes):
+        for prefix in sorted(ours):
             inside = {
                 key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)
             }
             if _misfit(inside, model_shapes) is None:
-                return prefix
+                return prefix, False
+        theirs = {
+            key[: -len(pair.weight)]
+            for pair in pairs
+            for key in model_shapes
+            if key.endswith("." + pair.weight)
+        }
+        for prefix in sorted(theirs):
+            if _misfit({prefix + key: value for key, value in state.items()}, model_shapes) is None:
+                return prefix, True
     return None
 
 
-def _prefix_hint(prefix: str | None) -> str:
+def _prefix_hint(found: tuple[str, bool] | None) -> str:
     """What :func:`_prefixed` found, as the end of a line."""
-    if prefix is None:
+    if found is None:
         return ""
+    prefix, model_side = found
+    if model_side:
+        return (
+            f" (the model's weights are under the prefix {prefix!r}, which the checkpoint's "
+            "keys lack: the model.py wraps the network the checkpoint was saved from; build "
+            "that network, or add the prefix)"
+        )
     return (
         f" (the model's weights are in the checkpoint under the prefix {prefix!r}, as a "
         "DistributedDataParallel's module. or torch.compile's _orig_mod. puts them: save the "
