@@ -464,10 +464,15 @@ def test_a_folder_with_no_onnx_file_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "weights.pt").write_bytes(b"")
     assert main(["inspect", str(tmp_path / "models"), "--strict"]) == 2
     assert capsys.readouterr().err.strip() == (
         f"wnpass: error: {tmp_path / 'models'}: a folder with no .onnx file in it"
+    )
+    (tmp_path / "models" / "weights.pt").write_bytes(b"")  # what it skipped is said (t206)
+    assert main(["inspect", str(tmp_path / "models"), "--strict"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"wnpass: error: {tmp_path / 'models'}: a folder with no .onnx file in it; skipped 1 "
+        "checkpoint (name each one)"
     )
 
 

@@ -217,19 +217,21 @@ def _onnx_files(top: Path, skipped: list[str]) -> list[Path]:
                 f"{folder}: cannot list it ({error.strerror or error}); the models in it "
                 "would go unread"
             ) from None
-    if not found:
-        raise UsageError(f"{top}: a folder with no .onnx file in it")
-    if unseen:
-        nouns = {  # singular, plural, why
-            "hidden": ("hidden entry", "hidden entries", "a name starting with '.'"),
-            "link to a folder": ("link to a folder", "links to folders", "not followed"),
-            "checkpoint": ("checkpoint", "checkpoints", "name each one"),
-        }
-        parts = [
-            f"{counted(count, nouns[kind][0], nouns[kind][1])} ({nouns[kind][2]})"
-            for kind, count in sorted(unseen.items())
-        ]
-        skipped.append(f"{top}: skipped {', '.join(parts)}")
+    nouns = {  # singular, plural, why
+        "hidden": ("hidden entry", "hidden entries", "a name starting with '.'"),
+        "link to a folder": ("link to a folder", "links to folders", "not followed"),
+        "checkpoint": ("checkpoint", "checkpoints", "name each one"),
+    }
+    said = ", ".join(
+        f"{counted(count, nouns[kind][0], nouns[kind][1])} ({nouns[kind][2]})"
+        for kind, count in sorted(unseen.items())
+    )
+    if not found:  # what it skipped said there too (t206)
+        raise UsageError(
+            f"{top}: a folder with no .onnx file in it" + (f"; skipped {said}" if said else "")
+        )
+    if said:
+        skipped.append(f"{top}: skipped {said}")
     return sorted(found)
 
 
