@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -607,3 +608,34 @@ def test_the_program_started_with_sigint_ignored_runs_through_it() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("wnpass ")  # the version, printed after every import
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_the_model_s_code_runs_ends_with_the_signal_s_code(
+    tmp_path: Path, signum: int
+) -> None:
+    """wnpass's own end of the process (``os._exit(128 + signal)``) ran on the thread running
+    the model's code, where ``os._exit`` raises: the command then said the model called
+    os._exit(143), exit 2 (t205)."""
+    model_py = tmp_path / "slow.py"
+    model_py.write_text(
+        "import pathlib, time\n"
+        f"pathlib.Path({str(tmp_path / 'started')!r}).touch()\n"
+        "time.sleep(60)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wnpass", "export", str(model_py), "-o", str(tmp_path / "m.onnx")],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signum
+    assert "os._exit" not in err and err.count("\n") == 1

@@ -20,6 +20,11 @@ import os
 import signal
 import sys
 
+# ``os._exit`` as the process starts: the one the program ends with, also while the user's
+# code runs, where :mod:`wnpass.plan` makes ``os._exit`` raise (t205: a SIGTERM then said the
+# model called os._exit(143), exit 2)
+_exit = os._exit
+
 TYPE_CHECKING = False  # typing is not imported before the handlers are installed
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -91,7 +96,7 @@ def _end(signum: int, line: str) -> NoReturn:
             say()
         except (OSError, ValueError):  # contextlib is not imported before the handlers
             continue
-    os._exit(128 + signum)
+    _exit(128 + signum)
 
 
 def _open_closed_streams() -> None:
