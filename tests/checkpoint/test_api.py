@@ -429,3 +429,28 @@ def test_a_pair_held_under_two_names_is_folded_into_one_tensor(tmp_path: Path) -
     assert torch.equal(weights[0], torch.load(tmp_path / "alone.folded.pt")["weight"])
     assert report.bytes_after is not None and report.bytes_before is not None
     assert report.bytes_after < report.bytes_before
+
+
+def test_pairs_sharing_a_g_with_their_v_in_other_shards_are_each_folded(tmp_path: Path) -> None:
+    """One g shared by six pairs, each v in a shard of its own, all of one layout: a shard
+    released was mapped again at the same address, and pairs were given another pair's
+    weight, reported folded (t205)."""
+    import torch
+
+    torch.manual_seed(0)
+    g = torch.rand(64, 1) + 0.5
+    names = "abcdef"
+    state: dict[str, Any] = {f"{c}.weight_g": g for c in names}
+    state |= {f"{c}.weight_v": torch.randn(64, 256) for c in names}
+    shards = [[f"{c}.weight_g" for c in names], *([f"{c}.weight_v"] for c in names)]
+    index = save_sharded(tmp_path, state, shards, kind="torch")
+    report = api.fold_checkpoint(index, tmp_path / "out.bin.index.json")
+    assert [row.status for row in report.pairs] == ["folded"] * 6
+    folded: dict[str, Any] = {}
+    for shard in report.shards:
+        folded |= torch.load(shard)
+    for c in names:
+        expected = torch._weight_norm(state[f"{c}.weight_v"], g, 0)
+        # the fold rounds once from float64, PyTorch computes in float32: within an ulp or
+        # two (6e-8 each); another pair's weight is off by about 0.45
+        assert torch.allclose(folded[f"{c}.weight"], expected, rtol=1e-6, atol=0), c

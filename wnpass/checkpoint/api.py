@@ -530,6 +530,8 @@ def _fold_shard(
     for pair in here:
         assert pair.g is not None and pair.v is not None
         _hold(checkpoint, held, _shards(pair))
+        if _shards(pair) != held:  # a file released: its addresses may be another's now (t205)
+            tied.clear()
         held = _shards(pair)
         g, v = checkpoint.tensor(pair.g), checkpoint.tensor(pair.v)
         same = _same_tensors(g, v, pair.dim)
@@ -556,7 +558,9 @@ def _fold_shard(
 
 def _same_tensors(g: Any, v: Any, dim: int | None) -> tuple[object, ...] | None:
     """A key equal for two pairs whose g and v are the same torch tensors (one storage, the
-    same view of it) and axis; None for numpy arrays (a safetensors file shares nothing)."""
+    same view of it) and axis, while the files that hold them stay mapped (an address is a
+    place in a mapped file; another file mapped later may take it); None for numpy arrays (a
+    safetensors file shares nothing)."""
     if not (hasattr(g, "untyped_storage") and hasattr(v, "untyped_storage")):
         return None
 
