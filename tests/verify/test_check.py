@@ -1882,3 +1882,41 @@ def test_a_draw_moved_to_another_output_counts(tmp_path: Path) -> None:
         "outputs may change from run to run, which no run of the check shows equivalent"
     ]
     assert _random_added_to(reference, reference) == []
+
+
+def test_a_random_op_aborting_through_a_function_s_function_is_never_run(tmp_path: Path) -> None:
+    """t205: Outer<s=0> calls Inner<t=@s> whose RandomNormalLike takes scale=@t; where onnx-ir
+    cannot inline them (opset 17 inside, 18 outside), one level of calls was bound, the scale
+    read as its default, and ONNX Runtime aborted the process."""
+    helper = onnx.helper
+    noise = helper.make_node("RandomNormalLike", ["a"], ["b"])
+    noise.attribute.append(
+        onnx.AttributeProto(name="scale", ref_attr_name="t", type=onnx.AttributeProto.FLOAT)
+    )
+    inner = helper.make_function(
+        "local",
+        "Inner",
+        ["a"],
+        ["c"],
+        [noise, helper.make_node("Add", ["a", "b"], ["c"])],
+        [helper.make_opsetid("", 17)],
+        attributes=["t"],
+    )
+    call = helper.make_node("Inner", ["a"], ["c"], domain="local")
+    call.attribute.append(
+        onnx.AttributeProto(name="t", ref_attr_name="s", type=onnx.AttributeProto.FLOAT)
+    )
+    local = [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)]
+    outer = helper.make_function("local", "Outer", ["a"], ["c"], [call], local, attributes=["s"])
+    graph = helper.make_graph(
+        [helper.make_node("Outer", ["x"], ["y"], domain="local", s=0.0)],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 8])],
+    )
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("local", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, functions=[inner, outer], ir_version=9)
+    onnx.save(model, drawing := tmp_path / "nested.onnx")
+    from wnpass.onnx import io as onnx_io
+
+    assert "RandomNormalLike has a scale of 0" in (aborting_op(onnx_io.load(drawing)) or "")

@@ -96,17 +96,46 @@ def aborting_op(model: ir.Model) -> str | None:
                 return said
     if not unknown:  # inlined, or no function draws
         return None
-    for graph in graphs_of(model):
-        for call in graph:
+    calls: list[tuple[ir.Node, dict[str, ir.Attr]]] = [
+        (node, {}) for graph in (model.graph, *subgraphs_of(model.graph)) for node in graph
+    ]
+    for _ in range(_CALL_DEPTH):  # each round, the calls the last round's functions make
+        inner: list[tuple[ir.Node, dict[str, ir.Attr]]] = []
+        for call, outer in calls:
             function = model.functions.get((call.domain, call.op_type, call.overload))
             if function is None:
                 continue
-            bound = {**function.attributes, **call.attributes}
+            bound = {**function.attributes, **_resolved(call.attributes, outer)}
             for body in (function, *subgraphs_of(function)):
                 for node in body:
                     if (said := _aborts(node, bound)) is not None:
                         return said
+                    inner.append((node, bound))
+        if not inner:
+            break
+        calls = inner
     return None
+
+
+# How deep calls of local functions are followed where onnx-ir cannot inline them (a function
+# cannot call itself, so a chain is at most as long as there are functions; a bound on work).
+_CALL_DEPTH = 16
+
+
+def _resolved(
+    attributes: Mapping[str, ir.Attr], bound: Mapping[str, ir.Attr]
+) -> dict[str, ir.Attr]:
+    """A call's attributes, each reference to its caller's attribute (``t=@s``) replaced by
+    that attribute as the caller's call binds it (t205: a function calling a function)."""
+    resolved = {}
+    for name, attr in attributes.items():
+        if attr.is_ref():
+            found = bound.get(attr.ref_attr_name or "")
+            if found is None:
+                continue
+            attr = found
+        resolved[name] = attr
+    return resolved
 
 
 def _aborts(node: ir.Node, bound: Mapping[str, ir.Attr]) -> str | None:
@@ -228,7 +257,9 @@ class _Keys:
                 key.append((name, repr(default)))
         for name, attr in sorted(given.items()):
             key.append((name, _attribute_key(attr)))
-            said.append(f"{name}={attr.value}")
+            said.append(
+                f"{name}=@{attr.ref_attr_name}" if attr.is_ref() else f"{name}={attr.value}"
+            )
         for index, name in _DRAW_INPUTS.get(node.op_type, {}).items():
             value = node.inputs[index] if index < len(node.inputs) else None
             if value is None and name != "ratio":
