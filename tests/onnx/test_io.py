@@ -937,3 +937,15 @@ def test_a_data_file_name_too_long_is_refused_saying_so(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match=r"its weights go to a data file, whose name o+\.onnx"):
         fold_onnx(source, output, external_data=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == [source.name]
+
+
+def test_a_long_name_is_written_where_no_tensor_goes_to_the_data_file(tmp_path: Path) -> None:
+    """External data asked for, every tensor small enough to stay inline: no data file is
+    written, so its name's length is no reason to refuse, nor a staging folder named after it
+    (t205)."""
+    source = tmp_path / "m.onnx"
+    onnx.save(onnx_model(WN, v=rand(3, 4), g=rand(3, 1)), source)
+    output = tmp_path / ("o" * 250 + ".onnx")
+    _, report = fold_onnx(source, output, external_data=True)
+    assert report.output == str(output) and report.data_files == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, output.name])

@@ -404,8 +404,12 @@ def _moved_out(
         if not _goes_external(tensor) and isinstance(tensor, ir.ExternalTensor)
     ]
     try:
-        written = ir.external_data.convert_tensors_to_external(
-            [before[value] for value in outgoing], folder, data_name, callback=callback
+        written = (  # none out: no data file, nor onnx-ir's staging named after it (t205)
+            ir.external_data.convert_tensors_to_external(
+                [before[value] for value in outgoing], folder, data_name, callback=callback
+            )
+            if outgoing
+            else []
         )
         for value, external in zip(outgoing, written, strict=True):
             value.const_value = external
@@ -532,7 +536,8 @@ def save(
     _internalize_attribute_tensors(model)
     if same_bytes_as is None:  # before anything is written
         validity.check_output(model, path)
-    if external and target.data_name is not None:
+    outgoing = external and any(map(_goes_external, _initializer_tensors(model).values()))
+    if outgoing and target.data_name is not None:  # where a data file is written (t205)
         _require_name_fits(path, target.data_name)
     with plan.staging(path) as staging:
         staged = staging / path.name
@@ -546,7 +551,6 @@ def save(
                 if progress is not None:
                     progress(next(counted), info.total)
 
-            outgoing = any(map(_goes_external, _initializer_tensors(model).values()))
             with (
                 _released_after_reading(model),
                 _recorded(model, [target.data_name] if outgoing else []),
@@ -569,7 +573,7 @@ def save(
         # the replaced model under another name (a hard link) still reads its data files
         linked = replacing and _hard_links(path) > 1
         staged_data = staging / (target.data_name or "")
-        written = external and staged_data.is_file()  # not looked for where none was (t202)
+        written = outgoing and staged_data.is_file()  # not looked for where none was (t202)
         if target.data_path is not None and written and staged_data.stat().st_size:
             plan.publish(staged_data, target.data_path)  # small tensors stay inline
         plan.publish(staged, path)
