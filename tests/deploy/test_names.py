@@ -329,3 +329,34 @@ def test_a_parameter_is_named_back_only_where_that_is_sure(exporter: str, tmp_pa
     assert report.names_missing == [] and "fc.weight" in {i.name for i in graph.initializer}
     assert "proj" not in {i.name for i in graph.initializer}
     assert "table" not in {o.name for o in graph.output}
+
+
+class _TiedProjection(nn.Module):
+    """One parameter ``proj`` held by two modules (tied), read transposed; and a weight the
+    forward returns transposed (a graph output of its values)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Module(), nn.Module()
+        self.a.proj = nn.Parameter(torch.randn(128, 128) * 0.1)
+        self.b.proj = self.a.proj
+        self.emb = nn.Embedding(16, 8)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        proj = self.a.proj
+        assert isinstance(proj, torch.Tensor)
+        return x @ proj.t(), self.emb.weight.t()
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_tied_parameter_is_named_and_an_output_is_not(exporter: str, tmp_path: Path) -> None:
+    """t205: a tied ``proj`` counted its other name as another holder of its values and kept
+    the exporter's name; a returned ``emb.weight.t()`` was renamed ``emb.weight`` (the
+    model's output name changed) and said to be held transposed."""
+    torch.manual_seed(0)
+    model, out = _TiedProjection().eval(), tmp_path / "m.onnx"
+    report = export(model, (torch.randn(2, 128),), out, exporter=exporter, verify=False)
+    graph = onnx.load(out).graph
+    assert {"a.proj", "b.proj"} & {i.name for i in graph.initializer}
+    assert "emb.weight" not in {o.name for o in graph.output}
+    assert "emb.weight" not in report.names_transposed

@@ -85,12 +85,15 @@ def restore_names(model: ir.Model, weights: Weights) -> tuple[list[str], list[st
     none: two values of one name read as one, the input's."""
     named = model.graph.initializers
     taken = taken_names(model)
+    outputs = {id(value) for value in model.graph.outputs}  # an output's name is the model's
     arrays = {name: as_array(w) for name, w in weights.values.items() if name not in named}
     missing = {name: a for name, a in arrays.items() if a is not None}
     transposed: list[str] = []
     for init_name, value in list(model.graph.initializers.items()):
         tensor = value.const_value
         if not missing or tensor is None or init_name in weights.values or tensor.size < 2:
+            continue
+        if id(value) in outputs:  # t205: a returned ``emb.weight.t()`` was renamed
             continue
         for name, weight in missing.items():
             if name in taken or (how := _held_as(tensor, weight)) is None:
@@ -123,8 +126,10 @@ def _name_other_parameters(model: ir.Model, weights: Weights, taken: set[str]) -
     ``proj`` the dynamo exporter holds as ``t``, t201) given their initializer's name back,
     where that is sure: one initializer the exporter named holds the parameter, and no other
     parameter or buffer holds what it holds (an unused parameter of a weight's values took
-    the weight's name, a buffer's, t203); never a graph output's. Returns those held
-    transposed."""
+    the weight's name, a buffer's, t203); the parameter itself under another name (tied) is
+    no other; never a graph output's. Values are compared only where their sums allow it
+    (:func:`_fingerprint`): each against each was quadratic in the parameters (t205). Returns
+    those held transposed."""
     outputs = {id(value) for value in model.graph.outputs}
     named = model.graph.initializers
     others = {
@@ -135,33 +140,79 @@ def _name_other_parameters(model: ir.Model, weights: Weights, taken: set[str]) -
     }
     if not others:
         return []
-    free = [  # the initializers the exporter named, with their values
-        (value, tensor)
+    free = [  # the initializers the exporter named, with their values and fingerprints
+        (value, tensor, _fingerprint(tensor.numpy()))
         for init_name, value in named.items()
         if init_name not in weights.parameters and id(value) not in outputs
         if (tensor := value.const_value) is not None and tensor.size >= 2
     ]
-    holders = {**weights.parameters, **weights.buffers}
+    holders = [
+        (other, held, array, _fingerprint(array))
+        for other, held in {**weights.parameters, **weights.buffers}.items()
+        if (array := as_array(held)) is not None
+    ]
     transposed = []
     for name, array in others.items():
-        found = [(v, t, how) for v, t in free if (how := _held_as(t, array)) is not None]
+        mark = _fingerprint(array)
+        found = [
+            (entry, how)
+            for entry in free
+            if _may_match(entry[2], mark) and (how := _held_as(entry[1], array)) is not None
+        ]
         if len(found) != 1:
             continue
-        value, tensor, how = found[0]
+        (value, tensor, held_mark), how = found[0]
+        itself = weights.parameters[name]
         alike = [
             other
-            for other, held in holders.items()
+            for other, held, other_array, other_mark in holders
             if other != name
-            and (other_array := as_array(held)) is not None
+            and not _same_tensor(held, itself)
+            and _may_match(held_mark, other_mark)
             and _held_as(tensor, other_array) is not None
         ]
         if alike:
             continue
         value.name = name
-        free.remove((value, tensor))
+        free.remove((value, tensor, held_mark))
         if how == "transposed":
             transposed.append(name)
     return transposed
+
+
+def _fingerprint(array: np.ndarray) -> tuple[tuple[int, ...], float, float, float]:
+    """Its sorted shape (a transpose's is the same), sum, sum of magnitudes and largest
+    magnitude, in float64: what two arrays equal within :func:`_close` nearly share."""
+    wide = np.asarray(array, dtype=np.float64)
+    return (
+        tuple(sorted(array.shape)),
+        float(wide.sum()),
+        float(np.abs(wide).sum()),
+        float(np.abs(wide).max(initial=0.0)),
+    )
+
+
+def _may_match(
+    a: tuple[tuple[int, ...], float, float, float], b: tuple[tuple[int, ...], float, float, float]
+) -> bool:
+    """Whether arrays of these fingerprints may be equal within :func:`_close` (its rtol 1e-5
+    and atol 1e-6 of the scale, summed over the elements; and float64's own error): where
+    not, they are not, and no element need be compared."""
+    if a[0] != b[0]:
+        return False
+    size = math.prod(a[0])
+    bound = 1e-5 * max(a[2], b[2]) + size * 1e-6 * max(a[3], b[3]) + 1e-9 * (a[2] + b[2])
+    return not abs(a[1] - b[1]) > bound
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """One tensor under two names (a tied parameter): the same view of one storage."""
+    return (a.untyped_storage().data_ptr(), a.storage_offset(), a.shape, a.stride()) == (
+        b.untyped_storage().data_ptr(),
+        b.storage_offset(),
+        b.shape,
+        b.stride(),
+    )
 
 
 # Layout ops that move a weight's elements (``Reshape``, ``Unsqueeze``, a ``Cast`` keep their
