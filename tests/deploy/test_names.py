@@ -360,3 +360,17 @@ def test_a_tied_parameter_is_named_and_an_output_is_not(exporter: str, tmp_path:
     assert {"a.proj", "b.proj"} & {i.name for i in graph.initializer}
     assert "emb.weight" not in {o.name for o in graph.output}
     assert "emb.weight" not in report.names_transposed
+
+
+def test_values_that_close_matches_are_never_kept_apart_by_their_sums() -> None:
+    """The sums' filter must pass whatever ``_close`` accepts: an all-zero array's scale is 1
+    there (t207: its bound took the largest magnitude, near 0); complex values by modulus."""
+    from wnpass.deploy.names import _close, _fingerprint, _may_match
+
+    small, zeros = np.full((10, 10), 5e-7, np.float32), np.zeros((10, 10), np.float32)
+    assert _close(small, zeros) and _may_match(_fingerprint(small), _fingerprint(zeros))
+    rng = np.random.default_rng(0)
+    a = (rng.standard_normal((8, 8)) + 1j * rng.standard_normal((8, 8))).astype(np.complex64)
+    b = (a * (1 + 5e-6)).astype(np.complex64)
+    assert _may_match(_fingerprint(a), _fingerprint(b))
+    assert not _may_match(_fingerprint(a), _fingerprint(a * 2))

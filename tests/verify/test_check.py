@@ -1920,3 +1920,35 @@ def test_a_random_op_aborting_through_a_function_s_function_is_never_run(tmp_pat
     from wnpass.onnx import io as onnx_io
 
     assert "RandomNormalLike has a scale of 0" in (aborting_op(onnx_io.load(drawing)) or "")
+
+
+def test_a_chain_of_functions_longer_than_any_bound_is_followed_to_its_end(
+    tmp_path: Path,
+) -> None:
+    """t207: calls were followed 16 deep; a chain of 17 functions passing ``t=@t`` down to a
+    RandomNormalLike of scale ``@t`` (0 at the top) aborted the process."""
+    helper, depth = onnx.helper, 20
+    noise = helper.make_node("RandomNormalLike", ["a"], ["c"])
+    noise.attribute.append(
+        onnx.AttributeProto(name="scale", ref_attr_name="t", type=onnx.AttributeProto.FLOAT)
+    )
+    local = [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)]
+    functions = [helper.make_function("local", "F0", ["a"], ["c"], [noise], local, ["t"])]
+    for i in range(1, depth):
+        call = helper.make_node(f"F{i - 1}", ["a"], ["c"], domain="local")
+        call.attribute.append(
+            onnx.AttributeProto(name="t", ref_attr_name="t", type=onnx.AttributeProto.FLOAT)
+        )
+        functions.append(helper.make_function("local", f"F{i}", ["a"], ["c"], [call], local, ["t"]))
+    graph = helper.make_graph(
+        [helper.make_node(f"F{depth - 1}", ["x"], ["y"], domain="local", t=0.0)],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 8])],
+    )
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("local", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, functions=functions, ir_version=9)
+    onnx.save(model, drawing := tmp_path / "chain.onnx")
+    from wnpass.onnx import io as onnx_io
+
+    assert "RandomNormalLike has a scale of 0" in (aborting_op(onnx_io.load(drawing)) or "")

@@ -180,28 +180,32 @@ def _name_other_parameters(model: ir.Model, weights: Weights, taken: set[str]) -
     return transposed
 
 
-def _fingerprint(array: np.ndarray) -> tuple[tuple[int, ...], float, float, float]:
+_Fingerprint = tuple[tuple[int, ...], complex, float, float]
+
+
+def _fingerprint(array: np.ndarray) -> _Fingerprint:
     """Its sorted shape (a transpose's is the same), sum, sum of magnitudes and largest
-    magnitude, in float64: what two arrays equal within :func:`_close` nearly share."""
-    wide = np.asarray(array, dtype=np.float64)
+    magnitude, in float64 (complex128 for complex values): what two arrays equal within
+    :func:`_close` nearly share."""
+    wide = np.asarray(array, dtype=np.complex128 if np.iscomplexobj(array) else np.float64)
+    magnitudes = np.abs(wide)
     return (
         tuple(sorted(array.shape)),
-        float(wide.sum()),
-        float(np.abs(wide).sum()),
-        float(np.abs(wide).max(initial=0.0)),
+        complex(wide.sum()),
+        float(magnitudes.sum()),
+        float(magnitudes.max(initial=0.0)),
     )
 
 
-def _may_match(
-    a: tuple[tuple[int, ...], float, float, float], b: tuple[tuple[int, ...], float, float, float]
-) -> bool:
+def _may_match(a: _Fingerprint, b: _Fingerprint) -> bool:
     """Whether arrays of these fingerprints may be equal within :func:`_close` (its rtol 1e-5
-    and atol 1e-6 of the scale, summed over the elements; and float64's own error): where
-    not, they are not, and no element need be compared."""
+    and atol 1e-6 of the scale, 1 for all zeros, summed over the elements; and float64's own
+    error): where not, they are not, and no element need be compared."""
     if a[0] != b[0]:
         return False
-    size = math.prod(a[0])
-    bound = 1e-5 * max(a[2], b[2]) + size * 1e-6 * max(a[3], b[3]) + 1e-9 * (a[2] + b[2])
+    # _close's scale is its second array's largest magnitude, 1 where that is 0 (t207)
+    scale = max(a[3], b[3]) if a[3] and b[3] else max(1.0, a[3], b[3])
+    bound = 1e-5 * max(a[2], b[2]) + math.prod(a[0]) * 1e-6 * scale + 1e-9 * (a[2] + b[2])
     return not abs(a[1] - b[1]) > bound
 
 

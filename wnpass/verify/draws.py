@@ -99,7 +99,9 @@ def aborting_op(model: ir.Model) -> str | None:
     calls: list[tuple[ir.Node, dict[str, ir.Attr]]] = [
         (node, {}) for graph in (model.graph, *subgraphs_of(model.graph)) for node in graph
     ]
-    for _ in range(_CALL_DEPTH):  # each round, the calls the last round's functions make
+    # each round, the calls the last round's functions make: a function cannot call itself,
+    # so a chain of calls is at most as long as there are functions (t207: a bound of 16)
+    for _ in range(len(model.functions) + 1):
         inner: list[tuple[ir.Node, dict[str, ir.Attr]]] = []
         for call, outer in calls:
             function = model.functions.get((call.domain, call.op_type, call.overload))
@@ -115,11 +117,6 @@ def aborting_op(model: ir.Model) -> str | None:
             break
         calls = inner
     return None
-
-
-# How deep calls of local functions are followed where onnx-ir cannot inline them (a function
-# cannot call itself, so a chain is at most as long as there are functions; a bound on work).
-_CALL_DEPTH = 16
 
 
 def _resolved(
