@@ -1555,6 +1555,40 @@ def test_a_random_op_onnx_runtime_aborts_on_is_never_run(
     assert run.status == CANDIDATE_FAILED and said in str(run.error)
 
 
+_LOCAL = [onnx.helper.make_opsetid("", 17), onnx.helper.make_opsetid("local", 1)]
+
+
+def _reference(name: str, to: str) -> onnx.AttributeProto:
+    """A float attribute ``name`` that takes the calling function's attribute ``to``."""
+    return onnx.AttributeProto(name=name, ref_attr_name=to, type=onnx.AttributeProto.FLOAT)
+
+
+def _noisy_function(name: str, attribute: str, opset: int) -> onnx.FunctionProto:
+    """``c = a + RandomNormalLike(a, scale=@attribute)``, importing ``opset`` (one the main
+    graph does not import: onnx-ir cannot inline it)."""
+    noise = onnx.helper.make_node("RandomNormalLike", ["a"], ["b"])
+    noise.attribute.append(_reference("scale", attribute))
+    nodes = [noise, onnx.helper.make_node("Add", ["a", "b"], ["c"])]
+    opsets = [onnx.helper.make_opsetid("", opset)]
+    return onnx.helper.make_function("local", name, ["a"], ["c"], nodes, opsets, [attribute])
+
+
+def _calling(*functions_then_name: Any, **attributes: float) -> onnx.ModelProto:
+    """A model of opset 18 holding the functions given, whose graph calls the one named last
+    with ``attributes``: ``y = F(x)``."""
+    *functions, name = functions_then_name
+    call = onnx.helper.make_node(name, ["x"], ["y"], domain="local")
+    call.attribute.extend(onnx.helper.make_attribute(k, v) for k, v in attributes.items())
+    graph = onnx.helper.make_graph(
+        [call],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 8])],
+    )
+    opsets = [onnx.helper.make_opsetid("", 18), onnx.helper.make_opsetid("local", 1)]
+    return onnx.helper.make_model(graph, opset_imports=opsets, functions=functions, ir_version=9)
+
+
 @pytest.mark.parametrize("function_opset", [18, 17], ids=["inlined", "not-inlined"])
 def test_a_random_op_onnx_runtime_aborts_on_through_a_function_is_never_run(
     function_opset: int, tmp_path: Path
@@ -1562,28 +1596,8 @@ def test_a_random_op_onnx_runtime_aborts_on_through_a_function_is_never_run(
     """t201: a local function's RandomNormalLike of scale ``@s``, called with s = 0, was read
     with its default scale (1): ONNX Runtime inlines the call and aborted the process; t203:
     where onnx-ir cannot inline it (the function imports another opset), read call by call."""
-    helper = onnx.helper
-    noise = helper.make_node("RandomNormalLike", ["a"], ["b"])
-    noise.attribute.append(
-        onnx.AttributeProto(name="scale", ref_attr_name="s", type=onnx.AttributeProto.FLOAT)
-    )
-    function = helper.make_function(
-        "local",
-        "Noisy",
-        ["a"],
-        ["c"],
-        [noise, helper.make_node("Add", ["a", "b"], ["c"])],
-        [helper.make_opsetid("", function_opset)],
-        attributes=["s"],
-    )
-    graph = helper.make_graph(
-        [helper.make_node("Noisy", ["x"], ["y"], domain="local", s=0.0)],
-        "g",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 8])],
-    )
-    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("local", 1)]
-    model = helper.make_model(graph, opset_imports=opsets, functions=[function], ir_version=9)
+    function = _noisy_function("Noisy", "s", function_opset)
+    model = _calling(function, "Noisy", s=0.0)
     drawing, plain = tmp_path / "drawing.onnx", tmp_path / "plain.onnx"
     onnx.save(model, drawing)
     onnx.save(_graph("float[2, 8] x", "y = Identity(x)"), plain)
@@ -1888,34 +1902,11 @@ def test_a_random_op_aborting_through_a_function_s_function_is_never_run(tmp_pat
     """t205: Outer<s=0> calls Inner<t=@s> whose RandomNormalLike takes scale=@t; where onnx-ir
     cannot inline them (opset 17 inside, 18 outside), one level of calls was bound, the scale
     read as its default, and ONNX Runtime aborted the process."""
-    helper = onnx.helper
-    noise = helper.make_node("RandomNormalLike", ["a"], ["b"])
-    noise.attribute.append(
-        onnx.AttributeProto(name="scale", ref_attr_name="t", type=onnx.AttributeProto.FLOAT)
-    )
-    inner = helper.make_function(
-        "local",
-        "Inner",
-        ["a"],
-        ["c"],
-        [noise, helper.make_node("Add", ["a", "b"], ["c"])],
-        [helper.make_opsetid("", 17)],
-        attributes=["t"],
-    )
-    call = helper.make_node("Inner", ["a"], ["c"], domain="local")
-    call.attribute.append(
-        onnx.AttributeProto(name="t", ref_attr_name="s", type=onnx.AttributeProto.FLOAT)
-    )
-    local = [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)]
-    outer = helper.make_function("local", "Outer", ["a"], ["c"], [call], local, attributes=["s"])
-    graph = helper.make_graph(
-        [helper.make_node("Outer", ["x"], ["y"], domain="local", s=0.0)],
-        "g",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 8])],
-    )
-    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("local", 1)]
-    model = helper.make_model(graph, opset_imports=opsets, functions=[inner, outer], ir_version=9)
+    inner = _noisy_function("Inner", "t", 17)
+    call = onnx.helper.make_node("Inner", ["a"], ["c"], domain="local")
+    call.attribute.append(_reference("t", "s"))
+    outer = onnx.helper.make_function("local", "Outer", ["a"], ["c"], [call], _LOCAL, ["s"])
+    model = _calling(inner, outer, "Outer", s=0.0)
     onnx.save(model, drawing := tmp_path / "nested.onnx")
     from wnpass.onnx import io as onnx_io
 
@@ -1927,27 +1918,15 @@ def test_a_chain_of_functions_longer_than_any_bound_is_followed_to_its_end(
 ) -> None:
     """t207: calls were followed 16 deep; a chain of 17 functions passing ``t=@t`` down to a
     RandomNormalLike of scale ``@t`` (0 at the top) aborted the process."""
-    helper, depth = onnx.helper, 20
-    noise = helper.make_node("RandomNormalLike", ["a"], ["c"])
-    noise.attribute.append(
-        onnx.AttributeProto(name="scale", ref_attr_name="t", type=onnx.AttributeProto.FLOAT)
-    )
-    local = [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)]
-    functions = [helper.make_function("local", "F0", ["a"], ["c"], [noise], local, ["t"])]
+    depth = 20
+    functions = [_noisy_function("F0", "t", 17)]
     for i in range(1, depth):
-        call = helper.make_node(f"F{i - 1}", ["a"], ["c"], domain="local")
-        call.attribute.append(
-            onnx.AttributeProto(name="t", ref_attr_name="t", type=onnx.AttributeProto.FLOAT)
+        call = onnx.helper.make_node(f"F{i - 1}", ["a"], ["c"], domain="local")
+        call.attribute.append(_reference("t", "t"))
+        functions.append(
+            onnx.helper.make_function("local", f"F{i}", ["a"], ["c"], [call], _LOCAL, ["t"])
         )
-        functions.append(helper.make_function("local", f"F{i}", ["a"], ["c"], [call], local, ["t"]))
-    graph = helper.make_graph(
-        [helper.make_node(f"F{depth - 1}", ["x"], ["y"], domain="local", t=0.0)],
-        "g",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 8])],
-    )
-    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("local", 1)]
-    model = helper.make_model(graph, opset_imports=opsets, functions=functions, ir_version=9)
+    model = _calling(*functions, f"F{depth - 1}", t=0.0)
     onnx.save(model, drawing := tmp_path / "chain.onnx")
     from wnpass.onnx import io as onnx_io
 
