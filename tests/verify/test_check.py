@@ -1931,3 +1931,36 @@ def test_a_chain_of_functions_longer_than_any_bound_is_followed_to_its_end(
     from wnpass.onnx import io as onnx_io
 
     assert "RandomNormalLike has a scale of 0" in (aborting_op(onnx_io.load(drawing)) or "")
+
+
+def test_functions_calling_the_next_twice_are_each_read_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """t208: each function calling the next twice, 20 deep (not inlined: opset 17 inside),
+    was read once per path of calls, 2**20 times: check hung on a 1 KB model. (12 deep here:
+    loading such a model takes onnx's own checks time of the same order.)"""
+    from wnpass.onnx import io as onnx_io
+    from wnpass.verify import draws
+
+    depth, read = 12, []
+    functions = [_noisy_function("F0", "t", 17)]
+    for i in range(1, depth):
+        calls = []
+        for j in (0, 1):
+            call = onnx.helper.make_node(f"F{i - 1}", ["a"], [f"c{j}"], domain="local")
+            call.attribute.append(_reference("t", "t"))
+            calls.append(call)
+        calls.append(onnx.helper.make_node("Add", ["c0", "c1"], ["c"]))
+        functions.append(
+            onnx.helper.make_function("local", f"F{i}", ["a"], ["c"], calls, _LOCAL, ["t"])
+        )
+    onnx.save(_calling(*functions, f"F{depth - 1}", t=1.0), path := tmp_path / "twice.onnx")
+    aborts = draws._aborts
+
+    def counted(node: Any, bound: Any) -> str | None:
+        read.append(node)
+        return aborts(node, bound)
+
+    monkeypatch.setattr(draws, "_aborts", counted)
+    assert aborting_op(onnx_io.load(path)) is None
+    assert len(read) < 10 * depth  # each function's nodes once: 3 each and the noise's 2

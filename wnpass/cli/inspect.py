@@ -125,18 +125,18 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         for model in models:
             with out.about(str(model) if several else None):
                 try:
-                    report, strict_line = inspect(model)
+                    report, failing = inspect(model)
                 except OutputError as error:  # --json that can no longer be written (t162):
                     if error.parameter != "json_path":  # said last, every model inspected
                         raise
                     out.json_failed = error
                     plan.withdraw(args.json, "json_path")
-                    report, strict_line = inspect(model)
+                    report, failing = inspect(model)
             reports.append(report)
             if args.strict:  # "ok" says what the exit code says, for a gate reading the JSON
-                report["ok"] = strict_line is None
-            if args.strict and strict_line is not None:
-                out.summary(strict_line)
+                report["ok"] = failing is None
+            if args.strict and failing is not None:
+                out.summary(failing)
                 left.append(model)
             if several:
                 release()

@@ -161,7 +161,8 @@ def _name_other_parameters(model: ir.Model, weights: Weights, taken: set[str]) -
         ]
         if len(found) != 1:
             continue
-        (value, tensor, held_mark), how = found[0]
+        entry, how = found[0]
+        value, tensor, held_mark = entry
         itself = weights.parameters[name]
         alike = [
             other
@@ -174,7 +175,7 @@ def _name_other_parameters(model: ir.Model, weights: Weights, taken: set[str]) -
         if alike:
             continue
         value.name = name
-        free.remove((value, tensor, held_mark))
+        free.remove(entry)
         if how == "transposed":
             transposed.append(name)
     return transposed

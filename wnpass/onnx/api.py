@@ -226,12 +226,6 @@ def _fold(ir_model: ir.Model, weight_norm_only: bool) -> FoldReport:
     return report
 
 
-def _draws_randomly(model: ir.Model) -> bool:
-    from wnpass.onnx.graphs import draws_randomly, graphs_of
-
-    return any(draws_randomly(node) for graph in graphs_of(model) for node in graph)
-
-
 def _check_gate(
     model: ir.Model, source: Path, output: Path, options: CheckOptions, report: FoldReport
 ) -> Callable[[Path], bool]:
@@ -240,12 +234,13 @@ def _check_gate(
 
     def gate(staged: Path) -> bool:
         from wnpass.errors import InvalidModelError
+        from wnpass.onnx.graphs import model_draws_randomly
         from wnpass.verify.check import check
         from wnpass.verify.providers import SessionError
 
         # the model loaded is folded by now: where it draws random numbers, how it draws is
         # read from the input itself (a Bernoulli fed by a folded layer draws otherwise, t201)
-        loaded = None if _draws_randomly(model) else model
+        loaded = None if model_draws_randomly(model) else model
         try:
             checked = check(source, staged, options=options, reference_model=loaded)
         except SessionError as error:

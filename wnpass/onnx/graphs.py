@@ -33,6 +33,7 @@ __all__ = [
     "draws_randomly",
     "enclosing_scope",
     "graphs_of",
+    "model_draws_randomly",
     "node_bodies",
     "shadowed",
     "shadowed_in_cone",
@@ -87,6 +88,11 @@ def draws_randomly(node: ir.Node) -> bool:
     return node.domain in ("", "ai.onnx") and (
         node.op_type in RANDOM_OPS or (node.op_type == "Dropout" and draws(node))
     )
+
+
+def model_draws_randomly(model: ir.Model) -> bool:
+    """Whether any node of the model (in any graph, body or function) draws random values."""
+    return any(draws_randomly(node) for graph in graphs_of(model) for node in graph)
 
 
 def draws(node: ir.Node) -> bool:

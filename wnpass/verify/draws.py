@@ -24,7 +24,12 @@ import numpy as np
 import onnx_ir as ir
 
 from wnpass.onnx.evaluate import small_constant
-from wnpass.onnx.graphs import const_tensor, draws_randomly, graphs_of, subgraphs_of
+from wnpass.onnx.graphs import (
+    const_tensor,
+    graphs_of,
+    model_draws_randomly,
+    subgraphs_of,
+)
 from wnpass.onnx.reach import random_ops_by_output
 
 __all__ = ["aborting_op", "random_differences"]
@@ -99,22 +104,28 @@ def aborting_op(model: ir.Model) -> str | None:
     calls: list[tuple[ir.Node, dict[str, ir.Attr]]] = [
         (node, {}) for graph in (model.graph, *subgraphs_of(model.graph)) for node in graph
     ]
-    # each round, the calls the last round's functions make: a function cannot call itself,
-    # so a chain of calls is at most as long as there are functions (t207: a bound of 16)
-    for _ in range(len(model.functions) + 1):
+    # each function once per set of attributes its calls bind it to: a function calling the
+    # next twice, 20 deep, was walked 2**20 times (t208); a function cannot call itself, so
+    # the sets are few and the walk ends
+    seen: set[tuple[object, ...]] = set()
+    while calls:
         inner: list[tuple[ir.Node, dict[str, ir.Attr]]] = []
         for call, outer in calls:
-            function = model.functions.get((call.domain, call.op_type, call.overload))
+            key = (call.domain, call.op_type, call.overload)
+            function = model.functions.get(key)
             if function is None:
                 continue
             bound = {**function.attributes, **_resolved(call.attributes, outer)}
+            mark = (key, tuple(sorted((name, repr(a.value)) for name, a in bound.items())))
+            if mark in seen:
+                continue
+            seen.add(mark)
             for body in (function, *subgraphs_of(function)):
                 for node in body:
                     if (said := _aborts(node, bound)) is not None:
                         return said
-                    inner.append((node, bound))
-        if not inner:
-            break
+                    if (node.domain, node.op_type, node.overload) in model.functions:
+                        inner.append((node, bound))
         calls = inner
     return None
 
@@ -195,9 +206,7 @@ def _inlined(model: ir.Model) -> tuple[ir.Model, frozenset[int]]:
     it is, with the ids of its functions' inputs and of what its calls of them give: what a
     call passes or computes there is not known, and a draw reading one is held by no other (a
     verdict refused, never a wrong one; a ratio a call computed passed, t148)."""
-    if not model.functions or not any(
-        draws_randomly(node) for graph in graphs_of(model) for node in graph
-    ):
+    if not model.functions or not model_draws_randomly(model):
         return model, frozenset()
     from onnx_ir.passes.common.inliner import InlinePass
 
