@@ -561,13 +561,13 @@ def test_each_file_read_is_resolved_once_across_checks(
     for file in files:
         file.write_text("")
     looked_at: list[Path] = []
-    identity = plan_module._identity
+    identity = plan_module.identity_of
 
     def counted(path: Path) -> tuple[int, int] | None:
         looked_at.append(path)
         return identity(path)
 
-    monkeypatch.setattr(plan_module, "_identity", counted)
+    monkeypatch.setattr(plan_module, "identity_of", counted)
     plan = IOPlan()
     plan.read_all(files, "a file")
     plan.read(tmp_path / "later.bin", "a file made later")

@@ -73,6 +73,7 @@ __all__ = [
     "as_plan",
     "changed_while_read",
     "data_file_name",
+    "identity_of",
     "kind_of",
     "not_readable",
     "own_code",
@@ -329,7 +330,7 @@ def _umask() -> int:
     return mask
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def identity_of(path: Path) -> tuple[int, int] | None:
     """(device, inode) of the file a path leads to, following links; None if there is none."""
     try:
         st = os.stat(path)
@@ -707,7 +708,9 @@ class IOPlan:
         """Refuse the plan (``OutputError`` naming the parameter) if any rule is broken."""
         read_where, read_ids = self._read_index()
         kept_where = {_where(path): output for path, output in self._kept.items()}
-        kept_ids = {key: output for path, output in self._kept.items() if (key := _identity(path))}
+        kept_ids = {
+            key: output for path, output in self._kept.items() if (key := identity_of(path))
+        }
         seen: dict[Path, _Entry] = {}
         seen_ids: dict[tuple[int, int], _Entry] = {}
         for entry in self._writes:
@@ -716,7 +719,7 @@ class IOPlan:
             # (t202: refused after the export, for a data file a model needed none of)
             self._check_target(entry, derived=_where(entry.path) in self._new)
             path, where = entry.path, _where(entry.path)
-            identity = _identity(path)
+            identity = identity_of(path)
             read = read_where.get(where) or (read_ids.get(identity) if identity else None)
             if read is not None and where not in self._may_replace_read:
                 raise OutputError(
@@ -788,7 +791,7 @@ class IOPlan:
         self._indexed = len(self._reads)
         unresolved = []
         for entry in self._unresolved:
-            if (identity := _identity(entry.path)) is None:
+            if (identity := identity_of(entry.path)) is None:
                 unresolved.append(entry)
             else:
                 ids.setdefault(identity, entry)
@@ -871,7 +874,7 @@ class IOPlan:
                 raise AssertionError(f"{target} is not a planned target")
             raise OutputError(self._folder_changed(planned), parameter=planned.parameter)
         self._check_target(entry)  # again, at the last moment
-        identity = _identity(target)
+        identity = identity_of(target)
         read = self._read_ids.get(identity) if identity is not None else None
         if read is not None and where not in self._may_replace_read:
             raise OutputError(  # a hard link to a file read, put there since the check
@@ -1032,7 +1035,7 @@ class IOPlan:
         if st.st_nlink != 1:
             return "has other hard links"
         identity = (st.st_dev, st.st_ino)
-        if any(_identity(read) == identity for read in self.reads()):
+        if any(identity_of(read) == identity for read in self.reads()):
             return "read by this run"
         if any(_where(t) == _where(path) for t in self.targets):
             return "written by this run"

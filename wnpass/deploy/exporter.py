@@ -27,7 +27,7 @@ from wnpass.deploy.report import ExportError
 from wnpass.errors import InvalidArgumentError, OutputError, printable, shortened
 from wnpass.fx.forward import Batch, moved_buffers
 from wnpass.interrupts import STOPS
-from wnpass.plan import user_code
+from wnpass.plan import identity_of, user_code
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def run_exporter(
     positional inputs as the keyword inputs, so a dict that is a positional input gets an empty
     dict after it, which is how torch.onnx says "no keyword inputs".
     """
-    folder = _identity(output.parent)  # to tell it from one made there meanwhile
+    folder = identity_of(output.parent)  # to tell it from one made there meanwhile
     options: dict[str, Any] = {"input_names": names, "dynamo": dynamo, "verbose": False}
     if opset is not None:
         options["opset_version"] = opset
@@ -111,14 +111,6 @@ def moved_by_trace(target: nn.Module, loaded: Mapping[str, torch.Tensor]) -> lis
     ]
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        status = os.stat(path)
-    except OSError:
-        return None
-    return status.st_dev, status.st_ino
-
-
 def _write_failure(
     error: BaseException, path: Path, output: Path, folder: tuple[int, int] | None = None
 ) -> str | None:
@@ -139,7 +131,7 @@ def _write_failure(
             if ours and current.errno in _DISK_FULL:
                 return f"{output}: cannot write ({current.strerror or current})"
             if ours and current.errno in _GONE and not staging.is_dir():
-                if folder is not None and _identity(output.parent) == folder:  # still there
+                if folder is not None and identity_of(output.parent) == folder:  # still there
                     return (
                         f"{output}: cannot write: wnpass's staging folder {staging.name} beside "
                         "it was removed during the export (by the model's code?)"
