@@ -5,6 +5,7 @@ transposed, laid out otherwise, or together.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -95,8 +96,11 @@ def restore_names(model: ir.Model, weights: Weights) -> tuple[list[str], list[st
             continue
         if id(value) in outputs:  # t205: a returned ``emb.weight.t()`` was renamed
             continue
+        shape, values = tuple(tensor.shape.numpy()), functools.cache(tensor.numpy)  # read once
         for name, weight in missing.items():
-            if name in taken or (how := _held_as(tensor, weight)) is None:
+            if name in taken or not _fits(shape, weight):
+                continue
+            if (how := _held_as(values(), weight)) is None:
                 continue
             value.name = name
             if how == "transposed":
@@ -111,12 +115,17 @@ def restore_names(model: ir.Model, weights: Weights) -> tuple[list[str], list[st
     return [n for n in unnamed if weights.aliases.get(n, n) not in held], transposed
 
 
-def _held_as(tensor: ir.TensorProtocol, weight: np.ndarray) -> str | None:
-    """How an initializer holds ``weight``: ``"as is"``, ``"transposed"`` (2-D), or None."""
-    shape = tuple(tensor.shape.numpy())
-    if weight.shape == shape and _close(tensor.numpy(), weight):
+def _fits(shape: tuple[int, ...], weight: np.ndarray) -> bool:
+    """Whether an initializer of ``shape`` may hold ``weight``, as is or transposed (2-D)."""
+    return weight.shape == shape or (weight.ndim == 2 and weight.T.shape == shape)
+
+
+def _held_as(held: np.ndarray, weight: np.ndarray) -> str | None:
+    """How an initializer's values ``held`` hold ``weight``: ``"as is"``, ``"transposed"``
+    (2-D), or None."""
+    if weight.shape == held.shape and _close(held, weight):
         return "as is"
-    if weight.ndim == 2 and weight.T.shape == shape and _close(tensor.numpy(), weight.T):
+    if weight.ndim == 2 and weight.T.shape == held.shape and _close(held, weight.T):
         return "transposed"
     return None
 
@@ -141,10 +150,11 @@ def _name_other_parameters(model: ir.Model, weights: Weights, taken: set[str]) -
     if not others:
         return []
     free = [  # the initializers the exporter named, with their values and fingerprints
-        (value, tensor, _fingerprint(tensor.numpy()))
+        (value, held, _fingerprint(held))
         for init_name, value in named.items()
         if init_name not in weights.parameters and id(value) not in outputs
         if (tensor := value.const_value) is not None and tensor.size >= 2
+        if (held := tensor.numpy()) is not None
     ]
     holders = [
         (other, held, array, _fingerprint(array))
@@ -162,7 +172,7 @@ def _name_other_parameters(model: ir.Model, weights: Weights, taken: set[str]) -
         if len(found) != 1:
             continue
         entry, how = found[0]
-        value, tensor, held_mark = entry
+        value, values, held_mark = entry
         itself = weights.parameters[name]
         alike = [
             other
@@ -170,7 +180,7 @@ def _name_other_parameters(model: ir.Model, weights: Weights, taken: set[str]) -
             if other != name
             and not _same_tensor(held, itself)
             and _may_match(held_mark, other_mark)
-            and _held_as(tensor, other_array) is not None
+            and _held_as(values, other_array) is not None
         ]
         if alike:
             continue
