@@ -429,7 +429,7 @@ def _check_one(
     candidate_aborts: str | None = None,
 ) -> _OneRun:
     """One provider and level. ``candidate_aborts``: why ONNX Runtime would abort the process
-    running the candidate (:func:`~wnpass.verify.providers.aborting_op`): it fails unrun."""
+    running the candidate (:func:`~wnpass.verify.draws.aborting_op`): it fails unrun."""
 
     def session(path: Path) -> prov.Session:
         return prov.open_session(
