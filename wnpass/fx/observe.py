@@ -9,8 +9,9 @@ traced, the forward just runs. A tied weight is one tensor object, so its uses u
 are seen as uses of one parameter.
 
 What happens to a parameter before it is consumed is followed: ``.t()``, ``.T``, ``.mT``,
-``transpose``, ``permute``, ``view``/``reshape``/``flatten``/``(un)squeeze``, ``.to(dtype)`` and
-other copies, ``chunk``/``split``/``unbind``/``narrow``/``select``, basic indexing and ``torch.cat``
+``transpose``, ``permute``, ``movedim``, ``view``/``reshape``/``flatten``/``(un)squeeze``,
+``.to(dtype)`` and other copies, ``flip``/``roll`` along axes (elements reordered within their
+axes), ``chunk``/``split``/``unbind``/``narrow``/``select``, basic indexing and ``torch.cat``
 (q, k and v weights fused each forward). Each derived tensor carries, per parameter it comes
 from, the parameter axis each of its axes is (None where a reshape merged or split axes), and
 the parameter axes it was sliced or joined along. At the consumer the table of
@@ -76,6 +77,11 @@ _RESHAPE = {
 # rate (``F.linear(x, W * scale)``). Division only with the weight as the dividend.
 _DIVISIONS = {"div", "divide", "true_divide", "__truediv__"}
 _SCALINGS = {"mul", "multiply", "__mul__", "__rmul__"} | _DIVISIONS
+_PERMUTES = {"t", "T", "mT", "transpose", "swapaxes", "swapdims", "permute", "movedim", "moveaxis"}
+# Copies that reorder elements along axes and keep every axis (``F.conv2d(x, W.flip(2, 3))``: a
+# transposed convolution written as a convolution); each unit's elements stay one unit's. A
+# ``roll`` without dims rolls the flattened tensor across units: not one of them.
+_REORDERS = {"flip", "fliplr", "flipud", "roll"}
 _SLICE_KEEP = {"chunk", "split", "tensor_split", "split_with_sizes", "unsafe_split", "narrow"}
 _SLICE_DROP = {"unbind", "select"}
 _CONV = {"conv1d", "conv2d", "conv3d"}
@@ -97,7 +103,7 @@ _ELEMENTWISE = {
 # Uses that reduce a weight (a norm of its own, a sum) or join or repeat it with others: no
 # unit axis of a layer's (said as what they are, not as elementwise uses: t197)
 _REDUCTIONS = {"sum", "mean", "norm"}
-_JOINS = {"stack", "repeat"}
+_JOINS = {"stack", "repeat", "repeat_interleave"}
 _MHA_ROLES = {
     "in_proj_weight": "linear", "q_proj_weight": "linear", "k_proj_weight": "linear",
     "v_proj_weight": "linear", "out_proj_weight": "linear", "in_proj_bias": "bias",
@@ -230,6 +236,14 @@ def _dim_arg(args: tuple[Any, ...], kwargs: dict[str, Any], position: int, ndim:
     return int(value) % max(ndim, 1)
 
 
+def _roll_dims(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return kwargs.get("dims", args[2] if len(args) > 2 else None)
+
+
+def _axes_arg(value: Any, ndim: int) -> list[int]:
+    return [int(a) % ndim for a in (value if isinstance(value, Sequence) else [value])]
+
+
 def _permutation(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], ndim: int) -> list[int]:
     order = list(range(ndim))
     if name in ("t", "T") and ndim == 2:
@@ -248,6 +262,12 @@ def _permutation(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], ndim:
         dims = kwargs.get("dims", args[1] if len(args) == 2 else args[1:])
         dims = dims if isinstance(dims, Sequence) else [dims]
         return [int(d) % ndim for d in dims]
+    if name in ("movedim", "moveaxis"):  # the moved axes at their places, the rest in order
+        source = _axes_arg(kwargs.get("source", args[1] if len(args) > 1 else None), ndim)
+        destination = _axes_arg(kwargs.get("destination", args[2] if len(args) > 2 else None), ndim)
+        rest = iter(a for a in order if a not in source)
+        placed = dict(zip(destination, source, strict=True))
+        return [placed[a] if a in placed else next(rest) for a in order]
     return order
 
 
@@ -363,8 +383,10 @@ class _Recorder(TorchFunctionMode):
             mapping = _reshape_axes(list(tensor.shape), list(result.shape))
         elif name in ("expand", "expand_as") and isinstance(result, torch.Tensor):
             mapping = _expand_axes(list(tensor.shape), list(result.shape))
-        elif name in ("t", "T", "mT", "transpose", "swapaxes", "swapdims", "permute"):
+        elif name in _PERMUTES:
             mapping = list(_permutation(name, args, kwargs, ndim))
+        elif name in _REORDERS and (name != "roll" or _roll_dims(args, kwargs) is not None):
+            mapping = list(range(ndim))
         elif name in _SLICE_KEEP or name in _SLICE_DROP:
             position = 1 if name in ("narrow", "select", "unbind") else 2
             dim = _dim_arg(args, kwargs, position, ndim)
@@ -578,6 +600,8 @@ class _Recorder(TorchFunctionMode):
             reason = f"joined or repeated by {name}: axis not followed"
         elif name == "__getitem__":
             reason = LOOKUP
+        elif name == "roll":  # without dims (with them it is followed, as a reorder)
+            reason = "rolled as one flat tensor (roll without dims): units mix"
         else:
             reason = f"used by {name}, which wnpass does not know"
         seen: set[int] = set()
