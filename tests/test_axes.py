@@ -1,5 +1,5 @@
-"""The per-op unit-axis table (wnpass/axes.py): grouped transposed convolutions, and where a
-layer's output keeps its units."""
+"""The per-op unit-axis table (wnpass/axes.py): grouped transposed convolutions, where a
+layer's output keeps its units, and contractions written as einsums."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from torch import nn
 
 from wnpass.axes import (
     OpKind,
+    contraction_equation,
     is_legacy_hook,
     is_legacy_spectral_norm_hook,
     output_unit_axis,
@@ -91,3 +92,39 @@ def test_legacy_spectral_norm_hooks_are_told_from_weight_norm_hooks() -> None:
     (weight_norm,) = torch.nn.utils.weight_norm(nn.Linear(3, 4))._forward_pre_hooks.values()
     assert is_legacy_spectral_norm_hook(spectral) and not is_legacy_hook(spectral)
     assert is_legacy_hook(weight_norm) and not is_legacy_spectral_norm_hook(weight_norm)
+
+
+@pytest.mark.parametrize(
+    ("op", "shapes", "dims"),
+    [
+        ("tensordot", [(2, 3, 4), (3, 4, 5)], 2),
+        ("tensordot", [(2, 3, 4), (4, 3, 5)], [[1, 2], [1, 0]]),
+        ("tensordot", [(2, 3), (4, 5)], 0),  # an outer product
+        ("tensordot", [(2, 3), (5, 3)], [[-1], [-1]]),
+        ("inner", [(2, 3), (4, 3)], 2),
+        ("inner", [(3,), (4, 2, 3)], 2),
+        ("multi_dot", [(3,), (3, 4), (4,)], 2),
+        ("multi_dot", [(2, 3), (3, 4), (4, 5)], 2),
+        ("multi_dot", [(3,), (3, 4)], 2),
+        ("multi_dot", [(2, 3), (3,)], 2),
+    ],
+)
+def test_a_contraction_s_equation_computes_what_torch_does(
+    op: str, shapes: list[tuple[int, ...]], dims: int | list[list[int]]
+) -> None:
+    """Each operand's letters are its axes: the einsum of the equation is the op's result."""
+    torch.manual_seed(0)
+    tensors = [torch.randn(shape, dtype=torch.float64) for shape in shapes]
+    equation = contraction_equation(op, [len(shape) for shape in shapes], dims)
+    assert equation is not None
+    if op == "tensordot":
+        expected = torch.tensordot(tensors[0], tensors[1], dims=dims)
+    elif op == "inner":
+        expected = torch.inner(*tensors)
+    else:
+        expected = torch.linalg.multi_dot(tensors)
+    assert torch.allclose(torch.einsum(equation, *tensors), expected)
+
+
+def test_inner_with_a_number_is_no_contraction() -> None:
+    assert contraction_equation("inner", [0, 2]) is None

@@ -26,6 +26,7 @@ with :func:`is_legacy_spectral_norm_hook` (without importing torch).
 
 from __future__ import annotations
 
+import string
 import sys
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from typing import Any, Literal
 __all__ = [
     "DimPolicy",
     "OpKind",
+    "contraction_equation",
     "einsum_unit_axis",
     "is_legacy_hook",
     "is_legacy_spectral_norm_hook",
@@ -171,6 +173,39 @@ def einsum_unit_axis(equation: str, operand: int, shapes: Sequence[Sequence[int]
     if len(units) != 1:
         return f"einsum {equation!r}: the weight has {len(units)} output axes, not one"
     return mine.index(units[0])
+
+
+def contraction_equation(
+    op: str, ndims: Sequence[int], dims: int | Sequence[Sequence[int]] = 2
+) -> str | None:
+    """The einsum equation of a contraction on operands of ``ndims`` axes, whose operands
+    :func:`einsum_unit_axis` then reads; None where it is no contraction (a 0-d operand of
+    ``inner`` multiplies).
+
+    ``tensordot``: ``dims`` is the number of ``a``'s last axes contracted with as many first of
+    ``b``'s, or the two lists of axes; ``inner``: the last axes of both; ``multi_dot``: a chain
+    of matrix products (the first and last operand may be vectors).
+    """
+    letters = string.ascii_letters
+    if op == "multi_dot":
+        count = len(ndims)
+        terms = [letters[i : i + 2] for i in range(count)]
+        first, last = ndims[0] == 1, ndims[-1] == 1
+        terms[0], terms[-1] = terms[0][first:], terms[-1][: 2 - last]
+        return f"{','.join(terms)}->{'' if first else 'a'}{'' if last else letters[count]}"
+    a, b = ndims
+    if op == "inner":
+        if a == 0 or b == 0:
+            return None
+        dims = [[a - 1], [b - 1]]
+    if isinstance(dims, int):
+        dims = [list(range(a - dims, a)), list(range(dims))]
+    left = letters[:a]
+    paired = {j % b: left[i % a] for i, j in zip(dims[0], dims[1], strict=True)}
+    fresh = iter(letters[a:])
+    right = "".join(paired[j] if j in paired else next(fresh) for j in range(b))
+    kept = [c for c in left if c not in right] + [c for c in right if c not in left]
+    return f"{left},{right}->{''.join(kept)}"
 
 
 def _hook_of(hook: Any, module_name: str, class_name: str) -> bool:

@@ -88,6 +88,33 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
     ("einsum (out, in)", (4, 6), lambda x, w: torch.einsum("bi,oi->bo", x, w), X2, 0),
     ("einsum (in, out)", (6, 4), lambda x, w: torch.einsum("bi,io->bo", x, w), X2, 1),
     ("einsum batch axis", (2, 6, 4), lambda x, w: torch.einsum("bi,bio->bo", x, w), X2, "batch"),
+    # contractions read as the einsum they are
+    ("inner", (4, 6), lambda x, w: torch.inner(x, w), X2, 0),
+    ("W.inner(x)", (4, 6), lambda x, w: w.inner(x).T, X2, 0),
+    ("tensordot dims=1", (6, 4), lambda x, w: torch.tensordot(x, w, 1), X2, 1),
+    ("tensordot of lists", (4, 6), lambda x, w: torch.tensordot(x, w, dims=([1], [1])), X2, 0),
+    (
+        "tensordot of 3-D, dims=2",
+        (2, 5, 3),
+        lambda x, w: torch.tensordot(x, w, dims=2),
+        X3,
+        2,
+    ),
+    (
+        "tensordot keeping two axes",
+        (6, 2, 2),
+        lambda x, w: torch.tensordot(x, w, dims=([1], [0])),
+        X2,
+        "tensordot as einsum 'ab,bcd->acd': the weight has 2 output axes, not one",
+    ),
+    ("multi_dot, the last", (6, 4), lambda x, w: torch.linalg.multi_dot([x, w]), X2, 1),
+    (
+        "multi_dot, inside the chain",
+        (6, 4),
+        lambda x, w: torch.linalg.multi_dot([x, w, torch.ones(4, 3)]),
+        X2,
+        "multi_dot as einsum 'ab,bc,cd->ad': the weight has 0 output axes, not one",
+    ),
     ("mm", (6, 4), lambda x, w: torch.mm(x, w), X2, 1),
     ("W @ x", (4, 6), lambda x, w: (w @ x.T).T, X2, 0),
     ("bmm (1, in, out)", (1, 6, 4), lambda x, w: torch.bmm(x.unsqueeze(0), w), X2, 2),
@@ -471,7 +498,7 @@ class _Inner(nn.Module):
         self.W = nn.Parameter(torch.randn(3, 4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.inner(x, self.W)  # x @ W.T: not W's own layout of a matmul
+        return torch.inner(x, self.W)  # x @ W.T: W's rows are the units, not its columns
 
 
 class _CatAxis(nn.Module):
@@ -495,12 +522,12 @@ class _Reversed(nn.Module):
 
 
 def test_views_that_are_easy_to_misread() -> None:
-    """inner is declined (not taken for a matmul), cat's axis= keyword is read, and .T on a
-    3-D weight reverses all its dimensions."""
+    """inner is read as x @ W.T (not taken for x @ W), cat's axis= keyword is read, and .T on
+    a 3-D weight reverses all its dimensions."""
     import warnings
 
     sites, _, _ = analyse_sites(_Inner(), (torch.randn(2, 4),))
-    assert [(s.name, s.status) for s in sites] == [("W", "skipped")]
+    assert [(s.name, s.axis, s.status) for s in sites] == [("W", 0, "planned")]
     sites, _, _ = analyse_sites(_CatAxis(), (torch.randn(2, 8),))
     assert {s.status for s in sites} == {"skipped"}
     assert all("sliced or joined along axis 1" in (s.reason or "") for s in sites)

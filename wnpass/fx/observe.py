@@ -35,7 +35,7 @@ import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from wnpass.axes import DimPolicy, OpKind, einsum_unit_axis, unit_axis
+from wnpass.axes import DimPolicy, OpKind, contraction_equation, einsum_unit_axis, unit_axis
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.axes import RENORMED, SPARSE, Use, renormed_table, sparse_table
 from wnpass.fx.forward import (
@@ -86,8 +86,8 @@ _SLICE_KEEP = {"chunk", "split", "tensor_split", "split_with_sizes", "unsafe_spl
 _SLICE_DROP = {"unbind", "select"}
 _CONV = {"conv1d", "conv2d", "conv3d"}
 _CONV_T = {"conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
-# (``inner(x, W)`` is ``x @ W.T``: not a matmul of W's layout, so not here; left as an
-# unknown use, which declines the weight rather than guess its axis.)
+# Contractions read as the einsum they are (``inner(x, W)`` is ``x @ W.T``)
+_CONTRACTIONS = {"tensordot": "tensordot", "inner": "inner", "linalg_multi_dot": "multi_dot"}
 _MATMUL = {"matmul", "mm", "bmm", "__matmul__", "__rmatmul__", "mv"}
 _RNN = {"lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell"}
 _RNN |= {"rnn_relu_cell"}
@@ -439,6 +439,8 @@ class _Recorder(TorchFunctionMode):
             axis: int | str = einsum_unit_axis(
                 options["equation"], options["operand"], options["shapes"]
             )
+            if isinstance(axis, str) and op != "einsum":  # a contraction read as an einsum
+                axis = f"{op} as {axis}"
         else:
             op_kind = cast(OpKind, kind)
             # an axis of stride 0 repeats one slice (expand): one unit's, as a size of 1 (t157)
@@ -513,6 +515,8 @@ class _Recorder(TorchFunctionMode):
             self._consume(right, op, "matmul_right")
         elif name == "einsum":
             self._einsum(op, args)
+        elif name in _CONTRACTIONS:
+            self._contraction(name, args, kwargs)
         elif name in ("embedding", "embedding_bag"):
             functional = func in (F.embedding, F.embedding_bag)
             table = arg(1, "weight") if functional else arg(0, "weight")
@@ -539,6 +543,26 @@ class _Recorder(TorchFunctionMode):
             else list(args[1:])
         )
         shapes = [list(t.shape) for t in operands]
+        for index, tensor in enumerate(operands):
+            self._consume(tensor, op, "einsum", equation=equation, operand=index, shapes=shapes)
+
+    def _contraction(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        op = _CONTRACTIONS[name]
+        if op == "multi_dot":
+            operands = list(kwargs.get("tensors", args[0] if args else ()))
+        else:
+            operands = [kwargs.get("input", args[0] if args else None)]
+            operands.append(kwargs.get("other", args[1] if len(args) > 1 else None))
+        dims = kwargs.get("dims", args[2] if len(args) > 2 else 2)
+        if isinstance(dims, torch.Tensor):
+            dims = dims.tolist()
+        if not isinstance(dims, int):  # one axis each may be given as a number
+            dims = [[d] if isinstance(d, int) else list(d) for d in dims]
+        shapes = [list(t.shape) for t in operands]
+        equation = contraction_equation(op, [len(shape) for shape in shapes], dims)
+        if equation is None:
+            self._other(name, args, kwargs)
+            return
         for index, tensor in enumerate(operands):
             self._consume(tensor, op, "einsum", equation=equation, operand=index, shapes=shapes)
 
