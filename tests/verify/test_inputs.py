@@ -295,6 +295,37 @@ def test_a_string_input_is_read_as_onnx_runtime_takes_it(tmp_path: Path) -> None
         inputs.load_npz(_npz(tmp_path / "o.npz", pickled), spec)
 
 
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.array(["a", "b"], ">U1"), "x is >U1, the model wants string (a numpy str array, <U)"),
+        (np.array([0x110000, 0x61], np.uint32).view("<U1"), "x holds U+110000, which is no"),
+        (np.array([[0x61, 0xD800], [0x61, 0]], np.uint32).view("<U2")[:, 0], "x holds U+D800"),
+    ],
+    ids=["other byte order", "past U+10FFFF", "a surrogate"],
+)
+def test_a_string_input_onnx_runtime_would_crash_on_is_refused(
+    array: np.ndarray, message: str, tmp_path: Path
+) -> None:
+    """ONNX Runtime encodes a str array's code points as UTF-8: one past U+10FFFF (also a
+    character of the other byte order, its bytes swapped) crashed the process (exit 139, the
+    staging of fold --verify left, t211)."""
+    spec = inputs.signature(ir.serde.deserialize_model(onnx_model(STRING_INPUT)))
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+        inputs.load_npz(_npz(tmp_path / "x.npz", {"x": array}), spec)
+
+
+def test_a_bool_input_of_other_bytes_than_0_and_1_is_refused(tmp_path: Path) -> None:
+    """A byte array viewed as bool passed every check, and a model casting it and one
+    selecting with it were "not equivalent" (255 against 1, t211)."""
+    spec = [inputs.InputSpec("m", ir.DataType.BOOL, [4])]
+    ok = inputs.load_npz(_npz(tmp_path / "ok.npz", {"m": np.array([1, 0, 1, 1], bool)}), spec)
+    assert ok["m"].tolist() == [True, False, True, True]
+    held = np.array([1, 0, 2, 255], np.uint8).view(bool)
+    with pytest.raises(InvalidArgumentError, match="m is a bool array holding the byte 255"):
+        inputs.load_npz(_npz(tmp_path / "bad.npz", {"m": held}), spec)
+
+
 def test_an_inputs_file_that_disagrees_on_a_symbol_is_refused(tmp_path: Path) -> None:
     """x[B, K] by w[K, 4] with x's K 5 and w's 6: the inputs file is to blame, as --shape is
     for shapes that disagree, before anything runs (ONNX Runtime's error named the model)."""
@@ -379,10 +410,16 @@ def test_an_input_past_the_size_limit_is_refused_before_it_is_read(
     path = _zip(tmp_path / "big.npz", {"x.npy": _header((1, 0), "<f4", (26, 4))})
     with pytest.raises(InvalidArgumentError, match=r"x holds 416 bytes, more than the 400"):
         inputs.load_npz(path, spec)
-    # bytes, not elements: one string of 1e8 characters is 400 MB in one element
-    strings = [inputs.InputSpec("s", ir.DataType.STRING, [1])]
-    path = _zip(tmp_path / "str.npz", {"s.npy": _header((1, 0), "<U101", (1,))})
+    # bytes, not elements: one string of 1e8 characters is 400 MB in one element, and each
+    # element what ONNX Runtime holds for it beside (t211: 5 million empty strings, an array of
+    # no bytes, held 695 MB)
+    monkeypatch.setattr(inputs, "STRING_ELEMENT_BYTES", 100)
+    strings = [inputs.InputSpec("s", ir.DataType.STRING, ["N"])]
+    path = _zip(tmp_path / "str.npz", {"s.npy": _header((1, 0), "<U76", (1,))})
     with pytest.raises(InvalidArgumentError, match=r"s holds 404 bytes, more than the 400"):
+        inputs.load_npz(path, strings)
+    path = _zip(tmp_path / "empty.npz", {"s.npy": _header((1, 0), "<U0", (5,))})
+    with pytest.raises(InvalidArgumentError, match=r"s holds 500 bytes, more than the 400"):
         inputs.load_npz(path, strings)
     with pytest.raises(InvalidArgumentError, match=r"x\[101, 4\]: 1616 bytes is more than"):
         inputs.synthesize(spec, {"x": [101, 4]})

@@ -41,9 +41,14 @@ DEFAULT_DYNAMIC_DIM = 32  # long enough for small convolution kernels, short eno
 INT_HIGH = 8  # integer inputs in [0, 8): valid indices for any table with at least 8 rows
 SEED = 0
 # An input is held in memory, several times over while outputs are compared: one past this many
-# bytes, synthesized or read from an .npz (a string input counts its characters' bytes), is
-# refused rather than made.
+# bytes, synthesized or read from an .npz (a string input as STRING_ELEMENT_BYTES an element
+# beyond its characters), is refused rather than made.
 MAX_INPUT_BYTES = 2**30
+# What ONNX Runtime and its outputs hold for each element of a string input beyond the numpy
+# array: its C++ string in, the output's string and Python object out; measured 73 bytes for
+# strings of 1 character, 249 of 16 and 362 of 64, above the array's 4 a character. An array of
+# empty strings (``<U0``, no bytes at all) is thus no way past the limit.
+STRING_ELEMENT_BYTES = 192
 
 
 @dataclasses.dataclass
@@ -430,16 +435,58 @@ def _unreadable(error: Exception) -> str:
 
 
 def _fits_dtype(spec: InputSpec, dtype: np.dtype) -> bool:
-    """ONNX Runtime takes a string input as a numpy str array (``<U``); it misreads a bytes
-    one (``|S``: garbage characters), and pickle-free ``.npz`` cannot hold an object one."""
+    """ONNX Runtime takes a string input as a numpy str array of this machine's byte order
+    (``<U``); it misreads a bytes one (``|S``: garbage characters) and one of the other byte
+    order (its characters' bytes swapped: past U+10FFFF it crashes the process), and
+    pickle-free ``.npz`` cannot hold an object one."""
     if spec.dtype == ir.DataType.STRING:
-        return dtype.kind == "U"
+        return dtype.kind == "U" and dtype.isnative
     return dtype == spec.dtype.numpy()
+
+
+_NATIVE_STR = np.dtype("U1").str.removesuffix("1")  # <U where the machine is little-endian
 
 
 def _wanted(dtype: ir.DataType) -> str:
     """A model input's dtype as the error names it, with what to save for a string one."""
-    return "string (a numpy str array)" if dtype == ir.DataType.STRING else dtype.name.lower()
+    if dtype == ir.DataType.STRING:
+        return f"string (a numpy str array, {_NATIVE_STR})"
+    return dtype.name.lower()
+
+
+def _held_bytes(shape: Sequence[int], dtype: np.dtype) -> int:
+    """The bytes an input of ``shape`` and ``dtype`` is counted as against MAX_INPUT_BYTES."""
+    extra = STRING_ELEMENT_BYTES if dtype.kind == "U" else 0
+    return math.prod(shape) * (dtype.itemsize + extra)
+
+
+# Code points a str array may hold that are no character: surrogates and past U+10FFFF (numpy
+# holds any 32-bit number; ONNX Runtime's UTF-8 encoding of one crashes the process).
+_SURROGATES = (0xD800, 0xDFFF)
+_LAST_CODE_POINT = 0x10FFFF
+
+
+def _check_values(path: Path, spec: InputSpec, array: np.ndarray) -> None:
+    """Values a dtype holds that no input of it is, refused before anything runs: a bool
+    other than 0 or 1 (a byte array viewed as bool: ONNX Runtime passes the byte on, and
+    two equivalent models may read it differently) and a string's code point that is no
+    character."""
+    if not array.size:
+        return
+    if array.dtype == np.bool_ and (byte := int(array.view(np.uint8).max())) > 1:
+        raise InvalidArgumentError(
+            f"{path}: {spec.name} is a bool array holding the byte {byte} (a bool is 0 or 1)",
+            parameter="inputs",
+        )
+    if array.dtype.kind == "U" and array.dtype.itemsize:
+        codes = np.ascontiguousarray(array).view(np.uint32)
+        bad = (codes > _LAST_CODE_POINT) | ((codes >= _SURROGATES[0]) & (codes <= _SURROGATES[1]))
+        if bad.any():
+            raise InvalidArgumentError(
+                f"{path}: {spec.name} holds U+{int(codes[bad].flat[0]):04X}, which is no "
+                "character (a surrogate, or past U+10FFFF)",
+                parameter="inputs",
+            )
 
 
 def load_npz(
@@ -473,7 +520,7 @@ def load_npz(
                     )
                 _check_dtype(path, spec, _viewed(member.dtype, spec))
                 _check_shape(path, spec, member.shape)
-                if (size := math.prod(member.shape) * member.dtype.itemsize) > MAX_INPUT_BYTES:
+                if (size := _held_bytes(member.shape, member.dtype)) > MAX_INPUT_BYTES:
                     raise InvalidArgumentError(
                         f"{path}: {spec.name} holds {size} bytes, more than the "
                         f"{MAX_INPUT_BYTES} wnpass feeds an input; give smaller arrays",
@@ -490,6 +537,7 @@ def load_npz(
         array = feeds[spec.name] = _from_bits(feeds[spec.name], spec)
         _check_dtype(path, spec, array.dtype)
         _check_shape(path, spec, array.shape)
+        _check_values(path, spec, array)
     sizes = _Sizes("inputs", f"{path}: ")  # a symbol has one size in every input naming it
     for spec in specs:
         for axis, dim in enumerate(spec.shape):
