@@ -1913,6 +1913,58 @@ def test_a_random_op_aborting_through_a_function_s_function_is_never_run(tmp_pat
     assert "RandomNormalLike has a scale of 0" in (aborting_op(onnx_io.load(drawing)) or "")
 
 
+def test_an_attribute_a_caller_leaves_unset_leaves_the_called_function_s_default(
+    tmp_path: Path,
+) -> None:
+    """t209: Inner's scale ``@t`` defaults to 0; Outer declares ``s`` without a default and
+    calls Inner<t=@s>; the graph calls Outer without ``s``. ONNX Runtime takes Inner's default
+    (and aborted the process); the unset ``s`` was read as binding ``t``, so the op's own
+    default scale (1) was read."""
+    inner = _noisy_function("Inner", "t", 17)
+    del inner.attribute[:]
+    inner.attribute_proto.append(onnx.helper.make_attribute("t", 0.0))
+    call = onnx.helper.make_node("Inner", ["a"], ["c"], domain="local")
+    call.attribute.append(_reference("t", "s"))
+    outer = onnx.helper.make_function("local", "Outer", ["a"], ["c"], [call], _LOCAL, ["s"])
+    onnx.save(_calling(inner, outer, "Outer"), drawing := tmp_path / "unset.onnx")
+    from wnpass.onnx import io as onnx_io
+
+    assert "RandomNormalLike has a scale of 0" in (aborting_op(onnx_io.load(drawing)) or "")
+
+
+@pytest.mark.parametrize("opset", [18, 17], ids=["inlined", "not-inlined"])
+@pytest.mark.parametrize("called", ["z", ""], ids=["calls-z", "calls-plain"])
+def test_a_call_inside_a_function_is_read_as_onnx_runtime_runs_it(
+    called: str, opset: int, tmp_path: Path
+) -> None:
+    """t209: G<s> calls F by overload ``called`` with ``s=@s``, the graph calls G<s=0>. Of F's
+    two overloads, ``""`` draws with scale ``@s`` and ``"z"`` with scale 1. Inside a function
+    ONNX Runtime runs the overload ``""`` whatever the call names (and aborted the process
+    where the call named ``z``, which onnx-ir's inlining and the call-by-call walk followed):
+    both are read; a call of ``""`` alone reads ``""``, and the model that calls ``z``
+    directly from the graph is not refused."""
+    steady = _noisy_function("F", "s", opset)
+    steady.node[0].attribute[0].CopyFrom(onnx.helper.make_attribute("scale", 1.0))
+    steady.overload = "z"
+    noisy = _noisy_function("F", "s", opset)
+    call = onnx.helper.make_node("F", ["a"], ["c"], domain="local", overload=called)
+    call.attribute.append(_reference("s", "s"))
+    opsets = [onnx.helper.make_opsetid("", opset), onnx.helper.make_opsetid("local", 1)]
+    outer = onnx.helper.make_function("local", "G", ["a"], ["c"], [call], opsets, ["s"])
+    model = _calling(steady, noisy, outer, "G", s=0.0)
+    model.ir_version = 10  # overloads
+    onnx.save(model, drawing := tmp_path / "overloads.onnx")
+    from wnpass.onnx import io as onnx_io
+
+    said = aborting_op(onnx_io.load(drawing)) or ""
+    assert "has a scale of 0, on which onnxruntime aborts" in said
+    # the graph calling the steady overload itself: ONNX Runtime follows it there
+    direct = _calling(steady, noisy, "F", s=0.0)
+    direct.ir_version, direct.graph.node[0].overload = 10, "z"
+    onnx.save(direct, direct_path := tmp_path / "direct.onnx")
+    assert aborting_op(onnx_io.load(direct_path)) is None
+
+
 def test_a_chain_of_functions_longer_than_any_bound_is_followed_to_its_end(
     tmp_path: Path,
 ) -> None:

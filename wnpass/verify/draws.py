@@ -93,7 +93,9 @@ def aborting_op(model: ir.Model) -> str | None:
     0), in any graph or body, and in a function with each call's attributes: read with the
     functions inlined, as ONNX Runtime runs them (t201), or, where onnx-ir cannot inline them
     (another opset), call by call, an attribute a call does not set taken from the function's
-    default (t203). Even in a branch that never runs: which does is not read."""
+    default (t203). Even in a branch that never runs: which does is not read. A call inside a
+    function names an overload ONNX Runtime does not follow (it runs the overload ``""``,
+    t209): there both are read, and either aborting refuses the model."""
     inlined, unknown = _inlined(model)
     for graph in graphs_of(inlined):
         for node in graph:
@@ -108,26 +110,34 @@ def aborting_op(model: ir.Model) -> str | None:
     # next twice, 20 deep, was walked 2**20 times (t208); a function cannot call itself, so
     # the sets are few and the walk ends
     seen: set[tuple[object, ...]] = set()
+    inside = False  # the calls are a function's (from the second round on)
     while calls:
         inner: list[tuple[ir.Node, dict[str, ir.Attr]]] = []
         for call, outer in calls:
-            key = (call.domain, call.op_type, call.overload)
-            function = model.functions.get(key)
-            if function is None:
-                continue
-            bound = {**function.attributes, **_resolved(call.attributes, outer)}
-            mark = (key, tuple(sorted((name, repr(a.value)) for name, a in bound.items())))
-            if mark in seen:
-                continue
-            seen.add(mark)
-            for body in (function, *subgraphs_of(function)):
-                for node in body:
-                    if (said := _aborts(node, bound)) is not None:
-                        return said
-                    if (node.domain, node.op_type, node.overload) in model.functions:
-                        inner.append((node, bound))
-        calls = inner
+            for key, function in _callees(model, call, inside):
+                bound = {**function.attributes, **_resolved(call.attributes, outer)}
+                mark = (key, tuple(sorted((name, repr(a.value)) for name, a in bound.items())))
+                if mark in seen:
+                    continue
+                seen.add(mark)
+                for body in (function, *subgraphs_of(function)):
+                    for node in body:
+                        if (said := _aborts(node, bound)) is not None:
+                            return said
+                        if _callees(model, node, inside=True):
+                            inner.append((node, bound))
+        calls, inside = inner, True
     return None
+
+
+def _callees(
+    model: ir.Model, call: ir.Node, inside: bool
+) -> list[tuple[ir.OperatorIdentifier, ir.Function]]:
+    """The local functions ``call`` may run: the one it names, and for a call inside a
+    function the overload ``""`` of its name too (which ONNX Runtime runs there, t209)."""
+    named = (call.domain, call.op_type, call.overload)
+    keys = [named, (call.domain, call.op_type, "")] if inside and call.overload else [named]
+    return [(key, model.functions[key]) for key in keys if key in model.functions]
 
 
 def _resolved(
@@ -139,7 +149,9 @@ def _resolved(
     for name, attr in attributes.items():
         if attr.is_ref():
             found = bound.get(attr.ref_attr_name or "")
-            if found is None:
+            # one the caller declares without a default and its call leaves unset is no
+            # attribute: the called function's default holds (t209)
+            if found is None or found.type == ir.AttributeType.UNDEFINED:
                 continue
             attr = found
         resolved[name] = attr
@@ -210,8 +222,10 @@ def _inlined(model: ir.Model) -> tuple[ir.Model, frozenset[int]]:
         return model, frozenset()
     from onnx_ir.passes.common.inliner import InlinePass
 
-    copy = model.clone()
     try:
+        if _overloaded_inside(model):  # onnx-ir follows it, ONNX Runtime does not (t209)
+            raise ValueError("a function calls a local function by an overload")
+        copy = model.clone()
         InlinePass()(copy)
     except Exception as error:  # onnx-ir's own failure (an opset mismatch): keys kept apart
         logger.info("random ops: the local functions could not be inlined (%s)", error)
@@ -225,6 +239,17 @@ def _inlined(model: ir.Model) -> tuple[ir.Model, frozenset[int]]:
         }
         return model, frozenset(unknown)
     return copy, frozenset()
+
+
+def _overloaded_inside(model: ir.Model) -> bool:
+    """Whether a function calls a local function by an overload other than ``""``."""
+    names = {key[:2] for key in model.functions}
+    return any(
+        node.overload and (node.domain, node.op_type) in names
+        for function in model.functions.values()
+        for body in (function, *subgraphs_of(function))
+        for node in body
+    )
 
 
 class _Keys:
