@@ -71,6 +71,16 @@ for prefix, make in (("check", _check), ("fold --verify", _fold_verify)):
         ),
         f"{prefix} --runs -5": (make("--runs", "-5"), "--runs -5: must be a whole number"),
         f"{prefix} --runs 1.5": (make("--runs", "1.5"), "invalid int value"),
+        # float() and int() read these as numbers (t211): 10, 0, 2
+        f"{prefix} --rtol 1_0": (make("--rtol", "1_0"), "--rtol: invalid float value: '1_0'"),
+        f"{prefix} --atol 1e-400": (
+            make("--atol", "1e-400"),
+            "--atol: 1e-400: too small for a float, which holds it as 0",
+        ),
+        f"{prefix} --threads 2 in other digits": (
+            make("--threads", "\u0662"),
+            "--threads: invalid int value: '\u0662'",
+        ),
         f"{prefix} --warmup -1": (make("--warmup", "-1"), "--warmup -1: must be a whole number"),
         f"{prefix} --threads 0": (make("--threads", "0"), "--threads 0: must be a whole"),
         f"{prefix} --shape without =": (make("--shape", "x:1,4"), "expected NAME=DIMS"),

@@ -13,6 +13,7 @@ from wnpass.cli.options import (
     blamed_on,
     check_options,
     file_path,
+    given_whole,
     inputs_function,
     load_model,
     plan_model_py,
@@ -50,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "PyTorch runs too, for that range only (refused otherwise), and for the sizes where "
         "the conditions torch.export took on it hold",
     )
-    parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    parser.add_argument("--opset", type=given_whole, help="ONNX opset (default: the exporter's)")
     parser.add_argument(
         "--verify",
         action="store_true",

@@ -28,6 +28,8 @@ __all__ = [
     "file_path",
     "flags_for",
     "given_check_flags",
+    "given_number",
+    "given_whole",
     "inputs_function",
     "load_model",
     "plan_model_py",
@@ -82,6 +84,30 @@ def given_path(text: str) -> Path:
     if not text:
         raise argparse.ArgumentTypeError("an empty path")
     return Path(text)
+
+
+# Numbers as written in ASCII: float() and int() also read "1_0" as 10, " 1" and other scripts'
+# digits (t211); the words inf and nan pass on to the checks that refuse them, saying why.
+_NUMBER = re.compile(r"[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|inf|infinity|nan)", re.I)
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+
+
+def given_number(text: str) -> float:
+    """A number option, as argparse takes it (:data:`_NUMBER`); one written nonzero that a
+    float can only hold as 0 (``1e-400``) is refused, not read as 0."""
+    if not _NUMBER.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}")
+    value = float(text)
+    if value == 0 and re.search(r"[1-9]", re.split("[eE]", text)[0]):
+        raise argparse.ArgumentTypeError(f"{text}: too small for a float, which holds it as 0")
+    return value
+
+
+def given_whole(text: str) -> int:
+    """A whole-number option, as argparse takes it: ASCII digits, signed or not."""
+    if not _WHOLE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}")
+    return int(text)
 
 
 def file_path(text: str) -> Path:
@@ -209,15 +235,19 @@ def add_check_options(parser: argparse.ArgumentParser, *, inputs: bool = True) -
         group.add_argument(
             "--inputs", type=given_path, metavar="FILE.npz", help="inputs to use instead"
         )
-    group.add_argument("--rtol", type=float, help="relative tolerance (default: per dtype)")
-    group.add_argument("--atol", type=float, help="absolute tolerance (default: per dtype)")
+    group.add_argument("--rtol", type=given_number, help="relative tolerance (default: per dtype)")
+    group.add_argument("--atol", type=given_number, help="absolute tolerance (default: per dtype)")
     # no argparse defaults: a flag not given is None, so a command can tell what was given
     # (given_check_flags); check_options fills in the library's defaults
-    group.add_argument("--runs", type=int, help=f"timed runs per model (default {DEFAULT_RUNS})")
-    group.add_argument("--warmup", type=int, help=f"untimed runs first (default {DEFAULT_WARMUP})")
+    group.add_argument(
+        "--runs", type=given_whole, help=f"timed runs per model (default {DEFAULT_RUNS})"
+    )
+    group.add_argument(
+        "--warmup", type=given_whole, help=f"untimed runs first (default {DEFAULT_WARMUP})"
+    )
     group.add_argument(
         "--threads",
-        type=int,
+        type=given_whole,
         help=f"intra-op threads, 1 to {MAX_THREADS} (default: ONNX Runtime's)",
     )
     if inputs:

@@ -23,6 +23,7 @@ from wnpass.cli.options import (
     as_flags,
     blamed_on,
     file_path,
+    given_number,
     given_path,
     inputs_function,
     load_model,
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--rtol",
-        type=float,
+        type=given_number,
         metavar="R",
         help="with --init keep: the outputs' relative tolerance (default 1e-5; 1e-2 where the "
         "model computes at half precision)",
