@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,12 @@ def test_a_target_key_that_exists_declines_the_pair(tmp_path: Path) -> None:
     ]
     out = load_file(str(tmp_path / "g.legacy.safetensors"))
     assert "res.parametrizations.weight.original0" in out
+    # each declined pair says the keys it is written under: its own (they were none, t210)
+    assert [p.output_keys for p in declined] == [
+        ["res.parametrizations.weight.original0", "res.parametrizations.weight.original1"],
+        ["res.weight_g"],
+    ]
+    assert all(key in out for p in declined for key in p.output_keys)
 
 
 def test_an_unknown_form_names_the_parameter(tmp_path: Path) -> None:
@@ -119,6 +126,19 @@ def test_keys_with_an_empty_module_are_their_own_pairs(tmp_path: Path) -> None:
         ".parametrizations.weight.original1": ".weight_v",
     }
     assert _bytes(out) == {new: tensor_bytes(state[old]) for new, old in renamed.items()}
+
+
+def test_a_checkpoint_whose_name_is_no_utf8_is_read(tmp_path: Path) -> None:
+    """torch maps a torch.save file by its name encoded as UTF-8: a name with a byte that
+    does not decode (held as a surrogate) was "not a readable torch.save file" (t210)."""
+    layer = torch.nn.utils.parametrizations.weight_norm(torch.nn.Linear(4, 3))
+    folder = tmp_path / os.fsdecode(b"run\xff")
+    folder.mkdir()
+    torch.save(layer.state_dict(), path := folder / os.fsdecode(b"w\xfe.pt"))
+    report = convert_checkpoint(path, "legacy")
+    assert report.count("converted") == 1
+    legacy = torch.load(folder / os.fsdecode(b"w\xfe.legacy.pt"), weights_only=True)
+    assert torch.equal(legacy["weight_v"], layer.state_dict()["parametrizations.weight.original1"])
 
 
 def test_a_pair_of_one_element_per_unit_keeps_its_parametrize_keys(tmp_path: Path) -> None:

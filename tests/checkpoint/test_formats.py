@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,24 @@ def test_in_another_folder_the_shards_keep_their_names(tmp_path: Path) -> None:
         "model-2-model-00001-of-00002.safetensors",
         "model-2-model-00002-of-00002.safetensors",
     ]
+
+
+def test_the_input_s_folder_mounted_elsewhere_is_the_same_folder(tmp_path: Path) -> None:
+    """A bind mount of the input's folder as -o's folder was another folder by its path: its
+    shards' names were kept, and the plan then refused them as the input's (t210); told by
+    identity, they are renamed as in the folder itself."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "bound").mkdir()
+    mounted = subprocess.run(
+        ["mount", "--bind", str(tmp_path / "in"), str(tmp_path / "bound")], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"a bind mount needs root: {mounted.stderr.decode().strip()}")
+    try:
+        index = tmp_path / "in" / "model.safetensors.index.json"
+        plain = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+        here = shard_output_names(plain, index, index)
+        assert shard_output_names(plain, index, tmp_path / "bound" / index.name) == here
+        assert not set(here) & set(plain)
+    finally:
+        subprocess.run(["umount", str(tmp_path / "bound")], check=True)

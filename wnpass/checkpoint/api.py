@@ -128,6 +128,7 @@ def fold_checkpoint(
             rewrite[(group.path, pair.first)] = Action("fold", pair.weight, pair)
             rewrite[(group.path, other)] = Action("drop", other)
             pair_report.output_keys = [pair.weight]
+        _kept_as_they_were(found)
         verify = None
         if check_model is not None:
             assert plain is not None
@@ -186,6 +187,7 @@ def convert_checkpoint(
             rewrite[(group.path, pair.g.key)] = Action("rename", new.g)
             rewrite[(group.path, pair.v.key)] = Action("rename", new.v)
             pair_report.status, pair_report.output_keys = "converted", [new.g, new.v]
+        _kept_as_they_were(found)
         _write(checkpoint, rewrite, targets, plan, report, None)
     finally:
         checkpoint.close()
@@ -361,6 +363,14 @@ def _find(
             found.append((group, pair, row))
             report.pairs.append(row)
     return found
+
+
+def _kept_as_they_were(found: Found) -> None:
+    """A declined pair's tensors are written as they were, under their own keys (its
+    ``output_keys`` were empty, as if dropped, t210)."""
+    for _, pair, pair_report in found:
+        if pair_report.status == "declined":
+            pair_report.output_keys = list(pair.present)
 
 
 def _reserved(checkpoint: Checkpoint, key: str) -> bool:

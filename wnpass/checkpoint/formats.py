@@ -19,12 +19,12 @@ never given in the input's folder either (:func:`shard_output_names`).
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Literal
 
 from wnpass.errors import InvalidModelError, UsageError
+from wnpass.plan import identity_of
 
 __all__ = [
     "INDEX_SUFFIX",
@@ -167,7 +167,9 @@ def shard_output_names(shards: list[str], input_index: Path, output_index: Path)
     in_stem, _ = split_name(input_index)
     first = [shard_output_name(shard, input_index, output_index) for shard in shards]
     counts = Counter(first)
-    same_folder = os.path.realpath(input_index.parent) == os.path.realpath(output_index.parent)
+    # one folder by identity, as the plan tells files (a bind mount of it too, t210)
+    folder = identity_of(input_index.parent)
+    same_folder = folder is not None and folder == identity_of(output_index.parent)
     inputs = set(shards) if same_folder else set()
     names: list[str | None] = [
         name if name not in inputs and (counts[name] == 1 or _has_stem(shard, in_stem)) else None

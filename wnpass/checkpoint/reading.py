@@ -24,6 +24,7 @@ Every way a file can be wrong is one :class:`~wnpass.errors.InvalidModelError` l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -347,9 +348,12 @@ def load_torch(path: Path) -> Any:
         )
     try:
         mmap = _is_zip_format(path) and not _compressed(path)
-        with warnings.catch_warnings(record=True) as caught:  # the CLI prints one line only
+        with (
+            warnings.catch_warnings(record=True) as caught,  # the CLI prints one line only
+            _torch_name(path) as name,
+        ):
             warnings.simplefilter("always")
-            value = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            value = torch.load(name, map_location="cpu", weights_only=True, mmap=mmap)
         for warning in caught:
             logger.info("%s: torch.load: %s", path, warning.message)
         if mmap:
@@ -381,6 +385,30 @@ def load_torch(path: Path) -> Any:
         raise InvalidModelError(
             f"{path}: not a readable torch.save file: {one_line(error, with_type=True)}"
         ) from None
+
+
+@contextlib.contextmanager
+def _torch_name(path: Path) -> Iterator[str | Path]:
+    """A name of ``path`` that torch can open: ``path``, or, where its name is no UTF-8
+    (bytes that do not decode, which torch's mapping encodes as UTF-8 and fails on: a valid
+    file was called unreadable, t210), the name of a descriptor open on it."""
+    try:
+        os.fspath(path).encode()
+    except UnicodeEncodeError:
+        pass
+    else:
+        yield path
+        return
+    if not os.path.isdir(_DESCRIPTORS):
+        raise InvalidModelError(f"{path}: a name torch cannot open (it is no UTF-8); rename it")
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        yield f"{_DESCRIPTORS}/{descriptor}"
+    finally:
+        os.close(descriptor)
+
+
+_DESCRIPTORS = "/proc/self/fd"  # Linux's names of a process's open files
 
 
 def _check_mapped(path: Path, value: Any) -> None:

@@ -46,6 +46,7 @@ class PairReport:
     whole_tensor: bool  # the norm is over the whole tensor (a scalar g: dim=None)
     status: str
     reason: str | None = None
+    # the keys its tensors are written under (a declined pair's own); none in an inspection
     output_keys: list[str] = dataclasses.field(default_factory=list)
 
 
