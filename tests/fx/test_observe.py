@@ -57,6 +57,16 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
     ("fliplr", (6, 4), lambda x, w: x @ w.fliplr(), X2, 1),
     ("roll along the kernel", (4, 2, 3), lambda x, w: F.conv1d(x, w.roll(1, 2)), X3, 0),
     ("roll flattened", (4, 6), lambda x, w: F.linear(x, w.roll(1)), X2, "units mix"),
+    # no dims is none (t212: it was followed as a reorder, and g was no unit's)
+    ("roll of dims=()", (4, 6), lambda x, w: F.linear(x, torch.roll(w, 1, dims=())), X2, "mix"),
+    (
+        "roll by keywords",
+        (4, 6),
+        lambda x, w: F.linear(x, torch.roll(input=w, shifts=1, dims=1)),
+        X2,
+        0,
+    ),
+    ("transpose by keywords", (6, 4), lambda x, w: F.linear(x, w.transpose(dim0=0, dim1=1)), X2, 1),
     (
         "repeat_interleave",
         (2, 6),
@@ -93,6 +103,13 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
     ("W.inner(x)", (4, 6), lambda x, w: w.inner(x).T, X2, 0),
     ("tensordot dims=1", (6, 4), lambda x, w: torch.tensordot(x, w, 1), X2, 1),
     ("tensordot of lists", (4, 6), lambda x, w: torch.tensordot(x, w, dims=([1], [1])), X2, 0),
+    (
+        "tensordot of a tensor's count",
+        (6, 4),
+        lambda x, w: torch.tensordot(x, w, dims=torch.tensor([1])),
+        X2,
+        1,
+    ),
     (
         "tensordot of 3-D, dims=2",
         (2, 5, 3),

@@ -77,6 +77,8 @@ for prefix, make in (("check", _check), ("fold --verify", _fold_verify)):
             make("--atol", "1e-400"),
             "--atol: 1e-400: too small for a float, which holds it as 0",
         ),
+        f"{prefix} --rtol 1e400": (make("--rtol", "1e400"), "--rtol: 1e400: too large for a"),
+        f"{prefix} --runs of 5000 digits": (make("--runs", "9" * 5000), "invalid int value"),
         f"{prefix} --threads 2 in other digits": (
             make("--threads", "\u0662"),
             "--threads: invalid int value: '\u0662'",
@@ -137,6 +139,9 @@ OPTIONS |= {
     "export --dynamic with a non-ASCII digit": (_export("--dynamic", "x=\u0663"), "expected NAME"),
     "export --dynamic with a space": (_export("--dynamic", "x= 0"), "expected NAME=AXES"),
     "export --dynamic with a plus sign": (_export("--dynamic", "x=+1"), "expected NAME=AXES"),
+    # int() refuses past 4300 digits: an internal error (t212)
+    "export --dynamic of 5000 digits": (_export("--dynamic", "x=" + "9" * 5000), "expected NAME"),
+    "export --opset of 5000 digits": (_export("--opset", "9" * 5000), "invalid int value"),
     "export --dynamic with a negative axis": (
         _export("--dynamic", "x=-1"),
         "axes count from 0 (a negative axis is not taken)",

@@ -1965,6 +1965,40 @@ def test_a_call_inside_a_function_is_read_as_onnx_runtime_runs_it(
     assert aborting_op(onnx_io.load(direct_path)) is None
 
 
+def test_a_draw_in_the_overload_onnx_runtime_runs_inside_a_function_counts(
+    tmp_path: Path,
+) -> None:
+    """t212: G calls F by overload ``z`` (an Identity); F's overload ``""``, which ONNX
+    Runtime runs there, holds a Dropout that draws. Only the named overload was read: the
+    candidate was "equivalent" to a plain model."""
+    opsets = [onnx.helper.make_opsetid("", 18), onnx.helper.make_opsetid("local", 1)]
+    ratio = onnx.helper.make_tensor("r", onnx.TensorProto.FLOAT, [], [0.5])
+    mode = onnx.helper.make_tensor("t", onnx.TensorProto.BOOL, [], [True])
+    drawing = [
+        onnx.helper.make_node("Constant", [], ["r"], value=ratio),
+        onnx.helper.make_node("Constant", [], ["t"], value=mode),
+        onnx.helper.make_node("Dropout", ["a", "r", "t"], ["c"]),
+    ]
+    noisy = onnx.helper.make_function("local", "F", ["a"], ["c"], drawing, opsets[:1])
+    steady = onnx.helper.make_function(
+        "local", "F", ["a"], ["c"], [onnx.helper.make_node("Identity", ["a"], ["c"])], opsets[:1]
+    )
+    steady.overload = "z"
+    call = onnx.helper.make_node("F", ["a"], ["c"], domain="local", overload="z")
+    outer = onnx.helper.make_function("local", "G", ["a"], ["c"], [call], opsets)
+    model = _calling(noisy, steady, outer, "G")
+    model.ir_version = 10  # overloads
+    onnx.save(model, candidate := tmp_path / "cand.onnx")
+    plain = _calling(steady, "F")
+    plain.ir_version, plain.graph.node[0].overload = 10, "z"
+    onnx.save(plain, reference := tmp_path / "ref.onnx")
+    assert _random_added_to(reference, candidate) == [
+        "the candidate holds random ops the reference does not (1 Dropout (ratio=0.5, "
+        "training_mode=True)): its outputs may change from run to run, which no run of the "
+        "check shows equivalent"
+    ]
+
+
 def test_a_chain_of_functions_longer_than_any_bound_is_followed_to_its_end(
     tmp_path: Path,
 ) -> None:

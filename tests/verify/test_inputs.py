@@ -60,6 +60,12 @@ def test_shape_option_sets_dynamic_dimensions_and_checks_fixed_ones() -> None:
         inputs.parse_shapes(["x:1,2"])
     with pytest.raises(InvalidArgumentError, match="expected NAME=DIMS"):
         inputs.parse_shapes(["x=1,a"])
+    # other scripts' digits are no size (t212: x=\u0663 ran x[3]); a size of 5000 digits
+    # was an internal error (int() refuses it)
+    with pytest.raises(InvalidArgumentError, match="expected NAME=DIMS"):
+        inputs.parse_shapes(["x=\u0663"])
+    with pytest.raises(InvalidArgumentError, match="a size of 5000 digits, beyond any input"):
+        inputs.parse_shapes([f"x=2,{'9' * 5000}"])
 
 
 def test_a_shape_names_an_input_whose_name_holds_an_equals_sign() -> None:

@@ -124,7 +124,7 @@ def _check_arguments(options: CheckOptions | None) -> dict[str, Any]:
     }
 
 
-_DIGITS = re.compile(r"-?[0-9]+")
+_DIGITS = re.compile(r"-?[0-9]{1,18}")  # no axis has more (int() fails past 4300 digits)
 
 
 def _parse_dynamic(items: list[str] | None) -> dict[str, dict[int, str]] | None:

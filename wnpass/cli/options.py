@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -94,20 +95,26 @@ _WHOLE = re.compile(r"[+-]?[0-9]+")
 
 def given_number(text: str) -> float:
     """A number option, as argparse takes it (:data:`_NUMBER`); one written nonzero that a
-    float can only hold as 0 (``1e-400``) is refused, not read as 0."""
+    float can only hold as 0 (``1e-400``) is refused, not read as 0, as is one written in
+    digits that a float holds as infinity (``1e400``)."""
     if not _NUMBER.fullmatch(text):
         raise argparse.ArgumentTypeError(f"invalid float value: {text!r}")
     value = float(text)
     if value == 0 and re.search(r"[1-9]", re.split("[eE]", text)[0]):
         raise argparse.ArgumentTypeError(f"{text}: too small for a float, which holds it as 0")
+    if math.isinf(value) and re.search(r"[0-9]", text):
+        raise argparse.ArgumentTypeError(f"{text}: too large for a float")
     return value
 
 
 def given_whole(text: str) -> int:
     """A whole-number option, as argparse takes it: ASCII digits, signed or not."""
-    if not _WHOLE.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}")
-    return int(text)
+    try:
+        if _WHOLE.fullmatch(text):
+            return int(text)
+    except ValueError:  # past the 4300 digits int() reads
+        pass
+    raise argparse.ArgumentTypeError(f"invalid int value: {text!r}")
 
 
 def file_path(text: str) -> Path:

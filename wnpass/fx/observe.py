@@ -236,8 +236,10 @@ def _dim_arg(args: tuple[Any, ...], kwargs: dict[str, Any], position: int, ndim:
     return int(value) % max(ndim, 1)
 
 
-def _roll_dims(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    return kwargs.get("dims", args[2] if len(args) > 2 else None)
+def _rolled_flat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether ``roll`` rolls the flattened tensor: without dims (None, or none: t212)."""
+    dims = kwargs.get("dims", args[2] if len(args) > 2 else None)
+    return dims is None or (isinstance(dims, Sequence) and not dims)
 
 
 def _axes_arg(value: Any, ndim: int) -> list[int]:
@@ -254,8 +256,8 @@ def _permutation(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], ndim:
         order[-2], order[-1] = order[-1], order[-2]
         return order
     if name in ("transpose", "swapaxes", "swapdims"):
-        d0 = int(kwargs.get("dim0", args[1])) % ndim
-        d1 = int(kwargs.get("dim1", args[2])) % ndim
+        d0 = int(kwargs["dim0"] if "dim0" in kwargs else args[1]) % ndim
+        d1 = int(kwargs["dim1"] if "dim1" in kwargs else args[2]) % ndim
         order[d0], order[d1] = order[d1], order[d0]
         return order
     if name == "permute":
@@ -371,6 +373,8 @@ class _Recorder(TorchFunctionMode):
             return self._concatenated(args, kwargs, result)
         if name in _SCALINGS:
             return self._scaled(name, args, kwargs, result)
+        if not args and "input" in kwargs:  # torch.roll(input=w, ...): the tensor as the first
+            args, kwargs = (kwargs["input"],), {k: v for k, v in kwargs.items() if k != "input"}
         sources = self.origins(args[0]) if args else ()
         if not sources:
             return False
@@ -385,7 +389,7 @@ class _Recorder(TorchFunctionMode):
             mapping = _expand_axes(list(tensor.shape), list(result.shape))
         elif name in _PERMUTES:
             mapping = list(_permutation(name, args, kwargs, ndim))
-        elif name in _REORDERS and (name != "roll" or _roll_dims(args, kwargs) is not None):
+        elif name in _REORDERS and (name != "roll" or not _rolled_flat(args, kwargs)):
             mapping = list(range(ndim))
         elif name in _SLICE_KEEP or name in _SLICE_DROP:
             position = 1 if name in ("narrow", "select", "unbind") else 2
@@ -554,8 +558,8 @@ class _Recorder(TorchFunctionMode):
             operands = [kwargs.get("input", args[0] if args else None)]
             operands.append(kwargs.get("other", args[1] if len(args) > 1 else None))
         dims = kwargs.get("dims", args[2] if len(args) > 2 else 2)
-        if isinstance(dims, torch.Tensor):
-            dims = dims.tolist()
+        if isinstance(dims, torch.Tensor):  # as tensordot reads one: one number, or two lists
+            dims = int(dims.item()) if dims.numel() == 1 else dims.tolist()
         if not isinstance(dims, int):  # one axis each may be given as a number
             dims = [[d] if isinstance(d, int) else list(d) for d in dims]
         shapes = [list(t.shape) for t in operands]
@@ -624,7 +628,7 @@ class _Recorder(TorchFunctionMode):
             reason = f"joined or repeated by {name}: axis not followed"
         elif name == "__getitem__":
             reason = LOOKUP
-        elif name == "roll":  # without dims (with them it is followed, as a reorder)
+        elif name == "roll" and _rolled_flat(args, kwargs):  # with dims: a reorder, followed
             reason = "rolled as one flat tensor (roll without dims): units mix"
         else:
             reason = f"used by {name}, which wnpass does not know"

@@ -25,6 +25,7 @@ import onnx_ir as ir
 __all__ = [
     "Namesakes",
     "attribute_tensors",
+    "callees",
     "const_tensor",
     "constant_initializers",
     "constants_as_nodes",
@@ -35,6 +36,7 @@ __all__ = [
     "graphs_of",
     "model_draws_randomly",
     "node_bodies",
+    "nodes_in_functions",
     "shadowed",
     "shadowed_in_cone",
     "subgraphs_of",
@@ -108,6 +110,28 @@ def _may_be_nonzero(value: ir.Value) -> bool:
     one)."""
     tensor = None if value.is_graph_input() else const_tensor(value)
     return tensor is None or bool(tensor.numpy().any())
+
+
+def callees(
+    model: ir.Model, call: ir.Node, in_function: bool
+) -> list[tuple[ir.OperatorIdentifier, ir.Function]]:
+    """The local functions ``call`` may run: the one it names; for a call inside a function
+    (``in_function``: :func:`nodes_in_functions`) by an overload, the overload ``""`` of its
+    name too, which ONNX Runtime runs there instead of the one named (t209): both are read,
+    whichever it runs."""
+    named = (call.domain, call.op_type, call.overload)
+    keys = [named, (call.domain, call.op_type, "")] if in_function and call.overload else [named]
+    return [(key, model.functions[key]) for key in keys if key in model.functions]
+
+
+def nodes_in_functions(model: ir.Model) -> frozenset[int]:
+    """The ids of the nodes of ``model``'s local functions, their bodies' too."""
+    return frozenset(
+        id(node)
+        for function in model.functions.values()
+        for body in (function, *subgraphs_of(function))
+        for node in body
+    )
 
 
 def function_name(function: ir.Function) -> str:

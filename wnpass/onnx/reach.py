@@ -21,7 +21,14 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from wnpass.onnx.graphs import Namesakes, draws_randomly, graphs_of, node_bodies
+from wnpass.onnx.graphs import (
+    Namesakes,
+    callees,
+    draws_randomly,
+    graphs_of,
+    node_bodies,
+    nodes_in_functions,
+)
 
 __all__ = ["SHAPED_BY_SHAPES", "SHAPED_BY_VALUES", "random_ops_by_output"]
 
@@ -100,6 +107,7 @@ class _DrawsReaching:
 
     def __init__(self, model: ir.Model, bit: dict[int, int]) -> None:
         self.model, self.bit = model, bit
+        self.in_functions = nodes_in_functions(model)
         self.namesakes = Namesakes()
         # each node done: the draws its values are computed from, and those its shape is
         self.reach: dict[int, tuple[int, int]] = {}
@@ -130,8 +138,7 @@ class _DrawsReaching:
                 how.append((outer, kind))
         for body in node_bodies(node):
             how.extend((value, "sizing") for value in body.outputs)
-        function = self.model.functions.get((node.domain, node.op_type, node.overload))
-        if function is not None:
+        for _, function in callees(self.model, node, id(node) in self.in_functions):
             how.extend((value, "sizing") for value in function.outputs)
         producers = ((value.producer(), kind) for value, kind in how)
         return [(producer, kind) for producer, kind in producers if producer is not None]

@@ -25,6 +25,7 @@ import onnx_ir as ir
 
 from wnpass.onnx.evaluate import small_constant
 from wnpass.onnx.graphs import (
+    callees,
     const_tensor,
     graphs_of,
     model_draws_randomly,
@@ -114,7 +115,7 @@ def aborting_op(model: ir.Model) -> str | None:
     while calls:
         inner: list[tuple[ir.Node, dict[str, ir.Attr]]] = []
         for call, outer in calls:
-            for key, function in _callees(model, call, inside):
+            for key, function in callees(model, call, inside):
                 bound = {**function.attributes, **_resolved(call.attributes, outer)}
                 mark = (key, tuple(sorted((name, repr(a.value)) for name, a in bound.items())))
                 if mark in seen:
@@ -124,20 +125,10 @@ def aborting_op(model: ir.Model) -> str | None:
                     for node in body:
                         if (said := _aborts(node, bound)) is not None:
                             return said
-                        if _callees(model, node, inside=True):
+                        if callees(model, node, in_function=True):
                             inner.append((node, bound))
         calls, inside = inner, True
     return None
-
-
-def _callees(
-    model: ir.Model, call: ir.Node, inside: bool
-) -> list[tuple[ir.OperatorIdentifier, ir.Function]]:
-    """The local functions ``call`` may run: the one it names, and for a call inside a
-    function the overload ``""`` of its name too (which ONNX Runtime runs there, t209)."""
-    named = (call.domain, call.op_type, call.overload)
-    keys = [named, (call.domain, call.op_type, "")] if inside and call.overload else [named]
-    return [(key, model.functions[key]) for key in keys if key in model.functions]
 
 
 def _resolved(

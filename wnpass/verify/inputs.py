@@ -211,13 +211,17 @@ def _tied(reference: list[InputSpec], candidate: dict[str, InputSpec]) -> list[s
     return lines
 
 
+_MAX_SIZE_DIGITS = 18  # a size of more digits is beyond MAX_INPUT_BYTES however it is used
+
+
 def parse_shapes(items: list[str] | None) -> dict[str, list[int]]:
     """``["x=1,80,200", ...]`` -> ``{"x": [1, 80, 200]}``, with one clear error per mistake
     (an input given twice is one: which size was meant is not known)."""
     shapes: dict[str, list[int]] = {}
     for item in items or []:
         # the last "=" ends the name: an input's name may hold one (t111), the sizes cannot
-        match = re.fullmatch(r"(.+)=(\d+(?:[,x]\d+)*)", item.strip())
+        # sizes in ASCII digits (\d takes other scripts' digits too, t212)
+        match = re.fullmatch(r"(.+)=([0-9]+(?:[,x][0-9]+)*)", item.strip())
         if match is None:
             raise InvalidArgumentError(
                 f"{item!r}: expected NAME=DIMS, e.g. mel=1,80,200", parameter="shapes"
@@ -226,7 +230,13 @@ def parse_shapes(items: list[str] | None) -> dict[str, list[int]]:
             raise InvalidArgumentError(
                 f"{item!r}: {match[1]} is given twice; give each input once", parameter="shapes"
             )
-        shapes[match[1]] = [int(d) for d in re.split(r"[,x]", match[2])]
+        sizes = re.split(r"[,x]", match[2])
+        if longest := max((d for d in sizes if len(d) > _MAX_SIZE_DIGITS), key=len, default=""):
+            raise InvalidArgumentError(  # int() refuses past 4300 digits: an internal error
+                f"{item!r}: a size of {len(longest)} digits, beyond any input wnpass feeds",
+                parameter="shapes",
+            )
+        shapes[match[1]] = [int(d) for d in sizes]
     return shapes
 
 
