@@ -234,9 +234,8 @@ def _inlined(model: ir.Model) -> tuple[ir.Model, frozenset[int]]:
 
 def _overloaded_inside(model: ir.Model) -> bool:
     """Whether a function calls a local function by an overload other than ``""``."""
-    names = {key[:2] for key in model.functions}
     return any(
-        node.overload and (node.domain, node.op_type) in names
+        node.overload and callees(model, node, in_function=True)
         for function in model.functions.values()
         for body in (function, *subgraphs_of(function))
         for node in body
