@@ -16,6 +16,7 @@ from onnx import numpy_helper as nh
 from tests.helpers import onnx_model, rand, weight_normed
 from wnpass import fold_onnx, inspect_onnx
 from wnpass.errors import InvalidModelError
+from wnpass.verify.options import CheckOptions
 
 
 def _site(prefix: str, v: str, g: str, x: str, out: str) -> list[onnx.NodeProto]:
@@ -231,6 +232,29 @@ def test_a_model_proto_whose_external_data_is_not_loaded_is_refused(
         call(ir.serde.deserialize_model(proto))
     assert call(onnx.load(path)) is not None  # loaded with its data: read as usual
     assert call(ir.load(path)) is not None
+
+
+def test_a_data_file_changed_while_the_fold_is_checked_is_a_change_not_a_failed_fold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written to while --verify ran, the input made the check fail: "the folded model failed
+    the check", exit 1, where the fold was right and the input changed (t213)."""
+    import wnpass.verify.check as checking
+
+    path = weight_normed(tmp_path, external=True)
+    check, data = checking.check, tmp_path / "weights.bin"
+
+    def written_to_first(*args: Any, **kwargs: Any) -> Any:
+        with open(data, "r+b") as stream:
+            first = stream.read(4)
+            stream.seek(0)
+            stream.write(bytes(b ^ 0xFF for b in first))
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(checking, "check", written_to_first)
+    with pytest.raises(InvalidModelError, match=r"weights\.bin: changed while it was read"):
+        fold_onnx(path, tmp_path / "out.onnx", verify=CheckOptions(runs=1, warmup=0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "weights.bin"]
 
 
 def test_a_data_file_cut_short_while_folding_is_a_change_not_an_internal_error(

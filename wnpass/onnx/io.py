@@ -566,10 +566,13 @@ def save(
                 write_model(model, stream, progress, writeback=replacing)
         if (size := staged.stat().st_size) > PROTOBUF_LIMIT:  # no reader could parse it
             raise _too_large(path, size, "one file")
-        if gate is not None and not gate(staged):
+        passed = gate is None or gate(staged)
+        # what was folded is what is there, to the last read (the check's too: a check of an
+        # input changed meanwhile failed the fold, t213)
+        plan.require_unchanged()
+        if not passed:
             logger.info("%s: not published (the check failed)", path)
             return False
-        plan.require_unchanged()  # what was folded is what is there, to the last read
         # the replaced model under another name (a hard link) still reads its data files
         linked = replacing and _hard_links(path) > 1
         staged_data = staging / (target.data_name or "")
