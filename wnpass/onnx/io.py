@@ -242,20 +242,20 @@ def has_external_data(model: ir.Model) -> bool:
 
 
 def model_bytes(path: str | os.PathLike[str], model: ir.Model | None = None) -> int:
-    """Size of an ONNX file plus the external data files its initializers live in, each
-    file counted once (a location may name the model file itself, or a link to another).
+    """Size of an ONNX file plus the external data files its initializers and attribute
+    tensors (a ``Constant``'s value) live in, each file counted once (a location may name the
+    model file itself, or a link to another; an attribute's data was left out, t213).
 
     The locations come from ``model`` (the loaded file) when given, else from the file.
     """
     path = Path(path)
     if model is None:
         model = load(path)
-    locations = {
-        tensor.location
-        for graph in _graphs(model)
-        for value in graph.initializers.values()
-        if isinstance(tensor := value.const_value, ir.ExternalTensor)
-    }
+    tensors = [
+        value.const_value for graph in _graphs(model) for value in graph.initializers.values()
+    ]
+    tensors.extend(tensor for graph in graphs_of(model) for tensor in attribute_tensors(graph))
+    locations = {tensor.location for tensor in tensors if isinstance(tensor, ir.ExternalTensor)}
     st = path.stat()
     total, counted = st.st_size, {(st.st_dev, st.st_ino)}
     for location in locations:
