@@ -127,6 +127,87 @@ def test_a_stacked_parametrization_is_left_alone_with_the_reason() -> None:
     assert parametrize.is_parametrized(module)
 
 
+class _Twice(parametrizations._WeightNorm):
+    """A weight norm of its own: twice PyTorch's."""
+
+    def forward(self, weight_g: torch.Tensor, weight_v: torch.Tensor) -> torch.Tensor:
+        return 2 * super().forward(weight_g, weight_v)
+
+
+class _Double(nn.Module):
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return 2 * w
+
+
+def _g_of_a_vector(layer: Any) -> None:
+    layer.weight_g = nn.Parameter(layer.weight_g.detach().reshape(-1))
+
+
+def _g_of_float64(layer: Any) -> None:
+    originals = layer.parametrizations.weight
+    originals.original0 = nn.Parameter(originals.original0.detach().double())
+
+
+def _below_another(layer: nn.Module) -> None:
+    parametrize.register_parametrization(layer, "weight", _Double())
+    parametrizations.weight_norm(layer)
+
+
+def _subclass(layer: nn.Module) -> None:
+    parametrize.register_parametrization(layer, "weight", _Twice(0), unsafe=True)
+
+
+@pytest.mark.parametrize(
+    ("held", "reason"),
+    [
+        (_g_of_a_vector, "g has shape [4], not [4, 1]: weight norm over axis 0 of v [4, 3]"),
+        (lambda layer: layer.to(torch.complex64), "g is complex64, not a float type that is"),
+        (_g_of_float64, "g is float64 and v float32: PyTorch makes no weight of one dtype"),
+        (_below_another, "stacked with other parametrizations"),
+        (_subclass, "its parametrization _Twice is a subclass of PyTorch's weight norm"),
+    ],
+    ids=["g of a vector", "complex", "g of float64", "below another", "a subclass"],
+)
+def test_a_site_held_otherwise_than_weight_norm_holds_it_is_declined_first(
+    held: Any, reason: str
+) -> None:
+    """t214: a g reshaped to a vector was folded per column (PyTorch's forward takes it per
+    row) and "folded"; complex values and a float64 g raised mid-fold, the first layer folded;
+    a parametrization below weight norm raised AttributeError; a subclass computing twice the
+    weight was folded as weight norm. Each is declined before anything is folded."""
+    torch.manual_seed(0)
+    first = parametrizations.weight_norm(nn.Linear(3, 3))
+    second = nn.Linear(3, 4)
+    if held is _g_of_a_vector:
+        legacy(second)
+    elif held is not _below_another and held is not _subclass:
+        parametrizations.weight_norm(second)
+    held(second)
+    model = nn.Sequential(first, second)
+    keys = list(model.state_dict())
+    report = fold_weight_norm(model)
+    assert [(site.name, site.status) for site in report.sites] == [
+        ("0.weight", "folded"),
+        ("1.weight", "declined"),
+    ]
+    assert reason in (report.sites[1].reason or "")
+    after = list(model.state_dict())
+    assert sorted(k for k in after if k.startswith("0.")) == ["0.bias", "0.weight"]
+    assert [k for k in after if k.startswith("1.")] == [k for k in keys if k.startswith("1.")]
+
+
+def test_a_folded_weight_is_trainable_where_g_was() -> None:
+    """A frozen v and a trained g (the gains alone fine-tuned) gave a frozen weight (t214)."""
+    layer = parametrizations.weight_norm(nn.Linear(4, 3))
+    layer.parametrizations.weight.original1.requires_grad_(False)
+    fold_weight_norm(layer)
+    assert layer.weight.requires_grad
+    frozen = parametrizations.weight_norm(nn.Linear(4, 3))
+    frozen.requires_grad_(False)
+    fold_weight_norm(frozen)
+    assert not frozen.weight.requires_grad
+
+
 @pytest.mark.parametrize(
     ("spoil", "reason"),
     [

@@ -37,7 +37,7 @@ from collections.abc import Collection, Iterable, Sequence
 from wnpass.checkpoint.reading import TensorInfo
 from wnpass.rules import PairKeys, dim_from_shapes, parse_key, unit_size
 
-__all__ = ["FOLDABLE_DTYPES", "Pair", "find_pairs"]
+__all__ = ["FOLDABLE_DTYPES", "Pair", "dtypes_reason", "find_pairs"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,23 @@ def _stacked(keys: Iterable[str]) -> dict[str, str]:
     return found
 
 
+def dtypes_reason(g_dtype: str, v_dtype: str, scalar_g: bool) -> str | None:
+    """Why a pair of these dtypes (torch's names) is not folded, or None: each a float type
+    the fold computes, and one dtype for both but for a 0-d g (``scalar_g``)."""
+    for role, dtype in (("g", g_dtype), ("v", v_dtype)):
+        if dtype not in FOLDABLE_DTYPES:
+            return f"{role} is {dtype}, not a float type that is folded"
+    # t153: folded to v's dtype, said nothing. A 0-d g (dim=None) takes no part in type
+    # promotion: PyTorch's weight is of v's dtype, as the fold's (t183)
+    if g_dtype != v_dtype and not scalar_g:
+        return (
+            f"g is {g_dtype} and v {v_dtype}: PyTorch makes no weight of one dtype of them "
+            "(at the first and last axis it refuses two dtypes; at another, its weight takes "
+            "the promoted one)"
+        )
+    return None
+
+
 def find_pairs(
     tensors: Sequence[TensorInfo],
     others: Collection[str] = (),
@@ -169,18 +186,8 @@ def _checked(
     if pair.weight in by_key or pair.weight in others:
         pair.reason = f"{pair.weight} is stored too"
         return pair
-    for role, info in (("g", g), ("v", v)):
-        if folding and info.dtype not in FOLDABLE_DTYPES:
-            pair.reason = f"{role} is {info.dtype}, not a float type that is folded"
-            return pair
-    # t153: folded to v's dtype, said nothing. A 0-d g (dim=None) takes no part in type
-    # promotion: PyTorch's weight is of v's dtype, as the fold's (t183)
-    if folding and g.dtype != v.dtype and len(g.shape) > 0:
-        pair.reason = (
-            f"g is {g.dtype} and v {v.dtype}: PyTorch makes no weight of one dtype of them "
-            "(at the first and last axis it refuses two dtypes; at another, its weight takes "
-            "the promoted one)"
-        )
+    if folding and (reason := dtypes_reason(g.dtype, v.dtype, len(g.shape) == 0)):
+        pair.reason = reason
         return pair
     try:
         pair.dim = dim_from_shapes(g.shape, v.shape)

@@ -130,7 +130,9 @@ class _Stored(NamedTuple):
     dim: int | None  # the unit axis; None: the whole tensor
     g: torch.Tensor
     v: torch.Tensor
-    stacked: bool = False  # other parametrizations on the weight (or on g or v) too
+    # why it is no plain weight norm, seen from how it is held: other parametrizations on the
+    # weight (or on g or v) too, a subclass of PyTorch's weight norm
+    held_otherwise: str | None = None
     hook: int | None = None  # the legacy hook's key in the module's forward pre-hooks
 
 
@@ -142,10 +144,16 @@ def _stored(module: nn.Module) -> list[_Stored]:
         parametrizations: Any = module.parametrizations  # a ModuleDict of ParametrizationLists
         for name, plist in parametrizations.items():
             norms = [p for p in plist if isinstance(p, _WeightNorm)]
-            if norms:
-                g, v = plist.original0, plist.original1
-                dim = stored_unit_dim(norms[0].dim, v.dim())
-                found.append(_Stored(name, "parametrization", dim, g, v, len(plist) != 1))
+            if not norms:
+                continue
+            # g and v are the originals only where weight norm is the first parametrization
+            # (below another, its input is that one's output: t214)
+            g, v = (getattr(plist, half, None) for half in ("original0", "original1"))
+            if g is None or v is None:
+                g = v = plist.original
+            dim = stored_unit_dim(norms[0].dim, v.dim())
+            why = STACKED if len(plist) != 1 else _subclass(norms[0])
+            found.append(_Stored(name, "parametrization", dim, g, v, why))
     hooks: list[tuple[int, Any]] = list(module._forward_pre_hooks.items())
     for key, hook in hooks:
         if is_legacy_hook(hook):
@@ -158,8 +166,42 @@ def _stored(module: nn.Module) -> list[_Stored]:
             g, v = (_as_stored(module, half) for half in halves)
             stacked = any(half not in module._parameters for half in halves)
             dim = stored_unit_dim(hook.dim, v.dim())
-            found.append(_Stored(hook.name, "legacy hook", dim, g, v, stacked, key))
+            why = STACKED if stacked else None
+            found.append(_Stored(hook.name, "legacy hook", dim, g, v, why, key))
     return found
+
+
+def _subclass(norm: _WeightNorm) -> str | None:
+    """Why a subclass of PyTorch's weight norm is not folded as it: its forward is its own
+    (a ``2 * g * v / ||v||`` was folded as ``g * v / ||v||``, t214)."""
+    if type(norm) is _WeightNorm:
+        return None
+    return f"its parametrization {type(norm).__qualname__} is a subclass of PyTorch's weight norm"
+
+
+def _layout_reason(stored: _Stored) -> str | None:
+    """Why a site's g and v make no weight the fold computes as PyTorch does, or None: a dtype
+    the fold does not compute or two of them (the checkpoint fold's rule,
+    :func:`wnpass.checkpoint.pairs.dtypes_reason`), or a g not shaped as weight norm stores it
+    (v's shape, 1 on every axis but ``dim``; 0-d for the whole tensor): PyTorch broadcasts any
+    other against the norm as it finds it (t214: a 1-D g of 4 by a 4x4 v was folded per
+    column, its forward took it per row)."""
+    from wnpass.checkpoint.pairs import dtypes_reason
+
+    g, v = stored.g, stored.v
+    dtype_name = {dtype: str(dtype).removeprefix("torch.") for dtype in (g.dtype, v.dtype)}
+    if reason := dtypes_reason(dtype_name[g.dtype], dtype_name[v.dtype], g.dim() == 0):
+        return reason
+    ones = [1] * v.dim()
+    kept = (
+        ones
+        if stored.dim is None
+        else [*ones[: stored.dim], v.shape[stored.dim], *ones[stored.dim + 1 :]]
+    )
+    if list(g.shape) == kept or (stored.dim is None and g.dim() == 0):
+        return None
+    axis = "the whole tensor" if stored.dim is None else f"axis {stored.dim}"
+    return f"g has shape {list(g.shape)}, not {kept}: weight norm over {axis} of v {list(v.shape)}"
 
 
 def _as_stored(module: nn.Module, name: str) -> torch.Tensor:
@@ -180,7 +222,7 @@ def _fold(module: nn.Module, stored: _Stored) -> None:
     """Replace one site by a plain parameter holding its weight (``g * v / ||v||``)."""
     name, v = stored.name, stored.v
     weight = folded_weight(stored.g, v, stored.dim)
-    requires_grad = v.requires_grad
+    requires_grad = v.requires_grad or stored.g.requires_grad  # trained where either half was
     if stored.hook is None:
         parametrize.remove_parametrizations(module, name, leave_parametrized=True)
         setattr(module, name, nn.Parameter(weight, requires_grad=requires_grad))
@@ -213,8 +255,9 @@ def _judged(prefix: str, stored: _Stored, status: str, check_values: bool = True
     :func:`fold_weight_norm` and :func:`check_weight_norm`."""
     name = f"{prefix}.{stored.name}" if prefix else stored.name
     site = FoldedSite(name, stored.api, stored.dim, list(stored.v.shape), status)
-    if stored.stacked:
-        site.status, site.reason = "declined", STACKED
+    if reason := stored.held_otherwise or _layout_reason(stored):
+        site.status, site.reason = "declined", reason
+        logger.warning("not folding %s: %s", site.name, reason)
     elif check_values:
         _declined(site, stored.g, stored.v)
     return site
