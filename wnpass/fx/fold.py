@@ -7,8 +7,9 @@ becomes a plain ``nn.Parameter`` named as before (``conv.weight``), holding
 ``w = g * v / ||v||`` computed by :func:`wnpass.rules.weight_from` (float64, numpy: the same
 function every fold uses), rounded once to the parameter's dtype. The norm
 runs over every axis but ``dim`` (PyTorch stores ``dim=None`` as ``-1``, meaning the whole
-tensor there). A parametrization stacked with others on the same tensor is left alone, with the
-reason. A module with no parametrization left is given back plain: the hooks wnpass added with
+tensor there). A site held otherwise than PyTorch's weight norm holds it (stacked with other
+parametrizations, a subclass of its weight norm, a ``g`` not shaped as it stores one, ``g``
+and ``v`` of two dtypes or of one the fold does not compute) is left alone, with the reason. A module with no parametrization left is given back plain: the hooks wnpass added with
 weight norm (legacy key renaming, an RNN's parametrization cache) go too.
 """
 
