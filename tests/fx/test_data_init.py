@@ -832,6 +832,44 @@ def test_layers_sharing_a_bias_are_declined() -> None:
     assert all(torch.equal(after[k], before[k]) for k in before if not k.startswith("c."))
 
 
+class _HeldAsBuffer(nn.Module):
+    """A layer whose bias, or g, or v, is a buffer of another module too (itself, or a view
+    of its memory)."""
+
+    def __init__(self, held: str, view: bool) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 6), nn.Linear(6, 3)
+        apply_weight_norm(self, (torch.randn(2, 4),))
+        layer: Any = self.a
+        originals = layer.parametrizations.weight
+        tensor = {"bias": self.a.bias, "g": originals.original0, "v": originals.original1}[held]
+        self.keep = nn.Module()
+        self.keep.register_buffer("b", tensor.detach() if view else tensor, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.tanh(self.a(x)))
+
+
+@pytest.mark.parametrize("view", [False, True], ids=["itself", "a view"])
+@pytest.mark.parametrize(("held", "said"), [("bias", "its bias"), ("g", "g"), ("v", "v")])
+def test_a_layer_whose_values_are_a_buffer_too_is_declined(
+    held: str, said: str, view: bool
+) -> None:
+    """A buffer is given back after the pass: the layer's bias (or g, v) held as another
+    module's buffer was put back as it was while the layer was reported initialized (its
+    outputs' mean 0.65 where 0 was promised, t217). It keeps its values, with the reason."""
+    torch.manual_seed(0)
+    model, x = _HeldAsBuffer(held, view), torch.randn(64, 4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = data_init(model, x)
+    assert report.initialized == ["b.weight"]
+    assert report.kept["a.weight"] == (
+        f"{said} is also keep.b: writing it would change that too, not this layer alone"
+    )
+    after = model.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before if k.startswith("a."))
+
+
 def test_a_refusal_gives_a_shared_bias_its_value_back() -> None:
     """The shared bias was saved by each layer's init and given back in forward order, so it
     ended with the value a's init wrote: the model is as it was now."""

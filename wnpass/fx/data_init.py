@@ -3,8 +3,8 @@
 For each weight-normed Linear / Conv / ConvTranspose layer whose ``g`` is per output unit: draw
 ``v ~ N(0, 0.05^2)`` (``redraw=True``), set ``g = 1`` and ``b = 0``, feed one batch through the
 network, and at each layer, in forward order, compute the pre-activation ``t = v . x / ||v||``,
-its per-unit mean ``mu`` and standard deviation ``sigma`` over the batch (and positions), and set
-``g = 1/sigma``, ``b = -mu/sigma``.
+its per-unit mean ``mu`` and (population) standard deviation ``sigma`` over the batch (and
+positions), and set ``g = 1/sigma``, ``b = -mu/sigma``.
 
 The pre-activation is the output of the op that consumes the layer's weight (``F.linear``,
 ``F.conv*d``, ``F.conv_transpose*d``), seen under a ``TorchFunctionMode``, not the module's
@@ -26,9 +26,9 @@ once and used twice) is declined too: one ``g`` per unit cannot give each call's
 std 1. That is seen only when the second call runs, after the rest of the forward ran on the
 layer's initialized output, so the pass is given back and run again without those layers
 (one more forward for each round that finds such a layer). A layer whose ``g``, ``v`` or
-bias is also a parameter of another module (a bias shared by two layers) is declined before
-the pass: writing it would change that module's output too, and a shared bias set for one
-layer's statistics is rewritten by the other's.
+bias is also a parameter or buffer of another module (a bias shared by two layers) is
+declined before the pass: writing it would change that module's output too, and a shared
+bias set for one layer's statistics is rewritten by the other's.
 
 ``rescale=True`` (the default) then sets ``v <- v * g/||v||`` per unit, so ``||v|| = g``: ``w``
 and the outputs are unchanged, but the gradient step on ``w`` scales with ``(g/||v||)^2``, which
@@ -66,7 +66,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable, Collection, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.utils.parametrize as parametrize
@@ -280,14 +280,23 @@ def _candidates(
     return targets
 
 
-def _holders(model: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:
-    """Each parameter's holders (by ``id``): the modules that hold it and its name there; a
-    parametrized weight's ``original0``/``original1`` count as its layer's."""
-    holders: dict[int, list[tuple[nn.Module, str]]] = {}
+class _Holders(NamedTuple):
+    """Who holds each tensor of a model: by ``id``, the modules holding it as a parameter or a
+    buffer and its name there; and every buffer, for one viewing a parameter's memory."""
+
+    by_id: dict[int, list[tuple[nn.Module, str]]]
+    buffers: list[tuple[str, torch.Tensor]]
+
+
+def _holders(model: nn.Module) -> _Holders:
+    """Each parameter's and buffer's holders (a parametrized weight's ``original0``/
+    ``original1`` count as its layer's), and the model's buffers."""
+    by_id: dict[int, list[tuple[nn.Module, str]]] = {}
     for prefix, module in model.named_modules():
         if isinstance(module, parametrize.ParametrizationList):
             continue  # counted with the layer it parametrizes
         held = list(module.named_parameters(prefix=prefix, recurse=False))
+        held += module.named_buffers(prefix=prefix, recurse=False)
         if parametrized_here(module):
             held += [
                 (f"{prefix}{'.' if prefix else ''}parametrizations.{name}.{original}", tensor)
@@ -295,28 +304,54 @@ def _holders(model: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:
                 for original, tensor in plist.named_parameters(recurse=False)
             ]
         for name, tensor in held:
-            holders.setdefault(id(tensor), []).append((module, name))
-    return holders
+            by_id.setdefault(id(tensor), []).append((module, name))
+    buffers = list(model.named_buffers(remove_duplicate=False))
+    return _Holders(by_id, [(name, b) for name, b in buffers if isinstance(b, torch.Tensor)])
 
 
-def _shared(module: nn.Module, holders: dict[int, list[tuple[nn.Module, str]]]) -> str | None:
+def _shared(module: nn.Module, holders: _Holders) -> str | None:
     """None when no value data init would write in ``module`` (``g``, ``v``, its bias) is
-    also another module's parameter; else why the layer is declined: writing the value would
-    change that module's output too (reported untouched), and two layers sharing a bias would
-    each set it for their own statistics, the later one undoing the earlier."""
+    also another module's parameter or buffer, or a buffer's memory; else why the layer is
+    declined: writing the value would change that module's output too (reported untouched),
+    two layers sharing a bias would each set it for their own statistics, the later one
+    undoing the earlier, and a buffer is given back after the pass, which put the old values
+    back under a layer reported initialized (t217)."""
     originals = _plist(module)
     bias, _ = _writable_bias(module)
     written = {"g": originals.original0, "v": originals.original1, "its bias": bias}
     for what, tensor in written.items():
         if tensor is None:
             continue
-        others = [name for holder, name in holders.get(id(tensor), []) if holder is not module]
+        others = [
+            name for holder, name in holders.by_id.get(id(tensor), []) if holder is not module
+        ]
+        others += [
+            name
+            for name, buffer in holders.buffers
+            if buffer is not tensor and name not in others and _overlap(buffer, tensor)
+        ]
         if others:
             return (
                 f"{what} is also {', '.join(others)}: writing it would change "
                 f"{'that' if len(others) == 1 else 'those'} too, not this layer alone"
             )
     return None
+
+
+def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors view some of the same memory (a buffer of ``bias.detach()``)."""
+    if not a.numel() or not b.numel() or a.device != b.device:
+        return False
+    if a.untyped_storage().data_ptr() != b.untyped_storage().data_ptr():
+        return False
+
+    def span(t: torch.Tensor) -> tuple[int, int]:
+        first = int(t.storage_offset()) * t.element_size()
+        last = sum(int(size - 1) * step for size, step in zip(t.shape, t.stride(), strict=True))
+        return first, first + (last + 1) * t.element_size()
+
+    (a0, a1), (b0, b1) = span(a), span(b)
+    return a0 < b1 and b0 < a1
 
 
 def _unit_shape(tensor: torch.Tensor, axis: int) -> list[int]:

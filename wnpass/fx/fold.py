@@ -9,8 +9,9 @@ function every fold uses), rounded once to the parameter's dtype. The norm
 runs over every axis but ``dim`` (PyTorch stores ``dim=None`` as ``-1``, meaning the whole
 tensor there). A site held otherwise than PyTorch's weight norm holds it (stacked with other
 parametrizations, a subclass of its weight norm, a ``g`` not shaped as it stores one, ``g``
-and ``v`` of two dtypes or of one the fold does not compute) is left alone, with the reason. A module with no parametrization left is given back plain: the hooks wnpass added with
-weight norm (legacy key renaming, an RNN's parametrization cache) go too.
+and ``v`` of two dtypes or of one the fold does not compute) is left alone, with the reason.
+A module with no parametrization left is given back plain: the hooks wnpass added with weight
+norm (legacy key renaming, an RNN's parametrization cache) go too.
 """
 
 from __future__ import annotations
