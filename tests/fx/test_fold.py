@@ -11,6 +11,7 @@ import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.nn.utils import parametrizations
+from torch.nn.utils.weight_norm import WeightNorm
 
 from tests.fx.helpers import SharedBlock
 from wnpass import apply_weight_norm
@@ -157,6 +158,20 @@ def _subclass(layer: nn.Module) -> None:
     parametrize.register_parametrization(layer, "weight", _Twice(0), unsafe=True)
 
 
+class _TwiceHook(WeightNorm):
+    """A legacy weight-norm hook of its own: twice PyTorch's."""
+
+    def compute_weight(self, module: nn.Module) -> Any:
+        return 2 * super().compute_weight(module)
+
+
+def _hook_subclass(layer: nn.Module) -> None:
+    legacy(layer)
+    key, hook = next(iter(layer._forward_pre_hooks.items()))
+    assert isinstance(hook, WeightNorm)
+    layer._forward_pre_hooks[key] = _TwiceHook(hook.name, hook.dim)
+
+
 @pytest.mark.parametrize(
     ("held", "reason"),
     [
@@ -165,8 +180,9 @@ def _subclass(layer: nn.Module) -> None:
         (_g_of_float64, "g is float64 and v float32: PyTorch makes no weight of one dtype"),
         (_below_another, "stacked with other parametrizations"),
         (_subclass, "its parametrization _Twice is a subclass of PyTorch's weight norm"),
+        (_hook_subclass, "its hook _TwiceHook is a subclass of PyTorch's weight norm"),
     ],
-    ids=["g of a vector", "complex", "g of float64", "below another", "a subclass"],
+    ids=["g of a vector", "complex", "g of float64", "below another", "a subclass", "a hook's"],
 )
 def test_a_site_held_otherwise_than_weight_norm_holds_it_is_declined_first(
     held: Any, reason: str
@@ -180,7 +196,7 @@ def test_a_site_held_otherwise_than_weight_norm_holds_it_is_declined_first(
     second = nn.Linear(3, 4)
     if held is _g_of_a_vector:
         legacy(second)
-    elif held is not _below_another and held is not _subclass:
+    elif held not in (_below_another, _subclass, _hook_subclass):
         parametrizations.weight_norm(second)
     held(second)
     model = nn.Sequential(first, second)
@@ -194,6 +210,19 @@ def test_a_site_held_otherwise_than_weight_norm_holds_it_is_declined_first(
     after = list(model.state_dict())
     assert sorted(k for k in after if k.startswith("0.")) == ["0.bias", "0.weight"]
     assert [k for k in after if k.startswith("1.")] == [k for k in keys if k.startswith("1.")]
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (1, 1)])
+def test_one_g_of_any_shape_folds_a_single_unit(shape: tuple[int, ...]) -> None:
+    """A layer of one output unit takes any g of one element alike (t216: g of shape [] was
+    declined as not [1, 1])."""
+    layer = parametrizations.weight_norm(nn.Linear(4, 1))
+    originals: Any = layer.parametrizations.weight
+    originals.original0 = nn.Parameter(torch.tensor(1.5).reshape(shape))
+    x = torch.randn(3, 4)
+    before = layer(x)
+    assert fold_weight_norm(layer).folded == 1
+    torch.testing.assert_close(layer(x), before, rtol=RTOL, atol=0)
 
 
 def test_a_folded_weight_is_trainable_where_g_was() -> None:

@@ -697,6 +697,48 @@ def test_a_draw_in_the_overload_onnx_runtime_runs_inside_a_function_counts(
     ]
 
 
+def test_a_call_in_an_if_body_inside_a_function_runs_the_overload_it_names(
+    tmp_path: Path,
+) -> None:
+    """t216: in a function's If body ONNX Runtime runs the overload named (``z``, plain), not
+    ``""`` (a Dropout that never runs): reading ``""`` there too failed a model that draws
+    nothing ("NOT EQUIVALENT")."""
+    opsets = [onnx.helper.make_opsetid("", 18), onnx.helper.make_opsetid("local", 1)]
+    ratio = onnx.helper.make_tensor("r", onnx.TensorProto.FLOAT, [], [0.5])
+    mode = onnx.helper.make_tensor("t", onnx.TensorProto.BOOL, [], [True])
+    drawing = [
+        onnx.helper.make_node("Constant", [], ["r"], value=ratio),
+        onnx.helper.make_node("Constant", [], ["t"], value=mode),
+        onnx.helper.make_node("Dropout", ["a", "r", "t"], ["c"]),
+    ]
+    noisy = onnx.helper.make_function("local", "F", ["a"], ["c"], drawing, opsets[:1])
+    steady = onnx.helper.make_function(
+        "local", "F", ["a"], ["c"], [onnx.helper.make_node("Identity", ["a"], ["c"])], opsets[:1]
+    )
+    steady.overload = "z"
+    branches = {}
+    for branch, node in (
+        ("then", onnx.helper.make_node("F", ["a"], ["o"], domain="local", overload="z")),
+        ("else", onnx.helper.make_node("Identity", ["a"], ["o"])),
+    ):
+        output = onnx.helper.make_tensor_value_info("o", onnx.TensorProto.FLOAT, [2, 8])
+        branches[f"{branch}_branch"] = onnx.helper.make_graph([node], branch, [], [output])
+    true = onnx.helper.make_tensor("b", onnx.TensorProto.BOOL, [], [True])
+    body = [
+        onnx.helper.make_node("Constant", [], ["b"], value=true),
+        onnx.helper.make_node("If", ["b"], ["c"], **branches),
+    ]
+    outer = onnx.helper.make_function("local", "G", ["a"], ["c"], body, opsets)
+    model = _calling(noisy, steady, outer, "G")
+    model.ir_version = 10  # overloads
+    onnx.save(model, candidate := tmp_path / "cand.onnx")
+    plain = _calling(steady, "F")
+    plain.ir_version, plain.graph.node[0].overload = 10, "z"
+    onnx.save(plain, reference := tmp_path / "ref.onnx")
+    assert _random_added_to(reference, candidate) == []
+    assert check(reference, candidate, runs=1, warmup=0)
+
+
 def test_a_chain_of_functions_longer_than_any_bound_is_followed_to_its_end(
     tmp_path: Path,
 ) -> None:

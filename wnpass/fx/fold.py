@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
+from torch.nn.utils.weight_norm import WeightNorm
 
 from wnpass.arguments import require_flag
 from wnpass.axes import is_legacy_hook
@@ -154,7 +156,9 @@ def _stored(module: nn.Module) -> list[_Stored]:
             if g is None or v is None:
                 g = v = plist.original
             dim = stored_unit_dim(norms[0].dim, v.dim())
-            why = STACKED if len(plist) != 1 else _subclass(norms[0])
+            why = (
+                STACKED if len(plist) != 1 else _subclass(norms[0], _WeightNorm, "parametrization")
+            )
             found.append(_Stored(name, "parametrization", dim, g, v, why))
     hooks: list[tuple[int, Any]] = list(module._forward_pre_hooks.items())
     for key, hook in hooks:
@@ -168,17 +172,18 @@ def _stored(module: nn.Module) -> list[_Stored]:
             g, v = (_as_stored(module, half) for half in halves)
             stacked = any(half not in module._parameters for half in halves)
             dim = stored_unit_dim(hook.dim, v.dim())
-            why = STACKED if stacked else None
+            why = STACKED if stacked else _subclass(hook, WeightNorm, "hook")
             found.append(_Stored(hook.name, "legacy hook", dim, g, v, why, key))
     return found
 
 
-def _subclass(norm: _WeightNorm) -> str | None:
-    """Why a subclass of PyTorch's weight norm is not folded as it: its forward is its own
-    (a ``2 * g * v / ||v||`` was folded as ``g * v / ||v||``, t214)."""
-    if type(norm) is _WeightNorm:
+def _subclass(norm: object, pytorch_s: type, what: str) -> str | None:
+    """Why a subclass of PyTorch's weight norm (its parametrization, or the legacy ``hook``)
+    is not folded as it: it computes the weight its own way (a ``2 * g * v / ||v||`` was
+    folded as ``g * v / ||v||``, t214, t216)."""
+    if type(norm) is pytorch_s:
         return None
-    return f"its parametrization {type(norm).__qualname__} is a subclass of PyTorch's weight norm"
+    return f"its {what} {type(norm).__qualname__} is a subclass of PyTorch's weight norm"
 
 
 def _layout_reason(stored: _Stored) -> str | None:
@@ -200,7 +205,9 @@ def _layout_reason(stored: _Stored) -> str | None:
         if stored.dim is None
         else [*ones[: stored.dim], v.shape[stored.dim], *ones[stored.dim + 1 :]]
     )
-    if list(g.shape) == kept or (stored.dim is None and g.dim() == 0):
+    # one g for the whole tensor or a single unit: any one element broadcasts alike (t216)
+    single = math.prod(kept) == 1 and g.numel() == 1 and g.dim() <= v.dim()
+    if list(g.shape) == kept or single:
         return None
     axis = "the whole tensor" if stored.dim is None else f"axis {stored.dim}"
     return f"g has shape {list(g.shape)}, not {kept}: weight norm over {axis} of v {list(v.shape)}"

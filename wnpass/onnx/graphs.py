@@ -115,9 +115,10 @@ def _may_be_nonzero(value: ir.Value) -> bool:
 def callees(
     model: ir.Model, call: ir.Node, in_function: bool
 ) -> list[tuple[ir.OperatorIdentifier, ir.Function]]:
-    """The local functions ``call`` may run: the one it names; for a call inside a function
-    (``in_function``: :func:`nodes_in_functions`) by an overload, the overload ``""`` of its
-    name too, which ONNX Runtime runs there instead of the one named (t209): both are read,
+    """The local functions ``call`` may run: the one it names; for a call in a function's
+    own body (``in_function``: :func:`nodes_in_functions`; not in an ``If`` or ``Loop`` body
+    there, where it runs the one named, t216) by an overload, the overload ``""`` of its name
+    too, which ONNX Runtime 1.32 runs there instead of the one named (t209): both are read,
     whichever it runs."""
     named = (call.domain, call.op_type, call.overload)
     keys = [named, (call.domain, call.op_type, "")] if in_function and call.overload else [named]
@@ -125,13 +126,9 @@ def callees(
 
 
 def nodes_in_functions(model: ir.Model) -> frozenset[int]:
-    """The ids of the nodes of ``model``'s local functions, their bodies' too."""
-    return frozenset(
-        id(node)
-        for function in model.functions.values()
-        for body in (function, *subgraphs_of(function))
-        for node in body
-    )
+    """The ids of the nodes of ``model``'s local functions' own bodies (not of the graphs
+    their nodes hold)."""
+    return frozenset(id(node) for function in model.functions.values() for node in function)
 
 
 def function_name(function: ir.Function) -> str:

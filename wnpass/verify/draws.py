@@ -104,18 +104,19 @@ def aborting_op(model: ir.Model) -> str | None:
                 return said
     if not unknown:  # inlined, or no function draws
         return None
-    calls: list[tuple[ir.Node, dict[str, ir.Attr]]] = [
-        (node, {}) for graph in (model.graph, *subgraphs_of(model.graph)) for node in graph
+    # each call with the attributes its caller binds, and whether it is in a function's own
+    # body (callees)
+    calls: list[tuple[ir.Node, dict[str, ir.Attr], bool]] = [
+        (node, {}, False) for graph in (model.graph, *subgraphs_of(model.graph)) for node in graph
     ]
     # each function once per set of attributes its calls bind it to: a function calling the
     # next twice, 20 deep, was walked 2**20 times (t208); a function cannot call itself, so
     # the sets are few and the walk ends
     seen: set[tuple[object, ...]] = set()
-    inside = False  # the calls are a function's (from the second round on)
     while calls:
-        inner: list[tuple[ir.Node, dict[str, ir.Attr]]] = []
-        for call, outer in calls:
-            for key, function in callees(model, call, inside):
+        inner: list[tuple[ir.Node, dict[str, ir.Attr], bool]] = []
+        for call, outer, in_function in calls:
+            for key, function in callees(model, call, in_function):
                 bound = {**function.attributes, **_resolved(call.attributes, outer)}
                 mark = (key, tuple(sorted((name, repr(a.value)) for name, a in bound.items())))
                 if mark in seen:
@@ -125,9 +126,9 @@ def aborting_op(model: ir.Model) -> str | None:
                     for node in body:
                         if (said := _aborts(node, bound)) is not None:
                             return said
-                        if callees(model, node, in_function=True):
-                            inner.append((node, bound))
-        calls, inside = inner, True
+                        if callees(model, node, in_function=body is function):
+                            inner.append((node, bound, body is function))
+        calls = inner
     return None
 
 
@@ -233,12 +234,12 @@ def _inlined(model: ir.Model) -> tuple[ir.Model, frozenset[int]]:
 
 
 def _overloaded_inside(model: ir.Model) -> bool:
-    """Whether a function calls a local function by an overload other than ``""``."""
+    """Whether a function's own body calls a local function by an overload other than
+    ``""`` (which ONNX Runtime does not follow there: :func:`~wnpass.onnx.graphs.callees`)."""
     return any(
         node.overload and callees(model, node, in_function=True)
         for function in model.functions.values()
-        for body in (function, *subgraphs_of(function))
-        for node in body
+        for node in function
     )
 
 

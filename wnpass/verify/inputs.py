@@ -231,9 +231,10 @@ def parse_shapes(items: list[str] | None) -> dict[str, list[int]]:
                 f"{item!r}: {match[1]} is given twice; give each input once", parameter="shapes"
             )
         sizes = re.split(r"[,x]", match[2])
-        if longest := max((d for d in sizes if len(d) > _MAX_SIZE_DIGITS), key=len, default=""):
+        digits = [len(d.lstrip("0")) for d in sizes]  # leading zeros are no size (t216)
+        if (longest := max(digits)) > _MAX_SIZE_DIGITS:
             raise InvalidArgumentError(  # int() refuses past 4300 digits: an internal error
-                f"{item!r}: a size of {len(longest)} digits, beyond any input wnpass feeds",
+                f"{item!r}: a size of {longest} digits, beyond any input wnpass feeds",
                 parameter="shapes",
             )
         shapes[match[1]] = [int(d) for d in sizes]
