@@ -15,6 +15,7 @@ from torch.nn.utils.weight_norm import WeightNorm
 
 from tests.fx.helpers import SharedBlock
 from wnpass import apply_weight_norm
+from wnpass.errors import InvalidArgumentError
 from wnpass.fx.fold import fold_weight_norm
 
 # Folding rounds g*v/||v|| once from float64 where PyTorch's forward rounds in float32 at each
@@ -223,6 +224,50 @@ def test_one_g_of_any_shape_folds_a_single_unit(shape: tuple[int, ...]) -> None:
     before = layer(x)
     assert fold_weight_norm(layer).folded == 1
     torch.testing.assert_close(layer(x), before, rtol=RTOL, atol=0)
+
+
+class _ShipsWeightNorm(nn.Module):
+    """A model built with weight norm of its own (as HuBERT's positional convolution, under
+    either PyTorch API), and a plain layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.own = parametrizations.weight_norm(nn.Conv1d(4, 4, 3, padding=1), dim=2)
+        self.old = legacy(nn.Conv1d(4, 4, 1))
+        self.head = nn.Conv1d(4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.old(self.own(x))))
+
+
+def test_added_only_folds_what_apply_weight_norm_added() -> None:
+    """t218: the fold folded a model's own weight norm too (HuBERT's positional convolution,
+    EnCodec's convolutions): its state dict had keys from_pretrained cannot load (outputs NaN
+    after a reload). ``added_only=True`` keeps those, said so, and gives the keys back."""
+    torch.manual_seed(0)
+    model, x = _ShipsWeightNorm(), torch.randn(2, 4, 8)
+    built = list(model.state_dict())
+    report = apply_weight_norm(model, (x,))
+    assert [s.name for s in report.sites if s.status == "applied"] == ["head.weight"]
+    before = model(x)
+    folded = fold_weight_norm(model, added_only=True)
+    assert [(s.name, s.status) for s in folded.sites] == [
+        ("own.weight", "kept"),
+        ("old.weight", "kept"),
+        ("head.weight", "folded"),
+    ]
+    assert folded and folded.sites[0].reason == (
+        "the model's own weight norm (not added by apply_weight_norm): added_only=True"
+    )
+    assert list(model.state_dict()) == built
+    torch.testing.assert_close(model(x), before, rtol=RTOL, atol=1e-6)
+    every = fold_weight_norm(model)  # the rest, for deployment
+    assert [(s.name, s.status) for s in every.sites] == [
+        ("own.weight", "folded"),
+        ("old.weight", "folded"),
+    ]
+    with pytest.raises(InvalidArgumentError, match="added_only"):
+        fold_weight_norm(model, added_only="yes")  # type: ignore[arg-type]
 
 
 def test_a_folded_weight_is_trainable_where_g_was() -> None:

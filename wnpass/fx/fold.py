@@ -32,6 +32,7 @@ from wnpass.axes import is_legacy_hook
 from wnpass.fx.arguments import require_module, require_values
 from wnpass.fx.pickling import unmake_picklable
 from wnpass.fx.register import (
+    added_here,
     parametrized_here,
     remove_legacy_keys,
     restore_order,
@@ -272,23 +273,49 @@ def _judged(prefix: str, stored: _Stored, status: str, check_values: bool = True
     return site
 
 
+MODEL_S_OWN = "the model's own weight norm (not added by apply_weight_norm): added_only=True"
+
+
+def _added(module: nn.Module, stored: _Stored) -> bool:
+    """Whether ``stored`` is a site ``apply_weight_norm`` added (never a legacy hook)."""
+    return stored.hook is None and added_here(module, stored.name)
+
+
+def _kept(prefix: str, stored: _Stored) -> FoldedSite:
+    name = f"{prefix}.{stored.name}" if prefix else stored.name
+    return FoldedSite(name, stored.api, stored.dim, list(stored.v.shape), "kept", MODEL_S_OWN)
+
+
 @torch.no_grad()
-def fold_weight_norm(model: nn.Module, *, check_values: bool = True) -> TorchFoldReport:
+def fold_weight_norm(
+    model: nn.Module, *, check_values: bool = True, added_only: bool = False
+) -> TorchFoldReport:
     """Replace every weight-norm site of ``model`` by a plain parameter, in place. A site
     whose values give no finite weight (NaN or Inf in g or v, a zero-norm unit) is declined
     and left as it is; with ``check_values=False`` every site is folded whatever its values:
-    for a model whose values are replaced next (a checkpoint loaded into the plain model)."""
+    for a model whose values are replaced next (a checkpoint loaded into the plain model).
+    ``added_only=True`` folds only the sites ``apply_weight_norm`` added: weight norm the
+    model has of its own (HuBERT's positional convolution, EnCodec's convolutions) is
+    ``kept``, so that the state dict has the keys of the model as it was built (what
+    ``from_pretrained`` loads; folding it too made keys it could not load, t218)."""
     require_flag("check_values", check_values)
+    require_flag("added_only", added_only)
     require_values(require_module(model))
     report = TorchFoldReport()
     walked: list[tuple[nn.Module, list[_Stored]]] = []
     for prefix, module in model.named_modules():
         stored = _stored(module)
+        if added_only:  # the model's own sites are kept, said so
+            own = [one for one in stored if not _added(module, one)]
+            report.sites += [_kept(prefix, one) for one in own]
+            stored = [one for one in stored if _added(module, one)]
         sites = [_judged(prefix, one, "folded", check_values) for one in stored]
         report.sites += sites
         folding = [one for one, site in zip(stored, sites, strict=True) if site.status == "folded"]
         walked.append((module, folding))
     for module, folding in walked:  # every site judged first: a failure there changes nothing
+        if not folding:
+            continue
         parametrized = parametrized_here(module)
         if parametrized:
             _own_class(module)

@@ -25,6 +25,7 @@ from wnpass.fx.pickling import make_picklable
 
 __all__ = [
     "LegacyKeys",
+    "added_here",
     "parametrized_here",
     "register_weight_norm",
     "remove_legacy_keys",
@@ -82,6 +83,16 @@ def remove_legacy_keys(module: nn.Module, name: str) -> None:
         hook = getattr(wrapped, "hook", None)
         if (isinstance(hook, LegacyKeys) and hook.name == name) or _torch_renames(hook, name):
             del hooks[key]
+
+
+def added_here(module: nn.Module, name: str) -> bool:
+    """Whether the weight norm on ``module.<name>`` is one :func:`register_weight_norm` put
+    there (``apply_weight_norm``'s), not the model's own: its renaming hook is wnpass's."""
+    hooks = module._load_state_dict_pre_hooks.values()
+    return any(
+        isinstance(hook := getattr(wrapped, "hook", None), LegacyKeys) and hook.name == name
+        for wrapped in hooks
+    )
 
 
 def _torch_renames(hook: object, name: str) -> bool:
