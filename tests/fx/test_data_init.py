@@ -833,38 +833,47 @@ def test_layers_sharing_a_bias_are_declined() -> None:
 
 
 class _HeldAsBuffer(nn.Module):
-    """A layer whose bias, or g, or v, is a buffer of another module too (itself, or a view
-    of its memory)."""
+    """A layer whose bias, or g, or v, is a buffer too: of another module or of its own, the
+    tensor itself, a view of it, or an alias of part of its memory through another storage
+    (numpy's)."""
 
-    def __init__(self, held: str, view: bool) -> None:
+    def __init__(self, held: str, how: str) -> None:
         super().__init__()
         self.a, self.b = nn.Linear(4, 6), nn.Linear(6, 3)
         apply_weight_norm(self, (torch.randn(2, 4),))
         layer: Any = self.a
         originals = layer.parametrizations.weight
         tensor = {"bias": self.a.bias, "g": originals.original0, "v": originals.original1}[held]
+        buffer = {
+            "itself": tensor,
+            "a view": tensor.detach(),
+            "an alias": torch.from_numpy(tensor.detach().numpy()[1:]),
+            "its own": tensor,
+        }[how]
         self.keep = nn.Module()
-        self.keep.register_buffer("b", tensor.detach() if view else tensor, persistent=False)
+        holder = self.a if how == "its own" else self.keep
+        holder.register_buffer("b", buffer, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.b(torch.tanh(self.a(x)))
 
 
-@pytest.mark.parametrize("view", [False, True], ids=["itself", "a view"])
+@pytest.mark.parametrize("how", ["itself", "a view", "an alias", "its own"])
 @pytest.mark.parametrize(("held", "said"), [("bias", "its bias"), ("g", "g"), ("v", "v")])
-def test_a_layer_whose_values_are_a_buffer_too_is_declined(
-    held: str, said: str, view: bool
-) -> None:
+def test_a_layer_whose_values_are_a_buffer_too_is_declined(held: str, said: str, how: str) -> None:
     """A buffer is given back after the pass: the layer's bias (or g, v) held as another
     module's buffer was put back as it was while the layer was reported initialized (its
-    outputs' mean 0.65 where 0 was promised, t217). It keeps its values, with the reason."""
+    outputs' mean 0.65 where 0 was promised, t217); so was one of its own module, and an
+    alias of its memory through another storage (t219). It keeps its values, with the
+    reason."""
     torch.manual_seed(0)
-    model, x = _HeldAsBuffer(held, view), torch.randn(64, 4)
+    model, x = _HeldAsBuffer(held, how), torch.randn(64, 4)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     report = data_init(model, x)
     assert report.initialized == ["b.weight"]
+    buffer = "a.b" if how == "its own" else "keep.b"
     assert report.kept["a.weight"] == (
-        f"{said} is also keep.b: writing it would change that too, not this layer alone"
+        f"{said} is also {buffer}: writing it would change that too, not this layer alone"
     )
     after = model.state_dict()
     assert all(torch.equal(after[k], before[k]) for k in before if k.startswith("a."))

@@ -61,11 +61,13 @@ says why.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
+import itertools
 import logging
 import math
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import torch
@@ -264,7 +266,7 @@ def _candidates(
                 continue
             if not chosen(module, tensor_name):
                 continue
-            reason = _why_not(module, tensor_name, redraw) or _shared(module, holders)
+            reason = _why_not(module, tensor_name, redraw) or _shared(module, prefix, holders)
             if reason is not None:
                 report.kept[name] = reason
                 continue
@@ -281,22 +283,21 @@ def _candidates(
 
 
 class _Holders(NamedTuple):
-    """Who holds each tensor of a model: by ``id``, the modules holding it as a parameter or a
-    buffer and its name there; and every buffer, for one viewing a parameter's memory."""
+    """Who holds each parameter of a model (by ``id``: the modules holding it and its name
+    there), and where its buffers lie in memory."""
 
     by_id: dict[int, list[tuple[nn.Module, str]]]
-    buffers: list[tuple[str, torch.Tensor]]
+    buffers: _Spans
 
 
 def _holders(model: nn.Module) -> _Holders:
-    """Each parameter's and buffer's holders (a parametrized weight's ``original0``/
-    ``original1`` count as its layer's), and the model's buffers."""
+    """Each parameter's holders (a parametrized weight's ``original0``/``original1`` count as
+    its layer's), and the model's buffers, those of parametrizations too."""
     by_id: dict[int, list[tuple[nn.Module, str]]] = {}
     for prefix, module in model.named_modules():
         if isinstance(module, parametrize.ParametrizationList):
             continue  # counted with the layer it parametrizes
         held = list(module.named_parameters(prefix=prefix, recurse=False))
-        held += module.named_buffers(prefix=prefix, recurse=False)
         if parametrized_here(module):
             held += [
                 (f"{prefix}{'.' if prefix else ''}parametrizations.{name}.{original}", tensor)
@@ -305,17 +306,19 @@ def _holders(model: nn.Module) -> _Holders:
             ]
         for name, tensor in held:
             by_id.setdefault(id(tensor), []).append((module, name))
-    buffers = list(model.named_buffers(remove_duplicate=False))
-    return _Holders(by_id, [(name, b) for name, b in buffers if isinstance(b, torch.Tensor)])
+    return _Holders(by_id, _Spans(model.named_buffers(remove_duplicate=False)))
 
 
-def _shared(module: nn.Module, holders: _Holders) -> str | None:
+def _shared(module: nn.Module, prefix: str, holders: _Holders) -> str | None:
     """None when no value data init would write in ``module`` (``g``, ``v``, its bias) is
-    also another module's parameter or buffer, or a buffer's memory; else why the layer is
-    declined: writing the value would change that module's output too (reported untouched),
-    two layers sharing a bias would each set it for their own statistics, the later one
-    undoing the earlier, and a buffer is given back after the pass, which put the old values
-    back under a layer reported initialized (t217)."""
+    also another module's parameter, or any buffer's memory; else why the layer is declined:
+    writing the value would change that module's output too (reported untouched), two layers
+    sharing a bias would each set it for their own statistics, the later one undoing the
+    earlier, and a buffer is given back after the pass, which put the old values back under a
+    layer reported initialized (t217; a buffer of the layer's own module too, t219). A bias
+    the layer holds as a buffer of its own (``prefix`` + ``bias``) is the layer's, and the pass
+    keeps the value it sets (t73)."""
+    own_bias = f"{prefix}bias" if isinstance(module._buffers.get("bias"), torch.Tensor) else None
     originals = _plist(module)
     bias, _ = _writable_bias(module)
     written = {"g": originals.original0, "v": originals.original1, "its bias": bias}
@@ -327,8 +330,8 @@ def _shared(module: nn.Module, holders: _Holders) -> str | None:
         ]
         others += [
             name
-            for name, buffer in holders.buffers
-            if buffer is not tensor and name not in others and _overlap(buffer, tensor)
+            for name in holders.buffers.overlapping(tensor)
+            if name not in others and name != own_bias
         ]
         if others:
             return (
@@ -338,20 +341,50 @@ def _shared(module: nn.Module, holders: _Holders) -> str | None:
     return None
 
 
-def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether two tensors view some of the same memory (a buffer of ``bias.detach()``)."""
-    if not a.numel() or not b.numel() or a.device != b.device:
-        return False
-    if a.untyped_storage().data_ptr() != b.untyped_storage().data_ptr():
-        return False
+def _span(tensor: torch.Tensor) -> tuple[int, int] | None:
+    """The bytes a strided tensor's elements lie in, by address (a view's, an alias's through
+    another storage object: ``torch.from_numpy``, DLPack, t219); None where it holds none."""
+    if tensor.layout != torch.strided or tensor.is_meta or not tensor.numel():
+        return None
+    last = sum(
+        int(size - 1) * step for size, step in zip(tensor.shape, tensor.stride(), strict=True)
+    )
+    start = tensor.data_ptr()
+    return start, start + (last + 1) * tensor.element_size()
 
-    def span(t: torch.Tensor) -> tuple[int, int]:
-        first = int(t.storage_offset()) * t.element_size()
-        last = sum(int(size - 1) * step for size, step in zip(t.shape, t.stride(), strict=True))
-        return first, first + (last + 1) * t.element_size()
 
-    (a0, a1), (b0, b1) = span(a), span(b)
-    return a0 < b1 and b0 < a1
+class _Spans:
+    """A model's buffers by where they lie in memory, per device, sorted by address: the ones
+    that overlap a tensor are found by bisection (comparing each layer with every buffer was
+    quadratic: 13 s for 1000 layers beside as many BatchNorms, t219)."""
+
+    def __init__(self, named: Iterable[tuple[str, torch.Tensor]]) -> None:
+        by_device: dict[torch.device, list[tuple[int, int, str]]] = {}
+        for name, buffer in named:
+            if isinstance(buffer, torch.Tensor) and (span := _span(buffer)) is not None:
+                by_device.setdefault(buffer.device, []).append((*span, name))
+        # per device: the spans by start, the starts, and the furthest end up to each
+        self._sorted: dict[torch.device, tuple[list[tuple[int, int, str]], list[int], list[int]]]
+        self._sorted = {}
+        for device, spans in by_device.items():
+            spans.sort()
+            reach = list(itertools.accumulate((end for _, end, _ in spans), max))
+            self._sorted[device] = (spans, [start for start, _, _ in spans], reach)
+
+    def overlapping(self, tensor: torch.Tensor) -> list[str]:
+        """The names of the buffers that share some of ``tensor``'s memory (itself too)."""
+        span = _span(tensor)
+        if span is None or tensor.device not in self._sorted:
+            return []
+        start, end = span
+        spans, starts, reach = self._sorted[tensor.device]
+        found = []
+        at = bisect.bisect_left(starts, end) - 1  # the last buffer that starts before the end
+        while at >= 0 and reach[at] > start:  # one of these ends after the start
+            if spans[at][1] > start:
+                found.append(spans[at][2])
+            at -= 1
+        return found[::-1]
 
 
 def _unit_shape(tensor: torch.Tensor, axis: int) -> list[int]:

@@ -237,7 +237,7 @@ def parse_shapes(items: list[str] | None) -> dict[str, list[int]]:
                 f"{item!r}: a size of {longest} digits, beyond any input wnpass feeds",
                 parameter="shapes",
             )
-        shapes[match[1]] = [int(d) for d in sizes]
+        shapes[match[1]] = [int(d.lstrip("0") or "0") for d in sizes]  # int() counts zeros
     return shapes
 
 
