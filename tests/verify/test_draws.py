@@ -663,13 +663,9 @@ def test_a_call_inside_a_function_is_read_as_onnx_runtime_runs_it(
     assert aborting_op(onnx_io.load(direct_path)) is None
 
 
-def test_a_draw_in_the_overload_onnx_runtime_runs_inside_a_function_counts(
-    tmp_path: Path,
-) -> None:
-    """t212: G calls F by overload ``z`` (an Identity); F's overload ``""``, which ONNX
-    Runtime runs there, holds a Dropout that draws. Only the named overload was read: the
-    candidate was "equivalent" to a plain model."""
-    opsets = [onnx.helper.make_opsetid("", 18), onnx.helper.make_opsetid("local", 1)]
+def _overloads_of_f() -> tuple[onnx.FunctionProto, onnx.FunctionProto]:
+    """F's two overloads: ``""`` draws (a Dropout of ratio 0.5 in training mode), ``z`` is an
+    Identity."""
     ratio = onnx.helper.make_tensor("r", onnx.TensorProto.FLOAT, [], [0.5])
     mode = onnx.helper.make_tensor("t", onnx.TensorProto.BOOL, [], [True])
     drawing = [
@@ -677,19 +673,35 @@ def test_a_draw_in_the_overload_onnx_runtime_runs_inside_a_function_counts(
         onnx.helper.make_node("Constant", [], ["t"], value=mode),
         onnx.helper.make_node("Dropout", ["a", "r", "t"], ["c"]),
     ]
-    noisy = onnx.helper.make_function("local", "F", ["a"], ["c"], drawing, opsets[:1])
-    steady = onnx.helper.make_function(
-        "local", "F", ["a"], ["c"], [onnx.helper.make_node("Identity", ["a"], ["c"])], opsets[:1]
-    )
+    opsets = [onnx.helper.make_opsetid("", 18)]
+    noisy = onnx.helper.make_function("local", "F", ["a"], ["c"], drawing, opsets)
+    identity = [onnx.helper.make_node("Identity", ["a"], ["c"])]
+    steady = onnx.helper.make_function("local", "F", ["a"], ["c"], identity, opsets)
     steady.overload = "z"
+    return noisy, steady
+
+
+def _calling_z(steady: onnx.FunctionProto) -> onnx.ModelProto:
+    """A model whose graph calls F by its overload ``z`` (which draws nothing)."""
+    plain = _calling(steady, "F")
+    plain.ir_version, plain.graph.node[0].overload = 10, "z"
+    return plain
+
+
+def test_a_draw_in_the_overload_onnx_runtime_runs_inside_a_function_counts(
+    tmp_path: Path,
+) -> None:
+    """t212: G calls F by overload ``z`` (an Identity); F's overload ``""``, which ONNX
+    Runtime runs there, holds a Dropout that draws. Only the named overload was read: the
+    candidate was "equivalent" to a plain model."""
+    opsets = [onnx.helper.make_opsetid("", 18), onnx.helper.make_opsetid("local", 1)]
+    noisy, steady = _overloads_of_f()
     call = onnx.helper.make_node("F", ["a"], ["c"], domain="local", overload="z")
     outer = onnx.helper.make_function("local", "G", ["a"], ["c"], [call], opsets)
     model = _calling(noisy, steady, outer, "G")
     model.ir_version = 10  # overloads
     onnx.save(model, candidate := tmp_path / "cand.onnx")
-    plain = _calling(steady, "F")
-    plain.ir_version, plain.graph.node[0].overload = 10, "z"
-    onnx.save(plain, reference := tmp_path / "ref.onnx")
+    onnx.save(_calling_z(steady), reference := tmp_path / "ref.onnx")
     assert _random_added_to(reference, candidate) == [
         "the candidate holds random ops the reference does not (1 Dropout (ratio=0.5, "
         "training_mode=True)): its outputs may change from run to run, which no run of the "
@@ -704,18 +716,7 @@ def test_a_call_in_an_if_body_inside_a_function_runs_the_overload_it_names(
     ``""`` (a Dropout that never runs): reading ``""`` there too failed a model that draws
     nothing ("NOT EQUIVALENT")."""
     opsets = [onnx.helper.make_opsetid("", 18), onnx.helper.make_opsetid("local", 1)]
-    ratio = onnx.helper.make_tensor("r", onnx.TensorProto.FLOAT, [], [0.5])
-    mode = onnx.helper.make_tensor("t", onnx.TensorProto.BOOL, [], [True])
-    drawing = [
-        onnx.helper.make_node("Constant", [], ["r"], value=ratio),
-        onnx.helper.make_node("Constant", [], ["t"], value=mode),
-        onnx.helper.make_node("Dropout", ["a", "r", "t"], ["c"]),
-    ]
-    noisy = onnx.helper.make_function("local", "F", ["a"], ["c"], drawing, opsets[:1])
-    steady = onnx.helper.make_function(
-        "local", "F", ["a"], ["c"], [onnx.helper.make_node("Identity", ["a"], ["c"])], opsets[:1]
-    )
-    steady.overload = "z"
+    noisy, steady = _overloads_of_f()
     branches = {}
     for branch, node in (
         ("then", onnx.helper.make_node("F", ["a"], ["o"], domain="local", overload="z")),
@@ -732,9 +733,7 @@ def test_a_call_in_an_if_body_inside_a_function_runs_the_overload_it_names(
     model = _calling(noisy, steady, outer, "G")
     model.ir_version = 10  # overloads
     onnx.save(model, candidate := tmp_path / "cand.onnx")
-    plain = _calling(steady, "F")
-    plain.ir_version, plain.graph.node[0].overload = 10, "z"
-    onnx.save(plain, reference := tmp_path / "ref.onnx")
+    onnx.save(_calling_z(steady), reference := tmp_path / "ref.onnx")
     assert _random_added_to(reference, candidate) == []
     assert check(reference, candidate, runs=1, warmup=0)
 
