@@ -257,7 +257,7 @@ def test_added_only_folds_what_apply_weight_norm_added() -> None:
         ("head.weight", "folded"),
     ]
     assert folded and folded.sites[0].reason == (
-        "the model's own weight norm (not added by apply_weight_norm): added_only=True"
+        "the model's own weight norm, not added by apply_weight_norm (added_only=True keeps it)"
     )
     assert list(model.state_dict()) == built
     torch.testing.assert_close(model(x), before, rtol=RTOL, atol=1e-6)

@@ -273,7 +273,9 @@ def _judged(prefix: str, stored: _Stored, status: str, check_values: bool = True
     return site
 
 
-MODEL_S_OWN = "the model's own weight norm (not added by apply_weight_norm): added_only=True"
+MODEL_S_OWN = (
+    "the model's own weight norm, not added by apply_weight_norm (added_only=True keeps it)"
+)
 
 
 def _added(module: nn.Module, stored: _Stored) -> bool:
