@@ -1804,6 +1804,62 @@ def test_biases_over_which_a_flat_parameter_lies_keep_the_values_set() -> None:
     _check_normalized(_pre_activations(model, x))
 
 
+def test_layers_whose_biases_are_parameters_of_one_memory_are_declined() -> None:
+    """``b.bias = nn.Parameter(a.bias.data)``: two parameter objects, one memory; both layers
+    were reported initialized, b's mean 0.36 where 0 was promised (t220)."""
+    torch.manual_seed(0)
+    first, last = nn.Linear(4, 4), nn.Linear(4, 4)
+    model = nn.Sequential(first, nn.Tanh(), last)
+    apply_weight_norm(model, (torch.randn(2, 4),))
+    last.bias = nn.Parameter(first.bias.data)
+    report = data_init(model, torch.randn(64, 4))
+    assert report.initialized == []
+    assert report.kept["0.weight"].startswith("its bias is also 2.bias")
+    assert report.kept["2.weight"].startswith("its bias is also 0.bias")
+
+
+class _OwnBiasBuffer(nn.Linear):
+    """A Linear whose bias is a buffer of its own named ``bias``: trainable, or frozen and a
+    view of g's memory."""
+
+    def __init__(self, of_g: bool) -> None:
+        super().__init__(4, 6)
+        parametrizations.weight_norm(self)
+        del self.bias
+        layer: Any = self
+        originals = layer.parametrizations.weight
+        held = originals.original0.detach().view(6) if of_g else torch.zeros(6).requires_grad_()
+        self.register_buffer("bias", held)
+
+
+class _HeldTwice(nn.Module):
+    """A layer with its own trainable bias buffer, held under two names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = _OwnBiasBuffer(of_g=False)
+        self.alias = self.a
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.a(x))
+
+
+def test_a_layer_s_own_bias_buffer_is_its_own_under_every_name_and_no_other_value_s() -> None:
+    """t220: the layer's own bias buffer was taken for its own when g's memory was checked
+    too (a frozen one viewing g: the pass gave it back, g's old values with it, std 0.46
+    reported initialized), and for another's under a second name of the module
+    (``m.alias = m.a``: declined, "its bias is also alias.bias")."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    held_twice = _HeldTwice()
+    assert data_init(held_twice, x).initialized == ["a.weight"]
+    _check_normalized(_pre_activations(nn.Sequential(held_twice.a), x))
+    over_g = nn.Sequential(_OwnBiasBuffer(of_g=True))
+    report = data_init(over_g, x)
+    assert report.initialized == []
+    assert report.kept["0.weight"].startswith("g is also 0.bias: writing it would change")
+
+
 class _StoppedAfter(nn.Module):
     """Its mode restored after the pass is where an interrupt lands."""
 

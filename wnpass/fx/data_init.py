@@ -68,7 +68,7 @@ import itertools
 import logging
 import math
 from collections.abc import Callable, Collection, Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.utils.parametrize as parametrize
@@ -266,7 +266,9 @@ def _candidates(
                 continue
             if not chosen(module, tensor_name):
                 continue
-            reason = _why_not(module, tensor_name, redraw) or _shared(module, prefix, holders)
+            reason = _why_not(module, tensor_name, redraw) or _shared(
+                module, prefixes[id(module)], holders
+            )
             if reason is not None:
                 report.kept[name] = reason
                 continue
@@ -282,56 +284,53 @@ def _candidates(
     return targets
 
 
-class _Holders(NamedTuple):
-    """Who holds each parameter of a model (by ``id``: the modules holding it and its name
-    there), and where its buffers lie in memory."""
-
-    by_id: dict[int, list[tuple[nn.Module, str]]]
-    buffers: _Spans
-
-
-def _holders(model: nn.Module) -> _Holders:
-    """Each parameter's holders (a parametrized weight's ``original0``/``original1`` count as
-    its layer's), and the model's buffers, those of parametrizations too."""
-    by_id: dict[int, list[tuple[nn.Module, str]]] = {}
-    for prefix, module in model.named_modules():
-        if isinstance(module, parametrize.ParametrizationList):
-            continue  # counted with the layer it parametrizes
-        held = list(module.named_parameters(prefix=prefix, recurse=False))
-        if parametrized_here(module):
-            held += [
-                (f"{prefix}{'.' if prefix else ''}parametrizations.{name}.{original}", tensor)
-                for name, plist in module.parametrizations.items()
-                for original, tensor in plist.named_parameters(recurse=False)
-            ]
-        for name, tensor in held:
-            by_id.setdefault(id(tensor), []).append((module, name))
-    return _Holders(by_id, _Spans(model.named_buffers(remove_duplicate=False)))
+def _holders(model: nn.Module) -> _Spans:
+    """Every parameter and buffer of ``model`` under each of its names (a parametrized
+    weight's ``original0``/``original1`` too), by where it lies in memory."""
+    return _Spans(
+        [
+            *model.named_parameters(remove_duplicate=False),
+            *model.named_buffers(remove_duplicate=False),
+        ]
+    )
 
 
-def _shared(module: nn.Module, prefix: str, holders: _Holders) -> str | None:
-    """None when no value data init would write in ``module`` (``g``, ``v``, its bias) is
-    also another module's parameter, or any buffer's memory; else why the layer is declined:
-    writing the value would change that module's output too (reported untouched), two layers
-    sharing a bias would each set it for their own statistics, the later one undoing the
-    earlier, and a buffer is given back after the pass, which put the old values back under a
-    layer reported initialized (t217; a buffer of the layer's own module too, t219). A bias
-    the layer holds as a buffer of its own (``prefix`` + ``bias``) is the layer's, and the pass
-    keeps the value it sets (t73)."""
-    own_bias = f"{prefix}bias" if isinstance(module._buffers.get("bias"), torch.Tensor) else None
+def _flat_storage(held: torch.Tensor, tensor: torch.Tensor) -> bool:
+    """Whether ``held`` is a parameter whose memory holds all of ``tensor``'s and more: a
+    flat parameter the layers' values are views of, storage rather than a value of its own
+    (its values are the ones set: t131)."""
+    if not isinstance(held, nn.Parameter) or held.numel() <= tensor.numel():
+        return False
+    outer, inner = _span(held), _span(tensor)
+    return outer is not None and inner is not None and outer[0] <= inner[0] <= inner[1] <= outer[1]
+
+
+def _shared(module: nn.Module, names: Collection[str], holders: _Spans) -> str | None:
+    """None when no value data init would write in ``module`` (``g``, ``v``, its bias) shares
+    memory with a parameter or buffer other than itself under the layer's own names (``names``:
+    the module's, ``a.`` and ``alias.`` for one held twice); else why the layer is declined:
+    writing the value would change what holds it too (reported untouched), two layers sharing
+    a bias would each set it for their own statistics, the later one undoing the earlier, and
+    a buffer is given back after the pass, which put the old values back under a layer
+    reported initialized (t217: another module's buffer; t219: its own, or an alias through
+    another storage; t220: a parameter made of the bias's ``.data``). A bias the layer holds
+    as its own buffer ``bias`` is the layer's, and the pass keeps the value it sets (t73); a
+    flat parameter that holds the value among others is storage (:func:`_flat_storage`)."""
     originals = _plist(module)
     bias, _ = _writable_bias(module)
-    written = {"g": originals.original0, "v": originals.original1, "its bias": bias}
-    for what, tensor in written.items():
+    slots = {
+        "g": ("parametrizations.weight.original0", originals.original0),
+        "v": ("parametrizations.weight.original1", originals.original1),
+        "its bias": ("bias", bias),
+    }
+    for what, (slot, tensor) in slots.items():
         if tensor is None:
             continue
+        own = {prefix + slot for prefix in names}
         others = [
-            name for holder, name in holders.by_id.get(id(tensor), []) if holder is not module
-        ]
-        others += [
             name
-            for name in holders.buffers.overlapping(tensor)
-            if name not in others and name != own_bias
+            for name, held in holders.overlapping(tensor)
+            if not (held is tensor and name in own) and not _flat_storage(held, tensor)
         ]
         if others:
             return (
@@ -344,7 +343,7 @@ def _shared(module: nn.Module, prefix: str, holders: _Holders) -> str | None:
 def _span(tensor: torch.Tensor) -> tuple[int, int] | None:
     """The bytes a strided tensor's elements lie in, by address (a view's, an alias's through
     another storage object: ``torch.from_numpy``, DLPack, t219); None where it holds none."""
-    if tensor.layout != torch.strided or tensor.is_meta or not tensor.numel():
+    if tensor.layout != torch.strided or tensor.is_nested or tensor.is_meta or not tensor.numel():
         return None
     last = sum(
         int(size - 1) * step for size, step in zip(tensor.shape, tensor.stride(), strict=True)
@@ -354,35 +353,37 @@ def _span(tensor: torch.Tensor) -> tuple[int, int] | None:
 
 
 class _Spans:
-    """A model's buffers by where they lie in memory, per device, sorted by address: the ones
-    that overlap a tensor are found by bisection (comparing each layer with every buffer was
-    quadratic: 13 s for 1000 layers beside as many BatchNorms, t219)."""
+    """A model's parameters and buffers by where they lie in memory, per device, sorted by
+    address: the ones that overlap a tensor are found by bisection (comparing each layer with
+    every buffer was quadratic: 13 s for 1000 layers beside as many BatchNorms, t219)."""
 
     def __init__(self, named: Iterable[tuple[str, torch.Tensor]]) -> None:
-        by_device: dict[torch.device, list[tuple[int, int, str]]] = {}
-        for name, buffer in named:
-            if isinstance(buffer, torch.Tensor) and (span := _span(buffer)) is not None:
-                by_device.setdefault(buffer.device, []).append((*span, name))
+        by_device: dict[torch.device, list[tuple[int, int, int]]] = {}
+        self._named: list[tuple[str, torch.Tensor]] = []
+        for name, tensor in named:
+            if isinstance(tensor, torch.Tensor) and (span := _span(tensor)) is not None:
+                by_device.setdefault(tensor.device, []).append((*span, len(self._named)))
+                self._named.append((name, tensor))
         # per device: the spans by start, the starts, and the furthest end up to each
-        self._sorted: dict[torch.device, tuple[list[tuple[int, int, str]], list[int], list[int]]]
+        self._sorted: dict[torch.device, tuple[list[tuple[int, int, int]], list[int], list[int]]]
         self._sorted = {}
         for device, spans in by_device.items():
             spans.sort()
             reach = list(itertools.accumulate((end for _, end, _ in spans), max))
             self._sorted[device] = (spans, [start for start, _, _ in spans], reach)
 
-    def overlapping(self, tensor: torch.Tensor) -> list[str]:
-        """The names of the buffers that share some of ``tensor``'s memory (itself too)."""
+    def overlapping(self, tensor: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """The names and tensors that share some of ``tensor``'s memory (itself too)."""
         span = _span(tensor)
         if span is None or tensor.device not in self._sorted:
             return []
         start, end = span
         spans, starts, reach = self._sorted[tensor.device]
         found = []
-        at = bisect.bisect_left(starts, end) - 1  # the last buffer that starts before the end
+        at = bisect.bisect_left(starts, end) - 1  # the last one that starts before the end
         while at >= 0 and reach[at] > start:  # one of these ends after the start
             if spans[at][1] > start:
-                found.append(spans[at][2])
+                found.append(self._named[spans[at][2]])
             at -= 1
         return found[::-1]
 
