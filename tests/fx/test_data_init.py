@@ -1860,6 +1860,36 @@ def test_a_layer_s_own_bias_buffer_is_its_own_under_every_name_and_no_other_valu
     assert report.kept["0.weight"].startswith("g is also 0.bias: writing it would change")
 
 
+class _RowsOfFused(nn.Module):
+    """A layer whose weight and bias are rows of a fused layer's (taken with ``.data``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(4, 24)
+        self.q = nn.Linear(4, 8)
+        self.q.weight = nn.Parameter(self.qkv.weight.data[:8])
+        self.q.bias = nn.Parameter(self.qkv.bias.data[:8])
+        parametrizations.weight_norm(self.q)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.q(torch.tanh(self.qkv(x))[:, :4])
+
+
+def test_a_value_inside_a_parameter_of_its_own_values_is_declined() -> None:
+    """q's weight and bias are rows of qkv's, which has rows no other parameter holds: no flat
+    storage but a value of its own, that writing q's changed, q reported initialized
+    (t221)."""
+    torch.manual_seed(0)
+    model = _RowsOfFused()
+    fused = [model.qkv.weight.detach().clone(), model.qkv.bias.detach().clone()]
+    report = data_init(model, torch.randn(64, 4))
+    assert report.initialized == []
+    assert report.kept["q.weight"] == (
+        "v is also qkv.weight: writing it would change that too, not this layer alone"
+    )
+    assert torch.equal(model.qkv.weight, fused[0]) and torch.equal(model.qkv.bias, fused[1])
+
+
 class _StoppedAfter(nn.Module):
     """Its mode restored after the pass is where an interrupt lands."""
 

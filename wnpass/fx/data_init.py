@@ -295,14 +295,29 @@ def _holders(model: nn.Module) -> _Spans:
     )
 
 
-def _flat_storage(held: torch.Tensor, tensor: torch.Tensor) -> bool:
-    """Whether ``held`` is a parameter whose memory holds all of ``tensor``'s and more: a
-    flat parameter the layers' values are views of, storage rather than a value of its own
-    (its values are the ones set: t131)."""
+def _flat_storage(held: torch.Tensor, tensor: torch.Tensor, holders: _Spans) -> bool:
+    """Whether ``held`` is a parameter that holds all of ``tensor``'s memory and more, every
+    byte of it another parameter's: a flat parameter the layers' values are views of, storage
+    rather than a value of its own (its values are the ones set: t131). One with bytes no
+    other parameter holds is a value (a fused ``qkv`` weight whose rows ``q`` took with
+    ``.data``: writing q's wrote qkv's, t221)."""
     if not isinstance(held, nn.Parameter) or held.numel() <= tensor.numel():
         return False
     outer, inner = _span(held), _span(tensor)
-    return outer is not None and inner is not None and outer[0] <= inner[0] <= inner[1] <= outer[1]
+    if outer is None or inner is None or not outer[0] <= inner[0] <= inner[1] <= outer[1]:
+        return False
+    parts = sorted(
+        span
+        for _, other in holders.overlapping(held)
+        if other is not held and isinstance(other, nn.Parameter)
+        if (span := _span(other)) is not None
+    )
+    covered = outer[0]
+    for start, end in parts:
+        if start > covered:
+            return False
+        covered = max(covered, end)
+    return covered >= outer[1]
 
 
 def _shared(module: nn.Module, names: Collection[str], holders: _Spans) -> str | None:
@@ -330,7 +345,7 @@ def _shared(module: nn.Module, names: Collection[str], holders: _Spans) -> str |
         others = [
             name
             for name, held in holders.overlapping(tensor)
-            if not (held is tensor and name in own) and not _flat_storage(held, tensor)
+            if not (held is tensor and name in own) and not _flat_storage(held, tensor, holders)
         ]
         if others:
             return (
