@@ -306,11 +306,13 @@ def _flat_storage(held: torch.Tensor, tensor: torch.Tensor, holders: _Spans) -> 
     outer, inner = _span(held), _span(tensor)
     if outer is None or inner is None or not outer[0] <= inner[0] <= inner[1] <= outer[1]:
         return False
+    # only parameters strictly inside it cover it: a twin of it, or one that holds it in
+    # turn, is no layer's part of it (t222)
     parts = sorted(
         span
         for _, other in holders.overlapping(held)
-        if other is not held and isinstance(other, nn.Parameter)
-        if (span := _span(other)) is not None
+        if isinstance(other, nn.Parameter) and other.numel() < held.numel()
+        if (span := _span(other)) is not None and outer[0] <= span[0] <= span[1] <= outer[1]
     )
     covered = outer[0]
     for start, end in parts:
