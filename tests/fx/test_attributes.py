@@ -428,3 +428,23 @@ def test_a_stateless_submodule_made_again_with_a_state_is_bound_back() -> None:
     saved = Attributes(model)
     model(torch.ones(1, 3))
     assert saved.give_back() is True and model.mem is mem and mem.state is None
+
+
+@pytest.mark.parametrize("layout", [torch.sparse_coo, torch.sparse_csr], ids=["coo", "csr"])
+def test_sparse_tensors_are_told_apart_by_their_bytes(layout: torch.layout) -> None:
+    """Sparse tensors had no bytes to compare ("reshape is not implemented for sparse
+    tensors"): their indices and values are compared, -0.0 told from 0.0 as for others."""
+    from wnpass.fx.attributes import same_bytes
+
+    indices = torch.tensor([[0, 1, 2], [1, 2, 0]])
+
+    def sparse(values: list[float]) -> torch.Tensor:
+        made = torch.sparse_coo_tensor(indices, torch.tensor(values), (3, 3))
+        return made if layout == torch.sparse_coo else made.to_sparse_csr()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch: sparse CSR is beta
+        assert same_bytes(sparse([1.0, 2.0, 0.0]), sparse([1.0, 2.0, 0.0]))
+        assert not same_bytes(sparse([1.0, 2.0, 0.0]), sparse([1.0, 3.0, 0.0]))
+        assert not same_bytes(sparse([1.0, 2.0, 0.0]), sparse([1.0, 2.0, -0.0]))
+        assert not same_bytes(sparse([1.0, 2.0, 0.0]), sparse([1.0, 2.0, 0.0]).to_dense())

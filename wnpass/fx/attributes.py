@@ -235,10 +235,37 @@ def same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
     a, b = a.detach(), b.detach()
     if a.is_quantized or b.is_quantized:  # no bytes to view (t121: a segfault)
         return bool(torch.equal(a, b))
+    if a.layout != torch.strided or b.layout != torch.strided:  # a graph's sparse adjacency
+        return _same_sparse(a, b)
     a, b = a.resolve_conj().resolve_neg().reshape(-1), b.resolve_conj().resolve_neg().reshape(-1)
     if a.layout == torch.strided and a.dtype != torch.bool:
         a, b = a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8)
     return bool(torch.equal(a, b))
+
+
+# The tensors a sparse tensor of each layout is made of (its indices and its values)
+_SPARSE_PARTS = {
+    torch.sparse_csr: ("crow_indices", "col_indices", "values"),
+    torch.sparse_bsr: ("crow_indices", "col_indices", "values"),
+    torch.sparse_csc: ("ccol_indices", "row_indices", "values"),
+    torch.sparse_bsc: ("ccol_indices", "row_indices", "values"),
+}
+
+
+def _same_sparse(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """:func:`same_bytes` of two sparse tensors, part by part: a COO one coalesced (its indices
+    and values), a compressed one as stored (a buffer of one made a model's forward fail:
+    "reshape is not implemented for sparse tensors")."""
+    if a.layout != b.layout:
+        return False
+    if a.layout == torch.sparse_coo:
+        a, b = a.coalesce(), b.coalesce()
+        parts = [(a.indices(), b.indices()), (a.values(), b.values())]
+    elif (names := _SPARSE_PARTS.get(a.layout)) is not None:
+        parts = [(getattr(a, name)(), getattr(b, name)()) for name in names]
+    else:
+        return bool(torch.equal(a, b))
+    return all(x.shape == y.shape and same_bytes(x, y) for x, y in parts)
 
 
 def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
