@@ -927,6 +927,8 @@ def test_a_layer_the_first_call_makes_is_observed_and_normed() -> None:
 class _GraphConv(nn.Module):
     """A layer over a graph whose adjacency is a sparse buffer (COO or CSR)."""
 
+    adjacency: torch.Tensor
+
     def __init__(self, layout: torch.layout) -> None:
         super().__init__()
         edges = torch.sparse_coo_tensor(torch.tensor([[0, 1, 2], [1, 2, 0]]), torch.ones(3), (3, 3))
@@ -934,18 +936,29 @@ class _GraphConv(nn.Module):
             "adjacency", edges if layout == torch.sparse_coo else edges.to_sparse_csr()
         )
         self.lin = nn.Linear(4, 4)
+        self.prune = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.adjacency @ self.lin(x)
+        y = self.adjacency @ self.lin(x)
+        if self.prune:  # the forward drops an edge, in place
+            kept = torch.sparse_coo_tensor(torch.tensor([[0, 1], [1, 2]]), torch.ones(2), (3, 3))
+            kept = kept if self.adjacency.layout == torch.sparse_coo else kept.to_sparse_csr()
+            self.adjacency.resize_as_sparse_(kept)
+            self.adjacency.copy_(kept)
+        return y
 
 
+@pytest.mark.parametrize("prune", [False, True], ids=["read", "pruned in place"])
 @pytest.mark.parametrize("layout", [torch.sparse_coo, torch.sparse_csr], ids=["coo", "csr"])
-def test_a_model_with_a_sparse_buffer_is_rewritten(layout: torch.layout) -> None:
+def test_a_model_with_a_sparse_buffer_is_rewritten(layout: torch.layout, prune: bool) -> None:
     """A graph network's sparse adjacency buffer: comparing it after the forward raised
-    "reshape is not implemented for sparse tensors" (an internal error)."""
+    "reshape is not implemented for sparse tensors" (an internal error); one the forward
+    prunes in place is given back with its edges (a CSR one of other nnz raised, t223)."""
     torch.manual_seed(0)
     model, x = _GraphConv(layout), torch.randn(3, 4)
     before = model(x)
+    model.prune = prune
+    edges = model.adjacency.to_dense()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch: sparse CSR is beta
         report = apply_weight_norm(model, (x,))
@@ -953,4 +966,6 @@ def test_a_model_with_a_sparse_buffer_is_rewritten(layout: torch.layout) -> None
         ("lin.weight", "applied"),
         ("lin.bias", "skipped"),
     ]
+    assert torch.equal(model.adjacency.to_dense(), edges)
+    model.prune = False
     torch.testing.assert_close(model(x), before)

@@ -496,6 +496,8 @@ def _put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
         inference = buffer.is_inference()
         with torch.inference_mode() if inference else torch.no_grad():
             if (buffer.shape, buffer.dtype) == (value.shape, value.dtype):
+                if buffer.layout != torch.strided and buffer.layout == value.layout:
+                    buffer.resize_as_sparse_(value)  # a CSR copy_ takes the same nnz (t223)
                 buffer.copy_(value)
             else:  # an inference tensor's elements must be one too (t133)
                 buffer.data = value.clone() if inference else value
