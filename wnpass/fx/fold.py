@@ -197,8 +197,8 @@ def _layout_reason(stored: _Stored) -> str | None:
     from wnpass.checkpoint.pairs import dtypes_reason
 
     g, v = stored.g, stored.v
-    dtype_name = {dtype: str(dtype).removeprefix("torch.") for dtype in (g.dtype, v.dtype)}
-    if reason := dtypes_reason(dtype_name[g.dtype], dtype_name[v.dtype], g.dim() == 0):
+    g_dtype, v_dtype = (str(t.dtype).removeprefix("torch.") for t in (g, v))
+    if reason := dtypes_reason(g_dtype, v_dtype, g.dim() == 0):
         return reason
     ones = [1] * v.dim()
     kept = (
@@ -263,8 +263,7 @@ def _judged(prefix: str, stored: _Stored, status: str, check_values: bool = True
     """``stored``'s report entry, ``status`` unless it is declined: stacked with another
     parametrization, or (``check_values``) values that give no finite weight. One verdict for
     :func:`fold_weight_norm` and :func:`check_weight_norm`."""
-    name = f"{prefix}.{stored.name}" if prefix else stored.name
-    site = FoldedSite(name, stored.api, stored.dim, list(stored.v.shape), status)
+    site = _site(prefix, stored, status)
     if reason := stored.held_otherwise or _layout_reason(stored):
         site.status, site.reason = "declined", reason
         logger.warning("not folding %s: %s", site.name, reason)
@@ -283,9 +282,10 @@ def _added(module: nn.Module, stored: _Stored) -> bool:
     return stored.hook is None and added_here(module, stored.name)
 
 
-def _kept(prefix: str, stored: _Stored) -> FoldedSite:
+def _site(prefix: str, stored: _Stored, status: str, reason: str | None = None) -> FoldedSite:
+    """``stored``'s report entry under its name in the model (``prefix``: its module's)."""
     name = f"{prefix}.{stored.name}" if prefix else stored.name
-    return FoldedSite(name, stored.api, stored.dim, list(stored.v.shape), "kept", MODEL_S_OWN)
+    return FoldedSite(name, stored.api, stored.dim, list(stored.v.shape), status, reason)
 
 
 @torch.no_grad()
@@ -308,9 +308,13 @@ def fold_weight_norm(
     for prefix, module in model.named_modules():
         stored = _stored(module)
         if added_only:  # the model's own sites are kept, said so
-            own = [one for one in stored if not _added(module, one)]
-            report.sites += [_kept(prefix, one) for one in own]
-            stored = [one for one in stored if _added(module, one)]
+            added = [_added(module, one) for one in stored]
+            report.sites += [
+                _site(prefix, one, "kept", MODEL_S_OWN)
+                for one, ours in zip(stored, added, strict=True)
+                if not ours
+            ]
+            stored = [one for one, ours in zip(stored, added, strict=True) if ours]
         sites = [_judged(prefix, one, "folded", check_values) for one in stored]
         report.sites += sites
         folding = [one for one, site in zip(stored, sites, strict=True) if site.status == "folded"]

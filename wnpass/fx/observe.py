@@ -261,9 +261,7 @@ def _permutation(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], ndim:
         order[d0], order[d1] = order[d1], order[d0]
         return order
     if name == "permute":
-        dims = kwargs.get("dims", args[1] if len(args) == 2 else args[1:])
-        dims = dims if isinstance(dims, Sequence) else [dims]
-        return [int(d) % ndim for d in dims]
+        return _axes_arg(kwargs.get("dims", args[1] if len(args) == 2 else args[1:]), ndim)
     if name in ("movedim", "moveaxis"):  # the moved axes at their places, the rest in order
         source = _axes_arg(kwargs.get("source", args[1] if len(args) > 1 else None), ndim)
         destination = _axes_arg(kwargs.get("destination", args[2] if len(args) > 2 else None), ndim)

@@ -230,14 +230,14 @@ def parse_shapes(items: list[str] | None) -> dict[str, list[int]]:
             raise InvalidArgumentError(
                 f"{item!r}: {match[1]} is given twice; give each input once", parameter="shapes"
             )
-        sizes = re.split(r"[,x]", match[2])
-        digits = [len(d.lstrip("0")) for d in sizes]  # leading zeros are no size (t216)
-        if (longest := max(digits)) > _MAX_SIZE_DIGITS:
+        # leading zeros are no digits of a size (t216), and int() would count them
+        sizes = [d.lstrip("0") or "0" for d in re.split(r"[,x]", match[2])]
+        if (longest := max(len(d) for d in sizes)) > _MAX_SIZE_DIGITS:
             raise InvalidArgumentError(  # int() refuses past 4300 digits: an internal error
                 f"{item!r}: a size of {longest} digits, beyond any input wnpass feeds",
                 parameter="shapes",
             )
-        shapes[match[1]] = [int(d.lstrip("0") or "0") for d in sizes]  # int() counts zeros
+        shapes[match[1]] = [int(d) for d in sizes]
     return shapes
 
 
