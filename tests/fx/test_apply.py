@@ -7,7 +7,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -969,3 +969,44 @@ def test_a_model_with_a_sparse_buffer_is_rewritten(layout: torch.layout, prune: 
     assert torch.equal(model.adjacency.to_dense(), edges)
     model.prune = False
     torch.testing.assert_close(model(x), before)
+
+
+class _Ragged(nn.Module):
+    """A layer beside a nested (ragged) buffer of per-item lengths, which the forward may
+    scale in place."""
+
+    ragged: torch.Tensor
+
+    def __init__(self, layout: torch.layout) -> None:
+        super().__init__()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch: nested tensors are a prototype
+            parts = [torch.arange(2.0), torch.arange(3.0)]
+            self.register_buffer("ragged", torch.nested.nested_tensor(parts, layout=layout))
+        self.lin = nn.Linear(4, 4)
+        self.scale = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scale:
+            self.ragged.mul_(2.0)
+        return self.lin(x) * self.ragged.unbind()[1].sum()
+
+
+@pytest.mark.parametrize("init", ["keep", "data"])
+@pytest.mark.parametrize("scale", [False, True], ids=["read", "changed in place"])
+@pytest.mark.parametrize("layout", [torch.strided, torch.jagged], ids=["strided", "jagged"])
+def test_a_model_with_a_nested_buffer_is_rewritten(
+    layout: torch.layout, scale: bool, init: Literal["keep", "data"]
+) -> None:
+    """A nested buffer has no shape to read: comparing it after the forward raised
+    "NestedTensorImpl doesn't support sizes" (an internal error, t220). Its components are
+    compared one by one, and one the forward changed is given back."""
+    torch.manual_seed(0)
+    model, x = _Ragged(layout), torch.randn(3, 4)
+    model.scale = scale
+    report = apply_weight_norm(model, (x,), init=init)
+    assert report and [(s.name, s.status) for s in report.sites] == [
+        ("lin.weight", "applied"),
+        ("lin.bias", "skipped"),
+    ]
+    assert [p.tolist() for p in model.ragged.unbind()] == [[0.0, 1.0], [0.0, 1.0, 2.0]]

@@ -54,6 +54,8 @@ __all__ = [
     "own_generators",
     "rng_state",
     "same_bytes",
+    "same_structure",
+    "same_value",
     "set_rng_state",
 ]
 
@@ -241,6 +243,30 @@ def same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
     if a.layout == torch.strided and a.dtype != torch.bool:
         a, b = a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8)
     return bool(torch.equal(a, b))
+
+
+def same_structure(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``b``'s value fits ``a`` as it is (``a.copy_(b)``): one shape, dtype and
+    layout; a nested tensor's components of one shape each (it has no shape to read: a nested
+    buffer made every forward wnpass runs fail, t220)."""
+    if a.is_nested or b.is_nested:
+        if not (a.is_nested and b.is_nested and (a.layout, a.dtype) == (b.layout, b.dtype)):
+            return False
+        parts_a, parts_b = a.unbind(), b.unbind()
+        return len(parts_a) == len(parts_b) and all(
+            x.shape == y.shape for x, y in zip(parts_a, parts_b, strict=True)
+        )
+    return (a.shape, a.dtype, a.layout) == (b.shape, b.dtype, b.layout)
+
+
+def same_value(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors hold one value: :func:`same_structure` and :func:`same_bytes`, a
+    nested tensor's component by component."""
+    if not same_structure(a, b):
+        return False
+    if a.is_nested:
+        return all(same_bytes(x, y) for x, y in zip(a.unbind(), b.unbind(), strict=True))
+    return same_bytes(a, b)
 
 
 # The tensors a sparse tensor of each layout is made of (its indices and its values)

@@ -38,7 +38,8 @@ from wnpass.fx.attributes import (
     GENERATORS,
     Attributes,
     rng_state,
-    same_bytes,
+    same_structure,
+    same_value,
     set_rng_state,
 )
 from wnpass.fx.axes import renormed_table
@@ -293,8 +294,7 @@ def moved_buffers(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[
             buffer = model.get_buffer(name)
         except AttributeError:  # gone, or named otherwise in a copy
             continue
-        same = (buffer.shape, buffer.dtype) == (value.shape, value.dtype)
-        if not same or not same_bytes(buffer, value):
+        if not same_value(buffer, value):
             moved.append(name)
     return moved
 
@@ -495,8 +495,8 @@ def _put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
         # a buffer made under inference mode is written there (t131: an internal error)
         inference = buffer.is_inference()
         with torch.inference_mode() if inference else torch.no_grad():
-            if (buffer.shape, buffer.dtype) == (value.shape, value.dtype):
-                if buffer.layout != torch.strided and buffer.layout == value.layout:
+            if same_structure(buffer, value):
+                if buffer.layout != torch.strided and not buffer.is_nested:  # sparse
                     buffer.resize_as_sparse_(value)  # a CSR copy_ takes the same nnz (t223)
                 buffer.copy_(value)
             else:  # an inference tensor's elements must be one too (t133)
