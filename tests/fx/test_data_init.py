@@ -1781,25 +1781,34 @@ def test_a_g_the_forward_writes_after_the_init_ends_as_the_init_set_it() -> None
 
 
 class _FlatBiases(nn.Module):
-    """Biases that are views of a flat parameter of the model's own."""
+    """Biases that are views of one memory: halves or every other element of a flat
+    parameter of the model's own, or two columns of a table no parameter holds."""
 
-    def __init__(self) -> None:
+    def __init__(self, views: str) -> None:
         super().__init__()
-        self.flat = nn.Parameter(torch.zeros(6))
         self.fc1 = parametrizations.weight_norm(nn.Linear(4, 3))
         self.fc2 = parametrizations.weight_norm(nn.Linear(3, 3))
-        self.fc1.bias = nn.Parameter(self.flat.data[:3])
-        self.fc2.bias = nn.Parameter(self.flat.data[3:])
+        if views == "columns":
+            table = torch.zeros(3, 2)
+            self.fc1.bias, self.fc2.bias = (nn.Parameter(table[:, i]) for i in range(2))
+            return
+        self.flat = nn.Parameter(torch.zeros(6))
+        halves = views == "halves"
+        self.fc1.bias = nn.Parameter(self.flat.data[:3] if halves else self.flat.data[0::2])
+        self.fc2.bias = nn.Parameter(self.flat.data[3:] if halves else self.flat.data[1::2])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(torch.relu(self.fc1(x)))
 
 
-def test_biases_over_which_a_flat_parameter_lies_keep_the_values_set() -> None:
+@pytest.mark.parametrize("views", ["halves", "interleaved", "columns"])
+def test_biases_over_which_a_flat_parameter_lies_keep_the_values_set(views: str) -> None:
     """The flat parameter's copy from before the pass was written back over the biases set
-    (views of it): both layers said initialized, fc2's means 0.7 to 1 off (t131)."""
+    (views of it): both layers said initialized, fc2's means 0.7 to 1 off (t131). Biases
+    that share no byte are no one's but their own, however their memory interleaves: they
+    were declined, their spans overlapping (t220, t222)."""
     torch.manual_seed(0)
-    model, x = _FlatBiases(), torch.randn(256, 4) * 3 + 5
+    model, x = _FlatBiases(views), torch.randn(256, 4) * 3 + 5
     assert data_init(model, x).initialized == ["fc1.weight", "fc2.weight"]
     _check_normalized(_pre_activations(model, x))
 
@@ -1861,35 +1870,60 @@ def test_a_layer_s_own_bias_buffer_is_its_own_under_every_name_and_no_other_valu
 
 
 class _RowsOfFused(nn.Module):
-    """A layer whose weight and bias are rows of a fused layer's (taken with ``.data``)."""
+    """A layer whose weight and bias are rows of a fused layer's (taken with ``.data``): its
+    first rows, or every other row with a parameter holding qkv's last row."""
 
-    def __init__(self, twin: bool = False) -> None:
+    def __init__(self, other: str) -> None:
         super().__init__()
         self.qkv = nn.Linear(4, 24)
-        if twin:  # a parameter of qkv's very memory: no part of it
+        if other == "twin":  # a parameter of qkv's very memory: no part of it
             self.tw = nn.Parameter(self.qkv.weight.data)
+        if other == "float16 twin":  # its bytes, in twice as many elements: no part of it
+            self.tw = nn.Parameter(self.qkv.weight.data.view(torch.float16), requires_grad=False)
+        rows = slice(0, 24, 2) if other == "strided, and a tail" else slice(0, 8)
+        if other == "strided, and a tail":  # with q's rows, it spans qkv, not its odd rows
+            self.tail = nn.Parameter(self.qkv.weight.data[23:])
         self.q = nn.Linear(4, 8)
-        self.q.weight = nn.Parameter(self.qkv.weight.data[:8])
-        self.q.bias = nn.Parameter(self.qkv.bias.data[:8])
+        self.q.weight = nn.Parameter(self.qkv.weight.data[rows])
+        self.q.bias = nn.Parameter(self.qkv.bias.data[rows])
         parametrizations.weight_norm(self.q)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.q(torch.tanh(self.qkv(x))[:, :4])
 
 
-@pytest.mark.parametrize("twin", [False, True], ids=["alone", "with a twin"])
-def test_a_value_inside_a_parameter_of_its_own_values_is_declined(twin: bool) -> None:
+@pytest.mark.parametrize("other", ["alone", "twin", "float16 twin", "strided, and a tail"])
+def test_a_value_inside_a_parameter_of_its_own_values_is_declined(other: str) -> None:
     """q's weight and bias are rows of qkv's, which has rows no other parameter holds: no flat
     storage but a value of its own, that writing q's changed, q reported initialized (t221);
-    a twin of qkv's memory was taken for a part of it that covers it (t222)."""
+    a twin of qkv's memory was taken for a part of it that covers it (t222), and so was one in
+    float16 (more elements, the same bytes), or strided rows that span the ones between them
+    (t224)."""
     torch.manual_seed(0)
-    model = _RowsOfFused(twin)
+    model = _RowsOfFused(other)
     fused = [model.qkv.weight.detach().clone(), model.qkv.bias.detach().clone()]
     report = data_init(model, torch.randn(64, 4))
     assert report.initialized == []
     assert report.kept["q.weight"].startswith("v is also ")
     assert "qkv.weight" in report.kept["q.weight"]
     assert torch.equal(model.qkv.weight, fused[0]) and torch.equal(model.qkv.bias, fused[1])
+
+
+def test_a_bias_with_a_twin_in_another_dtype_is_declined() -> None:
+    """A float16 view of fc's bias, frozen: it has more elements than the bias, which was
+    taken for flat storage of it; apply_weight_norm reported fc initialized and changed the
+    twin (t224)."""
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 8)
+    twin = nn.Parameter(layer.bias.data.view(torch.float16), requires_grad=False)
+    model = nn.Sequential(layer)
+    model.register_parameter("twin", twin)
+    before = twin.detach().clone()
+    report = apply_weight_norm(model, (torch.randn(64, 4),), init="data")
+    inits = {s.name: s.init for s in report.sites if s.status == "applied"}
+    assert inits == {"0.weight": "keep: its bias is also twin: writing it would change that "
+                     "too, not this layer alone"}  # fmt: skip
+    assert torch.equal(twin, before)
 
 
 class _StoppedAfter(nn.Module):

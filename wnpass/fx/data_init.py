@@ -61,13 +61,11 @@ says why.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import dataclasses
-import itertools
 import logging
 import math
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import torch
@@ -102,6 +100,7 @@ from wnpass.fx.forward import (
     state_given_back,
     what_it_did,
 )
+from wnpass.fx.memory import Bytes, Spans
 from wnpass.fx.register import (
     parametrized_here,
     stored_unit_dim,
@@ -284,10 +283,10 @@ def _candidates(
     return targets
 
 
-def _holders(model: nn.Module) -> _Spans:
+def _holders(model: nn.Module) -> Spans:
     """Every parameter and buffer of ``model`` under each of its names (a parametrized
     weight's ``original0``/``original1`` too), by where it lies in memory."""
-    return _Spans(
+    return Spans(
         [
             *model.named_parameters(remove_duplicate=False),
             *model.named_buffers(remove_duplicate=False),
@@ -295,34 +294,24 @@ def _holders(model: nn.Module) -> _Spans:
     )
 
 
-def _flat_storage(held: torch.Tensor, tensor: torch.Tensor, holders: _Spans) -> bool:
-    """Whether ``held`` is a parameter that holds all of ``tensor``'s memory and more, every
-    byte of it another parameter's: a flat parameter the layers' values are views of, storage
-    rather than a value of its own (its values are the ones set: t131). One with bytes no
-    other parameter holds is a value (a fused ``qkv`` weight whose rows ``q`` took with
-    ``.data``: writing q's wrote qkv's, t221)."""
-    if not isinstance(held, nn.Parameter) or held.numel() <= tensor.numel():
+def _flat_storage(held: torch.Tensor, tensor: torch.Tensor, holders: Spans) -> bool:
+    """Whether ``held`` is a parameter that holds all of ``tensor``'s bytes and more, every
+    byte of it one of the parameters strictly inside it: a flat parameter the layers' values
+    are views of, storage rather than a value of its own (its values are the ones set: t131).
+    One with bytes no such parameter holds is a value (a fused ``qkv`` weight whose rows ``q``
+    took with ``.data``: writing q's wrote qkv's, t221; the rows between a strided ``q``'s,
+    t224); a twin of it, one that holds it in turn, or a view of its bytes in another dtype,
+    is no layer's part of it (t222, t224)."""
+    if not isinstance(held, nn.Parameter):
         return False
-    outer, inner = _span(held), _span(tensor)
-    if outer is None or inner is None or not outer[0] <= inner[0] <= inner[1] <= outer[1]:
+    others = [other for _, other in holders.overlapping(held) if isinstance(other, nn.Parameter)]
+    memory = Bytes([held, tensor, *others])
+    if not memory.strictly_within(tensor, held):
         return False
-    # only parameters strictly inside it cover it: a twin of it, or one that holds it in
-    # turn, is no layer's part of it (t222)
-    parts = sorted(
-        span
-        for _, other in holders.overlapping(held)
-        if isinstance(other, nn.Parameter) and other.numel() < held.numel()
-        if (span := _span(other)) is not None and outer[0] <= span[0] <= span[1] <= outer[1]
-    )
-    covered = outer[0]
-    for start, end in parts:
-        if start > covered:
-            return False
-        covered = max(covered, end)
-    return covered >= outer[1]
+    return memory.covered(held, [p for p in others if memory.strictly_within(p, held)])
 
 
-def _shared(module: nn.Module, names: Collection[str], holders: _Spans) -> str | None:
+def _shared(module: nn.Module, names: Collection[str], holders: Spans) -> str | None:
     """None when no value data init would write in ``module`` (``g``, ``v``, its bias) shares
     memory with a parameter or buffer other than itself under the layer's own names (``names``:
     the module's, ``a.`` and ``alias.`` for one held twice); else why the layer is declined:
@@ -344,10 +333,14 @@ def _shared(module: nn.Module, names: Collection[str], holders: _Spans) -> str |
         if tensor is None:
             continue
         own = {prefix + slot for prefix in names}
+        near = holders.overlapping(tensor)
+        memory = Bytes([tensor, *(held for _, held in near)])
         others = [
             name
-            for name, held in holders.overlapping(tensor)
-            if not (held is tensor and name in own) and not _flat_storage(held, tensor, holders)
+            for name, held in near
+            if not (held is tensor and name in own)
+            and memory.meet(held, tensor)  # its span may hold bytes between a view's (t220)
+            and not _flat_storage(held, tensor, holders)
         ]
         if others:
             return (
@@ -355,54 +348,6 @@ def _shared(module: nn.Module, names: Collection[str], holders: _Spans) -> str |
                 f"{'that' if len(others) == 1 else 'those'} too, not this layer alone"
             )
     return None
-
-
-def _span(tensor: torch.Tensor) -> tuple[int, int] | None:
-    """The bytes a strided tensor's elements lie in, by address (a view's, an alias's through
-    another storage object: ``torch.from_numpy``, DLPack, t219); None where it holds none."""
-    if tensor.layout != torch.strided or tensor.is_nested or tensor.is_meta or not tensor.numel():
-        return None
-    last = sum(
-        int(size - 1) * step for size, step in zip(tensor.shape, tensor.stride(), strict=True)
-    )
-    start = tensor.data_ptr()
-    return start, start + (last + 1) * tensor.element_size()
-
-
-class _Spans:
-    """A model's parameters and buffers by where they lie in memory, per device, sorted by
-    address: the ones that overlap a tensor are found by bisection (comparing each layer with
-    every buffer was quadratic: 13 s for 1000 layers beside as many BatchNorms, t219)."""
-
-    def __init__(self, named: Iterable[tuple[str, torch.Tensor]]) -> None:
-        by_device: dict[torch.device, list[tuple[int, int, int]]] = {}
-        self._named: list[tuple[str, torch.Tensor]] = []
-        for name, tensor in named:
-            if isinstance(tensor, torch.Tensor) and (span := _span(tensor)) is not None:
-                by_device.setdefault(tensor.device, []).append((*span, len(self._named)))
-                self._named.append((name, tensor))
-        # per device: the spans by start, the starts, and the furthest end up to each
-        self._sorted: dict[torch.device, tuple[list[tuple[int, int, int]], list[int], list[int]]]
-        self._sorted = {}
-        for device, spans in by_device.items():
-            spans.sort()
-            reach = list(itertools.accumulate((end for _, end, _ in spans), max))
-            self._sorted[device] = (spans, [start for start, _, _ in spans], reach)
-
-    def overlapping(self, tensor: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
-        """The names and tensors that share some of ``tensor``'s memory (itself too)."""
-        span = _span(tensor)
-        if span is None or tensor.device not in self._sorted:
-            return []
-        start, end = span
-        spans, starts, reach = self._sorted[tensor.device]
-        found = []
-        at = bisect.bisect_left(starts, end) - 1  # the last one that starts before the end
-        while at >= 0 and reach[at] > start:  # one of these ends after the start
-            if spans[at][1] > start:
-                found.append(self._named[spans[at][2]])
-            at -= 1
-        return found[::-1]
 
 
 def _unit_shape(tensor: torch.Tensor, axis: int) -> list[int]:

@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 
 import torch
 
-from wnpass.fx.arguments import is_lazy
+from wnpass.fx.memory import span
 
 __all__ = ["Elements"]
 
@@ -22,22 +22,16 @@ _Storage = tuple[str, int]  # device, address
 
 
 def _span(tensor: torch.Tensor) -> tuple[_Storage, int, int] | None:
-    """Where ``tensor``'s elements lie: its storage and the byte range from its first to its
-    last element; None for one without elements or storage (meta, sparse, a lazy module's not
-    initialized yet, a tracer's fake tensor)."""
+    """Where ``tensor``'s elements lie: its storage and its :func:`~wnpass.fx.memory.span`;
+    None for one without elements or storage (meta, sparse, a lazy module's not initialized
+    yet, a tracer's fake tensor)."""
+    if (stretch := span(tensor)) is None:
+        return None
     try:
-        if is_lazy(tensor) or tensor.is_meta or tensor.layout != torch.strided:
-            return None
-        if not tensor.numel():
-            return None
-        size = tensor.element_size()
-        strides = zip(tensor.shape, tensor.stride(), strict=True)
-        last = sum((n - 1) * stride for n, stride in strides)
-        start = tensor.data_ptr()
         storage = (str(tensor.device), tensor.untyped_storage().data_ptr())
-    except (RuntimeError, NotImplementedError):  # a FakeTensor has no data, a nested tensor
-        return None  # no one shape
-    return storage, start, start + (last + 1) * size
+    except (RuntimeError, NotImplementedError):  # no storage to name
+        return None
+    return storage, *stretch
 
 
 class Elements(Generic[K]):
