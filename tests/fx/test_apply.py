@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -969,6 +970,33 @@ def test_a_model_with_a_sparse_buffer_is_rewritten(layout: torch.layout, prune: 
     assert torch.equal(model.adjacency.to_dense(), edges)
     model.prune = False
     torch.testing.assert_close(model(x), before)
+
+
+class _CountsCalls(nn.Module):
+    """Registers a running count on its first call, and adds it to its output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if "count" not in self._buffers:
+            self.register_buffer("count", torch.zeros(3))
+        count = self.get_buffer("count")
+        count += 1
+        return self.lin(x) + count
+
+
+def test_a_buffer_the_forward_registers_is_not_left_behind() -> None:
+    """The buffer registered by the first of wnpass's forwards stayed, counting: the
+    rewritten model's first call differed from the model's by 1 while the report said its
+    outputs were unchanged, and train-rewrite saved it (t226)."""
+    torch.manual_seed(0)
+    model, x = _CountsCalls(), torch.randn(8, 4)
+    reference = copy.deepcopy(model)
+    report = apply_weight_norm(model, (x,))
+    assert report and report.max_rel_error == 0.0 and "count" not in model._buffers
+    torch.testing.assert_close(model(x), reference(x), rtol=0, atol=0)
 
 
 class _Ragged(nn.Module):

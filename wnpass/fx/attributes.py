@@ -35,7 +35,7 @@ import collections
 import dataclasses
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,7 @@ from wnpass.fx.elements import Elements
 __all__ = [
     "GENERATORS",
     "Attributes",
+    "give_back_values",
     "own_generators",
     "rng_state",
     "same_bytes",
@@ -192,11 +193,9 @@ def own_generators(model: nn.Module) -> Iterator[tuple[str, torch.Generator]]:
 
 
 def _has_values(tensor: torch.Tensor) -> bool:
-    """A tensor whose values can be copied and written back: not a lazy layer's, on the meta
-    device, sparse or nested (which has no one shape: reading it raised, t127)."""
-    return not (
-        is_lazy(tensor) or tensor.is_meta or tensor.layout != torch.strided or tensor.is_nested
-    )
+    """A tensor whose values can be copied and written back: not a lazy layer's or on the
+    meta device (sparse and nested ones are compared part by part: :func:`same_value`)."""
+    return not (is_lazy(tensor) or tensor.is_meta)
 
 
 def _own_array(array: np.ndarray, weights: Elements[int]) -> bool:
@@ -269,6 +268,47 @@ def same_value(a: torch.Tensor, b: torch.Tensor) -> bool:
     return same_bytes(a, b)
 
 
+def give_back_values(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Give each tensor of ``pairs`` its saved value (a copy, given to it alone) where it
+    holds another, in place (:func:`_put_value`). Views that repeat elements (an expanded
+    one, stride 0) come last, and each is compared again first: writing the tensor whose
+    memory one views may have given it its value back, and none can take a copy in whole
+    (t226: "more than one element of the written-to tensor refers to a single memory
+    location")."""
+    for tensor, saved in sorted(pairs, key=lambda pair: _repeats(pair[0])):
+        if not same_value(tensor, saved):
+            _put_value(tensor, saved)
+
+
+def _repeats(tensor: torch.Tensor) -> bool:
+    """Whether a strided tensor has a dimension of stride 0 over more than one element."""
+    if tensor.layout != torch.strided or tensor.is_nested or tensor.is_quantized:
+        return False
+    return any(
+        step == 0 and size > 1 for size, step in zip(tensor.shape, tensor.stride(), strict=True)
+    )
+
+
+def _put_value(tensor: torch.Tensor, saved: torch.Tensor) -> None:
+    """Write ``saved`` into ``tensor``: its elements, of a sparse one its indices too (a CSR
+    ``copy_`` takes the same nnz, t223), of a view that repeats elements each once; where the
+    forward gave it another shape, dtype or layout in place (``resize_``, ``.data = x``), as
+    its elements. A tensor made under inference mode is written there (t131), and takes a
+    copy of one (t133)."""
+    inference = tensor.is_inference()
+    with torch.inference_mode() if inference else torch.no_grad():
+        if not same_structure(tensor, saved):
+            tensor.data = saved.clone() if inference else saved
+            return
+        if tensor.layout != torch.strided and not tensor.is_nested:  # sparse
+            tensor.resize_as_sparse_(saved)
+        elif _repeats(tensor):  # each element once
+            for axis, (size, step) in enumerate(zip(tensor.shape, tensor.stride(), strict=True)):
+                if step == 0 and size > 1:
+                    tensor, saved = tensor.narrow(axis, 0, 1), saved.narrow(axis, 0, 1)
+        tensor.copy_(saved)
+
+
 # The tensors a sparse tensor of each layout is made of (its indices and its values)
 _SPARSE_PARTS = {
     torch.sparse_csr: ("crow_indices", "col_indices", "values"),
@@ -314,17 +354,15 @@ def _give_back_contents(contents: _Contents) -> None:
                 container.clear()
                 container.update(items)
     for value, saved in contents.values:
-        if isinstance(value, np.ndarray):
-            if (value.shape, value.dtype) == (saved.shape, saved.dtype) and not _same_array(
-                value, saved
-            ):
-                np.copyto(value, saved)
-        elif (value.shape, value.dtype) == (saved.shape, saved.dtype) and not same_bytes(
+        if not isinstance(value, np.ndarray):
+            continue
+        if (value.shape, value.dtype) == (saved.shape, saved.dtype) and not _same_array(
             value, saved
         ):
-            # a tensor made under inference mode is written back there
-            with torch.inference_mode() if value.is_inference() else torch.no_grad():
-                value.copy_(saved)
+            np.copyto(value, saved)
+    give_back_values(
+        (value, saved) for value, saved in contents.values if isinstance(value, torch.Tensor)
+    )
     for generator, state in contents.states:
         set_rng_state(generator, state)
 

@@ -37,8 +37,8 @@ from wnpass.fx.arguments import is_lazy
 from wnpass.fx.attributes import (
     GENERATORS,
     Attributes,
+    give_back_values,
     rng_state,
-    same_structure,
     same_value,
     set_rng_state,
 )
@@ -487,20 +487,11 @@ def tensors_in(value: Any) -> Iterator[torch.Tensor]:
 
 
 def _put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
-    """Give each buffer of ``model`` named in ``values`` that value again: in place, or, where
-    the forward gave it another shape or dtype in place (``resize_``, ``.data = x``), as its
-    elements (``values`` are copies, each of them given to one buffer: t119, t121)."""
-    for name in moved_buffers(model, values):
-        buffer, value = model.get_buffer(name), values[name]
-        # a buffer made under inference mode is written there (t131: an internal error)
-        inference = buffer.is_inference()
-        with torch.inference_mode() if inference else torch.no_grad():
-            if same_structure(buffer, value):
-                if buffer.layout != torch.strided and not buffer.is_nested:  # sparse
-                    buffer.resize_as_sparse_(value)  # a CSR copy_ takes the same nnz (t223)
-                buffer.copy_(value)
-            else:  # an inference tensor's elements must be one too (t133)
-                buffer.data = value.clone() if inference else value
+    """Give each buffer of ``model`` named in ``values`` that value again, in place
+    (:func:`~wnpass.fx.attributes.give_back_values`; ``values`` are copies, each of them given
+    to one buffer: t119, t121)."""
+    buffers = dict(model.named_buffers(remove_duplicate=False))
+    give_back_values((buffers[name], value) for name, value in values.items() if name in buffers)
 
 
 @dataclasses.dataclass
@@ -543,9 +534,9 @@ def state_given_back(model: nn.Module, *, unless_written: bool = True) -> Iterat
     """Run the block; afterwards, however it ended, ``model``'s modules hold the state they
     held when it began: every plain attribute (:class:`~wnpass.fx.attributes.Attributes`: a
     streaming state, a first-call flag, a cache), every buffer object (one the forward
-    registered again, a table grown, or deleted, is registered as it was), and every buffer
-    its value. Where the block built the model further (a hook, a
-    submodule), nothing is given back: its attributes, buffers (and, in the export pipeline,
+    registered again, a table grown, or deleted, is registered as it was; one it registered
+    first goes, t226), and every buffer its value. Where the block built the model further (a
+    hook, a submodule), nothing is given back: its attributes, buffers (and, in the export pipeline,
     parameters) stay as the block left them, so that a flag, a plain attribute or a buffer,
     and what it guards agree. With ``unless_written``, every parameter the block writes in
     place is given back too, from a copy of it made just before its first write
@@ -558,13 +549,10 @@ def state_given_back(model: nn.Module, *, unless_written: bool = True) -> Iterat
     attributes, values = Attributes(model), buffer_values(model)
     snapshots = _Snapshots(model) if unless_written else None
     given = GivenBack(snapshots=snapshots)
-    registered = [
-        (module, leaf, buffer)
-        for module in model.modules()
-        if not isinstance(module, torch.jit.ScriptModule)  # TorchScript registers nothing again
-        for leaf, buffer in module._buffers.items()
-        if buffer is not None
-    ]
+    # TorchScript registers nothing again
+    modules = [m for m in model.modules() if not isinstance(m, torch.jit.ScriptModule)]
+    registered = [(module, dict(module._buffers)) for module in modules]
+    transient = [(module, set(module._non_persistent_buffers_set)) for module in modules]
     try:
         with snapshots or contextlib.nullcontext():
             yield given
@@ -582,9 +570,15 @@ def state_given_back(model: nn.Module, *, unless_written: bool = True) -> Iterat
         if given.whole:  # else the model was built further: its state stays as the block left it
             if snapshots is not None:
                 snapshots.give_back()
-            for module, leaf, buffer in registered:
-                if module._buffers.get(leaf) is not buffer:
-                    module._buffers[leaf] = buffer
+            for module, buffers in registered:  # a buffer registered in the block goes
+                now = module._buffers
+                if now.keys() != buffers.keys() or any(now[k] is not v for k, v in buffers.items()):
+                    module._buffers.clear()
+                    module._buffers.update(buffers)
+            for module, names in transient:
+                if module._non_persistent_buffers_set != names:
+                    module._non_persistent_buffers_set.clear()
+                    module._non_persistent_buffers_set.update(names)
             _put_back(model, values)
 
 
