@@ -140,6 +140,14 @@ def test_a_model_on_the_meta_device_is_refused_up_front(call: Callable[[Any], ob
     )
 
 
+def test_a_meta_buffer_is_named_a_buffer() -> None:
+    """It was called a parameter (t226)."""
+    model = _mlp()
+    model.register_buffer("placeholder", torch.empty(3, device="meta"))
+    with pytest.raises(WnpassError, match=r"^Sequential: buffers on the meta device hold no "):
+        fold_weight_norm(model)
+
+
 def test_under_inference_mode_a_model_gets_weight_norm_for_training() -> None:
     """``apply_weight_norm`` under ``torch.inference_mode()`` raised torch's "Inference
     tensors do not track version counter" (t140). Its g and v are made outside inference

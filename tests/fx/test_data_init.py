@@ -1926,6 +1926,46 @@ def test_a_bias_with_a_twin_in_another_dtype_is_declined() -> None:
     assert torch.equal(twin, before)
 
 
+def test_a_layer_of_a_wrapping_tensor_subclass_is_declined() -> None:
+    """A ``TwoTensor`` weight and bias: all of them at address 0, g was taken for the bias's
+    memory ("g is also bias"); data init writes plain tensors, and says so (t226)."""
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 3)
+    layer.weight = nn.Parameter(TwoTensor(torch.randn(3, 4), torch.randn(3, 4)))
+    layer.bias = nn.Parameter(TwoTensor(torch.zeros(3), torch.zeros(3)))
+    report = apply_weight_norm(layer, (torch.randn(64, 4),), init="data")
+    assert [s.init for s in report.sites if s.status == "applied"] == [
+        "keep: g, v or its bias is a TwoTensor (a tensor subclass wrapping others): data init "
+        "writes plain tensors"
+    ]
+
+
+class _LazyAside(nn.Module):
+    """A layer beside a lazy one the forward never calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 3)
+        self.unused = nn.LazyLinear(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x)
+
+
+def test_a_lazy_layer_the_batch_never_reaches_is_left_alone_by_data_init() -> None:
+    """Its parameters hold no values: finding what shares memory with a layer's raised
+    "Attempted to use an uninitialized parameter in numel" (an internal error, t226)."""
+    torch.manual_seed(0)
+    model, x = _LazyAside(), torch.randn(64, 4)
+    report = apply_weight_norm(model, (x,), init="data")
+    sites = {s.name: (s.status, s.init) for s in report.sites}
+    assert sites["a.weight"] == ("applied", "data, v rescaled")
+    assert sites["unused.weight"] == ("skipped", None)
+    _check_normalized(_pre_activations(nn.Sequential(model.a), x))
+
+
 class _StoppedAfter(nn.Module):
     """Its mode restored after the pass is where an interrupt lands."""
 

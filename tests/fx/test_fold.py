@@ -319,6 +319,27 @@ def test_values_with_no_finite_weight_are_declined_and_left_weight_normed(
     assert all(torch.equal(after[k].nan_to_num(), t.nan_to_num()) for k, t in before.items())
 
 
+@pytest.mark.parametrize("api", ["parametrization", "legacy hook"])
+def test_g_and_v_of_a_wrapping_tensor_subclass_are_declined(api: str) -> None:
+    """A DTensor (FSDP2's ``fully_shard``) or any tensor subclass wrapping others: the fold
+    raised ".numpy() is not supported for tensor subclasses" (an internal error, t226)."""
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    conv = nn.Conv1d(4, 6, 3)
+    conv.weight = nn.Parameter(TwoTensor(torch.randn(6, 4, 3), torch.randn(6, 4, 3)))
+    module = parametrizations.weight_norm(conv) if api == "parametrization" else legacy(conv)
+    before = list(module.state_dict())
+    report = fold_weight_norm(module)
+    assert [(s.status, s.reason) for s in report.sites] == [
+        (
+            "declined",
+            "g or v is a TwoTensor (a tensor subclass wrapping others): the fold computes plain "
+            "tensors (a DTensor's full_tensor() is one)",
+        )
+    ]
+    assert list(module.state_dict()) == before
+
+
 def test_a_folded_rewritten_model_copies_and_pickles_as_a_plain_one() -> None:
     """After apply_weight_norm then fold: deepcopy and pickle work and give plain modules."""
     import pickle

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from wnpass import apply_weight_norm
+from wnpass.fx.attributes import OpaqueTensorError
 from wnpass.fx.forward import (
     Batch,
     ForwardFailedError,
@@ -483,6 +484,43 @@ def test_what_a_forward_adds_or_changes_in_odd_tensors_is_given_back(how: str) -
     assert module.rows.tolist() == [[1.0] * 4] * 2
     assert [part.tolist() for part in module.ragged.unbind()] == [[1.0] * 2, [1.0] * 3]
     assert torch.equal(module.edges.to_dense(), torch.eye(3))
+
+
+def test_a_wrapping_tensor_subclass_is_given_back_by_what_it_wraps() -> None:
+    """A ``TwoTensor`` buffer and plain attribute whose second tensor the forward changes:
+    ``torch.equal`` compares the first alone, and they are compared (and given back) tensor by
+    tensor."""
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    module: Any = _Buffered()
+    module.register_buffer("pair", TwoTensor(torch.zeros(3), torch.zeros(3)))
+    module.held = TwoTensor(torch.zeros(2), torch.zeros(2))
+    with torch.no_grad(), state_given_back(module) as given:
+        module.pair.b.add_(1.0)
+        module.held.b.add_(1.0)
+    assert given.whole and not module.pair.b.any() and not module.held.b.any()
+
+
+@pytest.mark.parametrize("where", ["buffer", "attribute"])
+def test_a_tensor_subclass_that_says_not_what_it_holds_is_refused_first(where: str) -> None:
+    """A ``MaskedTensor``: comparing it after the forward raised a TypeError (an internal
+    error), the rest of the state left as the forward changed it (t226). It is refused before
+    the block runs, naming it."""
+    from torch.masked import masked_tensor
+
+    module: Any = _Buffered()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch: MaskedTensor is a prototype
+        masked = masked_tensor(torch.zeros(3), torch.tensor([True, False, True]))
+    if where == "buffer":
+        module.register_buffer("masked", masked)
+    else:
+        module.masked = masked
+    ran = []
+    refused = pytest.raises(OpaqueTensorError, match=f"^{where} masked is a MaskedTensor, a ")
+    with refused, state_given_back(module):
+        ran.append(True)
+    assert ran == []
 
 
 def test_buffers_of_any_kind_are_compared_and_a_new_dtype_given_back() -> None:

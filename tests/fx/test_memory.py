@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wnpass.fx.memory import Bytes, Spans, span
+from wnpass.fx.memory import Bytes, Spans, is_wrapper, span
 
 
 def test_a_span_runs_from_the_first_byte_to_after_the_last() -> None:
@@ -16,6 +16,15 @@ def test_a_span_runs_from_the_first_byte_to_after_the_last() -> None:
     assert span(table[1:1]) is None  # no elements
     assert span(torch.zeros(3, device="meta")) is None
     assert span(torch.zeros(3).to_sparse()) is None
+
+
+def test_a_wrapping_subclass_holds_no_bytes_of_its_own() -> None:
+    """Its data_ptr() is 0: two of them were taken for one memory (t226)."""
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    pair = TwoTensor(torch.zeros(3), torch.ones(3))
+    assert is_wrapper(pair) and not is_wrapper(torch.nn.Parameter(torch.zeros(3)))
+    assert span(pair) is None
 
 
 def test_spans_find_every_tensor_whose_span_overlaps() -> None:

@@ -92,11 +92,15 @@ def require_values(model: nn.Module) -> None:
     initializing from data or folding needs numbers. The error names no parameter: the model
     is what is wrong, and the CLI then says which model.py built it.
     """
-    meta = [name for name, tensor in _tensors(model) if tensor.is_meta]
-    if meta:
+    params = [name for name, tensor in model.named_parameters() if tensor.is_meta]
+    buffers = [name for name, tensor in model.named_buffers() if tensor.is_meta]
+    if params or buffers:
+        kinds = " and ".join(
+            k for k, names in (("parameters", params), ("buffers", buffers)) if names
+        )
         raise InvalidArgumentError(
-            f"{type(model).__name__}: parameters on the meta device hold no values "
-            f"({_shown(meta)}): load or materialize them first"
+            f"{type(model).__name__}: {kinds} on the meta device hold no values "
+            f"({_shown(params + buffers)}): load or materialize them first"
         )
 
 

@@ -45,14 +45,18 @@ from torch.nn.utils import parametrize
 from torch.utils.hooks import RemovableHandle
 from torch.utils.weak import WeakIdKeyDictionary
 
+from wnpass.errors import WnpassError
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.elements import Elements
+from wnpass.fx.memory import is_wrapper
 
 __all__ = [
     "GENERATORS",
     "Attributes",
+    "OpaqueTensorError",
     "give_back_values",
     "own_generators",
+    "require_readable",
     "rng_state",
     "same_bytes",
     "same_structure",
@@ -152,17 +156,19 @@ class _Contents:
     states: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
 
 
-def _contents(value: object, weights: Elements[int]) -> _Contents | None:
+def _contents(value: object, weights: Elements[int], what: str) -> _Contents | None:
     """What is inside ``value`` to give back (:class:`_Contents`), or None where nothing is:
     a tensor's values (not those of a parameter's or buffer's elements, ``weights``: a buffer
     is given back as one, and a view of a weight is the weight's), a NumPy array's (a counter
     ``self.seen += 1`` writes in place), a container's items and what they hold in turn (a
     streaming state ``self.state["h"].add_(1)``), a random number generator's state (torch's,
-    ``random.Random``, NumPy's ``Generator`` and ``RandomState``)."""
+    ``random.Random``, NumPy's ``Generator`` and ``RandomState``). ``what``: the attribute,
+    as an error names it (:func:`require_readable`)."""
     found = _Contents()
     for item in _walk(value):
         if isinstance(item, torch.Tensor):
             if _has_values(item) and not weights.of(item):  # a weight's: given back as it
+                require_readable(item, what)
                 found.values.append((item, item.detach().clone()))
         elif isinstance(item, np.ndarray):
             if _own_array(item, weights):
@@ -189,7 +195,12 @@ def own_generators(model: nn.Module) -> Iterator[tuple[str, torch.Generator]]:
                 continue
             for item in _walk(value):
                 if isinstance(item, torch.Generator):
-                    yield ".".join(filter(None, (name, attribute))), item
+                    yield _dotted(name, attribute), item
+
+
+def _dotted(prefix: str, name: str) -> str:
+    """``name`` of the module at ``prefix`` (the model's own where it is empty)."""
+    return f"{prefix}.{name}" if prefix else name
 
 
 def _has_values(tensor: torch.Tensor) -> bool:
@@ -247,7 +258,18 @@ def same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
 def same_structure(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Whether ``b``'s value fits ``a`` as it is (``a.copy_(b)``): one shape, dtype and
     layout; a nested tensor's components of one shape each (it has no shape to read: a nested
-    buffer made every forward wnpass runs fail, t220)."""
+    buffer made every forward wnpass runs fail, t220); a tensor subclass that wraps others
+    (:func:`_wrapped`) of one class and metadata, wrapping tensors of one structure each."""
+    if (parts := _wrapped(a)) is not None:
+        other = _wrapped(b)
+        return (
+            other is not None
+            and type(a) is type(b)
+            and (a.shape, a.dtype) == (b.shape, b.dtype)
+            and _same_metadata(parts[1], other[1])
+            and len(parts[0]) == len(other[0])
+            and all(same_structure(x, y) for x, y in zip(parts[0], other[0], strict=True))
+        )
     if a.is_nested or b.is_nested:
         if not (a.is_nested and b.is_nested and (a.layout, a.dtype) == (b.layout, b.dtype)):
             return False
@@ -255,17 +277,67 @@ def same_structure(a: torch.Tensor, b: torch.Tensor) -> bool:
         return len(parts_a) == len(parts_b) and all(
             x.shape == y.shape for x, y in zip(parts_a, parts_b, strict=True)
         )
-    return (a.shape, a.dtype, a.layout) == (b.shape, b.dtype, b.layout)
+    return _wrapped(b) is None and (a.shape, a.dtype, a.layout) == (b.shape, b.dtype, b.layout)
 
 
 def same_value(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Whether two tensors hold one value: :func:`same_structure` and :func:`same_bytes`, a
-    nested tensor's component by component."""
+    nested tensor's component by component, a wrapping subclass's wrapped tensors one by one
+    (``torch.equal`` of a ``TwoTensor`` compares its first alone)."""
     if not same_structure(a, b):
         return False
+    if (parts := _wrapped(a)) is not None:
+        other = _wrapped(b)
+        assert other is not None  # same_structure
+        return all(same_value(x, y) for x, y in zip(parts[0], other[0], strict=True))
     if a.is_nested:
         return all(same_bytes(x, y) for x, y in zip(a.unbind(), b.unbind(), strict=True))
     return same_bytes(a, b)
+
+
+def _wrapped(tensor: torch.Tensor) -> tuple[list[torch.Tensor], object] | None:
+    """A tensor subclass that wraps others (:func:`~wnpass.fx.memory.is_wrapper`): the tensors it
+    wraps and its metadata, by its ``__tensor_flatten__``; None for another tensor. One that
+    says neither (:func:`require_readable`) raises :class:`OpaqueTensorError`."""
+    if not is_wrapper(tensor):
+        return None
+    flatten = getattr(tensor, "__tensor_flatten__", None)
+    if flatten is None:
+        raise OpaqueTensorError("a tensor", type(tensor).__name__)
+    names, metadata = flatten()
+    return [getattr(tensor, name) for name in names], metadata
+
+
+def require_readable(tensor: torch.Tensor, what: str) -> None:
+    """Raise :class:`OpaqueTensorError` naming ``what`` where ``tensor``, or a tensor it
+    wraps, is a subclass whose value cannot be compared or given back (a ``MaskedTensor``:
+    comparing it raised a TypeError after the forward, the state left changed, t226)."""
+    stack = [tensor]
+    while stack:
+        try:
+            parts = _wrapped(stack.pop())
+        except OpaqueTensorError as error:
+            raise OpaqueTensorError(what, error.kind) from None
+        stack.extend(parts[0] if parts is not None else ())
+
+
+def _same_metadata(a: object, b: object) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # a subclass's metadata that does not compare
+        return False
+
+
+class OpaqueTensorError(WnpassError):
+    """A tensor subclass whose value wnpass cannot read to compare or give back."""
+
+    def __init__(self, what: str, kind: str) -> None:
+        self.kind = kind
+        super().__init__(
+            f"{what} is a {kind}, a tensor subclass that does not say what it holds (no "
+            "__tensor_flatten__): its value cannot be compared or given back after wnpass's "
+            "forwards; hold it outside the model, or as a plain tensor"
+        )
 
 
 def give_back_values(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
@@ -435,7 +507,7 @@ class Attributes:
         # the random number generators PyTorch's own modules hold among their plain attributes
         # (a forward may put one there and draw from it, t199): their state alone
         self.generators: list[tuple[Any, Any]] = []
-        for module in model.modules():
+        for prefix, module in model.named_modules():
             if _torch_s_own(module) and id(module) not in self.lazy:
                 plain = (v for k, v in vars(module).items() if not _bookkeeping(k, v))
                 held = (item for value in plain for item in _walk(value))
@@ -450,7 +522,7 @@ class Attributes:
             contents = {
                 k: inside
                 for k, v in values.items()
-                if (inside := _contents(v, weights)) is not None
+                if (inside := _contents(v, weights, f"attribute {_dotted(prefix, k)}")) is not None
             }
             stateless = {
                 k: v for k, v in module._modules.items() if v is not None and _stateless(v)

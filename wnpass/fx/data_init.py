@@ -100,7 +100,7 @@ from wnpass.fx.forward import (
     state_given_back,
     what_it_did,
 )
-from wnpass.fx.memory import Bytes, Spans
+from wnpass.fx.memory import Bytes, Spans, is_wrapper
 from wnpass.fx.register import (
     parametrized_here,
     stored_unit_dim,
@@ -223,6 +223,13 @@ def _why_not(module: nn.Module, tensor_name: str, redraw: bool) -> str | None:
         return f"g is per axis {stored}, not per output unit (axis {unit})"
     if not (plist.original0.requires_grad and plist.original1.requires_grad):
         return "g or v frozen (requires_grad=False): not re-initialized"
+    held = (plist.original0, plist.original1, getattr(module, "bias", None))
+    wrapper = next((t for t in held if isinstance(t, torch.Tensor) and is_wrapper(t)), None)
+    if wrapper is not None:
+        return (
+            f"g, v or its bias is a {type(wrapper).__name__} (a tensor subclass wrapping "
+            "others): data init writes plain tensors"
+        )
     if not redraw:
         return unit_norm_problem(plist.original1, stored)
     return None

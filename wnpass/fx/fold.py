@@ -30,6 +30,7 @@ from torch.nn.utils.weight_norm import WeightNorm
 from wnpass.arguments import require_flag
 from wnpass.axes import is_legacy_hook
 from wnpass.fx.arguments import require_module, require_values
+from wnpass.fx.memory import is_wrapper
 from wnpass.fx.pickling import unmake_picklable
 from wnpass.fx.register import (
     added_here,
@@ -197,6 +198,11 @@ def _layout_reason(stored: _Stored) -> str | None:
     from wnpass.checkpoint.pairs import dtypes_reason
 
     g, v = stored.g, stored.v
+    if (wrapper := next((t for t in (g, v) if is_wrapper(t)), None)) is not None:
+        return (
+            f"g or v is a {type(wrapper).__name__} (a tensor subclass wrapping others): the fold "
+            "computes plain tensors (a DTensor's full_tensor() is one)"
+        )
     g_dtype, v_dtype = (str(t.dtype).removeprefix("torch.") for t in (g, v))
     if reason := dtypes_reason(g_dtype, v_dtype, g.dim() == 0):
         return reason

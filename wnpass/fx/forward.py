@@ -38,6 +38,7 @@ from wnpass.fx.attributes import (
     GENERATORS,
     Attributes,
     give_back_values,
+    require_readable,
     rng_state,
     same_value,
     set_rng_state,
@@ -277,11 +278,12 @@ def buffer_values(model: nn.Module) -> dict[str, torch.Tensor]:
     """A copy of each of ``model``'s buffers that holds a value (a lazy module's does not yet),
     by its name: what the model.py or a checkpoint set, before wnpass's forwards move a step
     counter or an EMA its forward updates in eval mode too."""
-    return {
-        name: buffer.detach().clone()
-        for name, buffer in model.named_buffers()
-        if not is_lazy(buffer)
-    }
+    values = {}
+    for name, buffer in model.named_buffers():
+        if not is_lazy(buffer):
+            require_readable(buffer, f"buffer {name}")
+            values[name] = buffer.detach().clone()
+    return values
 
 
 def moved_buffers(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[str]:

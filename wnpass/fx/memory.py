@@ -14,16 +14,24 @@ import torch
 
 from wnpass.fx.arguments import is_lazy
 
-__all__ = ["Bytes", "Spans", "span"]
+__all__ = ["Bytes", "Spans", "is_wrapper", "span"]
+
+
+def is_wrapper(tensor: torch.Tensor) -> bool:
+    """A tensor subclass that wraps others (its own ``__torch_dispatch__``: a DTensor, a
+    torchao quantized weight, a ``TwoTensor``, a ``MaskedTensor``): it holds no bytes itself
+    (its ``data_ptr()`` is 0)."""
+    return type(tensor).__torch_dispatch__ is not torch.Tensor.__torch_dispatch__
 
 
 def span(tensor: torch.Tensor) -> tuple[int, int] | None:
     """The addresses from ``tensor``'s first byte up to after its last (a view's, an alias's
     through another storage object: ``torch.from_numpy``, DLPack); None for one without
-    elements or without strided memory (meta, sparse, nested, a lazy module's not initialized
-    yet, a tracer's fake tensor)."""
+    elements or without strided memory of its own (meta, sparse, nested, a lazy module's not
+    initialized yet, a tracer's fake tensor, :func:`is_wrapper`: all at 0, they were taken for
+    one memory, t226)."""
     try:
-        if is_lazy(tensor) or tensor.is_meta or tensor.is_nested:
+        if is_lazy(tensor) or is_wrapper(tensor) or tensor.is_meta or tensor.is_nested:
             return None
         if tensor.layout != torch.strided or not tensor.numel():
             return None
