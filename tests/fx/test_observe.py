@@ -92,6 +92,31 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
         "sliced or joined along axis 1",
     ),
     ("rows by index", (8, 6), lambda x, w: F.linear(x, w[:4]), X2, 0),
+    # rows split by a view, the other part indexed away: DBRX's experts, a fused qkv (t218)
+    ("an expert's rows", (6, 6), lambda x, w: F.linear(x, w.view(3, 2, 6)[1]), X2, 0),
+    ("q of a fused qkv", (12, 6), lambda x, w: x @ w.view(3, 4, 6).select(0, 0).t(), X2, 0),
+    ("a row of each expert", (6, 6), lambda x, w: F.linear(x, w.view(3, 2, 6)[:, 0]), X2, 0),
+    (
+        "an expert's columns",
+        (6, 4),
+        lambda x, w: x @ w.view(3, 2, 4)[1],
+        X2[:, :2],
+        "sliced or joined along axis 0",
+    ),
+    (
+        "split rows, both parts kept",
+        (6, 6),
+        lambda x, w: torch.einsum("bi,eoi->bo", x, w.view(3, 2, 6)),
+        X2,
+        "reshaped before einsum",
+    ),
+    (
+        "split rows merged again across the split",
+        (6, 3),
+        lambda x, w: F.linear(x, w.view(3, 2, 3).transpose(0, 1).reshape(2, 9)[:, :6]),
+        X2,
+        "reshaped before F.linear",
+    ),
     # a slice that keeps every column is no cut (it was "sliced along axis 1")
     ("every column by index", (8, 6), lambda x, w: F.linear(x, w[:, :6]), X2, 0),
     ("every column, a step of 1", (8, 6), lambda x, w: F.linear(x, w[:, 0:99:1]), X2, 0),

@@ -12,7 +12,8 @@ What happens to a parameter before it is consumed is followed: ``.t()``, ``.T``,
 ``transpose``, ``permute``, ``movedim``, ``view``/``reshape``/``flatten``/``(un)squeeze``,
 ``.to(dtype)`` and other copies, ``flip``/``roll`` along axes (elements reordered within their
 axes), ``chunk``/``split``/``unbind``/``narrow``/``select``, basic indexing and ``torch.cat``
-(q, k and v weights fused each forward). Each derived tensor carries, per parameter it comes
+(q, k and v weights fused each forward), rows split by a view with the other parts indexed
+away (:class:`_Part`). Each derived tensor carries, per parameter it comes
 from, the parameter axis each of its axes is (None where a reshape merged or split axes), and
 the parameter axes it was sliced or joined along. At the consumer the table of
 :mod:`wnpass.axes` gives the unit axis on the derived tensor, which maps back to the parameter's
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import itertools
 import logging
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -57,12 +59,36 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class _Origin:
-    """A tensor derived from parameter ``param``: the parameter axis each of its axes is."""
+    """A tensor derived from parameter ``param``: the parameter axis each of its axes is (a
+    :class:`_Part` of one where a reshape split it)."""
 
     param: str
-    axes: tuple[int | None, ...]
+    axes: tuple[int | _Part | None, ...]
     sliced: frozenset[int | None] = frozenset()  # parameter axes it was sliced along
     path: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Part:
+    """An axis a reshape split parameter axis ``axis`` into, with the other parts of
+    ``split``: ``W.view(E, F, D)`` of a ``(E*F, D)`` expert weight (DBRX), ``W.view(3, H, D)``
+    of a fused qkv. Where every other part was indexed away (``[e]``), each element along it
+    is one element of the parameter axis: a unit of the op is a unit of the parameter."""
+
+    axis: int
+    split: int
+
+
+def _parameter_axis(axis: int | _Part | None) -> int | None:
+    return axis.axis if isinstance(axis, _Part) else axis
+
+
+@dataclasses.dataclass(frozen=True)
+class _Piece:
+    """An axis of a reshape's result that is one of several ``axis`` of its input was split
+    into (:func:`_reshape_axes`)."""
+
+    axis: int
 
 
 _IDENTITY = {
@@ -146,13 +172,15 @@ def _expand_axes(src: Sequence[int], dst: Sequence[int]) -> list[int | None]:
     return [None] * new + [a if size == dst[new + a] else None for a, size in enumerate(src)]
 
 
-def _reshape_axes(src: Sequence[int], dst: Sequence[int]) -> list[int | None]:
-    """For each axis of ``dst``, the axis of ``src`` it is the same as (None: merged, split, new).
+def _reshape_axes(src: Sequence[int], dst: Sequence[int]) -> list[int | _Piece | None]:
+    """For each axis of ``dst``, the axis of ``src`` it is the same as, a :class:`_Piece` of
+    the one it was split from, or None (merged, new).
 
     Size-1 axes carry no units and are skipped; the rest are grouped into runs whose sizes
-    multiply to the same number; a run of one axis on each side is the same axis.
+    multiply to the same number; a run of one axis on each side is the same axis, of one on the
+    input's side and several on the result's a split.
     """
-    out: list[int | None] = [None] * len(dst)
+    out: list[int | _Piece | None] = [None] * len(dst)
     si = [i for i, size in enumerate(src) if size != 1]
     di = [j for j, size in enumerate(dst) if size != 1]
     a = b = 0
@@ -172,6 +200,9 @@ def _reshape_axes(src: Sequence[int], dst: Sequence[int]) -> list[int | None]:
                 return out
         if len(group_s) == 1 and len(group_d) == 1:
             out[group_d[0]] = group_s[0]
+        elif len(group_s) == 1:
+            for j in group_d:
+                out[j] = _Piece(group_s[0])
         a, b = a + 1, b + 1
     return out
 
@@ -218,6 +249,34 @@ def _index_axes(index: Any, shape: Sequence[int]) -> tuple[list[int | None], set
             return None
     out.extend(range(axis, ndim))
     return out, sliced
+
+
+def _carried(
+    axes: Sequence[int | _Part | None],
+    mapping: Sequence[int | _Piece | None],
+    cut: set[int],
+    shape: Sequence[int],
+    split: int,
+) -> tuple[int | _Part | None, ...]:
+    """The parameter axes of an op's result, from those of its input (``axes``, of ``shape``)
+    and the input axis each result axis is (``mapping``): a :class:`_Piece` of a parameter axis
+    a :class:`_Part` of ``split``, of a part one of that part's split. Where a part of more
+    than one element goes but not indexed away (``cut``: merged by a reshape), its split's
+    other parts are no parameter axis any more: a unit along one would span several."""
+    out: list[int | _Part | None] = []
+    for m in mapping:
+        if isinstance(m, _Piece):
+            base = axes[m.axis]
+            out.append(base if not isinstance(base, int) else _Part(base, split))
+        else:
+            out.append(None if m is None else axes[m])
+    kept = {m.axis if isinstance(m, _Piece) else m for m in mapping}
+    broken = {
+        axis.split
+        for at, axis in enumerate(axes)
+        if isinstance(axis, _Part) and at not in kept and at not in cut and shape[at] > 1
+    }
+    return tuple(None if isinstance(a, _Part) and a.split in broken else a for a in out)
 
 
 def _gathers(index: Any) -> bool:
@@ -287,6 +346,7 @@ class _Recorder(TorchFunctionMode):
         # derived tensor -> the parameters it comes from (several after a cat)
         self.derived: dict[int, tuple[weakref.ref[torch.Tensor], tuple[_Origin, ...]]] = {}
         self.uses: dict[Use, None] = {}
+        self.splits = itertools.count()  # an identity for each reshape's splits
 
     def origins(self, value: Any) -> tuple[_Origin, ...]:
         """The parameters ``value`` is (derived from); empty for any other value."""
@@ -356,7 +416,9 @@ class _Recorder(TorchFunctionMode):
             return False
         dim = _dim_arg(args, kwargs, 1, result.dim())
         joined = tuple(
-            dataclasses.replace(o, sliced=o.sliced | {o.axes[dim]}, path=(*o.path, "cat"))
+            dataclasses.replace(
+                o, sliced=o.sliced | {_parameter_axis(o.axes[dim])}, path=(*o.path, "cat")
+            )
             for t in tracked
             for o in self.origins(t)
         )
@@ -377,7 +439,7 @@ class _Recorder(TorchFunctionMode):
         if not sources:
             return False
         tensor, ndim = args[0], args[0].dim()
-        mapping: list[int | None] | None = None  # output axis -> input axis
+        mapping: Sequence[int | _Piece | None] | None = None  # output axis -> input axis
         cut: set[int] = set()  # input axes sliced
         if name in _IDENTITY:
             mapping = list(range(ndim))
@@ -404,13 +466,14 @@ class _Recorder(TorchFunctionMode):
                     self._use(source, name, None, LOOKUP)
         if mapping is None:
             return False
+        split = next(self.splits)
         self._track(
             result,
             tuple(
                 dataclasses.replace(
                     source,
-                    axes=tuple(None if m is None else source.axes[m] for m in mapping),
-                    sliced=source.sliced | {source.axes[c] for c in cut},
+                    axes=_carried(source.axes, mapping, cut, list(tensor.shape), split),
+                    sliced=source.sliced | {_parameter_axis(source.axes[c]) for c in cut},
                     path=(*source.path, name),
                 )
                 for source in sources
@@ -460,8 +523,16 @@ class _Recorder(TorchFunctionMode):
                 self._map_back(origin, op, axis)
 
     def _map_back(self, origin: _Origin, op: str, axis: int) -> None:
-        """The consumer's unit axis ``axis`` on the derived tensor, as the parameter's axis."""
-        param_axis = origin.axes[axis]
+        """The consumer's unit axis ``axis`` on the derived tensor, as the parameter's axis: a
+        :class:`_Part` of one is it where no other part of its split is left."""
+        param_axis = _parameter_axis(origin.axes[axis])
+        part = origin.axes[axis]
+        if isinstance(part, _Part) and any(
+            isinstance(other, _Part) and other.split == part.split
+            for at, other in enumerate(origin.axes)
+            if at != axis
+        ):
+            param_axis = None
         via = f" (via {'.'.join(origin.path)})" if origin.path else ""
         if param_axis is None:
             reason = f"reshaped before {op}{via}: its unit axis is no single axis of the parameter"
