@@ -134,6 +134,24 @@ def test_a_default_the_block_set_gives_the_handler_back() -> None:
     assert signal.getsignal(signal.SIGINT) is before
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_default_the_model_set_gets_ours_while_something_is_staged(signum: int) -> None:
+    """A model.py that sets SIGINT or SIGTERM back to its default: a signal while a file was
+    staged ended the process on the spot, the staging left behind (t225). Ours is lent while
+    anything is staged, so the signal raises and the staging is removed on the way out; the
+    default is given back afterwards."""
+    before = signal.getsignal(signum)
+    try:
+        with interrupts.handled(_on_stop):
+            signal.signal(signum, signal.SIG_DFL)  # the model's code, inside the run
+            stop = KeyboardInterrupt if signum == signal.SIGINT else interrupts.Terminated
+            with pytest.raises(stop), interrupts.staging(), interrupts.staging():
+                signal.raise_signal(signum)
+            assert signal.getsignal(signum) is signal.SIG_DFL
+    finally:
+        signal.signal(signum, before)
+
+
 def test_a_handler_the_model_set_waits_for_the_result_s_renames() -> None:
     """A model's code that installs its own SIGTERM handler (which exits) kept it through the
     renames of a result: a SIGTERM there ran it between two renames (t52). Ours is lent for

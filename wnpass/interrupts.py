@@ -9,7 +9,9 @@ and the others whose default action would end the process on the spot (SIGHUP, S
   a C++ extension, where an exception can abort the process; ending at once avoids both.
 - **Something staged** (:func:`staging`, entered by :class:`wnpass.plan.IOPlan` for every
   staging file and folder): the signal becomes an exception (``KeyboardInterrupt``,
-  :class:`Terminated`) where the process is, so that the staging is removed on the way out.
+  :class:`Terminated`) where the process is, so that the staging is removed on the way out;
+  also where the model's code set the signal's default handler back, which would end the
+  process with the staging on disk.
 - **A result being published** (:func:`hold` to :func:`release`: the renames that put data
   files, shards, then the model or index in place): the signal waits until the last rename of
   that result is done, so an output is never part old, part new; then it is raised as above.
@@ -83,12 +85,31 @@ class _State:
 
 @contextlib.contextmanager
 def staging() -> Iterator[None]:
-    """Count a staging file or folder from just before it is made to after it is removed."""
+    """Count a staging file or folder from just before it is made to after it is removed.
+
+    Inside :func:`handled`, a stop signal whose handler the model's code set back to the
+    default (which ends the process on the spot, the staging left behind: t225) gets ours
+    while anything is staged, and its default back once nothing is."""
     _State.staged += 1
+    lent = _lent_for_staging() if _State.staged == 1 else {}
     try:
         yield
     finally:
         _State.staged -= 1
+        for signum, handler in lent.items():
+            if signal.getsignal(signum) is _handler:  # else the model's code set another
+                signal.signal(signum, handler)
+
+
+def _lent_for_staging() -> dict[int, _Handler]:
+    """Ours in place of each stop signal's default handler, and the defaults replaced."""
+    if _State.on_stop is None or not _in_main_thread():
+        return {}
+    return {
+        signum: signal.signal(signum, _handler)
+        for signum in STOP_SIGNALS
+        if signal.getsignal(signum) is signal.SIG_DFL
+    }
 
 
 @contextlib.contextmanager

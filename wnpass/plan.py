@@ -195,12 +195,25 @@ def _exit_installed() -> Iterator[None]:
                 os._exit = _saved_os_exit
 
 
+# Whether the user's code ran in this process (:func:`user_code_ran`).
+_user_code_ran = False
+
+
 @contextlib.contextmanager
 def user_code() -> Iterator[None]:
     """Run the user's code (a model.py's, a forward): the files it reads are recorded in
     every plan watching (:meth:`IOPlan.watch_user_code`), and so may not be written."""
+    global _user_code_ran
+    _user_code_ran = True
     with _marked(True):
         yield
+
+
+def user_code_ran() -> bool:
+    """Whether a :func:`user_code` block ran in this process: its exit-time work (``atexit``
+    handlers, threads it started, a ``TemporaryDirectory`` to remove) is then the program's
+    to let run before it ends."""
+    return _user_code_ran
 
 
 @contextlib.contextmanager
@@ -309,6 +322,14 @@ def stat_input(path: str | os.PathLike[str]) -> os.stat_result | str:
         return "contains a NUL byte"
     except OSError as error:
         return f"cannot read it ({error.strerror or error})"
+
+
+def require_input(path: str | os.PathLike[str], parameter: str) -> None:
+    """Refuse an input file that cannot be read (:func:`not_readable`), naming ``parameter``:
+    before the plan is checked, so that a missing input is said to be missing, not to be a
+    file an output would overwrite (t225)."""
+    if (problem := not_readable(path)) is not None:
+        raise InvalidArgumentError(f"{path}: {problem}", parameter=parameter)
 
 
 def not_readable(path: str | os.PathLike[str]) -> str | None:

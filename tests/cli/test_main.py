@@ -432,6 +432,42 @@ def test_a_log_line_escapes_the_control_characters_of_a_models_names(tmp_path: P
     assert "WARNING " in result.stderr
 
 
+_EXIT_WORK = """
+import atexit, tempfile, threading, time
+import torch
+def build_model():
+    return torch.nn.Linear(2, 2)
+def example_inputs():
+    return (torch.ones(1, 2),)
+atexit.register(lambda: open("atexit.txt", "w").write("ran"))
+def _late():
+    time.sleep(0.5)
+    open("thread.txt", "w").write("done")
+threading.Thread(target=_late).start()
+FOLDER = tempfile.TemporaryDirectory(dir=".")
+"""
+
+
+def test_a_model_py_s_exit_time_work_runs_as_python_would_run_it(tmp_path: Path) -> None:
+    """The program ends with os._exit: a model.py's atexit handler, a thread it started (no
+    daemon) and a TemporaryDirectory's removal never ran, as ``python model.py`` runs them
+    (t225)."""
+    (tmp_path / "model.py").write_text(_EXIT_WORK)
+    result = subprocess.run(
+        [sys.executable, "-m", "wnpass", "-q", "train-rewrite", "model.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "atexit.txt").read_text() == "ran"
+    assert (tmp_path / "thread.txt").read_text() == "done"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "atexit.txt", "model.py", "model.wn.pt", "thread.txt"
+    ]  # fmt: skip
+
+
 _RAISING_FORWARD = """
 import torch
 class M(torch.nn.Linear):

@@ -229,6 +229,15 @@ def test_inspect_model_py_changes_nothing(
         (["train-rewrite", "{model}", "-o", "{model}"], ".py: a state dict written with torch"),
         (["train-rewrite", "{model}", "--json", "{model}"], "would overwrite the model.py"),
         (["train-rewrite", "{model}", "--checkpoint", "{tmp}/none.pt"], "none.pt: no such file"),
+        # a missing input that is also the output: missing, not "would overwrite" (t225)
+        (
+            ["train-rewrite", "{model}", "--checkpoint", "{tmp}/none.pt", "-o", "{tmp}/none.pt"],
+            "error: --checkpoint {tmp}/none.pt: no such file",
+        ),
+        (
+            ["train-rewrite", "{model}", "--init", "data", "--data", "{tmp}/mlp.wn.pt"],
+            "error: --data {tmp}/mlp.wn.pt: no such file",
+        ),
         (
             ["train-rewrite", "{model}", "--checkpoint", "{tmp}/broken.py"],
             "broken.py: not a readable torch.save file",
@@ -254,7 +263,11 @@ def test_bad_input_is_one_line_and_exit_2(
     argv = [a.format(tmp=tmp_path, model=model) for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert (
+        message.format(tmp=tmp_path) in err
+        and "Traceback" not in err
+        and len(err.strip().splitlines()) == 1
+    )
 
 
 def test_layer_types_select_on_the_command_line(

@@ -272,6 +272,8 @@ def test_a_dynamic_axis_after_a_tuple_input_is_refused(exporter: str, tmp_path: 
         ({"x": {2: "b"}}, r"dynamic x: axis 2 is outside its 2 dimensions \(shape \[2, 8\]\)"),
         ({"scale": {0: "b"}}, r"dynamic scale: its example input is not a tensor \(int\)"),
         ({"y": {0: "b"}}, "dynamic y: the model's inputs are mask, x, scale"),
+        # a name with a space, quoted to be seen (t225: "input : the model's inputs are input")
+        ({"x ": {0: "b"}}, "dynamic 'x ': the model's inputs are mask, x, scale"),
     ],
 )
 def test_dynamic_axes_must_fit_the_inputs(

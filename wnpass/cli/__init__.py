@@ -15,12 +15,14 @@ what the run had already put in place or deleted, if anything.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import errno
 import logging
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -362,14 +364,32 @@ def _tell(line: str) -> None:
         pass
 
 
+def _users_exit_work() -> None:
+    """Where a model.py (or its forward) ran, what Python does as it ends: wait for the
+    threads it started that are no daemons, then run the ``atexit`` handlers (its own, and a
+    ``TemporaryDirectory``'s removal): ending with ``os._exit`` skipped them (t225). A stop
+    signal meanwhile ends the wait."""
+    from wnpass.plan import user_code_ran
+
+    if not user_code_ran():
+        return
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        for thread in threading.enumerate():
+            if thread is not threading.current_thread() and not thread.daemon:
+                thread.join()
+        atexit._run_exitfuncs()
+
+
 def run() -> NoReturn:
     """The ``wnpass`` program: :func:`main`, then exit without tearing the interpreter down.
 
     Every file a command writes is closed and renamed into place before ``main`` returns, and
     its output is flushed here; finalizing the modules of onnx, numpy and torch would only add
-    about 50 ms to every command.
+    about 50 ms to every command. A model.py's exit-time work runs first, as ``python
+    model.py`` runs it (:func:`_users_exit_work`).
     """
     code = main()
+    _users_exit_work()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:

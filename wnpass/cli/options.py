@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from wnpass.errors import UsageError, WnpassError, printable
-from wnpass.plan import STANDARD_OUTPUT, IOPlan
+from wnpass.plan import STANDARD_OUTPUT, IOPlan, require_input
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, MAX_THREADS, CheckOptions
 
 __all__ = [
@@ -312,6 +312,7 @@ def plan_model_py(args: argparse.Namespace, output: Path) -> IOPlan:
     plan = IOPlan()
     plan.read(args.model, "the model.py")
     if args.checkpoint is not None:
+        require_input(args.checkpoint, "checkpoint")
         plan.read(args.checkpoint, "the checkpoint")
         plan.read_all(checkpoint_files(args.checkpoint)[1:], "a shard of the checkpoint")
     plan.write(output, "output")

@@ -31,7 +31,7 @@ from wnpass.cli.options import (
     selection,
 )
 from wnpass.cli.output import Printer
-from wnpass.plan import IOPlan
+from wnpass.plan import IOPlan, require_input
 
 __all__ = ["add_arguments", "print_plan", "run"]
 
@@ -95,6 +95,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     check_output_name(output, "torch", written="a state dict written with torch.save")
     plan = plan_model_py(args, output)
     if args.data is not None:
+        require_input(args.data, "data")
         plan.read(args.data, "the batch")
     plan.check()
 

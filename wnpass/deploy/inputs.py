@@ -141,27 +141,29 @@ def check_dynamic(
     graph input of that name, and lies in its rank: an exporter would otherwise ignore it, and
     the file keep that axis fixed."""
     for name, axes in (dynamic or {}).items():
+        # a name with a space or other character no parameter has, quoted to be seen (t225)
+        shown = name if name.isidentifier() else repr(name)
         if name not in arguments:
             raise InvalidArgumentError(
-                f"{name}: the model's inputs are {', '.join(arguments)}", parameter="dynamic"
+                f"{shown}: the model's inputs are {', '.join(arguments)}", parameter="dynamic"
             )
         value = arguments[name]
         if not isinstance(value, torch.Tensor):
             raise InvalidArgumentError(
-                f"{name}: its example input is not a tensor ({type(value).__name__}); "
+                f"{shown}: its example input is not a tensor ({type(value).__name__}); "
                 "only a tensor has axes",
                 parameter="dynamic",
             )
         if name not in graph_inputs:
             raise InvalidArgumentError(
-                f"{name}: not a graph input of that name (the graph's named inputs are "
+                f"{shown}: not a graph input of that name (the graph's named inputs are "
                 f"{', '.join(graph_inputs)})",
                 parameter="dynamic",
             )
         outside = sorted(a for a in axes if not 0 <= a < value.dim())
         if outside:
             raise InvalidArgumentError(
-                f"{name}: axis {outside[0]} is outside its {value.dim()} dimensions "
+                f"{shown}: axis {outside[0]} is outside its {value.dim()} dimensions "
                 f"(shape {list(value.shape)})",
                 parameter="dynamic",
             )

@@ -23,7 +23,7 @@ from torch import nn
 from wnpass.checkpoint.formats import is_sharded, read_format
 from wnpass.errors import InvalidArgumentError, InvalidModelError, one_line
 from wnpass.interrupts import STOPS
-from wnpass.plan import not_readable
+from wnpass.plan import require_input
 
 __all__ = ["checkpoint_files", "load_batch", "load_checkpoint"]
 
@@ -98,8 +98,7 @@ def load_checkpoint(
     from wnpass.fx.state import convert_state_dict, restore_weight_norm
 
     path = Path(path)
-    if (problem := not_readable(path)) is not None:
-        raise InvalidArgumentError(f"{path}: {problem}", parameter="checkpoint")
+    require_input(path, "checkpoint")
     with _as_argument_error("checkpoint"):
         if _torch_file(path):
             value = load_torch(path)
@@ -200,8 +199,7 @@ def load_batch(path: str | Path) -> tuple[Any, ...]:
     from wnpass.fx.loading import EXPECTED_INPUTS, as_inputs
 
     path = Path(path)
-    if (problem := not_readable(path)) is not None:
-        raise InvalidArgumentError(f"{path}: {problem}", parameter="data")
+    require_input(path, "data")
     suffix = path.suffix.lower()
     if suffix in (".npz", ".npy"):
         import numpy as np

@@ -595,17 +595,25 @@ def _hard_links(path: Path) -> int:
         return 1
 
 
+# onnx-ir writes a data file in a folder of its own beside it first, named ``.<name>.`` and 8
+# random characters: 10 bytes longer than the data file's name.
+_DATA_STAGING_EXTRA = 10
+
+
 def _require_name_fits(path: Path, data_name: str) -> None:
-    """Refuse a data file whose name is longer than the output's folder takes (a valid output
-    name of 255 bytes, and its ``.data``: t202, t203), saying so, before anything is staged."""
+    """Refuse a data file whose name, or that of the folder onnx-ir stages it in
+    (:data:`_DATA_STAGING_EXTRA`), is longer than the output's folder takes (a valid output
+    name of 255 bytes, and its ``.data``: t202, t203; one of 241, t225), saying so, before
+    anything is staged."""
     try:
         longest = os.pathconf(path.parent, "PC_NAME_MAX")
     except (OSError, ValueError):
         longest = 255
-    if len(os.fsencode(data_name)) > longest:
+    if len(os.fsencode(data_name)) + _DATA_STAGING_EXTRA > longest:
         raise OutputError(
-            f"{path}: its weights go to a data file, whose name {data_name} is longer than "
-            f"the {longest} bytes a name may have there; give the output a shorter name",
+            f"{path}: its weights go to a data file, {data_name}, which is written in a "
+            f"folder named for it and {_DATA_STAGING_EXTRA} bytes more first: longer than the "
+            f"{longest} bytes a name may have there; give the output a shorter name",
             parameter="output",
         )
 
