@@ -441,6 +441,10 @@ def _changed(module: Any, how: str) -> None:
         module.ragged.mul_(2.0)
     elif how == "held sparse":
         module.edges.mul_(2.0)
+    elif how == "sparse buffer coalesced":
+        coalesced = module.doubled.coalesce()
+        module.doubled.resize_as_sparse_(coalesced)
+        module.doubled.copy_(coalesced)
     else:  # an expanded view of a buffer or a plain tensor, whose memory the forward scales
         module.base.mul_(0.5)
         module.rows._base.mul_(0.5)  # the tensor it views, which no module holds
@@ -454,6 +458,7 @@ def _changed(module: Any, how: str) -> None:
         "held resize_",
         "held nested",
         "held sparse",
+        "sparse buffer coalesced",
         "expanded views",
     ],
 )
@@ -463,7 +468,8 @@ def test_what_a_forward_adds_or_changes_in_odd_tensors_is_given_back(how: str) -
     deleted came back persistent; a tensor attribute grown in place stayed grown; a nested or
     sparse one changed stayed changed (t223); an expanded view of a buffer or of a plain
     tensor the forward scaled raised as it was written back ("more than one element of the
-    written-to tensor refers to a single memory location"), the state left changed."""
+    written-to tensor refers to a single memory location"), the state left changed; a sparse
+    buffer with an edge listed twice, coalesced in place, counted as unchanged (t224)."""
     module: Any = _Buffered()
     module.register_buffer("transient", torch.ones(2), persistent=False)
     module.register_buffer("base", torch.ones(1))
@@ -473,6 +479,8 @@ def test_what_a_forward_adds_or_changes_in_odd_tensors_is_given_back(how: str) -
         warnings.simplefilter("ignore", UserWarning)  # torch: nested tensors are a prototype
         module.ragged = torch.nested.nested_tensor([torch.ones(2), torch.ones(3)])
     module.edges = torch.eye(3).to_sparse()
+    twice = torch.tensor([[0, 0, 1], [1, 1, 2]])
+    module.register_buffer("doubled", torch.sparse_coo_tensor(twice, torch.ones(3), (3, 3)))
     keys = list(module.state_dict())
     with torch.no_grad(), state_given_back(module) as given:
         _changed(module, how)
@@ -484,6 +492,10 @@ def test_what_a_forward_adds_or_changes_in_odd_tensors_is_given_back(how: str) -
     assert module.rows.tolist() == [[1.0] * 4] * 2
     assert [part.tolist() for part in module.ragged.unbind()] == [[1.0] * 2, [1.0] * 3]
     assert torch.equal(module.edges.to_dense(), torch.eye(3))
+    assert not module.doubled.is_coalesced() and module.doubled._indices().tolist() == [
+        [0, 0, 1],
+        [1, 1, 2],
+    ]
 
 
 def test_a_wrapping_tensor_subclass_is_given_back_by_what_it_wraps() -> None:

@@ -391,14 +391,16 @@ _SPARSE_PARTS = {
 
 
 def _same_sparse(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """:func:`same_bytes` of two sparse tensors, part by part: a COO one coalesced (its indices
-    and values), a compressed one as stored (a buffer of one made a model's forward fail:
-    "reshape is not implemented for sparse tensors")."""
+    """:func:`same_bytes` of two sparse tensors, part by part, as stored (a buffer of one made a
+    model's forward fail: "reshape is not implemented for sparse tensors"): a COO one's indices
+    and values, and whether it is coalesced (one the forward coalesced in place holds the
+    same value in other entries, t224)."""
     if a.layout != b.layout:
         return False
     if a.layout == torch.sparse_coo:
-        a, b = a.coalesce(), b.coalesce()
-        parts = [(a.indices(), b.indices()), (a.values(), b.values())]
+        if a.is_coalesced() != b.is_coalesced():
+            return False
+        parts = [(a._indices(), b._indices()), (a._values(), b._values())]
     elif (names := _SPARSE_PARTS.get(a.layout)) is not None:
         parts = [(getattr(a, name)(), getattr(b, name)()) for name in names]
     else:
