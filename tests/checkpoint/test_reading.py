@@ -304,3 +304,26 @@ def test_a_safetensors_shard_of_a_torch_index_is_refused(
             "torch.save file is read (torch.load reads it as safetensors); refused\n"
         )
         assert sorted(tmp_path.iterdir()) == before
+
+
+def test_a_safetensors_file_that_may_not_be_read_is_said_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The safetensors library said "No such file or directory" of a file it may not read
+    (t228). The denial is made by ``open`` here: the suite may run as root, whom no file mode
+    stops."""
+    from wnpass.checkpoint import reading
+
+    path = tmp_path / "a.safetensors"
+    save_file({"a": torch.zeros(2)}, str(path))
+
+    def denied(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(file) == path:
+            raise PermissionError(13, "Permission denied", str(file))
+        return open(file, *args, **kwargs)
+
+    monkeypatch.setattr(reading, "open", denied, raising=False)
+    with pytest.raises(
+        InvalidModelError, match=r"a\.safetensors: cannot read \(Permission denied\)$"
+    ):
+        open_checkpoint(path)

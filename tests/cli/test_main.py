@@ -148,6 +148,49 @@ def test_a_reader_that_goes_away_ends_the_program_quietly_with_141(
     assert (proc.wait(timeout=60), stderr) == (141, b"")
 
 
+_PRINTS = """
+import torch
+class M(torch.nn.Linear):
+    def forward(self, x):
+        print("running forward", flush=True)
+        return super().forward(x)
+def build_model():
+    return M(2, 2)
+def example_inputs():
+    return (torch.ones(1, 2),)
+"""
+
+
+@pytest.mark.parametrize("broken", ["stdout", "a pipe of the model's own"])
+def test_a_model_s_print_into_a_pipe_whose_reader_went_away(tmp_path: Path, broken: str) -> None:
+    """``wnpass inspect model.py | head -1`` where the model prints in its forward: its print
+    raised BrokenPipeError, and the run ended with exit 2 and a line blaming the forward
+    (t228); it ends as a process SIGPIPE stopped. A pipe of the model's own that breaks
+    is the model's error, as before."""
+    code = _PRINTS
+    if broken != "stdout":
+        code = code.replace(
+            'print("running forward", flush=True)',
+            "import os; r, w = os.pipe(); os.close(r); os.write(w, b'x')",
+        )
+    (tmp_path / "model.py").write_text(code)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wnpass", "inspect", "model.py"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE if broken == "stdout" else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    if proc.stdout is not None:
+        proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    if broken == "stdout":
+        assert (proc.wait(timeout=120), stderr) == (141, "")
+    else:
+        assert proc.wait(timeout=120) == 2
+        assert "the forward on the example inputs raised BrokenPipeError" in stderr
+
+
 def test_a_reader_gone_away_leaves_a_caller_of_main_its_standard_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

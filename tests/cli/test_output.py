@@ -131,6 +131,25 @@ def test_a_plain_table_pads_to_the_width_a_terminal_shows() -> None:
     assert display_width("编码器") == 6 and display_width("e\u0301") == 1
 
 
+@pytest.mark.parametrize("wide", ["\u2600\ufe0f", "\u2630"], ids=["emoji by VS16", "Unicode 16"])
+def test_a_terminal_table_of_emoji_names_is_drawn_whole(
+    monkeypatch: pytest.MonkeyPatch, wide: str
+) -> None:
+    """A sun made an emoji by a variation selector, or a trigram wide since Unicode 16, was
+    counted one column where rich counts two: the table passed as fitting, and rich cut every
+    cell of it to "..." (t228)."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("COLUMNS", "80")
+    name = wide * 15 + ".folded.weight"
+    terminal = _Terminal()
+    Printer(stream=terminal).table("t", ["weight", "consumer", "shape", "status"], [
+        [name, "Gemm(transB=1)", "3x4", "folded"]
+    ])  # fmt: skip
+    shown = terminal.getvalue()
+    assert "\u2026" not in shown and name in shown and "Gemm(transB=1)" in shown
+
+
 @pytest.mark.parametrize("before", [True, False], ids=["before the command", "after it"])
 def test_quiet_prints_the_summary_only(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], before: bool
@@ -328,3 +347,17 @@ def test_a_stream_that_holds_ascii_alone_gets_names_escaped() -> None:
     stream.flush()
     assert raw.getvalue().startswith(b"r3/mod\\xe8le.onnx: 0 weight-norm sites\nmod\\xe8le.onnx\n")
     assert b"\\xe9" in raw.getvalue()
+
+
+def test_a_table_escaped_for_its_stream_is_padded_as_written() -> None:
+    """Cells were padded before the stream escaped them: ``sun\\u2600\\ufe0f`` then took 15
+    columns more than its padding counted, and the later columns were out of line (t228)."""
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii")
+    rows = [["sun\u2600\ufe0f.weight", "Gemm"], ["plain.weight", "Conv"]]
+    Printer(stream=stream).table("t", ["weight", "consumer"], rows)
+    stream.flush()
+    lines = raw.getvalue().decode("ascii").splitlines()
+    assert [line.index("Gemm" if "sun" in line else "Conv") for line in lines[3:]] == [
+        lines[1].index("consumer")
+    ] * 2

@@ -284,6 +284,11 @@ def _require_file(path: Path, what: str = "") -> None:
 
 
 def _safe_open(path: Path) -> SafetensorsFile:
+    try:  # the library says "No such file or directory" of a file it may not read (t228)
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        raise InvalidModelError(f"{path}: cannot read ({error.strerror or error})") from None
     try:
         return SafetensorsFile(path)
     except Exception as error:

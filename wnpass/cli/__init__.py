@@ -20,6 +20,7 @@ import contextlib
 import errno
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -330,6 +331,11 @@ def _stream_onto(fd: int) -> TextIO | None:
 
 def _failed(error: BaseException, args: argparse.Namespace) -> int:
     """An error as one line on stderr, and its exit code."""
+    if isinstance(error, WnpassError) and _broken_pipe_in(error) and _stdout_reader_gone():
+        # the model's own print into a pipe whose reader went away (``wnpass inspect
+        # model.py | head -1``): the reader's doing, not the model's (t228: exit 2, blamed on
+        # the forward), ended as below
+        return EXIT_BROKEN_PIPE
     if isinstance(error, WnpassError):
         _tell(f"wnpass: error: {error.render(flags_for(args))}")
         return error.exit_code
@@ -350,6 +356,29 @@ def _failed(error: BaseException, args: argparse.Namespace) -> int:
     hint = "" if args.verbose else " (run with -v to see the traceback)"
     _tell(f"wnpass: internal error: {one_line(error, with_type=True)}{hint}")
     return EXIT_INTERNAL
+
+
+def _broken_pipe_in(error: BaseException) -> bool:
+    """Whether ``error`` was caused by a write to a pipe without a reader (no file named)."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, BrokenPipeError) and cause.filename is None:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader closed it (the kernel reports an error
+    on its write end), and not some other pipe of the model's own that broke."""
+    try:
+        poller = select.poll()
+        poller.register(1, select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def _tell(line: str) -> None:

@@ -114,8 +114,10 @@ class Printer:
         """A table of pure rows (left out with ``--quiet``)."""
         if self.quiet or self.failed is not None:
             return
-        rows = [[printable(cell) for cell in row] for row in rows]
-        title = printable(title)
+        # escaped as written before they are measured: a character the stream's encoding lacks
+        # takes the columns of its escape (t228: a table out of line under ASCII)
+        rows = [[self._encodable(printable(cell)) for cell in row] for row in rows]
+        title = self._encodable(printable(title))
         if self._console is not None and _fits(columns, rows, self._console.width):
             from rich.markup import escape
             from rich.table import Table
@@ -131,6 +133,17 @@ class Printer:
         with self._unless_closed():
             self.stream.write(plain_table(title, columns, rows))
             self.stream.flush()
+
+    def _encodable(self, text: str) -> str:
+        """``text`` as :class:`_Escaping` writes it to the stream: a character its encoding
+        lacks escaped (``\\u2600``)."""
+        if text.isascii():
+            return text
+        encoding = getattr(self.stream, "encoding", None) or "utf-8"
+        try:
+            return text.encode(encoding, "backslashreplace").decode(encoding)
+        except LookupError:  # an encoding Python does not know: the stream's own business
+            return text
 
     def _write(self, text: str) -> None:
         if self.failed is not None:  # nothing more, rather than a report with a hole in it
@@ -196,16 +209,15 @@ def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]
 
 
 def display_width(text: str) -> int:
-    """The columns ``text`` takes in a terminal: two for a wide character (CJK: ``编码器``),
-    none for a mark drawn on the character before it or a format character (the accent of
-    ``e\u0301``, a variation selector, an enclosing circle, a zero-width space) or a Hangul
-    vowel or final joined to its syllable, one for the rest (t104, t128: the later columns
-    of a row with such names were out of line)."""
-    import unicodedata
+    """The columns ``text`` takes in a terminal, as rich measures it (its tables are drawn
+    where they fit, by these widths): two for a wide character (CJK: ``编码器``, an emoji, one
+    made wide by a variation selector: ``☀️``), none for a mark drawn on the character before
+    it or a format character (the accent of ``e\u0301``, a zero-width space) or a Hangul vowel
+    or final joined to its syllable, one for the rest (t104, t128: the later columns of a row
+    with such names were out of line; t228: rich cut every cell of a table measured
+    otherwise)."""
+    if text.isascii():
+        return len(text)
+    from rich.cells import cell_len
 
-    def width(ch: str) -> int:
-        if unicodedata.category(ch) in ("Mn", "Me", "Cf") or "\u1160" <= ch <= "\u11ff":
-            return 0
-        return 2 if unicodedata.east_asian_width(ch) in "WF" else 1
-
-    return sum(width(ch) for ch in text)
+    return cell_len(text)
