@@ -160,6 +160,8 @@ def test_rtol_sets_the_outputs_tolerance_and_goes_with_init_keep(
     for extra, message in (
         (["--rtol", "1e-3", "--init", "data"], "--rtol goes with --init keep"),
         (["--rtol", "-1"], "--rtol -1.0: a tolerance must be a finite number >= 0"),
+        # in exponent form: argparse took it for an option, "expected one argument" (t211)
+        (["--rtol", "-1e-9"], "--rtol -1e-09: a tolerance must be a finite number >= 0"),
     ):
         assert main(["train-rewrite", str(model_py), *extra]) == 2
         assert capsys.readouterr().err.startswith(f"wnpass: error: {message}")

@@ -20,6 +20,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import select
 import signal
 import sys
@@ -61,7 +62,13 @@ _COMMANDS = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit 2, like every bad input."""
+    """argparse, but a usage error is one line on stderr and exit 2, like every bad input,
+    and a negative number in exponent form is a value, not an option: ``--atol -1e-9`` said
+    "expected one argument" (t211); it is refused as the tolerance it is."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
     def error(self, message: str) -> NoReturn:
         # an argument is the user's text: a newline or an escape in it is shown, not sent
