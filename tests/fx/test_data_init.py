@@ -1942,6 +1942,22 @@ def test_a_layer_of_a_wrapping_tensor_subclass_is_declined() -> None:
     ]
 
 
+def test_a_wrapper_buffer_over_a_layer_s_bias_is_sharing() -> None:
+    """A ``TwoTensor`` buffer whose first tensor is the bias's memory: the wrapper holds no
+    bytes itself and no sharing was seen; the pass gave the buffer back, the old bias over the
+    one set, and the layer was reported initialized, its means up to 2.1 (t227)."""
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 3)
+    model = nn.Sequential(layer)
+    model.register_buffer("pair", TwoTensor(layer.bias.data, torch.zeros(3)))
+    report = apply_weight_norm(model, (torch.randn(64, 4),), init="data")
+    assert [s.init for s in report.sites if s.status == "applied"] == [
+        "keep: its bias is also pair: writing it would change that too, not this layer alone"
+    ]
+
+
 class _LazyAside(nn.Module):
     """A layer beside a lazy one the forward never calls."""
 

@@ -10,7 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedParameter
 
 from wnpass import apply_weight_norm
 from wnpass.fx.attributes import OpaqueTensorError
@@ -511,6 +514,76 @@ def test_a_wrapping_tensor_subclass_is_given_back_by_what_it_wraps() -> None:
         module.pair.b.add_(1.0)
         module.held.b.add_(1.0)
     assert given.whole and not module.pair.b.any() and not module.held.b.any()
+
+
+class _Counted(nn.Module):
+    """A layer beside a DTensor count the forward moves."""
+
+    count: torch.Tensor
+
+    def __init__(self, count: torch.Tensor) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.register_buffer("count", count)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.count.add_(1)
+        return self.fc(x)
+
+
+def test_a_dtensor_buffer_is_given_back() -> None:
+    """A DTensor's ``__tensor_flatten__`` names its device mesh beside its local tensor: read
+    as a wrapped tensor, it raised "type object 'DeviceMesh' has no attribute
+    '__torch_dispatch__'" before any forward (t227). A world of one process, in this one."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, distribute_tensor
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        model = _Counted(distribute_tensor(torch.zeros(4), mesh, [Replicate()]))
+        report = apply_weight_norm(model, (torch.randn(8, 4),))
+        count: Any = model.count
+        assert report and not count.to_local().any()
+    finally:
+        dist.destroy_process_group()
+
+
+class _LazyMasked(LazyModuleMixin, nn.Module):
+    """A lazy layer of the user's: its first forward makes its weight and registers a mask
+    buffer of the input's size."""
+
+    weight: UninitializedParameter
+    mask: torch.Tensor
+
+    def __init__(self, out: int) -> None:
+        super().__init__()
+        self.out = out
+        self.weight = UninitializedParameter()
+
+    def initialize_parameters(self, x: torch.Tensor) -> None:
+        if self.has_uninitialized_params():
+            with torch.no_grad():
+                self.weight.materialize((self.out, x.shape[-1]))
+                nn.init.normal_(self.weight)
+                self.register_buffer("mask", torch.ones(x.shape[-1]), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x * self.mask, self.weight)
+
+
+def test_a_buffer_a_lazy_layer_registers_on_its_first_forward_stays() -> None:
+    """It was removed with the buffers a forward registers, the weight it made kept: the
+    next forward failed, "'LazyMasked' object has no attribute 'mask'", blamed on the model
+    (t227)."""
+    model = nn.Sequential(_LazyMasked(3), nn.Tanh(), nn.Linear(3, 2))
+    report = apply_weight_norm(model, (torch.randn(8, 5),))
+    assert [(s.name, s.status) for s in report.sites][:2] == [
+        ("0.weight", "applied"),
+        ("2.weight", "applied"),
+    ]
+    assert "mask" in model[0]._buffers and "mask" in model[0]._non_persistent_buffers_set
 
 
 @pytest.mark.parametrize("where", ["buffer", "attribute"])

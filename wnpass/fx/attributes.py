@@ -48,7 +48,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from wnpass.errors import WnpassError
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.elements import Elements
-from wnpass.fx.memory import is_wrapper
+from wnpass.fx.memory import is_wrapper, wrapped
 
 __all__ = [
     "GENERATORS",
@@ -295,17 +295,17 @@ def same_value(a: torch.Tensor, b: torch.Tensor) -> bool:
     return same_bytes(a, b)
 
 
-def _wrapped(tensor: torch.Tensor) -> tuple[list[torch.Tensor], object] | None:
-    """A tensor subclass that wraps others (:func:`~wnpass.fx.memory.is_wrapper`): the tensors it
-    wraps and its metadata, by its ``__tensor_flatten__``; None for another tensor. One that
-    says neither (:func:`require_readable`) raises :class:`OpaqueTensorError`."""
+def _wrapped(tensor: torch.Tensor) -> tuple[list[torch.Tensor], tuple[object, ...]] | None:
+    """A tensor subclass that wraps others (:func:`~wnpass.fx.memory.is_wrapper`): the tensors
+    it wraps and the rest it holds (:func:`~wnpass.fx.memory.wrapped`); None for another
+    tensor. One that says neither (:func:`require_readable`) raises
+    :class:`OpaqueTensorError`."""
     if not is_wrapper(tensor):
         return None
-    flatten = getattr(tensor, "__tensor_flatten__", None)
-    if flatten is None:
+    parts = wrapped(tensor)
+    if parts is None:
         raise OpaqueTensorError("a tensor", type(tensor).__name__)
-    names, metadata = flatten()
-    return [getattr(tensor, name) for name in names], metadata
+    return parts
 
 
 def require_readable(tensor: torch.Tensor, what: str) -> None:

@@ -246,7 +246,7 @@ def _candidates(
     pre-activation 0/0 and would get ``g = NaN``; such a layer is kept, with the reason.
     """
     targets: dict[nn.Module, _Target] = {}
-    holders = _holders(model)
+    sharing = _Sharing(model)
     normed: set[str] = set()
     # every name of each module (a layer held twice, ``self.alias = self.a``, has two), as
     # ``apply_weight_norm``'s ``include`` takes them; a weight is reported by its first
@@ -272,8 +272,8 @@ def _candidates(
                 continue
             if not chosen(module, tensor_name):
                 continue
-            reason = _why_not(module, tensor_name, redraw) or _shared(
-                module, prefixes[id(module)], holders
+            reason = _why_not(module, tensor_name, redraw) or sharing.reason(
+                module, prefixes[id(module)]
             )
             if reason is not None:
                 report.kept[name] = reason
@@ -290,71 +290,81 @@ def _candidates(
     return targets
 
 
-def _holders(model: nn.Module) -> Spans:
-    """Every parameter and buffer of ``model`` under each of its names (a parametrized
-    weight's ``original0``/``original1`` too), by where it lies in memory."""
-    return Spans(
-        [
-            *model.named_parameters(remove_duplicate=False),
-            *model.named_buffers(remove_duplicate=False),
-        ]
-    )
+class _Sharing:
+    """Every parameter and buffer of a model under each of its names (a parametrized weight's
+    ``original0``/``original1`` too; a wrapper's by the tensors it wraps) by where it lies in
+    memory (:class:`~wnpass.fx.memory.Spans`), the bytes each holds
+    (:class:`~wnpass.fx.memory.Bytes`), and which parameters are flat storage: each found once
+    for all the layers of a pass (t227: per layer, minutes over a flat parameter)."""
 
+    def __init__(self, model: nn.Module) -> None:
+        self.spans = Spans(
+            [
+                *model.named_parameters(remove_duplicate=False),
+                *model.named_buffers(remove_duplicate=False),
+            ]
+        )
+        self.bytes = Bytes()
+        self._covered: dict[int, tuple[torch.Tensor, bool]] = {}
 
-def _flat_storage(held: torch.Tensor, tensor: torch.Tensor, holders: Spans) -> bool:
-    """Whether ``held`` is a parameter that holds all of ``tensor``'s bytes and more, every
-    byte of it one of the parameters strictly inside it: a flat parameter the layers' values
-    are views of, storage rather than a value of its own (its values are the ones set: t131).
-    One with bytes no such parameter holds is a value (a fused ``qkv`` weight whose rows ``q``
-    took with ``.data``: writing q's wrote qkv's, t221; the rows between a strided ``q``'s,
-    t224); a twin of it, one that holds it in turn, or a view of its bytes in another dtype,
-    is no layer's part of it (t222, t224)."""
-    if not isinstance(held, nn.Parameter):
-        return False
-    others = [other for _, other in holders.overlapping(held) if isinstance(other, nn.Parameter)]
-    memory = Bytes([held, tensor, *others])
-    if not memory.strictly_within(tensor, held):
-        return False
-    return memory.covered(held, [p for p in others if memory.strictly_within(p, held)])
+    def reason(self, module: nn.Module, names: Collection[str]) -> str | None:
+        """None when no value data init would write in ``module`` (``g``, ``v``, its bias)
+        shares a byte with a parameter or buffer other than itself under the layer's own
+        names (``names``: the module's, ``a.`` and ``alias.`` for one held twice); else why
+        the layer is declined: writing the value would change what holds it too (reported
+        untouched), two layers sharing a bias would each set it for their own statistics, the
+        later one undoing the earlier, and a buffer is given back after the pass, which put
+        the old values back under a layer reported initialized (t217: another module's
+        buffer; t219: its own, or an alias through another storage; t220: a parameter made of
+        the bias's ``.data``; t227: a wrapper's). A bias the layer holds as its own buffer
+        ``bias`` is the layer's, and the pass keeps the value it sets (t73); a flat parameter
+        that holds the value among others is storage (:meth:`flat_storage`). Bytes are
+        compared exactly: columns of one table share none (t220)."""
+        originals = _plist(module)
+        bias, _ = _writable_bias(module)
+        slots = {
+            "g": ("parametrizations.weight.original0", originals.original0),
+            "v": ("parametrizations.weight.original1", originals.original1),
+            "its bias": ("bias", bias),
+        }
+        for what, (slot, tensor) in slots.items():
+            if tensor is None:
+                continue
+            own = {prefix + slot for prefix in names}
+            others = [
+                name
+                for name, other in self.spans.overlapping(tensor)
+                if not (other is tensor and name in own)
+                and self.bytes.meet(other, tensor)
+                and not self.flat_storage(other, tensor)
+            ]
+            if others:
+                return (
+                    f"{what} is also {', '.join(others)}: writing it would change "
+                    f"{'that' if len(others) == 1 else 'those'} too, not this layer alone"
+                )
+        return None
 
-
-def _shared(module: nn.Module, names: Collection[str], holders: Spans) -> str | None:
-    """None when no value data init would write in ``module`` (``g``, ``v``, its bias) shares
-    memory with a parameter or buffer other than itself under the layer's own names (``names``:
-    the module's, ``a.`` and ``alias.`` for one held twice); else why the layer is declined:
-    writing the value would change what holds it too (reported untouched), two layers sharing
-    a bias would each set it for their own statistics, the later one undoing the earlier, and
-    a buffer is given back after the pass, which put the old values back under a layer
-    reported initialized (t217: another module's buffer; t219: its own, or an alias through
-    another storage; t220: a parameter made of the bias's ``.data``). A bias the layer holds
-    as its own buffer ``bias`` is the layer's, and the pass keeps the value it sets (t73); a
-    flat parameter that holds the value among others is storage (:func:`_flat_storage`)."""
-    originals = _plist(module)
-    bias, _ = _writable_bias(module)
-    slots = {
-        "g": ("parametrizations.weight.original0", originals.original0),
-        "v": ("parametrizations.weight.original1", originals.original1),
-        "its bias": ("bias", bias),
-    }
-    for what, (slot, tensor) in slots.items():
-        if tensor is None:
-            continue
-        own = {prefix + slot for prefix in names}
-        near = holders.overlapping(tensor)
-        memory = Bytes([tensor, *(held for _, held in near)])
-        others = [
-            name
-            for name, held in near
-            if not (held is tensor and name in own)
-            and memory.meet(held, tensor)  # its span may hold bytes between a view's (t220)
-            and not _flat_storage(held, tensor, holders)
-        ]
-        if others:
-            return (
-                f"{what} is also {', '.join(others)}: writing it would change "
-                f"{'that' if len(others) == 1 else 'those'} too, not this layer alone"
-            )
-    return None
+    def flat_storage(self, held: torch.Tensor, tensor: torch.Tensor) -> bool:
+        """Whether ``held`` is a parameter that holds all of ``tensor``'s bytes and more,
+        every byte of it one of the parameters strictly inside it: a flat parameter the
+        layers' values are views of, storage rather than a value of its own (its values are
+        the ones set: t131). One with bytes no such parameter holds is a value (a fused
+        ``qkv`` weight whose rows ``q`` took with ``.data``: writing q's wrote qkv's, t221;
+        the rows between a strided ``q``'s, t224); a twin of it, one that holds it in turn,
+        or a view of its bytes in another dtype, is no layer's part of it (t222, t224)."""
+        if not isinstance(held, nn.Parameter) or not self.bytes.strictly_within(tensor, held):
+            return False
+        cached = self._covered.get(id(held))
+        if cached is None or cached[0] is not held:
+            parts = [
+                other
+                for _, other in self.spans.overlapping(held)
+                if isinstance(other, nn.Parameter) and self.bytes.strictly_within(other, held)
+            ]
+            cached = (held, self.bytes.covered(held, parts))
+            self._covered[id(held)] = cached
+        return cached[1]
 
 
 def _unit_shape(tensor: torch.Tensor, axis: int) -> list[int]:

@@ -572,13 +572,20 @@ def state_given_back(model: nn.Module, *, unless_written: bool = True) -> Iterat
         if given.whole:  # else the model was built further: its state stays as the block left it
             if snapshots is not None:
                 snapshots.give_back()
-            for module, buffers in registered:  # a buffer registered in the block goes
+            for module, buffers in registered:
                 now = module._buffers
-                if now.keys() != buffers.keys() or any(now[k] is not v for k, v in buffers.items()):
-                    module._buffers.clear()
-                    module._buffers.update(buffers)
+                if id(module) in attributes.lazy:  # its first forward built it: what it
+                    now.update(buffers)  # registered stays (t227), what it replaced comes back
+                elif now.keys() != buffers.keys() or any(
+                    now[k] is not v for k, v in buffers.items()
+                ):
+                    now.clear()  # a buffer registered in the block goes
+                    now.update(buffers)
             for module, names in transient:
-                if module._non_persistent_buffers_set != names:
+                if (
+                    id(module) not in attributes.lazy
+                    and module._non_persistent_buffers_set != names
+                ):
                     module._non_persistent_buffers_set.clear()
                     module._non_persistent_buffers_set.update(names)
             _put_back(model, values)

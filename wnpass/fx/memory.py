@@ -2,19 +2,22 @@
 (:func:`span`), the tensors of a model that lie in a stretch (:class:`Spans`, by bisection), and,
 exactly, which bytes they share (:class:`Bytes`): a strided view (every other row, a column)
 holds only some bytes of its stretch, and a view in another dtype holds the same bytes as its
-base in another number of elements."""
+base in another number of elements. A tensor subclass that wraps others (:func:`is_wrapper`)
+holds no bytes itself: the tensors it wraps hold them (:func:`held`)."""
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import math
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import torch
 
 from wnpass.fx.arguments import is_lazy
 
-__all__ = ["Bytes", "Spans", "is_wrapper", "span"]
+__all__ = ["MAX_RUNS", "Bytes", "Spans", "held", "is_wrapper", "span", "wrapped"]
 
 
 def is_wrapper(tensor: torch.Tensor) -> bool:
@@ -22,6 +25,37 @@ def is_wrapper(tensor: torch.Tensor) -> bool:
     torchao quantized weight, a ``TwoTensor``, a ``MaskedTensor``): it holds no bytes itself
     (its ``data_ptr()`` is 0)."""
     return type(tensor).__torch_dispatch__ is not torch.Tensor.__torch_dispatch__
+
+
+def wrapped(tensor: torch.Tensor) -> tuple[list[torch.Tensor], tuple[object, ...]] | None:
+    """What a tensor subclass that wraps others (:func:`is_wrapper`) holds, by its
+    ``__tensor_flatten__``: the tensors it wraps, and the rest (its metadata, and the other
+    attributes it names: a DTensor's device mesh, t227); None for a tensor that wraps none,
+    or one that does not say what it wraps (a ``MaskedTensor``)."""
+    if not is_wrapper(tensor):
+        return None
+    flatten = getattr(tensor, "__tensor_flatten__", None)
+    if flatten is None:
+        return None
+    names, metadata = flatten()
+    inner = [getattr(tensor, name) for name in names]
+    tensors = [item for item in inner if isinstance(item, torch.Tensor)]
+    return tensors, (metadata, *(item for item in inner if not isinstance(item, torch.Tensor)))
+
+
+def held(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors whose bytes ``tensor`` holds: itself, or those a wrapper wraps, however
+    deep (t227: a wrapper buffer over a layer's bias was no sharing, the bias given back over
+    the one data init set)."""
+    found, stack = [], [tensor]
+    while stack:
+        item = stack.pop()
+        parts = wrapped(item)
+        if parts is None:
+            found.append(item)
+        else:
+            stack.extend(parts[0])
+    return found
 
 
 def span(tensor: torch.Tensor) -> tuple[int, int] | None:
@@ -59,17 +93,19 @@ def _dims(tensor: torch.Tensor) -> list[tuple[int, int]]:
 
 
 class Spans:
-    """Tensors by where they lie in memory, per device, sorted by address: the ones that
-    overlap a tensor's :func:`span` are found by bisection (comparing each layer with every
+    """Tensors by where they lie in memory (a wrapper's by those it wraps, :func:`held`), per
+    device, sorted by address: the ones that overlap a tensor's :func:`span` are found by
+    bisection (comparing each layer with every
     buffer was quadratic: 13 s for 1000 layers beside as many BatchNorms, t219)."""
 
     def __init__(self, named: Iterable[tuple[str, torch.Tensor]]) -> None:
         by_device: dict[torch.device, list[tuple[int, int, int]]] = {}
         self._named: list[tuple[str, torch.Tensor]] = []
-        for name, tensor in named:
-            if isinstance(tensor, torch.Tensor) and (stretch := span(tensor)) is not None:
-                by_device.setdefault(tensor.device, []).append((*stretch, len(self._named)))
-                self._named.append((name, tensor))
+        for name, outer in named:
+            for tensor in held(outer) if isinstance(outer, torch.Tensor) else ():
+                if (stretch := span(tensor)) is not None:
+                    by_device.setdefault(tensor.device, []).append((*stretch, len(self._named)))
+                    self._named.append((name, tensor))
         # per device: the spans by start, the starts, and the furthest end up to each
         self._sorted: dict[torch.device, tuple[list[tuple[int, int, int]], list[int], list[int]]]
         self._sorted = {}
@@ -95,76 +131,116 @@ class Spans:
         return found[::-1]
 
 
-class Bytes:
-    """The exact bytes some tensors of one device and one stretch of memory (each overlapping
-    another's span) hold, compared as sets; a tensor not among them holds none. Where each of them
-    is :func:`_dense`, its span is its set and they compare as intervals; else as masks over
-    the stretch of memory they lie in (a byte per byte: only a model that views a parameter
-    by strides pays it)."""
+# The most runs of bytes a strided tensor is followed by (16 MiB of addresses): one with more
+# (every other element of a huge flat parameter) stands for its span where that says more
+# sharing, and for none of its bytes where that says less (:class:`Bytes`).
+MAX_RUNS = 1 << 20
 
-    def __init__(self, tensors: Sequence[torch.Tensor]) -> None:
-        self._tensors = list(tensors)  # held: an id is only theirs while they live
-        spans = {id(tensor): span(tensor) for tensor in tensors}
-        self._spans = {key: stretch for key, stretch in spans.items() if stretch is not None}
-        self._intervals = all(_dense(tensor) for tensor in tensors if id(tensor) in self._spans)
-        self._start = min((start for start, _ in self._spans.values()), default=0)
-        self._end = max((end for _, end in self._spans.values()), default=0)
-        self._masks: dict[int, torch.Tensor] = {}
+
+class Bytes:
+    """The exact bytes tensors hold, compared as sets: each as sorted disjoint runs of
+    addresses, one for a :func:`_dense` tensor, one per row for a column or every other row of
+    a table, computed once per tensor (the tensors are held: an id is only theirs while they
+    live). A tensor of more than :data:`MAX_RUNS` runs, or none (no span), answers each
+    question the safe way (sharing a byte where its span does; holding, covering, nothing
+    exactly), so that a layer is declined, never a sharing missed (t227: masks a byte per
+    byte of the memory took minutes over a 100 MB flat parameter)."""
+
+    def __init__(self) -> None:
+        self._runs: dict[int, tuple[torch.Tensor, _Runs | None]] = {}
 
     def meet(self, a: torch.Tensor, b: torch.Tensor) -> bool:
-        """Whether ``a`` and ``b`` share a byte."""
-        if (sa := self._spans.get(id(a))) is None or (sb := self._spans.get(id(b))) is None:
+        """Whether ``a`` and ``b`` share a byte (where one is too large to follow: whether their
+        spans overlap)."""
+        sa, sb = span(a), span(b)
+        if sa is None or sb is None or not (sa[0] < sb[1] and sb[0] < sa[1]):
             return False
-        if not (sa[0] < sb[1] and sb[0] < sa[1]):
-            return False
-        return self._intervals or bool(self._over(self._mask([b]), a).any())
+        ra, rb = self.runs(a), self.runs(b)
+        if ra is None or rb is None:
+            return True
+        small, large = (ra, rb) if len(ra[0]) <= len(rb[0]) else (rb, ra)
+        at = np.searchsorted(large[1], small[0], side="right")  # the first run ending after
+        inside = at < len(large[0])
+        return bool(np.any(large[0][at[inside]] < small[1][inside]))
 
     def strictly_within(self, a: torch.Tensor, b: torch.Tensor) -> bool:
         """Whether every byte of ``a`` is ``b``'s and ``b`` has more (a view of the same bytes
         in another dtype is no part of it)."""
-        if (sa := self._spans.get(id(a))) is None or (sb := self._spans.get(id(b))) is None:
+        sa, rb = span(a), self.runs(b)
+        if sa is None or rb is None:
             return False
-        if not sb[0] <= sa[0] <= sa[1] <= sb[1]:
-            return False
-        if self._intervals:
-            return sa[1] - sa[0] < sb[1] - sb[0]
-        inside = bool(self._over(self._mask([b]), a).all())
-        return inside and self._count(a) < self._count(b)
+        ra = self.runs(a) or _one_run(sa)  # its span holds every byte it has
+        count_a = int((ra[1] - ra[0]).sum())
+        return _within(ra, rb) and count_a < int((rb[1] - rb[0]).sum())
 
     def covered(self, tensor: torch.Tensor, parts: Sequence[torch.Tensor]) -> bool:
-        """Whether every byte of ``tensor`` is one of ``parts``'s."""
-        if (whole := self._spans.get(id(tensor))) is None:
+        """Whether every byte of ``tensor`` is one of ``parts``'s (a part too large to follow
+        covers none)."""
+        whole = span(tensor)
+        if whole is None:
             return True
-        if not self._intervals:
-            return bool(self._over(self._mask(parts), tensor).all())
-        covered = whole[0]
-        for start, end in sorted(s for p in parts if (s := self._spans.get(id(p))) is not None):
-            if start > covered:
-                return False
-            covered = max(covered, end)
-        return covered >= whole[1]
+        held = [r for p in parts if (r := self.runs(p)) is not None]
+        if not held:
+            return False
+        union = _merged(np.concatenate([r[0] for r in held]), np.concatenate([r[1] for r in held]))
+        return _within(self.runs(tensor) or _one_run(whole), union)
 
-    def _count(self, tensor: torch.Tensor) -> int:
-        return int(self._mask([tensor]).sum())
+    def runs(self, tensor: torch.Tensor) -> _Runs | None:
+        """``tensor``'s bytes as sorted disjoint runs (starts, ends); None where it has no span
+        or more than :data:`MAX_RUNS` runs."""
+        key = id(tensor)
+        if (cached := self._runs.get(key)) is not None and cached[0] is tensor:
+            return cached[1]
+        runs = _runs_of(tensor)
+        self._runs[key] = (tensor, runs)
+        return runs
 
-    def _mask(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-        """A byte of the stretch for each byte: True where one of ``tensors`` holds it."""
-        key = id(tensors[0]) if len(tensors) == 1 else None
-        if key is not None and (mask := self._masks.get(key)) is not None:
-            return mask
-        mask = torch.zeros(self._end - self._start, dtype=torch.bool)
-        for tensor in tensors:
-            if id(tensor) in self._spans:
-                self._over(mask, tensor).fill_(True)
-        if key is not None:
-            self._masks[key] = mask
-        return mask
 
-    def _over(self, mask: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
-        """``mask`` seen as ``tensor``'s bytes: an element of it per byte of ``tensor``'s."""
-        size = tensor.element_size()
-        return mask.as_strided(
-            (*tensor.shape, size),
-            (*(step * size for step in tensor.stride()), 1),
-            tensor.data_ptr() - self._start,
-        )
+_Runs = tuple[np.ndarray, np.ndarray]  # starts and ends of disjoint runs of bytes, sorted
+
+
+def _one_run(stretch: tuple[int, int]) -> _Runs:
+    return np.array([stretch[0]], dtype=np.int64), np.array([stretch[1]], dtype=np.int64)
+
+
+def _runs_of(tensor: torch.Tensor) -> _Runs | None:
+    """The runs of bytes ``tensor``'s elements lie in: its span where it is :func:`_dense`;
+    else one run per element of its dimensions but the one of stride 1 (which makes a run of
+    its elements), merged where they touch or repeat (stride 0)."""
+    stretch = span(tensor)
+    if stretch is None:
+        return None
+    if _dense(tensor):
+        return _one_run(stretch)
+    size = tensor.element_size()
+    dims = sorted((step, n) for n, step in _dims(tensor))
+    run = size
+    if dims and dims[0][0] == 1:
+        run, dims = dims[0][1] * size, dims[1:]
+    if math.prod(n for _, n in dims) > MAX_RUNS:
+        return None
+    offsets = np.zeros(1, dtype=np.int64)
+    for step, n in dims:
+        offsets = (offsets[:, None] + np.arange(n, dtype=np.int64)[None, :] * step).ravel()
+    starts = np.sort(stretch[0] + offsets * size)
+    return _merged(starts, starts + run)
+
+
+def _merged(starts: np.ndarray, ends: np.ndarray) -> _Runs:
+    """Runs sorted and merged where they overlap or touch."""
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    reach = np.maximum.accumulate(ends)
+    first = np.ones(len(starts), dtype=bool)
+    first[1:] = starts[1:] > reach[:-1]
+    at = np.flatnonzero(first)
+    return starts[at], np.maximum.reduceat(ends, at)
+
+
+def _within(inner: _Runs, outer: _Runs) -> bool:
+    """Whether every run of ``inner`` lies inside one of ``outer``'s (merged: a run cannot
+    span two of them)."""
+    at = np.searchsorted(outer[1], inner[0], side="right")  # the first run ending after
+    if np.any(at >= len(outer[0])):
+        return False
+    return bool(np.all((outer[0][at] <= inner[0]) & (inner[1] <= outer[1][at])))
