@@ -1247,6 +1247,25 @@ def test_a_candidate_without_an_input_the_reference_takes_with_a_default_fails(
     assert check(candidate, reference, runs=1, warmup=0)  # the other way round: it takes more
 
 
+def test_a_candidate_taking_an_input_with_a_default_as_another_dtype_fails(
+    tmp_path: Path,
+) -> None:
+    """The reference's s is float32 with a default, the candidate's float64 (cast inside):
+    equal outputs on the defaults, but the candidate refuses the float32 s a caller feeds the
+    reference (t229: equivalent, exit 0)."""
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    s32, s64 = np.ones((1, 8), np.float32), np.ones((1, 8), np.float64)
+    onnx.save(one_output_model("float[N, 8] x, float[1, 8] s", "y = Mul(x, s)", s=s32), reference)
+    body = "t = Cast <to = 1> (s)\n y = Mul(x, t)"
+    onnx.save(one_output_model("float[N, 8] x, double[1, 8] s", body, s=s64), candidate)
+    report = check(reference, candidate, runs=1, warmup=0)
+    assert all(run.passed for run in report.runs) and not report
+    assert report.differences == [
+        "input s (with a default) is double in the candidate, float in the reference: the "
+        "candidate refuses it as a caller feeds the reference"
+    ]
+
+
 def test_a_candidate_that_varies_and_fails_its_first_run_says_it_varies(tmp_path: Path) -> None:
     """t151: a DropConnect's weight folded into an initializer: ONNX Runtime takes out the
     reference's training-mode Dropout of a computed weight but keeps the candidate's, of an

@@ -25,7 +25,7 @@ from wnpass.plan import IOPlan, as_path, as_plan
 from wnpass.report import model_files
 from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
-from wnpass.verify import sensitivity
+from wnpass.verify import resized, sensitivity
 from wnpass.verify.compare import OutputComparison, compare_outputs, dtype_name
 from wnpass.verify.draws import aborting_op, random_differences
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
@@ -252,6 +252,7 @@ def check(
         [] if options.providers else [p for p in prov.PROVIDERS if p not in prov.available()]
     )
     candidate_outputs: dict[str, tuple[list[str], list[np.ndarray]]] = {}
+    first_sessions: tuple[prov.Session, prov.Session] | None = None  # of a run that matched
 
     @functools.cache  # one pair of runs per provider, whatever the levels
     def moved(provider: str) -> dict[str, OutputComparison]:
@@ -277,6 +278,8 @@ def check(
             candidate_outputs.setdefault(provider, run.candidate_outputs)
             ref_s, cand_s = run.sessions
             assert cand_s is not None  # status OK: it loaded
+            if first_sessions is None:
+                first_sessions = (ref_s, cand_s)
             label = f"{provider}/{level}"
             shown = None if progress is None else functools.partial(progress, label)
             try:
@@ -289,6 +292,19 @@ def check(
                     raise error.error from None  # the reference's: bad input, as on its first run
                 run.result.status, run.result.error = CANDIDATE_FAILED, error.reason
                 logger.info("%s: the candidate failed to run: %s", label, error.reason)
+    if first_sessions is not None and options.inputs is None and report:
+        differences, resized_notes = resized.at_other_sizes(
+            reference,
+            candidate,
+            first_sessions,
+            specs,
+            options.shapes or {},
+            (options.rtol, options.atol),
+        )
+        report.differences += differences
+        report.notes += resized_notes
+        for difference in differences:
+            logger.warning("%s: %s", candidate, difference)
     if "cuda" in candidate_outputs and "cpu" in candidate_outputs:
         cpu_names, cpu_values = candidate_outputs["cpu"]
         cuda_names, cuda_values = candidate_outputs["cuda"]

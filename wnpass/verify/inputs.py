@@ -153,7 +153,8 @@ def narrower(
     """Where the candidate takes fewer inputs than the reference, one line each: an axis of
     a fixed size where the reference's is dynamic or of another size, or another count of
     axes (ONNX Runtime refuses such inputs); with ``defaults`` (the inputs with a default), an
-    input the reference takes with a default and the candidate lacks (a caller may feed it).
+    input the reference takes with a default and the candidate lacks (a caller may feed it),
+    or takes as another dtype (t229: float64 where the reference's is float32).
     A candidate that takes more (a dynamic axis where the reference's is fixed) takes every
     input the reference does. Axes the candidate names by one symbol, which must then be of one
     size, where the reference lets them differ, are said too (:func:`_tied`)."""
@@ -167,6 +168,14 @@ def narrower(
                     f"the candidate has no input {spec.name}, which the reference takes with a "
                     "default (a caller may feed it)"
                 )
+            continue
+        if defaults and other.dtype != spec.dtype:  # a fed one of another dtype is bad input
+            candidate_type, reference_type = other.dtype.name.lower(), spec.dtype.name.lower()
+            lines.append(
+                f"input {spec.name} (with a default) is {candidate_type} in the candidate, "
+                f"{reference_type} in the reference: the candidate refuses it as a caller feeds "
+                "the reference"
+            )
             continue
         if len(other.shape) != len(spec.shape):
             lines.append(
@@ -281,9 +290,12 @@ def _given_shape(spec: InputSpec, given: list[int], sizes: _Sizes) -> list[int]:
     return list(given)
 
 
-def _default_shape(spec: InputSpec, sizes: _Sizes) -> tuple[list[int], list[str]]:
+def _default_shape(
+    spec: InputSpec, sizes: _Sizes, dynamic: tuple[int, int] = (1, DEFAULT_DYNAMIC_DIM)
+) -> tuple[list[int], list[str]]:
     """The shape to feed where none was given, and a note on each dynamic dimension's size:
-    a symbol's size if it has one, else 1 for the first axis and DEFAULT_DYNAMIC_DIM."""
+    a symbol's size if it has one, else ``dynamic``'s first for the first axis (1) and its
+    second for the others (DEFAULT_DYNAMIC_DIM)."""
     concrete, notes = [], []
     for axis, dim in enumerate(spec.shape):
         if isinstance(dim, int):
@@ -295,7 +307,7 @@ def _default_shape(spec: InputSpec, sizes: _Sizes) -> tuple[list[int], list[str]
             size, origin = bound
             notes.append(f"{where} ({dim}) = {size}, as {origin}")
         else:
-            size = 1 if axis == 0 else DEFAULT_DYNAMIC_DIM
+            size = dynamic[0] if axis == 0 else dynamic[1]
             notes.append(f"{where} ({dim or 'dynamic'}) = {size}")
             if dim:
                 sizes.bind(dim, size, where)
@@ -328,16 +340,21 @@ def _random(dtype: ir.DataType, shape: list[int], rng: np.random.Generator) -> n
 
 
 def synthesize(
-    specs: list[InputSpec], shapes: dict[str, list[int]] | None = None
+    specs: list[InputSpec],
+    shapes: dict[str, list[int]] | None = None,
+    *,
+    seed: int = SEED,
+    dynamic: tuple[int, int] = (1, DEFAULT_DYNAMIC_DIM),
 ) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Seeded inputs for ``specs``, and notes on every default taken."""
+    """Seeded inputs for ``specs``, and notes on every default taken: a dynamic axis no shape
+    gives is ``dynamic``'s first size where it is the first axis, else its second."""
     shapes = shapes or {}
     unknown = sorted(set(shapes) - {s.name for s in specs})
     if unknown:
         raise InvalidArgumentError(
             f"{unknown[0]}: the model has no input of that name", parameter="shapes"
         )
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(seed)
     feeds, notes = {}, []
     sizes = _Sizes()  # the shapes given first: they fix their symbols in every other input
     given = {s.name: _given_shape(s, shapes[s.name], sizes) for s in specs if s.name in shapes}
@@ -346,7 +363,7 @@ def synthesize(
         if spec.name in given:
             shape = given[spec.name]
         else:
-            shape, spec_notes = _default_shape(spec, sizes)
+            shape, spec_notes = _default_shape(spec, sizes, dynamic)
         if (size := math.prod(shape) * _itemsize(spec.dtype)) > MAX_INPUT_BYTES:
             raise InvalidArgumentError(
                 f"{spec.name}{shape}: {size} bytes is more than the {MAX_INPUT_BYTES} wnpass "

@@ -1,0 +1,89 @@
+"""The check again at other sizes of the dynamic axes: synthesized inputs give every dynamic
+axis one size (the first 1, the others ``DEFAULT_DYNAMIC_DIM``), where a candidate that
+reshapes to a batch of 1, or reduces over the batch, matches the reference (t229). Both
+models run once more, in the sessions of the check's first run, on inputs drawn anew (seed
+``SEED + 1``) with each dynamic axis no ``--shape`` gives one larger: the first 2, the others
+``DEFAULT_DYNAMIC_DIM + 1``. A candidate that fails to run there, or gives other outputs,
+fails the check (a line in :attr:`~wnpass.verify.report.CheckReport.differences`); a reference
+that fails to run there is no verdict on the candidate, and a note says the check held at one
+size only.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from wnpass.errors import InvalidArgumentError
+from wnpass.verify import inputs as inputs_mod
+from wnpass.verify import providers as prov
+from wnpass.verify.compare import OutputComparison, compare_outputs
+from wnpass.verify.report import failure_reason
+
+__all__ = ["SIZES", "at_other_sizes"]
+
+logger = logging.getLogger(__name__)
+
+# The sizes of a dynamic axis in the second run: the first axis (a batch), the others.
+SIZES = (2, inputs_mod.DEFAULT_DYNAMIC_DIM + 1)
+
+
+def at_other_sizes(
+    reference: Path,
+    candidate: Path,
+    sessions: tuple[prov.Session, prov.Session],
+    specs: list[inputs_mod.InputSpec],
+    shapes: dict[str, list[int]],
+    tolerances: tuple[float | None, float | None],
+) -> tuple[list[str], list[str]]:
+    """The differences (each fails the check) and notes of a second run of both models at
+    other sizes of the dynamic axes no shape was given for; none where there is no such
+    axis."""
+    resizable = [
+        spec
+        for spec in specs
+        if spec.name not in shapes and any(not isinstance(dim, int) for dim in spec.shape)
+    ]
+    if not resizable:
+        return [], []
+    try:
+        arrays, notes = inputs_mod.synthesize(
+            specs, shapes, seed=inputs_mod.SEED + 1, dynamic=SIZES
+        )
+    except InvalidArgumentError as error:  # larger than wnpass feeds: no second run
+        return [], [f"not compared at other sizes of the dynamic axes: {error.detail}"]
+    sizes = [note for note in notes if "] (" in note and " = " in note]
+    where = (
+        f"at other sizes of the dynamic axes ({'; '.join(sizes)}; inputs synthesized, seed "
+        f"{inputs_mod.SEED + 1})"
+    )
+    ref, cand = sessions
+    try:
+        ref_out = prov.run(ref, reference, arrays)
+    except (prov.RunFailedError, prov.OutOfMemoryError) as error:
+        logger.info("%s: the reference failed to run %s: %s", reference, where, error.reason)
+        return [], [
+            f"the reference fails to run {where}, so the models were compared at one size of "
+            f"them only: {error.reason}"
+        ]
+    try:
+        cand_out = prov.run(cand, candidate, arrays)
+    except prov.OutOfMemoryError as error:  # the machine's limit: no verdict on the model
+        return [], [f"the candidate ran out of memory {where}: {error.reason}"]
+    except prov.RunFailedError as error:
+        return [f"{where}, the candidate fails to run where the reference runs: {error.reason}"], []
+    rows = compare_outputs(
+        _names(ref), ref_out, _names(cand), cand_out, rtol=tolerances[0], atol=tolerances[1]
+    )
+    failed = [row for row in rows if not row]
+    if failed:
+        return [f"{where}, output {_said(row)}" for row in failed], []
+    return [], [f"also matched {where}"]
+
+
+def _names(session: prov.Session) -> list[str]:
+    return [output.name for output in session.session.get_outputs()]
+
+
+def _said(row: OutputComparison) -> str:
+    return f"{row.name} differs: {failure_reason(row)}"
