@@ -1264,6 +1264,9 @@ def test_a_candidate_taking_an_input_with_a_default_as_another_dtype_fails(
         "input s (with a default) is double in the candidate, float in the reference: the "
         "candidate refuses it as a caller feeds the reference"
     ]
+    # a shape for it: it is not synthesized (it said "the model has no input of that name")
+    with pytest.raises(InvalidArgumentError, match="^shapes s: an input with a default"):
+        check(reference, reference, shapes={"s": [1, 8]}, runs=1, warmup=0)
 
 
 def test_a_candidate_that_varies_and_fails_its_first_run_says_it_varies(tmp_path: Path) -> None:

@@ -65,6 +65,12 @@ def _feeds(
     if inputs is not None:
         feeds, notes = inputs_mod.load_npz(inputs, specs, defaults), [f"inputs from {inputs}"]
     else:
+        if shaped := sorted(set(shapes) & {spec.name for spec in defaults}):
+            raise InvalidArgumentError(  # was "the model has no input of that name" (t229)
+                f"{shaped[0]}: an input with a default (an initializer), which is not "
+                "synthesized: give its value with --inputs",
+                parameter="shapes",
+            )
         feeds, notes = inputs_mod.synthesize(specs, shapes)
         if specs:  # a model of no inputs has none to make up
             notes = [f"inputs synthesized (seed {inputs_mod.SEED})", *notes]
