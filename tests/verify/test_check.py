@@ -1265,7 +1265,7 @@ def test_a_candidate_taking_an_input_with_a_default_as_another_dtype_fails(
         "candidate refuses it as a caller feeds the reference"
     ]
     # a shape for it: it is not synthesized (it said "the model has no input of that name")
-    with pytest.raises(InvalidArgumentError, match="^shapes s: an input with a default"):
+    with pytest.raises(InvalidArgumentError, match=r"^shapes s: an input with a default"):
         check(reference, reference, shapes={"s": [1, 8]}, runs=1, warmup=0)
 
 
