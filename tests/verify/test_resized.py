@@ -34,6 +34,26 @@ ONE_ROW = f"""{HEADER}
         y = Gemm (r, w)
     }}
 """
+# two inputs of one batch symbol; the candidate takes y's mean over the batch
+ADD = f"""{HEADER}
+    agraph (float[N, 4] x, float[N, 4] y) => (float[N, 4] z) {{
+        z = Add (x, y)
+    }}
+"""
+ADD_MEAN = f"""{HEADER}
+    agraph (float[N, 4] x, float[N, 4] y) => (float[N, 4] z) {{
+        m = ReduceMean <axes = [0], keepdims = 1> (y)
+        z = Add (x, m)
+    }}
+"""
+# a training-mode Dropout of x's rows after the first: empty at a batch of 1
+DRAWS_AT_TWO = f"""{HEADER}
+    agraph (float[N, 4] x) => (float[N, 4] y, float[M, 4] d) {{
+        y = Gemm (x, w)
+        rest = Slice (x, starts, ends)
+        d, mask = Dropout (rest, ratio, on)
+    }}
+"""
 FIXED = f"""{HEADER}
     agraph (float[1, 4] x) => (float[1, 4] y) {{
         y = Gemm (x, w)
@@ -45,8 +65,15 @@ def _saved(tmp_path: Path, name: str, text: str, w: np.ndarray) -> Path:
     path = tmp_path / f"{name}.onnx"
     if "one_row" in text:
         onnx.save(onnx_model(text, w=w, one_row=np.array([1, -1], dtype=np.int64)), path)
-    else:
+    elif "Dropout" in text:
+        starts, ends = np.array([1], dtype=np.int64), np.array([99], dtype=np.int64)
+        ratio, on = np.array(0.5, dtype=np.float32), np.array(True)
+        model = onnx_model(text, w=w, starts=starts, ends=ends, ratio=ratio, on=on)
+        onnx.save(model, path)
+    elif "w)" in text:
         onnx.save(onnx_model(text, w=w), path)
+    else:
+        onnx.save(onnx_model(text), path)
     return path
 
 
@@ -111,3 +138,26 @@ def test_no_second_run_without_a_dynamic_axis_left_to_resize(tmp_path: Path) -> 
     np.savez(given, x=rand(1, 4))
     read = check(tmp_path / "c.onnx", tmp_path / "d.onnx", inputs=given, runs=1)
     assert read and not any("other sizes" in note for note in read.notes)
+
+
+def test_a_shape_that_fixes_every_symbol_leaves_no_other_size(tmp_path: Path) -> None:
+    """``--shape x=1,4`` fixes N, which y shares: the second run repeated the first sizes with
+    another seed and said "also matched at other sizes", equivalent where the candidate takes
+    y's mean over the batch (t230). No second run: the check rests on the size given."""
+    w = rand(4, 4)
+    reference, candidate = _saved(tmp_path, "a", ADD, w), _saved(tmp_path, "b", ADD_MEAN, w)
+    report = check(reference, candidate, shapes={"x": [1, 4]}, runs=1, warmup=0)
+    assert report and not any("other sizes" in note for note in report.notes)
+    assert not check(reference, candidate, runs=1, warmup=0)  # sized by the check: caught
+
+
+def test_a_reference_that_draws_at_other_sizes_only_is_no_reference_there(
+    tmp_path: Path,
+) -> None:
+    """A training-mode Dropout of the rows after the first draws nothing at a batch of 1: the
+    model checked against itself failed at a batch of 2, "output d differs", blamed on the
+    candidate (t230). The reference runs twice there too, and says it varies."""
+    path = _saved(tmp_path, "drop", DRAWS_AT_TWO, rand(4, 4))
+    report = check(path, path, runs=1, warmup=0)
+    assert report and not report.differences
+    assert report.notes[-1].startswith("the reference gives other values of d on a second run at")

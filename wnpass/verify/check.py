@@ -234,6 +234,8 @@ def check(
     fed = [
         pair for pair in zip(defaults, candidate_defaults, strict=True) if pair[0].name in arrays
     ]
+    # fed, an input of two dtypes is bad input, as any input is (t49); not fed, each model
+    # takes its own value, and a difference says the candidate's dtype (t229)
     inputs_mod.require_same_inputs([r for r, _ in fed], [c for _, c in fed], candidate)
     notes += _order_note(reference_model, candidate_model)
     report = CheckReport(str(reference), str(candidate), notes=notes, files_read=files_read)
@@ -305,6 +307,7 @@ def check(
             first_sessions,
             specs,
             options.shapes or {},
+            {name: tuple(array.shape) for name, array in arrays.items()},
             (options.rtol, options.atol),
         )
         report.differences += differences
