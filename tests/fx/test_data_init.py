@@ -1958,6 +1958,27 @@ def test_a_wrapper_buffer_over_a_layer_s_bias_is_sharing() -> None:
     ]
 
 
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_a_sparse_buffer_over_a_layer_s_bias_is_sharing(layout: str) -> None:
+    """A sparse buffer whose values are the bias's memory: a sparse tensor has no span, and
+    no sharing was seen; the pass gave the CSR one back, the old bias over the one set, and
+    the layer was reported initialized, its means up to 1.7 (t231)."""
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 3)
+    model = nn.Sequential(layer)
+    if layout == "coo":
+        rows = torch.tensor([[0, 1, 2], [0, 0, 0]])
+        aux = torch.sparse_coo_tensor(rows, layer.bias.data, (3, 1))
+    else:
+        crow, col = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 0, 0])
+        aux = torch.sparse_csr_tensor(crow, col, layer.bias.data, (3, 1))
+    model.register_buffer("aux", aux)
+    report = apply_weight_norm(model, (torch.randn(64, 4),), init="data")
+    assert [s.init for s in report.sites if s.status == "applied"] == [
+        "keep: its bias is also aux: writing it would change that too, not this layer alone"
+    ]
+
+
 class _LazyAside(nn.Module):
     """A layer beside a lazy one the forward never calls."""
 

@@ -501,6 +501,28 @@ def test_what_a_forward_adds_or_changes_in_odd_tensors_is_given_back(how: str) -
     ]
 
 
+@pytest.mark.parametrize("held_as", ["attribute", "buffer first", "buffer after"])
+def test_a_sparse_tensor_over_a_buffer_still_views_it(held_as: str) -> None:
+    """A COO tensor whose values are a buffer, the forward scaling the buffer: written back
+    by ``resize_as_sparse_`` and ``copy_``, the sparse tensor held a copy (a plain attribute,
+    or a buffer registered before the one it views), cut off from the buffer: the model's
+    next call differed by 1 from an untouched one, reported unchanged (t231)."""
+    module: Any = _Buffered()
+    scale = torch.ones(3)
+    diagonal = torch.sparse_coo_tensor(torch.tensor([[0, 1, 2], [0, 1, 2]]), scale, (3, 3))
+    if held_as == "buffer first":
+        module.register_buffer("diagonal", diagonal)
+    module.register_buffer("scale", scale)
+    if held_as == "buffer after":
+        module.register_buffer("diagonal", diagonal)
+    if held_as == "attribute":
+        module.diagonal = diagonal
+    with torch.no_grad(), state_given_back(module) as given:
+        module.scale.mul_(2.0)
+    assert given.whole and module.scale.tolist() == [1.0] * 3
+    assert module.diagonal._values().data_ptr() == module.scale.data_ptr()
+
+
 def test_a_wrapping_tensor_subclass_is_given_back_by_what_it_wraps() -> None:
     """A ``TwoTensor`` buffer and plain attribute whose second tensor the forward changes:
     ``torch.equal`` compares the first alone, and they are compared (and given back) tensor by

@@ -25,6 +25,11 @@ def test_a_wrapping_subclass_holds_no_bytes_of_its_own() -> None:
     pair = TwoTensor(torch.zeros(3), torch.ones(3))
     assert is_wrapper(pair) and not is_wrapper(torch.nn.Parameter(torch.zeros(3)))
     assert span(pair) is None
+    edges = torch.eye(3).to_sparse()
+    assert [t.data_ptr() for t in held(edges)] == [
+        edges._values().data_ptr(),
+        edges._indices().data_ptr(),
+    ]
     assert [t.data_ptr() for t in held(pair)] == [pair.b.data_ptr(), pair.a.data_ptr()]
     found = Spans([("pair", pair)])
     assert [name for name, _ in found.overlapping(pair.a)] == ["pair"]
@@ -77,6 +82,8 @@ def test_an_expanded_tensor_holds_its_bytes_once() -> None:
     memory = Bytes()
     assert not memory.strictly_within(row, repeated)
     assert memory.covered(row, [repeated]) and memory.covered(repeated, [row])
+    runs = memory.runs(torch.zeros(1024).expand(2048, 1024))  # 2048 repeats: one run (t231)
+    assert runs is not None and len(runs[0]) == 1
 
 
 def test_a_tensor_of_too_many_runs_is_taken_the_safe_way(monkeypatch: pytest.MonkeyPatch) -> None:

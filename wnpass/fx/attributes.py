@@ -48,7 +48,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from wnpass.errors import WnpassError
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.elements import Elements
-from wnpass.fx.memory import is_wrapper, wrapped
+from wnpass.fx.memory import held, is_wrapper, sparse_parts, wrapped
 
 __all__ = [
     "GENERATORS",
@@ -167,7 +167,8 @@ def _contents(value: object, weights: Elements[int], what: str) -> _Contents | N
     found = _Contents()
     for item in _walk(value):
         if isinstance(item, torch.Tensor):
-            if _has_values(item) and not weights.of(item):  # a weight's: given back as it
+            # a weight's (a sparse one's values too, t231): given back as it
+            if _has_values(item) and not any(weights.of(part) for part in held(item)):
                 require_readable(item, what)
                 found.values.append((item, item.detach().clone()))
         elif isinstance(item, np.ndarray):
@@ -372,7 +373,11 @@ def _put_value(tensor: torch.Tensor, saved: torch.Tensor) -> None:
         if not same_structure(tensor, saved):
             tensor.data = saved.clone() if inference else saved
             return
-        if tensor.layout != torch.strided and not tensor.is_nested:  # sparse
+        if (parts := sparse_parts(tensor)) is not None:
+            theirs = sparse_parts(saved)
+            if theirs is not None and _same_indices(tensor, parts, saved, theirs):
+                parts[-1].copy_(theirs[-1])  # its values in place: a view of them stays one
+                return  # (t231)
             tensor.resize_as_sparse_(saved)
         elif _repeats(tensor):  # each element once
             for axis, (size, step) in enumerate(zip(tensor.shape, tensor.stride(), strict=True)):
@@ -381,13 +386,19 @@ def _put_value(tensor: torch.Tensor, saved: torch.Tensor) -> None:
         tensor.copy_(saved)
 
 
-# The tensors a sparse tensor of each layout is made of (its indices and its values)
-_SPARSE_PARTS = {
-    torch.sparse_csr: ("crow_indices", "col_indices", "values"),
-    torch.sparse_bsr: ("crow_indices", "col_indices", "values"),
-    torch.sparse_csc: ("ccol_indices", "row_indices", "values"),
-    torch.sparse_bsc: ("ccol_indices", "row_indices", "values"),
-}
+def _same_indices(
+    tensor: torch.Tensor, parts: list[torch.Tensor], saved: torch.Tensor, theirs: list[torch.Tensor]
+) -> bool:
+    """Whether sparse ``tensor`` (made of ``parts``) holds the indices of ``saved`` (made of
+    ``theirs``) as stored, and values of their shape: then only its values differ."""
+    if parts[-1].shape != theirs[-1].shape or parts[-1].dtype != theirs[-1].dtype:
+        return False
+    if tensor.layout == torch.sparse_coo and tensor.is_coalesced() != saved.is_coalesced():
+        return False
+    return all(
+        (x.shape, x.dtype) == (y.shape, y.dtype) and same_bytes(x, y)
+        for x, y in zip(parts[:-1], theirs[:-1], strict=True)
+    )
 
 
 def _same_sparse(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -397,15 +408,15 @@ def _same_sparse(a: torch.Tensor, b: torch.Tensor) -> bool:
     same value in other entries, t224)."""
     if a.layout != b.layout:
         return False
-    if a.layout == torch.sparse_coo:
-        if a.is_coalesced() != b.is_coalesced():
-            return False
-        parts = [(a._indices(), b._indices()), (a._values(), b._values())]
-    elif (names := _SPARSE_PARTS.get(a.layout)) is not None:
-        parts = [(getattr(a, name)(), getattr(b, name)()) for name in names]
-    else:
+    if a.layout == torch.sparse_coo and a.is_coalesced() != b.is_coalesced():
+        return False
+    parts_a, parts_b = sparse_parts(a), sparse_parts(b)
+    if parts_a is None or parts_b is None:
         return bool(torch.equal(a, b))
-    return all(x.shape == y.shape and same_bytes(x, y) for x, y in parts)
+    return all(
+        (x.shape, x.dtype) == (y.shape, y.dtype) and same_bytes(x, y)
+        for x, y in zip(parts_a, parts_b, strict=True)
+    )
 
 
 def _same_array(a: np.ndarray, b: np.ndarray) -> bool:

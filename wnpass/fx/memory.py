@@ -17,7 +17,16 @@ import torch
 
 from wnpass.fx.arguments import is_lazy
 
-__all__ = ["MAX_RUNS", "Bytes", "Spans", "held", "is_wrapper", "span", "wrapped"]
+__all__ = [
+    "MAX_RUNS",
+    "Bytes",
+    "Spans",
+    "held",
+    "is_wrapper",
+    "span",
+    "sparse_parts",
+    "wrapped",
+]
 
 
 def is_wrapper(tensor: torch.Tensor) -> bool:
@@ -43,18 +52,40 @@ def wrapped(tensor: torch.Tensor) -> tuple[list[torch.Tensor], tuple[object, ...
     return tensors, (metadata, *(item for item in inner if not isinstance(item, torch.Tensor)))
 
 
+# The tensors a compressed sparse tensor of each layout is made of (indices, then values)
+_COMPRESSED_PARTS = {
+    torch.sparse_csr: ("crow_indices", "col_indices", "values"),
+    torch.sparse_bsr: ("crow_indices", "col_indices", "values"),
+    torch.sparse_csc: ("ccol_indices", "row_indices", "values"),
+    torch.sparse_bsc: ("ccol_indices", "row_indices", "values"),
+}
+
+
+def sparse_parts(tensor: torch.Tensor) -> list[torch.Tensor] | None:
+    """The tensors a sparse tensor is made of, as stored, its values last (views of them:
+    writing one writes the sparse tensor); None for another tensor."""
+    if tensor.layout == torch.sparse_coo:
+        return [tensor._indices(), tensor._values()]
+    names = _COMPRESSED_PARTS.get(tensor.layout)
+    return None if names is None else [getattr(tensor, name)() for name in names]
+
+
 def held(tensor: torch.Tensor) -> list[torch.Tensor]:
-    """The tensors whose bytes ``tensor`` holds: itself, or those a wrapper wraps, however
-    deep (t227: a wrapper buffer over a layer's bias was no sharing, the bias given back over
-    the one data init set)."""
+    """The strided tensors whose bytes ``tensor`` holds: itself; a sparse tensor's indices and
+    values (t231: a sparse buffer over a layer's bias was no sharing); a jagged nested
+    tensor's values; those a wrapper wraps, however deep (t227: a wrapper buffer over a bias:
+    the bias given back over the one data init set)."""
     found, stack = [], [tensor]
     while stack:
         item = stack.pop()
-        parts = wrapped(item)
-        if parts is None:
-            found.append(item)
-        else:
+        if (parts := wrapped(item)) is not None:
             stack.extend(parts[0])
+        elif (pieces := sparse_parts(item)) is not None:
+            stack.extend(pieces)
+        elif item.is_nested and item.layout == torch.jagged:
+            stack.append(item.values())
+        else:
+            found.append(item)
     return found
 
 
@@ -213,7 +244,7 @@ def _runs_of(tensor: torch.Tensor) -> _Runs | None:
     if _dense(tensor):
         return _one_run(stretch)
     size = tensor.element_size()
-    dims = sorted((step, n) for n, step in _dims(tensor))
+    dims = sorted((step, n) for n, step in _dims(tensor) if step)  # stride 0 repeats bytes
     run = size
     if dims and dims[0][0] == 1:
         run, dims = dims[0][1] * size, dims[1:]
