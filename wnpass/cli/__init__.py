@@ -410,9 +410,13 @@ def _users_exit_work() -> None:
     if not user_code_ran():
         return
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
-        for thread in threading.enumerate():
-            if thread is not threading.current_thread() and not thread.daemon:
-                thread.join()
+        shutdown = getattr(threading, "_shutdown", None)
+        if shutdown is not None:  # as Python ends: a thread pool told to stop, then the wait
+            shutdown()  # (a pool's idle workers, joined first, never ended)
+        else:
+            for thread in threading.enumerate():
+                if thread is not threading.current_thread() and not thread.daemon:
+                    thread.join()
         atexit._run_exitfuncs()
 
 
