@@ -96,6 +96,24 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
     ("an expert's rows", (6, 6), lambda x, w: F.linear(x, w.view(3, 2, 6)[1]), X2, 0),
     ("q of a fused qkv", (12, 6), lambda x, w: x @ w.view(3, 4, 6).select(0, 0).t(), X2, 0),
     ("a row of each expert", (6, 6), lambda x, w: F.linear(x, w.view(3, 2, 6)[:, 0]), X2, 0),
+    # DBRX's experts are picked by a 0-d tensor, which selects as an int does (t233)
+    (
+        "an expert picked by a 0-d tensor",
+        (6, 6),
+        lambda x, w: F.linear(x, w.view(3, 2, 6)[torch.tensor(1)]),
+        X2,
+        0,
+    ),
+    # one view splits the rows and the columns: each axis's parts are a split of their own
+    (
+        "rows and columns split by one view",
+        (4, 6),
+        lambda x, w: F.conv1d(x, w.view(2, 2, 2, 3)[1]),
+        torch.randn(1, 2, 5),
+        0,
+    ),
+    # chunk leaves a part of one element: one index, no other part of the rows (t233)
+    ("q of a fused qkv by chunk", (12, 6), lambda x, w: x @ w.view(3, 4, 6).chunk(3)[0].mT, X2, 0),
     (
         "an expert's columns",
         (6, 4),
@@ -233,10 +251,18 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
     (
         "one expert by a tensor index",
         (3, 4, 6),
-        lambda x, w: F.linear(x, w[torch.tensor(1)]),
+        lambda x, w: F.linear(x, w[torch.tensor([1])][0]),
         X2,
         "stacked weights, not one layer's weight); sliced or joined along axis 0 before "
-        "F.linear (via __getitem__): units would share a norm",
+        "F.linear (via __getitem__.__getitem__): units would share a norm",
+    ),
+    # by a 0-d tensor, a select as by an int (t233): the slice alone is the reason
+    (
+        "one expert by a 0-d tensor",
+        (3, 4, 6),
+        lambda x, w: F.linear(x, w[torch.tensor(1)]),
+        X2,
+        "sliced or joined along axis 0 before F.linear (via __getitem__): units would share",
     ),
     (
         "rows gathered by a tensor index",

@@ -76,7 +76,7 @@ class _Part:
     is one element of the parameter axis: a unit of the op is a unit of the parameter."""
 
     axis: int
-    split: int
+    split: tuple[int, int]  # the reshape, and the input axis of it that was split
 
 
 def _parameter_axis(axis: int | _Part | None) -> int | None:
@@ -215,10 +215,12 @@ def _index_axes(index: Any, shape: Sequence[int]) -> tuple[list[int | None], set
     indexing (several tensors, a mask, a list)."""
     ndim = len(shape)
     items = list(index) if isinstance(index, tuple) else [index]
-    gathers = [i for i in items if isinstance(i, torch.Tensor)]
+    if any(_is_scalar(i) and not _is_integer(i) for i in items):
+        return None  # a 0-d bool is a mask: it adds an axis
+    gathers = [i for i in items if isinstance(i, torch.Tensor) and not _is_scalar(i)]
     if any(isinstance(i, list | bool) for i in items) or len(gathers) > 1:
         return None
-    if gathers and (gathers[0].is_floating_point() or gathers[0].dtype == torch.bool):
+    if gathers and not _is_integer(gathers[0]):
         return None
     real = sum(1 for i in items if i is not None and i is not Ellipsis)
     out: list[int | None] = []
@@ -231,7 +233,7 @@ def _index_axes(index: Any, shape: Sequence[int]) -> tuple[list[int | None], set
             for _ in range(ndim - real):
                 out.append(axis)
                 axis += 1
-        elif isinstance(item, int):
+        elif isinstance(item, int) or _is_scalar(item):  # a 0-d integer tensor selects too
             sliced.add(axis)
             axis += 1
         elif isinstance(item, torch.Tensor):
@@ -267,7 +269,7 @@ def _carried(
     for m in mapping:
         if isinstance(m, _Piece):
             base = axes[m.axis]
-            out.append(base if not isinstance(base, int) else _Part(base, split))
+            out.append(base if not isinstance(base, int) else _Part(base, (split, m.axis)))
         else:
             out.append(None if m is None else axes[m])
     kept = {m.axis if isinstance(m, _Piece) else m for m in mapping}
@@ -280,9 +282,19 @@ def _carried(
 
 
 def _gathers(index: Any) -> bool:
-    """Whether ``index`` holds a tensor (advanced indexing: a gather, not a view)."""
+    """Whether ``index`` holds a tensor of one or more axes (advanced indexing: a gather, not
+    a view; a 0-d integer one selects, as an int does: DBRX's experts, ``w[expert_hit[i][0]]``,
+    t233)."""
     items = index if isinstance(index, tuple) else (index,)
-    return any(isinstance(i, torch.Tensor) for i in items)
+    return any(isinstance(i, torch.Tensor) and not _is_scalar(i) for i in items)
+
+
+def _is_scalar(item: Any) -> bool:
+    return isinstance(item, torch.Tensor) and item.dim() == 0
+
+
+def _is_integer(tensor: torch.Tensor) -> bool:
+    return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
 
 
 # Why a weight indexed with a tensor is left alone: a gather of some of its units (a lookup
@@ -500,6 +512,11 @@ class _Recorder(TorchFunctionMode):
             for origin in origins:
                 self._use(origin, op, None, "bias")
             return
+        # an axis of stride 0 repeats one slice (expand): one unit's, as a size of 1 (t157)
+        sizes = [
+            1 if step == 0 else size
+            for size, step in zip(tensor.shape, tensor.stride(), strict=True)
+        ]
         if kind == "einsum":
             axis: int | str = einsum_unit_axis(
                 options["equation"], options["operand"], options["shapes"]
@@ -508,27 +525,24 @@ class _Recorder(TorchFunctionMode):
                 axis = f"{op} as {axis}"
         else:
             op_kind = cast(OpKind, kind)
-            # an axis of stride 0 repeats one slice (expand): one unit's, as a size of 1 (t157)
-            shape = [
-                1 if step == 0 else size
-                for size, step in zip(tensor.shape, tensor.stride(), strict=True)
-            ]
             axis = unit_axis(
-                op_kind, shape, policy=self.policy, embeddings=self.embeddings, **options
+                op_kind, sizes, policy=self.policy, embeddings=self.embeddings, **options
             )
         for origin in origins:
             if isinstance(axis, str):
                 self._use(origin, op, None, axis)
             else:
-                self._map_back(origin, op, axis)
+                self._map_back(origin, op, axis, sizes)
 
-    def _map_back(self, origin: _Origin, op: str, axis: int) -> None:
-        """The consumer's unit axis ``axis`` on the derived tensor, as the parameter's axis: a
-        :class:`_Part` of one is it where no other part of its split is left."""
+    def _map_back(self, origin: _Origin, op: str, axis: int, sizes: Sequence[int]) -> None:
+        """The consumer's unit axis ``axis`` on the derived tensor (whose axes hold ``sizes``
+        elements each, an expanded one 1), as the parameter's axis: a :class:`_Part` of one
+        is it where no other part of its split holds more than one element (t233: a part of
+        size 1, left by ``chunk``, is one index)."""
         param_axis = _parameter_axis(origin.axes[axis])
         part = origin.axes[axis]
         if isinstance(part, _Part) and any(
-            isinstance(other, _Part) and other.split == part.split
+            isinstance(other, _Part) and other.split == part.split and sizes[at] > 1
             for at, other in enumerate(origin.axes)
             if at != axis
         ):
