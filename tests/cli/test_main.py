@@ -6,9 +6,11 @@ import contextlib
 import errno
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import onnx
@@ -514,6 +516,78 @@ def test_a_model_py_s_exit_time_work_runs_as_python_would_run_it(tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "atexit.txt", "model.py", "model.wn.pt", "thread.txt"
     ]  # fmt: skip
+
+
+_EXIT_PRINTS = """
+import atexit
+import torch
+def build_model():
+    return torch.nn.Linear(2, 2)
+def example_inputs():
+    return (torch.ones(1, 2),)
+atexit.register(lambda: print("printed at exit"))
+"""
+
+
+def test_what_a_model_py_prints_at_exit_leaves_a_json_report_on_stdout_alone(
+    tmp_path: Path,
+) -> None:
+    """With ``--json -`` the report is all of standard output: a model.py's atexit print
+    landed there after the JSON (t232: "Extra data" for a JSON reader). It goes to standard
+    error, as the model's other prints do."""
+    (tmp_path / "model.py").write_text(_EXIT_PRINTS)
+    result = subprocess.run(
+        [sys.executable, "-m", "wnpass", "-q", "train-rewrite", "model.py", "--json", "-"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["sites"]
+    assert "printed at exit" in result.stderr
+
+
+_WAITS_FOREVER = """
+import atexit, threading, time
+import torch
+def build_model():
+    return torch.nn.Linear(2, 2)
+def example_inputs():
+    return (torch.ones(1, 2),)
+atexit.register(lambda: open("atexit.txt", "w").write("ran"))
+threading.Thread(target=time.sleep, args=(10**6,)).start()
+"""
+
+
+def test_a_stop_while_waiting_for_a_model_py_s_threads_still_runs_its_exit_handlers(
+    tmp_path: Path,
+) -> None:
+    """A thread that never ends keeps the program waiting, as Python does; Ctrl-C ended the
+    wait and the process at once, the model's atexit handlers (a TemporaryDirectory's
+    removal) never run (t232). They run, and the program ends as a stop signal ends it."""
+    (tmp_path / "model.py").write_text(_WAITS_FOREVER)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wnpass", "-q", "train-rewrite", "model.py"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    written = tmp_path / "model.wn.pt"
+    for _ in range(1200):  # the output first, then the wait
+        if written.exists():
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert stderr.strip().endswith(
+        "wnpass: interrupted; already written: model.wn.pt; nothing more was written"
+    )
+    assert (tmp_path / "atexit.txt").read_text() == "ran"
 
 
 _RAISING_FORWARD = """

@@ -36,7 +36,7 @@ from wnpass.cli import check, convert, export, fold, inspect, train_rewrite
 from wnpass.cli.options import flags_for
 from wnpass.cli.output import Printer
 from wnpass.errors import WnpassError, one_line, printable
-from wnpass.plan import STANDARD_OUTPUT
+from wnpass.plan import STANDARD_OUTPUT, user_code_ran
 from wnpass.program import changes_said, stop, stop_line
 
 if TYPE_CHECKING:
@@ -278,6 +278,10 @@ def _exited(exited: SystemExit, args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT
 
 
+# Whether a command of this process wrote its report to standard output (``--json -``).
+_json_to_stdout = False
+
+
 @contextlib.contextmanager
 def _json_on_stdout(args: argparse.Namespace) -> Iterator[JsonOutput | None]:
     """With ``--json -``, standard output holds the JSON alone: what the command prints, and
@@ -288,6 +292,9 @@ def _json_on_stdout(args: argparse.Namespace) -> Iterator[JsonOutput | None]:
         yield None
         return
     from wnpass.report import JSON_OUTPUT, JsonOutput
+
+    global _json_to_stdout
+    _json_to_stdout = True
 
     with contextlib.suppress(OSError, ValueError):
         sys.stdout.flush()
@@ -400,24 +407,46 @@ def _tell(line: str) -> None:
         pass
 
 
-def _users_exit_work() -> None:
-    """Where a model.py (or its forward) ran, what Python does as it ends: wait for the
-    threads it started that are no daemons, then run the ``atexit`` handlers (its own, and a
+def _users_exit_work(code: int) -> None:
+    """Where a model.py (or its forward) ran, what Python does as it ends, once the command's
+    output is flushed: threading's shutdown (a thread pool told to stop, then the threads it
+    started that are no daemons waited for), then the ``atexit`` handlers (its own, and a
     ``TemporaryDirectory``'s removal): ending with ``os._exit`` skipped them (t225). A stop
-    signal meanwhile ends the wait."""
-    from wnpass.plan import user_code_ran
-
-    if not user_code_ran():
-        return
-    with contextlib.suppress(KeyboardInterrupt, SystemExit):
-        shutdown = getattr(threading, "_shutdown", None)
-        if shutdown is not None:  # as Python ends: a thread pool told to stop, then the wait
-            shutdown()  # (a pool's idle workers, joined first, never ended)
-        else:
-            for thread in threading.enumerate():
-                if thread is not threading.current_thread() and not thread.daemon:
-                    thread.join()
+    signal ends the wait, not the handlers (t232). What they print cannot spoil wnpass's
+    output: it goes to standard error where standard output holds the ``--json -`` report,
+    and nowhere where standard output's reader went away (t232: the JSON had a line after it;
+    141 came with a traceback)."""
+    if code == EXIT_BROKEN_PIPE or _stdout_reader_gone():
+        _point_stdout_at(None)
+    elif _json_to_stdout:
+        _point_stdout_at(2)
+    stopped = None
+    try:  # a stop signal raises here (as where something is staged): the handlers still run
+        with interrupts.staging():
+            shutdown = getattr(threading, "_shutdown", None)
+            if shutdown is not None:  # as Python ends: a thread pool told to stop, then the
+                shutdown()  # wait (a pool's idle workers, joined first, never ended)
+            else:
+                for thread in threading.enumerate():
+                    if thread is not threading.current_thread() and not thread.daemon:
+                        thread.join()
+    except interrupts.STOPS:
+        stopped = interrupts.stopped_by()
+    except SystemExit:  # a thread's own sys.exit ends nothing here
+        pass
+    with contextlib.suppress(*interrupts.STOPS, SystemExit):
         atexit._run_exitfuncs()
+    if stopped is not None:
+        stop(stopped)  # the line, and the signal's exit code
+
+
+def _point_stdout_at(fd: int | None) -> None:
+    """File descriptor 1 onto ``fd`` (None: /dev/null), for what is written there from now."""
+    with contextlib.suppress(OSError):
+        target = os.open(os.devnull, os.O_WRONLY) if fd is None else fd
+        os.dup2(target, 1)
+        if fd is None:
+            os.close(target)
 
 
 def run() -> NoReturn:
@@ -428,9 +457,17 @@ def run() -> NoReturn:
     about 50 ms to every command. A model.py's exit-time work runs first, as ``python
     model.py`` runs it (:func:`_users_exit_work`).
     """
-    code = main()
-    _users_exit_work()
+    code = _flushed(main())
+    if user_code_ran():
+        _users_exit_work(code)
+        code = _flushed(code)
     logging.shutdown()
+    os._exit(_flushed(code))
+
+
+def _flushed(code: int) -> int:
+    """``code`` once the output streams are flushed: a reader of standard output that went
+    away before the last of it makes it the code of a process SIGPIPE stopped."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -438,4 +475,4 @@ def run() -> NoReturn:
             code = EXIT_BROKEN_PIPE if stream is sys.stdout else code
         except (OSError, ValueError):  # a closed stream: nothing more to say
             pass
-    os._exit(code)
+    return code
