@@ -256,6 +256,15 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
         "stacked weights, not one layer's weight); sliced or joined along axis 0 before "
         "F.linear (via __getitem__.__getitem__): units would share a norm",
     ),
+    # a 0-d uint8 index is a mask, as a bool one is: it adds an axis, and is not followed
+    # as a select (it was: row 1 taken for the weight, where torch gives all of it)
+    (
+        "a uint8 0-d index",
+        (4, 6),
+        lambda x, w: F.linear(x, w[torch.tensor(1, dtype=torch.uint8)][0]),
+        X2,
+        "indexed with a tensor",
+    ),
     # by a 0-d tensor, a select as by an int (t233): the slice alone is the reason
     (
         "one expert by a 0-d tensor",

@@ -294,7 +294,11 @@ def _is_scalar(item: Any) -> bool:
 
 
 def _is_integer(tensor: torch.Tensor) -> bool:
-    return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
+    """An index tensor PyTorch reads as positions: not a float, and not a bool or a uint8,
+    which it reads as a mask (a 0-d one adds an axis)."""
+    if tensor.is_floating_point() or tensor.is_complex():
+        return False
+    return tensor.dtype not in (torch.bool, torch.uint8)
 
 
 # Why a weight indexed with a tensor is left alone: a gather of some of its units (a lookup
