@@ -47,6 +47,7 @@ __all__ = [
     "STOPS",
     "Terminated",
     "changes",
+    "forget_stop",
     "handled",
     "held",
     "hold",
@@ -190,6 +191,12 @@ def stopped_by() -> int | None:
     catches exceptions wholesale (numpy's imports, torch's C++) may have turned it into
     another error, which is then this signal's doing, not a bug."""
     return _State.raised
+
+
+def forget_stop() -> None:
+    """:func:`stopped_by` says None again: a stop that was said and dealt with (the command it
+    ended is over) is not the one a later block asks about."""
+    _State.raised = None
 
 
 def _raise(signum: int) -> NoReturn:

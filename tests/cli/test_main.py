@@ -549,6 +549,36 @@ def test_what_a_model_py_prints_at_exit_leaves_a_json_report_on_stdout_alone(
     assert "printed at exit" in result.stderr
 
 
+_EXITS_AT_EXIT = """
+import atexit, os
+import torch
+class M(torch.nn.Linear):
+    def forward(self, x):
+        raise RuntimeError("broken forward")
+def build_model():
+    return M(2, 2)
+def example_inputs():
+    return (torch.ones(1, 2),)
+atexit.register(os._exit, 0)
+"""
+
+
+def test_a_model_py_s_exit_handler_cannot_change_the_exit_code(tmp_path: Path) -> None:
+    """``atexit.register(os._exit, 0)`` (a guard against hangs at exit): the failed run exited
+    0 (t234). Its os._exit raises there, as anywhere in the model's code: exit 2 stays."""
+    (tmp_path / "model.py").write_text(_EXITS_AT_EXIT)
+    result = subprocess.run(
+        [sys.executable, "-m", "wnpass", "train-rewrite", "model.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "wnpass: error: model.py: M: the forward on the example inputs raised" in result.stderr
+
+
 _WAITS_FOREVER = """
 import atexit, threading, time
 import torch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import warnings
 from typing import Any
 
 import numpy as np
@@ -1958,7 +1959,7 @@ def test_a_wrapper_buffer_over_a_layer_s_bias_is_sharing() -> None:
     ]
 
 
-@pytest.mark.parametrize("layout", ["coo", "csr"])
+@pytest.mark.parametrize("layout", ["coo", "csr", "nested"])
 def test_a_sparse_buffer_over_a_layer_s_bias_is_sharing(layout: str) -> None:
     """A sparse buffer whose values are the bias's memory: a sparse tensor has no span, and
     no sharing was seen; the pass gave the CSR one back, the old bias over the one set, and
@@ -1969,6 +1970,10 @@ def test_a_sparse_buffer_over_a_layer_s_bias_is_sharing(layout: str) -> None:
     if layout == "coo":
         rows = torch.tensor([[0, 1, 2], [0, 0, 0]])
         aux = torch.sparse_coo_tensor(rows, layer.bias.data, (3, 1))
+    elif layout == "nested":  # a strided nested tensor over it (t234)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch: nested tensors are a prototype
+            aux = torch.nested.as_nested_tensor(layer.bias.data.view(1, 3))
     else:
         crow, col = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 0, 0])
         aux = torch.sparse_csr_tensor(crow, col, layer.bias.data, (3, 1))

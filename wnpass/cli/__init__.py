@@ -36,7 +36,7 @@ from wnpass.cli import check, convert, export, fold, inspect, train_rewrite
 from wnpass.cli.options import flags_for
 from wnpass.cli.output import Printer
 from wnpass.errors import WnpassError, one_line, printable
-from wnpass.plan import STANDARD_OUTPUT, user_code_ran
+from wnpass.plan import STANDARD_OUTPUT, user_code, user_code_ran
 from wnpass.program import changes_said, stop, stop_line
 
 if TYPE_CHECKING:
@@ -411,18 +411,24 @@ def _users_exit_work(code: int) -> None:
     """Where a model.py (or its forward) ran, what Python does as it ends, once the command's
     output is flushed: threading's shutdown (a thread pool told to stop, then the threads it
     started that are no daemons waited for), then the ``atexit`` handlers (its own, and a
-    ``TemporaryDirectory``'s removal): ending with ``os._exit`` skipped them (t225). A stop
-    signal ends the wait, not the handlers (t232). What they print cannot spoil wnpass's
-    output: it goes to standard error where standard output holds the ``--json -`` report,
-    and nowhere where standard output's reader went away (t232: the JSON had a line after it;
-    141 came with a traceback)."""
+    ``TemporaryDirectory``'s removal): ending with ``os._exit`` skipped them (t225).
+
+    It is the model's code (:func:`~wnpass.plan.user_code`): an ``os._exit`` of a handler
+    raises there, and cannot give the program another exit code (t234: a failed run exited
+    0). A stop signal raises where the wait or a handler is (as where something is staged):
+    the other handlers still run, then the program ends as the signal ends it (t232, t234).
+    What they print cannot spoil wnpass's output: it goes to standard error where standard
+    output holds the ``--json -`` report, and nowhere where standard output's reader went
+    away (t232: the JSON had a line after it; 141 came with a traceback)."""
     if code == EXIT_BROKEN_PIPE or _stdout_reader_gone():
         _point_stdout_at(None)
     elif _json_to_stdout:
         _point_stdout_at(2)
-    stopped = None
-    try:  # a stop signal raises here (as where something is staged): the handlers still run
-        with interrupts.staging():
+    interrupts.forget_stop()  # one that ended the command is said already
+    # a stop, said below; a thread's sys.exit, or a handler's os._exit, ends nothing here
+    ended: tuple[type[BaseException], ...] = (*interrupts.STOPS, SystemExit)
+    with user_code(), interrupts.staging():
+        try:
             shutdown = getattr(threading, "_shutdown", None)
             if shutdown is not None:  # as Python ends: a thread pool told to stop, then the
                 shutdown()  # wait (a pool's idle workers, joined first, never ended)
@@ -430,13 +436,11 @@ def _users_exit_work(code: int) -> None:
                 for thread in threading.enumerate():
                     if thread is not threading.current_thread() and not thread.daemon:
                         thread.join()
-    except interrupts.STOPS:
-        stopped = interrupts.stopped_by()
-    except SystemExit:  # a thread's own sys.exit ends nothing here
-        pass
-    with contextlib.suppress(*interrupts.STOPS, SystemExit):
-        atexit._run_exitfuncs()
-    if stopped is not None:
+        except ended:
+            pass
+        with contextlib.suppress(*ended):
+            atexit._run_exitfuncs()  # each handler's exception said by Python, the next run
+    if (stopped := interrupts.stopped_by()) is not None:
         stop(stopped)  # the line, and the signal's exit code
 
 

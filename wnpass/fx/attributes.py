@@ -375,9 +375,12 @@ def _put_value(tensor: torch.Tensor, saved: torch.Tensor) -> None:
             return
         if (parts := sparse_parts(tensor)) is not None:
             theirs = sparse_parts(saved)
-            if theirs is not None and _same_indices(tensor, parts, saved, theirs):
-                parts[-1].copy_(theirs[-1])  # its values in place: a view of them stays one
-                return  # (t231)
+            if theirs is not None and _same_shapes(parts, theirs):
+                for part, value in zip(parts, theirs, strict=True):  # in place: a view of its
+                    part.copy_(value)  # indices or values stays one (t231, t234)
+                if tensor.layout == torch.sparse_coo:
+                    tensor._coalesced_(saved.is_coalesced())
+                return
             tensor.resize_as_sparse_(saved)
         elif _repeats(tensor):  # each element once
             for axis, (size, step) in enumerate(zip(tensor.shape, tensor.stride(), strict=True)):
@@ -386,19 +389,10 @@ def _put_value(tensor: torch.Tensor, saved: torch.Tensor) -> None:
         tensor.copy_(saved)
 
 
-def _same_indices(
-    tensor: torch.Tensor, parts: list[torch.Tensor], saved: torch.Tensor, theirs: list[torch.Tensor]
-) -> bool:
-    """Whether sparse ``tensor`` (made of ``parts``) holds the indices of ``saved`` (made of
-    ``theirs``) as stored, and values of their shape: then only its values differ."""
-    if parts[-1].shape != theirs[-1].shape or parts[-1].dtype != theirs[-1].dtype:
-        return False
-    if tensor.layout == torch.sparse_coo and tensor.is_coalesced() != saved.is_coalesced():
-        return False
-    return all(
-        (x.shape, x.dtype) == (y.shape, y.dtype) and same_bytes(x, y)
-        for x, y in zip(parts[:-1], theirs[:-1], strict=True)
-    )
+def _same_shapes(parts: list[torch.Tensor], theirs: list[torch.Tensor]) -> bool:
+    """Whether two sparse tensors' parts (:func:`~wnpass.fx.memory.sparse_parts`) are of one
+    shape and dtype each: then each can take the other's values in place."""
+    return all((x.shape, x.dtype) == (y.shape, y.dtype) for x, y in zip(parts, theirs, strict=True))
 
 
 def _same_sparse(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -72,9 +72,9 @@ def sparse_parts(tensor: torch.Tensor) -> list[torch.Tensor] | None:
 
 def held(tensor: torch.Tensor) -> list[torch.Tensor]:
     """The strided tensors whose bytes ``tensor`` holds: itself; a sparse tensor's indices and
-    values (t231: a sparse buffer over a layer's bias was no sharing); a jagged nested
-    tensor's values; those a wrapper wraps, however deep (t227: a wrapper buffer over a bias:
-    the bias given back over the one data init set)."""
+    values (t231: a sparse buffer over a layer's bias was no sharing); a nested tensor's
+    values (t234: a strided one over a bias); those a wrapper wraps, however deep (t227: a
+    wrapper buffer over a bias: the bias given back over the one data init set)."""
     found, stack = [], [tensor]
     while stack:
         item = stack.pop()
@@ -82,8 +82,8 @@ def held(tensor: torch.Tensor) -> list[torch.Tensor]:
             stack.extend(parts[0])
         elif (pieces := sparse_parts(item)) is not None:
             stack.extend(pieces)
-        elif item.is_nested and item.layout == torch.jagged:
-            stack.append(item.values())
+        elif item.is_nested:  # a jagged one's buffer; a strided one's parts, views of its
+            stack.extend([item.values()] if item.layout == torch.jagged else item.unbind())
         else:
             found.append(item)
     return found
