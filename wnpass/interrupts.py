@@ -86,7 +86,9 @@ class _State:
 
 @contextlib.contextmanager
 def staging() -> Iterator[None]:
-    """Count a staging file or folder from just before it is made to after it is removed.
+    """Count a staging file or folder from just before it is made to after it is removed; or
+    any block where a stop signal is to raise rather than end the process at once, so that
+    what follows it still runs (a model.py's exit-time work, :mod:`wnpass.cli`).
 
     Inside :func:`handled`, a stop signal whose handler the model's code set back to the
     default (which ends the process on the spot, the staging left behind: t225) gets ours

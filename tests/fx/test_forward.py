@@ -623,6 +623,20 @@ def test_a_buffer_a_lazy_layer_registers_on_its_first_forward_stays() -> None:
     assert "mask" in model[0]._buffers and "mask" in model[0]._non_persistent_buffers_set
 
 
+def test_a_plain_view_of_what_a_wrapper_weight_wraps_is_the_weight_s() -> None:
+    """A wrapper parameter holds no bytes of its own, so a plain attribute viewing what it
+    wraps was the module's state, written back after a write the block keeps: the wrapper's
+    first tensor came back, its second stayed written (t235)."""
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    module: Any = _Buffered()  # a module of the user's: its plain attributes are its state
+    module.w = nn.Parameter(TwoTensor(torch.ones(3), torch.ones(3)))
+    module.inner = module.w.a
+    with state_given_back(module, unless_written=False), torch.no_grad():
+        module.w.mul_(5.0)
+    assert module.w.a.tolist() == module.w.b.tolist() == [5.0] * 3
+
+
 @pytest.mark.parametrize("where", ["buffer", "attribute"])
 def test_a_tensor_subclass_that_says_not_what_it_holds_is_refused_first(where: str) -> None:
     """A ``MaskedTensor``: comparing it after the forward raised a TypeError (an internal

@@ -438,8 +438,7 @@ def _users_exit_work(code: int) -> None:
                         thread.join()
         except ended:
             pass
-        with contextlib.suppress(*ended):
-            atexit._run_exitfuncs()  # each handler's exception said by Python, the next run
+        atexit._run_exitfuncs()  # a handler's exception (a stop too) said by Python, the next run
     if (stopped := interrupts.stopped_by()) is not None:
         stop(stopped)  # the line, and the signal's exit code
 

@@ -59,7 +59,6 @@ __all__ = [
     "require_readable",
     "rng_state",
     "same_bytes",
-    "same_structure",
     "same_value",
     "set_rng_state",
 ]
@@ -363,11 +362,12 @@ def _repeats(tensor: torch.Tensor) -> bool:
 
 
 def _put_value(tensor: torch.Tensor, saved: torch.Tensor) -> None:
-    """Write ``saved`` into ``tensor``: its elements, of a sparse one its indices too (a CSR
-    ``copy_`` takes the same nnz, t223), of a view that repeats elements each once; where the
-    forward gave it another shape, dtype or layout in place (``resize_``, ``.data = x``), as
-    its elements. A tensor made under inference mode is written there (t131), and takes a
-    copy of one (t133)."""
+    """Write ``saved`` into ``tensor``: its elements; of a sparse one each part (indices,
+    values) in place where they keep their shapes, so that one viewing a buffer still does
+    (t231, t234), else resized to ``saved``'s first (a CSR ``copy_`` takes the same nnz,
+    t223); of a view that repeats elements each once; where the forward gave it another
+    shape, dtype or layout in place (``resize_``, ``.data = x``), as its elements. A tensor
+    made under inference mode is written there (t131), and takes a copy of one (t133)."""
     inference = tensor.is_inference()
     with torch.inference_mode() if inference else torch.no_grad():
         if not same_structure(tensor, saved):
@@ -376,8 +376,8 @@ def _put_value(tensor: torch.Tensor, saved: torch.Tensor) -> None:
         if (parts := sparse_parts(tensor)) is not None:
             theirs = sparse_parts(saved)
             if theirs is not None and _same_shapes(parts, theirs):
-                for part, value in zip(parts, theirs, strict=True):  # in place: a view of its
-                    part.copy_(value)  # indices or values stays one (t231, t234)
+                for part, value in zip(parts, theirs, strict=True):
+                    part.copy_(value)
                 if tensor.layout == torch.sparse_coo:
                     tensor._coalesced_(saved.is_coalesced())
                 return

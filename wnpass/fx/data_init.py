@@ -26,9 +26,11 @@ once and used twice) is declined too: one ``g`` per unit cannot give each call's
 std 1. That is seen only when the second call runs, after the rest of the forward ran on the
 layer's initialized output, so the pass is given back and run again without those layers
 (one more forward for each round that finds such a layer). A layer whose ``g``, ``v`` or
-bias is also a parameter or buffer of another module (a bias shared by two layers) is
-declined before the pass: writing it would change that module's output too, and a shared
-bias set for one layer's statistics is rewritten by the other's.
+bias shares a byte with another parameter or any buffer (a bias shared by two layers, a buffer
+viewing it, its own module's too; a flat parameter made of the layers' values excepted:
+:class:`_Sharing`), or is a tensor subclass that wraps others, is declined before the pass:
+writing it would change that value too, and a shared bias set for one layer's statistics is
+rewritten by the other's.
 
 ``rescale=True`` (the default) then sets ``v <- v * g/||v||`` per unit, so ``||v|| = g``: ``w``
 and the outputs are unchanged, but the gradient step on ``w`` scales with ``(g/||v||)^2``, which

@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 
 import torch
 
-from wnpass.fx.memory import span
+from wnpass.fx.memory import held, span
 
 __all__ = ["Elements"]
 
@@ -23,8 +23,9 @@ _Storage = tuple[str, int]  # device, address
 
 def _span(tensor: torch.Tensor) -> tuple[_Storage, int, int] | None:
     """Where ``tensor``'s elements lie: its storage and its :func:`~wnpass.fx.memory.span`;
-    None for one without elements or storage (meta, sparse, a lazy module's not initialized
-    yet, a tracer's fake tensor)."""
+    None for one without elements or storage of its own (meta, sparse, nested, a wrapping
+    subclass: their parts have one, :func:`~wnpass.fx.memory.held`; a lazy module's not
+    initialized yet, a tracer's fake tensor)."""
     if (stretch := span(tensor)) is None:
         return None
     try:
@@ -42,9 +43,10 @@ class Elements(Generic[K]):
         self._ids = {id(tensor): key for key, tensor in tensors.items()}
         self._spans: dict[_Storage, list[tuple[int, int, K]]] = defaultdict(list)
         for key, tensor in tensors.items():
-            if (span := _span(tensor)) is not None:
-                storage, low, high = span
-                self._spans[storage].append((low, high, key))
+            for part in held(tensor):  # a wrapper's by what it wraps (t235)
+                if (span := _span(part)) is not None:
+                    storage, low, high = span
+                    self._spans[storage].append((low, high, key))
 
     @staticmethod
     def storage_of(tensor: torch.Tensor) -> _Storage:

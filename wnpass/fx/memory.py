@@ -82,8 +82,8 @@ def held(tensor: torch.Tensor) -> list[torch.Tensor]:
             stack.extend(parts[0])
         elif (pieces := sparse_parts(item)) is not None:
             stack.extend(pieces)
-        elif item.is_nested:  # a jagged one's buffer; a strided one's parts, views of its
-            stack.extend([item.values()] if item.layout == torch.jagged else item.unbind())
+        elif item.is_nested:  # a strided one (a jagged one is a wrapper): its parts, views
+            stack.extend(item.unbind())
         else:
             found.append(item)
     return found
@@ -172,10 +172,10 @@ class Bytes:
     """The exact bytes tensors hold, compared as sets: each as sorted disjoint runs of
     addresses, one for a :func:`_dense` tensor, one per row for a column or every other row of
     a table, computed once per tensor (the tensors are held: an id is only theirs while they
-    live). A tensor of more than :data:`MAX_RUNS` runs, or none (no span), answers each
-    question the safe way (sharing a byte where its span does; holding, covering, nothing
-    exactly), so that a layer is declined, never a sharing missed (t227: masks a byte per
-    byte of the memory took minutes over a 100 MB flat parameter)."""
+    live). A tensor of more than :data:`MAX_RUNS` runs answers each question the safe way
+    (sharing a byte where its span does; holding, covering, nothing exactly), so that a layer
+    is declined, never a sharing missed (t227: masks a byte per byte of the memory took
+    minutes over a 100 MB flat parameter)."""
 
     def __init__(self) -> None:
         self._runs: dict[int, tuple[torch.Tensor, _Runs | None]] = {}

@@ -85,8 +85,8 @@ def _parameter_axis(axis: int | _Part | None) -> int | None:
 
 @dataclasses.dataclass(frozen=True)
 class _Piece:
-    """An axis of a reshape's result that is one of several ``axis`` of its input was split
-    into (:func:`_reshape_axes`)."""
+    """An axis of a reshape's result that is one of the several axes the reshape split input
+    axis ``axis`` into (:func:`_reshape_axes`)."""
 
     axis: int
 
