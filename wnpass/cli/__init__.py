@@ -463,7 +463,8 @@ def run() -> NoReturn:
     code = _flushed(main())
     if user_code_ran():
         _users_exit_work(code)
-        code = _flushed(code)
+        if _flushed(code) != code:  # what it printed met a reader gone: no verdict on the
+            _point_stdout_at(None)  # command, whose own output was all read
     logging.shutdown()
     os._exit(_flushed(code))
 
