@@ -1973,7 +1973,7 @@ def test_a_sparse_buffer_over_a_layer_s_bias_is_sharing(layout: str) -> None:
     elif layout == "nested":  # a strided nested tensor over it (t234)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torch: nested tensors are a prototype
-            aux = torch.nested.as_nested_tensor(layer.bias.data.view(1, 3))
+            aux = torch.nested.as_nested_tensor(layer.bias.data.view(3, 1))  # 3 parts, 1 name
     else:
         crow, col = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 0, 0])
         aux = torch.sparse_csr_tensor(crow, col, layer.bias.data, (3, 1))

@@ -635,6 +635,23 @@ def test_a_plain_view_of_what_a_wrapper_weight_wraps_is_the_weight_s() -> None:
     with state_given_back(module, unless_written=False), torch.no_grad():
         module.w.mul_(5.0)
     assert module.w.a.tolist() == module.w.b.tolist() == [5.0] * 3
+    # a write through the view is the weight's: copied first and given back (t236: it stayed)
+    with state_given_back(module) as given, torch.no_grad():
+        module.inner[:2].mul_(7.0)
+    assert given.whole and module.w.a.tolist() == [5.0] * 3
+
+
+def test_a_sparse_buffer_with_an_expanded_part_is_given_back() -> None:
+    """Its values one element expanded: every part was copied back, the unchanged expanded
+    one too, which raised "more than one element of the written-to tensor refers to a single
+    memory location" (t236). A part that did not change is left as it is."""
+    module: Any = _Buffered()
+    index = torch.tensor([[0, 1, 2], [0, 1, 2]])
+    module.register_buffer("s", torch.sparse_coo_tensor(index, torch.ones(1).expand(3), (3, 3)))
+    with torch.no_grad(), state_given_back(module) as given:
+        module.s._indices()[1].copy_(torch.tensor([2, 1, 0]))
+    assert given.whole and module.s._indices().tolist() == [[0, 1, 2], [0, 1, 2]]
+    assert torch.equal(module.s.to_dense(), torch.eye(3))
 
 
 @pytest.mark.parametrize("where", ["buffer", "attribute"])

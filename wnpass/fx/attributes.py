@@ -377,7 +377,8 @@ def _put_value(tensor: torch.Tensor, saved: torch.Tensor) -> None:
             theirs = sparse_parts(saved)
             if theirs is not None and _same_shapes(parts, theirs):
                 for part, value in zip(parts, theirs, strict=True):
-                    part.copy_(value)
+                    if not same_bytes(part, value):  # a part it did not change may repeat
+                        _put_value(part, value)  # elements (expanded): written once each
                 if tensor.layout == torch.sparse_coo:
                     tensor._coalesced_(saved.is_coalesced())
                 return

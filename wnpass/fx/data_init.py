@@ -333,13 +333,13 @@ class _Sharing:
             if tensor is None:
                 continue
             own = {prefix + slot for prefix in names}
-            others = [
+            others = dict.fromkeys(  # once each: a nested buffer has a part per component
                 name
                 for name, other in self.spans.overlapping(tensor)
                 if not (other is tensor and name in own)
                 and self.bytes.meet(other, tensor)
                 and not self.flat_storage(other, tensor)
-            ]
+            )
             if others:
                 return (
                     f"{what} is also {', '.join(others)}: writing it would change "

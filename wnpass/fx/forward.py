@@ -46,6 +46,7 @@ from wnpass.fx.attributes import (
 from wnpass.fx.axes import renormed_table
 from wnpass.fx.compare import result_tensors
 from wnpass.fx.elements import Elements
+from wnpass.fx.memory import held
 from wnpass.interrupts import STOPS
 from wnpass.plan import ProcessExit, user_code
 
@@ -356,7 +357,11 @@ class _Snapshots(TorchFunctionMode):
         # its version counter: none of them then reads as written without a copy)
         self.storages: dict[tuple[str, int], list[str]] = {}
         for name, param in self.params.items():
-            self.storages.setdefault(Elements.storage_of(param), []).append(name)
+            # a wrapper's by the storages of what it wraps: a write through a view of one of
+            # them is a write of it (t236)
+            tensors = [param, *held(param)]  # itself too: a write of the wrapper names it
+            for storage in dict.fromkeys(Elements.storage_of(part) for part in tensors):
+                self.storages.setdefault(storage, []).append(name)
         self.copied: set[tuple[str, int]] = set()  # storages copied
         self.saved: dict[str, torch.Tensor] = {}
         self.late: set[str] = set()  # written before their copy was made (in TorchScript code)
