@@ -477,13 +477,33 @@ def test_a_log_line_escapes_the_control_characters_of_a_models_names(tmp_path: P
     assert "WARNING " in result.stderr
 
 
-_EXIT_WORK = """
-import atexit, tempfile, threading, time
+# a model.py's model and inputs, to which a test adds the code it is about
+_LINEAR = """
 import torch
 def build_model():
     return torch.nn.Linear(2, 2)
 def example_inputs():
     return (torch.ones(1, 2),)
+"""
+
+
+def _wnpass_beside(tmp_path: Path, code: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``python -m wnpass ARGV`` run in ``tmp_path``, beside a model.py of ``code``."""
+    (tmp_path / "model.py").write_text(code)
+    return subprocess.run(
+        [sys.executable, "-m", "wnpass", *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+_EXIT_WORK = (
+    _LINEAR
+    + """
+import atexit, tempfile, threading, time
 atexit.register(lambda: open("atexit.txt", "w").write("ran"))
 def _late():
     time.sleep(0.5)
@@ -494,6 +514,7 @@ from concurrent.futures import ThreadPoolExecutor
 POOL = ThreadPoolExecutor(2)  # never shut down: its idle workers end as Python ends
 POOL.submit(time.sleep, 0).result()
 """
+)
 
 
 def test_a_model_py_s_exit_time_work_runs_as_python_would_run_it(tmp_path: Path) -> None:
@@ -501,15 +522,7 @@ def test_a_model_py_s_exit_time_work_runs_as_python_would_run_it(tmp_path: Path)
     daemon) and a TemporaryDirectory's removal never ran, as ``python model.py`` runs them
     (t225). A thread pool it never shut down is told to stop first, as Python does (a wait
     for its idle workers never ended)."""
-    (tmp_path / "model.py").write_text(_EXIT_WORK)
-    result = subprocess.run(
-        [sys.executable, "-m", "wnpass", "-q", "train-rewrite", "model.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = _wnpass_beside(tmp_path, _EXIT_WORK, "-q", "train-rewrite", "model.py")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "atexit.txt").read_text() == "ran"
     assert (tmp_path / "thread.txt").read_text() == "done"
@@ -518,15 +531,13 @@ def test_a_model_py_s_exit_time_work_runs_as_python_would_run_it(tmp_path: Path)
     ]  # fmt: skip
 
 
-_EXIT_PRINTS = """
+_EXIT_PRINTS = (
+    _LINEAR
+    + """
 import atexit
-import torch
-def build_model():
-    return torch.nn.Linear(2, 2)
-def example_inputs():
-    return (torch.ones(1, 2),)
 atexit.register(lambda: print("printed at exit"))
 """
+)
 
 
 def test_what_a_model_py_prints_at_exit_leaves_a_json_report_on_stdout_alone(
@@ -535,14 +546,8 @@ def test_what_a_model_py_prints_at_exit_leaves_a_json_report_on_stdout_alone(
     """With ``--json -`` the report is all of standard output: a model.py's atexit print
     landed there after the JSON (t232: "Extra data" for a JSON reader). It goes to standard
     error, as the model's other prints do."""
-    (tmp_path / "model.py").write_text(_EXIT_PRINTS)
-    result = subprocess.run(
-        [sys.executable, "-m", "wnpass", "-q", "train-rewrite", "model.py", "--json", "-"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
+    result = _wnpass_beside(
+        tmp_path, _EXIT_PRINTS, "-q", "train-rewrite", "model.py", "--json", "-"
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["sites"]
@@ -566,29 +571,19 @@ atexit.register(os._exit, 0)
 def test_a_model_py_s_exit_handler_cannot_change_the_exit_code(tmp_path: Path) -> None:
     """``atexit.register(os._exit, 0)`` (a guard against hangs at exit): the failed run exited
     0 (t234). Its os._exit raises there, as anywhere in the model's code: exit 2 stays."""
-    (tmp_path / "model.py").write_text(_EXITS_AT_EXIT)
-    result = subprocess.run(
-        [sys.executable, "-m", "wnpass", "train-rewrite", "model.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = _wnpass_beside(tmp_path, _EXITS_AT_EXIT, "train-rewrite", "model.py")
     assert result.returncode == 2
     assert "wnpass: error: model.py: M: the forward on the example inputs raised" in result.stderr
 
 
-_WAITS_FOREVER = """
+_WAITS_FOREVER = (
+    _LINEAR
+    + """
 import atexit, threading, time
-import torch
-def build_model():
-    return torch.nn.Linear(2, 2)
-def example_inputs():
-    return (torch.ones(1, 2),)
 atexit.register(lambda: open("atexit.txt", "w").write("ran"))
 threading.Thread(target=time.sleep, args=(10**6,)).start()
 """
+)
 
 
 def test_a_stop_while_waiting_for_a_model_py_s_threads_still_runs_its_exit_handlers(

@@ -911,18 +911,17 @@ def test_a_comparison_out_of_memory_is_no_verdict(
 ) -> None:
     """Outputs too large to compare in memory (float64 temporaries) were an internal error,
     exit 3: like ONNX Runtime running out of memory, it is the machine's limit, exit 2."""
-    from wnpass.verify import check as check_module
+    from wnpass.verify import compare as compare_module  # where compare_within calls it
+    from wnpass.verify.compare import compare_outputs
 
     def too_big(*args: object, **kwargs: object) -> None:
         raise MemoryError
 
-    monkeypatch.setattr(check_module, "compare_outputs", too_big)
+    monkeypatch.setattr(compare_module, "compare_outputs", too_big)
     with pytest.raises(WnpassError, match=r"ref.onnx: comparing two runs of its outputs needs"):
         check(*pair, runs=1, warmup=0)  # the reference's against itself, first
-    from wnpass.verify.compare import compare_outputs
-
     calls: Iterator[Callable[..., Any]] = iter([compare_outputs, too_big])
-    monkeypatch.setattr(check_module, "compare_outputs", lambda *a, **k: next(calls)(*a, **k))
+    monkeypatch.setattr(compare_module, "compare_outputs", lambda *a, **k: next(calls)(*a, **k))
     with pytest.raises(WnpassError, match=r"comparing its outputs with the reference's needs") as e:
         check(*pair, runs=1, warmup=0)
     assert e.value.exit_code == 2

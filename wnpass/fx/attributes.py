@@ -311,14 +311,11 @@ def _wrapped(tensor: torch.Tensor) -> tuple[list[torch.Tensor], tuple[object, ..
 def require_readable(tensor: torch.Tensor, what: str) -> None:
     """Raise :class:`OpaqueTensorError` naming ``what`` where ``tensor``, or a tensor it
     wraps, is a subclass whose value cannot be compared or given back (a ``MaskedTensor``:
-    comparing it raised a TypeError after the forward, the state left changed, t226)."""
-    stack = [tensor]
-    while stack:
-        try:
-            parts = _wrapped(stack.pop())
-        except OpaqueTensorError as error:
-            raise OpaqueTensorError(what, error.kind) from None
-        stack.extend(parts[0] if parts is not None else ())
+    comparing it raised a TypeError after the forward, the state left changed, t226): one
+    :func:`~wnpass.fx.memory.held` leaves whole, a wrapper that does not say what it wraps."""
+    for part in held(tensor):
+        if is_wrapper(part):
+            raise OpaqueTensorError(what, type(part).__name__)
 
 
 def _same_metadata(a: object, b: object) -> bool:
@@ -332,7 +329,6 @@ class OpaqueTensorError(WnpassError):
     """A tensor subclass whose value wnpass cannot read to compare or give back."""
 
     def __init__(self, what: str, kind: str) -> None:
-        self.kind = kind
         super().__init__(
             f"{what} is a {kind}, a tensor subclass that does not say what it holds (no "
             "__tensor_flatten__): its value cannot be compared or given back after wnpass's "

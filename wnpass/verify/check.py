@@ -28,7 +28,7 @@ from wnpass.report import model_files
 from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
 from wnpass.verify import resized, sensitivity
-from wnpass.verify.compare import OutputComparison, compare_outputs, dtype_name
+from wnpass.verify.compare import OutputComparison, compare_outputs, compare_within, dtype_name
 from wnpass.verify.draws import aborting_op, random_differences
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
 from wnpass.verify.report import (
@@ -50,10 +50,6 @@ logger = logging.getLogger(__name__)
 SESSION_REPEATS = 3
 
 Progress = Callable[[str, int, int], None]
-
-
-def _run_names(session: object) -> list[str]:
-    return [o.name for o in session.get_outputs()]  # type: ignore[attr-defined]
 
 
 def _feeds(
@@ -311,7 +307,7 @@ def check(
                     specs,
                     options.shapes or {},
                     {name: tuple(array.shape) for name, array in arrays.items()},
-                    (options.rtol, options.atol),
+                    options.tolerances,
                 )
                 report.differences += differences
                 report.notes += resized_notes
@@ -378,42 +374,6 @@ class _OneRun(NamedTuple):
     result: ProviderRun
     sessions: tuple[prov.Session, prov.Session | None]  # None: the candidate did not load
     candidate_outputs: tuple[list[str], list[np.ndarray]]
-
-
-def _not_deterministic(
-    ref: prov.Session,
-    reference: Path,
-    feeds: dict[str, Any],
-    first: list[Any],
-    options: CheckOptions,
-) -> list[str]:
-    """The outputs a second run of the reference, on the same inputs, gives other values of,
-    beyond the check's own tolerance (float noise of a kernel that sums in another order is
-    within it). An unseeded random op draws the same values in every new session of a
-    process, so the reference and the candidate would agree on their first runs by the seed
-    alone; a second run of the same session draws new ones."""
-    names = _run_names(ref.session)
-    again = prov.run(ref, reference, feeds)
-    what = f"{reference}: comparing two runs of its outputs"
-    rows = _compared((names, first), (names, again), options, what)
-    return [row.name for row in rows if not row]
-
-
-def _compared(
-    reference: tuple[list[str], list[Any]],
-    candidate: tuple[list[str], list[Any]],
-    options: CheckOptions,
-    what: str,
-) -> list[OutputComparison]:
-    """``compare_outputs`` at the check's tolerance; running out of memory there is the
-    machine's limit, as ONNX Runtime's is: no verdict on the model (``what`` names the
-    comparison)."""
-    try:
-        return compare_outputs(*reference, *candidate, rtol=options.rtol, atol=options.atol)
-    except MemoryError:
-        raise WnpassError(
-            f"{what} needs more memory than there is; give smaller inputs (--shape, --inputs)"
-        ) from None
 
 
 def _inputs_said(
@@ -483,7 +443,7 @@ def _check_one(
         cand.seconds_to_create,
     )
     ref_out = prov.run(ref, reference, feeds)
-    if changed := _not_deterministic(ref, reference, feeds, ref_out, options):
+    if changed := prov.varying_outputs(ref, reference, feeds, ref_out, options.tolerances):
         result.status = NOT_DETERMINISTIC
         result.error = (
             f"the reference gave other values of {', '.join(changed)} on a second run on the "
@@ -498,10 +458,10 @@ def _check_one(
         result.status, result.error = CANDIDATE_FAILED, error.reason
         logger.info("%s/%s: the candidate failed to run: %s", provider, level, error.reason)
         return _OneRun(result, (ref, cand), ([], []))
-    cand_names = _run_names(cand.session)
+    cand_names = cand.output_names()
     what = f"{candidate}: comparing its outputs with the reference's"
-    ref_run = (_run_names(ref.session), ref_out)
-    result.comparisons = _compared(ref_run, (cand_names, cand_out), options, what)
+    ref_run = (ref.output_names(), ref_out)
+    result.comparisons = compare_within(ref_run, (cand_names, cand_out), *options.tolerances, what)
     # a random op draws alike on every session's first run, as the reference's check says: a
     # second run of the candidate shows it (a draw that differs seldom may still match twice;
     # the models' random ops are compared before any run)
@@ -511,11 +471,13 @@ def _check_one(
         result.status, result.error = CANDIDATE_FAILED, error.reason
         logger.info("%s/%s: the candidate failed a second run: %s", provider, level, error.reason)
         return _OneRun(result, (ref, cand), ([], []))
-    again = _compared(ref_run, (cand_names, second), options, what)
+    again = compare_within(ref_run, (cand_names, second), *options.tolerances, what)
     # one that failed on its first run and varies: said so, not as a plain difference (a
     # Dropout that reads an initializer, which ONNX Runtime keeps, t151)
     runs = (cand_names, cand_out), (cand_names, second)
-    twice = _compared(*runs, options, f"{candidate}: comparing two runs of its outputs")
+    twice = compare_within(
+        *runs, *options.tolerances, f"{candidate}: comparing two runs of its outputs"
+    )
     varies = {row.name for row in twice if not row} & set(ref_run[0])  # not one it adds (t154)
     pairs = enumerate(zip(result.comparisons, again, strict=True))
     if moved := [i for i, (first, then) in pairs if (first and not then) or first.name in varies]:
@@ -570,7 +532,7 @@ def _weights_moved(
                 threads=options.threads,
                 initializers=given,
             )
-            runs.append((_run_names(session.session), prov.run(session, reference, feeds)))
+            runs.append((session.output_names(), prov.run(session, reference, feeds)))
         except (prov.SessionError, prov.OutOfMemoryError) as error:
             logger.info("%s: the reference with weights moved by one ulp: %s", provider, error)
             return {}
@@ -579,7 +541,7 @@ def _weights_moved(
         del session  # before the next: one copy of the weights in ONNX Runtime at a time
     what = f"{reference}: comparing it with its weights moved by one ulp"
     try:
-        rows = _compared(runs[0], runs[1], options, what)
+        rows = compare_within(runs[0], runs[1], *options.tolerances, what)
     except WnpassError as error:  # out of memory: no note, the verdict stands
         logger.info("%s", error)
         return {}

@@ -34,12 +34,14 @@ from typing import Any, Protocol
 import ml_dtypes
 import numpy as np
 
+from wnpass.errors import WnpassError
 from wnpass.report import counted
 
 __all__ = [
     "DEFAULT_TOLERANCES",
     "OutputComparison",
     "compare_outputs",
+    "compare_within",
     "dtype_name",
     "is_exact",
     "nothing_compared",
@@ -372,6 +374,24 @@ def output_status(passed: bool, uncompared: str | None) -> str:
     if not passed:
         return "failed"
     return "not compared" if uncompared else "passed"
+
+
+def compare_within(
+    reference: tuple[list[str], list[Any]],
+    candidate: tuple[list[str], list[Any]],
+    rtol: float | None,
+    atol: float | None,
+    what: str,
+) -> list[OutputComparison]:
+    """:func:`compare_outputs` of two runs, each its output names and values; running out of
+    memory there is the machine's limit, as ONNX Runtime's is: no verdict on the model
+    (``what`` names the comparison)."""
+    try:
+        return compare_outputs(*reference, *candidate, rtol=rtol, atol=atol)
+    except MemoryError:
+        raise WnpassError(
+            f"{what} needs more memory than there is; give smaller inputs (--shape, --inputs)"
+        ) from None
 
 
 def compare_outputs(

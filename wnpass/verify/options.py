@@ -61,6 +61,11 @@ class CheckOptions:
     threads: int | None = None
     optimizations: Sequence[str] = ("default",)
 
+    @property
+    def tolerances(self) -> tuple[float | None, float | None]:
+        """``(rtol, atol)``, as the comparisons take them."""
+        return self.rtol, self.atol
+
     def __post_init__(self) -> None:
         # A tolerance of any real type (np.float32(1e-3), Fraction(1, 10000)) is kept as a
         # Python float, and a count or dimension of any integer type (np.int64(2)) as a Python

@@ -30,6 +30,7 @@ from wnpass.errors import (
     printable,
     shortened,
 )
+from wnpass.verify.compare import compare_within
 
 __all__ = [
     "BITS_TYPES",
@@ -48,6 +49,7 @@ __all__ = [
     "quiet_default_logger",
     "resolve",
     "run",
+    "varying_outputs",
     "warm_up",
 ]
 
@@ -332,6 +334,10 @@ class Session:
         return it as what it is."""
         return any(o.type in BITS_TYPES for o in self.session.get_outputs())
 
+    def output_names(self) -> list[str]:
+        """The model's output names, in the order :meth:`run` gives the outputs."""
+        return [output.name for output in self.session.get_outputs()]
+
     def run(self, feeds: dict[str, Any]) -> list[Any]:
         """Run once on ``feeds`` (arrays, or :func:`ort_feeds`'s); the outputs as numpy
         arrays (those of types numpy lacks as ml_dtypes arrays), lists (sequences), dicts
@@ -398,3 +404,22 @@ def open_session(
     first = session.get_providers()[0]
     actual = next((short for short, name in PROVIDERS.items() if name == first), first)
     return Session(session, provider, actual, seconds, held)
+
+
+def varying_outputs(
+    session: Session,
+    model: Path,
+    feeds: dict[str, Any],
+    first: list[Any],
+    tolerances: tuple[float | None, float | None],
+) -> list[str]:
+    """The outputs a second run of ``session`` on ``feeds`` gives other values of than its
+    first (``first``), beyond the check's own tolerance (float noise of a kernel that sums in
+    another order is within it). An unseeded random op draws the same values in every new
+    session of a process, so two models would agree on their first runs by the seed alone; a
+    second run of the same session draws new ones."""
+    names = session.output_names()
+    again = run(session, model, feeds)
+    what = f"{model}: comparing two runs of its outputs"
+    rows = compare_within((names, first), (names, again), *tolerances, what)
+    return [row.name for row in rows if not row]

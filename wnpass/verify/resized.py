@@ -18,7 +18,7 @@ from pathlib import Path
 from wnpass.errors import InvalidArgumentError
 from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
-from wnpass.verify.compare import OutputComparison, compare_outputs
+from wnpass.verify.compare import OutputComparison, compare_within
 from wnpass.verify.report import failure_reason
 
 __all__ = ["SIZES", "at_other_sizes"]
@@ -58,20 +58,13 @@ def at_other_sizes(
     ref, cand = sessions
     try:
         ref_out = prov.run(ref, reference, arrays)
-        again = prov.run(ref, reference, arrays)
+        varies = prov.varying_outputs(ref, reference, arrays, ref_out, tolerances)
     except (prov.RunFailedError, prov.OutOfMemoryError) as error:
         logger.info("%s: the reference failed to run %s: %s", reference, where, error.reason)
         return [], [
             f"the reference fails to run {where}, so the models were compared at one size of "
             f"them only: {error.reason}"
         ]
-    varies = [
-        row.name
-        for row in compare_outputs(
-            _names(ref), ref_out, _names(ref), again, rtol=tolerances[0], atol=tolerances[1]
-        )
-        if not row
-    ]
     if varies:  # a draw seen only there (an output empty at the first sizes): no reference
         return [], [
             f"the reference gives other values of {', '.join(varies)} on a second run {where} "
@@ -83,17 +76,14 @@ def at_other_sizes(
         return [], [f"the candidate ran out of memory {where}: {error.reason}"]
     except prov.RunFailedError as error:
         return [f"{where}, the candidate fails to run where the reference runs: {error.reason}"], []
-    rows = compare_outputs(
-        _names(ref), ref_out, _names(cand), cand_out, rtol=tolerances[0], atol=tolerances[1]
+    what = f"{candidate}: comparing its outputs with the reference's {where}"
+    rows = compare_within(
+        (ref.output_names(), ref_out), (cand.output_names(), cand_out), *tolerances, what
     )
     failed = [row for row in rows if not row]
     if failed:
         return [f"{where}, output {_said(row)}" for row in failed], []
     return [], [f"also matched {where}"]
-
-
-def _names(session: prov.Session) -> list[str]:
-    return [output.name for output in session.session.get_outputs()]
 
 
 def _said(row: OutputComparison) -> str:
