@@ -90,6 +90,8 @@ def test_the_json_has_each_output_s_status_and_no_made_up_error_size() -> None:
     report = CheckReport("a.onnx", "b.onnx", runs=[ProviderRun("cpu", "default", "ok", rows)])
     recorded = {c["name"]: c for c in report.to_dict()["runs"][0]["comparisons"]}
     assert [recorded[n]["status"] for n in "yes"] == ["failed", "not compared", "passed"]
+    # passed: true beside "not compared" read as a match; null says neither
+    assert [recorded[n]["passed"] for n in "yes"] == [False, None, True]
     assert recorded["y"]["max_abs"] == 1.0
     for name in "es":
         sizes = [recorded[name][key] for key in ("max_abs", "max_rel", "scale", "max_scaled")]

@@ -90,9 +90,12 @@ def _row_data(row: OutputRow, data: dict[str, Any]) -> None:
     ``status`` and ``passed``, error sizes null where no element was compared (0 would read
     as "no error"), and no tolerance for a row that is no output (the folded checkpoint did
     not load)."""
-    from wnpass.verify.compare import output_status
+    from wnpass.verify.compare import output_passed, output_status
 
-    data.update(passed=row.ok, status=output_status(row.ok, row.uncompared))
+    data.update(
+        passed=output_passed(row.ok, row.uncompared),
+        status=output_status(row.ok, row.uncompared),
+    )
     if not row.compared:
         data.update(max_abs=None, max_rel=None)
     if row.shape is None:

@@ -376,6 +376,12 @@ def output_status(passed: bool, uncompared: str | None) -> str:
     return "not compared" if uncompared else "passed"
 
 
+def output_passed(passed: bool, uncompared: str | None) -> bool | None:
+    """An output's ``passed`` in the JSON: null where not one element was compared, which is
+    no failure but no match either (true read as "compared, equal")."""
+    return None if passed and uncompared else passed
+
+
 def compare_within(
     reference: tuple[list[str], list[Any]],
     candidate: tuple[list[str], list[Any]],

@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from wnpass.report import Anchored, shape_text, write_json
-from wnpass.verify.compare import OutputComparison, nothing_compared
+from wnpass.verify.compare import OutputComparison, nothing_compared, output_passed
 
 if TYPE_CHECKING:
     from wnpass.plan import IOPlan
@@ -352,7 +352,11 @@ def comparison_data(c: OutputComparison, data: dict[str, Any]) -> None:
     a string, a map, a missing output or one with no element compared: 0 would read as
     "no error")."""
     # exact: null where no element had a type to take a tolerance from (the table's "-")
-    data.update(passed=c.passed, status=c.status, exact=c.exact if _typed(c) else None)
+    data.update(
+        passed=output_passed(c.passed, c.uncompared),
+        status=c.status,
+        exact=c.exact if _typed(c) else None,
+    )
     if not c.measured:
         data.update(max_abs=None, max_rel=None, scale=None, max_scaled=None)
 
