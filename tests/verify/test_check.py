@@ -1268,6 +1268,51 @@ def test_a_candidate_taking_an_input_with_a_default_as_another_dtype_fails(
         check(reference, reference, shapes={"s": [1, 8]}, runs=1, warmup=0)
 
 
+def test_a_candidate_taking_with_a_default_an_input_the_reference_requires_is_run(
+    tmp_path: Path,
+) -> None:
+    """The candidate's x has a default, the reference's none: it takes every call the
+    reference takes, fed as the reference is. The check refused it as "its inputs differ"
+    (exit 2, t229)."""
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    x = np.full((2, 8), 7.0, np.float32)
+    onnx.save(one_output_model("float[2, 8] x", "y = Relu(x)"), reference)
+    onnx.save(one_output_model("float[2, 8] x", "y = Relu(x)", x=x), candidate)
+    report = check(reference, candidate, runs=1, warmup=0)
+    assert report and not report.differences
+    assert [i["name"] for i in report.inputs] == ["x"] and "inputs synthesized (seed 0)" in (
+        report.notes
+    )
+    # fed the candidate's default, which differs from what a caller feeds: no match
+    onnx.save(one_output_model("float[2, 8] x", "y = Neg(x)", x=x), candidate)
+    assert not check(reference, candidate, runs=1, warmup=0).runs[0].passed
+
+
+def test_a_candidate_requiring_an_input_the_reference_takes_with_a_default_fails(
+    tmp_path: Path,
+) -> None:
+    """The reference's s has a default, the candidate requires it (a tool that dropped the
+    initializer and kept the input): it refuses a caller that does not feed s. Compared fed
+    the reference's default, it matches, and differs (it was refused as "its inputs differ",
+    exit 2, t229); an inputs file may give s."""
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    s = np.full((1, 8), 3.0, np.float32)
+    onnx.save(one_output_model("float[N, 8] x, float[1, 8] s", "y = Mul(x, s)", s=s), reference)
+    onnx.save(one_output_model("float[N, 8] x, float[1, 8] s", "y = Mul(x, s)"), candidate)
+    report = check(reference, candidate, runs=1, warmup=0)
+    assert all(run.passed for run in report.runs) and not report
+    assert report.differences == [
+        "the candidate requires input s, which the reference takes with a default: it "
+        "refuses a caller that does not feed it (compared fed the reference's default)"
+    ]
+    assert "the reference's default fed to both: s" in report.notes
+    given = tmp_path / "i.npz"
+    np.savez(given, x=np.ones((2, 8), np.float32), s=np.full((1, 8), 5.0, np.float32))
+    fed = check(reference, candidate, inputs=given, runs=1, warmup=0)
+    assert fed.runs[0].passed and fed.runs[0].comparisons[0].max_abs == 0.0
+    assert not any("default fed" in note for note in fed.notes) and not fed
+
+
 def test_a_candidate_that_varies_and_fails_its_first_run_says_it_varies(tmp_path: Path) -> None:
     """t151: a DropConnect's weight folded into an initializer: ONNX Runtime takes out the
     reference's training-mode Dropout of a computed weight but keeps the candidate's, of an

@@ -57,13 +57,17 @@ def _feeds(
     defaults: list[inputs_mod.InputSpec],
     shapes: dict[str, list[int]],
     inputs: Path | None,
+    fallback: dict[str, tuple[inputs_mod.InputSpec, np.ndarray]],
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """The inputs to run both models on, and notes on them. ``defaults``: the inputs with a
-    default (an initializer) in both models, fed only where the inputs file gives them."""
+    default (an initializer) in both models, fed only where the inputs file gives them;
+    ``fallback``: inputs the reference takes with a default and the candidate requires, fed
+    the reference's default where the inputs file does not give them."""
+    optional = [*defaults, *(spec for spec, _ in fallback.values())]
     if inputs is not None:
-        feeds, notes = inputs_mod.load_npz(inputs, specs, defaults), [f"inputs from {inputs}"]
+        feeds, notes = inputs_mod.load_npz(inputs, specs, optional), [f"inputs from {inputs}"]
     else:
-        if shaped := sorted(set(shapes) & {spec.name for spec in defaults}):
+        if shaped := sorted(set(shapes) & {spec.name for spec in optional}):
             raise InvalidArgumentError(  # was "the model has no input of that name" (t229)
                 f"{shaped[0]}: an input with a default (an initializer), which is not "
                 "synthesized: give its value with --inputs",
@@ -78,7 +82,50 @@ def _feeds(
             f"not fed, so each model takes its own initializer's value: {shown} (inputs with a "
             "default; an inputs file may give them)"
         )
+    if taken := [name for name in fallback if name not in feeds]:
+        feeds |= {name: fallback[name][1] for name in taken}
+        notes.append(f"the reference's default fed to both: {', '.join(taken)}")
     return feeds, notes
+
+
+def _candidate_specs(
+    reference_model: ir.Model,
+    candidate_model: ir.Model,
+    specs: list[inputs_mod.InputSpec],
+    reference_defaults: list[inputs_mod.InputSpec],
+    candidate: Path,
+) -> tuple[
+    list[inputs_mod.InputSpec], dict[str, tuple[inputs_mod.InputSpec, np.ndarray]], list[str]
+]:
+    """The candidate's inputs as the check feeds them, the inputs fed the reference's default
+    where no value is given (each with its spec and that value), and a difference line for
+    each input the candidate requires and the reference takes with a default.
+
+    - An input the reference requires and the candidate takes with a default is fed as the
+      reference's is: the candidate takes every call the reference takes (t229).
+    - An input the candidate requires and the reference takes with a default is fed the
+      reference's default, the value the reference takes unfed: the candidate is compared on
+      those calls, and differs, as it refuses a caller that does not feed it."""
+    required = {spec.name for spec in specs}
+    ours = {spec.name: spec for spec in reference_defaults}
+    theirs = inputs_mod.signature(candidate_model, candidate)
+    taken = [s for s in inputs_mod.signature(candidate_model, defaults=True) if s.name in required]
+    values: dict[str, tuple[inputs_mod.InputSpec, np.ndarray]] = {}
+    lines: list[str] = []
+    kept: list[inputs_mod.InputSpec] = []
+    for spec in theirs:
+        if spec.name in required or spec.name not in ours:
+            kept.append(spec)  # fed as the reference's, or an input the reference lacks
+            continue
+        value = next(v for v in reference_model.graph.inputs if v.name == spec.name)
+        assert value.const_value is not None  # an input with a default
+        values[spec.name] = ours[spec.name], value.const_value.numpy()
+        lines.append(
+            f"the candidate requires input {spec.name}, which the reference takes with a "
+            "default: it refuses a caller that does not feed it (compared fed the reference's "
+            "default)"
+        )
+    return kept + taken, values, lines
 
 
 def _defaults(
@@ -215,7 +262,10 @@ def check(
         raise prov.SessionError(reference, aborts)
     candidate_model, candidate_files = _load(candidate, "candidate", pinned)
     candidate_aborts = aborting_op(candidate_model)  # a candidate that fails: not run
-    candidate_specs = inputs_mod.signature(candidate_model, candidate)
+    reference_defaults = inputs_mod.signature(reference_model, defaults=True)
+    candidate_specs, defaults_fed, defaults_required = _candidate_specs(
+        reference_model, candidate_model, specs, reference_defaults, candidate
+    )
     inputs_mod.require_same_inputs(specs, candidate_specs, candidate)
     files_read = [*reference_files, *candidate_files]
     if options.inputs is not None:
@@ -228,7 +278,7 @@ def check(
         plan.check()
     chosen = prov.resolve(list(options.providers) if options.providers else None)
     defaults, candidate_defaults = _defaults(reference_model, candidate_model)
-    arrays, notes = _feeds(specs, defaults, options.shapes or {}, options.inputs)
+    arrays, notes = _feeds(specs, defaults, options.shapes or {}, options.inputs, defaults_fed)
     fed = [
         pair for pair in zip(defaults, candidate_defaults, strict=True) if pair[0].name in arrays
     ]
@@ -238,9 +288,10 @@ def check(
     notes += _order_note(reference_model, candidate_model)
     report = CheckReport(str(reference), str(candidate), notes=notes, files_read=files_read)
     report.differences = [
+        *defaults_required,
         *inputs_mod.narrower(specs, candidate_specs, defaults=False),
         *inputs_mod.narrower(
-            inputs_mod.signature(reference_model, defaults=True),
+            [s for s in reference_defaults if s.name not in defaults_fed],
             inputs_mod.signature(candidate_model, defaults=True),
             defaults=True,
         ),
