@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -639,6 +640,31 @@ def test_a_plain_view_of_what_a_wrapper_weight_wraps_is_the_weight_s() -> None:
     with state_given_back(module) as given, torch.no_grad():
         module.inner[:2].mul_(7.0)
     assert given.whole and module.w.a.tolist() == [5.0] * 3
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda w: w.data.mul_(7.0),
+        lambda w: w.detach().mul_(7.0),
+        lambda w: w[:2].mul_(7.0),
+        lambda w: w.view(-1).mul_(7.0),
+    ],
+    ids=["data", "detach", "slice", "view"],
+)
+def test_a_write_through_a_new_wrapper_over_a_wrapper_weight_is_the_weight_s(
+    write: Callable[[torch.Tensor], object],
+) -> None:
+    """``w.data`` of a wrapper weight is a new wrapper over the same tensors, in no storage of
+    the weight's: its write stayed, and the state was called whole (t237; a forward's
+    ``self.scale.data.mul_(2)`` made a TwoTensor scale 64 over apply_weight_norm's runs)."""
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    module: Any = nn.Module()
+    module.w = nn.Parameter(TwoTensor(torch.ones(3), torch.ones(3)))
+    with state_given_back(module) as given, torch.no_grad():
+        write(module.w)
+    assert given.whole and module.w.a.tolist() == module.w.b.tolist() == [1.0] * 3
 
 
 def test_a_sparse_buffer_with_an_expanded_part_is_given_back() -> None:

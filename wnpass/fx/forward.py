@@ -380,11 +380,13 @@ class _Snapshots(TorchFunctionMode):
     ) -> Any:  # fmt: skip
         kwargs = kwargs or {}
         for target in _written(func, args, kwargs):
-            storage = Elements.storage_of(target)
-            for name in self.storages.get(storage, ()):
-                if name in self.set and name not in self.as_set:  # a write after the caller's
-                    self.as_set[name] = self.params[name].detach().clone()
-            self._copy(storage)
+            # a new wrapper over what a wrapper parameter wraps (``w.data``, ``w.detach()``)
+            # lies in no storage of the parameter's but in its parts' (t237)
+            for storage in dict.fromkeys(map(Elements.storage_of, [target, *held(target)])):
+                for name in self.storages.get(storage, ()):
+                    if name in self.set and name not in self.as_set:  # after the caller's
+                        self.as_set[name] = self.params[name].detach().clone()
+                self._copy(storage)
         return func(*args, **kwargs)
 
     def _copy(self, storage: tuple[str, int]) -> None:
