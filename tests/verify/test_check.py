@@ -889,6 +889,11 @@ def test_running_out_of_memory_is_no_verdict_on_the_model(message: str) -> None:
     named = "running Reshape node. Name:'bad_alloc_here' Status Message: cannot reshape"
     with pytest.raises(providers.RunFailedError):
         providers.run(_Session(named), Path("c.onnx"), {})  # type: ignore[arg-type]
+    # also one that holds quotes (t238: a candidate whose Reshape failed at a batch of 2 was
+    # "out of memory", a note, and equivalent)
+    quoted = "running Reshape node. Name:'r' out of memory '' Status Message: cannot reshape"
+    with pytest.raises(providers.RunFailedError):
+        providers.run(_Session(quoted), Path("c.onnx"), {})  # type: ignore[arg-type]
     # ONNX Runtime names inputs unquoted, and a wrong input's status is INVALID_ARGUMENT
     # (t43: an input named bad_alloc of the wrong size was "ran out of memory", exit 2)
     unquoted = "[ONNXRuntimeError] : 1 : FAIL : shape mismatch in input: out_of_memory_x"
@@ -925,6 +930,16 @@ def test_a_comparison_out_of_memory_is_no_verdict(
     with pytest.raises(WnpassError, match=r"comparing its outputs with the reference's needs") as e:
         check(*pair, runs=1, warmup=0)
     assert e.value.exit_code == 2
+
+    def at_two(names: list[str], values: list[Any], *args: Any, **kwargs: Any) -> Any:
+        if values[0].shape[0] == 2:
+            raise MemoryError
+        return compare_outputs(names, values, *args, **kwargs)
+
+    # at other sizes, the message says so (t237: it read as the first sizes')
+    monkeypatch.setattr(compare_module, "compare_outputs", at_two)
+    with pytest.raises(WnpassError, match=r"two runs of its outputs at other sizes of the dyn"):
+        check(*pair, runs=1, warmup=0)
 
 
 def test_a_string_input_beside_a_bits_output_is_said_to_be_onnx_runtimes_limit(

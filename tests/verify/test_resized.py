@@ -4,6 +4,7 @@ batch of 1 fails; a reference that only runs there is said, no verdict on the ca
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -52,6 +53,35 @@ DRAWS_AT_TWO = f"""{HEADER}
         y = Gemm (x, w)
         rest = Slice (x, starts, ends)
         d, mask = Dropout (rest, ratio, on)
+    }}
+"""
+# the mean over b's axis S, and a candidate that divides by a's axis T: one size at 32 each
+MEAN_OF = f"""{HEADER}
+    agraph (float[N, T] a, float[N, S] b) => (float[N] y) {{
+        s = ReduceSum <keepdims = 0> (b, one)
+        shape = Shape (LENGTH)
+        n = Gather <axis = 0> (shape, one)
+        f = Cast <to = 1> (n)
+        y = Div (s, f)
+    }}
+"""
+# T in pairs: runs at an even T only; the candidate's batch fixed at 1
+PAIRS = f"""{HEADER}
+    agraph (float[N, T] x) => (float[N, T] y) {{
+        p = Reshape (x, pairs)
+        y = Reshape (p, rows)
+    }}
+"""
+# x and y of axes named apart that Add requires of one size
+NAMED_APART = f"""{HEADER}
+    agraph (float[N, T] x, float[N, S] y) => (float[N, T] z) {{
+        z = Add (x, y)
+    }}
+"""
+NAMED_APART_MEAN = f"""{HEADER}
+    agraph (float[N, T] x, float[N, S] y) => (float[N, T] z) {{
+        m = ReduceMean <axes = [0], keepdims = 1> (y)
+        z = Add (x, m)
     }}
 """
 FIXED = f"""{HEADER}
@@ -161,3 +191,74 @@ def test_a_reference_that_draws_at_other_sizes_only_is_no_reference_there(
     report = check(path, path, runs=1, warmup=0)
     assert report and not report.differences
     assert report.notes[-1].startswith("the reference gives other values of d on a second run at")
+
+
+def test_axes_of_other_symbols_take_other_sizes(tmp_path: Path) -> None:
+    """T and S were both 33 at the other sizes, as both are 32 at the first: a candidate
+    dividing by T where the reference divides by S was equivalent, exit 0 (t238)."""
+    one = np.array([1], dtype=np.int64)
+    paths = []
+    for name, length in (("ref", "b"), ("cand", "a")):
+        paths.append(tmp_path / f"{name}.onnx")
+        onnx.save(onnx_model(MEAN_OF.replace("LENGTH", length), one=one), paths[-1])
+    report = check(*paths, runs=1, warmup=0)
+    assert not report and report.runs[0].passed  # the first sizes matched
+    (difference,) = report.differences
+    assert "a[1] (T) = 33; b[0] (N) = 2, as a[0]; b[1] (S) = 34" in difference
+    assert "output y differs" in difference
+
+
+def _pairs(tmp_path: Path, name: str, batch: int) -> Path:
+    path = tmp_path / f"{name}.onnx"
+    pairs, rows = np.array([batch, -1, 2], np.int64), np.array([batch, -1], np.int64)
+    onnx.save(onnx_model(PAIRS, pairs=pairs, rows=rows), path)
+    return path
+
+
+def test_a_reference_that_runs_at_even_sizes_only_is_run_at_even_ones(tmp_path: Path) -> None:
+    """An axis reshaped into pairs fails at 33: the second run was given up and a candidate of
+    a batch fixed at 1 was equivalent (t238). Sizes that are multiples of 16 are tried next."""
+    reference = _pairs(tmp_path, "ref", 0)  # 0: the batch copied
+    report = check(reference, _pairs(tmp_path, "cand", 1), runs=1, warmup=0)
+    assert not report and report.runs[0].passed
+    (difference,) = report.differences
+    assert difference.startswith("at other sizes of the dynamic axes (x[0] (N) = 2; x[1] (T) = 48")
+    same = check(reference, reference, runs=1, warmup=0)
+    assert same and same.notes[-1].startswith("also matched at other sizes")
+
+
+def test_axes_named_apart_that_must_agree_still_change_the_batch(tmp_path: Path) -> None:
+    """x[N, T] + y[N, S] runs where T = S only: at sizes of their own the reference fails,
+    and the batch alone changes, with T and S as at the first run."""
+    reference = tmp_path / "ref.onnx"
+    onnx.save(onnx_model(NAMED_APART), reference)
+    candidate = tmp_path / "cand.onnx"
+    onnx.save(onnx_model(NAMED_APART_MEAN), candidate)
+    report = check(reference, candidate, runs=1, warmup=0)
+    assert not report and report.runs[0].passed
+    (difference,) = report.differences
+    assert "x[1] (T) = 32" in difference and "y[1] (S) = 32" in difference
+    assert "x[0] (N) = 2" in difference
+    same = check(reference, reference, runs=1, warmup=0)
+    assert same and same.notes[-1].startswith("also matched at other sizes")
+
+
+def test_the_candidate_out_of_memory_at_other_sizes_is_no_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A candidate that asks for terabytes at a batch of 2 only ran out of memory there, a
+    note, and was equivalent (t238): as at the first sizes, no verdict (exit 2)."""
+    from wnpass.verify import providers
+
+    w = rand(4, 4)
+    reference, candidate = _saved(tmp_path, "ref", PLAIN, w), _saved(tmp_path, "cand", PLAIN, w)
+    real = providers.run
+
+    def short(session: providers.Session, model: Path, feeds: dict[str, Any]) -> list[Any]:
+        if model == candidate and feeds["x"].shape[0] == 2:
+            raise providers.OutOfMemoryError(model, "std::bad_alloc")
+        return real(session, model, feeds)
+
+    monkeypatch.setattr(providers, "run", short)
+    with pytest.raises(providers.OutOfMemoryError, match=r"cand\.onnx: onnxruntime ran out of"):
+        check(reference, candidate, runs=1, warmup=0)

@@ -10,10 +10,11 @@ indices for any embedding or vocabulary, and bools are fair coin flips.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import ml_dtypes
@@ -291,11 +292,11 @@ def _given_shape(spec: InputSpec, given: list[int], sizes: _Sizes) -> list[int]:
 
 
 def _default_shape(
-    spec: InputSpec, sizes: _Sizes, dynamic: tuple[int, int] = (1, DEFAULT_DYNAMIC_DIM)
+    spec: InputSpec, sizes: _Sizes, first: int, others: Iterator[int]
 ) -> tuple[list[int], list[str]]:
     """The shape to feed where none was given, and a note on each dynamic dimension's size:
-    a symbol's size if it has one, else ``dynamic``'s first for the first axis (1) and its
-    second for the others (DEFAULT_DYNAMIC_DIM)."""
+    a symbol's size if it has one, else ``first`` for the first axis and the next of
+    ``others`` for the others."""
     concrete, notes = [], []
     for axis, dim in enumerate(spec.shape):
         if isinstance(dim, int):
@@ -307,7 +308,7 @@ def _default_shape(
             size, origin = bound
             notes.append(f"{where} ({dim}) = {size}, as {origin}")
         else:
-            size = dynamic[0] if axis == 0 else dynamic[1]
+            size = first if axis == 0 else next(others)
             notes.append(f"{where} ({dim or 'dynamic'}) = {size}")
             if dim:
                 sizes.bind(dim, size, where)
@@ -345,9 +346,12 @@ def synthesize(
     *,
     seed: int = SEED,
     dynamic: tuple[int, int] = (1, DEFAULT_DYNAMIC_DIM),
+    step: int = 0,
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Seeded inputs for ``specs``, and notes on every default taken: a dynamic axis no shape
-    gives is ``dynamic``'s first size where it is the first axis, else its second."""
+    gives is ``dynamic``'s first size where it is the first axis, else its second, and with
+    a ``step``, each other axis that takes a size of its own (no symbol bound before) that
+    much more than the one before: distinct symbols, distinct sizes."""
     shapes = shapes or {}
     unknown = sorted(set(shapes) - {s.name for s in specs})
     if unknown:
@@ -357,13 +361,14 @@ def synthesize(
     rng = np.random.default_rng(seed)
     feeds, notes = {}, []
     sizes = _Sizes()  # the shapes given first: they fix their symbols in every other input
+    others = itertools.count(dynamic[1], step)
     given = {s.name: _given_shape(s, shapes[s.name], sizes) for s in specs if s.name in shapes}
     for spec in specs:
         spec_notes: list[str] = []
         if spec.name in given:
             shape = given[spec.name]
         else:
-            shape, spec_notes = _default_shape(spec, sizes, dynamic)
+            shape, spec_notes = _default_shape(spec, sizes, dynamic[0], others)
         if (size := math.prod(shape) * _itemsize(spec.dtype)) > MAX_INPUT_BYTES:
             raise InvalidArgumentError(
                 f"{spec.name}{shape}: {size} bytes is more than the {MAX_INPUT_BYTES} wnpass "

@@ -195,15 +195,18 @@ _NOT_MEMORY = ("INVALID_ARGUMENT", "NO_SUCHFILE", "NO_MODEL", "INVALID_PROTOBUF"
 def _out_of_memory(error: Exception, reason: str) -> bool:
     """Whether ONNX Runtime's ``error`` says an allocation failed. What is the model's own is
     no news of that: a status that blames the inputs or the model, quoted text (a node named
-    'bad_alloc'), and the name ONNX Runtime writes unquoted after ``input``/``output``
-    (``Got invalid dimensions for input: bad_alloc``); the rest of the message is matched, so
-    a model's input named ``memory`` leaves "out of memory" be."""
+    'bad_alloc', or ``r' out of memory '``), and the name ONNX Runtime writes unquoted after
+    ``input``/``output`` (``Got invalid dimensions for input: bad_alloc``); the rest of the
+    message is matched, so a model's input named ``memory`` leaves "out of memory" be."""
     if isinstance(error, MemoryError):
         return True
     status = re.match(r"\[ONNXRuntimeError\] : \d+ : (\w+)", reason)
     if status is not None and status[1] in _NOT_MEMORY:
         return False
-    said = re.sub(r"'[^']*'", "''", reason)
+    # a node's name, which may hold quotes itself (t238: Name:'r' out of memory ''), up to
+    # the last "' Status Message:" after it, which is ONNX Runtime's own
+    said = re.sub(r"Name:'.*' Status Message:", "", reason, flags=re.DOTALL)
+    said = re.sub(r"'[^']*'", "''", said)
     said = re.sub(r"\b(?:input|output)s?\b[:\s]+\S+", "", said, flags=re.IGNORECASE)
     return any(word in said.lower() for word in _OUT_OF_MEMORY)
 
@@ -412,14 +415,16 @@ def varying_outputs(
     feeds: dict[str, Any],
     first: list[Any],
     tolerances: tuple[float | None, float | None],
+    where: str = "",
 ) -> list[str]:
     """The outputs a second run of ``session`` on ``feeds`` gives other values of than its
     first (``first``), beyond the check's own tolerance (float noise of a kernel that sums in
     another order is within it). An unseeded random op draws the same values in every new
     session of a process, so two models would agree on their first runs by the seed alone; a
-    second run of the same session draws new ones."""
+    second run of the same session draws new ones. ``where``: the inputs' sizes, said where
+    the comparison runs out of memory (t237: it read as the first sizes')."""
     names = session.output_names()
     again = run(session, model, feeds)
-    what = f"{model}: comparing two runs of its outputs"
+    what = f"{model}: comparing two runs of its outputs{' ' + where if where else ''}"
     rows = compare_within((names, first), (names, again), *tolerances, what)
     return [row.name for row in rows if not row]

@@ -1,19 +1,24 @@
 """The check again at other sizes of the dynamic axes: synthesized inputs give every dynamic
 axis one size (the first 1, the others ``DEFAULT_DYNAMIC_DIM``), where a candidate that
-reshapes to a batch of 1, or reduces over the batch, matches the reference (t229). Both
-models run once more, in the sessions of the check's first run, on inputs drawn anew (seed
-``SEED + 1``) with each dynamic axis no ``--shape`` gives one larger: the first 2, the others
-``DEFAULT_DYNAMIC_DIM + 1``, where that changes some input's shape. A candidate that fails
-to run there, or gives other outputs, fails the check (a line in
-:attr:`~wnpass.verify.report.CheckReport.differences`); a reference that fails to run there,
-or gives other values on a second run there (a draw seen at those sizes only), is no
-reference, and a note says the check held at one size only.
+reshapes to a batch of 1, or reduces over the batch, matches the reference (t229), and one
+that divides by one axis's size where the reference divides by another's, both 32, too
+(t238). Both models run once more, in the sessions of the check's first run, on inputs
+drawn anew (seed ``SEED + 1``) with each dynamic axis no ``--shape`` gives at other sizes:
+the first 2, the others each a size of its own. :data:`ATTEMPTS` says which, in the order
+tried until the reference runs there. A candidate that fails to run there, or gives other
+outputs, fails the check (a line in :attr:`~wnpass.verify.report.CheckReport.differences`);
+a reference that runs at none of them, or gives other values on a second run there (a draw
+seen at those sizes only), is no reference, and a note says the check held at one size
+only. Running out of memory there is no verdict, as it is at the first sizes.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from wnpass.errors import InvalidArgumentError
 from wnpass.verify import inputs as inputs_mod
@@ -21,12 +26,22 @@ from wnpass.verify import providers as prov
 from wnpass.verify.compare import OutputComparison, compare_within
 from wnpass.verify.report import failure_reason
 
-__all__ = ["SIZES", "at_other_sizes"]
+__all__ = ["ATTEMPTS", "at_other_sizes"]
 
 logger = logging.getLogger(__name__)
 
-# The sizes of a dynamic axis in the second run: the first axis (a batch), the others.
-SIZES = (2, inputs_mod.DEFAULT_DYNAMIC_DIM + 1)
+# The sizes of the second run, tried in order until the reference runs there, each (the first
+# axis, a batch; the other axes' first size; the step from one axis's size to the next):
+# - every other axis a size of its own, 33, 34, ...: distinct symbols, distinct sizes;
+# - multiples of 16, 48, 64, ...: a model that halves an axis four times (a U-Net), or
+#   reshapes it into pairs, runs at none of the first;
+# - the others as in the first run, the batch alone changed: a model whose axes the exporter
+#   named apart but that must be of one size.
+ATTEMPTS = (
+    (2, inputs_mod.DEFAULT_DYNAMIC_DIM + 1, 1),
+    (2, 48, 16),
+    (2, inputs_mod.DEFAULT_DYNAMIC_DIM, 0),
+)
 
 
 def at_other_sizes(
@@ -42,38 +57,72 @@ def at_other_sizes(
     other sizes of the dynamic axes no shape was given for; none where no input's shape
     changes from ``first`` (the shapes the check ran: a ``--shape`` may fix a symbol another
     input's axis shares, t230)."""
-    try:
-        arrays, notes = inputs_mod.synthesize(
-            specs, shapes, seed=inputs_mod.SEED + 1, dynamic=SIZES
+    ref, cand = sessions
+    tried: list[dict[str, tuple[int, ...]]] = [first]
+    failed: list[tuple[str, str]] = []  # where the reference failed to run, and why
+    too_large: str | None = None
+    for first_size, other_size, step in ATTEMPTS:
+        try:
+            arrays, notes = inputs_mod.synthesize(
+                specs, shapes, seed=inputs_mod.SEED + 1, dynamic=(first_size, other_size),
+                step=step,
+            )  # fmt: skip
+        except InvalidArgumentError as error:  # larger than wnpass feeds
+            too_large = too_large or error.detail
+            continue
+        if (shaped := {name: tuple(a.shape) for name, a in arrays.items()}) in tried:
+            continue  # no other sizes, or sizes tried already
+        tried.append(shaped)
+        sizes = [note for note in notes if "] (" in note and " = " in note]
+        where = (
+            f"at other sizes of the dynamic axes ({'; '.join(sizes)}; inputs synthesized, "
+            f"seed {inputs_mod.SEED + 1})"
         )
-    except InvalidArgumentError as error:  # larger than wnpass feeds: no second run
-        return [], [f"not compared at other sizes of the dynamic axes: {error.detail}"]
-    if all(tuple(array.shape) == first.get(name) for name, array in arrays.items()):
-        return [], []
-    sizes = [note for note in notes if "] (" in note and " = " in note]
-    where = (
-        f"at other sizes of the dynamic axes ({'; '.join(sizes)}; inputs synthesized, seed "
-        f"{inputs_mod.SEED + 1})"
-    )
+        try:
+            ref_out = prov.run(ref, reference, arrays)
+            varies = prov.varying_outputs(ref, reference, arrays, ref_out, tolerances, where)
+        except prov.RunFailedError as error:  # its axes may not take these sizes: the next
+            logger.info("%s: the reference failed to run %s: %s", reference, where, error.reason)
+            failed.append((where, error.reason))
+            continue
+        except prov.OutOfMemoryError as error:  # the machine's limit: no reference there
+            return [], [
+                f"the reference ran out of memory {where}, so the models were compared at one "
+                f"size of them only: {error.reason}"
+            ]
+        if varies:  # a draw seen only there (an output empty at the first sizes): no reference
+            return [], [
+                f"the reference gives other values of {', '.join(varies)} on a second run "
+                f"{where} (a random op): compared at one size of them only"
+            ]
+        return _compared(candidate, (ref, cand), arrays, ref_out, tolerances, where)
+    if failed:
+        where, reason = failed[0]
+        others = f" (nor at {len(failed) - 1} other sizes tried)" if len(failed) > 1 else ""
+        return [], [
+            f"the reference fails to run {where}{others}, so the models were compared at one "
+            f"size of them only: {reason}"
+        ]
+    if too_large is not None:
+        return [], [f"not compared at other sizes of the dynamic axes: {too_large}"]
+    return [], []
+
+
+def _compared(
+    candidate: Path,
+    sessions: tuple[prov.Session, prov.Session],
+    arrays: dict[str, np.ndarray],
+    ref_out: list[Any],
+    tolerances: tuple[float | None, float | None],
+    where: str,
+) -> tuple[list[str], list[str]]:
+    """The candidate run on ``arrays`` and compared with the reference's ``ref_out`` there.
+    Its running out of memory is no verdict (:class:`~wnpass.verify.providers.
+    OutOfMemoryError`, raised), as at the first sizes: a note let a candidate that asks for
+    terabytes at a batch of 2 only pass (t238)."""
     ref, cand = sessions
     try:
-        ref_out = prov.run(ref, reference, arrays)
-        varies = prov.varying_outputs(ref, reference, arrays, ref_out, tolerances)
-    except (prov.RunFailedError, prov.OutOfMemoryError) as error:
-        logger.info("%s: the reference failed to run %s: %s", reference, where, error.reason)
-        return [], [
-            f"the reference fails to run {where}, so the models were compared at one size of "
-            f"them only: {error.reason}"
-        ]
-    if varies:  # a draw seen only there (an output empty at the first sizes): no reference
-        return [], [
-            f"the reference gives other values of {', '.join(varies)} on a second run {where} "
-            "(a random op): compared at one size of them only"
-        ]
-    try:
         cand_out = prov.run(cand, candidate, arrays)
-    except prov.OutOfMemoryError as error:  # the machine's limit: no verdict on the model
-        return [], [f"the candidate ran out of memory {where}: {error.reason}"]
     except prov.RunFailedError as error:
         return [f"{where}, the candidate fails to run where the reference runs: {error.reason}"], []
     what = f"{candidate}: comparing its outputs with the reference's {where}"
