@@ -58,14 +58,18 @@ def _feeds(
     shapes: dict[str, list[int]],
     inputs: Path | None,
     fallback: dict[str, tuple[inputs_mod.InputSpec, np.ndarray]],
+    one_sided: dict[str, str],
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """The inputs to run both models on, and notes on them. ``defaults``: the inputs with a
     default (an initializer) in both models, fed only where the inputs file gives them;
     ``fallback``: inputs the reference takes with a default and the candidate requires, fed
-    the reference's default where the inputs file does not give them."""
+    the reference's default where the inputs file does not give them; ``one_sided``: inputs
+    with a default that one model only takes, each with the model, which the file may not
+    give."""
     optional = [*defaults, *(spec for spec, _ in fallback.values())]
     if inputs is not None:
-        feeds, notes = inputs_mod.load_npz(inputs, specs, optional), [f"inputs from {inputs}"]
+        feeds = inputs_mod.load_npz(inputs, specs, optional, one_sided)
+        notes = [f"inputs from {inputs}"]
     else:
         if shaped := sorted(set(shapes) & {spec.name for spec in optional}):
             raise InvalidArgumentError(  # was "the model has no input of that name" (t229)
@@ -126,6 +130,24 @@ def _candidate_specs(
             "default)"
         )
     return kept + taken, values, lines
+
+
+def _one_sided(reference: ir.Model, candidate: ir.Model) -> dict[str, str]:
+    """The inputs with a default that one model takes and the other does not take at all,
+    each with the model that takes it."""
+    names = {
+        model: {value.name for value in graph.graph.inputs}
+        for model, graph in (("reference", reference), ("candidate", candidate))
+    }
+    return {
+        spec.name: model
+        for model, graph, other in (
+            ("reference", reference, names["candidate"]),
+            ("candidate", candidate, names["reference"]),
+        )
+        for spec in inputs_mod.signature(graph, defaults=True)
+        if spec.name not in other
+    }
 
 
 def _defaults(
@@ -278,7 +300,14 @@ def check(
         plan.check()
     chosen = prov.resolve(list(options.providers) if options.providers else None)
     defaults, candidate_defaults = _defaults(reference_model, candidate_model)
-    arrays, notes = _feeds(specs, defaults, options.shapes or {}, options.inputs, defaults_fed)
+    arrays, notes = _feeds(
+        specs,
+        defaults,
+        options.shapes or {},
+        options.inputs,
+        defaults_fed,
+        _one_sided(reference_model, candidate_model),
+    )
     fed = [
         pair for pair in zip(defaults, candidate_defaults, strict=True) if pair[0].name in arrays
     ]

@@ -14,7 +14,7 @@ import itertools
 import math
 import re
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import ml_dtypes
@@ -196,9 +196,11 @@ def narrower(
 
 def _tied(reference: list[InputSpec], candidate: dict[str, InputSpec]) -> list[str]:
     """A line for each symbol the candidate gives several axes of inputs both models take
-    (``x[N, 3]``, ``y[N, 3]``: ONNX Runtime refuses them of other sizes), where the reference
-    does not tie those axes itself (``x[A, 3]``, ``y[B, 3]``): one symbol there too, or one
-    size. Inputs the check makes up give every symbol one size, which would hide it (t111)."""
+    (``x[N, 3]``, ``y[N, 3]``: inputs of other sizes are outside what it declares, which ONNX
+    Runtime does not enforce but may build on; t238: it was said to refuse them), where the
+    reference does not tie those axes itself (``x[A, 3]``, ``y[B, 3]``): one symbol there too,
+    or one size. Inputs the check makes up give every symbol one size, which would hide it
+    (t111)."""
     axes: dict[str, list[tuple[str, int, int | str | None]]] = {}
     for spec in reference:
         other = candidate.get(spec.name)
@@ -216,7 +218,8 @@ def _tied(reference: list[InputSpec], candidate: dict[str, InputSpec]) -> list[s
         named = ", ".join(axes_said[:-1]) + " and " + axes_said[-1]
         lines.append(
             f"{named} are one dimension ({symbol}) in the candidate, which the reference "
-            "lets differ: the candidate refuses inputs the reference takes"
+            "lets differ: the candidate declares of one size inputs the reference takes of "
+            "other sizes"
         )
     return lines
 
@@ -523,10 +526,15 @@ def _check_values(path: Path, spec: InputSpec, array: np.ndarray) -> None:
 
 
 def load_npz(
-    path: Path, specs: list[InputSpec], optional: Sequence[InputSpec] = ()
+    path: Path,
+    specs: list[InputSpec],
+    optional: Sequence[InputSpec] = (),
+    one_sided: Mapping[str, str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Inputs from an ``.npz`` file, checked against the model's inputs (``specs``, each
-    required; ``optional``: inputs with a default, fed where the file has them): the names and
+    required; ``optional``: inputs with a default, fed where the file has them; ``one_sided``:
+    inputs of one model only that the file may not give, each with the model it is of): the
+    names and
     the shapes its headers declare before any array is read (a small file can declare a huge
     one), then each array's dtype and the sizes of the symbolic dimensions."""
     if (problem := not_readable(path)) is not None:  # a FIFO would block the read
@@ -543,7 +551,7 @@ def load_npz(
         with zipfile.ZipFile(path) as archive:
             members = _members(path, archive)
             by_name = {member.name: member for member in members}
-            _check_names(path, specs, optional, by_name)
+            _check_names(path, specs, optional, by_name, one_sided or {})
             specs = [*specs, *(spec for spec in optional if spec.name in by_name)]
             for spec in specs:  # each as its header declares it, before any data is read
                 member = by_name[spec.name]
@@ -588,12 +596,22 @@ def _check_dtype(path: Path, spec: InputSpec, dtype: np.dtype) -> None:
 
 
 def _check_names(
-    path: Path, specs: list[InputSpec], optional: Sequence[InputSpec], held: dict[str, _Member]
+    path: Path,
+    specs: list[InputSpec],
+    optional: Sequence[InputSpec],
+    held: dict[str, _Member],
+    one_sided: Mapping[str, str],
 ) -> None:
     names = {s.name for s in specs}
     if missing := sorted(names - set(held)):
         raise InvalidArgumentError(f"{path}: missing input {missing[0]!r}", parameter="inputs")
     if extra := sorted(set(held) - names - {s.name for s in optional}):
+        if (model := one_sided.get(extra[0])) is not None:  # was "the model has no input" (t238)
+            raise InvalidArgumentError(
+                f"{path}: {extra[0]!r} is an input (with a default) of the {model} only, "
+                "which no run can feed both models",
+                parameter="inputs",
+            )
         raise InvalidArgumentError(
             f"{path}: the model has no input {extra[0]!r}", parameter="inputs"
         )
