@@ -388,6 +388,7 @@ def check(
                     options.shapes or {},
                     {name: tuple(array.shape) for name, array in arrays.items()},
                     options.tolerances,
+                    label,
                 )
                 report.differences += differences
                 report.notes += resized_notes

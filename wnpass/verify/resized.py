@@ -52,11 +52,13 @@ def at_other_sizes(
     shapes: dict[str, list[int]],
     first: dict[str, tuple[int, ...]],
     tolerances: tuple[float | None, float | None],
+    label: str,
 ) -> tuple[list[str], list[str]]:
     """The differences (each fails the check) and notes of a second run of both models at
     other sizes of the dynamic axes no shape was given for; none where no input's shape
     changes from ``first`` (the shapes the check ran: a ``--shape`` may fix a symbol another
-    input's axis shares, t230)."""
+    input's axis shares, t230). ``label``: the provider and level of ``sessions``, which the
+    lines name (the others are not run again: t237)."""
     ref, cand = sessions
     tried: list[dict[str, tuple[int, ...]]] = [first]
     failed: list[tuple[str, str]] = []  # where the reference failed to run, and why
@@ -76,7 +78,7 @@ def at_other_sizes(
         sizes = [note for note in notes if "] (" in note and " = " in note]
         where = (
             f"at other sizes of the dynamic axes ({'; '.join(sizes)}; inputs synthesized, "
-            f"seed {inputs_mod.SEED + 1})"
+            f"seed {inputs_mod.SEED + 1}; on {label})"
         )
         try:
             ref_out = prov.run(ref, reference, arrays)
