@@ -151,7 +151,8 @@ def test_a_reference_that_runs_at_one_size_only_is_no_verdict(tmp_path: Path) ->
     assert report and not report.differences
     assert report.notes[-1].startswith(
         "the reference fails to run at other sizes of the dynamic axes (x[0] (N) = 2; inputs "
-        "synthesized, seed 1; on cpu/default), so the models were compared at one size of them only: "
+        "synthesized, seed 1; on cpu/default), so the models were compared at one size of "
+        "them only: "
     )
 
 
