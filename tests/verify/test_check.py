@@ -1184,8 +1184,8 @@ def test_a_candidate_that_ties_two_dynamic_axes_fails(
     onnx.save(one_output_model(f"float[{ours}, 8] z", body, zero=zero), reference)
     onnx.save(one_output_model(f"float[{its}, 8] z", body, zero=zero), candidate)
     report = check(reference, candidate, runs=1, warmup=0)
-    reason = " are one dimension (N) in the candidate, which the reference lets differ: the "
-    reason += "candidate declares of one size inputs the reference takes of other sizes"
+    reason = " are one dimension (N) in the candidate, which the reference declares apart: it "
+    reason += "declares of one size inputs the reference declares it takes of other sizes"
     assert report.differences == ([] if said is None else [said + reason])
     assert bool(report) is (said is None)
 
@@ -1337,6 +1337,10 @@ def test_a_candidate_requiring_an_input_the_reference_takes_with_a_default_fails
     fed = check(reference, candidate, inputs=given, runs=1, warmup=0)
     assert fed.runs[0].passed and fed.runs[0].comparisons[0].max_abs == 0.0
     assert not any("default fed" in note for note in fed.notes) and not fed
+    # said as fed (t241: "compared fed the reference's default" where the file gave it)
+    assert fed.differences == [
+        report.differences[0].replace("the reference's default)", "the inputs file's value)")
+    ]
 
 
 def test_a_candidate_that_varies_and_fails_its_first_run_says_it_varies(tmp_path: Path) -> None:

@@ -66,6 +66,26 @@ MEAN_OF = f"""{HEADER}
         y = Div (s, f)
     }}
 """
+# the same over 1-D inputs: their axes are first axes
+MEAN_OF_FIRST = f"""{HEADER}
+    agraph (float[T] a, float[S] b) => (float[1] y) {{
+        s = ReduceSum <keepdims = 1> (b)
+        shape = Shape (LENGTH)
+        n = Gather <axis = 0> (shape, zero)
+        f = Cast <to = 1> (n)
+        y = Div (s, f)
+    }}
+"""
+# the batch squeezed away (runs at a batch of 1 only), then MEAN_OF
+SQUEEZED_MEAN_OF = f"""{HEADER}
+    agraph (float[N, T] a, float[N, S] b) => (float[S] y) {{
+        q = Squeeze (b, zero)
+        shape = Shape (LENGTH)
+        n = Gather <axis = 0> (shape, one)
+        f = Cast <to = 1> (n)
+        y = Div (q, f)
+    }}
+"""
 # T in pairs: runs at an even T only; the candidate's batch fixed at 1
 PAIRS = f"""{HEADER}
     agraph (float[N, T] x) => (float[N, T] y) {{
@@ -212,6 +232,31 @@ def test_axes_of_other_symbols_take_other_sizes(tmp_path: Path) -> None:
     assert "output y differs" in difference
 
 
+@pytest.mark.parametrize(
+    ("text", "sizes"),
+    [
+        (MEAN_OF_FIRST, "a[0] (T) = 2; b[0] (S) = 3"),
+        (SQUEEZED_MEAN_OF, "a[0] (N) = 1; a[1] (T) = 33; b[0] (N) = 1, as a[0]; b[1] (S) = 34"),
+    ],
+    ids=["first axes", "a batch of 1 only"],
+)
+def test_other_symbols_take_other_sizes_on_first_axes_and_at_a_batch_of_1(
+    tmp_path: Path, text: str, sizes: str
+) -> None:
+    """t241: first axes all took 2 (x[T] and y[S]), and a reference that squeezes its batch
+    ran at no other sizes, each of which set the batch to 2: a candidate dividing by T where
+    the reference divides by S was equivalent, exit 0."""
+    zero, one = np.array([0], dtype=np.int64), np.array([1], dtype=np.int64)
+    paths = []
+    for name, length in (("ref", "b"), ("cand", "a")):
+        paths.append(tmp_path / f"{name}.onnx")
+        onnx.save(onnx_model(text.replace("LENGTH", length), zero=zero, one=one), paths[-1])
+    report = check(*paths, runs=1, warmup=0)
+    assert not report and report.runs[0].passed  # the first sizes matched
+    (difference,) = report.differences
+    assert f"({sizes}; inputs synthesized" in difference and "output y differs" in difference
+
+
 def _pairs(tmp_path: Path, name: str, batch: int) -> Path:
     path = tmp_path / f"{name}.onnx"
     pairs, rows = np.array([batch, -1, 2], np.int64), np.array([batch, -1], np.int64)
@@ -245,6 +290,8 @@ def test_axes_named_apart_that_must_agree_still_change_the_batch(tmp_path: Path)
     assert "x[0] (N) = 2" in difference
     same = check(reference, reference, runs=1, warmup=0)
     assert same and same.notes[-1].startswith("also matched at other sizes")
+    # which axes kept their sizes, and why (t241)
+    assert same.notes[-1].endswith("(the reference fails to run at the 2 other sizes tried first)")
 
 
 def test_the_candidate_out_of_memory_at_other_sizes_is_no_verdict(
@@ -264,5 +311,6 @@ def test_the_candidate_out_of_memory_at_other_sizes_is_no_verdict(
         return real(session, model, feeds)
 
     monkeypatch.setattr(providers, "run", short)
-    with pytest.raises(providers.OutOfMemoryError, match=r"cand\.onnx: onnxruntime ran out of"):
+    said = r"cand\.onnx: onnxruntime ran out of memory running it at other sizes of the dynamic"
+    with pytest.raises(providers.OutOfMemoryError, match=said):  # where (t241)
         check(reference, candidate, runs=1, warmup=0)

@@ -59,8 +59,9 @@ def _feeds(
     inputs: Path | None,
     fallback: dict[str, tuple[inputs_mod.InputSpec, np.ndarray]],
     one_sided: dict[str, str],
-) -> tuple[dict[str, np.ndarray], list[str]]:
-    """The inputs to run both models on, and notes on them. ``defaults``: the inputs with a
+) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """The inputs to run both models on, notes on them, and the names of ``fallback`` fed the
+    reference's default. ``defaults``: the inputs with a
     default (an initializer) in both models, fed only where the inputs file gives them;
     ``fallback``: inputs the reference takes with a default and the candidate requires, fed
     the reference's default where the inputs file does not give them; ``one_sided``: inputs
@@ -89,7 +90,7 @@ def _feeds(
     if taken := [name for name in fallback if name not in feeds]:
         feeds |= {name: fallback[name][1] for name in taken}
         notes.append(f"the reference's default fed to both: {', '.join(taken)}")
-    return feeds, notes
+    return feeds, notes, taken
 
 
 def _candidate_specs(
@@ -98,24 +99,21 @@ def _candidate_specs(
     specs: list[inputs_mod.InputSpec],
     reference_defaults: list[inputs_mod.InputSpec],
     candidate: Path,
-) -> tuple[
-    list[inputs_mod.InputSpec], dict[str, tuple[inputs_mod.InputSpec, np.ndarray]], list[str]
-]:
-    """The candidate's inputs as the check feeds them, the inputs fed the reference's default
-    where no value is given (each with its spec and that value), and a difference line for
-    each input the candidate requires and the reference takes with a default.
+) -> tuple[list[inputs_mod.InputSpec], dict[str, tuple[inputs_mod.InputSpec, np.ndarray]]]:
+    """The candidate's inputs as the check feeds them, and those the candidate requires and
+    the reference takes with a default, each with its spec and that default.
 
     - An input the reference requires and the candidate takes with a default is fed as the
       reference's is: the candidate takes every call the reference takes (t229).
     - An input the candidate requires and the reference takes with a default is fed the
-      reference's default, the value the reference takes unfed: the candidate is compared on
-      those calls, and differs, as it refuses a caller that does not feed it."""
+      reference's default, the value the reference takes unfed, unless the inputs file gives
+      it: the candidate is compared on those calls, and differs, as it refuses a caller that
+      does not feed it (:func:`_required`)."""
     required = {spec.name for spec in specs}
     ours = {spec.name: spec for spec in reference_defaults}
     theirs = inputs_mod.signature(candidate_model, candidate)
     taken = [s for s in inputs_mod.signature(candidate_model, defaults=True) if s.name in required]
     values: dict[str, tuple[inputs_mod.InputSpec, np.ndarray]] = {}
-    lines: list[str] = []
     kept: list[inputs_mod.InputSpec] = []
     for spec in theirs:
         if spec.name in required or spec.name not in ours:
@@ -124,12 +122,19 @@ def _candidate_specs(
         value = next(v for v in reference_model.graph.inputs if v.name == spec.name)
         assert value.const_value is not None  # an input with a default
         values[spec.name] = ours[spec.name], value.const_value.numpy()
-        lines.append(
-            f"the candidate requires input {spec.name}, which the reference takes with a "
-            "default: it refuses a caller that does not feed it (compared fed the reference's "
-            "default)"
-        )
-    return kept + taken, values, lines
+    return kept + taken, values
+
+
+def _required(names: list[str], defaulted: list[str]) -> list[str]:
+    """A difference line for each input the candidate requires and the reference takes with
+    a default, saying what both were fed: the reference's default (``defaulted``) or the
+    inputs file's value (t241: the line said the default where the file gave it)."""
+    fed = {True: "the reference's default", False: "the inputs file's value"}
+    return [
+        f"the candidate requires input {name}, which the reference takes with a default: it "
+        f"refuses a caller that does not feed it (compared fed {fed[name in defaulted]})"
+        for name in names
+    ]
 
 
 def _one_sided(reference: ir.Model, candidate: ir.Model) -> dict[str, str]:
@@ -285,7 +290,7 @@ def check(
     candidate_model, candidate_files = _load(candidate, "candidate", pinned)
     candidate_aborts = aborting_op(candidate_model)  # a candidate that fails: not run
     reference_defaults = inputs_mod.signature(reference_model, defaults=True)
-    candidate_specs, defaults_fed, defaults_required = _candidate_specs(
+    candidate_specs, defaults_fed = _candidate_specs(
         reference_model, candidate_model, specs, reference_defaults, candidate
     )
     inputs_mod.require_same_inputs(specs, candidate_specs, candidate)
@@ -300,7 +305,7 @@ def check(
         plan.check()
     chosen = prov.resolve(list(options.providers) if options.providers else None)
     defaults, candidate_defaults = _defaults(reference_model, candidate_model)
-    arrays, notes = _feeds(
+    arrays, notes, defaulted = _feeds(
         specs,
         defaults,
         options.shapes or {},
@@ -317,7 +322,7 @@ def check(
     notes += _order_note(reference_model, candidate_model)
     report = CheckReport(str(reference), str(candidate), notes=notes, files_read=files_read)
     report.differences = [
-        *defaults_required,
+        *_required(list(defaults_fed), defaulted),
         *inputs_mod.narrower(specs, candidate_specs, defaults=False),
         *inputs_mod.narrower(
             [s for s in reference_defaults if s.name not in defaults_fed],

@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_DYNAMIC_DIM",
     "INT_HIGH",
     "InputSpec",
+    "Sizing",
     "load_npz",
     "parse_shapes",
     "require_same_inputs",
@@ -218,8 +219,8 @@ def _tied(reference: list[InputSpec], candidate: dict[str, InputSpec]) -> list[s
         named = ", ".join(axes_said[:-1]) + " and " + axes_said[-1]
         lines.append(
             f"{named} are one dimension ({symbol}) in the candidate, which the reference "
-            "lets differ: the candidate declares of one size inputs the reference takes of "
-            "other sizes"
+            "declares apart: it declares of one size inputs the reference declares it takes "
+            "of other sizes"
         )
     return lines
 
@@ -295,10 +296,10 @@ def _given_shape(spec: InputSpec, given: list[int], sizes: _Sizes) -> list[int]:
 
 
 def _default_shape(
-    spec: InputSpec, sizes: _Sizes, first: int, others: Iterator[int]
+    spec: InputSpec, sizes: _Sizes, firsts: Iterator[int], others: Iterator[int]
 ) -> tuple[list[int], list[str]]:
     """The shape to feed where none was given, and a note on each dynamic dimension's size:
-    a symbol's size if it has one, else ``first`` for the first axis and the next of
+    a symbol's size if it has one, else the next of ``firsts`` for the first axis and of
     ``others`` for the others."""
     concrete, notes = [], []
     for axis, dim in enumerate(spec.shape):
@@ -311,7 +312,7 @@ def _default_shape(
             size, origin = bound
             notes.append(f"{where} ({dim}) = {size}, as {origin}")
         else:
-            size = first if axis == 0 else next(others)
+            size = next(firsts if axis == 0 else others)
             notes.append(f"{where} ({dim or 'dynamic'}) = {size}")
             if dim:
                 sizes.bind(dim, size, where)
@@ -343,18 +344,29 @@ def _random(dtype: ir.DataType, shape: list[int], rng: np.random.Generator) -> n
     raise UsageError(f"cannot synthesize {dtype.name.lower()} inputs; give an inputs file")
 
 
+@dataclasses.dataclass(frozen=True)
+class Sizing:
+    """The sizes a dynamic axis that no shape gives takes: ``first`` on a first axis (a batch),
+    ``other`` on the others, and with a step, each axis that takes a size of its own (no
+    symbol bound before) that much more than the last of its kind: distinct symbols, distinct
+    sizes."""
+
+    first: int = 1
+    other: int = DEFAULT_DYNAMIC_DIM
+    first_step: int = 0
+    other_step: int = 0
+
+
 def synthesize(
     specs: list[InputSpec],
     shapes: dict[str, list[int]] | None = None,
     *,
     seed: int = SEED,
-    dynamic: tuple[int, int] = (1, DEFAULT_DYNAMIC_DIM),
-    step: int = 0,
+    sizing: Sizing | None = None,
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Seeded inputs for ``specs``, and notes on every default taken: a dynamic axis no shape
-    gives is ``dynamic``'s first size where it is the first axis, else its second, and with
-    a ``step``, each other axis that takes a size of its own (no symbol bound before) that
-    much more than the one before: distinct symbols, distinct sizes."""
+    gives is sized by ``sizing`` (by default 1 on a first axis, ``DEFAULT_DYNAMIC_DIM`` on the
+    others)."""
     shapes = shapes or {}
     unknown = sorted(set(shapes) - {s.name for s in specs})
     if unknown:
@@ -364,14 +376,16 @@ def synthesize(
     rng = np.random.default_rng(seed)
     feeds, notes = {}, []
     sizes = _Sizes()  # the shapes given first: they fix their symbols in every other input
-    others = itertools.count(dynamic[1], step)
+    sizing = sizing or Sizing()
+    firsts = itertools.count(sizing.first, sizing.first_step)
+    others = itertools.count(sizing.other, sizing.other_step)
     given = {s.name: _given_shape(s, shapes[s.name], sizes) for s in specs if s.name in shapes}
     for spec in specs:
         spec_notes: list[str] = []
         if spec.name in given:
             shape = given[spec.name]
         else:
-            shape, spec_notes = _default_shape(spec, sizes, dynamic[0], others)
+            shape, spec_notes = _default_shape(spec, sizes, firsts, others)
         if (size := math.prod(shape) * _itemsize(spec.dtype)) > MAX_INPUT_BYTES:
             raise InvalidArgumentError(
                 f"{spec.name}{shape}: {size} bytes is more than the {MAX_INPUT_BYTES} wnpass "

@@ -171,9 +171,13 @@ class OutOfMemoryError(WnpassError):
     nothing of the model compared (two identical models do it when the first one's session
     holds the memory), so never a failed check."""
 
-    def __init__(self, model: Path, reason: str) -> None:
+    def __init__(self, model: Path, reason: str, where: str = "") -> None:
+        """``where``: the inputs it ran on, where they are not those the report lists."""
         self.model, self.reason = model, reason
-        super().__init__(f"{model}: onnxruntime ran out of memory running it ({_short(reason)})")
+        at = f" {where}" if where else ""
+        super().__init__(
+            f"{model}: onnxruntime ran out of memory running it{at} ({_short(reason)})"
+        )
 
 
 def _short(reason: str) -> str:

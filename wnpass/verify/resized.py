@@ -1,15 +1,15 @@
 """The check again at other sizes of the dynamic axes: synthesized inputs give every dynamic
 axis one size (the first 1, the others ``DEFAULT_DYNAMIC_DIM``), where a candidate that
 reshapes to a batch of 1, or reduces over the batch, matches the reference (t229), and one
-that divides by one axis's size where the reference divides by another's, both 32, too
-(t238). Both models run once more, in the sessions of the check's first run, on inputs
-drawn anew (seed ``SEED + 1``) with each dynamic axis no ``--shape`` gives at other sizes:
-the first 2, the others each a size of its own. :data:`ATTEMPTS` says which, in the order
-tried until the reference runs there. A candidate that fails to run there, or gives other
-outputs, fails the check (a line in :attr:`~wnpass.verify.report.CheckReport.differences`);
-a reference that runs at none of them, or gives other values on a second run there (a draw
-seen at those sizes only), is no reference, and a note says the check held at one size
-only. Running out of memory there is no verdict, as it is at the first sizes.
+that divides by one axis's size where the reference divides by another's, both 32 (or both
+1), too (t238, t241). Both models run once more, in the sessions of the check's first run,
+on inputs drawn anew (seed ``SEED + 1``) with each dynamic axis no ``--shape`` gives at
+other sizes: :data:`ATTEMPTS` says which, in the order tried until the reference runs there.
+A candidate that fails to run there, or gives other outputs, fails the check (a line in
+:attr:`~wnpass.verify.report.CheckReport.differences`); a reference that runs at none of
+them, or gives other values on a second run there (a draw seen at those sizes only), is no
+reference, and a note says the check held at one size only. Running out of memory there is
+no verdict, as it is at the first sizes.
 """
 
 from __future__ import annotations
@@ -21,26 +21,33 @@ from typing import Any
 import numpy as np
 
 from wnpass.errors import InvalidArgumentError
+from wnpass.report import counted
 from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
 from wnpass.verify.compare import OutputComparison, compare_within
+from wnpass.verify.inputs import DEFAULT_DYNAMIC_DIM, Sizing
 from wnpass.verify.report import failure_reason
 
 __all__ = ["ATTEMPTS", "at_other_sizes"]
 
 logger = logging.getLogger(__name__)
 
-# The sizes of the second run, tried in order until the reference runs there, each (the first
-# axis, a batch; the other axes' first size; the step from one axis's size to the next):
-# - every other axis a size of its own, 33, 34, ...: distinct symbols, distinct sizes;
-# - multiples of 16, 48, 64, ...: a model that halves an axis four times (a U-Net), or
-#   reshapes it into pairs, runs at none of the first;
+# The sizes of the second run, tried in order until the reference runs there:
+# - every axis a size of its own: 2, 3, ... on first axes, 33, 34, ... on the others
+#   (distinct symbols, distinct sizes: a candidate that divides by T where the reference
+#   divides by S, both 32 at the first sizes, t238; also on first axes, t241);
+# - the same with multiples of 16, 48, 64, ...: a model that halves an axis four times (a
+#   U-Net), or reshapes it into pairs, runs at none of the first;
 # - the others as in the first run, the batch alone changed: a model whose axes the exporter
-#   named apart but that must be of one size.
+#   named apart but that must be of one size;
+# - the batch as in the first run, the others of their own sizes: a model that squeezes its
+#   batch away runs at a batch of 1 only (t241).
 ATTEMPTS = (
-    (2, inputs_mod.DEFAULT_DYNAMIC_DIM + 1, 1),
-    (2, 48, 16),
-    (2, inputs_mod.DEFAULT_DYNAMIC_DIM, 0),
+    Sizing(first=2, other=DEFAULT_DYNAMIC_DIM + 1, first_step=1, other_step=1),
+    Sizing(first=2, other=48, first_step=1, other_step=16),
+    Sizing(first=2, other=DEFAULT_DYNAMIC_DIM),
+    Sizing(first=1, other=DEFAULT_DYNAMIC_DIM + 1, other_step=1),
+    Sizing(first=1, other=48, other_step=16),
 )
 
 
@@ -63,12 +70,11 @@ def at_other_sizes(
     tried: list[dict[str, tuple[int, ...]]] = [first]
     failed: list[tuple[str, str]] = []  # where the reference failed to run, and why
     too_large: str | None = None
-    for first_size, other_size, step in ATTEMPTS:
+    for sizing in ATTEMPTS:
         try:
             arrays, notes = inputs_mod.synthesize(
-                specs, shapes, seed=inputs_mod.SEED + 1, dynamic=(first_size, other_size),
-                step=step,
-            )  # fmt: skip
+                specs, shapes, seed=inputs_mod.SEED + 1, sizing=sizing
+            )
         except InvalidArgumentError as error:  # larger than wnpass feeds
             too_large = too_large or error.detail
             continue
@@ -97,10 +103,17 @@ def at_other_sizes(
                 f"the reference gives other values of {', '.join(varies)} on a second run "
                 f"{where} (a random op): compared at one size of them only"
             ]
-        return _compared(candidate, (ref, cand), arrays, ref_out, tolerances, where)
+        differences, notes = _compared(candidate, (ref, cand), arrays, ref_out, tolerances, where)
+        if failed:  # the sizes compared were not the first tried: which axes kept theirs
+            before = counted(len(failed), "other size")
+            said = f" (the reference fails to run at the {before} tried first)"
+            notes = [note + said for note in notes]
+        return differences, notes
     if failed:
         where, reason = failed[0]
-        others = f" (nor at {len(failed) - 1} other sizes tried)" if len(failed) > 1 else ""
+        others = (
+            f" (nor at {counted(len(failed) - 1, 'other size')} tried)" if len(failed) > 1 else ""
+        )
         return [], [
             f"the reference fails to run {where}{others}, so the models were compared at one "
             f"size of them only: {reason}"
@@ -125,6 +138,8 @@ def _compared(
     ref, cand = sessions
     try:
         cand_out = prov.run(cand, candidate, arrays)
+    except prov.OutOfMemoryError as error:  # said where: it read as the first sizes' (t241)
+        raise prov.OutOfMemoryError(candidate, error.reason, where) from None
     except prov.RunFailedError as error:
         return [f"{where}, the candidate fails to run where the reference runs: {error.reason}"], []
     what = f"{candidate}: comparing its outputs with the reference's {where}"
