@@ -217,35 +217,20 @@ def test_a_reference_that_draws_at_other_sizes_only_is_no_reference_there(
     assert report.notes[-1].startswith("the reference gives other values of d on a second run at")
 
 
-def test_axes_of_other_symbols_take_other_sizes(tmp_path: Path) -> None:
-    """T and S were both 33 at the other sizes, as both are 32 at the first: a candidate
-    dividing by T where the reference divides by S was equivalent, exit 0 (t238)."""
-    one = np.array([1], dtype=np.int64)
-    paths = []
-    for name, length in (("ref", "b"), ("cand", "a")):
-        paths.append(tmp_path / f"{name}.onnx")
-        onnx.save(onnx_model(MEAN_OF.replace("LENGTH", length), one=one), paths[-1])
-    report = check(*paths, runs=1, warmup=0)
-    assert not report and report.runs[0].passed  # the first sizes matched
-    (difference,) = report.differences
-    assert "a[1] (T) = 33; b[0] (N) = 2, as a[0]; b[1] (S) = 34" in difference
-    assert "output y differs" in difference
-
-
 @pytest.mark.parametrize(
     ("text", "sizes"),
     [
+        (MEAN_OF, "a[0] (N) = 2; a[1] (T) = 33; b[0] (N) = 2, as a[0]; b[1] (S) = 34"),
         (MEAN_OF_FIRST, "a[0] (T) = 2; b[0] (S) = 3"),
         (SQUEEZED_MEAN_OF, "a[0] (N) = 1; a[1] (T) = 33; b[0] (N) = 1, as a[0]; b[1] (S) = 34"),
     ],
-    ids=["first axes", "a batch of 1 only"],
+    ids=["other axes", "first axes", "a batch of 1 only"],
 )
-def test_other_symbols_take_other_sizes_on_first_axes_and_at_a_batch_of_1(
-    tmp_path: Path, text: str, sizes: str
-) -> None:
-    """t241: first axes all took 2 (x[T] and y[S]), and a reference that squeezes its batch
-    ran at no other sizes, each of which set the batch to 2: a candidate dividing by T where
-    the reference divides by S was equivalent, exit 0."""
+def test_axes_of_other_symbols_take_other_sizes(tmp_path: Path, text: str, sizes: str) -> None:
+    """T and S were both 33 at the other sizes, as both are 32 at the first: a candidate
+    dividing by T where the reference divides by S was equivalent, exit 0 (t238). So it was
+    where they are first axes, which all took 2, and where the reference squeezes its batch,
+    as every other size set the batch to 2 (t241)."""
     zero, one = np.array([0], dtype=np.int64), np.array([1], dtype=np.int64)
     paths = []
     for name, length in (("ref", "b"), ("cand", "a")):
