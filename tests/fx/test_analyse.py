@@ -18,6 +18,7 @@ from tests.fx.helpers import Functional, SharedBlock
 from wnpass import apply_weight_norm
 from wnpass.errors import InvalidArgumentError
 from wnpass.fx.analyse import NOT_INITIALIZED, analyse_sites
+from wnpass.fx.axes import TRAINING_WRITE
 from wnpass.fx.report import ParamSite
 
 
@@ -656,3 +657,40 @@ def test_an_include_that_names_only_what_gets_nothing_applies_nothing() -> None:
     report = apply_weight_norm(plain, x, exclude="0.weight", include="0.*")
     assert report.status == "nothing selected"  # the weight left out on purpose, its bias too
     assert report.reason == "include/exclude left out the 1 weight weight norm fits"
+
+
+class _ClipsInTraining(nn.Module):
+    """Clips a weight in place in training mode only (a critic's weight clipping written in
+    its forward); a second layer it never writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clipped, self.kept = nn.Linear(4, 4), nn.Linear(4, 2)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.training:
+            with torch.no_grad():
+                self.clipped.weight.clamp_(-0.01, 0.01)
+        return self.kept(self.clipped(x))
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_a_weight_written_in_training_mode_only_is_left_alone(mode: str) -> None:
+    """An eval forward shows no write: the weight was weight-normed, and training's clamp_
+    landed on the computed weight, lost (RWKV rescales weights in place this way once an
+    eval forward ran: its training outputs were 46% off, reported ok; t240). The training-
+    mode forward that shows it gives back the model's values, state and modes."""
+    torch.manual_seed(0)
+    model = _ClipsInTraining().train(mode == "train")
+    before = copy.deepcopy(model.state_dict())
+    report = apply_weight_norm(model, (torch.randn(3, 4),))
+    sites = {site.name: site for site in report.sites}
+    assert (sites["clipped.weight"].status, sites["clipped.weight"].reason) == (
+        "skipped",
+        TRAINING_WRITE,
+    )
+    assert sites["kept.weight"].status == "applied"
+    assert torch.equal(model.clipped.weight, before["clipped.weight"])
+    assert model.training is (mode == "train") and model.calls == 0

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from wnpass.fx.forward import Batch
-from wnpass.fx.reach import OLD_READ, give_back_unreached
+from wnpass.fx.reach import OLD_READ, WRITES_PAIR, give_back_unreached
 from wnpass.fx.register import register_weight_norm
 
 
@@ -109,3 +109,35 @@ def test_reading_a_weight_norm_s_own_v_is_no_read_of_the_old_weight() -> None:
     original = model.lin.get_parameter("weight")
     register_weight_norm(model.lin, "weight", 0)
     assert give_back_unreached(model, Batch((torch.randn(3, 4),)), {"lin.weight": original}) == {}
+
+
+class _Swapped(nn.Module):
+    """Runs its layer with a weight of its own too, through torch.func.functional_call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Linear(16, 32)
+        self.alt = nn.Parameter(torch.randn(32, 16) * 0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        swapped = torch.func.functional_call(self.inner, {"weight": self.alt}, (x,))
+        return self.inner(x) + swapped
+
+
+def test_a_weight_norm_whose_g_and_v_the_forward_writes_is_taken_off_again() -> None:
+    """functional_call sets the parametrized weight to ``alt``: the parametrization writes
+    alt's norm and direction into g and v, at every call. The site was applied, "ok", and
+    the first backward failed on g and v written in place (t240)."""
+    from wnpass import apply_weight_norm
+
+    torch.manual_seed(0)
+    model, x = _Swapped(), torch.randn(4, 16)
+    weight = model.inner.weight
+    report = apply_weight_norm(model, (x,))
+    sites = {site.name: site for site in report.sites}
+    assert (sites["inner.weight"].status, sites["inner.weight"].reason) == ("skipped", WRITES_PAIR)
+    assert model.inner.weight is weight and not parametrize.is_parametrized(model.inner)
+    assert sites["alt"].status == "applied" and report.equivalent
+    model.train()
+    model(x).square().mean().backward()  # it raised "modified by an inplace operation"
+    assert model.get_parameter("parametrizations.alt.original1").grad is not None

@@ -35,7 +35,7 @@ from wnpass.fx.arguments import (
     require_trainable,
     require_values,
 )
-from wnpass.fx.axes import Use
+from wnpass.fx.axes import TRAINING_WRITE, Use
 from wnpass.fx.elements import Elements
 from wnpass.fx.forward import (
     Batch,
@@ -45,6 +45,7 @@ from wnpass.fx.forward import (
     state_given_back,
     written_parameters,
 )
+from wnpass.fx.observe import written_in_training
 from wnpass.fx.register import parametrized_here, stored_unit_dim, unit_norm_problem
 from wnpass.fx.report import ParamSite
 from wnpass.fx.trace import Tracer, find_uses
@@ -464,6 +465,9 @@ def analyse_sites(
     names_of, tied = aliases(model)
     canonical = {name: names[0] for names in names_of.values() for name in names}
     uses, mode, note = find_uses(model, batch, dim_policy, embeddings, tracer)
+    if batch is not None:  # weight norm is for training: what training mode writes counts
+        written = written_in_training(model, batch)
+        uses = [*uses, *(Use(name, "forward", "", None, TRAINING_WRITE) for name in written)]
     by_param: dict[str, list[Use]] = defaultdict(list)
     for use in uses:
         key = canonical.get(use.param, use.param)

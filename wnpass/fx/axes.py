@@ -46,6 +46,13 @@ class Use:
 # An embedding with ``max_norm`` renormalizes the rows it reads in its stored weight, in place,
 # at every forward: under weight norm that would land on the computed weight, never on g and v.
 RENORMED = "modified in place in the forward (max_norm renormalizes the rows it reads)"
+# A weight a forward in training mode writes in place, where an eval one does not (RWKV scales
+# some weights back up when it is switched to training, after an eval forward scaled them
+# down, t240): under weight norm the write would land on the computed weight and be lost.
+TRAINING_WRITE = (
+    "modified in place in a training-mode forward (an eval forward does not show it: RWKV "
+    "scales weights when its mode changes)"
+)
 
 
 def renormed_table(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:

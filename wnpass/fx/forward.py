@@ -61,11 +61,13 @@ __all__ = [
     "cloned",
     "evaluating",
     "forward_failed",
+    "in_mode",
     "moved_buffers",
     "parameter_prints",
     "run_forward",
     "state_given_back",
     "tensors_in",
+    "training",
     "what_it_did",
     "written_parameters",
 ]
@@ -117,10 +119,20 @@ def as_batch(value: Any, parameter: str = "example_inputs") -> Batch:
     )
 
 
+def evaluating(model: nn.Module) -> contextlib.AbstractContextManager[None]:
+    """``model`` in eval mode for the block (:func:`in_mode`)."""
+    return in_mode(model, training=False)
+
+
+def training(model: nn.Module) -> contextlib.AbstractContextManager[None]:
+    """``model`` in training mode for the block (:func:`in_mode`)."""
+    return in_mode(model, training=True)
+
+
 @contextlib.contextmanager
-def evaluating(model: nn.Module) -> Iterator[None]:
-    """``model`` in eval mode for the block, then every submodule back in its own mode (a
-    BatchNorm kept in eval inside a model in training stays in eval). A module whose class
+def in_mode(model: nn.Module, *, training: bool) -> Iterator[None]:
+    """``model`` in training or eval mode for the block, then every submodule back in its own
+    mode (a BatchNorm kept in eval inside a model in training stays in eval). A module whose class
     overrides ``train()`` (a LoRA layer merges its update into its weight in eval mode and
     takes it out again in training mode) gets its own mode back through it, so it undoes what
     it did; the flags are then set as they were. Such an override that raises as the block
@@ -130,7 +142,7 @@ def evaluating(model: nn.Module) -> Iterator[None]:
     modes = {module: module.training for module in model.modules()}
     overriding = [m for m in modes if type(m).train is not nn.Module.train]
     try:
-        model.eval()
+        model.train(training)
     except STOPS:
         raise
     except BaseException as error:  # the model's train(): the flags as they were
@@ -363,6 +375,7 @@ class _Snapshots(TorchFunctionMode):
             for storage in dict.fromkeys(Elements.storage_of(part) for part in tensors):
                 self.storages.setdefault(storage, []).append(name)
         self.copied: set[tuple[str, int]] = set()  # storages copied
+        self.hit: set[tuple[str, int]] = set()  # storages the block wrote
         self.saved: dict[str, torch.Tensor] = {}
         self.late: set[str] = set()  # written before their copy was made (in TorchScript code)
         # parameters the caller set in the block (data init's g, v and bias: :meth:`set_by`),
@@ -383,6 +396,7 @@ class _Snapshots(TorchFunctionMode):
             # a new wrapper over what a wrapper parameter wraps (``w.data``, ``w.detach()``)
             # lies in no storage of the parameter's but in its parts' (t237)
             for storage in dict.fromkeys(map(Elements.storage_of, [target, *held(target)])):
+                self.hit.add(storage)
                 for name in self.storages.get(storage, ()):
                     if name in self.set and name not in self.as_set:  # after the caller's
                         self.as_set[name] = self.params[name].detach().clone()
@@ -445,6 +459,12 @@ class _Snapshots(TorchFunctionMode):
             if where != first_where or moved or name in self.late:
                 unseen.append(name)
         return unseen
+
+    def written(self, unseen: Sequence[str]) -> list[str]:
+        """The parameters the block wrote: every one in a storage a write went to, and those
+        written in a way no copy can give back (``unseen``)."""
+        names = {name for storage in self.hit for name in self.storages.get(storage, ())}
+        return sorted(names.union(unseen))
 
     def give_back(self) -> None:
         """Write each parameter copied back; give each its requires_grad again."""
@@ -513,6 +533,8 @@ class GivenBack:
     whole: bool = False
     snapshots: _Snapshots | None = None
     kept: bool = False  # keep() was called: the parameters set stay as set
+    # the parameters the block wrote in place (every one in a storage written), by name
+    written: list[str] = dataclasses.field(default_factory=list)
 
     def set_by(self, tensors: Sequence[torch.Tensor]) -> None:
         """``tensors`` were just set by the caller (:meth:`_Snapshots.set_by`)."""
@@ -567,6 +589,7 @@ def state_given_back(model: nn.Module, *, unless_written: bool = True) -> Iterat
             yield given
     finally:
         unseen = snapshots.unseen() if snapshots is not None else []
+        given.written = snapshots.written(unseen) if snapshots is not None else []
         if unseen:
             logger.warning(
                 "the forward wrote %s in a way no copy can give back (in TorchScript code, "

@@ -49,10 +49,11 @@ from wnpass.fx.forward import (
     run_forward,
     state_given_back,
     tensors_in,
+    training,
     written_by,
 )
 
-__all__ = ["forward_reads", "observe_uses", "rnn_roles"]
+__all__ = ["forward_reads", "observe_uses", "rnn_roles", "written_in_training"]
 
 logger = logging.getLogger(__name__)
 
@@ -813,6 +814,22 @@ def _observed(
     return list(recorder.uses), outputs, set(params), not given.whole
 
 
+def written_in_training(model: nn.Module, batch: Batch) -> list[str]:
+    """The names of the parameters a forward of ``model`` in training mode writes in place
+    (without grad, drawing from the generators as they are, which are as they were
+    afterwards); the model's modes, state and parameters are given back. None where that
+    forward fails (a model that wants labels in training, a BatchNorm over one value): nothing
+    is known of it then."""
+    rng = RngSnapshot.take(model, batch)
+    try:
+        with rng.replayed(), training(model), state_given_back(model) as given:
+            call_model(model, batch)
+    except ForwardFailedError as error:
+        logger.info("no training-mode forward on the example inputs: %s", error)
+        return []
+    return given.written
+
+
 class _Reads(TorchFunctionMode):
     """Records which watched tensors (the very objects) each op reads, outside the forwards of
     the modules it is told are opaque."""
@@ -847,11 +864,12 @@ def forward_reads(
     opaque: Mapping[str, nn.Module],
     *,
     rng: RngSnapshot,
-) -> tuple[set[str], set[str]] | None:
+) -> tuple[set[str], set[str], set[str]] | None:
     """The names of the ``watched`` tensors that a second forward of ``model`` reads (the very
     objects, or views made of them: a weight norm's ``v``, made from the old weight, shares
-    its elements but is no view of it), and the names of the ``opaque`` modules that ran,
-    whose own forwards are not watched. The first forward is the model's first call, as
+    its elements but is no view of it), the names of the ``opaque`` modules that ran, whose
+    own forwards are not watched, and the names of the parameters either forward wrote in
+    place. The first forward is the model's first call, as
     training's first step: what it caches (a table computed from a weight once), the second
     reads from the cache. Both run in eval mode without grad, each drawing from ``rng``;
     afterwards every module's mode, its state (buffers and plain attributes: the cache made)
@@ -871,7 +889,7 @@ def forward_reads(
         hooks.append(module.register_forward_pre_hook(enter))
         hooks.append(module.register_forward_hook(leave, always_call=True))
     try:
-        with state_given_back(model), evaluating(model):
+        with state_given_back(model) as given, evaluating(model):
             with rng.replayed():
                 call_model(model, batch)
             ran.clear()
@@ -883,4 +901,4 @@ def forward_reads(
     finally:
         for hook in hooks:
             hook.remove()
-    return reads.read, ran
+    return reads.read, ran, set(given.written)

@@ -30,7 +30,7 @@ from wnpass.fx.observe import forward_reads
 from wnpass.fx.register import unregister_weight_norm
 from wnpass.fx.rnn_cache import remove_rnn_cache
 
-__all__ = ["NOT_COMPUTED", "OLD_READ", "give_back_unreached"]
+__all__ = ["NOT_COMPUTED", "OLD_READ", "WRITES_PAIR", "give_back_unreached"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,11 @@ logger = logging.getLogger(__name__)
 OLD_READ = (
     "the forward reads the old tensor, held elsewhere (a closure, a functools.partial, an "
     "object keeps it or a view of it): weight norm would never train what it reads"
+)
+WRITES_PAIR = (
+    "the forward writes g or v in place (it sets the weight, as torch.func.functional_call "
+    "does with a weight of its own, and the parametrization writes what it is set to into g "
+    "and v): every call would overwrite what training learns in them"
 )
 NOT_COMPUTED = (
     "the model's eval forward does not compute this weight (it keeps what it computed from "
@@ -56,25 +61,31 @@ def give_back_unreached(
 ) -> dict[str, str]:
     """Run ``model`` on ``batch`` in eval mode (from ``rng``: the plan's forward's draws); take
     the weight norm off each weight of ``originals`` (by name: the parameter it replaced) whose
-    old parameter the forward read, or (``computed``: the plan came from a forward like this
-    one) whose weight it did not compute; the module holds that parameter again. Returns their
-    names, each with why (:data:`OLD_READ`, :data:`NOT_COMPUTED`); none where the forward
+    old parameter the forward read, whose g or v it wrote in place (t240), or (``computed``:
+    the plan came from a forward like this one) whose weight it did not compute; the module
+    holds that parameter again, untouched. Returns their names, each with why
+    (:data:`OLD_READ`, :data:`WRITES_PAIR`, :data:`NOT_COMPUTED`); none where the forward
     failed (nothing is known then)."""
     rng = rng if rng is not None else RngSnapshot.take(model, batch)
-    norms = {}
+    norms, pairs = {}, {}
     for name in originals:
         owner, leaf = owner_of(model, name)
         parametrizations: Any = owner.parametrizations  # a ModuleDict of ParametrizationLists
         norms[name] = parametrizations[leaf][0]
+        prefix = name.removesuffix(leaf)
+        pairs[name] = {f"{prefix}parametrizations.{leaf}.original{i}" for i in (0, 1)}
     found = forward_reads(model, batch, originals, norms, rng=rng)
     if found is None:
         return {}
-    old_read, ran = found
-    given_back = {
-        name: OLD_READ if name in old_read else NOT_COMPUTED
-        for name in originals
-        if name in old_read or (computed and name not in ran)
-    }
+    old_read, ran, written = found
+    given_back = {}
+    for name in originals:
+        if name in old_read:
+            given_back[name] = OLD_READ
+        elif pairs[name] & written:
+            given_back[name] = WRITES_PAIR
+        elif computed and name not in ran:
+            given_back[name] = NOT_COMPUTED
     for name, why in given_back.items():
         owner, leaf = owner_of(model, name)
         unregister_weight_norm(owner, leaf, originals[name])
