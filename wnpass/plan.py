@@ -360,6 +360,16 @@ def identity_of(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def _the_file_at(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the regular file at ``path`` itself (a link is no file put there);
+    None if there is none."""
+    try:
+        st = os.lstat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
 def _as_it_is(path: Path) -> tuple[int, ...] | None:
     """The file at ``path`` itself (not following a link), as a stat shows it: device, inode,
     size, and the times its content and its entry last changed; None where there is none."""
@@ -537,6 +547,9 @@ class IOPlan:
         self._stagings: set[Path] = set()  # staging folders that exist
         self._probed: set[Path] = set()  # folders shown to take new files
         self.published: list[Path] = []  # targets renamed into place, in order
+        # those put at a name that was free (:attr:`_new`), each with the file put there
+        self._put_new: dict[Path, tuple[int, int] | None] = {}
+        self._together: int | None = None  # where in published a together() block began
         self._publishing: set[Path] = set()  # those whose files are being published
         self._locks: dict[Path, int] = {}  # staging folder -> its target folder's locked fd
         self._write_at: dict[Path, _Entry] = {}  # each target's place, as check() resolved it
@@ -1002,9 +1015,46 @@ class IOPlan:
                             interrupts.release()
                     _close(parent)
 
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        """Publish the files of one output in the block (shards, then their index): where one
+        cannot be put in place, those the block put at names that were free when planned are
+        removed again, so that no shard is left that no index names, which the next run
+        would refuse to write over (t242); one that replaced a file stays (what it replaced
+        is gone), and the error names it."""
+        self._together = len(self.published)
+        try:
+            yield
+        finally:
+            self._together = None
+
     def publish(self, staged: Path, target: str | os.PathLike[str]) -> None:
         """Rename a file staged in a :meth:`staging` folder onto planned ``target``."""
-        target = Path(target)
+        try:
+            self._publish(staged, Path(target))
+        except OutputError as error:
+            raise self._taken_back(error) from None
+
+    def _taken_back(self, error: OutputError) -> OutputError:
+        """``error``, a publish that failed, where a :meth:`together` block had put files in
+        place at free names before it: those files removed (each only if it is still the file
+        put there), and the error saying so."""
+        if self._together is None or len(self.published) == self._together:
+            return error
+        removed = []
+        for target in self.published[self._together :]:
+            if target in self._put_new and _the_file_at(target) == self._put_new[target]:
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
+                    removed.append(target)
+        if not removed:
+            return error
+        self.published = [p for p in self.published if p not in removed]
+        message = self._and_written(error.detail.split("; already written: ")[0])
+        message += "; removed again: " + ", ".join(str(p) for p in removed)
+        return OutputError(message, parameter=error.parameter, also=error.also)
+
+    def _publish(self, staged: Path, target: Path) -> None:
         entry = self._require(target)
         folder = next((f for f in self._stagings if staged.is_relative_to(f)), None)
         if folder is None:
@@ -1021,6 +1071,7 @@ class IOPlan:
         try:
             if _where(target) in self._new:
                 _rename_new(staged, target)
+                self._put_new[target] = _the_file_at(target)
             else:
                 os.replace(staged, target)
             self.published.append(target)

@@ -352,6 +352,41 @@ def test_a_file_put_at_a_gone_shards_name_meanwhile_is_never_written_over(
     assert gone.read_text() == "another process's file"
 
 
+def test_a_shard_that_cannot_be_put_in_place_takes_back_those_put_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """t242: another process put a file at the last shard's name while the run went on; the
+    shards already renamed into place stayed, with no index naming them, and the next run
+    refused to write over them ("no part of an output this run replaces"). They are removed
+    again, and the next run writes the output."""
+    from wnpass.errors import OutputError
+    from wnpass.plan import IOPlan
+
+    state = state_dict()
+    keys = list(state)
+    index = save_sharded(tmp_path, state, [keys[:2], keys[2:4], keys[4:]], stem="model")
+    out = tmp_path / "o.safetensors.index.json"
+    publish, put = IOPlan.publish, list[str | os.PathLike[str]]()
+
+    def meanwhile(plan: IOPlan, staged: Path, target: str | os.PathLike[str]) -> None:
+        if len(put) == 2:
+            Path(target).write_text("another process's file")
+        put.append(target)
+        publish(plan, staged, target)
+
+    monkeypatch.setattr(IOPlan, "publish", meanwhile)
+    with pytest.raises(OutputError, match="another process put a file there") as error:
+        api.fold_checkpoint(index, out)
+    assert "; removed again: " in str(error.value) and "already written" not in str(error.value)
+    last = Path(put[2])
+    assert sorted(p.name for p in tmp_path.glob("o*")) == [last.name]
+    assert last.read_text() == "another process's file"
+    last.unlink()
+    monkeypatch.setattr(IOPlan, "publish", publish)
+    report = api.fold_checkpoint(index, out)
+    assert report.output == str(out) and len(report.shards) == 3
+
+
 def test_a_checkpoint_reports_json_never_replaces_the_files_it_is_about(tmp_path: Path) -> None:
     """``CheckpointReport.write_json`` without a plan wrote over the checkpoint it reported
     on: the input, its shards, the output or its shards."""

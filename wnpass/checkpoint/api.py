@@ -506,8 +506,9 @@ def _write(
                 logger.warning("the folded checkpoint failed the check: nothing published")
                 return
         checkpoint.require_unchanged()  # what was folded is what is there, to the last read
-        for stage, target in zip(staged, targets, strict=True):
-            plan.publish(stage, target)
+        with plan.together():  # no shard left that no index names (t242)
+            for stage, target in zip(staged, targets, strict=True):
+                plan.publish(stage, target)
     report.output, report.shards = str(main), [str(t) for t in targets[:-1]]
     report.bytes_after = bytes_after
     report.left = [

@@ -577,9 +577,10 @@ def save(
         linked = replacing and _hard_links(path) > 1
         staged_data = staging / (target.data_name or "")
         written = outgoing and staged_data.is_file()  # not looked for where none was (t202)
-        if target.data_path is not None and written and staged_data.stat().st_size:
-            plan.publish(staged_data, target.data_path)  # small tensors stay inline
-        plan.publish(staged, path)
+        with plan.together():  # no data file left that no model reads
+            if target.data_path is not None and written and staged_data.stat().st_size:
+                plan.publish(staged_data, target.data_path)  # small tensors stay inline
+            plan.publish(staged, path)
         # before the block ends, where a stop signal held since the first publish is raised
         keep = "the replaced output has other hard links, which still use it" if linked else None
         plan.delete_old_data(replaced, path, created=created, keep=keep)
