@@ -64,6 +64,7 @@ from wnpass.errors import InvalidArgumentError, InvalidModelError, OutputError, 
 from wnpass.watch import OpenWatch
 
 __all__ = [
+    "MODEL_PY",
     "STAGING_PREFIX",
     "USER_CODE_OPENED",
     "USER_CODE_READ",
@@ -106,6 +107,8 @@ def _require_json_name(path: str | os.PathLike[str]) -> None:
 STAGING_PREFIX = ".wnpass-"
 
 
+# what the model.py itself is called in the plan ("would overwrite the model file model.py")
+MODEL_PY = "the model file"
 USER_CODE_READ = "a file the model.py's code read"  # what such a file is called in the plan
 # one the kernel saw opened (inotify) while the user's code ran: by it, or by another process
 USER_CODE_OPENED = "a file opened while the model.py's code ran (by it or another process)"

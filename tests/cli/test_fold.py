@@ -264,3 +264,18 @@ def test_fold_in_place_verify_names_the_folded_model_and_the_input_apart(
     onnx.save(ir3_linear(), path)
     assert main(["fold", str(path), "--in-place", "--verify"]) == 0
     assert f"equivalent: the folded {path} matches {path}\n" in capsys.readouterr().out
+
+
+def test_a_snapshot_folder_given_as_the_model_names_its_index(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Hugging Face snapshot folder given to fold said "is a directory, not an ONNX file"
+    alone (t242): where it holds a checkpoint's index, the error names it."""
+    snapshot = tmp_path / "snap"
+    snapshot.mkdir()
+    assert main(["fold", str(snapshot)]) == 2
+    assert capsys.readouterr().err.strip().endswith("is a directory, not an ONNX file")
+    (snapshot / "model.safetensors.index.json").write_text("{}")
+    assert main(["fold", str(snapshot)]) == 2
+    hint = f"(name the checkpoint's index: {snapshot / 'model.safetensors.index.json'})"
+    assert capsys.readouterr().err.strip().endswith(hint)

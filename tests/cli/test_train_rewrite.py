@@ -229,7 +229,7 @@ def test_inspect_model_py_changes_nothing(
             "build_model() raised E: (its message could not be read: E.__str__ raised)",
         ),
         (["train-rewrite", "{model}", "-o", "{model}"], ".py: a state dict written with torch"),
-        (["train-rewrite", "{model}", "--json", "{model}"], "would overwrite the model.py"),
+        (["train-rewrite", "{model}", "--json", "{model}"], "would overwrite the model file"),
         (["train-rewrite", "{model}", "--checkpoint", "{tmp}/none.pt"], "none.pt: no such file"),
         # a missing input that is also the output: missing, not "would overwrite" (t225)
         (

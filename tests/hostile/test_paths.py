@@ -204,7 +204,7 @@ CASES: dict[str, Case] = {
     ),
     "inspect --json the model.py": Case(
         lambda t: ["inspect", str(model_py(t)), "--json", str(t / "model.py")],
-        "would overwrite the model.py",
+        "would overwrite the model file",
     ),
     "inspect --json a FIFO": Case(
         lambda t: ["inspect", str(good(t)), "--json", str(fifo(t, "r.json"))], "is a FIFO"
@@ -309,7 +309,7 @@ CASES: dict[str, Case] = {
     ),
     "train-rewrite -o a hard link to the model.py": Case(
         lambda t: _train_rewrite(model_py(t), "-o", str(hardlink(t, t / "model.py", "o.pt"))),
-        "would overwrite the model.py",
+        "would overwrite the model file",
     ),
     # export
     "export -o the checkpoint": Case(
@@ -320,7 +320,7 @@ CASES: dict[str, Case] = {
     ),
     "export --json the model.py": Case(
         lambda t: _export(model_py(t), "-o", str(t / "m.onnx"), "--json", str(t / "model.py")),
-        "would overwrite the model.py",
+        "would overwrite the model file",
     ),
     "export --json the output": Case(
         lambda t: _export(model_py(t), "-o", str(t / "m.onnx"), "--json", str(t / "m.onnx")),
@@ -335,7 +335,7 @@ CASES: dict[str, Case] = {
     ),
     "export -o a hard link to the model.py": Case(
         lambda t: _export(model_py(t), "-o", str(hardlink(t, t / "model.py", "m.onnx"))),
-        "would overwrite the model.py",
+        "would overwrite the model file",
     ),
     "export -o into a missing folder": Case(
         lambda t: _export(model_py(t), "-o", str(t / "nowhere" / "m.onnx")),

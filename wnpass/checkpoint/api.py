@@ -39,7 +39,7 @@ from wnpass.checkpoint.report import CheckpointReport, PairReport
 from wnpass.checkpoint.tensorfile import METADATA_KEY
 from wnpass.checkpoint.writing import Action, Rewrite, write_file, write_index
 from wnpass.errors import InvalidArgumentError, InvalidModelError, WnpassError
-from wnpass.plan import IOPlan, as_path, as_plan
+from wnpass.plan import MODEL_PY, IOPlan, as_path, as_plan
 from wnpass.rules import pair_keys, unit_size
 from wnpass.verify.options import as_tolerance, refuse_unused
 
@@ -107,7 +107,7 @@ def fold_checkpoint(
     plan = as_plan(plan) or IOPlan()
     checkpoint = _open(path, plan)
     if check_model is not None:
-        plan.read(check_model, "the model.py")
+        plan.read(check_model, MODEL_PY)
     targets = _plan_outputs(checkpoint, output, "folded", plan)
     plan.check()
     report = _report("fold", checkpoint)

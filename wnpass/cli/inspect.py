@@ -30,7 +30,7 @@ from wnpass.cli.options import (
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_sites, strict_line
 from wnpass.errors import InvalidModelError, OutputError, UsageError
-from wnpass.plan import IOPlan, stat_input
+from wnpass.plan import MODEL_PY, IOPlan, stat_input
 
 __all__ = ["add_arguments", "run"]
 
@@ -303,7 +303,7 @@ def _inspect_model_py(args: argparse.Namespace, path: Path, out: Printer, plan: 
     from wnpass.fx.loading import load_model_file
     from wnpass.fx.report import ApplyReport
 
-    plan.read(path, "the model.py")
+    plan.read(path, MODEL_PY)
     plan.check()
     model, inputs, made_by = load_model_file(path, args.factory, plan=plan)
     with blamed_on(path, made_by):

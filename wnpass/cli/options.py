@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from wnpass.errors import UsageError, WnpassError, printable
-from wnpass.plan import STANDARD_OUTPUT, IOPlan, require_input
+from wnpass.plan import MODEL_PY, STANDARD_OUTPUT, IOPlan, require_input
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, MAX_THREADS, CheckOptions
 
 __all__ = [
@@ -310,7 +310,7 @@ def plan_model_py(args: argparse.Namespace, output: Path) -> IOPlan:
     from wnpass.fx.files import checkpoint_files
 
     plan = IOPlan()
-    plan.read(args.model, "the model.py")
+    plan.read(args.model, MODEL_PY)
     if args.checkpoint is not None:
         require_input(args.checkpoint, "checkpoint")
         plan.read(args.checkpoint, "the checkpoint")

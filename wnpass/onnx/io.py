@@ -77,6 +77,16 @@ def _checkpoint_hint(path: Path) -> str:
     )
 
 
+def _index_in(folder: Path) -> str:
+    """A hint for a folder given as a model: the sharded checkpoint index it holds, if any
+    (a Hugging Face snapshot folder, t242), named as the commands take it."""
+    try:
+        indexes = sorted(p.name for p in folder.iterdir() if p.name.endswith(".index.json"))
+    except OSError:
+        return ""
+    return f" (name the checkpoint's index: {folder / indexes[0]})" if indexes else ""
+
+
 def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
     """Load ``path`` as an onnx-ir model (external data mapped lazily), or raise one clear line.
 
@@ -87,7 +97,8 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
     if isinstance(status, str):  # no such file, a link loop ...
         raise InvalidModelError(f"{path}: {status}")
     if not stat.S_ISREG(status.st_mode):  # a directory, a FIFO, a device: never opened
-        raise InvalidModelError(f"{path}: is {kind_of(status.st_mode)}, not an ONNX file")
+        said = f"{path}: is {kind_of(status.st_mode)}, not an ONNX file"
+        raise InvalidModelError(said + (_index_in(path) if stat.S_ISDIR(status.st_mode) else ""))
     if status.st_size == 0:
         raise InvalidModelError(f"{path}: empty file, not an ONNX model")
     if status.st_size > PROTOBUF_LIMIT:  # wnpass's reader could; onnx and ONNX Runtime cannot
