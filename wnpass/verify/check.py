@@ -61,12 +61,11 @@ def _feeds(
     one_sided: dict[str, str],
 ) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
     """The inputs to run both models on, notes on them, and the names of ``fallback`` fed the
-    reference's default. ``defaults``: the inputs with a
-    default (an initializer) in both models, fed only where the inputs file gives them;
-    ``fallback``: inputs the reference takes with a default and the candidate requires, fed
-    the reference's default where the inputs file does not give them; ``one_sided``: inputs
-    with a default that one model only takes, each with the model, which the file may not
-    give."""
+    reference's default. ``defaults``: the inputs with a default (an initializer) in both
+    models, fed only where the inputs file gives them; ``fallback``: inputs the reference
+    takes with a default and the candidate requires, fed the reference's default where the
+    inputs file does not give them; ``one_sided``: inputs with a default that one model only
+    takes, each with the model, which the file may not give."""
     optional = [*defaults, *(spec for spec, _ in fallback.values())]
     if inputs is not None:
         feeds = inputs_mod.load_npz(inputs, specs, optional, one_sided)
