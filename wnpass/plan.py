@@ -363,14 +363,15 @@ def identity_of(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _the_file_at(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of the regular file at ``path`` itself (a link is no file put there);
-    None if there is none."""
+def _the_file_at(path: Path) -> tuple[int, int, int, int] | None:
+    """The regular file at ``path`` itself (a link is no file put there): its device, inode,
+    size and modification time, which a file another process made after this one went, at
+    its inode, does not share (t243: the inode alone is reused); None if there is none."""
     try:
         st = os.lstat(path)
     except (OSError, ValueError):
         return None
-    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
 
 
 def _as_it_is(path: Path) -> tuple[int, ...] | None:
@@ -551,7 +552,7 @@ class IOPlan:
         self._probed: set[Path] = set()  # folders shown to take new files
         self.published: list[Path] = []  # targets renamed into place, in order
         # those put at a name that was free (:attr:`_new`), each with the file put there
-        self._put_new: dict[Path, tuple[int, int] | None] = {}
+        self._put_new: dict[Path, tuple[int, int, int, int] | None] = {}
         self._together: int | None = None  # where in published a together() block began
         self._publishing: set[Path] = set()  # those whose files are being published
         self._locks: dict[Path, int] = {}  # staging folder -> its target folder's locked fd

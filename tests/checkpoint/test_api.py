@@ -382,6 +382,25 @@ def test_a_shard_that_cannot_be_put_in_place_takes_back_those_put_before(
     assert sorted(p.name for p in tmp_path.glob("o*")) == [last.name]
     assert last.read_text() == "another process's file"
     last.unlink()
+    # a shard put in place that another process replaced meanwhile is its file, even where
+    # the file system gave the new file the old one's inode (t243: that alone was compared)
+    put.clear()
+
+    def replaced(plan: IOPlan, staged: Path, target: str | os.PathLike[str]) -> None:
+        if len(put) == 2:
+            Path(put[0]).unlink()
+            Path(put[0]).write_text("another process's shard")
+            Path(target).write_text("another process's file")
+        put.append(target)
+        publish(plan, staged, target)
+
+    monkeypatch.setattr(IOPlan, "publish", replaced)
+    with pytest.raises(OutputError, match="another process put a file there"):
+        api.fold_checkpoint(index, out)
+    assert Path(put[0]).read_text() == "another process's shard"
+    assert not Path(put[1]).exists()
+    Path(put[0]).unlink()
+    Path(put[2]).unlink()
     monkeypatch.setattr(IOPlan, "publish", publish)
     report = api.fold_checkpoint(index, out)
     assert report.output == str(out) and len(report.shards) == 3

@@ -694,3 +694,60 @@ def test_a_weight_written_in_training_mode_only_is_left_alone(mode: str) -> None
     assert sites["kept.weight"].status == "applied"
     assert torch.equal(model.clipped.weight, before["clipped.weight"])
     assert model.training is (mode == "train") and model.calls == 0
+
+
+class _BuildsInTraining(nn.Module):
+    """Its first training forward adds a layer and moves BatchNorm's statistics; a LoRA-like
+    layer merges its update into its weight in eval mode (``train()`` writes it), and one
+    view of a flat parameter is clamped in training."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flat = nn.Parameter(torch.randn(2 * 16) * 0.3)
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+        self.a.weight = nn.Parameter(self.flat.data[:16].view(4, 4))
+        self.b.weight = nn.Parameter(self.flat.data[16:].view(4, 4))
+        self.norm = nn.BatchNorm1d(4)
+        self.merged = nn.Linear(4, 4)
+        self.update = nn.Parameter(torch.randn(4, 4) * 0.1)
+
+    def train(self, mode: bool = True) -> _BuildsInTraining:
+        if mode != self.training:  # merged in eval mode, as loralib does
+            with torch.no_grad():
+                self.merged.weight.data += self.update if not mode else -self.update
+        return super().train(mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            if not hasattr(self, "extra"):
+                self.extra = nn.Linear(4, 4)
+            with torch.no_grad():
+                self.a.weight.clamp_(-0.2, 0.2)
+        y = self.norm(self.b(self.a(x)))
+        if self.training:
+            y = y + x @ self.update.T
+        return self.merged(y)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_the_training_mode_forward_leaves_no_trace_and_sees_exactly_what_it_writes(
+    mode: str,
+) -> None:
+    """t243: a training forward that builds the model further (a layer made on the first
+    step) was given back nothing: BatchNorm's statistics moved and the layer stayed, saved
+    with the state dict, while the report said ok. It runs on a copy now. A clamp of one
+    view of a flat parameter skipped every view of it, and the weight a ``train()`` override
+    writes (a LoRA layer's merge) was not seen."""
+    torch.manual_seed(0)
+    model = _BuildsInTraining().train(mode == "train")
+    before = copy.deepcopy(model.state_dict())
+    report = apply_weight_norm(model, (torch.randn(3, 4),))
+    assert report.status == "ok" and report.equivalent
+    status = {site.name: (site.status, site.reason) for site in report.sites}
+    assert status["a.weight"] == ("skipped", TRAINING_WRITE)
+    assert status["merged.weight"] == ("skipped", TRAINING_WRITE)
+    assert status["b.weight"] == ("applied", None)
+    assert not hasattr(model, "extra") and model.training is (mode == "train")
+    after = model.state_dict()
+    for name in ("norm.running_mean", "norm.running_var", "norm.num_batches_tracked"):
+        assert torch.equal(after[name], before[name]), name

@@ -24,7 +24,7 @@ import logging
 import random
 import sys
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,7 @@ from wnpass.fx.attributes import (
 from wnpass.fx.axes import renormed_table
 from wnpass.fx.compare import result_tensors
 from wnpass.fx.elements import Elements
-from wnpass.fx.memory import held
+from wnpass.fx.memory import Bytes, held, span
 from wnpass.interrupts import STOPS
 from wnpass.plan import ProcessExit, user_code
 
@@ -69,6 +69,7 @@ __all__ = [
     "tensors_in",
     "training",
     "what_it_did",
+    "writes_watched",
     "written_parameters",
 ]
 
@@ -375,7 +376,9 @@ class _Snapshots(TorchFunctionMode):
             for storage in dict.fromkeys(Elements.storage_of(part) for part in tensors):
                 self.storages.setdefault(storage, []).append(name)
         self.copied: set[tuple[str, int]] = set()  # storages copied
-        self.hit: set[tuple[str, int]] = set()  # storages the block wrote
+        # the tensors the block wrote, by storage (a parameter is written where it shares a
+        # byte with one: not every view of a flat storage, t243)
+        self.hits: dict[tuple[str, int], list[torch.Tensor]] = {}
         self.saved: dict[str, torch.Tensor] = {}
         self.late: set[str] = set()  # written before their copy was made (in TorchScript code)
         # parameters the caller set in the block (data init's g, v and bias: :meth:`set_by`),
@@ -395,8 +398,10 @@ class _Snapshots(TorchFunctionMode):
         for target in _written(func, args, kwargs):
             # a new wrapper over what a wrapper parameter wraps (``w.data``, ``w.detach()``)
             # lies in no storage of the parameter's but in its parts' (t237)
+            for part in [target, *held(target)]:
+                if (storage := Elements.storage_of(part)) in self.storages:
+                    self.hits.setdefault(storage, []).append(part)
             for storage in dict.fromkeys(map(Elements.storage_of, [target, *held(target)])):
-                self.hit.add(storage)
                 for name in self.storages.get(storage, ()):
                     if name in self.set and name not in self.as_set:  # after the caller's
                         self.as_set[name] = self.params[name].detach().clone()
@@ -461,19 +466,32 @@ class _Snapshots(TorchFunctionMode):
         return unseen
 
     def written(self, unseen: Sequence[str]) -> list[str]:
-        """The parameters the block wrote: every one in a storage a write went to, and those
+        """The parameters the block wrote: each that shares a byte with a tensor written (one
+        without bytes of its own to compare, meta or sparse, by its storage alone), and those
         written in a way no copy can give back (``unseen``)."""
-        names = {name for storage in self.hit for name in self.storages.get(storage, ())}
-        return sorted(names.union(unseen))
+        exact, names = Bytes(), set(unseen)
+        for storage, targets in self.hits.items():
+            for name in self.storages[storage]:
+                parts = [self.params[name], *held(self.params[name])]
+                if any(
+                    span(part) is None or span(target) is None or exact.meet(part, target)
+                    for part in parts
+                    if Elements.storage_of(part) == storage
+                    for target in targets
+                ):
+                    names.add(name)
+        return sorted(names)
 
-    def give_back(self) -> None:
-        """Write each parameter copied back; give each its requires_grad again."""
+    def give_back(self, discarded: Collection[str] = ()) -> None:
+        """Write each parameter copied back (but those ``discarded``, which the caller throws
+        away); give each its requires_grad again."""
         # unseen by the modes a caller runs the block under (an observation of the forward's
         # ops would count the write back as one of its own)
         with torch.no_grad(), torch._C.DisableTorchFunction():
             for values in (self.saved, self.last):  # the kept ones last, over the others
                 for name, value in values.items():
-                    self.params[name].copy_(value)
+                    if name not in discarded:
+                        self.params[name].copy_(value)
             for name, flag in self.requires_grad.items():  # requires_grad_(False) in a forward
                 self.params[name].requires_grad_(flag)
         self.saved.clear()
@@ -561,7 +579,21 @@ class GivenBack:
 
 
 @contextlib.contextmanager
-def state_given_back(model: nn.Module, *, unless_written: bool = True) -> Iterator[GivenBack]:
+def writes_watched(model: nn.Module) -> Iterator[list[str]]:
+    """The block's writes in place of ``model``'s parameters, watched as
+    :func:`state_given_back` watches them: the yielded list names the parameters written once
+    the block ends. Nothing is given back (a copy of the model, thrown away after)."""
+    snapshots = _Snapshots(model)
+    written: list[str] = []
+    with snapshots:
+        yield written
+    written.extend(snapshots.written(snapshots.unseen()))
+
+
+@contextlib.contextmanager
+def state_given_back(
+    model: nn.Module, *, unless_written: bool = True, discarded: Collection[str] = ()
+) -> Iterator[GivenBack]:
     """Run the block; afterwards, however it ended, ``model``'s modules hold the state they
     held when it began: every plain attribute (:class:`~wnpass.fx.attributes.Attributes`: a
     streaming state, a first-call flag, a cache), every buffer object (one the forward
@@ -576,7 +608,10 @@ def state_given_back(model: nn.Module, *, unless_written: bool = True) -> Iterat
     (t113). A write no copy was made before (in TorchScript code) keeps the state as the block
     left it, flag and all. The export pipeline, which gives parameters back from its copy of
     the model, and the lazy layers' first forward, whose writes stay (said in a warning),
-    pass False. Yields a :class:`GivenBack` that says which."""
+    pass False. ``discarded``: parameters the caller throws away after the block whatever it
+    wrote in them (the g and v of a weight norm taken off again if written, t243): a write
+    of them no copy can give back leaves the rest given back. Yields a :class:`GivenBack`
+    that says which."""
     attributes, values = Attributes(model), buffer_values(model)
     snapshots = _Snapshots(model) if unless_written else None
     given = GivenBack(snapshots=snapshots)
@@ -590,6 +625,7 @@ def state_given_back(model: nn.Module, *, unless_written: bool = True) -> Iterat
     finally:
         unseen = snapshots.unseen() if snapshots is not None else []
         given.written = snapshots.written(unseen) if snapshots is not None else []
+        unseen = [name for name in unseen if name not in discarded]
         if unseen:
             logger.warning(
                 "the forward wrote %s in a way no copy can give back (in TorchScript code, "
@@ -601,7 +637,7 @@ def state_given_back(model: nn.Module, *, unless_written: bool = True) -> Iterat
         given.whole = not unseen and attributes.give_back()
         if given.whole:  # else the model was built further: its state stays as the block left it
             if snapshots is not None:
-                snapshots.give_back()
+                snapshots.give_back(discarded)
             for module, buffers in registered:
                 now = module._buffers
                 if id(module) in attributes.lazy:  # its first forward built it: what it

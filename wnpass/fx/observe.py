@@ -23,12 +23,13 @@ with the reason.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import itertools
 import logging
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, cast
 
 import torch
@@ -38,6 +39,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from wnpass.axes import DimPolicy, OpKind, contraction_equation, einsum_unit_axis, unit_axis
+from wnpass.errors import one_line
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.axes import RENORMED, SPARSE, Use, renormed_table, sparse_table
 from wnpass.fx.forward import (
@@ -50,8 +52,11 @@ from wnpass.fx.forward import (
     state_given_back,
     tensors_in,
     training,
+    writes_watched,
     written_by,
 )
+from wnpass.interrupts import STOPS
+from wnpass.plan import user_code
 
 __all__ = ["forward_reads", "observe_uses", "rnn_roles", "written_in_training"]
 
@@ -815,19 +820,32 @@ def _observed(
 
 
 def written_in_training(model: nn.Module, batch: Batch) -> list[str]:
-    """The names of the parameters a forward of ``model`` in training mode writes in place
-    (without grad, drawing from the generators as they are, which are as they were
-    afterwards); the model's modes, state and parameters are given back. None where that
-    forward fails (a model that wants labels in training, a BatchNorm over one value): nothing
-    is known of it then."""
+    """The names of the parameters a forward in training mode writes in place, switching to
+    it and back included (a LoRA layer's ``train()`` that unmerges its update into the
+    weight, t243). It runs on a copy of ``model``, thrown away after, without grad, drawing
+    from the generators as they are (which are as they were afterwards): what the first
+    training forward builds or sets (a layer, BatchNorm's running statistics, a codebook's
+    first-batch init, ``.data =``) cannot be given back, and stayed in the model the plan was
+    made for (t243). None where the model cannot be copied or that forward fails (a model
+    that wants labels in training, a BatchNorm over one value): nothing is known of it then."""
+    try:
+        with user_code():
+            copied = copy.deepcopy(model)
+    except STOPS:
+        raise
+    except BaseException as error:  # the model's own __deepcopy__, or no memory for it
+        logger.info("no training-mode forward: the model cannot be copied (%s)", one_line(error))
+        return []
     rng = RngSnapshot.take(model, batch)
     try:
-        with rng.replayed(), training(model), state_given_back(model) as given:
-            call_model(model, batch)
+        # from eval mode, so that a switch either way is watched
+        watched = writes_watched(copied)
+        with rng.replayed(), watched as written, evaluating(copied), training(copied):
+            call_model(copied, batch)
     except ForwardFailedError as error:
         logger.info("no training-mode forward on the example inputs: %s", error)
         return []
-    return given.written
+    return written
 
 
 class _Reads(TorchFunctionMode):
@@ -864,17 +882,19 @@ def forward_reads(
     opaque: Mapping[str, nn.Module],
     *,
     rng: RngSnapshot,
+    discarded: Collection[str] = (),
 ) -> tuple[set[str], set[str], set[str]] | None:
     """The names of the ``watched`` tensors that a second forward of ``model`` reads (the very
     objects, or views made of them: a weight norm's ``v``, made from the old weight, shares
     its elements but is no view of it), the names of the ``opaque`` modules that ran, whose
     own forwards are not watched, and the names of the parameters either forward wrote in
-    place. The first forward is the model's first call, as
-    training's first step: what it caches (a table computed from a weight once), the second
-    reads from the cache. Both run in eval mode without grad, each drawing from ``rng``;
-    afterwards every module's mode, its state (buffers and plain attributes: the cache made)
-    and the random generators are as they were. None where a forward fails: nothing is known
-    of it then."""
+    place. ``discarded``: parameters the caller throws away if written (the new g and v), whose
+    writes leave the rest of the state given back (:func:`state_given_back`). The first forward
+    is the model's first call, as training's first step: what it caches (a table computed from a
+    weight once), the second reads from the cache. Both run in eval mode without grad, each
+    drawing from ``rng``; afterwards every module's mode, its state (buffers and plain
+    attributes: the cache made) and the random generators are as they were. None where a forward
+    fails: nothing is known of it then."""
     reads, ran = _Reads(watched), set()
     hooks = []
     for name, module in opaque.items():
@@ -889,7 +909,7 @@ def forward_reads(
         hooks.append(module.register_forward_pre_hook(enter))
         hooks.append(module.register_forward_hook(leave, always_call=True))
     try:
-        with state_given_back(model) as given, evaluating(model):
+        with state_given_back(model, discarded=discarded) as given, evaluating(model):
             with rng.replayed():
                 call_model(model, batch)
             ran.clear()

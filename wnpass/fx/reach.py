@@ -74,7 +74,8 @@ def give_back_unreached(
         norms[name] = parametrizations[leaf][0]
         prefix = name.removesuffix(leaf)
         pairs[name] = {f"{prefix}parametrizations.{leaf}.original{i}" for i in (0, 1)}
-    found = forward_reads(model, batch, originals, norms, rng=rng)
+    discarded = set().union(*pairs.values())  # taken off if written: the rest comes back
+    found = forward_reads(model, batch, originals, norms, rng=rng, discarded=discarded)
     if found is None:
         return {}
     old_read, ran, written = found
