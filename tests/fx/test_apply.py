@@ -1038,3 +1038,22 @@ def test_a_model_with_a_nested_buffer_is_rewritten(
         ("lin.bias", "skipped"),
     ]
     assert [p.tolist() for p in model.ragged.unbind()] == [[0.0, 1.0], [0.0, 1.0, 2.0]]
+
+
+def test_a_copy_made_before_apply_keeps_its_parametrized_class() -> None:
+    """PyTorch shares a parametrized module's class between a deepcopy and its original:
+    weight norm on the copy's other weight added a property to the original's class too,
+    whose next forward raised KeyError 'weight_ih_l0' (t244: an orthogonal GRU and its
+    reference copy). So did giving a weight norm back."""
+    from torch.nn.utils.parametrizations import orthogonal
+
+    torch.manual_seed(0)
+    original = nn.GRU(8, 8, batch_first=True)
+    orthogonal(original, "weight_hh_l0")
+    model, x = copy.deepcopy(original), torch.randn(2, 5, 8)
+    expected = original(x)[0]
+    report = apply_weight_norm(model, (x,))
+    assert {s.name for s in report.sites if s.status == "applied"} >= {"weight_ih_l0"}
+    assert type(original) is not type(model)
+    assert torch.equal(original(x)[0], expected)
+    assert "weight_ih_l0" in dict(original.named_parameters())

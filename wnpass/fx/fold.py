@@ -34,6 +34,7 @@ from wnpass.fx.memory import is_wrapper
 from wnpass.fx.pickling import unmake_picklable
 from wnpass.fx.register import (
     added_here,
+    own_class,
     parametrized_here,
     remove_legacy_keys,
     restore_order,
@@ -111,18 +112,6 @@ def _declined(site: FoldedSite, g: torch.Tensor, v: torch.Tensor) -> bool:
     site.status, site.reason = "declined", reason
     logger.warning("not folding %s: %s", site.name, reason)
     return True
-
-
-def _own_class(module: nn.Module) -> None:
-    """Give a parametrized module a class of its own before removing a parametrization.
-
-    PyTorch keeps parametrized tensors as properties of a class made for the module, and
-    ``copy.deepcopy`` shares that class between the copy and the original: removing the
-    property from the copy's class would break the original model. A sibling class with the
-    same contents keeps the two apart.
-    """
-    cls = module.__class__
-    module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
 
 
 STACKED = "stacked with other parametrizations"
@@ -330,7 +319,7 @@ def fold_weight_norm(
             continue
         parametrized = parametrized_here(module)
         if parametrized:
-            _own_class(module)
+            own_class(module)
         for site in folding:
             _fold(module, site)
         if parametrized:

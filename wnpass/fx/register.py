@@ -26,6 +26,7 @@ from wnpass.fx.pickling import make_picklable
 __all__ = [
     "LegacyKeys",
     "added_here",
+    "own_class",
     "parametrized_here",
     "register_weight_norm",
     "remove_legacy_keys",
@@ -60,12 +61,28 @@ def parametrized_here(module: nn.Module) -> bool:
     return "parametrizations" in modules and isinstance(modules["parametrizations"], nn.ModuleDict)
 
 
+def own_class(module: nn.Module) -> None:
+    """Give a parametrized module a class of its own before adding or removing a
+    parametrization.
+
+    PyTorch keeps parametrized tensors as properties of a class made for the module, and
+    ``copy.deepcopy`` shares that class between the copy and the original: adding a property
+    to the copy's class, or removing one, would break the other model (t244: an orthogonal
+    GRU copied before apply_weight_norm raised KeyError 'weight_ih_l0'). A sibling class with
+    the same contents keeps the two apart.
+    """
+    cls = module.__class__
+    module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+
+
 _ORDER = "_wnpass_parameter_order"  # the module's parameter names before its first weight norm
 
 
 def register_weight_norm(module: nn.Module, name: str, dim: int | None) -> None:
     """Weight norm on ``module.<name>`` keeping axis ``dim`` (None: one scalar g), in place."""
     module.__dict__.setdefault(_ORDER, tuple(module._parameters))
+    if parametrized_here(module):  # its class may be a copy's too
+        own_class(module)
     parametrize.register_parametrization(module, name, _WeightNorm(dim), unsafe=True)
     module._register_load_state_dict_pre_hook(LegacyKeys(name))
     make_picklable(module)
@@ -112,6 +129,7 @@ def unregister_weight_norm(module: nn.Module, name: str, original: nn.Parameter)
     """Undo :func:`register_weight_norm` on ``module.<name>``, which nothing trained yet: the
     module holds ``original``, the very parameter it held before (what else holds it, a list
     or a closure, holds it still), in its place among the others."""
+    own_class(module)  # a copy made since may share its class
     parametrize.remove_parametrizations(module, name, leave_parametrized=True)
     setattr(module, name, original)
     remove_legacy_keys(module, name)
