@@ -751,3 +751,28 @@ def test_the_training_mode_forward_leaves_no_trace_and_sees_exactly_what_it_writ
     after = model.state_dict()
     for name in ("norm.running_mean", "norm.running_var", "norm.num_batches_tracked"):
         assert torch.equal(after[name], before[name]), name
+
+
+class _DecoderLoop(nn.Module):
+    """A Tacotron2-like decoder: an LSTMCell stepped in a loop, and a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell, self.head = nn.LSTMCell(4, 8), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = c = torch.zeros(x.shape[0], 8)
+        for t in range(x.shape[1]):
+            h, c = self.cell(x[:, t], (h, c))
+        return self.head(h)
+
+
+@pytest.mark.parametrize("inputs", [True, False], ids=["observed", "traced"])
+def test_a_recurrent_cell_is_a_known_layer(inputs: bool) -> None:
+    """Traced (no example inputs), LSTMCell's weights were skipped, "consumed inside LSTMCell,
+    which wnpass does not know": a decoder's checkpoint got other keys than when observed
+    (t244). Both ways they are weight-normed at axis 0, the gates' rows."""
+    example = (torch.randn(2, 3, 4),) if inputs else None
+    sites, _, _ = analyse_sites(_DecoderLoop(), example)
+    planned = {s.name: s.axis for s in sites if s.status == "planned"}
+    assert planned == {"cell.weight_ih": 0, "cell.weight_hh": 0, "head.weight": 0}

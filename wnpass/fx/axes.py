@@ -144,7 +144,7 @@ def layer_kind(owner: nn.Module, leaf: str) -> OpKind | None:
         return "conv_transpose"
     if leaf == "weight" and isinstance(owner, nn.Embedding):
         return "embedding"
-    if (isinstance(owner, nn.RNNBase) and leaf.startswith("weight_")) or (
+    if (isinstance(owner, nn.RNNBase | nn.RNNCellBase) and leaf.startswith("weight_")) or (
         isinstance(owner, nn.MultiheadAttention) and leaf in _MHA_WEIGHTS
     ):
         return "linear"

@@ -53,6 +53,7 @@ KNOWN_LAYERS: tuple[type[nn.Module], ...] = (
     nn.ConvTranspose3d,
     nn.Embedding,
     nn.RNNBase,
+    nn.RNNCellBase,  # LSTMCell, GRUCell, RNNCell: their weight_ih/weight_hh as RNNBase's (t244)
     nn.MultiheadAttention,
 )
 
