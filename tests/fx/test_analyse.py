@@ -776,3 +776,23 @@ def test_a_recurrent_cell_is_a_known_layer(inputs: bool) -> None:
     sites, _, _ = analyse_sites(_DecoderLoop(), example)
     planned = {s.name: s.axis for s in sites if s.status == "planned"}
     assert planned == {"cell.weight_ih": 0, "cell.weight_hh": 0, "head.weight": 0}
+
+
+def test_a_model_too_large_to_copy_twice_is_not_run_in_training_mode(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The training-mode forward runs on a copy: where a second copy would take more than
+    half the memory left, it is not run (a warning says what is then not seen), rather than
+    end the process."""
+    from wnpass.fx import observe
+
+    model = _ClipsInTraining()
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    monkeypatch.setattr(observe, "available", lambda: 2 * size - 1)
+    with caplog.at_level(logging.WARNING, logger="wnpass.fx.observe"):
+        sites, _, _ = analyse_sites(model, (torch.randn(3, 4),))
+    assert {s.name: s.status for s in sites}["clipped.weight"] == "planned"
+    assert "no training-mode forward: a copy of the model" in caplog.text
+    monkeypatch.setattr(observe, "available", lambda: 2 * size)
+    sites, _, _ = analyse_sites(model, (torch.randn(3, 4),))
+    assert {s.name: s.status for s in sites}["clipped.weight"] == "skipped"

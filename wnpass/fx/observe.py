@@ -55,6 +55,7 @@ from wnpass.fx.forward import (
     writes_watched,
     written_by,
 )
+from wnpass.fx.memory import available
 from wnpass.interrupts import STOPS
 from wnpass.plan import user_code
 
@@ -828,6 +829,18 @@ def written_in_training(model: nn.Module, batch: Batch) -> list[str]:
     first-batch init, ``.data =``) cannot be given back, and stayed in the model the plan was
     made for (t243). None where the model cannot be copied or that forward fails (a model
     that wants labels in training, a BatchNorm over one value): nothing is known of it then."""
+    size = sum(  # a copy on the GPU that does not fit raises, and is caught below
+        t.numel() * t.element_size()
+        for t in (*model.parameters(), *model.buffers())
+        if not is_lazy(t) and t.device.type == "cpu"
+    )
+    if (free := available()) is not None and 2 * size > free:  # a second copy could end it
+        logger.warning(
+            "no training-mode forward: a copy of the model (%d bytes) would take more than half "
+            "the memory left (%d bytes); weights only training writes in place are not seen",
+            size, free,
+        )  # fmt: skip
+        return []
     try:
         with user_code():
             copied = copy.deepcopy(model)
