@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from wnpass import apply_weight_norm  # noqa: E402
+from wnpass import apply_weight_norm
 
 
 class _Flat(nn.Module):
