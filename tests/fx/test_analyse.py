@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+import weakref
 from types import SimpleNamespace
 from typing import Any
 
@@ -696,22 +697,27 @@ def test_a_weight_written_in_training_mode_only_is_left_alone(mode: str) -> None
     assert model.training is (mode == "train") and model.calls == 0
 
 
-class _BuildsInTraining(nn.Module):
-    """Its first training forward adds a layer and moves BatchNorm's statistics; a LoRA-like
-    layer merges its update into its weight in eval mode (``train()`` writes it), and one
-    view of a flat parameter is clamped in training."""
+class _WritesInTraining(nn.Module):
+    """In training: clamps one view of a flat parameter (or the whole flat parameter), and,
+    through a weak reference a child holds, another layer's weight; moves BatchNorm's
+    statistics; a LoRA-like layer merges its update into its weight in eval mode
+    (``train()`` writes it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clamped: str) -> None:
         super().__init__()
+        self.clamped = clamped
         self.flat = nn.Parameter(torch.randn(2 * 16) * 0.3)
-        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+        self.a, self.b, self.far = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)
+        self.free = nn.Linear(4, 4)  # written by nothing
         self.a.weight = nn.Parameter(self.flat.data[:16].view(4, 4))
         self.b.weight = nn.Parameter(self.flat.data[16:].view(4, 4))
         self.norm = nn.BatchNorm1d(4)
         self.merged = nn.Linear(4, 4)
         self.update = nn.Parameter(torch.randn(4, 4) * 0.1)
+        self.child = nn.Identity()
+        self.child.__dict__["parent"] = weakref.ref(self)
 
-    def train(self, mode: bool = True) -> _BuildsInTraining:
+    def train(self, mode: bool = True) -> _WritesInTraining:
         if mode != self.training:  # merged in eval mode, as loralib does
             with torch.no_grad():
                 self.merged.weight.data += self.update if not mode else -self.update
@@ -719,38 +725,68 @@ class _BuildsInTraining(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
-            if not hasattr(self, "extra"):
-                self.extra = nn.Linear(4, 4)
             with torch.no_grad():
-                self.a.weight.clamp_(-0.2, 0.2)
-        y = self.norm(self.b(self.a(x)))
+                (self.flat if self.clamped == "flat" else self.a.weight).clamp_(-0.2, 0.2)
+                self.child.__dict__["parent"]().far.weight.mul_(0.5)
+        y = self.far(self.norm(self.b(self.a(x))))
         if self.training:
             y = y + x @ self.update.T
-        return self.merged(y)
+        return self.free(self.merged(y))
 
 
+@pytest.mark.parametrize("clamped", ["view", "flat"])
 @pytest.mark.parametrize("mode", ["eval", "train"])
-def test_the_training_mode_forward_leaves_no_trace_and_sees_exactly_what_it_writes(
-    mode: str,
+def test_the_training_mode_forward_sees_exactly_what_it_writes_and_gives_it_back(
+    mode: str, clamped: str
 ) -> None:
-    """t243: a training forward that builds the model further (a layer made on the first
-    step) was given back nothing: BatchNorm's statistics moved and the layer stayed, saved
-    with the state dict, while the report said ok. It runs on a copy now. A clamp of one
-    view of a flat parameter skipped every view of it, and the weight a ``train()`` override
-    writes (a LoRA layer's merge) was not seen."""
+    """A clamp of one view of a flat parameter skipped every view of it, and the weight a
+    ``train()`` override writes (a LoRA layer's merge) was not seen (t243). Run on a copy, the
+    forward wrote the original through a weak reference, and a clamp of the whole flat
+    parameter was missed, as the copy untied its views (t246). Everything it wrote or moved
+    (BatchNorm's statistics) is given back."""
     torch.manual_seed(0)
-    model = _BuildsInTraining().train(mode == "train")
+    model = _WritesInTraining(clamped).train(mode == "train")
     before = copy.deepcopy(model.state_dict())
     report = apply_weight_norm(model, (torch.randn(3, 4),))
     assert report.status == "ok" and report.equivalent
     status = {site.name: (site.status, site.reason) for site in report.sites}
-    assert status["a.weight"] == ("skipped", TRAINING_WRITE)
-    assert status["merged.weight"] == ("skipped", TRAINING_WRITE)
-    assert status["b.weight"] == ("applied", None)
-    assert not hasattr(model, "extra") and model.training is (mode == "train")
+    written = ["a.weight", "far.weight", "merged.weight"] + (
+        ["b.weight"] if clamped == "flat" else []
+    )
+    for name in ("a.weight", "b.weight", "far.weight", "merged.weight", "free.weight"):
+        assert status[name] == (
+            ("skipped", TRAINING_WRITE) if name in written else ("applied", None)
+        ), name
+    assert model.training is (mode == "train")
     after = model.state_dict()
-    for name in ("norm.running_mean", "norm.running_var", "norm.num_batches_tracked"):
+    for name in ("norm.running_mean", "norm.running_var", "norm.num_batches_tracked", "flat"):
         assert torch.equal(after[name], before[name]), name
+
+
+class _BuildsInTraining(nn.Module):
+    """Its first training forward makes a layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not hasattr(self, "extra"):
+            self.extra = nn.Linear(4, 4)
+        return self.a(x)
+
+
+def test_a_training_forward_that_builds_the_model_further_is_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its state cannot be given back whole, as for the eval forwards: it stays as that
+    forward left it, and a warning says so."""
+    model = _BuildsInTraining()
+    with caplog.at_level(logging.WARNING, logger="wnpass.fx.observe"):
+        analyse_sites(model, (torch.randn(3, 4),))
+    assert "the training-mode forward on the example inputs built the model further" in (
+        caplog.text
+    )
 
 
 class _DecoderLoop(nn.Module):
@@ -776,23 +812,3 @@ def test_a_recurrent_cell_is_a_known_layer(inputs: bool) -> None:
     sites, _, _ = analyse_sites(_DecoderLoop(), example)
     planned = {s.name: s.axis for s in sites if s.status == "planned"}
     assert planned == {"cell.weight_ih": 0, "cell.weight_hh": 0, "head.weight": 0}
-
-
-def test_a_model_too_large_to_copy_twice_is_not_run_in_training_mode(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The training-mode forward runs on a copy: where a second copy would take more than
-    half the memory left, it is not run (a warning says what is then not seen), rather than
-    end the process."""
-    from wnpass.fx import observe
-
-    model = _ClipsInTraining()
-    size = sum(p.numel() * p.element_size() for p in model.parameters())
-    monkeypatch.setattr(observe, "available", lambda: 2 * size - 1)
-    with caplog.at_level(logging.WARNING, logger="wnpass.fx.observe"):
-        sites, _, _ = analyse_sites(model, (torch.randn(3, 4),))
-    assert {s.name: s.status for s in sites}["clipped.weight"] == "planned"
-    assert "no training-mode forward: a copy of the model" in caplog.text
-    monkeypatch.setattr(observe, "available", lambda: 2 * size)
-    sites, _, _ = analyse_sites(model, (torch.randn(3, 4),))
-    assert {s.name: s.status for s in sites}["clipped.weight"] == "skipped"

@@ -69,7 +69,6 @@ __all__ = [
     "tensors_in",
     "training",
     "what_it_did",
-    "writes_watched",
     "written_parameters",
 ]
 
@@ -576,18 +575,6 @@ class GivenBack:
         back (:meth:`_Snapshots.copy_of`: no second copy), else one made now."""
         copy = self.snapshots.copy_of(tensor) if self.snapshots is not None else None
         return copy if copy is not None else tensor.detach().clone()
-
-
-@contextlib.contextmanager
-def writes_watched(model: nn.Module) -> Iterator[list[str]]:
-    """The block's writes in place of ``model``'s parameters, watched as
-    :func:`state_given_back` watches them: the yielded list names the parameters written once
-    the block ends. Nothing is given back (a copy of the model, thrown away after)."""
-    snapshots = _Snapshots(model)
-    written: list[str] = []
-    with snapshots:
-        yield written
-    written.extend(snapshots.written(snapshots.unseen()))
 
 
 @contextlib.contextmanager

@@ -10,7 +10,6 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -22,30 +21,12 @@ __all__ = [
     "MAX_RUNS",
     "Bytes",
     "Spans",
-    "available",
     "held",
     "is_wrapper",
     "span",
     "sparse_parts",
     "wrapped",
 ]
-
-
-def available() -> int | None:
-    """The bytes of memory the system can still give this process without swapping
-    (``MemAvailable``, which counts the page cache it may drop; else the free pages); None
-    where neither is known."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as info:
-            for line in info:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def is_wrapper(tensor: torch.Tensor) -> bool:

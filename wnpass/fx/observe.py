@@ -23,7 +23,6 @@ with the reason.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import inspect
 import itertools
@@ -39,7 +38,6 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from wnpass.axes import DimPolicy, OpKind, contraction_equation, einsum_unit_axis, unit_axis
-from wnpass.errors import one_line
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.axes import RENORMED, SPARSE, Use, renormed_table, sparse_table
 from wnpass.fx.forward import (
@@ -52,12 +50,8 @@ from wnpass.fx.forward import (
     state_given_back,
     tensors_in,
     training,
-    writes_watched,
     written_by,
 )
-from wnpass.fx.memory import available
-from wnpass.interrupts import STOPS
-from wnpass.plan import user_code
 
 __all__ = ["forward_reads", "observe_uses", "rnn_roles", "written_in_training"]
 
@@ -823,42 +817,31 @@ def _observed(
 def written_in_training(model: nn.Module, batch: Batch) -> list[str]:
     """The names of the parameters a forward in training mode writes in place, switching to
     it and back included (a LoRA layer's ``train()`` that unmerges its update into the
-    weight, t243). It runs on a copy of ``model``, thrown away after, without grad, drawing
-    from the generators as they are (which are as they were afterwards): what the first
-    training forward builds or sets (a layer, BatchNorm's running statistics, a codebook's
-    first-batch init, ``.data =``) cannot be given back, and stayed in the model the plan was
-    made for (t243). None where the model cannot be copied or that forward fails (a model
-    that wants labels in training, a BatchNorm over one value): nothing is known of it then."""
-    size = sum(  # a copy on the GPU that does not fit raises, and is caught below
-        t.numel() * t.element_size()
-        for t in (*model.parameters(), *model.buffers())
-        if not is_lazy(t) and t.device.type == "cpu"
-    )
-    if (free := available()) is not None and 2 * size > free:  # a second copy could end it
-        logger.warning(
-            "no training-mode forward: a copy of the model (%d bytes) would take more than half "
-            "the memory left (%d bytes); weights only training writes in place are not seen",
-            size, free,
-        )  # fmt: skip
-        return []
-    try:
-        with user_code():
-            copied = copy.deepcopy(model)
-    except STOPS:
-        raise
-    except BaseException as error:  # the model's own __deepcopy__, or no memory for it
-        logger.info("no training-mode forward: the model cannot be copied (%s)", one_line(error))
-        return []
+    weight, t243). It runs without grad, drawing from the generators as they are (which are
+    as they were afterwards), on the model itself, whose modes, state and parameters are
+    given back after, as after the eval forwards: where it builds the model further (a layer
+    made on the first step) or writes a parameter as no copy gives back (``.data =``),
+    nothing is, as for them, and a warning says so. A copy of the model would not do:
+    ``copy.deepcopy`` keeps closures and weak references to the original, which the copy's
+    forward then writes, and unties parameters that share memory (t246). None where that
+    forward fails (a model that wants labels in training, a BatchNorm over one value):
+    nothing is known of it then."""
     rng = RngSnapshot.take(model, batch)
     try:
-        # from eval mode, so that a switch either way is watched
-        watched = writes_watched(copied)
-        with rng.replayed(), watched as written, evaluating(copied), training(copied):
-            call_model(copied, batch)
+        # from eval mode, so that a switch either way is watched, and given back
+        given_back = state_given_back(model)
+        with rng.replayed(), given_back as given, evaluating(model), training(model):
+            call_model(model, batch)
     except ForwardFailedError as error:
         logger.info("no training-mode forward on the example inputs: %s", error)
         return []
-    return written
+    if not given.whole:
+        logger.warning(
+            "the training-mode forward on the example inputs built the model further, or wrote "
+            "a parameter in a way no copy can give back: the model keeps its state as that "
+            "forward left it (a layer made on the first step, BatchNorm's statistics)"
+        )
+    return given.written
 
 
 class _Reads(TorchFunctionMode):
