@@ -228,6 +228,12 @@ def _export_use(
         return table_use(param, op, name, "embedding", shape, embeddings=embeddings)
     if op in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
         return _rnn_use(param, op, name, user, node, shape)
+    if op in ("lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell"):  # (x, h, w_ih, w_hh,
+        if index in (2, 3):  # b_ih, b_hh): as the cell modules hold them (t246)
+            return table_use(param, op, name, "linear", shape)
+        if index in (4, 5):
+            return bias_use(param, op, name)
+        return Use(param, op, name, None, f"input or state of {op}, not a weight")
     if op in ("add", "mul", "sub", "div", "neg", "tanh", "sigmoid", "exp"):
         return Use(param, op, name, None, f"elementwise use ({op})")
     return Use(param, op, name, None, f"used by {op}, which wnpass does not know")
