@@ -811,8 +811,8 @@ class _DecoderLoop(nn.Module):
 def test_a_recurrent_cell_is_a_known_layer(inputs: bool, tracer: Tracer, traced_with: str) -> None:
     """Without example inputs (torch.fx cannot trace the loop: read from module types),
     LSTMCell's weights were skipped as no part of a known layer: a decoder's checkpoint got
-    other keys than when observed (t244); through torch.export, "lstm_cell, which wnpass does not know" (t246). Every way
-    they are weight-normed at axis 0, the gates' rows."""
+    other keys than when observed (t244); through torch.export, "lstm_cell, which wnpass does
+    not know" (t246). Every way they are weight-normed at axis 0, the gates' rows."""
     example = (torch.randn(2, 3, 4),) if inputs else None
     sites, mode, _ = analyse_sites(_DecoderLoop(), example, tracer=tracer)
     assert mode == traced_with
