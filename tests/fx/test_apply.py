@@ -1057,3 +1057,12 @@ def test_a_copy_made_before_apply_keeps_its_parametrized_class() -> None:
     assert type(original) is not type(model)
     assert torch.equal(original(x)[0], expected)
     assert "weight_ih_l0" in dict(original.named_parameters())
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_the_modules_weight_norm_adds_are_in_the_models_mode(training: bool) -> None:
+    """PyTorch makes a parametrization's modules in training mode: inside a model in eval,
+    ``all(not m.training for m in model.modules())`` became false (t247)."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)).train(training)
+    assert apply_weight_norm(model, (torch.randn(3, 4),)).applied == 2
+    assert {m.training for m in model.modules()} == {training}

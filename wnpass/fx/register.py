@@ -84,6 +84,8 @@ def register_weight_norm(module: nn.Module, name: str, dim: int | None) -> None:
     if parametrized_here(module):  # its class may be a copy's too
         own_class(module)
     parametrize.register_parametrization(module, name, _WeightNorm(dim), unsafe=True)
+    parametrizations: Any = module.parametrizations  # made in training mode: in the module's
+    parametrizations.train(module.training)  # (t247: in eval inside a model in eval)
     module._register_load_state_dict_pre_hook(LegacyKeys(name))
     make_picklable(module)
 
