@@ -765,29 +765,41 @@ def test_the_training_mode_forward_sees_exactly_what_it_writes_and_gives_it_back
 
 
 class _BuildsInTraining(nn.Module):
-    """Its first training forward makes a layer."""
+    """Its first training forward makes a layer and a hook, assigns a weight's ``.data`` and
+    moves BatchNorm's statistics."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.a = nn.Linear(4, 4)
+        self.a, self.b, self.norm = nn.Linear(4, 4), nn.Linear(4, 4), nn.BatchNorm1d(4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and not hasattr(self, "extra"):
             self.extra = nn.Linear(4, 4)
-        return self.a(x)
+            self.b.register_forward_hook(lambda module, args, out: out)
+            self.a.weight.data = self.a.weight.data.clamp(-0.2, 0.2)
+        return self.norm(self.b(self.a(x)))
 
 
-def test_a_training_forward_that_builds_the_model_further_is_said(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """Its state cannot be given back whole, as for the eval forwards: it stays as that
-    forward left it, and a warning says so."""
-    model = _BuildsInTraining()
-    with caplog.at_level(logging.WARNING, logger="wnpass.fx.observe"):
-        analyse_sites(model, (torch.randn(3, 4),))
-    assert "the training-mode forward on the example inputs built the model further" in (
-        caplog.text
-    )
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_what_the_training_forward_builds_is_taken_down(mode: str) -> None:
+    """Nothing was given back where the training-mode forward built the model further: the
+    layer it made stayed (and train-rewrite saved it), BatchNorm's statistics moved, and the
+    report said ok (t243, t247). What it built is taken down, the rest given back, and the
+    weight whose ``.data`` it assigned is skipped."""
+    torch.manual_seed(0)
+    model = _BuildsInTraining().train(mode == "train")
+    weight, before = model.a.weight, copy.deepcopy(model.state_dict())
+    report = apply_weight_norm(model, (torch.randn(3, 4),))
+    assert report.status == "ok" and report.equivalent
+    status = {site.name: (site.status, site.reason) for site in report.sites}
+    assert status["a.weight"] == ("skipped", TRAINING_WRITE) and status["b.weight"][0] == "applied"
+    assert not hasattr(model, "extra") and not model.b._forward_hooks
+    assert model.a.weight is weight and model.training is (mode == "train")
+    after = model.state_dict()
+    pair = {"b.parametrizations.weight.original0", "b.parametrizations.weight.original1"}
+    assert set(after) == set(before) - {"b.weight"} | pair  # no layer of its own
+    for name in ("a.weight", "norm.running_mean", "norm.running_var", "norm.num_batches_tracked"):
+        assert torch.equal(after[name], before[name]), name
 
 
 class _DecoderLoop(nn.Module):

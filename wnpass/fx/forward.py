@@ -532,6 +532,46 @@ def tensors_in(value: Any) -> Iterator[torch.Tensor]:
                 yield item
 
 
+class _Building:
+    """What a block may build on ``model``'s modules, as it is now, to take down again: each
+    module's class, its parameters, submodules, buffers (and which are not persistent) and
+    hooks (the dicts' entries, by identity), and each parameter's ``.data`` (a reference: no
+    copy)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.modules = [
+            (module, module.__class__, _registries(module))
+            for module in model.modules()
+            if not isinstance(module, torch.jit.ScriptModule)
+        ]
+        self.data = [(param, param.data) for param in model.parameters() if not is_lazy(param)]
+
+    def undo(self) -> None:
+        for module, cls, registries in self.modules:
+            if module.__class__ is not cls:
+                module.__class__ = cls
+            for name, before in registries.items():
+                now = getattr(module, name)
+                if isinstance(now, set):
+                    if now != before:
+                        now.clear()
+                        now.update(before)
+                elif now.keys() != before.keys() or any(now[k] is not v for k, v in before.items()):
+                    now.clear()
+                    now.update(before)
+        for param, data in self.data:
+            if _written_marks(param)[1:] != _written_marks(data)[1:]:  # ``.data =``: bound again
+                param.data = data
+
+
+def _registries(module: nn.Module) -> dict[str, Any]:
+    """Copies of ``module``'s registries: parameters, submodules, buffers, the names of those
+    not persistent, and its hooks."""
+    names = ["_parameters", "_modules", "_buffers", "_non_persistent_buffers_set"]
+    names += sorted(name for name in vars(module) if "hooks" in name)
+    return {name: copy.copy(getattr(module, name)) for name in names if hasattr(module, name)}
+
+
 def _put_back(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
     """Give each buffer of ``model`` named in ``values`` that value again, in place
     (:func:`~wnpass.fx.attributes.give_back_values`; ``values`` are copies, each of them given
@@ -579,7 +619,11 @@ class GivenBack:
 
 @contextlib.contextmanager
 def state_given_back(
-    model: nn.Module, *, unless_written: bool = True, discarded: Collection[str] = ()
+    model: nn.Module,
+    *,
+    unless_written: bool = True,
+    discarded: Collection[str] = (),
+    undo_building: bool = False,
 ) -> Iterator[GivenBack]:
     """Run the block; afterwards, however it ended, ``model``'s modules hold the state they
     held when it began: every plain attribute (:class:`~wnpass.fx.attributes.Attributes`: a
@@ -597,10 +641,16 @@ def state_given_back(
     the model, and the lazy layers' first forward, whose writes stay (said in a warning),
     pass False. ``discarded``: parameters the caller throws away after the block whatever it
     wrote in them (the g and v of a weight norm taken off again if written, t243): a write
-    of them no copy can give back leaves the rest given back. Yields a :class:`GivenBack`
-    that says which."""
+    of them no copy can give back leaves the rest given back. ``undo_building``: what the
+    block built is taken down first (the modules' classes, parameters, submodules, buffers
+    and hooks as they were, a parameter's ``.data`` bound to its old tensor again), and then
+    the rest given back: for the training-mode forward of the plan, whose first step may make
+    a layer or assign ``.data``, which the model's own training would do on its own data
+    (t243, t247), never for the forwards whose building the model keeps. Yields a
+    :class:`GivenBack` that says which."""
     attributes, values = Attributes(model), buffer_values(model)
     snapshots = _Snapshots(model) if unless_written else None
+    built = _Building(model) if undo_building else None
     given = GivenBack(snapshots=snapshots)
     # TorchScript registers nothing again
     modules = [m for m in model.modules() if not isinstance(m, torch.jit.ScriptModule)]
@@ -613,6 +663,9 @@ def state_given_back(
         unseen = snapshots.unseen() if snapshots is not None else []
         given.written = snapshots.written(unseen) if snapshots is not None else []
         unseen = [name for name in unseen if name not in discarded]
+        if built is not None and snapshots is not None and (unseen or attributes.built()):
+            built.undo()
+            unseen = [name for name in snapshots.unseen() if name not in discarded]
         if unseen:
             logger.warning(
                 "the forward wrote %s in a way no copy can give back (in TorchScript code, "

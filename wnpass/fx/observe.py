@@ -818,18 +818,18 @@ def written_in_training(model: nn.Module, batch: Batch) -> list[str]:
     """The names of the parameters a forward in training mode writes in place, switching to
     it and back included (a LoRA layer's ``train()`` that unmerges its update into the
     weight, t243). It runs without grad, drawing from the generators as they are (which are
-    as they were afterwards), on the model itself, whose modes, state and parameters are
-    given back after, as after the eval forwards: where it builds the model further (a layer
-    made on the first step) or writes a parameter as no copy gives back (``.data =``),
-    nothing is, as for them, and a warning says so. A copy of the model would not do:
-    ``copy.deepcopy`` keeps closures and weak references to the original, which the copy's
-    forward then writes, and unties parameters that share memory (t246). None where that
-    forward fails (a model that wants labels in training, a BatchNorm over one value):
+    as they were afterwards), on the model itself: what it builds (a layer made on the first
+    step, a hook, ``.data =``) is taken down and everything else given back
+    (:func:`state_given_back` with ``undo_building``: t243, t247), but a write no copy can be
+    made before (in TorchScript code), which a warning names. A copy of the model would not
+    do: ``copy.deepcopy`` keeps closures and weak references to the original, which the
+    copy's forward then writes, and unties parameters that share memory (t246). None where
+    that forward fails (a model that wants labels in training, a BatchNorm over one value):
     nothing is known of it then."""
     rng = RngSnapshot.take(model, batch)
     try:
         # from eval mode, so that a switch either way is watched, and given back
-        given_back = state_given_back(model)
+        given_back = state_given_back(model, undo_building=True)
         with rng.replayed(), given_back as given, evaluating(model), training(model):
             call_model(model, batch)
     except ForwardFailedError as error:
@@ -837,9 +837,8 @@ def written_in_training(model: nn.Module, batch: Batch) -> list[str]:
         return []
     if not given.whole:
         logger.warning(
-            "the training-mode forward on the example inputs built the model further, or wrote "
-            "a parameter in a way no copy can give back: the model keeps its state as that "
-            "forward left it (a layer made on the first step, BatchNorm's statistics)"
+            "the training-mode forward on the example inputs wrote a parameter in a way no "
+            "copy can give back: the model keeps its state as that forward left it"
         )
     return given.written
 
