@@ -397,10 +397,11 @@ class _Snapshots(TorchFunctionMode):
         for target in _written(func, args, kwargs):
             # a new wrapper over what a wrapper parameter wraps (``w.data``, ``w.detach()``)
             # lies in no storage of the parameter's but in its parts' (t237)
-            for part in [target, *held(target)]:
+            parts = [target, *held(target)]
+            for part in parts:
                 if (storage := Elements.storage_of(part)) in self.storages:
                     self.hits.setdefault(storage, []).append(part)
-            for storage in dict.fromkeys(map(Elements.storage_of, [target, *held(target)])):
+            for storage in dict.fromkeys(map(Elements.storage_of, parts)):
                 for name in self.storages.get(storage, ()):
                     if name in self.set and name not in self.as_set:  # after the caller's
                         self.as_set[name] = self.params[name].detach().clone()
@@ -590,7 +591,7 @@ class GivenBack:
     whole: bool = False
     snapshots: _Snapshots | None = None
     kept: bool = False  # keep() was called: the parameters set stay as set
-    # the parameters the block wrote in place (every one in a storage written), by name
+    # the parameters the block wrote in place (each sharing a byte with what it wrote), by name
     written: list[str] = dataclasses.field(default_factory=list)
 
     def set_by(self, tensors: Sequence[torch.Tensor]) -> None:
