@@ -830,3 +830,35 @@ def test_a_recurrent_cell_is_a_known_layer(inputs: bool, tracer: Tracer, traced_
     assert mode == traced_with
     planned = {s.name: s.axis for s in sites if s.status == "planned"}
     assert planned == {"cell.weight_ih": 0, "cell.weight_hh": 0, "head.weight": 0}
+
+
+class _BuildsWithTorch(nn.Module):
+    """Its first training forward puts PyTorch's legacy weight norm on a layer (a plain
+    ``weight`` in the layer's attributes) and gives a lazy layer, used in training only, its
+    shapes (which removes the lazy layer's own hooks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.aux = nn.Linear(4, 4), nn.Linear(4, 2), nn.LazyLinear(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not hasattr(self.b, "weight_g"):
+            nn.utils.weight_norm(self.b)
+        y = self.b(self.a(x))
+        return y + self.aux(x) if self.training else y
+
+
+def test_what_pytorch_builds_in_the_training_forward_is_taken_down_or_kept_whole() -> None:
+    """Taking down a legacy weight norm restored the layer's registries but left the plain
+    ``weight`` it put among its attributes: the layer read a stale tensor with no grad, and
+    apply raised "`weight` is not an nn.Parameter". A lazy layer given its shapes got its
+    lazy class and hooks back, and the next training step raised (t248). The attribute goes;
+    the lazy layer stays built, as its first forward leaves it."""
+    torch.manual_seed(0)
+    model, x = _BuildsWithTorch(), torch.randn(3, 4)
+    report = apply_weight_norm(model, (x,), exclude=["b.*"])  # the model's own weight norm
+    assert report.status == "ok" and "weight" not in vars(model.b)
+    assert not hasattr(model.b, "weight_g")
+    model.train()
+    model(x).sum().backward()  # it raised: no _initialize_hook
+    assert isinstance(model.aux, nn.Linear) and not isinstance(model.aux, nn.LazyLinear)

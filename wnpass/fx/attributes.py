@@ -52,6 +52,7 @@ from wnpass.fx.memory import held, is_wrapper, sparse_parts, wrapped
 
 __all__ = [
     "GENERATORS",
+    "MODULE_OWN",
     "Attributes",
     "OpaqueTensorError",
     "give_back_values",
@@ -67,9 +68,9 @@ logger = logging.getLogger(__name__)
 
 # nn.Module's own attributes (registries of parameters, buffers, submodules and hooks, the
 # training flag): PyTorch's bookkeeping, never a model's state.
-_MODULE_OWN = frozenset(vars(nn.Module()))
+MODULE_OWN = frozenset(vars(nn.Module()))
 # Its registries of hooks (forward, backward, state dict and load hooks).
-_HOOKS = frozenset(name for name in _MODULE_OWN if "hooks" in name)
+_HOOKS = frozenset(name for name in MODULE_OWN if "hooks" in name)
 _MISSING = object()
 # The models whose forward built them further, told of once each (by identity: a model's
 # class may define its own ``==``).
@@ -79,7 +80,7 @@ _TOLD_BUILT: Any = WeakIdKeyDictionary()
 def _bookkeeping(name: str, value: object) -> bool:
     """PyTorch's own: nn.Module's attributes, and hook handles (a lazy layer removes its
     initializing hooks, and their handles, on its first forward)."""
-    return name in _MODULE_OWN or isinstance(value, RemovableHandle)
+    return name in MODULE_OWN or isinstance(value, RemovableHandle)
 
 
 def _torch_s_own(module: nn.Module) -> bool:

@@ -36,6 +36,7 @@ from wnpass.errors import InvalidArgumentError, WnpassError, one_line
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.attributes import (
     GENERATORS,
+    MODULE_OWN,
     Attributes,
     give_back_values,
     require_readable,
@@ -536,21 +537,33 @@ def tensors_in(value: Any) -> Iterator[torch.Tensor]:
 class _Building:
     """What a block may build on ``model``'s modules, as it is now, to take down again: each
     module's class, its parameters, submodules, buffers (and which are not persistent) and
-    hooks (the dicts' entries, by identity), and each parameter's ``.data`` (a reference: no
-    copy)."""
+    hooks (the dicts' entries, by identity), the names of its attributes (a legacy
+    ``weight_norm`` made in the block puts a plain ``weight`` there, t248), and each
+    parameter's ``.data`` (a reference: no copy). A lazy layer not initialized yet is left as
+    the block leaves it: its first forward builds it for good (it removes its own hooks,
+    t248), as the model's would."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, lazy: Collection[int]) -> None:
         self.modules = [
-            (module, module.__class__, _registries(module))
+            (module, module.__class__, _registries(module), dict(vars(module)))
             for module in model.modules()
-            if not isinstance(module, torch.jit.ScriptModule)
+            if not isinstance(module, torch.jit.ScriptModule) and id(module) not in lazy
         ]
-        self.data = [(param, param.data) for param in model.parameters() if not is_lazy(param)]
+        self.data = [
+            (param, param.data)
+            for module, *_ in self.modules
+            for param in module.parameters(recurse=False)
+            if not is_lazy(param)
+        ]
 
     def undo(self) -> None:
-        for module, cls, registries in self.modules:
+        for module, cls, registries, attributes in self.modules:
             if module.__class__ is not cls:
                 module.__class__ = cls
+            held = vars(module)
+            for name in [k for k in held if k not in attributes and k not in MODULE_OWN]:
+                del held[name]
+            held.update({k: v for k, v in attributes.items() if k not in held})
             for name, before in registries.items():
                 now = getattr(module, name)
                 if isinstance(now, set):
@@ -651,7 +664,7 @@ def state_given_back(
     :class:`GivenBack` that says which."""
     attributes, values = Attributes(model), buffer_values(model)
     snapshots = _Snapshots(model) if unless_written else None
-    built = _Building(model) if undo_building else None
+    built = _Building(model, attributes.lazy) if undo_building else None
     given = GivenBack(snapshots=snapshots)
     # TorchScript registers nothing again
     modules = [m for m in model.modules() if not isinstance(m, torch.jit.ScriptModule)]
