@@ -766,7 +766,7 @@ def test_the_training_mode_forward_sees_exactly_what_it_writes_and_gives_it_back
 
 class _BuildsInTraining(nn.Module):
     """Its first training forward makes a layer and a hook, assigns a weight's ``.data`` and
-    writes it in place, and moves BatchNorm's statistics."""
+    moves BatchNorm's statistics."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -777,8 +777,6 @@ class _BuildsInTraining(nn.Module):
             self.extra = nn.Linear(4, 4)
             self.b.register_forward_hook(lambda module, args, out: out)
             self.a.weight.data = self.a.weight.data.clamp(-0.2, 0.2)
-            with torch.no_grad():  # then in place: its version counter moves (t248)
-                self.a.weight.mul_(0.5)
         return self.norm(self.b(self.a(x)))
 
 

@@ -556,12 +556,7 @@ class _Building:
             if not is_lazy(param)
         ]
 
-    def undo(self) -> set[int]:
-        """Take down what was built; the ids of the parameters whose ``.data`` was bound to
-        their old tensor again: their old bytes, which no write the block made in place
-        through them touched (:class:`_Snapshots` gives back those it saw), are theirs again,
-        whatever their version counter says (t248: a parametrization registered in the block
-        sets its tensor, ``.data =`` moves it)."""
+    def undo(self) -> None:
         for module, cls, registries, attributes in self.modules:
             if module.__class__ is not cls:
                 module.__class__ = cls
@@ -578,12 +573,9 @@ class _Building:
                 elif now.keys() != before.keys() or any(now[k] is not v for k, v in before.items()):
                     now.clear()
                     now.update(before)
-        rebound = set()
         for param, data in self.data:
             if _written_marks(param)[1:] != _written_marks(data)[1:]:  # ``.data =``: bound again
                 param.data = data
-                rebound.add(id(param))
-        return rebound
 
 
 def _registries(module: nn.Module) -> dict[str, Any]:
@@ -686,12 +678,8 @@ def state_given_back(
         given.written = snapshots.written(unseen) if snapshots is not None else []
         unseen = [name for name in unseen if name not in discarded]
         if built is not None and snapshots is not None and (unseen or attributes.built()):
-            rebound = built.undo()
-            unseen = [
-                name
-                for name in snapshots.unseen()
-                if name not in discarded and id(snapshots.params[name]) not in rebound
-            ]
+            built.undo()
+            unseen = [name for name in snapshots.unseen() if name not in discarded]
         if unseen:
             logger.warning(
                 "the forward wrote %s in a way no copy can give back (in TorchScript code, "
