@@ -848,6 +848,20 @@ class _BuildsWithTorch(nn.Module):
         return y + self.aux(x) if self.training else y
 
 
+def test_a_layer_the_model_weight_norms_in_training_is_left_to_it() -> None:
+    """The model puts PyTorch's weight norm on ``b`` on its first training step: wnpass's own
+    weight norm on it was taken for free, reported ok, and that first step then raised
+    KeyError 'weight' (t249). A weight the training forward takes off its module is left."""
+    torch.manual_seed(0)
+    model, x = _BuildsWithTorch(), torch.randn(3, 4)
+    report = apply_weight_norm(model, (x,))
+    status = {site.name: (site.status, site.reason) for site in report.sites}
+    assert report.status == "ok" and status["b.weight"] == ("skipped", TRAINING_WRITE)
+    model.train()
+    model(x).sum().backward()
+    assert hasattr(model.b, "weight_g")
+
+
 def test_what_pytorch_builds_in_the_training_forward_is_taken_down_or_kept_whole() -> None:
     """Taking down a legacy weight norm restored the layer's registries but left the plain
     ``weight`` it put among its attributes: the layer read a stale tensor with no grad, and

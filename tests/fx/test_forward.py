@@ -746,3 +746,17 @@ def test_a_buffer_made_under_inference_mode_is_given_back_there() -> None:
     with state_given_back(model):
         model(torch.ones(1))
     assert int(model.calls) == 0
+
+
+def test_a_write_through_an_old_alias_after_data_is_assigned_is_never_given_back_wrong() -> None:
+    """``w.data = w.data * 2``, then a write through an alias of the old elements: the copy
+    made at that write was of the new elements, and the take-down gave it back over the old
+    ones, so the weight came back doubled, called whole (t249). No copy of it as it was can
+    be made then: the state is kept, and said."""
+    module: Any = nn.Linear(2, 2)
+    old, weight = module.weight.data, module.weight.detach().clone()
+    with torch.no_grad(), state_given_back(module, undo_building=True) as given:
+        module.weight.data = module.weight.data * 2
+        old.mul_(0.5)
+    assert not given.whole or torch.equal(module.weight, weight)
+    assert not torch.equal(module.weight, weight * 2)

@@ -50,8 +50,9 @@ RENORMED = "modified in place in the forward (max_norm renormalizes the rows it 
 # some weights back up when it is switched to training, after an eval forward scaled them
 # down, t240): under weight norm the write would land on the computed weight and be lost.
 TRAINING_WRITE = (
-    "modified in place in a training-mode forward (an eval forward does not show it: RWKV "
-    "scales weights when its mode changes)"
+    "modified in place or replaced in a training-mode forward (an eval forward does not "
+    "show it: RWKV scales weights when its mode changes; a model may weight-norm a layer on "
+    "its first training step)"
 )
 
 

@@ -416,8 +416,12 @@ class _Snapshots(TorchFunctionMode):
         self.copied.add(storage)
         for name in self.storages.get(storage, ()):
             param = self.params[name]
-            if param._version != self.versions[name][0]:
-                self.late.add(name)  # no copy of it as it was can be made now
+            # written before, or its elements now elsewhere (``.data =``: the copy would be of
+            # the new ones, given back over the old, t249): no copy of it as it was
+            if param._version != self.versions[name][0] or (
+                _written_marks(param)[1:] != self.versions[name][1:]
+            ):
+                self.late.add(name)
             self.saved[name] = param.detach().clone()
 
     def copy_of(self, tensor: torch.Tensor) -> torch.Tensor | None:
@@ -555,8 +559,23 @@ class _Building:
             for param in module.parameters(recurse=False)
             if not is_lazy(param)
         ]
+        kept = {id(module) for module, *_ in self.modules}
+        self.parameters = [
+            (f"{prefix}." if prefix else "", module, dict(module._parameters))
+            for prefix, module in model.named_modules()
+            if id(module) in kept
+        ]
 
-    def undo(self) -> None:
+    def undo(self) -> list[str]:
+        """Take down what was built; the names of the parameters the block took off their
+        modules or replaced there (a weight norm the model puts on a layer in its first
+        training step: weight norm of wnpass's too would break that step, t249)."""
+        replaced = [
+            f"{prefix}{name}"
+            for prefix, module, before in self.parameters
+            for name, param in before.items()
+            if module._parameters.get(name) is not param
+        ]
         for module, cls, registries, attributes in self.modules:
             if module.__class__ is not cls:
                 module.__class__ = cls
@@ -576,6 +595,7 @@ class _Building:
         for param, data in self.data:
             if _written_marks(param)[1:] != _written_marks(data)[1:]:  # ``.data =``: bound again
                 param.data = data
+        return replaced
 
 
 def _registries(module: nn.Module) -> dict[str, Any]:
@@ -678,7 +698,7 @@ def state_given_back(
         given.written = snapshots.written(unseen) if snapshots is not None else []
         unseen = [name for name in unseen if name not in discarded]
         if built is not None and snapshots is not None and (unseen or attributes.built()):
-            built.undo()
+            given.written = sorted({*given.written, *built.undo()})
             unseen = [name for name in snapshots.unseen() if name not in discarded]
         if unseen:
             logger.warning(
