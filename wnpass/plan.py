@@ -363,17 +363,6 @@ def identity_of(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _the_file_at(path: Path) -> tuple[int, int, int, int] | None:
-    """The regular file at ``path`` itself (a link is no file put there): its device, inode,
-    size and modification time, which a file another process made after this one went, at
-    its inode, does not share (t243: the inode alone is reused); None if there is none."""
-    try:
-        st = os.lstat(path)
-    except (OSError, ValueError):
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
-
-
 def _as_it_is(path: Path) -> tuple[int, ...] | None:
     """The file at ``path`` itself (not following a link), as a stat shows it: device, inode,
     size, and the times its content and its entry last changed; None where there is none."""
@@ -552,7 +541,7 @@ class IOPlan:
         self._probed: set[Path] = set()  # folders shown to take new files
         self.published: list[Path] = []  # targets renamed into place, in order
         # those put at a name that was free (:attr:`_new`), each with the file put there
-        self._put_new: dict[Path, tuple[int, int, int, int] | None] = {}
+        self._put_new: dict[Path, tuple[int, ...] | None] = {}
         self._together: int | None = None  # where in published a together() block began
         self._publishing: set[Path] = set()  # those whose files are being published
         self._locks: dict[Path, int] = {}  # staging folder -> its target folder's locked fd
@@ -1047,7 +1036,7 @@ class IOPlan:
             return error
         removed = []
         for target in self.published[self._together :]:
-            if target in self._put_new and _the_file_at(target) == self._put_new[target]:
+            if target in self._put_new and _as_it_is(target) == self._put_new[target]:
                 with contextlib.suppress(OSError):
                     os.unlink(target)
                     removed.append(target)
@@ -1075,7 +1064,7 @@ class IOPlan:
         try:
             if _where(target) in self._new:
                 _rename_new(staged, target)
-                self._put_new[target] = _the_file_at(target)
+                self._put_new[target] = _as_it_is(target)  # not by inode alone (reused, t243)
             else:
                 os.replace(staged, target)
             self.published.append(target)

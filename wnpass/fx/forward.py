@@ -549,21 +549,15 @@ class _Building:
 
     def __init__(self, model: nn.Module, lazy: Collection[int]) -> None:
         self.modules = [
-            (module, module.__class__, _registries(module), dict(vars(module)))
-            for module in model.modules()
+            (prefix, module, module.__class__, _registries(module), dict(vars(module)))
+            for prefix, module in model.named_modules()
             if not isinstance(module, torch.jit.ScriptModule) and id(module) not in lazy
         ]
         self.data = [
             (param, param.data)
-            for module, *_ in self.modules
-            for param in module.parameters(recurse=False)
-            if not is_lazy(param)
-        ]
-        kept = {id(module) for module, *_ in self.modules}
-        self.parameters = [
-            (f"{prefix}." if prefix else "", module, dict(module._parameters))
-            for prefix, module in model.named_modules()
-            if id(module) in kept
+            for *_, registries, _ in self.modules
+            for param in registries["_parameters"].values()
+            if param is not None and not is_lazy(param)
         ]
 
     def undo(self) -> list[str]:
@@ -571,12 +565,12 @@ class _Building:
         modules or replaced there (a weight norm the model puts on a layer in its first
         training step: weight norm of wnpass's too would break that step, t249)."""
         replaced = [
-            f"{prefix}{name}"
-            for prefix, module, before in self.parameters
-            for name, param in before.items()
+            f"{prefix}.{name}" if prefix else name
+            for prefix, module, _, registries, _ in self.modules
+            for name, param in registries["_parameters"].items()
             if module._parameters.get(name) is not param
         ]
-        for module, cls, registries, attributes in self.modules:
+        for _, module, cls, registries, attributes in self.modules:
             if module.__class__ is not cls:
                 module.__class__ = cls
             held = vars(module)

@@ -92,15 +92,20 @@ def _feeds(
     return feeds, notes, taken
 
 
+Specs = list[inputs_mod.InputSpec]
+
+
 def _candidate_specs(
     reference_model: ir.Model,
-    candidate_model: ir.Model,
-    specs: list[inputs_mod.InputSpec],
-    reference_defaults: list[inputs_mod.InputSpec],
-    candidate: Path,
-) -> tuple[list[inputs_mod.InputSpec], dict[str, tuple[inputs_mod.InputSpec, np.ndarray]]]:
+    specs: Specs,
+    reference_defaults: Specs,
+    theirs: Specs,
+    their_defaults: Specs,
+) -> tuple[Specs, dict[str, tuple[inputs_mod.InputSpec, np.ndarray]]]:
     """The candidate's inputs as the check feeds them, and those the candidate requires and
-    the reference takes with a default, each with its spec and that default.
+    the reference takes with a default, each with its spec and that default (``specs``,
+    ``reference_defaults``: the reference's inputs, required and with a default; ``theirs``,
+    ``their_defaults``: the candidate's).
 
     - An input the reference requires and the candidate takes with a default is fed as the
       reference's is: the candidate takes every call the reference takes (t229).
@@ -110,8 +115,7 @@ def _candidate_specs(
       does not feed it (:func:`_required`)."""
     required = {spec.name for spec in specs}
     ours = {spec.name: spec for spec in reference_defaults}
-    theirs = inputs_mod.signature(candidate_model, candidate)
-    taken = [s for s in inputs_mod.signature(candidate_model, defaults=True) if s.name in required]
+    taken = [s for s in their_defaults if s.name in required]
     values: dict[str, tuple[inputs_mod.InputSpec, np.ndarray]] = {}
     kept: list[inputs_mod.InputSpec] = []
     for spec in theirs:
@@ -136,32 +140,26 @@ def _required(names: list[str], defaulted: list[str]) -> list[str]:
     ]
 
 
-def _one_sided(reference: ir.Model, candidate: ir.Model) -> dict[str, str]:
-    """The inputs with a default that one model takes and the other does not take at all,
-    each with the model that takes it."""
-    names = {
-        model: {value.name for value in graph.graph.inputs}
-        for model, graph in (("reference", reference), ("candidate", candidate))
-    }
+def _one_sided(
+    reference: ir.Model, candidate: ir.Model, ours: Specs, theirs: Specs
+) -> dict[str, str]:
+    """The inputs with a default (``ours``, the reference's; ``theirs``, the candidate's)
+    that one model takes and the other does not take at all, each with the model that takes
+    it."""
+    taken = {value.name for value in reference.graph.inputs}
+    taken_by_them = {value.name for value in candidate.graph.inputs}
     return {
-        spec.name: model
-        for model, graph, other in (
-            ("reference", reference, names["candidate"]),
-            ("candidate", candidate, names["reference"]),
-        )
-        for spec in inputs_mod.signature(graph, defaults=True)
-        if spec.name not in other
+        **{spec.name: "reference" for spec in ours if spec.name not in taken_by_them},
+        **{spec.name: "candidate" for spec in theirs if spec.name not in taken},
     }
 
 
-def _defaults(
-    reference: ir.Model, candidate: ir.Model
-) -> tuple[list[inputs_mod.InputSpec], list[inputs_mod.InputSpec]]:
-    """The inputs with a default (an initializer) in both models, as each has them, in the
-    reference's order."""
-    theirs = {spec.name: spec for spec in inputs_mod.signature(candidate, defaults=True)}
-    ours = [s for s in inputs_mod.signature(reference, defaults=True) if s.name in theirs]
-    return ours, [theirs[s.name] for s in ours]
+def _defaults(ours: Specs, theirs: Specs) -> tuple[Specs, Specs]:
+    """The inputs with a default (an initializer) in both models (``ours``, the reference's;
+    ``theirs``, the candidate's), as each has them, in the reference's order."""
+    by_name = {spec.name: spec for spec in theirs}
+    both = [spec for spec in ours if spec.name in by_name]
+    return both, [by_name[spec.name] for spec in both]
 
 
 # The check options check() takes one by one, and the value each has when not given.
@@ -289,8 +287,13 @@ def check(
     candidate_model, candidate_files = _load(candidate, "candidate", pinned)
     candidate_aborts = aborting_op(candidate_model)  # a candidate that fails: not run
     reference_defaults = inputs_mod.signature(reference_model, defaults=True)
+    their_defaults = inputs_mod.signature(candidate_model, defaults=True)
     candidate_specs, defaults_fed = _candidate_specs(
-        reference_model, candidate_model, specs, reference_defaults, candidate
+        reference_model,
+        specs,
+        reference_defaults,
+        inputs_mod.signature(candidate_model, candidate),
+        their_defaults,
     )
     inputs_mod.require_same_inputs(specs, candidate_specs, candidate)
     files_read = [*reference_files, *candidate_files]
@@ -303,14 +306,14 @@ def check(
             plan.read(path, what)
         plan.check()
     chosen = prov.resolve(list(options.providers) if options.providers else None)
-    defaults, candidate_defaults = _defaults(reference_model, candidate_model)
+    defaults, candidate_defaults = _defaults(reference_defaults, their_defaults)
     arrays, notes, defaulted = _feeds(
         specs,
         defaults,
         options.shapes or {},
         options.inputs,
         defaults_fed,
-        _one_sided(reference_model, candidate_model),
+        _one_sided(reference_model, candidate_model, reference_defaults, their_defaults),
     )
     fed = [
         pair for pair in zip(defaults, candidate_defaults, strict=True) if pair[0].name in arrays
@@ -325,7 +328,7 @@ def check(
         *inputs_mod.narrower(specs, candidate_specs, defaults=False),
         *inputs_mod.narrower(
             [s for s in reference_defaults if s.name not in defaults_fed],
-            inputs_mod.signature(candidate_model, defaults=True),
+            their_defaults,
             defaults=True,
         ),
         *random_differences(reference_model, candidate_model),
