@@ -19,6 +19,7 @@ from tests.fx.helpers import Functional, SharedBlock
 from wnpass import apply_weight_norm
 from wnpass.errors import InvalidArgumentError
 from wnpass.fx.analyse import NOT_INITIALIZED, analyse_sites
+from wnpass.fx.attributes import GlobalHooks
 from wnpass.fx.axes import TRAINING_WRITE
 from wnpass.fx.report import ParamSite
 from wnpass.fx.trace import Tracer
@@ -800,6 +801,45 @@ def test_what_the_training_forward_builds_is_taken_down(mode: str) -> None:
     assert set(after) == set(before) - {"b.weight"} | pair  # no layer of its own
     for name in ("a.weight", "norm.running_mean", "norm.running_var", "norm.num_batches_tracked"):
         assert torch.equal(after[name], before[name]), name
+
+
+class _HooksEveryModuleInTraining(nn.Module):
+    """Its first training forward registers a hook on every module at once (a profiler of
+    its own), behind a flag of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.calls = nn.Linear(4, 4), [0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not getattr(self, "profiling", False):
+            self.profiling = True
+            self.handle = nn.modules.module.register_module_forward_hook(self._count)
+        return self.a(x)
+
+    def _count(self, module: nn.Module, args: Any, output: Any) -> None:
+        if module is self.a:
+            self.calls[0] += 1
+
+
+def test_a_global_hook_the_training_forward_registers_is_taken_down() -> None:
+    """A hook registered on every module in the training forward stayed while the flag that
+    says so was given back: the model's first training step registered it again, and every
+    layer ran two of them (t248 #4). It is taken down with the rest of what was built."""
+    torch.manual_seed(0)
+    model, x = _HooksEveryModuleInTraining(), torch.randn(3, 4)
+    before = [len(hooks) for hooks in GlobalHooks.registries()]
+    report = apply_weight_norm(model, (x,))
+    status = {site.name: site.status for site in report.sites}
+    assert report.status == "ok" and status["a.weight"] == "applied"
+    assert [len(hooks) for hooks in GlobalHooks.registries()] == before
+    assert not hasattr(model, "profiling")
+    try:
+        model.train()
+        model(x)
+        assert model.calls == [1]  # one hook, once
+    finally:
+        model.handle.remove()
 
 
 class _DecoderLoop(nn.Module):

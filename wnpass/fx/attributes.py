@@ -54,6 +54,7 @@ __all__ = [
     "GENERATORS",
     "MODULE_OWN",
     "Attributes",
+    "GlobalHooks",
     "OpaqueTensorError",
     "give_back_values",
     "own_generators",
@@ -71,6 +72,9 @@ logger = logging.getLogger(__name__)
 MODULE_OWN = frozenset(vars(nn.Module()))
 # Its registries of hooks (forward, backward, state dict and load hooks).
 _HOOKS = frozenset(name for name in MODULE_OWN if "hooks" in name)
+# The key of :func:`_machinery`'s entry for the hooks registered on every module at once
+# (``register_module_forward_hook``); never a module's id.
+_GLOBAL = 0
 _MISSING = object()
 # The models whose forward built them further, told of once each (by identity: a model's
 # class may define its own ``==``).
@@ -481,7 +485,37 @@ def _machinery(model: nn.Module, lazy: set[int]) -> dict[int, tuple[Any, ...]]:
             tuple((k, _identity(v)) for k, v in module._modules.items()),
             hooks,
         )
+    found[_GLOBAL] = (None, (), (), tuple(tuple(hooks) for hooks in GlobalHooks.registries()))
     return found
+
+
+class GlobalHooks:
+    """The hooks registered on every module at once (``register_module_forward_hook`` and
+    its kin, in ``torch.nn.modules.module``) as they are now; :meth:`give_back` removes
+    those registered since and puts back those removed (t248: a model that registers one on
+    its first training step, behind a flag of its own given back, had it twice on its
+    next)."""
+
+    def __init__(self) -> None:
+        self.saved = [(hooks, dict(hooks)) for hooks in self.registries()]
+        self.full_backward = nn.modules.module._global_is_full_backward_hook
+
+    @staticmethod
+    def registries() -> list[dict[int, Any]]:
+        """``torch.nn.modules.module``'s dicts of global hooks, in a fixed order."""
+        found = vars(nn.modules.module)
+        return [
+            found[name]
+            for name in sorted(found)
+            if name.startswith("_global_") and isinstance(found[name], dict)
+        ]
+
+    def give_back(self) -> None:
+        for hooks, before in self.saved:
+            if hooks.keys() != before.keys() or any(hooks[k] is not v for k, v in before.items()):
+                hooks.clear()
+                hooks.update(before)
+        nn.modules.module._global_is_full_backward_hook = self.full_backward
 
 
 # What each entry of :func:`_machinery` holds, in words.
@@ -542,6 +576,8 @@ class Attributes:
         names = {id(module): name for name, module in self.model.named_modules()}
         for key, before in self.machinery.items():
             after = now.get(key, before)
+            if after != before and key == _GLOBAL:
+                return "the hooks registered on every module"
             if after != before:
                 changed = next(
                     what for what, a, b in zip(_PARTS, after, before, strict=False) if a != b

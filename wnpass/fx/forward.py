@@ -38,6 +38,7 @@ from wnpass.fx.attributes import (
     GENERATORS,
     MODULE_OWN,
     Attributes,
+    GlobalHooks,
     give_back_values,
     require_readable,
     rng_state,
@@ -542,8 +543,9 @@ class _Building:
     """What a block may build on ``model``'s modules, as it is now, to take down again: each
     module's class, its parameters, submodules, buffers (and which are not persistent) and
     hooks (the dicts' entries, by identity), the names of its attributes (a legacy
-    ``weight_norm`` made in the block puts a plain ``weight`` there, t248), and each
-    parameter's ``.data`` (a reference: no copy). A lazy layer not initialized yet is left as
+    ``weight_norm`` made in the block puts a plain ``weight`` there, t248), each parameter's
+    ``.data`` (a reference: no copy), and the hooks registered on every module at once
+    (:class:`~wnpass.fx.attributes.GlobalHooks`). A lazy layer not initialized yet is left as
     the block leaves it: its first forward builds it for good (it removes its own hooks,
     t248), as the model's would."""
 
@@ -559,6 +561,7 @@ class _Building:
             for param in registries["_parameters"].values()
             if param is not None and not is_lazy(param)
         ]
+        self.global_hooks = GlobalHooks()
 
     def undo(self) -> list[str]:
         """Take down what was built; the names of the parameters the block took off their
@@ -589,6 +592,7 @@ class _Building:
         for param, data in self.data:
             if _written_marks(param)[1:] != _written_marks(data)[1:]:  # ``.data =``: bound again
                 param.data = data
+        self.global_hooks.give_back()
         return replaced
 
 
