@@ -842,6 +842,40 @@ def test_a_global_hook_the_training_forward_registers_is_taken_down() -> None:
         model.handle.remove()
 
 
+class _HooksALazyLayerInTraining(nn.Module):
+    """Its first training forward hooks a lazy layer that only training reaches, behind a
+    flag of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.aux, self.calls = nn.Linear(4, 4), nn.LazyLinear(2), [0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return self.a(x)
+        if not getattr(self, "hooked", False):
+            self.hooked = True
+            self.aux.register_forward_hook(self._count)
+        return self.a(x).sum() + self.aux(x).sum()
+
+    def _count(self, module: nn.Module, args: Any, output: Any) -> None:
+        self.calls[0] += 1
+
+
+def test_a_hook_the_training_forward_registers_on_a_lazy_layer_is_taken_down() -> None:
+    """A lazy layer keeps what its first forward builds, and so kept a hook the training
+    forward registered on it while the flag that says so was given back: the first training
+    step hooked it again, and it ran twice (t249 #4)."""
+    torch.manual_seed(0)
+    model, x = _HooksALazyLayerInTraining(), torch.randn(3, 4)
+    report = apply_weight_norm(model, (x,))
+    assert report.status == "ok" and not hasattr(model, "hooked")
+    assert isinstance(model.aux, nn.Linear) and not model.aux._forward_hooks
+    model.train()
+    model(x)
+    assert model.calls == [1]
+
+
 class _DecoderLoop(nn.Module):
     """A Tacotron2-like decoder: an LSTMCell stepped in a loop, and a head."""
 

@@ -547,7 +547,7 @@ class _Building:
     ``.data`` (a reference: no copy), and the hooks registered on every module at once
     (:class:`~wnpass.fx.attributes.GlobalHooks`). A lazy layer not initialized yet is left as
     the block leaves it: its first forward builds it for good (it removes its own hooks,
-    t248), as the model's would."""
+    t248), as the model's would; but a hook the block registers on it goes."""
 
     def __init__(self, model: nn.Module, lazy: Collection[int]) -> None:
         self.modules = [
@@ -562,6 +562,19 @@ class _Building:
             if param is not None and not is_lazy(param)
         ]
         self.global_hooks = GlobalHooks()
+        # a lazy layer's hooks: its first forward removes its own, the block may add more
+        self.lazy_hooks = [
+            (hooks, set(hooks))
+            for module in model.modules()
+            if id(module) in lazy
+            for name, hooks in vars(module).items()
+            if "hooks" in name and isinstance(hooks, dict)
+        ]
+
+    def hooked_lazy(self) -> bool:
+        """Whether the block registered a hook on a lazy layer (t249: one that only training
+        reaches; its hooks are not among :meth:`undo`'s registries)."""
+        return any(hooks.keys() - before for hooks, before in self.lazy_hooks)
 
     def undo(self) -> list[str]:
         """Take down what was built; the names of the parameters the block took off their
@@ -593,6 +606,9 @@ class _Building:
             if _written_marks(param)[1:] != _written_marks(data)[1:]:  # ``.data =``: bound again
                 param.data = data
         self.global_hooks.give_back()
+        for hooks, before in self.lazy_hooks:  # those it removed itself stay removed
+            for key in hooks.keys() - before:
+                del hooks[key]
         return replaced
 
 
@@ -695,7 +711,11 @@ def state_given_back(
         unseen = snapshots.unseen() if snapshots is not None else []
         given.written = snapshots.written(unseen) if snapshots is not None else []
         unseen = [name for name in unseen if name not in discarded]
-        if built is not None and snapshots is not None and (unseen or attributes.built()):
+        if (
+            built is not None
+            and snapshots is not None
+            and (unseen or attributes.built() or built.hooked_lazy())
+        ):
             given.written = sorted({*given.written, *built.undo()})
             unseen = [name for name in snapshots.unseen() if name not in discarded]
         if unseen:
