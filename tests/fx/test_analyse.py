@@ -876,6 +876,154 @@ def test_a_hook_the_training_forward_registers_on_a_lazy_layer_is_taken_down() -
     assert model.calls == [1]
 
 
+class _HooksItsParametersInTraining(nn.Module):
+    """Its first training forward scales every parameter's gradient with a hook, behind a
+    flag of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.hooked = nn.Linear(4, 4), False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not self.hooked:
+            self.hooked = True
+            self.a.bias.register_hook(lambda grad: grad * 0.5)
+            self.a.bias.register_post_accumulate_grad_hook(lambda param: None)
+        return self.a(x)
+
+
+def test_a_parameter_hook_the_training_forward_registers_is_taken_down() -> None:
+    """A gradient hook on a parameter stayed while the flag was given back: the first
+    training step registered it again, and the gradient was scaled twice (t251: 0.5x)."""
+    torch.manual_seed(0)
+    model, x = _HooksItsParametersInTraining(), torch.randn(3, 4)
+    reference = copy.deepcopy(model)
+    report = apply_weight_norm(model, (x,))
+    assert report.status == "ok" and not model.hooked
+    assert not model.a.bias._backward_hooks and not model.a.bias._post_accumulate_grad_hooks
+    for each in (model, reference):
+        each.train()
+        each(x).sum().backward()
+    assert model.a.bias.grad is not None and reference.a.bias.grad is not None
+    assert torch.equal(model.a.bias.grad, reference.a.bias.grad)
+
+
+@torch.library.custom_op("wnpass_tests::decay", mutates_args=("weight",))
+def _decay(weight: torch.Tensor, factor: float) -> None:
+    """A fused kernel of a model's own that scales a weight in place (its schema says so)."""
+    weight.mul_(factor)
+
+
+class _DecaysInTraining(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.norm, self.b = nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            _decay(self.a.weight.detach(), 0.5)
+        return self.b(self.norm(self.a(x)))
+
+
+def test_a_write_a_custom_op_declares_is_seen_and_given_back() -> None:
+    """A custom op that declares it writes a weight (no trailing underscore in its name) got
+    no copy first: the weight stayed halved and BatchNorm one step on, reported ok (t251).
+    Its schema says what it writes: the weight is skipped, and everything given back."""
+    torch.manual_seed(0)
+    model = _DecaysInTraining()
+    before = copy.deepcopy(model.state_dict())
+    report = apply_weight_norm(model, (torch.randn(6, 4),))
+    status = {site.name: (site.status, site.reason) for site in report.sites}
+    assert report.status == "ok" and status["a.weight"] == ("skipped", TRAINING_WRITE)
+    after = model.state_dict()
+    for name in ("a.weight", "norm.running_mean", "norm.num_batches_tracked"):
+        assert torch.equal(after[name], before[name]), name
+
+
+class _DecaysThroughNumPyInTraining(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            weight = self.a.weight.detach().numpy()
+            weight *= 0.5  # no version counter sees it
+        return self.b(self.a(x))
+
+
+def test_a_write_no_version_counter_sees_in_training_is_seen_by_its_bytes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A weight the training forward halves through NumPy (or an extension's code) got weight
+    norm and was reported ok: the model's training then halved the computed weight, lost
+    (t251: 0.131 off on the second step). Its bytes say it was written: it is skipped, with
+    the warning that no copy could give it back."""
+    torch.manual_seed(0)
+    model = _DecaysThroughNumPyInTraining()
+    with caplog.at_level(logging.WARNING, logger="wnpass"):
+        report = apply_weight_norm(model, (torch.randn(6, 4),))
+    status = {site.name: (site.status, site.reason) for site in report.sites}
+    assert status["a.weight"] == ("skipped", TRAINING_WRITE) and status["b.weight"][0] == "applied"
+    assert "wrote a.weight in a way no copy can give back" in caplog.text
+
+
+class _MeanTeacher(nn.Module):
+    """A teacher that follows the student in every training forward (mean teacher, MoCo),
+    zipping their parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.student, self.teacher = nn.Linear(4, 4), nn.Linear(4, 4)
+        self.teacher.load_state_dict(self.student.state_dict())
+        self.teacher.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            with torch.no_grad():
+                # as users write it: not strict (under weight norm, the student has three)
+                pairs = zip(self.teacher.parameters(), self.student.parameters(), strict=False)
+                for mine, theirs in pairs:
+                    mine.mul_(0.5).add_(theirs, alpha=0.5)
+        return self.student(x) + self.teacher(x)
+
+
+def test_a_weight_training_reads_into_another_written_in_place_is_left_alone() -> None:
+    """Only training reads the student's weight, elementwise, into the teacher's: weight norm
+    went on it, reported ok, and the teacher then followed g and v, not the weight (t251:
+    1.09 off on the first step; with biases, a shape error). The use is seen in training."""
+    torch.manual_seed(0)
+    model, x = _MeanTeacher(), torch.randn(6, 4)
+    report = apply_weight_norm(model, (x,))
+    status = {site.name: (site.status, site.reason) for site in report.sites}
+    assert status["student.weight"] == (
+        "skipped",
+        "read into a weight written in place (add_) (in training)",
+    )
+    plain = apply_weight_norm(nn.Linear(4, 4), (x,))  # the same layer, no teacher
+    assert plain.sites[0].status == "applied"
+
+
+class _ReadsAtAnotherAxisInTraining(nn.Module):
+    """A layer, and in training an auxiliary loss term that reads its weight as ``x @ W``
+    (the weight's other axis)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        return y + x @ self.a.weight if self.training else y
+
+
+def test_a_weight_training_uses_at_another_axis_is_left_alone() -> None:
+    torch.manual_seed(0)
+    report = apply_weight_norm(_ReadsAtAnotherAxisInTraining(), (torch.randn(3, 4),))
+    status = {site.name: (site.status, site.reason) for site in report.sites}
+    assert status["a.weight"] == ("skipped", "used at different unit axes [0, 1]")
+
+
 class _DecoderLoop(nn.Module):
     """A Tacotron2-like decoder: an LSTMCell stepped in a loop, and a head."""
 

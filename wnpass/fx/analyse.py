@@ -12,11 +12,12 @@ classes match the owning module by ``isinstance``.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import logging
 import weakref
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import SimpleNamespace
 from typing import get_args
 
@@ -45,7 +46,7 @@ from wnpass.fx.forward import (
     state_given_back,
     written_parameters,
 )
-from wnpass.fx.observe import written_in_training
+from wnpass.fx.observe import Trained, in_training
 from wnpass.fx.register import parametrized_here, stored_unit_dim, unit_norm_problem
 from wnpass.fx.report import ParamSite
 from wnpass.fx.trace import Tracer, find_uses
@@ -438,6 +439,35 @@ def _decide(
     return site
 
 
+def _in_training_only(
+    trained: Trained, uses: Sequence[Use], canonical: Mapping[str, str]
+) -> list[Use]:
+    """What the training-mode forward adds to ``uses`` (the eval forward's, or a trace's):
+    each weight it wrote (:data:`TRAINING_WRITE`), and, of the weights ``uses`` would plan,
+    each use of theirs that rules weight norm out or is at another unit axis (a mean
+    teacher's update reads the student's weights elementwise in training only; under weight
+    norm it read g and v: t251). A use at the axis known is no news (a trace names ops
+    otherwise)."""
+    written = {canonical.get(name, name) for name in trained.written}
+    axes: dict[str, set[int | None]] = defaultdict(set)
+    reasoned = set()
+    for use in uses:
+        name = canonical.get(use.param, use.param)
+        axes[name].add(use.axis)
+        if use.reason:
+            reasoned.add(name)
+    added = [Use(name, "forward", "", None, TRAINING_WRITE) for name in sorted(written)]
+    for use in trained.uses:
+        name = canonical.get(use.param, use.param)
+        if name in written or name in reasoned or name not in axes:
+            continue
+        if use.reason:
+            added.append(dataclasses.replace(use, param=name, reason=f"{use.reason} (in training)"))
+        elif use.axis not in axes[name]:
+            added.append(dataclasses.replace(use, param=name))
+    return added
+
+
 def analyse_sites(
     model: nn.Module,
     example_inputs: object = None,
@@ -465,9 +495,9 @@ def analyse_sites(
     names_of, tied = aliases(model)
     canonical = {name: names[0] for names in names_of.values() for name in names}
     uses, mode, note = find_uses(model, batch, dim_policy, embeddings, tracer)
-    if batch is not None:  # weight norm is for training: what training mode writes counts
-        written = written_in_training(model, batch)
-        uses = [*uses, *(Use(name, "forward", "", None, TRAINING_WRITE) for name in written)]
+    if batch is not None:  # weight norm is for training: what training mode does counts
+        trained = in_training(model, batch, dim_policy, embeddings)
+        uses = [*uses, *_in_training_only(trained, uses, canonical)]
     by_param: dict[str, list[Use]] = defaultdict(list)
     for use in uses:
         key = canonical.get(use.param, use.param)

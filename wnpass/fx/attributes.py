@@ -18,8 +18,9 @@ NumPy's ``Generator`` or ``RandomState``) gets its state back; a submodule witho
 its own that the forward made again under its name is bound as it was. What an object of
 another class holds inside it (a counter in an object of the model's own class) is not
 followed, nor are the attributes of PyTorch's own layers (``nn.LSTM``'s flat weights: its
-caches, not a model's state), but for the random number generators they hold (one a forward
-put on an ``nn.Sequential`` and draws from).
+caches, not a model's state), but for their settings (a number, a flag: ``momentum``, ``p``),
+bound as they were, and the random number generators they hold (one a forward put on an
+``nn.Sequential`` and draws from).
 
 A forward that builds the model further (a head made on the first call, a layer wrapped, a
 hook it registers, weight norm folded in place) changes what no attribute can give back: then
@@ -93,6 +94,16 @@ def _torch_s_own(module: nn.Module) -> bool:
     if isinstance(module, torch.jit.ScriptModule):
         return True
     return parametrize.type_before_parametrizations(module).__module__.startswith("torch.")
+
+
+def _settings(module: nn.Module) -> dict[str, Any]:
+    """The plain attributes of one of PyTorch's own layers that are settings: numbers, flags,
+    names, None (``momentum``, ``p``, ``eps``), not its caches."""
+    return {
+        k: v
+        for k, v in vars(module).items()
+        if isinstance(v, bool | int | float | str | None) and not _bookkeeping(k, v)
+    }
 
 
 # How deep containers inside containers are followed (a cache of lists of dicts of tensors
@@ -546,8 +557,13 @@ class Attributes:
         # the random number generators PyTorch's own modules hold among their plain attributes
         # (a forward may put one there and draw from it, t199): their state alone
         self.generators: list[tuple[Any, Any]] = []
+        # and their settings (numbers, flags, names): a training forward that halves its
+        # BatchNorm's momentum or a Dropout's p on the first step (t251)
+        self.settings: list[tuple[nn.Module, dict[str, Any]]] = []
         for prefix, module in model.named_modules():
             if _torch_s_own(module) and id(module) not in self.lazy:
+                if not isinstance(module, torch.jit.ScriptModule):
+                    self.settings.append((module, _settings(module)))
                 plain = (v for k, v in vars(module).items() if not _bookkeeping(k, v))
                 held = (item for value in plain for item in _walk(value))
                 self.generators += [
@@ -616,4 +632,9 @@ class Attributes:
                     saved.module._modules[name] = child
         for generator, state in self.generators:
             set_rng_state(generator, state)
+        for module, settings in self.settings:
+            attributes = vars(module)
+            attributes.update(
+                {k: v for k, v in settings.items() if attributes.get(k, _MISSING) is not v}
+            )
         return True

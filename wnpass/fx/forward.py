@@ -316,18 +316,30 @@ def moved_buffers(model: nn.Module, values: Mapping[str, torch.Tensor]) -> list[
     return moved
 
 
-def parameter_prints(model: nn.Module) -> dict[str, int]:
-    """A checksum of each parameter's bytes (lazy ones not initialized yet, and sparse ones,
-    left out): a forward that writes a parameter through ``.data``, which no version counter
-    sees, changes it (:func:`written_parameters`)."""
-    return {
-        name: zlib.crc32(param.detach().cpu().reshape(-1).view(torch.uint8).numpy().data)
-        for name, param in model.named_parameters()
-        if not is_lazy(param) and param.numel() and param.layout == torch.strided
-    }
+def parameter_prints(model: nn.Module) -> dict[str, object]:
+    """A checksum of each parameter's bytes (:func:`_print`; lazy ones not initialized yet,
+    and those without bytes to read, left out): a forward that writes a parameter through
+    ``.data``, which no version counter sees, changes it (:func:`written_parameters`)."""
+    prints = {name: _print(param) for name, param in model.named_parameters() if not is_lazy(param)}
+    return {name: value for name, value in prints.items() if value is not None}
 
 
-def written_parameters(model: nn.Module, before: Mapping[str, int]) -> list[str]:
+def _print(tensor: torch.Tensor) -> object:
+    """A checksum of ``tensor``'s bytes: CRC-32 on the CPU; elsewhere the sum of its bytes,
+    computed where they are (no copy to the host); a wrapper's or a sparse one's, those of
+    the tensors holding its bytes (:func:`~wnpass.fx.memory.held`). None where it has no
+    bytes to read (meta, empty)."""
+    if len(parts := held(tensor)) != 1 or parts[0] is not tensor:
+        return tuple(_print(part) for part in parts)
+    if tensor.is_meta or not tensor.numel():
+        return None
+    data = tensor.detach().reshape(-1).view(torch.uint8)
+    if data.device.type == "cpu":
+        return zlib.crc32(data.numpy().data)
+    return int(data.sum(dtype=torch.int64))
+
+
+def written_parameters(model: nn.Module, before: Mapping[str, object]) -> list[str]:
     """The parameters whose bytes changed since their ``before`` prints
     (:func:`parameter_prints`): a forward of the model's wrote them (an init on its first call
     behind a plain flag, as Glow's ActNorm; a merge; an embedding's ``max_norm`` lookup)."""
@@ -361,11 +373,14 @@ class _Snapshots(TorchFunctionMode):
     :meth:`give_back` writes each copy back. Lazy parameters not initialized yet are no
     parameters here (giving them their shapes is no write)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, *, prints: bool = False) -> None:
         super().__init__()
         self.params = {n: p for n, p in model.named_parameters() if not is_lazy(p)}
         self.names = {id(p): n for n, p in self.params.items()}
         self.versions = {n: _written_marks(p) for n, p in self.params.items()}
+        # with ``prints``, a checksum of each one's bytes: a write no version counter sees
+        # (through a NumPy view, in an extension's code: t251) changes it
+        self.prints = {n: _print(p) for n, p in self.params.items()} if prints else {}
         self.requires_grad = {n: p.requires_grad for n, p in self.params.items()}
         # every parameter in the storage a write goes to is copied (views of one tensor share
         # its version counter: none of them then reads as written without a copy)
@@ -419,8 +434,10 @@ class _Snapshots(TorchFunctionMode):
             param = self.params[name]
             # written before, or its elements now elsewhere (``.data =``: the copy would be of
             # the new ones, given back over the old, t249): no copy of it as it was
-            if param._version != self.versions[name][0] or (
-                _written_marks(param)[1:] != self.versions[name][1:]
+            if (
+                param._version != self.versions[name][0]
+                or _written_marks(param)[1:] != self.versions[name][1:]
+                or self._printed_otherwise(name)
             ):
                 self.late.add(name)
             self.saved[name] = param.detach().clone()
@@ -455,6 +472,11 @@ class _Snapshots(TorchFunctionMode):
                 self.last[name] = self.params[name].detach().clone()
         self.kept = True
 
+    def _printed_otherwise(self, name: str) -> bool:
+        """Whether parameter ``name`` has other bytes than its print taken at the start says
+        (none taken: False)."""
+        return name in self.prints and _print(self.params[name]) != self.prints[name]
+
     def unseen(self) -> list[str]:
         """The parameters written in a way no copy can give back: without a copy made first
         (their version counters moved, and no call said it would write them, or only after
@@ -467,6 +489,8 @@ class _Snapshots(TorchFunctionMode):
             first, *first_where = self.versions[name]
             kept = self.kept and name in self.set
             moved = version != first and name not in self.saved and not kept
+            if not moved and name not in self.saved and not kept:
+                moved = self._printed_otherwise(name)
             if where != first_where or moved or name in self.late:
                 unseen.append(name)
         return unseen
@@ -520,7 +544,22 @@ def written_by(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list
     if _writes_in_place(str(getattr(func, "__name__", ""))) or kwargs.get("inplace") is True:
         first = args[0] if args else next(iter(kwargs.values()), None)
         written += tensors_in(first)
-    return written
+    written += _declared_written(func, args, kwargs)
+    return list({id(tensor): tensor for tensor in written}.values())
+
+
+def _declared_written(
+    func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Iterator[torch.Tensor]:
+    """The tensors an operator's schema says it writes (``Tensor(a!)``): a custom op that
+    declares ``mutates_args`` (a fused kernel decaying a weight in training, whose name has
+    no trailing underscore: t251)."""
+    schema = getattr(func, "_schema", None)
+    if not isinstance(schema, torch._C.FunctionSchema):
+        return
+    for index, argument in enumerate(schema.arguments):
+        if argument.alias_info is not None and argument.alias_info.is_write:
+            yield from tensors_in(args[index] if index < len(args) else kwargs.get(argument.name))
 
 
 def _written(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[torch.Tensor]:
@@ -544,8 +583,8 @@ class _Building:
     module's class, its parameters, submodules, buffers (and which are not persistent) and
     hooks (the dicts' entries, by identity), the names of its attributes (a legacy
     ``weight_norm`` made in the block puts a plain ``weight`` there, t248), each parameter's
-    ``.data`` (a reference: no copy), and the hooks registered on every module at once
-    (:class:`~wnpass.fx.attributes.GlobalHooks`). A lazy layer not initialized yet is left as
+    ``.data`` (a reference: no copy) and hooks, and the hooks registered on every module at
+    once (:class:`~wnpass.fx.attributes.GlobalHooks`). A lazy layer not initialized yet is left as
     the block leaves it: its first forward builds it for good (it removes its own hooks,
     t248), as the model's would; but a hook the block registers on it goes."""
 
@@ -562,19 +601,32 @@ class _Building:
             if param is not None and not is_lazy(param)
         ]
         self.global_hooks = GlobalHooks()
-        # a lazy layer's hooks: its first forward removes its own, the block may add more
+        # a lazy layer's hooks (its first forward removes its own, the block may add more),
+        # and each parameter's
         self.lazy_hooks = [
-            (hooks, set(hooks))
+            hooks
             for module in model.modules()
             if id(module) in lazy
             for name, hooks in vars(module).items()
             if "hooks" in name and isinstance(hooks, dict)
         ]
+        self.tensor_hooks = [param for param, _ in self.data]
+        self.hooks = {id(hooks): set(hooks) for hooks in self._hook_dicts()}
 
-    def hooked_lazy(self) -> bool:
+    def _hook_dicts(self) -> Iterator[dict[int, Any]]:
+        """The dicts of hooks :meth:`hooked` watches: a lazy layer's, and each parameter's
+        (``register_hook``, ``register_post_accumulate_grad_hook``)."""
+        yield from self.lazy_hooks
+        for param in self.tensor_hooks:
+            for name in ("_backward_hooks", "_post_accumulate_grad_hooks"):
+                if (hooks := getattr(param, name, None)) is not None:
+                    yield hooks
+
+    def hooked(self) -> bool:
         """Whether the block registered a hook on a lazy layer (t249: one that only training
-        reaches; its hooks are not among :meth:`undo`'s registries)."""
-        return any(hooks.keys() - before for hooks, before in self.lazy_hooks)
+        reaches) or on a parameter (t251: a gradient scale, behind a flag of the model's):
+        none is among :meth:`undo`'s registries."""
+        return any(hooks.keys() - self.hooks.get(id(hooks), set()) for hooks in self._hook_dicts())
 
     def undo(self) -> list[str]:
         """Take down what was built; the names of the parameters the block took off their
@@ -606,8 +658,8 @@ class _Building:
             if _written_marks(param)[1:] != _written_marks(data)[1:]:  # ``.data =``: bound again
                 param.data = data
         self.global_hooks.give_back()
-        for hooks, before in self.lazy_hooks:  # those it removed itself stay removed
-            for key in hooks.keys() - before:
+        for hooks in self._hook_dicts():  # those a lazy layer removed itself stay removed
+            for key in hooks.keys() - self.hooks.get(id(hooks), set()):
                 del hooks[key]
         return replaced
 
@@ -697,7 +749,7 @@ def state_given_back(
     (t243, t247), never for the forwards whose building the model keeps. Yields a
     :class:`GivenBack` that says which."""
     attributes, values = Attributes(model), buffer_values(model)
-    snapshots = _Snapshots(model) if unless_written else None
+    snapshots = _Snapshots(model, prints=undo_building) if unless_written else None
     built = _Building(model, attributes.lazy) if undo_building else None
     given = GivenBack(snapshots=snapshots)
     # TorchScript registers nothing again
@@ -714,14 +766,15 @@ def state_given_back(
         if (
             built is not None
             and snapshots is not None
-            and (unseen or attributes.built() or built.hooked_lazy())
+            and (unseen or attributes.built() or built.hooked())
         ):
             given.written = sorted({*given.written, *built.undo()})
             unseen = [name for name in snapshots.unseen() if name not in discarded]
         if unseen:
             logger.warning(
                 "the forward wrote %s in a way no copy can give back (in TorchScript code, "
-                "`.data = ...`, a new shape): the model keeps its state as that forward left it",
+                "through NumPy or an extension, `.data = ...`, a new shape): the model keeps its "
+                "state as that forward left it",
                 ", ".join(unseen),
             )
         # all or nothing: parameters, attributes and buffers come back together, so that a

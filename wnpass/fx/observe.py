@@ -53,7 +53,7 @@ from wnpass.fx.forward import (
     written_by,
 )
 
-__all__ = ["forward_reads", "observe_uses", "rnn_roles", "written_in_training"]
+__all__ = ["Trained", "forward_reads", "in_training", "observe_uses", "rnn_roles"]
 
 logger = logging.getLogger(__name__)
 
@@ -388,6 +388,12 @@ class _Recorder(TorchFunctionMode):
         if written := [t for t in written_by(func, args, kwargs) if self.origins(t)]:
             for origin in (origin for tensor in written for origin in self.origins(tensor)):
                 self._use(origin, name, None, f"modified in place in the forward ({name})")
+            # and what it reads into them: a mean teacher's update reads the student's weights
+            # elementwise (under weight norm, zipped by parameters(), it read g and v: t251)
+            ids = {id(tensor) for tensor in written}
+            for tensor in (t for v in values for t in tensors_in(v) if id(t) not in ids):
+                for origin in self.origins(tensor):
+                    self._use(origin, name, None, f"read into a weight written in place ({name})")
             return result
         if _metadata(name, result):
             return result
@@ -814,33 +820,47 @@ def _observed(
     return list(recorder.uses), outputs, set(params), not given.whole
 
 
-def written_in_training(model: nn.Module, batch: Batch) -> list[str]:
-    """The names of the parameters a forward in training mode writes in place, switching to
-    it and back included (a LoRA layer's ``train()`` that unmerges its update into the
-    weight, t243). It runs without grad, drawing from the generators as they are (which are
-    as they were afterwards), on the model itself: what it builds (a layer made on the first
-    step, a hook, ``.data =``) is taken down and everything else given back
-    (:func:`state_given_back` with ``undo_building``: t243, t247), but a write no copy can be
-    made before (in TorchScript code), which a warning names. A copy of the model would not
-    do: ``copy.deepcopy`` keeps closures and weak references to the original, which the
-    copy's forward then writes, and unties parameters that share memory (t246). None where
-    that forward fails (a model that wants labels in training, a BatchNorm over one value):
-    nothing is known of it then."""
+@dataclasses.dataclass
+class Trained:
+    """What the training-mode forward of the plan showed (:func:`in_training`)."""
+
+    written: list[str]  # the parameters it wrote in place, took off their layer or replaced
+    uses: list[Use]  # every parameter use it made (none where it did not run)
+
+
+def in_training(
+    model: nn.Module, batch: Batch, policy: DimPolicy = "unit", embeddings: bool = False
+) -> Trained:
+    """The parameters a forward in training mode writes in place, switching to it and back
+    included (a LoRA layer's ``train()`` that unmerges its update into the weight, t243),
+    and the uses that forward makes (a mean teacher's update reads the student's weights
+    elementwise, in training only: t251). It runs without grad, drawing from the generators
+    as they are (which are as they were afterwards), on the model itself: what it builds (a
+    layer made on the first step, a hook, ``.data =``) is taken down and everything else
+    given back (:func:`state_given_back` with ``undo_building``: t243, t247), but a write no
+    copy can be made before (in TorchScript code), which a warning names. A copy of the model
+    would not do: ``copy.deepcopy`` keeps closures and weak references to the original,
+    which the copy's forward then writes, and unties parameters that share memory (t246).
+    Nothing where that forward fails (a model that wants labels in training, a BatchNorm
+    over one value): nothing is known of it then."""
+    params = {n: p for n, p in model.named_parameters() if not is_lazy(p)}
+    recorder = _Recorder(params, _owners(model), policy, embeddings)
     rng = RngSnapshot.take(model, batch)
     try:
-        # from eval mode, so that a switch either way is watched, and given back
+        # from eval mode, so that a switch either way is watched, and given back; the uses
+        # are recorded once in training mode (a train() override's own ops are none)
         given_back = state_given_back(model, undo_building=True)
-        with rng.replayed(), given_back as given, evaluating(model), training(model):
+        with rng.replayed(), given_back as given, evaluating(model), training(model), recorder:
             call_model(model, batch)
     except ForwardFailedError as error:
         logger.info("no training-mode forward on the example inputs: %s", error)
-        return []
+        return Trained([], [])
     if not given.whole:
         logger.warning(
             "the training-mode forward on the example inputs wrote a parameter in a way no "
             "copy can give back: the model keeps its state as that forward left it"
         )
-    return given.written
+    return Trained(given.written, list(recorder.uses))
 
 
 class _Reads(TorchFunctionMode):
