@@ -838,7 +838,7 @@ def main() -> int:
     logging.basicConfig(level=logging.ERROR)
     warnings.simplefilter("ignore")
     torch.set_num_threads(2)
-    cases = _torch_cases() + coverage_models.torch_cases()
+    cases = _torch_cases() + coverage_models.torch_cases() + coverage_models.audio_cases()
     try:
         cases = _transformers_cases() + coverage_models.transformers_cases() + cases
     except ImportError as error:
