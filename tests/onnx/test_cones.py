@@ -222,6 +222,48 @@ def test_a_shared_weight_stays_one_tensor() -> None:
     assert cone.consumers == ["MatMul"]
 
 
+def test_a_value_computed_in_a_cone_that_others_read_too_is_folded_once_for_all() -> None:
+    """Below opset 18 the TorchScript exporter leaves DAC's normalized codebook as ``W /
+    Expand(Clip(||W||))`` with the norm computed, read transposed by a ``MatMul`` and as it
+    is by a ``Pow``. Only the ``MatMul``'s weight was folded: the graph went on computing the
+    ``Div`` for the ``Pow`` from the codebook and its norm, kept for it, a third copy stored,
+    and ``inspect --strict`` called the result clean (t253). The ``Div`` is folded first, one
+    tensor both read (as a gain-less weight-norm site folds at opset 18)."""
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 3] y, float[3, 4] p) {{
+            c = Clip(n, eps)
+            e = Expand(c, shape)
+            d = Div(w, e)
+            t = Transpose <perm = [1, 0]> (d)
+            y = MatMul(x, t)
+            p = Mul(d, d)
+        }}
+    """
+    w = rand(3, 4)
+    norm = np.linalg.norm(w, axis=1, keepdims=True).astype(np.float32)
+    model = onnx_model(
+        text, names={"w": "codebook.weight"}, w=w, n=norm,
+        eps=np.array(1e-12, np.float32), shape=np.array([3, 4], np.int64),
+    )  # fmt: skip
+    folded, report = folded_model(model)
+    assert op_types(folded) == ["MatMul", "Mul"]
+    assert weights(folded).keys() == {"codebook.weight.folded", "codebook.weight.folded__1"}
+    unit = weights(folded)["codebook.weight.folded"]
+    assert unit.tobytes() == (w / norm).tobytes()
+    assert weights(folded)["codebook.weight.folded__1"].tobytes() == unit.T.copy().tobytes()
+    rows = [(c.name, c.consumers, c.ops, c.status) for c in report.cones]
+    assert rows == [
+        ("codebook.weight.folded", ["Mul", "Transpose"], ["Clip", "Expand", "Div"], "folded"),
+        ("codebook.weight.folded__1", ["MatMul"], ["Transpose"], "folded"),
+    ]
+    assert [(c.name, c.status) for c in inspect_onnx(model).cones] == [
+        ("codebook.weight.folded", "foldable"), ("codebook.weight.folded__1", "foldable")
+    ]  # fmt: skip
+    for new, old in zip(run(folded, {"x": X}), run(model, {"x": X}), strict=True):
+        assert new.tobytes() == old.tobytes()
+
+
 def test_casts_round_exactly_and_bfloat16_is_kept() -> None:
     """float32 -> float16 -> float32 in front of a weight: the float16 rounding stays, and
     the weight is ``w.folded``: its values are not w's (it was named ``w``, t126)."""

@@ -15,7 +15,7 @@ import onnx_ir as ir
 from wnpass.arguments import require_flag, require_type
 from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.onnx import io
-from wnpass.onnx.cones import cone_reports, find_cones, named_as_folded
+from wnpass.onnx.cones import cone_reports, find_cones, named_as_folded, shared_computed
 from wnpass.onnx.fold import FoldWeightNormPass, count_nodes, inspection_of_a_fold, site_reports
 from wnpass.onnx.graphs import constant_initializers
 from wnpass.onnx.match import declined_targets, find_sites
@@ -79,10 +79,13 @@ def _inspect(ir_model: ir.Model, weight_norm_only: bool) -> FoldReport:
     # the sites the fold may fold count as constants: a weight computed from one is found
     targets = {site.target: "" for site in sites if site.foldable}
     cones = [] if weight_norm_only else find_cones(ir_model, targets, sites=declined_targets(sites))
-    if any(site.after is not None for site in sites) or any(
-        source in targets for cone in cones for source in cone.sources
+    if (
+        any(site.after is not None for site in sites)
+        or any(source in targets for cone in cones for source in cone.sources)
+        or shared_computed(cones)
     ):
-        # folding one weight decides another: the fold's own rows, from a copy
+        # folding one weight decides another (or a value inside a cone that the fold folds
+        # first, as others read it too): the fold's own rows, from a copy
         report = inspection_of_a_fold(ir_model, weight_norm_only=weight_norm_only)
     else:
         # no cone reads a site's weight: the cones are those of the model after the sites fold

@@ -25,6 +25,10 @@ Exporters leave such cones in front of weights (the dynamo exporter reorders LST
 ``Slice``/``Concat``/``Unsqueeze`` and puts ``Transpose(W)`` before ``MatMul``); ONNX
 Runtime's quantizer only quantizes initializers.
 
+A value computed by arithmetic inside a cone that a node outside it reads too (DAC's
+normalized codebook, read transposed by its ``MatMul`` and as it is by a ``Pow``) is folded
+first, as a cone of its own (``shared_computed``), so that every reader reads one tensor and
+the graph computes nothing from its sources any more; the cones are then walked again.
 A weight used by several consumers becomes one tensor, and so do two cones of one graph that
 compute the same elements from the same constants (a layer called twice: two ``Transpose`` of
 one ``W``); a cone in a body that reads only initializers of the main graph is folded into
@@ -93,6 +97,7 @@ __all__ = [
     "cone_reports",
     "find_cones",
     "named_as_folded",
+    "shared_computed",
 ]
 
 logger = logging.getLogger(__name__)
@@ -550,73 +555,115 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
         self.sites = sites
 
     def call(self, model: ir.Model) -> FoldResult:
-        cones = find_cones(model, sites=self.sites)
-        # names of several values (shared): one going away frees none (a body's local of the
-        # name would shadow a weight of the main graph given it)
-        taken, shared = naming.names_in_use(model)
-        reports: list[ConeReport] = []
-        folded_as: dict[tuple[object, ...], ir.Value] = {}  # what a cone computes -> its weight
-        reporting: dict[int, list[ConeReport]] = {}  # a folded weight's rows, by its identity
-        done_shapes: dict[tuple[object, ...], tuple[list[int] | None, str | None]] = {}
-        programs: list[ev.Program] = []  # keep the leaves alive: keys hold their ids
-        for cone in cones:
-            if not cone.foldable:
-                logger.debug("computed weight %s left: %s", cone.name(), cone.reason)
-                reports.append(_describe(model, cone, "declined"))
-                continue
-            report = _describe(model, cone, "declined")
-            if (source := _passed_on(cone)) is not None:
-                reports.append(_alias(cone, source, report, (taken, shared)))
-                continue
-            program = _program(cone)
-            if isinstance(program, str):
-                reports.append(_left(model, cone, program))
-                continue
-            programs.append(program)
-            owner = initializer_owner(model, cone.graph, list(cone.sources))
-            key = (id(owner), _key(program))
-            if key in folded_as and still_folded(folded_as[key], owner):
-                # the same elements as a weight folded before (one layer used twice): one tensor
-                existing, wanted = folded_as[key], report.name
-                report.status = "folded"
-                report.shape, report.dtype = done_shapes[key]
-                report.nodes_removed = reuse_value(cone.value, existing)
-                _free_sources(cone, taken, shared)
-                if existing.name != wanted and wanted not in taken:  # its source is gone now
-                    for earlier in reporting[id(existing)]:  # in whichever body each is
-                        earlier.name = wanted
-                    if existing.name not in shared:
-                        taken.discard(existing.name or "")
-                    taken.add(wanted)
-                    rename_weight(existing, wanted)
-                report.name = existing.name or wanted
-                reporting[id(existing)].append(report)
-                reports.append(report)
-                continue
-            tensor = _tensor(cone.value, program)
-            if isinstance(tensor, str):
-                reports.append(_left(model, cone, tensor))
-                continue
-            report.status = "folded"
-            report.shape = list(tensor.shape.numpy())
-            report.dtype = tensor.dtype.name.lower()
-            temporary = naming.unique(f"{report.name}.cone", taken)
-            report.nodes_removed, written = replace_value(owner, cone.value, temporary, tensor)
-            _free_sources(cone, taken, shared)
-            if not cone.value.is_graph_output() and cone.value.name not in shared:
-                taken.discard(cone.value.name or "")
-            final = naming.unique(report.name, taken)
-            taken.discard(temporary)
-            folded_as[key] = rename_weight(written, final)
-            reporting[id(folded_as[key])] = [report]
-            done_shapes[key] = (report.shape, report.dtype)
-            report.name = final
-            reports.append(report)
-            logger.debug("folded computed weight %s (%d nodes removed)", final,
-                         report.nodes_removed)  # fmt: skip
+        folding = _Folding(model)
+        # a value computed inside a cone that something else reads too (``F.normalize`` of a
+        # codebook, below opset 18: its ``MatMul`` reads it transposed, a ``Pow`` as it is)
+        # is folded first, one tensor every reader reads; then the cones, walked again, read
+        # it as a constant
+        for graph, value in shared_computed(find_cones(model, sites=self.sites)):
+            if (cone := _walk(graph, value, {}, self.sites)) is not None:
+                cone.reason = cone.reason or shadowed_in_cone(value, graph)
+                folding.fold(cone)
+        for cone in find_cones(model, sites=self.sites):
+            folding.fold(cone)
+        reports = folding.reports
         folded = sum(r.status == "folded" for r in reports)
         logger.info("folded %d of %d computed weights", folded, len(reports))
         return FoldResult(model, modified=folded > 0, report=FoldReport(cones=reports))
+
+
+def shared_computed(cones: Sequence[Cone]) -> list[tuple[ir.Graph | ir.Function, ir.Value]]:
+    """The values inside foldable ``cones``, computed by arithmetic, that a node outside the
+    cone reads too, in graph order, with the graph computing each: folded as they are, the
+    weight and every other reader read one tensor; folded with the weight alone, the graph
+    would go on computing them for the others, from the sources kept for them (t253)."""
+    found: dict[ir.Value, tuple[ir.Graph | ir.Function, ir.Node]] = {}
+    for cone in cones:
+        if not cone.foldable or not cone.computed:
+            continue
+        inside = set(cone.nodes)
+        for node in cone.nodes:
+            if node.op_type not in ARITHMETIC_OPS:
+                continue
+            for value in node.outputs:
+                if value is not cone.value and any(u.node not in inside for u in value.uses()):
+                    found.setdefault(value, (cone.graph, node))
+    graphs = dict.fromkeys(graph for graph, _ in found.values())
+    order = {node: i for graph in graphs for i, node in enumerate(graph)}
+    ordered = sorted(found.items(), key=lambda item: order[item[1][1]])
+    return [(graph, value) for value, (graph, _) in ordered]
+
+
+class _Folding:
+    """The cones of one model folded one after the other, with what they share: the names
+    taken, the tensors folded (one computed again is read from the first), the rows."""
+
+    def __init__(self, model: ir.Model) -> None:
+        self.model = model
+        # names of several values (shared): one going away frees none (a body's local of the
+        # name would shadow a weight of the main graph given it)
+        self.taken, self.shared = naming.names_in_use(model)
+        self.reports: list[ConeReport] = []
+        self.folded_as: dict[tuple[object, ...], ir.Value] = {}  # a cone's elements -> weight
+        self.reporting: dict[int, list[ConeReport]] = {}  # a folded weight's rows, by identity
+        self.done_shapes: dict[tuple[object, ...], tuple[list[int] | None, str | None]] = {}
+        self.programs: list[ev.Program] = []  # keep the leaves alive: keys hold their ids
+
+    def fold(self, cone: Cone) -> None:
+        model, taken, shared = self.model, self.taken, self.shared
+        if not cone.foldable:
+            logger.debug("computed weight %s left: %s", cone.name(), cone.reason)
+            self.reports.append(_describe(model, cone, "declined"))
+            return
+        report = _describe(model, cone, "declined")
+        if (source := _passed_on(cone)) is not None:
+            self.reports.append(_alias(cone, source, report, (taken, shared)))
+            return
+        program = _program(cone)
+        if isinstance(program, str):
+            self.reports.append(_left(model, cone, program))
+            return
+        self.programs.append(program)
+        owner = initializer_owner(model, cone.graph, list(cone.sources))
+        key = (id(owner), _key(program))
+        if key in self.folded_as and still_folded(self.folded_as[key], owner):
+            # the same elements as a weight folded before (one layer used twice): one tensor
+            existing, wanted = self.folded_as[key], report.name
+            report.status = "folded"
+            report.shape, report.dtype = self.done_shapes[key]
+            report.nodes_removed = reuse_value(cone.value, existing)
+            _free_sources(cone, taken, shared)
+            if existing.name != wanted and wanted not in taken:  # its source is gone now
+                for earlier in self.reporting[id(existing)]:  # in whichever body each is
+                    earlier.name = wanted
+                if existing.name not in shared:
+                    taken.discard(existing.name or "")
+                taken.add(wanted)
+                rename_weight(existing, wanted)
+            report.name = existing.name or wanted
+            self.reporting[id(existing)].append(report)
+            self.reports.append(report)
+            return
+        tensor = _tensor(cone.value, program)
+        if isinstance(tensor, str):
+            self.reports.append(_left(model, cone, tensor))
+            return
+        report.status = "folded"
+        report.shape = list(tensor.shape.numpy())
+        report.dtype = tensor.dtype.name.lower()
+        temporary = naming.unique(f"{report.name}.cone", taken)
+        report.nodes_removed, written = replace_value(owner, cone.value, temporary, tensor)
+        _free_sources(cone, taken, shared)
+        if not cone.value.is_graph_output() and cone.value.name not in shared:
+            taken.discard(cone.value.name or "")
+        final = naming.unique(report.name, taken)
+        taken.discard(temporary)
+        self.folded_as[key] = rename_weight(written, final)
+        self.reporting[id(self.folded_as[key])] = [report]
+        self.done_shapes[key] = (report.shape, report.dtype)
+        report.name = final
+        self.reports.append(report)
+        logger.debug("folded computed weight %s (%d nodes removed)", final, report.nodes_removed)
 
 
 def _left(model: ir.Model, cone: Cone, reason: str) -> ConeReport:
