@@ -141,12 +141,29 @@ def test_a_checkpoint_whose_name_is_no_utf8_is_read(tmp_path: Path) -> None:
     assert torch.equal(legacy["weight_v"], layer.state_dict()["parametrizations.weight.original1"])
 
 
+class _Gate(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.mix = torch.nn.Parameter(torch.randn(5, 1))
+
+
 def test_a_pair_of_one_element_per_unit_keeps_its_parametrize_keys(tmp_path: Path) -> None:
-    """``nn.Linear(1, 5)`` under weight norm, converted to legacy keys, gave ``weight_g`` /
-    ``weight_v`` of one element per unit, which wnpass (rightly) does not take for a pair:
-    converting back or folding then left it alone. It stays in the form that says it is one."""
-    layer = torch.nn.utils.parametrizations.weight_norm(torch.nn.Linear(1, 5))
-    torch.save(layer.state_dict(), tmp_path / "one.pt")
+    """Weight norm on a parameter ``mix`` of 5x1, converted to legacy keys, gave ``mix_g`` /
+    ``mix_v`` of one element per unit, which wnpass (rightly) does not take for a pair:
+    converting back or folding then left it alone. It stays in the form that says it is one.
+    A layer's ``weight`` of one element per unit (``nn.Linear(1, 5)``) is converted: its
+    legacy keys ``weight_g``/``weight_v`` are weight norm's own, and convert back."""
+    gate = torch.nn.utils.parametrizations.weight_norm(_Gate(), name="mix")
+    torch.save(gate.state_dict(), tmp_path / "one.pt")
     report = convert_checkpoint(tmp_path / "one.pt", "legacy")
     assert [(p.status, p.reason is not None) for p in report.pairs] == [("declined", True)]
-    assert set(torch.load(tmp_path / "one.legacy.pt", weights_only=True)) == set(layer.state_dict())
+    assert set(torch.load(tmp_path / "one.legacy.pt", weights_only=True)) == set(gate.state_dict())
+    layer = torch.nn.utils.parametrizations.weight_norm(torch.nn.Linear(1, 5))
+    torch.save(layer.state_dict(), tmp_path / "lin.pt")
+    assert [p.status for p in convert_checkpoint(tmp_path / "lin.pt", "legacy").pairs] == [
+        "converted"
+    ]
+    convert_checkpoint(tmp_path / "lin.legacy.pt", "parametrize")
+    back = torch.load(tmp_path / "lin.legacy.parametrize.pt", weights_only=True)
+    assert back.keys() == layer.state_dict().keys()
+    assert all(torch.equal(back[k], v) for k, v in layer.state_dict().items())

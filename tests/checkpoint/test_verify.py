@@ -4,13 +4,15 @@ computes from the original checkpoint; a wrong fold publishes nothing."""
 from __future__ import annotations
 
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from tests.checkpoint.builders import legacy_weight_norm
+from tests.checkpoint.builders import expected_weight, legacy_weight_norm
 from wnpass.checkpoint import api, fold_checkpoint
 from wnpass.errors import InvalidArgumentError
 from wnpass.fx.loading import load_model_py
@@ -360,35 +362,70 @@ def test_an_empty_output_beside_compared_ones_passes_but_nothing_compared_fails(
     assert (e_row["max_abs"], e_row["max_rel"]) == (None, None)
 
 
+_GATED_PY = """
+import torch
+from torch import nn
+
+
+class Gate(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mix = nn.Parameter(torch.randn(3, 1))
+
+    def forward(self, x):
+        return x * self.mix.T
+
+
+def build_model():
+    gate = Gate()
+    {normed}
+    return nn.Sequential(gate, nn.Tanh(), nn.Linear(3, 2))
+
+
+def example_inputs():
+    return (torch.randn(4, 1, generator=torch.Generator().manual_seed(0)),)
+"""
+
+
 @pytest.mark.parametrize("normed_in_model_py", [False, True])
 def test_the_model_says_a_pair_of_one_element_per_unit_is_weight_norm(
     tmp_path: Path, normed_in_model_py: bool
 ) -> None:
-    """A weight-normed Linear(1, 3) stores g and v of one shape (3x1): alone, its legacy keys
-    cannot be told from two plain parameters and are left alone; a model that holds weight
-    ``0.weight`` (plain, or weight-normed and folded) says they are a pair, and the fold is
-    checked against it."""
-    first = (
-        "torch.nn.utils.weight_norm(nn.Linear(1, 3))" if normed_in_model_py else "nn.Linear(1, 3)"
-    )
-    model_py = tmp_path / "model.py"
-    model_py.write_text(
-        "import torch\nfrom torch import nn\n\n"
-        "def build_model():\n"
-        f"    return nn.Sequential({first}, nn.Tanh(), nn.Linear(3, 2))\n\n"
-        "def example_inputs():\n"
-        "    return (torch.randn(4, 1, generator=torch.Generator().manual_seed(0)),)\n"
-    )
+    """Weight norm on a parameter named ``mix`` of 3x1 stores ``mix_g`` and ``mix_v`` of one
+    shape: alone, those legacy keys cannot be told from two plain parameters and are left
+    alone; a model that holds ``0.mix`` (plain, or weight-normed and folded) says they are a
+    pair, and the fold is checked against it."""
+    normed = "torch.nn.utils.weight_norm(gate, name='mix')" if normed_in_model_py else ""
+    (model_py := tmp_path / "model.py").write_text(_GATED_PY.format(normed=normed))
     torch.manual_seed(3)
     model, _ = load_model_py(model_py)
     if not normed_in_model_py:
-        legacy_weight_norm(model.get_submodule("0"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.nn.utils.weight_norm(model.get_submodule("0"), name="mix")
     with torch.no_grad():
-        model.get_parameter("0.weight_g").mul_(3.0)  # g away from |v|
+        model.get_parameter("0.mix_g").mul_(3.0)  # g away from |v|
     torch.save(model.state_dict(), ckpt := tmp_path / "one.pt")
     assert [p.status for p in fold_checkpoint(ckpt).pairs] == ["declined"]
     report = fold_checkpoint(ckpt, tmp_path / "checked.pt", check_model=model_py)
     assert [p.status for p in report.pairs] == ["folded"] and report.check and report.published
+
+
+def test_a_legacy_weight_pair_of_one_element_per_unit_needs_no_model(tmp_path: Path) -> None:
+    """A WaveNet's input ``Conv1d(1, C, 1)`` under PyTorch's weight_norm stores ``weight_g``
+    and ``weight_v`` of one shape (Cx1x1): they were left alone as maybe two plain
+    parameters, exit 0, and the output did not load into the model without weight norm
+    (t253). Keys ``X.weight_g``/``X.weight_v`` are weight norm's own: folded."""
+    torch.manual_seed(3)
+    layer = legacy_weight_norm(nn.Conv1d(1, 8, 1))
+    g, v = layer.get_parameter("weight_g").detach(), layer.get_parameter("weight_v").detach()
+    g.mul_(3.0)
+    torch.save(layer.state_dict(), ckpt := tmp_path / "pre.pt")
+    report = fold_checkpoint(ckpt, tmp_path / "pre.folded.pt")
+    assert [p.status for p in report.pairs] == ["folded"]
+    plain = nn.Conv1d(1, 8, 1)
+    plain.load_state_dict(torch.load(tmp_path / "pre.folded.pt", weights_only=True))  # strict
+    assert torch.equal(plain.weight.detach(), expected_weight(g, v, 0))
 
 
 def _plain_and_normed(tmp_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -27,7 +27,7 @@ from wnpass.checkpoint.formats import (
     shard_output_names,
 )
 from wnpass.checkpoint.pages import identities, release
-from wnpass.checkpoint.pairs import Pair, find_pairs
+from wnpass.checkpoint.pairs import Pair, find_pairs, weight_norms_own
 from wnpass.checkpoint.reading import (
     Checkpoint,
     Group,
@@ -175,7 +175,11 @@ def convert_checkpoint(
                 pair_report.status, pair_report.reason = "declined", f"{taken[0]} is stored too"
                 continue
             assert pair.g is not None and pair.v is not None
-            if to == "legacy" and unit_size(pair.v.shape, pair.dim) == 1:
+            if (
+                to == "legacy"
+                and not weight_norms_own(pair.weight, "legacy")
+                and unit_size(pair.v.shape, pair.dim) == 1
+            ):
                 pair_report.status, pair_report.reason = (
                     "declined",
                     (

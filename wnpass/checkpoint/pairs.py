@@ -19,12 +19,15 @@ A pair is ``g`` and ``v`` of one weight in one key form (:mod:`wnpass.rules`). W
   ``X.weight_v``, its power-iteration vector, which ends like weight norm's ``v``), as
   HiFi-GAN's and VITS' discriminators store them;
 - a legacy pair of one element per unit of ``v`` (:func:`wnpass.rules.unit_size`: ``g`` and
-  ``v`` of one shape, ``1x1xC`` or ``Cx1``): its weight would be ``g * sign(v)``, so nothing
-  tells it from two plain parameters that happen to end in ``_g`` and ``_v`` (RWKV-5's
-  ``time_mix_g`` and ``time_mix_v``), and folding or renaming those would break the model.
-  It is left alone, unless the model the fold is checked against holds that weight as a plain
-  tensor (``model_keys``: its state dict with weight norm folded out, so the checkpoint fits
-  it only as a pair). The parametrize form's keys are weight norm's own and need no model.
+  ``v`` of one shape, ``1x1xC`` or ``Cx1``) of a parameter not named ``weight``: its weight
+  would be ``g * sign(v)``, so nothing tells it from two plain parameters that happen to end
+  in ``_g`` and ``_v`` (RWKV-5's ``time_mix_g`` and ``time_mix_v``), and folding or renaming
+  those would break the model. It is left alone, unless the model the fold is checked
+  against holds that weight as a plain tensor (``model_keys``: its state dict with weight
+  norm folded out, so the checkpoint fits it only as a pair). The parametrize form's keys,
+  and the legacy ``X.weight_g``/``X.weight_v`` (a WaveNet's ``Conv1d(1, C, 1)`` under
+  PyTorch's ``weight_norm``, t253), are weight norm's own and need no model
+  (:func:`weight_norms_own`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from collections.abc import Collection, Iterable, Sequence
 from wnpass.checkpoint.reading import TensorInfo
 from wnpass.rules import PairKeys, dim_from_shapes, parse_key, unit_size
 
-__all__ = ["FOLDABLE_DTYPES", "Pair", "dtypes_reason", "find_pairs"]
+__all__ = ["FOLDABLE_DTYPES", "Pair", "dtypes_reason", "find_pairs", "weight_norms_own"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +82,17 @@ class Pair:
         return [info.key for info in (self.g, self.v) if info is not None]
 
 
+def weight_norms_own(weight: str, form: str) -> bool:
+    """Whether the keys of ``weight`` in ``form`` are weight norm's own, whatever their shapes:
+    the parametrize form's (``X.parametrizations.weight.original0``), and the legacy ones of a
+    parameter named ``weight`` (``X.weight_g``, ``X.weight_v``: PyTorch's ``weight_norm`` on
+    a layer); not ``time_mix_g``/``time_mix_v``, as likely two plain parameters."""
+    return form == "parametrize" or weight.rpartition(".")[2] == "weight"
+
+
 def _lone_counts(keys: PairKeys) -> bool:
     """Whether one half alone is a broken pair (else an ordinary tensor): module docstring."""
-    return keys.form == "parametrize" or keys.weight.rpartition(".")[2] == "weight"
+    return weight_norms_own(keys.weight, keys.form)
 
 
 def _spectral_norm(keys: PairKeys, by_key: Collection[str]) -> bool:
@@ -195,7 +206,7 @@ def _checked(
         pair.reason = f"shapes do not fit: {error}"
         return pair
     if (
-        pair.keys.form == "legacy"
+        not weight_norms_own(pair.weight, pair.keys.form)
         and unit_size(v.shape, pair.dim) == 1
         and pair.weight not in model_keys
     ):
