@@ -264,6 +264,38 @@ def test_a_value_computed_in_a_cone_that_others_read_too_is_folded_once_for_all(
         assert new.tobytes() == old.tobytes()
 
 
+def test_a_bound_two_cones_compute_alike_is_no_weight_of_its_own() -> None:
+    """A size computed by arithmetic that two cones' ``Slice``s read (the dynamo exporter
+    bounds an LSTM's gates so) is no value of a weight's elements: it is folded inside each
+    cone, not as a row of its own."""
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 3] y, float[2, 3] z) {{
+            n = Shape <start = 0, end = 1> (w)
+            h = Div(n, two)
+            wa = Mul(w, sa)
+            wc = Mul(w, sc)
+            a = Slice(wa, zero, h, axis)
+            c = Slice(wc, h, n, axis)
+            ta = Transpose <perm = [1, 0]> (a)
+            tc = Transpose <perm = [1, 0]> (c)
+            y = MatMul(x, ta)
+            z = MatMul(x, tc)
+        }}
+    """
+    w, zero, two = rand(6, 4), np.array([0], np.int64), np.array([2], np.int64)
+    sa, sc = np.float32(0.5), np.float32(-2.0)
+    model = onnx_model(text, w=w, two=two, zero=zero, axis=zero, sa=sa, sc=sc)
+    folded, report = folded_model(model)
+    assert op_types(folded) == ["MatMul", "MatMul"]
+    assert [(c.consumers, c.shape, c.status) for c in report.cones] == [
+        (["MatMul"], [4, 3], "folded"), (["MatMul"], [4, 3], "folded")
+    ]  # fmt: skip
+    assert sorted(a.tobytes() for a in weights(folded).values()) == sorted(
+        [(w[:3] * sa).T.copy().tobytes(), (w[3:] * sc).T.copy().tobytes()]
+    )
+
+
 def test_casts_round_exactly_and_bfloat16_is_kept() -> None:
     """float32 -> float16 -> float32 in front of a weight: the float16 rounding stays, and
     the weight is ``w.folded``: its values are not w's (it was named ``w``, t126)."""

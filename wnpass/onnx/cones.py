@@ -145,6 +145,8 @@ class Cone:
     # the elements of sources that hold no tensor yet (the weights of weight-norm sites a
     # fold folds first, for an inspection)
     leaf_sizes: dict[ir.Value, int] = dataclasses.field(default_factory=dict)
+    # the values computed on the way whose elements go into the weight (not a size, a bound)
+    held: set[ir.Value] = dataclasses.field(default_factory=set)
 
     @property
     def foldable(self) -> bool:
@@ -260,6 +262,8 @@ def _walk(
             cone.whole = False
             return cone
         cone.nodes.append(node)
+        if data:
+            cone.held.add(current)
         inputs = list(enumerate(node.inputs))
         for i, inp in reversed(inputs):
             if inp is not None:
@@ -573,8 +577,10 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
 
 
 def shared_computed(cones: Sequence[Cone]) -> list[tuple[ir.Graph | ir.Function, ir.Value]]:
-    """The values inside foldable ``cones``, computed by arithmetic, that a node outside the
-    cone reads too, in graph order, with the graph computing each: folded as they are, the
+    """The values inside foldable ``cones``, computed by arithmetic, whose elements go into
+    the weight and that a node outside the cone reads too (not a shared size or bound: the
+    dynamo exporter's ``Mul(Shape(h), k)`` of an LSTM's gates), in graph order, with the
+    graph computing each: folded as they are, the
     weight and every other reader read one tensor; folded with the weight alone, the graph
     would go on computing them for the others, from the sources kept for them (t253)."""
     found: dict[ir.Value, tuple[ir.Graph | ir.Function, ir.Node]] = {}
@@ -586,7 +592,9 @@ def shared_computed(cones: Sequence[Cone]) -> list[tuple[ir.Graph | ir.Function,
             if node.op_type not in ARITHMETIC_OPS:
                 continue
             for value in node.outputs:
-                if value is not cone.value and any(u.node not in inside for u in value.uses()):
+                if value is cone.value or value not in cone.held:  # a size or a bound: no
+                    continue  # weight's elements
+                if any(use.node not in inside for use in value.uses()):
                     found.setdefault(value, (cone.graph, node))
     graphs = dict.fromkeys(graph for graph, _ in found.values())
     order = {node: i for graph in graphs for i, node in enumerate(graph)}
