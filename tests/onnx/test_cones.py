@@ -284,7 +284,7 @@ def test_a_bound_two_cones_compute_alike_is_no_weight_of_its_own() -> None:
         }}
     """
     w, zero, two = rand(6, 4), np.array([0], np.int64), np.array([2], np.int64)
-    sa, sc = np.float32(0.5), np.float32(-2.0)
+    sa, sc = np.array(0.5, np.float32), np.array(-2.0, np.float32)
     model = onnx_model(text, w=w, two=two, zero=zero, axis=zero, sa=sa, sc=sc)
     folded, report = folded_model(model)
     assert op_types(folded) == ["MatMul", "MatMul"]
