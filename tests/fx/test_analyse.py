@@ -6,6 +6,7 @@ import copy
 import logging
 import re
 import weakref
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -915,22 +916,30 @@ def _decay(weight: torch.Tensor, factor: float) -> None:
 
 
 class _DecaysInTraining(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, called: str) -> None:
         super().__init__()
         self.a, self.norm, self.b = nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)
+        ways: dict[str, Callable[..., Any]] = {
+            "itself": _decay,
+            "overload": torch.ops.wnpass_tests.decay.default,
+            "packet": torch.ops.wnpass_tests.decay,
+        }
+        self.decay = ways[called]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
-            _decay(self.a.weight.detach(), 0.5)
+            self.decay(self.a.weight.detach(), 0.5)
         return self.b(self.norm(self.a(x)))
 
 
-def test_a_write_a_custom_op_declares_is_seen_and_given_back() -> None:
+@pytest.mark.parametrize("called", ["itself", "overload", "packet"])
+def test_a_write_a_custom_op_declares_is_seen_and_given_back(called: str) -> None:
     """A custom op that declares it writes a weight (no trailing underscore in its name) got
     no copy first: the weight stayed halved and BatchNorm one step on, reported ok (t251).
-    Its schema says what it writes: the weight is skipped, and everything given back."""
+    Its schema says what it writes, also called as ``torch.ops.ns.op``, the packet of its
+    overloads (t254): the weight is skipped, and everything given back."""
     torch.manual_seed(0)
-    model = _DecaysInTraining()
+    model = _DecaysInTraining(called)
     before = copy.deepcopy(model.state_dict())
     report = apply_weight_norm(model, (torch.randn(6, 4),))
     status = {site.name: (site.status, site.reason) for site in report.sites}
@@ -1022,6 +1031,100 @@ def test_a_weight_training_uses_at_another_axis_is_left_alone() -> None:
     report = apply_weight_norm(_ReadsAtAnotherAxisInTraining(), (torch.randn(3, 4),))
     status = {site.name: (site.status, site.reason) for site in report.sites}
     assert status["a.weight"] == ("skipped", "used at different unit axes [0, 1]")
+
+
+class _NoisyInTraining(nn.Module):
+    """NoisyNet's layer: ``mu + sigma * eps`` in training, ``mu`` in eval; and a penalty on a
+    weight, and noise of its shape, that only training adds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mu, self.sigma = nn.Parameter(torch.randn(3, 4)), nn.Parameter(torch.rand(3, 4))
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return self.head(F.linear(x, self.mu))
+        weight = self.mu + self.sigma * torch.randn_like(self.mu)
+        penalty = self.head.weight.pow(2).sum()
+        return self.head(F.linear(x, weight)) + penalty + torch.randn_like(self.head.weight).sum()
+
+
+def test_uses_of_other_kinds_only_training_makes_skip_nothing() -> None:
+    """Any use training alone made with a reason skipped the weight: NoisyNet's ``mu``, a
+    weight an L2 penalty or ``randn_like`` read (t254). Weight norm keeps those exact (the
+    computed weight is read): only a read into a weight written in place, or another axis,
+    skips one."""
+    torch.manual_seed(0)
+    report = apply_weight_norm(_NoisyInTraining(), (torch.randn(2, 4),))
+    status = {site.name: site.status for site in report.sites}
+    assert status["mu"] == status["head.weight"] == "applied"
+
+
+class _HooksItsParametersInEval(nn.Module):
+    """Its first forward, in any mode, scales a bias's gradient with a hook, behind a flag."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.hooked = nn.Linear(4, 4), False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.hooked:
+            self.hooked = True
+            self.a.bias.register_hook(lambda grad: grad * 0.5)
+        return self.a(x)
+
+
+def test_a_parameter_hook_an_eval_forward_registers_is_building() -> None:
+    """wnpass's eval forwards gave the flag back and left the hook: each registered one more,
+    four after apply, and the gradient was scaled five times on the first step (t254). A
+    hook registered on a parameter builds the model: its state stays as the forward left
+    it, one hook and the flag that says so."""
+    torch.manual_seed(0)
+    model, x = _HooksItsParametersInEval().eval(), torch.randn(3, 4)
+    apply_weight_norm(model, (x,))
+    assert model.hooked and len(model.a.bias._backward_hooks or {}) == 1
+
+
+def test_a_parameter_with_the_negative_bit_is_read() -> None:
+    """A weight with PyTorch's lazy negation bit (``.conj().imag`` of a complex tensor): the
+    checksum of the training-mode forward raised, "internal error" (t254)."""
+    layer = nn.Linear(8, 8)
+    layer.weight = nn.Parameter(torch.randn(8, 8, dtype=torch.cfloat).conj().imag)
+    assert layer.weight.is_neg()
+    report = apply_weight_norm(layer, (torch.randn(2, 8),))
+    assert report.status == "ok" and report.equivalent
+
+
+class _Counts(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.calls = nn.Linear(4, 4), 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.a(x)
+
+
+def test_a_user_s_global_hook_that_removes_itself_is_no_building() -> None:
+    """A hook of the user's on every module that removes itself after one call made wnpass
+    say the model was built further and keep its state (a count left at 1, t254); taken
+    down after the training forward, it would have been put back, to fire again."""
+    torch.manual_seed(0)
+    fired: list[int] = []
+
+    def once(module: nn.Module, args: Any, output: Any) -> None:
+        fired.append(1)
+        handle.remove()
+
+    handle = nn.modules.module.register_module_forward_hook(once)
+    try:
+        model = _Counts()
+        report = apply_weight_norm(model, (torch.randn(3, 4),))
+        assert report.status == "ok" and model.calls == 0
+        assert fired == [1] and once not in nn.modules.module._global_forward_hooks.values()
+    finally:
+        handle.remove()
 
 
 class _DecoderLoop(nn.Module):

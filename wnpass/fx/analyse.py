@@ -36,7 +36,7 @@ from wnpass.fx.arguments import (
     require_trainable,
     require_values,
 )
-from wnpass.fx.axes import TRAINING_WRITE, Use
+from wnpass.fx.axes import READ_INTO_WRITTEN, TRAINING_WRITE, Use
 from wnpass.fx.elements import Elements
 from wnpass.fx.forward import (
     Batch,
@@ -444,10 +444,12 @@ def _in_training_only(
 ) -> list[Use]:
     """What the training-mode forward adds to ``uses`` (the eval forward's, or a trace's):
     each weight it wrote (:data:`TRAINING_WRITE`), and, of the weights ``uses`` would plan,
-    each use of theirs that rules weight norm out or is at another unit axis (a mean
-    teacher's update reads the student's weights elementwise in training only; under weight
-    norm it read g and v: t251). A use at the axis known is no news (a trace names ops
-    otherwise)."""
+    each use of theirs read into a weight written in place (a mean teacher's update reads
+    the student's weights in training only; under weight norm it read g and v: t251) or at
+    another unit axis. A use at the axis known is no news (a trace names ops otherwise); nor
+    is a use of another kind training alone makes (NoisyNet's ``mu + sigma * eps``, a
+    penalty ``W.pow(2).sum()``, noise of ``W``'s shape), which weight norm keeps exact, as
+    the computed weight is read (t254)."""
     written = {canonical.get(name, name) for name in trained.written}
     axes: dict[str, set[int | None]] = defaultdict(set)
     reasoned = set()
@@ -462,7 +464,9 @@ def _in_training_only(
         if name in written or name in reasoned or name not in axes:
             continue
         if use.reason:
-            added.append(dataclasses.replace(use, param=name, reason=f"{use.reason} (in training)"))
+            if use.reason.startswith(READ_INTO_WRITTEN):
+                reason = f"{use.reason} (in training)"
+                added.append(dataclasses.replace(use, param=name, reason=reason))
         elif use.axis not in axes[name]:
             added.append(dataclasses.replace(use, param=name))
     return added

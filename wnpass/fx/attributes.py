@@ -490,6 +490,13 @@ def _machinery(model: nn.Module, lazy: set[int]) -> dict[int, tuple[Any, ...]]:
             found[id(module)] = (type(module),)
             continue
         hooks = tuple(tuple(value) for name, value in vars(module).items() if name in _HOOKS)
+        # and its parameters' (``register_hook``: a gradient scale behind a flag, t254)
+        hooks += tuple(
+            tuple(getattr(param, name, None) or ())
+            for param in module._parameters.values()
+            if param is not None
+            for name in ("_backward_hooks", "_post_accumulate_grad_hooks")
+        )
         found[id(module)] = (
             type(module),
             tuple((k, id(v)) for k, v in module._parameters.items()),
@@ -503,9 +510,8 @@ def _machinery(model: nn.Module, lazy: set[int]) -> dict[int, tuple[Any, ...]]:
 class GlobalHooks:
     """The hooks registered on every module at once (``register_module_forward_hook`` and
     its kin, in ``torch.nn.modules.module``) as they are now; :meth:`give_back` removes
-    those registered since and puts back those removed (t248: a model that registers one on
-    its first training step, behind a flag of its own given back, had it twice on its
-    next)."""
+    those registered since (t248: a model that registers one on its first training step,
+    behind a flag of its own given back, had it twice on its next)."""
 
     def __init__(self) -> None:
         self.saved = [(hooks, dict(hooks)) for hooks in self.registries()]
@@ -522,10 +528,11 @@ class GlobalHooks:
         ]
 
     def give_back(self) -> None:
+        """Remove those registered since; one removed since stays removed (a user's hook that
+        removes itself after one call, t254)."""
         for hooks, before in self.saved:
-            if hooks.keys() != before.keys() or any(hooks[k] is not v for k, v in before.items()):
-                hooks.clear()
-                hooks.update(before)
+            for key in hooks.keys() - before.keys():
+                del hooks[key]
         nn.modules.module._global_is_full_backward_hook = self.full_backward
 
 
@@ -592,8 +599,11 @@ class Attributes:
         names = {id(module): name for name, module in self.model.named_modules()}
         for key, before in self.machinery.items():
             after = now.get(key, before)
-            if after != before and key == _GLOBAL:
-                return "the hooks registered on every module"
+            if key == _GLOBAL:  # one registered (one of the user's that removed itself is
+                # no building of the model's)
+                if any(set(a) - set(b) for a, b in zip(after[3], before[3], strict=True)):
+                    return "the hooks registered on every module"
+                continue
             if after != before:
                 changed = next(
                     what for what, a, b in zip(_PARTS, after, before, strict=False) if a != b

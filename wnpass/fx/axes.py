@@ -46,6 +46,9 @@ class Use:
 # An embedding with ``max_norm`` renormalizes the rows it reads in its stored weight, in place,
 # at every forward: under weight norm that would land on the computed weight, never on g and v.
 RENORMED = "modified in place in the forward (max_norm renormalizes the rows it reads)"
+# A weight an op reads into another weight it writes in place (a mean teacher's update of its
+# weights from the student's): the start of the reason, the op follows in parentheses.
+READ_INTO_WRITTEN = "read into a weight written in place"
 # A weight a forward in training mode writes in place, where an eval one does not (RWKV scales
 # some weights back up when it is switched to training, after an eval forward scaled them
 # down, t240): under weight norm the write would land on the computed weight and be lost.

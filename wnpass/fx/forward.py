@@ -333,7 +333,7 @@ def _print(tensor: torch.Tensor) -> object:
         return tuple(_print(part) for part in parts)
     if tensor.is_meta or not tensor.numel():
         return None
-    data = tensor.detach().reshape(-1).view(torch.uint8)
+    data = tensor.detach().resolve_conj().resolve_neg().reshape(-1).view(torch.uint8)
     if data.device.type == "cpu":
         return zlib.crc32(data.numpy().data)
     return int(data.sum(dtype=torch.int64))
@@ -553,13 +553,20 @@ def _declared_written(
 ) -> Iterator[torch.Tensor]:
     """The tensors an operator's schema says it writes (``Tensor(a!)``): a custom op that
     declares ``mutates_args`` (a fused kernel decaying a weight in training, whose name has
-    no trailing underscore: t251)."""
-    schema = getattr(func, "_schema", None)
-    if not isinstance(schema, torch._C.FunctionSchema):
-        return
-    for index, argument in enumerate(schema.arguments):
-        if argument.alias_info is not None and argument.alias_info.is_write:
-            yield from tensors_in(args[index] if index < len(args) else kwargs.get(argument.name))
+    no trailing underscore: t251), called as itself, an overload or the packet of its
+    overloads (``torch.ops.ns.op``: each one's, t254)."""
+    if isinstance(func, torch._ops.OpOverloadPacket):  # ``torch.ops.ns.op(...)``: every
+        overloads = [getattr(func, name) for name in func.overloads()]  # overload's writes
+    else:
+        overloads = [func]
+    for overload in overloads:
+        schema = getattr(overload, "_schema", None)
+        if not isinstance(schema, torch._C.FunctionSchema):
+            continue
+        for index, argument in enumerate(schema.arguments):
+            if argument.alias_info is not None and argument.alias_info.is_write:
+                written = args[index] if index < len(args) else kwargs.get(argument.name)
+                yield from tensors_in(written)
 
 
 def _written(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[torch.Tensor]:

@@ -39,7 +39,7 @@ from torch.overrides import TorchFunctionMode
 
 from wnpass.axes import DimPolicy, OpKind, contraction_equation, einsum_unit_axis, unit_axis
 from wnpass.fx.arguments import is_lazy
-from wnpass.fx.axes import RENORMED, SPARSE, Use, renormed_table, sparse_table
+from wnpass.fx.axes import READ_INTO_WRITTEN, RENORMED, SPARSE, Use, renormed_table, sparse_table
 from wnpass.fx.forward import (
     Batch,
     ForwardFailedError,
@@ -393,7 +393,7 @@ class _Recorder(TorchFunctionMode):
             ids = {id(tensor) for tensor in written}
             for tensor in (t for v in values for t in tensors_in(v) if id(t) not in ids):
                 for origin in self.origins(tensor):
-                    self._use(origin, name, None, f"read into a weight written in place ({name})")
+                    self._use(origin, name, None, f"{READ_INTO_WRITTEN} ({name})")
             return result
         if _metadata(name, result):
             return result
