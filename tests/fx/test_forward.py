@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import warnings
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedParameter
 
 from wnpass import apply_weight_norm
+from wnpass.fx import forward
 from wnpass.fx.attributes import OpaqueTensorError
 from wnpass.fx.forward import (
     Batch,
@@ -760,3 +762,29 @@ def test_a_write_through_an_old_alias_after_data_is_assigned_is_never_given_back
         old.mul_(0.5)
     assert not given.whole or torch.equal(module.weight, weight)
     assert not torch.equal(module.weight, weight * 2)
+
+
+def test_parameter_prints_are_crc32_of_every_byte_read_in_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A parameter's print is the CRC-32 of all its bytes, however many chunks it is read in
+    (a GPU's copied to the host a chunk at a time); one swap of two rows changes it (a sum of
+    the bytes, tried for other devices, would not see it: t254); a wrapper's or a sparse
+    one's are its parts', one with PyTorch's negation bit its values' (it raised: t254)."""
+    weight = torch.randn(6, 5)
+    whole = zlib.crc32(weight.numpy().tobytes())
+    monkeypatch.setattr(forward, "_PRINT_CHUNK", 7)
+    layer = nn.Linear(5, 6)
+    layer.weight = nn.Parameter(weight.clone())
+    assert forward.parameter_prints(layer)["weight"] == whole
+    with torch.no_grad():
+        layer.weight[[0, 1]] = layer.weight[[1, 0]].clone()
+    assert forward.parameter_prints(layer)["weight"] != whole
+    layer.weight = nn.Parameter(torch.complex(torch.zeros(6, 5), weight).conj().imag)
+    assert layer.weight.is_neg()
+    assert forward.parameter_prints(layer)["weight"] == zlib.crc32((-weight).numpy().tobytes())
+    sparse = torch.randn(4, 4).to_sparse()
+    before = forward._print(sparse)
+    assert isinstance(before, tuple) and len(before) == 2  # its indices' and values'
+    sparse._values().mul_(2)
+    assert forward._print(sparse) != before

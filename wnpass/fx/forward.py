@@ -324,19 +324,25 @@ def parameter_prints(model: nn.Module) -> dict[str, object]:
     return {name: value for name, value in prints.items() if value is not None}
 
 
+# How many bytes of a tensor :func:`_print` reads at a time (from another device: copies to
+# the host).
+_PRINT_CHUNK = 64 << 20
+
+
 def _print(tensor: torch.Tensor) -> object:
-    """A checksum of ``tensor``'s bytes: CRC-32 on the CPU; elsewhere the sum of its bytes,
-    computed where they are (no copy to the host); a wrapper's or a sparse one's, those of
-    the tensors holding its bytes (:func:`~wnpass.fx.memory.held`). None where it has no
+    """A checksum of ``tensor``'s bytes: their CRC-32, read :data:`_PRINT_CHUNK` bytes at a
+    time (on another device, copied to the host so); a wrapper's or a sparse one's, those
+    of the tensors holding its bytes (:func:`~wnpass.fx.memory.held`). None where it has no
     bytes to read (meta, empty)."""
     if len(parts := held(tensor)) != 1 or parts[0] is not tensor:
         return tuple(_print(part) for part in parts)
     if tensor.is_meta or not tensor.numel():
         return None
     data = tensor.detach().resolve_conj().resolve_neg().reshape(-1).view(torch.uint8)
-    if data.device.type == "cpu":
-        return zlib.crc32(data.numpy().data)
-    return int(data.sum(dtype=torch.int64))
+    crc = 0
+    for start in range(0, data.numel(), _PRINT_CHUNK):
+        crc = zlib.crc32(data[start : start + _PRINT_CHUNK].cpu().numpy().data, crc)
+    return crc
 
 
 def written_parameters(model: nn.Module, before: Mapping[str, object]) -> list[str]:
