@@ -190,9 +190,15 @@ def test_one_element_per_unit_is_no_doubt_in_the_parametrize_form() -> None:
     assert pair.ok and pair.dim == 0
     (pair,) = find_pairs([info("m.time_mix_g", (1, 1, 8)), info("m.time_mix_v", (2, 1, 8))])
     assert pair.ok and pair.dim == 2
-    # nor in PyTorch's legacy keys of a layer's weight: a WaveNet's Conv1d(1, 8, 1) (t253)
-    (pair,) = find_pairs([info("pre.weight_g", (8, 1, 1)), info("pre.weight_v", (8, 1, 1))])
+    # nor in PyTorch's legacy keys of a layer's weight, its bias beside it: a WaveNet's
+    # Conv1d(1, 8, 1) (t253); without a bias, as likely two plain parameters (t255)
+    halves = [info("pre.weight_g", (8, 1, 1)), info("pre.weight_v", (8, 1, 1))]
+    (pair,) = find_pairs([*halves, info("pre.bias", (8,))])
     assert pair.ok and pair.dim == 0
+    (pair,) = find_pairs(halves)
+    assert pair.reason is not None and pair.reason.startswith("one element per unit of v")
+    top = [info("weight_g", (8, 1)), info("weight_v", (8, 1))]
+    assert find_pairs([*top, info("bias", (8,))])[0].ok and not find_pairs(top)[0].ok
 
 
 def test_spectral_norms_legacy_keys_are_no_pair() -> None:

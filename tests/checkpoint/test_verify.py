@@ -415,7 +415,8 @@ def test_a_legacy_weight_pair_of_one_element_per_unit_needs_no_model(tmp_path: P
     """A WaveNet's input ``Conv1d(1, C, 1)`` under PyTorch's weight_norm stores ``weight_g``
     and ``weight_v`` of one shape (Cx1x1): they were left alone as maybe two plain
     parameters, exit 0, and the output did not load into the model without weight norm
-    (t253). Keys ``X.weight_g``/``X.weight_v`` are weight norm's own: folded."""
+    (t253). Keys ``X.weight_g``/``X.weight_v`` beside the layer's ``X.bias`` are weight
+    norm's own: folded."""
     torch.manual_seed(3)
     layer = legacy_weight_norm(nn.Conv1d(1, 8, 1))
     g, v = layer.get_parameter("weight_g").detach(), layer.get_parameter("weight_v").detach()

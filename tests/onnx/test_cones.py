@@ -264,6 +264,59 @@ def test_a_value_computed_in_a_cone_that_others_read_too_is_folded_once_for_all(
         assert new.tobytes() == old.tobytes()
 
 
+def test_a_value_computed_in_a_cone_that_is_an_output_too_is_folded_once_for_all() -> None:
+    """The normalized codebook as an output of the model besides (t255): an output is a
+    reader that no node is, so the graph went on computing it from the codebook and its
+    norm, a third tensor stored, and ``inspect --strict`` passed."""
+    text = f"""
+        {HEADER}
+        agraph (float[2, 4] x) => (float[2, 3] y, float[3, 4] d) {{
+            c = Clip(n, eps)
+            e = Expand(c, shape)
+            d = Div(w, e)
+            t = Transpose <perm = [1, 0]> (d)
+            y = MatMul(x, t)
+        }}
+    """
+    w = rand(3, 4)
+    norm = np.linalg.norm(w, axis=1, keepdims=True).astype(np.float32)
+    model = onnx_model(
+        text, names={"w": "codebook.weight"}, w=w, n=norm,
+        eps=np.array(1e-12, np.float32), shape=np.array([3, 4], np.int64),
+    )  # fmt: skip
+    folded, report = folded_model(model)
+    assert op_types(folded) == ["Identity", "MatMul"]  # the output keeps its name, ``d``
+    assert weights(folded).keys() == {"codebook.weight.folded", "codebook.weight.folded__1"}
+    assert [(c.name, c.status) for c in report.cones] == [
+        ("codebook.weight.folded", "folded"), ("codebook.weight.folded__1", "folded")
+    ]  # fmt: skip
+    for new, old in zip(run(folded, {"x": X}), run(model, {"x": X}), strict=True):
+        assert new.tobytes() == old.tobytes()
+
+
+def test_a_shared_value_of_a_weight_the_fold_declines_is_left_with_it() -> None:
+    """``Mul(w, k)`` read by a ``Neg`` and, through a float16 ``Div`` the fold declines, by a
+    ``MatMul``: the ``Mul`` was folded on its own and the weight left computed, a copy of
+    ``w`` stored besides (t255). A shared value is folded only with a weight that folds."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float16[2, 4] x) => (float16[2, 3] y, float[3, 4] p) {
+            m = Mul(w, k)
+            h = Cast <to = 10> (m)
+            d = Div(h, hn)
+            t = Transpose <perm = [1, 0]> (d)
+            y = MatMul(x, t)
+            p = Neg(m)
+        }
+    """
+    model = onnx_model(
+        text, w=rand(3, 4), k=np.array(1.5, np.float32), hn=np.array(3.0, np.float16)
+    )
+    folded, report = folded_model(model)
+    assert op_types(folded) == op_types(model)
+    assert [(c.name, c.status) for c in report.cones] == [("t", "declined")]
+
+
 def test_a_bound_two_cones_compute_alike_is_no_weight_of_its_own() -> None:
     """A size computed by arithmetic that two cones' ``Slice``s read (the dynamo exporter
     bounds an LSTM's gates so) is no value of a weight's elements: it is folded inside each

@@ -177,7 +177,7 @@ def convert_checkpoint(
             assert pair.g is not None and pair.v is not None
             if (
                 to == "legacy"
-                and not weight_norms_own(pair.weight, "legacy")
+                and not weight_norms_own(pair.weight, "legacy", group.keys)
                 and unit_size(pair.v.shape, pair.dim) == 1
             ):
                 pair_report.status, pair_report.reason = (

@@ -19,15 +19,15 @@ A pair is ``g`` and ``v`` of one weight in one key form (:mod:`wnpass.rules`). W
   ``X.weight_v``, its power-iteration vector, which ends like weight norm's ``v``), as
   HiFi-GAN's and VITS' discriminators store them;
 - a legacy pair of one element per unit of ``v`` (:func:`wnpass.rules.unit_size`: ``g`` and
-  ``v`` of one shape, ``1x1xC`` or ``Cx1``) of a parameter not named ``weight``: its weight
+  ``v`` of one shape, ``1x1xC`` or ``Cx1``) but a layer's weight beside its bias: its weight
   would be ``g * sign(v)``, so nothing tells it from two plain parameters that happen to end
   in ``_g`` and ``_v`` (RWKV-5's ``time_mix_g`` and ``time_mix_v``), and folding or renaming
   those would break the model. It is left alone, unless the model the fold is checked
   against holds that weight as a plain tensor (``model_keys``: its state dict with weight
   norm folded out, so the checkpoint fits it only as a pair). The parametrize form's keys,
-  and the legacy ``X.weight_g``/``X.weight_v`` (a WaveNet's ``Conv1d(1, C, 1)`` under
-  PyTorch's ``weight_norm``, t253), are weight norm's own and need no model
-  (:func:`weight_norms_own`).
+  and the legacy ``X.weight_g``/``X.weight_v`` beside the layer's ``X.bias`` (a WaveNet's
+  ``Conv1d(1, C, 1)`` under PyTorch's ``weight_norm``, t253), are weight norm's own and
+  need no model (:func:`weight_norms_own`).
 """
 
 from __future__ import annotations
@@ -82,17 +82,22 @@ class Pair:
         return [info.key for info in (self.g, self.v) if info is not None]
 
 
-def weight_norms_own(weight: str, form: str) -> bool:
-    """Whether the keys of ``weight`` in ``form`` are weight norm's own, whatever their shapes:
-    the parametrize form's (``X.parametrizations.weight.original0``), and the legacy ones of a
-    parameter named ``weight`` (``X.weight_g``, ``X.weight_v``: PyTorch's ``weight_norm`` on
-    a layer); not ``time_mix_g``/``time_mix_v``, as likely two plain parameters."""
-    return form == "parametrize" or weight.rpartition(".")[2] == "weight"
+def weight_norms_own(weight: str, form: str, keys: Collection[str]) -> bool:
+    """Whether the keys of ``weight`` in ``form`` are weight norm's own whatever their shapes,
+    among the state dict's ``keys``: the parametrize form's
+    (``X.parametrizations.weight.original0``), and the legacy ones of a layer's weight
+    (``X.weight_g``, ``X.weight_v`` beside the layer's ``X.bias``: PyTorch's ``weight_norm``
+    on a WaveNet's ``Conv1d(1, C, 1)``, t253); not ``time_mix_g``/``time_mix_v``, nor a
+    ``weight_g``/``weight_v`` without a bias, as likely two plain parameters (t255)."""
+    if form == "parametrize":
+        return True
+    module, _, name = weight.rpartition(".")
+    return name == "weight" and (f"{module}.bias" if module else "bias") in keys
 
 
 def _lone_counts(keys: PairKeys) -> bool:
     """Whether one half alone is a broken pair (else an ordinary tensor): module docstring."""
-    return weight_norms_own(keys.weight, keys.form)
+    return keys.form == "parametrize" or keys.weight.rpartition(".")[2] == "weight"
 
 
 def _spectral_norm(keys: PairKeys, by_key: Collection[str]) -> bool:
@@ -206,7 +211,7 @@ def _checked(
         pair.reason = f"shapes do not fit: {error}"
         return pair
     if (
-        not weight_norms_own(pair.weight, pair.keys.form)
+        not weight_norms_own(pair.weight, pair.keys.form, by_key.keys() | set(others))
         and unit_size(v.shape, pair.dim) == 1
         and pair.weight not in model_keys
     ):

@@ -58,7 +58,7 @@ import contextlib
 import dataclasses
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 
 import ml_dtypes
 import numpy as np
@@ -564,7 +564,8 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
         # codebook, below opset 18: its ``MatMul`` reads it transposed, a ``Pow`` as it is)
         # is folded first, one tensor every reader reads; then the cones, walked again, read
         # it as a constant
-        for graph, value in shared_computed(find_cones(model, sites=self.sites)):
+        cones = find_cones(model, sites=self.sites)
+        for graph, value in shared_computed(cones, lambda cone: cone_outcome(cone, {})[0] is None):
             if (cone := _walk(graph, value, {}, self.sites)) is not None:
                 cone.reason = cone.reason or shadowed_in_cone(value, graph)
                 folding.fold(cone)
@@ -576,26 +577,39 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
         return FoldResult(model, modified=folded > 0, report=FoldReport(cones=reports))
 
 
-def shared_computed(cones: Sequence[Cone]) -> list[tuple[ir.Graph | ir.Function, ir.Value]]:
+def shared_computed(
+    cones: Sequence[Cone], folds: Callable[[Cone], bool] = lambda cone: True
+) -> list[tuple[ir.Graph | ir.Function, ir.Value]]:
     """The values inside foldable ``cones``, computed by arithmetic, whose elements go into
-    the weight and that a node outside the cone reads too (not a shared size or bound: the
-    dynamo exporter's ``Mul(Shape(h), k)`` of an LSTM's gates), in graph order, with the
-    graph computing each: folded as they are, the
-    weight and every other reader read one tensor; folded with the weight alone, the graph
-    would go on computing them for the others, from the sources kept for them (t253)."""
+    the weight and that something outside the cone reads too (a node, or as an output of
+    the graph or body: t255), in graph order, with the graph computing each: folded as they
+    are, the weight and every other reader read one tensor; folded with the weight alone,
+    the graph would go on computing them for the others, from the sources kept for them
+    (t253). Not a shared size or bound (the dynamo exporter's ``Mul(Shape(h), k)`` of an
+    LSTM's gates), and only those of the cones that ``folds`` says the fold folds (one it
+    declines, float16 arithmetic after the shared value, would leave the weight computed
+    and a copy of it stored besides: t255)."""
     found: dict[ir.Value, tuple[ir.Graph | ir.Function, ir.Node]] = {}
     for cone in cones:
         if not cone.foldable or not cone.computed:
             continue
         inside = set(cone.nodes)
-        for node in cone.nodes:
-            if node.op_type not in ARITHMETIC_OPS:
-                continue
-            for value in node.outputs:
-                if value is cone.value or value not in cone.held:  # a size or a bound: no
-                    continue  # weight's elements
-                if any(use.node not in inside for use in value.uses()):
-                    found.setdefault(value, (cone.graph, node))
+        shared = [
+            (value, node)
+            for node in cone.nodes
+            if node.op_type in ARITHMETIC_OPS
+            for value in node.outputs
+            if value is not cone.value
+            and value in cone.held  # not a size or a bound: none of the weight's elements
+            and (
+                value.is_graph_output()
+                or value in cone.graph.outputs
+                or any(use.node not in inside for use in value.uses())
+            )
+        ]
+        if shared and folds(cone):
+            for value, node in shared:
+                found.setdefault(value, (cone.graph, node))
     graphs = dict.fromkeys(graph for graph, _ in found.values())
     order = {node: i for graph in graphs for i, node in enumerate(graph)}
     ordered = sorted(found.items(), key=lambda item: order[item[1][1]])
