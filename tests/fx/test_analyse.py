@@ -1013,6 +1013,62 @@ def test_a_weight_training_reads_into_another_written_in_place_is_left_alone() -
     assert plain.sites[0].status == "applied"
 
 
+class _MomentumEncoder(nn.Module):
+    """A key encoder that follows the query encoder in every training forward (MoCo, BYOL),
+    by one of the updates their code writes."""
+
+    def __init__(self, update: str) -> None:
+        super().__init__()
+        self.query, self.key, self.update = nn.Linear(4, 4), nn.Linear(4, 4), update
+        self.key.load_state_dict(self.query.state_dict())
+        self.key.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            with torch.no_grad():
+                for k, q in zip(self.key.parameters(), self.query.parameters(), strict=False):
+                    if self.update == "data":  # MoCo's own
+                        k.data = k.data * 0.9 + q.data * 0.1
+                    elif self.update == "copy lerp":
+                        k.copy_(torch.lerp(k, q, 0.1))
+                    else:
+                        k[:] = k * 0.9 + q * 0.1
+        return self.query(x) + self.key(x)
+
+
+@pytest.mark.parametrize("update", ["data", "copy lerp", "setitem"])
+def test_a_weight_read_into_another_through_other_ops_first_is_left_alone(update: str) -> None:
+    """Only an in-place op that read the query's weight itself counted: computed first
+    (``k.data = k.data * m + q.data * (1 - m)``, ``k.copy_(torch.lerp(k, q, w))``), the
+    update read it all the same, and weight norm went on it, reported ok; the key then
+    followed g and v (t256). What a write's value was computed from counts."""
+    torch.manual_seed(0)
+    report = apply_weight_norm(_MomentumEncoder(update), (torch.randn(6, 4),))
+    status = {site.name: (site.status, site.reason or "") for site in report.sites}
+    assert status["query.weight"][0] == "skipped"
+    assert status["query.weight"][1].startswith("read into a weight written in place")
+
+
+class _CastsItsRouter(nn.Module):
+    """Switch Transformers' router: ``self.classifier = self.classifier.to(self.dtype)`` on
+    every call, which binds each parameter's ``.data`` to itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.classifier = self.classifier.to(torch.float32)
+        return self.classifier(x)
+
+
+def test_a_parameter_s_data_bound_to_itself_is_no_write() -> None:
+    """``.data = x`` became a write where ``x`` is the parameter's own elements: every
+    Switch Transformers router was skipped as "modified in place in the forward (__set__)"."""
+    report = apply_weight_norm(_CastsItsRouter(), (torch.randn(2, 4),))
+    assert {site.name: site.status for site in report.sites}["classifier.weight"] == "applied"
+
+
 class _ReadsAtAnotherAxisInTraining(nn.Module):
     """A layer, and in training an auxiliary loss term that reads its weight as ``x @ W``
     (the weight's other axis)."""

@@ -877,6 +877,23 @@ def test_what_a_train_override_computes_is_no_use_of_the_forward_s() -> None:
     assert axes == {"0.lora_A": 0, "0.lora_B": 0}
 
 
+def test_the_switch_to_eval_mode_and_back_leaves_no_ulp_behind() -> None:
+    """A LoRA layer in training mode merges ``B @ A`` into its weight when wnpass switches it
+    to eval mode, and takes it out again when it switches back: ``(W + BA) - BA`` is W an ulp
+    off here and there, and each of wnpass's forwards left it so (t256). The switch is given
+    back with the forward: the weight keeps every bit."""
+    torch.manual_seed(0)
+    lora = _LoraMergesInEval()
+    model = nn.Sequential(lora).train()
+    weight = lora.weight.detach().clone()
+    with torch.no_grad():  # that the switch does move it
+        model.eval().train()
+    assert not torch.equal(lora.weight, weight)
+    lora.weight.data.copy_(weight)
+    apply_weight_norm(model, (torch.randn(5, 8),), include=["0.lora_*"], init="data")
+    assert torch.equal(lora.weight, weight) and model.training and not lora.merged
+
+
 class _RemakesItsActivation(nn.Module):
     """Makes its activation again on every call and counts its calls in a plain attribute."""
 

@@ -124,8 +124,9 @@ def _compared_forward(
     hook = nn.modules.module.register_module_forward_hook(record)
     try:
         # every compared forward starts from the buffers as they are (an EMA that moves in
-        # eval mode too) and leaves them so
-        with rng.replayed(), evaluating(model), state_given_back(model):
+        # eval mode too) and leaves them so; the switch to eval mode and back too (a LoRA
+        # layer's merge and unmerge moved its weight by an ulp, t256)
+        with rng.replayed(), state_given_back(model), evaluating(model):
             leaves = result_leaves(call_model(model, inputs))
     finally:
         hook.remove()

@@ -881,10 +881,11 @@ def _run_pass(model: nn.Module, inputs: Batch, run: _InitPass) -> None:
         with (
             torch.no_grad(),
             torch.inference_mode(False),
-            evaluating(model),
             # each pass starts from the model's state as given, parameters the model's forward
-            # writes too; the parameters the pass sets are given back as set once it is done
+            # writes too, and the switch to eval mode and back (a LoRA layer's merge and
+            # unmerge, t256); the parameters the pass sets are given back as set once it is done
             state_given_back(model) as given,
+            evaluating(model),
             run.watching(given),
         ):
             call_model(model, inputs, "the batch")  # the model's exception or sys.exit()

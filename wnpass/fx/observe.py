@@ -347,6 +347,22 @@ def _permutation(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], ndim:
     return order
 
 
+def _rebinds(args: Sequence[Any]) -> bool:
+    """Whether ``w.data = x`` (``args``: ``w``, ``x``) gives ``w`` other elements: not where
+    ``x`` is ``w``'s own (``Module.to`` to the dtype it has, as Switch Transformers' router
+    calls on every forward, binds each parameter's ``.data`` to itself)."""
+    if len(args) != 2 or not all(isinstance(arg, torch.Tensor) for arg in args):
+        return False
+    target, value = args
+    if value is target:
+        return False
+    try:
+        before = (target.data_ptr(), target.shape, target.stride(), target.dtype)
+        return (value.data_ptr(), value.shape, value.stride(), value.dtype) != before
+    except (RuntimeError, ValueError, NotImplementedError):  # no elements to compare (meta,
+        return True  # sparse, a lazy parameter taking its shape): other ones
+
+
 class _Recorder(TorchFunctionMode):
     """Records each op that consumes a (tensor derived from a) parameter."""
 
@@ -364,6 +380,11 @@ class _Recorder(TorchFunctionMode):
         self.derived: dict[int, tuple[weakref.ref[torch.Tensor], tuple[_Origin, ...]]] = {}
         self.uses: dict[Use, None] = {}
         self.splits = itertools.count()  # an identity for each reshape's splits
+        # tensor -> the parameters whose elements went into it through ops that consume no
+        # weight as a layer's (``t * m + s * (1 - m)``, ``torch.lerp(t, s, w)``, ``s.data``):
+        # what a write of a parameter from it reads (t256)
+        self.read_from: dict[int, tuple[weakref.ref[torch.Tensor], frozenset[str]]] = {}
+        self.consumed = False  # the op being recorded consumed a weight (:meth:`_consume`)
 
     def origins(self, value: Any) -> tuple[_Origin, ...]:
         """The parameters ``value`` is (derived from); empty for any other value."""
@@ -380,31 +401,55 @@ class _Recorder(TorchFunctionMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:  # fmt: skip
         kwargs = kwargs or {}
+        # ``w.data = x``, told before it binds (after, ``x`` is ``w``'s own)
+        rebinds = getattr(func, "__name__", "") == "__set__" and _rebinds(args)
         result = func(*args, **kwargs)
         values = [*args, *kwargs.values()]
-        if not any(self.origins(t) for v in values for t in tensors_in(v)):
+        tensors = [t for v in values for t in tensors_in(v)]
+        read = [self.read_of(t) for t in tensors]
+        if not any(read):
             return result
         name = _name(func)
-        if written := [t for t in written_by(func, args, kwargs) if self.origins(t)]:
+        targets = written_by(func, args, kwargs)
+        if rebinds and self.origins(tensors[0]):
+            targets = [tensors[0]]
+        if written := [t for t in targets if self.origins(t)]:
             for origin in (origin for tensor in written for origin in self.origins(tensor)):
                 self._use(origin, name, None, f"modified in place in the forward ({name})")
             # and what it reads into them: a mean teacher's update reads the student's weights
-            # elementwise (under weight norm, zipped by parameters(), it read g and v: t251)
+            # elementwise (under weight norm, zipped by parameters(), it read g and v: t251),
+            # also through other ops first (MoCo's ``t.data = t.data * m + s.data * (1 - m)``,
+            # ``t.copy_(torch.lerp(t, s, w))``: t256)
             ids = {id(tensor) for tensor in written}
-            for tensor in (t for v in values for t in tensors_in(v) if id(t) not in ids):
-                for origin in self.origins(tensor):
-                    self._use(origin, name, None, f"{READ_INTO_WRITTEN} ({name})")
+            own = {origin.param for tensor in written for origin in self.origins(tensor)}
+            for tensor, params in zip(tensors, read, strict=True):
+                for param in sorted(params - own) if id(tensor) not in ids else ():
+                    self._use(_Origin(param, ()), name, None, f"{READ_INTO_WRITTEN} ({name})")
             return result
         if _metadata(name, result):
             return result
-        try:
-            self._record(func, _name(func), args, kwargs, result)
-        except Exception as error:  # never break the user's forward: record why instead
-            logger.debug("could not follow %s: %s", _name(func), error)
-            for t in {id(t): t for v in values for t in tensors_in(v)}.values():
-                for origin in self.origins(t):
-                    self._use(origin, _name(func), None, f"used by {_name(func)}: not followed")
+        self.consumed = False
+        if any(self.origins(t) for t in tensors):
+            try:
+                self._record(func, _name(func), args, kwargs, result)
+            except Exception as error:  # never break the user's forward: record why instead
+                logger.debug("could not follow %s: %s", _name(func), error)
+                for t in {id(t): t for t in tensors}.values():
+                    for origin in self.origins(t):
+                        self._use(origin, name, None, f"used by {name}: not followed")
+        if not self.consumed:  # what the result holds was read from those parameters
+            lineage = frozenset().union(*read)
+            for tensor in tensors_in(result):
+                self.read_from[id(tensor)] = (weakref.ref(tensor), lineage)
         return result
+
+    def read_of(self, value: torch.Tensor) -> frozenset[str]:
+        """The parameters whose elements went into ``value`` (:attr:`read_from`): itself, or
+        those it was derived from."""
+        params = frozenset(origin.param for origin in self.origins(value))
+        if (entry := self.read_from.get(id(value))) is not None and entry[0]() is value:
+            return params | entry[1]
+        return params
 
     # -- derived tensors -------------------------------------------------------------------------
 
@@ -519,6 +564,7 @@ class _Recorder(TorchFunctionMode):
         origins = self.origins(tensor)
         if not origins:
             return
+        self.consumed = True
         if kind == "bias":
             for origin in origins:
                 self._use(origin, op, None, "bias")
@@ -814,8 +860,10 @@ def _observed(
     params = {n: p for n, p in model.named_parameters() if not is_lazy(p)}  # none: no shape
     recorder = _Recorder(params, _owners(model), policy, embeddings)
     # eval mode is entered before the uses are recorded: a train() override's own ops (a LoRA
-    # layer merging B @ A into its weight) are no uses of the forward's
-    with evaluating(model), recorder, state_given_back(model) as given:
+    # layer merging B @ A into its weight) are no uses of the forward's; and after the state
+    # is taken, so that they are given back (the merge and unmerge moved the weight by an
+    # ulp, t256)
+    with state_given_back(model) as given, evaluating(model), recorder:
         outputs = run_forward(model, batch)
     return list(recorder.uses), outputs, set(params), not given.whole
 
