@@ -1069,6 +1069,33 @@ def test_a_parameter_s_data_bound_to_itself_is_no_write() -> None:
     assert {site.name: site.status for site in report.sites}["classifier.weight"] == "applied"
 
 
+class _DropConnect(nn.Linear):
+    """DropConnect: dropout of the weight itself in training, the identity in eval mode."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, F.dropout(self.weight, 0.3, self.training), self.bias)
+
+
+def test_dropout_of_a_weight_keeps_its_axes() -> None:
+    """DropConnect's weight was skipped, "used by dropout, which wnpass does not know"
+    (t256): a mask of elements, each unit's staying one unit's; weight norm under it trains
+    as PyTorch's own put on by hand."""
+    torch.manual_seed(0)
+    model, x = nn.Sequential(_DropConnect(8, 16), nn.ReLU(), _DropConnect(16, 4)), torch.randn(4, 8)
+    by_hand = copy.deepcopy(model)
+    for index in (0, 2):
+        parametrizations.weight_norm(by_hand[index])
+    report = apply_weight_norm(model, (x,))
+    assert {s.name: s.axis for s in report.sites if s.status == "applied"} == {
+        "0.weight": 0, "2.weight": 0
+    }  # fmt: skip
+    model.train(), by_hand.train()
+    torch.manual_seed(1)
+    ours = model(x)
+    torch.manual_seed(1)
+    assert torch.equal(ours, by_hand(x))
+
+
 class _ReadsAtAnotherAxisInTraining(nn.Module):
     """A layer, and in training an auxiliary loss term that reads its weight as ``x @ W``
     (the weight's other axis)."""

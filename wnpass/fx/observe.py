@@ -92,9 +92,13 @@ class _Piece:
     axis: int
 
 
+# Ops whose result keeps a weight's axes, each element where it was: conversions, copies,
+# and dropout of the weight itself (DropConnect: ``F.linear(x, F.dropout(W, p, training))``,
+# the identity in eval mode, a mask of elements in training, t256).
 _IDENTITY = {
     "to", "float", "half", "bfloat16", "double", "type", "type_as", "contiguous", "clone",
     "detach", "data", "requires_grad_", "cpu", "cuda", "alias", "_cast_Float", "positive",
+    "dropout", "alpha_dropout", "feature_alpha_dropout",
 }  # fmt: skip
 _RESHAPE = {
     "view", "reshape", "view_as", "reshape_as", "flatten", "unflatten", "squeeze", "unsqueeze",
