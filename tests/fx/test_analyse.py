@@ -21,7 +21,7 @@ from wnpass import apply_weight_norm
 from wnpass.errors import InvalidArgumentError
 from wnpass.fx.analyse import NOT_INITIALIZED, analyse_sites
 from wnpass.fx.attributes import GlobalHooks
-from wnpass.fx.axes import TRAINING_WRITE
+from wnpass.fx.axes import HOOKED, TRAINING_WRITE
 from wnpass.fx.report import ParamSite
 from wnpass.fx.trace import Tracer
 
@@ -1094,6 +1094,98 @@ def test_dropout_of_a_weight_keeps_its_axes() -> None:
     ours = model(x)
     torch.manual_seed(1)
     assert torch.equal(ours, by_hand(x))
+
+
+class _TeacherAside(nn.Module):
+    """A teacher kept out of the module tree (no state dict, no optimizer: a plain list),
+    updated by name from the student in every training forward; or through a temporary."""
+
+    def __init__(self, update: str) -> None:
+        super().__init__()
+        self.student, self.update = nn.Linear(4, 4, bias=False), update
+        self.aside = [copy.deepcopy(self.student).requires_grad_(False)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        teacher = dict(self.aside[0].named_parameters())
+        if self.training:
+            with torch.no_grad():
+                for name, mine in self.student.named_parameters():
+                    if name not in teacher:
+                        continue
+                    if self.update == "by name":
+                        teacher[name].mul_(0.9).add_(mine, alpha=0.1)
+                    else:  # through a temporary the value is written into first
+                        held = torch.empty_like(teacher[name])
+                        held[...] = mine
+                        teacher[name].mul_(0.9).add_(held, alpha=0.1)
+        return self.student(x) + self.aside[0](x)
+
+
+@pytest.mark.parametrize("update", ["by name", "through a temporary"])
+def test_a_weight_read_into_a_parameter_outside_the_model_is_left_alone(update: str) -> None:
+    """The teacher's parameters were no model's, so their update was no write of a weight:
+    weight norm went on the student, "equivalent", and the teacher never moved again (its
+    names no longer matched, t258); through a temporary (``held[...] = q``) the read was
+    lost on the way (t257). Both read the student's weight into a weight written in place."""
+    torch.manual_seed(0)
+    report = apply_weight_norm(_TeacherAside(update), (torch.randn(6, 4),))
+    status = {site.name: (site.status, site.reason or "") for site in report.sites}
+    assert status["student.weight"][0] == "skipped"
+    assert status["student.weight"][1].startswith("read into a weight written in place")
+
+
+class _RunningScaleAfterNoise(nn.Module):
+    """NoisyNet's layer without a bias, then a running statistic held as a Parameter and
+    updated from the activations in training (as EMA codebooks are)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mu, self.sigma = nn.Parameter(torch.randn(6, 4)), nn.Parameter(torch.rand(6, 4))
+        self.scale = nn.Parameter(torch.ones(6), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.mu + self.sigma * torch.randn_like(self.mu) if self.training else self.mu
+        y = F.linear(x, weight)
+        if self.training:
+            with torch.no_grad():
+                self.scale.mul_(0.9).add_(y.abs().mean(0) * 0.1)
+        return y / self.scale
+
+
+def test_what_a_layer_computes_holds_none_of_its_weight() -> None:
+    """A layer whose weight training computes (``mu + sigma * eps``) and that has no bias
+    passed ``mu`` on to every later activation, and a running statistic written from them
+    skipped it (t257). A layer's output is computed through it: none of its operands'."""
+    torch.manual_seed(0)
+    report = apply_weight_norm(_RunningScaleAfterNoise(), (torch.randn(5, 4),))
+    assert {site.name: site.status for site in report.sites}["mu"] == "applied"
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_a_weight_with_a_hook_on_it_is_left_alone(mode: str) -> None:
+    """A gradient hook the forward puts on a weight (behind a flag): weight norm went on the
+    weight, "equivalent", and the hook sat on a tensor the layer no longer reads: it never
+    ran again (a post-accumulate one raised on the first step, t258). Registered by an eval
+    forward it stays (building), by the training forward it is taken down: either way the
+    weight is left alone."""
+
+    class Hooks(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.hooked = nn.Linear(4, 4), False
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if not self.hooked and (mode == "eval" or self.training):
+                self.hooked = True
+                self.a.weight.register_hook(lambda grad: grad * 0.5)
+            return self.a(x)
+
+    torch.manual_seed(0)
+    report = apply_weight_norm(Hooks(), (torch.randn(3, 4),))
+    site = next(site for site in report.sites if site.name == "a.weight")
+    assert site.status == "skipped"
+    assert site.reason == (HOOKED if mode == "eval" else TRAINING_WRITE)
+    assert "forward" not in site.op  # the column names the layer's ops only
 
 
 class _ReadsAtAnotherAxisInTraining(nn.Module):

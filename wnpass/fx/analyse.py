@@ -36,9 +36,10 @@ from wnpass.fx.arguments import (
     require_trainable,
     require_values,
 )
-from wnpass.fx.axes import READ_INTO_WRITTEN, TRAINING_WRITE, Use
+from wnpass.fx.axes import HOOKED, READ_INTO_WRITTEN, TRAINING_WRITE, Use
 from wnpass.fx.elements import Elements
 from wnpass.fx.forward import (
+    TENSOR_HOOKS,
     Batch,
     as_batch,
     parameter_prints,
@@ -394,7 +395,7 @@ def _decide(
     name: str, param: nn.Parameter, uses: list[Use], aliases: list[str], tied: bool, mode: str
 ) -> ParamSite:
     ndim = param.dim()
-    ops = ", ".join(dict.fromkeys(use.op for use in uses)) or "-"
+    ops = ", ".join(dict.fromkeys(use.op for use in uses if use.op)) or "-"
     site = ParamSite(name, ops, [], None, "skipped")
     others = ", ".join(a for a in aliases if a != name)
     if tied:
@@ -402,6 +403,9 @@ def _decide(
         return site
     if not param.requires_grad:
         site.reason = "frozen (requires_grad=False)"
+        return site
+    if any(getattr(param, hooks, None) for hooks in TENSOR_HOOKS):
+        site.reason = HOOKED
         return site
     if not param.is_floating_point():  # complex: PyTorch's weight norm has no kernel for it
         dtype = str(param.dtype).removeprefix("torch.")
@@ -458,7 +462,7 @@ def _in_training_only(
         axes[name].add(use.axis)
         if use.reason:
             reasoned.add(name)
-    added = [Use(name, "forward", "", None, TRAINING_WRITE) for name in sorted(written)]
+    added = [Use(name, "", "", None, TRAINING_WRITE) for name in sorted(written)]
     for use in trained.uses:
         name = canonical.get(use.param, use.param)
         if name in written or name in reasoned or name not in axes:

@@ -49,13 +49,21 @@ RENORMED = "modified in place in the forward (max_norm renormalizes the rows it 
 # A weight an op reads into another weight it writes in place (a mean teacher's update of its
 # weights from the student's): the start of the reason, the op follows in parentheses.
 READ_INTO_WRITTEN = "read into a weight written in place"
-# A weight a forward in training mode writes in place, where an eval one does not (RWKV scales
-# some weights back up when it is switched to training, after an eval forward scaled them
-# down, t240): under weight norm the write would land on the computed weight and be lost.
+# A weight a forward in training mode, or the switch of modes around it, writes in place,
+# replaces or hooks, where an eval forward does not (RWKV scales some weights back up when it
+# is switched to training, after an eval forward scaled them down, t240; a train() override
+# fuses BatchNorm into a conv, t257; a hook behind a flag, t258): under weight norm the write
+# would land on the computed weight and be lost, and the hook sit on a tensor no layer reads.
 TRAINING_WRITE = (
-    "modified in place or replaced in a training-mode forward (an eval forward does not "
-    "show it: RWKV scales weights when its mode changes; a model may weight-norm a layer on "
-    "its first training step)"
+    "modified in place, replaced or hooked in a training-mode forward or a switch of modes "
+    "(an eval forward does not show it: RWKV scales weights when its mode changes; a model "
+    "may weight-norm a layer or hook its weight on its first training step)"
+)
+# A weight with a hook on it (``register_hook``, ``register_post_accumulate_grad_hook``): under
+# weight norm the hook would sit on a tensor the layer no longer reads (t258).
+HOOKED = (
+    "a hook on the parameter (register_hook): under weight norm it would sit on a tensor the "
+    "layer no longer reads"
 )
 
 

@@ -53,6 +53,7 @@ from wnpass.interrupts import STOPS
 from wnpass.plan import ProcessExit, user_code
 
 __all__ = [
+    "TENSOR_HOOKS",
     "Batch",
     "ForwardFailedError",
     "GivenBack",
@@ -534,6 +535,10 @@ class _Snapshots(TorchFunctionMode):
         self.last.clear()
 
 
+# A tensor's dicts of hooks (``register_hook``, ``register_post_accumulate_grad_hook``).
+TENSOR_HOOKS = ("_backward_hooks", "_post_accumulate_grad_hooks")
+
+
 def _written_marks(param: torch.Tensor) -> tuple[int, int, tuple[int, ...], tuple[int, ...]]:
     """What a write moves: the version counter; what only a write of another kind moves: where
     the elements are, the shape and the strides (a sparse one: its shape)."""
@@ -631,7 +636,7 @@ class _Building:
         (``register_hook``, ``register_post_accumulate_grad_hook``)."""
         yield from self.lazy_hooks
         for param in self.tensor_hooks:
-            for name in ("_backward_hooks", "_post_accumulate_grad_hooks"):
+            for name in TENSOR_HOOKS:
                 if (hooks := getattr(param, name, None)) is not None:
                     yield hooks
 
@@ -644,12 +649,15 @@ class _Building:
     def undo(self) -> list[str]:
         """Take down what was built; the names of the parameters the block took off their
         modules or replaced there (a weight norm the model puts on a layer in its first
-        training step: weight norm of wnpass's too would break that step, t249)."""
+        training step: weight norm of wnpass's too would break that step, t249), or hooked
+        (a hook on the parameter, under weight norm, would sit on a tensor the layer no
+        longer reads, t258)."""
         replaced = [
             f"{prefix}.{name}" if prefix else name
             for prefix, module, _, registries, _ in self.modules
             for name, param in registries["_parameters"].items()
             if module._parameters.get(name) is not param
+            or (param is not None and _hooked_since(param, self.hooks))
         ]
         for _, module, cls, registries, attributes in self.modules:
             if module.__class__ is not cls:
@@ -675,6 +683,16 @@ class _Building:
             for key in hooks.keys() - self.hooks.get(id(hooks), set()):
                 del hooks[key]
         return replaced
+
+
+def _hooked_since(param: torch.Tensor, before: Mapping[int, set[int]]) -> bool:
+    """Whether ``param`` has a hook that its dicts of hooks did not hold ``before`` (by the
+    dict's id: the keys it held)."""
+    return any(
+        hooks.keys() - before.get(id(hooks), set())
+        for name in TENSOR_HOOKS
+        if (hooks := getattr(param, name, None))
+    )
 
 
 def _registries(module: nn.Module) -> dict[str, Any]:

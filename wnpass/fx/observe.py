@@ -122,6 +122,20 @@ _CONTRACTIONS = {"tensordot": "tensordot", "inner": "inner", "linalg_multi_dot":
 _MATMUL = {"matmul", "mm", "bmm", "__matmul__", "__rmatmul__", "mv"}
 _RNN = {"lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell"}
 _RNN |= {"rnn_relu_cell"}
+# The ops of layers: their output is computed through the layer, none of its operands'
+# elements (what a write reads through one of them is no weight's, t257: a layer whose weight
+# training computes, NoisyNet's ``mu + sigma * eps``, with no bias, spread its ``mu`` to every
+# later activation, and a running statistic written from those skipped it).
+_LAYER_OPS = frozenset(
+    {"linear", "bilinear", "convolution", "addmm", "baddbmm", "addbmm", "addmv", "einsum"}
+    | {"embedding", "embedding_bag", "multi_head_attention_forward"}
+    | {"_native_multi_head_attention"}
+    | _CONV
+    | _CONV_T
+    | _MATMUL
+    | _RNN
+    | {"tensordot", "inner", "linalg_multi_dot"}
+)
 _NORMS = {"layer_norm", "group_norm", "batch_norm", "instance_norm", "rms_norm"}
 _ELEMENTWISE = {
     "add", "mul", "sub", "div", "neg", "tanh", "sigmoid", "exp", "pow", "abs", "sqrt", "rsqrt",
@@ -351,6 +365,11 @@ def _permutation(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], ndim:
     return order
 
 
+def _is_parameter(tensor: torch.Tensor) -> bool:
+    """A parameter (of the model or not: a teacher kept in a plain list), or a view of one."""
+    return isinstance(tensor, nn.Parameter) or isinstance(tensor._base, nn.Parameter)
+
+
 def _rebinds(args: Sequence[Any]) -> bool:
     """Whether ``w.data = x`` (``args``: ``w``, ``x``) gives ``w`` other elements: not where
     ``x`` is ``w``'s own (``Module.to`` to the dtype it has, as Switch Transformers' router
@@ -384,11 +403,10 @@ class _Recorder(TorchFunctionMode):
         self.derived: dict[int, tuple[weakref.ref[torch.Tensor], tuple[_Origin, ...]]] = {}
         self.uses: dict[Use, None] = {}
         self.splits = itertools.count()  # an identity for each reshape's splits
-        # tensor -> the parameters whose elements went into it through ops that consume no
-        # weight as a layer's (``t * m + s * (1 - m)``, ``torch.lerp(t, s, w)``, ``s.data``):
+        # tensor -> the parameters whose elements went into it through ops that are no layer
+        # (:data:`_LAYER_OPS`: ``t * m + s * (1 - m)``, ``torch.lerp(t, s, w)``, ``s.data``):
         # what a write of a parameter from it reads (t256)
         self.read_from: dict[int, tuple[weakref.ref[torch.Tensor], frozenset[str]]] = {}
-        self.consumed = False  # the op being recorded consumed a weight (:meth:`_consume`)
 
     def origins(self, value: Any) -> tuple[_Origin, ...]:
         """The parameters ``value`` is (derived from); empty for any other value."""
@@ -414,25 +432,11 @@ class _Recorder(TorchFunctionMode):
         if not any(read):
             return result
         name = _name(func)
-        targets = written_by(func, args, kwargs)
-        if rebinds and self.origins(tensors[0]):
-            targets = [tensors[0]]
-        if written := [t for t in targets if self.origins(t)]:
-            for origin in (origin for tensor in written for origin in self.origins(tensor)):
-                self._use(origin, name, None, f"modified in place in the forward ({name})")
-            # and what it reads into them: a mean teacher's update reads the student's weights
-            # elementwise (under weight norm, zipped by parameters(), it read g and v: t251),
-            # also through other ops first (MoCo's ``t.data = t.data * m + s.data * (1 - m)``,
-            # ``t.copy_(torch.lerp(t, s, w))``: t256)
-            ids = {id(tensor) for tensor in written}
-            own = {origin.param for tensor in written for origin in self.origins(tensor)}
-            for tensor, params in zip(tensors, read, strict=True):
-                for param in sorted(params - own) if id(tensor) not in ids else ():
-                    self._use(_Origin(param, ()), name, None, f"{READ_INTO_WRITTEN} ({name})")
+        targets = [tensors[0]] if rebinds else written_by(func, args, kwargs)
+        if targets and self._written(name, targets, tensors, read):
             return result
         if _metadata(name, result):
             return result
-        self.consumed = False
         if any(self.origins(t) for t in tensors):
             try:
                 self._record(func, _name(func), args, kwargs, result)
@@ -441,11 +445,46 @@ class _Recorder(TorchFunctionMode):
                 for t in {id(t): t for t in tensors}.values():
                     for origin in self.origins(t):
                         self._use(origin, name, None, f"used by {name}: not followed")
-        if not self.consumed:  # what the result holds was read from those parameters
+        if name not in _LAYER_OPS:  # what the result holds was read from those parameters
             lineage = frozenset().union(*read)
             for tensor in tensors_in(result):
                 self.read_from[id(tensor)] = (weakref.ref(tensor), lineage)
         return result
+
+    def _written(
+        self,
+        name: str,
+        targets: Sequence[torch.Tensor],
+        tensors: Sequence[torch.Tensor],
+        read: Sequence[frozenset[str]],
+    ) -> bool:
+        """Record a write of ``targets`` by op ``name`` that reads ``tensors`` (those
+        parameters' elements each holds: ``read``). A parameter written is used so; the
+        parameters read into one (ours or another's: a teacher kept in a plain list, t258)
+        are read into a weight written in place: a mean teacher's update reads the student's
+        weights elementwise (under weight norm, zipped by ``parameters()``, it read g and v:
+        t251), also through other ops first (MoCo's ``t.data = t.data * m + s.data * (1 -
+        m)``, ``t.copy_(torch.lerp(t, s, w))``: t256). Another tensor written holds what it
+        read from then on (``tmp[...] = q``, ``buf[0].copy_(q)``: t257). Returns whether a
+        parameter of ours was written (the op is then no use of any other kind)."""
+        ids = {id(tensor) for tensor in targets}
+        ours = [tensor for tensor in targets if self.origins(tensor)]
+        own = {origin.param for tensor in ours for origin in self.origins(tensor)}
+        for origin in (origin for tensor in ours for origin in self.origins(tensor)):
+            self._use(origin, name, None, f"modified in place in the forward ({name})")
+        sources = [
+            params - own for t, params in zip(tensors, read, strict=True) if id(t) not in ids
+        ]
+        lineage = frozenset().union(*sources)
+        if ours or any(_is_parameter(tensor) for tensor in targets):
+            for param in sorted(lineage):
+                self._use(_Origin(param, ()), name, None, f"{READ_INTO_WRITTEN} ({name})")
+        elif lineage:
+            for tensor in (
+                t for target in targets for t in (target, target._base) if t is not None
+            ):
+                self.read_from[id(tensor)] = (weakref.ref(tensor), self.read_of(tensor) | lineage)
+        return bool(ours)
 
     def read_of(self, value: torch.Tensor) -> frozenset[str]:
         """The parameters whose elements went into ``value`` (:attr:`read_from`): itself, or
@@ -568,7 +607,6 @@ class _Recorder(TorchFunctionMode):
         origins = self.origins(tensor)
         if not origins:
             return
-        self.consumed = True
         if kind == "bias":
             for origin in origins:
                 self._use(origin, op, None, "bias")
