@@ -1114,6 +1114,11 @@ class _TeacherAside(nn.Module):
                         continue
                     if self.update == "by name":
                         teacher[name].mul_(0.9).add_(mine, alpha=0.1)
+                    elif self.update == "through .data":
+                        teacher[name].data.mul_(0.9).add_(mine.data, alpha=0.1)
+                    elif self.update == "state dict":  # timm's ModelEmaV2
+                        ema = self.aside[0].state_dict()[name]
+                        ema.copy_(ema * 0.9 + mine.detach() * 0.1)
                     else:  # through a temporary the value is written into first
                         held = torch.empty_like(teacher[name])
                         held[...] = mine
@@ -1121,12 +1126,15 @@ class _TeacherAside(nn.Module):
         return self.student(x) + self.aside[0](x)
 
 
-@pytest.mark.parametrize("update", ["by name", "through a temporary"])
+@pytest.mark.parametrize(
+    "update", ["by name", "through .data", "state dict", "through a temporary"]
+)
 def test_a_weight_read_into_a_parameter_outside_the_model_is_left_alone(update: str) -> None:
     """The teacher's parameters were no model's, so their update was no write of a weight:
     weight norm went on the student, "equivalent", and the teacher never moved again (its
-    names no longer matched, t258); through a temporary (``held[...] = q``) the read was
-    lost on the way (t257). Both read the student's weight into a weight written in place."""
+    names no longer matched, t258); through ``.data`` or a state dict's tensor the write
+    was of no parameter either (t259); through a temporary (``held[...] = q``) the read was
+    lost on the way (t257). All read the student's weight into a weight written in place."""
     torch.manual_seed(0)
     report = apply_weight_norm(_TeacherAside(update), (torch.randn(6, 4),))
     status = {site.name: (site.status, site.reason or "") for site in report.sites}
@@ -1159,6 +1167,33 @@ def test_what_a_layer_computes_holds_none_of_its_weight() -> None:
     torch.manual_seed(0)
     report = apply_weight_norm(_RunningScaleAfterNoise(), (torch.randn(5, 4),))
     assert {site.name: site.status for site in report.sites}["mu"] == "applied"
+
+
+class _LogsItsWeights(nn.Module):
+    """In training, the norm of one weight logged into a frozen Parameter, and another
+    layer's gradient set from the first weight's shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+        self.log = nn.Parameter(torch.zeros(1), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            with torch.no_grad():
+                self.log[0] = self.a.weight.norm()
+            self.b.weight.grad = torch.zeros_like(self.a.weight)
+        return self.b(self.a(x))
+
+
+def test_a_statistic_or_a_shape_of_a_weight_is_no_read_of_it() -> None:
+    """A norm logged into a Parameter, a gradient set from ``zeros_like(W)``: the first read
+    the weight into a parameter written, the second was a write of ``b.weight`` by
+    ``__set__`` (t259). Neither holds a weight's elements, and ``.grad = x`` writes none."""
+    torch.manual_seed(0)
+    report = apply_weight_norm(_LogsItsWeights(), (torch.randn(3, 4),))
+    status = {site.name: site.status for site in report.sites}
+    assert status["a.weight"] == status["b.weight"] == "applied"
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])

@@ -62,8 +62,9 @@ TRAINING_WRITE = (
 # A weight with a hook on it (``register_hook``, ``register_post_accumulate_grad_hook``): under
 # weight norm the hook would sit on a tensor the layer no longer reads (t258).
 HOOKED = (
-    "a hook on the parameter (register_hook): under weight norm it would sit on a tensor the "
-    "layer no longer reads"
+    "a hook on the parameter (register_hook, register_post_accumulate_grad_hook): under "
+    "weight norm it would sit on a tensor the layer no longer reads (apply weight norm "
+    "before registering it)"
 )
 
 

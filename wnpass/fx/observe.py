@@ -40,6 +40,7 @@ from torch.overrides import TorchFunctionMode
 from wnpass.axes import DimPolicy, OpKind, contraction_equation, einsum_unit_axis, unit_axis
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.axes import READ_INTO_WRITTEN, RENORMED, SPARSE, Use, renormed_table, sparse_table
+from wnpass.fx.elements import Elements
 from wnpass.fx.forward import (
     Batch,
     ForwardFailedError,
@@ -136,6 +137,15 @@ _LAYER_OPS = frozenset(
     | _RNN
     | {"tensordot", "inner", "linalg_multi_dot"}
 )
+# Ops whose result holds none of their operands' elements either: those reading only the
+# shape (``torch.zeros_like(w)``) and reductions (a norm of a weight logged into a Parameter,
+# t259), besides the layers'.
+_NO_LINEAGE = _LAYER_OPS | {
+    "zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
+    "randint_like", "new_zeros", "new_ones", "new_empty", "new_full", "new_tensor",
+    "sum", "mean", "norm", "linalg_vector_norm", "linalg_norm", "prod", "std", "var",
+    "amax", "amin", "logsumexp", "count_nonzero", "argmax", "argmin",
+}  # fmt: skip
 _NORMS = {"layer_norm", "group_norm", "batch_norm", "instance_norm", "rms_norm"}
 _ELEMENTWISE = {
     "add", "mul", "sub", "div", "neg", "tanh", "sigmoid", "exp", "pow", "abs", "sqrt", "rsqrt",
@@ -365,9 +375,10 @@ def _permutation(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], ndim:
     return order
 
 
-def _is_parameter(tensor: torch.Tensor) -> bool:
-    """A parameter (of the model or not: a teacher kept in a plain list), or a view of one."""
-    return isinstance(tensor, nn.Parameter) or isinstance(tensor._base, nn.Parameter)
+def _sets_data(func: Any) -> bool:
+    """Whether ``func`` is ``Tensor.data``'s setter (``w.data = x``; not ``w.grad = x``)."""
+    setter = getattr(func, "__name__", "") == "__set__"
+    return setter and getattr(getattr(func, "__self__", None), "__name__", "") == "data"
 
 
 def _rebinds(args: Sequence[Any]) -> bool:
@@ -407,6 +418,10 @@ class _Recorder(TorchFunctionMode):
         # (:data:`_LAYER_OPS`: ``t * m + s * (1 - m)``, ``torch.lerp(t, s, w)``, ``s.data``):
         # what a write of a parameter from it reads (t256)
         self.read_from: dict[int, tuple[weakref.ref[torch.Tensor], frozenset[str]]] = {}
+        # the storages of the parameters an op took, the model's or not (a teacher kept in a
+        # plain list): a write into one, through ``.data``, ``.detach()`` or a state dict's
+        # tensor, is a write of a parameter (t259)
+        self.parameter_storages: set[Any] = set()
 
     def origins(self, value: Any) -> tuple[_Origin, ...]:
         """The parameters ``value`` is (derived from); empty for any other value."""
@@ -423,8 +438,10 @@ class _Recorder(TorchFunctionMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:  # fmt: skip
         kwargs = kwargs or {}
-        # ``w.data = x``, told before it binds (after, ``x`` is ``w``'s own)
-        rebinds = getattr(func, "__name__", "") == "__set__" and _rebinds(args)
+        # ``w.data = x`` (not ``w.grad = x``), told before it binds (after, ``x`` is ``w``'s)
+        rebinds = _sets_data(func) and _rebinds(args)
+        for param in (t for v in args for t in tensors_in(v) if isinstance(t, nn.Parameter)):
+            self.parameter_storages.add(Elements.storage_of(param))  # the model's or another's
         result = func(*args, **kwargs)
         values = [*args, *kwargs.values()]
         tensors = [t for v in values for t in tensors_in(v)]
@@ -445,7 +462,7 @@ class _Recorder(TorchFunctionMode):
                 for t in {id(t): t for t in tensors}.values():
                     for origin in self.origins(t):
                         self._use(origin, name, None, f"used by {name}: not followed")
-        if name not in _LAYER_OPS:  # what the result holds was read from those parameters
+        if name not in _NO_LINEAGE:  # what the result holds was read from those parameters
             lineage = frozenset().union(*read)
             for tensor in tensors_in(result):
                 self.read_from[id(tensor)] = (weakref.ref(tensor), lineage)
@@ -476,7 +493,7 @@ class _Recorder(TorchFunctionMode):
             params - own for t, params in zip(tensors, read, strict=True) if id(t) not in ids
         ]
         lineage = frozenset().union(*sources)
-        if ours or any(_is_parameter(tensor) for tensor in targets):
+        if ours or any(Elements.storage_of(t) in self.parameter_storages for t in targets):
             for param in sorted(lineage):
                 self._use(_Origin(param, ()), name, None, f"{READ_INTO_WRITTEN} ({name})")
         elif lineage:
