@@ -211,9 +211,9 @@ def _checked(
         pair.reason = f"shapes do not fit: {error}"
         return pair
     if (
-        not weight_norms_own(pair.weight, pair.keys.form, by_key.keys() | set(others))
-        and unit_size(v.shape, pair.dim) == 1
+        unit_size(v.shape, pair.dim) == 1
         and pair.weight not in model_keys
+        and not weight_norms_own(pair.weight, pair.keys.form, by_key.keys() | set(others))
     ):
         pair.reason = (
             "one element per unit of v (the weight would be g * sign(v)): as likely two plain "

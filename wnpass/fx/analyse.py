@@ -36,10 +36,10 @@ from wnpass.fx.arguments import (
     require_trainable,
     require_values,
 )
+from wnpass.fx.attributes import TENSOR_HOOKS
 from wnpass.fx.axes import HOOKED, READ_INTO_WRITTEN, TRAINING_WRITE, Use
 from wnpass.fx.elements import Elements
 from wnpass.fx.forward import (
-    TENSOR_HOOKS,
     Batch,
     as_batch,
     parameter_prints,

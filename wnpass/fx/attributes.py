@@ -54,6 +54,7 @@ from wnpass.fx.memory import held, is_wrapper, sparse_parts, wrapped
 __all__ = [
     "GENERATORS",
     "MODULE_OWN",
+    "TENSOR_HOOKS",
     "Attributes",
     "GlobalHooks",
     "OpaqueTensorError",
@@ -73,6 +74,8 @@ logger = logging.getLogger(__name__)
 MODULE_OWN = frozenset(vars(nn.Module()))
 # Its registries of hooks (forward, backward, state dict and load hooks).
 _HOOKS = frozenset(name for name in MODULE_OWN if "hooks" in name)
+# A tensor's dicts of hooks (``register_hook``, ``register_post_accumulate_grad_hook``).
+TENSOR_HOOKS = ("_backward_hooks", "_post_accumulate_grad_hooks")
 # The key of :func:`_machinery`'s entry for the hooks registered on every module at once
 # (``register_module_forward_hook``); never a module's id.
 _GLOBAL = 0
@@ -495,7 +498,7 @@ def _machinery(model: nn.Module, lazy: set[int]) -> dict[int, tuple[Any, ...]]:
             tuple(getattr(param, name, None) or ())
             for param in module._parameters.values()
             if param is not None
-            for name in ("_backward_hooks", "_post_accumulate_grad_hooks")
+            for name in TENSOR_HOOKS
         )
         found[id(module)] = (
             type(module),

@@ -37,6 +37,7 @@ from wnpass.fx.arguments import is_lazy
 from wnpass.fx.attributes import (
     GENERATORS,
     MODULE_OWN,
+    TENSOR_HOOKS,
     Attributes,
     GlobalHooks,
     give_back_values,
@@ -53,7 +54,6 @@ from wnpass.interrupts import STOPS
 from wnpass.plan import ProcessExit, user_code
 
 __all__ = [
-    "TENSOR_HOOKS",
     "Batch",
     "ForwardFailedError",
     "GivenBack",
@@ -535,10 +535,6 @@ class _Snapshots(TorchFunctionMode):
         self.last.clear()
 
 
-# A tensor's dicts of hooks (``register_hook``, ``register_post_accumulate_grad_hook``).
-TENSOR_HOOKS = ("_backward_hooks", "_post_accumulate_grad_hooks")
-
-
 def _written_marks(param: torch.Tensor) -> tuple[int, int, tuple[int, ...], tuple[int, ...]]:
     """What a write moves: the version counter; what only a write of another kind moves: where
     the elements are, the shape and the strides (a sparse one: its shape)."""
@@ -644,7 +640,7 @@ class _Building:
         """Whether the block registered a hook on a lazy layer (t249: one that only training
         reaches) or on a parameter (t251: a gradient scale, behind a flag of the model's):
         none is among :meth:`undo`'s registries."""
-        return any(hooks.keys() - self.hooks.get(id(hooks), set()) for hooks in self._hook_dicts())
+        return any(_added(hooks, self.hooks) for hooks in self._hook_dicts())
 
     def undo(self) -> list[str]:
         """Take down what was built; the names of the parameters the block took off their
@@ -680,19 +676,22 @@ class _Building:
                 param.data = data
         self.global_hooks.give_back()
         for hooks in self._hook_dicts():  # those a lazy layer removed itself stay removed
-            for key in hooks.keys() - self.hooks.get(id(hooks), set()):
+            for key in _added(hooks, self.hooks):
                 del hooks[key]
         return replaced
 
 
 def _hooked_since(param: torch.Tensor, before: Mapping[int, set[int]]) -> bool:
-    """Whether ``param`` has a hook that its dicts of hooks did not hold ``before`` (by the
-    dict's id: the keys it held)."""
+    """Whether ``param`` has a hook that its dicts of hooks did not hold ``before``."""
     return any(
-        hooks.keys() - before.get(id(hooks), set())
-        for name in TENSOR_HOOKS
-        if (hooks := getattr(param, name, None))
+        _added(hooks, before) for name in TENSOR_HOOKS if (hooks := getattr(param, name, None))
     )
+
+
+def _added(hooks: dict[int, Any], before: Mapping[int, set[int]]) -> set[int]:
+    """The keys of a dict of hooks that it did not hold ``before`` (the keys each dict held,
+    by its id)."""
+    return hooks.keys() - before.get(id(hooks), set())
 
 
 def _registries(module: nn.Module) -> dict[str, Any]:
