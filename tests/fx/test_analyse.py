@@ -1119,6 +1119,8 @@ class _TeacherAside(nn.Module):
                     elif self.update == "state dict":  # timm's ModelEmaV2
                         ema = self.aside[0].state_dict()[name]
                         ema.copy_(ema * 0.9 + mine.detach() * 0.1)
+                    elif self.update == "stack mean":
+                        teacher[name].copy_(torch.stack([teacher[name], mine]).mean(0))
                     else:  # through a temporary the value is written into first
                         held = torch.empty_like(teacher[name])
                         held[...] = mine
@@ -1127,13 +1129,14 @@ class _TeacherAside(nn.Module):
 
 
 @pytest.mark.parametrize(
-    "update", ["by name", "through .data", "state dict", "through a temporary"]
+    "update", ["by name", "through .data", "state dict", "stack mean", "through a temporary"]
 )
 def test_a_weight_read_into_a_parameter_outside_the_model_is_left_alone(update: str) -> None:
     """The teacher's parameters were no model's, so their update was no write of a weight:
     weight norm went on the student, "equivalent", and the teacher never moved again (its
     names no longer matched, t258); through ``.data`` or a state dict's tensor the write
-    was of no parameter either (t259); through a temporary (``held[...] = q``) the read was
+    was of no parameter either (t259); an average over a stack was taken for a statistic
+    (t260); through a temporary (``held[...] = q``) the read was
     lost on the way (t257). All read the student's weight into a weight written in place."""
     torch.manual_seed(0)
     report = apply_weight_norm(_TeacherAside(update), (torch.randn(6, 4),))
@@ -1194,6 +1197,33 @@ def test_a_statistic_or_a_shape_of_a_weight_is_no_read_of_it() -> None:
     report = apply_weight_norm(_LogsItsWeights(), (torch.randn(3, 4),))
     status = {site.name: site.status for site in report.sites}
     assert status["a.weight"] == status["b.weight"] == "applied"
+
+
+class _AnchorBesideItsWeight(nn.Module):
+    """An EWC-style anchor of a weight's values, a buffer in the same allocation as the weight
+    (a flat arena), copied from it in training."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        arena = torch.randn(32)
+        self.fc = nn.Linear(4, 4, bias=False)
+        self.fc.weight = nn.Parameter(arena[:16].view(4, 4))
+        self.anchor: torch.Tensor
+        self.register_buffer("anchor", arena[16:].view(4, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            with torch.no_grad():
+                self.anchor.copy_(self.fc.weight)
+        return self.fc(x)
+
+
+def test_a_write_beside_a_parameter_in_one_allocation_is_none_of_it() -> None:
+    """A write counted as one of a parameter where it was in the same storage, not the same
+    bytes: the anchor's copy of the weight skipped it (t260)."""
+    torch.manual_seed(0)
+    report = apply_weight_norm(_AnchorBesideItsWeight(), (torch.randn(3, 4),))
+    assert {site.name: site.status for site in report.sites}["fc.weight"] == "applied"
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])

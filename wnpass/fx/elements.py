@@ -39,14 +39,22 @@ class Elements(Generic[K]):
     """The elements of some tensors, by key: :meth:`of` says whose a tensor is or shares."""
 
     def __init__(self, tensors: Mapping[K, torch.Tensor]) -> None:
-        self._tensors = list(tensors.values())  # held: an id is only theirs while they live
-        self._ids = {id(tensor): key for key, tensor in tensors.items()}
+        self._tensors: list[torch.Tensor] = []  # held: an id is only theirs while they live
+        self._ids: dict[int, K] = {}
         self._spans: dict[_Storage, list[tuple[int, int, K]]] = defaultdict(list)
         for key, tensor in tensors.items():
-            for part in held(tensor):  # a wrapper's by what it wraps (t235)
-                if (span := _span(part)) is not None:
-                    storage, low, high = span
-                    self._spans[storage].append((low, high, key))
+            self.add(key, tensor)
+
+    def add(self, key: K, tensor: torch.Tensor) -> None:
+        """Watch ``tensor`` too, under ``key`` (once)."""
+        if id(tensor) in self._ids:
+            return
+        self._tensors.append(tensor)
+        self._ids[id(tensor)] = key
+        for part in held(tensor):  # a wrapper's by what it wraps (t235)
+            if (span := _span(part)) is not None:
+                storage, low, high = span
+                self._spans[storage].append((low, high, key))
 
     @staticmethod
     def storage_of(tensor: torch.Tensor) -> _Storage:

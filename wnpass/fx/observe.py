@@ -137,14 +137,18 @@ _LAYER_OPS = frozenset(
     | _RNN
     | {"tensordot", "inner", "linalg_multi_dot"}
 )
-# Ops whose result holds none of their operands' elements either: those reading only the
-# shape (``torch.zeros_like(w)``) and reductions (a norm of a weight logged into a Parameter,
-# t259), besides the layers'.
+# Ops whose result holds none of their operands' elements either, besides the layers': those
+# reading only the shape (``torch.zeros_like(w)``).
 _NO_LINEAGE = _LAYER_OPS | {
     "zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
-    "randint_like", "new_zeros", "new_ones", "new_empty", "new_full", "new_tensor",
-    "sum", "mean", "norm", "linalg_vector_norm", "linalg_norm", "prod", "std", "var",
-    "amax", "amin", "logsumexp", "count_nonzero", "argmax", "argmin",
+    "randint_like", "new_zeros", "new_ones", "new_empty", "new_full",
+}  # fmt: skip
+# Reductions: one whose result is one number is a statistic (a norm of a weight logged into a
+# Parameter, t259), holding none of the weight's elements; one over another axis holds them
+# (``torch.stack([t, s]).mean(0)``, an average of two weights, t260).
+_STATISTICS = {
+    "sum", "mean", "norm", "linalg_vector_norm", "linalg_norm", "prod", "std", "var", "amax",
+    "amin", "logsumexp", "count_nonzero", "argmax", "argmin", "max", "min",
 }  # fmt: skip
 _NORMS = {"layer_norm", "group_norm", "batch_norm", "instance_norm", "rms_norm"}
 _ELEMENTWISE = {
@@ -418,10 +422,11 @@ class _Recorder(TorchFunctionMode):
         # (:data:`_LAYER_OPS`: ``t * m + s * (1 - m)``, ``torch.lerp(t, s, w)``, ``s.data``):
         # what a write of a parameter from it reads (t256)
         self.read_from: dict[int, tuple[weakref.ref[torch.Tensor], frozenset[str]]] = {}
-        # the storages of the parameters an op took, the model's or not (a teacher kept in a
-        # plain list): a write into one, through ``.data``, ``.detach()`` or a state dict's
-        # tensor, is a write of a parameter (t259)
-        self.parameter_storages: set[Any] = set()
+        # the memory of the parameters an op took, the model's or not (a teacher kept in a
+        # plain list): a write there, through ``.data``, ``.detach()`` or a state dict's
+        # tensor, is a write of a parameter (t259); by their bytes (a buffer beside a weight
+        # in one allocation is none of it, t260), by storage where they have none to compare
+        self.parameter_memory: Elements[int] = Elements({})
 
     def origins(self, value: Any) -> tuple[_Origin, ...]:
         """The parameters ``value`` is (derived from); empty for any other value."""
@@ -441,7 +446,7 @@ class _Recorder(TorchFunctionMode):
         # ``w.data = x`` (not ``w.grad = x``), told before it binds (after, ``x`` is ``w``'s)
         rebinds = _sets_data(func) and _rebinds(args)
         for param in (t for v in args for t in tensors_in(v) if isinstance(t, nn.Parameter)):
-            self.parameter_storages.add(Elements.storage_of(param))  # the model's or another's
+            self.parameter_memory.add(id(param), param)  # the model's or another's
         result = func(*args, **kwargs)
         values = [*args, *kwargs.values()]
         tensors = [t for v in values for t in tensors_in(v)]
@@ -462,7 +467,9 @@ class _Recorder(TorchFunctionMode):
                 for t in {id(t): t for t in tensors}.values():
                     for origin in self.origins(t):
                         self._use(origin, name, None, f"used by {name}: not followed")
-        if name not in _NO_LINEAGE:  # what the result holds was read from those parameters
+        statistic = name in _STATISTICS and isinstance(result, torch.Tensor) and result.numel() == 1
+        if name not in _NO_LINEAGE and not statistic:  # what the result holds was read from
+            # those parameters
             lineage = frozenset().union(*read)
             for tensor in tensors_in(result):
                 self.read_from[id(tensor)] = (weakref.ref(tensor), lineage)
@@ -493,7 +500,7 @@ class _Recorder(TorchFunctionMode):
             params - own for t, params in zip(tensors, read, strict=True) if id(t) not in ids
         ]
         lineage = frozenset().union(*sources)
-        if ours or any(Elements.storage_of(t) in self.parameter_storages for t in targets):
+        if ours or any(self.parameter_memory.of(t) for t in targets):
             for param in sorted(lineage):
                 self._use(_Origin(param, ()), name, None, f"{READ_INTO_WRITTEN} ({name})")
         elif lineage:
