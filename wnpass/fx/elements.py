@@ -46,9 +46,7 @@ class Elements(Generic[K]):
             self.add(key, tensor)
 
     def add(self, key: K, tensor: torch.Tensor) -> None:
-        """Watch ``tensor`` too, under ``key`` (once)."""
-        if id(tensor) in self._ids:
-            return
+        """Watch ``tensor`` too, under ``key``."""
         self._tensors.append(tensor)
         self._ids[id(tensor)] = key
         for part in held(tensor):  # a wrapper's by what it wraps (t235)

@@ -446,7 +446,8 @@ class _Recorder(TorchFunctionMode):
         # ``w.data = x`` (not ``w.grad = x``), told before it binds (after, ``x`` is ``w``'s)
         rebinds = _sets_data(func) and _rebinds(args)
         for param in (t for v in args for t in tensors_in(v) if isinstance(t, nn.Parameter)):
-            self.parameter_memory.add(id(param), param)  # the model's or another's
+            if not self.parameter_memory.of(param):  # the model's or another's, once
+                self.parameter_memory.add(id(param), param)
         result = func(*args, **kwargs)
         values = [*args, *kwargs.values()]
         tensors = [t for v in values for t in tensors_in(v)]
