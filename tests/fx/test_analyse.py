@@ -1013,6 +1013,15 @@ def test_a_weight_training_reads_into_another_written_in_place_is_left_alone() -
     assert plain.sites[0].status == "applied"
 
 
+def _assert_read_into_written(model: nn.Module, weight: str) -> None:
+    """``apply_weight_norm`` on ``model`` (inputs of 6x4) skips ``weight`` as read into a
+    weight written in place."""
+    report = apply_weight_norm(model, (torch.randn(6, 4),))
+    status = {site.name: (site.status, site.reason or "") for site in report.sites}
+    assert status[weight][0] == "skipped"
+    assert status[weight][1].startswith("read into a weight written in place")
+
+
 class _MomentumEncoder(nn.Module):
     """A key encoder that follows the query encoder in every training forward (MoCo, BYOL),
     by one of the updates their code writes."""
@@ -1043,10 +1052,7 @@ def test_a_weight_read_into_another_through_other_ops_first_is_left_alone(update
     update read it all the same, and weight norm went on it, reported ok; the key then
     followed g and v (t256). What a write's value was computed from counts."""
     torch.manual_seed(0)
-    report = apply_weight_norm(_MomentumEncoder(update), (torch.randn(6, 4),))
-    status = {site.name: (site.status, site.reason or "") for site in report.sites}
-    assert status["query.weight"][0] == "skipped"
-    assert status["query.weight"][1].startswith("read into a weight written in place")
+    _assert_read_into_written(_MomentumEncoder(update), "query.weight")
 
 
 class _CastsItsRouter(nn.Module):
@@ -1139,10 +1145,7 @@ def test_a_weight_read_into_a_parameter_outside_the_model_is_left_alone(update: 
     (t260); through a temporary (``held[...] = q``) the read was
     lost on the way (t257). All read the student's weight into a weight written in place."""
     torch.manual_seed(0)
-    report = apply_weight_norm(_TeacherAside(update), (torch.randn(6, 4),))
-    status = {site.name: (site.status, site.reason or "") for site in report.sites}
-    assert status["student.weight"][0] == "skipped"
-    assert status["student.weight"][1].startswith("read into a weight written in place")
+    _assert_read_into_written(_TeacherAside(update), "student.weight")
 
 
 class _RunningScaleAfterNoise(nn.Module):

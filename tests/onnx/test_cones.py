@@ -222,22 +222,21 @@ def test_a_shared_weight_stays_one_tensor() -> None:
     assert cone.consumers == ["MatMul"]
 
 
-def test_a_value_computed_in_a_cone_that_others_read_too_is_folded_once_for_all() -> None:
-    """Below opset 18 the TorchScript exporter leaves DAC's normalized codebook as ``W /
-    Expand(Clip(||W||))`` with the norm computed, read transposed by a ``MatMul`` and as it
-    is by a ``Pow``. Only the ``MatMul``'s weight was folded: the graph went on computing the
-    ``Div`` for the ``Pow`` from the codebook and its norm, kept for it, a third copy stored,
-    and ``inspect --strict`` called the result clean (t253). The ``Div`` is folded first, one
-    tensor both read (as a gain-less weight-norm site folds at opset 18)."""
+def _normalized_codebook(
+    output: str, reader: str = ""
+) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
+    """The TorchScript exporter's ``F.normalize`` of a codebook below opset 18, ``Div(W,
+    Expand(Clip(||W||)))`` with the norm computed, read transposed by a ``MatMul`` (``y``),
+    and by ``reader`` making the second ``output``; the model, the codebook and its norm."""
     text = f"""
         {HEADER}
-        agraph (float[2, 4] x) => (float[2, 3] y, float[3, 4] p) {{
+        agraph (float[2, 4] x) => (float[2, 3] y, {output}) {{
             c = Clip(n, eps)
             e = Expand(c, shape)
             d = Div(w, e)
             t = Transpose <perm = [1, 0]> (d)
             y = MatMul(x, t)
-            p = Mul(d, d)
+            {reader}
         }}
     """
     w = rand(3, 4)
@@ -246,6 +245,17 @@ def test_a_value_computed_in_a_cone_that_others_read_too_is_folded_once_for_all(
         text, names={"w": "codebook.weight"}, w=w, n=norm,
         eps=np.array(1e-12, np.float32), shape=np.array([3, 4], np.int64),
     )  # fmt: skip
+    return model, w, norm
+
+
+def test_a_value_computed_in_a_cone_that_others_read_too_is_folded_once_for_all() -> None:
+    """Below opset 18 the TorchScript exporter leaves DAC's normalized codebook as ``W /
+    Expand(Clip(||W||))`` with the norm computed, read transposed by a ``MatMul`` and as it
+    is by a ``Pow``. Only the ``MatMul``'s weight was folded: the graph went on computing the
+    ``Div`` for the ``Pow`` from the codebook and its norm, kept for it, a third copy stored,
+    and ``inspect --strict`` called the result clean (t253). The ``Div`` is folded first, one
+    tensor both read (as a gain-less weight-norm site folds at opset 18)."""
+    model, w, norm = _normalized_codebook("float[3, 4] p", "p = Mul(d, d)")
     folded, report = folded_model(model)
     assert op_types(folded) == ["MatMul", "Mul"]
     assert weights(folded).keys() == {"codebook.weight.folded", "codebook.weight.folded__1"}
@@ -268,22 +278,7 @@ def test_a_value_computed_in_a_cone_that_is_an_output_too_is_folded_once_for_all
     """The normalized codebook as an output of the model besides (t255): an output is a
     reader that no node is, so the graph went on computing it from the codebook and its
     norm, a third tensor stored, and ``inspect --strict`` passed."""
-    text = f"""
-        {HEADER}
-        agraph (float[2, 4] x) => (float[2, 3] y, float[3, 4] d) {{
-            c = Clip(n, eps)
-            e = Expand(c, shape)
-            d = Div(w, e)
-            t = Transpose <perm = [1, 0]> (d)
-            y = MatMul(x, t)
-        }}
-    """
-    w = rand(3, 4)
-    norm = np.linalg.norm(w, axis=1, keepdims=True).astype(np.float32)
-    model = onnx_model(
-        text, names={"w": "codebook.weight"}, w=w, n=norm,
-        eps=np.array(1e-12, np.float32), shape=np.array([3, 4], np.int64),
-    )  # fmt: skip
+    model, _, _ = _normalized_codebook("float[3, 4] d")
     folded, report = folded_model(model)
     assert op_types(folded) == ["Identity", "MatMul"]  # the output keeps its name, ``d``
     assert weights(folded).keys() == {"codebook.weight.folded", "codebook.weight.folded__1"}

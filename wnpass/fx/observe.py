@@ -451,7 +451,8 @@ class _Recorder(TorchFunctionMode):
         result = func(*args, **kwargs)
         values = [*args, *kwargs.values()]
         tensors = [t for v in values for t in tensors_in(v)]
-        read = [self.read_of(t) for t in tensors]
+        found = [self.origins(t) for t in tensors]
+        read = [self._read_of(t, origins) for t, origins in zip(tensors, found, strict=True)]
         if not any(read):
             return result
         name = _name(func)
@@ -460,7 +461,7 @@ class _Recorder(TorchFunctionMode):
             return result
         if _metadata(name, result):
             return result
-        if any(self.origins(t) for t in tensors):
+        if any(found):
             try:
                 self._record(func, _name(func), args, kwargs, result)
             except Exception as error:  # never break the user's forward: record why instead
@@ -514,7 +515,11 @@ class _Recorder(TorchFunctionMode):
     def read_of(self, value: torch.Tensor) -> frozenset[str]:
         """The parameters whose elements went into ``value`` (:attr:`read_from`): itself, or
         those it was derived from."""
-        params = frozenset(origin.param for origin in self.origins(value))
+        return self._read_of(value, self.origins(value))
+
+    def _read_of(self, value: torch.Tensor, origins: tuple[_Origin, ...]) -> frozenset[str]:
+        """:meth:`read_of`, with ``value``'s :meth:`origins` known."""
+        params = frozenset(origin.param for origin in origins)
         if (entry := self.read_from.get(id(value))) is not None and entry[0]() is value:
             return params | entry[1]
         return params

@@ -562,14 +562,15 @@ class FoldWeightConesPass(ir.passes.InPlacePass):
         folding = _Folding(model)
         # a value computed inside a cone that something else reads too (``F.normalize`` of a
         # codebook, below opset 18: its ``MatMul`` reads it transposed, a ``Pow`` as it is)
-        # is folded first, one tensor every reader reads; then the cones, walked again, read
-        # it as a constant
+        # is folded first, one tensor every reader reads; then the cones, walked again (only
+        # then), read it as a constant
         cones = find_cones(model, sites=self.sites)
-        for graph, value in shared_computed(cones, lambda cone: cone_outcome(cone, {})[0] is None):
+        shared = shared_computed(cones, lambda cone: cone_outcome(cone, {})[0] is None)
+        for graph, value in shared:
             if (cone := _walk(graph, value, {}, self.sites)) is not None:
                 cone.reason = cone.reason or shadowed_in_cone(value, graph)
                 folding.fold(cone)
-        for cone in find_cones(model, sites=self.sites):
+        for cone in find_cones(model, sites=self.sites) if shared else cones:
             folding.fold(cone)
         reports = folding.reports
         folded = sum(r.status == "folded" for r in reports)
