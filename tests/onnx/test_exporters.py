@@ -186,25 +186,40 @@ def test_cosine_classifier_folds_its_gainless_weight(exporter: str, tmp_path: Pa
     assert_close(run(out, feeds), run(path, feeds))
 
 
-@pytest.mark.parametrize("opset", [13, 17])
-def test_a_normalized_weight_below_opset_18_folds_bit_for_bit(opset: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("opset", "as_function"), [(13, False), (17, False), (15, True), (17, True)]
+)  # local functions from opset 15
+def test_a_normalized_weight_below_opset_18_folds_bit_for_bit(
+    opset: int, as_function: bool, tmp_path: Path
+) -> None:
     """Below opset 18 the TorchScript exporter's constant folding computes the norm and leaves
     ``W / Expand(Clip(||W||))`` (a weight computed at run time, declined as computed by Div
     before): folded into one initializer named after the parameter, which ONNX Runtime's own
-    weight equals bit for bit, and nothing is left to fold."""
+    weight equals bit for bit, and nothing is left to fold. Exported as a local function
+    (``export_modules_as_functions``), W, its norm and the Expand's shape are the function's
+    inputs: the function was not inlined (Div is no layout op), nothing was reported, and
+    ``inspect --strict`` passed a model normalizing its weight on every call."""
     torch.manual_seed(0)
     path, out = tmp_path / "cosine.onnx", tmp_path / "folded.onnx"
     x = torch.randn(3, 64)
+    functions = {CosineClassifier} if as_function else False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(CosineClassifier().eval(), (x,), path, dynamo=False, opset_version=opset)
-    assert "Div" in {node.op_type for node in onnx.load(path).graph.node}
-    feeds = {onnx.load(path).graph.input[0].name: x.numpy()}
+        torch.onnx.export(
+            CosineClassifier().eval(), (x,), path, dynamo=False, opset_version=opset,
+            export_modules_as_functions=functions,
+        )  # fmt: skip
+    exported = onnx.load(path)
+    assert len(exported.functions) == as_function
+    feeds = {exported.graph.input[0].name: x.numpy()}
+    (computed,) = inspect_onnx(path).cones
+    assert (computed.name, computed.status) == ("weight.folded", "foldable")
     _, report = fold_onnx(path, out)
     (cone,) = report.cones
     assert (cone.name, cone.status) == ("weight.folded", "folded")
     assert "Div" in cone.ops and report.declined == 0
-    assert inspect_onnx(out).computed_weights == []
+    assert len(report.inlined) == as_function
+    assert inspect_onnx(out).computed_weights == [] and not onnx.load(out).functions
     assert [a.tobytes() for a in run(out, feeds)] == [a.tobytes() for a in run(path, feeds)]
 
 

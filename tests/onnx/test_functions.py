@@ -278,3 +278,30 @@ def test_a_gain_input_read_in_a_body_inside_a_function_is_inlined() -> None:
         oh.make_node("Gemm", ["x", "w"], ["t"], transB=1),
     ]
     _folds_inlined(_if_in_function(then, ["g"], {"g1": rand(4, 1)}))
+
+
+def test_a_weight_computed_from_an_input_and_a_value_fed_at_run_time_stays() -> None:
+    """Arithmetic inside a function makes a weight of its inputs (``W * s``): inlined and
+    folded where every call passes constants for both; where ``s`` is fed at run time the
+    weight is no constant, and the function stays."""
+    function = """
+        <domain: "local", opset_import: ["" : 17]>
+        Scaled (x, w, s) => (y) {
+            ws = Mul(w, s)
+            y = MatMul(x, ws)
+        }
+    """
+    fed = """
+        agraph (float[2, 4] x, float[1] s) => (float[2, 3] y) {
+            y = local.Scaled(x, w, s)
+        }
+    """
+    kept, report = fold_onnx(_called(fed, function, w=rand(4, 3)))
+    assert report.inlined == [] and len(kept.functions) == 1
+    constant = fed.replace(", float[1] s", "")
+    model = _called(constant, function, w=rand(4, 3), s=rand(1))
+    folded, report = fold_onnx(model)
+    assert report.inlined == ["local::Scaled"] and report.cones_folded == 1
+    assert [n.op_type for n in folded.graph.node] == ["MatMul"]
+    feeds = {"x": rand(2, 4)}
+    assert [a.tobytes() for a in run(folded, feeds)] == [a.tobytes() for a in run(model, feeds)]

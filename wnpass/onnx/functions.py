@@ -25,7 +25,7 @@ from collections.abc import Set
 import onnx_ir as ir
 from onnx_ir.passes.common.inliner import InlinePass  # not the package: all its passes
 
-from wnpass.onnx.cones import CONE_OPS, WEIGHT_INPUTS
+from wnpass.onnx.cones import ARITHMETIC_OPS, CONE_OPS, WEIGHT_INPUTS
 from wnpass.onnx.graphs import enclosing_scope, function_name, graphs_of, walk_cone
 from wnpass.onnx.match import behind_layout, find_sites, is_constant_cone, seed_source
 
@@ -99,6 +99,7 @@ def _not_inlinable(model: ir.Model, functions: list[ir.Function], inline: Inline
 
 
 _GRAPHS = frozenset({ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS})
+_CONE_OPS = CONE_OPS | ARITHMETIC_OPS
 
 
 def _weight_inputs(function: ir.Function, cones: bool) -> list[int]:
@@ -138,12 +139,14 @@ def _gain_inputs(model: ir.Model) -> dict[_Id, list[int]]:
 
 
 def _laid_out_inputs(value: ir.Value, position: dict[ir.Value, int]) -> list[int]:
-    """The function inputs that ``value`` is made of by layout ops alone (:data:`CONE_OPS`);
-    none where another op computes it."""
+    """The function inputs that ``value`` is made of by the ops a weight cone is made of:
+    layout ops (:data:`CONE_OPS`) and exactly rounded arithmetic (``ARITHMETIC_OPS``:
+    ``W / Expand(Clip(n))``, TorchScript's ``F.normalize`` of a codebook with its norm
+    computed at export and passed in); none where another op computes it."""
     inputs: list[int] = []
     for current in walk_cone(value):
         node = current.producer()
-        if node is not None and (node.op_type not in CONE_OPS or node.domain not in _ONNX):
+        if node is not None and (node.op_type not in _CONE_OPS or node.domain not in _ONNX):
             return []
         if current in position:
             inputs.append(position[current])
