@@ -677,6 +677,7 @@ class _ClipsInTraining(nn.Module):
         if self.training:
             with torch.no_grad():
                 self.clipped.weight.clamp_(-0.01, 0.01)
+                self.clipped.bias.clamp_(-0.01, 0.01)
         return self.kept(self.clipped(x))
 
 
@@ -696,6 +697,8 @@ def test_a_weight_written_in_training_mode_only_is_left_alone(mode: str) -> None
         TRAINING_WRITE,
     )
     assert sites["kept.weight"].status == "applied"
+    # a bias written too is still named a bias, not "1-D parameter (a scale or shift)" (t258)
+    assert (sites["clipped.bias"].status, sites["clipped.bias"].reason) == ("skipped", "bias")
     assert torch.equal(model.clipped.weight, before["clipped.weight"])
     assert model.training is (mode == "train") and model.calls == 0
 

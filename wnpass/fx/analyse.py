@@ -418,8 +418,8 @@ def _decide(
         }.get(mode, "not used in the traced forward")
         return site
     reasons = list(dict.fromkeys(use.reason for use in uses if use.reason))
-    if ndim < 2 and reasons and set(reasons) != {"bias"}:
-        site.reason = "1-D parameter (a scale or shift)"
+    if ndim < 2 and reasons:  # a bias, whatever else it is (written in training too)
+        site.reason = "bias" if "bias" in reasons else "1-D parameter (a scale or shift)"
         return site
     if reasons:
         site.reason = "; ".join(reasons)
