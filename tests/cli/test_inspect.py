@@ -281,8 +281,16 @@ def test_strict_is_for_onnx_files_and_checkpoints(
     (tmp_path / "m.py").write_text(
         "import torch\ndef build_model():\n    return torch.nn.Linear(2, 2)\n"
     )
-    assert main(["inspect", str(tmp_path / "m.py"), "--strict"]) == 2
-    assert "--strict and --weight-norm-only are for" in capsys.readouterr().err
+    script = str(tmp_path / "m.py")
+    assert main(["inspect", script, "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "--strict is for an ONNX file or a checkpoint, not a model.py" in err
+    # each flag named as given: the message named --strict, not given, and a checkpoint
+    # for --weight-norm-only, which refuses one too (t262)
+    assert main(["inspect", script, "--weight-norm-only"]) == 2
+    err = capsys.readouterr().err
+    assert "--weight-norm-only is for ONNX models, not a model.py" in err
+    assert "--strict" not in err
 
 
 def _folder(tmp_path: Path) -> tuple[Path, Path, Path]:

@@ -92,6 +92,14 @@ def test_a_json_report_that_cannot_be_written_stops_the_fold_before_it_writes(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
 
 
+def test_the_help_says_what_the_tool_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """``wnpass --help`` printed the module's docstring for developers (t262)."""
+    assert main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Put weight normalization into a PyTorch model for training" in out
+    assert "``" not in out and "parse, validate" not in out
+
+
 def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
     (tmp_path / "junk.onnx").write_bytes(b"\x01\x02junk")
     result = subprocess.run(

@@ -468,6 +468,17 @@ def test_nothing_to_apply_is_said_in_the_tense_of_the_command() -> None:
     assert any(line.startswith(f"NOTHING TO APPLY: {reason}") for line in inspected[1:])
 
 
+def test_nothing_applied_says_no_equivalent_between_its_failure_lines() -> None:
+    """Nothing applied, the forwards compared anyway (nothing changed): "equivalent: ..."
+    stood between NOTHING APPLIED and "nothing written", read as a pass (t262)."""
+    model = nn.Sequential(nn.Linear(3, 2))
+    report = apply_weight_norm(model, (torch.randn(2, 3),), include="*.bias")
+    assert report.status == "nothing applied" and report.max_rel_error == 0
+    lines = apply_summary(report)
+    assert any(line.startswith("NOTHING APPLIED: ") for line in lines)
+    assert not any(line.lower().startswith(("equivalent", "not equivalent")) for line in lines)
+
+
 class _CachesOnItsFirstCall(nn.Module):
     """Projects a learned memory on its first forward and reuses the projection after."""
 

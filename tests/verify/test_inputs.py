@@ -129,7 +129,8 @@ def test_npz_inputs_are_checked_against_the_model(tmp_path: Path) -> None:
     cases: dict[str, dict[str, np.ndarray]] = {
         "missing input 'm'": {k: v for k, v in good.items() if k != "m"},
         "has no input 'z'": {**good, "z": np.zeros(1)},
-        "x has shape [2, 5]": {**good, "x": np.zeros((2, 5), np.float32)},
+        # a dynamic axis by its name, not a Python list's repr (``['N', 4]``)
+        "x has shape [2, 5], the model wants [N, 4]": {**good, "x": np.zeros((2, 5), np.float32)},
         "k is int64": {**good, "k": np.zeros(3, np.int64)},
     }
     for message, arrays in cases.items():

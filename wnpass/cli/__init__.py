@@ -135,8 +135,15 @@ def _output_options(args: argparse.Namespace) -> None:
         delattr(args, "command_" + name)
 
 
+# what ``wnpass --help`` says the tool is (the module's docstring is for its readers)
+DESCRIPTION = (
+    "Put weight normalization into a PyTorch model for training, fold it out of PyTorch "
+    "models, ONNX files and checkpoints for deployment, and check that nothing changed."
+)
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _once(_Parser(prog="wnpass", description=(__doc__ or "").splitlines()[0]))
+    parser = _once(_Parser(prog="wnpass", description=DESCRIPTION))
     parser.add_argument("--version", action="version", version=f"wnpass {__version__}")
     _add_output_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")  # required: _parsed

@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weight-norm-only",
         action="store_true",
-        help="look for weight-norm sites only (with --strict: gate on those alone)",
+        help="ONNX models only: look for weight-norm sites only (with --strict: gate on those "
+        "alone)",
     )
     add_selection_arguments(parser)
     add_plan_arguments(parser)
@@ -296,8 +297,10 @@ def _inspect_onnx(
 
 
 def _inspect_model_py(args: argparse.Namespace, path: Path, out: Printer, plan: IOPlan) -> int:
-    if args.strict or args.weight_norm_only:
-        raise UsageError("--strict and --weight-norm-only are for an ONNX file or a checkpoint")
+    if args.weight_norm_only:
+        raise UsageError("--weight-norm-only is for ONNX models, not a model.py")
+    if args.strict:
+        raise UsageError("--strict is for an ONNX file or a checkpoint, not a model.py")
     from wnpass.cli.train_rewrite import print_plan
     from wnpass.fx.analyse import analyse_sites
     from wnpass.fx.loading import load_model_file

@@ -286,10 +286,11 @@ def apply_summary(
     if report.trace_note:
         lines.append(f"note: {report.trace_note}")
     lines += [f"note: {note}" for note in report.notes]
-    if report.status in ("nothing applied", "nothing selected"):
+    nothing = report.status in ("nothing applied", "nothing selected")
+    if nothing:
         label = ("NOTHING TO APPLY" if inspect else "NOTHING APPLIED") if not report else ""
         lines.append(f"{label or 'nothing selected'}: {report.reason}")
-    if report.max_rel_error is not None:
+    if report.max_rel_error is not None and not nothing:  # no "equivalent" after a failure
         verdict = "equivalent" if report.equivalent else "NOT EQUIVALENT"
         verdict = "NOT COMPARED" if report.nothing_compared else verdict
         lines.append(f"{verdict}: {difference_text(report)}")

@@ -639,6 +639,6 @@ def _check_shape(path: Path, spec: InputSpec, shape: tuple[int, ...]) -> None:
     if not fits:
         raise InvalidArgumentError(
             f"{path}: {spec.name} has shape {list(shape)}, the model wants "
-            f"{[d if isinstance(d, int) else '?' for d in spec.shape]}",
+            f"[{', '.join('?' if d is None else str(d) for d in spec.shape)}]",
             parameter="inputs",
         )
