@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -12,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils import parametrizations
+from torch.nn.utils import parametrizations, parametrize
 
 from tests.helpers import assert_close, run, sites_left
 from wnpass import fold_onnx, inspect_onnx
@@ -266,4 +267,51 @@ def test_hand_written_forms_fold_whole(
     _, report = fold_onnx(path, out)
     assert report.declined == 0 and sites_left(out) == 0
     assert inspect_onnx(out).computed_weights == []
+    assert_close(run(out, feeds), run(path, feeds))
+
+
+class _Halved(nn.Module):
+    """A custom parametrization of exact arithmetic: the weight is ``W * 0.5``."""
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w * 0.5
+
+
+def _halved_linear() -> nn.Module:
+    layer = nn.Linear(8, 4)
+    parametrize.register_parametrization(layer, "weight", _Halved())
+    return nn.Sequential(layer)
+
+
+@pytest.mark.parametrize(
+    ("build", "functions", "shape"),
+    [
+        (lambda: nn.Sequential(_legacy(nn.Linear(8, 4))), {nn.Linear}, (2, 5, 8)),
+        (_halved_linear, True, (3, 8)),
+    ],
+    ids=["site-product-into-a-function", "function-output-into-a-layer"],
+)
+def test_a_weight_whose_cone_crosses_a_call_is_folded(
+    build: Callable[[], nn.Module], functions: Any, shape: tuple[int, ...], tmp_path: Path
+) -> None:
+    """Exported with modules as functions, a weight computed in one scope and read by a
+    layer in another: legacy weight norm's product passed into the ``Linear`` function, which
+    transposes it for its ``MatMul`` (one fold left the ``Transpose``, a second changed the
+    file), and a parametrization's function whose output the caller's ``Gemm`` reads
+    (``inspect --strict`` passed it, nothing folded). t263"""
+    torch.manual_seed(0)
+    path, out = tmp_path / "m.onnx", tmp_path / "folded.onnx"
+    x = torch.randn(*shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            build().eval(), (x,), path, dynamo=False, opset_version=18,
+            export_modules_as_functions=functions, do_constant_folding=False,
+        )  # fmt: skip
+    assert onnx.load(path).functions
+    assert inspect_onnx(path).remaining == 1
+    _, report = fold_onnx(path, out)
+    assert report.inlined and inspect_onnx(out).remaining == 0
+    assert fold_onnx(out)[1].nodes_after == report.nodes_after  # a second fold changes nothing
+    feeds = {onnx.load(path).graph.input[0].name: x.numpy()}
     assert_close(run(out, feeds), run(path, feeds))

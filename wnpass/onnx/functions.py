@@ -9,12 +9,16 @@ and ``inspect --strict`` passed the model (t104).
 
 A function is inlined (:func:`inline_functions`) where it computes a weight from one of
 its inputs, a norm of it (what a weight-norm site starts from), the gain of a site, or layout
-ops on it that a layer reads as a weight (a weight input of
+ops and arithmetic on it that a layer reads as a weight (a weight input of
 :data:`~wnpass.onnx.cones.WEIGHT_INPUTS`), and every call
 of it passes a constant there: an initializer or a value computed from constants, or an input
 of another function whose every call does (``Net(x, v, g)`` calling ``WNLinear(x, v, g)``),
-which is inlined with it. Every other function stays as it is, and so does a function called
-with a value fed at run time there (a filter its caller computes), whose weight is no constant.
+which is inlined with it. A weight's cone may cross calls (t263): a layer in a function reads
+as its input a weight its caller computes from constants (``F.normalize(W)``), or a layer reads
+what a function computes from constants (``Scale(W)``); the functions on the way are inlined
+too, where every call passes constants. Every other function stays as it is, and so does a
+function called with a value fed at run time there (a filter its caller computes), whose
+weight is no constant.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import onnx_ir as ir
 from onnx_ir.passes.common.inliner import InlinePass  # not the package: all its passes
 
 from wnpass.onnx.cones import ARITHMETIC_OPS, CONE_OPS, WEIGHT_INPUTS
-from wnpass.onnx.graphs import enclosing_scope, function_name, graphs_of, walk_cone
+from wnpass.onnx.graphs import enclosing_scope, function_name, graphs_of, run_time_values
 from wnpass.onnx.match import behind_layout, find_sites, is_constant_cone, seed_source
 
 __all__ = ["inline_functions", "weight_functions"]
@@ -46,10 +50,12 @@ def weight_functions(model: ir.Model, *, cones: bool = True) -> list[ir.Function
     calls = _Calls(model)
     gains = _gain_inputs(model)
     for function in model.functions.values():
-        for index in [*_weight_inputs(function, cones), *gains.get(function.identifier(), [])]:
+        for index in [*_norm_inputs(function), *gains.get(function.identifier(), [])]:
             passed = calls.constant_everywhere(function, index)
             if passed is not None:
                 chosen |= {function.identifier(), *passed}
+    if cones:
+        chosen |= _cone_functions(model, calls)
     return [f for f in model.functions.values() if f.identifier() in chosen]
 
 
@@ -102,24 +108,64 @@ _GRAPHS = frozenset({ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS})
 _CONE_OPS = CONE_OPS | ARITHMETIC_OPS
 
 
-def _weight_inputs(function: ir.Function, cones: bool) -> list[int]:
-    """The inputs of ``function`` (by position) that a norm normalizes, through layout ops, or
-    (``cones``) that layout ops turn into a layer's weight."""
+def _norm_inputs(function: ir.Function) -> list[int]:
+    """The inputs of ``function`` (by position) that a norm normalizes, through layout ops."""
     position = {value: i for i, value in enumerate(function.inputs)}
     found: dict[int, None] = {}
     # its If/Loop bodies too: a body reads the function's inputs as outer values (t108)
     for node in ir.traversal.RecursiveGraphIterator(function):
-        if node.domain not in _ONNX:
-            continue
-        if (source := seed_source(node)) is not None:
-            if (behind := behind_layout(source)) in position:
-                found[position[behind]] = None
-        elif cones:
+        source = seed_source(node) if node.domain in _ONNX else None
+        if source is not None and (behind := behind_layout(source)) in position:
+            found[position[behind]] = None
+    return list(found)
+
+
+def _cone_functions(model: ir.Model, calls: _Calls) -> set[_Id]:
+    """The functions to inline so that each weight a layer reads (a weight input of
+    :data:`~wnpass.onnx.cones.WEIGHT_INPUTS`) that is computed from constants by cone ops
+    (layout ops and exactly rounded arithmetic) has its cone in one scope: the functions the
+    cone passes through (a caller's ``Gemm`` reading what a function ``Scale(W)`` computes),
+    and, where it reaches inputs of the function holding the layer, that function and those
+    whose inputs pass the constants on (a function's ``Gemm`` reading its input, which every
+    call passes a value computed from constants: ``F.normalize(W)`` its caller computes).
+    A function whose layer reads its input as it is, passed an initializer by every call,
+    needs nothing."""
+    run_time = run_time_values(model)
+    found: set[_Id] = set()
+    for scope in graphs_of(model):
+        owner: ir.Graph | ir.Function | None = scope
+        while owner is not None and not isinstance(owner, ir.Function):
+            owner = enclosing_scope(owner)  # a body inside a function reads its inputs (t108)
+        for node in scope:
+            if node.domain not in _ONNX:
+                continue
             for slot in WEIGHT_INPUTS.get(node.op_type, ()):
                 value = node.inputs[slot] if slot < len(node.inputs) else None
-                if value is not None and value.producer() is not None:
-                    found.update(dict.fromkeys(_laid_out_inputs(value, position)))
-    return list(found)
+                if value is None or (owner is None and value in run_time):
+                    continue
+                needed = _needed(value, owner, calls)
+                if needed is not None:
+                    found |= needed
+    return found
+
+
+def _needed(value: ir.Value, owner: ir.Function | None, calls: _Calls) -> set[_Id] | None:
+    """The functions to inline for the weight ``value`` (read in ``owner``, a function or
+    None) to be computed from constants in one scope (:func:`_cone_functions`); None where
+    it is not, or needs no function inlined."""
+    cone = calls.cone(value)
+    if cone is None or (owner is None and cone[0]):
+        return None
+    positions, needed = cone
+    if positions and owner is not None:
+        if value.producer() is None and not calls.computed_somewhere(owner, positions[0]):
+            return None  # read as it is, and passed an initializer at every call
+        for index in positions:
+            passed = calls.constant_everywhere(owner, index)
+            if passed is None:
+                return None
+            needed |= {owner.identifier(), *passed}
+    return needed or None
 
 
 def _gain_inputs(model: ir.Model) -> dict[_Id, list[int]]:
@@ -136,21 +182,6 @@ def _gain_inputs(model: ir.Model) -> dict[_Id, list[int]]:
         if source is not None and source in scope.inputs:
             found.setdefault(scope.identifier(), []).append(scope.inputs.index(source))
     return found
-
-
-def _laid_out_inputs(value: ir.Value, position: dict[ir.Value, int]) -> list[int]:
-    """The function inputs that ``value`` is made of by the ops a weight cone is made of:
-    layout ops (:data:`CONE_OPS`) and exactly rounded arithmetic (``ARITHMETIC_OPS``:
-    ``W / Expand(Clip(n))``, TorchScript's ``F.normalize`` of a codebook with its norm
-    computed at export and passed in); none where another op computes it."""
-    inputs: list[int] = []
-    for current in walk_cone(value):
-        node = current.producer()
-        if node is not None and (node.op_type not in _CONE_OPS or node.domain not in _ONNX):
-            return []
-        if current in position:
-            inputs.append(position[current])
-    return inputs
 
 
 class _Calls:
@@ -171,6 +202,64 @@ class _Calls:
             for i, value in enumerate(function.inputs)
         }
         self._known: dict[tuple[_Id, int], set[_Id] | None] = {}
+        self.functions = model.functions
+
+    def cone(self, value: ir.Value) -> tuple[list[int], set[_Id]] | None:
+        """What the weight ``value`` is computed from by cone ops (``_CONE_OPS``) alone, through
+        calls of local functions (into what each computes its output from, and back out to the
+        arguments of that call): the inputs (by position) of the function that reads it, and
+        the functions passed through; None where another op or a value fed at run time is in
+        it (a graph input, a body's own input)."""
+        positions: dict[int, None] = {}
+        callees: set[_Id] = set()
+        stack: list[tuple[ir.Value, tuple[ir.Node, ...]]] = [(value, ())]
+        seen: set[tuple[ir.Value, tuple[ir.Node, ...]]] = set()
+        while stack:
+            current, context = stack.pop()
+            if (current, context) in seen:
+                continue
+            seen.add((current, context))
+            node = current.producer()
+            if node is None:
+                if current in self.inputs:  # a function's input: a call's argument, or ours
+                    index = self.inputs[current][1]
+                    if not context:
+                        positions[index] = None
+                        continue
+                    call = context[-1]
+                    argument = call.inputs[index] if index < len(call.inputs) else None
+                    if argument is None:
+                        return None
+                    stack.append((argument, context[:-1]))
+                elif current.is_graph_input() or not current.is_initializer():
+                    return None
+            elif node.domain in _ONNX and node.op_type in _CONE_OPS:
+                stack.extend((i, context) for i in node.inputs if i is not None)
+            else:
+                key = (node.domain, node.op_type, node.overload)
+                function = self.functions.get(key)
+                if function is None or node in context:  # another op; a call in a cycle
+                    return None
+                callees.add(key)
+                output = function.outputs[node.outputs.index(current)]
+                stack.append((output, (*context, node)))
+        return list(positions), callees
+
+    def computed_somewhere(self, function: ir.Function, index: int) -> bool:
+        """Whether some call of ``function`` passes as input ``index`` a value computed there
+        (by any op, a layout op on an initializer too), or an input of its own function that
+        some call of that one passes so."""
+        for call in self.calls.get(function.identifier(), []):
+            argument = call.inputs[index] if index < len(call.inputs) else None
+            if argument is None:
+                continue
+            if argument.producer() is not None:
+                return True
+            if argument in self.inputs:
+                outer, position = self.inputs[argument]
+                if outer is not function and self.computed_somewhere(outer, position):
+                    return True
+        return False
 
     def constant_everywhere(self, function: ir.Function, index: int) -> set[_Id] | None:
         """The functions whose inputs pass the constants on, where every call of ``function``
