@@ -812,3 +812,70 @@ def test_an_embedding_with_a_sparse_gradient_is_left_alone(tracer: str) -> None:
     assert found["plain.weight"].axis == 0
     apply_weight_norm(model, (ids,), embeddings=True, tracer=tracer)  # type: ignore[arg-type]
     model(ids).square().mean().backward()
+
+
+class _CondConv(nn.Module):
+    """timm's CondConv2d: per-sample kernels mixed from E experts' stacked weights,
+    ``(routing @ W).view(...)`` read by one grouped conv (a bias likewise); a plain conv after."""
+
+    def __init__(self, experts: int = 3) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(experts, 4 * 2 * 3 * 3))
+        self.bias = nn.Parameter(torch.randn(experts, 4))
+        self.route = nn.Linear(2, experts)
+        self.plain = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        routing = torch.sigmoid(self.route(x.mean((2, 3))))
+        kernels = torch.matmul(routing, self.weight).view(batch * 4, 2, 3, 3)
+        bias = torch.matmul(routing, self.bias).view(batch * 4)
+        out = F.conv2d(x.reshape(1, batch * 2, *x.shape[2:]), kernels, bias, groups=batch)
+        return self.plain(out.view(batch, 4, *out.shape[2:]))
+
+
+def test_experts_mixed_into_a_layer_s_weight_are_no_units_of_it() -> None:
+    """CondConv's stacked expert weights were weight-normed at axis 1 of ``routing @ W``: one
+    unit per kernel element across the experts, no filter normalized (t261). What a layer op
+    computes from a weight and another layer reads as its weight or bias is mixed into it:
+    skipped, saying so; the router and the plain conv after are ordinary layers."""
+    sites = _observed(_CondConv(), (torch.randn(2, 2, 5, 5),))
+    for name in ("weight", "bias"):
+        assert sites[name].status == "skipped"
+        assert "mixed into another layer's weight (matmul of it, then F.conv2d" in (
+            sites[name].reason or ""
+        )
+    assert sites["route.weight"].axis == 0 and sites["plain.weight"].axis == 0
+
+
+class _Templates(nn.Module):
+    """A Linear whose weight the forward also reads for its dtype, device or shape only."""
+
+    def __init__(self, use: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.use = use
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.use(x, self.fc.weight))
+
+
+@pytest.mark.parametrize(
+    "use",
+    [
+        lambda x, w: x.type_as(w),
+        lambda x, w: x.to(w),
+        lambda x, w: x + torch.zeros_like(w)[0],
+        lambda x, w: x + w.new_zeros(4),
+        lambda x, w: x.view_as(torch.empty_like(x)).expand_as(w[:1]).reshape_as(x),
+    ],
+    ids=["type_as", "to", "zeros_like", "new_zeros", "view_as"],
+)
+def test_a_weight_read_for_its_dtype_or_shape_only_is_still_a_layer_s(
+    use: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> None:
+    """``x.type_as(W)``, ``x.to(W)``, ``zeros_like(W)``: no element of W read, and weight norm
+    computes one of the same dtype, device and shape. They skipped the layer, "used by type_as,
+    which wnpass does not know" (t261)."""
+    sites = _observed(_Templates(use), (torch.randn(1, 4),))
+    assert (sites["fc.weight"].status, sites["fc.weight"].axis) == ("planned", 0)

@@ -137,12 +137,35 @@ _LAYER_OPS = frozenset(
     | _RNN
     | {"tensordot", "inner", "linalg_multi_dot"}
 )
-# Ops whose result holds none of their operands' elements either, besides the layers': those
-# reading only the shape (``torch.zeros_like(w)``).
-_NO_LINEAGE = _LAYER_OPS | {
-    "zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
-    "randint_like", "new_zeros", "new_ones", "new_empty", "new_full",
-}  # fmt: skip
+# Arguments that an op reads only the dtype, device or shape of, by position (and keyword):
+# ``x.type_as(w)``, ``x.to(w)``, ``x.view_as(w)``, ``torch.zeros_like(w)``, ``w.new_zeros(n)``.
+# No use of the weight's values (weight norm computes one of the same dtype, device and shape),
+# and the result holds none of its elements (t261: a Linear whose forward also did
+# ``x.type_as(W)`` was skipped, "used by type_as, which wnpass does not know").
+_TEMPLATES: dict[str, tuple[int, str]] = {
+    **dict.fromkeys(("type_as", "view_as", "reshape_as", "expand_as", "to"), (1, "other")),
+    **dict.fromkeys(
+        ("zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like"),
+        (0, "input"),
+    ),
+    "randint_like": (0, "input"),
+    **dict.fromkeys(("new_zeros", "new_ones", "new_empty", "new_full"), (0, "self")),
+}
+# A layer's weight or bias slots (by position and keyword), where a tensor that another layer
+# computed from a weight is no activation (:data:`MIXED`)
+_SLOTS = {
+    **dict.fromkeys(
+        ("linear", "conv1d", "conv2d", "conv3d", "convolution"), ((1, 2), ("weight", "bias"))
+    ),
+    **dict.fromkeys(tuple(_CONV_T), ((1, 2), ("weight", "bias"))),
+    "bilinear": ((2, 3), ("weight", "bias")),
+}
+# Ops through which such a tensor is still the one computed (a view of it)
+_VIEWS = _RESHAPE | _PERMUTES | _IDENTITY
+MIXED = (
+    "mixed into another layer's weight ({op} of it, then {layer}: a conditional or dynamic "
+    "layer's experts, CondConv's routing @ W): its units are no units of that layer"
+)
 # Reductions: one whose result is one number is a statistic (a norm of a weight logged into a
 # Parameter, t259), holding none of the weight's elements; one over another axis holds them
 # (``torch.stack([t, s]).mean(0)``, an average of two weights, t260).
@@ -179,6 +202,19 @@ def _name(func: Callable[..., Any]) -> str:
     if name == "__get__":  # a property such as Tensor.T: the descriptor has the name
         name = str(getattr(getattr(func, "__self__", None), "__name__", name))
     return name
+
+
+def _without_template(
+    name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``args`` and ``kwargs`` of op ``name`` (:data:`_TEMPLATES`) without the tensor whose
+    dtype, device or shape alone it reads."""
+    position, keyword = _TEMPLATES[name]
+    if isinstance(kwargs.get(keyword), torch.Tensor):
+        return args, {k: v for k, v in kwargs.items() if k != keyword}
+    if len(args) > position and isinstance(args[position], torch.Tensor):
+        return (*args[:position], None, *args[position + 1 :]), kwargs
+    return args, kwargs
 
 
 def _metadata(name: str, result: Any) -> bool:
@@ -427,6 +463,9 @@ class _Recorder(TorchFunctionMode):
         # tensor, is a write of a parameter (t259); by their bytes (a buffer beside a weight
         # in one allocation is none of it, t260), by storage where they have none to compare
         self.parameter_memory: Elements[int] = Elements({})
+        # tensor -> the layer op that computed it from parameters, and those parameters
+        # (``routing @ W``), which another layer may read as its weight (:data:`MIXED`)
+        self.mixed: dict[int, tuple[weakref.ref[torch.Tensor], tuple[str, frozenset[str]]]] = {}
 
     def origins(self, value: Any) -> tuple[_Origin, ...]:
         """The parameters ``value`` is (derived from); empty for any other value."""
@@ -449,13 +488,17 @@ class _Recorder(TorchFunctionMode):
             if not self.parameter_memory.of(param):  # the model's or another's, once
                 self.parameter_memory.add(id(param), param)
         result = func(*args, **kwargs)
+        name = _name(func)
+        if name in _TEMPLATES:  # only its dtype, device or shape read: no use of it
+            args, kwargs = _without_template(name, args, kwargs)
+        if self.mixed:
+            self._mixing(name, args, kwargs, result)
         values = [*args, *kwargs.values()]
         tensors = [t for v in values for t in tensors_in(v)]
         found = [self.origins(t) for t in tensors]
         read = [self._read_of(t, origins) for t, origins in zip(tensors, found, strict=True)]
         if not any(read):
             return result
-        name = _name(func)
         targets = [tensors[0]] if rebinds else written_by(func, args, kwargs)
         if targets and self._written(name, targets, tensors, read):
             return result
@@ -463,19 +506,51 @@ class _Recorder(TorchFunctionMode):
             return result
         if any(found):
             try:
-                self._record(func, _name(func), args, kwargs, result)
+                self._record(func, name, args, kwargs, result)
             except Exception as error:  # never break the user's forward: record why instead
-                logger.debug("could not follow %s: %s", _name(func), error)
+                logger.debug("could not follow %s: %s", name, error)
                 for t in {id(t): t for t in tensors}.values():
                     for origin in self.origins(t):
                         self._use(origin, name, None, f"used by {name}: not followed")
+            if name in _LAYER_OPS:  # what it computes from those weights (one a layer may read)
+                weights = frozenset(o.param for origins in found for o in origins)
+                for tensor in tensors_in(result):
+                    self.mixed[id(tensor)] = (
+                        weakref.ref(tensor),
+                        (_LABELS.get(name, name), weights),
+                    )
         statistic = name in _STATISTICS and isinstance(result, torch.Tensor) and result.numel() == 1
-        if name not in _NO_LINEAGE and not statistic:  # what the result holds was read from
+        if name not in _LAYER_OPS and not statistic:  # what the result holds was read from
             # those parameters
             lineage = frozenset().union(*read)
             for tensor in tensors_in(result):
                 self.read_from[id(tensor)] = (weakref.ref(tensor), lineage)
         return result
+
+    def _mixing(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any
+    ) -> None:
+        """Follow what a layer op computed from weights (:attr:`mixed`) through views of it; where
+        a layer reads it as its weight or bias, those weights are mixed into that layer's
+        (CondConv: ``F.conv2d(x, (routing @ W).view(...))``, t261): their units are none of its."""
+        if name in _VIEWS and args and (entry := self._mixed(args[0])) is not None:
+            for tensor in tensors_in(result):
+                self.mixed[id(tensor)] = (weakref.ref(tensor), entry)
+        elif (slots := _SLOTS.get(name)) is not None:
+            positions, keywords = slots
+            for position, keyword in zip(positions, keywords, strict=True):
+                value = kwargs.get(keyword, args[position] if len(args) > position else None)
+                if (entry := self._mixed(value)) is not None:
+                    op, weights = entry
+                    reason = MIXED.format(op=op, layer=_LABELS.get(name, f"F.{name}"))
+                    for weight in sorted(weights):
+                        self._use(_Origin(weight, ()), op, None, reason)
+
+    def _mixed(self, value: Any) -> tuple[str, frozenset[str]] | None:
+        if not isinstance(value, torch.Tensor):
+            return None
+        entry = self.mixed.get(id(value))
+        return entry[1] if entry is not None and entry[0]() is value else None
 
     def _written(
         self,
