@@ -3,6 +3,7 @@ is the input's, byte for byte, in the same order, in the input's format."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -160,6 +161,24 @@ def test_wrapper_is_kept_and_every_state_dict_in_it_folded(tmp_path: Path) -> No
     assert out["steps"] == 2500 and out["lr"] == [0.1, 0.2]
     _assert_folded(state, out["generator"])
     _assert_folded(ema, out["ema"]["model"])
+
+
+def test_a_timm_training_checkpoint_is_folded_with_its_options_kept(tmp_path: Path) -> None:
+    """timm's ``train.py`` saves ``model_best.pth.tar`` with its options as an
+    ``argparse.Namespace`` (``args``) beside ``state_dict`` and ``state_dict_ema``: the name
+    was refused, and then the Namespace ("use add_safe_globals", which no CLI user can),
+    t261. A Namespace is built, and written back as it was."""
+    state, ema = state_dict("parametrize"), state_dict("parametrize", seed=1)
+    options = argparse.Namespace(model="hifigan", lr=2e-4, sched=None, betas=[0.8, 0.99])
+    checkpoint = {"epoch": 3, "state_dict": state, "state_dict_ema": ema, "args": options}
+    torch.save(checkpoint, tmp_path / "model_best.pth.tar")
+    report = fold_checkpoint(tmp_path / "model_best.pth.tar")
+    assert report.groups == ["state_dict", "state_dict_ema"] and report.count("folded") == 10
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        out = torch.load(tmp_path / "model_best.folded.pth.tar", weights_only=True)
+    assert out["args"] == options and out["epoch"] == 3
+    _assert_folded(state, out["state_dict"])
+    _assert_folded(ema, out["state_dict_ema"])
 
 
 def test_state_dicts_in_lists_and_tuples_are_folded_and_stay_shared(tmp_path: Path) -> None:

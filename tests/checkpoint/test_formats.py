@@ -23,6 +23,7 @@ from wnpass.errors import InvalidModelError, UsageError
     [
         ("g.pt", "torch", "g.folded.pt"),
         ("g_02500000.pth", "torch", "g_02500000.folded.pth"),
+        ("model_best.pth.tar", "torch", "model_best.folded.pth.tar"),  # timm's train.py
         ("pytorch_model.bin", "torch", "pytorch_model.folded.bin"),
         ("model.safetensors", "safetensors", "model.folded.safetensors"),
         (

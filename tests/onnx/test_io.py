@@ -80,7 +80,8 @@ def test_a_checkpoint_without_a_checkpoint_name_says_what_to_do(
         assert "it starts as" not in str(other.value)
     assert str(error.value).endswith(
         f"; it starts as {starts.get(kind, 'a .safetensors file')}: checkpoints are told by "
-        "their suffix (.pt, .pth, .bin, .safetensors), so give it one (a link named X.pt will do)"
+        "their suffix (.pt, .pth, .pth.tar, .bin, .safetensors), so give it one (a link named "
+        "X.pt will do)"
     )
 
 

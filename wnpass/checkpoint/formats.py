@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 Format = Literal["torch", "safetensors", "torch-index", "safetensors-index"]
 
-TORCH_SUFFIXES = (".pt", ".pth", ".bin")
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".pth.tar")  # .pth.tar: timm's train.py
 INDEX_SUFFIX = ".index.json"
 _SUFFIXES = (*TORCH_SUFFIXES, ".safetensors", INDEX_SUFFIX)
 
@@ -90,7 +90,7 @@ def detect_format(path: str | Path) -> Format:
         _, suffix = split_name(path)
     except ValueError:
         raise InvalidModelError(
-            f"{path}: not a checkpoint name (.pt, .pth, .bin, .safetensors, "
+            f"{path}: not a checkpoint name (.pt, .pth, .pth.tar, .bin, .safetensors, "
             "*.safetensors.index.json, *.bin.index.json)"
         ) from None
     return _format_of_suffix(suffix)
@@ -122,7 +122,7 @@ def check_output_name(output: Path, fmt: Format, *, written: str | None = None) 
         return
     written = written or f"the output has the input's format ({fmt})"
     wanted = {
-        "torch": ".pt, .pth or .bin",
+        "torch": ".pt, .pth, .pth.tar or .bin",
         "safetensors": ".safetensors",
         "torch-index": "*.bin.index.json (or .pt/.pth.index.json)",
         "safetensors-index": "*.safetensors.index.json",

@@ -356,6 +356,7 @@ def load_torch(path: Path) -> Any:
         with (
             warnings.catch_warnings(record=True) as caught,  # the CLI prints one line only
             _torch_name(path) as name,
+            _allowed(torch),
         ):
             warnings.simplefilter("always")
             value = torch.load(name, map_location="cpu", weights_only=True, mmap=mmap)
@@ -390,6 +391,17 @@ def load_torch(path: Path) -> Any:
         raise InvalidModelError(
             f"{path}: not a readable torch.save file: {one_line(error, with_type=True)}"
         ) from None
+
+
+def _allowed(torch: Any) -> contextlib.AbstractContextManager[object]:
+    """The classes besides tensors that ``torch.load(weights_only=True)`` builds here:
+    ``argparse.Namespace``, the training options timm's ``train.py`` saves beside the state
+    dicts (``args``), an attribute holder that runs no code (its values are loaded under the
+    same rules). torch before 2.5 has no scoped allow list: refused there, as before."""
+    import argparse
+
+    scoped = getattr(torch.serialization, "safe_globals", None)
+    return contextlib.nullcontext() if scoped is None else scoped([argparse.Namespace])
 
 
 @contextlib.contextmanager

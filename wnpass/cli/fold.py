@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "model",
         type=given_path,
         metavar="MODEL",
-        help="an .onnx file or a checkpoint (.pt, .pth, .bin, .safetensors, *.index.json)",
+        help="an .onnx file or a checkpoint (.pt, .pth, .pth.tar, .bin, .safetensors, "
+        "*.index.json)",
     )
     parser.add_argument(
         "-o",

@@ -72,7 +72,7 @@ def _checkpoint_hint(path: Path) -> str:
     else:
         return ""
     return (
-        f"; it starts as {kind}: checkpoints are told by their suffix (.pt, .pth, .bin, "
+        f"; it starts as {kind}: checkpoints are told by their suffix (.pt, .pth, .pth.tar, .bin, "
         ".safetensors), so give it one (a link named X.pt will do)"
     )
 
