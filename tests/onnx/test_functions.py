@@ -401,3 +401,25 @@ def test_a_site_s_weight_laid_out_inside_a_function_is_folded_whole() -> None:
     assert [n.op_type for n in folded.graph.node] == ["MatMul"] and not folded.functions
     assert inspect_onnx(folded).cones == [] and fold_onnx(folded)[1].nodes_after == 1
     assert_close(run(folded, {"x": X}), run(model, {"x": X}))
+
+
+def test_a_cycle_of_calls_is_walked_once() -> None:
+    """``A`` calls ``B`` calls ``A`` (no valid ONNX file holds one, an onnx-ir model can),
+    ``B``'s layer reading its input: whether some call computes it was asked around the
+    cycle until Python's recursion limit."""
+    text = """
+        agraph (float[2, 4] x) => (float[2, 3] y) {
+            y = local.A(x, w)
+        }
+        <domain: "local", opset_import: ["" : 17, "local" : 1]>
+        A (x, w) => (y) {
+            y = local.B(x, w)
+        }
+        <domain: "local", opset_import: ["" : 17, "local" : 1]>
+        B (x, w) => (y) {
+            z = local.A(x, w)
+            y = Gemm <transB = 1> (z, w)
+        }
+    """
+    model = onnx_model(f"{HEADER}\n{text}", None, False, w=rand(3, 4))
+    assert weight_functions(ir.from_proto(model)) == []

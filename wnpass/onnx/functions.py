@@ -245,10 +245,13 @@ class _Calls:
                 stack.append((output, (*context, node)))
         return list(positions), callees
 
-    def computed_somewhere(self, function: ir.Function, index: int) -> bool:
+    def computed_somewhere(
+        self, function: ir.Function, index: int, asked: frozenset[tuple[_Id, int]] = frozenset()
+    ) -> bool:
         """Whether some call of ``function`` passes as input ``index`` a value computed there
         (by any op, a layout op on an initializer too), or an input of its own function that
-        some call of that one passes so."""
+        some call of that one passes so (``asked``: those on the way, a cycle of calls)."""
+        asked = asked | {(function.identifier(), index)}
         for call in self.calls.get(function.identifier(), []):
             argument = call.inputs[index] if index < len(call.inputs) else None
             if argument is None:
@@ -257,7 +260,9 @@ class _Calls:
                 return True
             if argument in self.inputs:
                 outer, position = self.inputs[argument]
-                if outer is not function and self.computed_somewhere(outer, position):
+                if (outer.identifier(), position) not in asked and self.computed_somewhere(
+                    outer, position, asked
+                ):
                     return True
         return False
 
