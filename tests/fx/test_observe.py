@@ -816,10 +816,12 @@ def test_an_embedding_with_a_sparse_gradient_is_left_alone(tracer: str) -> None:
 
 class _CondConv(nn.Module):
     """timm's CondConv2d: per-sample kernels mixed from E experts' stacked weights,
-    ``(routing @ W).view(...)`` read by one grouped conv (a bias likewise); a plain conv after."""
+    ``routing @ W`` read by a grouped conv through ``how`` (a view, one sample's kernels, an
+    unbind, a scaling); its bias mixed likewise; a plain conv after."""
 
-    def __init__(self, experts: int = 3) -> None:
+    def __init__(self, how: str, experts: int = 3) -> None:
         super().__init__()
+        self.how = how
         self.weight = nn.Parameter(torch.randn(experts, 4 * 2 * 3 * 3))
         self.bias = nn.Parameter(torch.randn(experts, 4))
         self.route = nn.Linear(2, experts)
@@ -828,24 +830,66 @@ class _CondConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
         routing = torch.sigmoid(self.route(x.mean((2, 3))))
-        kernels = torch.matmul(routing, self.weight).view(batch * 4, 2, 3, 3)
-        bias = torch.matmul(routing, self.bias).view(batch * 4)
-        out = F.conv2d(x.reshape(1, batch * 2, *x.shape[2:]), kernels, bias, groups=batch)
-        return self.plain(out.view(batch, 4, *out.shape[2:]))
+        mixed = torch.matmul(routing, self.weight)
+        bias = torch.matmul(routing, self.bias)
+        if self.how in ("view", "scaled"):
+            kernels = mixed.view(batch * 4, 2, 3, 3) * (0.5 if self.how == "scaled" else 1)
+            flat = x.reshape(1, batch * 2, *x.shape[2:])
+            out = F.conv2d(flat, kernels, bias.view(batch * 4), groups=batch)
+            out = out.view(batch, 4, *out.shape[2:])
+        else:
+            each = mixed.unbind(0) if self.how == "unbind" else [mixed[i] for i in range(batch)]
+            out = torch.cat(
+                [F.conv2d(x[i : i + 1], k.view(4, 2, 3, 3), bias[i]) for i, k in enumerate(each)]
+            )
+        return self.plain(out)
 
 
-def test_experts_mixed_into_a_layer_s_weight_are_no_units_of_it() -> None:
+@pytest.mark.parametrize("how", ["view", "scaled", "unbind", "indexed"])
+def test_experts_mixed_into_a_layer_s_weight_are_no_units_of_it(how: str) -> None:
     """CondConv's stacked expert weights were weight-normed at axis 1 of ``routing @ W``: one
-    unit per kernel element across the experts, no filter normalized (t261). What a layer op
-    computes from a weight and another layer reads as its weight or bias is mixed into it:
-    skipped, saying so; the router and the plain conv after are ordinary layers."""
-    sites = _observed(_CondConv(), (torch.randn(2, 2, 5, 5),))
-    for name in ("weight", "bias"):
-        assert sites[name].status == "skipped"
-        assert "mixed into another layer's weight (matmul of it, then F.conv2d" in (
-            sites[name].reason or ""
-        )
+    unit per kernel element across the experts, no filter normalized (t261), also where one
+    sample's kernels are taken, unbound or scaled first (t265). What a layer op computes
+    from a weight and another layer reads as its weight, with the units' axis split across
+    that weight's axes, is mixed into it: skipped, saying so. Its bias (a unit per output
+    channel), the router and the plain conv after are ordinary layers."""
+    sites = _observed(_CondConv(how), (torch.randn(2, 2, 5, 5),))
+    assert sites["weight"].status == "skipped"
+    assert "mixed into another layer's weight (matmul of it, then F.conv2d" in (
+        sites["weight"].reason or ""
+    )
+    assert "mixed" not in (sites["bias"].reason or "")
     assert sites["route.weight"].axis == 0 and sites["plain.weight"].axis == 0
+
+
+class _ReadAsWeights(nn.Module):
+    """Layer outputs read as another layer's weight with their units' axis whole: attention
+    written ``F.linear(q, k)``, rows of a table looked up as a linear's rows (sampled
+    softmax), a low-rank weight ``U @ V``, a FiLM projection as a conv's bias."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k, self.film = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 3)
+        self.table = nn.Parameter(torch.randn(10, 4))
+        self.u, self.v = nn.Parameter(torch.randn(4, 2)), nn.Parameter(torch.randn(2, 4))
+        self.conv = nn.Conv1d(4, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = F.linear(self.q(x), self.k(x))
+        rows = F.linear(x, F.embedding(torch.tensor([1, 5, 7]), self.table))
+        low_rank = F.linear(x, self.u @ self.v)
+        film = F.conv1d(x.unsqueeze(-1), self.conv.weight, self.film(x[0]).view(-1))
+        return scores.sum() + rows.sum() + low_rank.sum() + film.sum()
+
+
+def test_a_layer_s_output_read_as_a_weight_with_its_units_whole_is_not_mixed() -> None:
+    """A first version called every layer output read as a weight mixed: ``k.weight``,
+    the looked-up table and a FiLM projection were skipped as CondConv's experts (t265)."""
+    sites = _observed(_ReadAsWeights(), (torch.randn(3, 4),), embeddings=True)
+    for name in ("q.weight", "k.weight", "film.weight", "table", "u", "v"):
+        assert "mixed" not in (sites[name].reason or ""), name
+    assert (sites["k.weight"].status, sites["k.weight"].axis) == ("planned", 0)
+    assert (sites["film.weight"].status, sites["film.weight"].axis) == ("planned", 0)
 
 
 class _Templates(nn.Module):

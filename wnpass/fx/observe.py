@@ -137,6 +137,9 @@ _LAYER_OPS = frozenset(
     | _RNN
     | {"tensordot", "inner", "linalg_multi_dot"}
 )
+# Layer ops whose result has a units' axis (the last; a convolution's channels): what one
+# computes from a weight may be read as another layer's weight (:data:`MIXED`)
+_MIXING = _LAYER_OPS - _RNN - {"multi_head_attention_forward", "_native_multi_head_attention"}
 # Arguments that an op reads only the dtype, device or shape of, by position (and keyword):
 # ``x.type_as(w)``, ``x.to(w)``, ``x.view_as(w)``, ``torch.zeros_like(w)``, ``w.new_zeros(n)``.
 # No use of the weight's values (weight norm computes one of the same dtype, device and shape),
@@ -151,20 +154,20 @@ _TEMPLATES: dict[str, tuple[int, str]] = {
     "randint_like": (0, "input"),
     **dict.fromkeys(("new_zeros", "new_ones", "new_empty", "new_full"), (0, "self")),
 }
-# A layer's weight or bias slots (by position and keyword), where a tensor that another layer
-# computed from a weight is no activation (:data:`MIXED`)
+# A layer's weight slot (by position and keyword), where a tensor another layer op computed
+# from a weight, its units split across the slot's axes, mixes that weight into this one's
+# (:data:`MIXED`)
 _SLOTS = {
-    **dict.fromkeys(
-        ("linear", "conv1d", "conv2d", "conv3d", "convolution"), ((1, 2), ("weight", "bias"))
-    ),
-    **dict.fromkeys(tuple(_CONV_T), ((1, 2), ("weight", "bias"))),
-    "bilinear": ((2, 3), ("weight", "bias")),
+    **dict.fromkeys(("linear", "conv1d", "conv2d", "conv3d", "convolution"), (1, "weight")),
+    **dict.fromkeys(tuple(_CONV_T), (1, "weight")),
+    "bilinear": (2, "weight"),
 }
-# Ops through which such a tensor is still the one computed (a view of it)
-_VIEWS = _RESHAPE | _PERMUTES | _IDENTITY
+# Ops through which such a tensor's elements are still the ones computed: views, selections
+# and splits of it (one sample's kernels, ``k[i]``, ``k.unbind(0)``), a scaling by one number
+_MIXED_VIEWS = _RESHAPE | _PERMUTES | _IDENTITY | _SLICE_KEEP | _SLICE_DROP | {"__getitem__"}
 MIXED = (
-    "mixed into another layer's weight ({op} of it, then {layer}: a conditional or dynamic "
-    "layer's experts, CondConv's routing @ W): its units are no units of that layer"
+    "mixed into another layer's weight ({op} of it, then {layer}, its units split across that "
+    "weight's axes: a conditional convolution's experts, CondConv's routing @ W)"
 )
 # Reductions: one whose result is one number is a statistic (a norm of a weight logged into a
 # Parameter, t259), holding none of the weight's elements; one over another axis holds them
@@ -465,7 +468,9 @@ class _Recorder(TorchFunctionMode):
         self.parameter_memory: Elements[int] = Elements({})
         # tensor -> the layer op that computed it from parameters, and those parameters
         # (``routing @ W``), which another layer may read as its weight (:data:`MIXED`)
-        self.mixed: dict[int, tuple[weakref.ref[torch.Tensor], tuple[str, frozenset[str]]]] = {}
+        self.mixed: dict[
+            int, tuple[weakref.ref[torch.Tensor], tuple[str, frozenset[str], int]]
+        ] = {}
 
     def origins(self, value: Any) -> tuple[_Origin, ...]:
         """The parameters ``value`` is (derived from); empty for any other value."""
@@ -512,13 +517,15 @@ class _Recorder(TorchFunctionMode):
                 for t in {id(t): t for t in tensors}.values():
                     for origin in self.origins(t):
                         self._use(origin, name, None, f"used by {name}: not followed")
-            if name in _LAYER_OPS:  # what it computes from those weights (one a layer may read)
+            if name in _MIXING and isinstance(result, torch.Tensor) and result.dim() > 0:
+                # what it computes from those weights (one a layer may read as its weight),
+                # and the size of its units' axis
                 weights = frozenset(o.param for origins in found for o in origins)
-                for tensor in tensors_in(result):
-                    self.mixed[id(tensor)] = (
-                        weakref.ref(tensor),
-                        (_LABELS.get(name, name), weights),
-                    )
+                units = result.shape[1 if name in _CONV | _CONV_T | {"convolution"} else -1]
+                self.mixed[id(result)] = (
+                    weakref.ref(result),
+                    (_LABELS.get(name, name), weights, int(units)),
+                )
         statistic = name in _STATISTICS and isinstance(result, torch.Tensor) and result.numel() == 1
         if name not in _LAYER_OPS and not statistic:  # what the result holds was read from
             # those parameters
@@ -533,20 +540,25 @@ class _Recorder(TorchFunctionMode):
         """Follow what a layer op computed from weights (:attr:`mixed`) through views of it; where
         a layer reads it as its weight or bias, those weights are mixed into that layer's
         (CondConv: ``F.conv2d(x, (routing @ W).view(...))``, t261): their units are none of its."""
-        if name in _VIEWS and args and (entry := self._mixed(args[0])) is not None:
+        followed = name in _MIXED_VIEWS or (name in _SCALINGS and len(args) == 2)
+        if followed and (entry := self._mixed(args[0] if args else None)) is not None:
+            if name in _SCALINGS and not _one_number(args[1]):
+                return
             for tensor in tensors_in(result):
                 self.mixed[id(tensor)] = (weakref.ref(tensor), entry)
-        elif (slots := _SLOTS.get(name)) is not None:
-            positions, keywords = slots
-            for position, keyword in zip(positions, keywords, strict=True):
-                value = kwargs.get(keyword, args[position] if len(args) > position else None)
-                if (entry := self._mixed(value)) is not None:
-                    op, weights = entry
-                    reason = MIXED.format(op=op, layer=_LABELS.get(name, f"F.{name}"))
-                    for weight in sorted(weights):
-                        self._use(_Origin(weight, ()), op, None, reason)
+        elif (slot := _SLOTS.get(name)) is not None:
+            position, keyword = slot
+            value = kwargs.get(keyword, args[position] if len(args) > position else None)
+            entry = self._mixed(value)
+            if entry is not None and entry[2] not in cast(torch.Tensor, value).shape:
+                # its units' axis is no axis of this weight (a kernel's elements, split
+                # across output and input channels): F.linear(q, k) or rows looked up keep it
+                op, weights, _ = entry
+                reason = MIXED.format(op=op, layer=_LABELS.get(name, f"F.{name}"))
+                for weight in sorted(weights):
+                    self._use(_Origin(weight, ()), op, None, reason)
 
-    def _mixed(self, value: Any) -> tuple[str, frozenset[str]] | None:
+    def _mixed(self, value: Any) -> tuple[str, frozenset[str], int] | None:
         if not isinstance(value, torch.Tensor):
             return None
         entry = self.mixed.get(id(value))
