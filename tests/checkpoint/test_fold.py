@@ -179,6 +179,11 @@ def test_a_timm_training_checkpoint_is_folded_with_its_options_kept(tmp_path: Pa
     assert out["args"] == options and out["epoch"] == 3
     _assert_folded(state, out["state_dict"])
     _assert_folded(ema, out["state_dict_ema"])
+    # the caller's allow list as it was: torch's scope took Namespace off it at its end (t265)
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        inspect_checkpoint(tmp_path / "model_best.pth.tar")
+        assert argparse.Namespace in torch.serialization.get_safe_globals()
+    assert argparse.Namespace not in torch.serialization.get_safe_globals()
 
 
 def test_state_dicts_in_lists_and_tuples_are_folded_and_stay_shared(tmp_path: Path) -> None:

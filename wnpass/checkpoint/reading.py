@@ -397,11 +397,15 @@ def _allowed(torch: Any) -> contextlib.AbstractContextManager[object]:
     """The classes besides tensors that ``torch.load(weights_only=True)`` builds here:
     ``argparse.Namespace``, the training options timm's ``train.py`` saves beside the state
     dicts (``args``), an attribute holder that runs no code (its values are loaded under the
-    same rules). torch before 2.5 has no scoped allow list: refused there, as before."""
+    same rules). Added for the load only where the caller's allow list lacks it: torch takes
+    what the scope added off the list at its end, also what was on it before (t265). torch
+    before 2.5 has no scoped allow list: refused there, as before."""
     import argparse
 
     scoped = getattr(torch.serialization, "safe_globals", None)
-    return contextlib.nullcontext() if scoped is None else scoped([argparse.Namespace])
+    if scoped is None or argparse.Namespace in torch.serialization.get_safe_globals():
+        return contextlib.nullcontext()
+    return scoped([argparse.Namespace])
 
 
 @contextlib.contextmanager
