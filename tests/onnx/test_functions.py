@@ -423,3 +423,54 @@ def test_a_cycle_of_calls_is_walked_once() -> None:
     """
     model = onnx_model(f"{HEADER}\n{text}", None, False, w=rand(3, 4))
     assert weight_functions(ir.from_proto(model)) == []
+
+
+LIN_DOMAIN = """
+    <domain: "local", opset_import: ["" : 17]>
+    Lin (x, w) => (y) {
+        y = Gemm <transB = 1> (x, w)
+    }
+"""
+HALVED = """
+    half = Constant <value = float {0.5}> ()
+    s = Mul(w, half)
+"""
+CROSSINGS = {
+    # the model a function too (export_modules_as_functions=True): Net halves its input
+    # and passes it to Lin
+    "a calling function computes it": f"""
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            y = local.Net(x, w)
+        }}
+        <domain: "local", opset_import: ["" : 17, "local" : 1]>
+        Net (x, w) => (y) {{
+            {HALVED}
+            y = local.Lin(x, s)
+        }}
+    """,
+    # one function computes it, the main graph passes it to another
+    "a sibling function computes it": f"""
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            s = local.Scale(w)
+            y = local.Lin(x, s)
+        }}
+        <domain: "local", opset_import: ["" : 17]>
+        Scale (w) => (s) {{
+            {HALVED}
+        }}
+    """,
+}
+
+
+@pytest.mark.parametrize("text", CROSSINGS.values(), ids=CROSSINGS.keys())
+def test_every_function_on_a_weight_s_way_is_inlined(text: str) -> None:
+    """A weight computed in one function and read by a layer in another, where neither is
+    the main graph's: the caller's arithmetic on its input was not followed, nor a sibling
+    function's output passed on by the main graph; ``inspect --strict`` passed both and the
+    fold changed nothing (t264)."""
+    model = _called(text, LIN_DOMAIN, w=rand(3, 4))
+    assert inspect_onnx(model).remaining == 1
+    folded, report = fold_onnx(model)
+    assert len(report.inlined) == 2 and report.cones_folded == 1
+    assert [n.op_type for n in folded.graph.node] == ["Gemm"] and not folded.functions
+    _outputs_equal(folded, model)

@@ -13,10 +13,11 @@ ops and arithmetic on it that a layer reads as a weight (a weight input of
 :data:`~wnpass.onnx.cones.WEIGHT_INPUTS`), and every call
 of it passes a constant there: an initializer or a value computed from constants, or an input
 of another function whose every call does (``Net(x, v, g)`` calling ``WNLinear(x, v, g)``),
-which is inlined with it. A weight's cone may cross calls (t263): a layer in a function reads
-as its input a weight its caller computes from constants (``F.normalize(W)``), or a layer reads
-what a function computes from constants (``Scale(W)``); the functions on the way are inlined
-too, where every call passes constants. Every other function stays as it is, and so does a
+which is inlined with it. A weight a layer reads that is computed from constants in several
+scopes (t263, t264) has every function on its way inlined: where a layer in a function reads
+its input, the callers computing it at every call (``F.normalize(W)``), and the functions
+whose output it is (``Scale(W)``), found by following the values computed from constants
+(:meth:`_Calls.constants`) across calls. Every other function stays as it is, and so does a
 function called with a value fed at run time there (a filter its caller computes), whose
 weight is no constant.
 """
@@ -29,8 +30,8 @@ from collections.abc import Set
 import onnx_ir as ir
 from onnx_ir.passes.common.inliner import InlinePass  # not the package: all its passes
 
-from wnpass.onnx.cones import ARITHMETIC_OPS, CONE_OPS, WEIGHT_INPUTS
-from wnpass.onnx.graphs import enclosing_scope, function_name, graphs_of, run_time_values
+from wnpass.onnx.cones import WEIGHT_INPUTS
+from wnpass.onnx.graphs import draws_randomly, enclosing_scope, function_name, graphs_of
 from wnpass.onnx.match import behind_layout, find_sites, is_constant_cone, seed_source
 
 __all__ = ["inline_functions", "weight_functions"]
@@ -105,7 +106,6 @@ def _not_inlinable(model: ir.Model, functions: list[ir.Function], inline: Inline
 
 
 _GRAPHS = frozenset({ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS})
-_CONE_OPS = CONE_OPS | ARITHMETIC_OPS
 
 
 def _norm_inputs(function: ir.Function) -> list[int]:
@@ -122,50 +122,20 @@ def _norm_inputs(function: ir.Function) -> list[int]:
 
 def _cone_functions(model: ir.Model, calls: _Calls) -> set[_Id]:
     """The functions to inline so that each weight a layer reads (a weight input of
-    :data:`~wnpass.onnx.cones.WEIGHT_INPUTS`) that is computed from constants by cone ops
-    (layout ops and exactly rounded arithmetic) has its cone in one scope: the functions the
-    cone passes through (a caller's ``Gemm`` reading what a function ``Scale(W)`` computes),
-    and, where it reaches inputs of the function holding the layer, that function and those
-    whose inputs pass the constants on (a function's ``Gemm`` reading its input, which every
-    call passes a value computed from constants: ``F.normalize(W)`` its caller computes).
-    A function whose layer reads its input as it is, passed an initializer by every call,
-    needs nothing."""
-    run_time = run_time_values(model)
+    :data:`~wnpass.onnx.cones.WEIGHT_INPUTS`) that is computed from constants, whatever scopes
+    it is computed in, is computed in one: every function on its way (:meth:`_Calls.way`).
+    A layer reading its function's input that every call passes an initializer needs none."""
+    constant = calls.constants()
     found: set[_Id] = set()
     for scope in graphs_of(model):
-        owner: ir.Graph | ir.Function | None = scope
-        while owner is not None and not isinstance(owner, ir.Function):
-            owner = enclosing_scope(owner)  # a body inside a function reads its inputs (t108)
         for node in scope:
             if node.domain not in _ONNX:
                 continue
             for slot in WEIGHT_INPUTS.get(node.op_type, ()):
                 value = node.inputs[slot] if slot < len(node.inputs) else None
-                if value is None or (owner is None and value in run_time):
-                    continue
-                needed = _needed(value, owner, calls)
-                if needed is not None:
-                    found |= needed
+                if value is not None and value in constant:
+                    found |= calls.way(value)
     return found
-
-
-def _needed(value: ir.Value, owner: ir.Function | None, calls: _Calls) -> set[_Id] | None:
-    """The functions to inline for the weight ``value`` (read in ``owner``, a function or
-    None) to be computed from constants in one scope (:func:`_cone_functions`); None where
-    it is not, or needs no function inlined."""
-    cone = calls.cone(value)
-    if cone is None or (owner is None and cone[0]):
-        return None
-    positions, needed = cone
-    if positions and owner is not None:
-        if value.producer() is None and not calls.computed_somewhere(owner, positions[0]):
-            return None  # read as it is, and passed an initializer at every call
-        for index in positions:
-            passed = calls.constant_everywhere(owner, index)
-            if passed is None:
-                return None
-            needed |= {owner.identifier(), *passed}
-    return needed or None
 
 
 def _gain_inputs(model: ir.Model) -> dict[_Id, list[int]]:
@@ -202,16 +172,51 @@ class _Calls:
             for i, value in enumerate(function.inputs)
         }
         self._known: dict[tuple[_Id, int], set[_Id] | None] = {}
-        self.functions = model.functions
+        self.model, self.functions = model, model.functions
 
-    def cone(self, value: ir.Value) -> tuple[list[int], set[_Id]] | None:
-        """What the weight ``value`` is computed from by cone ops (``_CONE_OPS``) alone, through
-        calls of local functions (into what each computes its output from, and back out to the
-        arguments of that call): the inputs (by position) of the function that reads it, and
-        the functions passed through; None where another op or a value fed at run time is in
-        it (a graph input, a body's own input)."""
-        positions: dict[int, None] = {}
-        callees: set[_Id] = set()
+    def constants(self) -> set[ir.Value]:
+        """Every value of the model's graphs, bodies and functions computed from constants
+        alone: initializers (not one a graph input overrides), ``Constant`` nodes, the inputs
+        of a function that every call passes such a value, and what ops that draw no random
+        number (and hold no body) compute from those; found to a fixed point over the
+        functions' inputs (one pass per level of calls)."""
+        scopes = list(graphs_of(self.model))
+        inputs: set[ir.Value] = set()
+        while True:
+            constant: set[ir.Value] = set(inputs)
+            for scope in scopes:  # a body after the graph holding it: it reads those values
+                if isinstance(scope, ir.Graph):
+                    constant.update(
+                        v for v in scope.initializers.values() if not v.is_graph_input()
+                    )
+                for node in scope:
+                    if (
+                        not draws_randomly(node)
+                        and not any(a.type in _GRAPHS for a in node.attributes.values())
+                        and all(v is None or v in constant for v in node.inputs)
+                    ):
+                        constant.update(node.outputs)
+            found = {
+                value
+                for value, (function, index) in self.inputs.items()
+                if (called := self.calls.get(function.identifier()))
+                and all(
+                    index < len(call.inputs) and call.inputs[index] in constant for call in called
+                )
+            }
+            if found <= inputs:
+                return constant
+            inputs |= found
+
+    def way(self, value: ir.Value) -> set[_Id]:
+        """The local functions whose nodes compute the weight ``value``, a value computed from
+        constants (:meth:`constants`): those its cone calls (a caller's ``Gemm`` reading what
+        ``Scale(W)`` computes), and those whose inputs it reaches, with what computes their
+        arguments at every call (a function's ``Gemm`` reading ``F.normalize(W)`` its
+        caller, a function too, computes); none where nothing is computed on its way (a
+        layer reading its function's input, which every call passes an initializer)."""
+        needed: set[_Id] = set()
+        computed = False
         stack: list[tuple[ir.Value, tuple[ir.Node, ...]]] = [(value, ())]
         seen: set[tuple[ir.Value, tuple[ir.Node, ...]]] = set()
         while stack:
@@ -221,50 +226,28 @@ class _Calls:
             seen.add((current, context))
             node = current.producer()
             if node is None:
-                if current in self.inputs:  # a function's input: a call's argument, or ours
-                    index = self.inputs[current][1]
-                    if not context:
-                        positions[index] = None
-                        continue
-                    call = context[-1]
+                if current not in self.inputs:
+                    continue  # an initializer
+                function, index = self.inputs[current]
+                # inside a call: that call's argument; else every call's, in its caller
+                called = [context[-1]] if context else self.calls.get(function.identifier(), [])
+                if not context:
+                    needed.add(function.identifier())
+                for call in called:
                     argument = call.inputs[index] if index < len(call.inputs) else None
-                    if argument is None:
-                        return None
-                    stack.append((argument, context[:-1]))
-                elif current.is_graph_input() or not current.is_initializer():
-                    return None
-            elif node.domain in _ONNX and node.op_type in _CONE_OPS:
-                stack.extend((i, context) for i in node.inputs if i is not None)
-            else:
-                key = (node.domain, node.op_type, node.overload)
-                function = self.functions.get(key)
-                if function is None or node in context:  # another op; a call in a cycle
-                    return None
-                callees.add(key)
-                output = function.outputs[node.outputs.index(current)]
-                stack.append((output, (*context, node)))
-        return list(positions), callees
-
-    def computed_somewhere(
-        self, function: ir.Function, index: int, asked: frozenset[tuple[_Id, int]] = frozenset()
-    ) -> bool:
-        """Whether some call of ``function`` passes as input ``index`` a value computed there
-        (by any op, a layout op on an initializer too), or an input of its own function that
-        some call of that one passes so (``asked``: those on the way, a cycle of calls)."""
-        asked = asked | {(function.identifier(), index)}
-        for call in self.calls.get(function.identifier(), []):
-            argument = call.inputs[index] if index < len(call.inputs) else None
-            if argument is None:
+                    if argument is not None:
+                        stack.append((argument, context[:-1]))
                 continue
-            if argument.producer() is not None:
-                return True
-            if argument in self.inputs:
-                outer, position = self.inputs[argument]
-                if (outer.identifier(), position) not in asked and self.computed_somewhere(
-                    outer, position, asked
-                ):
-                    return True
-        return False
+            computed = True
+            key = (node.domain, node.op_type, node.overload)
+            callee = self.functions.get(key)
+            if callee is not None and node not in context:
+                needed.add(key)
+                output = callee.outputs[node.outputs.index(current)]
+                stack.append((output, (*context, node)))
+            else:
+                stack.extend((v, context) for v in node.inputs if v is not None)
+        return needed if computed else set()
 
     def constant_everywhere(self, function: ir.Function, index: int) -> set[_Id] | None:
         """The functions whose inputs pass the constants on, where every call of ``function``
