@@ -289,6 +289,31 @@ def test_a_value_computed_in_a_cone_that_is_an_output_too_is_folded_once_for_all
         assert new.tobytes() == old.tobytes()
 
 
+def test_a_value_a_body_s_cone_shares_with_the_main_graph_is_folded_there() -> None:
+    """``Mul(w, 0.5)`` read by a ``MatMul`` of the main graph and, transposed, by one in an
+    ``If`` branch: the shared value was looked up among the branch's nodes (KeyError, exit
+    3; t266). It is folded in the main graph, which computes it."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2, 4] x, bool c) => (float[2, 4] z, float[2, 4] y) {
+            half = Constant <value = float {0.5}> ()
+            s = Mul(w, half)
+            z = MatMul(x, s)
+            y = If (c) <
+                then_branch = g1 () => (float[2, 4] a) { st = Transpose(s)  a = MatMul(x, st) },
+                else_branch = g2 () => (float[2, 4] b) { b = Identity(x) }
+            >
+        }
+    """
+    model = onnx_model(text, w=rand(4, 4))
+    folded, report = folded_model(model)
+    assert [c.status for c in report.cones] == ["folded", "folded"]
+    assert op_types(folded) == ["MatMul", "If"]
+    feeds = {"x": X, "c": np.array(True)}
+    for new, old in zip(run(folded, feeds), run(model, feeds), strict=True):
+        assert new.tobytes() == old.tobytes()
+
+
 def test_a_shared_value_of_a_weight_the_fold_declines_is_left_with_it() -> None:
     """``Mul(w, k)`` read by a ``Neg`` and, through a float16 ``Div`` the fold declines, by a
     ``MatMul``: the ``Mul`` was folded on its own and the weight left computed, a copy of

@@ -1081,8 +1081,9 @@ def test_site_inside_a_loop_body() -> None:
     assert [n.op_type for n in folded.graph.node[0].attribute[0].g.node] == ["Gemm", "Identity"]
 
 
-def test_attribute_references_in_a_function_are_declined() -> None:
-    """keepdims taken from the caller cannot be read as a value: the site is left alone."""
+def test_attribute_references_in_a_function_are_read_once_inlined() -> None:
+    """keepdims taken from the caller cannot be read as a value inside the function: the
+    function is inlined (each call binds it, t266), and the site folded."""
     text = f"""
         <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
         agraph (float[2, 4] x) => (float[2, 3] y) {{
@@ -1100,10 +1101,10 @@ def test_attribute_references_in_a_function_are_declined() -> None:
     """
     model = onnx_model(text)
     folded, report = fold_onnx(model)
-    assert report.folded == 0 and "attribute from the function's caller" in (
-        report.sites[0].reason or ""
-    )
-    assert folded.SerializeToString() == model.SerializeToString()
+    assert report.folded == 1 and report.inlined == ["local::WnLinear"]
+    assert [n.op_type for n in folded.graph.node] == ["Gemm"] and not folded.functions
+    feeds = {"x": rand(2, 4)}
+    assert_close(run(folded, feeds), run(model, feeds))
 
 
 def test_flatten_with_a_negative_axis_after_the_product() -> None:

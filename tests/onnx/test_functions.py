@@ -474,3 +474,101 @@ def test_every_function_on_a_weight_s_way_is_inlined(text: str) -> None:
     assert len(report.inlined) == 2 and report.cones_folded == 1
     assert [n.op_type for n in folded.graph.node] == ["Gemm"] and not folded.functions
     _outputs_equal(folded, model)
+
+
+LAID_OUT = """
+    <domain: "local", opset_import: ["" : 17]>
+    Lin (x, w) => (y) {
+        wt = Transpose(w)
+        y = MatMul(x, wt)
+    }
+"""
+# (main graph and functions, functions) -> the functions a fold inlines; t266
+FOUND = {
+    # a call that takes a value fed at run time too returns the weight, from its constant
+    # input alone: its outputs were constant only where all its inputs were
+    "a call returns it beside an activation": (
+        """
+        agraph (float[2, 4] x) => (float[2, 3] y) {
+            y = local.Net(x, w)
+        }
+        <domain: "local", opset_import: ["" : 17, "local" : 1]>
+        Net (x, w) => (y) {
+            h, wt = local.Prep(x, w)
+            y = MatMul(h, wt)
+        }
+        <domain: "local", opset_import: ["" : 17]>
+        Prep (x, w) => (h, wt) {
+            h = Relu(x)
+            wt = Transpose(w)
+        }
+        """,
+        ["local::Net", "local::Prep"],
+    ),
+    # the weight is the call's attribute, which the function's Constant refers to: known
+    # only once inlined
+    "a Constant refers to the call's attribute": (
+        """
+        agraph (float[2, 4] x) => (float[2, 3] y) {
+            y = local.Lin <W: tensor = float[3, 4] {1,2,3,4,5,6,7,8,9,10,11,12}> (x)
+        }
+        <domain: "local", opset_import: ["" : 17]>
+        Lin <W> (x) => (y) {
+            w = Constant <value: tensor = @W> ()
+            wt = Transpose(w)
+            y = MatMul(x, wt)
+        }
+        """,
+        ["local::Lin"],
+    ),
+    # a function nothing calls calls Lin with its own input: not a call the model makes
+    "a function nothing calls calls it too": (
+        """
+        agraph (float[2, 4] x) => (float[2, 3] y) {
+            y = local.Lin(x, w)
+        }
+        <domain: "local", opset_import: ["" : 17, "local" : 1]>
+        Dead (x, v) => (y) {
+            y = local.Lin(x, v)
+        }
+        """
+        + LAID_OUT,
+        ["local::Lin"],
+    ),
+    # a function's random draw added to the weight: no constant, neither function inlined
+    # (they were, said to "compute weights ... from constants"), only the scaled one
+    "a random function beside a scaled one": (
+        """
+        agraph (float[2, 4] x) => (float[2, 3] y, float[2, 3] z) {
+            n = local.Noise()
+            s = Add(w, n)
+            y = local.Noisy(x, s)
+            h = local.Scale(w)
+            z = local.Lin(x, h)
+        }
+        <domain: "local", opset_import: ["" : 17]>
+        Noise () => (n) {
+            n = RandomNormal <shape = [3, 4], seed = 1.0> ()
+        }
+        <domain: "local", opset_import: ["" : 17]>
+        Scale (w) => (s) {
+        """
+        + HALVED
+        + "}\n"
+        + LAID_OUT
+        + LAID_OUT.replace("Lin (", "Noisy ("),
+        ["local::Lin", "local::Scale"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("text", "inlined"), FOUND.values(), ids=FOUND.keys())
+def test_the_functions_on_a_weight_s_way_are_found(text: str, inlined: list[str]) -> None:
+    """``inspect --strict`` passed each and the fold changed nothing, or inlined more than
+    the weight's way (t266)."""
+    model = onnx_model(f"{HEADER}\n{text}", None, True, w=rand(3, 4))
+    assert inspect_onnx(model).remaining >= 1
+    folded, report = fold_onnx(model)
+    assert sorted(report.inlined) == inlined
+    assert inspect_onnx(folded).remaining == 0
+    assert "Transpose" not in {n.op_type for n in folded.graph.node}  # the noisy one's stays

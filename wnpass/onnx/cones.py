@@ -610,7 +610,9 @@ def shared_computed(
         ]
         if shared and folds(cone):
             for value, node in shared:
-                found.setdefault(value, (cone.graph, node))
+                # the scope computing it: an enclosing graph's for a cone in a body that
+                # reads its value (it raised KeyError, t266)
+                found.setdefault(value, (defining_scope(value, cone.graph), node))
     graphs = dict.fromkeys(graph for graph, _ in found.values())
     order = {node: i for graph in graphs for i, node in enumerate(graph)}
     ordered = sorted(found.items(), key=lambda item: order[item[1][1]])

@@ -25,13 +25,19 @@ weight is no constant.
 from __future__ import annotations
 
 import logging
-from collections.abc import Set
+from collections.abc import Sequence, Set
 
 import onnx_ir as ir
 from onnx_ir.passes.common.inliner import InlinePass  # not the package: all its passes
 
 from wnpass.onnx.cones import WEIGHT_INPUTS
-from wnpass.onnx.graphs import draws_randomly, enclosing_scope, function_name, graphs_of
+from wnpass.onnx.graphs import (
+    draws_randomly,
+    enclosing_scope,
+    function_name,
+    graphs_of,
+    subgraphs_of,
+)
 from wnpass.onnx.match import behind_layout, find_sites, is_constant_cone, seed_source
 
 __all__ = ["inline_functions", "weight_functions"]
@@ -173,40 +179,125 @@ class _Calls:
         }
         self._known: dict[tuple[_Id, int], set[_Id] | None] = {}
         self.model, self.functions = model, model.functions
+        # each function's nodes (its bodies' too): the function holding one
+        # the calls in what the model runs (:meth:`constants` finds them)
+        self.run_calls: dict[_Id, list[ir.Node]] = self.calls
+        self.owner: dict[ir.Node, ir.Function] = {
+            node: function
+            for function in model.functions.values()
+            for node in ir.traversal.RecursiveGraphIterator(function)
+        }
+
+    def _run_order(self) -> tuple[list[ir.Function], dict[_Id, list[ir.Node]]]:
+        """The functions the model runs (called from its graph, or from one it runs), each
+        after every function calling it, and each one's calls among those it runs; a function
+        in a cycle of calls is not in the order (nothing of it is known constant)."""
+        scopes: dict[_Id | None, list[ir.Graph | ir.Function]] = {None: [self.model.graph]}
+        scopes[None] += list(subgraphs_of(self.model.graph))
+        for key, function in self.functions.items():
+            scopes[key] = [function, *subgraphs_of(function)]
+        callers: dict[_Id, set[_Id | None]] = {}
+        calls: dict[_Id, list[ir.Node]] = {}
+        reached: set[_Id] = set()
+        stack: list[_Id | None] = [None]
+        while stack:
+            scope = stack.pop()
+            for graph in scopes[scope]:
+                for node in graph:
+                    key = (node.domain, node.op_type, node.overload)
+                    if key in self.functions:
+                        callers.setdefault(key, set()).add(scope)
+                        calls.setdefault(key, []).append(node)
+                        if key not in reached:
+                            reached.add(key)
+                            stack.append(key)
+        order: list[ir.Function] = []
+        done: set[_Id | None] = {None}
+        waiting = [key for key in self.functions if key in reached]
+        while True:
+            ready = [key for key in waiting if callers[key] - {key} <= done and key not in done]
+            if not ready:
+                return order, calls
+            for key in ready:
+                done.add(key)
+                order.append(self.functions[key])
+            waiting = [key for key in waiting if key not in done]
 
     def constants(self) -> set[ir.Value]:
-        """Every value of the model's graphs, bodies and functions computed from constants
-        alone: initializers (not one a graph input overrides), ``Constant`` nodes, the inputs
-        of a function that every call passes such a value, and what ops that draw no random
-        number (and hold no body) compute from those; found to a fixed point over the
-        functions' inputs (one pass per level of calls)."""
-        scopes = list(graphs_of(self.model))
-        inputs: set[ir.Value] = set()
-        while True:
-            constant: set[ir.Value] = set(inputs)
-            for scope in scopes:  # a body after the graph holding it: it reads those values
-                if isinstance(scope, ir.Graph):
-                    constant.update(
-                        v for v in scope.initializers.values() if not v.is_graph_input()
-                    )
-                for node in scope:
-                    if (
-                        not draws_randomly(node)
-                        and not any(a.type in _GRAPHS for a in node.attributes.values())
-                        and all(v is None or v in constant for v in node.inputs)
-                    ):
-                        constant.update(node.outputs)
-            found = {
-                value
-                for value, (function, index) in self.inputs.items()
-                if (called := self.calls.get(function.identifier()))
-                and all(
+        """Every value the model computes from constants alone, in its graph, bodies and the
+        functions it runs: initializers (not one a graph input overrides), ``Constant``
+        nodes, a function's inputs that every call passes such a value, and what ops that
+        draw no random number and hold no body compute from those; a call's output where the
+        arguments that output is computed from (:meth:`_reads`) are. One pass, callers first."""
+        order, calls = self._run_order()
+        self.run_calls = calls
+        reads = self._reads(order)
+        constant: set[ir.Value] = set()
+
+        def scan(graph: ir.Graph | ir.Function) -> None:
+            if isinstance(graph, ir.Graph):
+                constant.update(v for v in graph.initializers.values() if not v.is_graph_input())
+            for node in graph:
+                key = (node.domain, node.op_type, node.overload)
+                if key in self.functions:
+                    for output, read in zip(node.outputs, reads.get(key, []), strict=False):
+                        if read is not None and all(
+                            i < len(node.inputs) and node.inputs[i] in constant for i in read
+                        ):
+                            constant.add(output)
+                elif (
+                    not draws_randomly(node)
+                    and not any(a.type in _GRAPHS for a in node.attributes.values())
+                    and all(v is None or v in constant for v in node.inputs)
+                ):
+                    constant.update(node.outputs)
+
+        main: list[ir.Graph | ir.Function] = [self.model.graph, *subgraphs_of(self.model.graph)]
+        for graph in main:
+            scan(graph)
+        for function in order:
+            called = calls.get(function.identifier(), [])
+            for index, value in enumerate(function.inputs):
+                if called and all(
                     index < len(call.inputs) and call.inputs[index] in constant for call in called
-                )
-            }
-            if found <= inputs:
-                return constant
-            inputs |= found
+                ):
+                    constant.add(value)
+            bodies: list[ir.Graph | ir.Function] = [function, *subgraphs_of(function)]
+            for body in bodies:
+                scan(body)
+        return constant
+
+    def _reads(self, order: list[ir.Function]) -> dict[_Id, list[frozenset[int] | None]]:
+        """Per function, per output: the inputs (by position) it is computed from, through
+        any op and call; None where a random draw or a body goes into it (no constant)."""
+        reads: dict[_Id, list[frozenset[int] | None]] = {}
+        for function in reversed(order):  # callees first
+            reads[function.identifier()] = self._read_by(function, reads)
+        return reads
+
+    def _read_by(
+        self, function: ir.Function, reads: dict[_Id, list[frozenset[int] | None]]
+    ) -> list[frozenset[int] | None]:
+        """:meth:`_reads` of one function, its callees' known."""
+        made: dict[ir.Value, frozenset[int] | None] = {
+            value: frozenset({i}) for i, value in enumerate(function.inputs)
+        }
+
+        def joined(sets: Sequence[frozenset[int] | None]) -> frozenset[int] | None:
+            return None if None in sets else frozenset(i for read in sets if read for i in read)
+
+        for node in function:
+            key = (node.domain, node.op_type, node.overload)
+            inputs = [frozenset() if v is None else made.get(v, frozenset()) for v in node.inputs]
+            if key in self.functions:
+                for output, read in zip(node.outputs, reads.get(key, []), strict=False):
+                    made[output] = None if read is None else joined([inputs[i] for i in read])
+                continue
+            unknown = draws_randomly(node) or any(
+                a.type in _GRAPHS for a in node.attributes.values()
+            )
+            made.update(dict.fromkeys(node.outputs, None if unknown else joined(inputs)))
+        return [made.get(value, frozenset()) for value in function.outputs]
 
     def way(self, value: ir.Value) -> set[_Id]:
         """The local functions whose nodes compute the weight ``value``, a value computed from
@@ -230,7 +321,7 @@ class _Calls:
                     continue  # an initializer
                 function, index = self.inputs[current]
                 # inside a call: that call's argument; else every call's, in its caller
-                called = [context[-1]] if context else self.calls.get(function.identifier(), [])
+                called = [context[-1]] if context else self.run_calls.get(function.identifier(), [])
                 if not context:
                     needed.add(function.identifier())
                 for call in called:
@@ -239,6 +330,9 @@ class _Calls:
                         stack.append((argument, context[:-1]))
                 continue
             computed = True
+            if any(a.is_ref() for a in node.attributes.values()):
+                # a value its caller gives (``Constant <value = @W>``): known once inlined
+                needed.add(self.owner[node].identifier())
             key = (node.domain, node.op_type, node.overload)
             callee = self.functions.get(key)
             if callee is not None and node not in context:
