@@ -179,9 +179,9 @@ class _Calls:
         }
         self._known: dict[tuple[_Id, int], set[_Id] | None] = {}
         self.model, self.functions = model, model.functions
-        # each function's nodes (its bodies' too): the function holding one
         # the calls in what the model runs (:meth:`constants` finds them)
         self.run_calls: dict[_Id, list[ir.Node]] = self.calls
+        # each function's nodes (its bodies' too): the function holding one
         self.owner: dict[ir.Node, ir.Function] = {
             node: function
             for function in model.functions.values()
@@ -330,9 +330,10 @@ class _Calls:
                         stack.append((argument, context[:-1]))
                 continue
             computed = True
-            if any(a.is_ref() for a in node.attributes.values()):
+            owner = self.owner.get(node)
+            if owner is not None and any(a.is_ref() for a in node.attributes.values()):
                 # a value its caller gives (``Constant <value = @W>``): known once inlined
-                needed.add(self.owner[node].identifier())
+                needed.add(owner.identifier())
             key = (node.domain, node.op_type, node.overload)
             callee = self.functions.get(key)
             if callee is not None and node not in context:
