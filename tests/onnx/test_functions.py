@@ -505,6 +505,29 @@ FOUND = {
         """,
         ["local::Net", "local::Prep"],
     ),
+    # a call leaving out an optional input the output reads (Clip's bound): an absent input
+    # is constant, as for any op (t267: IndexError nested, inspect --strict 0 in the main graph)
+    **{
+        f"an optional input {how}": (
+            f"""
+            agraph (float[2, 4] x) => (float[2, 3] y) {{
+                y = local.Net(x, w)
+            }}
+            <domain: "local", opset_import: ["" : 17, "local" : 1]>
+            Net (x, w) => (y) {{
+                wt = local.Prep({arguments})
+                y = MatMul(x, wt)
+            }}
+            <domain: "local", opset_import: ["" : 17]>
+            Prep (w, lo) => (wt) {{
+                t = Transpose(w)
+                wt = Clip(t, lo)
+            }}
+            """,
+            ["local::Net", "local::Prep"],
+        )
+        for how, arguments in (("left out", "w"), ("given empty", 'w, ""'))
+    },
     # the weight is the call's attribute, which the function's Constant refers to: known
     # only once inlined
     "a Constant refers to the call's attribute": (

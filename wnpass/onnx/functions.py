@@ -234,6 +234,10 @@ class _Calls:
         reads = self._reads(order)
         constant: set[ir.Value] = set()
 
+        def given(call: ir.Node, index: int) -> bool:  # an optional input left out: constant
+            argument = call.inputs[index] if index < len(call.inputs) else None
+            return argument is None or argument in constant
+
         def scan(graph: ir.Graph | ir.Function) -> None:
             if isinstance(graph, ir.Graph):
                 constant.update(v for v in graph.initializers.values() if not v.is_graph_input())
@@ -241,9 +245,7 @@ class _Calls:
                 key = (node.domain, node.op_type, node.overload)
                 if key in self.functions:
                     for output, read in zip(node.outputs, reads.get(key, []), strict=False):
-                        if read is not None and all(
-                            i < len(node.inputs) and node.inputs[i] in constant for i in read
-                        ):
+                        if read is not None and all(given(node, i) for i in read):
                             constant.add(output)
                 elif (
                     not draws_randomly(node)
@@ -258,9 +260,7 @@ class _Calls:
         for function in order:
             called = calls.get(function.identifier(), [])
             for index, value in enumerate(function.inputs):
-                if called and all(
-                    index < len(call.inputs) and call.inputs[index] in constant for call in called
-                ):
+                if called and all(given(call, index) for call in called):
                     constant.add(value)
             bodies: list[ir.Graph | ir.Function] = [function, *subgraphs_of(function)]
             for body in bodies:
@@ -291,7 +291,8 @@ class _Calls:
             inputs = [frozenset() if v is None else made.get(v, frozenset()) for v in node.inputs]
             if key in self.functions:
                 for output, read in zip(node.outputs, reads.get(key, []), strict=False):
-                    made[output] = None if read is None else joined([inputs[i] for i in read])
+                    given = [inputs[i] for i in read or () if i < len(inputs)]
+                    made[output] = None if read is None else joined(given)
                 continue
             unknown = draws_randomly(node) or any(
                 a.type in _GRAPHS for a in node.attributes.values()
