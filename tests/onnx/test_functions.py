@@ -425,12 +425,6 @@ def test_a_cycle_of_calls_is_walked_once() -> None:
     assert weight_functions(ir.from_proto(model)) == []
 
 
-LIN_DOMAIN = """
-    <domain: "local", opset_import: ["" : 17]>
-    Lin (x, w) => (y) {
-        y = Gemm <transB = 1> (x, w)
-    }
-"""
 HALVED = """
     half = Constant <value = float {0.5}> ()
     s = Mul(w, half)
@@ -468,7 +462,7 @@ def test_every_function_on_a_weight_s_way_is_inlined(text: str) -> None:
     the main graph's: the caller's arithmetic on its input was not followed, nor a sibling
     function's output passed on by the main graph; ``inspect --strict`` passed both and the
     fold changed nothing (t264)."""
-    model = _called(text, LIN_DOMAIN, w=rand(3, 4))
+    model = _called(text, LIN, w=rand(3, 4))
     assert inspect_onnx(model).remaining == 1
     folded, report = fold_onnx(model)
     assert len(report.inlined) == 2 and report.cones_folded == 1
