@@ -522,6 +522,22 @@ FOUND = {
         )
         for how, arguments in (("left out", "w"), ("given empty", 'w, ""'))
     },
+    # a call leaving an output unnamed: the inliner left its node with no output, an invalid
+    # model, and the fold ended with exit 3 (t268)
+    "a call leaves an output unnamed": (
+        """
+        agraph (float[2, 4] x) => (float[2, 3] y) {
+            wt, "" = local.G(w)
+            y = MatMul(x, wt)
+        }
+        <domain: "local", opset_import: ["" : 17]>
+        G (w) => (wt, e) {
+            wt = Transpose(w)
+            e = Neg(w)
+        }
+        """,
+        ["local::G"],
+    ),
     # the weight is the call's attribute, which the function's Constant refers to: known
     # only once inlined
     "a Constant refers to the call's attribute": (

@@ -30,6 +30,7 @@ from collections.abc import Sequence, Set
 import onnx_ir as ir
 from onnx_ir.passes.common.inliner import InlinePass  # not the package: all its passes
 
+from wnpass.onnx import naming
 from wnpass.onnx.cones import WEIGHT_INPUTS
 from wnpass.onnx.graphs import (
     draws_randomly,
@@ -78,10 +79,24 @@ def inline_functions(model: ir.Model, chosen: Set[_Id]) -> list[str]:
     if (problem := _not_inlinable(model, functions, inline)) is not None:
         logger.warning("not inlining the local functions that compute weights: %s", problem)
         return []
+    _name_left_out_outputs(model, chosen)
     inline(model)
     names = [function_name(function) for function in functions]
     logger.info("inlined local functions that compute weights from their inputs: %s", names)
     return names
+
+
+def _name_left_out_outputs(model: ir.Model, chosen: Set[_Id]) -> None:
+    """Name each output that a call of a function to inline leaves unnamed (``wt, "" =
+    G(w)``): onnx-ir's inliner leaves the node computing it with no output, a model that is
+    no valid ONNX (t268). The node then computes a value nothing reads, as the call did."""
+    taken = naming.taken_names(model)
+    for graph in graphs_of(model):
+        for node in graph:
+            if (node.domain, node.op_type, node.overload) in chosen:
+                for value in node.outputs:
+                    if not value.name:
+                        value.name = naming.unique(f"{node.op_type}_unused", taken)
 
 
 def _not_inlinable(model: ir.Model, functions: list[ir.Function], inline: InlinePass) -> str | None:
