@@ -13,13 +13,15 @@ ops and arithmetic on it that a layer reads as a weight (a weight input of
 :data:`~wnpass.onnx.cones.WEIGHT_INPUTS`), and every call
 of it passes a constant there: an initializer or a value computed from constants, or an input
 of another function whose every call does (``Net(x, v, g)`` calling ``WNLinear(x, v, g)``),
-which is inlined with it. A weight a layer reads that is computed from constants in several
-scopes (t263, t264) has every function on its way inlined: where a layer in a function reads
-its input, the callers computing it at every call (``F.normalize(W)``), and the functions
-whose output it is (``Scale(W)``), found by following the values computed from constants
-(:meth:`_Calls.constants`) across calls. Every other function stays as it is, and so does a
-function called with a value fed at run time there (a filter its caller computes), whose
-weight is no constant.
+which is inlined with it. A weight a layer reads that is computed from constants, by ops of
+any kind (no random draw), in several scopes (t263, t264, t266) has every function on its way
+inlined: where a layer in a function reads its input, the callers computing it at every call
+(``F.normalize(W)``), the functions whose output it is (``Scale(W)``), and a function whose
+node on the way takes an attribute of its call (``Constant <value = @W>``), found by following
+the values computed from constants (:meth:`_Calls.constants`) across calls. Every other
+function stays as it is, and so does a function called with a value fed at run time there (a
+filter its caller computes), whose weight is no constant. Inlining is kept only where the
+folded model runs fewer nodes (``FoldWeightNormPass``).
 """
 
 from __future__ import annotations
