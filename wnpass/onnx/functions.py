@@ -41,7 +41,7 @@ from wnpass.onnx.graphs import (
     graphs_of,
     subgraphs_of,
 )
-from wnpass.onnx.match import behind_layout, find_sites, is_constant_cone, seed_source
+from wnpass.onnx.match import behind_layout, find_sites, seed_source
 
 __all__ = ["inline_functions", "weight_functions"]
 
@@ -58,14 +58,15 @@ def weight_functions(model: ir.Model, *, cones: bool = True) -> list[ir.Function
         return []
     chosen: set[_Id] = set()
     calls = _Calls(model)
+    constant = calls.constants()
     gains = _gain_inputs(model)
     for function in model.functions.values():
         for index in [*_norm_inputs(function), *gains.get(function.identifier(), [])]:
-            passed = calls.constant_everywhere(function, index)
-            if passed is not None:
-                chosen |= {function.identifier(), *passed}
+            # a site's v or g: the function, and those on the way of what its calls pass
+            if (value := function.inputs[index]) in constant:
+                chosen |= calls.way(value, computed=True)
     if cones:
-        chosen |= _cone_functions(model, calls)
+        chosen |= _cone_functions(model, calls, constant)
     return [f for f in model.functions.values() if f.identifier() in chosen]
 
 
@@ -143,12 +144,12 @@ def _norm_inputs(function: ir.Function) -> list[int]:
     return list(found)
 
 
-def _cone_functions(model: ir.Model, calls: _Calls) -> set[_Id]:
+def _cone_functions(model: ir.Model, calls: _Calls, constant: Set[ir.Value]) -> set[_Id]:
     """The functions to inline so that each weight a layer reads (a weight input of
     :data:`~wnpass.onnx.cones.WEIGHT_INPUTS`) that is computed from constants, whatever scopes
     it is computed in, is computed in one: every function on its way (:meth:`_Calls.way`).
-    A layer reading its function's input that every call passes an initializer needs none."""
-    constant = calls.constants()
+    A layer reading its function's input that every call passes an initializer needs none;
+    ``constant``: :meth:`_Calls.constants`."""
     found: set[_Id] = set()
     for scope in graphs_of(model):
         for node in scope:
@@ -178,26 +179,19 @@ def _gain_inputs(model: ir.Model) -> dict[_Id, list[int]]:
 
 
 class _Calls:
-    """Every call of each local function, in every graph, body and function, and whether a
-    function's input is passed a constant at all of them."""
+    """Every call of each local function, in every graph, body and function; the values computed
+    from constants, and the functions on a weight's way."""
 
     def __init__(self, model: ir.Model) -> None:
-        self.calls: dict[_Id, list[ir.Node]] = {}
-        for graph in graphs_of(model):
-            for node in graph:
-                key = (node.domain, node.op_type, node.overload)
-                if key in model.functions:
-                    self.calls.setdefault(key, []).append(node)
+        self.model, self.functions = model, model.functions
+        # the functions the model runs, callers first, and each one's calls the model runs
+        self.order, self.calls = self._run_order()
         # each function's input: the function, and its position
         self.inputs: dict[ir.Value, tuple[ir.Function, int]] = {
             value: (function, i)
             for function in model.functions.values()
             for i, value in enumerate(function.inputs)
         }
-        self._known: dict[tuple[_Id, int], set[_Id] | None] = {}
-        self.model, self.functions = model, model.functions
-        # the calls in what the model runs (:meth:`constants` finds them)
-        self.run_calls: dict[_Id, list[ir.Node]] = self.calls
         # each function's nodes (its bodies' too): the function holding one
         self.owner: dict[ir.Node, ir.Function] = {
             node: function
@@ -246,8 +240,7 @@ class _Calls:
         nodes, a function's inputs that every call passes such a value, and what ops that
         draw no random number and hold no body compute from those; a call's output where the
         arguments that output is computed from (:meth:`_reads`) are. One pass, callers first."""
-        order, calls = self._run_order()
-        self.run_calls = calls
+        order, calls = self.order, self.calls
         reads = self._reads(order)
         constant: set[ir.Value] = set()
 
@@ -317,15 +310,16 @@ class _Calls:
             made.update(dict.fromkeys(node.outputs, None if unknown else joined(inputs)))
         return [made.get(value, frozenset()) for value in function.outputs]
 
-    def way(self, value: ir.Value) -> set[_Id]:
+    def way(self, value: ir.Value, *, computed: bool = False) -> set[_Id]:
         """The local functions whose nodes compute the weight ``value``, a value computed from
         constants (:meth:`constants`): those its cone calls (a caller's ``Gemm`` reading what
         ``Scale(W)`` computes), and those whose inputs it reaches, with what computes their
         arguments at every call (a function's ``Gemm`` reading ``F.normalize(W)`` its
         caller, a function too, computes); none where nothing is computed on its way (a
-        layer reading its function's input, which every call passes an initializer)."""
+        layer reading its function's input, which every call passes an initializer), unless
+        ``computed`` (a norm of it inside the function: the function is needed whatever its
+        calls pass)."""
         needed: set[_Id] = set()
-        computed = False
         stack: list[tuple[ir.Value, tuple[ir.Node, ...]]] = [(value, ())]
         seen: set[tuple[ir.Value, tuple[ir.Node, ...]]] = set()
         while stack:
@@ -339,7 +333,7 @@ class _Calls:
                     continue  # an initializer
                 function, index = self.inputs[current]
                 # inside a call: that call's argument; else every call's, in its caller
-                called = [context[-1]] if context else self.run_calls.get(function.identifier(), [])
+                called = [context[-1]] if context else self.calls.get(function.identifier(), [])
                 if not context:
                     needed.add(function.identifier())
                 for call in called:
@@ -361,38 +355,3 @@ class _Calls:
             else:
                 stack.extend((v, context) for v in node.inputs if v is not None)
         return needed if computed else set()
-
-    def constant_everywhere(self, function: ir.Function, index: int) -> set[_Id] | None:
-        """The functions whose inputs pass the constants on, where every call of ``function``
-        passes a constant as input ``index`` (empty: all from constants of their own graphs);
-        None where some call passes something else, or there is no call."""
-        key = (function.identifier(), index)
-        if key in self._known:
-            return self._known[key]
-        self._known[key] = None  # a cycle of calls is no constant
-        via: set[_Id] | None = set()
-        calls = self.calls.get(function.identifier(), [])
-        for call in calls:
-            argument = call.inputs[index] if index < len(call.inputs) else None
-            passed = self._constant(argument)
-            if passed is None:
-                via = None
-                break
-            assert via is not None
-            via |= passed
-        self._known[key] = via if calls else None
-        return self._known[key]
-
-    def _constant(self, argument: ir.Value | None) -> set[_Id] | None:
-        """Which functions pass ``argument`` on as a constant (empty: a constant of its own
-        graph); None where it is none."""
-        if argument is None:
-            return None
-        if is_constant_cone(argument):
-            return set()
-        source = behind_layout(argument)
-        if source is None or source not in self.inputs:
-            return None
-        outer, index = self.inputs[source]
-        passed = self.constant_everywhere(outer, index)
-        return None if passed is None else {outer.identifier(), *passed}
