@@ -817,49 +817,120 @@ def test_an_embedding_with_a_sparse_gradient_is_left_alone(tracer: str) -> None:
 class _CondConv(nn.Module):
     """timm's CondConv2d: per-sample kernels mixed from E experts' stacked weights,
     ``routing @ W`` read by a grouped conv through ``how`` (a view, one sample's kernels, an
-    unbind, a scaling); its bias mixed likewise; a plain conv after."""
+    unbind, a scaling, added to a static kernel, computed as ``(W.t() @ routing.t()).t()``);
+    its bias mixed likewise; a plain conv after."""
 
     def __init__(self, how: str, experts: int = 3) -> None:
         super().__init__()
         self.how = how
         self.weight = nn.Parameter(torch.randn(experts, 4 * 2 * 3 * 3))
         self.bias = nn.Parameter(torch.randn(experts, 4))
+        self.base = nn.Parameter(torch.randn(4, 2, 3, 3))
         self.route = nn.Linear(2, experts)
         self.plain = nn.Conv2d(4, 4, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
         routing = torch.sigmoid(self.route(x.mean((2, 3))))
-        mixed = torch.matmul(routing, self.weight)
+        if self.how == "left":
+            mixed = (self.weight.t() @ routing.t()).t()
+        else:
+            mixed = torch.matmul(routing, self.weight)
         bias = torch.matmul(routing, self.bias)
-        if self.how in ("view", "scaled"):
-            kernels = mixed.view(batch * 4, 2, 3, 3) * (0.5 if self.how == "scaled" else 1)
+        if self.how in ("view", "scaled", "left"):
+            kernels = mixed.reshape(batch * 4, 2, 3, 3) * (0.5 if self.how == "scaled" else 1)
             flat = x.reshape(1, batch * 2, *x.shape[2:])
             out = F.conv2d(flat, kernels, bias.view(batch * 4), groups=batch)
             out = out.view(batch, 4, *out.shape[2:])
         else:
             each = mixed.unbind(0) if self.how == "unbind" else [mixed[i] for i in range(batch)]
-            out = torch.cat(
-                [F.conv2d(x[i : i + 1], k.view(4, 2, 3, 3), bias[i]) for i, k in enumerate(each)]
-            )
+            convs = [
+                F.conv2d(x[i : i + 1], self._kernel(k.view(4, 2, 3, 3)), bias[i])
+                for i, k in enumerate(each)
+            ]
+            out = torch.cat(convs)
         return self.plain(out)
 
+    def _kernel(self, mixed: torch.Tensor) -> torch.Tensor:
+        return self.base + mixed if self.how == "based" else mixed
 
-@pytest.mark.parametrize("how", ["view", "scaled", "unbind", "indexed"])
-def test_experts_mixed_into_a_layer_s_weight_are_no_units_of_it(how: str) -> None:
+
+@pytest.mark.parametrize("batch", [2, 18])
+@pytest.mark.parametrize("how", ["view", "scaled", "unbind", "indexed", "based", "left"])
+def test_experts_mixed_into_a_layer_s_weight_are_no_units_of_it(how: str, batch: int) -> None:
     """CondConv's stacked expert weights were weight-normed at axis 1 of ``routing @ W``: one
     unit per kernel element across the experts, no filter normalized (t261), also where one
     sample's kernels are taken, unbound or scaled first (t265). What a layer op computes
     from a weight and another layer reads as its weight, with the units' axis split across
     that weight's axes, is mixed into it: skipped, saying so. Its bias (a unit per output
-    channel), the router and the plain conv after are ordinary layers."""
-    sites = _observed(_CondConv(how), (torch.randn(2, 2, 5, 5),))
+    channel), the router and the plain conv after are ordinary layers.
+
+    t270: the test compared the size of the units' axis (72) with the kernels' shape, which
+    a batch of 18 makes ``[72, 2, 3, 3]``: weight-normed at axis 1; so did a routed kernel
+    added to a static one (not followed through ``+``) and ``routing @ W`` computed with
+    ``W`` as the left operand (its units on the result's last axis, taken as the batch's)."""
+    sites = _observed(_CondConv(how), (torch.randn(batch, 2, 5, 5),))
     assert sites["weight"].status == "skipped"
-    assert "mixed into another layer's weight (matmul of it, then F.conv2d" in (
-        sites["weight"].reason or ""
+    assert (
+        "mixed into another layer's weight (matmul of it, then F.conv2d, its units split "
+        "across that weight's axes 0, 1, 2 and 3" in (sites["weight"].reason or "")
     )
     assert "mixed" not in (sites["bias"].reason or "")
     assert sites["route.weight"].axis == 0 and sites["plain.weight"].axis == 0
+
+
+class _Correlation(nn.Module):
+    """A siamese tracker's depthwise cross-correlation (pysot's ``xcorr_depthwise``): each
+    channel of the template's features is a kernel over that channel of the search image's,
+    the batch merged with the channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.template, self.search = nn.Conv2d(4, 4, 3), nn.Conv2d(4, 4, 3)
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        kernel, search = self.template(z), self.search(x)
+        batch, channels = kernel.shape[:2]
+        kernel = kernel.view(batch * channels, 1, *kernel.shape[2:])
+        flat = search.view(1, batch * channels, *search.shape[2:])
+        return F.conv2d(flat, kernel, groups=batch * channels)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_layer_s_units_merged_with_the_batch_into_a_kernel_s_filters_stay_whole(
+    batch: int,
+) -> None:
+    """t270: a siamese tracker's template conv, whose channels become one kernel each
+    (``[B * C, 1, h, w]``), was skipped as CondConv's experts at a batch of 2 (its units'
+    axis, 4, no axis of a weight of 8 rows) and weight-normed at a batch of 1: each of its
+    units is one filter of the correlation at any batch (merged with the batch, not split)."""
+    sites = _observed(_Correlation(), (torch.randn(batch, 4, 5, 5), torch.randn(batch, 4, 9, 9)))
+    assert (sites["template.weight"].status, sites["template.weight"].axis) == ("planned", 0)
+
+
+class _ConvLoRA(nn.Module):
+    """loralib's ConvLoRA: ``W + (B @ A).view(W.shape) * scaling`` with ``B`` of
+    ``[out * k, r]`` and ``A`` of ``[r, in * k]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 6, 3)
+        self.lora_a = nn.Parameter(torch.randn(2, 4 * 3))
+        self.lora_b = nn.Parameter(torch.randn(6 * 3, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        delta = (self.lora_b @ self.lora_a).view(self.conv.weight.shape) * 0.5
+        return F.conv2d(x, self.conv.weight + delta, self.conv.bias)
+
+
+def test_low_rank_factors_split_across_a_conv_kernel_s_axes_are_mixed() -> None:
+    """t270: loralib's ConvLoRA weight-normed ``A`` at axis 1 and ``B`` at axis 0 (the sum
+    with the conv's weight was not followed): ``B @ A`` of ``[18, 12]`` viewed as ``[6, 4, 3,
+    3]`` spreads each row of ``B`` over the kernels' output channels, input channels and
+    rows, and each column of ``A`` over the input channels, rows and columns: no filter."""
+    sites = _observed(_ConvLoRA(), (torch.randn(1, 4, 5, 5),))
+    assert "split across that weight's axes 0, 1 and 2" in str(sites["lora_b"].reason)
+    assert "split across that weight's axes 1, 2 and 3" in str(sites["lora_a"].reason)
 
 
 class _ReadAsWeights(nn.Module):

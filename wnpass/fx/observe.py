@@ -38,6 +38,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from wnpass.axes import DimPolicy, OpKind, contraction_equation, einsum_unit_axis, unit_axis
+from wnpass.fx import units
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.axes import READ_INTO_WRITTEN, RENORMED, SPARSE, Use, renormed_table, sparse_table
 from wnpass.fx.elements import Elements
@@ -162,12 +163,26 @@ _SLOTS = {
     **dict.fromkeys(tuple(_CONV_T), (1, "weight")),
     "bilinear": (2, "weight"),
 }
-# Ops through which such a tensor's elements are still the ones computed: views, selections
-# and splits of it (one sample's kernels, ``k[i]``, ``k.unbind(0)``), a scaling by one number
-_MIXED_VIEWS = _RESHAPE | _PERMUTES | _IDENTITY | _SLICE_KEEP | _SLICE_DROP | {"__getitem__"}
+# Matrix products: (position, keyword) of the left and right operand
+_PRODUCTS = {
+    **dict.fromkeys(("matmul", "__matmul__"), ((0, "input"), (1, "other"))),
+    "__rmatmul__": ((1, "other"), (0, "self")),
+    **dict.fromkeys(("mm", "bmm"), ((0, "input"), (1, "mat2"))),
+    "mv": ((0, "input"), (1, "vec")),
+    "addmm": ((1, "mat1"), (2, "mat2")),
+    **dict.fromkeys(("baddbmm", "addbmm"), ((1, "batch1"), (2, "batch2"))),
+    "addmv": ((1, "mat"), (2, "vec")),
+}
+# Ops through which such a tensor's elements are still the ones computed (:mod:`.units`):
+# views, selections and splits of it (one sample's kernels, ``k[i]``, ``k.unbind(0)``), and
+# broadcasting arithmetic with it (a scaling, LoRA's ``W + (B @ A).view(W.shape)``)
+_ARITHMETIC = {
+    "add", "__add__", "__radd__", "add_", "__iadd__", "sub", "subtract", "__sub__", "__rsub__",
+    "sub_", "__isub__", "mul_", "__imul__", "__rtruediv__", "div_", "__itruediv__",
+} | _SCALINGS  # fmt: skip
 MIXED = (
-    "mixed into another layer's weight ({op} of it, then {layer}, its units split across that "
-    "weight's axes: a conditional convolution's experts, CondConv's routing @ W)"
+    "mixed into another layer's weight ({op} of it, then {layer}, its units split across "
+    "that weight's axes {axes}: none of them one filter, as in CondConv's routing @ W)"
 )
 # Reductions: one whose result is one number is a statistic (a norm of a weight logged into a
 # Parameter, t259), holding none of the weight's elements; one over another axis holds them
@@ -468,9 +483,7 @@ class _Recorder(TorchFunctionMode):
         self.parameter_memory: Elements[int] = Elements({})
         # tensor -> the layer op that computed it from parameters, and those parameters
         # (``routing @ W``), which another layer may read as its weight (:data:`MIXED`)
-        self.mixed: dict[
-            int, tuple[weakref.ref[torch.Tensor], tuple[str, frozenset[str], int]]
-        ] = {}
+        self.mixed: dict[int, tuple[weakref.ref[torch.Tensor], tuple[str, units.Layout]]] = {}
 
     def origins(self, value: Any) -> tuple[_Origin, ...]:
         """The parameters ``value`` is (derived from); empty for any other value."""
@@ -497,7 +510,7 @@ class _Recorder(TorchFunctionMode):
         if name in _TEMPLATES:  # only its dtype, device or shape read: no use of it
             args, kwargs = _without_template(name, args, kwargs)
         if self.mixed:
-            self._mixing(name, args, kwargs, result)
+            self._mixing(func, name, args, kwargs, result)
         values = [*args, *kwargs.values()]
         tensors = [t for v in values for t in tensors_in(v)]
         found = [self.origins(t) for t in tensors]
@@ -518,14 +531,9 @@ class _Recorder(TorchFunctionMode):
                     for origin in self.origins(t):
                         self._use(origin, name, None, f"used by {name}: not followed")
             if name in _MIXING and isinstance(result, torch.Tensor) and result.dim() > 0:
-                # what it computes from those weights (one a layer may read as its weight),
-                # and the size of its units' axis
-                weights = frozenset(o.param for origins in found for o in origins)
-                units = result.shape[1 if name in _CONV | _CONV_T | {"convolution"} else -1]
-                self.mixed[id(result)] = (
-                    weakref.ref(result),
-                    (_LABELS.get(name, name), weights, int(units)),
-                )
+                # what it computes from those weights, which a layer may read as its weight
+                layout = units.of_result(result.shape, self._units(name, args, kwargs, found))
+                self.mixed[id(result)] = (weakref.ref(result), (_LABELS.get(name, name), layout))
         statistic = name in _STATISTICS and isinstance(result, torch.Tensor) and result.numel() == 1
         if name not in _LAYER_OPS and not statistic:  # what the result holds was read from
             # those parameters
@@ -535,30 +543,91 @@ class _Recorder(TorchFunctionMode):
         return result
 
     def _mixing(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any
-    ) -> None:
-        """Follow what a layer op computed from weights (:attr:`mixed`) through views of it; where
-        a layer reads it as its weight or bias, those weights are mixed into that layer's
-        (CondConv: ``F.conv2d(x, (routing @ W).view(...))``, t261): their units are none of its."""
-        followed = name in _MIXED_VIEWS or (name in _SCALINGS and len(args) == 2)
-        if followed and (entry := self._mixed(args[0] if args else None)) is not None:
-            if name in _SCALINGS and not _one_number(args[1]):
-                return
-            for tensor in tensors_in(result):
-                self.mixed[id(tensor)] = (weakref.ref(tensor), entry)
-        elif (slot := _SLOTS.get(name)) is not None:
-            position, keyword = slot
-            value = kwargs.get(keyword, args[position] if len(args) > position else None)
-            entry = self._mixed(value)
-            if entry is not None and entry[2] not in cast(torch.Tensor, value).shape:
-                # its units' axis is no axis of this weight (a kernel's elements, split
-                # across output and input channels): F.linear(q, k) or rows looked up keep it
-                op, weights, _ = entry
-                reason = MIXED.format(op=op, layer=_LABELS.get(name, f"F.{name}"))
-                for weight in sorted(weights):
-                    self._use(_Origin(weight, ()), op, None, reason)
+        self, func: Callable[..., Any], name: str, args: tuple[Any, ...],
+        kwargs: dict[str, Any], result: Any,
+    ) -> None:  # fmt: skip
+        """Follow what a layer op computed from weights (:attr:`mixed`) through views of it
+        and arithmetic with it; where a layer reads it as its weight with a weight's units
+        split across that weight's axes, that weight is mixed into it (CondConv:
+        ``F.conv2d(x, (routing @ W).view(...))``, t261): its units are none of the layer's."""
+        if (slot := _SLOTS.get(name)) is not None:
+            if (entry := self._mixed(_argument(args, kwargs, *slot))) is not None:
+                op, layout = entry
+                for weight, axes in units.spread(layout).items():
+                    if len(axes) > 1:  # a weight's units on several of this one's axes
+                        layer = _LABELS.get(name, f"F.{name}")
+                        reason = MIXED.format(op=op, layer=layer, axes=_listed(axes))
+                        self._use(_Origin(weight, ()), op, None, reason)
+            return
+        sources = [(t, e) for t in tensors_in(args[:2]) if (e := self._mixed(t)) is not None]
+        if not sources:
+            return
+        op, layout = sources[0][1]
+        for tensor in tensors_in(result):
+            try:
+                followed = self._followed(func, name, args, kwargs, sources, tensor)
+            except Exception as error:  # an op called in a way not followed: stop there
+                logger.debug("did not follow %s of a layer's output: %s", name, error)
+                followed = None
+            if followed is not None:
+                self.mixed[id(tensor)] = (weakref.ref(tensor), (op, followed))
 
-    def _mixed(self, value: Any) -> tuple[str, frozenset[str], int] | None:
+    def _followed(
+        self, func: Callable[..., Any], name: str, args: tuple[Any, ...],
+        kwargs: dict[str, Any], sources: list[tuple[torch.Tensor, tuple[str, units.Layout]]],
+        result: torch.Tensor,
+    ) -> units.Layout | None:  # fmt: skip
+        """The layout of ``result`` of op ``name`` whose operands ``sources`` a layer op
+        computed; None where ``name`` is no op it is followed through."""
+        source, (_, layout) = sources[0]
+        shape, rank = result.shape, source.dim()
+        if name in _ARITHMETIC:
+            operands = [(e[1], t.shape) for t, e in sources]
+            return (
+                units.elementwise(operands, shape) if source is args[0] or len(args) > 1 else None
+            )
+        if source is not args[0]:
+            return None
+        if name in _RESHAPE:
+            return units.reshaped(layout, shape)
+        if name in _PERMUTES:  # the order, from the same op on sizes that tell axes apart
+            probe = torch.empty(tuple(range(2, rank + 2)), device="meta")
+            order = func(probe, *args[1:], **kwargs).shape
+            return units.moved(layout, [n - 2 for n in order], shape)
+        if name in _IDENTITY | _SLICE_KEEP and result.dim() == rank:  # narrowed, if at all
+            return units.moved(layout, range(rank), shape)
+        if name in _SLICE_DROP:
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else 0) % rank
+            return units.moved(layout, [j for j in range(rank) if j != dim], shape)
+        if name == "__getitem__" and len(args) > 1:
+            return units.indexed(layout, args[1], shape)
+        return None
+
+    def _units(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        found: Sequence[tuple[_Origin, ...]],
+    ) -> list[tuple[str, int]]:  # fmt: skip
+        """The weights of layer op ``name`` and the axis of its result holding each one's
+        units: a layer's weight's (a convolution's channels, a linear's last axis, not its
+        bias), a matrix product's left operand's rows (``-2``) and right operand's columns
+        (``-1``); for the rest (einsum, an embedding), every weight's, the last."""
+        if (slot := _SLOTS.get(name)) is not None:
+            weight = _argument(args, kwargs, *slot)
+            axis = -1 if name in ("linear", "bilinear") else 1
+            return [(w, axis) for w in self._params(weight)]
+        if (operands := _PRODUCTS.get(name)) is None:
+            return [(o.param, -1) for origins in found for o in origins]
+        left, right = (_argument(args, kwargs, *operand) for operand in operands)
+        matrix = isinstance(right, torch.Tensor) and right.dim() > 1
+        pairs = [(w, -1) for w in self._params(right)] if matrix else []
+        if isinstance(left, torch.Tensor) and left.dim() > 1:
+            pairs += [(w, -2 if matrix else -1) for w in self._params(left)]
+        return pairs
+
+    def _params(self, value: Any) -> list[str]:
+        return [o.param for o in self.origins(value)]
+
+    def _mixed(self, value: Any) -> tuple[str, units.Layout] | None:
         if not isinstance(value, torch.Tensor):
             return None
         entry = self.mixed.get(id(value))
@@ -969,6 +1038,17 @@ def rnn_roles(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[
         (tensor, "bias" if has_biases and index % per_layer in (2, 3) else "linear")
         for index, tensor in enumerate(params)
     ]
+
+
+def _argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], position: int, keyword: str) -> Any:
+    """An op's argument, given by ``position`` or ``keyword``; None where left out."""
+    return kwargs.get(keyword, args[position] if len(args) > position else None)
+
+
+def _listed(axes: Sequence[int]) -> str:
+    """``0, 1 and 2``."""
+    words = [str(a) for a in axes]
+    return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else "".join(words)
 
 
 def _one_number(value: Any) -> bool:

@@ -1,0 +1,146 @@
+"""Where a layer's units go: each layout checked against the same op applied to tensors that
+hold, per element, the index of the unit it belongs to."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+import torch
+
+from wnpass.fx import units
+
+
+def _unit_index(shape: Sequence[int], axis: int) -> torch.Tensor:
+    """A tensor of ``shape`` whose every element is its index along ``axis``."""
+    view = [1] * len(shape)
+    view[axis] = shape[axis]
+    return torch.arange(shape[axis]).view(view).expand(*shape)
+
+
+def _varies(index: torch.Tensor) -> list[int]:
+    """The axes along which ``index`` changes: those a unit's elements are spread over."""
+    return [j for j in range(index.dim()) if (index != index.narrow(j, 0, 1)).any()]
+
+
+def _truth(
+    shape: Sequence[int], axes: dict[str, int], op: Callable[[torch.Tensor], Any]
+) -> dict[str, list[int]]:
+    found = {w: _varies(op(_unit_index(shape, a))) for w, a in axes.items()}
+    return {w: v for w, v in found.items() if v}
+
+
+def _shapes(count: int, seed: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """``count`` pairs of shapes with one number of elements: a random ``[2..4]``-axis shape
+    of small factors and a random regrouping of them."""
+    rng = random.Random(seed)
+    pairs: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    while len(pairs) < count:
+        factors = [rng.choice([1, 2, 2, 3, 3, 4, 5, 6]) for _ in range(rng.randint(2, 6))]
+        cuts = sorted(rng.sample(range(1, len(factors)), rng.randint(1, len(factors) - 1)))
+        source = [
+            int(torch.tensor(factors[a:b]).prod())
+            for a, b in itertools.pairwise([0, *cuts, len(factors)])
+        ]
+        target = list(factors)
+        rng.shuffle(target)  # reorder the factors: cuts anywhere, even or not
+        pairs.append((tuple(source), tuple(target)))
+    return pairs
+
+
+@pytest.mark.parametrize(("source", "target"), _shapes(150, 0))
+def test_a_reshape_spreads_each_unit_over_the_axes_its_elements_go_to(
+    source: tuple[int, ...], target: tuple[int, ...]
+) -> None:
+    """Over every axis a unit's elements reach after the reshape, and over no other where the
+    cuts are even; where a stretch is cut unevenly the axes it straddles may all be named
+    (the weights' units there are mixed either way)."""
+    axes = {f"w{j}": j for j in range(len(source))}
+    found = units.spread(units.reshaped(units.of_result(source, axes.items()), target) or ())
+    truth = _truth(source, axes, lambda t: t.reshape(target))
+    for weight, spread in truth.items():
+        assert set(spread) <= set(found[weight]), (weight, spread, found)
+    if all(t == 1 or s % t == 0 or t % s == 0 for s in source for t in target):
+        assert found == truth
+
+
+def test_a_cut_that_divides_neither_way_spreads_both_weights_over_both_axes() -> None:
+    """``[3, 4]`` viewed as ``[2, 6]``: each element's row and column both depend on both new
+    axes (the flat index ``4 r + c`` is ``6 i + j``)."""
+    layout = units.reshaped(units.of_result((3, 4), [("rows", 0), ("columns", 1)]), (2, 6))
+    assert units.spread(layout or ()) == {"rows": [0, 1], "columns": [0, 1]}
+
+
+def test_a_unit_merged_with_the_batch_stays_on_one_axis() -> None:
+    """A correlation's kernels: ``[B, C, h, w]`` viewed as ``[B * C, 1, h, w]``."""
+    layout = units.reshaped(units.of_result((2, 8, 5, 5), [("k", 1)]), (16, 1, 5, 5))
+    assert units.spread(layout or ()) == {"k": [0]}
+
+
+def test_a_reshape_to_another_count_is_not_followed() -> None:
+    assert units.reshaped(units.of_result((2, 6), [("w", 1)]), (4, 4)) is None
+
+
+INDICES: list[Any] = [
+    0,
+    -1,
+    (slice(None), 1),
+    (slice(1, 3), slice(None), None),
+    (Ellipsis, 0),
+    (None, Ellipsis, slice(None, None, 2)),
+    torch.tensor([2, 0, 2]),
+    (slice(None), torch.tensor([[1, 0], [3, 3]])),
+    [1, 0],
+    torch.tensor([True, False, True]),
+    (0, torch.tensor([1, 2])),
+]
+
+
+@pytest.mark.parametrize("index", INDICES, ids=[repr(i)[:30] for i in INDICES])
+def test_indexing_keeps_each_unit_on_the_axes_its_elements_go_to(index: Any) -> None:
+    shape = (3, 4, 5)
+    axes = {"a": 0, "b": 1, "c": 2}
+    result = torch.empty(shape)[index].shape
+    found = units.indexed(units.of_result(shape, axes.items()), index, result)
+    assert found is not None
+    assert units.spread(found) == _truth(shape, axes, lambda t: t[index])
+
+
+def test_indexing_with_several_index_tensors_is_not_followed() -> None:
+    """torch may move their axes to the front: not followed, rather than guessed."""
+    index = (torch.tensor([0, 1]), slice(None), torch.tensor([1, 2]))
+    result = torch.empty(3, 4, 5)[index].shape
+    assert units.indexed(units.of_result((3, 4, 5), [("w", 2)]), index, result) is None
+
+
+@pytest.mark.parametrize(
+    ("shapes", "result"),
+    [
+        (((4, 6), (4, 6)), (4, 6)),
+        (((6,), (4, 6)), (4, 6)),
+        (((4, 1), (4, 6)), (4, 6)),
+        (((2, 1, 6), (3, 1)), (2, 3, 6)),
+    ],
+)
+def test_broadcasting_arithmetic_keeps_each_operand_s_units_on_their_axes(
+    shapes: tuple[tuple[int, ...], ...], result: tuple[int, ...]
+) -> None:
+    """An axis of size 1 broadcast holds no unit; one of each operand's indexes both."""
+    layouts = [(units.of_result(shape, [(f"w{k}", -1)]), shape) for k, shape in enumerate(shapes)]
+    truth: dict[str, list[int]] = {}
+    for k, shape in enumerate(shapes):
+        if shape[-1] > 1:
+            truth[f"w{k}"] = _varies(_unit_index(shape, len(shape) - 1).expand(result))
+    assert units.spread(units.elementwise(layouts, result)) == truth
+
+
+def test_an_axis_moved_keeps_its_stretches_and_one_resized_is_one_stretch() -> None:
+    """A permutation moves an axis whole; a slice of one made of two stretches (``[B * C]``
+    narrowed) indexes what both did."""
+    layout = units.reshaped(units.of_result((2, 3, 4), [("c", 1)]), (6, 4)) or ()
+    moved = units.moved(layout, [1, 0], (4, 6))
+    assert units.spread(moved) == {"c": [1]} and moved[1] == layout[0]
+    assert units.moved(layout, [0, 1], (5, 4))[0] == ((5, frozenset({"c"})),)

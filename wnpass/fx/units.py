@@ -1,0 +1,185 @@
+"""Where a layer's units go in what it computes.
+
+A layer op's result holds each weight's units along one axis (``routing @ W``: the last; a
+convolution's: the channels). When the model reads that result, through views of it, as
+another layer's weight, the weight's units either stay on one axis of it (attention's keys
+in ``F.linear(q, k)``, a low-rank ``U @ V``, a correlation filter per channel merged with the
+batch) or are split across several (CondConv's ``(routing @ W).view(B * out, in, k, k)``:
+each unit one kernel element, no filter).
+
+A :data:`Layout` says this for a tensor: per axis, outer to inner, the stretches of it
+(:data:`Segment`) and the weights whose units each indexes. A reshape keeps the tensor's
+logical (row-major) order, so it regroups the stretches into the new axes (:func:`reshaped`);
+selections, splits, permutations and broadcasting arithmetic move whole axes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["Layout", "Segment", "elementwise", "indexed", "moved", "of_result", "reshaped"]
+__all__ += ["spread"]
+
+# A stretch of an axis: its size and the weights whose units it indexes
+Segment = tuple[int, frozenset[str]]
+Layout = tuple[tuple[Segment, ...], ...]
+_NONE: frozenset[str] = frozenset()
+
+
+def of_result(shape: Sequence[int], axes: Iterable[tuple[str, int]]) -> Layout:
+    """The layout of a layer op's result of ``shape`` whose axis ``a`` holds the units of
+    weight ``w``, for each ``(w, a)`` in ``axes``."""
+    at: dict[int, set[str]] = {}
+    for weight, axis in axes:
+        at.setdefault(axis % len(shape), set()).add(weight)
+    return tuple(((n, frozenset(at.get(j, ()))),) for j, n in enumerate(shape))
+
+
+def spread(layout: Layout) -> dict[str, list[int]]:
+    """Each weight, and the axes its units index (an axis of size 1 indexes none)."""
+    axes: dict[str, list[int]] = {}
+    for j, segments in enumerate(layout):
+        for weight in sorted({w for size, names in segments if size > 1 for w in names}):
+            axes.setdefault(weight, []).append(j)
+    return axes
+
+
+def reshaped(layout: Layout, shape: Sequence[int]) -> Layout | None:
+    """The layout after a reshape (view, flatten, squeeze, ...) to ``shape``; None where the
+    element counts differ (a view as another dtype).
+
+    A stretch of ``n`` at flat stride ``S`` (its element's digit ``f // S % n``) is spread
+    over an axis of ``m`` at stride ``T`` unless the axis lies wholly outside it with no
+    carry into it: ``T`` a multiple of ``S * n`` (a step of it moves the digit by whole
+    turns) or ``S`` a multiple of ``T * m`` (what the axis adds stays below ``S``). Where the
+    new axes cut every stretch they take evenly, each axis is the pieces it takes; else one
+    stretch indexing every weight spread over it (``[3, 4]`` viewed as ``[2, 6]``: rows and
+    columns both on both axes).
+    """
+    stretches: list[tuple[int, int, frozenset[str]]] = []  # (stride, size, weights)
+    stride = 1
+    for size, names in reversed([s for segments in layout for s in segments if s[0] > 1]):
+        stretches.append((stride, size, names))
+        stride *= size
+    if stride != math.prod(shape):
+        return None
+    axes: list[tuple[Segment, ...]] = []
+    at = math.prod(shape)
+    for m in shape:
+        at //= m
+        if m == 1:
+            axes.append(())
+            continue
+        spread = [
+            (s, n, names)
+            for s, n, names in reversed(stretches)
+            if not (at % (s * n) == 0 or s % (at * m) == 0)
+        ]
+        if all(_even(b, s, n) for b in (at, at * m) for s, n, _ in spread):
+            pieces = [(min(s * n, at * m) // max(s, at), names) for s, n, names in spread]
+            axes.append(tuple(p for p in pieces if p[0] > 1))
+        else:
+            axes.append(((m, frozenset(w for _, _, names in spread for w in names)),))
+    return tuple(axes)
+
+
+def _even(boundary: int, stride: int, size: int) -> bool:
+    """Whether an axis boundary at flat stride ``boundary`` cuts a stretch of ``size`` at
+    ``stride`` between whole digits: outside it, or inside at a divisor."""
+    if boundary <= stride:
+        return stride % boundary == 0
+    if boundary >= stride * size:
+        return boundary % (stride * size) == 0
+    return boundary % stride == 0 and (stride * size) % boundary == 0
+
+
+def moved(layout: Layout, sources: Sequence[int | None], shape: Sequence[int]) -> Layout:
+    """The layout of a result of ``shape`` whose axis ``j`` is the input's axis
+    ``sources[j]`` (None: a new one, indexing no weight's units). An axis whose size changed
+    (sliced, split, looked up) is one stretch indexing what the input's axis indexed."""
+    axes: list[tuple[Segment, ...]] = []
+    for source, n in zip(sources, shape, strict=True):
+        segments = layout[source] if source is not None else ()
+        if _size(segments) == n:
+            axes.append(segments or ((n, _NONE),))
+        else:
+            names = frozenset(w for size, ws in segments if size > 1 for w in ws)
+            axes.append(((n, names if n > 1 else _NONE),))
+    return tuple(axes)
+
+
+def _size(segments: Sequence[Segment]) -> int:
+    """The size of an axis made of ``segments``."""
+    return math.prod(n for n, _ in segments)
+
+
+def elementwise(layouts: Sequence[tuple[Layout, Sequence[int]]], shape: Sequence[int]) -> Layout:
+    """The layout of a broadcasting elementwise op's result of ``shape`` from its operands'
+    (``layout``, ``shape``): axes aligned from the right; a new axis, or one of size 1
+    broadcast, indexes no weight; the operands' weights on one axis are joined."""
+    axes: list[tuple[Segment, ...]] = []
+    for j, n in enumerate(shape):
+        found: list[tuple[Segment, ...]] = []
+        for layout, operand in layouts:
+            k = j - (len(shape) - len(operand))
+            if k >= 0 and operand[k] == n:
+                found.append(layout[k])
+        if len({tuple(size for size, _ in segments) for segments in found}) == 1:
+            axes.append(tuple(
+                (size, frozenset().union(*(segments[i][1] for segments in found)))
+                for i, (size, _) in enumerate(found[0])
+            ))  # fmt: skip
+        else:  # none, or cut differently: one stretch indexing every operand's weights
+            names = frozenset(w for segments in found for size, ws in segments for w in ws)
+            axes.append(((n, names if n > 1 else _NONE),))
+    return tuple(axes)
+
+
+def indexed(layout: Layout, index: Any, shape: Sequence[int]) -> Layout | None:
+    """The layout of ``tensor[index]`` (of ``shape``), for basic indexing (ints, slices,
+    None, ...) and one index tensor or list; None for what it does not follow (several index
+    tensors, whose result axes torch may move to the front)."""
+    items = list(index) if isinstance(index, tuple) else [index]
+    advanced = [i for i in items if isinstance(i, torch.Tensor | list) and not _is_int(i)]
+    if len(advanced) > 1:
+        return None
+    taken = sum(_width(i) for i in items)
+    if Ellipsis in items:
+        at = next(k for k, i in enumerate(items) if i is Ellipsis)
+        items[at : at + 1] = [slice(None)] * (len(layout) - taken)
+    else:
+        items += [slice(None)] * (len(layout) - taken)
+    sources: list[int | None] = []
+    axis = 0
+    for item in items:
+        if item is None:
+            sources.append(None)
+        elif _is_int(item):
+            axis += 1
+        elif isinstance(item, slice):
+            sources.append(axis)
+            axis += 1
+        else:  # an index tensor or list: its axes in place of the one it takes
+            looked_up = torch.as_tensor(item)
+            if looked_up.dtype == torch.bool and looked_up.dim() != 1:
+                return None  # a mask over several axes (or none): not followed
+            sources += [axis] * looked_up.dim()
+            axis += 1
+    if len(sources) != len(shape):
+        return None
+    return moved(layout, sources, shape)
+
+
+def _is_int(item: Any) -> bool:
+    if isinstance(item, torch.Tensor):
+        return item.dim() == 0 and not item.is_floating_point() and item.dtype != torch.bool
+    return isinstance(item, int) and not isinstance(item, bool)
+
+
+def _width(item: Any) -> int:
+    """How many of the tensor's axes an index item takes (a mask: one, as followed)."""
+    return 0 if item is None or item is Ellipsis else 1
