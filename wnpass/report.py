@@ -157,6 +157,9 @@ class FoldReport(Anchored):
     # the local functions inlined (or, inspected, that a fold inlines) since they compute
     # weights from their inputs, which their calls pass as constants (wnpass.onnx.functions)
     inlined: list[str] = dataclasses.field(default_factory=list)
+    # those it would inline but cannot, and why (another version of an opset than the
+    # model's, t269): the weights they compute stay computed
+    not_inlined: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def folded(self) -> int:
@@ -193,8 +196,9 @@ class FoldReport(Anchored):
 
     def __bool__(self) -> bool:
         """True when nothing was declined (no weight-norm site, no weight computed from
-        constants) and a verification, if any, passed."""
-        declined = self.declined + _count(self.cones, "declined")
+        constants, no local function computing weights left) and a verification, if any,
+        passed."""
+        declined = self.declined + _count(self.cones, "declined") + len(self.not_inlined)
         return declined == 0 and (self.check is None or bool(self.check))
 
     def to_dict(self) -> dict[str, Any]:
@@ -453,15 +457,21 @@ def fold_summary(report: FoldReport, *, inspect: bool = False) -> list[str]:
 
 
 def _inlined(report: FoldReport, inspect: bool) -> list[str]:
-    """The line that names the local functions a fold inlines (or inlined)."""
+    """The lines that name the local functions a fold inlines (or inlined), and those it
+    cannot."""
+    lines = [
+        f"not inlined: {why}: the weights it computes from its inputs stay computed at run time"
+        for why in report.not_inlined
+    ]
     if not report.inlined:
-        return []
+        return lines
     done = "a fold inlines" if inspect else "inlined"
     one = len(report.inlined) == 1
     computes, its = ("computes", "its") if one else ("compute", "their")
     return [
         f"{done} {counted(len(report.inlined), 'local function')} that {computes} weights from "
-        f"{its} inputs, which every call passes as constants: {', '.join(report.inlined)}"
+        f"{its} inputs, which every call passes as constants: {', '.join(report.inlined)}",
+        *lines,
     ]
 
 

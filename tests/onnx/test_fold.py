@@ -10,7 +10,7 @@ from onnx import helper as oh
 from onnx import numpy_helper as nh
 
 from tests.helpers import assert_close, onnx_model, rand, run
-from tests.onnx.helpers import SHARED_NORM, TWICE
+from tests.onnx.helpers import HEADER17, SHARED_NORM, TWICE
 from wnpass import fold_onnx, inspect_onnx
 
 
@@ -46,6 +46,43 @@ def test_a_second_fold_changes_nothing() -> None:
     assert report.sites == [] and report.folded == 0
     assert inspect_onnx(once).sites == []
     assert twice.SerializeToString() == once.SerializeToString()
+
+
+SCALED_LIKE = f"""
+    {HEADER17}
+    agraph (float[2, 4] x) => (float[2, 6] y) {{
+        n = ReduceL2 <axes = [1]> (v)
+        gn = Div(g, n)
+        w = Mul(v, gn)
+        a = Constant <value_float = 0.5> ()
+        scale = CastLike(a, w)
+        w2 = Mul(w, scale)
+        y = Gemm <transB = 1> (x, w2)
+    }}
+"""
+
+
+def test_a_site_declined_that_a_fold_changes_is_matched_again_in_the_same_fold() -> None:
+    """t269: onnxscript writes ``w * alpha`` as ``Mul(w, CastLike(alpha, w))``. The product
+    of two gains was declined, ``w`` (read by the CastLike too) folded, and the Mul of the
+    folded weight and a constant was left for a second fold: 7 nodes, then 4, then 1. The
+    declined site changed by the fold is matched again (no site now: a weight computed from
+    constants), and the folded weight is typed, as the CastLike reads its type."""
+    model = onnx_model(SCALED_LIKE, v=rand(6, 4), g=rand(6, 1))
+    folded, report = fold_onnx(model)
+    assert [(s.name, s.status) for s in report.sites] == [("v.folded", "folded")]
+    assert [(c.status, c.reason) for c in report.cones] == [("folded", None)]
+    assert [n.op_type for n in folded.graph.node] == ["Gemm"]
+    # the site in float64, rounded once (as above), then its product with 0.5
+    v, g = (onnx.numpy_helper.to_array(i).astype(np.float64) for i in model.graph.initializer)
+    w = (g * v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+    (weight,) = folded.graph.initializer
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(weight), w * np.float32(0.5))
+    feeds = {"x": rand(2, 4)}
+    assert_close(run(folded, feeds), run(model, feeds))
+    again, second = fold_onnx(folded)
+    assert second.sites == [] and second.cones == []
+    assert again.SerializeToString() == folded.SerializeToString()
 
 
 def test_a_shared_norm_names_the_declined_row_after_the_value_it_keeps() -> None:

@@ -14,6 +14,7 @@ from tests.helpers import assert_close, onnx_model, rand, run
 from wnpass import fold_onnx, inspect_onnx
 from wnpass.cli import main
 from wnpass.onnx.functions import weight_functions
+from wnpass.report import fold_summary
 
 # ``WnLinear(x, v, g)``: weight norm on the function's inputs, as TorchScript's
 # ``export_modules_as_functions`` writes a layer (its parameters passed in by the caller)
@@ -182,8 +183,8 @@ def test_inspect_leaves_the_model_and_strict_fails_until_folded(
 
 def test_a_function_of_another_opset_is_not_inlined(caplog: pytest.LogCaptureFixture) -> None:
     """onnx-ir's inliner refuses a function importing another version of an opset than the
-    model, part way: such functions are left, with a warning, and nothing is changed. (A file
-    like that is refused on load by the ONNX checker: an onnx-ir model given to the API.)"""
+    model, part way: such functions are left, the report says so, and nothing is changed. (A
+    file like that is refused on load by the ONNX checker: an onnx-ir model given to the API.)"""
     function = WN_FUNCTION.replace('opset_import: ["" : 17]', 'opset_import: ["" : 18]')
     text = """
         agraph (float[2, 4] x) => (float[2, 3] y) {
@@ -192,11 +193,48 @@ def test_a_function_of_another_opset_is_not_inlined(caplog: pytest.LogCaptureFix
     """
     proto = onnx_model(f"{HEADER}\n{text}\n{function}", check=False, v=rand(3, 4), g=rand(3, 1))
     model = ir.from_proto(proto)
-    with caplog.at_level(logging.WARNING, logger="wnpass.onnx.functions"):
+    with caplog.at_level(logging.INFO, logger="wnpass.onnx.fold"):
         report = fold_onnx(model, in_place=True)[1]
     assert report.inlined == [] and len(model.functions) == 1
-    assert "not inlining the local functions that compute weights" in caplog.text
-    assert "local::WnLinear imports ai.onnx 18, the model 17" in caplog.text
+    assert report.not_inlined == ["local::WnLinear imports ai.onnx 18, the model 17"]
+    assert not report and report.to_dict()["ok"] is False
+    assert (
+        "not inlined: local::WnLinear imports ai.onnx 18, the model 17: the weights it "
+        "computes from its inputs stay computed at run time"
+    ) in fold_summary(report)
+    assert "not inlining a local function that computes weights" in caplog.text
+
+
+def test_a_function_of_an_older_opset_whose_ops_mean_the_same_is_inlined() -> None:
+    """t269: an onnxscript function written with ``opset17`` in a model of opset 18 (the
+    checker takes it: none of its ops changed between them; ONNX Runtime runs it) kept every
+    function from being inlined, and the gate said "no weight-norm sites", exit 0. Its ops
+    mean the same at 18: it is inlined with the others, and one fold folds both."""
+    old = WN_FUNCTION.replace("WnLinear", "Old").replace(
+        "n = ReduceL2 <axes = [1], keepdims = 1> (v)",
+        "axes = Constant <value_ints = [1]> ()\n        squares = Mul(v, v)\n"
+        "        sums = ReduceSum <keepdims = 1> (squares, axes)\n        n = Sqrt(sums)",
+    )
+    new = WN_FUNCTION.replace('opset_import: ["" : 17]', 'opset_import: ["" : 18]').replace(
+        "n = ReduceL2 <axes = [1], keepdims = 1> (v)",
+        "axes = Constant <value_ints = [1]> ()\n        n = ReduceL2 <keepdims = 1> (v, axes)",
+    )
+    text = """
+        agraph (float[2, 4] x) => (float[2, 3] y, float[2, 3] z) {
+            y = local.WnLinear(x, v, g)
+            z = local.Old(x, v2, g2)
+        }
+    """
+    header = HEADER.replace('"" : 17', '"" : 18')
+    model = onnx_model(
+        f"{header}\n{text}\n{new}\n{old}", v=rand(3, 4), g=rand(3, 1), v2=rand(3, 4), g2=rand(3, 1)
+    )
+    folded, report = fold_onnx(model)
+    assert report.inlined == ["local::WnLinear", "local::Old"] and report.not_inlined == []
+    assert [s.status for s in report.sites] == ["folded", "folded"]
+    assert len(folded.functions) == 0 and [n.op_type for n in folded.graph.node] == ["Gemm"] * 2
+    onnx.checker.check_model(folded, full_check=True)
+    assert_close(run(folded, {"x": X}), run(model, {"x": X}))
 
 
 def test_a_function_whose_weight_then_declines_is_not_inlined(tmp_path: Path) -> None:

@@ -234,17 +234,23 @@ class FoldWeightNormPass(ir.passes.InPlacePass):
 
     def call(self, model: ir.Model) -> FoldResult:
         inlined: list[str] = []
+        refused: dict[tuple[str, str, str], str] = {}
         if model.functions:  # imported only then: onnx-ir's inliner, a few ms and MiB
-            from wnpass.onnx.functions import inline_functions, weight_functions
+            from wnpass.onnx.functions import inline_functions, not_inlinable, weight_functions
 
             chosen = weight_functions(model, cones=not self.weight_norm_only)
             ids = {function.identifier() for function in chosen}
+            refused = not_inlinable(model, ids)  # the weights they compute stay computed
+            for why in refused.values():  # in the report too
+                logger.info("not inlining a local function that computes weights: %s", why)
+            ids -= refused.keys()
             if ids and self._inlining_folds_more(model, ids):
                 # a weight computed inside a local function from its inputs: its constants
                 # reach it once the function is inlined
                 inlined = inline_functions(model, ids)
         result = self._fold_everything(model)
         result.report.inlined = inlined
+        result.report.not_inlined = list(refused.values())
         result.modified = result.modified or bool(inlined)
         return result
 
@@ -295,8 +301,12 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
 
     A site computed from another site's weight (``Site.after``: a weight normalized twice) is
     matched again once that weight is folded, its v then being the folded weight: the value
-    the graph computed, rounded where the graph rounds it. Rounds go on while such a site
-    waits and the last round folded something, so one fold leaves nothing a second would fold.
+    the graph computed, rounded where the graph rounds it. A site declined that the next
+    round finds changed, or no more, is matched again (a product of two gains, ``g * v /
+    ||v|| * a`` with ``a`` a ``CastLike`` of a constant to its weight, as onnxscript writes
+    ``w * alpha``: once ``g * v / ||v||`` is folded, what is left is a weight computed from
+    constants, t269). Rounds go on while such a site waits or one is declined and the last
+    round folded something, so one fold leaves nothing a second would fold.
     """
     scopes = naming.ScopeNames(model)
     taken = scopes.taken()
@@ -304,15 +314,19 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
     found: dict[ir.Value, None] = {}  # every site's root, in the order first found
     reports: dict[ir.Value, SiteReport] = {}
     declined: list[Site] = []
+    matched: dict[ir.Value, str | None] = {}  # a site declined: its reason as matched
     for round_ in range(_MAX_ROUNDS):
         sites = find_sites(model)
+        if round_:
+            _forget_changed(sites, matched, reports, declined)
         found.update(dict.fromkeys(site.root for site in sites))
         waiting = [site for site in sites if site.after is not None]
         fresh = fold_order([s for s in sites if s.after is None and s.root not in reports])
+        matched.update((site.root, site.reason) for site in fresh)
         folded = sum(
             _fold_site(model, site, (taken, scopes), reports, declined, done) for site in fresh
         )
-        if not waiting or not folded:
+        if not (waiting or declined) or not folded:
             break
         logger.debug("round %d folded %d; matching %d again", round_, folded, len(waiting))
     else:
@@ -326,6 +340,23 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
         {report.name for report in reports.values()},
     )
     return {root: reports[root] for root in found if root in reports}, declined
+
+
+def _forget_changed(
+    sites: list[Site],
+    matched: dict[ir.Value, str | None],
+    reports: dict[ir.Value, SiteReport],
+    declined: list[Site],
+) -> None:
+    """Forget each site declined before that ``sites`` (this round's) hold no more, or with
+    another reason than it was matched with (``matched``): another site's fold changed what
+    it computes. A site still there is then matched as a fresh one."""
+    now = {site.root: site.reason for site in sites}
+    for site in list(declined):
+        if site.root not in now or now[site.root] != matched.get(site.root):
+            logger.debug("%s changed by a fold; matched again", site.root.name)
+            del reports[site.root]
+            declined.remove(site)
 
 
 def _fold_site(
@@ -510,7 +541,13 @@ def replace_value(
         new = constant.outputs[0]
     else:
         assert isinstance(graph, ir.Graph)
-        new = ir.Value(name=name, const_value=tensor)
+        # typed as a loaded initializer is: a CastLike to it reads its type (t269)
+        new = ir.Value(
+            name=name,
+            type=ir.TensorType(tensor.dtype),
+            shape=ir.Shape(tensor.shape.numpy()),
+            const_value=tensor,
+        )
         graph.register_initializer(new)
     _read_instead(target, new)
     return _remove_dead(nodes, leaves), new

@@ -43,7 +43,7 @@ from wnpass.onnx.graphs import (
 )
 from wnpass.onnx.match import behind_layout, find_sites, seed_source
 
-__all__ = ["inline_functions", "weight_functions"]
+__all__ = ["inline_functions", "not_inlinable", "weight_functions"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,18 +72,21 @@ def weight_functions(model: ir.Model, *, cones: bool = True) -> list[ir.Function
 
 def inline_functions(model: ir.Model, chosen: Set[_Id]) -> list[str]:
     """Inline the local functions ``chosen`` (identifiers, :func:`weight_functions`' of this
-    model or of one it is a copy of) into the graphs that call them; their names
-    (``domain::name``), in the model's order; none where onnx-ir's inliner would fail part
-    way (:func:`_not_inlinable`: said in a warning)."""
+    model or of one it is a copy of) into the graphs that call them, but those onnx-ir's
+    inliner would fail part way on (:func:`not_inlinable`: left, said in a warning); the
+    names (``domain::name``) of those inlined, in the model's order."""
+    refused = not_inlinable(model, chosen)
+    for why in refused.values():
+        logger.warning("not inlining a local function that computes weights: %s", why)
+    chosen = set(chosen) - refused.keys()
     functions = [f for f in model.functions.values() if f.identifier() in chosen]
     if not functions:
         return []
-    inline = InlinePass(criteria=lambda function: function.identifier() in chosen)
-    if (problem := _not_inlinable(model, functions, inline)) is not None:
-        logger.warning("not inlining the local functions that compute weights: %s", problem)
-        return []
     _name_left_out_outputs(model, chosen)
-    inline(model)
+    for function in functions:  # another version whose ops mean the same: the model's
+        for domain, version in function.opset_imports.items():
+            function.opset_imports[domain] = model.opset_imports.setdefault(domain, version)
+    InlinePass(criteria=lambda function: function.identifier() in chosen)(model)
     names = [function_name(function) for function in functions]
     logger.info("inlined local functions that compute weights from their inputs: %s", names)
     return names
@@ -102,31 +105,68 @@ def _name_left_out_outputs(model: ir.Model, chosen: Set[_Id]) -> None:
                         value.name = naming.unique(f"{node.op_type}_unused", taken)
 
 
-def _not_inlinable(model: ir.Model, functions: list[ir.Function], inline: InlinePass) -> str | None:
-    """Why ``inline`` would fail part way on ``functions`` (onnx-ir's inliner checks as it
-    goes: another version of an opset than the model's, a graph passed as an attribute, more
-    inputs than the function has; and first, calls that form a cycle), or None."""
+def not_inlinable(model: ir.Model, chosen: Set[_Id]) -> dict[_Id, str]:
+    """Those of the local functions ``chosen`` that onnx-ir's inliner would fail part way on,
+    and why (it checks as it goes): one importing another version of an opset than the model
+    (or than a function before it, for an opset the model lacks) whose ops mean something
+    else there (:func:`_same_ops`; the others are still inlined, t269), one called with a
+    graph as an attribute or with more inputs than it takes; and all of them where calls
+    form a cycle."""
+    functions = [f for f in model.functions.values() if f.identifier() in chosen]
     try:
-        inline.requires(model)
+        InlinePass(criteria=lambda function: function.identifier() in chosen).requires(model)
     except ir.passes.PreconditionError as error:
-        return str(error)
+        return {function.identifier(): str(error) for function in functions}
+    refused: dict[_Id, str] = {}
     versions = dict(model.opset_imports)
     for function in functions:
         for domain, version in function.opset_imports.items():
-            if versions.setdefault(domain, version) != version:
+            wanted = versions.get(domain, version)
+            if wanted != version and not _same_ops(function, domain, version, wanted):
                 named, opset = function_name(function), domain or "ai.onnx"
-                return f"{named} imports {opset} {version}, the model {versions[domain]}"
+                other = "the model" if domain in model.opset_imports else "another function"
+                refused[function.identifier()] = (
+                    f"{named} imports {opset} {version}, {other} {versions[domain]}"
+                )
+                break
+        else:
+            versions = {**function.opset_imports, **versions}
     ids = {function.identifier(): function for function in functions}
     for graph in graphs_of(model):
         for node in graph:
             called = ids.get((node.domain, node.op_type, node.overload))
-            if called is None:
+            if called is None or called.identifier() in refused:
                 continue
             if len(node.inputs) > len(called.inputs):
-                return f"a call of {function_name(called)} passes more inputs than it takes"
-            if any(a.type in _GRAPHS for a in node.attributes.values()):
-                return f"a call of {function_name(called)} passes a graph as an attribute"
-    return None
+                why = f"a call of {function_name(called)} passes more inputs than it takes"
+            elif any(a.type in _GRAPHS for a in node.attributes.values()):
+                why = f"a call of {function_name(called)} passes a graph as an attribute"
+            else:
+                continue
+            refused[called.identifier()] = why
+    return refused
+
+
+def _same_ops(function: ir.Function, domain: str, version: int, wanted: int) -> bool:
+    """Whether every op of opset ``domain`` in ``function`` (its bodies too) means at version
+    ``wanted`` what it means at ``version``, which the function imports: the same schema at
+    both (the ONNX checker's test of a function importing another version than its model:
+    onnxscript's ``opset17`` in a model of opset 18, with no op changed between them). Only
+    ONNX's own opsets have schemas; another domain never does."""
+    import onnx.defs
+
+    names = set(_ONNX) if domain in _ONNX else {domain}
+    for node in ir.traversal.RecursiveGraphIterator(function):
+        if node.domain not in names:
+            continue
+        try:
+            mine = onnx.defs.get_schema(node.op_type, version, node.domain)
+            theirs = onnx.defs.get_schema(node.op_type, wanted, node.domain)
+        except onnx.defs.SchemaError:
+            return False
+        if mine.since_version != theirs.since_version:
+            return False
+    return True
 
 
 _GRAPHS = frozenset({ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS})
