@@ -72,13 +72,20 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 
 def assert_refused(
-    argv: list[str], root: Path, capsys: pytest.CaptureFixture[str], code: int, expected: str
+    argv: list[str],
+    root: Path,
+    capsys: pytest.CaptureFixture[str],
+    code: int,
+    expected: str,
+    printed: str = "",
 ) -> None:
-    """Run ``argv``; the case holds if it exits ``code`` with one line naming ``expected`` and
-    leaves every entry under ``root`` exactly as it was."""
+    """Run ``argv``; the case holds if it exits ``code`` with one line naming ``expected``,
+    nothing printed but ``printed`` (no report: refused before any work), and leaves every
+    entry under ``root`` exactly as it was."""
     before = snapshot(root)
     assert main(argv) == code
     captured = capsys.readouterr()
+    assert captured.out == printed, f"printed before the refusal: {captured.out!r}"
     err = captured.err
     assert err.count("\n") == 1 and err.endswith("\n"), f"not one line: {err!r}"
     assert "Traceback" not in err

@@ -198,6 +198,20 @@ CASES: dict[str, Case] = {
     "inspect --json the external data": Case(  # named so that its name does not refuse it
         lambda t: ["inspect", str(external_ok(t, "w.json")), "--json", str(t / "w.json")], READS
     ),
+    "inspect --strict --json the external data": Case(  # exit 1 after the report (t271)
+        lambda t: [
+            "inspect",
+            str(external_ok(t, "w.json")),
+            "--strict",
+            "--json",
+            str(t / "w.json"),
+        ],
+        READS,
+    ),
+    "inspect of a folder --json the external data": Case(
+        lambda t: ["inspect", str(external_ok(t, "w.json").parent), "--json", str(t / "w.json")],
+        READS,
+    ),
     "inspect --json a name of another kind of file": Case(
         lambda t: ["inspect", str(good(t)), "--json", str(t / "trained.pt")],
         "trained.pt: a JSON report's name must end with .json",

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import gc
 import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from wnpass.cli.options import (
 from wnpass.cli.output import Printer
 from wnpass.cli.render import print_sites, strict_line
 from wnpass.errors import InvalidModelError, OutputError, UsageError
-from wnpass.plan import MODEL_PY, IOPlan, stat_input
+from wnpass.plan import MODEL_PY, IOPlan, kind_of, stat_input
 
 __all__ = ["add_arguments", "run"]
 
@@ -105,8 +106,13 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
         for model in checkpoints:  # and the shards each index names (the index is read)
             plan_input(model, plan)
-    plan.check()  # before any model is read: --json naming any of these files is refused here
     onnx_files = [model for model in models if not is_checkpoint_path(model)]
+    if args.json:  # and the data files each ONNX model names: one --json would overwrite is
+        from wnpass.onnx.io import external_files  # refused before any report (t271)
+
+        for model in onnx_files:
+            plan.read_all(sorted(external_files(model)), "the input's external data")
+    plan.check()  # before any model is read: --json naming any of these files is refused here
     if onnx_files:
         readahead.start(onnx_files[0])  # while onnx is imported
         defer_sympy()  # inspecting an ONNX model never needs it
@@ -165,7 +171,8 @@ def _expanded(models: list[Path], skipped: list[str]) -> list[Path]:
     """The MODEL arguments with each folder replaced by the ONNX files under it (``.onnx`` in
     any case), at any depth, in path order; each file once, however it is reached (a second
     name for it, a hard link, a link to it: the first one stands). Each is checked to exist
-    before any is read, so that a gate refuses a bad path before it reports on the others.
+    and be a regular file before any is read, so that a gate refuses a bad path before it
+    reports on the others.
 
     Hidden files and folders (a name starting with ".", as wnpass's own staging does) are
     skipped, and links to folders are not followed (no loops, nothing outside the folder by
@@ -180,8 +187,19 @@ def _expanded(models: list[Path], skipped: list[str]) -> list[Path]:
             status = stat_input(path)
             if isinstance(status, str):  # no such file, a link loop ...
                 raise InvalidModelError(f"{path}: {status}")
+            if not stat.S_ISREG(status.st_mode):  # a FIFO, a device: before any report (t271)
+                raise InvalidModelError(f"{path}: is {kind_of(status.st_mode)}, {_not_a(path)}")
             paths.setdefault((status.st_dev, status.st_ino), path)
     return list(paths.values())
+
+
+def _not_a(path: Path) -> str:
+    """What ``path`` is not, as the reader of its kind would say it."""
+    from wnpass.checkpoint.formats import is_checkpoint_path
+
+    if path.suffix == ".py":
+        return "not a model.py file"
+    return "not a checkpoint file" if is_checkpoint_path(path) else "not an ONNX file"
 
 
 def _onnx_files(top: Path, skipped: list[str]) -> list[Path]:
