@@ -742,6 +742,17 @@ CASES: dict[str, tuple[Setup, int, str]] = {
         "noise.pt: not a readable torch.save file (pickle opcode 206 is not one torch's "
         "weights-only loader reads; torch.save writes pickle protocol 2); nothing in it was run",
     ),
+    "a safetensors file named .bin is said as one": (  # a pickle opcode (t271)
+        lambda f: ["inspect", str(_write(f / "st.bin", (f / "g.safetensors").read_bytes()))],
+        2,
+        "st.bin: not a readable torch.save file (it looks like a safetensors file: name it "
+        ".safetensors to read it as one); nothing in it was run",
+    ),
+    "an empty zip archive named .pt is said as one": (
+        lambda f: ["inspect", str(_write(f / "empty.pt", b"PK\x05\x06" + bytes(18)))],
+        2,
+        "empty.pt: not a readable torch.save file (a zip archive, but not one torch.save wrote",
+    ),
     "text named .pt": (
         lambda f: ["inspect", str(_write(f / "text.pt", b"hello world"))],
         2,

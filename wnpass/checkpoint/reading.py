@@ -379,8 +379,8 @@ def load_torch(path: Path) -> Any:
                 f"tensors ({detail}); it was not run"
             ) from None
         opcode = re.fullmatch(r"Unsupported operand (\d+)", detail)
-        if opcode:  # random bytes, or a pickle protocol above torch.save's 2
-            detail = (
+        if opcode:  # another kind of file, random bytes, or a pickle protocol above 2
+            detail = _other_kind(path) or (
                 f"pickle opcode {opcode[1]} is not one torch's weights-only loader reads; "
                 "torch.save writes pickle protocol 2"
             )
@@ -391,6 +391,22 @@ def load_torch(path: Path) -> Any:
         raise InvalidModelError(
             f"{path}: not a readable torch.save file: {one_line(error, with_type=True)}"
         ) from None
+
+
+def _other_kind(path: Path) -> str | None:
+    """What ``path``, which is no pickle, looks like, where its first bytes tell: a
+    safetensors file under a torch name (its header's length, then ``{``), a zip archive
+    torch.save did not write (t271: both were said as a pickle opcode)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(9)
+    except OSError:
+        return None
+    if len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") < 1 << 40:
+        return "it looks like a safetensors file: name it .safetensors to read it as one"
+    if head.startswith(b"PK"):
+        return "a zip archive, but not one torch.save wrote (no data.pkl record)"
+    return None
 
 
 def _allowed(torch: Any) -> contextlib.AbstractContextManager[object]:
