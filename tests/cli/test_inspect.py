@@ -472,6 +472,24 @@ def test_a_folder_stands_for_the_onnx_files_under_it(
     assert main(["--quiet", "inspect", str(tmp_path), str(done), "--strict"]) == 0
 
 
+def test_a_model_s_data_file_with_a_checkpoint_s_name_is_not_said_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder holding a model whose external data is ``weights.bin`` said "skipped 1
+    checkpoint (name each one)" of it: it is read with its model. A checkpoint beside it is
+    still said."""
+    model = onnx_model(WN, v=rand(3, 4), g=rand(3, 1))
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path, save_as_external_data=True, location="weights.bin", size_threshold=0)
+    assert (tmp_path / "weights.bin").is_file()
+    assert main(["--quiet", "inspect", str(tmp_path)]) == 0
+    assert "skipped" not in capsys.readouterr().out
+    torch_file = tmp_path / "g.pt"
+    torch_file.write_bytes(b"")
+    assert main(["--quiet", "inspect", str(tmp_path)]) == 0
+    assert f"{tmp_path}: skipped 1 checkpoint (name each one)" in capsys.readouterr().out
+
+
 def test_a_folder_with_no_onnx_file_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -211,6 +211,7 @@ def _onnx_files(top: Path, skipped: list[str]) -> list[Path]:
     from wnpass.report import counted
 
     found: list[Path] = []
+    checkpoints: list[Path] = []
     folders = [top]
     unseen: collections.Counter[str] = collections.Counter()
     while folders:
@@ -230,12 +231,13 @@ def _onnx_files(top: Path, skipped: list[str]) -> list[Path]:
                     elif entry.name.lower().endswith(".onnx"):
                         found.append(Path(entry.path))
                     elif is_checkpoint_path(Path(entry.name)):
-                        unseen["checkpoint"] += 1
+                        checkpoints.append(Path(entry.path))
         except OSError as error:
             raise InvalidModelError(
                 f"{folder}: cannot list it ({error.strerror or error}); the models in it "
                 "would go unread"
             ) from None
+    unseen["checkpoint"] = len(_not_data_files(checkpoints, found))
     nouns = {  # singular, plural, why
         "hidden": ("hidden entry", "hidden entries", "a name starting with '.'"),
         "link to a folder": ("link to a folder", "links to folders", "not followed"),
@@ -244,6 +246,7 @@ def _onnx_files(top: Path, skipped: list[str]) -> list[Path]:
     said = ", ".join(
         f"{counted(count, nouns[kind][0], nouns[kind][1])} ({nouns[kind][2]})"
         for kind, count in sorted(unseen.items())
+        if count
     )
     if not found:  # what it skipped said there too (t206)
         raise UsageError(
@@ -252,6 +255,25 @@ def _onnx_files(top: Path, skipped: list[str]) -> list[Path]:
     if said:
         skipped.append(f"{top}: skipped {said}")
     return sorted(found)
+
+
+def _not_data_files(checkpoints: list[Path], models: list[Path]) -> list[Path]:
+    """Those of ``checkpoints`` (files with a checkpoint's name) that none of ``models``
+    names as its external data (``weights.bin``: read with its model, no checkpoint skipped,
+    which the gate said it was)."""
+    if not checkpoints:
+        return []
+    from wnpass.onnx.io import external_files
+
+    def identity(path: Path) -> tuple[int, int] | None:
+        try:
+            status = os.stat(path)
+        except OSError:
+            return None
+        return status.st_dev, status.st_ino
+
+    data = {identity(file) for model in models for file in external_files(model)} - {None}
+    return [path for path in checkpoints if identity(path) not in data]
 
 
 def _a_folder(entry: os.DirEntry[str]) -> bool:
