@@ -643,3 +643,94 @@ def test_the_functions_on_a_weight_s_way_are_found(text: str, inlined: list[str]
     assert sorted(report.inlined) == inlined
     assert inspect_onnx(folded).remaining == 0
     assert "Transpose" not in {n.op_type for n in folded.graph.node}  # the noisy one's stays
+
+
+# F, weight norm on its inputs with ReduceL2's axes as an input (opset 18), called by G with
+# its own constants: G computes no weight from an input and stays
+LANDS_IN_G = """
+    <ir_version: 8, opset_import: ["" : 18, "local" : 1]>
+    agraph (float[2, 4] x) => (float[2, 3] y) {
+        y = local.G(x)
+    }
+    <domain: "local", opset_import: ["" : 17, "local" : 1]>
+    G (x) => (y) {
+        v = Constant <value = float[3, 4] {1., 2., 3., 4., 5., 6., 7., 8., 9., 1., 2., 3.}> ()
+        g = Constant <value = float[3, 1] {1., 2., 3.}> ()
+        y = local.F(x, v, g)
+    }
+    <domain: "local", opset_import: ["" : 18]>
+    F (x, v, g) => (y) {
+        axes = Constant <value_ints = [1]> ()
+        n = ReduceL2 <keepdims = 1> (v, axes)
+        d = Div(v, n)
+        w = Mul(d, g)
+        y = Gemm <transB = 1> (x, w)
+    }
+"""
+
+
+def test_a_function_whose_ops_mean_something_else_in_the_function_it_lands_in_is_left() -> None:
+    """t273: F (opset 18, ReduceL2 with axes as an input) was inlined into G, which stays and
+    imports opset 17, where ReduceL2 takes its axes as an attribute: an invalid model ONNX
+    Runtime refuses, written with exit 0. F is left, and said."""
+    model = onnx_model(LANDS_IN_G)
+    folded, report = fold_onnx(model)
+    assert report.inlined == []
+    assert report.not_inlined == ["local::F imports ai.onnx 18, local::G 17"]
+    onnx.checker.check_model(folded, full_check=True)
+    assert_close(run(folded, {"x": X}), run(model, {"x": X}))
+
+
+def test_onnx_s_domain_spelled_ai_onnx_is_one_opset() -> None:
+    """t273: a model importing ``"ai.onnx": 13`` with a function importing ``"": 12`` had the
+    function inlined without its ops compared, and a second import of the ONNX domain added:
+    ONNX Runtime ran the model's Softmax as version 11, and the fold said ok (128 of 128
+    outputs differed). The spellings are one opset: compared, and left where ops differ."""
+    text = f"""
+        <ir_version: 8, opset_import: ["ai.onnx" : 13, "local" : 1]>
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            z = local.WnLinear(x, v, g)
+            y = Softmax <axis = 0> (z)
+        }}
+        {WN_FUNCTION.replace('"" : 17', '"" : 12')}
+    """
+    model = onnx_model(text, check=False, v=rand(3, 4), g=rand(3, 1))
+    folded, report = fold_onnx(model)
+    assert report.not_inlined == ["local::WnLinear imports ai.onnx 12, the model 13"]
+    assert [(i.domain, i.version) for i in folded.opset_import] == [("ai.onnx", 13), ("local", 1)]
+    assert_close(run(folded, {"x": X}), run(model, {"x": X}))
+    same = text.replace('"ai.onnx" : 13', '"ai.onnx" : 17').replace('"" : 12', '"" : 16')
+    folded, report = fold_onnx(onnx_model(same, check=False, v=rand(3, 4), g=rand(3, 1)))
+    assert report.inlined == ["local::WnLinear"] and report.not_inlined == []
+    onnx_imports = [(i.domain, i.version) for i in folded.opset_import if i.domain != "local"]
+    assert onnx_imports == [("ai.onnx", 17)]
+    onnx.checker.check_model(folded, full_check=True)
+
+
+def test_a_call_of_a_local_function_means_the_same_at_any_version_of_its_domain() -> None:
+    """t273: B imports ``other.dom`` 2, the model 1, and its only op of that domain calls the
+    local function ``other.dom::C``: B was left (no schema for a call), C inlined into it,
+    and a second fold inlined B. A call has no schema to change: one fold inlines all."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17, "local" : 1, "other.dom" : 1]>
+        agraph (float[2, 4] x) => (float[2, 3] y) {
+            y = local.B(x, v, g)
+        }
+        <domain: "local", opset_import: ["" : 17, "other.dom" : 2]>
+        B (x, v, g) => (y) {
+            n = ReduceL2 <axes = [1], keepdims = 1> (v)
+            d = Div(v, n)
+            w = Mul(d, g)
+            y = other.dom.C(x, w)
+        }
+        <domain: "other.dom", opset_import: ["" : 17]>
+        C (x, w) => (y) {
+            y = Gemm <transB = 1> (x, w)
+        }
+    """
+    model = onnx_model(text, v=rand(3, 4), g=rand(3, 1))
+    folded, report = fold_onnx(model)
+    assert sorted(report.inlined) == ["local::B", "other.dom::C"] and report.not_inlined == []
+    assert [n.op_type for n in folded.graph.node] == ["Gemm"] and not folded.functions
+    onnx.checker.check_model(folded, full_check=True)
+    assert_close(run(folded, {"x": X}), run(model, {"x": X}))

@@ -27,7 +27,7 @@ folded model runs fewer nodes (``FoldWeightNormPass``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence, Set
+from collections.abc import Mapping, Sequence, Set
 
 import onnx_ir as ir
 from onnx_ir.passes.common.inliner import InlinePass  # not the package: all its passes
@@ -83,9 +83,16 @@ def inline_functions(model: ir.Model, chosen: Set[_Id]) -> list[str]:
     if not functions:
         return []
     _name_left_out_outputs(model, chosen)
-    for function in functions:  # another version whose ops mean the same: the model's
-        for domain, version in function.opset_imports.items():
-            function.opset_imports[domain] = model.opset_imports.setdefault(domain, version)
+    # another version whose ops mean the same (:func:`not_inlinable`): the model's, spelled
+    # as the model spells it (ONNX's "" or "ai.onnx"), which the inliner compares
+    onnx_key = "ai.onnx" if "ai.onnx" in model.opset_imports else ""
+    onnx_key = "" if "" in model.opset_imports else onnx_key
+    for function in functions:
+        versions = _versions(function.opset_imports)
+        function.opset_imports.clear()
+        for domain, version in versions.items():
+            key = onnx_key if domain == "" else domain
+            function.opset_imports[key] = model.opset_imports.setdefault(key, version)
     InlinePass(criteria=lambda function: function.identifier() in chosen)(model)
     names = [function_name(function) for function in functions]
     logger.info("inlined local functions that compute weights from their inputs: %s", names)
@@ -106,35 +113,20 @@ def _name_left_out_outputs(model: ir.Model, chosen: Set[_Id]) -> None:
 
 
 def not_inlinable(model: ir.Model, chosen: Set[_Id]) -> dict[_Id, str]:
-    """Those of the local functions ``chosen`` that onnx-ir's inliner would fail part way on,
-    and why (it checks as it goes): one importing another version of an opset than the model
-    (or than a function before it, for an opset the model lacks) whose ops mean something
-    else there (:func:`_same_ops`; the others are still inlined, t269), one called with a
-    graph as an attribute or with more inputs than it takes; and all of them where calls
-    form a cycle."""
-    functions = [f for f in model.functions.values() if f.identifier() in chosen]
+    """Those of the local functions ``chosen`` that cannot be inlined, and why: one called
+    with a graph as an attribute or with more inputs than it takes (onnx-ir's inliner fails
+    part way), one whose ops would mean something else in a graph it lands in
+    (:func:`_version_clashes`); all of them where calls form a cycle. The others are still
+    inlined (t269)."""
+    functions = {f.identifier(): f for f in model.functions.values() if f.identifier() in chosen}
     try:
         InlinePass(criteria=lambda function: function.identifier() in chosen).requires(model)
     except ir.passes.PreconditionError as error:
-        return {function.identifier(): str(error) for function in functions}
+        return dict.fromkeys(functions, str(error))
     refused: dict[_Id, str] = {}
-    versions = dict(model.opset_imports)
-    for function in functions:
-        for domain, version in function.opset_imports.items():
-            wanted = versions.get(domain, version)
-            if wanted != version and not _same_ops(function, domain, version, wanted):
-                named, opset = function_name(function), domain or "ai.onnx"
-                other = "the model" if domain in model.opset_imports else "another function"
-                refused[function.identifier()] = (
-                    f"{named} imports {opset} {version}, {other} {versions[domain]}"
-                )
-                break
-        else:
-            versions = {**function.opset_imports, **versions}
-    ids = {function.identifier(): function for function in functions}
     for graph in graphs_of(model):
         for node in graph:
-            called = ids.get((node.domain, node.op_type, node.overload))
+            called = functions.get((node.domain, node.op_type, node.overload))
             if called is None or called.identifier() in refused:
                 continue
             if len(node.inputs) > len(called.inputs):
@@ -144,20 +136,82 @@ def not_inlinable(model: ir.Model, chosen: Set[_Id]) -> dict[_Id, str]:
             else:
                 continue
             refused[called.identifier()] = why
+    # one left is a graph the others land in: its imports may refuse more
+    while clashes := _version_clashes(
+        model, {i: f for i, f in functions.items() if i not in refused}
+    ):
+        refused |= clashes
     return refused
 
 
-def _same_ops(function: ir.Function, domain: str, version: int, wanted: int) -> bool:
+def _version_clashes(model: ir.Model, inlined: dict[_Id, ir.Function]) -> dict[_Id, str]:
+    """Those of the functions ``inlined`` whose nodes land, inlined, in a graph that stays (the
+    main graph, or a function not inlined: directly or through other functions inlined)
+    that imports another version of an opset they use, with ops that mean something else
+    there (:func:`_same_ops`: onnxscript's ``opset17`` in a model of opset 18 means the same
+    where none of its ops changed), or imports none of it (a function: the inliner adds an
+    opset only to the model); ONNX's domain spelled ``""`` or ``"ai.onnx"`` alike (t273)."""
+    clashes: dict[_Id, str] = {}
+    taken: dict[str, int] = {}  # an opset the model lacks: the version the first one imports
+    stays: list[ir.Function | None] = [None]  # None: the main graph
+    stays += [f for f in model.functions.values() if f.identifier() not in inlined]
+    for owner in stays:
+        imports = _versions(model.opset_imports if owner is None else owner.opset_imports)
+        where = "the model" if owner is None else function_name(owner)
+        for function in _landing(model.graph if owner is None else owner, inlined):
+            named, key = function_name(function), function.identifier()
+            for domain, version in _versions(function.opset_imports).items():
+                opset, wanted = domain or "ai.onnx", imports.get(domain)
+                if wanted is None and owner is not None:  # only the model gets an import
+                    clashes[key] = f"{named} is inlined into {where}, which imports no {opset}"
+                    break
+                against = where if wanted is not None else "another function"
+                if wanted is None:
+                    wanted = taken.setdefault(domain, version)
+                if wanted != version and not _same_ops(model, function, domain, version, wanted):
+                    clashes[key] = f"{named} imports {opset} {version}, {against} {wanted}"
+                    break
+    return clashes
+
+
+def _landing(scope: ir.Graph | ir.Function, inlined: dict[_Id, ir.Function]) -> list[ir.Function]:
+    """The functions of ``inlined`` whose nodes land in ``scope`` once inlined: those it calls,
+    and those they call, in the order met."""
+    found: dict[_Id, ir.Function] = {}
+    stack: list[ir.Graph | ir.Function] = [scope]
+    while stack:
+        for node in ir.traversal.RecursiveGraphIterator(stack.pop()):
+            key = (node.domain, node.op_type, node.overload)
+            if (function := inlined.get(key)) is not None and key not in found:
+                found[key] = function
+                stack.append(function)
+    return list(found.values())
+
+
+def _versions(imports: Mapping[str, int]) -> dict[str, int]:
+    """Opset imports with ONNX's own domain as ``""``, however spelled."""
+    versions = {("" if domain in _ONNX else domain): v for domain, v in imports.items()}
+    if "" in imports:  # both spellings: the plain one stands
+        versions[""] = imports[""]
+    return versions
+
+
+def _same_ops(
+    model: ir.Model, function: ir.Function, domain: str, version: int, wanted: int
+) -> bool:
     """Whether every op of opset ``domain`` in ``function`` (its bodies too) means at version
     ``wanted`` what it means at ``version``, which the function imports: the same schema at
-    both (the ONNX checker's test of a function importing another version than its model:
-    onnxscript's ``opset17`` in a model of opset 18, with no op changed between them). Only
-    ONNX's own opsets have schemas; another domain never does."""
+    both (the ONNX checker's test of a function importing another version than its model).
+    A call of a local function means the same at any version (t273); another op of a domain
+    with no schemas (not ONNX's) is taken to mean something else."""
     import onnx.defs
 
-    names = set(_ONNX) if domain in _ONNX else {domain}
+    names = set(_ONNX) if domain == "" else {domain}
     for node in ir.traversal.RecursiveGraphIterator(function):
-        if node.domain not in names:
+        if (
+            node.domain not in names
+            or (node.domain, node.op_type, node.overload) in model.functions
+        ):
             continue
         try:
             mine = onnx.defs.get_schema(node.op_type, version, node.domain)
