@@ -85,6 +85,28 @@ def test_a_site_declined_that_a_fold_changes_is_matched_again_in_the_same_fold()
     assert again.SerializeToString() == folded.SerializeToString()
 
 
+def test_a_cast_like_to_a_value_no_graph_types_takes_the_type_its_ops_keep() -> None:
+    """t273: ``w * alpha * beta``, as onnxscript writes it, casts ``beta`` like ``w * alpha``,
+    a value whose type the graph does not declare: declined, "CastLike to the type of
+    'tmp', which the graph does not declare", 7 nodes left where 1 does. A Mul keeps its
+    first input's type: the weight folds."""
+    text = SCALED_LIKE.replace(
+        "y = Gemm <transB = 1> (x, w2)",
+        "b = Constant <value_float = 0.25> ()\n"
+        "        scale2 = CastLike(b, w2)\n        w3 = Mul(w2, scale2)\n"
+        "        y = Gemm <transB = 1> (x, w3)",
+    )
+    model = onnx_model(text, v=rand(6, 4), g=rand(6, 1))
+    folded, report = fold_onnx(model)
+    assert [(c.status, c.reason) for c in report.cones] == [("folded", None)]
+    assert [n.op_type for n in folded.graph.node] == ["Gemm"]
+    v, g = (onnx.numpy_helper.to_array(i).astype(np.float64) for i in model.graph.initializer)
+    w = (g * v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+    (weight,) = folded.graph.initializer
+    expected = w * np.float32(0.5) * np.float32(0.25)
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(weight), expected)
+
+
 def test_a_shared_norm_names_the_declined_row_after_the_value_it_keeps() -> None:
     """One norm feeds a folded site and one declined (a gain fed at run time): the rows have
     different names, and the declined one names the weight the model still computes (the
@@ -588,10 +610,11 @@ def test_a_float16_lp_normalization_past_float16_says_the_runtimes_differ() -> N
     )
 
 
-def test_an_epsilon_cast_like_an_undeclared_norm_says_so() -> None:
+def test_an_epsilon_cast_like_an_undeclared_norm_takes_the_norm_s_type() -> None:
     """``F.normalize`` as the dynamo exporter writes it without optimizing: the epsilon is
-    ``CastLike(eps, n)``. Where ``n``'s type is not declared, the reason said the epsilon is
-    not a constant; declared, the site folds."""
+    ``CastLike(eps, n)``. Where ``n``'s type was not declared, the site was declined, "cast
+    by CastLike to the type of 'n', which the graph does not declare"; a ReduceL2 keeps its
+    input's type (t273): it folds, declared or not, to the same weight."""
     text = """
         <ir_version: 9, opset_import: ["" : 18]>
         agraph (float[2, 5] x) => (float[2, 6] y) %s {
@@ -603,14 +626,12 @@ def test_an_epsilon_cast_like_an_undeclared_norm_says_so() -> None:
         }
     """
     v, axes, eps = rand(6, 5), np.array([1], np.int64), np.array(1e-12, np.float32)
-    (undeclared,) = inspect_onnx(onnx_model(text % "", v=v, axes=axes, eps=eps)).sites
-    assert undeclared.reason == (
-        "the norm's epsilon 'e' is cast by CastLike to the type of 'n', which the graph does "
-        "not declare"
-    )
-    declared_n = onnx_model(text % "<float[6, 1] n>", v=v, axes=axes, eps=eps)
-    (declared,) = inspect_onnx(declared_n).sites
-    assert declared.status == "foldable"
+    undeclared, report = fold_onnx(onnx_model(text % "", v=v, axes=axes, eps=eps))
+    assert [site.status for site in report.sites] == ["folded"]
+    declared, report = fold_onnx(onnx_model(text % "<float[6, 1] n>", v=v, axes=axes, eps=eps))
+    assert [site.status for site in report.sites] == ["folded"]
+    weights = [[i for i in m.graph.initializer if i.dims == [6, 5]] for m in (undeclared, declared)]
+    assert weights[0] == weights[1]
 
 
 def test_a_float16_weight_with_subnormal_elements_read_through_a_transpose_folds() -> None:

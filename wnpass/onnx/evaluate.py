@@ -379,13 +379,49 @@ def _mark_summed(slots: list[ir.TensorProtocol | Step], index: int | None) -> in
 
 
 def _like_dtype(node: ir.Node) -> ir.DataType:
-    """The type a ``CastLike`` casts to: that of its second input, as the graph declares it."""
+    """The type a ``CastLike`` casts to: that of its second input, as the graph declares it
+    or as the ops computing it keep their first input's (:data:`_KEEP_TYPE`)."""
     like = node.inputs[1] if len(node.inputs) > 1 else None
-    dtype = None if like is None else like.dtype
+    dtype = _dtype_of(like)
     if dtype is None:
         named = "" if like is None else f" of '{like.name}'"
         raise NotExact(f"CastLike to the type{named}, which the graph does not declare")
     return dtype
+
+
+# Ops whose output has their first input's type: ``w * alpha * beta`` as onnxscript writes it,
+# ``CastLike(beta, Mul(w, CastLike(alpha, w)))``, a type no graph declares (t273)
+_KEEP_TYPE = frozenset(
+    {"Add", "Sub", "Mul", "Div", "Neg", "Abs", "Sqrt", "Reciprocal", "Pow", "Max", "Min"}
+    | {"Clip", "Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten"}
+    | {"Expand", "Slice", "Split", "Concat", "Gather", "Tile", "Pad", "ReduceL2", "ReduceSum"}
+    | {"ReduceSumSquare", "LpNormalization"}
+)
+
+
+def _dtype_of(value: ir.Value | None) -> ir.DataType | None:
+    """``value``'s type as declared, or found through the ops that computed it (a ``Cast`` says
+    it, a ``CastLike`` and :data:`_KEEP_TYPE` pass one on); None where neither tells."""
+    seen = 0
+    while value is not None and value.dtype is None and seen < 1000:
+        if value.const_value is not None:
+            return value.const_value.dtype
+        node, seen = value.producer(), seen + 1
+        if node is None or node.domain not in ("", "ai.onnx"):
+            return None
+        if node.op_type == "Cast" and (to := node.attributes.get("to")) is not None:
+            return ir.DataType(to.value)
+        if node.op_type == "Shape":
+            return ir.DataType.INT64
+        if not node.inputs:
+            return None
+        if node.op_type == "CastLike" and len(node.inputs) > 1:
+            value = node.inputs[1]
+        elif node.op_type in _KEEP_TYPE:
+            value = node.inputs[0]
+        else:
+            return None
+    return None if value is None else value.dtype
 
 
 def _check_node(node: ir.Node) -> None:
