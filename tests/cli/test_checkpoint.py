@@ -746,7 +746,7 @@ CASES: dict[str, tuple[Setup, int, str]] = {
         lambda f: ["inspect", str(_write(f / "st.bin", (f / "g.safetensors").read_bytes()))],
         2,
         "st.bin: not a readable torch.save file (it looks like a safetensors file: name it "
-        ".safetensors to read it as one); nothing in it was run",
+        ".safetensors to read it as one)",
     ),
     "an empty zip archive named .pt is said as one": (
         lambda f: ["inspect", str(_write(f / "empty.pt", b"PK\x05\x06" + bytes(18)))],

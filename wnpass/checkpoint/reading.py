@@ -351,6 +351,8 @@ def load_torch(path: Path) -> Any:
             f"{path}: named as a safetensors file where a torch.save file is read (torch.load "
             "reads it as safetensors); refused"
         )
+    if _safetensors_like(path):  # before the pickle reader, whose errors vary with the bytes
+        raise InvalidModelError(f"{path}: not a readable torch.save file ({_SAFETENSORS})")
     try:
         mmap = _is_zip_format(path) and not _compressed(path)
         with (
@@ -393,20 +395,36 @@ def load_torch(path: Path) -> Any:
         ) from None
 
 
-def _other_kind(path: Path) -> str | None:
-    """What ``path``, which is no pickle, looks like, where its first bytes tell: a
-    safetensors file under a torch name (its header's length, then ``{``), a zip archive
-    torch.save did not write (t271: both were said as a pickle opcode)."""
+_SAFETENSORS = "it looks like a safetensors file: name it .safetensors to read it as one"
+
+
+def _safetensors_like(path: Path) -> bool:
+    """Whether ``path`` starts as a safetensors file does: its header's length (8 bytes, little
+    endian, within the file), then ``{`` (t271, t273: under a torch name it was said as a
+    pickle opcode or a raw error, as its first byte varies)."""
     try:
         with path.open("rb") as file:
             head = file.read(9)
+        size = path.stat().st_size
     except OSError:
+        return False
+    return len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") <= size
+
+
+def _other_kind(path: Path) -> str | None:
+    """What ``path``, which is no pickle, looks like where its first bytes tell: a zip
+    archive with no pickle record, which torch.save did not write (said as a pickle opcode,
+    t271)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
         return None
-    if len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") < 1 << 40:
-        return "it looks like a safetensors file: name it .safetensors to read it as one"
-    if head.startswith(b"PK"):
-        return "a zip archive, but not one torch.save wrote (no data.pkl record)"
-    return None
+    if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+        return None  # torch's archive, its pickle damaged: the opcode says it
+    return "a zip archive, but not one torch.save wrote (no data.pkl record)"
 
 
 def _allowed(torch: Any) -> contextlib.AbstractContextManager[object]:
