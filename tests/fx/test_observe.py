@@ -908,6 +908,74 @@ def test_a_layer_s_units_merged_with_the_batch_into_a_kernel_s_filters_stay_whol
     assert (sites["template.weight"].status, sites["template.weight"].axis) == ("planned", 0)
 
 
+class _Hyper(nn.Module):
+    """A hypernetwork: a Linear's 216 outputs are a 6x4x3x3 kernel's elements, through
+    ``shape`` (an activation, a sum, a concatenation, an expansion) before the view."""
+
+    def __init__(self, shape: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.shape = shape
+        self.z = nn.Parameter(torch.randn(1, 3))
+        self.h = nn.Linear(3, 6 * 4 * 3 * 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.shape(self.h(self.z)).view(6, 4, 3, 3))
+
+
+HYPER: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "tanh": torch.tanh,
+    "neg": lambda t: -t,
+    "relu": F.relu,
+    "where": lambda t: torch.where(t > 0, t, 0.1 * t),
+    "expand": lambda t: t.expand(2, -1)[0],
+    "repeat": lambda t: t.repeat(2, 1)[1],
+    "cat": lambda t: torch.cat([t[:, :108], t[:, 108:]], 1),
+    "stack": lambda t: torch.stack([t, t])[0],
+    "flip": lambda t: t.flip(1),
+}
+
+
+@pytest.mark.parametrize("shape", list(HYPER))
+def test_a_kernel_computed_through_other_ops_is_still_mixed(shape: str) -> None:
+    """t272: a hypernetwork's kernel through ``tanh``, a negation, a ``relu``, ``cat`` or
+    ``expand`` before its view was weight-normed one kernel element per unit, reported
+    applied (the layout was followed through views and arithmetic only). Ops that keep each
+    element where it is, join or repeat tensors keep the layout."""
+    sites = _observed(_Hyper(HYPER[shape]), (torch.randn(1, 4, 5, 5),))
+    assert "its units split across that weight's axes 0, 1, 2 and 3" in str(
+        sites["h.weight"].reason
+    )
+
+
+class _FirstTemplates(nn.Module):
+    """SiamFC's kernels from the first two templates of a batch, flattened with the
+    channels first: ``conv(z).flatten(0, 1)[:8].view(2, 4, 3, 3)``; and keys transposed in
+    place, ``k.t_()``, read as a linear's weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.f, self.keys = nn.Conv2d(3, 4, 3), nn.Linear(5, 6)
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        kernels = self.f(z).flatten(0, 1)[:8].view(2, 4, 3, 3)
+        keys = self.keys(y).t_()
+        return F.conv2d(x, kernels).sum() + F.linear(y[:, :3], keys).sum()
+
+
+@pytest.mark.parametrize("batch", [2, 3])
+def test_a_slice_of_units_merged_with_the_batch_and_an_in_place_transpose_keep_them_whole(
+    batch: int,
+) -> None:
+    """t272: the slice of ``[B * 4]`` made one stretch of the batch and the units, which the
+    view then split across two axes: skipped as mixed at a batch of 3 only; ``t_()`` left
+    the layout of the tensor before it. A slice from a multiple of the units' size keeps
+    them whole, and an op in place is followed or forgets the layout."""
+    inputs = (torch.randn(batch, 3, 5, 5), torch.randn(1, 4, 9, 9), torch.randn(3, 5))
+    sites = _observed(_FirstTemplates(), inputs)
+    assert (sites["f.weight"].status, sites["f.weight"].axis) == ("planned", 0)
+    assert (sites["keys.weight"].status, sites["keys.weight"].axis) == ("planned", 0)
+
+
 class _ConvLoRA(nn.Module):
     """loralib's ConvLoRA: ``W + (B @ A).view(W.shape) * scaling`` with ``B`` of
     ``[out * k, r]`` and ``A`` of ``[r, in * k]``."""

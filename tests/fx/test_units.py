@@ -144,3 +144,43 @@ def test_an_axis_moved_keeps_its_stretches_and_one_resized_is_one_stretch() -> N
     moved = units.moved(layout, [1, 0], (4, 6))
     assert units.spread(moved) == {"c": [1]} and moved[1] == layout[0]
     assert units.moved(layout, [0, 1], (5, 4))[0] == ((5, frozenset({"c"})),)
+
+
+@pytest.mark.parametrize(("start", "stop"), [(0, 8), (4, 12), (1, 9), (0, 2)])
+def test_a_slice_of_a_merged_axis_keeps_the_inner_stretches_it_takes_whole(
+    start: int, stop: int
+) -> None:
+    """``[B * C]`` sliced and viewed again (t272): a slice from a multiple of ``C``, of whole
+    ``C``s, keeps ``C`` inside; another is one stretch (its weights then reach every axis a
+    later view makes of it, which is what its elements do)."""
+    layout = units.reshaped(units.of_result((3, 4, 5), [("c", 1)]), (12, 5)) or ()
+    index = (slice(start, stop),)
+    sliced = units.indexed(layout, index, (stop - start, 5))
+    assert sliced is not None
+    n = stop - start
+    target = (n // 4, 4, 5) if n % 4 == 0 else (n, 5)
+    found = units.spread(units.reshaped(sliced, target) or ())
+    truth = _truth((3, 4, 5), {"c": 1}, lambda t: t.reshape(12, 5)[index].reshape(target))
+    assert set(truth["c"]) <= set(found["c"])
+    if start % 4 == 0 and n % 4 == 0:
+        assert found == truth == {"c": [1]}
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_a_concatenation_and_a_stack_keep_each_unit_on_its_axes(dim: int) -> None:
+    shape = (2, 6)
+    layout = units.of_result(shape, [("w", 1)])
+    for op in ("cat", "stack"):
+        joined = getattr(torch, op)([torch.empty(shape)] * 2, dim).shape
+        ours = (*layout[: dim % (len(joined))], (), *layout[dim % len(joined) :])
+        found = units.joined([ours if op == "stack" else layout], joined, dim % len(joined))
+        index = _unit_index(shape, 1)
+        truth = _varies(getattr(torch, op)([index, index], dim))
+        assert units.spread(found) == {"w": truth}, op
+
+
+def test_a_repeat_tiles_each_axis_with_its_copies_outside() -> None:
+    layout = units.of_result((2, 6), [("w", 1)])
+    found = units.reshaped(units.repeated(layout, (3, 4, 12)), (3, 4, 2, 6)) or ()
+    truth = _varies(_unit_index((2, 6), 1).repeat(3, 2, 2).reshape(3, 4, 2, 6))
+    assert units.spread(found) == {"w": truth} == {"w": [3]}

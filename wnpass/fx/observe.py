@@ -180,6 +180,7 @@ _ARITHMETIC = {
     "add", "__add__", "__radd__", "add_", "__iadd__", "sub", "subtract", "__sub__", "__rsub__",
     "sub_", "__isub__", "mul_", "__imul__", "__rtruediv__", "div_", "__itruediv__",
 } | _SCALINGS  # fmt: skip
+_JOINS_ALONG = {"cat", "concat", "concatenate", "stack"}
 MIXED = (
     "mixed into another layer's weight ({op} of it, then {layer}, its units split across "
     "that weight's axes {axes}: none of them one filter, as in CondConv's routing @ W)"
@@ -510,7 +511,8 @@ class _Recorder(TorchFunctionMode):
         if name in _TEMPLATES:  # only its dtype, device or shape read: no use of it
             args, kwargs = _without_template(name, args, kwargs)
         if self.mixed:
-            self._mixing(func, name, args, kwargs, result)
+            with torch._C.DisableTorchFunction():  # its reads of shapes and strides: not ops
+                self._mixing(func, name, args, kwargs, result)
         values = [*args, *kwargs.values()]
         tensors = [t for v in values for t in tensors_in(v)]
         found = [self.origins(t) for t in tensors]
@@ -559,7 +561,8 @@ class _Recorder(TorchFunctionMode):
                         reason = MIXED.format(op=op, layer=layer, axes=_listed(axes))
                         self._use(_Origin(weight, ()), op, None, reason)
             return
-        sources = [(t, e) for t in tensors_in(args[:2]) if (e := self._mixed(t)) is not None]
+        values = [*args, *kwargs.values()]
+        sources = [(t, e) for v in values for t in tensors_in(v) if (e := self._mixed(t))]
         if not sources:
             return
         op, layout = sources[0][1]
@@ -571,6 +574,8 @@ class _Recorder(TorchFunctionMode):
                 followed = None
             if followed is not None:
                 self.mixed[id(tensor)] = (weakref.ref(tensor), (op, followed))
+            elif self._mixed(tensor) is not None:  # changed in place, not followed: no more
+                del self.mixed[id(tensor)]  # what it was (``t_()``, t272)
 
     def _followed(
         self, func: Callable[..., Any], name: str, args: tuple[Any, ...],
@@ -580,27 +585,42 @@ class _Recorder(TorchFunctionMode):
         """The layout of ``result`` of op ``name`` whose operands ``sources`` a layer op
         computed; None where ``name`` is no op it is followed through."""
         source, (_, layout) = sources[0]
-        shape, rank = result.shape, source.dim()
-        if name in _ARITHMETIC:
-            operands = [(e[1], t.shape) for t, e in sources]
-            return (
-                units.elementwise(operands, shape) if source is args[0] or len(args) > 1 else None
-            )
+        shape, rank = result.shape, len(layout)
+        operands = [(entry[1], tensor.shape) for tensor, entry in sources]
+        if name in _LAYER_OPS:
+            return None  # its result is its own (:data:`_MIXING`)
+        if name in _ARITHMETIC or name in _ELEMENTWISE:  # broadcasting, with anything
+            return units.elementwise(operands, shape)
+        if name in _JOINS_ALONG:  # cat, stack: the dim along which
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else 0) % result.dim()
+            tracked = [self._mixed(t) for t in tensors_in(args[0])]
+            found = [entry[1] for entry in tracked if entry is not None]
+            if name == "stack":  # each at its index along a new axis
+                found = [(*each[:dim], (), *each[dim:]) for each in found]
+            return units.joined(found, shape, dim)
         if source is not args[0]:
             return None
-        if name in _RESHAPE:
+        if name in _RESHAPE or name in ("squeeze_", "unsqueeze_"):
             return units.reshaped(layout, shape)
-        if name in _PERMUTES:  # the order, from the same op on sizes that tell axes apart
+        if name in _PERMUTES or name in ("t_", "transpose_", "swapaxes_", "swapdims_"):
+            # the order, from the same op on sizes that tell axes apart
             probe = torch.empty(tuple(range(2, rank + 2)), device="meta")
             order = func(probe, *args[1:], **kwargs).shape
             return units.moved(layout, [n - 2 for n in order], shape)
-        if name in _IDENTITY | _SLICE_KEEP and result.dim() == rank:  # narrowed, if at all
-            return units.moved(layout, range(rank), shape)
+        if name == "expand":
+            return units.elementwise(operands[:1], shape)
+        if name == "repeat":
+            return units.reshaped(units.repeated(layout, shape), shape)
+        if result.dim() == rank and (name in _IDENTITY | _SLICE_KEEP or name == "index_select"):
+            return units.moved(layout, range(rank), shape, _starts(source, result))
         if name in _SLICE_DROP:
             dim = kwargs.get("dim", args[1] if len(args) > 1 else 0) % rank
             return units.moved(layout, [j for j in range(rank) if j != dim], shape)
         if name == "__getitem__" and len(args) > 1:
             return units.indexed(layout, args[1], shape)
+        others = [v for v in (*args[1:], *kwargs.values()) if any(True for _ in tensors_in(v))]
+        if result.shape == source.shape and not others:  # one tensor's values, each in place
+            return layout  # (an activation, a flip, a sort along an axis)
         return None
 
     def _units(
@@ -1043,6 +1063,24 @@ def rnn_roles(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[
 def _argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], position: int, keyword: str) -> Any:
     """An op's argument, given by ``position`` or ``keyword``; None where left out."""
     return kwargs.get(keyword, args[position] if len(args) > position else None)
+
+
+def _starts(source: torch.Tensor, result: torch.Tensor) -> list[tuple[int, int] | None]:
+    """For a view ``result`` of ``source`` with one axis narrowed (a split, a slice), where that
+    axis starts in ``source`` and by what step, from their storage offsets; None for the
+    other axes, and for all where it is no such view."""
+    changed = [j for j in range(result.dim()) if result.shape[j] != source.shape[j]]
+    starts: list[tuple[int, int] | None] = [None] * result.dim()
+    if (
+        len(changed) != 1
+        or result.untyped_storage().data_ptr() != source.untyped_storage().data_ptr()
+    ):
+        return starts
+    (j,) = changed
+    stride, offset = source.stride(j), result.storage_offset() - source.storage_offset()
+    if stride > 0 and offset % stride == 0 and result.stride(j) % stride == 0:
+        starts[j] = (offset // stride, result.stride(j) // stride)
+    return starts
 
 
 def _listed(axes: Sequence[int]) -> str:

@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["Layout", "Segment", "elementwise", "indexed", "moved", "of_result", "reshaped"]
-__all__ += ["spread"]
+__all__ = ["Layout", "Segment", "elementwise", "indexed", "joined", "moved", "of_result"]
+__all__ += ["repeated", "reshaped", "spread"]
 
 # A stretch of an axis: its size and the weights whose units it indexes
 Segment = tuple[int, frozenset[str]]
@@ -97,19 +97,69 @@ def _even(boundary: int, stride: int, size: int) -> bool:
     return boundary % stride == 0 and (stride * size) % boundary == 0
 
 
-def moved(layout: Layout, sources: Sequence[int | None], shape: Sequence[int]) -> Layout:
+def moved(
+    layout: Layout,
+    sources: Sequence[int | None],
+    shape: Sequence[int],
+    starts: Sequence[tuple[int, int] | None] = (),
+) -> Layout:
     """The layout of a result of ``shape`` whose axis ``j`` is the input's axis
     ``sources[j]`` (None: a new one, indexing no weight's units). An axis whose size changed
-    (sliced, split, looked up) is one stretch indexing what the input's axis indexed."""
+    (sliced, split, looked up) keeps the inner stretches a slice of it takes whole: one
+    starting at a multiple of their size, by steps of 1 (``starts[j]``: its start and step,
+    where known), a number of them (``[B * C]`` sliced to its first ``2 * C``: still ``C``
+    inside); what is left outside is one stretch indexing what it indexed (t272)."""
     axes: list[tuple[Segment, ...]] = []
-    for source, n in zip(sources, shape, strict=True):
+    for j, (source, n) in enumerate(zip(sources, shape, strict=True)):
         segments = layout[source] if source is not None else ()
         if _size(segments) == n:
             axes.append(segments or ((n, _NONE),))
-        else:
-            names = frozenset(w for size, ws in segments if size > 1 for w in ws)
-            axes.append(((n, names if n > 1 else _NONE),))
+            continue
+        kept: tuple[Segment, ...] = ()
+        where = starts[j] if j < len(starts) else None
+        if where is not None and where[1] == 1:
+            for k in range(len(segments)):  # the longest whole inner stretches the slice keeps
+                inner = _size(segments[k:])
+                if n % inner == 0 and where[0] % inner == 0:
+                    kept = segments[k:]
+                    break
+        outer = segments[: len(segments) - len(kept)]
+        names = frozenset(w for size, ws in outer if size > 1 for w in ws)
+        rest = n // _size(kept)
+        axes.append(((rest, names if rest > 1 else _NONE), *kept) if rest > 1 else kept)
     return tuple(axes)
+
+
+def joined(layouts: Sequence[Layout], shape: Sequence[int], dim: int) -> Layout:
+    """The layout of ``torch.cat`` along ``dim`` of tensors of these layouts (those a layer op
+    computed; the others index no weight): along ``dim`` one stretch indexing what each
+    indexes there, the other axes joined as by :func:`elementwise`."""
+    axes: list[tuple[Segment, ...]] = []
+    for j, n in enumerate(shape):
+        if j == dim:
+            names = frozenset(
+                w for layout in layouts for size, ws in layout[j] if size > 1 for w in ws
+            )
+            axes.append(((n, names if n > 1 else _NONE),))
+        else:
+            axes.append(elementwise([(layout, shape) for layout in layouts], shape)[j])
+    return tuple(axes)
+
+
+def repeated(layout: Layout, shape: Sequence[int]) -> Layout:
+    """The layout of ``tensor.repeat(...)`` of ``shape``: each axis its input's, tiled (an
+    outer stretch of the copies, indexing no weight); new leading axes index none."""
+    new = len(shape) - len(layout)
+    axes: list[tuple[Segment, ...]] = [((n, _NONE),) for n in shape[:new]]
+    for segments, n in zip(layout, shape[new:], strict=True):
+        copies = n // max(_size(segments), 1)
+        axes.append(((copies, _NONE), *segments) if copies > 1 else segments)
+    return tuple(axes)
+
+
+def _names(segments: Sequence[Segment]) -> frozenset[str]:
+    """The weights whose units ``segments`` index (those of size 1 index none)."""
+    return frozenset(w for size, ws in segments if size > 1 for w in ws)
 
 
 def _size(segments: Sequence[Segment]) -> int:
@@ -121,6 +171,9 @@ def elementwise(layouts: Sequence[tuple[Layout, Sequence[int]]], shape: Sequence
     """The layout of a broadcasting elementwise op's result of ``shape`` from its operands'
     (``layout``, ``shape``): axes aligned from the right; a new axis, or one of size 1
     broadcast, indexes no weight; the operands' weights on one axis are joined."""
+    first, *others = layouts
+    if tuple(first[1]) == tuple(shape) and all(o == first for o in others):
+        return first[0]  # one operand, or all alike, of the result's shape: the most common
     axes: list[tuple[Segment, ...]] = []
     for j, n in enumerate(shape):
         found: list[tuple[Segment, ...]] = []
@@ -154,24 +207,29 @@ def indexed(layout: Layout, index: Any, shape: Sequence[int]) -> Layout | None:
     else:
         items += [slice(None)] * (len(layout) - taken)
     sources: list[int | None] = []
+    starts: list[tuple[int, int] | None] = []
     axis = 0
     for item in items:
         if item is None:
             sources.append(None)
+            starts.append(None)
         elif _is_int(item):
             axis += 1
         elif isinstance(item, slice):
             sources.append(axis)
+            start, _, step = item.indices(_size(layout[axis]))
+            starts.append((start, step))
             axis += 1
         else:  # an index tensor or list: its axes in place of the one it takes
             looked_up = torch.as_tensor(item)
             if looked_up.dtype == torch.bool and looked_up.dim() != 1:
                 return None  # a mask over several axes (or none): not followed
             sources += [axis] * looked_up.dim()
+            starts += [None] * looked_up.dim()
             axis += 1
     if len(sources) != len(shape):
         return None
-    return moved(layout, sources, shape)
+    return moved(layout, sources, shape, starts)
 
 
 def _is_int(item: Any) -> bool:
