@@ -10,7 +10,11 @@ each unit one kernel element, no filter).
 A :data:`Layout` says this for a tensor: per axis, outer to inner, the stretches of it
 (:data:`Segment`) and the weights whose units each indexes. A reshape keeps the tensor's
 logical (row-major) order, so it regroups the stretches into the new axes (:func:`reshaped`);
-selections, splits, permutations and broadcasting arithmetic move whole axes.
+selections, splits, permutations and broadcasting arithmetic move whole axes
+(:func:`moved`, :func:`elementwise`), a concatenation or a repeat joins or tiles them
+(:func:`joined`, :func:`repeated`). Where a stretch is cut so that its elements cannot be
+told apart, every axis it reaches is said to index its weights: a weight is never placed
+on fewer axes than its elements reach, and may be placed on more.
 """
 
 from __future__ import annotations
@@ -74,16 +78,16 @@ def reshaped(layout: Layout, shape: Sequence[int]) -> Layout | None:
         if m == 1:
             axes.append(())
             continue
-        spread = [
+        reached = [
             (s, n, names)
             for s, n, names in reversed(stretches)
             if not (at % (s * n) == 0 or s % (at * m) == 0)
         ]
-        if all(_even(b, s, n) for b in (at, at * m) for s, n, _ in spread):
-            pieces = [(min(s * n, at * m) // max(s, at), names) for s, n, names in spread]
+        if all(_even(b, s, n) for b in (at, at * m) for s, n, _ in reached):
+            pieces = [(min(s * n, at * m) // max(s, at), names) for s, n, names in reached]
             axes.append(tuple(p for p in pieces if p[0] > 1))
         else:
-            axes.append(((m, frozenset(w for _, _, names in spread for w in names)),))
+            axes.append(((m, frozenset(w for _, _, names in reached for w in names)),))
     return tuple(axes)
 
 
