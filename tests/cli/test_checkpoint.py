@@ -557,6 +557,15 @@ def _hard_link_to_shard(folder: Path) -> list[str]:
     ]
 
 
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
@@ -752,6 +761,16 @@ CASES: dict[str, tuple[Setup, int, str]] = {
         lambda f: ["inspect", str(_write(f / "empty.pt", b"PK\x05\x06" + bytes(18)))],
         2,
         "empty.pt: not a readable torch.save file (a zip archive, but not one torch.save wrote",
+    ),
+    "a zip with no pickle, torch's reader failing on it": (  # its raw words before (t275)
+        lambda f: ["inspect", str(_zip(f / "nopkl.pt", {"a.npy": b"x"}))],
+        2,
+        "nopkl.pt: not a readable torch.save file (a zip archive, but not one torch.save wrote",
+    ),
+    "a torch file named .safetensors is said as one": (
+        lambda f: ["inspect", str(_write(f / "t.safetensors", (f / "g.pt").read_bytes()))],
+        2,
+        "; it looks like a torch.save file: name it .pt",
     ),
     "text named .pt": (
         lambda f: ["inspect", str(_write(f / "text.pt", b"hello world"))],

@@ -932,6 +932,11 @@ HYPER: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "cat": lambda t: torch.cat([t[:, :108], t[:, 108:]], 1),
     "stack": lambda t: torch.stack([t, t])[0],
     "flip": lambda t: t.flip(1),
+    "masked_fill_": lambda t: t.masked_fill_(t > 1, 0),
+    "clamp_": lambda t: t.clamp_(min=torch.full_like(t, -1)),
+    "cat axis=": lambda t: torch.cat([t[:, :108], t[:, 108:]], axis=1),  # type: ignore[call-arg]
+    "hstack": lambda t: torch.hstack([t[:, :108], t[:, 108:]]),
+    "tile": lambda t: t.tile(2, 1)[1:],
 }
 
 
@@ -940,7 +945,8 @@ def test_a_kernel_computed_through_other_ops_is_still_mixed(shape: str) -> None:
     """t272: a hypernetwork's kernel through ``tanh``, a negation, a ``relu``, ``cat`` or
     ``expand`` before its view was weight-normed one kernel element per unit, reported
     applied (the layout was followed through views and arithmetic only). Ops that keep each
-    element where it is, join or repeat tensors keep the layout."""
+    element where it is, join or repeat tensors keep the layout; so do ops in place with
+    other tensors (a masked kernel) and ``cat`` given ``axis=`` (t274)."""
     sites = _observed(_Hyper(HYPER[shape]), (torch.randn(1, 4, 5, 5),))
     assert "its units split across that weight's axes 0, 1, 2 and 3" in str(
         sites["h.weight"].reason
@@ -974,6 +980,36 @@ def test_a_slice_of_units_merged_with_the_batch_and_an_in_place_transpose_keep_t
     sites = _observed(_FirstTemplates(), inputs)
     assert (sites["f.weight"].status, sites["f.weight"].axis) == ("planned", 0)
     assert (sites["keys.weight"].status, sites["keys.weight"].axis) == ("planned", 0)
+
+
+class _TwoTemplates(nn.Module):
+    """SiamFC with two templates whose kernels, merged with the batch, are joined: by ``cat``
+    or picked by ``index_select`` in whole blocks of channels."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how, self.f = how, nn.Conv2d(3, 4, 3)
+
+    def forward(self, z0: torch.Tensor, z1: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        first, second = self.f(z0).flatten(0, 1), self.f(z1).flatten(0, 1)
+        if self.how == "cat":
+            kernels = torch.cat([first, second])
+        else:
+            kernels = first.index_select(0, torch.arange(first.shape[0]).repeat(2))
+        return F.conv2d(x, kernels.view(-1, 4, 3, 3))
+
+
+@pytest.mark.parametrize("how", ["cat", "index_select"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_kernels_merged_with_the_batch_and_joined_keep_their_units_whole(
+    how: str, batch: int
+) -> None:
+    """t274: ``cat`` made the joined axis one stretch of the batch and the units, which the
+    view split across two axes (skipped as mixed); ``index_select``, a copy, did too. Inner
+    stretches each piece holds whole, and blocks an index takes whole, are kept."""
+    inputs = (torch.randn(batch, 3, 5, 5), torch.randn(batch, 3, 5, 5), torch.randn(1, 4, 9, 9))
+    sites = _observed(_TwoTemplates(how), inputs)
+    assert (sites["f.weight"].status, sites["f.weight"].axis) == ("planned", 0)
 
 
 class _ConvLoRA(nn.Module):

@@ -173,7 +173,10 @@ def test_a_concatenation_and_a_stack_keep_each_unit_on_its_axes(dim: int) -> Non
     for op in ("cat", "stack"):
         joined = getattr(torch, op)([torch.empty(shape)] * 2, dim).shape
         ours = (*layout[: dim % (len(joined))], (), *layout[dim % len(joined) :])
-        found = units.joined([ours if op == "stack" else layout], joined, dim % len(joined))
+        at = dim % len(joined)
+        pieces = [ours if op == "stack" else layout] * 2
+        sizes = [1, 1] if op == "stack" else [shape[at]] * 2
+        found = units.joined(pieces, sizes, joined, at)
         index = _unit_index(shape, 1)
         truth = _varies(getattr(torch, op)([index, index], dim))
         assert units.spread(found) == {"w": truth}, op
@@ -184,3 +187,59 @@ def test_a_repeat_tiles_each_axis_with_its_copies_outside() -> None:
     found = units.reshaped(units.repeated(layout, (3, 4, 12)), (3, 4, 2, 6)) or ()
     truth = _varies(_unit_index((2, 6), 1).repeat(3, 2, 2).reshape(3, 4, 2, 6))
     assert units.spread(found) == {"w": truth} == {"w": [3]}
+
+
+def test_a_concatenation_keeps_the_inner_stretches_every_piece_holds_whole() -> None:
+    """Kernels merged with the batch, ``[B * C]``, joined: ``C`` stays inside (t274); a piece
+    of another size than a multiple of ``C`` makes the axis one stretch."""
+    piece = units.reshaped(units.of_result((2, 4, 5), [("c", 1)]), (8, 5)) or ()
+    found = units.joined([piece, piece], [8, 8], (16, 5), 0)
+    assert units.spread(units.reshaped(found, (4, 4, 5)) or ()) == {"c": [1]}
+    uneven = units.joined([piece, None], [8, 3], (11, 5), 0)
+    assert uneven[0] == ((11, frozenset({"c"})),)
+
+
+@pytest.mark.parametrize(
+    ("index", "whole"),
+    [
+        ([0, 1, 2, 3, 0, 1, 2, 3], True),
+        ([4, 5, 6, 7], True),
+        ([1, 2, 3, 4, 5, 6, 7, 0], False),
+        ([0, 4, 1, 5, 2, 6, 3, 7], False),
+    ],
+)
+def test_an_index_taking_whole_blocks_keeps_the_inner_stretches(
+    index: list[int], whole: bool
+) -> None:
+    layout = units.reshaped(units.of_result((2, 4, 5), [("c", 1)]), (8, 5)) or ()
+    picked = units.picked(layout, 0, index, (len(index), 5))
+    viewed = units.reshaped(picked, (len(index) // 4, 4, 5)) or ()
+    truth = _varies(_unit_index((2, 4, 5), 1).reshape(8, 5)[torch.tensor(index)].reshape(-1, 4, 5))
+    assert units.spread(viewed) == ({"c": truth} if whole else {"c": [0, 1]})
+    assert set(truth) <= set(units.spread(viewed)["c"])
+
+
+def test_an_axis_looked_up_in_another_order_is_one_stretch() -> None:
+    """``k[perm]`` of an axis ``[B * C]`` keeps its size but not its order: viewed again,
+    its units reach both axes (the lookup kept its stretches: a weight placed on fewer axes
+    than its elements reach)."""
+    layout = units.reshaped(units.of_result((2, 4), [("c", 1)]), (8,)) or ()
+    perm = torch.tensor([0, 4, 1, 5, 2, 6, 3, 7])
+    looked = units.indexed(layout, perm, (8,)) or ()
+    truth = _varies(_unit_index((2, 4), 1).reshape(8)[perm].reshape(2, 4))
+    assert units.spread(units.reshaped(looked, (2, 4)) or ()) == {"c": truth} == {"c": [0, 1]}
+
+
+def test_units_taken_one_by_one_and_joined_are_many_again() -> None:
+    """``cat([k[1:], k[:1]])`` of an axis of 2 (t274): each piece holds one unit, an axis of
+    1 that kept no name, and the join indexed no weight: a weight placed on no axis."""
+    layout = units.of_result((2, 3), [("w", 0)])
+    pieces = [
+        units.indexed(layout, slice(1, 2), (1, 3)),
+        units.indexed(layout, slice(0, 1), (1, 3)),
+    ]
+    assert None not in pieces
+    found = units.joined(pieces, [1, 1], (2, 3), 0)
+    index = _unit_index((2, 3), 0)
+    truth = _varies(torch.cat([index[1:], index[:1]]))
+    assert units.spread(found) == {"w": truth} == {"w": [0]}

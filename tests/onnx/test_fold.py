@@ -107,6 +107,25 @@ def test_a_cast_like_to_a_value_no_graph_types_takes_the_type_its_ops_keep() -> 
     np.testing.assert_array_equal(onnx.numpy_helper.to_array(weight), expected)
 
 
+def test_a_cast_like_to_a_constant_node_takes_its_attribute_s_type() -> None:
+    """t275: onnxscript's ``w = op.Constant(value=W); op.Conv(x, w * 0.5)`` casts 0.5 like a
+    Constant node's output, which no graph types (onnx-ir gives it no constant value
+    either): declined. The node's attribute says the type."""
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 6] y) {{
+            w = Constant <value = float[6, 4] {{{", ".join(["0.5"] * 24)}}}> ()
+            a = Constant <value_float = 0.5> ()
+            scale = CastLike(a, w)
+            w2 = Mul(w, scale)
+            y = Gemm <transB = 1> (x, w2)
+        }}
+    """
+    folded, report = fold_onnx(onnx_model(text))
+    assert [(c.status, c.reason) for c in report.cones] == [("folded", None)]
+    assert [n.op_type for n in folded.graph.node] == ["Gemm"]
+
+
 def test_a_shared_norm_names_the_declined_row_after_the_value_it_keeps() -> None:
     """One norm feeds a folded site and one declined (a gain fed at run time): the rows have
     different names, and the declined one names the weight the model still computes (the

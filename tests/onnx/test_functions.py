@@ -734,3 +734,36 @@ def test_a_call_of_a_local_function_means_the_same_at_any_version_of_its_domain(
     assert [n.op_type for n in folded.graph.node] == ["Gemm"] and not folded.functions
     onnx.checker.check_model(folded, full_check=True)
     assert_close(run(folded, {"x": X}), run(model, {"x": X}))
+
+
+def test_an_opset_the_model_lacks_takes_the_version_of_a_function_that_stays() -> None:
+    """t275: a model importing no ONNX opset, G (stays, opset 18, ReduceMean with its axes
+    as an input) and F (inlined, opset 17): the model was given F's 17, which then governed
+    G: an invalid model, exit 3. It gets G's 18 (F's ops mean the same there); an opset a
+    function imports and never uses does not keep it from being inlined."""
+    text = """
+        <ir_version: 8, opset_import: ["local" : 1]>
+        agraph (float[2, 4] x) => (float[2, 3] y) {
+            h = local.WnLinear(x, v, g)
+            y = local.G(h)
+        }
+        <domain: "local", opset_import: ["" : 18]>
+        G (h) => (y) {
+            axes = Constant <value_ints = [1]> ()
+            m = ReduceMean <keepdims = 1> (h, axes)
+            y = Sub(h, m)
+        }
+    """
+    function = WN_FUNCTION.replace('"" : 17', '"" : 17, "com.microsoft" : 1').replace(
+        "ReduceL2 <axes = [1], keepdims = 1> (v)", "Sqrt(s)"
+    )
+    function = function.replace(
+        "n = Sqrt(s)",
+        "sq = Mul(v, v)\n        s = ReduceSum <keepdims = 1> (sq, ax)\n        n = Sqrt(s)",
+    ).replace("{", "{\n        ax = Constant <value_ints = [1]> ()", 1)
+    model = onnx_model(f"{text}\n{function}", v=rand(3, 4), g=rand(3, 1))
+    folded, report = fold_onnx(model)
+    assert report.inlined == ["local::WnLinear"] and report.not_inlined == []
+    assert {(i.domain, i.version) for i in folded.opset_import} == {("local", 1), ("", 18)}
+    onnx.checker.check_model(folded, full_check=True)
+    assert_close(run(folded, {"x": X}), run(model, {"x": X}))

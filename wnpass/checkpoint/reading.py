@@ -292,9 +292,22 @@ def _safe_open(path: Path) -> SafetensorsFile:
     try:
         return SafetensorsFile(path)
     except Exception as error:
+        hint = "; it looks like a torch.save file: name it .pt" if _torch_like(path) else ""
         raise InvalidModelError(
-            f"{path}: not a readable safetensors file: {one_line(error)}"
+            f"{path}: not a readable safetensors file: {one_line(error)}{hint}"
         ) from None
+
+
+def _torch_like(path: Path) -> bool:
+    """Whether ``path`` starts as a torch.save file does: a zip archive, or a pickle of
+    protocol 2 (a torch file named ``.safetensors`` was said only as "header too large",
+    t275)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(2)
+    except OSError:
+        return False
+    return head in (b"PK", b"\x80\x02")
 
 
 # What torch's weights-only unpickler says when a pickle asks for something other than tensors
@@ -390,8 +403,11 @@ def load_torch(path: Path) -> Any:
             f"{path}: not a readable torch.save file ({detail}); nothing in it was run"
         ) from None
     except Exception as error:
+        kind = _other_kind(path)  # a zip with no pickle: torch's own words are of its reader
         raise InvalidModelError(
             f"{path}: not a readable torch.save file: {one_line(error, with_type=True)}"
+            if kind is None
+            else f"{path}: not a readable torch.save file ({kind})"
         ) from None
 
 

@@ -180,7 +180,13 @@ _ARITHMETIC = {
     "add", "__add__", "__radd__", "add_", "__iadd__", "sub", "subtract", "__sub__", "__rsub__",
     "sub_", "__isub__", "mul_", "__imul__", "__rtruediv__", "div_", "__itruediv__",
 } | _SCALINGS  # fmt: skip
-_JOINS_ALONG = {"cat", "concat", "concatenate", "stack"}
+_JOINS_ALONG = {"cat", "concat", "concatenate", "stack", "hstack"}
+# Permutations of axes besides :data:`_PERMUTES` (in place, conjugating, rotating): their
+# order read from the same op on a probe
+_MORE_PERMUTES = {"t_", "transpose_", "swapaxes_", "swapdims_", "mH", "H", "adjoint", "rot90"}
+# Ops that keep a tensor's shape but move its elements across units (sorting along an axis
+# sorts each row its own way; ``copy_`` replaces them): no layout follows (t274)
+_MOVES = {"sort", "msort", "argsort", "gather", "take_along_dim", "copy_", "set_", "resize_"}
 MIXED = (
     "mixed into another layer's weight ({op} of it, then {layer}, its units split across "
     "that weight's axes {axes}: none of them one filter, as in CondConv's routing @ W)"
@@ -591,36 +597,52 @@ class _Recorder(TorchFunctionMode):
             return None  # its result is its own (:data:`_MIXING`)
         if name in _ARITHMETIC or name in _ELEMENTWISE:  # broadcasting, with anything
             return units.elementwise(operands, shape)
-        if name in _JOINS_ALONG:  # cat, stack: the dim along which
-            dim = kwargs.get("dim", args[1] if len(args) > 1 else 0) % result.dim()
-            tracked = [self._mixed(t) for t in tensors_in(args[0])]
-            found = [entry[1] for entry in tracked if entry is not None]
+        if name in _JOINS_ALONG:  # cat, stack (the dim along which: torch also takes axis=)
+            pieces = list(tensors_in(args[0]))
+            if name == "hstack":
+                dim = 1 if pieces[0].dim() > 1 else 0
+            else:
+                dim = kwargs.get("dim", kwargs.get("axis", args[1] if len(args) > 1 else 0))
+            dim %= result.dim()
+            tracked = [None if (e := self._mixed(t)) is None else e[1] for t in pieces]
             if name == "stack":  # each at its index along a new axis
-                found = [(*each[:dim], (), *each[dim:]) for each in found]
-            return units.joined(found, shape, dim)
+                tracked = [None if t is None else (*t[:dim], (), *t[dim:]) for t in tracked]
+                sizes = [1] * len(pieces)
+            else:
+                sizes = [t.shape[dim] for t in pieces]
+            return units.joined(tracked, sizes, shape, dim)
         if source is not args[0]:
             return None
         if name in _RESHAPE or name in ("squeeze_", "unsqueeze_"):
             return units.reshaped(layout, shape)
-        if name in _PERMUTES or name in ("t_", "transpose_", "swapaxes_", "swapdims_"):
+        if name in _PERMUTES or name in _MORE_PERMUTES:
             # the order, from the same op on sizes that tell axes apart
             probe = torch.empty(tuple(range(2, rank + 2)), device="meta")
             order = func(probe, *args[1:], **kwargs).shape
             return units.moved(layout, [n - 2 for n in order], shape)
         if name == "expand":
             return units.elementwise(operands[:1], shape)
-        if name == "repeat":
+        if name in ("repeat", "tile"):
             return units.reshaped(units.repeated(layout, shape), shape)
-        if result.dim() == rank and (name in _IDENTITY | _SLICE_KEEP or name == "index_select"):
+        if name == "index_select" and result.dim() == rank:
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else 0) % rank
+            index = kwargs.get("index", args[2] if len(args) > 2 else None)
+            if isinstance(index, torch.Tensor) and index.dim() <= 1 and index.numel() <= 1 << 16:
+                return units.picked(layout, dim, index.reshape(-1).tolist(), shape)
+            return units.moved(layout, range(rank), shape)
+        if result.dim() == rank and name in _IDENTITY | _SLICE_KEEP:
             return units.moved(layout, range(rank), shape, _starts(source, result))
         if name in _SLICE_DROP:
             dim = kwargs.get("dim", args[1] if len(args) > 1 else 0) % rank
             return units.moved(layout, [j for j in range(rank) if j != dim], shape)
         if name == "__getitem__" and len(args) > 1:
             return units.indexed(layout, args[1], shape)
-        others = [v for v in (*args[1:], *kwargs.values()) if any(True for _ in tensors_in(v))]
-        if result.shape == source.shape and not others:  # one tensor's values, each in place
-            return layout  # (an activation, a flip, a sort along an axis)
+        if name in _MOVES or (name == "roll" and _rolled_flat(args, kwargs)):
+            return None  # elements moved across units: no layout follows
+        if tuple(result.shape) == tuple(source.shape):  # each value where it was: an
+            # activation, a flip, a masked kernel (``masked_fill(_)``, ``clamp(_)(min=t)``,
+            # t274), in place or not
+            return units.elementwise(operands, shape)
         return None
 
     def _units(

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 __all__ = ["Layout", "Segment", "elementwise", "indexed", "joined", "moved", "of_result"]
-__all__ += ["repeated", "reshaped", "spread"]
+__all__ += ["picked", "repeated", "reshaped", "spread"]
 
 # A stretch of an axis: its size and the weights whose units it indexes
 Segment = tuple[int, frozenset[str]]
@@ -101,6 +101,11 @@ def _even(boundary: int, stride: int, size: int) -> bool:
     return boundary % stride == 0 and (stride * size) % boundary == 0
 
 
+# A ``starts`` entry of :func:`moved`: the axis's elements looked up by an index, in any
+# order, even where as many (``k[perm]``): one stretch
+LOOKED_UP = (0, 0)
+
+
 def moved(
     layout: Layout,
     sources: Sequence[int | None],
@@ -116,11 +121,11 @@ def moved(
     axes: list[tuple[Segment, ...]] = []
     for j, (source, n) in enumerate(zip(sources, shape, strict=True)):
         segments = layout[source] if source is not None else ()
-        if _size(segments) == n:
+        where = starts[j] if j < len(starts) else None
+        if _size(segments) == n and where != LOOKED_UP:
             axes.append(segments or ((n, _NONE),))
             continue
         kept: tuple[Segment, ...] = ()
-        where = starts[j] if j < len(starts) else None
         if where is not None and where[1] == 1:
             for k in range(len(segments)):  # the longest whole inner stretches the slice keeps
                 inner = _size(segments[k:])
@@ -128,26 +133,59 @@ def moved(
                     kept = segments[k:]
                     break
         outer = segments[: len(segments) - len(kept)]
-        names = frozenset(w for size, ws in outer if size > 1 for w in ws)
+        names = frozenset(w for _, ws in outer for w in ws)
+        rest = n // _size(kept)
+        # one unit taken keeps its weights' names on its axis of 1, which a join may lengthen
+        axes.append(((rest, names), *kept) if rest > 1 or not kept else kept)
+    return tuple(axes)
+
+
+def joined(
+    layouts: Sequence[Layout | None], sizes: Sequence[int], shape: Sequence[int], dim: int
+) -> Layout:
+    """The layout of ``torch.cat`` along ``dim`` of tensors of these layouts (None: one no
+    layer op computed, indexing no weight) and sizes along ``dim``: there, the inner
+    stretches every tensor holds whole (those of the tracked ones alike, each size a multiple
+    of theirs: kernels merged with the batch, joined) and outside them one stretch indexing
+    what the rest did; the other axes joined as by :func:`elementwise`."""
+    found = [layout for layout in layouts if layout is not None]
+    axes: list[tuple[Segment, ...]] = []
+    for j, n in enumerate(shape):
+        if j != dim:
+            axes.append(elementwise([(layout, shape) for layout in found], shape)[j])
+            continue
+        along = [layout[j] for layout in found]
+        kept: tuple[Segment, ...] = ()
+        for k in range(1, min(map(len, along), default=0) + 1):  # the longest common suffix
+            suffix = along[0][-k:]
+            inner = _size(suffix)
+            if any(each[-k:] != suffix for each in along) or any(m % inner for m in sizes):
+                break
+            kept = suffix if inner > 1 else kept  # pieces of one unit: joined, they are many
+        outer = [each[: len(each) - len(kept)] for each in along]  # of 1 too (one unit)
+        names = frozenset(w for segments in outer for _, ws in segments for w in ws)
         rest = n // _size(kept)
         axes.append(((rest, names if rest > 1 else _NONE), *kept) if rest > 1 else kept)
     return tuple(axes)
 
 
-def joined(layouts: Sequence[Layout], shape: Sequence[int], dim: int) -> Layout:
-    """The layout of ``torch.cat`` along ``dim`` of tensors of these layouts (those a layer op
-    computed; the others index no weight): along ``dim`` one stretch indexing what each
-    indexes there, the other axes joined as by :func:`elementwise`."""
-    axes: list[tuple[Segment, ...]] = []
-    for j, n in enumerate(shape):
-        if j == dim:
-            names = frozenset(
-                w for layout in layouts for size, ws in layout[j] if size > 1 for w in ws
-            )
-            axes.append(((n, names if n > 1 else _NONE),))
-        else:
-            axes.append(elementwise([(layout, shape) for layout in layouts], shape)[j])
-    return tuple(axes)
+def picked(layout: Layout, dim: int, index: Sequence[int], shape: Sequence[int]) -> Layout:
+    """The layout of ``index_select`` of ``index`` along ``dim``: the inner stretches of that
+    axis that the index takes in whole blocks (runs of their size, each from a multiple of
+    it: ``arange(4 * B).repeat(2)`` of kernels merged with the batch) are kept, as
+    :func:`moved` keeps those a slice takes."""
+    segments = layout[dim]
+    starts: list[tuple[int, int] | None] = [None] * len(shape)
+    for k in range(len(segments)):
+        inner = _size(segments[k:])
+        blocks = [index[i : i + inner] for i in range(0, len(index), inner)]
+        if len(index) % inner == 0 and all(
+            b[0] % inner == 0 and list(b) == list(range(b[0], b[0] + inner)) for b in blocks
+        ):
+            starts[dim] = (0, 1)  # as a slice from 0 of whole blocks: the same stretches kept
+            return moved(layout, range(len(shape)), shape, starts)
+    n = shape[dim]  # elements in another order, even where as many: one stretch
+    return (*layout[:dim], ((n, _names(segments) if n > 1 else _NONE),), *layout[dim + 1 :])
 
 
 def repeated(layout: Layout, shape: Sequence[int]) -> Layout:
@@ -229,7 +267,7 @@ def indexed(layout: Layout, index: Any, shape: Sequence[int]) -> Layout | None:
             if looked_up.dtype == torch.bool and looked_up.dim() != 1:
                 return None  # a mask over several axes (or none): not followed
             sources += [axis] * looked_up.dim()
-            starts += [None] * looked_up.dim()
+            starts += [LOOKED_UP] * looked_up.dim()
             axis += 1
     if len(sources) != len(shape):
         return None

@@ -413,6 +413,8 @@ def _dtype_of(value: ir.Value | None) -> ir.DataType | None:
             return ir.DataType(to.value)
         if node.op_type == "Shape":
             return ir.DataType.INT64
+        if node.op_type == "Constant":  # onnxscript's op.Constant(value=W) (t275)
+            return _constant_dtype(node)
         if not node.inputs:
             return None
         if node.op_type == "CastLike" and len(node.inputs) > 1:
@@ -422,6 +424,18 @@ def _dtype_of(value: ir.Value | None) -> ir.DataType | None:
         else:
             return None
     return None if value is None else value.dtype
+
+
+def _constant_dtype(node: ir.Node) -> ir.DataType | None:
+    """The type of a ``Constant`` node's output, as its attribute says it."""
+    for name, attr in node.attributes.items():
+        if name == "value" and not attr.is_ref():
+            return attr.value.dtype
+        if name in ("value_float", "value_floats"):
+            return ir.DataType.FLOAT
+        if name in ("value_int", "value_ints"):
+            return ir.DataType.INT64
+    return None
 
 
 def _check_node(node: ir.Node) -> None:

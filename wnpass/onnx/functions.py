@@ -87,12 +87,13 @@ def inline_functions(model: ir.Model, chosen: Set[_Id]) -> list[str]:
     # as the model spells it (ONNX's "" or "ai.onnx"), which the inliner compares
     onnx_key = "ai.onnx" if "ai.onnx" in model.opset_imports else ""
     onnx_key = "" if "" in model.opset_imports else onnx_key
+    targets = _model_versions(model, {f.identifier(): f for f in functions})
     for function in functions:
-        versions = _versions(function.opset_imports)
-        function.opset_imports.clear()
-        for domain, version in versions.items():
+        used = _used_opsets(function) & _versions(function.opset_imports).keys()
+        function.opset_imports.clear()  # an opset imported and never used goes
+        for domain in sorted(used):
             key = onnx_key if domain == "" else domain
-            function.opset_imports[key] = model.opset_imports.setdefault(key, version)
+            function.opset_imports[key] = model.opset_imports.setdefault(key, targets[domain])
     InlinePass(criteria=lambda function: function.identifier() in chosen)(model)
     names = [function_name(function) for function in functions]
     logger.info("inlined local functions that compute weights from their inputs: %s", names)
@@ -150,28 +151,76 @@ def _version_clashes(model: ir.Model, inlined: dict[_Id, ir.Function]) -> dict[_
     that imports another version of an opset they use, with ops that mean something else
     there (:func:`_same_ops`: onnxscript's ``opset17`` in a model of opset 18 means the same
     where none of its ops changed), or imports none of it (a function: the inliner adds an
-    opset only to the model); ONNX's domain spelled ``""`` or ``"ai.onnx"`` alike (t273)."""
+    opset only to the model); ONNX's domain spelled ``""`` or ``"ai.onnx"`` alike (t273).
+    An opset the model lacks gets the version :func:`_model_versions` gives it, which each
+    function that stays and imports it must agree with (t275)."""
     clashes: dict[_Id, str] = {}
-    taken: dict[str, int] = {}  # an opset the model lacks: the version the first one imports
-    stays: list[ir.Function | None] = [None]  # None: the main graph
-    stays += [f for f in model.functions.values() if f.identifier() not in inlined]
-    for owner in stays:
-        imports = _versions(model.opset_imports if owner is None else owner.opset_imports)
-        where = "the model" if owner is None else function_name(owner)
+    versions = _model_versions(model, inlined)
+    staying = [f for f in model.functions.values() if f.identifier() not in inlined]
+    given = _versions(model.opset_imports)
+    for owner in [None, *staying]:  # None: the main graph
+        imports = versions if owner is None else _versions(owner.opset_imports)
         for function in _landing(model.graph if owner is None else owner, inlined):
-            named, key = function_name(function), function.identifier()
-            for domain, version in _versions(function.opset_imports).items():
-                opset, wanted = domain or "ai.onnx", imports.get(domain)
-                if wanted is None and owner is not None:  # only the model gets an import
-                    clashes[key] = f"{named} is inlined into {where}, which imports no {opset}"
-                    break
-                against = where if wanted is not None else "another function"
-                if wanted is None:
-                    wanted = taken.setdefault(domain, version)
-                if wanted != version and not _same_ops(model, function, domain, version, wanted):
-                    clashes[key] = f"{named} imports {opset} {version}, {against} {wanted}"
-                    break
+            why = _clash(model, function, imports, owner, given, staying)
+            if why is not None:
+                clashes[function.identifier()] = why
     return clashes
+
+
+def _clash(
+    model: ir.Model,
+    function: ir.Function,
+    imports: Mapping[str, int],
+    owner: ir.Function | None,
+    given: Mapping[str, int],
+    stays: Sequence[ir.Function],
+) -> str | None:
+    """Why ``function``'s nodes cannot land in ``owner`` (None: the main graph) importing
+    ``imports``, or None. ``given``: the model's own imports; ``stays``: the functions that
+    stay, which an opset added to the model governs too."""
+    named, where = function_name(function), "the model" if owner is None else function_name(owner)
+    used = _used_opsets(function)
+    for domain, version in _versions(function.opset_imports).items():
+        if domain not in used:
+            continue  # imported, never used (t275)
+        opset, wanted = domain or "ai.onnx", imports.get(domain)
+        if wanted is None:  # only the model gets an import
+            return f"{named} is inlined into {where}, which imports no {opset}"
+        if wanted != version and not _same_ops(model, function, domain, version, wanted):
+            added = owner is None and domain not in given
+            against = f"the version the model gets, {wanted}" if added else f"{where} {wanted}"
+            return f"{named} imports {opset} {version}, {against}"
+        if owner is None and domain not in given:  # added: those that stay must agree
+            for other in stays:
+                theirs = _versions(other.opset_imports).get(domain, wanted)
+                if theirs != wanted and not _same_ops(model, other, domain, theirs, wanted):
+                    return (
+                        f"{named} needs {opset} imported by the model, where "
+                        f"{function_name(other)} imports {opset} {theirs} and {named} {version}"
+                    )
+    return None
+
+
+def _model_versions(model: ir.Model, inlined: Mapping[_Id, ir.Function]) -> dict[str, int]:
+    """The opsets the model imports once the functions ``inlined`` are (ONNX's as ``""``):
+    its own, and for one it lacks, the version of the first function that stays and imports
+    it (which that import then governs), else of the first function inlined."""
+    versions = _versions(model.opset_imports)
+    functions = list(model.functions.values())
+    staying = [f for f in functions if f.identifier() not in inlined]
+    going = [f for f in functions if f.identifier() in inlined]
+    for function in [*staying, *going]:
+        for domain, version in _versions(function.opset_imports).items():
+            versions.setdefault(domain, version)
+    return versions
+
+
+def _used_opsets(function: ir.Function) -> set[str]:
+    """The opsets ``function``'s nodes (its bodies' too) are of, ONNX's as ``""``."""
+    return {
+        "" if node.domain in _ONNX else node.domain
+        for node in ir.traversal.RecursiveGraphIterator(function)
+    }
 
 
 def _landing(scope: ir.Graph | ir.Function, inlined: dict[_Id, ir.Function]) -> list[ir.Function]:
