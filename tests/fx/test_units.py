@@ -243,3 +243,35 @@ def test_units_taken_one_by_one_and_joined_are_many_again() -> None:
     index = _unit_index((2, 3), 0)
     truth = _varies(torch.cat([index[1:], index[:1]]))
     assert units.spread(found) == {"w": truth} == {"w": [0]}
+
+
+@pytest.mark.parametrize("join", ["cat", "stack"])
+def test_a_piece_in_another_order_joined_spreads_its_units_along_the_join(join: str) -> None:
+    """``cat([k, k.flip(1)], 1)`` (t276): both pieces held ``(4, {f})``, kept as one inner
+    stretch, though the second holds the units in another order: the view placed ``f`` on
+    one axis where its elements reach two. A reordered axis is tagged, and pieces that
+    differ on any axis index their weights along the join too."""
+    layout = units.of_result((1, 4), [("f", 1)])
+    flipped = units.reordered(layout, [1])
+    if join == "cat":
+        found = units.reshaped(units.joined([layout, flipped], [4, 4], (1, 8), 1), (2, 4))
+        index = _unit_index((1, 4), 1)
+        truth = _varies(torch.cat([index, index.flip(1)], 1).reshape(2, 4))
+    else:
+        pieces = [(*each[:1], (), *each[1:]) for each in (layout, flipped)]
+        found = units.joined(pieces, [1, 1], (1, 2, 4), 1)
+        index = _unit_index((1, 4), 1)
+        truth = _varies(torch.stack([index, index.flip(1)], 1))
+    assert units.spread(found or ()) == {"f": truth} == {"f": [0, 1] if join == "cat" else [1, 2]}
+
+
+def test_an_index_keeps_only_the_stretches_it_takes_in_whole_blocks() -> None:
+    """t276: ``picked`` checked blocks of 3 (``b``) and ``moved`` then kept ``(2, a)`` as well,
+    though the blocks come in any order: ``a`` placed on one axis where it reaches two."""
+    layout = units.of_result((2, 3), [("a", 0), ("b", 1)])
+    flat = units.reshaped(layout, (6,)) or ()
+    index = [3, 4, 5, 0, 1, 2, 0, 1, 2, 3, 4, 5]
+    found = units.reshaped(units.picked(flat, 0, index, (12,)), (2, 2, 3)) or ()
+    a = _unit_index((2, 3), 0).reshape(6)[torch.tensor(index)].reshape(2, 2, 3)
+    assert set(_varies(a)) <= set(units.spread(found)["a"])
+    assert units.spread(found)["b"] == [2]

@@ -187,6 +187,10 @@ _MORE_PERMUTES = {"t_", "transpose_", "swapaxes_", "swapdims_", "mH", "H", "adjo
 # Ops that keep a tensor's shape but move its elements across units (sorting along an axis
 # sorts each row its own way; ``copy_`` replaces them): no layout follows (t274)
 _MOVES = {"sort", "msort", "argsort", "gather", "take_along_dim", "copy_", "set_", "resize_"}
+_MOVES |= {"scatter", "scatter_", "scatter_add", "scatter_add_", "scatter_reduce"}
+_MOVES |= {"scatter_reduce_", "index_copy", "index_copy_", "index_add", "index_add_", "put"}
+_MOVES |= {"put_", "index_put", "index_put_", "masked_scatter", "masked_scatter_", "cummax"}
+_MOVES |= {"cummin"}
 MIXED = (
     "mixed into another layer's weight ({op} of it, then {layer}, its units split across "
     "that weight's axes {axes}: none of them one filter, as in CondConv's routing @ W)"
@@ -411,6 +415,18 @@ def _rolled_flat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     return dims is None or (isinstance(dims, Sequence) and not dims)
 
 
+def _reordered_axes(
+    name: str, args: tuple[Any, ...], kwargs: dict[str, Any], ndim: int
+) -> list[int]:
+    """The axes a flip or a roll (with dims) reorders."""
+    if name == "fliplr":
+        return [1]
+    if name == "flipud":
+        return [0]
+    at, keyword = (2, "dims") if name == "roll" else (1, "dims")
+    return _axes_arg(kwargs.get(keyword, args[at] if len(args) > at else ()), ndim)
+
+
 def _axes_arg(value: Any, ndim: int) -> list[int]:
     return [int(a) % ndim for a in (value if isinstance(value, Sequence) else [value])]
 
@@ -619,7 +635,11 @@ class _Recorder(TorchFunctionMode):
             # the order, from the same op on sizes that tell axes apart
             probe = torch.empty(tuple(range(2, rank + 2)), device="meta")
             order = func(probe, *args[1:], **kwargs).shape
-            return units.moved(layout, [n - 2 for n in order], shape)
+            moved = units.moved(layout, [n - 2 for n in order], shape)
+            if name == "rot90":  # and flips along one of its two axes: both said reordered
+                dims = kwargs.get("dims", args[2] if len(args) > 2 else (0, 1))
+                return units.reordered(moved, _axes_arg(dims, rank))
+            return moved
         if name == "expand":
             return units.elementwise(operands[:1], shape)
         if name in ("repeat", "tile"):
@@ -639,6 +659,8 @@ class _Recorder(TorchFunctionMode):
             return units.indexed(layout, args[1], shape)
         if name in _MOVES or (name == "roll" and _rolled_flat(args, kwargs)):
             return None  # elements moved across units: no layout follows
+        if name in _REORDERS:  # each element on its axis, in another order along those
+            return units.reordered(layout, _reordered_axes(name, args, kwargs, rank))
         if tuple(result.shape) == tuple(source.shape):  # each value where it was: an
             # activation, a flip, a masked kernel (``masked_fill(_)``, ``clamp(_)(min=t)``,
             # t274), in place or not

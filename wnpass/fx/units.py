@@ -19,6 +19,7 @@ on fewer axes than its elements reach, and may be placed on more.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -26,12 +27,29 @@ from typing import Any
 import torch
 
 __all__ = ["Layout", "Segment", "elementwise", "indexed", "joined", "moved", "of_result"]
-__all__ += ["picked", "repeated", "reshaped", "spread"]
+__all__ += ["picked", "reordered", "repeated", "reshaped", "spread"]
 
-# A stretch of an axis: its size and the weights whose units it indexes
+# A stretch of an axis: its size and the weights whose units it indexes (and, for one whose
+# order an op changed, a tag of that op: ``~n``, so that it matches no stretch in another
+# order, t276)
 Segment = tuple[int, frozenset[str]]
 Layout = tuple[tuple[Segment, ...], ...]
 _NONE: frozenset[str] = frozenset()
+_TAGS = itertools.count()
+
+
+def _reorder_tag() -> frozenset[str]:
+    return frozenset({f"~{next(_TAGS)}"})
+
+
+def reordered(layout: Layout, axes: Iterable[int]) -> Layout:
+    """``layout`` with the elements of ``axes`` in another order (a flip, a roll along them):
+    each one stretch indexing what it did, tagged as reordered."""
+    chosen = {a % len(layout) for a in axes} if layout else set()
+    return tuple(
+        ((_size(segments), _names_of(segments) | _reorder_tag()),) if j in chosen else segments
+        for j, segments in enumerate(layout)
+    )
 
 
 def of_result(shape: Sequence[int], axes: Iterable[tuple[str, int]]) -> Layout:
@@ -47,7 +65,7 @@ def spread(layout: Layout) -> dict[str, list[int]]:
     """Each weight, and the axes its units index (an axis of size 1 indexes none)."""
     axes: dict[str, list[int]] = {}
     for j, segments in enumerate(layout):
-        for weight in sorted({w for size, names in segments if size > 1 for w in names}):
+        for weight in sorted(_names(segments)):
             axes.setdefault(weight, []).append(j)
     return axes
 
@@ -133,7 +151,7 @@ def moved(
                     kept = segments[k:]
                     break
         outer = segments[: len(segments) - len(kept)]
-        names = frozenset(w for _, ws in outer for w in ws)
+        names = _names_of(outer) | (_reorder_tag() if where == LOOKED_UP else _NONE)
         rest = n // _size(kept)
         # one unit taken keeps its weights' names on its axis of 1, which a join may lengthen
         axes.append(((rest, names), *kept) if rest > 1 or not kept else kept)
@@ -164,6 +182,11 @@ def joined(
             kept = suffix if inner > 1 else kept  # pieces of one unit: joined, they are many
         outer = [each[: len(each) - len(kept)] for each in along]  # of 1 too (one unit)
         names = frozenset(w for segments in outer for _, ws in segments for w in ws)
+        # pieces whose units lie otherwise on another axis (one flipped): their units differ
+        # from piece to piece along this one too (t276)
+        for other in range(len(shape)):
+            if other != dim and len({layout[other] for layout in found}) > 1:
+                names |= frozenset(w for layout in found for w in _names_of(layout[other]))
         rest = n // _size(kept)
         axes.append(((rest, names if rest > 1 else _NONE), *kept) if rest > 1 else kept)
     return tuple(axes)
@@ -174,18 +197,22 @@ def picked(layout: Layout, dim: int, index: Sequence[int], shape: Sequence[int])
     axis that the index takes in whole blocks (runs of their size, each from a multiple of
     it: ``arange(4 * B).repeat(2)`` of kernels merged with the batch) are kept, as
     :func:`moved` keeps those a slice takes."""
-    segments = layout[dim]
-    starts: list[tuple[int, int] | None] = [None] * len(shape)
-    for k in range(len(segments)):
+    segments, n = layout[dim], shape[dim]
+    axis: tuple[Segment, ...] = ((n, _names_of(segments) | _reorder_tag()),)  # in any order
+    for k in range(len(segments)):  # the longest inner stretches taken in whole blocks
         inner = _size(segments[k:])
         blocks = [index[i : i + inner] for i in range(0, len(index), inner)]
-        if len(index) % inner == 0 and all(
-            b[0] % inner == 0 and list(b) == list(range(b[0], b[0] + inner)) for b in blocks
+        if (
+            inner > 1
+            and len(index) % inner == 0
+            and all(
+                b[0] % inner == 0 and list(b) == list(range(b[0], b[0] + inner)) for b in blocks
+            )
         ):
-            starts[dim] = (0, 1)  # as a slice from 0 of whole blocks: the same stretches kept
-            return moved(layout, range(len(shape)), shape, starts)
-    n = shape[dim]  # elements in another order, even where as many: one stretch
-    return (*layout[:dim], ((n, _names(segments) if n > 1 else _NONE),), *layout[dim + 1 :])
+            outer = _names_of(segments[:k]) | _reorder_tag()  # the blocks, in any order
+            axis = ((n // inner, outer), *segments[k:]) if n > inner else segments[k:]
+            break
+    return (*layout[:dim], axis, *layout[dim + 1 :])
 
 
 def repeated(layout: Layout, shape: Sequence[int]) -> Layout:
@@ -201,7 +228,12 @@ def repeated(layout: Layout, shape: Sequence[int]) -> Layout:
 
 def _names(segments: Sequence[Segment]) -> frozenset[str]:
     """The weights whose units ``segments`` index (those of size 1 index none)."""
-    return frozenset(w for size, ws in segments if size > 1 for w in ws)
+    return frozenset(w for size, ws in segments if size > 1 for w in ws if w[0] != "~")
+
+
+def _names_of(segments: Sequence[Segment]) -> frozenset[str]:
+    """The names of ``segments``, tags and those of size 1 included."""
+    return frozenset(w for _, ws in segments for w in ws)
 
 
 def _size(segments: Sequence[Segment]) -> int:
