@@ -1012,6 +1012,34 @@ def test_kernels_merged_with_the_batch_and_joined_keep_their_units_whole(
     assert (sites["f.weight"].status, sites["f.weight"].axis) == ("planned", 0)
 
 
+class _Bank(nn.Module):
+    """Keys from two projections joined into one bank, read as a linear's weight (a memory or
+    prototype bank: attention written ``F.linear(q, k)``); and kernels joined with a copy of
+    themselves flipped along the channels by ``flip(dims)`` given as separate arguments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)
+        self.f = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        bank = torch.cat([self.a(x), self.b(x)], 0)
+        k = self.f(z)
+        kernels = torch.cat([k, k.flip(0, 1)], 1).view(2, 4, 3, 3)
+        return F.linear(self.q(x), bank).sum() + F.conv2d(y, kernels).sum()
+
+
+def test_joins_of_different_layers_stay_whole_and_a_flip_of_several_dims_is_read_whole() -> None:
+    """t277: a join of two layers' outputs (``{a}`` beside ``{b}``) was taken as pieces laid
+    out differently, and both weights skipped as mixed; ``k.flip(0, 1)`` was read as a flip
+    of axis 0 alone, and a kernel joined with it weight-normed per mixed unit."""
+    inputs = (torch.randn(3, 4), torch.randn(1, 3, 5, 5), torch.randn(1, 4, 9, 9))
+    sites = _observed(_Bank(), inputs)
+    for name in ("a.weight", "b.weight", "q.weight"):
+        assert (sites[name].status, sites[name].axis) == ("planned", 0), name
+    assert "split across that weight's axes 0 and 1" in str(sites["f.weight"].reason)
+
+
 class _ConvLoRA(nn.Module):
     """loralib's ConvLoRA: ``W + (B @ A).view(W.shape) * scaling`` with ``B`` of
     ``[out * k, r]`` and ``A`` of ``[r, in * k]``."""

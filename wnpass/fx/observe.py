@@ -183,6 +183,8 @@ _ARITHMETIC = {
 _JOINS_ALONG = {"cat", "concat", "concatenate", "stack", "hstack"}
 # Permutations of axes besides :data:`_PERMUTES` (in place, conjugating, rotating): their
 # order read from the same op on a probe
+# Reorders along axes besides :data:`_REORDERS`, which the units' layout follows
+_MORE_REORDERS = {"fft_fftshift", "fft_ifftshift", "channel_shuffle", "native_channel_shuffle"}
 _MORE_PERMUTES = {"t_", "transpose_", "swapaxes_", "swapdims_", "mH", "H", "adjoint", "rot90"}
 # Ops that keep a tensor's shape but move its elements across units (sorting along an axis
 # sorts each row its own way; ``copy_`` replaces them): no layout follows (t274)
@@ -418,13 +420,19 @@ def _rolled_flat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
 def _reordered_axes(
     name: str, args: tuple[Any, ...], kwargs: dict[str, Any], ndim: int
 ) -> list[int]:
-    """The axes a flip or a roll (with dims) reorders."""
-    if name == "fliplr":
+    """The axes a flip, a roll (with dims), a shift of frequencies or a channel shuffle
+    reorders."""
+    if name == "fliplr" or "channel_shuffle" in name:
         return [1]
     if name == "flipud":
         return [0]
-    at, keyword = (2, "dims") if name == "roll" else (1, "dims")
-    return _axes_arg(kwargs.get(keyword, args[at] if len(args) > at else ()), ndim)
+    if name in ("fft_fftshift", "fft_ifftshift"):
+        dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        return list(range(ndim)) if dims is None else _axes_arg(dims, ndim)
+    if name == "flip" and len(args) > 2:  # flip(0, 1), dims as separate arguments (t277)
+        return _axes_arg(list(args[1:]), ndim)
+    at = 2 if name == "roll" else 1
+    return _axes_arg(kwargs.get("dims", args[at] if len(args) > at else ()), ndim)
 
 
 def _axes_arg(value: Any, ndim: int) -> list[int]:
@@ -659,7 +667,7 @@ class _Recorder(TorchFunctionMode):
             return units.indexed(layout, args[1], shape)
         if name in _MOVES or (name == "roll" and _rolled_flat(args, kwargs)):
             return None  # elements moved across units: no layout follows
-        if name in _REORDERS:  # each element on its axis, in another order along those
+        if name in _REORDERS | _MORE_REORDERS:  # each element on its axis, in another order
             return units.reordered(layout, _reordered_axes(name, args, kwargs, rank))
         if tuple(result.shape) == tuple(source.shape):  # each value where it was: an
             # activation, a flip, a masked kernel (``masked_fill(_)``, ``clamp(_)(min=t)``,

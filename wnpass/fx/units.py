@@ -182,11 +182,12 @@ def joined(
             kept = suffix if inner > 1 else kept  # pieces of one unit: joined, they are many
         outer = [each[: len(each) - len(kept)] for each in along]  # of 1 too (one unit)
         names = frozenset(w for segments in outer for _, ws in segments for w in ws)
-        # pieces whose units lie otherwise on another axis (one flipped): their units differ
-        # from piece to piece along this one too (t276)
+        # a weight that two pieces hold otherwise on another axis (one flipped, cut another
+        # way): its units differ from piece to piece along this one too (t276); pieces of
+        # other layers' weights are no difference (t277)
         for other in range(len(shape)):
-            if other != dim and len({layout[other] for layout in found}) > 1:
-                names |= frozenset(w for layout in found for w in _names_of(layout[other]))
+            if other != dim:
+                names |= _differing([layout[other] for layout in found])
         rest = n // _size(kept)
         axes.append(((rest, names if rest > 1 else _NONE), *kept) if rest > 1 else kept)
     return tuple(axes)
@@ -229,6 +230,29 @@ def repeated(layout: Layout, shape: Sequence[int]) -> Layout:
 def _names(segments: Sequence[Segment]) -> frozenset[str]:
     """The weights whose units ``segments`` index (those of size 1 index none)."""
     return frozenset(w for size, ws in segments if size > 1 for w in ws if w[0] != "~")
+
+
+def _differing(axes: Sequence[tuple[Segment, ...]]) -> frozenset[str]:
+    """The weights that several of ``axes`` (one axis of each piece of a join) hold laid
+    out otherwise: other stretches, or another order (a tag)."""
+    found: set[str] = set()
+    for weight in frozenset().union(*(_names(axis) for axis in axes)):
+        holding = {
+            tuple(
+                (size, weight in ws, frozenset(w for w in ws if w[0] == "~")) for size, ws in axis
+            )
+            for axis in axes
+            if weight in _names(axis)
+        }
+        if len(holding) > 1:
+            found.add(weight)
+    return frozenset(found)
+
+
+def _laid_out(axis: tuple[Segment, ...], weight: str) -> tuple[object, ...]:
+    """How ``axis`` holds ``weight``'s units: its stretches, which are the weight's, and their
+    order's tags."""
+    return tuple((size, weight in ws, frozenset(w for w in ws if w[0] == "~")) for size, ws in axis)
 
 
 def _names_of(segments: Sequence[Segment]) -> frozenset[str]:
