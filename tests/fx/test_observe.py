@@ -1040,6 +1040,41 @@ def test_joins_of_different_layers_stay_whole_and_a_flip_of_several_dims_is_read
     assert "split across that weight's axes 0 and 1" in str(sites["f.weight"].reason)
 
 
+class _Halves(nn.Module):
+    """Keys from a fused projection, its halves joined into a bank read as a linear's weight:
+    ``how`` says which halves."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how, self.q, self.a = how, nn.Linear(4, 8), nn.Linear(4, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keys = self.a(x)
+        halves = {
+            "chunks": list(keys.chunk(2, -1)),
+            "strided": [keys[:, ::2], keys[:, 1::2]],
+            "same": [keys[:, :8], keys[:, :8]],
+            "repeated": [keys[:, :8], keys[:, 1:2].repeat(1, 8)],
+        }[self.how]
+        return F.linear(self.q(x), torch.cat(halves, 0))
+
+
+@pytest.mark.parametrize(
+    ("how", "mixed"), [("chunks", True), ("strided", True), ("same", False), ("repeated", True)]
+)
+def test_slices_of_one_output_joined_are_told_apart_by_where_they_start(
+    how: str, mixed: bool
+) -> None:
+    """t278: ``keys[:, :8]`` and ``keys[:, 8:]`` were both one stretch of 8 units: joined as
+    a bank, ``a``'s unit ``j`` lands at ``(j // 8, j % 8)`` (a head split), and ``a`` was
+    weight-normed as if whole. A slice is told by where it starts; one unit repeated is held
+    there too. Two slices from one start are the same units."""
+    sites = _observed(_Halves(how), (torch.randn(3, 4),))
+    assert ("split across that weight's axes 0 and 1" in str(sites["a.weight"].reason)) is mixed
+    if not mixed:
+        assert (sites["a.weight"].status, sites["a.weight"].axis) == ("planned", 0)
+
+
 class _ConvLoRA(nn.Module):
     """loralib's ConvLoRA: ``W + (B @ A).view(W.shape) * scaling`` with ``B`` of
     ``[out * k, r]`` and ``A`` of ``[r, in * k]``."""

@@ -143,7 +143,8 @@ def test_an_axis_moved_keeps_its_stretches_and_one_resized_is_one_stretch() -> N
     layout = units.reshaped(units.of_result((2, 3, 4), [("c", 1)]), (6, 4)) or ()
     moved = units.moved(layout, [1, 0], (4, 6))
     assert units.spread(moved) == {"c": [1]} and moved[1] == layout[0]
-    assert units.moved(layout, [0, 1], (5, 4))[0] == ((5, frozenset({"c"})),)
+    ((size, names),) = units.moved(layout, [0, 1], (5, 4))[0]
+    assert size == 5 and {n for n in names if not n.startswith("~")} == {"c"}
 
 
 @pytest.mark.parametrize(("start", "stop"), [(0, 8), (4, 12), (1, 9), (0, 2)])

@@ -181,10 +181,10 @@ _ARITHMETIC = {
     "sub_", "__isub__", "mul_", "__imul__", "__rtruediv__", "div_", "__itruediv__",
 } | _SCALINGS  # fmt: skip
 _JOINS_ALONG = {"cat", "concat", "concatenate", "stack", "hstack"}
-# Permutations of axes besides :data:`_PERMUTES` (in place, conjugating, rotating): their
-# order read from the same op on a probe
 # Reorders along axes besides :data:`_REORDERS`, which the units' layout follows
 _MORE_REORDERS = {"fft_fftshift", "fft_ifftshift", "channel_shuffle", "native_channel_shuffle"}
+# Permutations of axes besides :data:`_PERMUTES` (in place, conjugating, rotating): their
+# order read from the same op on a probe
 _MORE_PERMUTES = {"t_", "transpose_", "swapaxes_", "swapdims_", "mH", "H", "adjoint", "rot90"}
 # Ops that keep a tensor's shape but move its elements across units (sorting along an axis
 # sorts each row its own way; ``copy_`` replaces them): no layout follows (t274)
@@ -651,7 +651,7 @@ class _Recorder(TorchFunctionMode):
         if name == "expand":
             return units.elementwise(operands[:1], shape)
         if name in ("repeat", "tile"):
-            return units.reshaped(units.repeated(layout, shape), shape)
+            return units.repeated(layout, shape)
         if name == "index_select" and result.dim() == rank:
             dim = kwargs.get("dim", args[1] if len(args) > 1 else 0) % rank
             index = kwargs.get("index", args[2] if len(args) > 2 else None)

@@ -42,6 +42,16 @@ def _reorder_tag() -> frozenset[str]:
     return frozenset({f"~{next(_TAGS)}"})
 
 
+def _range_tag(where: tuple[int, int] | None, inner: int) -> frozenset[str]:
+    """The tag of an axis's outer stretch taken in part: by where it starts and its step, so
+    that two slices of one tensor at other starts (``k[:, :2]``, ``k[:, 2:]``) differ in a
+    join and two at one start do not (t278); one looked up, or from an unknown start, its
+    own."""
+    if where is None or where == LOOKED_UP:
+        return _reorder_tag()
+    return frozenset({f"~@{where[0] // inner}:{where[1]}"})
+
+
 def reordered(layout: Layout, axes: Iterable[int]) -> Layout:
     """``layout`` with the elements of ``axes`` in another order (a flip, a roll along them):
     each one stretch indexing what it did, tagged as reordered."""
@@ -151,7 +161,7 @@ def moved(
                     kept = segments[k:]
                     break
         outer = segments[: len(segments) - len(kept)]
-        names = _names_of(outer) | (_reorder_tag() if where == LOOKED_UP else _NONE)
+        names = _names_of(outer) | _range_tag(where, _size(kept))
         rest = n // _size(kept)
         # one unit taken keeps its weights' names on its axis of 1, which a join may lengthen
         axes.append(((rest, names), *kept) if rest > 1 or not kept else kept)
@@ -237,13 +247,8 @@ def _differing(axes: Sequence[tuple[Segment, ...]]) -> frozenset[str]:
     out otherwise: other stretches, or another order (a tag)."""
     found: set[str] = set()
     for weight in frozenset().union(*(_names(axis) for axis in axes)):
-        holding = {
-            tuple(
-                (size, weight in ws, frozenset(w for w in ws if w[0] == "~")) for size, ws in axis
-            )
-            for axis in axes
-            if weight in _names(axis)
-        }
+        # held on a stretch of 1 too: one unit repeated along the axis (t278)
+        holding = {_laid_out(axis, weight) for axis in axes if weight in _held(axis)}
         if len(holding) > 1:
             found.add(weight)
     return frozenset(found)
@@ -253,6 +258,11 @@ def _laid_out(axis: tuple[Segment, ...], weight: str) -> tuple[object, ...]:
     """How ``axis`` holds ``weight``'s units: its stretches, which are the weight's, and their
     order's tags."""
     return tuple((size, weight in ws, frozenset(w for w in ws if w[0] == "~")) for size, ws in axis)
+
+
+def _held(segments: Sequence[Segment]) -> frozenset[str]:
+    """The weights ``segments`` index, on stretches of 1 too (no tags)."""
+    return frozenset(w for _, ws in segments for w in ws if w[0] != "~")
 
 
 def _names_of(segments: Sequence[Segment]) -> frozenset[str]:
