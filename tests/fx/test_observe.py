@@ -1050,8 +1050,12 @@ class _Halves(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         keys = self.a(x)
+        heads = keys.view(keys.shape[0], 2, 8)
         halves = {
             "chunks": list(keys.chunk(2, -1)),
+            "heads unbound": list(heads.unbind(1)),
+            "heads flattened": list(heads.flatten(1).chunk(2, -1)),
+            "heads indexed": [heads[:, 0], heads[:, 1]],
             "strided": [keys[:, ::2], keys[:, 1::2]],
             "same": [keys[:, :8], keys[:, :8]],
             "repeated": [keys[:, :8], keys[:, 1:2].repeat(1, 8)],
@@ -1060,7 +1064,16 @@ class _Halves(nn.Module):
 
 
 @pytest.mark.parametrize(
-    ("how", "mixed"), [("chunks", True), ("strided", True), ("same", False), ("repeated", True)]
+    ("how", "mixed"),
+    [
+        ("chunks", True),
+        ("strided", True),
+        ("same", False),
+        ("repeated", True),
+        ("heads unbound", True),
+        ("heads flattened", True),
+        ("heads indexed", True),
+    ],
 )
 def test_slices_of_one_output_joined_are_told_apart_by_where_they_start(
     how: str, mixed: bool
@@ -1068,7 +1081,8 @@ def test_slices_of_one_output_joined_are_told_apart_by_where_they_start(
     """t278: ``keys[:, :8]`` and ``keys[:, 8:]`` were both one stretch of 8 units: joined as
     a bank, ``a``'s unit ``j`` lands at ``(j // 8, j % 8)`` (a head split), and ``a`` was
     weight-normed as if whole. A slice is told by where it starts; one unit repeated is held
-    there too. Two slices from one start are the same units."""
+    there too. Two slices from one start are the same units. t279: heads viewed apart and
+    unbound, indexed, or flattened back and chunked, are told apart by the head taken."""
     sites = _observed(_Halves(how), (torch.randn(3, 4),))
     assert ("split across that weight's axes 0 and 1" in str(sites["a.weight"].reason)) is mixed
     if not mixed:

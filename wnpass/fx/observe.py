@@ -662,7 +662,7 @@ class _Recorder(TorchFunctionMode):
             return units.moved(layout, range(rank), shape, _starts(source, result))
         if name in _SLICE_DROP:
             dim = kwargs.get("dim", args[1] if len(args) > 1 else 0) % rank
-            return units.moved(layout, [j for j in range(rank) if j != dim], shape)
+            return units.dropped(layout, dim, _selected(source, result, dim))
         if name == "__getitem__" and len(args) > 1:
             return units.indexed(layout, args[1], shape)
         if name in _MOVES or (name == "roll" and _rolled_flat(args, kwargs)):
@@ -1133,6 +1133,16 @@ def _starts(source: torch.Tensor, result: torch.Tensor) -> list[tuple[int, int] 
     if stride > 0 and offset % stride == 0 and result.stride(j) % stride == 0:
         starts[j] = (offset // stride, result.stride(j) // stride)
     return starts
+
+
+def _selected(source: torch.Tensor, result: torch.Tensor, dim: int) -> int | None:
+    """Which index along ``dim`` of ``source`` the view ``result`` selects (``select``, an
+    ``unbind`` result), from their storage offsets; None where that does not tell."""
+    stride = source.stride(dim)
+    if result.untyped_storage().data_ptr() != source.untyped_storage().data_ptr() or stride <= 0:
+        return None
+    offset = result.storage_offset() - source.storage_offset()
+    return offset // stride if offset % stride == 0 else None
 
 
 def _listed(axes: Sequence[int]) -> str:

@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["Layout", "Segment", "elementwise", "indexed", "joined", "moved", "of_result"]
+__all__ = ["Layout", "Segment", "dropped", "elementwise", "indexed", "joined", "moved"]
+__all__ += ["of_result"]
 __all__ += ["picked", "reordered", "repeated", "reshaped", "spread"]
 
 # A stretch of an axis: its size and the weights whose units it indexes (and, for one whose
@@ -164,8 +165,23 @@ def moved(
         names = _names_of(outer) | _range_tag(where, _size(kept))
         rest = n // _size(kept)
         # one unit taken keeps its weights' names on its axis of 1, which a join may lengthen
-        axes.append(((rest, names), *kept) if rest > 1 or not kept else kept)
+        # (kept whole, one outer unit taken: its weights and where it starts kept, on a
+        # stretch of 1, which a join tells apart from another start's, t279)
+        axes.append(((rest, names), *kept) if rest > 1 or not kept or _held(outer) else kept)
     return tuple(axes)
+
+
+def dropped(layout: Layout, dim: int, index: int | None) -> Layout:
+    """The layout of a selection ``index`` along axis ``dim`` (``select``, one of ``unbind``'s
+    results; None: where, unknown): the axis goes, and the weights it indexed are tagged by
+    the selection on the axes that still hold them, so that selections of other units of
+    theirs differ in a join (a head split: ``cat(keys.view(B, H, D).unbind(1))``, t279)."""
+    names = _names(layout[dim])
+    tag = _reorder_tag() if index is None else frozenset({f"~{dim}={index}"})
+    kept = [axis for j, axis in enumerate(layout) if j != dim]
+    return tuple(
+        tuple((size, ws | tag) if ws & names else (size, ws) for size, ws in axis) for axis in kept
+    )
 
 
 def joined(
@@ -316,12 +332,15 @@ def indexed(layout: Layout, index: Any, shape: Sequence[int]) -> Layout | None:
         items += [slice(None)] * (len(layout) - taken)
     sources: list[int | None] = []
     starts: list[tuple[int, int] | None] = []
+    picks: list[tuple[frozenset[str], str]] = []
     axis = 0
     for item in items:
         if item is None:
             sources.append(None)
             starts.append(None)
-        elif _is_int(item):
+        elif _is_int(item):  # the axis goes: its weights tagged by the unit taken
+            size = _size(layout[axis])
+            picks.append((_names(layout[axis]), f"~{axis}={int(item) % max(size, 1)}"))
             axis += 1
         elif isinstance(item, slice):
             sources.append(axis)
@@ -337,7 +356,12 @@ def indexed(layout: Layout, index: Any, shape: Sequence[int]) -> Layout | None:
             axis += 1
     if len(sources) != len(shape):
         return None
-    return moved(layout, sources, shape, starts)
+    result = moved(layout, sources, shape, starts)
+    for names, tag in picks:  # as :func:`dropped` tags them
+        result = tuple(
+            tuple((n, ws | {tag}) if ws & names else (n, ws) for n, ws in axis) for axis in result
+        )
+    return result
 
 
 def _is_int(item: Any) -> bool:
