@@ -1,0 +1,128 @@
+"""The recorder's units layout through random chains of the ops it follows, checked against
+brute force: the same chain applied to tensors holding, per element, the index of the unit
+it belongs to. A weight is never placed on fewer axes than its units' elements reach."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import weakref
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from wnpass.fx import units
+from wnpass.fx.observe import _Recorder
+
+Op = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _factors(n: int) -> list[int]:
+    found, rest = [], n
+    for p in (2, 3, 5):
+        while rest % p == 0:
+            found.append(p)
+            rest //= p
+    return found + ([rest] if rest > 1 else [])
+
+
+def _op(shape: tuple[int, ...], rng: random.Random) -> Op | None:
+    """One random op on a tensor of ``shape`` that keeps each element one unit's: a view, a
+    permutation, an index, a split, a selection, a flip, a join with itself, arithmetic."""
+    rank, kind = (
+        len(shape),
+        rng.choice(
+            [
+                "reshape",
+                "permute",
+                "index",
+                "chunk",
+                "select",
+                "flip",
+                "cat",
+                "stack",
+                "add",
+                "repeat",
+            ]
+        ),
+    )
+    dim = rng.randrange(rank) if rank else 0
+    if kind == "reshape":
+        parts = [f for n in shape for f in _factors(n)]
+        rng.shuffle(parts)
+        cuts = sorted(rng.sample(range(1, len(parts)), min(2, len(parts) - 1))) if parts else []
+        new = tuple(math.prod(parts[a:b]) for a, b in itertools.pairwise([0, *cuts, len(parts)]))
+        return lambda t: t.reshape(new or (1,))
+    if kind == "permute" and rank > 1:
+        order = rng.sample(range(rank), rank)
+        return lambda t: t.permute(*order)
+    if kind == "index" and rank and shape[dim] > 1:
+        start = rng.randrange(shape[dim] - 1)
+        items = (slice(None),) * dim + (slice(start, None, rng.choice([1, 2])),)
+        return lambda t: t[items]
+    if kind == "chunk" and rank and shape[dim] > 1:
+        k = rng.randint(2, shape[dim])
+        i = rng.randrange(len(torch.empty(shape[dim]).chunk(k)))
+        return lambda t: t.chunk(k, dim)[i]
+    if kind == "select" and rank > 1:
+        i = rng.randrange(shape[dim])
+        return lambda t: t.select(dim, i)
+    if kind == "flip" and rank:
+        return lambda t: t.flip(dim)
+    if kind == "cat" and rank and shape[dim] > 1:
+        other = rng.choice([lambda t: t, lambda t: t.flip(dim), lambda t: t.roll(1, dim)])
+        along = rng.randrange(rank)
+        return lambda t: torch.cat([t, other(t)], along)
+    if kind == "stack" and rank:
+        at = rng.randrange(rank + 1)
+        return lambda t: torch.stack([t, t.flip(dim)], at)
+    if kind == "add":
+        return lambda t: t + t
+    if kind == "repeat" and rank:
+        reps = [rng.choice([1, 2]) for _ in shape]
+        return lambda t: t.repeat(*reps)
+    return None
+
+
+def _reach(unit: torch.Tensor) -> list[int]:
+    """The axes along which ``unit`` (each element's unit index) changes."""
+    return [j for j in range(unit.dim()) if (unit != unit.narrow(j, 0, 1)).any()]
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_a_weight_is_never_placed_on_fewer_axes_than_its_units_reach(seed: int) -> None:
+    rng = random.Random(seed)
+    shape = tuple(rng.choice([1, 2, 3, 4, 6]) for _ in range(rng.randint(1, 4)))
+    ops: list[Op] = []
+    probe = torch.zeros(shape)
+    for _ in range(rng.randint(1, 4)):
+        op = _op(tuple(probe.shape), rng)
+        if op is None:
+            continue
+        try:
+            probe = op(probe)
+        except RuntimeError:  # a view the strides refuse: another op
+            continue
+        ops.append(op)
+    axes = {f"w{j}": j for j, n in enumerate(shape) if n > 1}
+    tensor = torch.randn(shape)
+    recorder = _Recorder({}, {}, "unit", False)
+    layout = units.of_result(shape, axes.items())
+    recorder.mixed[id(tensor)] = (weakref.ref(tensor), ("matmul", layout))
+    with recorder:
+        result = tensor
+        for op in ops:
+            result = op(result)
+    entry = recorder._mixed(result)
+    if entry is None:
+        return  # not followed: nothing placed, nothing claimed
+    found = units.spread(entry[1])
+    for weight, axis in axes.items():
+        view = [1] * len(shape)
+        view[axis] = shape[axis]
+        unit = torch.arange(shape[axis]).view(view).expand(shape).contiguous()
+        for op in ops:
+            unit = op(unit)
+        assert set(_reach(unit)) <= set(found.get(weight, [])), (seed, weight, found)
