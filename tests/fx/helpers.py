@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -64,3 +65,16 @@ class SharedBlock(nn.Module):
         for block in self.blocks:
             x = torch.tanh(block(x))
         return self.head(self.alias(self.dec(self.enc(x))))
+
+
+def unit_index(shape: Sequence[int], axis: int) -> torch.Tensor:
+    """A tensor of ``shape`` whose every element is its index along ``axis``: the unit it
+    belongs to, for checking where an op moves a layer's units (``wnpass.fx.units``)."""
+    view = [1] * len(shape)
+    view[axis] = shape[axis]
+    return torch.arange(shape[axis]).view(view).expand(*shape)
+
+
+def varies(index: torch.Tensor) -> list[int]:
+    """The axes along which ``index`` changes: those a unit's elements are spread over."""
+    return [j for j in range(index.dim()) if (index != index.narrow(j, 0, 1)).any()]

@@ -11,25 +11,14 @@ from typing import Any
 import pytest
 import torch
 
+from tests.fx.helpers import unit_index, varies
 from wnpass.fx import units
-
-
-def _unit_index(shape: Sequence[int], axis: int) -> torch.Tensor:
-    """A tensor of ``shape`` whose every element is its index along ``axis``."""
-    view = [1] * len(shape)
-    view[axis] = shape[axis]
-    return torch.arange(shape[axis]).view(view).expand(*shape)
-
-
-def _varies(index: torch.Tensor) -> list[int]:
-    """The axes along which ``index`` changes: those a unit's elements are spread over."""
-    return [j for j in range(index.dim()) if (index != index.narrow(j, 0, 1)).any()]
 
 
 def _truth(
     shape: Sequence[int], axes: dict[str, int], op: Callable[[torch.Tensor], Any]
 ) -> dict[str, list[int]]:
-    found = {w: _varies(op(_unit_index(shape, a))) for w, a in axes.items()}
+    found = {w: varies(op(unit_index(shape, a))) for w, a in axes.items()}
     return {w: v for w, v in found.items() if v}
 
 
@@ -133,7 +122,7 @@ def test_broadcasting_arithmetic_keeps_each_operand_s_units_on_their_axes(
     truth: dict[str, list[int]] = {}
     for k, shape in enumerate(shapes):
         if shape[-1] > 1:
-            truth[f"w{k}"] = _varies(_unit_index(shape, len(shape) - 1).expand(result))
+            truth[f"w{k}"] = varies(unit_index(shape, len(shape) - 1).expand(result))
     assert units.spread(units.elementwise(layouts, result)) == truth
 
 
@@ -178,15 +167,15 @@ def test_a_concatenation_and_a_stack_keep_each_unit_on_its_axes(dim: int) -> Non
         pieces = [ours if op == "stack" else layout] * 2
         sizes = [1, 1] if op == "stack" else [shape[at]] * 2
         found = units.joined(pieces, sizes, joined, at)
-        index = _unit_index(shape, 1)
-        truth = _varies(getattr(torch, op)([index, index], dim))
+        index = unit_index(shape, 1)
+        truth = varies(getattr(torch, op)([index, index], dim))
         assert units.spread(found) == {"w": truth}, op
 
 
 def test_a_repeat_tiles_each_axis_with_its_copies_outside() -> None:
     layout = units.of_result((2, 6), [("w", 1)])
     found = units.reshaped(units.repeated(layout, (3, 4, 12)), (3, 4, 2, 6)) or ()
-    truth = _varies(_unit_index((2, 6), 1).repeat(3, 2, 2).reshape(3, 4, 2, 6))
+    truth = varies(unit_index((2, 6), 1).repeat(3, 2, 2).reshape(3, 4, 2, 6))
     assert units.spread(found) == {"w": truth} == {"w": [3]}
 
 
@@ -215,7 +204,7 @@ def test_an_index_taking_whole_blocks_keeps_the_inner_stretches(
     layout = units.reshaped(units.of_result((2, 4, 5), [("c", 1)]), (8, 5)) or ()
     picked = units.picked(layout, 0, index, (len(index), 5))
     viewed = units.reshaped(picked, (len(index) // 4, 4, 5)) or ()
-    truth = _varies(_unit_index((2, 4, 5), 1).reshape(8, 5)[torch.tensor(index)].reshape(-1, 4, 5))
+    truth = varies(unit_index((2, 4, 5), 1).reshape(8, 5)[torch.tensor(index)].reshape(-1, 4, 5))
     assert units.spread(viewed) == ({"c": truth} if whole else {"c": [0, 1]})
     assert set(truth) <= set(units.spread(viewed)["c"])
 
@@ -227,7 +216,7 @@ def test_an_axis_looked_up_in_another_order_is_one_stretch() -> None:
     layout = units.reshaped(units.of_result((2, 4), [("c", 1)]), (8,)) or ()
     perm = torch.tensor([0, 4, 1, 5, 2, 6, 3, 7])
     looked = units.indexed(layout, perm, (8,)) or ()
-    truth = _varies(_unit_index((2, 4), 1).reshape(8)[perm].reshape(2, 4))
+    truth = varies(unit_index((2, 4), 1).reshape(8)[perm].reshape(2, 4))
     assert units.spread(units.reshaped(looked, (2, 4)) or ()) == {"c": truth} == {"c": [0, 1]}
 
 
@@ -241,8 +230,8 @@ def test_units_taken_one_by_one_and_joined_are_many_again() -> None:
     ]
     assert None not in pieces
     found = units.joined(pieces, [1, 1], (2, 3), 0)
-    index = _unit_index((2, 3), 0)
-    truth = _varies(torch.cat([index[1:], index[:1]]))
+    index = unit_index((2, 3), 0)
+    truth = varies(torch.cat([index[1:], index[:1]]))
     assert units.spread(found) == {"w": truth} == {"w": [0]}
 
 
@@ -256,13 +245,13 @@ def test_a_piece_in_another_order_joined_spreads_its_units_along_the_join(join: 
     flipped = units.reordered(layout, [1])
     if join == "cat":
         found = units.reshaped(units.joined([layout, flipped], [4, 4], (1, 8), 1), (2, 4))
-        index = _unit_index((1, 4), 1)
-        truth = _varies(torch.cat([index, index.flip(1)], 1).reshape(2, 4))
+        index = unit_index((1, 4), 1)
+        truth = varies(torch.cat([index, index.flip(1)], 1).reshape(2, 4))
     else:
         pieces = [(*each[:1], (), *each[1:]) for each in (layout, flipped)]
         found = units.joined(pieces, [1, 1], (1, 2, 4), 1)
-        index = _unit_index((1, 4), 1)
-        truth = _varies(torch.stack([index, index.flip(1)], 1))
+        index = unit_index((1, 4), 1)
+        truth = varies(torch.stack([index, index.flip(1)], 1))
     assert units.spread(found or ()) == {"f": truth} == {"f": [0, 1] if join == "cat" else [1, 2]}
 
 
@@ -273,6 +262,6 @@ def test_an_index_keeps_only_the_stretches_it_takes_in_whole_blocks() -> None:
     flat = units.reshaped(layout, (6,)) or ()
     index = [3, 4, 5, 0, 1, 2, 0, 1, 2, 3, 4, 5]
     found = units.reshaped(units.picked(flat, 0, index, (12,)), (2, 2, 3)) or ()
-    a = _unit_index((2, 3), 0).reshape(6)[torch.tensor(index)].reshape(2, 2, 3)
-    assert set(_varies(a)) <= set(units.spread(found)["a"])
+    a = unit_index((2, 3), 0).reshape(6)[torch.tensor(index)].reshape(2, 2, 3)
+    assert set(varies(a)) <= set(units.spread(found)["a"])
     assert units.spread(found)["b"] == [2]

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from tests.fx.helpers import unit_index, varies
 from wnpass.fx import units
 from wnpass.fx.observe import _Recorder
 
@@ -86,11 +87,6 @@ def _op(shape: tuple[int, ...], rng: random.Random) -> Op | None:
     return None
 
 
-def _reach(unit: torch.Tensor) -> list[int]:
-    """The axes along which ``unit`` (each element's unit index) changes."""
-    return [j for j in range(unit.dim()) if (unit != unit.narrow(j, 0, 1)).any()]
-
-
 @pytest.mark.parametrize("seed", range(300))
 def test_a_weight_is_never_placed_on_fewer_axes_than_its_units_reach(seed: int) -> None:
     rng = random.Random(seed)
@@ -120,9 +116,7 @@ def test_a_weight_is_never_placed_on_fewer_axes_than_its_units_reach(seed: int) 
         return  # not followed: nothing placed, nothing claimed
     found = units.spread(entry[1])
     for weight, axis in axes.items():
-        view = [1] * len(shape)
-        view[axis] = shape[axis]
-        unit = torch.arange(shape[axis]).view(view).expand(shape).contiguous()
+        unit = unit_index(shape, axis).contiguous()
         for op in ops:
             unit = op(unit)
-        assert set(_reach(unit)) <= set(found.get(weight, [])), (seed, weight, found)
+        assert set(varies(unit)) <= set(found.get(weight, [])), (seed, weight, found)

@@ -626,7 +626,7 @@ class _Recorder(TorchFunctionMode):
             if name == "hstack":
                 dim = 1 if pieces[0].dim() > 1 else 0
             else:
-                dim = kwargs.get("dim", kwargs.get("axis", args[1] if len(args) > 1 else 0))
+                dim = kwargs.get("axis", _dim(args, kwargs))
             dim %= result.dim()
             tracked = [None if (e := self._mixed(t)) is None else e[1] for t in pieces]
             if name == "stack":  # each at its index along a new axis
@@ -653,16 +653,16 @@ class _Recorder(TorchFunctionMode):
         if name in ("repeat", "tile"):
             return units.repeated(layout, shape)
         if name == "index_select" and result.dim() == rank:
-            dim = kwargs.get("dim", args[1] if len(args) > 1 else 0) % rank
-            index = kwargs.get("index", args[2] if len(args) > 2 else None)
+            dim = _dim(args, kwargs) % rank
+            index = _argument(args, kwargs, 2, "index")
             if isinstance(index, torch.Tensor) and index.dim() <= 1 and index.numel() <= 1 << 16:
                 return units.picked(layout, dim, index.reshape(-1).tolist(), shape)
             return units.moved(layout, range(rank), shape)
         if result.dim() == rank and name in _IDENTITY | _SLICE_KEEP:
             return units.moved(layout, range(rank), shape, _starts(source, result))
         if name in _SLICE_DROP:
-            dim = kwargs.get("dim", args[1] if len(args) > 1 else 0) % rank
-            return units.dropped(layout, dim, _selected(source, result, dim))
+            dim = _dim(args, kwargs) % rank
+            return units.dropped(layout, dim, _offset(source, result, dim))
         if name == "__getitem__" and len(args) > 1:
             return units.indexed(layout, args[1], shape)
         if name in _MOVES or (name == "roll" and _rolled_flat(args, kwargs)):
@@ -1117,27 +1117,30 @@ def _argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], position: int, k
     return kwargs.get(keyword, args[position] if len(args) > position else None)
 
 
+def _dim(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
+    """An op's ``dim`` argument (the second), 0 where left out."""
+    return int(kwargs.get("dim", args[1] if len(args) > 1 else 0))
+
+
 def _starts(source: torch.Tensor, result: torch.Tensor) -> list[tuple[int, int] | None]:
     """For a view ``result`` of ``source`` with one axis narrowed (a split, a slice), where that
-    axis starts in ``source`` and by what step, from their storage offsets; None for the
-    other axes, and for all where it is no such view."""
+    axis starts in ``source`` and by what step (:func:`_offset`); None for the other axes,
+    and for all where it is no such view."""
     changed = [j for j in range(result.dim()) if result.shape[j] != source.shape[j]]
     starts: list[tuple[int, int] | None] = [None] * result.dim()
-    if (
-        len(changed) != 1
-        or result.untyped_storage().data_ptr() != source.untyped_storage().data_ptr()
-    ):
-        return starts
-    (j,) = changed
-    stride, offset = source.stride(j), result.storage_offset() - source.storage_offset()
-    if stride > 0 and offset % stride == 0 and result.stride(j) % stride == 0:
-        starts[j] = (offset // stride, result.stride(j) // stride)
+    if len(changed) == 1:
+        (j,) = changed
+        stride = source.stride(j)
+        start = _offset(source, result, j)
+        if start is not None and result.stride(j) % stride == 0:
+            starts[j] = (start, result.stride(j) // stride)
     return starts
 
 
-def _selected(source: torch.Tensor, result: torch.Tensor, dim: int) -> int | None:
-    """Which index along ``dim`` of ``source`` the view ``result`` selects (``select``, an
-    ``unbind`` result), from their storage offsets; None where that does not tell."""
+def _offset(source: torch.Tensor, result: torch.Tensor, dim: int) -> int | None:
+    """Where along ``dim`` of ``source`` the view ``result`` starts (a slice's first index,
+    the index ``select`` or an ``unbind`` result takes), from their storage offsets; None
+    where that does not tell (no view of it, an axis broadcast)."""
     stride = source.stride(dim)
     if result.untyped_storage().data_ptr() != source.untyped_storage().data_ptr() or stride <= 0:
         return None

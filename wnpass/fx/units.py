@@ -26,9 +26,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["Layout", "Segment", "dropped", "elementwise", "indexed", "joined", "moved"]
-__all__ += ["of_result"]
-__all__ += ["picked", "reordered", "repeated", "reshaped", "spread"]
+__all__ = [
+    "Layout", "Segment", "dropped", "elementwise", "indexed", "joined", "moved", "of_result",
+    "picked", "reordered", "repeated", "reshaped", "spread",
+]  # fmt: skip
 
 # A stretch of an axis: its size and the weights whose units it indexes (and, for one whose
 # order an op changed, a tag of that op: ``~n``, so that it matches no stretch in another
@@ -164,9 +165,8 @@ def moved(
         outer = segments[: len(segments) - len(kept)]
         names = _names_of(outer) | _range_tag(where, _size(kept))
         rest = n // _size(kept)
-        # one unit taken keeps its weights' names on its axis of 1, which a join may lengthen
-        # (kept whole, one outer unit taken: its weights and where it starts kept, on a
-        # stretch of 1, which a join tells apart from another start's, t279)
+        # one outer unit taken keeps its weights and where it starts on a stretch of 1, which
+        # a join lengthens or tells apart from another start's (t279)
         axes.append(((rest, names), *kept) if rest > 1 or not kept or _held(outer) else kept)
     return tuple(axes)
 
@@ -176,11 +176,20 @@ def dropped(layout: Layout, dim: int, index: int | None) -> Layout:
     results; None: where, unknown): the axis goes, and the weights it indexed are tagged by
     the selection on the axes that still hold them, so that selections of other units of
     theirs differ in a join (a head split: ``cat(keys.view(B, H, D).unbind(1))``, t279)."""
-    names = _names(layout[dim])
-    tag = _reorder_tag() if index is None else frozenset({f"~{dim}={index}"})
-    kept = [axis for j, axis in enumerate(layout) if j != dim]
+    tag = _reorder_tag() if index is None else _selection_tag(dim, index)
+    kept = tuple(axis for j, axis in enumerate(layout) if j != dim)
+    return _tagged(kept, _names(layout[dim]), tag)
+
+
+def _selection_tag(dim: int, index: int) -> frozenset[str]:
+    return frozenset({f"~{dim}={index}"})
+
+
+def _tagged(layout: Layout, names: frozenset[str], tag: frozenset[str]) -> Layout:
+    """``layout`` with ``tag`` on each stretch that indexes one of ``names``."""
     return tuple(
-        tuple((size, ws | tag) if ws & names else (size, ws) for size, ws in axis) for axis in kept
+        tuple((size, ws | tag) if ws & names else (size, ws) for size, ws in axis)
+        for axis in layout
     )
 
 
@@ -193,10 +202,11 @@ def joined(
     of theirs: kernels merged with the batch, joined) and outside them one stretch indexing
     what the rest did; the other axes joined as by :func:`elementwise`."""
     found = [layout for layout in layouts if layout is not None]
+    others = elementwise([(layout, shape) for layout in found], shape) if found else ()
     axes: list[tuple[Segment, ...]] = []
     for j, n in enumerate(shape):
         if j != dim:
-            axes.append(elementwise([(layout, shape) for layout in found], shape)[j])
+            axes.append(others[j])
             continue
         along = [layout[j] for layout in found]
         kept: tuple[Segment, ...] = ()
@@ -215,7 +225,7 @@ def joined(
             if other != dim:
                 names |= _differing([layout[other] for layout in found])
         rest = n // _size(kept)
-        axes.append(((rest, names if rest > 1 else _NONE), *kept) if rest > 1 else kept)
+        axes.append(((rest, names), *kept) if rest > 1 else kept)
     return tuple(axes)
 
 
@@ -332,7 +342,7 @@ def indexed(layout: Layout, index: Any, shape: Sequence[int]) -> Layout | None:
         items += [slice(None)] * (len(layout) - taken)
     sources: list[int | None] = []
     starts: list[tuple[int, int] | None] = []
-    picks: list[tuple[frozenset[str], str]] = []
+    picks: list[tuple[frozenset[str], frozenset[str]]] = []
     axis = 0
     for item in items:
         if item is None:
@@ -340,7 +350,7 @@ def indexed(layout: Layout, index: Any, shape: Sequence[int]) -> Layout | None:
             starts.append(None)
         elif _is_int(item):  # the axis goes: its weights tagged by the unit taken
             size = _size(layout[axis])
-            picks.append((_names(layout[axis]), f"~{axis}={int(item) % max(size, 1)}"))
+            picks.append((_names(layout[axis]), _selection_tag(axis, int(item) % max(size, 1))))
             axis += 1
         elif isinstance(item, slice):
             sources.append(axis)
@@ -358,9 +368,7 @@ def indexed(layout: Layout, index: Any, shape: Sequence[int]) -> Layout | None:
         return None
     result = moved(layout, sources, shape, starts)
     for names, tag in picks:  # as :func:`dropped` tags them
-        result = tuple(
-            tuple((n, ws | {tag}) if ws & names else (n, ws) for n, ws in axis) for axis in result
-        )
+        result = _tagged(result, names, tag)
     return result
 
 

@@ -72,13 +72,9 @@ def weight_functions(model: ir.Model, *, cones: bool = True) -> list[ir.Function
 
 def inline_functions(model: ir.Model, chosen: Set[_Id]) -> list[str]:
     """Inline the local functions ``chosen`` (identifiers, :func:`weight_functions`' of this
-    model or of one it is a copy of) into the graphs that call them, but those onnx-ir's
-    inliner would fail part way on (:func:`not_inlinable`: left, said in a warning); the
-    names (``domain::name``) of those inlined, in the model's order."""
-    refused = not_inlinable(model, chosen)
-    for why in refused.values():
-        logger.warning("not inlining a local function that computes weights: %s", why)
-    chosen = set(chosen) - refused.keys()
+    model or of one it is a copy of, less those :func:`not_inlinable` refuses, which the
+    caller leaves out once) into the graphs that call them; the names (``domain::name``) of
+    those inlined, in the model's order."""
     functions = [f for f in model.functions.values() if f.identifier() in chosen]
     if not functions:
         return []
