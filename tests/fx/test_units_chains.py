@@ -106,12 +106,12 @@ def test_a_weight_is_never_placed_on_fewer_axes_than_its_units_reach(seed: int) 
     tensor = torch.randn(shape)
     recorder = _Recorder({}, {}, "unit", False)
     layout = units.of_result(shape, axes.items())
-    recorder.mixed[id(tensor)] = (weakref.ref(tensor), ("matmul", layout))
+    recorder.mixed.layouts[id(tensor)] = (weakref.ref(tensor), ("matmul", layout))
     with recorder:
         result = tensor
         for op in ops:
             result = op(result)
-    entry = recorder._mixed(result)
+    entry = recorder.mixed.of(result)
     if entry is None:
         return  # not followed: nothing placed, nothing claimed
     found = units.spread(entry[1])

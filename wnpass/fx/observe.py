@@ -18,7 +18,9 @@ from, the parameter axis each of its axes is (None where a reshape merged or spl
 the parameter axes it was sliced or joined along. At the consumer the table of
 :mod:`wnpass.axes` gives the unit axis on the derived tensor, which maps back to the parameter's
 axis; a unit axis that is no single parameter axis, or a slice along another axis, is declined
-with the reason.
+with the reason. What a layer op computes from weights and another layer reads as its weight
+(CondConv's ``routing @ W``) is followed by :mod:`wnpass.fx.mixing`; the ops are told by name
+as :mod:`wnpass.fx.calls` groups them.
 """
 
 from __future__ import annotations
@@ -38,9 +40,29 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from wnpass.axes import DimPolicy, OpKind, contraction_equation, einsum_unit_axis, unit_axis
-from wnpass.fx import units
 from wnpass.fx.arguments import is_lazy
 from wnpass.fx.axes import READ_INTO_WRITTEN, RENORMED, SPARSE, Use, renormed_table, sparse_table
+from wnpass.fx.calls import (
+    CONV,
+    CONV_T,
+    DIVISIONS,
+    ELEMENTWISE,
+    IDENTITY,
+    LABELS,
+    LAYER_OPS,
+    MATMUL,
+    PERMUTES,
+    REORDERS,
+    RESHAPE,
+    RNN,
+    SCALINGS,
+    SLICE_DROP,
+    SLICE_KEEP,
+    dim_arg,
+    name_of,
+    permutation,
+    rolled_flat,
+)
 from wnpass.fx.elements import Elements
 from wnpass.fx.forward import (
     Batch,
@@ -54,6 +76,7 @@ from wnpass.fx.forward import (
     training,
     written_by,
 )
+from wnpass.fx.mixing import MixedWeights
 
 __all__ = ["Trained", "forward_reads", "in_training", "observe_uses", "rnn_roles"]
 
@@ -94,53 +117,8 @@ class _Piece:
     axis: int
 
 
-# Ops whose result keeps a weight's axes, each element where it was: conversions, copies,
-# and dropout of the weight itself (DropConnect: ``F.linear(x, F.dropout(W, p, training))``,
-# the identity in eval mode, a mask of elements in training, t256).
-_IDENTITY = {
-    "to", "float", "half", "bfloat16", "double", "type", "type_as", "contiguous", "clone",
-    "detach", "data", "requires_grad_", "cpu", "cuda", "alias", "_cast_Float", "positive",
-    "dropout", "alpha_dropout", "feature_alpha_dropout",
-}  # fmt: skip
-_RESHAPE = {
-    "view", "reshape", "view_as", "reshape_as", "flatten", "unflatten", "squeeze", "unsqueeze",
-    "atleast_2d", "atleast_3d", "_unsafe_view",
-}  # fmt: skip
-# A weight multiplied or divided by one number keeps its axes: StyleGAN's equalized learning
-# rate (``F.linear(x, W * scale)``). Division only with the weight as the dividend.
-_DIVISIONS = {"div", "divide", "true_divide", "__truediv__"}
-_SCALINGS = {"mul", "multiply", "__mul__", "__rmul__"} | _DIVISIONS
-_PERMUTES = {"t", "T", "mT", "transpose", "swapaxes", "swapdims", "permute", "movedim", "moveaxis"}
-# Copies that reorder elements along axes and keep every axis (``F.conv2d(x, W.flip(2, 3))``: a
-# transposed convolution written as a convolution); each unit's elements stay one unit's. A
-# ``roll`` without dims rolls the flattened tensor across units: not one of them.
-_REORDERS = {"flip", "fliplr", "flipud", "roll"}
-_SLICE_KEEP = {"chunk", "split", "tensor_split", "split_with_sizes", "unsafe_split", "narrow"}
-_SLICE_DROP = {"unbind", "select"}
-_CONV = {"conv1d", "conv2d", "conv3d"}
-_CONV_T = {"conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
 # Contractions read as the einsum they are (``inner(x, W)`` is ``x @ W.T``)
 _CONTRACTIONS = {"tensordot": "tensordot", "inner": "inner", "linalg_multi_dot": "multi_dot"}
-_MATMUL = {"matmul", "mm", "bmm", "__matmul__", "__rmatmul__", "mv"}
-_RNN = {"lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell"}
-_RNN |= {"rnn_relu_cell"}
-# The ops of layers: their output is computed through the layer, none of its operands'
-# elements (what a write reads through one of them is no weight's, t257: a layer whose weight
-# training computes, NoisyNet's ``mu + sigma * eps``, with no bias, spread its ``mu`` to every
-# later activation, and a running statistic written from those skipped it).
-_LAYER_OPS = frozenset(
-    {"linear", "bilinear", "convolution", "addmm", "baddbmm", "addbmm", "addmv", "einsum"}
-    | {"embedding", "embedding_bag", "multi_head_attention_forward"}
-    | {"_native_multi_head_attention"}
-    | _CONV
-    | _CONV_T
-    | _MATMUL
-    | _RNN
-    | {"tensordot", "inner", "linalg_multi_dot"}
-)
-# Layer ops whose result has a units' axis (the last; a convolution's channels): what one
-# computes from a weight may be read as another layer's weight (:data:`MIXED`)
-_MIXING = _LAYER_OPS - _RNN - {"multi_head_attention_forward", "_native_multi_head_attention"}
 # Arguments that an op reads only the dtype, device or shape of, by position (and keyword):
 # ``x.type_as(w)``, ``x.to(w)``, ``x.view_as(w)``, ``torch.zeros_like(w)``, ``w.new_zeros(n)``.
 # No use of the weight's values (weight norm computes one of the same dtype, device and shape),
@@ -155,48 +133,6 @@ _TEMPLATES: dict[str, tuple[int, str]] = {
     "randint_like": (0, "input"),
     **dict.fromkeys(("new_zeros", "new_ones", "new_empty", "new_full"), (0, "self")),
 }
-# A layer's weight slot (by position and keyword), where a tensor another layer op computed
-# from a weight, its units split across the slot's axes, mixes that weight into this one's
-# (:data:`MIXED`)
-_SLOTS = {
-    **dict.fromkeys(("linear", "conv1d", "conv2d", "conv3d", "convolution"), (1, "weight")),
-    **dict.fromkeys(tuple(_CONV_T), (1, "weight")),
-    "bilinear": (2, "weight"),
-}
-# Matrix products: (position, keyword) of the left and right operand
-_PRODUCTS = {
-    **dict.fromkeys(("matmul", "__matmul__"), ((0, "input"), (1, "other"))),
-    "__rmatmul__": ((1, "other"), (0, "self")),
-    **dict.fromkeys(("mm", "bmm"), ((0, "input"), (1, "mat2"))),
-    "mv": ((0, "input"), (1, "vec")),
-    "addmm": ((1, "mat1"), (2, "mat2")),
-    **dict.fromkeys(("baddbmm", "addbmm"), ((1, "batch1"), (2, "batch2"))),
-    "addmv": ((1, "mat"), (2, "vec")),
-}
-# Ops through which such a tensor's elements are still the ones computed (:mod:`.units`):
-# views, selections and splits of it (one sample's kernels, ``k[i]``, ``k.unbind(0)``), and
-# broadcasting arithmetic with it (a scaling, LoRA's ``W + (B @ A).view(W.shape)``)
-_ARITHMETIC = {
-    "add", "__add__", "__radd__", "add_", "__iadd__", "sub", "subtract", "__sub__", "__rsub__",
-    "sub_", "__isub__", "mul_", "__imul__", "__rtruediv__", "div_", "__itruediv__",
-} | _SCALINGS  # fmt: skip
-_JOINS_ALONG = {"cat", "concat", "concatenate", "stack", "hstack"}
-# Reorders along axes besides :data:`_REORDERS`, which the units' layout follows
-_MORE_REORDERS = {"fft_fftshift", "fft_ifftshift", "channel_shuffle", "native_channel_shuffle"}
-# Permutations of axes besides :data:`_PERMUTES` (in place, conjugating, rotating): their
-# order read from the same op on a probe
-_MORE_PERMUTES = {"t_", "transpose_", "swapaxes_", "swapdims_", "mH", "H", "adjoint", "rot90"}
-# Ops that keep a tensor's shape but move its elements across units (sorting along an axis
-# sorts each row its own way; ``copy_`` replaces them): no layout follows (t274)
-_MOVES = {"sort", "msort", "argsort", "gather", "take_along_dim", "copy_", "set_", "resize_"}
-_MOVES |= {"scatter", "scatter_", "scatter_add", "scatter_add_", "scatter_reduce"}
-_MOVES |= {"scatter_reduce_", "index_copy", "index_copy_", "index_add", "index_add_", "put"}
-_MOVES |= {"put_", "index_put", "index_put_", "masked_scatter", "masked_scatter_", "cummax"}
-_MOVES |= {"cummin"}
-MIXED = (
-    "mixed into another layer's weight ({op} of it, then {layer}, its units split across "
-    "that weight's axes {axes}: none of them one filter, as in CondConv's routing @ W)"
-)
 # Reductions: one whose result is one number is a statistic (a norm of a weight logged into a
 # Parameter, t259), holding none of the weight's elements; one over another axis holds them
 # (``torch.stack([t, s]).mean(0)``, an average of two weights, t260).
@@ -205,14 +141,6 @@ _STATISTICS = {
     "amin", "logsumexp", "count_nonzero", "argmax", "argmin", "max", "min",
 }  # fmt: skip
 _NORMS = {"layer_norm", "group_norm", "batch_norm", "instance_norm", "rms_norm"}
-_ELEMENTWISE = {
-    "add", "mul", "sub", "div", "neg", "tanh", "sigmoid", "exp", "pow", "abs", "sqrt", "rsqrt",
-    "__add__", "__radd__", "__mul__", "__rmul__", "__sub__", "__rsub__", "__truediv__",
-    "__rtruediv__", "__rdiv__", "__neg__", "__pow__", "__rpow__", "relu", "softmax", "clamp",
-    "where",
-    "addcmul", "lerp", "exp_", "mul_", "add_", "sigmoid_", "maximum", "minimum", "square",
-    "sin", "cos",
-}  # fmt: skip
 # Uses that reduce a weight (a norm of its own, a sum) or join or repeat it with others: no
 # unit axis of a layer's (said as what they are, not as elementwise uses: t197)
 _REDUCTIONS = {"sum", "mean", "norm"}
@@ -222,17 +150,6 @@ _MHA_ROLES = {
     "v_proj_weight": "linear", "out_proj_weight": "linear", "in_proj_bias": "bias",
     "out_proj_bias": "bias", "bias_k": "bias", "bias_v": "bias",
 }  # fmt: skip
-_LABELS = {
-    "linear": "F.linear", "__matmul__": "matmul", "__rmatmul__": "matmul", "mm": "matmul",
-    "multi_head_attention_forward": "MultiheadAttention",
-}  # fmt: skip
-
-
-def _name(func: Callable[..., Any]) -> str:
-    name = str(getattr(func, "__name__", func))
-    if name == "__get__":  # a property such as Tensor.T: the descriptor has the name
-        name = str(getattr(getattr(func, "__self__", None), "__name__", name))
-    return name
 
 
 def _without_template(
@@ -406,64 +323,6 @@ def _is_integer(tensor: torch.Tensor) -> bool:
 LOOKUP = "indexed with a tensor (a lookup table or stacked weights, not one layer's weight)"
 
 
-def _dim_arg(args: tuple[Any, ...], kwargs: dict[str, Any], position: int, ndim: int) -> int:
-    value = kwargs.get("dim", kwargs.get("axis", args[position] if len(args) > position else 0))
-    return int(value) % max(ndim, 1)
-
-
-def _rolled_flat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """Whether ``roll`` rolls the flattened tensor: without dims (None, or none: t212)."""
-    dims = kwargs.get("dims", args[2] if len(args) > 2 else None)
-    return dims is None or (isinstance(dims, Sequence) and not dims)
-
-
-def _reordered_axes(
-    name: str, args: tuple[Any, ...], kwargs: dict[str, Any], ndim: int
-) -> list[int]:
-    """The axes a flip, a roll (with dims), a shift of frequencies or a channel shuffle
-    reorders."""
-    if name == "fliplr" or "channel_shuffle" in name:
-        return [1]
-    if name == "flipud":
-        return [0]
-    if name in ("fft_fftshift", "fft_ifftshift"):
-        dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
-        return list(range(ndim)) if dims is None else _axes_arg(dims, ndim)
-    if name == "flip" and len(args) > 2:  # flip(0, 1), dims as separate arguments (t277)
-        return _axes_arg(list(args[1:]), ndim)
-    at = 2 if name == "roll" else 1
-    return _axes_arg(kwargs.get("dims", args[at] if len(args) > at else ()), ndim)
-
-
-def _axes_arg(value: Any, ndim: int) -> list[int]:
-    return [int(a) % ndim for a in (value if isinstance(value, Sequence) else [value])]
-
-
-def _permutation(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], ndim: int) -> list[int]:
-    order = list(range(ndim))
-    if name in ("t", "T") and ndim == 2:
-        return [1, 0]
-    if name == "T":  # every dimension reversed (deprecated beyond 2-D, but still so)
-        return order[::-1]
-    if name == "mT" and ndim >= 2:
-        order[-2], order[-1] = order[-1], order[-2]
-        return order
-    if name in ("transpose", "swapaxes", "swapdims"):
-        d0 = int(kwargs["dim0"] if "dim0" in kwargs else args[1]) % ndim
-        d1 = int(kwargs["dim1"] if "dim1" in kwargs else args[2]) % ndim
-        order[d0], order[d1] = order[d1], order[d0]
-        return order
-    if name == "permute":
-        return _axes_arg(kwargs.get("dims", args[1] if len(args) == 2 else args[1:]), ndim)
-    if name in ("movedim", "moveaxis"):  # the moved axes at their places, the rest in order
-        source = _axes_arg(kwargs.get("source", args[1] if len(args) > 1 else None), ndim)
-        destination = _axes_arg(kwargs.get("destination", args[2] if len(args) > 2 else None), ndim)
-        rest = iter(a for a in order if a not in source)
-        placed = dict(zip(destination, source, strict=True))
-        return [placed[a] if a in placed else next(rest) for a in order]
-    return order
-
-
 def _sets_data(func: Any) -> bool:
     """Whether ``func`` is ``Tensor.data``'s setter (``w.data = x``; not ``w.grad = x``)."""
     setter = getattr(func, "__name__", "") == "__set__"
@@ -504,7 +363,7 @@ class _Recorder(TorchFunctionMode):
         self.uses: dict[Use, None] = {}
         self.splits = itertools.count()  # an identity for each reshape's splits
         # tensor -> the parameters whose elements went into it through ops that are no layer
-        # (:data:`_LAYER_OPS`: ``t * m + s * (1 - m)``, ``torch.lerp(t, s, w)``, ``s.data``):
+        # (:data:`LAYER_OPS`: ``t * m + s * (1 - m)``, ``torch.lerp(t, s, w)``, ``s.data``):
         # what a write of a parameter from it reads (t256)
         self.read_from: dict[int, tuple[weakref.ref[torch.Tensor], frozenset[str]]] = {}
         # the memory of the parameters an op took, the model's or not (a teacher kept in a
@@ -512,9 +371,9 @@ class _Recorder(TorchFunctionMode):
         # tensor, is a write of a parameter (t259); by their bytes (a buffer beside a weight
         # in one allocation is none of it, t260), by storage where they have none to compare
         self.parameter_memory: Elements[int] = Elements({})
-        # tensor -> the layer op that computed it from parameters, and those parameters
-        # (``routing @ W``), which another layer may read as its weight (:data:`MIXED`)
-        self.mixed: dict[int, tuple[weakref.ref[torch.Tensor], tuple[str, units.Layout]]] = {}
+        # what layer ops computed from parameters (``routing @ W``), which another layer may
+        # read as its weight
+        self.mixed = MixedWeights()
 
     def origins(self, value: Any) -> tuple[_Origin, ...]:
         """The parameters ``value`` is (derived from); empty for any other value."""
@@ -537,12 +396,13 @@ class _Recorder(TorchFunctionMode):
             if not self.parameter_memory.of(param):  # the model's or another's, once
                 self.parameter_memory.add(id(param), param)
         result = func(*args, **kwargs)
-        name = _name(func)
+        name = name_of(func)
         if name in _TEMPLATES:  # only its dtype, device or shape read: no use of it
             args, kwargs = _without_template(name, args, kwargs)
         if self.mixed:
             with torch._C.DisableTorchFunction():  # its reads of shapes and strides: not ops
-                self._mixing(func, name, args, kwargs, result)
+                for weight, op, reason in self.mixed.follow(func, name, args, kwargs, result):
+                    self._use(_Origin(weight, ()), op, None, reason)
         values = [*args, *kwargs.values()]
         tensors = [t for v in values for t in tensors_in(v)]
         found = [self.origins(t) for t in tensors]
@@ -562,148 +422,18 @@ class _Recorder(TorchFunctionMode):
                 for t in {id(t): t for t in tensors}.values():
                     for origin in self.origins(t):
                         self._use(origin, name, None, f"used by {name}: not followed")
-            if name in _MIXING and isinstance(result, torch.Tensor) and result.dim() > 0:
-                # what it computes from those weights, which a layer may read as its weight
-                layout = units.of_result(result.shape, self._units(name, args, kwargs, found))
-                self.mixed[id(result)] = (weakref.ref(result), (_LABELS.get(name, name), layout))
+            # what a layer op computes from those weights, which a layer may read as its weight
+            self.mixed.computed(name, args, kwargs, result, self._params)
         statistic = name in _STATISTICS and isinstance(result, torch.Tensor) and result.numel() == 1
-        if name not in _LAYER_OPS and not statistic:  # what the result holds was read from
+        if name not in LAYER_OPS and not statistic:  # what the result holds was read from
             # those parameters
             lineage = frozenset().union(*read)
             for tensor in tensors_in(result):
                 self.read_from[id(tensor)] = (weakref.ref(tensor), lineage)
         return result
 
-    def _mixing(
-        self, func: Callable[..., Any], name: str, args: tuple[Any, ...],
-        kwargs: dict[str, Any], result: Any,
-    ) -> None:  # fmt: skip
-        """Follow what a layer op computed from weights (:attr:`mixed`) through views of it
-        and arithmetic with it; where a layer reads it as its weight with a weight's units
-        split across that weight's axes, that weight is mixed into it (CondConv:
-        ``F.conv2d(x, (routing @ W).view(...))``, t261): its units are none of the layer's."""
-        if (slot := _SLOTS.get(name)) is not None:
-            if (entry := self._mixed(_argument(args, kwargs, *slot))) is not None:
-                op, layout = entry
-                for weight, axes in units.spread(layout).items():
-                    if len(axes) > 1:  # a weight's units on several of this one's axes
-                        layer = _LABELS.get(name, f"F.{name}")
-                        reason = MIXED.format(op=op, layer=layer, axes=_listed(axes))
-                        self._use(_Origin(weight, ()), op, None, reason)
-            return
-        values = [*args, *kwargs.values()]
-        sources = [(t, e) for v in values for t in tensors_in(v) if (e := self._mixed(t))]
-        if not sources:
-            return
-        op, layout = sources[0][1]
-        for tensor in tensors_in(result):
-            try:
-                followed = self._followed(func, name, args, kwargs, sources, tensor)
-            except Exception as error:  # an op called in a way not followed: stop there
-                logger.debug("did not follow %s of a layer's output: %s", name, error)
-                followed = None
-            if followed is not None:
-                self.mixed[id(tensor)] = (weakref.ref(tensor), (op, followed))
-            elif self._mixed(tensor) is not None:  # changed in place, not followed: no more
-                del self.mixed[id(tensor)]  # what it was (``t_()``, t272)
-
-    def _followed(
-        self, func: Callable[..., Any], name: str, args: tuple[Any, ...],
-        kwargs: dict[str, Any], sources: list[tuple[torch.Tensor, tuple[str, units.Layout]]],
-        result: torch.Tensor,
-    ) -> units.Layout | None:  # fmt: skip
-        """The layout of ``result`` of op ``name`` whose operands ``sources`` a layer op
-        computed; None where ``name`` is no op it is followed through."""
-        source, (_, layout) = sources[0]
-        shape, rank = result.shape, len(layout)
-        operands = [(entry[1], tensor.shape) for tensor, entry in sources]
-        if name in _LAYER_OPS:
-            return None  # its result is its own (:data:`_MIXING`)
-        if name in _ARITHMETIC or name in _ELEMENTWISE:  # broadcasting, with anything
-            return units.elementwise(operands, shape)
-        if name in _JOINS_ALONG:  # cat, stack (the dim along which: torch also takes axis=)
-            pieces = list(tensors_in(args[0]))
-            if name == "hstack":
-                dim = 1 if pieces[0].dim() > 1 else 0
-            else:
-                dim = kwargs.get("axis", _dim(args, kwargs))
-            dim %= result.dim()
-            tracked = [None if (e := self._mixed(t)) is None else e[1] for t in pieces]
-            if name == "stack":  # each at its index along a new axis
-                tracked = [None if t is None else (*t[:dim], (), *t[dim:]) for t in tracked]
-                sizes = [1] * len(pieces)
-            else:
-                sizes = [t.shape[dim] for t in pieces]
-            return units.joined(tracked, sizes, shape, dim)
-        if source is not args[0]:
-            return None
-        if name in _RESHAPE or name in ("squeeze_", "unsqueeze_"):
-            return units.reshaped(layout, shape)
-        if name in _PERMUTES or name in _MORE_PERMUTES:
-            # the order, from the same op on sizes that tell axes apart
-            probe = torch.empty(tuple(range(2, rank + 2)), device="meta")
-            order = func(probe, *args[1:], **kwargs).shape
-            moved = units.moved(layout, [n - 2 for n in order], shape)
-            if name == "rot90":  # and flips along one of its two axes: both said reordered
-                dims = kwargs.get("dims", args[2] if len(args) > 2 else (0, 1))
-                return units.reordered(moved, _axes_arg(dims, rank))
-            return moved
-        if name == "expand":
-            return units.elementwise(operands[:1], shape)
-        if name in ("repeat", "tile"):
-            return units.repeated(layout, shape)
-        if name == "index_select" and result.dim() == rank:
-            dim = _dim(args, kwargs) % rank
-            index = _argument(args, kwargs, 2, "index")
-            if isinstance(index, torch.Tensor) and index.dim() <= 1 and index.numel() <= 1 << 16:
-                return units.picked(layout, dim, index.reshape(-1).tolist(), shape)
-            return units.moved(layout, range(rank), shape)
-        if result.dim() == rank and name in _IDENTITY | _SLICE_KEEP:
-            return units.moved(layout, range(rank), shape, _starts(source, result))
-        if name in _SLICE_DROP:
-            dim = _dim(args, kwargs) % rank
-            return units.dropped(layout, dim, _offset(source, result, dim))
-        if name == "__getitem__" and len(args) > 1:
-            return units.indexed(layout, args[1], shape)
-        if name in _MOVES or (name == "roll" and _rolled_flat(args, kwargs)):
-            return None  # elements moved across units: no layout follows
-        if name in _REORDERS | _MORE_REORDERS:  # each element on its axis, in another order
-            return units.reordered(layout, _reordered_axes(name, args, kwargs, rank))
-        if tuple(result.shape) == tuple(source.shape):  # each value where it was: an
-            # activation, a flip, a masked kernel (``masked_fill(_)``, ``clamp(_)(min=t)``,
-            # t274), in place or not
-            return units.elementwise(operands, shape)
-        return None
-
-    def _units(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-        found: Sequence[tuple[_Origin, ...]],
-    ) -> list[tuple[str, int]]:  # fmt: skip
-        """The weights of layer op ``name`` and the axis of its result holding each one's
-        units: a layer's weight's (a convolution's channels, a linear's last axis, not its
-        bias), a matrix product's left operand's rows (``-2``) and right operand's columns
-        (``-1``); for the rest (einsum, an embedding), every weight's, the last."""
-        if (slot := _SLOTS.get(name)) is not None:
-            weight = _argument(args, kwargs, *slot)
-            axis = -1 if name in ("linear", "bilinear") else 1
-            return [(w, axis) for w in self._params(weight)]
-        if (operands := _PRODUCTS.get(name)) is None:
-            return [(o.param, -1) for origins in found for o in origins]
-        left, right = (_argument(args, kwargs, *operand) for operand in operands)
-        matrix = isinstance(right, torch.Tensor) and right.dim() > 1
-        pairs = [(w, -1) for w in self._params(right)] if matrix else []
-        if isinstance(left, torch.Tensor) and left.dim() > 1:
-            pairs += [(w, -2 if matrix else -1) for w in self._params(left)]
-        return pairs
-
     def _params(self, value: Any) -> list[str]:
         return [o.param for o in self.origins(value)]
-
-    def _mixed(self, value: Any) -> tuple[str, units.Layout] | None:
-        if not isinstance(value, torch.Tensor):
-            return None
-        entry = self.mixed.get(id(value))
-        return entry[1] if entry is not None and entry[0]() is value else None
 
     def _written(
         self,
@@ -765,7 +495,7 @@ class _Recorder(TorchFunctionMode):
         one-element tensor that is no parameter): the result has W's axes."""
         if len(args) != 2 or kwargs or not isinstance(result, torch.Tensor):
             return False
-        pairs = [args] if name in _DIVISIONS else [args, args[::-1]]
+        pairs = [args] if name in DIVISIONS else [args, args[::-1]]
         for tensor, factor in pairs:
             sources = self.origins(tensor)
             if sources and _one_number(factor) and not self.origins(factor):
@@ -783,7 +513,7 @@ class _Recorder(TorchFunctionMode):
         tracked = [t for t in parts if self.origins(t)]
         if not tracked or not isinstance(result, torch.Tensor):
             return False
-        dim = _dim_arg(args, kwargs, 1, result.dim())
+        dim = dim_arg(args, kwargs, 1, result.dim())
         joined = tuple(
             dataclasses.replace(
                 o, sliced=o.sliced | {_parameter_axis(o.axes[dim])}, path=(*o.path, "cat")
@@ -800,7 +530,7 @@ class _Recorder(TorchFunctionMode):
         """Track ``result`` when ``name`` is a view, copy or concatenation of tracked tensors."""
         if name in ("cat", "concat", "concatenate"):
             return self._concatenated(args, kwargs, result)
-        if name in _SCALINGS:
+        if name in SCALINGS:
             return self._scaled(name, args, kwargs, result)
         if not args and "input" in kwargs:  # torch.roll(input=w, ...): the tensor as the first
             args, kwargs = (kwargs["input"],), {k: v for k, v in kwargs.items() if k != "input"}
@@ -810,20 +540,20 @@ class _Recorder(TorchFunctionMode):
         tensor, ndim = args[0], args[0].dim()
         mapping: Sequence[int | _Piece | None] | None = None  # output axis -> input axis
         cut: set[int] = set()  # input axes sliced
-        if name in _IDENTITY:
+        if name in IDENTITY:
             mapping = list(range(ndim))
-        elif name in _RESHAPE and isinstance(result, torch.Tensor):
+        elif name in RESHAPE and isinstance(result, torch.Tensor):
             mapping = _reshape_axes(list(tensor.shape), list(result.shape))
         elif name in ("expand", "expand_as") and isinstance(result, torch.Tensor):
             mapping = _expand_axes(list(tensor.shape), list(result.shape))
-        elif name in _PERMUTES:
-            mapping = list(_permutation(name, args, kwargs, ndim))
-        elif name in _REORDERS and (name != "roll" or not _rolled_flat(args, kwargs)):
+        elif name in PERMUTES:
+            mapping = list(permutation(name, args, kwargs, ndim))
+        elif name in REORDERS and (name != "roll" or not rolled_flat(args, kwargs)):
             mapping = list(range(ndim))
-        elif name in _SLICE_KEEP or name in _SLICE_DROP:
+        elif name in SLICE_KEEP or name in SLICE_DROP:
             position = 1 if name in ("narrow", "select", "unbind") else 2
-            dim = _dim_arg(args, kwargs, position, ndim)
-            mapping = [a for a in range(ndim) if name in _SLICE_KEEP or a != dim]
+            dim = dim_arg(args, kwargs, position, ndim)
+            mapping = [a for a in range(ndim) if name in SLICE_KEEP or a != dim]
             cut = {dim}
         elif name == "__getitem__":
             parsed = _index_axes(args[1], list(tensor.shape))
@@ -924,7 +654,7 @@ class _Recorder(TorchFunctionMode):
     ) -> None:  # fmt: skip
         if self._derive(name, args, kwargs, result):
             return
-        op = _LABELS.get(name, f"F.{name}" if name in _CONV | _CONV_T else name)
+        op = LABELS.get(name, f"F.{name}" if name in CONV | CONV_T else name)
 
         def arg(position: int, keyword: str) -> Any:
             return kwargs.get(keyword, args[position] if len(args) > position else None)
@@ -935,11 +665,11 @@ class _Recorder(TorchFunctionMode):
             self._consume(arg(weight_at + 1, "bias"), op, "bias")
             inputs = [arg(0, "input1"), arg(1, "input2")] if weight_at == 2 else [arg(0, "input")]
             self._inputs(op, inputs)
-        elif name in _CONV:
+        elif name in CONV:
             self._consume(arg(1, "weight"), op, "conv")
             self._consume(arg(2, "bias"), op, "bias")
             self._inputs(op, [arg(0, "input")])
-        elif name in _CONV_T:
+        elif name in CONV_T:
             groups = int(arg(6, "groups") or 1)
             self._consume(arg(1, "weight"), op, "conv_transpose", groups=groups)
             self._consume(arg(2, "bias"), op, "bias")
@@ -953,7 +683,7 @@ class _Recorder(TorchFunctionMode):
             self._consume(arg(0, "input"), op, "bias")
             self._consume(arg(1, "mat1" if name == "addmm" else "batch1"), op, "matmul_left")
             self._consume(arg(2, "mat2" if name == "addmm" else "batch2"), op, "matmul_right")
-        elif name in _MATMUL:
+        elif name in MATMUL:
             left, right = (args[1], args[0]) if name == "__rmatmul__" else (args[0], args[1])
             self._consume(left, op, "matmul_left")
             self._consume(right, op, "matmul_right")
@@ -972,7 +702,7 @@ class _Recorder(TorchFunctionMode):
                     self._use(origin, op, None, SPARSE)
             else:
                 self._consume(table, op, "embedding")
-        elif name in _RNN:
+        elif name in RNN:
             self._rnn(op, args, kwargs)
         elif name in ("multi_head_attention_forward", "_native_multi_head_attention"):
             self._mha(func, op, args, kwargs)
@@ -1060,7 +790,7 @@ class _Recorder(TorchFunctionMode):
             args = args[1:] if args else args
             kwargs = {key: value for key, value in kwargs.items() if key != "input"}
             reason = f"normalization scale or shift ({name})"
-        elif name in _ELEMENTWISE:
+        elif name in ELEMENTWISE:
             reason = f"elementwise use ({name})"
         elif name in _REDUCTIONS:
             reason = f"reduced by {name}: no layer's unit axis"
@@ -1068,7 +798,7 @@ class _Recorder(TorchFunctionMode):
             reason = f"joined or repeated by {name}: axis not followed"
         elif name == "__getitem__":
             reason = LOOKUP
-        elif name == "roll" and _rolled_flat(args, kwargs):  # with dims: a reorder, followed
+        elif name == "roll" and rolled_flat(args, kwargs):  # with dims: a reorder, followed
             reason = "rolled as one flat tensor (roll without dims): units mix"
         else:
             reason = f"used by {name}, which wnpass does not know"
@@ -1110,48 +840,6 @@ def rnn_roles(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[
         (tensor, "bias" if has_biases and index % per_layer in (2, 3) else "linear")
         for index, tensor in enumerate(params)
     ]
-
-
-def _argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], position: int, keyword: str) -> Any:
-    """An op's argument, given by ``position`` or ``keyword``; None where left out."""
-    return kwargs.get(keyword, args[position] if len(args) > position else None)
-
-
-def _dim(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
-    """An op's ``dim`` argument (the second), 0 where left out."""
-    return int(kwargs.get("dim", args[1] if len(args) > 1 else 0))
-
-
-def _starts(source: torch.Tensor, result: torch.Tensor) -> list[tuple[int, int] | None]:
-    """For a view ``result`` of ``source`` with one axis narrowed (a split, a slice), where that
-    axis starts in ``source`` and by what step (:func:`_offset`); None for the other axes,
-    and for all where it is no such view."""
-    changed = [j for j in range(result.dim()) if result.shape[j] != source.shape[j]]
-    starts: list[tuple[int, int] | None] = [None] * result.dim()
-    if len(changed) == 1:
-        (j,) = changed
-        stride = source.stride(j)
-        start = _offset(source, result, j)
-        if start is not None and result.stride(j) % stride == 0:
-            starts[j] = (start, result.stride(j) // stride)
-    return starts
-
-
-def _offset(source: torch.Tensor, result: torch.Tensor, dim: int) -> int | None:
-    """Where along ``dim`` of ``source`` the view ``result`` starts (a slice's first index,
-    the index ``select`` or an ``unbind`` result takes), from their storage offsets; None
-    where that does not tell (no view of it, an axis broadcast)."""
-    stride = source.stride(dim)
-    if result.untyped_storage().data_ptr() != source.untyped_storage().data_ptr() or stride <= 0:
-        return None
-    offset = result.storage_offset() - source.storage_offset()
-    return offset // stride if offset % stride == 0 else None
-
-
-def _listed(axes: Sequence[int]) -> str:
-    """``0, 1 and 2``."""
-    words = [str(a) for a in axes]
-    return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else "".join(words)
 
 
 def _one_number(value: Any) -> bool:
@@ -1270,7 +958,7 @@ class _Reads(TorchFunctionMode):
     ) -> Any:  # fmt: skip
         kwargs = kwargs or {}
         result = func(*args, **kwargs)
-        if self.inside or _metadata(_name(func), result):  # .dtype, .shape: no values read
+        if self.inside or _metadata(name_of(func), result):  # .dtype, .shape: no values read
             return result
         for value in (*args, *kwargs.values()):
             for tensor in tensors_in(value):
