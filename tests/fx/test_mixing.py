@@ -1,6 +1,7 @@
 """Where a layer op's weights' units go (:mod:`wnpass.fx.mixing`), followed by the recorder
-through random chains of the ops it follows, checked against brute force: the same chain applied to tensors holding, per element, the index of the unit
-it belongs to. A weight is never placed on fewer axes than its units' elements reach."""
+through random chains of the ops it follows, checked against brute force: the same chain
+applied to tensors holding, per element, the index of the unit it belongs to. A weight is
+never placed on fewer axes than its units' elements reach."""
 
 from __future__ import annotations
 

@@ -767,3 +767,220 @@ def test_an_opset_the_model_lacks_takes_the_version_of_a_function_that_stays() -
     assert {(i.domain, i.version) for i in folded.opset_import} == {("local", 1), ("", 18)}
     onnx.checker.check_model(folded, full_check=True)
     assert_close(run(folded, {"x": X}), run(model, {"x": X}))
+
+
+# A weight-norm conv in ``Outer`` that then calls ``Act`` by its overload ``b`` (Neg; the
+# overload "" is Relu): IR version 10
+OVERLOADED = """
+    <ir_version: 10, opset_import: ["" : 17, "local" : 1]>
+    agraph (float[1, 4, 8] x) => (float[1, 4, 8] y) {
+        y = local.Outer(x, v, g)
+    }
+    <domain: "local", opset_import: ["" : 17, "local" : 1]>
+    Outer (x, v, g) => (y) {
+        n = ReduceL2 <axes = [1, 2], keepdims = 1> (v)
+        d = Div(v, n)
+        w = Mul(g, d)
+        c = Conv <pads = [1, 1]> (x, w)
+        y = local.Act(c)
+    }
+    <domain: "local", opset_import: ["" : 17]>
+    Act (x) => (y) { y = Relu(x) }
+    <domain: "local", opset_import: ["" : 17]>
+    Act (x) => (y) { y = Neg(x) }
+"""
+
+
+def _overloaded(text: str) -> onnx.ModelProto:
+    model = onnx_model(text, check=False, v=rand(4, 4, 3), g=rand(4, 1, 1))
+    model.functions[2].overload = "b"
+    for function in model.functions:
+        for node in function.node:
+            if node.op_type in ("Act", "WN"):
+                node.overload = "b"
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def test_a_function_calling_an_overload_is_not_inlined_into_the_graph() -> None:
+    """t281: in a function's own body ONNX Runtime runs the overload "" of a name whatever
+    the call names; inlined into the main graph, ``Act:b`` ran instead (Relu became Neg, max
+    difference 7.3) and the fold said ok. Outer is left, and said."""
+    model = _overloaded(OVERLOADED)
+    feeds = {"x": rand(1, 4, 8)}
+    folded, report = fold_onnx(model)
+    assert report.inlined == []
+    assert report.not_inlined == [
+        'local::Outer calls local::Act:b from its body, where ONNX Runtime runs the overload ""'
+        " of its name instead; inlined, the call would run local::Act:b"
+    ]
+    assert not report  # not ok
+    assert_close(run(folded, feeds), run(model, feeds))
+
+
+def test_an_overload_called_from_a_function_s_body_is_not_inlined_there() -> None:
+    """t281: Outer calls ``WN:b`` (a site), where ONNX Runtime runs ``WN`` (another norm):
+    inlining ``WN:b`` into Outer, or Outer into the graph, changed the outputs (1.0)."""
+    text = """
+        <ir_version: 10, opset_import: ["" : 17, "local" : 1]>
+        agraph (float[1, 4, 8] x) => (float[1, 4, 8] y) {
+            y = local.Outer(x, v, g)
+        }
+        <domain: "local", opset_import: ["" : 17, "local" : 1]>
+        Outer (x, v, g) => (y) { y = local.WN(x, v, g) }
+        <domain: "local", opset_import: ["" : 17]>
+        WN (x, v, g) => (y) {
+            n = ReduceL2 <axes = [1, 2], keepdims = 1> (v)
+            d = Div(v, n)
+            w = Mul(g, d)
+            y = Conv <pads = [1, 1]> (x, w)
+        }
+        <domain: "local", opset_import: ["" : 17]>
+        WN (x, v, g) => (y) {
+            n = ReduceL2 <axes = [0], keepdims = 1> (v)
+            d = Div(v, n)
+            w = Mul(g, d)
+            y = Conv <pads = [1, 1]> (x, w)
+        }
+    """
+    model = _overloaded(text)
+    feeds = {"x": rand(1, 4, 8)}
+    folded, report = fold_onnx(model)
+    assert report.inlined == []
+    assert sorted(report.not_inlined) == [
+        'local::Outer calls local::WN:b from its body, where ONNX Runtime runs the overload ""'
+        " of its name instead; inlined, the call would run local::WN:b",
+        "local::WN:b is called from the body of local::Outer, where ONNX Runtime runs the "
+        'overload "" of its name instead',
+    ]
+    assert_close(run(folded, feeds), run(model, feeds))
+    # called from the graph, the overload named runs before and after: inlined
+    direct = text.replace("y = local.Outer(x, v, g)", "y = local.WN(x, v, g)")
+    direct = direct.replace("""Outer (x, v, g) => (y) { y = local.WN(x, v, g) }""", "")
+    direct = direct.replace('<domain: "local", opset_import: ["" : 17, "local" : 1]>', "")
+    model = onnx_model(direct, check=False, v=rand(4, 4, 3), g=rand(1, 4, 3))  # WN:b's g
+    model.functions[1].overload = "b"
+    model.graph.node[0].overload = "b"
+    folded, report = fold_onnx(model)
+    assert report.inlined == ["local::WN:b"] and report.not_inlined == []
+    assert_close(run(folded, feeds), run(model, feeds))
+
+
+# WN's values ``a`` and ``d2``: names a branch after the call defines too (a node's output, a
+# body's initializer)
+CLASHING = """
+    <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
+    agraph (float[1, 4, 8] x, bool c) => (float[1, 4, 8] y, float[1, 4, 8] u) {
+        y = local.WN(x, v, g)
+        u = If (c) <
+            then_branch = t () => (float[1, 4, 8] o) { a = Neg(x)  o = Add(a, d2) },
+            else_branch = e () => (float[1, 4, 8] o2) { o2 = Identity(y) }
+        >
+    }
+    <domain: "local", opset_import: ["" : 17]>
+    WN (x, v, g) => (y) {
+        n = ReduceL2 <axes = [1, 2], keepdims = 1> (v)
+        d = Div(v, n)
+        w = Mul(g, d)
+        k = Conv <pads = [1, 1]> (x, w)
+        a = Relu(k)
+        d2 = Sigmoid(a)
+        y = Tanh(d2)
+    }
+"""
+
+
+def test_names_inlined_into_a_graph_are_none_of_its_bodies() -> None:
+    """t281: onnx-ir's inliner kept WN's names where the main graph had none of them, not
+    looking into the branch: ``a`` defined twice (internal error, or from the API a model
+    the checker refuses), and ``d2`` shadowed by the branch's initializer (no single
+    meaning, the fold said ok). Each inlined value takes a name no other value has."""
+    model = onnx_model(CLASHING, check=False, v=rand(4, 4, 3), g=rand(4, 1, 1))
+    branch = model.graph.node[1].attribute[0].g
+    branch.initializer.append(onnx.numpy_helper.from_array(np.full((1, 4, 8), 100.0, "f"), "d2"))
+    onnx.checker.check_model(model, full_check=True)
+    folded, report = fold_onnx(model)
+    assert report.inlined == ["local::WN"] and [s.status for s in report.sites] == ["folded"]
+    onnx.checker.check_model(folded, full_check=True)
+    names = [o for n in folded.graph.node for o in n.output]
+    inner = [o for n in folded.graph.node[-1].attribute[0].g.node for o in n.output]
+    assert not set(names) & {*inner, "d2"}  # the branch's names are the branch's alone
+    assert {"y", "u"} <= set(names)  # the graph's outputs keep theirs
+    for c in (True, False):
+        feeds = {"x": rand(1, 4, 8), "c": np.array(c)}
+        assert_close(run(folded, feeds), run(model, feeds))
+
+
+def test_a_function_s_declared_shapes_are_not_its_calls() -> None:
+    """t281: onnxscript declares a function's values of rank 0, and a function called at
+    two shapes declares its values at one; inlined, each call's values took those: "differ
+    in rank", an internal error (from the API, a model the checker refuses)."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
+        agraph (float[1, 4, 8] x) => (float[1, 4, 8] y, float[1, 4, 6] z) {
+            c1 = local.WN(x, v1, g1)
+            y = Relu(c1)
+            c2 = local.WN(x, v2, g2)
+            z = Relu(c2)
+        }
+        <domain: "local", opset_import: ["" : 17]>
+        WN (x, v, g) => (y) {
+            n = ReduceL2 <axes = [1, 2], keepdims = 1> (v)
+            d = Div(v, n)
+            w = Mul(g, d)
+            y = Conv <pads = [1, 1]> (x, w)
+        }
+    """
+    model = onnx_model(
+        text, check=False, v1=rand(4, 4, 3), g1=rand(4, 1, 1), v2=rand(4, 4, 5), g2=rand(4, 1, 1)
+    )
+    declared = [("n", [4, 1, 1]), ("w", [4, 4, 3]), ("y", [1, 4, 8]), ("d", [])]
+    for name, shape in declared:
+        model.functions[0].value_info.append(onnx.helper.make_tensor_value_info(name, 1, shape))
+    folded, report = fold_onnx(model)
+    assert [s.status for s in report.sites] == ["folded", "folded"]
+    onnx.checker.check_model(folded, full_check=True)
+    onnx.shape_inference.infer_shapes(folded, check_type=True, strict_mode=True)
+    feeds = {"x": rand(1, 4, 8)}
+    assert_close(run(folded, feeds), run(model, feeds))
+
+
+def test_a_function_taking_a_graph_from_its_calls_is_read_and_left(tmp_path: Path) -> None:
+    """t281: a function whose If takes its branch from the call (``then_branch = @br``) made
+    every command an internal error (onnx-ir's walk of bodies reads the reference as a
+    graph). Its body is not walked; onnx-ir's inliner cannot read the model, so no function
+    is inlined, and that is said."""
+    text = """
+        <ir_version: 10, opset_import: ["" : 17, "local" : 1]>
+        agraph (float[1, 4, 8] x, bool c) => (float[1, 4, 8] y, float[1, 4, 8] u) {
+            y = local.WN(x, v, g)
+            u = local.Pick <br = gb () => (float[1, 4, 8] o) { o = Neg(x) }> (x, c)
+        }
+        <domain: "local", opset_import: ["" : 17]>
+        Pick <br> (x, c) => (y) {
+            y = If (c) <
+                then_branch : graph = @br,
+                else_branch = e () => (float[1, 4, 8] o2) { o2 = Identity(x) }
+            >
+        }
+        <domain: "local", opset_import: ["" : 17]>
+        WN (x, v, g) => (y) {
+            n = ReduceL2 <axes = [1, 2], keepdims = 1> (v)
+            d = Div(v, n)
+            w = Mul(g, d)
+            y = Conv <pads = [1, 1]> (x, w)
+        }
+    """
+    model = onnx_model(text, v=rand(4, 4, 3), g=rand(4, 1, 1))
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    assert main(["inspect", str(path)]) == 0
+    assert main(["fold", str(path), "-o", str(tmp_path / "f.onnx")]) == 0
+    folded, report = fold_onnx(model)
+    assert report.inlined == []
+    assert report.not_inlined == [
+        "local::Pick takes a graph as an attribute of its calls, which onnx-ir's inliner "
+        "cannot read"
+    ]
+    feeds = {"x": rand(1, 4, 8), "c": np.array(True)}
+    assert_close(run(folded, feeds), run(model, feeds))

@@ -24,6 +24,7 @@ from wnpass.onnx.graphs import (
     constant_initializers,
     constants_as_nodes,
     function_name,
+    node_bodies,
     shadowed,
     walk_cone,
 )
@@ -73,11 +74,7 @@ def count_nodes(model: ir.Model) -> int:
                 if key not in sizes:
                     sizes[key] = size(function, calling | {key})
                 total += sizes[key]
-            for attribute in node.attributes.values():
-                if attribute.type == ir.AttributeType.GRAPH:
-                    total += size(attribute.as_graph(), calling)
-                elif attribute.type == ir.AttributeType.GRAPHS:
-                    total += sum(size(body, calling) for body in attribute.as_graphs())
+            total += sum(size(body, calling) for body in node_bodies(node))
         return total
 
     return size(model.graph, frozenset())

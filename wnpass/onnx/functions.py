@@ -27,7 +27,8 @@ folded model runs fewer nodes (``FoldWeightNormPass``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence, Set
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence, Set
 
 import onnx_ir as ir
 from onnx_ir.passes.common.inliner import InlinePass  # not the package: all its passes
@@ -35,6 +36,7 @@ from onnx_ir.passes.common.inliner import InlinePass  # not the package: all its
 from wnpass.onnx import naming
 from wnpass.onnx.cones import WEIGHT_INPUTS
 from wnpass.onnx.graphs import (
+    callees,
     draws_randomly,
     enclosing_scope,
     function_name,
@@ -90,10 +92,62 @@ def inline_functions(model: ir.Model, chosen: Set[_Id]) -> list[str]:
         for domain in sorted(used):
             key = onnx_key if domain == "" else domain
             function.opset_imports[key] = model.opset_imports.setdefault(key, targets[domain])
+    for function in functions:
+        _forget_types(function)
+    before = {id(value) for value in _values(model)}
     InlinePass(criteria=lambda function: function.identifier() in chosen)(model)
+    _rename_clashes(model, before)
     names = [function_name(function) for function in functions]
     logger.info("inlined local functions that compute weights from their inputs: %s", names)
     return names
+
+
+def _nodes(scope: ir.Graph | ir.Function) -> Iterator[ir.Node]:
+    """The nodes of ``scope`` and of the bodies they hold, however deep (not onnx-ir's
+    ``RecursiveGraphIterator``, which fails on a graph attribute a call gives, t281)."""
+    for graph in (scope, *subgraphs_of(scope)):
+        yield from graph
+
+
+def _graph_reference(node: ir.Node) -> bool:
+    """Whether ``node`` takes a graph its function's call gives (``then_branch = @br``)."""
+    return any(a.is_ref() and a.type in _GRAPHS for a in node.attributes.values())
+
+
+def _forget_types(function: ir.Function) -> None:
+    """Drop the types and shapes ``function``'s value_info gave the values its nodes compute:
+    a function is called with inputs of any shape (and onnxscript declares its values of
+    rank 0), and its nodes, inlined, would declare them at every call (t281: a model the
+    checker refuses, "differ in rank"). A call's outputs keep what its caller declared; the
+    bodies its nodes hold keep theirs."""
+    for node in function:
+        for value in node.outputs:
+            value.type, value.shape = None, None
+
+
+def _values(model: ir.Model) -> Iterator[ir.Value]:
+    """Every value the model's graph, bodies and functions define."""
+    for graph in graphs_of(model):
+        yield from graph.inputs
+        if isinstance(graph, ir.Graph):
+            yield from graph.initializers.values()
+        yield from (value for node in graph for value in node.outputs)
+
+
+def _rename_clashes(model: ir.Model, before: Set[int]) -> None:
+    """Give each value the inliner made (not among ``before``, by id) a name no other value
+    of the model has, where it took one: onnx-ir's inliner keeps a function's own names
+    where the graph it writes into has none of them, not looking into the bodies of that
+    graph, so a branch defining the same name, or an initializer of a body shadowing it,
+    made a model with no single meaning (t281)."""
+    counts = Counter(value.name for value in _values(model) if value.name)
+    taken = set(counts)
+    main = {id(value) for value in (*model.graph.inputs, *model.graph.outputs)}
+    for value in _values(model):
+        name = value.name
+        if name and counts[name] > 1 and id(value) not in before and id(value) not in main:
+            counts[name] -= 1
+            value.name = naming.unique(name, taken)
 
 
 def _name_left_out_outputs(model: ir.Model, chosen: Set[_Id]) -> None:
@@ -116,6 +170,10 @@ def not_inlinable(model: ir.Model, chosen: Set[_Id]) -> dict[_Id, str]:
     (:func:`_version_clashes`); all of them where calls form a cycle. The others are still
     inlined (t269)."""
     functions = {f.identifier(): f for f in model.functions.values() if f.identifier() in chosen}
+    for function in model.functions.values():  # onnx-ir's inliner fails on any (t281)
+        if any(_graph_reference(node) for node in _nodes(function)):
+            why = f"{function_name(function)} takes a graph as an attribute of its calls"
+            return dict.fromkeys(functions, f"{why}, which onnx-ir's inliner cannot read")
     try:
         InlinePass(criteria=lambda function: function.identifier() in chosen).requires(model)
     except ir.passes.PreconditionError as error:
@@ -133,12 +191,50 @@ def not_inlinable(model: ir.Model, chosen: Set[_Id]) -> dict[_Id, str]:
             else:
                 continue
             refused[called.identifier()] = why
-    # one left is a graph the others land in: its imports may refuse more
-    while clashes := _version_clashes(
-        model, {i: f for i, f in functions.items() if i not in refused}
-    ):
+    # one left is a graph the others land in: its imports and calls may refuse more
+    while True:
+        left = {i: f for i, f in functions.items() if i not in refused}
+        clashes = _version_clashes(model, left) | _overload_clashes(model, left)
+        if not clashes:
+            return refused
         refused |= clashes
-    return refused
+
+
+def _overload_clashes(model: ir.Model, inlined: dict[_Id, ir.Function]) -> dict[_Id, str]:
+    """Those of the functions ``inlined`` whose inlining would change which function ONNX
+    Runtime runs for a call naming an overload: in a function's own body it runs the
+    overload ``""`` of the name instead (:func:`~wnpass.onnx.graphs.callees`), elsewhere the
+    one named. So an overload called from a function's own body is not inlined there (its
+    nodes would run where ONNX Runtime ran the other's), and a function whose own body calls
+    an overload is not inlined into a graph or a body, where that call would run the
+    overload named (t281: a Relu became a Neg, the fold said ok), nor into a function that is
+    inlined itself."""
+    holders = {id(node): f for f in model.functions.values() for node in f}
+    clashes: dict[_Id, str] = {}
+    for graph in graphs_of(model):
+        for node in graph:
+            key = (node.domain, node.op_type, node.overload)
+            if (callee := inlined.get(key)) is None or key in clashes:
+                continue
+            holder = holders.get(id(node))
+            named = function_name(callee)
+            if node.overload and holder is not None:
+                clashes[key] = (
+                    f"{named} is called from the body of {function_name(holder)}, where "
+                    f'ONNX Runtime runs the overload "" of its name instead'
+                )
+            elif holder is None or holder.identifier() in inlined:
+                call = next(
+                    (n for n in callee if n.overload and callees(model, n, in_function=True)),
+                    None,
+                )
+                if call is not None:
+                    overload = f"{call.domain}::{call.op_type}:{call.overload}"
+                    clashes[key] = (
+                        f"{named} calls {overload} from its body, where ONNX Runtime runs the "
+                        f'overload "" of its name instead; inlined, the call would run {overload}'
+                    )
+    return clashes
 
 
 def _version_clashes(model: ir.Model, inlined: dict[_Id, ir.Function]) -> dict[_Id, str]:
@@ -213,10 +309,7 @@ def _model_versions(model: ir.Model, inlined: Mapping[_Id, ir.Function]) -> dict
 
 def _used_opsets(function: ir.Function) -> set[str]:
     """The opsets ``function``'s nodes (its bodies' too) are of, ONNX's as ``""``."""
-    return {
-        "" if node.domain in _ONNX else node.domain
-        for node in ir.traversal.RecursiveGraphIterator(function)
-    }
+    return {"" if node.domain in _ONNX else node.domain for node in _nodes(function)}
 
 
 def _landing(scope: ir.Graph | ir.Function, inlined: dict[_Id, ir.Function]) -> list[ir.Function]:
@@ -225,7 +318,7 @@ def _landing(scope: ir.Graph | ir.Function, inlined: dict[_Id, ir.Function]) -> 
     found: dict[_Id, ir.Function] = {}
     stack: list[ir.Graph | ir.Function] = [scope]
     while stack:
-        for node in ir.traversal.RecursiveGraphIterator(stack.pop()):
+        for node in _nodes(stack.pop()):
             key = (node.domain, node.op_type, node.overload)
             if (function := inlined.get(key)) is not None and key not in found:
                 found[key] = function
@@ -252,7 +345,7 @@ def _same_ops(
     import onnx.defs
 
     names = set(_ONNX) if domain == "" else {domain}
-    for node in ir.traversal.RecursiveGraphIterator(function):
+    for node in _nodes(function):
         if (
             node.domain not in names
             or (node.domain, node.op_type, node.overload) in model.functions
@@ -276,7 +369,7 @@ def _norm_inputs(function: ir.Function) -> list[int]:
     position = {value: i for i, value in enumerate(function.inputs)}
     found: dict[int, None] = {}
     # its If/Loop bodies too: a body reads the function's inputs as outer values (t108)
-    for node in ir.traversal.RecursiveGraphIterator(function):
+    for node in _nodes(function):
         source = seed_source(node) if node.domain in _ONNX else None
         if source is not None and (behind := behind_layout(source)) in position:
             found[position[behind]] = None
@@ -333,9 +426,7 @@ class _Calls:
         }
         # each function's nodes (its bodies' too): the function holding one
         self.owner: dict[ir.Node, ir.Function] = {
-            node: function
-            for function in model.functions.values()
-            for node in ir.traversal.RecursiveGraphIterator(function)
+            node: function for function in model.functions.values() for node in _nodes(function)
         }
 
     def _run_order(self) -> tuple[list[ir.Function], dict[_Id, list[ir.Node]]]:
