@@ -769,6 +769,18 @@ def test_an_opset_the_model_lacks_takes_the_version_of_a_function_that_stays() -
     assert_close(run(folded, {"x": X}), run(model, {"x": X}))
 
 
+# ``WN(x, v, g)``: a weight-norm conv on the function's inputs, its units along axis 0
+WN_CONV = """
+    <domain: "local", opset_import: ["" : 17]>
+    WN (x, v, g) => (y) {
+        n = ReduceL2 <axes = [1, 2], keepdims = 1> (v)
+        d = Div(v, n)
+        w = Mul(g, d)
+        y = Conv <pads = [1, 1]> (x, w)
+    }
+"""
+
+
 # A weight-norm conv in ``Outer`` that then calls ``Act`` by its overload ``b`` (Neg; the
 # overload "" is Relu): IR version 10
 OVERLOADED = """
@@ -915,7 +927,8 @@ def test_a_function_s_declared_shapes_are_not_its_calls() -> None:
     """t281: onnxscript declares a function's values of rank 0, and a function called at
     two shapes declares its values at one; inlined, each call's values took those: "differ
     in rank", an internal error (from the API, a model the checker refuses)."""
-    text = """
+    text = (
+        """
         <ir_version: 8, opset_import: ["" : 17, "local" : 1]>
         agraph (float[1, 4, 8] x) => (float[1, 4, 8] y, float[1, 4, 6] z) {
             c1 = local.WN(x, v1, g1)
@@ -923,14 +936,9 @@ def test_a_function_s_declared_shapes_are_not_its_calls() -> None:
             c2 = local.WN(x, v2, g2)
             z = Relu(c2)
         }
-        <domain: "local", opset_import: ["" : 17]>
-        WN (x, v, g) => (y) {
-            n = ReduceL2 <axes = [1, 2], keepdims = 1> (v)
-            d = Div(v, n)
-            w = Mul(g, d)
-            y = Conv <pads = [1, 1]> (x, w)
-        }
     """
+        + WN_CONV
+    )
     model = onnx_model(
         text, check=False, v1=rand(4, 4, 3), g1=rand(4, 1, 1), v2=rand(4, 4, 5), g2=rand(4, 1, 1)
     )
@@ -950,7 +958,8 @@ def test_a_function_taking_a_graph_from_its_calls_is_read_and_left(tmp_path: Pat
     every command an internal error (onnx-ir's walk of bodies reads the reference as a
     graph). Its body is not walked; onnx-ir's inliner cannot read the model, so no function
     is inlined, and that is said."""
-    text = """
+    text = (
+        """
         <ir_version: 10, opset_import: ["" : 17, "local" : 1]>
         agraph (float[1, 4, 8] x, bool c) => (float[1, 4, 8] y, float[1, 4, 8] u) {
             y = local.WN(x, v, g)
@@ -963,14 +972,9 @@ def test_a_function_taking_a_graph_from_its_calls_is_read_and_left(tmp_path: Pat
                 else_branch = e () => (float[1, 4, 8] o2) { o2 = Identity(x) }
             >
         }
-        <domain: "local", opset_import: ["" : 17]>
-        WN (x, v, g) => (y) {
-            n = ReduceL2 <axes = [1, 2], keepdims = 1> (v)
-            d = Div(v, n)
-            w = Mul(g, d)
-            y = Conv <pads = [1, 1]> (x, w)
-        }
     """
+        + WN_CONV
+    )
     model = onnx_model(text, v=rand(4, 4, 3), g=rand(4, 1, 1))
     path = tmp_path / "m.onnx"
     onnx.save(model, path)
