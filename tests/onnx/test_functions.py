@@ -962,7 +962,8 @@ def test_a_function_taking_a_graph_from_its_calls_is_read_and_left(tmp_path: Pat
         """
         <ir_version: 10, opset_import: ["" : 17, "local" : 1]>
         agraph (float[1, 4, 8] x, bool c) => (float[1, 4, 8] y, float[1, 4, 8] u) {
-            y = local.WN(x, v, g)
+            h = local.WN(x, v, g)
+            y = local.WN2(h, v, g)
             u = local.Pick <br = gb () => (float[1, 4, 8] o) { o = Neg(x) }> (x, c)
         }
         <domain: "local", opset_import: ["" : 17]>
@@ -974,6 +975,7 @@ def test_a_function_taking_a_graph_from_its_calls_is_read_and_left(tmp_path: Pat
         }
     """
         + WN_CONV
+        + WN_CONV.replace("WN (", "WN2 (")
     )
     model = onnx_model(text, v=rand(4, 4, 3), g=rand(4, 1, 1))
     path = tmp_path / "m.onnx"
@@ -982,9 +984,49 @@ def test_a_function_taking_a_graph_from_its_calls_is_read_and_left(tmp_path: Pat
     assert main(["fold", str(path), "-o", str(tmp_path / "f.onnx")]) == 0
     folded, report = fold_onnx(model)
     assert report.inlined == []
-    assert report.not_inlined == [
-        "local::Pick takes a graph as an attribute of its calls, which onnx-ir's inliner "
-        "cannot read"
+    assert report.not_inlined == [  # each one left, by its name (t282: Pick's, twice)
+        f"local::{name}: onnx-ir's inliner cannot read the model (local::Pick takes a graph as "
+        "an attribute of its calls)"
+        for name in ("WN", "WN2")
     ]
     feeds = {"x": rand(1, 4, 8), "c": np.array(True)}
+    assert_close(run(folded, feeds), run(model, feeds))
+
+
+def test_the_overload_a_kept_function_s_body_runs_is_not_inlined() -> None:
+    """t282: S stays (its weight is fed at run time) and calls ``WN:b`` from its body, where
+    ONNX Runtime runs ``WN``; the graph calls ``WN`` (a site) with initializers. Inlining
+    ``WN`` removed it from the model: ONNX Runtime refused the output ("local:WN(-1) is not
+    a registered function"), the fold said ok. ``WN`` is kept, and said."""
+    text = (
+        """
+        <ir_version: 10, opset_import: ["" : 17, "local" : 1]>
+        agraph (float[1, 4, 8] x, float[4, 4, 3] rt) => (float[1, 4, 8] y, float[1, 4, 8] z) {
+            y = local.WN(x, v, g)
+            z = local.S(x, rt)
+        }
+        <domain: "local", opset_import: ["" : 17, "local" : 1]>
+        S (x, rt) => (y) {
+            h = Constant <value = float[4, 1, 1] {1, 1, 1, 1}> ()
+            y = local.WN(x, rt, h)
+        }
+    """
+        + WN_CONV
+        + """
+        <domain: "local", opset_import: ["" : 17]>
+        WN (x, v, g) => (y) { y = Conv <pads = [1, 1]> (x, v) }
+    """
+    )
+    model = onnx_model(text, check=False, v=rand(4, 4, 3), g=rand(4, 1, 1))
+    model.functions[2].overload = "b"
+    model.functions[0].node[1].overload = "b"
+    onnx.checker.check_model(model, full_check=True)
+    folded, report = fold_onnx(model)
+    assert report.inlined == []
+    assert report.not_inlined == [
+        "local::WN is what ONNX Runtime runs for the call of local::WN:b in the body of "
+        "local::S; inlined, it would be gone"
+    ]
+    assert {f.name for f in folded.functions} == {"S", "WN"}
+    feeds = {"x": rand(1, 4, 8), "rt": rand(4, 4, 3)}
     assert_close(run(folded, feeds), run(model, feeds))

@@ -170,14 +170,21 @@ def not_inlinable(model: ir.Model, chosen: Set[_Id]) -> dict[_Id, str]:
     (:func:`_version_clashes`); all of them where calls form a cycle. The others are still
     inlined (t269)."""
     functions = {f.identifier(): f for f in model.functions.values() if f.identifier() in chosen}
+    unread = None
     for function in model.functions.values():  # onnx-ir's inliner fails on any (t281)
         if any(_graph_reference(node) for node in _nodes(function)):
-            why = f"{function_name(function)} takes a graph as an attribute of its calls"
-            return dict.fromkeys(functions, f"{why}, which onnx-ir's inliner cannot read")
+            unread = f"{function_name(function)} takes a graph as an attribute of its calls"
+            break
     try:
-        InlinePass(criteria=lambda function: function.identifier() in chosen).requires(model)
+        if unread is None:  # its check of cycles walks bodies as onnx-ir does
+            InlinePass(criteria=lambda f: f.identifier() in chosen).requires(model)
     except ir.passes.PreconditionError as error:
-        return dict.fromkeys(functions, str(error))
+        unread = str(error)
+    if unread is not None:  # each one left, said by its name (t282)
+        return {
+            key: f"{function_name(f)}: onnx-ir's inliner cannot read the model ({unread})"
+            for key, f in functions.items()
+        }
     refused: dict[_Id, str] = {}
     for graph in graphs_of(model):
         for node in graph:
@@ -208,9 +215,19 @@ def _overload_clashes(model: ir.Model, inlined: dict[_Id, ir.Function]) -> dict[
     nodes would run where ONNX Runtime ran the other's), and a function whose own body calls
     an overload is not inlined into a graph or a body, where that call would run the
     overload named (t281: a Relu became a Neg, the fold said ok), nor into a function that is
-    inlined itself."""
+    inlined itself; and the overload ``""`` such a call runs is kept (inlined, it would go
+    from the model, t282)."""
     holders = {id(node): f for f in model.functions.values() for node in f}
     clashes: dict[_Id, str] = {}
+    for function in model.functions.values():  # the overload "" a body's call runs: kept
+        for node in function:  # (t282)
+            plain = (node.domain, node.op_type, "")
+            if node.overload and (run := inlined.get(plain)) is not None:
+                clashes[plain] = (
+                    f"{function_name(run)} is what ONNX Runtime runs for the call of "
+                    f"{function_name(run)}:{node.overload} in the body of "
+                    f"{function_name(function)}; inlined, it would be gone"
+                )
     for graph in graphs_of(model):
         for node in graph:
             key = (node.domain, node.op_type, node.overload)
