@@ -200,6 +200,34 @@ def test_the_modules_the_file_imports_are_read_in_the_plan(tmp_path: Path) -> No
     assert (tmp_path / f"{helper}.py").read_text().startswith("import torch")
 
 
+def test_a_lazy_module_the_file_puts_in_sys_modules_is_not_imported(tmp_path: Path) -> None:
+    """t280: speechbrain puts lazy modules in ``sys.modules`` for optional dependencies; reading
+    their ``__file__`` ran the import, which failed: every command on a model.py importing
+    speechbrain was an internal error. Such a module has read no file yet; the file's own
+    helper module is still read in the plan."""
+    lazy, helper = (f"wnpass_test_{kind}_{uuid.uuid4().hex}" for kind in ("lazy", "helper"))
+    (tmp_path / f"{helper}.py").write_text("X = 1\n")
+    path = tmp_path / "model.py"
+    path.write_text(
+        "import sys, types, torch\n"
+        f"import {helper}\n"
+        "class LazyModule(types.ModuleType):\n"
+        "    def __getattr__(self, name):\n"
+        "        raise ImportError(f'Lazy import of {self.__name__} failed')\n"
+        f"sys.modules['{lazy}'] = LazyModule('{lazy}')\n"
+        "def build_model():\n    return torch.nn.Linear(2, 2)\n"
+    )
+    plan = IOPlan()
+    plan.read(path, "the model.py")
+    plan.write(tmp_path / f"{helper}.py", "output")
+    try:
+        with pytest.raises(OutputError, match=r"would overwrite a module the model\.py imported"):
+            load_model_py(path, plan=plan)
+    finally:
+        sys.modules.pop(helper, None)
+        sys.modules.pop(lazy, None)
+
+
 def test_a_path_through_a_link_and_up_runs_the_model_py_it_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

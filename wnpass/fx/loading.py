@@ -166,7 +166,13 @@ def _imported_files(before: set[str]) -> list[Path]:
     what running a model.py's code read besides the file itself."""
     files = set()
     for name in set(sys.modules) - before:
-        file = getattr(sys.modules.get(name), "__file__", None)
+        # from the module's own dict: an attribute read would run a lazy module's import
+        # (speechbrain puts such modules in sys.modules, for optional dependencies whose
+        # import fails: t280)
+        try:
+            file = vars(sys.modules[name]).get("__file__")
+        except Exception:  # no dict, or one a lazy module will not give: nothing read yet
+            continue
         if isinstance(file, str) and Path(file).is_file():
             files.add(Path(file))
     return sorted(files)
