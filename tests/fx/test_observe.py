@@ -17,6 +17,7 @@ from wnpass import WnpassError, apply_weight_norm
 from wnpass.fx.analyse import UnknownLayerTypeError, analyse_sites, layer_type
 from wnpass.fx.compare import result_tensors
 from wnpass.fx.forward import ForwardFailedError
+from wnpass.fx.observe import UNOBSERVED
 from wnpass.fx.report import ParamSite
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -1175,3 +1176,49 @@ def test_a_weight_read_for_its_dtype_or_shape_only_is_still_a_layer_s(
     which wnpass does not know" (t261)."""
     sites = _observed(_Templates(use), (torch.randn(1, 4),))
     assert (sites["fc.weight"].status, sites["fc.weight"].axis) == ("planned", 0)
+
+
+@torch.jit.script
+def _snake(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """DAC's and SNAC's Snake activation, scripted as they script it."""
+    return x + (alpha + 1e-9).reciprocal() * torch.sin(alpha * x).pow(2)
+
+
+@torch.jit.script
+def _scripted_conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return F.conv1d(x, w)
+
+
+class _Scripted(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.rand(1, 4, 1) + 0.5)
+        self.w = nn.Parameter(torch.randn(4, 4, 3))
+        self.conv = nn.Conv1d(4, 4, 3)
+        self.spare = nn.Parameter(torch.randn(4, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = _scripted_conv(_snake(self.conv(x), self.alpha), self.w)
+        return y + _layout_only(self.spare, y)
+
+
+@torch.jit.script
+def _layout_only(w: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(w).new_zeros(y.shape) + w.t().shape[0]
+
+
+def test_a_parameter_used_inside_torchscript_is_said_so() -> None:
+    """t280: a weight used only inside a ``@torch.jit.script`` function (DAC's and SNAC's
+    Snake ``alpha``, a kernel a scripted function convolves with) calls no torch function
+    the recorder sees, and was said "not used in the observed forward". It is skipped with
+    the kernels that read it; a parameter no kernel reads the values of (a template of
+    ``zeros_like``, a view) is still not used."""
+    sites = _observed(_Scripted(), (torch.randn(1, 4, 16),))
+    for name, kernels in (("alpha", "add, mul"), ("w", "convolution")):
+        assert (sites[name].status, sites[name].reason) == ("skipped", UNOBSERVED)
+        assert sites[name].op == f"{kernels} (kernels)"
+    assert (sites["spare"].status, sites["spare"].reason) == (
+        "skipped",
+        "not used in the observed forward",
+    )
+    assert sites["conv.weight"].status == "planned" and sites["conv.weight"].axis == 0

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from wnpass.axes import DimPolicy, OpKind, contraction_equation, einsum_unit_axis, unit_axis
 from wnpass.fx.arguments import is_lazy
@@ -877,8 +878,70 @@ def observe_uses(
     if built and {name for name, _ in model.named_parameters()} - params:
         logger.debug("the forward made parameters: observed again")
         uses, outputs, params, _ = _observed(model, batch, policy, embeddings)
+    if unseen := params - {use.param for use in uses}:
+        uses += _unobserved(model, batch, unseen)
     logger.debug("observed %d uses of %d parameters", len(uses), len(params))
     return uses, outputs
+
+
+UNOBSERVED = (
+    "used only inside TorchScript or other compiled code, where wnpass cannot tell its layer"
+)
+
+
+def _unobserved(model: nn.Module, batch: Batch, unseen: Collection[str]) -> list[Use]:
+    """Uses of the parameters ``unseen`` that the recorder did not see, since the code using
+    them calls no torch function it can watch: a ``@torch.jit.script`` function (DAC's and
+    SNAC's Snake activation, t280: said "not used"). A second forward, watching the kernels
+    the dispatcher runs, finds which of them are read, and by which kernels."""
+    params = dict(model.named_parameters())
+    if not (watched := {name: params[name] for name in unseen if params[name].numel()}):
+        return []
+    reads = _KernelReads(Elements(watched))
+    try:
+        with state_given_back(model), evaluating(model), reads:
+            run_forward(model, batch)
+    except Exception as error:  # a forward the first ran: the watch's failure, not the model's
+        logger.debug("could not watch the kernels of a forward: %s", error)
+        return []
+    owners = _owners(model)
+    return [
+        Use(name, f"{', '.join(kernels)} (kernels)", owners.get(name, ("", None))[0],
+            None, UNOBSERVED)
+        for name, kernels in reads.kernels.items()
+    ]  # fmt: skip
+
+
+# Kernels that read a tensor's layout alone (``torch.zeros_like(W)``, ``W.new_zeros(n)``: no use
+# of its values, as for the recorder, :data:`_TEMPLATES`); views read nothing either
+_LAYOUT_KERNELS = {
+    "zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
+    "randint_like", "new_zeros", "new_ones", "new_empty", "new_full", "new_empty_strided",
+}  # fmt: skip
+
+
+class _KernelReads(TorchDispatchMode):
+    """The kernels that read each of the ``watched`` parameters' elements."""
+
+    def __init__(self, watched: Elements[str]) -> None:
+        super().__init__()
+        self.watched = watched
+        self.kernels: dict[str, list[str]] = {}
+
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:  # fmt: skip
+        kwargs = kwargs or {}
+        kernel = func.overloadpacket.__name__
+        if func.is_view or kernel in _LAYOUT_KERNELS:  # no element read
+            return func(*args, **kwargs)
+        for tensor in (t for v in [*args, *kwargs.values()] for t in tensors_in(v)):
+            for name in self.watched.of(tensor):
+                found = self.kernels.setdefault(name, [])
+                if kernel not in found:
+                    found.append(kernel)
+        return func(*args, **kwargs)
 
 
 def _observed(
