@@ -1222,3 +1222,45 @@ def test_a_parameter_used_inside_torchscript_is_said_so() -> None:
         "not used in the observed forward",
     )
     assert sites["conv.weight"].status == "planned" and sites["conv.weight"].axis == 0
+
+
+@torch.jit.script
+def _routed(x: torch.Tensor, experts: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """A scripted router that samples an expert."""
+    index = int(torch.randint(0, len(experts), (1,)).item())
+    return x @ experts[index], index
+
+
+_PICKED: list[int] = []  # the experts each forward sampled (a model's own list is given back)
+
+
+class _Sampled(nn.Module):
+    """Experts a scripted router samples from, and eager reads of a weight's layout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.experts = nn.ParameterList([nn.Parameter(torch.randn(4, 4)) for _ in range(8)])
+        self.w = nn.Parameter(torch.randn(4, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, index = _routed(x, list(self.experts))
+        _PICKED.append(index)
+        return y * self.w.T.contiguous().shape[0] * self.w.double().shape[1]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_kernels_watched_are_those_of_the_first_forward_outside_torch_functions(
+    seed: int,
+) -> None:
+    """t283: the forward watching kernels drew other random numbers than the recorder's, so
+    a sampled expert the first forward never reached was said used inside TorchScript and
+    the one it reached not used; and kernels run inside a torch function the recorder saw
+    (``w.T.contiguous().shape``, ``w.double().shape``: a layout read) were counted as reads.
+    It replays the first forward's draws and counts only kernels no torch function runs."""
+    torch.manual_seed(seed)
+    _PICKED.clear()
+    sites = _observed(_Sampled(), (torch.randn(2, 4),))
+    reached = [n for n in sites if n.startswith("experts.") and sites[n].reason == UNOBSERVED]
+    assert _PICKED[1] == _PICKED[0]  # the watching forward, after the recorder's
+    assert reached == [f"experts.{_PICKED[0]}"]
+    assert sites["w"].reason == "not used in the observed forward"

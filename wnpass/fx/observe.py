@@ -874,12 +874,14 @@ def observe_uses(
     """Every parameter use seen while running ``model`` on ``batch``, and the outputs. Where
     the forward built the model further with parameters of its own (a head made on its first
     call), they are observed in a second forward, on the model as it built it."""
+    rng = RngSnapshot.take(model, batch)
     uses, outputs, params, built = _observed(model, batch, policy, embeddings)
     if built and {name for name, _ in model.named_parameters()} - params:
         logger.debug("the forward made parameters: observed again")
+        rng = RngSnapshot.take(model, batch)
         uses, outputs, params, _ = _observed(model, batch, policy, embeddings)
     if unseen := params - {use.param for use in uses}:
-        uses += _unobserved(model, batch, unseen)
+        uses += _unobserved(model, batch, unseen, rng)
     logger.debug("observed %d uses of %d parameters", len(uses), len(params))
     return uses, outputs
 
@@ -889,17 +891,22 @@ UNOBSERVED = (
 )
 
 
-def _unobserved(model: nn.Module, batch: Batch, unseen: Collection[str]) -> list[Use]:
+def _unobserved(
+    model: nn.Module, batch: Batch, unseen: Collection[str], rng: RngSnapshot
+) -> list[Use]:
     """Uses of the parameters ``unseen`` that the recorder did not see, since the code using
     them calls no torch function it can watch: a ``@torch.jit.script`` function (DAC's and
-    SNAC's Snake activation, t280: said "not used"). A second forward, watching the kernels
-    the dispatcher runs, finds which of them are read, and by which kernels."""
+    SNAC's Snake activation, t280: said "not used"). A second forward, drawing the random
+    numbers the first drew (``rng``: a routing that samples reaches the same layers, t283),
+    watches the kernels the dispatcher runs outside any torch function (those inside one are
+    the recorder's to judge: ``w.item()``, ``w.clone().shape``, t283), and finds which of
+    them read those parameters."""
     params = dict(model.named_parameters())
     if not (watched := {name: params[name] for name in unseen if params[name].numel()}):
         return []
     reads = _KernelReads(Elements(watched))
     try:
-        with state_given_back(model), evaluating(model), reads:
+        with rng.replayed(), state_given_back(model), evaluating(model), reads, reads.calls:
             run_forward(model, batch)
     except Exception as error:  # a forward the first ran: the watch's failure, not the model's
         logger.debug("could not watch the kernels of a forward: %s", error)
@@ -921,12 +928,14 @@ _LAYOUT_KERNELS = {
 
 
 class _KernelReads(TorchDispatchMode):
-    """The kernels that read each of the ``watched`` parameters' elements."""
+    """The kernels that read each of the ``watched`` parameters' elements, run by no torch
+    function (:attr:`calls` counts those running)."""
 
     def __init__(self, watched: Elements[str]) -> None:
         super().__init__()
         self.watched = watched
         self.kernels: dict[str, list[str]] = {}
+        self.calls = _Calls()
 
     def __torch_dispatch__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (),
@@ -934,14 +943,32 @@ class _KernelReads(TorchDispatchMode):
     ) -> Any:  # fmt: skip
         kwargs = kwargs or {}
         kernel = func.overloadpacket.__name__
-        if func.is_view or kernel in _LAYOUT_KERNELS:  # no element read
-            return func(*args, **kwargs)
+        if self.calls.running or func.is_view or kernel in _LAYOUT_KERNELS:  # a torch
+            return func(*args, **kwargs)  # function's, or no element read
         for tensor in (t for v in [*args, *kwargs.values()] for t in tensors_in(v)):
             for name in self.watched.of(tensor):
                 found = self.kernels.setdefault(name, [])
                 if kernel not in found:
                     found.append(kernel)
         return func(*args, **kwargs)
+
+
+class _Calls(TorchFunctionMode):
+    """How many torch functions are running (nested: ``F.linear`` calling ``torch.addmm``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = 0
+
+    def __torch_function__(
+        self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:  # fmt: skip
+        self.running += 1
+        try:
+            return func(*args, **(kwargs or {}))
+        finally:
+            self.running -= 1
 
 
 def _observed(
