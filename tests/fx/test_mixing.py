@@ -121,3 +121,81 @@ def test_a_weight_is_never_placed_on_fewer_axes_than_its_units_reach(seed: int) 
         for op in ops:
             unit = op(unit)
         assert set(varies(unit)) <= set(found.get(weight, [])), (seed, weight, found)
+
+
+Foreign = Callable[[torch.Tensor, float], torch.Tensor]
+
+
+def _foreign_op(shape: tuple[int, ...], rng: random.Random) -> Foreign | None:
+    """One random op of :func:`_op`'s, or one that brings in elements of no unit, ``fill``:
+    a padding joined along an axis, a mask's fill in ``where``, one unit's slice broadcast
+    over an axis by arithmetic with zeros."""
+    rank, kind = len(shape), rng.choice(["pad", "mask", "broadcast", "own", "own"])
+    dim = rng.randrange(rank) if rank else 0
+    if kind == "pad" and rank:
+        piece = [rng.randint(1, 2) if j == dim else n for j, n in enumerate(shape)]
+        first = rng.random() < 0.5
+
+        def pad(t: torch.Tensor, fill: float) -> torch.Tensor:
+            padding = torch.full(piece, fill, dtype=t.dtype)
+            return torch.cat([padding, t] if first else [t, padding], dim)
+
+        return pad
+    if kind == "mask" and rank:
+        generator = torch.Generator().manual_seed(rng.randrange(1 << 30))
+        mask = torch.rand([n if rng.random() < 0.5 else 1 for n in shape], generator=generator)
+        return lambda t, fill: torch.where(mask < 0.6, t, torch.tensor(fill, dtype=t.dtype))
+    if kind == "broadcast" and rank and shape[dim] > 1:
+        i = rng.randrange(shape[dim])
+        return lambda t, fill: t.narrow(dim, i, 1) + torch.zeros(shape, dtype=t.dtype)
+    op = _op(shape, rng)
+    return None if op is None else (lambda t, fill: op(t))
+
+
+def _reached(unit: torch.Tensor) -> list[int]:
+    """The axes along which two elements of different units lie (NaN: no unit's)."""
+    found = []
+    for j in range(unit.dim()):
+        slices = [unit.narrow(j, a, 1) for a in range(unit.shape[j])]
+        if any(
+            ((x != y) & ~x.isnan() & ~y.isnan()).any() for x, y in itertools.combinations(slices, 2)
+        ):
+            found.append(j)
+    return found
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_elements_of_no_unit_never_hide_where_a_weight_s_units_reach(seed: int) -> None:
+    """The chains above with operands of no layer's in them (a padding, a mask's fill, a
+    broadcast of zeros): a weight is never placed on fewer axes than its units' elements
+    reach, the elements of no unit left out of the brute force."""
+    rng = random.Random(seed)
+    shape = tuple(rng.choice([1, 2, 3, 4, 6]) for _ in range(rng.randint(1, 4)))
+    ops: list[Foreign] = []
+    probe = torch.zeros(shape)
+    for _ in range(rng.randint(1, 4)):
+        op = _foreign_op(tuple(probe.shape), rng)
+        if op is None:
+            continue
+        try:
+            probe = op(probe, 0.0)
+        except RuntimeError:  # a view the strides refuse: another op
+            continue
+        ops.append(op)
+    axes = {f"w{j}": j for j, n in enumerate(shape) if n > 1}
+    tensor = torch.randn(shape)
+    recorder = _Recorder({}, {}, "unit", False)
+    layout = units.of_result(shape, axes.items())
+    recorder.mixed.layouts[id(tensor)] = (weakref.ref(tensor), ("matmul", layout))
+    with recorder:
+        result = tensor
+        for op in ops:
+            result = op(result, 0.0)
+    entry = recorder.mixed.of(result)
+    assert entry is not None  # each of these ops is followed
+    found = units.spread(entry[1])
+    for weight, axis in axes.items():
+        unit = unit_index(shape, axis).contiguous().double()
+        for op in ops:
+            unit = op(unit, math.nan)
+        assert set(_reached(unit)) <= set(found.get(weight, [])), (seed, weight, found)
