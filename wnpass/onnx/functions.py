@@ -41,6 +41,7 @@ from wnpass.onnx.graphs import (
     enclosing_scope,
     function_name,
     graphs_of,
+    nodes_within,
     subgraphs_of,
 )
 from wnpass.onnx.match import behind_layout, find_sites, seed_source
@@ -100,13 +101,6 @@ def inline_functions(model: ir.Model, chosen: Set[_Id]) -> list[str]:
     names = [function_name(function) for function in functions]
     logger.info("inlined local functions that compute weights from their inputs: %s", names)
     return names
-
-
-def _nodes(scope: ir.Graph | ir.Function) -> Iterator[ir.Node]:
-    """The nodes of ``scope`` and of the bodies they hold, however deep (not onnx-ir's
-    ``RecursiveGraphIterator``, which fails on a graph attribute a call gives, t281)."""
-    for graph in (scope, *subgraphs_of(scope)):
-        yield from graph
 
 
 def _graph_reference(node: ir.Node) -> bool:
@@ -172,7 +166,7 @@ def not_inlinable(model: ir.Model, chosen: Set[_Id]) -> dict[_Id, str]:
     functions = {f.identifier(): f for f in model.functions.values() if f.identifier() in chosen}
     unread = None
     for function in model.functions.values():  # onnx-ir's inliner fails on any (t281)
-        if any(_graph_reference(node) for node in _nodes(function)):
+        if any(_graph_reference(node) for node in nodes_within(function)):
             unread = f"{function_name(function)} takes a graph as an attribute of its calls"
             break
     try:
@@ -326,7 +320,7 @@ def _model_versions(model: ir.Model, inlined: Mapping[_Id, ir.Function]) -> dict
 
 def _used_opsets(function: ir.Function) -> set[str]:
     """The opsets ``function``'s nodes (its bodies' too) are of, ONNX's as ``""``."""
-    return {"" if node.domain in _ONNX else node.domain for node in _nodes(function)}
+    return {"" if node.domain in _ONNX else node.domain for node in nodes_within(function)}
 
 
 def _landing(scope: ir.Graph | ir.Function, inlined: dict[_Id, ir.Function]) -> list[ir.Function]:
@@ -335,7 +329,7 @@ def _landing(scope: ir.Graph | ir.Function, inlined: dict[_Id, ir.Function]) -> 
     found: dict[_Id, ir.Function] = {}
     stack: list[ir.Graph | ir.Function] = [scope]
     while stack:
-        for node in _nodes(stack.pop()):
+        for node in nodes_within(stack.pop()):
             key = (node.domain, node.op_type, node.overload)
             if (function := inlined.get(key)) is not None and key not in found:
                 found[key] = function
@@ -362,7 +356,7 @@ def _same_ops(
     import onnx.defs
 
     names = set(_ONNX) if domain == "" else {domain}
-    for node in _nodes(function):
+    for node in nodes_within(function):
         if (
             node.domain not in names
             or (node.domain, node.op_type, node.overload) in model.functions
@@ -386,7 +380,7 @@ def _norm_inputs(function: ir.Function) -> list[int]:
     position = {value: i for i, value in enumerate(function.inputs)}
     found: dict[int, None] = {}
     # its If/Loop bodies too: a body reads the function's inputs as outer values (t108)
-    for node in _nodes(function):
+    for node in nodes_within(function):
         source = seed_source(node) if node.domain in _ONNX else None
         if source is not None and (behind := behind_layout(source)) in position:
             found[position[behind]] = None
@@ -443,7 +437,9 @@ class _Calls:
         }
         # each function's nodes (its bodies' too): the function holding one
         self.owner: dict[ir.Node, ir.Function] = {
-            node: function for function in model.functions.values() for node in _nodes(function)
+            node: function
+            for function in model.functions.values()
+            for node in nodes_within(function)
         }
 
     def _run_order(self) -> tuple[list[ir.Function], dict[_Id, list[ir.Node]]]:

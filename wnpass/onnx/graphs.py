@@ -37,6 +37,7 @@ __all__ = [
     "model_draws_randomly",
     "node_bodies",
     "nodes_in_functions",
+    "nodes_within",
     "shadowed",
     "shadowed_in_cone",
     "subgraphs_of",
@@ -194,6 +195,14 @@ def subgraphs_of(graph: ir.Graph | ir.Function) -> Iterator[ir.Graph]:
             _ENCLOSING[body] = outer.graph
         yield body
         stack.extend(_nested(_Scope(body, outer)))
+
+
+def nodes_within(scope: ir.Graph | ir.Function) -> Iterator[ir.Node]:
+    """The nodes of ``scope`` and of the bodies they hold, however deep (not onnx-ir's
+    ``RecursiveGraphIterator``, which fails on a graph attribute a function's call gives,
+    ``then_branch = @br``: t281)."""
+    for graph in (scope, *subgraphs_of(scope)):
+        yield from graph
 
 
 class _Scope:
