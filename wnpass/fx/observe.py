@@ -38,7 +38,6 @@ import torch.nn.functional as F
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from wnpass.axes import DimPolicy, OpKind, contraction_equation, einsum_unit_axis, unit_axis
 from wnpass.fx.arguments import is_lazy
@@ -77,6 +76,7 @@ from wnpass.fx.forward import (
     training,
     written_by,
 )
+from wnpass.fx.kernels import kernel_reads
 from wnpass.fx.mixing import MixedWeights
 
 __all__ = ["Trained", "forward_reads", "in_training", "observe_uses", "rnn_roles"]
@@ -896,79 +896,14 @@ def _unobserved(
 ) -> list[Use]:
     """Uses of the parameters ``unseen`` that the recorder did not see, since the code using
     them calls no torch function it can watch: a ``@torch.jit.script`` function (DAC's and
-    SNAC's Snake activation, t280: said "not used"). A second forward, drawing the random
-    numbers the first drew (``rng``: a routing that samples reaches the same layers, t283),
-    watches the kernels the dispatcher runs outside any torch function (those inside one are
-    the recorder's to judge: ``w.item()``, ``w.clone().shape``, t283), and finds which of
-    them read those parameters."""
-    params = dict(model.named_parameters())
-    if not (watched := {name: params[name] for name in unseen if params[name].numel()}):
-        return []
-    reads = _KernelReads(Elements(watched))
-    try:
-        with rng.replayed(), state_given_back(model), evaluating(model), reads, reads.calls:
-            run_forward(model, batch)
-    except Exception as error:  # a forward the first ran: the watch's failure, not the model's
-        logger.debug("could not watch the kernels of a forward: %s", error)
-        return []
+    SNAC's Snake activation, t280: said "not used"), found by the kernels that read them
+    (:func:`~wnpass.fx.kernels.kernel_reads`)."""
     owners = _owners(model)
     return [
         Use(name, f"{', '.join(kernels)} (kernels)", owners.get(name, ("", None))[0],
             None, UNOBSERVED)
-        for name, kernels in reads.kernels.items()
+        for name, kernels in kernel_reads(model, batch, unseen, rng).items()
     ]  # fmt: skip
-
-
-# Kernels that read a tensor's layout alone (``torch.zeros_like(W)``, ``W.new_zeros(n)``: no use
-# of its values, as for the recorder, :data:`_TEMPLATES`); views read nothing either
-_LAYOUT_KERNELS = {
-    "zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
-    "randint_like", "new_zeros", "new_ones", "new_empty", "new_full", "new_empty_strided",
-}  # fmt: skip
-
-
-class _KernelReads(TorchDispatchMode):
-    """The kernels that read each of the ``watched`` parameters' elements, run by no torch
-    function (:attr:`calls` counts those running)."""
-
-    def __init__(self, watched: Elements[str]) -> None:
-        super().__init__()
-        self.watched = watched
-        self.kernels: dict[str, list[str]] = {}
-        self.calls = _Calls()
-
-    def __torch_dispatch__(
-        self, func: Any, types: Any, args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> Any:  # fmt: skip
-        kwargs = kwargs or {}
-        kernel = func.overloadpacket.__name__
-        if self.calls.running or func.is_view or kernel in _LAYOUT_KERNELS:  # a torch
-            return func(*args, **kwargs)  # function's, or no element read
-        for tensor in (t for v in [*args, *kwargs.values()] for t in tensors_in(v)):
-            for name in self.watched.of(tensor):
-                found = self.kernels.setdefault(name, [])
-                if kernel not in found:
-                    found.append(kernel)
-        return func(*args, **kwargs)
-
-
-class _Calls(TorchFunctionMode):
-    """How many torch functions are running (nested: ``F.linear`` calling ``torch.addmm``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.running = 0
-
-    def __torch_function__(
-        self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> Any:  # fmt: skip
-        self.running += 1
-        try:
-            return func(*args, **(kwargs or {}))
-        finally:
-            self.running -= 1
 
 
 def _observed(
