@@ -829,6 +829,33 @@ def test_a_reference_too_short_for_the_synthesized_axis_says_what_it_ran_on(
     assert "Input shape:{1,16}" in str(failed.value) and "synthesized" not in str(failed.value)
 
 
+def test_a_reference_indexed_beyond_its_table_by_synthesized_integers_says_so(
+    tmp_path: Path,
+) -> None:
+    """t284: a table of 3 speakers, indexed with integers drawn from [0, 8), failed with ONNX
+    Runtime's "indices element out of data bounds", as if the model were at fault (and
+    ``fold --verify`` wrote nothing). It names the integers it drew and how to give others;
+    given ones in range, it runs."""
+    model = tmp_path / "speakers.onnx"
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (int64[1, 16] ids) => (float[1, 16, 4] y) {
+            y = Gather(table, ids)
+        }
+    """
+    onnx.save(onnx_model(text, table=np.ones((3, 4), np.float32)), model)
+    with pytest.raises(providers.RunFailedError) as failed:
+        check(model, model, runs=1, warmup=0)
+    assert "out of data bounds" in str(failed.value)
+    assert str(failed.value).endswith(
+        "(on synthesized inputs, ids int64[1, 16], integers drawn from [0, 8): give the "
+        "inputs, --inputs)"
+    )
+    feeds = tmp_path / "ids.npz"
+    np.savez(feeds, ids=np.zeros((1, 16), np.int64))
+    assert check(model, model, runs=1, warmup=0, inputs=feeds)
+
+
 # a model the ONNX checker takes (an op of a domain it does not know) and ONNX Runtime cannot load
 CUSTOM = """
     <ir_version: 8, opset_import: ["" : 17, "com.example" : 1]>

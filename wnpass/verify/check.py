@@ -471,27 +471,42 @@ def _inputs_said(
     arrays: dict[str, np.ndarray],
     options: CheckOptions,
 ) -> prov.RunFailedError:
-    """``error``, where the reference failed to run on inputs synthesized with a dynamic axis
-    at its default size, with the inputs it ran on: a model too short for 32 samples said
-    only ONNX Runtime's reason (t174)."""
+    """``error``, where the reference failed to run on synthesized inputs, with the inputs it
+    ran on: those with a dynamic axis at its default size (a model too short for 32 samples
+    said only ONNX Runtime's reason, t174) and the integer ones, drawn from ``[0, INT_HIGH)``
+    (a table of 3 speakers indexed with 7 said "indices element out of data bounds", as if the
+    model were at fault, t284)."""
+    if error.model != reference or options.inputs is not None:
+        return error
     given = options.shapes or {}
     defaulted = [  # inputs with a dynamic axis no size was given for (t176)
         spec.name
         for spec in specs
         if spec.name not in given and any(not isinstance(dim, int) for dim in spec.shape)
     ]
-    if error.model != reference or options.inputs is not None or not defaulted:
+    drawn = [spec.name for spec in specs if spec.dtype.is_integer() and spec.name in arrays]
+    said = []
+    if defaulted:
+        said.append(f"{_listed(defaulted, arrays)}, a dynamic axis at its default size")
+    if drawn:
+        said.append(f"{_listed(drawn, arrays)}, integers drawn from [0, {inputs_mod.INT_HIGH})")
+    if not said:
         return error
-    fed = ", ".join(
-        f"{name} {dtype_name(arrays[name])}[{', '.join(map(str, arrays[name].shape))}]"
-        for name in defaulted[:5]
-        if name in arrays
-    ) + (f" and {len(defaulted) - 5} more" if len(defaulted) > 5 else "")
-    hint = (
-        f" (on synthesized inputs, {fed}, a dynamic axis at its default size: give its "
-        "size or the inputs, --shape, --inputs)"
-    )
+    to_give = "give the inputs, --inputs"
+    if defaulted:
+        to_give = "give its size or the inputs, --shape, --inputs"
+    hint = f" (on synthesized inputs, {'; '.join(said)}: {to_give})"
     return prov.RunFailedError(reference, error.reason, hint)
+
+
+def _listed(names: list[str], arrays: dict[str, np.ndarray]) -> str:
+    """Inputs as the hint names them: ``ids int64[1, 32]``, five at most."""
+    shown = ", ".join(
+        f"{name} {dtype_name(arrays[name])}[{', '.join(map(str, arrays[name].shape))}]"
+        for name in names[:5]
+        if name in arrays
+    )
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def _check_one(
