@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from wnpass.fx.forward import Batch, RngSnapshot
-from wnpass.fx.kernels import kernel_reads
+from wnpass.fx.kernels import calls_torchscript, kernel_reads
 
 
 @torch.jit.script
@@ -34,3 +34,36 @@ def test_only_the_kernels_no_torch_function_runs_are_counted() -> None:
     found = kernel_reads(model, batch, names, RngSnapshot.take(model, batch))
     assert found == {"alpha": ["mul"]}
     assert model.training  # its mode given back
+
+
+@torch.jit.script
+def _as_kernel(w: torch.Tensor) -> torch.Tensor:
+    return w.unsqueeze(-1)
+
+
+class _Viewed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Parameter(torch.randn(3, 3))
+        self.eager = nn.Parameter(torch.randn(3, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.functional.conv1d(x, _as_kernel(self.proj))
+        return nn.functional.conv1d(y, self.eager.t().unsqueeze(-1))
+
+
+def test_a_view_made_inside_torchscript_is_read_where_an_eager_layer_reads_it() -> None:
+    """t285: a scripted ``w.unsqueeze(-1)`` read by an eager ``F.conv1d``: the view is no
+    read, the convolution runs inside a torch function, so ``proj`` was said not used. The
+    kernels reading such a view count, wherever they run; an eager view of ``eager`` read by
+    the same op is the recorder's."""
+    model = _Viewed()
+    batch = Batch((torch.randn(1, 3, 5),), {})
+    found = kernel_reads(model, batch, ["proj", "eager"], RngSnapshot.take(model, batch))
+    assert found == {"proj": ["convolution"]}
+
+
+def test_a_forward_naming_a_scripted_function_is_told() -> None:
+    """``_Half.forward`` calls the scripted ``_scaled``; a plain linear calls none."""
+    assert calls_torchscript(_Half())
+    assert not calls_torchscript(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))

@@ -17,7 +17,7 @@ from wnpass import WnpassError, apply_weight_norm
 from wnpass.fx.analyse import UnknownLayerTypeError, analyse_sites, layer_type
 from wnpass.fx.compare import result_tensors
 from wnpass.fx.forward import ForwardFailedError
-from wnpass.fx.observe import UNOBSERVED
+from wnpass.fx.observe import ALSO_UNOBSERVED, UNOBSERVED
 from wnpass.fx.report import ParamSite
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -1264,3 +1264,27 @@ def test_the_kernels_watched_are_those_of_the_first_forward_outside_torch_functi
     assert _PICKED[1] == _PICKED[0]  # the watching forward, after the recorder's
     assert reached == [f"experts.{_PICKED[0]}"]
     assert sites["w"].reason == "not used in the observed forward"
+
+
+@torch.jit.script
+def _scripted_product(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return x @ w
+
+
+class _AlsoScripted(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) + _scripted_product(x, self.fc.weight)
+
+
+def test_a_layer_s_weight_a_scripted_function_also_reads_is_skipped() -> None:
+    """t285: ``fc(x) + scripted(x, fc.weight)`` (the script reading the weight with its units
+    on the other axis) was planned at the linear's axis, where the same forward written
+    eagerly is skipped as used at different axes: only weights the recorder did not see were
+    watched. A model whose forward calls TorchScript has every weight watched."""
+    sites = _observed(_AlsoScripted(), (torch.randn(2, 4),))
+    assert (sites["fc.weight"].status, sites["fc.weight"].reason) == ("skipped", ALSO_UNOBSERVED)
+    assert sites["fc.weight"].op == "Linear, mm (kernels)"

@@ -1030,3 +1030,9 @@ def test_the_overload_a_kept_function_s_body_runs_is_not_inlined() -> None:
     assert {f.name for f in folded.functions} == {"S", "WN"}
     feeds = {"x": rand(1, 4, 8), "rt": rand(4, 4, 3)}
     assert_close(run(folded, feeds), run(model, feeds))
+    # S called by nothing resolves no call: WN is inlined and folded (t285)
+    model.graph.node[1].op_type, model.graph.node[1].domain = "Identity", ""
+    del model.graph.node[1].input[1:]
+    folded, report = fold_onnx(model)
+    assert report.inlined == ["local::WN"] and report.not_inlined == []
+    assert_close(run(folded, feeds), run(model, feeds))

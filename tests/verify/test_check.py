@@ -854,6 +854,30 @@ def test_a_reference_indexed_beyond_its_table_by_synthesized_integers_says_so(
     feeds = tmp_path / "ids.npz"
     np.savez(feeds, ids=np.zeros((1, 16), np.int64))
     assert check(model, model, runs=1, warmup=0, inputs=feeds)
+    # a dynamic axis too: named once, with both (t285); its size given through another
+    # input sharing the dimension, no default
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[1, T] x, int64[1, T] ids) => (float[1, T, 4] y) {
+            e = Gather(table, ids)
+            u = Unsqueeze(x, two)
+            y = Add(e, u)
+        }
+    """
+    onnx.save(onnx_model(text, table=np.ones((3, 4), np.float32), two=np.array([2])), model)
+    with pytest.raises(providers.RunFailedError) as failed:
+        check(model, model, runs=1, warmup=0)
+    assert str(failed.value).endswith(
+        "(on synthesized inputs, x float32[1, 32], a dynamic axis at its default size; ids "
+        "int64[1, 32], a dynamic axis at its default size and integers drawn from [0, 8): "
+        "give its size or the inputs, --shape, --inputs)"
+    )
+    with pytest.raises(providers.RunFailedError) as failed:
+        check(model, model, runs=1, warmup=0, shapes={"x": [1, 16]})
+    assert str(failed.value).endswith(
+        "(on synthesized inputs, ids int64[1, 16], integers drawn from [0, 8): give the "
+        "inputs, --inputs)"
+    )
 
 
 # a model the ONNX checker takes (an op of a domain it does not know) and ONNX Runtime cannot load

@@ -12,9 +12,11 @@ judge: ``w.item()``, ``w.clone().shape``, t283).
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Collection
 from typing import Any
 
+import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -29,7 +31,7 @@ from wnpass.fx.forward import (
     tensors_in,
 )
 
-__all__ = ["kernel_reads"]
+__all__ = ["calls_torchscript", "kernel_reads"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,32 @@ _LAYOUT_KERNELS = {
     "zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
     "randint_like", "new_zeros", "new_ones", "new_empty", "new_full", "new_empty_strided",
 }  # fmt: skip
+
+
+def calls_torchscript(model: nn.Module) -> bool:
+    """Whether a module's ``forward`` names a TorchScript function among its globals or its
+    closure (DAC's ``Snake1d.forward`` calling ``snake``): its kernels may read weights an
+    eager layer reads too (t285). A call made through a helper is not seen here."""
+    for module in model.modules():
+        forward = getattr(type(module), "forward", None)
+        code = getattr(forward, "__code__", None)
+        if code is None:
+            continue
+        named = getattr(forward, "__globals__", {})
+        values = [named.get(name) for name in code.co_names]
+        values += [cell.cell_contents for cell in getattr(forward, "__closure__", None) or ()
+                   if _filled(cell)]  # fmt: skip
+        if any(isinstance(v, torch.jit.ScriptFunction | torch.jit.ScriptModule) for v in values):
+            return True
+    return False
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018
+    except ValueError:  # a cell not filled yet
+        return False
+    return True
 
 
 def kernel_reads(
@@ -63,29 +91,51 @@ def kernel_reads(
 
 
 class _KernelReads(TorchDispatchMode):
-    """The kernels that read each of the ``watched`` parameters' elements, run by no torch
-    function (:attr:`calls` counts those running)."""
+    """The kernels that read each of the ``watched`` parameters' elements: those run by no
+    torch function (:attr:`calls` counts those running), and any reading a view such a kernel
+    made (a scripted ``w.unsqueeze(-1)`` that an eager ``F.conv1d`` reads, t285: the recorder
+    knows no such view as the weight's)."""
 
     def __init__(self, watched: Elements[str]) -> None:
         super().__init__()
         self.watched = watched
         self.kernels: dict[str, list[str]] = {}
         self.calls = _Calls()
+        # the views made by no torch function, and the parameters whose elements they hold
+        self.views: dict[int, tuple[weakref.ref[torch.Tensor], list[str]]] = {}
 
     def __torch_dispatch__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:  # fmt: skip
         kwargs = kwargs or {}
+        result = func(*args, **kwargs)
         kernel = func.overloadpacket.__name__
-        if self.calls.running or func.is_view or kernel in _LAYOUT_KERNELS:  # a torch
-            return func(*args, **kwargs)  # function's, or no element read
-        for tensor in (t for v in [*args, *kwargs.values()] for t in tensors_in(v)):
-            for name in self.watched.of(tensor):
-                found = self.kernels.setdefault(name, [])
-                if kernel not in found:
-                    found.append(kernel)
-        return func(*args, **kwargs)
+        if kernel in _LAYOUT_KERNELS:  # no element read
+            return result
+        tensors = [t for v in [*args, *kwargs.values()] for t in tensors_in(v)]
+        names = [n for t in tensors for n in self._names(t, direct=not self.calls.running)]
+        if func.is_view:  # what it holds is theirs; read by whatever reads it
+            if names and (not self.calls.running or any(self._view(t) for t in tensors)):
+                for view in tensors_in(result):
+                    self.views[id(view)] = (weakref.ref(view), names)
+            return result
+        for name in names:
+            found = self.kernels.setdefault(name, [])
+            if kernel not in found:
+                found.append(kernel)
+        return result
+
+    def _names(self, tensor: torch.Tensor, *, direct: bool) -> list[str]:
+        """The watched parameters ``tensor`` holds the elements of: through a view a kernel
+        of no torch function made, or (``direct``) any way."""
+        if (view := self._view(tensor)) is not None:
+            return view
+        return self.watched.of(tensor) if direct else []
+
+    def _view(self, tensor: torch.Tensor) -> list[str] | None:
+        entry = self.views.get(id(tensor))
+        return entry[1] if entry is not None and entry[0]() is tensor else None
 
 
 class _Calls(TorchFunctionMode):

@@ -76,7 +76,7 @@ from wnpass.fx.forward import (
     training,
     written_by,
 )
-from wnpass.fx.kernels import kernel_reads
+from wnpass.fx.kernels import calls_torchscript, kernel_reads
 from wnpass.fx.mixing import MixedWeights
 
 __all__ = ["Trained", "forward_reads", "in_training", "observe_uses", "rnn_roles"]
@@ -880,8 +880,9 @@ def observe_uses(
         logger.debug("the forward made parameters: observed again")
         rng = RngSnapshot.take(model, batch)
         uses, outputs, params, _ = _observed(model, batch, policy, embeddings)
-    if unseen := params - {use.param for use in uses}:
-        uses += _unobserved(model, batch, unseen, rng)
+    unseen = params - {use.param for use in uses}
+    if unseen or calls_torchscript(model):
+        uses += _unobserved(model, batch, params, unseen, rng)
     logger.debug("observed %d uses of %d parameters", len(uses), len(params))
     return uses, outputs
 
@@ -889,20 +890,29 @@ def observe_uses(
 UNOBSERVED = (
     "used only inside TorchScript or other compiled code, where wnpass cannot tell its layer"
 )
+ALSO_UNOBSERVED = (
+    "also used inside TorchScript or other compiled code, where wnpass cannot tell its layer"
+)
 
 
 def _unobserved(
-    model: nn.Module, batch: Batch, unseen: Collection[str], rng: RngSnapshot
+    model: nn.Module,
+    batch: Batch,
+    params: Collection[str],
+    unseen: Collection[str],
+    rng: RngSnapshot,
 ) -> list[Use]:
-    """Uses of the parameters ``unseen`` that the recorder did not see, since the code using
-    them calls no torch function it can watch: a ``@torch.jit.script`` function (DAC's and
-    SNAC's Snake activation, t280: said "not used"), found by the kernels that read them
-    (:func:`~wnpass.fx.kernels.kernel_reads`)."""
+    """Uses of the ``params`` that the recorder did not see, since the code making them calls
+    no torch function it can watch: a ``@torch.jit.script`` function (DAC's and SNAC's Snake
+    activation, t280: said "not used"), found by the kernels that read them
+    (:func:`~wnpass.fx.kernels.kernel_reads`). Those the recorder saw no use of (``unseen``)
+    are used only there; the others there too (an eager layer's weight a script reads as
+    well: planned at the layer's axis, t285)."""
     owners = _owners(model)
     return [
         Use(name, f"{', '.join(kernels)} (kernels)", owners.get(name, ("", None))[0],
-            None, UNOBSERVED)
-        for name, kernels in kernel_reads(model, batch, unseen, rng).items()
+            None, UNOBSERVED if name in unseen else ALSO_UNOBSERVED)
+        for name, kernels in kernel_reads(model, batch, params, rng).items()
     ]  # fmt: skip
 
 

@@ -193,15 +193,18 @@ def not_inlinable(model: ir.Model, chosen: Set[_Id]) -> dict[_Id, str]:
                 continue
             refused[called.identifier()] = why
     # one left is a graph the others land in: its imports and calls may refuse more
+    run = _Calls(model).order  # the functions the model runs
     while True:
         left = {i: f for i, f in functions.items() if i not in refused}
-        clashes = _version_clashes(model, left) | _overload_clashes(model, left)
+        clashes = _version_clashes(model, left) | _overload_clashes(model, left, run)
         if not clashes:
             return refused
         refused |= clashes
 
 
-def _overload_clashes(model: ir.Model, inlined: dict[_Id, ir.Function]) -> dict[_Id, str]:
+def _overload_clashes(
+    model: ir.Model, inlined: dict[_Id, ir.Function], run: Sequence[ir.Function]
+) -> dict[_Id, str]:
     """Those of the functions ``inlined`` whose inlining would change which function ONNX
     Runtime runs for a call naming an overload: in a function's own body it runs the
     overload ``""`` of the name instead (:func:`~wnpass.onnx.graphs.callees`), elsewhere the
@@ -210,19 +213,21 @@ def _overload_clashes(model: ir.Model, inlined: dict[_Id, ir.Function]) -> dict[
     an overload is not inlined into a graph or a body, where that call would run the
     overload named (t281: a Relu became a Neg, the fold said ok), nor into a function that is
     inlined itself; and the overload ``""`` such a call runs is kept (inlined, it would go
-    from the model, t282)."""
-    holders = {id(node): f for f in model.functions.values() for node in f}
+    from the model, t282). Only calls in the graph and the functions it ``run``s count: a
+    function nothing runs resolves no call (t285)."""
+    holders = {id(node): f for f in run for node in f}
     clashes: dict[_Id, str] = {}
-    for function in model.functions.values():  # the overload "" a body's call runs: kept
-        for node in function:  # (t282)
+    for function in run:  # the overload "" a body's call runs: kept (t282)
+        for node in function:
             plain = (node.domain, node.op_type, "")
-            if node.overload and (run := inlined.get(plain)) is not None:
+            if node.overload and (plain_one := inlined.get(plain)) is not None:
                 clashes[plain] = (
-                    f"{function_name(run)} is what ONNX Runtime runs for the call of "
-                    f"{function_name(run)}:{node.overload} in the body of "
+                    f"{function_name(plain_one)} is what ONNX Runtime runs for the call of "
+                    f"{function_name(plain_one)}:{node.overload} in the body of "
                     f"{function_name(function)}; inlined, it would be gone"
                 )
-    for graph in graphs_of(model):
+    scopes = [model.graph, *subgraphs_of(model.graph)]
+    for graph in [*scopes, *(body for f in run for body in (f, *subgraphs_of(f)))]:
         for node in graph:
             key = (node.domain, node.op_type, node.overload)
             if (callee := inlined.get(key)) is None or key in clashes:

@@ -479,23 +479,30 @@ def _inputs_said(
     if error.model != reference or options.inputs is not None:
         return error
     given = options.shapes or {}
-    defaulted = [  # inputs with a dynamic axis no size was given for (t176)
-        spec.name
-        for spec in specs
-        if spec.name not in given and any(not isinstance(dim, int) for dim in spec.shape)
-    ]
-    drawn = [spec.name for spec in specs if spec.dtype.is_integer() and spec.name in arrays]
-    said = []
-    if defaulted:
-        said.append(f"{_listed(defaulted, arrays)}, a dynamic axis at its default size")
-    if drawn:
-        said.append(f"{_listed(drawn, arrays)}, integers drawn from [0, {inputs_mod.INT_HIGH})")
-    if not said:
+    # a named dimension takes its size from any input given one (t285: ``ids[1, T]`` beside
+    # ``--shape x=1,5`` of ``x[1, T]`` is no default)
+    bound = {dim for spec in specs if spec.name in given for dim in spec.shape if dim}
+    what: dict[str, list[str]] = {}  # what was synthesized, by input
+    for spec in specs:
+        if spec.name not in arrays:
+            continue
+        if spec.name not in given and any(  # a dynamic axis no size was given for (t176)
+            not isinstance(dim, int) and (dim is None or dim not in bound) for dim in spec.shape
+        ):
+            what.setdefault(spec.name, []).append("a dynamic axis at its default size")
+        if spec.dtype.is_integer():
+            what.setdefault(spec.name, []).append(f"integers drawn from [0, {inputs_mod.INT_HIGH})")
+    if not what:
         return error
-    to_give = "give the inputs, --inputs"
-    if defaulted:
-        to_give = "give its size or the inputs, --shape, --inputs"
-    hint = f" (on synthesized inputs, {'; '.join(said)}: {to_give})"
+    groups: dict[str, list[str]] = {}  # inputs by what was synthesized, each named once
+    for name, parts in what.items():
+        groups.setdefault(" and ".join(parts), []).append(name)
+    said = "; ".join(f"{_listed(names, arrays)}, {words}" for words, names in groups.items())
+    sized = any("axis" in words for words in groups)
+    to_give = (
+        "give its size or the inputs, --shape, --inputs" if sized else "give the inputs, --inputs"
+    )
+    hint = f" (on synthesized inputs, {said}: {to_give})"
     return prov.RunFailedError(reference, error.reason, hint)
 
 
