@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import torch
 from torch import nn
 
@@ -67,3 +69,29 @@ def test_a_forward_naming_a_scripted_function_is_told() -> None:
     """``_Half.forward`` calls the scripted ``_scaled``; a plain linear calls none."""
     assert calls_torchscript(_Half())
     assert not calls_torchscript(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))
+
+
+class _Attribute(nn.Module):
+    """Calls a scripted function kept as its own attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.op = _scaled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x, x)
+
+
+_LIBRARY = types.ModuleType("scriptlib")  # a module of scripted functions
+_LIBRARY.mixed = _scaled  # type: ignore[attr-defined]
+
+
+class _Qualified(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _LIBRARY.mixed(x, x)
+
+
+def test_a_scripted_function_reached_through_an_attribute_is_told() -> None:
+    """t286: ``self.op(...)`` and ``scriptlib.mixed(...)`` name a scripted function too."""
+    assert calls_torchscript(_Attribute())
+    assert calls_torchscript(_Qualified())

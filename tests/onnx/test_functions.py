@@ -1036,3 +1036,52 @@ def test_the_overload_a_kept_function_s_body_runs_is_not_inlined() -> None:
     folded, report = fold_onnx(model)
     assert report.inlined == ["local::WN"] and report.not_inlined == []
     assert_close(run(folded, feeds), run(model, feeds))
+
+
+def test_a_function_run_only_by_overload_resolution_counts_as_run() -> None:
+    """t286: S's body calls ``A:b``, where ONNX Runtime runs ``A``, whose body calls ``WN:c``
+    (a site, also called from the graph), where it runs ``WN`` (a plain conv). ``A`` was
+    taken for a function nothing runs: ``WN:c`` was inlined into it, and the output
+    differed (32 of 32 elements), fold said ok. ``WN:c`` stays, and is said."""
+    text = """
+        <ir_version: 10, opset_import: ["" : 17, "local" : 1]>
+        agraph (float[1, 4, 8] x, float[4, 4, 3] rt) => (float[1, 4, 8] y, float[1, 4, 8] z) {
+            y = local.WN(x, v, g)
+            z = local.S(x, rt)
+        }
+        <domain: "local", opset_import: ["" : 17, "local" : 1]>
+        S (x, rt) => (y) {
+            h = Constant <value = float[4, 1, 1] {1, 1, 1, 1}> ()
+            y = local.A(x, rt, h)
+        }
+        <domain: "local", opset_import: ["" : 17, "local" : 1]>
+        A (x, v, g) => (y) {
+            t = local.WN(x, v, g)
+            y = Sigmoid(t)
+        }
+        <domain: "local", opset_import: ["" : 17]>
+        A (x, v, g) => (y) { y = Neg(x) }
+        <domain: "local", opset_import: ["" : 17]>
+        WN (x, v, g) => (y) {
+            n = ReduceL2 <axes = [1, 2], keepdims = 1> (v)
+            d = Div(v, n)
+            w = Mul(g, d)
+            y = Conv <pads = [1, 1]> (x, w)
+        }
+        <domain: "local", opset_import: ["" : 17]>
+        WN (x, v, g) => (y) { y = Conv <pads = [1, 1]> (x, v) }
+    """
+    model = onnx_model(text, check=False, v=rand(4, 4, 3), g=rand(4, 1, 1))
+    model.functions[2].overload, model.functions[3].overload = "b", "c"
+    model.functions[0].node[1].overload = "b"
+    model.functions[1].node[0].overload = "c"
+    model.graph.node[0].overload = "c"
+    onnx.checker.check_model(model, full_check=True)
+    folded, report = fold_onnx(model)
+    assert report.inlined == []
+    assert report.not_inlined == [
+        "local::WN:c is called from the body of local::A, where ONNX Runtime runs the overload"
+        ' "" of its name instead'
+    ]
+    feeds = {"x": rand(1, 4, 8), "rt": rand(4, 4, 3)}
+    assert_close(run(folded, feeds), run(model, feeds))

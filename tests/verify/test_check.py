@@ -870,7 +870,7 @@ def test_a_reference_indexed_beyond_its_table_by_synthesized_integers_says_so(
     assert str(failed.value).endswith(
         "(on synthesized inputs, x float32[1, 32], a dynamic axis at its default size; ids "
         "int64[1, 32], a dynamic axis at its default size and integers drawn from [0, 8): "
-        "give its size or the inputs, --shape, --inputs)"
+        "give their sizes or the inputs, --shape, --inputs)"
     )
     with pytest.raises(providers.RunFailedError) as failed:
         check(model, model, runs=1, warmup=0, shapes={"x": [1, 16]})

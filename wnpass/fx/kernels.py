@@ -12,6 +12,7 @@ judge: ``w.item()``, ``w.clone().shape``, t283).
 from __future__ import annotations
 
 import logging
+import types
 import weakref
 from collections.abc import Callable, Collection
 from typing import Any
@@ -44,9 +45,11 @@ _LAYOUT_KERNELS = {
 
 
 def calls_torchscript(model: nn.Module) -> bool:
-    """Whether a module's ``forward`` names a TorchScript function among its globals or its
-    closure (DAC's ``Snake1d.forward`` calling ``snake``): its kernels may read weights an
-    eager layer reads too (t285). A call made through a helper is not seen here."""
+    """Whether a module's ``forward`` names a TorchScript function: a global (DAC's
+    ``Snake1d.forward`` calling ``snake``), an attribute of a global module
+    (``scriptlib.mixed``), one of the module's own attributes (``self.op``) or a value of its
+    closure. Its kernels may read weights an eager layer reads too (t285, t286). A call made
+    through a helper function is not seen here."""
     for module in model.modules():
         forward = getattr(type(module), "forward", None)
         code = getattr(forward, "__code__", None)
@@ -54,6 +57,9 @@ def calls_torchscript(model: nn.Module) -> bool:
             continue
         named = getattr(forward, "__globals__", {})
         values = [named.get(name) for name in code.co_names]
+        modules = [v for v in values if isinstance(v, types.ModuleType)]
+        values += [vars(m).get(name) for m in modules for name in code.co_names]
+        values += list(vars(module).values())
         values += [cell.cell_contents for cell in getattr(forward, "__closure__", None) or ()
                    if _filled(cell)]  # fmt: skip
         if any(isinstance(v, torch.jit.ScriptFunction | torch.jit.ScriptModule) for v in values):

@@ -193,13 +193,31 @@ def not_inlinable(model: ir.Model, chosen: Set[_Id]) -> dict[_Id, str]:
                 continue
             refused[called.identifier()] = why
     # one left is a graph the others land in: its imports and calls may refuse more
-    run = _Calls(model).order  # the functions the model runs
+    run = _run(model)
     while True:
         left = {i: f for i, f in functions.items() if i not in refused}
         clashes = _version_clashes(model, left) | _overload_clashes(model, left, run)
         if not clashes:
             return refused
         refused |= clashes
+
+
+def _run(model: ir.Model) -> list[ir.Function]:
+    """The functions the model may run: those its graph and bodies call, and those they call,
+    a call by an overload in a function's own body reaching the overload ``""`` of its name,
+    which ONNX Runtime runs there (:func:`~wnpass.onnx.graphs.callees`; t286: a function run
+    only so was taken for one nothing runs)."""
+    found: dict[_Id, ir.Function] = {}
+    stack: list[ir.Graph | ir.Function] = [model.graph]
+    while stack:
+        scope = stack.pop()
+        own = {id(node) for node in scope} if isinstance(scope, ir.Function) else set()
+        for node in nodes_within(scope):
+            for key, function in callees(model, node, in_function=id(node) in own):
+                if key not in found:
+                    found[key] = function
+                    stack.append(function)
+    return list(found.values())
 
 
 def _overload_clashes(

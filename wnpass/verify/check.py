@@ -498,10 +498,11 @@ def _inputs_said(
     for name, parts in what.items():
         groups.setdefault(" and ".join(parts), []).append(name)
     said = "; ".join(f"{_listed(names, arrays)}, {words}" for words, names in groups.items())
-    sized = any("axis" in words for words in groups)
-    to_give = (
-        "give its size or the inputs, --shape, --inputs" if sized else "give the inputs, --inputs"
-    )
+    sized = sum(len(names) for words, names in groups.items() if "axis" in words)
+    to_give = "give the inputs, --inputs"
+    if sized:
+        sizes = "its size" if sized == 1 else "their sizes"
+        to_give = f"give {sizes} or the inputs, --shape, --inputs"
     hint = f" (on synthesized inputs, {said}: {to_give})"
     return prov.RunFailedError(reference, error.reason, hint)
 
