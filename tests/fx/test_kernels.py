@@ -91,7 +91,24 @@ class _Qualified(nn.Module):
         return _LIBRARY.mixed(x, x)
 
 
+_PACKAGE = types.ModuleType("pkg")  # a package holding that module
+_PACKAGE.scriptlib = _LIBRARY  # type: ignore[attr-defined]
+
+
+class _Nested(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _PACKAGE.scriptlib.mixed(x, x)
+
+
+class _OnItsClass(nn.Module):
+    op = _scaled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x, x)
+
+
 def test_a_scripted_function_reached_through_an_attribute_is_told() -> None:
-    """t286: ``self.op(...)`` and ``scriptlib.mixed(...)`` name a scripted function too."""
-    assert calls_torchscript(_Attribute())
-    assert calls_torchscript(_Qualified())
+    """t286, t287: ``self.op(...)`` (the instance's or its class's), ``scriptlib.mixed(...)``
+    and ``pkg.scriptlib.mixed(...)`` name a scripted function too."""
+    for model in (_Attribute(), _OnItsClass(), _Qualified(), _Nested()):
+        assert calls_torchscript(model), type(model).__name__

@@ -1085,3 +1085,20 @@ def test_a_function_run_only_by_overload_resolution_counts_as_run() -> None:
     ]
     feeds = {"x": rand(1, 4, 8), "rt": rand(4, 4, 3)}
     assert_close(run(folded, feeds), run(model, feeds))
+    # the other way round, the ``A`` calling ``WN:c`` (with constants) is ``A:b``, which S's
+    # call never runs: nothing keeps ``WN:c`` from being inlined (t287)
+    text = text.replace("t = local.WN(x, v, g)", "t = local.WN(x, v2, g2)").replace(
+        "A (x, v, g) => (y) {",
+        "A (x, v, g) => (y) {\n v2 = Constant <value = float[4, 4, 3] {" + "1, " * 47 + "1}> ()"
+        "\n g2 = Constant <value = float[4, 1, 1] {1, 1, 1, 1}> ()",
+        1,
+    )
+    model = onnx_model(text, check=False, v=rand(4, 4, 3), g=rand(4, 1, 1))
+    model.functions[1].overload, model.functions[3].overload = "b", "c"
+    model.functions[0].node[1].overload = "b"
+    model.functions[1].node[2].overload = "c"
+    model.graph.node[0].overload = "c"
+    onnx.checker.check_model(model, full_check=True)
+    folded, report = fold_onnx(model)
+    assert report.inlined == ["local::WN:c"] and report.not_inlined == []
+    assert_close(run(folded, feeds), run(model, feeds))

@@ -47,9 +47,9 @@ _LAYOUT_KERNELS = {
 def calls_torchscript(model: nn.Module) -> bool:
     """Whether a module's ``forward`` names a TorchScript function: a global (DAC's
     ``Snake1d.forward`` calling ``snake``), an attribute of a global module
-    (``scriptlib.mixed``), one of the module's own attributes (``self.op``) or a value of its
-    closure. Its kernels may read weights an eager layer reads too (t285, t286). A call made
-    through a helper function is not seen here."""
+    (``scriptlib.mixed``, ``pkg.scriptlib.mixed``), an attribute of the module or its class
+    (``self.op``) or a value of its closure. Its kernels may read weights an eager layer
+    reads too (t285, t286, t287). A call made through a helper function is not seen here."""
     for module in model.modules():
         forward = getattr(type(module), "forward", None)
         code = getattr(forward, "__code__", None)
@@ -58,8 +58,12 @@ def calls_torchscript(model: nn.Module) -> bool:
         named = getattr(forward, "__globals__", {})
         values = [named.get(name) for name in code.co_names]
         modules = [v for v in values if isinstance(v, types.ModuleType)]
-        values += [vars(m).get(name) for m in modules for name in code.co_names]
-        values += list(vars(module).values())
+        for _ in range(3):  # ``pkg.scriptlib.mixed``: modules' attributes, a few levels deep
+            found = [vars(m).get(name) for m in modules for name in code.co_names]
+            values += found
+            modules = [v for v in found if isinstance(v, types.ModuleType)]
+        values += list(vars(module).values())  # ``self.op``, an instance's or its class's
+        values += [vars(k).get(name) for k in type(module).__mro__ for name in code.co_names]
         values += [cell.cell_contents for cell in getattr(forward, "__closure__", None) or ()
                    if _filled(cell)]  # fmt: skip
         if any(isinstance(v, torch.jit.ScriptFunction | torch.jit.ScriptModule) for v in values):

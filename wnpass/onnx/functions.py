@@ -203,20 +203,22 @@ def not_inlinable(model: ir.Model, chosen: Set[_Id]) -> dict[_Id, str]:
 
 
 def _run(model: ir.Model) -> list[ir.Function]:
-    """The functions the model may run: those its graph and bodies call, and those they call,
-    a call by an overload in a function's own body reaching the overload ``""`` of its name,
-    which ONNX Runtime runs there (:func:`~wnpass.onnx.graphs.callees`; t286: a function run
-    only so was taken for one nothing runs)."""
+    """The functions ONNX Runtime runs for the model: those its graph and bodies call, and
+    those they call, a call by an overload in a function's own body running the overload
+    ``""`` of its name instead (:func:`~wnpass.onnx.graphs.callees`; t286: a function run
+    only so was taken for one nothing runs; t287: the overload named, never run there, was
+    taken for one that runs)."""
     found: dict[_Id, ir.Function] = {}
     stack: list[ir.Graph | ir.Function] = [model.graph]
     while stack:
         scope = stack.pop()
         own = {id(node) for node in scope} if isinstance(scope, ir.Function) else set()
         for node in nodes_within(scope):
-            for key, function in callees(model, node, in_function=id(node) in own):
-                if key not in found:
-                    found[key] = function
-                    stack.append(function)
+            overload = "" if id(node) in own else node.overload
+            key = (node.domain, node.op_type, overload)
+            if key not in found and (function := model.functions.get(key)) is not None:
+                found[key] = function
+                stack.append(function)
     return list(found.values())
 
 
