@@ -859,11 +859,11 @@ def test_an_overload_called_from_a_function_s_body_is_not_inlined_there() -> Non
     feeds = {"x": rand(1, 4, 8)}
     folded, report = fold_onnx(model)
     assert report.inlined == []
-    assert sorted(report.not_inlined) == [
+    assert sorted(report.not_inlined) == [  # WN:b never runs: only WN is on the way (t288)
         'local::Outer calls local::WN:b from its body, where ONNX Runtime runs the overload ""'
         " of its name instead; inlined, the call would run local::WN:b",
-        "local::WN:b is called from the body of local::Outer, where ONNX Runtime runs the "
-        'overload "" of its name instead',
+        "local::WN is what ONNX Runtime runs for the call of local::WN:b in the body of "
+        "local::Outer; inlined, it would be gone",
     ]
     assert_close(run(folded, feeds), run(model, feeds))
     # called from the graph, the overload named runs before and after: inlined
@@ -994,10 +994,11 @@ def test_a_function_taking_a_graph_from_its_calls_is_read_and_left(tmp_path: Pat
 
 
 def test_the_overload_a_kept_function_s_body_runs_is_not_inlined() -> None:
-    """t282: S stays (its weight is fed at run time) and calls ``WN:b`` from its body, where
-    ONNX Runtime runs ``WN``; the graph calls ``WN`` (a site) with initializers. Inlining
-    ``WN`` removed it from the model: ONNX Runtime refused the output ("local:WN(-1) is not
-    a registered function"), the fold said ok. ``WN`` is kept, and said."""
+    """t282: S calls ``WN:b`` from its body, where ONNX Runtime runs ``WN``; the graph calls
+    ``WN`` (a site) with initializers. Inlining ``WN`` removed it from the model: ONNX Runtime
+    refused the output ("local:WN(-1) is not a registered function"), the fold said ok.
+    ``WN`` is kept: as a function S's call passes a value fed at run time, or, where S passes
+    constants, said."""
     text = (
         """
         <ir_version: 10, opset_import: ["" : 17, "local" : 1]>
@@ -1022,13 +1023,25 @@ def test_the_overload_a_kept_function_s_body_runs_is_not_inlined() -> None:
     model.functions[0].node[1].overload = "b"
     onnx.checker.check_model(model, full_check=True)
     folded, report = fold_onnx(model)
+    # S's call, which runs WN, passes it a value fed at run time: WN stays whole, as any
+    # function called so (t288; before, the call was read as one of WN:b, and WN was chosen)
+    assert report.inlined == [] and report.not_inlined == []
+    assert {f.name for f in folded.functions} == {"S", "WN"}
+    feeds = {"x": rand(1, 4, 8), "rt": rand(4, 4, 3)}
+    assert_close(run(folded, feeds), run(model, feeds))
+    # S's call passing constants: WN is computed from constants at each call ONNX Runtime
+    # makes, and inlining it would remove it from under S's call: kept, and said
+    constant = onnx.helper.make_node("Constant", [], ["rc"], value=onnx.numpy_helper.from_array(
+        rand(4, 4, 3), "rc"))  # fmt: skip
+    model.functions[0].node.insert(0, constant)
+    model.functions[0].node[2].input[1] = "rc"
+    onnx.checker.check_model(model, full_check=True)
+    folded, report = fold_onnx(model)
     assert report.inlined == []
     assert report.not_inlined == [
         "local::WN is what ONNX Runtime runs for the call of local::WN:b in the body of "
         "local::S; inlined, it would be gone"
     ]
-    assert {f.name for f in folded.functions} == {"S", "WN"}
-    feeds = {"x": rand(1, 4, 8), "rt": rand(4, 4, 3)}
     assert_close(run(folded, feeds), run(model, feeds))
     # S called by nothing resolves no call: WN is inlined and folded (t285)
     model.graph.node[1].op_type, model.graph.node[1].domain = "Identity", ""
@@ -1101,4 +1114,38 @@ def test_a_function_run_only_by_overload_resolution_counts_as_run() -> None:
     onnx.checker.check_model(model, full_check=True)
     folded, report = fold_onnx(model)
     assert report.inlined == ["local::WN:c"] and report.not_inlined == []
+    assert_close(run(folded, feeds), run(model, feeds))
+
+
+def test_an_overload_a_function_s_body_never_runs_passes_nothing() -> None:
+    """t288: S's body calls ``A:b``, where ONNX Runtime runs ``A`` (a Neg); ``A:b`` would call
+    ``WN`` (a site, called from the graph with initializers) with values fed at run time.
+    That call, which never runs, kept ``WN`` from being inlined: the graph's weight norm
+    stayed computed at run time, with no site said. It is inlined and folded."""
+    text = (
+        """
+        <ir_version: 10, opset_import: ["" : 17, "local" : 1]>
+        agraph (float[1, 4, 8] x, float[4, 4, 3] rt) => (float[1, 4, 8] y, float[1, 4, 8] z) {
+            y = local.WN(x, v, g)
+            z = local.S(x, rt)
+        }
+        <domain: "local", opset_import: ["" : 17, "local" : 1]>
+        S (x, rt) => (y) {
+            h = Constant <value = float[4, 1, 1] {1, 1, 1, 1}> ()
+            y = local.A(x, rt, h)
+        }
+        <domain: "local", opset_import: ["" : 17, "local" : 1]>
+        A (x, v, g) => (y) { y = local.WN(x, v, g) }
+        <domain: "local", opset_import: ["" : 17]>
+        A (x, v, g) => (y) { y = Neg(x) }
+    """
+        + WN_CONV
+    )
+    model = onnx_model(text, check=False, v=rand(4, 4, 3), g=rand(4, 1, 1))
+    model.functions[1].overload = "b"
+    model.functions[0].node[1].overload = "b"
+    onnx.checker.check_model(model, full_check=True)
+    folded, report = fold_onnx(model)
+    assert report.inlined == ["local::WN"] and [s.status for s in report.sites] == ["folded"]
+    feeds = {"x": rand(1, 4, 8), "rt": rand(4, 4, 3)}
     assert_close(run(folded, feeds), run(model, feeds))

@@ -452,6 +452,9 @@ class _Calls:
 
     def __init__(self, model: ir.Model) -> None:
         self.model, self.functions = model, model.functions
+        # the nodes of the functions' own bodies, where a call by an overload runs the
+        # overload "" of its name (:meth:`_called`)
+        self.own = {id(node) for function in model.functions.values() for node in function}
         # the functions the model runs, callers first, and each one's calls the model runs
         self.order, self.calls = self._run_order()
         # each function's input: the function, and its position
@@ -466,6 +469,13 @@ class _Calls:
             for function in model.functions.values()
             for node in nodes_within(function)
         }
+
+    def _called(self, node: ir.Node) -> _Id:
+        """The function ``node`` calls, if any, as ONNX Runtime resolves it: by an overload
+        in a function's own body, the overload ``""`` of its name (t288: a never-run
+        ``A:b`` passing a value fed at run time kept ``WN`` from being inlined)."""
+        overload = "" if id(node) in self.own else node.overload
+        return (node.domain, node.op_type, overload)
 
     def _run_order(self) -> tuple[list[ir.Function], dict[_Id, list[ir.Node]]]:
         """The functions the model runs (called from its graph, or from one it runs), each
@@ -483,7 +493,7 @@ class _Calls:
             scope = stack.pop()
             for graph in scopes[scope]:
                 for node in graph:
-                    key = (node.domain, node.op_type, node.overload)
+                    key = self._called(node)
                     if key in self.functions:
                         callers.setdefault(key, set()).add(scope)
                         calls.setdefault(key, []).append(node)
@@ -520,7 +530,7 @@ class _Calls:
             if isinstance(graph, ir.Graph):
                 constant.update(v for v in graph.initializers.values() if not v.is_graph_input())
             for node in graph:
-                key = (node.domain, node.op_type, node.overload)
+                key = self._called(node)
                 if key in self.functions:
                     for output, read in zip(node.outputs, reads.get(key, []), strict=False):
                         if read is not None and all(given(node, i) for i in read):
@@ -565,7 +575,7 @@ class _Calls:
             return None if None in sets else frozenset(i for read in sets if read for i in read)
 
         for node in function:
-            key = (node.domain, node.op_type, node.overload)
+            key = self._called(node)
             inputs = [frozenset() if v is None else made.get(v, frozenset()) for v in node.inputs]
             if key in self.functions:
                 for output, read in zip(node.outputs, reads.get(key, []), strict=False):
@@ -614,7 +624,7 @@ class _Calls:
             if owner is not None and any(a.is_ref() for a in node.attributes.values()):
                 # a value its caller gives (``Constant <value = @W>``): known once inlined
                 needed.add(owner.identifier())
-            key = (node.domain, node.op_type, node.overload)
+            key = self._called(node)
             callee = self.functions.get(key)
             if callee is not None and node not in context:
                 needed.add(key)
