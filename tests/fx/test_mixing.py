@@ -88,42 +88,69 @@ def _op(shape: tuple[int, ...], rng: random.Random) -> Op | None:
     return None
 
 
-@pytest.mark.parametrize("seed", range(300))
-def test_a_weight_is_never_placed_on_fewer_axes_than_its_units_reach(seed: int) -> None:
-    rng = random.Random(seed)
-    shape = tuple(rng.choice([1, 2, 3, 4, 6]) for _ in range(rng.randint(1, 4)))
-    ops: list[Op] = []
+# An op of a chain, given what fills the elements it brings in of no unit (:func:`_foreign_op`)
+Foreign = Callable[[torch.Tensor, float], torch.Tensor]
+
+
+def _own_op(shape: tuple[int, ...], rng: random.Random) -> Foreign | None:
+    """One of :func:`_op`'s ops, which bring in no element of their own."""
+    op = _op(shape, rng)
+    return None if op is None else (lambda t, fill: op(t))
+
+
+def _chain(
+    shape: tuple[int, ...],
+    rng: random.Random,
+    pick: Callable[[tuple[int, ...], random.Random], Foreign | None],
+) -> list[Foreign]:
+    """One to four random ops, each applicable to what the one before gives."""
+    ops: list[Foreign] = []
     probe = torch.zeros(shape)
     for _ in range(rng.randint(1, 4)):
-        op = _op(tuple(probe.shape), rng)
+        op = pick(tuple(probe.shape), rng)
         if op is None:
             continue
         try:
-            probe = op(probe)
+            probe = op(probe, 0.0)
         except RuntimeError:  # a view the strides refuse: another op
             continue
         ops.append(op)
-    axes = {f"w{j}": j for j, n in enumerate(shape) if n > 1}
+    return ops
+
+
+def _axes(shape: tuple[int, ...]) -> dict[str, int]:
+    """A weight per axis of more than one element, its units along that axis."""
+    return {f"w{j}": j for j, n in enumerate(shape) if n > 1}
+
+
+def _placed(shape: tuple[int, ...], ops: list[Foreign]) -> dict[str, list[int]] | None:
+    """The axes the recorder places each weight of :func:`_axes` on, after ``ops`` on a
+    layer op's result of ``shape``; None where it does not follow them."""
     tensor = torch.randn(shape)
     recorder = _Recorder({}, {}, "unit", False)
-    layout = units.of_result(shape, axes.items())
+    layout = units.of_result(shape, _axes(shape).items())
     recorder.mixed.layouts[id(tensor)] = (weakref.ref(tensor), ("matmul", layout))
     with recorder:
         result = tensor
         for op in ops:
-            result = op(result)
+            result = op(result, 0.0)
     entry = recorder.mixed.of(result)
-    if entry is None:
+    return None if entry is None else units.spread(entry[1])
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_a_weight_is_never_placed_on_fewer_axes_than_its_units_reach(seed: int) -> None:
+    rng = random.Random(seed)
+    shape = tuple(rng.choice([1, 2, 3, 4, 6]) for _ in range(rng.randint(1, 4)))
+    ops = _chain(shape, rng, _own_op)
+    found = _placed(shape, ops)
+    if found is None:
         return  # not followed: nothing placed, nothing claimed
-    found = units.spread(entry[1])
-    for weight, axis in axes.items():
+    for weight, axis in _axes(shape).items():
         unit = unit_index(shape, axis).contiguous()
         for op in ops:
-            unit = op(unit)
+            unit = op(unit, 0.0)
         assert set(varies(unit)) <= set(found.get(weight, [])), (seed, weight, found)
-
-
-Foreign = Callable[[torch.Tensor, float], torch.Tensor]
 
 
 def _foreign_op(shape: tuple[int, ...], rng: random.Random) -> Foreign | None:
@@ -171,30 +198,10 @@ def test_elements_of_no_unit_never_hide_where_a_weight_s_units_reach(seed: int) 
     reach, the elements of no unit left out of the brute force."""
     rng = random.Random(seed)
     shape = tuple(rng.choice([1, 2, 3, 4, 6]) for _ in range(rng.randint(1, 4)))
-    ops: list[Foreign] = []
-    probe = torch.zeros(shape)
-    for _ in range(rng.randint(1, 4)):
-        op = _foreign_op(tuple(probe.shape), rng)
-        if op is None:
-            continue
-        try:
-            probe = op(probe, 0.0)
-        except RuntimeError:  # a view the strides refuse: another op
-            continue
-        ops.append(op)
-    axes = {f"w{j}": j for j, n in enumerate(shape) if n > 1}
-    tensor = torch.randn(shape)
-    recorder = _Recorder({}, {}, "unit", False)
-    layout = units.of_result(shape, axes.items())
-    recorder.mixed.layouts[id(tensor)] = (weakref.ref(tensor), ("matmul", layout))
-    with recorder:
-        result = tensor
-        for op in ops:
-            result = op(result, 0.0)
-    entry = recorder.mixed.of(result)
-    assert entry is not None  # each of these ops is followed
-    found = units.spread(entry[1])
-    for weight, axis in axes.items():
+    ops = _chain(shape, rng, _foreign_op)
+    found = _placed(shape, ops)
+    assert found is not None  # each of these ops is followed
+    for weight, axis in _axes(shape).items():
         unit = unit_index(shape, axis).contiguous().double()
         for op in ops:
             unit = op(unit, math.nan)

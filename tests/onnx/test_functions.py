@@ -993,6 +993,24 @@ def test_a_function_taking_a_graph_from_its_calls_is_read_and_left(tmp_path: Pat
     assert_close(run(folded, feeds), run(model, feeds))
 
 
+def _with_s(callee: str) -> str:
+    """A graph calling ``WN`` with initializers and ``S`` with a value fed at run time, and
+    ``S``, which passes it on to ``callee`` (with a gain of ones): the text before the other
+    functions (IR version 10, for overloads)."""
+    return f"""
+        <ir_version: 10, opset_import: ["" : 17, "local" : 1]>
+        agraph (float[1, 4, 8] x, float[4, 4, 3] rt) => (float[1, 4, 8] y, float[1, 4, 8] z) {{
+            y = local.WN(x, v, g)
+            z = local.S(x, rt)
+        }}
+        <domain: "local", opset_import: ["" : 17, "local" : 1]>
+        S (x, rt) => (y) {{
+            h = Constant <value = float[4, 1, 1] {{1, 1, 1, 1}}> ()
+            y = local.{callee}(x, rt, h)
+        }}
+    """
+
+
 def test_the_overload_a_kept_function_s_body_runs_is_not_inlined() -> None:
     """t282: S calls ``WN:b`` from its body, where ONNX Runtime runs ``WN``; the graph calls
     ``WN`` (a site) with initializers. Inlining ``WN`` removed it from the model: ONNX Runtime
@@ -1000,18 +1018,7 @@ def test_the_overload_a_kept_function_s_body_runs_is_not_inlined() -> None:
     ``WN`` is kept: as a function S's call passes a value fed at run time, or, where S passes
     constants, said."""
     text = (
-        """
-        <ir_version: 10, opset_import: ["" : 17, "local" : 1]>
-        agraph (float[1, 4, 8] x, float[4, 4, 3] rt) => (float[1, 4, 8] y, float[1, 4, 8] z) {
-            y = local.WN(x, v, g)
-            z = local.S(x, rt)
-        }
-        <domain: "local", opset_import: ["" : 17, "local" : 1]>
-        S (x, rt) => (y) {
-            h = Constant <value = float[4, 1, 1] {1, 1, 1, 1}> ()
-            y = local.WN(x, rt, h)
-        }
-    """
+        _with_s("WN")
         + WN_CONV
         + """
         <domain: "local", opset_import: ["" : 17]>
@@ -1056,17 +1063,9 @@ def test_a_function_run_only_by_overload_resolution_counts_as_run() -> None:
     (a site, also called from the graph), where it runs ``WN`` (a plain conv). ``A`` was
     taken for a function nothing runs: ``WN:c`` was inlined into it, and the output
     differed (32 of 32 elements), fold said ok. ``WN:c`` stays, and is said."""
-    text = """
-        <ir_version: 10, opset_import: ["" : 17, "local" : 1]>
-        agraph (float[1, 4, 8] x, float[4, 4, 3] rt) => (float[1, 4, 8] y, float[1, 4, 8] z) {
-            y = local.WN(x, v, g)
-            z = local.S(x, rt)
-        }
-        <domain: "local", opset_import: ["" : 17, "local" : 1]>
-        S (x, rt) => (y) {
-            h = Constant <value = float[4, 1, 1] {1, 1, 1, 1}> ()
-            y = local.A(x, rt, h)
-        }
+    text = (
+        _with_s("A")
+        + """
         <domain: "local", opset_import: ["" : 17, "local" : 1]>
         A (x, v, g) => (y) {
             t = local.WN(x, v, g)
@@ -1074,16 +1073,13 @@ def test_a_function_run_only_by_overload_resolution_counts_as_run() -> None:
         }
         <domain: "local", opset_import: ["" : 17]>
         A (x, v, g) => (y) { y = Neg(x) }
-        <domain: "local", opset_import: ["" : 17]>
-        WN (x, v, g) => (y) {
-            n = ReduceL2 <axes = [1, 2], keepdims = 1> (v)
-            d = Div(v, n)
-            w = Mul(g, d)
-            y = Conv <pads = [1, 1]> (x, w)
-        }
+    """
+        + WN_CONV
+        + """
         <domain: "local", opset_import: ["" : 17]>
         WN (x, v, g) => (y) { y = Conv <pads = [1, 1]> (x, v) }
     """
+    )
     model = onnx_model(text, check=False, v=rand(4, 4, 3), g=rand(4, 1, 1))
     model.functions[2].overload, model.functions[3].overload = "b", "c"
     model.functions[0].node[1].overload = "b"
@@ -1123,17 +1119,8 @@ def test_an_overload_a_function_s_body_never_runs_passes_nothing() -> None:
     That call, which never runs, kept ``WN`` from being inlined: the graph's weight norm
     stayed computed at run time, with no site said. It is inlined and folded."""
     text = (
-        """
-        <ir_version: 10, opset_import: ["" : 17, "local" : 1]>
-        agraph (float[1, 4, 8] x, float[4, 4, 3] rt) => (float[1, 4, 8] y, float[1, 4, 8] z) {
-            y = local.WN(x, v, g)
-            z = local.S(x, rt)
-        }
-        <domain: "local", opset_import: ["" : 17, "local" : 1]>
-        S (x, rt) => (y) {
-            h = Constant <value = float[4, 1, 1] {1, 1, 1, 1}> ()
-            y = local.A(x, rt, h)
-        }
+        _with_s("A")
+        + """
         <domain: "local", opset_import: ["" : 17, "local" : 1]>
         A (x, v, g) => (y) { y = local.WN(x, v, g) }
         <domain: "local", opset_import: ["" : 17]>

@@ -193,33 +193,13 @@ def not_inlinable(model: ir.Model, chosen: Set[_Id]) -> dict[_Id, str]:
                 continue
             refused[called.identifier()] = why
     # one left is a graph the others land in: its imports and calls may refuse more
-    run = _run(model)
+    run = _Calls(model).order  # the functions ONNX Runtime runs (:meth:`_Calls._called`)
     while True:
         left = {i: f for i, f in functions.items() if i not in refused}
         clashes = _version_clashes(model, left) | _overload_clashes(model, left, run)
         if not clashes:
             return refused
         refused |= clashes
-
-
-def _run(model: ir.Model) -> list[ir.Function]:
-    """The functions ONNX Runtime runs for the model: those its graph and bodies call, and
-    those they call, a call by an overload in a function's own body running the overload
-    ``""`` of its name instead (:func:`~wnpass.onnx.graphs.callees`; t286: a function run
-    only so was taken for one nothing runs; t287: the overload named, never run there, was
-    taken for one that runs)."""
-    found: dict[_Id, ir.Function] = {}
-    stack: list[ir.Graph | ir.Function] = [model.graph]
-    while stack:
-        scope = stack.pop()
-        own = {id(node) for node in scope} if isinstance(scope, ir.Function) else set()
-        for node in nodes_within(scope):
-            overload = "" if id(node) in own else node.overload
-            key = (node.domain, node.op_type, overload)
-            if key not in found and (function := model.functions.get(key)) is not None:
-                found[key] = function
-                stack.append(function)
-    return list(found.values())
 
 
 def _overload_clashes(
