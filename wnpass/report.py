@@ -350,6 +350,12 @@ def _strict(value: Any) -> Any:
     return value
 
 
+def listed(names: Sequence[str], limit: int = 3) -> str:
+    """The first ``limit`` of ``names``, and how many more: ``a, b, c and 2 more``."""
+    more = len(names) - limit
+    return ", ".join(names[:limit]) + (f" and {more} more" if more > 0 else "")
+
+
 def counted(count: int, singular: str, plural: str | None = None) -> str:
     """``count`` and the noun, singular for one: ``1 weight-norm site``, ``2 weight-norm
     sites`` (``plural`` when it is not the singular and an ``s``)."""

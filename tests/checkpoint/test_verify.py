@@ -748,3 +748,48 @@ def test_a_forward_that_returns_a_python_int_is_compared_exactly(tmp_path: Path)
     model_py.write_text(source)
     report = fold_checkpoint(ckpt, check_model=model_py)
     assert report.check is not None and report.check and report.published
+
+
+def with_idle_discriminator(ckpt: Path, model_py: Path, *, forward_reads: bool = True) -> None:
+    """``_checkpoint``'s files with a weight-normed ``disc`` in the model and its state dict
+    that the forward never runs, as a GAN's trainer file holds it; a forward reading nothing
+    of the model's weights where not ``forward_reads``."""
+    source = MODEL_PY.replace(
+        "self.post = nn.Conv1d(4, 1, 3, padding=1)",
+        "self.post = nn.Conv1d(4, 1, 3, padding=1)\n        self.disc = nn.Conv1d(1, 2, 3)",
+    )
+    if not forward_reads:
+        source = source.replace("x = torch.relu(self.pre(x))", "return x * 2")
+    model_py.write_text(source)
+    normed = torch.load(ckpt, weights_only=True)["model"]
+    disc = nn.Conv1d(1, 2, 3)
+    weight_norm(disc, "weight", dim=0)
+    normed.update({f"disc.{key}": value for key, value in disc.state_dict().items()})
+    torch.save({"model": normed}, ckpt)
+
+
+@pytest.mark.parametrize("forward_reads", [True, False], ids=["some", "none"])
+def test_folded_weights_the_forward_does_not_read_are_said_not_checked(
+    tmp_path: Path, forward_reads: bool
+) -> None:
+    """A GAN's state dict holds the generator and a discriminator the forward never runs (a
+    coqui trainer file): its folded pairs passed as checked, when no output could show them
+    (t292). They are named not checked; a forward that reads none of the folded weights
+    compared nothing, and fails."""
+    ckpt, model_py = _checkpoint(tmp_path)
+    with_idle_discriminator(ckpt, model_py, forward_reads=forward_reads)
+    report = fold_checkpoint(ckpt, check_model=model_py)
+    assert report.check is not None
+    (unread,) = report.check.unread
+    if forward_reads:
+        assert (unread.group, unread.weights) == ("model", ["disc.weight"])
+        assert report.check and report.published
+        assert report.to_dict()["check"]["unread"] == [
+            {"group": "model", "weights": ["disc.weight"]}
+        ]
+    else:
+        assert sorted(unread.weights) == sorted(f"{name}.weight" for name in [*DIMS, "disc"])
+        assert not report.check and not report.published
+        assert (report.check.vacuous() or "").startswith(
+            "nothing compared: the forward on example_inputs() "
+        )

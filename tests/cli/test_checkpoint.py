@@ -27,7 +27,7 @@ from tests.checkpoint.builders import (
     state_dict,
     tensor_bytes,
 )
-from tests.checkpoint.test_verify import MODEL_PY, _checkpoint
+from tests.checkpoint.test_verify import MODEL_PY, _checkpoint, with_idle_discriminator
 from tests.helpers import cli_with_file_limit
 from wnpass.checkpoint import api
 from wnpass.cli import main
@@ -447,6 +447,18 @@ def test_model_check_names_the_state_dicts_it_compared(
     assert re.search(r"^model +output .* ok$", out, re.M)
     assert re.search(r"^ema +output .* ok$", out, re.M)
     assert "not checked: the folded pairs of disc (a state dict the model does not load)" in out
+
+
+def test_model_check_names_the_folded_weights_the_forward_does_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt, model_py = _checkpoint(tmp_path)
+    with_idle_discriminator(ckpt, model_py)
+    assert main(["--plain", "fold", str(ckpt), "--model", str(model_py)]) == 0
+    assert (
+        "not checked: the folded weights disc.weight (in model): the forward on "
+        "example_inputs() does not read them"
+    ) in capsys.readouterr().out
 
 
 def test_model_check_of_nothing_folded_is_exit_1(

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from wnpass.fx.forward import Batch, RngSnapshot
-from wnpass.fx.kernels import calls_torchscript, kernel_reads
+from wnpass.fx.kernels import TensorReads, calls_torchscript, kernel_reads
 
 
 @torch.jit.script
@@ -112,3 +112,29 @@ def test_a_scripted_function_reached_through_an_attribute_is_told() -> None:
     and ``pkg.scriptlib.mixed(...)`` name a scripted function too."""
     for model in (_Attribute(), _OnItsClass(), _Qualified(), _Nested()):
         assert calls_torchscript(model), type(model).__name__
+
+
+class _Reader(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 3)  # read through a view: F.linear's addmm reads W.t()
+        self.lstm = nn.LSTM(3, 3)  # its weights given to one kernel as a list
+        self.alpha = nn.Parameter(torch.ones(3))  # read inside TorchScript
+        self.shaped = nn.Parameter(torch.ones(3))  # its layout read, no value
+        self.idle = nn.Linear(3, 3)  # never called
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.lstm(_scaled(self.linear(x), self.alpha).unsqueeze(0))
+        return y + torch.zeros_like(self.shaped)
+
+
+def test_tensor_reads_names_every_tensor_a_kernel_reads_whatever_runs_it() -> None:
+    """What ``fold --model`` tells of the folded weights the forward reads: a weight read
+    through a view, inside TorchScript or as one of a kernel's list of weights is read; one
+    whose layout alone is read (``zeros_like``), or whose layer is never called, is not."""
+    model = _Reader().eval()
+    reads = TensorReads(dict(model.state_dict(keep_vars=True)))
+    with reads, torch.no_grad():
+        model(torch.randn(2, 3))
+    unread = sorted(set(model.state_dict()) - reads.read)
+    assert unread == ["idle.bias", "idle.weight", "shaped"]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from wnpass.checkpoint.formats import Format
     from wnpass.plan import IOPlan
 
-__all__ = ["CheckpointReport", "ModelCheckReport", "OutputRow", "PairReport"]
+__all__ = ["CheckpointReport", "ModelCheckReport", "OutputRow", "PairReport", "UnreadWeights"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,16 @@ def _row_data(row: OutputRow, data: dict[str, Any]) -> None:
 
 
 @dataclasses.dataclass
+class UnreadWeights:
+    """Folded weights of a state dict compared that the model's forward on its example inputs
+    does not read (a discriminator's layers beside the generator the forward runs): no output
+    says anything of them."""
+
+    group: str | None  # the state dict, in a torch file's object (None: the top level)
+    weights: list[str]
+
+
+@dataclasses.dataclass
 class ModelCheckReport:
     """The folded checkpoint in the plain model vs the original in the weight-normed model."""
 
@@ -114,6 +124,7 @@ class ModelCheckReport:
     checked: list[str | None] = dataclasses.field(default_factory=list)
     unchecked: list[str | None] = dataclasses.field(default_factory=list)
     nothing_checked: str | None = None  # why no state dict was compared (a failure)
+    unread: list[UnreadWeights] = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.outputs) and all(row.ok for row in self.outputs) and self.vacuous() is None

@@ -38,7 +38,7 @@ import ml_dtypes
 import numpy as np
 
 from wnpass.checkpoint.reading import open_checkpoint
-from wnpass.checkpoint.report import ModelCheckReport, OutputRow
+from wnpass.checkpoint.report import ModelCheckReport, OutputRow, UnreadWeights
 from wnpass.errors import InvalidArgumentError, one_line
 from wnpass.interrupts import STOPS
 from wnpass.verify.compare import compare_outputs, is_exact, nothing_compared, tolerance_for
@@ -340,7 +340,7 @@ def check_folded(
             candidate, _ = plain_model(model_py, factory)
         reference = _reference(model_py, factory, pairs, original_dicts[group.path])
         weights = _coarsest([pair.v.dtype for pair in pairs if pair.v is not None])
-        rows = _compare(
+        rows, unread = _compare(
             model_py,
             reference,
             candidate,
@@ -354,6 +354,16 @@ def check_folded(
         for row in rows:
             row.group = group.name
         report.outputs.extend(rows)
+        where = f" (in {group.name})" if group.name is not None and len(checked) > 1 else ""
+        if unread:
+            report.unread.append(UnreadWeights(group.name, unread))
+            if len(unread) == len(dict.fromkeys(pair.weight for pair in pairs)):
+                # a forward that runs none of the folded layers: every output matches, and
+                # says nothing of the fold (a discriminator's file, a generator's model.py)
+                report.nothing_checked = report.nothing_checked or (
+                    f"nothing compared: the forward on example_inputs() ({model_py}) reads "
+                    f"none of the folded weights, so no output can show them{where}"
+                )
         compared = any((row.numeric and row.compared and row.total) or row.problem for row in rows)
         if not compared:
             # None, a string, an empty tuple, or what has no values to compare: nothing the
@@ -363,7 +373,6 @@ def check_folded(
                 f"nothing compared: no output of the model's forward holds a tensor or number "
                 f"with values to compare ({model_py}), so no output can show the folded weights"
             )
-            where = f" (in {group.name})" if group.name is not None and len(checked) > 1 else ""
             report.nothing_checked = report.nothing_checked or why + where
     logger.info("--model check: %s", "passed" if report else "failed")
     return report
@@ -451,12 +460,13 @@ def _compare(
     rtol: float | None,
     atol: float | None,
     weights: str | None = None,
-) -> list[OutputRow]:
+) -> tuple[list[OutputRow], list[str]]:
     """``candidate`` with ``folded`` loaded strictly against ``reference``, output by output
     (a folded state dict that does not load strictly, or whose ``folded_weights`` the model
-    does not then hold, is one failed row). ``weights``: the dtype of the least precise
-    folded weight (:func:`_coarsest`), whose tolerance a float output more precise than it
-    is held to (:func:`_held_as`)."""
+    does not then hold, is one failed row), and which of ``folded_weights`` the candidate's
+    forward does not read (:class:`~wnpass.fx.kernels.TensorReads`: no output says anything
+    of them). ``weights``: the dtype of the least precise folded weight (:func:`_coarsest`),
+    whose tolerance a float output more precise than it is held to (:func:`_held_as`)."""
     import torch
 
     from wnpass.fx.compare import kind_of
@@ -469,18 +479,18 @@ def _compare(
     except BaseException as error:  # the model's own load hooks too
         row = OutputRow("load_state_dict", None, None, 0.0, 0.0, 0, 0, 0.0, 0.0)
         row.problem = f"the folded checkpoint does not load strictly: {one_line(error)}"
-        return [row]
+        return [row], []
     if (unloaded := _not_loaded(candidate, folded, folded_weights)) is not None:
         row = OutputRow("load_state_dict", None, None, 0.0, 0.0, 0, 0, 0.0, 0.0)
         row.problem = (
             f"the model holds other values of {unloaded} than the folded checkpoint after "
             "load_state_dict (a load of its own that left them): nothing of it was checked"
         )
-        return [row]
+        return [row], []
     batch = as_batch(inputs)
     rng = RngSnapshot.take(reference, batch)
     ref_out = _run(reference, batch, model_py, rng)
-    cand_out = dict(_run(candidate, batch, model_py, rng))
+    cand_out, unread = _run_watched(candidate, batch, model_py, rng, folded_weights)
     numbers = _number_dtypes(reference)
     rows = []
     for name, ref in ref_out:
@@ -502,7 +512,29 @@ def _compare(
         row = OutputRow(name, None, kind_of(cand), 0.0, 0.0, 0, 0, None, None)
         row.problem = "not in the reference's result"
         rows.append(row)
-    return rows
+    return rows, unread
+
+
+def _run_watched(
+    model: Any, batch: Batch, model_py: Path, rng: RngSnapshot, names: list[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """:func:`_run`'s result as a dict, and which of tensors ``names`` of ``model``'s state
+    the forward reads none of (empty where the forward fails under the watch: it is run
+    again without it, and its own failure said as it is)."""
+    from wnpass.fx.kernels import TensorReads
+
+    state = model.state_dict(keep_vars=True)
+    watched = {name: state[name] for name in dict.fromkeys(names) if name in state}
+    reads = TensorReads(watched)
+    try:
+        with reads:
+            result = dict(_run(model, batch, model_py, rng))
+    except STOPS:
+        raise
+    except Exception as error:
+        logger.debug("could not watch which folded weights the forward reads: %s", error)
+        return dict(_run(model, batch, model_py, rng)), []
+    return result, [name for name in watched if name not in reads.read]
 
 
 def _not_loaded(model: Any, folded: dict[str, Any], keys: list[str]) -> str | None:

@@ -15,7 +15,7 @@ from wnpass.cli.output import Printer
 from wnpass.cli.render import print_left, strict_line
 from wnpass.errors import UsageError
 from wnpass.plan import IOPlan
-from wnpass.report import counted, shape_text
+from wnpass.report import counted, listed, shape_text
 
 if TYPE_CHECKING:
     from wnpass.checkpoint import CheckpointReport, PairReport
@@ -158,6 +158,12 @@ def _print_check(out: Printer, report: CheckpointReport) -> None:
         out.summary(
             f"not checked: the folded pairs of {name or 'the top level'} (a state dict the "
             "model does not load)"
+        )
+    for unread in check.unread:
+        where = f" (in {unread.group})" if unread.group is not None else ""
+        out.summary(
+            f"not checked: the folded weights {listed(unread.weights)}{where}: the forward on "
+            "example_inputs() does not read them"
         )
 
 

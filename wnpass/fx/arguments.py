@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from wnpass.errors import InvalidArgumentError
+from wnpass.report import listed
 
 __all__ = [
     "is_lazy",
@@ -29,7 +30,6 @@ __all__ = [
     "require_within",
 ]
 
-_NAMED = 3  # meta tensors named in the message; the rest are counted
 _SHOWN = 40  # characters of a refused value shown
 
 
@@ -100,7 +100,7 @@ def require_values(model: nn.Module) -> None:
         )
         raise InvalidArgumentError(
             f"{type(model).__name__}: {kinds} on the meta device hold no values "
-            f"({_shown(params + buffers)}): load or materialize them first"
+            f"({listed(params + buffers)}): load or materialize them first"
         )
 
 
@@ -118,7 +118,7 @@ def require_trainable(model: nn.Module) -> None:
     if made:
         raise InvalidArgumentError(
             f"{type(model).__name__}: parameters made under torch.inference_mode() cannot be "
-            f"trained ({_shown(made)}): build or load the model outside inference mode"
+            f"trained ({listed(made)}): build or load the model outside inference mode"
         )
 
 
@@ -129,15 +129,9 @@ def require_initialized(model: nn.Module) -> None:
     lazy = [name for name, tensor in _tensors(model) if is_lazy(tensor)]
     if lazy:
         raise InvalidArgumentError(
-            f"{type(model).__name__}: lazy parameters not initialized yet ({_shown(lazy)}): "
+            f"{type(model).__name__}: lazy parameters not initialized yet ({listed(lazy)}): "
             "pass example inputs, or run the model once first"
         )
-
-
-def _shown(names: list[str]) -> str:
-    """The first few of ``names``, and how many more."""
-    more = len(names) - _NAMED
-    return ", ".join(names[:_NAMED]) + (f" and {more} more" if more > 0 else "")
 
 
 def is_lazy(tensor: Any) -> bool:

@@ -109,6 +109,7 @@ from wnpass.fx.register import (
     unit_norm_problem,
     units_text,
 )
+from wnpass.report import listed
 
 __all__ = [
     "CONSTANT_ULPS",
@@ -284,10 +285,9 @@ def _candidates(
             assert kind is not None
             targets[module] = _Target(name, kind)
     if only is not None and (unknown := sorted(set(only) - normed)):
-        listed = ", ".join(repr(name) for name in unknown[:3])
-        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
         raise InvalidArgumentError(
-            f"{listed}{more}: no weight-normed weight of the model", parameter="only"
+            f"{listed([repr(name) for name in unknown])}: no weight-normed weight of the model",
+            parameter="only",
         )
     return targets
 

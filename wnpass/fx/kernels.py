@@ -32,7 +32,7 @@ from wnpass.fx.forward import (
     tensors_in,
 )
 
-__all__ = ["calls_torchscript", "kernel_reads"]
+__all__ = ["TensorReads", "calls_torchscript", "kernel_reads"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,40 @@ class _KernelReads(TorchDispatchMode):
     def _view(self, tensor: torch.Tensor) -> list[str] | None:
         entry = self.views.get(id(tensor))
         return entry[1] if entry is not None and entry[0]() is tensor else None
+
+
+class TensorReads(TorchDispatchMode):
+    """Which of some named tensors the kernels run under it read: a kernel given one, or any
+    tensor holding its storage (``W.t()``, which ``addmm`` reads), whatever code ran it (a
+    torch function, TorchScript). Views and layout-only kernels read nothing. A tensor
+    sharing its storage with another is read where either is."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.storages: dict[int, list[str]] = {}
+        for name, tensor in tensors.items():
+            if tensor.numel() and (pointer := _storage(tensor)) is not None:
+                self.storages.setdefault(pointer, []).append(name)
+        self.read: set[str] = set()
+
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:  # fmt: skip
+        kwargs = kwargs or {}
+        if not func.is_view and func.overloadpacket.__name__ not in _LAYOUT_KERNELS:
+            for tensor in (t for v in [*args, *kwargs.values()] for t in tensors_in(v)):
+                if (pointer := _storage(tensor)) is not None:
+                    self.read.update(self.storages.get(pointer, ()))
+        return func(*args, **kwargs)
+
+
+def _storage(tensor: torch.Tensor) -> int | None:
+    """Where ``tensor``'s storage starts; None for a tensor without one (sparse, meta)."""
+    try:
+        return int(tensor.untyped_storage().data_ptr()) or None
+    except (RuntimeError, NotImplementedError, TypeError):
+        return None
 
 
 class _Calls(TorchFunctionMode):

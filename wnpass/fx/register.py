@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import _WeightNorm
 
 from wnpass.fx.pickling import make_picklable
+from wnpass.report import listed
 
 __all__ = [
     "LegacyKeys",
@@ -161,10 +162,8 @@ def stored_unit_dim(dim: int, ndim: int) -> int | None:
 
 def units_text(indices: list[int], count: int, dim: int) -> str:
     """``unit 3 of 8 along axis 0``; ``units 0, 1, 2 and 5 more of 8 along axis 0``."""
-    shown = ", ".join(map(str, indices[:3]))
-    more = f" and {len(indices) - 3} more" if len(indices) > 3 else ""
     units = "unit" if len(indices) == 1 else "units"
-    return f"{units} {shown}{more} of {count} along axis {dim}"
+    return f"{units} {listed([str(i) for i in indices])} of {count} along axis {dim}"
 
 
 def unit_norm_problem(weight: torch.Tensor, dim: int) -> str | None:

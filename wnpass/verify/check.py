@@ -24,7 +24,7 @@ import onnx_ir as ir
 from wnpass.errors import InvalidArgumentError, WnpassError
 from wnpass.onnx import io
 from wnpass.plan import IOPlan, as_path, as_plan
-from wnpass.report import model_files
+from wnpass.report import listed, model_files
 from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
 from wnpass.verify import resized, sensitivity
@@ -81,7 +81,7 @@ def _feeds(
         if specs:  # a model of no inputs has none to make up
             notes = [f"inputs synthesized (seed {inputs_mod.SEED})", *notes]
     if unfed := [spec.name for spec in defaults if spec.name not in feeds]:
-        shown = ", ".join(unfed[:5]) + (f" and {len(unfed) - 5} more" if len(unfed) > 5 else "")
+        shown = listed(unfed, 5)
         notes.append(
             f"not fed, so each model takes its own initializer's value: {shown} (inputs with a "
             "default; an inputs file may give them)"
