@@ -742,6 +742,11 @@ CASES: dict[str, tuple[Setup, int, str]] = {
         2,
         "would overwrite the input checkpoint",
     ),
+    "inspect's --json is the input checkpoint": (
+        lambda f: ["inspect", str(f / "g.pt"), "--json", str(f / "g.pt")],
+        2,
+        "--json {f}/g.pt: would overwrite the input checkpoint",
+    ),
     "malicious pickle (zip)": (
         lambda f: ["fold", str(_evil_pickle(f, True))],
         2,

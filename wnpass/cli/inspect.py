@@ -100,13 +100,13 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         raise UsageError(  # refused, not ignored (t143)
             "--weight-norm-only is for ONNX models: a checkpoint holds weight-norm pairs only"
         )
-    plan.read_all(models, "the input model")
+    onnx_files = [model for model in models if not is_checkpoint_path(model)]
+    plan.read_all(onnx_files, "the input model")
     if checkpoints := [model for model in models if is_checkpoint_path(model)]:
         from wnpass.checkpoint.api import plan_input
 
         for model in checkpoints:  # and the shards each index names (the index is read)
-            plan_input(model, plan)
-    onnx_files = [model for model in models if not is_checkpoint_path(model)]
+            plan_input(model, plan)  # named as fold names it: the input checkpoint
     if args.json:  # and the data files each ONNX model names: one --json would overwrite is
         from wnpass.onnx.io import external_files  # refused before any report (t271)
 
