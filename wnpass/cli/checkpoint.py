@@ -160,9 +160,9 @@ def _print_check(out: Printer, report: CheckpointReport) -> None:
             "model does not load)"
         )
     for unread in check.unread:
-        where = f" (in {unread.group})" if unread.group is not None else ""
+        inside = f" (in {unread.group})" if unread.group is not None else ""
         out.summary(
-            f"not checked: the folded weights {listed(unread.weights)}{where}: the forward on "
+            f"not checked: the folded weights {listed(unread.weights)}{inside}: the forward on "
             "example_inputs() does not read them"
         )
 
