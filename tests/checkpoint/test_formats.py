@@ -25,6 +25,7 @@ from wnpass.errors import InvalidModelError, UsageError
         ("g_02500000.pth", "torch", "g_02500000.folded.pth"),
         ("model_best.pth.tar", "torch", "model_best.folded.pth.tar"),  # timm's train.py
         ("pytorch_model.bin", "torch", "pytorch_model.folded.bin"),
+        ("last.ckpt", "torch", "last.folded.ckpt"),  # Lightning's and NeMo's trainers
         ("model.safetensors", "safetensors", "model.folded.safetensors"),
         (
             "model.safetensors.index.json",

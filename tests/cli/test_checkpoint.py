@@ -84,6 +84,35 @@ def test_safetensors_commands_leave_torch_unimported(tmp_path: Path, command: li
         assert result.returncode == expected, (name, result.stderr)
 
 
+def test_fold_a_lightning_checkpoint_by_its_own_name(tmp_path: Path) -> None:
+    """Lightning's and NeMo's trainers save ``last.ckpt``: it was read as ONNX, and refused
+    saying to give it a checkpoint suffix. ``.ckpt`` is a torch.save file's name; the
+    trainer's other entries are written back as they were."""
+    state = {f"model.{key}": value for key, value in state_dict("legacy").items()}
+    moments = {0: {"step": torch.tensor(3.0), "exp_avg": torch.ones(2)}}
+    checkpoint = {
+        "epoch": 4,
+        "global_step": 1200,
+        "pytorch-lightning_version": "2.4.0",
+        "state_dict": state,
+        "optimizer_states": [{"state": moments, "param_groups": [{"lr": 2e-4, "params": [0]}]}],
+        "lr_schedulers": [{"last_epoch": 4, "gamma": 0.999}],
+        "callbacks": {"ModelCheckpoint{'monitor': None}": {"best_model_path": "x/last.ckpt"}},
+        "hyper_parameters": {"sampling_rate": 22050, "upsample_rates": [8, 8, 2, 2]},
+    }
+    torch.save(checkpoint, tmp_path / "last.ckpt")
+    assert main(["-q", "fold", str(tmp_path / "last.ckpt")]) == 0
+    out = torch.load(tmp_path / "last.folded.ckpt", weights_only=True)
+    assert list(out) == list(checkpoint)
+    for key in checkpoint.keys() - {"state_dict", "optimizer_states"}:
+        assert out[key] == checkpoint[key]
+    assert torch.equal(out["optimizer_states"][0]["state"][0]["exp_avg"], torch.ones(2))
+    assert not any(key.endswith(("_g", "_v")) for key in out["state_dict"])
+    assert out["state_dict"].keys() == {
+        key.removesuffix("_g") for key in state if not key.endswith("_v")
+    }
+
+
 def test_fold_a_sharded_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = _folder(tmp_path)
     before = hashes(folder)

@@ -52,14 +52,13 @@ def test_bad_files_give_one_clear_error(
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("name", ["last.ckpt", "g_02500000"])
+@pytest.mark.parametrize("name", ["weights.model", "g_02500000"])
 @pytest.mark.parametrize("kind", ["zip", "pickle", "safetensors"])
 def test_a_checkpoint_without_a_checkpoint_name_says_what_to_do(
     tmp_path: Path, name: str, kind: str
 ) -> None:
-    """Lightning's ``last.ckpt`` and HiFi-GAN's ``g_02500000`` are torch.save files; any name
-    without a checkpoint suffix is read as ONNX, and the error said only "Wire format was
-    corrupt"."""
+    """HiFi-GAN's ``g_02500000`` is a torch.save file; any name without a checkpoint suffix is
+    read as ONNX, and the error said only "Wire format was corrupt"."""
     import torch
     from safetensors.numpy import save_file
 
@@ -74,14 +73,14 @@ def test_a_checkpoint_without_a_checkpoint_name_says_what_to_do(
     starts = {"zip": "a torch.save file (a zip)", "pickle": "a torch.save file (a pickle)"}
     if kind == "zip":  # another zip (an .npz) is not called a torch.save file
         np.savez(tmp_path / "other.npz", a=np.ones(2))
-        (tmp_path / "other.npz").rename(tmp_path / "other.ckpt")
+        (tmp_path / "other.npz").rename(tmp_path / "other.model")
         with pytest.raises(InvalidModelError) as other:
-            io.load(tmp_path / "other.ckpt")
+            io.load(tmp_path / "other.model")
         assert "it starts as" not in str(other.value)
     assert str(error.value).endswith(
         f"; it starts as {starts.get(kind, 'a .safetensors file')}: checkpoints are told by "
-        "their suffix (.pt, .pth, .pth.tar, .bin, .safetensors), so give it one (a link named "
-        "X.pt will do)"
+        "their suffix (.pt, .pth, .bin, .pth.tar, .ckpt, .safetensors), so give it one (a link "
+        "named X.pt will do)"
     )
 
 

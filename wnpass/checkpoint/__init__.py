@@ -1,6 +1,7 @@
 """Weight-norm checkpoints without the model's code: fold, convert and inspect state dicts.
 
-Formats: ``torch.save`` files (``.pt``, ``.pth``, ``.bin``; read with ``weights_only=True``),
+Formats: ``torch.save`` files (``.pt``, ``.pth``, ``.bin``, ``.pth.tar``, ``.ckpt``; read with
+``weights_only=True``),
 ``.safetensors``, and sharded indexes (``*.safetensors.index.json``,
 ``pytorch_model.bin.index.json``). Modules, one job each: :mod:`~wnpass.checkpoint.formats`
 (names), :mod:`~wnpass.checkpoint.reading`, :mod:`~wnpass.checkpoint.tensorfile`

@@ -1,6 +1,6 @@
 """Which checkpoint format a path is, by its name, and the names wnpass gives to outputs.
 
-Formats: ``torch`` (a ``torch.save`` file: ``.pt``, ``.pth``, ``.bin``), ``safetensors``, and
+Formats: ``torch`` (a ``torch.save`` file: :data:`TORCH_SUFFIXES`), ``safetensors``, and
 the sharded indexes ``safetensors-index`` (``*.safetensors.index.json``) and ``torch-index``
 (``*.bin.index.json``, ``*.pt.index.json``, ``*.pth.index.json``), in any case (``M.PT``: a
 suffix names a format, as a file manager reads it). An output always has its input's format.
@@ -28,6 +28,7 @@ from wnpass.plan import identity_of
 
 __all__ = [
     "INDEX_SUFFIX",
+    "TORCH_NAMES",
     "TORCH_SUFFIXES",
     "Format",
     "check_output_name",
@@ -45,7 +46,9 @@ logger = logging.getLogger(__name__)
 
 Format = Literal["torch", "safetensors", "torch-index", "safetensors-index"]
 
-TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".pth.tar")  # .pth.tar: timm's train.py
+# .pth.tar: timm's train.py; .ckpt: PyTorch Lightning's and NeMo's trainers
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".pth.tar", ".ckpt")
+TORCH_NAMES = ", ".join(TORCH_SUFFIXES)  # as messages list them
 INDEX_SUFFIX = ".index.json"
 _SUFFIXES = (*TORCH_SUFFIXES, ".safetensors", INDEX_SUFFIX)
 
@@ -90,7 +93,7 @@ def detect_format(path: str | Path) -> Format:
         _, suffix = split_name(path)
     except ValueError:
         raise InvalidModelError(
-            f"{path}: not a checkpoint name (.pt, .pth, .pth.tar, .bin, .safetensors, "
+            f"{path}: not a checkpoint name ({TORCH_NAMES}, .safetensors, "
             "*.safetensors.index.json, *.bin.index.json)"
         ) from None
     return _format_of_suffix(suffix)
@@ -98,7 +101,7 @@ def detect_format(path: str | Path) -> Format:
 
 def read_format(path: str | Path) -> Format:
     """The format a file given to load a state dict from is read as: the one its name names,
-    and ``torch.save``'s for any other name (``model.ckpt``: the most common such files)."""
+    and ``torch.save``'s for any other name (HiFi-GAN's ``g_02500000``)."""
     try:
         return detect_format(path)
     except InvalidModelError:
@@ -122,7 +125,7 @@ def check_output_name(output: Path, fmt: Format, *, written: str | None = None) 
         return
     written = written or f"the output has the input's format ({fmt})"
     wanted = {
-        "torch": ".pt, .pth, .pth.tar or .bin",
+        "torch": " or ".join(TORCH_NAMES.rsplit(", ", 1)),
         "safetensors": ".safetensors",
         "torch-index": "*.bin.index.json (or .pt/.pth.index.json)",
         "safetensors-index": "*.safetensors.index.json",

@@ -1,7 +1,8 @@
 """Checkpoint commands: ``fold CKPT``, ``inspect CKPT`` (``convert`` has its own module).
 
-A path is a checkpoint by its name: ``.pt``, ``.pth``, ``.bin``, ``.safetensors``, or a
-sharded index ``*.safetensors.index.json`` / ``pytorch_model.bin.index.json``.
+A path is a checkpoint by its name (:data:`~wnpass.checkpoint.formats.TORCH_SUFFIXES`,
+``.safetensors``), or a sharded index ``*.safetensors.index.json`` /
+``pytorch_model.bin.index.json``.
 """
 
 from __future__ import annotations

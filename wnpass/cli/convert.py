@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from wnpass.checkpoint.formats import TORCH_NAMES
 from wnpass.cli.options import add_json_option, file_path, given_path
 from wnpass.cli.output import Printer
 from wnpass.plan import IOPlan
@@ -16,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "model",
         type=given_path,
         metavar="CKPT",
-        help="a checkpoint: .pt, .pth, .bin, .safetensors, or a *.index.json of shards",
+        help=f"a checkpoint: {TORCH_NAMES}, .safetensors, or a *.index.json of shards",
     )
     parser.add_argument(
         "--to",

@@ -10,6 +10,7 @@ from typing import Any
 
 from wnpass import readahead
 from wnpass._deferred import defer_sympy
+from wnpass.checkpoint.formats import TORCH_NAMES
 from wnpass.cli.options import (
     add_check_options,
     add_json_option,
@@ -35,8 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "model",
         type=given_path,
         metavar="MODEL",
-        help="an .onnx file or a checkpoint (.pt, .pth, .pth.tar, .bin, .safetensors, "
-        "*.index.json)",
+        help=f"an .onnx file or a checkpoint ({TORCH_NAMES}, .safetensors, *.index.json)",
     )
     parser.add_argument(
         "-o",

@@ -147,7 +147,8 @@ def add_model_py_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint",
         type=given_path,
         metavar="FILE",
-        help="state dict to load first: .pt/.pth/.bin, .safetensors or a sharded *.index.json",
+        help="state dict to load first: a torch.save file (any name), .safetensors or a sharded "
+        "*.index.json",
     )
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from wnpass.checkpoint.formats import TORCH_NAMES
 from wnpass.errors import InvalidModelError, OutputError, UsageError, one_line
 from wnpass.onnx import inline, validity
 from wnpass.onnx.graphs import attribute_tensors, graphs_of
@@ -72,7 +73,7 @@ def _checkpoint_hint(path: Path) -> str:
     else:
         return ""
     return (
-        f"; it starts as {kind}: checkpoints are told by their suffix (.pt, .pth, .pth.tar, .bin, "
+        f"; it starts as {kind}: checkpoints are told by their suffix ({TORCH_NAMES}, "
         ".safetensors), so give it one (a link named X.pt will do)"
     )
 
