@@ -72,8 +72,8 @@ def test_an_input_replaced_during_its_first_read_is_refused(
     opener = "_safe_open" if source.suffix == ".safetensors" else "load_torch"
     read = getattr(reading, opener)
 
-    def replaced_while_read(path: Path) -> Any:
-        opened = read(path)
+    def replaced_while_read(path: Path, *args: Any, **kwargs: Any) -> Any:
+        opened = read(path, *args, **kwargs)
         if newer.exists():
             os.replace(newer, source)
         return opened

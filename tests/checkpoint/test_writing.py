@@ -6,6 +6,7 @@ import copy
 import json
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -244,9 +245,9 @@ def test_pairs_split_across_shards_open_each_shard_a_bounded_number_of_times(
     opened: list[str] = []
     read = getattr(reading, opener)
 
-    def counted(path: Path) -> object:
+    def counted(path: Path, *args: Any, **kwargs: Any) -> object:
         opened.append(path.name)
-        return read(path)
+        return read(path, *args, **kwargs)
 
     monkeypatch.setattr(reading, opener, counted)
     assert inspect_checkpoint(index).count("foldable") == count

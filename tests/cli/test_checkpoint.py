@@ -27,6 +27,7 @@ from tests.checkpoint.builders import (
     state_dict,
     tensor_bytes,
 )
+from tests.checkpoint.test_kept import trainer_file
 from tests.checkpoint.test_verify import MODEL_PY, _checkpoint, with_idle_discriminator
 from tests.helpers import cli_with_file_limit
 from wnpass.checkpoint import api
@@ -1066,3 +1067,35 @@ def test_a_failing_error_never_prints_as_its_tolerance() -> None:
     _print_check(Printer(stream=stream, plain=True), report)
     (line,) = [line for line in stream.getvalue().splitlines() if line.startswith("y ")]
     assert "1.001e-05" in line and "rtol=0.0001 atol=1.0000001e-05" in line
+
+
+def test_keep_objects_folds_a_trainer_file_and_says_what_it_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt, _, _ = trainer_file(tmp_path)
+    assert main(["fold", str(ckpt)]) == 2
+    assert "--keep-objects, to keep them as they are, never built)" in capsys.readouterr().err
+    assert main(["--plain", "fold", str(ckpt), "--keep-objects"]) == 0
+    assert (
+        "kept unbuilt: objects of datetime.datetime, fractions.Fraction, pathlib.PurePosixPath, "
+        "trainer_config.Config, written back as it holds them"
+    ) in capsys.readouterr().out
+    assert main(["--plain", "inspect", str(ckpt), "--keep-objects"]) == 0
+    assert "kept unbuilt: objects of datetime.datetime" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fold", "m.onnx"], "--keep-objects is for torch checkpoints; an ONNX model holds"),
+        (["inspect", "m.onnx"], "--keep-objects is for torch checkpoints, not an ONNX model"),
+        (["inspect", "model.py"], "--keep-objects is for torch checkpoints, not a model.py"),
+    ],
+)
+def test_keep_objects_is_refused_where_no_torch_checkpoint_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    (tmp_path / argv[1]).write_text("")
+    argv = [argv[0], str(tmp_path / argv[1]), "--keep-objects"]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

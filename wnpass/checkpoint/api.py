@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from wnpass.arguments import require_flag
 from wnpass.checkpoint.fold import Declined, check_pair, fold_pair
 from wnpass.checkpoint.formats import (
     check_output_name,
@@ -56,14 +57,17 @@ Found = list[tuple[Group, Pair, PairReport]]
 
 
 def inspect_checkpoint(
-    path: str | os.PathLike[str], *, plan: IOPlan | None = None
+    path: str | os.PathLike[str], *, plan: IOPlan | None = None, keep_objects: bool = False
 ) -> CheckpointReport:
     """The weight-norm pairs of a checkpoint, each ``foldable`` or ``declined`` (with the
-    reason), and the axis each implies; writes nothing."""
+    reason), and the axis each implies; writes nothing. ``keep_objects``: a torch file's
+    objects of classes torch's weights-only loader does not build (a NeMo configuration's
+    ``DictConfig``) are kept unbuilt, not refused (:mod:`wnpass.checkpoint.kept`); the
+    report's ``kept`` names their globals."""
     path = as_path("path", path)
     start = _clock(path)
     plan = as_plan(plan) or IOPlan()
-    checkpoint = _open(path, plan)
+    checkpoint = _open(path, plan, keep_objects)
     plan.check()
     report = _report("inspect", checkpoint)
     try:
@@ -83,6 +87,7 @@ def fold_checkpoint(
     factory: str | None = None,
     rtol: float | None = None,
     atol: float | None = None,
+    keep_objects: bool = False,
 ) -> CheckpointReport:
     """Fold every weight-norm pair of a checkpoint into a plain weight; write the result.
 
@@ -91,6 +96,8 @@ def fold_checkpoint(
     strictly and compute what the weight-normed model computes from the input, on
     ``example_inputs()``; if not, nothing is published and ``report.check`` says why.
     ``rtol``/``atol``: that check's tolerances (default: ``check``'s, per output dtype).
+    ``keep_objects``: as :func:`inspect_checkpoint`'s; such objects are written back as the
+    file holds them.
     """
     path, output = as_path("path", path), _as_output(output)
     rtol, atol = as_tolerance("rtol", rtol), as_tolerance("atol", atol)
@@ -105,7 +112,7 @@ def fold_checkpoint(
             )
     start = _clock(path)
     plan = as_plan(plan) or IOPlan()
-    checkpoint = _open(path, plan)
+    checkpoint = _open(path, plan, keep_objects)
     if check_model is not None:
         plan.read(check_model, MODEL_PY)
     targets = _plan_outputs(checkpoint, output, "folded", plan)
@@ -146,15 +153,17 @@ def convert_checkpoint(
     output: str | os.PathLike[str] | None = None,
     *,
     plan: IOPlan | None = None,
+    keep_objects: bool = False,
 ) -> CheckpointReport:
     """Rename every weight-norm pair into key form ``to`` (``parametrize`` or ``legacy``);
-    the tensors are the input's, byte for byte. ``output``: default ``<stem>.<to><suffix>``."""
+    the tensors are the input's, byte for byte. ``output``: default ``<stem>.<to><suffix>``.
+    ``keep_objects``: as :func:`fold_checkpoint`'s."""
     path, output = as_path("path", path), _as_output(output)
     if not isinstance(to, str) or to not in FORMS:
         raise InvalidArgumentError(f"must be parametrize or legacy, not {to!r}", parameter="to")
     start = _clock(path)
     plan = as_plan(plan) or IOPlan()
-    checkpoint = _open(path, plan)
+    checkpoint = _open(path, plan, keep_objects)
     targets = _plan_outputs(checkpoint, output, to, plan)
     plan.check()
     report = _report("convert", checkpoint)
@@ -239,8 +248,9 @@ def plan_input(path: str | os.PathLike[str], plan: IOPlan) -> Path:
     return path
 
 
-def _open(path: str | os.PathLike[str], plan: IOPlan) -> Checkpoint:
-    return open_checkpoint(plan_input(path, plan))
+def _open(path: str | os.PathLike[str], plan: IOPlan, keep_objects: object) -> Checkpoint:
+    require_flag("keep_objects", keep_objects)
+    return open_checkpoint(plan_input(path, plan), keep_objects=bool(keep_objects))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,6 +328,7 @@ def _report(action: str, checkpoint: Checkpoint) -> CheckpointReport:
         groups=[group.name for group in checkpoint.groups if group.name is not None],
         tensors_before=sum(len(group.tensors) for group in checkpoint.groups),
         bytes_before=_size(files),
+        kept=sorted(checkpoint.kept),
     )
 
 
@@ -503,6 +514,7 @@ def _write(
                     rtol=verify.rtol,
                     atol=verify.atol,
                     plain=verify.plain,
+                    keep_objects=checkpoint.keep_objects,
                 )
             finally:
                 checkpoint.require_unchanged()

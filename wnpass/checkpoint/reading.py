@@ -42,6 +42,7 @@ from wnpass.checkpoint.tensorfile import SafetensorsFile
 from wnpass.errors import InvalidModelError, one_line
 from wnpass.plan import changed_while_read, not_readable
 from wnpass.readahead import Identity, identity
+from wnpass.report import listed
 
 __all__ = [
     "HOLDERS",
@@ -164,9 +165,13 @@ class Group:
 class Checkpoint:
     """An opened checkpoint: what it holds, and its tensors on demand (:meth:`tensor`)."""
 
-    def __init__(self, path: Path, fmt: Format) -> None:
+    def __init__(self, path: Path, fmt: Format, *, keep_objects: bool = False) -> None:
         self.path = path
         self.format: Format = fmt
+        # objects of classes torch's weights-only loader does not build, kept unbuilt
+        # (:mod:`wnpass.checkpoint.kept`), and the globals kept so
+        self.keep_objects = keep_objects
+        self.kept: set[str] = set()
         self.files: list[Path] = []  # one for a single file; the shards of an index
         self.shard_names: list[str] = []  # as the index names them
         self.shard_keys: list[list[str]] = []  # each file's tensors in its own order
@@ -194,7 +199,11 @@ class Checkpoint:
         if shard not in self._open:
             path = self.files[shard]
             self.reading(path)
-            self._open[shard] = _safe_open(path) if self.safetensors else load_torch(path)
+            if self.safetensors:
+                self._open[shard] = _safe_open(path)
+            else:
+                kept = self.kept if self.keep_objects else None
+                self._open[shard] = load_torch(path, kept, offered=True)
             self.require_same(path)
         return self._open[shard]
 
@@ -244,12 +253,14 @@ class Checkpoint:
         self._open.clear()
 
 
-def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Open the checkpoint at ``path`` (module docstring); nothing is written."""
+def open_checkpoint(path: str | os.PathLike[str], *, keep_objects: bool = False) -> Checkpoint:
+    """Open the checkpoint at ``path`` (module docstring); nothing is written.
+    ``keep_objects``: objects torch's weights-only loader does not build are kept unbuilt
+    (:mod:`wnpass.checkpoint.kept`), not refused."""
     path = Path(path)
     fmt = detect_format(path)
     _require_file(path)
-    checkpoint = Checkpoint(path, fmt)
+    checkpoint = Checkpoint(path, fmt, keep_objects=keep_objects)
     if is_sharded(fmt):
         _read_index(checkpoint)
     else:
@@ -313,12 +324,16 @@ def _torch_like(path: Path) -> bool:
 # What torch's weights-only unpickler says when a pickle asks for something other than tensors
 # and containers (a function to call, a class to build); anything else it raises is a file
 # that is not a pickle it can read at all (random bytes, a cut-off file, an unknown opcode).
+_DETAILS = ("GLOBAL", "nsupported", "Can only")  # the line of torch's error that says why
 _REFUSALS = (
     "GLOBAL",
     "Can only create new object",
     "unrecognized function",
     "Can only build",
     "must be imported to load",
+    "Can only SETITEM",  # an object the pickle fills as a dict or a list (a defaultdict)
+    "Can only append",
+    "Can only extend",
 )
 
 
@@ -350,14 +365,21 @@ def _compressed(path: Path) -> bool:
         )
 
 
-def load_torch(path: Path) -> Any:
+def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = False) -> Any:
     """``torch.load`` with ``weights_only=True`` (and ``mmap=True`` for the zip format, unless
     a storage record in it is compressed: read into memory then). A name ending in
     ``.safetensors`` is refused: ``torch.load`` reads any such file as safetensors, and what
-    was read as a torch.save file (a torch index's shard) is written as one."""
+    was read as a torch.save file (a torch index's shard) is written as one.
+
+    ``kept``: objects of the globals the loader does not build are loaded as stand-ins
+    (:mod:`wnpass.checkpoint.kept`), and those globals added to it. Without it, a file naming
+    such globals is refused, naming them and, where the caller ``offered`` the option
+    (``keep_objects``), saying it."""
     import pickle
 
     import torch
+
+    from wnpass.checkpoint import kept as stand_ins
 
     if path.name.endswith(".safetensors"):
         raise InvalidModelError(
@@ -366,6 +388,7 @@ def load_torch(path: Path) -> Any:
         )
     if _safetensors_like(path):  # before the pickle reader, whose errors vary with the bytes
         raise InvalidModelError(f"{path}: not a readable torch.save file ({_SAFETENSORS})")
+    names: list[str] | None = []
     try:
         mmap = _is_zip_format(path) and not _compressed(path)
         with (
@@ -374,24 +397,46 @@ def load_torch(path: Path) -> Any:
             _allowed(torch),
         ):
             warnings.simplefilter("always")
-            value = torch.load(name, map_location="cpu", weights_only=True, mmap=mmap)
+            names = stand_ins.unsafe_globals(path) if mmap else None  # the zip format's alone
+            with stand_ins.keeping(names if kept is not None and names else []):
+                value = torch.load(name, map_location="cpu", weights_only=True, mmap=mmap)
         for warning in caught:
             logger.info("%s: torch.load: %s", path, warning.message)
         if mmap:
             _check_mapped(path, value)
+        if kept is not None:
+            kept.update(names or [])
         return value
     except InvalidModelError:
         raise
     except pickle.UnpicklingError as error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         detail = next(
-            (line for line in lines if "GLOBAL" in line or "nsupported" in line),
+            (line for line in lines if any(marker in line for marker in _DETAILS)),
             lines[-1] if lines else "",
         ).rstrip(".")
+        unbuilt = "Unsupported global" in detail and not stand_ins.blocked(names or [])
+        if kept is None and names and unbuilt:
+            option = (
+                " (give keep_objects=True, --keep-objects, to keep them as they are, never built)"
+                if offered
+                else ""
+            )
+            raise InvalidModelError(
+                f"{path}: refused: loading it would build objects of {listed(names, 5)}, "
+                f"which runs their code; it was not run{option}"
+            ) from None
         if any(marker in detail for marker in _REFUSALS):
+            legacy = kept is not None and names is None and "GLOBAL" in detail
             raise InvalidModelError(
                 f"{path}: refused: loading it would run code or build objects other than "
                 f"tensors ({detail}); it was not run"
+                + (
+                    "; objects are kept in zip-format files only, which torch.save writes by "
+                    "default since PyTorch 1.6"
+                    if legacy
+                    else ""
+                )
             ) from None
         opcode = re.fullmatch(r"Unsupported operand (\d+)", detail)
         if opcode:  # another kind of file, random bytes, or a pickle protocol above 2

@@ -155,6 +155,8 @@ class CheckpointReport(Anchored):
     bytes_after: int | None = None
     seconds: float | None = None
     check: ModelCheckReport | None = None
+    # the globals of objects a torch file holds that were kept unbuilt (keep_objects)
+    kept: list[str] = dataclasses.field(default_factory=list)
     # files the run leaves although the output no longer needs them, with the reason: the
     # shards a replaced index named that the new index does not (never deleted: not the run's)
     left: list[str] = dataclasses.field(default_factory=list)

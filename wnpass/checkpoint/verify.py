@@ -55,9 +55,9 @@ __all__ = ["check_folded", "plain_model"]
 logger = logging.getLogger(__name__)
 
 
-def _state_dicts(path: Path) -> dict[Place, dict[str, Any]]:
+def _state_dicts(path: Path, keep_objects: bool) -> dict[Place, dict[str, Any]]:
     """Every state dict of a checkpoint, materialized, by its place in the file."""
-    checkpoint = open_checkpoint(path)
+    checkpoint = open_checkpoint(path, keep_objects=keep_objects)
     try:
         return {
             group.path: {info.key: checkpoint.torch_tensor(info) for info in group.tensors}
@@ -268,6 +268,7 @@ def check_folded(
     rtol: float | None = None,
     atol: float | None = None,
     plain: tuple[Any, tuple[Any, ...]] | None = None,
+    keep_objects: bool = False,
 ) -> ModelCheckReport:
     """Compare the model with ``folded`` loaded against the weight-normed model with
     ``original`` loaded (module docstring), for every state dict that holds a folded pair
@@ -276,7 +277,8 @@ def check_folded(
     is not compared, nor is one the model does not load (a discriminator beside the generator,
     with layer names in common); where no state dict is left to compare, the check says so and
     fails, or, when the only candidates do not fit the model, says how (InvalidArgumentError).
-    ``plain``: :func:`plain_model`'s result, when the caller has built it already."""
+    ``plain``: :func:`plain_model`'s result, when the caller has built it already.
+    ``keep_objects``: the files are read keeping objects unbuilt, as the fold read them."""
     model_py = Path(model_py)
     report = ModelCheckReport(str(model_py))
     candidate, inputs = plain if plain is not None else plain_model(model_py, factory)
@@ -288,7 +290,7 @@ def check_folded(
             groups.setdefault(group.path, (group, []))[1].append(pair)
         elif pair_report.status == "declined":
             declined.setdefault(group.path, []).append((pair, pair_report.reason))
-    folded_dicts = _state_dicts(folded) if groups else {}
+    folded_dicts = _state_dicts(folded, keep_objects) if groups else {}
     checked, misfits = [], []
     for group, pairs in groups.values():
         kept = [(p, why) for p, why in declined.get(group.path, []) if p.weight in model_shapes]
@@ -334,7 +336,7 @@ def check_folded(
         )
         logger.warning("--model check: %s", report.nothing_checked)
         return report
-    original_dicts = _state_dicts(original)
+    original_dicts = _state_dicts(original, keep_objects)
     for i, (group, pairs) in enumerate(checked):
         if i:  # the candidate holds the last state dict's weights: a fresh one for this one
             candidate, _ = plain_model(model_py, factory)

@@ -19,6 +19,7 @@ import copy
 import dataclasses
 import json
 import logging
+import pickle
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
@@ -98,7 +99,7 @@ def write_file(
     groups = {group.path: group for group in checkpoint.groups}
     rebuild = _Rebuild(groups, rewrite, fold, written)
     obj = rebuild(checkpoint.root(shard), ())
-    _torch_save(obj, target, where)
+    _torch_save(obj, target, where, kept=bool(checkpoint.kept))
     return written
 
 
@@ -133,24 +134,29 @@ def _write_safetensors(
     return [(key, data.nbytes) for key, _, _, data in tensors]
 
 
-def _torch_save(obj: Any, target: Path, label: _Label) -> None:
+def _torch_save(obj: Any, target: Path, label: _Label, *, kept: bool = False) -> None:
     """:func:`torch_save` with a failure as one :class:`OutputError` line naming ``label``."""
     with _written(label):
-        torch_save(obj, target)
+        torch_save(obj, target, kept=kept)
 
 
-def torch_save(obj: Any, target: Path) -> None:
+def torch_save(obj: Any, target: Path, *, kept: bool = False) -> None:
     """``torch.save`` of ``obj`` to ``target`` (a new file) through a file this module opened
     and writes: an OS error of a write (a full disk, a file size limit) is raised as itself,
     where torch's own file writer reports only that its position is off ("unexpected pos
     ..."). Every ``torch.save`` of wnpass goes through here. Torch is given a stream, not a
-    path, so the archive's inner name does not depend on the (staging) file's name."""
+    path, so the archive's inner name does not depend on the (staging) file's name.
+    ``kept``: ``obj`` holds objects kept unbuilt, written back as the globals they stand for
+    (:data:`wnpass.checkpoint.kept.PICKLER`)."""
     import torch
 
+    from wnpass.checkpoint.kept import PICKLER
+
+    pickler: Any = PICKLER if kept else pickle
     with open(target, "wb") as stream:
         sink = _Sink(stream)
-        try:
-            torch.save(obj, cast(BinaryIO, sink))  # torch writes and flushes it, nothing else
+        try:  # torch writes and flushes it, nothing else
+            torch.save(obj, cast(BinaryIO, sink), pickle_module=pickler)
         except Exception:
             if sink.error is not None:
                 raise sink.error from None

@@ -64,6 +64,7 @@ def fold(args: argparse.Namespace, out: Printer) -> int:
         factory=args.factory,
         rtol=args.rtol,
         atol=args.atol,
+        keep_objects=args.keep_objects,
     )
     print_pairs(out, report)
     if report.check is not None:
@@ -74,12 +75,14 @@ def fold(args: argparse.Namespace, out: Printer) -> int:
     return 1 if report.check is not None and not report.check else 0
 
 
-def inspect_one(path: Path, out: Printer, plan: IOPlan) -> tuple[dict[str, Any], str | None]:
+def inspect_one(
+    path: Path, out: Printer, plan: IOPlan, keep_objects: bool = False
+) -> tuple[dict[str, Any], str | None]:
     """``wnpass inspect CKPT``, for one checkpoint: prints its pairs; returns its report as
     JSON data and, when pairs are left to fold, the line ``--strict`` prints."""
     from wnpass.checkpoint import inspect_checkpoint
 
-    report = inspect_checkpoint(path, plan=plan)
+    report = inspect_checkpoint(path, plan=plan, keep_objects=keep_objects)
     print_pairs(out, report)
     print_summary(out, report)
     foldable = report.count("foldable")
@@ -181,6 +184,9 @@ def print_summary(out: Printer, report: CheckpointReport) -> None:
 
     total, declined = len(report.pairs), report.declined
     left = f", {declined} declined (left as they were)" if declined else ""
+    if report.kept:
+        written = ", written back as it holds them" if report.action != "inspect" else ""
+        out.line(f"kept unbuilt: objects of {listed(report.kept, 5)}{written}")
     if report.action == "inspect":  # as an ONNX model's inspection says it
         declines = f", {declined} declined" if declined else ""
         out.summary(

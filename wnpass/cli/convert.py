@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from wnpass.checkpoint.formats import TORCH_NAMES
-from wnpass.cli.options import add_json_option, file_path, given_path
+from wnpass.cli.options import add_json_option, add_keep_objects_option, file_path, given_path
 from wnpass.cli.output import Printer
 from wnpass.plan import IOPlan
 
@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="default: <stem>.<to><suffix> beside it",
     )
     add_json_option(parser)
+    add_keep_objects_option(parser)
 
 
 def run(args: argparse.Namespace, out: Printer) -> int:
@@ -43,7 +44,9 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     plan = IOPlan()
     if args.json:
         plan.write(args.json, "json_path")
-    report = convert_checkpoint(args.model, args.to, args.output, plan=plan)
+    report = convert_checkpoint(
+        args.model, args.to, args.output, plan=plan, keep_objects=args.keep_objects
+    )
     print_pairs(out, report)
     print_summary(out, report)
     if args.json:

@@ -14,6 +14,7 @@ from wnpass.checkpoint.formats import TORCH_NAMES
 from wnpass.cli.options import (
     add_check_options,
     add_json_option,
+    add_keep_objects_option,
     check_options,
     file_path,
     given_path,
@@ -52,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fold weight norm only, not the other weights computed from constants",
     )
     add_json_option(parser)
+    add_keep_objects_option(parser)
     parser.add_argument(
         "--verify",
         action="store_true",
@@ -80,6 +82,8 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         return checkpoint.fold(args, out)
     if args.check_model is not None or args.factory is not None:
         raise UsageError("--model and --factory verify a checkpoint fold; for ONNX use --verify")
+    if args.keep_objects:
+        raise UsageError("--keep-objects is for torch checkpoints; an ONNX model holds no objects")
     readahead.start(args.model)  # while onnx is imported
     defer_sympy()  # an ONNX fold never needs it
     from wnpass.onnx.api import fold_onnx

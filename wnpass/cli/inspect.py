@@ -22,6 +22,7 @@ from wnpass import readahead
 from wnpass._deferred import defer_sympy
 from wnpass.cli.options import (
     add_json_option,
+    add_keep_objects_option,
     add_plan_arguments,
     add_selection_arguments,
     blamed_on,
@@ -65,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_selection_arguments(parser)
     add_plan_arguments(parser)
+    add_keep_objects_option(parser)
 
 
 def run(args: argparse.Namespace, out: Printer) -> int:
@@ -77,6 +79,9 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     plan = IOPlan()
     if args.json:
         plan.write(args.json, "json_path")
+    if args.keep_objects and not any(is_checkpoint_path(model) for model in models):
+        kinds = "a model.py" if any(m.suffix == ".py" for m in models) else _kinds(models)
+        raise UsageError(f"--keep-objects is for torch checkpoints, not {kinds}")
     if any(model.suffix == ".py" for model in models):
         if len(models) > 1:
             raise UsageError("a model.py is inspected on its own: give it as the only MODEL")
@@ -123,7 +128,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
     def inspect(model: Path) -> tuple[dict[str, Any], str | None]:
         if is_checkpoint_path(model):
-            return checkpoint.inspect_one(model, out, plan)
+            return checkpoint.inspect_one(model, out, plan, args.keep_objects)
         return _inspect_onnx(model, args.weight_norm_only, out, plan)
 
     for line in skipped:  # a gate says what it did not see (t196)

@@ -139,6 +139,17 @@ def json_file(text: str) -> Path:
     return Path(os.path.abspath(text)) if dashed else path
 
 
+def add_keep_objects_option(parser: argparse.ArgumentParser) -> None:
+    """``--keep-objects``: a torch checkpoint's objects the weights-only loader refuses."""
+    parser.add_argument(
+        "--keep-objects",
+        action="store_true",
+        help="torch checkpoints: keep objects of classes torch's weights-only loader does not "
+        "build (a NeMo or Hydra DictConfig, a pathlib path) as they are, never built, and write "
+        "them back; without it such a file is refused",
+    )
+
+
 def add_model_py_arguments(parser: argparse.ArgumentParser) -> None:
     """Where a command's model comes from: ``model.py``, ``--factory`` and ``--checkpoint``."""
     parser.add_argument("model", type=given_path, metavar="model.py")

@@ -1,0 +1,208 @@
+"""keep_objects: a torch file's objects that the weights-only loader does not build are kept
+unbuilt and written back as the file holds them; nothing of them runs."""
+
+from __future__ import annotations
+
+import datetime
+import fractions
+import os
+import pathlib
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.checkpoint.builders import state_dict
+from wnpass.checkpoint import convert_checkpoint, fold_checkpoint, inspect_checkpoint
+from wnpass.checkpoint.kept import Kept
+from wnpass.errors import InvalidModelError
+
+# a module of the training code whose classes the checkpoint holds; importing it leaves a
+# mark, so a test can tell whether anything built them
+TRAINING_CODE = textwrap.dedent(
+    """
+    import pathlib
+
+    pathlib.Path(__file__).with_name("imported").touch()
+
+    class Config:
+        def __init__(self, **values):
+            self.__dict__.update(values)
+
+        def __eq__(self, other):
+            return type(other) is Config and vars(self) == vars(other)
+    """
+)
+
+# what the other Python process prints of the output's objects, built there
+SHOW = textwrap.dedent(
+    """
+    import sys, torch
+    sys.path.insert(0, sys.argv[2])
+    out = torch.load(sys.argv[1], weights_only=False)
+    extra = out["extra"]
+    print(repr((extra["config"].__dict__, extra["when"], extra["ratio"], extra["path"],
+                extra["kind"].__name__, extra["again"] is extra["config"])))
+    """
+)
+
+
+def trainer_file(tmp_path: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """A checkpoint holding, beside a weight-normed state dict, objects the weights-only loader
+    refuses: a class of the training code (built with state), a datetime, a Fraction, a path,
+    a class as a value, one object under two names. Its code's folder, and what its objects
+    are (as text, to compare with another process's load)."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "trainer_config.py").write_text(TRAINING_CODE)
+    sys.path.insert(0, str(code))
+    try:
+        import trainer_config
+
+        config = trainer_config.Config(sampling_rate=22050, rates=[8, 8, 2, 2], name="hifigan")
+        extra = {
+            "config": config,
+            "when": datetime.datetime(2026, 12, 7, 9, 30),
+            "ratio": fractions.Fraction(3, 7),
+            "path": pathlib.PurePosixPath("/runs/hifigan/last.ckpt"),
+            "kind": trainer_config.Config,
+            "again": config,
+        }
+        torch.save({"state_dict": state_dict("legacy"), "extra": extra}, tmp_path / "last.ckpt")
+    finally:
+        sys.path.remove(str(code))
+        sys.modules.pop("trainer_config", None)
+    (code / "imported").unlink()
+    shown = (
+        vars(config),
+        extra["when"],
+        extra["ratio"],
+        extra["path"],
+        "Config",
+        True,
+    )
+    return tmp_path / "last.ckpt", code, {"shown": repr(shown)}
+
+
+def _built_elsewhere(path: Path, code: Path) -> str:
+    """The objects of ``path`` as another Python process builds them, the training code
+    importable there."""
+    result = subprocess.run(
+        [sys.executable, "-c", SHOW, str(path), str(code)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_objects_are_kept_unbuilt_and_written_back_as_the_file_holds_them(tmp_path: Path) -> None:
+    ckpt, code, expected = trainer_file(tmp_path)
+    report = fold_checkpoint(ckpt, keep_objects=True)
+    assert report.count("folded") == 5
+    assert report.kept == [
+        "datetime.datetime",
+        "fractions.Fraction",
+        "pathlib.PurePosixPath",
+        "trainer_config.Config",
+    ]
+    assert not (code / "imported").exists()  # nothing of the training code was run
+    folded = tmp_path / "last.folded.ckpt"
+    assert _built_elsewhere(folded, code) == expected["shown"]
+    # the weights are those of any fold: as without objects to keep
+    torch.save({"state_dict": state_dict("legacy")}, tmp_path / "plain.ckpt")
+    fold_checkpoint(tmp_path / "plain.ckpt")
+    plain = torch.load(tmp_path / "plain.folded.ckpt", weights_only=True)["state_dict"]
+    (code / "imported").unlink()  # the other process imported it
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(code))
+        out = torch.load(folded, weights_only=False)
+        sys.modules.pop("trainer_config", None)
+    assert out["state_dict"].keys() == plain.keys()
+    assert all(torch.equal(out["state_dict"][key], plain[key]) for key in plain)
+
+
+def test_without_keep_objects_the_file_is_refused_naming_them(tmp_path: Path) -> None:
+    ckpt, code, _ = trainer_file(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(InvalidModelError) as error:
+        fold_checkpoint(ckpt)
+    assert str(error.value) == (
+        f"{ckpt}: refused: loading it would build objects of datetime.datetime, "
+        "fractions.Fraction, pathlib.PurePosixPath, trainer_config.Config, which runs their "
+        "code; it was not run (give keep_objects=True, --keep-objects, to keep them as they "
+        "are, never built)"
+    )
+    assert sorted(tmp_path.iterdir()) == before and not (code / "imported").exists()
+
+
+def test_inspect_and_convert_keep_objects_too(tmp_path: Path) -> None:
+    ckpt, code, expected = trainer_file(tmp_path)
+    inspected = inspect_checkpoint(ckpt, keep_objects=True)
+    assert inspected.count("foldable") == 5 and "trainer_config.Config" in inspected.kept
+    assert inspected.to_dict()["kept"] == inspected.kept
+    convert_checkpoint(ckpt, "parametrize", keep_objects=True)
+    assert _built_elsewhere(tmp_path / "last.parametrize.ckpt", code) == expected["shown"]
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_what_the_loader_never_allows_is_refused_even_kept(tmp_path: Path) -> None:
+    """``os.system``: kept objects are of globals the loader could build if asked; a module it
+    never allows (``os``, ``sys``) stays refused, and runs nothing."""
+    torch.save({"w": torch.ones(2), "x": _Evil(tmp_path / "pwned")}, tmp_path / "evil.pt")
+    with pytest.raises(InvalidModelError, match="refused: loading it would run code"):
+        fold_checkpoint(tmp_path / "evil.pt", keep_objects=True)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_an_object_filled_as_a_dict_is_refused_even_kept(tmp_path: Path) -> None:
+    """A ``defaultdict`` with entries is filled by the pickle as a dict, which torch's loader
+    does to dicts alone: refused, not half kept."""
+    from collections import defaultdict
+
+    counts: defaultdict[str, int] = defaultdict(int, {"steps": 3})
+    torch.save({"w": torch.ones(2), "counts": counts}, tmp_path / "c.pt")
+    with pytest.raises(InvalidModelError, match="refused: loading it would run code"):
+        inspect_checkpoint(tmp_path / "c.pt", keep_objects=True)
+
+
+def test_a_legacy_format_file_says_objects_are_kept_in_zip_files_only(tmp_path: Path) -> None:
+    path = tmp_path / "old.pt"
+    torch.save(
+        {"w": torch.ones(2), "when": datetime.date(2020, 1, 1)},
+        path,
+        _use_new_zipfile_serialization=False,
+    )
+    with pytest.raises(InvalidModelError, match="objects are kept in zip-format files only"):
+        inspect_checkpoint(path, keep_objects=True)
+
+
+def test_a_kept_object_pickles_as_the_instructions_it_was_loaded_from() -> None:
+    """A stand-in written back reads as the object it stands for: made by ``NEWOBJ`` with its
+    state, or by calling its global (``REDUCE``); a class as a value as that class."""
+    from wnpass.checkpoint.kept import PICKLER, kept_class
+
+    made = kept_class("fractions.Fraction")(3, 7)  # REDUCE
+    namespace: Any = kept_class("argparse.Namespace")
+    config = namespace.__new__(namespace)
+    config.__setstate__({"lr": 0.5})  # NEWOBJ, then BUILD
+    stream = pytest.importorskip("io").BytesIO()
+    PICKLER.Pickler(stream, protocol=2).dump([made, config, kept_class("builtins.dict")])
+    loaded = pickle.loads(stream.getvalue())
+    assert loaded[0] == fractions.Fraction(3, 7) and vars(loaded[1]) == {"lr": 0.5}
+    assert loaded[2] is dict and b"__builtin__\ndict" in stream.getvalue()  # protocol 2's name
+    assert isinstance(made, Kept)
+    with pytest.raises(AttributeError, match="kept as the file holds it"):
+        made.numerator = 1

@@ -1,0 +1,152 @@
+"""Objects of a ``torch.save`` file kept as they are, never built (``keep_objects``).
+
+A trainer's checkpoint holds more than tensors: NeMo's and Hydra's configurations
+(``omegaconf.DictConfig``), paths (``pathlib.PosixPath``), a class stored as a value
+(Lightning's ``hparams_type``). ``torch.load(weights_only=True)`` refuses them, as building them
+runs their classes' code; a load without it would run whatever the file names. Kept, each
+such object is loaded as a stand-in that records how the file builds it (the class or
+function the pickle names, its arguments, the state it sets) and runs nothing; the writer
+(:data:`PICKLER`) writes those same instructions back, so the output builds the same objects
+where the file is loaded. Tensors and state dicts are loaded as always, by torch's weights-only
+loader, which also still refuses what it never allows (globals of ``os``, ``sys``); a stand-in
+that a pickle fills as a list or a dict (``APPENDS``, ``SETITEMS``) is refused by it too.
+
+Stand-ins are classes made per global name (:func:`kept_class`): one object per name, so a
+class stored as a value and the same class's instances stay what they were to each other. The
+globals come from ``torch.serialization.get_unsafe_globals_in_checkpoint`` (torch 2.5 and
+later, zip-format files).
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import copyreg
+import pickle
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PICKLER", "Kept", "blocked", "keeping", "kept_class", "unsafe_globals"]
+
+_CLASSES: dict[str, type] = {}  # global name -> its stand-in class (one per process)
+_NEWOBJ = copyreg.__newobj__  # type: ignore[attr-defined]  # pickle writes NEWOBJ for it
+
+
+class _KeptType(type):
+    """The type of stand-in classes: calling one (a pickle's ``REDUCE``) records the call."""
+
+    _global: str
+
+    def __call__(cls, *args: Any) -> Any:
+        kept: Any = object.__new__(cls)  # type: ignore[arg-type]  # a class of Kept
+        object.__setattr__(kept, "_made", ("call", args))
+        object.__setattr__(kept, "_state", None)
+        return kept
+
+    def __repr__(cls) -> str:
+        return f"<kept {cls._global}>"
+
+
+class Kept(metaclass=_KeptType):
+    """An object the file builds, not built: how it is made (``("new", args)``: the class's
+    ``__new__``, a pickle's ``NEWOBJ``; ``("call", args)``: the global called, ``REDUCE``) and
+    the state its build sets (``BUILD``, None where it sets none)."""
+
+    _global = ""
+    _made: tuple[str, tuple[Any, ...]]
+    _state: Any
+
+    def __new__(cls, *args: Any) -> Kept:
+        kept = object.__new__(cls)
+        object.__setattr__(kept, "_made", ("new", args))
+        object.__setattr__(kept, "_state", None)
+        return kept
+
+    def __setstate__(self, state: Any) -> None:
+        object.__setattr__(self, "_state", state)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{self!r} is kept as the file holds it")
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        kind, args = self._made
+        state = getattr(self, "_state", None)
+        if kind == "new":
+            return (_NEWOBJ, (type(self), *args), state)
+        return (type(self), args, state)
+
+    def __repr__(self) -> str:
+        return f"<kept {type(self)._global}>"
+
+
+def kept_class(name: str) -> type:
+    """The stand-in class of global ``name`` (``omegaconf.dictconfig.DictConfig``)."""
+    if name not in _CLASSES:
+        module, _, qualname = name.rpartition(".")
+        namespace = {"_global": name, "__module__": module, "__qualname__": qualname}
+        _CLASSES[name] = _KeptType(qualname, (Kept,), namespace)
+    return _CLASSES[name]
+
+
+def unsafe_globals(path: Path) -> list[str] | None:
+    """The globals of torch file ``path`` that torch's weights-only loader does not build (its
+    own allow list and the caller's aside), a library's before Python's own (``builtins.dict``
+    in a configuration says little); None where torch cannot tell (before 2.5, or a file of
+    the legacy format)."""
+    import torch
+
+    find = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if find is None:
+        return None
+    try:
+        found = find(path)
+    except Exception:  # not a zip-format file, or a damaged one: its load says why
+        return None
+    return sorted(found, key=lambda name: (name.startswith(("builtins.", "typing.")), name))
+
+
+def blocked(names: list[str]) -> bool:
+    """Whether a global of ``names`` is of a module torch's weights-only loader never allows,
+    even kept (``os.system``: what a malicious pickle calls)."""
+    from torch import _weights_only_unpickler
+
+    modules = getattr(_weights_only_unpickler, "_blocklisted_modules", ["sys", "os", "posix", "nt"])
+    return any(name.rpartition(".")[0].split(".")[0] in modules for name in names)
+
+
+@contextmanager
+def keeping(names: list[str]) -> Iterator[None]:
+    """Globals ``names`` loaded as stand-ins by ``torch.load(weights_only=True)`` within."""
+    import torch
+
+    with torch.serialization.safe_globals([(kept_class(name), name) for name in names]):
+        yield
+
+
+# the Python pickler: its save_global can be extended (the C pickler's cannot); used only
+# where a file holds stand-ins
+_PythonPickler: Any = pickle._Pickler
+
+
+class _Pickler(_PythonPickler):
+    """``pickle``'s pickler writing each stand-in class as the global it stands for, as
+    protocol 2 names it (``__builtin__.dict``: Python 2's names, which ``torch.save`` writes)."""
+
+    def save_global(self, obj: Any, name: str | None = None) -> None:
+        if not isinstance(obj, _KeptType):
+            super().save_global(obj, name)
+            return
+        module, _, qualname = obj._global.rpartition(".")
+        if self.proto < 3:
+            if (module, qualname) in _compat_pickle.REVERSE_NAME_MAPPING:
+                module, qualname = _compat_pickle.REVERSE_NAME_MAPPING[(module, qualname)]
+            elif module in _compat_pickle.REVERSE_IMPORT_MAPPING:
+                module = _compat_pickle.REVERSE_IMPORT_MAPPING[module]
+        self.write(pickle.GLOBAL + module.encode() + b"\n" + qualname.encode() + b"\n")
+        self.memoize(obj)
+
+
+# what ``torch.save(..., pickle_module=PICKLER)`` needs of a pickle module
+PICKLER = types.SimpleNamespace(Pickler=_Pickler, __name__="wnpass.checkpoint.kept")
