@@ -11,6 +11,8 @@ axis is one output unit. Per op kind (weight layout -> unit axis):
 - ``matmul_right``: ``x @ W``, ``addmm(b, x, W)`` ``(in, out)`` -> the last axis
 - ``gemm`` (ONNX ``Gemm`` input B): ``transB=1`` ``(out, in)`` -> 0, else ``(in, out)`` -> 1
 - ``conv`` (grouped too) ``(out, in/groups, k...)`` -> 0
+- ``conv_tbc`` (``torch.conv_tbc``: fairseq's ``ConvTBC`` and ``LinearizedConvolution``)
+  ``(k, in, out)`` -> 2, the last axis
 - ``conv_transpose`` ``(in, out/groups, k...)`` -> 1 under ``policy="unit"``; with groups,
   0 when each group has one input and one output channel (depthwise ``(C, 1, k)``), else
   declined (an output channel is a block of rows of axis 0: no single axis); 0 under
@@ -44,8 +46,9 @@ __all__ = [
 
 DimPolicy = Literal["unit", "torch"]
 OpKind = Literal[
-    "linear", "matmul_left", "matmul_right", "gemm", "conv", "conv_transpose", "embedding"
-]
+    "linear", "matmul_left", "matmul_right", "gemm", "conv", "conv_transpose", "conv_tbc",
+    "embedding",
+]  # fmt: skip
 
 EMBEDDING_OPT_IN = "embedding: opt-in (embeddings=True)"
 
@@ -99,6 +102,8 @@ def unit_axis(
         return "1-D parameter (a scale or shift)"
     if kind in ("linear", "conv"):
         return 0
+    if kind == "conv_tbc":
+        return 2 if ndim == 3 else f"conv_tbc with a {ndim}-D weight (it takes (k, in, out))"
     if kind in ("matmul_left", "matmul_right"):
         return _matrix_axis(kind, shape)
     if kind == "gemm":
@@ -119,13 +124,14 @@ def output_unit_axis(
 ) -> int | str:
     """Where a layer's output keeps its units, or why that is not known.
 
-    ``linear``: the last axis, batched or not. A convolution (transposed too) with a weight of
+    ``linear`` and ``conv_tbc`` (time, batch, channels): the last axis, batched or not. A
+    convolution (transposed too) with a weight of
     ``weight_ndim`` axes ``(out, in, *kernel)`` gives a batched output ``(N, C, *spatial)`` of
     as many axes, channels at 1, or an unbatched one ``(C, *spatial)`` of one fewer, channels
     at 0 (PyTorch's own two layouts); an output of any other rank (a subclass that reshapes)
     has no known channel axis. Without the ranks: the batched layout.
     """
-    if kind == "linear":
+    if kind in ("linear", "conv_tbc"):
         return -1
     if output_ndim is None or weight_ndim is None or output_ndim == weight_ndim:
         return 1

@@ -42,6 +42,7 @@ def _observed(model: nn.Module, inputs: object, **options: object) -> dict[str, 
 
 
 X2, X3 = torch.randn(2, 6), torch.randn(1, 2, 5)
+X_TBC = torch.randn(5, 1, 2)  # (time, batch, channels), as fairseq's ConvTBC takes it
 
 # (case, weight shape, forward, input, expected parameter axis or words of the reason)
 CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
@@ -50,6 +51,15 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
     ("F.linear(W.mT)", (6, 4), lambda x, w: F.linear(x, w.mT), X2, 1),
     ("transpose", (6, 4), lambda x, w: F.linear(x, w.transpose(0, 1)), X2, 1),
     ("permute", (3, 2, 4), lambda x, w: F.conv1d(x, w.permute(2, 1, 0)), X3, 2),
+    # fairseq's ConvTBC: weight (k, in, out), its units the last axis (t291: not known, skipped)
+    ("torch.conv_tbc", (3, 2, 4), lambda x, w: torch.conv_tbc(x, w, torch.ones(4), 1), X_TBC, 2),
+    (
+        "torch.conv_tbc of a permuted weight",
+        (4, 2, 3),
+        lambda x, w: torch.conv_tbc(x, w.permute(2, 1, 0), torch.ones(4), 1),
+        X_TBC,
+        0,
+    ),
     ("movedim", (2, 3, 4), lambda x, w: F.conv1d(x, w.movedim(-1, 0)), X3, 2),
     ("torch.moveaxis", (6, 4), lambda x, w: F.linear(x, torch.moveaxis(w, 0, 1)), X2, 1),
     # a transposed convolution written as a convolution of the flipped kernel: every axis kept

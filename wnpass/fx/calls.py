@@ -45,6 +45,7 @@ ELEMENTWISE = {
 }  # fmt: skip
 
 CONV = {"conv1d", "conv2d", "conv3d"}
+CONV_TBC = "conv_tbc"  # time-first (fairseq's ConvTBC): weight (k, in, out)
 CONV_T = {"conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
 MATMUL = {"matmul", "mm", "bmm", "__matmul__", "__rmatmul__", "mv"}
 RNN = {"lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell"}
@@ -59,6 +60,7 @@ LAYER_OPS = frozenset(
     | {"_native_multi_head_attention"}
     | CONV
     | CONV_T
+    | {CONV_TBC}
     | MATMUL
     | RNN
     | {"tensordot", "inner", "linalg_multi_dot"}
@@ -66,7 +68,7 @@ LAYER_OPS = frozenset(
 # How an op is named in a use's reason
 LABELS = {
     "linear": "F.linear", "__matmul__": "matmul", "__rmatmul__": "matmul", "mm": "matmul",
-    "multi_head_attention_forward": "MultiheadAttention",
+    "multi_head_attention_forward": "MultiheadAttention", "conv_tbc": "torch.conv_tbc",
 }  # fmt: skip
 
 

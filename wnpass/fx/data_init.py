@@ -158,12 +158,14 @@ _OPS: dict[str, OpKind] = {
     "linear": "linear",
     **dict.fromkeys(("conv1d", "conv2d", "conv3d"), "conv"),
     **dict.fromkeys(("conv_transpose1d", "conv_transpose2d", "conv_transpose3d"), "conv_transpose"),
+    "conv_tbc": "conv_tbc",
 }
 _LAYER_WEIGHTS = "Linear, Conv and ConvTranspose weights"
 _OP_NAMES: dict[OpKind, str] = {
     "linear": "F.linear",
     "conv": "a convolution",
     "conv_transpose": "a transposed convolution",
+    "conv_tbc": "torch.conv_tbc",
 }
 
 

@@ -45,6 +45,7 @@ from wnpass.fx.axes import READ_INTO_WRITTEN, RENORMED, SPARSE, Use, renormed_ta
 from wnpass.fx.calls import (
     CONV,
     CONV_T,
+    CONV_TBC,
     DIVISIONS,
     ELEMENTWISE,
     IDENTITY,
@@ -673,6 +674,10 @@ class _Recorder(TorchFunctionMode):
         elif name in CONV_T:
             groups = int(arg(6, "groups") or 1)
             self._consume(arg(1, "weight"), op, "conv_transpose", groups=groups)
+            self._consume(arg(2, "bias"), op, "bias")
+            self._inputs(op, [arg(0, "input")])
+        elif name == CONV_TBC:
+            self._consume(arg(1, "weight"), op, "conv_tbc")
             self._consume(arg(2, "bias"), op, "bias")
             self._inputs(op, [arg(0, "input")])
         elif name == "convolution":
