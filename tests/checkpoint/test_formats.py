@@ -139,3 +139,21 @@ def test_the_input_s_folder_mounted_elsewhere_is_the_same_folder(tmp_path: Path)
         assert not set(here) & set(plain)
     finally:
         subprocess.run(["umount", str(tmp_path / "bound")], check=True)
+
+
+def test_a_nemo_file_says_to_extract_its_weights(tmp_path: Path) -> None:
+    """NeMo's ``.nemo`` is a tar of the configuration and ``model_weights.ckpt``: read as ONNX
+    it was "Wire format was corrupt", and convert said only that it is no checkpoint name."""
+    import tarfile
+
+    from wnpass.onnx import io
+
+    (tmp_path / "model_weights.ckpt").write_bytes(b"weights")
+    with tarfile.open(tmp_path / "m.nemo", "w") as archive:
+        archive.add(tmp_path / "model_weights.ckpt", "model_weights.ckpt")
+    hint = "extract the weights (tar xf X.nemo model_weights.ckpt) and give that"
+    with pytest.raises(InvalidModelError, match=r"it is a tar archive \(NeMo's .nemo\? extract"):
+        io.load(tmp_path / "m.nemo")
+    with pytest.raises(InvalidModelError) as error:
+        detect_format(tmp_path / "m.nemo")
+    assert str(error.value).endswith(f"; a .nemo file is a tar archive: {hint}")

@@ -28,6 +28,7 @@ from wnpass.plan import identity_of
 
 __all__ = [
     "INDEX_SUFFIX",
+    "NEMO",
     "TORCH_NAMES",
     "TORCH_SUFFIXES",
     "Format",
@@ -49,6 +50,8 @@ Format = Literal["torch", "safetensors", "torch-index", "safetensors-index"]
 # .pth.tar: timm's train.py; .ckpt: PyTorch Lightning's and NeMo's trainers
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".pth.tar", ".ckpt")
 TORCH_NAMES = ", ".join(TORCH_SUFFIXES)  # as messages list them
+# NeMo's .nemo: a tar archive of the configuration and the weights
+NEMO = "extract the weights (tar xf X.nemo model_weights.ckpt) and give that"
 INDEX_SUFFIX = ".index.json"
 _SUFFIXES = (*TORCH_SUFFIXES, ".safetensors", INDEX_SUFFIX)
 
@@ -92,9 +95,14 @@ def detect_format(path: str | Path) -> Format:
     try:
         _, suffix = split_name(path)
     except ValueError:
+        nemo = (
+            f"; a .nemo file is a tar archive: {NEMO}"
+            if Path(path).suffix.lower() == ".nemo"
+            else ""
+        )
         raise InvalidModelError(
             f"{path}: not a checkpoint name ({TORCH_NAMES}, .safetensors, "
-            "*.safetensors.index.json, *.bin.index.json)"
+            f"*.safetensors.index.json, *.bin.index.json){nemo}"
         ) from None
     return _format_of_suffix(suffix)
 
