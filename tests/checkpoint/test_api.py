@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -508,3 +509,29 @@ def test_pairs_sharing_a_g_with_their_v_in_other_shards_are_each_folded(tmp_path
         # the fold rounds once from float64, PyTorch computes in float32: within an ulp or
         # two (6e-8 each); another pair's weight is off by about 0.45
         assert torch.allclose(folded[f"{c}.weight"], expected, rtol=1e-6, atol=0), c
+
+
+def test_a_shard_left_with_no_tensor_is_not_published(tmp_path: Path) -> None:
+    """Every g in one shard, every v in the other: each weight is written where its pair's
+    first key was, and the second shard was written empty, a 40-byte file no index named
+    (t291). It is not published; where an older output's index named a shard of its name,
+    that file is left and said, as any shard the new index does not name."""
+    state = {k: v for k, v in state_dict("legacy").items() if k.endswith(("_g", "_v"))}
+    gs, vs = [k for k in state if k.endswith("_g")], [k for k in state if k.endswith("_v")]
+    index = save_sharded(tmp_path, state, [gs, vs])
+    out = tmp_path / "out.safetensors.index.json"
+    report = api.fold_checkpoint(index, out)
+    shard = tmp_path / "out-00001-of-00002.safetensors"
+    assert report.shards == [str(shard)] and report.left == []
+    assert sorted(p.name for p in tmp_path.glob("out*")) == [shard.name, out.name]
+    assert set(json.loads(out.read_text())["weight_map"].values()) == {shard.name}
+    assert report.bytes_after == shard.stat().st_size + out.stat().st_size
+    # an older output's second shard, at the name this run would have written
+    both = save_sharded(tmp_path, state, [gs[:1] + vs[:1], gs[1:] + vs[1:]], stem="both")
+    api.fold_checkpoint(both, out)
+    old = tmp_path / "out-00002-of-00002.safetensors"
+    assert old.is_file()
+    again = api.fold_checkpoint(index, out)
+    assert again.left == [
+        f"{old}: kept (a shard of the replaced {out.name}; the new one does not name it)"
+    ]

@@ -451,12 +451,15 @@ def _write(
     """Write every output file into a staging folder, verify it if asked, then publish the
     shards and the index last. ``report.output``, ``shards`` and ``bytes_after`` name what was
     published: they stay None (empty) when a failed check publishes nothing; ``report.left``
-    the replaced index's shards that the new index no longer names."""
+    the replaced index's shards that the new index no longer names. A shard left with no
+    tensor (it held only halves of pairs folded into another shard) is not published: the
+    index could not name it (t291)."""
     targets = planned.files
     main = targets[-1]
     written_total = count = 0
     gain_elements = gain_bytes = 0  # of the g tensors folded away (a weight has v's)
     weight_map: dict[str, str] = {}
+    empty: set[int] = set()  # shards left with no tensor: not published
     files = identities(checkpoint.files)
     with plan.staging(main) as folder:
         staged = [folder / target.name for target in targets]
@@ -481,6 +484,8 @@ def _write(
             )
             assert not weights, "a folded weight was not written"
             checkpoint.close()
+            if checkpoint.sharded and not written:
+                empty.add(shard)
             written_total += sum(nbytes for _, nbytes in written)
             count += len(written)
             for key, _ in written:
@@ -498,7 +503,7 @@ def _write(
                 gain_bytes=gain_bytes,
                 gain_elements=gain_elements,
             )
-        bytes_after = _size(staged)
+        bytes_after = _size(stage for i, stage in enumerate(staged) if i not in empty)
         if verify is not None:
             from wnpass.checkpoint.verify import check_folded
 
@@ -522,14 +527,17 @@ def _write(
                 logger.warning("the folded checkpoint failed the check: nothing published")
                 return
         checkpoint.require_unchanged()  # what was folded is what is there, to the last read
+        published = [i for i in range(len(targets)) if i not in empty]
         with plan.together():  # no shard left that no index names (t242)
-            for stage, target in zip(staged, targets, strict=True):
-                plan.publish(stage, target)
-    report.output, report.shards = str(main), [str(t) for t in targets[:-1]]
+            for i in published:
+                plan.publish(staged[i], targets[i])
+    report.output = str(main)
+    report.shards = [str(targets[i]) for i in published[:-1]]
     report.bytes_after = bytes_after
+    unnamed = [*planned.old_shards, *(targets[i] for i in sorted(empty))]
     report.left = [
         f"{shard}: kept (a shard of the replaced {main.name}; the new one does not name it)"
-        for shard in planned.old_shards
+        for shard in unnamed
         if os.path.lexists(shard)
     ]
 
