@@ -106,6 +106,30 @@ def test_checkpoint_exclude_and_data_init(
     assert f"of 2 layers: {tmp_path / 'ckpt.pt'}'s values of them are not kept" in printed
 
 
+def test_a_checkpoint_weight_normed_at_another_axis_is_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint of wav2vec2 holds its positional conv weight-normed at the kernel axis (2);
+    train-rewrite folded it as loaded and put weight norm on at the conv's output channels
+    without a word (t291): the outputs are the same, the gains the training goes on with
+    are not. A weight at the axis weight norm goes on at is not named."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    from wnpass import load_model_py
+
+    model_py = _copy(tmp_path, "mlp")
+    model, _ = load_model_py(model_py)
+    weight_norm(model.get_submodule("0"), "weight", dim=1)
+    weight_norm(model.get_submodule("4"), "weight", dim=0)
+    torch.save(model.state_dict(), tmp_path / "ckpt.pt")
+    argv = ["train-rewrite", str(model_py), "--checkpoint", str(tmp_path / "ckpt.pt")]
+    assert main([*argv, "-o", str(tmp_path / "out.pt")]) == 0
+    assert (
+        f"note: {tmp_path / 'ckpt.pt'} holds 0.weight (axis 1 -> axis 0) weight-normed at "
+        "another axis than weight norm now goes on: folded as loaded"
+    ) in capsys.readouterr().out
+
+
 def test_a_sharded_safetensors_checkpoint_is_loaded_and_its_shards_planned(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -136,6 +136,8 @@ def run(args: argparse.Namespace, out: Printer) -> int:
             f"data init drew v anew and set g (and the bias) of {layers}: {args.checkpoint}'s "
             "values of them are not kept (--init keep keeps them)"
         )
+    if args.checkpoint is not None and (other_axes := _moved_axes(report, args.checkpoint)):
+        report.notes.append(other_axes)
     if args.init == "keep" and inputs is None:
         report.notes.append(f"{args.model} has no example_inputs(): equivalence not checked")
     if report:
@@ -211,3 +213,36 @@ def _save(state: dict[str, Any], output: Path, plan: IOPlan) -> None:
 
     with plan.replace(output) as temporary:
         torch_save(state, temporary)
+
+
+def _moved_axes(report: Any, checkpoint: Path) -> str | None:
+    """A note naming the weights the checkpoint held weight-normed at another axis than the one
+    weight norm now goes on (wav2vec2's positional conv at the kernel axis, 2, now at the
+    output channels, 0): its pair was folded as loaded, so the outputs are the same, but
+    training goes on with one gain per new unit, not the checkpoint's (t291)."""
+    from wnpass.checkpoint import inspect_checkpoint
+    from wnpass.report import listed
+
+    stored: dict[str, set[int | None]] = {}
+    for pair in inspect_checkpoint(checkpoint).pairs:
+        if pair.status == "foldable":
+            stored.setdefault(pair.weight, set()).add(None if pair.whole_tensor else pair.dim)
+    moved = [
+        f"{site.name} ({_axis(next(iter(stored[site.name])))} -> {_axis(site.axis)})"
+        for site in report.sites
+        if site.status == "applied"
+        and len(stored.get(site.name, ())) == 1
+        and site.axis not in stored[site.name]
+    ]
+    if not moved:
+        return None
+    return (
+        f"{checkpoint} holds {listed(moved)} weight-normed at another axis than weight norm now "
+        "goes on: folded as loaded (the outputs are the same), their gains start anew per unit "
+        "of the new axis (to keep the checkpoint's, put weight norm on them at its axes in the "
+        "model.py)"
+    )
+
+
+def _axis(axis: int | None) -> str:
+    return "whole tensor" if axis is None else f"axis {axis}"
