@@ -213,7 +213,7 @@ OPTIONS |= {
     "train-rewrite -o an existing script": (
         lambda t: ["train-rewrite", str(model_py(t)), "-o", str(raw(t, b"print(1)", "train.py"))],
         "train.py: a state dict written with torch.save: its name must end with .pt, .pth, "
-        ".pth.tar or .bin",
+        ".bin, .pth.tar or .ckpt",
     ),
     "train-rewrite -o an existing ONNX model": (
         lambda t: ["train-rewrite", str(model_py(t)), "-o", str(good(t, "old.onnx"))],
