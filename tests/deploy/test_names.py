@@ -374,3 +374,31 @@ def test_values_that_close_matches_are_never_kept_apart_by_their_sums() -> None:
     b = (a * (1 + 5e-6)).astype(np.complex64)
     assert _may_match(_fingerprint(a), _fingerprint(b))
     assert not _may_match(_fingerprint(a), _fingerprint(a * 2))
+
+
+class _EqualKernels(nn.Module):
+    """ESPnet ParallelWaveGAN's upsampling convolutions: two kernels of equal values (all 1/9)."""
+
+    def __init__(self, equal: bool) -> None:
+        super().__init__()
+        self.a = nn.Conv1d(1, 1, 9, padding=4, bias=False)
+        self.b = nn.Conv1d(1, 1, 9, padding=4, bias=False)
+        with torch.no_grad():
+            self.a.weight.fill_(1 / 9)
+            self.b.weight.fill_(1 / 9 if equal else 1 / 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x)))
+
+
+@pytest.mark.parametrize("equal", [True, False], ids=["equal", "unequal"])
+def test_a_weight_held_in_an_equal_weights_initializer_is_said_so(
+    tmp_path: Path, equal: bool
+) -> None:
+    """The dynamo exporter keeps one constant of equal values: ``b.weight`` was said to have no
+    initializer of its name, as if the graph did not use it (t290). It is held in
+    ``a.weight``'s, and said so; weights of other values each keep their own."""
+    model = _EqualKernels(equal).eval()
+    report = export(model, (torch.randn(1, 1, 32),), tmp_path / "m.onnx", verify=False)
+    assert report.names_missing == []
+    assert report.names_shared == ({"b.weight": "a.weight"} if equal else {})

@@ -188,6 +188,7 @@ def _print_export(out: Printer, report: Any) -> None:
     unnamed = [name for name in report.names_missing if name not in declined]
     together = " (or held with others in one named after them all)"
     together = together if report.names_held_together else ""
+    together += " (or in an equal weight's, below)" if report.names_shared else ""
     if unnamed:
         # with weight norm kept, the dynamo exporter computes a small site itself, in the
         # model's precision: a float16 weight of its own name, a rounding off PyTorch's (t146)
@@ -212,6 +213,12 @@ def _print_export(out: Printer, report: Any) -> None:
         out.line(
             f"every weight (2-D and up) is an initializer named after its PyTorch parameter"
             f"{together}"
+        )
+    if report.names_shared:
+        out.line(
+            "held in an equal weight's initializer (the exporter keeps one constant of equal "
+            "values): "
+            + ", ".join(f"{name} (in {init})" for name, init in report.names_shared.items())
         )
     if report.names_transposed:
         out.line(

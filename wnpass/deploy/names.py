@@ -73,13 +73,15 @@ def weights_by_name(model: nn.Module) -> Weights:
     return Weights(weights, aliases, parameters, buffers)
 
 
-def restore_names(model: ir.Model, weights: Weights) -> tuple[list[str], list[str]]:
+def restore_names(model: ir.Model, weights: Weights) -> tuple[list[str], list[str], dict[str, str]]:
     """Rename initializers the exporter named itself (``onnx::MatMul_12``, ``mul_1``) after the
     PyTorch parameter (of 2-D and up) they hold, found by shape and value (also transposed, as
     Linear feeds MatMul; within float32 rounding, as an exporter may have folded weight norm in
     float32).
-    Returns the weights that still have no initializer of their name, and those whose
-    initializer holds them transposed. A name of a weight held under another (tied) names a
+    Returns the weights that still have no initializer of their name, those whose
+    initializer holds them transposed, and those an equal weight's initializer holds, by that
+    initializer (the dynamo exporter keeps one constant of equal values: ParallelWaveGAN's
+    upsampling kernels, all 1/9, t290). A name of a weight held under another (tied) names a
     copy of it the exporter made (the tied head's ``W.T`` for a MatMul); with none, the weight
     is the initializer of its other name, and none is missing. A name some other value of
     the model holds (a graph input ``weight``, the filter the caller passes in) is given to
@@ -112,7 +114,31 @@ def restore_names(model: ir.Model, weights: Weights) -> tuple[list[str], list[st
     # after the renaming above; a tied weight is held under any of its names (the dynamo
     # exporter keeps the last: an embedding's table as the tied head's ``head.weight``)
     held = {weights.aliases.get(name, name) for name in named if name in weights.values}
-    return [n for n in unnamed if weights.aliases.get(n, n) not in held], transposed
+    unnamed = [n for n in unnamed if weights.aliases.get(n, n) not in held]
+    shared = _held_by_equals(model, unnamed, arrays, weights)
+    return [n for n in unnamed if n not in shared], transposed, shared
+
+
+def _held_by_equals(
+    model: ir.Model, names: list[str], arrays: dict[str, np.ndarray | None], weights: Weights
+) -> dict[str, str]:
+    """Of weights ``names`` with no initializer of their own, those an initializer named after
+    another weight holds exactly (same shape, same values), by that initializer."""
+    shared: dict[str, str] = {}
+    for name in names:
+        weight = arrays.get(name)
+        if weight is None:
+            continue
+        for init_name, value in model.graph.initializers.items():
+            tensor = value.const_value
+            if init_name == name or init_name not in weights.values or tensor is None:
+                continue
+            if tuple(tensor.shape.numpy()) == weight.shape and np.array_equal(
+                tensor.numpy(), weight
+            ):
+                shared[name] = init_name
+                break
+    return shared
 
 
 def _fits(shape: tuple[int, ...], weight: np.ndarray) -> bool:

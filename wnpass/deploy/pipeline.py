@@ -339,7 +339,9 @@ def export(
             report.warnings, report.sizes = warned, ranged
             report.parameters_written = forwards.written
             report.parameters_given_back = forwards.given
-            report.names_missing, report.names_transposed = restore_names(exported, weights)
+            report.names_missing, report.names_transposed, report.names_shared = restore_names(
+                exported, weights
+            )
             transposed, report.names_laid_out, together = folded_layouts(onnx_report, weights)
             report.names_held_together = together
             held = {name for names in together.values() for name in names}
