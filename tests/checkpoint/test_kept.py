@@ -194,15 +194,120 @@ def test_a_kept_object_pickles_as_the_instructions_it_was_loaded_from() -> None:
     state, or by calling its global (``REDUCE``); a class as a value as that class."""
     from wnpass.checkpoint.kept import PICKLER, kept_class
 
-    made = kept_class("fractions.Fraction")(3, 7)  # REDUCE
-    namespace: Any = kept_class("argparse.Namespace")
+    made = kept_class("fractions.Fraction", "fractions", "Fraction")(3, 7)  # REDUCE
+    namespace: Any = kept_class("argparse.Namespace", "argparse", "Namespace")
     config = namespace.__new__(namespace)
     config.__setstate__({"lr": 0.5})  # NEWOBJ, then BUILD
     stream = pytest.importorskip("io").BytesIO()
-    PICKLER.Pickler(stream, protocol=2).dump([made, config, kept_class("builtins.dict")])
+    PICKLER.Pickler(stream, protocol=2).dump(
+        [made, config, kept_class("builtins.dict", "builtins", "dict")]
+    )
     loaded = pickle.loads(stream.getvalue())
     assert loaded[0] == fractions.Fraction(3, 7) and vars(loaded[1]) == {"lr": 0.5}
     assert loaded[2] is dict and b"__builtin__\ndict" in stream.getvalue()  # protocol 2's name
     assert isinstance(made, Kept)
     with pytest.raises(AttributeError, match="kept as the file holds it"):
         made.numerator = 1
+
+
+class Holder:
+    """A class of the training code that holds a state dict (an EMA wrapper)."""
+
+    def __init__(self, state: dict[str, torch.Tensor]) -> None:
+        self.state = state
+
+    class Nested:
+        """A class in a class: the pickle reaches it through ``builtins.getattr``."""
+
+
+def test_a_state_dict_a_kept_object_holds_too_stays_shared_and_folded(tmp_path: Path) -> None:
+    """``{"state_dict": sd, "ema": Holder(sd)}``: the state dict was folded, and the kept
+    object wrote the original pair again beside it, no longer shared (t293)."""
+    state = state_dict("legacy")
+    torch.save({"state_dict": state, "ema": Holder(state)}, tmp_path / "h.pt")
+    report = fold_checkpoint(tmp_path / "h.pt", keep_objects=True)
+    assert report.count("folded") == 5 and report.kept == [f"{__name__}.Holder"]
+    out = torch.load(tmp_path / "h.folded.pt", weights_only=False)
+    assert out["ema"].state is out["state_dict"]
+    assert not any(key.endswith("_g") for key in out["state_dict"])
+
+
+class _Pickled:
+    """What a crafted pickle does with one object: built twice, or named by a dotted global."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Pickled, (self.how,), {"how": self.how})
+
+
+_PythonPickler: Any = pickle._Pickler
+
+
+class _Crafting(_PythonPickler):
+    """Python's pickler, writing a second BUILD after a ``_Pickled("twice")``, and the global
+    of a ``_Pickled`` as a dotted name (``Outer._Pickled``) for ``_Pickled("dotted")``."""
+
+    dotted = False
+
+    def save_reduce(self, func: Any, args: Any, state: Any = None, *rest: Any, obj: Any = None,
+                    **options: Any) -> None:  # fmt: skip
+        super().save_reduce(func, args, state, *rest, obj=obj, **options)
+        if isinstance(obj, _Pickled) and obj.how == "twice":
+            self.write(pickle.EMPTY_DICT + pickle.BUILD)
+
+    def save_global(self, obj: Any, name: str | None = None) -> None:
+        if obj is _Pickled and self.dotted:
+            self.write(pickle.GLOBAL + f"{__name__}\nOuter._Pickled\n".encode())
+            return
+        super().save_global(obj, name)
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("twice", "Can only keep an object the pickle builds once, with a state (BUILD)"),
+        ("dotted", f"{__name__}.Outer._Pickled cannot be kept (a class nested in another"),
+    ],
+)
+def test_what_a_kept_object_could_not_be_written_back_as_is_refused(
+    tmp_path: Path, how: str, message: str
+) -> None:
+    """Two BUILDs of one object, or a dotted global (protocol 4's, in a protocol 2 pickle):
+    kept, they were written back otherwise (one BUILD; ``module.Outer`` ``_Pickled``, which
+    does not load), t293. Refused."""
+    import types
+
+    crafting = type("Crafting", (_Crafting,), {"dotted": how == "dotted"})
+    module = types.SimpleNamespace(Pickler=crafting, __name__="crafting")
+    path = tmp_path / "c.pt"
+    torch.save({"w": torch.ones(2), "x": _Pickled(how)}, path, pickle_module=module)
+    with pytest.raises(InvalidModelError) as error:
+        inspect_checkpoint(path, keep_objects=True)
+    assert message in str(error.value)
+
+
+def test_a_compressed_zip_keeps_objects_and_a_nested_class_is_refused_saying_why(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint repacked with deflate (read into memory, not mapped) was said not to be of
+    the zip format (t293). A class nested in another, which the pickle reaches through
+    ``builtins.getattr``, cannot be kept: said so, not suggested."""
+    import zipfile
+
+    ckpt, _, _ = trainer_file(tmp_path)
+    packed = tmp_path / "packed.ckpt"
+    with zipfile.ZipFile(ckpt) as source, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as z:
+        for item in source.infolist():
+            z.writestr(item.filename, source.read(item.filename))
+    assert inspect_checkpoint(packed, keep_objects=True).kept == [
+        "datetime.datetime", "fractions.Fraction", "pathlib.PurePosixPath",
+        "trainer_config.Config",
+    ]  # fmt: skip
+    torch.save({"w": torch.ones(2), "x": Holder.Nested()}, tmp_path / "n.pt")
+    for keep in (False, True):
+        with pytest.raises(InvalidModelError) as error:
+            inspect_checkpoint(tmp_path / "n.pt", keep_objects=keep)
+        assert "builtins.getattr cannot be kept (a class nested in another" in str(error.value)
+        assert "--keep-objects" not in str(error.value)

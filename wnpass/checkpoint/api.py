@@ -27,6 +27,7 @@ from wnpass.checkpoint.formats import (
     is_sharded,
     shard_output_names,
 )
+from wnpass.checkpoint.kept import library_first
 from wnpass.checkpoint.pages import identities, release
 from wnpass.checkpoint.pairs import Pair, find_pairs, weight_norms_own
 from wnpass.checkpoint.reading import (
@@ -328,7 +329,7 @@ def _report(action: str, checkpoint: Checkpoint) -> CheckpointReport:
         groups=[group.name for group in checkpoint.groups if group.name is not None],
         tensors_before=sum(len(group.tensors) for group in checkpoint.groups),
         bytes_before=_size(files),
-        kept=sorted(checkpoint.kept),
+        kept=sorted(checkpoint.kept, key=library_first),
     )
 
 

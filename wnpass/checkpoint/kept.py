@@ -23,30 +23,44 @@ import _compat_pickle
 import copyreg
 import pickle
 import types
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PICKLER", "Kept", "blocked", "keeping", "kept_class", "unsafe_globals"]
+__all__ = [
+    "ONCE",
+    "PICKLER",
+    "UNSET",
+    "Globals",
+    "Kept",
+    "blocked",
+    "keepable",
+    "keeping",
+    "kept_class",
+    "library_first",
+    "unsafe_globals",
+]
 
 _CLASSES: dict[str, type] = {}  # global name -> its stand-in class (one per process)
 _NEWOBJ = copyreg.__newobj__  # type: ignore[attr-defined]  # pickle writes NEWOBJ for it
+UNSET = object()  # a kept object's state before any BUILD
+ONCE = "Can only keep an object the pickle builds once, with a state (BUILD)"
 
 
 class _KeptType(type):
     """The type of stand-in classes: calling one (a pickle's ``REDUCE``) records the call."""
 
-    _global: str
+    _global: tuple[str, str]  # the global's module and name
 
     def __call__(cls, *args: Any) -> Any:
         kept: Any = object.__new__(cls)  # type: ignore[arg-type]  # a class of Kept
         object.__setattr__(kept, "_made", ("call", args))
-        object.__setattr__(kept, "_state", None)
+        object.__setattr__(kept, "_state", UNSET)
         return kept
 
     def __repr__(cls) -> str:
-        return f"<kept {cls._global}>"
+        return f"<kept {'.'.join(cls._global)}>"
 
 
 class Kept(metaclass=_KeptType):
@@ -54,17 +68,21 @@ class Kept(metaclass=_KeptType):
     ``__new__``, a pickle's ``NEWOBJ``; ``("call", args)``: the global called, ``REDUCE``) and
     the state its build sets (``BUILD``, None where it sets none)."""
 
-    _global = ""
+    _global = ("", "")
     _made: tuple[str, tuple[Any, ...]]
     _state: Any
 
     def __new__(cls, *args: Any) -> Kept:
         kept = object.__new__(cls)
         object.__setattr__(kept, "_made", ("new", args))
-        object.__setattr__(kept, "_state", None)
+        object.__setattr__(kept, "_state", UNSET)
         return kept
 
     def __setstate__(self, state: Any) -> None:
+        # a pickle builds an object once, with a state: twice, or with None (which pickle
+        # does not write back), it would not be written as it is read
+        if state is None or self._state is not UNSET:
+            raise pickle.UnpicklingError(ONCE)
         object.__setattr__(self, "_state", state)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -72,29 +90,34 @@ class Kept(metaclass=_KeptType):
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         kind, args = self._made
-        state = getattr(self, "_state", None)
+        state = None if self._state is UNSET else self._state
         if kind == "new":
             return (_NEWOBJ, (type(self), *args), state)
         return (type(self), args, state)
 
     def __repr__(self) -> str:
-        return f"<kept {type(self)._global}>"
+        return f"<kept {'.'.join(type(self)._global)}>"
 
 
-def kept_class(name: str) -> type:
-    """The stand-in class of global ``name`` (``omegaconf.dictconfig.DictConfig``)."""
+def kept_class(name: str, module: str, qualname: str) -> type:
+    """The stand-in class of global ``name``, ``module`` + ``.`` + ``qualname`` as the pickle
+    names it (``omegaconf.dictconfig``, ``DictConfig``)."""
     if name not in _CLASSES:
-        module, _, qualname = name.rpartition(".")
-        namespace = {"_global": name, "__module__": module, "__qualname__": qualname}
+        namespace = {"_global": (module, qualname), "__module__": module, "__qualname__": qualname}
         _CLASSES[name] = _KeptType(qualname, (Kept,), namespace)
     return _CLASSES[name]
 
 
-def unsafe_globals(path: Path) -> list[str] | None:
-    """The globals of torch file ``path`` that torch's weights-only loader does not build (its
-    own allow list and the caller's aside), a library's before Python's own (``builtins.dict``
-    in a configuration says little); None where torch cannot tell (before 2.5, or a file of
-    the legacy format)."""
+Globals = dict[str, "tuple[str, str] | None"]  # full name -> (module, name) as the pickle has it
+
+
+def unsafe_globals(path: Path) -> Globals | None:
+    """The globals of zip-format torch file ``path`` that torch's weights-only loader does not
+    build (its own allow list and the caller's aside), a library's before Python's own
+    (``builtins.dict`` in a configuration says little), each with its module and name as the
+    pickle's ``GLOBAL`` gives them (None where no ``GLOBAL`` of the pickle gives that name, or
+    its name is dotted, which protocol 2 cannot write); None where torch cannot tell (before
+    2.5, a file of the legacy format)."""
     import torch
 
     find = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
@@ -104,24 +127,75 @@ def unsafe_globals(path: Path) -> list[str] | None:
         found = find(path)
     except Exception:  # not a zip-format file, or a damaged one: its load says why
         return None
-    return sorted(found, key=lambda name: (name.startswith(("builtins.", "typing.")), name))
+    pairs = _global_pairs(path)
+    return {name: pairs.get(name) for name in sorted(found, key=library_first)}
 
 
-def blocked(names: list[str]) -> bool:
+def library_first(name: str) -> tuple[bool, str]:
+    """A sort key putting a library's globals before Python's own (``builtins.dict`` in a
+    configuration says little: ``omegaconf.dictconfig.DictConfig`` does)."""
+    return name.startswith(("builtins.", "typing.", "collections.")), name
+
+
+def _global_pairs(path: Path) -> dict[str, tuple[str, str] | None]:
+    """Each ``GLOBAL`` of the file's pickle by its full name, with its module and name as
+    torch's loader reads them (Python 2's names mapped, as :mod:`pickle` maps them); None for
+    a full name two pairs give, or one whose name is dotted."""
+    import pickletools
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            member = next(
+                (n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")),
+                None,
+            )
+            data = archive.read(member) if member is not None else b""
+        pairs: dict[str, tuple[str, str] | None] = {}
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name != "GLOBAL" or not isinstance(arg, str):
+                continue
+            module, _, name = arg.partition(" ")
+            if (module, name) in _compat_pickle.NAME_MAPPING:
+                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+            elif module in _compat_pickle.IMPORT_MAPPING:
+                module = _compat_pickle.IMPORT_MAPPING[module]
+            full = f"{module}.{name}"
+            pair = (module, name) if "." not in name else None
+            pairs[full] = pair if pairs.get(full, pair) == pair else None
+        return pairs
+    except Exception:  # a damaged pickle: its load says why
+        return {}
+
+
+# a class nested in another (``Outer.Inner``): the pickle reaches it by calling getattr on
+# the outer one, and a stand-in of getattr gives no class to build from
+_NOT_KEPT = frozenset({"builtins.getattr"})
+
+
+def keepable(names: Globals) -> dict[str, tuple[str, str]]:
+    """Of ``names``, those kept as stand-ins, with their module and name."""
+    return {
+        name: pair for name, pair in names.items() if pair is not None and name not in _NOT_KEPT
+    }
+
+
+def blocked(names: Iterable[str]) -> bool:
     """Whether a global of ``names`` is of a module torch's weights-only loader never allows,
     even kept (``os.system``: what a malicious pickle calls)."""
     from torch import _weights_only_unpickler
 
     modules = getattr(_weights_only_unpickler, "_blocklisted_modules", ["sys", "os", "posix", "nt"])
-    return any(name.rpartition(".")[0].split(".")[0] in modules for name in names)
+    return any(name.rpartition(".")[0] in modules for name in names)
 
 
 @contextmanager
-def keeping(names: list[str]) -> Iterator[None]:
+def keeping(names: dict[str, tuple[str, str]]) -> Iterator[None]:
     """Globals ``names`` loaded as stand-ins by ``torch.load(weights_only=True)`` within."""
     import torch
 
-    with torch.serialization.safe_globals([(kept_class(name), name) for name in names]):
+    stand_ins: list[Any] = [(kept_class(name, *pair), name) for name, pair in names.items()]
+    with torch.serialization.safe_globals(stand_ins):
         yield
 
 
@@ -138,7 +212,7 @@ class _Pickler(_PythonPickler):
         if not isinstance(obj, _KeptType):
             super().save_global(obj, name)
             return
-        module, _, qualname = obj._global.rpartition(".")
+        module, qualname = obj._global
         if self.proto < 3:
             if (module, qualname) in _compat_pickle.REVERSE_NAME_MAPPING:
                 module, qualname = _compat_pickle.REVERSE_NAME_MAPPING[(module, qualname)]

@@ -324,7 +324,8 @@ def _torch_like(path: Path) -> bool:
 # What torch's weights-only unpickler says when a pickle asks for something other than tensors
 # and containers (a function to call, a class to build); anything else it raises is a file
 # that is not a pickle it can read at all (random bytes, a cut-off file, an unknown opcode).
-_DETAILS = ("GLOBAL", "nsupported", "Can only")  # the line of torch's error that says why
+# the line of torch's error that says why
+_DETAILS = ("GLOBAL", "nsupported", "Can only", "unrecognized function")
 _REFUSALS = (
     "GLOBAL",
     "Can only create new object",
@@ -332,6 +333,7 @@ _REFUSALS = (
     "Can only build",
     "must be imported to load",
     "Can only SETITEM",  # an object the pickle fills as a dict or a list (a defaultdict)
+    "Can only keep",  # an object built twice (:data:`~wnpass.checkpoint.kept.ONCE`)
     "Can only append",
     "Can only extend",
 )
@@ -388,24 +390,26 @@ def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = Fals
         )
     if _safetensors_like(path):  # before the pickle reader, whose errors vary with the bytes
         raise InvalidModelError(f"{path}: not a readable torch.save file ({_SAFETENSORS})")
-    names: list[str] | None = []
+    names: stand_ins.Globals | None = {}
     try:
-        mmap = _is_zip_format(path) and not _compressed(path)
+        zipped = _is_zip_format(path)
+        mmap = zipped and not _compressed(path)
         with (
             warnings.catch_warnings(record=True) as caught,  # the CLI prints one line only
             _torch_name(path) as name,
             _allowed(torch),
         ):
             warnings.simplefilter("always")
-            names = stand_ins.unsafe_globals(path) if mmap else None  # the zip format's alone
-            with stand_ins.keeping(names if kept is not None and names else []):
+            names = stand_ins.unsafe_globals(path) if zipped else None  # the zip format's alone
+            keepable = stand_ins.keepable(names or {}) if kept is not None else {}
+            with stand_ins.keeping(keepable):
                 value = torch.load(name, map_location="cpu", weights_only=True, mmap=mmap)
         for warning in caught:
             logger.info("%s: torch.load: %s", path, warning.message)
         if mmap:
             _check_mapped(path, value)
         if kept is not None:
-            kept.update(names or [])
+            kept.update(keepable)
         return value
     except InvalidModelError:
         raise
@@ -415,28 +419,12 @@ def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = Fals
             (line for line in lines if any(marker in line for marker in _DETAILS)),
             lines[-1] if lines else "",
         ).rstrip(".")
-        unbuilt = "Unsupported global" in detail and not stand_ins.blocked(names or [])
-        if kept is None and names and unbuilt:
-            option = (
-                " (give keep_objects=True, --keep-objects, to keep them as they are, never built)"
-                if offered
-                else ""
-            )
-            raise InvalidModelError(
-                f"{path}: refused: loading it would build objects of {listed(names, 5)}, "
-                f"which runs their code; it was not run{option}"
-            ) from None
+        if refusal := _objects_refused(path, names, detail, kept is not None, offered):
+            raise InvalidModelError(refusal) from None
         if any(marker in detail for marker in _REFUSALS):
-            legacy = kept is not None and names is None and "GLOBAL" in detail
             raise InvalidModelError(
                 f"{path}: refused: loading it would run code or build objects other than "
                 f"tensors ({detail}); it was not run"
-                + (
-                    "; objects are kept in zip-format files only, which torch.save writes by "
-                    "default since PyTorch 1.6"
-                    if legacy
-                    else ""
-                )
             ) from None
         opcode = re.fullmatch(r"Unsupported operand (\d+)", detail)
         if opcode:  # another kind of file, random bytes, or a pickle protocol above 2
@@ -457,6 +445,48 @@ def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = Fals
 
 
 _SAFETENSORS = "it looks like a safetensors file: name it .safetensors to read it as one"
+
+
+def _objects_refused(
+    path: Path, names: dict[str, Any] | None, detail: str, keeping: bool, offered: bool
+) -> str | None:
+    """Why a file naming globals the weights-only loader does not build was refused, in
+    words of those globals (:mod:`wnpass.checkpoint.kept`): the ones it names where objects
+    were not being kept (and whether keeping them would do); where they were, those that
+    cannot be kept, or that objects are kept in zip-format files only. None where the
+    refusal is of something else (``os.system``: what torch never allows)."""
+    from wnpass.checkpoint import kept
+
+    if names is None:  # the legacy format: torch lists no globals there
+        if keeping and "GLOBAL" in detail:
+            return (
+                f"{path}: refused: loading it would run code or build objects other than "
+                f"tensors ({detail}); it was not run; objects are kept in zip-format files "
+                "only, which torch.save writes by default since PyTorch 1.6"
+            )
+        return None
+    if not names or kept.blocked(names):
+        return None
+    unkept = [name for name in names if name not in kept.keepable(names)]
+    cannot = (
+        f"{listed(unkept, 5)} cannot be kept (a class nested in another, which the pickle "
+        "reaches through builtins.getattr, or a dotted name, which protocol 2 does not write)"
+    )
+    if keeping:
+        return f"{path}: refused: {cannot}; it was not run" if unkept else None
+    if "Unsupported global" not in detail:
+        return None
+    option = (
+        " (give keep_objects=True, --keep-objects, to keep them as they are, never built)"
+        if offered and not unkept
+        else f" ({cannot})"
+        if offered
+        else ""
+    )
+    return (
+        f"{path}: refused: loading it would build objects of {listed(list(names), 5)}, which "
+        f"runs their code; it was not run{option}"
+    )
 
 
 def _safetensors_like(path: Path) -> bool:

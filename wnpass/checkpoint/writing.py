@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
 
 from wnpass.arguments import whole
+from wnpass.checkpoint.kept import UNSET, Kept
 from wnpass.checkpoint.pairs import Pair
 from wnpass.checkpoint.reading import Checkpoint, Group, Place, TensorInfo, place_part
 from wnpass.checkpoint.tensorfile import DTYPE_CODES, write
@@ -233,6 +234,22 @@ class _Rebuild:
             return self._dict(value, path)
         if isinstance(value, list | tuple):
             return self._sequence(value, path)
+        if isinstance(value, Kept):
+            return self._kept(value, path)
+        return value
+
+    def _kept(self, value: Kept, path: Place) -> Kept:
+        """An object kept unbuilt (:mod:`wnpass.checkpoint.kept`), with what it is built from
+        rebuilt: a state dict it holds that is also found elsewhere (``Holder(sd=sd)`` beside
+        ``sd``) is the one rebuilt there, still shared. Rewritten in place (the object is this
+        load's own), after it is registered: an object reached again inside it (an
+        omegaconf node's ``_parent``) is it."""
+        self.done[id(value)] = value
+        kind, args = value._made
+        rebuilt = tuple(self(arg, (*path, position)) for position, arg in enumerate(args))
+        object.__setattr__(value, "_made", (kind, rebuilt))
+        if value._state is not UNSET:
+            object.__setattr__(value, "_state", self(value._state, (*path, len(args))))
         return value
 
     def _dict(self, value: dict[Any, Any], path: Place) -> Any:
