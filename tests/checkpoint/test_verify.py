@@ -793,3 +793,48 @@ def test_folded_weights_the_forward_does_not_read_are_said_not_checked(
         assert (report.check.vacuous() or "").startswith(
             "nothing compared: the forward on example_inputs() "
         )
+
+
+FUSED_PY = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class Fused(nn.Module):
+        # the forward reads a copy of both weights that a load hook makes (a fused qkv)
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(4, 3, bias=False)
+            self.b = nn.Linear(4, 3, bias=False)
+            self.register_load_state_dict_post_hook(self._fuse)
+            self._fuse(self, None)
+
+        @staticmethod
+        def _fuse(module, _):
+            weights = torch.cat([module.a.weight, module.b.weight])
+            module.__dict__["fused"] = weights.detach().clone()
+
+        def forward(self, x):
+            return x @ self.fused.t()
+
+    def build_model():
+        return Fused()
+
+    def example_inputs():
+        return (torch.randn(2, 4, generator=torch.Generator().manual_seed(0)),)
+    """
+)
+
+
+def test_weights_the_forward_reads_through_a_copy_the_load_made_are_read(tmp_path: Path) -> None:
+    """A load hook fuses both weights into one tensor the forward reads: no kernel of the
+    forward reads them, and the check said so and failed, nothing written, though every
+    output depends on them (t293). A weight whose NaN changes the result is read."""
+    (model_py := tmp_path / "fused.py").write_text(FUSED_PY)
+    model, _ = load_model_py(model_py)
+    for name in ("a", "b"):
+        weight_norm(model.get_submodule(name), "weight", dim=0)
+    torch.save(model.state_dict(), ckpt := tmp_path / "f.pt")
+    report = fold_checkpoint(ckpt, check_model=model_py)
+    assert report.check is not None and report.check and report.published
+    assert report.check.unread == []

@@ -138,3 +138,14 @@ def test_tensor_reads_names_every_tensor_a_kernel_reads_whatever_runs_it() -> No
         model(torch.randn(2, 3))
     unread = sorted(set(model.state_dict()) - reads.read)
     assert unread == ["idle.bias", "idle.weight", "shaped"]
+
+
+def test_weights_that_are_views_of_one_tensor_are_read_apart() -> None:
+    """Two weights in one flat tensor (a fused parameter's halves): reading one was taken for
+    reading both, as they share a storage (t293). Each is read where its own bytes are."""
+    flat = torch.randn(12)
+    a, b = flat[:6].view(2, 3), flat[6:].view(2, 3)
+    reads = TensorReads({"a": a, "b": b})
+    with reads:
+        nn.functional.linear(torch.randn(1, 3), a)
+    assert reads.read == {"a"}

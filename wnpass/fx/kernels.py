@@ -150,16 +150,18 @@ class _KernelReads(TorchDispatchMode):
 
 class TensorReads(TorchDispatchMode):
     """Which of some named tensors the kernels run under it read: a kernel given one, or any
-    tensor holding its storage (``W.t()``, which ``addmm`` reads), whatever code ran it (a
-    torch function, TorchScript). Views and layout-only kernels read nothing. A tensor
-    sharing its storage with another is read where either is."""
+    tensor whose elements overlap its own in one storage (``W.t()``, which ``addmm`` reads),
+    whatever code ran it (a torch function, TorchScript). Views and layout-only kernels read
+    nothing. Two weights that are views of one flat tensor are told apart by the bytes each
+    spans (t293)."""
 
     def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
         super().__init__()
-        self.storages: dict[int, list[str]] = {}
+        self.spans: dict[int, list[tuple[int, int, str]]] = {}  # storage -> (start, end, name)
         for name, tensor in tensors.items():
-            if tensor.numel() and (pointer := _storage(tensor)) is not None:
-                self.storages.setdefault(pointer, []).append(name)
+            if (span := _span(tensor)) is not None:
+                storage, start, end = span
+                self.spans.setdefault(storage, []).append((start, end, name))
         self.read: set[str] = set()
 
     def __torch_dispatch__(
@@ -169,17 +171,32 @@ class TensorReads(TorchDispatchMode):
         kwargs = kwargs or {}
         if not func.is_view and func.overloadpacket.__name__ not in _LAYOUT_KERNELS:
             for tensor in (t for v in [*args, *kwargs.values()] for t in tensors_in(v)):
-                if (pointer := _storage(tensor)) is not None:
-                    self.read.update(self.storages.get(pointer, ()))
+                if (span := _span(tensor)) is None:
+                    continue
+                storage, start, end = span
+                self.read.update(
+                    name
+                    for low, high, name in self.spans.get(storage, ())
+                    if low < end and start < high
+                )
         return func(*args, **kwargs)
 
 
-def _storage(tensor: torch.Tensor) -> int | None:
-    """Where ``tensor``'s storage starts; None for a tensor without one (sparse, meta)."""
+def _span(tensor: torch.Tensor) -> tuple[int, int, int] | None:
+    """Where ``tensor``'s storage starts, and the bytes from its first element to past its
+    last (its strides, which are never negative, reach no further); None for a tensor without
+    elements or a storage (sparse, meta)."""
     try:
-        return int(tensor.untyped_storage().data_ptr()) or None
+        if not tensor.numel():
+            return None
+        storage = int(tensor.untyped_storage().data_ptr())
+        start = int(tensor.data_ptr())
     except (RuntimeError, NotImplementedError, TypeError):
         return None
+    reach = sum(
+        (size - 1) * abs(stride) for size, stride in zip(tensor.shape, tensor.stride(), strict=True)
+    )
+    return (storage, start, start + (reach + 1) * tensor.element_size()) if storage else None
 
 
 class _Calls(TorchFunctionMode):
