@@ -846,3 +846,23 @@ def test_a_folded_safetensors_file_is_the_librarys_byte_for_byte(tmp_path: Path)
     assert (tmp_path / "o.folded.safetensors").read_bytes() == (
         tmp_path / "library.safetensors"
     ).read_bytes()
+
+
+@pytest.mark.parametrize("trainable", [True, False])
+def test_a_weight_folded_from_parameters_is_a_parameter(tmp_path: Path, trainable: bool) -> None:
+    """A file of ``dict(model.named_parameters())``: the folded weight came back a plain
+    tensor beside a Parameter bias (t292). It is a Parameter where ``v`` was one, with its
+    ``requires_grad``, and one object under both names of a module held twice."""
+    conv = parametrizations.weight_norm(nn.Conv1d(2, 3, 3), "weight", dim=0)
+    for param in conv.parameters():
+        param.requires_grad_(trainable)
+    params = dict(conv.named_parameters())
+    params.update({f"again.{key}": value for key, value in conv.named_parameters()})
+    torch.save(params, tmp_path / "p.pt")
+    fold_checkpoint(tmp_path / "p.pt")
+    out = torch.load(tmp_path / "p.folded.pt", weights_only=True)
+    assert isinstance(out["weight"], nn.Parameter) and isinstance(out["bias"], nn.Parameter)
+    assert out["weight"].requires_grad is trainable
+    assert out["again.weight"] is out["weight"]
+    g, v = (params[f"parametrizations.weight.original{i}"].detach() for i in (0, 1))
+    assert torch.equal(out["weight"], expected_weight(g, v, 0))

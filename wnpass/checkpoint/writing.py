@@ -226,6 +226,8 @@ class _Rebuild:
         self.groups, self.rewrite = groups, rewrite
         self.fold, self.written = fold, written
         self.done: dict[int, Any] = {}
+        # a folded weight -> the Parameter written for it (the weight kept alive with it)
+        self.parameters: dict[int, tuple[Any, Any]] = {}
 
     def __call__(self, value: Any, path: Place) -> Any:
         if id(value) in self.done:
@@ -237,6 +239,20 @@ class _Rebuild:
         if isinstance(value, Kept):
             return self._kept(value, path)
         return value
+
+    def _as_held(self, weight: Any, state: dict[Any, Any], pair: Pair) -> Any:
+        """A folded weight as the state dict held its ``v``: an ``nn.Parameter`` where ``v`` was
+        one (a dict of ``named_parameters()``: the weight came back a plain tensor beside a
+        Parameter bias, t292), with its ``requires_grad``; the same object wherever the same
+        weight is written (a pair under two names stays one)."""
+        import torch
+
+        v = state.get(pair.v.key) if pair.v is not None else None
+        if not isinstance(v, torch.nn.Parameter) or isinstance(weight, torch.nn.Parameter):
+            return weight
+        if id(weight) not in self.parameters:
+            self.parameters[id(weight)] = (weight, torch.nn.Parameter(weight, v.requires_grad))
+        return self.parameters[id(weight)][1]
 
     def _kept(self, value: Kept, path: Place) -> Kept:
         """An object kept unbuilt (:mod:`wnpass.checkpoint.kept`), with what it is built from
@@ -266,7 +282,7 @@ class _Rebuild:
                 if action.kind == "drop":
                     continue
                 if action.kind == "fold" and action.pair is not None:
-                    item = self.fold(action.pair)
+                    item = self._as_held(self.fold(action.pair), value, action.pair)
                 _claim(keys, action.key)
                 out[action.key] = item
                 self.written.append((action.key, _nbytes(item)))
