@@ -52,6 +52,14 @@ CASES: list[tuple[str, tuple[int, ...], Forward, torch.Tensor, int | str]] = [
     ("transpose", (6, 4), lambda x, w: F.linear(x, w.transpose(0, 1)), X2, 1),
     ("permute", (3, 2, 4), lambda x, w: F.conv1d(x, w.permute(2, 1, 0)), X3, 2),
     # fairseq's ConvTBC: weight (k, in, out), its units the last axis (t291: not known, skipped)
+    # fairseq's LightweightConv softmaxes its kernel: said as what it is, not elementwise
+    (
+        "softmax of the kernel",
+        (2, 1, 3),
+        lambda x, w: F.conv1d(x, torch.softmax(w, dim=-1).expand(2, 1, 3), groups=2),
+        X3,
+        "normalized by softmax: no layer's unit axis",
+    ),
     ("torch.conv_tbc", (3, 2, 4), lambda x, w: torch.conv_tbc(x, w, torch.ones(4), 1), X_TBC, 2),
     (
         "torch.conv_tbc of a permuted weight",

@@ -796,6 +796,8 @@ class _Recorder(TorchFunctionMode):
             args = args[1:] if args else args
             kwargs = {key: value for key, value in kwargs.items() if key != "input"}
             reason = f"normalization scale or shift ({name})"
+        elif name == "softmax":  # along an axis: no elementwise use (t291, LightweightConv)
+            reason = "normalized by softmax: no layer's unit axis"
         elif name in ELEMENTWISE:
             reason = f"elementwise use ({name})"
         elif name in _REDUCTIONS:
