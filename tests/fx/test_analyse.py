@@ -1447,3 +1447,31 @@ def test_what_pytorch_builds_in_the_training_forward_is_taken_down_or_kept_whole
     model.train()
     model(x).sum().backward()  # it raised: no _initialize_hook
     assert isinstance(model.aux, nn.Linear) and not isinstance(model.aux, nn.LazyLinear)
+
+
+class _ConvTBC(nn.Module):
+    """fairseq's ConvTBC: a time-first convolution, weight ``(kernel, in, out)``; with
+    ``branch``, a forward torch.fx cannot trace (a branch on a size)."""
+
+    def __init__(self, branch: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(3, 4, 6))
+        self.bias = nn.Parameter(torch.zeros(6))
+        self.branch = branch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.branch and x.shape[0] > 100:  # torch.fx cannot branch on a size
+            x = x[:100]
+        return torch.conv_tbc(x.contiguous(), self.weight, self.bias, 1)
+
+
+@pytest.mark.parametrize("traced", ["fx", "export"])
+def test_a_conv_tbc_weight_is_planned_at_its_output_channels_from_the_graph(traced: str) -> None:
+    """Read from the graph (no example inputs: torch.fx; torch.fx failing: torch.export's), a
+    weight ``torch.conv_tbc`` reads was said used by an op wnpass does not know (t294)."""
+    model = nn.Sequential(_ConvTBC(branch=traced == "export"))
+    inputs = (torch.randn(5, 2, 4),) if traced == "export" else None
+    sites, mode, _ = analyse_sites(model, inputs, tracer="static")
+    assert mode == traced
+    named = {site.name: site for site in sites}
+    assert (named["0.weight"].axis, named["0.bias"].reason) == (2, "bias")

@@ -116,6 +116,13 @@ def _fx_functional_use(
         if index != 1:
             return bias_use(param, op, name)
         return table_use(param, op, name, "conv", shape)
+    if user.op == "call_function" and target is torch.conv_tbc:  # fairseq's ConvTBC
+        op = "torch.conv_tbc"
+        if index == 0:
+            return Use(param, op, name, None, f"the input of {op}, not a weight")
+        if index != 1:
+            return bias_use(param, op, name)
+        return table_use(param, op, name, "conv_tbc", shape)
     if user.op == "call_function" and target in _CONV_T:
         op = f"F.{getattr(target, '__name__', 'conv_transpose')}"
         if index != 1:
@@ -210,6 +217,10 @@ def _export_use(
         if index != 1:
             return bias_use(param, op, name)
         return conv_transpose_use(param, op, name, _groups(user, 6), policy, shape)
+    if op == "conv_tbc":
+        if index != 1:
+            return bias_use(param, op, name)
+        return table_use(param, op, name, "conv_tbc", shape)
     if op == "convolution":
         if index != 1:
             return bias_use(param, op, name)
