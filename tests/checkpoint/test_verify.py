@@ -838,3 +838,35 @@ def test_weights_the_forward_reads_through_a_copy_the_load_made_are_read(tmp_pat
     report = fold_checkpoint(ckpt, check_model=model_py)
     assert report.check is not None and report.check and report.published
     assert report.check.unread == []
+
+
+@pytest.mark.parametrize("state", ["counter", "finite check at load"])
+def test_an_unread_weight_of_a_model_with_state_is_still_said_unread(
+    tmp_path: Path, state: str
+) -> None:
+    """The confirmation compared a forward with the weights NaN to the first one: a model that
+    counts its calls, or refuses non-finite weights as they load, made the discriminator
+    beside its generator look read, and its fold passed as checked (t294)."""
+    ckpt, model_py = _checkpoint(tmp_path)
+    with_idle_discriminator(ckpt, model_py)
+    source = model_py.read_text()
+    if state == "counter":
+        source = source.replace(
+            "self.disc = nn.Conv1d(1, 2, 3)",
+            "self.disc = nn.Conv1d(1, 2, 3)\n        self.calls = 0",
+        ).replace(
+            "return self.post(x + self.pos(x))",
+            "self.calls += 1\n        return self.post(x + self.pos(x)), float(self.calls)",
+        )
+    else:
+        source = source.replace(
+            "self.disc = nn.Conv1d(1, 2, 3)",
+            "self.disc = nn.Conv1d(1, 2, 3)\n"
+            "        self.register_load_state_dict_post_hook(\n"
+            "            lambda m, _: None if all(bool(p.isfinite().all()) "
+            "for p in m.parameters()) else 1 / 0)",
+        )
+    model_py.write_text(source)
+    report = fold_checkpoint(ckpt, check_model=model_py)
+    assert report.check is not None and report.check and report.published
+    assert [unread.weights for unread in report.check.unread] == [["disc.weight"]]

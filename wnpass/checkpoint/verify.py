@@ -494,7 +494,7 @@ def _compare(
     ref_out = _run(reference, batch, model_py, rng)
     cand_out, unread = _run_watched(candidate, batch, model_py, rng, folded_weights)
     if unread:
-        unread = _unread_confirmed(candidate, folded, unread, batch, model_py, rng, cand_out)
+        unread = _unread_confirmed(candidate, folded, unread, batch, model_py, rng)
     numbers = _number_dtypes(reference)
     rows = []
     for name, ref in ref_out:
@@ -526,29 +526,38 @@ def _unread_confirmed(
     batch: Batch,
     model_py: Path,
     rng: RngSnapshot,
-    result: dict[str, Any],
 ) -> list[str]:
-    """``unread`` where the forward's result is the same with those weights NaN in the state
-    dict loaded (what no read of them, also through a copy the model's own load made, as a
-    fused buffer a load hook fills: t293, leaves unchanged); else none (some output depends
-    on them, or that could not be told: none is said unread)."""
+    """Of ``unread`` (no kernel of the forward read them), none where the forward's result
+    depends on them all the same, through a copy the model's own load made (a fused buffer
+    a load hook fills, t293): the model loads ``folded`` as it is, then with those weights
+    changed (``2 w + 1``, finite), its state given back before each forward (a streaming
+    buffer, a call counter: t294), and the two results are compared. Where they cannot be
+    (a forward or load that fails), the forward's own reads stand."""
     import torch
 
-    perturbed = dict(folded)
+    from wnpass.fx.forward import state_given_back
+
+    changed = dict(folded)
     for name in unread:
         weight = torch.as_tensor(folded[name])
         if not weight.is_floating_point():
-            return []
-        perturbed[name] = torch.full_like(weight, float("nan"))
-    try:
-        model.load_state_dict(perturbed, strict=True)
-        again = dict(_run(model, batch, model_py, rng))
-    except STOPS:
-        raise
-    except BaseException as error:  # the model's own checks of its weights too
-        logger.debug("could not confirm the folded weights the forward does not read: %s", error)
-        return []
-    same = again.keys() == result.keys() and all(_same(again[k], result[k]) for k in result)
+            return unread
+        changed[name] = weight * 2 + 1
+    results = []
+    for state in (folded, changed):
+        try:
+            model.load_state_dict(state, strict=True)
+            with state_given_back(model):
+                results.append(dict(_run(model, batch, model_py, rng)))
+        except STOPS:
+            raise
+        except BaseException as error:  # the model's own checks of its weights too
+            logger.debug(
+                "could not confirm the folded weights the forward does not read: %s", error
+            )
+            return unread
+    base, again = results
+    same = again.keys() == base.keys() and all(_same(again[k], base[k]) for k in base)
     return unread if same else []
 
 
