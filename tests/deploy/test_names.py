@@ -402,3 +402,28 @@ def test_a_weight_held_in_an_equal_weights_initializer_is_said_so(
     report = export(model, (torch.randn(1, 1, 32),), tmp_path / "m.onnx", verify=False)
     assert report.names_missing == []
     assert report.names_shared == ({"b.weight": "a.weight"} if equal else {})
+
+
+class _EqualLinears(nn.Module):
+    """Two Linear layers of equal weights on a 3-D input: the dynamo exporter keeps one MatMul
+    initializer, the weight transposed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.r = nn.Linear(8, 6), nn.Linear(8, 6)
+        with torch.no_grad():
+            self.r.weight.copy_(self.a.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x) * self.r(x)
+
+
+def test_a_weight_equal_to_one_held_transposed_is_said_equal(tmp_path: Path) -> None:
+    """``names_shared`` compared the missing weight with initializers as they are: one holding
+    its equal transposed was missed, and one holding another weight transposed that happened
+    to equal it was named (t294). Weights are compared with weights."""
+    torch.manual_seed(0)
+    report = export(
+        _EqualLinears().eval(), (torch.randn(2, 3, 8),), tmp_path / "m.onnx", verify=False
+    )
+    assert report.names_missing == [] and report.names_shared == {"r.weight": "a.weight"}

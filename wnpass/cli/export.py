@@ -188,7 +188,7 @@ def _print_export(out: Printer, report: Any) -> None:
     unnamed = [name for name in report.names_missing if name not in declined]
     together = " (or held with others in one named after them all)"
     together = together if report.names_held_together else ""
-    together += " (or in an equal weight's, below)" if report.names_shared else ""
+    together += " (or equal to one that is, below)" if report.names_shared else ""
     if unnamed:
         # with weight norm kept, the dynamo exporter computes a small site itself, in the
         # model's precision: a float16 weight of its own name, a rounding off PyTorch's (t146)
@@ -216,9 +216,9 @@ def _print_export(out: Printer, report: Any) -> None:
         )
     if report.names_shared:
         out.line(
-            "held in an equal weight's initializer (the exporter keeps one constant of equal "
-            "values): "
-            + ", ".join(f"{name} (in {init})" for name, init in report.names_shared.items())
+            "equal to a weight with an initializer, which the exporter keeps for both where the "
+            "graph reads both (one constant of equal values): "
+            + ", ".join(f"{name} (= {other})" for name, other in report.names_shared.items())
         )
     if report.names_transposed:
         out.line(

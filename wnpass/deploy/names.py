@@ -79,8 +79,8 @@ def restore_names(model: ir.Model, weights: Weights) -> tuple[list[str], list[st
     Linear feeds MatMul; within float32 rounding, as an exporter may have folded weight norm in
     float32).
     Returns the weights that still have no initializer of their name, those whose
-    initializer holds them transposed, and those an equal weight's initializer holds, by that
-    initializer (the dynamo exporter keeps one constant of equal values: ParallelWaveGAN's
+    initializer holds them transposed, and those equal to a weight with an initializer, by
+    that weight (the dynamo exporter keeps one constant of equal values: ParallelWaveGAN's
     upsampling kernels, all 1/9, t290). A name of a weight held under another (tied) names a
     copy of it the exporter made (the tied head's ``W.T`` for a MatMul); with none, the weight
     is the initializer of its other name, and none is missing. A name some other value of
@@ -122,21 +122,20 @@ def restore_names(model: ir.Model, weights: Weights) -> tuple[list[str], list[st
 def _held_by_equals(
     model: ir.Model, names: list[str], arrays: dict[str, np.ndarray | None], weights: Weights
 ) -> dict[str, str]:
-    """Of weights ``names`` with no initializer of their own, those an initializer named after
-    another weight holds exactly (same shape, same values), by that initializer."""
+    """Of weights ``names`` with no initializer of their own, those equal (same shape, same
+    values) to a weight that has one, by that weight: the exporter keeps one constant for
+    equal values, and where the graph reads both, it reads that one (as it holds that weight:
+    as is, or transposed, t294)."""
+    named = [name for name in weights.values if name in model.graph.initializers]
     shared: dict[str, str] = {}
     for name in names:
         weight = arrays.get(name)
         if weight is None:
             continue
-        for init_name, value in model.graph.initializers.items():
-            tensor = value.const_value
-            if init_name == name or init_name not in weights.values or tensor is None:
-                continue
-            if tuple(tensor.shape.numpy()) == weight.shape and np.array_equal(
-                tensor.numpy(), weight
-            ):
-                shared[name] = init_name
+        for other in named:
+            value = as_array(weights.values[other])
+            if value is not None and value.shape == weight.shape and np.array_equal(value, weight):
+                shared[name] = other
                 break
     return shared
 

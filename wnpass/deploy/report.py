@@ -111,8 +111,8 @@ class ExportReport(Anchored):
     folded_in_place: bool = False  # the model could not be copied (its __deepcopy__ refused)
     data_files: list[str] = dataclasses.field(default_factory=list)  # the output's, written
     names_missing: list[str] = dataclasses.field(default_factory=list)
-    # weights of no initializer of their own that an equal weight's initializer holds (the
-    # exporter keeps one constant of equal values), by that initializer
+    # weights of no initializer of their own equal to a weight with one (the exporter keeps
+    # one constant of equal values), by that weight
     names_shared: dict[str, str] = dataclasses.field(default_factory=dict)
     # weights whose initializer, named after them, holds them transposed (as MatMul reads a
     # Linear's weight): square ones show it by no shape
