@@ -141,19 +141,31 @@ def test_the_input_s_folder_mounted_elsewhere_is_the_same_folder(tmp_path: Path)
         subprocess.run(["umount", str(tmp_path / "bound")], check=True)
 
 
-def test_a_nemo_file_says_to_extract_its_weights(tmp_path: Path) -> None:
-    """NeMo's ``.nemo`` is a tar of the configuration and ``model_weights.ckpt``: read as ONNX
-    it was "Wire format was corrupt", and convert said only that it is no checkpoint name."""
+@pytest.mark.parametrize("mode", ["w", "w:gz"], ids=["tar", "gzipped tar"])
+def test_a_nemo_file_says_to_extract_its_weights(tmp_path: Path, mode: str) -> None:
+    """NeMo's ``.nemo`` is a tar (gzipped before NeMo 1.7) of the configuration and
+    ``./model_weights.ckpt``: read as ONNX it was "Wire format was corrupt", convert said only
+    that it is no checkpoint name, and ``--checkpoint`` gave torch's words of its legacy tar
+    format (t290, t294)."""
     import tarfile
 
+    from wnpass.checkpoint.reading import load_torch
     from wnpass.onnx import io
 
     (tmp_path / "model_weights.ckpt").write_bytes(b"weights")
-    with tarfile.open(tmp_path / "m.nemo", "w") as archive:
-        archive.add(tmp_path / "model_weights.ckpt", "model_weights.ckpt")
-    hint = "extract the weights (tar xf X.nemo model_weights.ckpt) and give that"
-    with pytest.raises(InvalidModelError, match=r"it is a tar archive \(NeMo's .nemo\? extract"):
-        io.load(tmp_path / "m.nemo")
+    with tarfile.open(path := tmp_path / "m.nemo", mode) as archive:  # type: ignore[call-overload]
+        archive.add(tmp_path / "model_weights.ckpt", "./model_weights.ckpt")
+    hint = "NeMo's .nemo? extract it (tar xf X.nemo) and give the model_weights.ckpt it holds"
+    kind = "a tar archive" if mode == "w" else "a gzip file"
     with pytest.raises(InvalidModelError) as error:
-        detect_format(tmp_path / "m.nemo")
-    assert str(error.value).endswith(f"; a .nemo file is a tar archive: {hint}")
+        io.load(path)
+    assert str(error.value).endswith(f"; it is {kind}: {hint}")
+    with pytest.raises(InvalidModelError) as error:
+        load_torch(path)
+    assert str(error.value) == f"{path}: not a readable torch.save file ({kind}: {hint})"
+    with pytest.raises(InvalidModelError) as error:
+        detect_format(path)
+    assert str(error.value).endswith(
+        "; a .nemo file is a tar archive: extract it (tar xf X.nemo) and give the "
+        "model_weights.ckpt it holds"
+    )

@@ -32,6 +32,7 @@ __all__ = [
     "TORCH_NAMES",
     "TORCH_SUFFIXES",
     "Format",
+    "archive_kind",
     "check_output_name",
     "default_output",
     "detect_format",
@@ -51,7 +52,24 @@ Format = Literal["torch", "safetensors", "torch-index", "safetensors-index"]
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".pth.tar", ".ckpt")
 TORCH_NAMES = ", ".join(TORCH_SUFFIXES)  # as messages list them
 # NeMo's .nemo: a tar archive of the configuration and the weights
-NEMO = "extract the weights (tar xf X.nemo model_weights.ckpt) and give that"
+NEMO = "extract it (tar xf X.nemo) and give the model_weights.ckpt it holds"
+
+
+def archive_kind(path: str | Path) -> str | None:
+    """What ``path`` is where it starts as a tar archive or a gzip file (a NeMo ``.nemo``,
+    plain since NeMo 1.7, gzipped before), with what to do; None for anything else."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(512)
+    except OSError:
+        return None
+    if head[257:262] == b"ustar":  # a tar header's magic
+        return f"a tar archive: NeMo's .nemo? {NEMO}"
+    if head[:2] == b"\x1f\x8b":
+        return f"a gzip file: NeMo's .nemo? {NEMO}"
+    return None
+
+
 INDEX_SUFFIX = ".index.json"
 _SUFFIXES = (*TORCH_SUFFIXES, ".safetensors", INDEX_SUFFIX)
 

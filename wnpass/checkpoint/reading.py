@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from wnpass.checkpoint.formats import Format, detect_format, is_sharded
+from wnpass.checkpoint.formats import Format, archive_kind, detect_format, is_sharded
 from wnpass.checkpoint.tensorfile import SafetensorsFile
 from wnpass.errors import InvalidModelError, one_line
 from wnpass.plan import changed_while_read, not_readable
@@ -390,6 +390,8 @@ def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = Fals
         )
     if _safetensors_like(path):  # before the pickle reader, whose errors vary with the bytes
         raise InvalidModelError(f"{path}: not a readable torch.save file ({_SAFETENSORS})")
+    if archived := archive_kind(path):  # torch's words are of its legacy tar format
+        raise InvalidModelError(f"{path}: not a readable torch.save file ({archived})")
     names: stand_ins.Globals | None = {}
     try:
         zipped = _is_zip_format(path)

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from wnpass.checkpoint.formats import NEMO, TORCH_NAMES
+from wnpass.checkpoint.formats import TORCH_NAMES, archive_kind
 from wnpass.errors import InvalidModelError, OutputError, UsageError, one_line
 from wnpass.onnx import inline, validity
 from wnpass.onnx.graphs import attribute_tensors, graphs_of
@@ -70,8 +70,8 @@ def _checkpoint_hint(path: Path) -> str:
         kind = "a torch.save file (a pickle)"
     elif len(head) > 8 and head[8:9] == b"{":
         kind = "a .safetensors file"
-    elif head[257:262] == b"ustar":  # a tar archive's header
-        return f"; it is a tar archive (NeMo's .nemo? {NEMO})"
+    elif archived := archive_kind(path):
+        return f"; it is {archived}"
     else:
         return ""
     return (
