@@ -130,6 +130,33 @@ def test_a_checkpoint_weight_normed_at_another_axis_is_said(
     ) in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("case", ["one output unit", "data init"])
+def test_no_axis_note_where_the_gains_are_the_checkpoints_or_drawn_anew(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    """A layer of one output unit has one norm whatever the axis: its whole-tensor pair was
+    said moved to axis 0. With --init data the gains are drawn anew, which a note of its own
+    says: the axis note said the outputs are the same (t294)."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    from wnpass import load_model_py
+
+    model_py = tmp_path / "one.py"
+    model_py.write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "def build_model():\n    return nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 1))\n\n"
+        "def example_inputs():\n    return (torch.rand(8, 4),)\n"
+    )
+    model, _ = load_model_py(model_py)
+    weight_norm(model.get_submodule("0"), "weight", dim=1 if case == "data init" else 0)
+    weight_norm(model.get_submodule("1"), "weight", dim=None)  # type: ignore[arg-type]
+    torch.save(model.state_dict(), tmp_path / "ckpt.pt")
+    argv = ["train-rewrite", str(model_py), "--checkpoint", str(tmp_path / "ckpt.pt")]
+    argv += ["--init", "data"] if case == "data init" else []
+    assert main([*argv, "-o", str(tmp_path / "out.pt")]) == 0
+    assert "weight-normed at another axis" not in capsys.readouterr().out
+
+
 def test_a_sharded_safetensors_checkpoint_is_loaded_and_its_shards_planned(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -225,14 +225,17 @@ def _moved_axes(report: Any, checkpoint: Path) -> str | None:
 
     stored: dict[str, set[int | None]] = {}
     for pair in inspect_checkpoint(checkpoint).pairs:
-        if pair.status == "foldable":
-            stored.setdefault(pair.weight, set()).add(None if pair.whole_tensor else pair.dim)
+        if pair.status == "foldable" and pair.v_shape is not None:
+            axis = None if pair.whole_tensor else pair.dim
+            stored.setdefault(pair.weight, set()).add(_norm_axis(axis, pair.v_shape))
     moved = [
         f"{site.name} ({_axis(next(iter(stored[site.name])))} -> {_axis(site.axis)})"
         for site in report.sites
         if site.status == "applied"
+        and not (site.init or "").startswith("data")  # drawn anew: said by its own note
+        and site.shape is not None
         and len(stored.get(site.name, ())) == 1
-        and site.axis not in stored[site.name]
+        and _norm_axis(site.axis, site.shape) not in stored[site.name]
     ]
     if not moved:
         return None
@@ -246,3 +249,9 @@ def _moved_axes(report: Any, checkpoint: Path) -> str | None:
 
 def _axis(axis: int | None) -> str:
     return "whole tensor" if axis is None else f"axis {axis}"
+
+
+def _norm_axis(axis: int | None, shape: list[int]) -> int | None:
+    """The axis a norm keeps, None for the whole tensor; an axis of one element is the whole
+    tensor (a conv of one output channel: the same norm either way, t294)."""
+    return None if axis is None or shape[axis] == 1 else axis
