@@ -279,3 +279,19 @@ def test_a_snapshot_folder_given_as_the_model_names_its_index(
     assert main(["fold", str(snapshot)]) == 2
     hint = f"(name the checkpoint's index: {snapshot / 'model.safetensors.index.json'})"
     assert capsys.readouterr().err.strip().endswith(hint)
+
+
+def test_a_folder_of_checkpoints_given_as_the_model_names_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A trainer's checkpoint folder given to fold said only "is a directory, not an ONNX
+    file", where inspect takes folders (t295): the error names a file in it and says so."""
+    folder = tmp_path / "checkpoint-2"
+    folder.mkdir()
+    (folder / "trainer_state.json").write_text("{}")
+    (folder / "optimizer.pt").write_bytes(b"")
+    (folder / "model.safetensors").write_bytes(b"")
+    assert main(["fold", str(folder)]) == 2
+    named = folder / "model.safetensors"
+    hint = f"(name one of its files, as {named}; inspect takes a folder)"
+    assert capsys.readouterr().err.strip().endswith(f"is a directory, not an ONNX file {hint}")

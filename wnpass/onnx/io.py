@@ -82,12 +82,20 @@ def _checkpoint_hint(path: Path) -> str:
 
 def _index_in(folder: Path) -> str:
     """A hint for a folder given as a model: the sharded checkpoint index it holds, if any
-    (a Hugging Face snapshot folder, t242), named as the commands take it."""
+    (a Hugging Face snapshot folder, t242), named as the commands take it; else a model or
+    checkpoint file it holds, and that ``inspect`` takes folders (t295)."""
+    from wnpass.checkpoint.formats import is_checkpoint_path
+
     try:
-        indexes = sorted(p.name for p in folder.iterdir() if p.name.endswith(".index.json"))
+        names = sorted(p.name for p in folder.iterdir() if p.is_file())
     except OSError:
         return ""
-    return f" (name the checkpoint's index: {folder / indexes[0]})" if indexes else ""
+    if indexes := [name for name in names if name.endswith(".index.json")]:
+        return f" (name the checkpoint's index: {folder / indexes[0]})"
+    models = [n for n in names if n.lower().endswith(".onnx") or is_checkpoint_path(n)]
+    if models:
+        return f" (name one of its files, as {folder / models[0]}; inspect takes a folder)"
+    return ""
 
 
 def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
