@@ -311,3 +311,17 @@ def test_a_compressed_zip_keeps_objects_and_a_nested_class_is_refused_saying_why
             inspect_checkpoint(tmp_path / "n.pt", keep_objects=keep)
         assert "builtins.getattr cannot be kept (a class nested in another" in str(error.value)
         assert "--keep-objects" not in str(error.value)
+
+
+def test_a_file_of_one_object_says_so_without_suggesting_to_keep_it(tmp_path: Path) -> None:
+    """HF Trainer's ``training_args.bin`` holds one ``TrainingArguments``: the refusal said to
+    give --keep-objects, after which it said the file holds no state dict (t295). It says
+    that at once, having loaded it with its objects kept (which runs nothing)."""
+    torch.save(Holder({}), tmp_path / "training_args.bin")
+    for keep in (False, True):
+        with pytest.raises(InvalidModelError) as error:
+            fold_checkpoint(tmp_path / "training_args.bin", keep_objects=keep)
+        assert (
+            str(error.value)
+            == f"{tmp_path / 'training_args.bin'}: holds a Holder, not a state dict"
+        )

@@ -478,6 +478,8 @@ def _objects_refused(
         return f"{path}: refused: {cannot}; it was not run" if unkept else None
     if "Unsupported global" not in detail:
         return None
+    if offered and not unkept and (root := _kept_root(path)) is not None:
+        return f"{path}: holds a {root}, not a state dict"  # keeping would not help (t295)
     option = (
         " (give keep_objects=True, --keep-objects, to keep them as they are, never built)"
         if offered and not unkept
@@ -489,6 +491,17 @@ def _objects_refused(
         f"{path}: refused: loading it would build objects of {listed(list(names), 5)}, which "
         f"runs their code; it was not run{option}"
     )
+
+
+def _kept_root(path: Path) -> str | None:
+    """What the file holds at its top where that is no dict, loaded with its objects kept
+    (which runs nothing: HF Trainer's ``training_args.bin`` holds a ``TrainingArguments``);
+    None where it is a dict, or where it does not load so either."""
+    try:
+        root = load_torch(path, set())
+    except InvalidModelError:
+        return None
+    return None if isinstance(root, dict) else type(root).__name__
 
 
 def _safetensors_like(path: Path) -> bool:
