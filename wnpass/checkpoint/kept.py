@@ -14,7 +14,10 @@ that a pickle fills as a list or a dict (``APPENDS``, ``SETITEMS``) is refused b
 Stand-ins are classes made per global name (:func:`kept_class`): one object per name, so a
 class stored as a value and the same class's instances stay what they were to each other. The
 globals come from ``torch.serialization.get_unsafe_globals_in_checkpoint`` (torch 2.5 and
-later, zip-format files).
+later, zip-format files), each with the module and name the pickle's ``GLOBAL`` gives it, read
+from the file's ``data.pkl``. What would not be written back as read is refused: an object
+built twice, or with a ``None`` state (:data:`ONCE`), a dotted name (protocol 4's), a class
+nested in another (reached through ``builtins.getattr``).
 """
 
 from __future__ import annotations

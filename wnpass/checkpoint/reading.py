@@ -321,11 +321,11 @@ def _torch_like(path: Path) -> bool:
     return head in (b"PK", b"\x80\x02")
 
 
+# The line of torch's error that says why it refused
+_DETAILS = ("GLOBAL", "nsupported", "Can only", "unrecognized function")
 # What torch's weights-only unpickler says when a pickle asks for something other than tensors
 # and containers (a function to call, a class to build); anything else it raises is a file
 # that is not a pickle it can read at all (random bytes, a cut-off file, an unknown opcode).
-# the line of torch's error that says why
-_DETAILS = ("GLOBAL", "nsupported", "Can only", "unrecognized function")
 _REFUSALS = (
     "GLOBAL",
     "Can only create new object",
