@@ -220,16 +220,26 @@ class Holder:
         """A class in a class: the pickle reaches it through ``builtins.getattr``."""
 
 
-def test_a_state_dict_a_kept_object_holds_too_stays_shared_and_folded(tmp_path: Path) -> None:
+@pytest.mark.parametrize("first", ["state dict", "kept object"])
+def test_a_state_dict_a_kept_object_holds_too_stays_shared_and_folded(
+    tmp_path: Path, first: str
+) -> None:
     """``{"state_dict": sd, "ema": Holder(sd)}``: the state dict was folded, and the kept
-    object wrote the original pair again beside it, no longer shared (t293)."""
+    object wrote the original pair again beside it, no longer shared (t293); with the kept
+    object first, its copy took the state dict's place: the fold failed, and convert wrote the
+    pairs unconverted, saying they were (t296)."""
     state = state_dict("legacy")
-    torch.save({"state_dict": state, "ema": Holder(state)}, tmp_path / "h.pt")
+    entries = [("state_dict", state), ("ema", Holder(state))]
+    torch.save(dict(entries if first == "state dict" else entries[::-1]), tmp_path / "h.pt")
     report = fold_checkpoint(tmp_path / "h.pt", keep_objects=True)
     assert report.count("folded") == 5 and report.kept == [f"{__name__}.Holder"]
     out = torch.load(tmp_path / "h.folded.pt", weights_only=False)
     assert out["ema"].state is out["state_dict"]
     assert not any(key.endswith("_g") for key in out["state_dict"])
+    convert_checkpoint(tmp_path / "h.pt", "parametrize", keep_objects=True)
+    converted = torch.load(tmp_path / "h.parametrize.pt", weights_only=False)
+    assert converted["ema"].state is converted["state_dict"]
+    assert sum(key.endswith("original0") for key in converted["state_dict"]) == 5
 
 
 class _Pickled:

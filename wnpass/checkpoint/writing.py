@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, Literal, cast
 from wnpass.arguments import whole
 from wnpass.checkpoint.kept import UNSET, Kept
 from wnpass.checkpoint.pairs import Pair
-from wnpass.checkpoint.reading import Checkpoint, Group, Place, TensorInfo, place_part
+from wnpass.checkpoint.reading import Checkpoint, Group, Place, TensorInfo, at_place, place_part
 from wnpass.checkpoint.tensorfile import DTYPE_CODES, write
 from wnpass.errors import OutputError, one_line
 
@@ -98,8 +98,9 @@ def write_file(
     # (an OrderedDict) and _metadata stay as they were
     written: list[tuple[str, int]] = []
     groups = {group.path: group for group in checkpoint.groups}
-    rebuild = _Rebuild(groups, rewrite, fold, written)
-    obj = rebuild(checkpoint.root(shard), ())
+    root = checkpoint.root(shard)
+    rebuild = _Rebuild(groups, rewrite, fold, written, root)
+    obj = rebuild(root, ())
     _torch_save(obj, target, where, kept=bool(checkpoint.kept))
     return written
 
@@ -222,8 +223,15 @@ class _Rebuild:
         rewrite: Rewrite,
         fold: Folder,
         written: list[tuple[str, int]],
+        root: Any = None,
     ) -> None:
         self.groups, self.rewrite = groups, rewrite
+        # each state dict by identity, at its place: one a kept object holds, reached there
+        # first (``{"ema": Holder(sd), "state_dict": sd}``), is rewritten as at its place
+        # (t296: it was copied unfolded, and the fold's own place then got that copy)
+        self.places = (
+            {id(at_place(root, path)): path for path in groups} if root is not None else {}
+        )
         self.fold, self.written = fold, written
         self.done: dict[int, Any] = {}
         # a folded weight -> the Parameter written for it (the weight kept alive with it)
@@ -233,7 +241,7 @@ class _Rebuild:
         if id(value) in self.done:
             return self.done[id(value)]
         if isinstance(value, dict):
-            return self._dict(value, path)
+            return self._dict(value, self.places.get(id(value), path))
         if isinstance(value, list | tuple):
             return self._sequence(value, path)
         if isinstance(value, Kept):
