@@ -840,13 +840,14 @@ def test_weights_the_forward_reads_through_a_copy_the_load_made_are_read(tmp_pat
     assert report.check.unread == []
 
 
-@pytest.mark.parametrize("state", ["counter", "finite check at load"])
+@pytest.mark.parametrize("state", ["counter", "finite check at load", "global counter"])
 def test_an_unread_weight_of_a_model_with_state_is_still_said_unread(
     tmp_path: Path, state: str
 ) -> None:
     """The confirmation compared a forward with the weights NaN to the first one: a model that
     counts its calls, or refuses non-finite weights as they load, made the discriminator
-    beside its generator look read, and its fold passed as checked (t294)."""
+    beside its generator look read, and its fold passed as checked (t294); so did a count
+    of the model.py's own that wnpass does not give back (t296)."""
     ckpt, model_py = _checkpoint(tmp_path)
     with_idle_discriminator(ckpt, model_py)
     source = model_py.read_text()
@@ -857,6 +858,11 @@ def test_an_unread_weight_of_a_model_with_state_is_still_said_unread(
         ).replace(
             "return self.post(x + self.pos(x))",
             "self.calls += 1\n        return self.post(x + self.pos(x)), float(self.calls)",
+        )
+    elif state == "global counter":  # a module's own count: no state wnpass gives back
+        source = source.replace("import torch\n", "import torch\nCOUNT = [0]\n", 1).replace(
+            "return self.post(x + self.pos(x))",
+            "COUNT[0] += 1\n        return self.post(x + self.pos(x)) + 1e-9 * COUNT[0]",
         )
     else:
         source = source.replace(
