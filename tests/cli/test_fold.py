@@ -285,13 +285,16 @@ def test_a_folder_of_checkpoints_given_as_the_model_names_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A trainer's checkpoint folder given to fold said only "is a directory, not an ONNX
-    file", where inspect takes folders (t295): the error names a file in it and says so."""
+    file" (t295): the error names its weights (not its optimizer's state, t296); a folder of
+    ONNX models, one of them, and that inspect takes the folder."""
     folder = tmp_path / "checkpoint-2"
     folder.mkdir()
-    (folder / "trainer_state.json").write_text("{}")
-    (folder / "optimizer.pt").write_bytes(b"")
-    (folder / "model.safetensors").write_bytes(b"")
+    for name in ("trainer_state.json", "optimizer.pt", "scheduler.pt", "model.safetensors"):
+        (folder / name).write_bytes(b"")
     assert main(["fold", str(folder)]) == 2
-    named = folder / "model.safetensors"
-    hint = f"(name one of its files, as {named}; inspect takes a folder)"
+    hint = f"(name its checkpoint, as {folder / 'model.safetensors'})"
     assert capsys.readouterr().err.strip().endswith(f"is a directory, not an ONNX file {hint}")
+    (folder / "model.onnx").write_bytes(b"")
+    assert main(["fold", str(folder)]) == 2
+    hint = f"(name one of its files, as {folder / 'model.onnx'}; inspect takes a folder)"
+    assert capsys.readouterr().err.strip().endswith(hint)

@@ -92,10 +92,21 @@ def _index_in(folder: Path) -> str:
         return ""
     if indexes := [name for name in names if name.endswith(".index.json")]:
         return f" (name the checkpoint's index: {folder / indexes[0]})"
-    models = [n for n in names if n.lower().endswith(".onnx") or is_checkpoint_path(n)]
-    if models:
-        return f" (name one of its files, as {folder / models[0]}; inspect takes a folder)"
-    return ""
+    onnx_files = [name for name in names if name.lower().endswith(".onnx")]
+    if onnx_files:
+        return f" (name one of its files, as {folder / onnx_files[0]}; inspect takes a folder)"
+    # a trainer's folder: the weights, not its optimizer's or scheduler's state (t296)
+    weights = [
+        name
+        for name in names
+        if is_checkpoint_path(name) and not name.lower().startswith(_TRAINING_STATE)
+    ]
+    weights.sort(key=lambda name: not name.lower().endswith(".safetensors"))
+    return f" (name its checkpoint, as {folder / weights[0]})" if weights else ""
+
+
+# files of a trainer's checkpoint folder beside the weights (HF Trainer's, accelerate's)
+_TRAINING_STATE = ("optimizer", "scheduler", "rng_state", "training_args", "scaler")
 
 
 def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
