@@ -174,7 +174,7 @@ def test_an_object_filled_as_a_dict_is_refused_even_kept(tmp_path: Path) -> None
 
     counts: defaultdict[str, int] = defaultdict(int, {"steps": 3})
     torch.save({"w": torch.ones(2), "counts": counts}, tmp_path / "c.pt")
-    with pytest.raises(InvalidModelError, match="refused: loading it would run code"):
+    with pytest.raises(InvalidModelError, match=r"refused: collections\.defaultdict is filled as"):
         inspect_checkpoint(tmp_path / "c.pt", keep_objects=True)
 
 
@@ -335,3 +335,47 @@ def test_a_file_of_one_object_says_so_without_suggesting_to_keep_it(tmp_path: Pa
             str(error.value)
             == f"{tmp_path / 'training_args.bin'}: holds a Holder, not a state dict"
         )
+
+
+class AttrDict(dict[str, float]):
+    """HiFi-GAN's hyperparameters: a dict subclass, which the pickle fills as a dict."""
+
+
+class _Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv1d(1, 1, 3)
+
+
+@pytest.mark.parametrize(
+    ("held", "says"),
+    [
+        (
+            lambda: {"state_dict": state_dict("legacy"), "h": AttrDict(lr=2e-4)},
+            f"refused: {__name__}.AttrDict is filled as a dict or a list (a subclass of one), "
+            "which an object kept unbuilt cannot be; it was not run",
+        ),
+        (
+            lambda: _Net(),
+            "holds a _Net (a whole model, torch.save(model): save its state_dict()), not a "
+            "state dict",
+        ),
+        (
+            lambda: {"model": _Net()},
+            "holds no state dict (no dict of named tensors); objects kept unbuilt are not "
+            "looked into",
+        ),
+    ],
+    ids=["dict subclass", "a whole model", "a whole model in a dict"],
+)
+def test_what_keeping_would_meet_is_said_instead_of_suggesting_it(
+    tmp_path: Path, held: Any, says: str
+) -> None:
+    """--keep-objects was suggested where it would not do: an object the pickle fills as a
+    dict (HiFi-GAN's AttrDict) was then refused in torch's words, and a whole model then
+    said to hold no state dict (t296)."""
+    torch.save(held(), path := tmp_path / "c.pt")
+    for keep in (False, True):
+        with pytest.raises(InvalidModelError) as error:
+            fold_checkpoint(path, keep_objects=keep)
+        assert str(error.value) == f"{path}: {says}"

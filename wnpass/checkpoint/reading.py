@@ -475,11 +475,15 @@ def _objects_refused(
         "reaches through builtins.getattr, or a dotted name, which protocol 2 does not write)"
     )
     if keeping:
-        return f"{path}: refused: {cannot}; it was not run" if unkept else None
+        if unkept:
+            return f"{path}: refused: {cannot}; it was not run"
+        if filled := _FILLED.search(detail):
+            return f"{path}: refused: {_filled(filled[1])}; it was not run"
+        return None
     if "Unsupported global" not in detail:
         return None
-    if offered and not unkept and (root := _kept_root(path)) is not None:
-        return f"{path}: holds a {root}, not a state dict"  # keeping would not help (t295)
+    if offered and not unkept and (kept_says := _kept_trial(path)) is not None:
+        return kept_says  # what keeping them would meet (t295, t296)
     option = (
         " (give keep_objects=True, --keep-objects, to keep them as they are, never built)"
         if offered and not unkept
@@ -493,15 +497,44 @@ def _objects_refused(
     )
 
 
-def _kept_root(path: Path) -> str | None:
-    """What the file holds at its top where that is no dict, loaded with its objects kept
-    (which runs nothing: HF Trainer's ``training_args.bin`` holds a ``TrainingArguments``);
-    None where it is a dict, or where it does not load so either."""
+# torch's refusal to fill an object as a dict or a list, naming the kept stand-in
+_FILLED = re.compile(r"Can only (?:SETITEMS?|append|extend).*<kept ([^>]+)>")
+
+
+_FILLED_SAID = "is filled as a dict or a list"
+
+
+def _filled(name: str) -> str:
+    return f"{name} {_FILLED_SAID} (a subclass of one), which an object kept unbuilt cannot be"
+
+
+def _kept_trial(path: Path) -> str | None:
+    """What keeping a file's objects would meet, as the error to give instead of suggesting
+    it: the file loaded with them kept (which runs nothing) holds one object at its top
+    (HF Trainer's ``training_args.bin``), or no state dict, or an object filled as a dict
+    (HiFi-GAN's ``AttrDict``). None where keeping them would do."""
     try:
         root = load_torch(path, set())
-    except InvalidModelError:
-        return None
-    return None if isinstance(root, dict) else type(root).__name__
+    except InvalidModelError as error:  # kept, the objects are refused too: that is why
+        return str(error) if _FILLED_SAID in str(error) else None
+    if not isinstance(root, dict):
+        return _not_a_state_dict(path, root)
+    if root and not _torch_groups(root, 0):
+        return f"{path}: {_NO_STATE_DICT}; {_NOT_LOOKED_INTO}"
+    return None
+
+
+_NO_STATE_DICT = "holds no state dict (no dict of named tensors)"
+_NOT_LOOKED_INTO = "objects kept unbuilt are not looked into"
+
+
+def _not_a_state_dict(path: Path, root: Any) -> str:
+    """Why ``root``, a torch file's top object, is no state dict: what it is (a whole model,
+    ``torch.save(model)``: said so, with what to save instead)."""
+    state = getattr(root, "_state", None)  # a kept nn.Module's pickled __dict__
+    whole = isinstance(state, dict) and {"_parameters", "_modules"} <= state.keys()
+    model = " (a whole model, torch.save(model): save its state_dict())" if whole else ""
+    return f"{path}: holds a {type(root).__name__}{model}, not a state dict"
 
 
 def _safetensors_like(path: Path) -> bool:
@@ -778,7 +811,7 @@ def _read_file(checkpoint: Checkpoint, shard: int) -> None:
         return
     checkpoint.metadata.append(None)
     if not isinstance(root, dict):
-        raise InvalidModelError(f"{path}: holds a {type(root).__name__}, not a state dict")
+        raise InvalidModelError(_not_a_state_dict(path, root))
     nesting, cyclic = _walk(root)
     if nesting > MAX_NESTING:
         raise InvalidModelError(
@@ -799,7 +832,8 @@ def _read_file(checkpoint: Checkpoint, shard: int) -> None:
     # safetensors file is (t183)
     groups = _torch_groups(root, shard) if root else [Group((), [], frozenset())]
     if not groups:
-        raise InvalidModelError(f"{path}: holds no state dict (no dict of named tensors)")
+        kept = f"; {_NOT_LOOKED_INTO}" if checkpoint.kept else ""
+        raise InvalidModelError(f"{path}: {_NO_STATE_DICT}{kept}")
     if checkpoint.sharded:
         if len(groups) != 1 or groups[0].path != () or len(groups[0].tensors) != len(root):
             raise InvalidModelError(f"{path}: a shard must be a flat dict of named tensors")
