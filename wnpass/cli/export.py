@@ -216,8 +216,8 @@ def _print_export(out: Printer, report: Any) -> None:
         )
     if report.names_shared:
         out.line(
-            "equal to a weight with an initializer, which the exporter keeps for both where the "
-            "graph reads both (one constant of equal values): "
+            "equal to a weight with an initializer, which the graph reads for both (the exporter "
+            "keeps one constant of equal values): "
             + ", ".join(f"{name} (= {other})" for name, other in report.names_shared.items())
         )
     if report.names_transposed:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -123,9 +124,12 @@ def _held_by_equals(
     model: ir.Model, names: list[str], arrays: dict[str, np.ndarray | None], weights: Weights
 ) -> dict[str, str]:
     """Of weights ``names`` with no initializer of their own, those equal (same shape, same
-    values) to a weight that has one, by that weight: the exporter keeps one constant for
-    equal values, and where the graph reads both, it reads that one (as it holds that weight:
-    as is, or transposed, t294)."""
+    values) to a weight that has one, by that weight, where a node reading that initializer
+    is the weight's own op: the dynamo exporter keeps one constant for equal values (as it
+    holds that weight: as is, or transposed, t294), and says which parameter each node's op
+    took (``pkg.torch.onnx.fx_node``: ``%p_b_weight``). A graph that does not say, or reads
+    the weight otherwise (``2 * W + 1``, folded into a constant of its own), or not at all,
+    gets no claim (t296)."""
     named = [name for name in weights.values if name in model.graph.initializers]
     shared: dict[str, str] = {}
     for name in names:
@@ -134,10 +138,47 @@ def _held_by_equals(
             continue
         for other in named:
             value = as_array(weights.values[other])
-            if value is not None and value.shape == weight.shape and np.array_equal(value, weight):
+            if (
+                value is not None
+                and value.shape == weight.shape
+                and np.array_equal(value, weight)
+                and _read_as(model, model.graph.initializers[other], name)
+            ):
                 shared[name] = other
                 break
     return shared
+
+
+_FX_NODE = "pkg.torch.onnx.fx_node"  # the dynamo exporter's record of each node's op
+
+
+def _read_as(model: ir.Model, initializer: ir.Value, weight: str) -> bool:
+    """Whether an op of the exported program that took parameter ``weight`` (its ``%p_<name>``
+    placeholder among the op's arguments) reads ``initializer``: one of its nodes does, or
+    reads the result of a node of the same op target that does (the exporter computes a
+    product once for two equal layers on the same input, t294)."""
+    placeholder = re.compile(r"%p_" + re.escape(re.sub(r"\W", "_", weight)) + r"\b")
+    readers = {id(use[0]): use[0] for use in initializer.uses()}
+    for node in model.graph:
+        record = node.metadata_props.get(_FX_NODE, "")
+        if not placeholder.search(record):
+            continue
+        if id(node) in readers:
+            return True
+        producers = [value.producer() for value in node.inputs if value is not None]
+        if any(
+            producer is not None
+            and id(producer) in readers
+            and _op_target(producer.metadata_props.get(_FX_NODE, "")) == _op_target(record)
+            for producer in producers
+        ):
+            return True
+    return False
+
+
+def _op_target(record: str) -> str | None:
+    found = re.search(r"target=([\w.]+)", record)
+    return found[1] if found else None
 
 
 def _fits(shape: tuple[int, ...], weight: np.ndarray) -> bool:
