@@ -66,6 +66,7 @@ TRACERS: tuple[Tracer, ...] = ("auto", "observe", "static")
 _LINEAR = {F.linear}
 _CONV = {F.conv1d, F.conv2d, F.conv3d, torch.conv1d, torch.conv2d, torch.conv3d}
 _CONV_T = {F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d}
+_CONV_TBC = {torch.conv_tbc, torch.ops.aten.conv_tbc, torch.ops.aten.conv_tbc.default}
 _MATMUL = {operator.matmul, torch.matmul, torch.mm, torch.bmm}
 _ELEMENTWISE = {
     operator.add, operator.mul, operator.sub, operator.truediv, operator.neg,
@@ -116,7 +117,7 @@ def _fx_functional_use(
         if index != 1:
             return bias_use(param, op, name)
         return table_use(param, op, name, "conv", shape)
-    if user.op == "call_function" and target is torch.conv_tbc:  # fairseq's ConvTBC
+    if user.op == "call_function" and target in _CONV_TBC:  # fairseq's ConvTBC
         op = "torch.conv_tbc"
         if index == 0:
             return Use(param, op, name, None, f"the input of {op}, not a weight")
