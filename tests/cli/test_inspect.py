@@ -576,7 +576,8 @@ def test_a_folder_picks_up_onnx_files_in_any_case_and_each_file_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``A.ONNX`` was left out of a folder unsaid (the gate passed), and one file reached by a
-    hard link, a link and a second spelling was inspected, and counted, three times."""
+    hard link, a link and a second spelling was inspected, and counted, three times. It is
+    inspected once, and its other names said skipped (they were dropped unsaid, t298)."""
     upper = _left(tmp_path / "models", "A.ONNX")
     os.link(upper, tmp_path / "models" / "b.onnx")
     (tmp_path / "models" / "c.onnx").symlink_to(upper)
@@ -584,7 +585,10 @@ def test_a_folder_picks_up_onnx_files_in_any_case_and_each_file_once(
     spelled = tmp_path / "models" / "sub" / ".." / "A.ONNX"
     (tmp_path / "models" / "sub").mkdir()
     assert main(["--quiet", "inspect", str(tmp_path / "models"), str(spelled), "--strict"]) == 1
+    models = tmp_path / "models"
+    others = f"{models / 'b.onnx'}, {models / 'c.onnx'}, {spelled}"
     assert capsys.readouterr().out.splitlines() == [
+        f"skipped {others}: another name of {upper}, inspected once",
         f"{upper}: 1 weight-norm site: 1 foldable, 0 declined; 4 nodes.",
         f"STRICT: 1 left to fold in {upper}; run wnpass fold",
         "STRICT: 1 of 1 models left to fold",
@@ -604,8 +608,10 @@ def test_a_folder_picks_up_onnx_files_in_any_case_and_each_file_once(
         (lambda t: t / "missing.onnx", "no such file"),
         (lambda t: _loop(t / "loop.onnx"), "cannot read it (Too many levels of symbolic links)"),
         (lambda t: _dangling(t / "b.onnx"), "a link to {t}/sub/nowhere.onnx, which does not exist"),
+        (lambda t: _empty(t / "e.onnx"), "empty file, not an ONNX model"),  # t298
+        (lambda t: _empty(t / "e.pt"), "empty file, not a checkpoint"),
     ],
-    ids=["missing", "link loop", "dangling link"],
+    ids=["missing", "link loop", "dangling link", "empty model", "empty checkpoint"],
 )
 def test_a_bad_path_is_refused_before_any_model_is_reported(
     bad: Callable[[Path], Path], reason: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -621,6 +627,11 @@ def test_a_bad_path_is_refused_before_any_model_is_reported(
     assert captured.out == "" and captured.err == f"wnpass: error: {path}: {reason}\n"
     assert main(["fold", str(path)]) == 2  # the fold's own reading says the same
     assert capsys.readouterr().err == f"wnpass: error: {path}: {reason}\n"
+
+
+def _empty(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
 
 
 def _loop(path: Path) -> Path:

@@ -292,6 +292,8 @@ def _require_file(path: Path, what: str = "") -> None:
     which file it is, for a shard)."""
     if (problem := not_readable(path)) is not None:
         raise InvalidModelError(f"{path}: {problem}{what}")
+    if path.stat().st_size == 0:  # torch said "EOFError", safetensors its own words (t298)
+        raise InvalidModelError(f"{path}: empty file, not a checkpoint{what}")
 
 
 def _safe_open(path: Path) -> SafetensorsFile:

@@ -187,6 +187,7 @@ def _expanded(models: list[Path], skipped: list[str]) -> list[Path]:
     held and was skipped goes into ``skipped``, a line per folder given.
     """
     paths: dict[tuple[int, int], Path] = {}
+    others: dict[Path, list[Path]] = {}  # a file's other names given, by its first
     for model in models:
         for path in _onnx_files(model, skipped) if model.is_dir() else [model]:
             status = stat_input(path)
@@ -194,8 +195,23 @@ def _expanded(models: list[Path], skipped: list[str]) -> list[Path]:
                 raise InvalidModelError(f"{path}: {status}")
             if not stat.S_ISREG(status.st_mode):  # a FIFO, a device: before any report (t271)
                 raise InvalidModelError(f"{path}: is {kind_of(status.st_mode)}, {_not_a(path)}")
-            paths.setdefault((status.st_dev, status.st_ino), path)
+            if status.st_size == 0:  # before any report too, as reading it says it (t298)
+                raise InvalidModelError(f"{path}: empty file, {_EMPTY_NOT[_not_a(path)]}")
+            first = paths.setdefault((status.st_dev, status.st_ino), path)
+            if first != path:
+                others.setdefault(first, []).append(path)
+    for first, names in others.items():  # said, as a gate counts files (t298)
+        shown = ", ".join(map(str, dict.fromkeys(names)))
+        skipped.append(f"skipped {shown}: another name of {first}, inspected once")
     return list(paths.values())
+
+
+# an empty file, as its reader says it
+_EMPTY_NOT = {
+    "not a checkpoint file": "not a checkpoint",
+    "not an ONNX file": "not an ONNX model",
+    "not a model.py file": "not a model.py",
+}
 
 
 def _not_a(path: Path) -> str:
