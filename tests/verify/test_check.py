@@ -1459,6 +1459,6 @@ def test_a_candidate_whose_second_run_differs_fails(tmp_path: Path) -> None:
     assert report.failures() == [
         f"cpu/default: {run.error}",
         f"cpu/default: y: {(second > high).sum()} of 8 elements outside rtol=0.0001 "
-        "atol=1e-05 (max abs 100)",
+        f"atol=1e-05 (max abs 100, {run.comparisons[0].max_scaled:.3g} of scale)",
     ]
     assert run.error is not None and run.error.startswith("the candidate gave other values of y ")

@@ -309,7 +309,8 @@ def test_a_sequence_shows_the_loosest_atol_its_items_used_and_how_it_came() -> N
     off = np.array([1.5e-7], np.float32)
     row = compare_outputs(["s"], [[tiny, ordinary]], ["s"], [[off, ordinary]])[0]
     assert failure_reason(row) == (
-        "1 of 2 elements outside rtol=0.0001 atol<=1e-05 (rtol x each item's scale) (max abs 5e-08)"
+        "1 of 2 elements outside rtol=0.0001 atol<=1e-05 (rtol x each item's scale) "
+        "(max abs 5e-08, 5e-08 of scale)"
     )
 
 

@@ -29,7 +29,7 @@ def test_a_float_output_shows_its_tolerance() -> None:
     (c,) = compare_outputs(["y"], [ref], ["y"], [ref + 1.0], rtol=0.5, atol=0.25)
     assert comparison_row("cpu/default", c)[-2:] == (
         "rtol=0.5 atol=0.25",
-        "FAIL: 1 of 2 elements outside rtol=0.5 atol=0.25 (max abs 1)",
+        "FAIL: 1 of 2 elements outside rtol=0.5 atol=0.25 (max abs 1, 0.5 of scale)",
     )
 
 
@@ -64,7 +64,7 @@ def test_a_failing_error_never_prints_equal_to_the_tolerance() -> None:
     ref = np.array([0.0, 1.0])
     (c,) = compare_outputs(["y"], [ref], ["y"], [ref + 1.0014e-5], rtol=0.0, atol=1e-5)
     assert c.outside == 2
-    why = "2 of 2 elements outside rtol=0 atol=1e-05 (max abs 1.001e-05)"
+    why = "2 of 2 elements outside rtol=0 atol=1e-05 (max abs 1.001e-05, 1e-05 of scale)"
     report = CheckReport("a.onnx", "b.onnx", runs=[ProviderRun("cpu", "default", "ok", [c])])
     assert report.failures() == [f"cpu/default: y: {why}"]
     assert comparison_row("cpu/default", c)[3] == "1.001e-05"

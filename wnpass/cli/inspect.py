@@ -74,14 +74,15 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     from wnpass.checkpoint.formats import is_checkpoint_path
     from wnpass.cli import checkpoint
 
+    if args.keep_objects and not any(is_checkpoint_path(model) for model in args.model):
+        given = args.model  # a folder gives ONNX models alone: refused before reading it
+        kinds = "a model.py" if any(m.suffix == ".py" for m in given) else _kinds(given)
+        raise UsageError(f"--keep-objects is for torch checkpoints, not {kinds}")
     skipped: list[str] = []
     models = _expanded(args.model, skipped)
     plan = IOPlan()
     if args.json:
         plan.write(args.json, "json_path")
-    if args.keep_objects and not any(is_checkpoint_path(model) for model in models):
-        kinds = "a model.py" if any(m.suffix == ".py" for m in models) else _kinds(models)
-        raise UsageError(f"--keep-objects is for torch checkpoints, not {kinds}")
     if any(model.suffix == ".py" for model in models):
         if len(models) > 1:
             raise UsageError("a model.py is inspected on its own: give it as the only MODEL")
@@ -195,7 +196,8 @@ def _expanded(models: list[Path], skipped: list[str]) -> list[Path]:
                 raise InvalidModelError(f"{path}: {status}")
             if not stat.S_ISREG(status.st_mode):  # a FIFO, a device: before any report (t271)
                 raise InvalidModelError(f"{path}: is {kind_of(status.st_mode)}, {_not_a(path)}")
-            if status.st_size == 0:  # before any report too, as reading it says it (t298)
+            if status.st_size == 0 and path.suffix != ".py":  # before any report, as its
+                # reader says it (t298); an empty model.py is one that defines nothing
                 raise InvalidModelError(f"{path}: empty file, {_EMPTY_NOT[_not_a(path)]}")
             first = paths.setdefault((status.st_dev, status.st_ino), path)
             if first != path:
@@ -207,11 +209,7 @@ def _expanded(models: list[Path], skipped: list[str]) -> list[Path]:
 
 
 # an empty file, as its reader says it
-_EMPTY_NOT = {
-    "not a checkpoint file": "not a checkpoint",
-    "not an ONNX file": "not an ONNX model",
-    "not a model.py file": "not a model.py",
-}
+_EMPTY_NOT = {"not a checkpoint file": "not a checkpoint", "not an ONNX file": "not an ONNX model"}
 
 
 def _not_a(path: Path) -> str:

@@ -281,8 +281,9 @@ def failure_reason(c: OutputComparison) -> str:
     if c.exact:
         return outside_text(c.outside, c.total, None, None, False, c.max_abs)
     return outside_text(
-        c.outside, c.total, c.rtol, c.atol, c.atol_scaled, c.max_abs, per_item=c.atol_per_item
-    )
+        c.outside, c.total, c.rtol, c.atol, c.atol_scaled, c.max_abs,
+        per_item=c.atol_per_item, scaled=c.max_scaled if c.measured else None,
+    )  # fmt: skip
 
 
 def ulp_note(c: OutputComparison) -> str | None:
@@ -308,15 +309,20 @@ def outside_text(
     max_abs: float,
     *,
     per_item: bool = False,
+    scaled: float | None = None,
 ) -> str:
     """How many elements of a compared output are off, with the largest error: ``3 of 6
-    elements outside rtol=0.0001 atol=1e-05 (max abs 0.2)``; where it is compared exactly
-    (``rtol``/``atol`` None), ``3 of 6 elements differ (max abs 2)``."""
+    elements outside rtol=0.0001 atol=1e-05 (max abs 0.2)``, and relative to the output's
+    scale where given (``max abs 55.3, 2.42e-04 of scale``: a large error of a large output
+    reads as what it is, t298); where it is compared exactly (``rtol``/``atol`` None), ``3 of
+    6 elements differ (max abs 2)``."""
     if rtol is None or atol is None:
         return f"{outside} of {total} elements differ (max abs {shown_error(max_abs, None)})"
     tolerance = tolerance_text(rtol, atol, atol_scaled, per_item=per_item)
+    of_scale = f", {scaled:.3g} of scale" if scaled is not None else ""
     return (
-        f"{outside} of {total} elements outside {tolerance} (max abs {shown_error(max_abs, atol)})"
+        f"{outside} of {total} elements outside {tolerance} "
+        f"(max abs {shown_error(max_abs, atol)}{of_scale})"
     )
 
 
