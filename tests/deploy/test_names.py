@@ -391,15 +391,26 @@ class _EqualKernels(nn.Module):
         return self.b(torch.relu(self.a(x)))
 
 
-@pytest.mark.parametrize("equal", [True, False], ids=["equal", "unequal"])
+@pytest.mark.parametrize(
+    ("equal", "kept"),
+    [(True, False), (False, False), (True, True)],
+    ids=["equal", "unequal", "equal, weight norm kept"],
+)
 def test_a_weight_held_in_an_equal_weights_initializer_is_said_so(
-    tmp_path: Path, equal: bool
+    tmp_path: Path, equal: bool, kept: bool
 ) -> None:
     """The dynamo exporter keeps one constant of equal values: ``b.weight`` was said to have no
     initializer of its name, as if the graph did not use it (t290). It is held in
-    ``a.weight``'s, and said so; weights of other values each keep their own."""
+    ``a.weight``'s, and said so; weights of other values each keep their own. With weight norm
+    kept (ParallelWaveGAN's, on its 1/9 kernels), the layer's op takes the weight the graph
+    computes, no parameter of it: it is the layer's own op all the same (t297)."""
     model = _EqualKernels(equal).eval()
-    report = export(model, (torch.randn(1, 1, 32),), tmp_path / "m.onnx", verify=False)
+    if kept:
+        for name in ("a", "b"):
+            weight_norm(model.get_submodule(name), "weight", dim=0)
+    report = export(
+        model, (torch.randn(1, 1, 32),), tmp_path / "m.onnx", verify=False, fold_in_torch=not kept
+    )
     assert report.names_missing == []
     assert report.names_shared == ({"b.weight": "a.weight"} if equal else {})
 

@@ -156,9 +156,14 @@ def _read_as(model: ir.Model, initializer: ir.Value, weight: str) -> bool:
     """Whether an op of the exported program that took parameter ``weight`` (its ``%p_<name>``
     placeholder among the op's arguments) reads ``initializer``: one of its nodes does, or
     reads the result of a node of the same op target that does (the exporter computes a
-    product once for two equal layers on the same input, t294)."""
+    product once for two equal layers on the same input, t294); or, for a layer's
+    ``weight``, a node of the layer's own module reads it (with weight norm kept, the op
+    takes the weight the graph computes, no placeholder of it, t297)."""
     placeholder = re.compile(r"%p_" + re.escape(re.sub(r"\W", "_", weight)) + r"\b")
     readers = {id(use[0]): use[0] for use in initializer.uses()}
+    module, _, leaf = weight.rpartition(".")
+    if leaf == "weight" and any(_module_of(node) == module for node in readers.values()):
+        return True  # the layer's own op (its weight computed in the graph: weight norm kept)
     for node in model.graph:
         record = node.metadata_props.get(_FX_NODE, "")
         if not placeholder.search(record):
@@ -174,6 +179,13 @@ def _read_as(model: ir.Model, initializer: ir.Value, weight: str) -> bool:
         ):
             return True
     return False
+
+
+def _module_of(node: ir.Node) -> str | None:
+    """The module whose forward made ``node``, as the dynamo exporter records it (the last
+    module of ``pkg.torch.onnx.name_scopes``: ``['', 'up.1', 'conv2d_1']`` is ``up.1``)."""
+    scopes = re.findall(r"'([^']*)'", node.metadata_props.get("pkg.torch.onnx.name_scopes", ""))
+    return scopes[-2] if len(scopes) >= 2 else None
 
 
 def _op_target(record: str) -> str | None:
