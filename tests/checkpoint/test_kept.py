@@ -341,6 +341,10 @@ class AttrDict(dict[str, float]):
     """HiFi-GAN's hyperparameters: a dict subclass, which the pickle fills as a dict."""
 
 
+class _Scaled(torch.Tensor):
+    """A tensor subclass of the training code."""
+
+
 class _Net(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -361,19 +365,25 @@ class _Net(torch.nn.Module):
             "state dict",
         ),
         (
+            lambda: {"state_dict": state_dict("legacy"), "t": _Scaled(torch.ones(2))},
+            "refused: it holds a tensor of a subclass of torch.Tensor, which needs its class "
+            "built: it cannot be kept unbuilt; it was not run",
+        ),
+        (
             lambda: {"model": _Net()},
             "holds no state dict (no dict of named tensors); objects kept unbuilt are not "
             "looked into",
         ),
     ],
-    ids=["dict subclass", "a whole model", "a whole model in a dict"],
+    ids=["dict subclass", "a whole model", "a tensor subclass", "a whole model in a dict"],
 )
 def test_what_keeping_would_meet_is_said_instead_of_suggesting_it(
     tmp_path: Path, held: Any, says: str
 ) -> None:
     """--keep-objects was suggested where it would not do: an object the pickle fills as a
     dict (HiFi-GAN's AttrDict) was then refused in torch's words, and a whole model then
-    said to hold no state dict (t296)."""
+    said to hold no state dict (t296); a tensor subclass was said to be no readable file
+    (t297)."""
     torch.save(held(), path := tmp_path / "c.pt")
     for keep in (False, True):
         with pytest.raises(InvalidModelError) as error:

@@ -440,6 +440,8 @@ def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = Fals
             f"{path}: not a readable torch.save file ({detail}); nothing in it was run"
         ) from None
     except Exception as error:
+        if kept is not None and "Tensor subclass" in str(error):  # kept: no class to build
+            raise InvalidModelError(f"{path}: refused: {_SUBCLASS_SAID}; it was not run") from None
         kind = _other_kind(path)  # a zip with no pickle: torch's own words are of its reader
         raise InvalidModelError(
             f"{path}: not a readable torch.save file: {one_line(error, with_type=True)}"
@@ -504,6 +506,10 @@ _FILLED = re.compile(r"Can only (?:SETITEMS?|append|extend).*<kept ([^>]+)>")
 
 
 _FILLED_SAID = "is filled as a dict or a list"
+_SUBCLASS_SAID = (
+    "it holds a tensor of a subclass of torch.Tensor, which needs its class built: it cannot "
+    "be kept unbuilt"
+)
 
 
 def _filled(name: str) -> str:
@@ -518,7 +524,8 @@ def _kept_trial(path: Path) -> str | None:
     try:
         root = load_torch(path, set())
     except InvalidModelError as error:  # kept, the objects are refused too: that is why
-        return str(error) if _FILLED_SAID in str(error) else None
+        said = str(error)
+        return said if _FILLED_SAID in said or _SUBCLASS_SAID in said else None
     if not isinstance(root, dict):
         return _not_a_state_dict(path, root)
     if root and not _torch_groups(root, 0):
@@ -536,7 +543,9 @@ def _not_a_state_dict(path: Path, root: Any) -> str:
     state = getattr(root, "_state", None)  # a kept nn.Module's pickled __dict__
     whole = isinstance(state, dict) and {"_parameters", "_modules"} <= state.keys()
     model = " (a whole model, torch.save(model): save its state_dict())" if whole else ""
-    return f"{path}: holds a {type(root).__name__}{model}, not a state dict"
+    name = type(root).__name__
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    return f"{path}: holds {article} {name}{model}, not a state dict"
 
 
 def _safetensors_like(path: Path) -> bool:
