@@ -840,7 +840,9 @@ def test_weights_the_forward_reads_through_a_copy_the_load_made_are_read(tmp_pat
     assert report.check.unread == []
 
 
-@pytest.mark.parametrize("state", ["counter", "finite check at load", "global counter"])
+@pytest.mark.parametrize(
+    "state", ["counter", "finite check at load", "global counter", "every other call"]
+)
 def test_an_unread_weight_of_a_model_with_state_is_still_said_unread(
     tmp_path: Path, state: str
 ) -> None:
@@ -859,10 +861,12 @@ def test_an_unread_weight_of_a_model_with_state_is_still_said_unread(
             "return self.post(x + self.pos(x))",
             "self.calls += 1\n        return self.post(x + self.pos(x)), float(self.calls)",
         )
-    elif state == "global counter":  # a module's own count: no state wnpass gives back
-        source = source.replace("import torch\n", "import torch\nCOUNT = [0]\n", 1).replace(
+    elif state in ("global counter", "every other call"):  # a count wnpass does not give back
+        step = "COUNT[0]" if state == "global counter" else "(COUNT[0] // 2)"
+        start = 0 if state == "global counter" else 2  # two equal runs, then a change
+        source = source.replace("import torch\n", f"import torch\nCOUNT = [{start}]\n", 1).replace(
             "return self.post(x + self.pos(x))",
-            "COUNT[0] += 1\n        return self.post(x + self.pos(x)) + 1e-9 * COUNT[0]",
+            f"COUNT[0] += 1\n        return self.post(x + self.pos(x)) + 1e-9 * {step}",
         )
     else:
         source = source.replace(

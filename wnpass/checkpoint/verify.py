@@ -532,8 +532,9 @@ def _unread_confirmed(
     a load hook fills, t293): the model loads ``folded`` as it is, then with those weights
     changed (``2 w + 1``, finite), its state given back before each forward (a streaming
     buffer, a call counter: t294), and the two results are compared. Where they cannot be
-    (a forward or load that fails), or where two runs of ``folded`` differ already (a global
-    counter, noise: t296), the forward's own reads stand."""
+    (a forward or load that fails), or where the runs of ``folded`` before and after differ
+    already (a global counter, noise: t296; a change every other call: t297), the forward's
+    own reads stand."""
     import torch
 
     from wnpass.fx.forward import state_given_back
@@ -545,7 +546,7 @@ def _unread_confirmed(
             return unread
         changed[name] = weight * 2 + 1
     results = []
-    for state in (folded, folded, changed):
+    for state in (folded, folded, changed, folded):
         try:
             model.load_state_dict(state, strict=True)
             with state_given_back(model):
@@ -557,9 +558,9 @@ def _unread_confirmed(
                 "could not confirm the folded weights the forward does not read: %s", error
             )
             return unread
-    base, repeated, again = results
-    if not _same_result(base, repeated):  # it changes of itself: that tells nothing
-        return unread
+    base, repeated, again, after = results
+    if not (_same_result(base, repeated) and _same_result(base, after)):
+        return unread  # it changes of itself (every other call, past a count): tells nothing
     return unread if _same_result(base, again) else []
 
 
