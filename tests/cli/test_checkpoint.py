@@ -1090,12 +1090,17 @@ def test_keep_objects_folds_a_trainer_file_and_says_what_it_kept(
         (["fold", "m.onnx"], "--keep-objects is for torch checkpoints; an ONNX model holds"),
         (["inspect", "m.onnx"], "--keep-objects is for torch checkpoints, not an ONNX model"),
         (["inspect", "model.py"], "--keep-objects is for torch checkpoints, not a model.py"),
+        (["inspect", "folder.pt"], "--keep-objects is for torch checkpoints, not an ONNX model"),
     ],
 )
 def test_keep_objects_is_refused_where_no_torch_checkpoint_is_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
-    (tmp_path / argv[1]).write_text("")
+    if argv[1] == "folder.pt":  # a folder of that name: its ONNX models (t299)
+        (tmp_path / "folder.pt").mkdir()
+        (tmp_path / "folder.pt" / "m.onnx").write_text("x")
+    else:
+        (tmp_path / argv[1]).write_text("")
     argv = [argv[0], str(tmp_path / argv[1]), "--keep-objects"]
     assert main(argv) == 2
     assert message in capsys.readouterr().err

@@ -294,6 +294,13 @@ def test_a_folder_of_checkpoints_given_as_the_model_names_one(
     assert main(["fold", str(folder)]) == 2
     hint = f"(name its checkpoint, as {folder / 'model.safetensors'})"
     assert capsys.readouterr().err.strip().endswith(f"is a directory, not an ONNX file {hint}")
+    upscaler = tmp_path / "upscaler"  # weights whose names hold "optim", "scaler" (t299)
+    upscaler.mkdir()
+    for name in ("optimizer.pt", "upscaler.safetensors"):
+        (upscaler / name).write_bytes(b"")
+    assert main(["fold", str(upscaler)]) == 2
+    named = upscaler / "upscaler.safetensors"
+    assert capsys.readouterr().err.strip().endswith(f"(name its checkpoint, as {named})")
     deepspeed = tmp_path / "global_step10"  # its optimizer's state sorts first (t297)
     deepspeed.mkdir()
     for name in ("bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt", "mp_rank_00_model_states.pt"):

@@ -461,3 +461,48 @@ def test_an_equal_weight_the_graph_reads_otherwise_is_not_said_shared(tmp_path: 
     model = _EqualButComputed().eval()
     report = export(model, (torch.randn(2, 8),), tmp_path / "m.onnx", verify=False)
     assert report.names_shared == {} and report.names_missing == ["r.weight"]
+
+
+class _Given(nn.Module):
+    """A module with a weight of its own that convolves with the weight it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((1, 1, 3), 1 / 3))
+
+    def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.conv1d(x, weight, padding=1)
+
+
+class _Unused(nn.Module):
+    """``b.weight`` (and a top-level ``weight``) equal to ``a.weight``, never read: ``b``
+    convolves with ``a``'s weight, given to it, as the top module does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv1d(1, 1, 3, padding=1, bias=False)
+        nn.init.constant_(self.a.weight, 1 / 3)
+        self.b = _Given()
+        self.weight = nn.Parameter(torch.full((1, 1, 3), 1 / 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.b(self.a(x), self.a.weight)
+        return F.conv1d(y, self.a.weight, padding=1)
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["folded", "weight norm kept"])
+def test_an_equal_weight_a_module_holds_but_does_not_read_is_not_said_shared(
+    tmp_path: Path, kept: bool
+) -> None:
+    """A node of a module reading the equal initializer was taken for that module's weight's
+    op: ``b.weight``, and the top module's ``weight`` (every functional op of the top forward
+    is the top module's), were said shared though never read (t299)."""
+    model = _Unused().eval()
+    if kept:
+        weight_norm(model.b, "weight", dim=0)
+        weight_norm(model, "weight", dim=0)
+    report = export(
+        model, (torch.randn(1, 1, 16),), tmp_path / "m.onnx", verify=False, fold_in_torch=not kept
+    )
+    assert report.names_shared == {}
+    assert sorted(report.names_missing) == ["b.weight", "weight"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from wnpass.verify.compare import compare_outputs
-from wnpass.verify.report import CheckReport, ProviderRun, comparison_row
+from wnpass.verify.report import CheckReport, ProviderRun, comparison_row, failure_reason
 
 
 def _int_report() -> CheckReport:
@@ -123,3 +123,11 @@ def test_a_failed_run_says_so_in_its_json_and_rows_show_only_what_was_counted() 
     (run,) = report.to_dict()["runs"]
     assert (run["status"], run["passed"]) == ("ok", False)
     assert [c["exact"] for c in run["comparisons"]] == [False, False, None, True]
+
+
+def test_an_output_of_no_scale_gives_no_share_of_it() -> None:
+    """An all-zero reference has no scale: the failure's line said the absolute error as a
+    share of it (``max abs 0.000105, 0.000105 of scale``, t299)."""
+    ref = np.zeros(4, np.float32)
+    (c,) = compare_outputs(["y"], [ref], ["y"], [ref + 1.05e-4])
+    assert failure_reason(c).endswith("(max abs 0.000105)")

@@ -543,8 +543,10 @@ def _not_a_state_dict(path: Path, root: Any) -> str:
     state = getattr(root, "_state", None)  # a kept nn.Module's pickled __dict__
     whole = isinstance(state, dict) and {"_parameters", "_modules"} <= state.keys()
     model = " (a whole model, torch.save(model): save its state_dict())" if whole else ""
+    if root is None:
+        return f"{path}: holds None, not a state dict"
     name = type(root).__name__
-    article = "an" if name[:1].lower() in "aeiou" else "a"
+    article = "an" if name[:1].lower() in "aeio" else "a"  # a UserDict
     return f"{path}: holds {article} {name}{model}, not a state dict"
 
 

@@ -80,6 +80,8 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         raise UsageError(f"--keep-objects is for torch checkpoints, not {kinds}")
     skipped: list[str] = []
     models = _expanded(args.model, skipped)
+    if args.keep_objects and not any(is_checkpoint_path(model) for model in models):
+        raise UsageError(f"--keep-objects is for torch checkpoints, not {_kinds(models)}")
     plan = IOPlan()
     if args.json:
         plan.write(args.json, "json_path")

@@ -33,6 +33,7 @@ class Weights(NamedTuple):
     aliases: dict[str, str]
     parameters: dict[str, torch.Tensor]
     buffers: dict[str, torch.Tensor]  # of 2-D and up: what a parameter's values may be too
+    computed: frozenset[str] = frozenset()  # weights computed from g and v (weight norm)
 
 
 def weights_by_name(model: nn.Module) -> Weights:
@@ -50,12 +51,14 @@ def weights_by_name(model: nn.Module) -> Weights:
     weights: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     parameters: dict[str, torch.Tensor] = {}
+    computed: set[str] = set()
     first: dict[int, str] = {}  # by the parameter's identity
     for name, value in model.named_parameters(remove_duplicate=False):
         parsed = parse_key(name)
         param = value
         if parsed is not None and (parsed[0].form == "parametrize" or parsed[0].weight in legacy):
             name = parsed[0].weight
+            computed.add(name)
             module, _, attribute = name.rpartition(".")
             value = getattr(model.get_submodule(module), attribute)
         if value.dim() < 2 or name in parameters:
@@ -71,7 +74,7 @@ def weights_by_name(model: nn.Module) -> Weights:
         for name, buffer in model.named_buffers()
         if buffer.dim() >= 2 and not is_lazy(buffer)
     }
-    return Weights(weights, aliases, parameters, buffers)
+    return Weights(weights, aliases, parameters, buffers, frozenset(computed))
 
 
 def restore_names(model: ir.Model, weights: Weights) -> tuple[list[str], list[str], dict[str, str]]:
@@ -142,7 +145,7 @@ def _held_by_equals(
                 value is not None
                 and value.shape == weight.shape
                 and np.array_equal(value, weight)
-                and _read_as(model, model.graph.initializers[other], name)
+                and _read_as(model, model.graph.initializers[other], name, name in weights.computed)
             ):
                 shared[name] = other
                 break
@@ -152,18 +155,28 @@ def _held_by_equals(
 _FX_NODE = "pkg.torch.onnx.fx_node"  # the dynamo exporter's record of each node's op
 
 
-def _read_as(model: ir.Model, initializer: ir.Value, weight: str) -> bool:
+def _read_as(model: ir.Model, initializer: ir.Value, weight: str, computed: bool) -> bool:
     """Whether an op of the exported program that took parameter ``weight`` (its ``%p_<name>``
     placeholder among the op's arguments) reads ``initializer``: one of its nodes does, or
     reads the result of a node of the same op target that does (the exporter computes a
-    product once for two equal layers on the same input, t294); or, for a layer's
-    ``weight``, a node of the layer's own module reads it (with weight norm kept, the op
-    takes the weight the graph computes, no placeholder of it, t297)."""
+    product once for two equal layers on the same input, t294); or, for a layer's weight
+    norm ``weight`` kept in the graph (``computed``: the op takes the product the graph
+    computes, no placeholder of it, t297), a node of the layer's own module reads it, taking
+    no parameter (one that takes another's, ``F.conv1d(x, other.weight)``, is not its op;
+    nor is the top module's, where every functional op is, t299)."""
     placeholder = re.compile(r"%p_" + re.escape(re.sub(r"\W", "_", weight)) + r"\b")
     readers = {id(use[0]): use[0] for use in initializer.uses()}
     module, _, leaf = weight.rpartition(".")
-    if leaf == "weight" and any(_module_of(node) == module for node in readers.values()):
-        return True  # the layer's own op (its weight computed in the graph: weight norm kept)
+    if (
+        computed
+        and module
+        and leaf == "weight"
+        and any(
+            _module_of(node) == module and "%p_" not in node.metadata_props.get(_FX_NODE, "")
+            for node in readers.values()
+        )
+    ):
+        return True  # the layer's own op, on the weight the graph computes
     for node in model.graph:
         record = node.metadata_props.get(_FX_NODE, "")
         if not placeholder.search(record):

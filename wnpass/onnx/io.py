@@ -99,15 +99,17 @@ def _index_in(folder: Path) -> str:
     weights = [
         name
         for name in names
-        if is_checkpoint_path(name) and not any(part in name.lower() for part in _TRAINING_STATE)
+        if is_checkpoint_path(name)
+        and not name.lower().startswith(_TRAINING_STATE)
+        and "optim_states" not in name.lower()
     ]
     weights.sort(key=lambda name: not name.lower().endswith(".safetensors"))
     return f" (name its checkpoint, as {folder / weights[0]})" if weights else ""
 
 
-# files of a trainer's checkpoint folder beside the weights (HF Trainer's, accelerate's,
-# DeepSpeed's ``..._optim_states.pt``), by a part of their names
-_TRAINING_STATE = ("optim", "scheduler", "rng_state", "training_args", "scaler")
+# files of a trainer's checkpoint folder beside the weights (HF Trainer's, accelerate's), by
+# the start of their names; and DeepSpeed's ``..._optim_states.pt``
+_TRAINING_STATE = ("optimizer", "scheduler", "rng_state", "training_args", "scaler")
 
 
 def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:

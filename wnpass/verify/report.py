@@ -282,7 +282,7 @@ def failure_reason(c: OutputComparison) -> str:
         return outside_text(c.outside, c.total, None, None, False, c.max_abs)
     return outside_text(
         c.outside, c.total, c.rtol, c.atol, c.atol_scaled, c.max_abs,
-        per_item=c.atol_per_item, scaled=c.max_scaled if c.measured else None,
+        per_item=c.atol_per_item, scaled=c.max_scaled if c.measured and c.scale else None,
     )  # fmt: skip
 
 
