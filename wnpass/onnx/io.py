@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from wnpass.checkpoint.formats import TORCH_NAMES, archive_kind
+from wnpass.checkpoint.formats import TORCH_NAMES, archive_kind, is_checkpoint_path
 from wnpass.errors import InvalidModelError, OutputError, UsageError, one_line
 from wnpass.onnx import inline, validity
 from wnpass.onnx.graphs import attribute_tensors, graphs_of
@@ -82,10 +82,8 @@ def _checkpoint_hint(path: Path) -> str:
 
 def _index_in(folder: Path) -> str:
     """A hint for a folder given as a model: the sharded checkpoint index it holds, if any
-    (a Hugging Face snapshot folder, t242), named as the commands take it; else a model or
-    checkpoint file it holds, and that ``inspect`` takes folders (t295)."""
-    from wnpass.checkpoint.formats import is_checkpoint_path
-
+    (a Hugging Face snapshot folder, t242), named as the commands take it; else one of its
+    ONNX models (which ``inspect`` takes as a folder), or its weights (t295, t296)."""
     try:
         names = sorted(p.name for p in folder.iterdir() if p.is_file())
     except OSError:
