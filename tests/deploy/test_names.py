@@ -402,8 +402,10 @@ def test_a_weight_held_in_an_equal_weights_initializer_is_said_so(
     """The dynamo exporter keeps one constant of equal values: ``b.weight`` was said to have no
     initializer of its name, as if the graph did not use it (t290). It is held in
     ``a.weight``'s, and said so; weights of other values each keep their own. With weight norm
-    kept (ParallelWaveGAN's, on its 1/9 kernels), the layer's op takes the weight the graph
-    computes, no parameter of it: it is the layer's own op all the same (t297)."""
+    kept, the layer's op takes the product the graph computes, which names no parameter: no
+    claim is made (a node of the layer's module reading the equal initializer was taken for
+    its op, and a module convolving with another's weight then said to share it, t299, t300),
+    the weight is among those with no initializer."""
     model = _EqualKernels(equal).eval()
     if kept:
         for name in ("a", "b"):
@@ -411,8 +413,8 @@ def test_a_weight_held_in_an_equal_weights_initializer_is_said_so(
     report = export(
         model, (torch.randn(1, 1, 32),), tmp_path / "m.onnx", verify=False, fold_in_torch=not kept
     )
-    assert report.names_missing == []
-    assert report.names_shared == ({"b.weight": "a.weight"} if equal else {})
+    assert report.names_missing == (["b.weight"] if kept else [])
+    assert report.names_shared == ({"b.weight": "a.weight"} if equal and not kept else {})
 
 
 class _EqualLinears(nn.Module):

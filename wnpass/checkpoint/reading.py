@@ -546,7 +546,7 @@ def _not_a_state_dict(path: Path, root: Any) -> str:
     if root is None:
         return f"{path}: holds None, not a state dict"
     name = type(root).__name__
-    article = "an" if name[:1].lower() in "aeio" else "a"  # a UserDict
+    article = "an" if name[:1].lower() in "aeiou" else "a"
     return f"{path}: holds {article} {name}{model}, not a state dict"
 
 

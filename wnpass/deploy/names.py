@@ -33,7 +33,6 @@ class Weights(NamedTuple):
     aliases: dict[str, str]
     parameters: dict[str, torch.Tensor]
     buffers: dict[str, torch.Tensor]  # of 2-D and up: what a parameter's values may be too
-    computed: frozenset[str] = frozenset()  # weights computed from g and v (weight norm)
 
 
 def weights_by_name(model: nn.Module) -> Weights:
@@ -51,14 +50,12 @@ def weights_by_name(model: nn.Module) -> Weights:
     weights: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     parameters: dict[str, torch.Tensor] = {}
-    computed: set[str] = set()
     first: dict[int, str] = {}  # by the parameter's identity
     for name, value in model.named_parameters(remove_duplicate=False):
         parsed = parse_key(name)
         param = value
         if parsed is not None and (parsed[0].form == "parametrize" or parsed[0].weight in legacy):
             name = parsed[0].weight
-            computed.add(name)
             module, _, attribute = name.rpartition(".")
             value = getattr(model.get_submodule(module), attribute)
         if value.dim() < 2 or name in parameters:
@@ -74,7 +71,7 @@ def weights_by_name(model: nn.Module) -> Weights:
         for name, buffer in model.named_buffers()
         if buffer.dim() >= 2 and not is_lazy(buffer)
     }
-    return Weights(weights, aliases, parameters, buffers, frozenset(computed))
+    return Weights(weights, aliases, parameters, buffers)
 
 
 def restore_names(model: ir.Model, weights: Weights) -> tuple[list[str], list[str], dict[str, str]]:
@@ -145,7 +142,7 @@ def _held_by_equals(
                 value is not None
                 and value.shape == weight.shape
                 and np.array_equal(value, weight)
-                and _read_as(model, model.graph.initializers[other], name, name in weights.computed)
+                and _read_as(model, model.graph.initializers[other], name)
             ):
                 shared[name] = other
                 break
@@ -155,28 +152,16 @@ def _held_by_equals(
 _FX_NODE = "pkg.torch.onnx.fx_node"  # the dynamo exporter's record of each node's op
 
 
-def _read_as(model: ir.Model, initializer: ir.Value, weight: str, computed: bool) -> bool:
+def _read_as(model: ir.Model, initializer: ir.Value, weight: str) -> bool:
     """Whether an op of the exported program that took parameter ``weight`` (its ``%p_<name>``
     placeholder among the op's arguments) reads ``initializer``: one of its nodes does, or
     reads the result of a node of the same op target that does (the exporter computes a
-    product once for two equal layers on the same input, t294); or, for a layer's weight
-    norm ``weight`` kept in the graph (``computed``: the op takes the product the graph
-    computes, no placeholder of it, t297), a node of the layer's own module reads it, taking
-    no parameter (one that takes another's, ``F.conv1d(x, other.weight)``, is not its op;
-    nor is the top module's, where every functional op is, t299)."""
+    product once for two equal layers on the same input, t294). A weight-norm weight kept in
+    the graph (``--keep-weight-norm``) is taken by its op as the product the graph computes,
+    named by no placeholder: no claim (a node of the layer's own module reading the equal
+    initializer may take another layer's product, t297, t299, t300)."""
     placeholder = re.compile(r"%p_" + re.escape(re.sub(r"\W", "_", weight)) + r"\b")
     readers = {id(use[0]): use[0] for use in initializer.uses()}
-    module, _, leaf = weight.rpartition(".")
-    if (
-        computed
-        and module
-        and leaf == "weight"
-        and any(
-            _module_of(node) == module and "%p_" not in node.metadata_props.get(_FX_NODE, "")
-            for node in readers.values()
-        )
-    ):
-        return True  # the layer's own op, on the weight the graph computes
     for node in model.graph:
         record = node.metadata_props.get(_FX_NODE, "")
         if not placeholder.search(record):
@@ -192,13 +177,6 @@ def _read_as(model: ir.Model, initializer: ir.Value, weight: str, computed: bool
         ):
             return True
     return False
-
-
-def _module_of(node: ir.Node) -> str | None:
-    """The module whose forward made ``node``, as the dynamo exporter records it (the last
-    module of ``pkg.torch.onnx.name_scopes``: ``['', 'up.1', 'conv2d_1']`` is ``up.1``)."""
-    scopes = re.findall(r"'([^']*)'", node.metadata_props.get("pkg.torch.onnx.name_scopes", ""))
-    return scopes[-2] if len(scopes) >= 2 else None
 
 
 def _op_target(record: str) -> str | None:
