@@ -394,18 +394,22 @@ def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = Fals
         raise InvalidModelError(f"{path}: not a readable torch.save file ({_SAFETENSORS})")
     if archived := archive_kind(path):  # torch's words are of its legacy tar format
         raise InvalidModelError(f"{path}: not a readable torch.save file ({archived})")
+    # the globals the loader does not build: read (a scan of the file's pickle, about a third
+    # of a load's time) only to keep them, or to say why the file was refused
     names: stand_ins.Globals | None = {}
+    zipped = False
     try:
         zipped = _is_zip_format(path)
         mmap = zipped and not _compressed(path)
+        if kept is not None:
+            names = _unsafe_globals(path, zipped, torch)
+        keepable = stand_ins.keepable(names or {})
         with (
             warnings.catch_warnings(record=True) as caught,  # the CLI prints one line only
             _torch_name(path) as name,
             _allowed(torch),
         ):
             warnings.simplefilter("always")
-            names = stand_ins.unsafe_globals(path) if zipped else None  # the zip format's alone
-            keepable = stand_ins.keepable(names or {}) if kept is not None else {}
             with stand_ins.keeping(keepable):
                 value = torch.load(name, map_location="cpu", weights_only=True, mmap=mmap)
         for warning in caught:
@@ -423,6 +427,8 @@ def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = Fals
             (line for line in lines if any(marker in line for marker in _DETAILS)),
             lines[-1] if lines else "",
         ).rstrip(".")
+        if kept is None:
+            names = _unsafe_globals(path, zipped, torch)
         if refusal := _objects_refused(path, names, detail, kept is not None, offered):
             raise InvalidModelError(refusal) from None
         if any(marker in detail for marker in _REFUSALS):
@@ -451,6 +457,18 @@ def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = Fals
 
 
 _SAFETENSORS = "it looks like a safetensors file: name it .safetensors to read it as one"
+
+
+def _unsafe_globals(path: Path, zipped: bool, torch: Any) -> dict[str, Any] | None:
+    """:func:`~wnpass.checkpoint.kept.unsafe_globals` of a zip-format file, the caller's allow
+    list as the load has it (:func:`_allowed`); None for the legacy format, which torch lists
+    no globals of."""
+    from wnpass.checkpoint import kept
+
+    if not zipped:
+        return None
+    with _allowed(torch):
+        return kept.unsafe_globals(path)
 
 
 def _objects_refused(
