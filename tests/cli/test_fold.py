@@ -281,6 +281,15 @@ def test_a_snapshot_folder_given_as_the_model_names_its_index(
     assert capsys.readouterr().err.strip().endswith(hint)
 
 
+def _folder_hint(folder: Path, names: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> str:
+    """What fold says of a folder holding empty files of ``names``, given as the model."""
+    folder.mkdir()
+    for name in names:
+        (folder / name).write_bytes(b"")
+    assert main(["fold", str(folder)]) == 2
+    return capsys.readouterr().err.strip()
+
+
 def test_a_folder_of_checkpoints_given_as_the_model_names_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -288,26 +297,18 @@ def test_a_folder_of_checkpoints_given_as_the_model_names_one(
     file" (t295): the error names its weights (not its optimizer's state, t296); a folder of
     ONNX models, one of them, and that inspect takes the folder."""
     folder = tmp_path / "checkpoint-2"
-    folder.mkdir()
-    for name in ("trainer_state.json", "optimizer.pt", "scheduler.pt", "model.safetensors"):
-        (folder / name).write_bytes(b"")
-    assert main(["fold", str(folder)]) == 2
+    names = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "model.safetensors")
     hint = f"(name its checkpoint, as {folder / 'model.safetensors'})"
-    assert capsys.readouterr().err.strip().endswith(f"is a directory, not an ONNX file {hint}")
+    assert _folder_hint(folder, names, capsys).endswith(f"is a directory, not an ONNX file {hint}")
     upscaler = tmp_path / "upscaler"  # weights whose names hold "optim", "scaler" (t299)
-    upscaler.mkdir()
-    for name in ("optimizer.pt", "upscaler.safetensors"):
-        (upscaler / name).write_bytes(b"")
-    assert main(["fold", str(upscaler)]) == 2
     named = upscaler / "upscaler.safetensors"
-    assert capsys.readouterr().err.strip().endswith(f"(name its checkpoint, as {named})")
+    assert _folder_hint(upscaler, ("optimizer.pt", "upscaler.safetensors"), capsys).endswith(
+        f"(name its checkpoint, as {named})"
+    )
     deepspeed = tmp_path / "global_step10"  # its optimizer's state sorts first (t297)
-    deepspeed.mkdir()
-    for name in ("bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt", "mp_rank_00_model_states.pt"):
-        (deepspeed / name).write_bytes(b"")
-    assert main(["fold", str(deepspeed)]) == 2
+    shards = ("bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt", "mp_rank_00_model_states.pt")
     named = deepspeed / "mp_rank_00_model_states.pt"
-    assert capsys.readouterr().err.strip().endswith(f"(name its checkpoint, as {named})")
+    assert _folder_hint(deepspeed, shards, capsys).endswith(f"(name its checkpoint, as {named})")
     (folder / "model.onnx").write_bytes(b"")
     assert main(["fold", str(folder)]) == 2
     hint = f"(name one of its files, as {folder / 'model.onnx'}; inspect takes a folder)"

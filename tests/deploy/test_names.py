@@ -418,16 +418,20 @@ def test_a_weight_held_in_an_equal_weights_initializer_is_said_so(
 
 
 class _EqualLinears(nn.Module):
-    """Two Linear layers of equal weights on a 3-D input: the dynamo exporter keeps one MatMul
-    initializer, the weight transposed."""
+    """Two Linear layers of equal weights on an input: the dynamo exporter keeps one MatMul
+    initializer, the weight transposed. ``computed``: ``r`` read as ``2 r + 1``, which the
+    exporter folds into a constant of its own (``a``'s initializer read by ``a`` alone)."""
 
-    def __init__(self) -> None:
+    def __init__(self, computed: bool = False) -> None:
         super().__init__()
+        self.computed = computed
         self.a, self.r = nn.Linear(8, 6), nn.Linear(8, 6)
         with torch.no_grad():
             self.r.weight.copy_(self.a.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.computed:
+            return self.a(x) * F.linear(x, self.r.weight * 2 + 1, self.r.bias)
         return self.a(x) * self.r(x)
 
 
@@ -442,25 +446,11 @@ def test_a_weight_equal_to_one_held_transposed_is_said_equal(tmp_path: Path) -> 
     assert report.names_missing == [] and report.names_shared == {"r.weight": "a.weight"}
 
 
-class _EqualButComputed(nn.Module):
-    """``r`` equal to ``a``, but read as ``2 r + 1``: the exporter folds that into a constant
-    of its own, and ``a``'s initializer is read by ``a``'s layer alone."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.a, self.r = nn.Linear(8, 6), nn.Linear(8, 6)
-        with torch.no_grad():
-            self.r.weight.copy_(self.a.weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.a(x) * F.linear(x, self.r.weight * 2 + 1, self.r.bias)
-
-
 def test_an_equal_weight_the_graph_reads_otherwise_is_not_said_shared(tmp_path: Path) -> None:
     """Equal values were taken for a shared initializer where the graph reads ``r`` as a
     constant it folded (t296): only an op of that weight reading the other's initializer is."""
     torch.manual_seed(0)
-    model = _EqualButComputed().eval()
+    model = _EqualLinears(computed=True).eval()
     report = export(model, (torch.randn(2, 8),), tmp_path / "m.onnx", verify=False)
     assert report.names_shared == {} and report.names_missing == ["r.weight"]
 

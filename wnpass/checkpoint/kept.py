@@ -29,7 +29,7 @@ import types
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "ONCE",
@@ -57,9 +57,8 @@ class _KeptType(type):
     _global: tuple[str, str]  # the global's module and name
 
     def __call__(cls, *args: Any) -> Any:
-        kept: Any = object.__new__(cls)  # type: ignore[arg-type]  # a class of Kept
+        kept = cast(Any, cls).__new__(cls, *args)  # a class of Kept: made as NEWOBJ makes it
         object.__setattr__(kept, "_made", ("call", args))
-        object.__setattr__(kept, "_state", UNSET)
         return kept
 
     def __repr__(cls) -> str:

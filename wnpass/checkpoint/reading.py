@@ -506,13 +506,12 @@ def _objects_refused(
         return None
     if offered and not unkept and (kept_says := _kept_trial(path)) is not None:
         return kept_says  # what keeping them would meet (t295, t296)
-    option = (
-        " (give keep_objects=True, --keep-objects, to keep them as they are, never built)"
-        if offered and not unkept
-        else f" ({cannot})"
-        if offered
-        else ""
-    )
+    if not offered:
+        option = ""
+    elif unkept:
+        option = f" ({cannot})"
+    else:
+        option = " (give keep_objects=True, --keep-objects, to keep them as they are, never built)"
     return (
         f"{path}: refused: loading it would build objects of {listed(list(names), 5)}, which "
         f"runs their code; it was not run{option}"

@@ -74,14 +74,12 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     from wnpass.checkpoint.formats import is_checkpoint_path
     from wnpass.cli import checkpoint
 
-    if args.keep_objects and not any(is_checkpoint_path(model) for model in args.model):
-        given = args.model  # a folder gives ONNX models alone: refused before reading it
-        kinds = "a model.py" if any(m.suffix == ".py" for m in given) else _kinds(given)
-        raise UsageError(f"--keep-objects is for torch checkpoints, not {kinds}")
+    if args.keep_objects:  # as given, before any path is read; then as folders expand
+        _require_checkpoints(args.model)
     skipped: list[str] = []
     models = _expanded(args.model, skipped)
-    if args.keep_objects and not any(is_checkpoint_path(model) for model in models):
-        raise UsageError(f"--keep-objects is for torch checkpoints, not {_kinds(models)}")
+    if args.keep_objects:  # a folder named X.pt gives its ONNX models alone
+        _require_checkpoints(models)
     plan = IOPlan()
     if args.json:
         plan.write(args.json, "json_path")
@@ -165,6 +163,15 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     return 1 if left else 0
 
 
+def _require_checkpoints(models: list[Path]) -> None:
+    """``--keep-objects`` is for torch checkpoints: refused where none of ``models`` is one."""
+    from wnpass.checkpoint.formats import is_checkpoint_path
+
+    if not any(is_checkpoint_path(model) for model in models):
+        kinds = "a model.py" if any(m.suffix == ".py" for m in models) else _kinds(models)
+        raise UsageError(f"--keep-objects is for torch checkpoints, not {kinds}")
+
+
 def _kinds(models: list[Path]) -> str:
     """What the models given are, as a refusal says it."""
     from wnpass.checkpoint.formats import is_checkpoint_path
@@ -200,7 +207,7 @@ def _expanded(models: list[Path], skipped: list[str]) -> list[Path]:
                 raise InvalidModelError(f"{path}: is {kind_of(status.st_mode)}, {_not_a(path)}")
             if status.st_size == 0 and path.suffix != ".py":  # before any report, as its
                 # reader says it (t298); an empty model.py is one that defines nothing
-                raise InvalidModelError(f"{path}: empty file, {_EMPTY_NOT[_not_a(path)]}")
+                raise InvalidModelError(f"{path}: empty file, {_not_a(path, empty=True)}")
             first = paths.setdefault((status.st_dev, status.st_ino), path)
             if first != path:
                 others.setdefault(first, []).append(path)
@@ -210,17 +217,16 @@ def _expanded(models: list[Path], skipped: list[str]) -> list[Path]:
     return list(paths.values())
 
 
-# an empty file, as its reader says it
-_EMPTY_NOT = {"not a checkpoint file": "not a checkpoint", "not an ONNX file": "not an ONNX model"}
-
-
-def _not_a(path: Path) -> str:
-    """What ``path`` is not, as the reader of its kind would say it."""
+def _not_a(path: Path, *, empty: bool = False) -> str:
+    """What ``path`` is not, as the reader of its kind would say it (``empty``: of an empty
+    file, ``not an ONNX model``)."""
     from wnpass.checkpoint.formats import is_checkpoint_path
 
     if path.suffix == ".py":
         return "not a model.py file"
-    return "not a checkpoint file" if is_checkpoint_path(path) else "not an ONNX file"
+    if is_checkpoint_path(path):
+        return "not a checkpoint" if empty else "not a checkpoint file"
+    return "not an ONNX model" if empty else "not an ONNX file"
 
 
 def _onnx_files(top: Path, skipped: list[str]) -> list[Path]:
