@@ -150,18 +150,13 @@ class _KernelReads(TorchDispatchMode):
 
 class TensorReads(TorchDispatchMode):
     """Which of some named tensors the kernels run under it read: a kernel given one, or any
-    tensor whose elements overlap its own in one storage (``W.t()``, which ``addmm`` reads),
-    whatever code ran it (a torch function, TorchScript). Views and layout-only kernels read
-    nothing. Two weights that are views of one flat tensor are told apart by the bytes each
-    spans (t293)."""
+    tensor sharing its elements (``W.t()``, which ``addmm`` reads; :class:`Elements`, so two
+    weights that are views of one flat tensor are read apart, t293), whatever code ran it (a
+    torch function, TorchScript). Views and layout-only kernels read nothing."""
 
     def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
         super().__init__()
-        self.spans: dict[int, list[tuple[int, int, str]]] = {}  # storage -> (start, end, name)
-        for name, tensor in tensors.items():
-            if (span := _span(tensor)) is not None:
-                storage, start, end = span
-                self.spans.setdefault(storage, []).append((start, end, name))
+        self.watched = Elements({name: t for name, t in tensors.items() if t.numel()})
         self.read: set[str] = set()
 
     def __torch_dispatch__(
@@ -171,32 +166,8 @@ class TensorReads(TorchDispatchMode):
         kwargs = kwargs or {}
         if not func.is_view and func.overloadpacket.__name__ not in _LAYOUT_KERNELS:
             for tensor in (t for v in [*args, *kwargs.values()] for t in tensors_in(v)):
-                if (span := _span(tensor)) is None:
-                    continue
-                storage, start, end = span
-                self.read.update(
-                    name
-                    for low, high, name in self.spans.get(storage, ())
-                    if low < end and start < high
-                )
+                self.read.update(self.watched.of(tensor))
         return func(*args, **kwargs)
-
-
-def _span(tensor: torch.Tensor) -> tuple[int, int, int] | None:
-    """Where ``tensor``'s storage starts, and the bytes from its first element to past its
-    last (its strides, which are never negative, reach no further); None for a tensor without
-    elements or a storage (sparse, meta)."""
-    try:
-        if not tensor.numel():
-            return None
-        storage = int(tensor.untyped_storage().data_ptr())
-        start = int(tensor.data_ptr())
-    except (RuntimeError, NotImplementedError, TypeError):
-        return None
-    reach = sum(
-        (size - 1) * abs(stride) for size, stride in zip(tensor.shape, tensor.stride(), strict=True)
-    )
-    return (storage, start, start + (reach + 1) * tensor.element_size()) if storage else None
 
 
 class _Calls(TorchFunctionMode):
