@@ -550,7 +550,7 @@ def _unread_confirmed(
         try:
             model.load_state_dict(state, strict=True)
             with state_given_back(model):
-                results.append(dict(_run(model, batch, model_py, rng)))
+                results.append(_run(model, batch, model_py, rng))
         except STOPS:
             raise
         except BaseException as error:  # the model's own checks of its weights too
@@ -564,25 +564,12 @@ def _unread_confirmed(
     return unread if _same_result(base, again) else []
 
 
-def _same_result(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+def _same_result(a: list[tuple[str, Any]], b: list[tuple[str, Any]]) -> bool:
+    """Whether two results of the forward are the same, element for element (NaN or Inf
+    where both have it): :func:`~wnpass.fx.compare.max_rel_error`'s 0."""
+    from wnpass.fx.compare import max_rel_error
 
-
-def _same(a: Any, b: Any) -> bool:
-    """Whether two leaves of a result are the same: tensors element for element (NaN where
-    both are), anything else by ``==``; False where that cannot be told."""
-    import torch
-
-    try:
-        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-            if a.shape != b.shape or a.dtype != b.dtype:
-                return False
-            if a.is_floating_point() or a.is_complex():
-                return bool(((a == b) | (a.isnan() & b.isnan())).all())
-            return torch.equal(a, b)
-        return bool(a == b) or (a != a and b != b)
-    except Exception:
-        return False
+    return max_rel_error(a, b) == 0
 
 
 def _run_watched(
