@@ -219,15 +219,18 @@ def _moved_axes(report: Any, checkpoint: Path) -> str | None:
     """A note naming the weights the checkpoint held weight-normed at another axis than the one
     weight norm now goes on (wav2vec2's positional conv at the kernel axis, 2, now at the
     output channels, 0): its pair was folded as loaded, so the outputs are the same, but
-    training goes on with one gain per new unit, not the checkpoint's (t291)."""
-    from wnpass.checkpoint import inspect_checkpoint
+    training goes on with one gain per new unit, not the checkpoint's (t291). The pairs are
+    read from the checkpoint's keys and shapes, none of its values."""
+    from wnpass.checkpoint.pairs import find_pairs
+    from wnpass.checkpoint.reading import open_checkpoint
     from wnpass.report import listed
 
     stored: dict[str, set[int | None]] = {}
-    for pair in inspect_checkpoint(checkpoint).pairs:
-        if pair.status == "foldable" and pair.v_shape is not None:
-            axis = None if pair.whole_tensor else pair.dim
-            stored.setdefault(pair.weight, set()).add(_norm_axis(axis, pair.v_shape))
+    for group in open_checkpoint(checkpoint).groups:
+        for pair in find_pairs(group.tensors, group.others):
+            if pair.ok and pair.v is not None:
+                axis = _norm_axis(pair.dim, list(pair.v.shape))
+                stored.setdefault(pair.weight, set()).add(axis)
     moved = [
         f"{site.name} ({_axis(next(iter(stored[site.name])))} -> {_axis(site.axis)})"
         for site in report.sites
