@@ -130,17 +130,18 @@ def _held_by_equals(
     took (``pkg.torch.onnx.fx_node``: ``%p_b_weight``). A graph that does not say, or reads
     the weight otherwise (``2 * W + 1``, folded into a constant of its own), or not at all,
     gets no claim (t296)."""
-    named = [name for name in weights.values if name in model.graph.initializers]
+    named = {n: w for n, w in weights.values.items() if n in model.graph.initializers}
     shared: dict[str, str] = {}
     for name in names:
         weight = arrays.get(name)
         if weight is None:
             continue
-        for other in named:
-            value = as_array(weights.values[other])
+        for other, tensor in named.items():
+            if tuple(tensor.shape) != weight.shape:  # before any copy of its values
+                continue
+            value = as_array(tensor)
             if (
                 value is not None
-                and value.shape == weight.shape
                 and np.array_equal(value, weight)
                 and _read_as(model, model.graph.initializers[other], name)
             ):
