@@ -274,7 +274,8 @@ def test_a_snapshot_folder_given_as_the_model_names_its_index(
     snapshot = tmp_path / "snap"
     snapshot.mkdir()
     assert main(["fold", str(snapshot)]) == 2
-    assert capsys.readouterr().err.strip().endswith("is a directory, not an ONNX file")
+    said = "is a directory, not an ONNX file or a checkpoint"
+    assert capsys.readouterr().err.strip().endswith(said)
     (snapshot / "model.safetensors.index.json").write_text("{}")
     assert main(["fold", str(snapshot)]) == 2
     hint = f"(name the checkpoint's index: {snapshot / 'model.safetensors.index.json'})"
@@ -299,7 +300,8 @@ def test_a_folder_of_checkpoints_given_as_the_model_names_one(
     folder = tmp_path / "checkpoint-2"
     names = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "model.safetensors")
     hint = f"(name its checkpoint, as {folder / 'model.safetensors'})"
-    assert _folder_hint(folder, names, capsys).endswith(f"is a directory, not an ONNX file {hint}")
+    said = f"is a directory, not an ONNX file or a checkpoint {hint}"
+    assert _folder_hint(folder, names, capsys).endswith(said)
     upscaler = tmp_path / "upscaler"  # weights whose names hold "optim", "scaler" (t299)
     named = upscaler / "upscaler.safetensors"
     assert _folder_hint(upscaler, ("optimizer.pt", "upscaler.safetensors"), capsys).endswith(
@@ -313,3 +315,28 @@ def test_a_folder_of_checkpoints_given_as_the_model_names_one(
     assert main(["fold", str(folder)]) == 2
     hint = f"(name one of its files, as {folder / 'model.onnx'}; inspect takes a folder)"
     assert capsys.readouterr().err.strip().endswith(hint)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["fold", "{folder}", "-o", "x.pt"],
+        ["fold", "{folder}", "--model", "m.py"],
+        ["fold", "{folder}", "--keep-objects"],
+        ["convert", "{folder}", "--to", "legacy"],
+    ],
+)
+def test_a_folder_is_named_as_a_folder_before_options_it_makes_moot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """A trainer's folder given with -o x.pt was refused as "an ONNX output's name must end
+    with .onnx", with --model as "for ONNX use --verify", and to convert as "not a checkpoint
+    name" (t297): each says it is a folder and names its weights."""
+    folder = tmp_path / "checkpoint-2"
+    folder.mkdir()
+    for name in ("optimizer.pt", "pytorch_model.bin"):
+        (folder / name).write_bytes(b"")
+    assert main([part.format(folder=folder) for part in command]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"wnpass: error: {folder}: is a directory, not ")
+    assert err.endswith(f"(name its checkpoint, as {folder / 'pytorch_model.bin'})")

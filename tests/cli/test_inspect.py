@@ -504,6 +504,14 @@ def test_a_folder_with_no_onnx_file_is_refused(
         f"wnpass: error: {tmp_path / 'models'}: a folder with no .onnx file in it; skipped 1 "
         "checkpoint (name each one)"
     )
+    for name in ("optimizer.pt", "scheduler.pt"):  # a trainer's state: not said weights (t297)
+        (tmp_path / "models" / name).write_bytes(b"")
+    assert main(["inspect", str(tmp_path / "models"), "--strict"]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("skipped 1 checkpoint (name each one), 2 files (a trainer's state, not weights)")
+    )
 
 
 def _left(folder: Path, name: str = "left.onnx") -> Path:

@@ -36,9 +36,12 @@ __all__ = [
     "check_output_name",
     "default_output",
     "detect_format",
+    "folder_hint",
     "is_checkpoint_path",
     "is_sharded",
+    "is_training_state",
     "read_format",
+    "refuse_folder",
     "shard_output_name",
     "shard_output_names",
     "split_name",
@@ -79,6 +82,44 @@ def is_checkpoint_path(path: str | Path) -> bool:
     return Path(path).name.lower().endswith(_SUFFIXES)
 
 
+# files of a trainer's checkpoint folder beside the weights (HF Trainer's, accelerate's), by
+# the start of their names; and DeepSpeed's ``..._optim_states.pt``
+_TRAINING_STATE = ("optimizer", "scheduler", "rng_state", "training_args", "scaler")
+
+
+def is_training_state(name: str) -> bool:
+    """Whether a file of a trainer's folder named ``name`` holds its training state (an
+    optimizer's, a scheduler's, random generators') rather than the model's weights."""
+    name = name.lower()
+    return name.startswith(_TRAINING_STATE) or "optim_states" in name
+
+
+def folder_hint(folder: Path) -> str:
+    """A hint for a folder given where a file is wanted: the sharded checkpoint index it
+    holds, if any (a Hugging Face snapshot folder, t242), named as the commands take it; else
+    one of its ONNX models (which ``inspect`` takes as a folder), or its weights, not its
+    training state (t295, t296); "" where it holds none of them."""
+    try:
+        names = sorted(p.name for p in folder.iterdir() if p.is_file())
+    except OSError:
+        return ""
+    if indexes := [name for name in names if name.endswith(".index.json")]:
+        return f" (name the checkpoint's index: {folder / indexes[0]})"
+    onnx_files = [name for name in names if name.lower().endswith(".onnx")]
+    if onnx_files:
+        return f" (name one of its files, as {folder / onnx_files[0]}; inspect takes a folder)"
+    weights = [name for name in names if is_checkpoint_path(name) and not is_training_state(name)]
+    weights.sort(key=lambda name: not name.lower().endswith(".safetensors"))
+    return f" (name its checkpoint, as {folder / weights[0]})" if weights else ""
+
+
+def refuse_folder(path: Path, wanted: str) -> None:
+    """Refuse a folder given as a model or checkpoint file (``wanted`` says which), with
+    :func:`folder_hint`'s hint; nothing for anything else."""
+    if path.is_dir():
+        raise InvalidModelError(f"{path}: is a directory, not {wanted}" + folder_hint(path))
+
+
 def is_sharded(fmt: Format) -> bool:
     return fmt.endswith("-index")
 
@@ -113,6 +154,7 @@ def detect_format(path: str | Path) -> Format:
     try:
         _, suffix = split_name(path)
     except ValueError:
+        refuse_folder(Path(path), "a checkpoint")
         nemo = (
             f"; a .nemo file is a tar archive: {NEMO}"
             if Path(path).suffix.lower() == ".nemo"

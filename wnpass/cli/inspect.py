@@ -234,7 +234,7 @@ def _onnx_files(top: Path, skipped: list[str]) -> list[Path]:
     of any depth is listed, or its first folder that cannot be is named. A line saying what
     was skipped that a gate might have been meant to see (hidden ``.onnx`` files and folders,
     links to folders, checkpoints) goes into ``skipped``."""
-    from wnpass.checkpoint.formats import is_checkpoint_path
+    from wnpass.checkpoint.formats import is_checkpoint_path, is_training_state
     from wnpass.report import counted
 
     found: list[Path] = []
@@ -264,11 +264,13 @@ def _onnx_files(top: Path, skipped: list[str]) -> list[Path]:
                 f"{folder}: cannot list it ({error.strerror or error}); the models in it "
                 "would go unread"
             ) from None
-    unseen["checkpoint"] = len(_not_data_files(checkpoints, found))
+    for path in _not_data_files(checkpoints, found):
+        unseen["training state" if is_training_state(path.name) else "checkpoint"] += 1
     nouns = {  # singular, plural, why
         "hidden": ("hidden entry", "hidden entries", "a name starting with '.'"),
         "link to a folder": ("link to a folder", "links to folders", "not followed"),
         "checkpoint": ("checkpoint", "checkpoints", "name each one"),
+        "training state": ("file", "files", "a trainer's state, not weights"),
     }
     said = ", ".join(
         f"{counted(count, nouns[kind][0], nouns[kind][1])} ({nouns[kind][2]})"

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from wnpass.checkpoint.formats import TORCH_NAMES, archive_kind, is_checkpoint_path
+from wnpass.checkpoint.formats import TORCH_NAMES, archive_kind, folder_hint
 from wnpass.errors import InvalidModelError, OutputError, UsageError, one_line
 from wnpass.onnx import inline, validity
 from wnpass.onnx.graphs import attribute_tensors, graphs_of
@@ -80,36 +80,6 @@ def _checkpoint_hint(path: Path) -> str:
     )
 
 
-def _index_in(folder: Path) -> str:
-    """A hint for a folder given as a model: the sharded checkpoint index it holds, if any
-    (a Hugging Face snapshot folder, t242), named as the commands take it; else one of its
-    ONNX models (which ``inspect`` takes as a folder), or its weights (t295, t296)."""
-    try:
-        names = sorted(p.name for p in folder.iterdir() if p.is_file())
-    except OSError:
-        return ""
-    if indexes := [name for name in names if name.endswith(".index.json")]:
-        return f" (name the checkpoint's index: {folder / indexes[0]})"
-    onnx_files = [name for name in names if name.lower().endswith(".onnx")]
-    if onnx_files:
-        return f" (name one of its files, as {folder / onnx_files[0]}; inspect takes a folder)"
-    # a trainer's folder: the weights, not its optimizer's or scheduler's state (t296)
-    weights = [
-        name
-        for name in names
-        if is_checkpoint_path(name)
-        and not name.lower().startswith(_TRAINING_STATE)
-        and "optim_states" not in name.lower()
-    ]
-    weights.sort(key=lambda name: not name.lower().endswith(".safetensors"))
-    return f" (name its checkpoint, as {folder / weights[0]})" if weights else ""
-
-
-# files of a trainer's checkpoint folder beside the weights (HF Trainer's, accelerate's), by
-# the start of their names; and DeepSpeed's ``..._optim_states.pt``
-_TRAINING_STATE = ("optimizer", "scheduler", "rng_state", "training_args", "scaler")
-
-
 def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
     """Load ``path`` as an onnx-ir model (external data mapped lazily), or raise one clear line.
 
@@ -121,7 +91,7 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
         raise InvalidModelError(f"{path}: {status}")
     if not stat.S_ISREG(status.st_mode):  # a directory, a FIFO, a device: never opened
         said = f"{path}: is {kind_of(status.st_mode)}, not an ONNX file"
-        raise InvalidModelError(said + (_index_in(path) if stat.S_ISDIR(status.st_mode) else ""))
+        raise InvalidModelError(said + (folder_hint(path) if stat.S_ISDIR(status.st_mode) else ""))
     if status.st_size == 0:
         raise InvalidModelError(f"{path}: empty file, not an ONNX model")
     if status.st_size > PROTOBUF_LIMIT:  # wnpass's reader could; onnx and ONNX Runtime cannot
