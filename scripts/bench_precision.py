@@ -12,6 +12,7 @@ For every weight-norm site of an exported model, compares with the exactly compu
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -71,20 +72,23 @@ def measure(path: Path) -> tuple[int, float, float, float, float]:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(
+        description="How far folded weights are from the exact g * v / ||v||, in float32 ulps."
+    )
+    parser.add_argument("models", nargs="+", type=Path, metavar="MODEL.onnx")
+    args = parser.parse_args()
     print(
         "| model | sites | wnpass max ulp | wnpass > 0.5 ulp "
         "| float32 pipeline max ulp | float32 > 0.5 ulp |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    for arg in sys.argv[1:]:
+    for model in args.models:
         try:
-            n, w_max, w_frac, f_max, f_frac = measure(Path(arg))
+            n, w_max, w_frac, f_max, f_frac = measure(model)
         except ValueError:  # no site whose folded weight can be lined up with v
-            print(f"| {Path(arg).name} | 0 | - | - | - | - |")
+            print(f"| {model.name} | 0 | - | - | - | - |")
             continue
-        print(
-            f"| {Path(arg).name} | {n} | {w_max:.3f} | {w_frac:.2%} | {f_max:.2f} | {f_frac:.1%} |"
-        )
+        print(f"| {model.name} | {n} | {w_max:.3f} | {w_frac:.2%} | {f_max:.2f} | {f_frac:.1%} |")
     return 0
 
 

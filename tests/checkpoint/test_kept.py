@@ -389,3 +389,43 @@ def test_what_keeping_would_meet_is_said_instead_of_suggesting_it(
         with pytest.raises(InvalidModelError) as error:
             fold_checkpoint(path, keep_objects=keep)
         assert str(error.value) == f"{path}: {says}"
+
+
+def _dtensor_state_dict(path: Path) -> None:
+    """Save a state dict of DTensors (what an FSDP2 model's ``state_dict()`` holds) to
+    ``path``, from a process group of one made for it."""
+    import torch.distributed as dist
+    from torch.distributed.tensor import DeviceMesh, DTensor, Replicate
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        mesh = DeviceMesh("cpu", [0])
+        state = {
+            key: DTensor.from_local(value, mesh, [Replicate()])
+            for key, value in state_dict("parametrize").items()
+        }
+        torch.save(state, path)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_state_dict_of_dtensors_is_said_to_be_one(tmp_path: Path) -> None:
+    """FSDP2's ``state_dict()`` saved as it is was refused in torch's advice to load it with
+    weights_only=False (which no user of wnpass can take), torch's cause dropped; kept, as a
+    tensor subclass (t302); where torch.distributed.tensor was imported (by a model.py; here
+    by making the file), it is built, and was refused as an unreadable file. Each says it
+    holds DTensors and how to save the whole weights."""
+    _dtensor_state_dict(path := tmp_path / "fsdp.pt")
+    fold = f"from wnpass.checkpoint import fold_checkpoint; fold_checkpoint({str(path)!r}, "
+    for keep in (False, True):  # in a process that imports no torch.distributed.tensor
+        done = subprocess.run(
+            [sys.executable, "-c", fold + f"keep_objects={keep})"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        said = done.stderr.strip().splitlines()[-1]
+        assert said.startswith(f"wnpass.errors.InvalidModelError: {path}: refused: it holds DTe")
+        assert "full_state_dict=True" in said and "weights_only" not in said
+    with pytest.raises(InvalidModelError, match="refused: it holds DTensors, the shards one"):
+        fold_checkpoint(path)  # torch.distributed.tensor imported: the DTensors are built

@@ -880,3 +880,41 @@ def test_an_unread_weight_of_a_model_with_state_is_still_said_unread(
     report = fold_checkpoint(ckpt, check_model=model_py)
     assert report.check is not None and report.check and report.published
     assert [unread.weights for unread in report.check.unread] == [["disc.weight"]]
+
+
+QAT_MODEL_PY = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    def build_model():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)).train()
+        model.qconfig = torch.ao.quantization.get_default_qat_qconfig("fbgemm")
+        return torch.ao.quantization.prepare_qat(model)
+
+    def example_inputs():
+        return (torch.randn(3, 4, generator=torch.Generator().manual_seed(0)),)
+    """
+)
+
+
+@pytest.mark.filterwarnings("ignore:Please use quant_min:UserWarning")  # torch's own observers
+def test_a_quantization_aware_model_whose_load_resizes_its_buffers_is_checked(
+    tmp_path: Path,
+) -> None:
+    """A QAT model's per-channel fake quantizers hold a ``scale`` of one element until a load
+    gives them the file's (one per channel): the check refused such a checkpoint as "does not
+    fit the model" by its buffers' shapes, which PyTorch loads strictly (t302)."""
+    (model_py := tmp_path / "qat.py").write_text(QAT_MODEL_PY)
+    model, inputs = load_model_py(model_py)
+    assert isinstance(model, nn.Sequential) and inputs is not None
+    for index in (0, 2):
+        weight_norm(model[index], "weight", dim=0)
+    model(*inputs)  # the observers see data: their scales take one element per channel
+    state = model.state_dict()
+    assert state["0.weight_fake_quant.scale"].shape == (6,)
+    torch.save(state, ckpt := tmp_path / "qat.pt")
+    report = fold_checkpoint(ckpt, check_model=model_py)
+    assert report.check is not None and report.check and report.published
+    assert report.check.outputs[0].max_abs == 0.0

@@ -340,3 +340,22 @@ def test_a_folder_is_named_as_a_folder_before_options_it_makes_moot(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"wnpass: error: {folder}: is a directory, not ")
     assert err.endswith(f"(name its checkpoint, as {folder / 'pytorch_model.bin'})")
+
+
+def test_a_torch_distributed_checkpoint_is_named_with_how_to_make_one_file_of_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An FSDP run's torch.distributed.checkpoint folder was "a folder with no .onnx file in
+    it" to inspect and "a directory" to fold, and its shard "a torch.save file: a link named
+    X.pt will do", which then failed as a corrupted file (t302)."""
+    folder = tmp_path / "step_100"
+    folder.mkdir()
+    (folder / ".metadata").write_bytes(b"\x80\x02}q\x00.")
+    (folder / "__0_0.distcp").write_bytes(b"PK\x03\x04" + bytes(60))
+    said = "torch.distributed.checkpoint's format, which wnpass does not read: make one file of"
+    for command in (["fold", str(folder)], ["inspect", str(folder)]):
+        assert main(command) == 2
+        assert said in capsys.readouterr().err
+    assert main(["fold", str(folder / "__0_0.distcp")]) == 2
+    err = capsys.readouterr().err
+    assert f"it is a shard of a folder in {said}" in err and "X.pt" not in err

@@ -157,6 +157,34 @@ def test_no_axis_note_where_the_gains_are_the_checkpoints_or_drawn_anew(
     assert "weight-normed at another axis" not in capsys.readouterr().out
 
 
+def test_a_trainer_checkpoint_holding_objects_loads_with_keep_objects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Lightning checkpoint whose hyper-parameters hold a path was refused with no way out
+    (t302): --keep-objects loads its state dict, the objects never built; it is suggested
+    where it would do, and refused without --checkpoint."""
+    import pathlib
+
+    from wnpass import load_model_py
+
+    model_py = _copy(tmp_path, "mlp")
+    model, _ = load_model_py(model_py)
+    state = {key: tensor.detach() + 1.0 for key, tensor in model.state_dict().items()}
+    hyper = {"data_dir": pathlib.PurePosixPath("/data")}
+    torch.save({"state_dict": state, "hyper_parameters": hyper}, ckpt := tmp_path / "last.ckpt")
+    argv = ["train-rewrite", str(model_py), "-o", str(tmp_path / "o.pt"), "--keep-objects"]
+    assert main(argv) == 2
+    assert "--keep-objects goes with --checkpoint" in capsys.readouterr().err
+    argv += ["--checkpoint", str(ckpt)]
+    assert main(argv[:-3] + argv[-2:]) == 2
+    err = capsys.readouterr().err
+    assert "pathlib.PurePosixPath" in err and "--keep-objects" in err
+    assert not (tmp_path / "o.pt").exists()
+    assert main(argv) == 0
+    written = torch.load(tmp_path / "o.pt", weights_only=True)
+    torch.testing.assert_close(written["4.bias"], state["4.bias"], rtol=0, atol=0)
+
+
 def test_a_sharded_safetensors_checkpoint_is_loaded_and_its_shards_planned(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

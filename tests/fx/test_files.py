@@ -91,6 +91,33 @@ def test_a_safetensors_file_that_does_not_fit_names_the_checkpoint(tmp_path: Pat
     assert raised.value.parameter == "checkpoint"
 
 
+@pytest.mark.parametrize(
+    ("rename", "hint"),
+    [
+        (lambda key: "module." + key, "in the checkpoint under the prefix 'module.'"),
+        (lambda key: "model.net." + key, "in the checkpoint under the prefix 'model.net.'"),
+        (lambda key: key.removeprefix("inner."), "under the prefix 'inner.', which the chec"),
+    ],
+    ids=["DDP", "a LightningModule's attribute", "a model.py that wraps the network"],
+)
+def test_a_state_dict_under_a_prefix_names_its_keys_and_the_prefix(
+    tmp_path: Path, rename: Callable[[str], str], hint: str
+) -> None:
+    """A DDP model's state dict was refused in torch's words, cut short before the keys it
+    did not expect, and with no prefix named (t302): the keys on either side are named, so is
+    the prefix that would fit, as the checkpoint commands' --model names it."""
+    wrapper = torch.nn.Module()
+    wrapper.inner = generator()
+    state = {rename(key): value for key, value in _plain(wrapper.state_dict()).items()}
+    with pytest.raises(InvalidArgumentError) as raised:
+        load_checkpoint(wrapper, _torch(tmp_path / "g.pt", state))
+    said = str(raised.value)
+    assert raised.value.parameter == "checkpoint"
+    assert "does not fit the model: keys the model does not have: " in said
+    assert "; keys the model has and the file lacks: " in said and " more" in said
+    assert hint in said
+
+
 def test_a_batch_that_is_no_tensor_or_tuple_says_what_it_holds(tmp_path: Path) -> None:
     """A dict is refused as such (it was "cannot read a batch", though it was read)."""
     path = _torch(tmp_path / "batch.pt", {"x": torch.ones(2, 3)})

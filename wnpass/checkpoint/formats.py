@@ -19,6 +19,7 @@ never given in the input's folder either (:func:`shard_output_names`).
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Literal
@@ -27,6 +28,8 @@ from wnpass.errors import InvalidModelError, UsageError
 from wnpass.plan import identity_of
 
 __all__ = [
+    "DCP",
+    "DCP_SUFFIX",
     "INDEX_SUFFIX",
     "NEMO",
     "TORCH_NAMES",
@@ -38,6 +41,7 @@ __all__ = [
     "detect_format",
     "folder_hint",
     "is_checkpoint_path",
+    "is_dcp_folder",
     "is_sharded",
     "is_training_state",
     "read_format",
@@ -56,6 +60,22 @@ TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".pth.tar", ".ckpt")
 TORCH_NAMES = ", ".join(TORCH_SUFFIXES)  # as messages list them
 # NeMo's .nemo: a tar archive of the configuration and the weights
 NEMO = "extract it (tar xf X.nemo) and give the model_weights.ckpt it holds"
+
+# torch.distributed.checkpoint's format: a folder of a .metadata file and one .distcp file per
+# process, which only torch.distributed.checkpoint reads
+DCP = (
+    "torch.distributed.checkpoint's format, which wnpass does not read: make one file of it "
+    "with torch.distributed.checkpoint.format_utils.dcp_to_torch_save(FOLDER, 'model.pt') and "
+    "give that"
+)
+DCP_SUFFIX = ".distcp"
+
+
+def is_dcp_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a torch.distributed.checkpoint (its ``.metadata`` file)."""
+    return (folder / ".metadata").is_file() and any(
+        name.endswith(DCP_SUFFIX) for name in os.listdir(folder)
+    )
 
 
 def archive_kind(path: str | Path) -> str | None:
@@ -100,6 +120,8 @@ def folder_hint(folder: Path) -> str:
     one of its ONNX models (which ``inspect`` takes as a folder), or its weights, not its
     training state (t295, t296); "" where it holds none of them."""
     try:
+        if is_dcp_folder(folder):
+            return f" (it is in {DCP})"
         names = sorted(p.name for p in folder.iterdir() if p.is_file())
     except OSError:
         return ""

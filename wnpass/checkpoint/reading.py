@@ -414,6 +414,9 @@ def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = Fals
                 value = torch.load(name, map_location="cpu", weights_only=True, mmap=mmap)
         for warning in caught:
             logger.info("%s: torch.load: %s", path, warning.message)
+        if any(type(tensor).__name__ == _DTENSOR for tensor in _tensors_in(value)):
+            # built where the caller's code imported torch.distributed.tensor (a model.py)
+            raise InvalidModelError(f"{path}: refused: {_DTENSOR_SAID}")
         if mmap:
             _check_mapped(path, value)
         if kept is not None:
@@ -422,10 +425,19 @@ def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = Fals
     except InvalidModelError:
         raise
     except pickle.UnpicklingError as error:
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        if _DTENSOR in str(error):
+            raise InvalidModelError(f"{path}: refused: {_DTENSOR_SAID}; it was not run") from None
+        # torch's advice to load with weights_only=False is not one a user here can take
+        lines = [
+            line.strip().removeprefix("Weights only load failed.").strip()
+            for line in str(error).splitlines()
+            if line.strip() and "weights_only" not in line
+        ]
         detail = next(
             (line for line in lines if any(marker in line for marker in _DETAILS)),
-            lines[-1] if lines else "",
+            next(
+                (line for line in reversed(lines) if line), "torch's weights-only loader refused it"
+            ),
         ).rstrip(".")
         if kept is None:
             names = _unsafe_globals(path, zipped, torch)
@@ -447,7 +459,9 @@ def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = Fals
         ) from None
     except Exception as error:
         if kept is not None and "Tensor subclass" in str(error):  # kept: no class to build
-            raise InvalidModelError(f"{path}: refused: {_SUBCLASS_SAID}; it was not run") from None
+            dtensor = any(name.rpartition(".")[2] == _DTENSOR for name in names or {})
+            said = _DTENSOR_SAID if dtensor else _SUBCLASS_SAID
+            raise InvalidModelError(f"{path}: refused: {said}; it was not run") from None
         kind = _other_kind(path)  # a zip with no pickle: torch's own words are of its reader
         raise InvalidModelError(
             f"{path}: not a readable torch.save file: {one_line(error, with_type=True)}"
@@ -523,6 +537,13 @@ _FILLED = re.compile(r"Can only (?:SETITEMS?|append|extend).*<kept ([^>]+)>")
 
 
 _FILLED_SAID = "is filled as a dict or a list"
+# a state dict of DTensors (FSDP2's, tensor parallelism's): each process's shards, not the model
+_DTENSOR = "DTensor"
+_DTENSOR_SAID = (
+    "it holds DTensors, the shards one process of a distributed model holds, not the whole "
+    "weights: save the full state dict instead (torch.distributed.checkpoint.state_dict's "
+    "get_model_state_dict with StateDictOptions(full_state_dict=True, cpu_offload=True))"
+)
 _SUBCLASS_SAID = (
     "it holds a tensor of a subclass of torch.Tensor, which needs its class built: it cannot "
     "be kept unbuilt"

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,7 @@ from wnpass.checkpoint.reading import open_checkpoint
 from wnpass.checkpoint.report import ModelCheckReport, OutputRow, UnreadWeights
 from wnpass.errors import InvalidArgumentError, one_line
 from wnpass.interrupts import STOPS
+from wnpass.report import listed
 from wnpass.verify.compare import compare_outputs, is_exact, nothing_compared, tolerance_for
 
 if TYPE_CHECKING:
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
     from wnpass.fx.forward import Batch, RngSnapshot
     from wnpass.plan import IOPlan
 
-__all__ = ["check_folded", "plain_model"]
+__all__ = ["check_folded", "keys_misfit", "plain_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +209,7 @@ def _numpy_dtype(name: str) -> np.dtype:
 def _prefixed(
     groups: dict[Place, tuple[Group, list[Pair]]],
     folded: dict[Place, dict[str, Any]],
-    model_shapes: dict[str, tuple[int, ...]],
+    model_shapes: Shapes,
 ) -> tuple[str, bool] | None:
     """The prefix under which a state dict of the checkpoint is the model's (``module.`` of a
     DistributedDataParallel, ``_orig_mod.`` of torch.compile, a submodule's name): its keys
@@ -237,6 +239,59 @@ def _prefixed(
         for prefix in sorted(theirs):
             if _misfit({prefix + key: value for key, value in state.items()}, model_shapes) is None:
                 return prefix, True
+    return None
+
+
+def _keys_misfit(keys: set[str], model_keys: set[str]) -> str | None:
+    """The keys of a state dict of ``keys`` that a model of ``model_keys`` does not have, and
+    those it lacks; None where they are the same."""
+    said = []
+    if unexpected := sorted(keys - model_keys):
+        said.append(f"keys the model does not have: {listed(unexpected)}")
+    if missing := sorted(model_keys - keys):
+        said.append(f"keys the model has and the file lacks: {listed(missing)}")
+    return "; ".join(said) or None
+
+
+def keys_misfit(keys: Collection[str], model_keys: Collection[str]) -> str | None:
+    """How a state dict of ``keys`` does not fit a model of ``model_keys`` by its keys, with the
+    prefix that would make it fit, where one would (a DistributedDataParallel's ``module.``, a
+    LightningModule's attribute, or the model.py's wrapper: :func:`_prefix_hint`); None where
+    the keys are the model's. A weight-norm pair's keys, of either form, count as its
+    weight's: the loader converts them."""
+    keys, model_keys = _as_weights(keys), _as_weights(model_keys)
+    said = _keys_misfit(keys, model_keys)
+    if said is None:
+        return None
+    return said + _prefix_hint(_keys_prefix(keys, model_keys))
+
+
+def _as_weights(keys: Collection[str]) -> set[str]:
+    """``keys``, a weight-norm pair's (either form) as its weight's name."""
+    from wnpass.rules import parse_key
+
+    return {parsed[0].weight if (parsed := parse_key(key)) else key for key in keys}
+
+
+def _keys_prefix(keys: set[str], model_keys: set[str]) -> tuple[str, bool] | None:
+    """The prefix that makes ``keys`` the model's: taken off the keys that have it (True
+    where it is put on instead, the model's keys having it), found from the first of the
+    model's keys that another key ends with."""
+    first = min(model_keys, default=None)
+    if first is None:
+        return None
+    for key in sorted(keys):
+        prefix = key[: -len(first)]
+        if (
+            key.endswith("." + first)
+            and {k[len(prefix) :] for k in keys if k.startswith(prefix)} == model_keys
+        ):
+            return prefix, False
+    key = min(keys, default="")
+    for model_key in sorted(model_keys):
+        prefix = model_key[: -len(key)]
+        if key and model_key.endswith("." + key) and {prefix + k for k in keys} == model_keys:
+            return prefix, True
     return None
 
 
@@ -282,7 +337,7 @@ def check_folded(
     model_py = Path(model_py)
     report = ModelCheckReport(str(model_py))
     candidate, inputs = plain if plain is not None else plain_model(model_py, factory)
-    model_shapes = {key: tuple(value.shape) for key, value in candidate.state_dict().items()}
+    model_shapes = _model_shapes(candidate)
     groups: dict[Place, tuple[Group, list[Pair]]] = {}
     declined: dict[Place, list[tuple[Pair, str | None]]] = {}
     for group, pair, pair_report in found:
@@ -401,16 +456,30 @@ class _Shaped:
     shape: tuple[int, ...]
 
 
-def _misfit(state: dict[str, Any], model_shapes: dict[str, tuple[int, ...]]) -> str | None:
+Shapes = dict[str, "tuple[int, ...] | None"]
+
+
+def _model_shapes(model: Any) -> Shapes:
+    """The model's state dict keys, each with its parameter's shape, or None for a buffer:
+    a buffer's shape is not the model's to tell, as loading may resize it (the observers and
+    fake quantizers of quantization-aware training take the file's ``scale``, ``min_val``,
+    t302); the strict load says where one does not fit."""
+    parameters = {id(value) for value in model.parameters()}
+    return {
+        key: tuple(value.shape) if id(value) in parameters else None
+        for key, value in model.state_dict(keep_vars=True).items()
+    }
+
+
+def _misfit(state: dict[str, Any], model_shapes: Shapes) -> str | None:
     """Why folded state dict ``state`` is not one the model loads (another model's, such as a
     discriminator beside its generator, which may share layer names); None when it is."""
-    if unexpected := sorted(set(state) - set(model_shapes)):
-        return f"keys the model does not have: {', '.join(unexpected[:3])}"
-    if missing := sorted(set(model_shapes) - set(state)):
-        return f"keys the model has and the file lacks: {', '.join(missing[:3])}"
+    if said := _keys_misfit(set(state), set(model_shapes)):
+        return said
     for key, value in state.items():
-        if tuple(value.shape) != model_shapes[key]:
-            return f"{key} is {tuple(value.shape)} in the file, {model_shapes[key]} in the model"
+        shape = model_shapes[key]
+        if shape is not None and tuple(value.shape) != shape:
+            return f"{key} is {tuple(value.shape)} in the file, {shape} in the model"
     return None
 
 

@@ -234,7 +234,12 @@ def _onnx_files(top: Path, skipped: list[str]) -> list[Path]:
     of any depth is listed, or its first folder that cannot be is named. A line saying what
     was skipped that a gate might have been meant to see (hidden ``.onnx`` files and folders,
     links to folders, checkpoints) goes into ``skipped``."""
-    from wnpass.checkpoint.formats import is_checkpoint_path, is_training_state
+    from wnpass.checkpoint.formats import (
+        DCP,
+        is_checkpoint_path,
+        is_dcp_folder,
+        is_training_state,
+    )
     from wnpass.report import counted
 
     found: list[Path] = []
@@ -278,8 +283,12 @@ def _onnx_files(top: Path, skipped: list[str]) -> list[Path]:
         if count
     )
     if not found:  # what it skipped said there too (t206)
+        if is_dcp_folder(top):
+            said = f"it is in {DCP}"
+        elif said:
+            said = f"skipped {said}"
         raise UsageError(
-            f"{top}: a folder with no .onnx file in it" + (f"; skipped {said}" if said else "")
+            f"{top}: a folder with no .onnx file in it" + (f"; {said}" if said else "")
         )
     if said:
         skipped.append(f"{top}: skipped {said}")

@@ -139,14 +139,24 @@ def json_file(text: str) -> Path:
     return Path(os.path.abspath(text)) if dashed else path
 
 
-def add_keep_objects_option(parser: argparse.ArgumentParser) -> None:
-    """``--keep-objects``: a torch checkpoint's objects the weights-only loader refuses."""
+def add_keep_objects_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, loaded: bool = False
+) -> None:
+    """``--keep-objects``: a torch checkpoint's objects the weights-only loader refuses;
+    ``loaded``: for a ``--checkpoint`` loaded into a model (nothing written back)."""
+    kept = (
+        "--checkpoint: keep objects of classes torch's weights-only loader does not build (a "
+        "Lightning checkpoint's hyper-parameters, a pathlib path) unbuilt; only its state dict "
+        "is loaded"
+        if loaded
+        else "torch checkpoints: keep objects of classes torch's weights-only loader does not "
+        "build (a NeMo or Hydra DictConfig, a pathlib path) as they are, never built, and write "
+        "them back"
+    )
     parser.add_argument(
         "--keep-objects",
         action="store_true",
-        help="torch checkpoints: keep objects of classes torch's weights-only loader does not "
-        "build (a NeMo or Hydra DictConfig, a pathlib path) as they are, never built, and write "
-        "them back; without it such a file is refused",
+        help=f"{kept}; without it such a file is refused",
     )
 
 
@@ -161,6 +171,7 @@ def add_model_py_arguments(parser: argparse.ArgumentParser) -> None:
         help="state dict to load first: a torch.save file (any name), .safetensors or a sharded "
         "*.index.json",
     )
+    add_keep_objects_option(parser, loaded=True)
 
 
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
@@ -321,6 +332,8 @@ def plan_model_py(args: argparse.Namespace, output: Path) -> IOPlan:
     ``--json`` written (the caller adds its own files, then checks it)."""
     from wnpass.fx.files import checkpoint_files
 
+    if args.keep_objects and args.checkpoint is None:
+        raise UsageError("--keep-objects goes with --checkpoint, whose objects it keeps")
     plan = IOPlan()
     plan.read(args.model, MODEL_PY)
     if args.checkpoint is not None:
@@ -345,7 +358,13 @@ def load_model(
 
     model, inputs, args.inputs_function = load_model_file(args.model, args.factory, plan=plan)
     if args.checkpoint is not None:
-        load_checkpoint(model, args.checkpoint, keep_pairs=keep_pairs, inputs=inputs)
+        load_checkpoint(
+            model,
+            args.checkpoint,
+            keep_pairs=keep_pairs,
+            inputs=inputs,
+            keep_objects=args.keep_objects,
+        )
     return model, inputs
 
 

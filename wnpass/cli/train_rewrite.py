@@ -136,7 +136,9 @@ def run(args: argparse.Namespace, out: Printer) -> int:
             f"data init drew v anew and set g (and the bias) of {layers}: {args.checkpoint}'s "
             "values of them are not kept (--init keep keeps them)"
         )
-    if args.checkpoint is not None and (other_axes := _moved_axes(report, args.checkpoint)):
+    if args.checkpoint is not None and (
+        other_axes := _moved_axes(report, args.checkpoint, args.keep_objects)
+    ):
         report.notes.append(other_axes)
     if args.init == "keep" and inputs is None:
         report.notes.append(f"{args.model} has no example_inputs(): equivalence not checked")
@@ -215,7 +217,7 @@ def _save(state: dict[str, Any], output: Path, plan: IOPlan) -> None:
         torch_save(state, temporary)
 
 
-def _moved_axes(report: Any, checkpoint: Path) -> str | None:
+def _moved_axes(report: Any, checkpoint: Path, keep_objects: bool) -> str | None:
     """A note naming the weights the checkpoint held weight-normed at another axis than the one
     weight norm now goes on (wav2vec2's positional conv at the kernel axis, 2, now at the
     output channels, 0): its pair was folded as loaded, so the outputs are the same, but
@@ -226,7 +228,7 @@ def _moved_axes(report: Any, checkpoint: Path) -> str | None:
     from wnpass.report import listed
 
     stored: dict[str, set[int | None]] = {}
-    for group in open_checkpoint(checkpoint).groups:
+    for group in open_checkpoint(checkpoint, keep_objects=keep_objects).groups:
         for pair in find_pairs(group.tensors, group.others):
             if pair.ok and pair.v is not None:
                 axis = _norm_axis(pair.dim, list(pair.v.shape))

@@ -80,7 +80,12 @@ def checkpoint_files(path: str | Path) -> list[Path]:
 
 
 def load_checkpoint(
-    model: nn.Module, path: str | Path, *, keep_pairs: bool = False, inputs: Any = None
+    model: nn.Module,
+    path: str | Path,
+    *,
+    keep_pairs: bool = False,
+    inputs: Any = None,
+    keep_objects: bool = False,
 ) -> None:
     """Load a state dict in any weight-norm key form into ``model``: from a ``torch.save`` file
     (at its top level or under one of ``WRAPPER_KEYS``), a ``.safetensors`` file or a sharded
@@ -91,24 +96,31 @@ def load_checkpoint(
     as the model's own; with example ``inputs`` too, a weight norm that a forward does not
     reach (the forward reads the old tensor some other way, or never computes the weight:
     :func:`wnpass.fx.reach.give_back_unreached`) is taken off again, its pair folded into the
-    parameter as it is loaded."""
+    parameter as it is loaded. ``keep_objects``: a torch file's objects that torch's
+    weights-only loader does not build (a Lightning checkpoint's hyper-parameters) are kept
+    unbuilt (:mod:`wnpass.checkpoint.kept`), not refused; only the state dict is loaded. A
+    state dict whose keys are not the model's is refused naming them, and the prefix that
+    would make them the model's."""
+    from wnpass.arguments import require_flag
     from wnpass.checkpoint.reading import load_torch, open_checkpoint
+    from wnpass.checkpoint.verify import keys_misfit
     from wnpass.fx.forward import as_batch, parameter_prints, written_parameters
     from wnpass.fx.reach import give_back_unreached
     from wnpass.fx.state import convert_state_dict, restore_weight_norm
 
     path = Path(path)
     require_input(path, "checkpoint")
+    require_flag("keep_objects", keep_objects)
     with _as_argument_error("checkpoint"):
         if _torch_file(path):
-            value = load_torch(path)
+            value = load_torch(path, set() if keep_objects else None, offered=True)
             state = _state_dict(value)
             if state is None:
                 raise InvalidArgumentError(
                     f"{path}: {_no_state_dict(value)}", parameter="checkpoint"
                 )
         else:
-            checkpoint = open_checkpoint(path)
+            checkpoint = open_checkpoint(path, keep_objects=keep_objects)
             state = {info.key: checkpoint.torch_tensor(info) for info in checkpoint.tensors()}
             checkpoint.close()
     try:
@@ -126,8 +138,11 @@ def load_checkpoint(
     except STOPS:
         raise
     except BaseException as error:  # the model's own load hooks too
+        # keys not the model's: said whole, with the prefix that would fit (torch's message
+        # lists every key, cut short before those it did not expect, t302)
+        misfit = keys_misfit(state, model.state_dict())
         raise InvalidArgumentError(
-            f"{path}: does not fit the model: {one_line(error)}", parameter="checkpoint"
+            f"{path}: does not fit the model: {misfit or one_line(error)}", parameter="checkpoint"
         ) from None
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from wnpass.checkpoint.formats import TORCH_NAMES, archive_kind, folder_hint
+from wnpass.checkpoint.formats import DCP, DCP_SUFFIX, TORCH_NAMES, archive_kind, folder_hint
 from wnpass.errors import InvalidModelError, OutputError, UsageError, one_line
 from wnpass.onnx import inline, validity
 from wnpass.onnx.graphs import attribute_tensors, graphs_of
@@ -55,7 +55,10 @@ _SMALL_MODEL = 64 * 2**20
 
 def _checkpoint_hint(path: Path) -> str:
     """What to do with a file that is no ONNX model but starts as a checkpoint does (Lightning's
-    ``last.ckpt``, HiFi-GAN's ``g_02500000``): wnpass tells checkpoints by their names."""
+    ``last.ckpt``, HiFi-GAN's ``g_02500000``): wnpass tells checkpoints by their names; a
+    shard of a torch.distributed.checkpoint, which no name makes one wnpass reads."""
+    if path.name.endswith(DCP_SUFFIX):
+        return f"; it is a shard of a folder in {DCP}"
     try:
         with path.open("rb") as file:
             head = file.read(512)
