@@ -24,7 +24,6 @@ README = ROOT / "README.md"
 # What a block's first command needs that no earlier block made, as the README says it was
 # made (in words around the block).
 SETUP = {
-    "ls exported": ["mkdir exported", "cp mlp.onnx mlp.folded.onnx exported/"],
     "wnpass --quiet inspect hifigan.pt": [
         f'{sys.executable} -c "import runpy, torch; '
         "m = runpy.run_path('models/hifigan.py'); "

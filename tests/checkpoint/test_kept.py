@@ -409,6 +409,22 @@ def _dtensor_state_dict(path: Path) -> None:
         dist.destroy_process_group()
 
 
+class DTensorConfig:
+    """A class of the training code whose name holds "DTensor"."""
+
+
+def test_a_class_named_like_a_dtensor_is_no_dtensor(tmp_path: Path) -> None:
+    """A refused class whose name merely held "DTensor" was said to be DTensors, and
+    --keep-objects, which folds the file, was not offered (t304)."""
+    torch.save(
+        {"state_dict": state_dict("legacy"), "cfg": DTensorConfig()}, path := tmp_path / "c.ckpt"
+    )
+    with pytest.raises(InvalidModelError) as error:
+        fold_checkpoint(path)
+    assert "DTensors" not in str(error.value) and "--keep-objects" in str(error.value)
+    assert fold_checkpoint(path, keep_objects=True).published
+
+
 def test_a_state_dict_of_dtensors_is_said_to_be_one(tmp_path: Path) -> None:
     """FSDP2's ``state_dict()`` saved as it is was refused in torch's advice to load it with
     weights_only=False (which no user of wnpass can take), torch's cause dropped; kept, as a
@@ -426,6 +442,14 @@ def test_a_state_dict_of_dtensors_is_said_to_be_one(tmp_path: Path) -> None:
         )
         said = done.stderr.strip().splitlines()[-1]
         assert said.startswith(f"wnpass.errors.InvalidModelError: {path}: refused: it holds DTe")
+        assert "a distributed model's or optimizer's state" in said
         assert "full_state_dict=True" in said and "weights_only" not in said
-    with pytest.raises(InvalidModelError, match="refused: it holds DTensors, the shards one"):
+    with pytest.raises(InvalidModelError, match=r"refused: it holds DTensors \(a distributed"):
         fold_checkpoint(path)  # torch.distributed.tensor imported: the DTensors are built
+    built = subprocess.run(  # as a model.py that imports it makes them: no warning of torch's
+        [sys.executable, "-c", f"import torch.distributed.tensor; {fold}keep_objects=False)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "refused: it holds DTensors" in built.stderr and "device_mesh" not in built.stderr

@@ -75,6 +75,27 @@ def test_a_correct_fold_passes(tmp_path: Path, api_name: str) -> None:
     assert (tmp_path / "ckpt.folded.pt").is_file()
 
 
+def test_a_model_whose_eval_returns_nothing_is_checked(tmp_path: Path) -> None:
+    """Coqui's Tortoise UnivNet overrides ``eval(inference=False)`` and returns None: the check
+    took what ``eval()`` returned for the model, an internal error (t301)."""
+    ckpt, model_py = _checkpoint(tmp_path)
+    model_py.write_text(
+        MODEL_PY
+        + textwrap.dedent(
+            """
+            class Quiet(Net):
+                def eval(self, inference=False):
+                    super().eval()
+
+            def build_model():
+                return Quiet()
+            """
+        )
+    )
+    report = fold_checkpoint(ckpt, check_model=model_py)
+    assert report.check is not None and report.check and report.published
+
+
 @pytest.mark.parametrize(
     ("g_scale", "passes"), [(1.0, True), (2.0, False)], ids=["correct", "g-doubled"]
 )

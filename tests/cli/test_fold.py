@@ -356,6 +356,42 @@ def test_a_torch_distributed_checkpoint_is_named_with_how_to_make_one_file_of_it
     for command in (["fold", str(folder)], ["inspect", str(folder)]):
         assert main(command) == 2
         assert said in capsys.readouterr().err
-    assert main(["fold", str(folder / "__0_0.distcp")]) == 2
-    err = capsys.readouterr().err
-    assert f"it is a shard of a folder in {said}" in err and "X.pt" not in err
+    for command in (  # its files, to each command, before options only an ONNX fold takes
+        ["fold", str(folder / "__0_0.distcp")],
+        ["fold", str(folder / "__0_0.distcp"), "-o", "out.pt"],
+        ["fold", str(folder / ".metadata"), "--keep-objects"],
+        ["convert", str(folder / "__0_0.distcp"), "--to", "legacy"],
+    ):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert f"{command[1]}: a file of a folder in {said}" in err and "X.pt" not in err
+    (named := tmp_path / "dcp.pt").mkdir()  # saved with checkpoint_id="dcp.pt"
+    for name in (".metadata", "__0_0.distcp"):
+        (named / name).write_bytes((folder / name).read_bytes())
+    for command in (["fold", str(named)], ["convert", str(named), "--to", "legacy"]):
+        assert main(command) == 2
+        assert said in capsys.readouterr().err
+
+
+def test_a_folder_hint_names_only_a_file_the_command_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """convert named a folder's ONNX model, which it refuses, and check a checkpoint (t304); a
+    folder named as a checkpoint (x.pt) got no hint."""
+    (mixed := tmp_path / "mixed").mkdir()
+    for name in ("model.onnx", "pytorch_model.bin"):
+        (mixed / name).write_bytes(b"")
+    (weights := tmp_path / "trainer").mkdir()
+    (weights / "pytorch_model.bin").write_bytes(b"")
+    (named := tmp_path / "x.pt").mkdir()
+    (named / "model.safetensors").write_bytes(b"")
+    onnx.save(ir3_linear(), model := tmp_path / "m.onnx")
+    for command, hint in (
+        (["convert", str(mixed), "--to", "legacy"], f"as {mixed / 'pytorch_model.bin'})"),
+        (["check", str(mixed), str(model)], f"as {mixed / 'model.onnx'}; inspect takes a folder)"),
+        (["check", str(weights), str(model)], "is a directory, not an ONNX file"),
+        (["fold", str(named), "-o", "y.pt"], f"as {named / 'model.safetensors'})"),
+        (["convert", str(named), "--to", "legacy"], f"as {named / 'model.safetensors'})"),
+    ):
+        assert main(command) == 2
+        assert capsys.readouterr().err.strip().endswith(hint), command

@@ -118,6 +118,37 @@ def test_a_state_dict_under_a_prefix_names_its_keys_and_the_prefix(
     assert hint in said
 
 
+class _Renamed(torch.nn.Module):
+    """A model whose own load hook renames an older key (``old.*`` to ``lin.*``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(5, 4)
+        self._register_load_state_dict_pre_hook(self._rename)
+
+    @staticmethod
+    def _rename(state: dict[str, torch.Tensor], prefix: str, *_: object) -> None:
+        for key in [key for key in state if key.startswith(prefix + "old.")]:
+            state[prefix + "lin." + key[len(prefix + "old.") :]] = state.pop(key)
+
+
+def test_a_load_error_is_said_after_the_models_own_hooks(tmp_path: Path) -> None:
+    """A model whose load hook renames older keys, given such a file with a weight of another
+    size, was said to lack its keys (compared before its hook ran): the size is the error
+    (t304); and a file under a prefix whose shapes are not the model's names no prefix."""
+    state = {"old.weight": torch.zeros(6, 5), "old.bias": torch.zeros(6)}
+    with pytest.raises(InvalidArgumentError) as raised:
+        load_checkpoint(_Renamed(), _torch(tmp_path / "old.pt", state))
+    said = str(raised.value)
+    assert "does not fit the model: size mismatch for lin.weight: copying a param" in said
+    assert "(and 1 more)" in said and "keys the model" not in said
+    other = {"module.lin.weight": torch.zeros(6, 5), "module.lin.bias": torch.zeros(6)}
+    with pytest.raises(InvalidArgumentError) as raised:
+        load_checkpoint(_Renamed(), _torch(tmp_path / "ddp.pt", other))
+    assert "keys the model does not have: module.lin.bias" in str(raised.value)
+    assert "prefix" not in str(raised.value)  # module.: the keys, not the shapes, fit
+
+
 def test_a_batch_that_is_no_tensor_or_tuple_says_what_it_holds(tmp_path: Path) -> None:
     """A dict is refused as such (it was "cannot read a batch", though it was read)."""
     path = _torch(tmp_path / "batch.pt", {"x": torch.ones(2, 3)})

@@ -25,6 +25,7 @@ from wnpass.checkpoint.formats import (
     default_output,
     detect_format,
     is_sharded,
+    refuse_unread,
     shard_output_names,
 )
 from wnpass.checkpoint.kept import library_first
@@ -243,6 +244,7 @@ def plan_input(path: str | os.PathLike[str], plan: IOPlan) -> Path:
     """Record in ``plan`` every file checkpoint ``path`` reads: itself and, for a sharded
     checkpoint, each shard its index names (the index is read for them; no shard is opened),
     so that a plan of several inputs is checked before the first is read. Returns the path."""
+    refuse_unread(Path(path), "checkpoint")  # a folder named x.pt, a DCP folder named so
     path = plan.read(path, "the input checkpoint")
     if is_sharded(detect_format(path)):
         plan.read_all(shard_files(path), "a shard of the input checkpoint")

@@ -29,23 +29,24 @@ from wnpass.plan import identity_of
 
 __all__ = [
     "DCP",
-    "DCP_SUFFIX",
     "INDEX_SUFFIX",
     "NEMO",
     "TORCH_NAMES",
     "TORCH_SUFFIXES",
     "Format",
+    "Wanted",
     "archive_kind",
     "check_output_name",
     "default_output",
     "detect_format",
     "folder_hint",
     "is_checkpoint_path",
+    "is_dcp_file",
     "is_dcp_folder",
     "is_sharded",
     "is_training_state",
     "read_format",
-    "refuse_folder",
+    "refuse_unread",
     "shard_output_name",
     "shard_output_names",
     "split_name",
@@ -68,13 +69,14 @@ DCP = (
     "with torch.distributed.checkpoint.format_utils.dcp_to_torch_save(FOLDER, 'model.pt') and "
     "give that"
 )
-DCP_SUFFIX = ".distcp"
+_DCP_SUFFIX = ".distcp"
 
 
 def is_dcp_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds a torch.distributed.checkpoint (its ``.metadata`` file)."""
+    """Whether ``folder`` holds a torch.distributed.checkpoint: its ``.metadata`` file beside
+    ``.distcp`` files."""
     return (folder / ".metadata").is_file() and any(
-        name.endswith(DCP_SUFFIX) for name in os.listdir(folder)
+        name.lower().endswith(_DCP_SUFFIX) for name in os.listdir(folder)
     )
 
 
@@ -114,10 +116,20 @@ def is_training_state(name: str) -> bool:
     return name.startswith(_TRAINING_STATE) or "optim_states" in name
 
 
-def folder_hint(folder: Path) -> str:
-    """A hint for a folder given where a file is wanted: the sharded checkpoint index it
-    holds, if any (a Hugging Face snapshot folder, t242), named as the commands take it; else
-    one of its ONNX models (which ``inspect`` takes as a folder), or its weights, not its
+# what a command that refuses a folder wanted instead, and how it says it
+Wanted = Literal["onnx", "checkpoint", "either"]
+_WANTED = {
+    "onnx": "an ONNX file",
+    "checkpoint": "a checkpoint",
+    "either": "an ONNX file or a checkpoint",
+}
+
+
+def folder_hint(folder: Path, wanted: Wanted = "either") -> str:
+    """A hint for a folder given where a file is wanted: that it holds a torch.distributed
+    checkpoint; else, of the files the command takes (``wanted``), the sharded checkpoint
+    index it holds, if any (a Hugging Face snapshot folder, t242), named as the commands take
+    it; one of its ONNX models (which ``inspect`` takes as a folder); or its weights, not its
     training state (t295, t296); "" where it holds none of them."""
     try:
         if is_dcp_folder(folder):
@@ -125,21 +137,38 @@ def folder_hint(folder: Path) -> str:
         names = sorted(p.name for p in folder.iterdir() if p.is_file())
     except OSError:
         return ""
-    if indexes := [name for name in names if name.endswith(".index.json")]:
+    checkpoints = wanted != "onnx"
+    if checkpoints and (indexes := [name for name in names if name.endswith(INDEX_SUFFIX)]):
         return f" (name the checkpoint's index: {folder / indexes[0]})"
     onnx_files = [name for name in names if name.lower().endswith(".onnx")]
-    if onnx_files:
+    if wanted != "checkpoint" and onnx_files:
         return f" (name one of its files, as {folder / onnx_files[0]}; inspect takes a folder)"
     weights = [name for name in names if is_checkpoint_path(name) and not is_training_state(name)]
     weights.sort(key=lambda name: not name.lower().endswith(".safetensors"))
-    return f" (name its checkpoint, as {folder / weights[0]})" if weights else ""
+    return f" (name its checkpoint, as {folder / weights[0]})" if checkpoints and weights else ""
 
 
-def refuse_folder(path: Path, wanted: str) -> None:
-    """Refuse a folder given as a model or checkpoint file (``wanted`` says which), with
-    :func:`folder_hint`'s hint; nothing for anything else."""
+def is_dcp_file(path: Path) -> bool:
+    """Whether ``path`` is one of a torch.distributed.checkpoint folder's files: a ``.distcp``
+    shard, or the ``.metadata`` beside them."""
+    if path.name.lower().endswith(_DCP_SUFFIX):
+        return True
+    try:
+        return path.name == ".metadata" and is_dcp_folder(path.parent)
+    except OSError:
+        return False
+
+
+def refuse_unread(path: Path, wanted: Wanted) -> None:
+    """Refuse what no command reads, given where ``wanted`` is: a folder (with
+    :func:`folder_hint`'s hint) or a torch.distributed.checkpoint's file; nothing for
+    anything else."""
     if path.is_dir():
-        raise InvalidModelError(f"{path}: is a directory, not {wanted}" + folder_hint(path))
+        raise InvalidModelError(
+            f"{path}: is a directory, not {_WANTED[wanted]}" + folder_hint(path, wanted)
+        )
+    if is_dcp_file(path):
+        raise InvalidModelError(f"{path}: a file of a folder in {DCP}")
 
 
 def is_sharded(fmt: Format) -> bool:
@@ -176,7 +205,7 @@ def detect_format(path: str | Path) -> Format:
     try:
         _, suffix = split_name(path)
     except ValueError:
-        refuse_folder(Path(path), "a checkpoint")
+        refuse_unread(Path(path), "checkpoint")
         nemo = (
             f"; a .nemo file is a tar archive: {NEMO}"
             if Path(path).suffix.lower() == ".nemo"

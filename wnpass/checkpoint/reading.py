@@ -408,13 +408,14 @@ def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = Fals
             warnings.catch_warnings(record=True) as caught,  # the CLI prints one line only
             _torch_name(path) as name,
             _allowed(torch),
+            _quiet(_DISTRIBUTED_LOGS),  # a DTensor's mesh, unpickled: refused below
         ):
             warnings.simplefilter("always")
             with stand_ins.keeping(keepable):
                 value = torch.load(name, map_location="cpu", weights_only=True, mmap=mmap)
         for warning in caught:
             logger.info("%s: torch.load: %s", path, warning.message)
-        if any(type(tensor).__name__ == _DTENSOR for tensor in _tensors_in(value)):
+        if any(_is_dtensor(type(tensor)) for tensor in _tensors_in(value)):
             # built where the caller's code imported torch.distributed.tensor (a model.py)
             raise InvalidModelError(f"{path}: refused: {_DTENSOR_SAID}")
         if mmap:
@@ -425,7 +426,7 @@ def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = Fals
     except InvalidModelError:
         raise
     except pickle.UnpicklingError as error:
-        if _DTENSOR in str(error):
+        if _DTENSOR_REFUSED in str(error):
             raise InvalidModelError(f"{path}: refused: {_DTENSOR_SAID}; it was not run") from None
         # torch's advice to load with weights_only=False is not one a user here can take
         lines = [
@@ -459,7 +460,7 @@ def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = Fals
         ) from None
     except Exception as error:
         if kept is not None and "Tensor subclass" in str(error):  # kept: no class to build
-            dtensor = any(name.rpartition(".")[2] == _DTENSOR for name in names or {})
+            dtensor = any(_DTENSOR_GLOBAL.fullmatch(name) for name in names or {})
             said = _DTENSOR_SAID if dtensor else _SUBCLASS_SAID
             raise InvalidModelError(f"{path}: refused: {said}; it was not run") from None
         kind = _other_kind(path)  # a zip with no pickle: torch's own words are of its reader
@@ -537,17 +538,26 @@ _FILLED = re.compile(r"Can only (?:SETITEMS?|append|extend).*<kept ([^>]+)>")
 
 
 _FILLED_SAID = "is filled as a dict or a list"
-# a state dict of DTensors (FSDP2's, tensor parallelism's): each process's shards, not the model
-_DTENSOR = "DTensor"
+# torch's refusal of a DTensor where torch.distributed.tensor is not imported, and its class's
+# global (torch.distributed.tensor.DTensor; torch.distributed._tensor.api.DTensor before 2.4)
+_DTENSOR_REFUSED = "must be imported to load DTensors"
+_DTENSOR_GLOBAL = re.compile(r"torch\.distributed\.(?:[\w.]+\.)?DTensor")
 _DTENSOR_SAID = (
-    "it holds DTensors, the shards one process of a distributed model holds, not the whole "
-    "weights: save the full state dict instead (torch.distributed.checkpoint.state_dict's "
-    "get_model_state_dict with StateDictOptions(full_state_dict=True, cpu_offload=True))"
+    "it holds DTensors (a distributed model's or optimizer's state as each process holds it, "
+    "FSDP2's or tensor parallelism's state_dict()), which only torch.distributed reads: save "
+    "full state dicts instead (torch.distributed.checkpoint.state_dict's get_model_state_dict "
+    "and get_optimizer_state_dict with StateDictOptions(full_state_dict=True, "
+    "cpu_offload=True))"
 )
 _SUBCLASS_SAID = (
     "it holds a tensor of a subclass of torch.Tensor, which needs its class built: it cannot "
     "be kept unbuilt"
 )
+
+
+def _is_dtensor(kind: type) -> bool:
+    """Whether ``kind`` is torch.distributed's DTensor class, by its global's name."""
+    return bool(_DTENSOR_GLOBAL.fullmatch(f"{kind.__module__}.{kind.__qualname__}"))
 
 
 def _filled(name: str) -> str:
@@ -630,6 +640,23 @@ def _allowed(torch: Any) -> contextlib.AbstractContextManager[object]:
     if scoped is None or argparse.Namespace in torch.serialization.get_safe_globals():
         return contextlib.nullcontext()
     return scoped([argparse.Namespace])
+
+
+# torch's own logger of the DTensors a load builds where torch.distributed.tensor is imported
+# (a warning that their mesh was unpickled before any process group: a second line on stderr)
+_DISTRIBUTED_LOGS = "torch.distributed"
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Logger ``name``'s warnings left out for the block (its errors still said)."""
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 @contextlib.contextmanager

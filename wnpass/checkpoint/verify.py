@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,7 +98,8 @@ def plain_model(
             "is not the g * v / ||v|| a folded checkpoint holds, and the model cannot load one",
             parameter="check_model",
         )
-    return model.eval(), inputs
+    model.eval()  # its own override may return nothing (Coqui's UnivNet, t301)
+    return model, inputs
 
 
 def _run(model: Any, inputs: Batch, model_py: Path, rng: RngSnapshot) -> list[tuple[str, Any]]:
@@ -245,53 +246,77 @@ def _prefixed(
 def _keys_misfit(keys: set[str], model_keys: set[str]) -> str | None:
     """The keys of a state dict of ``keys`` that a model of ``model_keys`` does not have, and
     those it lacks; None where they are the same."""
+    return _keys_said(sorted(keys - model_keys), sorted(model_keys - keys)) or None
+
+
+def _keys_said(unexpected: Sequence[str], missing: Sequence[str]) -> str:
+    """The keys a model does not have and those it lacks, a few of each, as a line says them."""
     said = []
-    if unexpected := sorted(keys - model_keys):
-        said.append(f"keys the model does not have: {listed(unexpected)}")
-    if missing := sorted(model_keys - keys):
-        said.append(f"keys the model has and the file lacks: {listed(missing)}")
-    return "; ".join(said) or None
+    if unexpected:
+        said.append(f"keys the model does not have: {listed([_shown(k) for k in unexpected])}")
+    if missing:
+        said.append(
+            f"keys the model has and the file lacks: {listed([_shown(k) for k in missing])}"
+        )
+    return "; ".join(said)
 
 
-def keys_misfit(keys: Collection[str], model_keys: Collection[str]) -> str | None:
-    """How a state dict of ``keys`` does not fit a model of ``model_keys`` by its keys, with the
-    prefix that would make it fit, where one would (a DistributedDataParallel's ``module.``, a
-    LightningModule's attribute, or the model.py's wrapper: :func:`_prefix_hint`); None where
-    the keys are the model's. A weight-norm pair's keys, of either form, count as its
-    weight's: the loader converts them."""
-    keys, model_keys = _as_weights(keys), _as_weights(model_keys)
-    said = _keys_misfit(keys, model_keys)
-    if said is None:
-        return None
-    return said + _prefix_hint(_keys_prefix(keys, model_keys))
+def _shown(key: str) -> str:
+    """A key as a message names it: quoted where it would not read as itself (empty, or with
+    spaces at an end)."""
+    return key if key and key == key.strip() else repr(key)
 
 
-def _as_weights(keys: Collection[str]) -> set[str]:
+def keys_misfit(
+    unexpected: Sequence[str], missing: Sequence[str], shapes: Callable[[str, str], bool]
+) -> str:
+    """The keys of a state dict that a model does not have (``unexpected``) and those it
+    lacks (``missing``), as PyTorch's strict load finds them, with the prefix that would make
+    them fit, where one would (a DistributedDataParallel's ``module.``, a LightningModule's
+    attribute, or the model.py's wrapper: :func:`_prefix_hint`): ``shapes(file_key,
+    model_key)`` says whether the two may be one tensor (False where both are known and
+    differ). A weight-norm pair's keys, of either form, count as its weight's: a loader
+    converts them."""
+    found = _keys_prefix(_as_weights(unexpected), _as_weights(missing), shapes)
+    return _keys_said(sorted(unexpected), sorted(missing)) + _prefix_hint(found)
+
+
+def _as_weights(keys: Iterable[str]) -> set[str]:
     """``keys``, a weight-norm pair's (either form) as its weight's name."""
     from wnpass.rules import parse_key
 
     return {parsed[0].weight if (parsed := parse_key(key)) else key for key in keys}
 
 
-def _keys_prefix(keys: set[str], model_keys: set[str]) -> tuple[str, bool] | None:
-    """The prefix that makes ``keys`` the model's: taken off the keys that have it (True
-    where it is put on instead, the model's keys having it), found from the first of the
-    model's keys that another key ends with."""
-    first = min(model_keys, default=None)
-    if first is None:
-        return None
-    for key in sorted(keys):
-        prefix = key[: -len(first)]
-        if (
-            key.endswith("." + first)
-            and {k[len(prefix) :] for k in keys if k.startswith(prefix)} == model_keys
-        ):
-            return prefix, False
-    key = min(keys, default="")
-    for model_key in sorted(model_keys):
-        prefix = model_key[: -len(key)]
-        if key and model_key.endswith("." + key) and {prefix + k for k in keys} == model_keys:
-            return prefix, True
+# prefixes tried: those of the first few keys that end with one key of the other side (a
+# prefix would be the same for all; 30,000 blocks.N.weight against a model's weight would
+# make the search quadratic, t304)
+_PREFIXES_TRIED = 8
+
+
+def _keys_prefix(
+    unexpected: set[str], missing: set[str], shapes: Callable[[str, str], bool]
+) -> tuple[str, bool] | None:
+    """The prefix that makes the keys the model does not have the ones it lacks, of the same
+    shapes: taken off those of them that have it, or (True) put on all of them, the model's
+    keys having it (a model.py that wraps the network)."""
+    for ours, theirs, model_side in ((unexpected, missing, False), (missing, unexpected, True)):
+        first = min((key for key in theirs if key), default=None)
+        if first is None:
+            continue
+        ending = [key for key in sorted(ours) if key.endswith("." + first)]
+        for key in ending[:_PREFIXES_TRIED]:
+            prefix = key[: -len(first)]
+            stripped = {k[len(prefix) :]: k for k in ours if k.startswith(prefix)}
+            if (
+                stripped.keys() == theirs
+                and (not model_side or len(stripped) == len(ours))
+                and all(
+                    shapes(theirs_key, ours_key) if model_side else shapes(ours_key, theirs_key)
+                    for theirs_key, ours_key in stripped.items()
+                )
+            ):
+                return prefix, model_side
     return None
 
 

@@ -74,13 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: Printer) -> int:
     """Fold weight normalization out of an ONNX model or a checkpoint into plain weights."""
-    from wnpass.checkpoint.formats import is_checkpoint_path, refuse_folder
+    from wnpass.checkpoint.formats import is_checkpoint_path, refuse_unread
     from wnpass.cli import checkpoint
     from wnpass.errors import UsageError
 
+    refuse_unread(args.model, "either")  # before the options it makes moot
     if is_checkpoint_path(args.model):
         return checkpoint.fold(args, out)
-    refuse_folder(args.model, "an ONNX file or a checkpoint")  # before options it makes moot
     if args.check_model is not None or args.factory is not None:
         raise UsageError("--model and --factory verify a checkpoint fold; for ONNX use --verify")
     if args.keep_objects:

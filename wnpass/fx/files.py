@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,6 @@ def load_checkpoint(
     would make them the model's."""
     from wnpass.arguments import require_flag
     from wnpass.checkpoint.reading import load_torch, open_checkpoint
-    from wnpass.checkpoint.verify import keys_misfit
     from wnpass.fx.forward import as_batch, parameter_prints, written_parameters
     from wnpass.fx.reach import give_back_unreached
     from wnpass.fx.state import convert_state_dict, restore_weight_norm
@@ -123,10 +122,12 @@ def load_checkpoint(
             checkpoint = open_checkpoint(path, keep_objects=keep_objects)
             state = {info.key: checkpoint.torch_tensor(info) for info in checkpoint.tensors()}
             checkpoint.close()
+    converted: dict[str, Any] = state
     try:
         before = dict(model.named_parameters()) if keep_pairs else {}
         restored = restore_weight_norm(model, state) if keep_pairs else []
-        model.load_state_dict(convert_state_dict(model, state))
+        converted = convert_state_dict(model, state)
+        model.load_state_dict(converted)
         if restored and inputs is not None:
             originals = {name: before[name] for name in restored}
             prints = parameter_prints(model)
@@ -138,12 +139,57 @@ def load_checkpoint(
     except STOPS:
         raise
     except BaseException as error:  # the model's own load hooks too
-        # keys not the model's: said whole, with the prefix that would fit (torch's message
-        # lists every key, cut short before those it did not expect, t302)
-        misfit = keys_misfit(state, model.state_dict())
         raise InvalidArgumentError(
-            f"{path}: does not fit the model: {misfit or one_line(error)}", parameter="checkpoint"
+            f"{path}: does not fit the model: "
+            f"{_load_error(error, _same_shapes(converted, model)) or one_line(error)}",
+            parameter="checkpoint",
         ) from None
+
+
+# PyTorch's strict load_state_dict error: a first line, then one line per kind of misfit
+_LOAD_ERROR = "Error(s) in loading state_dict for "
+_KEYS = re.compile(r'"([^"]*)"')  # as torch quotes each key (one with a '"' is cut there)
+
+
+def _same_shapes(state: dict[str, Any], model: nn.Module) -> Callable[[str, str], bool]:
+    """Whether a key of ``state`` and one of ``model`` may be one tensor: False only where
+    both are there with their shapes, and these differ."""
+    model_state = model.state_dict()
+
+    def same(key: str, model_key: str) -> bool:
+        ours = getattr(state.get(key), "shape", None)
+        theirs = getattr(model_state.get(model_key), "shape", None)
+        return ours is None or theirs is None or tuple(ours) == tuple(theirs)
+
+    return same
+
+
+def _load_error(error: BaseException, shapes: Callable[[str, str], bool]) -> str | None:
+    """PyTorch's strict load error in a line: the keys on either side, a few of each, with the
+    prefix that would make them fit (:func:`~wnpass.checkpoint.verify.keys_misfit`), then the
+    first size mismatch (its message lists every key, cut short before those it did not
+    expect, and named no prefix, t302). The lists are torch's, after the model's own load
+    hooks renamed what they rename (t304). None for any other error."""
+    from wnpass.checkpoint.verify import keys_misfit
+
+    text = str(error) if isinstance(error, RuntimeError) else ""
+    if not text.startswith(_LOAD_ERROR):
+        return None
+    unexpected: list[str] = []
+    missing: list[str] = []
+    sizes: list[str] = []
+    for line in text.split("\n\t")[1:]:
+        if line.startswith("Unexpected key(s) in state_dict: "):
+            unexpected += _KEYS.findall(line)
+        elif line.startswith("Missing key(s) in state_dict: "):
+            missing += _KEYS.findall(line)
+        elif line.startswith("size mismatch for "):
+            sizes.append(line.strip().rstrip("."))
+    said = keys_misfit(unexpected, missing, shapes) if unexpected or missing else ""
+    if sizes:
+        more = f" (and {len(sizes) - 1} more)" if len(sizes) > 1 else ""
+        said += ("; " if said else "") + sizes[0] + more
+    return said or None
 
 
 _NPY_MAGIC = b"\x93NUMPY"

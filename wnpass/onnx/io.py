@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from wnpass.checkpoint.formats import DCP, DCP_SUFFIX, TORCH_NAMES, archive_kind, folder_hint
+from wnpass.checkpoint.formats import DCP, TORCH_NAMES, archive_kind, folder_hint, is_dcp_file
 from wnpass.errors import InvalidModelError, OutputError, UsageError, one_line
 from wnpass.onnx import inline, validity
 from wnpass.onnx.graphs import attribute_tensors, graphs_of
@@ -57,8 +57,8 @@ def _checkpoint_hint(path: Path) -> str:
     """What to do with a file that is no ONNX model but starts as a checkpoint does (Lightning's
     ``last.ckpt``, HiFi-GAN's ``g_02500000``): wnpass tells checkpoints by their names; a
     shard of a torch.distributed.checkpoint, which no name makes one wnpass reads."""
-    if path.name.endswith(DCP_SUFFIX):
-        return f"; it is a shard of a folder in {DCP}"
+    if is_dcp_file(path):
+        return f"; it is a file of a folder in {DCP}"
     try:
         with path.open("rb") as file:
             head = file.read(512)
@@ -94,7 +94,9 @@ def load(path: str | os.PathLike[str], plan: IOPlan | None = None) -> ir.Model:
         raise InvalidModelError(f"{path}: {status}")
     if not stat.S_ISREG(status.st_mode):  # a directory, a FIFO, a device: never opened
         said = f"{path}: is {kind_of(status.st_mode)}, not an ONNX file"
-        raise InvalidModelError(said + (folder_hint(path) if stat.S_ISDIR(status.st_mode) else ""))
+        raise InvalidModelError(
+            said + (folder_hint(path, "onnx") if stat.S_ISDIR(status.st_mode) else "")
+        )
     if status.st_size == 0:
         raise InvalidModelError(f"{path}: empty file, not an ONNX model")
     if status.st_size > PROTOBUF_LIMIT:  # wnpass's reader could; onnx and ONNX Runtime cannot
