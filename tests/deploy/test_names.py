@@ -302,6 +302,23 @@ def test_a_cone_folded_under_a_weights_name_is_said_laid_out() -> None:
     assert folded_layouts(fold, weights) == (["fc.weight"], ["lstm.weight_ih_l0"], {})
 
 
+def test_a_copy_of_one_weight_is_not_said_held_together() -> None:
+    """A cone copying one weight under another name (``W__1``: W reshaped for a MatMul while
+    a Conv reads W) was listed as weights "held together" in it, of one weight (t301)."""
+    from wnpass.deploy.names import Weights, folded_layouts
+    from wnpass.report import ConeReport, FoldReport
+
+    copy = ConeReport("d.weight_orig__1", "main", ["MatMul"], [4, 6], None, ["Reshape"],
+                      ["d.weight_orig"], "folded")  # fmt: skip
+    pair = ConeReport("a.weight+b.weight", "main", ["MatMul"], [8, 6], None, ["Concat"],
+                      ["a.weight", "b.weight"], "folded")  # fmt: skip
+    values = {"d.weight_orig": torch.zeros(4, 2, 3), "a.weight": torch.zeros(4, 6)}
+    values["b.weight"] = torch.zeros(4, 6)
+    weights = Weights(values, {}, values, {})
+    fold = FoldReport(sites=[], cones=[copy, pair])
+    assert folded_layouts(fold, weights)[2] == {"a.weight+b.weight": ["a.weight", "b.weight"]}
+
+
 class _CopiesAndReturns(nn.Module):
     """An unused parameter ``proj`` of fc's values (declared first), and a parameter ``table``
     the forward returns transposed (a graph output of its values)."""

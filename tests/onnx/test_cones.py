@@ -446,6 +446,30 @@ def test_gather_of_a_constant_with_constant_indices_is_part_of_a_cone() -> None:
     np.testing.assert_array_equal(weights(folded)["w"], w[:, [4, 0]])
 
 
+def test_a_matmul_of_constants_is_no_layer_whose_weight_is_folded() -> None:
+    """A spectral norm in eval mode computes its sigma from constants, ``Reshape(W) @ v``,
+    while its Conv reads ``W / sigma``: the Reshape was folded into a copy of W (a HiFi-GAN
+    discriminator's file grew 14%, t301), and the MatMul still computed."""
+    text = f"""
+        {HEADER}
+        agraph (float[1, 2, 8] x) => (float[1, 3, 6] y) {{
+            wm = Reshape(w, flat)
+            wv = MatMul(wm, v)
+            sigma = ReduceSum <keepdims = 0> (wv)
+            ws = Div(w, sigma)
+            y = Conv(x, ws)
+        }}
+    """
+    w, v = rand(3, 2, 3), rand(6, 1)
+    model = onnx_model(text, w=w, v=v, flat=np.array([3, 6], np.int64))
+    folded, report = folded_model(model)
+    assert set(weights(folded)) == {"w", "v", "flat"}  # W stored once
+    assert [cone.status for cone in report.cones] == ["declined"]  # the Conv's W / sigma
+    assert "computed by ReduceSum" in (report.cones[0].reason or "")
+    x = {"x": rand(1, 2, 8)}
+    assert_close(run(folded, x), run(model, x))
+
+
 @pytest.mark.parametrize("case", DECLINED_ON_VALUES, ids=list(DECLINED_ON_VALUES))
 def test_inspect_declines_a_computed_weight_as_the_fold_does(case: str) -> None:
     """Its ops alone look foldable; the fold declines it on computing it, and so does inspect,

@@ -332,13 +332,14 @@ def _print_export(out: Printer, report: Any) -> None:
 
 def _failed_outputs(report: Any) -> list[str]:
     """One line per output that did not match PyTorch (where, which, why), as check says it."""
-    from wnpass.verify.report import failure_reason
+    from wnpass.verify.report import failure_reason, ulp_note
 
     tables = [("", report.comparisons)] + [
         (f", with {probe.where}", probe.comparisons) for probe in report.dynamic
     ]
     return [
         f"{provider}{where}: {c.name}: {failure_reason(c)}"
+        + (f"; {note}" if (note := ulp_note(c, "PyTorch")) else "")
         for where, table in tables
         for provider, comparisons in table.items()
         for c in comparisons

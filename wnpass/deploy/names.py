@@ -314,7 +314,8 @@ def folded_layouts(
     out otherwise (an LSTM's gates reordered); and the weights a cone wrote together under a
     name of them all (a bidirectional LSTM's two directions,
     ``lstm.weight_ih_l0+weight_ih_l0_reverse``), by that name, where it holds them all and
-    nothing else (as many elements as they have, and no other source). ``restore_names``
+    nothing else (as many elements as they have, and no other source), and they are more than
+    one (a copy of one weight, ``W__1``, is no weights held together, t301). ``restore_names``
     sees only the initializers the exporter named."""
     transposed: list[str] = []
     laid_out: list[str] = []
@@ -332,7 +333,9 @@ def folded_layouts(
         whole = cone.shape is not None and all(w is not None for w in held)
         if whole and sum(w.numel() for w in held if w is not None) != math.prod(cone.shape or ()):
             whole = False  # some element of some weight is not in it (a slice of each)
-        if cone.status == "folded" and cone.name not in weights.values and whole:
+        # one source under another name is a copy of it (W__1, beside W), held with none
+        several = len(cone.sources) > 1
+        if cone.status == "folded" and cone.name not in weights.values and whole and several:
             together[cone.name] = list(cone.sources)
     return transposed, laid_out, together
 

@@ -28,6 +28,7 @@ from wnpass.deploy.inputs import (
     several_inputs,
     traced_arguments,
 )
+from wnpass.deploy.moved import measure_moved, weights_moved
 from wnpass.deploy.names import folded_layouts, restore_names, weights_by_name
 from wnpass.deploy.outputs import (
     changed_outputs,
@@ -379,6 +380,18 @@ def export(
                     compare_with_reference(
                         report, staged, chosen, (feeds, expected), at_sizes, options
                     )
+
+                def moved_outputs() -> list[Any] | None:
+                    with forwards.given_back(), weights_moved(model) as moved:
+                        if not moved:
+                            return None
+                        # read before the weights and what the forward wrote are given back
+                        again = forward_outputs(call_model(model, inputs))
+                    return expected_outputs(exported.graph, again)
+
+                names = [value.name or str(i) for i, value in enumerate(exported.graph.outputs)]
+                measure_moved(report, names, expected, moved_outputs, options)
+                with named_as(staged, str(path)):
                     check_shape_info(
                         report, exported.graph, {n: list(a.shape) for n, a in feeds.items()}
                     )

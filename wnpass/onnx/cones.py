@@ -1,8 +1,9 @@
 """Fold constant weight cones into initializers: ``FoldWeightConesPass``.
 
 The rule: a weight input of ``Conv``, ``ConvTranspose``, ``Gemm``, ``MatMul``, ``LSTM``, ``GRU``,
-``RNN`` (weights and biases) or the table of an embedding ``Gather`` (its indices fed at run
-time) that is not an initializer but is computed from constants by layout and cast ops
+``RNN`` (weights and biases) that reads run-time data (not one whose every input is constant:
+a spectral norm's ``Reshape(W) @ v``), or the table of an embedding ``Gather`` (its indices
+fed at run time) that is not an initializer but is computed from constants by layout and cast ops
 (``Transpose``, ``Reshape``, ``Flatten``, ``Squeeze``/``Unsqueeze``, ``Slice``, ``Concat``,
 ``Split``, ``Gather`` with constant indices, ``Cast``, ``Identity``, ``Expand``, ``Tile``, ``Pad``,
 ``Constant``, and ``Shape``/``ConstantOfShape`` for their shape inputs) and by exactly rounded
@@ -357,6 +358,11 @@ def find_cones(
                 or (node.inputs[1] is not None and ev.const_leaf(node.inputs[1]) is not None)
             ):
                 continue  # constant indices: part of a cone, not an embedding lookup
+            if all(output in constant for output in node.outputs):
+                # no layer applying a weight to run-time data, but a constant computed (the
+                # sigma of a spectral norm in eval mode: Reshape(W) @ v): folding its inputs
+                # would store W twice and compute the node all the same (t301)
+                continue
             for index in WEIGHT_INPUTS[node.op_type]:
                 value = node.inputs[index] if index < len(node.inputs) else None
                 if value is None or value in done or value not in constant or value in leaves:

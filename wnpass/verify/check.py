@@ -28,7 +28,13 @@ from wnpass.report import listed, model_files
 from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
 from wnpass.verify import resized, sensitivity
-from wnpass.verify.compare import OutputComparison, compare_outputs, compare_within, dtype_name
+from wnpass.verify.compare import (
+    OutputComparison,
+    compare_outputs,
+    compare_within,
+    dtype_name,
+    failed_on_floats,
+)
 from wnpass.verify.draws import aborting_op, random_differences
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
 from wnpass.verify.report import (
@@ -602,17 +608,12 @@ def _check_one(
         for i in moved:
             result.comparisons[i] = again[i]
         logger.warning("%s/%s: %s", provider, level, result.error)
-    elif failed := [c for c in result.comparisons if _failed_on_floats(c)]:
+    elif failed := [c for c in result.comparisons if failed_on_floats(c)]:
         rows = moved_by_ulp(ref.provider)
         for comparison in failed:
             if (row := rows.get(comparison.name)) is not None:
                 comparison.ulp_max_abs, comparison.ulp_passed = row.max_abs, row.passed
     return _OneRun(result, (ref, cand), (cand_names, cand_out))
-
-
-def _failed_on_floats(c: OutputComparison) -> bool:
-    """An output that failed by elements outside a tolerance, not by a shape or a NaN."""
-    return c.outside > 0 and c.problem is None and c.measured and not c.exact
 
 
 def _weights_moved(

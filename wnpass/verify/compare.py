@@ -43,6 +43,7 @@ __all__ = [
     "compare_outputs",
     "compare_within",
     "dtype_name",
+    "failed_on_floats",
     "is_exact",
     "nothing_compared",
     "scaled_atol",
@@ -356,6 +357,11 @@ class Compared(Protocol):
     name: str
     problem: str | None
     uncompared: str | None
+
+
+def failed_on_floats(c: OutputComparison) -> bool:
+    """An output that failed by elements outside a tolerance, not by a shape or a NaN."""
+    return c.outside > 0 and c.problem is None and c.measured and not c.exact
 
 
 def nothing_compared(comparisons: Sequence[Compared]) -> str | None:

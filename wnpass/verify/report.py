@@ -286,16 +286,17 @@ def failure_reason(c: OutputComparison) -> str:
     )  # fmt: skip
 
 
-def ulp_note(c: OutputComparison) -> str | None:
-    """How the reference itself compared with its weights moved by one ulp, where ``c``
-    failed on floats (:mod:`wnpass.verify.sensitivity`); None where that was not measured."""
+def ulp_note(c: OutputComparison, reference: str = "the reference") -> str | None:
+    """How the reference (``reference``: PyTorch, for an export) itself compared with its
+    weights moved by one ulp, where ``c`` failed on floats (:mod:`wnpass.verify.sensitivity`);
+    None where that was not measured."""
     if c.ulp_passed is None or c.ulp_max_abs is None:
         return None
     moved = shown_error(c.ulp_max_abs, c.atol)
     if c.ulp_passed:
-        return f"the reference with each weight moved by one ulp stays within it (max abs {moved})"
+        return f"{reference} with each weight moved by one ulp stays within it (max abs {moved})"
     return (
-        f"the reference with each weight moved by one ulp fails it too (max abs {moved}): "
+        f"{reference} with each weight moved by one ulp fails it too (max abs {moved}): "
         "this model moves beyond the tolerance wherever its weights are rounded otherwise"
     )
 

@@ -26,7 +26,7 @@ import onnx_ir as ir
 
 from wnpass.onnx import graphs
 
-__all__ = ["MOVED_BYTES", "SEED", "moved_weights"]
+__all__ = ["MOVED_BYTES", "SEED", "moved_array", "moved_weights"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,13 +72,17 @@ def moved_weights(model: ir.Model) -> dict[str, np.ndarray] | None:
     moved: dict[str, np.ndarray] = {}
     for value in weights:
         assert value.const_value is not None and value.name is not None  # as chosen above
-        array = np.asarray(value.const_value.numpy())
-        with np.errstate(invalid="ignore"):  # inf and NaN: not whole, and not finite
-            movable = np.isfinite(array) & (array != np.round(array))
-        if not movable.any():
-            continue  # whole numbers only: a mask, indices
-        toward = np.where(rng.integers(0, 2, array.shape, dtype=np.int8) == 1, np.inf, -np.inf)
-        moved[value.name] = np.where(
-            movable, np.nextafter(array, toward.astype(array.dtype)), array
-        )
+        if (array := moved_array(np.asarray(value.const_value.numpy()), rng)) is not None:
+            moved[value.name] = array
     return moved or None
+
+
+def moved_array(array: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """``array`` with each element that is no whole number moved by one ulp, up or down by
+    ``rng`` (:func:`moved_weights`' rule); None where every one is whole (a mask, indices)."""
+    with np.errstate(invalid="ignore"):  # inf and NaN: not whole, and not finite
+        movable = np.isfinite(array) & (array != np.round(array))
+    if not movable.any():
+        return None
+    toward = np.where(rng.integers(0, 2, array.shape, dtype=np.int8) == 1, np.inf, -np.inf)
+    return np.where(movable, np.nextafter(array, toward.astype(array.dtype)), array)
