@@ -413,6 +413,20 @@ class DTensorConfig:
     """A class of the training code whose name holds "DTensor"."""
 
 
+class DTensor(torch.Tensor):
+    """A tensor subclass of the training code named as torch.distributed's is."""
+
+
+def test_a_tensor_subclass_named_dtensor_elsewhere_is_no_dtensor(tmp_path: Path) -> None:
+    """Only torch.distributed's class is said to be DTensors (its global's module), not one of
+    the same name in the training code (t305)."""
+    weight = torch.randn(4, 4).as_subclass(DTensor)
+    torch.save({"weight": weight, "bias": torch.zeros(4)}, path := tmp_path / "sub.pt")
+    with pytest.raises(InvalidModelError) as error:
+        fold_checkpoint(path, keep_objects=True)
+    assert "DTensors" not in str(error.value) and "a subclass of torch.Tensor" in str(error.value)
+
+
 def test_a_class_named_like_a_dtensor_is_no_dtensor(tmp_path: Path) -> None:
     """A refused class whose name merely held "DTensor" was said to be DTensors, and
     --keep-objects, which folds the file, was not offered (t304)."""

@@ -117,6 +117,44 @@ def test_quiet_names_the_outputs_that_did_not_match(
     assert re.match(r"^  cpu: \S+: \d+ of 12 elements outside rtol=0 atol=0 \(max abs ", lines[-1])
 
 
+AMPLIFYING = """
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+class Amp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(64, 64))
+
+    def forward(self, x):
+        return torch.sin(3e4 * self.fc(x))
+
+def build_model():
+    torch.manual_seed(0)
+    model = Amp()
+    with torch.no_grad():
+        model.fc.parametrizations.weight.original0.mul_(1.37)
+    return model
+
+def example_inputs():
+    return (torch.randn(8, 64, generator=torch.Generator().manual_seed(1)),)
+"""
+
+
+def test_a_failure_says_whether_pytorch_itself_moves_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model that amplifies rounding failed with elements outside and no word that PyTorch,
+    its weights moved by one ulp, fails the tolerance too (t301)."""
+    (model_py := tmp_path / "amp.py").write_text(AMPLIFYING)
+    argv = ["--quiet", "export", str(model_py), "-o", str(tmp_path / "m.onnx"), "--verify"]
+    assert main([*argv, "--runs", "1"]) == 1
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("  cpu: sin: ") and "elements outside" in line
+    assert "; PyTorch with each weight moved by one ulp fails it too (max abs " in line
+
+
 PLAIN = """
 import torch
 from torch import nn

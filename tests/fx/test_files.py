@@ -118,6 +118,55 @@ def test_a_state_dict_under_a_prefix_names_its_keys_and_the_prefix(
     assert hint in said
 
 
+def test_a_prefix_is_found_among_many_networks_and_only_where_shapes_fit(tmp_path: Path) -> None:
+    """A GAN's state dict of eight discriminators beside the generator named no prefix (eight
+    candidates were tried, t305); a weight-norm pair's weight had no shape, so a prefix was
+    named for a layer of another kernel size (t305); a key with a '"' was read from torch's
+    list, which does not escape it, as keys that do not exist (t305)."""
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    state = _plain(net.state_dict())
+    wide = {key: torch.cat([value, value]) for key, value in state.items()}  # other shapes
+    gan = {f"discriminator.d{i}.{key}": value for i in range(8) for key, value in wide.items()}
+    gan |= {f"generator.{key}": value for key, value in state.items()}
+    with pytest.raises(InvalidArgumentError) as raised:
+        load_checkpoint(net, _torch(tmp_path / "gan.pt", gan))
+    assert "under the prefix 'generator.'" in str(raised.value)
+    conv = torch.nn.utils.parametrizations.weight_norm(torch.nn.Conv1d(4, 4, 3))
+    other = torch.nn.utils.parametrizations.weight_norm(torch.nn.Conv1d(4, 4, 5))
+    ddp = {f"module.{key}": value for key, value in _plain(other.state_dict()).items()}
+    with pytest.raises(InvalidArgumentError) as raised:
+        load_checkpoint(conv, _torch(tmp_path / "k5.pt", ddp))
+    assert "keys the model does not have" in str(raised.value)
+    assert "under the prefix" not in str(raised.value)  # kernel 5 in the file, 3 in the model
+    quoted = torch.nn.ModuleDict({'a"b': torch.nn.Linear(2, 2)})
+    prefixed = {"x." + key: value for key, value in quoted.state_dict().items()}
+    with pytest.raises(InvalidArgumentError) as raised:
+        load_checkpoint(quoted, _torch(tmp_path / "q.pt", prefixed))
+    said = str(raised.value)
+    assert 'keys the model does not have: x.a"b.bias, x.a"b.weight;' in said
+    assert "under the prefix 'x.'" in said
+
+
+def test_a_folder_or_a_distributed_checkpoint_file_is_refused_as_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """--checkpoint of a folder said "is a directory, not a regular file", and a
+    torch.distributed.checkpoint's file was read as a torch file (t305): as fold says them."""
+    (folder := tmp_path / "step").mkdir()
+    (folder / "model.safetensors").write_bytes(b"")
+    (dcp := tmp_path / "dcp").mkdir()
+    (dcp / ".metadata").write_bytes(b"\x80\x02}q\x00.")
+    (dcp / "__0_0.distcp").write_bytes(b"PK")
+    for path, said in (
+        (folder, f"is a directory, not a checkpoint (name its checkpoint, as {folder}/model."),
+        (dcp, "is a directory, not a checkpoint (it is in torch.distributed.checkpoint's"),
+        (dcp / "__0_0.distcp", "a file of a folder in torch.distributed.checkpoint's format"),
+    ):
+        with pytest.raises(InvalidArgumentError) as raised:
+            load_checkpoint(generator(), path)
+        assert raised.value.parameter == "checkpoint" and said in str(raised.value)
+
+
 class _Renamed(torch.nn.Module):
     """A model whose own load hook renames an older key (``old.*`` to ``lin.*``)."""
 

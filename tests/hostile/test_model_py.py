@@ -104,7 +104,7 @@ CHECKPOINTS: dict[str, tuple[Callable[[Path], Path], str]] = {
         )[1],
         "does not fit the model",
     ),
-    "a directory": (lambda t: folder(t, "ckpt.pt"), "ckpt.pt: is a directory, not a regular file"),
+    "a directory": (lambda t: folder(t, "ckpt.pt"), "ckpt.pt: is a directory, not a checkpoint"),
     "a FIFO": (  # never opened: a read would wait for a writer
         lambda t: (__import__("os").mkfifo(t / "ckpt.pt"), t / "ckpt.pt")[1],
         "ckpt.pt: is a FIFO, not a regular file",

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from wnpass.fx.forward import Batch, RngSnapshot
     from wnpass.plan import IOPlan
 
-__all__ = ["check_folded", "keys_misfit", "plain_model"]
+__all__ = ["check_folded", "keys_misfit", "plain_model", "shapes_by_weight"]
 
 logger = logging.getLogger(__name__)
 
@@ -288,10 +288,20 @@ def _as_weights(keys: Iterable[str]) -> set[str]:
     return {parsed[0].weight if (parsed := parse_key(key)) else key for key in keys}
 
 
-# prefixes tried: those of the first few keys that end with one key of the other side (a
-# prefix would be the same for all; 30,000 blocks.N.weight against a model's weight would
-# make the search quadratic, t304)
-_PREFIXES_TRIED = 8
+def shapes_by_weight(state: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The shape of each tensor of ``state`` by key, and of each weight-norm pair's weight by
+    the weight's name (its ``v``'s shape): what :func:`keys_misfit`'s ``shapes`` compares,
+    its keys being weights' names (t305: a pair's weight had no shape, and any prefix fit)."""
+    from wnpass.rules import parse_key
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for key, value in state.items():
+        if (shape := getattr(value, "shape", None)) is None:
+            continue
+        shapes[key] = tuple(shape)
+        if (parsed := parse_key(key)) is not None and parsed[1] == "v":
+            shapes.setdefault(parsed[0].weight, tuple(shape))
+    return shapes
 
 
 def _keys_prefix(
@@ -299,14 +309,20 @@ def _keys_prefix(
 ) -> tuple[str, bool] | None:
     """The prefix that makes the keys the model does not have the ones it lacks, of the same
     shapes: taken off those of them that have it, or (True) put on all of them, the model's
-    keys having it (a model.py that wraps the network)."""
+    keys having it (a model.py that wraps the network). The candidates are the prefixes of
+    the keys that end with the first of the other side's; each must also give three of them
+    (first, middle, last) before it is tried whole: linear in the keys, however many share an
+    ending (30,000 ``blocks.N.weight`` against a model's ``weight``, t304; eight
+    discriminators beside a generator, t305)."""
     for ours, theirs, model_side in ((unexpected, missing, False), (missing, unexpected, True)):
-        first = min((key for key in theirs if key), default=None)
-        if first is None:
+        keys = sorted(key for key in theirs if key)
+        if not keys:
             continue
-        ending = [key for key in sorted(ours) if key.endswith("." + first)]
-        for key in ending[:_PREFIXES_TRIED]:
-            prefix = key[: -len(first)]
+        first, sample = keys[0], (keys[0], keys[len(keys) // 2], keys[-1])
+        candidates = {key[: -len(first)] for key in ours if key.endswith("." + first)}
+        for prefix in sorted(candidates):
+            if any(prefix + key not in ours for key in sample):
+                continue
             stripped = {k[len(prefix) :]: k for k in ours if k.startswith(prefix)}
             if (
                 stripped.keys() == theirs

@@ -330,13 +330,14 @@ def check_options(args: argparse.Namespace) -> CheckOptions:
 def plan_model_py(args: argparse.Namespace, output: Path) -> IOPlan:
     """The plan of a model.py command: the model.py and ``--checkpoint`` read, ``output`` and
     ``--json`` written (the caller adds its own files, then checks it)."""
-    from wnpass.fx.files import checkpoint_files
+    from wnpass.fx.files import checkpoint_files, refuse_unread_checkpoint
 
     if args.keep_objects and args.checkpoint is None:
         raise UsageError("--keep-objects goes with --checkpoint, whose objects it keeps")
     plan = IOPlan()
     plan.read(args.model, MODEL_PY)
     if args.checkpoint is not None:
+        refuse_unread_checkpoint(args.checkpoint)
         require_input(args.checkpoint, "checkpoint")
         plan.read(args.checkpoint, "the checkpoint")
         plan.read_all(checkpoint_files(args.checkpoint)[1:], "a shard of the checkpoint")

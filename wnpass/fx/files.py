@@ -20,12 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from wnpass.checkpoint.formats import is_sharded, read_format
+from wnpass.checkpoint.formats import is_sharded, read_format, refuse_unread
 from wnpass.errors import InvalidArgumentError, InvalidModelError, one_line
 from wnpass.interrupts import STOPS
 from wnpass.plan import require_input
 
-__all__ = ["checkpoint_files", "load_batch", "load_checkpoint"]
+__all__ = ["checkpoint_files", "load_batch", "load_checkpoint", "refuse_unread_checkpoint"]
 
 # Containers that training scripts wrap a state dict in; the state dict is taken from inside.
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "generator")
@@ -79,6 +79,15 @@ def checkpoint_files(path: str | Path) -> list[Path]:
     return [path, *(path.parent / name for name in names)]
 
 
+def refuse_unread_checkpoint(path: Path) -> None:
+    """Refuse as ``--checkpoint`` (``checkpoint``) a folder, with the file in it to give, or a
+    torch.distributed.checkpoint's file, as the checkpoint commands refuse them (t305)."""
+    try:
+        refuse_unread(path, "checkpoint")
+    except InvalidModelError as error:
+        raise InvalidArgumentError(str(error), parameter="checkpoint") from None
+
+
 def load_checkpoint(
     model: nn.Module,
     path: str | Path,
@@ -108,6 +117,7 @@ def load_checkpoint(
     from wnpass.fx.state import convert_state_dict, restore_weight_norm
 
     path = Path(path)
+    refuse_unread_checkpoint(path)
     require_input(path, "checkpoint")
     require_flag("keep_objects", keep_objects)
     with _as_argument_error("checkpoint"):
@@ -141,7 +151,7 @@ def load_checkpoint(
     except BaseException as error:  # the model's own load hooks too
         raise InvalidArgumentError(
             f"{path}: does not fit the model: "
-            f"{_load_error(error, _same_shapes(converted, model)) or one_line(error)}",
+            f"{_load_error(error, converted, model) or one_line(error)}",
             parameter="checkpoint",
         ) from None
 
@@ -153,23 +163,25 @@ _KEYS = re.compile(r'"([^"]*)"')  # as torch quotes each key (one with a '"' is 
 
 def _same_shapes(state: dict[str, Any], model: nn.Module) -> Callable[[str, str], bool]:
     """Whether a key of ``state`` and one of ``model`` may be one tensor: False only where
-    both are there with their shapes, and these differ."""
-    model_state = model.state_dict()
+    both have shapes (a weight-norm pair's weight: its ``v``'s) and these differ."""
+    from wnpass.checkpoint.verify import shapes_by_weight
+
+    ours, theirs = shapes_by_weight(state), shapes_by_weight(model.state_dict())
 
     def same(key: str, model_key: str) -> bool:
-        ours = getattr(state.get(key), "shape", None)
-        theirs = getattr(model_state.get(model_key), "shape", None)
-        return ours is None or theirs is None or tuple(ours) == tuple(theirs)
+        return key not in ours or model_key not in theirs or ours[key] == theirs[model_key]
 
     return same
 
 
-def _load_error(error: BaseException, shapes: Callable[[str, str], bool]) -> str | None:
-    """PyTorch's strict load error in a line: the keys on either side, a few of each, with the
-    prefix that would make them fit (:func:`~wnpass.checkpoint.verify.keys_misfit`), then the
-    first size mismatch (its message lists every key, cut short before those it did not
-    expect, and named no prefix, t302). The lists are torch's, after the model's own load
-    hooks renamed what they rename (t304). None for any other error."""
+def _load_error(error: BaseException, state: dict[str, Any], model: nn.Module) -> str | None:
+    """PyTorch's strict load error of ``state`` into ``model`` in a line: the keys on either
+    side, a few of each, with the prefix that would make them fit
+    (:func:`~wnpass.checkpoint.verify.keys_misfit`), then the first size mismatch (its
+    message lists every key, cut short before those it did not expect, and named no prefix,
+    t302). The lists are torch's, after the model's own load hooks renamed what they rename
+    (t304); where a key holds a '"', which torch's list does not escape, they are the keys
+    of ``state`` and of the model's state dict (t305). None for any other error."""
     from wnpass.checkpoint.verify import keys_misfit
 
     text = str(error) if isinstance(error, RuntimeError) else ""
@@ -185,6 +197,11 @@ def _load_error(error: BaseException, shapes: Callable[[str, str], bool]) -> str
             missing += _KEYS.findall(line)
         elif line.startswith("size mismatch for "):
             sizes.append(line.strip().rstrip("."))
+    model_keys = model.state_dict().keys()
+    if any('"' in key for key in (*state, *model_keys)):  # torch's lists cannot be read
+        unexpected = [key for key in state if key not in model_keys]
+        missing = [key for key in model_keys if key not in state]
+    shapes = _same_shapes(state, model)
     said = keys_misfit(unexpected, missing, shapes) if unexpected or missing else ""
     if sizes:
         more = f" (and {len(sizes) - 1} more)" if len(sizes) > 1 else ""

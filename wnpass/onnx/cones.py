@@ -1,15 +1,17 @@
 """Fold constant weight cones into initializers: ``FoldWeightConesPass``.
 
 The rule: a weight input of ``Conv``, ``ConvTranspose``, ``Gemm``, ``MatMul``, ``LSTM``, ``GRU``,
-``RNN`` (weights and biases) that reads run-time data (not one whose every input is constant:
-a spectral norm's ``Reshape(W) @ v``), or the table of an embedding ``Gather`` (its indices
+``RNN`` (weights and biases), or the table of an embedding ``Gather`` (its indices
 fed at run time) that is not an initializer but is computed from constants by layout and cast ops
 (``Transpose``, ``Reshape``, ``Flatten``, ``Squeeze``/``Unsqueeze``, ``Slice``, ``Concat``,
 ``Split``, ``Gather`` with constant indices, ``Cast``, ``Identity``, ``Expand``, ``Tile``, ``Pad``,
 ``Constant``, and ``Shape``/``ConstantOfShape`` for their shape inputs) and by exactly rounded
 arithmetic (``Add``, ``Sub``, ``Mul``, ``Div``, and the selections ``Max``, ``Min``, ``Clip``;
 on floats and on integers: a ``Slice``'s bounds, a ``Reshape``'s shape) is replaced by one
-initializer holding exactly the tensor the graph computes. Layout ops move, select or convert
+initializer holding exactly the tensor the graph computes; except for a node that computes a
+constant (every input constant: a spectral norm's ``Reshape(W) @ v``) where a source of the
+cone is read elsewhere too (its ``Conv`` reads ``W / sigma``): that would store the source
+twice and compute the node all the same (``_copies``, t301). Layout ops move, select or convert
 elements, and the evaluator (``evaluate``) does each the way ONNX does; IEEE arithmetic
 rounds each float32 and double ``Add``/``Sub``/``Mul``/``Div`` correctly to its type, as ONNX
 Runtime's kernels do, and the evaluator computes a cone step by step in the graph's types,
@@ -125,6 +127,8 @@ CONE_OPS = frozenset(
 # for bit; where ONNX Runtime computes it otherwise (float16 arithmetic), the evaluator
 # declines it.
 ARITHMETIC_OPS = ev.STEPWISE_OPS
+# Ops that give a quantized tensor's values: a weight read through one is a quantized weight.
+DEQUANTIZERS = frozenset({"DequantizeLinear"})
 # Ops whose inputs are only sizes: no input's elements go into the weight.
 _SIZED = frozenset({"Shape", "ConstantOfShape"})
 EAGER_BYTES = 16 << 20  # smaller folded weights are kept in memory; larger ones made lazily
@@ -230,7 +234,9 @@ def _walk(
 ) -> Cone | None:
     """The cone of ``value`` down to constants (and ``leaves``: weights about to be folded);
     None when it holds the elements of one of ``sites`` (the values of declined weight-norm
-    sites): that weight is the site's, reported with it."""
+    sites): that weight is the site's, reported with it; and when it holds a dequantized
+    value (a QDQ model's ``DequantizeLinear`` of an int8 weight): a quantized weight, which
+    ONNX Runtime fuses into its quantized kernels, is no weight left to fold (t306)."""
     cone = Cone(graph, value, [], [], [])
     seen: set[ir.Value] = set()
     # (value, whether its elements go in, whether it is only a size or an index)
@@ -250,6 +256,8 @@ def _walk(
             if node is not None and current not in leaves:
                 cone.nodes.append(node)
             continue
+        if data and node.op_type in DEQUANTIZERS:
+            return None  # a quantized weight, which a runtime reads so (a QDQ model's)
         arithmetic = node.op_type in ARITHMETIC_OPS
         cone.computed = cone.computed or (data and (arithmetic or _changes_values(node, value)))
         if not (node.op_type in CONE_OPS or arithmetic) or node.domain not in ("", "ai.onnx"):
@@ -277,6 +285,17 @@ def _walk(
     cone.nodes.reverse()
     cone.nodes = list(dict.fromkeys(cone.nodes))
     return cone
+
+
+def _copies(cone: Cone) -> bool:
+    """Whether folding ``cone`` would store a copy of one of its sources: another node, or
+    the graph's outputs, read that source too, so that it stays (a cone that only passes a
+    source on is no copy: :func:`_alias`)."""
+    inside = set(cone.nodes)
+    return any(
+        source.is_graph_output() or any(use.node not in inside for use in source.uses())
+        for source in cone.sources
+    )
 
 
 def _changes_values(node: ir.Node, weight: ir.Value) -> bool:
@@ -358,11 +377,9 @@ def find_cones(
                 or (node.inputs[1] is not None and ev.const_leaf(node.inputs[1]) is not None)
             ):
                 continue  # constant indices: part of a cone, not an embedding lookup
-            if all(output in constant for output in node.outputs):
-                # no layer applying a weight to run-time data, but a constant computed (the
-                # sigma of a spectral norm in eval mode: Reshape(W) @ v): folding its inputs
-                # would store W twice and compute the node all the same (t301)
-                continue
+            # no layer applying a weight to run-time data, but a constant computed (the sigma
+            # of a spectral norm in eval mode, Reshape(W) @ v, while a Conv reads W / sigma)
+            computes_a_constant = all(output in constant for output in node.outputs)
             for index in WEIGHT_INPUTS[node.op_type]:
                 value = node.inputs[index] if index < len(node.inputs) else None
                 if value is None or value in done or value not in constant or value in leaves:
@@ -371,9 +388,12 @@ def find_cones(
                 owner = defining_scope(value, graph)  # a value of an enclosing graph: there
                 if constants_as_nodes(owner) and producer(value, "Constant") is not None:
                     continue  # how a function (or an IR version 3 body) holds a constant
-                if (cone := _walk(owner, value, leaves, sites)) is not None:
-                    cone.reason = cone.reason or shadowed_in_cone(value, owner)
-                    cones.append(cone)
+                if (cone := _walk(owner, value, leaves, sites)) is None:
+                    continue
+                if computes_a_constant and _passed_on(cone) is None and _copies(cone):
+                    continue  # a second copy of W, and the node computed all the same (t301)
+                cone.reason = cone.reason or shadowed_in_cone(value, owner)
+                cones.append(cone)
     return cones
 
 

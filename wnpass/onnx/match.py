@@ -446,8 +446,9 @@ def _factors(
     return None
 
 
-def _normalized(value: ir.Value) -> bool:
-    """Whether a norm reads ``value`` (behind Cast and layout ops): it is some site's v."""
+def _uses_through(value: ir.Value, through: Set[str]) -> Iterator[ir.Node]:
+    """Every node that reads ``value``, or the output of a ``through`` op (of the standard
+    domain) that reads it as its first input, and so on: its readers behind them."""
     stack, seen = [value], set()
     while stack:
         current = stack.pop()
@@ -456,17 +457,23 @@ def _normalized(value: ir.Value) -> bool:
         seen.add(current)
         for use in current.uses():
             node = use.node
-            if node.domain not in ("", "ai.onnx"):
-                continue
-            if node.op_type in ("ReduceL2", "ReduceSumSquare", "LpNormalization"):
-                return True
-            if node.op_type in ("Mul", "Pow") and any(
-                user.node.op_type == "ReduceSum" and sum_of_squares_source(user.node)
-                for user in node.outputs[0].uses()
-            ):
-                return True
-            if node.op_type in _CONST_PASSTHROUGH | {"Flatten"} and use.idx == 0:
-                stack.append(node.outputs[0])
+            yield node
+            if node.op_type in through and node.domain in ("", "ai.onnx") and use.idx == 0:
+                stack.extend(node.outputs)
+
+
+def _normalized(value: ir.Value) -> bool:
+    """Whether a norm reads ``value`` (behind Cast and layout ops): it is some site's v."""
+    for node in _uses_through(value, _CONST_PASSTHROUGH | {"Flatten"}):
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type in ("ReduceL2", "ReduceSumSquare", "LpNormalization"):
+            return True
+        if node.op_type in ("Mul", "Pow") and any(
+            user.node.op_type == "ReduceSum" and sum_of_squares_source(user.node)
+            for user in node.outputs[0].uses()
+        ):
+            return True
     return False
 
 
@@ -897,8 +904,27 @@ def _analyse(
         site.fed_by = _fed_by(main, norm.v)
     if site.reason is None:
         site.target, site.layout = _layout_chain(root)
-        site.reason = shadowed_in_cone(site.target, graph)
+        site.reason = shadowed_in_cone(site.target, graph) or _quantized(site.target)
     return site
+
+
+# ops that quantize what they read: a weight one ulp off may land in another step
+_QUANTIZERS = frozenset({"QuantizeLinear", "DynamicQuantizeLinear"})
+
+
+def _quantized(target: ir.Value) -> str | None:
+    """Why folding a weight a quantizer reads (directly or through layout ops: a model
+    quantized to QDQ before its weight norm was folded) is declined: the fold rounds the
+    weight once, the graph in steps, and the two may differ by an ulp, which moves an element
+    across a quantization step where it sits on a boundary (2-4.5% of an output's scale on
+    real models, t306). None where no quantizer reads it."""
+    for node in _uses_through(target, _LAYOUT_OPS):
+        if (op := node.op_type) in _QUANTIZERS:
+            return (
+                f"{op} quantizes it: a weight rounded once, as a fold writes it, may be an ulp "
+                "from the graph's and land in another quantization step; fold before quantizing"
+            )
+    return None
 
 
 def fold_order(sites: list[Site]) -> list[Site]:
