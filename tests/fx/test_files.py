@@ -131,6 +131,10 @@ def test_a_prefix_is_found_among_many_networks_and_only_where_shapes_fit(tmp_pat
     with pytest.raises(InvalidArgumentError) as raised:
         load_checkpoint(net, _torch(tmp_path / "gan.pt", gan))
     assert "under the prefix 'generator.'" in str(raised.value)
+    both = {f"{side}.{key}": value for side in ("d", "g") for key, value in state.items()}
+    with pytest.raises(InvalidArgumentError) as raised:  # either fits: which is meant, unknown
+        load_checkpoint(net, _torch(tmp_path / "dg.pt", both))
+    assert "under the prefix" not in str(raised.value)
     conv = torch.nn.utils.parametrizations.weight_norm(torch.nn.Conv1d(4, 4, 3))
     other = torch.nn.utils.parametrizations.weight_norm(torch.nn.Conv1d(4, 4, 5))
     ddp = {f"module.{key}": value for key, value in _plain(other.state_dict()).items()}

@@ -1376,21 +1376,43 @@ QDQ = f"""
 """
 
 
+def _qdq(text: str = QDQ, units: int = 3) -> onnx.ModelProto:
+    """:data:`QDQ`'s model (``text``: a variant of it) with a bias of ``units`` elements."""
+    return onnx_model(
+        text,
+        v=rand(3, 4),
+        g=rand(3, 1) + 0.5,
+        s=np.array(0.01, np.float32),
+        z=np.array(0, np.int8),
+        bq=np.array([3, -2, 7, 1][:units], np.int32),
+        bs=np.array(0.001, np.float32),
+        e=rand(1, 4),
+        st=np.array([0], np.int64),
+        en=np.array([3], np.int64),
+        ax=np.array([0], np.int64),
+    )
+
+
+def test_a_quantizer_behind_a_slice_or_concat_declines_the_site_too() -> None:
+    """A QuantizeLinear that read the weight through a Slice or a Concat (which ONNX Runtime's
+    QDQ quantizer quantizes too) was missed, and the fold moved an output by a step (t307)."""
+    for between, units in (("ws = Slice(w, st, en, ax)", 3), ("ws = Concat <axis = 0> (e, w)", 4)):
+        text = QDQ.replace(
+            "wq = QuantizeLinear(w, s, z)", f"{between}\n wq = QuantizeLinear(ws, s, z)"
+        ).replace("float[2, 3] y", f"float[2, {units}] y")
+        _, report = folded_model(_qdq(text, units))
+        (site,) = report.sites
+        assert site.status == "declined", between
+        assert (site.reason or "").startswith("QuantizeLinear quantizes it")
+
+
 def test_a_weight_norm_site_a_quantizer_reads_is_declined() -> None:
     """A model quantized to QDQ before its weight norm was folded: the fold wrote the weight
     rounded once, an ulp from the graph's stepwise one, and QuantizeLinear put elements of it
     in another step (2-4.5% of an output's scale on real models, t306), exit 0. It is declined
     with the reason, by inspect as by the fold; the quantized weights and bias are no
     computed weights (they were each declined, ``ok`` false on every QDQ model)."""
-    model = onnx_model(
-        QDQ,
-        v=rand(3, 4),
-        g=rand(3, 1) + 0.5,
-        s=np.array(0.01, np.float32),
-        z=np.array(0, np.int8),
-        bq=np.array([3, -2, 7], np.int32),
-        bs=np.array(0.001, np.float32),
-    )
+    model = _qdq()
     folded, report = folded_model(model)
     (site,) = report.sites
     assert site.status == "declined"

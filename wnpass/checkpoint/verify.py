@@ -28,6 +28,7 @@ normalizes where ``g`` says, as the fold does.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 import os
@@ -307,32 +308,38 @@ def shapes_by_weight(state: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
 def _keys_prefix(
     unexpected: set[str], missing: set[str], shapes: Callable[[str, str], bool]
 ) -> tuple[str, bool] | None:
-    """The prefix that makes the keys the model does not have the ones it lacks, of the same
-    shapes: taken off those of them that have it, or (True) put on all of them, the model's
-    keys having it (a model.py that wraps the network). The candidates are the prefixes of
-    the keys that end with the first of the other side's; each must also give three of them
-    (first, middle, last) before it is tried whole: linear in the keys, however many share an
-    ending (30,000 ``blocks.N.weight`` against a model's ``weight``, t304; eight
-    discriminators beside a generator, t305)."""
+    """The one prefix that makes the keys the model does not have the ones it lacks, of the
+    same shapes: taken off those of them that have it, or (True) put on all of them, the
+    model's keys having it (a model.py that wraps the network); None where none does, or
+    several do (``discriminator.`` and ``generator.`` of one shape: which is meant is
+    unknown, t307). The candidates are the prefixes of the keys that end with the first of
+    the other side's; each must give all the other side's keys, and as many keys as they are
+    must have it (counted by bisection in the sorted keys), before shapes are compared: so
+    the search is linear in the keys for any number of candidates (30,000 ``blocks.N.``
+    against a model's ``weight`` and ``bias``, t304, t307)."""
     for ours, theirs, model_side in ((unexpected, missing, False), (missing, unexpected, True)):
-        keys = sorted(key for key in theirs if key)
-        if not keys:
+        first = min((key for key in theirs if key), default=None)
+        if first is None:
             continue
-        first, sample = keys[0], (keys[0], keys[len(keys) // 2], keys[-1])
-        candidates = {key[: -len(first)] for key in ours if key.endswith("." + first)}
-        for prefix in sorted(candidates):
-            if any(prefix + key not in ours for key in sample):
+        ordered = sorted(ours)
+        fits: list[str] = []
+        for prefix in sorted({key[: -len(first)] for key in ours if key.endswith("." + first)}):
+            if any(prefix + key not in ours for key in theirs):
                 continue
-            stripped = {k[len(prefix) :]: k for k in ours if k.startswith(prefix)}
-            if (
-                stripped.keys() == theirs
-                and (not model_side or len(stripped) == len(ours))
-                and all(
-                    shapes(theirs_key, ours_key) if model_side else shapes(ours_key, theirs_key)
-                    for theirs_key, ours_key in stripped.items()
-                )
+            having = bisect.bisect_left(ordered, prefix + "\U0010ffff") - bisect.bisect_left(
+                ordered, prefix
+            )
+            if (having if not model_side else len(ours)) != len(theirs):
+                continue
+            if all(
+                shapes(key, prefix + key) if model_side else shapes(prefix + key, key)
+                for key in theirs
             ):
-                return prefix, model_side
+                fits.append(prefix)
+                if len(fits) > 1:
+                    return None
+        if fits:
+            return fits[0], model_side
     return None
 
 

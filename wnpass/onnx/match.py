@@ -448,7 +448,8 @@ def _factors(
 
 def _uses_through(value: ir.Value, through: Set[str]) -> Iterator[ir.Node]:
     """Every node that reads ``value``, or the output of a ``through`` op (of the standard
-    domain) that reads it as its first input, and so on: its readers behind them."""
+    domain) that reads it as its first input (a ``Concat``: as any), and so on: its readers
+    behind them."""
     stack, seen = [value], set()
     while stack:
         current = stack.pop()
@@ -458,7 +459,8 @@ def _uses_through(value: ir.Value, through: Set[str]) -> Iterator[ir.Node]:
         for use in current.uses():
             node = use.node
             yield node
-            if node.op_type in through and node.domain in ("", "ai.onnx") and use.idx == 0:
+            first = use.idx == 0 or node.op_type == "Concat"
+            if node.op_type in through and node.domain in ("", "ai.onnx") and first:
                 stack.extend(node.outputs)
 
 
@@ -918,7 +920,7 @@ def _quantized(target: ir.Value) -> str | None:
     weight once, the graph in steps, and the two may differ by an ulp, which moves an element
     across a quantization step where it sits on a boundary (2-4.5% of an output's scale on
     real models, t306). None where no quantizer reads it."""
-    for node in _uses_through(target, _LAYOUT_OPS):
+    for node in _uses_through(target, _REPORT_THROUGH):  # Split, Slice, Concat too (t307)
         if (op := node.op_type) in _QUANTIZERS:
             return (
                 f"{op} quantizes it: a weight rounded once, as a fold writes it, may be an ulp "
