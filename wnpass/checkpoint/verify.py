@@ -57,6 +57,9 @@ __all__ = ["check_folded", "keys_misfit", "plain_model", "shapes_by_weight"]
 
 logger = logging.getLogger(__name__)
 
+# a model's state dict keys, each with its shape, or None where the model's is not binding
+Shapes = dict[str, "tuple[int, ...] | None"]
+
 
 def _state_dicts(path: Path, keep_objects: bool) -> dict[Place, dict[str, Any]]:
     """Every state dict of a checkpoint, materialized, by its place in the file."""
@@ -344,7 +347,7 @@ def _keys_prefix(
 
 
 def _prefix_hint(found: tuple[str, bool] | None) -> str:
-    """What :func:`_prefixed` found, as the end of a line."""
+    """What :func:`_prefixed` or :func:`_keys_prefix` found, as the end of a line."""
     if found is None:
         return ""
     prefix, model_side = found
@@ -502,9 +505,6 @@ class _Shaped:
     """A stand-in tensor: only its shape is read."""
 
     shape: tuple[int, ...]
-
-
-Shapes = dict[str, "tuple[int, ...] | None"]
 
 
 def _model_shapes(model: Any) -> Shapes:

@@ -128,7 +128,7 @@ CONE_OPS = frozenset(
 # declines it.
 ARITHMETIC_OPS = ev.STEPWISE_OPS
 # Ops that give a quantized tensor's values: a weight read through one is a quantized weight.
-DEQUANTIZERS = frozenset({"DequantizeLinear"})
+_DEQUANTIZERS = frozenset({"DequantizeLinear"})
 # Ops whose inputs are only sizes: no input's elements go into the weight.
 _SIZED = frozenset({"Shape", "ConstantOfShape"})
 EAGER_BYTES = 16 << 20  # smaller folded weights are kept in memory; larger ones made lazily
@@ -256,7 +256,7 @@ def _walk(
             if node is not None and current not in leaves:
                 cone.nodes.append(node)
             continue
-        if data and node.op_type in DEQUANTIZERS:
+        if data and node.op_type in _DEQUANTIZERS:
             return None  # a quantized weight, which a runtime reads so (a QDQ model's)
         arithmetic = node.op_type in ARITHMETIC_OPS
         cone.computed = cone.computed or (data and (arithmetic or _changes_values(node, value)))
