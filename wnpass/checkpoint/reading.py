@@ -33,7 +33,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -415,11 +415,12 @@ def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = Fals
                 value = torch.load(name, map_location="cpu", weights_only=True, mmap=mmap)
         for warning in caught:
             logger.info("%s: torch.load: %s", path, warning.message)
-        if any(_is_dtensor(type(tensor)) for tensor in _tensors_in(value)):
+        tensors = list(_tensors_in(value))  # walked once, for both checks
+        if any(_is_dtensor(type(tensor)) for tensor in tensors):
             # built where the caller's code imported torch.distributed.tensor (a model.py)
             raise InvalidModelError(f"{path}: refused: {_DTENSOR_SAID}")
         if mmap:
-            _check_mapped(path, value)
+            _check_mapped(path, tensors)
         if kept is not None:
             kept.update(keepable)
         return value
@@ -683,8 +684,9 @@ def _torch_name(path: Path) -> Iterator[str | Path]:
 _DESCRIPTORS = "/proc/self/fd"  # Linux's names of a process's open files
 
 
-def _check_mapped(path: Path, value: Any) -> None:
-    """Every storage ``torch.load`` mapped from zip ``path`` is exactly one of its records:
+def _check_mapped(path: Path, tensors: Iterable[Any]) -> None:
+    """Every storage ``torch.load`` mapped from zip ``path`` (of ``tensors``, those the load
+    gave) is exactly one of its records:
     mapped at a record's offset and as long as that record (``torch.load``'s own check without
     ``mmap``: "record size ... does not match expected size"). It maps each at its record's
     offset but as long as the pickle says, so a record cut short (or long) would read the
@@ -706,7 +708,7 @@ def _check_mapped(path: Path, value: Any) -> None:
             name_length, extra_length = struct.unpack("<HH", raw.read(4))
             records[info.header_offset + 30 + name_length + extra_length] = info
     storages = {}
-    for tensor in _tensors_in(value):
+    for tensor in tensors:
         for part in _dense_parts(tensor):
             storage = part.untyped_storage()
             if storage.nbytes():  # an empty one reads nothing

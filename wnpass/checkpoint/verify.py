@@ -220,30 +220,19 @@ def _prefixed(
     DistributedDataParallel, ``_orig_mod.`` of torch.compile, a submodule's name): its keys
     of that prefix, the prefix taken off, are a state dict the model loads (t183, t187,
     t188); or the one the model's keys have where the checkpoint's do not (a model.py that
-    wraps the network, ``self.module = Net()``, t204), with True. None where there is none."""
-    for path, (_, pairs) in groups.items():
+    wraps the network, ``self.module = Net()``, t204), with True (:func:`_keys_prefix`,
+    shapes of parameters compared). None where there is none."""
+    model_keys = set(model_shapes)
+    for path in groups:
         state = folded[path]
-        ours = {
-            pair.weight[: -len(key)]
-            for pair in pairs
-            for key in model_shapes
-            if pair.weight.endswith("." + key)
-        }
-        for prefix in sorted(ours):
-            inside = {
-                key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)
-            }
-            if _misfit(inside, model_shapes) is None:
-                return prefix, False
-        theirs = {
-            key[: -len(pair.weight)]
-            for pair in pairs
-            for key in model_shapes
-            if key.endswith("." + pair.weight)
-        }
-        for prefix in sorted(theirs):
-            if _misfit({prefix + key: value for key, value in state.items()}, model_shapes) is None:
-                return prefix, True
+
+        def same(key: str, model_key: str, state: dict[str, Any] = state) -> bool:
+            shape = model_shapes[model_key]
+            return shape is None or tuple(state[key].shape) == shape
+
+        found = _keys_prefix(set(state) - model_keys, model_keys - set(state), same)
+        if found is not None:
+            return found
     return None
 
 
