@@ -335,3 +335,36 @@ def test_a_weight_whose_cone_crosses_a_call_is_folded(
     assert fold_onnx(out)[1].nodes_after == report.nodes_after  # a second fold changes nothing
     feeds = {onnx.load(path).graph.input[0].name: x.numpy()}
     assert_close(run(out, feeds), run(path, feeds))
+
+
+def test_a_model_quantized_to_qdq_before_folding_has_each_site_declined_by_name(
+    exporter: str, tmp_path: Path
+) -> None:
+    """ONNX Runtime's static quantizer, run before folding, puts QuantizeLinear/
+    DequantizeLinear between the steps of ``g * v / ||v||`` (``g / ||v||`` quantized before v
+    multiplies it, or ``v / ||v||`` before g does): every site was missed, "no weight-norm
+    sites", while the norms ran on every inference (t306). Each is now found, declined for the
+    step quantized, named as its PyTorch parameter and shown with the layer that reads it;
+    the fold leaves the model as it is."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    path, feeds = export("conv1d", exporter, tmp_path)
+    (name, x), rng = next(iter(feeds.items())), np.random.default_rng(0)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = iter([{name: rng.standard_normal(x.shape, np.float32)} for _ in range(4)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.feeds, None)
+
+    quantized = tmp_path / "qdq.onnx"
+    quantize_static(path, quantized, Reader(), quant_format=QuantFormat.QDQ)
+    (site,) = inspect_onnx(quantized).sites
+    assert site.status == "declined" and site.name == "0.weight" and site.consumers == ["Conv"]
+    assert site.reason is not None and site.reason.startswith("QuantizeLinear quantizes '")
+    assert site.reason.endswith("a step of its computation; fold before quantizing")
+    out = tmp_path / "folded.onnx"
+    _, report = fold_onnx(quantized, out)
+    assert [s.status for s in report.sites] == ["declined"] and report.folded == 0
+    np.testing.assert_array_equal(run(out, feeds)[0], run(quantized, feeds)[0])

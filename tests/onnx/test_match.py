@@ -512,3 +512,38 @@ def test_a_norm_of_units_permuted_among_equal_axes_is_no_weight_norm() -> None:
     model = onnx_model(text, v=rand(3, 3, 3), g=rand(3, 1, 1) + 2)
     report = inspect_onnx(model)
     assert report.sites == [] and [c.status for c in report.cones] == ["declined"]
+
+
+# a Gemm's weight-norm site whose v (or g) an int8 initializer gives, dequantized
+_DEQUANTIZED = {
+    "v": "vd = DequantizeLinear(q, s, z)\n n = ReduceL2 <axes = [1]> (vd)\n d = Div(vd, n)\n"
+    " w = Mul(d, g)",
+    "g": "gd = DequantizeLinear(q, s, z)\n n = ReduceL2 <axes = [1]> (v)\n d = Div(v, n)\n"
+    " w = Mul(d, gd)",
+}
+
+
+@pytest.mark.parametrize("role", ["v", "g"])
+def test_a_site_whose_v_or_g_is_dequantized_is_declined_as_quantized(role: str) -> None:
+    """v (or g) given back by DequantizeLinear (a QDQ model's int8 initializer, quantized
+    before the weight norm was folded) was declined as "DequantizeLinear in the weight
+    computation is not supported", under the DequantizeLinear's output name: the site is
+    declined as quantized, and named after the parameter the quantized initializer was
+    (ONNX Runtime's quantizer names it so, with a suffix)."""
+    prefix = "lin.parametrizations.weight.original"
+    names = {"v": f"{prefix}1", "g": f"{prefix}0", "q": f"{prefix}{int(role == 'v')}_quantized"}
+    quantized = (
+        np.arange(-6, 6, dtype=np.int8).reshape(3, 4)
+        if role == "v"
+        else np.array([[3], [5], [7]], np.int8)
+    )
+    model = gemm_model(
+        _DEQUANTIZED[role], names=names, q=quantized, s=np.array(0.1, np.float32),
+        z=np.array(0, np.int8),
+    )  # fmt: skip
+    for report in (inspect_onnx(model), fold_onnx(model)[1]):
+        (site,) = report.sites
+        assert (site.status, site.name, site.shape) == ("declined", "lin.weight", [3, 4])
+        assert site.reason == (
+            f"{role} is quantized (read through DequantizeLinear); fold before quantizing"
+        )

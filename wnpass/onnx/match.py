@@ -216,6 +216,8 @@ class Site:
                     continue  # a step of another site's product (g * v / ||v||), no consumer
                 if node.op_type in _REPORT_THROUGH:
                     stack.extend(node.outputs)
+                elif (dequantized := _dequantized(node)) is not None:
+                    stack.append(dequantized)  # a QDQ model's weight, quantized
                 else:
                     found.append(describe_consumer(node, use.idx))
         if self.target.is_graph_output():
@@ -360,6 +362,9 @@ def static_shape(value: ir.Value) -> tuple[int, ...] | None:
     const = const_tensor(value)
     if const is not None:
         return tuple(int(d) for d in const.shape.numpy())
+    if (dequantizer := producer(value, "DequantizeLinear")) is not None:
+        quantized = dequantizer.inputs[0]  # of the same shape, by the op's definition
+        return None if quantized is None else static_shape(quantized)
     small = small_constant(value)
     if small is not None:
         return tuple(small.shape)
@@ -389,10 +394,16 @@ class _Factor:
 
 
 def _factors(
-    value: ir.Value, exponent: int, out: list[_Factor], casts: list[ir.Node]
+    value: ir.Value,
+    exponent: int,
+    out: list[_Factor],
+    casts: list[ir.Node],
+    quantizers: list[ir.Node],
 ) -> str | None:
     """Flatten the product tree under ``value`` into ``out``; a reason string on failure.
-    The Casts it looks through (algebraically nothing, numerically a rounding) go to ``casts``.
+    The Casts it looks through (algebraically nothing, numerically a rounding) go to ``casts``,
+    the ``QuantizeLinear`` of each ``DequantizeLinear(QuantizeLinear(x))`` it looks through (a
+    step of the product quantized: a QDQ model's) to ``quantizers``.
 
     A value below ``value`` that a norm normalizes is a leaf (a weight normalized twice: the
     inner site's weight is this site's v, not a part of this product).
@@ -427,6 +438,12 @@ def _factors(
                 if op == "Cast":
                     casts.append(node)
                 continue
+            quantizer = producer(inputs[0] if inputs else None, "QuantizeLinear")
+            if op == "DequantizeLinear" and quantizer and _quantized_step(quantizer) is value:
+                assert quantizer.inputs[0] is not None
+                stack.append((quantizer.inputs[0], exponent))
+                quantizers.append(quantizer)
+                continue
             if op == "LpNormalization" and inputs[0] is not None:
                 if attr_int(node, "p", 2) != 2:
                     return "LpNormalization with p != 2 is not a weight norm"
@@ -444,6 +461,35 @@ def _factors(
         else:
             out.append(_Factor("leaf", value, exponent))
     return None
+
+
+def _dequantized(quantizer: ir.Node) -> ir.Value | None:
+    """The output of the ``DequantizeLinear`` that alone reads ``quantizer``'s output, where
+    ``quantizer`` is a ``QuantizeLinear`` with a constant scale and zero point: a QDQ model's
+    fake quantization of the value it reads, read as that value quantized. None otherwise."""
+    if quantizer.op_type != "QuantizeLinear" or quantizer.domain not in ("", "ai.onnx"):
+        return None
+    if not all(is_constant_cone(side) for side in quantizer.inputs[1:] if side is not None):
+        return None
+    quantized = quantizer.outputs[0]
+    uses = quantized.uses()
+    if len(uses) != 1 or quantized.is_graph_output():
+        return None
+    (use,) = uses
+    node = use.node
+    if use.idx != 0 or node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
+        return None
+    return node.outputs[0]
+
+
+def _quantized_step(quantizer: ir.Node) -> ir.Value | None:
+    """The value :func:`_dequantized` gives back, where ``quantizer`` quantizes a step of a
+    product (``Mul``, ``Div``, ``Reciprocal``, ``LpNormalization``): ONNX Runtime's static
+    quantizer puts one between ``g / ||v||`` and ``v``. None otherwise."""
+    step = quantizer.inputs[0] if quantizer.inputs else None
+    if producer(step, *_PRODUCT_OPS, "Reciprocal", "LpNormalization") is None:
+        return None
+    return _dequantized(quantizer)
 
 
 def _uses_through(value: ir.Value, through: Set[str]) -> Iterator[ir.Node]:
@@ -645,6 +691,9 @@ def _climb_step(use: tuple[ir.Node, int]) -> ir.Value | None:
         cast = node.outputs[0]
         if any(_product_step(after) for after in cast.uses()):
             return cast
+    dequantized = _quantized_step(node)
+    if dequantized is not None and any(_product_step(after) for after in dequantized.uses()):
+        return dequantized  # a step of the product quantized (QDQ): declined as such
     return None
 
 
@@ -835,7 +884,8 @@ def _analyse(
         return site
     factors: list[_Factor] = []
     casts: list[ir.Node] = []
-    reason = _factors(root, 1, factors, casts)
+    quantizers: list[ir.Node] = []
+    reason = _factors(root, 1, factors, casts, quantizers)
     norms = [f for f in factors if f.kind == "norm"]
     if norms:
         site.norm = norms[0].norm
@@ -898,7 +948,8 @@ def _analyse(
     site.factors = (numerators[0].value, gain_leaf, norm_value, norms[0].divides)
     site.casts = tuple(casts)
     site.reason = (
-        _constant_reason(norm.v, "v", scope)
+        _quantized_reason(quantizers, norm.v, gain_leaf)
+        or _constant_reason(norm.v, "v", scope)
         or (None if gain_leaf is None else _constant_reason(gain_leaf, "g", scope))
         or _cone_reason(root)
     )
@@ -926,6 +977,25 @@ def _quantized(target: ir.Value) -> str | None:
                 f"{op} quantizes it: a weight rounded once, as a fold writes it, may be an ulp "
                 "from the graph's and land in another quantization step; fold before quantizing"
             )
+    return None
+
+
+def _quantized_reason(
+    quantizers: Sequence[ir.Node], v: ir.Value, gain: ir.Value | None
+) -> str | None:
+    """Why a site of a model quantized to QDQ before it was folded is declined: a
+    ``QuantizeLinear`` quantizes a step of its product (ONNX Runtime's quantizer put
+    ``g / ||v||`` or ``v / ||v||`` through one), or v or g is a ``DequantizeLinear``'s output
+    (quantized itself). The weight the graph computes is then no weight norm of float g and
+    v, and a fold would write it in float, dropping the quantization: fold before quantizing.
+    None where the site is not quantized."""
+    if quantizers:
+        step = quantizers[0].inputs[0]
+        name = "" if step is None else f" '{step.name}'"
+        return f"QuantizeLinear quantizes{name}, a step of its computation; fold before quantizing"
+    for role, value in (("v", v), ("g", gain)):
+        if value is not None and producer(strip_cast(value), "DequantizeLinear") is not None:
+            return f"{role} is quantized (read through DequantizeLinear); fold before quantizing"
     return None
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import onnx_ir as ir
 
 from wnpass.onnx.graphs import enclosing_scope, graphs_of, subgraphs_of
-from wnpass.rules import parse_key
+from wnpass.rules import PairKeys, parse_key
 
 if TYPE_CHECKING:
     from wnpass.onnx.match import Site
@@ -190,8 +190,26 @@ def name_declined(rows: Sequence[tuple[Site, SiteReport]], used: Collection[str]
     named ``.folded`` is written for such a site, so no row claims one."""
     names = set(used)
     for site, report in rows:
-        parsed = parse_key(site.v.name) if site.v is not None and site.v.name else None
+        parsed = None if site.v is None else _parsed_v(site.v)
         preferred = None if parsed is None else parsed[0].weight
         if preferred is None or preferred in names:
             preferred = site.target.name or parameter_name(None, site.root.name)
         report.name = unique(preferred, names)
+
+
+# the suffix ONNX Runtime's quantizer gives a quantized initializer's name
+_QUANTIZED_SUFFIX = "_quantized"
+
+
+def _parsed_v(v: ir.Value) -> tuple[PairKeys, Literal["g", "v"]] | None:
+    """The PyTorch parameter key that ``v`` is, by its name; for a ``v`` that a
+    ``DequantizeLinear`` gives back (a model quantized to QDQ before it was folded), by the
+    name of what it dequantizes, without the quantizer's suffix."""
+    if v.name and (parsed := parse_key(v.name)) is not None:
+        return parsed
+    node = v.producer()
+    if node is None or node.op_type != "DequantizeLinear" or not node.inputs:
+        return None
+    quantized = node.inputs[0]
+    name = None if quantized is None else quantized.name
+    return None if not name else parse_key(name.removesuffix(_QUANTIZED_SUFFIX))
