@@ -153,6 +153,9 @@ class FoldReport(Anchored):
     # files the fold deleted: the old data files of the output it replaced (wnpass's own;
     # another model pointing at one, a copy of that output, loses its weights)
     removed: list[str] = dataclasses.field(default_factory=list)
+    # a fold in place that had nothing to fold: the input is left as it is, not rewritten
+    # (a rewrite in place writes its data file under a new name, the old one read by the run)
+    unchanged: bool = False
     check: Any = None  # the CheckReport of a verified fold
     # the local functions inlined (or, inspected, that a fold inlines) since they compute
     # weights from their inputs, which their calls pass as constants (wnpass.onnx.functions)
@@ -456,6 +459,8 @@ def fold_summary(report: FoldReport, *, inspect: bool = False) -> list[str]:
     if report.seconds is not None:
         text += f"; {report.seconds:.2f} s"
     lines = [text, *_inlined(report, False)]
+    if report.unchanged:
+        lines.append(f"nothing to fold: {report.input} is left as it is, not rewritten")
     if report.output:
         lines.append(f"wrote {written(report.output, report.data_files)}")
     lines += [f"removed: {path} ({REMOVED})" for path in report.removed]

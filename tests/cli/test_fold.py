@@ -264,6 +264,12 @@ def test_fold_in_place_verify_names_the_folded_model_and_the_input_apart(
     onnx.save(ir3_linear(), path)
     assert main(["fold", str(path), "--in-place", "--verify"]) == 0
     assert f"equivalent: the folded {path} matches {path}\n" in capsys.readouterr().out
+    before = path.stat()
+    assert main(["fold", str(path), "--in-place", "--verify"]) == 0  # nothing left to fold
+    out = capsys.readouterr().out
+    assert f"nothing to fold: {path} is left as it is, not rewritten\n" in out
+    assert "equivalent" not in out and "wrote" not in out  # nothing written, nothing checked
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
 def test_a_snapshot_folder_given_as_the_model_names_its_index(

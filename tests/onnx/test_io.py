@@ -30,6 +30,7 @@ from wnpass import fold_onnx
 from wnpass.cli import main
 from wnpass.errors import InvalidModelError, OutputError
 from wnpass.onnx import io
+from wnpass.report import fold_summary
 
 
 @pytest.mark.parametrize(
@@ -250,9 +251,23 @@ def test_in_place_with_external_data_never_writes_over_the_data_in_use(tmp_path:
     for name, value in model.graph.initializers.items():  # the returned model reads the same
         assert value.const_value is not None
         np.testing.assert_array_equal(value.const_value.numpy(), on_disk[name])
-    fold_onnx(path, in_place=True)  # nothing left to fold: the same bytes again
-    assert_close(run(path, feeds), expected)
     assert not list(tmp_path.glob(".wnpass-*"))
+
+
+def test_in_place_with_nothing_to_fold_leaves_the_input_as_it_is(tmp_path: Path) -> None:
+    """A second fold in place had nothing to fold and rewrote the model all the same, its
+    weights to a new data file (``model.onnx.1.data``, the old one kept: read by the run):
+    every rerun of a pipeline's step left another copy of the weights. Now nothing is
+    written: the files are as they were, the same inodes, and the report says so."""
+    path = weight_normed(tmp_path, external=True)
+    fold_onnx(path, in_place=True)
+    before = {p.name: (p.stat().st_ino, p.read_bytes()) for p in tmp_path.iterdir()}
+    _, report = fold_onnx(path, in_place=True)
+    assert report.unchanged and report.output is None and report.data_files == []
+    assert {p.name: (p.stat().st_ino, p.read_bytes()) for p in tmp_path.iterdir()} == before
+    assert fold_summary(report)[-1] == f"nothing to fold: {path} is left as it is, not rewritten"
+    _, report = fold_onnx(path, tmp_path / "copy.onnx")  # to an output: written, as asked
+    assert not report.unchanged and report.output == str(tmp_path / "copy.onnx")
 
 
 def test_refolding_to_an_output_with_external_data_replaces_its_data(tmp_path: Path) -> None:

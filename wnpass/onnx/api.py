@@ -198,6 +198,10 @@ def fold_onnx(
     with plan.changes_explain():  # weights are read from here on, lazily
         report = _fold(ir_model, weight_norm_only)
         report.input, report.bytes_before = str(source), bytes_before
+        if in_place and report.folded + report.cones_folded == 0 and not report.inlined:
+            report.unchanged = True  # nothing to check either: the input is the output
+            report.seconds = time.perf_counter() - start
+            return FoldOutcome(ir_model, report)
         same_bytes = report.folded + report.cones_folded == 0 and not target.external
         gate = (
             None if verify is None else _check_gate(ir_model, source, target.path, verify, report)
