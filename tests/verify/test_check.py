@@ -834,8 +834,10 @@ def test_a_reference_indexed_beyond_its_table_by_synthesized_integers_says_so(
 ) -> None:
     """t284: a table of 3 speakers, indexed with integers drawn from [0, 8), failed with ONNX
     Runtime's "indices element out of data bounds", as if the model were at fault (and
-    ``fold --verify`` wrote nothing). It names the integers it drew and how to give others;
-    given ones in range, it runs."""
+    ``fold --verify`` wrote nothing). Ids that only index tables whose rows are known are
+    drawn from those rows; where the rows are not known (a table computed, its shape not
+    declared), the error names the integers it drew and how to give others; given ones in
+    range, it runs."""
     model = tmp_path / "speakers.onnx"
     text = """
         <ir_version: 8, opset_import: ["" : 17]>
@@ -843,6 +845,10 @@ def test_a_reference_indexed_beyond_its_table_by_synthesized_integers_says_so(
             y = Gather(table, ids)
         }
     """
+    onnx.save(onnx_model(text, table=np.ones((3, 4), np.float32)), model)
+    report = check(model, model, runs=1, warmup=0)
+    assert report and "ids drawn from [0, 3): the rows of the table it indexes" in report.notes
+    text = text.replace("y = Gather(table, ids)", "t = Identity(table)\n y = Gather(t, ids)")
     onnx.save(onnx_model(text, table=np.ones((3, 4), np.float32)), model)
     with pytest.raises(providers.RunFailedError) as failed:
         check(model, model, runs=1, warmup=0)
@@ -859,7 +865,8 @@ def test_a_reference_indexed_beyond_its_table_by_synthesized_integers_says_so(
     text = """
         <ir_version: 8, opset_import: ["" : 17]>
         agraph (float[1, T] x, int64[1, T] ids) => (float[1, T, 4] y) {
-            e = Gather(table, ids)
+            t = Identity(table)
+            e = Gather(t, ids)
             u = Unsqueeze(x, two)
             y = Add(e, u)
         }
@@ -878,6 +885,26 @@ def test_a_reference_indexed_beyond_its_table_by_synthesized_integers_says_so(
         "(on synthesized inputs, ids int64[1, 16], integers drawn from [0, 8): give the "
         "inputs, --inputs)"
     )
+
+
+def test_rows_of_a_table_that_synthesized_ids_once_never_reached_are_compared(
+    tmp_path: Path,
+) -> None:
+    """A candidate whose embedding rows 8 to 15 (of 16) are off by 1 was equivalent: ids were
+    drawn from [0, 8) (t310). They are drawn from the table's rows, and the check fails."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (int64[B, T] ids) => (float[B, T, 4] y) {
+            y = Gather(table, ids)
+        }
+    """
+    table = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
+    off = table + (np.arange(16) >= 8)[:, None].astype(np.float32)
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    onnx.save(onnx_model(text, table=table), reference)
+    onnx.save(onnx_model(text, table=off), candidate)
+    report = check(reference, candidate, runs=1, warmup=0)
+    assert not report and not report.runs[0].comparisons[0]
 
 
 # a model the ONNX checker takes (an op of a domain it does not know) and ONNX Runtime cannot load
@@ -1428,9 +1455,12 @@ def test_a_candidate_that_varies_and_fails_its_first_run_says_it_varies(tmp_path
 
 
 def test_a_candidate_whose_second_run_differs_fails(tmp_path: Path) -> None:
-    """Both models hold one seeded RandomUniformLike (no random op added); the reference
-    multiplies its draw by 0, the candidate adds 100 where it is above the largest value of
-    its first draw: its first run matches, its second does not, and the check fails on it."""
+    """Both models hold one seeded RandomUniformLike, drawing alike (no random op added, the
+    same threshold after it); the reference multiplies what it marks by 0, the candidate adds
+    100 and more where the draw is above the largest value of its first draw: its first run
+    matches, its second does not, and the check fails on it. (The scale multiplies the draw
+    after an activation does, so it is the runs' to compare: a constant read by the draw alone
+    makes another draw, ``test_draws``.)"""
     feeds = {"x": np.random.default_rng(0).standard_normal((1, 8)).astype(np.float32)}
     draw = one_output_model("float[N, 8] x", "y = RandomUniformLike <seed = 1.0> (x)")
     draws_path = tmp_path / "draws.onnx"
@@ -1441,7 +1471,10 @@ def test_a_candidate_whose_second_run_differs_fails(tmp_path: Path) -> None:
     body = """r = RandomUniformLike <seed = 1.0> (x)
             c = Greater(r, high)
             f = Cast <to = 1> (c)
-            s = Mul(f, scale)
+            a = Abs(x)
+            t = Mul(f, a)
+            u = Add(t, f)
+            s = Mul(u, scale)
             y = Add(x, s)"""
     reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
     high = np.array(first.max(), np.float32)
@@ -1459,6 +1492,7 @@ def test_a_candidate_whose_second_run_differs_fails(tmp_path: Path) -> None:
     assert report.failures() == [
         f"cpu/default: {run.error}",
         f"cpu/default: y: {(second > high).sum()} of 8 elements outside rtol=0.0001 "
-        f"atol=1e-05 (max abs 100, {run.comparisons[0].max_scaled:.3g} of scale)",
+        f"atol=1e-05 (max abs {run.comparisons[0].max_abs:.3g}, "
+        f"{run.comparisons[0].max_scaled:.3g} of scale)",
     ]
     assert run.error is not None and run.error.startswith("the candidate gave other values of y ")

@@ -431,3 +431,55 @@ def test_an_input_past_the_size_limit_is_refused_before_it_is_read(
         inputs.load_npz(path, strings)
     with pytest.raises(InvalidArgumentError, match=r"x\[101, 4\]: 1616 bytes is more than"):
         inputs.synthesize(spec, {"x": [101, 4]})
+
+
+# ids[1, 64] read by the ops below; tables e16[16, 4] and e3[3, 4] (initializers), w[16, 4]
+# computed (its shape declared: an embedding's weight norm, as exporters write it)
+INDEXED = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (int64[1, 64] ids) => (float[1, 64, 4] y) <float[16, 4] w> {{
+        {body}
+    }}
+"""
+INDEX_CASES = {
+    "gather": ("y = Gather(e16, ids)", 16),
+    "through layout, a cast and a mask": (
+        "i = Cast <to = 6> (ids)\n r = Reshape(i, shape)\n m = Equal(ids, zero)\n"
+        " g = Gather(e16, r)\n y = Identity(g)",
+        16,
+    ),
+    "the smaller of two tables": ("a = Gather(e16, ids)\n b = Gather(e3, ids)\n y = Add(a, b)", 3),
+    "a computed table of declared rows": ("w = Mul(e16, e16)\n y = Gather(w, ids)", 16),
+    "a table of unknown rows": ("t = Identity(e16)\n y = Gather(t, ids)", None),
+    "a gather on axis 1": (
+        "t = Transpose <perm = [1, 0]> (e16)\n g = Gather <axis = 1> (t, ids)\n"
+        " y = Transpose <perm = [1, 2, 0]> (g)",
+        None,
+    ),
+    "a size besides": ("y = Gather(e16, ids)\n s = ConstantOfShape(ids)", None),
+    "a float cast besides": ("y = Gather(e16, ids)\n f = Cast <to = 1> (ids)", None),
+}
+
+
+@pytest.mark.parametrize("case", INDEX_CASES)
+def test_ids_that_only_index_tables_are_drawn_from_their_rows(case: str) -> None:
+    """Ids drawn from [0, 8) compared a fold of a 16-row embedding on its first 8 rows only:
+    a candidate whose rows 8 to 15 were off passed (t310). An integer input that only indexes
+    tables of known rows (a Gather's indices, through layout ops and casts to integers,
+    besides comparisons) is drawn from the rows of the smallest; read any other way (a size,
+    a float), or indexing a table of rows not known, from [0, 8) as before."""
+    body, high = INDEX_CASES[case]
+    model = onnx_model(
+        INDEXED.format(body=body),
+        e16=np.ones((16, 4), np.float32),
+        e3=np.ones((3, 4), np.float32),
+        shape=np.array([1, 64], np.int64),
+        zero=np.array(0, np.int64),
+        check=False,  # the unused values and the declared w: what the test reads, no more
+    )
+    (spec,) = inputs.signature(ir.serde.deserialize_model(model))
+    assert spec.high == high
+    feeds, notes = inputs.synthesize([spec])
+    assert feeds["ids"].min() >= 0 and feeds["ids"].max() == (high or inputs.INT_HIGH) - 1
+    said = f"ids drawn from [0, {high}): the rows of the table it indexes"
+    assert (said in notes) is (high is not None)

@@ -480,6 +480,7 @@ def _inputs_said(
     """``error``, where the reference failed to run on synthesized inputs, with the inputs it
     ran on: those with a dynamic axis at its default size (a model too short for 32 samples
     said only ONNX Runtime's reason, t174) and the integer ones, drawn from ``[0, INT_HIGH)``
+    or the rows of the tables they index
     (a table of 3 speakers indexed with 7 said "indices element out of data bounds", as if the
     model were at fault, t284)."""
     if error.model != reference or options.inputs is not None:
@@ -497,7 +498,8 @@ def _inputs_said(
         ):
             what.setdefault(spec.name, []).append("a dynamic axis at its default size")
         if spec.dtype.is_integer():
-            what.setdefault(spec.name, []).append(f"integers drawn from [0, {inputs_mod.INT_HIGH})")
+            high = spec.high or inputs_mod.INT_HIGH
+            what.setdefault(spec.name, []).append(f"integers drawn from [0, {high})")
     if not what:
         return error
     groups: dict[str, list[str]] = {}  # inputs by what was synthesized, each named once

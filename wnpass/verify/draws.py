@@ -301,7 +301,53 @@ class _Keys:
                 said.append(f"{name} input {value.name}{self._default_said(value)}")
             else:
                 said.append(f"{name} computed")
+        then, ops = self._then(node)
+        key.append(then)
+        if ops:
+            said.append("then " + ", ".join(dict.fromkeys(ops)))
         return self._interned(tuple(key)), node.op_type + (f" ({', '.join(said)})" if said else "")
+
+    def _then(self, node: ir.Node) -> tuple[int, list[str]]:
+        """What the graph computes from ``node``'s draws and small constants alone, as a key
+        (and the ops with the constants they read, in the order read): a threshold
+        (``Less(u, p)``, as torch's exporter writes ``rand_like(x) < p``: a Bernoulli of p), a
+        scale, a shift, a Cast. It is part of how the model draws: ``u < 0`` and ``u < 1e-4``
+        drew alike, by the op alone, and a check passed on them that one run in 150 shows
+        apart (t310). Read from the outputs that hold the draws alone (a Dropout's mask; its
+        output holds its data too), each reader whose other inputs are small constants, by
+        their values (a constant computed in one model and folded in the other keys alike),
+        up to a reader of anything else (an activation, a weight), which the runs compare.
+        Order-free: a model that reads them in another order draws alike."""
+        ops: list[str] = []
+        budget = [_THEN_READERS]
+
+        def key_of(value: ir.Value) -> int:
+            keys = []
+            for use in value.uses():
+                reader = use.node
+                others = [(i, v) for i, v in enumerate(reader.inputs) if i != use.idx]
+                constants = [(i, small_constant(v)) for i, v in others if v is not None]
+                if any(array is None for _, array in constants):
+                    continue  # it reads more than the draw: the runs compare what it gives
+                budget[0] -= 1
+                if budget[0] < 0:  # too long a computation to read: drawn alike by no other
+                    return self._interned(("unknown", id(value)))
+                values = [_said(array) for _, array in constants if array is not None]
+                ops.append(f"{reader.op_type}({', '.join(values)})" if values else reader.op_type)
+                attributes = tuple(
+                    sorted((a.name, _attribute_key(a)) for a in reader.attributes.values())
+                )
+                read = tuple((i, _values(array)) for i, array in constants if array is not None)
+                after = tuple(key_of(output) for output in reader.outputs)
+                keys.append(
+                    self._interned(
+                        (reader.domain or "", reader.op_type, attributes, use.idx, read, after)
+                    )
+                )
+            return self._interned(("then", tuple(sorted(keys))))
+
+        drawn = node.outputs[1:2] if node.op_type == "Dropout" else node.outputs
+        return self._interned(tuple(key_of(value) for value in drawn)), ops
 
     def _default_said(self, value: ir.Value) -> str:
         """`` (default 0.1)`` for a graph input with a default of a few values, ``""``
@@ -376,6 +422,10 @@ class _Keys:
 
     def _interned(self, key: object) -> int:
         return self.interned.setdefault(key, len(self.interned))
+
+
+# The most readers of a draw :meth:`_Keys._then` reads
+_THEN_READERS = 256
 
 
 def _attribute_defaults(node: ir.Node) -> dict[str, object]:

@@ -4,7 +4,9 @@ Dynamic dimensions take their size from ``--shape NAME=DIMS``; otherwise the fir
 batch) is 1 and every other dynamic axis is ``DEFAULT_DYNAMIC_DIM``, and the report says so.
 A symbolic dimension (``N``) has one size in every input that names it.
 Floats are standard normal; integers are drawn from ``[0, INT_HIGH)``, small enough to be valid
-indices for any embedding or vocabulary, and bools are fair coin flips.
+indices for any embedding or vocabulary, and bools are fair coin flips. An integer input that
+only indexes tables (a ``Gather``'s indices, through layout ops and Casts, or compared) is
+drawn from all the rows of the smallest of them instead (:func:`_indexed_rows`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ class InputSpec:
     name: str
     dtype: ir.DataType
     shape: list[int | str | None]
+    # an integer input that only indexes tables: their fewest rows, which its values are
+    # drawn below; None: below INT_HIGH
+    high: int | None = None
 
 
 def signature(
@@ -95,8 +100,57 @@ def signature(
             )
         # a negative size (-1, which ONNX's checker accepts) is dynamic, as ONNX Runtime reads it
         dims = [_dim(d) for d in value.shape]
-        specs.append(InputSpec(value.name or "", value.dtype, dims))
+        high = _indexed_rows(value) if value.dtype.is_integer() else None
+        specs.append(InputSpec(value.name or "", value.dtype, dims, high))
     return specs
+
+
+# ops an index passes through on its way to a table, its values unchanged (a Cast to
+# another integer type)
+_INDEX_LAYOUT = frozenset({"Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity"})
+# ops that read an index and give a bool, whatever its value (a padding mask)
+_INDEX_COMPARED = frozenset({"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"})
+
+
+def _indexed_rows(value: ir.Value) -> int | None:
+    """The fewest rows of the tables ``value`` indexes, where that is all it does: the indices
+    of a ``Gather`` on axis 0 of a table whose rows are known (an initializer, a weight
+    computed from constants whose shape the model declares: an embedding's weight norm),
+    through layout ops and Casts to integers, besides comparisons (a padding mask). Ids drawn
+    from ``[0, INT_HIGH)`` tested a fold of a 16-row table on its first 8 rows only (t310),
+    and indexed a table of 3 speakers out of its bounds (t284). None where it is read
+    otherwise (a size, a position, a graph output), or indexes nothing."""
+    found: list[int] = []
+    stack, seen = [value], set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        if current.is_graph_output():
+            return None
+        for use in current.uses():
+            node = use.node
+            if node.domain not in ("", "ai.onnx"):
+                return None
+            if node.op_type in _INDEX_COMPARED:
+                continue
+            if node.op_type in _INDEX_LAYOUT and use.idx == 0:
+                to = node.attributes.get("to")
+                if to is not None and not ir.DataType(int(to.value)).is_integer():
+                    return None
+                stack.extend(node.outputs)
+                continue
+            axis = node.attributes.get("axis")
+            if node.op_type != "Gather" or use.idx != 1 or (axis is not None and axis.value):
+                return None
+            table = node.inputs[0]
+            shape = None if table is None else table.shape
+            rows = shape[0] if shape is not None and len(shape) else None
+            if not isinstance(rows, int) or rows < 1:
+                return None
+            found.append(rows)
+    return min(found) if found else None
 
 
 def _default_spec(value: ir.Value) -> InputSpec | None:
@@ -329,7 +383,9 @@ def _itemsize(dtype: ir.DataType) -> int:
         return 1
 
 
-def _random(dtype: ir.DataType, shape: list[int], rng: np.random.Generator) -> np.ndarray:
+def _random(
+    dtype: ir.DataType, shape: list[int], rng: np.random.Generator, high: int | None = None
+) -> np.ndarray:
     if dtype.is_floating_point():
         array = rng.standard_normal(shape)
         if dtype == ir.DataType.FLOAT8E8M0:  # powers of two only: no sign, no zero
@@ -340,7 +396,7 @@ def _random(dtype: ir.DataType, shape: list[int], rng: np.random.Generator) -> n
     if dtype == ir.DataType.BOOL:
         return rng.integers(0, 2, shape).astype(bool)
     if dtype.is_integer():
-        return rng.integers(0, INT_HIGH, shape).astype(dtype.numpy())
+        return rng.integers(0, high or INT_HIGH, shape).astype(dtype.numpy())
     raise UsageError(f"cannot synthesize {dtype.name.lower()} inputs; give an inputs file")
 
 
@@ -393,9 +449,14 @@ def synthesize(
                 parameter="shapes",
             )
         notes.extend(spec_notes)
-        feeds[spec.name] = _random(spec.dtype, shape, rng)
-    if any(s.dtype.is_integer() for s in specs):
+        feeds[spec.name] = _random(spec.dtype, shape, rng, spec.high)
+    if any(s.dtype.is_integer() and s.high is None for s in specs):
         notes.append(f"integer inputs drawn from [0, {INT_HIGH})")
+    for spec in specs:
+        if spec.dtype.is_integer() and spec.high is not None:
+            notes.append(
+                f"{spec.name} drawn from [0, {spec.high}): the rows of the table it indexes"
+            )
     return feeds, notes
 
 
