@@ -81,6 +81,24 @@ def test_a_model_proto_is_never_changed() -> None:
     assert model.SerializeToString() == given
 
 
+def test_a_verified_fold_inside_a_branch_notes_that_a_branch_not_taken_is_not_compared(
+    tmp_path: Path,
+) -> None:
+    """A fold inside both branches of an If was "equivalent" on one synthesized coin flip,
+    which ran one branch (t310): the check says which bodies hold folded weights, compared
+    only where the inputs run them; a fold in the main graph alone says nothing of it."""
+    path, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
+    onnx.save(_every_kind_of_constant(), path)
+    _, report = fold_onnx(path, out, verify=CheckOptions(runs=1, warmup=0))
+    assert report.check and report.check.notes[-1] == (
+        "weights folded inside subgraph then: compared only where the inputs run them (an "
+        "If's branch they do not take is not); give --inputs with values that take each"
+    )
+    plain = weight_normed(tmp_path)
+    _, report = fold_onnx(plain, tmp_path / "plain.onnx", verify=CheckOptions(runs=1, warmup=0))
+    assert report.check and not any("subgraph" in note for note in report.check.notes)
+
+
 def test_a_malformed_model_proto_is_one_invalid_model_error() -> None:
     """A ``ModelProto`` given in memory is checked as a file is: a ``Constant`` whose
     ``value`` is a float, not a tensor, was a bare TypeError from onnx-ir."""

@@ -20,7 +20,7 @@ from wnpass.onnx.fold import FoldWeightNormPass, count_nodes, inspection_of_a_fo
 from wnpass.onnx.graphs import constant_initializers
 from wnpass.onnx.match import declined_targets, find_sites
 from wnpass.plan import IOPlan, as_path, as_plan
-from wnpass.report import FoldReport
+from wnpass.report import ConeReport, FoldReport, SiteReport, listed
 from wnpass.verify.options import CheckOptions
 
 __all__ = ["FoldOutcome", "fold_onnx", "inspect_onnx"]
@@ -233,6 +233,21 @@ def _fold(ir_model: ir.Model, weight_norm_only: bool) -> FoldReport:
     return report
 
 
+def _in_bodies_note(report: FoldReport) -> list[str]:
+    """A note where weights were folded inside subgraphs: the check runs one branch of an
+    ``If``, and a ``Loop``'s body as often as the inputs say, so a fold inside a branch the
+    inputs did not take is not compared (a bool input synthesized is one coin flip, t310)."""
+    rows: list[SiteReport | ConeReport] = [*report.sites, *report.cones]
+    inside = [row.graph for row in rows if row.status == "folded" and row.graph != "main"]
+    bodies = sorted({graph for graph in inside if graph.startswith("subgraph")})
+    if not bodies:
+        return []
+    return [
+        f"weights folded inside {listed(bodies, 5)}: compared only where the inputs run them "
+        "(an If's branch they do not take is not); give --inputs with values that take each"
+    ]
+
+
 def _check_gate(
     model: ir.Model, source: Path, output: Path, options: CheckOptions, report: FoldReport
 ) -> Callable[[Path], bool]:
@@ -258,6 +273,7 @@ def _check_gate(
             raise RuntimeError(f"the folded model is not valid: {error.detail}") from error
         # the name it is published under; in place, that is the input's name too
         checked.candidate = str(output) if output != source else f"the folded {output}"
+        checked.notes += _in_bodies_note(report)
         report.check = checked
         return bool(checked)
 
