@@ -547,3 +547,58 @@ def test_a_site_whose_v_or_g_is_dequantized_is_declined_as_quantized(role: str) 
         assert site.reason == (
             f"{role} is quantized (read through DequantizeLinear); fold before quantizing"
         )
+
+
+# a Gemm's site as ONNX Runtime's static quantizer leaves a dynamo export quantized before
+# folding: v int8, g / ||v|| through QuantizeLinear/DequantizeLinear (in ``{q}``'s domain)
+# before v multiplies it; or (QOperator) multiplied by v in a QLinearMul
+_STEP_QUANTIZED = """
+    <ir_version: 8, opset_import: ["" : 17, "com.microsoft" : 1]>
+    agraph (float[2, 4] x) => (float[2, 3] y) {{
+        vd = {q}DequantizeLinear(vq, s, z)
+        n = ReduceL2 <axes = [1]> (vd)
+        d = Div(g, n)
+        dq = {q}QuantizeLinear(d, ds, z)
+        {product}
+        y = Gemm <transB = 1> (x, w)
+    }}
+"""
+_QDQ_PRODUCT = "dd = {q}DequantizeLinear(dq, ds, z)\n w = Mul(vd, dd)"
+_QOPERATOR_PRODUCT = (
+    "wq = com.microsoft.QLinearMul(vq, s, z, dq, ds, z, ws, z)\n w = DequantizeLinear(wq, ws, z)"
+)
+
+
+@pytest.mark.parametrize(
+    ("q", "product", "consumer"),
+    [
+        ("", _QDQ_PRODUCT, "Gemm(transB=1)"),
+        ("com.microsoft.", _QDQ_PRODUCT, "Gemm(transB=1)"),
+        ("", _QOPERATOR_PRODUCT, "QuantizeLinear"),
+    ],
+    ids=["qdq", "contrib qdq", "qoperator"],
+)
+def test_a_site_with_g_over_its_norm_quantized_is_declined_by_name(
+    q: str, product: str, consumer: str
+) -> None:
+    """With ONNX Runtime's contrib Q/DQ ops (``UseQDQContribOps``) or its QOperator format, a
+    model quantized before folding said "no weight-norm sites", ``ok`` true, and ran its norm
+    at every inference (t308); ONNX's own Q/DQ were followed. The site is found in each,
+    named after its parameter, and declined for the step quantized."""
+    text = _STEP_QUANTIZED.format(q=q, product=product.format(q=q))
+    model = onnx_model(
+        text,
+        names={"vq": "lin.parametrizations.weight.original1_quantized"},
+        vq=np.arange(-6, 6, dtype=np.int8).reshape(3, 4),
+        g=rand(3, 1) + 0.5,
+        s=np.array(0.1, np.float32),
+        ds=np.array(0.01, np.float32),
+        ws=np.array(0.05, np.float32),
+        z=np.array(0, np.int8),
+    )
+    for report in (inspect_onnx(model), fold_onnx(model)[1]):
+        (site,) = report.sites
+        assert (site.status, site.name, site.consumers) == ("declined", "lin.weight", [consumer])
+        assert site.reason == (
+            "QuantizeLinear quantizes 'd', a step of its computation; fold before quantizing"
+        )

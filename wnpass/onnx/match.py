@@ -362,7 +362,7 @@ def static_shape(value: ir.Value) -> tuple[int, ...] | None:
     const = const_tensor(value)
     if const is not None:
         return tuple(int(d) for d in const.shape.numpy())
-    if (dequantizer := producer(value, "DequantizeLinear")) is not None:
+    if (dequantizer := _qdq(value, "DequantizeLinear")) is not None:
         quantized = dequantizer.inputs[0]  # of the same shape, by the op's definition
         return None if quantized is None else static_shape(quantized)
     small = small_constant(value)
@@ -415,6 +415,12 @@ def _factors(
     while stack:
         value, exponent = stack.pop()
         node = value.producer()
+        quantizer = _quantizer_of(value)
+        if quantizer is not None and (value is top or not _normalized(value)):
+            assert quantizer.inputs[0] is not None
+            stack.append((quantizer.inputs[0], exponent))
+            quantizers.append(quantizer)
+            continue
         if (
             node is not None
             and node.domain in ("", "ai.onnx")
@@ -438,12 +444,6 @@ def _factors(
                 if op == "Cast":
                     casts.append(node)
                 continue
-            quantizer = producer(inputs[0] if inputs else None, "QuantizeLinear")
-            if op == "DequantizeLinear" and quantizer and _quantized_step(quantizer) is value:
-                assert quantizer.inputs[0] is not None
-                stack.append((quantizer.inputs[0], exponent))
-                quantizers.append(quantizer)
-                continue
             if op == "LpNormalization" and inputs[0] is not None:
                 if attr_int(node, "p", 2) != 2:
                     return "LpNormalization with p != 2 is not a weight norm"
@@ -463,11 +463,23 @@ def _factors(
     return None
 
 
+# The domains of the QuantizeLinear and DequantizeLinear a QDQ model holds: ONNX's, and ONNX
+# Runtime's own (its quantizer's UseQDQContribOps, for 16-bit and 4-bit types)
+_QDQ_DOMAINS = frozenset({"", "ai.onnx", "com.microsoft"})
+
+
+def _qdq(value: ir.Value | None, op: str) -> ir.Node | None:
+    """The producer of ``value`` where it is an ``op`` (``QuantizeLinear``,
+    ``DequantizeLinear``) of a QDQ domain; else None."""
+    node = None if value is None else value.producer()
+    return node if node is not None and node.op_type == op and node.domain in _QDQ_DOMAINS else None
+
+
 def _dequantized(quantizer: ir.Node) -> ir.Value | None:
     """The output of the ``DequantizeLinear`` that alone reads ``quantizer``'s output, where
     ``quantizer`` is a ``QuantizeLinear`` with a constant scale and zero point: a QDQ model's
     fake quantization of the value it reads, read as that value quantized. None otherwise."""
-    if quantizer.op_type != "QuantizeLinear" or quantizer.domain not in ("", "ai.onnx"):
+    if quantizer.op_type != "QuantizeLinear" or quantizer.domain not in _QDQ_DOMAINS:
         return None
     if not all(is_constant_cone(side) for side in quantizer.inputs[1:] if side is not None):
         return None
@@ -477,7 +489,7 @@ def _dequantized(quantizer: ir.Node) -> ir.Value | None:
         return None
     (use,) = uses
     node = use.node
-    if use.idx != 0 or node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
+    if use.idx != 0 or node.op_type != "DequantizeLinear" or node.domain not in _QDQ_DOMAINS:
         return None
     return node.outputs[0]
 
@@ -490,6 +502,14 @@ def _quantized_step(quantizer: ir.Node) -> ir.Value | None:
     if producer(step, *_PRODUCT_OPS, "Reciprocal", "LpNormalization") is None:
         return None
     return _dequantized(quantizer)
+
+
+def _quantizer_of(value: ir.Value) -> ir.Node | None:
+    """The ``QuantizeLinear`` whose step of a product ``value`` gives back quantized
+    (:func:`_quantized_step`); else None."""
+    dequantizer = _qdq(value, "DequantizeLinear")
+    quantizer = _qdq(dequantizer.inputs[0], "QuantizeLinear") if dequantizer else None
+    return quantizer if quantizer and _quantized_step(quantizer) is value else None
 
 
 def _uses_through(value: ir.Value, through: Set[str]) -> Iterator[ir.Node]:
@@ -836,7 +856,12 @@ def _unsupported(site: Site, why: str) -> Site | None:
     with the reason. ``v / ||v||`` times more than one constant is weight norm (a
     weight-normed weight scaled, ``lin.weight * 0.5``), a site declined as such."""
     if is_constant_cone(site.root):
-        return None
+        if (quantizer := _quantizer_reading(site.root)) is None:
+            return None
+        # a step of it quantized, the rest computed by quantized ops (QLinearMul(v, Q(g / ||v||))
+        # of ONNX Runtime's QOperator format): weight norm still run, declined as such (t308)
+        site.reason = _step_quantized(quantizer)
+        return site
     site.reason = f"unsupported form: {why}"
     return site
 
@@ -971,13 +996,27 @@ def _quantized(target: ir.Value) -> str | None:
     weight once, the graph in steps, and the two may differ by an ulp, which moves an element
     across a quantization step where it sits on a boundary (2-4.5% of an output's scale on
     real models, t306). None where no quantizer reads it."""
-    for node in _uses_through(target, _REPORT_THROUGH):  # Split, Slice, Concat too (t307)
-        if (op := node.op_type) in _QUANTIZERS:
-            return (
-                f"{op} quantizes it: a weight rounded once, as a fold writes it, may be an ulp "
-                "from the graph's and land in another quantization step; fold before quantizing"
-            )
-    return None
+    if (quantizer := _quantizer_reading(target)) is None:
+        return None
+    return (
+        f"{quantizer.op_type} quantizes it: a weight rounded once, as a fold writes it, may be "
+        "an ulp from the graph's and land in another quantization step; fold before quantizing"
+    )
+
+
+def _quantizer_reading(value: ir.Value) -> ir.Node | None:
+    """A quantizer that reads ``value``, directly or behind layout ops, ``Slice``, ``Split``
+    or ``Concat`` (t307); None where none does."""
+    return next(
+        (n for n in _uses_through(value, _REPORT_THROUGH) if n.op_type in _QUANTIZERS), None
+    )
+
+
+def _step_quantized(quantizer: ir.Node) -> str:
+    """Why a site is declined whose step ``quantizer`` quantizes (:func:`_quantized_reason`)."""
+    step = quantizer.inputs[0] if quantizer.inputs else None
+    name = "" if step is None else f" '{step.name}'"
+    return f"{quantizer.op_type} quantizes{name}, a step of its computation; fold before quantizing"
 
 
 def _quantized_reason(
@@ -990,11 +1029,9 @@ def _quantized_reason(
     v, and a fold would write it in float, dropping the quantization: fold before quantizing.
     None where the site is not quantized."""
     if quantizers:
-        step = quantizers[0].inputs[0]
-        name = "" if step is None else f" '{step.name}'"
-        return f"QuantizeLinear quantizes{name}, a step of its computation; fold before quantizing"
+        return _step_quantized(quantizers[0])
     for role, value in (("v", v), ("g", gain)):
-        if value is not None and producer(strip_cast(value), "DequantizeLinear") is not None:
+        if value is not None and _qdq(strip_cast(value), "DequantizeLinear") is not None:
             return f"{role} is quantized (read through DequantizeLinear); fold before quantizing"
     return None
 
