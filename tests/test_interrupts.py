@@ -3,6 +3,7 @@ a result is being published, so that a multi-file output is never part old, part
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import signal
@@ -534,10 +535,42 @@ def test_a_second_signal_does_not_cut_the_removal_of_staging_short(
     monkeypatch.setattr(
         plan.shutil, "rmtree", _signalling(shutil.rmtree, signal.SIGINT, before=True), raising=True
     )
-    with pytest.raises(KeyboardInterrupt), the_plan.staging(tmp_path / "out.onnx") as folder:
+    with pytest.raises(interrupts.Terminated), the_plan.staging(tmp_path / "out.onnx") as folder:
         (folder / "out.onnx").write_bytes(b"half")
         signal.raise_signal(signal.SIGTERM)
     assert list(tmp_path.iterdir()) == []
+    assert interrupts.stopped_by() == signal.SIGTERM  # the first decides the exit status
+
+
+@pytest.mark.usefixtures("handled")
+def test_signals_that_come_while_a_stop_unwinds_are_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hundreds of SIGTERMs in a burst (t309): one raised inside a context manager's exit,
+    before the staging's removal was held, cut that removal short (a 385 MiB staging folder
+    left, chained tracebacks, exit 1). Once a stop unwinds, later ones are dropped: each exit
+    on the way out runs to its end, and the staging is removed."""
+    the_plan = IOPlan()
+    the_plan.write(tmp_path / "out.onnx", "output")
+    the_plan.check()
+    exits: list[str] = []
+
+    @contextlib.contextmanager
+    def exiting(name: str) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            signal.raise_signal(signal.SIGINT)  # into the exit, before anything is held
+            signal.raise_signal(signal.SIGTERM)
+            exits.append(name)
+
+    with pytest.raises(interrupts.Terminated) as stopped:
+        with the_plan.staging(tmp_path / "out.onnx") as folder, exiting("a"), exiting("b"):
+            (folder / "out.onnx").write_bytes(b"half")
+            signal.raise_signal(signal.SIGTERM)
+    assert exits == ["b", "a"] and list(tmp_path.iterdir()) == []
+    assert stopped.value.__context__ is None  # no second stop raised into the first
+    assert interrupts.stopped_by() == signal.SIGTERM
 
 
 # The program, sent SIGINT the moment it starts importing the command line's modules (before
@@ -657,3 +690,17 @@ def test_a_stop_while_the_model_s_code_runs_ends_with_the_signal_s_code(
         process.kill()
     assert process.returncode == 128 + signum
     assert "os._exit" not in err and err.count("\n") == 1
+
+
+def test_a_signal_while_the_stop_line_is_said_is_dropped() -> None:
+    """A second SIGTERM while the first's stop line was being said said it again (t309)."""
+    said: list[int] = []
+
+    def on_stop(signum: int) -> NoReturn:
+        said.append(signum)
+        signal.raise_signal(signal.SIGTERM)  # while it says its line
+        raise _Stopped(signum)
+
+    with interrupts.handled(on_stop), pytest.raises(_Stopped):
+        signal.raise_signal(signal.SIGINT)
+    assert said == [signal.SIGINT]

@@ -18,6 +18,10 @@ and the others whose default action would end the process on the spot (SIGHUP, S
   A handler the model's code installed meanwhile (its own, or a default that ends the
   process) is lent wnpass's for the renames, and given the signal once they are done.
 
+- **A stop under way** (raised as an exception, or ending the process): further stop
+  signals are dropped, so that none cuts the first one's cleanup short or says it twice; the
+  first decides how the process ends.
+
 A signal that ends the run after a file was put in place (or an old data file deleted), be it
 held through a result's renames or come later, must not read as "nothing was written":
 :class:`wnpass.plan.IOPlan` records each such file here (:func:`wrote`, :func:`removed`), and
@@ -79,6 +83,7 @@ class _State:
     pending: ClassVar[list[int]] = []  # the signals that came while a result was published
     lent: ClassVar[dict[int, _Handler]] = {}  # the handlers ours replaced while publishing
     raised: int | None = None  # the signal last turned into an exception
+    ending = False  # on_stop is ending the process
     on_stop: Callable[[int], NoReturn] | None = None
     written: ClassVar[list[str]] = []  # files put in place since handled() was entered
     deleted: ClassVar[list[str]] = []  # files deleted since then
@@ -160,10 +165,20 @@ def release() -> None:
                 signal.raise_signal(signum)  # its own handler now (which may raise)
             except BaseException as error:  # raised again below, once every one has run
                 failure = failure or error
-    if ours:
+    if ours and not _unwinding():
         _raise(ours[0])
     if failure is not None:
         raise failure
+
+
+def _unwinding() -> bool:
+    """Whether a stop is under way: one raised as an exception on its way out (till
+    :func:`forget_stop`), or one ending the process (``on_stop``). A second signal raised into
+    the first's cleanup (inside a context manager's exit, before the staging's removal was
+    held) left the staging folder on disk, chained tracebacks and exit 1, and one during the
+    stop line said it twice (t309: hundreds of SIGTERMs in a burst). Later signals are
+    dropped; the first decides the exit status."""
+    return _State.raised is not None or _State.ending
 
 
 def _in_main_thread() -> bool:
@@ -213,8 +228,14 @@ def _handler(signum: int, frame: object) -> None:
         if signum not in _State.pending:
             _State.pending.append(signum)
         return
+    if _unwinding():
+        return  # a stop is under way: another would cut its cleanup short, or say it twice
     if not _State.staged and _State.on_stop is not None:
-        _State.on_stop(signum)
+        _State.ending = True
+        try:
+            _State.on_stop(signum)  # ends the process (a test's raises)
+        finally:
+            _State.ending = False
     _raise(signum)
 
 
