@@ -564,10 +564,14 @@ def test_signals_that_come_while_a_stop_unwinds_are_dropped(
             signal.raise_signal(signal.SIGTERM)
             exits.append(name)
 
-    with pytest.raises(interrupts.Terminated) as stopped:
-        with the_plan.staging(tmp_path / "out.onnx") as folder, exiting("a"), exiting("b"):
-            (folder / "out.onnx").write_bytes(b"half")
-            signal.raise_signal(signal.SIGTERM)
+    with (
+        pytest.raises(interrupts.Terminated) as stopped,
+        the_plan.staging(tmp_path / "out.onnx") as folder,
+        exiting("a"),
+        exiting("b"),
+    ):
+        (folder / "out.onnx").write_bytes(b"half")
+        signal.raise_signal(signal.SIGTERM)
     assert exits == ["b", "a"] and list(tmp_path.iterdir()) == []
     assert stopped.value.__context__ is None  # no second stop raised into the first
     assert interrupts.stopped_by() == signal.SIGTERM
