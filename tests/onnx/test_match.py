@@ -602,3 +602,34 @@ def test_a_site_with_g_over_its_norm_quantized_is_declined_by_name(
         assert site.reason == (
             "QuantizeLinear quantizes 'd', a step of its computation; fold before quantizing"
         )
+
+
+def test_a_site_whose_norm_is_quantized_is_declined_by_name() -> None:
+    """Told to quantize ``Div`` (``op_types_to_quantize``, as QNN's configuration does), ONNX
+    Runtime's quantizer puts QuantizeLinear/DequantizeLinear between ``||v||`` and the
+    ``Div``: "no weight-norm sites" while the norm ran (t311)."""
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            n = ReduceL2 <axes = [1]> (v)
+            nq = QuantizeLinear(n, s, z)
+            nd = DequantizeLinear(nq, s, z)
+            d = Div(v, nd)
+            w = Mul(d, g)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(
+        text, names={"v": "lin.weight_v", "g": "lin.weight_g"}, v=rand(3, 4), g=rand(3, 1),
+        s=np.array(0.01, np.float32), z=np.array(0, np.uint8),
+    )  # fmt: skip
+    for report in (inspect_onnx(model), fold_onnx(model)[1]):
+        (site,) = report.sites
+        assert (site.status, site.name, site.consumers) == (
+            "declined",
+            "lin.weight",
+            ["Gemm(transB=1)"],
+        )
+        assert site.reason == (
+            "QuantizeLinear quantizes 'n', a step of its computation; fold before quantizing"
+        )

@@ -630,7 +630,7 @@ def test_what_a_draw_is_read_through_with_constants_is_part_of_how_it_draws(
         "q other": (LESS, GREATER, {"p": 0.0, "q": 0.5}),
     }
     for name, (first, second, values) in variants.items():
-        constants = {"p": 0.0, "q": 0.99, **values}
+        constants = {"p": 0.0, "q": 1.0, **values}  # u < 0 and u > 1: never, so runs agree
         arrays = {key: np.array(value, np.float32) for key, value in constants.items()}
         body = THRESHOLDED.format(first=first, second=second)
         paths[name] = tmp_path / f"{name}.onnx"
@@ -638,10 +638,10 @@ def test_what_a_draw_is_read_through_with_constants_is_part_of_how_it_draws(
     zero = paths["p 0"]
     assert _random_differences(zero, paths["p 1e-4"]) == [
         "the candidate holds random ops the reference does not (1 RandomUniformLike (then "
-        "Less(0.0001), Cast, Greater(0.99))): its outputs may change from run to run, which no "
+        "Less(0.0001), Cast, Greater(1))): its outputs may change from run to run, which no "
         "run of the check shows equivalent",
         "the reference holds random ops the candidate does not (1 RandomUniformLike (then "
-        "Less(0), Cast, Greater(0.99))): its outputs may change from run to run where the "
+        "Less(0), Cast, Greater(1))): its outputs may change from run to run where the "
         "candidate's do not, which no run of the check shows equivalent",
     ]
     assert _random_differences(zero, paths["q other"])  # the second threshold counts too
@@ -843,3 +843,63 @@ def test_functions_calling_the_next_twice_are_each_read_once(
     monkeypatch.setattr(draws, "_aborts", counted)
     assert aborting_op(onnx_io.load(path)) is None
     assert len(read) < 10 * depth  # each function's nodes once: 3 each and the noise's 2
+
+
+def test_a_draw_is_read_elementwise_only_and_the_same_way_as_a_ratio(tmp_path: Path) -> None:
+    """t311: a sample picking a row of an embedding (``Gather(table, Multinomial(...))``) was
+    keyed with the table's values, an ulp apart once the table was folded: a right fold failed
+    its check. Only elementwise readers are part of how a model draws; a draw read twice
+    (``u * u < p``) and a threshold given as an input with a default are read (each matched
+    a threshold of another value); a chain past the readers read matches itself."""
+    table = np.arange(12, dtype=np.float32).reshape(3, 4)
+    sampled = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[1, 3] logits) => (float[1, 2, 4] y) {
+            m = Multinomial <sample_size = 2, seed = 1.0> (logits)
+            y = Gather(table, m)
+        }
+    """
+    paths = {}
+    for name, values in (("table", table), ("table moved", np.nextafter(table, np.inf))):
+        paths[name] = tmp_path / f"{name}.onnx"
+        onnx.save(onnx_model(sampled, table=values), paths[name])
+    assert _random_differences(paths["table"], paths["table moved"]) == []
+    squared = (
+        "u = RandomUniformLike (x)\n q = Mul(u, u)\n m = Less(q, p)\n f = Cast <to = 1> (m)\n"
+        " y = Add(x, f)"
+    )
+    for name, p in (("squared 0", 0.0), ("squared tiny", 1e-12)):
+        paths[name] = tmp_path / f"{name}.onnx"
+        onnx.save(
+            one_output_model("float[N, 8] x", squared, p=np.array(p, np.float32)), paths[name]
+        )
+    assert _random_differences(paths["squared 0"], paths["squared tiny"])
+    long = (
+        "u = RandomUniformLike (x)\n"
+        + "".join(f" u{i + 1} = Mul({'u' if i == 0 else f'u{i}'}, one)\n" for i in range(300))
+        + " y = Add(x, u300)"
+    )
+    paths["long"] = tmp_path / "long.onnx"
+    onnx.save(one_output_model("float[N, 8] x", long, one=np.array(1.0, np.float32)), paths["long"])
+    assert _random_differences(paths["long"], paths["long"]) == []
+
+
+def test_a_threshold_given_as_an_input_with_a_default_is_keyed_with_it(tmp_path: Path) -> None:
+    """t311: ``Less(u, p)`` with p an input whose default is 0 against one whose default is
+    1e-6 drew alike."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[N, 8] x, float p) => (float[N, 8] y) {
+            u = RandomUniformLike (x)
+            m = Less(u, p)
+            f = Cast <to = 1> (m)
+            y = Add(x, f)
+        }
+    """
+    paths = {}
+    for name, p in (("0", 0.0), ("1e-6", 1e-6)):
+        paths[name] = tmp_path / f"{name}.onnx"
+        onnx.save(onnx_model(text, p=np.array(p, np.float32)), paths[name])
+    (said,) = _random_added_to(paths["0"], paths["1e-6"])
+    assert "then Less(input p (default 1e-06)), Cast" in said
+    assert _random_differences(paths["0"], paths["0"]) == []

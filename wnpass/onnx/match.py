@@ -495,11 +495,13 @@ def _dequantized(quantizer: ir.Node) -> ir.Value | None:
 
 
 def _quantized_step(quantizer: ir.Node) -> ir.Value | None:
-    """The value :func:`_dequantized` gives back, where ``quantizer`` quantizes a step of a
-    product (``Mul``, ``Div``, ``Reciprocal``, ``LpNormalization``): ONNX Runtime's static
-    quantizer puts one between ``g / ||v||`` and ``v``. None otherwise."""
+    """The value :func:`_dequantized` gives back, where ``quantizer`` quantizes a computed
+    value (a step of a product, or the norm: ONNX Runtime's static quantizer puts one between
+    ``g / ||v||`` and ``v``, and, told to quantize ``Div``, between ``||v||`` and the ``Div``,
+    t311). None otherwise: an initializer quantized is a quantized constant
+    (:func:`_quantized_reason`)."""
     step = quantizer.inputs[0] if quantizer.inputs else None
-    if producer(step, *_PRODUCT_OPS, "Reciprocal", "LpNormalization") is None:
+    if step is None or step.producer() is None:
         return None
     return _dequantized(quantizer)
 
@@ -670,6 +672,9 @@ def _roots_of(seed: ir.Node) -> list[ir.Value]:
         seen.add(value)
         for use in value.uses():
             node = use.node
+            if (dequantized := _quantized_step(node)) is not None:
+                stack.append(dequantized)  # the norm quantized (QDQ): declined as such
+                continue
             if node.domain not in ("", "ai.onnx"):
                 continue
             if node.op_type in _PRODUCT_OPS:

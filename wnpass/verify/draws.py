@@ -308,16 +308,19 @@ class _Keys:
         return self._interned(tuple(key)), node.op_type + (f" ({', '.join(said)})" if said else "")
 
     def _then(self, node: ir.Node) -> tuple[int, list[str]]:
-        """What the graph computes from ``node``'s draws and small constants alone, as a key
-        (and the ops with the constants they read, in the order read): a threshold
+        """What the graph computes from ``node``'s draws elementwise with constants, as a key
+        (and the ops with what else they read, in the order read): a threshold
         (``Less(u, p)``, as torch's exporter writes ``rand_like(x) < p``: a Bernoulli of p), a
         scale, a shift, a Cast. It is part of how the model draws: ``u < 0`` and ``u < 1e-4``
         drew alike, by the op alone, and a check passed on them that one run in 150 shows
         apart (t310). Read from the outputs that hold the draws alone (a Dropout's mask; its
-        output holds its data too), each reader whose other inputs are small constants, by
-        their values (a constant computed in one model and folded in the other keys alike),
-        up to a reader of anything else (an activation, a weight), which the runs compare.
-        Order-free: a model that reads them in another order draws alike."""
+        output holds its data too), through each elementwise reader whose other inputs are
+        the draw itself or keyed as a ratio is (:meth:`value`: a constant's values, a graph
+        input with its default), up to any other reader (an activation read, a weight: a
+        ``Gather`` of an embedding by a sample, which a fold rewrites), whose values the runs
+        compare. Order-free: a model that reads them in another order draws alike. Past
+        :data:`_THEN_READERS` readers, what follows is not read (one key for all: a model
+        matched itself no more, t311)."""
         ops: list[str] = []
         budget = [_THEN_READERS]
 
@@ -325,29 +328,63 @@ class _Keys:
             keys = []
             for use in value.uses():
                 reader = use.node
-                others = [(i, v) for i, v in enumerate(reader.inputs) if i != use.idx]
-                constants = [(i, small_constant(v)) for i, v in others if v is not None]
-                if any(array is None for _, array in constants):
+                read = self._read_with(reader, use.idx, value)
+                if read is None:
                     continue  # it reads more than the draw: the runs compare what it gives
                 budget[0] -= 1
-                if budget[0] < 0:  # too long a computation to read: drawn alike by no other
-                    return self._interned(("unknown", id(value)))
-                values = [_said(array) for _, array in constants if array is not None]
-                ops.append(f"{reader.op_type}({', '.join(values)})" if values else reader.op_type)
+                if budget[0] < 0:
+                    return self._interned(("then", "more readers than are read"))
+                keys_read, said = read
+                ops.append(f"{reader.op_type}({', '.join(said)})" if said else reader.op_type)
                 attributes = tuple(
                     sorted((a.name, _attribute_key(a)) for a in reader.attributes.values())
                 )
-                read = tuple((i, _values(array)) for i, array in constants if array is not None)
                 after = tuple(key_of(output) for output in reader.outputs)
                 keys.append(
                     self._interned(
-                        (reader.domain or "", reader.op_type, attributes, use.idx, read, after)
+                        (reader.domain or "", reader.op_type, attributes, use.idx, keys_read, after)
                     )
                 )
             return self._interned(("then", tuple(sorted(keys))))
 
-        drawn = node.outputs[1:2] if node.op_type == "Dropout" else node.outputs
-        return self._interned(tuple(key_of(value) for value in drawn)), ops
+        outputs = node.outputs[1:2] if node.op_type == "Dropout" else node.outputs
+        return self._interned(tuple(key_of(value) for value in outputs)), ops
+
+    def _read_with(
+        self, reader: ir.Node, index: int, drawn: ir.Value
+    ) -> tuple[tuple[object, ...], list[str]] | None:
+        """The keys of what an elementwise ``reader`` of ``drawn`` (a value computed from a
+        draw, its input ``index``) reads besides, and as said; None where it is no
+        elementwise op, or reads a value that varies otherwise (an activation, or another
+        value computed from the draw: which of two paths reaches it first is no part of how
+        the model draws)."""
+        if reader.domain not in ("", "ai.onnx") or reader.op_type not in _ELEMENTWISE:
+            return None
+        keys: list[object] = []
+        said: list[str] = []
+        for i, other in enumerate(reader.inputs):
+            if i == index or other is None:
+                continue
+            if other is drawn:  # read twice (``u * u``)
+                keys.append((i, "drawn"))
+                continue
+            if (array := small_constant(other)) is not None:  # by value, as a ratio is
+                keys.append((i, _values(array)))
+                said.append(_said(array))
+                continue
+            key = self.value(other)
+            if id(other) in self.varying and not self._defaulted(other):
+                return None
+            keys.append((i, key))
+            if id(other) in self.main_inputs:
+                said.append(f"input {other.name}{self._default_said(other)}")
+            else:
+                said.append("computed")
+        return tuple(keys), said
+
+    def _defaulted(self, value: ir.Value) -> bool:
+        """Whether ``value`` is an input of the model with a default (keyed with it)."""
+        return id(value) in self.main_inputs and value.name in self.model.graph.initializers
 
     def _default_said(self, value: ir.Value) -> str:
         """`` (default 0.1)`` for a graph input with a default of a few values, ``""``
@@ -426,6 +463,14 @@ class _Keys:
 
 # The most readers of a draw :meth:`_Keys._then` reads
 _THEN_READERS = 256
+# The ops through which a draw's values are read as part of how it draws (:meth:`_Keys._then`):
+# arithmetic, comparisons, logic, selections and casts, element by element
+_ELEMENTWISE = frozenset(
+    {"Add", "Sub", "Mul", "Div", "Pow", "Mod", "Neg", "Abs", "Sqrt", "Exp", "Log", "Reciprocal"}
+    | {"Floor", "Ceil", "Round", "Sign", "Relu", "Sigmoid", "Tanh", "Erf", "Clip", "Min", "Max"}
+    | {"Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Equal", "Not", "And", "Or", "Xor"}
+    | {"Where", "Cast", "CastLike", "Identity"}
+)
 
 
 def _attribute_defaults(node: ir.Node) -> dict[str, object]:
