@@ -182,6 +182,12 @@ class FoldReport(Anchored):
         return sum(cone.status == "folded" for cone in self.cones)
 
     @property
+    def changed(self) -> bool:
+        """Whether the fold changed the model: a weight folded, or a function inlined (which
+        it does only where that folds more)."""
+        return self.folded + self.cones_folded > 0 or bool(self.inlined)
+
+    @property
     def computed_weights(self) -> list[str]:
         """Weights still computed at run time that a fold would make initializers (an
         inspection's ``foldable`` cones)."""

@@ -90,10 +90,35 @@ def test_a_verified_fold_inside_a_branch_notes_that_a_branch_not_taken_is_not_co
     path, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
     onnx.save(_every_kind_of_constant(), path)
     _, report = fold_onnx(path, out, verify=CheckOptions(runs=1, warmup=0))
-    assert report.check and report.check.notes[-1] == (
-        "weights folded inside subgraph then: compared only where the inputs run them (an "
-        "If's branch they do not take is not); give --inputs with values that take each"
+    note = (
+        "weights folded that only subgraph then read: compared only where the inputs run them "
+        "(an If's branch they do not take is not); give --inputs with values that take each"
     )
+    assert report.check and report.check.notes[-1] == note
+    # the weight folded in the main graph, read only in the branch (t311)
+    floats = TensorProto.FLOAT
+    then = oh.make_graph(
+        [oh.make_node("Gemm", ["x", "w"], ["t_y"], transB=1)], "then", [],
+        [oh.make_tensor_value_info("t_y", floats, [2, 3])],
+    )  # fmt: skip
+    orelse = oh.make_graph(
+        [oh.make_node("Neg", ["x"], ["n_x"]), oh.make_node("Gemm", ["n_x", "u"], ["e_y"])],
+        "else", [], [oh.make_tensor_value_info("e_y", floats, [2, 3])],
+    )  # fmt: skip
+    graph = oh.make_graph(
+        [*_site("", "v", "g", "x", "unused")[:3],
+         oh.make_node("If", ["c"], ["y"], then_branch=then, else_branch=orelse)],
+        "main",
+        [oh.make_tensor_value_info("x", floats, [2, 4]),
+         oh.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [oh.make_tensor_value_info("y", floats, [2, 3])],
+        initializer=[nh.from_array(rand(3, 4), "v"), nh.from_array(rand(3, 1), "g"),
+                     nh.from_array(rand(4, 3), "u")],
+    )  # fmt: skip
+    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)]), path)
+    _, report = fold_onnx(path, out, verify=CheckOptions(runs=1, warmup=0))
+    assert report.folded == 1 and report.sites[0].graph == "main"
+    assert report.check and report.check.notes[-1] == note
     plain = weight_normed(tmp_path)
     _, report = fold_onnx(plain, tmp_path / "plain.onnx", verify=CheckOptions(runs=1, warmup=0))
     assert report.check and not any("subgraph" in note for note in report.check.notes)

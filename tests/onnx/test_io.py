@@ -268,6 +268,8 @@ def test_in_place_with_nothing_to_fold_leaves_the_input_as_it_is(tmp_path: Path)
     assert fold_summary(report)[-1] == f"nothing to fold: {path} is left as it is, not rewritten"
     _, report = fold_onnx(path, tmp_path / "copy.onnx")  # to an output: written, as asked
     assert not report.unchanged and report.output == str(tmp_path / "copy.onnx")
+    _, report = fold_onnx(path, in_place=True, external_data=False)  # asked to move them: done
+    assert not report.unchanged and report.data_files == [] and not io.external_files(path)
 
 
 def test_refolding_to_an_output_with_external_data_replaces_its_data(tmp_path: Path) -> None:

@@ -434,7 +434,7 @@ def test_an_input_past_the_size_limit_is_refused_before_it_is_read(
 
 
 # ids[1, 64] read by the ops below; tables e16[16, 4] and e3[3, 4] (initializers), w[16, 4]
-# computed (its shape declared: an embedding's weight norm, as exporters write it)
+# computed, its shape declared (as the dynamo exporter writes it; TorchScript's declares none)
 INDEXED = """
     <ir_version: 8, opset_import: ["" : 17]>
     agraph (int64[1, 64] ids) => (float[1, 64, 4] y) <float[16, 4] w> {{
@@ -450,7 +450,15 @@ INDEX_CASES = {
     ),
     "the smaller of two tables": ("a = Gather(e16, ids)\n b = Gather(e3, ids)\n y = Add(a, b)", 3),
     "a computed table of declared rows": ("w = Mul(e16, e16)\n y = Gather(w, ids)", 16),
-    "a table of unknown rows": ("t = Identity(e16)\n y = Gather(t, ids)", None),
+    "a computed table of rows not declared": (
+        "n = ReduceL2 <axes = [1]> (e16)\n t = Div(e16, n)\n y = Gather(t, ids)",
+        16,
+    ),
+    "a table of unknown rows": (
+        "t = Transpose <perm = [1, 0]> (e16)\n u = Transpose <perm = [1, 0]> (t)\n"
+        " y = Gather(u, ids)",
+        None,
+    ),
     "a gather on axis 1": (
         "t = Transpose <perm = [1, 0]> (e16)\n g = Gather <axis = 1> (t, ids)\n"
         " y = Transpose <perm = [1, 2, 0]> (g)",

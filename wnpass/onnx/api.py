@@ -16,7 +16,13 @@ from wnpass.arguments import require_flag, require_type
 from wnpass.errors import InvalidArgumentError, UsageError
 from wnpass.onnx import io
 from wnpass.onnx.cones import cone_reports, find_cones, named_as_folded, shared_computed
-from wnpass.onnx.fold import FoldWeightNormPass, count_nodes, inspection_of_a_fold, site_reports
+from wnpass.onnx.fold import (
+    FoldWeightNormPass,
+    count_nodes,
+    graph_label,
+    inspection_of_a_fold,
+    site_reports,
+)
 from wnpass.onnx.graphs import constant_initializers
 from wnpass.onnx.match import declined_targets, find_sites
 from wnpass.plan import IOPlan, as_path, as_plan
@@ -176,7 +182,7 @@ def fold_onnx(
         report = _fold(ir_model, weight_norm_only)
         report.seconds = time.perf_counter() - start
         if isinstance(model, onnx.ModelProto):
-            if report.folded + report.cones_folded == 0:  # nothing folded: the caller's model
+            if not report.changed:  # nothing folded: the caller's model
                 unchanged = onnx.ModelProto()
                 unchanged.CopyFrom(model)
                 return FoldOutcome(unchanged, report)
@@ -198,11 +204,13 @@ def fold_onnx(
     with plan.changes_explain():  # weights are read from here on, lazily
         report = _fold(ir_model, weight_norm_only)
         report.input, report.bytes_before = str(source), bytes_before
-        if in_place and report.folded + report.cones_folded == 0 and not report.inlined:
-            report.unchanged = True  # nothing to check either: the input is the output
+        if in_place and not report.changed and external_data is None:
+            # nothing to check either: the input is the output (asked to move its weights in
+            # or out, it is written as asked)
+            report.unchanged = True
             report.seconds = time.perf_counter() - start
             return FoldOutcome(ir_model, report)
-        same_bytes = report.folded + report.cones_folded == 0 and not target.external
+        same_bytes = not report.changed and not target.external
         gate = (
             None if verify is None else _check_gate(ir_model, source, target.path, verify, report)
         )
@@ -233,18 +241,30 @@ def _fold(ir_model: ir.Model, weight_norm_only: bool) -> FoldReport:
     return report
 
 
-def _in_bodies_note(report: FoldReport) -> list[str]:
-    """A note where weights were folded inside subgraphs: the check runs one branch of an
-    ``If``, and a ``Loop``'s body as often as the inputs say, so a fold inside a branch the
-    inputs did not take is not compared (a bool input synthesized is one coin flip, t310)."""
+def _in_bodies_note(report: FoldReport, model: ir.Model) -> list[str]:
+    """A note where the weights folded are read only inside subgraphs (held there, or in the
+    main graph and read only there, t311): the check runs one branch of an ``If``, and a
+    ``Loop``'s body as often as the inputs say, so a fold read in a branch the inputs did not
+    take is not compared (a bool input synthesized is one coin flip, t310)."""
     rows: list[SiteReport | ConeReport] = [*report.sites, *report.cones]
-    inside = [row.graph for row in rows if row.status == "folded" and row.graph != "main"]
-    bodies = sorted({graph for graph in inside if graph.startswith("subgraph")})
-    if not bodies:
+    bodies: set[str] = set()
+    for row in rows:
+        if row.status != "folded":
+            continue
+        if row.graph != "main":
+            bodies.add(row.graph)
+            continue
+        weight = model.graph.initializers.get(row.name)
+        readers = [] if weight is None else [use.node.graph for use in weight.uses()]
+        if readers and all(graph is not model.graph for graph in readers):
+            bodies.update(graph_label(graph, model) for graph in readers if graph is not None)
+    inside = sorted(body for body in bodies if body.startswith("subgraph"))
+    if not inside:
         return []
     return [
-        f"weights folded inside {listed(bodies, 5)}: compared only where the inputs run them "
-        "(an If's branch they do not take is not); give --inputs with values that take each"
+        f"weights folded that only {listed(inside, 5)} read: compared only where the inputs "
+        "run them (an If's branch they do not take is not); give --inputs with values that "
+        "take each"
     ]
 
 
@@ -273,7 +293,7 @@ def _check_gate(
             raise RuntimeError(f"the folded model is not valid: {error.detail}") from error
         # the name it is published under; in place, that is the input's name too
         checked.candidate = str(output) if output != source else f"the folded {output}"
-        checked.notes += _in_bodies_note(report)
+        checked.notes += _in_bodies_note(report, model)
         report.check = checked
         return bool(checked)
 

@@ -25,6 +25,7 @@ import onnx_ir as ir
 
 from wnpass.errors import InvalidArgumentError, UsageError, one_line
 from wnpass.onnx.graphs import OVERRIDABLE_FROM_IR
+from wnpass.onnx.shapes import shape_of
 from wnpass.plan import not_readable
 from wnpass.verify.providers import FED_AS_BITS, PACKED_TYPES
 
@@ -115,7 +116,7 @@ _INDEX_COMPARED = frozenset({"Equal", "Less", "LessOrEqual", "Greater", "Greater
 def _indexed_rows(value: ir.Value) -> int | None:
     """The fewest rows of the tables ``value`` indexes, where that is all it does: the indices
     of a ``Gather`` on axis 0 of a table whose rows are known (an initializer, a weight
-    computed from constants whose shape the model declares: an embedding's weight norm),
+    computed from constants: an embedding's weight norm, :func:`~wnpass.onnx.shapes.shape_of`),
     through layout ops and Casts to integers, besides comparisons (a padding mask). Ids drawn
     from ``[0, INT_HIGH)`` tested a fold of a 16-row table on its first 8 rows only (t310),
     and indexed a table of 3 speakers out of its bounds (t284). None where it is read
@@ -144,10 +145,9 @@ def _indexed_rows(value: ir.Value) -> int | None:
             axis = node.attributes.get("axis")
             if node.op_type != "Gather" or use.idx != 1 or (axis is not None and axis.value):
                 return None
-            table = node.inputs[0]
-            shape = None if table is None else table.shape
-            rows = shape[0] if shape is not None and len(shape) else None
-            if not isinstance(rows, int) or rows < 1:
+            shape = None if node.inputs[0] is None else shape_of(node.inputs[0])
+            rows = shape[0] if shape else None
+            if rows is None or rows < 1:
                 return None
             found.append(rows)
     return min(found) if found else None
