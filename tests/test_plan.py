@@ -364,6 +364,24 @@ def test_the_same_target_planned_twice_is_a_collision(tmp_path: Path) -> None:
         plan.check()
 
 
+def test_one_new_file_named_through_two_paths_to_its_folder_is_a_collision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """t309: ``-o out/o.safetensors.index.json --json bm/o.safetensors.index.json``, ``bm`` a
+    bind mount of ``out``: neither file existed, the resolved paths differed, and the report
+    was written over the index just written. A bind mount is two paths to one folder that no
+    path resolution sees through; a symbolic link stands in for it here, with resolution
+    turned off."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "bm").symlink_to(tmp_path / "out")
+    monkeypatch.setattr(plan_module, "_where", lambda path: Path(os.path.abspath(path)))
+    plan = IOPlan()
+    plan.write(tmp_path / "out" / "o.safetensors.index.json", "output")
+    plan.write(tmp_path / "bm" / "o.safetensors.index.json", "json_path")
+    with pytest.raises(OutputError, match="is also another output of this run"):
+        plan.check()
+
+
 def test_a_collision_is_named_after_the_target_planned_first(tmp_path: Path) -> None:
     """``--json m.folded-00002-of-00002.safetensors``: the report was planned first, the shard
     the command derived from the input after; the error named the output (``-o``), which the

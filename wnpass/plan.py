@@ -363,6 +363,16 @@ def identity_of(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def _place(path: Path) -> tuple[int, int, str] | None:
+    """Where a name is, whether or not a file is there: its folder's (device, inode) and the
+    name. Two paths to one folder (a bind mount, a second link to it) name one new file,
+    which :func:`_where` compares by path and :func:`identity_of` finds no file for (t309:
+    ``--json`` through a bind mount wrote over the index just written); None where the folder
+    is not there."""
+    folder = identity_of(path.parent)
+    return None if folder is None else (*folder, path.name)
+
+
 def _as_it_is(path: Path) -> tuple[int, ...] | None:
     """The file at ``path`` itself (not following a link), as a stat shows it: device, inode,
     size, and the times its content and its entry last changed; None where there is none."""
@@ -740,6 +750,7 @@ class IOPlan:
         }
         seen: dict[Path, _Entry] = {}
         seen_ids: dict[tuple[int, int], _Entry] = {}
+        seen_places: dict[tuple[int, int, str], _Entry] = {}
         for entry in self._writes:
             # a derived name (a data file's) too long for the system names no file there, and
             # may never be written (a small model's weights stay inline): refused if it is
@@ -767,7 +778,12 @@ class IOPlan:
                     "until the new one is in place; refused",
                     parameter=entry.parameter,
                 )
-            other = seen.get(where) or (seen_ids.get(identity) if identity else None)
+            place = _place(path)
+            other = (
+                seen.get(where)
+                or (seen_ids.get(identity) if identity else None)
+                or (seen_places.get(place) if place else None)
+            )
             if other is not None:  # named after the one planned first: what the caller chose
                 raise OutputError(  # (--json), not what a command derived from its input
                     f"{other.path}: is also another output of this run ({path}); refused",
@@ -776,6 +792,8 @@ class IOPlan:
             seen[where] = entry
             if identity is not None:
                 seen_ids[identity] = entry
+            if place is not None:
+                seen_places[place] = entry
         for entry in self._writes:  # after the rules above, whose reasons say more
             if (
                 _where(entry.path) in self._new
