@@ -37,7 +37,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from wnpass.checkpoint.formats import Format, archive_kind, detect_format, is_sharded
+from wnpass.checkpoint.formats import Format, archive_kind, detect_format, is_sharded, read_format
 from wnpass.checkpoint.tensorfile import SafetensorsFile
 from wnpass.errors import InvalidModelError, one_line
 from wnpass.plan import changed_while_read, not_readable
@@ -253,12 +253,16 @@ class Checkpoint:
         self._open.clear()
 
 
-def open_checkpoint(path: str | os.PathLike[str], *, keep_objects: bool = False) -> Checkpoint:
+def open_checkpoint(
+    path: str | os.PathLike[str], *, keep_objects: bool = False, any_name: bool = False
+) -> Checkpoint:
     """Open the checkpoint at ``path`` (module docstring); nothing is written.
     ``keep_objects``: objects torch's weights-only loader does not build are kept unbuilt
-    (:mod:`wnpass.checkpoint.kept`), not refused."""
+    (:mod:`wnpass.checkpoint.kept`), not refused. ``any_name``: a name of no checkpoint
+    format is read as ``torch.save``'s (:func:`read_format`: a state dict given to load,
+    HiFi-GAN's ``g_02500000``), not refused."""
     path = Path(path)
-    fmt = detect_format(path)
+    fmt = read_format(path) if any_name else detect_format(path)
     _require_file(path)
     checkpoint = Checkpoint(path, fmt, keep_objects=keep_objects)
     if is_sharded(fmt):

@@ -228,7 +228,8 @@ def _moved_axes(report: Any, checkpoint: Path, keep_objects: bool) -> str | None
     from wnpass.report import listed
 
     stored: dict[str, set[int | None]] = {}
-    for group in open_checkpoint(checkpoint, keep_objects=keep_objects).groups:
+    opened = open_checkpoint(checkpoint, keep_objects=keep_objects, any_name=True)  # as loaded
+    for group in opened.groups:
         for pair in find_pairs(group.tensors, group.others):
             if pair.ok and pair.v is not None:
                 axis = _norm_axis(pair.dim, list(pair.v.shape))
