@@ -962,6 +962,23 @@ CASES: dict[str, tuple[Setup, int, str]] = {
         2,
         "--atol nan: a tolerance must be a finite number >= 0",
     ),
+    "--keep-objects for a safetensors file": (  # taken without a word (t309)
+        lambda f: ["fold", str(f / "g.safetensors"), "--keep-objects"],
+        2,
+        "--keep-objects is for torch.save files; {f}/g.safetensors is a safetensors "
+        "checkpoint, which holds no objects",
+    ),
+    "convert --keep-objects for a safetensors file": (
+        lambda f: ["convert", str(f / "g.safetensors"), "--to", "legacy", "--keep-objects"],
+        2,
+        "holds no objects",
+    ),
+    "inspect --keep-objects for a safetensors file": (
+        lambda f: ["inspect", str(f / "g.safetensors"), "--keep-objects"],
+        2,
+        "--keep-objects is for torch checkpoints, not a safetensors checkpoint, which holds no "
+        "objects",
+    ),
     "unknown form": (
         lambda f: ["convert", str(f / "g.pt"), "--to", "plain"],
         2,

@@ -186,6 +186,15 @@ def test_a_trainer_checkpoint_holding_objects_loads_with_keep_objects(
     assert main(argv) == 0
     written = torch.load(tmp_path / "o.pt", weights_only=True)
     torch.testing.assert_close(written["4.bias"], state["4.bias"], rtol=0, atol=0)
+    # a safetensors file holds no objects: refused, as for an ONNX model, not taken (t309)
+    from safetensors.torch import save_file
+
+    save_file(state, tensors := tmp_path / "w.safetensors")
+    assert main([*argv[:-1], str(tensors)]) == 2
+    assert capsys.readouterr().err == (
+        f"wnpass: error: --keep-objects is for torch.save files; {tensors} is a safetensors "
+        "checkpoint, which holds no objects\n"
+    )
 
 
 def test_a_sharded_safetensors_checkpoint_is_loaded_and_its_shards_planned(

@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Literal
 
-from wnpass.errors import InvalidModelError, UsageError
+from wnpass.errors import InvalidArgumentError, InvalidModelError, UsageError
 from wnpass.plan import identity_of
 
 __all__ = [
@@ -173,6 +173,22 @@ def refuse_unread(path: Path, wanted: Wanted) -> None:
 
 def is_sharded(fmt: Format) -> bool:
     return fmt.endswith("-index")
+
+
+def holds_objects(fmt: Format) -> bool:
+    """Whether files of ``fmt`` may hold objects (pickles: ``torch.save``'s); a safetensors
+    file holds tensors and string metadata only."""
+    return fmt in ("torch", "torch-index")
+
+
+def require_objects_possible(path: Path, fmt: Format) -> None:
+    """``keep_objects`` for a checkpoint of ``fmt`` at ``path``: refused for one that holds
+    no objects, as for an ONNX model (it was taken without a word, t309)."""
+    if not holds_objects(fmt):
+        raise InvalidArgumentError(
+            f"is for torch.save files; {path} is a safetensors checkpoint, which holds no objects",
+            parameter="keep_objects",
+        )
 
 
 def split_name(path: str | Path) -> tuple[str, str]:

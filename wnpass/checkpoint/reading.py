@@ -37,7 +37,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from wnpass.checkpoint.formats import Format, archive_kind, detect_format, is_sharded, read_format
+from wnpass.checkpoint.formats import (
+    Format,
+    archive_kind,
+    detect_format,
+    is_sharded,
+    read_format,
+    require_objects_possible,
+)
 from wnpass.checkpoint.tensorfile import SafetensorsFile
 from wnpass.errors import InvalidModelError, one_line
 from wnpass.plan import changed_while_read, not_readable
@@ -263,6 +270,8 @@ def open_checkpoint(
     HiFi-GAN's ``g_02500000``), not refused."""
     path = Path(path)
     fmt = read_format(path) if any_name else detect_format(path)
+    if keep_objects:
+        require_objects_possible(path, fmt)
     _require_file(path)
     checkpoint = Checkpoint(path, fmt, keep_objects=keep_objects)
     if is_sharded(fmt):

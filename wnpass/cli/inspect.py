@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: Printer) -> int:
     """List the weight-norm sites of ONNX models, checkpoints or a model.py; changes nothing."""
-    from wnpass.checkpoint.formats import is_checkpoint_path
+    from wnpass.checkpoint.formats import detect_format, holds_objects, is_checkpoint_path
     from wnpass.cli import checkpoint
 
     if args.keep_objects:  # as given, before any path is read; then as folders expand
@@ -128,8 +128,9 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     left: list[Path] = []
 
     def inspect(model: Path) -> tuple[dict[str, Any], str | None]:
-        if is_checkpoint_path(model):
-            return checkpoint.inspect_one(model, out, plan, args.keep_objects)
+        if is_checkpoint_path(model):  # objects kept where a file may hold some
+            keep = args.keep_objects and holds_objects(detect_format(model))
+            return checkpoint.inspect_one(model, out, plan, keep)
         return _inspect_onnx(model, args.weight_norm_only, out, plan)
 
     for line in skipped:  # a gate says what it did not see (t196)
@@ -164,11 +165,14 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
 
 def _require_checkpoints(models: list[Path]) -> None:
-    """``--keep-objects`` is for torch checkpoints: refused where none of ``models`` is one."""
-    from wnpass.checkpoint.formats import is_checkpoint_path
+    """``--keep-objects`` is for torch checkpoints: refused where none of ``models`` is one
+    (a safetensors file holds no objects)."""
+    from wnpass.checkpoint.formats import detect_format, holds_objects, is_checkpoint_path
 
-    if not any(is_checkpoint_path(model) for model in models):
+    if not any(is_checkpoint_path(m) and holds_objects(detect_format(m)) for m in models):
         kinds = "a model.py" if any(m.suffix == ".py" for m in models) else _kinds(models)
+        if kinds == "a checkpoint":  # safetensors, each
+            kinds = "a safetensors checkpoint, which holds no objects"
         raise UsageError(f"--keep-objects is for torch checkpoints, not {kinds}")
 
 

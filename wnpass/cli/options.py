@@ -61,6 +61,7 @@ FLAGS = {
     "exclude": "--exclude",
     "to": "--to",
     "check_model": "--model",
+    "keep_objects": "--keep-objects",
 }
 
 
@@ -334,6 +335,10 @@ def plan_model_py(args: argparse.Namespace, output: Path) -> IOPlan:
 
     if args.keep_objects and args.checkpoint is None:
         raise UsageError("--keep-objects goes with --checkpoint, whose objects it keeps")
+    if args.keep_objects:  # before the model's code runs
+        from wnpass.checkpoint.formats import read_format, require_objects_possible
+
+        require_objects_possible(args.checkpoint, read_format(args.checkpoint))
     plan = IOPlan()
     plan.read(args.model, MODEL_PY)
     if args.checkpoint is not None:
