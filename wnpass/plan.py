@@ -95,6 +95,8 @@ def _require_json_name(path: str | os.PathLike[str]) -> None:
     (t107). :meth:`IOPlan.check` checks it of each ``json_path``, after its other rules."""
     text = os.fspath(path)
     name = os.path.basename(text)
+    if name.lower() == ".json":  # a hidden file's name without a suffix (t309)
+        raise UsageError(f"{text}: a JSON report needs a name before .json", parameter="json_path")
     if text != STANDARD_OUTPUT and (len(name) <= 5 or not name.lower().endswith(".json")):
         raise UsageError(
             f"{text}: a JSON report's name must end with .json (or be - for standard output)",

@@ -979,6 +979,16 @@ CASES: dict[str, tuple[Setup, int, str]] = {
         "--keep-objects is for torch checkpoints, not a safetensors checkpoint, which holds no "
         "objects",
     ),
+    "an output named only its suffix": (  # said "must end with .pt", which it does (t309)
+        lambda f: ["fold", str(f / "g.pt"), "-o", str(f / ".pt")],
+        2,
+        "-o {f}/.pt: a checkpoint needs a name before .pt",
+    ),
+    "a report named only its suffix": (
+        lambda f: ["fold", str(f / "g.pt"), "--json", str(f / ".json")],
+        2,
+        "--json {f}/.json: a JSON report needs a name before .json",
+    ),
     "unknown form": (
         lambda f: ["convert", str(f / "g.pt"), "--to", "plain"],
         2,

@@ -258,6 +258,10 @@ def check_output_name(output: Path, fmt: Format, *, written: str | None = None) 
         suffix = ""
     if suffix and _format_of_suffix(suffix) == fmt:
         return
+    if output.name.lower() in _SUFFIXES:  # ``.pt``: a hidden file's name without a suffix
+        raise UsageError(
+            f"{output}: a checkpoint needs a name before {output.name}", parameter="output"
+        )
     written = written or f"the output has the input's format ({fmt})"
     wanted = {
         "torch": " or ".join(TORCH_NAMES.rsplit(", ", 1)),
