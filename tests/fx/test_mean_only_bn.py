@@ -99,3 +99,42 @@ def test_a_batch_norm_without_running_stats_keeps_the_models_dtype_and_its_batch
         y = model(x)
         assert y.dtype == torch.bfloat16
         assert torch.allclose(y.float().mean(0), layer.bias.float(), atol=0.05)  # batch mean out
+
+
+class _BatchNormAct(nn.BatchNorm2d):
+    """The shape of timm's ``BatchNormAct2d``: a BatchNorm whose forward adds an activation."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(super().forward(x))
+
+
+def test_a_batch_norm_of_a_subclass_is_kept_and_said() -> None:
+    """mean_only_bn replaced timm's ``BatchNormAct2d``, dropping the activation its forward
+    adds (33 of EfficientNet-B0's 49 SiLUs), and said only "scale and running variance
+    dropped" (t312). A BatchNorm of another class is left as it is and said; where none is
+    replaced, the outputs are compared (a SyncBatchNorm model said they changed by design)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), _BatchNormAct(8), nn.Conv2d(8, 4, 3), nn.BatchNorm2d(4)
+    )
+    x = torch.randn(4, 3, 10, 10)
+    report = apply_weight_norm(model, (x,), mean_only_bn=True)
+    rows = {s.name: (s.status, s.reason) for s in report.sites if s.status in ("replaced", "kept")}
+    assert rows == {
+        "1": ("kept", "a subclass of BatchNorm2d, whose forward is its own: not made mean-only"),
+        "3": ("replaced", "mean-only BatchNorm: scale and running variance dropped"),
+    }
+    assert isinstance(model[1], _BatchNormAct) and isinstance(model[3], MeanOnlyBatchNorm)
+    assert (
+        ", 1 BatchNorm made mean-only, 1 BatchNorm of another class kept); "
+        in (apply_summary(report)[0])
+    )
+    assert report.to_dict()["kept"] == 1
+    synced = nn.Sequential(nn.Conv2d(3, 8, 3), nn.SyncBatchNorm(8))
+    report = apply_weight_norm(synced, (x,), mean_only_bn=True)
+    assert [(s.name, s.op) for s in report.sites if s.status == "kept"] == [("1", "SyncBatchNorm")]
+    assert report.equivalent is True and not any("by design" in n for n in report.notes)

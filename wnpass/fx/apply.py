@@ -249,10 +249,15 @@ class ApplyWeightNormPass:
                     if site.name in given_back:
                         site.status, site.init = "skipped", None
                         site.reason = given_back[site.name]
+            made_mean_only = 0
             if self.mean_only_bn:
-                for name, op in replace_batch_norm(model):
+                replaced, left = replace_batch_norm(model)
+                for name, op in replaced:
                     reason = "mean-only BatchNorm: scale and running variance dropped"
                     sites.append(ParamSite(name, op, [], 1, "replaced", reason))
+                for name, op, why in left:
+                    sites.append(ParamSite(name, op, [], 1, "kept", why))
+                made_mean_only = len(replaced)
             initialized = 0
             if self.init == "data":
                 assert inputs is not None
@@ -265,7 +270,8 @@ class ApplyWeightNormPass:
             if before is not None and inputs is not None:
                 # what changes the outputs on purpose; with nothing of it, they are compared
                 by_design = [f"data init of {counted(initialized, 'layer')}"] if initialized else []
-                by_design += ["mean-only BatchNorm"] if self.mean_only_bn else []
+                # (none replaced: the outputs are compared, t312's SyncBatchNorm)
+                by_design += ["mean-only BatchNorm"] if made_mean_only else []
                 if by_design:
                     report.notes.append(
                         f"outputs change by design ({', '.join(by_design)}): not compared"

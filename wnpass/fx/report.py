@@ -27,7 +27,9 @@ __all__ = [
 ]
 
 # site status values: "planned" (inspect), "applied", "skipped", "already" (weight-normed
-# before), "replaced" (BatchNorm -> mean-only BatchNorm)
+# before), "replaced" (BatchNorm -> mean-only BatchNorm), "kept" (a BatchNorm of a subclass,
+# left as it is by mean_only_bn)
+_LAYERS = ("replaced", "kept")  # the statuses of BatchNorm layers, which are no parameters
 
 # the outcome of a whole rewrite (ApplyReport.status):
 # "ok"                 weight norm was applied (or planned), or layers weight-normed before got
@@ -216,6 +218,7 @@ class ApplyReport:
         # as the summary counts them: inspect's plan, and the layers weight-normed already
         data.update(planned=self.count("planned"), already=self.count("already"))
         data.update(replaced=self.count("replaced"))  # BatchNorm layers made mean-only
+        data.update(kept=self.count("kept"))  # BatchNorm layers of a subclass, left
         data.update(status=self.status, reason=self.reason, ok=bool(self))
         return data
 
@@ -272,10 +275,12 @@ def apply_summary(
     """The lines under the table; ``inputs``: what the forwards ran on, in words."""
     verb = "would apply" if inspect else "applied"
     count = report.count("planned") if inspect else report.applied
-    replaced = report.count("replaced")  # BatchNorm layers made mean-only: no parameters
+    replaced, kept = report.count("replaced"), report.count("kept")  # layers, no parameters
     made = f", {counted(replaced, 'BatchNorm')} made mean-only" if replaced else ""
+    made += f", {counted(kept, 'BatchNorm')} of another class kept" if kept else ""
+    parameters = len(report.sites) - sum(map(report.count, _LAYERS))
     text = (
-        f"{verb} weight norm to {count} of {counted(len(report.sites) - replaced, 'parameter')} "
+        f"{verb} weight norm to {count} of {counted(parameters, 'parameter')} "
         f"({report.skipped} skipped, {report.count('already')} already weight-normed{made}); "
         f"{_HOW.get(report.traced_with, report.traced_with).replace('{inputs}', inputs)}, "
         f"dim_policy={report.dim_policy}"
