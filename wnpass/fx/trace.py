@@ -340,7 +340,9 @@ def find_uses(
         "traced by module types only: each layer's weight gets its layer type's axis, as if "
         "only the layer's own forward used it; functional uses (F.linear, x @ W, addmm ...) are "
         "not seen, so a layer weight the forward uses otherwise may get the wrong axis and "
-        f"weights of no known layer are left alone; {advice} ({why})"
+        "weights of no known layer are left alone, nor are writes to a weight (RWKV's forward "
+        "rescales weights in place, a write weight norm loses), and no output is compared; "
+        f"{advice} ({why})"
     )
     logger.warning("%s", note)
     return _type_uses(model, policy, embeddings), "module types", note
