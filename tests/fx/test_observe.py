@@ -656,7 +656,9 @@ def test_a_parameter_a_norm_normalizes_is_its_input_not_its_scale(
     name: str, norm: Callable[[torch.Tensor], torch.Tensor]
 ) -> None:
     """SEW-D's relative-position embeddings go through LayerNorm as its input: they were
-    declined as the norm's "scale or shift", which they are not."""
+    declined as the norm's "scale or shift", which they are not; nor "not a weight", which
+    a conv's weight standardized by batch_norm before the conv reads it is (timm's StdConv2d,
+    t312)."""
 
     class NormedTable(nn.Module):
         def __init__(self) -> None:
@@ -669,7 +671,7 @@ def test_a_parameter_a_norm_normalizes_is_its_input_not_its_scale(
 
     sites = _observed(NormedTable(), (torch.randn(2, 4),))
     assert sites["table"].status == "skipped"
-    assert sites["table"].reason == f"the input of {name}, not a weight"
+    assert sites["table"].reason == f"normalized by {name}, not weight-normed"
     assert sites["scale"].reason == "1-D parameter (a scale or shift)"
 
 

@@ -792,7 +792,10 @@ class _Recorder(TorchFunctionMode):
         if name in _NORMS:  # its input is data it normalizes; the other tensors scale or shift
             data = args[0] if args else kwargs.get("input")
             if isinstance(data, torch.Tensor):
-                self._not_weights(name, [data], "the input")
+                # a learned input (SEW-D's relative positions), or a weight standardized before
+                # its layer reads it (timm's StdConv2d: "not a weight" was untrue there, t312)
+                for origin in self.origins(data):
+                    self._use(origin, name, None, f"normalized by {name}, not weight-normed")
             args = args[1:] if args else args
             kwargs = {key: value for key, value in kwargs.items() if key != "input"}
             reason = f"normalization scale or shift ({name})"
