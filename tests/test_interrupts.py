@@ -708,3 +708,23 @@ def test_a_signal_while_the_stop_line_is_said_is_dropped() -> None:
     with interrupts.handled(on_stop), pytest.raises(_Stopped):
         signal.raise_signal(signal.SIGINT)
     assert said == [signal.SIGINT]
+
+
+@pytest.mark.usefixtures("handled")
+def test_a_stop_past_the_first_one_s_burst_is_raised_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop the model's code swallowed (a bare ``except:`` in its forward) made every later
+    one dropped: the run published its output and exited 0 under repeated SIGTERMs (t313).
+    Only the signals of one burst with it are dropped."""
+    monkeypatch.setattr(interrupts, "BURST_S", 0.05)
+    the_plan = IOPlan()
+    the_plan.write(tmp_path / "out.onnx", "output")
+    the_plan.check()
+    with pytest.raises(interrupts.Terminated), the_plan.staging(tmp_path / "out.onnx"):
+        with contextlib.suppress(interrupts.Terminated):  # the model's code swallows it
+            signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)  # one burst with it: dropped
+        time.sleep(0.1)
+        signal.raise_signal(signal.SIGTERM)  # past it: raised
+    assert list(tmp_path.iterdir()) == []

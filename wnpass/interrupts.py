@@ -18,9 +18,9 @@ and the others whose default action would end the process on the spot (SIGHUP, S
   A handler the model's code installed meanwhile (its own, or a default that ends the
   process) is lent wnpass's for the renames, and given the signal once they are done.
 
-- **A stop under way** (raised as an exception, or ending the process): further stop
-  signals are dropped, so that none cuts the first one's cleanup short or says it twice; the
-  first decides how the process ends.
+- **A stop under way** (ending the process, or raised as an exception less than
+  :data:`BURST_S` ago): further stop signals are dropped, one burst with it, so that none cuts
+  the first one's cleanup short or says it twice; the first decides how the process ends.
 
 A signal that ends the run after a file was put in place (or an old data file deleted), be it
 held through a result's renames or come later, must not read as "nothing was written":
@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, ClassVar, NoReturn
@@ -68,6 +69,10 @@ class Terminated(BaseException):
     that staging is removed on the way out (:func:`stopped_by` says which)."""
 
 
+# How long after a stop is raised the stop signals that follow are one burst with it, dropped:
+# a supervisor's hundreds of SIGTERMs, Ctrl-C pressed again and again, come within it
+BURST_S = 0.5
+
 # What stops wnpass wherever it is, also inside the user's code: a block that catches what
 # the user's code raises (``except BaseException``) lets these through first.
 STOPS: tuple[type[BaseException], ...] = (KeyboardInterrupt, Terminated)
@@ -83,6 +88,7 @@ class _State:
     pending: ClassVar[list[int]] = []  # the signals that came while a result was published
     lent: ClassVar[dict[int, _Handler]] = {}  # the handlers ours replaced while publishing
     raised: int | None = None  # the signal last turned into an exception
+    raised_at: float | None = None  # when (time.monotonic), till forget_stop
     ending = False  # on_stop is ending the process
     on_stop: Callable[[int], NoReturn] | None = None
     written: ClassVar[list[str]] = []  # files put in place since handled() was entered
@@ -172,13 +178,16 @@ def release() -> None:
 
 
 def _unwinding() -> bool:
-    """Whether a stop is under way: one raised as an exception on its way out (till
-    :func:`forget_stop`), or one ending the process (``on_stop``). A second signal raised into
-    the first's cleanup (inside a context manager's exit, before the staging's removal was
-    held) left the staging folder on disk, chained tracebacks and exit 1, and one during the
-    stop line said it twice (t309: hundreds of SIGTERMs in a burst). Later signals are
-    dropped; the first decides the exit status."""
-    return _State.raised is not None or _State.ending
+    """Whether a stop is under way: one ending the process (``on_stop``), or one raised as an
+    exception less than :data:`BURST_S` ago. A second signal raised into the first's cleanup
+    (inside a context manager's exit, before the staging's removal was held) left the staging
+    folder on disk, chained tracebacks and exit 1, and one during the stop line said it twice
+    (t309: hundreds of SIGTERMs in a burst): a burst is one stop. Past it, a signal raises
+    again: a stop the model's code swallowed (a bare ``except:`` in its forward) must not make
+    the run deaf to every later one, nor a model.py's exit-time work (t313)."""
+    if _State.ending:
+        return True
+    return _State.raised_at is not None and time.monotonic() - _State.raised_at < BURST_S
 
 
 def _in_main_thread() -> bool:
@@ -213,11 +222,11 @@ def stopped_by() -> int | None:
 def forget_stop() -> None:
     """:func:`stopped_by` says None again: a stop that was said and dealt with (the command it
     ended is over) is not the one a later block asks about."""
-    _State.raised = None
+    _State.raised = _State.raised_at = None
 
 
 def _raise(signum: int) -> NoReturn:
-    _State.raised = signum
+    _State.raised, _State.raised_at = signum, time.monotonic()
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise Terminated
@@ -253,6 +262,7 @@ def handled(on_stop: Callable[[int], NoReturn]) -> Iterator[None]:
         if signal.getsignal(signum) is _handler or takes_over(signum, signal.getsignal(signum))
     }
     outer, _State.on_stop, _State.raised = _State.on_stop, on_stop, None
+    _State.raised_at = None
     _State.written, _State.deleted = [], []  # kept after the block, for the line said then
     try:
         yield
