@@ -433,11 +433,12 @@ def test_an_input_past_the_size_limit_is_refused_before_it_is_read(
         inputs.synthesize(spec, {"x": [101, 4]})
 
 
-# ids[1, 64] read by the ops below; tables e16[16, 4] and e3[3, 4] (initializers), w[16, 4]
-# computed, its shape declared (as the dynamo exporter writes it; TorchScript's declares none)
+# ids[1, 64] read by the ops below; tables e16[16, 4], e3[3, 4] and e4[4, 16] (initializers),
+# w[16, 4] computed, its shape declared (as the dynamo exporter writes it; TorchScript's
+# declares none), p declared of 16 rows and columns not known
 INDEXED = """
     <ir_version: 8, opset_import: ["" : 17]>
-    agraph (int64[1, 64] ids) => (float[1, 64, 4] y) <float[16, 4] w> {{
+    agraph (int64[1, 64] ids) => (float[1, 64, 4] y) <float[16, 4] w, float[16, d] p> {{
         {body}
     }}
 """
@@ -452,6 +453,10 @@ INDEX_CASES = {
     "a computed table of declared rows": ("w = Mul(e16, e16)\n y = Gather(w, ids)", 16),
     "a computed table of rows not declared": (
         "n = ReduceL2 <axes = [1]> (e16)\n t = Div(e16, n)\n y = Gather(t, ids)",
+        16,
+    ),
+    "a table of declared rows, its columns not": (
+        "p = Transpose <perm = [1, 0]> (e4)\n y = Gather(p, ids)",
         16,
     ),
     "a table of unknown rows": (
@@ -481,6 +486,7 @@ def test_ids_that_only_index_tables_are_drawn_from_their_rows(case: str) -> None
         INDEXED.format(body=body),
         e16=np.ones((16, 4), np.float32),
         e3=np.ones((3, 4), np.float32),
+        e4=np.ones((4, 16), np.float32),
         shape=np.array([1, 64], np.int64),
         zero=np.array(0, np.int64),
         check=False,  # the unused values and the declared w: what the test reads, no more

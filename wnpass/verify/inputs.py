@@ -106,6 +106,18 @@ def signature(
     return specs
 
 
+def _rows(table: ir.Value | None) -> int | None:
+    """The rows of a table: as declared (``[16, "d"]``: its other axes need not be known,
+    t313), else as its shape is read from what computes it."""
+    if table is None:
+        return None
+    declared = table.shape
+    if declared is not None and len(declared) and isinstance(declared[0], int):
+        return declared[0]
+    shape = shape_of(table)
+    return shape[0] if shape else None
+
+
 # ops an index passes through on its way to a table, its values unchanged (a Cast to
 # another integer type)
 _INDEX_LAYOUT = frozenset({"Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity"})
@@ -145,9 +157,7 @@ def _indexed_rows(value: ir.Value) -> int | None:
             axis = node.attributes.get("axis")
             if node.op_type != "Gather" or use.idx != 1 or (axis is not None and axis.value):
                 return None
-            shape = None if node.inputs[0] is None else shape_of(node.inputs[0])
-            rows = shape[0] if shape else None
-            if rows is None or rows < 1:
+            if (rows := _rows(node.inputs[0])) is None or rows < 1:
                 return None
             found.append(rows)
     return min(found) if found else None
