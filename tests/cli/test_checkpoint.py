@@ -984,6 +984,11 @@ CASES: dict[str, tuple[Setup, int, str]] = {
         2,
         "-o {f}/.pt: a checkpoint needs a name before .pt",
     ),
+    "an output named only another format's suffix": (  # a name missing was said (t313)
+        lambda f: ["fold", str(f / "g.pt"), "-o", str(f / ".safetensors")],
+        2,
+        "-o {f}/.safetensors: the output has the input's format (torch): its name must end with",
+    ),
     "a report named only its suffix": (
         lambda f: ["fold", str(f / "g.pt"), "--json", str(f / ".json")],
         2,

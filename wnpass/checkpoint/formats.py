@@ -258,7 +258,8 @@ def check_output_name(output: Path, fmt: Format, *, written: str | None = None) 
         suffix = ""
     if suffix and _format_of_suffix(suffix) == fmt:
         return
-    if output.name.lower() in _SUFFIXES:  # ``.pt``: a hidden file's name without a suffix
+    name = output.name.lower()
+    if name in _SUFFIXES and _format_of_suffix(name) == fmt:  # ``.pt``: a hidden file's name
         raise UsageError(
             f"{output}: a checkpoint needs a name before {output.name}", parameter="output"
         )
