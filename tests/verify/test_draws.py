@@ -903,3 +903,25 @@ def test_a_threshold_given_as_an_input_with_a_default_is_keyed_with_it(tmp_path:
     (said,) = _random_added_to(paths["0"], paths["1e-6"])
     assert "then Less(input p (default 1e-06)), Cast" in said
     assert _random_differences(paths["0"], paths["0"]) == []
+
+
+def test_a_threshold_computed_is_keyed_as_the_graph_holds_it(tmp_path: Path) -> None:
+    """``Less(u, Div(1, 1e4))`` against ``Less(u, 1e-4)``, one float32 value: the computed one
+    was keyed unrounded, in float64, and the two drew apart, both said ``Less(0.0001)``
+    (t313)."""
+    paths = {}
+    bodies = {
+        "literal": "m = Less(u, p)",
+        "computed": "q = Div(one, tenk)\n m = Less(u, q)",
+        "other": "q = Div(one, nine)\n m = Less(u, q)",
+    }
+    for name, first in bodies.items():
+        body = f"u = RandomUniformLike (x)\n {first}\n f = Cast <to = 1> (m)\n y = Add(x, f)"
+        arrays = {
+            key: np.array(value, np.float32)
+            for key, value in (("p", 1e-4), ("one", 1.0), ("tenk", 1e4), ("nine", 9999.0))
+        }
+        paths[name] = tmp_path / f"{name}.onnx"
+        onnx.save(one_output_model("float[N, 8] x", body, **arrays), paths[name])
+    assert _random_differences(paths["literal"], paths["computed"]) == []
+    assert _random_differences(paths["literal"], paths["other"])

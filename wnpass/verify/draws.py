@@ -23,7 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 import onnx_ir as ir
 
-from wnpass.onnx.evaluate import small_constant
+from wnpass.onnx.evaluate import compile_cone, small_constant
 from wnpass.onnx.graphs import (
     callees,
     const_tensor,
@@ -286,7 +286,7 @@ class _Keys:
             value = node.inputs[index] if index < len(node.inputs) else None
             if value is None and name != "ratio":
                 continue  # no training_mode: a Dropout that does not draw (never here)
-            array = np.array(0.5) if value is None else small_constant(value)
+            array = np.array(0.5) if value is None else _small(value)
             if array is not None:  # by value: a ratio of 0.5 given or not, float32 or float64
                 key.append((name, _values(array)))
                 said.append(f"{name}={_said(array)}")
@@ -368,7 +368,7 @@ class _Keys:
             if other is drawn:  # read twice (``u * u``)
                 keys.append((i, "drawn"))
                 continue
-            if (array := small_constant(other)) is not None:  # by value, as a ratio is
+            if (array := _small(other)) is not None:  # by value, as a ratio is
                 keys.append((i, _values(array)))
                 said.append(_said(array))
                 continue
@@ -432,7 +432,7 @@ class _Keys:
         the model by its name and default; anything else (a body's input, a function's, a
         value without a producer) is not known, and varies."""
         if id(value) not in self.unknown:
-            if (array := small_constant(value)) is not None:
+            if (array := _small(value)) is not None:
                 return ("constant", str(array.dtype), _values(array))
             if id(value) in self.main_inputs:  # the model's default, where it has one
                 self.varying.add(id(value))
@@ -451,7 +451,7 @@ class _Keys:
         inputs = [i for i in node.inputs if i is not None]
         if any(id(i) in self.varying for i in inputs):
             self.varying.add(id(value))
-        elif (array := small_constant(value)) is not None:
+        elif (array := _small(value)) is not None:
             return ("constant", str(array.dtype), _values(array))
         attributes = tuple(sorted((a.name, _attribute_key(a)) for a in node.attributes.values()))
         keys = tuple(None if i is None else self.values[id(i)] for i in node.inputs)
@@ -471,6 +471,20 @@ _ELEMENTWISE = frozenset(
     | {"Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Equal", "Not", "And", "Or", "Xor"}
     | {"Where", "Cast", "CastLike", "Identity"}
 )
+
+
+def _small(value: ir.Value) -> np.ndarray | None:
+    """A small constant's values as the graph holds them: one the graph computes, each step
+    rounded to its type (the evaluator gives ``Div(1, 1e4)`` unrounded, in float64, which
+    keyed apart from the float32 literal ``1e-4`` it is, t313)."""
+    array = small_constant(value)
+    if array is None or array.dtype.kind not in "fc" or value.producer() is None:
+        return array
+    try:
+        held, _ = compile_cone(value, stepwise=True).run()
+    except (ValueError, IndexError, TypeError):  # NotExact too: as read
+        return array
+    return np.asarray(held)
 
 
 def _attribute_defaults(node: ir.Node) -> dict[str, object]:
