@@ -633,3 +633,46 @@ def test_a_site_whose_norm_is_quantized_is_declined_by_name() -> None:
         assert site.reason == (
             "QuantizeLinear quantizes 'n', a step of its computation; fold before quantizing"
         )
+
+
+# ONNX Runtime's quantizer told to quantize ReduceL2 (its input through Q/DQ), and with
+# AddQDQPairToWeight (a float v through Q/DQ wherever it is read)
+_V_QUANTIZED = {
+    "the norm's input": """
+        r = Reshape(v, flat)
+        rq = QuantizeLinear(r, s, z)
+        rd = DequantizeLinear(rq, s, z)
+        n = ReduceL2 <keepdims = 0> (rd)
+        d = Div(v, n)
+        w = Mul(d, g)
+    """,
+    "v wherever it is read": """
+        vq = QuantizeLinear(v, s, z)
+        vd = DequantizeLinear(vq, s, z)
+        n = ReduceL2 <axes = [1]> (vd)
+        d = Div(vd, n)
+        w = Mul(d, g)
+    """,
+}
+
+
+@pytest.mark.parametrize("case", _V_QUANTIZED)
+def test_a_site_whose_v_is_quantized_in_the_graph_is_declined_by_its_name(case: str) -> None:
+    """t313: with the norm's input quantized the site was missed ("no weight-norm sites",
+    written, exit 0); with a float v quantized in the graph it was named ``mul``, shape ``?``."""
+    model = gemm_model(
+        _V_QUANTIZED[case], names={"v": "lin.weight_v", "g": "lin.weight_g"},
+        flat=np.array([-1], np.int64), s=np.array(0.01, np.float32), z=np.array(0, np.int8),
+    )  # fmt: skip
+    for report in (inspect_onnx(model), fold_onnx(model)[1]):
+        (site,) = report.sites
+        assert (site.status, site.name, site.shape) == ("declined", "lin.weight", [3, 4])
+        assert (
+            site.reason
+            == {
+                "the norm's input": "QuantizeLinear quantizes 'r', a step of its computation; fold "
+                "before quantizing",
+                "v wherever it is read": "v is quantized (read through DequantizeLinear); fold "
+                "before quantizing",
+            }[case]
+        )

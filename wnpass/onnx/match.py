@@ -364,6 +364,8 @@ def static_shape(value: ir.Value) -> tuple[int, ...] | None:
         return tuple(int(d) for d in const.shape.numpy())
     if (dequantizer := _qdq(value, "DequantizeLinear")) is not None:
         quantized = dequantizer.inputs[0]  # of the same shape, by the op's definition
+        if (quantizer := _qdq(quantized, "QuantizeLinear")) is not None:
+            quantized = quantizer.inputs[0]  # likewise
         return None if quantized is None else static_shape(quantized)
     small = small_constant(value)
     if small is not None:
@@ -861,14 +863,30 @@ def _unsupported(site: Site, why: str) -> Site | None:
     with the reason. ``v / ||v||`` times more than one constant is weight norm (a
     weight-normed weight scaled, ``lin.weight * 0.5``), a site declined as such."""
     if is_constant_cone(site.root):
-        if (quantizer := _quantizer_reading(site.root)) is None:
-            return None
         # a step of it quantized, the rest computed by quantized ops (QLinearMul(v, Q(g / ||v||))
-        # of ONNX Runtime's QOperator format): weight norm still run, declined as such (t308)
+        # of ONNX Runtime's QOperator format, t308), or the norm's input quantized (v through
+        # QuantizeLinear/DequantizeLinear, ``op_types_to_quantize=["ReduceL2"]``, t313):
+        # weight norm still run, declined as such
+        quantizer = _quantizer_reading(site.root)
+        if quantizer is None and (of_norm := _norm_quantizer(site)) is not None:
+            quantizer, site.v = of_norm
+        if quantizer is None:
+            return None
         site.reason = _step_quantized(quantizer)
         return site
     site.reason = f"unsupported form: {why}"
     return site
+
+
+def _norm_quantizer(site: Site) -> tuple[ir.Node, ir.Value] | None:
+    """The ``QuantizeLinear`` of the tensor ``site``'s norm reads, where it reads a
+    ``DequantizeLinear`` of one, and the v it quantizes (behind layout ops); else None."""
+    dequantizer = None if site.norm is None else _qdq(site.norm.v, "DequantizeLinear")
+    quantizer = _qdq(dequantizer.inputs[0], "QuantizeLinear") if dequantizer else None
+    step = None if quantizer is None or not quantizer.inputs else quantizer.inputs[0]
+    if quantizer is None or step is None:
+        return None
+    return quantizer, behind_layout(step) or step
 
 
 def _layout_chain(root: ir.Value) -> tuple[ir.Value, tuple[str, ...]]:

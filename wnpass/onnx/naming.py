@@ -211,5 +211,8 @@ def _parsed_v(v: ir.Value) -> tuple[PairKeys, Literal["g", "v"]] | None:
     if node is None or node.op_type != "DequantizeLinear" or not node.inputs:
         return None
     quantized = node.inputs[0]
+    quantizer = None if quantized is None else quantized.producer()
+    if quantizer is not None and quantizer.op_type == "QuantizeLinear" and quantizer.inputs:
+        quantized = quantizer.inputs[0]  # a float v quantized in the graph (AddQDQPairToWeight)
     name = None if quantized is None else quantized.name
     return None if not name else parse_key(name.removesuffix(_QUANTIZED_SUFFIX))
