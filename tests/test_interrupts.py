@@ -728,3 +728,25 @@ def test_a_stop_past_the_first_one_s_burst_is_raised_again(
         time.sleep(0.1)
         signal.raise_signal(signal.SIGTERM)  # past it: raised
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_signal_as_the_process_ends_says_nothing_more(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In the program's first milliseconds (its early handler), SIGINT then a burst of
+    SIGTERMs exited 143 in about 2% of runs: the second ended the process while the first
+    said its line (t313). The first signal's code, its line alone."""
+    from wnpass import program
+
+    codes: list[int] = []
+
+    def exit_(code: int) -> NoReturn:
+        codes.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(program, "_exit", exit_)
+    monkeypatch.setattr(program, "_ending", [])
+    for signum, line in ((signal.SIGINT, "first"), (signal.SIGTERM, "second")):
+        with pytest.raises(SystemExit):
+            program._end(signum, line)
+    assert codes == [130, 130] and capsys.readouterr().err == "first\n"

@@ -88,9 +88,17 @@ def _early(signum: int, frame: FrameType | None) -> None:
     _end(signum, stop_line(signum))
 
 
+# The signal the process is ending by, once :func:`_end` began: a second one that comes
+# while it says its line ends the process by the first's code, saying nothing more (t313)
+_ending: list[int] = []
+
+
 def _end(signum: int, line: str) -> NoReturn:
     """Flush stdout, say ``line`` on stderr (a closed stream loses it, never the exit code),
     and end the process with the shell's code for the signal."""
+    if _ending:
+        _exit(128 + _ending[0])
+    _ending.append(signum)
     for say in (sys.stdout.flush, lambda: print(line, file=sys.stderr, flush=True)):
         try:
             say()
