@@ -379,9 +379,10 @@ class _Autocast(nn.Module):
             return self.b(torch.tanh(self.a(x))).float()
 
 
-def test_a_forward_under_autocast_gets_the_half_precision_tolerance() -> None:
+def test_a_forward_under_autocast_gets_the_tolerance_of_its_precision() -> None:
     """Weights and output float32, the layers computed in bfloat16 by the forward's own
-    autocast: 9.9e-4 apart, held to float32's 1e-5 and called changed."""
+    autocast: 9.9e-4 apart, held to float32's 1e-5 and called changed; bfloat16's tolerance
+    (float16's stays 1e-2: ``test_a_float16_output_gets_the_half_precision_tolerance``)."""
 
     torch.manual_seed(0)
     report = apply_weight_norm(_Autocast(), (torch.randn(16, 64),))
@@ -392,8 +393,7 @@ def test_a_forward_under_autocast_gets_the_half_precision_tolerance() -> None:
 def test_a_bfloat16_model_gets_bfloat16_s_tolerance() -> None:
     """bfloat16 rounds at 2**-8, eight times float16's step: six convs with GroupNorm moved
     by 1.04e-2 under weight norm (as close to the float32 model as the original, 7.9e-3 and
-    1.1e-2 from it), held to float16's 1e-2 and called changed (t312). A wrong axis still
-    fails (an error of order 1)."""
+    1.1e-2 from it), held to float16's 1e-2 and called changed (t312)."""
     torch.manual_seed(0)
     layers: list[nn.Module] = [nn.Conv2d(3, 32, 3, padding=1)]
     for _ in range(5):

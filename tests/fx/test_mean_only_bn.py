@@ -125,7 +125,7 @@ def test_a_batch_norm_of_a_subclass_is_kept_and_said() -> None:
     report = apply_weight_norm(model, (x,), mean_only_bn=True)
     rows = {s.name: (s.status, s.reason) for s in report.sites if s.status in ("replaced", "kept")}
     assert rows == {
-        "1": ("kept", "a subclass of BatchNorm2d, whose forward is its own: not made mean-only"),
+        "1": ("kept", "_BatchNormAct's forward is not BatchNorm's: not made mean-only"),
         "3": ("replaced", "mean-only BatchNorm: scale and running variance dropped"),
     }
     assert isinstance(model[1], _BatchNormAct) and isinstance(model[3], MeanOnlyBatchNorm)
@@ -138,3 +138,19 @@ def test_a_batch_norm_of_a_subclass_is_kept_and_said() -> None:
     report = apply_weight_norm(synced, (x,), mean_only_bn=True)
     assert [(s.name, s.op) for s in report.sites if s.status == "kept"] == [("1", "SyncBatchNorm")]
     assert report.equivalent is True and not any("by design" in n for n in report.notes)
+
+
+def test_a_batch_norm_subclass_that_keeps_its_forward_is_made_mean_only() -> None:
+    """A subclass that only changes BatchNorm's defaults was kept, said to have a forward of
+    its own (t314): it is BatchNorm, made mean-only as such."""
+
+    class FrozenStats(nn.BatchNorm2d):
+        def __init__(self, channels: int) -> None:
+            super().__init__(channels, momentum=0.01)
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), FrozenStats(8))
+    report = apply_weight_norm(model, (torch.randn(4, 3, 10, 10),), mean_only_bn=True)
+    assert [(s.name, s.status) for s in report.sites if s.op == "FrozenStats"] == [
+        ("1", "replaced")
+    ]
+    assert isinstance(model[1], MeanOnlyBatchNorm) and model[1].momentum == 0.01

@@ -367,8 +367,9 @@ def apply_weight_norm(
     ``model(**inputs)``) is run once to see every weight's uses (``tracer="auto"``; without
     inputs the model is traced statically), is the batch for ``init="data"``, and with
     ``init="keep"`` the outputs before and after are compared (``report.max_rel_error``
-    against ``report.rtol``: ``rtol`` where given, else ``KEEP_RTOL``, or ``KEEP_RTOL_HALF``
-    for a model that computes at half precision; a deep network's float32 rounding of each
+    against ``report.rtol``: ``rtol`` where given, else ``KEEP_RTOL``, ``KEEP_RTOL_HALF`` for
+    a model that computes at float16, ``KEEP_RTOL_BF16`` at bfloat16; a deep network's float32
+    rounding of each
     weight's few ulps can add up past ``KEEP_RTOL``).
     """
     return ApplyWeightNormPass(

@@ -4,9 +4,10 @@ The paper pairs weight normalization with it: ``y = x - mean_batch(x) + b`` per 
 running mean for evaluation and no division by the standard deviation (weight norm already fixes
 the scale). :func:`replace_batch_norm` swaps ``BatchNorm1d/2d/3d`` layers for it in place,
 keeping their bias and running mean; their scale and running variance are dropped, so the
-model's outputs change and no equivalence check applies. A subclass of one (timm's
-``BatchNormAct2d``, whose forward adds an activation; ``SyncBatchNorm``, which averages across
-processes) is left as it is, said with its reason: its forward is its own.
+model's outputs change and no equivalence check applies. A BatchNorm whose class has a forward
+of its own (timm's ``BatchNormAct2d``, which adds an activation; ``SyncBatchNorm``, which
+averages across processes) is left as it is, said with its reason; a subclass that keeps
+BatchNorm's forward (one that changes its defaults) is replaced as BatchNorm is.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class MeanOnlyBatchNorm(nn.Module):
 
 
 _BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+# the forward of each of them: a subclass with its own does more, or otherwise (t312, t314)
+_BATCH_NORM_FORWARD = nn.modules.batchnorm._BatchNorm.forward
 
 
 def replace_batch_norm(
@@ -61,7 +64,7 @@ def replace_batch_norm(
     """Replace every BatchNorm layer in place, under each name it has (one layer under two
     names stays one), its bias and running mean of their own device and dtype. Returns
     (name, type) of each one replaced, by its first name; and (name, type, why) of each layer
-    of a BatchNorm class's subclass, left as it is: it replaced timm's ``BatchNormAct2d``,
+    whose class has a forward of its own, left as it is: it replaced timm's ``BatchNormAct2d``,
     dropping the activation its forward adds (33 of EfficientNet-B0's 49 SiLUs, t312)."""
     replaced: list[tuple[str, str]] = []
     left: list[tuple[str, str, str]] = []
@@ -71,7 +74,7 @@ def replace_batch_norm(
     for name, module in list(model.named_modules(remove_duplicate=False)):
         if not isinstance(module, nn.modules.batchnorm._BatchNorm) or not name:
             continue
-        if type(module) not in _BATCH_NORM:
+        if type(module).forward is not _BATCH_NORM_FORWARD or not isinstance(module, _BATCH_NORM):
             if id(module) not in said:
                 said.add(id(module))
                 left.append((name, type(module).__name__, _left_as_it_is(module)))
@@ -88,8 +91,7 @@ def replace_batch_norm(
 
 def _left_as_it_is(module: nn.Module) -> str:
     """Why a BatchNorm layer of another class is not made mean-only."""
-    base = next((b.__name__ for b in _BATCH_NORM if isinstance(module, b)), "BatchNorm")
-    return f"a subclass of {base}, whose forward is its own: not made mean-only"
+    return f"{type(module).__name__}'s forward is not BatchNorm's: not made mean-only"
 
 
 def _kind_of(model: nn.Module) -> torch.Tensor | None:
