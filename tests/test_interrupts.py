@@ -750,3 +750,27 @@ def test_a_second_signal_as_the_process_ends_says_nothing_more(
         with pytest.raises(SystemExit):
             program._end(signum, line)
     assert codes == [130, 130] and capsys.readouterr().err == "first\n"
+
+
+@pytest.mark.usefixtures("handled")
+def test_a_stop_past_the_burst_keeps_the_first_s_status_and_is_said_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM, then SIGINT past the burst while the first still unwinds (a model's slow
+    ``finally:``): the run exited 130, not 143; and a signal after the command line said the
+    stop, past the burst, said it again (t314)."""
+    monkeypatch.setattr(interrupts, "BURST_S", 0.0)
+    the_plan = IOPlan()
+    the_plan.write(tmp_path / "out.onnx", "output")
+    the_plan.check()
+    with pytest.raises(KeyboardInterrupt), the_plan.staging(tmp_path / "out.onnx"):
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        finally:  # the model's slow cleanup, past the burst
+            signal.raise_signal(signal.SIGINT)
+    assert interrupts.stopped_by() == signal.SIGTERM
+    interrupts.saying_stop()
+    signal.raise_signal(signal.SIGTERM)  # dropped: no _Stopped, no second line
+    interrupts.forget_stop()
+    with pytest.raises(_Stopped):  # a later command's stop
+        signal.raise_signal(signal.SIGTERM)

@@ -58,6 +58,7 @@ __all__ = [
     "hold",
     "release",
     "removed",
+    "saying_stop",
     "staging",
     "stopped_by",
     "wrote",
@@ -90,6 +91,7 @@ class _State:
     raised: int | None = None  # the signal last turned into an exception
     raised_at: float | None = None  # when (time.monotonic), till forget_stop
     ending = False  # on_stop is ending the process
+    said = False  # the command line said the stop (:func:`saying_stop`), till forget_stop
     on_stop: Callable[[int], NoReturn] | None = None
     written: ClassVar[list[str]] = []  # files put in place since handled() was entered
     deleted: ClassVar[list[str]] = []  # files deleted since then
@@ -185,9 +187,16 @@ def _unwinding() -> bool:
     (t309: hundreds of SIGTERMs in a burst): a burst is one stop. Past it, a signal raises
     again: a stop the model's code swallowed (a bare ``except:`` in its forward) must not make
     the run deaf to every later one, nor a model.py's exit-time work (t313)."""
-    if _State.ending:
+    if _State.ending or _State.said:
         return True
     return _State.raised_at is not None and time.monotonic() - _State.raised_at < BURST_S
+
+
+def saying_stop() -> None:
+    """The command line says the stop that ended its command: a signal from now on is dropped
+    (till :func:`forget_stop`), which past the burst said it a second time after a slow
+    unwind (t314)."""
+    _State.said = True
 
 
 def _in_main_thread() -> bool:
@@ -223,10 +232,14 @@ def forget_stop() -> None:
     """:func:`stopped_by` says None again: a stop that was said and dealt with (the command it
     ended is over) is not the one a later block asks about."""
     _State.raised = _State.raised_at = None
+    _State.said = False
 
 
 def _raise(signum: int) -> NoReturn:
-    _State.raised, _State.raised_at = signum, time.monotonic()
+    # the first stop decides the exit status, also where a later one, past its burst, raises
+    # again into its unwinding (t314)
+    _State.raised = signum if _State.raised is None else _State.raised
+    _State.raised_at = time.monotonic()
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise Terminated
@@ -262,7 +275,7 @@ def handled(on_stop: Callable[[int], NoReturn]) -> Iterator[None]:
         if signal.getsignal(signum) is _handler or takes_over(signum, signal.getsignal(signum))
     }
     outer, _State.on_stop, _State.raised = _State.on_stop, on_stop, None
-    _State.raised_at = None
+    _State.raised_at, _State.said = None, False
     _State.written, _State.deleted = [], []  # kept after the block, for the line said then
     try:
         yield

@@ -266,6 +266,7 @@ def _json_unwritten(error: BaseException, code: int, args: argparse.Namespace) -
 
 def _stopped(signum: int) -> int:
     """A stop signal that unwound the stack: staging is removed; say so, and its exit code."""
+    interrupts.saying_stop()
     _tell(stop_line(signum, *interrupts.changes()))
     return 128 + signum
 
