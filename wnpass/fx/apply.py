@@ -369,8 +369,7 @@ def apply_weight_norm(
     ``init="keep"`` the outputs before and after are compared (``report.max_rel_error``
     against ``report.rtol``: ``rtol`` where given, else ``KEEP_RTOL``, ``KEEP_RTOL_HALF`` for
     a model that computes at float16, ``KEEP_RTOL_BF16`` at bfloat16; a deep network's float32
-    rounding of each
-    weight's few ulps can add up past ``KEEP_RTOL``).
+    rounding of each weight's few ulps can add up past ``KEEP_RTOL``).
     """
     return ApplyWeightNormPass(
         include=include,

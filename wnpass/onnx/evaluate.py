@@ -176,9 +176,11 @@ SMALL_ELEMENTS = 4096  # the most elements of an operand read as a constant (axe
 _SMALL_CONE = 64  # the most values in the cone of such an operand
 
 
-def small_constant(value: ir.Value | None) -> np.ndarray | None:
+def small_constant(value: ir.Value | None, *, stepwise: bool = False) -> np.ndarray | None:
     """The value of a small operand (axes, a shape, pads, an epsilon) that is a constant or is
-    computed from small constants by ops this module does exactly; else None.
+    computed from small constants by ops this module does exactly; else None. ``stepwise``:
+    float arithmetic rounded to its type at each step, as the graph holds the value (else held
+    in float64: :class:`Program`).
 
     Exporters write such operands as expressions (the dynamo exporter without its optimizer:
     ``Reshape(Constant([1, 2]), Constant([-1]))`` for the axes of a ``ReduceL2``; TorchScript's
@@ -197,7 +199,7 @@ def small_constant(value: ir.Value | None) -> np.ndarray | None:
         if current.producer() is None and const_leaf(current) is None:
             return None
     try:
-        program = compile_cone(value)
+        program = compile_cone(value, stepwise=stepwise)
         if any(leaf.size > SMALL_ELEMENTS for leaf in program.leaves):
             return None
         array, _ = program.run()

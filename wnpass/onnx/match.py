@@ -62,6 +62,7 @@ __all__ = [
     "find_sites",
     "fold_order",
     "is_constant_cone",
+    "quantized_source",
     "seed_source",
     "static_shape",
 ]
@@ -362,11 +363,8 @@ def static_shape(value: ir.Value) -> tuple[int, ...] | None:
     const = const_tensor(value)
     if const is not None:
         return tuple(int(d) for d in const.shape.numpy())
-    if (dequantizer := _qdq(value, "DequantizeLinear")) is not None:
-        quantized = dequantizer.inputs[0]  # of the same shape, by the op's definition
-        if (quantizer := _qdq(quantized, "QuantizeLinear")) is not None:
-            quantized = quantizer.inputs[0]  # likewise
-        return None if quantized is None else static_shape(quantized)
+    if (quantized := quantized_source(value)) is not None:  # of the same shape, by the ops'
+        return static_shape(quantized)  # definitions
     small = small_constant(value)
     if small is not None:
         return tuple(small.shape)
@@ -477,6 +475,26 @@ def _qdq(value: ir.Value | None, op: str) -> ir.Node | None:
     return node if node is not None and node.op_type == op and node.domain in _QDQ_DOMAINS else None
 
 
+def quantized_source(value: ir.Value) -> ir.Value | None:
+    """What a ``DequantizeLinear`` that gives ``value`` back dequantizes: the quantized
+    tensor, or, where a ``QuantizeLinear`` quantized it in the graph (``AddQDQPairToWeight``),
+    that one's input; None where no ``DequantizeLinear`` gives ``value``."""
+    dequantizer = _qdq(value, "DequantizeLinear")
+    if dequantizer is None or not dequantizer.inputs:
+        return None
+    quantizer = _quantizer_behind(value)
+    return quantizer.inputs[0] if quantizer is not None else dequantizer.inputs[0]
+
+
+def _quantizer_behind(value: ir.Value) -> ir.Node | None:
+    """The ``QuantizeLinear`` whose output the ``DequantizeLinear`` that gives ``value`` reads;
+    None where there is no such pair."""
+    dequantizer = _qdq(value, "DequantizeLinear")
+    quantized = None if dequantizer is None or not dequantizer.inputs else dequantizer.inputs[0]
+    quantizer = _qdq(quantized, "QuantizeLinear")
+    return quantizer if quantizer is not None and quantizer.inputs else None
+
+
 def _dequantized(quantizer: ir.Node) -> ir.Value | None:
     """The output of the ``DequantizeLinear`` that alone reads ``quantizer``'s output, where
     ``quantizer`` is a ``QuantizeLinear`` with a constant scale and zero point: a QDQ model's
@@ -511,8 +529,7 @@ def _quantized_step(quantizer: ir.Node) -> ir.Value | None:
 def _quantizer_of(value: ir.Value) -> ir.Node | None:
     """The ``QuantizeLinear`` whose step of a product ``value`` gives back quantized
     (:func:`_quantized_step`); else None."""
-    dequantizer = _qdq(value, "DequantizeLinear")
-    quantizer = _qdq(dequantizer.inputs[0], "QuantizeLinear") if dequantizer else None
+    quantizer = _quantizer_behind(value)
     return quantizer if quantizer and _quantized_step(quantizer) is value else None
 
 
@@ -881,9 +898,8 @@ def _unsupported(site: Site, why: str) -> Site | None:
 def _norm_quantizer(site: Site) -> tuple[ir.Node, ir.Value] | None:
     """The ``QuantizeLinear`` of the tensor ``site``'s norm reads, where it reads a
     ``DequantizeLinear`` of one, and the v it quantizes (behind layout ops); else None."""
-    dequantizer = None if site.norm is None else _qdq(site.norm.v, "DequantizeLinear")
-    quantizer = _qdq(dequantizer.inputs[0], "QuantizeLinear") if dequantizer else None
-    step = None if quantizer is None or not quantizer.inputs else quantizer.inputs[0]
+    quantizer = None if site.norm is None else _quantizer_behind(site.norm.v)
+    step = None if quantizer is None else quantizer.inputs[0]
     if quantizer is None or step is None:
         return None
     return quantizer, behind_layout(step) or step

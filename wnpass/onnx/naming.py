@@ -205,14 +205,10 @@ def _parsed_v(v: ir.Value) -> tuple[PairKeys, Literal["g", "v"]] | None:
     """The PyTorch parameter key that ``v`` is, by its name; for a ``v`` that a
     ``DequantizeLinear`` gives back (a model quantized to QDQ before it was folded), by the
     name of what it dequantizes, without the quantizer's suffix."""
+    from wnpass.onnx.match import quantized_source
+
     if v.name and (parsed := parse_key(v.name)) is not None:
         return parsed
-    node = v.producer()
-    if node is None or node.op_type != "DequantizeLinear" or not node.inputs:
-        return None
-    quantized = node.inputs[0]
-    quantizer = None if quantized is None else quantized.producer()
-    if quantizer is not None and quantizer.op_type == "QuantizeLinear" and quantizer.inputs:
-        quantized = quantizer.inputs[0]  # a float v quantized in the graph (AddQDQPairToWeight)
+    quantized = quantized_source(v)
     name = None if quantized is None else quantized.name
     return None if not name else parse_key(name.removesuffix(_QUANTIZED_SUFFIX))
