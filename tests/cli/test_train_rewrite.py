@@ -383,6 +383,33 @@ def test_layer_types_select_on_the_command_line(
     assert "no layer type 'Conv9d'" in capsys.readouterr().err
 
 
+def test_a_layer_type_on_the_command_line_takes_in_the_layers_inside_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--exclude-type`` of a module holding layers (a ModuleList, a block) kept nothing out,
+    exit 0 (t312): it keeps out every layer inside it. Its class name as a pattern selects
+    nothing, and the refusal says what the type would select."""
+    model_py = _copy(tmp_path, "vocoder")
+    argv = ["inspect", str(model_py), "--exclude-type", "ModuleList"]
+    assert main([*argv, "--json", str(tmp_path / "plan.json")]) == 0
+    sites = json.loads((tmp_path / "plan.json").read_text())["sites"]
+    planned = {s["name"] for s in sites if s["status"] == "planned"}
+    assert planned == {"conv_pre.weight", "conv_post.weight"}
+    assert {
+        s["reason"]
+        for s in sites
+        if s["name"].endswith(".weight") and s["name"][:3] in ("ups", "res")
+    } == {"excluded (ModuleList)"}
+    capsys.readouterr()
+    assert main(["inspect", str(model_py), "--include", "ModuleList"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.strip().endswith(
+        "'ModuleList' is the class of a module holding layers: as a layer type, it selects "
+        "the layers inside it"
+    )
+
+
 # A model whose only weight is weight-normed already.
 NORMED_BEFORE = (
     "import torch\n"

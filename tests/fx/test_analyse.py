@@ -308,7 +308,7 @@ def test_an_include_of_types_that_selects_nothing_is_refused() -> None:
         apply_weight_norm(model, include=[nn.Conv2d, nn.Conv1d])
     assert str(caught.value) == (
         "include Conv2d, Conv1d selects no parameter: no layer of the model holding one is of "
-        "that type"
+        "that type or inside one"
     )
     assert caught.value.parameter == "include" and not parametrize.is_parametrized(model)
     assert apply_weight_norm(copy.deepcopy(model), include=[nn.Conv2d, nn.Linear]).applied == 1
@@ -355,6 +355,56 @@ def test_include_exclude_by_pattern_and_type() -> None:
     by_type = {s.name: s for s in analyse_sites(model, include=nn.Conv1d, exclude=None)[0]}
     assert by_type["1.weight"].status == "planned"
     assert by_type["0.weight"].reason == "not included"
+
+
+class _Block(nn.Module):
+    """A model's own block: it holds no parameter itself, its layers do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 4, 3, padding=1)
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.conv(x).transpose(1, 2)).transpose(1, 2)
+
+
+def test_a_layer_type_selects_the_layers_inside_it_a_name_pattern_its_own_class() -> None:
+    """``exclude=MultiheadAttention`` kept its ``in_proj_weight`` out and weight-normed its
+    ``out_proj``; a model's own block, which holds no parameter itself, kept nothing out and
+    included nothing (t312). A class matches the layers inside it; a name pattern still
+    matches the layer's own class only (``"_Block"`` matches no layer holding a weight)."""
+    model = nn.Sequential(_Block(), nn.Conv1d(4, 4, 1), _Block())
+    x = torch.randn(2, 4, 5)
+    sites = plan(model, (x,), exclude=_Block)
+    assert sites["0.conv.weight"].reason == "excluded (_Block)"
+    assert sites["2.proj.weight"].reason == "excluded (_Block)"
+    assert sites["1.weight"].status == "planned"
+    sites = plan(model, (x,), include=_Block)
+    planned = {name for name, site in sites.items() if site.status == "planned"}
+    assert planned == {"0.conv.weight", "0.proj.weight", "2.conv.weight", "2.proj.weight"}
+    with pytest.raises(InvalidArgumentError) as caught:
+        plan(model, (x,), include="_Block")
+    assert str(caught.value).startswith("include '_Block' selects no parameter")
+    assert str(caught.value).endswith(
+        "; '_Block' is the class of a module holding layers: as a layer type, it selects the "
+        "layers inside it"
+    )
+    attention = nn.MultiheadAttention(8, 2, batch_first=True)
+    q = torch.randn(2, 3, 8)
+
+    class Attending(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attention, self.head = attention, nn.Linear(8, 2)
+
+        def forward(self, q: torch.Tensor) -> torch.Tensor:
+            return self.head(self.attention(q, q, q, need_weights=False)[0])
+
+    sites = plan(Attending(), (q,), exclude=nn.MultiheadAttention)
+    assert sites["attention.in_proj_weight"].reason == "excluded (MultiheadAttention)"
+    assert sites["attention.out_proj.weight"].reason == "excluded (MultiheadAttention)"
+    assert sites["head.weight"].status == "planned"
 
 
 @pytest.mark.parametrize("parameter", ["include", "exclude"])

@@ -229,11 +229,15 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="LAYER",
-        help="only layers of this class or its subclasses (torch.nn or the model's own, "
-        "e.g. Conv1d, Conv1D)",
+        help="only layers of this class or its subclasses, and the layers inside one "
+        "(torch.nn or the model's own, e.g. Conv1d, Conv1D, ResBlock)",
     )
     group.add_argument(
-        "--exclude-type", action="append", default=[], metavar="LAYER", help="leave these alone"
+        "--exclude-type",
+        action="append",
+        default=[],
+        metavar="LAYER",
+        help="leave these alone, and the layers inside them",
     )
 
 

@@ -208,19 +208,35 @@ def _matches(
     model: nn.Module, site: ParamSite, patterns: list[Pattern], names: list[str]
 ) -> Pattern | None:
     """The first pattern matching the site: by any of its names (one module can have several),
-    its module's names, its op or its layer type."""
+    its module's names, its op or its layer type. A class matches the layer holding the
+    parameter and every module holding that layer (``MultiheadAttention`` its ``out_proj``
+    too, a model's own block the layers in it, t312): a name pattern can say "the layers in
+    it" (``encoder.*``), a class cannot otherwise. A name pattern matches the holding layer's
+    own class names only, as one such as ``Conv*`` would otherwise take in every layer of a
+    ``ConvNeXtBlock``, and ``*Model`` the whole model."""
     owner, _ = owner_of(model, site.name)
     texts = [*names, *(name.rpartition(".")[0] for name in names), *_op_names(site.op)]
     types = [type(owner), *([_WAS_LAZY[owner]] if owner in _WAS_LAZY else [])]
     for pattern in patterns:
         if isinstance(pattern, type):
-            if any(issubclass(t, pattern) for t in types):
+            if any(issubclass(t, pattern) for t in [*types, *_holders(model, names)]):
                 return pattern
         elif any(fnmatch.fnmatchcase(text, pattern) for text in texts) or any(
             fnmatch.fnmatchcase(cls.__name__, pattern) for t in types for cls in t.__mro__
         ):
             return pattern
     return None
+
+
+def _holders(model: nn.Module, names: list[str]) -> list[type]:
+    """The classes of the modules holding the layer that holds a parameter of ``names``: the
+    model itself and each module on the way down, under any of the names."""
+    paths = {
+        ".".join(parts[:depth])
+        for parts in (name.split(".")[:-2] for name in names)
+        for depth in range(len(parts) + 1)
+    }
+    return [type(model.get_submodule(path)) for path in paths]
 
 
 def _op_names(ops: str) -> list[str]:
@@ -571,7 +587,8 @@ def _require_selected(
     if includes and not any(_matches(model, site, includes, names) for site, names in sites):
         said = ", ".join(_pattern_text(pattern) for pattern in includes)
         raise InvalidArgumentError(
-            f"{said} selects no parameter: no layer of the model holding one is of that type",
+            f"{said} selects no parameter: no layer of the model holding one is of that type "
+            "or inside one",
             parameter="include",
         )
 
@@ -595,6 +612,20 @@ def _require_matched(
             raise InvalidArgumentError(
                 f"{pattern!r} selects no parameter: it matches no name of a parameter or of "
                 "the module holding one, nor the op or layer type using one (a pattern "
-                "matches a whole name: 'encoder.*', '*attn*')",
+                f"matches a whole name: 'encoder.*', '*attn*'){_as_type_hint(model, pattern)}",
                 parameter=parameter,
             )
+
+
+def _as_type_hint(model: nn.Module, pattern: str) -> str:
+    """What a name pattern that matched nothing would select as a layer type, where it names
+    the class of a module holding layers (a block of the model's own)."""
+    for module in model.modules():
+        if next(iter(module.children()), None) is not None and any(
+            fnmatch.fnmatchcase(cls.__name__, pattern) for cls in type(module).__mro__
+        ):
+            return (
+                f"; {pattern!r} is the class of a module holding layers: as a layer type, it "
+                "selects the layers inside it"
+            )
+    return ""
