@@ -33,7 +33,7 @@ def main() -> int:
     parser.add_argument("--factory", default="build_model")
     args = parser.parse_args()
     export(args.model_py, args.output, dynamo=args.dynamo, factory=args.factory)
-    print(f"wrote {args.output}", file=sys.stderr)
+    print(f"wrote {args.output}")
     return 0
 
 

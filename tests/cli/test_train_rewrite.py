@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -924,3 +925,17 @@ def test_a_table_the_forward_grows_is_saved_as_loaded(tmp_path: Path) -> None:
     out = tmp_path / "grows.wn.pt"
     assert main(["--quiet", "train-rewrite", str(tmp_path / "grows.py"), "-o", str(out)]) == 0
     assert torch.load(out, weights_only=True)["pe"].shape == (4, 3)
+
+
+def test_the_help_gives_the_tolerances_the_check_holds_to(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--rtol``'s help said 1e-2 "at half precision" while bfloat16 is held to 5e-2 (t315):
+    it writes out the library's values (the command line does not import torch to say them)."""
+    from wnpass.fx.apply import KEEP_RTOL, KEEP_RTOL_BF16, KEEP_RTOL_HALF
+
+    assert main(["train-rewrite", "--help"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    given = re.search(r"\(default (\S+); (\S+) where the model computes at float16, (\S+) at", said)
+    assert given is not None and " at bfloat16)" in said[given.end() - 3 :]
+    assert tuple(map(float, given.groups())) == (KEEP_RTOL, KEEP_RTOL_HALF, KEEP_RTOL_BF16)

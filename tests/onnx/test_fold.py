@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import onnx
 import pytest
@@ -9,7 +11,7 @@ from onnx import TensorProto
 from onnx import helper as oh
 from onnx import numpy_helper as nh
 
-from tests.helpers import assert_close, onnx_model, rand, run
+from tests.helpers import assert_close, onnx_model, rand, run, zero_unit
 from tests.onnx.helpers import HEADER17, SHARED_NORM, TWICE
 from wnpass import fold_onnx, inspect_onnx
 
@@ -820,3 +822,28 @@ def test_a_string_constant_in_a_site_s_cone_is_declined_not_an_internal_error() 
     model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 18)], ir_version=8)
     (site,) = fold_onnx(model)[1].sites
     assert (site.status, site.reason) == ("declined", "string constants are not evaluated")
+
+
+def test_the_warning_of_a_declined_site_names_it_as_its_row_does(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A site declined on its values (a zero-norm unit) was warned of by a name of the graph
+    (``not folding w``, an export's ``/0/weight/weight.0/Mul_output_0``) while its row said
+    ``fc.weight`` (t315): the warning names it as the row does, after the PyTorch parameter."""
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            n = ReduceL2 <axes = [1], keepdims = 1> (v)
+            d = Div(v, n)
+            w = Mul(d, g)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    arrays = zero_unit(3, 4)
+    model = onnx_model(text, {"v": "fc.weight_v", "g": "fc.weight_g"}, True, **arrays)
+    with caplog.at_level(logging.WARNING, logger="wnpass"):
+        _, report = fold_onnx(model)
+    (site,) = report.sites
+    assert (site.name, site.status) == ("fc.weight", "declined")
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warned == [f"not folding fc.weight: {site.reason}"]

@@ -134,7 +134,8 @@ def folder_hint(folder: Path, wanted: Wanted = "either") -> str:
     try:
         if is_dcp_folder(folder):
             return f" (it is in {DCP})"
-        names = sorted(p.name for p in folder.iterdir() if p.is_file())
+        # hidden files as a folder's inspection skips them (a hint named a stale .a.onnx, t315)
+        names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name[:1] != ".")
     except OSError:
         return ""
     checkpoints = wanted != "onnx"

@@ -56,8 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rtol",
         type=given_number,
         metavar="R",
+        # the values of wnpass.fx.apply's KEEP_RTOL*, written out: that module imports torch
         help="with --init keep: the outputs' relative tolerance (default 1e-5; 1e-2 where the "
-        "model computes at half precision)",
+        "model computes at float16, 5e-2 at bfloat16)",
     )
     parser.add_argument(
         "-o", "--output", type=file_path, metavar="OUT", help="default <stem>.wn.pt"

@@ -336,6 +336,9 @@ def _fold_all(model: ir.Model) -> tuple[dict[ir.Value, SiteReport], list[Site]]:
         [(site, reports[site.root]) for site in declined],
         {report.name for report in reports.values()},
     )
+    for site in declined:
+        if site.root in matched and matched[site.root] is None:  # declined on its values
+            logger.warning("not folding %s: %s", reports[site.root].name, site.reason)
     return {root: reports[root] for root in found if root in reports}, declined
 
 
@@ -389,8 +392,7 @@ def _fold_site(
     weight = folded_weight(site) if site.foldable else site.reason
     if isinstance(weight, str) or weight is None:
         if site.foldable:
-            site.reason = weight
-            logger.warning("not folding %s: %s", site.root.name, weight)
+            site.reason = weight  # warned of once named, as its row is (_fold_all)
         logger.debug("declined %s: %s", site.root.name, site.reason)
         reports[site.root] = _describe(site, model, "declined", "")
         declined.append(site)
