@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from wnpass.verify.compare import compare_outputs
 from wnpass.verify.report import CheckReport, ProviderRun, comparison_row, failure_reason
@@ -127,7 +128,16 @@ def test_a_failed_run_says_so_in_its_json_and_rows_show_only_what_was_counted() 
 
 def test_an_output_of_no_scale_gives_no_share_of_it() -> None:
     """An all-zero reference has no scale: the failure's line said the absolute error as a
-    share of it (``max abs 0.000105, 0.000105 of scale``, t299)."""
+    share of it (``max abs 0.000105, 0.000105 of scale``, t299), and the table's "max
+    abs/scale" and the JSON's ``max_scaled`` gave the absolute error as if relative (t315)."""
     ref = np.zeros(4, np.float32)
     (c,) = compare_outputs(["y"], [ref], ["y"], [ref + 1.05e-4])
     assert failure_reason(c).endswith("(max abs 0.000105)")
+    assert comparison_row("cpu", c)[3:5] == ("0.000105", "-")
+    report = CheckReport("a.onnx", "b.onnx", runs=[ProviderRun("cpu", "default", "ok", [c])])
+    (recorded,) = report.to_dict()["runs"][0]["comparisons"]
+    assert (recorded["max_abs"], recorded["scale"], recorded["max_scaled"]) == (
+        pytest.approx(1.05e-4),
+        0.0,
+        None,
+    )

@@ -112,7 +112,9 @@ class OutputComparison:
     max_abs: float = 0.0
     max_rel: float = 0.0  # largest per-element |error| / |reference| (large near zero)
     scale: float = 0.0  # largest |reference|: the output's scale
-    max_scaled: float = 0.0  # max_abs / scale: the headline error, relative to the output
+    # max_abs / scale: the headline error, relative to the output; None where the reference
+    # is all zero and has no scale (a relative error of nothing)
+    max_scaled: float | None = 0.0
     outside: int = 0  # elements outside tolerance
     total: int = 0
     problem: str | None = None  # shape/dtype/NaN mismatch or a missing output
@@ -144,10 +146,11 @@ class OutputComparison:
         return self.passed
 
 
-def _scaled(max_abs: float, scale: float) -> float:
+def _scaled(max_abs: float, scale: float) -> float | None:
     """The headline error: ``max_abs`` relative to the output's scale (its largest reference
-    magnitude), or ``max_abs`` itself where the reference is all zero and has no scale."""
-    return max_abs / scale if scale else max_abs
+    magnitude); None where the reference is all zero and has no scale (``max_abs`` itself was
+    shown, under "max abs/scale", as if relative)."""
+    return max_abs / scale if scale else None
 
 
 def _compare(

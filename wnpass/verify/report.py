@@ -282,7 +282,7 @@ def failure_reason(c: OutputComparison) -> str:
         return outside_text(c.outside, c.total, None, None, False, c.max_abs)
     return outside_text(
         c.outside, c.total, c.rtol, c.atol, c.atol_scaled, c.max_abs,
-        per_item=c.atol_per_item, scaled=c.max_scaled if c.measured and c.scale else None,
+        per_item=c.atol_per_item, scaled=c.max_scaled if c.measured else None,
     )  # fmt: skip
 
 
@@ -383,7 +383,7 @@ def comparison_row(where: str, c: OutputComparison) -> tuple[str, ...]:
         c.name,
         shape_text(c.shape, unknown="-"),
         shown_error(c.max_abs, c.atol) if c.measured else "-",
-        f"{c.max_scaled:.3g}" if c.measured else "-",
+        f"{c.max_scaled:.3g}" if c.measured and c.max_scaled is not None else "-",
         f"{c.outside}/{c.total}" if counted else "-",
         _tolerance(c),
         _result(c),
