@@ -180,6 +180,59 @@ def test_reciprocal_of_sqrt() -> None:
     assert_folds(gemm_model(body))
 
 
+@pytest.mark.parametrize(
+    ("one", "folds"),
+    [
+        (np.array(1.0, np.float32), True),
+        (np.array([[1.0]], np.float32), True),
+        (np.array(2.0, np.float32), False),  # a second gain: declined, as before
+        (np.ones((3, 1), np.float32), False),  # three ones: a second gain's shape
+    ],
+    ids=["scalar", "1x1", "two", "3x1"],
+)
+def test_rsqrt_written_as_one_divided_by_the_norm(one: np.ndarray, folds: bool) -> None:
+    """``g * v * torch.rsqrt((v * v).sum(...))`` without constant folding: TorchScript writes
+    rsqrt as ``Div(1, Sqrt(...))``, and the 1 was taken for a second gain ("expected at most
+    one gain", t316). A constant 1 of one element and no more dimensions than v is no factor;
+    any other constant still is one."""
+    body = (
+        "a = Constant <value = int64[1] {1}> ()\n q = Mul(v, v)\n s = ReduceSum(q, a)\n"
+        " r = Sqrt(s)\n d = Div(one, r)\n"
+        " p = Mul(g, v)\n w = Mul(p, d)"
+    )
+    model = gemm_model(body, one=one)
+    if folds:
+        folded, report = assert_folds(model)
+        assert op_types(folded) == ["Gemm"] and report.sites[0].axes == [1]
+        v64, g64 = V.astype(np.float64), G.astype(np.float64)
+        expected = (g64 * v64 / np.linalg.norm(v64, axis=1, keepdims=True)).astype(np.float32)
+        np.testing.assert_array_equal(
+            onnx.numpy_helper.to_array(folded.graph.initializer[0]), expected
+        )
+        return
+    (site,) = inspect_onnx(model).sites
+    assert site.status == "declined"
+
+
+def test_a_one_of_more_dimensions_than_v_is_a_factor() -> None:
+    """A 1 of shape [1, 1, 1] times a 2-D weight makes it 3-D: it is kept as a factor (the
+    site declined), not dropped, which would write a weight of another rank."""
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[1, 2, 3] y) {{
+            n = ReduceL2 <axes = [1]> (v)
+            d = Div(one, n)
+            p = Mul(g, v)
+            w = Mul(p, d)
+            t = Transpose <perm = [0, 2, 1]> (w)
+            y = MatMul(x, t)
+        }}
+    """
+    model = onnx_model(text, v=V, g=G, one=np.ones((1, 1, 1), np.float32))
+    (site,) = inspect_onnx(model).sites
+    assert site.status == "declined" and "at most one gain" in (site.reason or "")
+
+
 def test_lp_normalization_times_g() -> None:
     body = "d = LpNormalization <axis = 1, p = 2> (v)\n w = Mul(d, g)"
     _, report = assert_folds(gemm_model(body))
@@ -335,7 +388,8 @@ def test_a_norm_of_a_copy_of_v_s_elements_folds_as_v_s(copy: str) -> None:
     """``F.linear(x, w / w.norm())`` from TorchScript: its constant folding stores
     ``Reshape(w, [-1])`` as a second initializer, whose norm divides w. Declined as "the
     normalised tensor is not v itself", with that copy's shape and no gain-less form (t86);
-    a copy that differs in one bit is no copy, and still declined."""
+    a copy that differs in one bit is no copy: the weight is a constant of as many elements
+    over its norm, folded as ``g * v`` premultiplied (t316), not as gain-less."""
     flat = V.reshape(-1).copy()
     if copy == "one bit off":
         flat.view(np.uint32)[5] ^= 1
@@ -348,16 +402,43 @@ def test_a_norm_of_a_copy_of_v_s_elements_folds_as_v_s(copy: str) -> None:
         }}
     """
     model = onnx_model(text, v=V, flat=flat)
-    if copy == "one bit off":  # a weight computed from constants, left as it is
+    folded, report = assert_folds(model)
+    (site,) = report.sites
+    form = "gain-less ReduceL2" if copy == "same" else "g*v premultiplied ReduceL2"
+    assert (site.form, site.shape, site.axes) == (form, [3, 4], None)
+    assert op_types(folded) == ["Gemm"] and len(folded.graph.initializer) == 1
+    v64 = V.astype(np.float64)
+    expected = (v64 / np.linalg.norm(flat.astype(np.float64))).astype(np.float32)
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(folded.graph.initializer[0]), expected)
+
+
+@pytest.mark.parametrize("elements", [12, 11])
+def test_a_premultiplied_weight_over_the_norm_of_a_flat_copy_folds(elements: int) -> None:
+    """``F.linear(x, g * v / v.norm())`` (a scalar gain) from TorchScript: its constant
+    folding stores ``g * v`` and ``v``'s flattened copy as initializers; the premultiplied
+    rule wanted v's shape, the copy rule v itself, and neither took both (t316). A norm over
+    every element of a constant with as many elements as the product folds, the row showing
+    the product's shape; a copy of another size is no copy of v."""
+    flat = V.reshape(-1)[:elements].copy()
+    premultiplied = (np.float32(2.5) * V).astype(np.float32)
+    text = f"""
+        {HEADER17}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            n = ReduceL2 <keepdims = 0> (flat)
+            w = Div(c, n)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, c=premultiplied, flat=flat)
+    if elements != V.size:
         report = inspect_onnx(model)
         assert report.sites == [] and [c.status for c in report.cones] == ["declined"]
         return
     folded, report = assert_folds(model)
     (site,) = report.sites
-    assert (site.form, site.shape, site.axes) == ("gain-less ReduceL2", [3, 4], None)
-    assert op_types(folded) == ["Gemm"] and len(folded.graph.initializer) == 1
-    v64 = V.astype(np.float64)
-    expected = (v64 / np.linalg.norm(v64)).astype(np.float32)
+    assert (site.form, site.shape, site.axes) == ("g*v premultiplied ReduceL2", [3, 4], None)
+    c64 = premultiplied.astype(np.float64)
+    expected = (c64 / np.linalg.norm(flat.astype(np.float64))).astype(np.float32)
     np.testing.assert_array_equal(onnx.numpy_helper.to_array(folded.graph.initializer[0]), expected)
 
 

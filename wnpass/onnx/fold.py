@@ -89,8 +89,10 @@ def graph_label(graph: ir.Graph | ir.Function, model: ir.Model) -> str:
 
 
 def _describe(site: Site, model: ir.Model, status: str, name: str) -> SiteReport:
-    # v's shape: a constant's, or a graph input's declared one (a site declined for it, t155)
-    known = None if site.v is None else static_shape(site.v)
+    # v's shape: a constant's, or a graph input's declared one (a site declined for it, t155);
+    # of g * v premultiplied, that product's (v may be the flattened copy a norm reads, t316)
+    shaped = site.factors[0] if site.premultiplied and site.factors is not None else site.v
+    known = None if shaped is None else static_shape(shaped)
     shape = None if known is None else list(known)
     dtype = declared_dtype(site.target)
     return SiteReport(

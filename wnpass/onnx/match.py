@@ -586,6 +586,19 @@ def _normalised(leaf: ir.Value, v: ir.Value, reduced: ir.Value | None) -> bool:
     return source is v or (reduced is not None and source is strip_cast(reduced))
 
 
+def _one(leaf: ir.Value, normed: Set[ir.Value]) -> bool:
+    """Whether ``leaf`` is a constant 1 of one element and of no more dimensions than a
+    normalized tensor: a factor that changes neither the value nor the shape (``rsqrt``
+    exported as ``Div(1, Sqrt(...))``, a gain of exactly 1), not a second gain (t316)."""
+    one = small_constant(leaf)
+    return (
+        one is not None
+        and one.size == 1
+        and float(one.reshape(-1)[0]) == 1.0
+        and any((shape := static_shape(v)) is not None and one.ndim <= len(shape) for v in normed)
+    )
+
+
 def _copied(leaves: list[_Factor], copy: ir.Value) -> ir.Value | None:
     """The product's one leaf, a constant, where the whole-tensor norm reads another constant
     that holds its elements in the same order, bit for bit (``v / ||C||``, as TorchScript's
@@ -606,16 +619,18 @@ def _copied(leaves: list[_Factor], copy: ir.Value) -> ir.Value | None:
     )
 
 
-def _premultiplied(leaves: list[_Factor], v: ir.Value) -> bool:
+def _premultiplied(leaves: list[_Factor], norm: Norm) -> bool:
     """Whether the product's one leaf is a constant of ``v``'s shape, multiplying: ``C``
     of ``C / ||v||``, as TorchScript's constant folding leaves ``g * v / ||v||`` (its ``g * v``
-    computed into one initializer)."""
+    computed into one initializer). Of a norm over every element of ``v``, of as many
+    elements: that folding also stores ``v``'s flattened copy that ``v.norm()`` reads (t316)."""
     if len(leaves) != 1 or leaves[0].exponent != 1:
         return False
-    shape = static_shape(strip_cast(leaves[0].value))
-    return (
-        shape is not None and shape == static_shape(v) and bool(is_constant_cone(leaves[0].value))
-    )
+    shape, of_v = static_shape(strip_cast(leaves[0].value)), static_shape(norm.v)
+    if shape is None or of_v is None:
+        return False
+    same = shape == of_v or (norm.axes is None and math.prod(shape) == math.prod(of_v))
+    return same and bool(is_constant_cone(leaves[0].value))
 
 
 def _constant_reason(value: ir.Value, role: str, scope: str = "graph") -> str | None:
@@ -958,8 +973,8 @@ def _analyse(
         return site
     if not norms and root in run_time:
         return None  # a norm's use that leaves the product (``n + x``): no site of it
-    leaves = [f for f in factors if f.kind == "leaf"]
     normed = {f.norm.v for f in norms if f.norm is not None}
+    leaves = [f for f in factors if f.kind == "leaf" and not _one(f.value, normed)]
     constant_gain = any(
         f.value not in run_time for f in leaves if strip_cast(f.value) not in normed
     )
@@ -984,10 +999,10 @@ def _analyse(
     if norm.layout:
         site.reduced = reduced
     numerators = [f for f in leaves if _normalised(f.value, norm.v, reduced)]
-    if not numerators and not norm.layout and _premultiplied(leaves, norm.v):
-        numerators, site.premultiplied = leaves, True  # C / ||v|| with C = g * v computed
-    elif not numerators and norm.axes is None and (copied := _copied(leaves, norm.v)):
+    if not numerators and norm.axes is None and (copied := _copied(leaves, norm.v)):
         numerators, site.v = leaves, copied  # v / ||C||, C a copy of v's elements
+    elif not numerators and not norm.layout and _premultiplied(leaves, norm):
+        numerators, site.premultiplied = leaves, True  # C / ||v|| with C = g * v computed
     if len(numerators) != 1 or numerators[0].exponent != 1:
         return _unsupported(site, "the normalised tensor is not v itself")
     if not lp and _misbroadcast(norms[0].value, numerators[0].value, norm, reduced):
