@@ -134,6 +134,44 @@ def test_a_checkpoint_weight_normed_at_another_axis_is_said(
         ) in capsys.readouterr().out
 
 
+def test_a_checkpoints_pairs_at_the_same_axes_are_kept_as_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A weight-normed training checkpoint given to train-rewrite: each pair was folded on
+    load, then split again as ``g = ||w||``, ``v = w``; a negative g came back positive and
+    ``||v||`` became g, so a resumed optimizer's state no longer fit (t317). Pairs the model
+    now holds at the same axes are written as stored; one at another axis is normalized
+    again, as its note says."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    from wnpass import load_model_py
+
+    model_py = tmp_path / "two.py"
+    model_py.write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "def build_model():\n    return nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))\n\n"
+        "def example_inputs():\n    return (torch.rand(8, 4),)\n"
+    )
+    model, _ = load_model_py(model_py)
+    weight_norm(model.get_submodule("0"), "weight", dim=0)
+    weight_norm(model.get_submodule("1"), "weight", dim=1)  # another axis than the unit's
+    trained = {k: t.clone() for k, t in model.state_dict().items()}
+    g0, v0 = "0.parametrizations.weight.original0", "0.parametrizations.weight.original1"
+    trained[g0][0] *= -1  # a gain training left negative
+    trained[v0] *= 3  # ||v|| no longer g
+    torch.save(trained, tmp_path / "ckpt.pt")
+    out = tmp_path / "out.pt"
+    argv = ["train-rewrite", str(model_py), "--checkpoint", str(tmp_path / "ckpt.pt")]
+    assert main([*argv, "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"1 weight-norm pair of {tmp_path / 'ckpt.pt'} kept as stored" in said
+    assert "weight-normed at another axis" in said
+    written = torch.load(out, weights_only=True)
+    assert torch.equal(written[g0], trained[g0]) and torch.equal(written[v0], trained[v0])
+    g1 = "1.parametrizations.weight.original0"
+    assert written[g1].shape == (2, 1) and trained[g1].shape == (1, 3)
+
+
 @pytest.mark.parametrize("case", ["one output unit", "data init"])
 def test_no_axis_note_where_the_gains_are_the_checkpoints_or_drawn_anew(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str

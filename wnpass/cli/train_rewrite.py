@@ -141,6 +141,15 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         other_axes := _moved_axes(report, args.checkpoint, args.keep_objects)
     ):
         report.notes.append(other_axes)
+    if args.checkpoint is not None and args.init == "keep" and report:
+        kept = _keep_stored_pairs(model, args.checkpoint, args.keep_objects)
+        if kept:
+            from wnpass.report import counted
+
+            report.notes.append(
+                f"{counted(kept, 'weight-norm pair')} of {args.checkpoint} kept as stored "
+                "(their g and v, at the same axes): training resumes from them"
+            )
     if args.init == "keep" and inputs is None:
         report.notes.append(f"{args.model} has no example_inputs(): equivalence not checked")
     if report:
@@ -216,6 +225,20 @@ def _save(state: dict[str, Any], output: Path, plan: IOPlan) -> None:
 
     with plan.replace(output) as temporary:
         torch_save(state, temporary)
+
+
+def _keep_stored_pairs(model: Any, checkpoint: Path, keep_objects: bool) -> int:
+    """Put back the checkpoint's g/v pairs that the model now holds at the same axes, as
+    stored; how many. Loaded, each was folded into its plain weight, and weight norm then
+    gave it ``g = ||w||``, ``v = w``: the same weight, but a negative g came back positive
+    and ``||v||`` became g, which an optimizer's saved state (momentum, Adam's moments) no
+    longer fits (t317)."""
+    from wnpass.fx.files import read_state_dict
+    from wnpass.fx.state import stored_pairs
+
+    pairs = stored_pairs(model, read_state_dict(checkpoint, keep_objects=keep_objects))
+    model.load_state_dict(pairs, strict=False)
+    return len(pairs) // 2
 
 
 def _moved_axes(report: Any, checkpoint: Path, keep_objects: bool) -> str | None:

@@ -88,6 +88,29 @@ def refuse_unread_checkpoint(path: Path) -> None:
         raise InvalidArgumentError(str(error), parameter="checkpoint") from None
 
 
+def read_state_dict(path: Path, *, keep_objects: bool = False) -> dict[str, Any]:
+    """The state dict a checkpoint holds (:func:`load_checkpoint`'s files), as stored."""
+    from wnpass.arguments import require_flag
+    from wnpass.checkpoint.reading import load_torch, open_checkpoint
+
+    refuse_unread_checkpoint(path)
+    require_input(path, "checkpoint")
+    require_flag("keep_objects", keep_objects)
+    with _as_argument_error("checkpoint"):
+        if _torch_file(path):
+            value = load_torch(path, set() if keep_objects else None, offered=True)
+            state = _state_dict(value)
+            if state is None:
+                raise InvalidArgumentError(
+                    f"{path}: {_no_state_dict(value)}", parameter="checkpoint"
+                )
+            return state
+        checkpoint = open_checkpoint(path, keep_objects=keep_objects)
+        state = {info.key: checkpoint.torch_tensor(info) for info in checkpoint.tensors()}
+        checkpoint.close()
+        return state
+
+
 def load_checkpoint(
     model: nn.Module,
     path: str | Path,
@@ -110,28 +133,12 @@ def load_checkpoint(
     unbuilt (:mod:`wnpass.checkpoint.kept`), not refused; only the state dict is loaded. A
     state dict whose keys are not the model's is refused naming them, and the prefix that
     would make them the model's."""
-    from wnpass.arguments import require_flag
-    from wnpass.checkpoint.reading import load_torch, open_checkpoint
     from wnpass.fx.forward import as_batch, parameter_prints, written_parameters
     from wnpass.fx.reach import give_back_unreached
     from wnpass.fx.state import convert_state_dict, restore_weight_norm
 
     path = Path(path)
-    refuse_unread_checkpoint(path)
-    require_input(path, "checkpoint")
-    require_flag("keep_objects", keep_objects)
-    with _as_argument_error("checkpoint"):
-        if _torch_file(path):
-            value = load_torch(path, set() if keep_objects else None, offered=True)
-            state = _state_dict(value)
-            if state is None:
-                raise InvalidArgumentError(
-                    f"{path}: {_no_state_dict(value)}", parameter="checkpoint"
-                )
-        else:
-            checkpoint = open_checkpoint(path, keep_objects=keep_objects)
-            state = {info.key: checkpoint.torch_tensor(info) for info in checkpoint.tensors()}
-            checkpoint.close()
+    state = read_state_dict(path, keep_objects=keep_objects)
     converted: dict[str, Any] = state
     try:
         before = dict(model.named_parameters()) if keep_pairs else {}

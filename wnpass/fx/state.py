@@ -18,7 +18,7 @@ the model's axis, with a warning. Key forms, the axis and the product are :mod:`
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import torch
@@ -171,7 +171,7 @@ def convert_state_dict(model: nn.Module, state: Mapping[str, Any]) -> dict[str, 
         for key in (*_new_keys(name), *_legacy_keys(name)):
             out.pop(key, None)
         g, v = pair
-        keys = next((k for k in (_new_keys(name), _legacy_keys(name)) if k[0] in wanted), None)
+        keys = _pair_held(name, wanted)
         if keys is None:  # the model holds a plain weight
             out[name] = _weight_from(name, g, v)
             logger.debug("%s: g/v folded into a plain weight", name)
@@ -208,6 +208,31 @@ def convert_state_dict(model: nn.Module, state: Mapping[str, Any]) -> dict[str, 
         g, v = plist[0].right_inverse(out.pop(key))
         out[new_g], out[new_v] = g, v
         logger.debug("%s: plain weight split into g/v", key)
+    return out
+
+
+def _pair_held(name: str, wanted: Collection[str]) -> tuple[str, str] | None:
+    """The g and v keys under which a model with the keys ``wanted`` holds weight ``name`` as
+    a weight-norm pair (PyTorch's parametrization's, else its legacy hook's); None where it
+    holds the weight plain."""
+    return next((k for k in (_new_keys(name), _legacy_keys(name)) if k[0] in wanted), None)
+
+
+def stored_pairs(model: nn.Module, state: Mapping[str, Any]) -> dict[str, Any]:
+    """The g/v pairs of ``state`` that ``model`` holds as pairs at the same axes, under the
+    model's keys, as stored: what a training resumed from ``state`` reads back as it was
+    saved, where a weight loaded plain and normalized again gets ``g = ||w||`` and ``v = w``
+    (the same weight, but not the gains and directions an optimizer's state goes with)."""
+    shapes = {k: t.shape for k, t in model.state_dict().items() if not is_lazy(t)}
+    out: dict[str, Any] = {}
+    for name in _plain_names(state):
+        pair = _get_pair(state, name)
+        keys = _pair_held(name, shapes)
+        if pair is None or keys is None or not all(isinstance(t, torch.Tensor) for t in pair):
+            continue
+        g, v = pair
+        if v.shape == shapes[keys[1]] and _shaped(g, shapes[keys[0]]).shape == shapes[keys[0]]:
+            out[keys[0]], out[keys[1]] = _shaped(g, shapes[keys[0]]), v
     return out
 
 
