@@ -233,6 +233,86 @@ def test_a_one_of_more_dimensions_than_v_is_a_factor() -> None:
     assert site.status == "declined" and "at most one gain" in (site.reason or "")
 
 
+@pytest.mark.parametrize(
+    ("reshape", "square"),
+    [("Reshape(d, shape)", False), ("Reshape(d, shape)", True), ("Unsqueeze(d, axis)", True)],
+    ids=["view", "view-square", "unsqueeze-square"],
+)
+def test_a_units_gain_over_norm_viewed_as_units_folds(reshape: str, square: bool) -> None:
+    """``v * (g / v.norm(dim=1)).view(-1, 1)``: the norm without keepdims, the quotient
+    viewed as one value per row. The climb stopped at the Reshape, and the weight was left
+    computed, "computed by ReduceL2" (t316). A reshape of a part of the product that only
+    adds axes of size 1 is looked through, g and the norm laid out as it lays them out: a
+    square v, whose unviewed [4] norm would broadcast along its rows, folds too."""
+    v = rand(4, 4) if square else V
+    g = np.abs(rand(v.shape[0])) + 0.5
+    text = f"""
+        {HEADER18}
+        agraph (float[2, 4] x) => (float[2, {v.shape[0]}] y) {{
+            n = ReduceL2 <keepdims = 0> (v, one)
+            d = Div(g, n)
+            r = {reshape}
+            w = Mul(v, r)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    constants = {
+        "one": np.array([1], np.int64),
+        "shape": np.array([-1, 1], np.int64),
+        "axis": np.array([1], np.int64),
+    }
+    used = {k: a for k, a in constants.items() if re.search(rf"\b{k}\b", text)}
+    folded, report = assert_folds(onnx_model(text, None, True, v=v, g=g, **used))
+    assert op_types(folded) == ["Gemm"] and report.sites[0].axes == [1]
+    v64 = v.astype(np.float64)
+    expected = (g[:, None] * v64 / np.linalg.norm(v64, axis=1, keepdims=True)).astype(np.float32)
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(folded.graph.initializer[0]), expected)
+
+
+def test_a_gain_over_norm_viewed_along_the_other_axis_is_no_weight_norm() -> None:
+    """The same quotient viewed as [1, 4] scales column j of a square v by row j's norm: no
+    weight norm of v's units, as the unviewed quotient is not (t158), but a weight computed
+    from constants."""
+    v = rand(4, 4)
+    text = f"""
+        {HEADER18}
+        agraph (float[2, 4] x) => (float[2, 4] y) {{
+            n = ReduceL2 <keepdims = 0> (v, one)
+            d = Div(g, n)
+            r = Reshape(d, shape)
+            w = Mul(v, r)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    arrays = {"one": np.array([1], np.int64), "shape": np.array([1, -1], np.int64)}
+    model = onnx_model(text, None, True, v=v, g=np.abs(rand(4)) + 0.5, **arrays)
+    report = inspect_onnx(model)  # a weight computed from constants, left as it is
+    assert report.sites == [] and [c.status for c in report.cones] == ["declined"]
+
+
+def test_a_view_of_a_quotient_that_broadcast_inside_it_is_declined() -> None:
+    """Two gains per unit ([2, 3]) over a [3] norm, viewed as [2, 3, 1]: the norm did not
+    have the shape the view reads, so where its values go is not the view's; declined."""
+    text = f"""
+        {HEADER18}
+        agraph (float[2, 4] x) => (float[2, 2, 3] y) {{
+            n = ReduceL2 <keepdims = 0> (v, one)
+            d = Div(g, n)
+            r = Reshape(d, shape)
+            w = Mul(v, r)
+            t = Transpose <perm = [0, 2, 1]> (w)
+            y = MatMul(x, t)
+        }}
+    """
+    arrays = {"one": np.array([1], np.int64), "shape": np.array([2, 3, 1], np.int64)}
+    model = onnx_model(text, None, True, v=V, g=np.abs(rand(2, 3)) + 0.5, **arrays)
+    (site,) = inspect_onnx(model).sites
+    assert site.status == "declined"
+    assert site.reason == (
+        "unsupported form: a reshape of a part of the product whose factors differ in shape"
+    )
+
+
 def test_lp_normalization_times_g() -> None:
     body = "d = LpNormalization <axis = 1, p = 2> (v)\n w = Mul(d, g)"
     _, report = assert_folds(gemm_model(body))

@@ -22,6 +22,13 @@ BODIES = {
     "a transpose": ("r = Transpose <perm = [1, 0]> (v)", None),
     "no broadcast": ("t = Transpose <perm = [1, 0]> (v)\n r = Add(v, t)", None),
     "an axis out of range": ("r = ReduceL2 <axes = [2]> (v)", None),
+    # reshapes, as a view of a unit's g / ||v|| (t316): 0 copies a dimension, -1 is inferred
+    "a reshape": ("r = Reshape(v, view)", (6, 4, 1)),
+    "a reshape to another count": ("r = Reshape(v, bad)", None),
+    "a reshape allowing zero": ("r = Reshape <allowzero = 1> (v, view)", None),
+    "an unsqueeze": ("r = Unsqueeze(v, ends)", (1, 6, 4, 1)),
+    "a squeeze of every axis of one": ("u = Unsqueeze(v, ends)\n r = Squeeze(u)", (6, 4)),
+    "a squeeze of an axis of more": ("r = Squeeze(v, one)", None),
 }
 
 
@@ -38,6 +45,8 @@ def test_the_shape_of_a_computed_value(case: str) -> None:
     model = onnx_model(
         text, check=False, v=rand(6, 4), g=rand(6, 1), lo=np.array(0.0, np.float32),
         one=np.array([1], np.int64), shape=np.array([6, 4], np.int64),
+        view=np.array([0, -1, 1], np.int64), bad=np.array([5, -1], np.int64),
+        ends=np.array([0, 3], np.int64),
     )  # fmt: skip
     graph = ir.serde.deserialize_model(model).graph
     (value,) = (out for node in graph for out in node.outputs if out.name == "r")

@@ -4,12 +4,13 @@ A site is recognised algebraically rather than by a fixed list of node patterns.
 norm seed (``ReduceL2``, ``ReduceSumSquare``, ``ReduceSum`` of ``v*v`` or ``v**2``,
 ``LpNormalization``) the matcher walks forward to the root of each product it feeds (a value
 that several products by constants read is climbed along each, and is a root itself where
-something else reads it too), then
-flattens that root's ``Mul``/``Div``/``Reciprocal``/``Cast`` tree into factors with exponents
-+1/-1. A site is valid when the factors are exactly ``v^+1 * ||v||^-1 * g^+1`` with the norm
-taken of that same ``v`` (or ``v`` laid out as the norm reduces it: ``g * T(v) / ||T(v)||``),
-or ``v^+1 * ||v||^-1`` alone: the gain-less form (``F.normalize`` of
-a weight, cosine classifiers, normalized codebooks), folded alike and reported as such. A
+something else reads it too), then flattens that root's ``Mul``/``Div``/``Reciprocal``/``Cast``
+tree into factors with exponents +1/-1 (also through a reshape of a part of it that only adds
+or drops axes of size 1, each factor below taken as laid out there: ``v * (g /
+||v||).view(-1, 1)``). A site is valid when the factors are exactly ``v^+1 * ||v||^-1 *
+g^+1`` with the norm taken of that same ``v`` (or ``v`` laid out as the norm reduces it: ``g *
+T(v) / ||T(v)||``), or ``v^+1 * ||v||^-1`` alone: the gain-less form (``F.normalize`` of a
+weight, cosine classifiers, normalized codebooks), folded alike and reported as such. A
 norm of an ``x`` not computed from constants normalizes an activation and is no site at all,
 also times a constant (ScaleNorm's ``g * x / ||x||``), unless ``x`` is a weight fed at run time:
 a graph input whose product a layer reads at a weight's input. This covers every association
@@ -53,6 +54,7 @@ from wnpass.onnx.norms import (
     strip_cast,
     sum_of_squares_source,
 )
+from wnpass.onnx.shapes import shape_of
 
 __all__ = [
     "Site",
@@ -106,8 +108,12 @@ class Site:
     # (``||v||``) or multiplies (``||v||**-1``, as in ``Pow(sumsq, -0.5)``).
     factors: tuple[ir.Value, ir.Value | None, ir.Value | None, bool] | None = None
     # The Casts inside the product tree (of a product, not of a leaf): each rounds there, so
-    # the weight is not the factors multiplied and rounded once; the evaluator does them.
+    # the weight is not the factors multiplied and rounded once; the evaluator does them. Also
+    # the reshapes of a part of the product (``(g / ||v||).view(-1, 1, 1)``), which it lays out.
     casts: tuple[ir.Node, ...] = ()
+    # The shape a factor (g, the norm) takes in the product where a reshape of a part of the
+    # product gives it another than its own: ``g / ||v||`` of [C] viewed as [C, 1, 1] (t316)
+    reshaped: dict[ir.Value, tuple[int, ...]] = dataclasses.field(default_factory=dict)
     # The tensor the norm's reduction reads (v behind layout ops, for ``norm.layout``).
     reduced: ir.Value | None = None
     # A site whose v or g is computed by this other site (a weight normalized twice): it
@@ -271,7 +277,11 @@ _REDUCTIONS = frozenset({"ReduceL2", "ReduceSumSquare", "ReduceSum"})
 
 
 def _misbroadcast(
-    norm_value: ir.Value, numerator: ir.Value, norm: Norm, reduced: ir.Value | None
+    norm_value: ir.Value,
+    numerator: ir.Value,
+    norm: Norm,
+    reduced: ir.Value | None,
+    reshaped: tuple[int, ...] | None = None,
 ) -> bool:
     """Whether the norm ``norm_value`` (of ``norm``, reducing ``reduced``), broadcast against
     ``numerator`` (v, or v laid out as the reduction reads it) as the graph broadcasts it, does
@@ -328,6 +338,8 @@ def _misbroadcast(
             else:
                 return False
         divides = np.asarray(program.run()[0])
+        if reshaped is not None:  # as a reshape of a part of the product lays it out
+            divides = divides.reshape(reshaped)
     except (ev.NotExact, ValueError, IndexError, TypeError):
         return False
     try:
@@ -391,6 +403,54 @@ class _Factor:
     exponent: int
     norm: Norm | None = None
     divides: bool = True  # for a norm factor: the value divides the product (else multiplies)
+    # the reshapes above it in the product, innermost first: (their input's, output's shape)
+    moves: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = ()
+
+
+# Reshapes of a part of the product that only add or drop axes of size 1 (a view of a unit's
+# g / ||v|| as [C, 1, 1]): the product's factors keep their elements and order
+_UNIT_MOVES = frozenset({"Reshape", "Unsqueeze", "Squeeze"})
+
+
+def _unit_move(node: ir.Node) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Its input's and output's shapes, where ``node`` is a ``Reshape``, ``Unsqueeze`` or
+    ``Squeeze`` of a product (``Mul``, ``Div``, ``Reciprocal``) that adds or drops axes of
+    size 1 only, both shapes known; None otherwise."""
+    if node.op_type not in _UNIT_MOVES or node.domain not in ("", "ai.onnx"):
+        return None
+    source = node.inputs[0]
+    if source is None or producer(source, "Mul", "Div", "Reciprocal") is None:
+        return None
+    before, after = shape_of(source), shape_of(node.outputs[0])
+    if before is None or after is None:
+        return None
+    same = [d for d in before if d != 1] == [d for d in after if d != 1]
+    return (before, after) if same else None
+
+
+def _moved_shapes(factors: list[_Factor]) -> dict[ir.Value, tuple[int, ...]] | str:
+    """The shape each factor under a reshape takes in the product: its own, reshaped as the
+    reshapes above it reshape the product there (a factor of one element broadcasts, as
+    before). A reason where a factor has neither the shape a reshape reads nor one element
+    (it broadcast inside the reshaped part)."""
+    shapes: dict[ir.Value, tuple[int, ...]] = {}
+    for factor in factors:
+        if not factor.moves:
+            continue
+        shape = shape_of(factor.value)
+        for before, after in factor.moves:
+            if shape is None:
+                break
+            if shape == before:
+                shape = after
+            elif math.prod(shape) != 1:
+                shape = None
+        if shape is None:
+            return (
+                "unsupported form: a reshape of a part of the product whose factors differ in shape"
+            )
+        shapes[factor.value] = shape
+    return shapes
 
 
 def _factors(
@@ -411,14 +471,15 @@ def _factors(
     Iterative (a worklist, not recursion), in the order a recursive walk would visit.
     """
     top = value
-    stack = [(value, exponent)]
+    moves: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = ()  # above the value popped
+    stack = [(value, exponent, moves)]
     while stack:
-        value, exponent = stack.pop()
+        value, exponent, moves = stack.pop()
         node = value.producer()
         quantizer = _quantizer_of(value)
         if quantizer is not None and (value is top or not _normalized(value)):
             assert quantizer.inputs[0] is not None
-            stack.append((quantizer.inputs[0], exponent))
+            stack.append((quantizer.inputs[0], exponent, moves))
             quantizers.append(quantizer)
             continue
         if (
@@ -430,19 +491,24 @@ def _factors(
             if op in ("Mul", "Div") and len(inputs) == 2 and None not in inputs:
                 a, b = inputs
                 assert a is not None and b is not None
-                stack.append((b, exponent if op == "Mul" else -exponent))
-                stack.append((a, exponent))
+                stack.append((b, exponent if op == "Mul" else -exponent, moves))
+                stack.append((a, exponent, moves))
                 continue
             if op == "Reciprocal" and inputs[0] is not None:
-                stack.append((inputs[0], -exponent))
+                stack.append((inputs[0], -exponent, moves))
                 continue
             if op in ("Cast", "Identity") and producer(
                 inputs[0], "Mul", "Div", "Reciprocal", "LpNormalization"
             ):
                 assert inputs[0] is not None
-                stack.append((inputs[0], exponent))
+                stack.append((inputs[0], exponent, moves))
                 if op == "Cast":
                     casts.append(node)
+                continue
+            if (move := _unit_move(node)) is not None:
+                assert inputs[0] is not None
+                stack.append((inputs[0], exponent, (move, *moves)))  # innermost first
+                casts.append(node)  # the evaluator lays it out as the graph does
                 continue
             if op == "LpNormalization" and inputs[0] is not None:
                 if attr_int(node, "p", 2) != 2:
@@ -450,16 +516,17 @@ def _factors(
                 laid = strip_cast(inputs[0])  # v, or v behind layout ops: T(v)
                 v, axes, layout = norm_source(laid, (attr_int(node, "axis", -1),))
                 lp = Norm(v, axes, "LpNormalization(p=2)", layout=layout)
-                out.append(_Factor("leaf", inputs[0], exponent))
-                out.append(_Factor("norm", laid, -exponent, lp))
+                out.append(_Factor("leaf", inputs[0], exponent, moves=moves))
+                out.append(_Factor("norm", laid, -exponent, lp, moves=moves))
                 continue
         norm = as_norm(value)
         if isinstance(norm, str):
             return norm
         if norm is not None:
-            out.append(_Factor("norm", value, exponent * norm[1], norm[0], divides=exponent < 0))
+            divides = exponent < 0
+            out.append(_Factor("norm", value, exponent * norm[1], norm[0], divides, moves))
         else:
-            out.append(_Factor("leaf", value, exponent))
+            out.append(_Factor("leaf", value, exponent, moves=moves))
     return None
 
 
@@ -746,8 +813,8 @@ def _climb_step(use: tuple[ir.Node, int]) -> ir.Value | None:
     if (up := _product_step(use)) is not None:
         return up
     node, _ = use
-    if node.op_type == "Cast" and node.domain in ("", "ai.onnx"):
-        cast = node.outputs[0]
+    if (node.op_type == "Cast" and node.domain in ("", "ai.onnx")) or _unit_move(node):
+        cast = node.outputs[0]  # or a reshape that only adds or drops axes of size 1
         if any(_product_step(after) for after in cast.uses()):
             return cast
     dequantized = _quantized_step(node)
@@ -968,9 +1035,13 @@ def _analyse(
     norms = [f for f in factors if f.kind == "norm"]
     if norms:
         site.norm = norms[0].norm
+    moved = _moved_shapes(factors) if reason is None else {}
+    if isinstance(moved, str):
+        reason, moved = moved, {}
     if reason is not None:
         site.reason = reason
         return site
+    site.reshaped = moved
     if not norms and root in run_time:
         return None  # a norm's use that leaves the product (``n + x``): no site of it
     normed = {f.norm.v for f in norms if f.norm is not None}
@@ -1005,7 +1076,9 @@ def _analyse(
         numerators, site.premultiplied = leaves, True  # C / ||v|| with C = g * v computed
     if len(numerators) != 1 or numerators[0].exponent != 1:
         return _unsupported(site, "the normalised tensor is not v itself")
-    if not lp and _misbroadcast(norms[0].value, numerators[0].value, norm, reduced):
+    if not lp and _misbroadcast(
+        norms[0].value, numerators[0].value, norm, reduced, moved.get(norms[0].value)
+    ):
         return _unsupported(site, "the norm, as it broadcasts, is not that of each unit of v")
     others = [f for f in leaves if f is not numerators[0]]
     runtime = None if others else _runtime_gain(root)

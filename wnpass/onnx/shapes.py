@@ -5,6 +5,8 @@ graph: an embedding's table computed by weight norm, ``g * v / ReduceL2(v)``, ha
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx_ir as ir
 
@@ -76,9 +78,13 @@ def _shape_inputs(node: ir.Node) -> list[ir.Value] | None:
     if node.op_type in _BROADCAST:
         inputs = list(node.inputs)
         return None if any(i is None for i in inputs) else [i for i in inputs if i is not None]
-    if node.op_type in _FIRST or node.op_type in _REDUCTIONS or node.op_type == "Expand":
+    if node.op_type in _FIRST or node.op_type in _REDUCTIONS or node.op_type in _MOVES:
         return [node.inputs[0]]
     return None
+
+
+# ops that lay out their first input's elements in another shape, as their other operand says
+_MOVES = frozenset({"Expand", "Reshape", "Unsqueeze", "Squeeze"})
 
 
 def _computed(node: ir.Node, shapes: list[tuple[int, ...] | None]) -> tuple[int, ...] | None:
@@ -94,9 +100,57 @@ def _computed(node: ir.Node, shapes: list[tuple[int, ...] | None]) -> tuple[int,
             if target is None:
                 return None
             return tuple(np.broadcast_shapes(known[0], tuple(int(d) for d in target.ravel())))
+        if node.op_type in _MOVES:
+            return _moved(node, known[0])
         return tuple(np.broadcast_shapes(*known))
     except ValueError:  # shapes that do not broadcast: a model ONNX Runtime refuses
         return None
+
+
+def _moved(node: ir.Node, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The shape a ``Reshape``, ``Unsqueeze`` or ``Squeeze`` of a tensor of ``shape`` gives
+    (its shape or axes as an attribute, or as the second input); None where that is not a
+    small constant, or the op would fail (ValueError)."""
+    attributes = node.attributes
+    if (given := attributes.get("axes")) is not None:
+        operand: np.ndarray | None = np.array(given.value, dtype=np.int64)
+    else:
+        operand = small_constant(node.inputs[1] if len(node.inputs) > 1 else None)
+    if node.op_type == "Squeeze" and operand is None and len(node.inputs) < 2:
+        return tuple(d for d in shape if d != 1)  # no axes: every axis of size 1
+    if operand is None:
+        return None
+    numbers = [int(d) for d in operand.ravel()]
+    if node.op_type == "Reshape":
+        allowzero = attributes.get("allowzero")
+        if not (allowzero is not None and allowzero.value):  # 0: that dimension of the input
+            numbers = [shape[i] if d == 0 and i < len(shape) else d for i, d in enumerate(numbers)]
+        return _reshaped(shape, numbers)
+    rank = len(shape) + (len(numbers) if node.op_type == "Unsqueeze" else 0)
+    if any(not -rank <= a < rank for a in numbers):
+        raise ValueError("axis out of range")
+    axes = {a % rank for a in numbers}
+    if node.op_type == "Squeeze":
+        if any(shape[a] != 1 for a in axes):
+            raise ValueError("squeezing an axis of more than one element")
+        return tuple(d for i, d in enumerate(shape) if i not in axes)
+    dims = iter(shape)
+    return tuple(1 if i in axes else next(dims) for i in range(rank))
+
+
+def _reshaped(shape: tuple[int, ...], numbers: list[int]) -> tuple[int, ...]:
+    """``shape`` reshaped to ``numbers`` (at most one -1, inferred), counted, not allocated;
+    ValueError where the element counts differ, as numpy's reshape says."""
+    size, known = math.prod(shape), math.prod(d for d in numbers if d != -1)
+    if numbers.count(-1) > 1 or any(d < -1 for d in numbers):
+        raise ValueError("not a shape")
+    if -1 in numbers:
+        if known == 0 or size % known:
+            raise ValueError("cannot infer the -1")
+        numbers = [size // known if d == -1 else d for d in numbers]
+    if math.prod(numbers) != size:
+        raise ValueError("another element count")
+    return tuple(numbers)
 
 
 def _reduced(node: ir.Node, shape: tuple[int, ...]) -> tuple[int, ...] | None:

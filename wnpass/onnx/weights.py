@@ -264,6 +264,8 @@ def _gain_within_units(site: Site) -> str | None:
     if site.norm.layout:
         return None  # its axes are a laid-out v's: the evaluator decides
     g = ev.evaluate(site.factors[1])[0]
+    if (shape := site.reshaped.get(site.factors[1])) is not None:
+        g = g.reshape(shape)  # as the product lays it out: (g / ||v||).view(-1, 1, 1)
     v_shape = _shape_of(site.v)
     reduced = _reduced_axes(site, len(v_shape))
     offset = len(v_shape) - g.ndim
