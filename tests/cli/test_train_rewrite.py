@@ -172,6 +172,45 @@ def test_a_checkpoints_pairs_at_the_same_axes_are_kept_as_stored(
     assert written[g1].shape == (2, 1) and trained[g1].shape == (1, 3)
 
 
+def test_pairs_of_another_dtype_are_split_again_and_shared_ones_counted_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bfloat16 pair put back into a float32 model computed another weight than the one
+    loaded (rounded to bfloat16) and checked: 3e-3 of the outputs' scale off the reference
+    said equivalent (t318). Such pairs stay as weight norm split the loaded weight, said in
+    a note; one module under two names is one pair in the count, not two."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    from wnpass import load_model_py
+
+    model_py = tmp_path / "shared.py"
+    model_py.write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "def build_model():\n"
+        "    torch.manual_seed(0)\n"
+        "    shared = nn.Linear(4, 4)\n"
+        "    return nn.Sequential(shared, nn.ReLU(), shared, nn.Linear(4, 2))\n\n"
+        "def example_inputs():\n    return (torch.rand(8, 4),)\n"
+    )
+    model, _ = load_model_py(model_py)
+    weight_norm(model.get_submodule("0"), "weight", dim=0)
+    weight_norm(model.get_submodule("3"), "weight", dim=0)
+    trained = dict(model.state_dict())
+    g3, v3 = "3.parametrizations.weight.original0", "3.parametrizations.weight.original1"
+    trained[g3], trained[v3] = trained[g3].bfloat16(), (3 * trained[v3]).bfloat16()
+    torch.save(trained, tmp_path / "ckpt.pt")
+    out = tmp_path / "out.pt"
+    argv = ["train-rewrite", str(model_py), "--checkpoint", str(tmp_path / "ckpt.pt")]
+    assert main([*argv, "-o", str(out)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"1 weight-norm pair of {tmp_path / 'ckpt.pt'} kept as stored" in said
+    assert f"{tmp_path / 'ckpt.pt'} holds 3.weight weight-normed in another dtype" in said
+    written = torch.load(out, weights_only=True)
+    g0 = "0.parametrizations.weight.original0"
+    assert torch.equal(written[g0], trained[g0])
+    assert written[g3].dtype == torch.float32 and not torch.equal(written[v3], trained[v3].float())
+
+
 @pytest.mark.parametrize("case", ["one output unit", "data init"])
 def test_no_axis_note_where_the_gains_are_the_checkpoints_or_drawn_anew(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
@@ -444,8 +483,8 @@ def test_a_layer_type_on_the_command_line_takes_in_the_layers_inside_it(
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert err.strip().endswith(
-        "'ModuleList' is the class of a module holding layers: as a layer type, it selects "
-        "the layers inside it"
+        "'ModuleList' names ModuleList, a class of modules holding layers: as a layer type "
+        "(ModuleList), it selects the layers inside them"
     )
 
 

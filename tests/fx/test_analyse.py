@@ -369,6 +369,10 @@ class _Block(nn.Module):
         return self.proj(self.conv(x).transpose(1, 2)).transpose(1, 2)
 
 
+class _Activations(nn.Sequential):
+    """A block of layers holding no parameter."""
+
+
 def test_a_layer_type_selects_the_layers_inside_it_a_name_pattern_its_own_class() -> None:
     """``exclude=MultiheadAttention`` kept its ``in_proj_weight`` out and weight-normed its
     ``out_proj``; a model's own block, which holds no parameter itself, kept nothing out and
@@ -383,13 +387,18 @@ def test_a_layer_type_selects_the_layers_inside_it_a_name_pattern_its_own_class(
     sites = plan(model, (x,), include=_Block)
     planned = {name for name, site in sites.items() if site.status == "planned"}
     assert planned == {"0.conv.weight", "0.proj.weight", "2.conv.weight", "2.proj.weight"}
-    with pytest.raises(InvalidArgumentError) as caught:
-        plan(model, (x,), include="_Block")
-    assert str(caught.value).startswith("include '_Block' selects no parameter")
-    assert str(caught.value).endswith(
-        "; '_Block' is the class of a module holding layers: as a layer type, it selects the "
-        "layers inside it"
-    )
+    for pattern in ("_Block", "*Bl?ck"):  # the hint names the class, as a type is named
+        with pytest.raises(InvalidArgumentError) as caught:
+            plan(model, (x,), include=pattern)
+        assert str(caught.value).startswith(f"include {pattern!r} selects no parameter")
+        assert str(caught.value).endswith(
+            f"; {pattern!r} names _Block, a class of modules holding layers: as a layer type "
+            "(_Block), it selects the layers inside them"
+        )
+    idle = nn.Sequential(_Activations(nn.ReLU(), nn.GELU()), nn.Linear(4, 4))
+    with pytest.raises(InvalidArgumentError) as caught:  # no parameter inside: no hint
+        plan(idle, (torch.randn(2, 4),), include="_Activations")
+    assert str(caught.value).endswith("(a pattern matches a whole name: 'encoder.*', '*attn*')")
     attention = nn.MultiheadAttention(8, 2, batch_first=True)
     q = torch.randn(2, 3, 8)
 

@@ -748,6 +748,44 @@ def test_data_init_the_include_asks_for_and_cannot_give_applies_nothing() -> Non
     )
 
 
+class _Calls(nn.Module):
+    """Calls the layer it is given (held by another module too)."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x)
+
+
+class _HeldTwiceNormed(nn.Module):
+    """``layer`` held as ``first.0`` (not called there) and as ``calls.layer``."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.first, self.calls = nn.Sequential(layer), _Calls(layer)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.calls(x))
+
+
+@pytest.mark.parametrize("exclude", [_Calls, "calls.*"], ids=["holder-type", "second-name"])
+def test_a_layer_weight_normed_before_is_left_out_by_any_of_its_names(exclude: Any) -> None:
+    """One layer weight-normed before, held as ``first.0`` and as ``calls.layer``: an exclude
+    of its second name, or of the module holding it there, kept it out when it was plain, not
+    when it was weight-normed before: data init rescaled it (t318). Its site has every name."""
+    torch.manual_seed(0)
+    layer = parametrizations.weight_norm(nn.Linear(8, 8))
+    model = _HeldTwiceNormed(layer)
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    report = apply_weight_norm(model, torch.randn(32, 8), init="data", exclude=exclude)
+    said = "keep: excluded (_Calls)" if exclude is _Calls else "keep: excluded (calls.*)"
+    assert {s.name: s.init for s in report.sites}["first.0.weight"] == said
+    assert all(torch.equal(v, before[k]) for k, v in layer.state_dict().items())
+
+
 def test_a_weight_normed_layer_the_selection_leaves_out_is_not_initialized() -> None:
     """A layer weight-normed before, excluded by the user (or not included), was
     re-initialized anyway: its g, v and bias are left alone now; selected, it is initialized."""

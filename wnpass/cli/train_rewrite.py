@@ -142,14 +142,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     ):
         report.notes.append(other_axes)
     if args.checkpoint is not None and args.init == "keep" and report:
-        kept = _keep_stored_pairs(model, args.checkpoint, args.keep_objects)
-        if kept:
-            from wnpass.report import counted
-
-            report.notes.append(
-                f"{counted(kept, 'weight-norm pair')} of {args.checkpoint} kept as stored "
-                "(their g and v, at the same axes): training resumes from them"
-            )
+        report.notes.extend(_keep_stored_pairs(model, args.checkpoint, args.keep_objects))
     if args.init == "keep" and inputs is None:
         report.notes.append(f"{args.model} has no example_inputs(): equivalence not checked")
     if report:
@@ -227,18 +220,36 @@ def _save(state: dict[str, Any], output: Path, plan: IOPlan) -> None:
         torch_save(state, temporary)
 
 
-def _keep_stored_pairs(model: Any, checkpoint: Path, keep_objects: bool) -> int:
-    """Put back the checkpoint's g/v pairs that the model now holds at the same axes, as
-    stored; how many. Loaded, each was folded into its plain weight, and weight norm then
-    gave it ``g = ||w||``, ``v = w``: the same weight, but a negative g came back positive
-    and ``||v||`` became g, which an optimizer's saved state (momentum, Adam's moments) no
-    longer fits (t317)."""
+def _keep_stored_pairs(model: Any, checkpoint: Path, keep_objects: bool) -> list[str]:
+    """Put back the checkpoint's g/v pairs that the model now holds at the same axes and in
+    the same dtypes, as stored; the notes that say so. Loaded, each was folded into its plain
+    weight, and weight norm then gave it ``g = ||w||``, ``v = w``: the same weight, but a
+    negative g came back positive and ``||v||`` became g, which an optimizer's saved state
+    (momentum, Adam's moments) no longer fits (t317). A pair in another dtype computes
+    another weight than the one loaded and checked: it stays as weight norm split it."""
     from wnpass.fx.files import read_state_dict
     from wnpass.fx.state import stored_pairs
+    from wnpass.report import counted, listed
 
-    pairs = stored_pairs(model, read_state_dict(checkpoint, keep_objects=keep_objects))
+    state = read_state_dict(checkpoint, keep_objects=keep_objects)
+    pairs, other_dtype = stored_pairs(model, state)
+    del state
     model.load_state_dict(pairs, strict=False)
-    return len(pairs) // 2
+    # one module under several names holds one pair under each
+    kept = len({id(model.get_parameter(key)) for key in pairs}) // 2
+    notes = []
+    if kept:
+        notes.append(
+            f"{counted(kept, 'weight-norm pair')} of {checkpoint} kept as stored (their g and "
+            "v, at the same axes): training resumes from them"
+        )
+    if other_dtype:
+        notes.append(
+            f"{checkpoint} holds {listed(other_dtype)} weight-normed in another dtype than the "
+            "model's: loaded as the weights they compute, split again as g = ||w||, v = w (an "
+            "optimizer state saved with the checkpoint's g does not fit them)"
+        )
+    return notes
 
 
 def _moved_axes(report: Any, checkpoint: Path, keep_objects: bool) -> str | None:

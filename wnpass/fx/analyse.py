@@ -6,7 +6,7 @@ with the other names, while one module under several names is normed once; froze
 (``requires_grad=False``) are left alone. ``include``/``exclude`` patterns match any name of
 the parameter or of its module, the op, or the name of the owning module's class or one of its
 base classes (``fnmatch`` style, so ``"Conv1d"`` selects every ``nn.Conv1d`` and subclass);
-classes match the owning module by ``isinstance``.
+classes match the owning module, or a module holding it, by ``isinstance``.
 :func:`layer_type` resolves a class name for a command line.
 """
 
@@ -228,6 +228,18 @@ def _matches(
     return None
 
 
+def every_name(model: nn.Module, name: str) -> list[str]:
+    """Every name of weight ``name`` of a module under several names (``blocks.0.weight`` and
+    ``alias.weight``), as ``named_parameters`` gives only the first: of a layer weight-normed
+    before, the only name its site had, so that an exclude of its other name or of a module
+    holding it there did not keep it out of data init (t318)."""
+    owner, leaf = owner_of(model, name)
+    paths = [
+        path for path, module in model.named_modules(remove_duplicate=False) if module is owner
+    ]
+    return [f"{path}.{leaf}" if path else leaf for path in paths] or [name]
+
+
 def _holders(model: nn.Module, names: list[str]) -> list[type]:
     """The classes of the modules holding the layer that holds a parameter of ``names``: the
     model itself and each module on the way down, under any of the names."""
@@ -263,9 +275,9 @@ def selected_out(
 ) -> str | None:
     """Why the user's include/exclude leave ``site`` out (``excluded (Conv1d)``, ``not
     included``); None when they select it. ``names``: every name of its parameter (default:
-    the site's own). The one rule for a weight to plan and for one weight-normed before (which
-    data init must then leave alone)."""
-    names = names or [site.name]
+    :func:`every_name` of the site's). The one rule for a weight to plan and for one
+    weight-normed before (which data init must then leave alone)."""
+    names = names or every_name(model, site.name)
     if (hit := _matches(model, site, excludes, names)) is not None:
         return f"excluded ({_pattern_text(hit)})"
     if includes and _matches(model, site, includes, names) is None:
@@ -535,7 +547,7 @@ def analyse_sites(
         if name in covered:
             if name in already:
                 sites.append(already[name])
-                every.append((already[name], [already[name].name]))
+                every.append((already[name], every_name(model, already[name].name)))
             continue
         if is_lazy(param):  # its layer's forward never ran: it has no shape to plan with
             sites.append(ParamSite(name, "-", None, None, "skipped", NOT_INITIALIZED))
@@ -619,13 +631,15 @@ def _require_matched(
 
 def _as_type_hint(model: nn.Module, pattern: str) -> str:
     """What a name pattern that matched nothing would select as a layer type, where it names
-    the class of a module holding layers (a block of the model's own)."""
+    the class of a module holding layers that hold parameters (a block of the model's own),
+    named exactly: a type is a class's name, not a pattern (t318)."""
     for module in model.modules():
-        if next(iter(module.children()), None) is not None and any(
-            fnmatch.fnmatchcase(cls.__name__, pattern) for cls in type(module).__mro__
-        ):
-            return (
-                f"; {pattern!r} is the class of a module holding layers: as a layer type, it "
-                "selects the layers inside it"
-            )
+        if next(module.children(), None) is None or next(module.parameters(), None) is None:
+            continue
+        for cls in type(module).__mro__:
+            if issubclass(cls, nn.Module) and fnmatch.fnmatchcase(cls.__name__, pattern):
+                return (
+                    f"; {pattern!r} names {cls.__name__}, a class of modules holding layers: as "
+                    f"a layer type ({cls.__name__}), it selects the layers inside them"
+                )
     return ""

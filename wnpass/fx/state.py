@@ -218,22 +218,30 @@ def _pair_held(name: str, wanted: Collection[str]) -> tuple[str, str] | None:
     return next((k for k in (_new_keys(name), _legacy_keys(name)) if k[0] in wanted), None)
 
 
-def stored_pairs(model: nn.Module, state: Mapping[str, Any]) -> dict[str, Any]:
-    """The g/v pairs of ``state`` that ``model`` holds as pairs at the same axes, under the
-    model's keys, as stored: what a training resumed from ``state`` reads back as it was
-    saved, where a weight loaded plain and normalized again gets ``g = ||w||`` and ``v = w``
-    (the same weight, but not the gains and directions an optimizer's state goes with)."""
-    shapes = {k: t.shape for k, t in model.state_dict().items() if not is_lazy(t)}
+def stored_pairs(model: nn.Module, state: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The g/v pairs of ``state`` that ``model`` holds as pairs at the same axes and in the
+    same dtypes, under the model's keys, as stored: what a training resumed from ``state``
+    reads back as it was saved, where a weight loaded plain and normalized again gets ``g =
+    ||w||`` and ``v = w`` (the same weight, but not the gains and directions an optimizer's
+    state goes with). Also the weights whose pairs fit but for their dtype: a pair of
+    bfloat16 computes in a float32 model a weight other than the one loaded, which was
+    rounded to bfloat16 (by 3e-3 of the outputs' scale, t318)."""
+    now = {k: t for k, t in model.state_dict().items() if not is_lazy(t)}
     out: dict[str, Any] = {}
-    for name in _plain_names(state):
+    other_dtype: list[str] = []
+    for name in sorted(_plain_names(state)):
         pair = _get_pair(state, name)
-        keys = _pair_held(name, shapes)
+        keys = _pair_held(name, now)
         if pair is None or keys is None or not all(isinstance(t, torch.Tensor) for t in pair):
             continue
-        g, v = pair
-        if v.shape == shapes[keys[1]] and _shaped(g, shapes[keys[0]]).shape == shapes[keys[0]]:
-            out[keys[0]], out[keys[1]] = _shaped(g, shapes[keys[0]]), v
-    return out
+        g, v = _shaped(pair[0], now[keys[0]].shape), pair[1]
+        if (g.shape, v.shape) != (now[keys[0]].shape, now[keys[1]].shape):
+            continue  # another axis: loaded as its weight, normalized again (a note says so)
+        if (g.dtype, v.dtype) == (now[keys[0]].dtype, now[keys[1]].dtype):
+            out[keys[0]], out[keys[1]] = g, v
+        else:
+            other_dtype.append(name)
+    return out, other_dtype
 
 
 def _legacy_hook(model: nn.Module, key: str) -> Any:
