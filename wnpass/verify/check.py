@@ -29,6 +29,7 @@ from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
 from wnpass.verify import resized, sensitivity
 from wnpass.verify.compare import (
+    Held,
     OutputComparison,
     compare_outputs,
     compare_within,
@@ -37,6 +38,7 @@ from wnpass.verify.compare import (
 )
 from wnpass.verify.draws import aborting_op, random_differences
 from wnpass.verify.options import DEFAULT_RUNS, DEFAULT_WARMUP, CheckOptions
+from wnpass.verify.precision import computed_at
 from wnpass.verify.report import (
     CANDIDATE_FAILED,
     CANDIDATE_NOT_DETERMINISTIC,
@@ -328,6 +330,13 @@ def check(
     # takes its own value, and a difference says the candidate's dtype (t229)
     inputs_mod.require_same_inputs([r for r, _ in fed], [c for _, c in fed], candidate)
     notes += _order_note(reference_model, candidate_model)
+    held = computed_at(reference_model)  # outputs of float16 values cast to float32
+    notes += [
+        f"{name}: {dtype} values cast to a wider type at the end: compared at {dtype}'s "
+        "default tolerance"
+        for name, dtype in held.items()
+        if options.rtol is None or options.atol is None
+    ]
     report = CheckReport(str(reference), str(candidate), notes=notes, files_read=files_read)
     report.differences = [
         *_required(list(defaults_fed), defaulted),
@@ -360,15 +369,16 @@ def check(
                 "%s: over %d bytes, its weights not moved", reference, sensitivity.MOVED_BYTES
             )
             return {}  # read again whole to move them: a bound before it is read
-        return _weights_moved(reference, provider, feeds, options, pinned)
+        return _weights_moved(reference, provider, feeds, options, pinned, held)
 
     for provider in chosen:
         prov.warm_up(provider)
         for level in options.optimizations:
             try:
                 run = _check_one(
-                    reference, candidate, provider, level, feeds, options, moved, candidate_aborts
-                )
+                    reference, candidate, provider, level, feeds, options, moved, candidate_aborts,
+                    held,
+                )  # fmt: skip
             except prov.RunFailedError as error:
                 raise _inputs_said(error, reference, specs, arrays, options) from None
             report.runs.append(run.result)
@@ -402,6 +412,7 @@ def check(
                     {name: tuple(array.shape) for name, array in arrays.items()},
                     options.tolerances,
                     label,
+                    held,
                 )
                 report.differences += differences
                 report.notes += resized_notes
@@ -411,8 +422,9 @@ def check(
         cpu_names, cpu_values = candidate_outputs["cpu"]
         cuda_names, cuda_values = candidate_outputs["cuda"]
         report.cross_provider = compare_outputs(
-            cpu_names, cpu_values, cuda_names, cuda_values, rtol=options.rtol, atol=options.atol
-        )
+            cpu_names, cpu_values, cuda_names, cuda_values,
+            rtol=options.rtol, atol=options.atol, held_as=held,
+        )  # fmt: skip
     for plan_read in pinned:  # sessions made from another file would mix two versions
         plan_read.require_unchanged()
     logger.info("check %s: %s", candidate, "equivalent" if report else "FAILED")
@@ -534,9 +546,12 @@ def _check_one(
     options: CheckOptions,
     moved_by_ulp: Callable[[str], dict[str, OutputComparison]],
     candidate_aborts: str | None = None,
+    held: Held = None,
 ) -> _OneRun:
     """One provider and level. ``candidate_aborts``: why ONNX Runtime would abort the process
-    running the candidate (:func:`~wnpass.verify.draws.aborting_op`): it fails unrun."""
+    running the candidate (:func:`~wnpass.verify.draws.aborting_op`): it fails unrun.
+    ``held``: the dtypes outputs are computed at (:func:`~wnpass.verify.precision.
+    computed_at`), whose tolerances apply."""
 
     def session(path: Path) -> prov.Session:
         return prov.open_session(
@@ -580,7 +595,8 @@ def _check_one(
     cand_names = cand.output_names()
     what = f"{candidate}: comparing its outputs with the reference's"
     ref_run = (ref.output_names(), ref_out)
-    result.comparisons = compare_within(ref_run, (cand_names, cand_out), *options.tolerances, what)
+    tolerances = (*options.tolerances, what, held)
+    result.comparisons = compare_within(ref_run, (cand_names, cand_out), *tolerances)
     # a random op draws alike on every session's first run, as the reference's check says: a
     # second run of the candidate shows it (a draw that differs seldom may still match twice;
     # the models' random ops are compared before any run)
@@ -590,12 +606,12 @@ def _check_one(
         result.status, result.error = CANDIDATE_FAILED, error.reason
         logger.info("%s/%s: the candidate failed a second run: %s", provider, level, error.reason)
         return _OneRun(result, (ref, cand), ([], []))
-    again = compare_within(ref_run, (cand_names, second), *options.tolerances, what)
+    again = compare_within(ref_run, (cand_names, second), *tolerances)
     # one that failed on its first run and varies: said so, not as a plain difference (a
     # Dropout that reads an initializer, which ONNX Runtime keeps, t151)
     runs = (cand_names, cand_out), (cand_names, second)
     twice = compare_within(
-        *runs, *options.tolerances, f"{candidate}: comparing two runs of its outputs"
+        *runs, *options.tolerances, f"{candidate}: comparing two runs of its outputs", held
     )
     varies = {row.name for row in twice if not row} & set(ref_run[0])  # not one it adds (t154)
     pairs = enumerate(zip(result.comparisons, again, strict=True))
@@ -624,6 +640,7 @@ def _weights_moved(
     feeds: dict[str, Any],
     options: CheckOptions,
     pinned: list[IOPlan],
+    held: Held = None,
 ) -> dict[str, OutputComparison]:
     """How the reference with its weights moved by one ulp (:mod:`wnpass.verify.sensitivity`;
     read from its file, which the caller's model may not be) compares with the reference, at
@@ -655,7 +672,7 @@ def _weights_moved(
         del session  # before the next: one copy of the weights in ONNX Runtime at a time
     what = f"{reference}: comparing it with its weights moved by one ulp"
     try:
-        rows = compare_within(runs[0], runs[1], *options.tolerances, what)
+        rows = compare_within(runs[0], runs[1], *options.tolerances, what, held)
     except WnpassError as error:  # out of memory: no note, the verdict stands
         logger.info("%s", error)
         return {}

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import ml_dtypes
@@ -391,18 +391,23 @@ def output_passed(passed: bool, uncompared: str | None) -> bool | None:
     return None if passed and uncompared else passed
 
 
+# the dtype whose default tolerances apply: for every output, or by output name
+Held = np.dtype | Mapping[str, np.dtype] | None
+
+
 def compare_within(
     reference: tuple[list[str], list[Any]],
     candidate: tuple[list[str], list[Any]],
     rtol: float | None,
     atol: float | None,
     what: str,
+    held_as: Held = None,
 ) -> list[OutputComparison]:
     """:func:`compare_outputs` of two runs, each its output names and values; running out of
     memory there is the machine's limit, as ONNX Runtime's is: no verdict on the model
     (``what`` names the comparison)."""
     try:
-        return compare_outputs(*reference, *candidate, rtol=rtol, atol=atol)
+        return compare_outputs(*reference, *candidate, rtol=rtol, atol=atol, held_as=held_as)
     except MemoryError:
         raise WnpassError(
             f"{what} needs more memory than there is; give smaller inputs (--shape, --inputs)"
@@ -417,11 +422,12 @@ def compare_outputs(
     *,
     rtol: float | None = None,
     atol: float | None = None,
-    held_as: np.dtype | None = None,
+    held_as: Held = None,
 ) -> list[OutputComparison]:
     """Compare outputs matched by name; an output missing on either side is a failure.
     ``held_as``: the dtype whose default tolerances apply, where the arrays are wider than the
-    values they hold (a checkpoint's float16 outputs compared in float64)."""
+    values they hold (a checkpoint's float16 outputs compared in float64; a model's float16
+    values cast to float32 at its end), for every output or by output name."""
     by_name = dict(zip(candidate_names, candidate, strict=True))
     results = []
     for name, ref in zip(names, reference, strict=True):
@@ -434,7 +440,8 @@ def compare_outputs(
             missing.problem = "missing in the candidate"
             results.append(missing)
             continue
-        results.append(_compare(name, ref, by_name[name], rtol, atol, held_as))
+        held = held_as.get(name) if isinstance(held_as, Mapping) else held_as
+        results.append(_compare(name, ref, by_name[name], rtol, atol, held))
     for name in candidate_names:
         if name not in names:
             extra = OutputComparison(name, None, None, None, None)

@@ -24,7 +24,7 @@ from wnpass.errors import InvalidArgumentError
 from wnpass.report import counted
 from wnpass.verify import inputs as inputs_mod
 from wnpass.verify import providers as prov
-from wnpass.verify.compare import OutputComparison, compare_within
+from wnpass.verify.compare import Held, OutputComparison, compare_within
 from wnpass.verify.inputs import DEFAULT_DYNAMIC_DIM, Sizing
 from wnpass.verify.report import failure_reason
 
@@ -60,6 +60,7 @@ def at_other_sizes(
     first: dict[str, tuple[int, ...]],
     tolerances: tuple[float | None, float | None],
     label: str,
+    held_as: Held = None,
 ) -> tuple[list[str], list[str]]:
     """The differences (each fails the check) and notes of a second run of both models at
     other sizes of the dynamic axes no shape was given for; none where no input's shape
@@ -103,7 +104,9 @@ def at_other_sizes(
                 f"the reference gives other values of {', '.join(varies)} on a second run "
                 f"{where} (a random op): compared at one size of them only"
             ]
-        differences, notes = _compared(candidate, (ref, cand), arrays, ref_out, tolerances, where)
+        differences, notes = _compared(
+            candidate, (ref, cand), arrays, ref_out, (tolerances, held_as), where
+        )
         if failed:  # the sizes compared were not the first tried: which axes kept theirs
             before = counted(len(failed), "other size")
             said = f" (the reference fails to run at the {before} tried first)"
@@ -128,7 +131,7 @@ def _compared(
     sessions: tuple[prov.Session, prov.Session],
     arrays: dict[str, np.ndarray],
     ref_out: list[Any],
-    tolerances: tuple[float | None, float | None],
+    tolerances: tuple[tuple[float | None, float | None], Held],
     where: str,
 ) -> tuple[list[str], list[str]]:
     """The candidate run on ``arrays`` and compared with the reference's ``ref_out`` there.
@@ -143,8 +146,9 @@ def _compared(
     except prov.RunFailedError as error:
         return [f"{where}, the candidate fails to run where the reference runs: {error.reason}"], []
     what = f"{candidate}: comparing its outputs with the reference's {where}"
+    (rtol, atol), held_as = tolerances
     rows = compare_within(
-        (ref.output_names(), ref_out), (cand.output_names(), cand_out), *tolerances, what
+        (ref.output_names(), ref_out), (cand.output_names(), cand_out), rtol, atol, what, held_as
     )
     failed = [row for row in rows if not row]
     if failed:

@@ -1,0 +1,77 @@
+"""The precision outputs are computed at: a float16 model's, cast to float32 at its end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+
+from tests.helpers import onnx_model
+from wnpass.verify.check import check
+from wnpass.verify.precision import computed_at
+
+# a float16 body, its input and output kept float32 (onnxconverter-common's keep_io_types)
+HALF = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[4, 8] x) => (float[4, 8] y, float[4, 8] z, float[8, 4] t, float[4, 8] w) {
+        h = Cast <to = 10> (x)
+        p = Mul(h, c)
+        y = Cast <to = 1> (p)
+        b = Cast <to = 16> (x)
+        z = Cast <to = 1> (b)
+        q = Cast <to = 1> (p)
+        t = Transpose <perm = [1, 0]> (q)
+        w = Mul(x, x)
+    }
+"""
+
+
+def test_outputs_cast_from_a_narrower_float_are_listed_at_it() -> None:
+    """y and t (through a Transpose) hold float16 values, z bfloat16 ones; w is float32 all
+    along, and is not listed."""
+    model = onnx_model(HALF, None, True, c=np.full((4, 8), 1.5, np.float16))
+    held = computed_at(ir.serde.deserialize_model(model))
+    assert held == {
+        "y": np.dtype(np.float16),
+        "z": np.dtype(ml_dtypes.bfloat16),
+        "t": np.dtype(np.float16),
+    }
+
+
+TWO_STEPS = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[4, 8] x) => (float[4, 8] y) {
+        h = Cast <to = 10> (x)
+        p = Mul(h, c)
+        y = Cast <to = 1> (p)
+    }
+"""
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["default", "rtol-and-atol-given"])
+def test_a_float16_model_with_float32_outputs_is_held_to_float16s_tolerance(
+    tmp_path: Path, given: bool
+) -> None:
+    """Such a model folded differed from itself by float16 roundings, and failed float32's
+    default tolerance (1e-4) every time (t316): its outputs are compared at float16's
+    (1e-2), said in a note. A tolerance given is used as given."""
+    c = np.full((4, 8), 1.5, np.float16)
+    moved = c.copy()
+    moved[0, 0] = np.nextafter(c[0, 0], np.float16(2))  # one float16 step: 1e-3 of it
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    onnx.save(onnx_model(TWO_STEPS, None, True, c=c), reference)
+    onnx.save(onnx_model(TWO_STEPS, None, True, c=moved), candidate)
+    rtol, atol = (1e-4, 1e-5) if given else (None, None)
+    report = check(reference, candidate, runs=1, warmup=0, rtol=rtol, atol=atol)
+    (row,) = report.runs[0].comparisons
+    noted = "y: float16 values cast to a wider type at the end: compared at float16's default"
+    if given:
+        assert not report and (row.rtol, row.atol) == (1e-4, 1e-5)
+        assert not any(note.startswith(noted) for note in report.notes)
+    else:
+        assert report and (row.rtol, row.atol) == (1e-2, 1e-3) and row.max_abs > 0
+        assert any(note.startswith(noted) for note in report.notes)

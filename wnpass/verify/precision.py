@@ -1,0 +1,85 @@
+"""The precision a model's outputs are computed at, where it is narrower than their type.
+
+A model converted to float16 with its inputs and outputs kept float32 (onnxconverter-common's
+``keep_io_types``) ends each output with a ``Cast`` to float32 of a float16 value: the output
+holds float16 values, with float16's roundings behind them, and a comparison of two such
+models is held to float16's tolerance, not float32's (every fold of such a model failed the
+float32 default on roundings alone, t316)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+__all__ = ["computed_at"]
+
+# floats narrower than float32, by the numpy dtype the comparison's tolerances are keyed by
+_NARROW = frozenset({ir.DataType.FLOAT16, ir.DataType.BFLOAT16})
+_WIDE = frozenset({ir.DataType.FLOAT, ir.DataType.DOUBLE})
+# ops that move a value's elements and change none of them
+_MOVES = frozenset(
+    {"Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Expand"}
+)
+
+
+def computed_at(model: ir.Model) -> dict[str, np.dtype]:
+    """The numpy dtype each graph output is computed at, for the outputs of the main graph
+    that a ``Cast`` to float32 or float64 of a float16 or bfloat16 value makes (through ops
+    that only move elements); the others, which hold what their type says, are not listed."""
+    found: dict[str, np.dtype] = {}
+    for output in model.graph.outputs:
+        if output.name is None or output.is_graph_input():
+            continue
+        narrow = _cast_from(output)
+        if narrow is not None:
+            found[output.name] = np.dtype(narrow.numpy())
+    return found
+
+
+def _cast_from(value: ir.Value) -> ir.DataType | None:
+    """The narrow float a ``Cast`` to a wide one widens, where ``value`` is that Cast's
+    output (through element moves); None otherwise."""
+    node = value.producer()
+    while node is not None and node.domain in ("", "ai.onnx") and node.op_type in _MOVES:
+        source = node.inputs[0]
+        node = None if source is None else source.producer()
+    if node is None or node.op_type != "Cast" or node.domain not in ("", "ai.onnx"):
+        return None
+    to = node.attributes.get("to")
+    if to is None or ir.DataType(to.as_int()) not in _WIDE or node.inputs[0] is None:
+        return None
+    narrow = _dtype_of(node.inputs[0])
+    return narrow if narrow in _NARROW else None
+
+
+# ops whose output has their first input's element type: arithmetic, activations, layers,
+# layout ops and reductions, which a value cast at a model's end is most often made by
+_SAME_TYPE = frozenset(
+    {"Add", "Sub", "Mul", "Div", "Pow", "Neg", "Abs", "Sqrt", "Exp", "Log", "Reciprocal"}
+    | {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "Elu", "Selu", "Softplus", "Clip"}
+    | {"HardSigmoid", "HardSwish", "Mish", "Erf", "Sin", "Cos", "Max", "Min", "Sum", "Mean"}
+    | {"MatMul", "Gemm", "Conv", "ConvTranspose", "BatchNormalization", "InstanceNormalization"}
+    | {"LayerNormalization", "Softmax", "LogSoftmax", "Pad", "Slice", "Concat", "Gather"}
+    | {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2", "Dropout", "Tile"}
+    | _MOVES
+)
+# the most producers walked back for one output's type
+_STEPS = 64
+
+
+def _dtype_of(value: ir.Value) -> ir.DataType | None:
+    """``value``'s element type: as declared, as the ``Cast`` that makes it says, or as the
+    first input's of an op that keeps its type (:data:`_SAME_TYPE`), walked back; None where
+    that is not known within :data:`_STEPS` producers."""
+    for _ in range(_STEPS):
+        if value.dtype is not None:
+            return value.dtype
+        node = value.producer()
+        if node is None or node.domain not in ("", "ai.onnx"):
+            return None
+        if node.op_type == "Cast" and (to := node.attributes.get("to")) is not None:
+            return ir.DataType(to.as_int())
+        if node.op_type not in _SAME_TYPE or not node.inputs or node.inputs[0] is None:
+            return None
+        value = node.inputs[0]
+    return None
