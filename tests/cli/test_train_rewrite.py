@@ -135,7 +135,7 @@ def test_a_checkpoint_weight_normed_at_another_axis_is_said(
 
 
 def test_a_checkpoints_pairs_at_the_same_axes_are_kept_as_stored(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A weight-normed training checkpoint given to train-rewrite: each pair was folded on
     load, then split again as ``g = ||w||``, ``v = w``; a negative g came back positive and
@@ -161,8 +161,19 @@ def test_a_checkpoints_pairs_at_the_same_axes_are_kept_as_stored(
     trained[v0] *= 3  # ||v|| no longer g
     torch.save(trained, tmp_path / "ckpt.pt")
     out = tmp_path / "out.pt"
+    from wnpass.fx import files
+
+    reads: list[Path] = []  # the pairs put back are those loaded, not a second reading's
+    read = files.read_state_dict
+
+    def counted(path: Path, **options: Any) -> dict[str, Any]:
+        reads.append(path)
+        return read(path, **options)
+
+    monkeypatch.setattr(files, "read_state_dict", counted)
     argv = ["train-rewrite", str(model_py), "--checkpoint", str(tmp_path / "ckpt.pt")]
     assert main([*argv, "-o", str(out)]) == 0
+    assert reads == [tmp_path / "ckpt.pt"]
     said = capsys.readouterr().out
     assert f"1 weight-norm pair of {tmp_path / 'ckpt.pt'} kept as stored" in said
     assert "weight-normed at another axis" in said

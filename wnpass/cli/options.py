@@ -357,12 +357,17 @@ def plan_model_py(args: argparse.Namespace, output: Path) -> IOPlan:
 
 
 def load_model(
-    args: argparse.Namespace, plan: IOPlan | None = None, *, keep_pairs: bool = False
+    args: argparse.Namespace,
+    plan: IOPlan | None = None,
+    *,
+    keep_pairs: bool = False,
+    stored: dict[str, Any] | None = None,
 ) -> tuple[Any, tuple[Any, ...] | None]:
     """The model.py's model with ``--checkpoint`` loaded, and its example inputs (the function
     that made them goes to ``args.inputs_function``: :func:`inputs_function`). ``plan``:
     the command's (:func:`plan_model_py`), which then also refuses an output onto a module
-    the model.py imported. ``keep_pairs``: as :func:`wnpass.fx.files.load_checkpoint`'s."""
+    the model.py imported. ``keep_pairs``, ``stored``: as
+    :func:`wnpass.fx.files.load_checkpoint`'s."""
     from wnpass.fx.files import load_checkpoint
     from wnpass.fx.loading import load_model_file
 
@@ -374,6 +379,7 @@ def load_model(
             keep_pairs=keep_pairs,
             inputs=inputs,
             keep_objects=args.keep_objects,
+            stored=stored,
         )
     return model, inputs
 

@@ -104,7 +104,8 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     from wnpass.fx.files import load_batch
     from wnpass.fx.forward import buffer_values, moved_buffers
 
-    model, inputs = load_model(args, plan)
+    stored: dict[str, Any] = {}  # the checkpoint's g/v pairs, as read
+    model, inputs = load_model(args, plan, stored=stored)
     if args.rtol is not None and inputs is None:
         raise UsageError(f"--rtol: {args.model} has no example_inputs(), so nothing is compared")
     batch = inputs
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     ):
         report.notes.append(other_axes)
     if args.checkpoint is not None and args.init == "keep" and report:
-        report.notes.extend(_keep_stored_pairs(model, args.checkpoint, args.keep_objects))
+        report.notes.extend(_keep_stored_pairs(model, stored, args.checkpoint))
     if args.init == "keep" and inputs is None:
         report.notes.append(f"{args.model} has no example_inputs(): equivalence not checked")
     if report:
@@ -220,20 +221,19 @@ def _save(state: dict[str, Any], output: Path, plan: IOPlan) -> None:
         torch_save(state, temporary)
 
 
-def _keep_stored_pairs(model: Any, checkpoint: Path, keep_objects: bool) -> list[str]:
+def _keep_stored_pairs(model: Any, stored: dict[str, Any], checkpoint: Path) -> list[str]:
     """Put back the checkpoint's g/v pairs that the model now holds at the same axes and in
     the same dtypes, as stored; the notes that say so. Loaded, each was folded into its plain
     weight, and weight norm then gave it ``g = ||w||``, ``v = w``: the same weight, but a
     negative g came back positive and ``||v||`` became g, which an optimizer's saved state
     (momentum, Adam's moments) no longer fits (t317). A pair in another dtype computes
-    another weight than the one loaded and checked: it stays as weight norm split it."""
-    from wnpass.fx.files import read_state_dict
+    another weight than the one loaded and checked: it stays as weight norm split it.
+    ``stored``: the checkpoint's weight-norm entries, as the load read them."""
     from wnpass.fx.state import stored_pairs
     from wnpass.report import counted, listed
 
-    state = read_state_dict(checkpoint, keep_objects=keep_objects)
-    pairs, other_dtype = stored_pairs(model, state)
-    del state
+    pairs, other_dtype = stored_pairs(model, stored)
+    stored.clear()
     model.load_state_dict(pairs, strict=False)
     # one module under several names holds one pair under each
     kept = len({id(model.get_parameter(key)) for key in pairs}) // 2

@@ -24,6 +24,7 @@ from wnpass.checkpoint.formats import is_sharded, read_format, refuse_unread
 from wnpass.errors import InvalidArgumentError, InvalidModelError, one_line
 from wnpass.interrupts import STOPS
 from wnpass.plan import require_input
+from wnpass.rules import parse_key
 
 __all__ = ["checkpoint_files", "load_batch", "load_checkpoint", "refuse_unread_checkpoint"]
 
@@ -118,6 +119,7 @@ def load_checkpoint(
     keep_pairs: bool = False,
     inputs: Any = None,
     keep_objects: bool = False,
+    stored: dict[str, Any] | None = None,
 ) -> None:
     """Load a state dict in any weight-norm key form into ``model``: from a ``torch.save`` file
     (at its top level or under one of ``WRAPPER_KEYS``), a ``.safetensors`` file or a sharded
@@ -132,13 +134,17 @@ def load_checkpoint(
     weights-only loader does not build (a Lightning checkpoint's hyper-parameters) are kept
     unbuilt (:mod:`wnpass.checkpoint.kept`), not refused; only the state dict is loaded. A
     state dict whose keys are not the model's is refused naming them, and the prefix that
-    would make them the model's."""
+    would make them the model's. ``stored``: given, it gets the state dict's weight-norm
+    entries (each pair's g and v) as read, for a caller that puts them back once the model
+    holds them as pairs (train-rewrite), without reading the file again."""
     from wnpass.fx.forward import as_batch, parameter_prints, written_parameters
     from wnpass.fx.reach import give_back_unreached
     from wnpass.fx.state import convert_state_dict, restore_weight_norm
 
     path = Path(path)
     state = read_state_dict(path, keep_objects=keep_objects)
+    if stored is not None:
+        stored.update((key, value) for key, value in state.items() if parse_key(key) is not None)
     converted: dict[str, Any] = state
     try:
         before = dict(model.named_parameters()) if keep_pairs else {}
