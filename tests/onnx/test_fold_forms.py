@@ -235,8 +235,13 @@ def test_a_one_of_more_dimensions_than_v_is_a_factor() -> None:
 
 @pytest.mark.parametrize(
     ("reshape", "square"),
-    [("Reshape(d, shape)", False), ("Reshape(d, shape)", True), ("Unsqueeze(d, axis)", True)],
-    ids=["view", "view-square", "unsqueeze-square"],
+    [
+        ("Reshape(d, shape)", False),
+        ("Reshape(d, shape)", True),
+        ("Unsqueeze(d, axis)", True),
+        ("Unsqueeze(d, axis)\n s = Squeeze(u, axis)\n r = Unsqueeze(s, axis)", True),
+    ],
+    ids=["view", "view-square", "unsqueeze-square", "moves-in-a-row"],
 )
 def test_a_units_gain_over_norm_viewed_as_units_folds(reshape: str, square: bool) -> None:
     """``v * (g / v.norm(dim=1)).view(-1, 1)``: the norm without keepdims, the quotient
@@ -246,12 +251,13 @@ def test_a_units_gain_over_norm_viewed_as_units_folds(reshape: str, square: bool
     square v, whose unviewed [4] norm would broadcast along its rows, folds too."""
     v = rand(4, 4) if square else V
     g = np.abs(rand(v.shape[0])) + 0.5
+    first = "u" if "\n" in reshape else "r"  # the first of several moves, or the one
     text = f"""
         {HEADER18}
         agraph (float[2, 4] x) => (float[2, {v.shape[0]}] y) {{
             n = ReduceL2 <keepdims = 0> (v, one)
             d = Div(g, n)
-            r = {reshape}
+            {first} = {reshape}
             w = Mul(v, r)
             y = Gemm <transB = 1> (x, w)
         }}
@@ -286,6 +292,28 @@ def test_a_gain_over_norm_viewed_along_the_other_axis_is_no_weight_norm() -> Non
     """
     arrays = {"one": np.array([1], np.int64), "shape": np.array([1, -1], np.int64)}
     model = onnx_model(text, None, True, v=v, g=np.abs(rand(4)) + 0.5, **arrays)
+    report = inspect_onnx(model)  # a weight computed from constants, left as it is
+    assert report.sites == [] and [c.status for c in report.cones] == ["declined"]
+
+
+def test_v_reshaped_apart_from_its_norm_is_no_weight_norm() -> None:
+    """``Reshape(v * 1, [4, 4, 1]) * g / ReduceL2(v, axes=[1])``: the [4, 1] norm broadcast
+    against the [4, 4, 1] product divides column j by row j's norm. It was a foldable site
+    at axis 1, read in v's own layout (t319); a v reshaped apart from its norm is none."""
+    v = rand(4, 4)
+    text = f"""
+        {HEADER17}
+        agraph (float[4, 4, 1] x) => (float[4, 4, 1] y) {{
+            n = ReduceL2 <axes = [1], keepdims = 1> (v)
+            p = Mul(v, one)
+            r = Reshape(p, shape)
+            q = Mul(r, g)
+            w = Div(q, n)
+            y = Conv(x, w)
+        }}
+    """
+    one, shape = np.array(1.0, np.float32), np.array([4, 4, 1], np.int64)
+    model = onnx_model(text, None, True, v=v, g=np.abs(rand(4, 1)) + 0.5, one=one, shape=shape)
     report = inspect_onnx(model)  # a weight computed from constants, left as it is
     assert report.sites == [] and [c.status for c in report.cones] == ["declined"]
 

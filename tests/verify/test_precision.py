@@ -13,11 +13,16 @@ import pytest
 from tests.helpers import onnx_model
 from wnpass.verify.check import check
 from wnpass.verify.precision import computed_at
+from wnpass.verify.report import comparison_row
 
 # a float16 body, its input and output kept float32 (onnxconverter-common's keep_io_types)
 HALF = """
     <ir_version: 8, opset_import: ["" : 17]>
-    agraph (float[4, 8] x) => (float[4, 8] y, float[4, 8] z, float[8, 4] t, float[4, 8] w) {
+    agraph (float[4, 8] x) => (float[4, 8] y, float[4, 8] z, float[8, 4] t, float[4, 8] w,
+                               float[4] i) {
+        a = ArgMax <axis = 1, keepdims = 0> (x)
+        k = Cast <to = 10> (a)
+        i = Cast <to = 1> (k)
         h = Cast <to = 10> (x)
         p = Mul(h, c)
         y = Cast <to = 1> (p)
@@ -32,7 +37,8 @@ HALF = """
 
 def test_outputs_cast_from_a_narrower_float_are_listed_at_it() -> None:
     """y and t (through a Transpose) hold float16 values, z bfloat16 ones; w is float32 all
-    along, and is not listed."""
+    along, and is not listed, nor is i: integers cast to float16 (an ArgMax's) hold them
+    exactly, and an index off by one must not pass as a rounding (t319)."""
     model = onnx_model(HALF, None, True, c=np.full((4, 8), 1.5, np.float16))
     held = computed_at(ir.serde.deserialize_model(model))
     assert held == {
@@ -52,26 +58,34 @@ TWO_STEPS = """
 """
 
 
-@pytest.mark.parametrize("given", [False, True], ids=["default", "rtol-and-atol-given"])
+@pytest.mark.parametrize("given", ["none", "both", "rtol"])
 def test_a_float16_model_with_float32_outputs_is_held_to_float16s_tolerance(
-    tmp_path: Path, given: bool
+    tmp_path: Path, given: str
 ) -> None:
     """Such a model folded differed from itself by float16 roundings, and failed float32's
     default tolerance (1e-4) every time (t316): its outputs are compared at float16's
-    (1e-2), said in a note. A tolerance given is used as given."""
+    (1e-2), said in a note, the table and the JSON (``defaults_of``). A tolerance given is
+    used as given, the other one float16's default, as the note says (t319)."""
     c = np.full((4, 8), 1.5, np.float16)
     moved = c.copy()
     moved[0, 0] = np.nextafter(c[0, 0], np.float16(2))  # one float16 step: 1e-3 of it
     reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
     onnx.save(onnx_model(TWO_STEPS, None, True, c=c), reference)
     onnx.save(onnx_model(TWO_STEPS, None, True, c=moved), candidate)
-    rtol, atol = (1e-4, 1e-5) if given else (None, None)
+    rtol, atol = {"none": (None, None), "both": (1e-4, 1e-5), "rtol": (1e-3, None)}[given]
     report = check(reference, candidate, runs=1, warmup=0, rtol=rtol, atol=atol)
     (row,) = report.runs[0].comparisons
     noted = "y: float16 values cast to a wider type at the end: compared at float16's default"
-    if given:
-        assert not report and (row.rtol, row.atol) == (1e-4, 1e-5)
-        assert not any(note.startswith(noted) for note in report.notes)
-    else:
+    said = [note for note in report.notes if note.startswith(noted)]
+    (recorded,) = report.to_dict()["runs"][0]["comparisons"]
+    if given == "both":
+        assert not report and (row.rtol, row.atol) == (1e-4, 1e-5) and not said
+        assert recorded["defaults_of"] is None
+        return
+    assert said == [noted + (" tolerance" if given == "none" else " atol (rtol as given)")]
+    assert recorded["defaults_of"] == "float16"
+    assert comparison_row("cpu", row)[6].endswith(" (float16's)")
+    if given == "none":
         assert report and (row.rtol, row.atol) == (1e-2, 1e-3) and row.max_abs > 0
-        assert any(note.startswith(noted) for note in report.notes)
+    else:
+        assert (row.rtol, row.atol) == (1e-3, 1e-3)

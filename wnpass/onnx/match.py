@@ -414,12 +414,16 @@ _UNIT_MOVES = frozenset({"Reshape", "Unsqueeze", "Squeeze"})
 
 def _unit_move(node: ir.Node) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """Its input's and output's shapes, where ``node`` is a ``Reshape``, ``Unsqueeze`` or
-    ``Squeeze`` of a product (``Mul``, ``Div``, ``Reciprocal``) that adds or drops axes of
-    size 1 only, both shapes known; None otherwise."""
+    ``Squeeze`` of a product (``Mul``, ``Div``, ``Reciprocal``), or of another such move
+    (``.squeeze(1).unsqueeze(1)``), that adds or drops axes of size 1 only, both shapes
+    known; None otherwise."""
     if node.op_type not in _UNIT_MOVES or node.domain not in ("", "ai.onnx"):
         return None
     source = node.inputs[0]
-    if source is None or producer(source, "Mul", "Div", "Reciprocal") is None:
+    made = None if source is None else source.producer()
+    if source is None or made is None or made.domain not in ("", "ai.onnx"):
+        return None
+    if made.op_type not in ("Mul", "Div", "Reciprocal") and _unit_move(made) is None:
         return None
     before, after = shape_of(source), shape_of(node.outputs[0])
     if before is None or after is None:
@@ -813,14 +817,33 @@ def _climb_step(use: tuple[ir.Node, int]) -> ir.Value | None:
     if (up := _product_step(use)) is not None:
         return up
     node, _ = use
-    if (node.op_type == "Cast" and node.domain in ("", "ai.onnx")) or _unit_move(node):
-        cast = node.outputs[0]  # or a reshape that only adds or drops axes of size 1
+    if node.op_type == "Cast" and node.domain in ("", "ai.onnx"):
+        cast = node.outputs[0]
         if any(_product_step(after) for after in cast.uses()):
             return cast
+    if _unit_move(node) and _moves_to_product(node.outputs[0]):
+        return node.outputs[0]  # a reshape that only adds or drops axes of size 1
     dequantized = _quantized_step(node)
     if dequantized is not None and any(_product_step(after) for after in dequantized.uses()):
         return dequantized  # a step of the product quantized (QDQ): declined as such
     return None
+
+
+def _moves_to_product(value: ir.Value) -> bool:
+    """Whether a product step reads ``value``, or reads it through moves that only add or
+    drop axes of size 1 (:func:`_unit_move`)."""
+    stack, seen = [value], set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for use in current.uses():
+            if _product_step(use) is not None:
+                return True
+            if _unit_move(use.node) is not None:
+                stack.append(use.node.outputs[0])
+    return False
 
 
 def _product_step(use: tuple[ir.Node, int]) -> ir.Value | None:
@@ -1076,6 +1099,8 @@ def _analyse(
         numerators, site.premultiplied = leaves, True  # C / ||v|| with C = g * v computed
     if len(numerators) != 1 or numerators[0].exponent != 1:
         return _unsupported(site, "the normalised tensor is not v itself")
+    if numerators[0].moves:  # its units laid out otherwise than the norm's (t319)
+        return _unsupported(site, "v is reshaped inside the product, apart from its norm")
     if not lp and _misbroadcast(
         norms[0].value, numerators[0].value, norm, reduced, moved.get(norms[0].value)
     ):

@@ -331,12 +331,7 @@ def check(
     inputs_mod.require_same_inputs([r for r, _ in fed], [c for _, c in fed], candidate)
     notes += _order_note(reference_model, candidate_model)
     held = computed_at(reference_model)  # outputs of float16 values cast to float32
-    notes += [
-        f"{name}: {dtype} values cast to a wider type at the end: compared at {dtype}'s "
-        "default tolerance"
-        for name, dtype in held.items()
-        if options.rtol is None or options.atol is None
-    ]
+    notes += [said for name, dtype in held.items() if (said := _held_note(name, dtype, options))]
     report = CheckReport(str(reference), str(candidate), notes=notes, files_read=files_read)
     report.differences = [
         *_required(list(defaults_fed), defaulted),
@@ -429,6 +424,20 @@ def check(
         plan_read.require_unchanged()
     logger.info("check %s: %s", candidate, "equivalent" if report else "FAILED")
     return report
+
+
+def _held_note(name: str, dtype: np.dtype, options: CheckOptions) -> str:
+    """What a note says of an output computed at ``dtype`` (:func:`computed_at`): which of
+    that dtype's default tolerances apply; "" where both were given."""
+    defaults = [t for t in ("rtol", "atol") if getattr(options, t) is None]
+    if not defaults:
+        return ""
+    given = " (rtol as given)" if defaults == ["atol"] else " (atol as given)"
+    which = "tolerance" if len(defaults) == 2 else f"{defaults[0]}{given}"
+    return (
+        f"{name}: {dtype} values cast to a wider type at the end: compared at {dtype}'s "
+        f"default {which}"
+    )
 
 
 def _types_differ(reference: ir.Model, candidate: ir.Model) -> list[str]:

@@ -49,7 +49,23 @@ def _cast_from(value: ir.Value) -> ir.DataType | None:
     if to is None or ir.DataType(to.as_int()) not in _WIDE or node.inputs[0] is None:
         return None
     narrow = _dtype_of(node.inputs[0])
-    return narrow if narrow in _NARROW else None
+    if narrow not in _NARROW or _cast_from_exact(node.inputs[0]):
+        return None
+    return narrow
+
+
+def _cast_from_exact(value: ir.Value) -> bool:
+    """Whether ``value`` is a ``Cast`` (through element moves) of integers or booleans: a
+    float16 of an ``ArgMax`` holds them exactly, and an index off by one must not pass as a
+    float16 rounding (t319)."""
+    node = value.producer()
+    while node is not None and node.domain in ("", "ai.onnx") and node.op_type in _MOVES:
+        source = node.inputs[0]
+        node = None if source is None else source.producer()
+    if node is None or node.op_type != "Cast" or node.inputs[0] is None:
+        return False
+    read = _dtype_of(node.inputs[0])
+    return read is None or not read.is_floating_point()
 
 
 # ops whose output has their first input's element type: arithmetic, activations, layers,

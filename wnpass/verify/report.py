@@ -246,7 +246,8 @@ def _tolerance(c: OutputComparison) -> str:
     sequence: ONNX Runtime gives neither a dtype)."""
     if not _typed(c):
         return "-"
-    return tolerance_text(c.rtol, c.atol, c.atol_scaled, per_item=c.atol_per_item)
+    text = tolerance_text(c.rtol, c.atol, c.atol_scaled, per_item=c.atol_per_item)
+    return text if c.defaults_of is None else f"{text} ({c.defaults_of}'s)"
 
 
 def _typed(c: OutputComparison) -> bool:
