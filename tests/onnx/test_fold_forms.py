@@ -296,6 +296,51 @@ def test_a_gain_over_norm_viewed_along_the_other_axis_is_no_weight_norm() -> Non
     assert report.sites == [] and [c.status for c in report.cones] == ["declined"]
 
 
+@pytest.mark.parametrize("moved", ["p", "d"], ids=["g-times-v", "v-over-norm"])
+def test_moves_that_cancel_leave_the_product_as_it_was(moved: str) -> None:
+    """``(v * g).unsqueeze(0).squeeze(0) / v.norm(dim=1, keepdim=True)`` folded (as ``g * v``
+    premultiplied), then was declined once chains of moves were looked through, g and v
+    differing in shape inside them (t321): moves that cancel change no factor's shape."""
+    zero = np.array([0], np.int64)
+    text = f"""
+        {HEADER18}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            n = ReduceL2 (v, one)
+            {moved} = {"Mul(v, g)" if moved == "p" else "Div(v, n)"}
+            u = Unsqueeze({moved}, zero)
+            s = Squeeze(u, zero)
+            w = {"Div(s, n)" if moved == "p" else "Mul(s, g)"}
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    one = np.array([1], np.int64)
+    folded, _ = assert_folds(onnx_model(text, None, True, v=V, g=G, one=one, zero=zero))
+    assert op_types(folded) == ["Gemm"]
+
+
+def test_a_long_chain_of_moves_is_read_in_bounded_time() -> None:
+    """600 squeeze/unsqueeze pairs between ``g / ||v||`` and its product with v took cubic
+    time to look through, then ended in a RecursionError (t321): at most 16 moves in a row are
+    looked through, and the weight is a declined computed weight, found at once."""
+    steps = "".join(
+        f" u{i} = Unsqueeze({'d' if i == 0 else f's{i - 1}'}, one)\n s{i} = Squeeze(u{i}, one)\n"
+        for i in range(600)
+    )
+    text = f"""
+        {HEADER18}
+        agraph (float[2, 4] x) => (float[2, 3] y) {{
+            n = ReduceL2 (v, one)
+            d = Div(g, n)
+            {steps}
+            w = Mul(v, s599)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    model = onnx_model(text, None, True, v=V, g=G, one=np.array([1], np.int64))
+    report = inspect_onnx(model)
+    assert report.sites == [] and [c.status for c in report.cones] == ["declined"]
+
+
 def test_v_reshaped_apart_from_its_norm_is_no_weight_norm() -> None:
     """``Reshape(v * 1, [4, 4, 1]) * g / ReduceL2(v, axes=[1])``: the [4, 1] norm broadcast
     against the [4, 4, 1] product divides column j by row j's norm. It was a foldable site

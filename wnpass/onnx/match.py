@@ -403,7 +403,8 @@ class _Factor:
     exponent: int
     norm: Norm | None = None
     divides: bool = True  # for a norm factor: the value divides the product (else multiplies)
-    # the reshapes above it in the product, innermost first: (their input's, output's shape)
+    # the reshapes above it in the product, innermost first: (their input's, output's shape);
+    # a chain of them as one
     moves: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = ()
 
 
@@ -412,24 +413,35 @@ class _Factor:
 _UNIT_MOVES = frozenset({"Reshape", "Unsqueeze", "Squeeze"})
 
 
-def _unit_move(node: ir.Node) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-    """Its input's and output's shapes, where ``node`` is a ``Reshape``, ``Unsqueeze`` or
-    ``Squeeze`` of a product (``Mul``, ``Div``, ``Reciprocal``), or of another such move
-    (``.squeeze(1).unsqueeze(1)``), that adds or drops axes of size 1 only, both shapes
-    known; None otherwise."""
-    if node.op_type not in _UNIT_MOVES or node.domain not in ("", "ai.onnx"):
-        return None
-    source = node.inputs[0]
-    made = None if source is None else source.producer()
-    if source is None or made is None or made.domain not in ("", "ai.onnx"):
-        return None
-    if made.op_type not in ("Mul", "Div", "Reciprocal") and _unit_move(made) is None:
-        return None
-    before, after = shape_of(source), shape_of(node.outputs[0])
-    if before is None or after is None:
-        return None
-    same = [d for d in before if d != 1] == [d for d in after if d != 1]
-    return (before, after) if same else None
+# the most moves in a row looked through (``.squeeze(1).unsqueeze(1)`` is two)
+_MOVE_CHAIN = 16
+
+
+def _unit_move(node: ir.Node) -> tuple[list[ir.Node], tuple[int, ...], tuple[int, ...]] | None:
+    """Where ``node`` is a ``Reshape``, ``Unsqueeze`` or ``Squeeze`` of a product (``Mul``,
+    ``Div``, ``Reciprocal``), or the last of a chain of such moves down to one
+    (``.squeeze(1).unsqueeze(1)``), that adds or drops axes of size 1 only: the chain's nodes,
+    and the shapes the product is moved between, both known; None otherwise. No move
+    reorders elements, so a chain is one move, from its first input's shape to its last
+    output's (the same shape where its moves cancel)."""
+    chain: list[ir.Node] = []
+    current = node
+    for _ in range(_MOVE_CHAIN):
+        if current.op_type not in _UNIT_MOVES or current.domain not in ("", "ai.onnx"):
+            return None
+        chain.append(current)
+        source = current.inputs[0]
+        made = None if source is None else source.producer()
+        if source is None or made is None or made.domain not in ("", "ai.onnx"):
+            return None
+        if made.op_type in ("Mul", "Div", "Reciprocal"):
+            before, after = shape_of(source), shape_of(node.outputs[0])
+            if before is None or after is None:
+                return None
+            same = [d for d in before if d != 1] == [d for d in after if d != 1]
+            return (chain, before, after) if same else None
+        current = made
+    return None
 
 
 def _moved_shapes(factors: list[_Factor]) -> dict[ir.Value, tuple[int, ...]] | str:
@@ -510,9 +522,13 @@ def _factors(
                     casts.append(node)
                 continue
             if (move := _unit_move(node)) is not None:
-                assert inputs[0] is not None
-                stack.append((inputs[0], exponent, (move, *moves)))  # innermost first
-                casts.append(node)  # the evaluator lays it out as the graph does
+                chain, before, after = move
+                source = chain[-1].inputs[0]
+                assert source is not None
+                if before != after:  # moves that cancel leave every factor as it was
+                    moves = ((before, after), *moves)  # innermost first
+                stack.append((source, exponent, moves))
+                casts.extend(chain)  # the evaluator lays them out as the graph does
                 continue
             if op == "LpNormalization" and inputs[0] is not None:
                 if attr_int(node, "p", 2) != 2:
@@ -830,10 +846,10 @@ def _climb_step(use: tuple[ir.Node, int]) -> ir.Value | None:
 
 
 def _moves_to_product(value: ir.Value) -> bool:
-    """Whether a product step reads ``value``, or reads it through moves that only add or
-    drop axes of size 1 (:func:`_unit_move`)."""
-    stack, seen = [value], set()
-    while stack:
+    """Whether a product step reads ``value``, or reads it through at most
+    :data:`_MOVE_CHAIN` moves that only add or drop axes of size 1 (:func:`_unit_move`)."""
+    stack, seen = [value], set[ir.Value]()
+    while stack and len(seen) <= _MOVE_CHAIN:
         current = stack.pop()
         if current in seen:
             continue
@@ -841,7 +857,7 @@ def _moves_to_product(value: ir.Value) -> bool:
         for use in current.uses():
             if _product_step(use) is not None:
                 return True
-            if _unit_move(use.node) is not None:
+            if use.node.op_type in _UNIT_MOVES and _unit_move(use.node) is not None:
                 stack.append(use.node.outputs[0])
     return False
 

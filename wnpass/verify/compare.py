@@ -120,8 +120,9 @@ class OutputComparison:
     problem: str | None = None  # shape/dtype/NaN mismatch or a missing output
     uncompared: str | None = None  # why not one element was compared (no problem by itself)
     numeric: bool = True  # False: strings or a map, equal or not (no tolerance, no error size)
-    # the dtype whose default tolerance applies where not the output's own: the precision
-    # its values are computed at (float16 cast to float32 at the model's end)
+    # the dtype whose default tolerances apply where not the output's own: the precision
+    # its values are computed at (float16 cast to float32 at the model's end); None where a
+    # tolerance was given
     defaults_of: str | None = None
     measured: bool = False  # the error sizes were measured (on elements compared by value)
     # a sequence whose items took other atols (each capped at rtol times its own scale):
@@ -178,8 +179,8 @@ def _compare(
         return result
     r, a = tolerance_for(ref.dtype if held_as is None else held_as, rtol, atol)
     result = OutputComparison(name, list(ref.shape), dtype_name(ref), r, a, total=int(ref.size))
-    if held_as is not None and held_as != ref.dtype and (rtol is None or atol is None):
-        result.defaults_of = str(held_as)
+    if held_as is not None and held_as != ref.dtype and rtol is None and atol is None:
+        result.defaults_of = str(held_as)  # one given: a note says which default is whose
     if ref.shape != cand.shape:
         result.problem = f"shape {list(cand.shape)} != reference {list(ref.shape)}"
         return result

@@ -49,23 +49,64 @@ def _cast_from(value: ir.Value) -> ir.DataType | None:
     if to is None or ir.DataType(to.as_int()) not in _WIDE or node.inputs[0] is None:
         return None
     narrow = _dtype_of(node.inputs[0])
-    if narrow not in _NARROW or _cast_from_exact(node.inputs[0]):
+    if narrow not in _NARROW or not _rounded_narrow(node.inputs[0]):
         return None
     return narrow
 
 
-def _cast_from_exact(value: ir.Value) -> bool:
-    """Whether ``value`` is a ``Cast`` (through element moves) of integers or booleans: a
-    float16 of an ``ArgMax`` holds them exactly, and an index off by one must not pass as a
-    float16 rounding (t319)."""
-    node = value.producer()
-    while node is not None and node.domain in ("", "ai.onnx") and node.op_type in _MOVES:
-        source = node.inputs[0]
-        node = None if source is None else source.producer()
-    if node is None or node.op_type != "Cast" or node.inputs[0] is None:
-        return False
-    read = _dtype_of(node.inputs[0])
-    return read is None or not read.is_floating_point()
+# ops whose outputs are elements of their data inputs (or their negation, absolute value or
+# the larger of two): they round nothing, and carry integers held in floats as they are
+_EXACT = frozenset({*_MOVES, "Slice", "Gather", "GatherElements", "Concat", "Split", "Tile"}) | {
+    "Pad",
+    "Neg",
+    "Abs",
+    "Relu",
+    "Max",
+    "Min",
+    "Where",
+}
+# the inputs of those ops that carry data (the others are indices, axes, shapes, conditions):
+# every one, these, or the first
+_ALL_DATA = frozenset({"Concat", "Max", "Min"})
+_DATA: dict[str, tuple[int, ...]] = {"Where": (1, 2), "Pad": (0, 2)}
+# the most nodes walked back from one output to its roundings
+_WALK = 256
+
+
+def _rounded_narrow(value: ir.Value) -> bool:
+    """Whether the narrow float ``value`` holds roundings at its own precision: some path
+    back from it through ops that round nothing (:data:`_EXACT`) reaches one that does (float16
+    arithmetic, a ``Cast`` from a wider float or from a value of unknown type), rather than
+    only casts of integers or booleans and the model's constants and inputs. A float16 of an
+    ``ArgMax``, sliced or gathered, holds those integers as they are, and an index off by one
+    must not pass as a float16 rounding (t319, t321); past :data:`_WALK` nodes, it is taken
+    to (a float16 model's output, as the common case is)."""
+    stack, seen = [value], set[ir.Value]()
+    while stack:
+        if len(seen) > _WALK:
+            return True
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        node = current.producer()
+        if node is None:
+            continue  # a graph input or an initializer: a value as given, not a rounding
+        if node.domain not in ("", "ai.onnx"):
+            return True
+        if node.op_type == "Cast":
+            source = None if node.inputs[0] is None else _dtype_of(node.inputs[0])
+            if source is None or source.is_floating_point():
+                return True
+            continue  # integers or booleans: as they are, up to 2048
+        if node.op_type == "Constant":
+            continue
+        if node.op_type not in _EXACT:
+            return True
+        inputs = node.inputs
+        data = range(len(inputs)) if node.op_type in _ALL_DATA else _DATA.get(node.op_type, (0,))
+        stack.extend(read for i in data if i < len(inputs) and (read := inputs[i]) is not None)
+    return False
 
 
 # ops whose output has their first input's element type: arithmetic, activations, layers,
@@ -78,6 +119,15 @@ _SAME_TYPE = frozenset(
     | {"LayerNormalization", "Softmax", "LogSoftmax", "Pad", "Slice", "Concat", "Gather"}
     | {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2", "Dropout", "Tile"}
     | _MOVES
+)
+# ops whose output's type is theirs whatever they read: indices, sizes, truths
+_GIVES = (
+    {op: ir.DataType.INT64 for op in ("ArgMax", "ArgMin", "Shape", "Size", "NonZero")}
+    | {
+        op: ir.DataType.BOOL
+        for op in ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or")
+    }
+    | {"IsNaN": ir.DataType.BOOL, "IsInf": ir.DataType.BOOL}
 )
 # the most producers walked back for one output's type
 _STEPS = 64
@@ -95,6 +145,8 @@ def _dtype_of(value: ir.Value) -> ir.DataType | None:
             return None
         if node.op_type == "Cast" and (to := node.attributes.get("to")) is not None:
             return ir.DataType(to.as_int())
+        if node.op_type in _GIVES:
+            return _GIVES[node.op_type]
         if node.op_type not in _SAME_TYPE or not node.inputs or node.inputs[0] is None:
             return None
         value = node.inputs[0]
