@@ -240,8 +240,9 @@ def test_a_one_of_more_dimensions_than_v_is_a_factor() -> None:
         ("Reshape(d, shape)", True),
         ("Unsqueeze(d, axis)", True),
         ("Unsqueeze(d, axis)\n s = Squeeze(u, axis)\n r = Unsqueeze(s, axis)", True),
+        ("Reshape(d, twos)\n r = Reshape(u, shape)", True),
     ],
-    ids=["view", "view-square", "unsqueeze-square", "moves-in-a-row"],
+    ids=["view", "view-square", "unsqueeze-square", "moves-in-a-row", "via-2x2"],
 )
 def test_a_units_gain_over_norm_viewed_as_units_folds(reshape: str, square: bool) -> None:
     """``v * (g / v.norm(dim=1)).view(-1, 1)``: the norm without keepdims, the quotient
@@ -266,6 +267,7 @@ def test_a_units_gain_over_norm_viewed_as_units_folds(reshape: str, square: bool
         "one": np.array([1], np.int64),
         "shape": np.array([-1, 1], np.int64),
         "axis": np.array([1], np.int64),
+        "twos": np.array([2, 2], np.int64),  # a step that alone is no unit move (t322)
     }
     used = {k: a for k, a in constants.items() if re.search(rf"\b{k}\b", text)}
     folded, report = assert_folds(onnx_model(text, None, True, v=v, g=g, **used))
@@ -316,6 +318,28 @@ def test_moves_that_cancel_leave_the_product_as_it_was(moved: str) -> None:
     one = np.array([1], np.int64)
     folded, _ = assert_folds(onnx_model(text, None, True, v=V, g=G, one=one, zero=zero))
     assert op_types(folded) == ["Gemm"]
+
+
+def test_a_move_read_by_many_moves_is_looked_through() -> None:
+    """A squeezed ``g / ||v||`` read by 20 unsqueezes, one of them times v: the walk counted
+    every value it saw against the chain's length, and declined it from 14 on (t322)."""
+    unsqueezes = "".join(f" u{i} = Unsqueeze(s, one)\n z{i} = Identity(u{i})\n" for i in range(20))
+    outputs = ", ".join(f"float[4, 1] z{i}" for i in range(20))
+    text = f"""
+        {HEADER18}
+        agraph (float[2, 4] x) => (float[2, 4] y, {outputs}) {{
+            n = ReduceL2 <keepdims = 1> (v, one)
+            d = Div(g, n)
+            s = Squeeze(d, one)
+            {unsqueezes}
+            w = Mul(v, u0)
+            y = Gemm <transB = 1> (x, w)
+        }}
+    """
+    v, g = rand(4, 4), np.abs(rand(4, 1)) + 0.5
+    model = onnx_model(text, None, True, v=v, g=g, one=np.array([1], np.int64))
+    (site,) = inspect_onnx(model).sites
+    assert (site.status, site.axes) == ("foldable", [1])
 
 
 def test_a_long_chain_of_moves_is_read_in_bounded_time() -> None:

@@ -19,7 +19,8 @@ from wnpass.verify.report import comparison_row
 HALF = """
     <ir_version: 8, opset_import: ["" : 17]>
     agraph (float[4, 8] x) => (float[4, 8] y, float[4, 8] z, float[8, 4] t, float[4, 8] w,
-                               float[4] i, float[2] j, float[4, 8] s) {
+                               float[4] i, float[2] j, float[4, 8] s, float[4, 3] o,
+                               float[4, 3] n) {
         a = ArgMax <axis = 1, keepdims = 0> (x)
         k = Cast <to = 10> (a)
         i = Cast <to = 1> (k)
@@ -32,6 +33,12 @@ HALF = """
         u = CumSum (x, one)
         h16 = Cast <to = 10> (u)
         s = Cast <to = 1> (h16)
+        three = Constant <value = int64[1] {3}> ()
+        f16 = Cast <to = 10> (x)
+        tv, ti = TopK (f16, three)
+        o = Cast <to = 1> (tv)
+        t16 = Cast <to = 10> (ti)
+        n = Cast <to = 1> (t16)
         h = Cast <to = 10> (x)
         p = Mul(h, c)
         y = Cast <to = 1> (p)
@@ -48,8 +55,9 @@ def test_outputs_cast_from_a_narrower_float_are_listed_at_it() -> None:
     """y and t (through a Transpose) hold float16 values, z bfloat16 ones; w is float32 all
     along, and is not listed, nor are i and j: integers cast to float16 (an ArgMax's), also
     sliced and negated, hold them as they are, and an index off by one must not pass as a
-    rounding (t319, t321). s is a cast of a value of no declared type (a CumSum's): a float
-    rounded to float16, as a model converted with keep_io_types ends (t321)."""
+    rounding (t319, t321), nor is n, TopK's indices (t322). s is a cast of a value of no
+    declared type (a CumSum's): a float rounded to float16, as a model converted with
+    keep_io_types ends (t321); o is TopK's float16 values."""
     model = onnx_model(HALF, None, True, c=np.full((4, 8), 1.5, np.float16))
     held = computed_at(ir.serde.deserialize_model(model))
     assert held == {
@@ -57,6 +65,7 @@ def test_outputs_cast_from_a_narrower_float_are_listed_at_it() -> None:
         "z": np.dtype(ml_dtypes.bfloat16),
         "t": np.dtype(np.float16),
         "s": np.dtype(np.float16),
+        "o": np.dtype(np.float16),
     }
 
 

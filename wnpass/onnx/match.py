@@ -413,8 +413,9 @@ class _Factor:
 _UNIT_MOVES = frozenset({"Reshape", "Unsqueeze", "Squeeze"})
 
 
-# the most moves in a row looked through (``.squeeze(1).unsqueeze(1)`` is two)
-_MOVE_CHAIN = 16
+# the most moves in a row looked through (``.squeeze(1).unsqueeze(1)`` is two), and the most
+# read from one, however they branch
+_MOVE_CHAIN, _MOVE_WALK = 16, 256
 
 
 def _unit_move(node: ir.Node) -> tuple[list[ir.Node], tuple[int, ...], tuple[int, ...]] | None:
@@ -837,28 +838,36 @@ def _climb_step(use: tuple[ir.Node, int]) -> ir.Value | None:
         cast = node.outputs[0]
         if any(_product_step(after) for after in cast.uses()):
             return cast
-    if _unit_move(node) and _moves_to_product(node.outputs[0]):
-        return node.outputs[0]  # a reshape that only adds or drops axes of size 1
+    if node.op_type in _UNIT_MOVES and node.domain in ("", "ai.onnx") and _moves_to_product(node):
+        return node.outputs[0]  # a chain of reshapes that only adds or drops axes of size 1
     dequantized = _quantized_step(node)
     if dequantized is not None and any(_product_step(after) for after in dequantized.uses()):
         return dequantized  # a step of the product quantized (QDQ): declined as such
     return None
 
 
-def _moves_to_product(value: ir.Value) -> bool:
-    """Whether a product step reads ``value``, or reads it through at most
-    :data:`_MOVE_CHAIN` moves that only add or drop axes of size 1 (:func:`_unit_move`)."""
-    stack, seen = [value], set[ir.Value]()
-    while stack and len(seen) <= _MOVE_CHAIN:
-        current = stack.pop()
+def _moves_to_product(move: ir.Node) -> bool:
+    """Whether ``move`` (a ``Reshape``, ``Unsqueeze`` or ``Squeeze``) is the first of a chain
+    of at most :data:`_MOVE_CHAIN` such moves that a product step reads, the chain one move
+    that only adds or drops axes of size 1 (:func:`_unit_move` of its last: ``[4, 1] -> [2,
+    2] -> [4, 1]`` is one, though its first step alone is not). At most :data:`_MOVE_WALK`
+    moves are read, however they branch."""
+    stack, seen = [(move, 1)], set[ir.Node]()
+    while stack and len(seen) < _MOVE_WALK:
+        current, depth = stack.pop()
         if current in seen:
             continue
         seen.add(current)
-        for use in current.uses():
-            if _product_step(use) is not None:
+        for use in current.outputs[0].uses():
+            if _product_step(use) is not None and _unit_move(current) is not None:
                 return True
-            if use.node.op_type in _UNIT_MOVES and _unit_move(use.node) is not None:
-                stack.append(use.node.outputs[0])
+            node = use.node
+            if (
+                depth < _MOVE_CHAIN
+                and node.op_type in _UNIT_MOVES
+                and node.domain in ("", "ai.onnx")
+            ):
+                stack.append((node, depth + 1))
     return False
 
 

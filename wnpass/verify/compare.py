@@ -180,7 +180,8 @@ def _compare(
     r, a = tolerance_for(ref.dtype if held_as is None else held_as, rtol, atol)
     result = OutputComparison(name, list(ref.shape), dtype_name(ref), r, a, total=int(ref.size))
     if held_as is not None and held_as != ref.dtype and rtol is None and atol is None:
-        result.defaults_of = str(held_as)  # one given: a note says which default is whose
+        # where one of them was given, the note says which default is whose
+        result.defaults_of = str(held_as)
     if ref.shape != cand.shape:
         result.problem = f"shape {list(cand.shape)} != reference {list(ref.shape)}"
         return result

@@ -118,11 +118,20 @@ _SAME_TYPE = frozenset(
     | {"MatMul", "Gemm", "Conv", "ConvTranspose", "BatchNormalization", "InstanceNormalization"}
     | {"LayerNormalization", "Softmax", "LogSoftmax", "Pad", "Slice", "Concat", "Gather"}
     | {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2", "Dropout", "Tile"}
+    | {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "Resize"}
+    | {"Upsample", "CumSum", "Floor", "Ceil", "Round", "Sign", "Split", "TopK", "Where"}
     | _MOVES
 )
+# the input whose type an op's first output has, where not its first (Where's condition)
+_TYPED_BY = {"Where": 1}
+# ops whose outputs after the first are int64 indices (their first has their input's type)
+_INDICES_SECOND = frozenset({"TopK", "MaxPool", "Unique"})
 # ops whose output's type is theirs whatever they read: indices, sizes, truths
 _GIVES = (
-    {op: ir.DataType.INT64 for op in ("ArgMax", "ArgMin", "Shape", "Size", "NonZero")}
+    {
+        op: ir.DataType.INT64
+        for op in ("ArgMax", "ArgMin", "Shape", "Size", "NonZero", "NonMaxSuppression")
+    }
     | {
         op: ir.DataType.BOOL
         for op in ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or")
@@ -134,9 +143,11 @@ _STEPS = 64
 
 
 def _dtype_of(value: ir.Value) -> ir.DataType | None:
-    """``value``'s element type: as declared, as the ``Cast`` that makes it says, or as the
-    first input's of an op that keeps its type (:data:`_SAME_TYPE`), walked back; None where
-    that is not known within :data:`_STEPS` producers."""
+    """``value``'s element type: as declared, as the ``Cast`` that makes it says, as an op
+    that gives one type says (:data:`_GIVES`, the indices of :data:`_INDICES_SECOND`), or as
+    the input's of an op that keeps its type (:data:`_SAME_TYPE`), walked back; None where
+    that is not known within :data:`_STEPS` producers (a value of unknown type cast to
+    float16 counts as a rounding: :func:`_rounded_narrow`)."""
     for _ in range(_STEPS):
         if value.dtype is not None:
             return value.dtype
@@ -147,7 +158,13 @@ def _dtype_of(value: ir.Value) -> ir.DataType | None:
             return ir.DataType(to.as_int())
         if node.op_type in _GIVES:
             return _GIVES[node.op_type]
-        if node.op_type not in _SAME_TYPE or not node.inputs or node.inputs[0] is None:
+        if value.index() != 0:  # TopK's, MaxPool's indices: int64; another op's: not known
+            return ir.DataType.INT64 if node.op_type in _INDICES_SECOND else None
+        by = _TYPED_BY.get(node.op_type, 0)
+        if node.op_type not in _SAME_TYPE or len(node.inputs) <= by:
             return None
-        value = node.inputs[0]
+        read = node.inputs[by]
+        if read is None:
+            return None
+        value = read
     return None
