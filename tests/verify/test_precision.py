@@ -20,7 +20,8 @@ HALF = """
     <ir_version: 8, opset_import: ["" : 17]>
     agraph (float[4, 8] x) => (float[4, 8] y, float[4, 8] z, float[8, 4] t, float[4, 8] w,
                                float[4] i, float[2] j, float[4, 8] s, float[4, 3] o,
-                               float[4, 3] n) {
+                               float[4, 3] n, float[4, 4] b2, float[4, 8] wh, float[4] md,
+                               float[4, 8] hm) {
         a = ArgMax <axis = 1, keepdims = 0> (x)
         k = Cast <to = 10> (a)
         i = Cast <to = 1> (k)
@@ -47,6 +48,20 @@ HALF = """
         q = Cast <to = 1> (p)
         t = Transpose <perm = [1, 0]> (q)
         w = Mul(x, x)
+        fours = Constant <value = int64[2] {4, 4}> ()
+        b1, b2h = Split <axis = 1> (p, fours)
+        b2 = Cast <to = 1> (b2h)
+        pos = Greater (x, x)
+        nought = Constant <value = float16 {0}> ()
+        whh = Where (pos, nought, p)
+        wh = Cast <to = 1> (whh)
+        thousand = Constant <value = int64 {997}> ()
+        mi = Mod (a, thousand)
+        mh = Cast <to = 10> (mi)
+        md = Cast <to = 1> (mh)
+        hx = Hardmax (x)
+        hh = Cast <to = 10> (hx)
+        hm = Cast <to = 1> (hh)
     }
 """
 
@@ -55,9 +70,11 @@ def test_outputs_cast_from_a_narrower_float_are_listed_at_it() -> None:
     """y and t (through a Transpose) hold float16 values, z bfloat16 ones; w is float32 all
     along, and is not listed, nor are i and j: integers cast to float16 (an ArgMax's), also
     sliced and negated, hold them as they are, and an index off by one must not pass as a
-    rounding (t319, t321), nor is n, TopK's indices (t322). s is a cast of a value of no
-    declared type (a CumSum's): a float rounded to float16, as a model converted with
-    keep_io_types ends (t321); o is TopK's float16 values."""
+    rounding (t319, t321), nor is n, TopK's indices (t322), nor md, a Mod of indices (t323).
+    s is a cast of a float32 value of no declared type (a CumSum's): rounded to float16, as a
+    model converted with keep_io_types ends (t321); o is TopK's float16 values, b2 a Split's
+    second output and wh a Where of a float16 constant (t323). hm is a cast of a value whose
+    type wnpass does not read (a Hardmax's): not listed, the stricter check (t323)."""
     model = onnx_model(HALF, None, True, c=np.full((4, 8), 1.5, np.float16))
     held = computed_at(ir.serde.deserialize_model(model))
     assert held == {
@@ -66,6 +83,8 @@ def test_outputs_cast_from_a_narrower_float_are_listed_at_it() -> None:
         "t": np.dtype(np.float16),
         "s": np.dtype(np.float16),
         "o": np.dtype(np.float16),
+        "b2": np.dtype(np.float16),
+        "wh": np.dtype(np.float16),
     }
 
 

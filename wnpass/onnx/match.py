@@ -858,10 +858,13 @@ def _moves_to_product(move: ir.Node) -> bool:
         if current in seen:
             continue
         seen.add(current)
+        unit: bool | None = None  # whether the chain down from it is one: read once, if asked
         for use in current.outputs[0].uses():
-            if _product_step(use) is not None and _unit_move(current) is not None:
-                return True
             node = use.node
+            if node.op_type in _PRODUCT_OPS and node.domain in ("", "ai.onnx"):
+                unit = (_unit_move(current) is not None) if unit is None else unit
+                if unit and _product_step(use) is not None:  # its constant test, last: costly
+                    return True
             if (
                 depth < _MOVE_CHAIN
                 and node.op_type in _UNIT_MOVES

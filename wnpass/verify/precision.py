@@ -76,8 +76,8 @@ _WALK = 256
 def _rounded_narrow(value: ir.Value) -> bool:
     """Whether the narrow float ``value`` holds roundings at its own precision: some path
     back from it through ops that round nothing (:data:`_EXACT`) reaches one that does (float16
-    arithmetic, a ``Cast`` from a wider float or from a value of unknown type), rather than
-    only casts of integers or booleans and the model's constants and inputs. A float16 of an
+    arithmetic, a ``Cast`` from a wider float), rather than only casts of integers, booleans
+    or values of no known type, and the model's constants and inputs. A float16 of an
     ``ArgMax``, sliced or gathered, holds those integers as they are, and an index off by one
     must not pass as a float16 rounding (t319, t321); past :data:`_WALK` nodes, it is taken
     to (a float16 model's output, as the common case is)."""
@@ -96,9 +96,11 @@ def _rounded_narrow(value: ir.Value) -> bool:
             return True
         if node.op_type == "Cast":
             source = None if node.inputs[0] is None else _dtype_of(node.inputs[0])
-            if source is None or source.is_floating_point():
+            if source is not None and source.is_floating_point():
                 return True
-            continue  # integers or booleans: as they are, up to 2048
+            continue  # integers or booleans, as they are, or a type not known: not taken to
+            # be a rounding, so that the check stays the stricter one (an index off by one
+            # passed at float16's tolerance, t322, t323)
         if node.op_type == "Constant":
             continue
         if node.op_type not in _EXACT:
@@ -120,10 +122,14 @@ _SAME_TYPE = frozenset(
     | {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2", "Dropout", "Tile"}
     | {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "Resize"}
     | {"Upsample", "CumSum", "Floor", "Ceil", "Round", "Sign", "Split", "TopK", "Where"}
+    | {"GatherElements", "GatherND", "ScatterElements", "ScatterND", "Mod", "Unique"}
+    | {"ReduceProd", "ReduceL1", "ReduceSumSquare", "ReduceLogSumExp", "Einsum", "Trilu"}
     | _MOVES
 )
-# the input whose type an op's first output has, where not its first (Where's condition)
-_TYPED_BY = {"Where": 1}
+# the inputs whose type an op's first output has, where not its first (Where's condition)
+_TYPED_BY: dict[str, tuple[int, ...]] = {"Where": (1, 2)}
+# ops every output of which has their input's type
+_ALL_SAME = frozenset({"Split"})
 # ops whose outputs after the first are int64 indices (their first has their input's type)
 _INDICES_SECOND = frozenset({"TopK", "MaxPool", "Unique"})
 # ops whose output's type is theirs whatever they read: indices, sizes, truths
@@ -156,15 +162,31 @@ def _dtype_of(value: ir.Value) -> ir.DataType | None:
             return None
         if node.op_type == "Cast" and (to := node.attributes.get("to")) is not None:
             return ir.DataType(to.as_int())
+        if node.op_type == "Constant" and (held := node.attributes.get("value")) is not None:
+            return held.as_tensor().dtype
         if node.op_type in _GIVES:
             return _GIVES[node.op_type]
-        if value.index() != 0:  # TopK's, MaxPool's indices: int64; another op's: not known
+        if value.index() != 0 and node.op_type not in _ALL_SAME:
+            # TopK's, MaxPool's, Unique's indices: int64; another op's: not known
             return ir.DataType.INT64 if node.op_type in _INDICES_SECOND else None
-        by = _TYPED_BY.get(node.op_type, 0)
-        if node.op_type not in _SAME_TYPE or len(node.inputs) <= by:
+        if node.op_type not in _SAME_TYPE:
             return None
-        read = node.inputs[by]
-        if read is None:
+        reads = [node.inputs[i] for i in _TYPED_BY.get(node.op_type, (0,)) if i < len(node.inputs)]
+        typed = [t for read in reads if read is not None and (t := _dtype_of_here(read))]
+        if typed:
+            return typed[0]
+        if not reads or reads[0] is None:
             return None
-        value = read
+        value = reads[0]
+    return None
+
+
+def _dtype_of_here(value: ir.Value) -> ir.DataType | None:
+    """``value``'s type where it is declared or a ``Constant`` holds it, without a walk."""
+    if value.dtype is not None:
+        return value.dtype
+    node = value.producer()
+    if node is not None and node.op_type == "Constant":
+        held = node.attributes.get("value")
+        return None if held is None else held.as_tensor().dtype
     return None
