@@ -21,7 +21,7 @@ HALF = """
     agraph (float[4, 8] x) => (float[4, 8] y, float[4, 8] z, float[8, 4] t, float[4, 8] w,
                                float[4] i, float[2] j, float[4, 8] s, float[4, 3] o,
                                float[4, 3] n, float[4, 4] b2, float[4, 8] wh, float[4] md,
-                               float[4, 8] hm) {
+                               float[4, 8] hm, float[4] tr, float[4, 8] pr) {
         a = ArgMax <axis = 1, keepdims = 0> (x)
         k = Cast <to = 10> (a)
         i = Cast <to = 1> (k)
@@ -56,12 +56,21 @@ HALF = """
         whh = Where (pos, nought, p)
         wh = Cast <to = 1> (whh)
         thousand = Constant <value = int64 {997}> ()
+        one1 = Constant <value = int64[1] {1}> ()
         mi = Mod (a, thousand)
         mh = Cast <to = 10> (mi)
         md = Cast <to = 1> (mh)
         hx = Hardmax (x)
         hh = Cast <to = 10> (hx)
         hm = Cast <to = 1> (hh)
+        ak = Unsqueeze (k, one1)
+        ids = Constant <value = int64[4, 2] {0, 0, 1, 0, 2, 0, 3, 0}> ()
+        gn = GatherND (ak, ids)
+        tr = Cast <to = 1> (gn)
+        slope = Constant <value = float[1] {0.25}> ()
+        pe = PRelu (x, slope)
+        ph = Cast <to = 10> (pe)
+        pr = Cast <to = 1> (ph)
     }
 """
 
@@ -74,7 +83,9 @@ def test_outputs_cast_from_a_narrower_float_are_listed_at_it() -> None:
     s is a cast of a float32 value of no declared type (a CumSum's): rounded to float16, as a
     model converted with keep_io_types ends (t321); o is TopK's float16 values, b2 a Split's
     second output and wh a Where of a float16 constant (t323). hm is a cast of a value whose
-    type wnpass does not read (a Hardmax's): not listed, the stricter check (t323)."""
+    type wnpass does not read (a Hardmax's): not listed, the stricter check (t323); tr holds
+    indices in float16 gathered by GatherND, not listed, and pr a PRelu's float32 values
+    rounded to float16, listed (t324)."""
     model = onnx_model(HALF, None, True, c=np.full((4, 8), 1.5, np.float16))
     held = computed_at(ir.serde.deserialize_model(model))
     assert held == {
@@ -85,6 +96,7 @@ def test_outputs_cast_from_a_narrower_float_are_listed_at_it() -> None:
         "o": np.dtype(np.float16),
         "b2": np.dtype(np.float16),
         "wh": np.dtype(np.float16),
+        "pr": np.dtype(np.float16),
     }
 
 

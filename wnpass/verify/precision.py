@@ -56,19 +56,21 @@ def _cast_from(value: ir.Value) -> ir.DataType | None:
 
 # ops whose outputs are elements of their data inputs (or their negation, absolute value or
 # the larger of two): they round nothing, and carry integers held in floats as they are
-_EXACT = frozenset({*_MOVES, "Slice", "Gather", "GatherElements", "Concat", "Split", "Tile"}) | {
-    "Pad",
-    "Neg",
-    "Abs",
-    "Relu",
-    "Max",
-    "Min",
-    "Where",
-}
+_EXACT = (
+    frozenset({*_MOVES, "Slice", "Gather", "GatherElements", "GatherND", "Concat", "Split"})
+    | {"Tile", "Pad", "Neg", "Abs", "Relu", "Max", "Min", "Where", "Trilu", "Unique"}
+    | {"ScatterND", "ScatterElements", "ReduceMax", "ReduceMin", "Mod", "DepthToSpace"}
+    | {"SpaceToDepth", "Compress", "ReverseSequence"}
+)  # Mod's remainder is exact in IEEE arithmetic, as fmod is
 # the inputs of those ops that carry data (the others are indices, axes, shapes, conditions):
 # every one, these, or the first
-_ALL_DATA = frozenset({"Concat", "Max", "Min"})
-_DATA: dict[str, tuple[int, ...]] = {"Where": (1, 2), "Pad": (0, 2)}
+_ALL_DATA = frozenset({"Concat", "Max", "Min", "Mod"})
+_DATA: dict[str, tuple[int, ...]] = {
+    "Where": (1, 2),
+    "Pad": (0, 2),
+    "ScatterND": (0, 2),
+    "ScatterElements": (0, 2),
+}
 # the most nodes walked back from one output to its roundings
 _WALK = 256
 
@@ -124,6 +126,9 @@ _SAME_TYPE = frozenset(
     | {"Upsample", "CumSum", "Floor", "Ceil", "Round", "Sign", "Split", "TopK", "Where"}
     | {"GatherElements", "GatherND", "ScatterElements", "ScatterND", "Mod", "Unique"}
     | {"ReduceProd", "ReduceL1", "ReduceSumSquare", "ReduceLogSumExp", "Einsum", "Trilu"}
+    | {"PRelu", "DepthToSpace", "SpaceToDepth", "ThresholdedRelu", "Celu", "Softsign", "Shrink"}
+    | {"Tan", "Atan", "Asin", "Acos", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "ReduceLogSum"}
+    | {"GroupNormalization", "LRN", "MeanVarianceNormalization", "Compress", "ReverseSequence"}
     | _MOVES
 )
 # the inputs whose type an op's first output has, where not its first (Where's condition)
