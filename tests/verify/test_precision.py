@@ -21,7 +21,8 @@ HALF = """
     agraph (float[4, 8] x) => (float[4, 8] y, float[4, 8] z, float[8, 4] t, float[4, 8] w,
                                float[4] i, float[2] j, float[4, 8] s, float[4, 3] o,
                                float[4, 3] n, float[4, 4] b2, float[4, 8] wh, float[4] md,
-                               float[4, 8] hm, float[4] tr, float[4, 8] pr) {
+                               float[4, 8] hm, float[4] tr, float[4, 8] pr, float[4] cl,
+                               float[4] sh) {
         a = ArgMax <axis = 1, keepdims = 0> (x)
         k = Cast <to = 10> (a)
         i = Cast <to = 1> (k)
@@ -71,6 +72,12 @@ HALF = """
         pe = PRelu (x, slope)
         ph = Cast <to = 10> (pe)
         pr = Cast <to = 1> (ph)
+        lo = Constant <value = float16 {0}> ()
+        hi = Constant <value = float16 {900}> ()
+        kc = Clip (k, lo, hi)
+        cl = Cast <to = 1> (kc)
+        ks = Shrink <lambd = 0.5> (k)
+        sh = Cast <to = 1> (ks)
     }
 """
 
@@ -85,7 +92,8 @@ def test_outputs_cast_from_a_narrower_float_are_listed_at_it() -> None:
     second output and wh a Where of a float16 constant (t323). hm is a cast of a value whose
     type wnpass does not read (a Hardmax's): not listed, the stricter check (t323); tr holds
     indices in float16 gathered by GatherND, not listed, and pr a PRelu's float32 values
-    rounded to float16, listed (t324)."""
+    rounded to float16, listed (t324); cl and sh hold indices clipped and shrunk without a
+    bias, which selects them or 0: not listed (t325)."""
     model = onnx_model(HALF, None, True, c=np.full((4, 8), 1.5, np.float16))
     held = computed_at(ir.serde.deserialize_model(model))
     assert held == {

@@ -4,7 +4,14 @@ A model converted to float16 with its inputs and outputs kept float32 (onnxconve
 ``keep_io_types``) ends each output with a ``Cast`` to float32 of a float16 value: the output
 holds float16 values, with float16's roundings behind them, and a comparison of two such
 models is held to float16's tolerance, not float32's (every fold of such a model failed the
-float32 default on roundings alone, t316)."""
+float32 default on roundings alone, t316).
+
+Two things decide it, both read from the graph, not run: the value's type (declared, or read
+back through the ops that make it: :func:`_dtype_of`), and that it holds a rounding at that
+type (some path back reaches float16 arithmetic or a cast from a wider float, not only
+integers moved into float16: :func:`_rounded_narrow`). Where either cannot be told, the
+output keeps its own type's tolerance: the stricter check, which may fail a right fold but
+never passes an index off by one (t319-t324)."""
 
 from __future__ import annotations
 
@@ -60,8 +67,9 @@ _EXACT = (
     frozenset({*_MOVES, "Slice", "Gather", "GatherElements", "GatherND", "Concat", "Split"})
     | {"Tile", "Pad", "Neg", "Abs", "Relu", "Max", "Min", "Where", "Trilu", "Unique"}
     | {"ScatterND", "ScatterElements", "ReduceMax", "ReduceMin", "Mod", "DepthToSpace"}
-    | {"SpaceToDepth", "Compress", "ReverseSequence"}
-)  # Mod's remainder is exact in IEEE arithmetic, as fmod is
+    | {"SpaceToDepth", "Compress", "ReverseSequence", "ThresholdedRelu", "Clip", "Floor", "Ceil"}
+    | {"Round", "Sign"}
+)  # Mod's remainder is exact in IEEE arithmetic, as fmod is; Floor and the like give integers
 # the inputs of those ops that carry data (the others are indices, axes, shapes, conditions):
 # every one, these, or the first
 _ALL_DATA = frozenset({"Concat", "Max", "Min", "Mod"})
@@ -70,6 +78,7 @@ _DATA: dict[str, tuple[int, ...]] = {
     "Pad": (0, 2),
     "ScatterND": (0, 2),
     "ScatterElements": (0, 2),
+    "Clip": (0, 1, 2),
 }
 # the most nodes walked back from one output to its roundings
 _WALK = 256
@@ -105,12 +114,21 @@ def _rounded_narrow(value: ir.Value) -> bool:
             # passed at float16's tolerance, t322, t323)
         if node.op_type == "Constant":
             continue
-        if node.op_type not in _EXACT:
+        if node.op_type not in _EXACT and not _selects(node):
             return True
         inputs = node.inputs
         data = range(len(inputs)) if node.op_type in _ALL_DATA else _DATA.get(node.op_type, (0,))
         stack.extend(read for i in data if i < len(inputs) and (read := inputs[i]) is not None)
     return False
+
+
+def _selects(node: ir.Node) -> bool:
+    """Whether ``node`` gives elements of its input or 0 by its attributes: a ``Shrink`` with
+    no bias (t325)."""
+    if node.op_type != "Shrink":
+        return False
+    bias = node.attributes.get("bias")
+    return bias is None or bias.as_float() == 0.0
 
 
 # ops whose output has their first input's element type: arithmetic, activations, layers,
