@@ -14,7 +14,8 @@ weight, cosine classifiers, normalized codebooks), folded alike and reported as 
 norm of an ``x`` not computed from constants normalizes an activation and is no site at all,
 also times a constant (ScaleNorm's ``g * x / ||x||``), unless ``x`` is a weight fed at run time:
 a graph input whose product a layer reads at a weight's input. This covers every association
-and operand order (``(v/n)*g``, ``v*(g/n)``, ``(g*v)/n``, ``g*v*(1/n)`` ...) with one rule. A
+and operand order (``(v/n)*g``, ``v*(g/n)``, ``(g*v)/n``, ``g*v*(1/n)`` ...) with one rule; a
+constant 1 of one element is no factor (``torch.rsqrt`` written ``Div(1, Sqrt(...))``). A
 norm that feeds several products (one ``ReduceL2`` node merged by the exporter for two
 weights) gives a site for each.
 
