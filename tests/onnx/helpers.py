@@ -17,8 +17,11 @@ V, G = rand(3, 4), np.abs(rand(3, 1)) + 0.5  # a Gemm(transB=1) weight: units on
 X = rand(2, 4)
 
 
-def gemm_model(body: str, header: str = HEADER17, **extra: Any) -> onnx.ModelProto:
-    """x[2,4] -> Gemm(x, w, transB=1) -> y[2,3], where ``body`` computes w from v and g."""
+def gemm_model(
+    body: str, header: str = HEADER17, names: dict[str, str] | None = None, **extra: Any
+) -> onnx.ModelProto:
+    """x[2,4] -> Gemm(x, w, transB=1) -> y[2,3], where ``body`` computes w from v and g (V and
+    G unless given), values renamed as ``names`` says (``onnx_model``)."""
     text = f"""
         {header}
         agraph (float[2, 4] x) => (float[2, 3] y) {{
@@ -26,7 +29,7 @@ def gemm_model(body: str, header: str = HEADER17, **extra: Any) -> onnx.ModelPro
             y = Gemm <transB = 1> (x, w)
         }}
     """
-    return onnx_model(text, v=V, g=G, **extra)
+    return onnx_model(text, names, True, **{"v": V, "g": G, **extra})
 
 
 def ir3_model(

@@ -12,7 +12,7 @@ from onnx import helper as oh
 from onnx import numpy_helper as nh
 
 from tests.helpers import assert_close, onnx_model, rand, run, zero_unit
-from tests.onnx.helpers import HEADER17, SHARED_NORM, TWICE
+from tests.onnx.helpers import HEADER17, SHARED_NORM, TWICE, gemm_model
 from wnpass import fold_onnx, inspect_onnx
 
 
@@ -830,17 +830,9 @@ def test_the_warning_of_a_declined_site_names_it_as_its_row_does(
     """A site declined on its values (a zero-norm unit) was warned of by a name of the graph
     (``not folding w``, an export's ``/0/weight/weight.0/Mul_output_0``) while its row said
     ``fc.weight`` (t315): the warning names it as the row does, after the PyTorch parameter."""
-    text = f"""
-        {HEADER17}
-        agraph (float[2, 4] x) => (float[2, 3] y) {{
-            n = ReduceL2 <axes = [1], keepdims = 1> (v)
-            d = Div(v, n)
-            w = Mul(d, g)
-            y = Gemm <transB = 1> (x, w)
-        }}
-    """
-    arrays = zero_unit(3, 4)
-    model = onnx_model(text, {"v": "fc.weight_v", "g": "fc.weight_g"}, True, **arrays)
+    body = "n = ReduceL2 <axes = [1], keepdims = 1> (v)\n d = Div(v, n)\n w = Mul(d, g)"
+    names = {"v": "fc.weight_v", "g": "fc.weight_g"}
+    model = gemm_model(body, HEADER17, names, **zero_unit(3, 4))
     with caplog.at_level(logging.WARNING, logger="wnpass"):
         _, report = fold_onnx(model)
     (site,) = report.sites

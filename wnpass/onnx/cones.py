@@ -88,7 +88,8 @@ from wnpass.onnx.graphs import (
 )
 from wnpass.onnx.match import Site, describe_consumer
 from wnpass.onnx.norms import producer
-from wnpass.onnx.weights import declared_dtype, folded_weight, release
+from wnpass.onnx.types import declared_dtype
+from wnpass.onnx.weights import folded_weight, release
 from wnpass.report import OUT_OF_MEMORY, ConeReport, FoldReport, out_of_memory
 
 __all__ = [

@@ -29,7 +29,8 @@ from wnpass.onnx.graphs import (
     walk_cone,
 )
 from wnpass.onnx.match import Site, find_sites, fold_order, static_shape
-from wnpass.onnx.weights import declared_dtype, fold_outcome, folded_weight
+from wnpass.onnx.types import declared_dtype
+from wnpass.onnx.weights import fold_outcome, folded_weight
 from wnpass.report import ConeReport, FoldReport, SiteReport
 
 __all__ = [

@@ -31,45 +31,17 @@ import onnx_ir as ir
 
 from wnpass.onnx import evaluate as ev
 from wnpass.onnx import halves
-from wnpass.onnx.graphs import const_tensor
 from wnpass.onnx.match import Site
+from wnpass.onnx.types import declared_dtype
 from wnpass.report import OUT_OF_MEMORY, out_of_memory
 
-__all__ = ["declared_dtype", "decline_reason", "fold_outcome", "folded_weight", "release"]
+__all__ = ["decline_reason", "fold_outcome", "folded_weight", "release"]
 
 logger = logging.getLogger(__name__)
 
 _NUMPY_FLOATS = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE)
 ZERO_NORM = "v has zero-norm units, where the graph computes NaN; left as it is"
 NAN_NORM = "the norm holds NaN, where the graph computes NaN; left as it is"
-
-
-# Ops whose output's dtype is not their first input's: the input that gives it.
-_DTYPE_FROM = {"CastLike": 1, "Where": 1}
-
-
-def declared_dtype(value: ir.Value) -> ir.DataType | None:
-    """The dtype ``value`` has in the graph: type info, else followed through its producers
-    (the input that gives an op's output its dtype, or the op itself)."""
-    while value.dtype is None:
-        if (const := const_tensor(value)) is not None:
-            return const.dtype
-        node = value.producer()
-        if node is None:
-            return None
-        if node.op_type == "Cast":
-            return ir.DataType(int(node.attributes["to"].value))
-        if node.op_type in ("Shape", "Size"):
-            return ir.DataType.INT64
-        if node.op_type == "ConstantOfShape":  # its value's, float32 where it has none
-            filled = node.attributes.get("value")
-            return ir.DataType.FLOAT if filled is None else filled.as_tensor().dtype
-        index = _DTYPE_FROM.get(node.op_type, 0)
-        source = node.inputs[index] if index < len(node.inputs) else None
-        if source is None:
-            return None
-        value = source
-    return value.dtype
 
 
 def release(tensor: ir.TensorProtocol | None) -> None:

@@ -7,16 +7,18 @@ models is held to float16's tolerance, not float32's (every fold of such a model
 float32 default on roundings alone, t316).
 
 Two things decide it, both read from the graph, not run: the value's type (declared, or read
-back through the ops that make it: :func:`_dtype_of`), and that it holds a rounding at that
-type (some path back reaches float16 arithmetic or a cast from a wider float, not only
-integers moved into float16: :func:`_rounded_narrow`). Where either cannot be told, the
-output keeps its own type's tolerance: the stricter check, which may fail a right fold but
-never passes an index off by one (t319-t324)."""
+back through the ops that make it: :func:`wnpass.onnx.types.element_type`), and that it holds
+a rounding at that type (some path back reaches float16 arithmetic or a cast from a wider
+float, not only integers moved into float16: :func:`_rounded_narrow`). Where either cannot
+be told, the output keeps its own type's tolerance: the stricter check, which may fail a
+right fold but never passes an index off by one (t319-t324)."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+
+from wnpass.onnx.types import element_type
 
 __all__ = ["computed_at"]
 
@@ -55,7 +57,7 @@ def _cast_from(value: ir.Value) -> ir.DataType | None:
     to = node.attributes.get("to")
     if to is None or ir.DataType(to.as_int()) not in _WIDE or node.inputs[0] is None:
         return None
-    narrow = _dtype_of(node.inputs[0])
+    narrow = element_type(node.inputs[0])
     if narrow not in _NARROW or not _rounded_narrow(node.inputs[0]):
         return None
     return narrow
@@ -106,7 +108,7 @@ def _rounded_narrow(value: ir.Value) -> bool:
         if node.domain not in ("", "ai.onnx"):
             return True
         if node.op_type == "Cast":
-            source = None if node.inputs[0] is None else _dtype_of(node.inputs[0])
+            source = None if node.inputs[0] is None else element_type(node.inputs[0])
             if source is not None and source.is_floating_point():
                 return True
             continue  # integers or booleans, as they are, or a type not known: not taken to
@@ -129,87 +131,3 @@ def _selects(node: ir.Node) -> bool:
         return False
     bias = node.attributes.get("bias")
     return bias is None or bias.as_float() == 0.0
-
-
-# ops whose output has their first input's element type: arithmetic, activations, layers,
-# layout ops and reductions, which a value cast at a model's end is most often made by
-_SAME_TYPE = frozenset(
-    {"Add", "Sub", "Mul", "Div", "Pow", "Neg", "Abs", "Sqrt", "Exp", "Log", "Reciprocal"}
-    | {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "Elu", "Selu", "Softplus", "Clip"}
-    | {"HardSigmoid", "HardSwish", "Mish", "Erf", "Sin", "Cos", "Max", "Min", "Sum", "Mean"}
-    | {"MatMul", "Gemm", "Conv", "ConvTranspose", "BatchNormalization", "InstanceNormalization"}
-    | {"LayerNormalization", "Softmax", "LogSoftmax", "Pad", "Slice", "Concat", "Gather"}
-    | {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2", "Dropout", "Tile"}
-    | {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "Resize"}
-    | {"Upsample", "CumSum", "Floor", "Ceil", "Round", "Sign", "Split", "TopK", "Where"}
-    | {"GatherElements", "GatherND", "ScatterElements", "ScatterND", "Mod", "Unique"}
-    | {"ReduceProd", "ReduceL1", "ReduceSumSquare", "ReduceLogSumExp", "Einsum", "Trilu"}
-    | {"PRelu", "DepthToSpace", "SpaceToDepth", "ThresholdedRelu", "Celu", "Softsign", "Shrink"}
-    | {"Tan", "Atan", "Asin", "Acos", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "ReduceLogSum"}
-    | {"GroupNormalization", "LRN", "MeanVarianceNormalization", "Compress", "ReverseSequence"}
-    | _MOVES
-)
-# the inputs whose type an op's first output has, where not its first (Where's condition)
-_TYPED_BY: dict[str, tuple[int, ...]] = {"Where": (1, 2)}
-# ops every output of which has their input's type
-_ALL_SAME = frozenset({"Split"})
-# ops whose outputs after the first are int64 indices (their first has their input's type)
-_INDICES_SECOND = frozenset({"TopK", "MaxPool", "Unique"})
-# ops whose output's type is theirs whatever they read: indices, sizes, truths
-_GIVES = (
-    {
-        op: ir.DataType.INT64
-        for op in ("ArgMax", "ArgMin", "Shape", "Size", "NonZero", "NonMaxSuppression")
-    }
-    | {
-        op: ir.DataType.BOOL
-        for op in ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or")
-    }
-    | {"IsNaN": ir.DataType.BOOL, "IsInf": ir.DataType.BOOL}
-)
-# the most producers walked back for one output's type
-_STEPS = 64
-
-
-def _dtype_of(value: ir.Value) -> ir.DataType | None:
-    """``value``'s element type: as declared, as the ``Cast`` that makes it says, as an op
-    that gives one type says (:data:`_GIVES`, the indices of :data:`_INDICES_SECOND`), or as
-    the input's of an op that keeps its type (:data:`_SAME_TYPE`), walked back; None where
-    that is not known within :data:`_STEPS` producers (a value of unknown type cast to
-    float16 counts as a rounding: :func:`_rounded_narrow`)."""
-    for _ in range(_STEPS):
-        if value.dtype is not None:
-            return value.dtype
-        node = value.producer()
-        if node is None or node.domain not in ("", "ai.onnx"):
-            return None
-        if node.op_type == "Cast" and (to := node.attributes.get("to")) is not None:
-            return ir.DataType(to.as_int())
-        if node.op_type == "Constant" and (held := node.attributes.get("value")) is not None:
-            return held.as_tensor().dtype
-        if node.op_type in _GIVES:
-            return _GIVES[node.op_type]
-        if value.index() != 0 and node.op_type not in _ALL_SAME:
-            # TopK's, MaxPool's, Unique's indices: int64; another op's: not known
-            return ir.DataType.INT64 if node.op_type in _INDICES_SECOND else None
-        if node.op_type not in _SAME_TYPE:
-            return None
-        reads = [node.inputs[i] for i in _TYPED_BY.get(node.op_type, (0,)) if i < len(node.inputs)]
-        typed = [t for read in reads if read is not None and (t := _dtype_of_here(read))]
-        if typed:
-            return typed[0]
-        if not reads or reads[0] is None:
-            return None
-        value = reads[0]
-    return None
-
-
-def _dtype_of_here(value: ir.Value) -> ir.DataType | None:
-    """``value``'s type where it is declared or a ``Constant`` holds it, without a walk."""
-    if value.dtype is not None:
-        return value.dtype
-    node = value.producer()
-    if node is not None and node.op_type == "Constant":
-        held = node.attributes.get("value")
-        return None if held is None else held.as_tensor().dtype
-    return None
