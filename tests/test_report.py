@@ -136,6 +136,32 @@ def test_cones_that_read_the_same_are_one_row_with_their_count() -> None:
     ]
 
 
+def test_a_cone_read_under_another_name_shows_both_and_its_rows_other_aliases() -> None:
+    """t320: TorchScript gives parameters of equal values (zero biases) as ``Identity`` of one
+    initializer (a zero buffer ``m.mean``): rows named ``m.mean`` alone did not say which
+    biases they were."""
+
+    def alias(read_as: str | None, consumer: str = "Conv") -> ConeReport:
+        report = ConeReport(
+            "m.mean", "main", [consumer], [4], "float32", ["Identity"], ["m.mean"], "folded"
+        )
+        report.read_as = read_as
+        return report
+
+    cones = [
+        alias("a.bias"),
+        alias("b.bias"),
+        alias("c.bias"),
+        alias("a.bias", "Gemm"),
+        alias(None, "MatMul"),
+    ]
+    assert [row[:2] for row in cone_rows(cones)] == [
+        ("a.bias (+2) -> m.mean", "Conv x3"),
+        ("a.bias -> m.mean", "Gemm"),
+        ("m.mean", "MatMul"),
+    ]
+
+
 def test_an_empty_path_is_refused_by_every_function_that_takes_one(tmp_path: Path) -> None:
     """``Path("")`` is the current folder: ``fold_onnx(m, "")`` wrote the default output, as
     if no output had been given, and ``write_json("")`` said ".: is a directory". Each path

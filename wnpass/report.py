@@ -132,6 +132,9 @@ class ConeReport:
     reason: str | None = None  # why it was declined
     nodes_removed: int = 0
     form: str = "constant-cone"
+    # the name its consumers read, where the cone only passes a constant on under another name
+    # (TorchScript's ``Identity`` of a parameter of equal values: ``b.bias`` read as ``a.bias``)
+    read_as: str | None = None
 
 
 @dataclasses.dataclass
@@ -421,18 +424,34 @@ def cone_rows(cones: Sequence[ConeReport]) -> list[tuple[str, ...]]:
     """One row per weight computed from constants, in the columns of ``CONE_COLUMNS``; cones
     that would read the same (a TorchScript export feeds one initializer to each consumer
     through an Identity of its own) are one row, at the first, with their count after the
-    consumer (``Conv x6``)."""
+    consumer (``Conv x6``). A cone read under another name than its weight's (an alias) shows
+    both, ``b.bias -> a.bias``, and the other aliases of its row as a count: ``(+5)``."""
     counts: Counter[tuple[str, ...]] = Counter()
+    aliases: dict[tuple[str, ...], list[str]] = {}
     for cone in cones:
         where = "" if cone.graph == "main" else f" [{cone.graph}]"
         shape = shape_text(cone.shape)
         status = cone.status if cone.reason is None else f"{cone.status}: {cone.reason}"
         ops = " -> ".join(dict.fromkeys(cone.ops)) or "-"
-        counts[(cone.name + where, ", ".join(cone.consumers) or "-", shape, ops, status)] += 1
+        key = (cone.name + where, ", ".join(cone.consumers) or "-", shape, ops, status)
+        counts[key] += 1
+        names = aliases.setdefault(key, [])
+        if cone.read_as is not None and cone.read_as not in names:
+            names.append(cone.read_as)
     return [
-        (name, consumer if n == 1 else f"{consumer} x{n}", *rest)
-        for (name, consumer, *rest), n in counts.items()
+        (_read_as(name, aliases[key]), consumer if n == 1 else f"{consumer} x{n}", *rest)
+        for key, n in counts.items()
+        for name, consumer, *rest in [key]
     ]
+
+
+def _read_as(name: str, aliases: Sequence[str]) -> str:
+    """A cone row's weight: its name, after the first name its consumers read where that is
+    another (``b.bias -> a.bias``), with how many more there are."""
+    if not aliases:
+        return name
+    more = f" (+{len(aliases) - 1})" if len(aliases) > 1 else ""
+    return f"{aliases[0]}{more} -> {name}"
 
 
 def _count(items: Sequence[ConeReport], status: str) -> int:

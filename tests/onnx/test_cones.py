@@ -1082,7 +1082,8 @@ def test_a_gather_with_initializer_indices_is_part_of_a_cone_and_sharing_stays_v
 
 def test_an_identity_of_a_parameter_is_read_from_the_parameter_not_copied() -> None:
     """TorchScript keeps one initializer for parameters of equal values and gives the others as
-    ``Identity(initializer)``: the consumer reads that initializer itself; no second copy."""
+    ``Identity(initializer)``: the consumer reads that initializer itself; no second copy. Its
+    row says which parameter it was (``read_as``, t320: a zero bias named ``m.mean`` only)."""
     text = f"""
         {HEADER}
         agraph (float[2, 4] x) => (float[2, 4] y) {{
@@ -1098,11 +1099,13 @@ def test_an_identity_of_a_parameter_is_read_from_the_parameter_not_copied() -> N
         b1=rand(4),
         w2=rand(4, 4),
     )
+    (inspected,) = inspect_onnx(model).cones
     folded, report = folded_model(model)
     assert list(weights(folded)) == ["c1.weight", "c1.bias", "c2.weight"]
     assert [list(n.input) for n in folded.graph.node][1] == ["h", "c2.weight", "c1.bias"]
     (cone,) = report.cones
     assert (cone.name, cone.status, cone.ops) == ("c1.bias", "folded", ["Identity"])
+    assert (cone.read_as, inspected.name, inspected.read_as) == ("b2", "c1.bias", "b2")
     assert cone.shape == [4]
     assert folded.ByteSize() < model.ByteSize()
     assert run(folded, {"x": X})[0].tobytes() == run(model, {"x": X})[0].tobytes()
@@ -1128,7 +1131,8 @@ def test_an_identity_chain_that_is_a_constants_only_use_gives_it_the_consumers_n
     assert model.SerializeToString() == given  # the caller's model is not renamed
     assert op_types(folded) == ["MatMul"] and list(weights(folded)) == ["fc.weight"]
     assert weights(folded)["fc.weight"].tobytes() == w.tobytes()
-    assert [c.name for c in report.cones] == ["fc.weight"]
+    assert [(c.name, c.read_as) for c in report.cones] == [("fc.weight", None)]
+    assert [(c.name, c.read_as) for c in inspect_onnx(model).cones] == [("fc.weight", None)]
     assert run(folded, {"x": X})[0].tobytes() == run(model, {"x": X})[0].tobytes()
 
 

@@ -500,8 +500,10 @@ def _describe(model: ir.Model, cone: Cone, status: str) -> ConeReport:
     dtype = declared_dtype(cone.value)
     shape = cone.value.shape
     known = shape is not None and all(isinstance(d, int) for d in shape)
+    name = cone.row_name()
+    alias = _passed_on(cone, frozenset(cone.sources)) is not None and cone.value.name != name
     return ConeReport(
-        name=cone.row_name(),
+        name=name,
         graph=graph_label(cone.graph, model),
         consumers=cone.consumers(),
         shape=[int(d) for d in shape] if known and shape is not None else None,  # type: ignore[arg-type]
@@ -510,6 +512,7 @@ def _describe(model: ir.Model, cone: Cone, status: str) -> ConeReport:
         sources=list(dict.fromkeys(cone.source_names)),
         status=status,
         reason=cone.reason,
+        read_as=cone.value.name if alias else None,
     )
 
 
@@ -793,6 +796,7 @@ def _alias(
             source.const_value = ir.Tensor(tensor.numpy(), dtype=tensor.dtype)
         rename_weight(source, wanted)
     report.name = source.name or wanted
+    report.read_as = wanted if wanted and wanted != report.name else None
     return report
 
 
