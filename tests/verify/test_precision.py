@@ -150,3 +150,70 @@ def test_a_float16_model_with_float32_outputs_is_held_to_float16s_tolerance(
     else:  # the note says whose atol it is; the row's mark would cover both (t321)
         assert (row.rtol, row.atol) == (1e-3, 1e-3) and recorded["defaults_of"] is None
         assert not comparison_row("cpu", row)[6].endswith(" (float16's)")
+
+
+CASTS = """
+    <ir_version: 9, opset_import: ["" : 19]>
+    agraph (float[4, 8] x) => (float[4] cl, float[4, 8] same, float[4, 8] bf, float[4, 8] f8) {
+        a = ArgMax <axis = 1, keepdims = 0> (x)
+        like = CastLike (a, half)
+        cl = Cast <to = 1> (like)
+        h = Cast <to = 10> (x)
+        hh = Cast <to = 10> (h)
+        same = Cast <to = 1> (hh)
+        b = Cast <to = 16> (x)
+        bh = Cast <to = 10> (b)
+        bf = Cast <to = 1> (bh)
+        e = Cast <to = 17> (x)
+        eh = Cast <to = 10> (e)
+        f8 = Cast <to = 1> (eh)
+    }
+"""
+
+
+def test_a_cast_rounds_where_it_narrows_a_float_only() -> None:
+    """t326: ``CastLike`` of an ArgMax to float16 holds indices (cl, not listed; a CastLike was
+    taken to round); float16 cast to float16 rounds nothing more than before it (same: its
+    rounding is the first Cast's, listed); bfloat16 to float16 rounds (bf), float8 widened to
+    float16 does not, but the cast into float8 did (f8, listed)."""
+    model = onnx_model(CASTS, None, True, half=np.array(0, np.float16))
+    held = computed_at(ir.serde.deserialize_model(model))
+    assert held == {name: np.dtype(np.float16) for name in ("same", "bf", "f8")}
+
+
+INDEX = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[4, 1000] x) => (float[4, 1] y) {
+        xr = Add (x, ramp)
+        a = ArgMax <axis = 1> (xr)
+        k = Cast <to = 10> (a)
+        kd = Dropout (k)
+        y = Cast <to = 1> (kd)
+    }
+"""
+
+
+def test_an_output_of_whole_numbers_keeps_its_own_types_tolerance(tmp_path: Path) -> None:
+    """t326: an index of about 999 held in float16 through an op the graph reading takes to
+    round (here Dropout; also TopK's values, MaxPool, Resize, a body, a custom op) was
+    compared at float16's tolerance (1e-2), which passed it off by one: every value of the
+    reference is a whole number, so float32's applies, as the note and the JSON say."""
+    ramp = (np.arange(1000, dtype=np.float32) * 10.0).reshape(1, 1000)
+    reference = onnx_model(INDEX, None, True, ramp=ramp)
+    assert computed_at(ir.serde.deserialize_model(reference)) == {"y": np.dtype(np.float16)}
+    candidate = onnx.ModelProto()
+    candidate.CopyFrom(reference)
+    candidate.graph.node[-1].output[0] = "y0"
+    candidate.graph.node.append(onnx.helper.make_node("Add", ["y0", "one"], ["y"]))
+    candidate.graph.initializer.append(onnx.numpy_helper.from_array(np.array(1, np.float32), "one"))
+    paths = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    onnx.save(reference, paths[0])
+    onnx.save(candidate, paths[1])
+    failed = check(*paths, runs=1, warmup=0)
+    (row,) = failed.runs[0].comparisons
+    assert not failed and (row.rtol, row.atol, row.outside) == (1e-4, 1e-5, 4)
+    assert (row.whole_numbers, row.defaults_of) == ("float16", None)
+    assert failed.to_dict()["runs"][0]["comparisons"][0]["whole_numbers"] == "float16"
+    (note,) = [n for n in failed.notes if n.startswith("y: float16 values")]
+    assert "every one a whole number (an index, a count): compared at float32's" in note
+    assert check(paths[0], paths[0], runs=1, warmup=0)  # the guard fails no equal output

@@ -3,8 +3,9 @@
 Exporters declare no type for most values inside a graph (TorchScript none at all): a fold
 needs the type of a weight it computes, and a check the precision an output was computed at.
 Both read it here, from the ops that make the value, each op by ONNX's schema: the input that
-gives its output its type (the first, but for ``Where`` and ``CastLike``), or the one type it
-gives (``ArgMax``'s int64, a comparison's bool, ``Cast``'s ``to``)."""
+gives its output its type (the first, but for ``Where``, ``CastLike``, ``OneHot`` and
+``DequantizeLinear``; an attribute where it is set: ``EyeLike``'s ``dtype``), or the one type
+it gives (``ArgMax``'s int64, a comparison's bool, ``Cast``'s ``to``)."""
 
 from __future__ import annotations
 
@@ -32,10 +33,18 @@ _SAME_TYPE = frozenset(
     | {"Tan", "Atan", "Asin", "Acos", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "ReduceLogSum"}
     | {"GroupNormalization", "LRN", "MeanVarianceNormalization", "Compress", "ReverseSequence"}
     | {"Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Expand"}
-    | {"CastLike"}
+    | {"CastLike", "OneHot", "DequantizeLinear", "EyeLike"}
 )
-# the inputs whose type an op's first output has, where not its first (Where's condition)
-_TYPED_BY: dict[str, tuple[int, ...]] = {"Where": (1, 2), "CastLike": (1,)}
+# the inputs whose type an op's first output has, where not its first (Where's condition,
+# OneHot's indices, a quantized tensor)
+_TYPED_BY: dict[str, tuple[int, ...]] = {
+    "Where": (1, 2),
+    "CastLike": (1,),
+    "OneHot": (2,),
+    "DequantizeLinear": (1,),
+}
+# the attribute that gives an op's output its type where it is set (not 0), over its input's
+_TYPED_BY_ATTRIBUTE = {"EyeLike": "dtype", "DequantizeLinear": "output_dtype"}
 # ops every output of which has their input's type
 _ALL_SAME = frozenset({"Split"})
 # ops whose outputs after the first are int64 indices (their first has their input's type)
@@ -54,6 +63,9 @@ _GIVES = (
 )
 
 
+_INT = ir.AttributeType.INT
+
+
 def element_type(value: ir.Value, *, any_op: bool = False) -> ir.DataType | None:
     """``value``'s element type: as declared; a constant's; as the ``Cast``, the
     ``ConstantOfShape`` (float32 where it has no value) or an op that gives one type
@@ -70,7 +82,8 @@ def element_type(value: ir.Value, *, any_op: bool = False) -> ir.DataType | None
         standard = node.domain in ("", "ai.onnx")
         op = node.op_type if standard else ""
         if op == "Cast":
-            return ir.DataType(int(node.attributes["to"].value))
+            to = node.attributes.get("to")  # an opset-5 Cast's is a string, no type read
+            return ir.DataType(to.as_int()) if to is not None and to.type == _INT else None
         if op == "ConstantOfShape":
             filled = node.attributes.get("value")
             return ir.DataType.FLOAT if filled is None else filled.as_tensor().dtype
@@ -83,6 +96,9 @@ def element_type(value: ir.Value, *, any_op: bool = False) -> ir.DataType | None
                 return None
         elif op not in _SAME_TYPE and not any_op:
             return None
+        typed = node.attributes.get(_TYPED_BY_ATTRIBUTE.get(op, ""))
+        if typed is not None and typed.type == _INT and typed.as_int() != 0:
+            return ir.DataType(typed.as_int())
         typed_by = _TYPED_BY.get(node.op_type, (0,)) if standard else (0,)
         reads = [node.inputs[i] for i in typed_by if i < len(node.inputs)]
         held = [t for read in reads if read is not None and (t := _held_type(read)) is not None]

@@ -30,6 +30,7 @@ from wnpass.verify import providers as prov
 from wnpass.verify import resized, sensitivity
 from wnpass.verify.compare import (
     Held,
+    HeldByOutput,
     OutputComparison,
     compare_outputs,
     compare_within,
@@ -330,9 +331,9 @@ def check(
     # takes its own value, and a difference says the candidate's dtype (t229)
     inputs_mod.require_same_inputs([r for r, _ in fed], [c for _, c in fed], candidate)
     notes += _order_note(reference_model, candidate_model)
-    held = computed_at(reference_model)  # outputs of float16 values cast to float32
-    notes += [said for name, dtype in held.items() if (said := _held_note(name, dtype, options))]
+    held = HeldByOutput(computed_at(reference_model))  # float16 values cast to float32
     report = CheckReport(str(reference), str(candidate), notes=notes, files_read=files_read)
+    held_notes_at = len(report.notes)  # said once the runs show which held whole numbers
     report.differences = [
         *_required(list(defaults_fed), defaulted),
         *inputs_mod.narrower(specs, candidate_specs, defaults=False),
@@ -420,24 +421,35 @@ def check(
             cpu_names, cpu_values, cuda_names, cuda_values,
             rtol=options.rtol, atol=options.atol, held_as=held,
         )  # fmt: skip
+    report.notes[held_notes_at:held_notes_at] = _held_notes(held, report, options)
     for plan_read in pinned:  # sessions made from another file would mix two versions
         plan_read.require_unchanged()
     logger.info("check %s: %s", candidate, "equivalent" if report else "FAILED")
     return report
 
 
-def _held_note(name: str, dtype: np.dtype, options: CheckOptions) -> str:
-    """What a note says of an output computed at ``dtype`` (:func:`computed_at`): which of
-    that dtype's default tolerances apply; "" where both were given."""
+def _held_notes(held: HeldByOutput, report: CheckReport, options: CheckOptions) -> list[str]:
+    """A note for each output computed at a narrower float than its type (:func:`computed_at`):
+    whose default tolerances it was compared at, that float's, or its own type's where the
+    reference gave whole numbers only (:class:`HeldByOutput`); none where both were given."""
     defaults = [t for t in ("rtol", "atol") if getattr(options, t) is None]
     if not defaults:
-        return ""
+        return []
     given = " (rtol as given)" if defaults == ["atol"] else " (atol as given)"
     which = "tolerance" if len(defaults) == 2 else f"{defaults[0]}{given}"
-    return (
-        f"{name}: {dtype} values cast to a wider type at the end: compared at {dtype}'s "
-        f"default {which}"
-    )
+    compared = [c for run in report.runs for c in run.comparisons]
+    notes = []
+    for name, dtype in held.dtypes.items():
+        said = f"{name}: {dtype} values cast to a wider type at the end"
+        own = next((c.dtype for c in compared if c.name == name and c.whole_numbers), None)
+        if own is None:
+            notes.append(f"{said}: compared at {dtype}'s default {which}")
+        else:
+            notes.append(
+                f"{said}, every one a whole number (an index, a count): compared at {own}'s "
+                f"default {which}; {dtype}'s would pass an index of 100 or more off by one"
+            )
+    return notes
 
 
 def _types_differ(reference: ir.Model, candidate: ir.Model) -> list[str]:

@@ -39,6 +39,7 @@ from wnpass.report import counted
 
 __all__ = [
     "DEFAULT_TOLERANCES",
+    "HeldByOutput",
     "OutputComparison",
     "compare_outputs",
     "compare_within",
@@ -124,6 +125,10 @@ class OutputComparison:
     # its values are computed at (float16 cast to float32 at the model's end); None where a
     # tolerance was given
     defaults_of: str | None = None
+    # the narrower float the graph computes it at whose tolerance was not used, since every
+    # value of the reference is a whole number (an index, a count): that tolerance would pass
+    # one off by one (:class:`HeldByOutput`); None where it was used, or there is none
+    whole_numbers: str | None = None
     measured: bool = False  # the error sizes were measured (on elements compared by value)
     # a sequence whose items took other atols (each capped at rtol times its own scale):
     # atol is the largest of them
@@ -398,8 +403,37 @@ def output_passed(passed: bool, uncompared: str | None) -> bool | None:
     return None if passed and uncompared else passed
 
 
+@dataclasses.dataclass(frozen=True)
+class HeldByOutput:
+    """The narrower float each of a model's outputs is computed at, by name, as its graph
+    says (a float16 model's outputs cast to float32: :func:`wnpass.verify.precision.
+    computed_at`): that float's default tolerances apply to the output, but where every value
+    the reference gives is a whole number (an index, a count held in float16), which no graph
+    reading tells apart from a rounded value in every case: float16's tolerance (1e-2) would
+    pass an index of 100 or more off by one, so the output keeps its own type's."""
+
+    dtypes: Mapping[str, np.dtype]
+
+    def of(self, name: str, reference: Any) -> tuple[np.dtype | None, np.dtype | None]:
+        """The dtype whose tolerances apply to output ``name`` of values ``reference`` (None:
+        its own), and the one set aside where the values are whole numbers only."""
+        held = self.dtypes.get(name)
+        if held is None or not _whole_numbers(reference):
+            return held, None
+        return None, held
+
+
+def _whole_numbers(values: Any) -> bool:
+    """Whether ``values`` is a float array whose finite values (one at least) are all whole
+    numbers."""
+    if not isinstance(values, np.ndarray) or values.dtype.kind != "f":
+        return False
+    finite = values[np.isfinite(values)]
+    return finite.size > 0 and bool(np.array_equal(finite, np.trunc(finite)))
+
+
 # the dtype whose default tolerances apply: for every output, or by output name
-Held = np.dtype | Mapping[str, np.dtype] | None
+Held = np.dtype | HeldByOutput | None
 
 
 def compare_within(
@@ -447,8 +481,11 @@ def compare_outputs(
             missing.problem = "missing in the candidate"
             results.append(missing)
             continue
-        held = held_as.get(name) if isinstance(held_as, Mapping) else held_as
+        held, aside = (held_as if isinstance(held_as, np.dtype) else None), None
+        if isinstance(held_as, HeldByOutput):
+            held, aside = held_as.of(name, ref)
         results.append(_compare(name, ref, by_name[name], rtol, atol, held))
+        results[-1].whole_numbers = None if aside is None else str(aside)
     for name in candidate_names:
         if name not in names:
             extra = OutputComparison(name, None, None, None, None)

@@ -9,9 +9,14 @@ float32 default on roundings alone, t316).
 Two things decide it, both read from the graph, not run: the value's type (declared, or read
 back through the ops that make it: :func:`wnpass.onnx.types.element_type`), and that it holds
 a rounding at that type (some path back reaches float16 arithmetic or a cast from a wider
-float, not only integers moved into float16: :func:`_rounded_narrow`). Where either cannot
-be told, the output keeps its own type's tolerance: the stricter check, which may fail a
-right fold but never passes an index off by one (t319-t324)."""
+float, not only integers moved into float16: :func:`_rounded_narrow`). Where the type cannot
+be told, the output keeps its own type's tolerance. An op not known to round nothing is
+taken to round (a float16 kernel of any kind: another domain's fused ops, a graph too deep to
+walk), or every fold of a float16 model using one would fail on roundings alone; so a
+reading of the graph alone may still take an index carried in float16 for a rounded value
+(t319-t326). What keeps an index off by one from passing is the values: an output whose
+reference values are all whole numbers keeps its own type's tolerance, whatever the graph
+(:class:`wnpass.verify.compare.HeldByOutput`)."""
 
 from __future__ import annotations
 
@@ -55,7 +60,9 @@ def _cast_from(value: ir.Value) -> ir.DataType | None:
     if node is None or node.op_type != "Cast" or node.domain not in ("", "ai.onnx"):
         return None
     to = node.attributes.get("to")
-    if to is None or ir.DataType(to.as_int()) not in _WIDE or node.inputs[0] is None:
+    if to is None or to.type != ir.AttributeType.INT or node.inputs[0] is None:
+        return None  # an opset-5 Cast names its type by a string: ONNX Runtime refuses it
+    if ir.DataType(to.as_int()) not in _WIDE:
         return None
     narrow = element_type(node.inputs[0])
     if narrow not in _NARROW or not _rounded_narrow(node.inputs[0]):
@@ -107,13 +114,16 @@ def _rounded_narrow(value: ir.Value) -> bool:
             continue  # a graph input or an initializer: a value as given, not a rounding
         if node.domain not in ("", "ai.onnx"):
             return True
-        if node.op_type == "Cast":
-            source = None if node.inputs[0] is None else element_type(node.inputs[0])
-            if source is not None and source.is_floating_point():
-                return True
-            continue  # integers or booleans, as they are, or a type not known: not taken to
-            # be a rounding, so that the check stays the stricter one (an index off by one
-            # passed at float16's tolerance, t322, t323)
+        if node.op_type in ("Cast", "CastLike"):
+            read = node.inputs[0]
+            source = None if read is None else element_type(read)
+            if read is not None and source is not None and source.is_floating_point():
+                if _narrows(source, current):
+                    return True
+                stack.append(read)  # as it is or widened: its roundings are behind
+            continue  # integers or booleans, as they are, or a type not known: not taken
+            # to be a rounding, so that the check stays the stricter one (an index off by
+            # one passed at float16's tolerance, t322, t323)
         if node.op_type == "Constant":
             continue
         if node.op_type not in _EXACT and not _selects(node):
@@ -122,6 +132,13 @@ def _rounded_narrow(value: ir.Value) -> bool:
         data = range(len(inputs)) if node.op_type in _ALL_DATA else _DATA.get(node.op_type, (0,))
         stack.extend(read for i in data if i < len(inputs) and (read := inputs[i]) is not None)
     return False
+
+
+def _narrows(source: ir.DataType, narrow: ir.Value) -> bool:
+    """Whether a ``Cast`` or ``CastLike`` of a float of type ``source`` to ``narrow`` rounds:
+    from a wider float, or the other narrow one (bfloat16 to float16); not float16 cast to
+    itself, nor a narrower float (a float8) widened."""
+    return source != element_type(narrow) and (source in _WIDE or source in _NARROW)
 
 
 def _selects(node: ir.Node) -> bool:
