@@ -627,6 +627,42 @@ def test_a_stop_while_waiting_for_a_model_py_s_threads_still_runs_its_exit_handl
     assert (tmp_path / "atexit.txt").read_text() == "ran"
 
 
+_STOPPED_AT_EXIT = (
+    _LINEAR
+    + """
+import atexit, os, signal, time
+def _fails():
+    raise RuntimeError("a handler's own error")
+def _stopped():
+    os.kill(os.getpid(), signal.{name})  # as a stop signal lands in torch's own handler
+    time.sleep(5)
+atexit.register(_fails)
+atexit.register(_stopped)
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "said"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")]
+)
+def test_a_stop_in_an_exit_handler_is_said_in_the_stop_line_alone(
+    tmp_path: Path, name: str, code: int, said: str
+) -> None:
+    """Ctrl-C or SIGTERM just after the outputs were written lands in an ``atexit`` handler
+    (torch's ``_del_library``, 8 runs of 12): Python said it as the handler's error, with a
+    traceback, before the stop line (t328). The stop line alone says it; another handler's
+    own error is said as Python says it."""
+    result = _wnpass_beside(
+        tmp_path, _STOPPED_AT_EXIT.format(name=name), "-q", "train-rewrite", "model.py"
+    )
+    assert result.returncode == code
+    assert result.stderr.count("Traceback") == 1 and "a handler's own error" in result.stderr
+    assert "KeyboardInterrupt" not in result.stderr and "Terminated" not in result.stderr
+    assert result.stderr.strip().endswith(
+        f"wnpass: {said}; already written: model.wn.pt; nothing more was written"
+    )
+
+
 _RAISING_FORWARD = """
 import torch
 class M(torch.nn.Linear):

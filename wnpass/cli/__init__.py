@@ -446,9 +446,29 @@ def _users_exit_work(code: int) -> None:
                         thread.join()
         except ended:
             pass
-        atexit._run_exitfuncs()  # a handler's exception (a stop too) said by Python, the next run
+        with _stops_unsaid():
+            atexit._run_exitfuncs()  # a handler's exception said by Python, the next run
     if (stopped := interrupts.stopped_by()) is not None:
         stop(stopped)  # the line, and the signal's exit code
+
+
+@contextlib.contextmanager
+def _stops_unsaid() -> Iterator[None]:
+    """A stop signal raised in an ``atexit`` handler (the model's, or torch's own) is said in
+    the program's one stop line, not by Python as a handler's error with a traceback (t328);
+    any other error of a handler is said as Python says it."""
+    before = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, interrupts.STOPS):
+            before(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        if sys.unraisablehook is hook:  # else a handler set its own: it stays
+            sys.unraisablehook = before
 
 
 def _point_stdout_at(fd: int | None) -> None:
