@@ -79,6 +79,7 @@ __all__ = [
     "not_readable",
     "own_code",
     "stat_input",
+    "streams_guarded",
     "user_code",
 ]
 
@@ -286,6 +287,38 @@ def _leave_users_cwd(own: str) -> None:
 def _drain_watches(counted: bool) -> None:
     for plan in list(_watching):
         plan._drain(counted)
+
+
+# The files the standard streams of a command line are, by (device, inode), with the name its
+# errors give each, where no plan may read one of them (set by :func:`streams_guarded`: a
+# library caller's streams are its own): a table printed onto the model read (``wnpass
+# inspect m.onnx 1<>m.onnx``) broke it, exit 0 (t328).
+_STREAMS: dict[tuple[int, int], str] = {}
+
+
+@contextlib.contextmanager
+def streams_guarded() -> Iterator[None]:
+    """Every plan checked meanwhile refuses to read the file that standard output or standard
+    error is now (:meth:`IOPlan.check`): what the command prints would be written onto it."""
+    before = dict(_STREAMS)
+    for fd, name in ((2, "standard error"), (1, "standard output")):
+        if (identity := _stream_file(fd)) is not None:
+            _STREAMS[identity] = name
+    try:
+        yield
+    finally:
+        _STREAMS.clear()
+        _STREAMS.update(before)
+
+
+def _stream_file(fd: int) -> tuple[int, int] | None:
+    """The (device, inode) of the regular file at file descriptor ``fd``; None for anything
+    else (a terminal, a pipe, /dev/null) or none."""
+    try:
+        found = os.fstat(fd)
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino) if stat.S_ISREG(found.st_mode) else None
 
 
 def data_file_name(output: Path, k: int = 0) -> str:
@@ -746,6 +779,17 @@ class IOPlan:
     def check(self) -> None:
         """Refuse the plan (``OutputError`` naming the parameter) if any rule is broken."""
         read_where, read_ids = self._read_index()
+        for printed_to, stream in _STREAMS.items():
+            if (read := read_ids.get(printed_to)) is None:
+                continue
+            if _stream_file(2) == printed_to:  # the line saying so would go onto it: nowhere
+                with contextlib.suppress(OSError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+            raise OutputError(
+                f"is {read.parameter} {read.path}, {read.why}: what the run prints would be "
+                "written onto it; refused",
+                parameter=stream,
+            )
         kept_where = {_where(path): output for path, output in self._kept.items()}
         kept_ids = {
             key: output for path, output in self._kept.items() if (key := identity_of(path))

@@ -74,3 +74,70 @@ def test_a_real_process_prints_one_line(case: str, work: Path) -> None:
     assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert snapshot(work.parent) == before
+
+
+def _data_file(t: Path) -> Path:
+    """A weight-norm model whose weights are in ``model.onnx.data``: that file."""
+    import onnx
+
+    model = onnx.load(good(t))
+    onnx.save(
+        model,
+        t / "model.onnx",
+        save_as_external_data=True,
+        location="model.onnx.data",
+        size_threshold=0,
+    )
+    return t / "model.onnx.data"
+
+
+# the file a stream is opened onto, its mode ("r+": ``1<>file``, "a": ``>> file``), the argv
+STREAMS: dict[str, tuple[Callable[[Path], Path], str, Callable[[Path], list[str]]]] = {
+    "inspect 1<>model.onnx": (good, "r+", lambda t: ["inspect", str(t / "model.onnx")]),
+    "fold 1<>model.onnx.data": (
+        _data_file,
+        "r+",
+        lambda t: ["fold", str(t / "model.onnx"), "-o", str(t / "o.onnx")],
+    ),
+    "fold --json - >>model.onnx.data": (
+        _data_file,
+        "a",
+        lambda t: ["fold", str(t / "model.onnx"), "-o", str(t / "o.onnx"), "--json", "-"],
+    ),
+    "export >>model.py": (
+        model_py,
+        "a",
+        lambda t: ["export", str(t / "model.py"), "-o", str(t / "m.onnx")],
+    ),
+}
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+@pytest.mark.parametrize("case", STREAMS)
+def test_a_standard_stream_that_is_a_file_read_is_refused(
+    case: str, stream: str, work: Path
+) -> None:
+    """The shell gave wnpass an input as its standard output: the table printed over the
+    model (``wnpass inspect m.onnx 1<>m.onnx``), the weights became text, exit 0 (t328).
+    Refused before anything is printed, exit 2; where it is standard error, the line saying
+    so would go onto it too: it is said nowhere."""
+    make, mode, argv = STREAMS[case]
+    target = make(work)
+    before = snapshot(work.parent)
+    with open(target, mode) as opened:
+        streams = {stream: opened}
+        result = subprocess.run(
+            [sys.executable, "-m", "wnpass", *argv(work)],
+            stdout=streams.get("stdout", subprocess.PIPE),
+            stderr=streams.get("stderr", subprocess.PIPE),
+            text=True,
+            check=False,
+            timeout=300,
+        )
+    assert result.returncode == 2
+    assert snapshot(work.parent) == before
+    if stream == "stdout":
+        said = f"wnpass: error: standard output is the {'model file' if 'py' in case else 'input'}"
+        assert result.stderr.startswith(said) and result.stderr.count("\n") == 1
+    else:
+        assert result.stdout == ""

@@ -36,7 +36,7 @@ from wnpass.cli import check, convert, export, fold, inspect, train_rewrite
 from wnpass.cli.options import flags_for
 from wnpass.cli.output import Printer
 from wnpass.errors import WnpassError, one_line, printable
-from wnpass.plan import STANDARD_OUTPUT, user_code, user_code_ran
+from wnpass.plan import STANDARD_OUTPUT, streams_guarded, user_code, user_code_ran
 from wnpass.program import changes_said, stop, stop_line
 
 if TYPE_CHECKING:
@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("py.warnings").setLevel(logging.WARNING if args.verbose else logging.ERROR)
     out: Printer | None = None
     try:
-        with interrupts.handled(stop):
+        with interrupts.handled(stop), streams_guarded():
             with _json_on_stdout(args) as json_output:
                 out = Printer(quiet=args.quiet, plain=args.plain)
                 code = int(args.run(args, out))
