@@ -490,6 +490,24 @@ def test_a_model_s_data_file_with_a_checkpoint_s_name_is_not_said_skipped(
     assert f"{tmp_path}: skipped 1 checkpoint (name each one)" in capsys.readouterr().out
 
 
+def test_a_model_s_data_file_named_onnx_is_read_with_its_model_not_as_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """t328: a model whose external data is ``weights.onnx`` (ONNX Runtime loads it): the
+    folder's gate printed its verdict, then "weights.onnx: not a readable ONNX model", exit
+    2. One model, inspected; a data file named so that no model names is still refused."""
+    model = onnx_model(WN, v=rand(3, 4), g=rand(3, 1))
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path, save_as_external_data=True, location="weights.onnx", size_threshold=0)
+    report_path = tmp_path.parent / f"{tmp_path.name}.json"
+    assert main(["inspect", str(tmp_path), "--strict", "--json", str(report_path)]) == 1
+    (report,) = json.loads(report_path.read_text())  # one model, with a site left to fold
+    assert report["input"] == str(path)
+    path.unlink()
+    assert main(["inspect", str(tmp_path)]) == 2
+    assert "weights.onnx: not a readable ONNX model" in capsys.readouterr().err
+
+
 def test_a_folder_with_no_onnx_file_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

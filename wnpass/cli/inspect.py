@@ -273,7 +273,8 @@ def _onnx_files(top: Path, skipped: list[str]) -> list[Path]:
                 f"{folder}: cannot list it ({error.strerror or error}); the models in it "
                 "would go unread"
             ) from None
-    for path in _not_data_files(checkpoints, found):
+    found, checkpoints = _not_data_files(found, checkpoints)
+    for path in checkpoints:
         unseen["training state" if is_training_state(path.name) else "checkpoint"] += 1
     nouns = {  # singular, plural, why
         "hidden": ("hidden entry", "hidden entries", "a name starting with '.'"),
@@ -299,12 +300,11 @@ def _onnx_files(top: Path, skipped: list[str]) -> list[Path]:
     return sorted(found)
 
 
-def _not_data_files(checkpoints: list[Path], models: list[Path]) -> list[Path]:
-    """Those of ``checkpoints`` (files with a checkpoint's name) that none of ``models``
-    names as its external data (``weights.bin``: read with its model, no checkpoint skipped,
-    which the gate said it was)."""
-    if not checkpoints:
-        return []
+def _not_data_files(models: list[Path], checkpoints: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Those of ``models`` (files named ``.onnx``) and ``checkpoints`` (files with a
+    checkpoint's name) that none of ``models`` names as its external data: one is read with
+    its model, not as a model of its own (t328: ``weights.onnx`` read as one failed the gate,
+    exit 2), nor as a checkpoint skipped, which the gate said it was (``weights.bin``)."""
     from wnpass.onnx.io import external_files
 
     def identity(path: Path) -> tuple[int, int] | None:
@@ -315,7 +315,11 @@ def _not_data_files(checkpoints: list[Path], models: list[Path]) -> list[Path]:
         return status.st_dev, status.st_ino
 
     data = {identity(file) for model in models for file in external_files(model)} - {None}
-    return [path for path in checkpoints if identity(path) not in data]
+
+    def read_alone(paths: list[Path]) -> list[Path]:
+        return [path for path in paths if identity(path) not in data]
+
+    return read_alone(models), read_alone(checkpoints)
 
 
 def _a_folder(entry: os.DirEntry[str]) -> bool:
