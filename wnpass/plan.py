@@ -587,6 +587,10 @@ class IOPlan:
         self.published: list[Path] = []  # targets renamed into place, in order
         # those put at a name that was free (:attr:`_new`), each with the file put there
         self._put_new: dict[Path, tuple[int, ...] | None] = {}
+        # those a together() block put over a file: the old file's second name (a hard link
+        # in the staging folder), to put it back if a later file of the block cannot be
+        # published, with the file put there (t328)
+        self._replaced: dict[Path, tuple[Path, tuple[int, ...] | None]] = {}
         self._together: int | None = None  # where in published a together() block began
         self._publishing: set[Path] = set()  # those whose files are being published
         self._locks: dict[Path, int] = {}  # staging folder -> its target folder's locked fd
@@ -1077,8 +1081,11 @@ class IOPlan:
         """Publish the files of one output in the block (shards, then their index): where one
         cannot be put in place, those the block put at names that were free when planned are
         removed again, so that no shard is left that no index names, which the next run
-        would refuse to write over (t242); one that replaced a file stays (what it replaced
-        is gone), and the error names it."""
+        would refuse to write over (t242); one that replaced a file gets that file back (a
+        second name of it, a hard link, is kept in the staging folder until the block's end:
+        a shard replaced before an index that could not be, immutable or a bind mount, left
+        the old index naming new shards, t328), and the error says which. Where the folder
+        takes no hard link, a file replaced stays replaced, and the error names it."""
         self._together = len(self.published)
         try:
             yield
@@ -1098,17 +1105,23 @@ class IOPlan:
         put there), and the error saying so."""
         if self._together is None or len(self.published) == self._together:
             return error
-        removed = []
-        for target in self.published[self._together :]:
+        removed, restored = [], []
+        for target in reversed(self.published[self._together :]):
             if target in self._put_new and _as_it_is(target) == self._put_new[target]:
                 with contextlib.suppress(OSError):
                     os.unlink(target)
                     removed.append(target)
-        if not removed:
+            elif target in self._replaced and _as_it_is(target) == self._replaced[target][1]:
+                with contextlib.suppress(OSError):
+                    os.replace(self._replaced[target][0], target)
+                    restored.append(target)
+        if not removed and not restored:
             return error
-        self.published = [p for p in self.published if p not in removed]
+        self.published = [p for p in self.published if p not in removed and p not in restored]
         message = self._and_written(error.detail.split("; already written: ")[0])
-        message += "; removed again: " + ", ".join(str(p) for p in removed)
+        for said, paths in (("removed again", removed), ("put back as they were", restored)):
+            if paths:
+                message += f"; {said}: " + ", ".join(str(p) for p in reversed(paths))
         return OutputError(message, parameter=error.parameter, also=error.also)
 
     def _publish(self, staged: Path, target: Path) -> None:
@@ -1130,7 +1143,10 @@ class IOPlan:
                 _rename_new(staged, target)
                 self._put_new[target] = _as_it_is(target)  # not by inode alone (reused, t243)
             else:
+                kept = None if self._together is None else self._second_name(target, folder)
                 os.replace(staged, target)
+                if kept is not None:
+                    self._replaced[target] = (kept, _as_it_is(target))
             self.published.append(target)
             interrupts.wrote(target)
         except FileExistsError:
@@ -1141,6 +1157,17 @@ class IOPlan:
             raise OutputError(self._and_written(message), parameter=entry.parameter) from None
         except OSError as error:
             raise self._cannot_write(target, error, entry) from None
+
+    def _second_name(self, target: Path, folder: Path) -> Path | None:
+        """A hard link to the file at ``target`` in staging folder ``folder`` (beside it: the
+        same file system), that :meth:`_taken_back` puts back; None where there is no file
+        or the folder takes no hard link."""
+        kept = folder / f"{STAGING_PREFIX}replaced-{len(self._replaced)}"
+        try:
+            os.link(target, kept, follow_symlinks=False)
+        except OSError:
+            return None
+        return kept
 
     # -- deleting -------------------------------------------------------------------------
 

@@ -407,6 +407,42 @@ def test_a_shard_that_cannot_be_put_in_place_takes_back_those_put_before(
     assert report.output == str(out) and len(report.shards) == 3
 
 
+def test_an_index_that_cannot_be_replaced_gets_the_shards_it_names_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """t328: a fold again onto an output whose index cannot be renamed over (immutable, a
+    bind mount: EBUSY) replaced the shards first, then failed: the old index named new shards
+    of another layout, a broken output. The shards replaced are put back as they were, and
+    the old output reads as before; the error says so."""
+    import errno
+
+    from wnpass.errors import OutputError
+
+    state = state_dict()
+    keys = list(state)
+    index = save_sharded(tmp_path, state, [keys[:3], keys[3:]], stem="model")
+    out = tmp_path / "o.safetensors.index.json"
+    api.fold_checkpoint(index, out)
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("o*")}
+    assert len(before) == 3
+    replace = os.replace
+
+    def busy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+        if Path(target) == out:
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", busy)
+    changed = {key: value + 1 for key, value in state.items()}
+    again = save_sharded(tmp_path, changed, [keys[:3], keys[3:]], stem="model")
+    with pytest.raises(OutputError) as error:
+        api.fold_checkpoint(again, out)
+    shards = ", ".join(str(tmp_path / f"o-0000{i}-of-00002.safetensors") for i in (1, 2))
+    assert str(error.value).endswith(f"; put back as they were: {shards}")
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("o*")} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".wnpass")]
+
+
 def test_a_checkpoint_reports_json_never_replaces_the_files_it_is_about(tmp_path: Path) -> None:
     """``CheckpointReport.write_json`` without a plan wrote over the checkpoint it reported
     on: the input, its shards, the output or its shards."""
