@@ -61,6 +61,7 @@ __all__ = [
     "saying_stop",
     "staging",
     "stopped_by",
+    "taken_back",
     "wrote",
 ]
 
@@ -208,6 +209,13 @@ def wrote(path: object) -> None:
     Recorded inside :func:`handled` only (a library that handles no signal keeps nothing)."""
     if _State.on_stop is not None:
         _State.written.append(str(path))
+
+
+def taken_back(path: object) -> None:
+    """A file put in place was removed again, or what it replaced put back: a stop from now
+    on names it no more."""
+    with contextlib.suppress(ValueError):
+        _State.written.remove(str(path))
 
 
 def removed(path: object) -> None:

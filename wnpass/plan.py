@@ -46,6 +46,7 @@ import dataclasses
 import errno
 import fcntl
 import importlib.util
+import itertools
 import logging
 import os
 import re
@@ -79,6 +80,7 @@ __all__ = [
     "not_readable",
     "own_code",
     "stat_input",
+    "stderr_given_back",
     "streams_guarded",
     "user_code",
 ]
@@ -309,6 +311,31 @@ def streams_guarded() -> Iterator[None]:
     finally:
         _STREAMS.clear()
         _STREAMS.update(before)
+
+
+# standard error's file, taken away by a refusal (the line saying so would have gone onto the
+# file read), to give back once the command line is done (:func:`stderr_given_back`)
+_QUIETED: list[int] = []
+
+
+def _quiet_stderr() -> None:
+    """Standard error onto /dev/null, its file kept for :func:`stderr_given_back`."""
+    with contextlib.suppress(OSError):
+        kept = os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+        _QUIETED.append(kept)
+
+
+def stderr_given_back() -> None:
+    """Standard error back onto the file a refusal took it from (a caller of the command
+    line in its own process keeps its descriptor 2)."""
+    while _QUIETED:
+        kept = _QUIETED.pop()
+        with contextlib.suppress(OSError):
+            os.dup2(kept, 2)
+            os.close(kept)
 
 
 def _stream_file(fd: int) -> tuple[int, int] | None:
@@ -787,8 +814,7 @@ class IOPlan:
             if (read := read_ids.get(printed_to)) is None:
                 continue
             if _stream_file(2) == printed_to:  # the line saying so would go onto it: nowhere
-                with contextlib.suppress(OSError):
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+                _quiet_stderr()
             raise OutputError(
                 f"is {read.parameter} {read.path}, {read.why}: what the run prints would be "
                 "written onto it; refused",
@@ -1115,6 +1141,8 @@ class IOPlan:
                 with contextlib.suppress(OSError):
                     os.replace(self._replaced[target][0], target)
                     restored.append(target)
+        for target in (*removed, *restored):
+            interrupts.taken_back(target)
         if not removed and not restored:
             return error
         self.published = [p for p in self.published if p not in removed and p not in restored]
@@ -1162,12 +1190,16 @@ class IOPlan:
         """A hard link to the file at ``target`` in staging folder ``folder`` (beside it: the
         same file system), that :meth:`_taken_back` puts back; None where there is no file
         or the folder takes no hard link."""
-        kept = folder / f"{STAGING_PREFIX}replaced-{len(self._replaced)}"
-        try:
-            os.link(target, kept, follow_symlinks=False)
-        except OSError:
-            return None
-        return kept
+        for n in itertools.count():  # a target replaced again in this plan has one already
+            kept = folder / f"{STAGING_PREFIX}replaced-{n}"
+            try:
+                os.link(target, kept, follow_symlinks=False)
+            except FileExistsError:
+                continue
+            except OSError:
+                return None
+            return kept
+        raise AssertionError("unreachable")
 
     # -- deleting -------------------------------------------------------------------------
 

@@ -438,11 +438,13 @@ def cone_rows(cones: Sequence[ConeReport]) -> list[tuple[str, ...]]:
         names = aliases.setdefault(key, [])
         if cone.read_as is not None and cone.read_as not in names:
             names.append(cone.read_as)
-    return [
-        (_read_as(name, aliases[key]), consumer if n == 1 else f"{consumer} x{n}", *rest)
-        for key, n in counts.items()
-        for name, consumer, *rest in [key]
-    ]
+    rows: list[tuple[str, ...]] = []
+    for same, n in counts.items():
+        name, consumer, *rest = same
+        rows.append(
+            (_read_as(name, aliases[same]), consumer if n == 1 else f"{consumer} x{n}", *rest)
+        )
+    return rows
 
 
 def _read_as(name: str, aliases: Sequence[str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -408,7 +409,7 @@ def test_a_shard_that_cannot_be_put_in_place_takes_back_those_put_before(
 
 
 def test_an_index_that_cannot_be_replaced_gets_the_shards_it_names_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """t328: a fold again onto an output whose index cannot be renamed over (immutable, a
     bind mount: EBUSY) replaced the shards first, then failed: the old index named new shards
@@ -441,6 +442,19 @@ def test_an_index_that_cannot_be_replaced_gets_the_shards_it_names_back(
     assert str(error.value).endswith(f"; put back as they were: {shards}")
     assert {p.name: p.read_bytes() for p in tmp_path.glob("o*")} == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".wnpass")]
+    # a stop signal while they are put back: the stop line names none of them (t329: it
+    # said "already written" of the shards put back)
+    from wnpass.cli import main
+
+    def stopped(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+        if Path(source).name.startswith(".wnpass-replaced"):
+            os.kill(os.getpid(), signal.SIGINT)
+        busy(source, target)
+
+    monkeypatch.setattr(os, "replace", stopped)
+    assert main(["fold", str(again), "-o", str(out)]) == 130
+    assert capsys.readouterr().err == "wnpass: interrupted; nothing more was written\n"
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("o*")} == before
 
 
 def test_a_checkpoint_reports_json_never_replaces_the_files_it_is_about(tmp_path: Path) -> None:

@@ -506,6 +506,13 @@ def test_a_model_s_data_file_named_onnx_is_read_with_its_model_not_as_one(
     path.unlink()
     assert main(["inspect", str(tmp_path)]) == 2
     assert "weights.onnx: not a readable ONNX model" in capsys.readouterr().err
+    # a file named as data that reads as a model is one (t329: one naming itself as its data
+    # made "a folder with no .onnx file in it")
+    (tmp_path / "weights.onnx").unlink()
+    model = onnx_model(WN, v=rand(3, 4), g=rand(3, 1))  # save() made the first one's external
+    onnx.save(model, path, save_as_external_data=True, location="m.onnx", size_threshold=0)
+    assert main(["inspect", str(tmp_path), "--json", str(report_path)]) == 0
+    assert json.loads(report_path.read_text())[0]["input"] == str(path)
 
 
 def test_a_folder_with_no_onnx_file_is_refused(

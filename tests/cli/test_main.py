@@ -636,8 +636,11 @@ def _fails():
 def _stopped():
     os.kill(os.getpid(), signal.{name})  # as a stop signal lands in torch's own handler
     time.sleep(5)
+def _raises_itself():
+    raise KeyboardInterrupt("raised by the handler, no signal")
 atexit.register(_fails)
 atexit.register(_stopped)
+atexit.register(_raises_itself)  # the first to run: before the signal
 """
 )
 
@@ -651,13 +654,14 @@ def test_a_stop_in_an_exit_handler_is_said_in_the_stop_line_alone(
     """Ctrl-C or SIGTERM just after the outputs were written lands in an ``atexit`` handler
     (torch's ``_del_library``, 8 runs of 12): Python said it as the handler's error, with a
     traceback, before the stop line (t328). The stop line alone says it; another handler's
-    own error is said as Python says it."""
+    own error is said as Python says it, a KeyboardInterrupt it raises itself too (t329)."""
     result = _wnpass_beside(
         tmp_path, _STOPPED_AT_EXIT.format(name=name), "-q", "train-rewrite", "model.py"
     )
     assert result.returncode == code
-    assert result.stderr.count("Traceback") == 1 and "a handler's own error" in result.stderr
-    assert "KeyboardInterrupt" not in result.stderr and "Terminated" not in result.stderr
+    assert result.stderr.count("Traceback") == 2 and "a handler's own error" in result.stderr
+    assert "KeyboardInterrupt: raised by the handler, no signal" in result.stderr
+    assert result.stderr.count("KeyboardInterrupt:") == 1 and "Terminated" not in result.stderr
     assert result.stderr.strip().endswith(
         f"wnpass: {said}; already written: model.wn.pt; nothing more was written"
     )

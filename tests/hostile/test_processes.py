@@ -104,6 +104,11 @@ STREAMS: dict[str, tuple[Callable[[Path], Path], str, Callable[[Path], list[str]
         "a",
         lambda t: ["fold", str(t / "model.onnx"), "-o", str(t / "o.onnx"), "--json", "-"],
     ),
+    "inspect a.onnx model.onnx 1<>model.onnx.data": (  # the first's table over the second's
+        lambda t: (good(t, "a.onnx"), _data_file(t))[1],  # weights (t329)
+        "r+",
+        lambda t: ["inspect", str(t / "a.onnx"), str(t / "model.onnx")],
+    ),
     "export >>model.py": (
         model_py,
         "a",

@@ -1425,3 +1425,23 @@ def test_a_weight_norm_site_a_quantizer_reads_is_declined() -> None:
     assert op_types(folded) == op_types(model)
     inspected = inspect_onnx(model)
     assert [s.status for s in inspected.sites] == ["declined"] and inspected.cones == []
+
+
+def test_a_cast_naming_its_type_by_a_string_is_declined_not_a_crash() -> None:
+    """Opset 5's Cast names its type by a string ("FLOAT"): inspect and fold ended in an
+    internal error (t329, ``int("FLOAT")``); a cone with one is declined, saying why."""
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["w"], ["w0"], to="FLOAT"),
+            helper.make_node("MatMul", ["x", "w0"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 3])],
+        [onnx.numpy_helper.from_array(rand(4, 3), "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 5)])
+    reason = "a Cast naming its type by a string (opset 5) is not evaluated"
+    for report in (inspect_onnx(model), folded_model(model)[1]):
+        assert [(c.status, c.reason) for c in report.cones] == [("declined", reason)]

@@ -36,7 +36,13 @@ from wnpass.cli import check, convert, export, fold, inspect, train_rewrite
 from wnpass.cli.options import flags_for
 from wnpass.cli.output import Printer
 from wnpass.errors import WnpassError, one_line, printable
-from wnpass.plan import STANDARD_OUTPUT, streams_guarded, user_code, user_code_ran
+from wnpass.plan import (
+    STANDARD_OUTPUT,
+    stderr_given_back,
+    streams_guarded,
+    user_code,
+    user_code_ran,
+)
 from wnpass.program import changes_said, stop, stop_line
 
 if TYPE_CHECKING:
@@ -244,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _failed(error, args)
     finally:
         logging.captureWarnings(False)
+        stderr_given_back()
 
 
 def _unprinted(error: OSError, code: int) -> int:
@@ -456,11 +463,13 @@ def _users_exit_work(code: int) -> None:
 def _stops_unsaid() -> Iterator[None]:
     """A stop signal raised in an ``atexit`` handler (the model's, or torch's own) is said in
     the program's one stop line, not by Python as a handler's error with a traceback (t328);
-    any other error of a handler is said as Python says it."""
+    any other error of a handler is said as Python says it, a ``KeyboardInterrupt`` it
+    raises itself too (t329)."""
     before = sys.unraisablehook
 
     def hook(unraisable: Any) -> None:
-        if not isinstance(unraisable.exc_value, interrupts.STOPS):
+        signalled = interrupts.stopped_by() is not None
+        if not (signalled and isinstance(unraisable.exc_value, interrupts.STOPS)):
             before(unraisable)
 
     sys.unraisablehook = hook

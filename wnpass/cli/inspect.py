@@ -113,11 +113,13 @@ def run(args: argparse.Namespace, out: Printer) -> int:
 
         for model in checkpoints:  # and the shards each index names (the index is read)
             plan_input(model, plan)  # named as fold names it: the input checkpoint
-    if args.json:  # and the data files each ONNX model names: one --json would overwrite is
-        from wnpass.onnx.io import external_files  # refused before any report (t271)
+    # and the data files each ONNX model names: one that --json (t271) or standard output
+    # (t329: a first model's table was printed over a second's weights) would write over is
+    # refused before any report
+    from wnpass.onnx.io import external_files
 
-        for model in onnx_files:
-            plan.read_all(sorted(external_files(model)), "the input's external data")
+    for model in onnx_files:
+        plan.read_all(sorted(external_files(model)), "the input's external data")
     plan.check()  # before any model is read: --json naming any of these files is refused here
     if onnx_files:
         readahead.start(onnx_files[0])  # while onnx is imported
@@ -304,8 +306,10 @@ def _not_data_files(models: list[Path], checkpoints: list[Path]) -> tuple[list[P
     """Those of ``models`` (files named ``.onnx``) and ``checkpoints`` (files with a
     checkpoint's name) that none of ``models`` names as its external data: one is read with
     its model, not as a model of its own (t328: ``weights.onnx`` read as one failed the gate,
-    exit 2), nor as a checkpoint skipped, which the gate said it was (``weights.bin``)."""
-    from wnpass.onnx.io import external_files
+    exit 2), nor as a checkpoint skipped, which the gate said it was (``weights.bin``). A
+    file named so that reads as a model is one all the same (t329: a model named as another's
+    data, or its own, went uninspected)."""
+    from wnpass.onnx.io import external_files, reads_as_model
 
     def identity(path: Path) -> tuple[int, int] | None:
         try:
@@ -316,10 +320,10 @@ def _not_data_files(models: list[Path], checkpoints: list[Path]) -> tuple[list[P
 
     data = {identity(file) for model in models for file in external_files(model)} - {None}
 
-    def read_alone(paths: list[Path]) -> list[Path]:
-        return [path for path in paths if identity(path) not in data]
+    def read_alone(paths: list[Path], model: Callable[[Path], bool]) -> list[Path]:
+        return [path for path in paths if identity(path) not in data or model(path)]
 
-    return read_alone(models), read_alone(checkpoints)
+    return read_alone(models, reads_as_model), read_alone(checkpoints, lambda _: False)
 
 
 def _a_folder(entry: os.DirEntry[str]) -> bool:

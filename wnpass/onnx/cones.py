@@ -88,7 +88,7 @@ from wnpass.onnx.graphs import (
 )
 from wnpass.onnx.match import Site, describe_consumer
 from wnpass.onnx.norms import producer
-from wnpass.onnx.types import declared_dtype
+from wnpass.onnx.types import cast_to, declared_dtype
 from wnpass.onnx.weights import folded_weight, release
 from wnpass.report import OUT_OF_MEMORY, ConeReport, FoldReport, out_of_memory
 
@@ -742,7 +742,7 @@ def _passed_on(cone: Cone, folded: Set[ir.Value] = frozenset()) -> ir.Value | No
     dtype = declared_dtype(source)
     for node in cone.nodes:
         if node.op_type == "Cast":
-            if dtype is None or int(node.attributes["to"].value) != dtype.value:
+            if dtype is None or cast_to(node) != dtype:
                 return None
         elif node.op_type not in ("Identity", "Constant"):
             return None

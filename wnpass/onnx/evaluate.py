@@ -412,7 +412,7 @@ def _dtype_of(value: ir.Value | None) -> ir.DataType | None:
         if node is None or node.domain not in ("", "ai.onnx"):
             return None
         if node.op_type == "Cast" and (to := node.attributes.get("to")) is not None:
-            return ir.DataType(to.value)
+            return ir.DataType(to.value) if to.type == ir.AttributeType.INT else None
         if node.op_type == "Shape":
             return ir.DataType.INT64
         if node.op_type == "Constant":  # onnxscript's op.Constant(value=W) (t275)
@@ -449,6 +449,8 @@ def _check_node(node: ir.Node) -> None:
     if node.op_type in _BASIC_OPS and "broadcast" in node.attributes:
         # opset 6 and before: B aligned with A from ``axis``, not from the last axis (t114)
         raise NotExact(f"{node.op_type} with the broadcast attribute of opset 6 is not evaluated")
+    if node.op_type == "Cast" and node.attributes["to"].type != ir.AttributeType.INT:
+        raise NotExact("a Cast naming its type by a string (opset 5) is not evaluated")
 
 
 def evaluate(value: ir.Value, units: Units | None = None) -> Evaluated:

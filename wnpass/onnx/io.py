@@ -321,6 +321,16 @@ def external_files(path: str | os.PathLike[str]) -> set[Path]:
     return _data_record(Path(path))[0]
 
 
+def reads_as_model(path: str | os.PathLike[str]) -> bool:
+    """Whether the file at ``path`` reads as an ONNX model with a graph (its large weights not
+    read), not as the raw bytes of a model's external data."""
+    try:
+        proto = inline.skeleton(Path(path), _SMALL_MODEL)
+    except Exception:  # not a model (or not there)
+        return False
+    return bool(proto.graph.node or proto.graph.output)
+
+
 # The metadata entry in which wnpass records, in a model it writes, the names of the external
 # data files it wrote for it (a JSON list). Replacing that model later deletes an old data file
 # only if this record lists it: a data file with wnpass's name for the output that another

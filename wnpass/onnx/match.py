@@ -56,6 +56,7 @@ from wnpass.onnx.norms import (
     sum_of_squares_source,
 )
 from wnpass.onnx.shapes import shape_of
+from wnpass.onnx.types import cast_to
 
 __all__ = [
     "Site",
@@ -1050,10 +1051,7 @@ def _layout_chain(root: ir.Value) -> tuple[ir.Value, tuple[str, ...]]:
             break
         if any(small_constant(i) is None for i in user.inputs[1:] if i is not None):
             break
-        if (
-            user.op_type == "Cast"
-            and ir.DataType(int(user.attributes["to"].value)) not in ev.FLOAT_TYPES
-        ):
+        if user.op_type == "Cast" and cast_to(user) not in ev.FLOAT_TYPES:
             break
         value = user.outputs[0]
         ops.append(user.op_type)

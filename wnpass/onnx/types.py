@@ -13,7 +13,7 @@ import onnx_ir as ir
 
 from wnpass.onnx.graphs import const_tensor
 
-__all__ = ["declared_dtype", "element_type"]
+__all__ = ["cast_to", "declared_dtype", "element_type"]
 
 # ops whose first output has their type input's element type (:data:`_TYPED_BY`, else the
 # first), each checked against every version of its ONNX schema: arithmetic, activations,
@@ -82,8 +82,7 @@ def element_type(value: ir.Value, *, any_op: bool = False) -> ir.DataType | None
         standard = node.domain in ("", "ai.onnx")
         op = node.op_type if standard else ""
         if op == "Cast":
-            to = node.attributes.get("to")  # an opset-5 Cast's is a string, no type read
-            return ir.DataType(to.as_int()) if to is not None and to.type == _INT else None
+            return cast_to(node)
         if op == "ConstantOfShape":
             filled = node.attributes.get("value")
             return ir.DataType.FLOAT if filled is None else filled.as_tensor().dtype
@@ -108,6 +107,13 @@ def element_type(value: ir.Value, *, any_op: bool = False) -> ir.DataType | None
             return None
         value = reads[0]
     return value.dtype
+
+
+def cast_to(cast: ir.Node) -> ir.DataType | None:
+    """The type a ``Cast`` gives (its ``to``); None where it names it by a string (opset 5:
+    ``"FLOAT16"``, which ONNX Runtime refuses) or names none."""
+    to = cast.attributes.get("to")
+    return ir.DataType(to.as_int()) if to is not None and to.type == _INT else None
 
 
 def declared_dtype(value: ir.Value) -> ir.DataType | None:

@@ -32,7 +32,7 @@ import onnx_ir as ir
 from wnpass.onnx import evaluate as ev
 from wnpass.onnx import halves
 from wnpass.onnx.match import Site
-from wnpass.onnx.types import declared_dtype
+from wnpass.onnx.types import cast_to, declared_dtype
 from wnpass.report import OUT_OF_MEMORY, out_of_memory
 
 __all__ = ["decline_reason", "fold_outcome", "folded_weight", "release"]
@@ -67,7 +67,9 @@ def _exact_view(value: ir.Value, source: ir.Value, stored: ir.DataType) -> ir.Da
         if inner is None or node.op_type not in ("Cast", "Identity"):
             return None
         if node.op_type == "Cast":
-            targets.append(ir.DataType(int(node.attributes["to"].value)))
+            if (to := cast_to(node)) is None:
+                return None
+            targets.append(to)
         value = inner
     dtype = stored
     for target in reversed(targets):  # from the tensor outward

@@ -331,7 +331,7 @@ def check(
     # takes its own value, and a difference says the candidate's dtype (t229)
     inputs_mod.require_same_inputs([r for r, _ in fed], [c for _, c in fed], candidate)
     notes += _order_note(reference_model, candidate_model)
-    held = HeldByOutput(computed_at(reference_model))  # float16 values cast to float32
+    held = computed_at(reference_model)  # outputs of float16 values cast to float32
     report = CheckReport(str(reference), str(candidate), notes=notes, files_read=files_read)
     held_notes_at = len(report.notes)  # said once the runs show which held whole numbers
     report.differences = [
@@ -445,9 +445,14 @@ def _held_notes(held: HeldByOutput, report: CheckReport, options: CheckOptions) 
         if own is None:
             notes.append(f"{said}: compared at {dtype}'s default {which}")
         else:
+            why = (
+                ""
+                if len(defaults) < 2
+                else f"; {dtype}'s would pass an index of 100 or more off by one"
+            )
             notes.append(
                 f"{said}, every one a whole number (an index, a count): compared at {own}'s "
-                f"default {which}; {dtype}'s would pass an index of 100 or more off by one"
+                f"default {which}{why}"
             )
     return notes
 

@@ -405,20 +405,24 @@ def output_passed(passed: bool, uncompared: str | None) -> bool | None:
 
 @dataclasses.dataclass(frozen=True)
 class HeldByOutput:
-    """The narrower float each of a model's outputs is computed at, by name, as its graph
-    says (a float16 model's outputs cast to float32: :func:`wnpass.verify.precision.
-    computed_at`): that float's default tolerances apply to the output, but where every value
-    the reference gives is a whole number (an index, a count held in float16), which no graph
-    reading tells apart from a rounded value in every case: float16's tolerance (1e-2) would
-    pass an index of 100 or more off by one, so the output keeps its own type's."""
+    """The narrower float each of a model's outputs is computed at, by output name, as its
+    graph says (a float16 model's outputs cast to float32:
+    :func:`wnpass.verify.precision.computed_at`); that float's default tolerances apply.
+
+    Where the graph cannot tell whether the float16 value holds roundings or integers
+    carried in float16 (``unsure``: an op it does not know on the way), the values decide:
+    an output whose reference values are all whole numbers (an index, a count) keeps its own
+    type's tolerances, since float16's (1e-2) would pass an index of 100 or more off by one.
+    """
 
     dtypes: Mapping[str, np.dtype]
+    unsure: frozenset[str] = frozenset()
 
     def of(self, name: str, reference: Any) -> tuple[np.dtype | None, np.dtype | None]:
         """The dtype whose tolerances apply to output ``name`` of values ``reference`` (None:
         its own), and the one set aside where the values are whole numbers only."""
         held = self.dtypes.get(name)
-        if held is None or not _whole_numbers(reference):
+        if held is None or name not in self.unsure or not _whole_numbers(reference):
             return held, None
         return None, held
 
@@ -485,7 +489,8 @@ def compare_outputs(
         if isinstance(held_as, HeldByOutput):
             held, aside = held_as.of(name, ref)
         results.append(_compare(name, ref, by_name[name], rtol, atol, held))
-        results[-1].whole_numbers = None if aside is None else str(aside)
+        if aside is not None and (rtol is None or atol is None):  # a default is used
+            results[-1].whole_numbers = str(aside)
     for name in candidate_names:
         if name not in names:
             extra = OutputComparison(name, None, None, None, None)

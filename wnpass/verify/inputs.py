@@ -26,6 +26,7 @@ import onnx_ir as ir
 from wnpass.errors import InvalidArgumentError, UsageError, one_line
 from wnpass.onnx.graphs import OVERRIDABLE_FROM_IR
 from wnpass.onnx.shapes import shape_of
+from wnpass.onnx.types import cast_to
 from wnpass.plan import not_readable
 from wnpass.verify.providers import FED_AS_BITS, PACKED_TYPES
 
@@ -149,8 +150,8 @@ def _indexed_rows(value: ir.Value) -> int | None:
             if node.op_type in _INDEX_COMPARED:
                 continue
             if node.op_type in _INDEX_LAYOUT and use.idx == 0:
-                to = node.attributes.get("to")
-                if to is not None and not ir.DataType(int(to.value)).is_integer():
+                to = cast_to(node) if node.op_type == "Cast" else ir.DataType.INT64
+                if to is None or not to.is_integer():
                     return None
                 stack.extend(node.outputs)
                 continue

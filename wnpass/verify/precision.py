@@ -23,7 +23,9 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from wnpass.onnx.types import element_type
+from wnpass.onnx.graphs import const_tensor
+from wnpass.onnx.types import cast_to, element_type
+from wnpass.verify.compare import HeldByOutput
 
 __all__ = ["computed_at"]
 
@@ -36,38 +38,41 @@ _MOVES = frozenset(
 )
 
 
-def computed_at(model: ir.Model) -> dict[str, np.dtype]:
+def computed_at(model: ir.Model) -> HeldByOutput:
     """The numpy dtype each graph output is computed at, for the outputs of the main graph
-    that a ``Cast`` to float32 or float64 of a float16 or bfloat16 value makes (through ops
-    that only move elements); the others, which hold what their type says, are not listed."""
+    that a ``Cast`` to float32 or float64 of a float16 or bfloat16 value holding roundings
+    makes (through ops that only move elements); the others, which hold what their type says,
+    are not listed. Those where the graph leaves it unsure are ``unsure``: their values
+    decide."""
     found: dict[str, np.dtype] = {}
+    unsure = set()
     for output in model.graph.outputs:
         if output.name is None or output.is_graph_input():
             continue
-        narrow = _cast_from(output)
+        narrow, sure = _cast_from(output)
         if narrow is not None:
             found[output.name] = np.dtype(narrow.numpy())
-    return found
+            if not sure:
+                unsure.add(output.name)
+    return HeldByOutput(found, frozenset(unsure))
 
 
-def _cast_from(value: ir.Value) -> ir.DataType | None:
+def _cast_from(value: ir.Value) -> tuple[ir.DataType | None, bool]:
     """The narrow float a ``Cast`` to a wide one widens, where ``value`` is that Cast's
-    output (through element moves); None otherwise."""
+    output (through element moves) and the narrow value holds roundings (None otherwise),
+    and whether the graph says so for sure (:func:`_rounded_narrow`)."""
     node = value.producer()
     while node is not None and node.domain in ("", "ai.onnx") and node.op_type in _MOVES:
         source = node.inputs[0]
         node = None if source is None else source.producer()
     if node is None or node.op_type != "Cast" or node.domain not in ("", "ai.onnx"):
-        return None
-    to = node.attributes.get("to")
-    if to is None or to.type != ir.AttributeType.INT or node.inputs[0] is None:
-        return None  # an opset-5 Cast names its type by a string: ONNX Runtime refuses it
-    if ir.DataType(to.as_int()) not in _WIDE:
-        return None
+        return None, False
+    if cast_to(node) not in _WIDE or node.inputs[0] is None:
+        return None, False
     narrow = element_type(node.inputs[0])
-    if narrow not in _NARROW or not _rounded_narrow(node.inputs[0]):
-        return None
-    return narrow
+    if narrow not in _NARROW or (rounded := _rounded_narrow(node.inputs[0])) is False:
+        return None, False
+    return narrow, rounded is True
 
 
 # ops whose outputs are elements of their data inputs (or their negation, absolute value or
@@ -89,55 +94,100 @@ _DATA: dict[str, tuple[int, ...]] = {
     "ScatterElements": (0, 2),
     "Clip": (0, 1, 2),
 }
+# ops whose results round at float16 whatever they read: a quotient, a root, a transcendental,
+# a normalization, a layer's or a mean's sums of products
+_ROUNDS = (
+    frozenset({"Div", "Sqrt", "Reciprocal", "Exp", "Log", "Pow", "Sigmoid", "Tanh", "Erf"})
+    | {"Softmax", "LogSoftmax", "Gelu", "Softplus", "Softsign", "Elu", "Selu", "Celu", "Mish"}
+    | {"LeakyRelu", "HardSigmoid", "HardSwish", "PRelu", "Sin", "Cos", "Tan", "Atan", "Asin"}
+    | {"Acos", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Conv", "ConvTranspose", "MatMul"}
+    | {"Gemm", "Einsum", "LayerNormalization", "BatchNormalization", "InstanceNormalization"}
+    | {"GroupNormalization", "LRN", "MeanVarianceNormalization", "ReduceMean", "ReduceL2"}
+    | {"ReduceLogSum", "ReduceLogSumExp", "AveragePool", "GlobalAveragePool", "LpPool", "Mean"}
+)
+# ops that keep whole numbers whole (exact in float16 below 2048): a rounding only where
+# what they read holds fractions
+_WHOLE = frozenset({"Add", "Sub", "Mul", "Sum", "CumSum", "ReduceSum"})
+# the most elements of a constant read for fractions (a larger one is a weight)
+_READ_CONSTANT = 1024
 # the most nodes walked back from one output to its roundings
 _WALK = 256
 
 
-def _rounded_narrow(value: ir.Value) -> bool:
-    """Whether the narrow float ``value`` holds roundings at its own precision: some path
-    back from it through ops that round nothing (:data:`_EXACT`) reaches one that does (float16
-    arithmetic, a ``Cast`` from a wider float), rather than only casts of integers, booleans
-    or values of no known type, and the model's constants and inputs. A float16 of an
-    ``ArgMax``, sliced or gathered, holds those integers as they are, and an index off by one
-    must not pass as a float16 rounding (t319, t321); past :data:`_WALK` nodes, it is taken
-    to (a float16 model's output, as the common case is)."""
-    stack, seen = [value], set[ir.Value]()
+def _rounded_narrow(value: ir.Value) -> bool | None:
+    """Whether the narrow float ``value`` holds roundings at its own precision, walked back
+    through the float values that make it (integers and booleans hold whole numbers):
+
+    - True where some path reaches an op whose results round whatever it reads
+      (:data:`_ROUNDS`: a quotient, a root, a layer's sums of products), or an op that rounds
+      only what holds fractions (:data:`_WHOLE`: ``Add``, ``Mul``; a ``Cast`` from a wider
+      float) reading a value given with fractions (a graph input, a constant);
+    - False where every path ends in integers or booleans cast to it, constants, or inputs,
+      through ops that round nothing (:data:`_EXACT`): a float16 of an ``ArgMax``, sliced,
+      gathered or plus one, holds those integers as they are, and an index off by one must
+      not pass as a float16 rounding (t319-t326);
+    - None where neither is sure: a path meets an op of neither kind (another domain's, a
+      ``TopK``, a body's), walked through, a value of no known type, or the walk ends at
+      :data:`_WALK` nodes. The comparison then looks at the values
+      (:class:`~wnpass.verify.compare.HeldByOutput`).
+    """
+    stack, seen = [(value, False)], set[tuple[ir.Value, bool]]()
+    unsure = False
     while stack:
         if len(seen) > _WALK:
-            return True
-        current = stack.pop()
-        if current in seen:
+            return None
+        current, computed = stack.pop()  # computed: read by a _WHOLE op on the way
+        if (current, computed) in seen:
             continue
-        seen.add(current)
+        seen.add((current, computed))
         node = current.producer()
-        if node is None:
-            continue  # a graph input or an initializer: a value as given, not a rounding
-        if node.domain not in ("", "ai.onnx"):
-            return True
-        if node.op_type in ("Cast", "CastLike"):
-            read = node.inputs[0]
-            source = None if read is None else element_type(read)
-            if read is not None and source is not None and source.is_floating_point():
-                if _narrows(source, current):
-                    return True
-                stack.append(read)  # as it is or widened: its roundings are behind
-            continue  # integers or booleans, as they are, or a type not known: not taken
-            # to be a rounding, so that the check stays the stricter one (an index off by
-            # one passed at float16's tolerance, t322, t323)
-        if node.op_type == "Constant":
-            continue
-        if node.op_type not in _EXACT and not _selects(node):
+        if node is None or node.op_type == "Constant":
+            if computed and _fractions_given(current):
+                return True
+            continue  # as given: a value of its own, not a rounding
+        op = node.op_type if node.domain in ("", "ai.onnx") else ""
+        if op in _ROUNDS:
             return True
         inputs = node.inputs
-        data = range(len(inputs)) if node.op_type in _ALL_DATA else _DATA.get(node.op_type, (0,))
-        stack.extend(read for i in data if i < len(inputs) and (read := inputs[i]) is not None)
-    return False
+        if op in ("Cast", "CastLike"):
+            read = inputs[0]
+            source = None if read is None else element_type(read)
+            if read is not None and source is not None and source.is_floating_point():
+                stack.append((read, computed or _narrows(source, current)))
+            continue  # integers or booleans, as they are, or a type not known: not taken
+            # to be a rounding, so that the check stays the stricter one (t322, t323)
+        if op in _EXACT or _selects(node):
+            data = range(len(inputs)) if op in _ALL_DATA else _DATA.get(op, (0,))
+        else:
+            data = range(len(inputs))
+            computed = computed or op in _WHOLE
+            unsure = unsure or op not in _WHOLE
+        for read in (inputs[i] for i in data if i < len(inputs)):
+            kind = None if read is None else element_type(read)
+            if read is not None and kind is not None and kind.is_floating_point():
+                stack.append((read, computed))
+            elif read is not None and kind is None:
+                unsure = True  # what it holds is not known: not walked
+    return None if unsure else False
+
+
+def _fractions_given(value: ir.Value) -> bool:
+    """Whether a value no node of the walk computes, an input or a constant, holds fractions
+    as far as can be told: an input may; a constant of more than :data:`_READ_CONSTANT`
+    elements is taken to (a weight), as is one not read here; a smaller one is read."""
+    if value.is_graph_input():
+        return True
+    tensor = const_tensor(value)
+    if tensor is None or tensor.size > _READ_CONSTANT:
+        return True
+    values = tensor.numpy().astype(np.float64)
+    return not bool(np.array_equal(values, np.trunc(values)))
 
 
 def _narrows(source: ir.DataType, narrow: ir.Value) -> bool:
-    """Whether a ``Cast`` or ``CastLike`` of a float of type ``source`` to ``narrow`` rounds:
-    from a wider float, or the other narrow one (bfloat16 to float16); not float16 cast to
-    itself, nor a narrower float (a float8) widened."""
+    """Whether a ``Cast`` or ``CastLike`` of a float of type ``source`` to ``narrow`` rounds
+    what holds fractions: from a wider float, or the other narrow one (bfloat16 to float16);
+    not float16 cast to itself, nor a narrower float (a float8) widened."""
     return source != element_type(narrow) and (source in _WIDE or source in _NARROW)
 
 
