@@ -1110,3 +1110,33 @@ def test_the_modules_weight_norm_adds_are_in_the_models_mode(training: bool) -> 
     model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)).train(training)
     assert apply_weight_norm(model, (torch.randn(3, 4),)).applied == 2
     assert {m.training for m in model.modules()} == {training}
+
+
+@pytest.mark.parametrize(
+    ("scale", "said"),
+    [
+        (0.0, "every float output is 0"),
+        (1e-9, "in magnitude, below the scale differences are judged by (0.1)"),
+    ],
+)
+def test_outputs_below_the_scale_floor_say_what_the_comparison_can_see(
+    scale: float, said: str
+) -> None:
+    """t327: a zero-initialized head (timm's Mixer, torchvision's ViT, ControlNet's zero
+    convolutions) makes every output 0: "equivalent" showed nothing of the layers before it,
+    and an output of 1e-9 hid a change 1000 times its size (differences are judged relative
+    to 0.1 at least). A note says so; the verdict stands, as weight norm keeps the function."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    head = nn.Linear(8, 2)
+    nn.init.zeros_(head.bias)
+    with torch.no_grad():
+        head.weight.mul_(scale)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), head)
+    report = apply_weight_norm(model, torch.randn(3, 4))
+    assert report.equivalent
+    assert [note for note in report.notes if said in note]
+    bigger = nn.Sequential(nn.Linear(4, 2))
+    assert not [n for n in apply_weight_norm(bigger, torch.randn(3, 4)).notes if "0.1" in n]

@@ -47,6 +47,7 @@ from wnpass.fx.analyse import (
 )
 from wnpass.fx.compare import (
     Leaf,
+    below_the_floor,
     max_rel_error,
     output_changes,
     result_leaves,
@@ -292,6 +293,8 @@ class ApplyWeightNormPass:
                         report.not_deterministic = bool(output_changes(again, after, 0.0))
                     if parts := uncompared(before):
                         report.notes.append(f"not compared: {parts}")
+                    if floor := below_the_floor(before, report.rtol):
+                        report.notes.append(floor)
         report.seconds = time.perf_counter() - start
         logger.info(
             "apply weight norm: %d applied, %d skipped (%s)", report.applied, report.skipped, mode

@@ -52,6 +52,7 @@ from torch import nn
 __all__ = [
     "SCALE_FLOOR",
     "Leaf",
+    "below_the_floor",
     "is_shape",
     "kind_of",
     "leaf_difference",
@@ -452,6 +453,38 @@ def is_shape(leaf: Any) -> bool:
     """Whether a leaf is the result's shape (a container's kind and size, or an object met
     before), which has no value of its own to show."""
     return isinstance(leaf, _Shape | _Alias)
+
+
+def below_the_floor(before: Sequence[Leaf], rtol: float) -> str | None:
+    """A note where every float output is smaller than :data:`SCALE_FLOOR` (a zero-initialized
+    head gives zeros, t327): differences are judged relative to the floor, so the comparison
+    sees a change of the weights only where it moves an output by more than ``rtol`` times
+    it, and nothing at all of an output that stays 0; None where some output is larger."""
+    scales = [scale for _, value in before if (scale := _float_scale(value)) is not None]
+    if not scales or max(scales) >= SCALE_FLOOR:
+        return None
+    if max(scales) == 0:
+        return (
+            "every float output is 0 on these inputs (a zero-initialized head?): the comparison "
+            "shows nothing of the layers before it"
+        )
+    return (
+        f"the outputs are at most {max(scales):.3g} in magnitude, below the scale differences "
+        f"are judged by ({SCALE_FLOOR:g}): the comparison sees a change only where it moves "
+        f"an output by more than {rtol * SCALE_FLOOR:.3g}"
+    )
+
+
+def _float_scale(value: Any) -> float | None:
+    """The largest finite magnitude of a float leaf (0 where it has none); None for others."""
+    if type(value) is float:
+        return abs(value) if math.isfinite(value) else 0.0
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        return None
+    if value.layout != torch.strided or value.device.type == "meta":
+        return None
+    finite = value.detach()[torch.isfinite(value.detach())]
+    return float(finite.abs().max()) if finite.numel() else 0.0
 
 
 def max_rel_error(after: Sequence[Leaf], before: Sequence[Leaf]) -> float:
