@@ -900,6 +900,39 @@ def test_experts_mixed_into_a_layer_s_weight_are_no_units_of_it(how: str, batch:
     assert sites["route.weight"].axis == 0 and sites["plain.weight"].axis == 0
 
 
+class _TracedCondConv(nn.Module):
+    """CondConv as torch.fx traces it (a batch of 2, no shapes read): ``routing @ W`` viewed
+    as a grouped conv's kernels, scaled first or not."""
+
+    def __init__(self, scaled: bool) -> None:
+        super().__init__()
+        self.scaled = scaled
+        self.weight = nn.Parameter(torch.randn(3, 4 * 2 * 3 * 3))
+        self.route = nn.Linear(2, 3)
+        self.plain = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mixed = torch.matmul(torch.sigmoid(self.route(x.mean((2, 3)))), self.weight)
+        kernels = mixed.view(-1, 2, 3, 3) * (0.5 if self.scaled else 1.0)
+        out = F.conv2d(x.view(1, -1, 5, 5), weight=kernels, groups=2)
+        return self.plain(out.view(2, 4, 3, 3))
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_experts_mixed_into_a_layer_s_weight_are_skipped_when_traced_too(scaled: bool) -> None:
+    """t327: without example inputs (traced by torch.fx), CondConv's experts were weight-normed
+    at axis 1 where a forward declines them (90 layers applied against 66 in timm's
+    efficientnet_cc_b0_4e, said nowhere). A product of a weight that a layer reads as its
+    weight is declined there too: the trace has no values to tell its units' axes by."""
+    sites, mode, _ = analyse_sites(_TracedCondConv(scaled))
+    by_name = {site.name: site for site in sites}
+    assert mode == "fx" and by_name["weight"].status == "skipped"
+    assert "mixed into another layer's weight (matmul of it, then F.conv2d reads it as its " in (
+        by_name["weight"].reason or ""
+    )
+    assert by_name["route.weight"].axis == 0 and by_name["plain.weight"].axis == 0
+
+
 class _Correlation(nn.Module):
     """A siamese tracker's depthwise cross-correlation (pysot's ``xcorr_depthwise``): each
     channel of the template's features is a kernel over that channel of the search image's,

@@ -41,13 +41,20 @@ from wnpass.fx.calls import (
 )
 from wnpass.fx.forward import tensors_in
 
-__all__ = ["MIXED", "MixedWeights"]
+__all__ = ["MIXED", "MIXED_TRACED", "MixedWeights"]
 
 logger = logging.getLogger(__name__)
 
 MIXED = (
     "mixed into another layer's weight ({op} of it, then {layer}, its units split across "
     "that weight's axes {axes}: none of them one filter, as in CondConv's routing @ W)"
+)
+# The same found by tracing (no example inputs): which axes the units reach is not known, so
+# any layer reading the product as its weight declines it
+MIXED_TRACED = (
+    "mixed into another layer's weight ({op} of it, then {layer} reads it as its weight, as "
+    "in CondConv's routing @ W; traced without example inputs, which would tell whether its "
+    "units stay whole filters)"
 )
 # Layer ops whose result has a units' axis (the last; a convolution's channels): what one
 # computes from a weight may be read as another layer's weight

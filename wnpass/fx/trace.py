@@ -36,6 +36,7 @@ from wnpass.fx.axes import (
     table_use,
 )
 from wnpass.fx.forward import Batch, as_batch, state_given_back
+from wnpass.fx.mixing import MIXED_TRACED
 from wnpass.fx.observe import observe_uses, rnn_roles
 from wnpass.interrupts import STOPS
 
@@ -132,6 +133,8 @@ def _fx_functional_use(
     if (user.op == "call_function" and target in _MATMUL) or (
         user.op == "call_method" and target in _MATMUL_METHODS
     ):
+        if (layer := _read_as_weight(user)) is not None:
+            return Use(param, "matmul", name, None, MIXED_TRACED.format(op="matmul", layer=layer))
         return _matmul_use(param, "matmul", name, index, shape)
     if user.op == "call_function" and target is torch.addmm:
         if index == 0:
@@ -153,6 +156,31 @@ def _fx_functional_use(
     if user.op == "call_method":
         return Use(param, str(label), name, None, f"used through .{label}(): axis not followed")
     return Use(param, str(label), name, None, f"used by {label}, which wnpass does not know")
+
+
+# The most nodes followed from a product of a weight to a layer reading it as its weight
+_TO_WEIGHT = 64
+
+
+def _read_as_weight(product: fx.Node) -> str | None:
+    """The layer op that reads what ``product`` (a matrix product of a weight) computes, or a
+    tensor made of it, at its weight's slot: the weight is then mixed into another layer's
+    weight (CondConv's ``F.conv2d(x, (routing @ W).view(...))``, t327), which the trace, with
+    no values, cannot tell the units' axes of; None where no layer reads it so (within
+    :data:`_TO_WEIGHT` nodes)."""
+    layers = _LINEAR | _CONV | _CONV_T | _CONV_TBC
+    stack, seen = [product], {product}
+    while stack and len(seen) <= _TO_WEIGHT:
+        node = stack.pop()
+        for user in node.users:
+            keyword = "weight" if user.kwargs.get("weight") is node else None
+            layer = user.op == "call_function" and user.target in layers
+            if layer and _arg_index(user, node, keyword) == 1:
+                return f"F.{getattr(user.target, '__name__', 'conv')}"
+            if user not in seen and user.op != "output":
+                seen.add(user)
+                stack.append(user)
+    return None
 
 
 def _layout_read(user: fx.Node) -> bool:
