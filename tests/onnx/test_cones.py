@@ -1445,3 +1445,34 @@ def test_a_cast_naming_its_type_by_a_string_is_declined_not_a_crash() -> None:
     reason = "a Cast naming its type by a string (opset 5) is not evaluated"
     for report in (inspect_onnx(model), folded_model(model)[1]):
         assert [(c.status, c.reason) for c in report.cones] == [("declined", reason)]
+
+
+SCATTERED = f"""
+    {HEADER}
+    agraph (float[1, 3, 8] x) => (float[1, 3, 6] y) {{
+        z = ConstantOfShape <value = float[1] {{0}}> (shape)
+        w = ScatterND (z, places, kernel)
+        y = Conv (x, w)
+    }}
+"""
+
+
+@pytest.mark.parametrize("duplicate", [False, True])
+def test_a_kernel_scattered_into_zeros_is_folded_exactly(duplicate: bool) -> None:
+    """t327: diffusers' UNet1D builds its resampling kernels as ``weight[idx, idx] = kernel``,
+    a ScatterND into zeros in a dynamo export: every fold declined the 4 of them, ``ok``
+    false on a model with no weight norm. The elements move as they are: folded bit for bit;
+    indices naming one place twice (ONNX leaves the last write undefined) are declined."""
+    places = np.array([[0, 0], [1, 1], [2, 2]], np.int64)
+    if duplicate:
+        places[1] = places[0]
+    shape = np.array([3, 3, 3], np.int64)
+    model = onnx_model(SCATTERED, shape=shape, places=places, kernel=rand(3, 3))
+    folded, report = folded_model(model)
+    (cone,) = report.cones
+    if duplicate:
+        assert cone.status == "declined" and "names one place twice" in (cone.reason or "")
+        return
+    assert (cone.status, op_types(folded)) == ("folded", ["Conv"])
+    x = {"x": rand(1, 3, 8)}
+    assert run(folded, x)[0].tobytes() == run(model, x)[0].tobytes()

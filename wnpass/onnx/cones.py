@@ -4,10 +4,11 @@ The rule: a weight input of ``Conv``, ``ConvTranspose``, ``Gemm``, ``MatMul``, `
 ``RNN`` (weights and biases), or the table of an embedding ``Gather`` (its indices
 fed at run time) that is not an initializer but is computed from constants by layout and cast ops
 (``Transpose``, ``Reshape``, ``Flatten``, ``Squeeze``/``Unsqueeze``, ``Slice``, ``Concat``,
-``Split``, ``Gather`` with constant indices, ``Cast``, ``Identity``, ``Expand``, ``Tile``, ``Pad``,
-``Constant``, and ``Shape``/``ConstantOfShape`` for their shape inputs) and by exactly rounded
-arithmetic (``Add``, ``Sub``, ``Mul``, ``Div``, and the selections ``Max``, ``Min``, ``Clip``;
-on floats and on integers: a ``Slice``'s bounds, a ``Reshape``'s shape) is replaced by one
+``Split``, ``Gather`` with constant indices, ``ScatterND`` without a reduction, ``Cast``,
+``Identity``, ``Expand``, ``Tile``, ``Pad``, ``Constant``, and ``Shape``/``ConstantOfShape``
+for their shape inputs) and by exactly rounded arithmetic (``Add``, ``Sub``, ``Mul``, ``Div``,
+and the selections ``Max``, ``Min``, ``Clip``; on floats and on integers: a ``Slice``'s
+bounds, a ``Reshape``'s shape) is replaced by one
 initializer holding exactly the tensor the graph computes; except for a node that computes a
 constant (every input constant: a spectral norm's ``Reshape(W) @ v``) where a source of the
 cone is read elsewhere too (its ``Conv`` reads ``W / sigma``): that would store the source
@@ -120,7 +121,7 @@ WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
 CONE_OPS = frozenset(
     {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Concat", "Split"}
     | {"Gather", "Cast", "CastLike", "Identity", "Expand", "Constant", "Shape", "Pad"}
-    | {"ConstantOfShape", "Tile"}
+    | {"ConstantOfShape", "Tile", "ScatterND"}
 )
 # Arithmetic that IEEE arithmetic rounds correctly to the result's type, as ONNX Runtime's
 # kernels do, and selections of one of the inputs' values: computed step by step in the

@@ -1199,6 +1199,33 @@ def _gather(step: Step, args: Args) -> np.ndarray:
     return np.take(x, indices.astype(np.int64), axis=axis)
 
 
+def _scatter_nd(step: Step, args: Args) -> np.ndarray:
+    """``ScatterND`` without a reduction: ``data`` with the elements (or slices) that
+    ``indices`` name replaced by those of ``updates``, moved as they are (diffusers' UNet1D
+    builds its resampling kernels so, ``weight[idx, idx] = kernel``, t327). Indices naming
+    one place twice, whose last write ONNX leaves undefined, are declined."""
+    data, indices, updates = _arg(args, 0), _arg(args, 1), _arg(args, 2)
+    reduction = step.attributes.get("reduction", "none")
+    reduction = reduction.decode() if isinstance(reduction, bytes) else str(reduction)
+    if reduction != "none":
+        raise NotExact(f"ScatterND with reduction {reduction!r} is not evaluated")
+    if _dtype(args, 1) != ir.DataType.INT64 or _dtype(args, 2) != _dtype(args, 0):
+        raise NotExact("ScatterND takes int64 indices and updates of the data's type")
+    depth = indices.shape[-1] if indices.ndim else 0
+    if not 1 <= depth <= data.ndim or updates.shape != (*indices.shape[:-1], *data.shape[depth:]):
+        raise NotExact(f"{step.where}: ScatterND indices and updates do not fit the data")
+    places = indices.reshape(-1, depth).astype(np.int64)
+    dims = np.array(data.shape[:depth], np.int64)
+    if places.size and ((places < -dims).any() or (places >= dims).any()):
+        raise NotExact("ScatterND index out of range")
+    places = places % dims
+    if len(np.unique(places, axis=0)) != len(places):
+        raise NotExact("ScatterND names one place twice (which write wins is not defined)")
+    out = data.copy()
+    out[tuple(places.T)] = updates.reshape(-1, *data.shape[depth:])
+    return out
+
+
 _PAD_MODES: dict[str, Literal["reflect", "edge", "wrap"]] = {
     "reflect": "reflect",  # ONNX's reflect is numpy's: the edge element is not repeated
     "edge": "edge",
@@ -1300,6 +1327,7 @@ _OPS: dict[str, Callable[[Step, Args], Evaluated]] = {
     "Slice": _same(_slice),
     "Split": _same(_split),
     "Gather": _same(_gather),
+    "ScatterND": _same(_scatter_nd),
     "Concat": _concat,
     "Shape": _shape,
     "Pad": _same(_pad),
