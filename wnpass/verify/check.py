@@ -435,8 +435,14 @@ def _held_notes(held: HeldByOutput, report: CheckReport, options: CheckOptions) 
     defaults = [t for t in ("rtol", "atol") if getattr(options, t) is None]
     if not defaults:
         return []
-    given = " (rtol as given)" if defaults == ["atol"] else " (atol as given)"
-    which = "tolerance" if len(defaults) == 2 else f"{defaults[0]}{given}"
+    given = (
+        ""
+        if len(defaults) == 2
+        else " (rtol as given)"
+        if defaults == ["atol"]
+        else " (atol as given)"
+    )
+    which = "tolerance" if not given else f"{defaults[0]}{given}"
     compared = [c for run in report.runs for c in run.comparisons]
     notes = []
     for name, dtype in held.dtypes.items():
@@ -444,16 +450,10 @@ def _held_notes(held: HeldByOutput, report: CheckReport, options: CheckOptions) 
         own = next((c.dtype for c in compared if c.name == name and c.whole_numbers), None)
         if own is None:
             notes.append(f"{said}: compared at {dtype}'s default {which}")
-        else:
-            why = (
-                ""
-                if len(defaults) < 2
-                else f"; {dtype}'s would pass an index of 100 or more off by one"
-            )
-            notes.append(
-                f"{said}, every one a whole number (an index, a count): compared at {own}'s "
-                f"default {which}{why}"
-            )
+            continue
+        whole = f"{said}, every one a whole number (an index, a count)"
+        why = f"; {dtype}'s would pass an index of 100 or more off by one"  # its default rtol
+        notes.append(f"{whole}: compared at {own}'s default {which}{why if not given else ''}")
     return notes
 
 

@@ -10,13 +10,14 @@ Two things decide it, both read from the graph, not run: the value's type (decla
 back through the ops that make it: :func:`wnpass.onnx.types.element_type`), and that it holds
 a rounding at that type (some path back reaches float16 arithmetic or a cast from a wider
 float, not only integers moved into float16: :func:`_rounded_narrow`). Where the type cannot
-be told, the output keeps its own type's tolerance. An op not known to round nothing is
-taken to round (a float16 kernel of any kind: another domain's fused ops, a graph too deep to
-walk), or every fold of a float16 model using one would fail on roundings alone; so a
-reading of the graph alone may still take an index carried in float16 for a rounded value
-(t319-t326). What keeps an index off by one from passing is the values: an output whose
-reference values are all whole numbers keeps its own type's tolerance, whatever the graph
-(:class:`wnpass.verify.compare.HeldByOutput`)."""
+be told, the output keeps its own type's tolerance. The rounding is said for sure, yes or no,
+where every path back goes through ops the walk knows; where one goes through an op it does
+not (another domain's fused kernels, a ``TopK``, a body), the output is listed ``unsure``
+rather than refused float16's tolerance (every fold of a float16 model using such an op
+would fail on roundings alone), and the values decide: such an output whose reference
+values are all whole numbers (an index carried in float16) keeps its own type's tolerance
+(:class:`wnpass.verify.compare.HeldByOutput`), so that an index off by one still fails
+(t319-t329)."""
 
 from __future__ import annotations
 
