@@ -435,14 +435,9 @@ def _held_notes(held: HeldByOutput, report: CheckReport, options: CheckOptions) 
     defaults = [t for t in ("rtol", "atol") if getattr(options, t) is None]
     if not defaults:
         return []
-    given = (
-        ""
-        if len(defaults) == 2
-        else " (rtol as given)"
-        if defaults == ["atol"]
-        else " (atol as given)"
-    )
-    which = "tolerance" if not given else f"{defaults[0]}{given}"
+    which = "tolerance"  # both defaults; else the one, the other as given
+    if len(defaults) == 1:
+        which = f"{defaults[0]} ({'rtol' if defaults == ['atol'] else 'atol'} as given)"
     compared = [c for run in report.runs for c in run.comparisons]
     notes = []
     for name, dtype in held.dtypes.items():
@@ -453,7 +448,9 @@ def _held_notes(held: HeldByOutput, report: CheckReport, options: CheckOptions) 
             continue
         whole = f"{said}, every one a whole number (an index, a count)"
         why = f"; {dtype}'s would pass an index of 100 or more off by one"  # its default rtol
-        notes.append(f"{whole}: compared at {own}'s default {which}{why if not given else ''}")
+        notes.append(
+            f"{whole}: compared at {own}'s default {which}{why if len(defaults) == 2 else ''}"
+        )
     return notes
 
 
