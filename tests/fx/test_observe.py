@@ -933,6 +933,35 @@ def test_experts_mixed_into_a_layer_s_weight_are_skipped_when_traced_too(scaled:
     assert by_name["route.weight"].axis == 0 and by_name["plain.weight"].axis == 0
 
 
+class _Factorized(nn.Module):
+    """A factorized Linear, ``F.linear(x, U @ V)``, and LoRA merged into a Linear's weight,
+    ``F.linear(x, W + (B @ A) * s)``: products read as a weight with their units whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.U, self.V = nn.Parameter(torch.randn(6, 2)), nn.Parameter(torch.randn(2, 4))
+        self.W = nn.Parameter(torch.randn(6, 6))
+        self.B, self.A = nn.Parameter(torch.randn(6, 2)), nn.Parameter(torch.randn(2, 6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.linear(x, self.U @ self.V), self.W + (self.B @ self.A) * 0.5)
+
+
+def test_products_read_as_a_weight_unshaped_are_planned_when_traced_as_with_inputs() -> None:
+    """t330: the trace declined every product of a weight that reached a layer's weight slot
+    (a factorized Linear's U and V, LoRA's A and B), where a forward plans them: only a
+    product reshaped into the kernel is declined."""
+    traced, mode, _ = analyse_sites(_Factorized())
+    observed, _, _ = analyse_sites(_Factorized(), torch.randn(3, 4))
+    assert mode == "fx"
+
+    def plan(sites: list[ParamSite]) -> dict[str, tuple[str, int | None]]:
+        return {site.name: (site.status, site.axis) for site in sites}
+
+    assert plan(traced) == plan(observed)
+    assert plan(traced)["U"] == ("planned", 0) and plan(traced)["A"] == ("planned", 1)
+
+
 class _Correlation(nn.Module):
     """A siamese tracker's depthwise cross-correlation (pysot's ``xcorr_depthwise``): each
     channel of the template's features is a kernel over that channel of the search image's,

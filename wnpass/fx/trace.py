@@ -160,26 +160,35 @@ def _fx_functional_use(
 
 # The most nodes followed from a product of a weight to a layer reading it as its weight
 _TO_WEIGHT = 64
+# What the product's elements go through on their way to a kernel (:func:`_read_as_weight`):
+# views that lay them out as another shape, and what keeps each element where it is (a
+# transpose, a sample's kernels, a scaling, a static kernel added)
+_RESHAPES = {"view", "reshape", "flatten", "unflatten", "view_as", "reshape_as"}
+_KEEPS = {"permute", "transpose", "t", "contiguous", "unbind", "getitem", "mul", "truediv", "add"}
 
 
 def _read_as_weight(product: fx.Node) -> str | None:
-    """The layer op that reads what ``product`` (a matrix product of a weight) computes, or a
-    tensor made of it, at its weight's slot: the weight is then mixed into another layer's
-    weight (CondConv's ``F.conv2d(x, (routing @ W).view(...))``, t327), which the trace, with
-    no values, cannot tell the units' axes of; None where no layer reads it so (within
-    :data:`_TO_WEIGHT` nodes)."""
+    """The layer op that reads ``product`` (a matrix product of a weight), reshaped, as its
+    weight: the weight is then mixed into another layer's weight with its units laid out
+    over the kernel's axes (CondConv's ``F.conv2d(x, (routing @ W).view(...))``, t327),
+    which the trace, with no values, cannot tell the axes of. Followed through views and
+    what keeps each element where it is, within :data:`_TO_WEIGHT` nodes; None where no
+    layer reads it so. A product read as a weight without a reshape (a factorized Linear's
+    ``U @ V``, LoRA's ``W + B @ A``) keeps its units whole: a forward plans it (t330)."""
     layers = _LINEAR | _CONV | _CONV_T | _CONV_TBC
-    stack, seen = [product], {product}
+    stack, seen = [(product, False)], {product}
     while stack and len(seen) <= _TO_WEIGHT:
-        node = stack.pop()
+        node, reshaped = stack.pop()
         for user in node.users:
             keyword = "weight" if user.kwargs.get("weight") is node else None
             layer = user.op == "call_function" and user.target in layers
-            if layer and _arg_index(user, node, keyword) == 1:
+            if layer and reshaped and _arg_index(user, node, keyword) == 1:
                 return f"F.{getattr(user.target, '__name__', 'conv')}"
-            if user not in seen and user.op != "output":
-                seen.add(user)
-                stack.append(user)
+            name = str(getattr(user.target, "__name__", user.target)).strip("_")
+            if user in seen or name not in _RESHAPES | _KEEPS:
+                continue
+            seen.add(user)
+            stack.append((user, reshaped or name in _RESHAPES))
     return None
 
 

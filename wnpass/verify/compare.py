@@ -407,22 +407,21 @@ def output_passed(passed: bool, uncompared: str | None) -> bool | None:
 class HeldByOutput:
     """The narrower float each of a model's outputs is computed at, by output name, as its
     graph says (a float16 model's outputs cast to float32:
-    :func:`wnpass.verify.precision.computed_at`); that float's default tolerances apply.
-
-    Where the graph cannot tell whether the float16 value holds roundings or integers
-    carried in float16 (``unsure``: an op it does not know on the way), the values decide:
-    an output whose reference values are all whole numbers (an index, a count) keeps its own
-    type's tolerances, since float16's (1e-2) would pass an index of 100 or more off by one.
-    """
+    :func:`wnpass.verify.precision.computed_at`); that float's default tolerances apply, but
+    to an output whose reference values are all whole numbers: an index or a count carried in
+    float16 looks like a rounded value to any reading of the graph that can be fooled (t326,
+    t330: a bucket ``Floor(x * 100)``, a branch never taken), and float16's rtol (1e-2) would
+    pass one of 100 or more off by one, so such an output keeps its own type's tolerances
+    (the stricter side: float16 values that are all whole by chance, a few of 512 and more,
+    are held to it too)."""
 
     dtypes: Mapping[str, np.dtype]
-    unsure: frozenset[str] = frozenset()
 
     def of(self, name: str, reference: Any) -> tuple[np.dtype | None, np.dtype | None]:
         """The dtype whose tolerances apply to output ``name`` of values ``reference`` (None:
         its own), and the one set aside where the values are whole numbers only."""
         held = self.dtypes.get(name)
-        if held is None or name not in self.unsure or not _whole_numbers(reference):
+        if held is None or not _whole_numbers(reference):
             return held, None
         return None, held
 

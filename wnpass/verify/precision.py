@@ -6,18 +6,18 @@ holds float16 values, with float16's roundings behind them, and a comparison of 
 models is held to float16's tolerance, not float32's (every fold of such a model failed the
 float32 default on roundings alone, t316).
 
-Two things decide it, both read from the graph, not run: the value's type (declared, or read
-back through the ops that make it: :func:`wnpass.onnx.types.element_type`), and that it holds
-a rounding at that type (some path back reaches float16 arithmetic or a cast from a wider
-float, not only integers moved into float16: :func:`_rounded_narrow`). Where the type cannot
-be told, the output keeps its own type's tolerance. The rounding is said for sure, yes or no,
-where every path back goes through ops the walk knows; where one goes through an op it does
-not (another domain's fused kernels, a ``TopK``, a body), the output is listed ``unsure``
-rather than refused float16's tolerance (every fold of a float16 model using such an op
-would fail on roundings alone), and the values decide: such an output whose reference
-values are all whole numbers (an index carried in float16) keeps its own type's tolerance
-(:class:`wnpass.verify.compare.HeldByOutput`), so that an index off by one still fails
-(t319-t329)."""
+Two things read from the graph, not run, decide whether an output is listed: the value's type
+(declared, or read back through the ops that make it:
+:func:`wnpass.onnx.types.element_type`), and that it may hold a rounding at that type (some
+path back reaches float16 arithmetic or a cast from a wider float, not only integers moved
+into float16: :func:`_rounded_narrow`). Where the type cannot
+be told, the output keeps its own type's tolerance. The graph can say that a value holds
+integers only (casts of integers through ops that round nothing); where it says the value
+holds roundings, or cannot tell (another domain's op, a ``TopK``, a body, a value of no
+readable type), the output is listed, and its values decide the rest: one whose reference
+values are all whole numbers (an index, a count carried in float16) keeps its own type's
+tolerance (:class:`wnpass.verify.compare.HeldByOutput`), so that an index off by one still
+fails, whatever the graph seemed to say (t319-t330)."""
 
 from __future__ import annotations
 
@@ -46,34 +46,31 @@ def computed_at(model: ir.Model) -> HeldByOutput:
     are not listed. Those where the graph leaves it unsure are ``unsure``: their values
     decide."""
     found: dict[str, np.dtype] = {}
-    unsure = set()
     for output in model.graph.outputs:
         if output.name is None or output.is_graph_input():
             continue
-        narrow, sure = _cast_from(output)
+        narrow = _cast_from(output)
         if narrow is not None:
             found[output.name] = np.dtype(narrow.numpy())
-            if not sure:
-                unsure.add(output.name)
-    return HeldByOutput(found, frozenset(unsure))
+    return HeldByOutput(found)
 
 
-def _cast_from(value: ir.Value) -> tuple[ir.DataType | None, bool]:
+def _cast_from(value: ir.Value) -> ir.DataType | None:
     """The narrow float a ``Cast`` to a wide one widens, where ``value`` is that Cast's
-    output (through element moves) and the narrow value holds roundings (None otherwise),
-    and whether the graph says so for sure (:func:`_rounded_narrow`)."""
+    output (through element moves) and the narrow value may hold roundings
+    (:func:`_rounded_narrow`); None otherwise."""
     node = value.producer()
     while node is not None and node.domain in ("", "ai.onnx") and node.op_type in _MOVES:
         source = node.inputs[0]
         node = None if source is None else source.producer()
     if node is None or node.op_type != "Cast" or node.domain not in ("", "ai.onnx"):
-        return None, False
+        return None
     if cast_to(node) not in _WIDE or node.inputs[0] is None:
-        return None, False
+        return None
     narrow = element_type(node.inputs[0])
-    if narrow not in _NARROW or (rounded := _rounded_narrow(node.inputs[0])) is False:
-        return None, False
-    return narrow, rounded is True
+    if narrow not in _NARROW or _rounded_narrow(node.inputs[0]) is False:
+        return None
+    return narrow
 
 
 # ops whose outputs are elements of their data inputs (or their negation, absolute value or
@@ -155,8 +152,8 @@ def _rounded_narrow(value: ir.Value) -> bool | None:
             source = None if read is None else element_type(read)
             if read is not None and source is not None and source.is_floating_point():
                 stack.append((read, computed or _narrows(source, current)))
-            continue  # integers or booleans, as they are, or a type not known: not taken
-            # to be a rounding, so that the check stays the stricter one (t322, t323)
+            unsure = unsure or (read is not None and source is None)  # a RoiAlign kept
+            continue  # in float32 by a conversion (t330); integers, booleans: as they are
         if op in _EXACT or _selects(node):
             data = range(len(inputs)) if op in _ALL_DATA else _DATA.get(op, (0,))
         else:
