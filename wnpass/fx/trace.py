@@ -160,21 +160,19 @@ def _fx_functional_use(
 
 # The most nodes followed from a product of a weight to a layer reading it as its weight
 _TO_WEIGHT = 64
-# What the product's elements go through on their way to a kernel (:func:`_read_as_weight`):
-# views that lay them out as another shape, and what keeps each element where it is (a
-# transpose, a sample's kernels, a scaling, a static kernel added)
+# Views that lay a product's elements out as another shape: a kernel's (:func:`_read_as_weight`)
 _RESHAPES = {"view", "reshape", "flatten", "unflatten", "view_as", "reshape_as"}
-_KEEPS = {"permute", "transpose", "t", "contiguous", "unbind", "getitem", "mul", "truediv", "add"}
 
 
 def _read_as_weight(product: fx.Node) -> str | None:
-    """The layer op that reads ``product`` (a matrix product of a weight), reshaped, as its
-    weight: the weight is then mixed into another layer's weight with its units laid out
-    over the kernel's axes (CondConv's ``F.conv2d(x, (routing @ W).view(...))``, t327),
-    which the trace, with no values, cannot tell the axes of. Followed through views and
-    what keeps each element where it is, within :data:`_TO_WEIGHT` nodes; None where no
-    layer reads it so. A product read as a weight without a reshape (a factorized Linear's
-    ``U @ V``, LoRA's ``W + B @ A``) keeps its units whole: a forward plans it (t330)."""
+    """The layer op that reads ``product`` (a matrix product of a weight), reshaped on the
+    way, as its weight: the weight is then mixed into another layer's weight with its units
+    laid out over the kernel's axes (CondConv's ``F.conv2d(x, (routing @ W).view(...))``,
+    t327), which the trace, with no values, cannot tell the axes of. Followed through any op
+    (an activation, a clone, a cast between: t331), within :data:`_TO_WEIGHT` nodes; None
+    where no layer reads it so. A product read as a weight with no reshape on the way (a
+    factorized Linear's ``U @ V``, LoRA's ``W + B @ A``) keeps its units whole: a forward
+    plans it (t330)."""
     layers = _LINEAR | _CONV | _CONV_T | _CONV_TBC
     stack, seen = [(product, False)], {product}
     while stack and len(seen) <= _TO_WEIGHT:
@@ -184,10 +182,10 @@ def _read_as_weight(product: fx.Node) -> str | None:
             layer = user.op == "call_function" and user.target in layers
             if layer and reshaped and _arg_index(user, node, keyword) == 1:
                 return f"F.{getattr(user.target, '__name__', 'conv')}"
-            name = str(getattr(user.target, "__name__", user.target)).strip("_")
-            if user in seen or name not in _RESHAPES | _KEEPS:
+            if user in seen or user.op == "output":
                 continue
             seen.add(user)
+            name = str(getattr(user.target, "__name__", user.target)).strip("_")
             stack.append((user, reshaped or name in _RESHAPES))
     return None
 
