@@ -933,6 +933,30 @@ def test_experts_mixed_into_a_layer_s_weight_are_skipped_when_traced_too(scaled:
     assert by_name["route.weight"].axis == 0 and by_name["plain.weight"].axis == 0
 
 
+class _StemThenCondConv(nn.Module):
+    """A raw-parameter stem, ``x @ embed``, in front of a CondConv head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Parameter(torch.randn(2, 2))
+        self.head = _TracedCondConv(scaled=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head((x.permute(0, 2, 3, 1) @ self.embed).permute(0, 3, 1, 2).contiguous())
+
+
+def test_a_weight_whose_product_feeds_a_condconv_as_its_input_is_planned_traced() -> None:
+    """t332: traced, the walk from ``x @ embed`` went on through the CondConv's router and
+    its experts' product into the kernel's reshape, and skipped the stem's weight (and every
+    weight of a transformer block before such a head); the product's elements stop being its
+    own at another layer or product."""
+    traced, mode, _ = analyse_sites(_StemThenCondConv())
+    observed, _, _ = analyse_sites(_StemThenCondConv(), torch.randn(2, 2, 5, 5))
+    plan = {site.name: (site.status, site.axis) for site in traced}
+    assert mode == "fx" and plan == {site.name: (site.status, site.axis) for site in observed}
+    assert plan["embed"] == ("planned", 1) and plan["head.weight"][0] == "skipped"
+
+
 class _Factorized(nn.Module):
     """A factorized Linear, ``F.linear(x, U @ V)``, and LoRA merged into a Linear's weight,
     ``F.linear(x, W + (B @ A) * s)``: products read as a weight with their units whole."""

@@ -13,6 +13,7 @@ axis even where the forward uses it another way).
 
 from __future__ import annotations
 
+import collections
 import logging
 import operator
 import sys
@@ -34,6 +35,16 @@ from wnpass.fx.axes import (
     module_uses,
     sparse_table,
     table_use,
+)
+from wnpass.fx.calls import (
+    ELEMENTWISE,
+    IDENTITY,
+    PERMUTES,
+    REORDERS,
+    RESHAPE,
+    SCALINGS,
+    SLICE_DROP,
+    SLICE_KEEP,
 )
 from wnpass.fx.forward import Batch, as_batch, state_given_back
 from wnpass.fx.mixing import MIXED_TRACED
@@ -162,31 +173,44 @@ def _fx_functional_use(
 _TO_WEIGHT = 64
 # Views that lay a product's elements out as another shape: a kernel's (:func:`_read_as_weight`)
 _RESHAPES = {"view", "reshape", "flatten", "unflatten", "view_as", "reshape_as"}
+# What keeps each of its elements where it is, or one element's own (a cast, an activation,
+# a scaling, a static kernel added, a sample's kernels, a transpose), as the forward's
+# following does (:mod:`wnpass.fx.mixing`): followed; a layer, a product, a reduction, a
+# softmax (each element made of others) is where the product's elements stop being its own
+_ELEMENTS_KEPT = (
+    RESHAPE | IDENTITY | SCALINGS | PERMUTES | REORDERS | SLICE_KEEP | SLICE_DROP
+    | (ELEMENTWISE - {"softmax"})
+    | {"getitem", "truediv", "expand", "expand_as", "repeat", "cat", "stack"}
+)  # fmt: skip
 
 
 def _read_as_weight(product: fx.Node) -> str | None:
     """The layer op that reads ``product`` (a matrix product of a weight), reshaped on the
     way, as its weight: the weight is then mixed into another layer's weight with its units
     laid out over the kernel's axes (CondConv's ``F.conv2d(x, (routing @ W).view(...))``,
-    t327), which the trace, with no values, cannot tell the axes of. Followed through any op
-    (an activation, a clone, a cast between: t331), within :data:`_TO_WEIGHT` nodes; None
-    where no layer reads it so. A product read as a weight with no reshape on the way (a
-    factorized Linear's ``U @ V``, LoRA's ``W + B @ A``) keeps its units whole: a forward
-    plans it (t330)."""
+    t327), which the trace, with no values, cannot tell the axes of. Followed, breadth first
+    (a side branch cannot use up the bound first, t332), within :data:`_TO_WEIGHT` nodes,
+    through what keeps the product's elements its own (:data:`_ELEMENTS_KEPT`: a tanh or a
+    clone between, t331), not through another layer or product (the next block's weights
+    are no part of it, t332); None where no layer reads it so. A product read as a weight
+    with no reshape on the way (a factorized Linear's ``U @ V``, LoRA's ``W + B @ A``) keeps
+    its units whole: a forward plans it (t330)."""
     layers = _LINEAR | _CONV | _CONV_T | _CONV_TBC
-    stack, seen = [(product, False)], {product}
-    while stack and len(seen) <= _TO_WEIGHT:
-        node, reshaped = stack.pop()
+    queue, seen = collections.deque([(product, False)]), {product}
+    while queue and len(seen) <= _TO_WEIGHT:
+        node, reshaped = queue.popleft()
         for user in node.users:
             keyword = "weight" if user.kwargs.get("weight") is node else None
             layer = user.op == "call_function" and user.target in layers
             if layer and reshaped and _arg_index(user, node, keyword) == 1:
                 return f"F.{getattr(user.target, '__name__', 'conv')}"
-            if user in seen or user.op == "output":
+            name = str(getattr(user.target, "__name__", user.target))
+            if user in seen or user.op not in ("call_function", "call_method"):
+                continue
+            if name not in _ELEMENTS_KEPT and name.strip("_") not in _ELEMENTS_KEPT:
                 continue
             seen.add(user)
-            name = str(getattr(user.target, "__name__", user.target)).strip("_")
-            stack.append((user, reshaped or name in _RESHAPES))
+            queue.append((user, reshaped or name in _RESHAPES))
     return None
 
 
