@@ -66,6 +66,7 @@ import onnx_ir as ir
 from wnpass.onnx import halves
 from wnpass.onnx.graphs import const_tensor, enclosing_scope, value_inputs, walk_cone
 from wnpass.onnx.norms import sum_of_squares_source
+from wnpass.onnx.types import cast_to
 from wnpass.rounding import round_once
 
 __all__ = [
@@ -411,8 +412,8 @@ def _dtype_of(value: ir.Value | None) -> ir.DataType | None:
         node, seen = value.producer(), seen + 1
         if node is None or node.domain not in ("", "ai.onnx"):
             return None
-        if node.op_type == "Cast" and (to := node.attributes.get("to")) is not None:
-            return ir.DataType(to.value) if to.type == ir.AttributeType.INT else None
+        if node.op_type == "Cast":
+            return cast_to(node)
         if node.op_type == "Shape":
             return ir.DataType.INT64
         if node.op_type == "Constant":  # onnxscript's op.Constant(value=W) (t275)
@@ -449,7 +450,7 @@ def _check_node(node: ir.Node) -> None:
     if node.op_type in _BASIC_OPS and "broadcast" in node.attributes:
         # opset 6 and before: B aligned with A from ``axis``, not from the last axis (t114)
         raise NotExact(f"{node.op_type} with the broadcast attribute of opset 6 is not evaluated")
-    if node.op_type == "Cast" and node.attributes["to"].type != ir.AttributeType.INT:
+    if node.op_type == "Cast" and cast_to(node) is None:
         raise NotExact("a Cast naming its type by a string (opset 5) is not evaluated")
 
 

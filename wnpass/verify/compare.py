@@ -49,6 +49,7 @@ __all__ = [
     "nothing_compared",
     "scaled_atol",
     "tolerance_for",
+    "whole_numbers",
 ]
 
 # (rtol, atol) by output dtype. The two models should compute the same function, but ONNX
@@ -421,12 +422,12 @@ class HeldByOutput:
         """The dtype whose tolerances apply to output ``name`` of values ``reference`` (None:
         its own), and the one set aside where the values are whole numbers only."""
         held = self.dtypes.get(name)
-        if held is None or not _whole_numbers(reference):
+        if held is None or not whole_numbers(reference):
             return held, None
         return None, held
 
 
-def _whole_numbers(values: Any) -> bool:
+def whole_numbers(values: Any) -> bool:
     """Whether ``values`` is a float array whose finite values (one at least) are all whole
     numbers."""
     if not isinstance(values, np.ndarray) or values.dtype.kind != "f":

@@ -26,7 +26,7 @@ import onnx_ir as ir
 
 from wnpass.onnx.graphs import const_tensor
 from wnpass.onnx.types import cast_to, element_type
-from wnpass.verify.compare import HeldByOutput
+from wnpass.verify.compare import HeldByOutput, whole_numbers
 
 __all__ = ["computed_at"]
 
@@ -68,7 +68,7 @@ def _cast_from(value: ir.Value) -> ir.DataType | None:
     if cast_to(node) not in _WIDE or node.inputs[0] is None:
         return None
     narrow = element_type(node.inputs[0])
-    if narrow not in _NARROW or _rounded_narrow(node.inputs[0]) is False:
+    if narrow not in _NARROW or not _rounded_narrow(node.inputs[0]):
         return None
     return narrow
 
@@ -112,28 +112,23 @@ _READ_CONSTANT = 1024
 _WALK = 256
 
 
-def _rounded_narrow(value: ir.Value) -> bool | None:
-    """Whether the narrow float ``value`` holds roundings at its own precision, walked back
-    through the float values that make it (integers and booleans hold whole numbers):
-
-    - True where some path reaches an op whose results round whatever it reads
-      (:data:`_ROUNDS`: a quotient, a root, a layer's sums of products), or an op that rounds
-      only what holds fractions (:data:`_WHOLE`: ``Add``, ``Mul``; a ``Cast`` from a wider
-      float) reading a value given with fractions (a graph input, a constant);
-    - False where every path ends in integers or booleans cast to it, constants, or inputs,
-      through ops that round nothing (:data:`_EXACT`): a float16 of an ``ArgMax``, sliced,
-      gathered or plus one, holds those integers as they are, and an index off by one must
-      not pass as a float16 rounding (t319-t326);
-    - None where neither is sure: a path meets an op of neither kind (another domain's, a
-      ``TopK``, a body's), walked through, a value of no known type, or the walk ends at
-      :data:`_WALK` nodes. The comparison then looks at the values
-      (:class:`~wnpass.verify.compare.HeldByOutput`).
-    """
+def _rounded_narrow(value: ir.Value) -> bool:
+    """Whether the narrow float ``value`` may hold roundings at its own precision, walked
+    back through the float values that make it (integers and booleans hold whole numbers):
+    True where some path reaches an op whose results round whatever it reads
+    (:data:`_ROUNDS`: a quotient, a root, a layer's sums of products), an op that rounds only
+    what holds fractions (:data:`_WHOLE`: ``Add``, ``Mul``; a ``Cast`` from a wider float)
+    reading a value given with fractions (a graph input, a constant), or where the walk
+    cannot tell (an op of neither kind: another domain's, a ``TopK``, a body's; a value of no
+    known type; past :data:`_WALK` nodes): the values decide then
+    (:class:`~wnpass.verify.compare.HeldByOutput`). False where every path ends in integers
+    or booleans cast to it, constants, or inputs, through ops that round nothing
+    (:data:`_EXACT`): a float16 of an ``ArgMax``, sliced, gathered or plus one, holds those
+    integers as they are (t319-t330)."""
     stack, seen = [(value, False)], set[tuple[ir.Value, bool]]()
-    unsure = False
     while stack:
         if len(seen) > _WALK:
-            return None
+            return True
         current, computed = stack.pop()  # computed: read by a _WHOLE op on the way
         if (current, computed) in seen:
             continue
@@ -150,23 +145,24 @@ def _rounded_narrow(value: ir.Value) -> bool | None:
         if op in ("Cast", "CastLike"):
             read = inputs[0]
             source = None if read is None else element_type(read)
+            if read is not None and source is None:
+                return True  # a RoiAlign kept in float32 by a conversion (t330)
             if read is not None and source is not None and source.is_floating_point():
                 stack.append((read, computed or _narrows(source, current)))
-            unsure = unsure or (read is not None and source is None)  # a RoiAlign kept
-            continue  # in float32 by a conversion (t330); integers, booleans: as they are
+            continue  # integers, booleans: as they are
         if op in _EXACT or _selects(node):
             data = range(len(inputs)) if op in _ALL_DATA else _DATA.get(op, (0,))
+        elif op in _WHOLE:
+            data, computed = range(len(inputs)), True
         else:
-            data = range(len(inputs))
-            computed = computed or op in _WHOLE
-            unsure = unsure or op not in _WHOLE
+            return True  # an op of neither kind
         for read in (inputs[i] for i in data if i < len(inputs)):
             kind = None if read is None else element_type(read)
+            if read is not None and kind is None:
+                return True  # what it holds is not known
             if read is not None and kind is not None and kind.is_floating_point():
                 stack.append((read, computed))
-            elif read is not None and kind is None:
-                unsure = True  # what it holds is not known: not walked
-    return None if unsure else False
+    return False
 
 
 def _fractions_given(value: ir.Value) -> bool:
@@ -179,7 +175,7 @@ def _fractions_given(value: ir.Value) -> bool:
     if tensor is None or tensor.size > _READ_CONSTANT:
         return True
     values = tensor.numpy().astype(np.float64)
-    return not bool(np.array_equal(values, np.trunc(values)))
+    return values.size > 0 and not whole_numbers(values)
 
 
 def _narrows(source: ir.DataType, narrow: ir.Value) -> bool:
