@@ -49,13 +49,9 @@ def test_an_op_said_to_give_a_type_gives_it(op: str) -> None:
 
 
 def _typed(text: str, **arrays: np.ndarray) -> dict[str, ir.DataType | None]:
-    """The element type read of each output of the main graph, strictly and with any op
-    taken to keep its type."""
+    """The element type read of each output of the main graph."""
     model = ir.serde.deserialize_model(onnx_model(text, None, False, **arrays))
-    return {
-        value.name or "": types.element_type(value.producer().outputs[0])  # type: ignore[union-attr]
-        for value in model.graph.outputs
-    }
+    return {value.name or "": types.element_type(value) for value in model.graph.outputs}
 
 
 def test_onehot_dequantize_and_eyelike_read_their_type_from_what_gives_it() -> None:
@@ -102,3 +98,53 @@ def test_an_opset_5_cast_names_no_type_that_is_read() -> None:
     (output,) = ir_model.graph.outputs
     output.type = None
     assert types.element_type(output) is None
+
+
+def _contrib_schemas() -> dict[str, list[object]]:
+    """ONNX Runtime's schemas of its own ops (domain ``com.microsoft``), every version."""
+    pytest.importorskip("onnxruntime")
+    from onnxruntime.capi import _pybind_state
+
+    found: dict[str, list[object]] = {}
+    for schema in _pybind_state.get_all_operator_schema():
+        if schema.domain == "com.microsoft":
+            found.setdefault(schema.name, []).append(schema)
+    return found
+
+
+def test_onnx_runtimes_ops_said_to_keep_a_type_give_their_output_that_inputs_type() -> None:
+    """Each ONNX Runtime op read as typed by an input has, in every version of its schema, a
+    first output of that input's type variable."""
+    schemas = _contrib_schemas()
+    for op, given in types._CONTRIB_TYPED_BY.items():
+        assert op in schemas, op
+        for schema in schemas[op]:
+            output = schema.outputs[0].typeStr  # type: ignore[attr-defined]
+            assert output == schema.inputs[given].typeStr, (op, output)  # type: ignore[attr-defined]
+
+
+def test_onnx_runtimes_fused_layers_are_typed_by_their_schemas() -> None:
+    """A model ONNX Runtime's transformers optimizer converted to float16 computes with its own
+    ops (``FusedMatMul``, ``SkipLayerNormalization``): their outputs read as float16, as the
+    schema says (t330: unknown, so a float16 output cast to float32 was held to float32's
+    tolerance); an embedding's by its table, not its ids; a later output, or an op not in
+    the table, reads as unknown, as before."""
+    text = """
+        <ir_version: 10, opset_import: ["" : 17, "com.microsoft" : 1]>
+        agraph (float[4, 8] x, int32[1, 4] ids) => (f, s, mean, e, u) {
+            h = Cast <to = 10> (x)
+            f = com.microsoft.FusedMatMul (h, w)
+            s, mean, inv, sum = com.microsoft.SkipLayerNormalization (h, h, gamma)
+            e, m = com.microsoft.EmbedLayerNormalization (ids, ids, table, pos, pos, gamma, gamma)
+            u = com.microsoft.Unknown (h)
+        }
+    """
+    half = np.ones((8, 8), np.float16)
+    typed = _typed(text, w=half, gamma=half[0], table=np.ones((10, 8), np.float16), pos=half)
+    assert typed == {
+        "f": ir.DataType.FLOAT16,
+        "s": ir.DataType.FLOAT16,
+        "mean": None,
+        "e": ir.DataType.FLOAT16,
+        "u": None,
+    }

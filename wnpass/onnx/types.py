@@ -5,7 +5,8 @@ needs the type of a weight it computes, and a check the precision an output was 
 Both read it here, from the ops that make the value, each op by ONNX's schema: the input that
 gives its output its type (the first, but for ``Where``, ``CastLike``, ``OneHot`` and
 ``DequantizeLinear``; an attribute where it is set: ``EyeLike``'s ``dtype``), or the one type
-it gives (``ArgMax``'s int64, a comparison's bool, ``Cast``'s ``to``)."""
+it gives (``ArgMax``'s int64, a comparison's bool, ``Cast``'s ``to``); ONNX Runtime's fused
+layers (``FusedMatMul``, ``SkipLayerNormalization``, ...) by its own schemas."""
 
 from __future__ import annotations
 
@@ -45,6 +46,22 @@ _TYPED_BY: dict[str, tuple[int, ...]] = {
 }
 # the attribute that gives an op's output its type where it is set (not 0), over its input's
 _TYPED_BY_ATTRIBUTE = {"EyeLike": "dtype", "DequantizeLinear": "output_dtype"}
+# ONNX Runtime's own ops (domain ``com.microsoft``), which its transformers optimizer writes
+# into the models it converts to float16, whose first output has the type of the input given
+# (by ONNX Runtime's schemas): the layers and activations it fuses
+_CONTRIB = "com.microsoft"
+_CONTRIB_TYPED_BY: dict[str, int] = {
+    op: 0
+    for op in (
+        *("Attention", "MultiHeadAttention", "GroupQueryAttention", "PackedAttention"),
+        *("PackedMultiHeadAttention", "DecoderMaskedMultiHeadAttention", "SparseAttention"),
+        *("LongformerAttention", "RotaryEmbedding", "RelativePositionBias", "BiasAdd"),
+        *("GatedRelativePositionBias", "BiasDropout", "BiasGelu", "BiasSoftmax", "FastGelu"),
+        *("BiasSplitGelu", "FusedConv", "FusedGemm", "FusedMatMul", "Gelu", "GemmFastGelu"),
+        *("GroupNorm", "SkipGroupNorm", "NhwcConv", "QuickGelu", "SkipLayerNormalization"),
+        *("SkipSimplifiedLayerNormalization", "TransposeMatMul", "MatMulNBits", "SwiGLU"),
+    )
+} | {"EmbedLayerNormalization": 2, "GemmaRotaryEmbedding": 1}
 # ops every output of which has their input's type
 _ALL_SAME = frozenset({"Split"})
 # ops whose outputs after the first are int64 indices (their first has their input's type)
@@ -70,8 +87,9 @@ def element_type(value: ir.Value, *, any_op: bool = False) -> ir.DataType | None
     """``value``'s element type: as declared; a constant's; as the ``Cast``, the
     ``ConstantOfShape`` (float32 where it has no value) or an op that gives one type
     (:data:`_GIVES`, the indices of :data:`_INDICES_SECOND`) says; else the type input's of
-    an op that keeps its type (:data:`_SAME_TYPE`), walked back. None where that is not known:
-    another op, another domain's, another op's later output; with ``any_op``, those are taken
+    an op that keeps its type (:data:`_SAME_TYPE`, ONNX Runtime's :data:`_CONTRIB_TYPED_BY`),
+    walked back. None where that is not known: another op, another domain's, another op's
+    later output; with ``any_op``, those are taken
     to keep their type input's too (a weight is computed by ops that do)."""
     while value.dtype is None:
         if (const := const_tensor(value)) is not None:
@@ -81,6 +99,12 @@ def element_type(value: ir.Value, *, any_op: bool = False) -> ir.DataType | None
             return None
         standard = node.domain in ("", "ai.onnx")
         op = node.op_type if standard else ""
+        contrib = _CONTRIB_TYPED_BY.get(node.op_type) if node.domain == _CONTRIB else None
+        if contrib is not None and value.index() == 0:
+            if contrib >= len(node.inputs) or (read := node.inputs[contrib]) is None:
+                return None
+            value = read
+            continue
         if op == "Cast":
             return cast_to(node)
         if op == "ConstantOfShape":
