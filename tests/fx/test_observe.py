@@ -933,6 +933,72 @@ def test_experts_mixed_into_a_layer_s_weight_are_skipped_when_traced_too(scaled:
     assert by_name["route.weight"].axis == 0 and by_name["plain.weight"].axis == 0
 
 
+class _CondConvThrough(nn.Module):
+    """CondConv traced, some op between ``routing @ W`` (or ``addmm(b, routing, W)``) and the
+    kernel's view."""
+
+    def __init__(self, between: str) -> None:
+        super().__init__()
+        self.between = between
+        self.weight = nn.Parameter(torch.randn(3, 4 * 2 * 3 * 3))
+        self.route, self.bias = nn.Linear(2, 3), nn.Parameter(torch.zeros(72))
+        self.gelu, self.drop = nn.GELU(), nn.Dropout(0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        routing = torch.sigmoid(self.route(x.mean((2, 3))))
+        if self.between == "addmm":
+            mixed = torch.addmm(self.bias, routing, self.weight)
+        else:
+            mixed = _BETWEEN[self.between](self, routing @ self.weight)
+        return F.conv2d(x.reshape(1, -1, 5, 5), mixed.reshape(-1, 2, 3, 3), groups=2)
+
+
+_BETWEEN: dict[str, Callable[[_CondConvThrough, torch.Tensor], torch.Tensor]] = {
+    "nn.GELU()": lambda m, k: m.gelu(k),
+    "nn.Dropout()": lambda m, k: m.drop(k),
+    "F.silu": lambda m, k: F.silu(k),
+    ".T.T": lambda m, k: k.T.T,
+    "masked_fill": lambda m, k: k.masked_fill(k > 10, 0.0),
+    "softmax": lambda m, k: torch.softmax(k, -1),
+}
+
+
+@pytest.mark.parametrize("between", [*_BETWEEN, "addmm"])
+def test_experts_mixed_into_a_kernel_are_skipped_traced_whatever_op_comes_between(
+    between: str,
+) -> None:
+    """t333: the trace followed the product only through ops it listed by name, and planned
+    the experts at axis 1 (g of 1 x 72, across them) where an ``nn.GELU()``, a dropout
+    module, ``F.silu``, ``.T`` or a ``masked_fill`` came between, as a forward does not; an
+    ``addmm`` of it was not followed at all. Every op but another layer's is followed."""
+    traced, mode, _ = analyse_sites(_CondConvThrough(between))
+    observed, _, _ = analyse_sites(_CondConvThrough(between), torch.randn(2, 2, 5, 5))
+    plan = {site.name: (site.status, site.axis) for site in traced}
+    assert mode == "fx" and plan["weight"][0] == "skipped"
+    assert plan == {site.name: (site.status, site.axis) for site in observed}
+
+
+class _PerSampleCondConv(nn.Module):
+    """CondConv unrolled over a batch of 40: one ``getitem`` of the product per sample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(3, 4 * 2 * 3 * 3))
+        self.route = nn.Linear(2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mixed = torch.sigmoid(self.route(x.mean((2, 3)))) @ self.weight
+        return torch.cat([F.conv2d(x[i : i + 1], mixed[i].view(4, 2, 3, 3)) for i in range(40)])
+
+
+def test_a_products_many_users_do_not_use_up_the_walk_to_a_kernel() -> None:
+    """t333: one ``getitem`` per sample (40 of them) used up the walk's 64 nodes before any
+    reached its view, and the experts were planned at axis 1: a walk bounded by steps, each
+    sample's kernel one step further."""
+    sites, mode, _ = analyse_sites(_PerSampleCondConv())
+    assert mode == "fx" and {s.name: s.status for s in sites}["weight"] == "skipped"
+
+
 class _StemThenCondConv(nn.Module):
     """A raw-parameter stem, ``x @ embed``, in front of a CondConv head."""
 

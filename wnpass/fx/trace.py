@@ -36,16 +36,7 @@ from wnpass.fx.axes import (
     sparse_table,
     table_use,
 )
-from wnpass.fx.calls import (
-    ELEMENTWISE,
-    IDENTITY,
-    PERMUTES,
-    REORDERS,
-    RESHAPE,
-    SCALINGS,
-    SLICE_DROP,
-    SLICE_KEEP,
-)
+from wnpass.fx.calls import LAYER_OPS, name_of
 from wnpass.fx.forward import Batch, as_batch, state_given_back
 from wnpass.fx.mixing import MIXED_TRACED
 from wnpass.fx.observe import observe_uses, rnn_roles
@@ -110,9 +101,16 @@ def _matmul_use(param: str, op: str, consumer: str, index: int | None, shape: li
 
 
 def _fx_functional_use(
-    param: str, shape: list[int], user: fx.Node, attr: fx.Node, policy: DimPolicy, embeddings: bool
+    param: str,
+    shape: list[int],
+    user: fx.Node,
+    attr: fx.Node,
+    model: nn.Module,
+    *,
+    policy: DimPolicy,
+    embeddings: bool,
 ) -> Use:
-    """One user of a parameter read with ``get_attr``."""
+    """One user of a parameter of ``model`` read with ``get_attr``."""
     target, name = user.target, user.name
     index = _arg_index(user, attr, "weight" if user.kwargs.get("weight") is attr else None)
     if user.op == "call_function" and target in _LINEAR:
@@ -144,12 +142,14 @@ def _fx_functional_use(
     if (user.op == "call_function" and target in _MATMUL) or (
         user.op == "call_method" and target in _MATMUL_METHODS
     ):
-        if (layer := _read_as_weight(user)) is not None:
+        if (layer := _read_as_weight(user, model)) is not None:
             return Use(param, "matmul", name, None, MIXED_TRACED.format(op="matmul", layer=layer))
         return _matmul_use(param, "matmul", name, index, shape)
     if user.op == "call_function" and target is torch.addmm:
         if index == 0:
             return bias_use(param, "addmm", name)
+        if (layer := _read_as_weight(user, model)) is not None:
+            return Use(param, "addmm", name, None, MIXED_TRACED.format(op="addmm", layer=layer))
         return _matmul_use(param, "addmm", name, 0 if index == 1 else 1, shape)
     if user.op == "call_function" and target in (F.embedding, torch.embedding):
         weight_index = 1 if target is F.embedding else 0
@@ -169,49 +169,56 @@ def _fx_functional_use(
     return Use(param, str(label), name, None, f"used by {label}, which wnpass does not know")
 
 
-# The most nodes followed from a product of a weight to a layer reading it as its weight
+# The most steps followed from a product of a weight to a layer reading it as its weight, and
+# the most nodes so followed in all
 _TO_WEIGHT = 64
+_FOLLOWED = 4096
 # Views that lay a product's elements out as another shape: a kernel's (:func:`_read_as_weight`)
 _RESHAPES = {"view", "reshape", "flatten", "unflatten", "view_as", "reshape_as"}
-# What keeps each of its elements where it is, or one element's own (a cast, an activation,
-# a scaling, a static kernel added, a sample's kernels, a transpose), as the forward's
-# following does (:mod:`wnpass.fx.mixing`): followed; a layer, a product, a reduction, a
-# softmax (each element made of others) is where the product's elements stop being its own
-_ELEMENTS_KEPT = (
-    RESHAPE | IDENTITY | SCALINGS | PERMUTES | REORDERS | SLICE_KEEP | SLICE_DROP
-    | (ELEMENTWISE - {"softmax"})
-    | {"getitem", "truediv", "expand", "expand_as", "repeat", "cat", "stack"}
-)  # fmt: skip
 
 
-def _read_as_weight(product: fx.Node) -> str | None:
+def _read_as_weight(product: fx.Node, model: nn.Module) -> str | None:
     """The layer op that reads ``product`` (a matrix product of a weight), reshaped on the
     way, as its weight: the weight is then mixed into another layer's weight with its units
     laid out over the kernel's axes (CondConv's ``F.conv2d(x, (routing @ W).view(...))``,
-    t327), which the trace, with no values, cannot tell the axes of. Followed, breadth first
-    (a side branch cannot use up the bound first, t332), within :data:`_TO_WEIGHT` nodes,
-    through what keeps the product's elements its own (:data:`_ELEMENTS_KEPT`: a tanh or a
-    clone between, t331), not through another layer or product (the next block's weights
-    are no part of it, t332); None where no layer reads it so. A product read as a weight
-    with no reshape on the way (a factorized Linear's ``U @ V``, LoRA's ``W + B @ A``) keeps
-    its units whole: a forward plans it (t330)."""
+    t327), which the trace, with no values, cannot tell the axes of. Followed breadth first
+    through every op but another layer's (:func:`_ends_there`: the next block's weights are
+    no part of it, t332), whatever its name (an ``nn.GELU()``, ``F.silu``, ``.T``, a
+    ``masked_fill`` between, t333), within :data:`_TO_WEIGHT` steps (siblings, a sample's
+    kernels each, count once, t333); None where no layer reads it so. A product read as a
+    weight with no reshape on the way (a factorized Linear's ``U @ V``, LoRA's ``W + B @ A``)
+    keeps its units whole: a forward plans it (t330)."""
     layers = _LINEAR | _CONV | _CONV_T | _CONV_TBC
-    queue, seen = collections.deque([(product, False)]), {product}
-    while queue and len(seen) <= _TO_WEIGHT:
-        node, reshaped = queue.popleft()
+    queue = collections.deque([(product, False, 0)])
+    seen = {product}
+    while queue:
+        node, reshaped, steps = queue.popleft()
         for user in node.users:
             keyword = "weight" if user.kwargs.get("weight") is node else None
             layer = user.op == "call_function" and user.target in layers
             if layer and reshaped and _arg_index(user, node, keyword) == 1:
                 return f"F.{getattr(user.target, '__name__', 'conv')}"
-            name = str(getattr(user.target, "__name__", user.target))
-            if user in seen or user.op not in ("call_function", "call_method"):
+            if user in seen or steps >= _TO_WEIGHT or len(seen) >= _FOLLOWED:
                 continue
-            if name not in _ELEMENTS_KEPT and name.strip("_") not in _ELEMENTS_KEPT:
+            if _ends_there(user, model):
                 continue
             seen.add(user)
-            queue.append((user, reshaped or name in _RESHAPES))
+            name = str(getattr(user.target, "__name__", user.target))
+            queue.append((user, reshaped or name in _RESHAPES, steps + 1))
     return None
+
+
+def _ends_there(user: fx.Node, model: nn.Module) -> bool:
+    """Whether what ``user`` computes is none of its operands' elements, for
+    :func:`_read_as_weight`: a layer's output (its op's, :data:`LAYER_OPS`: a product, a
+    convolution; a module holding parameters), the graph's output, or a layout read
+    (``w.shape``)."""
+    if user.op == "call_module":
+        return any(True for _ in model.get_submodule(str(user.target)).parameters())
+    if user.op not in ("call_function", "call_method") or _layout_read(user):
+        return True
+    name = name_of(user.target) if callable(user.target) else str(user.target)
+    return name.strip("_") in LAYER_OPS
 
 
 def _layout_read(user: fx.Node) -> bool:
@@ -254,7 +261,10 @@ def _fx_uses(model: nn.Module, policy: DimPolicy, embeddings: bool) -> list[Use]
             shape = list(params[param].shape)
             for user in node.users:
                 if not _layout_read(user):
-                    uses.append(_fx_functional_use(param, shape, user, node, policy, embeddings))
+                    use = _fx_functional_use(
+                        param, shape, user, node, model, policy=policy, embeddings=embeddings
+                    )
+                    uses.append(use)
     return uses
 
 

@@ -168,14 +168,16 @@ def _rounded_narrow(value: ir.Value) -> bool:
 def _fractions_given(value: ir.Value) -> bool:
     """Whether a value no node of the walk computes, an input or a constant, holds fractions
     as far as can be told: an input may; a constant of more than :data:`_READ_CONSTANT`
-    elements is taken to (a weight), as is one not read here; a smaller one is read."""
+    elements is taken to (a weight), as is one not read here; a smaller one is read (its
+    finite values: an infinity or a NaN is no fraction)."""
     if value.is_graph_input():
         return True
     tensor = const_tensor(value)
     if tensor is None or tensor.size > _READ_CONSTANT:
         return True
     values = tensor.numpy().astype(np.float64)
-    return values.size > 0 and not whole_numbers(values)
+    finite = values[np.isfinite(values)]  # an inf or a NaN added rounds nothing (t333)
+    return finite.size > 0 and not whole_numbers(finite)
 
 
 def _narrows(source: ir.DataType, narrow: ir.Value) -> bool:
