@@ -926,3 +926,73 @@ def test_a_graph_with_an_axis_out_of_range_is_not_folded(kind: str) -> None:
     (entry,) = report.sites if kind == "weight-norm" else report.cones
     assert entry.status == "declined" and entry.reason is not None and reason in entry.reason
     assert onnx.printer.to_text(folded.graph) == onnx.printer.to_text(model.graph)
+
+
+# ------------------------------------------------------- where ONNX and ONNX Runtime differ
+
+
+@pytest.mark.parametrize("end", [2**31 - 1, 2**63 - 1])
+def test_a_negative_step_to_int_max_is_declined(end: int) -> None:
+    """t335: ONNX Runtime reads an end of INT32_MAX or INT64_MAX as "to the end" whichever way
+    the step goes (rows 3..0 of W); ONNX's semantics clamp it to the last row (nothing): the
+    fold wrote an empty table, outputs changed, and said ok."""
+    model = _constant_model(
+        "agraph () => (float[?, 4] y) { y = Slice(w, s, e, a, k) }",
+        w=rand(5, 4),
+        s=np.array([3], np.int64),
+        e=np.array([end], np.int64),
+        a=np.array([0], np.int64),
+        k=np.array([-1], np.int64),
+    )
+    with pytest.raises(NotExact, match=f"an end of {end} with a negative step"):
+        _evaluate(model)
+
+
+def test_a_negative_step_to_before_the_start_is_the_runtimes_slice() -> None:
+    """INT64_MIN, the end ONNX recommends for slicing backward to the start, is read alike."""
+    model = _constant_model(
+        "agraph () => (float[?, 4] y) { y = Slice(w, s, e, a, k) }",
+        w=rand(5, 4),
+        s=np.array([3], np.int64),
+        e=np.array([-(2**63)], np.int64),
+        a=np.array([0], np.int64),
+        k=np.array([-1], np.int64),
+    )
+    assert _evaluate(model).tobytes() == run(model, {})[0].tobytes()
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_squeezing_empty_axes_is_declined_where_an_axis_has_size_1(opset: int) -> None:
+    """t335: ONNX Runtime squeezes every axis of size 1 where the axes given are empty, ONNX's
+    semantics none (the folded table kept its 1 x 3 x 4 shape). Without such an axis the two
+    agree."""
+
+    def model(w: np.ndarray) -> onnx.ModelProto:
+        node = helper.make_node("Squeeze", ["w"] if opset == 11 else ["w", "a"], ["y"])
+        initializers = [onnx.numpy_helper.from_array(w, "w")]
+        if opset == 11:
+            node.attribute.append(
+                helper.make_attribute("axes", [], attr_type=onnx.AttributeProto.INTS)
+            )
+        else:
+            initializers.append(onnx.numpy_helper.from_array(np.zeros(0, np.int64), "a"))
+        output = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+        graph = helper.make_graph([node], "g", [], [output], initializers)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+    with pytest.raises(NotExact, match="empty axes, which squeeze none"):
+        _evaluate(model(rand(1, 3, 4)))
+    assert _evaluate(model(rand(2, 3))).shape == (2, 3)
+
+
+def test_a_pad_of_negative_zero_fills_negative_zero() -> None:
+    """t335: below opset 11 a ``value`` of -0.0 read as false padded +0.0."""
+    model = onnx_model(
+        """<ir_version: 8, opset_import: ["" : 10]>
+        agraph () => (float[?, ?] y) { y = Pad <pads = [0, 0, 1, 1], value = -0.0> (w) }""",
+        None,
+        True,
+        w=rand(2, 3),
+    )
+    ours = _evaluate(model)
+    assert ours.tobytes() == run(model, {})[0].tobytes() and np.signbit(ours[2, 3])

@@ -475,3 +475,55 @@ def test_v_holding_inf_is_declined_as_v_holding_inf() -> None:
     v = rand(4, 6)
     v[1, 2] = np.inf
     assert _declined(_norm_model(v)) == "v holds NaN or Inf"
+
+
+# ------------------------------------------------------- operands computed from constants
+
+
+def test_an_operand_the_graph_rounds_on_the_way_is_declined() -> None:
+    """t335: ``v = (A + B) - A`` with B below half an ulp of A is 0 in float32 (the graph's
+    weight NaN), B exactly; ``g = (1 + d) - 1`` likewise. The fold computed the weight from
+    the exact operands, wrote a finite weight over the graph's NaN (v) or one 55% away (g),
+    and said ok: an operand that holds a rounding of the graph's is declined, with the ops."""
+    a, small = np.ones((32, 64), np.float32), (rand(32, 64) * 1e-9).astype(np.float32)
+    g = np.abs(rand(32, 1)) + 0.5
+    v_rounded = """
+        s = Add(a, b)
+        v = Sub(s, a)
+        n = ReduceL2 <axes = [1]> (v)
+        d = Div(v, n)
+        w = Mul(d, g)
+        y = Gemm <transB = 1> (x, w)
+    """
+    reason = _declined(_site_model(v_rounded, a=a, b=small, g=g))
+    assert reason.startswith("v is computed from constants by Add, Sub, which the graph rounds")
+    g_rounded = """
+        s = Add(one, d0)
+        g = Sub(s, one)
+        n = ReduceL2 <axes = [1]> (v)
+        d = Div(v, n)
+        w = Mul(d, g)
+        y = Gemm <transB = 1> (x, w)
+    """
+    one = np.ones((32, 1), np.float32)
+    model = _site_model(g_rounded, one=one, d0=(g * 1e-7).astype(np.float32), v=rand(32, 64))
+    assert _declined(model).startswith("g is computed from constants by Add, Sub")
+    (site,) = find_sites(ir.serde.deserialize_model(model))
+    assert decline_reason(site) == _declined(model)  # inspect says what the fold does
+
+
+def test_an_operand_whose_arithmetic_rounds_nothing_folds() -> None:
+    """``v = W * 0.5`` holds no rounding: its exact value is the graph's, and the site folds to
+    the weight the graph means."""
+    body = """
+        v = Mul(m, half)
+        n = ReduceL2 <axes = [1]> (v)
+        d = Div(v, n)
+        w = Mul(d, g)
+        y = Gemm <transB = 1> (x, w)
+    """
+    m, g = rand(32, 64), np.abs(rand(32, 1)) + 0.5
+    model = _site_model(body, m=m, half=np.array(0.5, np.float32), g=g)
+    v = m.astype(np.float64) * 0.5
+    expected = g * v / np.linalg.norm(v, axis=1, keepdims=True)
+    np.testing.assert_array_equal(_weight(model), expected.astype(np.float32))

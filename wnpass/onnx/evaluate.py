@@ -70,6 +70,7 @@ from wnpass.onnx.types import cast_to
 from wnpass.rounding import round_once
 
 __all__ = [
+    "ARITHMETIC",
     "EVALUABLE_OPS",
     "FLOAT_TYPES",
     "INT_TYPES",
@@ -1095,6 +1096,11 @@ def _unsqueeze(step: Step, args: Args) -> np.ndarray:
 def _squeeze(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
     axes = _axes(step, args)
+    if axes == [] and 1 in x.shape:
+        raise NotExact(
+            f"{step.where}: empty axes, which squeeze none by ONNX's semantics and every axis of "
+            "size 1 in ONNX Runtime"
+        )
     return (
         np.squeeze(x) if axes is None else np.squeeze(x, _axes_in_range(axes, x.ndim, step.where))
     )
@@ -1124,6 +1130,10 @@ def _tile(step: Step, args: Args) -> np.ndarray:
     return np.tile(x, repeats)
 
 
+# Ends that ONNX Runtime reads as "to the end" in either direction (INT32_MAX, INT64_MAX)
+_TO_THE_END = frozenset({2**31 - 1, 2**63 - 1})
+
+
 def _slice(step: Step, args: Args) -> np.ndarray:
     x = _arg(args, 0)
     if len(args) > 1:  # opset >= 10: starts, ends, axes, steps as inputs
@@ -1143,6 +1153,11 @@ def _slice(step: Step, args: Args) -> np.ndarray:
         if stride == 0:
             raise ValueError("Slice step 0")
         dim = x.shape[axis]
+        if stride < 0 and end in _TO_THE_END and dim > 0:
+            raise NotExact(
+                f"{step.where}: an end of {end} with a negative step, which slices nothing by "
+                "ONNX's semantics and to the axis's start in ONNX Runtime"
+            )
         start, end = start + dim if start < 0 else start, end + dim if end < 0 else end
         if stride > 0:
             start, end = min(max(start, 0), dim), min(max(end, 0), dim)
@@ -1248,8 +1263,8 @@ def _pad(step: Step, args: Args) -> np.ndarray:
         axes = _ints(step, args, 3) if len(args) > 3 else None
     else:
         pads = [int(p) for p in step.attributes.get("pads", [])]
-        value = float(step.attributes.get("value", 0.0))
-        fill = _held(np.array(value, F64), _dtype(args)) if value else None
+        value = float(step.attributes.get("value", 0.0))  # -0.0 too (t335)
+        fill = _held(np.array(value, F64), _dtype(args))
         axes = None
     axes = list(range(x.ndim)) if axes is None else list(_axes_in_range(axes, x.ndim, step.where))
     if len(pads) != 2 * len(axes) or len(set(axes)) != len(axes):
@@ -1350,7 +1365,8 @@ def _apply(step: Step, args: Args) -> Evaluated:
 EXACT, ONE_ROUNDING, ROUNDED_ONCE = 0, 1, 2
 _BASIC_OPS = frozenset({"Mul", "Div", "Add", "Sub"})
 _ONE_ROUNDING_OPS = _BASIC_OPS | {"Sqrt", "Reciprocal"}  # IEEE ops
-_ARITHMETIC = (
+# the ops that compute new float values (the others move, select or cast them)
+ARITHMETIC = (
     _ONE_ROUNDING_OPS | {"Pow", "ReduceL2", "ReduceSum", "ReduceSumSquare"} | {"LpNormalization"}
 )
 
@@ -1363,7 +1379,7 @@ def _level(step: Step, args: Args, dtype: ir.DataType, level: int) -> int:
         return EXACT  # integers and booleans are exact or declined
     if step.op == "Cast":
         return _cast_level(step, _dtype(args), dtype, level)
-    if step.op not in _ARITHMETIC:
+    if step.op not in ARITHMETIC:
         return level  # moved or selected: no rounding of its own
     if (step.op in _ONE_ROUNDING_OPS or _squares(step, args)) and level == EXACT:
         return EXACT if dtype == ir.DataType.DOUBLE else ONE_ROUNDING

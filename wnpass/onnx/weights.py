@@ -256,6 +256,31 @@ def _gain_within_units(site: Site) -> str | None:
     return None
 
 
+def _operand_rounded(site: Site) -> str | None:
+    """Why ``site``'s weight cannot be folded exactly: its ``v`` or ``g`` is computed from
+    constants by arithmetic that the graph rounds on the way (``(A + B) - A``, which float32
+    makes 0 where B is below half an ulp of A, t335). A fold computes the weight from its
+    operands' exact values, rounded once: right for the product's own roundings, which move
+    the weight by an ulp, not for an operand's, which a cancellation makes any size. An
+    operand whose arithmetic rounds nothing (``W * 0.5``) is its exact value, and folds."""
+    for role, value in (("v", site.v), ("g", site.g)):
+        if value is None or value.producer() is None:
+            continue
+        program = ev.compile_cone(value)
+        arithmetic = sorted({op for op in program.ops if op in ev.ARITHMETIC})
+        if not arithmetic:
+            continue  # moved, selected and cast only: the graph's value, as the Casts round it
+        with np.errstate(all="ignore"):
+            exact = program.run()[0]
+            held = ev.compile_cone(value, stepwise=True).run()[0]
+        if not np.array_equal(exact, held.astype(ev.F64), equal_nan=True):
+            return (
+                f"{role} is computed from constants by {', '.join(arithmetic)}, which the graph "
+                f"rounds on the way: the weight from its exact value is not the graph's"
+            )
+    return None
+
+
 def _shape_of(value: ir.Value) -> tuple[int, ...]:
     """``value``'s shape: from the graph where it is known, else computed."""
     if value.shape is not None and value.shape.is_static():
@@ -375,7 +400,7 @@ def folded_weight(site: Site) -> ir.TensorProtocol | str:
     """The folded weight of a foldable site, or the reason it must stay as it is."""
 
     def weight() -> ir.TensorProtocol | str:
-        if (within := _gain_within_units(site)) is not None:
+        if (within := _gain_within_units(site) or _operand_rounded(site)) is not None:
             return within
         deferred = _deferred_product(site)
         return deferred if deferred is not None else _evaluated(site)
@@ -400,7 +425,7 @@ def fold_outcome(site: Site) -> str | tuple[int, ...]:
         return site.reason
 
     def outcome() -> str | tuple[int, ...]:
-        if (within := _gain_within_units(site)) is not None:
+        if (within := _gain_within_units(site) or _operand_rounded(site)) is not None:
             return within
         checked = _checked(site)
         if checked is not None:
