@@ -978,6 +978,29 @@ def test_experts_mixed_into_a_kernel_are_skipped_traced_whatever_op_comes_betwee
     assert plan == {site.name: (site.status, site.axis) for site in observed}
 
 
+class _ProtoNet(nn.Module):
+    """A few-shot cosine classifier: prototypes the mean over 3 shots of ``support @ W``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.W = nn.Parameter(torch.randn(32, 16) * 0.1)
+
+    def forward(self, query: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+        prototypes = (support @ self.W).view(5, 3, -1).mean(1)
+        return F.linear(F.normalize(query @ self.W, dim=-1), F.normalize(prototypes, dim=-1))
+
+
+def test_a_product_reduced_before_a_layer_reads_it_is_planned_traced() -> None:
+    """t336: followed through every op, the mean over the shots of a viewed ``support @ W``
+    reached F.linear's weight slot, and W was skipped traced where a forward plans it: a
+    reduction's elements are no longer the product's own."""
+    traced, mode, _ = analyse_sites(_ProtoNet())
+    observed, _, _ = analyse_sites(_ProtoNet(), (torch.randn(4, 32), torch.randn(15, 32)))
+    plan = {site.name: (site.status, site.axis) for site in traced}
+    assert mode == "fx" and plan["W"][0] == "planned"
+    assert plan == {site.name: (site.status, site.axis) for site in observed}
+
+
 class _PerSampleCondConv(nn.Module):
     """CondConv unrolled over a batch of 40: one ``getitem`` of the product per sample."""
 

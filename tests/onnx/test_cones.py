@@ -470,6 +470,37 @@ def test_a_matmul_of_constants_is_no_layer_whose_weight_is_folded() -> None:
     assert_close(run(folded, x), run(model, x))
 
 
+def test_a_matmul_of_constants_reading_a_layers_twin_cone_reads_its_tensor() -> None:
+    """SEW-D projects its relative-position table with the query's Linear, a ``MatMul`` of
+    constants beside the layer's own: two ``Transpose`` of one W (the dynamo exporter without
+    its optimizer, TorchScript). The constant MatMul's was left as a copy of W would be (t301)
+    though the layer's, folded, was the same tensor: W stayed for it, stored twice, and a
+    second fold folded it (t334). Both read one tensor; a second fold changes nothing."""
+    text = f"""
+        {HEADER}
+        agraph (float[3, 4] x) => (float[3, 5] y, float[2, 5] p) {{
+            t1 = Transpose(w)
+            p = MatMul(table, t1)
+            t2 = Transpose(w)
+            y = MatMul(x, t2)
+        }}
+    """
+    w, table = rand(5, 4), rand(2, 4)
+    model = onnx_model(text, w=w, table=table)
+    folded, report = folded_model(model)
+    assert op_types(folded) == ["MatMul", "MatMul"] and set(weights(folded)) == {"w", "table"}
+    np.testing.assert_array_equal(weights(folded)["w"], w.T)
+    assert [cone.status for cone in report.cones] == ["folded", "folded"]
+    x = {"x": rand(3, 4)}
+    assert all(
+        a.tobytes() == b.tobytes() for a, b in zip(run(folded, x), run(model, x), strict=True)
+    )
+    again, report = folded_model(folded)
+    assert report.cones == [] and onnx.printer.to_text(again.graph) == onnx.printer.to_text(
+        folded.graph
+    )
+
+
 @pytest.mark.parametrize(
     ("graph", "ops"),
     [

@@ -512,18 +512,22 @@ def test_an_operand_the_graph_rounds_on_the_way_is_declined() -> None:
     assert decline_reason(site) == _declined(model)  # inspect says what the fold does
 
 
-def test_an_operand_whose_arithmetic_rounds_nothing_folds() -> None:
-    """``v = W * 0.5`` holds no rounding: its exact value is the graph's, and the site folds to
-    the weight the graph means."""
-    body = """
-        v = Mul(m, half)
+@pytest.mark.parametrize("op", ["Mul", "Div", "Add"])
+def test_an_operand_that_cannot_cancel_or_rounds_nothing_folds(op: str) -> None:
+    """``v = W * 0.1`` and ``v = W / 3`` round once each (an ulp at most, no cancellation:
+    as close to the graph's weight as a plain site's, t336), ``v = W + W`` rounds nothing:
+    each folds to the weight its exact value gives."""
+    body = f"""
+        v = {op}(m, c)
         n = ReduceL2 <axes = [1]> (v)
         d = Div(v, n)
         w = Mul(d, g)
         y = Gemm <transB = 1> (x, w)
     """
     m, g = rand(32, 64), np.abs(rand(32, 1)) + 0.5
-    model = _site_model(body, m=m, half=np.array(0.5, np.float32), g=g)
-    v = m.astype(np.float64) * 0.5
+    c = {"Mul": np.float32(0.1), "Div": np.float32(3.0), "Add": m}[op]
+    model = _site_model(body, m=m, c=np.asarray(c, np.float32), g=g)
+    exact = {"Mul": np.multiply, "Div": np.divide, "Add": np.add}[op]
+    v = exact(m.astype(np.float64), np.asarray(c, np.float64))
     expected = g * v / np.linalg.norm(v, axis=1, keepdims=True)
     np.testing.assert_array_equal(_weight(model), expected.astype(np.float32))

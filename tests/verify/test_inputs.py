@@ -44,6 +44,11 @@ def test_every_dtype_is_synthesized_seeded_with_stated_defaults() -> None:
     }
     assert feeds["ids"].min() >= 0 and feeds["ids"].max() < inputs.INT_HIGH
     assert "h[1] (T) = 32" in notes and f"integer inputs drawn from [0, {inputs.INT_HIGH})" in notes
+    drawn = bool(feeds["m"][0])  # one bool: an If's condition takes one branch (t337)
+    assert (
+        f"m is one bool, drawn {drawn}: what it decides (an If's branch) runs one way only; "
+        f"give --inputs with {not drawn} too" in notes
+    )
     again, _ = inputs.synthesize(specs())
     assert all(np.array_equal(feeds[k], again[k]) for k in feeds)
 
@@ -97,8 +102,8 @@ def test_a_symbol_has_one_size_in_every_input() -> None:
     """x[B, K] by w[K, 4]: both K are one size, so that the model runs."""
     matmul = inputs.signature(ir.serde.deserialize_model(onnx_model(MATMUL)))
     feeds, notes = inputs.synthesize(matmul)
-    assert {k: v.shape for k, v in feeds.items()} == {"x": (1, 32), "w": (32, 4), "m": (1,)}
-    assert notes == ["x[0] (B) = 1", "x[1] (K) = 32", "w[0] (K) = 32, as x[1]", "m[0] (M) = 1"]
+    assert {k: v.shape for k, v in feeds.items()} == {"x": (1, 32), "w": (32, 4), "m": (32,)}
+    assert notes == ["x[0] (B) = 1", "x[1] (K) = 32", "w[0] (K) = 32, as x[1]", "m[0] (M) = 32"]
     feeds, notes = inputs.synthesize(matmul, {"w": [5, 4]})
     assert feeds["x"].shape == (1, 5) and "x[1] (K) = 5, as w[0]" in notes
 
@@ -496,4 +501,43 @@ def test_ids_that_only_index_tables_are_drawn_from_their_rows(case: str) -> None
     feeds, notes = inputs.synthesize([spec])
     assert feeds["ids"].min() >= 0 and feeds["ids"].max() == (high or inputs.INT_HIGH) - 1
     said = f"ids drawn from [0, {high}): the rows of the table it indexes"
-    assert (said in notes) is (high is not None)
+    assert any(note.startswith(said) for note in notes) is (high is not None)
+
+
+def test_ids_compared_with_a_constant_are_drawn_at_it_too() -> None:
+    """t337: ids of a 1000-row table drawn from all its rows were never 0, the padding id a
+    mask compares them with: a candidate that dropped the mask passed. A quarter of the
+    places take the values next to each constant compared with, the rest its rows."""
+    body = "m = Equal(ids, zero)\n g = Gather(e, ids)\n y = Identity(g)"
+    model = onnx_model(
+        INDEXED.format(body=body),
+        e=np.ones((1000, 4), np.float32),
+        zero=np.array(0, np.int64),
+        check=False,
+    )
+    (spec,) = inputs.signature(ir.serde.deserialize_model(model))
+    assert spec.high == 1000 and spec.compared == (0, 1)
+    feeds, notes = inputs.synthesize([spec])
+    ids = feeds["ids"]
+    assert 0 < np.count_nonzero(ids == 0) < ids.size // 2 and ids.max() > 1
+    said = "ids drawn from [0, 1000): the rows of the table it indexes; a quarter of them 0, 1"
+    assert any(note.startswith(said) for note in notes)
+
+
+VECTORS = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[T] audio, int64[N] lengths, float[N, S] x) => (float[T] y) {
+        y = Identity(audio)
+    }
+"""
+
+
+def test_a_vectors_axis_is_a_length_unless_its_symbol_is_a_batch() -> None:
+    """t337: audio given as ``[samples]`` was synthesized with 1 sample (and 2 at the other
+    sizes), its only axis taken for a batch: a wrong FIR filter's outer taps passed. A
+    vector's axis is a length, but where its symbol names another input's batch."""
+    specs = inputs.signature(ir.serde.deserialize_model(onnx_model(VECTORS)))
+    feeds, notes = inputs.synthesize(specs)
+    assert feeds["audio"].shape == (inputs.DEFAULT_DYNAMIC_DIM,)
+    assert feeds["lengths"].shape == (1,) and feeds["x"].shape == (1, inputs.DEFAULT_DYNAMIC_DIM)
+    assert f"audio[0] (T) = {inputs.DEFAULT_DYNAMIC_DIM}" in notes

@@ -68,7 +68,7 @@ MEAN_OF = f"""{HEADER}
 """
 # the same over 1-D inputs: their axes are first axes
 MEAN_OF_FIRST = f"""{HEADER}
-    agraph (float[T] a, float[S] b) => (float[1] y) {{
+    agraph (float[T, 1] a, float[S, 1] b) => (float[1, 1] y) {{
         s = ReduceSum <keepdims = 1> (b)
         shape = Shape (LENGTH)
         n = Gather <axis = 0> (shape, zero)

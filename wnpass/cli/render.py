@@ -85,7 +85,9 @@ def print_check(out: Printer, report: Any) -> None:
         out.summary(f"{provider}: not available")
     candidate, reference = report.candidate, report.reference
     if report:
-        out.summary(f"equivalent: {candidate} matches {reference}")
+        uncompared = report.uncompared()
+        unseen = f" (not compared: {', '.join(uncompared)}; see the table)" if uncompared else ""
+        out.summary(f"equivalent: {candidate} matches {reference}{unseen}")
     elif any(run.status == NOT_DETERMINISTIC for run in report.runs) and report.compared_nothing():
         out.summary(
             f"NOTHING COMPARED: {reference} gave other values on a second run (below): no "

@@ -173,6 +173,9 @@ def _fx_functional_use(
 # the most nodes so followed in all
 _TO_WEIGHT = 64
 _FOLLOWED = 4096
+# Reductions: each element of their result is made of several of the product's
+_REDUCTIONS = {"mean", "sum", "amax", "amin", "max", "min", "prod", "std", "var", "logsumexp"}
+_REDUCTIONS |= {"norm", "median", "nanmean", "nansum"}
 # Views that lay a product's elements out as another shape: a kernel's (:func:`_read_as_weight`)
 _RESHAPES = {"view", "reshape", "flatten", "unflatten", "view_as", "reshape_as"}
 
@@ -211,14 +214,15 @@ def _read_as_weight(product: fx.Node, model: nn.Module) -> str | None:
 def _ends_there(user: fx.Node, model: nn.Module) -> bool:
     """Whether what ``user`` computes is none of its operands' elements, for
     :func:`_read_as_weight`: a layer's output (its op's, :data:`LAYER_OPS`: a product, a
-    convolution; a module holding parameters), the graph's output, or a layout read
+    convolution; a module holding parameters), a reduction's (a prototype's mean over its
+    shots, as a forward reads it, t336), the graph's output, or a layout read
     (``w.shape``)."""
     if user.op == "call_module":
         return any(True for _ in model.get_submodule(str(user.target)).parameters())
     if user.op not in ("call_function", "call_method") or _layout_read(user):
         return True
-    name = name_of(user.target) if callable(user.target) else str(user.target)
-    return name.strip("_") in LAYER_OPS
+    name = (name_of(user.target) if callable(user.target) else str(user.target)).strip("_")
+    return name in LAYER_OPS or name in _REDUCTIONS
 
 
 def _layout_read(user: fx.Node) -> bool:

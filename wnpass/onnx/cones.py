@@ -289,11 +289,12 @@ def _walk(
     return cone
 
 
-def _copies(cone: Cone) -> bool:
+def _copies(cone: Cone, twins: Sequence[Cone] = ()) -> bool:
     """Whether folding ``cone`` would store a copy of one of its sources: another node, or
     the graph's outputs, read that source too, so that it stays (a cone that only passes a
-    source on is no copy: :func:`_alias`)."""
-    inside = set(cone.nodes)
+    source on is no copy: :func:`_alias`). ``twins``: cones that compute the same tensor,
+    folded into one with it: their nodes read the source for it (t334)."""
+    inside = set(cone.nodes).union(*(twin.nodes for twin in twins))
     return any(
         source.is_graph_output() or any(use.node not in inside for use in source.uses())
         for source in cone.sources
@@ -361,6 +362,7 @@ def find_cones(
     """
     leaves = {} if leaves is None else leaves
     cones: list[Cone] = []
+    constant_only: list[tuple[int, Cone]] = []  # read by a node computing a constant
     constants: dict[ir.Graph | ir.Function, set[ir.Value]] = {}
     done: set[ir.Value] = set()
     for graph in list(graphs_of(model)):  # every body walked first (graphs.shadowed)
@@ -392,11 +394,38 @@ def find_cones(
                     continue  # how a function (or an IR version 3 body) holds a constant
                 if (cone := _walk(owner, value, leaves, sites)) is None:
                     continue
-                if computes_a_constant and _passed_on(cone) is None and _copies(cone):
-                    continue  # a second copy of W, and the node computed all the same (t301)
                 cone.reason = cone.reason or shadowed_in_cone(value, owner)
+                if computes_a_constant and _passed_on(cone) is None and _copies(cone):
+                    constant_only.append((len(cones), cone))  # kept where a twin folds W
+                    continue
                 cones.append(cone)
-    return cones
+    return _with_twins(cones, constant_only)
+
+
+def _with_twins(cones: list[Cone], constant_only: list[tuple[int, Cone]]) -> list[Cone]:
+    """``cones`` with those of ``constant_only`` (a node computing a constant reads them,
+    each at its place among the cones) whose sources a twin reads: a layer's cone of the
+    same tensor (two ``Transpose`` of one W, one for a layer's ``MatMul``, one for a
+    ``MatMul`` of the relative positions, as SEW-D writes), folded into one with it, so W
+    goes and nothing is stored twice. Left out (a second copy of W, and the node computed
+    all the same, t301), a second fold folded it, once the twin's W was gone (t334)."""
+    if not constant_only:
+        return cones
+    keys: dict[tuple[object, ...], list[Cone]] = {}
+    programs = []  # alive while the keys, which hold their leaves' ids, are compared
+    for cone in cones:
+        if cone.foldable and not isinstance(program := _program(cone), str):
+            programs.append(program)
+            keys.setdefault((id(cone.graph), _key(program)), []).append(cone)
+    kept = list(cones)
+    for place, cone in reversed(constant_only):
+        program = _program(cone)
+        if isinstance(program, str):
+            continue
+        twins = keys.get((id(cone.graph), _key(program)), [])
+        if twins and not _copies(cone, twins):
+            kept.insert(place, cone)
+    return kept
 
 
 def cone_reports(

@@ -256,20 +256,26 @@ def _gain_within_units(site: Site) -> str | None:
     return None
 
 
+# the ops whose roundings a cancellation can make any size (a sum of values of both signs)
+_CANCELLING = frozenset({"Add", "Sub", "ReduceSum"})
+
+
 def _operand_rounded(site: Site) -> str | None:
     """Why ``site``'s weight cannot be folded exactly: its ``v`` or ``g`` is computed from
-    constants by arithmetic that the graph rounds on the way (``(A + B) - A``, which float32
-    makes 0 where B is below half an ulp of A, t335). A fold computes the weight from its
-    operands' exact values, rounded once: right for the product's own roundings, which move
-    the weight by an ulp, not for an operand's, which a cancellation makes any size. An
-    operand whose arithmetic rounds nothing (``W * 0.5``) is its exact value, and folds."""
+    constants by sums that the graph rounds on the way (``(A + B) - A``, which float32 makes
+    0 where B is below half an ulp of A, t335). A fold computes the weight from its operands'
+    exact values, rounded once: right for the product's own roundings, which move the weight
+    by an ulp or so, and for an operand's products, quotients and roots (``W / 3``,
+    ``sqrt(g0)``: each an ulp at most, as close to the graph's weight as a plain site's,
+    t336), not for a sum's, which a cancellation makes any size. A sum that rounds nothing
+    (``W + W``) is its exact value, and folds."""
     for role, value in (("v", site.v), ("g", site.g)):
         if value is None or value.producer() is None:
             continue
         program = ev.compile_cone(value)
+        if not any(op in _CANCELLING for op in program.ops):
+            continue  # moved, cast, multiplied: within an ulp or so of the graph's value
         arithmetic = sorted({op for op in program.ops if op in ev.ARITHMETIC})
-        if not arithmetic:
-            continue  # moved, selected and cast only: the graph's value, as the Casts round it
         with np.errstate(all="ignore"):
             exact = program.run()[0]
             held = ev.compile_cone(value, stepwise=True).run()[0]

@@ -1,7 +1,8 @@
 """Inputs for a model: synthesized from its signature (seeded), or read from an ``.npz`` file.
 
 Dynamic dimensions take their size from ``--shape NAME=DIMS``; otherwise the first axis (the
-batch) is 1 and every other dynamic axis is ``DEFAULT_DYNAMIC_DIM``, and the report says so.
+batch) is 1 and every other dynamic axis is ``DEFAULT_DYNAMIC_DIM``, and the report says so;
+a vector's only axis is a batch only where its symbol names another input's batch.
 A symbolic dimension (``N``) has one size in every input that names it.
 Floats are standard normal; integers are drawn from ``[0, INT_HIGH)``, small enough to be valid
 indices for any embedding or vocabulary, and bools are fair coin flips. An integer input that
@@ -24,7 +25,7 @@ import numpy as np
 import onnx_ir as ir
 
 from wnpass.errors import InvalidArgumentError, UsageError, one_line
-from wnpass.onnx.graphs import OVERRIDABLE_FROM_IR
+from wnpass.onnx.graphs import OVERRIDABLE_FROM_IR, const_tensor
 from wnpass.onnx.shapes import shape_of
 from wnpass.onnx.types import cast_to
 from wnpass.plan import not_readable
@@ -67,6 +68,9 @@ class InputSpec:
     # an integer input that only indexes tables: their fewest rows, which its values are
     # drawn below; None: below INT_HIGH
     high: int | None = None
+    # the values among those rows that such an input is compared with (a padding id), drawn at
+    # a quarter of its places: at random, 0 would not turn up once among 30,522 rows (t337)
+    compared: tuple[int, ...] = ()
 
 
 def signature(
@@ -102,8 +106,8 @@ def signature(
             )
         # a negative size (-1, which ONNX's checker accepts) is dynamic, as ONNX Runtime reads it
         dims = [_dim(d) for d in value.shape]
-        high = _indexed_rows(value) if value.dtype.is_integer() else None
-        specs.append(InputSpec(value.name or "", value.dtype, dims, high))
+        high, compared = _indexed_rows(value) if value.dtype.is_integer() else (None, ())
+        specs.append(InputSpec(value.name or "", value.dtype, dims, high, compared))
     return specs
 
 
@@ -124,17 +128,22 @@ def _rows(table: ir.Value | None) -> int | None:
 _INDEX_LAYOUT = frozenset({"Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity"})
 # ops that read an index and give a bool, whatever its value (a padding mask)
 _INDEX_COMPARED = frozenset({"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"})
+# the most values of a constant an index is compared with that are drawn
+_COMPARED = 16
 
 
-def _indexed_rows(value: ir.Value) -> int | None:
+def _indexed_rows(value: ir.Value) -> tuple[int | None, tuple[int, ...]]:
     """The fewest rows of the tables ``value`` indexes, where that is all it does: the indices
     of a ``Gather`` on axis 0 of a table whose rows are known (an initializer, a weight
     computed from constants: an embedding's weight norm, :func:`~wnpass.onnx.shapes.shape_of`),
-    through layout ops and Casts to integers, besides comparisons (a padding mask). Ids drawn
-    from ``[0, INT_HIGH)`` tested a fold of a 16-row table on its first 8 rows only (t310),
-    and indexed a table of 3 speakers out of its bounds (t284). None where it is read
-    otherwise (a size, a position, a graph output), or indexes nothing."""
+    through layout ops and Casts to integers, besides comparisons (a padding mask); and the
+    values among those rows next to the constants it is compared with (``Equal(ids, 0)``: 0
+    and 1; ``Less(ids, c)``: c - 1, c and c + 1). Ids drawn from ``[0, INT_HIGH)`` tested a
+    fold of a 16-row table on its first 8 rows only (t310), and indexed a table of 3 speakers
+    out of its bounds (t284). None where it is read otherwise (a size, a position, a graph
+    output), or indexes nothing."""
     found: list[int] = []
+    compared: set[int] = set()
     stack, seen = [value], set()
     while stack:
         current = stack.pop()
@@ -142,26 +151,34 @@ def _indexed_rows(value: ir.Value) -> int | None:
             continue
         seen.add(current)
         if current.is_graph_output():
-            return None
+            return None, ()
         for use in current.uses():
             node = use.node
             if node.domain not in ("", "ai.onnx"):
-                return None
+                return None, ()
             if node.op_type in _INDEX_COMPARED:
+                other = node.inputs[1 - use.idx] if len(node.inputs) == 2 else None
+                held = None if other is None else const_tensor(other)
+                if held is not None and held.size <= _COMPARED and held.dtype.is_integer():
+                    values = held.numpy().reshape(-1).tolist()
+                    compared.update(int(c) + d for c in values for d in (-1, 0, 1))
                 continue
             if node.op_type in _INDEX_LAYOUT and use.idx == 0:
                 to = cast_to(node) if node.op_type == "Cast" else ir.DataType.INT64
                 if to is None or not to.is_integer():
-                    return None
+                    return None, ()
                 stack.extend(node.outputs)
                 continue
             axis = node.attributes.get("axis")
             if node.op_type != "Gather" or use.idx != 1 or (axis is not None and axis.value):
-                return None
+                return None, ()
             if (rows := _rows(node.inputs[0])) is None or rows < 1:
-                return None
+                return None, ()
             found.append(rows)
-    return min(found) if found else None
+    if not found:
+        return None, ()
+    rows = min(found)
+    return rows, tuple(sorted(c for c in compared if 0 <= c < rows))
 
 
 def _default_spec(value: ir.Value) -> InputSpec | None:
@@ -361,13 +378,21 @@ def _given_shape(spec: InputSpec, given: list[int], sizes: _Sizes) -> list[int]:
 
 
 def _default_shape(
-    spec: InputSpec, sizes: _Sizes, firsts: Iterator[int], others: Iterator[int]
+    spec: InputSpec,
+    sizes: _Sizes,
+    firsts: Iterator[int],
+    others: Iterator[int],
+    batches: set[str],
 ) -> tuple[list[int], list[str]]:
     """The shape to feed where none was given, and a note on each dynamic dimension's size:
-    a symbol's size if it has one, else the next of ``firsts`` for the first axis and of
-    ``others`` for the others."""
+    a symbol's size if it has one, else the next of ``firsts`` for a batch axis and of
+    ``others`` for the others. A batch is the first axis of an input of two or more; the
+    only axis of a vector is one where its symbol is a batch's (``batches``: ``lengths[N]``
+    beside ``x[N, T]``), else a length (audio as ``[samples]``, token ids as ``[T]``: t337,
+    checked at 1 and 2 samples only)."""
     concrete, notes = [], []
     for axis, dim in enumerate(spec.shape):
+        batch = axis == 0 and (len(spec.shape) > 1 or dim in batches)
         if isinstance(dim, int):
             concrete.append(dim)
             continue
@@ -377,7 +402,7 @@ def _default_shape(
             size, origin = bound
             notes.append(f"{where} ({dim}) = {size}, as {origin}")
         else:
-            size = next(firsts if axis == 0 else others)
+            size = next(firsts if batch else others)
             notes.append(f"{where} ({dim or 'dynamic'}) = {size}")
             if dim:
                 sizes.bind(dim, size, where)
@@ -447,12 +472,13 @@ def synthesize(
     firsts = itertools.count(sizing.first, sizing.first_step)
     others = itertools.count(sizing.other, sizing.other_step)
     given = {s.name: _given_shape(s, shapes[s.name], sizes) for s in specs if s.name in shapes}
+    batches = {s.shape[0] for s in specs if len(s.shape) > 1 and isinstance(s.shape[0], str)}
     for spec in specs:
         spec_notes: list[str] = []
         if spec.name in given:
             shape = given[spec.name]
         else:
-            shape, spec_notes = _default_shape(spec, sizes, firsts, others)
+            shape, spec_notes = _default_shape(spec, sizes, firsts, others, batches)
         if (size := math.prod(shape) * _itemsize(spec.dtype)) > MAX_INPUT_BYTES:
             raise InvalidArgumentError(
                 f"{spec.name}{shape}: {size} bytes is more than the {MAX_INPUT_BYTES} wnpass "
@@ -461,14 +487,37 @@ def synthesize(
             )
         notes.extend(spec_notes)
         feeds[spec.name] = _random(spec.dtype, shape, rng, spec.high)
+        if spec.compared and feeds[spec.name].size:
+            _draw_compared(feeds[spec.name], spec.compared, rng)
     if any(s.dtype.is_integer() and s.high is None for s in specs):
         notes.append(f"integer inputs drawn from [0, {INT_HIGH})")
+    for name, array in feeds.items():  # an If's condition, say: one branch run (t337)
+        if array.dtype == bool and array.size == 1:
+            drawn = bool(array.reshape(-1)[0])
+            notes.append(
+                f"{name} is one bool, drawn {drawn}: what it decides (an If's branch) runs one "
+                f"way only; give --inputs with {not drawn} too"
+            )
     for spec in specs:
         if spec.dtype.is_integer() and spec.high is not None:
+            compared = ", ".join(str(c) for c in spec.compared)
+            also = (
+                f"; a quarter of them {compared}, near what it is compared with" if compared else ""
+            )
             notes.append(
-                f"{spec.name} drawn from [0, {spec.high}): the rows of the table it indexes"
+                f"{spec.name} drawn from [0, {spec.high}): the rows of the table it indexes{also}"
             )
     return feeds, notes
+
+
+def _draw_compared(ids: np.ndarray, compared: tuple[int, ...], rng: np.random.Generator) -> None:
+    """Set a quarter of ``ids``' places (at random; at least one) to the values it is compared
+    with, in turn, so that each side of a comparison (a padding id, special tokens) is run."""
+    flat = ids.reshape(-1)
+    places = np.flatnonzero(rng.random(flat.size) < 0.25)
+    if places.size == 0:
+        places = np.array([flat.size - 1])
+    flat[places] = np.resize(np.array(compared, flat.dtype), places.size)
 
 
 def _viewed(stored: np.dtype, spec: InputSpec) -> np.dtype:

@@ -166,6 +166,12 @@ class CheckReport(Anchored):
         ran = not any(run.failed_to_run or run.changed for run in self.runs)
         return not self and not self.differences and ran and all(all(g) for g in groups)
 
+    def uncompared(self) -> list[str]:
+        """The outputs of which no element was compared in some run (every element NaN or Inf
+        in both, none at all): no failure by itself, but no evidence either (t337)."""
+        names = [c.name for run in self.runs for c in run.comparisons if c.uncompared]
+        return list(dict.fromkeys(names))
+
     def failed_to_run(self) -> bool:
         """Failed because the candidate failed to run, somewhere, where the reference ran."""
         return any(run.failed_to_run for run in self.runs)
