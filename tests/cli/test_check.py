@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -74,9 +75,11 @@ def test_an_output_never_compared_is_named_in_the_verdict(
         one = np.array([1], np.float32)
         onnx.save(onnx_model(TWO, one=one, k=np.array([k], np.float32)), path)
         paths.append(str(path))
-    assert _check(*paths, *(["-q"] if quiet else [])) == 0
+    report = tmp_path / "r.json"
+    assert _check(*paths, *(["-q"] if quiet else []), "--json", str(report)) == 0
     out = capsys.readouterr().out
     assert f"equivalent: {paths[1]} matches {paths[0]} (not compared: z; see the table)" in out
+    assert json.loads(report.read_text())["uncompared"] == ["z"]
 
 
 def test_a_model_whose_fixed_input_is_empty_fails(

@@ -1132,3 +1132,39 @@ def test_errors_about_a_large_factorys_inputs_name_their_function(
     assert capsys.readouterr().err.startswith(
         f"wnpass: error: {model_py}: example_inputs_large() generator: holds a torch.Generator"
     )
+
+
+_NAN_MODEL_PY = """
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = weight_norm(nn.Linear(4, 4))
+
+    def forward(self, x):
+        return self.fc(x), torch.sqrt(-1.0 - x.abs())
+
+def build_model():
+    return M()
+
+def example_inputs():
+    return (torch.randn(3, 4),)
+"""
+
+
+def test_an_output_never_compared_is_named_by_a_verified_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """t338: an output NaN in both (no element compared) was named in ``check``'s verdict and
+    not in ``export --verify``'s, ``-q`` printing "deployable" alone; the JSON lists them."""
+    (tmp_path / "model.py").write_text(_NAN_MODEL_PY)
+    out, report = tmp_path / "m.onnx", tmp_path / "r.json"
+    argv = ["--quiet", "export", str(tmp_path / "model.py"), "-o", str(out), "--verify"]
+    assert main([*argv, "--runs", "1", "--json", str(report)]) == 0
+    printed = capsys.readouterr().out
+    name = onnx.load(out).graph.output[1].name
+    assert f"  not compared: {name} (no element could be: see the table)" in printed
+    assert json.loads(report.read_text())["uncompared"] == [name]

@@ -501,6 +501,34 @@ def test_a_matmul_of_constants_reading_a_layers_twin_cone_reads_its_tensor() -> 
     )
 
 
+def test_a_twin_cone_in_a_branch_is_told_as_the_fold_tells_it() -> None:
+    """t338: the layer's ``Transpose(W)`` in both branches of an ``If``, the constant
+    ``MatMul``'s in the main graph: the twins were looked for in one graph, and W was stored
+    twice. The fold folds a body's cone of main-graph constants into the main graph: so are
+    twins told."""
+    text = f"""
+        {HEADER}
+        agraph (float[3, 4] x, bool c) => (float[3, 5] y, float[2, 5] p) {{
+            t1 = Transpose(w)
+            p = MatMul(table, t1)
+            y = If(c) <then_branch = g1 () => (float[3, 5] y1) {{
+                t2 = Transpose(w)
+                y1 = MatMul(x, t2)
+            }}, else_branch = g2 () => (float[3, 5] y2) {{
+                t3 = Transpose(w)
+                y2 = MatMul(x, t3)
+            }}>
+        }}
+    """
+    w = rand(5, 4)
+    model = onnx_model(text, w=w, table=rand(2, 4))
+    folded, _ = folded_model(model)
+    assert set(weights(folded)) == {"w", "table"}
+    np.testing.assert_array_equal(weights(folded)["w"], w.T)
+    again, _ = folded_model(folded)
+    assert onnx.printer.to_text(again.graph) == onnx.printer.to_text(folded.graph)
+
+
 @pytest.mark.parametrize(
     ("graph", "ops"),
     [

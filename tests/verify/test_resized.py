@@ -299,3 +299,48 @@ def test_the_candidate_out_of_memory_at_other_sizes_is_no_verdict(
     said = r"cand\.onnx: onnxruntime ran out of memory running it at other sizes of the dynamic"
     with pytest.raises(providers.OutOfMemoryError, match=said):  # where (t241)
         check(reference, candidate, runs=1, warmup=0)
+
+
+FIR = f"""{HEADER}
+    agraph (float[T] x) => (float[T] y) {{
+        x3 = Unsqueeze (x, axes)
+        c = Conv <pads = [2, 2]> (x3, k)
+        y = Reshape (c, flat)
+    }}
+"""
+LENGTHS = f"""{HEADER}
+    agraph (float[N, 4] x, float[L] lengths) => (float[N, 4] y) {{
+        l2 = Unsqueeze (lengths, one)
+        y = Mul (x, l2)
+    }}
+"""
+
+
+def test_a_vectors_axis_is_checked_as_a_length_at_the_other_sizes(tmp_path: Path) -> None:
+    """t337: audio as ``x[T]`` ran at 1 and 2 samples, its axis taken for a batch: a 5-tap
+    filter whose outer taps were wrong matched. At the other sizes it is a length (33)."""
+    axes, flat = np.array([0, 1], np.int64), np.array([-1], np.int64)
+    k = rand(1, 1, 5)
+    wrong = k.copy()
+    wrong[..., [0, 4]] += 1.0
+    paths = []
+    for name, taps in (("ref", k), ("cand", wrong)):
+        paths.append(tmp_path / f"{name}.onnx")
+        onnx.save(onnx_model(FIR, axes=axes, flat=flat, k=taps), paths[-1])
+    report = check(*paths, runs=1, warmup=0)
+    assert not report and report.runs[0].passed  # one sample: the centre tap alone
+    (difference,) = report.differences
+    assert "(x[0] (T) = 33; inputs synthesized" in difference
+
+
+def test_per_sample_lengths_named_apart_from_the_batch_still_run(tmp_path: Path) -> None:
+    """t338: ``lengths[L]`` beside ``x[N, 4]``, the batch named twice as an export names it,
+    must be one size: a length of 32 in the first run broke the check of a model against
+    itself (exit 2). The first run keeps it a batch; at the other sizes it runs where its
+    size is x's batch's."""
+    path = tmp_path / "m.onnx"
+    onnx.save(onnx_model(LENGTHS, one=np.array([1], np.int64)), path)
+    report = check(path, path, runs=1, warmup=0)
+    assert report and not report.differences
+    assert any("also matched at other sizes" in note and "lengths[0] (L) = 2" in note
+               for note in report.notes)  # fmt: skip

@@ -321,7 +321,9 @@ def _print_export(out: Printer, report: Any) -> None:
         out.summary(f"deployable: ONNX matches PyTorch, also with {compared}; wrote {wrote}")
     elif report:
         out.summary(f"deployable: ONNX matches PyTorch; wrote {wrote}")
-    else:
+    if report and report.verified and (uncompared := report.uncompared):
+        out.summary(f"  not compared: {', '.join(uncompared)} (no element could be: see the table)")
+    if not report:
         if not report.published:
             out.summary(f"NOT DEPLOYABLE: see above; nothing written to {report.output}")
         else:

@@ -15,7 +15,7 @@ from wnpass.fx.fold import TorchFoldReport
 from wnpass.fx.forward import ForwardFailedError
 from wnpass.plan import IOPlan
 from wnpass.report import Anchored, FoldReport, SiteReport, model_files, write_json
-from wnpass.verify.compare import OutputComparison, nothing_compared
+from wnpass.verify.compare import OutputComparison, nothing_compared, uncompared_outputs
 from wnpass.verify.report import LatencyStats, comparison_data
 
 
@@ -193,6 +193,12 @@ class ExportReport(Anchored):
         }
 
     @property
+    def uncompared(self) -> list[str]:
+        """The outputs of which no element was compared on some provider
+        (:func:`~wnpass.verify.compare.uncompared_outputs`)."""
+        return uncompared_outputs(c for cs in self.comparisons.values() for c in cs)
+
+    @property
     def compared_at_example_only(self) -> list[str]:
         """The dynamic axes that no probe of other sizes compared (PyTorch failed at every
         size they were tried at): verified at the example's length only."""
@@ -234,6 +240,7 @@ class ExportReport(Anchored):
                     comparison_data(c, raw)
         data["matches"] = self.matches
         data["nothing_compared"] = self.nothing_compared
+        data["uncompared"] = self.uncompared
         data["compared_at_example_only"] = self.compared_at_example_only
         data["run_time_weights"] = [site.name for site in self.run_time_weights]
         data["ok"] = bool(self)

@@ -399,16 +399,20 @@ def find_cones(
                     constant_only.append((len(cones), cone))  # kept where a twin folds W
                     continue
                 cones.append(cone)
-    return _with_twins(cones, constant_only)
+    return _with_twins(model, cones, constant_only)
 
 
-def _with_twins(cones: list[Cone], constant_only: list[tuple[int, Cone]]) -> list[Cone]:
+def _with_twins(
+    model: ir.Model, cones: list[Cone], constant_only: list[tuple[int, Cone]]
+) -> list[Cone]:
     """``cones`` with those of ``constant_only`` (a node computing a constant reads them,
     each at its place among the cones) whose sources a twin reads: a layer's cone of the
     same tensor (two ``Transpose`` of one W, one for a layer's ``MatMul``, one for a
     ``MatMul`` of the relative positions, as SEW-D writes), folded into one with it, so W
     goes and nothing is stored twice. Left out (a second copy of W, and the node computed
-    all the same, t301), a second fold folded it, once the twin's W was gone (t334)."""
+    all the same, t301), a second fold folded it, once the twin's W was gone (t334). Twins
+    are told as the fold tells them: by what they compute and the graph whose initializer
+    the weight becomes (a layer's in an ``If``'s branch, of W of the main graph: t338)."""
     if not constant_only:
         return cones
     keys: dict[tuple[object, ...], list[Cone]] = {}
@@ -416,16 +420,22 @@ def _with_twins(cones: list[Cone], constant_only: list[tuple[int, Cone]]) -> lis
     for cone in cones:
         if cone.foldable and not isinstance(program := _program(cone), str):
             programs.append(program)
-            keys.setdefault((id(cone.graph), _key(program)), []).append(cone)
+            keys.setdefault(_twin_key(model, cone, program), []).append(cone)
     kept = list(cones)
     for place, cone in reversed(constant_only):
         program = _program(cone)
         if isinstance(program, str):
             continue
-        twins = keys.get((id(cone.graph), _key(program)), [])
+        twins = keys.get(_twin_key(model, cone, program), [])
         if twins and not _copies(cone, twins):
             kept.insert(place, cone)
     return kept
+
+
+def _twin_key(model: ir.Model, cone: Cone, program: ev.Program) -> tuple[object, ...]:
+    """What ``cone``'s weight is folded as: the graph holding it and what it computes."""
+    owner = initializer_owner(model, cone.graph, list(cone.sources))
+    return (id(owner), _key(program))
 
 
 def cone_reports(
@@ -709,8 +719,8 @@ class _Folding:
             self.reports.append(_left(model, cone, program))
             return
         self.programs.append(program)
+        key = _twin_key(model, cone, program)
         owner = initializer_owner(model, cone.graph, list(cone.sources))
-        key = (id(owner), _key(program))
         if key in self.folded_as and still_folded(self.folded_as[key], owner):
             # the same elements as a weight folded before (one layer used twice): one tensor
             existing, wanted = self.folded_as[key], report.name

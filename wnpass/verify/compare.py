@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import ml_dtypes
@@ -388,6 +388,13 @@ def nothing_compared(comparisons: Sequence[Compared]) -> str | None:
         reasons = dict.fromkeys(f"{c.name}: {c.uncompared}" for c in comparisons)
         return NOTHING_COMPARED.format("; ".join(reasons))
     return None
+
+
+def uncompared_outputs(comparisons: Iterable[Compared]) -> list[str]:
+    """The outputs of which no element was compared (every element NaN or Inf in both, none
+    at all), each named once: no failure by itself, but no evidence either, which a passing
+    verdict names (t337)."""
+    return list(dict.fromkeys(c.name for c in comparisons if c.uncompared))
 
 
 def output_status(passed: bool, uncompared: str | None) -> str:

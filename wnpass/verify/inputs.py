@@ -1,8 +1,7 @@
 """Inputs for a model: synthesized from its signature (seeded), or read from an ``.npz`` file.
 
 Dynamic dimensions take their size from ``--shape NAME=DIMS``; otherwise the first axis (the
-batch) is 1 and every other dynamic axis is ``DEFAULT_DYNAMIC_DIM``, and the report says so;
-a vector's only axis is a batch only where its symbol names another input's batch.
+batch) is 1 and every other dynamic axis is ``DEFAULT_DYNAMIC_DIM``, and the report says so.
 A symbolic dimension (``N``) has one size in every input that names it.
 Floats are standard normal; integers are drawn from ``[0, INT_HIGH)``, small enough to be valid
 indices for any embedding or vocabulary, and bools are fair coin flips. An integer input that
@@ -382,17 +381,16 @@ def _default_shape(
     sizes: _Sizes,
     firsts: Iterator[int],
     others: Iterator[int],
-    batches: set[str],
+    batches: set[str] | None,
 ) -> tuple[list[int], list[str]]:
     """The shape to feed where none was given, and a note on each dynamic dimension's size:
     a symbol's size if it has one, else the next of ``firsts`` for a batch axis and of
-    ``others`` for the others. A batch is the first axis of an input of two or more; the
-    only axis of a vector is one where its symbol is a batch's (``batches``: ``lengths[N]``
-    beside ``x[N, T]``), else a length (audio as ``[samples]``, token ids as ``[T]``: t337,
-    checked at 1 and 2 samples only)."""
+    ``others`` for the others. A batch is a first axis; with ``batches`` (:class:`Sizing`'s
+    ``lengths``), the only axis of a vector is one only where its symbol is in them."""
     concrete, notes = [], []
     for axis, dim in enumerate(spec.shape):
-        batch = axis == 0 and (len(spec.shape) > 1 or dim in batches)
+        vector = len(spec.shape) == 1 and batches is not None and dim not in batches
+        batch = axis == 0 and not vector
         if isinstance(dim, int):
             concrete.append(dim)
             continue
@@ -447,6 +445,10 @@ class Sizing:
     other: int = DEFAULT_DYNAMIC_DIM
     first_step: int = 0
     other_step: int = 0
+    # a vector's only axis sized as the others, not as a batch, unless its symbol is another
+    # input's batch: audio as ``[samples]``, ids as ``[T]`` (t337: checked at 1 and 2 samples
+    # only); a batch of per-sample lengths named apart from ``x``'s (t338) runs as one
+    lengths: bool = False
 
 
 def synthesize(
@@ -472,7 +474,12 @@ def synthesize(
     firsts = itertools.count(sizing.first, sizing.first_step)
     others = itertools.count(sizing.other, sizing.other_step)
     given = {s.name: _given_shape(s, shapes[s.name], sizes) for s in specs if s.name in shapes}
-    batches = {s.shape[0] for s in specs if len(s.shape) > 1 and isinstance(s.shape[0], str)}
+    compared_drawn: set[str] = set()  # ids drawn at the values they are compared with too
+    batches = (
+        {s.shape[0] for s in specs if len(s.shape) > 1 and isinstance(s.shape[0], str)}
+        if sizing.lengths
+        else None
+    )
     for spec in specs:
         spec_notes: list[str] = []
         if spec.name in given:
@@ -487,8 +494,9 @@ def synthesize(
             )
         notes.extend(spec_notes)
         feeds[spec.name] = _random(spec.dtype, shape, rng, spec.high)
-        if spec.compared and feeds[spec.name].size:
+        if spec.compared and feeds[spec.name].size > 1:  # one id: a row of the table (t338)
             _draw_compared(feeds[spec.name], spec.compared, rng)
+            compared_drawn.add(spec.name)
     if any(s.dtype.is_integer() and s.high is None for s in specs):
         notes.append(f"integer inputs drawn from [0, {INT_HIGH})")
     for name, array in feeds.items():  # an If's condition, say: one branch run (t337)
@@ -502,7 +510,9 @@ def synthesize(
         if spec.dtype.is_integer() and spec.high is not None:
             compared = ", ".join(str(c) for c in spec.compared)
             also = (
-                f"; a quarter of them {compared}, near what it is compared with" if compared else ""
+                f"; a quarter of them {compared}, near what it is compared with"
+                if spec.name in compared_drawn
+                else ""
             )
             notes.append(
                 f"{spec.name} drawn from [0, {spec.high}): the rows of the table it indexes{also}"
@@ -511,12 +521,13 @@ def synthesize(
 
 
 def _draw_compared(ids: np.ndarray, compared: tuple[int, ...], rng: np.random.Generator) -> None:
-    """Set a quarter of ``ids``' places (at random; at least one) to the values it is compared
-    with, in turn, so that each side of a comparison (a padding id, special tokens) is run."""
+    """Set a quarter of ``ids``' places (at random; one at least, and never the first: some
+    rows of the table are read too) to the values it is compared with, in turn, so that each
+    side of a comparison (a padding id, special tokens) is run."""
     flat = ids.reshape(-1)
-    places = np.flatnonzero(rng.random(flat.size) < 0.25)
-    if places.size == 0:
-        places = np.array([flat.size - 1])
+    chosen = rng.random(flat.size) < 0.25
+    chosen[-1], chosen[0] = True, False
+    places = np.flatnonzero(chosen)
     flat[places] = np.resize(np.array(compared, flat.dtype), places.size)
 
 

@@ -7,7 +7,12 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from wnpass.report import Anchored, shape_text, write_json
-from wnpass.verify.compare import OutputComparison, nothing_compared, output_passed
+from wnpass.verify.compare import (
+    OutputComparison,
+    nothing_compared,
+    output_passed,
+    uncompared_outputs,
+)
 
 if TYPE_CHECKING:
     from wnpass.plan import IOPlan
@@ -167,10 +172,8 @@ class CheckReport(Anchored):
         return not self and not self.differences and ran and all(all(g) for g in groups)
 
     def uncompared(self) -> list[str]:
-        """The outputs of which no element was compared in some run (every element NaN or Inf
-        in both, none at all): no failure by itself, but no evidence either (t337)."""
-        names = [c.name for run in self.runs for c in run.comparisons if c.uncompared]
-        return list(dict.fromkeys(names))
+        """The outputs of which no element was compared in some run (:func:`uncompared_outputs`)."""
+        return uncompared_outputs(c for run in self.runs for c in run.comparisons)
 
     def failed_to_run(self) -> bool:
         """Failed because the candidate failed to run, somewhere, where the reference ran."""
@@ -203,6 +206,7 @@ class CheckReport(Anchored):
         del data["files_read"]
         data["ok"] = bool(self)
         data["cross_provider_nothing_compared"] = nothing_compared(self.cross_provider)
+        data["uncompared"] = self.uncompared()
         for run, raw in zip(self.runs, data["runs"], strict=True):
             raw["ratio"] = run.ratio
             raw["passed"] = run.passed  # status says whether it ran; this, whether it matched

@@ -33,6 +33,9 @@ __all__ = ["ATTEMPTS", "at_other_sizes"]
 logger = logging.getLogger(__name__)
 
 # The sizes of the second run, tried in order until the reference runs there:
+# - first as below, with a vector's only axis a length: audio as ``[samples]`` or ids as
+#   ``[T]`` ran at 1 sample in the first run (t337); where it is a batch named apart from
+#   another input's (``lengths[L]`` beside ``x[N, T]``), the reference fails there;
 # - every axis a size of its own: 2, 3, ... on first axes, 33, 34, ... on the others
 #   (distinct symbols, distinct sizes: a candidate that divides by T where the reference
 #   divides by S, both 32 at the first sizes, t238; also on first axes, t241);
@@ -43,6 +46,7 @@ logger = logging.getLogger(__name__)
 # - the batch as in the first run, the others of their own sizes: a model that squeezes its
 #   batch away runs at a batch of 1 only (t241).
 ATTEMPTS = (
+    Sizing(first=2, other=DEFAULT_DYNAMIC_DIM + 1, first_step=1, other_step=1, lengths=True),
     Sizing(first=2, other=DEFAULT_DYNAMIC_DIM + 1, first_step=1, other_step=1),
     Sizing(first=2, other=48, first_step=1, other_step=16),
     Sizing(first=2, other=DEFAULT_DYNAMIC_DIM),
