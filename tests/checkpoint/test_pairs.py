@@ -247,3 +247,13 @@ def test_keys_with_a_newline_are_matched_whole() -> None:
 
 def test_legacy_keys_of_an_empty_parameter_name_are_ordinary_tensors() -> None:
     assert find_pairs([info("a._g", (3, 1)), info("a._v", (3, 2))]) == []
+
+
+@pytest.mark.parametrize("form", ["legacy", "parametrize"])
+def test_a_half_of_a_pair_stored_as_no_tensor_is_said_so(form: str) -> None:
+    """t339: ``{"c.weight_g": 1.5, "c.weight_v": tensor}`` was declined as "v without g", and a
+    user looked for a key that is in the file: it says that entry is no tensor."""
+    g = "c.weight_g" if form == "legacy" else "c.parametrizations.weight.original0"
+    v = "c.weight_v" if form == "legacy" else "c.parametrizations.weight.original1"
+    (pair,) = find_pairs([info(v, (4, 3))], others=[g])
+    assert pair.reason == f"{g} is no tensor"

@@ -192,8 +192,12 @@ def _checked(
     """``pair`` with the reason it cannot be folded (or renamed), if any: module docstring."""
     g, v = pair.g, pair.v
     if g is None or v is None:
-        missing = "v" if v is None else "g"
-        pair.reason = f"{'g' if g is not None else 'v'} without {missing} ({pair.first})"
+        missing = pair.keys.v if v is None else pair.keys.g
+        if missing in others:  # stored, but no tensor: a number, a list (t339)
+            pair.reason = f"{missing} is no tensor"
+            return pair
+        role = "v" if v is None else "g"
+        pair.reason = f"{'g' if g is not None else 'v'} without {role} ({pair.first})"
         return pair
     base = pair.keys.g.removesuffix(".original0")
     if pair.keys.form == "parametrize" and base in stacked:
