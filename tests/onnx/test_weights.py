@@ -543,6 +543,27 @@ def test_an_operand_that_leaves_the_normal_range_on_the_way_or_sums_is_declined(
     assert "ONNX Runtime chooses the order of a ReduceSum's additions" in _declined(model)
 
 
+def test_a_float16_operand_masked_exactly_folds() -> None:
+    """t340: ``v = v0 * mask`` (PixelCNN's masked conv) in a float16 model was declined: the
+    operand's check ran the bit-for-bit cone's rule that ONNX Runtime computes float16
+    arithmetic in float32. A mask of 0 and 1 is exact either way: it folds."""
+    body = """
+        v = Mul(v0, m)
+        n = ReduceL2 <axes = [1]> (v)
+        d = Div(v, n)
+        w = Mul(d, g)
+        y = Gemm <transB = 1> (x, w)
+    """
+    v0 = rand(32, 64).astype(np.float16)
+    mask = (rand(32, 64) > 0).astype(np.float16)
+    mask[:, 0] = 1  # no unit all masked: a zero norm is declined as such
+    g = (np.abs(rand(32, 1)) + 0.5).astype(np.float16)
+    model = _site_model(body, "float16[N, 64] x", "float16[N, 32] y", v0=v0, m=mask, g=g)
+    v = v0.astype(np.float64) * mask
+    expected = g.astype(np.float64) * v / np.linalg.norm(v, axis=1, keepdims=True)
+    np.testing.assert_array_equal(_weight(model), expected.astype(np.float16))
+
+
 @pytest.mark.parametrize("op", ["Mul", "Div", "Add"])
 def test_an_operand_that_cannot_cancel_or_rounds_nothing_folds(op: str) -> None:
     """``v = W * 0.1`` and ``v = W / 3`` round once each (an ulp at most, no cancellation:

@@ -560,3 +560,19 @@ def test_one_id_compared_with_a_constant_is_a_row_of_the_table() -> None:
     drawn = inputs.synthesize([inputs.InputSpec("ids", spec.dtype, spec.shape, spec.high)])[0]
     assert spec.compared == (0, 1) and np.array_equal(feeds["ids"], drawn["ids"])
     assert "ids drawn from [0, 1000): the rows of the table it indexes" in notes
+    one = int(feeds["ids"][0])  # t340: one side run, which a note says
+    said = f"ids is one id, drawn {one}, compared with a constant: one side of the comparison"
+    assert any(note.startswith(said) and "give --inputs with 0, 1 too" in note for note in notes)
+
+
+def test_the_last_id_is_not_always_the_compared_value() -> None:
+    """t340: the last place was always set to the value compared with, and a decoder's step
+    reading the last token alone never read a row of its table: the places are drawn."""
+    body = "m = Equal(ids, zero)\n g = Gather(e, ids)\n y = Identity(g)"
+    text = INDEXED.format(body=body).replace("int64[1, 64] ids", "int64[1, 4] ids")
+    model = onnx_model(
+        text, e=np.ones((1000, 4), np.float32), zero=np.array(0, np.int64), check=False
+    )
+    (spec,) = inputs.signature(ir.serde.deserialize_model(model))
+    lasts = {int(inputs.synthesize([spec], seed=seed)[0]["ids"][0, -1] <= 1) for seed in range(12)}
+    assert lasts == {0, 1}

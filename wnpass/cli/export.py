@@ -322,7 +322,7 @@ def _print_export(out: Printer, report: Any) -> None:
     elif report:
         out.summary(f"deployable: ONNX matches PyTorch; wrote {wrote}")
     if report and report.verified and (uncompared := report.uncompared):
-        out.summary(f"  not compared: {', '.join(uncompared)} (no element could be: see the table)")
+        out.summary(f"  not compared: {', '.join(uncompared)} (no element could be)")
     if not report:
         if not report.published:
             out.summary(f"NOT DEPLOYABLE: see above; nothing written to {report.output}")

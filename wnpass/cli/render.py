@@ -86,7 +86,7 @@ def print_check(out: Printer, report: Any) -> None:
     candidate, reference = report.candidate, report.reference
     if report:
         uncompared = report.uncompared()
-        unseen = f" (not compared: {', '.join(uncompared)}; see the table)" if uncompared else ""
+        unseen = f" (not compared: {', '.join(uncompared)})" if uncompared else ""
         out.summary(f"equivalent: {candidate} matches {reference}{unseen}")
     elif any(run.status == NOT_DETERMINISTIC for run in report.runs) and report.compared_nothing():
         out.summary(

@@ -257,12 +257,14 @@ class Program:
     def ops(self) -> list[str]:
         return [slot.op for slot in self.slots if isinstance(slot, Step)]
 
-    def run(self, units: Units | None = None) -> Evaluated:
+    def run(self, units: Units | None = None, *, as_runtime: bool = True) -> Evaluated:
         """The value, float results of arithmetic held in float64 (see the module rules), or
         each rounded to its type at once where the program is :attr:`stepwise`.
         ``units``: v's shape and the axes its norm reduces, where the value is a weight-norm
         site's weight: a result of v's shape before the last step is judged unit by unit
-        (:func:`_check_units`)."""
+        (:func:`_check_units`). ``as_runtime``: a stepwise run declines what ONNX Runtime
+        computes otherwise (:func:`_check_stepwise`); without, it rounds each step all the
+        same (float16 arithmetic too: within a rounding a step of ONNX Runtime's value)."""
         last_use = {j: i for i, slot in enumerate(self.slots) if isinstance(slot, Step)
                     for j in slot.inputs if j is not None}  # fmt: skip
         results: list[Evaluated | None] = [None] * len(self.slots)
@@ -276,7 +278,7 @@ class Program:
             for i, slot in enumerate(self.slots):
                 if isinstance(slot, Step):
                     args = [None if j is None else results[j] for j in slot.inputs]
-                    if self.stepwise:
+                    if self.stepwise and as_runtime:
                         _check_stepwise(slot, args)
                     value, dtype = _apply(slot, args)
                     if self.stepwise and dtype in FLOAT_TYPES and value.dtype != _form(dtype):

@@ -499,6 +499,14 @@ def synthesize(
             compared_drawn.add(spec.name)
     if any(s.dtype.is_integer() and s.high is None for s in specs):
         notes.append(f"integer inputs drawn from [0, {INT_HIGH})")
+    for spec in specs:  # one id compared with a constant: one side of it run (t340)
+        if spec.compared and spec.name in feeds and feeds[spec.name].size == 1:
+            drawn_id = int(feeds[spec.name].reshape(-1)[0])
+            sides = ", ".join(str(c) for c in spec.compared if c != drawn_id)
+            notes.append(
+                f"{spec.name} is one id, drawn {drawn_id}, compared with a constant: one side "
+                f"of the comparison runs; give --inputs with {sides} too"
+            )
     for name, array in feeds.items():  # an If's condition, say: one branch run (t337)
         if array.dtype == bool and array.size == 1:
             drawn = bool(array.reshape(-1)[0])
@@ -522,11 +530,14 @@ def synthesize(
 
 def _draw_compared(ids: np.ndarray, compared: tuple[int, ...], rng: np.random.Generator) -> None:
     """Set a quarter of ``ids``' places (at random; one at least, and never the first: some
-    rows of the table are read too) to the values it is compared with, in turn, so that each
-    side of a comparison (a padding id, special tokens) is run."""
+    rows of the table are read too; not always the last either, which a decoder's step may
+    read alone, t340) to the values it is compared with, in turn, so that each side of a
+    comparison (a padding id, special tokens) is run."""
     flat = ids.reshape(-1)
     chosen = rng.random(flat.size) < 0.25
-    chosen[-1], chosen[0] = True, False
+    chosen[0] = False
+    if not chosen.any():
+        chosen[rng.integers(1, flat.size)] = True  # not always the last: it may be all read
     places = np.flatnonzero(chosen)
     flat[places] = np.resize(np.array(compared, flat.dtype), places.size)
 
