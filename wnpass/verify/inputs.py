@@ -529,15 +529,16 @@ def synthesize(
 
 
 def _draw_compared(ids: np.ndarray, compared: tuple[int, ...], rng: np.random.Generator) -> None:
-    """Set a quarter of ``ids``' places (at random; one at least, and never the first: some
-    rows of the table are read too; not always the last either, which a decoder's step may
-    read alone, t340) to the values it is compared with, in turn, so that each side of a
-    comparison (a padding id, special tokens) is run."""
+    """Set a quarter of ``ids``' places (at random; one at least and all but one at most:
+    some rows of the table are read too; not always the last, which a decoder's step may
+    read alone, t340, t341) to the values it is compared with, in turn, so that each side of
+    a comparison (a padding id, special tokens) is run."""
     flat = ids.reshape(-1)
     chosen = rng.random(flat.size) < 0.25
-    chosen[0] = False
-    if not chosen.any():
-        chosen[rng.integers(1, flat.size)] = True  # not always the last: it may be all read
+    if chosen.all():  # a row of the table read too
+        chosen[rng.integers(flat.size)] = False
+    if not chosen.any():  # a place drawn, not always the last: it may be all that is read
+        chosen[rng.integers(flat.size)] = True
     places = np.flatnonzero(chosen)
     flat[places] = np.resize(np.array(compared, flat.dtype), places.size)
 
