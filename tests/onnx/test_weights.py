@@ -479,6 +479,21 @@ def test_v_holding_inf_is_declined_as_v_holding_inf() -> None:
 
 # ------------------------------------------------------- operands computed from constants
 
+# a weight-norm site of the value ``v`` an operand's body computes, with gain g, read by a Gemm
+V_SITE = """
+    n = ReduceL2 <axes = [1]> (v)
+    d = Div(v, n)
+    w = Mul(d, g)
+    y = Gemm <transB = 1> (x, w)
+"""
+
+
+def _operand_site(
+    body: str, x: str = "float[N, 64] x", y: str = "float[N, 32] y", **arrays: np.ndarray
+) -> onnx.ModelProto:
+    """A model of ``body``, which computes ``v`` (and maybe ``g``), and its weight-norm site."""
+    return _site_model(body + V_SITE, x, y, **arrays)
+
 
 def test_an_operand_the_graph_rounds_on_the_way_is_declined() -> None:
     """t335: ``v = (A + B) - A`` with B below half an ulp of A is 0 in float32 (the graph's
@@ -490,23 +505,15 @@ def test_an_operand_the_graph_rounds_on_the_way_is_declined() -> None:
     v_rounded = """
         s = Add(a, b)
         v = Sub(s, a)
-        n = ReduceL2 <axes = [1]> (v)
-        d = Div(v, n)
-        w = Mul(d, g)
-        y = Gemm <transB = 1> (x, w)
     """
-    reason = _declined(_site_model(v_rounded, a=a, b=small, g=g))
+    reason = _declined(_operand_site(v_rounded, a=a, b=small, g=g))
     assert reason.startswith("v is computed from constants by Add, Sub, which the graph holds")
     g_rounded = """
         s = Add(one, d0)
         g = Sub(s, one)
-        n = ReduceL2 <axes = [1]> (v)
-        d = Div(v, n)
-        w = Mul(d, g)
-        y = Gemm <transB = 1> (x, w)
     """
     one = np.ones((32, 1), np.float32)
-    model = _site_model(g_rounded, one=one, d0=(g * 1e-7).astype(np.float32), v=rand(32, 64))
+    model = _operand_site(g_rounded, one=one, d0=(g * 1e-7).astype(np.float32), v=rand(32, 64))
     assert _declined(model).startswith("g is computed from constants by Add, Sub")
     (site,) = find_sites(ir.serde.deserialize_model(model))
     assert decline_reason(site) == _declined(model)  # inspect says what the fold does
@@ -522,24 +529,16 @@ def test_an_operand_that_leaves_the_normal_range_on_the_way_or_sums_is_declined(
     scaled = """
         s = Mul(m, tiny)
         v = Mul(s, huge)
-        n = ReduceL2 <axes = [1]> (v)
-        d = Div(v, n)
-        w = Mul(d, g)
-        y = Gemm <transB = 1> (x, w)
     """
     tiny, huge = np.array(1e-30, np.float32), np.array(1e30, np.float32)
-    reason = _declined(_site_model(scaled, m=m, tiny=tiny, huge=huge, g=g))
+    reason = _declined(_operand_site(scaled, m=m, tiny=tiny, huge=huge, g=g))
     assert reason.startswith("v is computed from constants by Mul, which the graph holds")
     summed = """
         c = Concat <axis = 0> (a, b, na)
         v = ReduceSum <keepdims = 0> (c, zero)
-        n = ReduceL2 <axes = [1]> (v)
-        d = Div(v, n)
-        w = Mul(d, g)
-        y = Gemm <transB = 1> (x, w)
     """
     a = rand(1, 32, 64) * 1e8
-    model = _site_model(summed, a=a, b=rand(1, 32, 64), na=-a, zero=np.array([0], np.int64), g=g)
+    model = _operand_site(summed, a=a, b=rand(1, 32, 64), na=-a, zero=np.array([0], np.int64), g=g)
     assert "ONNX Runtime chooses the order of a ReduceSum's additions" in _declined(model)
 
 
@@ -549,16 +548,12 @@ def test_a_float16_operand_masked_exactly_folds() -> None:
     arithmetic in float32. A mask of 0 and 1 is exact either way: it folds."""
     body = """
         v = Mul(v0, m)
-        n = ReduceL2 <axes = [1]> (v)
-        d = Div(v, n)
-        w = Mul(d, g)
-        y = Gemm <transB = 1> (x, w)
     """
     v0 = rand(32, 64).astype(np.float16)
     mask = (rand(32, 64) > 0).astype(np.float16)
     mask[:, 0] = 1  # no unit all masked: a zero norm is declined as such
     g = (np.abs(rand(32, 1)) + 0.5).astype(np.float16)
-    model = _site_model(body, "float16[N, 64] x", "float16[N, 32] y", v0=v0, m=mask, g=g)
+    model = _operand_site(body, "float16[N, 64] x", "float16[N, 32] y", v0=v0, m=mask, g=g)
     v = v0.astype(np.float64) * mask
     expected = g.astype(np.float64) * v / np.linalg.norm(v, axis=1, keepdims=True)
     np.testing.assert_array_equal(_weight(model), expected.astype(np.float16))
@@ -578,15 +573,11 @@ def test_a_float16_operand_whose_rounding_a_cast_shows_is_declined() -> None:
         r = Sub(pw, q)
         rh = Cast <to = 10> (r)
         v = Add(v0, rh)
-        n = ReduceL2 <axes = [1]> (v)
-        d = Div(v, n)
-        w = Mul(d, g)
-        y = Gemm <transB = 1> (x, w)
     """
     a, b = (rand(32, 64) * 40).astype(np.float16), (rand(32, 64) * 40).astype(np.float16)
     g = (np.abs(rand(32, 1)) + 0.5).astype(np.float16)
     arrays = {"a": a, "b": b, "v0": rand(32, 64).astype(np.float16), "g": g}
-    model = _site_model(body, "float16[N, 64] x", "float16[N, 32] y", **arrays)
+    model = _operand_site(body, "float16[N, 64] x", "float16[N, 32] y", **arrays)
     assert "Mul 'p' on float16: ONNX Runtime computes float16 arithmetic in float32" in (
         _declined(model)
     )
@@ -597,16 +588,10 @@ def test_an_operand_that_cannot_cancel_or_rounds_nothing_folds(op: str) -> None:
     """``v = W * 0.1`` and ``v = W / 3`` round once each (an ulp at most, no cancellation:
     as close to the graph's weight as a plain site's, t336), ``v = W + W`` rounds nothing:
     each folds to the weight its exact value gives."""
-    body = f"""
-        v = {op}(m, c)
-        n = ReduceL2 <axes = [1]> (v)
-        d = Div(v, n)
-        w = Mul(d, g)
-        y = Gemm <transB = 1> (x, w)
-    """
+    body = f"v = {op}(m, c)"
     m, g = rand(32, 64), np.abs(rand(32, 1)) + 0.5
     c = {"Mul": np.float32(0.1), "Div": np.float32(3.0), "Add": m}[op]
-    model = _site_model(body, m=m, c=np.asarray(c, np.float32), g=g)
+    model = _operand_site(body, m=m, c=np.asarray(c, np.float32), g=g)
     exact = {"Mul": np.multiply, "Div": np.divide, "Add": np.add}[op]
     v = exact(m.astype(np.float64), np.asarray(c, np.float64))
     expected = g * v / np.linalg.norm(v, axis=1, keepdims=True)

@@ -206,8 +206,7 @@ def _read_as_weight(product: fx.Node, model: nn.Module) -> str | None:
             if _ends_there(user, model):
                 continue
             seen.add(user)
-            name = str(getattr(user.target, "__name__", user.target))
-            queue.append((user, reshaped or name in _RESHAPES, steps + 1))
+            queue.append((user, reshaped or _called(user) in _RESHAPES, steps + 1))
     return None
 
 
@@ -221,8 +220,13 @@ def _ends_there(user: fx.Node, model: nn.Module) -> bool:
         return any(True for _ in model.get_submodule(str(user.target)).parameters())
     if user.op not in ("call_function", "call_method") or _layout_read(user):
         return True
-    name = (name_of(user.target) if callable(user.target) else str(user.target)).strip("_")
+    name = _called(user).strip("_")
     return name in LAYER_OPS or name in _REDUCTIONS
+
+
+def _called(user: fx.Node) -> str:
+    """The name of what ``user`` calls: a function's or a method's (``view``, ``__matmul__``)."""
+    return name_of(user.target) if callable(user.target) else str(user.target)
 
 
 def _layout_read(user: fx.Node) -> bool:

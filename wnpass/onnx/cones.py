@@ -420,21 +420,26 @@ def _with_twins(
     for cone in cones:
         if cone.foldable and not isinstance(program := _program(cone), str):
             programs.append(program)
-            keys.setdefault(_twin_key(model, cone, program), []).append(cone)
+            keys.setdefault(_twin_key(_owner(model, cone), program), []).append(cone)
     kept = list(cones)
     for place, cone in reversed(constant_only):
         program = _program(cone)
         if isinstance(program, str):
             continue
-        twins = keys.get(_twin_key(model, cone, program), [])
+        twins = keys.get(_twin_key(_owner(model, cone), program), [])
         if twins and not _copies(cone, twins):
             kept.insert(place, cone)
     return kept
 
 
-def _twin_key(model: ir.Model, cone: Cone, program: ev.Program) -> tuple[object, ...]:
-    """What ``cone``'s weight is folded as: the graph holding it and what it computes."""
-    owner = initializer_owner(model, cone.graph, list(cone.sources))
+def _owner(model: ir.Model, cone: Cone) -> ir.Graph | ir.Function:
+    """The graph whose initializer ``cone``'s weight becomes."""
+    return initializer_owner(model, cone.graph, list(cone.sources))
+
+
+def _twin_key(owner: ir.Graph | ir.Function, program: ev.Program) -> tuple[object, ...]:
+    """What a cone's weight is folded as: the graph holding it (:func:`_owner`) and what it
+    computes; twins have one key."""
     return (id(owner), _key(program))
 
 
@@ -719,8 +724,8 @@ class _Folding:
             self.reports.append(_left(model, cone, program))
             return
         self.programs.append(program)
-        key = _twin_key(model, cone, program)
-        owner = initializer_owner(model, cone.graph, list(cone.sources))
+        owner = _owner(model, cone)
+        key = _twin_key(owner, program)
         if key in self.folded_as and still_folded(self.folded_as[key], owner):
             # the same elements as a weight folded before (one layer used twice): one tensor
             existing, wanted = self.folded_as[key], report.name

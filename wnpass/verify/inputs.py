@@ -474,7 +474,6 @@ def synthesize(
     firsts = itertools.count(sizing.first, sizing.first_step)
     others = itertools.count(sizing.other, sizing.other_step)
     given = {s.name: _given_shape(s, shapes[s.name], sizes) for s in specs if s.name in shapes}
-    compared_drawn: set[str] = set()  # ids drawn at the values they are compared with too
     batches = (
         {s.shape[0] for s in specs if len(s.shape) > 1 and isinstance(s.shape[0], str)}
         if sizing.lengths
@@ -494,19 +493,10 @@ def synthesize(
             )
         notes.extend(spec_notes)
         feeds[spec.name] = _random(spec.dtype, shape, rng, spec.high)
-        if spec.compared and feeds[spec.name].size > 1:  # one id: a row of the table (t338)
+        if _compared_drawn(spec, feeds[spec.name]):
             _draw_compared(feeds[spec.name], spec.compared, rng)
-            compared_drawn.add(spec.name)
     if any(s.dtype.is_integer() and s.high is None for s in specs):
         notes.append(f"integer inputs drawn from [0, {INT_HIGH})")
-    for spec in specs:  # one id compared with a constant: one side of it run (t340)
-        if spec.compared and spec.name in feeds and feeds[spec.name].size == 1:
-            drawn_id = int(feeds[spec.name].reshape(-1)[0])
-            sides = ", ".join(str(c) for c in spec.compared if c != drawn_id)
-            notes.append(
-                f"{spec.name} is one id, drawn {drawn_id}, compared with a constant: one side "
-                f"of the comparison runs; give --inputs with {sides} too"
-            )
     for name, array in feeds.items():  # an If's condition, say: one branch run (t337)
         if array.dtype == bool and array.size == 1:
             drawn = bool(array.reshape(-1)[0])
@@ -516,16 +506,31 @@ def synthesize(
             )
     for spec in specs:
         if spec.dtype.is_integer() and spec.high is not None:
-            compared = ", ".join(str(c) for c in spec.compared)
-            also = (
-                f"; a quarter of them {compared}, near what it is compared with"
-                if spec.name in compared_drawn
-                else ""
-            )
-            notes.append(
-                f"{spec.name} drawn from [0, {spec.high}): the rows of the table it indexes{also}"
-            )
+            notes.extend(_table_notes(spec, feeds[spec.name]))
     return feeds, notes
+
+
+def _compared_drawn(spec: InputSpec, ids: np.ndarray) -> bool:
+    """Whether ``ids`` take the values they are compared with at some places: not one id,
+    which takes a row of the table (t338)."""
+    return bool(spec.compared) and ids.size > 1
+
+
+def _table_notes(spec: InputSpec, ids: np.ndarray) -> list[str]:
+    """What ids that index a table were drawn from; for one id compared with a constant, that
+    one side of the comparison runs (t340)."""
+    compared = ", ".join(str(c) for c in spec.compared)
+    near = f"; a quarter of them {compared}, near what it is compared with"
+    also = near if _compared_drawn(spec, ids) else ""
+    said = [f"{spec.name} drawn from [0, {spec.high}): the rows of the table it indexes{also}"]
+    if spec.compared and ids.size == 1:
+        drawn = int(ids.reshape(-1)[0])
+        sides = ", ".join(str(c) for c in spec.compared if c != drawn)
+        said.append(
+            f"{spec.name} is one id, drawn {drawn}, compared with a constant: one side of the "
+            f"comparison runs; give --inputs with {sides} too"
+        )
+    return said
 
 
 def _draw_compared(ids: np.ndarray, compared: tuple[int, ...], rng: np.random.Generator) -> None:
