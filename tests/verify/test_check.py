@@ -829,6 +829,66 @@ def test_a_reference_too_short_for_the_synthesized_axis_says_what_it_ran_on(
     assert "Input shape:{1,16}" in str(failed.value) and "synthesized" not in str(failed.value)
 
 
+# audio as ``x[T]`` into a 5-tap filter without padding: no output at one sample
+UNPADDED_FIR = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[T] x) => (float[?] y) {
+        axes = Constant <value = int64[2] {0, 1}> ()
+        x3 = Unsqueeze (x, axes)
+        c = Conv (x3, k)
+        flat = Constant <value = int64[1] {-1}> ()
+        y = Reshape (c, flat)
+    }
+"""
+
+
+def test_a_vector_that_runs_at_no_length_1_is_run_as_a_length(tmp_path: Path) -> None:
+    """t340: a vector's only axis runs at a batch's size, 1, in the first run (per-sample
+    lengths, t338); ``audio[T]`` into an unpadded filter failed there, and the check of the
+    model against itself stopped (exit 2). The first run is tried again with it a length (32),
+    said in a note; a candidate whose outer taps differ fails there."""
+    k = rand(1, 1, 5)
+    wrong = k.copy()
+    wrong[..., 0] += 1.0
+    reference, candidate = tmp_path / "ref.onnx", tmp_path / "cand.onnx"
+    onnx.save(onnx_model(UNPADDED_FIR, k=k), reference)
+    onnx.save(onnx_model(UNPADDED_FIR, k=wrong), candidate)
+    report = check(reference, reference, runs=1, warmup=0)
+    assert report and report.inputs == [{"name": "x", "shape": [32], "dtype": "float32"}]
+    assert "x[0] (T) = 32" in report.notes
+    assert any(
+        note.startswith("x: the only axis sized as a length, not as a batch of 1, at which the "
+                        "reference fails to run ([ONNXRuntimeError]")
+        for note in report.notes
+    )  # fmt: skip
+    assert "x[0] (T) = 1" not in report.notes  # the first sizes' notes are replaced
+    assert any("also matched at other sizes" in note for note in report.notes)
+    failed = check(reference, candidate, runs=1, warmup=0)
+    assert not failed and not failed.runs[0].passed
+
+
+def test_a_vector_that_runs_at_no_length_keeps_the_first_runs_reason(tmp_path: Path) -> None:
+    """Where the reference runs neither at 1 nor as a length, the error is the first run's,
+    with the inputs it ran on and how to give others."""
+    model = tmp_path / "rows.onnx"
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[T] x) => (float[5, 7] y) {
+            shape = Constant <value = int64[2] {5, 7}> ()
+            y = Reshape(x, shape)
+        }
+    """
+    onnx.save(onnx.parser.parse_model(text), model)
+    with pytest.raises(providers.RunFailedError) as failed:
+        check(model, model, runs=1, warmup=0)
+    said = str(failed.value)
+    assert "Input shape:{1}" in said and said.endswith(
+        "(on synthesized inputs, x float32[1], a dynamic axis at its default size: give its "
+        "size or the inputs, --shape, --inputs)"
+    )
+    assert check(model, model, runs=1, warmup=0, shapes={"x": [35]})
+
+
 def test_a_reference_indexed_beyond_its_table_by_synthesized_integers_says_so(
     tmp_path: Path,
 ) -> None:

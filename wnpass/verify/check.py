@@ -68,13 +68,15 @@ def _feeds(
     inputs: Path | None,
     fallback: dict[str, tuple[inputs_mod.InputSpec, np.ndarray]],
     one_sided: dict[str, str],
+    sizing: inputs_mod.Sizing | None = None,
 ) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
     """The inputs to run both models on, notes on them, and the names of ``fallback`` fed the
     reference's default. ``defaults``: the inputs with a default (an initializer) in both
     models, fed only where the inputs file gives them; ``fallback``: inputs the reference
     takes with a default and the candidate requires, fed the reference's default where the
     inputs file does not give them; ``one_sided``: inputs with a default that one model only
-    takes, each with the model, which the file may not give."""
+    takes, each with the model, which the file may not give; ``sizing``: the sizes of the
+    dynamic axes synthesized inputs take (:class:`~wnpass.verify.inputs.Sizing`)."""
     optional = [*defaults, *(spec for spec, _ in fallback.values())]
     if inputs is not None:
         feeds = inputs_mod.load_npz(inputs, specs, optional, one_sided)
@@ -86,7 +88,7 @@ def _feeds(
                 "synthesized: give its value with --inputs",
                 parameter="shapes",
             )
-        feeds, notes = inputs_mod.synthesize(specs, shapes)
+        feeds, notes = inputs_mod.synthesize(specs, shapes, sizing=sizing)
         if specs:  # a model of no inputs has none to make up
             notes = [f"inputs synthesized (seed {inputs_mod.SEED})", *notes]
     if unfed := [spec.name for spec in defaults if spec.name not in feeds]:
@@ -316,7 +318,8 @@ def check(
         plan.check()
     chosen = prov.resolve(list(options.providers) if options.providers else None)
     defaults, candidate_defaults = _defaults(reference_defaults, their_defaults)
-    arrays, notes, defaulted = _feeds(
+    feeding = functools.partial(
+        _feeds,
         specs,
         defaults,
         options.shapes or {},
@@ -324,6 +327,8 @@ def check(
         defaults_fed,
         _one_sided(reference_model, candidate_model, reference_defaults, their_defaults),
     )
+    arrays, notes, defaulted = feeding()
+    fed_notes = len(notes)  # the notes on the inputs, said again where a first run is retried
     fed = [
         pair for pair in zip(defaults, candidate_defaults, strict=True) if pair[0].name in arrays
     ]
@@ -347,9 +352,7 @@ def check(
     ]
     for difference in report.differences:
         logger.warning("%s: %s", candidate, difference)
-    report.inputs = [
-        {"name": n, "shape": list(a.shape), "dtype": dtype_name(a)} for n, a in arrays.items()
-    ]
+    report.inputs = _inputs_listed(arrays)
     feeds = prov.ort_feeds(arrays)  # once: the timed runs pay nothing to convert them
     # the providers not checked for lack of them, where every one available was asked for
     report.not_available = (
@@ -370,13 +373,26 @@ def check(
     for provider in chosen:
         prov.warm_up(provider)
         for level in options.optimizations:
+            check_one = functools.partial(
+                _check_one, reference, candidate, provider, level,
+                options=options, moved_by_ulp=moved, candidate_aborts=candidate_aborts, held=held,
+            )  # fmt: skip
             try:
-                run = _check_one(
-                    reference, candidate, provider, level, feeds, options, moved, candidate_aborts,
-                    held,
-                )  # fmt: skip
+                run = check_one(feeds)
             except prov.RunFailedError as error:
-                raise _inputs_said(error, reference, specs, arrays, options) from None
+                first = not report.runs and options.inputs is None
+                lengths = _as_lengths(error, reference, arrays, feeding) if first else None
+                if lengths is None:
+                    raise _inputs_said(error, reference, specs, arrays, options) from None
+                try:
+                    run = check_one(prov.ort_feeds(lengths[0]))
+                except prov.RunFailedError:  # not as lengths either: the first run's reason
+                    raise _inputs_said(error, reference, specs, arrays, options) from None
+                arrays, lengths_notes = lengths
+                feeds = prov.ort_feeds(arrays)
+                report.notes[:fed_notes] = lengths_notes
+                held_notes_at += len(lengths_notes) - fed_notes
+                report.inputs = _inputs_listed(arrays)
             report.runs.append(run.result)
             if run.result.status != OK:
                 continue
@@ -503,6 +519,36 @@ class _OneRun(NamedTuple):
     result: ProviderRun
     sessions: tuple[prov.Session, prov.Session | None]  # None: the candidate did not load
     candidate_outputs: tuple[list[str], list[np.ndarray]]
+
+
+def _inputs_listed(arrays: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """The inputs run, as the report lists them."""
+    return [{"name": n, "shape": list(a.shape), "dtype": dtype_name(a)} for n, a in arrays.items()]
+
+
+def _as_lengths(
+    error: prov.RunFailedError,
+    reference: Path,
+    arrays: dict[str, np.ndarray],
+    feeding: Callable[..., tuple[dict[str, np.ndarray], list[str], list[str]]],
+) -> tuple[dict[str, np.ndarray], list[str]] | None:
+    """Inputs for a first run again, where the reference failed (``error``) on synthesized
+    inputs whose vectors ran at the size of a batch, 1 (which per-sample lengths named apart
+    from another input's batch take, t338): each vector's only axis as a length
+    (:class:`~wnpass.verify.inputs.Sizing`'s ``lengths``: ``audio[T]`` into an unpadded
+    ``Conv1d`` runs at no length 1, t340), with the notes on them; ``None`` where no input
+    would change. ``feeding``: :func:`_feeds` with its inputs."""
+    if error.model != reference:
+        return None
+    again, notes, _ = feeding(sizing=inputs_mod.Sizing(lengths=True))
+    resized = [name for name, array in again.items() if array.shape != arrays[name].shape]
+    if not resized:
+        return None
+    note = (
+        f"{listed(resized, 5)}: the only axis sized as a length, not as a batch of 1, at which "
+        f"the reference fails to run ({error.reason})"
+    )
+    return again, [*notes, note]
 
 
 def _inputs_said(
