@@ -529,6 +529,41 @@ def test_a_twin_cone_in_a_branch_is_told_as_the_fold_tells_it() -> None:
     assert onnx.printer.to_text(again.graph) == onnx.printer.to_text(folded.graph)
 
 
+def test_twin_cones_held_back_in_each_branch_read_the_layers_tensor() -> None:
+    """t340: the other way round, the layer in the main graph and the constant ``MatMul``
+    in both branches of an ``If``: each branch's cone counted the other's read of W as a copy,
+    both were held back, and W was stored twice (the layer's weight named ``w__1``). Twins held
+    back read W for the tensor, as the layer does: W is stored once."""
+    text = f"""
+        {HEADER}
+        agraph (float[3, 4] x, bool c) => (float[3, 5] y, float[2, 5] p) {{
+            t1 = Transpose(w)
+            y = MatMul(x, t1)
+            p = If(c) <then_branch = g1 () => (float[2, 5] p1) {{
+                t2 = Transpose(w)
+                p1 = MatMul(table, t2)
+            }}, else_branch = g2 () => (float[2, 5] p2) {{
+                t3 = Transpose(w)
+                p2 = MatMul(table, t3)
+            }}>
+        }}
+    """
+    w = rand(5, 4)
+    model = onnx_model(text, w=w, table=rand(2, 4))
+    folded, report = folded_model(model)
+    assert set(weights(folded)) == {"w", "table"}
+    np.testing.assert_array_equal(weights(folded)["w"], w.T)
+    assert [cone.status for cone in report.cones] == ["folded"] * 3
+    for c in (True, False):
+        feeds = {"x": rand(3, 4), "c": np.array(c)}
+        assert all(
+            a.tobytes() == b.tobytes()
+            for a, b in zip(run(folded, feeds), run(model, feeds), strict=True)
+        )
+    again, _ = folded_model(folded)
+    assert onnx.printer.to_text(again.graph) == onnx.printer.to_text(folded.graph)
+
+
 @pytest.mark.parametrize(
     ("graph", "ops"),
     [

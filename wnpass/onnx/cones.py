@@ -421,13 +421,23 @@ def _with_twins(
         if cone.foldable and not isinstance(program := _program(cone), str):
             programs.append(program)
             keys.setdefault(_twin_key(_owner(model, cone), program), []).append(cone)
+    held: dict[tuple[object, ...], list[Cone]] = {}  # the held back cones with a twin, by key
+    for _, cone in constant_only:
+        if not isinstance(program := _program(cone), str):
+            programs.append(program)
+            if (key := _twin_key(_owner(model, cone), program)) in keys:
+                held.setdefault(key, []).append(cone)
+    # the layer's and every held back twin's nodes read W for the tensor (a constant MatMul
+    # in each branch of an If beside the layer's in the main graph, t340)
+    chosen = {
+        id(cone)
+        for key, group in held.items()
+        for cone in group
+        if not _copies(cone, [*keys[key], *group])
+    }
     kept = list(cones)
     for place, cone in reversed(constant_only):
-        program = _program(cone)
-        if isinstance(program, str):
-            continue
-        twins = keys.get(_twin_key(_owner(model, cone), program), [])
-        if twins and not _copies(cone, twins):
+        if id(cone) in chosen:
             kept.insert(place, cone)
     return kept
 
