@@ -578,9 +578,44 @@ def test_a_float16_operand_whose_rounding_a_cast_shows_is_declined() -> None:
     g = (np.abs(rand(32, 1)) + 0.5).astype(np.float16)
     arrays = {"a": a, "b": b, "v0": rand(32, 64).astype(np.float16), "g": g}
     model = _operand_site(body, "float16[N, 64] x", "float16[N, 32] y", **arrays)
-    assert "Mul 'p' on float16: ONNX Runtime computes float16 arithmetic in float32" in (
+    assert "Mul 'p' on float16 rounds: ONNX Runtime computes float16 arithmetic in float32" in (
         _declined(model)
     )
+
+
+@pytest.mark.parametrize("widened", [False, True], ids=["float16 model", "float32 model"])
+def test_a_float16_step_that_rounds_is_declined_whatever_follows(widened: bool) -> None:
+    """t342: the t341 difference concatenated to v0 instead of added to it, and a float32
+    model's ``v = Concat(Cast32(v16 * s16), v32)``: the exact evaluation rounds a float16
+    ``Mul`` read by a widening Cast to its type, as the graph means it, so it agreed with the
+    step-by-step one, and the fold wrote the rounded product (or its rounding error, 45% of
+    the outputs' scale) where ONNX Runtime keeps the product unrounded. A float16 step that
+    rounds is declined where it is, whatever reads it."""
+    if widened:
+        body = """
+            p = Mul(a, b)
+            pw = Cast <to = 1> (p)
+            v = Concat <axis = 1> (pw, v32)
+        """
+        a, b = rand(32, 32).astype(np.float16), (rand(32, 1) + 2).astype(np.float16)
+        arrays = {"a": a, "b": b, "v32": rand(32, 32), "g": np.abs(rand(32, 1)) + 0.5}
+        model = _operand_site(body, **arrays)
+    else:
+        body = """
+            p = Mul(a, b)
+            pw = Cast <to = 1> (p)
+            aw = Cast <to = 1> (a)
+            bw = Cast <to = 1> (b)
+            q = Mul(aw, bw)
+            r = Sub(pw, q)
+            rh = Cast <to = 10> (r)
+            v = Concat <axis = 1> (v0, rh)
+        """
+        a, b = (rand(32, 32) * 40).astype(np.float16), (rand(32, 32) * 40).astype(np.float16)
+        g = (np.abs(rand(32, 1)) + 0.5).astype(np.float16)
+        arrays = {"a": a, "b": b, "v0": rand(32, 32).astype(np.float16), "g": g}
+        model = _operand_site(body, "float16[N, 64] x", "float16[N, 32] y", **arrays)
+    assert _declined(model).startswith("v: Mul 'p' on float16 rounds: ONNX Runtime computes")
 
 
 @pytest.mark.parametrize("op", ["Mul", "Div", "Add"])

@@ -257,14 +257,15 @@ class Program:
     def ops(self) -> list[str]:
         return [slot.op for slot in self.slots if isinstance(slot, Step)]
 
-    def run(self, units: Units | None = None, *, as_runtime: bool = True) -> Evaluated:
+    def run(self, units: Units | None = None, *, exact_halves: bool = False) -> Evaluated:
         """The value, float results of arithmetic held in float64 (see the module rules), or
         each rounded to its type at once where the program is :attr:`stepwise`.
         ``units``: v's shape and the axes its norm reduces, where the value is a weight-norm
         site's weight: a result of v's shape before the last step is judged unit by unit
-        (:func:`_check_units`). ``as_runtime``: a stepwise run declines what ONNX Runtime
-        computes otherwise (:func:`_check_stepwise`); without, it rounds each step all the
-        same (float16 arithmetic too: within a rounding a step of ONNX Runtime's value)."""
+        (:func:`_check_units`). A stepwise run declines what ONNX Runtime computes otherwise
+        (:func:`_check_stepwise`): float16 and bfloat16 arithmetic, or, ``exact_halves``, such
+        a step whose result rounds (ONNX Runtime's float32 gives the same exact value: a mask,
+        ``v0 * m``, t340; a rounded one it may keep unrounded, t341, t342)."""
         last_use = {j: i for i, slot in enumerate(self.slots) if isinstance(slot, Step)
                     for j in slot.inputs if j is not None}  # fmt: skip
         results: list[Evaluated | None] = [None] * len(self.slots)
@@ -278,14 +279,21 @@ class Program:
             for i, slot in enumerate(self.slots):
                 if isinstance(slot, Step):
                     args = [None if j is None else results[j] for j in slot.inputs]
-                    if self.stepwise and as_runtime:
-                        _check_stepwise(slot, args)
+                    if self.stepwise:
+                        _check_stepwise(slot, args, halves=not exact_halves)
                     value, dtype = _apply(slot, args)
                     if self.stepwise and dtype in FLOAT_TYPES and value.dtype != _form(dtype):
                         # as the graph holds it: rounded, and never wider than a stored value a
                         # later step mixes it with (a Concat of the two would widen that value,
                         # quieting a signalling NaN of it: t114)
-                        value = _held(value, dtype)
+                        rounded = _held(value, dtype)
+                        if (
+                            dtype in _HALVES
+                            and slot.op in ARITHMETIC
+                            and not np.array_equal(value, rounded.astype(F64), equal_nan=True)
+                        ):
+                            raise NotExact(_halves_said(slot, dtype, " rounds"))
+                        value = rounded
                     if i in held:
                         made[i] = value, dtype
                     if (j := slot.squares_from) is not None and made[j][1] != dtype:
@@ -1388,20 +1396,30 @@ def _level(step: Step, args: Args, dtype: ir.DataType, level: int) -> int:
     return ROUNDED_ONCE
 
 
+def _halves_said(step: Step, dtype: ir.DataType, what: str = "") -> str:
+    """Why a float16 or bfloat16 arithmetic ``step`` is declined; ``what``: of its result."""
+    name = dtype.name.lower()
+    return (
+        f"{step.where} on {name}{what}: ONNX Runtime computes {name} arithmetic in float32 and "
+        "rounds it where its graph rewrites leave a Cast, not after each op as the graph does"
+    )
+
+
 _SELECTIONS = frozenset({"Max", "Min", "Clip"})
 # What a cone folded bit for bit may compute besides moving elements (:func:`_check_stepwise`).
 STEPWISE_OPS = _BASIC_OPS | _SELECTIONS
 
 
-def _check_stepwise(step: Step, args: Args) -> None:
+def _check_stepwise(step: Step, args: Args, *, halves: bool = True) -> None:
     """Decline, in a cone folded bit for bit, a step whose result the graph's semantics and
     ONNX Runtime's CPU kernels give differently (t112, t114):
 
-    - float16 or bfloat16 arithmetic: ONNX Runtime has no CPU kernel for it, computes it in
-      float32 between Casts it inserts, and removes such Casts between two nodes, so it
-      rounds where its own rewrites leave a Cast, not after each op (``(W * a) * b`` of
-      float16: a third of the elements an ulp apart; a Cast to float32 of one product: the
-      product unrounded);
+    - float16 or bfloat16 arithmetic (``halves``; else :meth:`Program.run` declines such a
+      step where it rounds): ONNX Runtime has no CPU kernel for it, computes it in float32
+      between Casts it inserts, and removes such Casts between two nodes, so it rounds where
+      its own rewrites leave a Cast, not after each op (``(W * a) * b`` of float16: a third
+      of the elements an ulp apart; a Cast to float32 of one product: the product
+      unrounded);
     - a ``Clip`` bound that is NaN (ONNX Runtime ignores it; numpy's NaN propagates), one not
       of one value and at most one axis, or, below opset 11, a min above its max (ONNX
       Runtime refuses the node);
@@ -1414,12 +1432,8 @@ def _check_stepwise(step: Step, args: Args) -> None:
     if not present or step.op not in STEPWISE_OPS:
         return
     dtype = present[0][1]
-    if step.op in _BASIC_OPS and dtype in _HALVES:
-        name = dtype.name.lower()
-        raise NotExact(
-            f"{step.where} on {name}: ONNX Runtime computes {name} arithmetic in float32 and "
-            "rounds it where its graph rewrites leave a Cast, not after each op as the graph does"
-        )
+    if halves and step.op in _BASIC_OPS and dtype in _HALVES:
+        raise NotExact(_halves_said(step, dtype))
     if dtype not in FLOAT_TYPES:
         return
     if step.op in _SELECTIONS and (
