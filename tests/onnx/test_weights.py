@@ -559,39 +559,29 @@ def test_a_float16_operand_masked_exactly_folds() -> None:
     np.testing.assert_array_equal(_weight(model), expected.astype(np.float16))
 
 
-def test_a_float16_operand_whose_rounding_a_cast_shows_is_declined() -> None:
-    """t341: ``v = v0 + Cast16(Cast32(a * b) - Cast32(a) * Cast32(b))`` shows how the float16
-    ``Mul`` rounds, which ONNX Runtime computes in float32 (the difference 0 there, up to 4
-    rounded step by step): the fold wrote a weight 0.82 from ONNX Runtime's. Float16
-    arithmetic in an operand folds only where no step rounds."""
-    body = """
-        p = Mul(a, b)
-        pw = Cast <to = 1> (p)
-        aw = Cast <to = 1> (a)
-        bw = Cast <to = 1> (b)
-        q = Mul(aw, bw)
-        r = Sub(pw, q)
-        rh = Cast <to = 10> (r)
-        v = Add(v0, rh)
-    """
-    a, b = (rand(32, 64) * 40).astype(np.float16), (rand(32, 64) * 40).astype(np.float16)
-    g = (np.abs(rand(32, 1)) + 0.5).astype(np.float16)
-    arrays = {"a": a, "b": b, "v0": rand(32, 64).astype(np.float16), "g": g}
-    model = _operand_site(body, "float16[N, 64] x", "float16[N, 32] y", **arrays)
-    assert "Mul 'p' on float16 rounds: ONNX Runtime computes float16 arithmetic in float32" in (
-        _declined(model)
-    )
+# the rounding of a float16 product, ``Cast16(Cast32(a * b) - Cast32(a) * Cast32(b))``
+ROUNDING_SHOWN = """
+    p = Mul(a, b)
+    pw = Cast <to = 1> (p)
+    aw = Cast <to = 1> (a)
+    bw = Cast <to = 1> (b)
+    q = Mul(aw, bw)
+    r = Sub(pw, q)
+    rh = Cast <to = 10> (r)
+"""
 
 
-@pytest.mark.parametrize("widened", [False, True], ids=["float16 model", "float32 model"])
-def test_a_float16_step_that_rounds_is_declined_whatever_follows(widened: bool) -> None:
-    """t342: the t341 difference concatenated to v0 instead of added to it, and a float32
+@pytest.mark.parametrize("read", ["added", "concatenated", "widened"])
+def test_a_float16_step_that_rounds_is_declined_whatever_reads_it(read: str) -> None:
+    """t341: ``v = v0 + rh``, ``rh`` the rounding of a float16 ``Mul``, which ONNX Runtime
+    computes in float32 (``rh`` 0 there, up to 4 rounded step by step): the fold wrote a
+    weight 0.82 from ONNX Runtime's. t342: ``rh`` concatenated to v0 instead, and a float32
     model's ``v = Concat(Cast32(v16 * s16), v32)``: the exact evaluation rounds a float16
-    ``Mul`` read by a widening Cast to its type, as the graph means it, so it agreed with the
-    step-by-step one, and the fold wrote the rounded product (or its rounding error, 45% of
-    the outputs' scale) where ONNX Runtime keeps the product unrounded. A float16 step that
-    rounds is declined where it is, whatever reads it."""
-    if widened:
+    ``Mul`` a widening Cast reads to its type, as the graph means it, and agreed with the
+    step-by-step one, so the fold wrote the rounded product (or its rounding error, 45% of
+    the outputs' scale) where ONNX Runtime keeps it unrounded. Float16 arithmetic in an
+    operand folds only where no step rounds: one that does is declined where it is."""
+    if read == "widened":
         body = """
             p = Mul(a, b)
             pw = Cast <to = 1> (p)
@@ -601,20 +591,13 @@ def test_a_float16_step_that_rounds_is_declined_whatever_follows(widened: bool) 
         arrays = {"a": a, "b": b, "v32": rand(32, 32), "g": np.abs(rand(32, 1)) + 0.5}
         model = _operand_site(body, **arrays)
     else:
-        body = """
-            p = Mul(a, b)
-            pw = Cast <to = 1> (p)
-            aw = Cast <to = 1> (a)
-            bw = Cast <to = 1> (b)
-            q = Mul(aw, bw)
-            r = Sub(pw, q)
-            rh = Cast <to = 10> (r)
-            v = Concat <axis = 1> (v0, rh)
-        """
-        a, b = (rand(32, 32) * 40).astype(np.float16), (rand(32, 32) * 40).astype(np.float16)
+        width = 64 if read == "added" else 32
+        a, b = ((rand(32, width) * 40).astype(np.float16) for _ in range(2))
         g = (np.abs(rand(32, 1)) + 0.5).astype(np.float16)
-        arrays = {"a": a, "b": b, "v0": rand(32, 32).astype(np.float16), "g": g}
-        model = _operand_site(body, "float16[N, 64] x", "float16[N, 32] y", **arrays)
+        arrays = {"a": a, "b": b, "v0": rand(32, width).astype(np.float16), "g": g}
+        v = "v = Add(v0, rh)" if read == "added" else "v = Concat <axis = 1> (v0, rh)"
+        x, y = "float16[N, 64] x", "float16[N, 32] y"
+        model = _operand_site(ROUNDING_SHOWN + v, x, y, **arrays)
     assert _declined(model).startswith("v: Mul 'p' on float16 rounds: ONNX Runtime computes")
 
 
