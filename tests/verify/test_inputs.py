@@ -520,8 +520,44 @@ def test_ids_compared_with_a_constant_are_drawn_at_it_too() -> None:
     feeds, notes = inputs.synthesize([spec])
     ids = feeds["ids"]
     assert 0 < np.count_nonzero(ids == 0) < ids.size // 2 and ids.max() > 1
-    said = "ids drawn from [0, 1000): the rows of the table it indexes; a quarter of them 0, 1"
+    said = (
+        "ids drawn from [0, 1000): the rows of the table it indexes; a quarter of them (one at "
+        "least) 0, 1 in turn"
+    )
     assert any(note.startswith(said) for note in notes)
+
+
+def test_two_ids_compared_with_a_constant_take_each_side_in_turn() -> None:
+    """t342: of two ids one place is set, and to the first compared value always: 1 of
+    ``Equal(ids, 0)``'s (0, 1) was never drawn. The values start at one drawn at random."""
+    body = "m = Equal(ids, zero)\n g = Gather(e, ids)\n y = Identity(g)"
+    text = INDEXED.format(body=body).replace("int64[1, 64] ids", "int64[1, 2] ids")
+    table = np.ones((1000, 4), np.float32)
+    model = onnx_model(text, e=table, zero=np.array(0, np.int64), check=False)
+    (spec,) = inputs.signature(ir.serde.deserialize_model(model))
+    rows = inputs.InputSpec("ids", spec.dtype, spec.shape, spec.high)  # nothing compared
+    set_to = set()
+    for seed in range(16):  # the rows are drawn first, alike: the places set differ
+        ids = inputs.synthesize([spec], seed=seed)[0]["ids"]
+        plain = inputs.synthesize([rows], seed=seed)[0]["ids"]
+        set_to.update(ids[ids != plain].tolist())
+    assert set_to == {0, 1}
+
+
+@pytest.mark.parametrize(("dtype", "high"), [("uint8", 256), ("int8", 128)])
+def test_narrow_ids_are_drawn_and_compared_within_their_dtype(dtype: str, high: int) -> None:
+    """t342: uint8 bytes cast to int64 index a table of 256 bytes and 3 special tokens, and
+    are compared with 255: the compared 256 did not fit uint8 (an internal error), and ids
+    drawn from [0, 259) wrapped to 0..2. They are drawn from the rows their dtype holds."""
+    body = "i = Cast <to = 7> (ids)\n m = Equal(ids, last)\n g = Gather(e, i)\n y = Identity(g)"
+    text = INDEXED.format(body=body).replace("int64[1, 64] ids", f"{dtype}[1, 64] ids")
+    last = np.array(high - 1, dtype)
+    model = onnx_model(text, e=np.ones((259, 4), np.float32), last=last, check=False)
+    (spec,) = inputs.signature(ir.serde.deserialize_model(model))
+    assert spec.high == high and spec.compared == (high - 2, high - 1)
+    feeds, notes = inputs.synthesize([spec])
+    assert feeds["ids"].dtype == np.dtype(dtype) and np.any(feeds["ids"] == high - 1)
+    assert any(note.startswith(f"ids drawn from [0, {high}): the rows") for note in notes)
 
 
 VECTORS = """

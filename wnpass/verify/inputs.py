@@ -176,7 +176,10 @@ def _indexed_rows(value: ir.Value) -> tuple[int | None, tuple[int, ...]]:
             found.append(rows)
     if not found:
         return None, ()
-    rows = min(found)
+    # the rows its dtype can index (uint8 bytes into a table of 256 bytes and 3 specials: a
+    # compared 256 overflowed, and 256 to 258 wrapped to 0 to 2, t342)
+    assert value.dtype is not None  # an integer input's (signature)
+    rows = min(*found, int(np.iinfo(value.dtype.numpy()).max) + 1)
     return rows, tuple(sorted(c for c in compared if 0 <= c < rows))
 
 
@@ -520,7 +523,7 @@ def _table_notes(spec: InputSpec, ids: np.ndarray) -> list[str]:
     """What ids that index a table were drawn from; for one id compared with a constant, that
     one side of the comparison runs (t340)."""
     compared = ", ".join(str(c) for c in spec.compared)
-    near = f"; a quarter of them {compared}, near what it is compared with"
+    near = f"; a quarter of them (one at least) {compared} in turn, near what it is compared with"
     also = near if _compared_drawn(spec, ids) else ""
     said = [f"{spec.name} drawn from [0, {spec.high}): the rows of the table it indexes{also}"]
     if spec.compared and ids.size == 1:
@@ -536,8 +539,8 @@ def _table_notes(spec: InputSpec, ids: np.ndarray) -> list[str]:
 def _draw_compared(ids: np.ndarray, compared: tuple[int, ...], rng: np.random.Generator) -> None:
     """Set a quarter of ``ids``' places (at random; one at least and all but one at most:
     some rows of the table are read too; not always the last, which a decoder's step may
-    read alone, t340, t341) to the values it is compared with, in turn, so that each side of
-    a comparison (a padding id, special tokens) is run."""
+    read alone, t340, t341) to the values it is compared with, in turn from one at random,
+    so that each side of a comparison (a padding id, special tokens) is run."""
     flat = ids.reshape(-1)
     chosen = rng.random(flat.size) < 0.25
     if chosen.all():  # a row of the table read too
@@ -545,7 +548,9 @@ def _draw_compared(ids: np.ndarray, compared: tuple[int, ...], rng: np.random.Ge
     if not chosen.any():  # a place drawn, not always the last: it may be all that is read
         chosen[rng.integers(flat.size)] = True
     places = np.flatnonzero(chosen)
-    flat[places] = np.resize(np.array(compared, flat.dtype), places.size)
+    # in turn from one at random: two ids set one place, to 0 always of ``(0, 1)`` (t342)
+    values = np.roll(np.array(compared, flat.dtype), -int(rng.integers(len(compared))))
+    flat[places] = np.resize(values, places.size)
 
 
 def _viewed(stored: np.dtype, spec: InputSpec) -> np.dtype:
