@@ -344,3 +344,26 @@ def test_per_sample_lengths_named_apart_from_the_batch_still_run(tmp_path: Path)
     assert report and not report.differences
     assert any("also matched at other sizes" in note and "lengths[0] (L) = 2" in note
                for note in report.notes)  # fmt: skip
+
+
+# finite at the first sizes (T = 32), NaN at every other: sqrt(32.5 - T)
+NAN_ELSEWHERE = f"""{HEADER}
+    agraph (float[N, T] x) => (float[N, T] y, float[N, T] z) {{
+        s = Shape <start = 1, end = 2> (x)
+        f = Cast <to = 1> (s)
+        d = Sub (c, f)
+        r = Sqrt (d)
+        y = Mul (x, r)
+        z = Identity (x)
+    }}
+"""
+
+
+def test_an_output_not_compared_at_the_other_sizes_only_is_named_there(tmp_path: Path) -> None:
+    """t340: an output all NaN at the other sizes only was said to have matched there."""
+    path = tmp_path / "m.onnx"
+    onnx.save(onnx_model(NAN_ELSEWHERE, c=np.array([32.5], np.float32)), path)
+    report = check(path, path, runs=1, warmup=0)
+    assert report and report.uncompared() == []  # compared at the first sizes
+    (note,) = [note for note in report.notes if note.startswith("also matched")]
+    assert note.endswith("on cpu/default); not compared there: y (no element could be)")
