@@ -948,6 +948,33 @@ def test_a_negative_step_to_int_max_is_declined(end: int) -> None:
         _evaluate(model)
 
 
+@pytest.mark.parametrize(("opset", "refused"), [(9, True), (10, True), (11, False)])
+def test_negative_slice_axes_before_opset_11_are_declined(opset: int, refused: bool) -> None:
+    """t335: a Slice-1 of axis -1 (which ONNX Runtime refuses, and ONNX defines from opset
+    11 on) was folded into a model whose declared shapes inference then rejected: exit 3.
+    Declined there; from opset 11 on, the axis counts from the back."""
+    w = rand(3, 5)
+    if opset == 9:
+        body = "y = Slice <starts = [1], ends = [3], axes = [-1]> (w)"
+    else:
+        body = "y = Slice(w, s, e, a)"
+    model = onnx_model(
+        f"""<ir_version: 8, opset_import: ["" : {opset}]>
+        agraph () => (float[?, ?] y) {{ {body} }}""",
+        None,
+        True,
+        w=w,
+        s=np.array([1], np.int64),
+        e=np.array([3], np.int64),
+        a=np.array([-1], np.int64),
+    )
+    if refused:
+        with pytest.raises(NotExact, match=r"negative axes \[-1\], which Slice takes from opset"):
+            _evaluate(model)
+    else:
+        np.testing.assert_array_equal(_evaluate(model), w[:, 1:3])
+
+
 def test_a_negative_step_to_before_the_start_is_the_runtimes_slice() -> None:
     """INT64_MIN, the end ONNX recommends for slicing backward to the start, is read alike."""
     model = _constant_model(

@@ -1154,6 +1154,9 @@ def _slice(step: Step, args: Args) -> np.ndarray:
         ends = [int(a) for a in step.attributes.get("ends", [])]
         axes, steps = step.attributes.get("axes"), None
     axes = list(range(len(starts))) if axes is None else [int(a) for a in axes]
+    if step.opset is not None and step.opset < 11 and any(a < 0 for a in axes):
+        # ONNX Runtime refuses them there, and the graph's shapes are inferred otherwise (t335)
+        raise NotExact(f"{step.where}: negative axes {axes}, which Slice takes from opset 11 on")
     axes = list(_axes_in_range(axes, x.ndim, step.where))
     if len(set(axes)) != len(axes):
         raise NotExact(f"{step.where}: an axis is sliced more than once in {axes}")
