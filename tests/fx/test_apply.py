@@ -1140,3 +1140,31 @@ def test_outputs_below_the_scale_floor_say_what_the_comparison_can_see(
     assert [note for note in report.notes if said in note]
     bigger = nn.Sequential(nn.Linear(4, 2))
     assert not [n for n in apply_weight_norm(bigger, torch.randn(3, 4)).notes if "0.1" in n]
+
+
+class _ReadsItsParameters(nn.Module):
+    """Reads its layer's weight through ``_parameters``, as some fused-kernel code does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin, self.out = nn.Linear(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.lin._parameters["weight"]
+        assert weight is not None
+        return self.out(F.linear(x, weight, self.lin.bias))
+
+
+def test_a_forward_that_fails_once_weight_norm_is_on_says_so() -> None:
+    """t344: the forward ran before the rewrite and failed after it (``_parameters`` holds no
+    weight then), and the error blamed the model's forward as if it failed on its own. It
+    names the weights weight norm was on; the model is as it was."""
+    from wnpass.fx.forward import ForwardFailedError
+
+    model = _ReadsItsParameters()
+    x = torch.randn(2, 4)
+    with pytest.raises(ForwardFailedError, match=r"raised KeyError: 'weight', once weight norm "
+                       r"was on lin\.weight, out\.weight \(it ran without"):  # fmt: skip
+        apply_weight_norm(model, (x,))
+    assert not parametrize.is_parametrized(model.lin) and not parametrize.is_parametrized(model.out)
+    model(x)

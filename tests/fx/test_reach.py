@@ -3,13 +3,16 @@ not (``wnpass.fx.reach``)."""
 
 from __future__ import annotations
 
+import functools
+
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
 from wnpass.fx.forward import Batch
-from wnpass.fx.reach import OLD_READ, WRITES_PAIR, give_back_unreached
+from wnpass.fx.reach import NOT_COMPUTED, OLD_READ, WRITES_PAIR, give_back_unreached
 from wnpass.fx.register import register_weight_norm
 
 
@@ -147,3 +150,51 @@ def test_a_weight_norm_whose_g_and_v_the_forward_writes_is_taken_off_again() -> 
     model.train()
     model(x).square().mean().backward()  # it raised "modified by an inplace operation"
     assert model.get_parameter("parametrizations.alt.original1").grad is not None
+
+
+class _Streaming(nn.Module):
+    """Refuses a second call without ``reset()``, as a streaming model does; its first layer
+    is called through a ``functools.partial`` made in ``__init__`` (the old weight held), or
+    its weight cached on its first call (``cached``)."""
+
+    def __init__(self, cached: bool) -> None:
+        super().__init__()
+        self.lin, self.out = nn.Linear(4, 8), nn.Linear(8, 2)
+        self.project = functools.partial(F.linear, weight=self.lin.weight)
+        self.cached = cached
+        self.cache: torch.Tensor | None = None
+        self.started = False
+
+    def reset(self) -> None:
+        self.started = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.started:
+            raise RuntimeError("stream already started: call reset() first")
+        self.started = True
+        if not self.cached:
+            return self.out(self.project(x))
+        if self.cache is None:
+            self.cache = self.lin.weight.t()
+        cache: torch.Tensor = self.cache
+        return self.out(x @ cache)
+
+
+@pytest.mark.parametrize(("cached", "why"), [(False, OLD_READ), (True, NOT_COMPUTED)])
+def test_a_model_that_refuses_a_second_call_is_read_on_a_second_call_all_the_same(
+    cached: bool, why: str
+) -> None:
+    """t344: the second forward failed on the first one's flag, the check was skipped (an
+    info line), and a layer that would never train was "applied", "ok". Both forwards run
+    again with the attributes that hold no tensor given back between them (the flag, not the
+    cache); the model's state afterwards is as it was."""
+    model = _Streaming(cached)
+    originals = {name: model.get_submodule(name[:-7]).get_parameter("weight")
+                 for name in ("lin.weight", "out.weight")}  # fmt: skip
+    register_weight_norm(model.lin, "weight", 0)
+    register_weight_norm(model.out, "weight", 0)
+    given_back = give_back_unreached(model, Batch((torch.randn(3, 4),)), originals)
+    assert given_back == {"lin.weight": why}
+    assert model.lin.weight is originals["lin.weight"]
+    assert parametrize.is_parametrized(model.out, "weight")
+    assert not model.started and model.cache is None

@@ -72,7 +72,7 @@ from wnpass.fx.register import register_weight_norm
 from wnpass.fx.report import ApplyReport, ParamSite
 from wnpass.fx.rnn_cache import install_rnn_cache
 from wnpass.fx.trace import TRACERS, Tracer
-from wnpass.report import counted
+from wnpass.report import counted, listed
 from wnpass.verify.options import as_tolerance, refuse_unused
 
 __all__ = [
@@ -159,6 +159,26 @@ def _undone_on_error(model: nn.Module) -> Iterator[None]:
                 _refill(value, contents)
                 vars(module)[key] = value
         raise
+
+
+@contextlib.contextmanager
+def _said_once_applied(sites: list[ParamSite]) -> Iterator[None]:
+    """Run the block; a forward that fails in it once weight norm is on some of ``sites``
+    (which it ran without: it reads a weight otherwise than weight norm leaves it, through
+    its module's ``_parameters``, say) says so, naming them (t344: the model's own forward
+    was blamed)."""
+    try:
+        yield
+    except ForwardFailedError as error:
+        applied = [site.name for site in sites if site.status == "applied"]
+        if not applied:
+            raise
+        raise ForwardFailedError(
+            f"{error.detail}, once weight norm was on {listed(applied)} (it ran without: it "
+            "reads a weight otherwise than weight norm leaves it, through its module's "
+            "_parameters, say; exclude that weight)",
+            parameter=error.parameter,
+        ) from None
 
 
 def _attributes(module: nn.Module) -> dict[str, tuple[Any, Any]]:
@@ -248,7 +268,7 @@ class ApplyWeightNormPass:
             sites=sites, traced_with=mode, trace_note=note, dim_policy=self.dim_policy
         )
         report.init = self.init
-        with _undone_on_error(model):
+        with _undone_on_error(model), _said_once_applied(sites):
             originals = self._rewrite(model, sites)
             if inputs is not None and originals:
                 given_back = give_back_unreached(model, inputs, originals, rng)

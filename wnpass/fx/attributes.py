@@ -174,6 +174,11 @@ class _Contents:
     states: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
 
 
+def _holds_tensor(value: object) -> bool:
+    """Whether ``value`` is a tensor or holds one (:func:`_walk`)."""
+    return any(isinstance(item, torch.Tensor) for item in _walk(value))
+
+
 def _contents(value: object, weights: Elements[int], what: str) -> _Contents | None:
     """What is inside ``value`` to give back (:class:`_Contents`), or None where nothing is:
     a tensor's values (not those of a parameter's or buffer's elements, ``weights``: a buffer
@@ -614,12 +619,14 @@ class Attributes:
                 return f"the {changed} of {names.get(key) or 'the model'}"
         return None
 
-    def give_back(self) -> bool:
+    def give_back(self, *, tensors_kept: bool = False) -> bool:
         """Bind, fill and delete every attribute as it was, unless the forward built the model
         further (:meth:`built`: a module that registered a hook or made a head on its first
         call): the attributes that say so (a hook's handle, a ``built`` flag), wherever they
         are (a flag of another module that holds the hooked one in a plain list), must then
-        stay as they are, and none is given back. Returns whether they were."""
+        stay as they are, and none is given back. ``tensors_kept``: those that hold a tensor
+        now stay as they are (a cache the forward made), the others (a flag that refuses a
+        second call) are given back. Returns whether they were."""
         if (built := self.built()) is not None:
             if self.model not in _TOLD_BUILT:
                 _TOLD_BUILT[self.model] = True
@@ -631,11 +638,14 @@ class Attributes:
             return False
         for saved in self.saved:
             attributes = vars(saved.module)
-            added = [k for k, v in attributes.items() if k not in saved.values]
+            kept = {k for k, v in attributes.items() if tensors_kept and _holds_tensor(v)}
+            added = [k for k, v in attributes.items() if k not in saved.values and k not in kept]
             for name in added:
                 if not _bookkeeping(name, attributes[name]):
                     del attributes[name]
             for name, value in saved.values.items():
+                if name in kept:
+                    continue
                 if attributes.get(name, _MISSING) is not value:
                     attributes[name] = value
                 if name in saved.contents:

@@ -41,6 +41,7 @@ from torch.overrides import TorchFunctionMode
 
 from wnpass.axes import DimPolicy, OpKind, contraction_equation, einsum_unit_axis, unit_axis
 from wnpass.fx.arguments import is_lazy
+from wnpass.fx.attributes import Attributes
 from wnpass.fx.axes import READ_INTO_WRITTEN, RENORMED, SPARSE, Use, renormed_table, sparse_table
 from wnpass.fx.calls import (
     CONV,
@@ -68,6 +69,7 @@ from wnpass.fx.elements import Elements
 from wnpass.fx.forward import (
     Batch,
     ForwardFailedError,
+    GivenBack,
     RngSnapshot,
     call_model,
     evaluating,
@@ -1031,8 +1033,10 @@ def forward_reads(
     is the model's first call, as training's first step: what it caches (a table computed from a
     weight once), the second reads from the cache. Both run in eval mode without grad, each
     drawing from ``rng``; afterwards every module's mode, its state (buffers and plain
-    attributes: the cache made) and the random generators are as they were. None where a forward
-    fails: nothing is known of it then."""
+    attributes: the cache made) and the random generators are as they were. Where the second
+    fails on the state the first left (a streaming model's "call reset() first", t344), both
+    run again, the plain attributes that hold no tensor given back between them (the flag, not
+    the cache). None where a forward fails still: nothing is known of it then."""
     reads, ran = _Reads(watched), set()
     hooks = []
     for name, module in opaque.items():
@@ -1046,15 +1050,32 @@ def forward_reads(
 
         hooks.append(module.register_forward_pre_hook(enter))
         hooks.append(module.register_forward_hook(leave, always_call=True))
-    try:
+
+    def twice(between: bool) -> GivenBack:
         with state_given_back(model, discarded=discarded) as given, evaluating(model):
+            first = Attributes(model) if between else None
             with rng.replayed():
                 call_model(model, batch)
+            if first is not None:
+                first.give_back(tensors_kept=True)
             ran.clear()
             with rng.replayed(), reads:
                 call_model(model, batch)
+        return given
+
+    try:
+        try:
+            given = twice(between=False)
+        except ForwardFailedError as error:  # a streaming model's "call reset() first" (t344)
+            logger.info("a second forward on the state the first left failed: %s", error)
+            given = twice(between=True)
     except ForwardFailedError as error:
-        logger.info("no forward on the example inputs: %s", error)
+        logger.warning(
+            "not checked whether the forward reads each weight norm (run twice with them on, it "
+            "failed: %s): a layer whose forward reads its old tensor, or a weight cached on "
+            "its first call, would not train",
+            error,
+        )
         return None
     finally:
         for hook in hooks:
