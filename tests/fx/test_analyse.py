@@ -508,13 +508,18 @@ class _ExitsWhenTraced(nn.Module):
         raise SystemExit(0)
 
 
-@pytest.mark.parametrize("inputs", [None, (torch.randn(2, 4),)], ids=["fx", "fx-and-export"])
-def test_a_sys_exit_while_traced_is_a_tracer_failure_not_the_callers_exit(inputs: Any) -> None:
-    """torch.fx and torch.export run the forward's code: its ``sys.exit()`` escaped the
-    library call and would have ended the caller's process with status 0."""
-    sites, mode, note = analyse_sites(_ExitsWhenTraced(), inputs, tracer="static")
+def test_a_sys_exit_while_traced_is_a_tracer_failure_not_the_callers_exit() -> None:
+    """torch.fx runs the forward's code: its ``sys.exit()`` escaped the library call and would
+    have ended the caller's process with status 0. With example inputs, the training-mode
+    forward runs the model itself, where a ``sys.exit()`` stops the run as in any forward
+    (t344), as an error, not the caller's exit."""
+    from wnpass.fx.forward import ModelExitedError
+
+    sites, mode, note = analyse_sites(_ExitsWhenTraced(), None, tracer="static")
     assert mode == "module types" and "SystemExit: 0" in (note or "")
     assert {s.name: s.status for s in sites}["lin.weight"] == "planned"
+    with pytest.raises(ModelExitedError, match=r"called sys\.exit\(0\)$"):
+        analyse_sites(_ExitsWhenTraced(), (torch.randn(2, 4),), tracer="static")
 
 
 def test_falls_back_to_module_types_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:

@@ -6,6 +6,8 @@ import copy
 import functools
 import json
 import logging
+import sys
+import typing
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -1168,3 +1170,35 @@ def test_a_forward_that_fails_once_weight_norm_is_on_says_so() -> None:
         apply_weight_norm(model, (x,))
     assert not parametrize.is_parametrized(model.lin) and not parametrize.is_parametrized(model.out)
     model(x)
+
+
+class _ExitsOnCall(nn.Linear):
+    """Calls ``sys.exit(7)`` on its ``n``-th call (counted outside it: its own state is given
+    back after each of wnpass's forwards)."""
+
+    calls: typing.ClassVar[list[int]] = [0]
+
+    def __init__(self, n: int) -> None:
+        super().__init__(4, 4)
+        self.n = n
+        _ExitsOnCall.calls[0] = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _ExitsOnCall.calls[0] += 1
+        if _ExitsOnCall.calls[0] == self.n:
+            sys.exit(7)
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("n", [2, 4], ids=["training-mode forward", "what the forward reads"])
+def test_a_sys_exit_in_any_forward_stops_the_rewrite(n: int) -> None:
+    """t344: a ``sys.exit()`` in the training-mode forward (the 2nd call) or in the check of
+    what the forward reads (the 4th) was a forward that failed in one mode, passed over: the
+    rewrite went on, exit 0. It stops it, naming the model's class, which is as it was."""
+    from wnpass.fx.forward import ModelExitedError
+
+    model = _ExitsOnCall(n)
+    with pytest.raises(ModelExitedError, match=r"^_ExitsOnCall: the forward on the example "
+                       r"inputs called sys\.exit\(7\)$"):  # fmt: skip
+        apply_weight_norm(model, (torch.randn(2, 4),))
+    assert not parametrize.is_parametrized(model)

@@ -34,7 +34,13 @@ from wnpass.deploy.ranges import Beyond, Range, span_said, symbol_sizes, tie_sai
 from wnpass.deploy.report import PROBES, SHORTER, DynamicProbe, ExportReport
 from wnpass.deploy.resize import grown
 from wnpass.errors import InvalidArgumentError
-from wnpass.fx.forward import Batch, ForwardFailedError, call_model, what_it_did
+from wnpass.fx.forward import (
+    Batch,
+    ForwardFailedError,
+    ModelExitedError,
+    call_model,
+    what_it_did,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +237,8 @@ def _run_probe(
     how PyTorch's forward failed on them."""
     try:
         outputs = forward_outputs(call_model(model, batch))
+    except ModelExitedError:
+        raise
     except ForwardFailedError as error:
         how = what_it_did(error.__cause__) if error.__cause__ is not None else str(error)
         return dataclasses.replace(probe, failure=f"PyTorch's forward {how}")

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from wnpass.deploy.inputs import forward_parameters, positional_names
-from wnpass.fx.forward import Batch, ForwardFailedError, call_model
+from wnpass.fx.forward import Batch, ForwardFailedError, ModelExitedError, call_model
 
 # A probe of PyTorch just outside an axis's range feeds at most this many elements in all.
 _PROBE_ELEMENTS = 1 << 24
@@ -41,6 +41,8 @@ def runs_at(
         return "too large"
     try:
         call_model(model, resized)
+    except ModelExitedError:
+        raise
     except ForwardFailedError:
         return False
     return resized

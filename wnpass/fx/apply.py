@@ -58,6 +58,7 @@ from wnpass.fx.data_init import data_init
 from wnpass.fx.forward import (
     Batch,
     ForwardFailedError,
+    ModelExitedError,
     RngSnapshot,
     as_batch,
     call_model,
@@ -169,6 +170,8 @@ def _said_once_applied(sites: list[ParamSite]) -> Iterator[None]:
     was blamed)."""
     try:
         yield
+    except ModelExitedError:
+        raise
     except ForwardFailedError as error:
         applied = [site.name for site in sites if site.status == "applied"]
         if not applied:

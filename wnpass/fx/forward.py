@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.utils.parametrize as parametrize
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
@@ -86,6 +87,12 @@ logger = logging.getLogger(__name__)
 
 class ForwardFailedError(WnpassError):
     """The model raised while running on its example inputs."""
+
+
+class ModelExitedError(ForwardFailedError):
+    """The model's code called ``sys.exit()`` (or ``os._exit()``) in a forward: the run
+    stops, wherever wnpass ran it; where a failed forward is passed over (one in training
+    mode, the check of what the forward reads, a size probed), this is not (t344: exit 0)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -849,9 +856,13 @@ def _eager() -> contextlib.AbstractContextManager[Any]:
 def forward_failed(
     model: nn.Module, error: BaseException, on: str = "the example inputs"
 ) -> ForwardFailedError:
-    """The model's own exception (or ``sys.exit()``) in its forward ``on`` its inputs (the
-    example inputs, data init's batch), as one line naming it."""
-    return ForwardFailedError(f"{type(model).__name__}: the forward on {on} {what_it_did(error)}")
+    """The model's own exception (or ``sys.exit()``: :class:`ModelExitedError`) in its forward
+    ``on`` its inputs (the example inputs, data init's batch), as one line naming it."""
+    cls = type(model)  # the model's class, not the one a parametrization makes of it
+    if cls.__name__.startswith("Parametrized") and parametrize.is_parametrized(model):
+        cls = cls.__bases__[0]
+    said = f"{cls.__name__}: the forward on {on} {what_it_did(error)}"
+    return ModelExitedError(said) if isinstance(error, SystemExit) else ForwardFailedError(said)
 
 
 def run_forward(model: nn.Module, batch: Batch) -> list[torch.Tensor]:

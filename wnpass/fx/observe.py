@@ -70,6 +70,7 @@ from wnpass.fx.forward import (
     Batch,
     ForwardFailedError,
     GivenBack,
+    ModelExitedError,
     RngSnapshot,
     call_model,
     evaluating,
@@ -977,6 +978,8 @@ def in_training(
         given_back = state_given_back(model, undo_building=True)
         with rng.replayed(), given_back as given, evaluating(model), training(model), recorder:
             call_model(model, batch)
+    except ModelExitedError:
+        raise
     except ForwardFailedError as error:
         logger.info("no training-mode forward on the example inputs: %s", error)
         return Trained([], [])
@@ -1066,9 +1069,13 @@ def forward_reads(
     try:
         try:
             given = twice(between=False)
+        except ModelExitedError:
+            raise
         except ForwardFailedError as error:  # a streaming model's "call reset() first" (t344)
             logger.info("a second forward on the state the first left failed: %s", error)
             given = twice(between=True)
+    except ModelExitedError:
+        raise
     except ForwardFailedError as error:
         logger.warning(
             "not checked whether the forward reads each weight norm (run twice with them on, it "
