@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime
 import fractions
+import importlib
 import os
 import pathlib
 import pickle
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -165,6 +167,40 @@ def test_what_the_loader_never_allows_is_refused_even_kept(tmp_path: Path) -> No
     with pytest.raises(InvalidModelError, match="refused: loading it would run code"):
         fold_checkpoint(tmp_path / "evil.pt", keep_objects=True)
     assert not (tmp_path / "pwned").exists()
+
+
+class _Calls:
+    """Unpickled, calls ``function`` with ``args``."""
+
+    def __init__(self, function: Any, *args: Any) -> None:
+        self.function, self.args = function, args
+
+    def __reduce__(self) -> tuple[object, tuple[Any, ...]]:
+        return (self.function, self.args)
+
+
+@pytest.mark.parametrize(
+    "function",
+    [exec, open, subprocess.Popen, shutil.copy, importlib.import_module],
+    ids=["builtins.exec", "io.open", "subprocess.Popen", "shutil.copy", "importlib"],
+)
+def test_a_function_or_a_class_that_runs_code_is_never_kept(tmp_path: Path, function: Any) -> None:
+    """t345: ``builtins.exec`` (and ``io.open``, ``shutil.copy``, ...) was kept as any
+    global, the refusal without keeping suggested ``--keep-objects``, and the folded output
+    held the payload, which a trainer's load (``weights_only=False``) runs. Only classes are
+    kept, and not those of a module whose classes run code as they are made; neither
+    refusal suggests keeping."""
+    marker = tmp_path / "pwned"
+    payload = _Calls(function, f"open({str(marker)!r}, 'w')" if function is exec else "x")
+    torch.save({"w": torch.ones(2), "x": payload}, tmp_path / "evil.pt")
+    for keep in (False, True):
+        with pytest.raises(InvalidModelError) as error:
+            fold_checkpoint(tmp_path / "evil.pt", keep_objects=keep)
+        assert "cannot be kept (a function, or a class of a module that runs code" in str(
+            error.value
+        )
+        assert "keep_objects" not in str(error.value)
+    assert not marker.exists() and not (tmp_path / "evil.folded.pt").exists()
 
 
 def test_an_object_filled_as_a_dict_is_refused_even_kept(tmp_path: Path) -> None:

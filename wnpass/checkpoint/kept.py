@@ -141,8 +141,9 @@ def library_first(name: str) -> tuple[bool, str]:
 
 def _global_pairs(path: Path) -> dict[str, tuple[str, str] | None]:
     """Each ``GLOBAL`` of the file's pickle by its full name, with its module and name as
-    torch's loader reads them (Python 2's names mapped, as :mod:`pickle` maps them); None for
-    a full name two pairs give, or one whose name is dotted."""
+    torch's loader reads them (Python 2's names mapped, as :mod:`pickle` maps them); the full
+    name as written too, which torch's list of globals gives (``commands.Popen`` for
+    ``subprocess.Popen``); None for a full name two pairs give, or one whose name is dotted."""
     import pickletools
     import zipfile
 
@@ -158,13 +159,14 @@ def _global_pairs(path: Path) -> dict[str, tuple[str, str] | None]:
             if opcode.name != "GLOBAL" or not isinstance(arg, str):
                 continue
             module, _, name = arg.partition(" ")
+            raw = f"{module}.{name}"  # as torch's loader names it (commands.Popen, t345)
             if (module, name) in _compat_pickle.NAME_MAPPING:
                 module, name = _compat_pickle.NAME_MAPPING[(module, name)]
             elif module in _compat_pickle.IMPORT_MAPPING:
                 module = _compat_pickle.IMPORT_MAPPING[module]
-            full = f"{module}.{name}"
             pair = (module, name) if "." not in name else None
-            pairs[full] = pair if pairs.get(full, pair) == pair else None
+            for full in dict.fromkeys((f"{module}.{name}", raw)):
+                pairs[full] = pair if pairs.get(full, pair) == pair else None
         return pairs
     except Exception:  # a damaged pickle: its load says why
         return {}
@@ -172,13 +174,58 @@ def _global_pairs(path: Path) -> dict[str, tuple[str, str] | None]:
 
 # a class nested in another (``Outer.Inner``): the pickle reaches it by calling getattr on
 # the outer one, and a stand-in of getattr gives no class to build from
-_NOT_KEPT = frozenset({"builtins.getattr"})
+_NESTED = "builtins.getattr"
+# What a stand-in may stand for: a class (a capitalized name: a configuration's, a path's), or
+# one of these of lower-case names; never a function (``builtins.exec``, ``io.open``: the output,
+# loaded without weights_only as a trainer loads it, would call it, t345), nor a class of a
+# module whose classes run code as they are made (``subprocess.Popen``, ``types.CodeType``).
+_LOWER_CASE_TYPES = frozenset(
+    {f"builtins.{name}" for name in (
+        "dict", "list", "set", "frozenset", "tuple", "int", "float", "complex", "str", "bytes",
+        "bytearray", "bool", "slice", "range", "object",
+    )}
+    | {"collections.defaultdict", "collections.deque"}
+    | {f"datetime.{name}" for name in ("date", "time", "datetime", "timedelta", "timezone")}
+    | {f"numpy.{core}.multiarray.{name}" for core in ("core", "_core")
+       for name in ("_reconstruct", "scalar")}
+    | {"numpy.dtype", "numpy.ndarray"}
+)  # fmt: skip
+_RUNNING_CODE = frozenset({
+    "builtins", "os", "sys", "posix", "nt", "subprocess", "commands", "pty", "ctypes", "types",
+    "code", "codeop", "multiprocessing", "threading", "_thread", "asyncio", "socket",
+    "webbrowser", "runpy", "importlib", "pickle", "_pickle", "marshal", "shutil", "io", "_io",
+    "tempfile", "zipimport", "pdb", "bdb", "timeit", "signal", "operator", "_operator",
+    "functools", "_functools", "inspect", "gc", "site", "sysconfig",
+})  # fmt: skip
+NOT_A_CLASS = (
+    "a function, or a class of a module that runs code as it makes one: the output, loaded "
+    "as a trainer loads it, would run it"
+)
+NESTED = (
+    "a class nested in another, which the pickle reaches through builtins.getattr, or a dotted "
+    "name, which protocol 2 does not write"
+)
+
+
+def why_not_kept(name: str, pair: tuple[str, str] | None) -> str | None:
+    """Why global ``name`` (``pair``: its module and name as the pickle gives them) is not
+    kept as a stand-in, or None where it is."""
+    if name == _NESTED or pair is None:
+        return NESTED
+    module, qualname = pair
+    if f"{module}.{qualname}" in _LOWER_CASE_TYPES:
+        return None
+    if module.partition(".")[0] in _RUNNING_CODE or not qualname.lstrip("_")[:1].isupper():
+        return NOT_A_CLASS
+    return None
 
 
 def keepable(names: Globals) -> dict[str, tuple[str, str]]:
     """Of ``names``, those kept as stand-ins, with their module and name."""
     return {
-        name: pair for name, pair in names.items() if pair is not None and name not in _NOT_KEPT
+        name: pair
+        for name, pair in names.items()
+        if pair is not None and why_not_kept(name, pair) is None
     }
 
 

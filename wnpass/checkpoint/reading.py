@@ -520,10 +520,13 @@ def _objects_refused(
         return None
     if not names or kept.blocked(names):
         return None
-    unkept = [name for name in names if name not in kept.keepable(names)]
-    cannot = (
-        f"{listed(unkept, 5)} cannot be kept (a class nested in another, which the pickle "
-        "reaches through builtins.getattr, or a dotted name, which protocol 2 does not write)"
+    reasons: dict[str, list[str]] = {}  # the globals not kept, by why
+    for name, pair in names.items():
+        if (why := kept.why_not_kept(name, pair)) is not None:
+            reasons.setdefault(why, []).append(name)
+    unkept = [name for group in reasons.values() for name in group]
+    cannot = "; ".join(
+        f"{listed(group, 5)} cannot be kept ({why})" for why, group in reasons.items()
     )
     if keeping:
         if unkept:
