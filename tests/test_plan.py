@@ -107,6 +107,33 @@ def test_a_replaced_file_gets_the_mode_of_a_new_file(tmp_path: Path, existing: b
     assert target.stat().st_mode & 0o777 == 0o640
 
 
+@pytest.mark.parametrize("staged", [False, True], ids=["replaced", "published from staging"])
+@pytest.mark.parametrize(("read_mode", "mode"), [(0o600, 0o600), (0o640, 0o640), (0o444, 0o644)])
+def test_an_output_is_no_more_open_than_what_it_is_made_from(
+    tmp_path: Path, staged: bool, read_mode: int, mode: int
+) -> None:
+    """t345: a 0600 checkpoint folded into a 0644 output (``cp`` keeps it 0600). What group
+    and others may not do with a file the run reads, they may not do with its outputs; the
+    owner's bits are a new file's."""
+    read, target = tmp_path / "private.pt", tmp_path / "out.pt"
+    read.write_text("in")
+    read.chmod(read_mode)
+    plan = IOPlan()
+    plan.read(read, "checkpoint")
+    plan.write(target, "output")
+    plan.check()
+    mask = os.umask(0o022)
+    try:
+        if staged:
+            _publish(plan, tmp_path, ["out.pt"], "new")
+        else:
+            with plan.replace(target) as written:
+                written.write_text("new")
+    finally:
+        os.umask(mask)
+    assert target.stat().st_mode & 0o777 == mode
+
+
 def test_a_target_turned_into_a_symlink_after_the_check_is_refused(tmp_path: Path) -> None:
     """The target is examined again at the moment it is replaced."""
     target = tmp_path / "a.txt"

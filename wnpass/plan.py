@@ -594,6 +594,7 @@ class IOPlan:
 
     def __init__(self) -> None:
         self._reads: list[_Entry] = []
+        self._mode: tuple[int, int] | None = None  # an output's mode, for the reads so far
         # _reads resolved by check(), the first entry at each place and file (_read_index)
         self._read_where: dict[Path, _Entry] = {}
         self._read_ids: dict[tuple[int, int], _Entry] = {}
@@ -1052,7 +1053,7 @@ class IOPlan:
                     )
                     temporary = anchored(name)  # user code may change the cwd
                     try:  # the mode a new file gets (mkstemp makes it private to the owner)
-                        os.fchmod(handle, 0o666 & ~_umask())
+                        os.fchmod(handle, self._output_mode())
                     finally:
                         os.close(handle)
                 yield temporary
@@ -1152,6 +1153,19 @@ class IOPlan:
                 message += f"; {said}: " + ", ".join(str(p) for p in reversed(paths))
         return OutputError(message, parameter=error.parameter, also=error.also)
 
+    def _output_mode(self) -> int:
+        """The mode an output gets: a new file's (0o666 less the umask), less what group and
+        others may not do with a file this run reads: an output made from a private
+        checkpoint is private (t345: a 0600 file folded into a 0644 one)."""
+        if self._mode is not None and self._mode[0] == len(self._reads):
+            return self._mode[1]  # asked once per output: a sharded one's many reads
+        mode = 0o666 & ~_umask()
+        for entry in self._reads:
+            with contextlib.suppress(OSError):  # one not there: refused where it is read
+                mode &= os.stat(entry.path).st_mode | 0o600
+        self._mode = len(self._reads), mode
+        return mode
+
     def _publish(self, staged: Path, target: Path) -> None:
         entry = self._require(target)
         folder = next((f for f in self._stagings if staged.is_relative_to(f)), None)
@@ -1167,6 +1181,9 @@ class IOPlan:
                 self._locks[folder] = lock
             interrupts.hold()
         try:
+            mode = os.stat(staged).st_mode & 0o7777
+            if mode & ~self._output_mode() & 0o777:  # written in the folder as a new file is
+                os.chmod(staged, mode & self._output_mode())
             if _where(target) in self._new:
                 _rename_new(staged, target)
                 self._put_new[target] = _as_it_is(target)  # not by inode alone (reused, t243)
