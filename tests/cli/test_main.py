@@ -737,11 +737,22 @@ def test_a_sys_exit_in_the_model_is_one_line_and_exit_2(
 def test_a_keyboard_interrupt_in_the_model_stops_the_program(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Ctrl-C inside the model's code is a stop, as anywhere else (exit 130), not its error."""
+    """Ctrl-C inside the model's code is a stop, as anywhere else (exit 130), not its error;
+    a KeyboardInterrupt the code raises itself, no Ctrl-C having come, is its error (t345:
+    it was said as the user's Ctrl-C, exit 130)."""
+    signalled = "import os, signal, time\ndef build_model():\n    os.kill(os.getpid(), signal.SIGINT)\n    time.sleep(5)\n"  # noqa: E501
+    result = _wnpass_beside(tmp_path, signalled, "train-rewrite", "model.py")
+    assert (result.returncode, result.stderr) == (
+        130,
+        "wnpass: interrupted; nothing more was written\n",
+    )
     model_py = tmp_path / "m.py"
-    model_py.write_text("def build_model():\n    raise KeyboardInterrupt\n")
-    assert main(["train-rewrite", str(model_py)]) == 130
-    assert capsys.readouterr().err == "wnpass: interrupted; nothing more was written\n"
+    model_py.write_text("def build_model():\n    raise KeyboardInterrupt('its own')\n")
+    assert main(["train-rewrite", str(model_py)]) == 2
+    assert capsys.readouterr().err == (
+        f"wnpass: error: {model_py}: the model's code raised KeyboardInterrupt: its own (no "
+        "Ctrl-C came)\n"
+    )
 
 
 def test_a_base_exception_no_block_names_is_an_internal_error_in_one_line(

@@ -236,10 +236,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 code = _json_unwritten(out.json_failed, code, args)
             return code if out.failed is None else _unprinted(out.failed, code)
     except interrupts.STOPS as stopped:
-        fallback = signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM
-        return _stopped(interrupts.stopped_by() or fallback)
+        if isinstance(stopped, KeyboardInterrupt) and interrupts.stopped_by() is None:
+            # no Ctrl-C came (our handler would have said so): the model's code raised it
+            return _models_own(stopped, args, " (no Ctrl-C came)")  # t345: exit 130
+        return _stopped(interrupts.stopped_by() or signal.SIGTERM)
     except SystemExit as exited:
-        return _exited(exited, args)
+        return _models_own(exited, args)
     except BaseException as error:  # any other, also a BaseException no inner block named
         # A stop signal raised as an exception, which the code it came through may have
         # wrapped in another (numpy's imports, torch's C++, an exporter's "export failed").
@@ -278,18 +280,20 @@ def _stopped(signum: int) -> int:
     return 128 + signum
 
 
-def _exited(exited: SystemExit, args: argparse.Namespace) -> int:
-    """A ``sys.exit()`` of the model's code that reached the command line: wnpass catches one
+def _models_own(error: BaseException, args: argparse.Namespace, said: str = "") -> int:
+    """A ``sys.exit()`` of the model's code that reached the command line, or a
+    ``KeyboardInterrupt`` it raised itself (``said``: no Ctrl-C came): wnpass catches an exit
     itself where it runs the model's code (loading, its forwards, the tracers) and names the
     step; this is the net for a path that does not. Nothing of wnpass's own raises SystemExit
-    once the arguments are parsed. Bad input, exit 2: the model's exit code is not wnpass's."""
+    once the arguments are parsed, nor a KeyboardInterrupt but a Ctrl-C's. Bad input, exit 2:
+    the model's exit code is not wnpass's."""
     from wnpass.fx.forward import what_it_did  # torch is imported: the model's code ran
 
     given = [getattr(args, "model", None), getattr(args, "check_model", None)]
     paths = [p for value in given for p in (value if isinstance(value, list) else [value])]
     model_py = next((p for p in paths if isinstance(p, Path) and p.suffix == ".py"), None)
     where = f"{printable(str(model_py))}: " if model_py else ""
-    _tell(f"wnpass: error: {where}the model's code {what_it_did(exited)}")
+    _tell(f"wnpass: error: {where}the model's code {what_it_did(error)}{said}")
     return EXIT_BAD_INPUT
 
 
