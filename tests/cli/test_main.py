@@ -834,6 +834,20 @@ def example_inputs():
 """
 
 
+def test_a_model_py_that_closes_its_stdout_is_said_on_stderr(tmp_path: Path) -> None:
+    """t344: the report went nowhere, and nothing said so (exit 0): as for a standard output
+    that takes nothing, a line on stderr says it, with what was written, exit 2."""
+    closes = "import sys\nfrom torch import nn\nsys.stdout.close()\n" + (
+        "def build_model():\n    return nn.Linear(8, 4)\n"
+    )
+    result = _wnpass_beside(tmp_path, closes, "train-rewrite", "model.py", "-o", "o.pt")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == (
+        "wnpass: error: cannot write to standard output (closed by the model's code); already "
+        "written: o.pt"
+    )
+
+
 def test_a_model_py_that_closes_its_stdout_under_json_dash_leaves_the_error_line(
     tmp_path: Path,
 ) -> None:

@@ -318,7 +318,8 @@ def test_checks_timing_bar_follows_plain_and_quiet(monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize("plain", [True, False])
 def test_a_stream_closed_meanwhile_loses_the_lines_not_the_run(plain: bool) -> None:
     """A model.py that closes sys.stdout: the next line was "internal error: ValueError: I/O
-    operation on closed file", exit 3, after the output had been written."""
+    operation on closed file", exit 3, after the output had been written; then silent, exit
+    0 (t344): what failed is kept for the command line to say."""
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -330,6 +331,7 @@ def test_a_stream_closed_meanwhile_loses_the_lines_not_the_run(plain: bool) -> N
     out.line("a line")
     out.summary("a summary")
     out.table("t", ["a"], [["x"]])
+    assert out.failed is not None and out.failed.strerror == "closed by the model's code"
     other = io.StringIO()
     guarded = Printer(stream=other, plain=True)._unless_closed()
     with pytest.raises(ValueError, match="not closed"), guarded:  # another one still raises

@@ -11,6 +11,7 @@ supplies is printed with control characters escaped.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -160,16 +161,17 @@ class Printer:
 
     @contextlib.contextmanager
     def _unless_closed(self) -> Iterator[None]:
-        """Write in the block; a stream closed meanwhile (a model.py's code closed stdout)
-        loses what is written, not the run: its exit code still says how it went. A stream
-        that cannot be written (no space left, an I/O error) loses it too, and the run goes
-        on, its files and ``--json`` written; the command line then says what failed
-        (:attr:`failed`). A reader gone away (a closed pipe) ends the run, as SIGPIPE would."""
+        """Write in the block; a stream that cannot be written (no space left, an I/O error,
+        or closed by a model.py's code) loses what is written, not the run: it goes on, its
+        files and ``--json`` written, and the command line then says what failed
+        (:attr:`failed`; t344: a closed one was silent, exit 0). A reader gone away (a closed
+        pipe) ends the run, as SIGPIPE would."""
         try:
             yield
         except ValueError:
             if not self.stream.closed:
                 raise
+            self.failed = OSError(errno.EBADF, "closed by the model's code")
         except BrokenPipeError:
             raise
         except OSError as error:
