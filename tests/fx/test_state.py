@@ -245,3 +245,28 @@ def test_a_weight_a_list_also_holds_keeps_its_tie_when_its_pair_is_loaded() -> N
     load_state_dict_any(model, state)
     weight = g * v / v.norm(dim=1, keepdim=True)
     assert torch.allclose(model.flat[0], weight) and model.flat[0] is model.w_ih
+
+
+class _Gated(nn.Module):
+    """Parameters of its own named ``weight_g`` (a gate) and ``weight_v``: no weight norm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight_g = nn.Parameter(torch.rand(4, 1) + 0.5)
+        self.weight_v = nn.Parameter(torch.randn(4, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight_v * self.weight_g)
+
+
+def test_a_modules_own_weight_g_and_weight_v_are_no_stored_pair() -> None:
+    """t344: train-rewrite --checkpoint said "1 weight-norm pair ... kept as stored" of a
+    gate and a value matrix named like a legacy pair; one the model computes through a
+    legacy hook is one."""
+    from wnpass.fx.state import stored_pairs
+
+    model = nn.Sequential(_Gated())
+    assert stored_pairs(model, model.state_dict()) == ({}, [])
+    normed = nn.Sequential(nn.utils.weight_norm(nn.Linear(3, 4)))  # the legacy hook
+    pairs, _ = stored_pairs(normed, normed.state_dict())
+    assert sorted(pairs) == ["0.weight_g", "0.weight_v"]

@@ -234,6 +234,8 @@ def stored_pairs(model: nn.Module, state: Mapping[str, Any]) -> tuple[dict[str, 
         keys = _pair_held(name, now)
         if pair is None or keys is None or not all(isinstance(t, torch.Tensor) for t in pair):
             continue
+        if keys == _legacy_keys(name) and _legacy_hook(model, name) is None:
+            continue  # a module's own weight_g and weight_v (a gate, t344): no pair
         g, v = _shaped(pair[0], now[keys[0]].shape), pair[1]
         if (g.shape, v.shape) != (now[keys[0]].shape, now[keys[1]].shape):
             continue  # another axis: loaded as its weight, normalized again (a note says so)
