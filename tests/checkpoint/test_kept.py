@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import fractions
+import functools
 import importlib
 import os
 import pathlib
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 from typing import Any
 
@@ -187,20 +189,45 @@ class _Calls:
 def test_a_function_or_a_class_that_runs_code_is_never_kept(tmp_path: Path, function: Any) -> None:
     """t345: ``builtins.exec`` (and ``io.open``, ``shutil.copy``, ...) was kept as any
     global, the refusal without keeping suggested ``--keep-objects``, and the folded output
-    held the payload, which a trainer's load (``weights_only=False``) runs. Only classes are
-    kept, and not those of a module whose classes run code as they are made; neither
-    refusal suggests keeping."""
+    held the payload, which a trainer's load (``weights_only=False``) runs. What runs code,
+    opens files or imports modules is never kept, and neither refusal suggests keeping."""
     marker = tmp_path / "pwned"
     payload = _Calls(function, f"open({str(marker)!r}, 'w')" if function is exec else "x")
     torch.save({"w": torch.ones(2), "x": payload}, tmp_path / "evil.pt")
     for keep in (False, True):
         with pytest.raises(InvalidModelError) as error:
             fold_checkpoint(tmp_path / "evil.pt", keep_objects=keep)
-        assert "cannot be kept (a function, or a class of a module that runs code" in str(
-            error.value
-        )
+        assert "cannot be kept (it runs code, opens files or imports modules" in str(error.value)
         assert "keep_objects" not in str(error.value)
     assert not marker.exists() and not (tmp_path / "evil.folded.pt").exists()
+
+
+def test_the_objects_of_training_configurations_are_kept(tmp_path: Path) -> None:
+    """t346: a first version kept capitalized classes only, outside a list of modules, and
+    refused LightningCLI's ``functools.partial`` of an optimizer, a ``SimpleNamespace``,
+    ``type(None)``, ``typing.Optional[int]``, a NumPy scalar type: kept, and written back as
+    the file holds them."""
+    import typing
+
+    import numpy as np
+
+    objects = {
+        "optimizer": functools.partial(torch.optim.Adam, lr=0.1),
+        "namespace": types.SimpleNamespace(lr=0.1),
+        "none_type": type(None),
+        "optional": typing.Optional[int],  # noqa: UP045  # as a configuration holds it
+        "dtype": np.float32,
+    }
+    torch.save({"state_dict": {"w": torch.ones(2)}, "hyper_parameters": objects}, tmp_path / "c.pt")
+    fold_checkpoint(tmp_path / "c.pt", tmp_path / "o.pt", keep_objects=True)
+    loaded = torch.load(tmp_path / "o.pt", weights_only=False)["hyper_parameters"]
+    assert loaded["optimizer"].func is torch.optim.Adam and loaded["optimizer"].keywords == {
+        "lr": 0.1
+    }
+    assert loaded["namespace"] == objects["namespace"]
+    assert [loaded[k] for k in ("none_type", "optional", "dtype")] == [
+        type(None), typing.Optional[int], np.float32,  # noqa: UP045
+    ]  # fmt: skip
 
 
 def test_an_object_filled_as_a_dict_is_refused_even_kept(tmp_path: Path) -> None:

@@ -175,31 +175,30 @@ def _global_pairs(path: Path) -> dict[str, tuple[str, str] | None]:
 # a class nested in another (``Outer.Inner``): the pickle reaches it by calling getattr on
 # the outer one, and a stand-in of getattr gives no class to build from
 _NESTED = "builtins.getattr"
-# What a stand-in may stand for: a class (a capitalized name: a configuration's, a path's), or
-# one of these of lower-case names; never a function (``builtins.exec``, ``io.open``: the output,
-# loaded without weights_only as a trainer loads it, would call it, t345), nor a class of a
-# module whose classes run code as they are made (``subprocess.Popen``, ``types.CodeType``).
-_LOWER_CASE_TYPES = frozenset(
+# What runs code, and so is never kept (t345): a checkpoint's objects (a configuration, a
+# path, a class of the training code, ``functools.partial`` of an optimizer) never need it,
+# and a kept object is written back as the file holds it, built by whatever loads the output
+# as a trainer loads it (``weights_only=False``). Python's functions that run or import
+# code, open files or change attributes, and the modules made for running programs,
+# processes, code objects and files; what else a class does as it is made (a ``FileHandler``
+# truncating its file) is the file's, kept as it is, and listed.
+_RUNS_CODE = frozenset(
     {f"builtins.{name}" for name in (
-        "dict", "list", "set", "frozenset", "tuple", "int", "float", "complex", "str", "bytes",
-        "bytearray", "bool", "slice", "range", "object",
+        "exec", "eval", "compile", "open", "__import__", "input", "breakpoint", "setattr",
+        "delattr", "globals", "locals", "vars", "exit", "quit", "help",
     )}
-    | {"collections.defaultdict", "collections.deque"}
-    | {f"datetime.{name}" for name in ("date", "time", "datetime", "timedelta", "timezone")}
-    | {f"numpy.{core}.multiarray.{name}" for core in ("core", "_core")
-       for name in ("_reconstruct", "scalar")}
-    | {"numpy.dtype", "numpy.ndarray"}
+    | {f"{module}.{name}" for module in ("operator", "_operator")
+       for name in ("attrgetter", "methodcaller")}
+    | {f"types.{name}" for name in ("FunctionType", "LambdaType", "CodeType", "MethodType")}
 )  # fmt: skip
-_RUNNING_CODE = frozenset({
-    "builtins", "os", "sys", "posix", "nt", "subprocess", "commands", "pty", "ctypes", "types",
-    "code", "codeop", "multiprocessing", "threading", "_thread", "asyncio", "socket",
-    "webbrowser", "runpy", "importlib", "pickle", "_pickle", "marshal", "shutil", "io", "_io",
-    "tempfile", "zipimport", "pdb", "bdb", "timeit", "signal", "operator", "_operator",
-    "functools", "_functools", "inspect", "gc", "site", "sysconfig",
+_RUNNING_MODULES = frozenset({
+    "os", "sys", "posix", "nt", "subprocess", "commands", "pty", "ctypes", "code", "codeop",
+    "runpy", "importlib", "pickle", "_pickle", "marshal", "shutil", "io", "_io", "webbrowser",
+    "socket", "multiprocessing", "pdb", "bdb", "timeit", "zipimport",
 })  # fmt: skip
-NOT_A_CLASS = (
-    "a function, or a class of a module that runs code as it makes one: the output, loaded "
-    "as a trainer loads it, would run it"
+RUNS_CODE = (
+    "it runs code, opens files or imports modules when the file is loaded, which a "
+    "checkpoint's objects never need"
 )
 NESTED = (
     "a class nested in another, which the pickle reaches through builtins.getattr, or a dotted "
@@ -213,10 +212,8 @@ def why_not_kept(name: str, pair: tuple[str, str] | None) -> str | None:
     if name == _NESTED or pair is None:
         return NESTED
     module, qualname = pair
-    if f"{module}.{qualname}" in _LOWER_CASE_TYPES:
-        return None
-    if module.partition(".")[0] in _RUNNING_CODE or not qualname.lstrip("_")[:1].isupper():
-        return NOT_A_CLASS
+    if f"{module}.{qualname}" in _RUNS_CODE or module.partition(".")[0] in _RUNNING_MODULES:
+        return RUNS_CODE
     return None
 
 
