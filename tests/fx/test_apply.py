@@ -1166,7 +1166,7 @@ def test_a_forward_that_fails_once_weight_norm_is_on_says_so() -> None:
     model = _ReadsItsParameters()
     x = torch.randn(2, 4)
     with pytest.raises(ForwardFailedError, match=r"raised KeyError: 'weight', once weight norm "
-                       r"was on lin\.weight, out\.weight \(it ran without"):  # fmt: skip
+                       r"was on lin\.weight, out\.weight \(it ran before"):  # fmt: skip
         apply_weight_norm(model, (x,))
     assert not parametrize.is_parametrized(model.lin) and not parametrize.is_parametrized(model.out)
     model(x)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import types
 
+import pytest
 import torch
 from torch import nn
 
@@ -149,3 +150,18 @@ def test_weights_that_are_views_of_one_tensor_are_read_apart() -> None:
     with reads:
         nn.functional.linear(torch.randn(1, 3), a)
     assert reads.read == {"a"}
+
+
+class _Exits(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise SystemExit(3)
+
+
+def test_a_sys_exit_under_the_watch_stops_the_run() -> None:
+    """t346: a failure under the watch is the watch's (nothing found), but a ``sys.exit()``
+    of the model's stops the run, as in any forward."""
+    from wnpass.fx.forward import ModelExitedError
+
+    model, batch = _Exits(2, 2), Batch((torch.ones(1, 2),))
+    with pytest.raises(ModelExitedError, match=r"called sys\.exit\(3\)"):
+        kernel_reads(model, batch, ["weight"], RngSnapshot.take(model, batch))

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from wnpass.deploy.report import ExportReport
+from wnpass.fx.forward import ModelExitedError
 from wnpass.verify.compare import compare_outputs, failed_on_floats
 from wnpass.verify.options import CheckOptions
 from wnpass.verify.sensitivity import MOVED_BYTES, SEED, moved_array
@@ -73,6 +74,8 @@ def measure_moved(
         return
     try:
         moved = moved_outputs()
+    except ModelExitedError:  # the model's sys.exit(): the run stops (t346)
+        raise
     except Exception as error:  # the model's own: no note, the verdict stands
         logger.info("PyTorch with its weights moved by one ulp: %s", error)
         return

@@ -165,9 +165,9 @@ def _undone_on_error(model: nn.Module) -> Iterator[None]:
 @contextlib.contextmanager
 def _said_once_applied(sites: list[ParamSite]) -> Iterator[None]:
     """Run the block; a forward that fails in it once weight norm is on some of ``sites``
-    (which it ran without: it reads a weight otherwise than weight norm leaves it, through
+    (which it ran before: it may read a weight otherwise than weight norm leaves it, through
     its module's ``_parameters``, say) says so, naming them (t344: the model's own forward
-    was blamed)."""
+    was blamed; t346: a failure of its own is said so too, hence "where")."""
     try:
         yield
     except ModelExitedError:
@@ -177,9 +177,9 @@ def _said_once_applied(sites: list[ParamSite]) -> Iterator[None]:
         if not applied:
             raise
         raise ForwardFailedError(
-            f"{error.detail}, once weight norm was on {listed(applied)} (it ran without: it "
-            "reads a weight otherwise than weight norm leaves it, through its module's "
-            "_parameters, say; exclude that weight)",
+            f"{error.detail}, once weight norm was on {listed(applied)} (it ran before: where "
+            "it reads a weight otherwise than weight norm leaves it, through its module's "
+            "_parameters, say, exclude that weight)",
             parameter=error.parameter,
         ) from None
 

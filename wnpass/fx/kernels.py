@@ -25,6 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from wnpass.fx.elements import Elements
 from wnpass.fx.forward import (
     Batch,
+    ModelExitedError,
     RngSnapshot,
     evaluating,
     run_forward,
@@ -94,6 +95,8 @@ def kernel_reads(
     try:
         with rng.replayed(), state_given_back(model), evaluating(model), reads, reads.calls:
             run_forward(model, batch)
+    except ModelExitedError:  # the model's sys.exit(): the run stops (t346)
+        raise
     except Exception as error:
         logger.debug("could not watch the kernels of a forward: %s", error)
         return {}

@@ -1054,11 +1054,14 @@ def forward_reads(
         hooks.append(module.register_forward_pre_hook(enter))
         hooks.append(module.register_forward_hook(leave, always_call=True))
 
+    first_ran = []  # whether a first forward ran: else nothing is retried
+
     def twice(between: bool) -> GivenBack:
         with state_given_back(model, discarded=discarded) as given, evaluating(model):
             first = Attributes(model) if between else None
             with rng.replayed():
                 call_model(model, batch)
+            first_ran.append(True)
             if first is not None:
                 first.give_back(tensors_kept=True)
             ran.clear()
@@ -1072,6 +1075,8 @@ def forward_reads(
         except ModelExitedError:
             raise
         except ForwardFailedError as error:  # a streaming model's "call reset() first" (t344)
+            if not first_ran:
+                raise
             logger.info("a second forward on the state the first left failed: %s", error)
             given = twice(between=True)
     except ModelExitedError:
