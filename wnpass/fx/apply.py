@@ -167,7 +167,7 @@ def _said_once_applied(sites: list[ParamSite]) -> Iterator[None]:
     """Run the block; a forward that fails in it once weight norm is on some of ``sites``
     (which it ran before: it may read a weight otherwise than weight norm leaves it, through
     its module's ``_parameters``, say) says so, naming them (t344: the model's own forward
-    was blamed; t346: a failure of its own is said so too, hence "where")."""
+    was blamed); as what may be, not as the cause: the forward may fail of its own (t346)."""
     try:
         yield
     except ModelExitedError:
