@@ -327,3 +327,47 @@ def test_an_infinity_or_nan_added_to_an_index_is_no_fraction(
     model = onnx_model(PLUS_CONSTANT, None, True, c=np.array(given, np.float16).reshape(-1, 1))
     held = computed_at(ir.serde.deserialize_model(model))
     assert held.dtypes == ({"y": np.dtype(np.float16)} if listed else {})
+
+
+def _saved_by_runtime(b_cast: str, b: str, cast_name: str) -> ir.Model:
+    """A float16 model's end as ONNX Runtime saves it: its Gemm computed in float32 between
+    the Casts it inserts (``cast_name``), the output's own Cast then of a float32 value."""
+    text = f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[4, 8] x) => (float[4, 3] y) {{
+            h = Cast <to = 10> (x)
+            r = Sqrt (h)
+            rw = Cast <to = 1> (r)
+            {b_cast}
+            g = Gemm <transB = 1> (rw, bw)
+            y = Cast <to = 1> (g)
+        }}
+    """
+    weight: np.ndarray = np.ones((3, 8), np.float16 if b == "w16" else np.float32)
+    model = ir.serde.deserialize_model(onnx_model(text, None, True, **{b: weight}))
+    for node in model.graph:
+        if node.op_type == "Cast" and node.outputs[0].name in ("rw", "bw"):
+            node.name = f"{cast_name}{node.outputs[0].name}"
+    return model
+
+
+@pytest.mark.parametrize(
+    ("b_cast", "b", "cast_name", "held"),
+    [
+        ("bw = Cast <to = 1> (w16)", "w16", "InsertedPrecisionFreeCast_", "float16"),
+        ("bw = Identity (w32)", "w32", "InsertedPrecisionFreeCast_", None),
+        ("bw = Cast <to = 1> (w16)", "w16", "/converter/Cast_", None),
+    ],
+    ids=["saved by onnx runtime", "a float32 weight of its own", "the graph's own casts"],
+)
+def test_a_float16_model_onnx_runtime_computed_in_float32_is_held_at_float16(
+    b_cast: str, b: str, cast_name: str, held: str | None
+) -> None:
+    """t343: a float16 model saved by ONNX Runtime computes its last Gemm (or LayerNorm) in
+    float32 between the Casts it inserts, so its output is a float32 value: held to float32's
+    tolerance, a correct fold failed its --verify. Where everything its float32 ops read
+    comes through ONNX Runtime's Casts from float16, the output is float16's; a float32
+    weight of its own, or the graph's own Casts (a float32 tail a conversion kept, t337),
+    keep float32's."""
+    found = computed_at(_saved_by_runtime(b_cast, b, cast_name)).dtypes
+    assert found == ({} if held is None else {"y": np.dtype(held)})

@@ -49,7 +49,7 @@ def computed_at(model: ir.Model) -> HeldByOutput:
     for output in model.graph.outputs:
         if output.name is None or output.is_graph_input():
             continue
-        narrow = _cast_from(output)
+        narrow = _cast_from(output) or _widened_by_runtime(output)
         if narrow is not None:
             found[output.name] = np.dtype(narrow.numpy())
     return HeldByOutput(found)
@@ -71,6 +71,49 @@ def _cast_from(value: ir.Value) -> ir.DataType | None:
     if narrow not in _NARROW or not _rounded_narrow(node.inputs[0]):
         return None
     return narrow
+
+
+# the name ONNX Runtime gives the Casts it inserts around an op it has no float16 kernel for,
+# computing that op in float32 (its InsertCastTransformer), and the initializers it folds them
+# into: a model it saved holds them where the graph meant float16 (t343)
+_RUNTIME_CAST = "InsertedPrecisionFreeCast_"
+
+
+def _widened_by_runtime(value: ir.Value) -> ir.DataType | None:
+    """The narrow float an output of a wide type holds, where ONNX Runtime computed it in
+    float32 in place of the narrow type the graph meant: every float its ops read, walked
+    back, comes through a Cast it inserted (named :data:`_RUNTIME_CAST`) from the narrow
+    type, one at least holding roundings (:func:`_rounded_narrow`); a wide value of the
+    graph's own on the way (a float32 weight, an input) keeps the wide type's tolerance, as a
+    float32 tail a conversion kept does (t337). An fp16 model saved by ONNX Runtime: a
+    LayerNorm or Gemm at its end, computed in float32, made the output float32 (t343)."""
+    stack, seen, narrow = [value], set[ir.Value](), set[ir.DataType]()
+    rounded = False
+    while stack:
+        if len(seen) > _WALK:
+            return None
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        kind = element_type(current)
+        if kind is None or not kind.is_floating_point():
+            continue  # integers: axes, shapes
+        node = current.producer()
+        if node is None or node.domain not in ("", "ai.onnx"):
+            return None  # a value of the graph's own, or an op not read here
+        if node.op_type == "Cast" and (node.name or "").startswith(_RUNTIME_CAST):
+            read = node.inputs[0]
+            source = None if read is None else element_type(read)
+            if read is None or source not in _NARROW:
+                return None
+            narrow.add(source)
+            rounded = rounded or _rounded_narrow(read)
+            continue
+        if node.op_type == "Constant" or kind not in _WIDE:
+            return None
+        stack.extend(read for read in node.inputs if read is not None)
+    return narrow.pop() if rounded and len(narrow) == 1 else None
 
 
 # ops whose outputs are elements of their data inputs (or their negation, absolute value or
