@@ -344,11 +344,17 @@ def _saved_by_runtime(b_cast: str, b: str, cast_name: str) -> ir.Model:
         }}
     """
     weight: np.ndarray = np.ones((3, 8), np.float16 if b == "w16" else np.float32)
+    if b == "InsertedPrecisionFreeCast_w":  # float16's values, or not (1 + 2^-20)
+        weight = weight + (0 if "values" in cast_name else 2.0**-20)
     model = ir.serde.deserialize_model(onnx_model(text, None, True, **{b: weight}))
     for node in model.graph:
         if node.op_type == "Cast" and node.outputs[0].name in ("rw", "bw"):
             node.name = f"{cast_name}{node.outputs[0].name}"
     return model
+
+
+# a weight ONNX Runtime's Cast of a float16 initializer was folded into (named as the Cast)
+FOLDED = "bw = Identity (InsertedPrecisionFreeCast_w)"
 
 
 @pytest.mark.parametrize(
@@ -357,8 +363,16 @@ def _saved_by_runtime(b_cast: str, b: str, cast_name: str) -> ir.Model:
         ("bw = Cast <to = 1> (w16)", "w16", "InsertedPrecisionFreeCast_", "float16"),
         ("bw = Identity (w32)", "w32", "InsertedPrecisionFreeCast_", None),
         ("bw = Cast <to = 1> (w16)", "w16", "/converter/Cast_", None),
+        (FOLDED, "InsertedPrecisionFreeCast_w", "InsertedPrecisionFreeCast_values", "float16"),
+        (FOLDED, "InsertedPrecisionFreeCast_w", "InsertedPrecisionFreeCast_", None),
     ],
-    ids=["saved by onnx runtime", "a float32 weight of its own", "the graph's own casts"],
+    ids=[
+        "saved by onnx runtime",
+        "a float32 weight of its own",
+        "the graph's own casts",
+        "a cast it folded",
+        "float32 values under its name",
+    ],
 )
 def test_a_float16_model_onnx_runtime_computed_in_float32_is_held_at_float16(
     b_cast: str, b: str, cast_name: str, held: str | None

@@ -97,9 +97,14 @@ def _widened_by_runtime(value: ir.Value) -> ir.DataType | None:
             continue
         seen.add(current)
         kind = element_type(current)
-        if kind is None or not kind.is_floating_point():
+        if kind is None:
+            return None  # what it holds is not known
+        if not kind.is_floating_point():
             continue  # integers: axes, shapes
         node = current.producer()
+        if node is None and _runtime_folded(current):
+            narrow.add(ir.DataType.FLOAT16)
+            continue
         if node is None or node.domain not in ("", "ai.onnx"):
             return None  # a value of the graph's own, or an op not read here
         if node.op_type == "Cast" and (node.name or "").startswith(_RUNTIME_CAST):
@@ -114,6 +119,21 @@ def _widened_by_runtime(value: ir.Value) -> ir.DataType | None:
             return None
         stack.extend(read for read in node.inputs if read is not None)
     return narrow.pop() if rounded and len(narrow) == 1 else None
+
+
+def _runtime_folded(value: ir.Value) -> bool:
+    """Whether ``value`` is an initializer ONNX Runtime made of one of its Casts of a float16
+    constant (named :data:`_RUNTIME_CAST`, every value a float16 one)."""
+    if not (value.name or "").startswith(_RUNTIME_CAST):
+        return False
+    tensor = const_tensor(value)
+    if tensor is None:
+        return False
+    array = tensor.numpy()
+    with np.errstate(over="ignore"):
+        return bool(
+            np.array_equal(array.astype(np.float16).astype(array.dtype), array, equal_nan=True)
+        )
 
 
 # ops whose outputs are elements of their data inputs (or their negation, absolute value or
