@@ -58,6 +58,7 @@ __all__ = [
     "hold",
     "release",
     "removed",
+    "saw_every_sigint",
     "saying_stop",
     "staging",
     "stopped_by",
@@ -94,6 +95,7 @@ class _State:
     ending = False  # on_stop is ending the process
     said = False  # the command line said the stop (:func:`saying_stop`), till forget_stop
     on_stop: Callable[[int], NoReturn] | None = None
+    sigint_ours = False  # SIGINT's handler was ours to the end of the last handled() block
     written: ClassVar[list[str]] = []  # files put in place since handled() was entered
     deleted: ClassVar[list[str]] = []  # files deleted since then
 
@@ -236,6 +238,14 @@ def stopped_by() -> int | None:
     return _State.raised
 
 
+def saw_every_sigint() -> bool:
+    """Whether this module's handler was SIGINT's to the end of the last :func:`handled` block
+    (a model's code may install its own, a training script's "saving..." handler): a
+    ``KeyboardInterrupt`` that :func:`stopped_by` does not name was then raised by code, no
+    Ctrl-C (t345); else it may be a Ctrl-C the other handler raised (t347)."""
+    return _State.sigint_ours
+
+
 def forget_stop() -> None:
     """:func:`stopped_by` says None again: a stop that was said and dealt with (the command it
     ended is over) is not the one a later block asks about."""
@@ -289,6 +299,9 @@ def handled(on_stop: Callable[[int], NoReturn]) -> Iterator[None]:
         yield
     finally:
         _State.on_stop = outer  # an enclosing block's (the program's) handles the rest
+        _State.sigint_ours = (
+            signal.SIGINT in previous and signal.getsignal(signal.SIGINT) is _handler
+        )
         for signum, handler in previous.items():
             current = signal.getsignal(signum)
             if current is _handler or not callable(current):  # a handler of the model's code

@@ -236,10 +236,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 code = _json_unwritten(out.json_failed, code, args)
             return code if out.failed is None else _unprinted(out.failed, code)
     except interrupts.STOPS as stopped:
-        if isinstance(stopped, KeyboardInterrupt) and interrupts.stopped_by() is None:
-            # no Ctrl-C came (our handler would have said so): the model's code raised it
+        if (
+            isinstance(stopped, KeyboardInterrupt)
+            and interrupts.stopped_by() is None
+            and interrupts.saw_every_sigint()
+        ):  # no Ctrl-C came (our handler, SIGINT's throughout, would have said so): the
+            # model's code raised it
             return _models_own(stopped, args, " (no Ctrl-C came)")  # t345: exit 130
-        return _stopped(interrupts.stopped_by() or signal.SIGTERM)
+        fallback = signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM
+        return _stopped(interrupts.stopped_by() or fallback)
     except SystemExit as exited:
         return _models_own(exited, args)
     except BaseException as error:  # any other, also a BaseException no inner block named
