@@ -202,6 +202,25 @@ def test_a_function_or_a_class_that_runs_code_is_never_kept(tmp_path: Path, func
     assert not marker.exists() and not (tmp_path / "evil.folded.pt").exists()
 
 
+@pytest.mark.parametrize("function", ["cProfile.run", "pydoc.pipepager", "unimported.run"])
+def test_a_function_no_list_names_is_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, function: str
+) -> None:
+    """t347: ``cProfile.run(code)``, ``pydoc.pipepager(text, command)`` ran what the output
+    was loaded with: a list of what runs code has no end. A function is never kept: told by
+    its module where this process imported it, else by its name (a class's is capitalized),
+    never by importing one."""
+    (tmp_path / "unimported.py").write_text("def run(code):\n    exec(code)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module, _, name = function.partition(".")
+    payload = _Calls(getattr(importlib.import_module(module), name), "x")
+    torch.save({"w": torch.ones(2), "x": payload}, tmp_path / "evil.pt")
+    monkeypatch.delitem(sys.modules, "unimported", raising=False)
+    with pytest.raises(InvalidModelError, match=rf"{function} cannot be kept \(a function"):
+        fold_checkpoint(tmp_path / "evil.pt", keep_objects=True)
+    assert "unimported" not in sys.modules
+
+
 def test_the_objects_of_training_configurations_are_kept(tmp_path: Path) -> None:
     """t346: a first version kept capitalized classes only, outside a list of modules, and
     refused LightningCLI's ``functools.partial`` of an optimizer, a ``SimpleNamespace``,

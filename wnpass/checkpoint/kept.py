@@ -200,6 +200,20 @@ RUNS_CODE = (
     "it runs code, opens files or imports modules when the file is loaded, which a "
     "checkpoint's objects never need"
 )
+# functions a checkpoint's objects are rebuilt through: NumPy's arrays, scalars and random
+# generators, a subscripted type (``typing.Optional[int]``: ``getitem``), Python's own
+_FUNCTIONS_KEPT = frozenset(
+    {f"numpy.{core}.multiarray.{name}" for core in ("core", "_core")
+     for name in ("_reconstruct", "scalar")}
+    | {f"numpy.random._pickle.{name}" for name in (
+        "__generator_ctor", "__randomstate_ctor", "__bit_generator_ctor",
+    )}
+    | {"_operator.getitem", "operator.getitem", "copyreg._reconstructor", "copyreg.__newobj__"}
+)  # fmt: skip
+NOT_A_CLASS = (
+    "a function, which the output, loaded as a trainer loads it (weights_only=False), would "
+    "call: only classes are kept"
+)
 NESTED = (
     "a class nested in another, which the pickle reaches through builtins.getattr, or a dotted "
     "name, which protocol 2 does not write"
@@ -214,7 +228,23 @@ def why_not_kept(name: str, pair: tuple[str, str] | None) -> str | None:
     module, qualname = pair
     if f"{module}.{qualname}" in _RUNS_CODE or module.partition(".")[0] in _RUNNING_MODULES:
         return RUNS_CODE
-    return None
+    if f"{module}.{qualname}" in _FUNCTIONS_KEPT or _a_class(module, qualname):
+        return None
+    return NOT_A_CLASS  # cProfile.run, pydoc.pipepager (t347): a list has no end
+
+
+def _a_class(module: str, qualname: str) -> bool:
+    """Whether global ``module.qualname`` is a class, or an object of one (``typing.Union``),
+    not a function: asked of the module where this process imported it already
+    (``numpy.float32``, ``builtins.type``, ``functools.partial``), never importing one (that
+    runs its code); else told by its name, capitalized as classes are."""
+    import inspect
+    import sys
+
+    if (imported := sys.modules.get(module)) is not None:
+        found = getattr(imported, qualname, None)
+        return found is not None and not inspect.isroutine(found)
+    return qualname.lstrip("_")[:1].isupper()
 
 
 def keepable(names: Globals) -> dict[str, tuple[str, str]]:
