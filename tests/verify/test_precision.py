@@ -331,7 +331,9 @@ def test_an_infinity_or_nan_added_to_an_index_is_no_fraction(
 
 def _saved_by_runtime(b_cast: str, b: str, cast_name: str) -> ir.Model:
     """A float16 model's end as ONNX Runtime saves it: its Gemm computed in float32 between
-    the Casts it inserts (``cast_name``), the output's own Cast then of a float32 value."""
+    the Casts it inserts (``cast_name``), the output's own Cast then of a float32 value; with
+    a first layer fed the float32 input beside it where ``b_cast`` says ``x``, its Cast to
+    float16 fused away by ONNX Runtime (t347)."""
     text = f"""
         <ir_version: 8, opset_import: ["" : 17]>
         agraph (float[4, 8] x) => (float[4, 3] y) {{
@@ -340,7 +342,8 @@ def _saved_by_runtime(b_cast: str, b: str, cast_name: str) -> ir.Model:
             rw = Cast <to = 1> (r)
             {b_cast}
             g = Gemm <transB = 1> (rw, bw)
-            y = Cast <to = 1> (g)
+            s = {"Add (g, g0)" if "g0" in b_cast else "Identity (g)"}
+            y = Cast <to = 1> (s)
         }}
     """
     weight: np.ndarray = np.ones((3, 8), np.float16 if b == "w16" else np.float32)
@@ -353,6 +356,8 @@ def _saved_by_runtime(b_cast: str, b: str, cast_name: str) -> ir.Model:
     return model
 
 
+# a first layer fed the float32 input beside the last one
+FED_X = "bw = Cast <to = 1> (w16)\n g0 = Gemm <transB = 1> (x, bw)"
 # a weight ONNX Runtime's Cast of a float16 initializer was folded into (named as the Cast)
 FOLDED = "bw = Identity (InsertedPrecisionFreeCast_w)"
 
@@ -365,6 +370,7 @@ FOLDED = "bw = Identity (InsertedPrecisionFreeCast_w)"
         ("bw = Cast <to = 1> (w16)", "w16", "/converter/Cast_", None),
         (FOLDED, "InsertedPrecisionFreeCast_w", "InsertedPrecisionFreeCast_values", "float16"),
         (FOLDED, "InsertedPrecisionFreeCast_w", "InsertedPrecisionFreeCast_", None),
+        (FED_X, "w16", "InsertedPrecisionFreeCast_", "float16"),
     ],
     ids=[
         "saved by onnx runtime",
@@ -372,6 +378,7 @@ FOLDED = "bw = Identity (InsertedPrecisionFreeCast_w)"
         "the graph's own casts",
         "a cast it folded",
         "float32 values under its name",
+        "the float32 input read",
     ],
 )
 def test_a_float16_model_onnx_runtime_computed_in_float32_is_held_at_float16(

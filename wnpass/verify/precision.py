@@ -83,10 +83,12 @@ def _widened_by_runtime(value: ir.Value) -> ir.DataType | None:
     """The narrow float an output of a wide type holds, where ONNX Runtime computed it in
     float32 in place of the narrow type the graph meant: every float its ops read, walked
     back, comes through a Cast it inserted (named :data:`_RUNTIME_CAST`) from the narrow
-    type, one at least holding roundings (:func:`_rounded_narrow`); a wide value of the
-    graph's own on the way (a float32 weight, an input) keeps the wide type's tolerance, as a
-    float32 tail a conversion kept does (t337). An fp16 model saved by ONNX Runtime: a
-    LayerNorm or Gemm at its end, computed in float32, made the output float32 (t343)."""
+    type, one at least holding roundings (:func:`_rounded_narrow`), or is a graph input;
+    a wide value of the graph's own on the way (a float32 weight) keeps the wide type's
+    tolerance, as a float32 tail a conversion kept does (t337). An fp16 model saved by ONNX
+    Runtime: a LayerNorm or Gemm at its end, computed in float32, made the output float32
+    (t343). One it runs wholly in float32 (no float16 kernel for any of its ops: no rounded
+    float16 value) holds float32's roundings, as a fold of it does (t347)."""
     stack, seen, narrow = [value], set[ir.Value](), set[ir.DataType]()
     rounded = False
     while stack:
@@ -102,6 +104,8 @@ def _widened_by_runtime(value: ir.Value) -> ir.DataType | None:
         if not kind.is_floating_point():
             continue  # integers: axes, shapes
         node = current.producer()
+        if node is None and current.is_graph_input():
+            continue  # data (a first layer fed the float32 input: its Cast fused away, t347)
         if node is None and _runtime_folded(current):
             narrow.add(ir.DataType.FLOAT16)
             continue
