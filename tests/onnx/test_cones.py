@@ -501,50 +501,28 @@ def test_a_matmul_of_constants_reading_a_layers_twin_cone_reads_its_tensor() -> 
     )
 
 
-def test_a_twin_cone_in_a_branch_is_told_as_the_fold_tells_it() -> None:
+@pytest.mark.parametrize("layer_in", ["branches", "main graph"])
+def test_twin_cones_across_an_ifs_branches_fold_into_one_tensor(layer_in: str) -> None:
     """t338: the layer's ``Transpose(W)`` in both branches of an ``If``, the constant
     ``MatMul``'s in the main graph: the twins were looked for in one graph, and W was stored
     twice. The fold folds a body's cone of main-graph constants into the main graph: so are
-    twins told."""
+    twins told. t340: the other way round, each branch's held back cone counted the other's
+    read of W as a copy, both were held back, and W was stored twice (the layer's weight
+    named ``w__1``): twins held back read W for the tensor, as the layer does."""
+    main, branch = ("table", "x") if layer_in == "branches" else ("x", "table")
+    rows = {"x": 3, "table": 2}[branch]
+    outs = {"x": "y", "table": "p"}
     text = f"""
         {HEADER}
         agraph (float[3, 4] x, bool c) => (float[3, 5] y, float[2, 5] p) {{
             t1 = Transpose(w)
-            p = MatMul(table, t1)
-            y = If(c) <then_branch = g1 () => (float[3, 5] y1) {{
+            {outs[main]} = MatMul({main}, t1)
+            {outs[branch]} = If(c) <then_branch = g1 () => (float[{rows}, 5] b1) {{
                 t2 = Transpose(w)
-                y1 = MatMul(x, t2)
-            }}, else_branch = g2 () => (float[3, 5] y2) {{
+                b1 = MatMul({branch}, t2)
+            }}, else_branch = g2 () => (float[{rows}, 5] b2) {{
                 t3 = Transpose(w)
-                y2 = MatMul(x, t3)
-            }}>
-        }}
-    """
-    w = rand(5, 4)
-    model = onnx_model(text, w=w, table=rand(2, 4))
-    folded, _ = folded_model(model)
-    assert set(weights(folded)) == {"w", "table"}
-    np.testing.assert_array_equal(weights(folded)["w"], w.T)
-    again, _ = folded_model(folded)
-    assert onnx.printer.to_text(again.graph) == onnx.printer.to_text(folded.graph)
-
-
-def test_twin_cones_held_back_in_each_branch_read_the_layers_tensor() -> None:
-    """t340: the other way round, the layer in the main graph and the constant ``MatMul``
-    in both branches of an ``If``: each branch's cone counted the other's read of W as a copy,
-    both were held back, and W was stored twice (the layer's weight named ``w__1``). Twins held
-    back read W for the tensor, as the layer does: W is stored once."""
-    text = f"""
-        {HEADER}
-        agraph (float[3, 4] x, bool c) => (float[3, 5] y, float[2, 5] p) {{
-            t1 = Transpose(w)
-            y = MatMul(x, t1)
-            p = If(c) <then_branch = g1 () => (float[2, 5] p1) {{
-                t2 = Transpose(w)
-                p1 = MatMul(table, t2)
-            }}, else_branch = g2 () => (float[2, 5] p2) {{
-                t3 = Transpose(w)
-                p2 = MatMul(table, t3)
+                b2 = MatMul({branch}, t3)
             }}>
         }}
     """

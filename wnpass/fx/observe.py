@@ -1018,6 +1018,14 @@ class _Reads(TorchFunctionMode):
         return result
 
 
+class _SecondFailed(Exception):
+    """A second forward failed where the first ran (:func:`forward_reads` runs both again)."""
+
+    def __init__(self, error: ForwardFailedError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def forward_reads(
     model: nn.Module,
     batch: Batch,
@@ -1054,30 +1062,28 @@ def forward_reads(
         hooks.append(module.register_forward_pre_hook(enter))
         hooks.append(module.register_forward_hook(leave, always_call=True))
 
-    first_ran = []  # whether a first forward ran: else nothing is retried
-
     def twice(between: bool) -> GivenBack:
         with state_given_back(model, discarded=discarded) as given, evaluating(model):
             first = Attributes(model) if between else None
             with rng.replayed():
                 call_model(model, batch)
-            first_ran.append(True)
             if first is not None:
                 first.give_back(tensors_kept=True)
             ran.clear()
             with rng.replayed(), reads:
-                call_model(model, batch)
+                try:
+                    call_model(model, batch)
+                except ForwardFailedError as error:
+                    if between or isinstance(error, ModelExitedError):
+                        raise
+                    raise _SecondFailed(error) from error
         return given
 
     try:
         try:
             given = twice(between=False)
-        except ModelExitedError:
-            raise
-        except ForwardFailedError as error:  # a streaming model's "call reset() first" (t344)
-            if not first_ran:
-                raise
-            logger.info("a second forward on the state the first left failed: %s", error)
+        except _SecondFailed as failed:  # a streaming model's "call reset() first" (t344)
+            logger.info("a second forward on the state the first left failed: %s", failed.error)
             given = twice(between=True)
     except ModelExitedError:
         raise

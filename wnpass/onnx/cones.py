@@ -415,18 +415,22 @@ def _with_twins(
     the weight becomes (a layer's in an ``If``'s branch, of W of the main graph: t338)."""
     if not constant_only:
         return cones
-    keys: dict[tuple[object, ...], list[Cone]] = {}
     programs = []  # alive while the keys, which hold their leaves' ids, are compared
+
+    def key_of(cone: Cone) -> tuple[object, ...] | None:
+        if isinstance(program := _program(cone), str):
+            return None
+        programs.append(program)
+        return _twin_key(_owner(model, cone), program)
+
+    keys: dict[tuple[object, ...], list[Cone]] = {}
     for cone in cones:
-        if cone.foldable and not isinstance(program := _program(cone), str):
-            programs.append(program)
-            keys.setdefault(_twin_key(_owner(model, cone), program), []).append(cone)
+        if cone.foldable and (key := key_of(cone)) is not None:
+            keys.setdefault(key, []).append(cone)
     held: dict[tuple[object, ...], list[Cone]] = {}  # the held back cones with a twin, by key
     for _, cone in constant_only:
-        if not isinstance(program := _program(cone), str):
-            programs.append(program)
-            if (key := _twin_key(_owner(model, cone), program)) in keys:
-                held.setdefault(key, []).append(cone)
+        if (key := key_of(cone)) in keys:
+            held.setdefault(key, []).append(cone)
     # the layer's and every held back twin's nodes read W for the tensor (a constant MatMul
     # in each branch of an If beside the layer's in the main graph, t340)
     chosen = {
