@@ -573,8 +573,10 @@ def test_widening_a_value_of_several_roundings_is_declined(
         a=np.array([0.1, 0.2, 0.3, 0.7], np.float32),
         h=np.array([0.1, 0.2, 0.3, 0.7], np.float16),
     )
-    with pytest.raises(NotExact, match=f"^Cast '[cy]' {reason}"):
+    with pytest.raises(NotExact, match=f"^Cast '[cy]' {reason}") as declined:
         _evaluate(model)
+    hinted = str(declined.value).endswith("fold the model before its conversion to float16")
+    assert hinted == ("float16" in reason)  # only a converted model has a float32 one to fold
 
 
 def test_widening_one_product_of_stored_values_is_the_graphs_bits() -> None:

@@ -1518,7 +1518,12 @@ def _cast_level(step: Step, source: ir.DataType, target: ir.DataType, level: int
     if target in FLOAT_TYPES and _finfo(target).nmant <= _finfo(source).nmant:
         return ROUNDED_ONCE  # float16 -> bfloat16: fewer bits than the steps' roundings
     verb = "widens" if target in FLOAT_TYPES else "converts"
+    narrow = source.name.lower()
+    # A float16 model's float32 head (onnxconverter-common's node_block_list): its weight norm,
+    # folded in the float32 export before the conversion, is one rounding.
+    halves = (ir.DataType.FLOAT16, ir.DataType.BFLOAT16)
+    hint = f"; fold the model before its conversion to {narrow}" if source in halves else ""
     raise NotExact(
-        f"{step.where} {verb} to {target.name.lower()} a {source.name.lower()} value the graph "
-        f"computes in several rounding steps: they would show, and a fold rounds once"
+        f"{step.where} {verb} to {target.name.lower()} a {narrow} value the graph "
+        f"computes in several rounding steps: they would show, and a fold rounds once{hint}"
     )
