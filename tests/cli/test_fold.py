@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.helpers import onnx_model, rand, weight_normed
+from tests.helpers import assert_close, onnx_model, op_types, rand, run, weight_normed
 from tests.hostile.builders import WN, unchecked
 from tests.onnx.helpers import ir3_linear
 from wnpass.cli import main
@@ -42,8 +42,6 @@ def test_weights_that_cannot_fold_exactly_are_kept_and_warned_about(
 @pytest.mark.parametrize("opset", range(9, onnx.defs.onnx_opset_version() + 1))
 def test_every_opset_from_9_to_the_newest_folds(opset: int, tmp_path: Path) -> None:
     """ReduceL2 takes axes as an attribute before opset 18 and as an input from 18 on."""
-    from tests.helpers import assert_close, run
-
     axes = "<axes = [1]> (v)" if opset < 18 else "(v, ax)"
     text = (
         WN.replace('"" : 17', f'"" : {opset}')
@@ -402,3 +400,22 @@ def test_a_folder_hint_names_only_a_file_the_command_takes(
     ):
         assert main(command) == 2
         assert capsys.readouterr().err.strip().endswith(hint), command
+
+
+def test_a_model_onnx_runtimes_transformers_optimizer_wrote_at_opset_14_folds(
+    tmp_path: Path,
+) -> None:
+    """Its fused LayerNorm is ONNX Runtime's own LayerNormalization, before ONNX's at opset 17,
+    which the ONNX checker has no schema for: the model was refused whole (exit 2, t336). It
+    folds, computes what it computed, and checks equivalent."""
+    text = WN.replace('"" : 17', '"" : 14').replace(
+        "y = Gemm <transB = 1> (x, w)",
+        "h = Gemm <transB = 1> (x, w)\n y = LayerNormalization <epsilon = 1e-5> (h, s, b)",
+    )
+    model = onnx_model(text, None, False, v=rand(3, 4), g=rand(3, 1), s=rand(3), b=rand(3))
+    path, out = unchecked(tmp_path, model), tmp_path / "folded.onnx"
+    assert main(["fold", str(path), "-o", str(out)]) == 0
+    assert "ReduceL2" not in op_types(onnx.load(out))
+    feeds = {"x": rand(2, 4)}
+    assert_close(run(out, feeds), run(path, feeds))
+    assert main(["check", str(path), str(out)]) == 0

@@ -123,6 +123,35 @@ def test_onnx_runtimes_ops_said_to_keep_a_type_give_their_output_that_inputs_typ
             assert output == schema.inputs[given].typeStr, (op, output)  # type: ignore[attr-defined]
 
 
+def test_onnx_runtimes_own_norms_of_the_onnx_domain_are_typed_by_their_scale() -> None:
+    """ONNX Runtime's LayerNormalization (before ONNX's, at opset 17) and its
+    SimplifiedLayerNormalization give their output their scale's type (every version of its
+    schemas; ONNX's LayerNormalization has its input's, the same as its scale's): a float32
+    input normalized with a float16 scale reads as float16, as ONNX Runtime computes it."""
+    pytest.importorskip("onnxruntime")
+    from onnxruntime.capi import _pybind_state
+
+    for schema in _pybind_state.get_all_operator_schema():
+        if schema.domain == "" and schema.name in (
+            "LayerNormalization",
+            "SimplifiedLayerNormalization",
+        ):
+            output, scale = schema.outputs[0].typeStr, schema.inputs[1].typeStr
+            assert output == scale, (schema.name, schema.since_version, output, scale)
+    text = """
+        <ir_version: 8, opset_import: ["" : 14]>
+        agraph (float[2, 8] x) => (n, r) {
+            n = LayerNormalization (x, scale, bias)
+            r = SimplifiedLayerNormalization (x, scale)
+        }
+    """
+    half = np.ones(8, np.float16)
+    assert _typed(text, scale=half, bias=half) == {
+        "n": ir.DataType.FLOAT16,
+        "r": ir.DataType.FLOAT16,
+    }
+
+
 def test_onnx_runtimes_fused_layers_are_typed_by_their_schemas() -> None:
     """A model ONNX Runtime's transformers optimizer converted to float16 computes with its own
     ops (``FusedMatMul``, ``SkipLayerNormalization``): their outputs read as float16, as the

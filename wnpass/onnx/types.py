@@ -35,14 +35,18 @@ _SAME_TYPE = frozenset(
     | {"GroupNormalization", "LRN", "MeanVarianceNormalization", "Compress", "ReverseSequence"}
     | {"Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Expand"}
     | {"CastLike", "OneHot", "DequantizeLinear", "EyeLike"}
+    | {"SimplifiedLayerNormalization"}  # ONNX Runtime's own, in the ONNX domain
 )
 # the inputs whose type an op's first output has, where not its first (Where's condition,
-# OneHot's indices, a quantized tensor)
+# OneHot's indices, a quantized tensor; a norm's scale: ONNX Runtime's own LayerNormalization,
+# before ONNX's at opset 17, and its SimplifiedLayerNormalization give theirs the scale's type)
 _TYPED_BY: dict[str, tuple[int, ...]] = {
     "Where": (1, 2),
     "CastLike": (1,),
     "OneHot": (2,),
     "DequantizeLinear": (1,),
+    "LayerNormalization": (1,),
+    "SimplifiedLayerNormalization": (1,),
 }
 # the attribute that gives an op's output its type where it is set (not 0), over its input's
 _TYPED_BY_ATTRIBUTE = {"EyeLike": "dtype", "DequantizeLinear": "output_dtype"}

@@ -13,6 +13,7 @@ import re
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -428,9 +429,50 @@ def check_structure(proto: onnx.ModelProto, path: Path, folder: Path | None = No
         raise InvalidModelError(f"{path}: rejected by the ONNX checker: {refused}")
 
 
+# ONNX Runtime's own schemas in the ONNX domain, which it runs and its transformers optimizer
+# writes (its fusions of a LayerNorm or RMSNorm): LayerNormalization before the ONNX domain's own
+# at opset 17, and SimplifiedLayerNormalization. The ONNX checker has no schema for them.
+_RUNTIMES_OWN = {"LayerNormalization": 17, "SimplifiedLayerNormalization": None}
+_RUNTIMES_DOMAIN = "wnpass.onnxruntime-in-onnx-domain"
+
+
+def _runtimes_own_set_apart(proto: onnx.ModelProto) -> None:
+    """Move the nodes of ``proto`` (a copy made to be checked) that are ONNX Runtime's own
+    ONNX-domain ops (:data:`_RUNTIMES_OWN`) to a domain of their own, which the checker takes
+    as another domain's ops: checked as such, as ``com.microsoft``'s are, and not refused."""
+
+    def default_opset(imports: Iterable[onnx.OperatorSetIdProto]) -> int | None:
+        return next((i.version for i in imports if i.domain in ("", "ai.onnx")), None)
+
+    def within(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.NodeProto]:
+        for node in nodes:
+            yield node
+            for attr in node.attribute:
+                for graph in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    yield from within(graph.node)
+
+    def set_apart(nodes: Iterable[onnx.NodeProto], opset: int | None, imports: Any) -> None:
+        moved = False
+        for node in within(nodes):
+            if node.domain not in ("", "ai.onnx") or node.op_type not in _RUNTIMES_OWN:
+                continue
+            onnx_from = _RUNTIMES_OWN[node.op_type]
+            if onnx_from is None or (opset is not None and opset < onnx_from):
+                node.domain = _RUNTIMES_DOMAIN
+                moved = True
+        if moved and all(i.domain != _RUNTIMES_DOMAIN for i in imports):
+            imports.append(onnx.helper.make_opsetid(_RUNTIMES_DOMAIN, 1))
+
+    set_apart(proto.graph.node, default_opset(proto.opset_import), proto.opset_import)
+    for function in proto.functions:
+        set_apart(function.node, default_opset(function.opset_import), function.opset_import)
+
+
 def _refused(proto: onnx.ModelProto) -> str | None:
-    """Why the full ONNX checker (with strict shape inference) refuses ``proto``; None where
-    it does not."""
+    """Why the full ONNX checker (with strict shape inference) refuses ``proto`` (a copy made
+    to be checked, ONNX Runtime's own ONNX-domain ops set apart in it); None where it does
+    not."""
+    _runtimes_own_set_apart(proto)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
