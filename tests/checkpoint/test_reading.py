@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -327,3 +327,45 @@ def test_a_safetensors_file_that_may_not_be_read_is_said_so(
         InvalidModelError, match=r"a\.safetensors: cannot read \(Permission denied\)$"
     ):
         open_checkpoint(path)
+
+
+class _Runs:
+    """Pickled as a call of ``builtins.exec`` on ``code``."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (exec, (self.code,))
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")  # zipfile's, as it is built
+@pytest.mark.parametrize("twice", ["data.pkl", "data/0"])
+@pytest.mark.parametrize("keep", [[], ["--keep-objects"]])
+def test_a_zip_holding_a_record_twice_is_refused_unrun(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], twice: str, keep: list[str]
+) -> None:
+    """Two ``data.pkl`` records, a harmless one first and one that runs code second: the
+    scan of the globals read one, torch's reader the other; with `--keep-objects`, the file
+    was refused saying the harmless class could not be kept, as a nested one (t345). A
+    record twice, whichever, is refused saying so, before anything is loaded."""
+    from wnpass.cli import main
+
+    ran = tmp_path / "ran"
+    harmless, harmful = io.BytesIO(), io.BytesIO()
+    torch.save({"a.weight": torch.zeros(4), "p": PurePosixPath("/data")}, harmless)
+    torch.save({"a.weight": torch.zeros(4), "p": _Runs(f"open({str(ran)!r}, 'w')")}, harmful)
+    path = tmp_path / "twice.pt"
+    with (
+        zipfile.ZipFile(harmless) as first,
+        zipfile.ZipFile(harmful) as second,
+        zipfile.ZipFile(path, "w") as write,
+    ):
+        for info in first.infolist():
+            write.writestr(info.filename, first.read(info))
+            if info.filename.endswith(f"/{twice}"):
+                write.writestr(info.filename, second.read(info.filename))
+    assert main(["inspect", str(path), *keep]) == 2
+    named = f"'{first.namelist()[0].split('/')[0]}/{twice}'"
+    assert f"refused: its zip archive holds two records named {named}" in capsys.readouterr().err
+    assert not ran.exists()

@@ -382,6 +382,22 @@ def _compressed(path: Path) -> bool:
         )
 
 
+def _check_records_unique(path: Path) -> None:
+    """Refuse a zip-format file holding two records of one name (two ``data.pkl``, a storage
+    twice): which of them torch's reader reads is not the one a scan of its globals reads."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        seen: set[str] = set()
+        for name in archive.namelist():
+            if name in seen:
+                raise InvalidModelError(
+                    f"{path}: refused: its zip archive holds two records named {name!r} "
+                    "(torch.save writes one); it was not run"
+                )
+            seen.add(name)
+
+
 def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = False) -> Any:
     """``torch.load`` with ``weights_only=True`` (and ``mmap=True`` for the zip format, unless
     a storage record in it is compressed: read into memory then). A name ending in
@@ -413,6 +429,8 @@ def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = Fals
     zipped = False
     try:
         zipped = _is_zip_format(path)
+        if zipped:
+            _check_records_unique(path)
         mmap = zipped and not _compressed(path)
         if kept is not None:
             names = _unsafe_globals(path, zipped, torch)
