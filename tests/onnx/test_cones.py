@@ -1548,3 +1548,52 @@ def test_a_kernel_scattered_into_zeros_is_folded_exactly(duplicate: bool) -> Non
     assert (cone.status, op_types(folded)) == ("folded", ["Conv"])
     x = {"x": rand(1, 3, 8)}
     assert run(folded, x)[0].tobytes() == run(model, x)[0].tobytes()
+
+
+RANGED = f"""
+    {HEADER}
+    agraph (float[1, 3, 8] x) => (float[1, 3, 6] y) {{
+        r = Range (start, limit, delta)
+        c = Cast <to = 7> (r)
+        u = Unsqueeze (c, one)
+        places = Concat <axis = 1> (u, u)
+        z = ConstantOfShape <value = float[1] {{0}}> (shape)
+        w = ScatterND (z, places, kernel)
+        y = Conv (x, w)
+    }}
+"""
+
+
+@pytest.mark.parametrize(
+    ("start", "limit", "delta", "declined"),
+    [
+        (0, 3, 1, None),
+        (2, -1, -1, None),  # counting down: places 2, 1, 0
+        (0.0, 3.0, 1.0, "a Range of float values"),  # summed in turn, each sum rounded
+    ],
+    ids=["up", "down", "float"],
+)
+def test_a_kernel_scattered_at_places_a_range_gives_is_folded_exactly(
+    start: float, limit: float, delta: float, declined: str | None
+) -> None:
+    """t343: a UNet1D export whose ScatterND places come from a ``Range`` (its ``idx``,
+    ``torch.arange``) was declined, `computed by Range`. An integer Range is exact: folded
+    bit for bit; a float one is declined."""
+    kind = np.int64 if declined is None else np.float32
+    model = onnx_model(
+        RANGED,
+        shape=np.array([3, 3, 3], np.int64),
+        one=np.array([1], np.int64),
+        kernel=rand(3, 3),
+        start=np.array(start, kind),
+        limit=np.array(limit, kind),
+        delta=np.array(delta, kind),
+    )
+    folded, report = folded_model(model)
+    (cone,) = report.cones
+    if declined is not None:
+        assert cone.status == "declined" and declined in (cone.reason or ""), cone.reason
+        return
+    assert (cone.status, op_types(folded)) == ("folded", ["Conv"])
+    x = {"x": rand(1, 3, 8)}
+    assert run(folded, x)[0].tobytes() == run(model, x)[0].tobytes()

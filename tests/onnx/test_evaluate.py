@@ -1025,3 +1025,43 @@ def test_a_pad_of_negative_zero_fills_negative_zero() -> None:
     )
     ours = _evaluate(model)
     assert ours.tobytes() == run(model, {})[0].tobytes() and np.signbit(ours[2, 3])
+
+
+# ---------------------------------------------------------------- Range
+
+
+def _range_model(bounds: tuple[float, float, float], dtype: type) -> onnx.ModelProto:
+    """y = Range(s, l, d), the bounds of ``dtype`` as initializers."""
+    name = {"float32": "float"}.get(np.dtype(dtype).name, np.dtype(dtype).name)
+    text = f"agraph () => ({name}[N] y) {{ y = Range (s, l, d) }}"
+    arrays: dict[str, np.ndarray] = {
+        n: np.array(b, dtype) for n, b in zip("sld", bounds, strict=True)
+    }
+    return _constant_model(text, **arrays)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64])
+@pytest.mark.parametrize("bounds", [(0, 7, 2), (5, -4, -3), (3, 3, 1), (3, 9, -1), (-6, 6, 5)])
+def test_an_integer_range_is_onnx_runtimes(bounds: tuple[int, int, int], dtype: type) -> None:
+    """Up, down, empty either way, a last step short of the limit: its values and type."""
+    model = _range_model(bounds, dtype)
+    expected = run(model, {})[0]
+    folded = _evaluate(model)
+    assert (folded.dtype, folded.tobytes()) == (expected.dtype, expected.tobytes())
+
+
+@pytest.mark.parametrize(
+    ("bounds", "dtype", "reason"),
+    [
+        ((0, 4, 0), np.int64, "a delta of 0"),  # ONNX Runtime refuses it
+        ((-(2**31), 2**31 - 1, 2**30), np.int32, "a span of 4294967295"),  # overflows int32
+        ((0, 2**60, 2**58 - 1), np.int64, "a span of"),  # float64's count may round
+        ((0.0, 3.0, 1.0), np.float32, "a Range of float values"),
+    ],
+    ids=["zero-delta", "span-overflows", "span-past-float64", "float"],
+)
+def test_a_range_whose_values_may_not_be_exact_is_declined(
+    bounds: tuple[float, float, float], dtype: type, reason: str
+) -> None:
+    with pytest.raises(NotExact, match=f": {reason}"):
+        _evaluate(_range_model(bounds, dtype))

@@ -121,7 +121,7 @@ WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
 CONE_OPS = frozenset(
     {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Concat", "Split"}
     | {"Gather", "Cast", "CastLike", "Identity", "Expand", "Constant", "Shape", "Pad"}
-    | {"ConstantOfShape", "Tile", "ScatterND"}
+    | {"ConstantOfShape", "Tile", "ScatterND", "Range"}
 )
 # Arithmetic that IEEE arithmetic rounds correctly to the result's type, as ONNX Runtime's
 # kernels do, and selections of one of the inputs' values: computed step by step in the

@@ -409,7 +409,7 @@ _KEEP_TYPE = frozenset(
     {"Add", "Sub", "Mul", "Div", "Neg", "Abs", "Sqrt", "Reciprocal", "Pow", "Max", "Min"}
     | {"Clip", "Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten"}
     | {"Expand", "Slice", "Split", "Concat", "Gather", "Tile", "Pad", "ReduceL2", "ReduceSum"}
-    | {"ReduceSumSquare", "LpNormalization"}
+    | {"ReduceSumSquare", "LpNormalization", "Range"}
 )
 
 
@@ -1328,6 +1328,30 @@ def _constant_of_shape(step: Step, args: Args) -> Evaluated:
     return np.full(shape, array.reshape(-1)[0], dtype=array.dtype), dtype
 
 
+def _range(step: Step, args: Args) -> np.ndarray:
+    """``Range`` of integers: ``start + i * delta`` while short of ``limit`` (the indices of a
+    ``ScatterND``, diffusers' UNet1D kernels). A float Range, whose values ONNX Runtime
+    computes by adding ``delta`` in turn, rounding each sum, is not evaluated; nor an integer
+    one whose span ``limit - start`` its type does not hold (ONNX Runtime computes it in that
+    type), or whose count ONNX Runtime's float64 quotient may round (a span of 2**53 or
+    more)."""
+    dtype = _dtype(args)
+    if dtype not in INT_TYPES:
+        raise NotExact(f"{step.where}: a Range of {dtype.name.lower()} values")
+    bounds = [np.asarray(_arg(args, i)) for i in range(3)]
+    if any(b.size != 1 or b.ndim > 1 for b in bounds):
+        raise NotExact(f"{step.where}: start, limit and delta must be one value each")
+    start, limit, delta = (int(b.reshape(-1)[0]) for b in bounds)
+    if delta == 0:
+        raise NotExact(f"{step.where}: a delta of 0")
+    span, held = limit - start, np.iinfo(bounds[0].dtype)
+    if not held.min <= span <= held.max or abs(span) >= 2**53:
+        raise NotExact(f"{step.where}: a span of {span}, which its count may not be exact for")
+    count = max(-((start - limit) // delta), 0)  # ceil((limit - start) / delta)
+    _check_size([count], step.where)
+    return (start + delta * np.arange(count, dtype=np.int64)).astype(bounds[0].dtype)
+
+
 _OPS: dict[str, Callable[[Step, Args], Evaluated]] = {
     "Mul": _binary,
     "Div": _binary,
@@ -1361,6 +1385,7 @@ _OPS: dict[str, Callable[[Step, Args], Evaluated]] = {
     "Shape": _shape,
     "Pad": _same(_pad),
     "ConstantOfShape": _constant_of_shape,
+    "Range": _same(_range),
 }
 
 EVALUABLE_OPS = frozenset({*_OPS, "Constant"})
