@@ -318,3 +318,37 @@ def test_a_data_file_cut_short_while_folding_is_a_change_not_an_internal_error(
     with pytest.raises(InvalidModelError, match=r"weights\.bin: changed while it was read"):
         fold_onnx(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "weights.bin"]
+
+
+def test_a_verified_fold_is_held_to_the_precision_the_input_computes_at(tmp_path: Path) -> None:
+    """A float16 model ONNX Runtime saved computes its last Gemm, and that Gemm's weight norm,
+    in float32 between the Casts it inserts: held to float16's tolerance, as `check` holds it.
+    `fold --verify` read the folded model's graph, whose weight is a float32 initializer
+    now, and held the fold to float32's: a correct fold of an ORT-saved ConvNeXt was refused,
+    exit 1 (t348). The check's precision is the input's."""
+    text = """
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2, 4] x) => (float[2, 3] y) {
+            h = Cast <to = 10> (x)
+            a = Abs (h)
+            r = Sqrt (a)
+            rw = Cast <to = 1> (r)
+            v = Cast <to = 1> (v16)
+            g = Cast <to = 1> (g16)
+            n = ReduceL2 <axes = [1]> (v)
+            d = Div (v, n)
+            w = Mul (d, g)
+            y = Gemm <transB = 1> (rw, w)
+        }
+    """
+    halves = {"v16": rand(3, 4).astype(np.float16), "g16": rand(3, 1).astype(np.float16)}
+    model = onnx_model(text, None, True, **halves)
+    for node in model.graph.node:
+        if node.op_type == "Cast" and node.output[0] in ("rw", "v", "g"):
+            node.name = f"InsertedPrecisionFreeCast_{node.output[0]}"
+    path, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
+    onnx.save(model, path)
+    _, report = fold_onnx(path, out, verify=CheckOptions(runs=1, warmup=0))
+    assert report.folded == 1 and report.check
+    said = "y: computed by ONNX Runtime in float32 from float16 values"
+    assert any(note.startswith(said) for note in report.check.notes), report.check.notes

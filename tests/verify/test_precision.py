@@ -392,3 +392,33 @@ def test_a_float16_model_onnx_runtime_computed_in_float32_is_held_at_float16(
     keep float32's."""
     found = computed_at(_saved_by_runtime(b_cast, b, cast_name)).dtypes
     assert found == ({} if held is None else {"y": np.dtype(held)})
+
+
+# a Gemm's weight in ONNX Runtime's float32 region that is none of float16's, and how the
+# graph gives it
+OWN_WEIGHTS = {
+    "an input with a default": "bw = Identity (w32)",
+    "made by ConstantOfShape": "sh = Constant <value_ints = [3, 8]> ()\n"
+    " bw = ConstantOfShape <value = float[1] {0.5}> (sh)",
+    "computed in a branch": "c = Constant <value = bool {1}> ()\n"
+    " bw = If (c) <then_branch = t () => (float[3, 8] o) { o = Identity (w32) },"
+    " else_branch = e () => (float[3, 8] p) { p = Identity (w32) }>",
+}
+
+
+@pytest.mark.parametrize("b_cast", OWN_WEIGHTS.values(), ids=OWN_WEIGHTS)
+def test_a_float32_weight_onnx_runtimes_float32_region_reads_keeps_float32s_tolerance(
+    b_cast: str,
+) -> None:
+    """A weight of the graph's own among the float16 values ONNX Runtime's float32 region
+    reads: a weight given as a graph input with a default (as `keep_initializers_as_inputs`
+    writes it), floats a ConstantOfShape makes, a value computed in a body (which reads what
+    its node's inputs do not list) were passed over, and a candidate whose weight was 0.2%
+    off passed at float16's tolerance (t348). They keep float32's."""
+    model = _saved_by_runtime(b_cast, "w32", "InsertedPrecisionFreeCast_")
+    if "If" in b_cast:  # its output's type declared, as an exporter's value_info says it
+        (branches,) = [node for node in model.graph if node.op_type == "If"]
+        branches.outputs[0].dtype = ir.DataType.FLOAT
+    elif "w32" in b_cast:
+        model.graph.inputs.append(model.graph.initializers["w32"])
+    assert computed_at(model).dtypes == {}

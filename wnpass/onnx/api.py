@@ -202,6 +202,7 @@ def fold_onnx(
     plan.check()
     bytes_before = io.model_bytes(source, ir_model)
     with plan.changes_explain():  # weights are read from here on, lazily
+        held = None if verify is None else _held(ir_model)  # as the input has it
         report = _fold(ir_model, weight_norm_only)
         report.input, report.bytes_before = str(source), bytes_before
         if in_place and not report.changed and external_data is None:
@@ -212,7 +213,9 @@ def fold_onnx(
             return FoldOutcome(ir_model, report)
         same_bytes = not report.changed and not target.external
         gate = (
-            None if verify is None else _check_gate(ir_model, source, target.path, verify, report)
+            None
+            if verify is None
+            else _check_gate(ir_model, source, target.path, verify, report, held)
         )
         published = io.save(
             ir_model,
@@ -268,11 +271,25 @@ def _in_bodies_note(report: FoldReport, model: ir.Model) -> list[str]:
     ]
 
 
+def _held(model: ir.Model) -> object:
+    """The precision ``model``'s outputs are computed at, as a check reads it from its graph
+    (:func:`wnpass.verify.precision.computed_at`)."""
+    from wnpass.verify.precision import computed_at
+
+    return computed_at(model)
+
+
 def _check_gate(
-    model: ir.Model, source: Path, output: Path, options: CheckOptions, report: FoldReport
+    model: ir.Model,
+    source: Path,
+    output: Path,
+    options: CheckOptions,
+    report: FoldReport,
+    held: object,
 ) -> Callable[[Path], bool]:
     """Check the staged output against the input (``model``, loaded already and folded: its
-    inputs are the input's); the result goes into ``report.check``."""
+    inputs are the input's; ``held``: :func:`_held` of it before the fold); the result goes
+    into ``report.check``."""
 
     def gate(staged: Path) -> bool:
         from wnpass.errors import InvalidModelError
@@ -280,9 +297,13 @@ def _check_gate(
         from wnpass.verify.check import check
         from wnpass.verify.providers import SessionError
 
-        # the model loaded is folded by now: where it draws random numbers, how it draws is
-        # read from the input itself (a Bernoulli fed by a folded layer draws otherwise, t201)
-        loaded = None if model_draws_randomly(model) else model
+        # the model loaded is folded by now: what the check reads of the reference's graph is
+        # read from the input itself where the fold changed it: how it draws random numbers
+        # (a Bernoulli fed by a folded layer draws otherwise, t201), the precision of its
+        # outputs (float32 weights folded into ONNX Runtime's float32 region of a float16
+        # model read as a float32 model's, whose tolerance failed a correct fold, t348)
+        changed = model_draws_randomly(model) or _held(model) != held
+        loaded = None if changed else model
         try:
             checked = check(source, staged, options=options, reference_model=loaded)
         except SessionError as error:

@@ -457,7 +457,12 @@ def _held_notes(held: HeldByOutput, report: CheckReport, options: CheckOptions) 
     compared = [c for run in report.runs for c in run.comparisons]
     notes = []
     for name, dtype in held.dtypes.items():
-        said = f"{name}: {dtype} values cast to a wider type at the end"
+        said = (
+            f"{name}: computed by ONNX Runtime in float32 from {dtype} values (the Casts it "
+            "inserted, InsertedPrecisionFreeCast_...)"
+            if name in held.by_runtime
+            else f"{name}: {dtype} values cast to a wider type at the end"
+        )
         own = next((c.dtype for c in compared if c.name == name and c.whole_numbers), None)
         if own is None:
             notes.append(f"{said}: compared at {dtype}'s default {which}")

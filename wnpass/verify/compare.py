@@ -421,9 +421,11 @@ class HeldByOutput:
     t330: a bucket ``Floor(x * 100)``, a branch never taken), and float16's rtol (1e-2) would
     pass one of 100 or more off by one, so such an output keeps its own type's tolerances
     (the stricter side: float16 values that are all whole by chance, a few of 512 and more,
-    are held to it too)."""
+    are held to it too). ``by_runtime``: the outputs ONNX Runtime computes in float32 from the
+    narrower float's values, between the Casts it inserted (a float16 model it saved)."""
 
     dtypes: Mapping[str, np.dtype]
+    by_runtime: frozenset[str] = frozenset()
 
     def of(self, name: str, reference: Any) -> tuple[np.dtype | None, np.dtype | None]:
         """The dtype whose tolerances apply to output ``name`` of values ``reference`` (None:

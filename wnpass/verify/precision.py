@@ -46,13 +46,16 @@ def computed_at(model: ir.Model) -> HeldByOutput:
     are not listed. Those where the graph leaves it unsure are ``unsure``: their values
     decide."""
     found: dict[str, np.dtype] = {}
+    by_runtime: set[str] = set()
     for output in model.graph.outputs:
         if output.name is None or output.is_graph_input():
             continue
-        narrow = _cast_from(output) or _widened_by_runtime(output)
+        narrow = _cast_from(output)
+        if narrow is None and (narrow := _widened_by_runtime(output)) is not None:
+            by_runtime.add(output.name)
         if narrow is not None:
             found[output.name] = np.dtype(narrow.numpy())
-    return HeldByOutput(found)
+    return HeldByOutput(found, frozenset(by_runtime))
 
 
 def _cast_from(value: ir.Value) -> ir.DataType | None:
@@ -104,13 +107,15 @@ def _widened_by_runtime(value: ir.Value) -> ir.DataType | None:
         if not kind.is_floating_point():
             continue  # integers: axes, shapes
         node = current.producer()
-        if node is None and current.is_graph_input():
+        if node is None and current.is_graph_input() and current.const_value is None:
             continue  # data (a first layer fed the float32 input: its Cast fused away, t347)
         if node is None and _runtime_folded(current):
             narrow.add(ir.DataType.FLOAT16)
             continue
-        if node is None or node.domain not in ("", "ai.onnx"):
-            return None  # a value of the graph's own, or an op not read here
+        if node is None or node.domain not in ("", "ai.onnx") or _makes_floats(node):
+            # a value of the graph's own (a weight, one with a default given as an input
+            # too), an op not read here, floats made, or computed in a body (t348)
+            return None
         if node.op_type == "Cast" and (node.name or "").startswith(_RUNTIME_CAST):
             read = node.inputs[0]
             source = None if read is None else element_type(read)
@@ -123,6 +128,21 @@ def _widened_by_runtime(value: ir.Value) -> ir.DataType | None:
             return None
         stack.extend(read for read in node.inputs if read is not None)
     return narrow.pop() if rounded and len(narrow) == 1 else None
+
+
+# ops whose float outputs are their own, not computed from the floats they read
+_MAKERS = frozenset(
+    {"ConstantOfShape", "EyeLike", "RandomNormal", "RandomNormalLike", "RandomUniform"}
+    | {"RandomUniformLike", "Bernoulli", "Multinomial", "Range"}
+)
+
+
+def _makes_floats(node: ir.Node) -> bool:
+    """Whether ``node`` (of a float output) gives floats it does not compute from the floats
+    it reads: floats of its own (:data:`_MAKERS`), or computed in a body (``If``, ``Loop``,
+    ``Scan``), which reads values its inputs do not list."""
+    bodies = (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
+    return node.op_type in _MAKERS or any(a.type in bodies for a in node.attributes.values())
 
 
 def _runtime_folded(value: ir.Value) -> bool:
