@@ -3,7 +3,10 @@ unbuilt and written back as the file holds them; nothing of them runs."""
 
 from __future__ import annotations
 
+import argparse
+import collections
 import datetime
+import decimal
 import fractions
 import functools
 import importlib
@@ -15,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import types
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ import torch
 
 from tests.checkpoint.builders import state_dict
 from wnpass.checkpoint import convert_checkpoint, fold_checkpoint, inspect_checkpoint
+from wnpass.checkpoint import kept as kept_module
 from wnpass.checkpoint.kept import Kept
 from wnpass.errors import InvalidModelError
 
@@ -216,9 +221,60 @@ def test_a_function_no_list_names_is_not_kept(
     payload = _Calls(getattr(importlib.import_module(module), name), "x")
     torch.save({"w": torch.ones(2), "x": payload}, tmp_path / "evil.pt")
     monkeypatch.delitem(sys.modules, "unimported", raising=False)
-    with pytest.raises(InvalidModelError, match=rf"{function} cannot be kept \(a function"):
+    why = "a function" if module == "unimported" else "of Python's standard library"
+    with pytest.raises(InvalidModelError, match=rf"{function} cannot be kept \({why}"):
         fold_checkpoint(tmp_path / "evil.pt", keep_objects=True)
     assert "unimported" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("maker", "why"),
+    [
+        ("imaplib.IMAP4_stream", "of Python's standard library"),  # runs a shell command
+        ("zipfile.ZipFile", "of Python's standard library"),  # truncates its file
+        ("logging.FileHandler", "of Python's standard library"),
+        ("numpy.memmap", "of NumPy, arrays, scalars"),  # opens its file, mode w+
+    ],
+)
+def test_a_class_that_acts_as_it_is_built_is_not_kept(tmp_path: Path, maker: str, why: str) -> None:
+    """t348: classes outside the list of what runs code were kept, whatever they did as
+    they were built where the output was loaded (``weights_only=False``): a shell command, a
+    file truncated or created. Of Python's standard library and NumPy only what a
+    checkpoint's objects are made of is kept; nothing runs, nothing is written."""
+    module, _, name = maker.rpartition(".")
+    target = tmp_path / "victim"
+    target.write_text("kept")
+    args: dict[str, tuple[Any, ...]] = {
+        "imaplib.IMAP4_stream": (f"touch {target}.ran",),
+        "zipfile.ZipFile": (str(target), "w"),
+        "logging.FileHandler": (str(target), "w"),
+        "numpy.memmap": (str(target), "uint8", "w+", 0, (1,)),
+    }
+    payload = _Calls(getattr(importlib.import_module(module), name), *args[maker])
+    torch.save({"w": torch.ones(2), "x": payload}, tmp_path / "evil.pt")
+    with pytest.raises(InvalidModelError, match=rf"{maker} cannot be kept \({why}"):
+        fold_checkpoint(tmp_path / "evil.pt", keep_objects=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.pt", "victim"]
+    assert target.read_text() == "kept"
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("builtins.license", kept_module.NOT_LISTED),  # an object; calling it waits on input
+        ("antigravity.Xkcd", kept_module.NOT_LISTED),  # importing it opens a browser
+        ("typing.get_type_hints", kept_module.NOT_A_CLASS),  # evaluates annotations
+        ("numpy.random.bit_generator.print", kept_module.NOT_NUMPYS),
+        ("pathlib.PosixPath", None),
+        ("typing.Optional", None),
+        ("numpy.random._pcg64.PCG64", None),
+        ("trainer_config.Config", None),  # the training code's, not imported: capitalized
+    ],
+)
+def test_what_is_kept_of_the_standard_library_and_numpy(name: str, why: str | None) -> None:
+    module, _, qualname = name.rpartition(".")
+    assert kept_module.why_not_kept(name, (module, qualname)) == why
+    assert "antigravity" not in sys.modules
 
 
 def test_the_objects_of_training_configurations_are_kept(tmp_path: Path) -> None:
@@ -237,9 +293,30 @@ def test_the_objects_of_training_configurations_are_kept(tmp_path: Path) -> None
         "optional": typing.Optional[int],  # noqa: UP045  # as a configuration holds it
         "dtype": np.float32,
     }
-    torch.save({"state_dict": {"w": torch.ones(2)}, "hyper_parameters": objects}, tmp_path / "c.pt")
+    # and NumPy's generators (refused through Cython's function, t348), the library's
+    more: dict[str, Any] = {
+        "rng": np.random.default_rng(0),
+        "state": np.random.RandomState(0),
+        "array": np.arange(3.0),
+        "args": argparse.Namespace(lr=0.1),
+        "path": pathlib.PurePosixPath("/data"),
+        "every": datetime.timedelta(hours=1),
+        "counts": collections.Counter("aab"),
+        "exact": decimal.Decimal("0.1"),
+        "id": uuid.UUID(int=7),
+    }
+    held = {"state_dict": {"w": torch.ones(2)}, "hyper_parameters": objects, "more": more}
+    torch.save(held, tmp_path / "c.pt")
     fold_checkpoint(tmp_path / "c.pt", tmp_path / "o.pt", keep_objects=True)
-    loaded = torch.load(tmp_path / "o.pt", weights_only=False)["hyper_parameters"]
+    written = torch.load(tmp_path / "o.pt", weights_only=False)
+    loaded = written["hyper_parameters"]
+    back = written["more"]
+    assert back["rng"].bit_generator.state == more["rng"].bit_generator.state
+    assert np.array_equal(back["state"].get_state()[1], more["state"].get_state()[1])
+    assert np.array_equal(back.pop("array"), more.pop("array"))
+    assert {k: v for k, v in back.items() if k not in ("rng", "state")} == {
+        k: v for k, v in more.items() if k not in ("rng", "state")
+    }
     assert loaded["optimizer"].func is torch.optim.Adam and loaded["optimizer"].keywords == {
         "lr": 0.1
     }

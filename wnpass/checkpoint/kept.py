@@ -214,6 +214,34 @@ NOT_A_CLASS = (
     "a function, which the output, loaded as a trainer loads it (weights_only=False), would "
     "call: only classes are kept"
 )
+# Python's standard library is where a hostile pickle finds classes that act as they are built
+# (t348: imaplib's IMAP4_stream runs a shell command, zipfile's ZipFile and logging's
+# FileHandler truncate files, antigravity opens a browser, builtins.license waits on input):
+# of it, only what a checkpoint's objects are made of is kept, and typing's objects
+_STDLIB_KEPT = frozenset(
+    {f"pathlib.{name}" for name in (
+        "Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath",
+    )}
+    | {f"collections.{name}" for name in (
+        "OrderedDict", "defaultdict", "Counter", "deque", "ChainMap", "UserDict", "UserList",
+    )}
+    | {f"datetime.{name}" for name in ("datetime", "date", "time", "timedelta", "timezone")}
+    | {f"builtins.{name}" for name in (
+        "object", "type", "int", "float", "complex", "bool", "str", "bytes", "bytearray",
+        "tuple", "list", "dict", "set", "frozenset", "slice", "range",
+    )}
+    | {"argparse.Namespace", "types.SimpleNamespace", "functools.partial", "decimal.Decimal"}
+    | {"fractions.Fraction", "uuid.UUID"}
+)  # fmt: skip
+NOT_LISTED = (
+    "of Python's standard library, only what a checkpoint's objects are made of is kept "
+    "(paths, namespaces, collections, dates, numbers, typing's objects): its other classes and "
+    "functions may run code or open files as the output is loaded"
+)
+NOT_NUMPYS = (
+    "of NumPy, arrays, scalars, dtypes and random generators are kept, not what may open "
+    "files as it is built (a memmap)"
+)
 NESTED = (
     "a class nested in another, which the pickle reaches through builtins.getattr, or a dotted "
     "name, which protocol 2 does not write"
@@ -225,12 +253,44 @@ def why_not_kept(name: str, pair: tuple[str, str] | None) -> str | None:
     kept as a stand-in, or None where it is."""
     if name == _NESTED or pair is None:
         return NESTED
+    import sys
+
     module, qualname = pair
-    if f"{module}.{qualname}" in _RUNS_CODE or module.partition(".")[0] in _RUNNING_MODULES:
+    full, top = f"{module}.{qualname}", module.partition(".")[0]
+    if full in _RUNS_CODE or top in _RUNNING_MODULES:
         return RUNS_CODE
-    if f"{module}.{qualname}" in _FUNCTIONS_KEPT or _a_class(module, qualname):
+    if full in _FUNCTIONS_KEPT:
         return None
+    if top == "numpy":
+        return None if _numpys(module, qualname) else NOT_NUMPYS
+    if top == "typing":  # Optional[int], Union: objects, not its functions (get_type_hints)
+        return None if _a_class(module, qualname) else NOT_A_CLASS
+    if top in sys.stdlib_module_names:
+        return None if full in _STDLIB_KEPT else NOT_LISTED
+    if _a_class(module, qualname):
+        return None  # a library's class, the training code's among them
     return NOT_A_CLASS  # cProfile.run, pydoc.pipepager (t347): a list has no end
+
+
+def _numpys(module: str, qualname: str) -> bool:
+    """Whether global ``module.qualname`` is one of NumPy's arrays, scalar types, dtypes or
+    random generators (and the functions Cython rebuilds those through), read from NumPy
+    itself, which wnpass imports anyway; ``numpy.memmap``, an array that opens its file,
+    is not."""
+    import sys
+
+    import numpy as np
+    import numpy.random
+
+    found = getattr(sys.modules.get(module), qualname, None)
+    if module.startswith("numpy.random."):
+        if qualname.startswith("__pyx_unpickle_"):  # a Cython class's state (SeedSequence)
+            return callable(found)
+        generators = (np.random.Generator, np.random.RandomState, np.random.BitGenerator)
+        return isinstance(found, type) and issubclass(found, (*generators, np.random.SeedSequence))
+    if module not in ("numpy", "numpy.dtypes") or not isinstance(found, type):
+        return False
+    return found is np.ndarray or issubclass(found, (np.dtype, np.generic))
 
 
 def _a_class(module: str, qualname: str) -> bool:
