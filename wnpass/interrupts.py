@@ -39,6 +39,7 @@ launchers) stays ignored, as Python leaves it.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -56,9 +57,9 @@ __all__ = [
     "handled",
     "held",
     "hold",
+    "no_sigint_came",
     "release",
     "removed",
-    "saw_every_sigint",
     "saying_stop",
     "staging",
     "stopped_by",
@@ -96,6 +97,7 @@ class _State:
     said = False  # the command line said the stop (:func:`saying_stop`), till forget_stop
     on_stop: Callable[[int], NoReturn] | None = None
     sigint_ours = False  # SIGINT's handler was ours to the end of the last handled() block
+    sigint_came: bool | None = None  # a SIGINT reached the process in it (None: not told)
     written: ClassVar[list[str]] = []  # files put in place since handled() was entered
     deleted: ClassVar[list[str]] = []  # files deleted since then
 
@@ -238,12 +240,49 @@ def stopped_by() -> int | None:
     return _State.raised
 
 
-def saw_every_sigint() -> bool:
-    """Whether this module's handler was SIGINT's to the end of the last :func:`handled` block
-    (a model's code may install its own, a training script's "saving..." handler): a
-    ``KeyboardInterrupt`` that :func:`stopped_by` does not name was then raised by code, no
-    Ctrl-C (t345); else it may be a Ctrl-C the other handler raised (t347)."""
+def no_sigint_came() -> bool:
+    """Whether no SIGINT reached the process in the last :func:`handled` block, so that a
+    ``KeyboardInterrupt`` :func:`stopped_by` does not name was raised by code, no Ctrl-C
+    (t345). Told by the signal wakeup fd, which Python writes each signal to, whichever Python
+    handler takes it (a model's code may install its own, a training script's "saving..."
+    handler, t347, for a moment only, t348) and none where the process ignores SIGINT (a
+    shell script's background job, t348). Where the model's code set another wakeup fd, by
+    whether this module's handler stayed SIGINT's to the end: it records every SIGINT."""
+    if _State.sigint_came is not None:
+        return not _State.sigint_came
     return _State.sigint_ours
+
+
+def _watch_sigint() -> Callable[[], bool | None]:
+    """Start watching for SIGINT through the signal wakeup fd; the function returned stops
+    and says whether one came (None where that cannot be told: no pipe, or the model's code
+    set another wakeup fd meanwhile)."""
+    try:
+        read, write = os.pipe()
+    except OSError:
+        return lambda: None
+    try:
+        for fd in (read, write):
+            os.set_blocking(fd, False)
+        previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    except (OSError, ValueError):
+        os.close(read)
+        os.close(write)
+        return lambda: None
+
+    def stop() -> bool | None:
+        try:
+            ours = signal.set_wakeup_fd(previous) == write
+            came = b""
+            with contextlib.suppress(OSError):  # BlockingIOError: read to the end
+                while chunk := os.read(read, 4096):
+                    came += chunk
+            return int(signal.SIGINT) in came if ours else None
+        finally:
+            os.close(read)
+            os.close(write)
+
+    return stop
 
 
 def forget_stop() -> None:
@@ -295,9 +334,11 @@ def handled(on_stop: Callable[[int], NoReturn]) -> Iterator[None]:
     outer, _State.on_stop, _State.raised = _State.on_stop, on_stop, None
     _State.raised_at, _State.said = None, False
     _State.written, _State.deleted = [], []  # kept after the block, for the line said then
+    sigint_came = _watch_sigint()
     try:
         yield
     finally:
+        _State.sigint_came = sigint_came()
         _State.on_stop = outer  # an enclosing block's (the program's) handles the rest
         _State.sigint_ours = (
             signal.SIGINT in previous and signal.getsignal(signal.SIGINT) is _handler

@@ -760,6 +760,49 @@ def test_a_keyboard_interrupt_in_the_model_stops_the_program(
     )
 
 
+def test_a_ctrl_c_a_handler_of_the_models_own_took_for_a_moment_is_a_stop(
+    tmp_path: Path,
+) -> None:
+    """t348: a Ctrl-C that came while the model's code had its own SIGINT handler, given
+    back before the end (a DelayedKeyboardInterrupt block), was said as the model's own
+    KeyboardInterrupt, "no Ctrl-C came", exit 2: a stop, exit 130."""
+    code = (
+        "import os, signal, time\n"
+        "def build_model():\n"
+        "    old = signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(5)\n"
+        "    finally:\n"
+        "        signal.signal(signal.SIGINT, old)\n"
+    )
+    result = _wnpass_beside(tmp_path, code, "train-rewrite", "model.py")
+    assert (result.returncode, result.stderr) == (
+        130,
+        "wnpass: interrupted; nothing more was written\n",
+    )
+
+
+def test_a_keyboard_interrupt_where_sigint_is_ignored_is_the_models_own(tmp_path: Path) -> None:
+    """t348: started with SIGINT ignored (a shell script's background job), no Ctrl-C can
+    come: the model's own KeyboardInterrupt was said as one, exit 130. It is its error, exit
+    2."""
+    (tmp_path / "model.py").write_text(
+        "def build_model():\n    raise KeyboardInterrupt('its own')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "wnpass", "train-rewrite", "model.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.endswith("raised KeyboardInterrupt: its own (no Ctrl-C came)\n")
+
+
 def test_a_base_exception_no_block_names_is_an_internal_error_in_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -239,9 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (
             isinstance(stopped, KeyboardInterrupt)
             and interrupts.stopped_by() is None
-            and interrupts.saw_every_sigint()
-        ):  # no Ctrl-C came (our handler, SIGINT's throughout, would have said so): the
-            # model's code raised it
+            and interrupts.no_sigint_came()
+        ):  # the model's code raised it
             return _models_own(stopped, args, " (no Ctrl-C came)")  # t345: a stop, 130
         fallback = signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM
         return _stopped(interrupts.stopped_by() or fallback)
