@@ -680,3 +680,22 @@ def _dangling(path: Path) -> Path:
     path.symlink_to("sub/last.onnx")
     (path.parent / "nowhere.onnx").write_bytes(b"")  # beside the first link: not it
     return path
+
+
+@pytest.mark.parametrize("linked", [False, True])
+def test_a_fifo_named_as_a_model_in_a_folder_is_refused_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], linked: bool
+) -> None:
+    """t350: a FIFO named ``z.onnx`` (or a link to one) in a folder given to ``inspect`` hung
+    the gate forever: the scan for data files opened it to read it as a model. It is
+    refused, exit 2, never opened for reading."""
+    _save(tmp_path, "m.onnx", onnx_model(WN, v=rand(3, 4), g=rand(3, 1)))
+    fifo = tmp_path / (".fifo" if linked else "z.onnx")
+    os.mkfifo(fifo)
+    if linked:
+        (tmp_path / "z.onnx").symlink_to(fifo.name)
+    assert main(["inspect", str(tmp_path), "--strict"]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"wnpass: error: {tmp_path / 'z.onnx'}: is a FIFO, not an ONNX file\n"
+    )

@@ -510,6 +510,24 @@ def test_an_external_location_the_runtime_cannot_open_is_refused_up_front(
         assert_refused([command, str(path)], tmp_path, capsys, 2, expected)
 
 
+@pytest.mark.parametrize("location", ["a", "sub/a"])
+def test_an_external_location_through_a_loop_of_links_is_refused(
+    location: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """t350: a location ``a``, where ``a -> b -> a``, was an internal error (pathlib's
+    "Symlink loop", exit 3) in every command: refused, one line, exit 2."""
+    (tmp_path / "work" / "sub").mkdir(parents=True)
+    folder = (tmp_path / "work" / location).parent
+    (folder / "a").symlink_to("b")
+    (folder / "b").symlink_to("a")
+    path = _external(tmp_path / "work", location)
+    expected = f"{path}: tensor 'v': external data location {location!r} is a loop of links"
+    with pytest.raises(InvalidModelError, match=re.escape(expected)):
+        io.load(path)
+    for command in ("inspect", "fold"):
+        assert_refused([command, str(path)], tmp_path, capsys, 2, expected)
+
+
 def test_an_external_location_inside_a_subfolder_is_read(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     model = onnx_model(WN, v=rand(3, 4), g=rand(3, 1))
@@ -980,6 +998,19 @@ def test_a_data_file_name_too_long_is_refused_saying_so(tmp_path: Path, length: 
     shorter = tmp_path / ("o" * 235 + ".onnx")  # the longest whose staging fits
     _, report = fold_onnx(source, shorter, external_data=True)
     assert report.data_files == [str(shorter) + ".data"]
+
+
+def test_a_data_file_name_that_is_not_utf8_is_refused_saying_so(tmp_path: Path) -> None:
+    """An output named with a byte no UTF-8 decodes (0xFE), which the file system takes:
+    its data file's name, which the model holds as UTF-8 text, failed to serialize, exit 3
+    (t350). Refused before anything is written; inline, such a name is written."""
+    source = weight_normed(tmp_path)
+    output = tmp_path / os.fsdecode(b"o\xfe.onnx")
+    with pytest.raises(OutputError, match=r"whose name the model holds as UTF-8 text"):
+        fold_onnx(source, output, external_data=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [source.name]
+    _, report = fold_onnx(source, output, external_data=False)
+    assert report.output == str(output)
 
 
 def test_a_long_name_is_written_where_no_tensor_goes_to_the_data_file(tmp_path: Path) -> None:

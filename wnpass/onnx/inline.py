@@ -11,7 +11,9 @@ the file while it is open (a map of a file truncated by another process faults).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import overload
@@ -149,9 +151,15 @@ class FileBytes:
 def skeleton(path: Path, whole_below: int) -> onnx.ModelProto:
     """The model at ``path`` without its large main-graph weights, which are not read at all
     (for what the file references). A file the wire reader does not follow is parsed whole if
-    it is smaller than ``whole_below`` bytes; a larger one gives an empty model."""
-    with open(path, "rb") as stream:
-        size = os.fstat(stream.fileno()).st_size
+    it is smaller than ``whole_below`` bytes; a larger one gives an empty model. Anything but
+    a regular file is refused (``OSError``) as it is opened, never read: a FIFO blocked its
+    reader (a FIFO named ``.onnx`` in a folder given to ``inspect`` hung it, t350)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as stream:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        size = status.st_size
         split = _parse_skeleton(FileBytes(stream.fileno(), size))
         if split is not None:
             return split[0]

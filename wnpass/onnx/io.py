@@ -624,7 +624,17 @@ def _require_name_fits(path: Path, data_name: str) -> None:
     """Refuse a data file whose name, or that of the folder onnx-ir stages it in
     (:data:`_DATA_STAGING_EXTRA`), is longer than the output's folder takes (a valid output
     name of 255 bytes, and its ``.data``: t202, t203; one of 241, t225), saying so, before
-    anything is staged."""
+    anything is staged; and one whose name is not UTF-8 text, as the model must hold it (a
+    name of a byte such as 0xFE, which the file system takes: exit 3, t350)."""
+    try:
+        data_name.encode("utf-8")
+    except UnicodeEncodeError:  # a byte no UTF-8 decodes, held as a surrogate escape
+        raise OutputError(
+            f"{path}: its weights go to a data file named after it, {data_name}, whose name "
+            "the model holds as UTF-8 text, which this name is not; give the output a name "
+            "in UTF-8",
+            parameter="output",
+        ) from None
     try:
         longest = os.pathconf(path.parent, "PC_NAME_MAX")
     except (OSError, ValueError):

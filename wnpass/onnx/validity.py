@@ -5,6 +5,7 @@ weights (:func:`check_structure`, :func:`check_output`)."""
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import math
@@ -197,7 +198,11 @@ def check_external(tensor: onnx.TensorProto, path: Path, folder: Path, owner: in
         raise InvalidModelError(f"{where}: external data location is not a file name")
     if os.path.isabs(location):
         raise InvalidModelError(f"{where}: absolute external data path {location!r} refused")
-    target = (folder / location).resolve()
+    looped = f"{where}: external data location {location!r} is a loop of links; refused"
+    try:
+        target = (folder / location).resolve()
+    except RuntimeError:  # pathlib's word for a loop of links, before Python 3.13 (t350)
+        raise InvalidModelError(looped) from None
     if not target.is_relative_to(folder):
         raise InvalidModelError(
             f"{where}: external data {location!r} is outside the model's folder; refused"
@@ -210,7 +215,9 @@ def check_external(tensor: onnx.TensorProto, path: Path, folder: Path, owner: in
         raise InvalidModelError(
             f"{where}: external data location {location!r} goes through a file; refused"
         ) from None
-    except OSError:
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise InvalidModelError(looped) from None
         raise InvalidModelError(f"{where}: external data file {location!r} is missing") from None
     if not stat.S_ISREG(status.st_mode):
         raise InvalidModelError(f"{where}: external data file {location!r} is not a regular file")
