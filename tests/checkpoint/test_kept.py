@@ -269,9 +269,18 @@ def test_a_class_that_acts_as_it_is_built_is_not_kept(tmp_path: Path, maker: str
         ("typing.Optional", None),
         ("numpy.random._pcg64.PCG64", None),
         ("trainer_config.Config", None),  # the training code's, not imported: capitalized
+        ("torch.__builtins__", kept_module.NOT_A_CLASS),  # a dict: exec through getitem, t351
+        ("wnpass.checkpoint.kept.subprocess_Popen", kept_module.NOT_LISTED),  # re-exported
+        ("pathlib._local.PosixPath", None),  # as Python 3.13 pickles a path
+        ("types.GenericAlias", None),  # list[int]
     ],
 )
-def test_what_is_kept_of_the_standard_library_and_numpy(name: str, why: str | None) -> None:
+def test_what_is_kept_of_the_standard_library_and_numpy(
+    name: str, why: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A class another module re-exports is judged where it is defined (t351: subprocess's
+    Popen under a library's module); only classes are kept outside typing."""
+    monkeypatch.setattr(kept_module, "subprocess_Popen", subprocess.Popen, raising=False)
     module, _, qualname = name.rpartition(".")
     assert kept_module.why_not_kept(name, (module, qualname)) == why
     assert "antigravity" not in sys.modules

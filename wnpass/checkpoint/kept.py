@@ -230,8 +230,11 @@ _STDLIB_KEPT = frozenset(
         "object", "type", "int", "float", "complex", "bool", "str", "bytes", "bytearray",
         "tuple", "list", "dict", "set", "frozenset", "slice", "range",
     )}
+    | {f"pathlib._local.{name}" for name in (  # as Python 3.13 pickles them
+        "Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath",
+    )}
     | {"argparse.Namespace", "types.SimpleNamespace", "functools.partial", "decimal.Decimal"}
-    | {"fractions.Fraction", "uuid.UUID"}
+    | {"fractions.Fraction", "uuid.UUID", "types.GenericAlias"}
 )  # fmt: skip
 NOT_LISTED = (
     "of Python's standard library, only what a checkpoint's objects are made of is kept "
@@ -264,12 +267,17 @@ def why_not_kept(name: str, pair: tuple[str, str] | None) -> str | None:
     if top == "numpy":
         return None if _numpys(module, qualname) else NOT_NUMPYS
     if top == "typing":  # Optional[int], Union: objects, not its functions (get_type_hints)
-        return None if _a_class(module, qualname) else NOT_A_CLASS
+        return None if _a_class(module, qualname, objects=True) else NOT_A_CLASS
     if top in sys.stdlib_module_names:
         return None if full in _STDLIB_KEPT else NOT_LISTED
-    if _a_class(module, qualname):
-        return None  # a library's class, the training code's among them
-    return NOT_A_CLASS  # cProfile.run, pydoc.pipepager (t347): a list has no end
+    if not _a_class(module, qualname):
+        return NOT_A_CLASS  # cProfile.run, pydoc.pipepager (t347): a list has no end
+    # a class another module re-exports is judged where it is defined (t351: subprocess's
+    # Popen and zipfile's ZipFile reached under a library's name)
+    defined = _defined_as(module, qualname)
+    if defined is not None and defined.partition(".")[0] in sys.stdlib_module_names:
+        return None if defined in _STDLIB_KEPT else NOT_LISTED
+    return None  # a library's class, the training code's among them
 
 
 def _numpys(module: str, qualname: str) -> bool:
@@ -293,17 +301,31 @@ def _numpys(module: str, qualname: str) -> bool:
     return found is np.ndarray or issubclass(found, (np.dtype, np.generic))
 
 
-def _a_class(module: str, qualname: str) -> bool:
-    """Whether global ``module.qualname`` is a class, or an object of one (``typing.Union``),
-    not a function: asked of the module where this process imported it already
-    (``numpy.float32``, ``builtins.type``, ``functools.partial``), never importing one (that
-    runs its code); else told by its name, capitalized as classes are."""
+def _defined_as(module: str, qualname: str) -> str | None:
+    """Where the class global ``module.qualname`` is defined (its ``__module__`` and
+    ``__qualname__``), where this process imported its module already; else None."""
+    import sys
+
+    found = getattr(sys.modules.get(module), qualname, None)
+    if not isinstance(found, type):
+        return None
+    return f"{found.__module__}.{found.__qualname__}"
+
+
+def _a_class(module: str, qualname: str, *, objects: bool = False) -> bool:
+    """Whether global ``module.qualname`` is a class (with ``objects``, any object but a
+    function: ``typing.Union``), asked of the module where this process imported it already
+    (``numpy.float32``, ``functools.partial``; a dict such as ``torch.__builtins__`` or an
+    object whose call runs code, ``sympy.S``, is none: t351), never importing one (that runs
+    its code); else told by its name, capitalized as classes are."""
     import inspect
     import sys
 
     if (imported := sys.modules.get(module)) is not None:
         found = getattr(imported, qualname, None)
-        return found is not None and not inspect.isroutine(found)
+        if objects:  # typing's objects (Optional, Union) are no classes
+            return found is not None and not inspect.isroutine(found)
+        return isinstance(found, type)  # not a dict, nor an object whose call runs code
     return qualname.lstrip("_")[:1].isupper()
 
 
