@@ -384,18 +384,19 @@ def _compressed(path: Path) -> bool:
 
 def _check_records_unique(path: Path) -> None:
     """Refuse a zip-format file holding two records of one name (two ``data.pkl``, a storage
-    twice): which of them torch's reader reads is not the one a scan of its globals reads."""
+    twice; names told apart by case too, as torch's reader matches them: ``DATA.PKL``, t351):
+    which of them torch's reader reads is not the one a scan of its globals reads."""
     import zipfile
 
     with zipfile.ZipFile(path) as archive:
         seen: set[str] = set()
         for name in archive.namelist():
-            if name in seen:
+            if name.casefold() in seen:
                 raise InvalidModelError(
                     f"{path}: refused: its zip archive holds two records named {name!r} "
                     "(torch.save writes one); it was not run"
                 )
-            seen.add(name)
+            seen.add(name.casefold())
 
 
 def load_torch(path: Path, kept: set[str] | None = None, *, offered: bool = False) -> Any:
