@@ -219,7 +219,8 @@ NOT_A_CLASS = (
 # FileHandler truncate files, antigravity opens a browser, builtins.license waits on input):
 # of it, only what a checkpoint's objects are made of is kept, and typing's objects
 _STDLIB_KEPT = frozenset(
-    {f"pathlib.{name}" for name in (
+    {f"{module}.{name}" for module in ("pathlib", "pathlib._local")  # Python 3.13's name
+     for name in (
         "Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath",
     )}
     | {f"collections.{name}" for name in (
@@ -229,9 +230,6 @@ _STDLIB_KEPT = frozenset(
     | {f"builtins.{name}" for name in (
         "object", "type", "int", "float", "complex", "bool", "str", "bytes", "bytearray",
         "tuple", "list", "dict", "set", "frozenset", "slice", "range",
-    )}
-    | {f"pathlib._local.{name}" for name in (  # as Python 3.13 pickles them
-        "Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath",
     )}
     | {"argparse.Namespace", "types.SimpleNamespace", "functools.partial", "decimal.Decimal"}
     | {"fractions.Fraction", "uuid.UUID", "types.GenericAlias"}
@@ -280,17 +278,28 @@ def why_not_kept(name: str, pair: tuple[str, str] | None) -> str | None:
     return None  # a library's class, the training code's among them
 
 
+_UNIMPORTED = object()  # what :func:`_imported` gives for a module this process has not imported
+
+
+def _imported(module: str, qualname: str) -> Any:
+    """The object global ``module.qualname`` names, where this process imported its module
+    already (None where the module has no such name); :data:`_UNIMPORTED` where it did not:
+    a module is never imported to be asked (that runs its code)."""
+    import sys
+
+    found = sys.modules.get(module)
+    return _UNIMPORTED if found is None else getattr(found, qualname, None)
+
+
 def _numpys(module: str, qualname: str) -> bool:
     """Whether global ``module.qualname`` is one of NumPy's arrays, scalar types, dtypes or
     random generators (and the functions Cython rebuilds those through), read from NumPy
     itself, which wnpass imports anyway; ``numpy.memmap``, an array that opens its file,
     is not."""
-    import sys
-
     import numpy as np
     import numpy.random
 
-    found = getattr(sys.modules.get(module), qualname, None)
+    found = _imported(module, qualname)
     if module.startswith("numpy.random."):
         if qualname.startswith("__pyx_unpickle_"):  # a Cython class's state (SeedSequence)
             return callable(found)
@@ -304,9 +313,7 @@ def _numpys(module: str, qualname: str) -> bool:
 def _defined_as(module: str, qualname: str) -> str | None:
     """Where the class global ``module.qualname`` is defined (its ``__module__`` and
     ``__qualname__``), where this process imported its module already; else None."""
-    import sys
-
-    found = getattr(sys.modules.get(module), qualname, None)
+    found = _imported(module, qualname)
     if not isinstance(found, type):
         return None
     return f"{found.__module__}.{found.__qualname__}"
@@ -319,14 +326,13 @@ def _a_class(module: str, qualname: str, *, objects: bool = False) -> bool:
     object whose call runs code, ``sympy.S``, is none: t351), never importing one (that runs
     its code); else told by its name, capitalized as classes are."""
     import inspect
-    import sys
 
-    if (imported := sys.modules.get(module)) is not None:
-        found = getattr(imported, qualname, None)
-        if objects:  # typing's objects (Optional, Union) are no classes
-            return found is not None and not inspect.isroutine(found)
-        return isinstance(found, type)  # not a dict, nor an object whose call runs code
-    return qualname.lstrip("_")[:1].isupper()
+    found = _imported(module, qualname)
+    if found is _UNIMPORTED:
+        return qualname.lstrip("_")[:1].isupper()
+    if objects:  # typing's objects (Optional, Union) are no classes
+        return found is not None and not inspect.isroutine(found)
+    return isinstance(found, type)  # not a dict, nor an object whose call runs code
 
 
 def keepable(names: Globals) -> dict[str, tuple[str, str]]:
